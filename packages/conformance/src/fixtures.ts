@@ -1,0 +1,17 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Absolute folders of the fixture plugins, for `plugins: [...]`. */
+export const fixturePlugins = {
+  basic: path.resolve(here, '../fixtures/plugins/basic'),
+  hostile: path.resolve(here, '../fixtures/plugins/hostile'),
+  guarded: path.resolve(here, '../fixtures/plugins/guarded'),
+  cjs: path.resolve(here, '../fixtures/plugins/cjs'),
+} as const;
+
+export const BASIC = '@conformance/basic';
+export const HOSTILE = '@conformance/hostile';
+export const GUARDED = '@conformance/guarded';
+export const CJS = '@conformance/cjs';

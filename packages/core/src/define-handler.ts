@@ -1,0 +1,69 @@
+import type { z } from 'zod';
+import type { ContextDescriptor } from './request.js';
+import type { Platform } from './platform-gateway.js';
+
+export interface HandlerLogger {
+  debug(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** `ctx.channel` inside a WebSocket channel handler. Every method is async on every backend. */
+export interface ChannelContext {
+  readonly connectionId: string;
+  readonly path: string;
+  /** Send to this connection. */
+  send(data: unknown): Promise<void>;
+  /** Send to another connection of the same channel. Resolves false when it is not open. */
+  sendTo(connectionId: string, data: unknown): Promise<boolean>;
+  /** Send to every open connection of the channel; returns how many got it. */
+  broadcast(data: unknown, options?: { exclude?: string[] }): Promise<number>;
+  /** Close a connection (this one by default). */
+  close(code?: number, reason?: string, connectionId?: string): Promise<void>;
+}
+
+export interface HandlerContext<P = Platform> {
+  readonly executionId: string;
+  readonly pluginId: string;
+  readonly handlerId: string;
+  /** The host's context descriptor (requestId, tenantId, host data, config …). */
+  readonly context: ContextDescriptor;
+  /** This execution's private directory; undefined when the backend runs with `workspace: false`. */
+  readonly workspace: { readonly dir: string } | undefined;
+  /** Fires on timeout, abort and shutdown; `signal.reason` is the ExecutionError. */
+  readonly signal: AbortSignal;
+  readonly logger: HandlerLogger;
+  /** Stream an event to the host's `onEvent` (e.g. progress). The value must be structured-cloneable. */
+  emit(event: unknown): void;
+  /** The host's services; calls are checked against the handler's declared permissions. */
+  readonly platform: P;
+  /** Present for channel handlers only. */
+  readonly channel?: ChannelContext;
+}
+
+export interface HandlerDefinition<S extends z.ZodType | undefined = undefined, O = unknown> {
+  /** Validates (and may transform) the input before `run`; failures give VALIDATION_ERROR. */
+  input?: S;
+  run(input: S extends z.ZodType ? z.output<S> : unknown, ctx: HandlerContext): O | Promise<O>;
+}
+
+const HANDLER_BRAND = Symbol.for('@kb-labs/plugin-execution/handler');
+
+export type DefinedHandler<S extends z.ZodType | undefined = undefined, O = unknown> = Readonly<HandlerDefinition<S, O>> & {
+  readonly [HANDLER_BRAND]: true;
+};
+
+/** Declare a handler: `export default defineHandler({ input: z.object({...}), async run(input, ctx) {...} })`. */
+export function defineHandler<S extends z.ZodType | undefined = undefined, O = unknown>(
+  definition: HandlerDefinition<S, O>,
+): DefinedHandler<S, O> {
+  if (!definition || typeof definition.run !== 'function') {
+    throw new TypeError('defineHandler() needs an object with a run(input, ctx) function');
+  }
+  return Object.freeze({ ...definition, [HANDLER_BRAND]: true as const });
+}
+
+export function isDefinedHandler(value: unknown): value is DefinedHandler<z.ZodType | undefined> {
+  return typeof value === 'object' && value !== null && typeof (value as { run?: unknown }).run === 'function';
+}

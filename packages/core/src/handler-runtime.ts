@@ -1,0 +1,173 @@
+import { access } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
+import type { ChannelContext, HandlerContext, HandlerLogger } from './define-handler.js';
+import { isDefinedHandler } from './define-handler.js';
+import { HandlerNotFoundError, toHandlerError, toWireValue } from './errors.js';
+import type { PermissionSpec } from './permissions.js';
+import type { Platform } from './platform-gateway.js';
+import type { ContextDescriptor, LogEntry } from './request.js';
+import { validateWithForeignSchema } from './validation.js';
+
+/**
+ * Everything a runner needs to execute one handler. Plain data: it is what the host sends to a
+ * worker thread or child process, and what the in-process backend hands to `runHandler` directly.
+ */
+export interface RunnerTask {
+  executionId: string;
+  pluginId: string;
+  handlerId: string;
+  pluginRoot: string;
+  entryPath: string;
+  exportName: string;
+  input: unknown;
+  context: ContextDescriptor;
+  /** The workspace directory, or undefined when workspaces are off. */
+  workspaceDir: string | undefined;
+  /** What the handler declared (and was granted): the most it may use. */
+  permissions: PermissionSpec;
+  timeoutMs: number;
+  memoryMb: number | undefined;
+  /** Set for WebSocket channel handlers. */
+  channel?: { connectionId: string; path: string };
+}
+
+/** What a runner provides around the handler: its side of logs, events, platform and channel. */
+export interface RuntimeEnvironment {
+  signal: AbortSignal;
+  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void;
+  emit(event: unknown): void;
+  platform: Platform;
+  /** Performs `ctx.channel.<method>(...args)`; absent when the task has no channel. */
+  channelCall?: (method: string, args: unknown[]) => Promise<unknown>;
+}
+
+type HandlerFunction = (input: unknown, ctx: HandlerContext) => unknown;
+interface LoadedHandler {
+  run: HandlerFunction;
+  schema: unknown;
+}
+
+/** Per-thread / per-process module cache: a handler's module is imported once and reused. */
+const cache = new Map<string, Promise<LoadedHandler>>();
+
+
+/**
+ * Load, validate input, build `ctx`, run. The one place handler code is called, on every backend.
+ * Resolves with what the handler returned; rejects with an ExecutionError (HandlerError for
+ * anything the handler threw, VALIDATION_ERROR for bad input, HANDLER_NOT_FOUND for a missing export).
+ */
+export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Promise<unknown> {
+  let handler: LoadedHandler;
+  try {
+    handler = await loadHandler(task.entryPath, task.exportName, task);
+  } catch (error) {
+    throw toHandlerError(error);
+  }
+  const input =
+    handler.schema === undefined
+      ? task.input
+      : validateWithForeignSchema(handler.schema, task.input, `Invalid input for handler "${task.handlerId}" of plugin "${task.pluginId}"`);
+  const ctx = createContext(task, env);
+  try {
+    return await handler.run(input, ctx);
+  } catch (error) {
+    throw toHandlerError(error);
+  }
+}
+
+function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
+  const key = `${entryPath}#${exportName}`;
+  let loading = cache.get(key);
+  if (!loading) {
+    loading = importHandler(entryPath, exportName, task);
+    cache.set(key, loading);
+    // A failed load is not cached: the plugin may be fixed on disk.
+    loading.catch(() => {
+      if (cache.get(key) === loading) cache.delete(key);
+    });
+  }
+  return loading;
+}
+
+async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(entryPath).href)) as Record<string, unknown>;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
+      throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${entryPath} does not exist`, {
+        details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
+      });
+    }
+    throw error;
+  }
+  const exported = pickExport(mod, exportName);
+  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined };
+  if (isDefinedHandler(exported)) {
+    const def = exported as { run: HandlerFunction; input?: unknown };
+    return { run: (input, ctx) => def.run(input, ctx), schema: def.input };
+  }
+  const available = Object.keys(mod).filter((k) => k !== '__esModule');
+  throw new HandlerNotFoundError(
+    exported === undefined
+      ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})`
+      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${exported === null ? 'null' : typeof exported})`,
+    { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
+  );
+}
+
+/** Named ESM export, a CJS `module.exports` property, or a transpiled `exports.default`. */
+function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
+  let value = Object.hasOwn(mod, exportName) ? mod[exportName] : undefined;
+  const def = mod.default as Record<string, unknown> | undefined;
+  if (value === undefined && def !== null && typeof def === 'object' && Object.hasOwn(def, exportName)) value = def[exportName];
+  if (exportName === 'default' && value !== null && typeof value === 'object' && !isDefinedHandler(value)) {
+    const inner = value as Record<string, unknown>;
+    if (inner.__esModule && Object.hasOwn(inner, 'default')) value = inner.default;
+  }
+  return value;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const MAX_LOG_MESSAGE = 64 * 1024;
+
+function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContext {
+  const log = (level: LogEntry['level']) => (message: unknown, fields?: Record<string, unknown>) => {
+    let text = typeof message === 'string' ? message : String(toWireValue(message));
+    if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated]`;
+    env.log(level, text, fields === undefined ? undefined : (toWireValue(fields) as Record<string, unknown>));
+  };
+  const logger: HandlerLogger = Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
+  return Object.freeze({
+    executionId: task.executionId,
+    pluginId: task.pluginId,
+    handlerId: task.handlerId,
+    context: task.context,
+    workspace: task.workspaceDir === undefined ? undefined : Object.freeze({ dir: task.workspaceDir }),
+    signal: env.signal,
+    logger,
+    emit: (event: unknown) => env.emit(event),
+    platform: env.platform,
+    ...(task.channel && env.channelCall ? { channel: createChannelContext(task.channel, env.channelCall) } : {}),
+  });
+}
+
+function createChannelContext(info: { connectionId: string; path: string }, call: (method: string, args: unknown[]) => Promise<unknown>): ChannelContext {
+  return Object.freeze({
+    connectionId: info.connectionId,
+    path: info.path,
+    send: (data: unknown) => call('send', [data]) as Promise<void>,
+    sendTo: (connectionId: string, data: unknown) => call('sendTo', [connectionId, data]) as Promise<boolean>,
+    broadcast: (data: unknown, options?: { exclude?: string[] }) => call('broadcast', [data, options ?? {}]) as Promise<number>,
+    close: (code?: number, reason?: string, connectionId?: string) => call('close', [code, reason, connectionId]) as Promise<void>,
+  });
+}

@@ -1,0 +1,77 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { PermissionSpecSchema } from './permissions.js';
+
+/** The manifest's file name inside a plugin folder. */
+export const MANIFEST_FILE = 'kb.plugin.json';
+
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+export const PluginIdSchema = z
+  .string()
+  .max(214)
+  .regex(/^(@[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/, 'must be a package-style id such as "@my-org/my-plugin"');
+
+export const HandlerIdSchema = z
+  .string()
+  .max(128)
+  .regex(/^[A-Za-z0-9][\w.:-]*$/, 'must start with a letter or digit and use only letters, digits, ".", "_", ":" and "-"');
+
+const entryPath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.includes('\0'), 'must not contain NUL')
+  .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+  .refine((p) => !path.posix.normalize(p.replaceAll('\\', '/')).startsWith('../'), 'must stay inside the plugin folder');
+
+export const HandlerSpecSchema = z.strictObject({
+  /** Module path relative to the plugin folder (ESM or CJS). */
+  entry: entryPath,
+  /** Export to call. @default "default" */
+  export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default'),
+  /** Per-handler time limit; a request's `timeoutMs` overrides it. */
+  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+  /** Heap limit for backends that can enforce one (worker-pool, subprocess). */
+  memoryMb: z.number().int().min(8).max(65_536).optional(),
+  /** Merged over the plugin-level permissions. */
+  permissions: PermissionSpecSchema.optional(),
+  description: z.string().max(10_000).optional(),
+});
+
+export const ChannelSpecSchema = z.strictObject({
+  /** URL path the channel is mounted on, e.g. "/chat". */
+  path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"'),
+  /** Handler id (in this manifest) that serves connect, message and disconnect. */
+  handler: HandlerIdSchema,
+  /** Largest accepted message in bytes. @default 1 MiB */
+  maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional(),
+  description: z.string().max(10_000).optional(),
+});
+
+export const PluginManifestSchema = z
+  .object({
+    id: PluginIdSchema,
+    version: z.string().min(1).max(256),
+    description: z.string().max(10_000).optional(),
+    permissions: PermissionSpecSchema.optional(),
+    handlers: z
+      .record(HandlerIdSchema, HandlerSpecSchema)
+      .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler'),
+    channels: z.array(ChannelSpecSchema).optional(),
+  })
+  .superRefine((manifest, ctx) => {
+    manifest.channels?.forEach((channel, index) => {
+      if (!Object.hasOwn(manifest.handlers, channel.handler)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['channels', index, 'handler'],
+          message: `names handler "${channel.handler}", which is not in "handlers"`,
+        });
+      }
+    });
+  });
+
+export type PluginManifest = z.output<typeof PluginManifestSchema>;
+export type PluginManifestInput = z.input<typeof PluginManifestSchema>;
+export type HandlerSpec = z.output<typeof HandlerSpecSchema>;
+export type ChannelSpec = z.output<typeof ChannelSpecSchema>;

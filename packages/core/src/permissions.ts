@@ -1,0 +1,126 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { PermissionDeniedError } from './errors.js';
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+const serviceName = z
+  .string()
+  .regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier')
+  .refine((k) => !FORBIDDEN_KEYS.has(k), 'is a reserved name');
+
+const methodName = serviceName;
+
+const relativeFsPath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.includes('\0'), 'must not contain NUL')
+  .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+  .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder');
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+
+/**
+ * What a handler needs (manifest) or what a host grants (context / backend option).
+ * `platform`: service → `true` (every method) or the method names.
+ * `fs` paths are relative to the plugin folder; the workspace is always readable and writable.
+ */
+export const PermissionSpecSchema = z.strictObject({
+  platform: z.record(serviceName, z.union([z.literal(true), z.array(methodName)])).optional(),
+  fs: z
+    .strictObject({
+      read: z.array(relativeFsPath).optional(),
+      write: z.array(relativeFsPath).optional(),
+    })
+    .optional(),
+  env: z.array(envName).optional(),
+  network: z.boolean().optional(),
+  childProcess: z.boolean().optional(),
+});
+
+export type PermissionSpec = z.infer<typeof PermissionSpecSchema>;
+
+function normalizeRelative(p: string): string {
+  const n = path.posix.normalize(p.replaceAll('\\', '/')).replace(/\/+$/, '');
+  return n === '' ? '.' : n;
+}
+
+function union<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): T[] | undefined {
+  if (!a && !b) return undefined;
+  return [...new Set([...(a ?? []), ...(b ?? [])])];
+}
+
+/** Handler-level spec merged over the plugin-level one: lists are united, booleans and services overridden. */
+export function mergePermissions(base: PermissionSpec | undefined, over: PermissionSpec | undefined): PermissionSpec {
+  if (!over) return base ? { ...base } : {};
+  if (!base) return { ...over };
+  const out: PermissionSpec = {};
+  if (base.platform || over.platform) out.platform = { ...base.platform, ...over.platform };
+  const read = union(base.fs?.read, over.fs?.read);
+  const write = union(base.fs?.write, over.fs?.write);
+  if (read || write) out.fs = { ...(read ? { read } : {}), ...(write ? { write } : {}) };
+  const env = union(base.env, over.env);
+  if (env) out.env = env;
+  const network = over.network ?? base.network;
+  if (network !== undefined) out.network = network;
+  const childProcess = over.childProcess ?? base.childProcess;
+  if (childProcess !== undefined) out.childProcess = childProcess;
+  return out;
+}
+
+function pathCovered(need: string, granted: readonly string[] | undefined): boolean {
+  if (!granted) return false;
+  const n = normalizeRelative(need);
+  return granted.some((g) => {
+    const gn = normalizeRelative(g);
+    return gn === '.' || gn === n || n.startsWith(`${gn}/`);
+  });
+}
+
+/** Each thing `need` asks for that `grant` does not give, as a readable resource name. */
+export function missingPermissions(need: PermissionSpec, grant: PermissionSpec | undefined): string[] {
+  const missing: string[] = [];
+  const g = grant ?? {};
+  for (const [service, methods] of Object.entries(need.platform ?? {})) {
+    const granted = Object.hasOwn(g.platform ?? {}, service) ? g.platform![service] : undefined;
+    if (granted === true) continue;
+    if (methods === true) {
+      missing.push(granted ? `platform.${service}.* (granted only ${granted.join(', ') || 'nothing'})` : `platform.${service}`);
+      continue;
+    }
+    for (const method of methods) {
+      if (!granted || !granted.includes(method)) missing.push(`platform.${service}.${method}`);
+    }
+  }
+  for (const p of need.fs?.read ?? []) {
+    if (!pathCovered(p, g.fs?.read) && !pathCovered(p, g.fs?.write)) missing.push(`fs.read:${p}`);
+  }
+  for (const p of need.fs?.write ?? []) if (!pathCovered(p, g.fs?.write)) missing.push(`fs.write:${p}`);
+  for (const name of need.env ?? []) if (!(g.env ?? []).includes(name)) missing.push(`env:${name}`);
+  if (need.network && !g.network) missing.push('network');
+  if (need.childProcess && !g.childProcess) missing.push('childProcess');
+  return missing;
+}
+
+export interface PermissionSubject {
+  pluginId: string;
+  handlerId: string;
+}
+
+/** PermissionDeniedError before any plugin code runs, listing what is needed and not granted. */
+export function assertGranted(need: PermissionSpec, grant: PermissionSpec | undefined, subject: PermissionSubject): void {
+  const missing = missingPermissions(need, grant);
+  if (missing.length === 0) return;
+  throw new PermissionDeniedError(
+    `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" needs permissions the host did not grant: ${missing.join(', ')}`,
+    { details: { ...subject, missing, phase: 'preflight' } },
+  );
+}
+
+/** True when the handler's own spec allows `service.method` (least privilege: the need, not the grant). */
+export function allowsPlatformCall(need: PermissionSpec, service: string, method: string): boolean {
+  const platform = need.platform;
+  if (!platform || !Object.hasOwn(platform, service)) return false;
+  const methods = platform[service];
+  return methods === true || (Array.isArray(methods) && methods.includes(method));
+}

@@ -1,0 +1,96 @@
+import { PermissionDeniedError, ValidationError } from './errors.js';
+import { cloneForWire } from './wire-clone.js';
+import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from './permissions.js';
+
+/** The host's services object: `{ [service]: { [method](...args): Promise<unknown> } }`. */
+export type Platform = Record<string, unknown>;
+
+const OBJECT_PROTO_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), ...Object.getOwnPropertyNames(Function.prototype), 'prototype']);
+
+/**
+ * The single gate every platform call passes through, whichever backend the handler runs on:
+ * checks the handler's declared permissions (least privilege), refuses prototype tricks
+ * (`constructor`, `__proto__` …), and calls the host's method with the service as `this`.
+ */
+export async function invokePlatform(
+  platform: Platform | undefined,
+  need: PermissionSpec,
+  subject: PermissionSubject,
+  service: string,
+  method: string,
+  args: unknown[],
+): Promise<unknown> {
+  if (typeof service !== 'string' || typeof method !== 'string' || OBJECT_PROTO_KEYS.has(service) || OBJECT_PROTO_KEYS.has(method)) {
+    throw new PermissionDeniedError(`platform.${String(service)}.${String(method)} is not a callable platform method`, {
+      details: { ...subject, service: String(service), method: String(method), resource: `platform.${String(service)}.${String(method)}` },
+    });
+  }
+  if (!allowsPlatformCall(need, service, method)) {
+    throw new PermissionDeniedError(
+      `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" may not call platform.${service}.${method}: not declared in its manifest permissions`,
+      { details: { ...subject, service, method, resource: `platform.${service}.${method}` } },
+    );
+  }
+  const target = platform && Object.hasOwn(platform, service) ? platform[service] : undefined;
+  const fn = target !== null && typeof target === 'object' ? (target as Record<string, unknown>)[method] : undefined;
+  if (typeof fn !== 'function') {
+    throw new ValidationError(`The host's platform has no method ${service}.${method}`, {
+      details: { ...subject, service, method, resource: `platform.${service}.${method}` },
+    });
+  }
+  if (!Array.isArray(args)) throw new ValidationError('platform call arguments must be an array');
+  return await (fn as (...a: unknown[]) => unknown).apply(target, args);
+}
+
+/**
+ * `ctx.platform` for code running in the host's own process: every `platform.svc.method(...)`
+ * goes through `invokePlatform`, and arguments and results are structured-cloned so a handler
+ * sees exactly what it would see across a thread or process boundary.
+ */
+export function createGovernedPlatform(platform: Platform | undefined, need: PermissionSpec, subject: PermissionSubject): Platform {
+  return createPlatformProxy((service, method, args) => {
+    const what = `platform.${service}.${method}`;
+    return invokePlatform(platform, need, subject, service, method, cloneForWire(args, `${what} arguments`)).then((value) =>
+      cloneForWire(value, `${what} result`),
+    );
+  });
+}
+
+export type PlatformCall = (service: string, method: string, args: unknown[]) => Promise<unknown>;
+
+/** A `platform.svc.method(...args)` shaped object over any call function (local or remote). */
+export function createPlatformProxy(call: PlatformCall): Platform {
+  const services = new Map<string, object>();
+  return new Proxy(Object.create(null) as Platform, {
+    get(_target, service) {
+      if (typeof service !== 'string' || service === 'then') return undefined;
+      let proxy = services.get(service);
+      if (!proxy) {
+        const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+        proxy = new Proxy(Object.create(null) as object, {
+          get(_t, method) {
+            if (typeof method !== 'string' || method === 'then') return undefined;
+            let fn = methods.get(method);
+            if (!fn) {
+              fn = (...args: unknown[]) => {
+                try {
+                  return call(service, method, args);
+                } catch (error) {
+                  return Promise.reject(error);
+                }
+              };
+              methods.set(method, fn);
+            }
+            return fn;
+          },
+          set: () => false,
+          defineProperty: () => false,
+        });
+        services.set(service, proxy);
+      }
+      return proxy;
+    },
+    set: () => false,
+    defineProperty: () => false,
+  });
+}

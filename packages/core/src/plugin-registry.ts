@@ -1,0 +1,154 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { HandlerNotFoundError, ValidationError } from './errors.js';
+import { MANIFEST_FILE, PluginManifestSchema, type PluginManifest } from './manifest.js';
+import { mergePermissions, type PermissionSpec } from './permissions.js';
+import { parseWith, validationError } from './validation.js';
+
+/** A plugin as the host gives it: a folder holding `kb.plugin.json`, or a folder plus an in-memory manifest. */
+export type PluginSource = string | { root: string; manifest: unknown };
+
+export interface RegisteredPlugin {
+  readonly id: string;
+  readonly root: string;
+  readonly manifest: PluginManifest;
+}
+
+/** Everything a backend needs to run one handler; computed once per handler and cached. */
+export interface ResolvedHandler {
+  readonly pluginId: string;
+  readonly handlerId: string;
+  readonly pluginRoot: string;
+  /** Absolute path of the handler's module. */
+  readonly entryPath: string;
+  readonly exportName: string;
+  readonly timeoutMs: number | undefined;
+  readonly memoryMb: number | undefined;
+  /** Plugin-level permissions with the handler's merged over them: what the handler needs. */
+  readonly permissions: PermissionSpec;
+  readonly plugin: RegisteredPlugin;
+}
+
+/**
+ * Knows the plugins a backend may run and resolves `pluginId` + `handlerId` to a module.
+ * Lookups use Maps, so ids such as `toString` or `__proto__` resolve to nothing, not to Object.prototype.
+ */
+export class PluginRegistry {
+  readonly #plugins = new Map<string, RegisteredPlugin>();
+  readonly #handlers = new Map<string, Map<string, ResolvedHandler>>();
+
+  /** Read and validate `<dir>/kb.plugin.json`, then register it. */
+  async load(dir: string): Promise<RegisteredPlugin> {
+    if (typeof dir !== 'string' || dir.length === 0) {
+      throw new ValidationError('Plugin folder must be a non-empty path string', { details: { path: 'plugins[]' } });
+    }
+    const root = path.resolve(dir);
+    const file = path.join(root, MANIFEST_FILE);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new ValidationError(
+        code === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Cannot read ${file}: ${(error as Error).message}`,
+        { details: { file, reason: code ?? 'unreadable' }, cause: error },
+      );
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
+    }
+    return this.register({ root, manifest: json }, file);
+  }
+
+  /** Validate a manifest and register it under its id; a second plugin with the same id is refused. */
+  register(source: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
+    if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
+      throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
+        details: { issues: [{ path: 'root', message: 'must be a non-empty path string' }] },
+      });
+    }
+    const root = path.resolve(source.root);
+    const label = file ?? `manifest of plugin at ${root}`;
+    const manifest = parseWith(PluginManifestSchema, source.manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root });
+    const existing = this.#plugins.get(manifest.id);
+    if (existing) {
+      if (existing.root === root) return existing;
+      throw new ValidationError(`Plugin "${manifest.id}" is already registered from ${existing.root}; refusing a second copy from ${root}`, {
+        details: { pluginId: manifest.id, root, existingRoot: existing.root },
+      });
+    }
+    const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest });
+    const handlers = new Map<string, ResolvedHandler>();
+    for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
+      handlers.set(
+        handlerId,
+        Object.freeze({
+          pluginId: manifest.id,
+          handlerId,
+          pluginRoot: root,
+          entryPath: path.resolve(root, spec.entry),
+          exportName: spec.export,
+          timeoutMs: spec.timeoutMs,
+          memoryMb: spec.memoryMb,
+          permissions: mergePermissions(manifest.permissions, spec.permissions),
+          plugin,
+        }),
+      );
+    }
+    this.#plugins.set(manifest.id, plugin);
+    this.#handlers.set(manifest.id, handlers);
+    return plugin;
+  }
+
+  /** Load or register each source; all problems are reported together. */
+  async addAll(sources: readonly PluginSource[]): Promise<RegisteredPlugin[]> {
+    const results = await Promise.allSettled(
+      sources.map((source) => (typeof source === 'string' ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
+    );
+    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ index: i, error: r.reason as Error }] : []));
+    if (failures.length === 1) throw failures[0]!.error;
+    if (failures.length > 1) {
+      throw validationError(
+        `${failures.length} plugins could not be registered`,
+        failures.map((f) => ({ path: `plugins[${f.index}]`, message: f.error.message })),
+      );
+    }
+    return results.map((r) => (r as PromiseFulfilledResult<RegisteredPlugin>).value);
+  }
+
+  unregister(pluginId: string): boolean {
+    this.#handlers.delete(pluginId);
+    return this.#plugins.delete(pluginId);
+  }
+
+  get(pluginId: string): RegisteredPlugin | undefined {
+    return this.#plugins.get(pluginId);
+  }
+
+  list(): RegisteredPlugin[] {
+    return [...this.#plugins.values()];
+  }
+
+  /** Resolve or throw HandlerNotFoundError naming what was asked and what exists. */
+  resolve(pluginId: string, handlerId: string): ResolvedHandler {
+    const handlers = this.#handlers.get(pluginId);
+    if (!handlers) {
+      const known = [...this.#plugins.keys()];
+      throw new HandlerNotFoundError(
+        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}`,
+        { details: { pluginId, handlerId, availablePlugins: known } },
+      );
+    }
+    const handler = handlers.get(handlerId);
+    if (!handler) {
+      const known = [...handlers.keys()];
+      throw new HandlerNotFoundError(`Plugin "${pluginId}" has no handler "${handlerId}" (handlers: ${known.join(', ')})`, {
+        details: { pluginId, handlerId, availableHandlers: known },
+      });
+    }
+    return handler;
+  }
+}

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import { ValidationError } from './errors.js';
+import { PermissionSpecSchema } from './permissions.js';
+import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
+
+/**
+ * What the host tells the handler about the call: who, for which tenant, from which kind of
+ * host (CLI argv, the WS connection, a REST request …), what it grants, and config.
+ * Unknown keys are kept: a host may add its own JSON-serialisable fields.
+ */
+export const ContextDescriptorSchema = z.looseObject({
+  requestId: z.string().max(256).optional(),
+  tenantId: z.string().max(256).optional(),
+  /** `{ kind: 'cli' | 'rest' | 'ws' | 'workflow' | …, …host data }` */
+  host: z.looseObject({ kind: z.string().min(1).max(64) }).optional(),
+  /** What the host grants this execution; overrides the backend's `permissions` option. */
+  permissions: PermissionSpecSchema.optional(),
+  config: z.record(z.string(), z.unknown()).optional(),
+});
+
+export type ContextDescriptor = z.output<typeof ContextDescriptorSchema>;
+
+export const ExecutionRequestSchema = z.object({
+  pluginId: z.string().min(1).max(214),
+  handlerId: z.string().min(1).max(128),
+  input: z.unknown().optional(),
+  context: ContextDescriptorSchema.optional(),
+  /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
+  executionId: z
+    .string()
+    .max(MAX_EXECUTION_ID_LENGTH)
+    .superRefine((id, ctx) => {
+      const reason = unsafeExecutionIdReason(id);
+      if (reason) ctx.addIssue({ code: 'custom', message: `unsafe id: ${reason}` });
+    })
+    .optional(),
+});
+
+export type ExecutionRequest = z.input<typeof ExecutionRequestSchema>;
+export type ParsedExecutionRequest = z.output<typeof ExecutionRequestSchema>;
+
+/** One log line from a handler (`ctx.logger`) or, on the subprocess backend, its stdout/stderr. */
+export interface LogEntry {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  fields?: Record<string, unknown>;
+  /** `logger` for ctx.logger; `stdout`/`stderr` for captured output. */
+  stream: 'logger' | 'stdout' | 'stderr';
+  executionId: string;
+  time: number;
+}
+
+/** What `ctx.emit(event)` delivers to the host. */
+export interface ExecutionEvent {
+  executionId: string;
+  pluginId: string;
+  handlerId: string;
+  time: number;
+  /** The value the handler emitted, e.g. `{ type: 'progress', percent: 40 }`. */
+  event: unknown;
+}
+
+export interface ExecuteOptions {
+  /** Cancels the execution: queued → removed without running; running → `ctx.signal` fires. Result: ABORTED. */
+  signal?: AbortSignal;
+  /** Time limit from handler start. @default handler's manifest `timeoutMs`, else the backend's `defaultTimeoutMs` (30 000). */
+  timeoutMs?: number;
+  /** Receives `ctx.logger` lines (and captured stdout/stderr on the subprocess backend). Exceptions it throws are ignored. */
+  onLog?: (entry: LogEntry) => void;
+  /** Receives `ctx.emit(...)` events while the handler runs. Exceptions it throws are ignored. */
+  onEvent?: (event: ExecutionEvent) => void;
+  /** Keep the workspace directory after the execution (its path is in `meta.workspaceDir`). @default false */
+  keepWorkspace?: boolean;
+  /** Set by the WebSocket channel mounter: where `ctx.channel` calls go. Hosts rarely set this themselves. */
+  channel?: ChannelBridge;
+}
+
+/** The host end of `ctx.channel`: a connection id, its path, and a function performing `send`/`sendTo`/`broadcast`/`close`. */
+export interface ChannelBridge {
+  connectionId: string;
+  path: string;
+  call(method: string, args: unknown[]): Promise<unknown>;
+}
+
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
+export function validateExecuteOptions(options: unknown): ExecuteOptions {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object') throw new ValidationError(`execute() options must be an object, got ${typeof options}`);
+  const o = options as Record<string, unknown>;
+  const issues: string[] = [];
+  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMEOUT_MS)) {
+    issues.push(`timeoutMs: must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(o.timeoutMs)}`);
+  }
+  if (o.signal !== undefined && !isAbortSignal(o.signal)) issues.push('signal: must be an AbortSignal');
+  if (o.onLog !== undefined && typeof o.onLog !== 'function') issues.push('onLog: must be a function');
+  if (o.onEvent !== undefined && typeof o.onEvent !== 'function') issues.push('onEvent: must be a function');
+  if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') issues.push('keepWorkspace: must be a boolean');
+  if (o.channel !== undefined) {
+    const c = o.channel as Partial<ChannelBridge> | null;
+    if (!c || typeof c.connectionId !== 'string' || typeof c.path !== 'string' || typeof c.call !== 'function') {
+      issues.push('channel: must be { connectionId: string, path: string, call: function }');
+    }
+  }
+  if (issues.length) {
+    throw new ValidationError(`Invalid execute() options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
+  }
+  return o as ExecuteOptions;
+}
+
+function isAbortSignal(value: unknown): value is AbortSignal {
+  return (
+    value instanceof AbortSignal ||
+    (typeof value === 'object' && value !== null && typeof (value as AbortSignal).aborted === 'boolean' && typeof (value as AbortSignal).addEventListener === 'function')
+  );
+}

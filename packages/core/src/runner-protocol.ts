@@ -1,0 +1,210 @@
+import {
+  AbortedError,
+  ValidationError,
+  deserializeError,
+  isExecutionError,
+  serializeError,
+  toHandlerError,
+  type SerializedError,
+} from './errors.js';
+import { runHandler, type RunnerTask } from './handler-runtime.js';
+import { createPlatformProxy } from './platform-gateway.js';
+import type { LogEntry } from './request.js';
+
+/**
+ * The host⇄runner protocol, shared by every out-of-process backend (worker threads, child
+ * processes). Transport is the backend's business (a MessagePort, framed pipe bytes); the
+ * messages and both endpoints live here, once.
+ */
+export const PROTOCOL_VERSION = 1;
+
+export type HostToRunner =
+  | { type: 'run'; task: RunnerTask }
+  | { type: 'cancel'; reason: SerializedError }
+  | { type: 'rpc-reply'; id: number; ok: true; value: unknown }
+  | { type: 'rpc-reply'; id: number; ok: false; error: SerializedError };
+
+export type RunnerToHost =
+  | { type: 'ready'; version: number; pid?: number }
+  | { type: 'log'; level: LogEntry['level']; message: string; fields?: Record<string, unknown> }
+  | { type: 'event'; event: unknown }
+  | { type: 'rpc'; id: number; target: 'platform' | 'channel'; service: string; method: string; args: unknown[] }
+  | RunnerResult;
+
+export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type: 'result'; ok: false; error: SerializedError };
+
+/** What a DataCloneError looks like when a value cannot go over the wire. */
+export function unserializableError(what: string, error: unknown): ValidationError {
+  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}`, {
+    details: { what, reason: 'not-serializable' },
+  });
+}
+
+/**
+ * Runner side of one execution: runs the task with `ctx.platform` / `ctx.channel` as RPC
+ * proxies to the host, streams logs and events, and answers with one `result` message.
+ * Calls still pending when the handler finishes are rejected, never left hanging.
+ */
+export class RunnerSession {
+  readonly #task: RunnerTask;
+  readonly #send: (message: RunnerToHost) => void;
+  readonly #controller = new AbortController();
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  #nextId = 1;
+  #finished = false;
+
+  constructor(task: RunnerTask, send: (message: RunnerToHost) => void) {
+    this.#task = task;
+    this.#send = send;
+  }
+
+  /** Feed a message from the host. */
+  handle(message: HostToRunner): void {
+    if (message.type === 'rpc-reply') {
+      const pending = this.#pending.get(message.id);
+      if (!pending) return;
+      this.#pending.delete(message.id);
+      if (message.ok) pending.resolve(message.value);
+      else pending.reject(deserializeError(message.error));
+    } else if (message.type === 'cancel') {
+      if (!this.#controller.signal.aborted) this.#controller.abort(deserializeError(message.reason));
+    }
+  }
+
+  /** Run the handler and build the result message (the caller sends it; it may also carry it as a task's return value). */
+  async run(): Promise<RunnerResult> {
+    const task = this.#task;
+    let result: RunnerResult;
+    try {
+      const data = await runHandler(task, {
+        signal: this.#controller.signal,
+        log: (level, message, fields) => this.#post({ type: 'log', level, message, ...(fields ? { fields } : {}) }, 'log fields'),
+        emit: (event) => this.#post({ type: 'event', event }, 'ctx.emit() event'),
+        platform: createPlatformProxy((service, method, args) => this.#call('platform', service, method, args)),
+        ...(task.channel ? { channelCall: (method: string, args: unknown[]) => this.#call('channel', '', method, args) } : {}),
+      });
+      result = { type: 'result', ok: true, data };
+    } catch (error) {
+      result = { type: 'result', ok: false, error: serializeError(error) };
+    }
+    this.#finish();
+    return result;
+  }
+
+  #post(message: RunnerToHost, what: string): void {
+    if (this.#finished) return;
+    try {
+      this.#send(message);
+    } catch (error) {
+      throw unserializableError(what, error);
+    }
+  }
+
+  #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
+    if (this.#finished) {
+      return Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { service, method } }));
+    }
+    const id = this.#nextId++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      try {
+        this.#send({ type: 'rpc', id, target, service, method, args });
+      } catch (error) {
+        this.#pending.delete(id);
+        reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
+      }
+    });
+  }
+
+  #finish(): void {
+    this.#finished = true;
+    if (this.#pending.size === 0) return;
+    const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
+  }
+}
+
+/** Host-side services an out-of-process backend wires a runner's messages to. */
+export interface HostServices {
+  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream?: LogEntry['stream']): void;
+  emit(event: unknown): void;
+  callPlatform(service: string, method: string, args: unknown[]): Promise<unknown>;
+  callChannel(method: string, args: unknown[]): Promise<unknown>;
+}
+
+/**
+ * Host side of one execution: answers a runner's RPCs through the governed platform gateway,
+ * forwards logs and events, and turns the runner's `result` into data or an ExecutionError.
+ * Replies after the execution has ended are dropped.
+ */
+export class HostSession {
+  readonly #services: HostServices;
+  readonly #send: (message: HostToRunner) => void;
+  #closed = false;
+
+  constructor(services: HostServices, send: (message: HostToRunner) => void) {
+    this.#services = services;
+    this.#send = send;
+  }
+
+  /** Handle one runner message; returns the result message when the runner finished. */
+  handle(message: RunnerToHost): RunnerResult | undefined {
+    switch (message?.type) {
+      case 'log':
+        this.#services.log(message.level, String(message.message), message.fields, 'logger');
+        return undefined;
+      case 'event':
+        this.#services.emit(message.event);
+        return undefined;
+      case 'rpc':
+        this.#answer(message);
+        return undefined;
+      case 'result':
+        this.#closed = true;
+        return message;
+      default:
+        return undefined;
+    }
+  }
+
+  /** Stop answering (the execution is over or the runner is gone). */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #answer(message: Extract<RunnerToHost, { type: 'rpc' }>): void {
+    const { id, target, service, method } = message;
+    const args = Array.isArray(message.args) ? message.args : [];
+    const call =
+      target === 'channel'
+        ? this.#services.callChannel(String(method), args)
+        : this.#services.callPlatform(String(service), String(method), args);
+    call.then(
+      (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id),
+      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(error) }, id),
+    );
+  }
+
+  #reply(message: HostToRunner, id: number): void {
+    if (this.#closed) return;
+    try {
+      this.#send(message);
+    } catch (error) {
+      if (this.#closed) return;
+      const wire = serializeError(unserializableError('platform call result', error));
+      try {
+        this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
+      } catch {
+        // The transport itself is gone; the execution's own failure path reports it.
+      }
+    }
+  }
+}
+
+/** Turn a runner's result message into the value or the error the host reports. */
+export function unwrapRunnerResult(result: RunnerResult): unknown {
+  if (result.ok) return result.data;
+  const error = deserializeError(result.error);
+  throw isExecutionError(error) ? error : toHandlerError(error);
+}

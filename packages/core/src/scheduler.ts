@@ -1,0 +1,137 @@
+import { AbortedError, QueueFullError, type ExecutionError } from './errors.js';
+
+export interface SchedulerOptions {
+  /** Executions running at once. */
+  concurrency: number;
+  /** Executions waiting at most; one more gets QUEUE_FULL at once. */
+  maxQueue: number;
+  /** Running executions per key (plugin) at most. @default unlimited */
+  perKeyConcurrency?: number;
+}
+
+export interface Slot {
+  /** Milliseconds spent waiting in the queue. */
+  readonly waitedMs: number;
+  /** Give the slot back; idempotent. */
+  release(): void;
+}
+
+interface Waiter {
+  key: string;
+  enqueuedAt: number;
+  resolve: (slot: Slot) => void;
+  reject: (error: ExecutionError) => void;
+  done: boolean;
+  cleanup?: () => void;
+}
+
+/**
+ * Admission control for a backend: a concurrency limit, an optional per-plugin cap and a bounded
+ * FIFO queue. Aborted waiters leave the queue at once and never run.
+ */
+export class Scheduler {
+  readonly concurrency: number;
+  readonly maxQueue: number;
+  readonly perKeyConcurrency: number;
+  #active = 0;
+  #queued = 0;
+  #queue: Waiter[] = [];
+  readonly #perKey = new Map<string, number>();
+
+  constructor(options: SchedulerOptions) {
+    this.concurrency = options.concurrency;
+    this.maxQueue = options.maxQueue;
+    this.perKeyConcurrency = options.perKeyConcurrency ?? Number.POSITIVE_INFINITY;
+  }
+
+  get active(): number {
+    return this.#active;
+  }
+
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** A slot now (synchronously, the fast path), or a promise of one; QUEUE_FULL / ABORTED otherwise. */
+  acquire(key: string, signal?: AbortSignal): Slot | Promise<Slot> {
+    if (this.#queued === 0 && this.#hasRoom(key)) return this.#grant(key, 0);
+    if (this.#queued >= this.maxQueue) {
+      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
+        details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
+      });
+    }
+    return new Promise<Slot>((resolve, reject) => {
+      const waiter: Waiter = { key, enqueuedAt: performance.now(), resolve, reject, done: false };
+      if (signal) {
+        const onAbort = () => {
+          if (waiter.done) return;
+          waiter.done = true;
+          this.#queued--;
+          reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      this.#queue.push(waiter);
+      this.#queued++;
+    });
+  }
+
+  /** Reject everything still waiting (shutdown). */
+  rejectQueued(error: ExecutionError): void {
+    for (const waiter of this.#queue) {
+      if (waiter.done) continue;
+      waiter.done = true;
+      waiter.cleanup?.();
+      waiter.reject(error);
+    }
+    this.#queue = [];
+    this.#queued = 0;
+  }
+
+  #hasRoom(key: string): boolean {
+    return this.#active < this.concurrency && (this.#perKey.get(key) ?? 0) < this.perKeyConcurrency;
+  }
+
+  #grant(key: string, waitedMs: number): Slot {
+    this.#active++;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
+    let released = false;
+    return {
+      waitedMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#active--;
+        const left = (this.#perKey.get(key) ?? 1) - 1;
+        if (left === 0) this.#perKey.delete(key);
+        else this.#perKey.set(key, left);
+        this.#pump();
+      },
+    };
+  }
+
+  #pump(): void {
+    if (this.#queued === 0) {
+      if (this.#queue.length) this.#queue = [];
+      return;
+    }
+    let i = 0;
+    while (i < this.#queue.length && this.#active < this.concurrency) {
+      const waiter = this.#queue[i]!;
+      if (waiter.done) {
+        this.#queue.splice(i, 1);
+        continue;
+      }
+      if (!this.#hasRoom(waiter.key)) {
+        i++;
+        continue;
+      }
+      this.#queue.splice(i, 1);
+      waiter.done = true;
+      waiter.cleanup?.();
+      this.#queued--;
+      waiter.resolve(this.#grant(waiter.key, performance.now() - waiter.enqueuedAt));
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import type { ErrorCode, ExecutionError } from './errors.js';
+import type { ExecuteOptions, ExecutionRequest } from './request.js';
+
+export type BackendType = 'in-process' | 'worker-pool' | 'subprocess';
+
+/** Facts about one execution, present on success and failure alike. */
+export interface ExecutionMeta {
+  executionId: string;
+  backend: BackendType;
+  pluginId: string;
+  handlerId: string;
+  /** Epoch ms when `execute()` was called. */
+  startedAt: number;
+  /** From `execute()` call to result. */
+  durationMs: number;
+  /** Time spent waiting for a free slot (queue) and workspace. */
+  queueWaitMs: number;
+  /** Time from handler dispatch to result. */
+  runMs: number;
+  /** Time limit applied (ms). */
+  timeoutMs: number;
+  /** Thread id (worker-pool). */
+  workerId?: number;
+  /** Process id (subprocess; in-process reports the host's own pid). */
+  pid?: number;
+  /** The workspace directory, only when it was kept (`keepWorkspace: true`). */
+  workspaceDir?: string;
+  /** Files the handler left in its workspace, relative to it (capped at 1000). */
+  artifacts: string[];
+}
+
+export type ExecutionResult<T = unknown> =
+  | { ok: true; data: T; meta: ExecutionMeta }
+  | { ok: false; error: ExecutionError; meta: ExecutionMeta };
+
+export interface LatencySummary {
+  count: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+}
+
+export interface BackendStats {
+  backend: BackendType;
+  state: BackendState;
+  /** Executions running now. */
+  active: number;
+  /** Executions waiting for a slot. */
+  queued: number;
+  concurrency: number;
+  maxQueue: number;
+  /** active / concurrency, 0..1. */
+  utilization: number;
+  /** Executions finished, by outcome: `ok` or an error code. */
+  total: number;
+  byOutcome: Partial<Record<'ok' | ErrorCode, number>>;
+  /** Milliseconds over the last ~2 000 executions. */
+  latency: { total: LatencySummary; wait: LatencySummary; run: LatencySummary };
+  /** Backend-specific figures (threads, processes, spares …). */
+  runners?: Record<string, unknown>;
+}
+
+export type BackendState = 'starting' | 'ready' | 'shutting-down' | 'closed';
+
+export interface BackendHealth {
+  ok: boolean;
+  backend: BackendType;
+  state: BackendState;
+  /** Why it is not ok (e.g. plugin registration failed, backend not installed). */
+  problems: string[];
+  active: number;
+  queued: number;
+}
+
+export interface ShutdownOptions {
+  /** How long running executions may take to finish before they are stopped. @default 10000 */
+  timeoutMs?: number;
+}
+
+/** The one interface every backend implements. */
+export interface IExecutionBackend extends AsyncDisposable {
+  readonly type: BackendType;
+  /**
+   * Run one handler. Never rejects: every failure, including a bad request, resolves
+   * `{ ok: false, error }` with an error of the ExecutionError family.
+   */
+  execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>>;
+  stats(): Promise<BackendStats>;
+  health(): Promise<BackendHealth>;
+  /** Stop taking work, let running executions finish (bounded), then release every thread, process, timer and directory. Idempotent. */
+  shutdown(options?: ShutdownOptions): Promise<void>;
+}
+
+export type ExecutionBackend = IExecutionBackend;

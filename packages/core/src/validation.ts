@@ -1,0 +1,74 @@
+import type { z } from 'zod';
+import { ValidationError } from './errors.js';
+
+/** One problem found by a schema: where (a readable JSON path) and what. */
+export interface ValidationIssue {
+  path: string;
+  message: string;
+}
+
+/** `['handlers', 'run', 'entry']` → `handlers.run.entry`; `['channels', 0]` → `channels[0]`. */
+export function formatPath(path: readonly PropertyKey[], root = ''): string {
+  let out = root;
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]*$/.test(segment)) out += out ? `.${segment}` : segment;
+    else out += `[${JSON.stringify(String(segment))}]`;
+  }
+  return out || '(root)';
+}
+
+export function issuesOf(error: z.ZodError, root = ''): ValidationIssue[] {
+  return error.issues.map((issue) => {
+    const keys = (issue as { keys?: string[] }).keys;
+    const message =
+      issue.code === 'unrecognized_keys' && keys ? `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}` : issue.message;
+    return { path: formatPath(issue.path, root), message };
+  });
+}
+
+/** A ValidationError whose message lists every problem with its path, and whose details keep them. */
+export function validationError(subject: string, issues: ValidationIssue[], extra: Record<string, unknown> = {}): ValidationError {
+  const shown = issues.slice(0, 20);
+  const lines = shown.map((i) => `  - ${i.path}: ${i.message}`);
+  if (issues.length > shown.length) lines.push(`  - … and ${issues.length - shown.length} more`);
+  return new ValidationError(`${subject}:\n${lines.join('\n')}`, { details: { ...extra, issues } });
+}
+
+/** Parse with a zod schema or throw a ValidationError naming each path. */
+export function parseWith<S extends z.ZodType>(schema: S, value: unknown, subject: string, root = '', extra?: Record<string, unknown>): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw validationError(subject, issuesOf(result.error, root), extra);
+}
+
+/**
+ * Validate a handler's input with whatever schema the handler declared: zod (any version),
+ * or anything implementing Standard Schema (`~standard.validate`) synchronously.
+ */
+export function validateWithForeignSchema(schema: unknown, value: unknown, subject: string): unknown {
+  const s = schema as {
+    safeParse?: (v: unknown) => { success: boolean; data?: unknown; error?: { issues?: Array<{ path?: PropertyKey[]; message?: string }> } };
+    '~standard'?: { validate: (v: unknown) => unknown };
+  };
+  if (typeof s?.safeParse === 'function') {
+    const result = s.safeParse(value);
+    if (result.success) return result.data;
+    throw validationError(subject, (result.error?.issues ?? []).map(toIssue), { phase: 'input' });
+  }
+  const standard = s?.['~standard'];
+  if (standard && typeof standard.validate === 'function') {
+    const result = standard.validate(value) as { value?: unknown; issues?: Array<{ path?: PropertyKey[]; message?: string }> };
+    if (result && typeof (result as { then?: unknown }).then === 'function') {
+      throw new ValidationError(`${subject}: asynchronous schemas are not supported`, { details: { phase: 'input' } });
+    }
+    if (!result.issues) return result.value;
+    throw validationError(subject, result.issues.map(toIssue), { phase: 'input' });
+  }
+  throw new ValidationError(`${subject}: the handler's "input" is not a schema (no safeParse or ~standard.validate)`, { details: { phase: 'input' } });
+}
+
+function toIssue(issue: { path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>; message?: string }): ValidationIssue {
+  const path = (issue.path ?? []).map((p) => (typeof p === 'object' && p !== null ? p.key : p));
+  return { path: formatPath(path, 'input'), message: issue.message ?? 'invalid' };
+}

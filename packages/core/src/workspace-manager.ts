@@ -1,0 +1,244 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { WorkspaceError } from './errors.js';
+
+export interface WorkspaceManagerOptions {
+  /** Folder under which execution directories are created (made 0700 if missing). */
+  root: string;
+}
+
+export interface WorkspaceLease extends AsyncDisposable {
+  readonly executionId: string;
+  /** Absolute path of this execution's private directory (mode 0700). */
+  readonly dir: string;
+  readonly released: boolean;
+  /** Remove the directory and everything in it. Idempotent; never follows symlinks out of it. */
+  release(): Promise<void>;
+}
+
+export interface SweepResult {
+  /** Directories removed because the process that created them is gone. */
+  removed: string[];
+  /** Directories that could not be removed, with why. */
+  failed: Array<{ dir: string; error: string }>;
+}
+
+/** Longest execution id accepted for a workspace directory name. */
+export const MAX_EXECUTION_ID_LENGTH = 128;
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** `kbx-<pid>-<executionId>-<random>`: the pid is what tells a stale directory from a live one. */
+const DIR_PATTERN = /^kbx-(\d+)-/;
+
+/** Why an id may not name a directory, or undefined when it is safe. */
+export function unsafeExecutionIdReason(id: unknown): string | undefined {
+  if (typeof id !== 'string') return `must be a string, got ${id === null ? 'null' : typeof id}`;
+  if (id.length === 0) return 'must not be empty';
+  if (id.length > MAX_EXECUTION_ID_LENGTH) return `must be at most ${MAX_EXECUTION_ID_LENGTH} characters, got ${id.length}`;
+  if (id.includes('\0')) return 'must not contain NUL';
+  if (id.includes('/') || id.includes('\\')) return 'must not contain path separators';
+  if (id.includes('..')) return 'must not contain ".."';
+  if (path.isAbsolute(id)) return 'must not be an absolute path';
+  if (!SAFE_ID.test(id)) return 'may only use letters, digits, ".", "_" and "-", starting with a letter or digit';
+  return undefined;
+}
+
+/**
+ * Live directories of every manager in this process (shared through a global symbol so that an
+ * ESM and a CJS copy of this module agree), so `sweep()` never removes a lease that is in use.
+ */
+const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/live-workspaces')] ??=
+  new Set<string>()) as Set<string>;
+
+/**
+ * One private directory per execution under `root`.
+ * Directory names carry the creating process id, which is how `sweep()` tells stale ones apart.
+ */
+export class WorkspaceManager {
+  readonly root: string;
+  #rootReady: Promise<void> | undefined;
+
+  constructor(options: WorkspaceManagerOptions) {
+    if (!options || typeof options.root !== 'string' || options.root.length === 0 || options.root.includes('\0')) {
+      throw new WorkspaceError('WorkspaceManager needs { root: <non-empty path> }', { details: { field: 'root' } });
+    }
+    this.root = path.resolve(options.root);
+  }
+
+  /** A manager rooted in the OS temp directory (one folder per OS user). */
+  static default(): WorkspaceManager {
+    const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
+    return new WorkspaceManager({ root: path.join(os.tmpdir(), `kb-plugin-workspaces-${uid}`) });
+  }
+
+  #ensureRoot(): Promise<void> {
+    this.#rootReady ??= mkdir(this.root, { recursive: true, mode: 0o700 }).then(
+      () => undefined,
+      (error: unknown) => {
+        this.#rootReady = undefined;
+        throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${(error as Error).message}`, {
+          details: { root: this.root, code: (error as NodeJS.ErrnoException).code },
+          cause: error,
+        });
+      },
+    );
+    return this.#rootReady;
+  }
+
+  /** Create a fresh 0700 directory for `executionId`. Unsafe ids are refused with WorkspaceError. */
+  async acquire(executionId: string): Promise<WorkspaceLease> {
+    const reason = unsafeExecutionIdReason(executionId);
+    if (reason) {
+      throw new WorkspaceError(`Unsafe execution id for a workspace: ${reason}`, {
+        details: { executionId: typeof executionId === 'string' ? executionId.slice(0, 200) : String(executionId), reason },
+      });
+    }
+    await this.#ensureRoot();
+    let dir: string;
+    try {
+      // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
+      dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${randomBytes(1).toString('hex')}`));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') this.#rootReady = undefined;
+      throw new WorkspaceError(`Cannot create workspace for ${executionId}: ${(error as Error).message}`, {
+        details: { root: this.root, executionId, code: (error as NodeJS.ErrnoException).code },
+        cause: error,
+      });
+    }
+    LIVE.add(dir);
+    return new Lease(executionId, dir);
+  }
+
+  /**
+   * Remove directories left behind by processes that no longer exist (a killed host), and
+   * directories of this process that no live lease holds. Never touches other live processes' leases.
+   */
+  async sweep(): Promise<SweepResult> {
+    const result: SweepResult = { removed: [], failed: [] };
+    let names: string[];
+    try {
+      names = await readdir(this.root);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return result;
+      throw new WorkspaceError(`Cannot read workspace root ${this.root}`, { cause: error });
+    }
+    for (const name of names) {
+      const match = DIR_PATTERN.exec(name);
+      if (!match) continue;
+      const pid = Number(match[1]);
+      const dir = path.join(this.root, name);
+      const stale = pid === process.pid ? !LIVE.has(dir) : !processAlive(pid);
+      if (!stale) continue;
+      try {
+        await removeTree(dir);
+        result.removed.push(dir);
+      } catch (error) {
+        result.failed.push({ dir, error: (error as Error).message });
+      }
+    }
+    return result;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+class Lease implements WorkspaceLease {
+  readonly executionId: string;
+  readonly dir: string;
+  #releasing: Promise<void> | undefined;
+
+  constructor(executionId: string, dir: string) {
+    this.executionId = executionId;
+    this.dir = dir;
+  }
+
+  get released(): boolean {
+    return this.#releasing !== undefined;
+  }
+
+  release(): Promise<void> {
+    this.#releasing ??= removeTree(this.dir).then(
+      () => {
+        LIVE.delete(this.dir);
+      },
+      (error: unknown) => {
+        LIVE.delete(this.dir);
+        throw new WorkspaceError(`Cannot remove workspace ${this.dir}: ${(error as Error).message}`, {
+          details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code },
+          cause: error,
+        });
+      },
+    );
+    return this.#releasing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/**
+ * `rm -rf` that copes with what a plugin may leave: read-only files and folders (permissions are
+ * restored on directories only, never through a symlink) and symlinks (removed, not followed).
+ */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+    return;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
+  }
+  await makeDirsWritable(dir);
+  await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+}
+
+async function makeDirsWritable(dir: string): Promise<void> {
+  let info;
+  try {
+    info = await lstat(dir);
+  } catch {
+    return;
+  }
+  if (!info.isDirectory()) return;
+  await chmod(dir, 0o700).catch(() => undefined);
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => makeDirsWritable(path.join(dir, e.name))));
+}
+
+/** Relative paths of the regular files under `dir` (symlinks listed but not followed), capped. */
+export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    if (out.length >= limit) return;
+    let entries;
+    try {
+      entries = await readdir(path.join(dir, rel), { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (out.length >= limit) return;
+      const child = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) await walk(child);
+      else out.push(child);
+    }
+  };
+  await walk('');
+  return out.sort();
+}

@@ -1,0 +1,51 @@
+import {
+  BaseBackend,
+  cloneForWire,
+  createPlatformProxy,
+  runHandler,
+  type BackendOptions,
+  type DispatchControl,
+  type RunnerTask,
+} from '@kb-labs/plugin-execution-core';
+
+/** Options of the in-process backend: exactly the common ones. */
+export type InProcessBackendOptions = BackendOptions;
+
+/**
+ * Runs handlers in the host's own process, on its event loop.
+ *
+ * Fastest backend, no isolation: a handler shares memory, globals, env, fs and network with the host.
+ * It cannot preempt synchronous code: a `while (true) {}` handler blocks the host and its timeout
+ * can only be reported once the loop yields. Async handlers get TIMEOUT on time, with `ctx.signal`
+ * fired, but keep running in the background if they ignore the signal. Use the worker-pool or
+ * subprocess backend for plugins you do not trust.
+ *
+ * Inputs, results, events and platform arguments are structured-cloned, so a handler sees (and
+ * returns) exactly what it would on the other backends.
+ */
+export class InProcessBackend extends BaseBackend {
+  constructor(options: InProcessBackendOptions = {}) {
+    super('in-process', options, { concurrency: 64, releaseSlotOnStop: true });
+  }
+
+  protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
+    control.setRunner({ pid: process.pid });
+    const local: RunnerTask = { ...task, input: cloneForWire(task.input, 'input') };
+    const data = await runHandler(local, {
+      signal: control.signal,
+      log: (level, message, fields) => control.log(level, message, fields),
+      emit: (event) => control.emit(cloneForWire(event, 'ctx.emit() event')),
+      platform: createPlatformProxy((service, method, args) =>
+        control
+          .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
+          .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
+      ),
+      channelCall: (method, args) => control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)),
+    });
+    return cloneForWire(data, 'handler result');
+  }
+
+  protected async closeRunners(): Promise<void> {
+    // Nothing of its own: the host process is the runner.
+  }
+}

@@ -1,0 +1,1 @@
+export { InProcessBackend, type InProcessBackendOptions } from './in-process-backend.js';
