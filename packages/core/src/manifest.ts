@@ -45,6 +45,18 @@ export const ChannelSpecSchema = z.strictObject({
   handler: HandlerIdSchema,
   /** Largest accepted message in bytes. @default 1 MiB */
   maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional(),
+  /**
+   * `required`: the host's `authenticate` hook must accept the upgrade with an identity, else 401
+   * (also when the host has no hook). `optional`: the hook runs if the host has one.
+   * @default "optional"
+   */
+  auth: z.enum(['required', 'optional']).optional(),
+  /** Messages of one connection handled at once; 1 keeps them in order. @default 1 */
+  concurrency: z.number().int().min(1).max(1024).optional(),
+  /** Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame. @default 16 */
+  maxInFlight: z.number().int().min(1).max(100_000).optional(),
+  /** Time limit of each connect/message/disconnect execution; overrides the handler's `timeoutMs`. */
+  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
   description: z.string().max(10_000).optional(),
 });
 

@@ -1,0 +1,4 @@
+/** A synchronous infinite loop. */
+export default function spin() {
+  for (;;) {}
+}

@@ -1,0 +1,60 @@
+import { BackendNotInstalledError, type BackendOptions, type BackendType, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
+
+/** The npm package that implements each backend type. */
+export const BACKEND_PACKAGES = {
+  'in-process': '@kb-labs/plugin-execution-in-process',
+  'worker-pool': '@kb-labs/plugin-execution-worker-pool',
+  subprocess: '@kb-labs/plugin-execution-subprocess',
+} as const satisfies Record<BackendType, string>;
+
+type BackendConstructor = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
+
+// Literal specifiers, so bundlers see them, and nothing is loaded until a backend of that type is
+// first used: importing this package never loads piscina, cross-spawn or any backend module.
+const loaders: Record<BackendType, () => Promise<BackendConstructor>> = {
+  'in-process': async () => pick(await import('@kb-labs/plugin-execution-in-process'), 'InProcessBackend'),
+  'worker-pool': async () => pick(await import('@kb-labs/plugin-execution-worker-pool'), 'WorkerPoolBackend'),
+  subprocess: async () => pick(await import('@kb-labs/plugin-execution-subprocess'), 'SubprocessBackend'),
+};
+
+function pick(mod: unknown, name: string): BackendConstructor {
+  const Backend = (mod as Record<string, unknown>)[name];
+  if (typeof Backend !== 'function') throw new TypeError(`the package does not export ${name}`);
+  return Backend as BackendConstructor;
+}
+
+const cache = new Map<BackendType, Promise<BackendConstructor>>();
+
+/**
+ * Load a backend's class once per process. A backend package that cannot be resolved gives
+ * BackendNotInstalledError naming the package to add; any other load failure keeps its own
+ * message and is attached as `cause`.
+ */
+export function loadBackend(type: BackendType): Promise<BackendConstructor> {
+  let loading = cache.get(type);
+  if (!loading) {
+    loading = loaders[type]().catch((error: unknown) => {
+      cache.delete(type);
+      throw toLoadError(type, error);
+    });
+    cache.set(type, loading);
+  }
+  return loading;
+}
+
+function toLoadError(type: BackendType, error: unknown): BackendNotInstalledError {
+  const pkg = BACKEND_PACKAGES[type];
+  const code = (error as NodeJS.ErrnoException)?.code;
+  const message = String((error as Error)?.message ?? error);
+  const missingItself = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${pkg}'`);
+  if (missingItself || ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(pkg) && !message.includes(`${pkg}/`))) {
+    return new BackendNotInstalledError(`The "${type}" backend needs the package ${pkg}, which is not installed. Add it: pnpm add ${pkg}`, {
+      details: { type, package: pkg, reason: 'not-installed' },
+      cause: error,
+    });
+  }
+  return new BackendNotInstalledError(`The "${type}" backend (${pkg}) failed to load: ${message}`, {
+    details: { type, package: pkg, reason: 'load-failed' },
+    cause: error,
+  });
+}

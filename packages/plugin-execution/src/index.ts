@@ -1,0 +1,3 @@
+export * from '@kb-labs/plugin-execution-core';
+export { createExecutionBackend, type CreateExecutionBackendOptions, type LazyExecutionBackend } from './create-execution-backend.js';
+export { BACKEND_PACKAGES } from './backend-loaders.js';

@@ -1,0 +1,54 @@
+import { describeConformance, expectError, expectOk, fixturePlugins, BASIC } from '@kb-labs/plugin-execution-conformance';
+import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
+import { describe, expect, it } from 'vitest';
+
+describe('createExecutionBackend', () => {
+  it('returns a backend at once, not a promise', () => {
+    const backend = createExecutionBackend({ type: 'in-process', workspace: false });
+    expect(typeof (backend as unknown as { then?: unknown }).then).toBe('undefined');
+    expect(backend.type).toBe('in-process');
+  });
+
+  it('defaults to in-process', async () => {
+    await using backend = createExecutionBackend({ plugins: [fixturePlugins.basic], workspace: false });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    expectOk(result);
+    expect(result.meta.backend).toBe('in-process');
+  });
+
+  it('throws ValidationError synchronously for an unknown type or a non-object', () => {
+    expect(() => createExecutionBackend({ type: 'docker' as never })).toThrow(ValidationError);
+    expect(() => createExecutionBackend({ type: 'docker' as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess"/);
+    expect(() => createExecutionBackend(null as never)).toThrow(ValidationError);
+  });
+
+  it('reports bad backend options on every execution and in health()', async () => {
+    const backend = createExecutionBackend({ type: 'in-process', maxQueue: -5 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain('maxQueue');
+    expect((await backend.health()).ok).toBe(false);
+    await backend.shutdown();
+  });
+
+  it('shutdown() before first use loads nothing and later calls get SHUTTING_DOWN', async () => {
+    const backend = createExecutionBackend({ type: 'in-process' });
+    await backend.shutdown();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    await expect(backend.registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+  });
+
+  it('registers plugins after creation', async () => {
+    await using backend = createExecutionBackend({ workspace: false });
+    await backend.registerPlugin(fixturePlugins.cjs);
+    expectOk(await backend.execute({ pluginId: '@conformance/cjs', handlerId: 'default', input: 2 }));
+    await expect(backend.registerPlugin({ root: '/nowhere', manifest: { id: 'x' } })).rejects.toMatchObject({ code: 'VALIDATION_ERROR' });
+  });
+});
+
+// The lazy wrapper must be indistinguishable from the backend it wraps.
+describeConformance('in-process', (options) => createExecutionBackend({ ...options, type: 'in-process' }), {
+  preemptsSyncCode: false,
+  isolatesCrashes: false,
+  isolatesGlobals: false,
+});

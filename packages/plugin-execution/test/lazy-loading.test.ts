@@ -1,0 +1,115 @@
+import { spawnSync } from 'node:child_process';
+import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pkgRoot = path.resolve(here, '..');
+const packages = path.resolve(pkgRoot, '..');
+const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir() };
+// Installed layout (node_modules/@kb-labs/plugin-execution-x) or this workspace's real paths (packages/x).
+const backendModule = (name: string) => new RegExp(`plugin-execution-${name}/|/packages/${name}/`);
+const HEAVY = [backendModule('in-process'), backendModule('worker-pool'), backendModule('subprocess'), /\/piscina\//, /\/cross-spawn\//];
+
+function runNode(args: string[], cwd = pkgRoot) {
+  const result = spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 30_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('lazy backend loading', () => {
+  it('importing the umbrella (ESM) resolves no backend module, piscina or cross-spawn', () => {
+    const hooks = path.join(here, 'fixtures', 'register-resolve-logger.mjs');
+    const { status, stderr } = runNode(['--import', hooks, '--input-type=module', '-e', "const m = await import('@kb-labs/plugin-execution'); if (typeof m.createExecutionBackend !== 'function') process.exit(3); m.createExecutionBackend({ type: 'worker-pool' });"]);
+    expect(status).toBe(0);
+    const resolved = stderr.split('\n').filter((l) => l.startsWith('RESOLVED '));
+    expect(resolved.some((l) => l.includes('plugin-execution/dist/index.js'))).toBe(true);
+    for (const pattern of HEAVY) expect(resolved.filter((l) => pattern.test(l))).toEqual([]);
+  });
+
+  it('first use of a type loads that backend only', () => {
+    const hooks = path.join(here, 'fixtures', 'register-resolve-logger.mjs');
+    const script = `
+      const { createExecutionBackend } = await import('@kb-labs/plugin-execution');
+      const backend = createExecutionBackend({ type: 'in-process', workspace: false });
+      const health = await backend.health();
+      await backend.shutdown();
+      if (!health.ok) process.exit(4);`;
+    const { status, stderr } = runNode(['--import', hooks, '--input-type=module', '-e', script]);
+    expect(status, stderr).toBe(0);
+    const resolved = stderr.split('\n').filter((l) => l.startsWith('RESOLVED '));
+    expect(resolved.some((l) => backendModule('in-process').test(l))).toBe(true);
+    for (const pattern of HEAVY.slice(1)) expect(resolved.filter((l) => pattern.test(l))).toEqual([]);
+  });
+
+  it('requiring the umbrella (CJS) loads no backend module either', () => {
+    const script = `
+      const m = require('@kb-labs/plugin-execution');
+      m.createExecutionBackend({ type: 'subprocess' });
+      const loaded = Object.keys(require.cache).filter((k) => /plugin-execution-(in-process|worker-pool|subprocess)|packages[\\\\/](in-process|worker-pool|subprocess)[\\\\/]|[\\\\/](piscina|cross-spawn)[\\\\/]/.test(k));
+      if (!Object.keys(require.cache).some((k) => k.includes('plugin-execution'))) process.exit(5);
+      process.stdout.write(JSON.stringify(loaded));`;
+    const { status, stdout, stderr } = runNode(['-e', script]);
+    expect(status, stderr).toBe(0);
+    expect(JSON.parse(stdout)).toEqual([]);
+  });
+
+  it('a CommonJS host gets errors that are instances of its own classes', async () => {
+    const script = `
+      const m = require('@kb-labs/plugin-execution');
+      const backend = m.createExecutionBackend({ type: 'in-process', workspace: false });
+      backend.execute({ pluginId: '@nobody/x', handlerId: 'y' }).then(async (r) => {
+        await backend.shutdown();
+        process.stdout.write(JSON.stringify({ code: r.error.code, instance: r.error instanceof m.HandlerNotFoundError, base: r.error instanceof m.ExecutionError }));
+      });`;
+    const { status, stdout, stderr } = runNode(['-e', script]);
+    expect(status, stderr).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({ code: 'HANDLER_NOT_FOUND', instance: true, base: true });
+  });
+});
+
+describe('backend package not installed', () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
+  });
+
+  it('resolves BACKEND_NOT_INSTALLED naming the package, for ESM and CJS hosts', async () => {
+    // A real install layout with the umbrella, core and in-process, but no worker-pool package.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-not-installed-'));
+    dirs.push(dir);
+    const scope = path.join(dir, 'node_modules', '@kb-labs');
+    await mkdir(scope, { recursive: true });
+    await mkdir(path.join(scope, 'plugin-execution'));
+    await cp(path.join(pkgRoot, 'dist'), path.join(scope, 'plugin-execution', 'dist'), { recursive: true });
+    await cp(path.join(pkgRoot, 'package.json'), path.join(scope, 'plugin-execution', 'package.json'));
+    const requireFromUmbrella = createRequire(path.join(pkgRoot, 'package.json'));
+    for (const name of ['plugin-execution-core', 'plugin-execution-in-process', 'plugin-execution-channels']) {
+      const real = path.dirname(requireFromUmbrella.resolve(`@kb-labs/${name}/package.json`));
+      await symlink(real, path.join(scope, name), 'dir');
+    }
+    const esm = `
+      import { createExecutionBackend, BackendNotInstalledError } from '@kb-labs/plugin-execution';
+      const backend = createExecutionBackend({ type: 'worker-pool' });
+      const r = await backend.execute({ pluginId: '@a/b', handlerId: 'run' });
+      const h = await backend.health();
+      await backend.shutdown();
+      console.log(JSON.stringify({ ok: r.ok, code: r.error.code, message: r.error.message, instance: r.error instanceof BackendNotInstalledError, health: h.ok }));`;
+    await writeFile(path.join(dir, 'esm.mjs'), esm);
+    const cjs = `
+      const { createExecutionBackend, BackendNotInstalledError } = require('@kb-labs/plugin-execution');
+      const backend = createExecutionBackend({ type: 'worker-pool' });
+      backend.execute({ pluginId: '@a/b', handlerId: 'run' }).then((r) => console.log(JSON.stringify({ ok: r.ok, code: r.error.code, message: r.error.message, instance: r.error instanceof BackendNotInstalledError })));`;
+    await writeFile(path.join(dir, 'cjs.cjs'), cjs);
+    for (const file of ['esm.mjs', 'cjs.cjs']) {
+      const { status, stdout, stderr } = runNode([path.join(dir, file)], dir);
+      expect(status, stderr).toBe(0);
+      const out = JSON.parse(stdout);
+      expect(out).toMatchObject({ ok: false, code: 'BACKEND_NOT_INSTALLED', instance: true });
+      expect(out.message).toContain('@kb-labs/plugin-execution-worker-pool');
+      if (file === 'esm.mjs') expect(out.health).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,3 @@
+import { libraryConfig } from '../../tsup.config.base';
+
+export default libraryConfig({ index: 'src/index.ts', child-entry: 'src/child-entry.ts' });
