@@ -152,6 +152,22 @@ export function describeConformance(name: string, create: BackendFactory, capabi
         const missing = await backend.execute({ pluginId: BASIC } as never);
         expectError(missing, 'VALIDATION_ERROR');
         expect(missing.error.message).toContain('handlerId');
+        const hostile = new Proxy(
+          {},
+          {
+            get() {
+              throw new Error('getter trap');
+            },
+            ownKeys() {
+              throw new Error('ownKeys trap');
+            },
+          },
+        );
+        const fromProxy = await backend.execute(hostile as never);
+        expect(fromProxy.ok).toBe(false);
+        expect(isExecutionError((fromProxy as { error: unknown }).error)).toBe(true);
+        const fromProxyOptions = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, hostile as never);
+        expect(fromProxyOptions.ok).toBe(false);
         const badId = await backend.execute({ pluginId: BASIC, handlerId: 'echo', executionId: '../../etc' });
         expectError(badId, 'VALIDATION_ERROR');
         expect(badId.error.message).toContain('executionId');

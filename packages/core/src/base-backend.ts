@@ -173,13 +173,13 @@ export abstract class BaseBackend implements IExecutionBackend {
     return this.#ready;
   }
 
-  async execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
+  execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
     const t0 = performance.now();
     const meta: ExecutionMeta = {
       executionId: '',
       backend: this.type,
-      pluginId: typeof request?.pluginId === 'string' ? request.pluginId : '',
-      handlerId: typeof request?.handlerId === 'string' ? request.handlerId : '',
+      pluginId: '',
+      handlerId: '',
       startedAt: Date.now(),
       durationMs: 0,
       queueWaitMs: 0,
@@ -187,6 +187,15 @@ export abstract class BaseBackend implements IExecutionBackend {
       timeoutMs: 0,
       artifacts: [],
     };
+    // The contract is "never rejects": anything unexpected (a request whose getters throw, a bug)
+    // still resolves as a failed result.
+    return this.#execute<T>(request, options, meta, t0).catch((error: unknown) => {
+      if (!meta.executionId) meta.executionId = randomUUID();
+      return this.#finish(meta, t0, { ok: false, error: asExecutionError(error) }) as ExecutionResult<T>;
+    });
+  }
+
+  async #execute<T>(request: ExecutionRequest, options: ExecuteOptions | undefined, meta: ExecutionMeta, t0: number): Promise<ExecutionResult<T>> {
     let opts: ExecuteOptions;
     let handler: ResolvedHandler;
     let parsed;
@@ -194,6 +203,8 @@ export abstract class BaseBackend implements IExecutionBackend {
       if (this.#shutdown) throw new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`);
       opts = validateExecuteOptions(options);
       parsed = parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+      meta.pluginId = parsed.pluginId;
+      meta.handlerId = parsed.handlerId;
       meta.executionId = parsed.executionId ?? randomUUID();
       const ready = this.#ensureReady();
       if (ready) await ready;
