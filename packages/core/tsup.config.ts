@@ -1,3 +1,3 @@
 import { libraryConfig } from '../../tsup.config.base';
 
-export default libraryConfig({ index: 'src/index.ts' });
+export default libraryConfig({ index: 'src/index.ts', runner: 'src/runner.ts' });

@@ -109,19 +109,21 @@ const CODE_SET: ReadonlySet<string> = new Set(ERROR_CODES);
 /**
  * True for errors of this family, including ones made by another copy of this package
  * (checked by brand, then by name/code shape; `instanceof` alone fails across copies).
+ * The shape check wants the family's class name for the code: a library's own
+ * `Object.assign(new Error(), { code: 'TIMEOUT' })` is not one of ours, and must not be reported as one.
+ * Never throws, even for a hostile Proxy.
  */
 export function isExecutionError(value: unknown): value is ExecutionError {
-  if (value instanceof ExecutionError) return true;
   if (typeof value !== 'object' || value === null) return false;
-  const candidate = value as { code?: unknown; name?: unknown; message?: unknown };
-  if ((value as Record<symbol, unknown>)[BRAND] === true) return true;
-  return (
-    value instanceof Error &&
-    typeof candidate.code === 'string' &&
-    CODE_SET.has(candidate.code) &&
-    typeof candidate.name === 'string' &&
-    candidate.name.endsWith('Error')
-  );
+  try {
+    if (value instanceof ExecutionError) return true;
+    if ((value as Record<symbol, unknown>)[BRAND] === true) return true;
+    const candidate = value as { code?: unknown; name?: unknown };
+    const code = candidate.code;
+    return value instanceof Error && typeof code === 'string' && CODE_SET.has(code) && candidate.name === CLASSES[code as ErrorCode].name;
+  } catch {
+    return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,11 +166,21 @@ export function serializeError(error: unknown): SerializedError {
 }
 
 function serializeErrorAt(error: unknown, seen: WeakSet<object>, depth: number): SerializedError {
-  if (!(error instanceof Error) && !isErrorLike(error)) {
+  if (!isError(error)) {
     return { $error: 1, name: 'Error', message: describeThrown(error) };
   }
   const e = error as Error & { code?: unknown; details?: unknown; errors?: unknown };
+  // `seen` holds the errors on the path from the root only, so a cycle is cut but an error that
+  // appears twice (in `errors` and as `cause`, say) is written both times.
   seen.add(e);
+  try {
+    return serializeErrorFields(e, seen, depth);
+  } finally {
+    seen.delete(e);
+  }
+}
+
+function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): SerializedError {
   const out: SerializedError = {
     $error: 1,
     name: safeString(readProp(e, 'name')) || 'Error',
@@ -188,31 +200,43 @@ function serializeErrorAt(error: unknown, seen: WeakSet<object>, depth: number):
     if (props) out.props = props;
   }
   const cause = readProp(e, 'cause');
-  if (cause !== undefined || Object.prototype.hasOwnProperty.call(e, 'cause')) {
+  if (cause !== undefined || hasOwnSafe(e, 'cause')) {
     if (typeof cause === 'object' && cause !== null && seen.has(cause)) {
       out.cause = { $value: '[Circular]' };
     } else if (depth >= MAX_DEPTH) {
       out.cause = { $value: '[Truncated]' };
-    } else if (cause instanceof Error || isErrorLike(cause)) {
+    } else if (isError(cause)) {
       out.cause = serializeErrorAt(cause, seen, depth + 1);
     } else {
       out.cause = { $value: toWireValue(cause, seen, depth + 1) };
     }
   }
   const errors = readProp(e, 'errors');
-  if (Array.isArray(errors) && e instanceof AggregateError) {
-    out.errors = errors
-      .slice(0, MAX_KEYS)
-      .map((inner) =>
-        typeof inner === 'object' && inner !== null && seen.has(inner)
-          ? { $error: 1 as const, name: 'Error', message: '[Circular]' }
-          : serializeErrorAt(inner, seen, depth + 1),
-      );
+  if (isInstance(e, AggregateError) && depth < MAX_DEPTH) {
+    try {
+      if (Array.isArray(errors)) {
+        out.errors = errors
+          .slice(0, MAX_KEYS)
+          .map((inner) =>
+            typeof inner === 'object' && inner !== null && seen.has(inner)
+              ? { $error: 1 as const, name: 'Error', message: '[Circular]' }
+              : serializeErrorAt(inner, seen, depth + 1),
+          );
+      }
+    } catch {
+      // A hostile `errors` (a Proxy whose traps throw): leave it out.
+    }
   }
   return out;
 }
 
 const SKIP_PROPS = new Set(['name', 'message', 'stack', 'cause', 'code', 'details', 'errors']);
+
+/**
+ * Props never copied onto a revived error: our own fields, and names of inherited methods. A wire
+ * `props.toString` (data, or a function turned into a string) would make `String(error)` throw on the host.
+ */
+const SHADOW_KEYS: ReadonlySet<string> = new Set([...SKIP_PROPS, ...Object.getOwnPropertyNames(Object.prototype), ...Object.getOwnPropertyNames(Error.prototype)]);
 
 function ownProps(e: object, seen: WeakSet<object>, depth: number): Record<string, unknown> | undefined {
   let keys: string[];
@@ -238,47 +262,58 @@ export function deserializeError(wire: unknown): Error {
   return deserializeAt(wire, 0);
 }
 
+// The wire may come from a hostile runner: every field is checked before use, and nesting is
+// capped as on the way out, so arbitrary JSON gives an Error and never a TypeError or a stack overflow.
 function deserializeAt(wire: SerializedError, depth: number): Error {
-  const cause = wire.cause === undefined ? undefined : depth >= MAX_DEPTH ? undefined : reviveCause(wire.cause, depth);
   const hasCause = wire.cause !== undefined;
+  const cause = hasCause ? reviveCause(wire.cause, depth) : undefined;
+  const name = typeof wire.name === 'string' && wire.name ? wire.name : 'Error';
+  const code = typeof wire.code === 'string' ? wire.code : undefined;
+  const details = isPlainRecord(wire.details) ? wire.details : wire.details === undefined ? undefined : {};
   let error: Error;
-  const Known = wire.code !== undefined && CODE_SET.has(wire.code) ? CLASSES[wire.code as ErrorCode] : undefined;
-  if (Known && wire.details !== undefined) {
-    error = new Known(wire.message, { details: wire.details ?? {}, ...(hasCause ? { cause } : {}) });
-  } else if (wire.code !== undefined && wire.details !== undefined) {
+  const Known = code !== undefined && CODE_SET.has(code) ? CLASSES[code as ErrorCode] : undefined;
+  if (Known && details !== undefined) {
+    error = new Known(wire.message, { details, ...(hasCause ? { cause } : {}) });
+  } else if (code !== undefined && details !== undefined) {
     // A code from a newer version of the family: keep it as the base class.
-    error = new ExecutionError(wire.code, wire.message, { details: wire.details, ...(hasCause ? { cause } : {}) });
+    error = new ExecutionError(code, wire.message, { details, ...(hasCause ? { cause } : {}) });
   } else {
-    const Ctor = builtinErrorClass(wire.name);
+    const Ctor = builtinErrorClass(name);
     if (Ctor === AggregateError) {
+      const inner = Array.isArray(wire.errors) && depth < MAX_DEPTH ? wire.errors.slice(0, MAX_KEYS) : [];
       error = new AggregateError(
-        (wire.errors ?? []).map((inner) => deserializeAt(inner, depth + 1)),
+        inner.map((item: unknown) => (isSerializedError(item) ? deserializeAt(item, depth + 1) : deserializeError(item))),
         wire.message,
         hasCause ? { cause } : undefined,
       );
     } else {
       error = new Ctor(wire.message, hasCause ? { cause } : undefined);
     }
-    if (error.name !== wire.name) {
-      Object.defineProperty(error, 'name', { value: wire.name, configurable: true, writable: true, enumerable: false });
+    if (error.name !== name) {
+      Object.defineProperty(error, 'name', { value: name, configurable: true, writable: true, enumerable: false });
     }
-    if (wire.code !== undefined) defineData(error as unknown as Record<string, unknown>, 'code', wire.code);
-    if (wire.props) {
+    if (code !== undefined) defineData(error as unknown as Record<string, unknown>, 'code', code);
+    if (isPlainRecord(wire.props)) {
       for (const [key, value] of Object.entries(wire.props)) {
-        if (key === '__proto__') continue;
+        if (SHADOW_KEYS.has(key)) continue;
         defineData(error as unknown as Record<string, unknown>, key, value);
       }
     }
   }
-  if (wire.stack !== undefined) {
+  if (typeof wire.stack === 'string') {
     Object.defineProperty(error, 'stack', { value: wire.stack, configurable: true, writable: true, enumerable: false });
   }
   return error;
 }
 
-function reviveCause(cause: NonNullable<SerializedError['cause']>, depth: number): unknown {
-  if (isSerializedError(cause)) return deserializeAt(cause, depth + 1);
-  return (cause as { $value: unknown }).$value;
+function reviveCause(cause: unknown, depth: number): unknown {
+  if (isSerializedError(cause)) return depth >= MAX_DEPTH ? '[Truncated]' : deserializeAt(cause, depth + 1);
+  if (typeof cause === 'object' && cause !== null && Object.hasOwn(cause, '$value')) return (cause as { $value: unknown }).$value;
+  return cause;
+}
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function builtinErrorClass(name: string): new (message?: string, options?: ErrorOptions) => Error {
@@ -309,7 +344,7 @@ function builtinErrorClass(name: string): new (message?: string, options?: Error
  */
 export function toHandlerError(thrown: unknown): ExecutionError {
   if (isExecutionError(thrown)) return thrown;
-  if (thrown instanceof Error || isErrorLike(thrown)) {
+  if (isError(thrown)) {
     const e = thrown as Error;
     const error = new HandlerError(safeString(readProp(e, 'message')) || safeString(readProp(e, 'name')) || 'Handler threw', {
       details: { name: safeString(readProp(e, 'name')) || 'Error' },
@@ -344,6 +379,27 @@ function isErrorLike(value: unknown): boolean {
   } catch {
     return false;
   }
+}
+
+function hasOwnSafe(target: object, key: string): boolean {
+  try {
+    return Object.hasOwn(target, key);
+  } catch {
+    return false;
+  }
+}
+
+/** `instanceof` that answers false instead of throwing (a Proxy's getPrototypeOf trap may throw). */
+function isInstance(value: unknown, Ctor: abstract new (...args: never[]) => unknown): boolean {
+  try {
+    return value instanceof Ctor;
+  } catch {
+    return false;
+  }
+}
+
+function isError(value: unknown): boolean {
+  return isInstance(value, Error) || isErrorLike(value);
 }
 
 function readProp(target: object, key: string): unknown {
@@ -401,7 +457,13 @@ export function describeThrown(value: unknown): string {
 
 /** `{ type, value }` of a thrown non-Error, JSON-safe. */
 export function describeValue(value: unknown): { type: string; value?: unknown } {
-  const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+  let isArray = false;
+  try {
+    isArray = Array.isArray(value);
+  } catch {
+    // A revoked Proxy.
+  }
+  const type = value === null ? 'null' : isArray ? 'array' : typeof value;
   if (value === undefined) return { type };
   return { type, value: toWireValue(value, new WeakSet(), 0) };
 }
@@ -433,10 +495,10 @@ export function toWireValue(value: unknown, seen: WeakSet<object> = new WeakSet(
   const obj = value as object;
   if (seen.has(obj)) return '[Circular]';
   if (depth >= MAX_DEPTH) return '[Truncated]';
-  if (obj instanceof Error || isErrorLike(obj)) return serializeErrorAt(obj, seen, depth + 1);
-  if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
+  if (isError(obj)) return serializeErrorAt(obj, seen, depth + 1);
   seen.add(obj);
   try {
+    if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
     if (Array.isArray(obj)) {
       const arr = obj.slice(0, MAX_KEYS).map((item) => toWireValue(item, seen, depth + 1));
       if (obj.length > MAX_KEYS) arr.push(`[${obj.length - MAX_KEYS} more items]`);
@@ -454,6 +516,9 @@ export function toWireValue(value: unknown, seen: WeakSet<object> = new WeakSet(
     }
     if (keys.length > MAX_KEYS) defineData(out, '…', `${keys.length - MAX_KEYS} more keys`);
     return out;
+  } catch {
+    // A hostile Proxy (throwing traps, revoked): describe it rather than fail the caller.
+    return '[Unreadable object]';
   } finally {
     seen.delete(obj);
   }

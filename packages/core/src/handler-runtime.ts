@@ -2,7 +2,7 @@ import { access } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import type { ChannelContext, HandlerContext, HandlerLogger } from './define-handler.js';
 import { isDefinedHandler } from './define-handler.js';
-import { HandlerNotFoundError, toHandlerError, toWireValue } from './errors.js';
+import { HandlerNotFoundError, isSerializedError, toHandlerError, toWireValue } from './errors.js';
 import type { PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from './request.js';
@@ -142,7 +142,7 @@ const MAX_LOG_MESSAGE = 64 * 1024;
 
 function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContext {
   const log = (level: LogEntry['level']) => (message: unknown, fields?: Record<string, unknown>) => {
-    let text = typeof message === 'string' ? message : String(toWireValue(message));
+    let text = typeof message === 'string' ? message : logText(message);
     if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated]`;
     env.log(level, text, fields === undefined ? undefined : (toWireValue(fields) as Record<string, unknown>));
   };
@@ -159,6 +159,18 @@ function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContex
     platform: env.platform,
     ...(task.channel && env.channelCall ? { channel: createChannelContext(task.channel, env.channelCall) } : {}),
   });
+}
+
+/** A readable line for `ctx.logger.info(value)` with a non-string value (not `[object Object]`). */
+function logText(value: unknown): string {
+  const wired = toWireValue(value);
+  if (typeof wired === 'string') return wired;
+  if (isSerializedError(wired)) return `${wired.name}: ${wired.message}`;
+  try {
+    return JSON.stringify(wired) ?? String(wired);
+  } catch {
+    return String(wired);
+  }
 }
 
 function createChannelContext(info: { connectionId: string; path: string }, call: (method: string, args: unknown[]) => Promise<unknown>): ChannelContext {

@@ -22,7 +22,11 @@ const entryPath = z
   .min(1)
   .refine((p) => !p.includes('\0'), 'must not contain NUL')
   .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
-  .refine((p) => !path.posix.normalize(p.replaceAll('\\', '/')).startsWith('../'), 'must stay inside the plugin folder');
+  .refine((p) => {
+    // `..` alone (or `a/../..`) normalises to `..` without a trailing slash and names the parent folder.
+    const n = path.posix.normalize(p.replaceAll('\\', '/'));
+    return n !== '..' && !n.startsWith('../');
+  }, 'must stay inside the plugin folder');
 
 export const HandlerSpecSchema = z.strictObject({
   /** Module path relative to the plugin folder (ESM or CJS). */
@@ -71,17 +75,26 @@ export const PluginManifestSchema = z
       .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler'),
     channels: z.array(ChannelSpecSchema).optional(),
   })
-  .superRefine((manifest, ctx) => {
-    manifest.channels?.forEach((channel, index) => {
-      if (!Object.hasOwn(manifest.handlers, channel.handler)) {
+  .superRefine(
+    (manifest, ctx) => {
+      // Runs even when other fields failed (see `when`), so that one report names every problem:
+      // the value may then be partly unparsed, hence the defensive reads.
+      const handlers: unknown = manifest?.handlers;
+      const channels: unknown = manifest?.channels;
+      if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
+      channels.forEach((channel: unknown, index) => {
+        const handler = typeof channel === 'object' && channel !== null ? (channel as { handler?: unknown }).handler : undefined;
+        // A missing or malformed `handler` has its own issue already.
+        if (typeof handler !== 'string' || !HandlerIdSchema.safeParse(handler).success || Object.hasOwn(handlers, handler)) return;
         ctx.addIssue({
           code: 'custom',
           path: ['channels', index, 'handler'],
-          message: `names handler "${channel.handler}", which is not in "handlers"`,
+          message: `names handler ${JSON.stringify(handler.slice(0, 200))}, which is not in "handlers"`,
         });
-      }
-    });
-  });
+      });
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+  );
 
 export type PluginManifest = z.output<typeof PluginManifestSchema>;
 export type PluginManifestInput = z.input<typeof PluginManifestSchema>;

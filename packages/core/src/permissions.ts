@@ -50,12 +50,26 @@ function union<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): T[]
   return [...new Set([...(a ?? []), ...(b ?? [])])];
 }
 
-/** Handler-level spec merged over the plugin-level one: lists are united, booleans and services overridden. */
+/** Handler-level spec merged over the plugin-level one: lists (fs, env, platform methods) are united, booleans overridden. */
 export function mergePermissions(base: PermissionSpec | undefined, over: PermissionSpec | undefined): PermissionSpec {
   if (!over) return base ? { ...base } : {};
   if (!base) return { ...over };
   const out: PermissionSpec = {};
-  if (base.platform || over.platform) out.platform = { ...base.platform, ...over.platform };
+  if (base.platform || over.platform) {
+    // Per service: `true` on either side wins; method lists are united.
+    const platform: NonNullable<PermissionSpec['platform']> = { ...base.platform };
+    for (const [service, methods] of Object.entries(over.platform ?? {})) {
+      const before = Object.hasOwn(platform, service) ? platform[service] : undefined;
+      // defineProperty, not assignment: a JSON-made own "__proto__" key must stay data.
+      Object.defineProperty(platform, service, {
+        value: before === true || methods === true ? true : (union(before, methods) ?? []),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    }
+    out.platform = platform;
+  }
   const read = union(base.fs?.read, over.fs?.read);
   const write = union(base.fs?.write, over.fs?.write);
   if (read || write) out.fs = { ...(read ? { read } : {}), ...(write ? { write } : {}) };
@@ -70,7 +84,11 @@ export function mergePermissions(base: PermissionSpec | undefined, over: Permiss
 
 function pathCovered(need: string, granted: readonly string[] | undefined): boolean {
   if (!granted) return false;
+  // A path outside the plugin folder is never covered, not even by ".": this check must hold for
+  // specs that did not come through PermissionSpecSchema.
+  if (typeof need !== 'string' || need.includes('\0') || path.isAbsolute(need) || path.win32.isAbsolute(need)) return false;
   const n = normalizeRelative(need);
+  if (n === '..' || n.startsWith('../')) return false;
   return granted.some((g) => {
     const gn = normalizeRelative(g);
     return gn === '.' || gn === n || n.startsWith(`${gn}/`);

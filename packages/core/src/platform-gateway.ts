@@ -5,7 +5,20 @@ import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from 
 /** The host's services object: `{ [service]: { [method](...args): Promise<unknown> } }`. */
 export type Platform = Record<string, unknown>;
 
-const OBJECT_PROTO_KEYS = new Set([...Object.getOwnPropertyNames(Object.prototype), ...Object.getOwnPropertyNames(Function.prototype), 'prototype']);
+/** Names that reach an object's machinery rather than a service method, whatever the service is. */
+const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__']);
+
+/**
+ * Whether `fn` is an inherited built-in (`toString`, `hasOwnProperty`, `call`, `bind` …) rather than
+ * a method the host wrote. A host service may still define its own `call` or `toString`.
+ */
+function isBuiltinMethod(fn: unknown, method: string): boolean {
+  return (
+    typeof fn === 'function' &&
+    (fn === (Object.prototype as unknown as Record<string, unknown>)[method] ||
+      fn === (Function.prototype as unknown as Record<string, unknown>)[method])
+  );
+}
 
 /**
  * The single gate every platform call passes through, whichever backend the handler runs on:
@@ -20,7 +33,7 @@ export async function invokePlatform(
   method: string,
   args: unknown[],
 ): Promise<unknown> {
-  if (typeof service !== 'string' || typeof method !== 'string' || OBJECT_PROTO_KEYS.has(service) || OBJECT_PROTO_KEYS.has(method)) {
+  if (typeof service !== 'string' || typeof method !== 'string' || RESERVED_KEYS.has(service) || service in Object.prototype || RESERVED_KEYS.has(method)) {
     throw new PermissionDeniedError(`platform.${String(service)}.${String(method)} is not a callable platform method`, {
       details: { ...subject, service: String(service), method: String(method), resource: `platform.${String(service)}.${String(method)}` },
     });
@@ -33,6 +46,11 @@ export async function invokePlatform(
   }
   const target = platform && Object.hasOwn(platform, service) ? platform[service] : undefined;
   const fn = target !== null && typeof target === 'object' ? (target as Record<string, unknown>)[method] : undefined;
+  if (isBuiltinMethod(fn, method)) {
+    throw new PermissionDeniedError(`platform.${service}.${method} is not a callable platform method`, {
+      details: { ...subject, service, method, resource: `platform.${service}.${method}` },
+    });
+  }
   if (typeof fn !== 'function') {
     throw new ValidationError(`The host's platform has no method ${service}.${method}`, {
       details: { ...subject, service, method, resource: `platform.${service}.${method}` },

@@ -54,7 +54,14 @@ export class Scheduler {
 
   /** A slot now (synchronously, the fast path), or a promise of one; QUEUE_FULL / ABORTED otherwise. */
   acquire(key: string, signal?: AbortSignal): Slot | Promise<Slot> {
-    if (this.#queued === 0 && this.#hasRoom(key)) return this.#grant(key, 0);
+    // An 'abort' listener added now would never fire: without this the waiter would stay queued.
+    if (signal?.aborted) {
+      throw new AbortedError('Execution aborted before it was queued; it never ran', { details: { phase: 'queued' } });
+    }
+    // Room for this key means no waiter can be passed over: every release pumps the queue, so
+    // while a slot is free the only waiters left are those held back by their own key's cap.
+    // (Checking `#queued === 0` here instead would let one capped key block every other key.)
+    if (this.#hasRoom(key)) return this.#grant(key, 0);
     if (this.#queued >= this.maxQueue) {
       throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
         details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },

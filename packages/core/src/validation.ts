@@ -53,22 +53,38 @@ export function validateWithForeignSchema(schema: unknown, value: unknown, subje
   };
   if (typeof s?.safeParse === 'function') {
     const result = s.safeParse(value);
+    if (result === null || typeof result !== 'object') throw unusableSchemaResult(subject, 'safeParse()');
     if (result.success) return result.data;
-    throw validationError(subject, (result.error?.issues ?? []).map(toIssue), { phase: 'input' });
+    throw validationError(subject, issueList(result.error?.issues), { phase: 'input' });
   }
   const standard = s?.['~standard'];
   if (standard && typeof standard.validate === 'function') {
-    const result = standard.validate(value) as { value?: unknown; issues?: Array<{ path?: PropertyKey[]; message?: string }> };
-    if (result && typeof (result as { then?: unknown }).then === 'function') {
+    const result = standard.validate(value) as { value?: unknown; issues?: unknown } | null | undefined;
+    if (result === null || typeof result !== 'object') throw unusableSchemaResult(subject, '~standard.validate()');
+    if (typeof (result as { then?: unknown }).then === 'function') {
       throw new ValidationError(`${subject}: asynchronous schemas are not supported`, { details: { phase: 'input' } });
     }
     if (!result.issues) return result.value;
-    throw validationError(subject, result.issues.map(toIssue), { phase: 'input' });
+    throw validationError(subject, issueList(result.issues), { phase: 'input' });
   }
   throw new ValidationError(`${subject}: the handler's "input" is not a schema (no safeParse or ~standard.validate)`, { details: { phase: 'input' } });
 }
 
-function toIssue(issue: { path?: ReadonlyArray<PropertyKey | { key: PropertyKey }>; message?: string }): ValidationIssue {
-  const path = (issue.path ?? []).map((p) => (typeof p === 'object' && p !== null ? p.key : p));
-  return { path: formatPath(path, 'input'), message: issue.message ?? 'invalid' };
+// The schema is the handler's code: its result is checked like any other untrusted value, so a
+// broken schema gives a ValidationError that says so, not a TypeError from in here.
+function unusableSchemaResult(subject: string, call: string): ValidationError {
+  return new ValidationError(`${subject}: the handler's input schema returned an unusable result from ${call}`, { details: { phase: 'input' } });
+}
+
+function issueList(issues: unknown): ValidationIssue[] {
+  const list = Array.isArray(issues) ? issues.map(toIssue) : [];
+  return list.length > 0 ? list : [{ path: 'input', message: 'invalid' }];
+}
+
+function toIssue(issue: unknown): ValidationIssue {
+  const { path: rawPath, message } = (typeof issue === 'object' && issue !== null ? issue : {}) as { path?: unknown; message?: unknown };
+  const path = (Array.isArray(rawPath) ? rawPath : []).map((p: unknown) =>
+    typeof p === 'object' && p !== null ? (p as { key?: PropertyKey }).key ?? '?' : (p as PropertyKey),
+  );
+  return { path: formatPath(path, 'input'), message: typeof message === 'string' && message ? message : 'invalid' };
 }

@@ -74,7 +74,7 @@ export class WorkspaceManager {
 
   #ensureRoot(): Promise<void> {
     this.#rootReady ??= mkdir(this.root, { recursive: true, mode: 0o700 }).then(
-      () => undefined,
+      () => this.#checkRoot(),
       (error: unknown) => {
         this.#rootReady = undefined;
         throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${(error as Error).message}`, {
@@ -86,25 +86,48 @@ export class WorkspaceManager {
     return this.#rootReady;
   }
 
+  /**
+   * A root in a shared place (the default lives in the OS temp dir) could have been created by
+   * another local user, or be a symlink planted to redirect our directories: refuse both.
+   */
+  async #checkRoot(): Promise<void> {
+    const info = await lstat(this.root);
+    if (info.isSymbolicLink() || !info.isDirectory()) {
+      throw Object.assign(new Error('it is not a directory (or is a symlink)'), { code: 'ENOTDIR' });
+    }
+    const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
+    if (uid !== undefined && info.uid !== uid) {
+      throw Object.assign(new Error(`it is owned by uid ${info.uid}, not by this process (uid ${uid})`), { code: 'EPERM' });
+    }
+  }
+
   /** Create a fresh 0700 directory for `executionId`. Unsafe ids are refused with WorkspaceError. */
   async acquire(executionId: string): Promise<WorkspaceLease> {
     const reason = unsafeExecutionIdReason(executionId);
     if (reason) {
       throw new WorkspaceError(`Unsafe execution id for a workspace: ${reason}`, {
-        details: { executionId: typeof executionId === 'string' ? executionId.slice(0, 200) : String(executionId), reason },
+        // Not String(executionId): a null-prototype object (or one whose toString throws) would throw a TypeError here.
+        details: { executionId: typeof executionId === 'string' ? executionId.slice(0, 200) : Object.prototype.toString.call(executionId), reason },
       });
     }
-    await this.#ensureRoot();
-    let dir: string;
-    try {
-      // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-      dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${randomBytes(1).toString('hex')}`));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') this.#rootReady = undefined;
-      throw new WorkspaceError(`Cannot create workspace for ${executionId}: ${(error as Error).message}`, {
-        details: { root: this.root, executionId, code: (error as NodeJS.ErrnoException).code },
-        cause: error,
-      });
+    let dir: string | undefined;
+    // Two attempts: a root removed behind our back (a tmp cleaner) is recreated once, not reported.
+    for (let attempt = 1; dir === undefined; attempt++) {
+      await this.#ensureRoot();
+      try {
+        // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
+        dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${randomBytes(1).toString('hex')}`));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') {
+          this.#rootReady = undefined;
+          if (attempt < 2) continue;
+        }
+        throw new WorkspaceError(`Cannot create workspace for ${executionId}: ${(error as Error).message}`, {
+          details: { root: this.root, executionId, code },
+          cause: error,
+        });
+      }
     }
     LIVE.add(dir);
     return new Lease(executionId, dir);

@@ -1,0 +1,31 @@
+/**
+ * The runner side of the host⇄runner protocol, as its own entry point
+ * (`@kb-labs/plugin-execution-core/runner`).
+ *
+ * Why a second entry: the main entry defines its zod schemas at module load, and loading zod
+ * costs ~60 ms of start-up. A runner (a child process per execution, a fresh worker thread)
+ * needs none of the schemas — only the handler runtime, the protocol endpoint and the error
+ * family — so it imports this entry and starts without zod. Nothing here may import
+ * permissions.ts, manifest.ts, request.ts or anything else that builds a schema at load time.
+ */
+export {
+  PROTOCOL_VERSION,
+  RunnerSession,
+  unserializableError,
+  type HostToRunner,
+  type RunnerResult,
+  type RunnerToHost,
+} from './runner-protocol.js';
+export { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
+export {
+  ExecutionError,
+  HandlerError,
+  PermissionDeniedError,
+  ValidationError,
+  WorkerCrashedError,
+  deserializeError,
+  isExecutionError,
+  serializeError,
+  toHandlerError,
+  type SerializedError,
+} from './errors.js';

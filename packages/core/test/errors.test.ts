@@ -1,0 +1,458 @@
+import { createRequire } from 'node:module';
+import * as esm from '@kb-labs/plugin-execution-core';
+import {
+  AbortedError,
+  BackendNotInstalledError,
+  ERROR_CODES,
+  ExecutionError,
+  HandlerError,
+  HandlerNotFoundError,
+  PermissionDeniedError,
+  QueueFullError,
+  ShuttingDownError,
+  TimeoutError,
+  ValidationError,
+  WorkerCrashedError,
+  WorkspaceError,
+  deserializeError,
+  isExecutionError,
+  isSerializedError,
+  roundTripError,
+  serializeError,
+  toHandlerError,
+  type SerializedError,
+} from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+type Core = typeof esm;
+const cjs = createRequire(import.meta.url)('@kb-labs/plugin-execution-core') as Core;
+
+const FAMILY = [
+  [HandlerNotFoundError, 'HANDLER_NOT_FOUND', 'HandlerNotFoundError'],
+  [TimeoutError, 'TIMEOUT', 'TimeoutError'],
+  [PermissionDeniedError, 'PERMISSION_DENIED', 'PermissionDeniedError'],
+  [QueueFullError, 'QUEUE_FULL', 'QueueFullError'],
+  [WorkerCrashedError, 'WORKER_CRASHED', 'WorkerCrashedError'],
+  [ValidationError, 'VALIDATION_ERROR', 'ValidationError'],
+  [AbortedError, 'ABORTED', 'AbortedError'],
+  [HandlerError, 'HANDLER_ERROR', 'HandlerError'],
+  [ShuttingDownError, 'SHUTTING_DOWN', 'ShuttingDownError'],
+  [WorkspaceError, 'WORKSPACE_ERROR', 'WorkspaceError'],
+  [BackendNotInstalledError, 'BACKEND_NOT_INSTALLED', 'BackendNotInstalledError'],
+] as const;
+
+/** The two trips an error takes in practice: JSON (subprocess frames) and structured clone (worker threads). */
+const TRIPS = {
+  json: (error: unknown) => deserializeError(JSON.parse(JSON.stringify(serializeError(error)))),
+  structuredClone: (error: unknown) => deserializeError(structuredClone(serializeError(error))),
+} as const;
+
+class QuotaError extends Error {
+  readonly retryable = true;
+  quota: { used: number; limit: number };
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'QuotaError';
+    this.quota = { used: 11, limit: 10 };
+  }
+}
+
+describe('the error family', () => {
+  it('lists exactly the codes of the classes', () => {
+    expect([...ERROR_CODES].sort()).toEqual(FAMILY.map(([, code]) => code).sort());
+  });
+
+  describe.each(FAMILY)('%o', (Class, code, name) => {
+    it('has its code, name, default message and class chain', () => {
+      const error = new Class();
+      expect(error.code).toBe(code);
+      expect(error.name).toBe(name);
+      expect(error.message.length).toBeGreaterThan(0);
+      expect(error).toBeInstanceOf(Class);
+      expect(error).toBeInstanceOf(ExecutionError);
+      expect(error).toBeInstanceOf(Error);
+      expect(error.details).toEqual({});
+      expect(isExecutionError(error)).toBe(true);
+      expect(Object.keys(error)).not.toContain('name');
+      expect(String(error)).toBe(`${name}: ${error.message}`);
+      expect(error.stack).toContain(name);
+    });
+
+    it.each(Object.keys(TRIPS) as Array<keyof typeof TRIPS>)('survives the %s trip with class, code, message, stack, details and cause', (trip) => {
+      const cause = new RangeError('inner problem');
+      const error = new Class(`custom ${code} message`, { details: { pluginId: '@a/b', attempts: [1, 2], nested: { ok: true } }, cause });
+      const back = TRIPS[trip](error);
+      expect(back).toBeInstanceOf(Class);
+      expect(back.constructor).toBe(Class);
+      expect(back).toMatchObject({ code, name, message: `custom ${code} message` });
+      expect(back.stack).toBe(error.stack);
+      expect((back as ExecutionError).details).toEqual({ pluginId: '@a/b', attempts: [1, 2], nested: { ok: true } });
+      expect(back.cause).toBeInstanceOf(RangeError);
+      expect((back.cause as Error).message).toBe('inner problem');
+      expect((back.cause as Error).stack).toBe(cause.stack);
+    });
+  });
+
+  it('keeps a code from a newer version of the family as the base class', () => {
+    const wire: SerializedError = { $error: 1, name: 'FancyError', message: 'new kind', code: 'SOMETHING_NEW', details: { a: 1 } };
+    const back = deserializeError(wire);
+    expect(back).toBeInstanceOf(ExecutionError);
+    expect(back).toMatchObject({ code: 'SOMETHING_NEW', message: 'new kind', details: { a: 1 } });
+  });
+});
+
+describe('wire form of errors a handler throws', () => {
+  it.each(Object.keys(TRIPS) as Array<keyof typeof TRIPS>)(
+    'a foreign Error subclass with own props and a cause chain comes back whole (%s)',
+    (trip) => {
+      const root = new TypeError('bad type');
+      const middle = new QuotaError('over quota', { cause: root });
+      const thrown = new Error('request failed', { cause: middle });
+      Object.assign(thrown, { status: 503, url: 'https://example.test/x', tags: ['a', 'b'] });
+      const wrapped = toHandlerError(thrown);
+      const back = TRIPS[trip](wrapped);
+
+      expect(back).toBeInstanceOf(HandlerError);
+      expect(back).toMatchObject({ code: 'HANDLER_ERROR', message: 'request failed', details: { name: 'Error' } });
+      expect(back.stack).toBe(thrown.stack);
+
+      const c1 = back.cause as Error & Record<string, unknown>;
+      expect(c1).toBeInstanceOf(Error);
+      expect(c1).toMatchObject({ name: 'Error', message: 'request failed', status: 503, url: 'https://example.test/x', tags: ['a', 'b'] });
+      expect(c1.stack).toBe(thrown.stack);
+
+      const c2 = c1.cause as Error & Record<string, unknown>;
+      expect(c2).toMatchObject({ name: 'QuotaError', message: 'over quota', retryable: true, quota: { used: 11, limit: 10 } });
+      expect(c2.stack).toBe(middle.stack);
+      expect(isExecutionError(c2)).toBe(false);
+
+      const c3 = c2.cause as Error;
+      expect(c3).toBeInstanceOf(TypeError);
+      expect(c3.message).toBe('bad type');
+      expect(c3.stack).toBe(root.stack);
+      expect(c3.cause).toBeUndefined();
+    },
+  );
+
+  it('keeps a system error code and its fields on a foreign error', () => {
+    const fsError = Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: 'ENOENT', errno: -2, syscall: 'open', path: 'x' });
+    const back = TRIPS.json(fsError) as Error & Record<string, unknown>;
+    expect(back).toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open', path: 'x' });
+    expect(isExecutionError(back)).toBe(false);
+  });
+
+  it('does not take a foreign error that happens to carry one of our codes for one of ours', () => {
+    const foreign = Object.assign(new Error('upstream timed out'), { code: 'TIMEOUT', upstream: 'db' });
+    expect(isExecutionError(foreign)).toBe(false);
+    const wrapped = toHandlerError(foreign);
+    expect(wrapped).toBeInstanceOf(HandlerError);
+    const back = TRIPS.structuredClone(wrapped);
+    expect(back).toBeInstanceOf(HandlerError);
+    expect(back.cause).toMatchObject({ code: 'TIMEOUT', upstream: 'db', message: 'upstream timed out' });
+    expect(back.cause).not.toBeInstanceOf(TimeoutError);
+  });
+
+  it('keeps AggregateError with its inner errors and cause', () => {
+    const agg = new AggregateError([new TypeError('one'), new QuotaError('two')], 'several', { cause: new Error('why') });
+    for (const trip of Object.values(TRIPS)) {
+      const back = trip(agg) as AggregateError;
+      expect(back).toBeInstanceOf(AggregateError);
+      expect(back.message).toBe('several');
+      expect(back.errors).toHaveLength(2);
+      expect(back.errors[0]).toBeInstanceOf(TypeError);
+      expect(back.errors[1]).toMatchObject({ name: 'QuotaError', message: 'two', retryable: true });
+      expect((back.cause as Error).message).toBe('why');
+      expect(back.stack).toBe(agg.stack);
+    }
+  });
+
+  it('serialises an error that appears twice (not a cycle) both times', () => {
+    const shared = new TypeError('shared');
+    const agg = new AggregateError([shared, shared], 'twice', { cause: shared });
+    const back = TRIPS.json(agg) as AggregateError;
+    expect(back.errors.map((e: Error) => e.message)).toEqual(['shared', 'shared']);
+    expect(back.errors[1]).toBeInstanceOf(TypeError);
+    expect((back.cause as Error).message).toBe('shared');
+  });
+
+  it('cuts circular cause chains instead of looping', () => {
+    const a = new Error('a');
+    const b = new Error('b', { cause: a });
+    (a as { cause?: unknown }).cause = b;
+    const self = new Error('self');
+    (self as { cause?: unknown }).cause = self;
+    for (const trip of Object.values(TRIPS)) {
+      const back = trip(a);
+      expect(back.message).toBe('a');
+      expect((back.cause as Error).message).toBe('b');
+      expect((back.cause as Error).cause).toBe('[Circular]');
+      expect(trip(self).cause).toBe('[Circular]');
+    }
+  });
+
+  it('cuts very long cause chains with a marker', () => {
+    let chain: Error = new Error('e0');
+    for (let i = 1; i < 50; i++) chain = new Error(`e${i}`, { cause: chain });
+    const wire = serializeError(chain);
+    expect(JSON.stringify(wire).length).toBeLessThan(100_000);
+    let node: unknown = TRIPS.json(chain);
+    const messages: string[] = [];
+    while (node instanceof Error) {
+      messages.push(node.message);
+      node = node.cause;
+    }
+    expect(messages.slice(0, 3)).toEqual(['e49', 'e48', 'e47']);
+    expect(messages.length).toBeGreaterThanOrEqual(8);
+    expect(node).toBe('[Truncated]');
+  });
+
+  it('survives getters that throw', () => {
+    const error = new Error('getters');
+    Object.defineProperty(error, 'boom', { enumerable: true, get: () => { throw new Error('no reading'); } });
+    const nasty = new Error('placeholder');
+    Object.defineProperty(nasty, 'message', { get: () => { throw new Error('no message'); } });
+    Object.defineProperty(nasty, 'cause', { get: () => { throw new Error('no cause'); } });
+    for (const trip of Object.values(TRIPS)) {
+      expect((trip(error) as Error & { boom: unknown }).boom).toBe('[Getter threw: no reading]');
+      const back = trip(nasty);
+      expect(back.message).toBe('[Getter threw: no message]');
+      expect(back.cause).toBe('[Getter threw: no cause]');
+    }
+  });
+
+  it('bounds huge messages and marks the cut; keeps large ones exactly', () => {
+    const large = 'm'.repeat(60_000);
+    expect(TRIPS.json(new Error(large)).message).toBe(large);
+    const huge = `${'h'.repeat(2_000_000)}END`;
+    const wire = serializeError(new TimeoutError(huge));
+    expect(wire.message.length).toBeLessThan(70_000);
+    expect(wire.message).toMatch(/more chars\]$/);
+    expect(wire.stack!.length).toBeLessThan(70_000);
+    const back = deserializeError(structuredClone(wire));
+    expect(back).toBeInstanceOf(TimeoutError);
+    expect(back.message.startsWith('h'.repeat(1000))).toBe(true);
+  });
+
+  it('makes details JSON- and clone-safe: cycles, bigint, functions, symbols, dates, errors', () => {
+    const cyclic: Record<string, unknown> = { name: 'loop' };
+    cyclic.self = cyclic;
+    const error = new ValidationError('odd details', {
+      details: { cyclic, big: 12n, fn: function namedFn() {}, sym: Symbol('s'), when: new Date(0), inner: new RangeError('r'), nan: Number.NaN },
+    });
+    const back = TRIPS.structuredClone(error) as ValidationError;
+    expect(back.details).toMatchObject({
+      cyclic: { name: 'loop', self: '[Circular]' },
+      big: '12n',
+      fn: '[Function namedFn]',
+      sym: 'Symbol(s)',
+      when: '1970-01-01T00:00:00.000Z',
+      inner: { $error: 1, name: 'RangeError', message: 'r' },
+      nan: 'NaN',
+    });
+    expect(TRIPS.json(error)).toMatchObject({ details: back.details });
+  });
+
+  it('keeps non-Error causes as values', () => {
+    for (const cause of [42, 'text', null, { a: [1, { b: 2 }] }, false]) {
+      for (const trip of Object.values(TRIPS)) {
+        const back = trip(new WorkerCrashedError('crashed', { cause }));
+        expect(back).toBeInstanceOf(WorkerCrashedError);
+        expect(back.cause).toEqual(cause);
+        expect(Object.hasOwn(back, 'cause')).toBe(true);
+      }
+    }
+    expect(Object.hasOwn(TRIPS.json(new TimeoutError('no cause')), 'cause')).toBe(false);
+  });
+
+  it('toJSON() is the wire form, so JSON.stringify(error) keeps everything', () => {
+    const error = new PermissionDeniedError('nope', { details: { service: 'cache', method: 'set' }, cause: new Error('c') });
+    const json = JSON.parse(JSON.stringify(error)) as SerializedError;
+    expect(isSerializedError(json)).toBe(true);
+    expect(json).toEqual(JSON.parse(JSON.stringify(serializeError(error))));
+    expect(json).toMatchObject({ $error: 1, name: 'PermissionDeniedError', code: 'PERMISSION_DENIED', message: 'nope', details: { service: 'cache', method: 'set' } });
+    expect(deserializeError(json)).toBeInstanceOf(PermissionDeniedError);
+    // Nested in a larger payload too.
+    const payload = JSON.parse(JSON.stringify({ result: { error } })) as { result: { error: unknown } };
+    expect(deserializeError(payload.result.error)).toMatchObject({ code: 'PERMISSION_DENIED', details: { service: 'cache' } });
+  });
+
+  it('roundTripError gives an ExecutionError for anything', () => {
+    expect(roundTripError(new TimeoutError('t'))).toBeInstanceOf(TimeoutError);
+    expect(roundTripError(new TypeError('x'))).toBeInstanceOf(HandlerError);
+    expect(roundTripError('just a string')).toBeInstanceOf(HandlerError);
+  });
+});
+
+describe('toHandlerError', () => {
+  const circular: Record<string, unknown> = { k: 1 };
+  circular.me = circular;
+  const cases: Array<[string, unknown, RegExp, string]> = [
+    ['42', 42, /a number: 42/, 'number'],
+    ['undefined', undefined, /undefined/, 'undefined'],
+    ['null', null, /null/, 'null'],
+    ['{}', {}, /non-Error object: \{\}/, 'object'],
+    ['a circular object', circular, /\[Circular\]/, 'object'],
+    ['a symbol', Symbol('sym'), /Symbol\(sym\)/, 'symbol'],
+    ['a function', function thrower() {}, /function: thrower/, 'function'],
+    ['a BigInt', 10n ** 30n, /bigint: 1000000000000000000000000000000/, 'bigint'],
+    ['a string', 'oops', /string: oops/, 'string'],
+    ['an array', [1, 'two'], /\[1,"two"\]/, 'array'],
+  ];
+
+  it.each(cases)('turns %s into a HandlerError that describes it and crosses the wire', (_label, thrown, message, type) => {
+    const error = toHandlerError(thrown);
+    expect(error).toBeInstanceOf(HandlerError);
+    expect(error.code).toBe('HANDLER_ERROR');
+    expect(error.message).toMatch(message);
+    expect(error.details.thrown).toMatchObject({ type });
+    for (const trip of Object.values(TRIPS)) {
+      const back = trip(error);
+      expect(back).toBeInstanceOf(HandlerError);
+      expect(back.message).toBe(error.message);
+      expect((back as HandlerError).details).toEqual(JSON.parse(JSON.stringify(error.details)));
+    }
+  });
+
+  it('passes our own errors through untouched', () => {
+    const denied = new PermissionDeniedError('denied');
+    expect(toHandlerError(denied)).toBe(denied);
+    const foreignCopy = new cjs.TimeoutError('from the other build');
+    expect(toHandlerError(foreignCopy)).toBe(foreignCopy);
+  });
+
+  it('wraps an Error keeping it as cause, with its stack and name', () => {
+    const thrown = new QuotaError('too much');
+    const error = toHandlerError(thrown);
+    expect(error.cause).toBe(thrown);
+    expect(error.stack).toBe(thrown.stack);
+    expect(error.message).toBe('too much');
+    expect(error.details).toEqual({ name: 'QuotaError' });
+  });
+
+  it('uses the name when an Error has no message', () => {
+    class Silent extends Error {
+      override name = 'Silent';
+    }
+    expect(toHandlerError(new Silent()).message).toBe('Silent');
+  });
+
+  it('copes with hostile values: throwing getters, throwing proxy traps, revoked proxies', () => {
+    const trap = () => {
+      throw new Error('trap');
+    };
+    const hostileProxy = new Proxy({}, { getPrototypeOf: trap, get: trap, ownKeys: trap, getOwnPropertyDescriptor: trap, has: trap });
+    const { proxy: revoked, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const getterObject = Object.defineProperty({}, 'x', { enumerable: true, get: trap });
+    for (const thrown of [hostileProxy, revoked, getterObject]) {
+      const error = toHandlerError(thrown);
+      expect(error).toBeInstanceOf(HandlerError);
+      expect(error.message.length).toBeGreaterThan(0);
+      expect(() => JSON.stringify(serializeError(error))).not.toThrow();
+      expect(() => structuredClone(serializeError(thrown))).not.toThrow();
+      expect(isExecutionError(thrown)).toBe(false);
+    }
+  });
+});
+
+describe('deserializeError of something that is not a wire error', () => {
+  it.each([[undefined], [null], [42], ['text'], [{}], [{ message: 'no marker' }], [{ $error: 2, message: 'x' }], [{ $error: 1 }]])(
+    'gives a HandlerError for %o',
+    (wire) => {
+      const error = deserializeError(wire);
+      expect(error).toBeInstanceOf(HandlerError);
+      expect(error.message.length).toBeGreaterThan(0);
+    },
+  );
+});
+
+describe('deserializeError of a malformed wire error (a hostile runner controls every byte)', () => {
+  const base = { $error: 1, message: 'm' } as const;
+  it.each([
+    ['cause: null', { ...base, cause: null }],
+    ['cause: a number', { ...base, cause: 5 }],
+    ['errors not an array', { ...base, name: 'AggregateError', errors: 5 }],
+    ['errors holding non-errors', { ...base, name: 'AggregateError', errors: [null, 5, 'x', {}] }],
+    ['name not a string', { ...base, name: { evil: true } }],
+    ['code not a string', { ...base, code: ['TIMEOUT'], details: {} }],
+    ['details not an object', { ...base, code: 'TIMEOUT', details: 'nope' }],
+    ['props not an object', { ...base, props: 'abc' }],
+    ['props shadowing methods', { ...base, props: { toString: {}, valueOf: 1, constructor: 'x', message: 'forged', ok: 1 } }],
+    ['stack not a string', { ...base, stack: { not: 'a string' } }],
+  ])('%s gives a usable Error', (_label, wire) => {
+    const error = deserializeError(wire);
+    expect(error).toBeInstanceOf(Error);
+    expect(error.message).toBe('m');
+    expect(typeof error.name).toBe('string');
+    expect(() => String(error)).not.toThrow();
+    expect(typeof error.stack === 'string' || error.stack === undefined).toBe(true);
+    if ((error as ExecutionError).code !== undefined) expect(typeof (error as ExecutionError).code).toBe('string');
+    if (isExecutionError(error)) expect(error.details).toBeTypeOf('object');
+  });
+
+  it('keeps ordinary props next to the refused ones', () => {
+    const error = deserializeError({ ...base, props: { toString: {}, ok: 1 } }) as Error & Record<string, unknown>;
+    expect(error.ok).toBe(1);
+    expect(Object.hasOwn(error, 'toString')).toBe(false);
+  });
+
+  it('survives a handler error with its own toString method, end to end', () => {
+    const thrown = Object.assign(new Error('custom'), { toString: () => 'custom!' });
+    const back = TRIPS.json(toHandlerError(thrown));
+    expect(String(back)).toBe('HandlerError: custom');
+    expect(() => String(back.cause)).not.toThrow();
+  });
+
+  it.each(['cause', 'errors'] as const)('caps 5000 levels of nesting through %s instead of overflowing the stack', (via) => {
+    const text =
+      via === 'cause'
+        ? `${'{"$error":1,"message":"m","cause":'.repeat(5000)}{"$error":1,"message":"leaf"}${'}'.repeat(5000)}`
+        : `${'{"$error":1,"name":"AggregateError","message":"m","errors":['.repeat(5000)}{"$error":1,"message":"leaf"}${']}'.repeat(5000)}`;
+    const error = deserializeError(JSON.parse(text));
+    expect(error.message).toBe('m');
+    let depth = 0;
+    for (let node: unknown = error; node instanceof Error; depth++) {
+      node = via === 'cause' ? node.cause : (node as AggregateError).errors?.[0];
+    }
+    expect(depth).toBeGreaterThan(1);
+    expect(depth).toBeLessThan(20);
+    expect(() => JSON.stringify(serializeError(error))).not.toThrow();
+  });
+});
+
+describe('two copies of the package (ESM and CJS builds loaded together)', () => {
+  it('really are two copies', () => {
+    expect(cjs.TimeoutError).not.toBe(esm.TimeoutError);
+    expect(new cjs.TimeoutError()).not.toBeInstanceOf(esm.TimeoutError);
+  });
+
+  it.each(FAMILY.map(([, code, name]) => [name, code] as const))('recognise and revive each other’s %s', (name, code) => {
+    const fromCjs = new (cjs[name as keyof Core] as typeof esm.TimeoutError)('made by cjs', { details: { side: 'cjs' }, cause: new Error('c') });
+    const fromEsm = new (esm[name as keyof Core] as typeof esm.TimeoutError)('made by esm', { details: { side: 'esm' } });
+
+    expect(esm.isExecutionError(fromCjs)).toBe(true);
+    expect(cjs.isExecutionError(fromEsm)).toBe(true);
+
+    const intoEsm = esm.deserializeError(JSON.parse(JSON.stringify(cjs.serializeError(fromCjs))));
+    expect(intoEsm).toBeInstanceOf(esm[name as keyof Core] as typeof esm.TimeoutError);
+    expect(intoEsm).toMatchObject({ code, message: 'made by cjs', details: { side: 'cjs' } });
+    expect((intoEsm.cause as Error).message).toBe('c');
+
+    const intoCjs = cjs.deserializeError(structuredClone(esm.serializeError(fromEsm)));
+    expect(intoCjs).toBeInstanceOf(cjs[name as keyof Core] as typeof esm.TimeoutError);
+    expect(intoCjs).toMatchObject({ code, message: 'made by esm', details: { side: 'esm' } });
+
+    // One copy serialising the other's error keeps it in the family (details, not props).
+    expect(esm.serializeError(fromCjs)).toMatchObject({ code, details: { side: 'cjs' } });
+    expect(esm.serializeError(fromCjs).props).toBeUndefined();
+  });
+
+  it('does not recognise look-alikes that are not errors of the family', () => {
+    for (const copy of [esm, cjs]) {
+      expect(copy.isExecutionError({ code: 'TIMEOUT', name: 'TimeoutError', message: 'plain object' })).toBe(false);
+      expect(copy.isExecutionError(new Error('plain'))).toBe(false);
+      expect(copy.isExecutionError(undefined)).toBe(false);
+      expect(copy.isExecutionError('TIMEOUT')).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,244 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { HandlerNotFoundError, MANIFEST_FILE, PluginRegistry, ValidationError } from '@kb-labs/plugin-execution-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const SAMPLE = fileURLToPath(new URL('./fixtures/plugins/sample', import.meta.url));
+const SAMPLE_ID = '@fixtures/sample';
+
+let tmp: string;
+let n = 0;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'kb-core-registry-test-'));
+});
+
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+/** A plugin folder whose kb.plugin.json holds exactly `text`. */
+async function pluginFolder(text: string | undefined): Promise<string> {
+  const dir = path.join(tmp, `plugin-${++n}`);
+  await mkdir(dir, { recursive: true });
+  if (text !== undefined) await writeFile(path.join(dir, MANIFEST_FILE), text);
+  return dir;
+}
+
+const manifest = (handlers: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+  id: '@t/p',
+  version: '1.0.0',
+  handlers,
+  ...extra,
+});
+
+async function validationFailure(promise: Promise<unknown> | (() => unknown)): Promise<ValidationError> {
+  const error = await (typeof promise === 'function' ? Promise.resolve().then(promise) : promise).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ValidationError);
+  expect((error as ValidationError).code).toBe('VALIDATION_ERROR');
+  return error as ValidationError;
+}
+
+describe('loading a plugin folder', () => {
+  it('reads and validates kb.plugin.json and resolves handlers to modules in the folder', async () => {
+    const registry = new PluginRegistry();
+    const plugin = await registry.load(SAMPLE);
+    expect(plugin.id).toBe(SAMPLE_ID);
+    expect(plugin.root).toBe(SAMPLE);
+    expect(plugin.manifest.version).toBe('1.2.3');
+    expect(Object.isFrozen(plugin)).toBe(true);
+    expect(registry.get(SAMPLE_ID)).toBe(plugin);
+    expect(registry.list()).toEqual([plugin]);
+
+    const run = registry.resolve(SAMPLE_ID, 'run');
+    expect(run).toMatchObject({
+      pluginId: SAMPLE_ID,
+      handlerId: 'run',
+      pluginRoot: SAMPLE,
+      entryPath: path.join(SAMPLE, 'run.mjs'),
+      exportName: 'default',
+      timeoutMs: 5000,
+      memoryMb: 64,
+      plugin,
+    });
+    const other = registry.resolve(SAMPLE_ID, 'other');
+    expect(other).toMatchObject({ entryPath: path.join(SAMPLE, 'lib', 'other.cjs'), exportName: 'named', timeoutMs: undefined, memoryMb: undefined });
+    // The resolved module really is the fixture's.
+    const mod = (await import(run.entryPath)) as { default: (input: unknown) => Promise<unknown> };
+    await expect(mod.default(1)).resolves.toEqual({ ran: true, input: 1 });
+  });
+
+  it('merges handler permissions over the plugin’s: lists united, booleans and services overridden', async () => {
+    const registry = new PluginRegistry();
+    await registry.load(SAMPLE);
+    expect(registry.resolve(SAMPLE_ID, 'run').permissions).toEqual({
+      platform: { logger: ['info'], cache: ['get', 'set'] },
+      fs: { read: ['data', 'assets'], write: ['out'] },
+      env: ['HOME', 'LANG'],
+      network: true,
+    });
+    expect(registry.resolve(SAMPLE_ID, 'other').permissions).toEqual({
+      platform: { logger: ['info'], cache: ['get'] },
+      fs: { read: ['data'] },
+      env: ['HOME'],
+      network: false,
+    });
+  });
+
+  it('refuses a folder without kb.plugin.json, naming the folder', async () => {
+    const dir = await pluginFolder(undefined);
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain(MANIFEST_FILE);
+    expect(error.message).toContain(dir);
+    const missing = await validationFailure(new PluginRegistry().load(path.join(tmp, 'does-not-exist')));
+    expect(missing.message).toContain('does-not-exist');
+  });
+
+  it('refuses an empty or non-string folder', async () => {
+    await validationFailure(new PluginRegistry().load(''));
+    await validationFailure(new PluginRegistry().load(42 as unknown as string));
+  });
+
+  it('refuses invalid JSON, naming the file', async () => {
+    const dir = await pluginFolder('{ "id": "@t/p", ');
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain(path.join(dir, MANIFEST_FILE));
+    expect(error.message).toMatch(/not valid JSON/);
+  });
+
+  it('refuses an invalid manifest, naming the JSON path of every problem', async () => {
+    const dir = await pluginFolder(
+      JSON.stringify({
+        id: 'not a valid id',
+        version: '',
+        handlers: { run: { entry: 42, timeoutMs: -1 }, ok: { entry: './ok.js', extra: true } },
+        channels: [{ path: '/chat', handler: 'missing' }, { path: 'no-slash', handler: 'ok' }],
+      }),
+    );
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    for (const p of ['id', 'version', 'handlers.run.entry', 'handlers.run.timeoutMs', 'handlers.ok', 'channels[0].handler', 'channels[1].path']) {
+      expect(error.message).toContain(`  - ${p}: `);
+    }
+    expect(error.message).toContain('"extra"');
+    expect(error.message).toContain(path.join(dir, MANIFEST_FILE));
+    const issues = error.details.issues as Array<{ path: string; message: string }>;
+    expect(issues.map((i) => i.path)).toEqual(expect.arrayContaining(['handlers.run.entry', 'channels[0].handler']));
+  });
+
+  it('names a channel pointing at a missing handler', async () => {
+    const error = await validationFailure(() =>
+      new PluginRegistry().register({ root: tmp, manifest: manifest({ run: { entry: 'a.js' } }, { channels: [{ path: '/c', handler: 'nope' }] }) }),
+    );
+    expect(error.message).toMatch(/channels\[0\]\.handler: .*"nope"/);
+  });
+
+  it('refuses a manifest without handlers', async () => {
+    const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({}) }));
+    expect(error.message).toContain('handlers');
+  });
+
+  it.each(['../x.js', '..', 'a/../../x.js', '/etc/passwd', '..\\x.js', 'C:\\x.js', 'a\0.js', ''])('refuses the entry %o, which leaves the folder', async (entry) => {
+    const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({ run: { entry } }) }));
+    expect(error.message).toContain('handlers.run.entry');
+  });
+
+  it('accepts entries that only look odd but stay inside', () => {
+    const registry = new PluginRegistry();
+    const plugin = registry.register({ root: tmp, manifest: manifest({ a: { entry: './x/../y.js' }, b: { entry: 'dist/..hidden.js' } }) });
+    expect(registry.resolve(plugin.id, 'a').entryPath).toBe(path.join(tmp, 'y.js'));
+    expect(registry.resolve(plugin.id, 'b').entryPath).toBe(path.join(tmp, 'dist', '..hidden.js'));
+  });
+
+  it('refuses a second plugin with the same id from another folder; the same folder again is a no-op', async () => {
+    const registry = new PluginRegistry();
+    const first = await registry.load(SAMPLE);
+    expect(await registry.load(SAMPLE)).toBe(first);
+    expect(await registry.load(`${SAMPLE}${path.sep}.`)).toBe(first);
+    const copy = await pluginFolder(JSON.stringify(manifest({ run: { entry: 'run.mjs' } }, { id: SAMPLE_ID })));
+    const error = await validationFailure(registry.load(copy));
+    expect(error.message).toContain(SAMPLE_ID);
+    expect(error.message).toContain(SAMPLE);
+    expect(error.message).toContain(copy);
+    expect(registry.get(SAMPLE_ID)).toBe(first);
+  });
+
+  it('reports every failing source of addAll together', async () => {
+    const bad = await pluginFolder('not json');
+    const error = await validationFailure(
+      new PluginRegistry().addAll([SAMPLE, bad, { root: tmp, manifest: { id: 'x' } }, path.join(tmp, 'missing')]),
+    );
+    expect(error.message).toMatch(/3 plugins could not be registered/);
+    for (const p of ['plugins[1]', 'plugins[2]', 'plugins[3]']) expect(error.message).toContain(p);
+    expect(error.message).not.toContain('plugins[0]');
+  });
+
+  it('refuses a register() call without a root', () => {
+    for (const source of [undefined, null, {}, { root: '' }, { root: 5, manifest: {} }]) {
+      expect(() => new PluginRegistry().register(source as never)).toThrow(ValidationError);
+    }
+  });
+
+  it('unregisters', async () => {
+    const registry = new PluginRegistry();
+    await registry.load(SAMPLE);
+    expect(registry.unregister(SAMPLE_ID)).toBe(true);
+    expect(registry.unregister(SAMPLE_ID)).toBe(false);
+    expect(() => registry.resolve(SAMPLE_ID, 'run')).toThrow(HandlerNotFoundError);
+  });
+});
+
+describe('resolve()', () => {
+  const registry = new PluginRegistry();
+  beforeAll(async () => {
+    await registry.load(SAMPLE);
+    registry.register({ root: tmp, manifest: { id: 'constructor', version: '1', handlers: { toString: { entry: 'a.js' } } } });
+  });
+
+  it('names the unknown plugin and the registered ones', () => {
+    const error = captureNotFound(() => registry.resolve('@nope/missing', 'run'));
+    expect(error.message).toContain('@nope/missing');
+    expect(error.message).toContain(SAMPLE_ID);
+    expect(error.details).toMatchObject({ pluginId: '@nope/missing', handlerId: 'run', availablePlugins: [SAMPLE_ID, 'constructor'] });
+  });
+
+  it('names the unknown handler and the plugin’s handlers', () => {
+    const error = captureNotFound(() => registry.resolve(SAMPLE_ID, 'walk'));
+    expect(error.message).toContain('"walk"');
+    expect(error.message).toContain('run, other');
+    expect(error.details).toMatchObject({ pluginId: SAMPLE_ID, handlerId: 'walk', availableHandlers: ['run', 'other'] });
+  });
+
+  it('says so when nothing is registered', () => {
+    expect(captureNotFound(() => new PluginRegistry().resolve('a', 'b')).message).toMatch(/no plugins are registered/);
+  });
+
+  it.each(['toString', '__proto__', 'constructor', 'hasOwnProperty', 'valueOf', '__defineGetter__'])(
+    'resolves the Object.prototype name %s to nothing',
+    (name) => {
+      captureNotFound(() => registry.resolve(name === 'constructor' ? 'constructor-x' : name, 'run'));
+      captureNotFound(() => registry.resolve(SAMPLE_ID, name));
+      if (name !== 'toString') captureNotFound(() => registry.resolve('constructor', name));
+    },
+  );
+
+  it('resolves real handlers and plugins that carry such names', () => {
+    expect(registry.resolve('constructor', 'toString').entryPath).toBe(path.join(tmp, 'a.js'));
+  });
+});
+
+function captureNotFound(fn: () => unknown): HandlerNotFoundError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(HandlerNotFoundError);
+  expect((caught as HandlerNotFoundError).code).toBe('HANDLER_NOT_FOUND');
+  return caught as HandlerNotFoundError;
+}

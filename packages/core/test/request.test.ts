@@ -1,0 +1,171 @@
+import {
+  ContextDescriptorSchema,
+  ExecutionRequestSchema,
+  ValidationError,
+  cloneForWire,
+  formatPath,
+  parseWith,
+  validateExecuteOptions,
+  validateWithForeignSchema,
+  validationError,
+} from '@kb-labs/plugin-execution-core';
+import { z } from 'zod';
+import { describe, expect, it } from 'vitest';
+
+function failure(fn: () => unknown): ValidationError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(ValidationError);
+  return caught as ValidationError;
+}
+
+describe('formatPath and validationError', () => {
+  it('writes readable JSON paths', () => {
+    expect(formatPath(['handlers', 'run', 'entry'])).toBe('handlers.run.entry');
+    expect(formatPath(['channels', 0, 'handler'])).toBe('channels[0].handler');
+    expect(formatPath(['a b', '__proto__', 'x-y'])).toBe('["a b"].__proto__["x-y"]');
+    expect(formatPath([], '')).toBe('(root)');
+    expect(formatPath(['n'], 'input')).toBe('input.n');
+    expect(formatPath([Symbol('s')])).toBe('["Symbol(s)"]');
+  });
+
+  it('lists at most 20 problems and says how many more there are; details keep all', () => {
+    const issues = Array.from({ length: 25 }, (_, i) => ({ path: `p${i}`, message: 'bad' }));
+    const error = validationError('Subject', issues, { extra: 1 });
+    const lines = error.message.split('\n');
+    expect(lines[0]).toBe('Subject:');
+    expect(lines).toHaveLength(22);
+    expect(lines.at(-1)).toBe('  - … and 5 more');
+    expect(error.details).toEqual({ extra: 1, issues });
+  });
+});
+
+describe('ExecutionRequestSchema', () => {
+  it('accepts a full request and keeps unknown context keys', () => {
+    const request = {
+      pluginId: '@a/b',
+      handlerId: 'run',
+      input: { any: ['thing'] },
+      executionId: 'run-1',
+      context: { requestId: 'r', tenantId: 't', host: { kind: 'cli', argv: ['x'] }, permissions: { network: true }, config: { a: 1 }, custom: [1] },
+    };
+    expect(parseWith(ExecutionRequestSchema, request, 'req')).toEqual(request);
+  });
+
+  it('names every bad field', () => {
+    const error = failure(() =>
+      parseWith(
+        ExecutionRequestSchema,
+        { pluginId: '', handlerId: 5, executionId: '../x', context: { host: { kind: '' }, permissions: { network: 'yes' }, config: [] } },
+        'Invalid execution request',
+      ),
+    );
+    for (const p of ['pluginId', 'handlerId', 'executionId', 'context.host.kind', 'context.permissions.network', 'context.config']) {
+      expect(error.message).toContain(`  - ${p}: `);
+    }
+    expect(error.message).toContain('unsafe id');
+  });
+
+  it('refuses a request that is not an object, naming the root', () => {
+    for (const request of [undefined, null, 'x', 42, []]) {
+      expect(failure(() => parseWith(ExecutionRequestSchema, request, 'req')).message).toContain('(root)');
+    }
+  });
+
+  it('drops a JSON __proto__ key in the context instead of inheriting grants from it', () => {
+    const context = JSON.parse('{"__proto__":{"permissions":{"network":true}},"requestId":"r"}') as unknown;
+    const parsed = parseWith(ContextDescriptorSchema, context, 'ctx');
+    expect(parsed.permissions).toBeUndefined();
+    expect(Object.getPrototypeOf(parsed)).toBe(Object.prototype);
+    expect(parsed.requestId).toBe('r');
+  });
+});
+
+describe('validateExecuteOptions', () => {
+  it('accepts nothing, or well-formed options', () => {
+    expect(validateExecuteOptions(undefined)).toEqual({});
+    expect(validateExecuteOptions(null)).toEqual({});
+    const options = { signal: new AbortController().signal, timeoutMs: 5, onLog: () => undefined, onEvent: () => undefined, keepWorkspace: true };
+    expect(validateExecuteOptions(options)).toBe(options);
+  });
+
+  it('names every bad option', () => {
+    const error = failure(() =>
+      validateExecuteOptions({ timeoutMs: Number.NaN, signal: {}, onLog: 'x', onEvent: 1, keepWorkspace: 'yes', channel: { connectionId: 1 } }),
+    );
+    for (const name of ['timeoutMs', 'signal', 'onLog', 'onEvent', 'keepWorkspace', 'channel']) expect(error.message).toContain(`  - ${name}:`);
+    expect(error.details.issues).toHaveLength(6);
+  });
+
+  it.each([0, -1, Infinity, 2 ** 31, '100'])('refuses timeoutMs %o', (timeoutMs) => {
+    expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain('timeoutMs');
+  });
+
+  it('refuses options that are not an object', () => {
+    expect(failure(() => validateExecuteOptions('fast')).message).toContain('string');
+  });
+});
+
+describe('validateWithForeignSchema (a handler’s input schema)', () => {
+  it('uses zod’s safeParse and returns the parsed (transformed) value', () => {
+    const schema = z.object({ n: z.coerce.number() });
+    expect(validateWithForeignSchema(schema, { n: '4' }, 'in')).toEqual({ n: 4 });
+    const error = failure(() => validateWithForeignSchema(schema, { n: 'x' }, 'Invalid input'));
+    expect(error.message).toContain('  - input.n: ');
+    expect(error.details.phase).toBe('input');
+  });
+
+  it('uses a Standard Schema validator, with path segments given as { key }', () => {
+    const schema = {
+      '~standard': {
+        version: 1,
+        vendor: 'test',
+        validate: (value: unknown) => (value === 1 ? { value: 'one' } : { issues: [{ message: 'must be 1', path: [{ key: 'a' }, 0] }] }),
+      },
+    };
+    expect(validateWithForeignSchema(schema, 1, 'in')).toBe('one');
+    expect(failure(() => validateWithForeignSchema(schema, 2, 'in')).message).toContain('  - input.a[0]: must be 1');
+  });
+
+  it('refuses asynchronous Standard Schema validation', () => {
+    const schema = { '~standard': { validate: async () => ({ value: 1 }) } };
+    expect(failure(() => validateWithForeignSchema(schema, 1, 'in')).message).toMatch(/asynchronous/);
+  });
+
+  it('gives ValidationError, not a TypeError, for a schema that is not one or returns nonsense', () => {
+    for (const schema of [
+      undefined,
+      {},
+      42,
+      { safeParse: () => undefined },
+      { safeParse: () => ({ success: false, error: { issues: 'nope' } }) },
+      { '~standard': { validate: () => null } },
+      { '~standard': { validate: () => ({ issues: [null, 5, { path: 'x' }] }) } },
+    ]) {
+      const error = failure(() => validateWithForeignSchema(schema, 1, 'in'));
+      expect(error.message).toMatch(/^in/);
+      expect(error.details.phase).toBe('input');
+    }
+  });
+});
+
+describe('cloneForWire', () => {
+  it('copies structured-cloneable values and passes primitives through', () => {
+    const value = { d: new Date(0), m: new Map([[1, 2]]) };
+    const copy = cloneForWire(value, 'thing');
+    expect(copy).toEqual(value);
+    expect(copy).not.toBe(value);
+    expect(cloneForWire('s', 'thing')).toBe('s');
+    expect(cloneForWire(undefined, 'thing')).toBeUndefined();
+  });
+
+  it.each([[() => 1], [{ f() {} }], [Symbol('s')], [new WeakMap()]])('refuses %o with ValidationError naming what was sent', (value) => {
+    const error = failure(() => cloneForWire(value, 'the result of x'));
+    expect(error.message).toContain('the result of x cannot be sent across the execution boundary');
+    expect(error.details).toMatchObject({ what: 'the result of x', reason: 'not-serializable' });
+  });
+});

@@ -1,0 +1,238 @@
+import { AbortedError, LatencyRecorder, QueueFullError, Scheduler, ShuttingDownError, type Slot } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+/** Acquire and require an immediate slot. */
+function now(scheduler: Scheduler, key = 'k', signal?: AbortSignal): Slot {
+  const slot = scheduler.acquire(key, signal);
+  expect(slot).not.toBeInstanceOf(Promise);
+  return slot as Slot;
+}
+
+/** Acquire and require a queued one; `order` records when it is granted. */
+function later(scheduler: Scheduler, key: string, order: string[], label: string, signal?: AbortSignal): Promise<Slot> {
+  const pending = scheduler.acquire(key, signal);
+  expect(pending).toBeInstanceOf(Promise);
+  return (pending as Promise<Slot>).then((slot) => {
+    order.push(label);
+    return slot;
+  });
+}
+
+const flush = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('Scheduler', () => {
+  it('grants up to `concurrency` slots at once, synchronously, and queues the rest', async () => {
+    const s = new Scheduler({ concurrency: 2, maxQueue: 10 });
+    const a = now(s);
+    const b = now(s);
+    expect(a.waitedMs).toBe(0);
+    expect([s.active, s.queued]).toEqual([2, 0]);
+    const order: string[] = [];
+    const c = later(s, 'k', order, 'c');
+    expect([s.active, s.queued]).toEqual([2, 1]);
+    await flush();
+    expect(order).toEqual([]);
+    a.release();
+    const slot = await c;
+    expect(order).toEqual(['c']);
+    expect(slot.waitedMs).toBeGreaterThanOrEqual(0);
+    expect([s.active, s.queued]).toEqual([2, 0]);
+    b.release();
+    slot.release();
+    expect([s.active, s.queued]).toEqual([0, 0]);
+  });
+
+  it('serves the queue first in, first out', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 10 });
+    const first = now(s);
+    const order: string[] = [];
+    const waiting = ['a', 'b', 'c', 'd'].map((label) => later(s, 'k', order, label));
+    first.release();
+    for (const pending of waiting) {
+      const slot = await pending;
+      await flush();
+      slot.release();
+    }
+    expect(order).toEqual(['a', 'b', 'c', 'd']);
+    expect([s.active, s.queued]).toEqual([0, 0]);
+  });
+
+  it('release() is idempotent', () => {
+    const s = new Scheduler({ concurrency: 2, maxQueue: 0 });
+    const a = now(s);
+    now(s);
+    a.release();
+    a.release();
+    a.release();
+    expect(s.active).toBe(1);
+  });
+
+  it('QUEUE_FULL at once when the queue bound is reached, and nothing is queued', () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 2 });
+    now(s);
+    const order: string[] = [];
+    const waiting = [later(s, 'k', order, 'a'), later(s, 'k', order, 'b')];
+    let error: unknown;
+    try {
+      s.acquire('k');
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect((error as QueueFullError).code).toBe('QUEUE_FULL');
+    expect((error as QueueFullError).details).toMatchObject({ maxQueue: 2, active: 1, concurrency: 1 });
+    expect(s.queued).toBe(2);
+    s.rejectQueued(new ShuttingDownError());
+    return Promise.allSettled(waiting);
+  });
+
+  it('maxQueue 0 means no waiting at all', () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 0 });
+    now(s);
+    expect(() => s.acquire('k')).toThrow(QueueFullError);
+    expect(s.queued).toBe(0);
+  });
+
+  it('an abort while queued removes the waiter at once; it never gets a slot', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 1 });
+    const running = now(s);
+    const controller = new AbortController();
+    const order: string[] = [];
+    const aborted = later(s, 'k', order, 'aborted', controller.signal);
+    controller.abort();
+    const error = await aborted.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(AbortedError);
+    expect((error as AbortedError).details).toMatchObject({ phase: 'queued' });
+    expect(s.queued).toBe(0);
+    // Its place in the bounded queue is free again.
+    const next = later(s, 'k', order, 'next');
+    running.release();
+    (await next).release();
+    expect(order).toEqual(['next']);
+    expect([s.active, s.queued]).toEqual([0, 0]);
+  });
+
+  it('a signal aborted before acquire() gives ABORTED rather than a queue place', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 5 });
+    const running = now(s);
+    const outcome = await Promise.resolve()
+      .then(() => s.acquire('k', AbortSignal.abort()))
+      .then(
+        () => 'granted',
+        (e: unknown) => e,
+      );
+    expect(outcome).toBeInstanceOf(AbortedError);
+    expect(s.queued).toBe(0);
+    running.release();
+    expect(s.active).toBe(0);
+  });
+
+  it('a per-key cap holds one key back without holding other keys back', async () => {
+    const s = new Scheduler({ concurrency: 4, maxQueue: 1, perKeyConcurrency: 1 });
+    const a1 = now(s, 'a');
+    const order: string[] = [];
+    const a2 = later(s, 'a', order, 'a2');
+    expect(s.queued).toBe(1);
+    // Room for "b": it runs now, even though "a" waits ahead of it and the queue is full.
+    const b1 = now(s, 'b');
+    const c1 = now(s, 'c');
+    expect([s.active, s.queued]).toEqual([3, 1]);
+    b1.release();
+    c1.release();
+    await flush();
+    expect(order).toEqual([]);
+    a1.release();
+    (await a2).release();
+    expect(order).toEqual(['a2']);
+    expect([s.active, s.queued]).toEqual([0, 0]);
+  });
+
+  it('a per-key cap skips a capped key in the queue and serves the next key', async () => {
+    const s = new Scheduler({ concurrency: 2, maxQueue: 10, perKeyConcurrency: 1 });
+    const a1 = now(s, 'a');
+    const b1 = now(s, 'b');
+    const order: string[] = [];
+    const a2 = later(s, 'a', order, 'a2');
+    const c1 = later(s, 'c', order, 'c1');
+    b1.release();
+    const slot = await c1;
+    expect(order).toEqual(['c1']);
+    a1.release();
+    (await a2).release();
+    slot.release();
+    expect(order).toEqual(['c1', 'a2']);
+  });
+
+  it('keeps FIFO among waiters for the global limit', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 10, perKeyConcurrency: 1 });
+    const first = now(s, 'x');
+    const order: string[] = [];
+    const waiting = [later(s, 'a', order, 'a'), later(s, 'b', order, 'b')];
+    // "c" has per-key room but no global room: it must queue behind a and b.
+    const c = later(s, 'c', order, 'c');
+    first.release();
+    for (const pending of [...waiting, c]) (await pending).release();
+    expect(order).toEqual(['a', 'b', 'c']);
+  });
+
+  it('rejectQueued fails every waiter and leaves running slots alone', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 5 });
+    const running = now(s);
+    const order: string[] = [];
+    const controller = new AbortController();
+    const waiting = [later(s, 'k', order, 'a'), later(s, 'k', order, 'b', controller.signal)];
+    const reason = new ShuttingDownError('closing');
+    s.rejectQueued(reason);
+    const results = await Promise.allSettled(waiting);
+    expect(results.map((r) => (r.status === 'rejected' ? r.reason : r.value))).toEqual([reason, reason]);
+    expect([s.active, s.queued]).toEqual([1, 0]);
+    // An abort after rejection changes nothing.
+    controller.abort();
+    expect(s.queued).toBe(0);
+    running.release();
+    await flush();
+    expect(order).toEqual([]);
+    expect(s.active).toBe(0);
+  });
+});
+
+describe('LatencyRecorder', () => {
+  it('reports zeros when empty', () => {
+    expect(new LatencyRecorder().summary()).toEqual({ count: 0, p50: 0, p95: 0, p99: 0, max: 0 });
+  });
+
+  it('gives nearest-rank percentiles whatever the order of samples', () => {
+    const recorder = new LatencyRecorder();
+    const values = Array.from({ length: 100 }, (_, i) => i + 1);
+    for (let i = values.length - 1; i > 0; i--) {
+      const j = (i * 7919) % (i + 1);
+      [values[i], values[j]] = [values[j]!, values[i]!];
+    }
+    for (const v of values) recorder.record(v);
+    expect(recorder.summary()).toEqual({ count: 100, p50: 50, p95: 95, p99: 99, max: 100 });
+  });
+
+  it('sorts numerically, not as strings', () => {
+    const recorder = new LatencyRecorder();
+    for (const v of [9, 10, 100, 2]) recorder.record(v);
+    expect(recorder.summary()).toMatchObject({ p50: 9, max: 100 });
+  });
+
+  it('keeps only the last `capacity` samples', () => {
+    const recorder = new LatencyRecorder(10);
+    for (let v = 1; v <= 25; v++) recorder.record(v * 1000);
+    expect(recorder.summary()).toEqual({ count: 10, p50: 20_000, p95: 25_000, p99: 25_000, max: 25_000 });
+  });
+
+  it('rounds to microseconds', () => {
+    const recorder = new LatencyRecorder();
+    recorder.record(1.23456789);
+    expect(recorder.summary()).toMatchObject({ p50: 1.235, max: 1.235 });
+  });
+
+  it('a single sample is every percentile', () => {
+    const recorder = new LatencyRecorder();
+    recorder.record(7);
+    expect(recorder.summary()).toEqual({ count: 1, p50: 7, p95: 7, p99: 7, max: 7 });
+  });
+});

@@ -1,0 +1,363 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import * as core from '@kb-labs/plugin-execution-core';
+import { MAX_EXECUTION_ID_LENGTH, WorkspaceError, WorkspaceManager, unsafeExecutionIdReason } from '@kb-labs/plugin-execution-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const require = createRequire(import.meta.url);
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+let base: string;
+let root: string;
+let counter = 0;
+const children: ChildProcess[] = [];
+
+beforeAll(async () => {
+  base = await mkdtemp(path.join(os.tmpdir(), 'kb-core-ws-test-'));
+});
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  }
+});
+
+afterAll(async () => {
+  // Read-only leftovers of a failed test must not break the clean-up.
+  await core.removeTree(base);
+});
+
+async function freshRoot(): Promise<string> {
+  root = path.join(base, `root-${++counter}`);
+  return root;
+}
+
+const mode = async (p: string) => (await stat(p)).mode & 0o777;
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A pid that certainly belonged to a process that has exited (a real, short-lived child). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
+  const [code] = await once(child, 'exit');
+  expect(code).toBe(0);
+  expect(child.pid).toBeTypeOf('number');
+  return child.pid!;
+}
+
+/** A pid of a process that is alive until the test ends (killed in afterEach). */
+function livePid(): number {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  children.push(child);
+  expect(child.pid).toBeTypeOf('number');
+  return child.pid!;
+}
+
+describe('execution ids', () => {
+  const unsafe: Array<[string, unknown]> = [
+    ['..', '..'],
+    ['a/b', 'a/b'],
+    ['a\\b', 'a\\b'],
+    ['NUL', 'a\0b'],
+    ['absolute', '/etc'],
+    ['windows absolute', 'C:\\x'],
+    ['empty', ''],
+    ['129 characters', 'x'.repeat(MAX_EXECUTION_ID_LENGTH + 1)],
+    ['.', '.'],
+    ['leading dot', '.hidden'],
+    ['.. inside', 'a..b'],
+    ['undefined', undefined],
+    ['null', null],
+    ['number', 42],
+    ['object', { toString: () => 'ok' }],
+    ['array', ['ok']],
+    ['null-prototype object', Object.create(null)],
+    ['symbol', Symbol('id')],
+  ];
+
+  it.each(unsafe)('refuses %s with WorkspaceError and creates nothing', async (_label, id) => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const reason = unsafeExecutionIdReason(id);
+    expect(reason).toBeTypeOf('string');
+    const error = await manager.acquire(id as string).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkspaceError);
+    expect((error as WorkspaceError).code).toBe('WORKSPACE_ERROR');
+    expect((error as WorkspaceError).message).toContain(reason);
+    expect((error as WorkspaceError).details.reason).toBe(reason);
+    expect(await exists(root)).toBe(false);
+  });
+
+  it('accepts ordinary ids up to the length limit', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    for (const id of ['a', 'run-1', 'A.b_c-d', '0', 'x'.repeat(MAX_EXECUTION_ID_LENGTH), '550e8400-e29b-41d4-a716-446655440000']) {
+      expect(unsafeExecutionIdReason(id)).toBeUndefined();
+      const lease = await manager.acquire(id);
+      expect(path.dirname(lease.dir)).toBe(manager.root);
+      expect(path.basename(lease.dir)).toContain(id);
+      await lease.release();
+    }
+  });
+});
+
+describe('WorkspaceManager', () => {
+  it('refuses a missing, empty or NUL root', () => {
+    for (const options of [undefined, {}, { root: '' }, { root: 'a\0b' }, { root: 42 }]) {
+      expect(() => new WorkspaceManager(options as never)).toThrow(WorkspaceError);
+    }
+  });
+
+  it('creates a missing root (0700) and a private 0700 directory per lease', async () => {
+    const nested = path.join(await freshRoot(), 'deeper', 'still');
+    const manager = new WorkspaceManager({ root: nested });
+    expect(await exists(nested)).toBe(false);
+    const lease = await manager.acquire('exec-1');
+    expect(await mode(nested)).toBe(0o700);
+    expect(await mode(lease.dir)).toBe(0o700);
+    expect((await stat(lease.dir)).isDirectory()).toBe(true);
+    expect(lease.executionId).toBe('exec-1');
+    expect(path.isAbsolute(lease.dir)).toBe(true);
+    expect(path.basename(lease.dir)).toMatch(new RegExp(`^kbx-${process.pid}-exec-1-`));
+    expect(lease.released).toBe(false);
+    await lease.release();
+    expect(lease.released).toBe(true);
+    expect(await readdir(nested)).toEqual([]);
+  });
+
+  it('recreates the root if it disappears between leases', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    await (await manager.acquire('one')).release();
+    await rm(root, { recursive: true });
+    const lease = await manager.acquire('two');
+    expect(await exists(lease.dir)).toBe(true);
+    expect(await mode(root)).toBe(0o700);
+    await lease.release();
+  });
+
+  it('never gives two leases of the same id the same directory', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const leases = await Promise.all(Array.from({ length: 20 }, () => manager.acquire('same')));
+    expect(new Set(leases.map((l) => l.dir)).size).toBe(20);
+    await writeFile(path.join(leases[0]!.dir, 'mine.txt'), 'first');
+    expect(await readdir(leases[1]!.dir)).toEqual([]);
+    await Promise.all(leases.map((l) => l.release()));
+    expect(await readdir(root)).toEqual([]);
+  });
+
+  it('release() is idempotent, also when called in parallel', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const lease = await manager.acquire('idem');
+    await mkdir(path.join(lease.dir, 'a', 'b'), { recursive: true });
+    await writeFile(path.join(lease.dir, 'a', 'b', 'f.txt'), 'x');
+    const results = await Promise.allSettled([lease.release(), lease.release(), lease.release()]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    await expect(lease.release()).resolves.toBeUndefined();
+    expect(lease.released).toBe(true);
+    expect(await exists(lease.dir)).toBe(false);
+  });
+
+  it('release() succeeds when the directory is already gone', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const lease = await manager.acquire('gone');
+    await rm(lease.dir, { recursive: true });
+    await expect(lease.release()).resolves.toBeUndefined();
+  });
+
+  it('removes a read-only nested tree', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const lease = await manager.acquire('readonly');
+    await makeReadOnlyTree(lease.dir);
+    await lease.release();
+    expect(await exists(lease.dir)).toBe(false);
+    expect(await readdir(root)).toEqual([]);
+  });
+
+  // As root every tree is writable, so the case above cannot fail: run it again as an ordinary user.
+  it.runIf(isRoot)('removes a read-only nested tree when not running as root', async () => {
+    // Its own temp folder: the shared test base is private to root.
+    const unprivileged = await mkdtemp(path.join(os.tmpdir(), 'kb-core-ws-nobody-'));
+    try {
+      await chown(unprivileged, 65534, 65534);
+      const distEsm = path.join(path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json')), 'dist', 'index.js');
+      const script = `
+        const { WorkspaceManager } = await import(${JSON.stringify(pathToFileURL(distEsm).href)});
+        const fs = await import('node:fs/promises');
+        const path = await import('node:path');
+        const manager = new WorkspaceManager({ root: ${JSON.stringify(path.join(unprivileged, 'root'))} });
+        const lease = await manager.acquire('readonly');
+        await fs.mkdir(path.join(lease.dir, 'a', 'b'), { recursive: true });
+        await fs.writeFile(path.join(lease.dir, 'a', 'b', 'f.txt'), 'x');
+        await fs.chmod(path.join(lease.dir, 'a', 'b', 'f.txt'), 0o400);
+        await fs.chmod(path.join(lease.dir, 'a', 'b'), 0o500);
+        await fs.mkdir(path.join(lease.dir, 'locked'));
+        await fs.writeFile(path.join(lease.dir, 'locked', 'x'), 'x');
+        await fs.chmod(path.join(lease.dir, 'locked'), 0o000);
+        await fs.chmod(path.join(lease.dir, 'a'), 0o500);
+        let plainRm = 'removed';
+        try { await fs.rm(lease.dir, { recursive: true, force: true }); } catch (e) { plainRm = e.code; }
+        await lease.release();
+        const left = await fs.readdir(manager.root);
+        process.stdout.write(JSON.stringify({ plainRm, left }));
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(child);
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => (out += d));
+      child.stderr!.on('data', (d: Buffer) => (err += d));
+      const [code] = await once(child, 'exit');
+      expect(err).toBe('');
+      expect(code).toBe(0);
+      const report = JSON.parse(out) as { plainRm: string; left: string[] };
+      // Proves the tree really was hard to remove: a plain rm -rf fails on it.
+      expect(report.plainRm).toBe('EACCES');
+      expect(report.left).toEqual([]);
+    } finally {
+      await core.removeTree(unprivileged);
+    }
+  });
+
+  it('removes symlinks without following them out of the workspace', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const outside = path.join(base, `outside-${counter}`);
+    await mkdir(path.join(outside, 'dir'), { recursive: true });
+    await writeFile(path.join(outside, 'file.txt'), 'keep me');
+    await writeFile(path.join(outside, 'dir', 'inner.txt'), 'keep me too');
+    await chmod(path.join(outside, 'dir'), 0o555);
+
+    const lease = await manager.acquire('links');
+    await symlink(path.join(outside, 'file.txt'), path.join(lease.dir, 'to-file'));
+    await symlink(path.join(outside, 'dir'), path.join(lease.dir, 'to-dir'));
+    await mkdir(path.join(lease.dir, 'sub'));
+    await symlink(outside, path.join(lease.dir, 'sub', 'to-outside'));
+    await symlink(path.join(outside, 'nowhere'), path.join(lease.dir, 'dangling'));
+    await chmod(path.join(lease.dir, 'sub'), 0o500);
+    await lease.release();
+
+    expect(await exists(lease.dir)).toBe(false);
+    expect(await readFile(path.join(outside, 'file.txt'), 'utf8')).toBe('keep me');
+    expect(await readFile(path.join(outside, 'dir', 'inner.txt'), 'utf8')).toBe('keep me too');
+    // Not even the permissions of the target were touched.
+    expect(await mode(path.join(outside, 'dir'))).toBe(0o555);
+    await chmod(path.join(outside, 'dir'), 0o755);
+  });
+
+  it('supports await using', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    let dir = '';
+    {
+      await using lease = await manager.acquire('scoped');
+      dir = lease.dir;
+      await writeFile(path.join(dir, 'a.txt'), 'a');
+      expect(await exists(dir)).toBe(true);
+    }
+    expect(await exists(dir)).toBe(false);
+  });
+
+  it('wraps a failure to create the root in WorkspaceError', async () => {
+    const file = path.join(await freshRoot());
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, 'not a directory');
+    const manager = new WorkspaceManager({ root: path.join(file, 'sub') });
+    const error = await manager.acquire('x').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkspaceError);
+    expect((error as WorkspaceError).message).toContain(manager.root);
+  });
+});
+
+describe('sweep()', () => {
+  it('returns nothing when the root does not exist', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [] });
+  });
+
+  it('removes directories of dead processes and of no lease, and keeps live ones', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const mine = await manager.acquire('live-here');
+    await writeFile(path.join(mine.dir, 'work.txt'), 'in use');
+
+    const dead = await deadPid();
+    const alive = livePid();
+    const staleDir = path.join(root, `kbx-${dead}-x-abcdef12`);
+    await mkdir(path.join(staleDir, 'nested'), { recursive: true });
+    await writeFile(path.join(staleDir, 'nested', 'left.txt'), 'left behind');
+    await chmod(path.join(staleDir, 'nested'), 0o500);
+    const otherLive = path.join(root, `kbx-${alive}-y-abcdef12`);
+    await mkdir(otherLive);
+    const orphanOfMine = path.join(root, `kbx-${process.pid}-orphan-abcdef12`);
+    await mkdir(orphanOfMine);
+    const unrelated = path.join(root, 'not-a-workspace');
+    await mkdir(unrelated);
+
+    const result = await manager.sweep();
+    expect(result.failed).toEqual([]);
+    expect(result.removed.sort()).toEqual([orphanOfMine, staleDir].sort());
+    expect(await exists(staleDir)).toBe(false);
+    expect(await exists(orphanOfMine)).toBe(false);
+    expect(await exists(otherLive)).toBe(true);
+    expect(await exists(unrelated)).toBe(true);
+    expect(await readFile(path.join(mine.dir, 'work.txt'), 'utf8')).toBe('in use');
+
+    await mine.release();
+    await rm(otherLive, { recursive: true });
+    await rm(unrelated, { recursive: true });
+  });
+
+  it('removes a stale entry that is a symlink without following it', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    await mkdir(root, { recursive: true });
+    const target = path.join(base, `sweep-target-${counter}`);
+    await mkdir(target);
+    await writeFile(path.join(target, 'precious.txt'), 'keep');
+    const link = path.join(root, `kbx-${await deadPid()}-link-abcdef12`);
+    await symlink(target, link);
+    expect((await manager.sweep()).removed).toEqual([link]);
+    expect(await exists(link)).toBe(false);
+    expect(await readFile(path.join(target, 'precious.txt'), 'utf8')).toBe('keep');
+  });
+
+  it('keeps live leases of another manager on the same root, even from the other build of the package', async () => {
+    const root = await freshRoot();
+    const cjs = require('@kb-labs/plugin-execution-core') as typeof core;
+    expect(cjs.WorkspaceManager).not.toBe(WorkspaceManager);
+    const fromCjs = await new cjs.WorkspaceManager({ root }).acquire('cjs-lease');
+    const fromEsm = await new WorkspaceManager({ root }).acquire('esm-lease');
+    const result = await new WorkspaceManager({ root }).sweep();
+    expect(result.removed).toEqual([]);
+    expect(await exists(fromCjs.dir)).toBe(true);
+    expect(await exists(fromEsm.dir)).toBe(true);
+    await fromCjs.release();
+    await fromEsm.release();
+    // Once released, a directory recreated under the same name is stale and swept.
+    await mkdir(fromEsm.dir);
+    expect((await new cjs.WorkspaceManager({ root }).sweep()).removed).toEqual([fromEsm.dir]);
+  });
+});
+
+async function makeReadOnlyTree(dir: string): Promise<void> {
+  await mkdir(path.join(dir, 'a', 'b', 'c'), { recursive: true });
+  await writeFile(path.join(dir, 'a', 'b', 'c', 'deep.txt'), 'deep');
+  await writeFile(path.join(dir, 'top.txt'), 'top');
+  await chmod(path.join(dir, 'a', 'b', 'c', 'deep.txt'), 0o400);
+  await chmod(path.join(dir, 'top.txt'), 0o400);
+  await chmod(path.join(dir, 'a', 'b', 'c'), 0o500);
+  await chmod(path.join(dir, 'a', 'b'), 0o500);
+  await mkdir(path.join(dir, 'locked'));
+  await writeFile(path.join(dir, 'locked', 'x'), 'x');
+  await chmod(path.join(dir, 'locked'), 0o000);
+  await chmod(path.join(dir, 'a'), 0o500);
+}
