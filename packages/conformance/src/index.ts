@@ -31,6 +31,12 @@ export interface ConformanceCapabilities {
   isolatesCrashes: boolean;
   /** A handler's changes to Object.prototype do not reach the next execution. */
   isolatesGlobals: boolean;
+  /**
+   * The handler's file system is sandboxed (subprocess: Node's permission model), so it cannot
+   * even create a symlink — Node refuses symlink creation to processes without full fs access.
+   * @default false
+   */
+  sandboxesFs?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
@@ -401,8 +407,17 @@ export function describeConformance(name: string, create: BackendFactory, capabi
         try {
           const backend = make();
           const result = await backend.execute({ pluginId: BASIC, handlerId: 'read-only-tree', input: { target: outside } });
-          expectOk(result);
-          await expect(stat((result.data as { dir: string }).dir)).rejects.toMatchObject({ code: 'ENOENT' });
+          if (capabilities.sandboxesFs) {
+            // The sandbox refuses the symlink itself; the read-only tree is still cleaned up below.
+            expectError(result, 'PERMISSION_DENIED');
+            expect(result.error.message).toMatch(/symlink/i);
+            const tree = await backend.execute({ pluginId: BASIC, handlerId: 'read-only-tree' });
+            expectOk(tree);
+            await expect(stat((tree.data as { dir: string }).dir)).rejects.toMatchObject({ code: 'ENOENT' });
+          } else {
+            expectOk(result);
+            await expect(stat((result.data as { dir: string }).dir)).rejects.toMatchObject({ code: 'ENOENT' });
+          }
           expect(await readFile(precious, 'utf8')).toBe('keep me');
         } finally {
           await rm(outside, { recursive: true, force: true });

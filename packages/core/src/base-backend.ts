@@ -119,6 +119,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #cleanups = new Set<Promise<unknown>>();
   readonly #byOutcome: Partial<Record<'ok' | ErrorCode, number>> = {};
   #total = 0;
+  #inflight = 0;
+  #onIdle: (() => void) | undefined;
   readonly #latency = { total: new LatencyRecorder(), wait: new LatencyRecorder(), run: new LatencyRecorder() };
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
@@ -187,6 +189,8 @@ export abstract class BaseBackend implements IExecutionBackend {
       timeoutMs: 0,
       artifacts: [],
     };
+    // Counted until #finish, so shutdown() can wait for every execution's cleanup inline in it.
+    this.#inflight++;
     // The contract is "never rejects": anything unexpected (a request whose getters throw, a bug)
     // still resolves as a failed result.
     return this.#execute<T>(request, options, meta, t0).catch((error: unknown) => {
@@ -381,6 +385,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   }
 
   #finish(meta: ExecutionMeta, t0: number, outcome: Outcome): ExecutionResult {
+    if (--this.#inflight === 0 && this.#onIdle) this.#onIdle();
     meta.durationMs = round(performance.now() - t0);
     const code = outcome.ok ? 'ok' : (outcome.error.code as ErrorCode);
     this.#byOutcome[code] = (this.#byOutcome[code] ?? 0) + 1;
@@ -445,6 +450,12 @@ export abstract class BaseBackend implements IExecutionBackend {
     }
     for (const { stop } of [...this.#running.values()]) {
       stop(new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }));
+    }
+    // Stopped executions release their workspace inside execute() once their runner is gone
+    // (bounded by STOP_SETTLE_MS); wait for that so nothing is left when shutdown() resolves.
+    if (this.#inflight > 0) {
+      await settlesWithin(new Promise<void>((resolve) => (this.#onIdle = resolve)), STOP_SETTLE_MS + 1000);
+      this.#onIdle = undefined;
     }
     await Promise.allSettled([...this.#cleanups]);
     try {

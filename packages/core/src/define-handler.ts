@@ -17,8 +17,11 @@ export interface ChannelContext {
   send(data: unknown): Promise<void>;
   /** Send to another connection of the same channel. Resolves false when it is not open. */
   sendTo(connectionId: string, data: unknown): Promise<boolean>;
-  /** Send to every open connection of the channel; returns how many got it. */
-  broadcast(data: unknown, options?: { exclude?: string[] }): Promise<number>;
+  /**
+   * Send to every open connection of the channel; returns how many got it. `scope: 'path'` limits it
+   * to connections on this connection's exact path (e.g. one room of a "/rooms/:room" channel).
+   */
+  broadcast(data: unknown, options?: { exclude?: string[]; scope?: 'channel' | 'path' }): Promise<number>;
   /** Close a connection (this one by default). */
   close(code?: number, reason?: string, connectionId?: string): Promise<void>;
 }

@@ -1,1 +1,128 @@
-export {};
+/**
+ * The child process: boots without any plugin code (so it can wait as a warm spare), says
+ * `ready` on fd 3, takes exactly one `run`, runs it through core's RunnerSession, answers with
+ * one `result` and waits to be discarded. Core's runner entry is bundled into this script at
+ * build time: the main entry's zod schemas would add ~60 ms to every start, and resolving a
+ * package through node_modules another ~2 ms.
+ */
+import net from 'node:net';
+import {
+  PermissionDeniedError,
+  PROTOCOL_VERSION,
+  RunnerSession,
+  deserializeError,
+  serializeError,
+  unserializableError,
+  type RunnerResult,
+  type SerializedError,
+} from '@kb-labs/plugin-execution-core/runner';
+import { DEFAULT_MAX_FRAME_BYTES, FramedChannel } from './framing.js';
+import type { ChildRunMessage, HostToChild } from './messages.js';
+
+/** Exit codes of the child's own failures (distinct from a handler's process.exit). */
+const EXIT_HOST_GONE = 0;
+const EXIT_PROTOCOL = 70;
+
+const maxFrameBytes = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : DEFAULT_MAX_FRAME_BYTES;
+// Captured before any plugin code runs: a handler may replace process.exit, not our exit path.
+const exit = process.exit.bind(process);
+
+let session: RunnerSession | undefined;
+let started = false;
+const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
+
+const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
+  maxFrameBytes,
+  onMessage: (message) => {
+    const m = message as HostToChild;
+    if (!started) {
+      started = true;
+      // A cold child's `run` is sent right behind the spawn; it waits until `ready` is out.
+      if (m?.type !== 'run') exit(EXIT_PROTOCOL);
+      else void booted.then(() => start(m));
+      return;
+    }
+    if (m?.type !== 'cancel' && m?.type !== 'rpc-reply') return;
+    // A cancel can overtake the start (abort right after the spawn): it is handed over then.
+    if (session) session.handle(m);
+    else early.push(m);
+  },
+  onProtocolError: () => exit(EXIT_PROTOCOL),
+  // The host closed the pipe or died: nobody is waiting for this child any more.
+  onClose: () => exit(EXIT_HOST_GONE),
+});
+
+const booted = import(new URL('./warmup.js', import.meta.url).href)
+  .catch(() => {
+    // Only a start-up optimisation; the handler import brings the loader up otherwise.
+  })
+  .then(() => channel.send({ type: 'ready', version: PROTOCOL_VERSION, pid: process.pid }));
+
+async function start(message: ChildRunMessage): Promise<void> {
+  const { task } = message;
+  for (const [name, value] of Object.entries(message.env ?? {})) process.env[name] = value;
+  if (task.workspaceDir) {
+    try {
+      process.chdir(task.workspaceDir);
+    } catch {
+      // A warm spare was started elsewhere; the handler still gets ctx.workspace.dir.
+    }
+  }
+  session = new RunnerSession(task, (m) => channel.send(m));
+  const running = session.run();
+  for (const m of early.splice(0)) session.handle(m);
+  const result = accessDeniedAsPermission(await running, task);
+  // The host stops reading stdout and stderr soon after the result: hand them to the OS first
+  // (they are asynchronous pipes on some platforms).
+  await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  try {
+    channel.send(result);
+  } catch (error) {
+    channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error)) });
+  }
+  // Stay alive: the host kills this child (and its process group) once it has the result.
+}
+
+function drained(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.writableLength === 0) return Promise.resolve();
+  return new Promise((resolve) => stream.write('', () => resolve()));
+}
+
+const PERMISSION_NAMES: Record<string, (resource: string) => string> = {
+  FileSystemRead: (r) => `fs.read:${r}`,
+  FileSystemWrite: (r) => `fs.write:${r}`,
+  ChildProcess: () => 'childProcess',
+  WorkerThreads: () => 'worker',
+};
+
+/**
+ * Node's permission model throws ERR_ACCESS_DENIED (with `permission` and `resource`) for a
+ * blocked call. The runtime reports it as the handler's own error; the API promises
+ * PERMISSION_DENIED naming the resource, with the original kept as the cause.
+ */
+function accessDeniedAsPermission(result: RunnerResult, task: ChildRunMessage['task']): RunnerResult {
+  if (result.ok) return result;
+  const denied = findAccessDenied(result.error);
+  if (!denied) return result;
+  const path = typeof denied.props?.resource === 'string' ? denied.props.resource : '';
+  let permission = typeof denied.props?.permission === 'string' ? denied.props.permission : '';
+  // Some calls are refused as a whole ("fs.symlink API requires full fs.read and fs.write
+  // permissions"), with no permission or resource set: name the API instead.
+  if (!permission) permission = /^(\S+) API requires/.exec(denied.message)?.[1] ?? 'unknown';
+  const resource = (PERMISSION_NAMES[permission] ?? ((r: string) => (r ? `${permission}:${r}` : permission)))(path);
+  const error = new PermissionDeniedError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}" was denied ${resource}: not within what its manifest declares (its plugin folder, its workspace, and its fs, childProcess and env permissions)`,
+    {
+      details: { pluginId: task.pluginId, handlerId: task.handlerId, resource, permission, ...(path ? { path } : {}), phase: 'runtime' },
+      cause: result.error.cause && 'message' in result.error.cause ? deserializeError(result.error.cause) : deserializeError(result.error),
+    },
+  );
+  return { type: 'result', ok: false, error: serializeError(error) };
+}
+
+function findAccessDenied(error: SerializedError | undefined, depth = 0): SerializedError | undefined {
+  if (!error || depth > 8) return undefined;
+  if (error.code === 'ERR_ACCESS_DENIED') return error;
+  const cause = error.cause;
+  return cause && '$error' in cause ? findAccessDenied(cause, depth + 1) : undefined;
+}

@@ -1,1 +1,3 @@
-export {};
+export { WorkerPoolBackend } from './worker-pool-backend.js';
+export type { WorkerPoolBackendOptions } from './options.js';
+export type { WorkerCrashDetails } from './crash.js';

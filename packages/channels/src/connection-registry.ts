@@ -1,0 +1,192 @@
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { encodeFrame } from './frames.js';
+
+/** What is known about one WebSocket connection; JSON-serialisable, and what handlers see as `ctx.context.host.connection`. */
+export interface ConnectionInfo {
+  id: string;
+  /** The mounted path pattern, e.g. "/ws/rooms/:room": the channel's name in the registry. */
+  channel: string;
+  pluginId: string;
+  /** The request path, e.g. "/ws/rooms/lobby". */
+  path: string;
+  params: Record<string, string>;
+  /** Query parameters; for a repeated key the last value wins. */
+  query: Record<string, string>;
+  /** Only the headers named in the mount's `allowedHeaders`, lower-cased. */
+  headers: Record<string, string>;
+  remoteAddress?: string;
+  /** What the host's `authenticate` hook returned as `identity`. */
+  identity?: unknown;
+  /** Epoch ms. */
+  connectedAt: number;
+}
+
+/** One live connection as the registry holds it. The channel mounter registers these; hosts may register their own. */
+export interface ChannelConnection {
+  readonly id: string;
+  readonly channel: string;
+  readonly info: Readonly<ConnectionInfo>;
+  /** True while the socket is OPEN; sends to anything else are dropped. */
+  readonly isOpen: boolean;
+  /** Bytes queued in user space and in the socket, not yet handed to the kernel. */
+  readonly bufferedAmount: number;
+  /** Send one already-encoded frame. False when closed, or when the send would pass the buffer limit (the connection is then closed). */
+  sendText(text: string): boolean;
+  close(code?: number, reason?: string): void;
+}
+
+export interface BroadcastOptions {
+  /** Connection ids that do not get the message. @default [] */
+  exclude?: readonly string[];
+  /** Only connections on this exact request path (one room of a "/rooms/:room" channel). @default every path of the channel */
+  path?: string;
+}
+
+export interface ConnectionRegistryStats {
+  /** Connections registered now. */
+  connections: number;
+  /** Of those, how many are OPEN. */
+  open: number;
+  /** Connections per channel. */
+  byChannel: Record<string, number>;
+  /** Connections ever registered. */
+  registeredTotal: number;
+  /** Push frames handed to sockets by send and broadcast. */
+  messagesSent: number;
+  broadcasts: number;
+  /** Sends that found the target closed or over its buffer limit. */
+  dropped: number;
+}
+
+/**
+ * Every open connection of one or more channel mounts, by id and by channel. Hosts use it from
+ * outside handlers, e.g. to push events to a channel; handlers reach it through `ctx.channel`.
+ * Sends and broadcasts go only to OPEN sockets and respect each connection's backpressure limit.
+ */
+export class ConnectionRegistry {
+  readonly #byId = new Map<string, ChannelConnection>();
+  readonly #byChannel = new Map<string, Map<string, ChannelConnection>>();
+  #registeredTotal = 0;
+  #messagesSent = 0;
+  #broadcasts = 0;
+  #dropped = 0;
+
+  /** Add a connection; an id that is already registered is refused with ValidationError. */
+  register(connection: ChannelConnection): void {
+    if (this.#byId.has(connection.id)) throw new ValidationError(`Connection "${connection.id}" is already registered`, { details: { connectionId: connection.id } });
+    this.#byId.set(connection.id, connection);
+    let channel = this.#byChannel.get(connection.channel);
+    if (!channel) {
+      channel = new Map();
+      this.#byChannel.set(connection.channel, channel);
+    }
+    channel.set(connection.id, connection);
+    this.#registeredTotal++;
+  }
+
+  /** Remove a connection; false if it was not registered. Does not close it. */
+  unregister(connectionId: string): boolean {
+    const connection = this.#byId.get(connectionId);
+    if (!connection) return false;
+    this.#byId.delete(connectionId);
+    const channel = this.#byChannel.get(connection.channel);
+    channel?.delete(connectionId);
+    if (channel?.size === 0) this.#byChannel.delete(connection.channel);
+    return true;
+  }
+
+  get(connectionId: string): ChannelConnection | undefined {
+    return this.#byId.get(connectionId);
+  }
+
+  has(connectionId: string): boolean {
+    return this.#byId.has(connectionId);
+  }
+
+  /** Connections of one channel, or all, in the order they connected. */
+  list(channel?: string): ChannelConnection[] {
+    if (channel === undefined) return [...this.#byId.values()];
+    return [...(this.#byChannel.get(channel)?.values() ?? [])];
+  }
+
+  /** Channels with at least one connection. */
+  channels(): string[] {
+    return [...this.#byChannel.keys()];
+  }
+
+  count(channel?: string): number {
+    return channel === undefined ? this.#byId.size : (this.#byChannel.get(channel)?.size ?? 0);
+  }
+
+  /**
+   * Push `{ type: 'message', data }` to one connection. False when it is unknown, not OPEN, or over
+   * its buffer limit. Throws ValidationError when `data` is not JSON-serialisable.
+   */
+  send(connectionId: string, data: unknown): boolean {
+    const connection = this.#byId.get(connectionId);
+    if (!connection) return false;
+    return this.#deliver(connection, encodePush(data));
+  }
+
+  /**
+   * Push `{ type: 'message', data }` to every OPEN connection of `channel`, encoding it once.
+   * Returns how many got it. Throws ValidationError when `data` is not JSON-serialisable.
+   */
+  broadcast(channel: string, data: unknown, options: BroadcastOptions = {}): number {
+    const members = this.#byChannel.get(channel);
+    const text = encodePush(data);
+    this.#broadcasts++;
+    if (!members) return 0;
+    const exclude = options.exclude && options.exclude.length > 0 ? new Set(options.exclude) : undefined;
+    let delivered = 0;
+    // A copy: a send over the buffer limit closes (and later unregisters) its connection.
+    for (const connection of [...members.values()]) {
+      if (exclude?.has(connection.id)) continue;
+      if (options.path !== undefined && connection.info.path !== options.path) continue;
+      if (this.#deliver(connection, text)) delivered++;
+    }
+    return delivered;
+  }
+
+  /** Close one connection; false if it is not registered. */
+  close(connectionId: string, code?: number, reason?: string): boolean {
+    const connection = this.#byId.get(connectionId);
+    if (!connection) return false;
+    connection.close(code, reason);
+    return true;
+  }
+
+  stats(): ConnectionRegistryStats {
+    const byChannel: Record<string, number> = {};
+    for (const [channel, members] of this.#byChannel) byChannel[channel] = members.size;
+    let open = 0;
+    for (const connection of this.#byId.values()) if (connection.isOpen) open++;
+    return {
+      connections: this.#byId.size,
+      open,
+      byChannel,
+      registeredTotal: this.#registeredTotal,
+      messagesSent: this.#messagesSent,
+      broadcasts: this.#broadcasts,
+      dropped: this.#dropped,
+    };
+  }
+
+  #deliver(connection: ChannelConnection, text: string): boolean {
+    if (connection.isOpen && connection.sendText(text)) {
+      this.#messagesSent++;
+      return true;
+    }
+    this.#dropped++;
+    return false;
+  }
+}
+
+/** The JSON text of a push frame; ValidationError for data JSON cannot carry. */
+export function encodePush(data: unknown): string {
+  const text = encodeFrame({ type: 'message', data });
+  if (text === undefined) {
+    throw new ValidationError('Channel message data is not JSON-serialisable (BigInt or a cycle?)', { details: { reason: 'not-serializable' } });
+  }
+  return text;
+}

@@ -1,0 +1,96 @@
+/**
+ * The wire frames of a channel, all JSON text. Documented in docs/channels.md; the names here are
+ * the public vocabulary clients code against.
+ */
+
+/** A client's message id, echoed back as `replyTo`. */
+export type FrameId = string | number;
+
+/** What a client sends: `{ "id"?: string | number, "type"?: "message", "data"?: any }`. */
+export interface ClientMessageFrame {
+  id?: FrameId;
+  type?: 'message';
+  data?: unknown;
+}
+
+/** Sent once the connect handler accepted the connection. */
+export interface ReadyFrame {
+  type: 'ready';
+  connectionId: string;
+}
+
+/** What the message handler returned. `replyTo` is the client's `id`, or null when it sent none. */
+export interface ReplyFrame {
+  type: 'reply';
+  replyTo: FrameId | null;
+  data: unknown;
+}
+
+/** A failed execution or a frame the server could not accept. The connection stays open. */
+export interface ErrorFrame {
+  type: 'error';
+  /** An ExecutionError code: HANDLER_ERROR, TIMEOUT, QUEUE_FULL, VALIDATION_ERROR … */
+  code: string;
+  message: string;
+  replyTo: FrameId | null;
+}
+
+/** A push from `ctx.channel.send/sendTo/broadcast` or from the host's ConnectionRegistry. */
+export interface PushFrame {
+  type: 'message';
+  data: unknown;
+}
+
+export type ServerFrame = ReadyFrame | ReplyFrame | ErrorFrame | PushFrame;
+
+const MAX_ID_LENGTH = 256;
+const CLIENT_KEYS = new Set(['id', 'type', 'data']);
+
+export type ParsedClientFrame =
+  | { ok: true; id: FrameId | undefined; data: unknown }
+  | { ok: false; message: string; replyTo: FrameId | null };
+
+/**
+ * Parse one client frame. Never throws: anything unacceptable comes back as a message for an
+ * error frame, with the frame's id when one could be read, so the client can match it.
+ */
+export function parseClientFrame(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): ParsedClientFrame {
+  if (isBinary) return { ok: false, message: 'Binary frames are not accepted; send JSON text', replyTo: null };
+  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Array.isArray(raw) ? Buffer.concat(raw).toString('utf8') : Buffer.from(raw).toString('utf8');
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return { ok: false, message: `Frame is not valid JSON: ${(error as Error).message}`, replyTo: null };
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { ok: false, message: 'Frame must be a JSON object { id?, type?: "message", data }', replyTo: null };
+  }
+  const frame = value as Record<string, unknown>;
+  const id = frame.id;
+  const idOk = id === undefined || (typeof id === 'string' && id.length <= MAX_ID_LENGTH) || (typeof id === 'number' && Number.isFinite(id));
+  if (!idOk) {
+    return { ok: false, message: `Frame "id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`, replyTo: null };
+  }
+  const replyTo = (id as FrameId | undefined) ?? null;
+  if (frame.type !== undefined && frame.type !== 'message') {
+    return { ok: false, message: `Unknown frame type ${JSON.stringify(frame.type)}; the only client frame type is "message"`, replyTo };
+  }
+  let unknown: string[] | undefined;
+  for (const key in frame) {
+    if (!CLIENT_KEYS.has(key)) (unknown ??= []).push(key);
+  }
+  if (unknown) {
+    return { ok: false, message: `Unknown frame field(s): ${unknown.slice(0, 5).join(', ')}; a frame is { id?, type?, data }`, replyTo };
+  }
+  return { ok: true, id: id as FrameId | undefined, data: frame.data };
+}
+
+/** JSON text of a server frame, or undefined when the payload is not JSON-serialisable (BigInt, cycles). */
+export function encodeFrame(frame: ServerFrame): string | undefined {
+  try {
+    return JSON.stringify(frame);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,192 @@
+import type { IncomingMessage } from 'node:http';
+import {
+  ValidationError,
+  type ContextDescriptor,
+  type ExecutionError,
+  type ExecutionEvent,
+  type IExecutionBackend,
+  type LogEntry,
+} from '@kb-labs/plugin-execution-core';
+import type { ConnectionInfo, ConnectionRegistry } from './connection-registry.js';
+
+/** What `authenticate` is told about the upgrade besides the raw request. */
+export interface UpgradeInfo {
+  /** The mounted channel pattern, e.g. "/ws/chat". */
+  channel: string;
+  path: string;
+  params: Record<string, string>;
+  query: Record<string, string>;
+}
+
+/**
+ * The verdict of `authenticate`.
+ * - `true`, or `{ allow: true, identity? }`: accept; `identity` (JSON-serialisable) goes to
+ *   `ctx.context.host.identity` and `ConnectionInfo.identity`.
+ * - `false`, `null`, `undefined`, or `{ allow: false, status?, message? }`: refuse before the
+ *   handshake with HTTP `status` (401 or 403; default 401). Forgetting to return refuses.
+ */
+export type AuthenticateResult =
+  | boolean
+  | null
+  | undefined
+  | { allow: true; identity?: unknown }
+  | { allow: false; status?: 401 | 403; message?: string };
+
+/** Where something went wrong, for `onError`. */
+export type ChannelErrorPhase = 'upgrade' | 'authenticate' | 'context' | 'connect' | 'message' | 'disconnect' | 'send';
+
+export interface ChannelErrorInfo {
+  phase: ChannelErrorPhase;
+  channel?: string;
+  connectionId?: string;
+}
+
+export interface MountWebSocketChannelsOptions {
+  /** The backend that runs the channel handlers; the plugin must be registered on it. */
+  backend: IExecutionBackend;
+  /** Where connections are registered; share one to push to channels from the host. @default a new ConnectionRegistry (see `mount.registry`) */
+  connectionRegistry?: ConnectionRegistry;
+  /**
+   * Prefix of every channel path, e.g. "/ws" mounts a "/chat" channel at "/ws/chat". Upgrade requests
+   * under it that match no channel get 404. Requests outside it are left to other 'upgrade'
+   * listeners (or get 404 when there is none, rather than hanging).
+   * @default "" (channels at their manifest paths)
+   */
+  basePath?: string;
+  /**
+   * Runs on every upgrade before the WebSocket handshake; its refusal answers 401/403 over plain HTTP.
+   * A hook that throws answers 500 (and reaches `onError`). Channels whose manifest says
+   * `auth: "required"` also need an `identity` in the verdict.
+   * @default undefined (every upgrade is accepted; "required" channels refuse all)
+   */
+  authenticate?: (request: IncomingMessage, info: UpgradeInfo) => AuthenticateResult | Promise<AuthenticateResult>;
+  /** How long `authenticate` may take before the upgrade is answered 503. @default 10000 */
+  authenticateTimeoutMs?: number;
+  /**
+   * Extra context descriptor fields for the executions of a connection (tenantId, permissions,
+   * config …), or a function computing them once per connection. `host` is always set by the mounter.
+   * @default {}
+   */
+  context?: Omit<ContextDescriptor, 'host'> | ((connection: ConnectionInfo, request: IncomingMessage) => Omit<ContextDescriptor, 'host'>);
+  /** Largest accepted client frame in bytes when the manifest gives no `maxPayload`; bigger closes with 1009. @default 1048576 (1 MiB) */
+  maxPayload?: number;
+  /** Messages of one connection handled at once when the manifest gives no `concurrency`; 1 keeps them in order. @default 1 */
+  concurrencyPerConnection?: number;
+  /** Messages of one connection running or waiting, when the manifest gives no `maxInFlight`; one more gets a QUEUE_FULL error frame. @default 16 */
+  maxInFlightPerConnection?: number;
+  /** Time limit of each execution when the manifest's channel gives none. @default the handler's `timeoutMs`, else the backend's default */
+  timeoutMs?: number;
+  /** Ping interval; a peer that has not answered the previous ping is terminated. 0 disables. @default 30000 */
+  heartbeatIntervalMs?: number;
+  /** A connection whose unsent bytes would pass this is terminated (a client that does not read). @default 4194304 (4 MiB) */
+  maxBufferedBytes?: number;
+  /** Open connections across this mount's channels; more upgrades get 503. @default Infinity */
+  maxConnections?: number;
+  /** Request headers copied into the connection descriptor (lower-case names). @default ["origin", "user-agent"] */
+  allowedHeaders?: readonly string[];
+  /** On unmount, how long clients get to answer the 1001 close before their sockets are destroyed. @default 1000 */
+  closeTimeoutMs?: number;
+  /** Send `{ type: 'ready', connectionId }` once the connect handler accepted. @default true */
+  sendReady?: boolean;
+  /**
+   * When a client disconnects, abort its running executions and drop its queued messages.
+   * Off, messages received before the close still run (their replies are dropped).
+   * @default false
+   */
+  abortOnClose?: boolean;
+  /**
+   * Turns a failed execution into what the error frame says. The default passes code and message for
+   * client-caused codes (HANDLER_ERROR, VALIDATION_ERROR, PERMISSION_DENIED, TIMEOUT, QUEUE_FULL,
+   * ABORTED, SHUTTING_DOWN) and hides the message of server-side ones, which can name server paths.
+   * @default see above
+   */
+  formatError?: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
+  /** Told about failed executions, throwing hooks and unsendable replies. Exceptions it throws are ignored. @default undefined */
+  onError?: (error: unknown, info: ChannelErrorInfo) => void;
+  /** Receives the handlers' `ctx.logger` lines. @default undefined */
+  onLog?: (entry: LogEntry, connection: ConnectionInfo) => void;
+  /** Receives the handlers' `ctx.emit()` events. @default undefined */
+  onEvent?: (event: ExecutionEvent, connection: ConnectionInfo) => void;
+}
+
+export interface UnmountOptions {
+  /** How long running executions and disconnect handlers may take before they are aborted. @default 5000 */
+  timeoutMs?: number;
+}
+
+export const DEFAULTS = {
+  basePath: '',
+  authenticateTimeoutMs: 10_000,
+  maxPayload: 1024 * 1024,
+  concurrencyPerConnection: 1,
+  maxInFlightPerConnection: 16,
+  heartbeatIntervalMs: 30_000,
+  maxBufferedBytes: 4 * 1024 * 1024,
+  maxConnections: Number.POSITIVE_INFINITY,
+  allowedHeaders: ['origin', 'user-agent'] as readonly string[],
+  closeTimeoutMs: 1000,
+  sendReady: true,
+  abortOnClose: false,
+  unmountTimeoutMs: 5000,
+} as const;
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Checks the options by hand (they carry functions and a backend) and names every problem. */
+export function validateOptions(options: unknown): MountWebSocketChannelsOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ValidationError('mountWebSocketChannels() needs an options object with a backend');
+  }
+  const o = options as Record<string, unknown>;
+  const issues: string[] = [];
+  const backend = o.backend as Partial<IExecutionBackend> | undefined;
+  if (!backend || typeof backend.execute !== 'function' || typeof backend.shutdown !== 'function') {
+    issues.push('backend: must be an execution backend (with execute() and shutdown())');
+  }
+  const registry = o.connectionRegistry as { register?: unknown; broadcast?: unknown } | undefined;
+  if (registry !== undefined && (typeof registry?.register !== 'function' || typeof registry.broadcast !== 'function')) {
+    issues.push('connectionRegistry: must be a ConnectionRegistry');
+  }
+  if (o.basePath !== undefined && typeof o.basePath !== 'string') issues.push('basePath: must be a string');
+  for (const key of ['authenticate', 'formatError', 'onError', 'onLog', 'onEvent'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'function') issues.push(`${key}: must be a function`);
+  }
+  if (o.context !== undefined && typeof o.context !== 'function' && (typeof o.context !== 'object' || o.context === null || Array.isArray(o.context))) {
+    issues.push('context: must be an object or a function');
+  }
+  const integer = (key: string, min: number, max: number) => {
+    const v = o[key];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
+      issues.push(`${key}: must be an integer from ${min} to ${max}, got ${String(v)}`);
+    }
+  };
+  integer('authenticateTimeoutMs', 1, MAX_TIMER_MS);
+  integer('maxPayload', 1, 100 * 1024 * 1024);
+  integer('concurrencyPerConnection', 1, 1024);
+  integer('maxInFlightPerConnection', 1, 100_000);
+  integer('timeoutMs', 1, MAX_TIMER_MS);
+  integer('heartbeatIntervalMs', 0, MAX_TIMER_MS);
+  integer('maxBufferedBytes', 1, Number.MAX_SAFE_INTEGER);
+  integer('closeTimeoutMs', 0, MAX_TIMER_MS);
+  if (o.maxConnections !== undefined && o.maxConnections !== Number.POSITIVE_INFINITY) integer('maxConnections', 1, Number.MAX_SAFE_INTEGER);
+  if (o.allowedHeaders !== undefined && (!Array.isArray(o.allowedHeaders) || o.allowedHeaders.some((h) => typeof h !== 'string'))) {
+    issues.push('allowedHeaders: must be an array of header names');
+  }
+  for (const key of ['sendReady', 'abortOnClose'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') issues.push(`${key}: must be a boolean`);
+  }
+  if (issues.length > 0) {
+    throw new ValidationError(`Invalid mountWebSocketChannels() options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
+  }
+  return o as unknown as MountWebSocketChannelsOptions;
+}
+
+/** Codes whose message is the client's or the plugin's business, safe to show the client. */
+const CLIENT_VISIBLE = new Set(['HANDLER_ERROR', 'VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
+const MAX_ERROR_MESSAGE = 1024;
+
+export function defaultFormatError(error: ExecutionError): { code: string; message: string } {
+  if (!CLIENT_VISIBLE.has(error.code)) return { code: error.code, message: 'The server could not run this channel handler' };
+  const message = error.message.length > MAX_ERROR_MESSAGE ? `${error.message.slice(0, MAX_ERROR_MESSAGE)}…` : error.message;
+  return { code: error.code, message };
+}

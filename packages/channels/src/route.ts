@@ -1,0 +1,91 @@
+/** URL path patterns of channels: literal segments and `:name` parameters, matched segment by segment. */
+
+export interface Route {
+  /** The mounted pattern, e.g. "/ws/rooms/:room"; also the channel's name in the ConnectionRegistry. */
+  readonly pattern: string;
+  readonly segments: readonly Segment[];
+  /** Conflict key: two patterns with the same shape would shadow each other. */
+  readonly shape: string;
+  readonly paramCount: number;
+}
+
+type Segment = { literal: string } | { param: string };
+
+const PARAM = /^:([A-Za-z_]\w*)$/;
+const BASE_PATH = /^(\/[\w\-.~]+)*$/;
+
+/** "" or "/a/b" with no trailing slash; throws a message for anything else. */
+export function normaliseBasePath(basePath: string): string {
+  const trimmed = basePath === '/' ? '' : basePath.replace(/\/+$/, '');
+  if (!BASE_PATH.test(trimmed)) throw new Error(`basePath must be "" or a path like "/ws", got ${JSON.stringify(basePath)}`);
+  return trimmed;
+}
+
+export function compileRoute(basePath: string, channelPath: string): Route {
+  const joined = `${basePath}${channelPath === '/' ? '' : stripTrailingSlash(channelPath)}` || '/';
+  const segments: Segment[] = splitPath(joined).map((part) => {
+    const param = PARAM.exec(part);
+    return param ? { param: param[1]! } : { literal: part };
+  });
+  const names = segments.flatMap((s) => ('param' in s ? [s.param] : []));
+  if (new Set(names).size !== names.length) throw new Error(`Channel path ${JSON.stringify(channelPath)} repeats a parameter name`);
+  return {
+    pattern: joined,
+    segments,
+    shape: segments.map((s) => ('param' in s ? ':' : s.literal)).join('/'),
+    paramCount: names.length,
+  };
+}
+
+/** Params of `pathname` if it matches, else undefined. Parameter values are percent-decoded. */
+export function matchRoute(route: Route, pathname: string): Record<string, string> | undefined {
+  const parts = splitPath(stripTrailingSlash(pathname));
+  if (parts.length !== route.segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < parts.length; i++) {
+    const segment = route.segments[i]!;
+    const part = parts[i]!;
+    if ('literal' in segment) {
+      if (segment.literal !== part) return undefined;
+    } else {
+      if (part.length === 0) return undefined;
+      let value: string;
+      try {
+        value = decodeURIComponent(part);
+      } catch {
+        return undefined;
+      }
+      params[segment.param] = value;
+    }
+  }
+  return params;
+}
+
+/** Whether `pathname` lies at or under `basePath` ("" covers nothing: the host did not claim a prefix). */
+export function isUnder(basePath: string, pathname: string): boolean {
+  return basePath !== '' && (pathname === basePath || pathname.startsWith(`${basePath}/`));
+}
+
+/** The path and query of a request target, without trusting it to be origin-form. */
+export function splitTarget(target: string): { pathname: string; search: string } {
+  let rest = target;
+  if (!rest.startsWith('/')) {
+    // Absolute-form ("http://host/path"): keep only what follows the authority.
+    try {
+      const url = new URL(rest);
+      rest = `${url.pathname}${url.search}`;
+    } catch {
+      return { pathname: '', search: '' };
+    }
+  }
+  const q = rest.indexOf('?');
+  return q === -1 ? { pathname: rest, search: '' } : { pathname: rest.slice(0, q), search: rest.slice(q + 1) };
+}
+
+function splitPath(path: string): string[] {
+  return path === '/' || path === '' ? [] : path.slice(1).split('/');
+}
+
+function stripTrailingSlash(path: string): string {
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}

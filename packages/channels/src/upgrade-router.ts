@@ -1,0 +1,103 @@
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { isUnder, splitTarget, type Route } from './route.js';
+
+/** The part of an http/https server the router uses. */
+export interface UpgradeServer {
+  on(event: 'upgrade', listener: UpgradeListener): unknown;
+  off(event: 'upgrade', listener: UpgradeListener): unknown;
+  listenerCount(event: 'upgrade'): number;
+}
+
+type UpgradeListener = (request: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** What the router asks of each mount on its server. */
+export interface UpgradeTarget {
+  readonly basePath: string;
+  readonly routes: readonly Route[];
+  /** Take the upgrade if a channel of this mount matches; false to let the router look further. */
+  tryAccept(request: IncomingMessage, socket: Duplex, head: Buffer, pathname: string, search: string): boolean;
+}
+
+const routers = new WeakMap<object, UpgradeRouter>();
+
+/**
+ * One 'upgrade' listener per server, shared by every mount on it, so that "no channel matches"
+ * is decided once (404 under a mount's base path) and the listener goes when the last mount does.
+ */
+export class UpgradeRouter {
+  readonly #server: UpgradeServer;
+  readonly #targets: UpgradeTarget[] = [];
+  readonly #listener: UpgradeListener = (request, socket, head) => this.#route(request, socket, head);
+
+  private constructor(server: UpgradeServer) {
+    this.#server = server;
+  }
+
+  static attach(server: UpgradeServer, target: UpgradeTarget): UpgradeRouter {
+    let router = routers.get(server);
+    if (!router) {
+      router = new UpgradeRouter(server);
+      routers.set(server, router);
+    }
+    router.#add(target);
+    return router;
+  }
+
+  detach(target: UpgradeTarget): void {
+    const index = this.#targets.indexOf(target);
+    if (index !== -1) this.#targets.splice(index, 1);
+    if (this.#targets.length === 0 && routers.get(this.#server) === this) {
+      this.#server.off('upgrade', this.#listener);
+      routers.delete(this.#server);
+    }
+  }
+
+  #add(target: UpgradeTarget): void {
+    for (const other of this.#targets) {
+      for (const route of target.routes) {
+        const clash = other.routes.find((r) => r.shape === route.shape);
+        if (clash) {
+          throw new ValidationError(`Channel path ${route.pattern} is already mounted on this server (as ${clash.pattern})`, {
+            details: { path: route.pattern, mounted: clash.pattern },
+          });
+        }
+      }
+    }
+    this.#targets.push(target);
+    if (this.#targets.length === 1) this.#server.on('upgrade', this.#listener);
+  }
+
+  #route(request: IncomingMessage, socket: Duplex, head: Buffer): void {
+    try {
+      const { pathname, search } = splitTarget(request.url ?? '/');
+      for (const target of [...this.#targets]) {
+        if (target.tryAccept(request, socket, head, pathname, search)) return;
+      }
+      // Under a claimed prefix, or with nobody else listening, answering beats leaving the client hanging.
+      if (this.#targets.some((t) => isUnder(t.basePath, pathname)) || this.#server.listenerCount('upgrade') <= 1) {
+        rejectUpgrade(socket, 404);
+      }
+    } catch {
+      rejectUpgrade(socket, 500);
+    }
+  }
+}
+
+/** Answer an upgrade request over plain HTTP and close the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, message?: string): void {
+  if (socket.destroyed) return;
+  // The client may reset the connection while we answer; that must not become an uncaught error.
+  socket.on('error', () => socket.destroy());
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const text = STATUS_CODES[status] ?? 'Error';
+  const body = message ?? text;
+  socket.once('finish', () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

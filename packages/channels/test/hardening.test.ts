@@ -1,0 +1,301 @@
+/**
+ * Hardening of the WebSocket edge: authentication, payload limits, heartbeat, backpressure, bad frames,
+ * routing and teardown. None of it depends on where handlers run, so it runs once, on in-process.
+ */
+import type { IncomingMessage } from 'node:http';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { describe, expect, it } from 'vitest';
+import { labManifest, useChannelHarness } from './channel-suite.js';
+import { TestClient, delay, eventually, upgradeStatus } from './helpers.js';
+
+const setup = useChannelHarness((options) => new InProcessBackend(options));
+
+describe('authentication on upgrade', () => {
+  const authenticate = (request: IncomingMessage) => {
+    switch (request.headers.authorization) {
+      case 'Bearer good':
+        return { allow: true as const, identity: { user: 'ann', roles: ['admin'], since: new Date(0) } };
+      case 'Bearer banned':
+        return { allow: false as const, status: 403 as const, message: 'banned' };
+      case 'Bearer anonymous':
+        return true;
+      case 'Bearer boom':
+        throw new Error('auth store down');
+      case 'Bearer hang':
+        return new Promise<never>(() => {});
+      default:
+        return undefined;
+    }
+  };
+
+  it('refuses with 401/403 before the handshake and puts the identity in the context', async () => {
+    const errors: Array<{ phase: string; message: string }> = [];
+    const h = await setup({ authenticate, authenticateTimeoutMs: 300, onError: (e, info) => errors.push({ phase: info.phase, message: (e as Error).message }) });
+    const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+
+    expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 401, body: 'Unauthorized' });
+    expect(await upgradeStatus(h.url('/echo'), auth('banned'))).toEqual({ status: 403, body: 'banned' });
+    expect((await upgradeStatus(h.url('/echo'), auth('boom'))).status).toBe(500);
+    expect((await upgradeStatus(h.url('/echo'), auth('hang'))).status).toBe(503);
+    expect(errors).toEqual([
+      { phase: 'authenticate', message: 'auth store down' },
+      { phase: 'authenticate', message: 'authenticate() did not answer within 300 ms' },
+    ]);
+    // No refused upgrade reached the handler.
+    expect(h.mount.stats()).toMatchObject({ executions: 0, upgradesAccepted: 0, upgradesRejected: { 401: 1, 403: 1, 500: 1, 503: 1 } });
+
+    const client = await h.connect('/echo', { headers: auth('good') });
+    const reply = await client.request(1, 'context');
+    // The identity went through JSON: plain data on every backend.
+    expect((reply.data as { context: { host: unknown } }).context.host).toMatchObject({
+      kind: 'ws',
+      identity: { user: 'ann', roles: ['admin'], since: '1970-01-01T00:00:00.000Z' },
+    });
+    expect(h.mount.registry.get(client.connectionId)?.info.identity).toEqual({ user: 'ann', roles: ['admin'], since: '1970-01-01T00:00:00.000Z' });
+  });
+
+  it('lets a manifest require an identity: anonymous verdicts and a missing hook both get 401', async () => {
+    const h = await setup({ authenticate });
+    expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer anonymous' })).status).toBe(401);
+    expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer anonymous' })).status).toBe(101);
+    expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer good' })).status).toBe(101);
+
+    const open = await setup();
+    expect((await upgradeStatus(open.url('/private'))).status).toBe(401);
+    expect((await upgradeStatus(open.url('/echo'))).status).toBe(101);
+  });
+});
+
+describe('payload limits', () => {
+  it('closes with 1009 past 1 MiB by default, and past the manifest maxPayload where one is set', async () => {
+    const h = await setup();
+    expect(Object.fromEntries(h.mount.channels.map((c) => [c.channel, c.maxPayload]))).toMatchObject({ '/echo': 1024 * 1024, '/small': 1024 });
+
+    const big = await h.connect('/echo');
+    const fits = 'x'.repeat(1024 * 1024 - 64);
+    expect((await big.request(1, fits)).data).toEqual({ echo: fits, id: 1 });
+    big.send({ id: 2, data: 'x'.repeat(1024 * 1024) });
+    expect((await big.closed).code).toBe(1009);
+
+    const small = await h.connect('/small');
+    expect((await small.request(1, 'y'.repeat(900))).type).toBe('reply');
+    small.send({ id: 2, data: 'y'.repeat(2000) });
+    expect((await small.closed).code).toBe(1009);
+  });
+});
+
+describe('heartbeat', () => {
+  it('terminates a peer that stops answering pings and keeps the ones that do', async () => {
+    const h = await setup({ heartbeatIntervalMs: 100 });
+    const silent = await h.connect('/echo', { autoPong: false });
+    const lively = await h.connect('/echo');
+    const id = silent.connectionId;
+    expect((await silent.closed).code).toBe(1006);
+    await eventually(() => h.lab.events.length === 1, 'disconnect of the silent peer');
+    expect(h.lab.events[0]).toMatchObject({ connectionId: id, cause: 'heartbeat-timeout' });
+    await delay(350);
+    expect((await lively.request('still', 1)).type).toBe('reply');
+    expect(h.mount.stats().heartbeatTimeouts).toBe(1);
+  });
+});
+
+describe('backpressure', () => {
+  const LIMIT = 256 * 1024;
+  const CHUNK = 'x'.repeat(64 * 1024);
+
+  it('closes a client that does not read once its buffer passes the limit, never buffering more', async () => {
+    const h = await setup({ maxBufferedBytes: LIMIT });
+    const client = await h.connect('/echo');
+    const id = client.connectionId;
+    const connection = h.mount.registry.get(id)!;
+    client.ws.pause();
+    let sent = 0;
+    let highWater = 0;
+    // Bounded: 2000 × 64 KiB is far past what loopback kernel buffers hold.
+    for (; sent < 2000; sent++) {
+      if (!h.mount.registry.send(id, CHUNK)) break;
+      highWater = Math.max(highWater, connection.bufferedAmount);
+    }
+    expect(sent).toBeLessThan(2000);
+    expect(highWater).toBeLessThanOrEqual(LIMIT + CHUNK.length + 64);
+    expect(h.mount.stats().backpressureCloses).toBe(1);
+    expect(connection.isOpen).toBe(false);
+    await eventually(() => !h.mount.registry.has(id), 'unregistered');
+    await eventually(() => h.lab.events.length === 1, 'disconnect ran');
+    expect(h.lab.events[0]).toMatchObject({ connectionId: id, code: 1006, cause: 'backpressure' });
+    client.ws.resume();
+    expect((await client.closed).code).toBe(1006);
+  });
+
+  it('applies to ctx.channel pushes from a handler as well', async () => {
+    const h = await setup({ maxBufferedBytes: LIMIT });
+    const client = await h.connect('/flood');
+    client.ws.pause();
+    client.send({ id: 1, data: { size: CHUNK.length, count: 1000 } });
+    await eventually(() => h.mount.stats().backpressureCloses === 1, 'flooded client closed');
+    await eventually(() => h.mount.stats().connections === 0, 'session drained');
+    client.ws.resume();
+    expect((await client.closed).code).toBe(1006);
+  });
+});
+
+describe('bad frames', () => {
+  it('answers malformed frames with VALIDATION_ERROR error frames and stays open', async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    const cases: Array<[string | Buffer, unknown]> = [
+      ['{not json', null],
+      ['[1,2]', null],
+      ['"text"', null],
+      [JSON.stringify({ id: { nested: true }, data: 1 }), null],
+      [JSON.stringify({ id: 'x'.repeat(300), data: 1 }), null],
+      [JSON.stringify({ id: 7, type: 'subscribe', data: 1 }), 7],
+      [JSON.stringify({ id: 'u', data: 1, extra: true }), 'u'],
+      [Buffer.from([1, 2, 3]), null],
+    ];
+    for (const [raw, replyTo] of cases) {
+      if (typeof raw === 'string') client.ws.send(raw);
+      else client.ws.send(raw, { binary: true });
+      const frame = await client.next((f) => f.type === 'error');
+      expect(frame).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR', replyTo });
+      expect(typeof frame.message).toBe('string');
+    }
+    expect(h.mount.stats().badFrames).toBe(cases.length);
+    expect(h.mount.stats().executions).toBe(1); // only connect ran
+    expect(await client.request('fine', 'still open')).toMatchObject({ type: 'reply', data: { echo: 'still open' } });
+  });
+
+  it('answers VALIDATION_ERROR when the reply cannot be JSON', async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    expect(await client.request('b', 'bigint')).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR', replyTo: 'b' });
+  });
+
+  it('lets the host reword error frames, and hides server-side messages by default', async () => {
+    const h = await setup({ formatError: (error) => ({ code: error.code, message: 'redacted' }) });
+    const client = await h.connect('/echo');
+    expect(await client.request('t', 'throw')).toEqual({ type: 'error', code: 'HANDLER_ERROR', message: 'redacted', replyTo: 't' });
+
+    const ghost = { id: '@channels-test/ghost', version: '1.0.0', handlers: { h: { entry: './none.mjs' } }, channels: [{ path: '/ghost', handler: 'h' }] };
+    mountWebSocketChannels(h.server, ghost, { backend: h.backend, heartbeatIntervalMs: 0 });
+    const lost = await TestClient.connect(h.url('/ghost'), { ready: false });
+    expect(await lost.closed).toEqual({ code: 1011, reason: 'HANDLER_NOT_FOUND' });
+  });
+});
+
+describe('routing', () => {
+  it('404s unknown paths under basePath and leaves other paths to other listeners', async () => {
+    const h = await setup({ basePath: '/ws' });
+    expect((await upgradeStatus(h.url('/ws/echo'))).status).toBe(101);
+    expect((await upgradeStatus(h.url('/ws/nope'))).status).toBe(404);
+    expect((await upgradeStatus(h.url('/ws'))).status).toBe(404);
+    // Nobody else listens: better a 404 than a client left hanging.
+    expect((await upgradeStatus(h.url('/elsewhere'))).status).toBe(404);
+
+    const teapot = (request: IncomingMessage, socket: import('node:stream').Duplex) => {
+      if (request.url?.startsWith('/ws')) return;
+      socket.end("HTTP/1.1 418 I'm a Teapot\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    };
+    h.server.on('upgrade', teapot);
+    try {
+      expect((await upgradeStatus(h.url('/elsewhere'))).status).toBe(418);
+      expect((await upgradeStatus(h.url('/ws/nope'))).status).toBe(404);
+    } finally {
+      h.server.off('upgrade', teapot);
+    }
+  });
+
+  it('shares one server between mounts and refuses a path that is already mounted', async () => {
+    const h = await setup({ basePath: '/v1' });
+    const second = mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: '/v2', heartbeatIntervalMs: 0 });
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+    const a = await h.connect('/v1/echo');
+    const b = await h.connect('/v2/echo');
+    expect(await a.request(1, 'a')).toMatchObject({ data: { echo: 'a' } });
+    expect(await b.request(1, 'b')).toMatchObject({ data: { echo: 'b' } });
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: '/v2/' })).toThrow(ValidationError);
+    await second.unmount();
+    expect((await b.closed).code).toBe(1001);
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+    expect((await upgradeStatus(h.url('/v2/echo'))).status).toBe(404);
+  });
+
+  it('refuses upgrades past maxConnections with 503', async () => {
+    const h = await setup({ maxConnections: 1 });
+    await h.connect('/echo');
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
+  });
+
+  it('rejects bad options and manifests without channels', async () => {
+    const h = await setup();
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, {} as never)).toThrow(/backend/);
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, maxPayload: -1, basePath: '/x' })).toThrow(/maxPayload/);
+    expect(() =>
+      mountWebSocketChannels(h.server, { id: '@x/none', version: '1', handlers: { a: { entry: './a.mjs' } } }, { backend: h.backend }),
+    ).toThrow(/declares no "channels"/);
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: 'no-slash' })).toThrow(/basePath/);
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+  });
+});
+
+describe('closing', () => {
+  it('by default still runs messages received before the client left', async () => {
+    const h = await setup();
+    const client = await h.connect('/slow');
+    client.send({ id: 1, data: { gate: 'late', n: 1 } });
+    client.send({ id: 2, data: { n: 2 } });
+    await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+    await client.close();
+    h.lab.open('late');
+    await eventually(() => h.lab.entered.includes(2), 'message 2 ran after the close');
+    await eventually(() => h.mount.stats().connections === 0, 'session drained');
+  });
+
+  it('with abortOnClose, aborts what is running and drops what waits', async () => {
+    const errors: Array<{ phase: string; code: unknown }> = [];
+    const h = await setup({ abortOnClose: true, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+    const client = await h.connect('/slow');
+    client.send({ id: 1, data: { gate: 'never', n: 1 } });
+    client.send({ id: 2, data: { n: 2 } });
+    await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+    client.terminate();
+    await eventually(() => errors.length === 1, 'message 1 aborted');
+    expect(errors).toEqual([{ phase: 'message', code: 'ABORTED' }]);
+    await eventually(() => h.mount.stats().connections === 0, 'session drained');
+    expect(h.lab.entered).toEqual([1]);
+  });
+
+  it('leaves no timer, listener or connection behind after unmount', async () => {
+    // Ref'd timers only: the heartbeat interval is unref'd and so invisible here, the auth timer is not.
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    const h = await setup({ heartbeatIntervalMs: 50, authenticate: () => new Promise<never>(() => {}), authenticateTimeoutMs: 60_000 });
+    const pending = upgradeStatus(h.url('/echo'));
+    await eventually(() => timers() > before, 'auth timer running');
+    await h.mount.unmount();
+    expect((await pending).status).toBe(503);
+    expect(timers()).toBe(before);
+    expect(h.server.listenerCount('upgrade')).toBe(0);
+    expect(h.mount.stats().connections).toBe(0);
+  });
+});
+
+describe('a saturated backend', () => {
+  const tight = useChannelHarness((options) => new InProcessBackend({ ...options, maxConcurrency: 1, maxQueue: 0 }));
+
+  it('answers QUEUE_FULL to messages and closes new connections with 1013 (try again later)', async () => {
+    const h = await tight();
+    const holder = await h.connect('/slow');
+    const other = await h.connect('/echo');
+    holder.send({ id: 1, data: { gate: 'hold', n: 1 } });
+    await eventually(() => h.lab.entered.includes(1), 'the only slot taken');
+    expect(await other.request('x', 'hi')).toMatchObject({ type: 'error', code: 'QUEUE_FULL', replyTo: 'x' });
+    const late = await h.connect('/echo', { ready: false });
+    expect(await late.closed).toEqual({ code: 1013, reason: 'QUEUE_FULL' });
+    h.lab.open('hold');
+    expect(await holder.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
+    expect(await other.request('y', 'again')).toMatchObject({ type: 'reply', data: { echo: 'again' } });
+  });
+});

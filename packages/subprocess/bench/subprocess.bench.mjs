@@ -1,0 +1,91 @@
+// Subprocess backend start-up cost, against the floor it cannot beat: a raw fork() of a bare
+// Node script that handshakes with its parent and exits, started with the same environment.
+//   - cold: one fresh child per execution (prespawn 0), the default workspace lease included;
+//   - warm: prespawn 1, sequential executions, each started once the spare has been refilled
+//     (the wait for the refill is not timed: it is what a spare buys when requests arrive
+//     slower than a child boots). Back-to-back executions with no pause are reported too.
+// Rounds interleave the contenders so that they share the machine's noise.
+import { fork } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_BASE_ENV, SubprocessBackend } from '@kb-labs/plugin-execution-subprocess';
+import { heading, percentile, report } from '../../../scripts/bench-report.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const pluginDir = path.join(here, 'fixtures', 'echo');
+// An ES module, as the echo handler is: both sides bring up Node's ES module loader once.
+const bareScript = path.join(here, 'fixtures', 'bare-handshake.mjs');
+const ROUNDS = 60;
+const WARMUP = 5;
+const request = { pluginId: '@bench/echo', handlerId: 'echo', input: { args: ['--verbose'], n: 1 } };
+
+// The environment the backend gives its children (its default allow-list, present values only).
+const env = {};
+for (const name of DEFAULT_BASE_ENV) if (process.env[name] !== undefined) env[name] = process.env[name];
+
+function rawFork() {
+  return new Promise((resolve, reject) => {
+    const child = fork(bareScript, [], { env, execArgv: [], stdio: ['ignore', 'ignore', 'ignore', 'ipc'] });
+    let ready = false;
+    child.on('message', (m) => (ready = m?.type === 'ready'));
+    child.on('error', reject);
+    child.on('exit', () => (ready ? resolve() : reject(new Error('bare child exited without its ready message'))));
+  });
+}
+
+async function timed(fn) {
+  const t = performance.now();
+  await fn();
+  return performance.now() - t;
+}
+
+async function execute(backend) {
+  const result = await backend.execute(request);
+  if (!result.ok) throw result.error;
+}
+
+async function spareReady(backend) {
+  const until = Date.now() + 10_000;
+  while (((await backend.stats()).runners?.spares?.ready ?? 0) < 1) {
+    if (Date.now() > until) throw new Error('no spare became ready within 10 s');
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+const cold = new SubprocessBackend({ plugins: [pluginDir] });
+const warm = new SubprocessBackend({ plugins: [pluginDir], prespawn: 1 });
+for (let i = 0; i < WARMUP; i++) {
+  await rawFork();
+  await execute(cold);
+  await execute(warm);
+}
+
+const raw = [];
+const coldMs = [];
+const warmMs = [];
+for (let i = 0; i < ROUNDS; i++) {
+  await spareReady(warm);
+  warmMs.push(await timed(() => execute(warm)));
+  // Let the refill finish so that no spare boots in the background of the next two.
+  await spareReady(warm);
+  raw.push(await timed(rawFork));
+  coldMs.push(await timed(() => execute(cold)));
+}
+const backToBack = [];
+for (let i = 0; i < 20; i++) backToBack.push(await timed(() => execute(warm)));
+
+const rawP50 = percentile(raw, 0.5);
+const coldP50 = percentile(coldMs, 0.5);
+const warmP50 = percentile(warmMs, 0.5);
+const stats = await warm.stats();
+await Promise.all([cold.shutdown(), warm.shutdown()]);
+
+heading(`subprocess backend (echo handler, ${ROUNDS} interleaved rounds, Node ${process.version}, permission model ${stats.runners.permissionModel})`);
+report('raw fork() of a bare script, handshake + exit: p50', rawP50, 'ms');
+report('cold execution (new child, workspace lease): p50', coldP50, 'ms');
+report('cold execution: p95', percentile(coldMs, 0.95), 'ms');
+report('cold execution p50 / raw fork p50', coldP50 / rawP50, 'x', { op: '<=', value: 1.25 });
+report('prespawn 1, sequential, spare ready: p50', warmP50, 'ms');
+report('prespawn 1, sequential, spare ready: p95', percentile(warmMs, 0.95), 'ms');
+report('prespawn 1 sequential p50 / raw fork p50', warmP50 / rawP50, 'x', { op: '<=', value: 0.3 });
+report('prespawn 1, back-to-back (spare still booting): p50', percentile(backToBack, 0.5), 'ms');

@@ -1,0 +1,329 @@
+import type { ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+import {
+  HostSession,
+  PROTOCOL_VERSION,
+  serializeError,
+  unwrapRunnerResult,
+  type DispatchControl,
+  type RunnerResult,
+  type RunnerToHost,
+} from '@kb-labs/plugin-execution-core';
+import crossSpawn from 'cross-spawn';
+import { crashError, type ChildEnd } from './crash.js';
+import { FramedChannel, type ProtocolError } from './framing.js';
+import { runnerMessageProblem } from './messages.js';
+import { OutputCapture } from './output-capture.js';
+
+export interface ChildRunnerOptions {
+  execPath: string;
+  /** Node flags before the entry script (permission model, heap limit). */
+  nodeFlags: readonly string[];
+  entry: string;
+  cwd: string;
+  env: Record<string, string>;
+  maxFrameBytes: number;
+  handshakeTimeoutMs: number;
+  cancelGraceMs: number;
+  killGraceMs: number;
+  maxLogLineLength: number;
+  maxOutputPerStream: number;
+  memoryMb: number | undefined;
+  /** A warm spare: its handles do not keep the host's event loop alive while it waits. */
+  spare: boolean;
+}
+
+/** How long to wait, after the child is gone, for its pipes to deliver their last bytes. */
+const DRAIN_MS = 500;
+const STDERR_TAIL = 8 * 1024;
+const MAX_LOG_MESSAGE = 64 * 1024;
+
+/**
+ * The host's side of one child process, from spawn to exit. A child serves at most one
+ * execution. Everything it sends is checked before use (messages.ts); if it breaks the
+ * protocol, stalls before its handshake or dies, the run fails with WORKER_CRASHED and the
+ * host carries on. A run settles only once no process of the child's group can run another
+ * instruction: after its result (and SIGKILL to the group), or after its exit.
+ */
+export class ChildRunner {
+  readonly pid: number | undefined;
+  /** True once the child said it is ready; false if it ended first. */
+  readonly ready: Promise<boolean>;
+  /** Settles when the child has exited and its pipes are drained. */
+  readonly ended: Promise<ChildEnd>;
+
+  readonly #options: ChildRunnerOptions;
+  readonly #child: ChildProcess;
+  readonly #channel: FramedChannel;
+  readonly #stdout: OutputCapture;
+  readonly #stderr: OutputCapture;
+  #resolveReady!: (ready: boolean) => void;
+  #resolveEnded!: (end: ChildEnd) => void;
+  #handshaken = false;
+  #handshakeError: string | undefined;
+  #protocolError: string | undefined;
+  #spawnError: Error | undefined;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #stopTimers: NodeJS.Timeout[] = [];
+  #session: HostSession | undefined;
+  #subject: { pluginId: string; handlerId: string } | undefined;
+  #result: RunnerResult | undefined;
+  #stopReason: unknown;
+  #stopped = false;
+  #exited = false;
+  #finished = false;
+  #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
+  #end: ChildEnd | undefined;
+  #lineSink: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
+  readonly #pipesClosed: Promise<unknown>;
+
+  constructor(options: ChildRunnerOptions) {
+    this.#options = options;
+    this.ready = new Promise((resolve) => (this.#resolveReady = resolve));
+    this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+    const child = crossSpawn(options.execPath, [...options.nodeFlags, options.entry, String(options.maxFrameBytes)], {
+      cwd: options.cwd,
+      env: options.env,
+      // fd 3 is the protocol pipe. Not Node's 'ipc' channel: bytes a child writes to that one are
+      // parsed by the parent, and malformed ones make it throw and exit (nodejs/node#61312).
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      // Its own process group, so a stop reaches every process it started (POSIX only).
+      detached: process.platform !== 'win32',
+      windowsHide: true,
+    });
+    this.#child = child;
+    this.pid = child.pid;
+    const closed = (stream: NodeJS.EventEmitter | null | undefined) =>
+      stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve();
+    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stderr), closed(child.stdio[3] as Socket | null)]);
+    const capture = (stream: 'stdout' | 'stderr') => ({
+      maxLineLength: options.maxLogLineLength,
+      maxChars: options.maxOutputPerStream,
+      tailChars: STDERR_TAIL,
+      onLine: (line: string) => this.#lineSink?.(stream, line),
+    });
+    this.#stdout = new OutputCapture(child.stdout!, capture('stdout'));
+    this.#stderr = new OutputCapture(child.stderr!, capture('stderr'));
+    this.#channel = new FramedChannel(child.stdio[3] as Socket, {
+      maxFrameBytes: options.maxFrameBytes,
+      onMessage: (message) => this.#onMessage(message),
+      onProtocolError: (error: ProtocolError) => this.#violate(error.message),
+      onClose: () => {},
+    });
+    child.on('error', (error) => {
+      // Spawn failures (bad cwd, missing executable) arrive here, possibly without an 'exit'.
+      this.#spawnError ??= error;
+      if (child.pid === undefined) void this.#onExit(null, null);
+    });
+    child.on('exit', (code, signal) => void this.#onExit(code, signal));
+    this.#handshakeTimer = setTimeout(() => {
+      if (this.#handshaken) return;
+      this.#handshakeError = `no ready message within ${options.handshakeTimeoutMs} ms`;
+      this.#killGroup('SIGKILL');
+    }, options.handshakeTimeoutMs);
+    if (options.spare) this.#setRef(false);
+  }
+
+  get handshaken(): boolean {
+    return this.#handshaken;
+  }
+
+  /** True while it waits, booted or booting, for its one execution. */
+  get available(): boolean {
+    return !this.#exited && !this.#session && !this.#stopped && !this.#protocolError && !this.#handshakeError;
+  }
+
+  get running(): boolean {
+    return this.#session !== undefined && !this.#finished;
+  }
+
+  /** A spare taken for an execution: from now on it keeps the host's event loop alive like any running child. */
+  claim(): void {
+    if (this.#options.spare) this.#setRef(true);
+  }
+
+  /**
+   * Run one execution on this child: send the pre-encoded `run` frame, serve its logs, events
+   * and platform calls, and settle with the handler's data (once it is in and the group has
+   * been sent SIGKILL) or an ExecutionError (once the child is gone). `control.signal` stops
+   * it: cancel message, then SIGTERM, then SIGKILL.
+   */
+  run(runFrame: Buffer, subject: { pluginId: string; handlerId: string }, control: DispatchControl): Promise<unknown> {
+    if (this.#session) return Promise.reject(new Error('ChildRunner serves one execution only'));
+    this.#subject = subject;
+    this.#session = new HostSession(control, (message) => this.#channel.send(message));
+    this.claim();
+    this.#lineSink = (stream, line) => control.log(stream === 'stdout' ? 'info' : 'error', line, undefined, stream);
+    const done = new Promise<unknown>((resolve, reject) => (this.#settle = { resolve, reject }));
+    const onAbort = () => this.stop(control.signal.reason);
+    if (control.signal.aborted) onAbort();
+    else control.signal.addEventListener('abort', onAbort, { once: true });
+    void done.finally(() => control.signal.removeEventListener('abort', onAbort)).catch(() => {});
+    if (this.#finished) this.#settleRun();
+    else this.#channel.sendFrame(runFrame);
+    return done;
+  }
+
+  /**
+   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (none
+   * for a timeout) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. A child that
+   * finishes in the meantime is discarded as usual.
+   */
+  stop(reason: unknown): void {
+    if (this.#finished || this.#stopped) return;
+    this.#stopped = true;
+    this.#stopReason = reason;
+    if (this.#result) return;
+    if (this.#session) {
+      try {
+        this.#channel.send({ type: 'cancel', reason: serializeError(reason) });
+      } catch {
+        // The pipe is gone: the signals below do the job.
+      }
+    }
+    const { cancelGraceMs, killGraceMs } = this.#options;
+    const term = () => {
+      this.#killGroup('SIGTERM');
+      this.#stopTimers.push(setTimeout(() => this.#killGroup('SIGKILL'), killGraceMs));
+    };
+    // A timed-out handler has had its time: no grace before SIGTERM. An abort or a shutdown
+    // gives it `cancelGraceMs` to react to ctx.signal (write a partial result, clean up).
+    const timedOut = (reason as { code?: unknown } | null)?.code === 'TIMEOUT';
+    if (this.#session && this.#handshaken && cancelGraceMs > 0 && !timedOut) this.#stopTimers.push(setTimeout(term, cancelGraceMs));
+    else term();
+  }
+
+  /** Kill at once (spares on shutdown, leftovers). */
+  kill(): void {
+    this.#stopped = true;
+    // Whoever kills it waits for `ended`: an unref'd spare would let the loop exit first.
+    if (!this.#exited) this.#setRef(true);
+    this.#killGroup('SIGKILL');
+  }
+
+  #onMessage(raw: unknown): void {
+    if (this.#protocolError) return;
+    const problem = runnerMessageProblem(raw);
+    if (problem) return this.#violate(problem);
+    const message = raw as RunnerToHost;
+    if (!this.#handshaken) {
+      if (message.type !== 'ready') return this.#violate(`expected a ready message first, got ${message.type}`);
+      if (message.version !== PROTOCOL_VERSION) {
+        this.#handshakeError = `it speaks protocol version ${message.version}, the host speaks ${PROTOCOL_VERSION}`;
+        this.#killGroup('SIGKILL');
+        return;
+      }
+      this.#handshaken = true;
+      clearTimeout(this.#handshakeTimer);
+      this.#resolveReady(true);
+      return;
+    }
+    if (message.type === 'ready') return this.#violate('a second ready message');
+    // Anything after the result is from code still running in a discarded child: ignored.
+    if (this.#result || this.#finished) return;
+    if (!this.#session) return this.#violate(`a ${message.type} message before it was given an execution`);
+    // The runtime cuts ctx.logger lines at 64 KB; a child writing frames itself is held to it too.
+    if (message.type === 'log' && message.message.length > MAX_LOG_MESSAGE) {
+      message.message = `${message.message.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]`;
+    }
+    const result = this.#session.handle(message);
+    if (result) {
+      this.#result = result;
+      this.#session.close();
+      // The execution is over; the child (and anything it started) is discarded at once.
+      this.#killGroup('SIGKILL');
+      // Settle without waiting ~2-3 ms for the kernel to tear the process down: nothing in
+      // the group runs another instruction after SIGKILL, and shutdown still waits for
+      // `ended`. The child flushed its stdout and stderr before sending the result, so one
+      // turn of the loop lets those bytes in before the streams stop delivering.
+      setImmediate(() => this.#settleRun());
+    }
+  }
+
+  #violate(problem: string): void {
+    if (this.#protocolError || this.#finished) return;
+    this.#protocolError = problem;
+    this.#channel.destroy();
+    this.#killGroup('SIGKILL');
+  }
+
+  async #onExit(code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    if (this.#exited) return;
+    this.#exited = true;
+    clearTimeout(this.#handshakeTimer);
+    // The leader is gone; whatever it left in its group goes with it.
+    this.#killGroup('SIGKILL');
+    this.#resolveReady(false);
+    // A result written just before a clean exit may still be in the pipe: drain, bounded,
+    // because a grandchild that escaped the group could hold the pipe open forever.
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#pipesClosed, new Promise((resolve) => (drainTimer = setTimeout(resolve, DRAIN_MS)))]);
+    clearTimeout(drainTimer);
+    for (const timer of this.#stopTimers) clearTimeout(timer);
+    this.#channel.destroy();
+    this.#child.stdout?.destroy();
+    this.#child.stderr?.destroy();
+    this.#finishOutput();
+    this.#finished = true;
+    this.#session?.close();
+    const end: ChildEnd = {
+      exitCode: code,
+      signal,
+      stderrTail: this.#stderr.tail(),
+      pid: this.pid,
+      memoryMb: this.#options.memoryMb,
+      ...(this.#protocolError ? { protocolError: this.#protocolError } : {}),
+      ...(!this.#handshaken ? { handshakeError: this.#handshakeError ?? this.#spawnError?.message ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before its ready message` } : {}),
+    };
+    this.#end = end;
+    this.#resolveEnded(end);
+    this.#settleRun();
+  }
+
+  #settleRun(): void {
+    const settle = this.#settle;
+    const end = this.#end;
+    const haveResult = this.#result !== undefined && !this.#protocolError;
+    if (!settle || (!end && !haveResult)) return;
+    this.#settle = undefined;
+    if (haveResult) {
+      this.#finishOutput();
+      try {
+        settle.resolve(unwrapRunnerResult(this.#result!));
+      } catch (error) {
+        settle.reject(error);
+      }
+    } else if (this.#stopped && !this.#protocolError) {
+      settle.reject(this.#stopReason);
+    } else {
+      settle.reject(crashError(end!, this.#subject));
+    }
+  }
+
+  /** Deliver trailing partial lines and the truncation notices, then stop delivering. */
+  #finishOutput(): void {
+    this.#stdout.finish();
+    this.#stderr.finish();
+  }
+
+  #killGroup(signal: NodeJS.Signals): void {
+    const pid = this.pid;
+    if (pid === undefined) return;
+    try {
+      if (process.platform === 'win32') this.#child.kill(signal);
+      else process.kill(-pid, signal);
+    } catch {
+      // ESRCH: nothing left in the group.
+    }
+  }
+
+  #setRef(on: boolean): void {
+    const handles = [this.#child, this.#child.stdout, this.#child.stderr, this.#child.stdio[3]] as Array<{ ref?: () => void; unref?: () => void } | null>;
+    for (const handle of handles) {
+      if (on) handle?.ref?.();
+      else handle?.unref?.();
+    }
+    if (on) this.#handshakeTimer?.ref();
+    else this.#handshakeTimer?.unref();
+  }
+}

@@ -1,0 +1,63 @@
+import { WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+
+/** Why a child ended without a result, as reported in `error.details.reason`. */
+export type CrashReason = 'exit' | 'signal' | 'oom' | 'protocol' | 'handshake';
+
+export interface ChildEnd {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** The end of its stderr. */
+  stderrTail: string;
+  pid: number | undefined;
+  /** Set when the host killed it for breaking the protocol. */
+  protocolError?: string;
+  /** Set when it never completed the start-up handshake. */
+  handshakeError?: string;
+  memoryMb?: number | undefined;
+}
+
+/** What V8 prints when the heap limit is hit (before it aborts with SIGABRT / exit code 134). */
+const OOM_PATTERNS = [/Reached heap limit/, /JavaScript heap out of memory/, /Allocation failed - process out of memory/, /Fatal JavaScript out of memory/];
+
+export function crashReason(end: ChildEnd): CrashReason {
+  if (end.protocolError) return 'protocol';
+  if (OOM_PATTERNS.some((p) => p.test(end.stderrTail))) return 'oom';
+  if (end.handshakeError) return 'handshake';
+  if (end.signal) return 'signal';
+  return 'exit';
+}
+
+/** The WORKER_CRASHED error for a child that ended without handing back a result. */
+export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId: string } | undefined): WorkerCrashedError {
+  const reason = crashReason(end);
+  const who = subject ? `The child process running handler "${subject.handlerId}" of plugin "${subject.pluginId}"` : 'A child process';
+  const how = end.signal ? `was killed by ${end.signal}` : `exited with code ${end.exitCode}`;
+  let message: string;
+  switch (reason) {
+    case 'protocol':
+      message = `${who} broke the host protocol and was killed: ${end.protocolError}`;
+      break;
+    case 'oom':
+      message = `${who} ran out of memory${end.memoryMb ? ` (heap limit ${end.memoryMb} MB)` : ''} and ${how}`;
+      break;
+    case 'handshake':
+      message = `${who} did not start: ${end.handshakeError}`;
+      break;
+    default:
+      message = `${who} ${how} before returning a result`;
+  }
+  const tail = end.stderrTail.trim();
+  if (tail && reason !== 'protocol') message += `\n--- end of its stderr ---\n${tail.slice(-1000)}`;
+  return new WorkerCrashedError(message, {
+    details: {
+      reason,
+      exitCode: end.exitCode,
+      signal: end.signal,
+      stderrTail: end.stderrTail,
+      pid: end.pid,
+      ...(subject ?? {}),
+      ...(end.protocolError ? { protocolError: end.protocolError } : {}),
+      ...(end.memoryMb ? { memoryMb: end.memoryMb } : {}),
+    },
+  });
+}

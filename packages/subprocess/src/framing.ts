@@ -1,0 +1,198 @@
+import type { Socket } from 'node:net';
+import v8 from 'node:v8';
+
+/**
+ * Length-prefixed frames over a byte stream: a 4-byte big-endian length, then a payload made by
+ * `v8.serialize`. Shared by the host and the child.
+ *
+ * Why v8 serialisation rather than JSON: it has structured-clone semantics (Dates, Maps, Sets,
+ * BigInt, typed arrays, cycles), the same set of values the worker-pool backend carries with
+ * postMessage, so a handler sees the same input and the host the same result on every backend.
+ * Values it cannot carry (functions, symbols) fail at the sender with a clear error.
+ * The receiving side treats every payload as untrusted: the length is checked before anything
+ * is buffered, and a payload that does not deserialise is a protocol error, never an exception
+ * that escapes into the event loop.
+ */
+
+/**
+ * Largest frame accepted unless configured: 256 MiB, so a handler can return what it could on
+ * the other backends (the hostile matrix returns a 100 MB string; 200 MB as a two-byte one).
+ * The limit bounds what a child can make the host buffer for one message; memory is only
+ * taken as bytes actually arrive, never on the strength of a length header.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
+const HEADER_BYTES = 4;
+/** The length field is unsigned 32-bit; keep one bit of margin so no sum overflows. */
+const ABSOLUTE_MAX_FRAME_BYTES = 0x7fff_ffff;
+
+/** The peer broke the framing: oversized or undecodable frame. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+/** A value too large to send as one frame. */
+export class FrameTooLargeError extends RangeError {
+  override name = 'FrameTooLargeError';
+}
+
+/** Serialise one message to a frame (header + payload). Throws when the value cannot be cloned or is too large. */
+export function encodeFrame(message: unknown, maxFrameBytes: number): Buffer {
+  const payload = v8.serialize(message);
+  if (payload.length > maxFrameBytes) {
+    throw new FrameTooLargeError(`message of ${payload.length} bytes exceeds the frame limit of ${maxFrameBytes} bytes`);
+  }
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  header.writeUInt32BE(payload.length, 0);
+  return Buffer.concat([header, payload], HEADER_BYTES + payload.length);
+}
+
+/**
+ * Incremental frame parser. Chunks are kept in a list and joined only once a whole frame is
+ * there, so a 10 MB frame arriving in 64 KB pieces costs one copy, not thousands.
+ */
+export class FrameDecoder {
+  readonly #max: number;
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #need = -1;
+  #failed = false;
+
+  constructor(maxFrameBytes: number = DEFAULT_MAX_FRAME_BYTES) {
+    this.#max = Math.min(Math.max(1, Math.floor(maxFrameBytes)), ABSOLUTE_MAX_FRAME_BYTES);
+  }
+
+  /** Feed bytes; returns the messages completed by them. Throws ProtocolError on a broken stream (and stays broken). */
+  push(chunk: Buffer): unknown[] {
+    if (this.#failed) throw new ProtocolError('stream already failed');
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    const out: unknown[] = [];
+    for (;;) {
+      if (this.#need < 0) {
+        if (this.#buffered < HEADER_BYTES) break;
+        const length = this.#take(HEADER_BYTES).readUInt32BE(0);
+        if (length > this.#max) this.#fail(`frame of ${length} bytes exceeds the limit of ${this.#max} bytes`);
+        if (length === 0) this.#fail('empty frame');
+        this.#need = length;
+      }
+      if (this.#buffered < this.#need) break;
+      const payload = this.#take(this.#need);
+      this.#need = -1;
+      let message: unknown;
+      try {
+        message = v8.deserialize(payload);
+      } catch (error) {
+        this.#fail(`undecodable frame: ${(error as Error)?.message ?? String(error)}`);
+      }
+      out.push(message);
+    }
+    return out;
+  }
+
+  #fail(reason: string): never {
+    this.#failed = true;
+    this.#chunks = [];
+    this.#buffered = 0;
+    throw new ProtocolError(reason);
+  }
+
+  #take(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.#chunks.shift();
+      else this.#chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let offset = 0;
+      while (offset < n) {
+        const chunk = this.#chunks[0]!;
+        const used = Math.min(chunk.length, n - offset);
+        chunk.copy(out, offset, 0, used);
+        offset += used;
+        if (used === chunk.length) this.#chunks.shift();
+        else this.#chunks[0] = chunk.subarray(used);
+      }
+    }
+    this.#buffered -= n;
+    return out;
+  }
+}
+
+/**
+ * One framed, bidirectional channel over a socket (the extra pipe on fd 3).
+ * Writes are queued in order and never block the event loop: both sides keep reading while
+ * their own large writes drain, so two 10 MB messages crossing each other cannot deadlock.
+ * What a peer does not read piles up in the queue, so the queue is bounded: past
+ * `maxQueuedBytes` the peer counts as broken (a child that asks for large platform results and
+ * stops reading them cannot make the host buffer without end).
+ */
+export class FramedChannel {
+  readonly #socket: Socket;
+  readonly #maxFrameBytes: number;
+  readonly #decoder: FrameDecoder;
+  readonly #maxQueuedBytes: number;
+  readonly #onProtocolError: (error: ProtocolError) => void;
+  #closed = false;
+
+  constructor(
+    socket: Socket,
+    options: {
+      maxFrameBytes: number;
+      /** @default 2 × maxFrameBytes */
+      maxQueuedBytes?: number;
+      onMessage: (message: unknown) => void;
+      onProtocolError: (error: ProtocolError) => void;
+      onClose: () => void;
+    },
+  ) {
+    this.#socket = socket;
+    this.#maxFrameBytes = options.maxFrameBytes;
+    this.#maxQueuedBytes = options.maxQueuedBytes ?? 2 * options.maxFrameBytes;
+    this.#onProtocolError = options.onProtocolError;
+    this.#decoder = new FrameDecoder(options.maxFrameBytes);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.#closed) return;
+      let messages: unknown[];
+      try {
+        messages = this.#decoder.push(chunk);
+      } catch (error) {
+        this.#closed = true;
+        options.onProtocolError(error instanceof ProtocolError ? error : new ProtocolError(String(error)));
+        return;
+      }
+      for (const message of messages) {
+        if (this.#closed) return;
+        options.onMessage(message);
+      }
+    });
+    // A peer that vanishes mid-write gives EPIPE/ECONNRESET; the process exit path reports it.
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      this.#closed = true;
+      options.onClose();
+    });
+  }
+
+  /** Encode and queue one message. Throws synchronously when it cannot be serialised or is too large. */
+  send(message: unknown): void {
+    this.sendFrame(encodeFrame(message, this.#maxFrameBytes));
+  }
+
+  /** Queue a frame made earlier by `encodeFrame` (the host encodes a task before it spends a spawn on it). */
+  sendFrame(frame: Buffer): void {
+    if (this.#closed || this.#socket.destroyed) return;
+    this.#socket.write(frame);
+    if (this.#socket.writableLength > this.#maxQueuedBytes) {
+      this.#closed = true;
+      this.#onProtocolError(new ProtocolError(`the peer stopped reading: ${this.#socket.writableLength} bytes queued for it`));
+    }
+  }
+
+  /** Stop reading and drop the socket. */
+  destroy(): void {
+    this.#closed = true;
+    this.#socket.destroy();
+  }
+}

@@ -1,0 +1,123 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
+import { dependencyFolders, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
+
+/**
+ * Which spelling of Node's permission model the running Node accepts: `--permission` (Node
+ * 22.13+ / 23.5+) or `--experimental-permission` (Node 20). Detected from the flags this Node
+ * knows, never from its version number, so a backport or a future rename is picked up.
+ */
+export type PermissionFlag = '--permission' | '--experimental-permission';
+
+let detected: PermissionFlag | null | undefined;
+
+export function detectPermissionFlag(): PermissionFlag | null {
+  if (detected !== undefined) return detected;
+  const known = process.allowedNodeEnvironmentFlags;
+  detected = known.has('--permission') ? '--permission' : known.has('--experimental-permission') ? '--experimental-permission' : null;
+  return detected;
+}
+
+/** Node 25+ restricts the network under the permission model and takes `--allow-net` to lift it. */
+function supportsNetFlag(): boolean {
+  return process.allowedNodeEnvironmentFlags.has('--allow-net');
+}
+
+/** Everything the child's Node flags depend on. Two tasks with equal profiles can share a warm spare. */
+export interface ChildProfile {
+  pluginRoot: string;
+  /** `fs.read` / `fs.write` of the handler's manifest, relative to the plugin folder. */
+  fsRead: readonly string[];
+  fsWrite: readonly string[];
+  childProcess: boolean;
+  network: boolean;
+  /** Folder the child may read and write: the lease directory (cold) or the workspace root (spare). */
+  workspaceGrant: string | undefined;
+  memoryMb: number | undefined;
+}
+
+export function profileOf(
+  task: { pluginRoot: string; permissions: PermissionSpec; memoryMb: number | undefined },
+  workspaceGrant: string | undefined,
+  defaultMemoryMb: number | undefined,
+): ChildProfile {
+  const p = task.permissions;
+  return {
+    pluginRoot: task.pluginRoot,
+    fsRead: [...(p.fs?.read ?? [])].sort(),
+    fsWrite: [...(p.fs?.write ?? [])].sort(),
+    childProcess: p.childProcess === true,
+    network: p.network === true,
+    workspaceGrant,
+    memoryMb: task.memoryMb ?? defaultMemoryMb,
+  };
+}
+
+export function profileKey(profile: ChildProfile): string {
+  return JSON.stringify(profile);
+}
+
+export interface FlagOptions {
+  /** Use Node's permission model at all. */
+  enforce: boolean;
+  /** Extra folders every child may read (host-configured). */
+  extraReadPaths: readonly string[];
+  /** Also let the plugin read the `node_modules` folders above its root. */
+  readAncestorNodeModules: boolean;
+}
+
+/** Node flags (before the entry script) for a child of this profile: least privilege for the task. */
+export function nodeFlags(profile: ChildProfile, options: FlagOptions): string[] {
+  const flags: string[] = [];
+  if (profile.memoryMb !== undefined) flags.push(`--max-old-space-size=${Math.max(8, Math.floor(profile.memoryMb))}`);
+  const model = options.enforce ? detectPermissionFlag() : null;
+  if (!model) return flags;
+  const pluginRoots = withRealPath(profile.pluginRoot);
+  const inPlugin = (rel: string) => pluginRoots.flatMap((base) => grantFolder(path.resolve(base, rel)));
+  const workspace = profile.workspaceGrant ? grantFolder(profile.workspaceGrant) : [];
+  const read = uniquePaths([
+    ...runtimePaths(),
+    ...pluginRoots,
+    ...(options.readAncestorNodeModules ? dependencyFolders(profile.pluginRoot) : []),
+    ...profile.fsRead.flatMap(inPlugin),
+    ...profile.fsWrite.flatMap(inPlugin),
+    ...workspace,
+    ...options.extraReadPaths.flatMap(withRealPath),
+  ]);
+  const write = uniquePaths([
+    ...profile.fsWrite.flatMap(inPlugin),
+    ...workspace,
+  ]);
+  for (const p of [...read, ...write]) {
+    // Node 20 splits these flag values on commas: "/a,/etc" would grant /etc.
+    if (p.includes(',')) {
+      throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing a comma`, {
+        details: { path: p, reason: 'comma-in-path' },
+      });
+    }
+  }
+  flags.push(model);
+  // The model prints an ExperimentalWarning on every start on Node 20; it is noise in the
+  // handler's captured stderr, not information.
+  if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
+  for (const p of read) flags.push(`--allow-fs-read=${p}`);
+  for (const p of write) flags.push(`--allow-fs-write=${p}`);
+  if (profile.childProcess) {
+    // Node's permission model does not follow a process into its children or its worker
+    // threads: granting either lifts every restriction for the code that runs there.
+    flags.push('--allow-child-process', '--allow-worker');
+  }
+  if (profile.network && supportsNetFlag()) flags.push('--allow-net');
+  return flags;
+}
+
+/**
+ * Grant entries for a folder. One that exists is granted as itself (and its real path). One
+ * that does not exist yet (an `out` folder the handler creates) would be taken by Node as a
+ * single file, so its contents are granted with a wildcard too — only then: Node 20 aborts at
+ * start-up (a failed assertion in its path tree) when given an existing folder and its wildcard.
+ */
+function grantFolder(folder: string): string[] {
+  return existsSync(folder) ? withRealPath(folder) : [folder, `${folder}${path.sep}*`];
+}

@@ -1,0 +1,80 @@
+import { existsSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The child's entry script, built next to this module (tinypool-style: found relative to our
+ * own URL). The CommonJS build: Node starts a CommonJS main script ~5 ms sooner than an ES
+ * module one, and every execution pays that start. The ES module loader still comes up, once,
+ * when the handler is imported.
+ */
+export function childEntryPath(): string {
+  return fileURLToPath(new URL('./child-entry.cjs', import.meta.url));
+}
+
+let runtimeReadPaths: string[] | undefined;
+
+/**
+ * Folders the child must read to boot: this package (its dist and the node_modules links it
+ * resolves through) and the core package it imports. Both the path as seen and its real path
+ * are listed, because pnpm links packages into node_modules/.pnpm and Node's loader reads a
+ * module by its real path but looks packages up through the links.
+ */
+export function runtimePaths(): string[] {
+  if (runtimeReadPaths) return runtimeReadPaths;
+  const ownRoot = path.resolve(path.dirname(childEntryPath()), '..');
+  const require = createRequire(childEntryPath());
+  const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
+  runtimeReadPaths = uniquePaths([ownRoot, coreRoot].flatMap(withRealPath));
+  return runtimeReadPaths;
+}
+
+/**
+ * The `node_modules` folders on the way from `dir` up to the filesystem root: where the plugin's
+ * bare imports (`import 'zod'`) resolve, exactly as Node's own lookup walks them. A plugin
+ * installed with its dependencies inside its folder needs none of these; a plugin inside a
+ * monorepo needs its ancestors'.
+ */
+export function dependencyFolders(dir: string): string[] {
+  let cached = dependencyCache.get(dir);
+  if (!cached) {
+    cached = findDependencyFolders(dir);
+    // Plugins are few; the bound only guards against a host registering them without end.
+    if (dependencyCache.size >= 1024) dependencyCache.clear();
+    dependencyCache.set(dir, cached);
+  }
+  return cached;
+}
+
+/** Walking up and realpathing costs a few syscalls per level: once per plugin folder is enough. */
+const dependencyCache = new Map<string, string[]>();
+
+function findDependencyFolders(dir: string): string[] {
+  const out: string[] = [];
+  let current = path.resolve(dir);
+  for (;;) {
+    const parent = path.dirname(current);
+    if (parent === current) break;
+    current = parent;
+    if (path.basename(current) === 'node_modules') continue;
+    const candidate = path.join(current, 'node_modules');
+    if (existsSync(candidate)) out.push(...withRealPath(candidate));
+  }
+  return out;
+}
+
+/** `p` and, when different, its real path (symlinked folders, /var → /private/var on macOS). */
+export function withRealPath(p: string): string[] {
+  const resolved = path.resolve(p);
+  try {
+    const real = realpathSync.native(resolved);
+    return real === resolved ? [resolved] : [resolved, real];
+  } catch {
+    return [resolved];
+  }
+}
+
+export function uniquePaths(paths: Iterable<string>): string[] {
+  return [...new Set(paths)];
+}

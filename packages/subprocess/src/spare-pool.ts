@@ -1,0 +1,139 @@
+import type { ChildRunner } from './child-runner.js';
+import { profileKey, type ChildProfile } from './permission-flags.js';
+
+/** Spares that die before they serve anything, in a row, before prespawning is switched off. */
+const MAX_SPARE_FAILURES = 3;
+
+/**
+ * Warm spares: children booted with the runtime loaded and no plugin code, waiting for their
+ * one `run`. A child's Node flags (which folders it may read and write, its heap limit) are
+ * fixed at spawn, so a spare is made for a *profile* and only serves tasks of that profile.
+ * The `size` spares go to the most recently used profiles, refilled in the background each
+ * time one is used.
+ */
+export class SparePool {
+  readonly #size: number;
+  readonly #spawn: (profile: ChildProfile) => ChildRunner;
+  readonly #spares = new Map<string, ChildRunner[]>();
+  /** Most recently used profiles first, at most `size` of them. */
+  #recent: Array<{ key: string; profile: ChildProfile }> = [];
+  #failuresInARow = 0;
+  #closed = false;
+  #spawned = 0;
+  #used = 0;
+  #discarded = 0;
+
+  constructor(size: number, spawn: (profile: ChildProfile) => ChildRunner) {
+    this.#size = size;
+    this.#spawn = spawn;
+  }
+
+  get enabled(): boolean {
+    return this.#size > 0 && !this.#closed && this.#failuresInARow < MAX_SPARE_FAILURES;
+  }
+
+  /** Why prespawning stopped, if it did. */
+  get problem(): string | undefined {
+    return this.#failuresInARow >= MAX_SPARE_FAILURES
+      ? `prespawn switched off: ${MAX_SPARE_FAILURES} spare children in a row died before serving an execution`
+      : undefined;
+  }
+
+  /** Take a spare for this profile (booted, or still booting), or undefined. */
+  take(profile: ChildProfile): ChildRunner | undefined {
+    const list = this.#spares.get(profileKey(profile));
+    if (!list) return undefined;
+    // Prefer one that has finished booting.
+    list.sort((a, b) => Number(b.handshaken) - Number(a.handshaken));
+    while (list.length > 0) {
+      const spare = list.shift()!;
+      if (spare.available) {
+        this.#used++;
+        return spare;
+      }
+    }
+    return undefined;
+  }
+
+  /** Note that `profile` is in use and refill: the spares follow the most recently used profiles. */
+  touch(profile: ChildProfile): void {
+    if (!this.enabled) return;
+    const key = profileKey(profile);
+    this.#recent = [{ key, profile }, ...this.#recent.filter((r) => r.key !== key)].slice(0, this.#size);
+    this.#fill();
+  }
+
+  /** A spare served its execution: the ones that boot keep working. */
+  served(): void {
+    this.#failuresInARow = 0;
+  }
+
+  counts(): { ready: number; booting: number; spawned: number; used: number; discarded: number } {
+    let ready = 0;
+    let booting = 0;
+    for (const list of this.#spares.values()) {
+      for (const spare of list) {
+        if (!spare.available) continue;
+        if (spare.handshaken) ready++;
+        else booting++;
+      }
+    }
+    return { ready, booting, spawned: this.#spawned, used: this.#used, discarded: this.#discarded };
+  }
+
+  /** Kill every spare; no more are made. Resolves when they are gone. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const all = [...this.#spares.values()].flat();
+    this.#spares.clear();
+    for (const spare of all) spare.kill();
+    await Promise.all(all.map((spare) => spare.ended));
+  }
+
+  #fill(): void {
+    if (!this.enabled) return;
+    // How many each recent profile should have: round-robin over them, most recent first.
+    const want = new Map<string, number>();
+    for (let i = 0; i < this.#size && this.#recent.length > 0; i++) {
+      const { key } = this.#recent[i % this.#recent.length]!;
+      want.set(key, (want.get(key) ?? 0) + 1);
+    }
+    for (const [key, list] of this.#spares) {
+      const alive = list.filter((s) => s.available);
+      const keep = want.get(key) ?? 0;
+      for (const extra of alive.splice(keep)) {
+        this.#discarded++;
+        extra.kill();
+      }
+      if (alive.length === 0) this.#spares.delete(key);
+      else this.#spares.set(key, alive);
+    }
+    for (const { key, profile } of this.#recent) {
+      const list = this.#spares.get(key) ?? [];
+      try {
+        while (list.length < (want.get(key) ?? 0)) list.push(this.#boot(profile));
+      } catch {
+        // This profile cannot be spawned at all (the execution itself reports why).
+        this.#failuresInARow = MAX_SPARE_FAILURES;
+      }
+      if (list.length > 0) this.#spares.set(key, list);
+    }
+  }
+
+  #boot(profile: ChildProfile): ChildRunner {
+    const spare = this.#spawn(profile);
+    this.#spawned++;
+    void spare.ended.then(() => {
+      if (this.#closed) return;
+      const key = profileKey(profile);
+      const list = this.#spares.get(key);
+      const index = list?.indexOf(spare) ?? -1;
+      if (index < 0) return;
+      // Died while waiting: not something the next execution should inherit.
+      list!.splice(index, 1);
+      this.#failuresInARow++;
+      this.#fill();
+    });
+    return spare;
+  }
+}

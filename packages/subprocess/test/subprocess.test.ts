@@ -1,0 +1,427 @@
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
+import { SubprocessBackend, detectPermissionFlag, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PROBE, childrenOf, eventually, hasProc, isAlive, probePlugin } from './helpers.js';
+
+/** Generous "on time" bound for shared, slow machines. */
+const SLACK_MS = 3000;
+
+let root: string;
+let outside: string;
+const backends: SubprocessBackend[] = [];
+
+async function runners(backend: SubprocessBackend): Promise<SubprocessRunnerStats> {
+  return (await backend.stats()).runners as SubprocessRunnerStats;
+}
+
+function make(options: SubprocessBackendOptions = {}): SubprocessBackend {
+  const backend = new SubprocessBackend({
+    plugins: [probePlugin, fixturePlugins.basic, fixturePlugins.hostile, fixturePlugins.guarded],
+    workspace: { root },
+    ...options,
+  });
+  backends.push(backend);
+  return backend;
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-subprocess-test-'));
+  outside = await mkdtemp(path.join(os.tmpdir(), 'kb-subprocess-outside-'));
+  await writeFile(path.join(outside, 'secret.txt'), 'host secret');
+});
+
+afterEach(async () => {
+  await Promise.all(backends.splice(0).map((b) => b.shutdown({ timeoutMs: 2000 })));
+  expect(await readdir(root)).toEqual([]);
+});
+
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+  await rm(outside, { recursive: true, force: true });
+  await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
+});
+
+describe('protocol', () => {
+  it.each([
+    ['garbage', 'undecodable frame'],
+    ['oversized', 'exceeds the limit'],
+    ['unknown-type', 'unknown message type'],
+    ['bad-rpc', 'rpc without an integer id'],
+    ['second-ready', 'second ready'],
+  ])('a child writing %s to the protocol pipe is killed: WORKER_CRASHED (protocol), and the host keeps serving', async (kind, problem) => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind } }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'protocol' });
+    expect(String(result.error.details.protocolError)).toContain(problem);
+    expect(result.meta.durationMs).toBeLessThan(SLACK_MS * 2);
+    expect(isAlive(result.meta.pid!)).toBe(false);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+    expect(await runners(backend)).toMatchObject({ crashed: { protocol: 1 } });
+  });
+
+  it('carries 10 MB both ways at once through platform calls without deadlock', async () => {
+    const big = 'x'.repeat(10 * 1024 * 1024);
+    const backend = make({ permissions: { platform: { kv: true } }, platform: { kv: { echo: async (v: unknown) => v } } });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'big-rpc', input: { big } }, { timeoutMs: 25_000 });
+    expectOk(result);
+    expect(result.data).toEqual({ a: big.length, b: big.length, same: true, upper: 'XXX' });
+  });
+
+  it('a child that stops reading while large platform results pile up for it is killed (protocol), not buffered without end', async () => {
+    const backend = make({
+      maxFrameBytes: 4 * 1024 * 1024,
+      permissions: { platform: { kv: true } },
+      platform: { kv: { blob: async (n: number) => 'y'.repeat(n) } },
+    });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'hoard', input: { calls: 4, bytes: 3 * 1024 * 1024 } }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'protocol' });
+    expect(String(result.error.details.protocolError)).toContain('stopped reading');
+    expect(result.meta.durationMs).toBeLessThan(15_000);
+  });
+
+  it('refuses an input larger than maxFrameBytes with VALIDATION_ERROR, without starting a process', async () => {
+    const backend = make({ maxFrameBytes: 64 * 1024 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'y'.repeat(100 * 1024) });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain('exceeds the frame limit');
+    expect(await runners(backend)).toMatchObject({ spawned: 0 });
+  });
+});
+
+describe('handshake', () => {
+  it('a child that exits before ready → WORKER_CRASHED (handshake) with its exit code and stderr tail', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      const fake = path.join(dir, 'fake-node');
+      await writeFile(fake, '#!/bin/sh\necho "fake node cannot start" >&2\nexit 3\n');
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake });
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'handshake', exitCode: 3 });
+      expect(result.error.details.stderrTail).toContain('fake node cannot start');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a child that stays silent past handshakeTimeoutMs is killed → WORKER_CRASHED (handshake)', async () => {
+    const backend = make({ handshakeTimeoutMs: 1 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'handshake' });
+    expect(result.error.message).toContain('no ready message within 1 ms');
+  });
+});
+
+describe('crashes and hostile handlers: each has a stated outcome', () => {
+  it('process.exit(0) → WORKER_CRASHED (exit) with exit code 0', async () => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 0 } });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 0, signal: null });
+  });
+
+  it('a throw in a timer → WORKER_CRASHED (exit, code 1) with the stack in stderrTail', async () => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 1 });
+    expect(result.error.details.stderrTail).toContain('thrown from a timer');
+  });
+
+  it('SIGKILL of itself → WORKER_CRASHED (signal)', async () => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'signal', signal: 'SIGKILL' });
+  });
+
+  it('running out of its memoryMb heap → WORKER_CRASHED (oom)', async () => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'oom' }, { timeoutMs: 25_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'oom', memoryMb: 64 });
+  });
+
+  it('never resolving → TIMEOUT on time, and the process is gone', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 200 });
+    expectError(result, 'TIMEOUT');
+    expect(result.meta.durationMs).toBeLessThan(200 + SLACK_MS);
+    expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);
+    expect(await runners(backend)).toMatchObject({ killed: 1, live: 0 });
+  });
+
+  it('a busy loop → TIMEOUT on time (SIGTERM to the group, no cancel grace), and the process is gone', async () => {
+    const backend = make({ cancelGraceMs: 10_000 });
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 200 });
+    expectError(result, 'TIMEOUT');
+    expect(result.meta.durationMs).toBeLessThan(200 + SLACK_MS);
+    expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);
+  });
+
+  it('spamming 10 MB of stdout → ok; delivery to onLog is capped, the rest drained, stderr still delivered', async () => {
+    const logs: LogEntry[] = [];
+    const backend = make({ maxOutputPerStream: 100_000 });
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'stdout-spam' }, { onLog: (l) => logs.push(l), timeoutMs: 25_000 });
+    expectOk(result);
+    expect(result.data).toEqual({ lines: 10 * 1024 });
+    const stdout = logs.filter((l) => l.stream === 'stdout');
+    expect(stdout.length).toBeGreaterThan(50);
+    expect(stdout.length).toBeLessThan(200);
+    expect(stdout.at(-1)!.message).toMatch(/output truncated/);
+    expect(logs.filter((l) => l.stream === 'stderr').map((l) => l.message)).toContain('done spamming');
+  });
+
+  it('a child that writes garbage, crashes or spins never takes the host down', async () => {
+    const backend = make();
+    const outcomes = await Promise.all([
+      backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'garbage' } }),
+      backend.execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 9 } }),
+      backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 300 }),
+      backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'fine' }),
+    ]);
+    expect(outcomes.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['WORKER_CRASHED', 'WORKER_CRASHED', 'TIMEOUT', 'ok']);
+    expect((await backend.health()).ok).toBe(true);
+  });
+});
+
+describe('process group', () => {
+  it.runIf(process.platform !== 'win32')('timeout kills the whole group: no grandchild survives', async () => {
+    const backend = make({ permissions: { childProcess: true } });
+    const events: ExecutionEvent[] = [];
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild' }, { timeoutMs: 1500, onEvent: (e) => events.push(e) });
+    expectError(result, 'TIMEOUT');
+    const pid = (events[0]?.event as { pid: number }).pid;
+    expect(pid).toBeGreaterThan(0);
+    expect(await eventually(() => !isAlive(pid))).toBe(true);
+  });
+
+  it.runIf(process.platform !== 'win32')('abort kills the whole group after the cancel grace: no grandchild survives', async () => {
+    const backend = make({ permissions: { childProcess: true }, cancelGraceMs: 50, killGraceMs: 200 });
+    const controller = new AbortController();
+    const events: ExecutionEvent[] = [];
+    const onEvent = (e: ExecutionEvent) => {
+      events.push(e);
+      controller.abort();
+    };
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild' }, { signal: controller.signal, onEvent, timeoutMs: 20_000 });
+    expectError(result, 'ABORTED');
+    const pid = (events[0]?.event as { pid: number }).pid;
+    expect(pid).toBeGreaterThan(0);
+    expect(await eventually(() => !isAlive(pid))).toBe(true);
+  });
+
+  it.runIf(process.platform !== 'win32')('a grandchild left behind by a successful execution is killed with its group', async () => {
+    const backend = make({ permissions: { childProcess: true } });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild', input: { wait: false } });
+    expectOk(result);
+    const { pid } = result.data as { pid: number };
+    expect(await eventually(() => !isAlive(pid))).toBe(true);
+  });
+
+  it('abort: ctx.signal fires in the child first, then SIGTERM ends a handler that ignores it', async () => {
+    const backend = make({ cancelGraceMs: 100 });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: PROBE, handlerId: 'respects-signal' }, { signal: controller.signal, timeoutMs: 20_000 });
+    await eventually(async () => (await backend.stats()).active === 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    controller.abort();
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
+    expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);
+  });
+});
+
+describe('permissions (Node permission model)', () => {
+  it('detects the permission flag this Node speaks', () => {
+    const major = Number(process.versions.node.split('.')[0]);
+    expect(detectPermissionFlag()).toBe(process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission');
+    expect(major >= 20).toBe(true);
+  });
+
+  it('a write outside the workspace → PERMISSION_DENIED naming the file; nothing is written', async () => {
+    const target = path.join(outside, 'escaped.txt');
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'write-outside', input: { path: target } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.details).toMatchObject({ resource: `fs.write:${target}`, phase: 'runtime' });
+    await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a read outside the plugin folder and workspace → PERMISSION_DENIED naming the file', async () => {
+    const target = path.join(outside, 'secret.txt');
+    const result = await make().execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.details).toMatchObject({ resource: `fs.read:${target}` });
+    expect(JSON.stringify(result)).not.toContain('host secret');
+  });
+
+  it('reads inside its own plugin folder are allowed; declared fs.write folders are writable, others are not', async () => {
+    const backend = make({ permissions: { fs: { read: ['data'], write: ['out'] } } });
+    const read = await backend.execute({ pluginId: PROBE, handlerId: 'read-data', input: { path: 'data/answer.json' } });
+    expectOk(read);
+    expect(JSON.parse((read.data as { text: string }).text)).toEqual({ answer: 42 });
+    expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'write-plugin-out', input: { path: 'out/x.txt' } }));
+    const undeclared = await backend.execute({ pluginId: PROBE, handlerId: 'write-file', input: { path: 'out/y.txt' } });
+    expectError(undeclared, 'PERMISSION_DENIED');
+    expect(String(undeclared.error.details.resource)).toMatch(/^fs\.write:/);
+  });
+
+  it('symlinks cannot be planted (a way out of a path-based sandbox) → PERMISSION_DENIED', async () => {
+    const result = await make().execute({ pluginId: PROBE, handlerId: 'symlink', input: { target: outside } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.details).toMatchObject({ resource: 'fs.symlink' });
+  });
+
+  it('child processes and workers are refused unless declared and granted', async () => {
+    const backend = make();
+    const spawnResult = await backend.execute({ pluginId: HOSTILE, handlerId: 'spawn-grandchild' });
+    expectError(spawnResult, 'PERMISSION_DENIED');
+    expect(spawnResult.error.details).toMatchObject({ resource: 'childProcess' });
+    const worker = await backend.execute({ pluginId: PROBE, handlerId: 'worker' });
+    expectError(worker, 'PERMISSION_DENIED');
+    expect(worker.error.details).toMatchObject({ resource: 'worker' });
+    // Declared but not granted: refused before any code runs.
+    const preflight = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild', input: { wait: false } });
+    expectError(preflight, 'PERMISSION_DENIED');
+    expect(preflight.error.details).toMatchObject({ phase: 'preflight', missing: ['childProcess'] });
+  });
+
+  it('the child runs in its workspace with the permission flags and the manifest heap limit', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami-small-heap' });
+    expectOk(result);
+    const data = result.data as { pid: number; ppid: number; cwd: string; workspace: string; execArgv: string[]; heapLimitMb: number };
+    expect(data.pid).toBe(result.meta.pid);
+    expect(data.pid).not.toBe(process.pid);
+    expect(data.cwd).toBe(data.workspace);
+    expect(data.execArgv).toContain(detectPermissionFlag());
+    expect(data.execArgv).toContain('--max-old-space-size=96');
+    expect(data.execArgv.some((a) => a.startsWith('--allow-child-process'))).toBe(false);
+    expect(data.heapLimitMb).toBeLessThan(200);
+  });
+
+  it('enforcePermissions: false runs the child unrestricted (documented escape hatch)', async () => {
+    const target = path.join(outside, 'secret.txt');
+    const result = await make({ enforcePermissions: false }).execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });
+    expectOk(result);
+    expect(result.data).toEqual({ text: 'host secret' });
+  });
+});
+
+describe('environment', () => {
+  it('the child sees only the allow-list and the env names the handler declared and was granted', async () => {
+    process.env.KB_PROBE_TOKEN = 'granted-value';
+    process.env.KB_HOST_SECRET = 'never-leaks';
+    process.env.NODE_OPTIONS = '--max-old-space-size=50';
+    try {
+      const backend = make({ permissions: { env: ['KB_PROBE_TOKEN'] }, baseEnv: ['PATH', 'NODE_OPTIONS'] });
+      const result = await backend.execute({ pluginId: PROBE, handlerId: 'env' });
+      expectOk(result);
+      const { names, token } = result.data as { names: string[]; token: string | null };
+      expect(token).toBe('granted-value');
+      expect(names).not.toContain('KB_HOST_SECRET');
+      expect(names).not.toContain('NODE_OPTIONS');
+      expect(names.every((n) => ['PATH', 'KB_PROBE_TOKEN'].includes(n))).toBe(true);
+      // A handler that declared nothing gets none of it.
+      const hostile = await backend.execute({ pluginId: HOSTILE, handlerId: 'read-env', input: { name: 'KB_PROBE_TOKEN' } });
+      expectOk(hostile);
+      expect(hostile.data).toMatchObject({ value: null });
+      expect((hostile.data as { names: string[] }).names).not.toContain('KB_PROBE_TOKEN');
+    } finally {
+      delete process.env.KB_PROBE_TOKEN;
+      delete process.env.KB_HOST_SECRET;
+      delete process.env.NODE_OPTIONS;
+    }
+  });
+});
+
+describe('stdout and stderr', () => {
+  it('are delivered to onLog line by line, with stream stdout/stderr, long lines cut', async () => {
+    const logs: LogEntry[] = [];
+    const backend = make({ maxLogLineLength: 100 });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'prints', input: { lines: 2, long: 500 } }, { onLog: (l) => logs.push(l) });
+    expectOk(result);
+    const out = logs.filter((l) => l.stream === 'stdout').map((l) => l.message);
+    expect(out.slice(0, 2)).toEqual(['line 0', 'line 1']);
+    expect(out[2]).toMatch(/^y{100}… \[400 more characters\]$/);
+    expect(out[3]).toBe('no newline at the end');
+    expect(logs.filter((l) => l.stream === 'stderr')).toMatchObject([{ message: 'to stderr', level: 'error', executionId: result.meta.executionId }]);
+  });
+});
+
+describe('warm spares (prespawn)', () => {
+  it('keeps a spare booted for the profile in use; executions on spares are fresh processes', async () => {
+    const backend = make({ prespawn: 1 });
+    const first = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(first);
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    const second = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(second);
+    const a = first.data as { pid: number; polluted: boolean };
+    const b = second.data as { pid: number; polluted: boolean; cwd: string; workspace: string };
+    expect(b.pid).not.toBe(a.pid);
+    // The previous execution polluted Object.prototype in its own process only.
+    expect(b.polluted).toBe(false);
+    expect(b.cwd).toBe(b.workspace);
+    const stats = await runners(backend);
+    expect(stats.fromSpare).toBe(1);
+    expect(stats.cold).toBe(1);
+  });
+
+  it('a spare is still restricted: outside writes are denied, the workspace root is its widest grant', async () => {
+    const backend = make({ prespawn: 1 });
+    expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'read-env' }));
+    await eventually(async () => (await runners(backend)).spares.ready === 1);
+    const target = path.join(outside, 'escaped.txt');
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'write-outside', input: { path: target } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect((await runners(backend)).fromSpare).toBe(1);
+    await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('spares follow the profile in use and are killed on shutdown', async () => {
+    const before = new Set(hasProc ? childrenOf() : []);
+    const backend = make({ prespawn: 2 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
+    const pids = hasProc ? childrenOf().filter((pid) => !before.has(pid)) : [];
+    if (hasProc) expect(pids.length).toBe(2);
+    await backend.shutdown();
+    const stats = await runners(backend);
+    expect(stats.live).toBe(0);
+    expect(stats.spares).toMatchObject({ ready: 0, booting: 0 });
+    for (const pid of pids) expect(isAlive(pid)).toBe(false);
+  });
+});
+
+describe('shutdown', () => {
+  it.runIf(hasProc)('leaves no child process behind, running or spare', async () => {
+    const before = new Set(childrenOf());
+    const backend = make({ prespawn: 1, permissions: { childProcess: true }, maxConcurrency: 4 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    const running = [
+      backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 60_000 }),
+      backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 60_000 }),
+      backend.execute({ pluginId: PROBE, handlerId: 'grandchild' }, { timeoutMs: 60_000 }),
+    ];
+    expect(await eventually(async () => (await runners(backend)).running === 3)).toBe(true);
+    // The three running children and the spare refilled behind the one that took it.
+    expect(await eventually(async () => (await runners(backend)).spares.booting + (await runners(backend)).spares.ready === 1)).toBe(true);
+    expect(childrenOf().filter((pid) => !before.has(pid)).length).toBeGreaterThanOrEqual(4);
+    await backend.shutdown({ timeoutMs: 100 });
+    for (const result of await Promise.all(running)) expectError(result, 'SHUTTING_DOWN');
+    expect(childrenOf().filter((pid) => !before.has(pid))).toEqual([]);
+    expect((await runners(backend)).live).toBe(0);
+  });
+});
+
+describe('options', () => {
+  it('rejects invalid options with VALIDATION_ERROR naming each', () => {
+    expect(() => new SubprocessBackend({ prespawn: -1, killGraceMs: 'x' as never, baseEnv: [1] as never })).toThrow(/prespawn[\s\S]*killGraceMs[\s\S]*baseEnv/);
+  });
+});

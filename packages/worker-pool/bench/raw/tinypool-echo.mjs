@@ -1,0 +1,4 @@
+// Raw tinypool baseline: the task comes back unchanged.
+export default function echo(input) {
+  return input;
+}

@@ -1,0 +1,125 @@
+// Worker-pool backend against the raw pools it could have been written on, in one run, same
+// thread count (2), trivial echo handler; and a CPU-bound handler against the in-process backend.
+//   - parallel throughput, 64 executions in flight: ours / raw piscina, tinypool, workerpool;
+//   - sequential p50 latency: ours / raw piscina;
+//   - 200 CPU-bound executions (~20 ms of hashing each) on 2 threads: wall time ours / in-process.
+// Rounds interleave the contenders so that they share the machine's noise; each ratio is the
+// median of the per-round ratios. Ours runs with `workspace: false`: a per-execution directory
+// is file-system work the raw pools do not do (its cost is reported on its own line).
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+import { Piscina } from 'piscina';
+import Tinypool from 'tinypool';
+import workerpool from 'workerpool';
+import { heading, percentile, report, timeEach } from '../../../scripts/bench-report.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const plugin = path.join(here, 'plugin');
+const THREADS = 2;
+const IN_FLIGHT = 64;
+const PARALLEL_TOTAL = 12_000;
+const SEQUENTIAL = 2_000;
+const ROUNDS = 5;
+const CPU_EXECUTIONS = 200;
+const CPU_MS = 20;
+
+const input = { args: ['--verbose'], n: 1 };
+const echo = { pluginId: '@bench/worker-pool', handlerId: 'echo', input };
+
+const ours = new WorkerPoolBackend({ plugins: [plugin], workspace: false, maxThreads: THREADS, minThreads: THREADS });
+const oursWithWorkspace = new WorkerPoolBackend({ plugins: [plugin], maxThreads: THREADS, minThreads: THREADS });
+const piscina = new Piscina({ filename: new URL('./raw/piscina-echo.mjs', import.meta.url).href, minThreads: THREADS, maxThreads: THREADS });
+const tinypool = new Tinypool({ filename: new URL('./raw/tinypool-echo.mjs', import.meta.url).href, minThreads: THREADS, maxThreads: THREADS });
+const wpool = workerpool.pool(path.join(here, 'raw', 'workerpool-echo.cjs'), { minWorkers: THREADS, maxWorkers: THREADS, workerType: 'thread' });
+
+async function run(backend, request) {
+  const result = await backend.execute(request);
+  if (!result.ok) throw result.error;
+  return result.data;
+}
+
+const contenders = {
+  ours: () => run(ours, echo),
+  'ours (with workspace)': () => run(oursWithWorkspace, echo),
+  piscina: () => piscina.run(input),
+  tinypool: () => tinypool.run(input),
+  workerpool: () => wpool.exec('echo', [input]),
+};
+
+/** Executions per second with `IN_FLIGHT` outstanding at all times. */
+async function throughput(fn, total) {
+  let started = 0;
+  const t = performance.now();
+  await Promise.all(
+    Array.from({ length: IN_FLIGHT }, async () => {
+      while (started < total) {
+        started++;
+        await fn();
+      }
+    }),
+  );
+  return total / ((performance.now() - t) / 1000);
+}
+
+const median = (values) => percentile(values, 0.5);
+
+// Warm up every contender: threads started, modules loaded, JIT settled.
+for (const fn of Object.values(contenders)) await throughput(fn, 2_000);
+
+heading(`worker-pool: parallel throughput, ${IN_FLIGHT} in flight, ${THREADS} threads, echo handler (${ROUNDS} interleaved rounds)`);
+const rates = Object.fromEntries(Object.keys(contenders).map((name) => [name, []]));
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [name, fn] of Object.entries(contenders)) {
+    rates[name].push(await throughput(fn, name === 'ours (with workspace)' ? PARALLEL_TOTAL / 4 : PARALLEL_TOTAL));
+  }
+}
+for (const [name, values] of Object.entries(rates)) report(`${name} executions/s (median)`, median(values), 'ops/s');
+const ratio = (a, b) => median(rates[a].map((value, i) => value / rates[b][i]));
+report('throughput ours / piscina', ratio('ours', 'piscina'), 'x', { op: '>=', value: 0.9 });
+report('throughput ours / tinypool', ratio('ours', 'tinypool'), 'x', { op: '>=', value: 1.0 });
+report('throughput ours / workerpool', ratio('ours', 'workerpool'), 'x', { op: '>=', value: 1.0 });
+
+heading(`worker-pool: sequential latency, one at a time, echo handler (${ROUNDS} interleaved rounds of ${SEQUENTIAL})`);
+const p50 = { ours: [], piscina: [] };
+for (let round = 0; round < ROUNDS; round++) {
+  for (const name of Object.keys(p50)) p50[name].push(percentile(await timeEach(contenders[name], SEQUENTIAL, 200), 0.5));
+}
+report('p50 ours', median(p50.ours) * 1000, 'µs');
+report('p50 raw piscina', median(p50.piscina) * 1000, 'µs');
+report('p50 latency ours / piscina', median(p50.ours.map((v, i) => v / p50.piscina[i])), 'x', { op: '<=', value: 1.3 });
+
+heading(`worker-pool: ${CPU_EXECUTIONS} CPU-bound executions (~${CPU_MS} ms of sha256 each), ${THREADS} threads vs in-process`);
+// Size the work on this machine: rounds of hashing that take CPU_MS on the main thread.
+const { createHash } = await import('node:crypto');
+let rounds = 1000;
+for (;;) {
+  const t = performance.now();
+  let digest = Buffer.alloc(32);
+  for (let i = 0; i < rounds; i++) digest = createHash('sha256').update(digest).digest();
+  const ms = performance.now() - t;
+  if (ms >= CPU_MS / 2) {
+    rounds = Math.round((rounds * CPU_MS) / ms);
+    break;
+  }
+  rounds *= 2;
+}
+const hash = { pluginId: '@bench/worker-pool', handlerId: 'hash', input: { rounds } };
+const inProcess = new InProcessBackend({ plugins: [plugin], workspace: false });
+async function wall(backend) {
+  await Promise.all(Array.from({ length: 4 }, () => run(backend, hash)));
+  const t = performance.now();
+  await Promise.all(Array.from({ length: CPU_EXECUTIONS }, () => run(backend, hash)));
+  return performance.now() - t;
+}
+const poolWall = await wall(ours);
+const inProcessWall = await wall(inProcess);
+report('wall time worker-pool', poolWall, 'ms');
+report('wall time in-process', inProcessWall, 'ms');
+report('wall time worker-pool / in-process', poolWall / inProcessWall, 'x', { op: '<=', value: 0.6 });
+
+heading(`environment: node ${process.version}, ${os.availableParallelism()} cores (${os.cpus()[0]?.model?.trim() ?? 'unknown cpu'})`);
+
+await Promise.all([ours.shutdown(), oursWithWorkspace.shutdown(), inProcess.shutdown(), piscina.destroy(), tinypool.destroy(), wpool.terminate()]);

@@ -1,0 +1,59 @@
+import { WorkerCrashedError, deserializeError, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import type { PoolThread } from './pool-thread.js';
+
+/** `details` of a WORKER_CRASHED error from this backend. */
+export interface WorkerCrashDetails {
+  reason: 'exit' | 'oom' | 'uncaught-exception' | 'unhandled-rejection';
+  /** The thread's exit code, when it exited (`process.exit(n)` gives n). */
+  exitCode?: number;
+  /** The uncaught error's message, or what ran out of memory. */
+  message?: string;
+  threadId: number;
+  pluginId: string;
+  handlerId: string;
+  /** The heap cap of the thread, for `oom`. */
+  heapLimitMb?: number;
+}
+
+/**
+ * Why the thread running `task` (execution `k`) died, from what it left behind: the Worker's
+ * 'error' event (ERR_WORKER_OUT_OF_MEMORY is the only reliable OOM signal), the thread's own
+ * report (which tells an unhandled rejection from an uncaught exception), and the exit code.
+ */
+export function crashError(thread: PoolThread, k: number, task: RunnerTask, heapLimitMb: number | undefined): WorkerCrashedError {
+  const where = `Worker thread ${thread.id} running handler "${task.handlerId}" of plugin "${task.pluginId}"`;
+  const base = { threadId: thread.id, pluginId: task.pluginId, handlerId: task.handlerId };
+  const error = thread.error as (Error & { code?: unknown }) | undefined;
+
+  if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    const details: WorkerCrashDetails = {
+      reason: 'oom',
+      message: String(error.message),
+      ...base,
+      ...(heapLimitMb !== undefined ? { heapLimitMb } : {}),
+      ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
+    };
+    const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';
+    return new WorkerCrashedError(`${where} ran out of memory${limit}`, { details: { ...details }, cause: error });
+  }
+
+  // The thread's own words about this execution; a fatal error outranks the exit that follows it.
+  const mine = thread.reports.filter((r) => r.k === k);
+  const report = mine.find((r) => r.reason !== 'exit') ?? mine[0];
+  if (report && report.reason !== 'exit' && report.error) {
+    const cause = deserializeError(report.error);
+    const details: WorkerCrashDetails = { reason: report.reason, message: cause.message, ...base, ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}) };
+    const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
+    return new WorkerCrashedError(`${where} died of ${what}: ${cause.message}`, { details: { ...details }, cause });
+  }
+  if (error !== undefined) {
+    const message = error instanceof Error ? error.message : String(error);
+    const details: WorkerCrashDetails = { reason: 'uncaught-exception', message, ...base, ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}) };
+    return new WorkerCrashedError(`${where} died of an uncaught exception: ${message}`, { details: { ...details }, cause: error });
+  }
+  const exitCode = thread.exitCode ?? report?.exitCode;
+  const details: WorkerCrashDetails = { reason: 'exit', ...base, ...(exitCode !== undefined ? { exitCode } : {}) };
+  return new WorkerCrashedError(`${where} exited${exitCode !== undefined ? ` with code ${exitCode}` : ''} before the handler finished`, {
+    details: { ...details },
+  });
+}

@@ -1,0 +1,444 @@
+import type { ResourceLimits } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import {
+  HostSession,
+  QueueFullError,
+  ShuttingDownError,
+  serializeError,
+  unserializableError,
+  unwrapRunnerResult,
+  type DispatchControl,
+  type ExecutionError,
+  type RunnerResult,
+  type RunnerTask,
+} from '@kb-labs/plugin-execution-core';
+import { crashError } from './crash.js';
+import { PoolThread, type ThreadEnd } from './pool-thread.js';
+import { isThreadHello, type RetireReason, type ThreadAck, type ThreadConfig, type ThreadTask, type ThreadToHost } from './thread-protocol.js';
+
+type PiscinaOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
+type Balancer = NonNullable<PiscinaOptions['loadBalancer']>;
+
+/** How often an execution whose thread died before starting it is handed to another thread. */
+const MAX_REDISPATCH = 2;
+/** How long a dying thread gets to deliver its exit event before the execution is reported anyway. */
+const EXIT_WAIT_MS = 2000;
+/** How long shutdown waits for terminated threads to be gone. */
+const CLOSE_WAIT_MS = 5000;
+
+const QUEUE_OPTIONS = Piscina.queueOptionsSymbol;
+
+export interface LaneSettings {
+  /** `file:` URL of the worker entry. */
+  entry: string;
+  minThreads: number;
+  maxThreads: number;
+  idleTimeoutMs: number;
+  resourceLimits: ResourceLimits | undefined;
+  env: Record<string, string>;
+  execArgv: string[] | undefined;
+  maxExecutionsPerThread: number;
+  abortGraceMs: number;
+}
+
+/** Counters shared by every lane of a backend (for `stats().runners`). */
+export class PoolCounters {
+  started = 0;
+  failedToStart = 0;
+  lastStartError: string | undefined;
+  crashed = 0;
+  terminated = 0;
+  stopped = 0;
+  retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0 };
+  redispatched = 0;
+}
+
+/** One execution on its way through the lane. */
+interface Flight {
+  readonly k: number;
+  readonly task: RunnerTask;
+  readonly control: DispatchControl;
+  readonly session: HostSession;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  /**
+   * Only for an execution that has to wait in piscina's queue (no idle thread when it was
+   * dispatched): piscina's abort takes it out of the queue. A running execution is stopped by
+   * terminating its thread, which needs no signal (an AbortSignal costs ~5 µs to create on
+   * Node 20, as much as the rest of the dispatch).
+   */
+  abort: AbortController | undefined;
+  thread: PoolThread | undefined;
+  /** piscina's reply arrived: the thread is free again in piscina's books. */
+  acked: boolean;
+  /** Logs, events and RPC the thread sent for it, and (from the reply) how many it sent. */
+  heard: number;
+  expected: number;
+  result: RunnerResult | undefined;
+  stop: ExecutionError | undefined;
+  graceTimer: NodeJS.Timeout | undefined;
+  redispatches: number;
+  settled: boolean;
+  onStop: () => void;
+}
+
+/**
+ * One piscina pool and the threads in it. A backend has a default lane, plus one per distinct
+ * handler `memoryMb` (a thread's heap cap is fixed when it starts).
+ *
+ * Admission (how many run, who waits, QUEUE_FULL) is BaseBackend's: by the time an execution
+ * reaches a lane it has a slot, so piscina always has a free thread or room to start one, and
+ * its own queue only ever holds executions waiting for a thread to finish starting.
+ */
+export class PoolLane {
+  readonly label: string;
+  readonly heapLimitMb: number | undefined;
+  readonly #settings: LaneSettings;
+  readonly #counters: PoolCounters;
+  readonly #pool: Piscina<ThreadTask, ThreadAck>;
+  readonly #threads = new Map<number, PoolThread>();
+  readonly #flights = new Map<number, Flight>();
+  #nextKey = 1;
+  #closing = false;
+
+  constructor(label: string, settings: LaneSettings, counters: PoolCounters) {
+    this.label = label;
+    this.heapLimitMb = settings.resourceLimits?.maxOldGenerationSizeMb;
+    this.#settings = settings;
+    this.#counters = counters;
+    const workerData: ThreadConfig = { maxExecutions: settings.maxExecutionsPerThread };
+    this.#pool = new Piscina<ThreadTask, ThreadAck>({
+      filename: settings.entry,
+      minThreads: settings.minThreads,
+      maxThreads: settings.maxThreads,
+      idleTimeout: settings.idleTimeoutMs,
+      // Never reached: BaseBackend admits at most maxThreads executions, and each holds its
+      // slot until its thread is free again or gone. A bound still beats Infinity if that breaks.
+      maxQueue: settings.maxThreads * 2,
+      concurrentTasksPerWorker: 1,
+      // 'sync' parks an idle thread in Atomics.wait inside a microtask, which freezes whatever a
+      // handler left behind (a rejected promise nobody handled, a timer) until the *next*
+      // execution runs there, and blames it. With the event loop turning between executions,
+      // stray work surfaces on the thread that caused it. Measured: no slower (bench/).
+      atomics: 'disabled',
+      env: settings.env,
+      workerData,
+      ...(settings.resourceLimits ? { resourceLimits: settings.resourceLimits } : {}),
+      ...(settings.execArgv ? { execArgv: settings.execArgv } : {}),
+      // BaseBackend keeps wait/run percentiles; piscina's histograms would be a second copy.
+      recordTiming: false,
+      loadBalancer: this.#balance,
+    });
+    this.#pool.on('workerCreate', (worker: { id: number }) => {
+      const thread = this.#track(worker.id);
+      if (thread) thread.ready = true;
+    });
+    this.#pool.on('workerDestroy', (worker: { id: number }) => {
+      const thread = this.#threads.get(worker.id);
+      if (thread?.alive) thread.stoppedByPool = true;
+    });
+    this.#pool.on('message', (message: unknown) => {
+      if (!isThreadHello(message)) return;
+      const thread = this.#track(message.threadId);
+      if (thread?.alive && !thread.port) thread.connect(message.port);
+      else message.port.close();
+    });
+    // A thread that dies with no execution on it makes piscina emit 'error'; without a listener
+    // that would throw in the host. The thread's own exit handler already counted it.
+    this.#pool.on('error', () => {});
+  }
+
+  /** Run one execution; resolves with the handler's data or rejects with an ExecutionError. */
+  run(task: RunnerTask, control: DispatchControl): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const k = this.#nextKey++;
+      const flight: Flight = {
+        k,
+        task,
+        control,
+        session: new HostSession(control, (m) => flight.thread?.send({ k, m })),
+        resolve,
+        reject,
+        abort: undefined,
+        thread: undefined,
+        acked: false,
+        heard: 0,
+        expected: 0,
+        result: undefined,
+        stop: undefined,
+        graceTimer: undefined,
+        redispatches: 0,
+        settled: false,
+        onStop: () => this.#onStop(flight),
+      };
+      this.#flights.set(k, flight);
+      control.signal.addEventListener('abort', flight.onStop, { once: true });
+      this.#dispatch(flight);
+    });
+  }
+
+  #dispatch(flight: Flight): void {
+    flight.thread = undefined;
+    flight.acked = false;
+    flight.heard = 0;
+    flight.expected = 0;
+    flight.abort = this.#hasIdleThread() ? undefined : new AbortController();
+    const payload = { k: flight.k, task: flight.task, [QUEUE_OPTIONS]: flight };
+    this.#pool.run(payload, flight.abort ? { signal: flight.abort.signal } : undefined).then(
+      (ack) => this.#onAck(flight, ack as ThreadAck),
+      (error: unknown) => void this.#onRejected(flight, error),
+    );
+  }
+
+  /** Whether piscina will hand the next task to a thread at once (so it needs no abort signal). */
+  #hasIdleThread(): boolean {
+    for (const thread of this.#threads.values()) {
+      if (thread.ready && thread.alive && thread.busy === undefined && thread.endedBy === undefined) return true;
+    }
+    return false;
+  }
+
+  /**
+   * piscina's load balancer, used to learn which thread each execution goes to (the flight
+   * rides along under piscina's queueOptionsSymbol, which is never sent to the thread).
+   * One execution per thread: the first thread with nothing on it.
+   */
+  readonly #balance: Balancer = (task, workers) => {
+    const flight = (task as unknown as Record<symbol, Flight | null>)[QUEUE_OPTIONS];
+    for (const worker of workers) {
+      if (worker.currentUsage !== 0 || worker.terminating || worker.destroyed) continue;
+      const thread = this.#track(worker.id);
+      if (!thread?.alive || thread.endedBy) continue;
+      if (flight) {
+        flight.thread = thread;
+        thread.busy = flight.k;
+        thread.runs++;
+        flight.control.setRunner({ workerId: thread.id });
+        // Stopped while it waited in piscina's queue without a signal: piscina posts it right
+        // after this returns; end the thread before it gets far.
+        if (flight.stop) queueMicrotask(() => this.#terminate(flight));
+      }
+      return worker;
+    }
+    return null;
+  };
+
+  #track(threadId: number): PoolThread | undefined {
+    let thread = this.#threads.get(threadId);
+    if (thread) return thread;
+    const worker = this.#pool.threads.find((w) => w.threadId === threadId);
+    if (!worker) return undefined;
+    thread = new PoolThread(threadId, worker, this.#route, this.#onThreadExit);
+    this.#threads.set(threadId, thread);
+    this.#counters.started++;
+    return thread;
+  }
+
+  readonly #route = (thread: PoolThread, message: ThreadToHost): void => {
+    if ('crash' in message) {
+      thread.record(message.crash);
+      return;
+    }
+    const flight = this.#flights.get(message.k);
+    if (!flight || flight.settled) return;
+    if (message.m.type !== 'result') {
+      flight.heard++;
+      flight.session.handle(message.m);
+      return;
+    }
+    flight.result = message.m;
+    flight.session.close();
+    if ('retire' in message && message.retire) {
+      // The thread asked not to be reused and will not report itself free: end it (piscina
+      // replaces it); the result stands.
+      thread.endedBy = { kind: 'retired', reason: message.retire };
+      void thread.worker.terminate();
+    } else {
+      this.#settleIfComplete(flight);
+    }
+  };
+
+  readonly #onThreadExit = (thread: PoolThread): void => {
+    this.#threads.delete(thread.id);
+    const counters = this.#counters;
+    if (thread.port === undefined && thread.runs === 0 && thread.endedBy === undefined && !thread.stoppedByPool) {
+      // Died before it ever said hello: the entry itself fails to load (bad execArgv, heap too small …).
+      counters.failedToStart++;
+      const error = thread.error as Error | undefined;
+      counters.lastStartError = error?.message ?? `exited with code ${thread.exitCode}`;
+    }
+    const end: ThreadEnd = thread.end;
+    if (end === 'retired' && thread.endedBy?.kind === 'retired') counters.retired[thread.endedBy.reason]++;
+    else if (end === 'crashed') counters.crashed++;
+    else if (end === 'terminated') counters.terminated++;
+    else counters.stopped++;
+  };
+
+  #onAck(flight: Flight, ack: ThreadAck): void {
+    if (flight.settled) return;
+    flight.acked = true;
+    flight.expected = ack.n;
+    if (ack.r) flight.result = ack.r;
+    // Whatever the thread sent on the channel was posted before its reply, so it is queued on
+    // the port by now if not yet handled: read it synchronously, in order.
+    if (flight.heard < flight.expected || !flight.result) flight.thread?.drain();
+    if (this.#settleIfComplete(flight)) return;
+    // Not all there (the thread's hello itself may still be on its way): it will come, or the
+    // thread will die trying.
+    void flight.thread?.exited.then(() => {
+      if (!flight.settled) this.#settle(flight, crashError(flight.thread!, flight.k, flight.task, this.heapLimitMb));
+    });
+  }
+
+  /** Settle once piscina has freed the thread and everything the execution sent has been handled. */
+  #settleIfComplete(flight: Flight): boolean {
+    if (!flight.acked || !flight.result || flight.heard < flight.expected) return false;
+    this.#settle(flight);
+    return true;
+  }
+
+  async #onRejected(flight: Flight, error: unknown): Promise<void> {
+    if (flight.settled) return;
+    const thread = flight.thread;
+    if (thread?.alive && thread.error === undefined && (error as Error)?.name === 'DataCloneError') {
+      // piscina could not post the task: the input holds something structured clone refuses.
+      // The thread never saw it and stays in service.
+      if (thread.busy === flight.k) thread.busy = undefined;
+      this.#settle(flight, unserializableError('The input', error));
+      return;
+    }
+    if (!thread) {
+      // Never reached a thread: removed from piscina's queue by a stop, or the pool closed.
+      const reason =
+        flight.stop ??
+        (this.#closing
+          ? new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } })
+          : new QueueFullError(`The worker pool could not take the execution: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
+      this.#settle(flight, reason);
+      return;
+    }
+
+    // The thread is gone or going: piscina rejects as soon as it learns, before the exit event.
+    thread.drain();
+    await exitedWithin(thread, EXIT_WAIT_MS);
+    if (flight.settled) return;
+    if (flight.result) {
+      // It answered before it went (a retirement, or a crash after the fact): the answer stands.
+      this.#settle(flight);
+      return;
+    }
+    if (flight.stop) {
+      this.#settle(flight, flight.stop);
+      return;
+    }
+    const startedHere = flight.heard || thread.reports.some((r) => r.k === flight.k);
+    if (!startedHere && thread.reports.length > 0 && flight.redispatches < MAX_REDISPATCH && !this.#closing) {
+      // The thread died of something left over from an earlier execution before it began this
+      // one (its report names another execution or none): this one never ran, so it can go to
+      // another thread instead of failing for someone else's crash.
+      flight.redispatches++;
+      this.#counters.redispatched++;
+      this.#dispatch(flight);
+      return;
+    }
+    this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
+  }
+
+  #onStop(flight: Flight): void {
+    if (flight.settled) return;
+    const reason = flight.control.signal.reason as ExecutionError;
+    flight.stop = reason;
+    const thread = flight.thread;
+    if (!thread) {
+      // Still in piscina's queue: taken out (it never runs), or, without a signal, its thread
+      // is ended the moment it gets one (see #balance).
+      flight.abort?.abort(reason);
+      return;
+    }
+    if (reason?.code === 'ABORTED' && this.#settings.abortGraceMs > 0 && thread.port) {
+      // The caller's abort: ctx.signal fires in the thread now; a handler that honours it
+      // finishes and keeps its thread. One that does not is terminated after the grace period.
+      try {
+        thread.send({ k: flight.k, m: { type: 'cancel', reason: serializeError(reason) } });
+        flight.graceTimer = setTimeout(() => this.#terminate(flight), this.#settings.abortGraceMs);
+        return;
+      } catch {
+        // No way to tell it: terminate.
+      }
+    }
+    this.#terminate(flight);
+  }
+
+  /** End the thread running `flight` now; piscina rejects the task and starts a replacement. */
+  #terminate(flight: Flight): void {
+    flight.graceTimer = undefined;
+    const thread = flight.thread;
+    if (flight.settled || !thread || !thread.alive) return;
+    thread.endedBy ??= { kind: 'terminated' };
+    void thread.worker.terminate();
+  }
+
+  #settle(flight: Flight, error?: unknown): void {
+    if (flight.settled) return;
+    flight.settled = true;
+    if (flight.graceTimer) clearTimeout(flight.graceTimer);
+    flight.control.signal.removeEventListener('abort', flight.onStop);
+    flight.session.close();
+    this.#flights.delete(flight.k);
+    const thread = flight.thread;
+    if (thread && thread.busy === flight.k) thread.busy = undefined;
+    if (error !== undefined) {
+      flight.reject(error);
+      return;
+    }
+    try {
+      flight.resolve(unwrapRunnerResult(flight.result!));
+    } catch (failure) {
+      flight.reject(failure);
+    }
+  }
+
+  /** Terminate every thread (executions have ended or been stopped by then). */
+  async close(): Promise<void> {
+    this.#closing = true;
+    // Threads already on their way out (executions just stopped) must be gone first: piscina
+    // starts a replacement for any thread whose exit it learns of after destroy() has returned.
+    const live = new Set(this.#pool.threads);
+    const leaving = [...this.#threads.values()].filter((t) => !live.has(t.worker));
+    await settleWithin(Promise.all(leaving.map((t) => t.exited)), CLOSE_WAIT_MS);
+    for (let round = 0; round < 3 && this.#pool.threads.length > 0; round++) {
+      await settleWithin(this.#pool.destroy(), CLOSE_WAIT_MS);
+    }
+    const threads = [...this.#threads.values()];
+    await settleWithin(Promise.all(threads.map((t) => t.exited)), CLOSE_WAIT_MS);
+    for (const thread of threads) {
+      thread.port?.close();
+      thread.port = undefined;
+    }
+    this.#pool.removeAllListeners();
+  }
+
+  snapshot(): { threads: number; busy: number; idle: number; queued: number } {
+    let busy = 0;
+    for (const thread of this.#threads.values()) if (thread.busy !== undefined) busy++;
+    const threads = this.#pool.threads.length;
+    return { threads, busy, idle: Math.max(0, threads - busy), queued: this.#pool.queueSize };
+  }
+}
+
+/** Wait for a thread's exit event, at most `ms` (the timer is cleared either way). */
+function exitedWithin(thread: PoolThread, ms: number): Promise<void> {
+  if (!thread.alive) return Promise.resolve();
+  return settleWithin(thread.exited, ms);
+}
+
+function settleWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
+  });
+}

@@ -1,0 +1,111 @@
+import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolBackendOptions } from './options.js';
+import { PoolCounters, PoolLane } from './pool-lane.js';
+
+// Next to this module in both builds: dist/index.js and dist/index.cjs (tsup's shims give the
+// CJS build an import.meta.url) both load the ESM dist/worker-entry.js.
+const WORKER_ENTRY = new URL('./worker-entry.js', import.meta.url).href;
+
+/**
+ * Runs handlers on a pool of reused worker threads (piscina), one execution per thread at a time.
+ *
+ * What a thread isolates: a busy loop (terminated on timeout), a crash (process.exit, uncaught
+ * exception, unhandled rejection, out of memory: WORKER_CRASHED, the thread is replaced), the
+ * heap (per-thread cap), globals and the environment (each execution starts from clean ones).
+ * What it does not: the file system, the network and other process-wide resources are the
+ * host's. See docs/backends/worker-pool.md.
+ */
+export class WorkerPoolBackend extends BaseBackend {
+  readonly #settings: ResolvedPoolOptions;
+  readonly #counters = new PoolCounters();
+  readonly #lanes = new Map<number | 'default', PoolLane>();
+
+  constructor(options: WorkerPoolBackendOptions = {}) {
+    const settings = resolvePoolOptions(options);
+    super('worker-pool', options, { concurrency: settings.maxThreads });
+    this.#settings = settings;
+    this.#lanes.set('default', this.#createLane('default', settings.minThreads, settings.resourceLimits?.maxOldGenerationSizeMb));
+  }
+
+  protected dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
+    return this.#laneFor(task.memoryMb).run(task, control);
+  }
+
+  protected async closeRunners(): Promise<void> {
+    await Promise.all([...this.#lanes.values()].map((lane) => lane.close()));
+  }
+
+  protected override runnerStats(): Record<string, unknown> {
+    let threads = 0;
+    let busy = 0;
+    let idle = 0;
+    let pending = 0;
+    const lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }> = {};
+    for (const lane of this.#lanes.values()) {
+      const s = lane.snapshot();
+      threads += s.threads;
+      busy += s.busy;
+      idle += s.idle;
+      pending += s.queued;
+      lanes[lane.label] = { threads: s.threads, busy: s.busy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
+    }
+    const c = this.#counters;
+    return {
+      threads,
+      busy,
+      idle,
+      // Executions waiting for a thread to finish starting (the admission queue is `queued`).
+      startingWait: pending,
+      minThreads: this.#settings.minThreads,
+      maxThreads: this.#settings.maxThreads,
+      started: c.started,
+      crashed: c.crashed,
+      terminated: c.terminated,
+      retired: { ...c.retired },
+      stopped: c.stopped,
+      redispatched: c.redispatched,
+      failedToStart: c.failedToStart,
+      lanes,
+    };
+  }
+
+  protected override runnerProblems(): string[] {
+    const c = this.#counters;
+    if (c.failedToStart > 0 && c.failedToStart >= c.started) {
+      return [`worker threads fail to start (${c.failedToStart} so far): ${c.lastStartError ?? 'unknown error'}`];
+    }
+    return [];
+  }
+
+  /** Threads are sized at start: a handler with its own memoryMb gets a lane whose threads have that heap cap. */
+  #laneFor(memoryMb: number | undefined): PoolLane {
+    const fallback = this.#lanes.get('default')!;
+    if (memoryMb === undefined || memoryMb === fallback.heapLimitMb) return fallback;
+    let lane = this.#lanes.get(memoryMb);
+    if (!lane) {
+      lane = this.#createLane(`memoryMb=${memoryMb}`, 0, memoryMb);
+      this.#lanes.set(memoryMb, lane);
+    }
+    return lane;
+  }
+
+  #createLane(label: string, minThreads: number, heapMb: number | undefined): PoolLane {
+    const s = this.#settings;
+    const resourceLimits = heapMb === undefined ? s.resourceLimits : { ...s.resourceLimits, maxOldGenerationSizeMb: heapMb };
+    return new PoolLane(
+      label,
+      {
+        entry: WORKER_ENTRY,
+        minThreads,
+        maxThreads: s.maxThreads,
+        idleTimeoutMs: s.idleTimeoutMs,
+        resourceLimits,
+        env: s.env,
+        execArgv: s.execArgv,
+        maxExecutionsPerThread: s.maxExecutionsPerThread,
+        abortGraceMs: s.abortGraceMs,
+      },
+      this.#counters,
+    );
+  }
+}

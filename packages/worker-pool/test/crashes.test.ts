@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, runners, useBackends } from './helpers.js';
+
+describe('worker-pool: crashes', () => {
+  const backends = useBackends();
+
+  it.each([
+    ['exit', { code: 7 }, { reason: 'exit', exitCode: 7 }],
+    ['exit', { code: 0 }, { reason: 'exit', exitCode: 0 }],
+    ['throw-in-timer', undefined, { reason: 'uncaught-exception', message: 'thrown from a timer' }],
+    ['unhandled-rejection', undefined, { reason: 'unhandled-rejection', message: 'nobody handles this' }],
+  ])('%s %j → WORKER_CRASHED with %j, thread replaced', async (handlerId, input, details) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId, input }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ ...details, pluginId: HOSTILE, handlerId, threadId: result.meta.workerId });
+    expect(result.error.message).toContain(`thread ${result.meta.workerId}`);
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' });
+    expectOk(next);
+    expect(next.meta.workerId).not.toBe(result.meta.workerId);
+    expect((await runners(backend)).crashed).toBe(1);
+  });
+
+  it('keeps the uncaught error as the cause', async () => {
+    const backend = backends.make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.cause).toBeInstanceOf(Error);
+    expect((result.error.cause as Error).message).toBe('thrown from a timer');
+  });
+
+  it('out of memory under the pool heap cap → WORKER_CRASHED, reason oom', async () => {
+    const backend = backends.make({ maxThreads: 1, resourceLimits: { maxOldGenerationSizeMb: 32 } });
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'alloc' }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 32 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+  });
+
+  it('fails only the execution on the crashed thread', async () => {
+    const backend = backends.make({ maxThreads: 4 });
+    const others = Array.from({ length: 3 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 + i } }));
+    const crash = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
+    expectError(crash, 'WORKER_CRASHED');
+    const results = await Promise.all(others);
+    for (const r of results) expectOk(r);
+    expect(results.map((r) => r.meta.workerId)).not.toContain(crash.meta.workerId);
+  });
+
+  it('does not hang shutdown() after crashes, with a crash in flight', async () => {
+    const backend = backends.make({ maxThreads: 2 });
+    expectError(await backend.execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 3 } }), 'WORKER_CRASHED');
+    const inFlight = backend.execute({ pluginId: HOSTILE, handlerId: 'unhandled-rejection' });
+    await backend.shutdown({ timeoutMs: 5000 });
+    const result = await inFlight;
+    expect(result.ok).toBe(false);
+    expect((await runners(backend)).threads).toBe(0);
+  });
+});

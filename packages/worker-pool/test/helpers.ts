@@ -1,0 +1,74 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
+import { WorkerPoolBackend, type WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+
+export { BASIC, HOSTILE, expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
+
+export const POOL = '@wp/pool';
+export const poolPlugin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/plugins/pool');
+
+/** What `stats().runners` holds for this backend. */
+export interface RunnerFigures {
+  threads: number;
+  busy: number;
+  idle: number;
+  started: number;
+  crashed: number;
+  terminated: number;
+  stopped: number;
+  redispatched: number;
+  retired: Record<'globals-tampered' | 'handles-left' | 'recycled', number>;
+  lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
+  minThreads: number;
+  maxThreads: number;
+}
+
+export async function runners(backend: WorkerPoolBackend): Promise<RunnerFigures> {
+  return (await backend.stats()).runners as unknown as RunnerFigures;
+}
+
+/**
+ * Backends over the fixture plugins, each with a workspace root that must be empty after every
+ * test (every lease released, on every path), all shut down after each test.
+ */
+export function useBackends() {
+  let root = '';
+  const made: WorkerPoolBackend[] = [];
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-worker-pool-'));
+  });
+  afterEach(async () => {
+    await Promise.all(made.splice(0).map((b) => b.shutdown({ timeoutMs: 2000 })));
+    expect(await readdir(root)).toEqual([]);
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+  return {
+    get root() {
+      return root;
+    },
+    make(options: WorkerPoolBackendOptions = {}): WorkerPoolBackend {
+      const backend = new WorkerPoolBackend({
+        plugins: [fixturePlugins.basic, fixturePlugins.hostile, poolPlugin],
+        workspace: { root },
+        maxThreads: 2,
+        ...options,
+      });
+      made.push(backend);
+      return backend;
+    },
+  };
+}
+
+export function okData<T = Record<string, unknown>>(result: ExecutionResult): T {
+  if (!result.ok) throw new Error(`expected ok, got ${result.error.code}: ${result.error.message}`, { cause: result.error });
+  return result.data as T;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

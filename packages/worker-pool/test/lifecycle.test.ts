@@ -1,0 +1,109 @@
+import { readdirSync } from 'node:fs';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { BASIC, HOSTILE, expectError, expectOk, runners, sleep, useBackends, waitFor } from './helpers.js';
+
+/** Threads of this process (Linux); undefined elsewhere. */
+function osThreads(): number | undefined {
+  try {
+    return readdirSync('/proc/self/task').length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Handles and timers keeping the process alive, less file-system requests (vitest's and the workspace cleanup's come and go). */
+function resources(): string[] {
+  return process
+    .getActiveResourcesInfo()
+    .filter((type) => !/^(FSReq|FileHandle|CloseReq)/.test(type))
+    .sort();
+}
+
+/** Resource types of which there are more now than before. */
+function grown(before: string[], after: string[]): string[] {
+  const left = [...before];
+  return after.filter((type) => {
+    const i = left.indexOf(type);
+    if (i === -1) return true;
+    left.splice(i, 1);
+    return false;
+  });
+}
+
+function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+}
+
+describe('worker-pool: stats, shutdown, leaks', () => {
+  const backends = useBackends();
+
+  it('reports queue depth, active, utilisation, per-code counts, wait and run percentiles, and threads', async () => {
+    const backend = backends.make({ maxThreads: 2 });
+    const running = [0, 1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } }));
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    const busy = await backend.stats();
+    expect(busy).toMatchObject({ backend: 'worker-pool', active: 2, queued: 1, concurrency: 2, utilization: 1 });
+    await waitFor(async () => (await runners(backend)).busy === 2);
+    for (const r of await Promise.all(running)) expectOk(r);
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'throws' }), 'HANDLER_ERROR');
+    expectError(await backend.execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 1 } }), 'WORKER_CRASHED');
+    const stats = await backend.stats();
+    expect(stats.byOutcome).toMatchObject({ ok: 3, HANDLER_ERROR: 1, WORKER_CRASHED: 1 });
+    expect(stats.latency.wait.count).toBe(5);
+    expect(stats.latency.wait.max).toBeGreaterThanOrEqual(250);
+    expect(stats.latency.run.p50).toBeGreaterThanOrEqual(250);
+    expect(stats.latency.run.p99).toBeGreaterThanOrEqual(stats.latency.run.p50);
+    expect(stats.runners).toMatchObject({ busy: 0, maxThreads: 2, crashed: 1 });
+    expect((stats.runners as { threads: number }).threads).toBeGreaterThanOrEqual(1);
+  });
+
+  it('shutdown() lets running executions finish, stops the rest after its timeout, and leaves no thread, handle or timer', async () => {
+    await sleep(100);
+    const threadsBefore = osThreads();
+    const resourcesBefore = resources();
+    const backend = backends.make({ maxThreads: 3, minThreads: 2 });
+    const stuck = backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 60_000 });
+    const ignoring = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 60_000 });
+    await waitFor(async () => (await runners(backend)).busy === 2);
+    const finishing = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    await waitFor(async () => (await runners(backend)).busy === 3);
+    await backend.shutdown({ timeoutMs: 1000 });
+    expectOk(await finishing);
+    expectError(await stuck, 'SHUTTING_DOWN');
+    expectError(await ignoring, 'SHUTTING_DOWN');
+    expect((await runners(backend)).threads).toBe(0);
+    expect(grown(resourcesBefore, resources())).toEqual([]);
+    if (threadsBefore !== undefined) await waitFor(() => osThreads()! <= threadsBefore, 3000);
+  });
+
+  it('runs 1,000 executions across 2 threads without growing threads, handles or memory', async () => {
+    const backend = backends.make({ maxThreads: 2, minThreads: 2 });
+    const batch = (from: number) =>
+      Promise.all(Array.from({ length: 50 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: i % 5 === 0 ? 'emits' : 'echo', input: from + i }, { onLog: () => {} })));
+    for (const r of await batch(0)) expectOk(r);
+    collectGarbage();
+    const heapBefore = process.memoryUsage().heapUsed;
+    const resourcesBefore = resources();
+    const threadsBefore = osThreads();
+    let ok = 0;
+    for (let from = 50; from < 1050; from += 50) ok += (await batch(from)).filter((r) => r.ok).length;
+    expect(ok).toBe(1000);
+    const figures = await runners(backend);
+    expect(figures).toMatchObject({ threads: 2, busy: 0, started: 2, crashed: 0, terminated: 0 });
+    expect(grown(resourcesBefore, resources())).toEqual([]);
+    if (threadsBefore !== undefined) expect(osThreads()).toBeLessThanOrEqual(threadsBefore);
+    collectGarbage();
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(16 * 1024 * 1024);
+    expect((await backend.stats()).byOutcome.ok).toBe(1050);
+  });
+
+  it('new calls after shutdown get SHUTTING_DOWN; health says why', async () => {
+    const backend = backends.make();
+    await backend.shutdown();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    expect((await backend.health()).ok).toBe(false);
+  });
+});

@@ -1,0 +1,113 @@
+import { readdir } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
+
+describe('worker-pool: time limits, cancellation, queue', () => {
+  const backends = useBackends();
+
+  it('stops a `while (true) {}` handler within timeout + 1 s, replaces its thread, and serves others meanwhile', async () => {
+    const backend = backends.make({ maxThreads: 2 });
+    const looping = backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 500 });
+    await waitFor(async () => (await backend.stats()).active === 1);
+    const served: Array<number | undefined> = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i });
+      expectOk(r);
+      served.push(r.meta.workerId);
+    }
+    const result = await looping;
+    expectError(result, 'TIMEOUT');
+    expect(result.meta.durationMs).toBeLessThan(500 + 1000);
+    expect(served).not.toContain(result.meta.workerId);
+    expect((await runners(backend)).terminated).toBe(1);
+    const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' });
+    expectOk(after);
+    expect(after.meta.workerId).not.toBe(result.meta.workerId);
+  });
+
+  it('counts the timeout from the handler start; the wait for a slot is reported separately', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 600 } });
+    const second = backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 150 } }, { timeoutMs: 400 });
+    const [a, b] = await Promise.all([first, second]);
+    expectOk(a);
+    expectOk(b);
+    // It waited longer than its whole time limit, and still was not timed out.
+    expect(b.meta.queueWaitMs).toBeGreaterThan(400);
+    expect(b.meta.runMs).toBeLessThan(400);
+  });
+
+  it('terminates a running execution that ignores the abort once abortGraceMs has passed', async () => {
+    const backend = backends.make({ maxThreads: 1, abortGraceMs: 200 });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
+    await waitFor(async () => (await backend.stats()).active === 1);
+    controller.abort();
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(result.error.details).toMatchObject({ phase: 'running' });
+    await waitFor(async () => (await runners(backend)).terminated === 1);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+  });
+
+  it('keeps the thread of a running execution that honours the abort (ctx.signal fires in the thread)', async () => {
+    const backend = backends.make({ maxThreads: 1, abortGraceMs: 5000 });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal });
+    await waitFor(async () => (await backend.stats()).active === 1);
+    await sleep(50);
+    controller.abort();
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expect(next.meta.workerId).toBe(result.meta.workerId);
+    expect((await runners(backend)).terminated).toBe(0);
+  });
+
+  it('removes an aborted queued execution: it never starts', async () => {
+    const marks = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-marks-'));
+    try {
+      const backend = backends.make({ maxThreads: 1 });
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+      const controller = new AbortController();
+      const queued = backend.execute({ pluginId: POOL, handlerId: 'marks-start', input: { dir: marks, name: 'queued' } }, { signal: controller.signal });
+      await waitFor(async () => (await backend.stats()).queued === 1);
+      controller.abort();
+      const result = await queued;
+      expectError(result, 'ABORTED');
+      expect(result.error.details).toMatchObject({ phase: 'queued' });
+      expectOk(await running);
+      expectOk(await backend.execute({ pluginId: POOL, handlerId: 'marks-start', input: { dir: marks, name: 'after' } }));
+      expect(await readdir(marks)).toEqual(['after.started']);
+    } finally {
+      await rm(marks, { recursive: true, force: true });
+    }
+  });
+
+  it('answers QUEUE_FULL at once when maxQueue executions are waiting', async () => {
+    const backend = backends.make({ maxThreads: 1, maxQueue: 2 });
+    let runningDone = false;
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 } }).then((r) => {
+      runningDone = true;
+      return r;
+    });
+    const queued = [1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    await waitFor(async () => (await backend.stats()).queued === 2);
+    const rejected = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(rejected, 'QUEUE_FULL');
+    expect(runningDone).toBe(false);
+    expectOk(await running);
+    for (const r of await Promise.all(queued)) expectOk(r);
+  });
+
+  it('a replacement thread starts clean: the next execution loads its module afresh', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 5000 } }, { timeoutMs: 300 });
+    expectError(result, 'TIMEOUT');
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'counter' }))).toMatchObject({ calls: 1 });
+  });
+});

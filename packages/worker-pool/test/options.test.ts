@@ -1,0 +1,51 @@
+import os from 'node:os';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+import { describe, expect, it } from 'vitest';
+import { runners } from './helpers.js';
+
+describe('worker-pool: options', () => {
+  it.each([
+    [{ maxThreads: 0 }, 'maxThreads'],
+    [{ maxThreads: 2, minThreads: 3 }, 'minThreads'],
+    [{ maxThreads: 2, maxConcurrency: 4 }, 'maxConcurrency'],
+    [{ idleTimeoutMs: -1 }, 'idleTimeoutMs'],
+    [{ abortGraceMs: 1.5 }, 'abortGraceMs'],
+    [{ maxExecutionsPerThread: 'often' }, 'maxExecutionsPerThread'],
+    [{ resourceLimits: { heap: 10 } }, 'resourceLimits.heap'],
+    [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
+    [{ env: { A: 1 } }, 'env.A'],
+    [{ execArgv: '--inspect' }, 'execArgv'],
+  ])('rejects %j naming %s', (options, path) => {
+    let thrown: unknown;
+    try {
+      new WorkerPoolBackend(options as never);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ValidationError);
+    expect((thrown as Error).message).toContain(path);
+  });
+
+  it('defaults: one thread per core, one started up front, concurrency = threads', async () => {
+    const backend = new WorkerPoolBackend();
+    try {
+      const stats = await backend.stats();
+      expect(stats.concurrency).toBe(os.availableParallelism());
+      expect(await runners(backend)).toMatchObject({ maxThreads: os.availableParallelism(), minThreads: 1 });
+      expect(stats.maxQueue).toBe(1000);
+    } finally {
+      await backend.shutdown();
+    }
+  });
+
+  it('takes maxConcurrency as the thread count when maxThreads is not set', async () => {
+    const backend = new WorkerPoolBackend({ maxConcurrency: 3 });
+    try {
+      expect(await runners(backend)).toMatchObject({ maxThreads: 3 });
+      expect((await backend.stats()).concurrency).toBe(3);
+    } finally {
+      await backend.shutdown();
+    }
+  });
+});

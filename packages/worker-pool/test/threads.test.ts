@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends } from './helpers.js';
+
+describe('worker-pool: thread reuse and hygiene', () => {
+  const backends = useBackends();
+
+  it('reuses one thread across executions and plugins, with the module cached on it', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const first = await backend.execute({ pluginId: POOL, handlerId: 'counter' });
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    const second = await backend.execute({ pluginId: POOL, handlerId: 'counter' });
+    expect(okData(first)).toMatchObject({ calls: 1 });
+    expect(okData(second)).toMatchObject({ calls: 2, threadId: okData<{ threadId: number }>(first).threadId });
+    expect(other.meta.workerId).toBe(first.meta.workerId);
+    expect((await runners(backend)).started).toBe(1);
+  });
+
+  it('retires a thread after maxExecutionsPerThread executions', async () => {
+    const backend = backends.make({ maxThreads: 1, maxExecutionsPerThread: 3 });
+    const calls: number[] = [];
+    for (let i = 0; i < 7; i++) calls.push(okData<{ calls: number }>(await backend.execute({ pluginId: POOL, handlerId: 'counter' })).calls);
+    expect(calls).toEqual([1, 2, 3, 1, 2, 3, 1]);
+    expect((await runners(backend)).retired.recycled).toBe(2);
+  });
+
+  it('a prototype addition by one execution, even a non-enumerable one, and a replaced method do not reach the next', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const polluted = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
+    expectOk(polluted);
+    const check = await backend.execute({ pluginId: POOL, handlerId: 'check-hidden' });
+    expect(okData(check)).toEqual({ hidden: null, mapped: [1] });
+    expect(check.meta.workerId).not.toBe(polluted.meta.workerId);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+    // The host's own realm was never touched.
+    expect(({} as Record<string, unknown>).hidden).toBeUndefined();
+  });
+
+  it('keeps the thread when nothing was tampered with', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    for (const handlerId of ['echo', 'emits', 'validated', 'context']) {
+      await backend.execute({ pluginId: BASIC, handlerId, input: handlerId === 'validated' ? { name: 'a' } : undefined });
+    }
+    const figures = await runners(backend);
+    expect(figures.retired).toEqual({ 'globals-tampered': 0, 'handles-left': 0, recycled: 0 });
+    expect(figures.started).toBe(1);
+  });
+
+  it('retires a thread whose handler left a timer running, so it never fires during a later execution', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-interval' });
+    expectOk(left);
+    // Long enough for the interval to have thrown three times over, had the thread been reused.
+    const later = await backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    expectOk(later);
+    expect(later.meta.workerId).not.toBe(left.meta.workerId);
+    const figures = await runners(backend);
+    expect(figures.retired['handles-left']).toBe(1);
+    expect(figures.crashed).toBe(0);
+  });
+
+  it('does not blame the next executions for a rejection a finished handler left unhandled', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'stray-rejection' }));
+    for (let i = 0; i < 5; i++) expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }));
+    await sleep(50);
+    for (let i = 0; i < 5; i++) expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }));
+    // The thread that held the stray rejection died of it, after its own result was in.
+    expect((await runners(backend)).crashed).toBe(1);
+  });
+
+  it('shows a handler only the environment variables its manifest declares, and forgets what it set', async () => {
+    process.env.WP_HOST_ONLY = 'host';
+    try {
+      const backend = backends.make({ maxThreads: 1, permissions: { env: ['WP_ALLOWED'] } });
+      const undeclared = await backend.execute({ pluginId: POOL, handlerId: 'env-undeclared', input: { set: 'WP_LEAK' } });
+      expect(okData(undeclared)).toEqual({ names: [], allowed: null, secret: null });
+      const scoped = backends.make({ maxThreads: 1, env: { WP_ALLOWED: 'yes', WP_SECRET: 's3cret' }, permissions: { env: ['WP_ALLOWED'] } });
+      expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env', input: { set: 'WP_LEAK' } }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
+      expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env-undeclared' }))).toEqual({ names: [], allowed: null, secret: null });
+      expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env' }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
+      // Same thread throughout: the environment was reset, not the thread replaced.
+      expect((await runners(scoped)).started).toBe(1);
+      expect(process.env.WP_LEAK).toBeUndefined();
+    } finally {
+      delete process.env.WP_HOST_ONLY;
+    }
+  });
+
+  it('gives a handler with memoryMb a thread with that heap cap, and reports it in stats', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'alloc-capped' }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 48 });
+    expect((await runners(backend)).lanes['memoryMb=48']).toMatchObject({ heapLimitMb: 48 });
+    expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'check-prototype' }));
+  });
+
+  it('limits each plugin to perPluginConcurrency running executions', async () => {
+    const backend = backends.make({ maxThreads: 2, perPluginConcurrency: 1 });
+    const a = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    const b = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 10 } });
+    const other = backend.execute({ pluginId: POOL, handlerId: 'counter' });
+    const [ra, rb, ro] = await Promise.all([a, b, other]);
+    expectOk(ra);
+    expectOk(rb);
+    expectOk(ro);
+    expect(rb.meta.queueWaitMs).toBeGreaterThanOrEqual(200);
+    expect(ro.meta.queueWaitMs).toBeLessThan(200);
+  });
+});
