@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
-import { mountWebSocketChannels } from '../../packages/channels/dist/index.js';
+import { mountWebSocketChannels } from '@kb-labs/plugin-execution';
 
 // The ws client comes from the channels package's own dependency: Node 20 has no WebSocket global.
 const { WebSocket } = createRequire(fileURLToPath(new URL('../../packages/channels/package.json', import.meta.url)))('ws');

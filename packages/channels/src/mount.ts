@@ -151,13 +151,18 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       const clash = seen.get(route.shape);
       if (clash !== undefined) throw new ValidationError(`channels[${index}].path ${spec.path} clashes with ${clash} of the same plugin`, { details: { path: spec.path } });
       seen.set(route.shape, spec.path);
+      // The host's payload and in-flight limits are ceilings: a manifest (written by the plugin)
+      // may only lower them. A channel may opt into concurrency, never beyond what may be in flight.
+      const hostInFlight = options.maxInFlightPerConnection ?? DEFAULTS.maxInFlightPerConnection;
+      const hostPayload = options.maxPayload ?? DEFAULTS.maxPayload;
+      const maxInFlight = Math.min(spec.maxInFlight ?? hostInFlight, hostInFlight);
       const limits: ChannelLimits = {
-        concurrency: spec.concurrency ?? options.concurrencyPerConnection ?? DEFAULTS.concurrencyPerConnection,
-        maxInFlight: spec.maxInFlight ?? options.maxInFlightPerConnection ?? DEFAULTS.maxInFlightPerConnection,
+        concurrency: Math.min(spec.concurrency ?? options.concurrencyPerConnection ?? DEFAULTS.concurrencyPerConnection, maxInFlight),
+        maxInFlight,
         timeoutMs: spec.timeoutMs ?? options.timeoutMs,
         maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
       };
-      const maxPayload = spec.maxPayload ?? options.maxPayload ?? DEFAULTS.maxPayload;
+      const maxPayload = Math.min(spec.maxPayload ?? hostPayload, hostPayload);
       const mounted: MountedChannel = Object.freeze({
         channel: route.pattern,
         handler: spec.handler,

@@ -68,11 +68,14 @@ export interface MountWebSocketChannelsOptions {
    * @default {}
    */
   context?: Omit<ContextDescriptor, 'host'> | ((connection: ConnectionInfo, request: IncomingMessage) => Omit<ContextDescriptor, 'host'>);
-  /** Largest accepted client frame in bytes when the manifest gives no `maxPayload`; bigger closes with 1009. @default 1048576 (1 MiB) */
+  /**
+   * Largest accepted client frame in bytes; bigger closes with 1009. A manifest's `maxPayload` may
+   * lower it for its channel, never raise it: the host's figure is a ceiling. @default 1048576 (1 MiB)
+   */
   maxPayload?: number;
   /** Messages of one connection handled at once when the manifest gives no `concurrency`; 1 keeps them in order. @default 1 */
   concurrencyPerConnection?: number;
-  /** Messages of one connection running or waiting, when the manifest gives no `maxInFlight`; one more gets a QUEUE_FULL error frame. @default 16 */
+  /** Messages of one connection running or waiting (a ceiling a manifest's `maxInFlight` may only lower); one more gets a QUEUE_FULL error frame. @default 16 */
   maxInFlightPerConnection?: number;
   /** Time limit of each execution when the manifest's channel gives none. @default the handler's `timeoutMs`, else the backend's default */
   timeoutMs?: number;

@@ -86,6 +86,22 @@ describe('payload limits', () => {
   });
 });
 
+describe('host limits are ceilings', () => {
+  it('a manifest may lower maxPayload and maxInFlight, never raise them', async () => {
+    const h = await setup();
+    const greedy = {
+      ...labManifest,
+      channels: [{ path: '/greedy', handler: 'echo', maxPayload: 50 * 1024 * 1024, maxInFlight: 10_000, concurrency: 1000 }],
+    };
+    const mount = mountWebSocketChannels(h.server, greedy as never, { backend: h.backend, basePath: '/ceil', heartbeatIntervalMs: 0, maxPayload: 4096, maxInFlightPerConnection: 8 });
+    try {
+      expect(mount.channels).toEqual([expect.objectContaining({ maxPayload: 4096, maxInFlight: 8, concurrency: 8 })]);
+    } finally {
+      await mount.unmount();
+    }
+  });
+});
+
 describe('heartbeat', () => {
   it('terminates a peer that stops answering pings and keeps the ones that do', async () => {
     const h = await setup({ heartbeatIntervalMs: 100 });
