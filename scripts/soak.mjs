@@ -5,7 +5,7 @@
 //   node --expose-gc scripts/soak.mjs --executions 600 --json   # the short run the tests use
 //
 // Targets: RSS growth < 30 MB; every other leak figure 0.
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,8 +28,8 @@ const types = values.backends.split(',');
 
 if (typeof globalThis.gc !== 'function') {
   // Re-run with --expose-gc so RSS is measured after a full collection.
-  execFileSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
-  process.exit(0);
+  const child = spawnSync(process.execPath, ['--expose-gc', fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(child.status ?? 1);
 }
 
 const { createExecutionBackend } = await import(path.join(repo, 'packages/plugin-execution/dist/index.js'));
@@ -68,6 +68,7 @@ async function settle() {
 async function snapshot(root) {
   await settle();
   return {
+    resources: process.getActiveResourcesInfo(),
     rssMb: process.memoryUsage().rss / 1024 / 1024,
     fds: await openFds(),
     handles: handles(),
@@ -91,10 +92,12 @@ function scenario(i, type) {
 }
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'kb-soak-'));
-// Warm up Node's own lazily created resources (libuv threadpool, crypto) before the baseline.
-{
-  const warm = createExecutionBackend({ type: 'in-process', plugins, workspace: { root } });
-  await warm.execute({ pluginId: '@conformance/basic', handlerId: 'writes-workspace' });
+// Warm up what Node creates once per process and keeps (libuv's threadpool, the /dev/null
+// descriptor it opens for the first child spawned with ignored stdio, module caches) with one
+// execution per backend type, so the baseline holds them too and only real leaks show.
+for (const type of types) {
+  const warm = createExecutionBackend({ type, plugins, workspace: { root } });
+  if ((await warm.health()).ok) await warm.execute({ pluginId: '@conformance/basic', handlerId: 'writes-workspace' });
   await warm.shutdown();
 }
 const before = await snapshot(root);
@@ -146,6 +149,7 @@ const figures = {
   fdsBefore: before.fds,
   fdsAfter: after.fds,
   leakedFds: after.fds - before.fds,
+  resourcesAfter: after.resources,
   handlesBefore: before.handles,
   handlesAfter: after.handles,
   leakedHandles: after.handles - before.handles,
