@@ -250,6 +250,16 @@ export abstract class BaseBackend implements IExecutionBackend {
         return this.#finish(meta, t0, { ok: false, error: new ShuttingDownError('Backend shut down before this execution started') }) as ExecutionResult<T>;
       }
     }
+    // An abort that landed after admission, while the workspace was being made, fired its event
+    // before #run listens for it: without this check the execution would run to its timeout.
+    if (opts.signal?.aborted) {
+      slot.release();
+      if (lease) await lease.release().catch(noop);
+      return this.#finish(meta, t0, {
+        ok: false,
+        error: new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }),
+      }) as ExecutionResult<T>;
+    }
 
     const tRun = performance.now();
     meta.queueWaitMs = round(tRun - t0);

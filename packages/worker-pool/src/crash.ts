@@ -57,3 +57,22 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
     details: { ...details },
   });
 }
+
+/** For executions waiting for a thread when the thread being started for them died before it could load its entry. */
+export function startFailureError(thread: PoolThread, task: RunnerTask): WorkerCrashedError {
+  const error = thread.error as Error | undefined;
+  const message = error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread.exitCode}`;
+  const details: WorkerCrashDetails & { phase: 'thread-start' } = {
+    reason: error !== undefined ? 'uncaught-exception' : 'exit',
+    message,
+    threadId: thread.id,
+    pluginId: task.pluginId,
+    handlerId: task.handlerId,
+    phase: 'thread-start',
+    ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
+  };
+  return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {
+    details: { ...details },
+    ...(error !== undefined ? { cause: error } : {}),
+  });
+}

@@ -52,6 +52,14 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
    * @default `process.execArgv` (Node's default for worker threads)
    */
   execArgv?: string[];
+  /**
+   * Characters of stdout, and of stderr, a handler's writes deliver to `onLog` per execution
+   * (stream `stdout` / `stderr`); the rest is dropped, with one notice.
+   * @default 1000000
+   */
+  maxOutputPerStream?: number;
+  /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
+  maxLogLineLength?: number;
 }
 
 export interface ResolvedPoolOptions {
@@ -63,6 +71,8 @@ export interface ResolvedPoolOptions {
   abortGraceMs: number;
   env: Record<string, string>;
   execArgv: string[] | undefined;
+  maxOutputPerStream: number;
+  maxLogLineLength: number;
 }
 
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const;
@@ -92,6 +102,8 @@ export function resolvePoolOptions(options: WorkerPoolBackendOptions | undefined
   const idleTimeoutMs = int('idleTimeoutMs', 0, MAX_TIMER_MS) ?? 30_000;
   const maxExecutionsPerThread = int('maxExecutionsPerThread', 0, Number.MAX_SAFE_INTEGER) ?? 0;
   const abortGraceMs = int('abortGraceMs', 0, MAX_TIMER_MS) ?? 500;
+  const maxOutputPerStream = int('maxOutputPerStream', 0, 1_000_000_000) ?? 1_000_000;
+  const maxLogLineLength = int('maxLogLineLength', 1, 100_000_000) ?? 16_384;
 
   let resourceLimits: ResourceLimits | undefined;
   if (o.resourceLimits !== undefined) {
@@ -134,7 +146,7 @@ export function resolvePoolOptions(options: WorkerPoolBackendOptions | undefined
   }
 
   if (issues.length) throw validationError('Invalid worker-pool backend options', issues);
-  return { maxThreads, minThreads, idleTimeoutMs, resourceLimits, maxExecutionsPerThread, abortGraceMs, env, execArgv };
+  return { maxThreads, minThreads, idleTimeoutMs, resourceLimits, maxExecutionsPerThread, abortGraceMs, env, execArgv, maxOutputPerStream, maxLogLineLength };
 }
 
 function describe(value: unknown): string {

@@ -4,6 +4,8 @@ import {
   HostSession,
   QueueFullError,
   ShuttingDownError,
+  ValidationError,
+  WorkerCrashedError,
   serializeError,
   unserializableError,
   unwrapRunnerResult,
@@ -12,7 +14,7 @@ import {
   type RunnerResult,
   type RunnerTask,
 } from '@kb-labs/plugin-execution-core';
-import { crashError } from './crash.js';
+import { crashError, startFailureError } from './crash.js';
 import { PoolThread, type ThreadEnd } from './pool-thread.js';
 import { isThreadHello, type RetireReason, type ThreadAck, type ThreadConfig, type ThreadTask, type ThreadToHost } from './thread-protocol.js';
 
@@ -39,12 +41,16 @@ export interface LaneSettings {
   execArgv: string[] | undefined;
   maxExecutionsPerThread: number;
   abortGraceMs: number;
+  maxOutputPerStream: number;
+  maxLogLineLength: number;
 }
 
 /** Counters shared by every lane of a backend (for `stats().runners`). */
 export class PoolCounters {
   started = 0;
   failedToStart = 0;
+  /** Thread starts that failed since the last one that succeeded. */
+  startFailureStreak = 0;
   lastStartError: string | undefined;
   crashed = 0;
   terminated = 0;
@@ -106,8 +112,12 @@ export class PoolLane {
     this.heapLimitMb = settings.resourceLimits?.maxOldGenerationSizeMb;
     this.#settings = settings;
     this.#counters = counters;
-    const workerData: ThreadConfig = { maxExecutions: settings.maxExecutionsPerThread };
-    this.#pool = new Piscina<ThreadTask, ThreadAck>({
+    const workerData: ThreadConfig = {
+      maxExecutions: settings.maxExecutionsPerThread,
+      maxOutputPerStream: settings.maxOutputPerStream,
+      maxLogLineLength: settings.maxLogLineLength,
+    };
+    this.#pool = createPool({
       filename: settings.entry,
       minThreads: settings.minThreads,
       maxThreads: settings.maxThreads,
@@ -119,7 +129,8 @@ export class PoolLane {
       // 'sync' parks an idle thread in Atomics.wait inside a microtask, which freezes whatever a
       // handler left behind (a rejected promise nobody handled, a timer) until the *next*
       // execution runs there, and blames it. With the event loop turning between executions,
-      // stray work surfaces on the thread that caused it. Measured: no slower (bench/).
+      // stray work surfaces on the thread that caused it. Measured no slower than 'sync'
+      // for raw piscina round trips on our machines.
       atomics: 'disabled',
       env: settings.env,
       workerData,
@@ -129,19 +140,26 @@ export class PoolLane {
       recordTiming: false,
       loadBalancer: this.#balance,
     });
+    this.#adopt();
     this.#pool.on('workerCreate', (worker: { id: number }) => {
       const thread = this.#track(worker.id);
       if (thread) thread.ready = true;
     });
     this.#pool.on('workerDestroy', (worker: { id: number }) => {
+      // piscina destroys a thread it stops (idle, close) and one that already failed: only the
+      // first kind is a normal end.
       const thread = this.#threads.get(worker.id);
-      if (thread?.alive) thread.stoppedByPool = true;
+      if (thread?.alive && thread.error === undefined) thread.stoppedByPool = true;
     });
     this.#pool.on('message', (message: unknown) => {
       if (!isThreadHello(message)) return;
       const thread = this.#track(message.threadId);
-      if (thread?.alive && !thread.port) thread.connect(message.port);
-      else message.port.close();
+      if (thread?.alive && !thread.port) {
+        thread.connect(message.port);
+        this.#counters.startFailureStreak = 0;
+      } else {
+        message.port.close();
+      }
     });
     // A thread that dies with no execution on it makes piscina emit 'error'; without a listener
     // that would throw in the host. The thread's own exit handler already counted it.
@@ -184,10 +202,25 @@ export class PoolLane {
     flight.expected = 0;
     flight.abort = this.#hasIdleThread() ? undefined : new AbortController();
     const payload = { k: flight.k, task: flight.task, [QUEUE_OPTIONS]: flight };
-    this.#pool.run(payload, flight.abort ? { signal: flight.abort.signal } : undefined).then(
-      (ack) => this.#onAck(flight, ack as ThreadAck),
+    let reply: Promise<ThreadAck>;
+    try {
+      reply = this.#pool.run(payload, flight.abort ? { signal: flight.abort.signal } : undefined);
+    } catch (error) {
+      // piscina starts a thread inside run() when it needs one, and Worker's constructor throws
+      // synchronously (ERR_WORKER_INVALID_EXEC_ARGV, out of resources …).
+      reply = Promise.reject(error);
+    }
+    reply.then(
+      (ack) => this.#onAck(flight, ack),
       (error: unknown) => void this.#onRejected(flight, error),
     );
+    // It waits for a thread: piscina may have started one just now.
+    if (!flight.thread) this.#adopt();
+  }
+
+  /** Track threads piscina started that we have not seen yet (so a start-up failure is noticed). */
+  #adopt(): void {
+    for (const worker of this.#pool.threads) if (!this.#threads.has(worker.threadId)) this.#track(worker.threadId);
   }
 
   /** Whether piscina will hand the next task to a thread at once (so it needs no abort signal). */
@@ -216,7 +249,7 @@ export class PoolLane {
         flight.control.setRunner({ workerId: thread.id });
         // Stopped while it waited in piscina's queue without a signal: piscina posts it right
         // after this returns; end the thread before it gets far.
-        if (flight.stop) queueMicrotask(() => this.#terminate(flight));
+        if (flight.stop || flight.settled) queueMicrotask(() => endThread(thread, { kind: 'terminated' }));
       }
       return worker;
     }
@@ -241,6 +274,12 @@ export class PoolLane {
     }
     const flight = this.#flights.get(message.k);
     if (!flight || flight.settled) return;
+    if ('out' in message) {
+      flight.heard++;
+      const level = message.out === 'stdout' ? 'info' : 'error';
+      for (const line of message.lines) flight.control.log(level, String(line), undefined, message.out);
+      return;
+    }
     if (message.m.type !== 'result') {
       flight.heard++;
       flight.session.handle(message.m);
@@ -251,8 +290,7 @@ export class PoolLane {
     if ('retire' in message && message.retire) {
       // The thread asked not to be reused and will not report itself free: end it (piscina
       // replaces it); the result stands.
-      thread.endedBy = { kind: 'retired', reason: message.retire };
-      void thread.worker.terminate();
+      endThread(thread, { kind: 'retired', reason: message.retire });
     } else {
       this.#settleIfComplete(flight);
     }
@@ -261,11 +299,23 @@ export class PoolLane {
   readonly #onThreadExit = (thread: PoolThread): void => {
     this.#threads.delete(thread.id);
     const counters = this.#counters;
-    if (thread.port === undefined && thread.runs === 0 && thread.endedBy === undefined && !thread.stoppedByPool) {
-      // Died before it ever said hello: the entry itself fails to load (bad execArgv, heap too small …).
+    // piscina starts a replacement from its own exit handler, which runs right after this one.
+    queueMicrotask(() => this.#adopt());
+    if (!thread.connected && thread.endedBy === undefined && !thread.stoppedByPool) {
+      // Died before it ever said hello: the entry itself fails to load (bad execArgv, heap too
+      // small …). piscina stops starting threads after that, so whoever waits for one would
+      // wait until their time limit: fail them now.
       counters.failedToStart++;
+      counters.startFailureStreak++;
       const error = thread.error as Error | undefined;
       counters.lastStartError = error?.message ?? `exited with code ${thread.exitCode}`;
+      for (const flight of this.#flights.values()) {
+        if (flight.thread || flight.settled) continue;
+        flight.stop ??= startFailureError(thread, flight.task);
+        flight.abort?.abort(flight.stop);
+        this.#settle(flight, flight.stop);
+      }
+      return;
     }
     const end: ThreadEnd = thread.end;
     if (end === 'retired' && thread.endedBy?.kind === 'retired') counters.retired[thread.endedBy.reason]++;
@@ -308,13 +358,9 @@ export class PoolLane {
       return;
     }
     if (!thread) {
-      // Never reached a thread: removed from piscina's queue by a stop, or the pool closed.
-      const reason =
-        flight.stop ??
-        (this.#closing
-          ? new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } })
-          : new QueueFullError(`The worker pool could not take the execution: ${(error as Error)?.message ?? String(error)}`, { cause: error }));
-      this.#settle(flight, reason);
+      // Never reached a thread: removed from piscina's queue by a stop, the pool closed, or no
+      // thread could be started for it.
+      this.#settle(flight, flight.stop ?? this.#notTaken(flight, error));
       return;
     }
 
@@ -342,6 +388,19 @@ export class PoolLane {
       return;
     }
     this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
+  }
+
+  #notTaken(flight: Flight, error: unknown): ExecutionError {
+    if (this.#closing) return new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
+    const message = (error as Error)?.message ?? String(error);
+    if (String((error as { code?: unknown })?.code ?? '').startsWith('ERR_WORKER')) {
+      return new WorkerCrashedError(`No worker thread could be started for handler "${flight.task.handlerId}" of plugin "${flight.task.pluginId}": ${message}`, {
+        details: { reason: 'exit', phase: 'thread-start', message, pluginId: flight.task.pluginId, handlerId: flight.task.handlerId },
+        cause: error,
+      });
+    }
+    // piscina's own queue refused it; BaseBackend's admission should make that impossible.
+    return new QueueFullError(`The worker pool could not take the execution: ${message}`, { cause: error });
   }
 
   #onStop(flight: Flight): void {
@@ -372,10 +431,7 @@ export class PoolLane {
   /** End the thread running `flight` now; piscina rejects the task and starts a replacement. */
   #terminate(flight: Flight): void {
     flight.graceTimer = undefined;
-    const thread = flight.thread;
-    if (flight.settled || !thread || !thread.alive) return;
-    thread.endedBy ??= { kind: 'terminated' };
-    void thread.worker.terminate();
+    if (!flight.settled && flight.thread) endThread(flight.thread, { kind: 'terminated' });
   }
 
   #settle(flight: Flight, error?: unknown): void {
@@ -424,6 +480,28 @@ export class PoolLane {
     const threads = this.#pool.threads.length;
     return { threads, busy, idle: Math.max(0, threads - busy), queued: this.#pool.queueSize };
   }
+}
+
+/** A piscina pool; a Worker that cannot even be constructed (bad execArgv) is an options problem. */
+function createPool(options: PiscinaOptions): Piscina<ThreadTask, ThreadAck> {
+  try {
+    return new Piscina<ThreadTask, ThreadAck>(options);
+  } catch (error) {
+    throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}`, {
+      details: { code: (error as { code?: unknown })?.code ?? null },
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Terminate a thread on purpose. piscina learns of it from the exit event, like any thread
+ * death: it rejects the task that was on it and starts a replacement if the pool needs one.
+ */
+function endThread(thread: PoolThread, why: NonNullable<PoolThread['endedBy']>): void {
+  if (!thread.alive) return;
+  thread.endedBy ??= why;
+  void thread.worker.terminate();
 }
 
 /** Wait for a thread's exit event, at most `ms` (the timer is cleared either way). */

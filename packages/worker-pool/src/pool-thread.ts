@@ -29,6 +29,7 @@ export class PoolThread {
   stoppedByPool = false;
   readonly exited: Promise<void>;
   #markExited!: () => void;
+  #connected = false;
   readonly #route: (thread: PoolThread, message: ThreadToHost) => void;
 
   constructor(id: number, worker: Worker, route: (thread: PoolThread, message: ThreadToHost) => void, onExit: (thread: PoolThread) => void) {
@@ -59,8 +60,14 @@ export class PoolThread {
     return this.exitCode === undefined;
   }
 
+  /** It loaded its entry and said hello. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
   /** Attach the thread's channel (from its hello). */
   connect(port: MessagePort): void {
+    this.#connected = true;
     this.port = port;
     port.on('message', (message: ThreadToHost) => this.#route(this, message));
     // The channel never keeps the host alive: piscina refs the thread while a task runs on it.

@@ -120,7 +120,11 @@ export function captureIntrinsics(): IntrinsicsGuard {
   return {
     intact(): boolean {
       try {
-        if (compiled ? !compiled(values) : !fallback!.every(([holder, key, value]) => holder[key] === value)) return false;
+        if (compiled) {
+          if (!compiled(values)) return false;
+        } else {
+          for (let i = 0; i < fallback!.length; i++) if (fallback![i]![0][fallback![i]![1]] !== fallback![i]![2]) return false;
+        }
         for (let i = 0; i < samples.length; i++) if (hasEnumerable(samples[i]!)) return false;
         if (ownKeys(objectProto).length !== objectProtoKeys || getPrototypeOf(objectProto) !== null) return false;
         for (let i = 0; i < chains.length; i++) if (getPrototypeOf(chains[i]![0]) !== chains[i]![1]) return false;

@@ -59,6 +59,7 @@ export interface CrashReport {
 
 export type ThreadToHost =
   | { k: number; m: Exclude<RunnerToHost, RunnerResult> }
+  | { k: number; out: 'stdout' | 'stderr'; lines: string[] }
   | { k: number; m: RunnerResult; retire?: RetireReason }
   | { crash: CrashReport };
 
@@ -71,4 +72,7 @@ export interface HostToThread {
 export interface ThreadConfig {
   /** Retire after this many executions (0 = never). */
   maxExecutions: number;
+  /** stdout/stderr capture limits (see OutputTap). */
+  maxOutputPerStream: number;
+  maxLogLineLength: number;
 }

@@ -10,6 +10,7 @@
 import { MessageChannel, parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult } from '@kb-labs/plugin-execution-core/runner';
 import { plainlyCloneable } from './cloneable.js';
+import { OutputTap } from './output-tap.js';
 import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadAck, ThreadConfig, ThreadHello, ThreadTask, ThreadToHost } from './thread-protocol.js';
 
@@ -17,7 +18,8 @@ import type { CrashReport, HostToThread, ThreadAck, ThreadConfig, ThreadHello, T
 const guard = captureIntrinsics();
 const handles = new HandleWatch();
 const env = new EnvGate(process.env);
-const config = (workerData ?? { maxExecutions: 0 }) as ThreadConfig;
+const config = (workerData ?? { maxExecutions: 0, maxOutputPerStream: 1_000_000, maxLogLineLength: 16_384 }) as ThreadConfig;
+const output = new OutputTap(config);
 const listenerCount = process.listenerCount.bind(process);
 
 const { port1: channel, port2 } = new MessageChannel();
@@ -26,8 +28,12 @@ const send = (message: ThreadToHost): void => pristinePost(channel, message);
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
 
+/** A cancel that arrived before its execution did (they travel on different ports). */
+let earlyCancel: HostToThread | undefined;
+
 channel.on('message', (message: HostToThread) => {
   if (current && message.k === current.k) current.session.handle(message.m);
+  else if (message.m.type === 'cancel') earlyCancel = message;
 });
 
 // The host learns from this why the thread is going, and whether an execution was running on it.
@@ -59,10 +65,17 @@ export default async function runExecution({ k, task }: ThreadTask): Promise<Thr
     sent++;
   });
   current = { k, session };
+  if (earlyCancel?.k === k) session.handle(earlyCancel.m);
+  earlyCancel = undefined;
+  output.begin((out, lines) => {
+    send({ k, out, lines });
+    sent++;
+  });
   let result: RunnerResult;
   try {
     result = await session.run();
   } finally {
+    output.end();
     current = undefined;
   }
   executions++;

@@ -71,8 +71,8 @@ export class WorkerPoolBackend extends BaseBackend {
 
   protected override runnerProblems(): string[] {
     const c = this.#counters;
-    if (c.failedToStart > 0 && c.failedToStart >= c.started) {
-      return [`worker threads fail to start (${c.failedToStart} so far): ${c.lastStartError ?? 'unknown error'}`];
+    if (c.startFailureStreak > 0) {
+      return [`worker threads fail to start (the last ${c.startFailureStreak} did): ${c.lastStartError ?? 'unknown error'}`];
     }
     return [];
   }
@@ -104,6 +104,8 @@ export class WorkerPoolBackend extends BaseBackend {
         execArgv: s.execArgv,
         maxExecutionsPerThread: s.maxExecutionsPerThread,
         abortGraceMs: s.abortGraceMs,
+        maxOutputPerStream: s.maxOutputPerStream,
+        maxLogLineLength: s.maxLogLineLength,
       },
       this.#counters,
     );

@@ -1,3 +1,6 @@
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, runners, useBackends } from './helpers.js';
 
@@ -45,6 +48,19 @@ describe('worker-pool: crashes', () => {
     const results = await Promise.all(others);
     for (const r of results) expectOk(r);
     expect(results.map((r) => r.meta.workerId)).not.toContain(crash.meta.workerId);
+  });
+
+  it('fails executions at once, and reports unhealthy, when threads cannot even start', async () => {
+    const missing = path.join(os.tmpdir(), 'kb-worker-pool-no-such-preload', 'preload.mjs');
+    const backend = backends.make({ maxThreads: 1, execArgv: ['--import', pathToFileURL(missing).href] });
+    for (let i = 0; i < 3; i++) {
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 20_000 });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.meta.durationMs).toBeLessThan(10_000);
+    }
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems.join('\n')).toContain('fail to start');
   });
 
   it('does not hang shutdown() after crashes, with a crash in flight', async () => {

@@ -44,7 +44,7 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     const backend = backends.make({ maxThreads: 1, abortGraceMs: 200 });
     const controller = new AbortController();
     const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
-    await waitFor(async () => (await backend.stats()).active === 1);
+    await waitFor(async () => (await runners(backend)).busy === 1);
     controller.abort();
     const result = await pending;
     expectError(result, 'ABORTED');
@@ -57,8 +57,8 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     const backend = backends.make({ maxThreads: 1, abortGraceMs: 5000 });
     const controller = new AbortController();
     const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal });
-    await waitFor(async () => (await backend.stats()).active === 1);
-    await sleep(50);
+    await waitFor(async () => (await runners(backend)).busy === 1);
+    await sleep(100);
     controller.abort();
     const result = await pending;
     expectError(result, 'ABORTED');

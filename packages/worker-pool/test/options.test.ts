@@ -27,6 +27,10 @@ describe('worker-pool: options', () => {
     expect((thrown as Error).message).toContain(path);
   });
 
+  it('rejects Node flags a worker thread cannot take, as a ValidationError', () => {
+    expect(() => new WorkerPoolBackend({ execArgv: ['--no-such-flag'] })).toThrow(ValidationError);
+  });
+
   it('defaults: one thread per core, one started up front, concurrency = threads', async () => {
     const backend = new WorkerPoolBackend();
     try {

@@ -1,6 +1,6 @@
 import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
-import { BASIC, POOL, expectOk, okData, runners, useBackends } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectOk, okData, runners, useBackends } from './helpers.js';
 
 const MB = 1024 * 1024;
 
@@ -77,6 +77,20 @@ describe('worker-pool: ctx.platform over the thread channel, logs and events', (
     expectOk(next);
     expect(next.meta.workerId).toBe(result.meta.workerId);
     expect((await runners(backend)).crashed).toBe(0);
+  });
+
+  it("delivers the handler's stdout and stderr to onLog as lines, capped per execution", async () => {
+    const backend = backends.make({ maxOutputPerStream: 10_000 });
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'stdout-spam', input: { mb: 1 } }, { onLog: (entry) => logs.push(entry), timeoutMs: 20_000 });
+    expect(okData(result)).toEqual({ lines: 1024 });
+    const out = logs.filter((l) => l.stream === 'stdout');
+    const err = logs.filter((l) => l.stream === 'stderr');
+    expect(out.length).toBeGreaterThan(1);
+    expect(out.length).toBeLessThan(20);
+    expect(out[0]).toMatchObject({ level: 'info', message: 'x'.repeat(1023), executionId: result.meta.executionId });
+    expect(out.at(-1)!.message).toMatch(/^\[output truncated: \d+ characters/);
+    expect(err.map((l) => [l.level, l.message])).toEqual([['error', 'done spamming']]);
   });
 
   it('streams ctx.logger and ctx.emit to the host while the handler is still running', async () => {

@@ -1,5 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends } from './helpers.js';
+
+const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 describe('worker-pool: thread reuse and hygiene', () => {
   const backends = useBackends();
@@ -33,6 +39,30 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).retired['globals-tampered']).toBe(1);
     // The host's own realm was never touched.
     expect(({} as Record<string, unknown>).hidden).toBeUndefined();
+  });
+
+  it('still catches tampering where code generation from strings is disabled', () => {
+    // The check compiles itself with new Function; a host running with
+    // --disallow-code-generation-from-strings (process-wide, threads inherit it) gets the plain loop.
+    const script = `
+      import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(fixturePlugins.hostile)}], workspace: false, maxThreads: 1 });
+      const out = [];
+      for (const handlerId of ['tamper-globals', 'pollute-prototype', 'check-prototype']) {
+        const r = await backend.execute({ pluginId: ${JSON.stringify(HOSTILE)}, handlerId });
+        out.push(r.ok ? r.data : r.error.code);
+      }
+      out.push((await backend.stats()).runners.retired);
+      await backend.shutdown();
+      process.stdout.write(JSON.stringify(out));
+    `;
+    const child = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', '--input-type=module', '-e', script], {
+      cwd: packageDir,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0 }]);
   });
 
   it('keeps the thread when nothing was tampered with', async () => {
