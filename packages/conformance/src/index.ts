@@ -588,8 +588,11 @@ export function describeConformance(name: string, create: BackendFactory, capabi
 
       it('shutdown() lets running executions finish within its timeout', async () => {
         const backend = make();
-        const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 150 } });
-        await waitFor(async () => (await backend.stats()).active === 1);
+        let started = false;
+        const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 150 } }, { onEvent: () => (started = true) });
+        // Wait for the handler itself: an execution admitted but not yet dispatched when shutdown
+        // begins never starts (SHUTTING_DOWN), which is not what this test is about.
+        await waitFor(() => started);
         await backend.shutdown({ timeoutMs: 5000 });
         expectOk(await running);
       });

@@ -49,7 +49,7 @@ export class RunnerSession {
   readonly #task: RunnerTask;
   readonly #send: (message: RunnerToHost) => void;
   readonly #controller = new AbortController();
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; promise?: Promise<unknown> }>();
   #nextId = 1;
   #finished = false;
 
@@ -102,10 +102,10 @@ export class RunnerSession {
 
   #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#finished) {
-      return Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { service, method } }));
+      return handled(Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { service, method } })));
     }
     const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
+    const promise = new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
       try {
         this.#send({ type: 'rpc', id, target, service, method, args });
@@ -114,15 +114,28 @@ export class RunnerSession {
         reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
       }
     });
+    const entry = this.#pending.get(id);
+    if (entry) entry.promise = promise;
+    return promise;
   }
 
   #finish(): void {
     this.#finished = true;
     if (this.#pending.size === 0) return;
     const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
-    for (const { reject } of this.#pending.values()) reject(error);
+    for (const { reject, promise } of this.#pending.values()) {
+      // A call the handler fired and never awaited must not become an unhandled rejection that
+      // takes the runner down after the result is in; a handler that does await still sees it.
+      if (promise) handled(promise);
+      reject(error);
+    }
     this.#pending.clear();
   }
+}
+
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 /** Host-side services an out-of-process backend wires a runner's messages to. */

@@ -215,6 +215,21 @@ describe('RunnerSession ⇄ HostSession over a MessageChannel', () => {
     expect(run.fromRunner.filter((m) => m.type === 'rpc')).toHaveLength(1);
   });
 
+  it('a call the handler never awaited is rejected without becoming an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const run = connect('firesAndForgets');
+      expect(unwrapRunnerResult(await run.result)).toBe('fired');
+      for (let i = 0; i < 5; i++) await flush();
+      expect(run.fromRunner.filter((m) => m.type === 'rpc')).toHaveLength(1);
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('returns a thrown Error subclass as HandlerError with own props and cause chain', async () => {
     const result = await connect('throwsCustom').result;
     expect(result.ok).toBe(false);
