@@ -34,6 +34,7 @@ export interface MountCounters {
   queueFull: number;
   executions: number;
   failedExecutions: number;
+  /** Connections whose connect handler refused them. */
   denied: number;
   heartbeatTimeouts: number;
   backpressureCloses: number;

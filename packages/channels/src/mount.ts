@@ -6,6 +6,7 @@ import {
   PluginManifestSchema,
   ValidationError,
   parseWith,
+  settlesWithin,
   type ChannelSpec,
   type ContextDescriptor,
   type IExecutionBackend,
@@ -41,23 +42,13 @@ export interface MountedChannel {
   readonly auth: 'required' | 'optional';
 }
 
-export interface ChannelMountStats {
+/** The session counters (frames, executions, refusals, closes) plus the mount's own. */
+export interface ChannelMountStats extends MountCounters {
   /** Connections alive: connecting, open, or closed with executions still draining. */
   connections: number;
   upgradesAccepted: number;
   /** Refused upgrades by HTTP status. */
   upgradesRejected: Record<string, number>;
-  framesIn: number;
-  framesOut: number;
-  errorFrames: number;
-  badFrames: number;
-  queueFull: number;
-  executions: number;
-  failedExecutions: number;
-  /** Connections whose connect handler refused them. */
-  denied: number;
-  heartbeatTimeouts: number;
-  backpressureCloses: number;
 }
 
 export interface ChannelMount extends AsyncDisposable {
@@ -465,20 +456,4 @@ function readVerdict(result: AuthenticateResult): { status?: number; message?: s
   }
   const status = result.status === 403 ? 403 : 401;
   return { status, ...(typeof result.message === 'string' ? { message: result.message } : {}) };
-}
-
-function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    void promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-    );
-  });
 }

@@ -18,6 +18,7 @@ import { PluginRegistry, type PluginSource, type RegisteredPlugin, type Resolved
 import { ExecutionRequestSchema, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type LogEntry } from './request.js';
 import type { HostServices } from './runner-protocol.js';
 import { Scheduler } from './scheduler.js';
+import { settlesWithin } from './settles-within.js';
 import type {
   BackendHealth,
   BackendState,
@@ -490,20 +491,3 @@ function round(ms: number): number {
 }
 
 function noop(): void {}
-
-/** Whether `promise` settles within `ms`; the timer is cleared either way, so none is left behind. */
-function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-      () => {
-        clearTimeout(timer);
-        resolve(true);
-      },
-    );
-  });
-}

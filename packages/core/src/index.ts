@@ -12,5 +12,6 @@ export * from './define-handler.js';
 export * from './handler-runtime.js';
 export * from './runner-protocol.js';
 export * from './scheduler.js';
+export * from './settles-within.js';
 export * from './latency-recorder.js';
 export * from './base-backend.js';
