@@ -70,6 +70,8 @@ async function snapshot(root) {
   return {
     resources: process.getActiveResourcesInfo(),
     rssMb: process.memoryUsage().rss / 1024 / 1024,
+    heapMb: process.memoryUsage().heapUsed / 1024 / 1024,
+    externalMb: process.memoryUsage().external / 1024 / 1024,
     fds: await openFds(),
     handles: handles(),
     threads: await threads(),
@@ -81,14 +83,14 @@ async function snapshot(root) {
 /** The mix: what each execution is, chosen by its index so runs are repeatable. */
 function scenario(i, type) {
   const r = (i * 7919) % 100;
-  if (r < 55) return { name: 'success', request: { pluginId: '@conformance/basic', handlerId: 'echo', input: { i, pad: 'x'.repeat(i % 200) } } };
-  if (r < 65) return { name: 'workspace', request: { pluginId: '@conformance/basic', handlerId: 'writes-workspace', input: { text: String(i) } } };
-  if (r < 77) return { name: 'error', request: { pluginId: '@conformance/basic', handlerId: 'throws' } };
-  if (r < 83) return { name: 'validation', request: { pluginId: '@conformance/basic', handlerId: 'validated', input: { name: 1 } } };
-  if (r < 89) return { name: 'timeout', request: { pluginId: '@conformance/basic', handlerId: 'never-resolves' }, timeoutMs: 50 };
-  if (r < 95) return { name: 'abort', request: { pluginId: '@conformance/basic', handlerId: 'slow', input: { ms: 1000 } }, abortAfterMs: 5 };
-  if (type === 'in-process') return { name: 'error', request: { pluginId: '@conformance/hostile', handlerId: 'throw-value', input: { kind: 'circular' } } };
-  return { name: 'crash', request: { pluginId: '@conformance/hostile', handlerId: 'exit', input: { code: 3 } } };
+  if (r < 55) return { expect: 'ok', request: { pluginId: '@conformance/basic', handlerId: 'echo', input: { i, pad: 'x'.repeat(i % 200) } } };
+  if (r < 65) return { expect: 'ok', request: { pluginId: '@conformance/basic', handlerId: 'writes-workspace', input: { text: String(i) } } };
+  if (r < 77) return { expect: 'HANDLER_ERROR', request: { pluginId: '@conformance/basic', handlerId: 'throws' } };
+  if (r < 83) return { expect: 'VALIDATION_ERROR', request: { pluginId: '@conformance/basic', handlerId: 'validated', input: { name: 1 } } };
+  if (r < 89) return { expect: 'TIMEOUT', request: { pluginId: '@conformance/basic', handlerId: 'never-resolves' }, timeoutMs: 50 };
+  if (r < 95) return { expect: 'ABORTED', request: { pluginId: '@conformance/basic', handlerId: 'slow', input: { ms: 1000 } }, abortAfterMs: 5 };
+  if (type === 'in-process') return { expect: 'HANDLER_ERROR', request: { pluginId: '@conformance/hostile', handlerId: 'throw-value', input: { kind: 'circular' } } };
+  return { expect: 'WORKER_CRASHED', request: { pluginId: '@conformance/hostile', handlerId: 'exit', input: { code: 3 } } };
 }
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'kb-soak-'));
@@ -103,6 +105,8 @@ for (const type of types) {
 const before = await snapshot(root);
 const outcomes = {};
 const perBackend = {};
+/** Executions whose outcome was not the one their scenario must produce. */
+const unexpected = [];
 const started = performance.now();
 
 for (const type of types) {
@@ -113,7 +117,8 @@ for (const type of types) {
     await backend.shutdown();
     continue;
   }
-  const share = Math.floor(total / types.length);
+  const index = types.indexOf(type);
+  const share = Math.floor(total / types.length) + (index < total % types.length ? 1 : 0);
   const counts = {};
   let next = 0;
   const worker = async () => {
@@ -126,6 +131,9 @@ for (const type of types) {
       if (timer) clearTimeout(timer);
       const outcome = result.ok ? 'ok' : result.error.code;
       counts[outcome] = (counts[outcome] ?? 0) + 1;
+      if (outcome !== s.expect) {
+        unexpected.push({ backend: type, handler: s.request.handlerId, expected: s.expect, got: outcome, message: result.ok ? undefined : result.error.message.slice(0, 300) });
+      }
       outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
     }
   };
@@ -143,9 +151,13 @@ const figures = {
   seconds: Math.round(seconds * 10) / 10,
   outcomes,
   perBackend,
+  unexpectedOutcomes: unexpected.length,
+  unexpectedSamples: unexpected.slice(0, 5),
   rssBeforeMb: Math.round(before.rssMb),
   rssAfterMb: Math.round(after.rssMb),
   rssGrowthMb: Math.round((after.rssMb - before.rssMb) * 10) / 10,
+  heapGrowthMb: Math.round((after.heapMb - before.heapMb) * 10) / 10,
+  externalGrowthMb: Math.round((after.externalMb - before.externalMb) * 10) / 10,
   fdsBefore: before.fds,
   fdsAfter: after.fds,
   leakedFds: after.fds - before.fds,
@@ -166,14 +178,17 @@ if (values.json) {
   console.log(`soak: ${figures.executions} executions in ${figures.seconds} s, concurrency ${concurrency}`);
   console.log('  outcomes:', JSON.stringify(outcomes));
   for (const [type, counts] of Object.entries(perBackend)) console.log(`  ${type}:`, JSON.stringify(counts));
+  console.log(`  unexpected outcomes: ${unexpected.length}   target 0 ${unexpected.length === 0 ? 'PASS' : 'MISS'}`);
+  for (const sample of unexpected.slice(0, 5)) console.log('   ', JSON.stringify(sample));
   const row = (name, value, target) => console.log(`  ${name.padEnd(34)} ${String(value).padStart(10)}   ${target}`);
   row('RSS before / after (MB)', `${figures.rssBeforeMb} / ${figures.rssAfterMb}`, '');
   row('RSS growth (MB)', figures.rssGrowthMb, `target < 30 ${figures.rssGrowthMb < 30 ? 'PASS' : 'MISS'}`);
+  row('  of which JS heap / external (MB)', `${figures.heapGrowthMb} / ${figures.externalGrowthMb}`, '');
   row('open fds before / after', `${figures.fdsBefore} / ${figures.fdsAfter}`, `target 0 leaked ${figures.leakedFds === 0 ? 'PASS' : 'MISS'}`);
   row('active handles before / after', `${figures.handlesBefore} / ${figures.handlesAfter}`, `target 0 leaked ${figures.leakedHandles === 0 ? 'PASS' : 'MISS'}`);
   row('threads before / after', `${figures.threadsBefore} / ${figures.threadsAfter}`, `target 0 leaked ${figures.leakedThreads === 0 ? 'PASS' : 'MISS'}`);
   row('child processes left', figures.childProcessesLeft, `target 0 ${figures.childProcessesLeft === 0 ? 'PASS' : 'MISS'}`);
   row('workspace directories left', figures.workspacesLeft, `target 0 ${figures.workspacesLeft === 0 ? 'PASS' : 'MISS'}`);
 }
-const leaked = figures.leakedFds || figures.leakedHandles || figures.leakedThreads || figures.childProcessesLeft || figures.workspacesLeft;
+const leaked = figures.leakedFds || figures.leakedHandles || figures.leakedThreads || figures.childProcessesLeft || figures.workspacesLeft || unexpected.length;
 process.exitCode = leaked ? 1 : 0;

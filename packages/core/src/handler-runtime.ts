@@ -33,10 +33,12 @@ export interface RunnerTask {
 
 /** What a runner provides around the handler: its side of logs, events, platform and channel. */
 export interface RuntimeEnvironment {
-  signal: AbortSignal;
+  /** Read only when the handler reads `ctx.signal` (it may be a getter that creates the signal then). */
+  readonly signal: AbortSignal;
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void;
   emit(event: unknown): void;
-  platform: Platform;
+  /** Read only when the handler reads `ctx.platform` (it may be a getter that builds it then). */
+  readonly platform: Platform;
   /** Performs `ctx.channel.<method>(...args)`; absent when the task has no channel. */
   channelCall?: (method: string, args: unknown[]) => Promise<unknown>;
 }
@@ -140,23 +142,36 @@ async function exists(file: string): Promise<boolean> {
 
 const MAX_LOG_MESSAGE = 64 * 1024;
 
-function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContext {
+function createLogger(env: RuntimeEnvironment): HandlerLogger {
   const log = (level: LogEntry['level']) => (message: unknown, fields?: Record<string, unknown>) => {
     let text = typeof message === 'string' ? message : logText(message);
     if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated]`;
     env.log(level, text, fields === undefined ? undefined : (toWireValue(fields) as Record<string, unknown>));
   };
-  const logger: HandlerLogger = Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
+  return Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
+}
+
+function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContext {
+  // The logger and the platform are built on first read, once: a trivial handler's execution
+  // costs little more than building them, and many handlers use neither.
+  let logger: HandlerLogger | undefined;
   return Object.freeze({
     executionId: task.executionId,
     pluginId: task.pluginId,
     handlerId: task.handlerId,
     context: task.context,
     workspace: task.workspaceDir === undefined ? undefined : Object.freeze({ dir: task.workspaceDir }),
-    signal: env.signal,
-    logger,
+    // A getter: a runner's signal is made on first read, and most handlers never read it.
+    get signal() {
+      return env.signal;
+    },
+    get logger() {
+      return (logger ??= createLogger(env));
+    },
     emit: (event: unknown) => env.emit(event),
-    platform: env.platform,
+    get platform() {
+      return env.platform;
+    },
     ...(task.channel && env.channelCall ? { channel: createChannelContext(task.channel, env.channelCall) } : {}),
   });
 }

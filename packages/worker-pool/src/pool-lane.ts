@@ -85,7 +85,7 @@ interface Flight {
   graceTimer: NodeJS.Timeout | undefined;
   redispatches: number;
   settled: boolean;
-  onStop: () => void;
+  onStop: (reason: ExecutionError) => void;
 }
 
 /**
@@ -187,10 +187,11 @@ export class PoolLane {
         graceTimer: undefined,
         redispatches: 0,
         settled: false,
-        onStop: () => this.#onStop(flight),
+        onStop: (reason) => this.#onStop(flight, reason),
       };
       this.#flights.set(k, flight);
-      control.signal.addEventListener('abort', flight.onStop, { once: true });
+      // A callback, not a listener on control.signal: reading the signal would create it.
+      control.onStop(flight.onStop);
       this.#dispatch(flight);
     });
   }
@@ -403,9 +404,8 @@ export class PoolLane {
     return new QueueFullError(`The worker pool could not take the execution: ${message}`, { cause: error });
   }
 
-  #onStop(flight: Flight): void {
+  #onStop(flight: Flight, reason: ExecutionError): void {
     if (flight.settled) return;
-    const reason = flight.control.signal.reason as ExecutionError;
     flight.stop = reason;
     const thread = flight.thread;
     if (!thread) {
@@ -438,7 +438,7 @@ export class PoolLane {
     if (flight.settled) return;
     flight.settled = true;
     if (flight.graceTimer) clearTimeout(flight.graceTimer);
-    flight.control.signal.removeEventListener('abort', flight.onStop);
+    flight.control.onStop(undefined);
     flight.session.close();
     this.#flights.delete(flight.k);
     const thread = flight.thread;
