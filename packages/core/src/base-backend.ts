@@ -13,10 +13,10 @@ import {
 import type { RunnerTask } from './handler-runtime.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import { assertGranted, PermissionSpecSchema, type PermissionSpec, type PermissionSubject } from './permissions.js';
-import { invokePlatform, type Platform } from './platform-gateway.js';
+import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin, type ResolvedHandler } from './plugin-registry.js';
-import { ExecutionRequestSchema, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type LogEntry } from './request.js';
-import type { HostServices } from './runner-protocol.js';
+import { ExecutionRequestSchema, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest } from './request.js';
+import { ExecutionControl, type DispatchControl } from './execution-control.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from './settles-within.js';
 import type {
@@ -80,23 +80,6 @@ export interface BackendDefaults {
   releaseSlotOnStop?: boolean;
 }
 
-/** The host side of one execution, handed to `dispatch`. */
-export interface DispatchControl extends HostServices {
-  /**
-   * Fires on timeout, abort and shutdown; `reason` is the ExecutionError reported. The backend must then stop the runner.
-   * Created on first read (an AbortSignal costs ~5 µs on Node 20); read after a stop, it is already aborted.
-   */
-  readonly signal: AbortSignal;
-  /**
-   * The same stop as `signal`, as a plain callback (one listener; a later call replaces it, undefined
-   * removes it): called synchronously on timeout, abort and shutdown, right after `signal` fires.
-   * Lets a backend learn of a stop without making the AbortSignal exist.
-   */
-  onStop(listener: ((reason: ExecutionError) => void) | undefined): void;
-  readonly handler: ResolvedHandler;
-  /** Report which thread / process runs it (goes into `meta`). */
-  setRunner(info: { workerId?: number; pid?: number }): void;
-}
 
 /** How long, after a stop, the result waits for the runner to be gone before it is returned anyway. */
 const STOP_SETTLE_MS = 1000;
@@ -321,76 +304,23 @@ export abstract class BaseBackend implements IExecutionBackend {
     opts: ExecuteOptions,
     meta: ExecutionMeta,
   ): Promise<{ outcome: Outcome; settled: Promise<unknown>; stopped: boolean }> {
-    // Created only when someone reads control.signal (see DispatchControl): most executions end
-    // without anybody looking at it, and an AbortSignal is one of the dearest objects here.
-    let controller: AbortController | undefined;
-    let stopReason: ExecutionError | undefined;
-    let stopListener: ((reason: ExecutionError) => void) | undefined;
-    const subject: PermissionSubject = { pluginId: handler.pluginId, handlerId: handler.handlerId };
+    const control = new ExecutionControl(task, handler, opts, meta, this.platform);
     const key = Symbol(task.executionId);
-    let over = false;
-    const onLog = opts.onLog;
-    const onEvent = opts.onEvent;
-    const control: DispatchControl = {
-      get signal(): AbortSignal {
-        if (!controller) {
-          controller = new AbortController();
-          if (stopReason) controller.abort(stopReason);
-        }
-        return controller.signal;
-      },
-      onStop: (listener) => {
-        stopListener = listener;
-      },
-      handler,
-      setRunner: (info) => {
-        if (info.workerId !== undefined) meta.workerId = info.workerId;
-        if (info.pid !== undefined) meta.pid = info.pid;
-      },
-      log: (level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream: LogEntry['stream'] = 'logger') => {
-        if (!onLog || over) return;
-        try {
-          onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: task.executionId, time: Date.now() });
-        } catch {
-          // A host callback that throws must not fail the execution.
-        }
-      },
-      emit: (event: unknown) => {
-        if (!onEvent || over) return;
-        try {
-          onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event });
-        } catch {
-          // As above.
-        }
-      },
-      callPlatform: (service, method, args) => {
-        if (over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { service, method } }));
-        return invokePlatform(this.platform, handler.permissions, subject, service, method, args);
-      },
-      callChannel: (method, args) => {
-        if (over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { method } }));
-        if (!opts.channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
-        return opts.channel.call(method, args);
-      },
-    };
-
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       let dispatched: Promise<unknown>;
       const signal = opts.signal;
       const done = (outcome: Outcome, stopped: boolean) => {
-        if (over) return;
-        over = true;
+        if (control.over) return;
+        control.over = true;
         if (timer) clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
         this.#running.delete(key);
         resolve({ outcome, settled: dispatched.then(noop, noop), stopped });
       };
       const stop = (error: ExecutionError) => {
-        if (over) return;
-        stopReason = error;
-        controller?.abort(error);
-        stopListener?.(error);
+        if (control.over) return;
+        control.stop(error);
         done({ ok: false, error }, true);
       };
       const onAbort = () =>
@@ -405,7 +335,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         (data) => done({ ok: true, data }, false),
         (error: unknown) => done({ ok: false, error: asExecutionError(error) }, false),
       );
-      if (over) return;
+      if (control.over) return;
       timer = setTimeout(
         () =>
           stop(

@@ -14,4 +14,5 @@ export * from './runner-protocol.js';
 export * from './scheduler.js';
 export * from './settles-within.js';
 export * from './latency-recorder.js';
+export * from './execution-control.js';
 export * from './base-backend.js';

@@ -1,3 +1,4 @@
+import { types } from 'node:util';
 import { ValidationError } from './errors.js';
 
 /**
@@ -7,6 +8,17 @@ import { ValidationError } from './errors.js';
  */
 export function cloneForWire<T>(value: T, what: string): T {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol')) return value;
+  if (typeof value === 'object') {
+    budget = FAST_BUDGET;
+    seen.length = 0;
+    let copy: unknown = UNSUITABLE;
+    try {
+      copy = fastCopy(value, 0);
+    } catch {
+      // A getter threw: let structuredClone meet it too, and report it the same way.
+    }
+    if (copy !== UNSUITABLE) return copy as T;
+  }
   try {
     return structuredClone(value);
   } catch (error) {
@@ -14,5 +26,60 @@ export function cloneForWire<T>(value: T, what: string): T {
       details: { what, reason: 'not-serializable' },
       cause: error,
     });
+  }
+}
+
+// structuredClone has a fixed cost (serialise + deserialise) that dominates for the small plain
+// values most executions carry. For exactly those — plain objects and dense arrays of strings,
+// numbers, booleans, null and undefined, small and shallow, each object reached once — a JS copy
+// gives the same result; anything else (Dates, Maps, class instances, proxies, shared or cyclic
+// references, holes, "__proto__" keys, big values) goes to structuredClone.
+const UNSUITABLE = Symbol('unsuitable');
+const FAST_BUDGET = 64;
+const FAST_DEPTH = 4;
+let budget = 0;
+/** Objects met in this copy: one met twice is shared (or a cycle), which structuredClone keeps shared. */
+const seen: object[] = [];
+
+function fastCopy(value: object, depth: number): unknown {
+  // structuredClone refuses proxies; so must we.
+  if (depth > FAST_DEPTH || types.isProxy(value) || seen.includes(value)) return UNSUITABLE;
+  seen.push(value);
+  if (Array.isArray(value)) {
+    const length = value.length;
+    if ((budget -= length + 1) < 0 || Object.keys(value).length !== length) return UNSUITABLE;
+    const out = new Array<unknown>(length);
+    for (let i = 0; i < length; i++) {
+      const item = fastLeaf(value[i], depth);
+      if (item === UNSUITABLE) return UNSUITABLE;
+      out[i] = item;
+    }
+    return out;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return UNSUITABLE;
+  const keys = Object.keys(value);
+  if ((budget -= keys.length + 1) < 0) return UNSUITABLE;
+  const out: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (key === '__proto__') return UNSUITABLE;
+    const item = fastLeaf((value as Record<string, unknown>)[key], depth);
+    if (item === UNSUITABLE) return UNSUITABLE;
+    out[key] = item;
+  }
+  return out;
+}
+
+function fastLeaf(item: unknown, depth: number): unknown {
+  switch (typeof item) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return item;
+    case 'object':
+      return item === null ? null : fastCopy(item, depth + 1);
+    default:
+      return UNSUITABLE;
   }
 }

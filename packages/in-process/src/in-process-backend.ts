@@ -5,8 +5,11 @@ import {
   runHandler,
   type BackendOptions,
   type DispatchControl,
+  type Platform,
   type RunnerTask,
 } from '@kb-labs/plugin-execution-core';
+
+const RUNNER = Object.freeze({ pid: process.pid });
 
 /** Options of the in-process backend: exactly the common ones. */
 export type InProcessBackendOptions = BackendOptions;
@@ -29,17 +32,24 @@ export class InProcessBackend extends BaseBackend {
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
-    control.setRunner({ pid: process.pid });
-    const local: RunnerTask = { ...task, input: cloneForWire(task.input, 'input') };
-    const data = await runHandler(local, {
-      signal: control.signal,
+    control.setRunner(RUNNER);
+    // The task is this execution's own object: replacing its input with a copy is safe.
+    task.input = cloneForWire(task.input, 'input');
+    let platform: Platform | undefined;
+    const data = await runHandler(task, {
+      // Getters: the signal and the platform proxy cost something to build, and most handlers use neither.
+      get signal() {
+        return control.signal;
+      },
+      get platform() {
+        return (platform ??= createPlatformProxy((service, method, args) =>
+          control
+            .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
+            .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
+        ));
+      },
       log: (level, message, fields) => control.log(level, message, fields),
       emit: (event) => control.emit(cloneForWire(event, 'ctx.emit() event')),
-      platform: createPlatformProxy((service, method, args) =>
-        control
-          .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
-          .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
-      ),
       channelCall: (method, args) => control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)),
     });
     return cloneForWire(data, 'handler result');

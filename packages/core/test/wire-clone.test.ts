@@ -1,0 +1,74 @@
+import { ValidationError, cloneForWire } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+/** What structuredClone makes of a value, or the fact that it refuses it. */
+function reference(value: unknown): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: structuredClone(value) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+const nullProto = Object.assign(Object.create(null) as Record<string, unknown>, { a: 1 });
+const withUndefined = { a: undefined, b: [undefined, null] };
+const sparse = [1, , 3];
+const extraProp = Object.assign([1, 2], { extra: true });
+const jsonProto = JSON.parse('{"__proto__": {"polluted": true}, "x": 1}') as unknown;
+const cycle: Record<string, unknown> = { name: 'loop' };
+cycle.self = cycle;
+const deep = { a: { b: { c: { d: { e: { f: 1 } } } } } };
+const wide = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`k${i}`, i]));
+const withGetter = Object.defineProperty({}, 'computed', { get: () => 42, enumerable: true });
+const throwingGetter = Object.defineProperty({}, 'boom', {
+  get: () => {
+    throw new Error('getter threw');
+  },
+  enumerable: true,
+});
+
+describe('cloneForWire', () => {
+  it.each([
+    ['a plain object', { args: ['--verbose'], n: 1, ok: true, none: null }],
+    ['-0 and NaN', { z: -0, n: Number.NaN, inf: Number.POSITIVE_INFINITY }],
+    ['a null-prototype object', nullProto],
+    ['undefined members', withUndefined],
+    ['a sparse array', sparse],
+    ['an array with an extra property', extraProp],
+    ['an own "__proto__" key from JSON.parse', jsonProto],
+    ['a cycle', cycle],
+    ['deep nesting', deep],
+    ['a wide object', wide],
+    ['a Date, a Map, a BigInt', { when: new Date(0), map: new Map([[1, 2]]), big: 10n }],
+    ['an enumerable getter', withGetter],
+  ])('gives what structuredClone gives for %s', (_name, value) => {
+    const expected = reference(value);
+    expect(expected.ok).toBe(true);
+    const copy = cloneForWire(value, 'test value');
+    expect(copy).toEqual((expected as { value: unknown }).value);
+    expect(copy).not.toBe(value);
+    expect(Object.getPrototypeOf(copy)).toBe(Object.getPrototypeOf((expected as { value: unknown }).value));
+    expect(Object.keys(copy as object)).toEqual(Object.keys((expected as { value: object }).value));
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it.each([
+    ['a function member', { fn: () => 1 }],
+    ['a symbol member', { s: Symbol('x') }],
+    ['a proxy', new Proxy({ a: 1 }, {})],
+    ['a getter that throws', throwingGetter],
+  ])('refuses %s with a ValidationError, as structuredClone refuses it', (_name, value) => {
+    expect(reference(value).ok).toBe(false);
+    expect(() => cloneForWire(value, 'test value')).toThrow(ValidationError);
+    expect(() => cloneForWire(value, 'test value')).toThrow(/test value cannot be sent/);
+  });
+
+  it('copies nested objects, keeping shared references shared as structuredClone does', () => {
+    const inner = { x: 1 };
+    const copy = cloneForWire({ inner, list: [inner] }, 'v');
+    expect(copy.inner).not.toBe(inner);
+    expect(copy.list[0]).toBe(copy.inner);
+    const separate = cloneForWire({ a: { x: 1 }, b: { x: 1 } }, 'v');
+    expect(separate.a).not.toBe(separate.b);
+  });
+});
