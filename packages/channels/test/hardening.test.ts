@@ -285,14 +285,22 @@ describe('closing', () => {
 
   it('leaves no timer, listener or connection behind after unmount', async () => {
     // Ref'd timers only: the heartbeat interval is unref'd and so invisible here, the auth timer is not.
+    // Counted just around unmount, not against a baseline from before the test: a timer another
+    // test left behind can expire meanwhile and hide ours in a before/after comparison.
     const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const before = timers();
-    const h = await setup({ heartbeatIntervalMs: 50, authenticate: () => new Promise<never>(() => {}), authenticateTimeoutMs: 60_000 });
+    let authenticating = false;
+    const authenticate = () => {
+      authenticating = true;
+      return new Promise<never>(() => {});
+    };
+    const h = await setup({ heartbeatIntervalMs: 50, authenticate, authenticateTimeoutMs: 60_000 });
     const pending = upgradeStatus(h.url('/echo'));
-    await eventually(() => timers() > before, 'auth timer running');
+    await eventually(() => authenticating, 'authenticate called (its timer armed)');
+    const during = timers();
+    expect(during).toBeGreaterThan(0);
     await h.mount.unmount();
     expect((await pending).status).toBe(503);
-    expect(timers()).toBe(before);
+    expect(timers()).toBeLessThan(during);
     expect(h.server.listenerCount('upgrade')).toBe(0);
     expect(h.mount.stats().connections).toBe(0);
   });

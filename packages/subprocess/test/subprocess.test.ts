@@ -274,7 +274,10 @@ describe('permissions (Node permission model)', () => {
   it('symlinks cannot be planted (a way out of a path-based sandbox) → PERMISSION_DENIED', async () => {
     const result = await make().execute({ pluginId: PROBE, handlerId: 'symlink', input: { target: outside } });
     expectError(result, 'PERMISSION_DENIED');
-    expect(result.error.details).toMatchObject({ resource: 'fs.symlink' });
+    // Node 20/22 refuse every symlink to a process without full fs access (resource fs.symlink);
+    // Node 24 checks read access to the link's target instead, which lies outside the grant.
+    const resource = String(result.error.details.resource);
+    expect(resource === 'fs.symlink' || resource.startsWith(`fs.read:${outside}`), resource).toBe(true);
   });
 
   it('child processes and workers are refused unless declared and granted', async () => {
@@ -302,7 +305,9 @@ describe('permissions (Node permission model)', () => {
     expect(data.execArgv).toContain(detectPermissionFlag());
     expect(data.execArgv).toContain('--max-old-space-size=96');
     expect(data.execArgv.some((a) => a.startsWith('--allow-child-process'))).toBe(false);
-    expect(data.heapLimitMb).toBeLessThan(200);
+    // V8's heap limit is old space (96) plus the young generation, whose default size grew in
+    // newer Nodes (about 288 MB in all on Node 24); unlimited, it is gigabytes on this machine.
+    expect(data.heapLimitMb).toBeLessThan(96 + 256);
   });
 
   it('enforcePermissions: false runs the child unrestricted (documented escape hatch)', async () => {
