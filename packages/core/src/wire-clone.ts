@@ -9,11 +9,10 @@ import { ValidationError } from './errors.js';
 export function cloneForWire<T>(value: T, what: string): T {
   if (value === null || (typeof value !== 'object' && typeof value !== 'function' && typeof value !== 'symbol')) return value;
   if (typeof value === 'object') {
-    budget = FAST_BUDGET;
-    seen.length = 0;
     let copy: unknown = UNSUITABLE;
     try {
-      copy = fastCopy(value, 0);
+      // Per call, not module state: a getter read during the copy may itself clone something.
+      copy = fastCopy(value, 0, { budget: FAST_BUDGET, seen: [] });
     } catch {
       // A getter threw: let structuredClone meet it too, and report it the same way.
     }
@@ -37,20 +36,23 @@ export function cloneForWire<T>(value: T, what: string): T {
 const UNSUITABLE = Symbol('unsuitable');
 const FAST_BUDGET = 64;
 const FAST_DEPTH = 4;
-let budget = 0;
-/** Objects met in this copy: one met twice is shared (or a cycle), which structuredClone keeps shared. */
-const seen: object[] = [];
+interface CopyState {
+  /** Entries left before the value counts as big. */
+  budget: number;
+  /** Objects met in this copy: one met twice is shared (or a cycle), which structuredClone keeps shared. */
+  seen: object[];
+}
 
-function fastCopy(value: object, depth: number): unknown {
+function fastCopy(value: object, depth: number, state: CopyState): unknown {
   // structuredClone refuses proxies; so must we.
-  if (depth > FAST_DEPTH || types.isProxy(value) || seen.includes(value)) return UNSUITABLE;
-  seen.push(value);
+  if (depth > FAST_DEPTH || types.isProxy(value) || state.seen.includes(value)) return UNSUITABLE;
+  state.seen.push(value);
   if (Array.isArray(value)) {
     const length = value.length;
-    if ((budget -= length + 1) < 0 || Object.keys(value).length !== length) return UNSUITABLE;
+    if ((state.budget -= length + 1) < 0 || Object.keys(value).length !== length) return UNSUITABLE;
     const out = new Array<unknown>(length);
     for (let i = 0; i < length; i++) {
-      const item = fastLeaf(value[i], depth);
+      const item = fastLeaf(value[i], depth, state);
       if (item === UNSUITABLE) return UNSUITABLE;
       out[i] = item;
     }
@@ -59,18 +61,18 @@ function fastCopy(value: object, depth: number): unknown {
   const proto = Object.getPrototypeOf(value);
   if (proto !== Object.prototype && proto !== null) return UNSUITABLE;
   const keys = Object.keys(value);
-  if ((budget -= keys.length + 1) < 0) return UNSUITABLE;
+  if ((state.budget -= keys.length + 1) < 0) return UNSUITABLE;
   const out: Record<string, unknown> = {};
   for (const key of keys) {
     if (key === '__proto__') return UNSUITABLE;
-    const item = fastLeaf((value as Record<string, unknown>)[key], depth);
+    const item = fastLeaf((value as Record<string, unknown>)[key], depth, state);
     if (item === UNSUITABLE) return UNSUITABLE;
     out[key] = item;
   }
   return out;
 }
 
-function fastLeaf(item: unknown, depth: number): unknown {
+function fastLeaf(item: unknown, depth: number, state: CopyState): unknown {
   switch (typeof item) {
     case 'string':
     case 'number':
@@ -78,7 +80,7 @@ function fastLeaf(item: unknown, depth: number): unknown {
     case 'undefined':
       return item;
     case 'object':
-      return item === null ? null : fastCopy(item, depth + 1);
+      return item === null ? null : fastCopy(item, depth + 1, state);
     default:
       return UNSUITABLE;
   }

@@ -63,6 +63,20 @@ describe('cloneForWire', () => {
     expect(() => cloneForWire(value, 'test value')).toThrow(/test value cannot be sent/);
   });
 
+  it('keeps its bookkeeping per call when a getter clones something mid-copy', () => {
+    const shared = { x: 1 };
+    const value = {
+      first: shared,
+      get middle() {
+        return cloneForWire({ other: { y: 2 } }, 'nested').other.y;
+      },
+      last: shared,
+    };
+    const copy = cloneForWire(value, 'v');
+    expect(copy.middle).toBe(2);
+    expect(copy.last).toBe(copy.first);
+  });
+
   it('copies nested objects, keeping shared references shared as structuredClone does', () => {
     const inner = { x: 1 };
     const copy = cloneForWire({ inner, list: [inner] }, 'v');
