@@ -2,9 +2,13 @@ import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plu
 import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolBackendOptions } from './options.js';
 import { PoolCounters, PoolLane } from './pool-lane.js';
 
-// Next to this module in both builds: dist/index.js and dist/index.cjs (tsup's shims give the
-// CJS build an import.meta.url) both load the ESM dist/worker-entry.js.
-const WORKER_ENTRY = new URL('./worker-entry.js', import.meta.url).href;
+// Next to this module in both builds (tsup's shims give the CJS build an import.meta.url). The
+// CommonJS build of the entry, on purpose: piscina's thread first tries `require()` on the entry,
+// which on Node >= 20.19 would be require(esm) of an ES module — and a require(esm) that meets an
+// import() of the same module still in flight in that thread makes V8 abort the whole process
+// ("IsGraphAsync must be used on an instantiated module"; see nodejs/node#59703). A CommonJS entry
+// is loaded synchronously and cached, so there is no module job to race with.
+const WORKER_ENTRY = new URL('./worker-entry.cjs', import.meta.url).href;
 
 /**
  * Runs handlers on a pool of reused worker threads (piscina), one execution per thread at a time.
