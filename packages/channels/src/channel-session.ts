@@ -1,6 +1,5 @@
 import {
   ValidationError,
-  isExecutionError,
   toHandlerError,
   type ChannelBridge,
   type ContextDescriptor,
@@ -377,7 +376,7 @@ export class ChannelSession implements ChannelConnection {
       outcome = result.ok ? { ok: true, data: result.data } : { ok: false, error: result.error };
     } catch (error) {
       // The interface promises execute() never rejects; a foreign backend might.
-      outcome = { ok: false, error: isExecutionError(error) ? error : toHandlerError(error) };
+      outcome = { ok: false, error: toHandlerError(error) };
     }
     if (!outcome.ok) this.#rt.counters.failedExecutions++;
     return outcome;

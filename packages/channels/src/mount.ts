@@ -27,7 +27,7 @@ import {
   type MountWebSocketChannelsOptions,
   type UnmountOptions,
 } from './options.js';
-import { compileRoute, isUnder, matchRoute, normaliseBasePath, type Route } from './route.js';
+import { compileRoute, matchRoute, normaliseBasePath, type Route } from './route.js';
 import { UpgradeRouter, rejectUpgrade, type UpgradeServer, type UpgradeTarget } from './upgrade-router.js';
 
 /** A channel as mounted: its manifest entry with every limit resolved. */

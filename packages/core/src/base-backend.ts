@@ -188,7 +188,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     // still resolves as a failed result.
     return this.#execute<T>(request, options, meta, t0).catch((error: unknown) => {
       if (!meta.executionId) meta.executionId = randomUUID();
-      return this.#finish(meta, t0, { ok: false, error: asExecutionError(error) }) as ExecutionResult<T>;
+      return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
     });
   }
 
@@ -213,7 +213,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       if (opts.signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
     } catch (error) {
       if (!meta.executionId) meta.executionId = randomUUID();
-      return this.#finish(meta, t0, { ok: false, error: asExecutionError(error) }) as ExecutionResult<T>;
+      return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
     }
 
     // Admission.
@@ -222,7 +222,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       const pending = this.#scheduler.acquire(handler.pluginId, opts.signal);
       slot = pending instanceof Promise ? await pending : pending;
     } catch (error) {
-      return this.#finish(meta, t0, { ok: false, error: asExecutionError(error) }) as ExecutionResult<T>;
+      return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
     }
     if (this.#shutdown) {
       slot.release();
@@ -235,7 +235,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         lease = await this.workspace.acquire(meta.executionId);
       } catch (error) {
         slot.release();
-        return this.#finish(meta, t0, { ok: false, error: asExecutionError(error) }) as ExecutionResult<T>;
+        return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
       }
       if (this.#shutdown) {
         slot.release();
@@ -333,7 +333,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       this.#running.set(key, { stop, done: dispatched.then(noop, noop) });
       dispatched.then(
         (data) => done({ ok: true, data }, false),
-        (error: unknown) => done({ ok: false, error: asExecutionError(error) }, false),
+        (error: unknown) => done({ ok: false, error: toHandlerError(error) }, false),
       );
       if (control.over) return;
       timer = setTimeout(
@@ -436,9 +436,6 @@ export abstract class BaseBackend implements IExecutionBackend {
   }
 }
 
-function asExecutionError(error: unknown): ExecutionError {
-  return isExecutionError(error) ? error : toHandlerError(error);
-}
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;

@@ -2,7 +2,6 @@ import {
   AbortedError,
   ValidationError,
   deserializeError,
-  isExecutionError,
   serializeError,
   toHandlerError,
   type SerializedError,
@@ -242,5 +241,5 @@ export class HostSession {
 export function unwrapRunnerResult(result: RunnerResult): unknown {
   if (result.ok) return result.data;
   const error = deserializeError(result.error);
-  throw isExecutionError(error) ? error : toHandlerError(error);
+  throw toHandlerError(error);
 }

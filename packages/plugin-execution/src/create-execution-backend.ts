@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import {
   ShuttingDownError,
   ValidationError,
-  isExecutionError,
   toHandlerError,
   type BackendHealth,
   type BackendOptions,
@@ -102,7 +101,7 @@ class LazyBackend implements LazyExecutionBackend {
     try {
       backend = await this.#load();
     } catch (error) {
-      return this.#failure(request, isExecutionError(error) ? error : toHandlerError(error), startedAt, t0);
+      return this.#failure(request, toHandlerError(error), startedAt, t0);
     }
     return backend.execute<T>(request, options);
   }
