@@ -78,6 +78,18 @@ export interface BackendDefaults {
    * runner to stop. Only for backends that cannot stop a runner (in-process).
    */
   releaseSlotOnStop?: boolean;
+  /**
+   * Executions admitted beyond `concurrency` and dispatched ahead of a free runner, which then
+   * starts them with no round trip to the host (worker-pool: one behind each running execution).
+   * They count as queued (stats, maxQueue). Requires `reportsStart`. @default 0
+   */
+  lookahead?: number;
+  /**
+   * The backend calls `control.started()` when its runner really begins an execution; the time
+   * limit, `meta.queueWaitMs` and `meta.runMs` count from there instead of from dispatch.
+   * @default false
+   */
+  reportsStart?: boolean;
 }
 
 
@@ -103,6 +115,9 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #grant: PermissionSpec;
   readonly #scheduler: Scheduler;
   readonly #releaseSlotOnStop: boolean;
+  readonly #reportsStart: boolean;
+  /** Executions dispatched and begun by their runner (stats' `active`). */
+  #started = 0;
   #state: BackendState = 'starting';
   #ready: Promise<void> | undefined;
   #readyError: ExecutionError | undefined;
@@ -129,8 +144,10 @@ export abstract class BaseBackend implements IExecutionBackend {
       concurrency: o.maxConcurrency ?? defaults.concurrency,
       maxQueue: o.maxQueue ?? defaults.maxQueue ?? DEFAULT_MAX_QUEUE,
       ...(o.perPluginConcurrency ? { perKeyConcurrency: o.perPluginConcurrency } : {}),
+      ...(defaults.reportsStart && defaults.lookahead ? { lookahead: defaults.lookahead } : {}),
     });
     this.#releaseSlotOnStop = defaults.releaseSlotOnStop ?? false;
+    this.#reportsStart = defaults.reportsStart ?? false;
     this.#pendingSources = o.plugins ?? [];
     if (this.#pendingSources.length === 0) this.#state = 'ready';
   }
@@ -254,8 +271,6 @@ export abstract class BaseBackend implements IExecutionBackend {
       }) as ExecutionResult<T>;
     }
 
-    const tRun = performance.now();
-    meta.queueWaitMs = round(tRun - t0);
     const task: RunnerTask = {
       executionId: meta.executionId,
       pluginId: handler.pluginId,
@@ -271,8 +286,11 @@ export abstract class BaseBackend implements IExecutionBackend {
       memoryMb: handler.memoryMb,
       ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
     };
-    const { outcome, settled, stopped } = await this.#run(task, handler, opts, meta);
-    meta.runMs = round(performance.now() - tRun);
+    const { outcome, settled, stopped, startedAt } = await this.#run(task, handler, opts, meta);
+    // Waiting lasts until the runner began it (dispatch, unless the backend reports the start).
+    const tEnd = performance.now();
+    meta.queueWaitMs = round((startedAt ?? tEnd) - t0);
+    meta.runMs = startedAt === undefined ? 0 : round(tEnd - startedAt);
 
     // The slot and the workspace go back once the runner is really gone. A stopped execution's
     // result waits at most STOP_SETTLE_MS for that; in-process runners cannot be stopped, so
@@ -303,20 +321,22 @@ export abstract class BaseBackend implements IExecutionBackend {
     handler: ResolvedHandler,
     opts: ExecuteOptions,
     meta: ExecutionMeta,
-  ): Promise<{ outcome: Outcome; settled: Promise<unknown>; stopped: boolean }> {
+  ): Promise<{ outcome: Outcome; settled: Promise<unknown>; stopped: boolean; startedAt: number | undefined }> {
     const control = new ExecutionControl(task, handler, opts, meta, this.platform);
     const key = Symbol(task.executionId);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
+      let startedAt: number | undefined;
       let dispatched: Promise<unknown>;
       const signal = opts.signal;
       const done = (outcome: Outcome, stopped: boolean) => {
         if (control.over) return;
         control.over = true;
         if (timer) clearTimeout(timer);
+        if (startedAt !== undefined) this.#started--;
         signal?.removeEventListener('abort', onAbort);
         this.#running.delete(key);
-        resolve({ outcome, settled: dispatched.then(noop, noop), stopped });
+        resolve({ outcome, settled: dispatched.then(noop, noop), stopped, startedAt });
       };
       const stop = (error: ExecutionError) => {
         if (control.over) return;
@@ -324,7 +344,27 @@ export abstract class BaseBackend implements IExecutionBackend {
         done({ ok: false, error }, true);
       };
       const onAbort = () =>
-        stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } }));
+        stop(
+          control.hasStarted
+            ? new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } })
+            : new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted while queued; it never ran`, { details: { phase: 'queued' } }),
+        );
+      const start = () => {
+        if (control.over) return;
+        startedAt = performance.now();
+        this.#started++;
+        timer = setTimeout(
+          () =>
+            stop(
+              new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
+                details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
+              }),
+            ),
+          task.timeoutMs,
+        );
+      };
+      if (this.#reportsStart) control.onStarted = start;
+      else control.hasStarted = true;
       try {
         dispatched = this.dispatch(task, control);
       } catch (error) {
@@ -336,15 +376,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         (error: unknown) => done({ ok: false, error: toHandlerError(error) }, false),
       );
       if (control.over) return;
-      timer = setTimeout(
-        () =>
-          stop(
-            new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
-              details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
-            }),
-          ),
-        task.timeoutMs,
-      );
+      if (!this.#reportsStart) start();
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
@@ -366,18 +398,26 @@ export abstract class BaseBackend implements IExecutionBackend {
     void promise.finally(() => this.#cleanups.delete(promise));
   }
 
+  /** Running and waiting executions; those dispatched ahead of a runner that has not begun them are waiting. */
+  #counts(): { active: number; queued: number } {
+    const s = this.#scheduler;
+    if (!this.#reportsStart) return { active: s.active, queued: s.queued };
+    return { active: this.#started, queued: s.queued + Math.max(0, s.active - this.#started) };
+  }
+
   async stats(): Promise<BackendStats> {
     const s = this.#scheduler;
+    const { active, queued } = this.#counts();
     const runners = this.runnerStats();
     const byOutcome: BackendStats['byOutcome'] = { ok: 0, ...this.#byOutcome };
     return {
       backend: this.type,
       state: this.#state,
-      active: s.active,
-      queued: s.queued,
+      active,
+      queued,
       concurrency: s.concurrency,
       maxQueue: s.maxQueue,
-      utilization: s.concurrency > 0 ? s.active / s.concurrency : 0,
+      utilization: s.concurrency > 0 ? active / s.concurrency : 0,
       total: this.#total,
       byOutcome,
       latency: { total: this.#latency.total.summary(), wait: this.#latency.wait.summary(), run: this.#latency.run.summary() },
@@ -395,8 +435,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       backend: this.type,
       state: this.#state,
       problems,
-      active: this.#scheduler.active,
-      queued: this.#scheduler.queued,
+      ...this.#counts(),
     };
   }
 

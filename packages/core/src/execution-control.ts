@@ -23,6 +23,14 @@ export interface DispatchControl extends HostServices {
   readonly handler: ResolvedHandler;
   /** Report which thread / process runs it (goes into `meta`). */
   setRunner(info: { workerId?: number; pid?: number }): void;
+  /**
+   * The runner has begun the execution now: its time limit starts. Only backends constructed with
+   * `reportsStart` call it (for the others the execution starts when it is dispatched); later calls
+   * do nothing.
+   */
+  started(): void;
+  /** Whether the execution has started (see `started()`). */
+  readonly hasStarted: boolean;
 }
 
 /**
@@ -33,6 +41,9 @@ export class ExecutionControl implements DispatchControl {
   readonly handler: ResolvedHandler;
   /** Set once the result is decided: late logs, events and calls are dropped or refused. */
   over = false;
+  hasStarted = false;
+  /** BaseBackend's start hook (the timer), for backends that report the start themselves. */
+  onStarted: (() => void) | undefined;
   #controller: AbortController | undefined;
   #stopReason: ExecutionError | undefined;
   #stopListener: ((reason: ExecutionError) => void) | undefined;
@@ -66,6 +77,12 @@ export class ExecutionControl implements DispatchControl {
     this.#stopReason = reason;
     this.#controller?.abort(reason);
     this.#stopListener?.(reason);
+  }
+
+  started(): void {
+    if (this.hasStarted) return;
+    this.hasStarted = true;
+    this.onStarted?.();
   }
 
   setRunner(info: { workerId?: number; pid?: number }): void {

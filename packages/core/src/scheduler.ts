@@ -7,6 +7,12 @@ export interface SchedulerOptions {
   maxQueue: number;
   /** Running executions per key (plugin) at most. @default unlimited */
   perKeyConcurrency?: number;
+  /**
+   * Executions admitted beyond `concurrency`: handed to the backend ahead of a free runner (so
+   * that a runner never waits for the host between two executions), while counting as waiting.
+   * Never more than `maxQueue`. @default 0
+   */
+  lookahead?: number;
 }
 
 export interface Slot {
@@ -33,6 +39,8 @@ export class Scheduler {
   readonly concurrency: number;
   readonly maxQueue: number;
   readonly perKeyConcurrency: number;
+  /** Slots at most: `concurrency` plus the lookahead. */
+  readonly #slots: number;
   #active = 0;
   #queued = 0;
   #queue: Waiter[] = [];
@@ -42,8 +50,10 @@ export class Scheduler {
     this.concurrency = options.concurrency;
     this.maxQueue = options.maxQueue;
     this.perKeyConcurrency = options.perKeyConcurrency ?? Number.POSITIVE_INFINITY;
+    this.#slots = this.concurrency + Math.min(options.lookahead ?? 0, this.maxQueue);
   }
 
+  /** Executions holding a slot (with a lookahead, some of them are still waiting for a runner). */
   get active(): number {
     return this.#active;
   }
@@ -62,9 +72,12 @@ export class Scheduler {
     // while a slot is free the only waiters left are those held back by their own key's cap.
     // (Checking `#queued === 0` here instead would let one capped key block every other key.)
     if (this.#hasRoom(key)) return this.#grant(key, 0);
-    if (this.#queued >= this.maxQueue) {
-      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
-        details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
+    // Executions admitted ahead of a runner wait too: they count against maxQueue.
+    const ahead = Math.max(0, this.#active - this.concurrency);
+    if (this.#queued + ahead >= this.maxQueue) {
+      const running = this.#active - ahead;
+      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${running} running)`, {
+        details: { maxQueue: this.maxQueue, active: running, concurrency: this.concurrency },
       });
     }
     return new Promise<Slot>((resolve, reject) => {
@@ -97,7 +110,7 @@ export class Scheduler {
   }
 
   #hasRoom(key: string): boolean {
-    return this.#active < this.concurrency && (this.#perKey.get(key) ?? 0) < this.perKeyConcurrency;
+    return this.#active < this.#slots && (this.#perKey.get(key) ?? 0) < this.perKeyConcurrency;
   }
 
   #grant(key: string, waitedMs: number): Slot {
@@ -124,7 +137,7 @@ export class Scheduler {
       return;
     }
     let i = 0;
-    while (i < this.#queue.length && this.#active < this.concurrency) {
+    while (i < this.#queue.length && this.#active < this.#slots) {
       const waiter = this.#queue[i]!;
       if (waiter.done) {
         this.#queue.splice(i, 1);

@@ -23,6 +23,14 @@ type Balancer = NonNullable<PiscinaOptions['loadBalancer']>;
 
 /** How often an execution whose thread died before starting it is handed to another thread. */
 const MAX_REDISPATCH = 2;
+/** How often one waiting behind another execution may lose its thread (to that one's crash, timeout …) and be handed on. */
+const MAX_REPLACE = 8;
+/**
+ * How long the execution ahead of a waiting one must have run before the waiting one is moved
+ * to a thread that fell idle. Moving costs a round trip on both threads; under a steady load
+ * an idle thread gets new work within microseconds, so moving at once would mostly churn.
+ */
+const MOVE_AFTER_MS = 2;
 /** How long a dying thread gets to deliver its exit event before the execution is reported anyway. */
 const EXIT_WAIT_MS = 2000;
 /** How long shutdown waits for terminated threads to be gone. */
@@ -59,6 +67,30 @@ export class PoolCounters {
   redispatched = 0;
 }
 
+/**
+ * The cap on running executions, shared by a backend's lanes (BaseBackend admits more than that:
+ * one waiting behind each running one, see thread-protocol.ts), and the lanes to wake when
+ * an execution stops running.
+ */
+export class RunGate {
+  readonly cap: number;
+  /** Executions on a thread or on their way to one; not those waiting behind another. */
+  running = 0;
+  readonly lanes: PoolLane[] = [];
+
+  constructor(cap: number) {
+    this.cap = cap;
+  }
+
+  get full(): boolean {
+    return this.running >= this.cap;
+  }
+
+  freed(): void {
+    for (const lane of this.lanes) lane.pump();
+  }
+}
+
 /** One execution on its way through the lane. */
 interface Flight {
   readonly k: number;
@@ -75,6 +107,18 @@ interface Flight {
    */
   abort: AbortController | undefined;
   thread: PoolThread | undefined;
+  /** Handed to `thread` behind its running execution (begins when that one has answered). */
+  target: PoolThread | undefined;
+  /** The host knows it has begun (the time limit runs), and since when (performance.now()). */
+  started: boolean;
+  startedAt: number;
+  /** Counted in the gate's `running`. */
+  holdsRun: boolean;
+  /** Its current dispatch: replies to an earlier one (taken back from a thread) are stale. */
+  d: number;
+  /** Its claim cell on the thread it waits on. */
+  cell: number;
+  replaced: number;
   /** piscina's reply arrived: the thread is free again in piscina's books. */
   acked: boolean;
   /** Logs, events and RPC the thread sent for it, and (from the reply) how many it sent. */
@@ -92,9 +136,14 @@ interface Flight {
  * One piscina pool and the threads in it. A backend has a default lane, plus one per distinct
  * handler `memoryMb` (a thread's heap cap is fixed when it starts).
  *
- * Admission (how many run, who waits, QUEUE_FULL) is BaseBackend's: by the time an execution
- * reaches a lane it has a slot, so piscina always has a free thread or room to start one, and
- * its own queue only ever holds executions waiting for a thread to finish starting.
+ * Admission (who waits, QUEUE_FULL) is BaseBackend's; it hands over up to twice as many
+ * executions as may run. The lane places each one:
+ * - the gate has room: on an idle thread (it starts now), or, none being ready, in piscina's
+ *   queue until a thread has finished starting;
+ * - else behind a running execution on a thread with nobody waiting there yet (see
+ *   thread-protocol.ts), or, when there is none, held here until something stops running.
+ * When a thread falls idle while an execution still waits behind another one elsewhere, that one
+ * is withdrawn and placed again, so that nothing waits behind a slow handler while a thread idles.
  */
 export class PoolLane {
   readonly label: string;
@@ -104,11 +153,19 @@ export class PoolLane {
   readonly #pool: Piscina<ThreadTask, ThreadAck>;
   readonly #threads = new Map<number, PoolThread>();
   readonly #flights = new Map<number, Flight>();
+  readonly #gate: RunGate;
+  /** Admitted, waiting for the gate (FIFO). */
+  readonly #held: Flight[] = [];
+  /** Set while a later look at moving waiting executions is due (see MOVE_AFTER_MS). */
+  #moveTimer: NodeJS.Timeout | undefined;
   #nextKey = 1;
+  #nextDispatch = 1;
   #closing = false;
 
-  constructor(label: string, settings: LaneSettings, counters: PoolCounters) {
+  constructor(label: string, settings: LaneSettings, counters: PoolCounters, gate: RunGate) {
     this.label = label;
+    this.#gate = gate;
+    gate.lanes.push(this);
     this.heapLimitMb = settings.resourceLimits?.maxOldGenerationSizeMb;
     this.#settings = settings;
     this.#counters = counters;
@@ -122,10 +179,11 @@ export class PoolLane {
       minThreads: settings.minThreads,
       maxThreads: settings.maxThreads,
       idleTimeout: settings.idleTimeoutMs,
-      // Never reached: BaseBackend admits at most maxThreads executions, and each holds its
-      // slot until its thread is free again or gone. A bound still beats Infinity if that breaks.
+      // Never reached: only executions the gate lets run wait here, for a thread to finish
+      // starting. A bound still beats Infinity if that breaks.
       maxQueue: settings.maxThreads * 2,
-      concurrentTasksPerWorker: 1,
+      // The running one and one waiting behind it (the thread runs them one after the other).
+      concurrentTasksPerWorker: 2,
       // 'sync' parks an idle thread in Atomics.wait inside a microtask, which freezes whatever a
       // handler left behind (a rejected promise nobody handled, a timer) until the *next*
       // execution runs there, and blames it. With the event loop turning between executions,
@@ -144,6 +202,8 @@ export class PoolLane {
     this.#pool.on('workerCreate', (worker: { id: number }) => {
       const thread = this.#track(worker.id);
       if (thread) thread.ready = true;
+      // An idle thread now: what waits behind another may move here.
+      queueMicrotask(() => this.pump());
     });
     this.#pool.on('workerDestroy', (worker: { id: number }) => {
       // piscina destroys a thread it stops (idle, close) and one that already failed: only the
@@ -155,7 +215,7 @@ export class PoolLane {
       if (!isThreadHello(message)) return;
       const thread = this.#track(message.threadId);
       if (thread?.alive && !thread.port) {
-        thread.connect(message.port);
+        thread.connect(message.port, message.claims);
         this.#counters.startFailureStreak = 0;
       } else {
         message.port.close();
@@ -179,6 +239,13 @@ export class PoolLane {
         reject,
         abort: undefined,
         thread: undefined,
+        target: undefined,
+        started: false,
+        startedAt: 0,
+        holdsRun: false,
+        d: 0,
+        cell: 0,
+        replaced: 0,
         acked: false,
         heard: 0,
         expected: 0,
@@ -192,31 +259,163 @@ export class PoolLane {
       this.#flights.set(k, flight);
       // A callback, not a listener on control.signal: reading the signal would create it.
       control.onStop(flight.onStop);
-      this.#dispatch(flight);
+      this.#place(flight);
     });
   }
 
-  #dispatch(flight: Flight): void {
+  /** Place an execution that is on no thread (new, withdrawn, or its thread died before it began). */
+  #place(flight: Flight): void {
+    if (!this.#tryPlace(flight, this.#held.length === 0)) this.#held.push(flight);
+  }
+
+  #tryPlace(flight: Flight, first: boolean): boolean {
     flight.thread = undefined;
+    flight.target = undefined;
+    flight.started = false;
     flight.acked = false;
     flight.heard = 0;
     flight.expected = 0;
-    flight.abort = this.#hasIdleThread() ? undefined : new AbortController();
-    const payload = { k: flight.k, task: flight.task, [QUEUE_OPTIONS]: flight };
+    if (!this.#gate.full) {
+      this.#gate.running++;
+      flight.holdsRun = true;
+      this.#dispatch(flight, this.#hasIdleThread() ? undefined : new AbortController());
+      return true;
+    }
+    // Behind a running execution; not past executions held here, nor past piscina's queue.
+    if (!first || this.#pool.queueSize > 0) return false;
+    const host = this.#stagingThread();
+    if (!host) return false;
+    flight.target = host;
+    this.#dispatch(flight, undefined);
+    return true;
+  }
+
+  /** A thread whose running execution can have one waiting behind it. */
+  #stagingThread(): PoolThread | undefined {
+    for (const thread of this.#threads.values()) {
+      if (thread.running === undefined || thread.staged !== undefined || thread.stale > 0 || !thread.claims || !thread.alive || thread.endedBy) continue;
+      const running = this.#flights.get(thread.running);
+      // piscina never puts a second task next to one that has an abort signal.
+      if (!running || running.abort || running.stop || running.settled) continue;
+      return thread;
+    }
+    return undefined;
+  }
+
+  /** Place held executions while the gate allows; then move executions waiting behind others to idle threads. */
+  pump(): void {
+    if (this.#closing) return;
+    while (this.#held.length > 0 && this.#tryPlace(this.#held[0]!, true)) this.#held.shift();
+    while (this.#held.length === 0 && !this.#gate.full && this.#hasIdleThread()) {
+      let moved = false;
+      let soonest = Number.POSITIVE_INFINITY;
+      const now = performance.now();
+      for (const thread of this.#threads.values()) {
+        const flight = thread.staged === undefined ? undefined : this.#flights.get(thread.staged);
+        if (!flight) continue;
+        const ahead = thread.running === undefined ? undefined : this.#flights.get(thread.running);
+        const due = ahead?.started ? ahead.startedAt + MOVE_AFTER_MS : now;
+        if (due > now) {
+          soonest = Math.min(soonest, due);
+        } else if (this.#takeBack(flight)) {
+          this.#place(flight);
+          moved = true;
+          break;
+        }
+      }
+      if (!moved) {
+        if (soonest !== Number.POSITIVE_INFINITY && !this.#moveTimer) {
+          this.#moveTimer = setTimeout(() => {
+            this.#moveTimer = undefined;
+            this.pump();
+          }, Math.ceil(soonest - now));
+          this.#moveTimer.unref();
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * Take an execution back from the thread it waits on, if that thread has not begun it: it then
+   * never runs there (see the claim cell in thread-protocol.ts).
+   */
+  #takeBack(flight: Flight): boolean {
+    const thread = flight.thread;
+    if (!thread?.claims || flight.started || thread.staged !== flight.k) return false;
+    if (Atomics.compareExchange(thread.claims, flight.cell, flight.d, 0) !== flight.d) return false;
+    thread.staged = undefined;
+    // piscina still counts the task on the thread until the thread answers it (unrun).
+    thread.stale++;
+    flight.thread = undefined;
+    flight.d = 0;
+    return true;
+  }
+
+  #dispatch(flight: Flight, abort: AbortController | undefined): void {
+    flight.abort = abort;
+    const d = (flight.d = this.#nextDispatch++);
+    if (this.#nextDispatch > 0x7fffffff) this.#nextDispatch = 1;
+    const target = flight.target;
+    const payload: ThreadTask & { [QUEUE_OPTIONS]: Flight } = { k: flight.k, task: flight.task, [QUEUE_OPTIONS]: flight };
+    if (target) {
+      // Two cells, used in turn: the one waiting now may not have been claimed yet by the time
+      // the host has seen its turn come and hands over the next.
+      payload.d = d;
+      payload.c = target.nextCell;
+      flight.cell = target.nextCell;
+      target.nextCell ^= 1;
+      Atomics.store(target.claims!, payload.c, d);
+    }
     let reply: Promise<ThreadAck>;
     try {
-      reply = this.#pool.run(payload, flight.abort ? { signal: flight.abort.signal } : undefined);
+      reply = this.#pool.run(payload, abort ? { signal: abort.signal } : undefined);
     } catch (error) {
       // piscina starts a thread inside run() when it needs one, and Worker's constructor throws
       // synchronously (ERR_WORKER_INVALID_EXEC_ARGV, out of resources …).
       reply = Promise.reject(error);
     }
     reply.then(
-      (ack) => this.#onAck(flight, ack),
-      (error: unknown) => void this.#onRejected(flight, error),
+      (ack) => {
+        if (flight.d === d) this.#onAck(flight, ack);
+        else if (target) this.#onStale(target);
+      },
+      (error: unknown) => {
+        if (flight.d === d) void this.#onRejected(flight, error);
+      },
     );
     // It waits for a thread: piscina may have started one just now.
     if (!flight.thread) this.#adopt();
+  }
+
+  /** The thread answered (unrun) for an execution taken back from it: piscina frees the place. */
+  #onStale(thread: PoolThread): void {
+    thread.stale--;
+    if (!this.#gate.full) this.pump();
+  }
+
+  /** It no longer runs (or never will): give its place in the gate back. */
+  #releaseRun(flight: Flight): void {
+    if (!flight.holdsRun) return;
+    flight.holdsRun = false;
+    this.#gate.running--;
+  }
+
+  /** The thread answered for its running execution: the one waiting there has begun. */
+  #promote(thread: PoolThread): void {
+    const k = thread.staged;
+    thread.staged = undefined;
+    const flight = k === undefined ? undefined : this.#flights.get(k);
+    if (!flight || flight.settled) return;
+    thread.running = k;
+    flight.target = undefined;
+    flight.started = true;
+    flight.startedAt = performance.now();
+    flight.holdsRun = true;
+    this.#gate.running++;
+    flight.control.started();
+    // Stopped while it waited: the thread got the cancel, which finds it running now.
+    if (flight.stop) this.#stopRunning(flight, flight.stop);
   }
 
   /** Track threads piscina started that we have not seen yet (so a start-up failure is noticed). */
@@ -227,30 +426,46 @@ export class PoolLane {
   /** Whether piscina will hand the next task to a thread at once (so it needs no abort signal). */
   #hasIdleThread(): boolean {
     for (const thread of this.#threads.values()) {
-      if (thread.ready && thread.alive && thread.busy === undefined && thread.endedBy === undefined) return true;
+      if (thread.ready && thread.alive && thread.running === undefined && thread.staged === undefined && thread.endedBy === undefined) return true;
     }
     return false;
   }
 
   /**
    * piscina's load balancer, used to learn which thread each execution goes to (the flight
-   * rides along under piscina's queueOptionsSymbol, which is never sent to the thread).
-   * One execution per thread: the first thread with nothing on it.
+   * rides along under piscina's queueOptionsSymbol, which is never sent to the thread): one that
+   * is to start goes to a thread with nothing on it; one that is to wait goes to its target.
    */
   readonly #balance: Balancer = (task, workers) => {
     const flight = (task as unknown as Record<symbol, Flight | null>)[QUEUE_OPTIONS];
+    let target = flight?.target;
+    if (target && !workers.some((w) => w.id === target!.id && w.currentUsage === 1 && !w.terminating && !w.destroyed)) {
+      // Not expected (the lane checked just before): start it like any other instead.
+      target = flight!.target = undefined;
+      if (!flight!.holdsRun) {
+        flight!.holdsRun = true;
+        this.#gate.running++;
+      }
+    }
     for (const worker of workers) {
-      if (worker.currentUsage !== 0 || worker.terminating || worker.destroyed) continue;
+      if (worker.terminating || worker.destroyed) continue;
+      if (target ? worker.id !== target.id : worker.currentUsage !== 0) continue;
       const thread = this.#track(worker.id);
       if (!thread?.alive || thread.endedBy) continue;
       if (flight) {
         flight.thread = thread;
-        thread.busy = flight.k;
-        thread.runs++;
         flight.control.setRunner({ workerId: thread.id });
-        // Stopped while it waited in piscina's queue without a signal: piscina posts it right
-        // after this returns; end the thread before it gets far.
-        if (flight.stop || flight.settled) queueMicrotask(() => endThread(thread, { kind: 'terminated' }));
+        if (target) {
+          thread.staged = flight.k;
+        } else {
+          thread.running = flight.k;
+          flight.started = true;
+          flight.startedAt = performance.now();
+          flight.control.started();
+          // Stopped while it waited in piscina's queue without a signal: piscina posts it right
+          // after this returns; end the thread before it gets far.
+          if (flight.stop || flight.settled) queueMicrotask(() => endThread(thread, { kind: 'terminated' }));
+        }
       }
       return worker;
     }
@@ -326,6 +541,21 @@ export class PoolLane {
   };
 
   #onAck(flight: Flight, ack: ThreadAck): void {
+    if (ack.w) {
+      this.#onWithdrawn(flight);
+      return;
+    }
+    const thread = flight.thread;
+    if (thread && thread.running === flight.k) {
+      thread.running = undefined;
+      this.#releaseRun(flight);
+      this.#promote(thread);
+    }
+    this.#onAnswer(flight, ack);
+    if (!this.#gate.full) this.#gate.freed();
+  }
+
+  #onAnswer(flight: Flight, ack: ThreadAck): void {
     if (flight.settled) return;
     flight.acked = true;
     flight.expected = ack.n;
@@ -341,6 +571,22 @@ export class PoolLane {
     });
   }
 
+  /** The thread gave back an execution that waited there (asked to, or cancelled): it never began there. */
+  #onWithdrawn(flight: Flight): void {
+    const thread = flight.thread;
+    if (thread?.staged === flight.k) thread.staged = undefined;
+    if (thread?.running === flight.k) {
+      // Withdrawn in the instant between its turn coming and its start: the host had counted
+      // it as begun (its time limit already runs), but it has not run.
+      thread.running = undefined;
+      this.#releaseRun(flight);
+    }
+    if (flight.settled) return;
+    if (flight.stop) this.#settle(flight, flight.stop);
+    else this.#place(flight);
+    if (!this.#gate.full) this.#gate.freed();
+  }
+
   /** Settle once piscina has freed the thread and everything the execution sent has been handled. */
   #settleIfComplete(flight: Flight): boolean {
     if (!flight.acked || !flight.result || flight.heard < flight.expected) return false;
@@ -354,7 +600,6 @@ export class PoolLane {
     if (thread?.alive && thread.error === undefined && (error as Error)?.name === 'DataCloneError') {
       // piscina could not post the task: the input holds something structured clone refuses.
       // The thread never saw it and stays in service.
-      if (thread.busy === flight.k) thread.busy = undefined;
       this.#settle(flight, unserializableError('The input', error));
       return;
     }
@@ -369,6 +614,22 @@ export class PoolLane {
     thread.drain();
     await exitedWithin(thread, EXIT_WAIT_MS);
     if (flight.settled) return;
+    const startedHere = flight.heard > 0 || thread.reports.some((r) => r.k === flight.k);
+    if (!flight.started && !startedHere) {
+      // It waited behind the execution that ended the thread (a crash, a timeout, a retirement):
+      // it never began, so it goes to another thread.
+      if (thread.staged === flight.k) thread.staged = undefined;
+      if (flight.stop) {
+        this.#settle(flight, flight.stop);
+      } else if (flight.replaced < MAX_REPLACE && !this.#closing) {
+        flight.replaced++;
+        this.#counters.redispatched++;
+        this.#place(flight);
+      } else {
+        this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
+      }
+      return;
+    }
     if (flight.result) {
       // It answered before it went (a retirement, or a crash after the fact): the answer stands.
       this.#settle(flight);
@@ -378,14 +639,15 @@ export class PoolLane {
       this.#settle(flight, flight.stop);
       return;
     }
-    const startedHere = flight.heard || thread.reports.some((r) => r.k === flight.k);
     if (!startedHere && thread.reports.length > 0 && flight.redispatches < MAX_REDISPATCH && !this.#closing) {
       // The thread died of something left over from an earlier execution before it began this
       // one (its report names another execution or none): this one never ran, so it can go to
       // another thread instead of failing for someone else's crash.
       flight.redispatches++;
       this.#counters.redispatched++;
-      this.#dispatch(flight);
+      if (thread.running === flight.k) thread.running = undefined;
+      this.#releaseRun(flight);
+      this.#place(flight);
       return;
     }
     this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
@@ -409,11 +671,39 @@ export class PoolLane {
     flight.stop = reason;
     const thread = flight.thread;
     if (!thread) {
+      const held = this.#held.indexOf(flight);
+      if (held >= 0) {
+        // Held here: it never runs.
+        this.#held.splice(held, 1);
+        this.#settle(flight, reason);
+        return;
+      }
       // Still in piscina's queue: taken out (it never runs), or, without a signal, its thread
       // is ended the moment it gets one (see #balance).
       flight.abort?.abort(reason);
       return;
     }
+    if (!flight.started) {
+      // Waiting behind another execution on its thread: taken back, it never runs.
+      if (this.#takeBack(flight)) {
+        this.#settle(flight, reason);
+        return;
+      }
+      // The thread has just begun it (the host has not heard yet): the cancel finds it running,
+      // and #promote ends it as below.
+      try {
+        thread.send({ k: flight.k, m: { type: 'cancel', reason: serializeError(reason) } });
+      } catch {
+        // No channel: the thread is going, and it goes with it (see #onRejected).
+      }
+      return;
+    }
+    this.#stopRunning(flight, reason);
+  }
+
+  /** Stop an execution its thread is running: the caller's abort gets a grace period; anything else ends the thread now. */
+  #stopRunning(flight: Flight, reason: ExecutionError): void {
+    const thread = flight.thread!;
     if (reason?.code === 'ABORTED' && this.#settings.abortGraceMs > 0 && thread.port) {
       // The caller's abort: ctx.signal fires in the thread now; a handler that honours it
       // finishes and keeps its thread. One that does not is terminated after the grace period.
@@ -442,21 +732,26 @@ export class PoolLane {
     flight.session.close();
     this.#flights.delete(flight.k);
     const thread = flight.thread;
-    if (thread && thread.busy === flight.k) thread.busy = undefined;
+    if (thread?.running === flight.k) thread.running = undefined;
+    if (thread?.staged === flight.k) thread.staged = undefined;
+    const ran = flight.holdsRun;
+    this.#releaseRun(flight);
     if (error !== undefined) {
       flight.reject(error);
-      return;
+    } else {
+      try {
+        flight.resolve(unwrapRunnerResult(flight.result!));
+      } catch (failure) {
+        flight.reject(failure);
+      }
     }
-    try {
-      flight.resolve(unwrapRunnerResult(flight.result!));
-    } catch (failure) {
-      flight.reject(failure);
-    }
+    if (ran && !this.#gate.full) this.#gate.freed();
   }
 
   /** Terminate every thread (executions have ended or been stopped by then). */
   async close(): Promise<void> {
     this.#closing = true;
+    clearTimeout(this.#moveTimer);
     // Threads already on their way out (executions just stopped) must be gone first: piscina
     // starts a replacement for any thread whose exit it learns of after destroy() has returned.
     const live = new Set(this.#pool.threads);
@@ -474,11 +769,15 @@ export class PoolLane {
     this.#pool.removeAllListeners();
   }
 
-  snapshot(): { threads: number; busy: number; idle: number; queued: number } {
+  snapshot(): { threads: number; busy: number; idle: number; queued: number; staged: number; held: number } {
     let busy = 0;
-    for (const thread of this.#threads.values()) if (thread.busy !== undefined) busy++;
+    let staged = 0;
+    for (const thread of this.#threads.values()) {
+      if (thread.running !== undefined) busy++;
+      if (thread.staged !== undefined) staged++;
+    }
     const threads = this.#pool.threads.length;
-    return { threads, busy, idle: Math.max(0, threads - busy), queued: this.#pool.queueSize };
+    return { threads, busy, idle: Math.max(0, threads - busy), queued: this.#pool.queueSize, staged, held: this.#held.length };
   }
 }
 

@@ -16,8 +16,14 @@ export class PoolThread {
   /** piscina counts it ready (it reported workerCreate): a task posted now starts at once. */
   ready = false;
   /** The execution key running here, if any. */
-  busy: number | undefined;
-  runs = 0;
+  running: number | undefined;
+  /** The execution key handed over behind it, which the thread begins once it has answered for the running one. */
+  staged: number | undefined;
+  /** The claim cells (see thread-protocol.ts), from its hello, and the one to use next. */
+  claims: Int32Array | undefined;
+  nextCell = 0;
+  /** Executions taken back from it whose piscina task it has not answered yet (piscina still counts them). */
+  stale = 0;
   /** What the thread said about its own death (see CrashReport), oldest first. */
   readonly reports: CrashReport[] = [];
   /** The Worker's 'error' event: an uncaught exception, or ERR_WORKER_OUT_OF_MEMORY. */
@@ -65,10 +71,11 @@ export class PoolThread {
     return this.#connected;
   }
 
-  /** Attach the thread's channel (from its hello). */
-  connect(port: MessagePort): void {
+  /** Attach the thread's channel and claim cell (from its hello). */
+  connect(port: MessagePort, claims: SharedArrayBuffer): void {
     this.#connected = true;
     this.port = port;
+    this.claims = new Int32Array(claims);
     port.on('message', (message: ThreadToHost) => this.#route(this, message));
     // The channel never keeps the host alive: piscina refs the thread while a task runs on it.
     port.unref();

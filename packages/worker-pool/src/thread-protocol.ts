@@ -10,32 +10,53 @@
  *   logs, events, platform RPC and its replies, cancel, crash reports, and results that are not
  *   plain data. One channel per thread instead of one per execution halves the cost of a round
  *   trip (measured: a MessageChannel per execution costs as much as piscina's own round trip).
+ *
+ * A thread holds at most two executions: the one running and one waiting behind it, which it
+ * begins as soon as it has answered for the first, with no round trip to the host in between
+ * (the host counts it as started once it learns of that answer). Without that, a thread sleeps
+ * between two executions and has to be woken for each: measured, half the throughput of raw
+ * piscina on trivial handlers.
+ *
+ * Who gets to decide about a waiting execution, the thread (begin it) or the host (take it back,
+ * to cancel it or to move it to a thread that fell idle), is settled by a shared Int32, its claim
+ * cell (two per thread, used in turn): the host writes the dispatch id there when it hands the
+ * execution over; whoever swaps it back to 0 first owns it. The host never has to wait for a thread that is
+ * stuck in a synchronous handler to hear it.
  */
 import type { HostToRunner, RunnerResult, RunnerTask, RunnerToHost, SerializedError } from '@kb-labs/plugin-execution-core';
 import type { MessagePort } from 'node:worker_threads';
 
-/** The piscina task: `k` names the execution on the thread channel. */
+/**
+ * The piscina task: `k` names the execution on the thread channel. `d`, set when it is handed over
+ * to wait behind the running one, is its dispatch id in claim cell `c`: the thread begins it only
+ * if it can swap `d` for 0 there.
+ */
 export interface ThreadTask {
   k: number;
   task: RunnerTask;
+  d?: number;
+  c?: number;
 }
 
 /**
  * What the thread returns to piscina: the result itself when it is plain data (the common case:
  * one message back), else nothing, the result then being on the channel. `n` is how many other
  * messages (logs, events, RPC) the execution sent on the channel before: the host has handled
- * them all before it reports the result.
+ * them all before it reports the result. `w` marks an execution the host took back before the
+ * thread began it (it lost the claim): it never ran.
  */
 export interface ThreadAck {
   n: number;
   r?: RunnerResult;
+  w?: 1;
 }
 
-/** First message of every thread, on piscina's parent port: the thread's end of its channel. */
+/** First message of every thread, on piscina's parent port: the thread's end of its channel, and its claim cell. */
 export interface ThreadHello {
   kbWorkerPool: 'hello';
   threadId: number;
   port: MessagePort;
+  claims: SharedArrayBuffer;
 }
 
 export function isThreadHello(message: unknown): message is ThreadHello {

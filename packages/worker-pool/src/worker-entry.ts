@@ -27,6 +27,16 @@ const send = (message: ThreadToHost): void => pristinePost(channel, message);
 
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
+/** This thread asked to be retired: it begins nothing more (the host ends it). */
+let retiring = false;
+
+/** Executions handed to this thread behind the running one, in order. */
+const waiting: Array<{ t: ThreadTask; resolve: (ack: ThreadAck | Promise<ThreadAck>) => void }> = [];
+
+/** The claim cell (see thread-protocol.ts), and the one operation on it, taken before plugin code can replace it. */
+const claims = new Int32Array(new SharedArrayBuffer(8));
+const compareExchange = Atomics.compareExchange;
+const WITHDRAWN: ThreadAck = { n: 0, w: 1 };
 
 /** A cancel that arrived before its execution did (they travel on different ports). */
 let earlyCancel: HostToThread | undefined;
@@ -52,11 +62,39 @@ function report(crash: CrashReport): void {
   }
 }
 
-const hello: ThreadHello = { kbWorkerPool: 'hello', threadId, port: port2 as MessagePort };
+const hello: ThreadHello = { kbWorkerPool: 'hello', threadId, port: port2 as MessagePort, claims: claims.buffer as SharedArrayBuffer };
 parentPort!.postMessage(hello, [port2]);
 
+/**
+ * piscina calls this once per execution. One runs at a time: one handed over while another runs
+ * waits, and begins once that one has answered — if the host has not taken it back meanwhile.
+ */
+export default function runExecution(t: ThreadTask): ThreadAck | Promise<ThreadAck> {
+  if (current || retiring || waiting.length > 0) return new Promise((resolve) => waiting.push({ t, resolve }));
+  return begin(t);
+}
+
+function begin(t: ThreadTask): ThreadAck | Promise<ThreadAck> {
+  if (t.d !== undefined && compareExchange(claims, t.c ?? 0, t.d, 0) !== t.d) return WITHDRAWN;
+  let cancel: HostToThread | undefined;
+  if (earlyCancel?.k === t.k) cancel = earlyCancel;
+  earlyCancel = undefined;
+  return execute(t, cancel);
+}
+
+/** Begin the next waiting execution: after the answer for the last one is on its way to the host. */
+function next(): void {
+  while (!current && !retiring) {
+    const w = waiting.shift();
+    if (!w) return;
+    const ack = begin(w.t);
+    w.resolve(ack);
+    if (ack !== WITHDRAWN) return;
+  }
+}
+
 /** One execution. Resolves once its result is on its way; never rejects. */
-export default async function runExecution({ k, task }: ThreadTask): Promise<ThreadAck> {
+async function execute({ k, task }: ThreadTask, cancel: HostToThread | undefined): Promise<ThreadAck> {
   handles.mark();
   env.apply(process.env, task.permissions?.env);
   let sent = 0;
@@ -65,8 +103,7 @@ export default async function runExecution({ k, task }: ThreadTask): Promise<Thr
     sent++;
   });
   current = { k, session };
-  if (earlyCancel?.k === k) session.handle(earlyCancel.m);
-  earlyCancel = undefined;
+  if (cancel) session.handle(cancel.m);
   output.begin((out, lines) => {
     send({ k, out, lines });
     sent++;
@@ -80,7 +117,12 @@ export default async function runExecution({ k, task }: ThreadTask): Promise<Thr
   }
   executions++;
   const retire = retireReason(guard, handles, executions, config.maxExecutions);
-  if (!retire && plainlyCloneable(result)) return { n: sent, r: result };
+  if (!retire) {
+    // Checked above with no timer of ours pending. piscina posts the answer from the microtasks
+    // that follow this return; an immediate runs after them.
+    if (waiting.length > 0) setImmediate(next);
+    if (plainlyCloneable(result)) return { n: sent, r: result };
+  }
   try {
     send(retire ? { k, m: result, retire } : { k, m: result });
   } catch (error) {
@@ -89,8 +131,10 @@ export default async function runExecution({ k, task }: ThreadTask): Promise<Thr
     send(retire ? { k, m: refused, retire } : { k, m: refused });
   }
   if (retire) {
-    // Never tell piscina this thread is free: the host terminates it as soon as it reads the
-    // result (piscina then starts a replacement).
+    // Never tell piscina this thread is free, and begin nothing more: the host terminates it as
+    // soon as it reads the result (piscina then starts a replacement; what waited here goes to
+    // another thread).
+    retiring = true;
     return new Promise<never>(() => {});
   }
   return { n: sent };

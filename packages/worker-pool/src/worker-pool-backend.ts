@@ -1,6 +1,6 @@
 import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core';
 import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolBackendOptions } from './options.js';
-import { PoolCounters, PoolLane } from './pool-lane.js';
+import { PoolCounters, PoolLane, RunGate } from './pool-lane.js';
 
 // Next to this module in both builds (tsup's shims give the CJS build an import.meta.url). The
 // CommonJS build of the entry, on purpose: piscina's thread first tries `require()` on the entry,
@@ -23,11 +23,16 @@ export class WorkerPoolBackend extends BaseBackend {
   readonly #settings: ResolvedPoolOptions;
   readonly #counters = new PoolCounters();
   readonly #lanes = new Map<number | 'default', PoolLane>();
+  readonly #gate: RunGate;
 
   constructor(options: WorkerPoolBackendOptions = {}) {
     const settings = resolvePoolOptions(options);
-    super('worker-pool', options, { concurrency: settings.maxThreads });
+    const running = options.maxConcurrency ?? settings.maxThreads;
+    // One more execution per running one is handed to its thread ahead of time (it counts as
+    // queued): the thread begins it as soon as it has answered, and the time limit starts then.
+    super('worker-pool', options, { concurrency: running, lookahead: running, reportsStart: true });
     this.#settings = settings;
+    this.#gate = new RunGate(running);
     this.#lanes.set('default', this.#createLane('default', settings.minThreads, settings.resourceLimits?.maxOldGenerationSizeMb));
   }
 
@@ -44,6 +49,8 @@ export class WorkerPoolBackend extends BaseBackend {
     let busy = 0;
     let idle = 0;
     let pending = 0;
+    let staged = 0;
+    let held = 0;
     const lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }> = {};
     for (const lane of this.#lanes.values()) {
       const s = lane.snapshot();
@@ -51,6 +58,8 @@ export class WorkerPoolBackend extends BaseBackend {
       busy += s.busy;
       idle += s.idle;
       pending += s.queued;
+      staged += s.staged;
+      held += s.held;
       lanes[lane.label] = { threads: s.threads, busy: s.busy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
     }
     const c = this.#counters;
@@ -60,6 +69,10 @@ export class WorkerPoolBackend extends BaseBackend {
       idle,
       // Executions waiting for a thread to finish starting (the admission queue is `queued`).
       startingWait: pending,
+      // Executions handed to a thread behind its running one (they begin there next).
+      staged,
+      // Executions admitted but waiting for a running one to end (no thread could take them yet).
+      held,
       minThreads: this.#settings.minThreads,
       maxThreads: this.#settings.maxThreads,
       started: c.started,
@@ -112,6 +125,7 @@ export class WorkerPoolBackend extends BaseBackend {
         maxLogLineLength: s.maxLogLineLength,
       },
       this.#counters,
+      this.#gate,
     );
   }
 }

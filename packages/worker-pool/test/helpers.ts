@@ -22,6 +22,8 @@ export interface RunnerFigures {
   terminated: number;
   stopped: number;
   redispatched: number;
+  staged: number;
+  held: number;
   retired: Record<'globals-tampered' | 'handles-left' | 'recycled', number>;
   lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
   minThreads: number;
