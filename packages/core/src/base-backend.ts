@@ -304,8 +304,14 @@ export abstract class BaseBackend implements IExecutionBackend {
       meta.artifacts = await listArtifacts(lease.dir);
       if (opts.keepWorkspace) meta.workspaceDir = lease.dir;
     }
+    if (!stopped) {
+      // The outcome came from the runner itself: it is done, nothing to wait for.
+      slot.release();
+      if (lease && !opts.keepWorkspace) await lease.release().catch(noop);
+      return this.#finish(meta, t0, outcome) as ExecutionResult<T>;
+    }
     const cleanup = async () => {
-      if (!(stopped && this.#releaseSlotOnStop)) {
+      if (!this.#releaseSlotOnStop) {
         await settled;
         slot.release();
       }
@@ -328,6 +334,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       let timer: NodeJS.Timeout | undefined;
       let startedAt: number | undefined;
       let dispatched: Promise<unknown>;
+      let settled: Promise<unknown>;
       const signal = opts.signal;
       const done = (outcome: Outcome, stopped: boolean) => {
         if (control.over) return;
@@ -336,7 +343,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         if (startedAt !== undefined) this.#started--;
         signal?.removeEventListener('abort', onAbort);
         this.#running.delete(key);
-        resolve({ outcome, settled: dispatched.then(noop, noop), stopped, startedAt });
+        resolve({ outcome, settled, stopped, startedAt });
       };
       const stop = (error: ExecutionError) => {
         if (control.over) return;
@@ -370,7 +377,8 @@ export abstract class BaseBackend implements IExecutionBackend {
       } catch (error) {
         dispatched = Promise.reject(error);
       }
-      this.#running.set(key, { stop, done: dispatched.then(noop, noop) });
+      settled = dispatched.then(noop, noop);
+      this.#running.set(key, { stop, done: settled });
       dispatched.then(
         (data) => done({ ok: true, data }, false),
         (error: unknown) => done({ ok: false, error: toHandlerError(error) }, false),

@@ -96,7 +96,8 @@ interface Flight {
   readonly k: number;
   readonly task: RunnerTask;
   readonly control: DispatchControl;
-  readonly session: HostSession;
+  /** Made when the thread first says something besides the result (most executions never do). */
+  session: HostSession | undefined;
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
   /**
@@ -234,7 +235,7 @@ export class PoolLane {
         k,
         task,
         control,
-        session: new HostSession(control, (m) => flight.thread?.send({ k, m })),
+        session: undefined,
         resolve,
         reject,
         abort: undefined,
@@ -498,11 +499,12 @@ export class PoolLane {
     }
     if (message.m.type !== 'result') {
       flight.heard++;
+      flight.session ??= new HostSession(flight.control, (m) => flight.thread?.send({ k: flight.k, m }));
       flight.session.handle(message.m);
       return;
     }
     flight.result = message.m;
-    flight.session.close();
+    flight.session?.close();
     if ('retire' in message && message.retire) {
       // The thread asked not to be reused and will not report itself free: end it (piscina
       // replaces it); the result stands.
@@ -729,7 +731,7 @@ export class PoolLane {
     flight.settled = true;
     if (flight.graceTimer) clearTimeout(flight.graceTimer);
     flight.control.onStop(undefined);
-    flight.session.close();
+    flight.session?.close();
     this.#flights.delete(flight.k);
     const thread = flight.thread;
     if (thread?.running === flight.k) thread.running = undefined;
