@@ -123,7 +123,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   #readyError: ExecutionError | undefined;
   readonly #pendingSources: readonly PluginSource[];
   #shutdown: Promise<void> | undefined;
-  readonly #running = new Map<symbol, { stop: (error: ExecutionError) => void; done: Promise<unknown> }>();
+  readonly #running = new Map<symbol, { stop: (error: ExecutionError) => void; done: Promise<unknown>; control: ExecutionControl }>();
   readonly #cleanups = new Set<Promise<unknown>>();
   readonly #byOutcome: Partial<Record<'ok' | ErrorCode, number>> = {};
   #total = 0;
@@ -378,7 +378,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         dispatched = Promise.reject(error);
       }
       settled = dispatched.then(noop, noop);
-      this.#running.set(key, { stop, done: settled });
+      this.#running.set(key, { stop, done: settled, control });
       dispatched.then(
         (data) => done({ ok: true, data }, false),
         (error: unknown) => done({ ok: false, error: toHandlerError(error) }, false),
@@ -460,8 +460,12 @@ export abstract class BaseBackend implements IExecutionBackend {
     if (this.#running.size > 0) {
       await settlesWithin(Promise.all([...this.#running.values()].map((r) => r.done)), timeoutMs);
     }
-    for (const { stop } of [...this.#running.values()]) {
-      stop(new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }));
+    for (const { stop, control } of [...this.#running.values()]) {
+      stop(
+        control.hasStarted
+          ? new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } })
+          : new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }),
+      );
     }
     // Stopped executions release their workspace inside execute() once their runner is gone
     // (bounded by STOP_SETTLE_MS); wait for that so nothing is left when shutdown() resolves.

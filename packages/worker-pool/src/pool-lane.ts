@@ -616,7 +616,10 @@ export class PoolLane {
     thread.drain();
     await exitedWithin(thread, EXIT_WAIT_MS);
     if (flight.settled) return;
-    const startedHere = flight.heard > 0 || thread.reports.some((r) => r.k === flight.k);
+    // Its answer may be in the thread's last words (see CrashReport.answered), piscina having dropped it.
+    const answered = thread.reports.find((r) => r.answered?.k === flight.k)?.answered;
+    if (answered && !flight.result && answered.ack.r) flight.result = answered.ack.r;
+    const startedHere = flight.heard > 0 || answered !== undefined || thread.reports.some((r) => r.k === flight.k);
     if (!flight.started && !startedHere) {
       // It waited behind the execution that ended the thread (a crash, a timeout, a retirement):
       // it never began, so it goes to another thread.

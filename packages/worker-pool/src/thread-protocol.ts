@@ -76,6 +76,12 @@ export interface CrashReport {
   reason: 'uncaught-exception' | 'unhandled-rejection' | 'exit';
   error?: SerializedError;
   exitCode?: number;
+  /**
+   * The answer for the execution before this one, when this one had been waiting behind it:
+   * piscina drops replies it has not read when a thread dies, so an execution that finished an
+   * instant before its successor crashed the thread would otherwise lose its result.
+   */
+  answered?: { k: number; ack: ThreadAck };
 }
 
 export type ThreadToHost =

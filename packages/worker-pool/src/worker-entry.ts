@@ -38,6 +38,9 @@ const claims = new Int32Array(new SharedArrayBuffer(8));
 const compareExchange = Atomics.compareExchange;
 const WITHDRAWN: ThreadAck = { n: 0, w: 1 };
 
+/** The last answer given while another execution waited here (see CrashReport.answered); one at most. */
+let answered: { k: number; ack: ThreadAck } | undefined;
+
 /** A cancel that arrived before its execution did (they travel on different ports). */
 let earlyCancel: HostToThread | undefined;
 
@@ -56,7 +59,7 @@ process.on('exit', (exitCode) => report({ k: current?.k ?? -1, reason: 'exit', e
 
 function report(crash: CrashReport): void {
   try {
-    send({ crash });
+    send(answered ? { crash: { ...crash, answered } } : { crash });
   } catch {
     // The channel is already gone; the host still sees the thread exit.
   }
@@ -120,8 +123,11 @@ async function execute({ k, task }: ThreadTask, cancel: HostToThread | undefined
   if (!retire) {
     // Checked above with no timer of ours pending. piscina posts the answer from the microtasks
     // that follow this return; an immediate runs after them.
+    const ack: ThreadAck = plainlyCloneable(result) ? { n: sent, r: result } : { n: sent };
+    // Kept while the next one runs, until that one is answered in turn.
+    answered = waiting.length > 0 ? { k, ack } : undefined;
     if (waiting.length > 0) setImmediate(next);
-    if (plainlyCloneable(result)) return { n: sent, r: result };
+    if (ack.r) return ack;
   }
   try {
     send(retire ? { k, m: result, retire } : { k, m: result });

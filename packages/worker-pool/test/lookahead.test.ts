@@ -1,4 +1,4 @@
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +84,22 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     expect((await runners(backend)).redispatched).toBeGreaterThanOrEqual(1);
   });
 
+  it.each(['exit', 'unhandled-rejection'])('one that crashes its thread (%s) right after the one before it answered: that answer stands, and it ran once', async (handlerId) => {
+    // The thread begins the waiting execution the moment it has answered for the one before; if
+    // that one crashes the thread at once, the host may not have read the answer yet (piscina
+    // drops unread replies of a dead thread; the thread's last words carry it, see CrashReport).
+    const backend = await warm();
+    for (let i = 0; i < 20; i++) {
+      const name = `answered-${handlerId}-${i}`;
+      const before = backend.execute({ pluginId: POOL, handlerId: 'appends', input: { dir: marks, name } });
+      const crashing = backend.execute({ pluginId: HOSTILE, handlerId });
+      const [b, c] = await Promise.all([before, crashing]);
+      expect(okData(b)).toEqual({ appended: name });
+      expectError(c, 'WORKER_CRASHED');
+      expect(await readFile(path.join(marks, name), 'utf8')).toBe('x');
+    }
+  });
+
   it('an execution waiting behind one whose thread is retired runs on another thread', async () => {
     const backend = await warm();
     const tamper = backend.execute({ pluginId: HOSTILE, handlerId: 'tamper-globals' });
@@ -93,6 +109,26 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     expect(okData(b)).toBe('behind');
     expect(b.meta.workerId).not.toBe(t.meta.workerId);
     expect(await runners(backend)).toMatchObject({ retired: { 'globals-tampered': 1 }, redispatched: 1 });
+  });
+
+  it('shutdown() drains what waits behind a running execution, and fails it as queued once its timeout has passed', async () => {
+    const drained = await warm();
+    const first = drained.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 100 } });
+    const behind = drained.execute({ pluginId: POOL, handlerId: 'marks-start', input: { dir: marks, name: 'drained' } });
+    await drained.shutdown({ timeoutMs: 5000 });
+    expectOk(await first);
+    expectOk(await behind);
+
+    const stopped = await warm();
+    const stuck = stopped.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 60_000 });
+    const waiting = stopped.execute({ pluginId: POOL, handlerId: 'marks-start', input: { dir: marks, name: 'never-started' } });
+    await waitFor(async () => (await runners(stopped)).staged === 1);
+    await stopped.shutdown({ timeoutMs: 100 });
+    expectError(await stuck, 'SHUTTING_DOWN');
+    const w = await waiting;
+    expectError(w, 'SHUTTING_DOWN');
+    expect(w.error.details).toMatchObject({ phase: 'queued' });
+    expect(await exists('never-started.started')).toBe(false);
   });
 
   it('moves an execution waiting behind a slow handler to a thread that falls idle', async () => {
