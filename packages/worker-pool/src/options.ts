@@ -60,6 +60,15 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
   maxOutputPerStream?: number;
   /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
   maxLogLineLength?: number;
+  /**
+   * After an execution, a thread with nothing else to do busy-waits this long (µs) for the next
+   * one before it goes to sleep — only while a core is free for it (the host thread, the running
+   * executions and the busy-waiting threads must fit on `os.availableParallelism()` cores), so it
+   * never takes CPU from work. Saves waking the thread when executions follow each other closely
+   * (one at a time: ~30 µs of ~100 µs per execution on our 2-core machines). 0 turns it off.
+   * @default 100
+   */
+  spinWaitUs?: number;
 }
 
 export interface ResolvedPoolOptions {
@@ -73,6 +82,7 @@ export interface ResolvedPoolOptions {
   execArgv: string[] | undefined;
   maxOutputPerStream: number;
   maxLogLineLength: number;
+  spinWaitUs: number;
 }
 
 const RESOURCE_LIMIT_KEYS = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'] as const;
@@ -104,6 +114,7 @@ export function resolvePoolOptions(options: WorkerPoolBackendOptions | undefined
   const abortGraceMs = int('abortGraceMs', 0, MAX_TIMER_MS) ?? 500;
   const maxOutputPerStream = int('maxOutputPerStream', 0, 1_000_000_000) ?? 1_000_000;
   const maxLogLineLength = int('maxLogLineLength', 1, 100_000_000) ?? 16_384;
+  const spinWaitUs = int('spinWaitUs', 0, 10_000) ?? 100;
 
   let resourceLimits: ResourceLimits | undefined;
   if (o.resourceLimits !== undefined) {
@@ -146,7 +157,7 @@ export function resolvePoolOptions(options: WorkerPoolBackendOptions | undefined
   }
 
   if (issues.length) throw validationError('Invalid worker-pool backend options', issues);
-  return { maxThreads, minThreads, idleTimeoutMs, resourceLimits, maxExecutionsPerThread, abortGraceMs, env, execArgv, maxOutputPerStream, maxLogLineLength };
+  return { maxThreads, minThreads, idleTimeoutMs, resourceLimits, maxExecutionsPerThread, abortGraceMs, env, execArgv, maxOutputPerStream, maxLogLineLength, spinWaitUs };
 }
 
 function describe(value: unknown): string {

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
@@ -51,6 +52,7 @@ export interface LaneSettings {
   abortGraceMs: number;
   maxOutputPerStream: number;
   maxLogLineLength: number;
+  spinWaitUs: number;
 }
 
 /** Counters shared by every lane of a backend (for `stats().runners`). */
@@ -74,16 +76,27 @@ export class PoolCounters {
  */
 export class RunGate {
   readonly cap: number;
-  /** Executions on a thread or on their way to one; not those waiting behind another. */
-  running = 0;
   readonly lanes: PoolLane[] = [];
+  /** Shared with the threads (see ThreadConfig.load): [0] mirrors `running`. */
+  readonly load = new Int32Array(new SharedArrayBuffer(8));
+  #running = 0;
 
   constructor(cap: number) {
     this.cap = cap;
   }
 
+  /** Executions on a thread or on their way to one; not those waiting behind another. */
+  get running(): number {
+    return this.#running;
+  }
+
+  set running(value: number) {
+    this.#running = value;
+    Atomics.store(this.load, 0, value);
+  }
+
   get full(): boolean {
-    return this.running >= this.cap;
+    return this.#running >= this.cap;
   }
 
   freed(): void {
@@ -174,6 +187,9 @@ export class PoolLane {
       maxExecutions: settings.maxExecutionsPerThread,
       maxOutputPerStream: settings.maxOutputPerStream,
       maxLogLineLength: settings.maxLogLineLength,
+      spinWaitUs: settings.spinWaitUs,
+      cores: Math.max(1, os.availableParallelism()),
+      load: gate.load.buffer as SharedArrayBuffer,
     };
     this.#pool = createPool({
       filename: settings.entry,
@@ -376,6 +392,9 @@ export class PoolLane {
       // synchronously (ERR_WORKER_INVALID_EXEC_ARGV, out of resources …).
       reply = Promise.reject(error);
     }
+    // Wake a thread that busy-waits for work (see worker-entry.ts); the message is on its port by now.
+    const posted = target ?? flight.thread;
+    if (posted?.claims) Atomics.add(posted.claims, 2, 1);
     reply.then(
       (ack) => {
         if (flight.d === d) this.#onAck(flight, ack);

@@ -17,6 +17,10 @@
  * between two executions and has to be woken for each: measured, half the throughput of raw
  * piscina on trivial handlers.
  *
+ * The thread's shared cells hold a third one, its doorbell: the host bumps it after it posts the
+ * thread anything, so that a thread busy-waiting for its next execution (see ThreadConfig) knows
+ * to go back to its event loop, where the message is.
+ *
  * Who gets to decide about a waiting execution, the thread (begin it) or the host (take it back,
  * to cancel it or to move it to a thread that fell idle), is settled by a shared Int32, its claim
  * cell (two per thread, used in turn): the host writes the dispatch id there when it hands the
@@ -102,4 +106,14 @@ export interface ThreadConfig {
   /** stdout/stderr capture limits (see OutputTap). */
   maxOutputPerStream: number;
   maxLogLineLength: number;
+  /** How long an idle thread busy-waits for its next execution (µs; 0 = never), while a core is free for it. */
+  spinWaitUs: number;
+  /** Cores the process may use (os.availableParallelism()). */
+  cores: number;
+  /**
+   * Shared with the host and every thread: [0] executions running (the host's count), [1] threads
+   * busy-waiting now. A thread busy-waits only while running ones, the waiting ones, itself and
+   * the host thread fit on the cores.
+   */
+  load: SharedArrayBuffer;
 }

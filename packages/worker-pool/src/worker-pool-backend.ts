@@ -123,6 +123,7 @@ export class WorkerPoolBackend extends BaseBackend {
         abortGraceMs: s.abortGraceMs,
         maxOutputPerStream: s.maxOutputPerStream,
         maxLogLineLength: s.maxLogLineLength,
+        spinWaitUs: s.spinWaitUs,
       },
       this.#counters,
       this.#gate,

@@ -131,6 +131,16 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     expect(await exists('never-started.started')).toBe(false);
   });
 
+  it.each([0, 5000])('with spinWaitUs %i, executions one after another all run, and a busy-waiting thread is never blamed for a leftover handle', async (spinWaitUs) => {
+    const backend = await warm({ spinWaitUs, maxThreads: 2 });
+    for (let i = 0; i < 50; i++) expect(okData(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }))).toBe(i);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }).then((r) => expect(okData(r)).toBe(i))));
+    // A handler that does leave a timer still gets its thread retired.
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'leaves-interval' }));
+    await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+    expect(await runners(backend)).toMatchObject({ retired: { 'globals-tampered': 0, 'handles-left': 1 }, crashed: 0, terminated: 0 });
+  });
+
   it('moves an execution waiting behind a slow handler to a thread that falls idle', async () => {
     const backend = backends.make({ maxThreads: 2, minThreads: 2, workspace: false });
     await Promise.all([1, 2].map((i) => backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 20 * i } })));

@@ -16,6 +16,8 @@ describe('worker-pool: options', () => {
     [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
+    [{ spinWaitUs: -1 }, 'spinWaitUs'],
+    [{ spinWaitUs: 20_000 }, 'spinWaitUs'],
   ])('rejects %j naming %s', (options, path) => {
     let thrown: unknown;
     try {
