@@ -446,7 +446,9 @@ export class PoolLane {
   /** Whether piscina will hand the next task to a thread at once (so it needs no abort signal). */
   #hasIdleThread(): boolean {
     for (const thread of this.#threads.values()) {
-      if (thread.ready && thread.alive && thread.running === undefined && thread.staged === undefined && thread.endedBy === undefined) return true;
+      if (thread.ready && thread.alive && thread.running === undefined && thread.staged === undefined && thread.stale === 0 && thread.endedBy === undefined) {
+        return true;
+      }
     }
     return false;
   }
