@@ -89,6 +89,17 @@ export function describeConformance(name: string, create: BackendFactory, capabi
         expect(result.meta.workerId !== undefined || result.meta.pid !== undefined).toBe(true);
       });
 
+      it('counts the handler\'s own work as run time, not as wait (meta.runMs), with nothing queued', async () => {
+        const backend = make();
+        await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'cpu', input: { ms: 60 } });
+        expectOk(result);
+        // Relations only (no speed assertion): the handler spun ~60 ms of its run, none of its wait.
+        expect(result.meta.runMs).toBeGreaterThan(result.meta.queueWaitMs);
+        expect(result.meta.runMs).toBeGreaterThanOrEqual(60);
+        expect(result.meta.durationMs).toBeGreaterThanOrEqual(result.meta.runMs);
+      });
+
       it('accepts undefined input and a host-chosen execution id', async () => {
         const backend = make();
         const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', executionId: 'my-run-1', context: { requestId: 'r-1' } });

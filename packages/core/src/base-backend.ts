@@ -356,10 +356,7 @@ export abstract class BaseBackend implements IExecutionBackend {
             ? new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } })
             : new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted while queued; it never ran`, { details: { phase: 'queued' } }),
         );
-      const start = () => {
-        if (control.over) return;
-        startedAt = performance.now();
-        this.#started++;
+      const armTimer = () => {
         timer = setTimeout(
           () =>
             stop(
@@ -370,8 +367,21 @@ export abstract class BaseBackend implements IExecutionBackend {
           task.timeoutMs,
         );
       };
-      if (this.#reportsStart) control.onStarted = start;
-      else control.hasStarted = true;
+      const markStarted = () => {
+        startedAt = performance.now();
+        this.#started++;
+      };
+      if (this.#reportsStart) {
+        control.onStarted = () => {
+          if (control.over) return;
+          markStarted();
+          armTimer();
+        };
+      } else {
+        // Begun as it is dispatched (in-process runs its synchronous part inside dispatch()).
+        control.hasStarted = true;
+        markStarted();
+      }
       try {
         dispatched = this.dispatch(task, control);
       } catch (error) {
@@ -384,7 +394,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         (error: unknown) => done({ ok: false, error: toHandlerError(error) }, false),
       );
       if (control.over) return;
-      if (!this.#reportsStart) start();
+      if (!this.#reportsStart) armTimer();
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
