@@ -161,6 +161,42 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     for (let i = 1; i < spans.length; i++) expect(spans[i]!.start).toBeGreaterThanOrEqual(spans[i - 1]!.end);
   });
 
+  it('a mixed storm (crashes, timeouts, aborts, echoes; 32 in flight on 2 threads) settles every execution once, as its kind says, and leaves nothing waiting', async () => {
+    const backend = backends.make({ maxThreads: 2, minThreads: 2, workspace: false, abortGraceMs: 50 });
+    const kinds = ['echo', 'echo', 'echo', 'exit', 'loop', 'abort', 'throw'] as const;
+    const plan = Array.from({ length: 210 }, (_, i) => kinds[i % kinds.length]!);
+    const seen = new Map<string, number>();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < plan.length) {
+          const i = next++;
+          const kind = plan[i]!;
+          if (kind === 'echo') {
+            const r = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i });
+            expect(okData(r)).toBe(i);
+          } else if (kind === 'exit') {
+            expectError(await backend.execute({ pluginId: HOSTILE, handlerId: 'exit' }), 'WORKER_CRASHED');
+          } else if (kind === 'loop') {
+            expectError(await backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 100 }), 'TIMEOUT');
+          } else if (kind === 'throw') {
+            expectError(await backend.execute({ pluginId: BASIC, handlerId: 'throws' }), 'HANDLER_ERROR');
+          } else {
+            const controller = new AbortController();
+            const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
+            setTimeout(() => controller.abort(), i % 3);
+            expectError(await pending, 'ABORTED');
+          }
+          seen.set(kind, (seen.get(kind) ?? 0) + 1);
+        }
+      }),
+    );
+    expect([...seen.values()].reduce((a, b) => a + b, 0)).toBe(plan.length);
+    expect(await backend.stats()).toMatchObject({ active: 0, queued: 0 });
+    expect(await runners(backend)).toMatchObject({ busy: 0, staged: 0, held: 0 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
   it('runs 2,000 executions with 64 in flight on 2 threads: every one answered once, nothing left waiting', async () => {
     const backend = backends.make({ maxThreads: 2, minThreads: 2, workspace: false });
     let next = 0;
