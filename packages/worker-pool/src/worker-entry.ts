@@ -40,6 +40,7 @@ const compareExchange = Atomics.compareExchange;
 const load = Atomics.load;
 const add = Atomics.add;
 const now = performance.now.bind(performance);
+const immediate = setImmediate;
 const shared = config.load ? new Int32Array(config.load) : undefined;
 const RUNNING = 0;
 const SPINNING = 1;
@@ -160,8 +161,8 @@ async function execute({ k, task }: ThreadTask, cancel: HostToThread | undefined
     const ack: ThreadAck = plainlyCloneable(result) ? { n: sent, r: result } : { n: sent };
     // Kept while the next one runs, until that one is answered in turn.
     answered = waiting.length > 0 ? { k, ack } : undefined;
-    if (waiting.length > 0) setImmediate(next);
-    else if (spinMs > 0) setImmediate(spinWait).unref();
+    if (waiting.length > 0) immediate(next);
+    else if (spinMs > 0) immediate(spinWait).unref();
     if (ack.r) return ack;
   }
   try {
