@@ -157,7 +157,7 @@ interface Flight {
  * - else behind a running execution on a thread with nobody waiting there yet (see
  *   thread-protocol.ts), or, when there is none, held here until something stops running.
  * When a thread falls idle while an execution still waits behind another one elsewhere, that one
- * is withdrawn and placed again, so that nothing waits behind a slow handler while a thread idles.
+ * is taken back and placed again, so that nothing waits behind a slow handler while a thread idles.
  */
 export class PoolLane {
   readonly label: string;
@@ -280,7 +280,7 @@ export class PoolLane {
     });
   }
 
-  /** Place an execution that is on no thread (new, withdrawn, or its thread died before it began). */
+  /** Place an execution that is on no thread (new, taken back, or its thread died before it began). */
   #place(flight: Flight): void {
     if (!this.#tryPlace(flight, this.#held.length === 0)) this.#held.push(flight);
   }
@@ -594,13 +594,16 @@ export class PoolLane {
     });
   }
 
-  /** The thread gave back an execution that waited there (asked to, or cancelled): it never began there. */
+  /**
+   * The thread answered "not begun" for the current dispatch of an execution: it lost the claim
+   * the host did not take. Not expected (only the host clears a claim cell); handled all the same:
+   * the execution never began there, so it goes elsewhere.
+   */
   #onWithdrawn(flight: Flight): void {
     const thread = flight.thread;
     if (thread?.staged === flight.k) thread.staged = undefined;
     if (thread?.running === flight.k) {
-      // Withdrawn in the instant between its turn coming and its start: the host had counted
-      // it as begun (its time limit already runs), but it has not run.
+      // The host had counted it as begun (its time limit already runs), but it has not run.
       thread.running = undefined;
       this.#releaseRun(flight);
     }
