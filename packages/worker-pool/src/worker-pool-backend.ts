@@ -45,34 +45,24 @@ export class WorkerPoolBackend extends BaseBackend {
   }
 
   protected override runnerStats(): Record<string, unknown> {
-    let threads = 0;
-    let busy = 0;
-    let idle = 0;
-    let pending = 0;
-    let staged = 0;
-    let held = 0;
+    const total = { threads: 0, busy: 0, idle: 0, queued: 0, staged: 0, held: 0 };
     const lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }> = {};
     for (const lane of this.#lanes.values()) {
       const s = lane.snapshot();
-      threads += s.threads;
-      busy += s.busy;
-      idle += s.idle;
-      pending += s.queued;
-      staged += s.staged;
-      held += s.held;
+      for (const key of Object.keys(total) as Array<keyof typeof total>) total[key] += s[key];
       lanes[lane.label] = { threads: s.threads, busy: s.busy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
     }
     const c = this.#counters;
     return {
-      threads,
-      busy,
-      idle,
+      threads: total.threads,
+      busy: total.busy,
+      idle: total.idle,
       // Executions waiting for a thread to finish starting (the admission queue is `queued`).
-      startingWait: pending,
+      startingWait: total.queued,
       // Executions handed to a thread behind its running one (they begin there next).
-      staged,
+      staged: total.staged,
       // Executions admitted but waiting for a running one to end (no thread could take them yet).
-      held,
+      held: total.held,
       minThreads: this.#settings.minThreads,
       maxThreads: this.#settings.maxThreads,
       started: c.started,
