@@ -17,14 +17,14 @@ import {
 } from '@kb-labs/plugin-execution-core';
 import { crashError, startFailureError } from './crash.js';
 import { PoolThread, type ThreadEnd } from './pool-thread.js';
-import { isThreadHello, type RetireReason, type ThreadAck, type ThreadConfig, type ThreadTask, type ThreadToHost } from './thread-protocol.js';
+import { DOORBELL, STAGE_DEPTH, isThreadHello, type RetireReason, type ThreadAck, type ThreadConfig, type ThreadResult, type ThreadTask, type ThreadToHost } from './thread-protocol.js';
 
 type PiscinaOptions = NonNullable<ConstructorParameters<typeof Piscina>[0]>;
 type Balancer = NonNullable<PiscinaOptions['loadBalancer']>;
 
 /** How often an execution whose thread died before starting it is handed to another thread. */
 const MAX_REDISPATCH = 2;
-/** How often one waiting behind another execution may lose its thread (to that one's crash, timeout …) and be handed on. */
+/** How often one waiting behind another execution may lose its thread (to that one's crash, timeout …) and be placed again. */
 const MAX_REPLACE = 8;
 /**
  * How long the execution ahead of a waiting one must have run before the waiting one is moved
@@ -71,8 +71,8 @@ export class PoolCounters {
 
 /**
  * The cap on running executions, shared by a backend's lanes (BaseBackend admits more than that:
- * one waiting behind each running one, see thread-protocol.ts), and the lanes to wake when
- * an execution stops running.
+ * up to STAGE_DEPTH waiting behind each running one, see thread-protocol.ts), and the lanes to
+ * wake when an execution stops running.
  */
 export class RunGate {
   readonly cap: number;
@@ -120,24 +120,20 @@ interface Flight {
    * Node 20, as much as the rest of the dispatch).
    */
   abort: AbortController | undefined;
+  /** The thread it runs on, or waits on behind the running one. */
   thread: PoolThread | undefined;
-  /** Handed to `thread` behind its running execution (begins when that one has answered). */
-  target: PoolThread | undefined;
   /** The host knows it has begun (the time limit runs), and since when (performance.now()). */
   started: boolean;
   startedAt: number;
   /** Counted in the gate's `running`. */
   holdsRun: boolean;
-  /** Its current dispatch: replies to an earlier one (taken back from a thread) are stale. */
+  /** Its current dispatch: a session reply or rejection for an earlier one is not about it. */
   d: number;
-  /** Its claim cell on the thread it waits on. */
+  /** Its claim cell on its thread, until the thread has answered for it (-1: none). */
   cell: number;
   replaced: number;
-  /** piscina's reply arrived: the thread is free again in piscina's books. */
-  acked: boolean;
-  /** Logs, events and RPC the thread sent for it, and (from the reply) how many it sent. */
-  heard: number;
-  expected: number;
+  /** The thread sent something for it (a log, an event, a platform call): it began there. */
+  heard: boolean;
   result: RunnerResult | undefined;
   stop: ExecutionError | undefined;
   graceTimer: NodeJS.Timeout | undefined;
@@ -150,14 +146,17 @@ interface Flight {
  * One piscina pool and the threads in it. A backend has a default lane, plus one per distinct
  * handler `memoryMb` (a thread's heap cap is fixed when it starts).
  *
- * Admission (who waits, QUEUE_FULL) is BaseBackend's; it hands over up to twice as many
- * executions as may run. The lane places each one:
- * - the gate has room: on an idle thread (it starts now), or, none being ready, in piscina's
- *   queue until a thread has finished starting;
- * - else behind a running execution on a thread with nobody waiting there yet (see
- *   thread-protocol.ts), or, when there is none, held here until something stops running.
+ * Admission (who waits, QUEUE_FULL) is BaseBackend's; it hands over up to STAGE_DEPTH + 1 times
+ * as many executions as may run. The lane places each one:
+ * - the gate has room: on an idle thread, in a new session (a piscina task: it starts now), or,
+ *   none being ready, in piscina's queue until a thread has finished starting;
+ * - else over the channel of a thread in session, behind its running execution, where fewest
+ *   wait (see thread-protocol.ts), or, when every such place is taken, held here until something
+ *   stops running.
  * When a thread falls idle while an execution still waits behind another one elsewhere, that one
  * is taken back and placed again, so that nothing waits behind a slow handler while a thread idles.
+ * When a thread dies, the lane settles or places again every execution on it, from the thread's
+ * exit (piscina's rejection only tells it which session that was).
  */
 export class PoolLane {
   readonly label: string;
@@ -199,8 +198,8 @@ export class PoolLane {
       // Never reached: only executions the gate lets run wait here, for a thread to finish
       // starting. A bound still beats Infinity if that breaks.
       maxQueue: settings.maxThreads * 2,
-      // The running one and one waiting behind it (the thread runs them one after the other).
-      concurrentTasksPerWorker: 2,
+      // One session per thread; what waits behind its running execution goes over the channel.
+      concurrentTasksPerWorker: 1,
       // 'sync' parks an idle thread in Atomics.wait inside a microtask, which freezes whatever a
       // handler left behind (a rejected promise nobody handled, a timer) until the *next*
       // execution runs there, and blames it. With the event loop turning between executions,
@@ -256,16 +255,13 @@ export class PoolLane {
         reject,
         abort: undefined,
         thread: undefined,
-        target: undefined,
         started: false,
         startedAt: 0,
         holdsRun: false,
         d: 0,
-        cell: 0,
+        cell: -1,
         replaced: 0,
-        acked: false,
-        heard: 0,
-        expected: 0,
+        heard: false,
         result: undefined,
         stop: undefined,
         graceTimer: undefined,
@@ -287,48 +283,54 @@ export class PoolLane {
 
   #tryPlace(flight: Flight, first: boolean): boolean {
     flight.thread = undefined;
-    flight.target = undefined;
     flight.started = false;
-    flight.acked = false;
-    flight.heard = 0;
-    flight.expected = 0;
+    flight.heard = false;
     if (!this.#gate.full) {
       this.#gate.running++;
       flight.holdsRun = true;
-      this.#dispatch(flight, this.#hasIdleThread() ? undefined : new AbortController());
+      const lingering = this.#lingeringThread();
+      if (!lingering || !this.#stage(flight, lingering)) this.#startSession(flight, this.#hasIdleThread() ? undefined : new AbortController());
       return true;
     }
     // Behind a running execution; not past executions held here, nor past piscina's queue.
     if (!first || this.#pool.queueSize > 0) return false;
-    const host = this.#stagingThread();
-    if (!host) return false;
-    flight.target = host;
-    this.#dispatch(flight, undefined);
-    return true;
+    const thread = this.#stagingThread();
+    return thread !== undefined && this.#stage(flight, thread);
   }
 
-  /** A thread whose running execution can have one waiting behind it. */
-  #stagingThread(): PoolThread | undefined {
+  /** A thread in session with nothing to run: what is handed to it begins at once. */
+  #lingeringThread(): PoolThread | undefined {
     for (const thread of this.#threads.values()) {
-      if (thread.running === undefined || thread.staged !== undefined || thread.stale > 0 || !thread.claims || !thread.alive || thread.endedBy) continue;
-      const running = this.#flights.get(thread.running);
-      // piscina never puts a second task next to one that has an abort signal.
-      if (!running || running.abort || running.stop || running.settled) continue;
-      return thread;
+      if (thread.session && thread.running === undefined && thread.staged.length === 0 && thread.claims && thread.port && thread.alive && !thread.endedBy) return thread;
     }
     return undefined;
+  }
+
+  /** The thread in session with the fewest executions waiting behind its running one, and room for one more. */
+  #stagingThread(): PoolThread | undefined {
+    let best: PoolThread | undefined;
+    for (const thread of this.#threads.values()) {
+      if (!thread.session || thread.running === undefined || thread.staged.length >= STAGE_DEPTH) continue;
+      if (!thread.claims || !thread.port || !thread.alive || thread.endedBy) continue;
+      if (best && best.staged.length <= thread.staged.length) continue;
+      const running = this.#flights.get(thread.running);
+      // One being stopped ends its thread, most likely.
+      if (!running || running.stop || running.settled) continue;
+      best = thread;
+    }
+    return best;
   }
 
   /** Place held executions while the gate allows; then move executions waiting behind others to idle threads. */
   pump(): void {
     if (this.#closing) return;
     while (this.#held.length > 0 && this.#tryPlace(this.#held[0]!, true)) this.#held.shift();
-    while (this.#held.length === 0 && !this.#gate.full && this.#hasIdleThread()) {
+    while (this.#held.length === 0 && !this.#gate.full && (this.#hasIdleThread() || this.#lingeringThread())) {
       let moved = false;
       let soonest = Number.POSITIVE_INFINITY;
       const now = performance.now();
       for (const thread of this.#threads.values()) {
-        const flight = thread.staged === undefined ? undefined : this.#flights.get(thread.staged);
+        const flight = thread.staged.length === 0 ? undefined : this.#flights.get(thread.staged[0]!);
         if (!flight) continue;
         const ahead = thread.running === undefined ? undefined : this.#flights.get(thread.running);
         const due = ahead?.started ? ahead.startedAt + MOVE_AFTER_MS : now;
@@ -353,37 +355,18 @@ export class PoolLane {
     }
   }
 
-  /**
-   * Take an execution back from the thread it waits on, if that thread has not begun it: it then
-   * never runs there (see the claim cell in thread-protocol.ts).
-   */
-  #takeBack(flight: Flight): boolean {
-    const thread = flight.thread;
-    if (!thread?.claims || flight.started || thread.staged !== flight.k) return false;
-    if (Atomics.compareExchange(thread.claims, flight.cell, flight.d, 0) !== flight.d) return false;
-    thread.staged = undefined;
-    // piscina still counts the task on the thread until the thread answers it (unrun).
-    thread.stale++;
-    flight.thread = undefined;
-    flight.d = 0;
-    return true;
+  #nextD(): number {
+    const d = this.#nextDispatch++;
+    if (this.#nextDispatch > 0x7fffffff) this.#nextDispatch = 1;
+    return d;
   }
 
-  #dispatch(flight: Flight, abort: AbortController | undefined): void {
+  /** Open a session for it: on an idle thread, or (`abort` set) in piscina's queue until a thread is ready. */
+  #startSession(flight: Flight, abort: AbortController | undefined): void {
     flight.abort = abort;
-    const d = (flight.d = this.#nextDispatch++);
-    if (this.#nextDispatch > 0x7fffffff) this.#nextDispatch = 1;
-    const target = flight.target;
+    flight.cell = -1;
+    const d = (flight.d = this.#nextD());
     const payload: ThreadTask & { [QUEUE_OPTIONS]: Flight } = { k: flight.k, task: flight.task, [QUEUE_OPTIONS]: flight };
-    if (target) {
-      // Two cells, used in turn: the one waiting now may not have been claimed yet by the time
-      // the host has seen its turn come and hands over the next.
-      payload.d = d;
-      payload.c = target.nextCell;
-      flight.cell = target.nextCell;
-      target.nextCell ^= 1;
-      Atomics.store(target.claims!, payload.c, d);
-    }
     let reply: Promise<ThreadAck>;
     try {
       reply = this.#pool.run(payload, abort ? { signal: abort.signal } : undefined);
@@ -392,13 +375,9 @@ export class PoolLane {
       // synchronously (ERR_WORKER_INVALID_EXEC_ARGV, out of resources …).
       reply = Promise.reject(error);
     }
-    // Wake a thread that busy-waits for work (see worker-entry.ts); the message is on its port by now.
-    const posted = target ?? flight.thread;
-    if (posted?.claims) Atomics.add(posted.claims, 2, 1);
     reply.then(
-      (ack) => {
-        if (flight.d === d) this.#onAck(flight, ack);
-        else if (target) this.#onStale(target);
+      () => {
+        if (flight.d === d && flight.thread) this.#onSessionEnd(flight.thread);
       },
       (error: unknown) => {
         if (flight.d === d) void this.#onRejected(flight, error);
@@ -408,10 +387,55 @@ export class PoolLane {
     if (!flight.thread) this.#adopt();
   }
 
-  /** The thread answered (unrun) for an execution taken back from it: piscina frees the place. */
-  #onStale(thread: PoolThread): void {
-    thread.stale--;
-    if (!this.#gate.full) this.pump();
+  /**
+   * Hand it over the channel to a thread in session, to run after what runs there — or at once,
+   * when nothing does (the thread lingers). False if that cannot be done (no free cell, no channel).
+   */
+  #stage(flight: Flight, thread: PoolThread): boolean {
+    const cell = thread.cellOwner.indexOf(0);
+    if (cell < 0) return false;
+    const d = this.#nextD();
+    const claims = thread.claims!;
+    Atomics.store(claims, cell, d);
+    try {
+      thread.send({ k: flight.k, task: flight.task, d, c: cell });
+    } catch (error) {
+      Atomics.store(claims, cell, 0);
+      if ((error as Error)?.name !== 'DataCloneError') return false;
+      // The input holds something structured clone refuses; the thread never saw it.
+      this.#settle(flight, unserializableError('The input', error));
+      return true;
+    }
+    flight.abort = undefined;
+    flight.d = d;
+    flight.cell = cell;
+    flight.thread = thread;
+    thread.cellOwner[cell] = flight.k;
+    thread.staged.push(flight.k);
+    flight.control.setRunner({ workerId: thread.id });
+    if (thread.running === undefined) {
+      // It lingers: the doorbell wakes it if it busy-waits.
+      Atomics.add(claims, DOORBELL, 1);
+      this.#promote(thread);
+    }
+    return true;
+  }
+
+  /**
+   * Take an execution back from the thread it waits on, if that thread has not begun it: it then
+   * never runs there (see the claim cell in thread-protocol.ts).
+   */
+  #takeBack(flight: Flight): boolean {
+    const thread = flight.thread;
+    if (!thread?.claims || flight.started || flight.cell < 0) return false;
+    const i = thread.staged.indexOf(flight.k);
+    if (i < 0 || Atomics.compareExchange(thread.claims, flight.cell, flight.d, 0) !== flight.d) return false;
+    thread.staged.splice(i, 1);
+    thread.cellOwner[flight.cell] = 0;
+    flight.cell = -1;
+    flight.thread = undefined;
+    flight.d = 0;
+    return true;
   }
 
   /** It no longer runs (or never will): give its place in the gate back. */
@@ -421,20 +445,26 @@ export class PoolLane {
     this.#gate.running--;
   }
 
-  /** The thread answered for its running execution: the one waiting there has begun. */
+  /**
+   * The first execution waiting on the thread begins (the thread answered for the one before, or
+   * was lingering): the thread claims it as soon as it sees it, if it has not already. It keeps
+   * its cell until the thread has answered for it (see #onSessionEnd).
+   */
   #promote(thread: PoolThread): void {
-    const k = thread.staged;
-    thread.staged = undefined;
+    const k = thread.staged.shift();
     const flight = k === undefined ? undefined : this.#flights.get(k);
     if (!flight || flight.settled) return;
-    thread.running = k;
-    flight.target = undefined;
-    flight.started = true;
-    flight.startedAt = performance.now();
-    flight.holdsRun = true;
-    this.#gate.running++;
-    flight.control.started();
-    // Stopped while it waited: the thread got the cancel, which finds it running now.
+    thread.running = flight.k;
+    if (!flight.holdsRun) {
+      flight.holdsRun = true;
+      this.#gate.running++;
+    }
+    if (!flight.started) {
+      flight.started = true;
+      flight.startedAt = performance.now();
+      flight.control.started();
+    }
+    // Stopped while it waited, too late to take it back: it is running now.
     if (flight.stop) this.#stopRunning(flight, flight.stop);
   }
 
@@ -446,48 +476,34 @@ export class PoolLane {
   /** Whether piscina will hand the next task to a thread at once (so it needs no abort signal). */
   #hasIdleThread(): boolean {
     for (const thread of this.#threads.values()) {
-      if (thread.ready && thread.alive && thread.running === undefined && thread.staged === undefined && thread.stale === 0 && thread.endedBy === undefined) {
-        return true;
-      }
+      if (thread.ready && thread.alive && !thread.session && thread.endedBy === undefined) return true;
     }
     return false;
   }
 
   /**
-   * piscina's load balancer, used to learn which thread each execution goes to (the flight
-   * rides along under piscina's queueOptionsSymbol, which is never sent to the thread): one that
-   * is to start goes to a thread with nothing on it; one that is to wait goes to its target.
+   * piscina's load balancer, used to learn which thread each session goes to (the flight rides
+   * along under piscina's queueOptionsSymbol, which is never sent to the thread).
    */
   readonly #balance: Balancer = (task, workers) => {
     const flight = (task as unknown as Record<symbol, Flight | null>)[QUEUE_OPTIONS];
-    let target = flight?.target;
-    if (target && !workers.some((w) => w.id === target!.id && w.currentUsage === 1 && !w.terminating && !w.destroyed)) {
-      // Not expected (the lane checked just before): start it like any other instead.
-      target = flight!.target = undefined;
-      if (!flight!.holdsRun) {
-        flight!.holdsRun = true;
-        this.#gate.running++;
-      }
-    }
     for (const worker of workers) {
-      if (worker.terminating || worker.destroyed) continue;
-      if (target ? worker.id !== target.id : worker.currentUsage !== 0) continue;
+      if (worker.terminating || worker.destroyed || worker.currentUsage !== 0) continue;
       const thread = this.#track(worker.id);
-      if (!thread?.alive || thread.endedBy) continue;
+      if (!thread?.alive || thread.endedBy || thread.session) continue;
       if (flight) {
+        thread.session = true;
+        thread.running = flight.k;
         flight.thread = thread;
         flight.control.setRunner({ workerId: thread.id });
-        if (target) {
-          thread.staged = flight.k;
-        } else {
-          thread.running = flight.k;
+        if (!flight.started) {
           flight.started = true;
           flight.startedAt = performance.now();
           flight.control.started();
-          // Stopped while it waited in piscina's queue without a signal: piscina posts it right
-          // after this returns; end the thread before it gets far.
-          if (flight.stop || flight.settled) queueMicrotask(() => endThread(thread, { kind: 'terminated' }));
         }
+        // Stopped while it waited in piscina's queue without a signal: piscina posts it right
+        // after this returns; end the thread before it gets far.
+        if (flight.stop || flight.settled) queueMicrotask(() => endThread(thread, { kind: 'terminated' }));
       }
       return worker;
     }
@@ -510,30 +526,44 @@ export class PoolLane {
       thread.record(message.crash);
       return;
     }
+    if ('m' in message && message.m.type === 'result') {
+      this.#onAnswer(thread, message.k, message.m, (message as ThreadResult).retire);
+      return;
+    }
     const flight = this.#flights.get(message.k);
     if (!flight || flight.settled) return;
+    flight.heard = true;
     if ('out' in message) {
-      flight.heard++;
       const level = message.out === 'stdout' ? 'info' : 'error';
       for (const line of message.lines) flight.control.log(level, String(line), undefined, message.out);
       return;
     }
-    if (message.m.type !== 'result') {
-      flight.heard++;
-      flight.session ??= new HostSession(flight.control, (m) => flight.thread?.send({ k: flight.k, m }));
-      flight.session.handle(message.m);
+    flight.session ??= new HostSession(flight.control, (m) => flight.thread?.send({ k: flight.k, m }));
+    flight.session.handle(message.m);
+  };
+
+  /**
+   * The thread answered for execution `k`: it stands, and the next one waiting there begins. All
+   * the execution sent came before its answer on the same channel.
+   */
+  #onAnswer(thread: PoolThread, k: number, result: RunnerResult, retire: RetireReason | undefined): void {
+    const flight = this.#flights.get(k);
+    if (thread.running === k) thread.running = undefined;
+    const cell = thread.cellOwner.indexOf(k);
+    if (cell >= 0) thread.cellOwner[cell] = 0;
+    if (flight && !flight.settled) {
+      flight.cell = -1;
+      flight.result = result;
+      this.#settle(flight);
+    }
+    if (retire) {
+      // The thread asked not to be reused and begins nothing more: end it (piscina replaces it;
+      // what waited there goes elsewhere).
+      endThread(thread, { kind: 'retired', reason: retire });
       return;
     }
-    flight.result = message.m;
-    flight.session?.close();
-    if ('retire' in message && message.retire) {
-      // The thread asked not to be reused and will not report itself free: end it (piscina
-      // replaces it); the result stands.
-      endThread(thread, { kind: 'retired', reason: message.retire });
-    } else {
-      this.#settleIfComplete(flight);
-    }
-  };
+    if (thread.running === undefined && thread.staged.length > 0) this.#promote(thread);
+  }
 
   readonly #onThreadExit = (thread: PoolThread): void => {
     this.#threads.delete(thread.id);
@@ -554,132 +584,166 @@ export class PoolLane {
         flight.abort?.abort(flight.stop);
         this.#settle(flight, flight.stop);
       }
-      return;
+    } else {
+      const end: ThreadEnd = thread.end;
+      if (end === 'retired' && thread.endedBy?.kind === 'retired') counters.retired[thread.endedBy.reason]++;
+      else if (end === 'crashed') counters.crashed++;
+      else if (end === 'terminated') counters.terminated++;
+      else counters.stopped++;
     }
-    const end: ThreadEnd = thread.end;
-    if (end === 'retired' && thread.endedBy?.kind === 'retired') counters.retired[thread.endedBy.reason]++;
-    else if (end === 'crashed') counters.crashed++;
-    else if (end === 'terminated') counters.terminated++;
-    else counters.stopped++;
+    this.#onThreadGone(thread);
   };
 
-  #onAck(flight: Flight, ack: ThreadAck): void {
-    if (ack.w) {
-      this.#onWithdrawn(flight);
-      return;
-    }
-    const thread = flight.thread;
-    if (thread && thread.running === flight.k) {
-      thread.running = undefined;
-      this.#releaseRun(flight);
-      this.#promote(thread);
-    }
-    this.#onAnswer(flight, ack);
-    if (!this.#gate.full) this.#gate.freed();
-  }
-
-  #onAnswer(flight: Flight, ack: ThreadAck): void {
-    if (flight.settled) return;
-    flight.acked = true;
-    flight.expected = ack.n;
-    if (ack.r) flight.result = ack.r;
-    // Whatever the thread sent on the channel was posted before its reply, so it is queued on
-    // the port by now if not yet handled: read it synchronously, in order.
-    if (flight.heard < flight.expected || !flight.result) flight.thread?.drain();
-    if (this.#settleIfComplete(flight)) return;
-    // Not all there (the thread's hello itself may still be on its way): it will come, or the
-    // thread will die trying.
-    void flight.thread?.exited.then(() => {
-      if (!flight.settled) this.#settle(flight, crashError(flight.thread!, flight.k, flight.task, this.heapLimitMb));
-    });
-  }
-
   /**
-   * The thread answered "not begun" for the current dispatch of an execution: it lost the claim
-   * the host did not take. Not expected (only the host clears a claim cell); handled all the same:
-   * the execution never began there, so it goes elsewhere.
+   * Deal with every execution on a thread that is gone (its channel read to the end): those that
+   * waited behind the running one never began and are placed again; the running one gets its
+   * answer if it gave one, else the reason it did not.
    */
-  #onWithdrawn(flight: Flight): void {
-    const thread = flight.thread;
-    if (thread?.staged === flight.k) thread.staged = undefined;
-    if (thread?.running === flight.k) {
-      // The host had counted it as begun (its time limit already runs), but it has not run.
-      thread.running = undefined;
-      this.#releaseRun(flight);
-    }
-    if (flight.settled) return;
-    if (flight.stop) this.#settle(flight, flight.stop);
-    else this.#place(flight);
-    if (!this.#gate.full) this.#gate.freed();
-  }
-
-  /** Settle once piscina has freed the thread and everything the execution sent has been handled. */
-  #settleIfComplete(flight: Flight): boolean {
-    if (!flight.acked || !flight.result || flight.heard < flight.expected) return false;
-    this.#settle(flight);
-    return true;
-  }
-
-  async #onRejected(flight: Flight, error: unknown): Promise<void> {
-    if (flight.settled) return;
-    const thread = flight.thread;
-    if (thread?.alive && thread.error === undefined && (error as Error)?.name === 'DataCloneError') {
-      // piscina could not post the task: the input holds something structured clone refuses.
-      // The thread never saw it and stays in service.
-      this.#settle(flight, unserializableError('The input', error));
-      return;
-    }
-    if (!thread) {
-      // Never reached a thread: removed from piscina's queue by a stop, the pool closed, or no
-      // thread could be started for it.
-      this.#settle(flight, flight.stop ?? this.#notTaken(flight, error));
-      return;
-    }
-
-    // The thread is gone or going: piscina rejects as soon as it learns, before the exit event.
-    thread.drain();
-    await exitedWithin(thread, EXIT_WAIT_MS);
-    if (flight.settled) return;
-    // Its answer may be in the thread's last words (see CrashReport.answered), piscina having dropped it.
-    const answered = thread.reports.find((r) => r.answered?.k === flight.k)?.answered;
-    if (answered && !flight.result && answered.ack.r) flight.result = answered.ack.r;
-    const startedHere = flight.heard > 0 || answered !== undefined || thread.reports.some((r) => r.k === flight.k);
-    if (!flight.started && !startedHere) {
-      // It waited behind the execution that ended the thread (a crash, a timeout, a retirement):
-      // it never began, so it goes to another thread.
-      if (thread.staged === flight.k) thread.staged = undefined;
+  #onThreadGone(thread: PoolThread): void {
+    if (thread.gone) return;
+    thread.gone = true;
+    thread.session = false;
+    const again: Flight[] = [];
+    for (const k of thread.staged.splice(0)) {
+      const flight = this.#flights.get(k);
+      if (!flight || flight.settled) continue;
+      flight.thread = undefined;
+      flight.cell = -1;
+      flight.d = 0;
       if (flight.stop) {
         this.#settle(flight, flight.stop);
       } else if (flight.replaced < MAX_REPLACE && !this.#closing) {
+        // It waited behind the execution that ended the thread (a crash, a timeout, a retirement).
         flight.replaced++;
         this.#counters.redispatched++;
-        this.#place(flight);
+        again.push(flight);
       } else {
         this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
       }
-      return;
     }
-    if (flight.result) {
-      // It answered before it went (a retirement, or a crash after the fact): the answer stands.
-      this.#settle(flight);
-      return;
-    }
+    thread.cellOwner.fill(0);
+    const k = thread.running;
+    thread.running = undefined;
+    const running = k === undefined ? undefined : this.#flights.get(k);
+    if (running && !running.settled) this.#onRunnerGone(thread, running, again);
+    if (again.length > 0) this.#held.unshift(...again);
+    this.pump();
+    if (!this.#gate.full) this.#gate.freed();
+  }
+
+  /** The thread running `flight` is gone: the answer it gave stands; else the stop, a crash, or (it never began) another thread. */
+  #onRunnerGone(thread: PoolThread, flight: Flight, again: Flight[]): void {
+    // (Had it answered, the answer, read from the channel before this, would have settled it.)
     if (flight.stop) {
       this.#settle(flight, flight.stop);
       return;
     }
+    const startedHere = flight.heard || thread.reports.some((r) => r.k === flight.k);
     if (!startedHere && thread.reports.length > 0 && flight.redispatches < MAX_REDISPATCH && !this.#closing) {
       // The thread died of something left over from an earlier execution before it began this
       // one (its report names another execution or none): this one never ran, so it can go to
       // another thread instead of failing for someone else's crash.
       flight.redispatches++;
       this.#counters.redispatched++;
-      if (thread.running === flight.k) thread.running = undefined;
       this.#releaseRun(flight);
-      this.#place(flight);
+      flight.thread = undefined;
+      flight.cell = -1;
+      again.push(flight);
       return;
     }
     this.#settle(flight, crashError(thread, flight.k, flight.task, this.heapLimitMb));
+  }
+
+  /**
+   * The thread ended its session (nothing came while it lingered): piscina counts it idle. What
+   * was handed to it meanwhile never began there: it is taken back and placed again, first.
+   */
+  #onSessionEnd(thread: PoolThread): void {
+    // Its answers on the channel, sent before this reply, come first.
+    thread.drain();
+    if (!thread.session) return;
+    thread.session = false;
+    const again: Flight[] = [];
+    const running = thread.running === undefined ? undefined : this.#flights.get(thread.running);
+    if (running && !running.settled) {
+      // Handed to it as it lingered, and not seen before it gave up: it has not begun.
+      if (this.#reclaim(thread, running)) {
+        thread.running = undefined;
+        again.push(running);
+      }
+    } else {
+      thread.running = undefined;
+    }
+    for (const k of [...thread.staged]) {
+      const waiting = this.#flights.get(k);
+      if (waiting && this.#reclaim(thread, waiting)) again.push(waiting);
+    }
+    if (thread.running !== undefined || thread.staged.length > 0) {
+      // The thread claimed one outside its session: not the protocol. End it; its exit deals with them.
+      endThread(thread, { kind: 'terminated' });
+    }
+    this.#placeAgain(again);
+  }
+
+  /** Take back an execution its thread has not claimed (its cell still holds the dispatch id). */
+  #reclaim(thread: PoolThread, flight: Flight): boolean {
+    if (!thread.claims || flight.cell < 0 || Atomics.compareExchange(thread.claims, flight.cell, flight.d, 0) !== flight.d) return false;
+    const i = thread.staged.indexOf(flight.k);
+    if (i >= 0) thread.staged.splice(i, 1);
+    thread.cellOwner[flight.cell] = 0;
+    flight.cell = -1;
+    flight.thread = undefined;
+    flight.d = 0;
+    return true;
+  }
+
+  /**
+   * Place again, ahead of anything held, executions taken back from a thread. One already counted
+   * as begun keeps its place in the gate and its time limit, and goes straight to a new session.
+   */
+  #placeAgain(again: Flight[]): void {
+    const waiting: Flight[] = [];
+    for (const flight of again) {
+      if (flight.stop) this.#settle(flight, flight.stop);
+      else if (flight.started) this.#startSession(flight, this.#hasIdleThread() ? undefined : new AbortController());
+      else waiting.push(flight);
+    }
+    if (waiting.length > 0) this.#held.unshift(...waiting);
+    this.pump();
+    if (!this.#gate.full) this.#gate.freed();
+  }
+
+  /** piscina rejected a session: it never reached a thread, could not be posted, or its thread is gone. */
+  async #onRejected(flight: Flight, error: unknown): Promise<void> {
+    const thread = flight.thread;
+    if (!thread) {
+      // Never reached a thread: removed from piscina's queue by a stop, the pool closed, or no
+      // thread could be started for it.
+      if (!flight.settled) this.#settle(flight, flight.stop ?? this.#notTaken(flight, error));
+      return;
+    }
+    if (thread.alive && thread.error === undefined && (error as Error)?.name === 'DataCloneError' && thread.running === flight.k) {
+      // piscina could not post the task: the input holds something structured clone refuses.
+      // The thread never saw it and stays in service, idle in piscina's books.
+      thread.session = false;
+      thread.running = undefined;
+      const again: Flight[] = [];
+      for (const k of [...thread.staged]) {
+        const waiting = this.#flights.get(k);
+        if (waiting && this.#reclaim(thread, waiting)) again.push(waiting);
+      }
+      this.#settle(flight, unserializableError('The input', error));
+      this.#placeAgain(again);
+      return;
+    }
+    // The thread is gone or going: piscina rejects as soon as it learns, before the exit event,
+    // which is where the lane deals with the thread's executions (see #onThreadGone).
+    thread.drain();
+    await exitedWithin(thread, EXIT_WAIT_MS);
+    if (!thread.gone) {
+      endThread(thread, { kind: 'terminated' });
+      this.#onThreadGone(thread);
+    }
   }
 
   #notTaken(flight: Flight, error: unknown): ExecutionError {
@@ -723,7 +787,7 @@ export class PoolLane {
       try {
         thread.send({ k: flight.k, m: { type: 'cancel', reason: serializeError(reason) } });
       } catch {
-        // No channel: the thread is going, and it goes with it (see #onRejected).
+        // No channel: the thread is going, and its exit deals with it (see #onThreadGone).
       }
       return;
     }
@@ -762,7 +826,6 @@ export class PoolLane {
     this.#flights.delete(flight.k);
     const thread = flight.thread;
     if (thread?.running === flight.k) thread.running = undefined;
-    if (thread?.staged === flight.k) thread.staged = undefined;
     const ran = flight.holdsRun;
     this.#releaseRun(flight);
     if (error !== undefined) {
@@ -803,7 +866,7 @@ export class PoolLane {
     let staged = 0;
     for (const thread of this.#threads.values()) {
       if (thread.running !== undefined) busy++;
-      if (thread.staged !== undefined) staged++;
+      staged += thread.staged.length;
     }
     const threads = this.#pool.threads.length;
     return { threads, busy, idle: Math.max(0, threads - busy), queued: this.#pool.queueSize, staged, held: this.#held.length };

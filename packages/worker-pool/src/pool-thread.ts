@@ -1,5 +1,5 @@
 import { receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
-import type { CrashReport, HostToThread, RetireReason, ThreadToHost } from './thread-protocol.js';
+import { CELLS, type CrashReport, type HostToThread, type RetireReason, type ThreadToHost } from './thread-protocol.js';
 
 /** Why a thread ended, as the host counts it. */
 export type ThreadEnd = 'crashed' | 'terminated' | 'retired' | 'stopped';
@@ -15,15 +15,18 @@ export class PoolThread {
   port: MessagePort | undefined;
   /** piscina counts it ready (it reported workerCreate): a task posted now starts at once. */
   ready = false;
-  /** The execution key running here, if any. */
+  /** A piscina task (a session, see thread-protocol.ts) is open on it. */
+  session = false;
+  /** The execution key running here, if any (in session without one, the thread lingers: see thread-protocol.ts). */
   running: number | undefined;
-  /** The execution key handed over behind it, which the thread begins once it has answered for the running one. */
-  staged: number | undefined;
-  /** The claim cells (see thread-protocol.ts), from its hello, and the one to use next. */
+  /** Execution keys handed over behind it, in order: the thread begins them one after the other. */
+  readonly staged: number[] = [];
+  /** The claim cells and doorbell (see thread-protocol.ts), from its hello. */
   claims: Int32Array | undefined;
-  nextCell = 0;
-  /** Executions taken back from it whose piscina task it has not answered yet (piscina still counts them). */
-  stale = 0;
+  /** Which execution holds each claim cell (0: free). */
+  readonly cellOwner: number[] = new Array<number>(CELLS).fill(0);
+  /** Its executions have been dealt with after it died (once). */
+  gone = false;
   /** What the thread said about its own death (see CrashReport), oldest first. */
   readonly reports: CrashReport[] = [];
   /** The Worker's 'error' event: an uncaught exception, or ERR_WORKER_OUT_OF_MEMORY. */
@@ -71,7 +74,7 @@ export class PoolThread {
     return this.#connected;
   }
 
-  /** Attach the thread's channel and claim cell (from its hello). */
+  /** Attach the thread's channel and shared cells (from its hello). */
   connect(port: MessagePort, claims: SharedArrayBuffer): void {
     this.#connected = true;
     this.port = port;

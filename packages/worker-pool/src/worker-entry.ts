@@ -1,18 +1,17 @@
 /**
  * The thread side of the worker pool: piscina loads this module once per thread and calls its
- * default export once per execution. It runs core's RunnerSession (the one runner-side protocol
+ * default export once per session (see thread-protocol.ts). It runs core's RunnerSession (the one runner-side protocol
  * endpoint) and keeps the thread clean enough to hand to the next plugin.
  *
  * Imports only core's runner entry: the main entry builds zod schemas at load time, which would
  * add tens of milliseconds to every thread start (and a replacement thread starts after every
  * crash or timeout).
  */
-import { MessageChannel, parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, parentPort, receiveMessageOnPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult } from '@kb-labs/plugin-execution-core/runner';
-import { plainlyCloneable } from './cloneable.js';
 import { OutputTap } from './output-tap.js';
 import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
-import type { CrashReport, HostToThread, ThreadAck, ThreadConfig, ThreadHello, ThreadTask, ThreadToHost } from './thread-protocol.js';
+import { CELLS, DOORBELL, LINGER_MS, type CrashReport, type HostMessage, type HostToThread, type StagedTask, type ThreadAck, type ThreadConfig, type ThreadHello, type ThreadResult, type ThreadTask, type ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
@@ -27,20 +26,27 @@ const send = (message: ThreadToHost): void => pristinePost(channel, message);
 
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
+/** Ends the open session (a piscina task, see thread-protocol.ts); only while one is open may the thread claim an execution. */
+let endSession: ((ack: ThreadAck) => void) | undefined;
+/** In session with nothing to run: the next execution handed over begins at once; none for LINGER_MS ends the session. */
+let lingering = false;
+let lingerTimer: NodeJS.Timeout | undefined;
 /** This thread asked to be retired: it begins nothing more (the host ends it). */
 let retiring = false;
 
-/** Executions handed to this thread behind the running one, in order. */
-const waiting: Array<{ t: ThreadTask; resolve: (ack: ThreadAck | Promise<ThreadAck>) => void }> = [];
+/** Executions handed over the channel to run after the current one, in the order they came. */
+const staged: StagedTask[] = [];
 
 /** The claim cells and the doorbell (see thread-protocol.ts), and the operations on them, taken before plugin code can replace them. */
-const claims = new Int32Array(new SharedArrayBuffer(12));
-const DOORBELL = 2;
+const claims = new Int32Array(new SharedArrayBuffer(4 * (CELLS + 1)));
 const compareExchange = Atomics.compareExchange;
 const load = Atomics.load;
 const add = Atomics.add;
 const now = performance.now.bind(performance);
 const immediate = setImmediate;
+const timeout = setTimeout;
+const clear = clearTimeout;
+const receive = receiveMessageOnPort;
 const shared = config.load ? new Int32Array(config.load) : undefined;
 const RUNNING = 0;
 const SPINNING = 1;
@@ -55,7 +61,7 @@ const spinMs = shared ? config.spinWaitUs / 1000 : 0;
  * work. Unref'd, so it never counts as a handle a handler left behind.
  */
 function spinWait(): void {
-  if (current || waiting.length > 0 || retiring) return;
+  if (!lingering || retiring) return;
   const ring = load(claims, DOORBELL);
   const cores = config.cores;
   // Others running (the host may still count this thread's last one), those already waiting, this
@@ -71,18 +77,30 @@ function spinWait(): void {
     add(shared!, SPINNING, -1);
   }
 }
-const WITHDRAWN: ThreadAck = { n: 0, w: 1 };
-
-/** The last answer given while another execution waited here (see CrashReport.answered); one at most. */
-let answered: { k: number; ack: ThreadAck } | undefined;
-
 /** A cancel that arrived before its execution did (they travel on different ports). */
-let earlyCancel: HostToThread | undefined;
+let earlyCancel: HostMessage | undefined;
 
-channel.on('message', (message: HostToThread) => {
-  if (current && message.k === current.k) current.session.handle(message.m);
+function onChannel(message: HostToThread): void {
+  if ('task' in message) {
+    staged.push(message);
+    if (lingering) wake();
+  } else if (current && message.k === current.k) current.session.handle(message.m);
   else if (message.m.type === 'cancel') earlyCancel = message;
-});
+}
+channel.on('message', onChannel);
+
+/** Take in, synchronously, whatever the host has posted on the channel so far. */
+function drainChannel(): void {
+  for (let entry = receive(channel); entry !== undefined; entry = receive(channel)) onChannel(entry.message as HostToThread);
+}
+
+/** The first waiting execution the host has not taken back, now this thread's (or none). */
+function claimNext(): StagedTask | undefined {
+  for (let t = staged.shift(); t !== undefined; t = staged.shift()) {
+    if (compareExchange(claims, t.c, t.d, 0) === t.d) return t;
+  }
+  return undefined;
+}
 
 // The host learns from this why the thread is going, and whether an execution was running on it.
 // A handler that installed its own 'uncaughtException' listener keeps the thread alive: no report.
@@ -94,7 +112,7 @@ process.on('exit', (exitCode) => report({ k: current?.k ?? -1, reason: 'exit', e
 
 function report(crash: CrashReport): void {
   try {
-    send(answered ? { crash: { ...crash, answered } } : { crash });
+    send({ crash });
   } catch {
     // The channel is already gone; the host still sees the thread exit.
   }
@@ -104,67 +122,76 @@ const hello: ThreadHello = { kbWorkerPool: 'hello', threadId, port: port2 as Mes
 parentPort!.postMessage(hello, [port2]);
 
 /**
- * piscina calls this once per execution. One runs at a time: one handed over while another runs
- * waits, and begins once that one has answered — if the host has not taken it back meanwhile.
+ * piscina calls this once per session (see thread-protocol.ts): it runs `first`, then whatever the
+ * host hands over the channel while the session is open, one at a time, answering each on the
+ * channel. It resolves once nothing has come for LINGER_MS. Never rejects.
  */
-export default function runExecution(t: ThreadTask): ThreadAck | Promise<ThreadAck> {
-  if (current || retiring || waiting.length > 0) return new Promise((resolve) => waiting.push({ t, resolve }));
-  return begin(t);
-}
-
-function begin(t: ThreadTask): ThreadAck | Promise<ThreadAck> {
-  if (t.d !== undefined && compareExchange(claims, t.c ?? 0, t.d, 0) !== t.d) return WITHDRAWN;
-  let cancel: HostToThread | undefined;
-  if (earlyCancel?.k === t.k) cancel = earlyCancel;
-  earlyCancel = undefined;
-  return execute(t, cancel);
-}
-
-/** Begin the next waiting execution: after the answer for the last one is on its way to the host. */
-function next(): void {
-  while (!current && !retiring) {
-    const w = waiting.shift();
-    if (!w) return;
-    const ack = begin(w.t);
-    w.resolve(ack);
-    if (ack !== WITHDRAWN) return;
-  }
-}
-
-/** One execution. Resolves once its result is on its way; never rejects. */
-async function execute({ k, task }: ThreadTask, cancel: HostToThread | undefined): Promise<ThreadAck> {
-  handles.mark();
-  env.apply(process.env, task.permissions?.env);
-  let sent = 0;
-  const session = new RunnerSession(task, (m) => {
-    send({ k, m } as ThreadToHost);
-    sent++;
+export default function runSession(first: ThreadTask): Promise<ThreadAck> {
+  return new Promise((resolve) => {
+    endSession = resolve;
+    void serve(first);
   });
-  current = { k, session };
-  if (cancel) session.handle(cancel.m);
-  output.begin((out, lines) => {
-    send({ k, out, lines });
-    sent++;
-  });
-  let result: RunnerResult;
-  try {
-    result = await session.run();
-  } finally {
-    output.end();
-    current = undefined;
+}
+
+/** Run `t`, then each execution waiting behind it; linger when none is left. */
+async function serve(t: ThreadTask): Promise<void> {
+  for (;;) {
+    const result = await execute(t);
+    executions++;
+    const retire = retireReason(guard, handles, executions, config.maxExecutions);
+    if (retire) {
+      // Never tell piscina this thread is free, and begin nothing more: the host terminates it as
+      // soon as it reads the answer (piscina then starts a replacement; what waited here goes to
+      // another thread).
+      retiring = true;
+      sendResult(t.k, result, retire);
+      return;
+    }
+    sendResult(t.k, result, undefined);
+    drainChannel();
+    const next = claimNext();
+    if (!next) {
+      linger();
+      return;
+    }
+    // A turn of the event loop between two executions: whatever the last one left behind (a
+    // rejection nobody handled, a timer) surfaces now, on the thread that ran it, before the next.
+    await new Promise<void>((resolve) => immediate(resolve));
+    t = next;
   }
-  executions++;
-  const retire = retireReason(guard, handles, executions, config.maxExecutions);
-  if (!retire) {
-    // Checked above with no timer of ours pending. piscina posts the answer from the microtasks
-    // that follow this return; an immediate runs after them.
-    const ack: ThreadAck = plainlyCloneable(result) ? { n: sent, r: result } : { n: sent };
-    // Kept while the next one runs, until that one is answered in turn.
-    answered = waiting.length > 0 ? { k, ack } : undefined;
-    if (waiting.length > 0) immediate(next);
-    else if (spinMs > 0) immediate(spinWait).unref();
-    if (ack.r) return ack;
-  }
+}
+
+function linger(): void {
+  lingering = true;
+  // Checked above with no timer of ours pending; unref'd, it never keeps the thread up.
+  lingerTimer = timeout(lingerEnd, LINGER_MS);
+  lingerTimer.unref();
+  if (spinMs > 0) immediate(spinWait).unref();
+}
+
+/** An execution was handed over while the thread lingered: it begins now. */
+function wake(): void {
+  const next = claimNext();
+  if (!next) return;
+  lingering = false;
+  clear(lingerTimer);
+  void serve(next);
+}
+
+function lingerEnd(): void {
+  if (!lingering) return;
+  drainChannel();
+  if (!lingering) return;
+  // Nothing came: end the session. What the host hands over from now on is not claimed here (the
+  // host takes it back when it reads this reply).
+  lingering = false;
+  const end = endSession;
+  endSession = undefined;
+  end?.({ idle: 1 });
+}
+
+/** The answer for execution `k`, on the channel. */
+function sendResult(k: number, result: RunnerResult, retire: ThreadResult['retire']): void {
   try {
     send(retire ? { k, m: result, retire } : { k, m: result });
   } catch (error) {
@@ -172,12 +199,22 @@ async function execute({ k, task }: ThreadTask, cancel: HostToThread | undefined
     const refused: RunnerResult = { type: 'result', ok: false, error: serializeError(unserializableError('The handler result', error)) };
     send(retire ? { k, m: refused, retire } : { k, m: refused });
   }
-  if (retire) {
-    // Never tell piscina this thread is free, and begin nothing more: the host terminates it as
-    // soon as it reads the result (piscina then starts a replacement; what waited here goes to
-    // another thread).
-    retiring = true;
-    return new Promise<never>(() => {});
+}
+
+/** One execution, to its result. Never rejects. */
+async function execute({ k, task }: ThreadTask): Promise<RunnerResult> {
+  handles.mark();
+  env.apply(process.env, task.permissions?.env);
+  const session = new RunnerSession(task, (m) => send({ k, m } as ThreadToHost));
+  current = { k, session };
+  // A cancel that came before the execution did (they may travel on different ports).
+  if (earlyCancel?.k === k) session.handle(earlyCancel.m);
+  earlyCancel = undefined;
+  output.begin((out, lines) => send({ k, out, lines }));
+  try {
+    return await session.run();
+  } finally {
+    output.end();
+    current = undefined;
   }
-  return { n: sent };
 }

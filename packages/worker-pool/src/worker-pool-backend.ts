@@ -1,6 +1,7 @@
 import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core';
 import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolBackendOptions } from './options.js';
 import { PoolCounters, PoolLane, RunGate } from './pool-lane.js';
+import { STAGE_DEPTH } from './thread-protocol.js';
 
 // Next to this module in both builds (tsup's shims give the CJS build an import.meta.url). The
 // CommonJS build of the entry, on purpose: piscina's thread first tries `require()` on the entry,
@@ -28,9 +29,9 @@ export class WorkerPoolBackend extends BaseBackend {
   constructor(options: WorkerPoolBackendOptions = {}) {
     const settings = resolvePoolOptions(options);
     const running = options.maxConcurrency ?? settings.maxThreads;
-    // One more execution per running one is handed to its thread ahead of time (it counts as
-    // queued): the thread begins it as soon as it has answered, and the time limit starts then.
-    super('worker-pool', options, { concurrency: running, lookahead: running, reportsStart: true });
+    // Up to STAGE_DEPTH more per running one are handed to its thread ahead of time (they count
+    // as queued): the thread begins the next as soon as it has answered, and the time limit starts then.
+    super('worker-pool', options, { concurrency: running, lookahead: running * STAGE_DEPTH, reportsStart: true });
     this.#settings = settings;
     this.#gate = new RunGate(running);
     this.#lanes.set('default', this.#createLane('default', settings.minThreads, settings.resourceLimits?.maxOldGenerationSizeMb));

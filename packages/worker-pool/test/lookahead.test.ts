@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, useBackends, waitFor } from './helpers.js';
 
 /**
- * Each thread holds one execution waiting behind its running one (see thread-protocol.ts). These
+ * Each thread holds up to STAGE_DEPTH executions waiting behind its running one (see thread-protocol.ts). These
  * tests pin down what that must never change: time limits count from the real start, a waiting
  * execution that is aborted never runs, one that loses its thread to another's crash or timeout
  * runs elsewhere, nothing waits behind a slow handler while a thread idles, and no more run at
@@ -35,12 +35,13 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
       () => false,
     );
 
-  it('hands the next execution to the busy thread, counts it as queued, and starts its time limit when it begins', async () => {
+  it('hands the next executions to the busy thread, counts them as queued, and starts their time limit when they begin', async () => {
     const backend = await warm();
     const first = backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 400 } });
     const second = backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 100 } }, { timeoutMs: 300 });
     const third = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3 });
-    await waitFor(async () => (await runners(backend)).staged === 1);
+    // Both wait on the one thread (STAGE_DEPTH places behind its running execution).
+    await waitFor(async () => (await runners(backend)).staged === 2);
     expect(await backend.stats()).toMatchObject({ active: 1, queued: 2, concurrency: 1, utilization: 1 });
     const [a, b, c] = await Promise.all([first, second, third]);
     expectOk(a);
@@ -48,6 +49,7 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     // It waited longer than its own time limit behind the first, on the same thread, and was not timed out.
     expectOk(b);
     expect(b.meta.workerId).toBe(a.meta.workerId);
+    expect(c.meta.workerId).toBe(a.meta.workerId);
     expect(b.meta.queueWaitMs).toBeGreaterThan(300);
     expect(b.meta.runMs).toBeLessThan(300);
   });
