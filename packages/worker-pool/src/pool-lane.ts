@@ -174,6 +174,11 @@ export class PoolLane {
   #nextKey = 1;
   #nextDispatch = 1;
   #closing = false;
+  /**
+   * Set while a thread's exit is being dealt with: piscina learns of the exit from its own
+   * listener, after ours, and would still count the dead thread — nothing is placed until then.
+   */
+  #inExit = false;
 
   constructor(label: string, settings: LaneSettings, counters: PoolCounters, gate: RunGate) {
     this.label = label;
@@ -323,7 +328,7 @@ export class PoolLane {
 
   /** Place held executions while the gate allows; then move executions waiting behind others to idle threads. */
   pump(): void {
-    if (this.#closing) return;
+    if (this.#closing || this.#inExit) return;
     while (this.#held.length > 0 && this.#tryPlace(this.#held[0]!, true)) this.#held.shift();
     while (this.#held.length === 0 && !this.#gate.full && (this.#hasIdleThread() || this.#lingeringThread())) {
       let moved = false;
@@ -547,29 +552,44 @@ export class PoolLane {
    * the execution sent came before its answer on the same channel.
    */
   #onAnswer(thread: PoolThread, k: number, result: RunnerResult, retire: RetireReason | undefined): void {
-    const flight = this.#flights.get(k);
     if (thread.running === k) thread.running = undefined;
     const cell = thread.cellOwner.indexOf(k);
     if (cell >= 0) thread.cellOwner[cell] = 0;
+    // Before the answer is settled, which frees its place in the gate: the thread's next comes
+    // first, and a retiring thread must not be handed anything more.
+    if (retire) {
+      // The thread asked not to be reused and begins nothing more: end it (piscina replaces it;
+      // what waited there goes elsewhere).
+      endThread(thread, { kind: 'retired', reason: retire });
+    } else if (thread.running === undefined && thread.staged.length > 0) {
+      this.#promote(thread);
+    }
+    const flight = this.#flights.get(k);
     if (flight && !flight.settled) {
       flight.cell = -1;
       flight.result = result;
       this.#settle(flight);
     }
-    if (retire) {
-      // The thread asked not to be reused and begins nothing more: end it (piscina replaces it;
-      // what waited there goes elsewhere).
-      endThread(thread, { kind: 'retired', reason: retire });
-      return;
-    }
-    if (thread.running === undefined && thread.staged.length > 0) this.#promote(thread);
   }
 
   readonly #onThreadExit = (thread: PoolThread): void => {
+    this.#inExit = true;
+    try {
+      this.#onExit(thread);
+    } finally {
+      this.#inExit = false;
+    }
+    // piscina starts a replacement from its own exit handler, which runs right after this one.
+    queueMicrotask(() => {
+      this.#adopt();
+      this.pump();
+      if (!this.#gate.full) this.#gate.freed();
+    });
+  };
+
+  #onExit(thread: PoolThread): void {
     this.#threads.delete(thread.id);
     const counters = this.#counters;
-    // piscina starts a replacement from its own exit handler, which runs right after this one.
-    queueMicrotask(() => this.#adopt());
     if (!thread.connected && thread.endedBy === undefined && !thread.stoppedByPool) {
       // Died before it ever said hello: the entry itself fails to load (bad execArgv, heap too
       // small …). piscina stops starting threads after that, so whoever waits for one would
@@ -592,7 +612,7 @@ export class PoolLane {
       else counters.stopped++;
     }
     this.#onThreadGone(thread);
-  };
+  }
 
   /**
    * Deal with every execution on a thread that is gone (its channel read to the end): those that

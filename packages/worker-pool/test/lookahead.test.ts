@@ -2,7 +2,7 @@ import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
 
 /**
  * Each thread holds up to STAGE_DEPTH executions waiting behind its running one (see thread-protocol.ts). These
@@ -141,6 +141,27 @@ describe('worker-pool: executions waiting on a thread behind a running one', () 
     expectOk(await backend.execute({ pluginId: POOL, handlerId: 'leaves-interval' }));
     await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
     expect(await runners(backend)).toMatchObject({ retired: { 'globals-tampered': 0, 'handles-left': 1 }, crashed: 0, terminated: 0 });
+  });
+
+  it('executions that arrive as a thread ends its wait for the next one (LINGER_MS) each run exactly once', async () => {
+    // A thread in session waits LINGER_MS for its next execution; one handed over as it gives up
+    // is taken back and placed again. Arrivals spread around that moment hit the race both ways.
+    const backend = await warm({ maxThreads: 2, minThreads: 2 });
+    for (let i = 0; i < 40; i++) {
+      const name = `linger-${i}`;
+      const [a, b] = await Promise.all([
+        backend.execute({ pluginId: POOL, handlerId: 'appends', input: { dir: marks, name: `${name}-a` } }),
+        backend.execute({ pluginId: POOL, handlerId: 'appends', input: { dir: marks, name: `${name}-b` } }),
+      ]);
+      expect(okData(a)).toEqual({ appended: `${name}-a` });
+      expect(okData(b)).toEqual({ appended: `${name}-b` });
+      await sleep(6 + (i % 9));
+    }
+    for (let i = 0; i < 40; i++) {
+      for (const side of ['a', 'b']) expect(await readFile(path.join(marks, `linger-${i}-${side}`), 'utf8')).toBe('x');
+    }
+    expect(await runners(backend)).toMatchObject({ busy: 0, staged: 0, held: 0, crashed: 0, terminated: 0 });
+    expect((await backend.stats()).byOutcome).toMatchObject({ ok: 81 });
   });
 
   it('moves an execution waiting behind a slow handler to a thread that falls idle', async () => {
