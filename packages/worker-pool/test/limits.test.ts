@@ -75,7 +75,11 @@ describe('worker-pool: time limits, cancellation, queue', () => {
       const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
       const controller = new AbortController();
       const queued = backend.execute({ pluginId: POOL, handlerId: 'marks-start', input: { dir: marks, name: 'queued' } }, { signal: controller.signal });
-      await waitFor(async () => (await backend.stats()).queued === 1);
+      // The first runs and the second waits (on the thread or in the lane), not yet begun.
+      await waitFor(async () => {
+        const r = await runners(backend);
+        return (await backend.stats()).queued === 1 && r.busy === 1 && r.staged + r.held + r.startingWait === 1;
+      });
       controller.abort();
       const result = await queued;
       expectError(result, 'ABORTED');
