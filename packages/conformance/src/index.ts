@@ -10,6 +10,7 @@ import {
   HandlerError,
   PermissionDeniedError,
   TimeoutError,
+  WorkspaceManager,
   deserializeError,
   isExecutionError,
   serializeError,
@@ -351,6 +352,26 @@ export function describeConformance(name: string, create: BackendFactory, capabi
         expectError(result, 'ABORTED');
         expect(result.meta.durationMs).toBeLessThan(100 + SLACK_MS);
         expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+      });
+
+      it('runs executions in the order admitted, even when the first one\'s workspace is ready last', async () => {
+        // Workspace directories are made concurrently; the first takes longer here.
+        class SlowFirst extends WorkspaceManager {
+          #calls = 0;
+          override async acquire(executionId: string) {
+            if (this.#calls++ === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+            return super.acquire(executionId);
+          }
+        }
+        const backend = make({ maxConcurrency: 1, workspace: new SlowFirst({ root }) });
+        const order: string[] = [];
+        const run = (name: string) =>
+          backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 50 } }).then((r) => {
+            expectOk(r);
+            order.push(name);
+          });
+        await Promise.all([run('first'), run('second'), run('third')]);
+        expect(order).toEqual(['first', 'second', 'third']);
       });
 
       it('removes an aborted queued execution without running it', async () => {

@@ -99,6 +99,7 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_QUEUE = 1000;
 
 type Outcome = { ok: true; data: unknown } | { ok: false; error: ExecutionError };
+type RunOutcome = { outcome: Outcome; settled: Promise<unknown>; stopped: boolean; startedAt: number | undefined };
 
 /**
  * Everything a backend does on the host side, written once: request and option validation,
@@ -128,6 +129,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #byOutcome: Partial<Record<'ok' | ErrorCode, number>> = {};
   #total = 0;
   #inflight = 0;
+  /** Settles when the execution admitted last has been dispatched (or given up): see #execute. */
+  #turn: Promise<void> = Promise.resolve();
   #onIdle: (() => void) | undefined;
   readonly #latency = { total: new LatencyRecorder(), wait: new LatencyRecorder(), run: new LatencyRecorder() };
 
@@ -246,47 +249,64 @@ export abstract class BaseBackend implements IExecutionBackend {
       return this.#finish(meta, t0, { ok: false, error: new ShuttingDownError('Backend shut down before this execution started') }) as ExecutionResult<T>;
     }
 
-    let lease: WorkspaceLease | undefined;
+    // Dispatched in the order admitted: workspace directories are made concurrently and may be
+    // ready out of order, and an execution admitted first must not lose its place (nor run after
+    // one admitted later) for that.
+    let turnDone: (() => void) | undefined;
+    let turn: Promise<void> | undefined;
     if (this.workspace) {
-      try {
-        lease = await this.workspace.acquire(meta.executionId);
-      } catch (error) {
-        slot.release();
-        return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
-      }
-      if (this.#shutdown) {
-        slot.release();
-        await lease.release().catch(noop);
-        return this.#finish(meta, t0, { ok: false, error: new ShuttingDownError('Backend shut down before this execution started') }) as ExecutionResult<T>;
-      }
+      turn = this.#turn;
+      this.#turn = new Promise<void>((resolve) => (turnDone = resolve));
     }
-    // An abort that landed after admission, while the workspace was being made, fired its event
-    // before #run listens for it: without this check the execution would run to its timeout.
-    if (opts.signal?.aborted) {
-      slot.release();
-      if (lease) await lease.release().catch(noop);
-      return this.#finish(meta, t0, {
-        ok: false,
-        error: new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }),
-      }) as ExecutionResult<T>;
-    }
+    let lease: WorkspaceLease | undefined;
+    let running: Promise<RunOutcome>;
+    try {
+      if (this.workspace) {
+        try {
+          lease = await this.workspace.acquire(meta.executionId);
+          await turn;
+        } catch (error) {
+          slot.release();
+          return this.#finish(meta, t0, { ok: false, error: toHandlerError(error) }) as ExecutionResult<T>;
+        }
+        if (this.#shutdown) {
+          slot.release();
+          await lease.release().catch(noop);
+          return this.#finish(meta, t0, { ok: false, error: new ShuttingDownError('Backend shut down before this execution started') }) as ExecutionResult<T>;
+        }
+      }
+      // An abort that landed after admission, while the workspace was being made, fired its event
+      // before #run listens for it: without this check the execution would run to its timeout.
+      if (opts.signal?.aborted) {
+        slot.release();
+        if (lease) await lease.release().catch(noop);
+        return this.#finish(meta, t0, {
+          ok: false,
+          error: new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }),
+        }) as ExecutionResult<T>;
+      }
 
-    const task: RunnerTask = {
-      executionId: meta.executionId,
-      pluginId: handler.pluginId,
-      handlerId: handler.handlerId,
-      pluginRoot: handler.pluginRoot,
-      entryPath: handler.entryPath,
-      exportName: handler.exportName,
-      input: parsed.input,
-      context: parsed.context ?? {},
-      workspaceDir: lease?.dir,
-      permissions: handler.permissions,
-      timeoutMs: meta.timeoutMs,
-      memoryMb: handler.memoryMb,
-      ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
-    };
-    const { outcome, settled, stopped, startedAt } = await this.#run(task, handler, opts, meta);
+      const task: RunnerTask = {
+        executionId: meta.executionId,
+        pluginId: handler.pluginId,
+        handlerId: handler.handlerId,
+        pluginRoot: handler.pluginRoot,
+        entryPath: handler.entryPath,
+        exportName: handler.exportName,
+        input: parsed.input,
+        context: parsed.context ?? {},
+        workspaceDir: lease?.dir,
+        permissions: handler.permissions,
+        timeoutMs: meta.timeoutMs,
+        memoryMb: handler.memoryMb,
+        ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
+      };
+      running = this.#run(task, handler, opts, meta);
+    } finally {
+      // Never before the one admitted earlier has had its turn.
+      if (turnDone) void turn!.then(turnDone);
+    }
+    const { outcome, settled, stopped, startedAt } = await running;
     // Waiting lasts until the runner began it (dispatch, unless the backend reports the start).
     const tEnd = performance.now();
     meta.queueWaitMs = round((startedAt ?? tEnd) - t0);
@@ -327,7 +347,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     handler: ResolvedHandler,
     opts: ExecuteOptions,
     meta: ExecutionMeta,
-  ): Promise<{ outcome: Outcome; settled: Promise<unknown>; stopped: boolean; startedAt: number | undefined }> {
+  ): Promise<RunOutcome> {
     const control = new ExecutionControl(task, handler, opts, meta, this.platform);
     const key = Symbol(task.executionId);
     return new Promise((resolve) => {
