@@ -694,15 +694,22 @@ export class PoolLane {
     } else {
       thread.running = undefined;
     }
-    for (const k of [...thread.staged]) {
-      const waiting = this.#flights.get(k);
-      if (waiting && this.#reclaim(thread, waiting)) again.push(waiting);
-    }
+    again.push(...this.#reclaimStaged(thread));
     if (thread.running !== undefined || thread.staged.length > 0) {
       // The thread claimed one outside its session: not the protocol. End it; its exit deals with them.
       endThread(thread, { kind: 'terminated' });
     }
     this.#placeAgain(again);
+  }
+
+  /** Take back every execution waiting on the thread that it has not claimed, in order. */
+  #reclaimStaged(thread: PoolThread): Flight[] {
+    const back: Flight[] = [];
+    for (const k of [...thread.staged]) {
+      const waiting = this.#flights.get(k);
+      if (waiting && this.#reclaim(thread, waiting)) back.push(waiting);
+    }
+    return back;
   }
 
   /** Take back an execution its thread has not claimed (its cell still holds the dispatch id). */
@@ -747,11 +754,7 @@ export class PoolLane {
       // The thread never saw it and stays in service, idle in piscina's books.
       thread.session = false;
       thread.running = undefined;
-      const again: Flight[] = [];
-      for (const k of [...thread.staged]) {
-        const waiting = this.#flights.get(k);
-        if (waiting && this.#reclaim(thread, waiting)) again.push(waiting);
-      }
+      const again = this.#reclaimStaged(thread);
       this.#settle(flight, unserializableError('The input', error));
       this.#placeAgain(again);
       return;

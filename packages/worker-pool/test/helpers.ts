@@ -22,6 +22,7 @@ export interface RunnerFigures {
   terminated: number;
   stopped: number;
   redispatched: number;
+  startingWait: number;
   staged: number;
   held: number;
   retired: Record<'globals-tampered' | 'handles-left' | 'recycled', number>;
