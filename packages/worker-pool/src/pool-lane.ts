@@ -360,6 +360,12 @@ export class PoolLane {
     }
   }
 
+  /** Place what can be placed now: every lane when the gate has room (this one among them), else this one. */
+  #wake(): void {
+    if (this.#gate.full) this.pump();
+    else this.#gate.freed();
+  }
+
   #nextD(): number {
     const d = this.#nextDispatch++;
     if (this.#nextDispatch > 0x7fffffff) this.#nextDispatch = 1;
@@ -582,8 +588,7 @@ export class PoolLane {
     // piscina starts a replacement from its own exit handler, which runs right after this one.
     queueMicrotask(() => {
       this.#adopt();
-      this.pump();
-      if (!this.#gate.full) this.#gate.freed();
+      this.#wake();
     });
   };
 
@@ -647,8 +652,7 @@ export class PoolLane {
     const running = k === undefined ? undefined : this.#flights.get(k);
     if (running && !running.settled) this.#onRunnerGone(thread, running, again);
     if (again.length > 0) this.#held.unshift(...again);
-    this.pump();
-    if (!this.#gate.full) this.#gate.freed();
+    this.#wake();
   }
 
   /** The thread running `flight` is gone: the answer it gave stands; else the stop, a crash, or (it never began) another thread. */
@@ -736,8 +740,7 @@ export class PoolLane {
       else waiting.push(flight);
     }
     if (waiting.length > 0) this.#held.unshift(...waiting);
-    this.pump();
-    if (!this.#gate.full) this.#gate.freed();
+    this.#wake();
   }
 
   /** piscina rejected a session: it never reached a thread, could not be posted, or its thread is gone. */
