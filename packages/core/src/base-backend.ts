@@ -27,6 +27,7 @@ import type {
   ExecutionMeta,
   ExecutionResult,
   IExecutionBackend,
+  IsolationReport,
   ShutdownOptions,
 } from './types.js';
 import { parseWith } from './validation.js';
@@ -163,10 +164,12 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected runnerStats(): Record<string, unknown> | undefined {
     return undefined;
   }
-  /** Backend-specific reasons it is unhealthy. */
-  protected runnerProblems(): string[] {
+  /** Backend-specific reasons it is unhealthy (may wait for a probe of the runtime). */
+  protected runnerProblems(): string[] | Promise<string[]> {
     return [];
   }
+  /** What isolation handlers really get (may wait for a probe of the runtime). */
+  protected abstract isolation(): IsolationReport | Promise<IsolationReport>;
 
   /** Register another plugin (folder or `{ root, manifest }`) after construction. Rejects with ValidationError. */
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
@@ -466,7 +469,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   async health(): Promise<BackendHealth> {
     const ready = this.#ensureReady();
     if (ready) await ready;
-    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...this.runnerProblems()];
+    const [runnerProblems, isolation] = await Promise.all([this.runnerProblems(), this.isolation()]);
+    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...runnerProblems];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return {
       ok: problems.length === 0,
@@ -474,6 +478,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       state: this.#state,
       problems,
       ...this.#counts(),
+      isolation,
     };
   }
 

@@ -63,6 +63,25 @@ export interface BackendStats {
 
 export type BackendState = 'starting' | 'ready' | 'shutting-down' | 'closed';
 
+/**
+ * What really stands between a handler and the host on this backend, now: not what was
+ * configured, but what is in force (a sandbox asked for with `'auto'` may have fallen back).
+ */
+export interface IsolationReport {
+  /** What the host asked for, in the backend's own terms (e.g. the subprocess `sandbox` option). */
+  requested: string;
+  /**
+   * The outermost boundary in force: `none` (the host's own thread), `thread` (a worker thread
+   * of the host process), `process` (a child process, Node's permission model inside),
+   * `bubblewrap` (a child process in its own namespaces, the permission model inside too).
+   */
+  active: 'none' | 'thread' | 'process' | 'bubblewrap' | 'unknown';
+  /** Every layer in force, outermost first (e.g. `['bubblewrap', 'uid 65534', 'permission-model']`). */
+  layers: string[];
+  /** Why this is what is active, in a sentence. */
+  reason: string;
+}
+
 export interface BackendHealth {
   ok: boolean;
   backend: BackendType;
@@ -71,6 +90,8 @@ export interface BackendHealth {
   problems: string[];
   active: number;
   queued: number;
+  /** What isolation handlers really get on this backend (docs/reliability.md). */
+  isolation: IsolationReport;
 }
 
 export interface ShutdownOptions {

@@ -5,6 +5,7 @@ import {
   runHandler,
   type BackendOptions,
   type DispatchControl,
+  type IsolationReport,
   type Platform,
   type RunnerTask,
 } from '@kb-labs/plugin-execution-core';
@@ -58,4 +59,15 @@ export class InProcessBackend extends BaseBackend {
   protected async closeRunners(): Promise<void> {
     // Nothing of its own: the host process is the runner.
   }
+
+  protected isolation(): IsolationReport {
+    return { ...ISOLATION, layers: [...ISOLATION.layers] };
+  }
 }
+
+const ISOLATION: IsolationReport = {
+  requested: 'none',
+  active: 'none',
+  layers: [],
+  reason: "handlers run on the host's own thread, with its memory, files, network, environment and signals",
+};

@@ -148,6 +148,7 @@ class LazyBackend implements LazyExecutionBackend {
         problems: [String((error as Error)?.message ?? error)],
         active: 0,
         queued: 0,
+        isolation: { requested: 'unknown', active: 'unknown', layers: [], reason: 'the backend could not be loaded' },
       };
     }
   }

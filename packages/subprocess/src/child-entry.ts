@@ -5,6 +5,7 @@
  * build time: the main entry's zod schemas would add ~60 ms to every start, and resolving a
  * package through node_modules another ~2 ms.
  */
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import {
   PermissionDeniedError,
@@ -26,6 +27,20 @@ const EXIT_PROTOCOL = 70;
 const maxFrameBytes = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : DEFAULT_MAX_FRAME_BYTES;
 // Captured before any plugin code runs: a handler may replace process.exit, not our exit path.
 const exit = process.exit.bind(process);
+
+// bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
+if (process.argv[4] === 'sandboxed') delete process.env.PWD;
+
+// Descriptors the host inherited without close-on-exec and passed on (argv[3], "5,9"): closed
+// before any plugin code can use them.
+for (const fd of (process.argv[3] ?? '').split(',')) {
+  if (!/^\d+$/.test(fd) || Number(fd) <= 3) continue;
+  try {
+    closeSync(Number(fd));
+  } catch {
+    // Not open here.
+  }
+}
 
 let session: RunnerSession | undefined;
 let started = false;

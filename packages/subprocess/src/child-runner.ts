@@ -14,12 +14,13 @@ import { crashError, type ChildEnd } from './crash.js';
 import { FramedChannel, type ProtocolError } from './framing.js';
 import { runnerMessageProblem } from './messages.js';
 import { OutputCapture } from './output-capture.js';
+import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
+import type { Launch, SandboxUser } from './sandbox.js';
 
 export interface ChildRunnerOptions {
-  execPath: string;
-  /** Node flags before the entry script (permission model, heap limit). */
-  nodeFlags: readonly string[];
-  entry: string;
+  /** The command line: Node with its flags and the entry script, or bubblewrap around them. */
+  launch: Launch;
+  /** Host-side working directory of the spawned command (a sandboxed child gets its own with --chdir). */
   cwd: string;
   env: Record<string, string>;
   maxFrameBytes: number;
@@ -47,6 +48,8 @@ const MAX_LOG_MESSAGE = 64 * 1024;
  */
 export class ChildRunner {
   readonly pid: number | undefined;
+  /** The unprivileged user it runs as, when sandboxed on a root host. */
+  readonly user: SandboxUser | undefined;
   /** True once the child said it is ready; false if it ended first. */
   readonly ready: Promise<boolean>;
   /** Settles when the child has exited and its pipes are drained. */
@@ -57,6 +60,8 @@ export class ChildRunner {
   readonly #channel: FramedChannel;
   readonly #stdout: OutputCapture;
   readonly #stderr: OutputCapture;
+  /** What bubblewrap reports on its status descriptor, when sandboxed. */
+  readonly #sandbox: SandboxStatus | undefined;
   #resolveReady!: (ready: boolean) => void;
   #resolveEnded!: (end: ChildEnd) => void;
   #handshaken = false;
@@ -81,21 +86,26 @@ export class ChildRunner {
     this.#options = options;
     this.ready = new Promise((resolve) => (this.#resolveReady = resolve));
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
-    const child = crossSpawn(options.execPath, [...options.nodeFlags, options.entry, String(options.maxFrameBytes)], {
+    const { launch } = options;
+    const child = crossSpawn(launch.command, launch.args, {
       cwd: options.cwd,
       env: options.env,
       // fd 3 is the protocol pipe. Not Node's 'ipc' channel: bytes a child writes to that one are
       // parsed by the parent, and malformed ones make it throw and exit (nodejs/node#61312).
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+      // fd 4, sandboxed: bubblewrap's status (it closes it before Node starts).
+      stdio: launch.sandboxed ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', 'pipe'],
       // Its own process group, so a stop reaches every process it started (POSIX only).
       detached: process.platform !== 'win32',
       windowsHide: true,
+      ...(launch.user ?? {}),
     });
     this.#child = child;
     this.pid = child.pid;
+    this.user = launch.user;
+    this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;
     const closed = (stream: NodeJS.EventEmitter | null | undefined) =>
       stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve();
-    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stderr), closed(child.stdio[3] as Socket | null)]);
+    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stdio[3] as Socket | null), closed(child.stderr), closed(child.stdio[4] as Socket | null)]);
     const capture = (stream: 'stdout' | 'stderr') => ({
       maxLineLength: options.maxLogLineLength,
       maxChars: options.maxOutputPerStream,
@@ -266,18 +276,34 @@ export class ChildRunner {
     this.#finishOutput();
     this.#finished = true;
     this.#session?.close();
-    const end: ChildEnd = {
-      exitCode: code,
+    const end = this.#endOf(code, signal);
+    this.#end = end;
+    this.#resolveEnded(end);
+    this.#settleRun();
+  }
+
+  /** How the child ended, in the terms of a plain Node child whether or not it was sandboxed. */
+  #endOf(exitCode: number | null, signal: NodeJS.Signals | null): ChildEnd {
+    let sandboxError: string | undefined;
+    if (this.#sandbox?.started) {
+      // bubblewrap reports its child's death by signal N as its own exit code 128+N.
+      const bySignal = signalOfExitCode(exitCode);
+      if (bySignal) [exitCode, signal] = [null, bySignal];
+    } else if (this.#sandbox && signal === null) {
+      sandboxError = `bubblewrap could not set up the sandbox (exit code ${exitCode})`;
+    }
+    return {
+      exitCode,
       signal,
       stderrTail: this.#stderr.tail(),
       pid: this.pid,
       memoryMb: this.#options.memoryMb,
       ...(this.#protocolError ? { protocolError: this.#protocolError } : {}),
-      ...(!this.#handshaken ? { handshakeError: this.#handshakeError ?? this.#spawnError?.message ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${code}`} before its ready message` } : {}),
+      ...(sandboxError ? { sandboxError } : {}),
+      ...(!this.#handshaken
+        ? { handshakeError: this.#handshakeError ?? this.#spawnError?.message ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`} before its ready message` }
+        : {}),
     };
-    this.#end = end;
-    this.#resolveEnded(end);
-    this.#settleRun();
   }
 
   #settleRun(): void {
@@ -306,19 +332,31 @@ export class ChildRunner {
     this.#stderr.finish();
   }
 
+  /**
+   * Signal everything the child started. Sandboxed, Node runs in a session of its own under the
+   * sandbox's init: SIGTERM goes to Node itself, and SIGKILL to bubblewrap's group and to the
+   * init — the pid namespace, every process in it included, ends with its init.
+   */
   #killGroup(signal: NodeJS.Signals): void {
     const pid = this.pid;
     if (pid === undefined) return;
-    try {
-      if (process.platform === 'win32') this.#child.kill(signal);
-      else process.kill(-pid, signal);
-    } catch {
-      // ESRCH: nothing left in the group.
+    const sandbox = this.#sandbox;
+    const target = sandbox === undefined ? -pid : signal === 'SIGTERM' ? sandbox.nodePid() : undefined;
+    if (sandbox && target === undefined) signal = 'SIGKILL';
+    const targets = signal === 'SIGKILL' && sandbox ? [-pid, sandbox.initPid] : [target];
+    for (const to of targets) {
+      if (to === undefined) continue;
+      try {
+        if (process.platform === 'win32') this.#child.kill(signal);
+        else process.kill(to, signal);
+      } catch {
+        // ESRCH: nothing left to signal.
+      }
     }
   }
 
   #setRef(on: boolean): void {
-    const handles = [this.#child, this.#child.stdout, this.#child.stderr, this.#child.stdio[3]] as Array<{ ref?: () => void; unref?: () => void } | null>;
+    const handles = [this.#child, this.#child.stdout, this.#child.stderr, this.#child.stdio[3], this.#child.stdio[4]] as Array<{ ref?: () => void; unref?: () => void } | null>;
     for (const handle of handles) {
       if (on) handle?.ref?.();
       else handle?.unref?.();

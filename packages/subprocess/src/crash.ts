@@ -1,7 +1,7 @@
 import { WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 
 /** Why a child ended without a result, as reported in `error.details.reason`. */
-export type CrashReason = 'exit' | 'signal' | 'oom' | 'protocol' | 'handshake';
+export type CrashReason = 'exit' | 'signal' | 'oom' | 'protocol' | 'handshake' | 'sandbox';
 
 export interface ChildEnd {
   exitCode: number | null;
@@ -11,6 +11,8 @@ export interface ChildEnd {
   pid: number | undefined;
   /** Set when the host killed it for breaking the protocol. */
   protocolError?: string;
+  /** Set when bubblewrap could not set up the sandbox (nothing of the plugin ran). */
+  sandboxError?: string;
   /** Set when it never completed the start-up handshake. */
   handshakeError?: string;
   memoryMb?: number | undefined;
@@ -21,6 +23,7 @@ const OOM_PATTERNS = [/Reached heap limit/, /JavaScript heap out of memory/, /Al
 
 export function crashReason(end: ChildEnd): CrashReason {
   if (end.protocolError) return 'protocol';
+  if (end.sandboxError) return 'sandbox';
   if (OOM_PATTERNS.some((p) => p.test(end.stderrTail))) return 'oom';
   if (end.handshakeError) return 'handshake';
   if (end.signal) return 'signal';
@@ -39,6 +42,9 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       break;
     case 'oom':
       message = `${who} ran out of memory${end.memoryMb ? ` (heap limit ${end.memoryMb} MB)` : ''} and ${how}`;
+      break;
+    case 'sandbox':
+      message = `${who} did not start: ${end.sandboxError}`;
       break;
     case 'handshake':
       message = `${who} did not start: ${end.handshakeError}`;

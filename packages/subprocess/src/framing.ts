@@ -2,8 +2,11 @@ import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 
 /**
- * Length-prefixed frames over a byte stream: a 4-byte big-endian length, then a payload made by
- * `v8.serialize`. Shared by the host and the child.
+ * Framed messages over a byte stream, shared by the host and the child. An 8-byte header —
+ * the magic bytes `KB`, the frame format version, a check byte over the length, a 4-byte
+ * big-endian payload length — then a payload made by `v8.serialize`. The magic, version and
+ * check let the receiver reject garbage (a plugin writing to the protocol pipe itself) the moment
+ * its first 8 bytes arrive, instead of waiting for a payload whose "length" was never meant as one.
  *
  * Why v8 serialisation rather than JSON: it has structured-clone semantics (Dates, Maps, Sets,
  * BigInt, typed arrays, cycles), the same set of values the worker-pool backend carries with
@@ -21,7 +24,11 @@ import v8 from 'node:v8';
  * taken as bytes actually arrive, never on the strength of a length header.
  */
 export const DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
-const HEADER_BYTES = 4;
+const HEADER_BYTES = 8;
+const MAGIC_0 = 0x4b; // 'K'
+const MAGIC_1 = 0x42; // 'B'
+/** Version of the frame format (not of the messages inside, see PROTOCOL_VERSION in core). */
+export const FRAME_VERSION = 1;
 /** The length field is unsigned 32-bit; keep one bit of margin so no sum overflows. */
 const ABSOLUTE_MAX_FRAME_BYTES = 0x7fff_ffff;
 
@@ -42,8 +49,25 @@ export function encodeFrame(message: unknown, maxFrameBytes: number): Buffer {
     throw new FrameTooLargeError(`message of ${payload.length} bytes exceeds the frame limit of ${maxFrameBytes} bytes`);
   }
   const header = Buffer.allocUnsafe(HEADER_BYTES);
-  header.writeUInt32BE(payload.length, 0);
+  header[0] = MAGIC_0;
+  header[1] = MAGIC_1;
+  header[2] = FRAME_VERSION;
+  header.writeUInt32BE(payload.length, 4);
+  header[3] = checkByte(header);
   return Buffer.concat([header, payload], HEADER_BYTES + payload.length);
+}
+
+/** One byte over the magic, version and length: a header made of random bytes passes with p = 2^-32. */
+function checkByte(header: Buffer): number {
+  return (header[0]! ^ header[1]! ^ header[2]! ^ header[4]! ^ header[5]! ^ header[6]! ^ header[7]! ^ 0xa5) & 0xff;
+}
+
+/** Why these 8 bytes are not a frame header, or undefined when they are one. */
+function headerProblem(header: Buffer): string | undefined {
+  if (header[0] !== MAGIC_0 || header[1] !== MAGIC_1) return `not a frame header (bytes ${header.subarray(0, 4).toString('hex')}…)`;
+  if (header[2] !== FRAME_VERSION) return `frame format version ${header[2]}, expected ${FRAME_VERSION}`;
+  if (header[3] !== checkByte(header)) return 'frame header check byte does not match';
+  return undefined;
 }
 
 /**
@@ -70,7 +94,10 @@ export class FrameDecoder {
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < HEADER_BYTES) break;
-        const length = this.#take(HEADER_BYTES).readUInt32BE(0);
+        const header = this.#take(HEADER_BYTES);
+        const problem = headerProblem(header);
+        if (problem) this.#fail(problem);
+        const length = header.readUInt32BE(4);
         if (length > this.#max) this.#fail(`frame of ${length} bytes exceeds the limit of ${this.#max} bytes`);
         if (length === 0) this.#fail('empty frame');
         this.#need = length;

@@ -67,12 +67,14 @@ export interface FlagOptions {
   readAncestorNodeModules: boolean;
 }
 
-/** Node flags (before the entry script) for a child of this profile: least privilege for the task. */
-export function nodeFlags(profile: ChildProfile, options: FlagOptions): string[] {
-  const flags: string[] = [];
-  if (profile.memoryMb !== undefined) flags.push(`--max-old-space-size=${Math.max(8, Math.floor(profile.memoryMb))}`);
-  const model = options.enforce ? detectPermissionFlag() : null;
-  if (!model) return flags;
+/** The folders a child of this profile may read and write: what its Node flags and its sandbox both grant. */
+export interface FsGrants {
+  read: string[];
+  write: string[];
+}
+
+/** Least privilege for the task: the runtime, its plugin folder, its declared paths, its workspace. */
+export function fsGrants(profile: ChildProfile, options: Omit<FlagOptions, 'enforce'>): FsGrants {
   const pluginRoots = withRealPath(profile.pluginRoot);
   const inPlugin = (rel: string) => pluginRoots.flatMap((base) => grantFolder(path.resolve(base, rel)));
   const workspace = profile.workspaceGrant ? grantFolder(profile.workspaceGrant) : [];
@@ -85,10 +87,17 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions): string[]
     ...workspace,
     ...options.extraReadPaths.flatMap(withRealPath),
   ]);
-  const write = uniquePaths([
-    ...profile.fsWrite.flatMap(inPlugin),
-    ...workspace,
-  ]);
+  const write = uniquePaths([...profile.fsWrite.flatMap(inPlugin), ...workspace]);
+  return { read, write };
+}
+
+/** Node flags (before the entry script) for a child of this profile: least privilege for the task. */
+export function nodeFlags(profile: ChildProfile, options: FlagOptions): string[] {
+  const flags: string[] = [];
+  if (profile.memoryMb !== undefined) flags.push(`--max-old-space-size=${Math.max(8, Math.floor(profile.memoryMb))}`);
+  const model = options.enforce ? detectPermissionFlag() : null;
+  if (!model) return flags;
+  const { read, write } = fsGrants(profile, options);
   for (const p of [...read, ...write]) {
     // Node 20 splits these flag values on commas: "/a,/etc" would grant /etc.
     if (p.includes(',')) {

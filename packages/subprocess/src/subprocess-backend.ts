@@ -2,80 +2,31 @@ import os from 'node:os';
 import {
   BaseBackend,
   ValidationError,
+  WorkerCrashedError,
   isExecutionError,
   unserializableError,
-  type BackendOptions,
   type DispatchControl,
+  type IsolationReport,
   type RunnerTask,
 } from '@kb-labs/plugin-execution-core';
-import { baseEnvironment, DEFAULT_BASE_ENV, handlerEnvironment } from './child-env.js';
+import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import type { CrashReason } from './crash.js';
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame } from './framing.js';
+import { encodeFrame } from './framing.js';
+import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from './messages.js';
-import { detectPermissionFlag, nodeFlags, profileOf, type ChildProfile, type FlagOptions, type PermissionFlag } from './permission-flags.js';
+import { resolveOptions, type Resolved, type SubprocessBackendOptions } from './options.js';
+import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
+import { Sandbox, STATUS_FD } from './sandbox.js';
 import { SparePool } from './spare-pool.js';
+
+export type { SubprocessBackendOptions } from './options.js';
 
 /** How long shutdown waits for killed children to be reaped. */
 const CLOSE_WAIT_MS = 5000;
 /** How long a running execution holds back the refill of the spare it took (see #refillAfter). */
 const REFILL_DELAY_MS = 100;
-
-/** Options of the subprocess backend: the common ones plus how children are started, limited and stopped. */
-export interface SubprocessBackendOptions extends BackendOptions {
-  /**
-   * Children kept booted and waiting (runtime loaded, no plugin code), so an execution only pays
-   * for loading its handler. Each still serves one execution and is then discarded. A spare is
-   * made for the permission profile of recently used handlers and may read and write the whole
-   * workspace *root* rather than only its own lease directory (its flags are fixed before the
-   * execution exists): see docs/backends/subprocess.md before turning it on for untrusted plugins.
-   * @default 0
-   */
-  prespawn?: number;
-  /** After a timeout, abort or shutdown: how long the handler has, after `ctx.signal` fires in the child, before SIGTERM goes to its process group. @default 250 */
-  cancelGraceMs?: number;
-  /** Between SIGTERM and SIGKILL of the child's process group. @default 1000 */
-  killGraceMs?: number;
-  /** A child that has not said `ready` within this is killed (WORKER_CRASHED, reason `handshake`). @default 10000 */
-  handshakeTimeoutMs?: number;
-  /**
-   * Largest protocol frame either side accepts (one message: an input, a result, a platform call
-   * or reply). A child sending a larger one is killed (reason `protocol`); a larger input or
-   * result is a VALIDATION_ERROR. The host may buffer up to this much per child.
-   * @default 268435456 (256 MiB)
-   */
-  maxFrameBytes?: number;
-  /**
-   * Host environment variables every child boots with. A handler additionally gets the
-   * variables its manifest declares in `permissions.env` (and the host granted), never the rest.
-   * `NODE_OPTIONS` and other variables Node reads at start-up are always left out.
-   * @default ['PATH', 'SYSTEMROOT', 'TZ', 'LANG', 'LC_ALL']
-   */
-  baseEnv?: readonly string[];
-  /**
-   * Run children under Node's permission model (fs read/write, child processes, workers
-   * restricted to what the handler declared). Off means no OS-level restriction at all.
-   * @default true
-   */
-  enforcePermissions?: boolean;
-  /** Extra folders every child may read (absolute), e.g. a shared dependency folder outside the plugin. @default [] */
-  allowRead?: readonly string[];
-  /**
-   * Let a plugin read the `node_modules` folders above its own folder, where its bare imports
-   * resolve when it lives inside a monorepo. Off when every plugin ships its dependencies inside its folder.
-   * @default true
-   */
-  readDependencyFolders?: boolean;
-  /** Heap limit (`--max-old-space-size`, MB) for handlers whose manifest sets no `memoryMb`. @default undefined (V8's own limit) */
-  defaultMemoryMb?: number;
-  /** The Node executable children run on. @default process.execPath */
-  execPath?: string;
-  /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
-  maxLogLineLength?: number;
-  /** Characters of stdout, and of stderr, delivered to `onLog` per execution; the rest is drained and dropped. @default 1000000 */
-  maxOutputPerStream?: number;
-}
 
 /** What `stats().runners` holds on this backend. */
 export type SubprocessRunnerStats = {
@@ -92,25 +43,13 @@ export type SubprocessRunnerStats = {
   /** Executions served by a warm spare. */
   fromSpare: number;
   spares: { size: number; ready: number; booting: number; spawned: number; used: number; discarded: number };
+  /** Whether children run under bubblewrap now (`health().isolation` says why). */
+  sandboxed: boolean;
   /** Executions whose child ended without a result, by `details.reason`. */
   crashed: Record<CrashReason, number>;
   /** Children killed because their execution timed out, was aborted or was cut by shutdown. */
   killed: number;
 };
-
-interface Resolved {
-  prespawn: number;
-  cancelGraceMs: number;
-  killGraceMs: number;
-  handshakeTimeoutMs: number;
-  maxFrameBytes: number;
-  baseEnv: readonly string[];
-  flags: FlagOptions;
-  defaultMemoryMb: number | undefined;
-  execPath: string;
-  maxLogLineLength: number;
-  maxOutputPerStream: number;
-}
 
 /**
  * Runs every execution in a fresh Node child process: its own heap, globals and process group,
@@ -125,7 +64,8 @@ export class SubprocessBackend extends BaseBackend {
   readonly #env: Record<string, string>;
   readonly #pool: SparePool;
   readonly #children = new Set<ChildRunner>();
-  readonly #crashed: Record<CrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, handshake: 0 };
+  readonly #crashed: Record<CrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, handshake: 0, sandbox: 0 };
+  readonly #sandbox: Sandbox;
   #cold = 0;
   #fromSpare = 0;
   #killed = 0;
@@ -138,6 +78,7 @@ export class SubprocessBackend extends BaseBackend {
         details: { node: process.version },
       });
     }
+    this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
     this.#env = baseEnvironment(this.#o.baseEnv);
     this.#pool = new SparePool(this.#o.prespawn, (profile) => this.#spawn(profile, profile.pluginRoot, true));
   }
@@ -152,6 +93,10 @@ export class SubprocessBackend extends BaseBackend {
       throw unserializableError('input', error);
     }
 
+    // Known after the first probe: no execution waits for it again.
+    const sandbox = this.#sandbox.state ?? (await this.#sandbox.ready());
+    if (!sandbox.active && this.#sandbox.mode === 'required') throw sandboxUnavailable(sandbox.reason, task);
+
     let runner: ChildRunner | undefined;
     let spareProfile: ChildProfile | undefined;
     if (this.#pool.enabled) {
@@ -165,8 +110,11 @@ export class SubprocessBackend extends BaseBackend {
       }
     }
     const warm = runner !== undefined;
-    if (runner) this.#fromSpare++;
-    else {
+    if (runner) {
+      this.#fromSpare++;
+      // A spare's view holds the workspace root; the lease it now serves becomes its user's.
+      if (task.workspaceDir) this.#sandbox.handOver(task.workspaceDir, runner.user);
+    } else {
       runner = this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
       this.#cold++;
     }
@@ -209,11 +157,14 @@ export class SubprocessBackend extends BaseBackend {
   }
 
   #spawn(profile: ChildProfile, cwd: string, spare: boolean): ChildRunner {
+    const sandboxed = this.#sandbox.state?.active === true;
+    this.#sandbox.createWriteFolders(profile);
+    // argv of the child entry: frame limit, descriptors to close, whether bubblewrap started it.
+    const childArgs = [String(this.#o.maxFrameBytes), inheritedDescriptors(sandboxed ? STATUS_FD + 1 : STATUS_FD).join(','), sandboxed ? 'sandboxed' : 'plain'];
+    const node = { flags: nodeFlags(profile, this.#o.flags), entry: this.#entry, args: childArgs };
     const runner = new ChildRunner({
-      execPath: this.#o.execPath,
-      nodeFlags: nodeFlags(profile, this.#o.flags),
-      entry: this.#entry,
-      cwd,
+      launch: this.#sandbox.launch(profile, fsGrants(profile, this.#o.flags), node, cwd, spare),
+      cwd: sandboxed ? '/' : cwd,
       env: this.#env,
       maxFrameBytes: this.#o.maxFrameBytes,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
@@ -246,6 +197,7 @@ export class SubprocessBackend extends BaseBackend {
     const spares = this.#pool.counts();
     return {
       permissionModel: this.#o.flags.enforce ? detectPermissionFlag() : 'off',
+      sandboxed: this.#sandbox.state?.active === true,
       live: this.#children.size,
       running: [...this.#children].filter((c) => c.running).length,
       spawned: this.#cold + spares.spawned,
@@ -257,61 +209,22 @@ export class SubprocessBackend extends BaseBackend {
     };
   }
 
-  protected override runnerProblems(): string[] {
-    const problem = this.#pool.problem;
-    return problem ? [problem] : [];
+  protected override async runnerProblems(): Promise<string[]> {
+    const problems: string[] = [];
+    const sandbox = await this.#sandbox.ready();
+    if (!sandbox.active && this.#sandbox.mode === 'required') problems.push(`sandbox: 'required' but unavailable: ${sandbox.reason}`);
+    if (this.#pool.problem) problems.push(this.#pool.problem);
+    return problems;
+  }
+
+  protected async isolation(): Promise<IsolationReport> {
+    await this.#sandbox.ready();
+    return this.#sandbox.report(this.#o.flags.enforce);
   }
 }
 
-function resolveOptions(o: SubprocessBackendOptions): Resolved {
-  const issues: string[] = [];
-  const int = (name: keyof SubprocessBackendOptions, fallback: number, min: number, max = 2_147_483_647): number => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      issues.push(`${name}: must be an integer from ${min} to ${max}, got ${String(value)}`);
-      return fallback;
-    }
-    return value;
-  };
-  const strings = (name: 'baseEnv' | 'allowRead', fallback: readonly string[]): readonly string[] => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0 && !v.includes('\0'))) {
-      issues.push(`${name}: must be an array of non-empty strings`);
-      return fallback;
-    }
-    return value;
-  };
-  const bool = (name: 'enforcePermissions' | 'readDependencyFolders', fallback: boolean): boolean => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (typeof value !== 'boolean') {
-      issues.push(`${name}: must be a boolean`);
-      return fallback;
-    }
-    return value;
-  };
-  const resolved: Resolved = {
-    prespawn: int('prespawn', 0, 0, 64),
-    cancelGraceMs: int('cancelGraceMs', 250, 0, 60_000),
-    killGraceMs: int('killGraceMs', 1000, 0, 60_000),
-    handshakeTimeoutMs: int('handshakeTimeoutMs', 10_000, 1),
-    maxFrameBytes: int('maxFrameBytes', DEFAULT_MAX_FRAME_BYTES, 1024, 0x7fff_ffff),
-    baseEnv: strings('baseEnv', DEFAULT_BASE_ENV),
-    flags: {
-      enforce: bool('enforcePermissions', true),
-      extraReadPaths: strings('allowRead', []),
-      readAncestorNodeModules: bool('readDependencyFolders', true),
-    },
-    defaultMemoryMb: o.defaultMemoryMb === undefined ? undefined : int('defaultMemoryMb', 0, 8, 1_048_576),
-    execPath: typeof o.execPath === 'string' && o.execPath.length > 0 ? o.execPath : process.execPath,
-    maxLogLineLength: int('maxLogLineLength', 16_384, 80),
-    maxOutputPerStream: int('maxOutputPerStream', 1_000_000, 0),
-  };
-  if (o.execPath !== undefined && (typeof o.execPath !== 'string' || o.execPath.length === 0)) issues.push('execPath: must be a non-empty string');
-  if (issues.length) {
-    throw new ValidationError(`Invalid subprocess backend options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
-  }
-  return resolved;
+function sandboxUnavailable(reason: string, task: RunnerTask): WorkerCrashedError {
+  return new WorkerCrashedError(`The child process for handler "${task.handlerId}" of plugin "${task.pluginId}" was not started: sandbox 'required', but ${reason}`, {
+    details: { reason: 'sandbox', sandboxError: reason, pluginId: task.pluginId, handlerId: task.handlerId },
+  });
 }

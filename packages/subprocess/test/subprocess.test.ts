@@ -48,6 +48,9 @@ afterAll(async () => {
 describe('protocol', () => {
   it.each([
     ['garbage', 'undecodable frame'],
+    ['plausible-length', 'not a frame header'],
+    ['bad-check', 'check byte'],
+    ['bad-version', 'frame format version 9'],
     ['oversized', 'exceeds the limit'],
     ['unknown-type', 'unknown message type'],
     ['bad-rpc', 'rpc without an integer id'],
@@ -58,6 +61,7 @@ describe('protocol', () => {
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'protocol' });
     expect(String(result.error.details.protocolError)).toContain(problem);
+    // Detected on arrival, not by the 20 s time limit.
     expect(result.meta.durationMs).toBeLessThan(SLACK_MS * 2);
     expect(isAlive(result.meta.pid!)).toBe(false);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
@@ -189,9 +193,11 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
   });
 });
 
-describe('process group', () => {
+// Without the sandbox: a grandchild's pid is the host's, and the process group is what is killed.
+// Under the sandbox the pid namespace is (sandbox-grandchild.test.ts).
+describe('process group (sandbox off)', () => {
   it.runIf(process.platform !== 'win32')('timeout kills the whole group: no grandchild survives', async () => {
-    const backend = make({ permissions: { childProcess: true } });
+    const backend = make({ sandbox: 'off', permissions: { childProcess: true } });
     const events: ExecutionEvent[] = [];
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild' }, { timeoutMs: 1500, onEvent: (e) => events.push(e) });
     expectError(result, 'TIMEOUT');
@@ -201,7 +207,7 @@ describe('process group', () => {
   });
 
   it.runIf(process.platform !== 'win32')('abort kills the whole group after the cancel grace: no grandchild survives', async () => {
-    const backend = make({ permissions: { childProcess: true }, cancelGraceMs: 50, killGraceMs: 200 });
+    const backend = make({ sandbox: 'off', permissions: { childProcess: true }, cancelGraceMs: 50, killGraceMs: 200 });
     const controller = new AbortController();
     const events: ExecutionEvent[] = [];
     const onEvent = (e: ExecutionEvent) => {
@@ -216,7 +222,7 @@ describe('process group', () => {
   });
 
   it.runIf(process.platform !== 'win32')('a grandchild left behind by a successful execution is killed with its group', async () => {
-    const backend = make({ permissions: { childProcess: true } });
+    const backend = make({ sandbox: 'off', permissions: { childProcess: true } });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild', input: { wait: false } });
     expectOk(result);
     const { pid } = result.data as { pid: number };
@@ -294,12 +300,14 @@ describe('permissions (Node permission model)', () => {
     expect(preflight.error.details).toMatchObject({ phase: 'preflight', missing: ['childProcess'] });
   });
 
-  it('the child runs in its workspace with the permission flags and the manifest heap limit', async () => {
-    const backend = make();
+  it.each(['off', 'required'] as const)('the child runs in its workspace with the permission flags and the manifest heap limit (sandbox %s)', async (sandbox) => {
+    const backend = make({ sandbox });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami-small-heap' });
     expectOk(result);
     const data = result.data as { pid: number; ppid: number; cwd: string; workspace: string; execArgv: string[]; heapLimitMb: number };
-    expect(data.pid).toBe(result.meta.pid);
+    if (sandbox === 'off') expect(data.pid).toBe(result.meta.pid);
+    // In its own pid namespace, Node is pid 2 under bubblewrap's init; meta.pid is bubblewrap's host pid.
+    else expect([data.pid, data.ppid]).toEqual([2, 1]);
     expect(data.pid).not.toBe(process.pid);
     expect(data.cwd).toBe(data.workspace);
     expect(data.execArgv).toContain(detectPermissionFlag());
@@ -310,11 +318,19 @@ describe('permissions (Node permission model)', () => {
     expect(data.heapLimitMb).toBeLessThan(96 + 256);
   });
 
-  it('enforcePermissions: false runs the child unrestricted (documented escape hatch)', async () => {
+  it('enforcePermissions: false with sandbox off runs the child unrestricted (documented escape hatch)', async () => {
     const target = path.join(outside, 'secret.txt');
-    const result = await make({ enforcePermissions: false }).execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });
+    const result = await make({ enforcePermissions: false, sandbox: 'off' }).execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });
     expectOk(result);
     expect(result.data).toEqual({ text: 'host secret' });
+  });
+
+  it('enforcePermissions: false under the sandbox: a host file outside the grants does not exist for the child', async () => {
+    const target = path.join(outside, 'secret.txt');
+    const result = await make({ enforcePermissions: false, sandbox: 'required' }).execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toContain('ENOENT');
+    expect(JSON.stringify(result)).not.toContain('host secret');
   });
 });
 
@@ -367,9 +383,8 @@ describe('warm spares (prespawn)', () => {
     expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
     const second = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
     expectOk(second);
-    const a = first.data as { pid: number; polluted: boolean };
     const b = second.data as { pid: number; polluted: boolean; cwd: string; workspace: string };
-    expect(b.pid).not.toBe(a.pid);
+    expect(second.meta.pid).not.toBe(first.meta.pid);
     // The previous execution polluted Object.prototype in its own process only.
     expect(b.polluted).toBe(false);
     expect(b.cwd).toBe(b.workspace);

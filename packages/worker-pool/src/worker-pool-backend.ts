@@ -1,4 +1,4 @@
-import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, type DispatchControl, type IsolationReport, type RunnerTask } from '@kb-labs/plugin-execution-core';
 import { resolvePoolOptions, type ResolvedPoolOptions, type WorkerPoolBackendOptions } from './options.js';
 import { PoolCounters, PoolLane, RunGate } from './pool-lane.js';
 import { STAGE_DEPTH } from './thread-protocol.js';
@@ -85,6 +85,10 @@ export class WorkerPoolBackend extends BaseBackend {
     return [];
   }
 
+  protected isolation(): IsolationReport {
+    return { ...ISOLATION, layers: [...ISOLATION.layers] };
+  }
+
   /** Threads are sized at start: a handler with its own memoryMb gets a lane whose threads have that heap cap. */
   #laneFor(memoryMb: number | undefined): PoolLane {
     const fallback = this.#lanes.get('default')!;
@@ -121,3 +125,10 @@ export class WorkerPoolBackend extends BaseBackend {
     );
   }
 }
+
+const ISOLATION: IsolationReport = {
+  requested: 'thread',
+  active: 'thread',
+  layers: ['worker thread', 'heap limit', 'env allow-list'],
+  reason: "a worker thread has its own heap and globals but shares the host process: its files, network, descriptors and signals",
+};

@@ -1,0 +1,71 @@
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * What a sandboxed child needs from the host to start Node at all: the executable and the shared
+ * libraries it loads (with the dynamic loader), as `ldd` lists them. Asked once per executable.
+ * Where `ldd` is missing or fails (a static build, a musl system without it), the usual library
+ * folders are shown instead: more than needed, read-only, and never secrets.
+ */
+export function runtimeFiles(execPath: string): readonly string[] {
+  let files = runtimeCache.get(execPath);
+  if (!files) {
+    files = [execPath, ...sharedLibraries(execPath)];
+    runtimeCache.set(execPath, files);
+  }
+  return files;
+}
+
+const runtimeCache = new Map<string, readonly string[]>();
+
+const LIBRARY_FOLDERS = ['/lib', '/lib64', '/lib32', '/usr/lib', '/usr/lib64', '/usr/lib32', '/usr/local/lib'];
+
+function sharedLibraries(execPath: string): string[] {
+  let listing: string;
+  try {
+    listing = execFileSync('ldd', [execPath], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 });
+  } catch {
+    return LIBRARY_FOLDERS.filter((folder) => existsSync(folder));
+  }
+  // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux-x86-64.so.2 (0x…)".
+  const files = new Set<string>();
+  for (const line of listing.split('\n')) {
+    const match = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (match) files.add(match[1]!);
+  }
+  return files.size > 0 ? [...files] : LIBRARY_FOLDERS.filter((folder) => existsSync(folder));
+}
+
+/**
+ * Shown (read-only) to a handler granted `childProcess`, so that what it starts can run: the
+ * system's programs and libraries. Not /etc, /home, /root, /var or /run: a program needing one
+ * of those is given it by the host with `allowRead`.
+ */
+export const SYSTEM_FOLDERS: readonly string[] = ['/usr', '/bin', '/sbin', '/lib', '/lib64', '/lib32', '/libx32'];
+
+/** Name resolution for a handler granted `network`: what the C library and Node read to look a host up. */
+export const NETWORK_FILES: readonly string[] = ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/gai.conf', '/etc/host.conf'];
+
+/**
+ * The bubblewrap executable: `bwrapPath` as given when it contains a slash, else the first
+ * executable of that name on the host's PATH. Undefined when there is none.
+ */
+export function findExecutable(name: string, searchPath: string | undefined = process.env.PATH): string | undefined {
+  if (name.includes('/')) return isExecutable(name) ? path.resolve(name) : undefined;
+  for (const dir of (searchPath ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,94 @@
+import { lstatSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
+
+/** Symlinks followed before a path is taken as missing (the kernel's own limit is 40). */
+const MAX_LINKS = 40;
+
+/**
+ * The file system a sandboxed child sees, as bubblewrap arguments. Every path is shown at the
+ * same place it has on the host, so Node's permission flags inside name the same paths as the
+ * host does. A path reached through symlinks (`/lib` → `usr/lib`, a pnpm link, `/usr/bin/node`
+ * → a versioned folder) is bound at its real location and each link on the way is recreated as
+ * a link, so the child resolves it exactly as the host does and sees nothing else of the folders
+ * the links live in. Paths that do not exist are left out: there is nothing to see.
+ */
+export class SandboxView {
+  /** Real path → writable. */
+  readonly #binds = new Map<string, boolean>();
+  /** Link location → link text. */
+  readonly #links = new Map<string, string>();
+
+  /** Show `p` (file or folder) read-only. Returns its real path, or undefined when it does not exist. */
+  readOnly(p: string): string | undefined {
+    const real = this.#walk(p);
+    if (real !== undefined && !OWN_MOUNTS.some((own) => within(real, own)) && !this.#binds.has(real)) this.#binds.set(real, false);
+    return real;
+  }
+
+  /** Show `p` read-write (wins over a read-only grant of the same path). */
+  writable(p: string): string | undefined {
+    const real = this.#walk(p);
+    if (real !== undefined && !OWN_MOUNTS.some((own) => within(real, own))) this.#binds.set(real, true);
+    return real;
+  }
+
+  /** Every bound real path, with whether it is writable. */
+  binds(): IterableIterator<[string, boolean]> {
+    return this.#binds.entries();
+  }
+
+  /**
+   * The bubblewrap arguments: binds parents first (a bind inside another must come after it),
+   * then the links that lie outside every bind (those inside one exist there already).
+   */
+  args(): string[] {
+    const out: string[] = [];
+    const binds = [...this.#binds].sort(([a], [b]) => depth(a) - depth(b) || a.localeCompare(b));
+    for (const [real, writable] of binds) out.push(writable ? '--bind' : '--ro-bind', real, real);
+    const bound = binds.map(([real]) => real);
+    for (const [at, text] of this.#links) {
+      if (!bound.some((dir) => within(at, dir))) out.push('--symlink', text, at);
+    }
+    return out;
+  }
+
+  /** Resolve `p` component by component, noting each symlink met; the real path, or undefined if missing. */
+  #walk(p: string): string | undefined {
+    let pending = path.resolve(p).split(path.sep).filter(Boolean);
+    let current: string = path.sep;
+    for (let links = 0; pending.length > 0; ) {
+      const next = path.join(current, pending.shift()!);
+      let isLink: boolean;
+      try {
+        isLink = lstatSync(next).isSymbolicLink();
+      } catch {
+        return undefined;
+      }
+      if (!isLink) {
+        current = next;
+        continue;
+      }
+      if (++links > MAX_LINKS) return undefined;
+      const text = readlinkSync(next);
+      this.#links.set(next, text);
+      const target = path.resolve(current, text);
+      pending = [...target.split(path.sep).filter(Boolean), ...pending];
+      current = path.sep;
+    }
+    return current;
+  }
+}
+
+/**
+ * The sandbox's own /proc (its processes only) and /dev (null, zero, random, tty…): a grant of
+ * the host's (`allowRead: ['/proc']`) lets Node's permission model read them, never replaces them.
+ */
+const OWN_MOUNTS = ['/proc', '/dev'];
+
+function within(p: string, dir: string): boolean {
+  return p === dir || p.startsWith(dir === '/' ? '/' : `${dir}/`);
+}
+
+function depth(p: string): number {
+  return p.split(path.sep).length;
+}

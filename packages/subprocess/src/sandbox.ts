@@ -1,0 +1,277 @@
+import { execFile } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import type { ChildProfile, FsGrants } from './permission-flags.js';
+import { withRealPath } from './runtime-paths.js';
+import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
+import { unusableBy } from './sandbox-user.js';
+import { SandboxView } from './sandbox-view.js';
+
+/** `'auto'`: bubblewrap where it works, else run as without it and say so. `'required'`: never without. `'off'`: never. */
+export type SandboxMode = 'auto' | 'required' | 'off';
+
+/** The unprivileged user sandboxed children run as on a host running as root. */
+export interface SandboxUser {
+  uid: number;
+  gid: number;
+}
+
+export interface SandboxConfig {
+  mode: SandboxMode;
+  /** `bwrap`, looked up on PATH, or a path to it. */
+  bwrapPath: string;
+  /** Who children run as when the host is root; undefined keeps the host's user. */
+  user: SandboxUser | undefined;
+  execPath: string;
+}
+
+/** What is in force: the sandbox, or why not. */
+export type SandboxState = { active: true; bwrap: string } | { active: false; reason: string };
+
+/** The descriptor on which bubblewrap reports the sandbox's pid (stdio 0-2, protocol 3). */
+export const STATUS_FD = 4;
+const PROBE_TIMEOUT_MS = 15_000;
+
+/** Node's part of a child's command line. */
+export interface ChildCommand {
+  flags: readonly string[];
+  entry: string;
+  args: readonly string[];
+}
+
+/** How a child is started: the command line and the user it runs as. */
+export interface Launch {
+  command: string;
+  args: string[];
+  user: SandboxUser | undefined;
+  /** Whether the command is bubblewrap (its status on STATUS_FD, a signal death as exit 128+N). */
+  sandboxed: boolean;
+}
+
+/**
+ * The OS sandbox of the subprocess backend: every child in a bubblewrap container of its own
+ * (user, pid, network, ipc, uts and cgroup namespaces; no capabilities; a file system holding
+ * only what its grants name), Node's permission model still on inside. Whether it can work here
+ * is decided once per configuration by running the exact argument set on `node -e 0`.
+ */
+export class Sandbox {
+  readonly #config: SandboxConfig;
+  readonly #bwrap: string | undefined;
+  #state: SandboxState | undefined;
+  #probe: Promise<SandboxState> | undefined;
+  /** Why the last child ran as the host's user instead of `config.user`, if it did. */
+  #userProblem: string | undefined;
+
+  constructor(config: SandboxConfig) {
+    this.#config = config;
+    if (config.mode === 'off') {
+      this.#state = { active: false, reason: "sandbox: 'off'" };
+      return;
+    }
+    const missing = unavailableReason(config.bwrapPath);
+    this.#bwrap = missing ? undefined : findExecutable(config.bwrapPath);
+    if (!missing) return;
+    if (config.mode === 'required') {
+      throw new ValidationError(`sandbox: 'required' cannot work here: ${missing}`, { details: { path: 'sandbox', reason: missing } });
+    }
+    this.#state = { active: false, reason: missing };
+    warnOnce(missing);
+  }
+
+  get mode(): SandboxMode {
+    return this.#config.mode;
+  }
+
+  get user(): SandboxUser | undefined {
+    return this.#config.user;
+  }
+
+  /** Settled state, once known (synchronously after `ready()` resolved). */
+  get state(): SandboxState | undefined {
+    return this.#state;
+  }
+
+  /** Whether children run sandboxed, probing on first call. */
+  ready(): Promise<SandboxState> {
+    if (this.#state) return Promise.resolve(this.#state);
+    this.#probe ??= probe(this.#bwrap!, this.#config).then((state) => {
+      this.#state = state;
+      if (!state.active && this.#config.mode === 'auto') warnOnce(state.reason);
+      return state;
+    });
+    return this.#probe;
+  }
+
+  /**
+   * The command line for a child of `profile`. Sandboxed, its view holds what `grants` names
+   * (read-only or read-write as granted), the Node runtime, and, by the handler's own grants,
+   * the system's programs (`childProcess`) or the host's network and resolver files (`network`).
+   * `spare`: the workspace grant is the workspace root, where the lease is handed over later.
+   */
+  launch(profile: ChildProfile, grants: FsGrants, node: ChildCommand, cwd: string, spare: boolean): Launch {
+    const command = [...node.flags, node.entry, ...node.args];
+    if (!this.#state?.active) return { command: this.#config.execPath, args: command, user: undefined, sandboxed: false };
+    const { handed, passOnly } = this.#prepareFolders(profile, spare);
+    const view = new SandboxView();
+    for (const file of runtimeFiles(this.#config.execPath)) view.readOnly(file);
+    view.readOnly(node.entry);
+    if (profile.childProcess) for (const folder of SYSTEM_FOLDERS) view.readOnly(folder);
+    if (profile.network) for (const file of NETWORK_FILES) view.readOnly(file);
+    for (const p of grants.read) if (!p.endsWith(`${path.sep}*`)) view.readOnly(p);
+    for (const p of grants.write) if (!p.endsWith(`${path.sep}*`)) view.writable(p);
+    const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)));
+    if (user) for (const dir of handed) chownSync(dir, user.uid, user.gid);
+    return {
+      command: this.#state.bwrap,
+      args: [...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
+      user,
+      sandboxed: true,
+    };
+  }
+
+  /**
+   * A bind needs an existing path: the declared write folders are created. Those and a cold
+   * child's lease are `handed` to the sandbox user if it runs as one (a child dropped to another
+   * uid cannot write a folder of the host's). The workspace root only has to let that user pass
+   * (0711: it may enter the lease it is handed, not list the others); a spare's grant is that root.
+   */
+  #prepareFolders(profile: ChildProfile, spare: boolean): { handed: string[]; passOnly: string[] } {
+    const handed = this.createWriteFolders(profile);
+    const lease = profile.workspaceGrant;
+    if (!lease) return { handed, passOnly: [] };
+    const root = spare ? lease : path.dirname(lease);
+    mkdirSync(root, { recursive: true, mode: 0o711 });
+    if (this.#config.user) {
+      const mode = statSync(root).mode & 0o777;
+      if ((mode & 0o001) === 0) chmodSync(root, mode | 0o001);
+    }
+    return spare ? { handed, passOnly: [root] } : { handed: [...handed, lease], passOnly: [] };
+  }
+
+  /**
+   * Sandboxed, the declared write folders are created before anything is computed from them: a
+   * bind needs an existing path, and Node's flags for a folder differ by whether it exists.
+   */
+  createWriteFolders(profile: ChildProfile): string[] {
+    if (!this.#state?.active) return [];
+    const folders = profile.fsWrite.map((rel) => path.resolve(profile.pluginRoot, rel));
+    for (const dir of folders) mkdirSync(dir, { recursive: true });
+    return folders;
+  }
+
+  /** A spare's lease, handed to the user the spare runs as (if any) once it is taken for an execution. */
+  handOver(dir: string, user: SandboxUser | undefined): void {
+    if (user) chownSync(dir, user.uid, user.gid);
+  }
+
+  /**
+   * The sandbox user, if it can use every path of `view` (`exempt` ones only need to be reached:
+   * they are handed to it or only passed through). A plugin kept where that user cannot reach
+   * (under /root, say) still runs sandboxed, as the host's user: said once, and in health().
+   */
+  #userFor(view: SandboxView, exempt: ReadonlySet<string>): SandboxUser | undefined {
+    const user = this.#config.user;
+    if (!user) return undefined;
+    const problem = unusableBy(user, view.binds(), exempt);
+    if (problem) {
+      this.#userProblem = `${problem}; this child runs as the host's user (make the path reachable, or set sandboxUser)`;
+      warnOnce(`uid ${user.uid} not used: ${this.#userProblem}`, 'Sandboxed children run as the host user');
+    }
+    return problem ? undefined : user;
+  }
+
+  /** What `health()` reports. */
+  report(enforcePermissions: boolean): IsolationReport {
+    const state = this.#state;
+    const model = enforcePermissions ? ['permission-model'] : [];
+    if (!state?.active) {
+      const reason = state?.reason ?? 'the sandbox has not been probed yet';
+      return { requested: this.#config.mode, active: 'process', layers: ['process', ...model, 'env allow-list'], reason };
+    }
+    const user = this.#config.user && !this.#userProblem ? [`uid ${this.#config.user.uid} gid ${this.#config.user.gid}`] : [];
+    return {
+      requested: this.#config.mode,
+      active: 'bubblewrap',
+      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...user, ...model, 'env allow-list'],
+      reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
+    };
+  }
+}
+
+/**
+ * Namespaces and privileges: its own of everything (the network too unless granted), no
+ * capabilities (a root host's child would otherwise remount its read-only folders), no user
+ * namespaces inside, a session of its own (no terminal to inject input into), and gone when the
+ * host is. Node runs as pid 2 under bubblewrap's init, which ends when Node does and takes every
+ * process of the namespace with it; as pid 2 Node keeps the default action of SIGTERM (an init
+ * ignores signals it has no handler for, so a busy loop would outlast it).
+ */
+function isolationArgs(network: boolean): string[] {
+  return [
+    '--unshare-all',
+    '--unshare-user',
+    ...(network ? ['--share-net'] : []),
+    '--disable-userns',
+    '--cap-drop',
+    'ALL',
+    '--new-session',
+    '--die-with-parent',
+    '--hostname',
+    'sandbox',
+    '--tmpfs',
+    '/tmp',
+    '--proc',
+    '/proc',
+    '--dev',
+    '/dev',
+  ];
+}
+
+/** Why bubblewrap cannot be used at all, decided without running anything; undefined when it may. */
+function unavailableReason(bwrapPath: string): string | undefined {
+  if (process.platform !== 'linux') return `bubblewrap runs on Linux only (this is ${process.platform})`;
+  if (!findExecutable(bwrapPath)) return `bubblewrap not found (${bwrapPath.includes('/') ? bwrapPath : `"${bwrapPath}" on PATH`}); install the bubblewrap package`;
+  return undefined;
+}
+
+const probes = new Map<string, Promise<SandboxState>>();
+
+/** Run `node -e 0` with the full argument set, as the sandbox user: cached per configuration. */
+function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
+  const key = JSON.stringify([bwrap, config.execPath, config.user]);
+  let cached = probes.get(key);
+  if (!cached) {
+    cached = runProbe(bwrap, config);
+    probes.set(key, cached);
+  }
+  return cached;
+}
+
+function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
+  const view = new SandboxView();
+  for (const file of runtimeFiles(config.execPath)) view.readOnly(file);
+  const args = [...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
+  return new Promise((resolve) => {
+    const child = execFile(
+      bwrap,
+      args,
+      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeout: PROBE_TIMEOUT_MS, ...(config.user ?? {}) },
+      (error, _stdout, stderr) => {
+        if (!error) return resolve({ active: true, bwrap });
+        const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
+        const as = config.user ? ` as uid ${config.user.uid}` : '';
+        resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
+      },
+    );
+    child.unref();
+  });
+}
+
+const warned = new Set<string>();
+
+function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox'): void {
+  if (warned.has(reason)) return;
+  warned.add(reason);
+  process.emitWarning(`${what}: ${reason}. See docs/backends/subprocess.md.`, { code: 'KB_SANDBOX_UNAVAILABLE' });
+}
