@@ -1,0 +1,219 @@
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { SubprocessBackend, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PROBE, probePlugin } from './helpers.js';
+
+// The bubblewrap sandbox, for real: a real bwrap, real namespaces, real processes. On Linux these
+// tests need bubblewrap installed (the README's test command installs it) and fail without it.
+const linux = process.platform === 'linux';
+const root = process.getuid?.() === 0;
+
+let workspaceRoot: string;
+let outside: string;
+let scratch: string;
+const backends: SubprocessBackend[] = [];
+
+function make(options: SubprocessBackendOptions = {}): SubprocessBackend {
+  const backend = new SubprocessBackend({
+    plugins: [probePlugin, fixturePlugins.basic, fixturePlugins.hostile],
+    workspace: { root: workspaceRoot },
+    ...options,
+  });
+  backends.push(backend);
+  return backend;
+}
+
+/** Collects the process warnings emitted while `fn` runs. */
+async function warningsDuring(fn: () => Promise<void>): Promise<Error[]> {
+  const seen: Error[] = [];
+  const listener = (warning: Error) => seen.push(warning);
+  process.on('warning', listener);
+  try {
+    await fn();
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    process.off('warning', listener);
+  }
+  return seen;
+}
+
+beforeAll(async () => {
+  workspaceRoot = await mkdtemp(path.join(os.tmpdir(), 'kb-sandbox-test-'));
+  outside = await mkdtemp(path.join(os.tmpdir(), 'kb-sandbox-outside-'));
+  scratch = await mkdtemp(path.join(os.tmpdir(), 'kb-sandbox-scratch-'));
+  // The stand-in bwrap scripts here run as the sandbox user on a root host.
+  await chmod(scratch, 0o755);
+  await writeFile(path.join(outside, 'secret.txt'), 'host secret');
+});
+
+afterEach(async () => {
+  await Promise.all(backends.splice(0).map((b) => b.shutdown({ timeoutMs: 2000 })));
+  expect(await readdir(workspaceRoot)).toEqual([]);
+});
+
+afterAll(async () => {
+  for (const dir of [workspaceRoot, outside, scratch]) await rm(dir, { recursive: true, force: true });
+});
+
+describe('options', () => {
+  it('an unknown sandbox mode, an empty bwrapPath or a bad sandboxUser is a ValidationError naming the option', () => {
+    expect(() => make({ sandbox: 'sometimes' as never })).toThrow(/sandbox: must be one of 'auto', 'required', 'off'/);
+    expect(() => make({ bwrapPath: '' })).toThrow(/bwrapPath: must be a non-empty string/);
+    expect(() => make({ sandboxUser: { uid: -1, gid: 5 } })).toThrow(/sandboxUser: must be \{ uid, gid \}/);
+  });
+
+  it.runIf(linux)("'required' where bubblewrap does not exist: construction fails and says why", () => {
+    expect(() => make({ sandbox: 'required', bwrapPath: path.join(scratch, 'no-such-bwrap') })).toThrow(/sandbox: 'required' cannot work here: bubblewrap not found/);
+  });
+
+  it.runIf(!linux)("'required' off Linux: construction fails and says bubblewrap is Linux-only", () => {
+    expect(() => make({ sandbox: 'required' })).toThrow(/Linux only/);
+  });
+});
+
+describe.runIf(linux)('where the sandbox cannot run', () => {
+  it("'auto' with no bubblewrap runs children as before, warns once and says so in health()", async () => {
+    const bwrapPath = path.join(scratch, 'missing-bwrap');
+    const warnings = await warningsDuring(async () => {
+      const first = make({ sandbox: 'auto', bwrapPath });
+      make({ sandbox: 'auto', bwrapPath });
+      const result = await first.execute({ pluginId: BASIC, handlerId: 'echo', input: 'still runs' });
+      expectOk(result);
+      const health = await first.health();
+      expect(health.ok).toBe(true);
+      expect(health.isolation).toMatchObject({ requested: 'auto', active: 'process' });
+      expect(health.isolation.reason).toContain('bubblewrap not found');
+      expect((await first.stats()).runners).toMatchObject({ sandboxed: false });
+    });
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_UNAVAILABLE' && w.message.includes(bwrapPath));
+    expect(ours).toHaveLength(1);
+  });
+
+  it("'required' where the probe fails: every execute() is WORKER_CRASHED (reason sandbox) naming why; health() is not ok", async () => {
+    // A real executable that refuses, as bwrap does where namespaces are not allowed.
+    const refusing = path.join(scratch, 'refusing-bwrap');
+    await writeFile(refusing, '#!/bin/sh\necho "bwrap: No permissions to create new namespace" >&2\nexit 1\n');
+    await chmod(refusing, 0o755);
+    const backend = make({ sandbox: 'required', bwrapPath: refusing });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'sandbox' });
+    expect(result.error.message).toContain('No permissions to create new namespace');
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems.join('\n')).toContain("sandbox: 'required' but unavailable");
+    expect(health.isolation.active).toBe('process');
+  });
+
+  it('a sandbox that fails to set up for one child is told apart from a plugin crash (reason sandbox, bwrap’s words kept)', async () => {
+    // Passes the probe (runs the real bwrap for `node -e 0`), then fails as bwrap does when the
+    // kernel runs out of namespaces.
+    const flaky = path.join(scratch, 'flaky-bwrap');
+    const real = (await import('node:child_process')).execFileSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).trim();
+    await writeFile(flaky, `#!/bin/sh\nfor last; do :; done\nif [ "$last" = "0" ]; then exec ${real} "$@"; fi\necho "bwrap: Creating new namespace failed: No space left on device" >&2\nexit 1\n`);
+    await chmod(flaky, 0o755);
+    const backend = make({ sandbox: 'required', bwrapPath: flaky });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'sandbox', exitCode: 1 });
+    expect(String(result.error.details.stderrTail)).toContain('No space left on device');
+    expect((await backend.stats()).runners).toMatchObject({ crashed: { sandbox: 1, handshake: 0 } });
+  });
+});
+
+describe.runIf(linux)('inside the sandbox', () => {
+  it('health() reports bubblewrap with every layer in force', async () => {
+    const health = await make({ sandbox: 'required' }).health();
+    expect(health.ok).toBe(true);
+    expect(health.isolation.active).toBe('bubblewrap');
+    expect(health.isolation.layers).toEqual(expect.arrayContaining(['bubblewrap', 'no capabilities', 'permission-model']));
+    if (root) expect(health.isolation.layers).toContain('uid 65534 gid 65534');
+  });
+
+  it.runIf(root)('on a root host the child runs as the unprivileged sandbox user and its workspace is handed to it', async () => {
+    const backend = make({ sandbox: 'required', workspace: { root: workspaceRoot } });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(result);
+    expect(result.data).toMatchObject({ uid: 65534, gid: 65534, pid: 2, ppid: 1 });
+    const custom = make({ sandbox: 'required', sandboxUser: { uid: 4242, gid: 4343 } });
+    const other = await custom.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(other);
+    expect(other.data).toMatchObject({ uid: 4242, gid: 4343 });
+    const asRoot = make({ sandbox: 'required', sandboxUser: false });
+    const kept = await asRoot.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(kept);
+    expect(kept.data).toMatchObject({ uid: 0 });
+    expect((await asRoot.health()).isolation.layers.some((l) => l.startsWith('uid '))).toBe(false);
+  });
+
+  it('host files outside the grants do not exist for the plugin (even with the permission model off)', async () => {
+    const backend = make({ sandbox: 'required', enforcePermissions: false });
+    const secret = path.join(outside, 'secret.txt');
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'look-around', input: { paths: [secret, '/etc/passwd', os.homedir(), probePlugin] } });
+    expectOk(result);
+    const data = result.data as { root: string[]; exists: Record<string, boolean>; hostname: string };
+    expect(data.exists).toEqual({ [secret]: false, '/etc/passwd': false, [os.homedir()]: false, [probePlugin]: true });
+    expect(data.root).not.toContain('etc');
+    expect(data.root).not.toContain('home');
+    expect(data.root).not.toContain('root');
+    expect(data.hostname).toBe('sandbox');
+  });
+
+  it('a process killed by a signal is reported as that signal, not as bubblewrap’s exit code 128+N', async () => {
+    const result = await make({ sandbox: 'required' }).execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'signal', signal: 'SIGKILL', exitCode: null });
+  });
+
+  it('the host network only for a handler that declared and was granted it', async () => {
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      connections++;
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const target = { host: '127.0.0.1', port };
+      const undeclared = await make({ sandbox: 'required', permissions: { network: true } }).execute({ pluginId: PROBE, handlerId: 'connect-undeclared', input: target });
+      expectOk(undeclared);
+      expect(undeclared.data).toMatchObject({ connected: false });
+      const notGranted = await make({ sandbox: 'required' }).execute({ pluginId: PROBE, handlerId: 'connect', input: target });
+      expectError(notGranted, 'PERMISSION_DENIED');
+      expect(connections).toBe(0);
+      const granted = await make({ sandbox: 'required', permissions: { network: true } }).execute({ pluginId: PROBE, handlerId: 'connect', input: target });
+      expectOk(granted);
+      expect(granted.data).toEqual({ connected: true });
+      expect(connections).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('declared fs.write folders exist and are writable by the sandbox user; files land on the host', async () => {
+    const backend = make({ sandbox: 'required', permissions: { fs: { write: ['out'] } } });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'write-plugin-out', input: { path: 'out/sandboxed.txt', text: 'from inside' } });
+    expectOk(result);
+    const written = await stat(path.join(probePlugin, 'out', 'sandboxed.txt'));
+    if (root) expect(written.uid).toBe(65534);
+    await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
+  });
+
+  it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {
+    const backend = make({ sandbox: 'required', prespawn: 1 });
+    expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));
+    const until = Date.now() + 10_000;
+    while (((await backend.stats()).runners as SubprocessRunnerStats).spares.ready < 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const second = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(second);
+    const data = second.data as { cwd: string; workspace: string; pid: number; uid: number };
+    expect(((await backend.stats()).runners as SubprocessRunnerStats).fromSpare).toBe(1);
+    expect(data.pid).toBe(2);
+    expect(data.cwd).toBe(data.workspace);
+    if (root) expect(data.uid).toBe(65534);
+  });
+});
