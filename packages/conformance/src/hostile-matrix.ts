@@ -1,17 +1,21 @@
 /**
  * The hostile-plugin matrix: what each backend does when a plugin misbehaves. One table, one test
  * per cell per backend. A cell a backend cannot defend is a skipped test whose name says so and
- * names the backend to pick instead (docs/reliability.md has the same table).
+ * names the backend to pick instead (docs/reliability.md has the same table). The rows only an
+ * OS sandbox defends live in ./hostile-sandbox-rows.ts and are part of the same table.
  */
 import { lstat, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { BackendType, ExecutionResult, IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import type { BackendType, ExecutionEvent, ExecutionResult, IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, fixturePlugins } from './fixtures.js';
+import { SANDBOX_ROWS, requireBubblewrap, sandboxPlatform } from './hostile-sandbox-rows.js';
 import { expectOk, type BackendFactory } from './index.js';
 
-type Code = 'ok' | 'TIMEOUT' | 'WORKER_CRASHED' | 'HANDLER_ERROR' | 'VALIDATION_ERROR' | 'PERMISSION_DENIED';
+export { SANDBOX_ROWS, goneWithin, grandchildMarker, newToken, processesWithMarker, requireBubblewrap, sandboxPlatform } from './hostile-sandbox-rows.js';
+
+export type Code = 'ok' | 'TIMEOUT' | 'WORKER_CRASHED' | 'HANDLER_ERROR' | 'VALIDATION_ERROR' | 'PERMISSION_DENIED';
 
 /** What a backend does for a cell: an outcome (any of `codes`), or an honest "cannot defend". */
 export type CellOutcome = { codes: Code[]; note?: string } | { undefended: string };
@@ -24,13 +28,33 @@ export interface MatrixCell {
   timeoutMs?: number;
   /** Extra backend options for this cell (e.g. a small heap). */
   options?: Record<string, unknown>;
+  /** Extra options for one backend only, applied over `options` (e.g. a subprocess-only `allowRead`). */
+  backendOptions?: Partial<Record<BackendType, Record<string, unknown>>>;
+  /**
+   * Defended (where it is) only by an OS sandbox: the test first requires
+   * `health().isolation.active === 'bubblewrap'` and fails without it; off Linux it is skipped.
+   */
+  needsSandbox?: boolean;
+  /** Per-run set-up once the backend exists (and, for `needsSandbox`, is confirmed sandboxed). */
+  prepare?: (env: CellEnv) => Promise<CellRun>;
   /** Extra check on the result. */
   check?: (result: ExecutionResult, env: CellEnv) => void | Promise<void>;
   expect: Record<BackendType, CellOutcome>;
 }
 
-interface CellEnv {
+export interface CellEnv {
+  /** A host folder outside every grant. */
   outside: string;
+  /** The backend's children were confirmed to run under bubblewrap. */
+  sandboxed: boolean;
+}
+
+/** What `prepare` set up for one run: the input, an event hook, the checks and the teardown. */
+export interface CellRun {
+  input: unknown;
+  onEvent?: (event: ExecutionEvent) => void;
+  verify?: (result: ExecutionResult) => void | Promise<void>;
+  close?: () => unknown;
 }
 
 const ok = (note?: string): CellOutcome => ({ codes: ['ok'], ...(note ? { note } : {}) });
@@ -208,27 +232,27 @@ export const HOSTILE_MATRIX: MatrixCell[] = [
       expect(await readFile(path.join(env.outside, 'precious.txt'), 'utf8')).toBe('keep me');
     },
   },
+  ...SANDBOX_ROWS,
 ];
 
 /** Run every cell of the matrix on one backend. */
 export function describeHostileMatrix(type: BackendType, create: BackendFactory): void {
   describe(`hostile matrix: ${type}`, () => {
-    let root: string;
-    let outside: string;
+    const dirs = { root: '', outside: '' };
     const previousCanary = process.env[HOST_CANARY_ENV];
 
     beforeAll(async () => {
-      root = await mkdtemp(path.join(os.tmpdir(), `kb-hostile-${type}-`));
-      outside = await mkdtemp(path.join(os.tmpdir(), 'kb-hostile-outside-'));
-      await writeFile(path.join(outside, 'precious.txt'), 'keep me');
+      dirs.root = await mkdtemp(path.join(os.tmpdir(), `kb-hostile-${type}-`));
+      dirs.outside = await mkdtemp(path.join(os.tmpdir(), 'kb-hostile-outside-'));
+      await writeFile(path.join(dirs.outside, 'precious.txt'), 'keep me');
       process.env[HOST_CANARY_ENV] = 'host-secret';
     });
 
     afterAll(async () => {
       if (previousCanary === undefined) delete process.env[HOST_CANARY_ENV];
       else process.env[HOST_CANARY_ENV] = previousCanary;
-      await rm(root, { recursive: true, force: true });
-      await rm(outside, { recursive: true, force: true });
+      await rm(dirs.root, { recursive: true, force: true });
+      await rm(dirs.outside, { recursive: true, force: true });
     });
 
     for (const cell of HOSTILE_MATRIX) {
@@ -237,40 +261,61 @@ export function describeHostileMatrix(type: BackendType, create: BackendFactory)
         it.skip(`${cell.title} — not defended on ${type}: ${outcome.undefended}`, () => {});
         continue;
       }
-      it(`${cell.title} → ${outcome.codes.join(' or ')}${outcome.note ? ` (${outcome.note})` : ''}`, async () => {
-        const backend: IExecutionBackend = create({
-          plugins: [fixturePlugins.basic, fixturePlugins.hostile],
-          workspace: { root },
-          ...cell.options,
-        });
-        try {
-          const input =
-            cell.id === 'write-outside'
-              ? { path: path.join(outside, `escaped-${type}.txt`) }
-              : cell.id === 'symlink-release'
-                ? { target: path.join(outside, 'precious.txt') }
-                : cell.input;
-          const result = await backend.execute({ pluginId: HOSTILE, handlerId: cell.handler, input }, { timeoutMs: cell.timeoutMs ?? 10_000 });
-          const got = result.ok ? 'ok' : result.error.code;
-          expect(outcome.codes, result.ok ? 'ok' : `${result.error.code}: ${result.error.message}`).toContain(got);
-          await cell.check?.(result, { outside });
-          // The host is alive (we are running), the next execution on the same backend succeeds…
-          const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 });
-          expectOk(next);
-          expect(next.data).toBe('next');
-          expect((await backend.stats()).active).toBe(0);
-        } finally {
-          await backend.shutdown({ timeoutMs: 2000 });
-        }
-        // …and nothing is leaked: no workspace left, nothing written outside where it was refused.
-        expect(await readdir(root)).toEqual([]);
-        if (cell.id === 'write-outside') {
-          await expect(stat(path.join(outside, `escaped-${type}.txt`))).rejects.toMatchObject({ code: 'ENOENT' });
-        }
-        if (cell.id === 'symlink-release') {
-          expect((await lstat(path.join(outside, 'precious.txt'))).isFile()).toBe(true);
-        }
-      }, 120_000);
+      const name = `${cell.title} → ${outcome.codes.join(' or ')}${outcome.note ? ` (${outcome.note})` : ''}`;
+      if (cell.needsSandbox && !sandboxPlatform) {
+        it.skip(`${name} — needs the bubblewrap OS sandbox, which runs on Linux only (this is ${process.platform})`, () => {});
+        continue;
+      }
+      it(name, () => runCell(type, create, cell, outcome.codes, dirs), 120_000);
     }
   });
+}
+
+/** One cell on one backend: the outcome, the cell's checks, a healthy backend after it, nothing leaked. */
+async function runCell(type: BackendType, create: BackendFactory, cell: MatrixCell, codes: Code[], dirs: { root: string; outside: string }): Promise<void> {
+  const { root, outside } = dirs;
+  const backend: IExecutionBackend = create({
+    plugins: [fixturePlugins.basic, fixturePlugins.hostile],
+    workspace: { root },
+    ...cell.options,
+    ...cell.backendOptions?.[type],
+  });
+  let run: CellRun | undefined;
+  try {
+    if (cell.needsSandbox) await requireBubblewrap(backend);
+    const env: CellEnv = { outside, sandboxed: cell.needsSandbox === true };
+    run = await cell.prepare?.(env);
+    const input =
+      cell.id === 'write-outside'
+        ? { path: path.join(outside, `escaped-${type}.txt`) }
+        : cell.id === 'symlink-release'
+          ? { target: path.join(outside, 'precious.txt') }
+          : run
+            ? run.input
+            : cell.input;
+    const result = await backend.execute(
+      { pluginId: HOSTILE, handlerId: cell.handler, input },
+      { timeoutMs: cell.timeoutMs ?? 10_000, ...(run?.onEvent ? { onEvent: run.onEvent } : {}) },
+    );
+    const got = result.ok ? 'ok' : result.error.code;
+    expect(codes, result.ok ? 'ok' : `${result.error.code}: ${result.error.message}`).toContain(got);
+    await cell.check?.(result, env);
+    await run?.verify?.(result);
+    // The host is alive (we are running), the next execution on the same backend succeeds…
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 });
+    expectOk(next);
+    expect(next.data).toBe('next');
+    expect((await backend.stats()).active).toBe(0);
+  } finally {
+    await run?.close?.();
+    await backend.shutdown({ timeoutMs: 2000 });
+  }
+  // …and nothing is leaked: no workspace left, nothing written outside where it was refused.
+  expect(await readdir(root)).toEqual([]);
+  if (cell.id === 'write-outside') {
+    await expect(stat(path.join(outside, `escaped-${type}.txt`))).rejects.toMatchObject({ code: 'ENOENT' });
+  }
+  if (cell.id === 'symlink-release') {
+    expect((await lstat(path.join(outside, 'precious.txt'))).isFile()).toBe(true);
+  }
 }
