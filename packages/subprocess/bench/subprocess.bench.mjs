@@ -1,5 +1,7 @@
 // Subprocess backend start-up cost, against the floor it cannot beat: a raw fork() of a bare
 // Node script that handshakes with its parent and exits, started with the same environment.
+// Each figure is taken with the bubblewrap sandbox (the default where it works) and without it
+// (`sandbox: 'off'`), side by side in the same rounds.
 //   - cold: one fresh child per execution (prespawn 0), the default workspace lease included;
 //   - warm: prespawn 1, sequential executions, each started once the spare has been refilled
 //     (the wait for the refill is not timed: it is what a spare buys when requests arrive
@@ -52,40 +54,57 @@ async function spareReady(backend) {
   }
 }
 
-const cold = new SubprocessBackend({ plugins: [pluginDir] });
-const warm = new SubprocessBackend({ plugins: [pluginDir], prespawn: 1 });
+const modes = {
+  // Targets: without the sandbox as before; with it, what bubblewrap's own start (~10-20 ms) allows.
+  off: { label: 'no sandbox', cold: 1.25, warm: 0.3 },
+  required: { label: 'bubblewrap sandbox', cold: 1.5, warm: 0.35 },
+};
+const backends = {};
+for (const sandbox of Object.keys(modes)) {
+  backends[sandbox] = {
+    cold: new SubprocessBackend({ plugins: [pluginDir], sandbox }),
+    warm: new SubprocessBackend({ plugins: [pluginDir], prespawn: 1, sandbox }),
+  };
+}
 for (let i = 0; i < WARMUP; i++) {
   await rawFork();
-  await execute(cold);
-  await execute(warm);
+  for (const { cold, warm } of Object.values(backends)) {
+    await execute(cold);
+    await execute(warm);
+  }
 }
 
 const raw = [];
-const coldMs = [];
-const warmMs = [];
+const samples = Object.fromEntries(Object.keys(modes).map((m) => [m, { cold: [], warm: [], backToBack: [] }]));
 for (let i = 0; i < ROUNDS; i++) {
-  await spareReady(warm);
-  warmMs.push(await timed(() => execute(warm)));
-  // Let the refill finish so that no spare boots in the background of the next two.
-  await spareReady(warm);
-  raw.push(await timed(rawFork));
-  coldMs.push(await timed(() => execute(cold)));
+  for (const [mode, { cold, warm }] of Object.entries(backends)) {
+    await spareReady(warm);
+    samples[mode].warm.push(await timed(() => execute(warm)));
+    // Let the refill finish so that no spare boots in the background of the next ones.
+    await spareReady(warm);
+    if (mode === 'off') raw.push(await timed(rawFork));
+    samples[mode].cold.push(await timed(() => execute(cold)));
+  }
 }
-const backToBack = [];
-for (let i = 0; i < 20; i++) backToBack.push(await timed(() => execute(warm)));
+for (const [mode, { warm }] of Object.entries(backends)) {
+  for (let i = 0; i < 20; i++) samples[mode].backToBack.push(await timed(() => execute(warm)));
+}
+const stats = await backends.off.warm.stats();
+const sandboxed = (await backends.required.cold.health()).isolation;
+await Promise.all(Object.values(backends).flatMap(({ cold, warm }) => [cold.shutdown(), warm.shutdown()]));
 
 const rawP50 = percentile(raw, 0.5);
-const coldP50 = percentile(coldMs, 0.5);
-const warmP50 = percentile(warmMs, 0.5);
-const stats = await warm.stats();
-await Promise.all([cold.shutdown(), warm.shutdown()]);
-
-heading(`subprocess backend (echo handler, ${ROUNDS} interleaved rounds, Node ${process.version}, permission model ${stats.runners.permissionModel})`);
+heading(`subprocess backend (echo handler, ${ROUNDS} interleaved rounds, Node ${process.version}, permission model ${stats.runners.permissionModel}; sandbox: ${sandboxed.layers.join(', ')})`);
 report('raw fork() of a bare script, handshake + exit: p50', rawP50, 'ms');
-report('cold execution (new child, workspace lease): p50', coldP50, 'ms');
-report('cold execution: p95', percentile(coldMs, 0.95), 'ms');
-report('cold execution p50 / raw fork p50', coldP50 / rawP50, 'x', { op: '<=', value: 1.25 });
-report('prespawn 1, sequential, spare ready: p50', warmP50, 'ms');
-report('prespawn 1, sequential, spare ready: p95', percentile(warmMs, 0.95), 'ms');
-report('prespawn 1 sequential p50 / raw fork p50', warmP50 / rawP50, 'x', { op: '<=', value: 0.3 });
-report('prespawn 1, back-to-back (spare still booting): p50', percentile(backToBack, 0.5), 'ms');
+for (const [mode, target] of Object.entries(modes)) {
+  const { cold, warm, backToBack } = samples[mode];
+  const coldP50 = percentile(cold, 0.5);
+  const warmP50 = percentile(warm, 0.5);
+  report(`${target.label}: cold execution (new child, workspace lease): p50`, coldP50, 'ms');
+  report(`${target.label}: cold execution: p95`, percentile(cold, 0.95), 'ms');
+  report(`${target.label}: cold p50 / raw fork p50`, coldP50 / rawP50, 'x', { op: '<=', value: target.cold });
+  report(`${target.label}: prespawn 1, sequential, spare ready: p50`, warmP50, 'ms');
+  report(`${target.label}: prespawn 1, sequential, spare ready: p95`, percentile(warm, 0.95), 'ms');
+  report(`${target.label}: prespawn 1 sequential p50 / raw fork p50`, warmP50 / rawP50, 'x', { op: '<=', value: target.warm });
+  report(`${target.label}: prespawn 1, back-to-back (spare still booting): p50`, percentile(backToBack, 0.5), 'ms');
+}
