@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -10,7 +11,20 @@ import { PROBE, probePlugin } from './helpers.js';
 // The bubblewrap sandbox, for real: a real bwrap, real namespaces, real processes. On Linux these
 // tests need bubblewrap installed (the README's test command installs it) and fail without it.
 const linux = process.platform === 'linux';
-const root = process.getuid?.() === 0;
+/**
+ * On a root host children drop to uid 65534 — where that user can reach the repository (every
+ * folder above it passable by others); where it cannot (a checkout under a 0700 folder), they run
+ * sandboxed as the host's user and say so. The tests check whichever applies here.
+ */
+const dropsToNobody = process.getuid?.() === 0 && passableByOthers(probePlugin);
+const root = dropsToNobody;
+
+function passableByOthers(p: string): boolean {
+  for (let dir = path.dirname(p); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+  }
+  return true;
+}
 
 let workspaceRoot: string;
 let outside: string;
@@ -132,6 +146,14 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(health.isolation.active).toBe('bubblewrap');
     expect(health.isolation.layers).toEqual(expect.arrayContaining(['bubblewrap', 'no capabilities', 'permission-model']));
     if (root) expect(health.isolation.layers).toContain('uid 65534 gid 65534');
+  });
+
+  it.runIf(process.getuid?.() === 0 && !dropsToNobody)('on a root host whose checkout uid 65534 cannot reach, children run sandboxed as root and health() says why', async () => {
+    const backend = make({ sandbox: 'required' });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(result);
+    expect(result.data).toMatchObject({ uid: 0, pid: 2 });
+    expect((await backend.health()).isolation.reason).toContain('not as uid 65534');
   });
 
   it.runIf(root)('on a root host the child runs as the unprivileged sandbox user and its workspace is handed to it', async () => {
