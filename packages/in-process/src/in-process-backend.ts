@@ -61,13 +61,11 @@ export class InProcessBackend extends BaseBackend {
   }
 
   protected isolation(): IsolationReport {
-    return { ...ISOLATION, layers: [...ISOLATION.layers] };
+    return {
+      requested: 'none',
+      active: 'none',
+      layers: [],
+      reason: "handlers run on the host's own thread, with its memory, files, network, environment and signals",
+    };
   }
 }
-
-const ISOLATION: IsolationReport = {
-  requested: 'none',
-  active: 'none',
-  layers: [],
-  reason: "handlers run on the host's own thread, with its memory, files, network, environment and signals",
-};

@@ -105,7 +105,7 @@ export class ChildRunner {
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;
     const closed = (stream: NodeJS.EventEmitter | null | undefined) =>
       stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve();
-    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stdio[3] as Socket | null), closed(child.stderr), closed(child.stdio[4] as Socket | null)]);
+    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stderr), closed(child.stdio[3] as Socket | null), closed(child.stdio[4] as Socket | null)]);
     const capture = (stream: 'stdout' | 'stderr') => ({
       maxLineLength: options.maxLogLineLength,
       maxChars: options.maxOutputPerStream,
@@ -340,19 +340,14 @@ export class ChildRunner {
   #killGroup(signal: NodeJS.Signals): void {
     const pid = this.pid;
     if (pid === undefined) return;
+    if (process.platform === 'win32') return void this.#child.kill(signal);
     const sandbox = this.#sandbox;
-    const target = sandbox === undefined ? -pid : signal === 'SIGTERM' ? sandbox.nodePid() : undefined;
-    if (sandbox && target === undefined) signal = 'SIGKILL';
-    const targets = signal === 'SIGKILL' && sandbox ? [-pid, sandbox.initPid] : [target];
-    for (const to of targets) {
-      if (to === undefined) continue;
-      try {
-        if (process.platform === 'win32') this.#child.kill(signal);
-        else process.kill(to, signal);
-      } catch {
-        // ESRCH: nothing left to signal.
-      }
-    }
+    if (!sandbox) return signalProcess(-pid, signal);
+    const node = signal === 'SIGTERM' ? sandbox.nodePid() : undefined;
+    if (node !== undefined) return signalProcess(node, 'SIGTERM');
+    // SIGKILL, or a SIGTERM before Node is there to get it.
+    signalProcess(-pid, 'SIGKILL');
+    if (sandbox.initPid !== undefined) signalProcess(sandbox.initPid, 'SIGKILL');
   }
 
   #setRef(on: boolean): void {
@@ -363,5 +358,13 @@ export class ChildRunner {
     }
     if (on) this.#handshakeTimer?.ref();
     else this.#handshakeTimer?.unref();
+  }
+}
+
+function signalProcess(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // ESRCH: nothing left to signal.
   }
 }

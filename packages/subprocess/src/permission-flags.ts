@@ -91,13 +91,13 @@ export function fsGrants(profile: ChildProfile, options: Omit<FlagOptions, 'enfo
   return { read, write };
 }
 
-/** Node flags (before the entry script) for a child of this profile: least privilege for the task. */
-export function nodeFlags(profile: ChildProfile, options: FlagOptions): string[] {
+/** Node flags (before the entry script) for a child of this profile: least privilege for the task, `grants` as `fsGrants` made them. */
+export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: FsGrants): string[] {
   const flags: string[] = [];
   if (profile.memoryMb !== undefined) flags.push(`--max-old-space-size=${Math.max(8, Math.floor(profile.memoryMb))}`);
   const model = options.enforce ? detectPermissionFlag() : null;
   if (!model) return flags;
-  const { read, write } = fsGrants(profile, options);
+  const { read, write } = grants;
   for (const p of [...read, ...write]) {
     // Node 20 splits these flag values on commas: "/a,/etc" would grant /etc.
     if (p.includes(',')) {

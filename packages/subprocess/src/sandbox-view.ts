@@ -18,18 +18,16 @@ export class SandboxView {
   /** Link location → link text. */
   readonly #links = new Map<string, string>();
 
-  /** Show `p` (file or folder) read-only. Returns its real path, or undefined when it does not exist. */
-  readOnly(p: string): string | undefined {
+  /** Show `p` (file or folder) read-only; nothing when it does not exist. */
+  readOnly(p: string): void {
     const real = this.#walk(p);
     if (real !== undefined && !OWN_MOUNTS.some((own) => within(real, own)) && !this.#binds.has(real)) this.#binds.set(real, false);
-    return real;
   }
 
   /** Show `p` read-write (wins over a read-only grant of the same path). */
-  writable(p: string): string | undefined {
+  writable(p: string): void {
     const real = this.#walk(p);
     if (real !== undefined && !OWN_MOUNTS.some((own) => within(real, own))) this.#binds.set(real, true);
-    return real;
   }
 
   /** Every bound real path, with whether it is writable. */

@@ -69,8 +69,8 @@ export class Sandbox {
       this.#state = { active: false, reason: "sandbox: 'off'" };
       return;
     }
-    const missing = unavailableReason(config.bwrapPath);
-    this.#bwrap = missing ? undefined : findExecutable(config.bwrapPath);
+    this.#bwrap = findExecutable(config.bwrapPath);
+    const missing = unavailableReason(config.bwrapPath, this.#bwrap);
     if (!missing) return;
     if (config.mode === 'required') {
       throw new ValidationError(`sandbox: 'required' cannot work here: ${missing}`, { details: { path: 'sandbox', reason: missing } });
@@ -79,12 +79,9 @@ export class Sandbox {
     warnOnce(missing);
   }
 
-  get mode(): SandboxMode {
-    return this.#config.mode;
-  }
-
-  get user(): SandboxUser | undefined {
-    return this.#config.user;
+  /** Why executions must not run: the sandbox is required and `state` says it cannot run. */
+  refusal(state: SandboxState): string | undefined {
+    return !state.active && this.#config.mode === 'required' ? state.reason : undefined;
   }
 
   /** Settled state, once known (synchronously after `ready()` resolved). */
@@ -113,15 +110,14 @@ export class Sandbox {
     const command = [...node.flags, node.entry, ...node.args];
     if (!this.#state?.active) return { command: this.#config.execPath, args: command, user: undefined, sandboxed: false };
     const { handed, passOnly } = this.#prepareFolders(profile, spare);
-    const view = new SandboxView();
-    for (const file of runtimeFiles(this.#config.execPath)) view.readOnly(file);
+    const view = runtimeView(this.#config.execPath);
     view.readOnly(node.entry);
     if (profile.childProcess) for (const folder of SYSTEM_FOLDERS) view.readOnly(folder);
     if (profile.network) for (const file of NETWORK_FILES) view.readOnly(file);
     for (const p of grants.read) if (!p.endsWith(`${path.sep}*`)) view.readOnly(p);
     for (const p of grants.write) if (!p.endsWith(`${path.sep}*`)) view.writable(p);
     const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)));
-    if (user) for (const dir of handed) chownSync(dir, user.uid, user.gid);
+    for (const dir of handed) this.handOver(dir, user);
     return {
       command: this.#state.bwrap,
       args: [...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
@@ -137,7 +133,7 @@ export class Sandbox {
    * (0711: it may enter the lease it is handed, not list the others); a spare's grant is that root.
    */
   #prepareFolders(profile: ChildProfile, spare: boolean): { handed: string[]; passOnly: string[] } {
-    const handed = this.createWriteFolders(profile);
+    const handed = writeFolders(profile);
     const lease = profile.workspaceGrant;
     if (!lease) return { handed, passOnly: [] };
     const root = spare ? lease : path.dirname(lease);
@@ -153,11 +149,8 @@ export class Sandbox {
    * Sandboxed, the declared write folders are created before anything is computed from them: a
    * bind needs an existing path, and Node's flags for a folder differ by whether it exists.
    */
-  createWriteFolders(profile: ChildProfile): string[] {
-    if (!this.#state?.active) return [];
-    const folders = profile.fsWrite.map((rel) => path.resolve(profile.pluginRoot, rel));
-    for (const dir of folders) mkdirSync(dir, { recursive: true });
-    return folders;
+  createWriteFolders(profile: ChildProfile): void {
+    if (this.#state?.active) for (const dir of writeFolders(profile)) mkdirSync(dir, { recursive: true });
   }
 
   /** A spare's lease, handed to the user the spare runs as (if any) once it is taken for an execution. */
@@ -228,10 +221,22 @@ function isolationArgs(network: boolean): string[] {
   ];
 }
 
-/** Why bubblewrap cannot be used at all, decided without running anything; undefined when it may. */
-function unavailableReason(bwrapPath: string): string | undefined {
+/** The declared `fs.write` folders of `profile`, absolute. */
+function writeFolders(profile: ChildProfile): string[] {
+  return profile.fsWrite.map((rel) => path.resolve(profile.pluginRoot, rel));
+}
+
+/** A view holding the Node runtime: what every sandboxed child, and the probe, starts from. */
+function runtimeView(execPath: string): SandboxView {
+  const view = new SandboxView();
+  for (const file of runtimeFiles(execPath)) view.readOnly(file);
+  return view;
+}
+
+/** Why bubblewrap cannot be used at all (`found`: where it was found), decided without running anything; undefined when it may. */
+function unavailableReason(bwrapPath: string, found: string | undefined): string | undefined {
   if (process.platform !== 'linux') return `bubblewrap runs on Linux only (this is ${process.platform})`;
-  if (!findExecutable(bwrapPath)) return `bubblewrap not found (${bwrapPath.includes('/') ? bwrapPath : `"${bwrapPath}" on PATH`}); install the bubblewrap package`;
+  if (!found) return `bubblewrap not found (${bwrapPath.includes('/') ? bwrapPath : `"${bwrapPath}" on PATH`}); install the bubblewrap package`;
   return undefined;
 }
 
@@ -249,9 +254,7 @@ function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
 }
 
 function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
-  const view = new SandboxView();
-  for (const file of runtimeFiles(config.execPath)) view.readOnly(file);
-  const args = [...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
+  const args = [...isolationArgs(false), ...runtimeView(config.execPath).args(), '--', config.execPath, '-e', '0'];
   return new Promise((resolve) => {
     const child = execFile(
       bwrap,

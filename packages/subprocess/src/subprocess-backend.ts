@@ -2,7 +2,6 @@ import os from 'node:os';
 import {
   BaseBackend,
   ValidationError,
-  WorkerCrashedError,
   isExecutionError,
   unserializableError,
   type DispatchControl,
@@ -11,18 +10,20 @@ import {
 } from '@kb-labs/plugin-execution-core';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
-import type { CrashReason } from './crash.js';
+import { sandboxRefusedError, type CrashReason } from './crash.js';
 import { encodeFrame } from './framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from './messages.js';
 import { resolveOptions, type Resolved, type SubprocessBackendOptions } from './options.js';
-import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type PermissionFlag } from './permission-flags.js';
+import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
 import { SparePool } from './spare-pool.js';
 
 export type { SubprocessBackendOptions } from './options.js';
 
+/** The grants of a child that neither Node's permission model nor the sandbox restricts. */
+const NO_GRANTS: FsGrants = { read: [], write: [] };
 /** How long shutdown waits for killed children to be reaped. */
 const CLOSE_WAIT_MS = 5000;
 /** How long a running execution holds back the refill of the spare it took (see #refillAfter). */
@@ -94,8 +95,8 @@ export class SubprocessBackend extends BaseBackend {
     }
 
     // Known after the first probe: no execution waits for it again.
-    const sandbox = this.#sandbox.state ?? (await this.#sandbox.ready());
-    if (!sandbox.active && this.#sandbox.mode === 'required') throw sandboxUnavailable(sandbox.reason, task);
+    const refusal = this.#sandbox.refusal(this.#sandbox.state ?? (await this.#sandbox.ready()));
+    if (refusal) throw sandboxRefusedError(refusal, task);
 
     let runner: ChildRunner | undefined;
     let spareProfile: ChildProfile | undefined;
@@ -161,9 +162,11 @@ export class SubprocessBackend extends BaseBackend {
     this.#sandbox.createWriteFolders(profile);
     // argv of the child entry: frame limit, descriptors to close, whether bubblewrap started it.
     const childArgs = [String(this.#o.maxFrameBytes), inheritedDescriptors(sandboxed ? STATUS_FD + 1 : STATUS_FD).join(','), sandboxed ? 'sandboxed' : 'plain'];
-    const node = { flags: nodeFlags(profile, this.#o.flags), entry: this.#entry, args: childArgs };
+    // What the child may read and write, named once for both layers: Node's flags and the sandbox's view.
+    const grants = this.#o.flags.enforce || sandboxed ? fsGrants(profile, this.#o.flags) : NO_GRANTS;
+    const node = { flags: nodeFlags(profile, this.#o.flags, grants), entry: this.#entry, args: childArgs };
     const runner = new ChildRunner({
-      launch: this.#sandbox.launch(profile, fsGrants(profile, this.#o.flags), node, cwd, spare),
+      launch: this.#sandbox.launch(profile, grants, node, cwd, spare),
       cwd: sandboxed ? '/' : cwd,
       env: this.#env,
       maxFrameBytes: this.#o.maxFrameBytes,
@@ -211,8 +214,8 @@ export class SubprocessBackend extends BaseBackend {
 
   protected override async runnerProblems(): Promise<string[]> {
     const problems: string[] = [];
-    const sandbox = await this.#sandbox.ready();
-    if (!sandbox.active && this.#sandbox.mode === 'required') problems.push(`sandbox: 'required' but unavailable: ${sandbox.reason}`);
+    const refusal = this.#sandbox.refusal(await this.#sandbox.ready());
+    if (refusal) problems.push(`sandbox: 'required' but unavailable: ${refusal}`);
     if (this.#pool.problem) problems.push(this.#pool.problem);
     return problems;
   }
@@ -221,10 +224,4 @@ export class SubprocessBackend extends BaseBackend {
     await this.#sandbox.ready();
     return this.#sandbox.report(this.#o.flags.enforce);
   }
-}
-
-function sandboxUnavailable(reason: string, task: RunnerTask): WorkerCrashedError {
-  return new WorkerCrashedError(`The child process for handler "${task.handlerId}" of plugin "${task.pluginId}" was not started: sandbox 'required', but ${reason}`, {
-    details: { reason: 'sandbox', sandboxError: reason, pluginId: task.pluginId, handlerId: task.handlerId },
-  });
 }

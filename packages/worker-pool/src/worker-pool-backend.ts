@@ -86,7 +86,12 @@ export class WorkerPoolBackend extends BaseBackend {
   }
 
   protected isolation(): IsolationReport {
-    return { ...ISOLATION, layers: [...ISOLATION.layers] };
+    return {
+      requested: 'thread',
+      active: 'thread',
+      layers: ['worker thread', 'heap limit', 'env allow-list'],
+      reason: "a worker thread has its own heap and globals but shares the host process: its files, network, descriptors and signals",
+    };
   }
 
   /** Threads are sized at start: a handler with its own memoryMb gets a lane whose threads have that heap cap. */
@@ -125,10 +130,3 @@ export class WorkerPoolBackend extends BaseBackend {
     );
   }
 }
-
-const ISOLATION: IsolationReport = {
-  requested: 'thread',
-  active: 'thread',
-  layers: ['worker thread', 'heap limit', 'env allow-list'],
-  reason: "a worker thread has its own heap and globals but shares the host process: its files, network, descriptors and signals",
-};
