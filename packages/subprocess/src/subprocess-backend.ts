@@ -5,6 +5,9 @@ import {
   isExecutionError,
   unserializableError,
   type DispatchControl,
+  type ExecuteOptions,
+  type ExecutionRequest,
+  type ExecutionResult,
   type IsolationReport,
   type RunnerTask,
 } from '@kb-labs/plugin-execution-core';
@@ -65,6 +68,8 @@ export class SubprocessBackend extends BaseBackend {
   readonly #env: Record<string, string>;
   readonly #pool: SparePool;
   readonly #children = new Set<ChildRunner>();
+  /** Spare refills waiting for their execution to be over, by execution id. */
+  readonly #refills = new Map<string, () => void>();
   readonly #crashed: Record<CrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, handshake: 0, sandbox: 0 };
   readonly #sandbox: Sandbox;
   #cold = 0;
@@ -121,7 +126,7 @@ export class SubprocessBackend extends BaseBackend {
     }
     control.setRunner(runner.pid === undefined ? {} : { pid: runner.pid });
     const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId }, control);
-    if (spareProfile) this.#refillAfter(running, spareProfile);
+    if (spareProfile) this.#refillAfter(task.executionId, spareProfile);
     try {
       const data = await running;
       if (warm) this.#pool.served();
@@ -137,24 +142,33 @@ export class SubprocessBackend extends BaseBackend {
   }
 
   /**
-   * Refill the spares once this execution is over, or `REFILL_DELAY_MS` into it, whichever
-   * comes first: a Node boot takes a CPU for tens of milliseconds, and a short execution would
-   * otherwise share its CPU with the spare meant for the next one.
+   * Runs the execution, then refills the spare it took once the caller has its result: a spawn
+   * blocks this thread for several ms (fork, exec, the sandbox's arguments), and doing it while
+   * the execution's tail (artifact list, workspace removal) still waits for its turn would put
+   * that on every warm execution's latency.
    */
-  #refillAfter(running: Promise<unknown>, profile: ChildProfile): void {
-    let done = false;
+  override async execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
+    const result = await super.execute<T>(request, options);
+    const refill = this.#refills.get(result.meta.executionId);
+    // After the caller's continuation, which is a microtask of this promise.
+    if (refill) setImmediate(refill);
+    return result;
+  }
+
+  /**
+   * Refill the spares after the execution that took one (see execute()), or `REFILL_DELAY_MS`
+   * into it, whichever comes first: a Node boot takes a CPU for tens of milliseconds, and a short
+   * execution would otherwise share its CPU with the spare meant for the next one.
+   */
+  #refillAfter(executionId: string, profile: ChildProfile): void {
     const refill = () => {
-      if (done) return;
-      done = true;
+      if (!this.#refills.delete(executionId)) return;
       clearTimeout(timer);
       this.#pool.touch(profile);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
-    // A spawn blocks this thread for a few ms (fork, exec): a timer turn lets the execution's
-    // own tail (artifact list, workspace removal) finish and return to the caller first.
-    const soon = () => setTimeout(refill, 1).unref();
-    running.then(soon, soon);
+    this.#refills.set(executionId, refill);
   }
 
   #spawn(profile: ChildProfile, cwd: string, spare: boolean): ChildRunner {
