@@ -5,6 +5,6 @@ import { libraryConfig } from '../../tsup.config.base';
 // resolving it through node_modules (symlinks, package.json exports) at every start cost the
 // child ~2 ms; the backend itself keeps importing core as a normal dependency.
 export default libraryConfig(
-  { index: 'src/index.ts', 'child-entry': 'src/child-entry.ts', warmup: 'src/warmup.ts' },
+  { index: 'src/index.ts', 'child-entry': 'src/runner/child-entry.ts', warmup: 'src/runner/warmup.ts' },
   { noExternal: [/^@kb-labs\/plugin-execution-core\/runner$/] },
 );

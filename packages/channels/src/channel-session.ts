@@ -1,75 +1,24 @@
 import {
   ValidationError,
   toHandlerError,
-  type ChannelBridge,
   type ContextDescriptor,
   type ExecuteOptions,
   type ExecutionError,
-  type IExecutionBackend,
 } from '@kb-labs/plugin-execution-core';
-import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
-import { encodePush, type ChannelConnection, type ConnectionInfo, type ConnectionRegistry } from './connection-registry.js';
+import { performChannelCall } from './channel-calls.js';
+import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
+import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
 import { encodeFrame, parseClientFrame, type FrameId, type ServerFrame } from './frames.js';
-import type { ChannelErrorInfo, ChannelErrorPhase, MountWebSocketChannelsOptions } from './options.js';
-
-/** Why the server ended a connection on its own, told to the disconnect handler as `cause`. */
-export type CloseCause = 'heartbeat-timeout' | 'backpressure' | 'unmount';
-
-/** The limits that apply to one channel, after manifest values and host defaults are merged. */
-export interface ChannelLimits {
-  concurrency: number;
-  maxInFlight: number;
-  timeoutMs: number | undefined;
-  maxBufferedBytes: number;
-}
-
-/** Counters a mount keeps; sessions bump them. */
-export interface MountCounters {
-  framesIn: number;
-  framesOut: number;
-  errorFrames: number;
-  badFrames: number;
-  queueFull: number;
-  executions: number;
-  failedExecutions: number;
-  /** Connections whose connect handler refused them. */
-  denied: number;
-  heartbeatTimeouts: number;
-  backpressureCloses: number;
-}
-
-/** What a session needs from its mount. */
-export interface SessionRuntime {
-  backend: IExecutionBackend;
-  registry: ConnectionRegistry;
-  pluginId: string;
-  handlerId: string;
-  limits: ChannelLimits;
-  counters: MountCounters;
-  sendReady: boolean;
-  abortOnClose: boolean;
-  formatError: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
-  reportError: (error: unknown, info: ChannelErrorInfo) => void;
-  onLog: MountWebSocketChannelsOptions['onLog'];
-  onEvent: MountWebSocketChannelsOptions['onEvent'];
-}
+import type { ChannelErrorPhase } from './options.js';
+import type { CloseCause, SessionRuntime } from './session-runtime.js';
+import { SocketWriter } from './socket-writer.js';
 
 type Outcome = { ok: true; data: unknown } | { ok: false; error: ExecutionError };
 interface QueuedMessage {
   id: FrameId | undefined;
   data: unknown;
 }
-
-const MAX_CLOSE_REASON_BYTES = 123;
-/** Close codes for a connect execution that failed; anything else is 1011 (internal error). */
-const CONNECT_FAILURE_CLOSE_CODES: Partial<Record<string, number>> = {
-  PERMISSION_DENIED: 1008, // policy violation
-  QUEUE_FULL: 1013, // try again later
-  SHUTTING_DOWN: 1001, // going away
-};
-const CORK_FLUSH_BYTES = 64 * 1024;
-const MAX_EXCLUDE = 10_000;
 
 /**
  * One WebSocket connection of a channel: turns connect, each message and disconnect into
@@ -90,9 +39,9 @@ export class ChannelSession implements ChannelConnection {
   readonly done: Promise<void>;
 
   readonly #ws: WebSocket;
+  readonly #writer: SocketWriter;
   readonly #rt: SessionRuntime;
   readonly #context: ContextDescriptor;
-  readonly #bridge: ChannelBridge;
   readonly #options: ExecuteOptions;
   readonly #finalOptions: ExecuteOptions;
   /** Aborts connect and message executions. */
@@ -105,8 +54,6 @@ export class ChannelSession implements ChannelConnection {
   #registered = false;
   #socketClosed = false;
   #alive = true;
-  #corked = false;
-  #corkedSocket: Duplex | undefined;
   #closeCause: CloseCause | undefined;
   #connectDone: Promise<void> = Promise.resolve();
   #idleWaiters: Array<() => void> = [];
@@ -115,14 +62,14 @@ export class ChannelSession implements ChannelConnection {
 
   constructor(ws: WebSocket, info: ConnectionInfo, context: ContextDescriptor, runtime: SessionRuntime) {
     this.#ws = ws;
+    this.#writer = new SocketWriter(ws, runtime.limits.maxBufferedBytes, () => this.terminate('backpressure'));
     this.id = info.id;
     this.channel = info.channel;
     this.info = Object.freeze(info);
     this.#rt = runtime;
     this.#context = context;
-    this.#bridge = { connectionId: info.id, path: info.path, call: (method, args) => this.#channelCall(method, args) };
     const hooks: ExecuteOptions = {
-      channel: this.#bridge,
+      channel: { connectionId: info.id, path: info.path, call: (method, args) => performChannelCall(this, runtime.registry, method, args) },
       ...(runtime.limits.timeoutMs !== undefined ? { timeoutMs: runtime.limits.timeoutMs } : {}),
       ...(runtime.onLog ? { onLog: (entry) => runtime.onLog!(entry, this.info) } : {}),
       ...(runtime.onEvent ? { onEvent: (event) => runtime.onEvent!(event, this.info) } : {}),
@@ -159,52 +106,10 @@ export class ChannelSession implements ChannelConnection {
   }
 
   sendText(text: string): boolean {
-    const ws = this.#ws;
-    if (ws.readyState !== WebSocket.OPEN) return false;
-    let buffered = ws.bufferedAmount;
-    // One frame may always go out on an idle socket; beyond that, a client that does not read is
-    // cut off instead of letting its backlog grow without bound.
-    if (buffered > 0) {
-      const max = this.#rt.limits.maxBufferedBytes;
-      const bytes = Buffer.byteLength(text);
-      if (buffered + bytes > max && this.#corked) {
-        // Part of that may only be our own cork: flush it to the kernel and look again.
-        this.#uncork();
-        buffered = ws.bufferedAmount;
-      }
-      if (buffered > 0 && buffered + bytes > max) {
-        this.terminate('backpressure');
-        return false;
-      }
-    }
-    this.#cork();
-    ws.send(text);
+    if (!this.#writer.send(text)) return false;
     this.#rt.counters.framesOut++;
-    if (this.#corked && ws.bufferedAmount >= CORK_FLUSH_BYTES) this.#uncork();
     return true;
   }
-
-  /**
-   * Frames sent in one turn of the event loop (the replies of a pipelined batch, a broadcast) leave
-   * in one writev instead of one syscall each; uncorked on the next tick or once 64 KiB are waiting.
-   * ws has no public handle on its socket, hence `_socket` (stable across ws 7 and 8).
-   */
-  #cork(): void {
-    if (this.#corked) return;
-    const socket = (this.#ws as unknown as { _socket?: Duplex | null })._socket;
-    if (!socket || typeof socket.cork !== 'function') return;
-    socket.cork();
-    this.#corkedSocket = socket;
-    this.#corked = true;
-    process.nextTick(this.#uncork);
-  }
-
-  readonly #uncork = (): void => {
-    if (!this.#corked) return;
-    this.#corked = false;
-    this.#corkedSocket?.uncork();
-    this.#corkedSocket = undefined;
-  };
 
   close(code = 1000, reason = ''): void {
     const ws = this.#ws;
@@ -268,7 +173,7 @@ export class ChannelSession implements ChannelConnection {
       this.#queue.length = 0;
       // A client that left while connect ran (abortOnClose) is not a server problem worth reporting.
       if (!(this.#socketClosed && result.error.code === 'ABORTED')) this.#report(result.error, 'connect');
-      this.close(CONNECT_FAILURE_CLOSE_CODES[result.error.code] ?? 1011, result.error.code);
+      this.close(closeCodeForConnectFailure(result.error.code), result.error.code);
       return;
     }
     const denial = readDenial(result.data);
@@ -401,84 +306,6 @@ export class ChannelSession implements ChannelConnection {
   #report(error: unknown, phase: ChannelErrorPhase): void {
     this.#rt.reportError(error, { phase, channel: this.channel, connectionId: this.id });
   }
-
-  /**
-   * The host end of `ctx.channel`: arrives directly (in-process) or over the runner RPC (worker-pool,
-   * subprocess). Arguments come from plugin code, so each is checked; other connections are reachable
-   * only within the same channel.
-   */
-  #channelCall(method: string, args: unknown[]): Promise<unknown> {
-    try {
-      return Promise.resolve(this.#perform(method, Array.isArray(args) ? args : []));
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  #perform(method: string, args: unknown[]): unknown {
-    const registry = this.#rt.registry;
-    switch (method) {
-      case 'send':
-        this.sendText(encodePush(args[0]));
-        return undefined;
-      case 'sendTo': {
-        const target = this.#peer(args[0], 'sendTo');
-        return target ? registry.send(target.id, args[1]) : false;
-      }
-      case 'broadcast': {
-        const options = (args[1] ?? {}) as { exclude?: unknown; scope?: unknown };
-        const exclude = options.exclude ?? [];
-        if (!Array.isArray(exclude) || exclude.length > MAX_EXCLUDE || exclude.some((e) => typeof e !== 'string')) {
-          throw new ValidationError('ctx.channel.broadcast(): options.exclude must be an array of connection ids');
-        }
-        if (options.scope !== undefined && options.scope !== 'channel' && options.scope !== 'path') {
-          throw new ValidationError('ctx.channel.broadcast(): options.scope must be "channel" or "path"');
-        }
-        return registry.broadcast(this.channel, args[0], { exclude: exclude as string[], ...(options.scope === 'path' ? { path: this.info.path } : {}) });
-      }
-      case 'close': {
-        const code = args[0] ?? 1000;
-        const reason = args[1] ?? '';
-        if (!isAllowedCloseCode(code)) {
-          throw new ValidationError(`ctx.channel.close(): code must be 1000, 1001, 1008, 1011 or 3000-4999, got ${String(code)}`);
-        }
-        if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
-          throw new ValidationError(`ctx.channel.close(): reason must be a string of at most ${MAX_CLOSE_REASON_BYTES} bytes`);
-        }
-        const target = args[2] === undefined || args[2] === null ? this : this.#peer(args[2], 'close');
-        target?.close(code, reason);
-        return undefined;
-      }
-      default:
-        throw new ValidationError(`ctx.channel has no method "${String(method)}"`);
-    }
-  }
-
-  /** Another connection of this channel, or undefined when it is unknown or on another channel. */
-  #peer(id: unknown, method: string): ChannelConnection | undefined {
-    if (typeof id !== 'string') throw new ValidationError(`ctx.channel.${method}(): the connection id must be a string`);
-    const target = id === this.id ? this : this.#rt.registry.get(id);
-    return target && target.channel === this.channel ? target : undefined;
-  }
-}
-
-function isAllowedCloseCode(code: unknown): code is number {
-  return typeof code === 'number' && Number.isInteger(code) && (code === 1000 || code === 1001 || code === 1008 || code === 1011 || (code >= 3000 && code <= 4999));
-}
-
-/** `{ accept: false, reason?, code? }` from a connect handler; code limited to 1008 or 4000-4999. */
-function readDenial(data: unknown): { code: number; reason: string } | undefined {
-  if (typeof data !== 'object' || data === null || (data as { accept?: unknown }).accept !== false) return undefined;
-  const { reason, code } = data as { reason?: unknown; code?: unknown };
-  const closeCode = typeof code === 'number' && Number.isInteger(code) && code >= 4000 && code <= 4999 ? code : 1008;
-  return { code: closeCode, reason: typeof reason === 'string' ? truncateUtf8(reason, MAX_CLOSE_REASON_BYTES) : 'connection refused' };
-}
-
-function truncateUtf8(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text) <= maxBytes) return text;
-  let out = text.slice(0, maxBytes);
-  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
-  return out;
 }
 
 function noop(): void {}

@@ -15,7 +15,7 @@ export type {
   UnmountOptions,
   UpgradeInfo,
 } from './options.js';
-export type { CloseCause } from './channel-session.js';
+export type { CloseCause } from './session-runtime.js';
 export type { UpgradeServer } from './upgrade-router.js';
 export {
   parseClientFrame,

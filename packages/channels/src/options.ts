@@ -1,6 +1,9 @@
 import type { IncomingMessage } from 'node:http';
+import { z } from 'zod';
 import {
   ValidationError,
+  option,
+  parseOptions,
   type ContextDescriptor,
   type ExecutionError,
   type ExecutionEvent,
@@ -133,55 +136,46 @@ export const DEFAULTS = {
   unmountTimeoutMs: 5000,
 } as const;
 
-const MAX_TIMER_MS = 2_147_483_647;
+const isBackend = (v: unknown): v is IExecutionBackend =>
+  typeof v === 'object' && v !== null && ['execute', 'shutdown', 'onShutdown'].every((m) => typeof (v as Record<string, unknown>)[m] === 'function');
+const isRegistry = (v: unknown): v is ConnectionRegistry =>
+  typeof v === 'object' && v !== null && typeof (v as ConnectionRegistry).register === 'function' && typeof (v as ConnectionRegistry).broadcast === 'function';
 
-/** Checks the options by hand (they carry functions and a backend) and names every problem. */
+/** Every option of the mount; validated like every backend's options (unknown ones refused, with the nearest name). */
+const MountOptionsSchema = z.object({
+  backend: z.custom<IExecutionBackend>(isBackend, { error: 'must be an execution backend (with execute(), shutdown() and onShutdown())' }),
+  connectionRegistry: z.custom<ConnectionRegistry>(isRegistry, { error: 'must be a ConnectionRegistry' }).optional(),
+  basePath: z.string({ error: 'must be a string' }).optional(),
+  authenticate: option.fn().optional(),
+  formatError: option.fn().optional(),
+  onError: option.fn().optional(),
+  onLog: option.fn().optional(),
+  onEvent: option.fn().optional(),
+  context: z
+    .union([option.fn(), z.record(z.string(), z.unknown())], { error: 'must be an object or a function' })
+    .optional(),
+  authenticateTimeoutMs: option.int(1).optional(),
+  maxPayload: option.int(1, 100 * 1024 * 1024).optional(),
+  concurrencyPerConnection: option.int(1, 1024).optional(),
+  maxInFlightPerConnection: option.int(1, 100_000).optional(),
+  timeoutMs: option.int(1).optional(),
+  heartbeatIntervalMs: option.int(0).optional(),
+  maxBufferedBytes: option.int(1, Number.MAX_SAFE_INTEGER).optional(),
+  closeTimeoutMs: option.int(0).optional(),
+  maxConnections: z.union([option.int(1, Number.MAX_SAFE_INTEGER), z.literal(Number.POSITIVE_INFINITY)], { error: 'must be an integer of at least 1, or Infinity' }).optional(),
+  allowedHeaders: z.array(z.string(), { error: 'must be an array of header names' }).optional(),
+  sendReady: option.boolean().optional(),
+  abortOnClose: option.boolean().optional(),
+});
+
+/** Check the options and name every problem (VALIDATION_ERROR). */
 export function validateOptions(options: unknown): MountWebSocketChannelsOptions {
   if (typeof options !== 'object' || options === null) {
     throw new ValidationError('mountWebSocketChannels() needs an options object with a backend');
   }
-  const o = options as Record<string, unknown>;
-  const issues: string[] = [];
-  const backend = o.backend as Partial<IExecutionBackend> | undefined;
-  if (!backend || typeof backend.execute !== 'function' || typeof backend.shutdown !== 'function') {
-    issues.push('backend: must be an execution backend (with execute() and shutdown())');
-  }
-  const registry = o.connectionRegistry as { register?: unknown; broadcast?: unknown } | undefined;
-  if (registry !== undefined && (typeof registry?.register !== 'function' || typeof registry.broadcast !== 'function')) {
-    issues.push('connectionRegistry: must be a ConnectionRegistry');
-  }
-  if (o.basePath !== undefined && typeof o.basePath !== 'string') issues.push('basePath: must be a string');
-  for (const key of ['authenticate', 'formatError', 'onError', 'onLog', 'onEvent'] as const) {
-    if (o[key] !== undefined && typeof o[key] !== 'function') issues.push(`${key}: must be a function`);
-  }
-  if (o.context !== undefined && typeof o.context !== 'function' && (typeof o.context !== 'object' || o.context === null || Array.isArray(o.context))) {
-    issues.push('context: must be an object or a function');
-  }
-  const integer = (key: string, min: number, max: number) => {
-    const v = o[key];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)) {
-      issues.push(`${key}: must be an integer from ${min} to ${max}, got ${String(v)}`);
-    }
-  };
-  integer('authenticateTimeoutMs', 1, MAX_TIMER_MS);
-  integer('maxPayload', 1, 100 * 1024 * 1024);
-  integer('concurrencyPerConnection', 1, 1024);
-  integer('maxInFlightPerConnection', 1, 100_000);
-  integer('timeoutMs', 1, MAX_TIMER_MS);
-  integer('heartbeatIntervalMs', 0, MAX_TIMER_MS);
-  integer('maxBufferedBytes', 1, Number.MAX_SAFE_INTEGER);
-  integer('closeTimeoutMs', 0, MAX_TIMER_MS);
-  if (o.maxConnections !== undefined && o.maxConnections !== Number.POSITIVE_INFINITY) integer('maxConnections', 1, Number.MAX_SAFE_INTEGER);
-  if (o.allowedHeaders !== undefined && (!Array.isArray(o.allowedHeaders) || o.allowedHeaders.some((h) => typeof h !== 'string'))) {
-    issues.push('allowedHeaders: must be an array of header names');
-  }
-  for (const key of ['sendReady', 'abortOnClose'] as const) {
-    if (o[key] !== undefined && typeof o[key] !== 'boolean') issues.push(`${key}: must be a boolean`);
-  }
-  if (issues.length > 0) {
-    throw new ValidationError(`Invalid mountWebSocketChannels() options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
-  }
-  return o as unknown as MountWebSocketChannelsOptions;
+  // The parse checks; the host's own objects (backend, callbacks, context) are used as given.
+  parseOptions(MountOptionsSchema, options, 'mountWebSocketChannels() options');
+  return options as MountWebSocketChannelsOptions;
 }
 
 /** Codes whose message is the client's or the plugin's business, safe to show the client. */

@@ -43,10 +43,12 @@ export function useChannelHarness(create: ChannelBackendFactory) {
     cleanups.push(async () => {
       lab.openAll();
       for (const client of clients) client.terminate();
+      // The order a host shuts down in: the mount first, so disconnect handlers run on a live backend.
+      await mount.unmount({ timeoutMs: 2000 });
       await backend.shutdown({ timeoutMs: 2000 });
-      // Shutting the backend down unmounted the channels: nothing of ours is left on the server.
-      expect(mount.unmounted).toBe(true);
+      // Nothing of the mount is left on the server.
       expect(server.listenerCount('upgrade')).toBe(0);
+      expect(mount.stats().connections).toBe(0);
       await close();
     });
     return {
@@ -64,15 +66,7 @@ export function useChannelHarness(create: ChannelBackendFactory) {
   };
 }
 
-export function describeChannelSuite(name: string, create: ChannelBackendFactory | undefined, skipReason?: string): void {
-  if (!create) {
-    // Printed so a skipped backend is visible in the run, not silently absent.
-    console.warn(`[channels] skipping the channel suite on ${name}: ${skipReason}`);
-    describe.skip(`channels on ${name} (skipped: ${skipReason})`, () => {
-      it('runs once the backend package is built', () => {});
-    });
-    return;
-  }
+export function describeChannelSuite(name: string, create: ChannelBackendFactory): void {
   describe(`channels on ${name}`, () => {
     const setup = useChannelHarness(create);
 
@@ -301,32 +295,56 @@ export function describeChannelSuite(name: string, create: ChannelBackendFactory
     });
 
     describe('unmount', () => {
-      it('closes every connection with 1001 when the backend shuts down, running disconnect first', async () => {
+      it('closes every connection with 1001, running disconnect first, and leaves the backend serving', async () => {
         const h = await setup();
         const a = await h.connect('/echo');
         const b = await h.connect('/chat');
-        const shutdown = h.backend.shutdown({ timeoutMs: 2000 });
+        const unmount = h.mount.unmount({ timeoutMs: 2000 });
         expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
         expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-        await shutdown;
-        // The echo disconnect handler ran on the still-live backend, and was told why.
+        await unmount;
+        // The echo disconnect handler ran, and was told why.
         expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
         expect(h.mount.unmounted).toBe(true);
         expect(h.server.listenerCount('upgrade')).toBe(0);
         expect(h.mount.stats().connections).toBe(0);
-      });
-
-      it('unmount() alone leaves the backend serving and its shutdown() as it was', async () => {
-        const h = await setup();
-        const client = await h.connect('/echo');
-        const shutdownBefore = Object.hasOwn(h.backend, 'shutdown');
-        expect(shutdownBefore).toBe(true); // wrapped by the mount
-        await h.mount.unmount();
-        expect((await client.closed).code).toBe(1001);
-        expect(Object.hasOwn(h.backend, 'shutdown')).toBe(false);
-        expect(h.server.listenerCount('upgrade')).toBe(0);
         const result = await h.backend.execute({ pluginId: LAB, handlerId: 'echo', input: { event: 'message', data: 'still here' } });
         expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
+      });
+
+      it('is disposed before the backend it was mounted after under await using', async () => {
+        const lab = labPlatform();
+        const { server, url, close } = await startServer();
+        let client: TestClient;
+        let mount: ChannelMount;
+        {
+          await using backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } } });
+          await using mounted = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0 });
+          mount = mounted;
+          client = await TestClient.connect(url('/echo'));
+        }
+        expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+        // Disposed in reverse order: the disconnect handler ran while the backend was still up.
+        expect(lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
+        expect(mount.unmounted).toBe(true);
+        expect(server.listenerCount('upgrade')).toBe(0);
+        await close();
+      });
+
+      it('is unmounted by the backend\'s shutdown, before the backend stops: disconnect handlers still run', async () => {
+        const errors: unknown[] = [];
+        const h = await setup({ onError: (error) => errors.push(error) });
+        const client = await h.connect('/echo');
+        await h.backend.shutdown({ timeoutMs: 2000 });
+        expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+        expect(h.mount.unmounted).toBe(true);
+        // The disconnect handler ran on the still-serving backend: no SHUTTING_DOWN reported.
+        expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
+        expect(errors).toEqual([]);
+        expect(h.server.listenerCount('upgrade')).toBe(0);
+        expect(h.mount.stats().connections).toBe(0);
+        // An unmount after that is the same finished one.
+        await h.mount.unmount();
       });
 
       it('aborts executions still running when unmount runs out of time', async () => {

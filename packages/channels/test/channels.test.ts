@@ -2,29 +2,23 @@ import type { BackendOptions, IExecutionBackend } from '@kb-labs/plugin-executio
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describeChannelSuite, type ChannelBackendFactory } from './channel-suite.js';
 
-describeChannelSuite('in-process', (options) => new InProcessBackend(options));
-
 /**
- * The worker-pool and subprocess packages are built by their own tasks; until their dist exists the
- * import fails and the suite is skipped with the reason printed. Any other load error is a failure.
+ * The factory of a backend package's exported class. Tests run against each package's dist
+ * (`turbo run test` builds it first), so a package that cannot be loaded fails this file with the
+ * reason instead of leaving its backend untested.
  */
-async function load(pkg: string, exportName: string): Promise<{ create?: ChannelBackendFactory; reason?: string }> {
+async function loadBackend(pkg: string, exportName: string): Promise<ChannelBackendFactory> {
+  let mod: Record<string, unknown>;
   try {
-    const mod = (await import(pkg)) as Record<string, new (options: BackendOptions) => IExecutionBackend>;
-    const Backend = mod[exportName];
-    if (typeof Backend !== 'function') return { reason: `${pkg} does not export ${exportName} yet` };
-    return { create: (options) => new Backend(options) };
+    mod = (await import(pkg)) as Record<string, unknown>;
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' || /Failed to (load|resolve)/.test(String(error))) {
-      return { reason: `${pkg} is not built (no dist): ${(error as Error).message.split('\n')[0]}` };
-    }
-    throw error;
+    throw new Error(`Cannot load ${pkg} for the channel suite; build it first (npx turbo run build): ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
+  const Backend = mod[exportName];
+  if (typeof Backend !== 'function') throw new Error(`${pkg} does not export ${exportName}`);
+  return (options: BackendOptions) => new (Backend as new (options: BackendOptions) => IExecutionBackend)(options);
 }
 
-const workerPool = await load('@kb-labs/plugin-execution-worker-pool', 'WorkerPoolBackend');
-describeChannelSuite('worker-pool', workerPool.create, workerPool.reason);
-
-const subprocess = await load('@kb-labs/plugin-execution-subprocess', 'SubprocessBackend');
-describeChannelSuite('subprocess', subprocess.create, subprocess.reason);
+describeChannelSuite('in-process', (options) => new InProcessBackend(options));
+describeChannelSuite('worker-pool', await loadBackend('@kb-labs/plugin-execution-worker-pool', 'WorkerPoolBackend'));
+describeChannelSuite('subprocess', await loadBackend('@kb-labs/plugin-execution-subprocess', 'SubprocessBackend'));

@@ -195,7 +195,7 @@ describe('bad frames', () => {
     expect(await client.request('t', 'throw')).toEqual({ type: 'error', code: 'HANDLER_ERROR', message: 'redacted', replyTo: 't' });
 
     const ghost = { id: '@channels-test/ghost', version: '1.0.0', handlers: { h: { entry: './none.mjs' } }, channels: [{ path: '/ghost', handler: 'h' }] };
-    mountWebSocketChannels(h.server, ghost, { backend: h.backend, heartbeatIntervalMs: 0 });
+    await using _ghostMount = mountWebSocketChannels(h.server, ghost, { backend: h.backend, heartbeatIntervalMs: 0 });
     const lost = await TestClient.connect(h.url('/ghost'), { ready: false });
     expect(await lost.closed).toEqual({ code: 1011, reason: 'HANDLER_NOT_FOUND' });
   });
@@ -247,7 +247,13 @@ describe('routing', () => {
   it('rejects bad options and manifests without channels', async () => {
     const h = await setup();
     expect(() => mountWebSocketChannels(h.server, labManifest as never, {} as never)).toThrow(/backend/);
-    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, maxPayload: -1, basePath: '/x' })).toThrow(/maxPayload/);
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, maxPayload: -1, basePath: '/x' })).toThrow(
+      /maxPayload: must be an integer from 1 to 104857600/,
+    );
+    // Like every backend's options: an unknown one is refused, with the nearest known name.
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, heartbeatIntervalMS: 5 } as never)).toThrow(
+      /heartbeatIntervalMS: unknown option; did you mean "heartbeatIntervalMs"\?/,
+    );
     expect(() =>
       mountWebSocketChannels(h.server, { id: '@x/none', version: '1', handlers: { a: { entry: './a.mjs' } } }, { backend: h.backend }),
     ).toThrow(/declares no "channels"/);

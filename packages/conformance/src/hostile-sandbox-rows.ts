@@ -14,11 +14,9 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { ExecutionEvent, IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { expect } from 'vitest';
-import type { CellOutcome, Code, MatrixCell } from './hostile-matrix.js';
+import { codes, undefended, type MatrixCell } from './hostile-cell.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const undefended = (why: string): CellOutcome => ({ undefended: why });
-const sandboxed = (codes: Code[], note: string): CellOutcome => ({ codes, note });
 
 /** Whether a row that needs the OS sandbox can run here at all (bubblewrap is Linux only). */
 export const sandboxPlatform = process.platform === 'linux';
@@ -117,7 +115,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     expect: {
       'in-process': undefended(`${SHARED_HOST}: process.kill reaches the host and, as root, every process; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host process: process.kill reaches the host and, as root, every process; use subprocess (with bubblewrap)`),
-      subprocess: sandboxed(['ok'], 'own pid namespace: no host process is visible to signal'),
+      subprocess: codes(['ok'], 'own pid namespace: no host process is visible to signal'),
     },
     prepare: async (env) => {
       let received = 0;
@@ -146,7 +144,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     expect: {
       'in-process': undefended(`${SHARED_HOST}: its sockets are the host's, nothing checks them; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host's sockets and network: nothing checks a connection they open; use subprocess (with bubblewrap)`),
-      subprocess: sandboxed(['ok'], "own network namespace: the host's loopback is not reachable"),
+      subprocess: codes(['ok'], "own network namespace: the host's loopback is not reachable"),
     },
     prepare: async () => {
       const listeners = await listenOnLoopback();
@@ -174,7 +172,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     expect: {
       'in-process': undefended(`${SHARED_HOST}: /proc shows every process of the machine, the host's included; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host's /proc: every process of the machine is visible; use subprocess (with bubblewrap)`),
-      subprocess: sandboxed(['ok'], 'own pid namespace and /proc: only the sandbox’s own processes'),
+      subprocess: codes(['ok'], 'own pid namespace and /proc: only the sandbox’s own processes'),
     },
     check: (result) => {
       if (!result.ok) return;
@@ -193,7 +191,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     expect: {
       'in-process': undefended(`${SHARED_HOST}: the grandchild has the host's file system and user; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`the grandchild of a thread is the host's child, with the host's file system; use subprocess (with bubblewrap)`),
-      subprocess: sandboxed(['ok'], 'the sandbox shows no host file outside its grants: ENOENT'),
+      subprocess: codes(['ok'], 'the sandbox shows no host file outside its grants: ENOENT'),
     },
     prepare: async (env) => {
       const secret = path.join(env.outside, 'grandchild-secret.txt');
@@ -218,7 +216,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     expect: {
       'in-process': undefended("the grandchild is the host's own child and outlives the execution; use subprocess (with bubblewrap)"),
       'worker-pool': undefended("the grandchild is the host's child and outlives the execution; use subprocess (with bubblewrap)"),
-      subprocess: sandboxed(['TIMEOUT'], 'it dies with the pid namespace, whatever its group; abort and a killed host: packages/subprocess/test/sandbox-grandchild.test.ts'),
+      subprocess: codes(['TIMEOUT'], 'it dies with the pid namespace, whatever its group; abort and a killed host: packages/subprocess/test/sandbox-grandchild.test.ts'),
     },
     prepare: async () => {
       const token = newToken();

@@ -1,6 +1,5 @@
 import type { z } from 'zod';
 import type { ContextDescriptor } from './request.js';
-import type { Platform } from './platform-gateway.js';
 
 export interface HandlerLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -26,7 +25,26 @@ export interface ChannelContext {
   close(code?: number, reason?: string, connectionId?: string): Promise<void>;
 }
 
-export interface HandlerContext<P = Platform> {
+/**
+ * The host's services as plugins see them on `ctx.platform`. Empty here: a plugin (or a types
+ * package the host publishes for its plugins) declares the services it uses, once:
+ *
+ * ```ts
+ * declare module '@kb-labs/plugin-execution-core' {
+ *   interface PlatformServices {
+ *     kv: { get(key: string): Promise<string | undefined> };
+ *   }
+ * }
+ * ```
+ *
+ * Every call is still checked at run time against the handler's declared permissions; the
+ * declaration only tells the compiler what the host provides. A handler typed for another
+ * platform can name it instead: `HandlerContext<MyPlatform>`.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface -- filled by declaration merging
+export interface PlatformServices {}
+
+export interface HandlerContext<P = PlatformServices> {
   readonly executionId: string;
   readonly pluginId: string;
   readonly handlerId: string;
@@ -48,6 +66,7 @@ export interface HandlerContext<P = Platform> {
 export interface HandlerDefinition<S extends z.ZodType | undefined = undefined, O = unknown> {
   /** Validates (and may transform) the input before `run`; failures give VALIDATION_ERROR. */
   input?: S;
+  /** `ctx.platform` is typed by the `PlatformServices` declaration (see there). */
   run(input: S extends z.ZodType ? z.output<S> : unknown, ctx: HandlerContext): O | Promise<O>;
 }
 

@@ -1,98 +1,127 @@
-import { AbortedError, ValidationError, type ExecutionError } from './errors.js';
+import { AbortedError, ValidationError, type KnownExecutionError } from './errors.js';
 import type { RunnerTask } from './handler-runtime.js';
-import type { PermissionSubject } from './permissions.js';
+import type { PermissionSpec, PermissionSubject } from './permissions.js';
 import { invokePlatform, type Platform } from './platform-gateway.js';
-import type { ResolvedHandler } from './plugin-registry.js';
 import type { ExecuteOptions, LogEntry } from './request.js';
 import type { HostServices } from './runner-protocol.js';
 import type { ExecutionMeta } from './types.js';
 
-/** The host side of one execution, handed to `dispatch`. */
+/** Who runs an execution, as `meta` reports it. */
+export interface RunnerInfo {
+  /** Identifies the runner across its executions: a thread id, a pid, a remote worker's name. */
+  id: string;
+  /** The process id, where the runner is a process of this machine (or the host itself). */
+  pid?: number;
+  /** The worker thread id, where the runner is a thread of the host. */
+  threadId?: number;
+}
+
+export type StopListener = (reason: KnownExecutionError) => void;
+
+/**
+ * The host side of one execution, handed to `dispatch`: how the backend hears of a stop, says
+ * who runs the execution, and relays what the runner sends (logs, events, platform and channel
+ * calls). See docs/backend-authors.md.
+ */
 export interface DispatchControl extends HostServices {
   /**
-   * Fires on timeout, abort and shutdown; `reason` is the ExecutionError reported. The backend must then stop the runner.
-   * Created on first read (an AbortSignal costs ~5 µs on Node 20); read after a stop, it is already aborted.
+   * The one way a stop (timeout, the caller's abort, shutdown) reaches the backend: `listener`
+   * is called once, synchronously, with the error the result reports; the backend must then stop
+   * its runner and let `dispatch` settle. Registered after the stop, it is called on the next
+   * microtask. Returns a function that removes it. `stopSignal()` adapts this to an AbortSignal.
    */
-  readonly signal: AbortSignal;
-  /**
-   * The same stop as `signal`, as a plain callback (one listener; a later call replaces it, undefined
-   * removes it): called synchronously on timeout, abort and shutdown, right after `signal` fires.
-   * Lets a backend learn of a stop without making the AbortSignal exist.
-   */
-  onStop(listener: ((reason: ExecutionError) => void) | undefined): void;
-  readonly handler: ResolvedHandler;
-  /** Report which thread / process runs it (goes into `meta`). */
-  setRunner(info: { workerId?: number; pid?: number }): void;
-  /**
-   * The runner has begun the execution now: its time limit starts. Only backends constructed with
-   * `reportsStart` call it (for the others the execution starts when it is dispatched); later calls
-   * do nothing.
-   */
-  started(): void;
-  /** Whether the execution has started (see `started()`). */
-  readonly hasStarted: boolean;
+  onStop(listener: StopListener): () => void;
+  /** Why the execution was stopped, once it was (undefined until then). */
+  readonly stopReason: KnownExecutionError | undefined;
+  /** Say who runs it (goes into `meta.runnerId`, `meta.pid`, `meta.workerId`). */
+  setRunner(runner: RunnerInfo): void;
+}
+
+/** An AbortSignal that fires with the stop reason, for runners whose APIs want one (e.g. `ctx.signal` in the host). */
+export function stopSignal(control: DispatchControl): AbortSignal {
+  const reason = control.stopReason;
+  if (reason) return AbortSignal.abort(reason);
+  const controller = new AbortController();
+  control.onStop((stopped) => controller.abort(stopped));
+  return controller.signal;
 }
 
 /**
- * One execution in flight, as BaseBackend tracks it: a class rather than an object of closures,
- * because it is made for every execution and its methods are the hot path's allocations.
+ * One execution's DispatchControl. Its state is its own: the lifecycle ends it (`end()`, once the
+ * result is decided) or stops it (`stop()`), and after either, late logs and events are dropped
+ * and platform and channel calls refused.
  */
 export class ExecutionControl implements DispatchControl {
-  readonly handler: ResolvedHandler;
-  /** Set once the result is decided: late logs, events and calls are dropped or refused. */
-  over = false;
-  hasStarted = false;
-  /** BaseBackend's start hook (the timer), for backends that report the start themselves. */
-  onStarted: (() => void) | undefined;
-  #controller: AbortController | undefined;
-  #stopReason: ExecutionError | undefined;
-  #stopListener: ((reason: ExecutionError) => void) | undefined;
+  #over = false;
+  #stopReason: KnownExecutionError | undefined;
+  #listeners: StopListener[] | undefined;
   readonly #task: RunnerTask;
+  readonly #permissions: PermissionSpec;
   readonly #options: ExecuteOptions;
   readonly #meta: ExecutionMeta;
   readonly #platform: Platform;
 
-  constructor(task: RunnerTask, handler: ResolvedHandler, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform) {
+  constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform) {
     this.#task = task;
-    this.handler = handler;
+    this.#permissions = task.permissions;
     this.#options = options;
     this.#meta = meta;
     this.#platform = platform;
   }
 
-  get signal(): AbortSignal {
-    if (!this.#controller) {
-      this.#controller = new AbortController();
-      if (this.#stopReason) this.#controller.abort(this.#stopReason);
+  get stopReason(): KnownExecutionError | undefined {
+    return this.#stopReason;
+  }
+
+  /** Whether the result is decided (ended or stopped). */
+  get over(): boolean {
+    return this.#over;
+  }
+
+  onStop(listener: StopListener): () => void {
+    const reason = this.#stopReason;
+    if (reason) {
+      queueMicrotask(() => listener(reason));
+      return () => {};
     }
-    return this.#controller.signal;
+    (this.#listeners ??= []).push(listener);
+    return () => {
+      const at = this.#listeners?.indexOf(listener) ?? -1;
+      if (at >= 0) this.#listeners!.splice(at, 1);
+    };
   }
 
-  onStop(listener: ((reason: ExecutionError) => void) | undefined): void {
-    this.#stopListener = listener;
+  /** The result is decided by the runner: nothing more is relayed. */
+  end(): void {
+    this.#over = true;
+    this.#listeners = undefined;
   }
 
-  /** Fire the signal and the stop listener with `reason` (BaseBackend decides the result). */
-  stop(reason: ExecutionError): void {
+  /** Decide the result as `reason` and tell the backend to stop its runner. */
+  stop(reason: KnownExecutionError): void {
+    if (this.#over) return;
+    this.#over = true;
     this.#stopReason = reason;
-    this.#controller?.abort(reason);
-    this.#stopListener?.(reason);
+    const listeners = this.#listeners;
+    this.#listeners = undefined;
+    for (const listener of listeners ?? []) {
+      try {
+        listener(reason);
+      } catch {
+        // A backend's listener that throws must not keep the others from stopping.
+      }
+    }
   }
 
-  started(): void {
-    if (this.hasStarted) return;
-    this.hasStarted = true;
-    this.onStarted?.();
-  }
-
-  setRunner(info: { workerId?: number; pid?: number }): void {
-    if (info.workerId !== undefined) this.#meta.workerId = info.workerId;
-    if (info.pid !== undefined) this.#meta.pid = info.pid;
+  setRunner(runner: RunnerInfo): void {
+    this.#meta.runnerId = runner.id;
+    if (runner.pid !== undefined) this.#meta.pid = runner.pid;
+    if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;
   }
 
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream: LogEntry['stream'] = 'logger'): void {
     const onLog = this.#options.onLog;
-    if (!onLog || this.over) return;
+    if (!onLog || this.#over) return;
     try {
       onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now() });
     } catch {
@@ -102,7 +131,7 @@ export class ExecutionControl implements DispatchControl {
 
   emit(event: unknown): void {
     const onEvent = this.#options.onEvent;
-    if (!onEvent || this.over) return;
+    if (!onEvent || this.#over) return;
     const task = this.#task;
     try {
       onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event });
@@ -112,13 +141,13 @@ export class ExecutionControl implements DispatchControl {
   }
 
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown> {
-    if (this.over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { service, method } }));
-    const subject: PermissionSubject = { pluginId: this.handler.pluginId, handlerId: this.handler.handlerId };
-    return invokePlatform(this.#platform, this.handler.permissions, subject, service, method, args);
+    if (this.#over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { phase: 'ended', service, method } }));
+    const subject: PermissionSubject = { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId };
+    return invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
-    if (this.over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { method } }));
+    if (this.#over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { phase: 'ended', method } }));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
     return channel.call(method, args);

@@ -2,7 +2,9 @@ import { access } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import type { ChannelContext, HandlerContext, HandlerLogger } from './define-handler.js';
 import { isDefinedHandler } from './define-handler.js';
-import { HandlerNotFoundError, isSerializedError, toHandlerError, toWireValue } from './errors.js';
+import { isSerializedError } from './error-wire.js';
+import { HandlerNotFoundError, toHandlerError } from './errors.js';
+import { toWireValue } from './wire-value.js';
 import type { PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from './request.js';
@@ -69,7 +71,7 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
     handler.schema === undefined
       ? task.input
       : validateWithForeignSchema(handler.schema, task.input, `Invalid input for handler "${task.handlerId}" of plugin "${task.pluginId}"`);
-  const ctx = createContext(task, env);
+  const ctx = new ExecutionContext(task, env);
   try {
     return await handler.run(input, ctx);
   } catch (error) {
@@ -151,29 +153,50 @@ function createLogger(env: RuntimeEnvironment): HandlerLogger {
   return Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
 }
 
-function createContext(task: RunnerTask, env: RuntimeEnvironment): HandlerContext {
-  // The logger and the platform are built on first read, once: a trivial handler's execution
-  // costs little more than building them, and many handlers use neither.
-  let logger: HandlerLogger | undefined;
-  return Object.freeze({
-    executionId: task.executionId,
-    pluginId: task.pluginId,
-    handlerId: task.handlerId,
-    context: task.context,
-    workspace: task.workspaceDir === undefined ? undefined : Object.freeze({ dir: task.workspaceDir }),
-    // A getter: a runner's signal is made on first read, and most handlers never read it.
-    get signal() {
-      return env.signal;
-    },
-    get logger() {
-      return (logger ??= createLogger(env));
-    },
-    emit: (event: unknown) => env.emit(event),
-    get platform() {
-      return env.platform;
-    },
-    ...(task.channel && env.channelCall ? { channel: createChannelContext(task.channel, env.channelCall) } : {}),
-  });
+/**
+ * `ctx`. A class, not an object literal with getters: it is made for every execution, and a
+ * literal's getters are new functions each time, so V8 gives every such object a hidden class of
+ * its own (a few µs, and most of a runner's garbage-collection time, per execution). The signal,
+ * the logger and the platform are built on first read: many handlers use none of them.
+ */
+class ExecutionContext implements HandlerContext<Platform> {
+  readonly executionId: string;
+  readonly pluginId: string;
+  readonly handlerId: string;
+  readonly context: ContextDescriptor;
+  readonly workspace: { readonly dir: string } | undefined;
+  /** Its own property (not a method), so that `const { emit } = ctx` works. */
+  readonly emit: (event: unknown) => void;
+  /** Set for channel handlers only (absent, not undefined, on the others). */
+  declare readonly channel?: ChannelContext;
+  readonly #env: RuntimeEnvironment;
+  #logger: HandlerLogger | undefined;
+
+  constructor(task: RunnerTask, env: RuntimeEnvironment) {
+    this.executionId = task.executionId;
+    this.pluginId = task.pluginId;
+    this.handlerId = task.handlerId;
+    this.context = task.context;
+    this.workspace = task.workspaceDir === undefined ? undefined : Object.freeze({ dir: task.workspaceDir });
+    this.emit = (event: unknown) => env.emit(event);
+    if (task.channel && env.channelCall) {
+      (this as { channel?: ChannelContext }).channel = createChannelContext(task.channel, (method, args) => env.channelCall!(method, args));
+    }
+    this.#env = env;
+    Object.freeze(this);
+  }
+
+  get signal(): AbortSignal {
+    return this.#env.signal;
+  }
+
+  get logger(): HandlerLogger {
+    return (this.#logger ??= createLogger(this.#env));
+  }
+
+  get platform(): Platform {
+    return this.#env.platform;
+  }
 }
 
 /** A readable line for `ctx.logger.info(value)` with a non-string value (not `[object Object]`). */

@@ -1,4 +1,7 @@
 export * from './errors.js';
+export * from './error-details.js';
+export { deserializeError, isSerializedError, serializeError, type SerializedError } from './error-wire.js';
+export { describeThrown, describeValue, toWireValue } from './wire-value.js';
 export * from './validation.js';
 export * from './permissions.js';
 export * from './manifest.js';
@@ -13,6 +16,10 @@ export * from './handler-runtime.js';
 export * from './runner-protocol.js';
 export * from './scheduler.js';
 export * from './settles-within.js';
+export * from './shutdown-hooks.js';
 export * from './latency-recorder.js';
+export * from './output-lines.js';
 export * from './execution-control.js';
+export * from './execution.js';
+export * from './backend-options.js';
 export * from './base-backend.js';

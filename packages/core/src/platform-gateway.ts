@@ -1,5 +1,4 @@
 import { PermissionDeniedError, ValidationError } from './errors.js';
-import { cloneForWire } from './wire-clone.js';
 import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from './permissions.js';
 
 /** The host's services object: `{ [service]: { [method](...args): Promise<unknown> } }`. */
@@ -58,20 +57,6 @@ export async function invokePlatform(
   }
   if (!Array.isArray(args)) throw new ValidationError('platform call arguments must be an array');
   return await (fn as (...a: unknown[]) => unknown).apply(target, args);
-}
-
-/**
- * `ctx.platform` for code running in the host's own process: every `platform.svc.method(...)`
- * goes through `invokePlatform`, and arguments and results are structured-cloned so a handler
- * sees exactly what it would see across a thread or process boundary.
- */
-export function createGovernedPlatform(platform: Platform | undefined, need: PermissionSpec, subject: PermissionSubject): Platform {
-  return createPlatformProxy((service, method, args) => {
-    const what = `platform.${service}.${method}`;
-    return invokePlatform(platform, need, subject, service, method, cloneForWire(args, `${what} arguments`)).then((value) =>
-      cloneForWire(value, `${what} result`),
-    );
-  });
 }
 
 export type PlatformCall = (service: string, method: string, args: unknown[]) => Promise<unknown>;

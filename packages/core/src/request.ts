@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
+import { validationError, type ValidationIssue } from './validation.js';
 import { PermissionSpecSchema } from './permissions.js';
 import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
 
@@ -89,22 +90,23 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object') throw new ValidationError(`execute() options must be an object, got ${typeof options}`);
   const o = options as Record<string, unknown>;
-  const issues: string[] = [];
+  const issues: ValidationIssue[] = [];
+  const add = (path: string, message: string) => issues.push({ path, message });
   if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMEOUT_MS)) {
-    issues.push(`timeoutMs: must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(o.timeoutMs)}`);
+    add('timeoutMs', `must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(o.timeoutMs)}`);
   }
-  if (o.signal !== undefined && !isAbortSignal(o.signal)) issues.push('signal: must be an AbortSignal');
-  if (o.onLog !== undefined && typeof o.onLog !== 'function') issues.push('onLog: must be a function');
-  if (o.onEvent !== undefined && typeof o.onEvent !== 'function') issues.push('onEvent: must be a function');
-  if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') issues.push('keepWorkspace: must be a boolean');
+  if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
+  if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
+  if (o.onEvent !== undefined && typeof o.onEvent !== 'function') add('onEvent', 'must be a function');
+  if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   if (o.channel !== undefined) {
     const c = o.channel as Partial<ChannelBridge> | null;
     if (!c || typeof c.connectionId !== 'string' || typeof c.path !== 'string' || typeof c.call !== 'function') {
-      issues.push('channel: must be { connectionId: string, path: string, call: function }');
+      add('channel', 'must be { connectionId: string, path: string, call: function }');
     }
   }
   if (issues.length) {
-    throw new ValidationError(`Invalid execute() options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
+    throw validationError('Invalid execute() options', issues, { phase: 'options' });
   }
   return o as ExecuteOptions;
 }

@@ -1,12 +1,6 @@
-import {
-  AbortedError,
-  ValidationError,
-  deserializeError,
-  serializeError,
-  toHandlerError,
-  type SerializedError,
-} from './errors.js';
-import { runHandler, type RunnerTask } from './handler-runtime.js';
+import { deserializeError, serializeError, type SerializedError } from './error-wire.js';
+import { AbortedError, ValidationError, toHandlerError } from './errors.js';
+import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
 import { createPlatformProxy, type Platform } from './platform-gateway.js';
 import type { LogEntry } from './request.js';
 
@@ -44,7 +38,7 @@ export function unserializableError(what: string, error: unknown): ValidationErr
  * proxies to the host, streams logs and events, and answers with one `result` message.
  * Calls still pending when the handler finishes are rejected, never left hanging.
  */
-export class RunnerSession {
+export class RunnerSession implements RuntimeEnvironment {
   readonly #task: RunnerTask;
   readonly #send: (message: RunnerToHost) => void;
   // ctx.signal's controller, made on first read (an AbortSignal costs ~5 µs on Node 20 and most
@@ -52,9 +46,11 @@ export class RunnerSession {
   #controller: AbortController | undefined;
   #cancelReason: unknown;
   #cancelled = false;
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; promise?: Promise<unknown> }>();
+  /** Platform and channel calls awaiting the host's reply; made with the first call. */
+  #pending: Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; promise?: Promise<unknown> }> | undefined;
   #nextId = 1;
   #finished = false;
+  #platform: Platform | undefined;
 
   constructor(task: RunnerTask, send: (message: RunnerToHost) => void) {
     this.#task = task;
@@ -64,9 +60,9 @@ export class RunnerSession {
   /** Feed a message from the host. */
   handle(message: HostToRunner): void {
     if (message.type === 'rpc-reply') {
-      const pending = this.#pending.get(message.id);
+      const pending = this.#pending?.get(message.id);
       if (!pending) return;
-      this.#pending.delete(message.id);
+      this.#pending!.delete(message.id);
       if (message.ok) pending.resolve(message.value);
       else pending.reject(deserializeError(message.error));
     } else if (message.type === 'cancel') {
@@ -79,25 +75,10 @@ export class RunnerSession {
 
   /** Run the handler and build the result message (the caller sends it; it may also carry it as a task's return value). */
   async run(): Promise<RunnerResult> {
-    const task = this.#task;
-    const signal = () => this.#signal();
-    // ctx.platform's proxy, built on first read (see createContext).
-    const call = (service: string, method: string, args: unknown[]) => this.#call('platform', service, method, args);
-    let platform: Platform | undefined;
     let result: RunnerResult;
     try {
-      const data = await runHandler(task, {
-        get signal() {
-          return signal();
-        },
-        log: (level, message, fields) => this.#post({ type: 'log', level, message, ...(fields ? { fields } : {}) }, 'log fields'),
-        emit: (event) => this.#post({ type: 'event', event }, 'ctx.emit() event'),
-        get platform() {
-          return (platform ??= createPlatformProxy(call));
-        },
-        ...(task.channel ? { channelCall: (method: string, args: unknown[]) => this.#call('channel', '', method, args) } : {}),
-      });
-      result = { type: 'result', ok: true, data };
+      // The session is the handler's runtime environment itself: one object per execution.
+      result = { type: 'result', ok: true, data: await runHandler(this.#task, this) };
     } catch (error) {
       result = { type: 'result', ok: false, error: serializeError(error) };
     }
@@ -105,12 +86,33 @@ export class RunnerSession {
     return result;
   }
 
-  #signal(): AbortSignal {
+  /** `ctx.signal` (RuntimeEnvironment), made on first read: most handlers never look at it. */
+  get signal(): AbortSignal {
     if (!this.#controller) {
       this.#controller = new AbortController();
       if (this.#cancelled) this.#controller.abort(this.#cancelReason);
     }
     return this.#controller.signal;
+  }
+
+  /** `ctx.platform` (RuntimeEnvironment): an RPC proxy to the host, built on first read. */
+  get platform(): Platform {
+    return (this.#platform ??= createPlatformProxy((service, method, args) => this.#call('platform', service, method, args)));
+  }
+
+  /** `ctx.logger` lines (RuntimeEnvironment). */
+  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
+    this.#post({ type: 'log', level, message, ...(fields ? { fields } : {}) }, 'log fields');
+  }
+
+  /** `ctx.emit()` (RuntimeEnvironment). */
+  emit(event: unknown): void {
+    this.#post({ type: 'event', event }, 'ctx.emit() event');
+  }
+
+  /** `ctx.channel` calls (RuntimeEnvironment); runHandler only uses it for a task with a channel. */
+  channelCall(method: string, args: unknown[]): Promise<unknown> {
+    return this.#call('channel', '', method, args);
   }
 
   #post(message: RunnerToHost, what: string): void {
@@ -124,34 +126,35 @@ export class RunnerSession {
 
   #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#finished) {
-      return handled(Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { service, method } })));
+      return handled(Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { phase: 'ended', service, method } })));
     }
     const id = this.#nextId++;
     const promise = new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      (this.#pending ??= new Map()).set(id, { resolve, reject });
       try {
         this.#send({ type: 'rpc', id, target, service, method, args });
       } catch (error) {
-        this.#pending.delete(id);
+        this.#pending!.delete(id);
         reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
       }
     });
-    const entry = this.#pending.get(id);
+    const entry = this.#pending!.get(id);
     if (entry) entry.promise = promise;
     return promise;
   }
 
   #finish(): void {
     this.#finished = true;
-    if (this.#pending.size === 0) return;
+    const pending = this.#pending;
+    if (!pending || pending.size === 0) return;
     const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
-    for (const { reject, promise } of this.#pending.values()) {
+    for (const { reject, promise } of pending.values()) {
       // A call the handler fired and never awaited must not become an unhandled rejection that
       // takes the runner down after the result is in; a handler that does await still sees it.
       if (promise) handled(promise);
       reject(error);
     }
-    this.#pending.clear();
+    pending.clear();
   }
 }
 

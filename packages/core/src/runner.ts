@@ -17,15 +17,6 @@ export {
   type RunnerToHost,
 } from './runner-protocol.js';
 export { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
-export {
-  ExecutionError,
-  HandlerError,
-  PermissionDeniedError,
-  ValidationError,
-  WorkerCrashedError,
-  deserializeError,
-  isExecutionError,
-  serializeError,
-  toHandlerError,
-  type SerializedError,
-} from './errors.js';
+export { ExecutionError, HandlerError, PermissionDeniedError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
+export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
+export { OutputLines, type OutputLimits } from './output-lines.js';

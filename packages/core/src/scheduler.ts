@@ -7,24 +7,15 @@ export interface SchedulerOptions {
   maxQueue: number;
   /** Running executions per key (plugin) at most. @default unlimited */
   perKeyConcurrency?: number;
-  /**
-   * Executions admitted beyond `concurrency`: handed to the backend ahead of a free runner (so
-   * that a runner never waits for the host between two executions), while counting as waiting.
-   * Never more than `maxQueue`. @default 0
-   */
-  lookahead?: number;
 }
 
 export interface Slot {
-  /** Milliseconds spent waiting in the queue. */
-  readonly waitedMs: number;
   /** Give the slot back; idempotent. */
   release(): void;
 }
 
 interface Waiter {
   key: string;
-  enqueuedAt: number;
   resolve: (slot: Slot) => void;
   reject: (error: ExecutionError) => void;
   done: boolean;
@@ -39,8 +30,6 @@ export class Scheduler {
   readonly concurrency: number;
   readonly maxQueue: number;
   readonly perKeyConcurrency: number;
-  /** Slots at most: `concurrency` plus the lookahead. */
-  readonly #slots: number;
   #active = 0;
   #queued = 0;
   #queue: Waiter[] = [];
@@ -50,10 +39,9 @@ export class Scheduler {
     this.concurrency = options.concurrency;
     this.maxQueue = options.maxQueue;
     this.perKeyConcurrency = options.perKeyConcurrency ?? Number.POSITIVE_INFINITY;
-    this.#slots = this.concurrency + Math.min(options.lookahead ?? 0, this.maxQueue);
   }
 
-  /** Executions holding a slot (with a lookahead, some of them are still waiting for a runner). */
+  /** Executions holding a slot. */
   get active(): number {
     return this.#active;
   }
@@ -71,17 +59,14 @@ export class Scheduler {
     // Room for this key means no waiter can be passed over: every release pumps the queue, so
     // while a slot is free the only waiters left are those held back by their own key's cap.
     // (Checking `#queued === 0` here instead would let one capped key block every other key.)
-    if (this.#hasRoom(key)) return this.#grant(key, 0);
-    // Executions admitted ahead of a runner wait too: they count against maxQueue.
-    const ahead = Math.max(0, this.#active - this.concurrency);
-    if (this.#queued + ahead >= this.maxQueue) {
-      const running = this.#active - ahead;
-      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${running} running)`, {
-        details: { maxQueue: this.maxQueue, active: running, concurrency: this.concurrency },
+    if (this.#hasRoom(key)) return this.#grant(key);
+    if (this.#queued >= this.maxQueue) {
+      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
+        details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
       });
     }
     return new Promise<Slot>((resolve, reject) => {
-      const waiter: Waiter = { key, enqueuedAt: performance.now(), resolve, reject, done: false };
+      const waiter: Waiter = { key, resolve, reject, done: false };
       if (signal) {
         const onAbort = () => {
           if (waiter.done) return;
@@ -110,15 +95,14 @@ export class Scheduler {
   }
 
   #hasRoom(key: string): boolean {
-    return this.#active < this.#slots && (this.#perKey.get(key) ?? 0) < this.perKeyConcurrency;
+    return this.#active < this.concurrency && (this.#perKey.get(key) ?? 0) < this.perKeyConcurrency;
   }
 
-  #grant(key: string, waitedMs: number): Slot {
+  #grant(key: string): Slot {
     this.#active++;
     this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
     let released = false;
     return {
-      waitedMs,
       release: () => {
         if (released) return;
         released = true;
@@ -137,7 +121,7 @@ export class Scheduler {
       return;
     }
     let i = 0;
-    while (i < this.#queue.length && this.#active < this.#slots) {
+    while (i < this.#queue.length && this.#active < this.concurrency) {
       const waiter = this.#queue[i]!;
       if (waiter.done) {
         this.#queue.splice(i, 1);
@@ -151,7 +135,7 @@ export class Scheduler {
       waiter.done = true;
       waiter.cleanup?.();
       this.#queued--;
-      waiter.resolve(this.#grant(waiter.key, performance.now() - waiter.enqueuedAt));
+      waiter.resolve(this.#grant(waiter.key));
     }
   }
 }

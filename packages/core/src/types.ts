@@ -1,7 +1,11 @@
-import type { ErrorCode, ExecutionError } from './errors.js';
+import type { ErrorCode, KnownExecutionError } from './errors.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 
-export type BackendType = 'in-process' | 'worker-pool' | 'subprocess';
+/**
+ * A backend's name, as `meta.backend` and `stats().backend` report it. Open: a backend built on
+ * core's kit names itself (the built-in ones are listed for completion).
+ */
+export type BackendType = 'in-process' | 'worker-pool' | 'subprocess' | (string & {});
 
 /** Facts about one execution, present on success and failure alike. */
 export interface ExecutionMeta {
@@ -19,6 +23,8 @@ export interface ExecutionMeta {
   runMs: number;
   /** Time limit applied (ms). */
   timeoutMs: number;
+  /** Who ran it: a thread id, a pid, a remote worker's name (see `DispatchControl.setRunner`). */
+  runnerId?: string;
   /** Thread id (worker-pool). */
   workerId?: number;
   /** Process id (subprocess; in-process reports the host's own pid). */
@@ -29,9 +35,14 @@ export interface ExecutionMeta {
   artifacts: string[];
 }
 
+/**
+ * What `execute()` resolves with. On failure, `error` is a union discriminated on `code`:
+ * `if (!result.ok && result.error.code === 'TIMEOUT')` narrows it to TimeoutError, with typed
+ * `details` (error-details.ts).
+ */
 export type ExecutionResult<T = unknown> =
   | { ok: true; data: T; meta: ExecutionMeta }
-  | { ok: false; error: ExecutionError; meta: ExecutionMeta };
+  | { ok: false; error: KnownExecutionError; meta: ExecutionMeta };
 
 export interface LatencySummary {
   count: number;
@@ -111,6 +122,13 @@ export interface IExecutionBackend extends AsyncDisposable {
   health(): Promise<BackendHealth>;
   /** Stop taking work, let running executions finish (bounded), then release every thread, process, timer and directory. Idempotent. */
   shutdown(options?: ShutdownOptions): Promise<void>;
+  /**
+   * Run `listener` when `shutdown()` is first called, before the backend stops taking work, and
+   * let shutdown wait for it (within its timeout): for what is built on the backend and must
+   * close first, such as a WebSocket channel mount. Returns a function that removes it. A
+   * listener that throws does not stop the shutdown; one added after shutdown began runs at once.
+   */
+  onShutdown(listener: () => void | Promise<void>): () => void;
 }
 
 export type ExecutionBackend = IExecutionBackend;

@@ -1,11 +1,9 @@
 import type { z } from 'zod';
 import { ValidationError } from './errors.js';
 
-/** One problem found by a schema: where (a readable JSON path) and what. */
-export interface ValidationIssue {
-  path: string;
-  message: string;
-}
+import type { ValidationIssue } from './error-details.js';
+
+export type { ValidationIssue } from './error-details.js';
 
 /** `['handlers', 'run', 'entry']` → `handlers.run.entry`; `['channels', 0]` → `channels[0]`. */
 export function formatPath(path: readonly PropertyKey[], root = ''): string {

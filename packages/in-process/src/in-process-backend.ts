@@ -1,16 +1,21 @@
 import {
+  BackendOptionsSchema,
   BaseBackend,
   cloneForWire,
   createPlatformProxy,
   runHandler,
+  stopSignal,
   type BackendOptions,
   type DispatchControl,
   type IsolationReport,
+  type LogEntry,
   type Platform,
   type RunnerTask,
+  type RuntimeEnvironment,
 } from '@kb-labs/plugin-execution-core';
 
-const RUNNER = Object.freeze({ pid: process.pid });
+/** The host process is the runner of every execution. */
+const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
 
 /** Options of the in-process backend: exactly the common ones. */
 export type InProcessBackendOptions = BackendOptions;
@@ -29,30 +34,14 @@ export type InProcessBackendOptions = BackendOptions;
  */
 export class InProcessBackend extends BaseBackend {
   constructor(options: InProcessBackendOptions = {}) {
-    super('in-process', options, { concurrency: 64, releaseSlotOnStop: true });
+    super('in-process', options, { concurrency: 64, releaseSlotOnStop: true, optionsSchema: BackendOptionsSchema });
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     control.setRunner(RUNNER);
     // The task is this execution's own object: replacing its input with a copy is safe.
     task.input = cloneForWire(task.input, 'input');
-    let platform: Platform | undefined;
-    const data = await runHandler(task, {
-      // Getters: the signal and the platform proxy cost something to build, and most handlers use neither.
-      get signal() {
-        return control.signal;
-      },
-      get platform() {
-        return (platform ??= createPlatformProxy((service, method, args) =>
-          control
-            .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
-            .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
-        ));
-      },
-      log: (level, message, fields) => control.log(level, message, fields),
-      emit: (event) => control.emit(cloneForWire(event, 'ctx.emit() event')),
-      channelCall: (method, args) => control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)),
-    });
+    const data = await runHandler(task, new InProcessRuntime(control));
     return cloneForWire(data, 'handler result');
   }
 
@@ -67,5 +56,47 @@ export class InProcessBackend extends BaseBackend {
       layers: [],
       reason: "handlers run on the host's own thread, with its memory, files, network, environment and signals",
     };
+  }
+}
+
+/**
+ * The handler's runtime for one execution, with copies where a boundary would copy. A class, not
+ * an object literal with getters: it is made for every execution, and a literal's getters are new
+ * functions each time, so V8 would give every one a hidden class of its own. The signal and the
+ * platform proxy are built on first read: most handlers use neither.
+ */
+class InProcessRuntime implements RuntimeEnvironment {
+  readonly #control: DispatchControl;
+  #platform: Platform | undefined;
+
+  constructor(control: DispatchControl) {
+    this.#control = control;
+  }
+
+  #signal: AbortSignal | undefined;
+
+  get signal(): AbortSignal {
+    return (this.#signal ??= stopSignal(this.#control));
+  }
+
+  get platform(): Platform {
+    const control = this.#control;
+    return (this.#platform ??= createPlatformProxy((service, method, args) =>
+      control
+        .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
+        .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
+    ));
+  }
+
+  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
+    this.#control.log(level, message, fields);
+  }
+
+  emit(event: unknown): void {
+    this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
+  }
+
+  channelCall(method: string, args: unknown[]): Promise<unknown> {
+    return this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`));
   }
 }

@@ -1,17 +1,20 @@
-import { BackendNotInstalledError, type BackendOptions, type BackendType, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { BackendNotInstalledError, type BackendOptions, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 
 /** The npm package that implements each backend type. */
 export const BACKEND_PACKAGES = {
   'in-process': '@kb-labs/plugin-execution-in-process',
   'worker-pool': '@kb-labs/plugin-execution-worker-pool',
   subprocess: '@kb-labs/plugin-execution-subprocess',
-} as const satisfies Record<BackendType, string>;
+} as const;
+
+/** The backend types `createExecutionBackend` knows. */
+export type BuiltInBackendType = keyof typeof BACKEND_PACKAGES;
 
 type BackendConstructor = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
 
 // Literal specifiers, so bundlers see them, and nothing is loaded until a backend of that type is
 // first used: importing this package never loads piscina, cross-spawn or any backend module.
-const loaders: Record<BackendType, () => Promise<BackendConstructor>> = {
+const loaders: Record<BuiltInBackendType, () => Promise<BackendConstructor>> = {
   'in-process': async () => pick(await import('@kb-labs/plugin-execution-in-process'), 'InProcessBackend'),
   'worker-pool': async () => pick(await import('@kb-labs/plugin-execution-worker-pool'), 'WorkerPoolBackend'),
   subprocess: async () => pick(await import('@kb-labs/plugin-execution-subprocess'), 'SubprocessBackend'),
@@ -23,14 +26,14 @@ function pick(mod: unknown, name: string): BackendConstructor {
   return Backend as BackendConstructor;
 }
 
-const cache = new Map<BackendType, Promise<BackendConstructor>>();
+const cache = new Map<BuiltInBackendType, Promise<BackendConstructor>>();
 
 /**
  * Load a backend's class once per process. A backend package that cannot be resolved gives
  * BackendNotInstalledError naming the package to add; any other load failure keeps its own
  * message and is attached as `cause`.
  */
-export function loadBackend(type: BackendType): Promise<BackendConstructor> {
+export function loadBackend(type: BuiltInBackendType): Promise<BackendConstructor> {
   let loading = cache.get(type);
   if (!loading) {
     loading = loaders[type]().catch((error: unknown) => {
@@ -42,7 +45,7 @@ export function loadBackend(type: BackendType): Promise<BackendConstructor> {
   return loading;
 }
 
-function toLoadError(type: BackendType, error: unknown): BackendNotInstalledError {
+function toLoadError(type: BuiltInBackendType, error: unknown): BackendNotInstalledError {
   const pkg = BACKEND_PACKAGES[type];
   const code = (error as NodeJS.ErrnoException)?.code;
   const message = String((error as Error)?.message ?? error);

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { PluginRegistry, WorkspaceManager, serializeError, type BackendType, type LogEntry } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, WorkspaceManager, serializeError, type LogEntry } from '@kb-labs/plugin-execution-core';
+import type { BuiltInBackendType } from './backend-loaders.js';
 import { createExecutionBackend } from './create-execution-backend.js';
 
 const USAGE = `Usage:
@@ -69,7 +70,7 @@ async function main(argv: string[]): Promise<number> {
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
-  const type = (values.backend ?? 'in-process') as BackendType;
+  const type = (values.backend ?? 'in-process') as BuiltInBackendType;
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
 

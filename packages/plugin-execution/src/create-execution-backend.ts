@@ -1,33 +1,37 @@
 import { randomUUID } from 'node:crypto';
 import {
+  ShutdownHooks,
   ShuttingDownError,
   ValidationError,
-  toHandlerError,
+  toInternalError,
   type BackendHealth,
   type BackendOptions,
   type BackendStats,
-  type BackendType,
   type ExecuteOptions,
-  type ExecutionError,
+  type KnownExecutionError,
   type ExecutionRequest,
   type ExecutionResult,
   type IExecutionBackend,
   type PluginSource,
   type RegisteredPlugin,
+  type ShutdownListener,
   type ShutdownOptions,
 } from '@kb-labs/plugin-execution-core';
-import { BACKEND_PACKAGES, loadBackend } from './backend-loaders.js';
+import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
+import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';
+import type { WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
+import { BACKEND_PACKAGES, loadBackend, type BuiltInBackendType } from './backend-loaders.js';
 
 /**
- * Options of `createExecutionBackend`: the common BackendOptions plus `type`, plus whatever the
- * chosen backend accepts (e.g. `maxThreads` for worker-pool, `prespawn` for subprocess); those are
- * validated by the backend when it loads, and a problem then fails every execution with VALIDATION_ERROR.
+ * Options of `createExecutionBackend`, typed per `type`: the common BackendOptions plus what the
+ * chosen backend accepts (`maxThreads` for worker-pool, `prespawn` for subprocess), with each
+ * option's documentation. A misspelt option does not compile; at run time the backend refuses it
+ * when it loads (VALIDATION_ERROR on every execution and in health(), naming the nearest option).
  */
-export type CreateExecutionBackendOptions = BackendOptions & {
-  /** Where handlers run. @default 'in-process' */
-  type?: BackendType;
-  [option: string]: unknown;
-};
+export type CreateExecutionBackendOptions =
+  | ({ /** Where handlers run. @default 'in-process' */ type?: 'in-process' } & InProcessBackendOptions)
+  | ({ /** Where handlers run. */ type: 'worker-pool' } & WorkerPoolBackendOptions)
+  | ({ /** Where handlers run. */ type: 'subprocess' } & SubprocessBackendOptions);
 
 /** What `createExecutionBackend` returns: the backend interface plus plugin registration. */
 export interface LazyExecutionBackend extends IExecutionBackend {
@@ -61,13 +65,16 @@ interface Loadable extends IExecutionBackend {
 }
 
 class LazyBackend implements LazyExecutionBackend {
-  readonly type: BackendType;
-  readonly #options: CreateExecutionBackendOptions;
+  readonly type: BuiltInBackendType;
+  readonly #options: Record<string, unknown>;
   #loading: Promise<Loadable> | undefined;
   #backend: Loadable | undefined;
   #shutdown: Promise<void> | undefined;
+  readonly #shutdownHooks = new ShutdownHooks();
+  /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
+  #stopping = false;
 
-  constructor(type: BackendType, options: CreateExecutionBackendOptions) {
+  constructor(type: BuiltInBackendType, options: CreateExecutionBackendOptions) {
     this.type = type;
     const { type: _type, ...rest } = options;
     this.#options = rest;
@@ -87,26 +94,26 @@ class LazyBackend implements LazyExecutionBackend {
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
     // Hot path: once loaded, straight through.
-    if (this.#backend && !this.#shutdown) return this.#backend.execute<T>(request, options);
+    if (this.#backend && !this.#stopping) return this.#backend.execute<T>(request, options);
     return this.#executeSlow<T>(request, options);
   }
 
   async #executeSlow<T>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
     const startedAt = Date.now();
     const t0 = performance.now();
-    if (this.#shutdown) {
+    if (this.#stopping) {
       return this.#failure(request, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`), startedAt, t0);
     }
     let backend: Loadable;
     try {
       backend = await this.#load();
     } catch (error) {
-      return this.#failure(request, toHandlerError(error), startedAt, t0);
+      return this.#failure(request, toInternalError(error, `loading the ${this.type} backend`), startedAt, t0);
     }
     return backend.execute<T>(request, options);
   }
 
-  #failure<T>(request: ExecutionRequest, error: ExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
+  #failure<T>(request: ExecutionRequest, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
     const r = (request ?? {}) as Partial<ExecutionRequest>;
     return {
       ok: false,
@@ -127,7 +134,7 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
-    if (this.#shutdown) throw new ShuttingDownError();
+    if (this.#stopping) throw new ShuttingDownError();
     const backend = await this.#load();
     if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
     return backend.registerPlugin(source);
@@ -155,12 +162,18 @@ class LazyBackend implements LazyExecutionBackend {
 
   shutdown(options?: ShutdownOptions): Promise<void> {
     this.#shutdown ??= (async () => {
+      await this.#shutdownHooks.run(options?.timeoutMs ?? 10_000);
+      this.#stopping = true;
       // Never loaded: nothing to stop, and nothing should be loaded just to stop it.
       if (!this.#loading) return;
       const backend = await this.#loading.catch(() => undefined);
       await backend?.shutdown(options);
     })();
     return this.#shutdown;
+  }
+
+  onShutdown(listener: ShutdownListener): () => void {
+    return this.#shutdownHooks.add(listener);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

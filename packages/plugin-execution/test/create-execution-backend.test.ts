@@ -38,6 +38,32 @@ describe('createExecutionBackend', () => {
     await expect(backend.registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
+  it('onShutdown(): listeners run first, while the backend still serves; one that throws does not stop the shutdown', async () => {
+    const backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    const seen: string[] = [];
+    backend.onShutdown(async () => {
+      const last = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'last' });
+      seen.push(last.ok ? `ok:${String(last.data)}` : last.error.code);
+    });
+    backend.onShutdown(() => {
+      throw new Error('a broken listener');
+    });
+    const removed = backend.onShutdown(() => void seen.push('removed listener ran'));
+    removed();
+    await backend.shutdown();
+    expect(seen).toEqual(['ok:last']);
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    // Added once shutdown began: it runs at once instead of never.
+    await new Promise<void>((resolve) => backend.onShutdown(resolve));
+  });
+
+  it('refuses an unknown backend option on every execution, naming the nearest known one', async () => {
+    await using backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], defaultTimeoutMS: 5 } as never);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.details.issues).toEqual([{ path: 'defaultTimeoutMS', message: 'unknown option; did you mean "defaultTimeoutMs"?' }]);
+  });
+
   it('registers plugins after creation', async () => {
     await using backend = createExecutionBackend({ workspace: false });
     await backend.registerPlugin(fixturePlugins.cjs);

@@ -77,7 +77,7 @@ describe('options', () => {
   it('an unknown sandbox mode, an empty bwrapPath or a bad sandboxUser is a ValidationError naming the option', () => {
     expect(() => make({ sandbox: 'sometimes' as never })).toThrow(/sandbox: must be one of 'auto', 'required', 'off'/);
     expect(() => make({ bwrapPath: '' })).toThrow(/bwrapPath: must be a non-empty string/);
-    expect(() => make({ sandboxUser: { uid: -1, gid: 5 } })).toThrow(/sandboxUser: must be \{ uid, gid \}/);
+    expect(() => make({ sandboxUser: { uid: -1, gid: 5 } })).toThrow(/sandboxUser\.uid: must be an integer from 1 to 4294967294/);
   });
 
   it.runIf(linux)("'required' where bubblewrap does not exist: construction fails and says why", () => {
@@ -135,7 +135,7 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'sandbox', exitCode: 1 });
     expect(String(result.error.details.stderrTail)).toContain('No space left on device');
-    expect((await backend.stats()).runners).toMatchObject({ crashed: { sandbox: 1, handshake: 0 } });
+    expect((await backend.stats()).runners).toMatchObject({ crashed: { sandbox: 1, 'start-failed': 0 } });
   });
 });
 

@@ -2,7 +2,7 @@ import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
+import { ValidationError, type ExecutionEvent, type LogEntry } from '@kb-labs/plugin-execution-core';
 import { SubprocessBackend, detectPermissionFlag, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PROBE, childrenOf, eventually, hasProc, isAlive, probePlugin } from './helpers.js';
@@ -108,7 +108,7 @@ describe('handshake', () => {
       const backend = make({ execPath: fake });
       const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
       expectError(result, 'WORKER_CRASHED');
-      expect(result.error.details).toMatchObject({ reason: 'handshake', exitCode: 3 });
+      expect(result.error.details).toMatchObject({ reason: 'start-failed', exitCode: 3 });
       expect(result.error.details.stderrTail).toContain('fake node cannot start');
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -119,7 +119,7 @@ describe('handshake', () => {
     const backend = make({ handshakeTimeoutMs: 1 });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ reason: 'handshake' });
+    expect(result.error.details).toMatchObject({ reason: 'start-failed' });
     expect(result.error.message).toContain('no ready message within 1 ms');
   });
 });
@@ -147,7 +147,7 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
   it('running out of its memoryMb heap → WORKER_CRASHED (oom)', async () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'oom' }, { timeoutMs: 25_000 });
     expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ reason: 'oom', memoryMb: 64 });
+    expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 64 });
   });
 
   it('never resolving → TIMEOUT on time, and the process is gone', async () => {
@@ -443,5 +443,22 @@ describe('shutdown', () => {
 describe('options', () => {
   it('rejects invalid options with VALIDATION_ERROR naming each', () => {
     expect(() => new SubprocessBackend({ prespawn: -1, killGraceMs: 'x' as never, baseEnv: [1] as never })).toThrow(/prespawn[\s\S]*killGraceMs[\s\S]*baseEnv/);
+  });
+
+  it('refuses an unknown option, naming the nearest known one, instead of ignoring it', () => {
+    let thrown: unknown;
+    try {
+      new SubprocessBackend({ prespwn: 1, cancelGraceMS: 5, colour: 'red' } as never);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ValidationError);
+    const error = thrown as ValidationError;
+    expect(error.details.issues).toEqual([
+      { path: 'prespwn', message: 'unknown option; did you mean "prespawn"?' },
+      { path: 'cancelGraceMS', message: 'unknown option; did you mean "cancelGraceMs"?' },
+      { path: 'colour', message: 'unknown option' },
+    ]);
+    expect(error.message).toContain('  - prespwn: unknown option; did you mean "prespawn"?');
   });
 });

@@ -32,8 +32,6 @@ const echo = { pluginId: '@bench/worker-pool', handlerId: 'echo', input };
 
 const ours = new WorkerPoolBackend({ plugins: [plugin], workspace: false, maxThreads: THREADS, minThreads: THREADS });
 const oursWithWorkspace = new WorkerPoolBackend({ plugins: [plugin], maxThreads: THREADS, minThreads: THREADS });
-// For the record beside the sequential figure: without an idle thread's busy-wait for its next execution.
-const oursNoSpin = new WorkerPoolBackend({ plugins: [plugin], workspace: false, maxThreads: THREADS, minThreads: THREADS, spinWaitUs: 0 });
 const piscina = new Piscina({ filename: new URL('./raw/piscina-echo.mjs', import.meta.url).href, minThreads: THREADS, maxThreads: THREADS });
 const tinypool = new Tinypool({ filename: new URL('./raw/tinypool-echo.mjs', import.meta.url).href, minThreads: THREADS, maxThreads: THREADS });
 const wpool = workerpool.pool(path.join(here, 'raw', 'workerpool-echo.cjs'), { minWorkers: THREADS, maxWorkers: THREADS, workerType: 'thread' });
@@ -88,17 +86,14 @@ report('throughput ours / tinypool', ratio('ours', 'tinypool'), 'x', { op: '>=',
 report('throughput ours / workerpool', ratio('ours', 'workerpool'), 'x', { op: '>=', value: 1.0 });
 
 heading(`worker-pool: sequential latency, one at a time, echo handler (${ROUNDS} interleaved rounds of ${SEQUENTIAL})`);
-const sequential = { ...contenders, 'ours, spinWaitUs: 0': () => run(oursNoSpin, echo) };
-const p50 = { ours: [], piscina: [], 'ours, spinWaitUs: 0': [] };
+const p50 = { ours: [], piscina: [] };
 for (let round = 0; round < ROUNDS; round++) {
-  for (const name of Object.keys(p50)) p50[name].push(percentile(await timeEach(sequential[name], SEQUENTIAL, 200), 0.5));
+  for (const name of Object.keys(p50)) p50[name].push(percentile(await timeEach(contenders[name], SEQUENTIAL, 200), 0.5));
 }
 report('p50 ours', median(p50.ours) * 1000, 'µs');
-report('p50 ours with spinWaitUs: 0 (no busy-wait for the next execution)', median(p50['ours, spinWaitUs: 0']) * 1000, 'µs');
 report('p50 in-process backend, same echo (shared host cost)', percentile(await timeEach(() => run(inProcessEcho, echo), SEQUENTIAL, 200), 0.5) * 1000, 'µs');
 report('p50 raw piscina', median(p50.piscina) * 1000, 'µs');
 report('p50 latency ours / piscina', median(p50.ours.map((v, i) => v / p50.piscina[i])), 'x', { op: '<=', value: 1.3 });
-report('p50 latency ours with spinWaitUs: 0 / piscina', median(p50['ours, spinWaitUs: 0'].map((v, i) => v / p50.piscina[i])), 'x');
 
 heading(`worker-pool: ${CPU_EXECUTIONS} CPU-bound executions (~${CPU_MS} ms of sha256 each), ${THREADS} threads vs in-process (${CPU_ROUNDS} interleaved rounds)`);
 // Size the work on this machine: rounds of hashing that take CPU_MS on the main thread.
@@ -149,4 +144,4 @@ report('wall time worker-pool / in-process', median(walls.pool.map((v, i) => v /
 
 heading(`environment: node ${process.version}, ${os.availableParallelism()} cores (${os.cpus()[0]?.model?.trim() ?? 'unknown cpu'})`);
 
-await Promise.all([ours.shutdown(), oursNoSpin.shutdown(), oursCpu.shutdown(), oursWithWorkspace.shutdown(), inProcess.shutdown(), inProcessEcho.shutdown(), piscina.destroy(), rawHash.destroy(), tinypool.destroy(), wpool.terminate()]);
+await Promise.all([ours.shutdown(), oursCpu.shutdown(), oursWithWorkspace.shutdown(), inProcess.shutdown(), inProcessEcho.shutdown(), piscina.destroy(), rawHash.destroy(), tinypool.destroy(), wpool.terminate()]);

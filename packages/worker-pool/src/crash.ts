@@ -8,11 +8,13 @@ export interface WorkerCrashDetails {
   exitCode?: number;
   /** The uncaught error's message, or what ran out of memory. */
   message?: string;
-  threadId: number;
+  threadId?: number;
   pluginId: string;
   handlerId: string;
   /** The heap cap of the thread, for `oom`. */
   heapLimitMb?: number;
+  /** `thread-start`: no thread could be started for it. */
+  phase?: 'thread-start';
 }
 
 /**
@@ -22,17 +24,12 @@ export interface WorkerCrashDetails {
  */
 export function crashError(thread: PoolThread, k: number, task: RunnerTask, heapLimitMb: number | undefined): WorkerCrashedError {
   const where = `Worker thread ${thread.id} running handler "${task.handlerId}" of plugin "${task.pluginId}"`;
-  const base = { threadId: thread.id, pluginId: task.pluginId, handlerId: task.handlerId };
+  const exit = thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {};
+  const base = { threadId: thread.id, pluginId: task.pluginId, handlerId: task.handlerId, ...exit };
   const error = thread.error as (Error & { code?: unknown }) | undefined;
 
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-    const details: WorkerCrashDetails = {
-      reason: 'oom',
-      message: String(error.message),
-      ...base,
-      ...(heapLimitMb !== undefined ? { heapLimitMb } : {}),
-      ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
-    };
+    const details: WorkerCrashDetails = { reason: 'oom', message: String(error.message), ...base, ...(heapLimitMb !== undefined ? { heapLimitMb } : {}) };
     const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';
     return new WorkerCrashedError(`${where} ran out of memory${limit}`, { details: { ...details }, cause: error });
   }
@@ -42,13 +39,13 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
   const report = mine.find((r) => r.reason !== 'exit') ?? mine[0];
   if (report && report.reason !== 'exit' && report.error) {
     const cause = deserializeError(report.error);
-    const details: WorkerCrashDetails = { reason: report.reason, message: cause.message, ...base, ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}) };
+    const details: WorkerCrashDetails = { reason: report.reason, message: cause.message, ...base };
     const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
     return new WorkerCrashedError(`${where} died of ${what}: ${cause.message}`, { details: { ...details }, cause });
   }
   if (error !== undefined) {
     const message = error instanceof Error ? error.message : String(error);
-    const details: WorkerCrashDetails = { reason: 'uncaught-exception', message, ...base, ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}) };
+    const details: WorkerCrashDetails = { reason: 'uncaught-exception', message, ...base };
     return new WorkerCrashedError(`${where} died of an uncaught exception: ${message}`, { details: { ...details }, cause: error });
   }
   const exitCode = thread.exitCode ?? report?.exitCode;
@@ -58,18 +55,20 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
   });
 }
 
-/** For executions waiting for a thread when the thread being started for them died before it could load its entry. */
-export function startFailureError(thread: PoolThread, task: RunnerTask): WorkerCrashedError {
-  const error = thread.error as Error | undefined;
-  const message = error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread.exitCode}`;
-  const details: WorkerCrashDetails & { phase: 'thread-start' } = {
+/**
+ * For an execution waiting for a thread when the thread started for it could not be made (Worker's
+ * constructor threw: `thread` undefined) or died before it loaded its entry.
+ */
+export function startFailureError(error: unknown, thread: PoolThread | undefined, task: RunnerTask): WorkerCrashedError {
+  const message = error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}`;
+  const details: WorkerCrashDetails = {
     reason: error !== undefined ? 'uncaught-exception' : 'exit',
     message,
-    threadId: thread.id,
     pluginId: task.pluginId,
     handlerId: task.handlerId,
     phase: 'thread-start',
-    ...(thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
+    ...(thread ? { threadId: thread.id } : {}),
+    ...(thread?.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
   };
   return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {
     details: { ...details },

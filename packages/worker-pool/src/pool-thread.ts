@@ -1,111 +1,198 @@
-import { receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
-import { CELLS, type CrashReport, type HostToThread, type RetireReason, type ThreadToHost } from './thread-protocol.js';
+import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { HostSession, serializeError, unserializableError, unwrapRunnerResult, type DispatchControl, type ExecutionError, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
-/** Why a thread ended, as the host counts it. */
-export type ThreadEnd = 'crashed' | 'terminated' | 'retired' | 'stopped';
+/** One execution handed to the pool; `k` names it on its thread's channel. */
+export interface Execution {
+  readonly k: number;
+  readonly task: RunnerTask;
+  readonly control: DispatchControl;
+  readonly resolve: (data: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  /** The stop BaseBackend decided (timeout, abort, shutdown), once it has. */
+  stop: ExecutionError | undefined;
+  /** Times it went to another thread because the one it was handed to died before beginning it. */
+  redispatches: number;
+  /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
+  stopListening?: (() => void) | undefined;
+}
+
+export interface ThreadSettings {
+  entry: URL;
+  config: ThreadConfig;
+  env: Record<string, string>;
+  execArgv: string[] | undefined;
+  resourceLimits: ResourceLimits | undefined;
+  abortGraceMs: number;
+}
+
+/** What the pool learns from a thread: it can take an execution (after its hello, after an answer), or it exited. */
+export interface ThreadEvents {
+  ready(thread: PoolThread): void;
+  idle(thread: PoolThread): void;
+  /** `thread.execution`, if set, is still unsettled. */
+  gone(thread: PoolThread): void;
+}
+
+export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
 /**
- * The host's view of one pool thread: its channel, what runs on it, and — when it dies — the
- * facts that say why (exit code, 'error' event, the thread's own last words).
+ * The host's side of one worker thread: its channel, the execution it runs (one at a time), and —
+ * when it dies — what says why (exit code, 'error' event, the thread's own last words).
  */
-export class PoolThread {
+export class PoolThread<Lane = unknown> {
   readonly id: number;
-  readonly worker: Worker;
-  /** The thread's end of its channel arrives with its hello; until then nothing can be sent. */
+  readonly lane: Lane;
+  /** Its channel, from its hello: until then it takes nothing. */
   port: MessagePort | undefined;
-  /** piscina counts it ready (it reported workerCreate): a task posted now starts at once. */
-  ready = false;
-  /** A piscina task (a session, see thread-protocol.ts) is open on it. */
-  session = false;
-  /** The execution key running here, if any (in session without one, the thread lingers: see thread-protocol.ts). */
-  running: number | undefined;
-  /** Execution keys handed over behind it, in order: the thread begins them one after the other. */
-  readonly staged: number[] = [];
-  /** The claim cells and doorbell (see thread-protocol.ts), from its hello. */
-  claims: Int32Array | undefined;
-  /** Which execution holds each claim cell (0: free). */
-  readonly cellOwner: number[] = new Array<number>(CELLS).fill(0);
-  /** Its executions have been dealt with after it died (once). */
-  gone = false;
-  /** What the thread said about its own death (see CrashReport), oldest first. */
+  execution: Execution | undefined;
+  /** The thread sent something for the running execution: it has begun it. */
+  heard = false;
   readonly reports: CrashReport[] = [];
   /** The Worker's 'error' event: an uncaught exception, or ERR_WORKER_OUT_OF_MEMORY. */
   error: unknown;
   exitCode: number | undefined;
-  /** Set when the host ends the thread on purpose (timeout, abort, shutdown, retirement). */
-  endedBy: { kind: 'terminated' } | { kind: 'retired'; reason: RetireReason } | undefined;
-  /** Set when piscina stopped it (idle timeout, pool close) before it exited by itself. */
-  stoppedByPool = false;
+  /** Set when the host ends the thread on purpose; the first reason is the one counted. */
+  endedBy: ThreadEndedBy | undefined;
+  /** The pool's, reused across idle spells. */
+  idleTimer: NodeJS.Timeout | undefined;
   readonly exited: Promise<void>;
-  #markExited!: () => void;
-  #connected = false;
-  readonly #route: (thread: PoolThread, message: ThreadToHost) => void;
+  readonly #worker: Worker;
+  readonly #events: ThreadEvents;
+  readonly #abortGraceMs: number;
+  readonly #runner: { id: string; threadId: number };
+  /** What the idle thread waits on (ThreadHello.wake). */
+  #wake: Int32Array | undefined;
+  #session: HostSession | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
+  readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
 
-  constructor(id: number, worker: Worker, route: (thread: PoolThread, message: ThreadToHost) => void, onExit: (thread: PoolThread) => void) {
-    this.id = id;
-    this.worker = worker;
-    this.#route = route;
-    this.exited = new Promise((resolve) => {
-      this.#markExited = resolve;
+  /** Throws what Worker's constructor throws (bad execArgv, out of resources). */
+  constructor(lane: Lane, settings: ThreadSettings, events: ThreadEvents) {
+    this.lane = lane;
+    this.#events = events;
+    this.#abortGraceMs = settings.abortGraceMs;
+    const worker = new Worker(settings.entry, {
+      workerData: settings.config,
+      env: settings.env,
+      ...(settings.resourceLimits ? { resourceLimits: settings.resourceLimits } : {}),
+      ...(settings.execArgv ? { execArgv: settings.execArgv } : {}),
     });
-    // Prepended: these must record the facts before piscina's own listeners react to the same
-    // event (piscina rejects the running task from inside them).
-    worker.prependListener('error', (error) => {
-      this.error ??= error;
-    });
-    worker.prependOnceListener('exit', (code) => {
+    this.#worker = worker;
+    this.id = worker.threadId;
+    this.#runner = { id: `thread:${this.id}`, threadId: this.id };
+    // Never keeps the host alive by itself: while an execution runs, its time limit's timer does.
+    worker.unref();
+    let markExited!: () => void;
+    this.exited = new Promise((resolve) => (markExited = resolve));
+    // After the hello, parentPort is the plugin's: what it posts there is read and dropped.
+    worker.on('message', (message: ThreadHello) => this.#onHello(message));
+    worker.on('error', (error) => (this.error ??= error));
+    worker.once('exit', (code) => {
       this.exitCode = code;
-      // Whatever the thread managed to send before it went (its result, its last words) is
-      // already queued on the channel: read it now, then let the channel go.
-      this.drain();
-      this.port?.close();
-      this.port = undefined;
-      onExit(this);
-      this.#markExited();
+      // Whatever the thread sent before it went (its answer, its last words) is queued on the channel.
+      const port = this.port;
+      for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message as ThreadToHost);
+      port?.close();
+      clearTimeout(this.#graceTimer);
+      clearTimeout(this.idleTimer);
+      events.gone(this);
+      markExited();
     });
+  }
+
+  /** It said hello: one that exits before that failed to start. */
+  get ready(): boolean {
+    return this.port !== undefined;
   }
 
   get alive(): boolean {
     return this.exitCode === undefined;
   }
 
-  /** It loaded its entry and said hello. */
-  get connected(): boolean {
-    return this.#connected;
+  /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
+  run(execution: Execution): boolean {
+    try {
+      this.port!.postMessage({ k: execution.k, task: execution.task } satisfies HostToThread);
+    } catch (error) {
+      execution.reject(unserializableError('The input', error));
+      return false;
+    }
+    Atomics.add(this.#wake!, 0, 1);
+    Atomics.notify(this.#wake!, 0);
+    this.execution = execution;
+    this.heard = false;
+    execution.control.setRunner(this.#runner);
+    execution.stopListening?.();
+    execution.stopListening = execution.control.onStop(this.#onStop);
+    return true;
   }
 
-  /** Attach the thread's channel and shared cells (from its hello). */
-  connect(port: MessagePort, claims: SharedArrayBuffer): void {
-    this.#connected = true;
-    this.port = port;
-    this.claims = new Int32Array(claims);
-    port.on('message', (message: ThreadToHost) => this.#route(this, message));
-    // The channel never keeps the host alive: piscina refs the thread while a task runs on it.
-    port.unref();
+  end(why: ThreadEndedBy): void {
+    if (!this.alive) return;
+    this.endedBy ??= why;
+    void this.#worker.terminate();
   }
 
-  /** Handle, synchronously and in order, every message the thread has sent so far. */
-  drain(): void {
-    const port = this.port;
-    if (!port) return;
-    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
-      this.#route(this, entry.message as ThreadToHost);
+  /** Detach the execution it ran, to be settled by the caller. */
+  release(): Execution | undefined {
+    const execution = this.execution;
+    if (!execution) return undefined;
+    this.execution = undefined;
+    execution.stopListening?.();
+    execution.stopListening = undefined;
+    this.#session?.close();
+    this.#session = undefined;
+    clearTimeout(this.#graceTimer);
+    return execution;
+  }
+
+  #onHello(message: ThreadHello): void {
+    if (this.port || message?.kbWorkerPool !== 'hello') return;
+    this.port = message.port;
+    this.#wake = new Int32Array(message.wake);
+    this.port.on('message', (m: ThreadToHost) => this.#onMessage(m));
+    this.port.unref();
+    this.#events.ready(this);
+  }
+
+  #onMessage(message: ThreadToHost): void {
+    if ('crash' in message) {
+      this.reports.push(message.crash);
+      return;
+    }
+    const execution = this.execution;
+    if (execution?.k !== message.k) return;
+    if ('out' in message) {
+      this.heard = true;
+      for (const line of message.lines) execution.control.log(message.out === 'stdout' ? 'info' : 'error', line, undefined, message.out);
+    } else if (message.m.type === 'result') {
+      this.release();
+      if (message.retire) this.end({ kind: 'retired', reason: message.retire });
+      try {
+        execution.resolve(unwrapRunnerResult(message.m));
+      } catch (error) {
+        execution.reject(error);
+      }
+      if (!message.retire && this.alive) this.#events.idle(this);
+    } else {
+      this.heard = true;
+      this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
+      this.#session.handle(message.m);
     }
   }
 
-  send(message: HostToThread): void {
-    if (!this.port) throw new Error(`thread ${this.id} has no channel yet`);
-    this.port.postMessage(message);
-  }
-
-  record(report: CrashReport): void {
-    this.reports.push(report);
-  }
-
-  /** How the thread ended, once it has. */
-  get end(): ThreadEnd {
-    if (this.endedBy) return this.endedBy.kind;
-    if (this.stoppedByPool && this.error === undefined) return 'stopped';
-    return 'crashed';
+  /** BaseBackend stopped the running execution: the caller's abort gets a grace period, anything else ends the thread now. */
+  #stop(reason: ExecutionError): void {
+    const execution = this.execution;
+    if (!execution) return;
+    execution.stop = reason;
+    if (reason.code === 'ABORTED' && this.#abortGraceMs > 0) {
+      // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
+      this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeError(reason) } } satisfies HostToThread);
+      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), this.#abortGraceMs);
+    } else {
+      this.end({ kind: 'terminated' });
+    }
   }
 }

@@ -17,71 +17,64 @@ const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
 
 /**
- * Intrinsics whose identity must survive an execution: what the thread's own runtime, core's
- * handler runtime and typical handler code rely on. A handler that replaces one of them gets its
- * thread retired. (Additions to the common prototypes are caught separately, below.)
+ * Intrinsics whose identity must survive an execution, by holder: what the thread's own runtime,
+ * core's handler runtime and typical handler code rely on. A handler that replaces one of them
+ * gets its thread retired. (Additions to the common prototypes are caught separately, below.)
  */
-const WATCHED = [
-  'globalThis.globalThis', 'globalThis.JSON', 'JSON.parse', 'JSON.stringify', 'globalThis.structuredClone',
-  'globalThis.Promise', 'Promise.prototype.then', 'Promise.prototype.catch', 'Promise.prototype.finally', 'Promise.resolve', 'Promise.reject',
-  'Promise.all', 'Promise.allSettled', 'Promise.race', 'Promise.any', 'Promise.prototype.constructor',
-  'globalThis.Object', 'Object.defineProperty', 'Object.defineProperties', 'Object.getOwnPropertyDescriptor', 'Object.getOwnPropertyDescriptors',
-  'Object.getOwnPropertyNames', 'Object.getOwnPropertySymbols', 'Object.getPrototypeOf', 'Object.setPrototypeOf', 'Object.keys', 'Object.values',
-  'Object.entries', 'Object.fromEntries', 'Object.assign', 'Object.create', 'Object.freeze', 'Object.isFrozen', 'Object.hasOwn', 'Object.is',
-  'Object.prototype.hasOwnProperty', 'Object.prototype.toString', 'Object.prototype.valueOf', 'Object.prototype.isPrototypeOf',
-  'Object.prototype.propertyIsEnumerable', 'Object.prototype.constructor',
-  'globalThis.Function', 'Function.prototype.call', 'Function.prototype.apply', 'Function.prototype.bind', 'Function.prototype.toString',
-  'Function.prototype[Symbol.hasInstance]',
-  'globalThis.Reflect', 'Reflect.apply', 'Reflect.construct', 'Reflect.get', 'Reflect.set', 'Reflect.has', 'Reflect.ownKeys',
-  'Reflect.defineProperty', 'Reflect.getPrototypeOf', 'Reflect.getOwnPropertyDescriptor',
-  'globalThis.Array', 'Array.isArray', 'Array.from', 'Array.of', 'Array.prototype[Symbol.iterator]', 'Array.prototype.push', 'Array.prototype.pop',
-  'Array.prototype.shift', 'Array.prototype.unshift', 'Array.prototype.slice', 'Array.prototype.splice', 'Array.prototype.concat',
-  'Array.prototype.join', 'Array.prototype.map', 'Array.prototype.filter', 'Array.prototype.forEach', 'Array.prototype.reduce',
-  'Array.prototype.some', 'Array.prototype.every', 'Array.prototype.find', 'Array.prototype.findIndex', 'Array.prototype.indexOf',
-  'Array.prototype.includes', 'Array.prototype.sort', 'Array.prototype.keys', 'Array.prototype.values', 'Array.prototype.entries',
-  'Array.prototype.flat', 'Array.prototype.flatMap', 'Array.prototype.fill', 'Array.prototype.at',
-  'globalThis.String', 'String.fromCharCode', 'String.prototype[Symbol.iterator]', 'String.prototype.slice', 'String.prototype.substring',
-  'String.prototype.split', 'String.prototype.replace', 'String.prototype.replaceAll', 'String.prototype.includes', 'String.prototype.startsWith',
-  'String.prototype.endsWith', 'String.prototype.indexOf', 'String.prototype.trim', 'String.prototype.toLowerCase', 'String.prototype.toUpperCase',
-  'String.prototype.padStart', 'String.prototype.padEnd', 'String.prototype.repeat', 'String.prototype.charCodeAt', 'String.prototype.match',
-  'String.prototype.toString',
-  'globalThis.Number', 'Number.isFinite', 'Number.isInteger', 'Number.isNaN', 'Number.parseInt', 'Number.parseFloat', 'Number.prototype.toString',
-  'Number.prototype.toFixed', 'globalThis.parseInt', 'globalThis.parseFloat', 'globalThis.isNaN', 'globalThis.isFinite',
-  'globalThis.Boolean', 'globalThis.Symbol', 'Symbol.for', 'Symbol.iterator', 'Symbol.asyncIterator', 'globalThis.BigInt',
-  'globalThis.Map', 'Map.prototype.get', 'Map.prototype.set', 'Map.prototype.has', 'Map.prototype.delete', 'Map.prototype.clear',
-  'Map.prototype.forEach', 'Map.prototype[Symbol.iterator]', 'Map.prototype.keys', 'Map.prototype.values', 'Map.prototype.entries',
-  'globalThis.Set', 'Set.prototype.add', 'Set.prototype.has', 'Set.prototype.delete', 'Set.prototype.clear', 'Set.prototype[Symbol.iterator]',
-  'globalThis.WeakMap', 'WeakMap.prototype.get', 'WeakMap.prototype.set', 'WeakMap.prototype.has', 'globalThis.WeakSet', 'WeakSet.prototype.add',
-  'WeakSet.prototype.has', 'globalThis.WeakRef',
-  'globalThis.Error', 'Error.captureStackTrace', 'Error.prototype.toString', 'globalThis.TypeError', 'globalThis.RangeError',
-  'globalThis.SyntaxError', 'globalThis.ReferenceError', 'globalThis.EvalError', 'globalThis.URIError', 'globalThis.AggregateError',
-  'globalThis.Date', 'Date.now', 'Date.prototype.getTime', 'Date.prototype.toISOString', 'Date.prototype.toJSON',
-  'globalThis.RegExp', 'RegExp.prototype.exec', 'RegExp.prototype.test', 'RegExp.prototype[Symbol.replace]', 'RegExp.prototype[Symbol.split]',
-  'RegExp.prototype[Symbol.match]',
-  'globalThis.Math', 'Math.random', 'Math.max', 'Math.min', 'Math.floor', 'Math.ceil', 'Math.round', 'Math.abs',
-  'globalThis.ArrayBuffer', 'globalThis.SharedArrayBuffer', 'globalThis.DataView', 'globalThis.Uint8Array', 'globalThis.Int32Array',
-  'globalThis.Float64Array', 'globalThis.Atomics', 'Atomics.wait', 'Atomics.notify', 'Atomics.add', 'Atomics.load', 'Atomics.store',
-  'globalThis.Proxy', 'globalThis.Buffer', 'Buffer.from', 'Buffer.alloc', 'Buffer.isBuffer', 'Buffer.concat', 'Buffer.byteLength',
-  'Buffer.prototype.toString', 'Buffer.prototype.write',
-  'globalThis.setTimeout', 'globalThis.clearTimeout', 'globalThis.setInterval', 'globalThis.clearInterval', 'globalThis.setImmediate',
-  'globalThis.clearImmediate', 'globalThis.queueMicrotask',
-  'globalThis.process', 'process.nextTick', 'process.exit', 'process.on', 'process.emit', 'process.emitWarning', 'process.cwd',
-  'globalThis.console', 'console.log', 'console.info', 'console.warn', 'console.error', 'console.debug',
-  'globalThis.URL', 'globalThis.URLSearchParams', 'globalThis.TextEncoder', 'globalThis.TextDecoder',
-  'globalThis.AbortController', 'globalThis.AbortSignal', 'AbortController.prototype.abort', 'AbortSignal.prototype.throwIfAborted',
-  'globalThis.EventTarget', 'EventTarget.prototype.addEventListener', 'EventTarget.prototype.removeEventListener',
-  'EventTarget.prototype.dispatchEvent', 'globalThis.Event',
-  'globalThis.MessageChannel', 'globalThis.MessagePort', 'MessagePort.prototype.postMessage', 'MessagePort.prototype.on',
-  'MessagePort.prototype.emit',
-];
+const WATCHED: Record<string, string> = {
+  globalThis:
+    'globalThis JSON structuredClone Promise Object Function Reflect Array String Number parseInt parseFloat isNaN isFinite Boolean Symbol BigInt ' +
+    'Map Set WeakMap WeakSet WeakRef Error TypeError RangeError SyntaxError ReferenceError EvalError URIError AggregateError Date RegExp Math ' +
+    'ArrayBuffer SharedArrayBuffer DataView Uint8Array Int32Array Float64Array Atomics Proxy Buffer setTimeout clearTimeout setInterval ' +
+    'clearInterval setImmediate clearImmediate queueMicrotask process console URL URLSearchParams TextEncoder TextDecoder AbortController ' +
+    'AbortSignal EventTarget Event MessageChannel MessagePort',
+  JSON: 'parse stringify',
+  Promise: 'resolve reject all allSettled race any',
+  'Promise.prototype': 'then catch finally constructor',
+  Object:
+    'defineProperty defineProperties getOwnPropertyDescriptor getOwnPropertyDescriptors getOwnPropertyNames getOwnPropertySymbols ' +
+    'getPrototypeOf setPrototypeOf keys values entries fromEntries assign create freeze isFrozen hasOwn is',
+  'Object.prototype': 'hasOwnProperty toString valueOf isPrototypeOf propertyIsEnumerable constructor',
+  'Function.prototype': 'call apply bind toString [Symbol.hasInstance]',
+  Reflect: 'apply construct get set has ownKeys defineProperty getPrototypeOf getOwnPropertyDescriptor',
+  Array: 'isArray from of',
+  'Array.prototype':
+    '[Symbol.iterator] push pop shift unshift slice splice concat join map filter forEach reduce some every find findIndex indexOf ' +
+    'includes sort keys values entries flat flatMap fill at',
+  String: 'fromCharCode',
+  'String.prototype':
+    '[Symbol.iterator] slice substring split replace replaceAll includes startsWith endsWith indexOf trim toLowerCase toUpperCase ' +
+    'padStart padEnd repeat charCodeAt match toString',
+  Number: 'isFinite isInteger isNaN parseInt parseFloat',
+  'Number.prototype': 'toString toFixed',
+  Symbol: 'for iterator asyncIterator',
+  'Map.prototype': 'get set has delete clear forEach [Symbol.iterator] keys values entries',
+  'Set.prototype': 'add has delete clear [Symbol.iterator]',
+  'WeakMap.prototype': 'get set has',
+  'WeakSet.prototype': 'add has',
+  Error: 'captureStackTrace',
+  'Error.prototype': 'toString',
+  Date: 'now',
+  'Date.prototype': 'getTime toISOString toJSON',
+  'RegExp.prototype': 'exec test [Symbol.replace] [Symbol.split] [Symbol.match]',
+  Math: 'random max min floor ceil round abs',
+  Atomics: 'wait notify add load store',
+  Buffer: 'from alloc isBuffer concat byteLength',
+  'Buffer.prototype': 'toString write',
+  process: 'nextTick exit on emit emitWarning cwd',
+  console: 'log info warn error debug',
+  'AbortController.prototype': 'abort',
+  'AbortSignal.prototype': 'throwIfAborted',
+  'EventTarget.prototype': 'addEventListener removeEventListener dispatchEvent',
+  'MessagePort.prototype': 'postMessage on emit',
+};
 
-/**
- * One instance of each of the most used prototypes: `for…in` over it lists anything enumerable
- * added up its chain. (Each costs ~0.15 µs per check, so the list stays short; replacements on
- * the others are caught by WATCHED.)
- */
-function prototypeSamples(): object[] {
-  return [{}, [], function sample() {}, Promise.resolve()];
+/** One watched property as it was when the thread started; `source` reads it from the global scope. */
+interface Watched {
+  source: string;
+  holder: Record<PropertyKey, unknown>;
+  key: PropertyKey;
+  value: unknown;
 }
 
 export interface IntrinsicsGuard {
@@ -95,27 +88,22 @@ export interface IntrinsicsGuard {
  * [object, key] pairs costs tens (it runs after every execution, so this matters).
  */
 export function captureIntrinsics(): IntrinsicsGuard {
-  const samples = prototypeSamples().filter((sample) => !hasEnumerable(sample));
+  // `for…in` over one instance of each of the most used prototypes lists anything enumerable added
+  // up its chain (~0.15 µs each, so few; replacements elsewhere are caught by WATCHED).
+  const samples = [{}, [], function sample() {}, Promise.resolve()].filter((sample) => !hasEnumerable(sample));
   const objectProto = Object.prototype;
   const objectProtoKeys = ownKeys(objectProto).length;
   const chains: Array<[object, object | null]> = [Array.prototype, Function.prototype, Promise.prototype, Error.prototype, Map.prototype].map(
     (proto) => [proto, getPrototypeOf(proto)],
   );
-
+  const watched = watchedProperties();
+  const values = watched.map((w) => w.value);
   let compiled: ((values: readonly unknown[]) => boolean) | undefined;
-  let values: unknown[] = [];
-  let watched = WATCHED;
   try {
-    // Only data properties: reading an accessor (a lazy global) could run code or load modules.
-    watched = WATCHED.filter((p) => isDataPath(p));
-    values = (new Function(`"use strict"; return [${watched.join(', ')}];`) as () => unknown[])();
-    compiled = new Function('v', `"use strict"; return ${watched.map((p, i) => `${p} === v[${i}]`).join(' && ')};`) as (v: readonly unknown[]) => boolean;
+    compiled = new Function('v', `"use strict"; return ${watched.map((w, i) => `${w.source} === v[${i}]`).join(' && ')};`) as (v: readonly unknown[]) => boolean;
   } catch {
-    // Code generation from strings is disabled (--disallow-code-generation-from-strings):
-    // fall back to a plain loop over resolved holders.
-    compiled = undefined;
+    // Code generation from strings is disabled (--disallow-code-generation-from-strings): the plain loop.
   }
-  const fallback = compiled ? undefined : resolveHolders(watched);
 
   return {
     intact(): boolean {
@@ -123,7 +111,7 @@ export function captureIntrinsics(): IntrinsicsGuard {
         if (compiled) {
           if (!compiled(values)) return false;
         } else {
-          for (let i = 0; i < fallback!.length; i++) if (fallback![i]![0][fallback![i]![1]] !== fallback![i]![2]) return false;
+          for (let i = 0; i < watched.length; i++) if (watched[i]!.holder[watched[i]!.key] !== watched[i]!.value) return false;
         }
         for (let i = 0; i < samples.length; i++) if (hasEnumerable(samples[i]!)) return false;
         if (ownKeys(objectProto).length !== objectProtoKeys || getPrototypeOf(objectProto) !== null) return false;
@@ -142,43 +130,30 @@ function hasEnumerable(object: object): boolean {
   return false;
 }
 
-function isDataPath(path: string): boolean {
-  const holder = pathHolder(path);
-  if (!holder) return false;
-  const descriptor = Reflect.getOwnPropertyDescriptor(holder.object, holder.key) ?? inheritedDescriptor(holder.object, holder.key);
-  return descriptor !== undefined && 'value' in descriptor;
+/** Every watched data property present on this thread; not accessors: reading one (a lazy global) could run code or load modules. */
+function watchedProperties(): Watched[] {
+  const watched: Watched[] = [];
+  for (const [path, names] of Object.entries(WATCHED)) {
+    let holder: unknown = globalThis;
+    if (path !== 'globalThis') for (const part of path.split('.')) holder = holder == null ? undefined : (holder as Record<string, unknown>)[part];
+    if (holder === null || (typeof holder !== 'object' && typeof holder !== 'function')) continue;
+    for (const name of names.split(' ')) {
+      const symbol = /^\[Symbol\.(\w+)\]$/.exec(name)?.[1];
+      const key = symbol ? (Symbol as unknown as Record<string, symbol>)[symbol]! : name;
+      const value = dataValue(holder, key);
+      if (value) watched.push({ source: symbol ? `${path}${name}` : `${path}.${name}`, holder: holder as Record<PropertyKey, unknown>, key, value: value.value });
+    }
+  }
+  return watched;
 }
 
-function inheritedDescriptor(object: object, key: PropertyKey): PropertyDescriptor | undefined {
-  for (let o = getPrototypeOf(object) as object | null; o; o = getPrototypeOf(o) as object | null) {
-    const d = Reflect.getOwnPropertyDescriptor(o, key);
-    if (d) return d;
+/** The data property `key` of `object` or up its chain, if it is one. */
+function dataValue(object: object, key: PropertyKey): { value: unknown } | undefined {
+  for (let o: object | null = object; o; o = getPrototypeOf(o) as object | null) {
+    const descriptor = Reflect.getOwnPropertyDescriptor(o, key);
+    if (descriptor) return 'value' in descriptor ? { value: descriptor.value } : undefined;
   }
   return undefined;
-}
-
-function pathHolder(watchedPath: string): { object: Record<PropertyKey, unknown>; key: PropertyKey } | undefined {
-  const path = watchedPath.startsWith('globalThis.') ? watchedPath : `globalThis.${watchedPath}`;
-  const bracket = /^(.*)\[Symbol\.(\w+)\]$/.exec(path);
-  const [parentPath, key] = bracket
-    ? [bracket[1]!, (Symbol as unknown as Record<string, symbol>)[bracket[2]!]!]
-    : [path.slice(0, path.lastIndexOf('.')), path.slice(path.lastIndexOf('.') + 1)];
-  let object: unknown = globalThis;
-  for (const part of parentPath.split('.').slice(1)) {
-    if (object === null || (typeof object !== 'object' && typeof object !== 'function')) return undefined;
-    object = (object as Record<string, unknown>)[part];
-  }
-  if (object === null || (typeof object !== 'object' && typeof object !== 'function')) return undefined;
-  return { object: object as Record<PropertyKey, unknown>, key };
-}
-
-function resolveHolders(paths: readonly string[]): Array<[Record<PropertyKey, unknown>, PropertyKey, unknown]> {
-  const out: Array<[Record<PropertyKey, unknown>, PropertyKey, unknown]> = [];
-  for (const path of paths) {
-    const holder = pathHolder(path);
-    if (holder) out.push([holder.object, holder.key, holder.object[holder.key]]);
-  }
-  return out;
 }
 
 /**

@@ -1,10 +1,11 @@
+import { readdirSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
-import { WorkerPoolBackend, type WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
+import { WorkerPoolBackend, type WorkerPoolBackendOptions, type WorkerPoolRunnerStats } from '@kb-labs/plugin-execution-worker-pool';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 
 export { BASIC, HOSTILE, expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
@@ -12,27 +13,36 @@ export { BASIC, HOSTILE, expectError, expectOk, waitFor } from '@kb-labs/plugin-
 export const POOL = '@wp/pool';
 export const poolPlugin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/plugins/pool');
 
-/** What `stats().runners` holds for this backend. */
-export interface RunnerFigures {
-  threads: number;
-  busy: number;
-  idle: number;
-  started: number;
-  crashed: number;
-  terminated: number;
-  stopped: number;
-  redispatched: number;
-  startingWait: number;
-  staged: number;
-  held: number;
-  retired: Record<'globals-tampered' | 'handles-left' | 'recycled', number>;
-  lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
-  minThreads: number;
-  maxThreads: number;
+export async function runners(backend: WorkerPoolBackend): Promise<WorkerPoolRunnerStats> {
+  return (await backend.stats()).runners as WorkerPoolRunnerStats;
 }
 
-export async function runners(backend: WorkerPoolBackend): Promise<RunnerFigures> {
-  return (await backend.stats()).runners as unknown as RunnerFigures;
+/** Threads of this process (Linux); undefined elsewhere. */
+export function osThreads(): number | undefined {
+  try {
+    return readdirSync('/proc/self/task').length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Handles and timers keeping the process alive, less file-system requests (vitest's and the workspace cleanup's come and go). */
+export function resources(): string[] {
+  return process
+    .getActiveResourcesInfo()
+    .filter((type) => !/^(FSReq|FileHandle|CloseReq)/.test(type))
+    .sort();
+}
+
+/** Resource types of which there are more now than before. */
+export function grown(before: string[], after: string[]): string[] {
+  const left = [...before];
+  return after.filter((type) => {
+    const i = left.indexOf(type);
+    if (i === -1) return true;
+    left.splice(i, 1);
+    return false;
+  });
 }
 
 /**

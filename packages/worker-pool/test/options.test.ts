@@ -16,8 +16,7 @@ describe('worker-pool: options', () => {
     [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
-    [{ spinWaitUs: -1 }, 'spinWaitUs'],
-    [{ spinWaitUs: 20_000 }, 'spinWaitUs'],
+    [{ maxThreds: 2 }, 'maxThreds'],
   ])('rejects %j naming %s', (options, path) => {
     let thrown: unknown;
     try {
@@ -27,6 +26,10 @@ describe('worker-pool: options', () => {
     }
     expect(thrown).toBeInstanceOf(ValidationError);
     expect((thrown as Error).message).toContain(path);
+  });
+
+  it('refuses the removed spinWaitUs, saying why', () => {
+    expect(() => new WorkerPoolBackend({ spinWaitUs: 0 } as never)).toThrow(/spinWaitUs: was removed: idle threads no longer busy-wait/);
   });
 
   it('rejects Node flags a worker thread cannot take, as a ValidationError', () => {

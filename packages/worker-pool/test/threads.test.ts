@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -123,6 +123,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 48 });
     expect((await runners(backend)).lanes['memoryMb=48']).toMatchObject({ heapLimitMb: 48 });
     expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'check-prototype' }));
+  });
+
+  it('stops threads beyond minThreads once idle for idleTimeoutMs, back to the minimum', async () => {
+    const backend = backends.make({ maxThreads: 3, minThreads: 1, idleTimeoutMs: 50 });
+    const results = await Promise.all([1, 2, 3].map(() => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 200 } })));
+    for (const r of results) expectOk(r);
+    expect(new Set(results.map((r) => r.meta.workerId)).size).toBe(3);
+    await waitFor(async () => (await runners(backend)).threads === 1);
+    expect(await runners(backend)).toMatchObject({ threads: 1, idle: 1, started: 3, stopped: 2, crashed: 0, terminated: 0 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
   });
 
   it('limits each plugin to perPluginConcurrency running executions', async () => {

@@ -11,8 +11,8 @@ import {
 } from '@kb-labs/plugin-execution-core';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
-import { FramedChannel, type ProtocolError } from './framing.js';
-import { runnerMessageProblem } from './messages.js';
+import { FramedChannel, type ProtocolError } from '../framing.js';
+import { runnerMessageProblem } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -155,7 +155,7 @@ export class ChildRunner {
   /**
    * Run one execution on this child: send the pre-encoded `run` frame, serve its logs, events
    * and platform calls, and settle with the handler's data (once it is in and the group has
-   * been sent SIGKILL) or an ExecutionError (once the child is gone). `control.signal` stops
+   * been sent SIGKILL) or an ExecutionError (once the child is gone). `control.onStop` stops
    * it: cancel message, then SIGTERM, then SIGKILL.
    */
   run(runFrame: Buffer, subject: { pluginId: string; handlerId: string }, control: DispatchControl): Promise<unknown> {
@@ -165,18 +165,17 @@ export class ChildRunner {
     this.claim();
     this.#lineSink = (stream, line) => control.log(stream === 'stdout' ? 'info' : 'error', line, undefined, stream);
     const done = new Promise<unknown>((resolve, reject) => (this.#settle = { resolve, reject }));
-    const onAbort = () => this.stop(control.signal.reason);
-    if (control.signal.aborted) onAbort();
-    else control.signal.addEventListener('abort', onAbort, { once: true });
-    void done.finally(() => control.signal.removeEventListener('abort', onAbort)).catch(() => {});
+    // A stop (timeout, abort, shutdown) reaches this child through the control's one way.
+    const unsubscribe = control.onStop((reason) => this.stop(reason));
+    void done.finally(unsubscribe).catch(() => {});
     if (this.#finished) this.#settleRun();
     else this.#channel.sendFrame(runFrame);
     return done;
   }
 
   /**
-   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (none
-   * for a timeout) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. A child that
+   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (for an
+   * abort; none for a timeout or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. A child that
    * finishes in the meantime is discarded as usual.
    */
   stop(reason: unknown): void {
@@ -196,10 +195,11 @@ export class ChildRunner {
       this.#killGroup('SIGTERM');
       this.#stopTimers.push(setTimeout(() => this.#killGroup('SIGKILL'), killGraceMs));
     };
-    // A timed-out handler has had its time: no grace before SIGTERM. An abort or a shutdown
-    // gives it `cancelGraceMs` to react to ctx.signal (write a partial result, clean up).
-    const timedOut = (reason as { code?: unknown } | null)?.code === 'TIMEOUT';
-    if (this.#session && this.#handshaken && cancelGraceMs > 0 && !timedOut) this.#stopTimers.push(setTimeout(term, cancelGraceMs));
+    // The rule of every backend: only the caller's abort gets `cancelGraceMs` to react to
+    // ctx.signal (write a partial result, clean up). A timed-out handler has had its time, and so
+    // has one cut by shutdown (which first waited its own timeout): SIGTERM at once.
+    const aborted = (reason as { code?: unknown } | null)?.code === 'ABORTED';
+    if (this.#session && this.#handshaken && cancelGraceMs > 0 && aborted) this.#stopTimers.push(setTimeout(term, cancelGraceMs));
     else term();
   }
 

@@ -1,7 +1,7 @@
-import { WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, type CrashReason } from '@kb-labs/plugin-execution-core';
 
-/** Why a child ended without a result, as reported in `error.details.reason`. */
-export type CrashReason = 'exit' | 'signal' | 'oom' | 'protocol' | 'handshake' | 'sandbox';
+/** The reasons a child process can end without a result (`error.details.reason`; core's CrashReason names them all). */
+export type ChildCrashReason = Extract<CrashReason, 'exit' | 'signal' | 'oom' | 'protocol' | 'start-failed' | 'sandbox'>;
 
 export interface ChildEnd {
   exitCode: number | null;
@@ -21,11 +21,11 @@ export interface ChildEnd {
 /** What V8 prints when the heap limit is hit (before it aborts with SIGABRT / exit code 134). */
 const OOM_PATTERNS = [/Reached heap limit/, /JavaScript heap out of memory/, /Allocation failed - process out of memory/, /Fatal JavaScript out of memory/];
 
-export function crashReason(end: ChildEnd): CrashReason {
+export function crashReason(end: ChildEnd): ChildCrashReason {
   if (end.protocolError) return 'protocol';
   if (end.sandboxError) return 'sandbox';
   if (OOM_PATTERNS.some((p) => p.test(end.stderrTail))) return 'oom';
-  if (end.handshakeError) return 'handshake';
+  if (end.handshakeError) return 'start-failed';
   if (end.signal) return 'signal';
   return 'exit';
 }
@@ -46,7 +46,7 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
     case 'sandbox':
       message = `${who} did not start: ${end.sandboxError}`;
       break;
-    case 'handshake':
+    case 'start-failed':
       message = `${who} did not start: ${end.handshakeError}`;
       break;
     default:
@@ -60,10 +60,10 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       exitCode: end.exitCode,
       signal: end.signal,
       stderrTail: end.stderrTail,
-      pid: end.pid,
+      ...(end.pid !== undefined ? { runnerId: String(end.pid) } : {}),
       ...(subject ?? {}),
       ...(end.protocolError ? { protocolError: end.protocolError } : {}),
-      ...(end.memoryMb ? { memoryMb: end.memoryMb } : {}),
+      ...(end.memoryMb ? { heapLimitMb: end.memoryMb } : {}),
     },
   });
 }

@@ -17,8 +17,8 @@ import {
   type RunnerResult,
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
-import { DEFAULT_MAX_FRAME_BYTES, FramedChannel } from './framing.js';
-import type { ChildRunMessage, HostToChild } from './messages.js';
+import { DEFAULT_MAX_FRAME_BYTES, FramedChannel } from '../framing.js';
+import type { ChildRunMessage, HostToChild } from '../messages.js';
 
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
 const EXIT_HOST_GONE = 0;

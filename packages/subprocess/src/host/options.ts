@@ -1,6 +1,7 @@
-import { ValidationError, type BackendOptions } from '@kb-labs/plugin-execution-core';
+import { BackendOptionsSchema, option, type BackendOptions } from '@kb-labs/plugin-execution-core';
+import { z } from 'zod';
 import { DEFAULT_BASE_ENV } from './child-env.js';
-import { DEFAULT_MAX_FRAME_BYTES } from './framing.js';
+import { DEFAULT_MAX_FRAME_BYTES } from '../framing.js';
 import type { FlagOptions } from './permission-flags.js';
 import type { SandboxMode, SandboxUser } from './sandbox.js';
 
@@ -15,11 +16,15 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * @default 0
    */
   prespawn?: number;
-  /** After a timeout, abort or shutdown: how long the handler has, after `ctx.signal` fires in the child, before SIGTERM goes to its process group. @default 250 */
+  /**
+   * After the caller's abort: how long the handler has, after `ctx.signal` fires in the child,
+   * before SIGTERM goes to its process group (a timeout or a shutdown gets none: the handler has
+   * had its time). The same option and rule on every backend that can stop a runner. @default 250
+   */
   cancelGraceMs?: number;
   /** Between SIGTERM and SIGKILL of the child's process group. @default 1000 */
   killGraceMs?: number;
-  /** A child that has not said `ready` within this is killed (WORKER_CRASHED, reason `handshake`). @default 10000 */
+  /** A child that has not said `ready` within this is killed (WORKER_CRASHED, reason `start-failed`). @default 10000 */
   handshakeTimeoutMs?: number;
   /**
    * Largest protocol frame either side accepts (one message: an input, a result, a platform call
@@ -104,72 +109,52 @@ export interface Resolved {
   sandboxUser: SandboxUser | undefined;
 }
 
-const SANDBOX_MODES: readonly SandboxMode[] = ['auto', 'required', 'off'];
 const NOBODY: SandboxUser = { uid: 65534, gid: 65534 };
+const id = option.int(1, 4_294_967_294);
 
+/** The whole option schema of this backend: the base class validates with it, unknown options refused. */
+export const SubprocessOptionsSchema = BackendOptionsSchema.extend({
+  prespawn: option.int(0, 64).optional(),
+  cancelGraceMs: option.int(0, 60_000).optional(),
+  killGraceMs: option.int(0, 60_000).optional(),
+  handshakeTimeoutMs: option.int(1).optional(),
+  maxFrameBytes: option.int(1024, 0x7fff_ffff).optional(),
+  baseEnv: option.texts().optional(),
+  enforcePermissions: option.boolean().optional(),
+  allowRead: option.texts().optional(),
+  readDependencyFolders: option.boolean().optional(),
+  defaultMemoryMb: option.int(8, 1_048_576).optional(),
+  execPath: option.text().optional(),
+  maxLogLineLength: option.int(80).optional(),
+  maxOutputPerStream: option.int(0).optional(),
+  sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
+  bwrapPath: option.text().optional(),
+  sandboxUser: z
+    .union([z.object({ uid: id, gid: id }).strict(), z.literal(false)], { error: 'must be { uid, gid } with integers from 1 to 4294967294, or false' })
+    .optional(),
+});
+
+/** Defaults filled in; `o` has passed SubprocessOptionsSchema (the base class's constructor checks it first). */
 export function resolveOptions(o: SubprocessBackendOptions): Resolved {
-  const issues: string[] = [];
-  const int = (name: keyof SubprocessBackendOptions, fallback: number, min: number, max = 2_147_483_647): number => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-      issues.push(`${name}: must be an integer from ${min} to ${max}, got ${String(value)}`);
-      return fallback;
-    }
-    return value;
-  };
-  const strings = (name: 'baseEnv' | 'allowRead', fallback: readonly string[]): readonly string[] => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.length > 0 && !v.includes('\0'))) {
-      issues.push(`${name}: must be an array of non-empty strings`);
-      return fallback;
-    }
-    return value;
-  };
-  const bool = (name: 'enforcePermissions' | 'readDependencyFolders', fallback: boolean): boolean => {
-    const value = o[name];
-    if (value === undefined) return fallback;
-    if (typeof value !== 'boolean') {
-      issues.push(`${name}: must be a boolean`);
-      return fallback;
-    }
-    return value;
-  };
-  const resolved: Resolved = {
-    prespawn: int('prespawn', 0, 0, 64),
-    cancelGraceMs: int('cancelGraceMs', 250, 0, 60_000),
-    killGraceMs: int('killGraceMs', 1000, 0, 60_000),
-    handshakeTimeoutMs: int('handshakeTimeoutMs', 10_000, 1),
-    maxFrameBytes: int('maxFrameBytes', DEFAULT_MAX_FRAME_BYTES, 1024, 0x7fff_ffff),
-    baseEnv: strings('baseEnv', DEFAULT_BASE_ENV),
+  return {
+    prespawn: o.prespawn ?? 0,
+    cancelGraceMs: o.cancelGraceMs ?? 250,
+    killGraceMs: o.killGraceMs ?? 1000,
+    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 10_000,
+    maxFrameBytes: o.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
+    baseEnv: o.baseEnv ?? DEFAULT_BASE_ENV,
     flags: {
-      enforce: bool('enforcePermissions', true),
-      extraReadPaths: strings('allowRead', []),
-      readAncestorNodeModules: bool('readDependencyFolders', true),
+      enforce: o.enforcePermissions ?? true,
+      extraReadPaths: o.allowRead ?? [],
+      readAncestorNodeModules: o.readDependencyFolders ?? true,
     },
-    defaultMemoryMb: o.defaultMemoryMb === undefined ? undefined : int('defaultMemoryMb', 0, 8, 1_048_576),
-    execPath: typeof o.execPath === 'string' && o.execPath.length > 0 ? o.execPath : process.execPath,
-    maxLogLineLength: int('maxLogLineLength', 16_384, 80),
-    maxOutputPerStream: int('maxOutputPerStream', 1_000_000, 0),
-    sandbox: SANDBOX_MODES.includes(o.sandbox as SandboxMode) ? (o.sandbox as SandboxMode) : 'auto',
-    bwrapPath: typeof o.bwrapPath === 'string' && o.bwrapPath.length > 0 ? o.bwrapPath : 'bwrap',
+    defaultMemoryMb: o.defaultMemoryMb,
+    execPath: o.execPath ?? process.execPath,
+    maxLogLineLength: o.maxLogLineLength ?? 16_384,
+    maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,
+    sandbox: o.sandbox ?? 'auto',
+    bwrapPath: o.bwrapPath ?? 'bwrap',
     // Only root can start a child as another user; a host that is not root needs no drop.
-    sandboxUser: process.getuid?.() === 0 && o.sandboxUser !== false ? (isUser(o.sandboxUser) ? o.sandboxUser : NOBODY) : undefined,
+    sandboxUser: process.getuid?.() === 0 && o.sandboxUser !== false ? (o.sandboxUser ?? NOBODY) : undefined,
   };
-  if (o.execPath !== undefined && (typeof o.execPath !== 'string' || o.execPath.length === 0)) issues.push('execPath: must be a non-empty string');
-  if (o.sandbox !== undefined && !SANDBOX_MODES.includes(o.sandbox)) issues.push(`sandbox: must be one of 'auto', 'required', 'off', got ${JSON.stringify(o.sandbox)}`);
-  if (o.bwrapPath !== undefined && (typeof o.bwrapPath !== 'string' || o.bwrapPath.length === 0)) issues.push('bwrapPath: must be a non-empty string');
-  if (o.sandboxUser !== undefined && o.sandboxUser !== false && !isUser(o.sandboxUser)) {
-    issues.push('sandboxUser: must be { uid, gid } with integers from 1 to 4294967294, or false');
-  }
-  if (issues.length) {
-    throw new ValidationError(`Invalid subprocess backend options:\n${issues.map((i) => `  - ${i}`).join('\n')}`, { details: { issues } });
-  }
-  return resolved;
-}
-
-function isUser(value: unknown): value is SandboxUser {
-  const id = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 4_294_967_294;
-  return typeof value === 'object' && value !== null && id((value as SandboxUser).uid) && id((value as SandboxUser).gid);
 }

@@ -13,11 +13,11 @@ import {
 } from '@kb-labs/plugin-execution-core';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
-import { sandboxRefusedError, type CrashReason } from './crash.js';
-import { encodeFrame } from './framing.js';
+import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
+import { encodeFrame } from '../framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
-import type { ChildRunMessage } from './messages.js';
-import { resolveOptions, type Resolved, type SubprocessBackendOptions } from './options.js';
+import type { ChildRunMessage } from '../messages.js';
+import { resolveOptions, SubprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
 import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
@@ -50,7 +50,7 @@ export type SubprocessRunnerStats = {
   /** Whether children run under bubblewrap now (`health().isolation` says why). */
   sandboxed: boolean;
   /** Executions whose child ended without a result, by `details.reason`. */
-  crashed: Record<CrashReason, number>;
+  crashed: Record<ChildCrashReason, number>;
   /** Children killed because their execution timed out, was aborted or was cut by shutdown. */
   killed: number;
 };
@@ -70,14 +70,14 @@ export class SubprocessBackend extends BaseBackend {
   readonly #children = new Set<ChildRunner>();
   /** Spare refills waiting for their execution to be over, by execution id. */
   readonly #refills = new Map<string, () => void>();
-  readonly #crashed: Record<CrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, handshake: 0, sandbox: 0 };
+  readonly #crashed: Record<ChildCrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, 'start-failed': 0, sandbox: 0 };
   readonly #sandbox: Sandbox;
   #cold = 0;
   #fromSpare = 0;
   #killed = 0;
 
   constructor(options: SubprocessBackendOptions = {}) {
-    super('subprocess', options, { concurrency: os.availableParallelism() });
+    super('subprocess', options, { concurrency: os.availableParallelism(), optionsSchema: SubprocessOptionsSchema });
     this.#o = resolveOptions(options);
     if (this.#o.flags.enforce && !detectPermissionFlag()) {
       throw new ValidationError('This Node has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted', {
@@ -110,9 +110,9 @@ export class SubprocessBackend extends BaseBackend {
       runner = this.#pool.take(spareProfile);
       runner?.claim();
       if (runner && !(await runner.ready)) runner = undefined;
-      if (control.signal.aborted) {
+      if (control.stopReason) {
         runner?.kill();
-        throw control.signal.reason;
+        throw control.stopReason;
       }
     }
     const warm = runner !== undefined;
@@ -124,7 +124,7 @@ export class SubprocessBackend extends BaseBackend {
       runner = this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
       this.#cold++;
     }
-    control.setRunner(runner.pid === undefined ? {} : { pid: runner.pid });
+    if (runner.pid !== undefined) control.setRunner({ id: `pid:${runner.pid}`, pid: runner.pid });
     const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId }, control);
     if (spareProfile) this.#refillAfter(task.executionId, spareProfile);
     try {
@@ -132,9 +132,9 @@ export class SubprocessBackend extends BaseBackend {
       if (warm) this.#pool.served();
       return data;
     } catch (error) {
-      if (control.signal.aborted) this.#killed++;
+      if (control.stopReason) this.#killed++;
       else if (isExecutionError(error) && error.code === 'WORKER_CRASHED') {
-        const reason = error.details.reason as CrashReason;
+        const reason = error.details.reason as ChildCrashReason;
         if (reason in this.#crashed) this.#crashed[reason]++;
       }
       throw error;

@@ -1,0 +1,70 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AuthenticateResult, ChannelErrorInfo, MountWebSocketChannelsOptions, UpgradeInfo } from './options.js';
+
+/** What an upgrade is answered with: refused with an HTTP `status`, or accepted with an optional identity. */
+export interface UpgradeVerdict {
+  status?: number;
+  message?: string;
+  identity?: unknown;
+}
+
+export type AuthenticateHook = NonNullable<MountWebSocketChannelsOptions['authenticate']>;
+
+export interface AuthenticateCall {
+  hook: AuthenticateHook;
+  request: IncomingMessage;
+  socket: Duplex;
+  info: UpgradeInfo;
+  timeoutMs: number;
+  /** Where the call parks its cancel while it waits, so that unmount can answer it 503 at once. */
+  pending: Set<(status: number) => void>;
+  reportError: (error: unknown, info: ChannelErrorInfo) => void;
+}
+
+/**
+ * Run the host's `authenticate` hook with a time limit. Never rejects: a hook that throws gives
+ * 500, one that does not answer in time 503 (both reported), a cancel the status it is given.
+ */
+export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerdict> {
+  const { hook, request, socket, info, timeoutMs, pending, reportError } = call;
+  const report = (error: unknown) => reportError(error, { phase: 'authenticate', channel: info.channel });
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (verdict: UpgradeVerdict) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      pending.delete(cancel);
+      socket.off('error', onSocketError);
+      resolve(verdict);
+    };
+    const cancel = (status: number) => finish({ status });
+    // A client that resets while we wait must not raise an unhandled 'error'.
+    const onSocketError = () => socket.destroy();
+    socket.on('error', onSocketError);
+    pending.add(cancel);
+    const timer = setTimeout(() => {
+      report(new Error(`authenticate() did not answer within ${timeoutMs} ms`));
+      finish({ status: 503 });
+    }, timeoutMs);
+    Promise.resolve()
+      .then(() => hook(request, info))
+      .then(readVerdict)
+      .then(finish, (error: unknown) => {
+        report(error);
+        finish({ status: 500 });
+      });
+  });
+}
+
+/** Normalise what `authenticate` returned; identity is copied through JSON so it is plain data. */
+function readVerdict(result: AuthenticateResult): UpgradeVerdict {
+  if (result === true) return {};
+  if (result === false || result === null || result === undefined || typeof result !== 'object') return { status: 401 };
+  if (result.allow === true) {
+    return result.identity === undefined ? {} : { identity: JSON.parse(JSON.stringify(result.identity)) as unknown };
+  }
+  const status = result.status === 403 ? 403 : 401;
+  return { status, ...(typeof result.message === 'string' ? { message: result.message } : {}) };
+}

@@ -1,0 +1,72 @@
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { MAX_CLOSE_REASON_BYTES, isAllowedCloseCode } from './close-codes.js';
+import { encodePush, type ChannelConnection, type ConnectionRegistry } from './connection-registry.js';
+
+const MAX_EXCLUDE = 10_000;
+
+/**
+ * The host end of `ctx.channel` for the handler serving `caller`: arrives directly (in-process) or
+ * over the runner RPC (worker-pool, subprocess). Arguments come from plugin code, so each is
+ * checked; other connections are reachable only within the caller's channel. Never throws: a bad
+ * call is a rejected promise, as it would be across a boundary.
+ */
+export function performChannelCall(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown): Promise<unknown> {
+  try {
+    return Promise.resolve(perform(caller, registry, method, Array.isArray(args) ? args : []));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function perform(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown[]): unknown {
+  switch (method) {
+    case 'send':
+      caller.sendText(encodePush(args[0]));
+      return undefined;
+    case 'sendTo': {
+      const target = peerOf(caller, registry, args[0], 'sendTo');
+      return target ? registry.send(target.id, args[1]) : false;
+    }
+    case 'broadcast':
+      return broadcast(caller, registry, args[0], args[1]);
+    case 'close': {
+      const { code, reason } = readClose(args[0], args[1]);
+      const target = args[2] === undefined || args[2] === null ? caller : peerOf(caller, registry, args[2], 'close');
+      target?.close(code, reason);
+      return undefined;
+    }
+    default:
+      throw new ValidationError(`ctx.channel has no method "${String(method)}"`);
+  }
+}
+
+function broadcast(caller: ChannelConnection, registry: ConnectionRegistry, data: unknown, rawOptions: unknown): number {
+  const options = (rawOptions ?? {}) as { exclude?: unknown; scope?: unknown };
+  const exclude = options.exclude ?? [];
+  if (!Array.isArray(exclude) || exclude.length > MAX_EXCLUDE || exclude.some((e) => typeof e !== 'string')) {
+    throw new ValidationError('ctx.channel.broadcast(): options.exclude must be an array of connection ids');
+  }
+  if (options.scope !== undefined && options.scope !== 'channel' && options.scope !== 'path') {
+    throw new ValidationError('ctx.channel.broadcast(): options.scope must be "channel" or "path"');
+  }
+  return registry.broadcast(caller.channel, data, { exclude: exclude as string[], ...(options.scope === 'path' ? { path: caller.info.path } : {}) });
+}
+
+function readClose(rawCode: unknown, rawReason: unknown): { code: number; reason: string } {
+  const code = rawCode ?? 1000;
+  const reason = rawReason ?? '';
+  if (!isAllowedCloseCode(code)) {
+    throw new ValidationError(`ctx.channel.close(): code must be 1000, 1001, 1008, 1011 or 3000-4999, got ${String(code)}`);
+  }
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
+    throw new ValidationError(`ctx.channel.close(): reason must be a string of at most ${MAX_CLOSE_REASON_BYTES} bytes`);
+  }
+  return { code, reason };
+}
+
+/** Another connection of the caller's channel, or undefined when it is unknown or on another channel. */
+function peerOf(caller: ChannelConnection, registry: ConnectionRegistry, id: unknown, method: string): ChannelConnection | undefined {
+  if (typeof id !== 'string') throw new ValidationError(`ctx.channel.${method}(): the connection id must be a string`);
+  const target = id === caller.id ? caller : registry.get(id);
+  return target && target.channel === caller.channel ? target : undefined;
+}

@@ -1,0 +1,35 @@
+/** WebSocket close codes and reasons: which ones plugin code may choose, and what a failed connect closes with. */
+
+/** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5: 125-byte control payload, 2 for the code). */
+export const MAX_CLOSE_REASON_BYTES = 123;
+
+/** Close codes for a connect execution that failed; anything else is 1011 (internal error). */
+const CONNECT_FAILURE_CLOSE_CODES: Partial<Record<string, number>> = {
+  PERMISSION_DENIED: 1008, // policy violation
+  QUEUE_FULL: 1013, // try again later
+  SHUTTING_DOWN: 1001, // going away
+};
+
+export function closeCodeForConnectFailure(errorCode: string): number {
+  return CONNECT_FAILURE_CLOSE_CODES[errorCode] ?? 1011;
+}
+
+/** The codes `ctx.channel.close()` accepts: the standard ones a server may send, and the application range. */
+export function isAllowedCloseCode(code: unknown): code is number {
+  return typeof code === 'number' && Number.isInteger(code) && (code === 1000 || code === 1001 || code === 1008 || code === 1011 || (code >= 3000 && code <= 4999));
+}
+
+/** `{ accept: false, reason?, code? }` from a connect handler; code limited to 1008 or 4000-4999. */
+export function readDenial(data: unknown): { code: number; reason: string } | undefined {
+  if (typeof data !== 'object' || data === null || (data as { accept?: unknown }).accept !== false) return undefined;
+  const { reason, code } = data as { reason?: unknown; code?: unknown };
+  const closeCode = typeof code === 'number' && Number.isInteger(code) && code >= 4000 && code <= 4999 ? code : 1008;
+  return { code: closeCode, reason: typeof reason === 'string' ? truncateUtf8(reason, MAX_CLOSE_REASON_BYTES) : 'connection refused' };
+}
+
+function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  let out = text.slice(0, maxBytes);
+  while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
+  return out;
+}

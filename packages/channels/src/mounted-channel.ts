@@ -1,0 +1,96 @@
+import { ValidationError, type ChannelSpec, type PluginManifest } from '@kb-labs/plugin-execution-core';
+import { WebSocketServer } from 'ws';
+import { DEFAULTS, defaultFormatError, type MountWebSocketChannelsOptions } from './options.js';
+import { compileRoute, type Route } from './route.js';
+import type { ChannelLimits, SessionRuntime } from './session-runtime.js';
+
+/** A channel as mounted: its manifest entry with every limit resolved. */
+export interface MountedChannel {
+  /** The mounted path pattern (basePath + manifest path); the channel's name in the registry. */
+  readonly channel: string;
+  readonly handler: string;
+  readonly maxPayload: number;
+  readonly concurrency: number;
+  readonly maxInFlight: number;
+  readonly timeoutMs: number | undefined;
+  readonly auth: 'required' | 'optional';
+}
+
+/** One mounted channel with what serves it: its route, its ws server, the runtime its sessions share. */
+export interface ChannelEntry {
+  route: Route;
+  mounted: MountedChannel;
+  wss: WebSocketServer;
+  runtime: SessionRuntime;
+}
+
+/** What every channel of one mount shares. */
+export type SharedRuntime = Omit<SessionRuntime, 'pluginId' | 'handlerId' | 'limits'>;
+
+/**
+ * The channels a manifest declares, mounted under `basePath`: static paths sorted before
+ * parameterised ones ("/rooms/lobby" wins over "/rooms/:room"). Throws ValidationError for a bad
+ * path or two paths of the plugin that would shadow each other.
+ */
+export function mountChannels(manifest: PluginManifest, basePath: string, options: MountWebSocketChannelsOptions, shared: SharedRuntime): ChannelEntry[] {
+  const seen = new Map<string, string>();
+  const entries = (manifest.channels ?? []).map((spec, index) => {
+    const route = routeOf(basePath, spec, index);
+    const clash = seen.get(route.shape);
+    if (clash !== undefined) throw new ValidationError(`channels[${index}].path ${spec.path} clashes with ${clash} of the same plugin`, { details: { path: spec.path } });
+    seen.set(route.shape, spec.path);
+    const limits = resolveLimits(spec, options);
+    const hostPayload = options.maxPayload ?? DEFAULTS.maxPayload;
+    const maxPayload = Math.min(spec.maxPayload ?? hostPayload, hostPayload);
+    const mounted: MountedChannel = Object.freeze({
+      channel: route.pattern,
+      handler: spec.handler,
+      maxPayload,
+      concurrency: limits.concurrency,
+      maxInFlight: Math.max(limits.maxInFlight, 1),
+      timeoutMs: limits.timeoutMs,
+      auth: spec.auth ?? 'optional',
+    });
+    // One ws server per channel: maxPayload is a per-server setting in ws. Compression stays off
+    // (ws's server default), which also keeps decompression bombs out.
+    const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false });
+    const runtime: SessionRuntime = { ...shared, pluginId: manifest.id, handlerId: spec.handler, limits };
+    return { route, mounted, wss, runtime };
+  });
+  return entries.sort((a, b) => a.route.paramCount - b.route.paramCount);
+}
+
+function routeOf(basePath: string, spec: ChannelSpec, index: number): Route {
+  try {
+    return compileRoute(basePath, spec.path);
+  } catch (error) {
+    throw new ValidationError(`channels[${index}].path: ${(error as Error).message}`, { details: { path: spec.path } });
+  }
+}
+
+/**
+ * The host's payload and in-flight limits are ceilings: a manifest (written by the plugin) may only
+ * lower them. A channel may opt into concurrency, never beyond what may be in flight.
+ */
+function resolveLimits(spec: ChannelSpec, options: MountWebSocketChannelsOptions): ChannelLimits {
+  const hostInFlight = options.maxInFlightPerConnection ?? DEFAULTS.maxInFlightPerConnection;
+  const maxInFlight = Math.min(spec.maxInFlight ?? hostInFlight, hostInFlight);
+  return {
+    concurrency: Math.min(spec.concurrency ?? options.concurrencyPerConnection ?? DEFAULTS.concurrencyPerConnection, maxInFlight),
+    maxInFlight,
+    timeoutMs: spec.timeoutMs ?? options.timeoutMs,
+    maxBufferedBytes: options.maxBufferedBytes ?? DEFAULTS.maxBufferedBytes,
+  };
+}
+
+/** The host's `formatError`, falling back to the default when it throws. */
+export function safeFormatError(options: MountWebSocketChannelsOptions): SessionRuntime['formatError'] {
+  const formatError = options.formatError ?? defaultFormatError;
+  return (error, info) => {
+    try {
+      return formatError(error, info);
+    } catch {
+      return defaultFormatError(error);
+    }
+  };
+}

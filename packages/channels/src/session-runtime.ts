@@ -1,0 +1,60 @@
+import type { ExecutionError, IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import type { ConnectionRegistry } from './connection-registry.js';
+import type { ChannelErrorInfo, MountWebSocketChannelsOptions } from './options.js';
+
+/** Why the server ended a connection on its own, told to the disconnect handler as `cause`. */
+export type CloseCause = 'heartbeat-timeout' | 'backpressure' | 'unmount';
+
+/** The limits that apply to one channel, after manifest values and host defaults are merged. */
+export interface ChannelLimits {
+  concurrency: number;
+  maxInFlight: number;
+  timeoutMs: number | undefined;
+  maxBufferedBytes: number;
+}
+
+/** Counters a mount keeps; its sessions bump them. */
+export interface MountCounters {
+  framesIn: number;
+  framesOut: number;
+  errorFrames: number;
+  badFrames: number;
+  queueFull: number;
+  executions: number;
+  failedExecutions: number;
+  /** Connections whose connect handler refused them. */
+  denied: number;
+  heartbeatTimeouts: number;
+  backpressureCloses: number;
+}
+
+export function createMountCounters(): MountCounters {
+  return {
+    framesIn: 0,
+    framesOut: 0,
+    errorFrames: 0,
+    badFrames: 0,
+    queueFull: 0,
+    executions: 0,
+    failedExecutions: 0,
+    denied: 0,
+    heartbeatTimeouts: 0,
+    backpressureCloses: 0,
+  };
+}
+
+/** What a session needs from its mount: one per mounted channel, shared by its connections. */
+export interface SessionRuntime {
+  backend: IExecutionBackend;
+  registry: ConnectionRegistry;
+  pluginId: string;
+  handlerId: string;
+  limits: ChannelLimits;
+  counters: MountCounters;
+  sendReady: boolean;
+  abortOnClose: boolean;
+  formatError: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
+  reportError: (error: unknown, info: ChannelErrorInfo) => void;
+  onLog: MountWebSocketChannelsOptions['onLog'];
+  onEvent: MountWebSocketChannelsOptions['onEvent'];
+}

@@ -1,0 +1,70 @@
+import type { Duplex } from 'node:stream';
+import { WebSocket } from 'ws';
+
+const CORK_FLUSH_BYTES = 64 * 1024;
+
+/**
+ * Writes the server's frames to one socket: batches the frames of one event-loop turn, and cuts
+ * off a client that does not read instead of letting its backlog grow without bound.
+ */
+export class SocketWriter {
+  readonly #ws: WebSocket;
+  readonly #maxBufferedBytes: number;
+  readonly #onBackpressure: () => void;
+  #corkedSocket: Duplex | undefined;
+
+  /** `onBackpressure` must end the connection; the frame that would pass the limit is not sent. */
+  constructor(ws: WebSocket, maxBufferedBytes: number, onBackpressure: () => void) {
+    this.#ws = ws;
+    this.#maxBufferedBytes = maxBufferedBytes;
+    this.#onBackpressure = onBackpressure;
+  }
+
+  /** False when the socket is not open or the frame would pass the buffer limit. */
+  send(text: string): boolean {
+    const ws = this.#ws;
+    if (ws.readyState !== WebSocket.OPEN) return false;
+    if (this.#wouldOverflow(text)) {
+      this.#onBackpressure();
+      return false;
+    }
+    this.#cork();
+    ws.send(text);
+    if (this.#corkedSocket && ws.bufferedAmount >= CORK_FLUSH_BYTES) this.#uncork();
+    return true;
+  }
+
+  /** One frame may always go out on an idle socket; beyond that, the backlog is capped. */
+  #wouldOverflow(text: string): boolean {
+    let buffered = this.#ws.bufferedAmount;
+    if (buffered === 0) return false;
+    const bytes = Buffer.byteLength(text);
+    if (buffered + bytes > this.#maxBufferedBytes && this.#corkedSocket) {
+      // Part of that may only be our own cork: flush it to the kernel and look again.
+      this.#uncork();
+      buffered = this.#ws.bufferedAmount;
+    }
+    return buffered > 0 && buffered + bytes > this.#maxBufferedBytes;
+  }
+
+  /**
+   * Frames sent in one turn of the event loop (the replies of a pipelined batch, a broadcast) leave
+   * in one writev instead of one syscall each; uncorked on the next tick or once 64 KiB are waiting.
+   * ws has no public handle on its socket, hence `_socket` (stable across ws 7 and 8).
+   */
+  #cork(): void {
+    if (this.#corkedSocket) return;
+    const socket = (this.#ws as unknown as { _socket?: Duplex | null })._socket;
+    if (!socket || typeof socket.cork !== 'function') return;
+    socket.cork();
+    this.#corkedSocket = socket;
+    process.nextTick(this.#uncork);
+  }
+
+  readonly #uncork = (): void => {
+    const socket = this.#corkedSocket;
+    if (!socket) return;
+    this.#corkedSocket = undefined;
+    socket.uncork();
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * The rows of the hostile-plugin matrix that are not about the OS sandbox: runaway and crashing
+ * handlers, odd values thrown and returned, memory, output, the runner channel, env and files.
+ */
+import { lstat, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { expect } from 'vitest';
+import { all, code, codes, isolating, ok, undefended, type CellEnv, type MatrixCell } from './hostile-cell.js';
+
+/** Where `write-outside` tries to write: outside every grant, one file per backend. */
+const escapedFile = (env: CellEnv): string => path.join(env.outside, `escaped-${env.type}.txt`);
+/** The host file `symlink-out` links to from its workspace. */
+const preciousFile = (env: CellEnv): string => path.join(env.outside, 'precious.txt');
+
+export const HOST_CANARY_ENV = 'KB_HOSTILE_MATRIX_CANARY';
+
+/** The rows every backend can be asked about; the OS-sandbox rows are in ./hostile-sandbox-rows.ts. */
+export const HOSTILE_ROWS: MatrixCell[] = [
+  {
+    id: 'busy-loop',
+    title: 'busy loop (while (true) {})',
+    handler: 'busy-loop',
+    timeoutMs: 300,
+    expect: isolating('it blocks the host event loop; use worker-pool or subprocess', code('TIMEOUT', 'runner terminated and replaced')),
+  },
+  { id: 'never-resolves', title: 'never resolves', handler: 'never-resolves', timeoutMs: 200, expect: all(code('TIMEOUT')) },
+  { id: 'resolves-late', title: 'resolves after the timeout', handler: 'resolves-late', input: { ms: 600 }, timeoutMs: 150, expect: all(code('TIMEOUT', 'the late result is dropped')) },
+  { id: 'exit-0', title: 'process.exit(0)', handler: 'exit', input: { code: 0 }, expect: isolating('it ends the host process; use worker-pool or subprocess', code('WORKER_CRASHED')) },
+  { id: 'exit-7', title: 'process.exit(7)', handler: 'exit', input: { code: 7 }, expect: isolating('it ends the host process; use worker-pool or subprocess', code('WORKER_CRASHED')) },
+  {
+    id: 'throw-in-timer',
+    title: 'throw in a setTimeout',
+    handler: 'throw-in-timer',
+    expect: isolating("the host's own uncaughtException handling applies; use worker-pool or subprocess", code('WORKER_CRASHED')),
+  },
+  {
+    id: 'unhandled-rejection',
+    title: 'unhandled rejection',
+    handler: 'unhandled-rejection',
+    expect: isolating("the host's own unhandledRejection handling applies; use worker-pool or subprocess", code('WORKER_CRASHED')),
+  },
+  { id: 'throw-string', title: 'throw a string', handler: 'throw-value', input: { kind: 'string' }, expect: all(code('HANDLER_ERROR')) },
+  { id: 'throw-number', title: 'throw a number', handler: 'throw-value', input: { kind: 'number' }, expect: all(code('HANDLER_ERROR')) },
+  { id: 'throw-null', title: 'throw null', handler: 'throw-value', input: { kind: 'null' }, expect: all(code('HANDLER_ERROR')) },
+  {
+    id: 'throw-circular',
+    title: 'throw an object with a circular reference',
+    handler: 'throw-value',
+    input: { kind: 'circular' },
+    expect: all(code('HANDLER_ERROR')),
+    check: (result) => {
+      if (!result.ok) expect(result.error.message).toContain('Circular');
+    },
+  },
+  { id: 'return-function', title: 'return a function', handler: 'return-value', input: { kind: 'function' }, expect: all(code('VALIDATION_ERROR')) },
+  { id: 'return-symbol', title: 'return a symbol', handler: 'return-value', input: { kind: 'symbol' }, expect: all(code('VALIDATION_ERROR')) },
+  {
+    id: 'return-circular',
+    title: 'return a circular object',
+    handler: 'return-value',
+    input: { kind: 'circular' },
+    expect: all(ok('structured clone keeps the cycle')),
+    check: (result) => {
+      if (result.ok) expect((result.data as { self: unknown }).self).toBe(result.data);
+    },
+  },
+  {
+    id: 'return-bigint',
+    title: 'return a BigInt',
+    handler: 'return-value',
+    input: { kind: 'bigint' },
+    expect: all(ok()),
+    check: (result) => {
+      if (result.ok) expect(result.data).toEqual({ big: 2n ** 70n });
+    },
+  },
+  {
+    id: 'return-huge-string',
+    title: 'return a 100 MB string',
+    handler: 'return-value',
+    input: { kind: 'huge-string', mb: 100 },
+    timeoutMs: 60_000,
+    expect: all(ok()),
+    check: (result) => {
+      if (result.ok) expect((result.data as string).length).toBe(100 * 1024 * 1024);
+    },
+  },
+  {
+    id: 'heap-oom',
+    title: 'heap out of memory',
+    handler: 'oom',
+    // The handler's manifest sets memoryMb: 64, which every isolating backend applies.
+    timeoutMs: 60_000,
+    expect: isolating('the host process dies; use worker-pool or subprocess', code('WORKER_CRASHED', 'details.reason is "oom"')),
+    check: (result) => {
+      if (!result.ok) expect(result.error.details).toMatchObject({ reason: 'oom' });
+    },
+  },
+  {
+    id: 'big-buffer',
+    title: 'allocate a 256 MB Buffer',
+    handler: 'big-buffer',
+    input: { mb: 256 },
+    timeoutMs: 30_000,
+    expect: all(ok('Buffers live outside the V8 heap: not limited by any backend')),
+  },
+  {
+    id: 'grandchild',
+    title: 'spawn a grandchild that sleeps',
+    handler: 'spawn-grandchild',
+    input: { wait: false },
+    expect: {
+      'in-process': undefended("the grandchild is the host's own child and outlives the execution; use subprocess"),
+      'worker-pool': undefended("threads share the host process: the grandchild is the host's child and outlives the execution; use subprocess"),
+      subprocess: code('PERMISSION_DENIED', 'child processes need childProcess permission; granted ones die with the process group'),
+    },
+  },
+  {
+    id: 'stdout-spam',
+    title: 'write 10 MB to stdout',
+    handler: 'stdout-spam',
+    input: { mb: 10 },
+    timeoutMs: 60_000,
+    expect: {
+      'in-process': undefended("it writes to the host's own stdout; use worker-pool or subprocess"),
+      'worker-pool': ok('captured line by line into onLog, capped'),
+      subprocess: ok('captured line by line into onLog, capped'),
+    },
+  },
+  {
+    id: 'protocol-garbage',
+    title: 'write garbage to the runner channel',
+    handler: 'protocol-garbage',
+    timeoutMs: 3000,
+    expect: {
+      'in-process': undefended('there is no channel: the handler runs in the host; use worker-pool or subprocess'),
+      'worker-pool': codes(['WORKER_CRASHED', 'TIMEOUT'], 'forged messages are ignored or end the thread; the host is unaffected'),
+      subprocess: code('WORKER_CRASHED', 'protocol error: the child is killed'),
+    },
+  },
+  {
+    id: 'read-env',
+    title: "read the host's env",
+    handler: 'read-env',
+    input: { name: HOST_CANARY_ENV },
+    expect: {
+      'in-process': undefended("the handler shares the host's process.env; use subprocess"),
+      'worker-pool': ok('a thread sees only the names the handler declares in permissions.env'),
+      subprocess: ok('only allow-listed names reach the child'),
+    },
+    check: (result) => {
+      if (result.ok && result.meta.backend !== 'in-process') {
+        expect((result.data as { value: unknown }).value).toBeNull();
+        expect((result.data as { names: string[] }).names).not.toContain(HOST_CANARY_ENV);
+      }
+    },
+  },
+  {
+    id: 'write-outside',
+    title: 'write outside the workspace',
+    handler: 'write-outside',
+    expect: {
+      'in-process': undefended('the handler has the host file system; use subprocess'),
+      'worker-pool': undefended('threads share the host file system; use subprocess'),
+      subprocess: code('PERMISSION_DENIED', 'the permission model allows writes to the workspace only'),
+    },
+    prepare: (env) => ({ input: { path: escapedFile(env) } }),
+    checkAfterShutdown: async (env) => {
+      await expect(stat(escapedFile(env))).rejects.toMatchObject({ code: 'ENOENT' });
+    },
+  },
+  {
+    id: 'symlink-release',
+    title: 'symlink in the workspace to a host file, then release',
+    handler: 'symlink-out',
+    expect: {
+      'in-process': ok('the link is removed, the host file is untouched'),
+      'worker-pool': ok('the link is removed, the host file is untouched'),
+      subprocess: code('PERMISSION_DENIED', 'the permission model refuses to create the symlink at all; the host file is untouched'),
+    },
+    prepare: (env) => ({ input: { target: preciousFile(env) } }),
+    check: async (_result, env) => {
+      expect(await readFile(preciousFile(env), 'utf8')).toBe('keep me');
+    },
+    checkAfterShutdown: async (env) => {
+      expect((await lstat(preciousFile(env))).isFile()).toBe(true);
+    },
+  },
+];

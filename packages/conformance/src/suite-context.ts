@@ -1,0 +1,35 @@
+import type { BackendOptions, IExecutionBackend } from '@kb-labs/plugin-execution-core';
+
+export interface ConformanceCapabilities {
+  /** Stops a `while (true) {}` handler on timeout (worker-pool, subprocess). */
+  preemptsSyncCode: boolean;
+  /** Survives process.exit / uncaught errors in the runner, reporting WORKER_CRASHED. */
+  isolatesCrashes: boolean;
+  /** A handler's changes to Object.prototype do not reach the next execution. */
+  isolatesGlobals: boolean;
+  /**
+   * The handler's file system is sandboxed (subprocess: Node's permission model), so it cannot
+   * even create a symlink — Node refuses symlink creation to processes without full fs access.
+   * @default false
+   */
+  sandboxesFs?: boolean;
+}
+
+export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
+
+/** What every part of the suite gets from `describeConformance`. */
+export interface SuiteContext {
+  /** The backend type under test, as `backend.type` reports it. */
+  name: string;
+  capabilities: ConformanceCapabilities;
+  /**
+   * A backend on every fixture plugin, with a fresh `testPlatform()` and workspaces under `root()`;
+   * shut down after the test, which then checks that no workspace was left behind.
+   */
+  make: (options?: BackendOptions & Record<string, unknown>) => IExecutionBackend;
+  /** The workspace root of the suite (a fresh temporary directory, known once the suite started). */
+  root: () => string;
+}
+
+/** A hard upper bound for "returns on time", generous because CI machines are shared and slow. */
+export const SLACK_MS = 3000;

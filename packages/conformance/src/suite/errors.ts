@@ -1,0 +1,56 @@
+import { HandlerError, deserializeError, isExecutionError, serializeError } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectError } from '../expect-result.js';
+import { BASIC } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+export function describeErrors(suite: SuiteContext): void {
+  describe('errors', () => {
+    thrownValueTests(suite);
+  });
+}
+
+/** What a handler throws comes back whole, as HANDLER_ERROR. */
+function thrownValueTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('returns a thrown Error subclass as HANDLER_ERROR with name, message, stack, own props and cause chain', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'throws' });
+    expectError(result, 'HANDLER_ERROR');
+    const error = result.error;
+    expect(error).toBeInstanceOf(HandlerError);
+    expect(isExecutionError(error)).toBe(true);
+    expect(error.message).toBe('quota exceeded');
+    expect(error.stack).toContain('throws.mjs');
+    expect(error.details).toMatchObject({ name: 'QuotaError' });
+    const thrown = error.cause as Error & { quota: number; used: number; tags: string[] };
+    expect(thrown).toBeInstanceOf(Error);
+    expect(thrown.name).toBe('QuotaError');
+    expect(thrown.quota).toBe(10);
+    expect(thrown.tags).toEqual(['a', 'b']);
+    const middle = thrown.cause as Error;
+    expect(middle.message).toBe('write failed');
+    const rootCause = middle.cause as Error & { errno: number };
+    expect(rootCause).toBeInstanceOf(TypeError);
+    expect(rootCause.message).toBe('disk is read-only');
+    expect(rootCause.errno).toBe(-30);
+    // …and it survives the wire again, as the host would send it on.
+    const again = deserializeError(JSON.parse(JSON.stringify(serializeError(error))));
+    expect(again).toBeInstanceOf(HandlerError);
+    expect(((again.cause as Error).cause as Error).cause).toBeInstanceOf(TypeError);
+  });
+
+  it.each([
+    ['string', 'plain string'],
+    ['number', '42'],
+    ['undefined', 'undefined'],
+    ['null', 'null'],
+    ['object', '{}'],
+    ['circular', 'Circular'],
+  ])('turns a thrown %s into HANDLER_ERROR describing it', async (kind, fragment) => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'throws-non-error', input: { kind } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toContain(fragment);
+  });
+}

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { expectError, expectOk } from '../expect-result.js';
+import { BASIC, HOSTILE } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+/** A runner that dies fails only its own execution (backends that isolate crashes). */
+export function describeCrashes(suite: SuiteContext): void {
+  const { make } = suite;
+  describe.runIf(suite.capabilities.isolatesCrashes)('crashes', () => {
+    it.each([
+      ['exit', { code: 7 }],
+      ['exit', { code: 0 }],
+      ['throw-in-timer', undefined],
+      ['unhandled-rejection', undefined],
+    ])('%s %j → WORKER_CRASHED, then the backend keeps serving', async (handlerId, input) => {
+      const backend = make();
+      const result = await backend.execute({ pluginId: HOSTILE, handlerId, input }, { timeoutMs: 20_000 });
+      expectError(result, 'WORKER_CRASHED');
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+    });
+
+    it('a crash fails only the execution on the crashed runner', async () => {
+      const backend = make();
+      const others = Array.from({ length: 4 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 + i } }));
+      const crash = await backend.execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 3 } });
+      expectError(crash, 'WORKER_CRASHED');
+      for (const result of await Promise.all(others)) expectOk(result);
+    });
+  });
+}
+
+/** What one execution does to globals does not reach the next (backends that isolate globals). */
+export function describeGlobalState(suite: SuiteContext): void {
+  const { make } = suite;
+  describe.runIf(suite.capabilities.isolatesGlobals)('global state', () => {
+    it('a prototype change by one execution does not reach the next', async () => {
+      const backend = make();
+      expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'pollute-prototype' }));
+      const check = await backend.execute({ pluginId: HOSTILE, handlerId: 'check-prototype' });
+      expectOk(check);
+      expect(check.data).toEqual({ polluted: false });
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    });
+
+    it('tampered JSON/Promise/structuredClone do not reach the next execution', async () => {
+      const backend = make();
+      await backend.execute({ pluginId: HOSTILE, handlerId: 'tamper-globals' });
+      const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { still: 'fine' } });
+      expectOk(next);
+      expect(next.data).toEqual({ still: 'fine' });
+    });
+  });
+}

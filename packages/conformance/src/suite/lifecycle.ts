@@ -1,0 +1,72 @@
+import type { IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { BASIC } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+export function describeLifecycle(suite: SuiteContext): void {
+  describe('lifecycle', () => {
+    lifecycleTests(suite);
+  });
+}
+
+/** Stats, health, shutdown and await using. */
+function lifecycleTests(suite: SuiteContext): void {
+  const { make, name } = suite;
+  it('counts outcomes and latencies in stats()', async () => {
+    const backend = make();
+    await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    await backend.execute({ pluginId: BASIC, handlerId: 'throws' });
+    await backend.execute({ pluginId: BASIC, handlerId: 'nope' });
+    const stats = await backend.stats();
+    expect(stats.backend).toBe(name);
+    expect(stats.total).toBe(3);
+    expect(stats.byOutcome).toMatchObject({ ok: 1, HANDLER_ERROR: 1, HANDLER_NOT_FOUND: 1 });
+    expect(stats.latency.total.count).toBe(3);
+    expect(stats.latency.total.p99).toBeGreaterThanOrEqual(stats.latency.total.p50);
+    expect(stats.active).toBe(0);
+    const health = await backend.health();
+    expect(health).toMatchObject({ ok: true, backend: name, state: 'ready' });
+  });
+
+  it('after shutdown(), new calls get SHUTTING_DOWN and nothing is left', async () => {
+    const backend = make();
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    await backend.shutdown();
+    await backend.shutdown();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    expect((await backend.health()).ok).toBe(false);
+    expect((await backend.stats()).state).toBe('closed');
+  });
+
+  it('shutdown() stops running executions after its timeout and fails queued ones', async () => {
+    const backend = make({ maxConcurrency: 1 });
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 60_000 });
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    await backend.shutdown({ timeoutMs: 100 });
+    expectError(await running, 'SHUTTING_DOWN');
+    expectError(await queued, 'SHUTTING_DOWN');
+  });
+
+  it('shutdown() lets running executions finish within its timeout', async () => {
+    const backend = make();
+    let started = false;
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 150 } }, { onEvent: () => (started = true) });
+    // Wait for the handler itself: an execution admitted but not yet dispatched when shutdown
+    // begins never starts (SHUTTING_DOWN), which is not what this test is about.
+    await waitFor(() => started);
+    await backend.shutdown({ timeoutMs: 5000 });
+    expectOk(await running);
+  });
+
+  it('supports await using', async () => {
+    let captured: IExecutionBackend | undefined;
+    {
+      await using backend = make();
+      captured = backend;
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    }
+    expectError(await captured.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+  });
+}

@@ -1,0 +1,45 @@
+import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectOk } from '../expect-result.js';
+import { BASIC } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+export function describeLogsAndEvents(suite: SuiteContext): void {
+  describe('logs and events', () => {
+    streamTests(suite);
+  });
+}
+
+/** Logger lines and events reach the host; host callbacks cannot break an execution. */
+function streamTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('streams ctx.logger lines and ctx.emit events to the host', async () => {
+    const backend = make();
+    const logs: LogEntry[] = [];
+    const events: ExecutionEvent[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits', input: { steps: 3 } }, { onLog: (l) => logs.push(l), onEvent: (e) => events.push(e) });
+    expectOk(result);
+    expect(events.map((e) => e.event)).toEqual([1, 2, 3].map((step) => ({ type: 'progress', step, of: 3 })));
+    expect(events.every((e) => e.executionId === result.meta.executionId)).toBe(true);
+    const mine = logs.filter((l) => l.stream === 'logger');
+    expect(mine.map((l) => l.level)).toEqual(['debug', 'info', 'info', 'info', 'warn', 'error']);
+    expect(mine[0]).toMatchObject({ message: 'starting', fields: { steps: 3 }, executionId: result.meta.executionId });
+    expect(mine[5]).toMatchObject({ message: 'not really an error', fields: { code: 7 } });
+  });
+
+  it('ignores host callbacks that throw', async () => {
+    const backend = make();
+    const result = await backend.execute(
+      { pluginId: BASIC, handlerId: 'emits' },
+      {
+        onLog: () => {
+          throw new Error('host bug');
+        },
+        onEvent: () => {
+          throw new Error('host bug');
+        },
+      },
+    );
+    expectOk(result);
+  });
+}

@@ -1,0 +1,95 @@
+import { PermissionDeniedError } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectError, expectOk } from '../expect-result.js';
+import { BASIC, GUARDED } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+import { testPlatform } from '../test-platform.js';
+
+export function describePermissions(suite: SuiteContext): void {
+  describe('permissions and platform', () => {
+    preflightTests(suite);
+    platformCallTests(suite);
+  });
+}
+
+/** Needs the host did not grant fail before any plugin code runs. */
+function preflightTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('PERMISSION_DENIED before any plugin code runs when a need is not granted', async () => {
+    const platform = testPlatform();
+    const backend = make({ platform });
+    const result = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-kv' });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error).toBeInstanceOf(PermissionDeniedError);
+    expect(result.error.message).toContain('platform.kv.get');
+    expect(platform.calls).toEqual([]);
+  });
+
+  it('runs when the backend option grants it, or the request context does', async () => {
+    const viaOption = make({ permissions: { platform: { kv: true } } });
+    const a = await viaOption.execute({ pluginId: GUARDED, handlerId: 'needs-kv', input: { key: 'greeting' } });
+    expectOk(a);
+    expect(a.data).toEqual({ value: 'hello' });
+    const viaContext = make();
+    const b = await viaContext.execute({ pluginId: GUARDED, handlerId: 'needs-kv', context: { permissions: { platform: { kv: ['get'] } } } });
+    expectOk(b);
+  });
+
+  it('names every missing permission', async () => {
+    const backend = make({ permissions: { platform: { kv: true, secrets: true } } });
+    const result = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-secrets' });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.message).toContain('env:KB_TOKEN');
+    expect(result.error.message).toContain('network');
+    expect(result.error.details).toMatchObject({ missing: ['env:KB_TOKEN', 'network'] });
+  });
+}
+
+/** At run time a handler reaches only the platform methods it declared. */
+function platformCallTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('lets a handler call the platform methods it declared, with values copied both ways', async () => {
+    const platform = testPlatform();
+    const backend = make({ platform, permissions: { platform: { kv: true } } });
+    const set = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'set', args: ['k', { n: 1 }] } });
+    expectOk(set);
+    const get = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['k'] } });
+    expectOk(get);
+    expect(get.data).toEqual({ ok: true, value: { n: 1 } });
+    const big = 'x'.repeat(1024 * 1024);
+    const echo = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'echo', args: [big] } });
+    expectOk(echo);
+    expect((echo.data as { value: string }).value.length).toBe(big.length);
+  });
+
+  it('denies undeclared platform calls inside the handler, naming service and method', async () => {
+    const platform = testPlatform();
+    const backend = make({ platform, permissions: { platform: { kv: true } } });
+    const undeclaredMethod = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'delete', args: ['k'] } });
+    expectOk(undeclaredMethod);
+    expect(undeclaredMethod.data).toMatchObject({ ok: false, code: 'PERMISSION_DENIED', name: 'PermissionDeniedError' });
+    expect((undeclaredMethod.data as { message: string }).message).toContain('platform.kv.delete');
+    const undeclaredHandler = await backend.execute({ pluginId: BASIC, handlerId: 'platform-undeclared', input: { method: 'get', args: ['k'] } });
+    expectOk(undeclaredHandler);
+    expect(undeclaredHandler.data).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
+    for (const method of ['constructor', '__proto__', 'toString']) {
+      const sneaky = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method } });
+      expectOk(sneaky);
+      expect(sneaky.data).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
+    }
+    expect(platform.calls.filter((c) => c.method !== 'get')).toEqual([]);
+  });
+
+  it('reports a denied platform call the handler lets escape as PERMISSION_DENIED', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'delete', rethrow: true } });
+    expectError(result, 'PERMISSION_DENIED');
+  });
+
+  it('carries a host service error back to the handler', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail', args: ['boom'] } });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, message: 'boom' });
+  });
+}

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import { expectOk } from '../expect-result.js';
+import { BASIC, CJS } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+export function describeResults(suite: SuiteContext): void {
+  describe('results', () => {
+    resultShapeTests(suite);
+    boundaryTests(suite);
+  });
+}
+
+/** What a successful execution returns. */
+function resultShapeTests(suite: SuiteContext): void {
+  const { make, name } = suite;
+  it('runs a handler and returns data with meta', async () => {
+    const backend = make();
+    expect(backend.type).toBe(name);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { args: ['--verbose'], n: 1 } });
+    expectOk(result);
+    expect(result.data).toEqual({ args: ['--verbose'], n: 1 });
+    expect(result.meta).toMatchObject({ backend: name, pluginId: BASIC, handlerId: 'echo', artifacts: [] });
+    expect(result.meta.executionId).toMatch(/^[\w-]+$/);
+    for (const key of ['durationMs', 'queueWaitMs', 'runMs', 'timeoutMs', 'startedAt'] as const) {
+      expect(result.meta[key]).toBeGreaterThanOrEqual(0);
+    }
+    expect(result.meta.workerId !== undefined || result.meta.pid !== undefined).toBe(true);
+  });
+
+  it('counts the handler\'s own work as run time, not as wait (meta.runMs), with nothing queued', async () => {
+    const backend = make();
+    await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'cpu', input: { ms: 60 } });
+    expectOk(result);
+    // Relations only (no speed assertion): the handler spun ~60 ms of its run, none of its wait.
+    expect(result.meta.runMs).toBeGreaterThan(result.meta.queueWaitMs);
+    expect(result.meta.runMs).toBeGreaterThanOrEqual(60);
+    expect(result.meta.durationMs).toBeGreaterThanOrEqual(result.meta.runMs);
+  });
+
+  it('accepts undefined input and a host-chosen execution id', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', executionId: 'my-run-1', context: { requestId: 'r-1' } });
+    expectOk(result);
+    expect(result.meta.executionId).toBe('my-run-1');
+    expect(result.data).toMatchObject({ executionId: 'my-run-1', pluginId: BASIC, handlerId: 'context', hasWorkspace: true, signalAborted: false });
+  });
+
+  it('hands the context descriptor to the handler unchanged', async () => {
+    const backend = make();
+    const context = { requestId: 'req-9', tenantId: 't-1', host: { kind: 'cli', argv: ['run', '--x'] }, config: { depth: 2 }, custom: { a: [1, 2] } };
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: null, context });
+    expectOk(result);
+    expect((result.data as { context: unknown }).context).toEqual(context);
+  });
+}
+
+/** Modules of both kinds, values across the boundary, many executions at once. */
+function boundaryTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('resolves named exports and CommonJS modules', async () => {
+    const backend = make();
+    const named = await backend.execute({ pluginId: BASIC, handlerId: 'echo-named', input: 5 });
+    expectOk(named);
+    expect(named.data).toEqual({ named: true, input: 5 });
+    const cjs = await backend.execute({ pluginId: CJS, handlerId: 'default', input: 'x' });
+    expectOk(cjs);
+    expect(cjs.data).toEqual({ cjs: true, input: 'x' });
+    const cjsNamed = await backend.execute({ pluginId: CJS, handlerId: 'named', input: { text: 'hi' } });
+    expectOk(cjsNamed);
+    expect(cjsNamed.data).toEqual({ shouted: 'HI' });
+  });
+
+  it('copies values across the boundary: Dates, Maps, nested data survive; identity does not', async () => {
+    const backend = make();
+    const input = { when: new Date(0), map: new Map([['k', 1]]), deep: { list: [1, { x: 'y' }] } };
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input });
+    expectOk(result);
+    expect(result.data).toEqual(input);
+    expect(result.data).not.toBe(input);
+  });
+
+  it('runs many executions concurrently with distinct ids', async () => {
+    // Two slots at least, whatever the machine's core count, for the pair below.
+    const backend = make({ maxConcurrency: 2, permissions: { platform: { meet: true } } });
+    // Each `meet` returns only once the other one is inside its handler too: they ran at the same
+    // time. A backend that ran executions one after another would leave the first waiting, and fail it.
+    const pair = [1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'meet', input: { group: 'pair', size: 2 } }));
+    const echoes = Array.from({ length: 22 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }));
+    const met = await Promise.all(pair);
+    for (const result of met) {
+      expectOk(result);
+      expect(result.data).toEqual({ met: 2 });
+    }
+    const echoed = await Promise.all(echoes);
+    echoed.forEach((r, i) => {
+      expectOk(r);
+      expect(r.data).toBe(i);
+    });
+    expect(new Set([...met, ...echoed].map((r) => r.meta.executionId)).size).toBe(24);
+  });
+}

@@ -1,0 +1,151 @@
+import { AbortedError, TimeoutError, WorkspaceManager, type ExecutionEvent } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { BASIC, HOSTILE } from '../fixtures.js';
+import { SLACK_MS, type SuiteContext } from '../suite-context.js';
+
+/** The `timeoutMs` the basic fixture's manifest gives its `slow-limited` handler. */
+const MANIFEST_TIMEOUT_MS = 150;
+
+export function describeTimeLimits(suite: SuiteContext): void {
+  describe('time limits and cancellation', () => {
+    timeoutTests(suite);
+    cancellationTests(suite);
+    queueTests(suite);
+  });
+}
+
+/** Time limits from the request, the manifest and the backend; what a stopped handler sees. */
+function timeoutTests(suite: SuiteContext): void {
+  const { make, capabilities } = suite;
+  it('returns TIMEOUT on time for an async handler that never settles, and keeps serving', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 150 });
+    expectError(result, 'TIMEOUT');
+    expect(result.error).toBeInstanceOf(TimeoutError);
+    expect(result.meta.durationMs).toBeLessThan(150 + SLACK_MS);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it('counts the manifest timeout when the request sets none', async () => {
+    // The backend's default is far longer and the handler waits for longer still: only the
+    // manifest's limit can end it, and the error and meta both name that limit.
+    const backend = make({ defaultTimeoutMs: 5000 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'slow-limited', input: { ms: 10_000 } });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.details).toMatchObject({ timeoutMs: MANIFEST_TIMEOUT_MS });
+    expect(result.meta.timeoutMs).toBe(MANIFEST_TIMEOUT_MS);
+    // A request's own limit overrides the manifest's.
+    const overridden = await backend.execute({ pluginId: BASIC, handlerId: 'slow-limited', input: { ms: 10 } }, { timeoutMs: 4000 });
+    expectOk(overridden);
+    expect(overridden.meta.timeoutMs).toBe(4000);
+  });
+
+  it("counts the backend's default timeout when neither the request nor the manifest sets one", async () => {
+    const backend = make({ defaultTimeoutMs: 120 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 10_000 } });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.details).toMatchObject({ timeoutMs: 120 });
+    expect(result.meta.timeoutMs).toBe(120);
+  });
+
+  it.runIf(!capabilities.preemptsSyncCode)('fires ctx.signal with the TimeoutError on timeout (backends that cannot stop the handler)', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { timeoutMs: 100 });
+    expectError(result, 'TIMEOUT');
+    expect(result.meta.artifacts).toEqual(['signal-TIMEOUT.txt']);
+  });
+
+  it.runIf(capabilities.preemptsSyncCode)('stops a synchronous busy loop on timeout and keeps serving', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 200 });
+    expectError(result, 'TIMEOUT');
+    expect(result.meta.durationMs).toBeLessThan(200 + SLACK_MS);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+}
+
+/** The caller's signal, before and during an execution and while it is queued. */
+function cancellationTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('fires ctx.signal with the AbortedError when the caller aborts', async () => {
+    const backend = make();
+    const controller = new AbortController();
+    // Abort once the handler listens (however long its runner takes to start), not after a guess.
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, onEvent: () => controller.abort() });
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
+  });
+
+  it('ABORTED for a signal aborted before the call, and the handler never runs', async () => {
+    const backend = make();
+    const events: ExecutionEvent[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: AbortSignal.abort(), onEvent: (e) => events.push(e) });
+    expectError(result, 'ABORTED');
+    expect(result.error).toBeInstanceOf(AbortedError);
+    expect(events).toEqual([]);
+  });
+
+  it('ABORTED for a running execution whose signal fires, and keeps serving', async () => {
+    const backend = make();
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 20_000 });
+    setTimeout(() => controller.abort(), 100);
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(result.meta.durationMs).toBeLessThan(100 + SLACK_MS);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it('removes an aborted queued execution without running it', async () => {
+    const backend = make({ maxConcurrency: 1 });
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 } });
+    const controller = new AbortController();
+    const events: ExecutionEvent[] = [];
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: controller.signal, onEvent: (e) => events.push(e) });
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    controller.abort();
+    const result = await queued;
+    expectError(result, 'ABORTED');
+    expect(result.error.details).toMatchObject({ phase: 'queued' });
+    expect(events).toEqual([]);
+    expectOk(await first);
+    expect((await backend.stats()).queued).toBe(0);
+  });
+}
+
+/** Admission: order, and the queue bound. */
+function queueTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('runs executions in the order admitted, even when the first one\'s workspace is ready last', async () => {
+    // Workspace directories are made concurrently; the first takes longer here.
+    class SlowFirst extends WorkspaceManager {
+      #calls = 0;
+      override async acquire(executionId: string) {
+        if (this.#calls++ === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+        return super.acquire(executionId);
+      }
+    }
+    const backend = make({ maxConcurrency: 1, workspace: new SlowFirst({ root: suite.root() }) });
+    const order: string[] = [];
+    const run = (name: string) =>
+      backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 50 } }).then((r) => {
+        expectOk(r);
+        order.push(name);
+      });
+    await Promise.all([run('first'), run('second'), run('third')]);
+    expect(order).toEqual(['first', 'second', 'third']);
+  });
+
+  it('QUEUE_FULL at once when the queue bound is reached', async () => {
+    const backend = make({ maxConcurrency: 1, maxQueue: 1 });
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 10 } });
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    const rejected = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(rejected, 'QUEUE_FULL');
+    expectOk(await running);
+    expectOk(await queued);
+  });
+}

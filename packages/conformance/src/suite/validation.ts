@@ -1,0 +1,126 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { isExecutionError } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { expectError, expectOk } from '../expect-result.js';
+import { BASIC } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+export function describeValidation(suite: SuiteContext): void {
+  describe('validation and resolution', () => {
+    requestValidationTests(suite);
+    resolutionTests(suite);
+  });
+}
+
+/** Bad input, requests and options are answered, never thrown. */
+function requestValidationTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('validates handler input with its schema and names the path', async () => {
+    const backend = make();
+    const good = await backend.execute({ pluginId: BASIC, handlerId: 'validated', input: { name: 'kb', count: 2 } });
+    expectOk(good);
+    expect(good.data).toEqual({ greeting: 'hello kbhello kb' });
+    const bad = await backend.execute({ pluginId: BASIC, handlerId: 'validated', input: { name: 3 } });
+    expectError(bad, 'VALIDATION_ERROR');
+    expect(bad.error.message).toContain('input.name');
+  });
+
+  it('never rejects: malformed requests resolve VALIDATION_ERROR naming the field', async () => {
+    const backend = make();
+    for (const request of [undefined, null, 42, 'x', {}, { pluginId: BASIC }, { pluginId: 1, handlerId: 'echo' }]) {
+      const result = await backend.execute(request as never);
+      expectError(result, 'VALIDATION_ERROR');
+    }
+    const missing = await backend.execute({ pluginId: BASIC } as never);
+    expectError(missing, 'VALIDATION_ERROR');
+    expect(missing.error.message).toContain('handlerId');
+    const hostile = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('getter trap');
+        },
+        ownKeys() {
+          throw new Error('ownKeys trap');
+        },
+      },
+    );
+    const fromProxy = await backend.execute(hostile as never);
+    expect(fromProxy.ok).toBe(false);
+    expect(isExecutionError((fromProxy as { error: unknown }).error)).toBe(true);
+    const fromProxyOptions = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, hostile as never);
+    expect(fromProxyOptions.ok).toBe(false);
+    const badId = await backend.execute({ pluginId: BASIC, handlerId: 'echo', executionId: '../../etc' });
+    expectError(badId, 'VALIDATION_ERROR');
+    expect(badId.error.message).toContain('executionId');
+  });
+
+  it('rejects bad execute() options with VALIDATION_ERROR', async () => {
+    const backend = make();
+    for (const options of [{ timeoutMs: -1 }, { timeoutMs: Number.NaN }, { signal: {} }, { onLog: 'x' }]) {
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, options as never);
+      expectError(result, 'VALIDATION_ERROR');
+    }
+  });
+}
+
+/** Unknown plugins, handlers, modules, and values that cannot cross a boundary. */
+function resolutionTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it('reports unknown plugins and handlers with what exists', async () => {
+    const backend = make();
+    const plugin = await backend.execute({ pluginId: '@nobody/nothing', handlerId: 'run' });
+    expectError(plugin, 'HANDLER_NOT_FOUND');
+    expect(plugin.error.message).toContain('@nobody/nothing');
+    expect(plugin.error.message).toContain(BASIC);
+    const handler = await backend.execute({ pluginId: BASIC, handlerId: 'nope' });
+    expectError(handler, 'HANDLER_NOT_FOUND');
+    expect(handler.error.message).toContain('echo');
+    for (const sneaky of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: sneaky }), 'HANDLER_NOT_FOUND');
+    }
+  });
+
+  it('reports a missing module or export as HANDLER_NOT_FOUND, a module that throws on load as HANDLER_ERROR', async () => {
+    const backend = make();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'missing-module' }), 'HANDLER_NOT_FOUND');
+    const missingExport = await backend.execute({ pluginId: BASIC, handlerId: 'missing-export' });
+    expectError(missingExport, 'HANDLER_NOT_FOUND');
+    expect(missingExport.error.message).toContain('nope');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'not-a-handler' }), 'HANDLER_NOT_FOUND');
+    const atLoad = await backend.execute({ pluginId: BASIC, handlerId: 'throws-at-load' });
+    expectError(atLoad, 'HANDLER_ERROR');
+    expect(atLoad.error.message).toContain('broken at import time');
+    // The backend keeps serving.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+  });
+
+  it('reports a bad plugin folder as VALIDATION_ERROR on every execution and in health()', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-bad-plugin-'));
+    try {
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/bad', version: '1', handlers: { run: { entry: 42 } } }));
+      const backend = make({ plugins: [dir] });
+      const result = await backend.execute({ pluginId: '@x/bad', handlerId: 'run' });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toContain('handlers.run.entry');
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {
+    const backend = make();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' }), 'VALIDATION_ERROR');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
+  });
+
+  it('rejects an input that cannot cross a boundary with VALIDATION_ERROR', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => 1 } });
+    expectError(result, 'VALIDATION_ERROR');
+  });
+}

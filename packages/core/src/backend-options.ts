@@ -1,0 +1,109 @@
+import { z } from 'zod';
+import type { ValidationIssue } from './error-details.js';
+import type { PermissionSpec } from './permissions.js';
+import { PermissionSpecSchema } from './permissions.js';
+import type { Platform } from './platform-gateway.js';
+import { PluginRegistry, type PluginSource } from './plugin-registry.js';
+import { formatPath, validationError } from './validation.js';
+import { WorkspaceManager } from './workspace-manager.js';
+
+/** Options every backend accepts. Backend packages extend this with their own. */
+export interface BackendOptions {
+  /** The host's services, reached by handlers as `ctx.platform` (permission-checked). @default {} */
+  platform?: Platform;
+  /** Plugin folders (each with a kb.plugin.json) or `{ root, manifest }` objects. Loaded on first use. @default [] */
+  plugins?: readonly PluginSource[];
+  /** Share one registry between backends instead of `plugins`. @default a new PluginRegistry */
+  registry?: PluginRegistry;
+  /**
+   * Per-execution directory: a WorkspaceManager, `{ root }`, or `false` for none (`ctx.workspace` is then undefined).
+   * @default a WorkspaceManager rooted in the OS temp directory
+   */
+  workspace?: WorkspaceManager | { root: string } | false;
+  /** What the host grants when a request's `context.permissions` is absent. @default {} (nothing beyond the plugin folder and workspace) */
+  permissions?: PermissionSpec;
+  /** Time limit when neither the request nor the manifest sets one. @default 30000 */
+  defaultTimeoutMs?: number;
+  /** Executions running at once. @default backend-specific (in-process 64, worker-pool = maxThreads, subprocess = CPU count) */
+  maxConcurrency?: number;
+  /** Executions allowed to wait for a slot; one more gets QUEUE_FULL at once. @default 1000 */
+  maxQueue?: number;
+  /** Executions of one plugin running at once. @default unlimited (up to maxConcurrency) */
+  perPluginConcurrency?: number;
+}
+
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Schema pieces with messages a host can act on; backends build their option schemas from them. */
+export const option = {
+  /** An integer from `min` to `max`. */
+  int: (min: number, max = MAX_TIMER_MS) => {
+    const error = `must be an integer from ${min} to ${max}`;
+    return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+  },
+  /** A non-empty string without NUL. */
+  text: () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' }).refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
+  /** An array of non-empty strings. */
+  texts: () => z.array(z.string().min(1).refine((s) => !s.includes('\0')), { error: 'must be an array of non-empty strings' }),
+  boolean: () => z.boolean({ error: 'must be a boolean' }),
+  /** A function (a hook or callback). */
+  fn: () => z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { error: 'must be a function' }),
+  /** One of a few literal values. */
+  oneOf: <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
+};
+
+/** The options every backend accepts, for backends to `.extend()` with their own. */
+export const BackendOptionsSchema = z.object({
+  platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
+  plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
+  registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
+  workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
+  permissions: PermissionSpecSchema.optional(),
+  defaultTimeoutMs: option.int(1).optional(),
+  maxConcurrency: option.int(1, 100_000).optional(),
+  maxQueue: option.int(0, 10_000_000).optional(),
+  perPluginConcurrency: option.int(1, 100_000).optional(),
+});
+
+/**
+ * Validate options with their schema, one way for every backend (and the channel mount): every problem is named
+ * with its path, and an option the schema does not know is refused with the nearest known name
+ * (`prespwn` → "did you mean \"prespawn\"?"), never silently ignored.
+ */
+export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string): z.output<S> {
+  const result = schema.strict().safeParse(value ?? {});
+  // `.strict()` changes what is accepted, not what comes out.
+  if (result.success) return result.data as z.output<S>;
+  const known = Object.keys(schema.shape);
+  const issues: ValidationIssue[] = result.error.issues.flatMap((issue): ValidationIssue[] => {
+    if (issue.code !== 'unrecognized_keys') return [{ path: formatPath(issue.path), message: issue.message }];
+    return issue.keys.map((key) => {
+      const near = issue.path.length === 0 ? nearest(key, known) : undefined;
+      return { path: formatPath([...issue.path, key]), message: `unknown option${near ? `; did you mean "${near}"?` : ''}` };
+    });
+  });
+  throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
+}
+
+/** The known name closest to `name` (case-insensitive edit distance), when it is close enough to be a typo of it. */
+export function nearest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [candidate, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
+}

@@ -1,0 +1,242 @@
+import { randomUUID } from 'node:crypto';
+import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from './errors.js';
+import { ExecutionControl } from './execution-control.js';
+import type { RunnerTask } from './handler-runtime.js';
+import { assertGranted, type PermissionSpec } from './permissions.js';
+import type { Platform } from './platform-gateway.js';
+import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
+import { ExecutionRequestSchema, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest } from './request.js';
+import type { Scheduler } from './scheduler.js';
+import { settlesWithin } from './settles-within.js';
+import type { ExecutionMeta, ExecutionResult } from './types.js';
+import { parseWith } from './validation.js';
+import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
+
+/** How long a stopped execution's result waits for its runner to be gone before returning anyway. */
+const STOP_SETTLE_MS = 1000;
+
+export type Outcome = { ok: true; data: unknown } | { ok: false; error: KnownExecutionError };
+
+/** What the lifecycle needs from its backend (BaseBackend gives it; see there). */
+export interface ExecutionHost {
+  readonly type: string;
+  readonly registry: PluginRegistry;
+  readonly platform: Platform;
+  readonly workspace: WorkspaceManager | undefined;
+  readonly scheduler: Scheduler;
+  readonly grant: PermissionSpec;
+  readonly defaultTimeoutMs: number;
+  /** The backend cannot stop its runner: give the slot back at a stop without waiting for it. */
+  readonly releaseSlotOnStop: boolean;
+  /** Whether shutdown has begun refusing new work. */
+  stopping(): boolean;
+  /** Plugins loaded (or their loading failed: it throws that). */
+  ready(): Promise<void> | undefined;
+  /** Orders workspace creation: dispatches follow admission order. */
+  takeTurn(): { turn: Promise<void>; done: () => void };
+  dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
+  /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
+  track(release: Promise<unknown>): void;
+  /** Shutdown's way to stop what runs. */
+  running: Set<Execution>;
+}
+
+/**
+ * What an execution took, given back once, newest first, on every path: a failure before
+ * dispatch, a result, a stop. Releases run even when one of them fails.
+ */
+class Holdings {
+  readonly #releases: Array<() => unknown> = [];
+
+  hold(release: () => unknown): void {
+    this.#releases.push(release);
+  }
+
+  async releaseAll(): Promise<void> {
+    for (let release = this.#releases.pop(); release; release = this.#releases.pop()) {
+      try {
+        await release();
+      } catch {
+        // A workspace that cannot be removed is the sweeper's; the slot still goes back.
+      }
+    }
+  }
+}
+
+/**
+ * One `execute()` call, from validation to its result: admission (slot), workspace lease, time
+ * limit, the caller's abort, dispatch, stop, and the release of everything it took. The single
+ * owner of an execution's resources: each is held in `#held` the moment it is taken and released
+ * by `#release`, whatever path the execution ends on.
+ */
+export class Execution {
+  readonly meta: ExecutionMeta;
+  readonly #host: ExecutionHost;
+  readonly #t0 = performance.now();
+  readonly #held = new Holdings();
+  #control: ExecutionControl | undefined;
+  #settled: Promise<unknown> = Promise.resolve();
+  #keepWorkspace = false;
+  #leaseDir: string | undefined;
+
+  constructor(host: ExecutionHost) {
+    this.#host = host;
+    this.meta = { executionId: '', backend: host.type, pluginId: '', handlerId: '', startedAt: Date.now(), durationMs: 0, queueWaitMs: 0, runMs: 0, timeoutMs: 0, artifacts: [] };
+  }
+
+  /** Run it; never rejects (a failure anywhere, a bug included, is a failed result). */
+  async run(request: ExecutionRequest, options: ExecuteOptions | undefined): Promise<ExecutionResult> {
+    let outcome: Outcome;
+    try {
+      const opts = validateExecuteOptions(options);
+      const task = await this.#prepare(request, opts);
+      await this.#admit(task, opts);
+      outcome = await this.#dispatch(task, opts);
+    } catch (error) {
+      outcome = { ok: false, error: toInternalError(error, `the ${this.#host.type} backend`) };
+    }
+    await this.#release();
+    this.meta.durationMs = round(performance.now() - this.#t0);
+    if (!this.meta.executionId) this.meta.executionId = randomUUID();
+    return outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
+  }
+
+  /** Stop it now with `reason` (shutdown); a no-op once its result is decided. */
+  stop(reason: KnownExecutionError): void {
+    this.#control?.stop(reason);
+  }
+
+  /** Validate the request, resolve the handler, check its permissions: the task, without a workspace yet. */
+  async #prepare(request: ExecutionRequest, opts: ExecuteOptions): Promise<RunnerTask> {
+    const host = this.#host;
+    if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } });
+    const parsed = parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+    const meta = this.meta;
+    meta.pluginId = parsed.pluginId;
+    meta.handlerId = parsed.handlerId;
+    meta.executionId = parsed.executionId ?? randomUUID();
+    const ready = host.ready();
+    if (ready) await ready;
+    const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId);
+    assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
+    meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;
+    return {
+      executionId: meta.executionId,
+      pluginId: handler.pluginId,
+      handlerId: handler.handlerId,
+      pluginRoot: handler.pluginRoot,
+      entryPath: handler.entryPath,
+      exportName: handler.exportName,
+      input: parsed.input,
+      context: parsed.context ?? {},
+      workspaceDir: undefined,
+      permissions: handler.permissions,
+      timeoutMs: meta.timeoutMs,
+      memoryMb: handler.memoryMb,
+      ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
+    };
+  }
+
+  /** A slot, then a workspace lease (in admission order), each held as soon as it is taken. */
+  async #admit(task: RunnerTask, opts: ExecuteOptions): Promise<void> {
+    const host = this.#host;
+    throwIfAborted(opts.signal);
+    const pending = host.scheduler.acquire(task.pluginId, opts.signal);
+    const slot = pending instanceof Promise ? await pending : pending;
+    this.#held.hold(() => slot.release());
+    if (host.workspace) {
+      const { turn, done } = host.takeTurn();
+      try {
+        const lease = await host.workspace.acquire(task.executionId);
+        this.#held.hold(async () => {
+          if (!this.#keepWorkspace) await lease.release();
+        });
+        this.#leaseDir = task.workspaceDir = lease.dir;
+        await turn;
+      } finally {
+        // Never before the one admitted earlier has had its turn.
+        void turn.then(done);
+      }
+    }
+    if (host.stopping()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+    // An abort while the workspace was made fired before anyone listened for it.
+    throwIfAborted(opts.signal);
+    this.#keepWorkspace = opts.keepWorkspace === true;
+  }
+
+  /** Hand the task over; the time limit and the caller's signal count from here. */
+  #dispatch(task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
+    const host = this.#host;
+    const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform));
+    const startedAt = performance.now();
+    this.meta.queueWaitMs = round(startedAt - this.#t0);
+    return new Promise<Outcome>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const decide = (outcome: Outcome) => {
+        clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
+        host.running.delete(this);
+        this.meta.runMs = round(performance.now() - startedAt);
+        resolve(outcome);
+      };
+      control.onStop((error) => decide({ ok: false, error }));
+      const onAbort = () =>
+        control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } }));
+      timer = setTimeout(
+        () =>
+          control.stop(
+            new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
+              details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
+            }),
+          ),
+        task.timeoutMs,
+      );
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      host.running.add(this);
+      let dispatched: Promise<unknown>;
+      try {
+        dispatched = host.dispatch(task, control);
+      } catch (error) {
+        dispatched = Promise.reject(error);
+      }
+      this.#settled = dispatched.then(noop, noop);
+      const settle = (outcome: Outcome) => {
+        if (control.over) return;
+        control.end();
+        decide(outcome);
+      };
+      dispatched.then(
+        (data) => settle({ ok: true, data }),
+        (error: unknown) => settle({ ok: false, error: toInternalError(error, `the ${host.type} backend`) }),
+      );
+    });
+  }
+
+  /**
+   * Give back what it took. After a stop, the slot and the workspace wait for the runner to be
+   * gone (a handler may still write there): up to STOP_SETTLE_MS inline, then in the background,
+   * tracked so that shutdown waits for it. A backend that cannot stop its runner gives the slot
+   * back at once (the handler may go on in the background: see docs/backends/in-process.md).
+   */
+  async #release(): Promise<void> {
+    const stopped = this.#control?.stopReason !== undefined;
+    let runnerGone = true;
+    if (stopped && !this.#host.releaseSlotOnStop) runnerGone = await settlesWithin(this.#settled, STOP_SETTLE_MS);
+    if (this.#leaseDir !== undefined) {
+      this.meta.artifacts = await listArtifacts(this.#leaseDir);
+      if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
+    }
+    if (runnerGone) await this.#held.releaseAll();
+    else this.#host.track(this.#settled.then(() => this.#held.releaseAll()));
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function noop(): void {}

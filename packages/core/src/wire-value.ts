@@ -1,0 +1,163 @@
+/**
+ * The value sanitiser: turns anything a plugin hands over (a thrown value, log fields, an error's
+ * own props) into plain data that JSON and structured clone accept, without ever throwing —
+ * whatever getters, Proxies or cycles it meets.
+ */
+import { serializeErrorAt } from './error-wire.js';
+
+/** Depth and width caps, the same on the way out and on the way back in. */
+export const MAX_DEPTH = 8;
+export const MAX_KEYS = 100;
+const MAX_STRING = 64 * 1024;
+
+function isErrorLike(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  try {
+    return Object.prototype.toString.call(value) === '[object Error]';
+  } catch {
+    return false;
+  }
+}
+
+export function hasOwnSafe(target: object, key: string): boolean {
+  try {
+    return Object.hasOwn(target, key);
+  } catch {
+    return false;
+  }
+}
+
+/** `instanceof` that answers false instead of throwing (a Proxy's getPrototypeOf trap may throw). */
+export function isInstance(value: unknown, Ctor: abstract new (...args: never[]) => unknown): boolean {
+  try {
+    return value instanceof Ctor;
+  } catch {
+    return false;
+  }
+}
+
+export function isError(value: unknown): boolean {
+  return isInstance(value, Error) || isErrorLike(value);
+}
+
+export function readProp(target: object, key: string): unknown {
+  try {
+    return (target as Record<string, unknown>)[key];
+  } catch (error) {
+    return `[Getter threw: ${error instanceof Error ? error.message : 'unknown'}]`;
+  }
+}
+
+export function safeString(value: unknown): string {
+  if (typeof value === 'string') return truncate(value);
+  if (value === undefined || value === null) return '';
+  try {
+    return truncate(String(value));
+  } catch {
+    return '';
+  }
+}
+
+export function truncate(value: string): string {
+  return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}… [${value.length - MAX_STRING} more chars]` : value;
+}
+
+export function defineData(target: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(target, key, { value, configurable: true, writable: true, enumerable: true });
+}
+
+/** A short, human description of a thrown non-Error, for messages. */
+export function describeThrown(value: unknown): string {
+  if (value === undefined) return 'Handler threw undefined';
+  if (value === null) return 'Handler threw null';
+  switch (typeof value) {
+    case 'string':
+      return `Handler threw a string: ${truncate(value).slice(0, 500)}`;
+    case 'number':
+    case 'boolean':
+    case 'bigint':
+      return `Handler threw a ${typeof value}: ${String(value)}`;
+    case 'symbol':
+      return `Handler threw a symbol: ${value.toString()}`;
+    case 'function':
+      return `Handler threw a function${value.name ? `: ${value.name}` : ''}`;
+    default: {
+      let preview: string;
+      try {
+        preview = JSON.stringify(toWireValue(value, new WeakSet(), 0)).slice(0, 500);
+      } catch {
+        preview = '[unprintable]';
+      }
+      return `Handler threw a non-Error object: ${preview}`;
+    }
+  }
+}
+
+/** `{ type, value }` of a thrown non-Error, JSON-safe. */
+export function describeValue(value: unknown): { type: string; value?: unknown } {
+  let isArray = false;
+  try {
+    isArray = Array.isArray(value);
+  } catch {
+    // A revoked Proxy.
+  }
+  const type = value === null ? 'null' : isArray ? 'array' : typeof value;
+  if (value === undefined) return { type };
+  return { type, value: toWireValue(value, new WeakSet(), 0) };
+}
+
+/**
+ * Turn any value into something JSON and structured clone both accept: cycles become
+ * '[Circular]', functions/symbols/bigints become strings, depth and width are capped.
+ */
+export function toWireValue(value: unknown, seen: WeakSet<object> = new WeakSet(), depth = 0): unknown {
+  switch (typeof value) {
+    case 'string':
+      return truncate(value);
+    case 'number':
+      return Number.isFinite(value) ? value : String(value);
+    case 'boolean':
+      return value;
+    case 'undefined':
+      return undefined;
+    case 'bigint':
+      return `${value}n`;
+    case 'symbol':
+      return value.toString();
+    case 'function':
+      return `[Function${value.name ? ` ${value.name}` : ''}]`;
+    default:
+      break;
+  }
+  if (value === null) return null;
+  const obj = value as object;
+  if (seen.has(obj)) return '[Circular]';
+  if (depth >= MAX_DEPTH) return '[Truncated]';
+  if (isError(obj)) return serializeErrorAt(obj, seen, depth + 1);
+  seen.add(obj);
+  try {
+    if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? 'Invalid Date' : obj.toISOString();
+    if (Array.isArray(obj)) {
+      const arr = obj.slice(0, MAX_KEYS).map((item) => toWireValue(item, seen, depth + 1));
+      if (obj.length > MAX_KEYS) arr.push(`[${obj.length - MAX_KEYS} more items]`);
+      return arr;
+    }
+    const out: Record<string, unknown> = {};
+    let keys: string[];
+    try {
+      keys = Object.keys(obj);
+    } catch {
+      return '[Unreadable object]';
+    }
+    for (const key of keys.slice(0, MAX_KEYS)) {
+      defineData(out, key, toWireValue(readProp(obj, key), seen, depth + 1));
+    }
+    if (keys.length > MAX_KEYS) defineData(out, '…', `${keys.length - MAX_KEYS} more keys`);
+    return out;
+  } catch {
+    // A hostile Proxy (throwing traps, revoked): describe it rather than fail the caller.
+    return '[Unreadable object]';
+  } finally {
+    seen.delete(obj);
+  }
+}

@@ -1,0 +1,57 @@
+import { BackendOptionsSchema, ValidationError, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+function failure(run: () => unknown): ValidationError {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ValidationError) return error;
+    throw error;
+  }
+  throw new Error('expected a ValidationError');
+}
+
+describe('parseOptions', () => {
+  const schema = BackendOptionsSchema.extend({ maxThreads: option.int(1, 64).optional(), mode: option.oneOf(['a', 'b']).optional() });
+
+  it('returns valid options as given, and accepts undefined as no options', () => {
+    expect(parseOptions(schema, { maxThreads: 4, mode: 'b', defaultTimeoutMs: 100 }, 'x options')).toEqual({ maxThreads: 4, mode: 'b', defaultTimeoutMs: 100 });
+    expect(parseOptions(schema, undefined, 'x options')).toEqual({});
+  });
+
+  it('names every bad option with its path and a message a host can act on', () => {
+    const error = failure(() => parseOptions(schema, { maxThreads: 0, mode: 'c', maxQueue: -1 }, 'worker options'));
+    expect(error.code).toBe('VALIDATION_ERROR');
+    expect(error.details).toMatchObject({ phase: 'options' });
+    expect(error.details.issues).toEqual(
+      expect.arrayContaining([
+        { path: 'maxThreads', message: 'must be an integer from 1 to 64' },
+        { path: 'mode', message: "must be one of 'a', 'b'" },
+        { path: 'maxQueue', message: 'must be an integer from 0 to 10000000' },
+      ]),
+    );
+    expect(error.message.startsWith('Invalid worker options:\n')).toBe(true);
+  });
+
+  it('refuses unknown options, with the nearest known name when one is close', () => {
+    const error = failure(() => parseOptions(schema, { maxThread: 2, defaultTimeoutMS: 5, somethingElse: true }, 'x options'));
+    expect(error.details.issues).toEqual([
+      { path: 'maxThread', message: 'unknown option; did you mean "maxThreads"?' },
+      { path: 'defaultTimeoutMS', message: 'unknown option; did you mean "defaultTimeoutMs"?' },
+      { path: 'somethingElse', message: 'unknown option' },
+    ]);
+  });
+
+  it('refuses a non-object', () => {
+    expect(failure(() => parseOptions(schema, 42, 'x options')).details.issues).toHaveLength(1);
+  });
+});
+
+describe('nearest', () => {
+  it('finds a typo of a known name and nothing for an unrelated one', () => {
+    const known = ['prespawn', 'maxThreads', 'defaultTimeoutMs'];
+    expect(nearest('prespwn', known)).toBe('prespawn');
+    expect(nearest('MAXTHREADS', known)).toBe('maxThreads');
+    expect(nearest('colour', known)).toBeUndefined();
+  });
+});

@@ -1,0 +1,52 @@
+import { OutputLines } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+function collect(limits: { maxLineLength: number; maxChars: number }) {
+  const lines: string[] = [];
+  const batches: number[] = [];
+  const out = new OutputLines(limits, (batch) => {
+    batches.push(batch.length);
+    lines.push(...batch);
+  });
+  return { out, lines, batches };
+}
+
+describe('OutputLines (the one output rule of every backend)', () => {
+  it('splits on newlines across chunks, drops a \\r before them, and delivers a chunk\'s lines in one call', () => {
+    const { out, lines, batches } = collect({ maxLineLength: 100, maxChars: 1000 });
+    out.push('a\r\nb');
+    out.push('c\nd\ne');
+    out.finish();
+    expect(lines).toEqual(['a', 'bc', 'd', 'e']);
+    expect(batches).toEqual([1, 2, 1]);
+  });
+
+  it('cuts a long line and says by how much; a line with no newline is delivered once it reaches the limit', () => {
+    const { out, lines } = collect({ maxLineLength: 5, maxChars: 1000 });
+    out.push(`${'x'.repeat(8)}\n`);
+    out.push('yyyyyyy');
+    expect(lines).toEqual(['xxxxx… [3 more characters]', 'yyyyy… [2 more characters]']);
+  });
+
+  it('counts each line with its newline against the cap, drops the rest, and says so once at the end', () => {
+    const { out, lines } = collect({ maxLineLength: 100, maxChars: 8 });
+    out.push('abc\ndef\nghi\njk\n');
+    out.finish();
+    expect(lines).toEqual(['abc', 'def', '[output truncated: 7 characters not delivered past the 8-character cap]']);
+  });
+
+  it('starts afresh after finish() (a reused runner), and a throwing callback does not escape', () => {
+    const out = new OutputLines({ maxLineLength: 100, maxChars: 4 }, () => {
+      throw new Error('host callback failed');
+    });
+    expect(() => {
+      out.push('abcd\nmore\n');
+      out.finish();
+    }).not.toThrow();
+    const { out: again, lines } = collect({ maxLineLength: 100, maxChars: 4 });
+    again.push('abc\nz\n');
+    again.finish();
+    again.push('new\n');
+    expect(lines).toEqual(['abc', '[output truncated: 2 characters not delivered past the 4-character cap]', 'new']);
+  });
+});

@@ -1,0 +1,29 @@
+// A TypeScript plugin under `strict`: the services it uses are declared once, and `ctx.platform`
+// is typed by that declaration (checked by types.test.ts with `tsc --noEmit`).
+import { defineHandler, type HandlerContext } from '@kb-labs/plugin-execution-core';
+import { z } from 'zod';
+
+declare module '@kb-labs/plugin-execution-core' {
+  interface PlatformServices {
+    kv: { get(key: string): Promise<string | undefined> };
+  }
+}
+
+export const run = defineHandler({
+  input: z.object({ args: z.array(z.string()) }),
+  async run(input, ctx) {
+    const cached: string | undefined = await ctx.platform.kv.get('last-run');
+    // @ts-expect-error a service the plugin did not declare
+    await ctx.platform.mail.send('x');
+    // @ts-expect-error a declared method takes what was declared
+    await ctx.platform.kv.get(42);
+    const first: string | undefined = input.args[0];
+    return { first, cached, workspace: ctx.workspace?.dir };
+  },
+});
+
+/** A plain function handler names its context type. */
+export default async function plain(input: { n: number }, ctx: HandlerContext): Promise<number> {
+  const value = await ctx.platform.kv.get(String(input.n));
+  return value === undefined ? 0 : value.length;
+}

@@ -1,0 +1,264 @@
+import type { ResourceLimits } from 'node:worker_threads';
+import { ShuttingDownError, ValidationError, settlesWithin, type DispatchControl, type ExecutionError, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { crashError, startFailureError } from './crash.js';
+import type { ResolvedPoolOptions } from './options.js';
+import { PoolThread, type Execution, type ThreadEvents } from './pool-thread.js';
+import type { RetireReason } from './thread-protocol.js';
+
+/** How often an execution whose thread died before beginning it goes to another thread. */
+const MAX_REDISPATCH = 2;
+/** How long close() waits for terminated threads to be gone. */
+const CLOSE_WAIT_MS = 5000;
+
+/** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
+export type WorkerPoolRunnerStats = {
+  threads: number;
+  busy: number;
+  idle: number;
+  startingWait: number;
+  minThreads: number;
+  maxThreads: number;
+  started: number;
+  crashed: number;
+  terminated: number;
+  retired: Record<RetireReason, number>;
+  stopped: number;
+  redispatched: number;
+  failedToStart: number;
+  lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
+};
+
+/** Threads of one heap cap (a thread's `resourceLimits` are fixed when it starts). */
+interface Lane {
+  readonly label: string;
+  readonly heapLimitMb: number | undefined;
+  readonly resourceLimits: ResourceLimits | undefined;
+  readonly minThreads: number;
+  /** Ready threads with nothing to run, the one used last at the end. */
+  readonly idle: Array<PoolThread<Lane>>;
+  /** Executions waiting for a thread of this lane (FIFO). */
+  readonly waiting: Execution[];
+  /** Threads alive: starting, idle, running or on their way out. */
+  threads: number;
+  /** Threads that have not said hello yet. */
+  starting: number;
+}
+
+/**
+ * The backend's threads: one execution per thread at a time, at most `maxThreads` per lane. An
+ * execution goes to an idle thread of its lane, else waits (FIFO) for one started for it.
+ * BaseBackend hands over no more executions than `maxThreads` run at once, so one always comes;
+ * idle threads of other lanes may exist beside them until their idle timeout.
+ */
+export class ThreadPool {
+  readonly #options: ResolvedPoolOptions;
+  readonly #entry: URL;
+  readonly #lanes = new Map<number | 'default', Lane>();
+  readonly #threads = new Set<PoolThread<Lane>>();
+  readonly #events: ThreadEvents;
+  readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
+  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0 };
+  /** Start failures since the last thread that started, and the last one's message (for health()). */
+  #failing = { streak: 0, last: '' };
+  #nextKey = 1;
+  #closing = false;
+
+  constructor(options: ResolvedPoolOptions, entry: URL) {
+    this.#options = options;
+    this.#entry = entry;
+    this.#events = {
+      ready: (thread) => {
+        (thread as PoolThread<Lane>).lane.starting--;
+        this.#failing.streak = 0;
+        this.#onIdle(thread as PoolThread<Lane>);
+      },
+      idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
+      gone: (thread) => this.#onGone(thread as PoolThread<Lane>),
+    };
+    const lane = this.#lane('default', options.minThreads, options.resourceLimits?.maxOldGenerationSizeMb);
+    try {
+      for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
+    } catch (error) {
+      throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}`, {
+        details: { phase: 'options', code: (error as { code?: unknown })?.code ?? null },
+        cause: error,
+      });
+    }
+  }
+
+  /** Run one execution; resolves with the handler's data or rejects with an ExecutionError. */
+  run(task: RunnerTask, control: DispatchControl): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      this.#place({ k: this.#nextKey++, task, control, resolve, reject, stop: undefined, redispatches: 0 }, false);
+    });
+  }
+
+  /** Terminate every thread (BaseBackend has ended or stopped every execution by now). */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
+    for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
+    const threads = [...this.#threads];
+    for (const thread of threads) thread.end({ kind: 'stopped' });
+    await settlesWithin(Promise.all(threads.map((thread) => thread.exited)), CLOSE_WAIT_MS);
+  }
+
+  /** Why the pool is unhealthy: threads that fail to start. */
+  problems(): string[] {
+    const { streak, last } = this.#failing;
+    return streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
+  }
+
+  stats(): WorkerPoolRunnerStats {
+    const lanes: WorkerPoolRunnerStats['lanes'] = {};
+    let busy = 0;
+    let idle = 0;
+    let waiting = 0;
+    for (const lane of this.#lanes.values()) {
+      let laneBusy = 0;
+      for (const thread of this.#threads) if (thread.lane === lane && thread.execution) laneBusy++;
+      busy += laneBusy;
+      idle += lane.idle.length;
+      waiting += lane.waiting.length;
+      lanes[lane.label] = { threads: lane.threads, busy: laneBusy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
+    }
+    const { minThreads, maxThreads } = this.#options;
+    return { threads: this.#threads.size, busy, idle, startingWait: waiting, minThreads, maxThreads, ...this.#counts, retired: { ...this.#retired }, lanes };
+  }
+
+  /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
+  #place(execution: Execution, first: boolean): void {
+    const lane = this.#laneFor(execution.task.memoryMb);
+    const thread = lane.idle.pop();
+    if (thread) {
+      if (!thread.run(execution)) this.#onIdle(thread);
+      return;
+    }
+    if (first) lane.waiting.unshift(execution);
+    else lane.waiting.push(execution);
+    // Stopped while it waits: it never runs.
+    execution.stopListening = execution.control.onStop((reason) => {
+      const i = lane.waiting.indexOf(execution);
+      if (i < 0) return;
+      lane.waiting.splice(i, 1);
+      this.#fail(execution, reason);
+    });
+    this.#grow(lane);
+  }
+
+  #fail(execution: Execution, error: unknown): void {
+    execution.stopListening?.();
+    execution.stopListening = undefined;
+    execution.reject(error);
+  }
+
+  /** One thread starting per waiting execution, as far as the lane has room (its threads on their way out make room as they go). */
+  #grow(lane: Lane): void {
+    while (!this.#closing && lane.waiting.length > lane.starting && lane.threads < this.#options.maxThreads) this.#start(lane);
+  }
+
+  /** Start a thread; one that cannot even be made fails a waiting execution. */
+  #start(lane: Lane): void {
+    try {
+      this.#spawn(lane);
+    } catch (error) {
+      this.#startFailed(lane, error, undefined);
+    }
+  }
+
+  #spawn(lane: Lane): void {
+    const o = this.#options;
+    const config = { maxExecutions: o.maxExecutionsPerThread, output: { maxChars: o.maxOutputPerStream, maxLineLength: o.maxLogLineLength } };
+    const settings = { entry: this.#entry, config, env: o.env, execArgv: o.execArgv, resourceLimits: lane.resourceLimits, abortGraceMs: o.abortGraceMs };
+    this.#threads.add(new PoolThread<Lane>(lane, settings, this.#events));
+    lane.threads++;
+    lane.starting++;
+    this.#counts.started++;
+  }
+
+  #startFailed(lane: Lane, error: unknown, thread: PoolThread<Lane> | undefined): void {
+    this.#counts.failedToStart++;
+    this.#failing = { streak: this.#failing.streak + 1, last: error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}` };
+    // One failed start, one execution that gets no thread.
+    if (lane.waiting.length <= lane.starting) return;
+    const execution = lane.waiting.shift()!;
+    this.#fail(execution, startFailureError(error, thread, execution.task));
+  }
+
+  /** The thread is free: the next execution waiting in its lane, else the idle list (and its idle timer). */
+  #onIdle(thread: PoolThread<Lane>): void {
+    const lane = thread.lane;
+    while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
+    if (this.#closing) return;
+    lane.idle.push(thread);
+    if (lane.threads <= lane.minThreads) return;
+    // One timer per thread, re-armed for each idle spell; it may find the thread busy or gone.
+    if (thread.idleTimer) thread.idleTimer.refresh();
+    else thread.idleTimer = setTimeout(() => this.#idleTimeout(thread), this.#options.idleTimeoutMs).unref();
+  }
+
+  #idleTimeout(thread: PoolThread<Lane>): void {
+    const lane = thread.lane;
+    const i = lane.idle.indexOf(thread);
+    // Threads on their way out (stopped a moment ago, not gone yet) do not count towards the minimum.
+    let staying = 0;
+    for (const each of this.#threads) if (each.lane === lane && !each.endedBy) staying++;
+    if (i < 0 || staying <= lane.minThreads) return;
+    lane.idle.splice(i, 1);
+    thread.end({ kind: 'stopped' });
+  }
+
+  #onGone(thread: PoolThread<Lane>): void {
+    const lane = thread.lane;
+    this.#threads.delete(thread);
+    lane.threads--;
+    const i = lane.idle.indexOf(thread);
+    if (i >= 0) lane.idle.splice(i, 1);
+    if (!thread.ready) {
+      lane.starting--;
+      // Died before it loaded its entry (bad execArgv, a heap too small to start …), unless ended on purpose.
+      if (!thread.endedBy) this.#startFailed(lane, thread.error, thread);
+    } else {
+      const why = thread.endedBy;
+      if (why?.kind === 'retired') this.#retired[why.reason]++;
+      else if (why?.kind === 'terminated' || (why?.kind === 'stopped' && thread.error === undefined)) this.#counts[why.kind]++;
+      else this.#counts.crashed++;
+    }
+    const execution = thread.release();
+    if (execution) this.#onRunnerGone(thread, execution);
+    this.#grow(lane);
+    // Back to the minimum after a thread that had started (a start that fails is not retried by itself).
+    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#closing; n--) this.#start(lane);
+  }
+
+  /**
+   * The thread running `execution` is gone, its channel read to the end (an answer would have
+   * settled it): the stop that ended it, another thread if it never began there, else a crash.
+   */
+  #onRunnerGone(thread: PoolThread<Lane>, execution: Execution): void {
+    if (execution.stop) return this.#fail(execution, execution.stop);
+    // Died of something an earlier execution left behind before it began this one: its last words
+    // name another execution or none, and it sent nothing for this one.
+    const neverBegan = !thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k);
+    if (neverBegan && execution.redispatches < MAX_REDISPATCH && !this.#closing) {
+      execution.redispatches++;
+      this.#counts.redispatched++;
+      return this.#place(execution, true);
+    }
+    this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
+  }
+
+  #laneFor(memoryMb: number | undefined): Lane {
+    const fallback = this.#lanes.get('default')!;
+    if (memoryMb === undefined || memoryMb === fallback.heapLimitMb) return fallback;
+    return this.#lanes.get(memoryMb) ?? this.#lane(memoryMb, 0, memoryMb);
+  }
+
+  #lane(key: number | 'default', minThreads: number, heapLimitMb: number | undefined): Lane {
+    const base = this.#options.resourceLimits;
+    const resourceLimits = heapLimitMb === undefined ? base : { ...base, maxOldGenerationSizeMb: heapLimitMb };
+    const lane: Lane = { label: key === 'default' ? key : `memoryMb=${key}`, heapLimitMb, resourceLimits, minThreads, idle: [], waiting: [], threads: 0, starting: 0 };
+    this.#lanes.set(key, lane);
+    return lane;
+  }
+}
