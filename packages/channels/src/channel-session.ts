@@ -1,10 +1,5 @@
-import {
-  ValidationError,
-  toHandlerError,
-  type ContextDescriptor,
-  type ExecuteOptions,
-  type ExecutionError,
-} from '@kb-labs/plugin-execution-core';
+import { ValidationError, type ContextDescriptor, type ExecuteOptions, type ExecutionError } from '@kb-labs/plugin-execution-core';
+import { toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { WebSocket, type RawData } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';

@@ -1,15 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { z } from 'zod';
-import {
-  ValidationError,
-  option,
-  parseOptions,
-  type ContextDescriptor,
-  type ExecutionError,
-  type ExecutionEvent,
-  type IExecutionBackend,
-  type LogEntry,
-} from '@kb-labs/plugin-execution-core';
+import { ValidationError, type ContextDescriptor, type ExecutionError, type ExecutionEvent, type IExecutionBackend, type LogEntry } from '@kb-labs/plugin-execution-core';
+import { option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { ConnectionInfo, ConnectionRegistry } from './connection-registry.js';
 
 /** What `authenticate` is told about the upgrade besides the raw request. */

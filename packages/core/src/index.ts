@@ -1,25 +1,59 @@
-export * from './errors.js';
-export * from './error-details.js';
+/**
+ * What hosts and plugin authors use. What a backend author needs besides (BaseBackend, the
+ * runner protocol, output capture, option schemas) is in `@kb-labs/plugin-execution-core/backend-kit`;
+ * what a runner loads without zod, in `@kb-labs/plugin-execution-core/runner`.
+ */
+export {
+  ERROR_CLASSES,
+  ERROR_CODES,
+  AbortedError,
+  BackendNotInstalledError,
+  ExecutionError,
+  HandlerError,
+  HandlerNotFoundError,
+  InternalError,
+  PermissionDeniedError,
+  QueueFullError,
+  ShuttingDownError,
+  TimeoutError,
+  ValidationError,
+  WorkerCrashedError,
+  WorkspaceError,
+  isErrorCode,
+  isExecutionError,
+  type ErrorCode,
+  type ErrorOf,
+  type ExecutionErrorOptions,
+  type KnownExecutionError,
+} from './errors.js';
+export type { CrashReason, ErrorDetailsByCode, Phase, ValidationIssue } from './error-details.js';
 export { deserializeError, isSerializedError, serializeError, type SerializedError } from './error-wire.js';
-export { describeThrown, describeValue, toWireValue } from './wire-value.js';
-export * from './validation.js';
-export * from './permissions.js';
-export * from './manifest.js';
-export * from './request.js';
-export * from './types.js';
-export * from './workspace-manager.js';
-export * from './plugin-registry.js';
-export * from './platform-gateway.js';
-export * from './wire-clone.js';
-export * from './define-handler.js';
-export * from './handler-runtime.js';
-export * from './runner-protocol.js';
-export * from './scheduler.js';
-export * from './settles-within.js';
-export * from './shutdown-hooks.js';
-export * from './latency-recorder.js';
-export * from './output-lines.js';
-export * from './execution-control.js';
-export * from './execution.js';
-export * from './backend-options.js';
-export * from './base-backend.js';
+export type {
+  BackendHealth,
+  BackendState,
+  BackendStats,
+  BackendType,
+  ExecutionBackend,
+  ExecutionMeta,
+  ExecutionResult,
+  IExecutionBackend,
+  IsolationReport,
+  LatencySummary,
+  ShutdownOptions,
+} from './types.js';
+export type { BackendOptions } from './backend-options.js';
+export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './request.js';
+export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './manifest.js';
+export { mergePermissions, missingPermissions, type PermissionSpec } from './permissions.js';
+export { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './workspace-manager.js';
+export type { Platform } from './platform-gateway.js';
+export {
+  defineHandler,
+  type ChannelContext,
+  type DefinedHandler,
+  type HandlerContext,
+  type HandlerDefinition,
+  type HandlerLogger,
+  type PlatformServices,
+} from './define-handler.js';

@@ -1,8 +1,9 @@
 import { PermissionDeniedError, ValidationError } from './errors.js';
 import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from './permissions.js';
 
-/** The host's services object: `{ [service]: { [method](...args): Promise<unknown> } }`. */
-export type Platform = Record<string, unknown>;
+import type { Platform } from './platform-proxy.js';
+
+export type { Platform } from './platform-proxy.js';
 
 /** Names that reach an object's machinery rather than a service method, whatever the service is. */
 const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__']);
@@ -57,43 +58,4 @@ export async function invokePlatform(
   }
   if (!Array.isArray(args)) throw new ValidationError('platform call arguments must be an array');
   return await (fn as (...a: unknown[]) => unknown).apply(target, args);
-}
-
-export type PlatformCall = (service: string, method: string, args: unknown[]) => Promise<unknown>;
-
-/** A `platform.svc.method(...args)` shaped object over any call function (local or remote). */
-export function createPlatformProxy(call: PlatformCall): Platform {
-  const services = new Map<string, object>();
-  return new Proxy(Object.create(null) as Platform, {
-    get(_target, service) {
-      if (typeof service !== 'string' || service === 'then') return undefined;
-      let proxy = services.get(service);
-      if (!proxy) {
-        const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-        proxy = new Proxy(Object.create(null) as object, {
-          get(_t, method) {
-            if (typeof method !== 'string' || method === 'then') return undefined;
-            let fn = methods.get(method);
-            if (!fn) {
-              fn = (...args: unknown[]) => {
-                try {
-                  return call(service, method, args);
-                } catch (error) {
-                  return Promise.reject(error);
-                }
-              };
-              methods.set(method, fn);
-            }
-            return fn;
-          },
-          set: () => false,
-          defineProperty: () => false,
-        });
-        services.set(service, proxy);
-      }
-      return proxy;
-    },
-    set: () => false,
-    defineProperty: () => false,
-  });
 }

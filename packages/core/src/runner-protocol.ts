@@ -1,7 +1,7 @@
 import { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 import { AbortedError, ValidationError, toHandlerError } from './errors.js';
 import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
-import { createPlatformProxy, type Platform } from './platform-gateway.js';
+import { createPlatformProxy, type Platform } from './platform-proxy.js';
 import type { LogEntry } from './request.js';
 
 /**

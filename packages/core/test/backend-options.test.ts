@@ -1,4 +1,5 @@
-import { BackendOptionsSchema, ValidationError, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { BackendOptionsSchema, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 function failure(run: () => unknown): ValidationError {

@@ -1,28 +1,7 @@
 import { createRequire } from 'node:module';
 import * as esm from '@kb-labs/plugin-execution-core';
-import {
-  AbortedError,
-  BackendNotInstalledError,
-  ERROR_CODES,
-  ExecutionError,
-  HandlerError,
-  HandlerNotFoundError,
-  InternalError,
-  toInternalError,
-  PermissionDeniedError,
-  QueueFullError,
-  ShuttingDownError,
-  TimeoutError,
-  ValidationError,
-  WorkerCrashedError,
-  WorkspaceError,
-  deserializeError,
-  isExecutionError,
-  isSerializedError,
-  serializeError,
-  toHandlerError,
-  type SerializedError,
-} from '@kb-labs/plugin-execution-core';
+import { AbortedError, BackendNotInstalledError, ERROR_CODES, ExecutionError, HandlerError, HandlerNotFoundError, InternalError, PermissionDeniedError, QueueFullError, ShuttingDownError, TimeoutError, ValidationError, WorkerCrashedError, WorkspaceError, deserializeError, isExecutionError, isSerializedError, serializeError, type SerializedError } from '@kb-labs/plugin-execution-core';
+import { toInternalError, toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 type Core = typeof esm;

@@ -7,21 +7,10 @@ import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import {
-  ERROR_CODES,
-  ExecutionRequestSchema,
-  HandlerError,
-  PluginRegistry,
-  ValidationError,
-  WorkspaceError,
-  WorkspaceManager,
-  deserializeError,
-  isExecutionError,
-  parseWith,
-  serializeError,
-  toHandlerError,
-  unsafeExecutionIdReason,
-} from '@kb-labs/plugin-execution-core';
+import { ERROR_CODES, HandlerError, PluginRegistry, ValidationError, WorkspaceError, WorkspaceManager, deserializeError, isExecutionError, serializeError } from '../src/index.js';
+import { parseWith, toHandlerError } from '../src/backend-kit.js';
+import { ExecutionRequestSchema } from '../src/request.js';
+import { unsafeExecutionIdReason } from '../src/workspace-manager.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS) || 200;

@@ -1,4 +1,4 @@
-import { OutputLines } from '@kb-labs/plugin-execution-core';
+import { OutputLines } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 function collect(limits: { maxLineLength: number; maxChars: number }) {

@@ -1,17 +1,7 @@
-import {
-  PermissionDeniedError,
-  PermissionSpecSchema,
-  ValidationError,
-  allowsPlatformCall,
-  assertGranted,
-  createPlatformProxy,
-  invokePlatform,
-  mergePermissions,
-  missingPermissions,
-  parseWith,
-  type PermissionSpec,
-  type Platform,
-} from '@kb-labs/plugin-execution-core';
+import { PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
+import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
+import { PermissionSpecSchema, allowsPlatformCall, assertGranted } from '../src/permissions.js';
+import { invokePlatform } from '../src/platform-gateway.js';
 import { describe, expect, it } from 'vitest';
 
 const subject = { pluginId: '@t/plugin', handlerId: 'run' };

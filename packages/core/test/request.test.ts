@@ -1,14 +1,7 @@
-import {
-  ContextDescriptorSchema,
-  ExecutionRequestSchema,
-  ValidationError,
-  cloneForWire,
-  formatPath,
-  parseWith,
-  validateExecuteOptions,
-  validateWithForeignSchema,
-  validationError,
-} from '@kb-labs/plugin-execution-core';
+import { ValidationError } from '../src/index.js';
+import { cloneForWire, formatPath, parseWith, validationError } from '../src/backend-kit.js';
+import { ContextDescriptorSchema, ExecutionRequestSchema, validateExecuteOptions } from '../src/request.js';
+import { validateWithForeignSchema } from '../src/validation.js';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
 

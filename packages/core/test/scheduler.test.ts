@@ -1,4 +1,6 @@
-import { AbortedError, LatencyRecorder, QueueFullError, Scheduler, ShuttingDownError, type Slot } from '@kb-labs/plugin-execution-core';
+import { AbortedError, QueueFullError, ShuttingDownError } from '../src/index.js';
+import { LatencyRecorder } from '../src/latency-recorder.js';
+import { Scheduler, type Slot } from '../src/scheduler.js';
 import { describe, expect, it } from 'vitest';
 
 /** Acquire and require an immediate slot. */

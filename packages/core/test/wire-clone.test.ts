@@ -1,4 +1,5 @@
-import { ValidationError, cloneForWire } from '@kb-labs/plugin-execution-core';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { cloneForWire } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 /** What structuredClone makes of a value, or the fact that it refuses it. */

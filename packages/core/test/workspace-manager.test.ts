@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import * as core from '@kb-labs/plugin-execution-core';
-import { MAX_EXECUTION_ID_LENGTH, WorkspaceError, WorkspaceManager, unsafeExecutionIdReason } from '@kb-labs/plugin-execution-core';
+import { WorkspaceError, WorkspaceManager } from '../src/index.js';
+import { MAX_EXECUTION_ID_LENGTH, removeTree, unsafeExecutionIdReason } from '../src/workspace-manager.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -32,8 +32,18 @@ afterEach(async () => {
 
 afterAll(async () => {
   // Read-only leftovers of a failed test must not break the clean-up.
-  await core.removeTree(base);
+  await removeTree(base);
 });
+
+/** Core's dist, package.json and zod in `to` (readable by anyone); the ES module entry's path. */
+async function copyCoreBuild(to: string): Promise<string> {
+  const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
+  await cp(path.join(coreRoot, 'dist'), path.join(to, 'dist'), { recursive: true });
+  await cp(path.join(coreRoot, 'package.json'), path.join(to, 'package.json'));
+  const zod = path.dirname(createRequire(path.join(coreRoot, 'package.json')).resolve('zod/package.json'));
+  await cp(await realpath(zod), path.join(to, 'node_modules', 'zod'), { recursive: true, dereference: true });
+  return path.join(to, 'dist', 'index.js');
+}
 
 async function freshRoot(): Promise<string> {
   root = path.join(base, `root-${++counter}`);
@@ -192,7 +202,8 @@ describe('WorkspaceManager', () => {
     const unprivileged = await mkdtemp(path.join(os.tmpdir(), 'kb-core-ws-nobody-'));
     try {
       await chown(unprivileged, 65534, 65534);
-      const distEsm = path.join(path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json')), 'dist', 'index.js');
+      // Core's build and zod copied next to it: the checkout may lie under a folder that user cannot read.
+      const distEsm = await copyCoreBuild(path.join(unprivileged, 'core'));
       const script = `
         const { WorkspaceManager } = await import(${JSON.stringify(pathToFileURL(distEsm).href)});
         const fs = await import('node:fs/promises');
@@ -227,7 +238,7 @@ describe('WorkspaceManager', () => {
       expect(report.plainRm).toBe('EACCES');
       expect(report.left).toEqual([]);
     } finally {
-      await core.removeTree(unprivileged);
+      await removeTree(unprivileged);
     }
   });
 
@@ -332,7 +343,7 @@ describe('sweep()', () => {
 
   it('keeps live leases of another manager on the same root, even from the other build of the package', async () => {
     const root = await freshRoot();
-    const cjs = require('@kb-labs/plugin-execution-core') as typeof core;
+    const cjs = require('@kb-labs/plugin-execution-core') as { WorkspaceManager: typeof WorkspaceManager };
     expect(cjs.WorkspaceManager).not.toBe(WorkspaceManager);
     const fromCjs = await new cjs.WorkspaceManager({ root }).acquire('cjs-lease');
     const fromEsm = await new WorkspaceManager({ root }).acquire('esm-lease');

@@ -1,18 +1,5 @@
-import {
-  BackendOptionsSchema,
-  BaseBackend,
-  cloneForWire,
-  createPlatformProxy,
-  runHandler,
-  stopSignal,
-  type BackendOptions,
-  type DispatchControl,
-  type IsolationReport,
-  type LogEntry,
-  type Platform,
-  type RunnerTask,
-  type RuntimeEnvironment,
-} from '@kb-labs/plugin-execution-core';
+import { type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import { BackendOptionsSchema, BaseBackend, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });

@@ -1,4 +1,5 @@
-import { WorkerCrashedError, deserializeError, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
+import { type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { PoolThread } from './pool-thread.js';
 
 /** `details` of a WORKER_CRASHED error from this backend. */

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
-import { BackendOptionsSchema, option, validationError, type BackendOptions, type ValidationIssue } from '@kb-labs/plugin-execution-core';
+import { type BackendOptions, type ValidationIssue } from '@kb-labs/plugin-execution-core';
+import { BackendOptionsSchema, option, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { z } from 'zod';
 
 /** Options of the worker-pool backend: the common ones plus the pool's own (docs/backends/worker-pool.md). */

@@ -1,5 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
-import { HostSession, serializeError, unserializableError, unwrapRunnerResult, type DispatchControl, type ExecutionError, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
+import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 /** One execution handed to the pool; `k` names it on its thread's channel. */

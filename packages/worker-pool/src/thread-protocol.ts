@@ -8,7 +8,8 @@
  * messages (the host ignores parentPort after the hello). One execution runs on a thread at a
  * time; `k` names it, so that a late cancel or platform reply never reaches the next one.
  */
-import type { HostToRunner, OutputLimits, RunnerResult, RunnerTask, RunnerToHost, SerializedError } from '@kb-labs/plugin-execution-core';
+import type { SerializedError } from '@kb-labs/plugin-execution-core';
+import type { HostToRunner, OutputLimits, RunnerResult, RunnerTask, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { MessagePort } from 'node:worker_threads';
 
 /** `workerData` of every thread. */

@@ -1,4 +1,5 @@
-import { BaseBackend, type DispatchControl, type IsolationReport, type RunnerTask } from '@kb-labs/plugin-execution-core';
+import { type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { defaultMaxThreads, resolvePoolOptions, WorkerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
 import { ThreadPool, type WorkerPoolRunnerStats } from './thread-pool.js';
 

@@ -1,14 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import {
-  HostSession,
-  PROTOCOL_VERSION,
-  serializeError,
-  unwrapRunnerResult,
-  type DispatchControl,
-  type RunnerResult,
-  type RunnerToHost,
-} from '@kb-labs/plugin-execution-core';
+import { serializeError } from '@kb-labs/plugin-execution-core';
+import { HostSession, PROTOCOL_VERSION, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';

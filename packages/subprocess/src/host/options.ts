@@ -1,4 +1,5 @@
-import { BackendOptionsSchema, option, type BackendOptions } from '@kb-labs/plugin-execution-core';
+import { type BackendOptions } from '@kb-labs/plugin-execution-core';
+import { BackendOptionsSchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { z } from 'zod';
 import { DEFAULT_BASE_ENV } from './child-env.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../framing.js';

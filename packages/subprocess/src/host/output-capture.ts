@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { OutputLines, type OutputLimits } from '@kb-labs/plugin-execution-core';
+import { OutputLines, type OutputLimits } from '@kb-labs/plugin-execution-core/backend-kit';
 
 export interface OutputCaptureOptions extends OutputLimits {
   /** How much of the end of the stream to keep for crash reports. */

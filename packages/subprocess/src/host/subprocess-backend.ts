@@ -1,16 +1,6 @@
 import os from 'node:os';
-import {
-  BaseBackend,
-  ValidationError,
-  isExecutionError,
-  unserializableError,
-  type DispatchControl,
-  type ExecuteOptions,
-  type ExecutionRequest,
-  type ExecutionResult,
-  type IsolationReport,
-  type RunnerTask,
-} from '@kb-labs/plugin-execution-core';
+import { ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
