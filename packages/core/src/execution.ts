@@ -5,11 +5,10 @@ import type { RunnerTask } from './handler-runtime.js';
 import { assertGranted, type PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
-import { ExecutionRequestSchema, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest } from './request.js';
-import type { Scheduler } from './scheduler.js';
+import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
+import type { Scheduler, Slot } from './scheduler.js';
 import { settlesWithin } from './settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from './types.js';
-import { parseWith } from './validation.js';
 import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
 
 /** How long a stopped execution's result waits for its runner to be gone before returning anyway. */
@@ -52,14 +51,18 @@ class Holdings {
     this.#releases.push(release);
   }
 
-  async releaseAll(): Promise<void> {
+  /** Settles once all are given back; synchronous (undefined) when none of them had to wait. */
+  releaseAll(): Promise<void> | undefined {
     for (let release = this.#releases.pop(); release; release = this.#releases.pop()) {
+      let pending: unknown;
       try {
-        await release();
+        pending = release();
       } catch {
-        // A workspace that cannot be removed is the sweeper's; the slot still goes back.
+        continue;
       }
+      if (pending instanceof Promise) return pending.catch(noop).then(() => this.releaseAll());
     }
+    return undefined;
   }
 }
 
@@ -89,13 +92,18 @@ export class Execution {
     let outcome: Outcome;
     try {
       const opts = validateExecuteOptions(options);
-      const task = await this.#prepare(request, opts);
-      await this.#admit(task, opts);
+      // Each step is synchronous where it can be (plugins loaded, a free slot, no workspace):
+      // awaited only when it is not, since most executions take that path.
+      const prepared = this.#prepare(request, opts);
+      const task = prepared instanceof Promise ? await prepared : prepared;
+      const admitted = this.#admit(task, opts);
+      if (admitted) await admitted;
       outcome = await this.#dispatch(task, opts);
     } catch (error) {
       outcome = { ok: false, error: toInternalError(error, `the ${this.#host.type} backend`) };
     }
-    await this.#release();
+    const released = this.#release();
+    if (released) await released;
     this.meta.durationMs = round(performance.now() - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = randomUUID();
     return outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
@@ -107,16 +115,21 @@ export class Execution {
   }
 
   /** Validate the request, resolve the handler, check its permissions: the task, without a workspace yet. */
-  async #prepare(request: ExecutionRequest, opts: ExecuteOptions): Promise<RunnerTask> {
+  #prepare(request: ExecutionRequest, opts: ExecuteOptions): RunnerTask | Promise<RunnerTask> {
     const host = this.#host;
     if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } });
-    const parsed = parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+    const parsed = parseExecutionRequest(request);
     const meta = this.meta;
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;
     meta.executionId = parsed.executionId ?? randomUUID();
     const ready = host.ready();
-    if (ready) await ready;
+    return ready ? ready.then(() => this.#task(parsed, opts)) : this.#task(parsed, opts);
+  }
+
+  #task(parsed: ParsedExecutionRequest, opts: ExecuteOptions): RunnerTask {
+    const host = this.#host;
+    const meta = this.meta;
     const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId);
     assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
     meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;
@@ -138,10 +151,18 @@ export class Execution {
   }
 
   /** A slot, then a workspace lease (in admission order), each held as soon as it is taken. */
-  async #admit(task: RunnerTask, opts: ExecuteOptions): Promise<void> {
+  #admit(task: RunnerTask, opts: ExecuteOptions): Promise<void> | undefined {
     const host = this.#host;
     throwIfAborted(opts.signal);
     const pending = host.scheduler.acquire(task.pluginId, opts.signal);
+    if (pending instanceof Promise || host.workspace) return this.#admitLater(pending, task, opts);
+    this.#held.hold(() => pending.release());
+    this.#admitted(opts);
+    return undefined;
+  }
+
+  async #admitLater(pending: Slot | Promise<Slot>, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
+    const host = this.#host;
     const slot = pending instanceof Promise ? await pending : pending;
     this.#held.hold(() => slot.release());
     if (host.workspace) {
@@ -158,7 +179,12 @@ export class Execution {
         void turn.then(done);
       }
     }
-    if (host.stopping()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+    this.#admitted(opts);
+  }
+
+  /** Shutdown or an abort may have come while it waited for its slot or its workspace. */
+  #admitted(opts: ExecuteOptions): void {
+    if (this.#host.stopping()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
     // An abort while the workspace was made fired before anyone listened for it.
     throwIfAborted(opts.signal);
     this.#keepWorkspace = opts.keepWorkspace === true;
@@ -218,10 +244,14 @@ export class Execution {
    * tracked so that shutdown waits for it. A backend that cannot stop its runner gives the slot
    * back at once (the handler may go on in the background: see docs/backends/in-process.md).
    */
-  async #release(): Promise<void> {
+  #release(): Promise<void> | undefined {
     const stopped = this.#control?.stopReason !== undefined;
-    let runnerGone = true;
-    if (stopped && !this.#host.releaseSlotOnStop) runnerGone = await settlesWithin(this.#settled, STOP_SETTLE_MS);
+    if ((stopped && !this.#host.releaseSlotOnStop) || this.#leaseDir !== undefined) return this.#releaseLater(stopped);
+    return this.#held.releaseAll();
+  }
+
+  async #releaseLater(stopped: boolean): Promise<void> {
+    const runnerGone = stopped && !this.#host.releaseSlotOnStop ? await settlesWithin(this.#settled, STOP_SETTLE_MS) : true;
     if (this.#leaseDir !== undefined) {
       this.meta.artifacts = await listArtifacts(this.#leaseDir);
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;

@@ -53,6 +53,8 @@ interface LoadedHandler {
 
 /** Per-thread / per-process module cache: a handler's module is imported once and reused. */
 const cache = new Map<string, Promise<LoadedHandler>>();
+/** The handlers loaded so far, by module file then export, for the path that needs no waiting. */
+const loaded = new Map<string, Map<string, LoadedHandler>>();
 
 
 /**
@@ -61,11 +63,14 @@ const cache = new Map<string, Promise<LoadedHandler>>();
  * anything the handler threw, VALIDATION_ERROR for bad input, HANDLER_NOT_FOUND for a missing export).
  */
 export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Promise<unknown> {
-  let handler: LoadedHandler;
-  try {
-    handler = await loadHandler(task.entryPath, task.exportName, task);
-  } catch (error) {
-    throw toHandlerError(error);
+  // Loaded before: no promise to wait for (most executions of a warm runner).
+  let handler = loaded.get(task.entryPath)?.get(task.exportName);
+  if (!handler) {
+    try {
+      handler = await loadHandler(task.entryPath, task.exportName, task);
+    } catch (error) {
+      throw toHandlerError(error);
+    }
   }
   const input =
     handler.schema === undefined
@@ -85,10 +90,17 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
   if (!loading) {
     loading = importHandler(entryPath, exportName, task);
     cache.set(key, loading);
-    // A failed load is not cached: the plugin may be fixed on disk.
-    loading.catch(() => {
-      if (cache.get(key) === loading) cache.delete(key);
-    });
+    loading.then(
+      (handler) => {
+        let exports = loaded.get(entryPath);
+        if (!exports) loaded.set(entryPath, (exports = new Map()));
+        exports.set(exportName, handler);
+      },
+      // A failed load is not cached: the plugin may be fixed on disk.
+      () => {
+        if (cache.get(key) === loading) cache.delete(key);
+      },
+    );
   }
   return loading;
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
-import { validationError, type ValidationIssue } from './validation.js';
+import { parseWith, validationError, type ValidationIssue } from './validation.js';
 import { PermissionSpecSchema } from './permissions.js';
 import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
 
@@ -39,6 +39,32 @@ export const ExecutionRequestSchema = z.object({
 
 export type ExecutionRequest = z.input<typeof ExecutionRequestSchema>;
 export type ParsedExecutionRequest = z.output<typeof ExecutionRequestSchema>;
+
+/**
+ * Validate a request. The common shape — two ids within their limits and an input, no context
+ * and no id of the host's — is checked by hand (what the schema would check of it, without its
+ * cost on every execution); anything else goes through ExecutionRequestSchema, whose errors name
+ * each path.
+ */
+export function parseExecutionRequest(request: unknown): ParsedExecutionRequest {
+  if (typeof request === 'object' && request !== null && !Array.isArray(request)) {
+    const r = request as Record<string, unknown>;
+    const { pluginId, handlerId } = r;
+    if (
+      r.context === undefined &&
+      r.executionId === undefined &&
+      typeof pluginId === 'string' &&
+      pluginId.length >= 1 &&
+      pluginId.length <= 214 &&
+      typeof handlerId === 'string' &&
+      handlerId.length >= 1 &&
+      handlerId.length <= 128
+    ) {
+      return { pluginId, handlerId, input: r.input };
+    }
+  }
+  return parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+}
 
 /** One log line from a handler (`ctx.logger`) or, on the subprocess backend, its stdout/stderr. */
 export interface LogEntry {
