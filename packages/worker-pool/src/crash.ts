@@ -1,22 +1,13 @@
-import { WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
 import { type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { PoolThread } from './pool-thread.js';
 
-/** `details` of a WORKER_CRASHED error from this backend. */
-export interface WorkerCrashDetails {
-  reason: 'exit' | 'oom' | 'uncaught-exception' | 'unhandled-rejection';
-  /** The thread's exit code, when it exited (`process.exit(n)` gives n). */
-  exitCode?: number;
-  /** The uncaught error's message, or what ran out of memory. */
-  message?: string;
-  threadId?: number;
-  pluginId: string;
-  handlerId: string;
-  /** The heap cap of the thread, for `oom`. */
-  heapLimitMb?: number;
-  /** `thread-start`: no thread could be started for it. */
-  phase?: 'thread-start';
-}
+/**
+ * `details` of a WORKER_CRASHED error: core's, the same on every backend. From a thread: `reason`
+ * is `exit`, `oom`, `uncaught-exception`, `unhandled-rejection` or `start-failed`; `runnerId` is
+ * `thread:<threadId>` (as `meta.runnerId`).
+ */
+export type WorkerCrashDetails = ErrorDetailsByCode['WORKER_CRASHED'];
 
 /**
  * Why the thread running `task` (execution `k`) died, from what it left behind: the Worker's
@@ -26,7 +17,7 @@ export interface WorkerCrashDetails {
 export function crashError(thread: PoolThread, k: number, task: RunnerTask, heapLimitMb: number | undefined): WorkerCrashedError {
   const where = `Worker thread ${thread.id} running handler "${task.handlerId}" of plugin "${task.pluginId}"`;
   const exit = thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {};
-  const base = { threadId: thread.id, pluginId: task.pluginId, handlerId: task.handlerId, ...exit };
+  const base = { runnerId: `thread:${thread.id}`, pluginId: task.pluginId, handlerId: task.handlerId, ...exit };
   const error = thread.error as (Error & { code?: unknown }) | undefined;
 
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
@@ -63,12 +54,11 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
 export function startFailureError(error: unknown, thread: PoolThread | undefined, task: RunnerTask): WorkerCrashedError {
   const message = error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}`;
   const details: WorkerCrashDetails = {
-    reason: error !== undefined ? 'uncaught-exception' : 'exit',
+    reason: 'start-failed',
     message,
     pluginId: task.pluginId,
     handlerId: task.handlerId,
-    phase: 'thread-start',
-    ...(thread ? { threadId: thread.id } : {}),
+    ...(thread ? { runnerId: `thread:${thread.id}` } : {}),
     ...(thread?.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
   };
   return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {

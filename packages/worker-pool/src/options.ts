@@ -16,8 +16,12 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
   resourceLimits?: ResourceLimits;
   /** Replace a thread after this many executions (0 = never): bounds what slow leaks in plugin code pile up. @default 0 */
   maxExecutionsPerThread?: number;
-  /** After the caller aborts a running execution, how long its handler has to honour `ctx.signal` before the thread is terminated, in ms. @default 500 */
-  abortGraceMs?: number;
+  /**
+   * After the caller aborts a running execution, how long its handler has to honour `ctx.signal`
+   * before the thread is terminated, in ms (a timeout or a shutdown terminates it at once). The
+   * same option and rule as on the subprocess backend. Was `abortGraceMs`. @default 500
+   */
+  cancelGraceMs?: number;
   /** The threads' starting environment (each thread has its own copy; a handler sees only what its manifest declares). @default a copy of `process.env` */
   env?: Record<string, string | undefined>;
   /** Node flags for the threads (loaders such as `--import tsx`). @default `process.execArgv` */
@@ -34,7 +38,7 @@ export interface ResolvedPoolOptions {
   idleTimeoutMs: number;
   resourceLimits: ResourceLimits | undefined;
   maxExecutionsPerThread: number;
-  abortGraceMs: number;
+  cancelGraceMs: number;
   env: Record<string, string>;
   execArgv: string[] | undefined;
   maxOutputPerStream: number;
@@ -56,12 +60,13 @@ export const WorkerPoolOptionsSchema = BackendOptionsSchema.extend({
     .strict()
     .optional(),
   maxExecutionsPerThread: option.int(0, Number.MAX_SAFE_INTEGER).optional(),
-  abortGraceMs: option.int(0).optional(),
+  cancelGraceMs: option.int(0).optional(),
   env: z.record(z.string(), z.string({ error: 'must be a string' }).optional(), { error: 'must be an object of strings' }).optional(),
   execArgv: z.array(z.string(), { error: 'must be an array of strings' }).optional(),
   maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
   maxLogLineLength: option.int(1, 100_000_000).optional(),
   // Removed with the pool of its own: a named refusal says what to do, where "unknown option" would not.
+  abortGraceMs: z.never({ error: 'was renamed: use cancelGraceMs (the same option and rule on every backend)' }).optional(),
   spinWaitUs: z.never({ error: 'was removed: idle threads no longer busy-wait for their next execution; drop this option' }).optional(),
 });
 
@@ -89,7 +94,7 @@ export function resolvePoolOptions(o: WorkerPoolBackendOptions): ResolvedPoolOpt
     idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
     resourceLimits: o.resourceLimits ? { ...o.resourceLimits } : undefined,
     maxExecutionsPerThread: o.maxExecutionsPerThread ?? 0,
-    abortGraceMs: o.abortGraceMs ?? 500,
+    cancelGraceMs: o.cancelGraceMs ?? 500,
     env,
     execArgv: o.execArgv ? [...o.execArgv] : undefined,
     maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,

@@ -24,7 +24,7 @@ export interface ThreadSettings {
   env: Record<string, string>;
   execArgv: string[] | undefined;
   resourceLimits: ResourceLimits | undefined;
-  abortGraceMs: number;
+  cancelGraceMs: number;
 }
 
 /** What the pool learns from a thread: it can take an execution (after its hello, after an answer), or it exited. */
@@ -60,7 +60,7 @@ export class PoolThread<Lane = unknown> {
   readonly exited: Promise<void>;
   readonly #worker: Worker;
   readonly #events: ThreadEvents;
-  readonly #abortGraceMs: number;
+  readonly #cancelGraceMs: number;
   readonly #runner: { id: string; threadId: number };
   /** What the idle thread waits on (ThreadHello.wake). */
   #wake: Int32Array | undefined;
@@ -72,7 +72,7 @@ export class PoolThread<Lane = unknown> {
   constructor(lane: Lane, settings: ThreadSettings, events: ThreadEvents) {
     this.lane = lane;
     this.#events = events;
-    this.#abortGraceMs = settings.abortGraceMs;
+    this.#cancelGraceMs = settings.cancelGraceMs;
     const worker = new Worker(settings.entry, {
       workerData: settings.config,
       env: settings.env,
@@ -188,10 +188,10 @@ export class PoolThread<Lane = unknown> {
     const execution = this.execution;
     if (!execution) return;
     execution.stop = reason;
-    if (reason.code === 'ABORTED' && this.#abortGraceMs > 0) {
+    if (reason.code === 'ABORTED' && this.#cancelGraceMs > 0) {
       // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
       this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeError(reason) } } satisfies HostToThread);
-      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), this.#abortGraceMs);
+      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), this.#cancelGraceMs);
     } else {
       this.end({ kind: 'terminated' });
     }

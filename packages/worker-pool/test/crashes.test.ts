@@ -16,7 +16,7 @@ describe('worker-pool: crashes', () => {
     const backend = backends.make({ maxThreads: 1 });
     const result = await backend.execute({ pluginId: HOSTILE, handlerId, input }, { timeoutMs: 20_000 });
     expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ ...details, pluginId: HOSTILE, handlerId, threadId: result.meta.workerId });
+    expect(result.error.details).toMatchObject({ ...details, pluginId: HOSTILE, handlerId, runnerId: result.meta.runnerId });
     expect(result.error.message).toContain(`thread ${result.meta.workerId}`);
     const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' });
     expectOk(next);

@@ -40,8 +40,8 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     expect(b.meta.runMs).toBeLessThan(400);
   });
 
-  it('terminates a running execution that ignores the abort once abortGraceMs has passed', async () => {
-    const backend = backends.make({ maxThreads: 1, abortGraceMs: 200 });
+  it('terminates a running execution that ignores the abort once cancelGraceMs has passed', async () => {
+    const backend = backends.make({ maxThreads: 1, cancelGraceMs: 200 });
     const controller = new AbortController();
     const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
     await waitFor(async () => (await runners(backend)).busy === 1);
@@ -54,7 +54,7 @@ describe('worker-pool: time limits, cancellation, queue', () => {
   });
 
   it('keeps the thread of a running execution that honours the abort (ctx.signal fires in the thread)', async () => {
-    const backend = backends.make({ maxThreads: 1, abortGraceMs: 5000 });
+    const backend = backends.make({ maxThreads: 1, cancelGraceMs: 5000 });
     const controller = new AbortController();
     const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal });
     await waitFor(async () => (await runners(backend)).busy === 1);

@@ -10,13 +10,14 @@ describe('worker-pool: options', () => {
     [{ maxThreads: 2, minThreads: 3 }, 'minThreads'],
     [{ maxThreads: 2, maxConcurrency: 4 }, 'maxConcurrency'],
     [{ idleTimeoutMs: -1 }, 'idleTimeoutMs'],
-    [{ abortGraceMs: 1.5 }, 'abortGraceMs'],
+    [{ cancelGraceMs: 1.5 }, 'cancelGraceMs'],
     [{ maxExecutionsPerThread: 'often' }, 'maxExecutionsPerThread'],
     [{ resourceLimits: { heap: 10 } }, 'resourceLimits.heap'],
     [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
-    [{ maxThreds: 2 }, 'maxThreds'],
+    [{ maxThreds: 2 }, 'maxThreds: unknown option; did you mean "maxThreads"?'],
+    [{ abortGraceMs: 100 }, 'abortGraceMs: was renamed: use cancelGraceMs'],
   ])('rejects %j naming %s', (options, path) => {
     let thrown: unknown;
     try {

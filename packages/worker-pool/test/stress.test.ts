@@ -46,7 +46,7 @@ describe('worker-pool: stress', () => {
     try {
       const threadsBefore = osThreads();
       const resourcesBefore = resources();
-      const backend = backends.make({ maxThreads: 2, minThreads: 2, abortGraceMs: 25 });
+      const backend = backends.make({ maxThreads: 2, minThreads: 2, cancelGraceMs: 25 });
       const kinds = plan();
       const settled = new Array<number>(TOTAL).fill(0);
       const results = new Array<ExecutionResult | undefined>(TOTAL);
