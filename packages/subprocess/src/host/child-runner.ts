@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { serializeError } from '@kb-labs/plugin-execution-core';
-import { HostSession, PROTOCOL_VERSION, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
@@ -74,6 +74,8 @@ export class ChildRunner {
   #end: ChildEnd | undefined;
   #lineSink: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
   readonly #pipesClosed: Promise<unknown>;
+  /** stdout and stderr have both ended. */
+  readonly #outputClosed: Promise<unknown>;
 
   constructor(options: ChildRunnerOptions) {
     this.#options = options;
@@ -98,7 +100,8 @@ export class ChildRunner {
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;
     const closed = (stream: NodeJS.EventEmitter | null | undefined) =>
       stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve();
-    this.#pipesClosed = Promise.all([closed(child.stdout), closed(child.stderr), closed(child.stdio[3] as Socket | null), closed(child.stdio[4] as Socket | null)]);
+    this.#outputClosed = Promise.all([closed(child.stdout), closed(child.stderr)]);
+    this.#pipesClosed = Promise.all([this.#outputClosed, closed(child.stdio[3] as Socket | null), closed(child.stdio[4] as Socket | null)]);
     const capture = (stream: 'stdout' | 'stderr') => ({
       maxLineLength: options.maxLogLineLength,
       maxChars: options.maxOutputPerStream,
@@ -235,11 +238,11 @@ export class ChildRunner {
       this.#session.close();
       // The execution is over; the child (and anything it started) is discarded at once.
       this.#killGroup('SIGKILL');
-      // Settle without waiting ~2-3 ms for the kernel to tear the process down: nothing in
-      // the group runs another instruction after SIGKILL, and shutdown still waits for
-      // `ended`. The child flushed its stdout and stderr before sending the result, so one
-      // turn of the loop lets those bytes in before the streams stop delivering.
-      setImmediate(() => this.#settleRun());
+      // Settle once stdout and stderr have reached their end (the kill closes them within a
+      // few ms): the child flushed both before it sent the result, but on a loaded machine
+      // those bytes can be read after the result frame, and lines read after the result would
+      // be lost. Bounded, because a grandchild that left the group could hold a pipe open.
+      void settlesWithin(this.#outputClosed, DRAIN_MS).then(() => this.#settleRun());
     }
   }
 

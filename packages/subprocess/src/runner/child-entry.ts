@@ -90,12 +90,26 @@ async function start(message: ChildRunMessage): Promise<void> {
   // The host stops reading stdout and stderr soon after the result: hand them to the OS first
   // (they are asynchronous pipes on some platforms).
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  // And close them: the host settles the execution once both have ended, so that no line written
+  // before the result can be read after it; closed here, they end now rather than when the
+  // kernel has torn this process down after the host's SIGKILL.
+  closeOutput();
   try {
     channel.send(result);
   } catch (error) {
     channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error)) });
   }
   // Stay alive: the host kills this child (and its process group) once it has the result.
+}
+
+function closeOutput(): void {
+  for (const fd of [1, 2]) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Already closed by the handler.
+    }
+  }
 }
 
 function drained(stream: NodeJS.WriteStream): Promise<void> {
