@@ -54,7 +54,8 @@ export function stopSignal(control: DispatchControl): AbortSignal {
 export class ExecutionControl implements DispatchControl {
   #over = false;
   #stopReason: KnownExecutionError | undefined;
-  #listeners: StopListener[] | undefined;
+  #first: StopListener | undefined;
+  #more: StopListener[] | undefined;
   readonly #task: RunnerTask;
   readonly #permissions: PermissionSpec;
   readonly #options: ExecuteOptions;
@@ -82,19 +83,23 @@ export class ExecutionControl implements DispatchControl {
     const reason = this.#stopReason;
     if (reason) {
       queueMicrotask(() => listener(reason));
-      return () => {};
+      return noop;
     }
-    (this.#listeners ??= []).push(listener);
+    // Most executions have one or two listeners (the lifecycle's, the backend's): fields, not an array.
+    if (!this.#first) this.#first = listener;
+    else (this.#more ??= []).push(listener);
     return () => {
-      const at = this.#listeners?.indexOf(listener) ?? -1;
-      if (at >= 0) this.#listeners!.splice(at, 1);
+      if (this.#first === listener) this.#first = undefined;
+      const at = this.#more?.indexOf(listener) ?? -1;
+      if (at >= 0) this.#more!.splice(at, 1);
     };
   }
 
   /** The result is decided by the runner: nothing more is relayed. */
   end(): void {
     this.#over = true;
-    this.#listeners = undefined;
+    this.#first = undefined;
+    this.#more = undefined;
   }
 
   /** Decide the result as `reason` and tell the backend to stop its runner. */
@@ -102,11 +107,13 @@ export class ExecutionControl implements DispatchControl {
     if (this.#over) return;
     this.#over = true;
     this.#stopReason = reason;
-    const listeners = this.#listeners;
-    this.#listeners = undefined;
-    for (const listener of listeners ?? []) {
+    const first = this.#first;
+    const more = this.#more;
+    this.#first = undefined;
+    this.#more = undefined;
+    for (const listener of more ? [first, ...more] : [first]) {
       try {
-        listener(reason);
+        listener?.(reason);
       } catch {
         // A backend's listener that throws must not keep the others from stopping.
       }
@@ -153,3 +160,5 @@ export class ExecutionControl implements DispatchControl {
     return channel.call(method, args);
   }
 }
+
+function noop(): void {}
