@@ -4,24 +4,16 @@
  * docs/backend-authors.md and one backend (packages/in-process is the smallest).
  */
 // The base class and what it hands to `dispatch`.
-export { BaseBackend, type BackendDefaults } from './base-backend.js';
-export { stopSignal, type DispatchControl, type RunnerInfo, type StopListener } from './execution-control.js';
-export { BackendOptionsSchema, nearest, option, parseOptions } from './backend-options.js';
-export { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
+export { BaseBackend, type BackendDefaults } from './host/base-backend.js';
+export { stopSignal, type DispatchControl, type RunnerInfo, type StopListener } from './host/execution-control.js';
+export { BackendOptionsSchema, nearest, option, parseOptions } from './host/backend-options.js';
+export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
 // Running a handler, and the protocol between the host and a runner elsewhere.
-export { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
-export {
-  HostSession,
-  PROTOCOL_VERSION,
-  RunnerSession,
-  unserializableError,
-  unwrapRunnerResult,
-  type HostServices,
-  type HostToRunner,
-  type RunnerResult,
-  type RunnerToHost,
-} from './runner-protocol.js';
-export { createPlatformProxy, type PlatformCall } from './platform-proxy.js';
+export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
+export { HostSession, type HostServices } from './host/host-session.js';
+export { PROTOCOL_VERSION, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
+export { RunnerSession } from './runner/runner-session.js';
+export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';
 export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Errors and values from untrusted runners.

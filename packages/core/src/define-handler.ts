@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { ContextDescriptor } from './request.js';
+import type { ContextDescriptor } from './host/request.js';
 
 export interface HandlerLogger {
   debug(message: string, fields?: Record<string, unknown>): void;

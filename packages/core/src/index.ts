@@ -41,13 +41,13 @@ export type {
   LatencySummary,
   ShutdownOptions,
 } from './types.js';
-export type { BackendOptions } from './backend-options.js';
-export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './request.js';
-export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './manifest.js';
-export { mergePermissions, missingPermissions, type PermissionSpec } from './permissions.js';
-export { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
-export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './workspace-manager.js';
-export type { Platform } from './platform-gateway.js';
+export type { BackendOptions } from './host/backend-options.js';
+export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
+export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
+export { mergePermissions, missingPermissions, type PermissionSpec } from './host/permissions.js';
+export { PluginRegistry, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
+export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';
+export type { Platform } from './host/platform-gateway.js';
 export {
   defineHandler,
   type ChannelContext,

@@ -8,15 +8,9 @@
  * family — so it imports this entry and starts without zod. Nothing here may import
  * permissions.ts, manifest.ts, request.ts or anything else that builds a schema at load time.
  */
-export {
-  PROTOCOL_VERSION,
-  RunnerSession,
-  unserializableError,
-  type HostToRunner,
-  type RunnerResult,
-  type RunnerToHost,
-} from './runner-protocol.js';
-export { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
+export { PROTOCOL_VERSION, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
+export { RunnerSession } from './runner/runner-session.js';
+export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
 export { ExecutionError, HandlerError, PermissionDeniedError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';

@@ -1,5 +1,5 @@
 import type { ErrorCode, KnownExecutionError } from './errors.js';
-import type { ExecuteOptions, ExecutionRequest } from './request.js';
+import type { ExecuteOptions, ExecutionRequest } from './host/request.js';
 
 /**
  * A backend's name, as `meta.backend` and `stats().backend` report it. Open: a backend built on

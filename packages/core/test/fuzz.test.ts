@@ -9,8 +9,8 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { ERROR_CODES, HandlerError, PluginRegistry, ValidationError, WorkspaceError, WorkspaceManager, deserializeError, isExecutionError, serializeError } from '../src/index.js';
 import { parseWith, toHandlerError } from '../src/backend-kit.js';
-import { ExecutionRequestSchema } from '../src/request.js';
-import { unsafeExecutionIdReason } from '../src/workspace-manager.js';
+import { ExecutionRequestSchema } from '../src/host/request.js';
+import { unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const NUM_RUNS = Number(process.env.FUZZ_RUNS) || 200;

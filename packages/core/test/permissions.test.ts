@@ -1,7 +1,7 @@
 import { PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
 import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
-import { PermissionSpecSchema, allowsPlatformCall, assertGranted } from '../src/permissions.js';
-import { invokePlatform } from '../src/platform-gateway.js';
+import { PermissionSpecSchema, allowsPlatformCall, assertGranted } from '../src/host/permissions.js';
+import { invokePlatform } from '../src/host/platform-gateway.js';
 import { describe, expect, it } from 'vitest';
 
 const subject = { pluginId: '@t/plugin', handlerId: 'run' };

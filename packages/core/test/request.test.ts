@@ -1,6 +1,6 @@
 import { ValidationError } from '../src/index.js';
 import { cloneForWire, formatPath, parseWith, validationError } from '../src/backend-kit.js';
-import { ContextDescriptorSchema, ExecutionRequestSchema, validateExecuteOptions } from '../src/request.js';
+import { ContextDescriptorSchema, ExecutionRequestSchema, validateExecuteOptions } from '../src/host/request.js';
 import { validateWithForeignSchema } from '../src/validation.js';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';

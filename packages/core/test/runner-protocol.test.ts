@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { AbortedError, HandlerError, HandlerNotFoundError, PermissionDeniedError, TimeoutError, ValidationError, serializeError, type PermissionSpec, type Platform } from '../src/index.js';
 import { HostSession, PROTOCOL_VERSION, RunnerSession, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerTask, type RunnerToHost } from '../src/backend-kit.js';
-import { invokePlatform } from '../src/platform-gateway.js';
+import { invokePlatform } from '../src/host/platform-gateway.js';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const ENTRY = fileURLToPath(new URL('./fixtures/handlers/protocol.mjs', import.meta.url));

@@ -1,6 +1,6 @@
 import { AbortedError, QueueFullError, ShuttingDownError } from '../src/index.js';
-import { LatencyRecorder } from '../src/latency-recorder.js';
-import { Scheduler, type Slot } from '../src/scheduler.js';
+import { LatencyRecorder } from '../src/host/latency-recorder.js';
+import { Scheduler, type Slot } from '../src/host/scheduler.js';
 import { describe, expect, it } from 'vitest';
 
 /** Acquire and require an immediate slot. */

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
-import { MAX_EXECUTION_ID_LENGTH, removeTree, unsafeExecutionIdReason } from '../src/workspace-manager.js';
+import { MAX_EXECUTION_ID_LENGTH, removeTree, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);

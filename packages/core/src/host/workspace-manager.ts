@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { WorkspaceError } from './errors.js';
+import { WorkspaceError } from '../errors.js';
 
 export interface WorkspaceManagerOptions {
   /** Folder under which execution directories are created (made 0700 if missing). */

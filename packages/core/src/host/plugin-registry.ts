@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { HandlerNotFoundError, ValidationError } from './errors.js';
+import { HandlerNotFoundError, ValidationError } from '../errors.js';
 import { MANIFEST_FILE, PluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
-import { parseWith, validationError } from './validation.js';
+import { parseWith, validationError } from '../validation.js';
 
 /** A plugin as the host gives it: a folder holding `kb.plugin.json`, or a folder plus an in-memory manifest. */
 export type PluginSource = string | { root: string; manifest: unknown };

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import type { ValidationIssue } from './error-details.js';
+import type { ValidationIssue } from '../error-details.js';
 import type { PermissionSpec } from './permissions.js';
 import { PermissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
-import { formatPath, validationError } from './validation.js';
+import { formatPath, validationError } from '../validation.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */

@@ -1,4 +1,4 @@
-import type { LatencySummary } from './types.js';
+import type { LatencySummary } from '../types.js';
 
 /** Keeps the last `capacity` samples in a ring; percentiles are computed on demand (stats are rare, samples are hot). */
 export class LatencyRecorder {

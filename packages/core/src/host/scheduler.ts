@@ -1,4 +1,4 @@
-import { AbortedError, QueueFullError, type ExecutionError } from './errors.js';
+import { AbortedError, QueueFullError, type ExecutionError } from '../errors.js';
 
 export interface SchedulerOptions {
   /** Executions running at once. */

@@ -1,18 +1,18 @@
 import type { z } from 'zod';
 import { BackendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
-import { ShuttingDownError, ValidationError, isExecutionError, type ErrorCode, type KnownExecutionError } from './errors.js';
+import { ShuttingDownError, ValidationError, isExecutionError, type ErrorCode, type KnownExecutionError } from '../errors.js';
 import { Execution, type ExecutionHost } from './execution.js';
 import type { DispatchControl } from './execution-control.js';
-import type { RunnerTask } from './handler-runtime.js';
+import type { RunnerTask } from '../runner/handler-runtime.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import type { PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
-import { settlesWithin } from './settles-within.js';
+import { settlesWithin } from '../settles-within.js';
 import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
-import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from './types.js';
+import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** What a backend tells the base class about itself. */

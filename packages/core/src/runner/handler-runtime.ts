@@ -1,14 +1,14 @@
 import { access } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import type { ChannelContext, HandlerContext, HandlerLogger } from './define-handler.js';
-import { isDefinedHandler } from './define-handler.js';
-import { isSerializedError } from './error-wire.js';
-import { HandlerNotFoundError, toHandlerError } from './errors.js';
-import { toWireValue } from './wire-value.js';
-import type { PermissionSpec } from './permissions.js';
-import type { Platform } from './platform-gateway.js';
-import type { ContextDescriptor, LogEntry } from './request.js';
-import { validateWithForeignSchema } from './validation.js';
+import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
+import { isDefinedHandler } from '../define-handler.js';
+import { isSerializedError } from '../error-wire.js';
+import { HandlerNotFoundError, toHandlerError } from '../errors.js';
+import { toWireValue } from '../wire-value.js';
+import type { PermissionSpec } from '../host/permissions.js';
+import type { Platform } from '../host/platform-gateway.js';
+import type { ContextDescriptor, LogEntry } from '../host/request.js';
+import { validateWithForeignSchema } from '../validation.js';
 
 /**
  * Everything a runner needs to execute one handler. Plain data: it is what the host sends to a

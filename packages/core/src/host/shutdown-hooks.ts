@@ -1,4 +1,4 @@
-import { settlesWithin } from './settles-within.js';
+import { settlesWithin } from '../settles-within.js';
 
 export type ShutdownListener = () => void | Promise<void>;
 

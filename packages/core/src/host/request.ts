@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { ValidationError } from './errors.js';
-import { parseWith, validationError, type ValidationIssue } from './validation.js';
+import { ValidationError } from '../errors.js';
+import { parseWith, validationError, type ValidationIssue } from '../validation.js';
 import { PermissionSpecSchema } from './permissions.js';
 import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
 

@@ -1,9 +1,9 @@
-import { PermissionDeniedError, ValidationError } from './errors.js';
+import { PermissionDeniedError, ValidationError } from '../errors.js';
 import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from './permissions.js';
 
-import type { Platform } from './platform-proxy.js';
+import type { Platform } from '../runner/platform-proxy.js';
 
-export type { Platform } from './platform-proxy.js';
+export type { Platform } from '../runner/platform-proxy.js';
 
 /** Names that reach an object's machinery rather than a service method, whatever the service is. */
 const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__']);

@@ -1,37 +1,9 @@
-import { deserializeError, serializeError, type SerializedError } from './error-wire.js';
-import { AbortedError, ValidationError, toHandlerError } from './errors.js';
+import { serializeError, deserializeError } from '../error-wire.js';
+import { AbortedError, ValidationError, toHandlerError } from '../errors.js';
+import type { LogEntry } from '../host/request.js';
+import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
 import { createPlatformProxy, type Platform } from './platform-proxy.js';
-import type { LogEntry } from './request.js';
-
-/**
- * The host⇄runner protocol, shared by every out-of-process backend (worker threads, child
- * processes). Transport is the backend's business (a MessagePort, framed pipe bytes); the
- * messages and both endpoints live here, once.
- */
-export const PROTOCOL_VERSION = 1;
-
-export type HostToRunner =
-  | { type: 'run'; task: RunnerTask }
-  | { type: 'cancel'; reason: SerializedError }
-  | { type: 'rpc-reply'; id: number; ok: true; value: unknown }
-  | { type: 'rpc-reply'; id: number; ok: false; error: SerializedError };
-
-export type RunnerToHost =
-  | { type: 'ready'; version: number; pid?: number }
-  | { type: 'log'; level: LogEntry['level']; message: string; fields?: Record<string, unknown> }
-  | { type: 'event'; event: unknown }
-  | { type: 'rpc'; id: number; target: 'platform' | 'channel'; service: string; method: string; args: unknown[] }
-  | RunnerResult;
-
-export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type: 'result'; ok: false; error: SerializedError };
-
-/** What a DataCloneError looks like when a value cannot go over the wire. */
-export function unserializableError(what: string, error: unknown): ValidationError {
-  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}`, {
-    details: { what, reason: 'not-serializable' },
-  });
-}
 
 /**
  * Runner side of one execution: runs the task with `ctx.platform` / `ctx.channel` as RPC
@@ -161,88 +133,4 @@ export class RunnerSession implements RuntimeEnvironment {
 function handled<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => undefined);
   return promise;
-}
-
-/** Host-side services an out-of-process backend wires a runner's messages to. */
-export interface HostServices {
-  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream?: LogEntry['stream']): void;
-  emit(event: unknown): void;
-  callPlatform(service: string, method: string, args: unknown[]): Promise<unknown>;
-  callChannel(method: string, args: unknown[]): Promise<unknown>;
-}
-
-/**
- * Host side of one execution: answers a runner's RPCs through the governed platform gateway,
- * forwards logs and events, and turns the runner's `result` into data or an ExecutionError.
- * Replies after the execution has ended are dropped.
- */
-export class HostSession {
-  readonly #services: HostServices;
-  readonly #send: (message: HostToRunner) => void;
-  #closed = false;
-
-  constructor(services: HostServices, send: (message: HostToRunner) => void) {
-    this.#services = services;
-    this.#send = send;
-  }
-
-  /** Handle one runner message; returns the result message when the runner finished. */
-  handle(message: RunnerToHost): RunnerResult | undefined {
-    switch (message?.type) {
-      case 'log':
-        this.#services.log(message.level, String(message.message), message.fields, 'logger');
-        return undefined;
-      case 'event':
-        this.#services.emit(message.event);
-        return undefined;
-      case 'rpc':
-        this.#answer(message);
-        return undefined;
-      case 'result':
-        this.#closed = true;
-        return message;
-      default:
-        return undefined;
-    }
-  }
-
-  /** Stop answering (the execution is over or the runner is gone). */
-  close(): void {
-    this.#closed = true;
-  }
-
-  #answer(message: Extract<RunnerToHost, { type: 'rpc' }>): void {
-    const { id, target, service, method } = message;
-    const args = Array.isArray(message.args) ? message.args : [];
-    const call =
-      target === 'channel'
-        ? this.#services.callChannel(String(method), args)
-        : this.#services.callPlatform(String(service), String(method), args);
-    call.then(
-      (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id),
-      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(error) }, id),
-    );
-  }
-
-  #reply(message: HostToRunner, id: number): void {
-    if (this.#closed) return;
-    try {
-      this.#send(message);
-    } catch (error) {
-      if (this.#closed) return;
-      const wire = serializeError(unserializableError('platform call result', error));
-      try {
-        this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
-      } catch {
-        // The transport itself is gone; the execution's own failure path reports it.
-      }
-    }
-  }
-}
-
-/** Turn a runner's result message into the value or the error the host reports. */
-export function unwrapRunnerResult(result: RunnerResult): unknown {
-  if (result.ok) return result.data;
-  const error = deserializeError(result.error);
-  throw toHandlerError(error);
 }

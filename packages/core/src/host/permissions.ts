@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { z } from 'zod';
-import { PermissionDeniedError } from './errors.js';
+import { PermissionDeniedError } from '../errors.js';
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 

@@ -1,10 +1,10 @@
-import { AbortedError, ValidationError, type KnownExecutionError } from './errors.js';
-import type { RunnerTask } from './handler-runtime.js';
+import { AbortedError, ValidationError, type KnownExecutionError } from '../errors.js';
+import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec, PermissionSubject } from './permissions.js';
 import { invokePlatform, type Platform } from './platform-gateway.js';
 import type { ExecuteOptions, LogEntry } from './request.js';
-import type { HostServices } from './runner-protocol.js';
-import type { ExecutionMeta } from './types.js';
+import type { HostServices } from './host-session.js';
+import type { ExecutionMeta } from '../types.js';
 
 /** Who runs an execution, as `meta` reports it. */
 export interface RunnerInfo {

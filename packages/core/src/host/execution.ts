@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from './errors.js';
+import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { ExecutionControl } from './execution-control.js';
-import type { RunnerTask } from './handler-runtime.js';
+import type { RunnerTask } from '../runner/handler-runtime.js';
 import { assertGranted, type PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
 import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
 import type { Scheduler, Slot } from './scheduler.js';
-import { settlesWithin } from './settles-within.js';
-import type { ExecutionMeta, ExecutionResult } from './types.js';
+import { settlesWithin } from '../settles-within.js';
+import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
 
 /** How long a stopped execution's result waits for its runner to be gone before returning anyway. */

@@ -1,0 +1,81 @@
+import { serializeError } from '../error-wire.js';
+import type { LogEntry } from './request.js';
+import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
+
+/** Host-side services an out-of-process backend wires a runner's messages to. */
+export interface HostServices {
+  log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream?: LogEntry['stream']): void;
+  emit(event: unknown): void;
+  callPlatform(service: string, method: string, args: unknown[]): Promise<unknown>;
+  callChannel(method: string, args: unknown[]): Promise<unknown>;
+}
+
+/**
+ * Host side of one execution: answers a runner's RPCs through the governed platform gateway,
+ * forwards logs and events, and turns the runner's `result` into data or an ExecutionError.
+ * Replies after the execution has ended are dropped.
+ */
+export class HostSession {
+  readonly #services: HostServices;
+  readonly #send: (message: HostToRunner) => void;
+  #closed = false;
+
+  constructor(services: HostServices, send: (message: HostToRunner) => void) {
+    this.#services = services;
+    this.#send = send;
+  }
+
+  /** Handle one runner message; returns the result message when the runner finished. */
+  handle(message: RunnerToHost): RunnerResult | undefined {
+    switch (message?.type) {
+      case 'log':
+        this.#services.log(message.level, String(message.message), message.fields, 'logger');
+        return undefined;
+      case 'event':
+        this.#services.emit(message.event);
+        return undefined;
+      case 'rpc':
+        this.#answer(message);
+        return undefined;
+      case 'result':
+        this.#closed = true;
+        return message;
+      default:
+        return undefined;
+    }
+  }
+
+  /** Stop answering (the execution is over or the runner is gone). */
+  close(): void {
+    this.#closed = true;
+  }
+
+  #answer(message: Extract<RunnerToHost, { type: 'rpc' }>): void {
+    const { id, target, service, method } = message;
+    const args = Array.isArray(message.args) ? message.args : [];
+    const call =
+      target === 'channel'
+        ? this.#services.callChannel(String(method), args)
+        : this.#services.callPlatform(String(service), String(method), args);
+    call.then(
+      (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id),
+      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(error) }, id),
+    );
+  }
+
+  #reply(message: HostToRunner, id: number): void {
+    if (this.#closed) return;
+    try {
+      this.#send(message);
+    } catch (error) {
+      if (this.#closed) return;
+      const wire = serializeError(unserializableError('platform call result', error));
+      try {
+        this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
+      } catch {
+        // The transport itself is gone; the execution's own failure path reports it.
+      }
+    }
+  }
+}
+
