@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { ShuttingDownError, ValidationError, type BackendHealth, type BackendOptions, type BackendStats, type ExecuteOptions, type KnownExecutionError, type ExecutionRequest, type ExecutionResult, type IExecutionBackend, type PluginSource, type RegisteredPlugin, type ShutdownOptions } from '@kb-labs/plugin-execution-core';
+import { ShuttingDownError, ValidationError, type BackendHealth, type BackendStats, type ExecuteOptions, type KnownExecutionError, type ExecutionRequest, type ExecutionResult, type IExecutionBackend, type PluginSource, type RegisteredPlugin, type ShutdownOptions } from '@kb-labs/plugin-execution-core';
 import { ShutdownHooks, toInternalError, type ShutdownListener } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
 import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';

@@ -1,5 +1,5 @@
 import type { ResourceLimits } from 'node:worker_threads';
-import { ShuttingDownError, ValidationError, type ExecutionError } from '@kb-labs/plugin-execution-core';
+import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-core';
 import { settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';

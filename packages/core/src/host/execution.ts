@@ -100,13 +100,18 @@ export class Execution {
       if (admitted) await admitted;
       outcome = await this.#dispatch(task, opts);
     } catch (error) {
-      outcome = { ok: false, error: toInternalError(error, `the ${this.#host.type} backend`) };
+      outcome = { ok: false, error: this.#internal(error) };
     }
     const released = this.#release();
     if (released) await released;
     this.meta.durationMs = round(performance.now() - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = randomUUID();
     return outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
+  }
+
+  /** A failure of this backend's own code (ours pass through as they are): never the handler's fault. */
+  #internal(error: unknown): KnownExecutionError {
+    return toInternalError(error, `the ${this.#host.type} backend`);
   }
 
   /** Stop it now with `reason` (shutdown); a no-op once its result is decided. */
@@ -233,7 +238,7 @@ export class Execution {
       };
       dispatched.then(
         (data) => settle({ ok: true, data }),
-        (error: unknown) => settle({ ok: false, error: toInternalError(error, `the ${host.type} backend`) }),
+        (error: unknown) => settle({ ok: false, error: this.#internal(error) }),
       );
     });
   }

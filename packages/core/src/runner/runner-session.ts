@@ -1,5 +1,5 @@
 import { serializeError, deserializeError } from '../error-wire.js';
-import { AbortedError, ValidationError, toHandlerError } from '../errors.js';
+import { AbortedError } from '../errors.js';
 import type { LogEntry } from '../host/request.js';
 import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
