@@ -113,7 +113,7 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
     this.#inflight++;
-    return new Execution(this.#host).run(request, options).then((result) => this.#count(result)) as Promise<ExecutionResult<T>>;
+    return new Execution(this.#host).run(request, options) as Promise<ExecutionResult<T>>;
   }
 
   async stats(): Promise<BackendStats> {
@@ -208,7 +208,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     });
   }
 
-  #count(result: ExecutionResult): ExecutionResult {
+  #count(result: ExecutionResult): void {
     if (--this.#inflight === 0 && this.#onIdle) {
       const idle = this.#onIdle;
       this.#onIdle = undefined;
@@ -220,7 +220,6 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.#latency.total.record(result.meta.durationMs);
     this.#latency.wait.record(result.meta.queueWaitMs);
     this.#latency.run.record(result.meta.runMs);
-    return result;
   }
 
   /** What the executions of this backend share, as the lifecycle sees it. */
@@ -249,6 +248,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         return { turn, done };
       },
       dispatch: (task, control) => this.dispatch(task, control),
+      finished: (result) => this.#count(result),
       track: (release) => {
         this.#releases.add(release);
         void release.finally(() => this.#releases.delete(release));

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { assertGranted, type PermissionSpec } from './permissions.js';
@@ -13,6 +14,8 @@ import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
 
 /** How long a stopped execution's result waits for its runner to be gone before returning anyway. */
 const STOP_SETTLE_MS = 1000;
+/** Every execution's time limit, on one timer per distinct limit. */
+const deadlines = new Deadlines();
 
 export type Outcome = { ok: true; data: unknown } | { ok: false; error: KnownExecutionError };
 
@@ -34,6 +37,8 @@ export interface ExecutionHost {
   /** Orders workspace creation: dispatches follow admission order. */
   takeTurn(): { turn: Promise<void>; done: () => void };
   dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
+  /** The result, just before the caller gets it (stats). */
+  finished(result: ExecutionResult): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
   track(release: Promise<unknown>): void;
   /** Shutdown's way to stop what runs. */
@@ -78,8 +83,11 @@ export class Execution {
   readonly #t0 = performance.now();
   readonly #held = new Holdings();
   #control: ExecutionControl | undefined;
-  #settled: Promise<unknown> = Promise.resolve();
+  /** What dispatch returned: a stopped execution's release waits for it to settle. */
+  #dispatched: Promise<unknown> | undefined;
   #keepWorkspace = false;
+  /** `performance.now()` when the result was decided, once dispatched. */
+  #decidedAt: number | undefined;
   #leaseDir: string | undefined;
 
   constructor(host: ExecutionHost) {
@@ -104,9 +112,12 @@ export class Execution {
     }
     const released = this.#release();
     if (released) await released;
-    this.meta.durationMs = round(performance.now() - this.#t0);
+    // Released on the spot (the common case): the end is when the result was decided.
+    this.meta.durationMs = round((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = randomUUID();
-    return outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
+    const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
+    this.#host.finished(result);
+    return result;
   }
 
   /** A failure of this backend's own code (ours pass through as they are): never the handler's fault. */
@@ -201,26 +212,25 @@ export class Execution {
     const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform));
     const startedAt = performance.now();
     this.meta.queueWaitMs = round(startedAt - this.#t0);
+    const limitMs = task.timeoutMs;
     return new Promise<Outcome>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
       const decide = (outcome: Outcome) => {
-        clearTimeout(timer);
+        deadlines.cancel(limitMs, deadline);
         opts.signal?.removeEventListener('abort', onAbort);
         host.running.delete(this);
-        this.meta.runMs = round(performance.now() - startedAt);
+        const decidedAt = (this.#decidedAt = performance.now());
+        this.meta.runMs = round(decidedAt - startedAt);
         resolve(outcome);
       };
       control.onStop((error) => decide({ ok: false, error }));
       const onAbort = () =>
         control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } }));
-      timer = setTimeout(
-        () =>
-          control.stop(
-            new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
-              details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
-            }),
-          ),
-        task.timeoutMs,
+      const deadline = deadlines.add(limitMs, startedAt, () =>
+        control.stop(
+          new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
+            details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
+          }),
+        ),
       );
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       host.running.add(this);
@@ -230,7 +240,7 @@ export class Execution {
       } catch (error) {
         dispatched = Promise.reject(error);
       }
-      this.#settled = dispatched.then(noop, noop);
+      this.#dispatched = dispatched;
       const settle = (outcome: Outcome) => {
         if (control.over) return;
         control.end();
@@ -256,13 +266,14 @@ export class Execution {
   }
 
   async #releaseLater(stopped: boolean): Promise<void> {
-    const runnerGone = stopped && !this.#host.releaseSlotOnStop ? await settlesWithin(this.#settled, STOP_SETTLE_MS) : true;
+    const settled = (this.#dispatched ?? Promise.resolve()).then(noop, noop);
+    const runnerGone = stopped && !this.#host.releaseSlotOnStop ? await settlesWithin(settled, STOP_SETTLE_MS) : true;
     if (this.#leaseDir !== undefined) {
       this.meta.artifacts = await listArtifacts(this.#leaseDir);
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
     }
     if (runnerGone) await this.#held.releaseAll();
-    else this.#host.track(this.#settled.then(() => this.#held.releaseAll()));
+    else this.#host.track(settled.then(() => this.#held.releaseAll()));
   }
 }
 

@@ -1,0 +1,63 @@
+/**
+ * The time limits of running executions, on one timer per distinct limit instead of a timer per
+ * execution. Executions with the same limit expire in the order they started, so each limit keeps
+ * an insertion-ordered set whose first entry is the next to expire; its timer is armed for that
+ * entry and re-armed, when it fires, for the next one. Starting and ending an execution are then a
+ * Set insert and delete, where a timer of its own costs an allocation, a timer-list insert and an
+ * unenroll (docs/benchmarks.md, in-process overhead).
+ *
+ * While a limit has executions its timer keeps the process alive, as a timer of their own would;
+ * once it has none, its timer no longer does.
+ */
+export interface Deadline {
+  /** `performance.now()` at which it expires. */
+  readonly at: number;
+  readonly expire: () => void;
+}
+
+interface LimitTimers {
+  readonly limitMs: number;
+  readonly pending: Set<Deadline>;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export class Deadlines {
+  readonly #byLimit = new Map<number, LimitTimers>();
+
+  /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
+  add(limitMs: number, now: number, expire: () => void): Deadline {
+    let limit = this.#byLimit.get(limitMs);
+    if (!limit) this.#byLimit.set(limitMs, (limit = { limitMs, pending: new Set(), timer: undefined }));
+    const deadline: Deadline = { at: now + limitMs, expire };
+    const wasEmpty = limit.pending.size === 0;
+    limit.pending.add(deadline);
+    // An armed timer fires no later than this deadline: it was armed for one that started earlier.
+    if (!limit.timer) limit.timer = setTimeout(() => this.#fire(limit), limitMs);
+    else if (wasEmpty) limit.timer.ref();
+    return deadline;
+  }
+
+  cancel(limitMs: number, deadline: Deadline): void {
+    const limit = this.#byLimit.get(limitMs);
+    if (limit?.pending.delete(deadline) && limit.pending.size === 0) limit.timer?.unref();
+  }
+
+  #fire(limit: LimitTimers): void {
+    limit.timer = undefined;
+    const now = performance.now();
+    for (const deadline of limit.pending) {
+      if (deadline.at > now) break;
+      limit.pending.delete(deadline);
+      try {
+        deadline.expire();
+      } catch {
+        // One expiry that throws must not keep the others from expiring.
+      }
+    }
+    // An expiry may have started another execution (and armed a timer for it): arm for the first.
+    clearTimeout(limit.timer);
+    const first: Deadline | undefined = limit.pending.values().next().value;
+    if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.at - performance.now())));
+    else if (this.#byLimit.get(limit.limitMs) === limit) this.#byLimit.delete(limit.limitMs);
+  }
+}
