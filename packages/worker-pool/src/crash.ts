@@ -16,35 +16,30 @@ export type WorkerCrashDetails = ErrorDetailsByCode['WORKER_CRASHED'];
  */
 export function crashError(thread: PoolThread, k: number, task: RunnerTask, heapLimitMb: number | undefined): WorkerCrashedError {
   const where = `Worker thread ${thread.id} running handler "${task.handlerId}" of plugin "${task.pluginId}"`;
-  const exit = thread.exitCode !== undefined ? { exitCode: thread.exitCode } : {};
-  const base = { runnerId: `thread:${thread.id}`, pluginId: task.pluginId, handlerId: task.handlerId, ...exit };
+  const base = { runnerId: `thread:${thread.id}`, pluginId: task.pluginId, handlerId: task.handlerId, ...exitCodeOf(thread.exitCode) };
+  const crashed = (message: string, details: WorkerCrashDetails, cause?: unknown) =>
+    new WorkerCrashedError(message, { details: { ...details }, ...(cause !== undefined ? { cause } : {}) });
   const error = thread.error as (Error & { code?: unknown }) | undefined;
 
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-    const details: WorkerCrashDetails = { reason: 'oom', message: String(error.message), ...base, ...(heapLimitMb !== undefined ? { heapLimitMb } : {}) };
     const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';
-    return new WorkerCrashedError(`${where} ran out of memory${limit}`, { details: { ...details }, cause: error });
+    return crashed(`${where} ran out of memory${limit}`, { reason: 'oom', message: String(error.message), ...base, ...(heapLimitMb !== undefined ? { heapLimitMb } : {}) }, error);
   }
-
   // The thread's own words about this execution; a fatal error outranks the exit that follows it.
   const mine = thread.reports.filter((r) => r.k === k);
   const report = mine.find((r) => r.reason !== 'exit') ?? mine[0];
   if (report && report.reason !== 'exit' && report.error) {
     const cause = deserializeError(report.error);
-    const details: WorkerCrashDetails = { reason: report.reason, message: cause.message, ...base };
     const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
-    return new WorkerCrashedError(`${where} died of ${what}: ${cause.message}`, { details: { ...details }, cause });
+    return crashed(`${where} died of ${what}: ${cause.message}`, { reason: report.reason, message: cause.message, ...base }, cause);
   }
   if (error !== undefined) {
     const message = error instanceof Error ? error.message : String(error);
-    const details: WorkerCrashDetails = { reason: 'uncaught-exception', message, ...base };
-    return new WorkerCrashedError(`${where} died of an uncaught exception: ${message}`, { details: { ...details }, cause: error });
+    return crashed(`${where} died of an uncaught exception: ${message}`, { reason: 'uncaught-exception', message, ...base }, error);
   }
   const exitCode = thread.exitCode ?? report?.exitCode;
-  const details: WorkerCrashDetails = { reason: 'exit', ...base, ...(exitCode !== undefined ? { exitCode } : {}) };
-  return new WorkerCrashedError(`${where} exited${exitCode !== undefined ? ` with code ${exitCode}` : ''} before the handler finished`, {
-    details: { ...details },
-  });
+  const code = exitCode !== undefined ? ` with code ${exitCode}` : '';
+  return crashed(`${where} exited${code} before the handler finished`, { reason: 'exit', ...base, ...exitCodeOf(exitCode) });
 }
 
 /**
@@ -59,10 +54,14 @@ export function startFailureError(error: unknown, thread: PoolThread | undefined
     pluginId: task.pluginId,
     handlerId: task.handlerId,
     ...(thread ? { runnerId: `thread:${thread.id}` } : {}),
-    ...(thread?.exitCode !== undefined ? { exitCode: thread.exitCode } : {}),
+    ...exitCodeOf(thread?.exitCode),
   };
   return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {
     details: { ...details },
     ...(error !== undefined ? { cause: error } : {}),
   });
+}
+
+function exitCodeOf(exitCode: number | undefined): { exitCode?: number } {
+  return exitCode !== undefined ? { exitCode } : {};
 }

@@ -32,18 +32,8 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
   maxLogLineLength?: number;
 }
 
-export interface ResolvedPoolOptions {
-  maxThreads: number;
-  minThreads: number;
-  idleTimeoutMs: number;
-  resourceLimits: ResourceLimits | undefined;
-  maxExecutionsPerThread: number;
-  cancelGraceMs: number;
-  env: Record<string, string>;
-  execArgv: string[] | undefined;
-  maxOutputPerStream: number;
-  maxLogLineLength: number;
-}
+/** The options with their defaults, checked against each other. */
+export type ResolvedPoolOptions = ReturnType<typeof resolvePoolOptions>;
 
 const megabytes = z.number({ error: 'must be a positive number of MB' }).positive({ error: 'must be a positive number of MB' }).optional();
 
@@ -77,7 +67,7 @@ export function defaultMaxThreads(options: WorkerPoolBackendOptions | undefined)
 }
 
 /** Defaults filled in and the options checked against each other; `o` has passed WorkerPoolOptionsSchema. */
-export function resolvePoolOptions(o: WorkerPoolBackendOptions): ResolvedPoolOptions {
+export function resolvePoolOptions(o: WorkerPoolBackendOptions) {
   const maxThreads = defaultMaxThreads(o);
   const minThreads = o.minThreads ?? Math.min(1, maxThreads);
   const issues: ValidationIssue[] = [];
@@ -92,11 +82,11 @@ export function resolvePoolOptions(o: WorkerPoolBackendOptions): ResolvedPoolOpt
     maxThreads,
     minThreads,
     idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
-    resourceLimits: o.resourceLimits ? { ...o.resourceLimits } : undefined,
+    resourceLimits: o.resourceLimits ? { ...o.resourceLimits } : (undefined as ResourceLimits | undefined),
     maxExecutionsPerThread: o.maxExecutionsPerThread ?? 0,
     cancelGraceMs: o.cancelGraceMs ?? 500,
     env,
-    execArgv: o.execArgv ? [...o.execArgv] : undefined,
+    execArgv: o.execArgv ? [...o.execArgv] : (undefined as string[] | undefined),
     maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,
     maxLogLineLength: o.maxLogLineLength ?? 16_384,
   };

@@ -9,7 +9,7 @@
  * time; `k` names it, so that a late cancel or platform reply never reaches the next one.
  */
 import type { SerializedError } from '@kb-labs/plugin-execution-core';
-import type { HostToRunner, OutputLimits, RunnerResult, RunnerTask, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { HostToRunner, OutputLimits, RunnerTask, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { MessagePort } from 'node:worker_threads';
 
 /** `workerData` of every thread. */
@@ -48,10 +48,3 @@ export type ThreadToHost =
   | { k: number; m: RunnerToHost; retire?: RetireReason }
   | { k: number; out: 'stdout' | 'stderr'; lines: string[] }
   | { crash: CrashReport };
-
-/** The answer for execution `k`; `retire` when the thread asks to be ended. */
-export interface ThreadResult {
-  k: number;
-  m: RunnerResult;
-  retire?: RetireReason;
-}
