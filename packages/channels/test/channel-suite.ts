@@ -69,297 +69,313 @@ export function useChannelHarness(create: ChannelBackendFactory) {
 export function describeChannelSuite(name: string, create: ChannelBackendFactory): void {
   describe(`channels on ${name}`, () => {
     const setup = useChannelHarness(create);
+    describeMessages(setup);
+    describeAcrossConnections(setup);
+    describeHostRegistry(setup);
+    describeOrderingAndLimits(setup);
+    describeConnectAndDisconnect(setup);
+    describeUnmount(setup, create);
+  });
+}
 
-    describe('messages', () => {
-      it('accepts a connection with a ready frame and answers messages with reply frames', async () => {
-        const h = await setup();
-        const client = await h.connect('/echo');
-        expect(client.connectionId).toMatch(/^[0-9a-f-]{36}$/);
-        expect(await client.request('a1', { hello: 'world' })).toEqual({ type: 'reply', replyTo: 'a1', data: { echo: { hello: 'world' }, id: 'a1' } });
-        expect(await client.request(7, [1, 2, 3])).toEqual({ type: 'reply', replyTo: 7, data: { echo: [1, 2, 3], id: 7 } });
-        // No id: the reply still comes (the handler returned something), with replyTo null.
-        client.send({ type: 'message', data: 'no-id' });
-        expect(await client.next((f) => f.type === 'reply')).toEqual({ type: 'reply', replyTo: null, data: { echo: 'no-id', id: null } });
-        // An id always gets an answer, even when the handler returns nothing.
-        expect(await client.request('n', 'nothing')).toEqual({ type: 'reply', replyTo: 'n', data: null });
+function describeMessages(setup: ReturnType<typeof useChannelHarness>): void {
+  describe('messages', () => {
+    it('accepts a connection with a ready frame and answers messages with reply frames', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      expect(client.connectionId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await client.request('a1', { hello: 'world' })).toEqual({ type: 'reply', replyTo: 'a1', data: { echo: { hello: 'world' }, id: 'a1' } });
+      expect(await client.request(7, [1, 2, 3])).toEqual({ type: 'reply', replyTo: 7, data: { echo: [1, 2, 3], id: 7 } });
+      // No id: the reply still comes (the handler returned something), with replyTo null.
+      client.send({ type: 'message', data: 'no-id' });
+      expect(await client.next((f) => f.type === 'reply')).toEqual({ type: 'reply', replyTo: null, data: { echo: 'no-id', id: null } });
+      // An id always gets an answer, even when the handler returns nothing.
+      expect(await client.request('n', 'nothing')).toEqual({ type: 'reply', replyTo: 'n', data: null });
+    });
+
+    it('describes the connection in the context descriptor and ctx.channel', async () => {
+      const h = await setup({ context: { tenantId: 't-1', config: { room: 'x' } }, allowedHeaders: ['origin', 'x-trace'] });
+      const client = await h.connect('/rooms/lobby%20one?user=ann&x=1&x=2', {
+        headers: { origin: 'http://example.test', 'x-trace': 'tr-1', 'x-secret': 'do-not-copy' },
       });
-
-      it('describes the connection in the context descriptor and ctx.channel', async () => {
-        const h = await setup({ context: { tenantId: 't-1', config: { room: 'x' } }, allowedHeaders: ['origin', 'x-trace'] });
-        const client = await h.connect('/rooms/lobby%20one?user=ann&x=1&x=2', {
-          headers: { origin: 'http://example.test', 'x-trace': 'tr-1', 'x-secret': 'do-not-copy' },
-        });
-        const reply = await client.request('c', 'context');
-        const data = reply.data as Record<string, any>;
-        expect(data.context).toEqual({
-          tenantId: 't-1',
-          config: { room: 'x' },
-          host: {
-            kind: 'ws',
-            connection: {
-              id: client.connectionId,
-              channel: '/rooms/:room',
-              path: '/rooms/lobby%20one',
-              params: { room: 'lobby one' },
-              query: { user: 'ann', x: '2' },
-              headers: { origin: 'http://example.test', 'x-trace': 'tr-1' },
-              remoteAddress: '127.0.0.1',
-            },
+      const reply = await client.request('c', 'context');
+      const data = reply.data as Record<string, any>;
+      expect(data.context).toEqual({
+        tenantId: 't-1',
+        config: { room: 'x' },
+        host: {
+          kind: 'ws',
+          connection: {
+            id: client.connectionId,
+            channel: '/rooms/:room',
+            path: '/rooms/lobby%20one',
+            params: { room: 'lobby one' },
+            query: { user: 'ann', x: '2' },
+            headers: { origin: 'http://example.test', 'x-trace': 'tr-1' },
+            remoteAddress: '127.0.0.1',
           },
-        });
-        expect(data.channelConnectionId).toBe(client.connectionId);
-        expect(data.channelPath).toBe('/rooms/lobby%20one');
-        expect(data.input).toEqual({ event: 'message', connectionId: client.connectionId, id: 'c', data: 'context' });
+        },
       });
-
-      it('sends ctx.channel.send pushes before the reply of the same message', async () => {
-        const h = await setup();
-        const client = await h.connect('/echo');
-        client.send({ id: 'p', data: 'push' });
-        expect(await client.next((f) => f.type !== 'ready')).toEqual({ type: 'message', data: { pushed: true } });
-        expect(await client.next()).toEqual({ type: 'reply', replyTo: 'p', data: 'after-push' });
-      });
-
-      it('turns a failed execution into an error frame and keeps the connection open', async () => {
-        const h = await setup();
-        const client = await h.connect('/echo');
-        expect(await client.request('e', 'throw')).toEqual({ type: 'error', code: 'HANDLER_ERROR', message: 'boom', replyTo: 'e' });
-        expect(await client.request('ok', 1)).toMatchObject({ type: 'reply', data: { echo: 1 } });
-        // ctx.channel arguments from plugin code are checked.
-        expect(await client.request('m', 'bad-method')).toEqual({ type: 'reply', replyTo: 'm', data: { rejected: 'VALIDATION_ERROR' } });
-        expect(h.mount.stats()).toMatchObject({ failedExecutions: 1, errorFrames: 1 });
-      });
+      expect(data.channelConnectionId).toBe(client.connectionId);
+      expect(data.channelPath).toBe('/rooms/lobby%20one');
+      expect(data.input).toEqual({ event: 'message', connectionId: client.connectionId, id: 'c', data: 'context' });
     });
 
-    describe('ctx.channel across connections', () => {
-      it('broadcasts to the channel, excluding ids, and sends to one connection', async () => {
-        const h = await setup();
-        const ann = await h.connect('/chat');
-        const bob = await h.connect('/chat');
-        expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { joined: bob.connectionId } });
-
-        expect(await bob.request(1, { text: 'hi all' })).toEqual({ type: 'reply', replyTo: 1, data: { sent: 1 } });
-        expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { from: bob.connectionId, text: 'hi all' } });
-
-        expect(await ann.request(2, { to: bob.connectionId, text: 'psst' })).toEqual({ type: 'reply', replyTo: 2, data: { delivered: true } });
-        expect(await bob.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { from: ann.connectionId, text: 'psst' } });
-
-        // Unknown ids and connections of another channel are out of reach.
-        const other = await h.connect('/echo');
-        expect(await ann.request(3, { to: 'nobody', text: 'x' })).toMatchObject({ data: { delivered: false } });
-        expect(await ann.request(4, { to: other.connectionId, text: 'x' })).toMatchObject({ data: { delivered: false } });
-        await delay(50);
-        expect(other.frames.filter((f) => f.type === 'message')).toEqual([]);
-      });
-
-      it('scopes a broadcast to one path of a parameterised channel on request', async () => {
-        const h = await setup();
-        const a1 = await h.connect('/rooms/a');
-        const a2 = await h.connect('/rooms/a');
-        const b1 = await h.connect('/rooms/b');
-        expect(await a1.request(1, { broadcast: 'room only', scope: 'path' })).toMatchObject({ data: { reached: 1 } });
-        expect(await a2.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'room only' });
-        expect(await a1.request(2, { broadcast: 'everyone' })).toMatchObject({ data: { reached: 2 } });
-        expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
-        expect(await a2.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
-        expect(await a1.request(3, { broadcast: 'x', scope: 'galaxy' })).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR' });
-        expect(h.mount.registry.broadcast('/rooms/:room', 'from host', { path: '/rooms/b' })).toBe(1);
-        expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'from host' });
-        expect(a1.frames.filter((f) => f.type === 'message')).toEqual([]);
-      });
-
-      it('closes another connection of the channel, and runs its disconnect handler', async () => {
-        const h = await setup();
-        const ann = await h.connect('/chat');
-        const bob = await h.connect('/chat');
-        await ann.next((f) => f.type === 'message');
-        expect(await ann.request('k', { kick: bob.connectionId })).toMatchObject({ data: { kicked: bob.connectionId } });
-        expect(await bob.closed).toEqual({ code: 4000, reason: 'kicked' });
-        expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { left: bob.connectionId } });
-        await eventually(() => !h.mount.registry.has(bob.connectionId), 'bob unregistered');
-        expect(h.mount.registry.list('/chat').map((c) => c.id)).toEqual([ann.connectionId]);
-      });
-
-      it('closes its own connection with the code and reason it chose; invalid codes are refused', async () => {
-        const h = await setup();
-        const client = await h.connect('/closer');
-        expect(await client.request('b', { bad: true })).toEqual({ type: 'reply', replyTo: 'b', data: { rejected: 'VALIDATION_ERROR' } });
-        client.send({ id: 'c', data: {} });
-        expect(await client.closed).toEqual({ code: 4001, reason: 'bye' });
-      });
+    it('sends ctx.channel.send pushes before the reply of the same message', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      client.send({ id: 'p', data: 'push' });
+      expect(await client.next((f) => f.type !== 'ready')).toEqual({ type: 'message', data: { pushed: true } });
+      expect(await client.next()).toEqual({ type: 'reply', replyTo: 'p', data: 'after-push' });
     });
 
-    describe('registry from the host', () => {
-      it('lists, counts, sends and broadcasts to connections from outside any handler', async () => {
-        const h = await setup();
-        const ann = await h.connect('/chat');
-        const bob = await h.connect('/chat');
-        await ann.next((f) => f.type === 'message');
-        const echo = await h.connect('/echo');
-        const { registry } = h.mount;
-        expect(registry.count()).toBe(3);
-        expect(registry.count('/chat')).toBe(2);
-        expect(registry.channels().sort()).toEqual(['/chat', '/echo']);
-        expect(registry.get(echo.connectionId)?.info).toMatchObject({ channel: '/echo', pluginId: LAB, path: '/echo' });
-
-        expect(registry.broadcast('/chat', { news: 1 }, { exclude: [ann.connectionId] })).toBe(1);
-        expect(await bob.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { news: 1 } });
-        expect(registry.send(echo.connectionId, 'direct')).toBe(true);
-        expect(await echo.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'direct' });
-        expect(registry.send('missing', 'x')).toBe(false);
-        expect(() => registry.send(echo.connectionId, { n: 1n })).toThrow(/JSON/);
-
-        // Two from the chat connect handlers, one from the host.
-        expect(registry.stats()).toMatchObject({ connections: 3, open: 3, byChannel: { '/chat': 2, '/echo': 1 }, broadcasts: 3 });
-      });
-    });
-
-    describe('ordering and limits', () => {
-      it('handles the messages of one connection in order by default', async () => {
-        const h = await setup();
-        const client = await h.connect('/slow');
-        client.send({ id: 1, data: { gate: 'first', n: 1 } });
-        client.send({ id: 2, data: { n: 2 } });
-        await eventually(() => h.lab.entered.includes(1), 'message 1 started');
-        await delay(150);
-        // Message 2 would run at once if it were not waiting for message 1.
-        expect(h.lab.entered).toEqual([1]);
-        h.lab.open('first');
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1, data: { n: 1 } });
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2, data: { n: 2 } });
-        expect(h.lab.entered).toEqual([1, 2]);
-      });
-
-      it('runs messages side by side when the channel opts into concurrency', async () => {
-        const h = await setup();
-        const client = await h.connect('/slow-parallel');
-        client.send({ id: 1, data: { gate: 'held', n: 1 } });
-        client.send({ id: 2, data: { n: 2 } });
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2, data: { n: 2 } });
-        h.lab.open('held');
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1, data: { n: 1 } });
-      });
-
-      it('answers QUEUE_FULL once a connection has maxInFlight messages running or waiting', async () => {
-        const h = await setup();
-        const client = await h.connect('/slow'); // maxInFlight: 2 in the manifest
-        client.send({ id: 1, data: { gate: 'g', n: 1 } });
-        client.send({ id: 2, data: { n: 2 } });
-        client.send({ id: 3, data: { n: 3 } });
-        const full = await client.next((f) => f.type === 'error');
-        expect(full).toMatchObject({ type: 'error', code: 'QUEUE_FULL', replyTo: 3 });
-        expect(full.message).toMatch(/in flight/);
-        h.lab.open('g');
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
-        expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2 });
-        expect(h.mount.stats().queueFull).toBe(1);
-        expect(h.lab.entered).toEqual([1, 2]);
-      });
-    });
-
-    describe('connect and disconnect', () => {
-      it('closes with the code and reason of a connect handler that refuses', async () => {
-        const h = await setup();
-        const refused = await h.connect('/deny', { ready: false });
-        expect(await refused.closed).toEqual({ code: 4403, reason: 'no entry' });
-        expect(refused.frames).toEqual([]);
-        const accepted = await h.connect('/deny?mode=accept');
-        expect(accepted.connectionId).toBeTruthy();
-        expect(h.mount.stats().denied).toBe(1);
-      });
-
-      it('closes with 1008 when connect fails with PERMISSION_DENIED and 1011 when it crashes', async () => {
-        const errors: Array<{ phase: string; code: unknown }> = [];
-        const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
-        const denied = await h.connect('/deny?mode=permission', { ready: false });
-        expect(await denied.closed).toEqual({ code: 1008, reason: 'PERMISSION_DENIED' });
-        const crashed = await h.connect('/deny?mode=throw', { ready: false });
-        expect(await crashed.closed).toEqual({ code: 1011, reason: 'HANDLER_ERROR' });
-        expect(errors).toEqual([
-          { phase: 'connect', code: 'PERMISSION_DENIED' },
-          { phase: 'connect', code: 'HANDLER_ERROR' },
-        ]);
-        expect(h.mount.registry.count()).toBe(0);
-      });
-
-      it('runs the disconnect handler with the close code once the client leaves', async () => {
-        const h = await setup();
-        const client = await h.connect('/echo');
-        const id = client.connectionId;
-        await client.close(4100, 'see you');
-        await eventually(() => h.lab.events.length === 1, 'disconnect handler ran');
-        expect(h.lab.events[0]).toEqual({ event: 'disconnect', connectionId: id, code: 4100, reason: 'see you', cause: null, channel: '/echo' });
-        await eventually(() => h.mount.stats().connections === 0, 'session gone');
-        expect(h.mount.registry.has(id)).toBe(false);
-      });
-    });
-
-    describe('unmount', () => {
-      it('closes every connection with 1001, running disconnect first, and leaves the backend serving', async () => {
-        const h = await setup();
-        const a = await h.connect('/echo');
-        const b = await h.connect('/chat');
-        const unmount = h.mount.unmount({ timeoutMs: 2000 });
-        expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-        expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-        await unmount;
-        // The echo disconnect handler ran, and was told why.
-        expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-        expect(h.mount.unmounted).toBe(true);
-        expect(h.server.listenerCount('upgrade')).toBe(0);
-        expect(h.mount.stats().connections).toBe(0);
-        const result = await h.backend.execute({ pluginId: LAB, handlerId: 'echo', input: { event: 'message', data: 'still here' } });
-        expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
-      });
-
-      it('is disposed before the backend it was mounted after under await using', async () => {
-        const lab = labPlatform();
-        const { server, url, close } = await startServer();
-        let client: TestClient;
-        let mount: ChannelMount;
-        {
-          await using backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } } });
-          await using mounted = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0 });
-          mount = mounted;
-          client = await TestClient.connect(url('/echo'));
-        }
-        expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-        // Disposed in reverse order: the disconnect handler ran while the backend was still up.
-        expect(lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-        expect(mount.unmounted).toBe(true);
-        expect(server.listenerCount('upgrade')).toBe(0);
-        await close();
-      });
-
-      it('is unmounted by the backend\'s shutdown, before the backend stops: disconnect handlers still run', async () => {
-        const errors: unknown[] = [];
-        const h = await setup({ onError: (error) => errors.push(error) });
-        const client = await h.connect('/echo');
-        await h.backend.shutdown({ timeoutMs: 2000 });
-        expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-        expect(h.mount.unmounted).toBe(true);
-        // The disconnect handler ran on the still-serving backend: no SHUTTING_DOWN reported.
-        expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-        expect(errors).toEqual([]);
-        expect(h.server.listenerCount('upgrade')).toBe(0);
-        expect(h.mount.stats().connections).toBe(0);
-        // An unmount after that is the same finished one.
-        await h.mount.unmount();
-      });
-
-      it('aborts executions still running when unmount runs out of time', async () => {
-        const errors: Array<{ phase: string; code: unknown }> = [];
-        const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
-        const client = await h.connect('/slow');
-        client.send({ id: 1, data: { gate: 'never', n: 1 } });
-        await eventually(() => h.lab.entered.includes(1), 'message started');
-        await h.mount.unmount({ timeoutMs: 200 });
-        expect((await client.closed).code).toBe(1001);
-        expect(errors).toContainEqual({ phase: 'message', code: 'ABORTED' });
-        expect(h.mount.stats().connections).toBe(0);
-      });
+    it('turns a failed execution into an error frame and keeps the connection open', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      expect(await client.request('e', 'throw')).toEqual({ type: 'error', code: 'HANDLER_ERROR', message: 'boom', replyTo: 'e' });
+      expect(await client.request('ok', 1)).toMatchObject({ type: 'reply', data: { echo: 1 } });
+      // ctx.channel arguments from plugin code are checked.
+      expect(await client.request('m', 'bad-method')).toEqual({ type: 'reply', replyTo: 'm', data: { rejected: 'VALIDATION_ERROR' } });
+      expect(h.mount.stats()).toMatchObject({ failedExecutions: 1, errorFrames: 1 });
     });
   });
 }
 
-export type { Frame };
+function describeAcrossConnections(setup: ReturnType<typeof useChannelHarness>): void {
+  describe('ctx.channel across connections', () => {
+    it('broadcasts to the channel, excluding ids, and sends to one connection', async () => {
+      const h = await setup();
+      const ann = await h.connect('/chat');
+      const bob = await h.connect('/chat');
+      expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { joined: bob.connectionId } });
+
+      expect(await bob.request(1, { text: 'hi all' })).toEqual({ type: 'reply', replyTo: 1, data: { sent: 1 } });
+      expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { from: bob.connectionId, text: 'hi all' } });
+
+      expect(await ann.request(2, { to: bob.connectionId, text: 'psst' })).toEqual({ type: 'reply', replyTo: 2, data: { delivered: true } });
+      expect(await bob.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { from: ann.connectionId, text: 'psst' } });
+
+      // Unknown ids and connections of another channel are out of reach.
+      const other = await h.connect('/echo');
+      expect(await ann.request(3, { to: 'nobody', text: 'x' })).toMatchObject({ data: { delivered: false } });
+      expect(await ann.request(4, { to: other.connectionId, text: 'x' })).toMatchObject({ data: { delivered: false } });
+      await delay(50);
+      expect(other.frames.filter((f) => f.type === 'message')).toEqual([]);
+    });
+
+    it('scopes a broadcast to one path of a parameterised channel on request', async () => {
+      const h = await setup();
+      const a1 = await h.connect('/rooms/a');
+      const a2 = await h.connect('/rooms/a');
+      const b1 = await h.connect('/rooms/b');
+      expect(await a1.request(1, { broadcast: 'room only', scope: 'path' })).toMatchObject({ data: { reached: 1 } });
+      expect(await a2.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'room only' });
+      expect(await a1.request(2, { broadcast: 'everyone' })).toMatchObject({ data: { reached: 2 } });
+      expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
+      expect(await a2.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
+      expect(await a1.request(3, { broadcast: 'x', scope: 'galaxy' })).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR' });
+      expect(h.mount.registry.broadcast('/rooms/:room', 'from host', { path: '/rooms/b' })).toBe(1);
+      expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'from host' });
+      expect(a1.frames.filter((f) => f.type === 'message')).toEqual([]);
+    });
+
+    it('closes another connection of the channel, and runs its disconnect handler', async () => {
+      const h = await setup();
+      const ann = await h.connect('/chat');
+      const bob = await h.connect('/chat');
+      await ann.next((f) => f.type === 'message');
+      expect(await ann.request('k', { kick: bob.connectionId })).toMatchObject({ data: { kicked: bob.connectionId } });
+      expect(await bob.closed).toEqual({ code: 4000, reason: 'kicked' });
+      expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { left: bob.connectionId } });
+      await eventually(() => !h.mount.registry.has(bob.connectionId), 'bob unregistered');
+      expect(h.mount.registry.list('/chat').map((c) => c.id)).toEqual([ann.connectionId]);
+    });
+
+    it('closes its own connection with the code and reason it chose; invalid codes are refused', async () => {
+      const h = await setup();
+      const client = await h.connect('/closer');
+      expect(await client.request('b', { bad: true })).toEqual({ type: 'reply', replyTo: 'b', data: { rejected: 'VALIDATION_ERROR' } });
+      client.send({ id: 'c', data: {} });
+      expect(await client.closed).toEqual({ code: 4001, reason: 'bye' });
+    });
+  });
+}
+
+function describeHostRegistry(setup: ReturnType<typeof useChannelHarness>): void {
+  describe('registry from the host', () => {
+    it('lists, counts, sends and broadcasts to connections from outside any handler', async () => {
+      const h = await setup();
+      const ann = await h.connect('/chat');
+      const bob = await h.connect('/chat');
+      await ann.next((f) => f.type === 'message');
+      const echo = await h.connect('/echo');
+      const { registry } = h.mount;
+      expect(registry.count()).toBe(3);
+      expect(registry.count('/chat')).toBe(2);
+      expect(registry.channels().sort()).toEqual(['/chat', '/echo']);
+      expect(registry.get(echo.connectionId)?.info).toMatchObject({ channel: '/echo', pluginId: LAB, path: '/echo' });
+
+      expect(registry.broadcast('/chat', { news: 1 }, { exclude: [ann.connectionId] })).toBe(1);
+      expect(await bob.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { news: 1 } });
+      expect(registry.send(echo.connectionId, 'direct')).toBe(true);
+      expect(await echo.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'direct' });
+      expect(registry.send('missing', 'x')).toBe(false);
+      expect(() => registry.send(echo.connectionId, { n: 1n })).toThrow(/JSON/);
+
+      // Two from the chat connect handlers, one from the host.
+      expect(registry.stats()).toMatchObject({ connections: 3, open: 3, byChannel: { '/chat': 2, '/echo': 1 }, broadcasts: 3 });
+    });
+  });
+}
+
+function describeOrderingAndLimits(setup: ReturnType<typeof useChannelHarness>): void {
+  describe('ordering and limits', () => {
+    it('handles the messages of one connection in order by default', async () => {
+      const h = await setup();
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'first', n: 1 } });
+      client.send({ id: 2, data: { n: 2 } });
+      await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+      await delay(150);
+      // Message 2 would run at once if it were not waiting for message 1.
+      expect(h.lab.entered).toEqual([1]);
+      h.lab.open('first');
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1, data: { n: 1 } });
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2, data: { n: 2 } });
+      expect(h.lab.entered).toEqual([1, 2]);
+    });
+
+    it('runs messages side by side when the channel opts into concurrency', async () => {
+      const h = await setup();
+      const client = await h.connect('/slow-parallel');
+      client.send({ id: 1, data: { gate: 'held', n: 1 } });
+      client.send({ id: 2, data: { n: 2 } });
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2, data: { n: 2 } });
+      h.lab.open('held');
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1, data: { n: 1 } });
+    });
+
+    it('answers QUEUE_FULL once a connection has maxInFlight messages running or waiting', async () => {
+      const h = await setup();
+      const client = await h.connect('/slow'); // maxInFlight: 2 in the manifest
+      client.send({ id: 1, data: { gate: 'g', n: 1 } });
+      client.send({ id: 2, data: { n: 2 } });
+      client.send({ id: 3, data: { n: 3 } });
+      const full = await client.next((f) => f.type === 'error');
+      expect(full).toMatchObject({ type: 'error', code: 'QUEUE_FULL', replyTo: 3 });
+      expect(full.message).toMatch(/in flight/);
+      h.lab.open('g');
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
+      expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 2 });
+      expect(h.mount.stats().queueFull).toBe(1);
+      expect(h.lab.entered).toEqual([1, 2]);
+    });
+  });
+}
+
+function describeConnectAndDisconnect(setup: ReturnType<typeof useChannelHarness>): void {
+  describe('connect and disconnect', () => {
+    it('closes with the code and reason of a connect handler that refuses', async () => {
+      const h = await setup();
+      const refused = await h.connect('/deny', { ready: false });
+      expect(await refused.closed).toEqual({ code: 4403, reason: 'no entry' });
+      expect(refused.frames).toEqual([]);
+      const accepted = await h.connect('/deny?mode=accept');
+      expect(accepted.connectionId).toBeTruthy();
+      expect(h.mount.stats().denied).toBe(1);
+    });
+
+    it('closes with 1008 when connect fails with PERMISSION_DENIED and 1011 when it crashes', async () => {
+      const errors: Array<{ phase: string; code: unknown }> = [];
+      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+      const denied = await h.connect('/deny?mode=permission', { ready: false });
+      expect(await denied.closed).toEqual({ code: 1008, reason: 'PERMISSION_DENIED' });
+      const crashed = await h.connect('/deny?mode=throw', { ready: false });
+      expect(await crashed.closed).toEqual({ code: 1011, reason: 'HANDLER_ERROR' });
+      expect(errors).toEqual([
+        { phase: 'connect', code: 'PERMISSION_DENIED' },
+        { phase: 'connect', code: 'HANDLER_ERROR' },
+      ]);
+      expect(h.mount.registry.count()).toBe(0);
+    });
+
+    it('runs the disconnect handler with the close code once the client leaves', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      const id = client.connectionId;
+      await client.close(4100, 'see you');
+      await eventually(() => h.lab.events.length === 1, 'disconnect handler ran');
+      expect(h.lab.events[0]).toEqual({ event: 'disconnect', connectionId: id, code: 4100, reason: 'see you', cause: null, channel: '/echo' });
+      await eventually(() => h.mount.stats().connections === 0, 'session gone');
+      expect(h.mount.registry.has(id)).toBe(false);
+    });
+  });
+}
+
+function describeUnmount(setup: ReturnType<typeof useChannelHarness>, create: ChannelBackendFactory): void {
+  describe('unmount', () => {
+    it('closes every connection with 1001, running disconnect first, and leaves the backend serving', async () => {
+      const h = await setup();
+      const a = await h.connect('/echo');
+      const b = await h.connect('/chat');
+      const unmount = h.mount.unmount({ timeoutMs: 2000 });
+      expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      await unmount;
+      // The echo disconnect handler ran, and was told why.
+      expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
+      expect(h.mount.unmounted).toBe(true);
+      expect(h.server.listenerCount('upgrade')).toBe(0);
+      expect(h.mount.stats().connections).toBe(0);
+      const result = await h.backend.execute({ pluginId: LAB, handlerId: 'echo', input: { event: 'message', data: 'still here' } });
+      expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
+    });
+
+    it('is disposed before the backend it was mounted after under await using', async () => {
+      const lab = labPlatform();
+      const { server, url, close } = await startServer();
+      let client: TestClient;
+      let mount: ChannelMount;
+      {
+        await using backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } } });
+        await using mounted = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0 });
+        mount = mounted;
+        client = await TestClient.connect(url('/echo'));
+      }
+      expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      // Disposed in reverse order: the disconnect handler ran while the backend was still up.
+      expect(lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
+      expect(mount.unmounted).toBe(true);
+      expect(server.listenerCount('upgrade')).toBe(0);
+      await close();
+    });
+
+    it('is unmounted by the backend\'s shutdown, before the backend stops: disconnect handlers still run', async () => {
+      const errors: unknown[] = [];
+      const h = await setup({ onError: (error) => errors.push(error) });
+      const client = await h.connect('/echo');
+      await h.backend.shutdown({ timeoutMs: 2000 });
+      expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      expect(h.mount.unmounted).toBe(true);
+      // The disconnect handler ran on the still-serving backend: no SHUTTING_DOWN reported.
+      expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
+      expect(errors).toEqual([]);
+      expect(h.server.listenerCount('upgrade')).toBe(0);
+      expect(h.mount.stats().connections).toBe(0);
+      // An unmount after that is the same finished one.
+      await h.mount.unmount();
+    });
+
+    it('aborts executions still running when unmount runs out of time', async () => {
+      const errors: Array<{ phase: string; code: unknown }> = [];
+      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'never', n: 1 } });
+      await eventually(() => h.lab.entered.includes(1), 'message started');
+      await h.mount.unmount({ timeoutMs: 200 });
+      expect((await client.closed).code).toBe(1001);
+      expect(errors).toContainEqual({ phase: 'message', code: 'ABORTED' });
+      expect(h.mount.stats().connections).toBe(0);
+    });
+  });
+}
