@@ -177,6 +177,37 @@ describe('loading a plugin folder', () => {
     expect(error.message).not.toContain('plugins[0]');
   });
 
+  it('addEach registers the good sources, keeps the failures, and resolve() answers with a failed plugin\'s own error', async () => {
+    const registry = new PluginRegistry();
+    const invalid = { root: tmp, manifest: { id: '@x/invalid', version: '1', handlers: {} } };
+    const failures = await registry.addEach([SAMPLE, invalid, path.join(tmp, 'missing')]);
+    expect(failures.map((f) => [f.source, f.pluginId, f.error.code])).toEqual([
+      ['plugins[1]', '@x/invalid', 'VALIDATION_ERROR'],
+      ['plugins[2]', undefined, 'VALIDATION_ERROR'],
+    ]);
+    expect(registry.failures).toBe(failures);
+    expect(registry.get(SAMPLE_ID)).toBeDefined();
+    expect(() => registry.resolve('@x/invalid', 'run')).toThrow(failures[0]!.error);
+    let notFound: unknown;
+    try {
+      registry.resolve('@x/other', 'run');
+    } catch (error) {
+      notFound = error;
+    }
+    expect(notFound).toBeInstanceOf(HandlerNotFoundError);
+    expect((notFound as Error).message).toMatch(/2 plugin source\(s\) failed to load: plugins\[1\]: .*; plugins\[2\]: No kb\.plugin\.json/s);
+  });
+
+  it('loads a folder given as a file: URL (string or URL object) or as a path relative to the working directory', async () => {
+    const url = new URL('./fixtures/plugins/sample/', import.meta.url);
+    expect((await new PluginRegistry().load(url)).root).toBe(SAMPLE);
+    expect((await new PluginRegistry().load(url.href)).root).toBe(SAMPLE);
+    const failures = await new PluginRegistry().addEach([url, path.relative(process.cwd(), SAMPLE)]);
+    expect(failures).toEqual([]);
+    expect((await new PluginRegistry().load(path.relative(process.cwd(), SAMPLE))).root).toBe(SAMPLE);
+    await expect(new PluginRegistry().load('file://remote-host/plugins/x')).rejects.toThrow(/not a usable file: URL/);
+  });
+
   it('refuses a register() call without a root', () => {
     for (const source of [undefined, null, {}, { root: '' }, { root: 5, manifest: {} }]) {
       expect(() => new PluginRegistry().register(source as never)).toThrow(ValidationError);

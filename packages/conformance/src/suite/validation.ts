@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isExecutionError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
-import { BASIC } from '../fixtures.js';
+import { BASIC, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
 export function describeValidation(suite: SuiteContext): void {
@@ -97,16 +97,25 @@ function resolutionTests(suite: SuiteContext): void {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
   });
 
-  it('reports a bad plugin folder as VALIDATION_ERROR on every execution and in health()', async () => {
+  it('reports a bad plugin folder as VALIDATION_ERROR on its executions and in health(), and keeps serving the good ones', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-bad-plugin-'));
+    const unreadable = path.join(dir, 'no-such-folder');
     try {
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/bad', version: '1', handlers: { run: { entry: 42 } } }));
-      const backend = make({ plugins: [dir] });
+      const backend = make({ plugins: [fixturePlugins.basic, dir, unreadable] });
       const result = await backend.execute({ pluginId: '@x/bad', handlerId: 'run' });
       expectError(result, 'VALIDATION_ERROR');
       expect(result.error.message).toContain('handlers.run.entry');
+      // One bad folder does not fail the good plugin beside it.
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+      // A plugin nobody registered is not found, and the message says which sources failed to load.
+      const unknown = await backend.execute({ pluginId: '@x/elsewhere', handlerId: 'run' });
+      expectError(unknown, 'HANDLER_NOT_FOUND');
+      expect(unknown.error.message).toContain('plugins[2]');
       const health = await backend.health();
       expect(health.ok).toBe(false);
+      expect(health.problems.join('\n')).toMatch(/plugins\[1\] failed to load: [\s\S]*handlers\.run\.entry/);
+      expect(health.problems.join('\n')).toMatch(/plugins\[2\] failed to load: No kb\.plugin\.json/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

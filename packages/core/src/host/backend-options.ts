@@ -55,7 +55,7 @@ export const option = {
 /** The options every backend accepts, for backends to `.extend()` with their own. */
 export const BackendOptionsSchema = z.object({
   platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
-  plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
+  plugins: z.array(z.union([z.string().min(1), z.instanceof(URL), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
   registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
   workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
   permissions: PermissionSpecSchema.optional(),

@@ -105,10 +105,10 @@ export abstract class BaseBackend implements IExecutionBackend {
     return [];
   }
 
-  /** Register another plugin (folder or `{ root, manifest }`) after construction. Rejects with ValidationError. */
+  /** Register another plugin (a folder's path or file: URL, or `{ root, manifest }`) after construction. Rejects with ValidationError. */
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
     if (this.#state === 'shutting-down' || this.#state === 'closed') throw new ShuttingDownError();
-    return typeof source === 'string' ? this.registry.load(source) : this.registry.register(source);
+    return typeof source === 'string' || source instanceof URL ? this.registry.load(source) : this.registry.register(source);
   }
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
@@ -137,7 +137,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   async health(): Promise<BackendHealth> {
     await this.#ensureReady()?.catch(() => undefined);
     const [runnerProblems, isolation] = await Promise.all([this.runnerProblems(), this.isolation()]);
-    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...runnerProblems];
+    const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
+    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...runnerProblems];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
   }
@@ -184,7 +185,8 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   #ensureReady(): Promise<void> | undefined {
     if (this.#state === 'ready') return undefined;
-    this.#ready ??= this.registry.addAll(this.#pendingSources).then(
+    // A plugin that fails to load fails only its own executions (the registry keeps its error).
+    this.#ready ??= this.registry.addEach(this.#pendingSources).then(
       () => {
         if (this.#state === 'starting') this.#state = 'ready';
       },

@@ -30,50 +30,53 @@ const entryPath = z
 
 export const HandlerSpecSchema = z.strictObject({
   /** Module path relative to the plugin folder (ESM or CJS). */
-  entry: entryPath,
+  entry: entryPath.describe('Module file relative to the plugin folder (ES module or CommonJS).'),
   /** Export to call. @default "default" */
-  export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default'),
+  export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default').describe('The export of the module to call.'),
   /** Per-handler time limit; a request's `timeoutMs` overrides it. */
-  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit in ms; a request's timeoutMs overrides it."),
   /** Heap limit for backends that can enforce one (worker-pool, subprocess). */
-  memoryMb: z.number().int().min(8).max(65_536).optional(),
+  memoryMb: z.number().int().min(8).max(65_536).optional().describe('Heap limit in MB, on backends that can enforce one (worker-pool, subprocess).'),
   /** Merged over the plugin-level permissions. */
-  permissions: PermissionSpecSchema.optional(),
+  permissions: PermissionSpecSchema.optional().describe("Merged over the plugin's permissions for this handler."),
   description: z.string().max(10_000).optional(),
 });
 
 export const ChannelSpecSchema = z.strictObject({
   /** URL path the channel is mounted on, e.g. "/chat". */
-  path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"'),
+  path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"').describe('URL path the channel is mounted on, e.g. "/chat" (":name" segments are parameters).'),
   /** Handler id (in this manifest) that serves connect, message and disconnect. */
-  handler: HandlerIdSchema,
+  handler: HandlerIdSchema.describe('The handler (in this manifest) that serves connect, message and disconnect.'),
   /** Largest accepted message in bytes. @default 1 MiB */
-  maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional(),
+  maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional().describe('Largest accepted message in bytes (default 1 MiB).'),
   /**
    * `required`: the host's `authenticate` hook must accept the upgrade with an identity, else 401
    * (also when the host has no hook). `optional`: the hook runs if the host has one.
    * @default "optional"
    */
-  auth: z.enum(['required', 'optional']).optional(),
+  auth: z.enum(['required', 'optional']).optional().describe('"required": the host must authenticate the upgrade, else 401; "optional" (default): its hook runs if it has one.'),
   /** Messages of one connection handled at once; 1 keeps them in order. @default 1 */
-  concurrency: z.number().int().min(1).max(1024).optional(),
+  concurrency: z.number().int().min(1).max(1024).optional().describe('Messages of one connection handled at once (default 1: in order).'),
   /** Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame. @default 16 */
-  maxInFlight: z.number().int().min(1).max(100_000).optional(),
+  maxInFlight: z.number().int().min(1).max(100_000).optional().describe('Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame (default 16).'),
   /** Time limit of each connect/message/disconnect execution; overrides the handler's `timeoutMs`. */
-  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional(),
+  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit of each connect/message/disconnect execution; overrides the handler's."),
   description: z.string().max(10_000).optional(),
 });
 
 export const PluginManifestSchema = z
-  .object({
-    id: PluginIdSchema,
-    version: z.string().min(1).max(256),
+  .strictObject({
+    /** The JSON Schema an editor checks the file against (core ships it: kb.plugin.schema.json); ignored at run time. */
+    $schema: z.string().optional(),
+    id: PluginIdSchema.describe('The plugin id callers name in execute(), e.g. "@my-org/my-plugin".'),
+    version: z.string().min(1).max(256).describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
     description: z.string().max(10_000).optional(),
-    permissions: PermissionSpecSchema.optional(),
+    permissions: PermissionSpecSchema.optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),
     handlers: z
       .record(HandlerIdSchema, HandlerSpecSchema)
-      .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler'),
-    channels: z.array(ChannelSpecSchema).optional(),
+      .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler')
+      .describe('Handler id → where its code is and what it needs.'),
+    channels: z.array(ChannelSpecSchema).optional().describe('WebSocket channels served by handlers of this plugin.'),
   })
   .superRefine(
     (manifest, ctx) => {

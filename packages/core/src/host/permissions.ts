@@ -26,16 +26,20 @@ const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environ
  * `fs` paths are relative to the plugin folder; the workspace is always readable and writable.
  */
 export const PermissionSpecSchema = z.strictObject({
-  platform: z.record(serviceName, z.union([z.literal(true), z.array(methodName)])).optional(),
+  platform: z
+    .record(serviceName, z.union([z.literal(true), z.array(methodName)]))
+    .optional()
+    .describe('Host platform services the handler may call (ctx.platform): service name → true (every method) or the method names.'),
   fs: z
     .strictObject({
-      read: z.array(relativeFsPath).optional(),
-      write: z.array(relativeFsPath).optional(),
+      read: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may read.'),
+      write: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may write.'),
     })
-    .optional(),
-  env: z.array(envName).optional(),
-  network: z.boolean().optional(),
-  childProcess: z.boolean().optional(),
+    .optional()
+    .describe('File access beyond the workspace (always readable and writable), enforced where the backend can (subprocess).'),
+  env: z.array(envName).optional().describe('Environment variables the handler sees; every other one is hidden.'),
+  network: z.boolean().optional().describe('Whether the handler may use the network (enforced by the subprocess sandbox).'),
+  childProcess: z.boolean().optional().describe('Whether the handler may start processes (enforced by the subprocess backend).'),
 });
 
 export type PermissionSpec = z.infer<typeof PermissionSpecSchema>;

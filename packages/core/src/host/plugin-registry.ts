@@ -1,12 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { HandlerNotFoundError, ValidationError } from '../errors.js';
+import { fileURLToPath } from 'node:url';
+import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { MANIFEST_FILE, PluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { parseWith, validationError } from '../validation.js';
 
-/** A plugin as the host gives it: a folder holding `kb.plugin.json`, or a folder plus an in-memory manifest. */
-export type PluginSource = string | { root: string; manifest: unknown };
+/**
+ * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
+ * resolves from the process's working directory — or a `file:` URL, e.g. `new URL('./plugins/x',
+ * import.meta.url)`), or a folder plus an in-memory manifest.
+ */
+export type PluginSource = string | URL | { root: string; manifest: unknown };
 
 export interface RegisteredPlugin {
   readonly id: string;
@@ -29,6 +34,14 @@ export interface ResolvedHandler {
   readonly plugin: RegisteredPlugin;
 }
 
+/** A plugin source that could not be registered, and the id its manifest claimed when it got that far. */
+export interface PluginLoadFailure {
+  /** `plugins[<index>]` of the backend's options. */
+  readonly source: string;
+  readonly pluginId: string | undefined;
+  readonly error: KnownExecutionError;
+}
+
 /**
  * Knows the plugins a backend may run and resolves `pluginId` + `handlerId` to a module.
  * Lookups use Maps, so ids such as `toString` or `__proto__` resolve to nothing, not to Object.prototype.
@@ -36,13 +49,11 @@ export interface ResolvedHandler {
 export class PluginRegistry {
   readonly #plugins = new Map<string, RegisteredPlugin>();
   readonly #handlers = new Map<string, Map<string, ResolvedHandler>>();
+  #failures: readonly PluginLoadFailure[] = [];
 
-  /** Read and validate `<dir>/kb.plugin.json`, then register it. */
-  async load(dir: string): Promise<RegisteredPlugin> {
-    if (typeof dir !== 'string' || dir.length === 0) {
-      throw new ValidationError('Plugin folder must be a non-empty path string', { details: { path: 'plugins[]' } });
-    }
-    const root = path.resolve(dir);
+  /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
+  async load(dir: string | URL): Promise<RegisteredPlugin> {
+    const root = path.resolve(folderPath(dir));
     const file = path.join(root, MANIFEST_FILE);
     let text: string;
     try {
@@ -72,7 +83,9 @@ export class PluginRegistry {
     }
     const root = path.resolve(source.root);
     const label = file ?? `manifest of plugin at ${root}`;
-    const manifest = parseWith(PluginManifestSchema, source.manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root });
+    const claimed = (source.manifest as { id?: unknown } | null)?.id;
+    const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
+    const manifest = parseWith(PluginManifestSchema, source.manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
     const existing = this.#plugins.get(manifest.id);
     if (existing) {
       if (existing.root === root) return existing;
@@ -106,7 +119,7 @@ export class PluginRegistry {
   /** Load or register each source; all problems are reported together. */
   async addAll(sources: readonly PluginSource[]): Promise<RegisteredPlugin[]> {
     const results = await Promise.allSettled(
-      sources.map((source) => (typeof source === 'string' ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
+      sources.map((source) => (isFolder(source) ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
     );
     const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ index: i, error: r.reason as Error }] : []));
     if (failures.length === 1) throw failures[0]!.error;
@@ -117,6 +130,28 @@ export class PluginRegistry {
       );
     }
     return results.map((r) => (r as PromiseFulfilledResult<RegisteredPlugin>).value);
+  }
+
+  /**
+   * Load or register each source on its own: the good ones are registered whatever happens to
+   * the others, and the failures are kept (resolve() names them, `failures` lists them).
+   */
+  async addEach(sources: readonly PluginSource[]): Promise<readonly PluginLoadFailure[]> {
+    const results = await Promise.allSettled(
+      sources.map((source) => (isFolder(source) ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
+    );
+    this.#failures = results.flatMap((r, i) => {
+      if (r.status === 'fulfilled') return [];
+      const error = isExecutionError(r.reason) ? r.reason : new ValidationError(String(r.reason), { cause: r.reason });
+      const pluginId = (error.details as { pluginId?: unknown } | undefined)?.pluginId;
+      return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error }];
+    });
+    return this.#failures;
+  }
+
+  /** The sources of the last addEach() that could not be registered. */
+  get failures(): readonly PluginLoadFailure[] {
+    return this.#failures;
   }
 
   unregister(pluginId: string): boolean {
@@ -136,9 +171,13 @@ export class PluginRegistry {
   resolve(pluginId: string, handlerId: string): ResolvedHandler {
     const handlers = this.#handlers.get(pluginId);
     if (!handlers) {
+      // Its folder was given but failed to load: that failure is the answer.
+      const failed = this.#failures.find((f) => f.pluginId === pluginId);
+      if (failed) throw failed.error;
       const known = [...this.#plugins.keys()];
+      const unloaded = this.#failures.length ? `; ${this.#failures.length} plugin source(s) failed to load: ${this.#failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}` : '';
       throw new HandlerNotFoundError(
-        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}`,
+        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
@@ -151,4 +190,23 @@ export class PluginRegistry {
     }
     return handler;
   }
+}
+
+function isFolder(source: PluginSource): source is string | URL {
+  return typeof source === 'string' || source instanceof URL;
+}
+
+/** A plugin folder's path from a path or a `file:` URL (string or URL). */
+function folderPath(dir: string | URL): string {
+  if (dir instanceof URL || (typeof dir === 'string' && dir.startsWith('file:'))) {
+    try {
+      return fileURLToPath(dir);
+    } catch (error) {
+      throw new ValidationError(`Plugin folder ${String(dir)} is not a usable file: URL: ${(error as Error).message}`, { details: { path: 'plugins[]' }, cause: error });
+    }
+  }
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details: { path: 'plugins[]' } });
+  }
+  return dir;
 }

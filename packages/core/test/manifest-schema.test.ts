@@ -1,0 +1,50 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { PluginManifestSchema, PluginRegistry, ValidationError } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+
+const require = createRequire(import.meta.url);
+const shipped = JSON.parse(readFileSync(require.resolve('@kb-labs/plugin-execution-core/kb.plugin.schema.json'), 'utf8')) as Record<string, any>;
+
+describe('the manifest JSON Schema shipped in core', () => {
+  it('is generated from the zod schema the runtime validates with', () => {
+    const generated = z.toJSONSchema(PluginManifestSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+    const { $id, title, ...rest } = shipped;
+    expect(rest).toEqual(generated);
+    expect($id).toMatch(/kb\.plugin\.schema\.json$/);
+    expect(title).toContain('kb.plugin.json');
+  });
+
+  it('lets editors complete and check every field: strict objects, required fields, descriptions', () => {
+    expect(shipped.additionalProperties).toBe(false);
+    expect(shipped.required).toEqual(expect.arrayContaining(['id', 'version', 'handlers']));
+    expect(Object.keys(shipped.properties)).toEqual(expect.arrayContaining(['$schema', 'id', 'version', 'description', 'permissions', 'handlers', 'channels']));
+    const handler = shipped.properties.handlers.additionalProperties;
+    expect(handler.additionalProperties).toBe(false);
+    expect(handler.required).toEqual(['entry']);
+    expect(Object.keys(handler.properties)).toEqual(['entry', 'export', 'timeoutMs', 'memoryMb', 'permissions', 'description']);
+    expect(handler.properties.entry.description).toMatch(/relative to the plugin folder/);
+    expect(Object.keys(shipped.properties.permissions.properties)).toEqual(['platform', 'fs', 'env', 'network', 'childProcess']);
+  });
+});
+
+describe('manifest top-level keys', () => {
+  const base = { id: '@x/strict', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } };
+
+  it('refuses an unknown top-level key, naming it', () => {
+    let error: unknown;
+    try {
+      new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, permisions: { network: true } } });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as Error).message).toMatch(/unknown key "permisions"/);
+  });
+
+  it('accepts "$schema" (for editors) and ignores it at run time', () => {
+    const plugin = new PluginRegistry().register({ root: process.cwd(), manifest: { $schema: './node_modules/@kb-labs/plugin-execution-core/kb.plugin.schema.json', ...base } });
+    expect(plugin.id).toBe('@x/strict');
+  });
+});
