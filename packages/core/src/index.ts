@@ -28,6 +28,7 @@ export {
 } from './errors.js';
 export type { CrashReason, ErrorDetailsByCode, Phase, ValidationIssue } from './error-details.js';
 export { deserializeError, isSerializedError, serializeError, type SerializedError } from './error-wire.js';
+export { HTTP_STATUS_BY_CODE, httpStatusOf } from './http-status.js';
 export type {
   BackendHealth,
   BackendState,

@@ -1,0 +1,23 @@
+import { ERROR_CODES, HTTP_STATUS_BY_CODE, httpStatusOf } from '@kb-labs/plugin-execution-core';
+import { describe, expect, it } from 'vitest';
+
+describe('HTTP statuses of error codes', () => {
+  it('gives every known code a status, client errors 4xx and server-side failures 5xx', () => {
+    expect(Object.keys(HTTP_STATUS_BY_CODE).sort()).toEqual([...ERROR_CODES].sort());
+    expect(httpStatusOf('TIMEOUT')).toBe(504);
+    expect(httpStatusOf('QUEUE_FULL')).toBe(429);
+    expect(httpStatusOf('PERMISSION_DENIED')).toBe(403);
+    expect(httpStatusOf('HANDLER_NOT_FOUND')).toBe(404);
+    expect(httpStatusOf('VALIDATION_ERROR')).toBe(400);
+    expect(httpStatusOf('ABORTED')).toBe(499);
+    expect(httpStatusOf('SHUTTING_DOWN')).toBe(503);
+    expect(httpStatusOf('WORKER_CRASHED')).toBe(502);
+    expect(httpStatusOf('HANDLER_ERROR')).toBe(500);
+  });
+
+  it('answers 500 for a code this version does not know, and for inherited names', () => {
+    expect(httpStatusOf('SOME_FUTURE_CODE')).toBe(500);
+    expect(httpStatusOf('toString')).toBe(500);
+    expect(httpStatusOf('__proto__')).toBe(500);
+  });
+});
