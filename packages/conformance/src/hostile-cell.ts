@@ -1,8 +1,13 @@
 /** One cell of the hostile-plugin matrix: a misbehaving handler, what each backend does about it, and how to check that. */
 import type { ExecutionEvent, ExecutionResult } from '@kb-labs/plugin-execution-core';
 
-/** The backends the matrix has a column for (a new backend adds its column to every row). */
-export type MatrixBackend = 'in-process' | 'worker-pool' | 'subprocess';
+/**
+ * The backends the matrix has a column for (a new backend adds its column to every row). `queue`
+ * is the queue backend with its workers on the subprocess backend (bubblewrap where it runs): a
+ * worker's local backend is what defends it, so its column follows subprocess's, apart from what
+ * the queue itself limits.
+ */
+export type MatrixBackend = 'in-process' | 'worker-pool' | 'subprocess' | 'queue';
 
 export type Code = 'ok' | 'TIMEOUT' | 'WORKER_CRASHED' | 'HANDLER_ERROR' | 'VALIDATION_ERROR' | 'PERMISSION_DENIED';
 
@@ -55,10 +60,11 @@ export const ok = (note?: string): CellOutcome => ({ codes: ['ok'], ...(note ? {
 export const code = (c: Code, note?: string): CellOutcome => ({ codes: [c], ...(note ? { note } : {}) });
 export const codes = (cs: Code[], note: string): CellOutcome => ({ codes: cs, note });
 export const undefended = (why: string): CellOutcome => ({ undefended: why });
-export const all = (outcome: CellOutcome): Record<MatrixBackend, CellOutcome> => ({ 'in-process': outcome, 'worker-pool': outcome, subprocess: outcome });
+export const all = (outcome: CellOutcome): Record<MatrixBackend, CellOutcome> => ({ 'in-process': outcome, 'worker-pool': outcome, subprocess: outcome, queue: outcome });
 /** Defended by the backends that run the handler outside the host's thread. */
 export const isolating = (inProcess: string, outcome: CellOutcome): Record<MatrixBackend, CellOutcome> => ({
   'in-process': undefended(inProcess),
   'worker-pool': outcome,
   subprocess: outcome,
+  queue: outcome,
 });

@@ -80,8 +80,9 @@ export const HOSTILE_ROWS: MatrixCell[] = [
     handler: 'return-value',
     input: { kind: 'huge-string', mb: 100 },
     timeoutMs: 60_000,
-    expect: all(ok()),
+    expect: { ...all(ok()), queue: code('VALIDATION_ERROR', "over the queue's 20 MiB maxPayloadBytes, named in the message") },
     check: (result) => {
+      if (!result.ok) expect(result.error.message).toContain('maxPayloadBytes');
       if (result.ok) expect((result.data as string).length).toBe(100 * 1024 * 1024);
     },
   },
@@ -113,6 +114,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': undefended("the grandchild is the host's own child and outlives the execution; use subprocess"),
       'worker-pool': undefended("threads share the host process: the grandchild is the host's child and outlives the execution; use subprocess"),
       subprocess: code('PERMISSION_DENIED', 'child processes need childProcess permission; granted ones die with the process group'),
+      queue: code('PERMISSION_DENIED', "the worker's subprocess backend: as subprocess"),
     },
   },
   {
@@ -125,6 +127,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': undefended("it writes to the host's own stdout; use worker-pool or subprocess"),
       'worker-pool': ok('captured line by line into onLog, capped'),
       subprocess: ok('captured line by line into onLog, capped'),
+      queue: ok("captured on the worker, capped, and streamed to the caller's onLog"),
     },
   },
   {
@@ -136,6 +139,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': undefended('there is no channel: the handler runs in the host; use worker-pool or subprocess'),
       'worker-pool': codes(['WORKER_CRASHED', 'TIMEOUT'], 'forged messages are ignored or end the thread; the host is unaffected'),
       subprocess: code('WORKER_CRASHED', 'protocol error: the child is killed'),
+      queue: code('WORKER_CRASHED', "the worker's child is killed; the worker and the host are unaffected"),
     },
   },
   {
@@ -147,6 +151,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': undefended("the handler shares the host's process.env; use subprocess"),
       'worker-pool': ok('a thread sees only the names the handler declares in permissions.env'),
       subprocess: ok('only allow-listed names reach the child'),
+      queue: ok("the worker's env is its own, and only allow-listed names reach its child"),
     },
     check: (result) => {
       if (result.ok && result.meta.backend !== 'in-process') {
@@ -163,6 +168,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': undefended('the handler has the host file system; use subprocess'),
       'worker-pool': undefended('threads share the host file system; use subprocess'),
       subprocess: code('PERMISSION_DENIED', 'the permission model allows writes to the workspace only'),
+      queue: code('PERMISSION_DENIED', "the worker's subprocess backend: writes to the workspace only"),
     },
     prepare: (env) => ({ input: { path: escapedFile(env) } }),
     checkAfterShutdown: async (env) => {
@@ -177,6 +183,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
       'in-process': ok('the link is removed, the host file is untouched'),
       'worker-pool': ok('the link is removed, the host file is untouched'),
       subprocess: code('PERMISSION_DENIED', 'the permission model refuses to create the symlink at all; the host file is untouched'),
+      queue: code('PERMISSION_DENIED', "the worker's subprocess backend refuses the symlink"),
     },
     prepare: (env) => ({ input: { target: preciousFile(env) } }),
     check: async (_result, env) => {

@@ -116,6 +116,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
       'in-process': undefended(`${SHARED_HOST}: process.kill reaches the host and, as root, every process; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host process: process.kill reaches the host and, as root, every process; use subprocess (with bubblewrap)`),
       subprocess: codes(['ok'], 'own pid namespace: no host process is visible to signal'),
+      queue: codes(['ok'], "on the worker's subprocess backend: own pid namespace: no host process is visible to signal"),
     },
     prepare: async (env) => {
       let received = 0;
@@ -145,6 +146,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
       'in-process': undefended(`${SHARED_HOST}: its sockets are the host's, nothing checks them; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host's sockets and network: nothing checks a connection they open; use subprocess (with bubblewrap)`),
       subprocess: codes(['ok'], "own network namespace: the host's loopback is not reachable"),
+      queue: codes(['ok'], "on the worker's subprocess backend: own network namespace: the host's loopback is not reachable"),
     },
     prepare: async () => {
       const listeners = await listenOnLoopback();
@@ -169,10 +171,12 @@ export const SANDBOX_ROWS: MatrixCell[] = [
     // Node's permission model refuses readdir of /proc unless it is granted; grant it, so what
     // is left to see is only what the OS shows.
     backendOptions: { subprocess: { allowRead: ['/proc'] } },
+    // queue: its workers are started with allowRead ['/proc'] (a worker's local options are its own).
     expect: {
       'in-process': undefended(`${SHARED_HOST}: /proc shows every process of the machine, the host's included; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`threads share the host's /proc: every process of the machine is visible; use subprocess (with bubblewrap)`),
       subprocess: codes(['ok'], 'own pid namespace and /proc: only the sandbox’s own processes'),
+      queue: codes(['ok'], "on the worker's subprocess backend: own pid namespace and /proc: only the sandbox’s own processes"),
     },
     check: (result) => {
       if (!result.ok) return;
@@ -192,6 +196,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
       'in-process': undefended(`${SHARED_HOST}: the grandchild has the host's file system and user; use subprocess (with bubblewrap)`),
       'worker-pool': undefended(`the grandchild of a thread is the host's child, with the host's file system; use subprocess (with bubblewrap)`),
       subprocess: codes(['ok'], 'the sandbox shows no host file outside its grants: ENOENT'),
+      queue: codes(['ok'], "on the worker's subprocess backend: the sandbox shows no host file outside its grants: ENOENT"),
     },
     prepare: async (env) => {
       const secret = path.join(env.outside, 'grandchild-secret.txt');
@@ -217,6 +222,7 @@ export const SANDBOX_ROWS: MatrixCell[] = [
       'in-process': undefended("the grandchild is the host's own child and outlives the execution; use subprocess (with bubblewrap)"),
       'worker-pool': undefended("the grandchild is the host's child and outlives the execution; use subprocess (with bubblewrap)"),
       subprocess: codes(['TIMEOUT'], 'it dies with the pid namespace, whatever its group; abort and a killed host: packages/subprocess/test/sandbox-grandchild.test.ts'),
+      queue: codes(['TIMEOUT'], "on the worker's subprocess backend: it dies with the pid namespace, whatever its group; abort and a killed host: packages/subprocess/test/sandbox-grandchild.test.ts"),
     },
     prepare: async () => {
       const token = newToken();

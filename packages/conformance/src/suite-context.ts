@@ -13,6 +13,20 @@ export interface ConformanceCapabilities {
    * @default false
    */
   sandboxesFs?: boolean;
+  /**
+   * The workspace is the runner's, on its machine, not a lease under the host's root (queue:
+   * the worker's): the handler's directory is not under the suite's root, and `meta` reports
+   * what the runner listed and kept there.
+   * @default false
+   */
+  workspaceOnRunner?: boolean;
+  /**
+   * The handler's module is imported by Node's own loader. Not so for in-process inside vitest,
+   * whose module runner also loads what the host imports (it accepts ES module syntax anywhere):
+   * that backend proves module-loading errors in a plain Node process of its own.
+   * @default true
+   */
+  loadsModulesWithNode?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;

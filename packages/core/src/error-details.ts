@@ -87,6 +87,8 @@ export type ErrorDetailsByCode = {
     name?: string;
     /** What was thrown, when it was not an Error. */
     thrown?: { type: string; value?: unknown };
+    /** The module file at fault, when loading the handler's module failed (ES module syntax in a CommonJS scope). */
+    file?: string;
   };
   SHUTTING_DOWN: { phase: Phase };
   WORKSPACE_ERROR: { root?: string; dir?: string; executionId?: string; field?: string; reason?: string; code?: string | null };

@@ -121,6 +121,24 @@ function resolutionTests(suite: SuiteContext): void {
     }
   });
 
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false)('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
+    try {
+      await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' } } }));
+      await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
+      await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
+      const backend = make({ plugins: [dir] });
+      const result = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'run' });
+      expectError(result, 'HANDLER_ERROR');
+      expect(result.error.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
+      expect(result.error.message).toContain(path.join(dir, 'run.js'));
+      expect(result.error.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {
     const backend = make();
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' }), 'VALIDATION_ERROR');

@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url';
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
-import { HandlerNotFoundError, toHandlerError } from '../errors.js';
+import { HandlerError, HandlerNotFoundError, toHandlerError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
 import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
@@ -105,6 +105,24 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
   return loading;
 }
 
+/**
+ * `import`/`export` in a file Node loads as CommonJS (a `.js` file whose nearest package.json has
+ * no `"type": "module"`) fails with a bare SyntaxError; say what it is and how to fix it, with the
+ * file (the handler's module or one it imports).
+ */
+function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
+  if (!/Cannot use import statement outside a module|Unexpected token 'export'/.test(e.message)) return undefined;
+  const firstLine = typeof e.stack === 'string' ? e.stack.split('\n', 1)[0]! : '';
+  const file = /^(.+):\d+$/.exec(firstLine)?.[1] ?? entryPath;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
+      'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
+    { details: { name: 'SyntaxError', file }, cause: error },
+  );
+}
+
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
@@ -116,7 +134,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
-    throw error;
+    throw moduleScopeError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
   if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined };

@@ -1,0 +1,41 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// In a plain Node process, as a host runs it (inside vitest, vitest's module runner would load
+// the handler's module instead of Node, and accept ES module syntax in any file).
+const here = path.dirname(fileURLToPath(import.meta.url));
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
+  await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' } } }));
+  await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
+  await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('in-process module loading, in a plain Node process', () => {
+  it('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', () => {
+    const script = `
+      import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+      const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
+      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'run' });
+      console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
+    const result = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
+      cwd: path.join(here, '..'),
+      env: { PATH: process.env.PATH ?? '' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(result.stderr).toBe('');
+    const printed = JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
+    expect(printed.code).toBe('HANDLER_ERROR');
+    expect(printed.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
+    expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
+  });
+});
