@@ -1,11 +1,12 @@
 // System packages the tests need, installed where they are missing and can be: bubblewrap (the
-// subprocess backend's sandbox, tested for real). Debian/Ubuntu as root: apt-get. Elsewhere it
-// says what to install; on Linux the sandbox tests fail without it rather than skip.
+// subprocess backend's sandbox, tested for real) and nats-server (the queue backend's tests start
+// their own on a free port). Debian/Ubuntu as root: apt-get. Elsewhere it says what to install;
+// the tests that need a missing one fail rather than skip.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
-
-const needed = [{ command: 'bwrap', debian: 'bubblewrap' }];
+import { NATS_SERVER_INSTALL_HINT, natsServerAvailable } from './nats-server.mjs';
 
 function onPath(command) {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
@@ -19,11 +20,23 @@ function onPath(command) {
   return false;
 }
 
+const needed = [
+  { name: 'bubblewrap', debian: 'bubblewrap', linuxOnly: true, present: () => onPath('bwrap') },
+  // Debian installs it in /usr/sbin, which natsServerAvailable() also looks in.
+  { name: 'nats-server', debian: 'nats-server', present: natsServerAvailable, hint: NATS_SERVER_INSTALL_HINT },
+];
+
+if (process.env.NATS_SERVER_BIN && !natsServerAvailable()) {
+  console.error(`install-test-deps: NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable; unset it or point it at nats-server.`);
+  process.exit(1);
+}
 if (process.platform !== 'linux') {
   console.log(`install-test-deps: ${process.platform}: the bubblewrap sandbox is Linux-only; its tests are skipped here.`);
-  process.exit(0);
+  const missing = needed.filter((n) => !n.linuxOnly && !n.present());
+  for (const m of missing) console.error(`install-test-deps: missing ${m.name}: ${m.hint}.`);
+  process.exit(missing.length ? 1 : 0);
 }
-const missing = needed.filter((n) => !onPath(n.command));
+const missing = needed.filter((n) => !n.present());
 if (missing.length === 0) process.exit(0);
 const packages = missing.map((m) => m.debian);
 const canApt = process.getuid?.() === 0 && onPath('apt-get');
@@ -36,3 +49,32 @@ const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
 execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
 const install = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...packages], { stdio: 'inherit', env });
 if (install.status !== 0) process.exit(install.status ?? 1);
+const stillMissing = missing.filter((m) => !m.present());
+if (stillMissing.length) {
+  console.error(`install-test-deps: apt-get installed ${packages.join(' ')}, yet ${stillMissing.map((m) => m.name).join(', ')} cannot be found.`);
+  process.exit(1);
+}
+
+if (packages.includes('nats-server')) await reportPackagedService();
+
+/**
+ * Debian's nats-server package enables a systemd unit on the fixed port 4222 and starts it where
+ * systemd runs (not in a container). The tests never use it: each starts its own server on a free
+ * port. Say so if one answers, so that nobody mistakes it for ours.
+ */
+async function reportPackagedService() {
+  const socket = net.connect({ host: '127.0.0.1', port: 4222 });
+  const listening = await new Promise((resolve) => {
+    socket.setTimeout(1_000);
+    socket.once('connect', () => resolve(true));
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => resolve(false));
+  });
+  socket.destroy();
+  if (!listening) return;
+  const systemd = existsSync('/run/systemd/system');
+  console.log(
+    `install-test-deps: something listens on 127.0.0.1:4222${systemd ? " (the package's nats-server.service, started by systemd)" : ''}. ` +
+      'The tests do not use it (each starts its own server on a free port); `systemctl disable --now nats-server` stops it for good.',
+  );
+}

@@ -1,0 +1,38 @@
+// Types of scripts/nats-server.mjs, for the TypeScript tests that import it.
+
+export declare const NATS_SERVER_INSTALL_HINT: string;
+
+export interface StartNatsServerOptions {
+  /** Fixed port. @default a free port on 127.0.0.1 */
+  port?: number;
+  /** JetStream store directory, kept by `stop()` when given. @default a directory inside the server's temp dir */
+  storeDir?: string;
+  /** `max_payload` (nats-server 2.9 reads it only from a config file), bytes or a size such as '8MB'. @default '8MB' */
+  maxPayload?: string | number;
+  /** How long to wait for "Server is ready". @default 10000 */
+  readyTimeoutMs?: number;
+  /** SIGTERM → SIGKILL delay in `stop()` and `restart()`. @default 5000 */
+  stopGraceMs?: number;
+}
+
+export interface NatsServer {
+  /** `nats://127.0.0.1:PORT` */
+  readonly url: string;
+  readonly port: number;
+  /** The server's pid; a new one after `restart()`. */
+  readonly pid: number;
+  readonly storeDir: string;
+  readonly configFile: string;
+  /** The last lines the server logged. */
+  stderrTail(): string;
+  /** SIGTERM, SIGKILL after the grace; removes the temp dir. Idempotent. */
+  stop(): Promise<void>;
+  /** Stop and start again on the same port with the same JetStream store (file streams survive, memory streams do not). */
+  restart(options?: { downtimeMs?: number }): Promise<NatsServer>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export declare function startNatsServer(options?: StartNatsServerOptions): Promise<NatsServer>;
+export declare function natsServerAvailable(): boolean;
+export declare function natsServerBinary(): string | null;
+export declare function freeLoopbackPort(): Promise<number>;
