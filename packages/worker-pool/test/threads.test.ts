@@ -145,6 +145,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expectOk(rb);
     expectOk(ro);
     expect(rb.meta.queueWaitMs).toBeGreaterThanOrEqual(200);
-    expect(ro.meta.queueWaitMs).toBeLessThan(200);
+    // Another plugin is not held back by this one's cap: it did not wait for the first to end.
+    expect(ro.meta.queueWaitMs).toBeLessThan(rb.meta.queueWaitMs);
   });
 });
