@@ -73,8 +73,11 @@ describe('createExecutionBackend', () => {
 });
 
 // The lazy wrapper must be indistinguishable from the backend it wraps.
+// In-process inside vitest: its handler modules are loaded by vitest's module runner (see
+// packages/in-process/test/module-loading.test.ts for the same check in a plain Node process).
 describeConformance('in-process', (options) => createExecutionBackend({ ...options, type: 'in-process' }), {
   preemptsSyncCode: false,
   isolatesCrashes: false,
   isolatesGlobals: false,
+  loadsModulesWithNode: false,
 });
