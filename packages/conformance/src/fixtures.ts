@@ -9,9 +9,12 @@ export const fixturePlugins = {
   hostile: path.resolve(here, '../fixtures/plugins/hostile'),
   guarded: path.resolve(here, '../fixtures/plugins/guarded'),
   cjs: path.resolve(here, '../fixtures/plugins/cjs'),
+  /** Not loaded by the suite's backends: the reload tests copy it and edit the copy. */
+  reloadable: path.resolve(here, '../fixtures/plugins/reloadable'),
 } as const;
 
 export const BASIC = '@conformance/basic';
 export const HOSTILE = '@conformance/hostile';
 export const GUARDED = '@conformance/guarded';
 export const CJS = '@conformance/cjs';
+export const RELOADABLE = '@conformance/reloadable';

@@ -43,6 +43,15 @@ describe('parseOptions', () => {
     ]);
   });
 
+  it('takes watch as a boolean or { debounceMs, onReload }, and names what is wrong in it', () => {
+    const onReload = () => undefined;
+    expect(parseOptions(schema, { watch: true }, 'x options')).toEqual({ watch: true });
+    expect(parseOptions(schema, { watch: { debounceMs: 20, onReload } }, 'x options')).toEqual({ watch: { debounceMs: 20, onReload } });
+    expect(failure(() => parseOptions(schema, { watch: 'yes' }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
+    expect(failure(() => parseOptions(schema, { watch: { debounceMs: -1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
+    expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
+  });
+
   it('refuses a non-object', () => {
     expect(failure(() => parseOptions(schema, 42, 'x options')).details.issues).toHaveLength(1);
   });

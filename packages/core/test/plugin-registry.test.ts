@@ -273,3 +273,55 @@ function captureNotFound(fn: () => unknown): HandlerNotFoundError {
   expect((caught as HandlerNotFoundError).code).toBe('HANDLER_NOT_FOUND');
   return caught as HandlerNotFoundError;
 }
+
+describe('reloading a plugin', () => {
+  it('reads the manifest again: a new generation, its handlers resolved anew, listeners told', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: 'a.js' } })));
+    const registry = new PluginRegistry();
+    const heard: number[] = [];
+    const stop = registry.onReload((plugin) => heard.push(plugin.generation));
+    const first = await registry.load(dir);
+    expect(first.generation).toBe(0);
+    expect(registry.resolve('@t/p', 'run').generation).toBe(0);
+    await writeFile(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest({ run: { entry: 'b.js' }, added: { entry: 'c.js' } })));
+    const second = await registry.reload('@t/p');
+    expect(second).toMatchObject({ id: '@t/p', root: dir, generation: 1 });
+    expect(registry.get('@t/p')).toBe(second);
+    expect(registry.resolve('@t/p', 'run')).toMatchObject({ entryPath: path.join(dir, 'b.js'), generation: 1 });
+    expect(registry.resolve('@t/p', 'added').entryPath).toBe(path.join(dir, 'c.js'));
+    stop();
+    await registry.reload('@t/p');
+    expect(heard).toEqual([1]);
+  });
+
+  it('keeps the previous version registered when the new manifest is invalid or claims another id', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: 'a.js' } })));
+    const registry = new PluginRegistry();
+    const first = await registry.load(dir);
+    await writeFile(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest({ run: { entyr: 'a.js' } })));
+    const invalid = await validationFailure(registry.reload('@t/p'));
+    expect(invalid.message).toContain(path.join(dir, MANIFEST_FILE));
+    await writeFile(path.join(dir, MANIFEST_FILE), '{ not json');
+    await validationFailure(registry.reload('@t/p'));
+    await writeFile(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest({ run: { entry: 'a.js' } }, { id: '@t/other' })));
+    expect((await validationFailure(registry.reload('@t/p'))).message).toMatch(/now says its id is "@t\/other"/);
+    expect(registry.get('@t/p')).toBe(first);
+    expect(registry.resolve('@t/p', 'run').entryPath).toBe(path.join(dir, 'a.js'));
+  });
+
+  it('keeps the in-memory manifest of a plugin registered as { root, manifest }, with a new generation', async () => {
+    const registry = new PluginRegistry();
+    const first = registry.register({ root: tmp, manifest: manifest({ run: { entry: 'a.js' } }) });
+    const second = await registry.reload('@t/p');
+    expect(second.manifest).toBe(first.manifest);
+    expect(second.generation).toBe(1);
+  });
+
+  it('refuses an unknown plugin with HANDLER_NOT_FOUND naming it and what is registered', async () => {
+    const registry = new PluginRegistry();
+    await registry.load(SAMPLE);
+    const error = await registry.reload('@t/nope').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HandlerNotFoundError);
+    expect((error as HandlerNotFoundError).message).toBe(`Cannot reload plugin "@t/nope": it is not registered (registered: ${SAMPLE_ID})`);
+  });
+});

@@ -1,13 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runHostScript } from './node-host.js';
 
 // In a plain Node process, as a host runs it (inside vitest, vitest's module runner would load
 // the handler's module instead of Node, and accept ES module syntax in any file).
-const here = path.dirname(fileURLToPath(import.meta.url));
 let dir: string;
 
 beforeAll(async () => {
@@ -26,12 +24,7 @@ describe('in-process module loading, in a plain Node process', () => {
       const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
       const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'run' });
       console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
-    const result = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
-      cwd: path.join(here, '..'),
-      env: { PATH: process.env.PATH ?? '' },
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+    const result = runHostScript(script);
     expect(result.stderr).toBe('');
     const printed = JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
     expect(printed.code).toBe('HANDLER_ERROR');

@@ -57,6 +57,10 @@ export class PoolThread<Lane = unknown> {
   endedBy: ThreadEndedBy | undefined;
   /** The pool's, reused across idle spells. */
   idleTimer: NodeJS.Timeout | undefined;
+  /** The generation of each plugin whose code it has run (its modules stay loaded on the thread). */
+  readonly pluginGenerations = new Map<string, number>();
+  /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
+  stale = false;
   readonly exited: Promise<void>;
   readonly #worker: Worker;
   readonly #events: ThreadEvents;
@@ -123,6 +127,7 @@ export class PoolThread<Lane = unknown> {
     Atomics.notify(this.#wake!, 0);
     this.execution = execution;
     this.heard = false;
+    this.pluginGenerations.set(execution.task.pluginId, execution.task.generation ?? 0);
     execution.control.setRunner(this.#runner);
     execution.stopListening?.();
     execution.stopListening = execution.control.onStop(this.#onStop);

@@ -6,7 +6,7 @@
  * `Function.prototype.call` or `Reflect.apply` cannot blind them.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { RetireReason } from './thread-protocol.js';
+import type { ThreadRetireReason } from './thread-protocol.js';
 
 const apply = Reflect.apply;
 const ownKeys = Reflect.ownKeys;
@@ -217,7 +217,7 @@ function liveResources(): number {
 }
 
 /** The retire decision after an execution, or undefined to keep the thread. */
-export function retireReason(guard: IntrinsicsGuard, handles: HandleWatch, executions: number, maxExecutions: number): RetireReason | undefined {
+export function retireReason(guard: IntrinsicsGuard, handles: HandleWatch, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
   if (!guard.intact()) return 'globals-tampered';
   if (handles.leftover()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';

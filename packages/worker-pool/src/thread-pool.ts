@@ -1,6 +1,6 @@
 import type { ResourceLimits } from 'node:worker_threads';
 import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-core';
-import { settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread, type Execution, type ThreadEvents } from './pool-thread.js';
@@ -58,7 +58,7 @@ export class ThreadPool {
   readonly #threads = new Set<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
-  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0 };
+  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0 };
   /** Start failures since the last thread that started, and the last one's message (for health()). */
   #failing = { streak: 0, last: '' };
   #nextKey = 1;
@@ -102,6 +102,25 @@ export class ThreadPool {
     const threads = [...this.#threads];
     for (const thread of threads) thread.end({ kind: 'stopped' });
     await settlesWithin(Promise.all(threads.map((thread) => thread.exited)), CLOSE_WAIT_MS);
+  }
+
+  /**
+   * A plugin was reloaded: threads that ran an older generation of it have its old modules
+   * loaded, so they take no more work — an idle one is retired now, a busy one once its
+   * execution ends — and new executions load the new code on fresh threads.
+   */
+  retireThreadsOf(pluginId: string, generation: number): void {
+    for (const thread of this.#threads) {
+      const ran = thread.pluginGenerations.get(pluginId);
+      if (ran === undefined || ran >= generation || thread.stale) continue;
+      thread.stale = true;
+      const idle = thread.lane.idle.indexOf(thread);
+      if (idle < 0) continue;
+      thread.lane.idle.splice(idle, 1);
+      thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
+      // Its replacement starts now, not once it is gone: warm by the time the next execution comes.
+      if (this.#staying(thread.lane) < thread.lane.minThreads && !this.#closing) this.#start(thread.lane);
+    }
   }
 
   /** Why the pool is unhealthy: threads that fail to start. */
@@ -175,6 +194,7 @@ export class ThreadPool {
     lane.threads++;
     lane.starting++;
     this.#counts.started++;
+    recordRunnerStart('worker-pool');
   }
 
   #startFailed(lane: Lane, error: unknown, thread: PoolThread<Lane> | undefined): void {
@@ -189,6 +209,7 @@ export class ThreadPool {
   /** The thread is free: the next execution waiting in its lane, else the idle list (and its idle timer). */
   #onIdle(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
+    if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
     while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
     if (this.#closing) return;
     lane.idle.push(thread);
@@ -202,11 +223,16 @@ export class ThreadPool {
     const lane = thread.lane;
     const i = lane.idle.indexOf(thread);
     // Threads on their way out (stopped a moment ago, not gone yet) do not count towards the minimum.
-    let staying = 0;
-    for (const each of this.#threads) if (each.lane === lane && !each.endedBy) staying++;
-    if (i < 0 || staying <= lane.minThreads) return;
+    if (i < 0 || this.#staying(lane) <= lane.minThreads) return;
     lane.idle.splice(i, 1);
     thread.end({ kind: 'stopped' });
+  }
+
+  /** The lane's threads that are not on their way out. */
+  #staying(lane: Lane): number {
+    let staying = 0;
+    for (const each of this.#threads) if (each.lane === lane && !each.endedBy) staying++;
+    return staying;
   }
 
   #onGone(thread: PoolThread<Lane>): void {
@@ -223,7 +249,10 @@ export class ThreadPool {
       const why = thread.endedBy;
       if (why?.kind === 'retired') this.#retired[why.reason]++;
       else if (why?.kind === 'terminated' || (why?.kind === 'stopped' && thread.error === undefined)) this.#counts[why.kind]++;
-      else this.#counts.crashed++;
+      else {
+        this.#counts.crashed++;
+        recordRunnerCrash('worker-pool');
+      }
     }
     const execution = thread.release();
     if (execution) this.#onRunnerGone(thread, execution);

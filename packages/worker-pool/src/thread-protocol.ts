@@ -29,7 +29,10 @@ export interface ThreadHello {
 }
 
 /** Why a thread asks not to be reused after it answered. */
-export type RetireReason = 'globals-tampered' | 'handles-left' | 'recycled';
+export type ThreadRetireReason = 'globals-tampered' | 'handles-left' | 'recycled';
+
+/** Why a thread was retired: it asked, or the host retired it (it had loaded a plugin since reloaded). */
+export type RetireReason = ThreadRetireReason | 'plugin-reloaded';
 
 /**
  * How a thread is dying, as the thread itself saw it, sent just before it goes. `k` is the
@@ -45,6 +48,6 @@ export interface CrashReport {
 export type HostToThread = { k: number; task: RunnerTask } | { k: number; m: HostToRunner };
 
 export type ThreadToHost =
-  | { k: number; m: RunnerToHost; retire?: RetireReason }
+  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason }
   | { k: number; out: 'stdout' | 'stderr'; lines: string[] }
   | { crash: CrashReport };

@@ -7,7 +7,7 @@ import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'no
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { OutputTap } from './output-tap.js';
 import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
-import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
@@ -95,7 +95,7 @@ function idleSoon(): void {
   immediate(waitForTask).unref();
 }
 
-function answer(k: number, result: RunnerResult, retire: RetireReason | undefined): void {
+function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {
   try {
     send(retire ? { k, m: result, retire } : { k, m: result });
   } catch (error) {

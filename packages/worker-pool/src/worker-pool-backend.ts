@@ -1,4 +1,4 @@
-import { type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { type IsolationReport, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { defaultMaxThreads, resolvePoolOptions, WorkerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
 import { ThreadPool, type WorkerPoolRunnerStats } from './thread-pool.js';
@@ -30,6 +30,11 @@ export class WorkerPoolBackend extends BaseBackend {
 
   protected dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     return this.#pool.run(task, control);
+  }
+
+  /** Threads that ran the plugin's older code are retired (once idle): new executions load the new code on fresh threads. */
+  protected override pluginReloaded(plugin: RegisteredPlugin): void {
+    this.#pool.retireThreadsOf(plugin.id, plugin.generation);
   }
 
   protected closeRunners(): Promise<void> {

@@ -4,6 +4,7 @@ import type { PermissionSpec } from './permissions.js';
 import { PermissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
+import type { WatchOptions } from './plugin-watcher.js';
 import { formatPath, validationError } from '../validation.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
@@ -30,6 +31,13 @@ export interface BackendOptions {
   maxQueue?: number;
   /** Executions of one plugin running at once. @default unlimited (up to maxConcurrency) */
   perPluginConcurrency?: number;
+  /**
+   * For development: reload a plugin (`reloadPlugin`) when files in its folder change, debounced;
+   * node_modules and dot-folders are ignored. `true`, or `{ debounceMs, onReload }` to tune it and
+   * hear of each reload. Folders are watched once the plugins are loaded (first use) and until
+   * shutdown. See docs/plugins.md. @default false
+   */
+  watch?: boolean | WatchOptions;
 }
 
 const MAX_TIMER_MS = 2_147_483_647;
@@ -47,7 +55,7 @@ export const option = {
   texts: () => z.array(z.string().min(1).refine((s) => !s.includes('\0')), { error: 'must be an array of non-empty strings' }),
   boolean: () => z.boolean({ error: 'must be a boolean' }),
   /** A function (a hook or callback). */
-  fn: () => z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', { error: 'must be a function' }),
+  fn: <F extends (...args: never[]) => unknown = (...args: never[]) => unknown>() => z.custom<F>((v) => typeof v === 'function', { error: 'must be a function' }),
   /** One of a few literal values. */
   oneOf: <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
 };
@@ -63,6 +71,11 @@ export const BackendOptionsSchema = z.object({
   maxConcurrency: option.int(1, 100_000).optional(),
   maxQueue: option.int(0, 10_000_000).optional(),
   perPluginConcurrency: option.int(1, 100_000).optional(),
+  watch: z
+    .union([option.boolean(), z.object({ debounceMs: option.int(0, 60_000).optional(), onReload: option.fn<NonNullable<WatchOptions['onReload']>>().optional() }).strict()], {
+      error: 'must be a boolean or { debounceMs?, onReload? }',
+    })
+    .optional(),
 });
 
 /**

@@ -17,7 +17,12 @@ export interface RegisteredPlugin {
   readonly id: string;
   readonly root: string;
   readonly manifest: PluginManifest;
+  /** 0 when registered, one more at each `reloadPlugin()`: which copy of its code new executions load. */
+  readonly generation: number;
 }
+
+/** Told of each reload of a plugin of the registry (`PluginRegistry.onReload`). */
+export type PluginReloadListener = (plugin: RegisteredPlugin) => void;
 
 /** Everything a backend needs to run one handler; computed once per handler and cached. */
 export interface ResolvedHandler {
@@ -29,6 +34,8 @@ export interface ResolvedHandler {
   readonly exportName: string;
   readonly timeoutMs: number | undefined;
   readonly memoryMb: number | undefined;
+  /** The plugin's generation this handler belongs to (see RegisteredPlugin.generation). */
+  readonly generation: number;
   /** Plugin-level permissions with the handler's merged over them: what the handler needs. */
   readonly permissions: PermissionSpec;
   readonly plugin: RegisteredPlugin;
@@ -50,28 +57,15 @@ export class PluginRegistry {
   readonly #plugins = new Map<string, RegisteredPlugin>();
   readonly #handlers = new Map<string, Map<string, ResolvedHandler>>();
   #failures: readonly PluginLoadFailure[] = [];
+  /** The manifest file of each plugin registered from its folder (a reload reads it again). */
+  readonly #manifestFiles = new Map<string, string>();
+  readonly #reloadListeners = new Set<PluginReloadListener>();
 
   /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
   async load(dir: string | URL): Promise<RegisteredPlugin> {
     const root = path.resolve(folderPath(dir));
     const file = path.join(root, MANIFEST_FILE);
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new ValidationError(
-        code === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Cannot read ${file}: ${(error as Error).message}`,
-        { details: { file, reason: code ?? 'unreadable' }, cause: error },
-      );
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
-    }
-    return this.register({ root, manifest: json }, file);
+    return this.register({ root, manifest: await readManifest(root, file) }, file);
   }
 
   /** Validate a manifest and register it under its id; a second plugin with the same id is refused. */
@@ -82,10 +76,7 @@ export class PluginRegistry {
       });
     }
     const root = path.resolve(source.root);
-    const label = file ?? `manifest of plugin at ${root}`;
-    const claimed = (source.manifest as { id?: unknown } | null)?.id;
-    const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
-    const manifest = parseWith(PluginManifestSchema, source.manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
+    const manifest = parseManifest(root, source.manifest, file);
     const existing = this.#plugins.get(manifest.id);
     if (existing) {
       if (existing.root === root) return existing;
@@ -93,7 +84,58 @@ export class PluginRegistry {
         details: { pluginId: manifest.id, root, existingRoot: existing.root },
       });
     }
-    const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest });
+    if (file) this.#manifestFiles.set(manifest.id, file);
+    return this.#install(root, manifest, 0);
+  }
+
+  /**
+   * Register the plugin's next generation: its manifest read again from its folder (one
+   * registered as `{ root, manifest }` keeps the manifest it was given: only its code is loaded
+   * anew). New executions resolve to it; the old one stays registered, and serving, if the new
+   * manifest is invalid (ValidationError) or claims another id. HandlerNotFoundError for an id
+   * that is not registered. Listeners of `onReload` hear of it before this resolves.
+   */
+  async reload(pluginId: string): Promise<RegisteredPlugin> {
+    const current = this.#registered(pluginId, 'reload');
+    const file = this.#manifestFiles.get(pluginId);
+    const manifest = file ? parseManifest(current.root, await readManifest(current.root, file), file) : current.manifest;
+    if (manifest.id !== pluginId) {
+      throw new ValidationError(`Cannot reload plugin "${pluginId}": ${file} now says its id is "${manifest.id}" (register it as a new plugin instead)`, {
+        details: { pluginId, file: file ?? null, root: current.root, issues: [{ path: 'id', message: `changed from "${pluginId}" to "${manifest.id}"` }] },
+      });
+    }
+    // Read while another reload (or an unregister) may have run: install over what is there now.
+    const latest = this.#registered(pluginId, 'reload');
+    const plugin = this.#install(latest.root, manifest, latest.generation + 1);
+    for (const listener of this.#reloadListeners) {
+      try {
+        listener(plugin);
+      } catch {
+        // A backend's clean-up of its runners must not undo the reload.
+      }
+    }
+    return plugin;
+  }
+
+  /** Be told of every reload of a plugin of this registry (a backend retires runners with old code). Returns a function that removes the listener. */
+  onReload(listener: PluginReloadListener): () => void {
+    this.#reloadListeners.add(listener);
+    return () => this.#reloadListeners.delete(listener);
+  }
+
+  #registered(pluginId: string, action: string): RegisteredPlugin {
+    const plugin = typeof pluginId === 'string' ? this.#plugins.get(pluginId) : undefined;
+    if (plugin) return plugin;
+    const known = [...this.#plugins.keys()];
+    throw new HandlerNotFoundError(
+      `Cannot ${action} plugin ${JSON.stringify(pluginId)}: it is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}`,
+      { details: { pluginId: String(pluginId), availablePlugins: known } },
+    );
+  }
+
+  /** Make `manifest` the plugin's registered version: its handlers resolved once, both maps swapped together. */
+  #install(root: string, manifest: PluginManifest, generation: number): RegisteredPlugin {
+    const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest, generation });
     const handlers = new Map<string, ResolvedHandler>();
     for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
       handlers.set(
@@ -106,6 +148,7 @@ export class PluginRegistry {
           exportName: spec.export,
           timeoutMs: spec.timeoutMs,
           memoryMb: spec.memoryMb,
+          generation,
           permissions: mergePermissions(manifest.permissions, spec.permissions),
           plugin,
         }),
@@ -156,6 +199,7 @@ export class PluginRegistry {
 
   unregister(pluginId: string): boolean {
     this.#handlers.delete(pluginId);
+    this.#manifestFiles.delete(pluginId);
     return this.#plugins.delete(pluginId);
   }
 
@@ -190,6 +234,33 @@ export class PluginRegistry {
     }
     return handler;
   }
+}
+
+/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
+async function readManifest(root: string, file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ValidationError(
+      code === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Cannot read ${file}: ${(error as Error).message}`,
+      { details: { file, reason: code ?? 'unreadable' }, cause: error },
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
+  }
+}
+
+/** Validate a manifest: ValidationError naming the file (or the folder) and each problem's path. */
+function parseManifest(root: string, manifest: unknown, file: string | undefined): PluginManifest {
+  const label = file ?? `manifest of plugin at ${root}`;
+  const claimed = (manifest as { id?: unknown } | null)?.id;
+  const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
+  return parseWith(PluginManifestSchema, manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
 }
 
 function isFolder(source: PluginSource): source is string | URL {

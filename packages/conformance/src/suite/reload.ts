@@ -1,0 +1,164 @@
+import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { IExecutionBackend, PluginReloadEvent, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { RELOADABLE, fixturePlugins } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+/** What every backend built on core's BaseBackend has besides IExecutionBackend. */
+type ReloadingBackend = IExecutionBackend & { reloadPlugin(pluginId: string): Promise<RegisteredPlugin> };
+
+const DEBOUNCE_MS = 50;
+const HANDLER = path.join('handlers', 'version.mjs');
+
+export function describeReload(suite: SuiteContext): void {
+  const { reloadsPlugins, runsHostPlugins } = suite.capabilities;
+  describe.runIf(reloadsPlugins !== false && runsHostPlugins !== false)('reloading plugins', () => {
+    const folders: string[] = [];
+    afterEach(async () => {
+      await Promise.all(folders.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+    });
+    /** A fresh copy of the reloadable fixture plugin, for a test to edit. */
+    const copyPlugin = async (): Promise<string> => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-reloadable-'));
+      folders.push(dir);
+      await cp(fixturePlugins.reloadable, dir, { recursive: true });
+      // Readable by all, as plugin folders are (mkdtemp makes it private): a sandboxed child may run as another user.
+      await chmod(dir, 0o755);
+      return dir;
+    };
+    reloadTests(suite, copyPlugin);
+    watchTests(suite, copyPlugin);
+  });
+}
+
+function reloading(backend: IExecutionBackend): ReloadingBackend {
+  const candidate = backend as Partial<ReloadingBackend>;
+  expect(typeof candidate.reloadPlugin).toBe('function');
+  return backend as ReloadingBackend;
+}
+
+/** Replace `from` with `to` in a file of the plugin copy. */
+async function edit(dir: string, file: string, from: string, to: string): Promise<void> {
+  const text = await readFile(path.join(dir, file), 'utf8');
+  expect(text).toContain(from);
+  await writeFile(path.join(dir, file), text.replace(from, to));
+}
+
+async function versionOf(backend: IExecutionBackend, handlerId = 'version'): Promise<unknown> {
+  const result = await backend.execute({ pluginId: RELOADABLE, handlerId });
+  expectOk(result);
+  return result.data;
+}
+
+function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {
+  const { make } = suite;
+  it('reloadPlugin(): new executions load the new code, one running at the time finishes on the old', async () => {
+    const dir = await copyPlugin();
+    const backend = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(backend)).toBe('v1');
+    let started = false;
+    const running = backend.execute({ pluginId: RELOADABLE, handlerId: 'version', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    const plugin = await backend.reloadPlugin(RELOADABLE);
+    expect(plugin).toMatchObject({ id: RELOADABLE, root: dir, generation: 1 });
+    expect(await versionOf(backend)).toBe('v2');
+    const old = await running;
+    expectOk(old);
+    expect(old.data).toBe('v1');
+    await edit(dir, HANDLER, "'v2'", "'v3'");
+    await backend.reloadPlugin(RELOADABLE);
+    expect(await versionOf(backend)).toBe('v3');
+  });
+
+  it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {
+    const dir = await copyPlugin();
+    const backend = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(backend, 'version-cjs')).toBe('v1');
+    await edit(dir, path.join('handlers', 'version-value.cjs'), "'v1'", "'v2'");
+    await backend.reloadPlugin(RELOADABLE);
+    expect(await versionOf(backend, 'version-cjs')).toBe('v2');
+  });
+
+  it('reloadPlugin(): a bad manifest is refused with VALIDATION_ERROR and the previous version keeps serving', async () => {
+    const dir = await copyPlugin();
+    const backend = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(backend)).toBe('v1');
+    const manifestFile = path.join(dir, 'kb.plugin.json');
+    const good = await readFile(manifestFile, 'utf8');
+    await writeFile(manifestFile, good.replace('"entry"', '"entyr"'));
+    const error = await backend.reloadPlugin(RELOADABLE).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'VALIDATION_ERROR' });
+    expect((error as Error).message).toContain(manifestFile);
+    expect(await versionOf(backend)).toBe('v1');
+    expect(await versionOf(backend, 'version-cjs')).toBe('v1');
+    await writeFile(manifestFile, good);
+    expect((await backend.reloadPlugin(RELOADABLE)).generation).toBe(1);
+  });
+
+  it('reloadPlugin(): HANDLER_NOT_FOUND for an unknown plugin, SHUTTING_DOWN after shutdown', async () => {
+    const backend = reloading(make());
+    const unknown = await backend.reloadPlugin('@conformance/nope').catch((e: unknown) => e);
+    expect(unknown).toMatchObject({ code: 'HANDLER_NOT_FOUND' });
+    expect((unknown as Error).message).toContain('"@conformance/nope"');
+    await backend.shutdown();
+    expect(await backend.reloadPlugin(RELOADABLE).catch((e: unknown) => e)).toMatchObject({ code: 'SHUTTING_DOWN' });
+  });
+}
+
+function watchTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {
+  const { make } = suite;
+  const watching = async (dir: string) => {
+    const events: PluginReloadEvent[] = [];
+    const backend = make({ plugins: [dir], watch: { debounceMs: DEBOUNCE_MS, onReload: (event: PluginReloadEvent) => events.push(event) } });
+    // Watching starts when the plugins are loaded, on first use.
+    expect(await versionOf(backend)).toBe('v1');
+    return { backend, events };
+  };
+
+  it('watch: editing a handler reloads its plugin; node_modules and dot-folders are ignored', async () => {
+    const dir = await copyPlugin();
+    const { backend, events } = await watching(dir);
+    await mkdir(path.join(dir, 'node_modules', 'dep'), { recursive: true });
+    await writeFile(path.join(dir, 'node_modules', 'dep', 'index.js'), '');
+    await mkdir(path.join(dir, '.cache'));
+    await writeFile(path.join(dir, '.cache', 'entry'), '');
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    await waitFor(() => events.length > 0);
+    expect(events[0]).toMatchObject({ ok: true, pluginId: RELOADABLE, plugin: { generation: 1 } });
+    expect(events.flatMap((event) => event.changed)).toContain(HANDLER);
+    expect(events.flatMap((event) => event.changed).filter((file) => /node_modules|\.cache/.test(file))).toEqual([]);
+    expect(await versionOf(backend)).toBe('v2');
+  });
+
+  it('watch: a reload that fails is reported by health() and the previous version keeps serving', async () => {
+    const dir = await copyPlugin();
+    const { backend, events } = await watching(dir);
+    const manifestFile = path.join(dir, 'kb.plugin.json');
+    const good = await readFile(manifestFile, 'utf8');
+    await writeFile(manifestFile, '{ "id": ');
+    await waitFor(() => events.length > 0);
+    expect(events.at(-1)).toMatchObject({ ok: false, pluginId: RELOADABLE, error: { code: 'VALIDATION_ERROR' } });
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems.join('\n')).toContain(`plugin "${RELOADABLE}" was not reloaded`);
+    expect(await versionOf(backend)).toBe('v1');
+    await writeFile(manifestFile, good);
+    await waitFor(() => events.at(-1)?.ok === true);
+    expect((await backend.health()).ok).toBe(true);
+  });
+
+  it('watch: nothing is reloaded after shutdown', async () => {
+    const dir = await copyPlugin();
+    const { backend, events } = await watching(dir);
+    await backend.shutdown();
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    // A negative: give a reload every chance to happen.
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 6));
+    expect(events).toEqual([]);
+    expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }), 'SHUTTING_DOWN');
+  });
+}

@@ -1,0 +1,169 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
+import type { RegisteredPlugin } from './plugin-registry.js';
+
+/** The `watch` option's object form. */
+export interface WatchOptions {
+  /** Quiet time after the last change in a plugin's folder before the plugin is reloaded. @default 100 */
+  debounceMs?: number;
+  /**
+   * Told the outcome of every reload the watcher makes, for the host to log. A failed reload
+   * leaves the previous version serving. @default none: a failure is reported by `health()`
+   * and as a process warning (`process.emitWarning`, code `KB_PLUGIN_RELOAD_FAILED`)
+   */
+  onReload?: (event: PluginReloadEvent) => void;
+}
+
+/** One reload made by the watcher: what changed (relative to the plugin folder), and the outcome. */
+export type PluginReloadEvent =
+  | { ok: true; pluginId: string; changed: string[]; plugin: RegisteredPlugin }
+  | { ok: false; pluginId: string; changed: string[]; error: KnownExecutionError };
+
+const DEFAULT_DEBOUNCE_MS = 100;
+
+/** One watched plugin: a watcher per folder of it (node_modules and dot-folders left out). */
+interface WatchedPlugin {
+  readonly id: string;
+  readonly root: string;
+  readonly folders: Map<string, FSWatcher>;
+  /** Paths changed since the last reload began. */
+  readonly changed: Set<string>;
+  timer: NodeJS.Timeout | undefined;
+  reloading: boolean;
+  /** A change came while a reload ran: reload once more after it. */
+  again: boolean;
+  /** Why the last reload failed, until one succeeds. */
+  failure: string | undefined;
+}
+
+/**
+ * The `watch` option (development): reloads a plugin when files in its folder change, debounced.
+ * One `fs.watch` per folder, not `recursive: true`: on Linux Node builds that one from a watcher
+ * per file and folder of the whole tree, node_modules included; here a plugin's node_modules and
+ * dot-folders (`.git`, editor folders) are never watched. The watchers do not keep the
+ * process alive; `close()` (at shutdown) ends them and any pending reload.
+ */
+export class PluginWatcher {
+  readonly #reload: (pluginId: string) => Promise<RegisteredPlugin>;
+  readonly #debounceMs: number;
+  readonly #onReload: ((event: PluginReloadEvent) => void) | undefined;
+  readonly #plugins = new Map<string, WatchedPlugin>();
+  #closed = false;
+
+  constructor(options: WatchOptions, reload: (pluginId: string) => Promise<RegisteredPlugin>) {
+    this.#reload = reload;
+    this.#debounceMs = options.debounceMs ?? DEFAULT_DEBOUNCE_MS;
+    this.#onReload = options.onReload;
+  }
+
+  /** Start watching each plugin's folder; resolves once every folder of them is watched. */
+  async watchAll(plugins: readonly RegisteredPlugin[]): Promise<void> {
+    await Promise.all(plugins.map((plugin) => this.watch(plugin)));
+  }
+
+  /** Start watching one plugin's folder (once per plugin id). */
+  async watch(plugin: RegisteredPlugin): Promise<void> {
+    if (this.#closed || this.#plugins.has(plugin.id)) return;
+    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined };
+    this.#plugins.set(plugin.id, watched);
+    await this.#watchTree(watched, plugin.root);
+  }
+
+  /** Why reloads made by the watcher failed (for `health().problems`). */
+  problems(): string[] {
+    const problems: string[] = [];
+    for (const plugin of this.#plugins.values()) {
+      if (plugin.failure) problems.push(`plugin "${plugin.id}" was not reloaded after a change in ${plugin.root} (its previous version still serves): ${plugin.failure}`);
+    }
+    return problems;
+  }
+
+  /** Stop watching; a pending reload is dropped. */
+  close(): void {
+    this.#closed = true;
+    for (const plugin of this.#plugins.values()) {
+      clearTimeout(plugin.timer);
+      for (const watcher of plugin.folders.values()) watcher.close();
+      plugin.folders.clear();
+    }
+  }
+
+  /** Watch `folder` and the folders under it (a folder that cannot be read is skipped). */
+  async #watchTree(plugin: WatchedPlugin, folder: string): Promise<void> {
+    if (this.#closed || plugin.folders.has(folder) || ignored(plugin.root, folder)) return;
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(folder, { persistent: false }, (_event, name) => this.#changed(plugin, folder, name));
+    } catch (error) {
+      if (folder === plugin.root) plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
+      return;
+    }
+    // The folder was removed (or became unreadable): its watcher is done.
+    watcher.on('error', () => {
+      watcher.close();
+      plugin.folders.delete(folder);
+    });
+    plugin.folders.set(folder, watcher);
+    const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+    await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => this.#watchTree(plugin, path.join(folder, entry.name))));
+  }
+
+  #changed(plugin: WatchedPlugin, folder: string, name: string | Buffer | null): void {
+    if (this.#closed) return;
+    const file = name === null ? folder : path.join(folder, name.toString());
+    if (ignored(plugin.root, file)) return;
+    plugin.changed.add(path.relative(plugin.root, file) || '.');
+    // A folder made (or moved in) since: watch it too.
+    if (name !== null && !plugin.folders.has(file)) {
+      void stat(file).then((s) => (s.isDirectory() ? this.#watchTree(plugin, file) : undefined), () => undefined);
+    }
+    clearTimeout(plugin.timer);
+    plugin.timer = setTimeout(() => this.#reloadNow(plugin), this.#debounceMs).unref();
+  }
+
+  async #reloadNow(plugin: WatchedPlugin): Promise<void> {
+    plugin.timer = undefined;
+    if (this.#closed) return;
+    if (plugin.reloading) {
+      plugin.again = true;
+      return;
+    }
+    plugin.reloading = true;
+    const changed = [...plugin.changed].sort();
+    plugin.changed.clear();
+    let event: PluginReloadEvent;
+    try {
+      event = { ok: true, pluginId: plugin.id, changed, plugin: await this.#reload(plugin.id) };
+      plugin.failure = undefined;
+    } catch (thrown) {
+      const error = isExecutionError(thrown) ? thrown : new ValidationError(String(thrown), { cause: thrown });
+      event = { ok: false, pluginId: plugin.id, changed, error };
+      plugin.failure = error.message;
+    }
+    plugin.reloading = false;
+    if (this.#closed) return;
+    this.#report(event);
+    if (plugin.again) {
+      plugin.again = false;
+      void this.#reloadNow(plugin);
+    }
+  }
+
+  #report(event: PluginReloadEvent): void {
+    try {
+      if (this.#onReload) return this.#onReload(event);
+    } catch (error) {
+      process.emitWarning(`The watch option's onReload callback threw: ${String((error as Error)?.message ?? error)}`, { code: 'KB_PLUGIN_RELOAD_CALLBACK' });
+      return;
+    }
+    if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version still serves): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
+  }
+}
+
+/** node_modules and anything whose name starts with a dot (`.git`, editor swap files), anywhere under the plugin folder. */
+function ignored(root: string, file: string): boolean {
+  const relative = path.relative(root, file);
+  return relative !== '' && relative.split(path.sep).some((part) => part === 'node_modules' || part.startsWith('.'));
+}

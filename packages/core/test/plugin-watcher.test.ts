@@ -1,0 +1,103 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PluginWatcher } from '../src/host/plugin-watcher.js';
+
+const DEBOUNCE_MS = 30;
+let dir: string;
+let watcher: PluginWatcher | undefined;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'kb-core-watch-'));
+});
+afterEach(async () => {
+  watcher?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const plugin = (): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
+
+async function waitFor(check: () => boolean): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > until) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('PluginWatcher', () => {
+  it('watches folders made after it started, and reports what changed relative to the plugin folder', async () => {
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await watcher.watch(plugin());
+    await mkdir(path.join(dir, 'lib'));
+    await waitFor(() => events.length === 1);
+    await writeFile(path.join(dir, 'lib', 'util.js'), '');
+    await waitFor(() => events.length === 2);
+    expect(events[1]).toMatchObject({ ok: true, pluginId: '@t/w', changed: [path.join('lib', 'util.js')] });
+  });
+
+  it('reloads once more when files change during a reload, never two reloads of one plugin at once', async () => {
+    let running = 0;
+    let most = 0;
+    let calls = 0;
+    let release!: () => void;
+    const blocked = new Promise<void>((resolve) => (release = resolve));
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {
+      calls++;
+      most = Math.max(most, ++running);
+      if (calls === 1) await blocked;
+      running--;
+      return plugin();
+    });
+    await watcher.watch(plugin());
+    await writeFile(path.join(dir, 'a.js'), '1');
+    await waitFor(() => calls === 1);
+    await writeFile(path.join(dir, 'a.js'), '2');
+    await writeFile(path.join(dir, 'b.js'), '2');
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    expect(calls).toBe(1);
+    release();
+    await waitFor(() => calls === 2);
+    expect(most).toBe(1);
+  });
+
+  it('without onReload, a failed reload is a process warning and a problem until a reload succeeds', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    let fail = true;
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {
+      if (fail) throw new ValidationError('bad manifest');
+      return plugin();
+    });
+    try {
+      await watcher.watch(plugin());
+      await writeFile(path.join(dir, 'kb.plugin.json'), '{');
+      await waitFor(() => warnings.length === 1);
+      expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_FAILED' });
+      expect(warnings[0]!.message).toContain('Plugin "@t/w" was not reloaded (its previous version still serves): bad manifest');
+      expect(watcher.problems()).toEqual([`plugin "@t/w" was not reloaded after a change in ${dir} (its previous version still serves): bad manifest`]);
+      fail = false;
+      await writeFile(path.join(dir, 'kb.plugin.json'), '{}');
+      await waitFor(() => watcher!.problems().length === 0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('reloads nothing after close()', async () => {
+    let calls = 0;
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {
+      calls++;
+      return plugin();
+    });
+    await watcher.watch(plugin());
+    await writeFile(path.join(dir, 'a.js'), '1');
+    watcher.close();
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    expect(calls).toBe(0);
+  });
+});

@@ -1,0 +1,79 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BASIC, okData, runners, useBackends, waitFor } from './helpers.js';
+
+const PLUGIN = '@wp/reload';
+const folders: string[] = [];
+
+/** A plugin whose handler returns the version a module it imports says (an ES module graph, not one file). */
+async function writePlugin(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-reload-'));
+  folders.push(dir);
+  await chmod(dir, 0o755);
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: PLUGIN, version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } }));
+  await writeFile(
+    path.join(dir, 'run.mjs'),
+    "import { VERSION } from './value.mjs';\n" +
+      'export default async (input, ctx) => {\n' +
+      '  if (input?.holdMs) { ctx.emit({ started: true }); await new Promise((r) => setTimeout(r, input.holdMs)); }\n' +
+      '  return VERSION;\n};\n',
+  );
+  await setVersion(dir, 'v1');
+  return dir;
+}
+
+const setVersion = (dir: string, version: string) => writeFile(path.join(dir, 'value.mjs'), `export const VERSION = '${version}';\n`);
+
+afterEach(async () => {
+  await Promise.all(folders.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+describe('worker-pool: reloading a plugin recycles the threads that ran it', () => {
+  const backends = useBackends();
+
+  it('retires an idle thread that ran the plugin at once, starts its replacement, and the next execution loads the whole module graph anew there', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 1, plugins: [fixturePlugins.basic, dir] });
+    const first = await backend.execute({ pluginId: PLUGIN, handlerId: 'run' });
+    expect(okData(first)).toBe('v1');
+    await setVersion(dir, 'v2');
+    await backend.reloadPlugin(PLUGIN);
+    await waitFor(async () => (await runners(backend)).retired['plugin-reloaded'] === 1);
+    // Its replacement was started at once (minThreads), and waits warm.
+    await waitFor(async () => (await runners(backend)).idle === 1);
+    expect((await runners(backend)).started).toBe(2);
+    const second = await backend.execute({ pluginId: PLUGIN, handlerId: 'run' });
+    expect(okData(second)).toBe('v2');
+    expect(second.meta.workerId).not.toBe(first.meta.workerId);
+  });
+
+  it('lets a busy thread finish its execution on the old code, then retires it', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 1, plugins: [dir] });
+    let started = false;
+    const running = backend.execute({ pluginId: PLUGIN, handlerId: 'run', input: { holdMs: 200 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    await setVersion(dir, 'v2');
+    await backend.reloadPlugin(PLUGIN);
+    expect((await runners(backend)).retired['plugin-reloaded']).toBe(0);
+    const next = backend.execute({ pluginId: PLUGIN, handlerId: 'run' });
+    expect(okData(await running)).toBe('v1');
+    expect(okData(await next)).toBe('v2');
+    expect((await runners(backend)).retired['plugin-reloaded']).toBe(1);
+  });
+
+  it('keeps threads that never ran the plugin', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 1, plugins: [fixturePlugins.basic, dir] });
+    okData(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    await setVersion(dir, 'v2');
+    await backend.reloadPlugin(PLUGIN);
+    expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
+    const figures = await runners(backend);
+    expect(figures.retired['plugin-reloaded']).toBe(0);
+    expect(figures.started).toBe(1);
+  });
+});
