@@ -14,6 +14,8 @@ import { describeCrashes, describeGlobalState } from './suite/isolation.js';
 import { describeLifecycle } from './suite/lifecycle.js';
 import { describeLogsAndEvents } from './suite/logs-and-events.js';
 import { describePermissions } from './suite/permissions.js';
+import { describeTelemetry } from './suite/telemetry.js';
+import { describeReload } from './suite/reload.js';
 import { describeResults } from './suite/results.js';
 import { describeTimeLimits } from './suite/time-limits.js';
 import { describeValidation } from './suite/validation.js';
@@ -61,5 +63,7 @@ export function describeConformance(name: string, create: BackendFactory, capabi
     describeLifecycle(suite);
     describeCrashes(suite);
     describeGlobalState(suite);
+    describeReload(suite);
+    describeTelemetry(suite);
   });
 }

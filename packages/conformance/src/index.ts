@@ -7,4 +7,4 @@ export { describeConformance } from './describe-conformance.js';
 export type { BackendFactory, ConformanceCapabilities } from './suite-context.js';
 export { expectError, expectOk, waitFor } from './expect-result.js';
 export { testPlatform } from './test-platform.js';
-export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE } from './fixtures.js';
+export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';

@@ -27,6 +27,19 @@ export interface ConformanceCapabilities {
    * @default true
    */
   loadsModulesWithNode?: boolean;
+  /**
+   * The runner loads a plugin from the folder the host registered, so a plugin a test writes on
+   * the fly runs. Not so for queue workers, which load their own plugin folders when they start
+   * (there it is HANDLER_NOT_FOUND naming the worker).
+   * @default true
+   */
+  runsHostPlugins?: boolean;
+  /**
+   * `reloadPlugin()` and the `watch` option make the runners load a plugin's new code. The
+   * reload tests also need `runsHostPlugins` (they edit a copy of a plugin on the host).
+   * @default true
+   */
+  reloadsPlugins?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;

@@ -5,9 +5,11 @@
  */
 // The base class and what it hands to `dispatch`.
 export { BaseBackend, type BackendDefaults } from './host/base-backend.js';
-export { stopSignal, type DispatchControl, type RunnerInfo, type StopListener } from './host/execution-control.js';
+export { stopSignal, type DispatchControl, type RunnerInfo, type RunnerWorkspace, type StopListener } from './host/execution-control.js';
 export { BackendOptionsSchema, nearest, option, parseOptions } from './host/backend-options.js';
 export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
+// OpenTelemetry: what only a backend with runners of its own knows (docs/observability.md).
+export { recordRunnerCrash, recordRunnerStart } from './host/execution-metrics.js';
 // Running a handler, and the protocol between the host and a runner elsewhere.
 export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
 export { HostSession, type HostServices } from './host/host-session.js';

@@ -61,6 +61,12 @@ export interface HandlerContext<P = PlatformServices> {
   readonly platform: P;
   /** Present for channel handlers only. */
   readonly channel?: ChannelContext;
+  /**
+   * The W3C `traceparent` of this execution's span, to pass on in outbound calls (an HTTP
+   * `traceparent` header) so that they join the host's trace; undefined when the host records
+   * no traces. The same on every backend (docs/observability.md).
+   */
+  readonly traceparent?: string | undefined;
 }
 
 export interface HandlerDefinition<S extends z.ZodType | undefined = undefined, O = unknown> {

@@ -46,7 +46,8 @@ export type { BackendOptions } from './host/backend-options.js';
 export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
 export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
 export { mergePermissions, missingPermissions, type PermissionSpec } from './host/permissions.js';
-export { PluginRegistry, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
+export { PluginRegistry, type PluginReloadListener, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
+export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';
 export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';
 export type { Platform } from './host/platform-gateway.js';
 export {

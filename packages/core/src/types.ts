@@ -25,6 +25,8 @@ export interface ExecutionMeta {
   timeoutMs: number;
   /** Who ran it: a thread id, a pid, a remote worker's name (see `DispatchControl.setRunner`). */
   runnerId?: string;
+  /** The machine that ran it, when not the host (queue backend: the worker's host name). */
+  runnerHost?: string;
   /** Thread id (worker-pool). */
   workerId?: number;
   /** Process id (subprocess; in-process reports the host's own pid). */

@@ -11,6 +11,7 @@ export function describeValidation(suite: SuiteContext): void {
   describe('validation and resolution', () => {
     requestValidationTests(suite);
     resolutionTests(suite);
+    pluginFolderTests(suite);
   });
 }
 
@@ -97,6 +98,22 @@ function resolutionTests(suite: SuiteContext): void {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
   });
 
+  it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {
+    const backend = make();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' }), 'VALIDATION_ERROR');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
+  });
+
+  it('rejects an input that cannot cross a boundary with VALIDATION_ERROR', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => 1 } });
+    expectError(result, 'VALIDATION_ERROR');
+  });
+}
+
+/** Plugin folders that cannot be loaded, or whose modules Node cannot load as written. */
+function pluginFolderTests(suite: SuiteContext): void {
+  const { make } = suite;
   it('reports a bad plugin folder as VALIDATION_ERROR on its executions and in health(), and keeps serving the good ones', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-bad-plugin-'));
     const unreadable = path.join(dir, 'no-such-folder');
@@ -121,7 +138,7 @@ function resolutionTests(suite: SuiteContext): void {
     }
   });
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false)('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', async () => {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
     try {
       await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
@@ -137,17 +154,5 @@ function resolutionTests(suite: SuiteContext): void {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
-  });
-
-  it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {
-    const backend = make();
-    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' }), 'VALIDATION_ERROR');
-    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
-  });
-
-  it('rejects an input that cannot cross a boundary with VALIDATION_ERROR', async () => {
-    const backend = make();
-    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => 1 } });
-    expectError(result, 'VALIDATION_ERROR');
   });
 }

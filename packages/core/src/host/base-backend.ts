@@ -8,6 +8,7 @@ import { LatencyRecorder } from './latency-recorder.js';
 import type { PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
@@ -30,6 +31,11 @@ export interface BackendDefaults {
    * runner to stop. Only for backends that cannot stop a runner (in-process).
    */
   releaseSlotOnStop?: boolean;
+  /**
+   * The runners are on other machines (the queue backend): each execution's OpenTelemetry span
+   * is a CLIENT span, not INTERNAL (docs/observability.md). @default false
+   */
+  remoteRunners?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -68,6 +74,9 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** Settles when the execution admitted last has had its workspace made (see ExecutionHost.takeTurn). */
   #turn: Promise<void> = Promise.resolve();
   readonly #latency = { total: new LatencyRecorder(), wait: new LatencyRecorder(), run: new LatencyRecorder() };
+  /** The `watch` option's folder watchers, when it is on. */
+  readonly #watcher: PluginWatcher | undefined;
+  readonly #stopHearingReloads: () => void;
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
@@ -83,8 +92,12 @@ export abstract class BaseBackend implements IExecutionBackend {
       ...(o.perPluginConcurrency ? { perKeyConcurrency: o.perPluginConcurrency } : {}),
     });
     this.#pendingSources = o.plugins ?? [];
-    if (this.#pendingSources.length === 0) this.#state = 'ready';
-    this.#host = this.#executionHost(o.permissions ?? {}, defaults.releaseSlotOnStop ?? false);
+    this.#watcher = o.watch ? new PluginWatcher(o.watch === true ? {} : o.watch, (pluginId) => this.reloadPlugin(pluginId)) : undefined;
+    // Nothing to load and nothing to watch: ready now.
+    if (this.#pendingSources.length === 0 && !this.#watcher) this.#state = 'ready';
+    this.#host = this.#executionHost(o.permissions ?? {}, defaults);
+    // From the registry, not from reloadPlugin: a registry shared with another backend may be reloaded there.
+    this.#stopHearingReloads = this.registry.onReload((plugin) => this.pluginReloaded(plugin));
   }
 
   /**
@@ -104,11 +117,39 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected runnerProblems(): string[] | Promise<string[]> {
     return [];
   }
+  /**
+   * A plugin was reloaded (`plugin.generation` is new): runners that keep an older generation's
+   * modules loaded should be retired once their execution ends (tasks carry `generation`; a
+   * runner that imports a handler afresh for each execution has nothing to do).
+   */
+  protected pluginReloaded(_plugin: RegisteredPlugin): void {}
 
   /** Register another plugin (a folder's path or file: URL, or `{ root, manifest }`) after construction. Rejects with ValidationError. */
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
     if (this.#state === 'shutting-down' || this.#state === 'closed') throw new ShuttingDownError();
-    return typeof source === 'string' || source instanceof URL ? this.registry.load(source) : this.registry.register(source);
+    const plugin = typeof source === 'string' || source instanceof URL ? await this.registry.load(source) : this.registry.register(source);
+    await this.#watcher?.watch(plugin);
+    return plugin;
+  }
+
+  /**
+   * Load a plugin's code anew: its manifest is read again from its folder (a plugin registered
+   * as `{ root, manifest }` keeps its manifest) and validated, and from then on new executions
+   * load the handlers' modules afresh; executions already running finish on the code they
+   * have. Rejects with ValidationError for a bad manifest (the previous version stays
+   * registered and serving), HandlerNotFoundError for an unknown plugin, ShuttingDownError once
+   * shutdown began. What a fresh module means on each backend: docs/plugins.md.
+   */
+  async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    const refuse = () => {
+      if (this.#state === 'shutting-down' || this.#state === 'closed') {
+        throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is ${this.#state}`);
+      }
+    };
+    refuse();
+    await this.#ensureReady();
+    refuse();
+    return this.registry.reload(pluginId);
   }
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
@@ -138,14 +179,18 @@ export abstract class BaseBackend implements IExecutionBackend {
     await this.#ensureReady()?.catch(() => undefined);
     const [runnerProblems, isolation] = await Promise.all([this.runnerProblems(), this.isolation()]);
     const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
-    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...runnerProblems];
+    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...(this.#watcher?.problems() ?? []), ...runnerProblems];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
   }
 
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? 10_000;
-    if (!this.#shutdown) this.#state = 'shutting-down';
+    if (!this.#shutdown) {
+      this.#state = 'shutting-down';
+      this.#watcher?.close();
+      this.#stopHearingReloads();
+    }
     // What onShutdown() registered closes first, while the backend still serves (a channel
     // mount runs its connections' disconnect handlers on it).
     this.#shutdown ??= this.#shutdownHooks.run(timeoutMs).then(() => this.#stop(timeoutMs));
@@ -187,7 +232,9 @@ export abstract class BaseBackend implements IExecutionBackend {
     if (this.#state === 'ready') return undefined;
     // A plugin that fails to load fails only its own executions (the registry keeps its error).
     this.#ready ??= this.registry.addEach(this.#pendingSources).then(
-      () => {
+      async () => {
+        // Watching from here on: a change before this was read with the plugins.
+        await this.#watcher?.watchAll(this.registry.list());
         if (this.#state === 'starting') this.#state = 'ready';
       },
       (error: unknown) => {
@@ -225,7 +272,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   }
 
   /** What the executions of this backend share, as the lifecycle sees it. */
-  #executionHost(grant: PermissionSpec, releaseSlotOnStop: boolean): ExecutionHost {
+  #executionHost(grant: PermissionSpec, defaults: BackendDefaults): ExecutionHost {
     return {
       type: this.type,
       registry: this.registry,
@@ -234,7 +281,8 @@ export abstract class BaseBackend implements IExecutionBackend {
       scheduler: this.#scheduler,
       grant,
       defaultTimeoutMs: this.defaultTimeoutMs,
-      releaseSlotOnStop,
+      releaseSlotOnStop: defaults.releaseSlotOnStop ?? false,
+      remoteRunners: defaults.remoteRunners ?? false,
       running: new Set(),
       stopping: () => this.#stopping,
       ready: () => {

@@ -5,6 +5,7 @@ import { invokePlatform, type Platform } from './platform-gateway.js';
 import type { ExecuteOptions, LogEntry } from './request.js';
 import type { HostServices } from './host-session.js';
 import type { ExecutionMeta } from '../types.js';
+import type { ExecutionTelemetry } from './execution-telemetry.js';
 
 /** Who runs an execution, as `meta` reports it. */
 export interface RunnerInfo {
@@ -14,6 +15,16 @@ export interface RunnerInfo {
   pid?: number;
   /** The worker thread id, where the runner is a thread of the host. */
   threadId?: number;
+  /** The machine it runs on, where that is not the host's (a remote worker's host name). */
+  host?: string;
+}
+
+/** What a runner with a workspace of its own (a remote worker) reports about it. */
+export interface RunnerWorkspace {
+  /** Files the handler left there, relative to it. */
+  artifacts: string[];
+  /** The directory on the runner's machine, when it was kept. */
+  dir?: string;
 }
 
 export type StopListener = (reason: KnownExecutionError) => void;
@@ -33,8 +44,15 @@ export interface DispatchControl extends HostServices {
   onStop(listener: StopListener): () => void;
   /** Why the execution was stopped, once it was (undefined until then). */
   readonly stopReason: KnownExecutionError | undefined;
-  /** Say who runs it (goes into `meta.runnerId`, `meta.pid`, `meta.workerId`). */
+  /** Say who runs it (goes into `meta.runnerId`, `meta.pid`, `meta.workerId`, `meta.runnerHost`). */
   setRunner(runner: RunnerInfo): void;
+  /**
+   * For a runner whose workspace is its own, not a host lease (a remote worker; its backend runs
+   * with the host's `workspace: false`): its artifacts and kept directory go into `meta`.
+   */
+  reportWorkspace(workspace: RunnerWorkspace): void;
+  /** Whether the caller asked to keep the workspace: for a runner whose workspace is its own. */
+  readonly keepWorkspace: boolean;
 }
 
 /** An AbortSignal that fires with the stop reason, for runners whose APIs want one (e.g. `ctx.signal` in the host). */
@@ -61,17 +79,24 @@ export class ExecutionControl implements DispatchControl {
   readonly #options: ExecuteOptions;
   readonly #meta: ExecutionMeta;
   readonly #platform: Platform;
+  /** Set when an OpenTelemetry SDK records this execution: platform calls become child spans, log entries carry the ids. */
+  readonly #telemetry: ExecutionTelemetry | undefined;
 
-  constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform) {
+  constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform, telemetry?: ExecutionTelemetry) {
     this.#task = task;
     this.#permissions = task.permissions;
     this.#options = options;
     this.#meta = meta;
-    this.#platform = platform;
+    this.#platform = options.platform ?? platform;
+    this.#telemetry = telemetry;
   }
 
   get stopReason(): KnownExecutionError | undefined {
     return this.#stopReason;
+  }
+
+  get keepWorkspace(): boolean {
+    return this.#options.keepWorkspace === true;
   }
 
   /** Whether the result is decided (ended or stopped). */
@@ -124,13 +149,20 @@ export class ExecutionControl implements DispatchControl {
     this.#meta.runnerId = runner.id;
     if (runner.pid !== undefined) this.#meta.pid = runner.pid;
     if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;
+    if (runner.host !== undefined) this.#meta.runnerHost = runner.host;
+  }
+
+  reportWorkspace(workspace: RunnerWorkspace): void {
+    this.#meta.artifacts = workspace.artifacts;
+    if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
   }
 
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream: LogEntry['stream'] = 'logger'): void {
     const onLog = this.#options.onLog;
     if (!onLog || this.#over) return;
     try {
-      onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now() });
+      const ids = this.#telemetry?.logIds;
+      onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids });
     } catch {
       // A host callback that throws must not fail the execution.
     }
@@ -150,6 +182,8 @@ export class ExecutionControl implements DispatchControl {
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { phase: 'ended', service, method } }));
     const subject: PermissionSubject = { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId };
+    const telemetry = this.#telemetry;
+    if (telemetry) return telemetry.platformCall(service, method, () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args));
     return invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
   }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
+import { ExecutionTelemetry } from './execution-telemetry.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { assertGranted, type PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
@@ -30,6 +31,8 @@ export interface ExecutionHost {
   readonly defaultTimeoutMs: number;
   /** The backend cannot stop its runner: give the slot back at a stop without waiting for it. */
   readonly releaseSlotOnStop: boolean;
+  /** The runners are on other machines: the execution span is a CLIENT span (else INTERNAL). */
+  readonly remoteRunners: boolean;
   /** Whether shutdown has begun refusing new work. */
   stopping(): boolean;
   /** Plugins loaded (or their loading failed: it throws that). */
@@ -89,10 +92,14 @@ export class Execution {
   /** `performance.now()` when the result was decided, once dispatched. */
   #decidedAt: number | undefined;
   #leaseDir: string | undefined;
+  /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
+  readonly #telemetry: ExecutionTelemetry | undefined;
 
   constructor(host: ExecutionHost) {
     this.#host = host;
     this.meta = { executionId: '', backend: host.type, pluginId: '', handlerId: '', startedAt: Date.now(), durationMs: 0, queueWaitMs: 0, runMs: 0, timeoutMs: 0, artifacts: [] };
+    // Decided once, here, in the caller's context: the caller's active span is the parent.
+    this.#telemetry = ExecutionTelemetry.begin(host.type, host.remoteRunners, this.#t0);
   }
 
   /** Run it; never rejects (a failure anywhere, a bug included, is a failed result). */
@@ -117,6 +124,7 @@ export class Execution {
     if (!this.meta.executionId) this.meta.executionId = randomUUID();
     const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
     this.#host.finished(result);
+    this.#telemetry?.finish(result);
     return result;
   }
 
@@ -146,7 +154,10 @@ export class Execution {
   #task(parsed: ParsedExecutionRequest, opts: ExecuteOptions): RunnerTask {
     const host = this.#host;
     const meta = this.meta;
+    const telemetry = this.#telemetry;
+    const traceparent = telemetry ? telemetry.start(parsed.pluginId, parsed.handlerId, meta.executionId, opts.traceparent) : opts.traceparent;
     const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId);
+    telemetry?.pluginVersion(handler.plugin.manifest.version);
     assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
     meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;
     return {
@@ -162,6 +173,8 @@ export class Execution {
       permissions: handler.permissions,
       timeoutMs: meta.timeoutMs,
       memoryMb: handler.memoryMb,
+      generation: handler.generation,
+      traceparent,
       ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
     };
   }
@@ -179,7 +192,7 @@ export class Execution {
 
   async #admitLater(pending: Slot | Promise<Slot>, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
     const host = this.#host;
-    const slot = pending instanceof Promise ? await pending : pending;
+    const slot = pending instanceof Promise ? await (this.#telemetry ? this.#queued(pending, task.pluginId) : pending) : pending;
     this.#held.hold(() => slot.release());
     if (host.workspace) {
       const { turn, done } = host.takeTurn();
@@ -198,6 +211,16 @@ export class Execution {
     this.#admitted(opts);
   }
 
+  /** A wait in the queue, counted as such while it lasts. */
+  async #queued(pending: Promise<Slot>, pluginId: string): Promise<Slot> {
+    const done = this.#telemetry!.queued(pluginId);
+    try {
+      return await pending;
+    } finally {
+      done();
+    }
+  }
+
   /** Shutdown or an abort may have come while it waited for its slot or its workspace. */
   #admitted(opts: ExecuteOptions): void {
     if (this.#host.stopping()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
@@ -209,7 +232,8 @@ export class Execution {
   /** Hand the task over; the time limit and the caller's signal count from here. */
   #dispatch(task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     const host = this.#host;
-    const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform));
+    const telemetry = this.#telemetry;
+    const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, telemetry));
     const startedAt = performance.now();
     this.meta.queueWaitMs = round(startedAt - this.#t0);
     const limitMs = task.timeoutMs;
@@ -220,6 +244,7 @@ export class Execution {
         host.running.delete(this);
         const decidedAt = (this.#decidedAt = performance.now());
         this.meta.runMs = round(decidedAt - startedAt);
+        telemetry?.decided(outcome.ok ? undefined : outcome.error);
         resolve(outcome);
       };
       control.onStop((error) => decide({ ok: false, error }));
@@ -234,9 +259,11 @@ export class Execution {
       );
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       host.running.add(this);
+      telemetry?.dispatched(task.pluginId, task.handlerId);
       let dispatched: Promise<unknown>;
       try {
-        dispatched = host.dispatch(task, control);
+        // In the execution span's context: an in-process handler's own spans nest under it.
+        dispatched = telemetry ? telemetry.within(() => host.dispatch(task, control)) : host.dispatch(task, control);
       } catch (error) {
         dispatched = Promise.reject(error);
       }

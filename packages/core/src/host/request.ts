@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
 import { PermissionSpecSchema } from './permissions.js';
+import { parseTraceparent } from './traceparent.js';
+import type { Platform } from './platform-gateway.js';
 import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
 
 /**
@@ -75,6 +77,10 @@ export interface LogEntry {
   stream: 'logger' | 'stdout' | 'stderr';
   executionId: string;
   time: number;
+  /** The trace id of the execution's span, when the execution is traced (docs/observability.md). */
+  traceId?: string;
+  /** The execution span's id, when the execution is traced. */
+  spanId?: string;
 }
 
 /** What `ctx.emit(event)` delivers to the host. */
@@ -100,6 +106,20 @@ export interface ExecuteOptions {
   keepWorkspace?: boolean;
   /** Set by the WebSocket channel mounter: where `ctx.channel` calls go. Hosts rarely set this themselves. */
   channel?: ChannelBridge;
+  /**
+   * The services `ctx.platform` reaches for this execution only, instead of the backend's
+   * `platform` option (a queue worker routes them back to the calling host). The handler's
+   * permissions are checked the same way. @default the backend's `platform`
+   */
+  platform?: Platform;
+  /**
+   * A W3C `traceparent` to continue: the execution's span becomes a child of this (remote)
+   * parent instead of the caller's active context. For a runner that received the trace over
+   * the wire (a queue worker passes its caller's here). Without an OpenTelemetry SDK registered
+   * nothing is recorded and the handler's `ctx.traceparent` is this value unchanged.
+   * @default the caller's active OpenTelemetry context at `execute()`
+   */
+  traceparent?: string;
 }
 
 /** The host end of `ctx.channel`: a connection id, its path, and a function performing `send`/`sendTo`/`broadcast`/`close`. */
@@ -125,6 +145,10 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function') add('onEvent', 'must be a function');
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
+  if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
+  if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
+    add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${JSON.stringify(String(o.traceparent)).slice(0, 80)}`);
+  }
   if (o.channel !== undefined) {
     const c = o.channel as Partial<ChannelBridge> | null;
     if (!c || typeof c.connectionId !== 'string' || typeof c.path !== 'string' || typeof c.call !== 'function') {

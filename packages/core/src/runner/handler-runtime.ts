@@ -1,5 +1,4 @@
 import { access } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
@@ -9,6 +8,7 @@ import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
+import { handlerModuleUrl } from './plugin-generations.js';
 
 /**
  * Everything a runner needs to execute one handler. Plain data: it is what the host sends to a
@@ -29,8 +29,16 @@ export interface RunnerTask {
   permissions: PermissionSpec;
   timeoutMs: number;
   memoryMb: number | undefined;
+  /**
+   * The plugin's generation (`RegisteredPlugin.generation`, bumped by `reloadPlugin`): a runner
+   * that has imported another generation of the plugin imports this one as a fresh module
+   * instance. Absent: 0.
+   */
+  generation?: number;
   /** Set for WebSocket channel handlers. */
   channel?: { connectionId: string; path: string };
+  /** The W3C traceparent of the execution's span (`ctx.traceparent`); undefined when not traced. */
+  traceparent?: string | undefined;
 }
 
 /** What a runner provides around the handler: its side of logs, events, platform and channel. */
@@ -49,13 +57,18 @@ type HandlerFunction = (input: unknown, ctx: HandlerContext) => unknown;
 interface LoadedHandler {
   run: HandlerFunction;
   schema: unknown;
+  /** The plugin generation it was imported for. */
+  generation: number;
 }
 
-/** Per-thread / per-process module cache: a handler's module is imported once and reused. */
+/**
+ * Per-thread / per-process module cache: a handler's module is imported once per plugin
+ * generation and reused; an execution of an older generation keeps the instance it was loaded
+ * with (plugin-generations.ts).
+ */
 const cache = new Map<string, Promise<LoadedHandler>>();
-/** The handlers loaded so far, by module file then export, for the path that needs no waiting. */
+/** The newest handlers loaded so far, by module file then export, for the path that needs no waiting. */
 const loaded = new Map<string, Map<string, LoadedHandler>>();
-
 
 /**
  * Load, validate input, build `ctx`, run. The one place handler code is called, on every backend.
@@ -65,7 +78,7 @@ const loaded = new Map<string, Map<string, LoadedHandler>>();
 export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Promise<unknown> {
   // Loaded before: no promise to wait for (most executions of a warm runner).
   let handler = loaded.get(task.entryPath)?.get(task.exportName);
-  if (!handler) {
+  if (handler?.generation !== (task.generation ?? 0)) {
     try {
       handler = await loadHandler(task.entryPath, task.exportName, task);
     } catch (error) {
@@ -85,7 +98,8 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
 }
 
 function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
-  const key = `${entryPath}#${exportName}`;
+  const generation = task.generation ?? 0;
+  const key = `${entryPath}#${exportName}#${generation}`;
   let loading = cache.get(key);
   if (!loading) {
     loading = importHandler(entryPath, exportName, task);
@@ -94,7 +108,7 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
       (handler) => {
         let exports = loaded.get(entryPath);
         if (!exports) loaded.set(entryPath, (exports = new Map()));
-        exports.set(exportName, handler);
+        if ((exports.get(exportName)?.generation ?? -1) <= generation) exports.set(exportName, handler);
       },
       // A failed load is not cached: the plugin may be fixed on disk.
       () => {
@@ -126,7 +140,7 @@ function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): 
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(pathToFileURL(entryPath).href)) as Record<string, unknown>;
+    mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, task.generation ?? 0))) as Record<string, unknown>;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
@@ -137,10 +151,11 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     throw moduleScopeError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
-  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined };
+  const generation = task.generation ?? 0;
+  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, generation };
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
-    return { run: (input, ctx) => def.run(input, ctx), schema: def.input };
+    return { run: (input, ctx) => def.run(input, ctx), schema: def.input, generation };
   }
   const available = Object.keys(mod).filter((k) => k !== '__esModule');
   throw new HandlerNotFoundError(
@@ -195,6 +210,7 @@ class ExecutionContext implements HandlerContext<Platform> {
   readonly handlerId: string;
   readonly context: ContextDescriptor;
   readonly workspace: { readonly dir: string } | undefined;
+  readonly traceparent: string | undefined;
   /** Its own property (not a method), so that `const { emit } = ctx` works. */
   readonly emit: (event: unknown) => void;
   /** Set for channel handlers only (absent, not undefined, on the others). */
@@ -208,6 +224,7 @@ class ExecutionContext implements HandlerContext<Platform> {
     this.handlerId = task.handlerId;
     this.context = task.context;
     this.workspace = task.workspaceDir === undefined ? undefined : Object.freeze({ dir: task.workspaceDir });
+    this.traceparent = task.traceparent;
     this.emit = (event: unknown) => env.emit(event);
     if (task.channel && env.channelCall) {
       (this as { channel?: ChannelContext }).channel = createChannelContext(task.channel, (method, args) => env.channelCall!(method, args));

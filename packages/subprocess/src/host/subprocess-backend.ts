@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, recordRunnerCrash, recordRunnerStart, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
@@ -126,6 +126,7 @@ export class SubprocessBackend extends BaseBackend {
       else if (isExecutionError(error) && error.code === 'WORKER_CRASHED') {
         const reason = error.details.reason as ChildCrashReason;
         if (reason in this.#crashed) this.#crashed[reason]++;
+        recordRunnerCrash('subprocess', reason);
       }
       throw error;
     }
@@ -183,6 +184,7 @@ export class SubprocessBackend extends BaseBackend {
       spare,
     });
     this.#children.add(runner);
+    recordRunnerStart('subprocess');
     void runner.ended.then(() => this.#children.delete(runner));
     return runner;
   }

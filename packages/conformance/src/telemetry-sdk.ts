@@ -1,0 +1,69 @@
+/**
+ * The real OpenTelemetry SDK, registered globally the way a host registers it (no mocks): spans
+ * into an in-memory exporter, metrics read on demand, the AsyncLocalStorage context manager so
+ * that the caller's active span is the parent. `install()` before a test, `uninstall()` after it.
+ */
+import { context, metrics, trace, type Attributes } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+
+/** A reader that collects when asked (the SDK's own tests use the same). */
+class OnDemandReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+/** One metric data point: its attributes and its value (a number, or a histogram's summary). */
+export interface Point {
+  attributes: Attributes;
+  value: number | Histogram;
+}
+
+export interface TestSdk {
+  /** Every span ended so far. */
+  spans(): ReadableSpan[];
+  /** The data points of `name` now (cumulative since install). */
+  points(name: string): Promise<Point[]>;
+  uninstall(): Promise<void>;
+}
+
+/** Register a fresh tracer provider, meter provider and context manager as the globals. */
+export function installTestSdk(): TestSdk {
+  const exporter = new InMemorySpanExporter();
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const reader = new OnDemandReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const contextManager = new AsyncLocalStorageContextManager().enable();
+  context.setGlobalContextManager(contextManager);
+  trace.setGlobalTracerProvider(tracerProvider);
+  metrics.setGlobalMeterProvider(meterProvider);
+  return {
+    spans: () => exporter.getFinishedSpans(),
+    async points(name) {
+      const { resourceMetrics } = await reader.collect();
+      const found = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).filter((metric) => metric.descriptor.name === name);
+      return found.flatMap((metric) => (metric.dataPoints as Array<DataPoint<number | Histogram>>).map(({ attributes, value }) => ({ attributes, value })));
+    },
+    async uninstall() {
+      trace.disable();
+      metrics.disable();
+      context.disable();
+      contextManager.disable();
+      await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
+    },
+  };
+}
+
+/** The sum of the values (or histogram counts) of the points whose attributes include `match`. */
+export function total(points: Point[], match: Attributes = {}): number {
+  let sum = 0;
+  for (const point of points) {
+    if (!Object.entries(match).every(([key, value]) => point.attributes[key] === value)) continue;
+    sum += typeof point.value === 'number' ? point.value : point.value.count;
+  }
+  return sum;
+}

@@ -1,0 +1,267 @@
+import type { Attributes, Context, Span, SpanKind, Tracer } from '@opentelemetry/api';
+import { isExecutionError, type KnownExecutionError } from '../errors.js';
+import type { ExecutionMeta, ExecutionResult } from '../types.js';
+import { instrumentsOf, type ExecutionInstruments } from './execution-metrics.js';
+import { activeMeter, activeTracer, otelApi, type OtelApi } from './otel-api.js';
+import { ATTR, EVENT } from './telemetry-names.js';
+import { formatTraceparent, parseTraceparent } from './traceparent.js';
+
+/** A platform service or method name as it goes into a span (a handler chooses it: bounded). */
+const MAX_NAME = 64;
+
+/** The trace and span ids `onLog` entries carry. */
+export interface LogTraceIds {
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
+/**
+ * What one execution records through OpenTelemetry: its span (a child of the caller's context,
+ * with a child span per platform call) and its metrics. Made only when a tracer or meter
+ * provider is registered (one property read says none is: otel-api.ts); otherwise the lifecycle
+ * holds `undefined` and does no telemetry work at all. A failure of the SDK never fails an
+ * execution: it is reported once as a process warning. Names: telemetry-names.ts.
+ */
+export class ExecutionTelemetry {
+  readonly #api: OtelApi;
+  readonly #tracer: Tracer | undefined;
+  readonly #instruments: ExecutionInstruments | undefined;
+  readonly #backend: string;
+  readonly #kind: SpanKind;
+  /** `performance.now()` at execute(). */
+  readonly #t0: number;
+  /** The caller's active context at execute(). */
+  readonly #parent: Context;
+  #span: Span | undefined;
+  /** The parent context with the execution span set: where platform calls and in-process handlers run. */
+  #context: Context | undefined;
+  #logIds: LogTraceIds | undefined;
+  /** Metric attributes of a running execution (set when dispatched). */
+  #running: Attributes | undefined;
+  #dispatched = false;
+
+  /**
+   * Called synchronously by `execute()`: undefined when neither a tracer nor a meter is
+   * registered (or `@opentelemetry/api` is not installed). `remote`: the backend's runners are on
+   * other machines (CLIENT span, else INTERNAL).
+   */
+  static begin(backend: string, remote: boolean, t0: number): ExecutionTelemetry | undefined {
+    const api = otelApi();
+    if (!api) return undefined;
+    try {
+      const tracer = activeTracer(api);
+      const meter = activeMeter(api);
+      if (!tracer && !meter) return undefined;
+      return new ExecutionTelemetry(api, tracer, meter && instrumentsOf(meter), backend, remote, t0);
+    } catch (error) {
+      // An SDK that throws must not fail (or throw out of) execute().
+      reportTelemetryFailure(error);
+      return undefined;
+    }
+  }
+
+  private constructor(api: OtelApi, tracer: Tracer | undefined, instruments: ExecutionInstruments | undefined, backend: string, remote: boolean, t0: number) {
+    this.#api = api;
+    this.#tracer = tracer;
+    this.#instruments = instruments;
+    this.#backend = backend;
+    this.#kind = remote ? api.SpanKind.CLIENT : api.SpanKind.INTERNAL;
+    this.#t0 = t0;
+    this.#parent = api.context.active();
+  }
+
+  /**
+   * Start the execution span, named `execute {pluginId}/{handlerId}`, from the time of
+   * execute(): a child of `traceparent` (a remote caller's span, `ExecuteOptions.traceparent`)
+   * if given, else of the caller's active context. Returns the traceparent the handler gets as
+   * `ctx.traceparent`: the span's, or `traceparent` unchanged when nothing is traced.
+   */
+  start(pluginId: string, handlerId: string, executionId: string, traceparent: string | undefined): string | undefined {
+    const tracer = this.#tracer;
+    if (!tracer) return traceparent;
+    try {
+      return this.#start(tracer, pluginId, handlerId, executionId, traceparent);
+    } catch (error) {
+      reportTelemetryFailure(error);
+      return traceparent;
+    }
+  }
+
+  #start(tracer: Tracer, pluginId: string, handlerId: string, executionId: string, traceparent: string | undefined): string | undefined {
+    const api = this.#api;
+    const remote = traceparent === undefined ? undefined : parseTraceparent(traceparent);
+    const parent = remote ? api.trace.setSpanContext(this.#parent, { ...remote, isRemote: true }) : this.#parent;
+    const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId, [ATTR.executionId]: executionId };
+    const span = tracer.startSpan(spanName(pluginId, handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes }, parent);
+    this.#span = span;
+    this.#context = api.trace.setSpan(parent, span);
+    const spanContext = span.spanContext();
+    if (!api.isSpanContextValid(spanContext)) return traceparent;
+    const { traceId, spanId, traceFlags } = spanContext;
+    this.#logIds = { traceId, spanId };
+    return formatTraceparent(traceId, spanId, traceFlags);
+  }
+
+  /** The resolved plugin's version (known once the handler is resolved). */
+  pluginVersion(version: string): void {
+    this.#span?.setAttribute(ATTR.pluginVersion, version);
+  }
+
+  /** Ids for `onLog` entries; undefined when the execution is not traced. */
+  get logIds(): LogTraceIds | undefined {
+    return this.#logIds;
+  }
+
+  /** Run `fn` with the execution span active (an in-process handler's own spans, the host's services, nest under it). */
+  within<T>(fn: () => T): T {
+    return this.#context ? this.#api.context.with(this.#context, fn) : fn();
+  }
+
+  /** It waits in the queue for a slot: counted as queued until the returned function is called. */
+  queued(pluginId: string): () => void {
+    const queued = this.#instruments?.queued;
+    if (!queued) return noop;
+    const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId };
+    queued.add(1, attributes);
+    return () => queued.add(-1, attributes);
+  }
+
+  /** Handed to the backend: running until `decided`. */
+  dispatched(pluginId: string, handlerId: string): void {
+    this.#dispatched = true;
+    const running = this.#instruments?.running;
+    if (!running) return;
+    this.#running = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId };
+    running.add(1, this.#running);
+  }
+
+  /** The result is decided (`error`: how it failed): no longer running; a timeout, abort, shutdown or crash becomes a span event now. */
+  decided(error: KnownExecutionError | undefined): void {
+    try {
+      if (this.#running) this.#instruments!.running.add(-1, this.#running);
+      this.#running = undefined;
+      const name = error && (EVENT as Record<string, string>)[error.code];
+      if (name && this.#span) this.#span.addEvent(name, eventAttributes(error!));
+    } catch (failure) {
+      reportTelemetryFailure(failure);
+    }
+  }
+
+  /** A `ctx.platform` call, as a child span of the execution (active while the host's method runs). */
+  platformCall(service: string, method: string, call: () => Promise<unknown>): Promise<unknown> {
+    const tracer = this.#tracer;
+    const parent = this.#context;
+    if (!tracer || !parent) return call();
+    const api = this.#api;
+    const attributes = { [ATTR.platformService]: clip(service), [ATTR.platformMethod]: clip(method) };
+    let span: Span;
+    let pending: Promise<unknown>;
+    try {
+      span = tracer.startSpan(`platform ${attributes[ATTR.platformService]}.${attributes[ATTR.platformMethod]}`, { attributes }, parent);
+      pending = api.context.with(api.trace.setSpan(parent, span), call);
+    } catch (error) {
+      reportTelemetryFailure(error);
+      return call();
+    }
+    return pending.then(
+      (value) => {
+        span.setAttribute(ATTR.outcome, 'ok');
+        span.end();
+        return value;
+      },
+      (error: unknown) => {
+        const code = errorCode(error);
+        span.setAttribute(ATTR.outcome, code);
+        if (code === 'PERMISSION_DENIED') span.setAttribute(ATTR.permissionDenied, true);
+        this.#failed(span, code, error);
+        span.end();
+        throw error;
+      },
+    );
+  }
+
+  /** The result: the span gets its outcome, runner and timings and ends; the metrics record it. */
+  finish(result: ExecutionResult): void {
+    try {
+      this.#finish(result);
+    } catch (error) {
+      reportTelemetryFailure(error);
+    }
+  }
+
+  #finish(result: ExecutionResult): void {
+    const { meta } = result;
+    const code = result.ok ? undefined : result.error.code;
+    if (this.#tracer) this.#endSpan(meta, code, result.ok ? undefined : result.error);
+    const instruments = this.#instruments;
+    if (!instruments) return;
+    const attributes: Attributes = { [ATTR.backend]: this.#backend };
+    if (meta.pluginId) attributes[ATTR.pluginId] = meta.pluginId;
+    if (meta.handlerId) attributes[ATTR.handlerId] = meta.handlerId;
+    if (this.#dispatched) instruments.queueWait.record(meta.queueWaitMs / 1000, attributes);
+    attributes[ATTR.outcome] = code ?? 'ok';
+    if (code) attributes[ATTR.errorType] = code;
+    instruments.duration.record(meta.durationMs / 1000, attributes);
+    instruments.executions.add(1, attributes);
+  }
+
+  #endSpan(meta: ExecutionMeta, code: string | undefined, error: KnownExecutionError | undefined): void {
+    // Failed before its handler was known (a bad request, shut down): a span all the same.
+    const span = this.#span ?? this.#tracer!.startSpan(spanName(meta.pluginId, meta.handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes: { [ATTR.backend]: this.#backend } }, this.#parent);
+    const attributes: Attributes = { [ATTR.executionId]: meta.executionId, [ATTR.outcome]: code ?? 'ok', [ATTR.timeoutMs]: meta.timeoutMs, [ATTR.queueWaitMs]: meta.queueWaitMs, [ATTR.runMs]: meta.runMs };
+    if (meta.runnerId !== undefined) attributes[ATTR.runnerId] = meta.runnerId;
+    if (meta.runnerHost !== undefined) attributes[ATTR.runnerHost] = meta.runnerHost;
+    if (meta.pid !== undefined) attributes[ATTR.pid] = meta.pid;
+    if (meta.workerId !== undefined) attributes[ATTR.threadId] = meta.workerId;
+    span.setAttributes(attributes);
+    if (code) this.#failed(span, code, error);
+    span.end(this.#epoch(this.#t0 + meta.durationMs));
+  }
+
+  #failed(span: Span, code: string, error: unknown): void {
+    span.setAttribute(ATTR.errorType, code);
+    const message = (error as { message?: unknown } | undefined)?.message;
+    span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: typeof message === 'string' ? `${code}: ${message}` : code });
+  }
+
+  /** Epoch milliseconds of a `performance.now()` reading (what the API's TimeInput takes). */
+  #epoch(at: number): number {
+    return performance.timeOrigin + at;
+  }
+}
+
+function spanName(pluginId: string, handlerId: string): string {
+  return pluginId && handlerId ? `execute ${pluginId}/${handlerId}` : 'execute';
+}
+
+/** What a span event says about how the execution was stopped or crashed. */
+function eventAttributes(error: KnownExecutionError): Attributes {
+  const details = (error.details ?? {}) as Record<string, unknown>;
+  const attributes: Attributes = { [ATTR.errorType]: error.code };
+  if (error.code === 'WORKER_CRASHED' && typeof details.reason === 'string') attributes[ATTR.crashReason] = details.reason;
+  if (error.code === 'TIMEOUT' && typeof details.timeoutMs === 'number') attributes[ATTR.timeoutMs] = details.timeoutMs;
+  return attributes;
+}
+
+/** The error code of what a platform call failed with (a host service's own error: its name). */
+function errorCode(error: unknown): string {
+  if (isExecutionError(error)) return error.code;
+  const name = (error as { name?: unknown } | null)?.name;
+  return typeof name === 'string' && name ? clip(name) : 'Error';
+}
+
+function clip(name: string): string {
+  const text = String(name);
+  return text.length > MAX_NAME ? `${text.slice(0, MAX_NAME)}…` : text;
+}
+
+function noop(): void {}
+
+let reported = false;
+
+/** An SDK that throws is reported once, as a process warning; the execution's result is unaffected. */
+function reportTelemetryFailure(error: unknown): void {
+  if (reported) return;
+  reported = true;
+  process.emitWarning(`OpenTelemetry recording failed; executions go on: ${(error as Error)?.message ?? String(error)}`, { code: 'KB_PLUGIN_EXECUTION_OTEL' });
+}
