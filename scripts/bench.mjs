@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const only = args.filter((a) => !a.startsWith('--'));
-const order = ['core', 'in-process', 'worker-pool', 'subprocess', 'channels', 'plugin-execution'];
+const order = ['core', 'in-process', 'worker-pool', 'subprocess', 'queue', 'channels', 'plugin-execution'];
 let failed = 0;
 for (const pkg of order) {
   const dir = path.join(root, 'packages', pkg, 'bench');

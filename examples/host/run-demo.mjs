@@ -1,5 +1,6 @@
 // The demo host: loads the example plugins and runs them on every backend that is installed,
-// printing a table of backend, handler, outcome and duration. Then, if present, the channel demo.
+// printing a table of backend, handler, outcome and duration. Then the queue backend with two
+// worker processes (when a nats-server is available) and, if present, the channel demo.
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -88,6 +89,9 @@ const line = (cells) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
 console.log(line(headers));
 console.log(widths.map((w) => '-'.repeat(w)).join('  '));
 for (const row of rows) console.log(line(row));
+
+console.log('\nQueue backend: two worker processes through NATS JetStream');
+await import(pathToFileURL(path.join(here, 'queue-demo.mjs')).href);
 
 const channelDemo = path.join(here, 'channel-demo.mjs');
 if (existsSync(channelDemo)) {

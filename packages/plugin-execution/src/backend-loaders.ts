@@ -5,6 +5,7 @@ export const BACKEND_PACKAGES = {
   'in-process': '@kb-labs/plugin-execution-in-process',
   'worker-pool': '@kb-labs/plugin-execution-worker-pool',
   subprocess: '@kb-labs/plugin-execution-subprocess',
+  queue: '@kb-labs/plugin-execution-queue',
 } as const;
 
 /** The backend types `createExecutionBackend` knows. */
@@ -13,12 +14,24 @@ export type BuiltInBackendType = keyof typeof BACKEND_PACKAGES;
 type BackendConstructor = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
 
 // Literal specifiers, so bundlers see them, and nothing is loaded until a backend of that type is
-// first used: importing this package never loads piscina, cross-spawn or any backend module.
+// first used: importing this package never loads piscina, cross-spawn, a NATS client or any backend module.
 const loaders: Record<BuiltInBackendType, () => Promise<BackendConstructor>> = {
   'in-process': async () => pick(await import('@kb-labs/plugin-execution-in-process'), 'InProcessBackend'),
   'worker-pool': async () => pick(await import('@kb-labs/plugin-execution-worker-pool'), 'WorkerPoolBackend'),
   subprocess: async () => pick(await import('@kb-labs/plugin-execution-subprocess'), 'SubprocessBackend'),
+  queue: async () => pick(await import('@kb-labs/plugin-execution-queue'), 'QueueBackend'),
 };
+
+type StartExecutionWorker = (typeof import('@kb-labs/plugin-execution-queue'))['startExecutionWorker'];
+
+/** The queue package's `startExecutionWorker`, loaded on first use like a backend (BACKEND_NOT_INSTALLED when it is missing). */
+export async function loadStartExecutionWorker(): Promise<StartExecutionWorker> {
+  try {
+    return (await import('@kb-labs/plugin-execution-queue')).startExecutionWorker;
+  } catch (error) {
+    throw toLoadError('queue', error);
+  }
+}
 
 function pick(mod: unknown, name: string): BackendConstructor {
   const Backend = (mod as Record<string, unknown>)[name];

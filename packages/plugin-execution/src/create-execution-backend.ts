@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ShuttingDownError, ValidationError, type BackendHealth, type BackendStats, type ExecuteOptions, type KnownExecutionError, type ExecutionRequest, type ExecutionResult, type IExecutionBackend, type PluginSource, type RegisteredPlugin, type ShutdownOptions } from '@kb-labs/plugin-execution-core';
 import { ShutdownHooks, toInternalError, type ShutdownListener } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
+import type { QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
 import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';
 import type { WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
 import { BACKEND_PACKAGES, loadBackend, type BuiltInBackendType } from './backend-loaders.js';
@@ -15,12 +16,15 @@ import { BACKEND_PACKAGES, loadBackend, type BuiltInBackendType } from './backen
 export type CreateExecutionBackendOptions =
   | ({ /** Where handlers run. @default 'in-process' */ type?: 'in-process' } & InProcessBackendOptions)
   | ({ /** Where handlers run. */ type: 'worker-pool' } & WorkerPoolBackendOptions)
-  | ({ /** Where handlers run. */ type: 'subprocess' } & SubprocessBackendOptions);
+  | ({ /** Where handlers run. */ type: 'subprocess' } & SubprocessBackendOptions)
+  | ({ /** Where handlers run: workers of a pool, through NATS JetStream (`startExecutionWorker` on each). */ type: 'queue' } & QueueBackendOptions);
 
 /** What `createExecutionBackend` returns: the backend interface plus plugin registration. */
 export interface LazyExecutionBackend extends IExecutionBackend {
   /** Add a plugin after creation; rejects with ValidationError for a bad manifest. */
   registerPlugin(source: PluginSource): Promise<RegisteredPlugin>;
+  /** Load a plugin's code anew: new executions run the new code, running ones finish on the old (docs/plugins.md). */
+  reloadPlugin(pluginId: string): Promise<RegisteredPlugin>;
   /** Load the backend package now instead of on first use (e.g. at host start-up). */
   ready(): Promise<void>;
 }
@@ -46,6 +50,7 @@ export function createExecutionBackend(options: CreateExecutionBackendOptions = 
 
 interface Loadable extends IExecutionBackend {
   registerPlugin?(source: PluginSource): Promise<RegisteredPlugin>;
+  reloadPlugin?(pluginId: string): Promise<RegisteredPlugin>;
 }
 
 class LazyBackend implements LazyExecutionBackend {
@@ -122,6 +127,13 @@ class LazyBackend implements LazyExecutionBackend {
     const backend = await this.#load();
     if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
     return backend.registerPlugin(source);
+  }
+
+  async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    if (this.#stopping) throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is shut down`);
+    const backend = await this.#load();
+    if (typeof backend.reloadPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot reload plugins`);
+    return backend.reloadPlugin(pluginId);
   }
 
   async stats(): Promise<BackendStats> {

@@ -12,7 +12,7 @@ const packages = path.resolve(pkgRoot, '..');
 const env = { PATH: process.env.PATH ?? '', HOME: os.tmpdir() };
 // Installed layout (node_modules/@kb-labs/plugin-execution-x) or this workspace's real paths (packages/x).
 const backendModule = (name: string) => new RegExp(`plugin-execution-${name}/|/packages/${name}/`);
-const HEAVY = [backendModule('in-process'), backendModule('worker-pool'), backendModule('subprocess'), /\/piscina\//, /\/cross-spawn\//];
+const HEAVY = [backendModule('in-process'), backendModule('worker-pool'), backendModule('subprocess'), backendModule('queue'), /\/piscina\//, /\/cross-spawn\//, /\/@nats-io\//];
 
 function runNode(args: string[], cwd = pkgRoot) {
   const result = spawnSync(process.execPath, args, { cwd, env, encoding: 'utf8', timeout: 30_000 });
@@ -48,7 +48,7 @@ describe('lazy backend loading', () => {
     const script = `
       const m = require('@kb-labs/plugin-execution');
       m.createExecutionBackend({ type: 'subprocess' });
-      const loaded = Object.keys(require.cache).filter((k) => /plugin-execution-(in-process|worker-pool|subprocess)|packages[\\\\/](in-process|worker-pool|subprocess)[\\\\/]|[\\\\/](piscina|cross-spawn)[\\\\/]/.test(k));
+      const loaded = Object.keys(require.cache).filter((k) => /plugin-execution-(in-process|worker-pool|subprocess|queue)|packages[\\\\/](in-process|worker-pool|subprocess|queue)[\\\\/]|[\\\\/](piscina|cross-spawn|@nats-io)[\\\\/]/.test(k));
       if (!Object.keys(require.cache).some((k) => k.includes('plugin-execution'))) process.exit(5);
       process.stdout.write(JSON.stringify(loaded));`;
     const { status, stdout, stderr } = runNode(['-e', script]);

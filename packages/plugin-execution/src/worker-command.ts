@@ -1,0 +1,81 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
+
+export const WORKER_USAGE = `Usage:
+  kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]
+
+Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
+backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains: takes
+nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0.
+
+Options for worker:
+  --nats <url>              NATS server URL(s), comma-separated      (required)
+  --plugins <dir>           a plugin folder; repeat it, or list more folders after it
+  --backend <type>          in-process | worker-pool | subprocess    (default: worker-pool)
+  --concurrency <n>         executions at once                       (default: CPU count)
+  --pool <name>             the pool to serve                        (default: default)
+  --prefix <subjects>       subject prefix, as the hosts set it      (default: kbexec)
+  --workspace-root <dir>    where execution directories go           (default: OS temp dir)
+  --id <id>                 this worker's id in the pool             (default: host-pid-random)
+  --drain-timeout <ms>      how long a drain waits for running work  (default: 30000)
+`;
+
+/** Thrown for a command line that cannot be run: the caller prints it with the usage, exit code 2. */
+export class WorkerUsageError extends Error {}
+
+function positiveInt(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new WorkerUsageError(`${flag} must be a positive integer`);
+  return n;
+}
+
+/** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
+export async function runWorkerCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      nats: { type: 'string' },
+      plugins: { type: 'string', multiple: true },
+      backend: { type: 'string' },
+      concurrency: { type: 'string' },
+      pool: { type: 'string' },
+      prefix: { type: 'string' },
+      'workspace-root': { type: 'string' },
+      id: { type: 'string' },
+      'drain-timeout': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(WORKER_USAGE);
+    return 0;
+  }
+  const plugins = [...(values.plugins ?? []), ...positionals].map((dir) => path.resolve(dir));
+  if (!values.nats) throw new WorkerUsageError('worker needs --nats <url>');
+  if (plugins.length === 0) throw new WorkerUsageError('worker needs --plugins <dir>');
+  const worker = await startExecutionWorker({
+    connection: { servers: values.nats.split(',') },
+    plugins,
+    backend: { type: (values.backend ?? 'worker-pool') as LocalBackendType },
+    ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),
+    ...(values.pool ? { pool: values.pool } : {}),
+    ...(values.prefix ? { subjectPrefix: values.prefix } : {}),
+    ...(values['workspace-root'] ? { workspace: { root: values['workspace-root'] } } : {}),
+    ...(values.id ? { id: values.id } : {}),
+  });
+  const drainTimeoutMs = positiveInt(values['drain-timeout'], '--drain-timeout') ?? 30_000;
+  process.stdout.write(`ready ${worker.id}\n`);
+  await new Promise<void>((resolve) => {
+    const drain = () => {
+      process.off('SIGTERM', drain);
+      process.off('SIGINT', drain);
+      void worker.drain({ timeoutMs: drainTimeoutMs }).then(resolve);
+    };
+    process.on('SIGTERM', drain);
+    process.on('SIGINT', drain);
+  });
+  return 0;
+}

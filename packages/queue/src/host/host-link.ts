@@ -1,0 +1,252 @@
+import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { connectNats, describeServers } from '../shared/connection.js';
+import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
+import { ensureStream } from '../shared/pool-stream.js';
+import { PoolSubjects } from '../shared/subjects.js';
+import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import type { ResolvedQueueOptions } from './options.js';
+import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
+import { WorkerDirectory } from './worker-directory.js';
+
+export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
+
+/** How long a publish waits for the stream's acknowledgement. */
+const PUBLISH_TIMEOUT_MS = 5000;
+
+/**
+ * One host's connection to its pool: the stream it publishes tasks to, its caller subject (where
+ * workers report), the pool's presence, and the watch over running executions' heartbeats.
+ */
+export class HostLink implements ExecutionLink {
+  readonly executions = new Map<string, RemoteExecution>();
+  readonly workers: WorkerDirectory;
+  readonly maxPayloadBytes: number;
+  readonly partBytes: number;
+  readonly workerLostMs: number;
+  readonly workspace: boolean;
+  readonly subjects: PoolSubjects;
+  state: ConnectionState = 'connected';
+  readonly #o: ResolvedQueueOptions;
+  readonly #nc: NatsConnection;
+  readonly #js: JetStreamClient;
+  readonly #jsm: JetStreamManager;
+  readonly #courier: Courier;
+  readonly #callerSubject: string;
+  readonly #parts: PartsAssembler;
+  readonly #subscriptions: Subscription[] = [];
+  readonly #watch: NodeJS.Timeout;
+  readonly #watchEveryMs: number;
+  #lastWatch = Date.now();
+  #queueDepth: number | undefined;
+  /** Settles at the next reconnection (once the stream is there again). */
+  #reconnected: Promise<void> = Promise.resolve();
+  #markReconnected: () => void = () => {};
+
+  private constructor(o: ResolvedQueueOptions, nc: NatsConnection, jsm: JetStreamManager, hostId: string) {
+    this.#o = o;
+    this.#nc = nc;
+    this.#jsm = jsm;
+    this.#js = jetstream(nc);
+    this.#courier = new Courier(nc);
+    this.subjects = new PoolSubjects(o.subjectPrefix, o.pool);
+    this.#callerSubject = this.subjects.caller(hostId);
+    this.maxPayloadBytes = o.maxPayloadBytes;
+    this.partBytes = partBytes(nc);
+    this.workerLostMs = o.workerLostMs;
+    this.workspace = o.workspace;
+    this.workers = new WorkerDirectory(o.workerLostMs);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes + 64 * 1024);
+    this.#subscriptions.push(
+      nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? this.#fromWorker(msg)) }),
+      nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
+    );
+    this.#watchEveryMs = Math.max(25, Math.min(o.heartbeatMs, Math.floor(o.workerLostMs / 3)));
+    this.#watch = setInterval(() => this.#watchHeartbeats(), this.#watchEveryMs);
+    this.#watch.unref();
+    void this.#watchStatus();
+  }
+
+  /** Connect, make sure the pool's stream exists with this host's bound, start listening. */
+  static async open(o: ResolvedQueueOptions, hostId: string): Promise<HostLink> {
+    const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`);
+    try {
+      const jsm = await jetstreamManager(nc);
+      const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
+      await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, true);
+      const link = new HostLink(o, nc, jsm, hostId);
+      nc.publish(subjects.presenceQuery);
+      return link;
+    } catch (error) {
+      await nc.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  async publishTask(executionId: string, body: Uint8Array, deadline: number): Promise<number> {
+    const headers = makeHeaders('task', executionId);
+    headers.set(HEADER.reply, this.#callerSubject);
+    headers.set(HEADER.deadline, String(deadline));
+    headers.set(HEADER.lostMs, String(this.workerLostMs));
+    headers.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
+    let ack;
+    let retried = false;
+    for (;;) {
+      // Reconnecting: the task waits for the connection (and the stream made again), not fails.
+      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, PUBLISH_TIMEOUT_MS);
+      try {
+        ack = await this.#js.publish(this.subjects.tasks, body, { msgID: executionId, headers, timeout: PUBLISH_TIMEOUT_MS });
+        break;
+      } catch (error) {
+        const failure = this.#publishError(error);
+        // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so).
+        if (retried || failure instanceof QueueFullError) throw failure;
+        retried = true;
+      }
+    }
+    if (ack.duplicate && !retried) {
+      throw new ValidationError(`Execution id "${executionId}" was sent to pool "${this.#o.pool}" already (within the last 2 minutes); an id must be unique`, {
+        details: { path: 'executionId', reason: 'duplicate' },
+      });
+    }
+    return ack.seq;
+  }
+
+  #publishError(error: unknown): Error {
+    const message = String((error as Error)?.message ?? error);
+    if (/maximum messages/i.test(message)) {
+      return new QueueFullError(`The queue of pool "${this.#o.pool}" is full: ${this.#o.queueBound} executions wait for a worker (queueBound)`, {
+        details: { maxQueue: this.#o.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) },
+      });
+    }
+    return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${message}`, {
+      details: { reason: 'runner-lost', message },
+      cause: error,
+    });
+  }
+
+  deleteTask(seq: number): void {
+    this.#jsm.streams.deleteMessage(this.subjects.stream, seq, false).catch(() => undefined);
+  }
+
+  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined {
+    return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body);
+  }
+
+  /** Tasks waiting in the stream, as last read (refreshed by `refreshQueueDepth`). */
+  get queueDepth(): number | undefined {
+    return this.#queueDepth;
+  }
+
+  async refreshQueueDepth(): Promise<void> {
+    try {
+      this.#queueDepth = (await this.#jsm.streams.info(this.subjects.stream)).state.messages;
+    } catch {
+      // Disconnected: keep the last figure.
+    }
+  }
+
+  get server(): string {
+    return this.#nc.getServer();
+  }
+
+  /** Close the connection and every timer and subscription; executions still here fail. */
+  async close(): Promise<void> {
+    clearInterval(this.#watch);
+    this.state = 'closed';
+    this.#markReconnected();
+    this.#failAll('closed its connection to the NATS server (shutdown)');
+    for (const sub of this.#subscriptions) sub.unsubscribe();
+    await this.#nc.close().catch(() => undefined);
+  }
+
+  #fromWorker(msg: Msg): void {
+    let body: Uint8Array | undefined;
+    try {
+      body = this.#parts.take(msg);
+      if (body) this.#route(msg.headers?.get(HEADER.kind) ?? '', msg.headers?.get(HEADER.executionId) ?? '', body, msg);
+    } catch {
+      // A message that does not decode is dropped; its execution's watch reports a silent worker.
+      if (msg.reply) msg.respond();
+    }
+  }
+
+  #route(kind: string, executionId: string, body: Uint8Array, msg: Msg): void {
+    if (kind === 'heartbeat') return void this.#heartbeat(decode<HeartbeatBody>(body), msg);
+    const execution = this.executions.get(executionId);
+    switch (kind) {
+      case 'started':
+        if (execution) execution.started(decode<{ worker: WorkerIdentity }>(body).worker, msg);
+        else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
+        return;
+      case 'log':
+        execution?.log(decode(body));
+        break;
+      case 'event':
+      case 'rpc':
+        execution?.relay(decode(body));
+        break;
+      case 'result':
+        execution?.result(decode<ResultBody>(body));
+        break;
+    }
+    // A result, and the last part of a large message, are requests: the sender waits for this.
+    if (msg.reply) msg.respond();
+  }
+
+  #heartbeat(body: HeartbeatBody, msg: Msg): void {
+    const unknown = body.executions.filter((id) => !this.executions.get(id)?.heartbeat(body.worker));
+    msg.respond(encode({ unknown }, 'reply'));
+  }
+
+  #presence(msg: Msg): void {
+    try {
+      this.workers.take(decode<PresenceBody>(msg.data));
+    } catch {
+      // Not a presence message.
+    }
+  }
+
+  #watchHeartbeats(): void {
+    const now = Date.now();
+    // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket.
+    // Judge after they were read, not before.
+    const late = now - this.#lastWatch > 2 * this.#watchEveryMs;
+    this.#lastWatch = now;
+    if (late) return;
+    for (const execution of this.executions.values()) execution.checkLost(now);
+    this.#parts.sweep(this.workerLostMs * 2);
+  }
+
+  /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
+  async #watchStatus(): Promise<void> {
+    for await (const status of this.#nc.status()) {
+      if (status.type === 'disconnect' && this.state === 'connected') {
+        this.state = 'reconnecting';
+        this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
+        this.#failAll(`lost its connection to the NATS server (${status.server}) while the execution was in flight`);
+      } else if (status.type === 'reconnect') {
+        // A server that restarted without its store has lost the stream.
+        await ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).catch(() => undefined);
+        if (this.state === 'reconnecting') this.state = 'connected';
+        this.#markReconnected();
+        this.#nc.publish(this.subjects.presenceQuery);
+      } else if (status.type === 'close') {
+        this.state = 'closed';
+      }
+    }
+  }
+
+  #failAll(what: string): void {
+    for (const execution of this.executions.values()) {
+      const worker = execution.worker;
+      execution.fail(
+        new WorkerCrashedError(`The host ${what}${worker ? ` on worker ${worker.id}` : ' (not started yet)'}`, {
+          details: { reason: 'runner-lost', message: what, ...(worker ? { runnerId: worker.id } : {}) },
+        }),
+      );
+    }
+  }
+}

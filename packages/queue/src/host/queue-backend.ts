@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { describeServers } from '../shared/connection.js';
+import { subjectToken } from '../shared/subjects.js';
+import { HostLink } from './host-link.js';
+import { QueueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
+import { RemoteExecution } from './remote-execution.js';
+
+export type { QueueBackendOptions } from './options.js';
+
+/** In-flight executions from one host, by default (core's admission; the pool's own bound is `queueBound`). */
+const DEFAULT_CONCURRENCY = 1000;
+/** How long stats() and health() wait for the server before answering with what they know. */
+const PROBE_MS = 2000;
+
+/** What `stats().runners` holds on this backend. */
+export type QueueRunnerStats = {
+  pool: string;
+  /** The connection to NATS: `not-connected` until the first use. */
+  connection: 'not-connected' | 'connected' | 'reconnecting' | 'closed';
+  server?: string;
+  /** Tasks waiting in the pool's stream for a worker (all hosts), as last read. */
+  queueDepth?: number;
+  queueBound: number;
+  /** Executions of this host on the pool now: waiting in the stream or running on a worker. */
+  inFlight: number;
+  /** Of those, started by a worker. */
+  started: number;
+  /** Workers heard from within `workerLostMs`. */
+  workersSeen: number;
+  workers: Array<{ id: string; host: string; pid: number; running: number; concurrency: number; backend: string }>;
+};
+
+/**
+ * Sends executions to a pool of worker processes through NATS JetStream (`startExecutionWorker`
+ * on each worker machine), each running them on its own local backend. The lifecycle is core's,
+ * as on every backend: only where the handler runs differs. docs/backends/queue.md has the
+ * subjects, the delivery guarantee and the failure table.
+ */
+export class QueueBackend extends BaseBackend {
+  readonly #o: ResolvedQueueOptions;
+  readonly #hostId = subjectToken(`${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  #link: Promise<HostLink> | undefined;
+  #opened: HostLink | undefined;
+  /** Set by shutdown: no connection is opened again (health() after shutdown must not leave one behind). */
+  #closed = false;
+
+  constructor(options: QueueBackendOptions = {}) {
+    // The workspace is the worker's: no lease on the host (the option only says whether there is one).
+    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: QueueOptionsSchema, remoteRunners: true });
+    this.#o = resolveQueueOptions(options);
+  }
+
+  protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
+    const link = this.#opened ?? (await this.#connect());
+    if (control.stopReason) throw control.stopReason;
+    const execution = new RemoteExecution(task, control, link, this.registry.get(task.pluginId)?.manifest.version ?? '');
+    link.executions.set(task.executionId, execution);
+    try {
+      return await execution.run();
+    } catch (error) {
+      // A runner on a worker that died (its child, its thread) or a worker lost (telemetry).
+      if (!control.stopReason && isExecutionError(error) && error.code === 'WORKER_CRASHED') recordRunnerCrash('queue', error.details.reason);
+      throw error;
+    } finally {
+      link.executions.delete(task.executionId);
+    }
+  }
+
+  #connect(): Promise<HostLink> {
+    if (this.#closed) return Promise.reject(new WorkerCrashedError('The queue backend is shut down: its connection is closed', { details: { reason: 'runner-lost' } }));
+    this.#link ??= HostLink.open(this.#o, this.#hostId).then(
+      (link) => (this.#opened = link),
+      (error: unknown) => {
+        this.#link = undefined;
+        const message = String((error as Error)?.message ?? error);
+        throw new WorkerCrashedError(`The queue backend could not connect to the NATS server (${describeServers(this.#o.connection)}): ${message}`, {
+          details: { reason: 'runner-lost', message },
+          cause: error,
+        });
+      },
+    );
+    return this.#link;
+  }
+
+  protected async closeRunners(): Promise<void> {
+    this.#closed = true;
+    const link = await this.#link?.catch(() => undefined);
+    await link?.close();
+  }
+
+  /** Reads the pool's queue depth from the server (bounded) before the figures. */
+  override async stats(): Promise<BackendStats> {
+    if (this.#opened) await settlesWithin(this.#opened.refreshQueueDepth(), PROBE_MS);
+    return super.stats();
+  }
+
+  protected override runnerStats(): QueueRunnerStats {
+    const link = this.#opened;
+    const executions = link ? [...link.executions.values()] : [];
+    const workers = link?.workers.alive() ?? [];
+    return {
+      pool: this.#o.pool,
+      connection: link?.state ?? 'not-connected',
+      ...(link && link.state !== 'closed' ? { server: link.server } : {}),
+      ...(link?.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
+      queueBound: this.#o.queueBound,
+      inFlight: executions.length,
+      started: executions.filter((e) => e.worker).length,
+      workersSeen: workers.length,
+      workers: workers.map(({ id, host, pid, running, concurrency, backend }) => ({ id, host, pid, running, concurrency, backend })),
+    };
+  }
+
+  protected override async runnerProblems(): Promise<string[]> {
+    try {
+      const link = await this.#connect();
+      return link.state === 'connected' || link.state === 'closed' ? [] : [`the connection to the NATS server is ${link.state}`];
+    } catch (error) {
+      return [(error as Error).message];
+    }
+  }
+
+  protected async isolation(): Promise<IsolationReport> {
+    const link = await this.#connect().catch(() => undefined);
+    if (!link) return { requested: 'remote workers', active: 'unknown', layers: [], reason: 'not connected to the NATS server' };
+    await link.workers.heardWithin(PROBE_MS);
+    return link.workers.isolation(this.#o.pool);
+  }
+}

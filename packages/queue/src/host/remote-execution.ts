@@ -1,0 +1,194 @@
+import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
+import { HostSession, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { Msg } from '@nats-io/transport-node';
+import { encode, formatBytes, type Kind, type LogBody, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+
+/** What one remote execution needs from the host's connection (HostLink). */
+export interface ExecutionLink {
+  readonly maxPayloadBytes: number;
+  /** The largest body one message carries. */
+  readonly partBytes: number;
+  readonly workerLostMs: number;
+  /** Whether executions get a workspace on the worker. */
+  readonly workspace: boolean;
+  /** Put the task on the pool's stream; resolves with its stream sequence. */
+  publishTask(executionId: string, body: Uint8Array, deadline: number): Promise<number>;
+  /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
+  deleteTask(seq: number): void;
+  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined;
+}
+
+/**
+ * The host side of one execution sent to the pool: publishes the task, accepts the first worker
+ * that starts it (and refuses any other: at most once), relays its logs, events and calls,
+ * watches its heartbeats, and settles `dispatch` with its result or the reason it has none.
+ */
+export class RemoteExecution {
+  readonly id: string;
+  readonly #task: RunnerTask;
+  readonly #control: DispatchControl;
+  readonly #link: ExecutionLink;
+  readonly #pluginVersion: string;
+  readonly #deadline: number;
+  readonly #session: HostSession;
+  #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
+  #worker: WorkerIdentity | undefined;
+  #seq: number | undefined;
+  #input: Uint8Array | undefined;
+  #lastHeard = 0;
+
+  constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
+    this.id = task.executionId;
+    this.#task = task;
+    this.#control = control;
+    this.#link = link;
+    this.#pluginVersion = pluginVersion;
+    this.#deadline = Date.now() + task.timeoutMs;
+    this.#session = new HostSession(control, (message) => this.#toWorker('rpc-reply', encode(message, 'platform call result')));
+  }
+
+  /** The worker running it, once it started. */
+  get worker(): WorkerIdentity | undefined {
+    return this.#worker;
+  }
+
+  /** Send it and wait for its end. */
+  run(): Promise<unknown> {
+    const done = new Promise<unknown>((resolve, reject) => (this.#settle = { resolve, reject }));
+    const unsubscribe = this.#control.onStop((reason) => this.#stop(reason));
+    this.#publish().catch((error: unknown) => this.#finish(undefined, error));
+    return done.finally(unsubscribe);
+  }
+
+  async #publish(): Promise<void> {
+    const body = this.#taskBody();
+    let bytes = encode(body, 'input');
+    if (bytes.length > this.#link.partBytes) {
+      // Too large for one stream message: the input goes to the worker once it has started.
+      this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
+      bytes = this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', this.#link.partBytes, "one message of the server's max_payload");
+    }
+    const seq = await this.#link.publishTask(this.id, bytes, this.#deadline);
+    this.#seq = seq;
+    // Stopped while it was being published: it must never run.
+    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);
+  }
+
+  #taskBody(): TaskBody {
+    const task = this.#task;
+    return {
+      executionId: task.executionId,
+      pluginId: task.pluginId,
+      pluginVersion: this.#pluginVersion,
+      handlerId: task.handlerId,
+      input: task.input,
+      inputFollows: false,
+      context: task.context,
+      timeoutMs: task.timeoutMs,
+      workspace: this.#link.workspace,
+      keepWorkspace: this.#control.keepWorkspace,
+      ...(task.channel ? { channel: task.channel } : {}),
+      ...(task.traceparent ? { traceparent: task.traceparent } : {}),
+    };
+  }
+
+  #checkSize(bytes: Uint8Array, what: string, limit = this.#link.maxPayloadBytes, name = `maxPayloadBytes: ${limit}`): Uint8Array {
+    if (bytes.length <= limit) return bytes;
+    throw new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (${name})`, {
+      details: { path: what, reason: 'too-large', bytes: bytes.length, limit },
+    });
+  }
+
+  /** A worker says it starts it: the first one is accepted, any other refused (and aborts). */
+  started(worker: WorkerIdentity, msg: Msg): void {
+    const refuse = (reason: string) => msg.respond(encode({ accept: false, reason } satisfies StartedReply, 'reply'));
+    if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`);
+    if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
+    this.#worker = worker;
+    this.#lastHeard = Date.now();
+    this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
+    msg.respond(encode({ accept: true } satisfies StartedReply, 'reply'));
+    if (this.#input) this.#toWorker('input', this.#input);
+    this.#input = undefined;
+  }
+
+  /** A heartbeat from `workerId`: true when it is the worker running this execution. */
+  heartbeat(workerId: string): boolean {
+    if (this.#worker?.id !== workerId || !this.#settle) return false;
+    this.#lastHeard = Date.now();
+    return true;
+  }
+
+  log(body: LogBody): void {
+    this.#lastHeard = Date.now();
+    this.#control.log(body.level, String(body.message), body.fields, body.stream);
+  }
+
+  /** An event or a platform/channel call, in the runner protocol's terms. */
+  relay(message: RunnerToHost): void {
+    this.#lastHeard = Date.now();
+    this.#session.handle(message);
+  }
+
+  result(body: ResultBody): void {
+    const { meta } = body;
+    this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
+    if (this.#worker && (meta?.pid !== undefined || meta?.threadId !== undefined)) {
+      this.#control.setRunner({ id: this.#worker.id, host: this.#worker.host, ...(meta.pid !== undefined ? { pid: meta.pid } : {}), ...(meta.threadId !== undefined ? { threadId: meta.threadId } : {}) });
+    }
+    try {
+      this.#finish(unwrapRunnerResult(body.ok ? { type: 'result', ok: true, data: body.data } : { type: 'result', ok: false, error: body.error }));
+    } catch (error) {
+      this.#finish(undefined, error);
+    }
+  }
+
+  /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
+  checkLost(now: number): void {
+    if (!this.#worker || !this.#settle || now - this.#lastHeard <= this.#link.workerLostMs) return;
+    this.fail(this.#lost(`sent no heartbeat for ${now - this.#lastHeard} ms (workerLostMs: ${this.#link.workerLostMs})`));
+  }
+
+  /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
+  fail(error: KnownExecutionError): void {
+    this.#finish(undefined, error);
+  }
+
+  #lost(what: string): WorkerCrashedError {
+    const { pluginId, handlerId } = this.#task;
+    return new WorkerCrashedError(`Worker ${this.#worker?.id} (${this.#worker?.host}) running handler "${handlerId}" of plugin "${pluginId}" ${what}`, {
+      details: { reason: 'runner-lost', runnerId: this.#worker?.id, pluginId, handlerId, message: what },
+    });
+  }
+
+  #stop(reason: KnownExecutionError): void {
+    if (!this.#worker) {
+      // Not started: take it off the stream; a worker that has it already is refused at its start.
+      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq);
+      this.#finish(undefined, reason);
+      return;
+    }
+    // Started: the worker stops it (ctx.signal, then its local backend's stop) and reports its
+    // end, with the artifacts; the heartbeat watch bounds the wait.
+    this.#toWorker('cancel', encode({ reason: serializeError(reason) }, 'cancel'));
+  }
+
+  #toWorker(kind: Kind, body: Uint8Array): void {
+    const worker = this.#worker;
+    if (!worker) return;
+    this.#link.toWorker(worker.id, kind, this.id, body)?.catch((error: unknown) => {
+      if (kind === 'input') this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
+    });
+  }
+
+  #finish(data: unknown, error?: unknown): void {
+    const settle = this.#settle;
+    if (!settle) return;
+    this.#settle = undefined;
+    this.#session.close();
+    const stopped = this.#control.stopReason;
+    if (stopped) settle.reject(stopped);
+    else if (error !== undefined) settle.reject(error);
+    else settle.resolve(data);
+  }
+}

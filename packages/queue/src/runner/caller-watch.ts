@@ -1,0 +1,100 @@
+import { AbortedError } from '@kb-labs/plugin-execution-core';
+import type { Courier } from '../shared/courier.js';
+import { decode, encode } from '../shared/wire.js';
+
+/** What the watch needs of a running execution. */
+export interface Watched {
+  readonly id: string;
+  /** Stop it on this worker: its caller no longer waits for it. */
+  orphan(reason: AbortedError): void;
+}
+
+interface Caller {
+  executions: Map<string, Watched>;
+  lostMs: number;
+  lastAnswer: number;
+  asking: boolean;
+}
+
+/**
+ * Heartbeats, one request per calling host and interval, naming the executions this worker runs
+ * for it. The answer names those it no longer waits for; "no responders" means the host is gone;
+ * no answer for the host's `workerLostMs` means it has given up on them (it reported them lost):
+ * each of those is stopped here, so that no orphan runs on and no late result matters.
+ */
+export class CallerWatch {
+  readonly #callers = new Map<string, Caller>();
+  readonly #courier: Courier;
+  readonly #workerId: string;
+  readonly #timer: NodeJS.Timeout;
+  readonly #intervalMs: number;
+  #lastBeat = Date.now();
+
+  constructor(courier: Courier, workerId: string, intervalMs: number) {
+    this.#courier = courier;
+    this.#workerId = workerId;
+    this.#intervalMs = intervalMs;
+    this.#timer = setInterval(() => this.#beat(), intervalMs);
+  }
+
+  add(caller: string, lostMs: number, execution: Watched): void {
+    let entry = this.#callers.get(caller);
+    if (!entry) this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: false }));
+    entry.executions.set(execution.id, execution);
+  }
+
+  delete(caller: string, executionId: string): void {
+    const entry = this.#callers.get(caller);
+    if (!entry) return;
+    entry.executions.delete(executionId);
+    if (entry.executions.size === 0) this.#callers.delete(caller);
+  }
+
+  /** Whether `caller` still answered within its lost window (checked before a late start). */
+  answering(caller: string): boolean {
+    const entry = this.#callers.get(caller);
+    return !entry || Date.now() - entry.lastAnswer <= entry.lostMs;
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  #beat(): void {
+    const now = Date.now();
+    // This process was busy (or stopped) past a beat: answers may be waiting in its socket.
+    const late = now - this.#lastBeat > 2 * this.#intervalMs;
+    this.#lastBeat = now;
+    for (const [caller, entry] of this.#callers) {
+      if (!late && now - entry.lastAnswer > entry.lostMs) {
+        this.#orphan(entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${now - entry.lastAnswer} ms`);
+        continue;
+      }
+      if (!entry.asking) void this.#ask(caller, entry);
+    }
+  }
+
+  async #ask(caller: string, entry: Caller): Promise<void> {
+    entry.asking = true;
+    try {
+      const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: [...entry.executions.keys()] }, 'heartbeat'), this.#intervalMs);
+      entry.lastAnswer = Date.now();
+      const { unknown } = decode<{ unknown: string[] }>(reply.data);
+      this.#orphan(entry, unknown, 'its caller no longer waits for it');
+    } catch (error) {
+      const noResponders = (error as { isNoResponders?: () => boolean })?.isNoResponders?.() === true;
+      if (noResponders) this.#orphan(entry, [...entry.executions.keys()], 'its calling host is gone');
+    } finally {
+      entry.asking = false;
+    }
+  }
+
+  #orphan(entry: Caller, ids: string[], why: string): void {
+    for (const id of ids) {
+      const execution = entry.executions.get(id);
+      if (!execution) continue;
+      entry.executions.delete(id);
+      execution.orphan(new AbortedError(`Execution ${id} stopped on worker ${this.#workerId}: ${why}`, { details: { phase: 'running' } }));
+    }
+  }
+}

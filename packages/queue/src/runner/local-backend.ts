@@ -1,0 +1,58 @@
+import { BackendNotInstalledError, mergePermissions, type BackendOptions, type IExecutionBackend, type PermissionSpec, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+
+/** The backends a worker can run executions on, and their packages (optional peer dependencies). */
+export const LOCAL_BACKEND_PACKAGES = {
+  'in-process': '@kb-labs/plugin-execution-in-process',
+  'worker-pool': '@kb-labs/plugin-execution-worker-pool',
+  subprocess: '@kb-labs/plugin-execution-subprocess',
+} as const;
+
+export type LocalBackendType = keyof typeof LOCAL_BACKEND_PACKAGES;
+
+type LocalBackendClass = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend & { registry: PluginRegistry };
+
+// Imported here, not through the umbrella (which depends on this package): literal specifiers,
+// loaded only for the type a worker runs.
+const imports: Record<LocalBackendType, () => Promise<Record<string, unknown>>> = {
+  'in-process': () => import('@kb-labs/plugin-execution-in-process'),
+  'worker-pool': () => import('@kb-labs/plugin-execution-worker-pool'),
+  subprocess: () => import('@kb-labs/plugin-execution-subprocess'),
+};
+const classNames: Record<LocalBackendType, string> = { 'in-process': 'InProcessBackend', 'worker-pool': 'WorkerPoolBackend', subprocess: 'SubprocessBackend' };
+
+/** The class of a local backend; its package missing is BACKEND_NOT_INSTALLED naming it. */
+export async function loadLocalBackend(type: LocalBackendType): Promise<LocalBackendClass> {
+  const pkg = LOCAL_BACKEND_PACKAGES[type];
+  let mod: Record<string, unknown>;
+  try {
+    mod = await imports[type]();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(pkg);
+    throw new BackendNotInstalledError(missing ? `A worker on the "${type}" backend needs ${pkg}: pnpm add ${pkg}` : `${pkg} failed to load: ${(error as Error)?.message}`, {
+      details: { type, package: pkg, reason: missing ? 'not-installed' : 'load-failed' },
+      cause: error,
+    });
+  }
+  return mod[classNames[type]] as LocalBackendClass;
+}
+
+/**
+ * What the worker's local backend grants when its operator sets nothing: everything its own
+ * plugins declare. The caller's host already checked the grant before sending the task (its
+ * `permissions` or the request's); at run time each handler still gets only what it declared.
+ */
+export function declaredByAll(registry: PluginRegistry): PermissionSpec {
+  let grant: PermissionSpec = {};
+  for (const plugin of registry.list()) {
+    for (const handlerId of Object.keys(plugin.manifest.handlers)) {
+      const need = registry.resolve(plugin.id, handlerId).permissions;
+      const merged = mergePermissions(grant, need);
+      // Booleans are overridden by a merge; here any handler's need counts.
+      if (grant.network || need.network) merged.network = true;
+      if (grant.childProcess || need.childProcess) merged.childProcess = true;
+      grant = merged;
+    }
+  }
+  return grant;
+}

@@ -1,0 +1,239 @@
+import os from 'node:os';
+import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { jetstream, jetstreamManager, type Consumer, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { connectNats } from '../shared/connection.js';
+import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
+import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
+import { PoolSubjects } from '../shared/subjects.js';
+import { encode, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { CallerWatch } from './caller-watch.js';
+import { declaredByAll, loadLocalBackend } from './local-backend.js';
+import { TaskPuller } from './task-puller.js';
+import { WorkerExecution, type WorkerServices } from './worker-execution.js';
+import { resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
+
+export type { ExecutionWorkerOptions, LocalBackendOptions } from './worker-options.js';
+
+/** A running worker of a pool. */
+export interface ExecutionWorker {
+  /** Its id in the pool (`meta.runnerId` of what it runs). */
+  readonly id: string;
+  /** The machine's host name (`meta.runnerHost`). */
+  readonly host: string;
+  /** Executions running now. */
+  readonly running: number;
+  /** Take nothing new, let what runs finish (up to `timeoutMs`, then stop it), then close. @default timeoutMs 30000 */
+  drain(options?: { timeoutMs?: number }): Promise<void>;
+  /** Stop what runs now and close: local backend, connection, timers. */
+  close(): Promise<void>;
+  /** Settles once it is closed. */
+  readonly closed: Promise<void>;
+}
+
+/** How long close() waits for stopped executions to report before it closes the connection. */
+const STOP_WAIT_MS = 5000;
+
+/**
+ * Start a worker: it takes tasks of `pool` from NATS JetStream, as many at once as `concurrency`,
+ * and runs each on its local backend (`backend.type`), whose isolation holds here. Plugin folders
+ * are loaded (and checked) before it takes anything.
+ */
+export async function startExecutionWorker(options: ExecutionWorkerOptions): Promise<ExecutionWorker> {
+  const o = resolveWorkerOptions(options);
+  const registry = new PluginRegistry();
+  await registry.addAll(o.plugins);
+  const Backend = await loadLocalBackend(o.backend.type);
+  const { type: _type, ...backendOptions } = o.backend;
+  const makeBackend = (workspace: boolean): IExecutionBackend =>
+    new Backend({
+      ...backendOptions,
+      registry,
+      workspace: workspace ? o.workspace : false,
+      permissions: backendOptions.permissions ?? declaredByAll(registry),
+      maxConcurrency: o.concurrency,
+    });
+  const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`);
+  try {
+    const jsm = await jetstreamManager(nc);
+    const worker = new QueueWorker(o, registry, makeBackend, nc, jsm);
+    await worker.start();
+    return worker;
+  } catch (error) {
+    await nc.close().catch(() => undefined);
+    throw error;
+  }
+}
+
+class QueueWorker implements ExecutionWorker {
+  readonly id: string;
+  readonly host = os.hostname();
+  readonly closed: Promise<void>;
+  readonly #o: ResolvedWorkerOptions;
+  readonly #nc: NatsConnection;
+  readonly #jsm: JetStreamManager;
+  readonly #subjects: PoolSubjects;
+  readonly #services: WorkerServices;
+  readonly #makeBackend: (workspace: boolean) => IExecutionBackend;
+  readonly #backends = new Map<boolean, IExecutionBackend>();
+  readonly #executions = new Map<string, WorkerExecution>();
+  readonly #parts: PartsAssembler;
+  readonly #puller: TaskPuller;
+  readonly #subscriptions: Subscription[] = [];
+  #consumer: Promise<Consumer> | undefined;
+  #presenceTimer: NodeJS.Timeout | undefined;
+  #isolation: PresenceBody['isolation'];
+  #running = 0;
+  #idle: (() => void) | undefined;
+  #closing: Promise<void> | undefined;
+  #draining: Promise<void> | undefined;
+  #markClosed!: () => void;
+
+  constructor(o: ResolvedWorkerOptions, registry: PluginRegistry, makeBackend: (workspace: boolean) => IExecutionBackend, nc: NatsConnection, jsm: JetStreamManager) {
+    this.id = o.id;
+    this.#o = o;
+    this.#nc = nc;
+    this.#jsm = jsm;
+    this.#makeBackend = makeBackend;
+    this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes + 64 * 1024);
+    const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
+    const courier = new Courier(nc);
+    this.#services = {
+      identity,
+      courier,
+      watch: new CallerWatch(courier, o.id, o.heartbeatMs),
+      registry,
+      platform: o.platform,
+      maxPayloadBytes: o.maxPayloadBytes,
+      localBackend: async (workspace) => this.#backend(workspace),
+    };
+    this.#puller = new TaskPuller(() => this.#pullConsumer(), () => this.#o.concurrency - this.#running, (msg) => this.#take(msg));
+    this.closed = new Promise((resolve) => (this.#markClosed = resolve));
+  }
+
+  get running(): number {
+    return this.#running;
+  }
+
+  async start(): Promise<void> {
+    await this.#pullConsumer();
+    // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
+    const { isolation } = await this.#backend(true).health();
+    this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
+    this.#subscriptions.push(
+      this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? this.#fromCaller(msg)) }),
+      this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
+    );
+    this.#announce();
+    this.#presenceTimer = setInterval(() => this.#announce(), this.#o.heartbeatMs);
+    void this.#watchStatus();
+    this.#puller.topUp();
+  }
+
+  #backend(workspace: boolean): IExecutionBackend {
+    let backend = this.#backends.get(workspace);
+    if (!backend) this.#backends.set(workspace, (backend = this.#makeBackend(workspace)));
+    return backend;
+  }
+
+  /** The pool's consumer, made (with the stream, if no host made it yet) when missing. */
+  #pullConsumer(): Promise<Consumer> {
+    this.#consumer ??= (async () => {
+      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: partBytes(this.#nc), storage: 'memory' }, false);
+      await ensureConsumer(this.#jsm, this.#subjects);
+      return jetstream(this.#nc).consumers.get(this.#subjects.stream, this.#subjects.consumer);
+    })();
+    // Failed (no server, no JetStream yet): the next pull tries again.
+    this.#consumer.catch(() => (this.#consumer = undefined));
+    return this.#consumer;
+  }
+
+  #take(msg: JsMsg): void {
+    const execution = new WorkerExecution(msg, this.#services);
+    this.#running++;
+    this.#executions.set(execution.id, execution);
+    void execution.run().finally(() => {
+      this.#running--;
+      if (this.#executions.get(execution.id) === execution) this.#executions.delete(execution.id);
+      if (this.#running === 0) this.#idle?.();
+      this.#puller.topUp();
+    });
+  }
+
+  #fromCaller(msg: Msg): void {
+    try {
+      const body = this.#parts.take(msg);
+      if (!body) return;
+      this.#executions.get(msg.headers?.get(HEADER.executionId) ?? '')?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
+    } catch {
+      // Undecodable: dropped.
+    }
+    if (msg.reply) msg.respond();
+  }
+
+  #announce(closing = false): void {
+    const presence: PresenceBody = {
+      id: this.id,
+      host: this.host,
+      pid: process.pid,
+      concurrency: this.#o.concurrency,
+      running: this.#running,
+      backend: this.#o.backend.type,
+      ...(this.#isolation ? { isolation: this.#isolation } : {}),
+      ...(closing ? { closing } : {}),
+    };
+    if (!this.#nc.isClosed()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
+  }
+
+  async #watchStatus(): Promise<void> {
+    for await (const status of this.#nc.status()) {
+      if (status.type === 'reconnect') {
+        // The server may have restarted without its store: make the stream and consumer again.
+        this.#consumer = undefined;
+        this.#puller.renew();
+        this.#announce();
+      }
+    }
+  }
+
+  drain(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.#draining ??= (async () => {
+      await this.#puller.stop();
+      await settlesWithin(this.#whenIdle(), options.timeoutMs ?? 30_000);
+      await this.close();
+    })();
+    return this.#draining;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#puller.stop();
+      const reason = new ShuttingDownError(`Worker ${this.id} is closing`, { details: { phase: 'running' } });
+      for (const execution of this.#executions.values()) execution.orphan(reason);
+      await settlesWithin(this.#whenIdle(), STOP_WAIT_MS);
+      clearInterval(this.#presenceTimer);
+      this.#services.watch.close();
+      await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
+      this.#announce(true);
+      for (const sub of this.#subscriptions) sub.unsubscribe();
+      // Bounded: a connection that is reconnecting would wait for the server.
+      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), STOP_WAIT_MS))) await this.#nc.close().catch(() => undefined);
+      this.#markClosed();
+    })();
+    return this.#closing;
+  }
+
+  #whenIdle(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#idle;
+      this.#idle = () => {
+        previous?.();
+        this.#idle = undefined;
+        resolve();
+      };
+    });
+  }
+}

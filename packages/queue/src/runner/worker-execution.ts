@@ -1,0 +1,225 @@
+import { HandlerNotFoundError, TimeoutError, ValidationError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { Courier } from '../shared/courier.js';
+import { decode, encode, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import type { CallerWatch, Watched } from './caller-watch.js';
+import { RemoteCalls } from './remote-calls.js';
+
+/** What one execution needs from its worker. */
+export interface WorkerServices {
+  readonly identity: WorkerIdentity;
+  readonly courier: Courier;
+  readonly watch: CallerWatch;
+  readonly registry: PluginRegistry;
+  /** The worker's own services, used before the caller's. */
+  readonly platform: Platform | undefined;
+  readonly maxPayloadBytes: number;
+  localBackend(workspace: boolean): Promise<IExecutionBackend>;
+}
+
+/**
+ * The worker's own time limit runs this much past the caller's deadline: it is the backstop for a
+ * cancel that never arrives (and clocks a little apart), while the caller's cancel, which comes
+ * first, stops the handler the gentle way (ctx.signal, a grace, then the local backend's stop).
+ */
+const DEADLINE_MARGIN_MS = 1000;
+const STARTED_TIMEOUT_MS = 5000;
+const RESULT_TIMEOUT_MS = 10_000;
+
+type Claim = { caller: string; deadline: number; lostMs: number; protocol: number };
+
+/**
+ * One task on a worker, from the stream message to the result: ask the caller to start it (it
+ * runs only if accepted: at most once), acknowledge the message, run it on the local backend with
+ * ctx.platform/ctx.channel going back to the caller, stop it on cancel or when its caller is gone,
+ * and send the result with what `meta` needs.
+ */
+export class WorkerExecution implements Watched {
+  readonly id: string;
+  readonly #msg: JsMsg;
+  readonly #worker: WorkerServices;
+  readonly #claim: Claim;
+  readonly #abort = new AbortController();
+  readonly #calls: RemoteCalls;
+  #input: { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array> } | undefined;
+  /** Settles once every message posted so far has been taken (set while a large one is in flight). */
+  #sending: Promise<void> | undefined;
+
+  constructor(msg: JsMsg, worker: WorkerServices) {
+    this.#msg = msg;
+    this.#worker = worker;
+    this.id = msg.headers?.get(HEADER.executionId) ?? '';
+    this.#claim = {
+      caller: msg.headers?.get(HEADER.reply) ?? '',
+      deadline: Number(msg.headers?.get(HEADER.deadline)),
+      lostMs: Number(msg.headers?.get(HEADER.lostMs)) || 3000,
+      protocol: Number(msg.headers?.get(HEADER.protocol)),
+    };
+    this.#calls = new RemoteCalls((message) => this.#post('rpc', encode(message, `${message.target} call arguments`)));
+  }
+
+  /** Claim, run, report. Never rejects. */
+  async run(): Promise<void> {
+    const { caller, deadline } = this.#claim;
+    if (!this.id || !caller || !(deadline > Date.now())) return void this.#msg.term();
+    if (!(await this.#start())) return;
+    this.#worker.watch.add(caller, this.#claim.lostMs, this);
+    try {
+      const task = decode<TaskBody>(this.#msg.data);
+      if (task.inputFollows) this.#input = deferredBytes();
+      const result = await this.#runTask(task);
+      await this.#report(task, result);
+    } catch (error) {
+      await this.#reportFailure(error);
+    } finally {
+      this.#worker.watch.delete(caller, this.id);
+      this.#calls.close();
+    }
+  }
+
+  /** The caller accepts it (true), or refuses or is gone (the message is terminated or put back). */
+  async #start(): Promise<boolean> {
+    let reply: StartedReply;
+    try {
+      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), STARTED_TIMEOUT_MS);
+      reply = decode<StartedReply>(msg.data);
+    } catch (error) {
+      // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
+      if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) this.#msg.term();
+      else this.#msg.nak();
+      return false;
+    }
+    if (!reply.accept) {
+      this.#msg.term();
+      return false;
+    }
+    this.#msg.ack();
+    return true;
+  }
+
+  async #runTask(task: TaskBody): Promise<ExecutionResult> {
+    const refusal = this.#refusal(task);
+    if (refusal) throw refusal;
+    const input = this.#input ? decode(await this.#input.promise) : task.input;
+    // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
+    if (!this.#worker.watch.answering(this.#claim.caller)) throw new ValidationError('The caller gave up on this execution before it could run');
+    const backend = await this.#worker.localBackend(task.workspace);
+    const options: ExecuteOptions = {
+      timeoutMs: Math.max(1, this.#claim.deadline - Date.now()) + DEADLINE_MARGIN_MS,
+      signal: this.#abort.signal,
+      keepWorkspace: task.keepWorkspace,
+      platform: this.#calls.platform(this.#worker.platform),
+      onLog: (entry) => this.#post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
+      onEvent: (event) => this.#post('event', encode({ type: 'event', event: event.event }, 'ctx.emit() event')),
+      ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
+      ...(task.traceparent ? { traceparent: task.traceparent } : {}),
+    };
+    return backend.execute({ pluginId: task.pluginId, handlerId: task.handlerId, input, context: task.context, executionId: task.executionId }, options);
+  }
+
+  /** Why this worker cannot run the task as the caller knows it: another protocol, a plugin it lacks or has in another version. */
+  #refusal(task: TaskBody): KnownExecutionError | undefined {
+    const who = `worker ${this.#worker.identity.id} (${this.#worker.identity.host})`;
+    if (this.#claim.protocol !== QUEUE_PROTOCOL_VERSION) {
+      return new ValidationError(`The host speaks queue protocol ${this.#claim.protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch' } });
+    }
+    const plugin = this.#worker.registry.get(task.pluginId);
+    if (!plugin) {
+      const available = this.#worker.registry.list().map((p) => p.id);
+      return new HandlerNotFoundError(`Plugin "${task.pluginId}" is not installed on ${who} (it has: ${available.join(', ') || 'none'})`, {
+        details: { pluginId: task.pluginId, handlerId: task.handlerId, availablePlugins: available },
+      });
+    }
+    if (plugin.manifest.version !== task.pluginVersion) {
+      return new ValidationError(
+        `Plugin "${task.pluginId}" is version ${task.pluginVersion} on the host but version ${plugin.manifest.version} on ${who}: deploy the same version to both`,
+        { details: { reason: 'plugin-version-mismatch', pluginId: task.pluginId, hostVersion: task.pluginVersion, workerVersion: plugin.manifest.version } },
+      );
+    }
+    return undefined;
+  }
+
+  async #report(task: TaskBody, result: ExecutionResult): Promise<void> {
+    const meta: ResultBody['meta'] = {
+      artifacts: result.meta.artifacts,
+      ...(result.meta.workspaceDir !== undefined ? { workspaceDir: result.meta.workspaceDir } : {}),
+      ...(result.meta.pid !== undefined ? { pid: result.meta.pid } : {}),
+      ...(result.meta.workerId !== undefined ? { threadId: result.meta.workerId } : {}),
+    };
+    let bytes: Uint8Array;
+    try {
+      const body: ResultBody = result.ok ? { ok: true, data: result.data, meta } : { ok: false, error: serializeError(sameLimit(result.error, task)), meta };
+      bytes = encode(body, 'handler result');
+      if (bytes.length > this.#worker.maxPayloadBytes) {
+        throw new ValidationError(`The handler result is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(this.#worker.maxPayloadBytes)} (maxPayloadBytes)`, {
+          details: { path: 'result', reason: 'too-large', bytes: bytes.length, limit: this.#worker.maxPayloadBytes },
+        });
+      }
+    } catch (error) {
+      bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
+    }
+    await this.#sending;
+    await this.#worker.courier.request(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS).catch(() => undefined);
+  }
+
+  async #reportFailure(error: unknown): Promise<void> {
+    const body: ResultBody = { ok: false, error: serializeError(error), meta: { artifacts: [] } };
+    await this.#worker.courier.request(this.#claim.caller, 'result', this.id, encode(body, 'error'), RESULT_TIMEOUT_MS).catch(() => undefined);
+  }
+
+  /** A message from the caller for this execution: a cancel, a call's reply, the input. */
+  take(kind: Kind, body: Uint8Array): void {
+    if (kind === 'input') this.#input?.resolve(body);
+    else if (kind === 'rpc-reply') this.#calls.reply(decode<Extract<HostToRunner, { type: 'rpc-reply' }>>(body));
+    else if (kind === 'cancel') this.#cancel(deserializeError(decode<{ reason: unknown }>(body).reason));
+  }
+
+  /** The caller stopped it (timeout, abort, shutdown): the local backend stops it as an abort. */
+  #cancel(reason: unknown): void {
+    this.#abort.abort(reason);
+    this.#input?.resolve(new Uint8Array(0));
+  }
+
+  orphan(reason: Error): void {
+    this.#abort.abort(reason);
+    this.#input?.resolve(new Uint8Array(0));
+  }
+
+  /**
+   * Logs, events and calls, in the order made: a large one goes in parts, and what follows it
+   * waits for it (the result too, see #report), so nothing overtakes it and nothing is dropped
+   * as late.
+   */
+  #post(kind: Kind, body: Uint8Array): void {
+    const send = () => this.#worker.courier.post(this.#claim.caller, kind, this.id, body);
+    if (this.#sending) return this.#queue(this.#sending.then(send));
+    const inParts = send();
+    if (inParts) this.#queue(inParts);
+  }
+
+  #queue(sending: Promise<void | undefined>): void {
+    const tail = sending.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#sending = tail;
+    void tail.then(() => {
+      if (this.#sending === tail) this.#sending = undefined;
+    });
+  }
+}
+
+/** A local TIMEOUT counted from the remaining time is reported with the limit the caller set. */
+function sameLimit(error: KnownExecutionError, task: TaskBody): KnownExecutionError {
+  if (error.code !== 'TIMEOUT') return error;
+  return new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
+    details: { ...error.details, timeoutMs: task.timeoutMs },
+  });
+}
+
+function deferredBytes(): { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array> } {
+  let resolve!: (bytes: Uint8Array) => void;
+  const promise = new Promise<Uint8Array>((r) => (resolve = r));
+  return { resolve, promise };
+}

@@ -1,0 +1,89 @@
+import os from 'node:os';
+import { ValidationError, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
+import { option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { z } from 'zod';
+import { ConnectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
+import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
+import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
+import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
+
+/** The local backend a worker runs executions on, and its options (as that backend takes them). */
+export type LocalBackendOptions = { type: LocalBackendType } & Record<string, unknown>;
+
+export interface ExecutionWorkerOptions {
+  /** How to reach NATS (as for the queue backend). @default { servers: 'nats://127.0.0.1:4222' } */
+  connection?: NatsConnectionOptions;
+  /** The pool whose tasks this worker takes. @default 'default' */
+  pool?: string;
+  /** As the hosts of the pool set it. @default 'kbexec' */
+  subjectPrefix?: string;
+  /**
+   * Where executions run on this machine, with that backend's options (`maxThreads`,
+   * `sandbox`, `permissions` …): its isolation is what a handler gets. `permissions` caps what
+   * handlers may be granted here. @default { type: 'worker-pool' }
+   */
+  backend?: LocalBackendOptions;
+  /** The plugins this worker runs, from its own folders; hosts must know the same manifests (same versions). */
+  plugins: readonly PluginSource[];
+  /** Services of the worker itself, used instead of the calling host's for the services they name. @default {} (every call goes to the caller) */
+  platform?: Platform;
+  /** Executions at once. @default os.availableParallelism() */
+  concurrency?: number;
+  /** The worker's workspaces: `{ root }`, or the OS temp directory. @default a WorkspaceManager in the OS temp directory */
+  workspace?: { root: string };
+  /** This worker's id in the pool (letters, digits, "_" and "-"). @default `<host name>-<pid>-<random>` */
+  id?: string;
+  /** How often it sends heartbeats and its presence. @default 1000 */
+  heartbeatMs?: number;
+  /** Largest result (encoded) it sends; larger → VALIDATION_ERROR naming the limit. @default 20971520 (20 MiB) */
+  maxPayloadBytes?: number;
+}
+
+const WorkerOptionsSchema = z.object({
+  connection: ConnectionSchema.optional(),
+  pool: option.text().optional(),
+  subjectPrefix: option.text().optional(),
+  backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
+  plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })]), { error: 'must be an array of plugin folders' }),
+  platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
+  concurrency: option.int(1, 10_000).optional(),
+  workspace: z.object({ root: option.text() }).optional(),
+  id: option.text().optional(),
+  heartbeatMs: option.int(50, 60_000).optional(),
+  maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
+});
+
+export interface ResolvedWorkerOptions {
+  connection: NatsConnectionOptions;
+  pool: string;
+  subjectPrefix: string;
+  backend: LocalBackendOptions;
+  plugins: readonly PluginSource[];
+  platform: Platform | undefined;
+  concurrency: number;
+  workspace: { root: string } | undefined;
+  id: string;
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+}
+
+export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
+  const o = parseOptions(WorkerOptionsSchema, options, 'execution worker options');
+  const id = o.id ?? subjectToken(`${os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  if (subjectToken(id) !== id) throw new ValidationError(`worker id "${id}" must be letters, digits, "_" and "-" (64 at most)`, { details: { path: 'id' } });
+  const resolved: ResolvedWorkerOptions = {
+    connection: (o.connection ?? {}) as NatsConnectionOptions,
+    pool: o.pool ?? DEFAULT_POOL,
+    subjectPrefix: o.subjectPrefix ?? DEFAULT_SUBJECT_PREFIX,
+    backend: (options.backend ?? { type: 'worker-pool' }) as LocalBackendOptions,
+    plugins: o.plugins as PluginSource[],
+    platform: options.platform,
+    concurrency: o.concurrency ?? os.availableParallelism(),
+    workspace: o.workspace,
+    id,
+    heartbeatMs: o.heartbeatMs ?? 1000,
+    maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
+  };
+  checkNames(resolved.subjectPrefix, resolved.pool);
+  return resolved;
+}

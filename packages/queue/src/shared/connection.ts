@@ -1,0 +1,75 @@
+import { readFile } from 'node:fs/promises';
+import { option } from '@kb-labs/plugin-execution-core/backend-kit';
+import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+
+/** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
+export interface NatsConnectionOptions {
+  /** Server URLs, e.g. `nats://10.0.0.5:4222`; several for a cluster. @default 'nats://127.0.0.1:4222' */
+  servers?: string | string[];
+  /** User name, with `pass`. @default undefined */
+  user?: string;
+  /** Password, with `user`. @default undefined */
+  pass?: string;
+  /** Token authentication. @default undefined */
+  token?: string;
+  /** An NKey seed (`SU…`) to sign the server's nonce with. @default undefined */
+  seed?: string;
+  /** A `.creds` file (JWT + NKey seed), read at connect time. @default undefined */
+  credsFile?: string;
+  /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined (plain TCP unless the URL says `tls://`) */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean };
+  /** Connection name the server shows in its monitoring. @default 'kb-plugin-exec host' / 'kb-plugin-exec worker <id>' */
+  name?: string;
+}
+
+export const ConnectionSchema = z.strictObject({
+  servers: z.union([option.text(), option.texts()]).optional(),
+  user: option.text().optional(),
+  pass: option.text().optional(),
+  token: option.text().optional(),
+  seed: option.text().optional(),
+  credsFile: option.text().optional(),
+  tls: z
+    .strictObject({
+      caFile: option.text().optional(),
+      certFile: option.text().optional(),
+      keyFile: option.text().optional(),
+      ca: option.text().optional(),
+      cert: option.text().optional(),
+      key: option.text().optional(),
+      handshakeFirst: option.boolean().optional(),
+    })
+    .optional(),
+  name: option.text().optional(),
+});
+
+/** How long the first connection attempt may take before it fails. */
+const CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * Connect with reconnection for ever: a server restart is a pause, not the end of a host or
+ * worker (what was in flight when it went is failed by the backend, not by the client).
+ */
+export async function connectNats(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
+  const authenticator: Authenticator[] = [];
+  if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed)));
+  if (options.credsFile) authenticator.push(credsAuthenticator(await readFile(options.credsFile)));
+  return connect({
+    servers: options.servers ?? 'nats://127.0.0.1:4222',
+    ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? '' } : {}),
+    ...(options.token !== undefined ? { token: options.token } : {}),
+    ...(authenticator.length ? { authenticator } : {}),
+    ...(options.tls ? { tls: options.tls } : {}),
+    name: options.name ?? defaultName,
+    timeout: CONNECT_TIMEOUT_MS,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+  });
+}
+
+/** The servers, for messages. */
+export function describeServers(options: NatsConnectionOptions): string {
+  const servers = options.servers ?? 'nats://127.0.0.1:4222';
+  return Array.isArray(servers) ? servers.join(', ') : servers;
+}

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
+import { HEADER, makeHeaders, type Kind } from './wire.js';
+
+/** Room left in each message for its headers, below the server's `max_payload`. */
+const HEADER_ROOM = 4096;
+
+/** The largest body one message carries on this connection (the server's `max_payload`, less room for headers). */
+export function partBytes(nc: NatsConnection): number {
+  return Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+}
+
+/**
+ * Sends protocol messages, each a kind and an execution id in headers and a body. A body larger
+ * than one message (the server's `max_payload`, 1 MB by default) goes as a chain of requests, one
+ * part each: the receiver answers every part, so a large transfer is flow-controlled and a lost
+ * receiver is noticed, and the last part's reply is the reply to the whole message.
+ */
+export class Courier {
+  readonly #nc: NatsConnection;
+  readonly #partBytes: number;
+
+  constructor(nc: NatsConnection) {
+    this.#nc = nc;
+    this.#partBytes = partBytes(nc);
+  }
+
+  /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
+  post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
+    if (body.length <= this.#partBytes) {
+      this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId) });
+      return undefined;
+    }
+    return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
+  }
+
+  /** A request; rejects as `nc.request` does (no responders, timeout). */
+  request(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
+    if (body.length <= this.#partBytes) return this.#nc.request(subject, body, { headers: makeHeaders(kind, executionId), timeout: timeoutMs });
+    return this.#sendParts(subject, kind, executionId, body, timeoutMs);
+  }
+
+  async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
+    const transfer = randomUUID();
+    const count = Math.ceil(body.length / this.#partBytes);
+    let reply!: Msg;
+    for (let index = 0; index < count; index++) {
+      const headers: MsgHdrs = makeHeaders(kind, executionId);
+      headers.set(HEADER.part, `${index}/${count}`);
+      headers.set(HEADER.transfer, transfer);
+      const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
+      reply = await this.#nc.request(subject, part, { headers, timeout: timeoutMs });
+    }
+    return reply;
+  }
+}
+
+interface Transfer {
+  parts: Uint8Array[];
+  bytes: number;
+  touched: number;
+}
+
+/**
+ * The receiving side of `Courier`: a message that is a part of a larger body is kept (and
+ * answered) until its last part, which gives the whole body. Transfers over `maxBytes` are
+ * dropped; ones whose sender went quiet are swept.
+ */
+export class PartsAssembler {
+  readonly #transfers = new Map<string, Transfer>();
+  readonly #maxBytes: number;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  /** The whole body when `msg` completes one (or is not a part); undefined while parts are missing. */
+  take(msg: Msg): Uint8Array | undefined {
+    const part = msg.headers?.get(HEADER.part);
+    if (!part) return msg.data;
+    const [index, count] = part.split('/').map(Number) as [number, number];
+    const id = msg.headers!.get(HEADER.transfer);
+    let transfer = this.#transfers.get(id);
+    if (index === 0) this.#transfers.set(id, (transfer = { parts: [], bytes: 0, touched: Date.now() }));
+    if (!transfer || transfer.parts.length !== index || transfer.bytes + msg.data.length > this.#maxBytes) {
+      this.#transfers.delete(id);
+      if (index < count - 1) msg.respond();
+      return undefined;
+    }
+    transfer.parts.push(msg.data);
+    transfer.bytes += msg.data.length;
+    transfer.touched = Date.now();
+    if (index < count - 1) {
+      msg.respond();
+      return undefined;
+    }
+    this.#transfers.delete(id);
+    return Buffer.concat(transfer.parts, transfer.bytes);
+  }
+
+  /** Forget transfers not touched for `idleMs`. */
+  sweep(idleMs: number): void {
+    const before = Date.now() - idleMs;
+    for (const [id, transfer] of this.#transfers) if (transfer.touched < before) this.#transfers.delete(id);
+  }
+}

@@ -1,0 +1,56 @@
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+
+/** The default first token of every subject and stream name. */
+export const DEFAULT_SUBJECT_PREFIX = 'kbexec';
+export const DEFAULT_POOL = 'default';
+
+const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Every NATS name one pool uses, derived from the prefix and the pool name, so that a host and
+ * its workers agree without configuration beyond those two:
+ * - stream `<PREFIX>_<pool>` on subject `<prefix>.<pool>.tasks`: the work queue;
+ * - durable pull consumer `<pool>-workers` on it, shared by every worker of the pool;
+ * - `<prefix>.<pool>.caller.<hostId>`: what workers send to one host (started, heartbeats, logs,
+ *   events, platform and channel calls, results);
+ * - `<prefix>.<pool>.worker.<workerId>`: what a host sends to one worker (cancel, call replies, a large input);
+ * - `<prefix>.<pool>.presence` (+ `.query`): workers saying who they are, every heartbeat.
+ */
+export class PoolSubjects {
+  readonly stream: string;
+  readonly consumer: string;
+  readonly tasks: string;
+  readonly presence: string;
+  readonly presenceQuery: string;
+  readonly #base: string;
+
+  constructor(prefix: string, pool: string) {
+    this.#base = `${prefix}.${pool}`;
+    this.stream = `${prefix.replaceAll('.', '_').toUpperCase()}_${pool}`;
+    this.consumer = `${pool}-workers`;
+    this.tasks = `${this.#base}.tasks`;
+    this.presence = `${this.#base}.presence`;
+    this.presenceQuery = `${this.#base}.presence.query`;
+  }
+
+  caller(hostId: string): string {
+    return `${this.#base}.caller.${hostId}`;
+  }
+
+  worker(workerId: string): string {
+    return `${this.#base}.worker.${workerId}`;
+  }
+}
+
+/** Checks a pool name or subject prefix (dot-separated tokens for a prefix) before it reaches NATS. */
+export function checkNames(prefix: string, pool: string): void {
+  if (!prefix.split('.').every((token) => TOKEN.test(token))) {
+    throw new ValidationError(`subjectPrefix "${prefix}" must be dot-separated tokens of letters, digits, "_" and "-"`, { details: { path: 'subjectPrefix' } });
+  }
+  if (!TOKEN.test(pool)) throw new ValidationError(`pool "${pool}" must be 1 to 64 letters, digits, "_" or "-"`, { details: { path: 'pool' } });
+}
+
+/** An id usable as one subject token: anything else becomes "-". */
+export function subjectToken(text: string): string {
+  return text.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64) || 'x';
+}

@@ -1,0 +1,111 @@
+import v8 from 'node:v8';
+import type { ContextDescriptor, LogEntry, SerializedError } from '@kb-labs/plugin-execution-core';
+import { unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
+
+/**
+ * The queue protocol's version: a worker refuses a task of another version (as a failed result
+ * naming both, after the caller accepted its start, so nothing runs).
+ */
+export const QUEUE_PROTOCOL_VERSION = 1;
+
+/** Header names. Values are short strings; bodies are `v8.serialize`d (Dates, Maps, BigInt, cycles survive). */
+export const HEADER = {
+  executionId: 'Kb-Exec-Id',
+  kind: 'Kb-Kind',
+  /** Task: the caller's subject, the deadline (epoch ms), how long the caller waits without a heartbeat, the protocol. */
+  reply: 'Kb-Reply',
+  deadline: 'Kb-Deadline',
+  lostMs: 'Kb-Lost-Ms',
+  protocol: 'Kb-Protocol',
+  /** A part of a body sent in pieces: `index/count`, and the transfer it belongs to. */
+  part: 'Kb-Part',
+  transfer: 'Kb-Transfer',
+} as const;
+
+export type Kind = 'task' | 'started' | 'heartbeat' | 'log' | 'event' | 'rpc' | 'result' | 'cancel' | 'rpc-reply' | 'input';
+
+/** Who runs an execution, as a worker says it in `started` and presence. */
+export interface WorkerIdentity {
+  id: string;
+  host: string;
+  pid: number;
+}
+
+/** The stream message: what a worker needs to run the handler from its own copy of the plugin. */
+export interface TaskBody {
+  executionId: string;
+  pluginId: string;
+  pluginVersion: string;
+  handlerId: string;
+  /** Absent when `inputFollows`: the input is too large for one stream message and is sent after the start. */
+  input?: unknown;
+  inputFollows: boolean;
+  context: ContextDescriptor;
+  timeoutMs: number;
+  /** Whether the execution gets a workspace (the host's `workspace` option is not false). */
+  workspace: boolean;
+  keepWorkspace: boolean;
+  channel?: { connectionId: string; path: string };
+  /** The W3C traceparent of the host's execution span: the worker's execution continues that trace. */
+  traceparent?: string;
+}
+
+export type StartedReply = { accept: true } | { accept: false; reason: string };
+
+export interface HeartbeatBody {
+  worker: string;
+  executions: string[];
+}
+
+export interface LogBody {
+  level: LogEntry['level'];
+  message: string;
+  fields?: Record<string, unknown>;
+  stream: LogEntry['stream'];
+}
+
+/** The end of an execution on a worker, with what `meta` needs from there. */
+export type ResultBody = ({ ok: true; data: unknown } | { ok: false; error: SerializedError }) & {
+  meta: { artifacts: string[]; workspaceDir?: string; pid?: number; threadId?: number };
+};
+
+export interface CancelBody {
+  reason: SerializedError;
+}
+
+/** Presence: a worker's own description, every heartbeat. */
+export interface PresenceBody extends WorkerIdentity {
+  concurrency: number;
+  running: number;
+  backend: string;
+  isolation?: { active: string; layers: string[]; reason: string };
+  closing?: boolean;
+}
+
+/** Encode a body; a value that cannot be serialised is a ValidationError naming `what`. */
+export function encode(value: unknown, what: string): Uint8Array {
+  try {
+    return v8.serialize(value);
+  } catch (error) {
+    throw unserializableError(what, error);
+  }
+}
+
+export function decode<T>(data: Uint8Array): T {
+  return v8.deserialize(data) as T;
+}
+
+export function makeHeaders(kind: Kind, executionId?: string): MsgHdrs {
+  const h = natsHeaders();
+  h.set(HEADER.kind, kind);
+  if (executionId !== undefined) h.set(HEADER.executionId, executionId);
+  return h;
+}
+
+/** A byte count people read: `20 MiB`, `1.5 MiB`, `512 KiB`. */
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 * 1024) return `${Number((bytes / (1024 * 1024)).toFixed(1))} MiB`;
+  if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KiB`;
+  return `${bytes} bytes`;
+}

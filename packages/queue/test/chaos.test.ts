@@ -1,0 +1,224 @@
+/**
+ * What a caller sees when a worker, the network or the server fails, with real processes, a real
+ * nats-server and real signals: the guarantees of docs/backends/queue.md's failure table.
+ * Each test has a pool (and, where it breaks things, a server or proxy) of its own.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
+import { QueueBackend, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { QUEUE_PLUGIN, QUEUE_PROBE, natsServer, newPool, startWorker, type WorkerProcess } from './helpers.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The issue's bound for a lost worker, with the default heartbeats: WORKER_CRASHED within 5 s. */
+const LOST_WITHIN_MS = 5000;
+/** Slack for a shared, loaded CI machine on top of a stated bound. */
+const SLACK_MS = 3000;
+/** Longer than the stream's ack wait: a redelivery, if there were one, would have happened. */
+const REDELIVERY_WINDOW_MS = 6500;
+
+let server: { url: string; stop(): Promise<void> };
+let markers: string;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  server = await natsServer();
+  markers = await mkdtemp(path.join(os.tmpdir(), 'kb-queue-chaos-'));
+});
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await rm(markers, { recursive: true, force: true });
+});
+
+function host(natsUrl: string, pool: string, options: QueueBackendOptions = {}): QueueBackend {
+  const backend = new QueueBackend({ connection: { servers: natsUrl }, pool, plugins: [fixturePlugins.basic, QUEUE_PLUGIN], workspace: false, ...options });
+  cleanups.push(() => backend.shutdown({ timeoutMs: 3000 }));
+  return backend;
+}
+
+async function worker(natsUrl: string, pool: string, concurrency = 1): Promise<WorkerProcess> {
+  const started = await startWorker({ natsUrl, pool, backend: 'worker-pool', concurrency, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+  cleanups.push(async () => {
+    if (started.child.signalCode === null && started.child.exitCode === null) started.child.kill('SIGCONT');
+    await started.stop();
+  });
+  return started;
+}
+
+async function marks(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+/** Send a `mark` that runs until stopped; resolves once its handler has started on a worker. */
+async function startMark(backend: QueueBackend, file: string): Promise<{ result: Promise<ExecutionResult> }> {
+  let running!: () => void;
+  const started = new Promise<void>((resolve) => (running = resolve));
+  const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 120_000, onEvent: () => running() });
+  await Promise.race([started, result.then((r) => Promise.reject(new Error(`ended before it started: ${JSON.stringify(r)}`)))]);
+  return { result };
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+describe('a worker that dies mid-execution', () => {
+  it('SIGKILL: WORKER_CRASHED (runner-lost) within the bound, and the execution never runs again on another worker', async () => {
+    const pool = newPool('kill9');
+    const doomed = await worker(server.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'kill9.log');
+    const { result } = await startMark(backend, file);
+    // A healthy worker is there to take a redelivery, if the task were ever redelivered.
+    const survivor = await worker(server.url, pool);
+    const killedAt = performance.now();
+    doomed.child.kill('SIGKILL');
+    const outcome = await result;
+    const detectedMs = performance.now() - killedAt;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost', runnerId: expect.stringContaining(doomed.id) });
+    expect(detectedMs).toBeLessThan(LOST_WITHIN_MS + SLACK_MS);
+    await sleep(REDELIVERY_WINDOW_MS);
+    expect(await marks(file)).toEqual([`${outcome.meta.executionId} started`]);
+    // The pool goes on with the survivor.
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' });
+    expectOk(next);
+    expect(next.meta.runnerId).toContain(survivor.id);
+  });
+
+  it('SIGSTOP: WORKER_CRASHED; once it runs again it stops that execution and delivers nothing late', async () => {
+    const pool = newPool('sigstop');
+    const frozen = await worker(server.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'sigstop.log');
+    const { result } = await startMark(backend, file);
+    frozen.child.kill('SIGSTOP');
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    frozen.child.kill('SIGCONT');
+    // Back, it learns the execution was given up on, and its handler is told to stop.
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 15_000);
+    const lines = await marks(file);
+    expect(lines[0]).toBe(`${outcome.meta.executionId} started`);
+    expect(lines.filter((line) => line.endsWith(' started'))).toHaveLength(1);
+    // It is a working worker again.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'thawed' }));
+  });
+});
+
+describe('the network between a worker and the server', () => {
+  let proxy: TcpProxy;
+
+  beforeAll(async () => {
+    proxy = await startTcpProxy(Number(new URL(server.url).port));
+  });
+  afterAll(() => proxy?.close());
+
+  it('cut mid-execution: WORKER_CRASHED within the bound; restored, the worker stops that execution and runs nothing twice', async () => {
+    const pool = newPool('netcut');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'netcut.log');
+    const { result } = await startMark(backend, file);
+    const cutAt = performance.now();
+    proxy.cut();
+    const outcome = await result;
+    const detectedMs = performance.now() - cutAt;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(detectedMs).toBeLessThan(LOST_WITHIN_MS + SLACK_MS);
+    proxy.restore();
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
+    await sleep(REDELIVERY_WINDOW_MS);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+    // Through the restored link, the worker serves again.
+    const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
+    expectOk(after);
+  });
+});
+
+describe('a caller that dies mid-execution', () => {
+  it('its execution is aborted on the worker (the handler\'s ctx.signal fires)', async () => {
+    const pool = newPool('orphan');
+    await worker(server.url, pool);
+    const file = path.join(markers, 'orphan.log');
+    const caller = spawn(process.execPath, [path.join(here, 'fixtures', 'caller.mjs')], {
+      env: { PATH: process.env.PATH ?? '', KB_NATS_URL: server.url, KB_POOL: pool, KB_PLUGIN: QUEUE_PLUGIN, KB_MARK_FILE: file },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    caller.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    caller.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    cleanups.push(async () => caller.kill('SIGKILL'));
+    await waitFor(() => output.includes('running'), 20_000).catch(() => {
+      throw new Error(`the caller never started its execution:\n${output}`);
+    });
+    caller.kill('SIGKILL');
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 15_000);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toHaveLength(1);
+  });
+});
+
+describe('a worker asked to stop (SIGTERM)', () => {
+  it('drains: finishes what runs, takes nothing new, then exits 0', async () => {
+    const pool = newPool('drain');
+    const draining = await worker(server.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'drain.log');
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
+    const inFlight = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { onEvent: () => running() });
+    await started;
+    const exited = new Promise<number | null>((resolve) => draining.child.once('exit', (code) => resolve(code)));
+    draining.child.kill('SIGTERM');
+    // Sent while it drains: it must wait for another worker, not go to the draining one.
+    const later = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'later' }, { timeoutMs: 30_000 });
+    const finished = await inFlight;
+    expectOk(finished);
+    expect(finished.data).toEqual({ done: true });
+    expect(await exited).toBe(0);
+    const fresh = await worker(server.url, pool);
+    const served = await later;
+    expectOk(served);
+    expect(served.meta.runnerId).toContain(fresh.id);
+  });
+});
+
+describe('the NATS server restarting mid-flight', () => {
+  it('fails the executions in flight with a clear error (no hang), runs nothing twice, and serves new ones after the reconnect', async () => {
+    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
+      startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
+    };
+    const own = await startNatsServer({ maxPayload: '8MB' });
+    cleanups.push(() => own.stop());
+    const pool = newPool('restart');
+    await worker(own.url, pool);
+    const backend = host(own.url, pool);
+    const file = path.join(markers, 'restart.log');
+    const { result } = await startMark(backend, file);
+    await own.restart();
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.message).toMatch(/lost its connection to the NATS server/);
+    // New executions succeed once both sides have reconnected (the stream is re-created if it went).
+    let after: ExecutionResult | undefined;
+    await waitFor(async () => {
+      after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after restart' }, { timeoutMs: 5000 });
+      return after.ok;
+    }, 30_000);
+    expectOk(after!);
+    await sleep(REDELIVERY_WINDOW_MS);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+  });
+});

@@ -1,0 +1,116 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { inject } from 'vitest';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const WORKER_SCRIPT = path.join(here, 'fixtures', 'worker.mjs');
+export const QUEUE_PLUGIN = path.join(here, 'fixtures', 'plugins', 'queue-probe');
+export const QUEUE_PROBE = '@queue/probe';
+
+/** The plugins every test worker loads. */
+export const WORKER_PLUGINS = [fixturePlugins.basic, fixturePlugins.hostile, fixturePlugins.guarded, fixturePlugins.cjs, QUEUE_PLUGIN];
+
+/** A fresh pool name: each test file's workers and backends meet only each other. */
+export const newPool = (name: string): string => `${name}-${randomBytes(4).toString('hex')}`;
+
+interface NatsServerHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The NATS server of the tests: the package's global setup provides its URL; without one (a
+ * single file run by hand), a server of our own. A missing nats-server binary fails, never skips.
+ */
+export async function natsServer(): Promise<NatsServerHandle> {
+  const provided = inject('natsUrl') as string | undefined;
+  if (provided) return { url: provided, stop: async () => {} };
+  const script = path.resolve(here, '../../../scripts/nats-server.mjs');
+  const { startNatsServer } = (await import(script)) as { startNatsServer: (o?: { maxPayload?: string }) => Promise<NatsServerHandle> };
+  return startNatsServer({ maxPayload: '8MB' });
+}
+
+export interface WorkerProcess {
+  id: string;
+  child: ChildProcess;
+  workspaceRoot: string;
+  /** Everything it printed, for failure messages. */
+  output: () => string;
+  /** SIGTERM, then wait for its exit. */
+  stop(): Promise<void>;
+}
+
+export interface WorkerSpec {
+  natsUrl: string;
+  pool: string;
+  backend?: string;
+  backendOptions?: Record<string, unknown>;
+  concurrency?: number;
+  id?: string;
+  plugins?: string[];
+  heartbeatMs?: number;
+}
+
+/** Start one worker process (explicit env: nothing of the test process leaks in) and wait for "ready". */
+export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
+  const workspaceRoot = await mkdtemp(path.join(os.tmpdir(), 'kb-queue-worker-'));
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    KB_NATS_URL: spec.natsUrl,
+    KB_POOL: spec.pool,
+    KB_BACKEND: spec.backend ?? 'worker-pool',
+    KB_BACKEND_OPTIONS: JSON.stringify(spec.backendOptions ?? {}),
+    KB_PLUGINS: (spec.plugins ?? WORKER_PLUGINS).join(path.delimiter),
+    KB_CONCURRENCY: String(spec.concurrency ?? 4),
+    KB_WORKSPACE_ROOT: workspaceRoot,
+    ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),
+    ...(spec.heartbeatMs ? { KB_HEARTBEAT_MS: String(spec.heartbeatMs) } : {}),
+  };
+  const child = spawn(process.execPath, [WORKER_SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const id = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`worker did not start within 45 s:\n${output}`)), 45_000);
+    const onData = () => {
+      const match = /ready (\S+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+  return {
+    id,
+    child,
+    workspaceRoot,
+    output: () => output,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+      await rm(workspaceRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Two workers of `pool`, as the suites run them. */
+export async function startWorkers(count: number, spec: WorkerSpec): Promise<WorkerProcess[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => startWorker({ ...spec, ...(spec.id ? { id: `${spec.id}-${i}` } : {}) })));
+}
+
+/** Workspace directories the workers still hold (they must hold none once executions are over). */
+export async function leftWorkspaces(workers: WorkerProcess[]): Promise<string[]> {
+  const left = await Promise.all(workers.map(async (w) => (await readdir(w.workspaceRoot).catch(() => [])).map((name) => path.join(w.workspaceRoot, name))));
+  return left.flat();
+}

@@ -1,0 +1,251 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BASIC, GUARDED, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionEvent, ExecutionResult, LogEntry, PluginManifestInput } from '@kb-labs/plugin-execution-core';
+import { QueueBackend, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { QUEUE_PLUGIN, QUEUE_PROBE, leftWorkspaces, natsServer, newPool, startWorkers, type WorkerProcess } from './helpers.js';
+
+const pool = newPool('queue');
+let server: { url: string; stop(): Promise<void> } | undefined;
+let workers: WorkerProcess[] = [];
+let markers: string;
+const backends: QueueBackend[] = [];
+
+/** A backend on the shared pool (two workers, two slots each), shut down after the test. */
+function make(options: QueueBackendOptions = {}): QueueBackend {
+  const backend = new QueueBackend({ connection: { servers: server!.url }, pool, plugins: [fixturePlugins.basic, fixturePlugins.guarded, QUEUE_PLUGIN], platform: testPlatform(), ...options });
+  backends.push(backend);
+  return backend;
+}
+
+async function probeManifest(): Promise<PluginManifestInput> {
+  return JSON.parse(await readFile(path.join(QUEUE_PLUGIN, 'kb.plugin.json'), 'utf8')) as PluginManifestInput;
+}
+
+/** The lines the `mark` handler wrote for one execution. */
+async function marks(file: string): Promise<string[]> {
+  return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+}
+
+beforeAll(async () => {
+  server = await natsServer();
+  markers = await mkdtemp(path.join(os.tmpdir(), 'kb-queue-markers-'));
+  workers = await startWorkers(2, { natsUrl: server.url, pool, backend: 'worker-pool', concurrency: 2 });
+}, 60_000);
+
+afterEach(async () => {
+  await Promise.all(backends.splice(0).map((b) => b.shutdown({ timeoutMs: 2000 })));
+});
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+  await server?.stop();
+  await rm(markers, { recursive: true, force: true });
+});
+
+describe('where it runs', () => {
+  it('names the worker (id and host name) in meta, and lists the artifacts of its workspace', async () => {
+    const result = await make().execute({ pluginId: BASIC, handlerId: 'writes-workspace', input: { text: 'hi' } });
+    expectOk(result);
+    expect(workers.map((w) => w.id)).toContain(result.meta.runnerId);
+    expect(result.meta.runnerHost).toBe(os.hostname());
+    expect(result.meta.artifacts).toEqual(['out/report.txt', 'summary.json']);
+    const dir = (result.data as { workspace: string }).workspace;
+    expect(workers.some((w) => dir.startsWith(w.workspaceRoot))).toBe(true);
+  });
+
+  it('stats() and health(): connection, queue depth, workers seen, isolation behind the network', async () => {
+    const backend = make();
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    const runners = (await backend.stats()).runners as QueueRunnerStats;
+    expect(runners).toMatchObject({ pool, connection: 'connected', queueDepth: 0, queueBound: 1000, inFlight: 0, workersSeen: 2 });
+    expect(runners.workers.map((w) => w.id).sort()).toEqual(workers.map((w) => w.id).sort());
+    const health = await backend.health();
+    expect(health.ok).toBe(true);
+    expect(health.isolation).toMatchObject({ active: 'thread' });
+    expect(health.isolation.layers[0]).toBe('remote-worker');
+  });
+
+  it('health() is not ok, and executions fail clearly, when the server cannot be reached', async () => {
+    const backend = make({ connection: { servers: 'nats://127.0.0.1:1' } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toContain('could not connect to the NATS server');
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+  });
+});
+
+describe('plugins on the worker', () => {
+  it('a plugin version that differs between host and worker fails naming both versions', async () => {
+    const manifest = { ...(await probeManifest()), version: '2.0.0' };
+    const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain('version 2.0.0 on the host');
+    expect(result.error.message).toContain('version 1.0.0 on worker');
+    expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
+  });
+
+  it('a plugin the host knows but the worker lacks is HANDLER_NOT_FOUND naming the worker', async () => {
+    const manifest = { ...(await probeManifest()), id: '@queue/host-only' };
+    const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: '@queue/host-only', handlerId: 'sized', input: 'x' });
+    expectError(result, 'HANDLER_NOT_FOUND');
+    expect(result.error.message).toMatch(/not installed on worker \S+/);
+  });
+});
+
+describe('calls back to the calling host', () => {
+  it('ctx.platform reaches the host\'s services, and the host checks the permission', async () => {
+    const platform = testPlatform();
+    const granted = make({ platform, permissions: { platform: { kv: true } } });
+    const ok = await granted.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'greeting' } });
+    expectOk(ok);
+    expect(ok.data).toEqual({ ok: true, value: 'hello' });
+    expect(platform.calls).toEqual([{ service: 'kv', method: 'get', args: ['greeting'] }]);
+    // The host's manifest declares nothing for the handler; the worker's copy declares kv.get.
+    // The worker lets the call through; the host's gateway refuses it.
+    const manifest = await probeManifest();
+    const hostManifest = { ...manifest, handlers: { ...manifest.handlers, 'kv-get': { entry: './handlers/kv-get.mjs' } } };
+    const strictPlatform = testPlatform();
+    const strict = make({ platform: strictPlatform, plugins: [{ root: QUEUE_PLUGIN, manifest: hostManifest }], permissions: { platform: { kv: true } } });
+    const denied = await strict.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'greeting' } });
+    expectOk(denied);
+    expect(denied.data).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
+    expect((denied.data as { message: string }).message).toContain('platform.kv.get');
+    expect(strictPlatform.calls).toEqual([]);
+  });
+
+  it('a need the host does not grant is PERMISSION_DENIED before anything is sent', async () => {
+    const result = await make().execute({ pluginId: GUARDED, handlerId: 'needs-kv' });
+    expectError(result, 'PERMISSION_DENIED');
+    expect((await backends[0]!.stats()).runners).toMatchObject({ inFlight: 0 });
+  });
+
+  it('ctx.channel calls reach the channel bridge of the calling host', async () => {
+    const calls: Array<{ method: string; args: unknown[] }> = [];
+    const channel = { connectionId: 'conn-1', path: '/chat', call: async (method: string, args: unknown[]) => (calls.push({ method, args }), true) };
+    const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'channel-send', input: { text: 'hi' } }, { channel });
+    expectOk(result);
+    expect(result.data).toEqual({ sent: true, connectionId: 'conn-1', path: '/chat' });
+    expect(calls).toEqual([{ method: 'send', args: [{ text: 'hi' }] }]);
+  });
+
+  it('streams logs and events while the handler runs, in order', async () => {
+    const logs: LogEntry[] = [];
+    const events: ExecutionEvent[] = [];
+    let settled = false;
+    let eventsBeforeResult = 0;
+    const pending = make().execute(
+      { pluginId: QUEUE_PROBE, handlerId: 'chatty', input: { count: 5 } },
+      { onLog: (entry) => logs.push(entry), onEvent: (event) => (events.push(event), settled || eventsBeforeResult++) },
+    );
+    const result = await pending.finally(() => (settled = true));
+    expectOk(result);
+    expect(eventsBeforeResult).toBe(5);
+    expect(events.map((e) => e.event)).toEqual([1, 2, 3, 4, 5].map((step) => ({ step })));
+    expect(logs.filter((l) => l.stream === 'logger').map((l) => [l.message, l.fields])).toEqual([1, 2, 3, 4, 5].map((i) => [`line ${i}`, { i }]));
+  });
+});
+
+describe('sizes', () => {
+  const MB20 = 20 * 1000 * 1000;
+  it('carries a 20 MB input and a 20 MB result (in parts above the server\'s max_payload)', async () => {
+    const backend = make();
+    const input = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(MB20) }, { timeoutMs: 60_000 });
+    expectOk(input);
+    expect(input.data).toEqual({ length: MB20 });
+    const output = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: MB20 } }, { timeoutMs: 60_000 });
+    expectOk(output);
+    expect((output.data as string).length).toBe(MB20);
+  });
+
+  it('a larger input or result is VALIDATION_ERROR naming the limit', async () => {
+    const backend = make();
+    const big = 21 * 1024 * 1024;
+    const input = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(big) }, { timeoutMs: 60_000 });
+    expectError(input, 'VALIDATION_ERROR');
+    expect(input.error.message).toMatch(/input is 21 MiB encoded, over the queue backend's limit of 20 MiB \(maxPayloadBytes: 20971520\)/);
+    const output = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: big } }, { timeoutMs: 60_000 });
+    expectError(output, 'VALIDATION_ERROR');
+    expect(output.error.message).toContain('maxPayloadBytes');
+  });
+});
+
+describe('stops', () => {
+  it('TIMEOUT reaches the worker: the handler\'s ctx.signal fires there (an abort of its local execution)', async () => {
+    const file = path.join(markers, 'timeout.log');
+    const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 400 });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.details).toMatchObject({ timeoutMs: 400 });
+    await waitFor(async () => (await marks(file)).length === 2);
+    expect(await marks(file)).toEqual([`${result.meta.executionId} started`, `${result.meta.executionId} signal ABORTED`]);
+  });
+
+  it('ABORTED reaches the worker: the handler\'s ctx.signal fires there', async () => {
+    const file = path.join(markers, 'abort.log');
+    const controller = new AbortController();
+    const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { signal: controller.signal, onEvent: () => controller.abort() });
+    expectError(result, 'ABORTED');
+    await waitFor(async () => (await marks(file)).length === 2);
+    expect(await marks(file)).toEqual([`${result.meta.executionId} started`, `${result.meta.executionId} signal ABORTED`]);
+  });
+
+  it('an execution stopped before a worker started it never runs', async () => {
+    const backend = make();
+    // Every slot of both workers busy until released.
+    let running = 0;
+    const busy = Array.from({ length: 4 }, (_, i) =>
+      backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, `busy-${i}.log`), ms: 1500 } }, { onEvent: () => running++ }),
+    );
+    await waitFor(() => running === 4, 10_000);
+    const timedOut = path.join(markers, 'never-timeout.log');
+    const aborted = path.join(markers, 'never-abort.log');
+    const controller = new AbortController();
+    const waiting = [
+      backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: timedOut, ms: 0 } }, { timeoutMs: 300 }),
+      backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: aborted, ms: 0 } }, { signal: controller.signal }),
+    ];
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 2);
+    controller.abort();
+    const [timeout, abort] = await Promise.all(waiting);
+    expectError(timeout!, 'TIMEOUT');
+    expectError(abort!, 'ABORTED');
+    for (const result of await Promise.all(busy)) expectOk(result);
+    // The slots are free again and the stream is empty: nothing of the two ran, nor will.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
+    expect(await marks(timedOut)).toEqual([]);
+    expect(await marks(aborted)).toEqual([]);
+  });
+});
+
+describe('delivery', () => {
+  it('runs each execution exactly once across two workers (marker files)', async () => {
+    const backend = make();
+    const file = path.join(markers, 'once.log');
+    const results = await Promise.all(Array.from({ length: 24 }, () => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 5 } })));
+    for (const result of results) expectOk(result);
+    const lines = await marks(file);
+    expect(lines.sort()).toEqual(results.map((r) => `${r.meta.executionId} started`).sort());
+    expect(new Set(results.map((r) => r.meta.runnerId)).size).toBe(2);
+  });
+
+  it('QUEUE_FULL from the stream bound, enforced by the server for a burst from two hosts at once', async () => {
+    // A pool without workers: nothing leaves the stream while the burst arrives.
+    const idlePool = newPool('burst');
+    const hosts = [0, 1].map(() => make({ pool: idlePool, queueBound: 5 }));
+    const burst: Array<Promise<ExecutionResult>> = [];
+    for (let i = 0; i < 8; i++) for (const host of hosts) burst.push(host.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 3000 }));
+    const codes = (await Promise.all(burst)).map((r) => (r.ok ? 'ok' : r.error.code));
+    expect(codes.filter((c) => c === 'QUEUE_FULL')).toHaveLength(11);
+    expect(codes.filter((c) => c === 'TIMEOUT')).toHaveLength(5);
+    const full = (await Promise.all(burst)).find((r) => !r.ok && r.error.code === 'QUEUE_FULL');
+    expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 5 });
+  });
+
+  it('leaves no workspace on the workers', async () => {
+    expect(await leftWorkspaces(workers)).toEqual([]);
+  });
+});

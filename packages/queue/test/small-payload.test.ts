@@ -1,0 +1,51 @@
+import { BASIC, expectOk, fixturePlugins, testPlatform } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
+import { QueueBackend } from '@kb-labs/plugin-execution-queue';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startNatsServer } from '../../../scripts/nats-server.mjs';
+import { QUEUE_PLUGIN, QUEUE_PROBE, newPool, startWorkers, type WorkerProcess } from './helpers.js';
+
+// A server with NATS's default max_payload (1 MB): every large body travels in parts, both ways.
+const pool = newPool('small-payload');
+let server: Awaited<ReturnType<typeof startNatsServer>>;
+let workers: WorkerProcess[] = [];
+let backend: QueueBackend;
+
+beforeAll(async () => {
+  server = await startNatsServer({ maxPayload: '1MB' });
+  workers = await startWorkers(1, { natsUrl: server.url, pool, backend: 'in-process', concurrency: 2 });
+  backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic, QUEUE_PLUGIN], platform: testPlatform(), permissions: { platform: { kv: true } } });
+}, 60_000);
+
+afterAll(async () => {
+  await backend?.shutdown({ timeoutMs: 2000 });
+  await Promise.all(workers.map((w) => w.stop()));
+  await server?.stop();
+});
+
+const MB5 = 5 * 1000 * 1000;
+
+it('carries a 5 MB input and result over a 1 MB max_payload', async () => {
+  const input = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(MB5) });
+  expectOk(input);
+  expect(input.data).toEqual({ length: MB5 });
+  const output = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: MB5 } });
+  expectOk(output);
+  expect((output.data as string).length).toBe(MB5);
+});
+
+it('carries large platform call arguments and replies both ways', async () => {
+  const big = 'p'.repeat(3 * 1000 * 1000);
+  const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'echo', args: [big] } });
+  expectOk(result);
+  expect((result.data as { value: string }).value.length).toBe(big.length);
+});
+
+it('carries a large event, and the lines after it still arrive', async () => {
+  const events: ExecutionEvent[] = [];
+  const logs: LogEntry[] = [];
+  const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: 2 * 1000 * 1000 } }, { onEvent: (e) => events.push(e), onLog: (l) => logs.push(l) });
+  expectOk(result);
+  expect(events.map((e) => (e.event as { blob: string }).blob.length)).toEqual([2 * 1000 * 1000]);
+  expect(logs.map((l) => l.message)).toContain('after the big event');
+});
