@@ -8,3 +8,4 @@ export type { BackendFactory, ConformanceCapabilities } from './suite-context.js
 export { expectError, expectOk, waitFor } from './expect-result.js';
 export { testPlatform } from './test-platform.js';
 export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';
+export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';

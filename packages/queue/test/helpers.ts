@@ -54,6 +54,8 @@ export interface WorkerSpec {
   id?: string;
   plugins?: string[];
   heartbeatMs?: number;
+  /** Register the OpenTelemetry SDK in the worker, its finished spans written to this file (JSON lines). */
+  otelSpansFile?: string;
 }
 
 /** Start one worker process (explicit env: nothing of the test process leaks in) and wait for "ready". */
@@ -70,6 +72,7 @@ export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     KB_WORKSPACE_ROOT: workspaceRoot,
     ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),
     ...(spec.heartbeatMs ? { KB_HEARTBEAT_MS: String(spec.heartbeatMs) } : {}),
+    ...(spec.otelSpansFile ? { KB_OTEL_SPANS_FILE: spec.otelSpansFile } : {}),
   };
   const child = spawn(process.execPath, [WORKER_SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
