@@ -42,6 +42,7 @@ export class RemoteCalls {
 
   close(): void {
     this.#closed = true;
+    if (this.#pending.size === 0) return;
     const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();

@@ -65,6 +65,9 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     timeout: CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    // Not an Error (with its stack) made up front for every request: ~9 % of a host's and a
+    // worker's CPU per execution in a profile. Our requests fail with messages of their own.
+    noAsyncTraces: true,
   });
 }
 
