@@ -78,11 +78,9 @@ function spanTreeTests(suite: SuiteContext, sdk: () => TestSdk): void {
     const get = children.find((span) => span.name === 'platform kv.get');
     const denied = children.find((span) => span.name === 'platform kv.delete');
     expect(get?.attributes).toMatchObject({ 'kb.plugin_execution.platform.service': 'kv', 'kb.plugin_execution.platform.method': 'get', [OUTCOME]: 'ok' });
-    // A runner on another machine (a queue worker) refuses an undeclared call before it reaches the host.
-    if (!suite.capabilities.workspaceOnRunner) {
-      expect(denied?.attributes).toMatchObject({ 'kb.plugin_execution.permission_denied': true, 'error.type': 'PERMISSION_DENIED', [OUTCOME]: 'PERMISSION_DENIED' });
-      expect(denied?.status.code).toBe(SpanStatusCode.ERROR);
-    }
+    // Refused by the host's gateway on every backend (a queue worker forwards the call to it).
+    expect(denied?.attributes).toMatchObject({ 'kb.plugin_execution.permission_denied': true, 'error.type': 'PERMISSION_DENIED', [OUTCOME]: 'PERMISSION_DENIED' });
+    expect(denied?.status.code).toBe(SpanStatusCode.ERROR);
     expect(result.data).toMatchObject({ value: 'hello', denied: 'PERMISSION_DENIED' });
     expectTraceparentOf(spans, execution, (result.data as { traceparent: string }).traceparent);
     const line = logs.find((entry) => entry.message === 'traced');

@@ -182,9 +182,14 @@ export class ExecutionControl implements DispatchControl {
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { phase: 'ended', service, method } }));
     const subject: PermissionSubject = { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId };
+    const forward = this.#options.platformForward;
+    // A service this execution's platform lacks goes to the gateway that forwards it (which checks it).
+    const call =
+      forward && typeof service === 'string' && !(this.#platform && Object.hasOwn(this.#platform, service))
+        ? () => forward(service, method, args)
+        : () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
     const telemetry = this.#telemetry;
-    if (telemetry) return telemetry.platformCall(service, method, () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args));
-    return invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
+    return telemetry ? telemetry.platformCall(service, method, call) : call();
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {

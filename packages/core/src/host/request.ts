@@ -113,6 +113,13 @@ export interface ExecuteOptions {
    */
   platform?: Platform;
   /**
+   * Where `ctx.platform` calls to services that `platform` does not have go instead, unchecked
+   * here: to a gateway that checks them itself (a queue worker forwards them to the calling
+   * host, whose governed gateway decides, so that a refusal is the host's, with its span).
+   * @default none: such a call is refused here
+   */
+  platformForward?: (service: string, method: string, args: unknown[]) => Promise<unknown>;
+  /**
    * A W3C `traceparent` to continue: the execution's span becomes a child of this (remote)
    * parent instead of the caller's active context. For a runner that received the trace over
    * the wire (a queue worker passes its caller's here). Without an OpenTelemetry SDK registered
@@ -146,6 +153,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function') add('onEvent', 'must be a function');
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
+  if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
   if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
     add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${JSON.stringify(String(o.traceparent)).slice(0, 80)}`);
   }

@@ -1,4 +1,4 @@
-import { AbortedError, deserializeError, type Platform } from '@kb-labs/plugin-execution-core';
+import { AbortedError, deserializeError } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 
 type RpcReply = Extract<HostToRunner, { type: 'rpc-reply' }>;
@@ -47,35 +47,4 @@ export class RemoteCalls {
     for (const { reject } of this.#pending.values()) reject(error);
     this.#pending.clear();
   }
-
-  /**
-   * The services object the worker's local backend hands its gateway: every service exists, and
-   * every method goes to the calling host, except the worker's own services (`local`), used as
-   * they are. The local gateway checks the handler's declared permissions first, the host's after.
-   */
-  platform(local: Platform | undefined): Platform {
-    const services = new Map<string, unknown>();
-    const service = (name: string): unknown => {
-      if (local && Object.hasOwn(local, name)) return local[name];
-      let proxy = services.get(name);
-      if (!proxy) services.set(name, (proxy = remoteService((method, args) => this.call('platform', name, method, args))));
-      return proxy;
-    };
-    return new Proxy(Object.create(null) as Platform, {
-      get: (_target, name) => (typeof name === 'string' ? service(name) : undefined),
-      getOwnPropertyDescriptor: (_target, name) => (typeof name === 'string' ? { value: service(name), enumerable: true, configurable: true, writable: false } : undefined),
-    });
-  }
-}
-
-function remoteService(call: (method: string, args: unknown[]) => Promise<unknown>): object {
-  const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-  return new Proxy(Object.create(null) as object, {
-    get: (_target, method) => {
-      if (typeof method !== 'string' || method === 'then') return undefined;
-      let fn = methods.get(method);
-      if (!fn) methods.set(method, (fn = (...args: unknown[]) => call(method, args)));
-      return fn;
-    },
-  });
 }

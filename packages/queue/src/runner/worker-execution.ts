@@ -109,7 +109,10 @@ export class WorkerExecution implements Watched {
       timeoutMs: Math.max(1, this.#claim.deadline - Date.now()) + DEADLINE_MARGIN_MS,
       signal: this.#abort.signal,
       keepWorkspace: task.keepWorkspace,
-      platform: this.#calls.platform(this.#worker.platform),
+      // The worker's own services here (checked here); every other service to the caller, whose
+      // governed gateway checks the call (a refusal is the host's, recorded there).
+      platform: this.#worker.platform ?? {},
+      platformForward: (service, method, args) => this.#calls.call('platform', service, method, args),
       onLog: (entry) => this.#post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
       onEvent: (event) => this.#post('event', encode({ type: 'event', event: event.event }, 'ctx.emit() event')),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
