@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
@@ -22,27 +22,41 @@ describe('kb-plugin-exec CLI', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('runs a handler and prints the result as JSON', () => {
-    const { status, stdout } = run(['run', fixturePlugins.basic, 'echo', '--input', '{"args":["--verbose"]}', '--workspace-root', root]);
+  it('runs a handler and prints what it returned as JSON; the whole result with --json', () => {
+    const plain = run(['run', fixturePlugins.basic, 'echo', '--input', '{"args":["--verbose"]}', '--workspace-root', root]);
+    expect(plain.status).toBe(0);
+    expect(JSON.parse(plain.stdout)).toEqual({ args: ['--verbose'] });
+    const { status, stdout } = run(['run', fixturePlugins.basic, 'echo', '--input', '{"args":["--verbose"]}', '--workspace-root', root, '--json']);
     expect(status).toBe(0);
     const result = JSON.parse(stdout);
     expect(result).toMatchObject({ ok: true, data: { args: ['--verbose'] }, meta: { backend: 'in-process', handlerId: 'echo' } });
+  });
+
+  it('--version prints the package version', async () => {
+    const { version } = JSON.parse(await readFile(path.resolve(path.dirname(cli), '..', 'package.json'), 'utf8')) as { version: string };
+    const result = run(['--version']);
+    expect(result.status).toBe(0);
+    expect(result.stdout.trim()).toBe(`kb-plugin-exec ${version}`);
   });
 
   it('reads input from @file and passes the CLI context', async () => {
     const file = path.join(root, 'input.json');
     await writeFile(file, JSON.stringify({ from: 'file' }));
     const echo = run(['run', fixturePlugins.basic, 'echo', '--input', `@${file}`, '--workspace-root', root]);
-    expect(JSON.parse(echo.stdout).data).toEqual({ from: 'file' });
+    expect(JSON.parse(echo.stdout)).toEqual({ from: 'file' });
     const ctx = run(['run', fixturePlugins.basic, 'context', '--workspace-root', root]);
-    expect(JSON.parse(ctx.stdout).data.context.host.kind).toBe('cli');
+    expect(JSON.parse(ctx.stdout).context.host.kind).toBe('cli');
   });
 
   it('exits non-zero with the error code on failure', () => {
     const missing = run(['run', fixturePlugins.basic, 'nope', '--workspace-root', root]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toMatch(/^HANDLER_NOT_FOUND: /);
-    expect(JSON.parse(missing.stdout)).toMatchObject({ ok: false, error: { code: 'HANDLER_NOT_FOUND' } });
+    // The result goes to stdout only when asked for.
+    expect(missing.stdout).toBe('');
+    const asJson = run(['run', fixturePlugins.basic, 'nope', '--workspace-root', root, '--json']);
+    expect(asJson.status).toBe(1);
+    expect(JSON.parse(asJson.stdout)).toMatchObject({ ok: false, error: { code: 'HANDLER_NOT_FOUND' } });
     const timeout = run(['run', fixturePlugins.basic, 'never-resolves', '--timeout', '100', '--workspace-root', root]);
     expect(timeout.status).toBe(1);
     expect(timeout.stderr).toMatch(/^TIMEOUT: /);
@@ -53,8 +67,37 @@ describe('kb-plugin-exec CLI', () => {
   it('grants permissions with --grant', () => {
     const result = run(['run', fixturePlugins.basic, 'platform-call', '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get"}', '--workspace-root', root]);
     expect(result.status).toBe(0);
-    // No platform services are wired into the CLI: the call is allowed but the host has no such method.
-    expect(JSON.parse(result.stdout).data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
+    // No platform services given: the call is allowed but the host has no such method.
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
+  });
+
+  it('--platform loads the host services from a module, so real plugins run', async () => {
+    const services = path.join(root, 'platform.mjs');
+    await writeFile(services, "export const platform = { kv: { async get(key) { return `value of ${key}`; } } };\n");
+    const result = run(['run', fixturePlugins.basic, 'platform-call', '--platform', services, '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--workspace-root', root]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ ok: true, value: 'value of k' });
+    const missing = run(['run', fixturePlugins.basic, 'echo', '--platform', path.join(root, 'no-such-module.mjs')]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain('--platform: no file or package');
+  });
+
+  it('SIGINT aborts the execution, removes its workspace and exits 130', async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint-'));
+    try {
+      const child = spawn(process.execPath, [cli, 'run', fixturePlugins.basic, 'respects-signal', '--workspace-root', workspaces, '--logs'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      // Once its workspace exists, the execution is running.
+      await waitFor(async () => (await readdir(workspaces)).some((name) => name.startsWith('kbx-')), 15_000);
+      child.kill('SIGINT');
+      expect(await exited, stderr).toBe(130);
+      expect(stderr).toMatch(/ABORTED: /);
+      expect(await readdir(workspaces)).toEqual([]);
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
   });
 
   it('usage errors exit 2 with help', () => {

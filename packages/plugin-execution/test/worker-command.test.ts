@@ -39,7 +39,7 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
   try {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'via the cli' }));
     // `kb-plugin-exec run --backend queue` sends its one execution to the same pool.
-    const run = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', server.url, '--pool', pool, '--input', '"from run"'], {
+    const run = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', server.url, '--pool', pool, '--input', '"from run"', '--json'], {
       env: { PATH: process.env.PATH ?? '' },
       encoding: 'utf8',
       timeout: 20_000,

@@ -1,0 +1,129 @@
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { parseArgs } from 'node:util';
+import { PluginRegistry, serializeError, type ExecutionResult, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import type { BuiltInBackendType } from './backend-loaders.js';
+import { createExecutionBackend } from './create-execution-backend.js';
+
+/** A mistake in the command line: the CLI prints it with the usage and exits 2. */
+export class UsageError extends Error {}
+
+export const RUN_OPTIONS = {
+  backend: { type: 'string' },
+  nats: { type: 'string' },
+  pool: { type: 'string' },
+  input: { type: 'string' },
+  context: { type: 'string' },
+  grant: { type: 'string' },
+  platform: { type: 'string' },
+  timeout: { type: 'string' },
+  'workspace-root': { type: 'string' },
+  'no-workspace': { type: 'boolean' },
+  'keep-workspace': { type: 'boolean' },
+  logs: { type: 'boolean' },
+  json: { type: 'boolean' },
+  version: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof RUN_OPTIONS }>>['values'];
+
+/** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report them. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * `run`: one execution on a backend made for it. Success: the handler's data on stdout (the
+ * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
+ * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
+ */
+export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
+  const type = (values.backend ?? 'in-process') as BuiltInBackendType;
+  if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
+  const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
+  const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
+  const platform = values.platform ? await loadPlatform(values.platform) : undefined;
+
+  const registry = new PluginRegistry();
+  const plugin = await registry.load(pluginDir);
+  const backend = createExecutionBackend({
+    type,
+    registry,
+    workspace: values['no-workspace'] ? false : values['workspace-root'] ? { root: values['workspace-root'] } : undefined,
+    ...(values.grant ? { permissions: (await readJson(values.grant, 'grant')) as never } : {}),
+    ...(platform ? { platform } : {}),
+    ...queue,
+  });
+  const controller = new AbortController();
+  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
+  const stop = (signal: keyof typeof SIGNAL_EXIT) => () => {
+    stoppedBy ??= signal;
+    controller.abort();
+  };
+  const onInt = stop('SIGINT');
+  const onTerm = stop('SIGTERM');
+  process.once('SIGINT', onInt).once('SIGTERM', onTerm);
+  try {
+    const context = ((await readJson(values.context, 'context')) ?? { host: { kind: 'cli', argv } }) as Record<string, unknown>;
+    const result = await backend.execute(
+      { pluginId: plugin.id, handlerId, input: await readJson(values.input, 'input'), context },
+      {
+        signal: controller.signal,
+        ...(timeoutMs ? { timeoutMs } : {}),
+        ...(values['keep-workspace'] ? { keepWorkspace: true } : {}),
+        ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(`[${entry.stream}:${entry.level}] ${entry.message}\n`) } : {}),
+      },
+    );
+    report(result, values.json === true);
+    return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
+    // Also what removes the workspace of an execution a signal stopped.
+    await backend.shutdown({ timeoutMs: 2000 });
+  }
+}
+
+function report(result: ExecutionResult, json: boolean): void {
+  const text = (value: unknown) => `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'undefined'}\n`;
+  if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
+  else if (result.ok) process.stdout.write(text(result.data));
+  if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
+}
+
+export async function readJson(value: string | undefined, what: string): Promise<unknown> {
+  if (value === undefined) return undefined;
+  const text = value.startsWith('@') ? await readFile(value.slice(1), 'utf8') : value;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`--${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * `--platform <module>`: a host module (a file, or a package resolved from the working directory)
+ * whose `platform` export — or default export — is the services object, or a function (sync or
+ * async) that returns it.
+ */
+async function loadPlatform(spec: string): Promise<Platform> {
+  const file = path.resolve(spec);
+  let url: string;
+  if (existsSync(file)) url = pathToFileURL(file).href;
+  else {
+    try {
+      url = pathToFileURL(createRequire(path.join(process.cwd(), 'noop.js')).resolve(spec)).href;
+    } catch {
+      throw new UsageError(`--platform: no file or package "${spec}" (from ${process.cwd()})`);
+    }
+  }
+  const mod = (await import(url)) as { platform?: unknown; default?: unknown };
+  const exported = mod.platform ?? mod.default;
+  const services = typeof exported === 'function' ? await (exported as () => unknown)() : exported;
+  if (services === null || typeof services !== 'object') {
+    throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one`);
+  }
+  return services as Platform;
+}
