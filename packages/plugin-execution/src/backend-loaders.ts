@@ -64,7 +64,7 @@ function toLoadError(type: BuiltInBackendType, error: unknown): BackendNotInstal
   const message = String((error as Error)?.message ?? error);
   const missingItself = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(`'${pkg}'`);
   if (missingItself || ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(pkg) && !message.includes(`${pkg}/`))) {
-    return new BackendNotInstalledError(`The "${type}" backend needs the package ${pkg}, which is not installed. Add it: pnpm add ${pkg}`, {
+    return new BackendNotInstalledError(`The "${type}" backend needs the package ${pkg}, which is not installed. Add it: ${installCommand(pkg)}`, {
       details: { type, package: pkg, reason: 'not-installed' },
       cause: error,
     });
@@ -73,4 +73,16 @@ function toLoadError(type: BuiltInBackendType, error: unknown): BackendNotInstal
     details: { type, package: pkg, reason: 'load-failed' },
     cause: error,
   });
+}
+
+/**
+ * How to add `pkg` with the package manager running this process (npm, pnpm, yarn and bun set
+ * `npm_config_user_agent` for the scripts they run), npm's command otherwise.
+ */
+export function installCommand(pkg: string, userAgent = process.env.npm_config_user_agent): string {
+  const manager = /^(pnpm|yarn|bun)\//.exec(userAgent ?? '')?.[1];
+  if (manager === 'pnpm') return `pnpm add ${pkg}`;
+  if (manager === 'yarn') return `yarn add ${pkg}`;
+  if (manager === 'bun') return `bun add ${pkg}`;
+  return `npm install ${pkg}`;
 }

@@ -108,8 +108,14 @@ describe('backend package not installed', () => {
       expect(status, stderr).toBe(0);
       const out = JSON.parse(stdout);
       expect(out).toMatchObject({ ok: false, code: 'BACKEND_NOT_INSTALLED', instance: true });
-      expect(out.message).toContain('@kb-labs/plugin-execution-worker-pool');
+      // The install command of the package manager in use: npm's when none says otherwise.
+      expect(out.message).toContain('Add it: npm install @kb-labs/plugin-execution-worker-pool');
       if (file === 'esm.mjs') expect(out.health).toBe(false);
+    }
+    // Run by pnpm (or yarn, or bun), which says so in npm_config_user_agent: its command.
+    for (const [agent, command] of [['pnpm/10.34.8 npm/? node/v20.20.2 linux x64', 'pnpm add'], ['yarn/4.5.0 npm/? node/v20.20.2 linux x64', 'yarn add']]) {
+      const result = spawnSync(process.execPath, [path.join(dir, 'esm.mjs')], { cwd: dir, env: { ...env, npm_config_user_agent: agent }, encoding: 'utf8', timeout: 30_000 });
+      expect(JSON.parse(result.stdout).message).toContain(`Add it: ${command} @kb-labs/plugin-execution-worker-pool`);
     }
   });
 });
