@@ -1,0 +1,43 @@
+// An HTTP host: POST /execute { pluginId, handlerId, input } runs the handler on a backend and
+// answers 200 { data, meta }, or the status httpStatusOf(code) gives with { code, message }.
+// A client that goes away aborts its execution. `node server.mjs` serves the example plugins.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify from 'fastify';
+import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution';
+
+/** The HTTP side, on any backend. */
+export function buildServer(backend) {
+  // On close, connections still open are closed too (their executions are then aborted, below),
+  // rather than waiting for clients that keep them alive.
+  const app = Fastify({ forceCloseConnections: true });
+  app.post('/execute', async (request, reply) => {
+    const { pluginId, handlerId, input, timeoutMs } = request.body ?? {};
+    const controller = new AbortController();
+    // The connection closed before the answer was written: nobody waits for it any more.
+    reply.raw.once('close', () => reply.raw.writableFinished || controller.abort());
+    const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
+    if (result.ok) return { data: result.data, meta: result.meta };
+    return reply.code(httpStatusOf(result.error.code)).send({ code: result.error.code, message: result.error.message, executionId: result.meta.executionId });
+  });
+  app.get('/health', async (_request, reply) => {
+    const health = await backend.health();
+    return reply.code(health.ok ? 200 : 503).send(health);
+  });
+  // Stop taking requests first, then let the backend finish or stop what runs.
+  app.addHook('onClose', async () => backend.shutdown({ timeoutMs: 5000 }));
+  return app;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const backend = createExecutionBackend({
+    type: 'worker-pool',
+    plugins: ['hello', 'toolbox'].map((name) => path.join(here, '..', 'plugins', name)),
+    platform: { kv: { get: async () => null, set: async () => undefined } },
+  });
+  const app = buildServer(backend);
+  const address = await app.listen({ port: Number(process.env.PORT ?? 3000), host: '127.0.0.1' });
+  console.log(`listening on ${address}: curl -X POST ${address}/execute -H 'content-type: application/json' -d '{"pluginId":"@examples/hello","handlerId":"greet","input":{"name":"Ada"}}'`);
+  for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => void app.close());
+}

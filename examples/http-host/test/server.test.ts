@@ -1,0 +1,67 @@
+import { BASIC, GUARDED, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildServer } from '../server.mjs';
+
+// Real HTTP requests to a real fastify server on loopback, a real backend behind it.
+let app: ReturnType<typeof buildServer>;
+let backend: ReturnType<typeof createExecutionBackend>;
+let url: string;
+
+beforeAll(async () => {
+  backend = createExecutionBackend({ type: 'worker-pool', maxThreads: 2, plugins: [fixturePlugins.basic, fixturePlugins.guarded], workspace: false });
+  app = buildServer(backend);
+  url = await app.listen({ port: 0, host: '127.0.0.1' });
+});
+
+afterAll(async () => {
+  await app?.close();
+});
+
+async function post(body: unknown): Promise<{ status: number; json: any }> {
+  const response = await fetch(`${url}/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { status: response.status, json: await response.json() };
+}
+
+it('200 with the data and meta of a successful execution', async () => {
+  const { status, json } = await post({ pluginId: BASIC, handlerId: 'echo', input: { hello: 'http' } });
+  expect(status).toBe(200);
+  expect(json).toMatchObject({ data: { hello: 'http' }, meta: { backend: 'worker-pool', handlerId: 'echo' } });
+});
+
+it('the error code as the HTTP status: 404, 400, 403, 500, 504', async () => {
+  const cases: Array<[unknown, number, string]> = [
+    [{ pluginId: BASIC, handlerId: 'no-such-handler' }, 404, 'HANDLER_NOT_FOUND'],
+    [{ pluginId: BASIC }, 400, 'VALIDATION_ERROR'],
+    [{ pluginId: GUARDED, handlerId: 'needs-kv' }, 403, 'PERMISSION_DENIED'],
+    [{ pluginId: BASIC, handlerId: 'throws' }, 500, 'HANDLER_ERROR'],
+    [{ pluginId: BASIC, handlerId: 'never-resolves', timeoutMs: 100 }, 504, 'TIMEOUT'],
+  ];
+  for (const [body, status, code] of cases) {
+    const response = await post(body);
+    expect(response.status, code).toBe(status);
+    expect(response.json).toMatchObject({ code });
+  }
+});
+
+it('health: 200 while the backend is healthy', async () => {
+  const response = await fetch(`${url}/health`);
+  expect(response.status).toBe(200);
+  expect(await response.json()).toMatchObject({ ok: true, backend: 'worker-pool' });
+});
+
+it('a client that goes away aborts its execution (ABORTED, which a host would log as 499)', async () => {
+  const before = (await backend.stats()).byOutcome.ABORTED ?? 0;
+  const client = new AbortController();
+  const request = fetch(`${url}/execute`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ pluginId: BASIC, handlerId: 'never-resolves', timeoutMs: 20_000 }),
+    signal: client.signal,
+  }).catch((error: unknown) => error);
+  await waitFor(async () => (await backend.stats()).active === 1);
+  client.abort();
+  await request;
+  await waitFor(async () => ((await backend.stats()).byOutcome.ABORTED ?? 0) === before + 1);
+  expect((await backend.stats()).active).toBe(0);
+});
