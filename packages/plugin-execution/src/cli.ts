@@ -2,11 +2,13 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
+import { initCommand } from './init-command.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 
 const USAGE = `Usage:
   kb-plugin-exec run <plugin-dir> <handler> [options]
+  kb-plugin-exec init <dir>
   kb-plugin-exec sweep --workspace-root <dir>
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)
 
@@ -14,6 +16,7 @@ Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) an
 returned as JSON on stdout (the whole result, with meta, with --json). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed).
+init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
 
 Options for run:
   --backend <type>          in-process | worker-pool | subprocess | queue   (default: in-process)
@@ -48,6 +51,10 @@ async function main(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   if (command === 'sweep') return sweepCommand(values['workspace-root']);
+  if (command === 'init') {
+    if (!rest[0]) throw new UsageError('init needs <dir>');
+    return initCommand(rest[0], (message) => new UsageError(message));
+  }
   if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');

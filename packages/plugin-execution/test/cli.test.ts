@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,32 @@ describe('kb-plugin-exec CLI', () => {
       expect(await readdir(workspaces)).toEqual([]);
     } finally {
       await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
+  it('init creates a plugin that runs as created on every backend, and whose own test passes', async () => {
+    // The project around the plugin has the umbrella installed (a link to this package, as a
+    // package manager would make), so that the scaffold's own test resolves it.
+    const parent = await mkdtemp(path.join(os.tmpdir(), 'kb-init-'));
+    try {
+      await mkdir(path.join(parent, 'node_modules', '@kb-labs'), { recursive: true });
+      await symlink(path.resolve(path.dirname(cli), '..'), path.join(parent, 'node_modules', '@kb-labs', 'plugin-execution'), 'dir');
+      const dir = path.join(parent, 'greeter');
+      const created = run(['init', dir]);
+      expect(created.status, created.stderr).toBe(0);
+      expect((await readdir(dir)).sort()).toEqual(['hello.mjs', 'hello.test.mjs', 'kb.plugin.json', 'package.json']);
+      for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+        const result = run(['run', dir, 'hello', '--backend', backend, '--input', '{"name":"Ada"}', '--no-workspace']);
+        expect(result.status, `${backend}: ${result.stderr}`).toBe(0);
+        expect(JSON.parse(result.stdout)).toEqual({ message: 'Hello, Ada!' });
+      }
+      const own = spawnSync(process.execPath, ['--test'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
+      expect(own.status, own.stdout + own.stderr).toBe(0);
+      const again = run(['init', dir]);
+      expect(again.status).toBe(2);
+      expect(again.stderr).toContain('exists and is not empty');
+    } finally {
+      await rm(parent, { recursive: true, force: true });
     }
   });
 
