@@ -1,0 +1,94 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, expect, it } from 'vitest';
+
+// Every TypeScript snippet of the README and docs/, compiled under `strict` against the built
+// packages, so that the documentation cannot drift from the code. A snippet may use what a host has around it (an
+// HTTP server, a manifest, a backend): declared once below; nothing else is given to it.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..', '..');
+const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+const AROUND = `import type { Server } from 'node:http';
+import type { RequestListener } from 'node:http';
+import type { ExecutionRequest, IExecutionBackend, Platform, mountWebSocketChannels } from '@kb-labs/plugin-execution';
+declare global {
+  /** The host's HTTP server (channels). */
+  const server: Server;
+  /** A plugin's manifest, parsed (channels). */
+  const manifest: Parameters<typeof mountWebSocketChannels>[1];
+  /** A backend the host made earlier. */
+  const backend: IExecutionBackend;
+  /** An execution's id (workspaces). */
+  const executionId: string;
+  /** The host's services, and one of them. */
+  const platform: Platform;
+  const kv: { get(key: string): Promise<string | undefined> };
+  /** An execution request. */
+  const request: ExecutionRequest;
+  /** The host's HTTP request handler, and its sessions (channels' authenticate). */
+  const app: RequestListener;
+  const sessions: { verify(authorization: string | undefined): Promise<{ id: string; name: string } | undefined> };
+}
+export {};
+`;
+let dir: string | undefined;
+
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** The README and every page under docs/. */
+const DOCUMENTS = [
+  'README.md',
+  ...readdirSync(path.join(repo, 'docs'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.md'))
+    .map((file) => `docs/${file}`),
+];
+
+it('compiles every TypeScript snippet of the README and docs/ under strict', async () => {
+  expect(DOCUMENTS.length).toBeGreaterThanOrEqual(12);
+  const snippets: string[] = [];
+  for (const document of DOCUMENTS) {
+    const text = await readFile(path.join(repo, document), 'utf8');
+    snippets.push(...[...text.matchAll(/```(?:ts|typescript)\n([\s\S]*?)```/g)].map((m) => `// ${document}\n${m[1]!}`));
+  }
+  expect(snippets.length).toBeGreaterThanOrEqual(15);
+  // Inside this package, so that the snippets resolve its packages as a host's code would.
+  dir = await mkdtemp(path.join(here, '.doc-snippets-'));
+  await writeFile(path.join(dir, 'around.d.ts'), AROUND);
+  for (const [i, snippet] of snippets.entries()) {
+    // A snippet that only continues the quick start (no import of its own) gets its import.
+    const imports = /createExecutionBackend\(/.test(snippet) && !/import \{[^}]*createExecutionBackend/.test(snippet) ? "import { createExecutionBackend } from '@kb-labs/plugin-execution';\n" : '';
+    // Each in a scope of its own: top-level names of one snippet do not clash with another's.
+    await writeFile(path.join(dir, `snippet-${i}.ts`), `${imports}${snippet}\nexport {};\n`);
+  }
+  const tsconfig = {
+    extends: path.join(repo, 'tsconfig.base.json'),
+    compilerOptions: { noEmit: true, strict: true, rootDir: '.', module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', types: ['node'] },
+    include: ['*.ts'],
+  };
+  await writeFile(path.join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
+  const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', path.join(dir, 'tsconfig.json')], { encoding: 'utf8' });
+  expect(run.stdout + run.stderr).toBe('');
+  expect(run.status).toBe(0);
+});
+
+it('every JavaScript snippet of the README and docs/ is valid syntax on this Node (no `await using` on Node 20 and 22)', async () => {
+  const snippets: Array<{ where: string; code: string }> = [];
+  for (const document of DOCUMENTS) {
+    const text = await readFile(path.join(repo, document), 'utf8');
+    for (const m of text.matchAll(/```(?:js|javascript)\n([\s\S]*?)```/g)) snippets.push({ where: document, code: m[1]! });
+  }
+  expect(snippets.length).toBeGreaterThanOrEqual(2);
+  dir ??= await mkdtemp(path.join(here, '.doc-snippets-'));
+  for (const [i, { where, code }] of snippets.entries()) {
+    const file = path.join(dir, `snippet-${i}.mjs`);
+    await writeFile(file, code);
+    const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8' });
+    expect(check.status, `${where}:\n${code}\n${check.stderr}`).toBe(0);
+  }
+});
