@@ -1,19 +1,12 @@
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runHostScript as run } from './node-host.js';
 
 // Core keeps every execution's time limit on one timer per distinct limit (src/host/deadlines.ts):
 // the process must live exactly as long as it would with a timer per execution.
 describe('time limits and the process lifetime', () => {
   const here = path.dirname(fileURLToPath(import.meta.url));
-  const run = (script: string) =>
-    spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: path.join(here, '..'),
-      env: { PATH: process.env.PATH ?? '' },
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
   const backend = `
     import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
     const root = ${JSON.stringify(path.join(here, 'fixtures', 'lifetime-plugin'))};

@@ -7,14 +7,15 @@ const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
 /**
  * Run an ES module host script in a plain Node process, from this package (so it imports the
  * built package as a host would): inside vitest, vitest's module runner would load the handlers'
- * modules instead of Node's loader. Returns what it printed.
+ * modules instead of Node's loader. Returns what it printed, and the signal that ended it if one
+ * did (its 20 s limit).
  */
-export function runHostScript(script: string): { stdout: string; stderr: string } {
+export function runHostScript(script: string): { stdout: string; stderr: string; signal: NodeJS.Signals | null } {
   const result = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
     cwd: packageDir,
     env: { PATH: process.env.PATH ?? '' },
     encoding: 'utf8',
     timeout: 20_000,
   });
-  return { stdout: result.stdout, stderr: result.stderr };
+  return { stdout: result.stdout, stderr: result.stderr, signal: result.signal };
 }

@@ -37,6 +37,16 @@ export {};
 `;
 let dir: string | undefined;
 
+/** The code blocks `fence` matches in each document, with the document they stand in. */
+async function snippetsOf(fence: RegExp): Promise<Array<{ where: string; code: string }>> {
+  const snippets: Array<{ where: string; code: string }> = [];
+  for (const document of DOCUMENTS) {
+    const text = await readFile(path.join(repo, document), 'utf8');
+    for (const m of text.matchAll(fence)) snippets.push({ where: document, code: m[1]! });
+  }
+  return snippets;
+}
+
 afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -51,11 +61,7 @@ const DOCUMENTS = [
 
 it('compiles every TypeScript snippet of the README and docs/ under strict', async () => {
   expect(DOCUMENTS.length).toBeGreaterThanOrEqual(12);
-  const snippets: string[] = [];
-  for (const document of DOCUMENTS) {
-    const text = await readFile(path.join(repo, document), 'utf8');
-    snippets.push(...[...text.matchAll(/```(?:ts|typescript)\n([\s\S]*?)```/g)].map((m) => `// ${document}\n${m[1]!}`));
-  }
+  const snippets = (await snippetsOf(/```(?:ts|typescript)\n([\s\S]*?)```/g)).map(({ where, code }) => `// ${where}\n${code}`);
   expect(snippets.length).toBeGreaterThanOrEqual(15);
   // Inside this package, so that the snippets resolve its packages as a host's code would.
   dir = await mkdtemp(path.join(here, '.doc-snippets-'));
@@ -78,11 +84,7 @@ it('compiles every TypeScript snippet of the README and docs/ under strict', asy
 });
 
 it('every JavaScript snippet of the README and docs/ is valid syntax on this Node (no `await using` on Node 20 and 22)', async () => {
-  const snippets: Array<{ where: string; code: string }> = [];
-  for (const document of DOCUMENTS) {
-    const text = await readFile(path.join(repo, document), 'utf8');
-    for (const m of text.matchAll(/```(?:js|javascript)\n([\s\S]*?)```/g)) snippets.push({ where: document, code: m[1]! });
-  }
+  const snippets = await snippetsOf(/```(?:js|javascript)\n([\s\S]*?)```/g);
   expect(snippets.length).toBeGreaterThanOrEqual(2);
   dir ??= await mkdtemp(path.join(here, '.doc-snippets-'));
   for (const [i, { where, code }] of snippets.entries()) {

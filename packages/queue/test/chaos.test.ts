@@ -60,11 +60,12 @@ async function marks(file: string): Promise<string[]> {
   return (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 }
 
-/** Send a `mark` that runs until stopped; resolves once its handler has started on a worker. */
-async function startMark(backend: QueueBackend, file: string): Promise<{ result: Promise<ExecutionResult> }> {
+/** Send a `mark` that runs until stopped (or for `ms`); resolves once its handler has started on a worker. */
+async function startMark(backend: QueueBackend, file: string, ms?: number): Promise<{ result: Promise<ExecutionResult> }> {
   let running!: () => void;
   const started = new Promise<void>((resolve) => (running = resolve));
-  const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 120_000, onEvent: () => running() });
+  const input = ms === undefined ? { file } : { file, ms };
+  const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input }, { timeoutMs: 120_000, onEvent: () => running() });
   await Promise.race([started, result.then((r) => Promise.reject(new Error(`ended before it started: ${JSON.stringify(r)}`)))]);
   return { result };
 }
@@ -175,10 +176,7 @@ describe('a worker asked to stop (SIGTERM)', () => {
     const draining = await worker(server.url, pool);
     const backend = host(server.url, pool);
     const file = path.join(markers, 'drain.log');
-    let running!: () => void;
-    const started = new Promise<void>((resolve) => (running = resolve));
-    const inFlight = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { onEvent: () => running() });
-    await started;
+    const { result: inFlight } = await startMark(backend, file, 1500);
     const exited = new Promise<number | null>((resolve) => draining.child.once('exit', (code) => resolve(code)));
     draining.child.kill('SIGTERM');
     // Sent while it drains: it must wait for another worker, not go to the draining one.
