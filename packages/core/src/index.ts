@@ -43,6 +43,9 @@ export type {
   ShutdownOptions,
 } from './types.js';
 export type { BackendOptions } from './host/backend-options.js';
+export { createExecutionBackend } from './host/create-execution-backend.js';
+export type { ExecutionBackendOptions, LazyExecutionBackend } from './host/lazy-backend.js';
+export { BACKEND_PACKAGES, type BuiltInBackendType } from './host/backend-packages.js';
 export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
 export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
 export { mergePermissions, missingPermissions, type PermissionSpec } from './host/permissions.js';

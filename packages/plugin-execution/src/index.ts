@@ -1,5 +1,5 @@
 export * from '@kb-labs/plugin-execution-core';
 export * from '@kb-labs/plugin-execution-channels';
-export { createExecutionBackend, type CreateExecutionBackendOptions, type LazyExecutionBackend } from './create-execution-backend.js';
-export { BACKEND_PACKAGES } from './backend-loaders.js';
+// Shadows core's createExecutionBackend (the same function, its options typed per backend here).
+export { createExecutionBackend, type CreateExecutionBackendOptions } from './create-execution-backend.js';
 export { startExecutionWorker, type ExecutionWorker, type ExecutionWorkerOptions, type LocalBackendOptions } from './start-execution-worker.js';

@@ -4,8 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
-import { PluginRegistry, serializeError, type ExecutionResult, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import type { BuiltInBackendType } from './backend-loaders.js';
+import { PluginRegistry, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
 import { createExecutionBackend } from './create-execution-backend.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */

@@ -1,4 +1,5 @@
-import { BackendNotInstalledError, mergePermissions, type BackendOptions, type IExecutionBackend, type PermissionSpec, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { mergePermissions, type BackendOptions, type IExecutionBackend, type PermissionSpec, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { backendLoader } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The backends a worker can run executions on, and their packages (optional peer dependencies). */
 export const LOCAL_BACKEND_PACKAGES = {
@@ -13,29 +14,14 @@ type LocalBackendClass = new (options: BackendOptions & Record<string, unknown>)
 
 // Imported here, not through the umbrella (which depends on this package): literal specifiers,
 // loaded only for the type a worker runs.
-const imports: Record<LocalBackendType, () => Promise<Record<string, unknown>>> = {
+const imports: Record<LocalBackendType, () => Promise<unknown>> = {
   'in-process': () => import('@kb-labs/plugin-execution-in-process'),
   'worker-pool': () => import('@kb-labs/plugin-execution-worker-pool'),
   subprocess: () => import('@kb-labs/plugin-execution-subprocess'),
 };
-const classNames: Record<LocalBackendType, string> = { 'in-process': 'InProcessBackend', 'worker-pool': 'WorkerPoolBackend', subprocess: 'SubprocessBackend' };
 
-/** The class of a local backend; its package missing is BACKEND_NOT_INSTALLED naming it. */
-export async function loadLocalBackend(type: LocalBackendType): Promise<LocalBackendClass> {
-  const pkg = LOCAL_BACKEND_PACKAGES[type];
-  let mod: Record<string, unknown>;
-  try {
-    mod = await imports[type]();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException)?.code;
-    const missing = (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && String((error as Error).message).includes(pkg);
-    throw new BackendNotInstalledError(missing ? `A worker on the "${type}" backend needs ${pkg}: pnpm add ${pkg}` : `${pkg} failed to load: ${(error as Error)?.message}`, {
-      details: { type, package: pkg, reason: missing ? 'not-installed' : 'load-failed' },
-      cause: error,
-    });
-  }
-  return mod[classNames[type]] as LocalBackendClass;
-}
+/** The class of a local backend; its package missing is BACKEND_NOT_INSTALLED naming it and the command that adds it. */
+export const loadLocalBackend = backendLoader((type) => imports[type as LocalBackendType]()) as (type: LocalBackendType) => Promise<LocalBackendClass>;
 
 /**
  * What the worker's local backend grants when its operator sets nothing: everything its own

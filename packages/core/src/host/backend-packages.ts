@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BackendNotInstalledError } from '../errors.js';
+import type { IExecutionBackend } from '../types.js';
+import type { BackendOptions } from './backend-options.js';
+
+/** The npm package that implements each backend type, and the class it exports. */
+export const BACKEND_PACKAGES = {
+  'in-process': '@kb-labs/plugin-execution-in-process',
+  'worker-pool': '@kb-labs/plugin-execution-worker-pool',
+  subprocess: '@kb-labs/plugin-execution-subprocess',
+  queue: '@kb-labs/plugin-execution-queue',
+} as const;
+
+const CLASS_NAMES = { 'in-process': 'InProcessBackend', 'worker-pool': 'WorkerPoolBackend', subprocess: 'SubprocessBackend', queue: 'QueueBackend' } as const;
+
+/** The backend types `createExecutionBackend` knows. */
+export type BuiltInBackendType = keyof typeof BACKEND_PACKAGES;
+
+export type BackendConstructor = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
+
+/** The backend class in a loaded backend package. */
+function backendClassOf(mod: unknown, type: BuiltInBackendType): BackendConstructor {
+  const Backend = (mod as Record<string, unknown>)[CLASS_NAMES[type]];
+  if (typeof Backend !== 'function') throw new TypeError(`the package does not export ${CLASS_NAMES[type]}`);
+  return Backend as BackendConstructor;
+}
+
+/**
+ * Loads each backend's class once per process through `importPackage` (which imports the
+ * package of a type); a failure becomes BackendNotInstalledError and is tried again on next use.
+ */
+export function backendLoader(importPackage: (type: BuiltInBackendType) => Promise<unknown>): (type: BuiltInBackendType) => Promise<BackendConstructor> {
+  const loaded = new Map<BuiltInBackendType, Promise<BackendConstructor>>();
+  return (type) => {
+    let loading = loaded.get(type);
+    if (!loading) {
+      loading = importPackage(type)
+        .then((mod) => backendClassOf(mod, type))
+        .catch((error: unknown) => {
+          loaded.delete(type);
+          throw backendLoadError(type, error);
+        });
+      loaded.set(type, loading);
+    }
+    return loading;
+  };
+}
+
+/**
+ * Why a backend package did not load: BACKEND_NOT_INSTALLED `not-installed` with the command that
+ * adds it when the package itself cannot be found, `load-failed` with its own message otherwise
+ * (a package that is there but broken, or one of its own dependencies missing).
+ */
+export function backendLoadError(type: BuiltInBackendType, error: unknown, what = `The "${type}" backend`): BackendNotInstalledError {
+  const pkg = BACKEND_PACKAGES[type];
+  if (isMissingPackage(error, pkg)) {
+    return new BackendNotInstalledError(`${what} needs the package ${pkg}, which is not installed. Add it: ${installCommand(pkg)}`, {
+      details: { type, package: pkg, reason: 'not-installed' },
+      cause: error,
+    });
+  }
+  return new BackendNotInstalledError(`${what} (${pkg}) failed to load: ${String((error as Error)?.message ?? error)}`, {
+    details: { type, package: pkg, reason: 'load-failed' },
+    cause: error,
+  });
+}
+
+/** The resolution error is about `pkg` itself, not a module inside it or one of its dependencies. */
+function isMissingPackage(error: unknown, pkg: string): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return false;
+  const message = String((error as Error)?.message ?? '');
+  // `pkg/package.json` is what the fallback resolves in the ES build (importFrom).
+  return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/package.json'`) || (message.includes(pkg) && !message.includes(`${pkg}/`));
+}
+
+/**
+ * How to add `pkg` with the package manager running this process (npm, pnpm, yarn and bun set
+ * `npm_config_user_agent` for the scripts they run), npm's command otherwise.
+ */
+export function installCommand(pkg: string, userAgent = process.env.npm_config_user_agent): string {
+  const manager = /^(pnpm|yarn|bun)\//.exec(userAgent ?? '')?.[1];
+  return manager ? `${manager} add ${pkg}` : `npm install ${pkg}`;
+}
+
+/** True in the CommonJS build, whose chunks are `.cjs` files (tsup shims `import.meta.url` there). */
+const commonJs = import.meta.url.endsWith('.cjs');
+
+/**
+ * Import a backend package for core's own `createExecutionBackend`: first as core itself resolves
+ * it (npm's flat node_modules), then from the project of the running script and from the working
+ * directory (pnpm's layout, where core sees only its own dependencies). The CommonJS build
+ * requires the package's CommonJS build and the ES build imports its ES build, so the backend
+ * shares this copy of core and errors stay instances of the host's classes.
+ */
+export async function importBackendPackage(type: BuiltInBackendType): Promise<unknown> {
+  const pkg = BACKEND_PACKAGES[type];
+  const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
+  const attempts = [() => (commonJs ? createRequire(import.meta.url)(pkg) : import(pkg))];
+  for (const base of new Set([script, process.cwd()])) if (base) attempts.push(() => importFrom(pkg, base));
+  let firstError: unknown;
+  for (const attempt of attempts) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!isMissingPackage(error, pkg)) throw error;
+      firstError ??= error;
+    }
+  }
+  throw firstError;
+}
+
+async function importFrom(pkg: string, base: string): Promise<unknown> {
+  const requireHere = createRequire(path.join(base, 'noop.js'));
+  if (commonJs) return requireHere(pkg);
+  const root = path.dirname(requireHere.resolve(`${pkg}/package.json`));
+  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports?: { '.'?: { import?: { default?: string } } }; module?: string };
+  const entry = manifest.exports?.['.']?.import?.default ?? manifest.module;
+  if (!entry) throw new TypeError(`${pkg} has no ES module entry`);
+  return import(pathToFileURL(path.join(root, entry)).href);
+}

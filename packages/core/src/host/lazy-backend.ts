@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
+import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
+import type { BackendOptions } from './backend-options.js';
+import { BACKEND_PACKAGES, type BackendConstructor, type BuiltInBackendType } from './backend-packages.js';
+import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
+import type { ExecuteOptions, ExecutionRequest } from './request.js';
+import type { ExecutionResult } from '../types.js';
+import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
+
+/**
+ * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
+ * chosen backend accepts, checked by that backend when it loads (VALIDATION_ERROR on every
+ * execution and in health(), naming the nearest option). The umbrella package types them per
+ * backend, so that a misspelt option does not compile there.
+ */
+export type ExecutionBackendOptions = BackendOptions & { /** Where handlers run. @default 'in-process' */ type?: BuiltInBackendType; [option: string]: unknown };
+
+/** What `createExecutionBackend` returns: the backend interface plus plugin registration. */
+export interface LazyExecutionBackend extends IExecutionBackend {
+  /** Add a plugin after creation; rejects with ValidationError for a bad manifest. */
+  registerPlugin(source: PluginSource): Promise<RegisteredPlugin>;
+  /** Load a plugin's code anew: new executions run the new code, running ones finish on the old (docs/plugins.md). */
+  reloadPlugin(pluginId: string): Promise<RegisteredPlugin>;
+  /** Load the backend package now instead of on first use (e.g. at host start-up). */
+  ready(): Promise<void>;
+}
+
+/** Loads a backend's class; rejects with BackendNotInstalledError when its package is missing or broken. */
+export type BackendLoader = (type: BuiltInBackendType) => Promise<BackendConstructor>;
+
+/**
+ * A backend of `options.type` whose package `load` imports on first use (execute, stats,
+ * health, registerPlugin or ready). Throws ValidationError synchronously only for an unknown
+ * `type` or a non-object options argument — a misuse of the API.
+ */
+export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load: BackendLoader): LazyExecutionBackend {
+  if (options === null || typeof options !== 'object') {
+    throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : typeof options}`);
+  }
+  const type = options.type ?? 'in-process';
+  if (!Object.hasOwn(BACKEND_PACKAGES, type)) {
+    throw new ValidationError(
+      `Invalid backend options:\n  - type: must be one of ${Object.keys(BACKEND_PACKAGES).map((t) => `"${t}"`).join(', ')}, got ${JSON.stringify(type)}`,
+      { details: { issues: [{ path: 'type', message: 'unknown backend type' }] } },
+    );
+  }
+  return new LazyBackend(type, options, load);
+}
+
+interface Loadable extends IExecutionBackend {
+  registerPlugin?(source: PluginSource): Promise<RegisteredPlugin>;
+  reloadPlugin?(pluginId: string): Promise<RegisteredPlugin>;
+}
+
+class LazyBackend implements LazyExecutionBackend {
+  readonly type: BuiltInBackendType;
+  readonly #options: Record<string, unknown>;
+  readonly #loadClass: BackendLoader;
+  #loading: Promise<Loadable> | undefined;
+  #backend: Loadable | undefined;
+  #shutdown: Promise<void> | undefined;
+  readonly #shutdownHooks = new ShutdownHooks();
+  /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
+  #stopping = false;
+
+  constructor(type: BuiltInBackendType, options: ExecutionBackendOptions, load: BackendLoader) {
+    this.type = type;
+    this.#loadClass = load;
+    const { type: _type, ...rest } = options;
+    this.#options = rest;
+  }
+
+  #load(): Promise<Loadable> {
+    this.#loading ??= this.#loadClass(this.type).then((Backend) => {
+      this.#backend = new Backend(this.#options);
+      return this.#backend;
+    });
+    return this.#loading;
+  }
+
+  async ready(): Promise<void> {
+    await this.#load();
+  }
+
+  execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
+    // Hot path: once loaded, straight through.
+    if (this.#backend && !this.#stopping) return this.#backend.execute<T>(request, options);
+    return this.#executeSlow<T>(request, options);
+  }
+
+  async #executeSlow<T>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
+    const startedAt = Date.now();
+    const t0 = performance.now();
+    if (this.#stopping) {
+      return this.#failure(request, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`), startedAt, t0);
+    }
+    let backend: Loadable;
+    try {
+      backend = await this.#load();
+    } catch (error) {
+      return this.#failure(request, toInternalError(error, `loading the ${this.type} backend`), startedAt, t0);
+    }
+    return backend.execute<T>(request, options);
+  }
+
+  #failure<T>(request: ExecutionRequest, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
+    const r = (request ?? {}) as Partial<ExecutionRequest>;
+    return {
+      ok: false,
+      error,
+      meta: {
+        executionId: typeof r.executionId === 'string' ? r.executionId : randomUUID(),
+        backend: this.type,
+        pluginId: typeof r.pluginId === 'string' ? r.pluginId : '',
+        handlerId: typeof r.handlerId === 'string' ? r.handlerId : '',
+        startedAt,
+        durationMs: performance.now() - t0,
+        queueWaitMs: 0,
+        runMs: 0,
+        timeoutMs: 0,
+        artifacts: [],
+      },
+    };
+  }
+
+  async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
+    if (this.#stopping) throw new ShuttingDownError();
+    const backend = await this.#load();
+    if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
+    return backend.registerPlugin(source);
+  }
+
+  async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    if (this.#stopping) throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is shut down`);
+    const backend = await this.#load();
+    if (typeof backend.reloadPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot reload plugins`);
+    return backend.reloadPlugin(pluginId);
+  }
+
+  async stats(): Promise<BackendStats> {
+    return (await this.#load()).stats();
+  }
+
+  async health(): Promise<BackendHealth> {
+    try {
+      return await (await this.#load()).health();
+    } catch (error) {
+      return {
+        ok: false,
+        backend: this.type,
+        state: this.#shutdown ? 'closed' : 'starting',
+        problems: [String((error as Error)?.message ?? error)],
+        active: 0,
+        queued: 0,
+        isolation: { requested: 'unknown', active: 'unknown', layers: [], reason: 'the backend could not be loaded' },
+      };
+    }
+  }
+
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    this.#shutdown ??= (async () => {
+      await this.#shutdownHooks.run(options?.timeoutMs ?? 10_000);
+      this.#stopping = true;
+      // Never loaded: nothing to stop, and nothing should be loaded just to stop it.
+      if (!this.#loading) return;
+      const backend = await this.#loading.catch(() => undefined);
+      await backend?.shutdown(options);
+    })();
+    return this.#shutdown;
+  }
+
+  onShutdown(listener: ShutdownListener): () => void {
+    return this.#shutdownHooks.add(listener);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.shutdown();
+  }
+}
