@@ -1,0 +1,12 @@
+// pnpm hooks (pnpm >= 10.28). beforePacking shapes the package.json that `pnpm pack` and
+// `pnpm publish` put in a tarball; the package.json files in the repository stay as they are.
+module.exports = {
+  hooks: {
+    // devDependencies are for working on this repository: a consumer never installs them, and
+    // they name the private conformance package, which is not on the registry.
+    beforePacking(manifest) {
+      delete manifest.devDependencies;
+      return manifest;
+    },
+  },
+};

@@ -1,0 +1,269 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+// What a user gets from the registry: every published package packed as `pnpm publish` packs it,
+// installed with npm (its flat layout, third-party dependencies from the registry) into projects
+// outside the workspace, then used by an ESM host, a CommonJS host, a TypeScript host and the CLI.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '..', '..', '..');
+const fromRepo = createRequire(path.join(repo, 'package.json'));
+// The repository's own pnpm (a root devDependency), by its package's `bin`: its exports map gives only package.json.
+const pnpmManifest = fromRepo.resolve('pnpm');
+const pnpm = path.join(path.dirname(pnpmManifest), (JSON.parse(readFileSync(pnpmManifest, 'utf8')) as { bin: { pnpm: string } }).bin.pnpm);
+const tsc = fromRepo.resolve('typescript/bin/tsc');
+const typesNodeVersion = (fromRepo('@types/node/package.json') as { version: string }).version;
+const LOCAL_BACKENDS = ['in-process', 'worker-pool', 'subprocess'] as const;
+
+interface Manifest {
+  name: string;
+  version: string;
+  private?: boolean;
+  license?: string;
+  devDependencies?: Record<string, string>;
+}
+
+/** Every package of packages/ that is published: its folder and manifest. */
+const PUBLISHED = readdirSync(path.join(repo, 'packages'))
+  .map((folder) => ({ dir: path.join(repo, 'packages', folder), manifest: JSON.parse(readFileSync(path.join(repo, 'packages', folder, 'package.json'), 'utf8')) as Manifest }))
+  .filter(({ manifest }) => !manifest.private);
+
+const PLUGIN_MANIFEST = { id: '@fixture/greeter', version: '1.0.0', handlers: { greet: { entry: './greet.mjs', timeoutMs: 20_000 } } };
+const PLUGIN_HANDLER = 'export default async (input) => ({ greeting: `hello, ${input.name}` });\n';
+
+/** One execution of the fixture plugin per backend type; plain JavaScript shared by every host. */
+const RUN_EACH = `async function runEach(createExecutionBackend, plugin, types) {
+  const results = {};
+  for (const type of types) {
+    const backend = createExecutionBackend({ type, plugins: [plugin] });
+    try {
+      const result = await backend.execute({ pluginId: '@fixture/greeter', handlerId: 'greet', input: { name: type } });
+      results[type] = result.ok ? { data: result.data, backend: result.meta.backend } : { code: result.error.code, message: result.error.message };
+    } finally {
+      await backend.shutdown();
+    }
+  }
+  return results;
+}
+`;
+
+const ESM_HOST = `import path from 'node:path';
+import { createExecutionBackend } from '@kb-labs/plugin-execution';
+${RUN_EACH}
+const results = await runEach(createExecutionBackend, path.join(import.meta.dirname, 'plugin'), process.argv.slice(2));
+process.stdout.write(JSON.stringify({ entry: path.basename(import.meta.resolve('@kb-labs/plugin-execution')), results }));
+`;
+
+const CJS_HOST = `const path = require('node:path');
+const { createExecutionBackend } = require('@kb-labs/plugin-execution');
+${RUN_EACH}
+runEach(createExecutionBackend, path.join(__dirname, 'plugin'), process.argv.slice(2)).then((results) => {
+  process.stdout.write(JSON.stringify({ entry: path.basename(require.resolve('@kb-labs/plugin-execution')), results }));
+});
+`;
+
+/** A host with core and one backend package only: createExecutionBackend comes from core. */
+const CORE_HOST = `import path from 'node:path';
+import { createExecutionBackend } from '@kb-labs/plugin-execution-core';
+${RUN_EACH}
+const results = await runEach(createExecutionBackend, path.join(import.meta.dirname, 'plugin'), process.argv.slice(2));
+process.stdout.write(JSON.stringify({ results }));
+`;
+
+const TS_ESM_HOST = `import { createExecutionBackend, type ExecutionResult } from '@kb-labs/plugin-execution';
+import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+
+const backend = createExecutionBackend({ type: 'worker-pool', plugins: ['./plugin'], maxThreads: 2 });
+const result: ExecutionResult = await backend.execute({ pluginId: '@fixture/greeter', handlerId: 'greet', input: { name: 'ts' } });
+if (result.ok) console.log(result.data, result.meta.durationMs);
+else console.error(result.error.code, result.error.message);
+await backend.shutdown();
+await new WorkerPoolBackend({ plugins: ['./plugin'] }).shutdown();
+// @ts-expect-error a misspelt option does not compile
+createExecutionBackend({ type: 'worker-pool', maxThread: 2 });
+`;
+
+const TS_CJS_HOST = `import { createExecutionBackend, isExecutionError } from '@kb-labs/plugin-execution';
+import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';
+
+async function main(): Promise<void> {
+  const options: SubprocessBackendOptions = { plugins: ['./plugin'], prespawn: 1 };
+  const backend = createExecutionBackend({ type: 'subprocess', ...options });
+  const result = await backend.execute({ pluginId: '@fixture/greeter', handlerId: 'greet', input: { name: 'cts' } });
+  if (!result.ok && isExecutionError(result.error)) console.error(result.error.code);
+  await backend.shutdown();
+}
+void main();
+`;
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The environment for what runs in a temp project, with nothing of the workspace in it: pnpm's
+ * bin shims set NODE_PATH to the workspace's packages (a backend that is not installed would load
+ * from there) and put its node_modules/.bin on PATH; the npm_* variables are the ones the script
+ * runner (pnpm run, under turbo) set for this package's own script.
+ */
+const projectEnv: NodeJS.ProcessEnv = {
+  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^p?npm_/.test(name) && name !== 'NODE_PATH')),
+  PATH: (process.env.PATH ?? '').split(path.delimiter).filter((dir) => dir && !dir.startsWith(repo + path.sep)).join(path.delimiter),
+};
+
+/** A real process, to its end; its status and output. */
+function run(command: string, args: string[], cwd: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: projectEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    child.on('error', reject).on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+/** `run`, failing with the command's output unless it exits 0. */
+async function runOk(command: string, args: string[], cwd: string): Promise<Run> {
+  const result = await run(command, args, cwd);
+  expect(result.status, `${command} ${args.join(' ')} in ${cwd}\n${result.stdout}\n${result.stderr}`).toBe(0);
+  return result;
+}
+
+/** A project outside the workspace with the fixture plugin and the hosts, `npm install`ing `specs`. */
+async function createProject(dir: string, specs: string[], files: Record<string, string>): Promise<string> {
+  await mkdir(path.join(dir, 'plugin'), { recursive: true });
+  await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: path.basename(dir), version: '0.0.0', private: true }));
+  await writeFile(path.join(dir, 'plugin', 'kb.plugin.json'), JSON.stringify(PLUGIN_MANIFEST));
+  await writeFile(path.join(dir, 'plugin', 'greet.mjs'), PLUGIN_HANDLER);
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  await runOk('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...specs], dir);
+  return dir;
+}
+
+/** The @kb-labs packages a project's node_modules holds, each with where npm installed it from. */
+async function installedKbPackages(project: string): Promise<Record<string, string>> {
+  const lock = JSON.parse(await readFile(path.join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { resolved?: string }> };
+  const names = await readdir(path.join(project, 'node_modules', '@kb-labs'));
+  return Object.fromEntries(names.map((name) => [`@kb-labs/${name}`, lock.packages[`node_modules/@kb-labs/${name}`]?.resolved ?? '']));
+}
+
+/** A tarball's file list, and one file's text. */
+async function tarballFiles(tarball: string): Promise<string[]> {
+  return (await runOk('tar', ['-tzf', tarball], path.dirname(tarball))).stdout.split('\n').filter(Boolean);
+}
+async function tarballText(tarball: string, file: string): Promise<string> {
+  return (await runOk('tar', ['-xzOf', tarball, `package/${file}`], path.dirname(tarball))).stdout;
+}
+
+function parseOutput(result: Run): { entry?: string; results: Record<string, { data?: unknown; backend?: string; code?: string; message?: string }> } {
+  expect(result.status, result.stderr).toBe(0);
+  return JSON.parse(result.stdout);
+}
+
+describe('the packed packages, installed with npm outside the workspace', () => {
+  let root: string;
+  /** Package name → its tarball. */
+  const tarballs = new Map<string, string>();
+  let full: string;
+  let coreOnly: string;
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-pack-install-'));
+    const packed = path.join(root, 'tarballs');
+    await mkdir(packed);
+    // pnpm, not npm: it writes what `pnpm publish` would (workspace: and catalog: specifiers
+    // replaced, the root .pnpmfile.cjs's beforePacking applied).
+    await Promise.all(PUBLISHED.map(({ dir }) => runOk(process.execPath, [pnpm, 'pack', '--pack-destination', packed], dir)));
+    for (const { manifest } of PUBLISHED) tarballs.set(manifest.name, path.join(packed, `${manifest.name.slice(1).replace('/', '-')}-${manifest.version}.tgz`));
+    expect((await readdir(packed)).sort()).toEqual([...tarballs.values()].map((file) => path.basename(file)).sort());
+    const tarball = (name: string) => tarballs.get(name)!;
+    [full, coreOnly] = await Promise.all([
+      createProject(path.join(root, 'full'), [...tarballs.values(), `@types/node@${typesNodeVersion}`], {
+        'host.mjs': ESM_HOST,
+        'host.cjs': CJS_HOST,
+        'host.mts': TS_ESM_HOST,
+        'host.cts': TS_CJS_HOST,
+        'tsconfig.json': JSON.stringify({
+          compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', types: ['node'], skipLibCheck: false },
+          files: ['host.mts', 'host.cts'],
+        }),
+      }),
+      createProject(path.join(root, 'core-only'), [tarball('@kb-labs/plugin-execution-core'), tarball('@kb-labs/plugin-execution-in-process')], { 'host.mjs': CORE_HOST }),
+    ]);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('packs every published package with a LICENSE, a README without links that break off the repository, and a manifest a registry can serve', async () => {
+    expect(PUBLISHED.map(({ manifest }) => manifest.name)).toContain('@kb-labs/plugin-execution');
+    const license = await readFile(path.join(repo, 'LICENSE'), 'utf8');
+    for (const { manifest } of PUBLISHED) {
+      const tarball = tarballs.get(manifest.name)!;
+      const files = await tarballFiles(tarball);
+      expect(files, manifest.name).toEqual(expect.arrayContaining(['package/LICENSE', 'package/README.md', 'package/package.json']));
+      expect(await tarballText(tarball, 'LICENSE'), manifest.name).toBe(license);
+      const packed = JSON.parse(await tarballText(tarball, 'package.json')) as Manifest;
+      expect(packed.license, manifest.name).toBe('SEE LICENSE IN LICENSE');
+      // No specifier only the workspace understands; no devDependencies (they name the private conformance package).
+      expect(JSON.stringify(packed), manifest.name).not.toMatch(/workspace:|catalog:|plugin-execution-conformance/);
+      expect(packed.devDependencies, manifest.name).toBeUndefined();
+      const readme = await tarballText(tarball, 'README.md');
+      // A link is absolute (a URL) or an anchor: a relative one points into the repository, not the tarball.
+      expect(readme.match(/\]\((?![a-z][a-z\d+.-]*:|#)[^)]*\)/gi), manifest.name).toBeNull();
+      expect(readme, manifest.name).not.toContain('../');
+    }
+  });
+
+  it('installs the tarballs themselves, not packages of the same name from the registry', async () => {
+    const installed = await installedKbPackages(full);
+    expect(Object.keys(installed).sort()).toEqual(PUBLISHED.map(({ manifest }) => manifest.name).sort());
+    for (const [name, resolved] of Object.entries(installed)) expect(resolved, name).toMatch(/^file:.*\.tgz$/);
+  });
+
+  it('an ESM host runs a plugin on each local backend', async () => {
+    const { entry, results } = parseOutput(await run(process.execPath, ['host.mjs', ...LOCAL_BACKENDS], full));
+    expect(entry).toBe('index.js');
+    for (const type of LOCAL_BACKENDS) expect(results[type], type).toEqual({ data: { greeting: `hello, ${type}` }, backend: type });
+  }, 60_000);
+
+  it('a CommonJS host runs it through require()', async () => {
+    const { entry, results } = parseOutput(await run(process.execPath, ['host.cjs', ...LOCAL_BACKENDS], full));
+    expect(entry).toBe('index.cjs');
+    for (const type of LOCAL_BACKENDS) expect(results[type], type).toEqual({ data: { greeting: `hello, ${type}` }, backend: type });
+  }, 60_000);
+
+  it('a TypeScript host (ESM and CommonJS) type-checks under strict against the installed types', async () => {
+    const check = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], full);
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  }, 60_000);
+
+  it('the CLI prints its version and runs the plugin', async () => {
+    const umbrella = PUBLISHED.find(({ manifest }) => manifest.name === '@kb-labs/plugin-execution')!.manifest;
+    const version = await runOk('npx', ['--no', '--', 'kb-plugin-exec', '--version'], full);
+    expect(version.stdout.trim()).toBe(`kb-plugin-exec ${umbrella.version}`);
+    const plain = await runOk('npx', ['--no', '--', 'kb-plugin-exec', 'run', './plugin', 'greet', '--input', '{"name":"cli"}'], full);
+    expect(JSON.parse(plain.stdout)).toEqual({ greeting: 'hello, cli' });
+    const pooled = await runOk('npx', ['--no', '--', 'kb-plugin-exec', 'run', './plugin', 'greet', '--input', '{"name":"pool"}', '--backend', 'worker-pool', '--json'], full);
+    expect(JSON.parse(pooled.stdout)).toMatchObject({ ok: true, data: { greeting: 'hello, pool' }, meta: { backend: 'worker-pool' } });
+  }, 60_000);
+
+  it('core plus one backend: runs on that backend, and names the package to install for another', async () => {
+    const installed = await installedKbPackages(coreOnly);
+    expect(Object.keys(installed).sort()).toEqual(['@kb-labs/plugin-execution-core', '@kb-labs/plugin-execution-in-process']);
+    const { results } = parseOutput(await run(process.execPath, ['host.mjs', 'in-process', 'worker-pool'], coreOnly));
+    expect(results['in-process']).toEqual({ data: { greeting: 'hello, in-process' }, backend: 'in-process' });
+    expect(results['worker-pool']).toMatchObject({ code: 'BACKEND_NOT_INSTALLED' });
+    expect(results['worker-pool']!.message).toContain('npm install @kb-labs/plugin-execution-worker-pool');
+  }, 60_000);
+});
