@@ -1,6 +1,6 @@
 import { ValidationError, type ContextDescriptor, type ExecuteOptions, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
-import { WebSocket, type RawData } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
@@ -76,7 +76,7 @@ export class ChannelSession implements ChannelConnection {
   }
 
   get isOpen(): boolean {
-    return this.#ws.readyState === WebSocket.OPEN;
+    return this.#ws.readyState === this.#ws.OPEN;
   }
 
   get bufferedAmount(): number {
@@ -108,7 +108,7 @@ export class ChannelSession implements ChannelConnection {
 
   close(code = 1000, reason = ''): void {
     const ws = this.#ws;
-    if (ws.readyState !== WebSocket.OPEN && ws.readyState !== WebSocket.CONNECTING) return;
+    if (ws.readyState !== ws.OPEN && ws.readyState !== ws.CONNECTING) return;
     try {
       ws.close(code, reason);
     } catch {
@@ -134,7 +134,7 @@ export class ChannelSession implements ChannelConnection {
 
   /** One heartbeat tick: terminate a peer that did not answer the previous ping, else ping it. */
   heartbeat(): void {
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
     if (!this.#alive) {
       this.terminate('heartbeat-timeout');
       return;
@@ -190,7 +190,7 @@ export class ChannelSession implements ChannelConnection {
   #onFrame(raw: RawData, isBinary: boolean): void {
     this.#alive = true;
     this.#rt.counters.framesIn++;
-    if (this.#ws.readyState !== WebSocket.OPEN) return;
+    if (this.#ws.readyState !== this.#ws.OPEN) return;
     const parsed = parseClientFrame(raw, isBinary);
     if (!parsed.ok) {
       this.#rt.counters.badFrames++;

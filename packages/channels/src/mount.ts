@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { PluginManifestSchema, ValidationError, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { ValidationError, pluginManifestSchema, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { parseWith, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
@@ -53,7 +53,7 @@ type ManifestSource = PluginManifestInput | PluginManifest | RegisteredPlugin;
  */
 export function mountWebSocketChannels(server: HttpServer | HttpsServer | UpgradeServer, manifest: ManifestSource, options: MountWebSocketChannelsOptions): ChannelMount {
   const validated = validateOptions(options);
-  const parsed = parseWith(PluginManifestSchema, isRegisteredPlugin(manifest) ? manifest.manifest : manifest, 'Invalid plugin manifest for mountWebSocketChannels()');
+  const parsed = parseWith(pluginManifestSchema(), isRegisteredPlugin(manifest) ? manifest.manifest : manifest, 'Invalid plugin manifest for mountWebSocketChannels()');
   if (!parsed.channels || parsed.channels.length === 0) {
     throw new ValidationError(`Plugin "${parsed.id}" declares no "channels" to mount`, { details: { pluginId: parsed.id } });
   }

@@ -1,7 +1,8 @@
 import { ValidationError, type ChannelSpec, type PluginManifest } from '@kb-labs/plugin-execution-core';
-import { WebSocketServer } from 'ws';
+import type { WebSocketServer } from 'ws';
 import { DEFAULTS, defaultFormatError, type MountWebSocketChannelsOptions } from './options.js';
 import { compileRoute, type Route } from './route.js';
+import { ws } from './ws-module.js';
 import type { ChannelLimits, SessionRuntime } from './session-runtime.js';
 
 /** A channel as mounted: its manifest entry with every limit resolved. */
@@ -53,7 +54,7 @@ export function mountChannels(manifest: PluginManifest, basePath: string, option
     });
     // One ws server per channel: maxPayload is a per-server setting in ws. Compression stays off
     // (ws's server default), which also keeps decompression bombs out.
-    const wss = new WebSocketServer({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false });
+    const wss = new (ws().WebSocketServer)({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false });
     const runtime: SessionRuntime = { ...shared, pluginId: manifest.id, handlerId: spec.handler, limits };
     return { route, mounted, wss, runtime };
   });

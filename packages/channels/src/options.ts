@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { z } from 'zod';
 import { ValidationError, type ContextDescriptor, type ExecutionError, type ExecutionEvent, type IExecutionBackend, type LogEntry } from '@kb-labs/plugin-execution-core';
-import { option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { ConnectionInfo, ConnectionRegistry } from './connection-registry.js';
 
 /** What `authenticate` is told about the upgrade besides the raw request. */
@@ -134,31 +133,33 @@ const isRegistry = (v: unknown): v is ConnectionRegistry =>
   typeof v === 'object' && v !== null && typeof (v as ConnectionRegistry).register === 'function' && typeof (v as ConnectionRegistry).broadcast === 'function';
 
 /** Every option of the mount; validated like every backend's options (unknown ones refused, with the nearest name). */
-const MountOptionsSchema = z.object({
-  backend: z.custom<IExecutionBackend>(isBackend, { error: 'must be an execution backend (with execute(), shutdown() and onShutdown())' }),
-  connectionRegistry: z.custom<ConnectionRegistry>(isRegistry, { error: 'must be a ConnectionRegistry' }).optional(),
-  basePath: z.string({ error: 'must be a string' }).optional(),
-  authenticate: option.fn().optional(),
-  formatError: option.fn().optional(),
-  onError: option.fn().optional(),
-  onLog: option.fn().optional(),
-  onEvent: option.fn().optional(),
-  context: z
-    .union([option.fn(), z.record(z.string(), z.unknown())], { error: 'must be an object or a function' })
-    .optional(),
-  authenticateTimeoutMs: option.int(1).optional(),
-  maxPayload: option.int(1, 100 * 1024 * 1024).optional(),
-  concurrencyPerConnection: option.int(1, 1024).optional(),
-  maxInFlightPerConnection: option.int(1, 100_000).optional(),
-  timeoutMs: option.int(1).optional(),
-  heartbeatIntervalMs: option.int(0).optional(),
-  maxBufferedBytes: option.int(1, Number.MAX_SAFE_INTEGER).optional(),
-  closeTimeoutMs: option.int(0).optional(),
-  maxConnections: z.union([option.int(1, Number.MAX_SAFE_INTEGER), z.literal(Number.POSITIVE_INFINITY)], { error: 'must be an integer of at least 1, or Infinity' }).optional(),
-  allowedHeaders: z.array(z.string(), { error: 'must be an array of header names' }).optional(),
-  sendReady: option.boolean().optional(),
-  abortOnClose: option.boolean().optional(),
-});
+const mountOptionsSchema = lazySchema((z) =>
+  z.object({
+    backend: z.custom<IExecutionBackend>(isBackend, { error: 'must be an execution backend (with execute(), shutdown() and onShutdown())' }),
+    connectionRegistry: z.custom<ConnectionRegistry>(isRegistry, { error: 'must be a ConnectionRegistry' }).optional(),
+    basePath: z.string({ error: 'must be a string' }).optional(),
+    authenticate: option.fn().optional(),
+    formatError: option.fn().optional(),
+    onError: option.fn().optional(),
+    onLog: option.fn().optional(),
+    onEvent: option.fn().optional(),
+    context: z
+      .union([option.fn(), z.record(z.string(), z.unknown())], { error: 'must be an object or a function' })
+      .optional(),
+    authenticateTimeoutMs: option.int(1).optional(),
+    maxPayload: option.int(1, 100 * 1024 * 1024).optional(),
+    concurrencyPerConnection: option.int(1, 1024).optional(),
+    maxInFlightPerConnection: option.int(1, 100_000).optional(),
+    timeoutMs: option.int(1).optional(),
+    heartbeatIntervalMs: option.int(0).optional(),
+    maxBufferedBytes: option.int(1, Number.MAX_SAFE_INTEGER).optional(),
+    closeTimeoutMs: option.int(0).optional(),
+    maxConnections: z.union([option.int(1, Number.MAX_SAFE_INTEGER), z.literal(Number.POSITIVE_INFINITY)], { error: 'must be an integer of at least 1, or Infinity' }).optional(),
+    allowedHeaders: z.array(z.string(), { error: 'must be an array of header names' }).optional(),
+    sendReady: option.boolean().optional(),
+    abortOnClose: option.boolean().optional(),
+  }),
+);
 
 /** Check the options and name every problem (VALIDATION_ERROR). */
 export function validateOptions(options: unknown): MountWebSocketChannelsOptions {
@@ -166,7 +167,7 @@ export function validateOptions(options: unknown): MountWebSocketChannelsOptions
     throw new ValidationError('mountWebSocketChannels() needs an options object with a backend');
   }
   // The parse checks; the host's own objects (backend, callbacks, context) are used as given.
-  parseOptions(MountOptionsSchema, options, 'mountWebSocketChannels() options');
+  parseOptions(mountOptionsSchema(), options, 'mountWebSocketChannels() options');
   return options as MountWebSocketChannelsOptions;
 }
 

@@ -1,5 +1,5 @@
 import type { Duplex } from 'node:stream';
-import { WebSocket } from 'ws';
+import type { WebSocket } from 'ws';
 
 const CORK_FLUSH_BYTES = 64 * 1024;
 
@@ -23,7 +23,7 @@ export class SocketWriter {
   /** False when the socket is not open or the frame would pass the buffer limit. */
   send(text: string): boolean {
     const ws = this.#ws;
-    if (ws.readyState !== WebSocket.OPEN) return false;
+    if (ws.readyState !== ws.OPEN) return false;
     if (this.#wouldOverflow(text)) {
       this.#onBackpressure();
       return false;

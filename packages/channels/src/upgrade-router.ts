@@ -1,4 +1,4 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { isUnder, splitTarget, type Route } from './route.js';
@@ -94,7 +94,8 @@ export function rejectUpgrade(socket: Duplex, status: number, message?: string):
     socket.destroy();
     return;
   }
-  const text = STATUS_CODES[status] ?? 'Error';
+  // node:http is loaded by then (the request came through a server); not at import (issue 15).
+  const text = process.getBuiltinModule('node:http').STATUS_CODES[status] ?? 'Error';
   const body = message ?? text;
   socket.once('finish', () => socket.destroy());
   socket.end(

@@ -2,10 +2,10 @@
 // runtime validates with (so the two cannot drift). Editors use it through a manifest's "$schema".
 import { writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { PluginManifestSchema } from '../dist/index.js';
+import { pluginManifestSchema } from '../dist/index.js';
 
 const schema = {
-  ...z.toJSONSchema(PluginManifestSchema, { io: 'input', unrepresentable: 'any' }),
+  ...z.toJSONSchema(pluginManifestSchema(), { io: 'input', unrepresentable: 'any' }),
   $id: 'https://kb-labs.dev/schemas/kb.plugin.schema.json',
   title: 'kb.plugin.json: a plugin manifest of @kb-labs/plugin-execution',
 };

@@ -6,7 +6,8 @@
 // The base class and what it hands to `dispatch`.
 export { BaseBackend, type BackendDefaults } from './host/base-backend.js';
 export { stopSignal, type DispatchControl, type RunnerInfo, type RunnerWorkspace, type StopListener } from './host/execution-control.js';
-export { BackendOptionsSchema, nearest, option, parseOptions } from './host/backend-options.js';
+export { backendOptionsSchema, nearest, option, parseOptions } from './host/backend-options.js';
+export { lazySchema, type Zod } from './host/lazy-zod.js';
 export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
 // createExecutionBackend with loaders of one's own (the umbrella imports the backends from where it is installed).
 export { lazyExecutionBackend, type BackendLoader } from './host/lazy-backend.js';

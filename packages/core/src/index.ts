@@ -47,7 +47,7 @@ export { createExecutionBackend } from './host/create-execution-backend.js';
 export type { ExecutionBackendOptions, LazyExecutionBackend } from './host/lazy-backend.js';
 export { BACKEND_PACKAGES, type BuiltInBackendType } from './host/backend-packages.js';
 export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
-export { MANIFEST_FILE, PluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
+export { MANIFEST_FILE, pluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
 export { mergePermissions, missingPermissions, type PermissionSpec } from './host/permissions.js';
 export { PluginRegistry, type PluginReloadListener, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
 export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';

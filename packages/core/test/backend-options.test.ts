@@ -1,5 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { BackendOptionsSchema, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { backendOptionsSchema, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 function failure(run: () => unknown): ValidationError {
@@ -13,7 +13,7 @@ function failure(run: () => unknown): ValidationError {
 }
 
 describe('parseOptions', () => {
-  const schema = BackendOptionsSchema.extend({ maxThreads: option.int(1, 64).optional(), mode: option.oneOf(['a', 'b']).optional() });
+  const schema = backendOptionsSchema().extend({ maxThreads: option.int(1, 64).optional(), mode: option.oneOf(['a', 'b']).optional() });
 
   it('returns valid options as given, and accepts undefined as no options', () => {
     expect(parseOptions(schema, { maxThreads: 4, mode: 'b', defaultTimeoutMs: 100 }, 'x options')).toEqual({ maxThreads: 4, mode: 'b', defaultTimeoutMs: 100 });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import fc from 'fast-check';
 import { ERROR_CODES, HandlerError, PluginRegistry, ValidationError, WorkspaceError, WorkspaceManager, deserializeError, isExecutionError, serializeError } from '../src/index.js';
 import { parseWith, toHandlerError } from '../src/backend-kit.js';
-import { ExecutionRequestSchema } from '../src/host/request.js';
+import { executionRequestSchema } from '../src/host/request.js';
 import { unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -335,7 +335,7 @@ describe('fuzz: path tricks in otherwise valid manifests', () => {
   });
 });
 
-describe('fuzz: execution requests (ExecutionRequestSchema)', () => {
+describe('fuzz: execution requests (executionRequestSchema)', () => {
   const contextArb = fc.record(
     {
       requestId: mostly(fc.string({ maxLength: 20 }), fc.oneof(trickyString, nasty)),
@@ -364,7 +364,7 @@ describe('fuzz: execution requests (ExecutionRequestSchema)', () => {
       fc.property(asReceived(requestArb), (request) => {
         let parsed;
         try {
-          parsed = parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+          parsed = parseWith(executionRequestSchema(), request, 'Invalid execution request');
         } catch (error) {
           expectUsableValidationError(error);
           outcomes.refused++;

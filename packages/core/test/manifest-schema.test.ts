@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { PluginManifestSchema, PluginRegistry, ValidationError } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, ValidationError, pluginManifestSchema } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 
@@ -9,7 +9,7 @@ const shipped = JSON.parse(readFileSync(require.resolve('@kb-labs/plugin-executi
 
 describe('the manifest JSON Schema shipped in core', () => {
   it('is generated from the zod schema the runtime validates with', () => {
-    const generated = z.toJSONSchema(PluginManifestSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+    const generated = z.toJSONSchema(pluginManifestSchema(), { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
     const { $id, title, ...rest } = shipped;
     expect(rest).toEqual(generated);
     expect($id).toMatch(/kb\.plugin\.schema\.json$/);

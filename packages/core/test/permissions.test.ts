@@ -1,6 +1,6 @@
 import { PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
 import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
-import { PermissionSpecSchema, allowsPlatformCall, assertGranted } from '../src/host/permissions.js';
+import { allowsPlatformCall, assertGranted, permissionSpecSchema } from '../src/host/permissions.js';
 import { invokePlatform } from '../src/host/platform-gateway.js';
 import { describe, expect, it } from 'vitest';
 
@@ -145,7 +145,7 @@ describe('assertGranted', () => {
   });
 });
 
-describe('PermissionSpecSchema', () => {
+describe('permissionSpecSchema', () => {
   it.each([
     [{ platform: { __proto__: null, constructor: true } }, 'platform'],
     [{ platform: { 'bad name': true } }, 'platform'],
@@ -159,9 +159,9 @@ describe('PermissionSpecSchema', () => {
     [{ network: 'yes' }, 'network'],
     [{ unknown: true }, '(root)'],
   ])('refuses %o naming %s', (spec, where) => {
-    expect(() => parseWith(PermissionSpecSchema, spec, 'perm')).toThrow(ValidationError);
+    expect(() => parseWith(permissionSpecSchema(), spec, 'perm')).toThrow(ValidationError);
     try {
-      parseWith(PermissionSpecSchema, spec, 'perm');
+      parseWith(permissionSpecSchema(), spec, 'perm');
     } catch (error) {
       expect((error as Error).message).toContain(`- ${where}`);
     }

@@ -1,6 +1,6 @@
 import { ValidationError } from '../src/index.js';
 import { cloneForWire, formatPath, parseWith, validationError } from '../src/backend-kit.js';
-import { ContextDescriptorSchema, ExecutionRequestSchema, validateExecuteOptions } from '../src/host/request.js';
+import { contextDescriptorSchema, executionRequestSchema, validateExecuteOptions } from '../src/host/request.js';
 import { validateWithForeignSchema } from '../src/validation.js';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ describe('formatPath and validationError', () => {
   });
 });
 
-describe('ExecutionRequestSchema', () => {
+describe('executionRequestSchema', () => {
   it('accepts a full request and keeps unknown context keys', () => {
     const request = {
       pluginId: '@a/b',
@@ -46,13 +46,13 @@ describe('ExecutionRequestSchema', () => {
       executionId: 'run-1',
       context: { requestId: 'r', tenantId: 't', host: { kind: 'cli', argv: ['x'] }, permissions: { network: true }, config: { a: 1 }, custom: [1] },
     };
-    expect(parseWith(ExecutionRequestSchema, request, 'req')).toEqual(request);
+    expect(parseWith(executionRequestSchema(), request, 'req')).toEqual(request);
   });
 
   it('names every bad field', () => {
     const error = failure(() =>
       parseWith(
-        ExecutionRequestSchema,
+        executionRequestSchema(),
         { pluginId: '', handlerId: 5, executionId: '../x', context: { host: { kind: '' }, permissions: { network: 'yes' }, config: [] } },
         'Invalid execution request',
       ),
@@ -65,13 +65,13 @@ describe('ExecutionRequestSchema', () => {
 
   it('refuses a request that is not an object, naming the root', () => {
     for (const request of [undefined, null, 'x', 42, []]) {
-      expect(failure(() => parseWith(ExecutionRequestSchema, request, 'req')).message).toContain('(root)');
+      expect(failure(() => parseWith(executionRequestSchema(), request, 'req')).message).toContain('(root)');
     }
   });
 
   it('drops a JSON __proto__ key in the context instead of inheriting grants from it', () => {
     const context = JSON.parse('{"__proto__":{"permissions":{"network":true}},"requestId":"r"}') as unknown;
-    const parsed = parseWith(ContextDescriptorSchema, context, 'ctx');
+    const parsed = parseWith(contextDescriptorSchema(), context, 'ctx');
     expect(parsed.permissions).toBeUndefined();
     expect(Object.getPrototypeOf(parsed)).toBe(Object.prototype);
     expect(parsed.requestId).toBe('r');

@@ -1,5 +1,5 @@
 import { type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BackendOptionsSchema, BaseBackend, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, backendOptionsSchema, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -21,7 +21,7 @@ export type InProcessBackendOptions = BackendOptions;
  */
 export class InProcessBackend extends BaseBackend {
   constructor(options: InProcessBackendOptions = {}) {
-    super('in-process', options, { concurrency: 64, releaseSlotOnStop: true, optionsSchema: BackendOptionsSchema });
+    super('in-process', options, { concurrency: 64, releaseSlotOnStop: true, optionsSchema: backendOptionsSchema() });
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {

@@ -1,8 +1,7 @@
 import os from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 import { type BackendOptions, type ValidationIssue } from '@kb-labs/plugin-execution-core';
-import { BackendOptionsSchema, option, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
-import { z } from 'zod';
+import { backendOptionsSchema, lazySchema, option, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** Options of the worker-pool backend: the common ones plus the pool's own (docs/backends/worker-pool.md). */
 export interface WorkerPoolBackendOptions extends BackendOptions {
@@ -35,29 +34,30 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
 /** The options with their defaults, checked against each other. */
 export type ResolvedPoolOptions = ReturnType<typeof resolvePoolOptions>;
 
-const megabytes = z.number({ error: 'must be a positive number of MB' }).positive({ error: 'must be a positive number of MB' }).optional();
-
 /** The whole option schema of this backend: the base class validates with it, unknown options refused. */
-export const WorkerPoolOptionsSchema = BackendOptionsSchema.extend({
-  maxThreads: option.int(1, 1024).optional(),
-  minThreads: option.int(0, 1024).optional(),
-  idleTimeoutMs: option.int(0).optional(),
-  resourceLimits: z
-    .object(
-      { maxOldGenerationSizeMb: megabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: megabytes },
-      { error: 'must be an object of limits in MB' },
-    )
-    .strict()
-    .optional(),
-  maxExecutionsPerThread: option.int(0, Number.MAX_SAFE_INTEGER).optional(),
-  cancelGraceMs: option.int(0).optional(),
-  env: z.record(z.string(), z.string({ error: 'must be a string' }).optional(), { error: 'must be an object of strings' }).optional(),
-  execArgv: z.array(z.string(), { error: 'must be an array of strings' }).optional(),
-  maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
-  maxLogLineLength: option.int(1, 100_000_000).optional(),
-  // Removed with the pool of its own: a named refusal says what to do, where "unknown option" would not.
-  abortGraceMs: z.never({ error: 'was renamed: use cancelGraceMs (the same option and rule on every backend)' }).optional(),
-  spinWaitUs: z.never({ error: 'was removed: idle threads no longer busy-wait for their next execution; drop this option' }).optional(),
+export const workerPoolOptionsSchema = lazySchema((z) => {
+  const megabytes = z.number({ error: 'must be a positive number of MB' }).positive({ error: 'must be a positive number of MB' }).optional();
+  return backendOptionsSchema().extend({
+    maxThreads: option.int(1, 1024).optional(),
+    minThreads: option.int(0, 1024).optional(),
+    idleTimeoutMs: option.int(0).optional(),
+    resourceLimits: z
+      .object(
+        { maxOldGenerationSizeMb: megabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: megabytes },
+        { error: 'must be an object of limits in MB' },
+      )
+      .strict()
+      .optional(),
+    maxExecutionsPerThread: option.int(0, Number.MAX_SAFE_INTEGER).optional(),
+    cancelGraceMs: option.int(0).optional(),
+    env: z.record(z.string(), z.string({ error: 'must be a string' }).optional(), { error: 'must be an object of strings' }).optional(),
+    execArgv: z.array(z.string(), { error: 'must be an array of strings' }).optional(),
+    maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
+    maxLogLineLength: option.int(1, 100_000_000).optional(),
+    // Removed with the pool of its own: a named refusal says what to do, where "unknown option" would not.
+    abortGraceMs: z.never({ error: 'was renamed: use cancelGraceMs (the same option and rule on every backend)' }).optional(),
+    spinWaitUs: z.never({ error: 'was removed: idle threads no longer busy-wait for their next execution; drop this option' }).optional(),
+  });
 });
 
 /** The thread count (and so the concurrency) before validation: BaseBackend validates, and needs it first. */
@@ -66,7 +66,7 @@ export function defaultMaxThreads(options: WorkerPoolBackendOptions | undefined)
   return count(options?.maxThreads) ?? count(options?.maxConcurrency) ?? Math.max(1, os.availableParallelism());
 }
 
-/** Defaults filled in and the options checked against each other; `o` has passed WorkerPoolOptionsSchema. */
+/** Defaults filled in and the options checked against each other; `o` has passed workerPoolOptionsSchema(). */
 export function resolvePoolOptions(o: WorkerPoolBackendOptions) {
   const maxThreads = defaultMaxThreads(o);
   const minThreads = o.minThreads ?? Math.min(1, maxThreads);

@@ -1,6 +1,6 @@
 import { type IsolationReport, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { defaultMaxThreads, resolvePoolOptions, WorkerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
+import { defaultMaxThreads, resolvePoolOptions, workerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
 import { ThreadPool, type WorkerPoolRunnerStats } from './thread-pool.js';
 
 // Next to this module in both builds (tsup's shims give the CJS build an import.meta.url). The
@@ -24,7 +24,7 @@ export class WorkerPoolBackend extends BaseBackend {
   readonly #pool: ThreadPool;
 
   constructor(options: WorkerPoolBackendOptions = {}) {
-    super('worker-pool', options, { concurrency: defaultMaxThreads(options), optionsSchema: WorkerPoolOptionsSchema });
+    super('worker-pool', options, { concurrency: defaultMaxThreads(options), optionsSchema: workerPoolOptionsSchema() });
     this.#pool = new ThreadPool(resolvePoolOptions(options), WORKER_ENTRY);
   }
 

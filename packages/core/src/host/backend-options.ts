@@ -1,7 +1,8 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { ValidationIssue } from '../error-details.js';
 import type { PermissionSpec } from './permissions.js';
-import { PermissionSpecSchema } from './permissions.js';
+import { lazySchema, zod } from './lazy-zod.js';
+import { permissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
@@ -42,41 +43,52 @@ export interface BackendOptions {
 
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** Schema pieces with messages a host can act on; backends build their option schemas from them. */
+/**
+ * Schema pieces with messages a host can act on; backends build their option schemas from them
+ * (inside a lazySchema: each call loads zod if it is not loaded yet).
+ */
 export const option = {
   /** An integer from `min` to `max`. */
   int: (min: number, max = MAX_TIMER_MS) => {
     const error = `must be an integer from ${min} to ${max}`;
-    return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+    return zod().number({ error }).int({ error }).min(min, { error }).max(max, { error });
   },
   /** A non-empty string without NUL. */
-  text: () => z.string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' }).refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
+  text: () => zod().string({ error: 'must be a non-empty string' }).min(1, { error: 'must be a non-empty string' }).refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
   /** An array of non-empty strings. */
-  texts: () => z.array(z.string().min(1).refine((s) => !s.includes('\0')), { error: 'must be an array of non-empty strings' }),
-  boolean: () => z.boolean({ error: 'must be a boolean' }),
+  texts: () => {
+    const z = zod();
+    return z.array(z.string().min(1).refine((s) => !s.includes('\0')), { error: 'must be an array of non-empty strings' });
+  },
+  boolean: () => zod().boolean({ error: 'must be a boolean' }),
   /** A function (a hook or callback). */
-  fn: <F extends (...args: never[]) => unknown = (...args: never[]) => unknown>() => z.custom<F>((v) => typeof v === 'function', { error: 'must be a function' }),
+  fn: <F extends (...args: never[]) => unknown = (...args: never[]) => unknown>() => zod().custom<F>((v) => typeof v === 'function', { error: 'must be a function' }),
   /** One of a few literal values. */
-  oneOf: <const T extends readonly [string, ...string[]]>(values: T) => z.enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
+  oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
 };
 
-/** The options every backend accepts, for backends to `.extend()` with their own. */
-export const BackendOptionsSchema = z.object({
-  platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
-  plugins: z.array(z.union([z.string().min(1), z.instanceof(URL), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
-  registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
-  workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
-  permissions: PermissionSpecSchema.optional(),
-  defaultTimeoutMs: option.int(1).optional(),
-  maxConcurrency: option.int(1, 100_000).optional(),
-  maxQueue: option.int(0, 10_000_000).optional(),
-  perPluginConcurrency: option.int(1, 100_000).optional(),
-  watch: z
-    .union([option.boolean(), z.object({ debounceMs: option.int(0, 60_000).optional(), onReload: option.fn<NonNullable<WatchOptions['onReload']>>().optional() }).strict()], {
-      error: 'must be a boolean or { debounceMs?, onReload? }',
-    })
-    .optional(),
-});
+/**
+ * The options every backend accepts, for backends to `.extend()` with their own (in a lazySchema
+ * of their own, so that importing the backend loads no zod). Built on the first call.
+ */
+export const backendOptionsSchema = lazySchema((z) =>
+  z.object({
+    platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
+    plugins: z.array(z.union([z.string().min(1), z.instanceof(URL), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
+    registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
+    workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
+    permissions: permissionSpecSchema().optional(),
+    defaultTimeoutMs: option.int(1).optional(),
+    maxConcurrency: option.int(1, 100_000).optional(),
+    maxQueue: option.int(0, 10_000_000).optional(),
+    perPluginConcurrency: option.int(1, 100_000).optional(),
+    watch: z
+      .union([option.boolean(), z.object({ debounceMs: option.int(0, 60_000).optional(), onReload: option.fn<NonNullable<WatchOptions['onReload']>>().optional() }).strict()], {
+        error: 'must be a boolean or { debounceMs?, onReload? }',
+      })
+      .optional(),
+  }),
+);
 
 /**
  * Validate options with their schema, one way for every backend (and the channel mount): every problem is named

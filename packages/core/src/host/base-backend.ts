@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { BackendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
+import { backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
 import { ShuttingDownError, ValidationError, isExecutionError, type ErrorCode, type KnownExecutionError } from '../errors.js';
 import { Execution, type ExecutionHost } from './execution.js';
 import type { DispatchControl } from './execution-control.js';
@@ -21,8 +21,9 @@ export interface BackendDefaults {
   /** The default for `maxConcurrency`. */
   concurrency: number;
   /**
-   * The backend's whole option schema (`BackendOptionsSchema.extend({...})`): the constructor
-   * validates the options with it, once, unknown options refused. @default BackendOptionsSchema
+   * The backend's whole option schema (`backendOptionsSchema().extend({...})`, built in the
+   * constructor from a lazySchema): the constructor validates the options with it, once, unknown
+   * options refused. @default backendOptionsSchema()
    */
   optionsSchema?: z.ZodObject;
   maxQueue?: number;
@@ -80,7 +81,7 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
-    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? BackendOptionsSchema, options, `${type} backend options`);
+    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? backendOptionsSchema(), options, `${type} backend options`);
     this.registry = o.registry ?? new PluginRegistry();
     this.platform = (options?.platform ?? {}) as Platform;
     this.workspace =

@@ -1,105 +1,116 @@
 import path from 'node:path';
-import { z } from 'zod';
-import { PermissionSpecSchema } from './permissions.js';
+import type { z } from 'zod';
+import { lazySchema } from './lazy-zod.js';
+import { permissionSpecSchema } from './permissions.js';
 
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
 
 const MAX_TIMEOUT_MS = 2_147_483_647;
 
-export const PluginIdSchema = z
-  .string()
-  .max(214)
-  .regex(/^(@[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/, 'must be a package-style id such as "@my-org/my-plugin"');
+export const pluginIdSchema = lazySchema((z) =>
+  z
+    .string()
+    .max(214)
+    .regex(/^(@[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/, 'must be a package-style id such as "@my-org/my-plugin"'),
+);
 
-export const HandlerIdSchema = z
-  .string()
-  .max(128)
-  .regex(/^[A-Za-z0-9][\w.:-]*$/, 'must start with a letter or digit and use only letters, digits, ".", "_", ":" and "-"');
+export const handlerIdSchema = lazySchema((z) =>
+  z
+    .string()
+    .max(128)
+    .regex(/^[A-Za-z0-9][\w.:-]*$/, 'must start with a letter or digit and use only letters, digits, ".", "_", ":" and "-"'),
+);
 
-const entryPath = z
-  .string()
-  .min(1)
-  .refine((p) => !p.includes('\0'), 'must not contain NUL')
-  .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
-  .refine((p) => {
-    // `..` alone (or `a/../..`) normalises to `..` without a trailing slash and names the parent folder.
-    const n = path.posix.normalize(p.replaceAll('\\', '/'));
-    return n !== '..' && !n.startsWith('../');
-  }, 'must stay inside the plugin folder');
-
-export const HandlerSpecSchema = z.strictObject({
-  /** Module path relative to the plugin folder (ESM or CJS). */
-  entry: entryPath.describe('Module file relative to the plugin folder (ES module or CommonJS).'),
-  /** Export to call. @default "default" */
-  export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default').describe('The export of the module to call.'),
-  /** Per-handler time limit; a request's `timeoutMs` overrides it. */
-  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit in ms; a request's timeoutMs overrides it."),
-  /** Heap limit for backends that can enforce one (worker-pool, subprocess). */
-  memoryMb: z.number().int().min(8).max(65_536).optional().describe('Heap limit in MB, on backends that can enforce one (worker-pool, subprocess).'),
-  /** Merged over the plugin-level permissions. */
-  permissions: PermissionSpecSchema.optional().describe("Merged over the plugin's permissions for this handler."),
-  description: z.string().max(10_000).optional(),
-});
-
-export const ChannelSpecSchema = z.strictObject({
-  /** URL path the channel is mounted on, e.g. "/chat". */
-  path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"').describe('URL path the channel is mounted on, e.g. "/chat" (":name" segments are parameters).'),
-  /** Handler id (in this manifest) that serves connect, message and disconnect. */
-  handler: HandlerIdSchema.describe('The handler (in this manifest) that serves connect, message and disconnect.'),
-  /** Largest accepted message in bytes. @default 1 MiB */
-  maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional().describe('Largest accepted message in bytes (default 1 MiB).'),
-  /**
-   * `required`: the host's `authenticate` hook must accept the upgrade with an identity, else 401
-   * (also when the host has no hook). `optional`: the hook runs if the host has one.
-   * @default "optional"
-   */
-  auth: z.enum(['required', 'optional']).optional().describe('"required": the host must authenticate the upgrade, else 401; "optional" (default): its hook runs if it has one.'),
-  /** Messages of one connection handled at once; 1 keeps them in order. @default 1 */
-  concurrency: z.number().int().min(1).max(1024).optional().describe('Messages of one connection handled at once (default 1: in order).'),
-  /** Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame. @default 16 */
-  maxInFlight: z.number().int().min(1).max(100_000).optional().describe('Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame (default 16).'),
-  /** Time limit of each connect/message/disconnect execution; overrides the handler's `timeoutMs`. */
-  timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit of each connect/message/disconnect execution; overrides the handler's."),
-  description: z.string().max(10_000).optional(),
-});
-
-export const PluginManifestSchema = z
-  .strictObject({
-    /** The JSON Schema an editor checks the file against (core ships it: kb.plugin.schema.json); ignored at run time. */
-    $schema: z.string().optional(),
-    id: PluginIdSchema.describe('The plugin id callers name in execute(), e.g. "@my-org/my-plugin".'),
-    version: z.string().min(1).max(256).describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
+export const handlerSpecSchema = lazySchema((z) => {
+  const entryPath = z
+    .string()
+    .min(1)
+    .refine((p) => !p.includes('\0'), 'must not contain NUL')
+    .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+    .refine((p) => {
+      // `..` alone (or `a/../..`) normalises to `..` without a trailing slash and names the parent folder.
+      const n = path.posix.normalize(p.replaceAll('\\', '/'));
+      return n !== '..' && !n.startsWith('../');
+    }, 'must stay inside the plugin folder');
+  return z.strictObject({
+    /** Module path relative to the plugin folder (ESM or CJS). */
+    entry: entryPath.describe('Module file relative to the plugin folder (ES module or CommonJS).'),
+    /** Export to call. @default "default" */
+    export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default').describe('The export of the module to call.'),
+    /** Per-handler time limit; a request's `timeoutMs` overrides it. */
+    timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit in ms; a request's timeoutMs overrides it."),
+    /** Heap limit for backends that can enforce one (worker-pool, subprocess). */
+    memoryMb: z.number().int().min(8).max(65_536).optional().describe('Heap limit in MB, on backends that can enforce one (worker-pool, subprocess).'),
+    /** Merged over the plugin-level permissions. */
+    permissions: permissionSpecSchema().optional().describe("Merged over the plugin's permissions for this handler."),
     description: z.string().max(10_000).optional(),
-    permissions: PermissionSpecSchema.optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),
-    handlers: z
-      .record(HandlerIdSchema, HandlerSpecSchema)
-      .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler')
-      .describe('Handler id → where its code is and what it needs.'),
-    channels: z.array(ChannelSpecSchema).optional().describe('WebSocket channels served by handlers of this plugin.'),
-  })
-  .superRefine(
-    (manifest, ctx) => {
-      // Runs even when other fields failed (see `when`), so that one report names every problem:
-      // the value may then be partly unparsed, hence the defensive reads.
-      const handlers: unknown = manifest?.handlers;
-      const channels: unknown = manifest?.channels;
-      if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
-      channels.forEach((channel: unknown, index) => {
-        const handler = typeof channel === 'object' && channel !== null ? (channel as { handler?: unknown }).handler : undefined;
-        // A missing or malformed `handler` has its own issue already.
-        if (typeof handler !== 'string' || !HandlerIdSchema.safeParse(handler).success || Object.hasOwn(handlers, handler)) return;
-        ctx.addIssue({
-          code: 'custom',
-          path: ['channels', index, 'handler'],
-          message: `names handler ${JSON.stringify(handler.slice(0, 200))}, which is not in "handlers"`,
-        });
-      });
-    },
-    { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
-  );
+  });
+});
 
-export type PluginManifest = z.output<typeof PluginManifestSchema>;
-export type PluginManifestInput = z.input<typeof PluginManifestSchema>;
-export type HandlerSpec = z.output<typeof HandlerSpecSchema>;
-export type ChannelSpec = z.output<typeof ChannelSpecSchema>;
+export const channelSpecSchema = lazySchema((z) =>
+  z.strictObject({
+    /** URL path the channel is mounted on, e.g. "/chat". */
+    path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"').describe('URL path the channel is mounted on, e.g. "/chat" (":name" segments are parameters).'),
+    /** Handler id (in this manifest) that serves connect, message and disconnect. */
+    handler: handlerIdSchema().describe('The handler (in this manifest) that serves connect, message and disconnect.'),
+    /** Largest accepted message in bytes. @default 1 MiB */
+    maxPayload: z.number().int().positive().max(100 * 1024 * 1024).optional().describe('Largest accepted message in bytes (default 1 MiB).'),
+    /**
+     * `required`: the host's `authenticate` hook must accept the upgrade with an identity, else 401
+     * (also when the host has no hook). `optional`: the hook runs if the host has one.
+     * @default "optional"
+     */
+    auth: z.enum(['required', 'optional']).optional().describe('"required": the host must authenticate the upgrade, else 401; "optional" (default): its hook runs if it has one.'),
+    /** Messages of one connection handled at once; 1 keeps them in order. @default 1 */
+    concurrency: z.number().int().min(1).max(1024).optional().describe('Messages of one connection handled at once (default 1: in order).'),
+    /** Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame. @default 16 */
+    maxInFlight: z.number().int().min(1).max(100_000).optional().describe('Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame (default 16).'),
+    /** Time limit of each connect/message/disconnect execution; overrides the handler's `timeoutMs`. */
+    timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit of each connect/message/disconnect execution; overrides the handler's."),
+    description: z.string().max(10_000).optional(),
+  }),
+);
+
+/** The schema of a plugin manifest (kb.plugin.json), built on the first call (zod loads then); PluginRegistry validates with it. */
+export const pluginManifestSchema = lazySchema((z) =>
+  z
+    .strictObject({
+      /** The JSON Schema an editor checks the file against (core ships it: kb.plugin.schema.json); ignored at run time. */
+      $schema: z.string().optional(),
+      id: pluginIdSchema().describe('The plugin id callers name in execute(), e.g. "@my-org/my-plugin".'),
+      version: z.string().min(1).max(256).describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
+      description: z.string().max(10_000).optional(),
+      permissions: permissionSpecSchema().optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),
+      handlers: z
+        .record(handlerIdSchema(), handlerSpecSchema())
+        .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler')
+        .describe('Handler id → where its code is and what it needs.'),
+      channels: z.array(channelSpecSchema()).optional().describe('WebSocket channels served by handlers of this plugin.'),
+    })
+    .superRefine(
+      (manifest, ctx) => {
+        // Runs even when other fields failed (see `when`), so that one report names every problem:
+        // the value may then be partly unparsed, hence the defensive reads.
+        const handlers: unknown = manifest?.handlers;
+        const channels: unknown = manifest?.channels;
+        if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
+        channels.forEach((channel: unknown, index) => {
+          const handler = typeof channel === 'object' && channel !== null ? (channel as { handler?: unknown }).handler : undefined;
+          // A missing or malformed `handler` has its own issue already.
+          if (typeof handler !== 'string' || !handlerIdSchema().safeParse(handler).success || Object.hasOwn(handlers, handler)) return;
+          ctx.addIssue({
+            code: 'custom',
+            path: ['channels', index, 'handler'],
+            message: `names handler ${JSON.stringify(handler.slice(0, 200))}, which is not in "handlers"`,
+          });
+        });
+      },
+      { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
+    ),
+);
+
+export type PluginManifest = z.output<ReturnType<typeof pluginManifestSchema>>;
+export type PluginManifestInput = z.input<ReturnType<typeof pluginManifestSchema>>;
+export type HandlerSpec = z.output<ReturnType<typeof handlerSpecSchema>>;
+export type ChannelSpec = z.output<ReturnType<typeof channelSpecSchema>>;

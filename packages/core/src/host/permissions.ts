@@ -1,48 +1,47 @@
 import path from 'node:path';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { PermissionDeniedError } from '../errors.js';
+import { lazySchema } from './lazy-zod.js';
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
-
-const serviceName = z
-  .string()
-  .regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier')
-  .refine((k) => !FORBIDDEN_KEYS.has(k), 'is a reserved name');
-
-const methodName = serviceName;
-
-const relativeFsPath = z
-  .string()
-  .min(1)
-  .refine((p) => !p.includes('\0'), 'must not contain NUL')
-  .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
-  .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder');
-
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
 
 /**
  * What a handler needs (manifest) or what a host grants (context / backend option).
  * `platform`: service → `true` (every method) or the method names.
  * `fs` paths are relative to the plugin folder; the workspace is always readable and writable.
  */
-export const PermissionSpecSchema = z.strictObject({
-  platform: z
-    .record(serviceName, z.union([z.literal(true), z.array(methodName)]))
-    .optional()
-    .describe('Host platform services the handler may call (ctx.platform): service name → true (every method) or the method names.'),
-  fs: z
-    .strictObject({
-      read: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may read.'),
-      write: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may write.'),
-    })
-    .optional()
-    .describe('File access beyond the workspace (always readable and writable), enforced where the backend can (subprocess).'),
-  env: z.array(envName).optional().describe('Environment variables the handler sees; every other one is hidden.'),
-  network: z.boolean().optional().describe('Whether the handler may use the network (enforced by the subprocess sandbox).'),
-  childProcess: z.boolean().optional().describe('Whether the handler may start processes (enforced by the subprocess backend).'),
+export const permissionSpecSchema = lazySchema((z) => {
+  const serviceName = z
+    .string()
+    .regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier')
+    .refine((k) => !FORBIDDEN_KEYS.has(k), 'is a reserved name');
+  const methodName = serviceName;
+  const relativeFsPath = z
+    .string()
+    .min(1)
+    .refine((p) => !p.includes('\0'), 'must not contain NUL')
+    .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+    .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder');
+  const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+  return z.strictObject({
+    platform: z
+      .record(serviceName, z.union([z.literal(true), z.array(methodName)]))
+      .optional()
+      .describe('Host platform services the handler may call (ctx.platform): service name → true (every method) or the method names.'),
+    fs: z
+      .strictObject({
+        read: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may read.'),
+        write: z.array(relativeFsPath).optional().describe('Paths relative to the plugin folder the handler may write.'),
+      })
+      .optional()
+      .describe('File access beyond the workspace (always readable and writable), enforced where the backend can (subprocess).'),
+    env: z.array(envName).optional().describe('Environment variables the handler sees; every other one is hidden.'),
+    network: z.boolean().optional().describe('Whether the handler may use the network (enforced by the subprocess sandbox).'),
+    childProcess: z.boolean().optional().describe('Whether the handler may start processes (enforced by the subprocess backend).'),
+  });
 });
 
-export type PermissionSpec = z.infer<typeof PermissionSpecSchema>;
+export type PermissionSpec = z.infer<ReturnType<typeof permissionSpecSchema>>;
 
 function normalizeRelative(p: string): string {
   const n = path.posix.normalize(p.replaceAll('\\', '/')).replace(/\/+$/, '');
@@ -89,7 +88,7 @@ export function mergePermissions(base: PermissionSpec | undefined, over: Permiss
 function pathCovered(need: string, granted: readonly string[] | undefined): boolean {
   if (!granted) return false;
   // A path outside the plugin folder is never covered, not even by ".": this check must hold for
-  // specs that did not come through PermissionSpecSchema.
+  // specs that did not come through permissionSpecSchema().
   if (typeof need !== 'string' || need.includes('\0') || path.isAbsolute(need) || path.win32.isAbsolute(need)) return false;
   const n = normalizeRelative(need);
   if (n === '..' || n.startsWith('../')) return false;

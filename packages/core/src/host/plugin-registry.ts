@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
-import { MANIFEST_FILE, PluginManifestSchema, type PluginManifest } from './manifest.js';
+import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { parseWith, validationError } from '../validation.js';
 
@@ -260,7 +260,7 @@ function parseManifest(root: string, manifest: unknown, file: string | undefined
   const label = file ?? `manifest of plugin at ${root}`;
   const claimed = (manifest as { id?: unknown } | null)?.id;
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
-  return parseWith(PluginManifestSchema, manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
+  return parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
 }
 
 function isFolder(source: PluginSource): source is string | URL {

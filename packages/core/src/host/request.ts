@@ -1,7 +1,8 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
-import { PermissionSpecSchema } from './permissions.js';
+import { lazySchema } from './lazy-zod.js';
+import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
@@ -11,41 +12,45 @@ import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-ma
  * host (CLI argv, the WS connection, a REST request …), what it grants, and config.
  * Unknown keys are kept: a host may add its own JSON-serialisable fields.
  */
-export const ContextDescriptorSchema = z.looseObject({
-  requestId: z.string().max(256).optional(),
-  tenantId: z.string().max(256).optional(),
-  /** `{ kind: 'cli' | 'rest' | 'ws' | 'workflow' | …, …host data }` */
-  host: z.looseObject({ kind: z.string().min(1).max(64) }).optional(),
-  /** What the host grants this execution; overrides the backend's `permissions` option. */
-  permissions: PermissionSpecSchema.optional(),
-  config: z.record(z.string(), z.unknown()).optional(),
-});
+export const contextDescriptorSchema = lazySchema((z) =>
+  z.looseObject({
+    requestId: z.string().max(256).optional(),
+    tenantId: z.string().max(256).optional(),
+    /** `{ kind: 'cli' | 'rest' | 'ws' | 'workflow' | …, …host data }` */
+    host: z.looseObject({ kind: z.string().min(1).max(64) }).optional(),
+    /** What the host grants this execution; overrides the backend's `permissions` option. */
+    permissions: permissionSpecSchema().optional(),
+    config: z.record(z.string(), z.unknown()).optional(),
+  }),
+);
 
-export type ContextDescriptor = z.output<typeof ContextDescriptorSchema>;
+export type ContextDescriptor = z.output<ReturnType<typeof contextDescriptorSchema>>;
 
-export const ExecutionRequestSchema = z.object({
-  pluginId: z.string().min(1).max(214),
-  handlerId: z.string().min(1).max(128),
-  input: z.unknown().optional(),
-  context: ContextDescriptorSchema.optional(),
-  /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
-  executionId: z
-    .string()
-    .max(MAX_EXECUTION_ID_LENGTH)
-    .superRefine((id, ctx) => {
-      const reason = unsafeExecutionIdReason(id);
-      if (reason) ctx.addIssue({ code: 'custom', message: `unsafe id: ${reason}` });
-    })
-    .optional(),
-});
+export const executionRequestSchema = lazySchema((z) =>
+  z.object({
+    pluginId: z.string().min(1).max(214),
+    handlerId: z.string().min(1).max(128),
+    input: z.unknown().optional(),
+    context: contextDescriptorSchema().optional(),
+    /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
+    executionId: z
+      .string()
+      .max(MAX_EXECUTION_ID_LENGTH)
+      .superRefine((id, ctx) => {
+        const reason = unsafeExecutionIdReason(id);
+        if (reason) ctx.addIssue({ code: 'custom', message: `unsafe id: ${reason}` });
+      })
+      .optional(),
+  }),
+);
 
-export type ExecutionRequest = z.input<typeof ExecutionRequestSchema>;
-export type ParsedExecutionRequest = z.output<typeof ExecutionRequestSchema>;
+export type ExecutionRequest = z.input<ReturnType<typeof executionRequestSchema>>;
+export type ParsedExecutionRequest = z.output<ReturnType<typeof executionRequestSchema>>;
 
 /**
  * Validate a request. The common shape — two ids within their limits and an input, no context
  * and no id of the host's — is checked by hand (what the schema would check of it, without its
- * cost on every execution); anything else goes through ExecutionRequestSchema, whose errors name
+ * cost on every execution); anything else goes through executionRequestSchema(), whose errors name
  * each path.
  */
 export function parseExecutionRequest(request: unknown): ParsedExecutionRequest {
@@ -65,7 +70,7 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
       return { pluginId, handlerId, input: r.input };
     }
   }
-  return parseWith(ExecutionRequestSchema, request, 'Invalid execution request');
+  return parseWith(executionRequestSchema(), request, 'Invalid execution request');
 }
 
 /** One log line from a handler (`ctx.logger`) or, on the subprocess backend, its stdout/stderr. */

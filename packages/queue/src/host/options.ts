@@ -1,6 +1,6 @@
 import type { BackendOptions } from '@kb-labs/plugin-execution-core';
-import { BackendOptionsSchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
-import { ConnectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
+import { backendOptionsSchema, lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX } from '../shared/subjects.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024;
@@ -41,16 +41,18 @@ export interface QueueBackendOptions extends BackendOptions {
   streamStorage?: 'memory' | 'file';
 }
 
-export const QueueOptionsSchema = BackendOptionsSchema.extend({
-  connection: ConnectionSchema.optional(),
-  pool: option.text().optional(),
-  subjectPrefix: option.text().optional(),
-  queueBound: option.int(1, 100_000_000).optional(),
-  heartbeatMs: option.int(50, 60_000).optional(),
-  workerLostMs: option.int(100, 600_000).optional(),
-  maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
-  streamStorage: option.oneOf(['memory', 'file'] as const).optional(),
-});
+export const queueOptionsSchema = lazySchema(() =>
+  backendOptionsSchema().extend({
+    connection: connectionSchema().optional(),
+    pool: option.text().optional(),
+    subjectPrefix: option.text().optional(),
+    queueBound: option.int(1, 100_000_000).optional(),
+    heartbeatMs: option.int(50, 60_000).optional(),
+    workerLostMs: option.int(100, 600_000).optional(),
+    maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
+    streamStorage: option.oneOf(['memory', 'file'] as const).optional(),
+  }),
+);
 
 export interface ResolvedQueueOptions {
   connection: NatsConnectionOptions;
@@ -67,7 +69,7 @@ export interface ResolvedQueueOptions {
 
 /** Validate every option (VALIDATION_ERROR naming each path) and fill in the defaults. */
 export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueueOptions {
-  const o = parseOptions(QueueOptionsSchema, options, 'queue backend options');
+  const o = parseOptions(queueOptionsSchema(), options, 'queue backend options');
   const resolved: ResolvedQueueOptions = {
     connection: (o.connection ?? {}) as NatsConnectionOptions,
     pool: o.pool ?? DEFAULT_POOL,

@@ -5,7 +5,7 @@ import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, ty
 import { describeServers } from '../shared/connection.js';
 import { subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';
-import { QueueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
+import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
 import { RemoteExecution } from './remote-execution.js';
 
 export type { QueueBackendOptions } from './options.js';
@@ -49,7 +49,7 @@ export class QueueBackend extends BaseBackend {
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
-    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: QueueOptionsSchema, remoteRunners: true });
+    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), remoteRunners: true });
     this.#o = resolveQueueOptions(options);
   }
 

@@ -1,8 +1,7 @@
 import os from 'node:os';
 import { ValidationError, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
-import { option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
-import { z } from 'zod';
-import { ConnectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
+import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
 import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
@@ -39,19 +38,21 @@ export interface ExecutionWorkerOptions {
   maxPayloadBytes?: number;
 }
 
-const WorkerOptionsSchema = z.object({
-  connection: ConnectionSchema.optional(),
-  pool: option.text().optional(),
-  subjectPrefix: option.text().optional(),
-  backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
-  plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })]), { error: 'must be an array of plugin folders' }),
-  platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
-  concurrency: option.int(1, 10_000).optional(),
-  workspace: z.object({ root: option.text() }).optional(),
-  id: option.text().optional(),
-  heartbeatMs: option.int(50, 60_000).optional(),
-  maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
-});
+const workerOptionsSchema = lazySchema((z) =>
+  z.object({
+    connection: connectionSchema().optional(),
+    pool: option.text().optional(),
+    subjectPrefix: option.text().optional(),
+    backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
+    plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })]), { error: 'must be an array of plugin folders' }),
+    platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
+    concurrency: option.int(1, 10_000).optional(),
+    workspace: z.object({ root: option.text() }).optional(),
+    id: option.text().optional(),
+    heartbeatMs: option.int(50, 60_000).optional(),
+    maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
+  }),
+);
 
 export interface ResolvedWorkerOptions {
   connection: NatsConnectionOptions;
@@ -68,7 +69,7 @@ export interface ResolvedWorkerOptions {
 }
 
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
-  const o = parseOptions(WorkerOptionsSchema, options, 'execution worker options');
+  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options');
   const id = o.id ?? subjectToken(`${os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   if (subjectToken(id) !== id) throw new ValidationError(`worker id "${id}" must be letters, digits, "_" and "-" (64 at most)`, { details: { path: 'id' } });
   const resolved: ResolvedWorkerOptions = {

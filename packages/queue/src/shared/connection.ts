@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { option } from '@kb-labs/plugin-execution-core/backend-kit';
+import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection } from '@nats-io/transport-node';
-import { z } from 'zod';
 
 /** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
 export interface NatsConnectionOptions {
@@ -23,26 +22,28 @@ export interface NatsConnectionOptions {
   name?: string;
 }
 
-export const ConnectionSchema = z.strictObject({
-  servers: z.union([option.text(), option.texts()]).optional(),
-  user: option.text().optional(),
-  pass: option.text().optional(),
-  token: option.text().optional(),
-  seed: option.text().optional(),
-  credsFile: option.text().optional(),
-  tls: z
-    .strictObject({
-      caFile: option.text().optional(),
-      certFile: option.text().optional(),
-      keyFile: option.text().optional(),
-      ca: option.text().optional(),
-      cert: option.text().optional(),
-      key: option.text().optional(),
-      handshakeFirst: option.boolean().optional(),
-    })
-    .optional(),
-  name: option.text().optional(),
-});
+export const connectionSchema = lazySchema((z) =>
+  z.strictObject({
+    servers: z.union([option.text(), option.texts()]).optional(),
+    user: option.text().optional(),
+    pass: option.text().optional(),
+    token: option.text().optional(),
+    seed: option.text().optional(),
+    credsFile: option.text().optional(),
+    tls: z
+      .strictObject({
+        caFile: option.text().optional(),
+        certFile: option.text().optional(),
+        keyFile: option.text().optional(),
+        ca: option.text().optional(),
+        cert: option.text().optional(),
+        key: option.text().optional(),
+        handshakeFirst: option.boolean().optional(),
+      })
+      .optional(),
+    name: option.text().optional(),
+  }),
+);
 
 /** How long the first connection attempt may take before it fails. */
 const CONNECT_TIMEOUT_MS = 5000;

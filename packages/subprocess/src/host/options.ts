@@ -1,6 +1,5 @@
 import { type BackendOptions } from '@kb-labs/plugin-execution-core';
-import { BackendOptionsSchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
-import { z } from 'zod';
+import { backendOptionsSchema, lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { DEFAULT_BASE_ENV } from './child-env.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../framing.js';
 import type { FlagOptions } from './permission-flags.js';
@@ -111,31 +110,32 @@ export interface Resolved {
 }
 
 const NOBODY: SandboxUser = { uid: 65534, gid: 65534 };
-const id = option.int(1, 4_294_967_294);
-
 /** The whole option schema of this backend: the base class validates with it, unknown options refused. */
-export const SubprocessOptionsSchema = BackendOptionsSchema.extend({
-  prespawn: option.int(0, 64).optional(),
-  cancelGraceMs: option.int(0, 60_000).optional(),
-  killGraceMs: option.int(0, 60_000).optional(),
-  handshakeTimeoutMs: option.int(1).optional(),
-  maxFrameBytes: option.int(1024, 0x7fff_ffff).optional(),
-  baseEnv: option.texts().optional(),
-  enforcePermissions: option.boolean().optional(),
-  allowRead: option.texts().optional(),
-  readDependencyFolders: option.boolean().optional(),
-  defaultMemoryMb: option.int(8, 1_048_576).optional(),
-  execPath: option.text().optional(),
-  maxLogLineLength: option.int(80).optional(),
-  maxOutputPerStream: option.int(0).optional(),
-  sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
-  bwrapPath: option.text().optional(),
-  sandboxUser: z
-    .union([z.object({ uid: id, gid: id }).strict(), z.literal(false)], { error: 'must be { uid, gid } with integers from 1 to 4294967294, or false' })
-    .optional(),
+export const subprocessOptionsSchema = lazySchema((z) => {
+  const id = option.int(1, 4_294_967_294);
+  return backendOptionsSchema().extend({
+    prespawn: option.int(0, 64).optional(),
+    cancelGraceMs: option.int(0, 60_000).optional(),
+    killGraceMs: option.int(0, 60_000).optional(),
+    handshakeTimeoutMs: option.int(1).optional(),
+    maxFrameBytes: option.int(1024, 0x7fff_ffff).optional(),
+    baseEnv: option.texts().optional(),
+    enforcePermissions: option.boolean().optional(),
+    allowRead: option.texts().optional(),
+    readDependencyFolders: option.boolean().optional(),
+    defaultMemoryMb: option.int(8, 1_048_576).optional(),
+    execPath: option.text().optional(),
+    maxLogLineLength: option.int(80).optional(),
+    maxOutputPerStream: option.int(0).optional(),
+    sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
+    bwrapPath: option.text().optional(),
+    sandboxUser: z
+      .union([z.object({ uid: id, gid: id }).strict(), z.literal(false)], { error: 'must be { uid, gid } with integers from 1 to 4294967294, or false' })
+      .optional(),
+  });
 });
 
-/** Defaults filled in; `o` has passed SubprocessOptionsSchema (the base class's constructor checks it first). */
+/** Defaults filled in; `o` has passed subprocessOptionsSchema() (the base class's constructor checks it first). */
 export function resolveOptions(o: SubprocessBackendOptions): Resolved {
   return {
     prespawn: o.prespawn ?? 0,

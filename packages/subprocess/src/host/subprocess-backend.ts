@@ -7,7 +7,7 @@ import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
 import { encodeFrame } from '../framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
-import { resolveOptions, SubprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
+import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
 import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
@@ -67,7 +67,7 @@ export class SubprocessBackend extends BaseBackend {
   #killed = 0;
 
   constructor(options: SubprocessBackendOptions = {}) {
-    super('subprocess', options, { concurrency: os.availableParallelism(), optionsSchema: SubprocessOptionsSchema });
+    super('subprocess', options, { concurrency: os.availableParallelism(), optionsSchema: subprocessOptionsSchema() });
     this.#o = resolveOptions(options);
     if (this.#o.flags.enforce && !detectPermissionFlag()) {
       throw new ValidationError('This Node has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted', {

@@ -1,0 +1,56 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type * as zodModule from 'zod';
+
+/** zod's `z` namespace. */
+export type Zod = typeof zodModule.z;
+
+let loaded: Zod | undefined;
+
+/**
+ * zod, loaded on first use and synchronously: options are validated in constructors, manifests
+ * in synchronous calls. Importing core (or the umbrella) therefore loads no zod (issue 15).
+ *
+ * The CommonJS build requires zod's CommonJS build, as a `require('zod')` of the host would. The
+ * ES build requires zod's ES build (`require()` of an ES module, Node 20.19 and later), which is
+ * the instance a host's own `import 'zod'` gets, so that a host using zod holds one copy of it;
+ * where Node refuses that (`--no-experimental-require-module`, or zod still loading
+ * asynchronously) it falls back to the CommonJS build.
+ */
+export function zod(): Zod {
+  loaded ??= load();
+  return loaded;
+}
+
+/** What Node throws when it will not `require()` an ES module now. */
+const REQUIRE_ESM_REFUSED = new Set(['ERR_REQUIRE_ESM', 'ERR_REQUIRE_ASYNC_MODULE', 'ERR_REQUIRE_CYCLE_MODULE']);
+
+function load(): Zod {
+  const require = createRequire(import.meta.url);
+  // Undefined in the CommonJS build (core's tsup.config.ts defines it away).
+  if (typeof import.meta.resolve === 'function') {
+    try {
+      return (require(fileURLToPath(import.meta.resolve('zod'))) as typeof zodModule).z;
+    } catch (error) {
+      if (!REQUIRE_ESM_REFUSED.has((error as NodeJS.ErrnoException)?.code ?? '')) throw error;
+    }
+  }
+  return (require('zod') as typeof zodModule).z;
+}
+
+/**
+ * A schema built on its first call, once, with `z`: what a module exports instead of a schema
+ * built at import time, so that importing it costs nothing until something is validated.
+ *
+ * ```ts
+ * const myOptionsSchema = lazySchema(() => backendOptionsSchema().extend({ replicas: option.int(1, 64).optional() }));
+ * myOptionsSchema().parse(options); // zod loads and the schema is built here, the first time
+ * ```
+ */
+export function lazySchema<T>(build: (z: Zod) => T): () => T {
+  let schema: T | undefined;
+  return () => {
+    schema ??= build(zod());
+    return schema;
+  };
+}
