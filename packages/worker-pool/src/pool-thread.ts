@@ -1,6 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 /** One execution handed to the pool; `k` names it on its thread's channel. */
@@ -69,6 +70,7 @@ export class PoolThread<Lane = unknown> {
   /** What the idle thread waits on (ThreadHello.wake). */
   #wake: Int32Array | undefined;
   #session: HostSession | undefined;
+  readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
   readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
 
@@ -117,9 +119,11 @@ export class PoolThread<Lane = unknown> {
 
   /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
   run(execution: Execution): boolean {
+    const task = this.#tasks.pack(execution.task);
     try {
-      this.port!.postMessage({ k: execution.k, task: execution.task } satisfies HostToThread);
+      this.port!.postMessage({ k: execution.k, task } satisfies HostToThread);
     } catch (error) {
+      this.#tasks.unsent(task, execution.task);
       execution.reject(unserializableError('The input', error));
       return false;
     }

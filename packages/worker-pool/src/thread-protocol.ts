@@ -9,8 +9,9 @@
  * time; `k` names it, so that a late cancel or platform reply never reaches the next one.
  */
 import type { SerializedError } from '@kb-labs/plugin-execution-core';
-import type { HostToRunner, OutputLimits, RunnerTask, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { HostToRunner, OutputLimits, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { MessagePort } from 'node:worker_threads';
+import type { PackedTask } from './task-wire.js';
 
 /** `workerData` of every thread. */
 export interface ThreadConfig {
@@ -45,7 +46,7 @@ export interface CrashReport {
   exitCode?: number;
 }
 
-export type HostToThread = { k: number; task: RunnerTask } | { k: number; m: HostToRunner };
+export type HostToThread = { k: number; task: PackedTask } | { k: number; m: HostToRunner };
 
 export type ThreadToHost =
   | { k: number; m: RunnerToHost; retire?: ThreadRetireReason }

@@ -6,6 +6,7 @@
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { OutputTap } from './output-tap.js';
+import { TaskUnpacker } from './task-wire.js';
 import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -15,6 +16,7 @@ const handles = new HandleWatch();
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);
+const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);
 
 const { port1: channel, port2 } = new MessageChannel();
@@ -30,7 +32,7 @@ let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
 
 function onMessage(message: HostToThread): void {
-  if ('task' in message) void execute(message.k, message.task);
+  if ('task' in message) void execute(message.k, tasks.unpack(message.task));
   else if (current?.k === message.k) current.session.handle(message.m);
 }
 channel.on('message', onMessage);
