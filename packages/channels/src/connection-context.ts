@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ContextDescriptor } from '@kb-labs/plugin-execution-core';
 import type { ConnectionInfo } from './connection-registry.js';
@@ -17,7 +16,7 @@ export interface ConnectionOrigin {
 export function describeConnection(origin: ConnectionOrigin, request: IncomingMessage, allowedHeaders: readonly string[], identity: unknown): ConnectionInfo {
   const { remoteAddress } = request.socket;
   return {
-    id: randomUUID(),
+    id: crypto.randomUUID(),
     ...origin,
     headers: pickHeaders(request, allowedHeaders),
     ...(remoteAddress ? { remoteAddress } : {}),

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -12,6 +11,10 @@ import type { Scheduler, Slot } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
+
+/** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
+let randomUUID: (() => string) | undefined;
+const newExecutionId = (): string => (randomUUID ??= process.getBuiltinModule('node:crypto').randomUUID)();
 
 /** How long a stopped execution's result waits for its runner to be gone before returning anyway. */
 const STOP_SETTLE_MS = 1000;
@@ -121,7 +124,7 @@ export class Execution {
     if (released) await released;
     // Released on the spot (the common case): the end is when the result was decided.
     this.meta.durationMs = round((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
-    if (!this.meta.executionId) this.meta.executionId = randomUUID();
+    if (!this.meta.executionId) this.meta.executionId = newExecutionId();
     const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
     this.#host.finished(result);
     this.#telemetry?.finish(result);
@@ -146,7 +149,7 @@ export class Execution {
     const meta = this.meta;
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;
-    meta.executionId = parsed.executionId ?? randomUUID();
+    meta.executionId = parsed.executionId ?? newExecutionId();
     const ready = host.ready();
     return ready ? ready.then(() => this.#task(parsed, opts)) : this.#task(parsed, opts);
   }

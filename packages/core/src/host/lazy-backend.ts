@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
@@ -110,7 +109,7 @@ class LazyBackend implements LazyExecutionBackend {
       ok: false,
       error,
       meta: {
-        executionId: typeof r.executionId === 'string' ? r.executionId : randomUUID(),
+        executionId: typeof r.executionId === 'string' ? r.executionId : crypto.randomUUID(),
         backend: this.type,
         pluginId: typeof r.pluginId === 'string' ? r.pluginId : '',
         handlerId: typeof r.handlerId === 'string' ? r.handlerId : '',

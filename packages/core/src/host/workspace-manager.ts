@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -116,7 +115,7 @@ export class WorkspaceManager {
       await this.#ensureRoot();
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-        dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${randomBytes(1).toString('hex')}`));
+        dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
