@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { BackendNotInstalledError } from '../errors.js';
 import type { IExecutionBackend } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
@@ -99,6 +96,8 @@ const commonJs = import.meta.url.endsWith('.cjs');
 export async function importBackendPackage(type: BuiltInBackendType): Promise<unknown> {
   const pkg = BACKEND_PACKAGES[type];
   const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
+  // node:module, node:fs and node:url by getBuiltinModule: their ES facades cost milliseconds at import (start-up, issue 15).
+  const { createRequire } = process.getBuiltinModule('node:module');
   const attempts = [() => (commonJs ? createRequire(import.meta.url)(pkg) : import(pkg))];
   for (const base of new Set([script, process.cwd()])) if (base) attempts.push(() => importFrom(pkg, base));
   let firstError: unknown;
@@ -114,11 +113,11 @@ export async function importBackendPackage(type: BuiltInBackendType): Promise<un
 }
 
 async function importFrom(pkg: string, base: string): Promise<unknown> {
-  const requireHere = createRequire(path.join(base, 'noop.js'));
+  const requireHere = process.getBuiltinModule('node:module').createRequire(path.join(base, 'noop.js'));
   if (commonJs) return requireHere(pkg);
   const root = path.dirname(requireHere.resolve(`${pkg}/package.json`));
-  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports?: { '.'?: { import?: { default?: string } } }; module?: string };
+  const manifest = JSON.parse(process.getBuiltinModule('node:fs').readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports?: { '.'?: { import?: { default?: string } } }; module?: string };
   const entry = manifest.exports?.['.']?.import?.default ?? manifest.module;
   if (!entry) throw new TypeError(`${pkg} has no ES module entry`);
-  return import(pathToFileURL(path.join(root, entry)).href);
+  return import(process.getBuiltinModule('node:url').pathToFileURL(path.join(root, entry)).href);
 }
