@@ -1,5 +1,7 @@
-import { types } from 'node:util';
 import { ValidationError } from './errors.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+const { types } = process.getBuiltinModule('node:util');
 
 /**
  * Structured-clone a value that is about to cross (or, in-process, would cross) a boundary.

@@ -2,6 +2,11 @@ import path from 'node:path';
 import { BackendNotInstalledError } from '../errors.js';
 import type { IExecutionBackend } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+const { readFileSync } = process.getBuiltinModule('node:fs');
+const { createRequire } = process.getBuiltinModule('node:module');
+const { pathToFileURL } = process.getBuiltinModule('node:url');
 
 /** The npm package that implements each backend type, and the class it exports. */
 export const BACKEND_PACKAGES = {
@@ -96,8 +101,6 @@ const commonJs = import.meta.url.endsWith('.cjs');
 export async function importBackendPackage(type: BuiltInBackendType): Promise<unknown> {
   const pkg = BACKEND_PACKAGES[type];
   const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
-  // node:module, node:fs and node:url by getBuiltinModule: their ES facades cost milliseconds at import (start-up, issue 15).
-  const { createRequire } = process.getBuiltinModule('node:module');
   const attempts = [() => (commonJs ? createRequire(import.meta.url)(pkg) : import(pkg))];
   for (const base of new Set([script, process.cwd()])) if (base) attempts.push(() => importFrom(pkg, base));
   let firstError: unknown;
@@ -113,11 +116,11 @@ export async function importBackendPackage(type: BuiltInBackendType): Promise<un
 }
 
 async function importFrom(pkg: string, base: string): Promise<unknown> {
-  const requireHere = process.getBuiltinModule('node:module').createRequire(path.join(base, 'noop.js'));
+  const requireHere = createRequire(path.join(base, 'noop.js'));
   if (commonJs) return requireHere(pkg);
   const root = path.dirname(requireHere.resolve(`${pkg}/package.json`));
-  const manifest = JSON.parse(process.getBuiltinModule('node:fs').readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports?: { '.'?: { import?: { default?: string } } }; module?: string };
+  const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { exports?: { '.'?: { import?: { default?: string } } }; module?: string };
   const entry = manifest.exports?.['.']?.import?.default ?? manifest.module;
   if (!entry) throw new TypeError(`${pkg} has no ES module entry`);
-  return import(process.getBuiltinModule('node:url').pathToFileURL(path.join(root, entry)).href);
+  return import(pathToFileURL(path.join(root, entry)).href);
 }

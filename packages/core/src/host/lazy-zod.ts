@@ -1,6 +1,8 @@
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import type * as zodModule from 'zod';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+const { createRequire } = process.getBuiltinModule('node:module');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
 
 /** zod's `z` namespace. */
 export type Zod = typeof zodModule.z;

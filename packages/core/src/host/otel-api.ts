@@ -1,5 +1,7 @@
-import { createRequire } from 'node:module';
 import type { Meter, MeterProvider, Tracer, TracerProvider } from '@opentelemetry/api';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+const { createRequire } = process.getBuiltinModule('node:module');
 
 /** `@opentelemetry/api`, the optional peer dependency: the only OpenTelemetry package core loads. */
 export type OtelApi = typeof import('@opentelemetry/api');

@@ -1,10 +1,13 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { parseWith, validationError } from '../validation.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+// node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
+const fs = process.getBuiltinModule('node:fs');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
 
 /**
  * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
@@ -240,7 +243,7 @@ export class PluginRegistry {
 async function readManifest(root: string, file: string): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await fs.promises.readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ValidationError(

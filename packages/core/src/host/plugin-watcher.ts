@@ -1,8 +1,11 @@
 import type { FSWatcher } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+// node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
+const fs = process.getBuiltinModule('node:fs');
 
 /** The `watch` option's object form. */
 export interface WatchOptions {
@@ -95,8 +98,7 @@ export class PluginWatcher {
     if (this.#closed || plugin.folders.has(folder) || ignored(plugin.root, folder)) return;
     let watcher: FSWatcher;
     try {
-      // node:fs by getBuiltinModule: its ES facade costs milliseconds at import (start-up, issue 15).
-      watcher = process.getBuiltinModule('node:fs').watch(folder, { persistent: false }, (_event, name) => this.#changed(plugin, folder, name));
+      watcher = fs.watch(folder, { persistent: false }, (_event, name) => this.#changed(plugin, folder, name));
     } catch (error) {
       if (folder === plugin.root) plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
       return;
@@ -107,7 +109,7 @@ export class PluginWatcher {
       plugin.folders.delete(folder);
     });
     plugin.folders.set(folder, watcher);
-    const entries = await readdir(folder, { withFileTypes: true }).catch(() => []);
+    const entries = await fs.promises.readdir(folder, { withFileTypes: true }).catch(() => []);
     await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => this.#watchTree(plugin, path.join(folder, entry.name))));
   }
 
@@ -118,7 +120,7 @@ export class PluginWatcher {
     plugin.changed.add(path.relative(plugin.root, file) || '.');
     // A folder made (or moved in) since: watch it too.
     if (name !== null && !plugin.folders.has(file)) {
-      void stat(file).then((s) => (s.isDirectory() ? this.#watchTree(plugin, file) : undefined), () => undefined);
+      void fs.promises.stat(file).then((s) => (s.isDirectory() ? this.#watchTree(plugin, file) : undefined), () => undefined);
     }
     clearTimeout(plugin.timer);
     plugin.timer = setTimeout(() => this.#reloadNow(plugin), this.#debounceMs).unref();

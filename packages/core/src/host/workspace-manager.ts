@@ -1,7 +1,10 @@
-import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+// node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
+const fs = process.getBuiltinModule('node:fs');
+const os = process.getBuiltinModule('node:os');
 
 export interface WorkspaceManagerOptions {
   /** Folder under which execution directories are created (made 0700 if missing). */
@@ -72,7 +75,7 @@ export class WorkspaceManager {
   }
 
   #ensureRoot(): Promise<void> {
-    this.#rootReady ??= mkdir(this.root, { recursive: true, mode: 0o700 }).then(
+    this.#rootReady ??= fs.promises.mkdir(this.root, { recursive: true, mode: 0o700 }).then(
       () => this.#checkRoot(),
       (error: unknown) => {
         this.#rootReady = undefined;
@@ -90,7 +93,7 @@ export class WorkspaceManager {
    * another local user, or be a symlink planted to redirect our directories: refuse both.
    */
   async #checkRoot(): Promise<void> {
-    const info = await lstat(this.root);
+    const info = await fs.promises.lstat(this.root);
     if (info.isSymbolicLink() || !info.isDirectory()) {
       throw Object.assign(new Error('it is not a directory (or is a symlink)'), { code: 'ENOTDIR' });
     }
@@ -115,7 +118,7 @@ export class WorkspaceManager {
       await this.#ensureRoot();
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-        dir = await mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
+        dir = await fs.promises.mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
@@ -140,7 +143,7 @@ export class WorkspaceManager {
     const result: SweepResult = { removed: [], failed: [] };
     let names: string[];
     try {
-      names = await readdir(this.root);
+      names = await fs.promises.readdir(this.root);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return result;
       throw new WorkspaceError(`Cannot read workspace root ${this.root}`, { cause: error });
@@ -215,28 +218,28 @@ class Lease implements WorkspaceLease {
  */
 export async function removeTree(dir: string): Promise<void> {
   try {
-    await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+    await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 2 });
     return;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
   }
   await makeDirsWritable(dir);
-  await rm(dir, { recursive: true, force: true, maxRetries: 2 });
+  await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 2 });
 }
 
 async function makeDirsWritable(dir: string): Promise<void> {
   let info;
   try {
-    info = await lstat(dir);
+    info = await fs.promises.lstat(dir);
   } catch {
     return;
   }
   if (!info.isDirectory()) return;
-  await chmod(dir, 0o700).catch(() => undefined);
+  await fs.promises.chmod(dir, 0o700).catch(() => undefined);
   let entries;
   try {
-    entries = await readdir(dir, { withFileTypes: true });
+    entries = await fs.promises.readdir(dir, { withFileTypes: true });
   } catch {
     return;
   }
@@ -250,7 +253,7 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
     if (out.length >= limit) return;
     let entries;
     try {
-      entries = await readdir(path.join(dir, rel), { withFileTypes: true });
+      entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true });
     } catch {
       return;
     }

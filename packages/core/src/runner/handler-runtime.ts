@@ -1,4 +1,3 @@
-import { access } from 'node:fs/promises';
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
@@ -9,6 +8,10 @@ import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
 import { handlerModuleUrl } from './plugin-generations.js';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+// node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
+const { access } = process.getBuiltinModule('node:fs');
 
 /**
  * Everything a runner needs to execute one handler. Plain data: it is what the host sends to a
@@ -178,13 +181,8 @@ function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
   return value;
 }
 
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
+function exists(file: string): Promise<boolean> {
+  return new Promise((resolve) => access(file, (error) => resolve(!error)));
 }
 
 const MAX_LOG_MESSAGE = 64 * 1024;

@@ -1,6 +1,8 @@
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+// Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
+// also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
+const { createRequire } = process.getBuiltinModule('node:module');
+const { pathToFileURL } = process.getBuiltinModule('node:url');
 
 /**
  * Which generations of each plugin this runner (a thread, a process, the in-process host) has
