@@ -33,8 +33,15 @@ const PUBLISHED = readdirSync(path.join(repo, 'packages'))
   .map((folder) => ({ dir: path.join(repo, 'packages', folder), manifest: JSON.parse(readFileSync(path.join(repo, 'packages', folder, 'package.json'), 'utf8')) as Manifest }))
   .filter(({ manifest }) => !manifest.private);
 
-const PLUGIN_MANIFEST = { id: '@fixture/greeter', version: '1.0.0', handlers: { greet: { entry: './greet.mjs', timeoutMs: 20_000 } } };
+const PLUGIN_MANIFEST = {
+  id: '@fixture/greeter',
+  version: '1.0.0',
+  handlers: { greet: { entry: './greet.mjs', timeoutMs: 20_000 }, echo: { entry: './echo.mjs' } },
+  channels: [{ path: '/echo', handler: 'echo' }],
+};
 const PLUGIN_HANDLER = 'export default async (input) => ({ greeting: `hello, ${input.name}` });\n';
+/** The channel's handler: answers each message with what it got. */
+const CHANNEL_HANDLER = "export default async (input) => (input.event === 'message' ? { echoed: input.data } : undefined);\n";
 
 /** One execution of the fixture plugin per backend type; plain JavaScript shared by every host. */
 const RUN_EACH = `async function runEach(createExecutionBackend, plugin, types) {
@@ -65,6 +72,37 @@ ${RUN_EACH}
 runEach(createExecutionBackend, path.join(__dirname, 'plugin'), process.argv.slice(2)).then((results) => {
   process.stdout.write(JSON.stringify({ entry: path.basename(require.resolve('@kb-labs/plugin-execution')), results }));
 });
+`;
+
+/**
+ * A WebSocket host: an HTTP server on a loopback port with the plugin's channel mounted on a
+ * worker-pool backend, and a client (ws, installed with channels) that sends one message.
+ */
+const CHANNEL_HOST = `import http from 'node:http';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { WebSocket } from 'ws';
+import { createExecutionBackend, mountWebSocketChannels } from '@kb-labs/plugin-execution';
+const plugin = path.join(import.meta.dirname, 'plugin');
+const backend = createExecutionBackend({ type: 'worker-pool', plugins: [plugin], workspace: false, maxThreads: 1 });
+const server = http.createServer((req, res) => res.writeHead(404).end());
+mountWebSocketChannels(server, JSON.parse(readFileSync(path.join(plugin, 'kb.plugin.json'), 'utf8')), { backend });
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const socket = new WebSocket('ws://127.0.0.1:' + server.address().port + '/echo');
+const frames = [];
+await new Promise((resolve, reject) => {
+  socket.on('error', reject);
+  socket.on('message', (text) => {
+    const frame = JSON.parse(String(text));
+    frames.push(frame);
+    if (frame.type === 'ready') socket.send(JSON.stringify({ id: 'm1', data: { text: 'hi' } }));
+    else resolve();
+  });
+});
+socket.close();
+await backend.shutdown();
+server.close();
+process.stdout.write(JSON.stringify(frames));
 `;
 
 /** A host with core and one backend package only: createExecutionBackend comes from core. */
@@ -143,6 +181,7 @@ async function createProject(dir: string, specs: string[], files: Record<string,
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: path.basename(dir), version: '0.0.0', private: true }));
   await writeFile(path.join(dir, 'plugin', 'kb.plugin.json'), JSON.stringify(PLUGIN_MANIFEST));
   await writeFile(path.join(dir, 'plugin', 'greet.mjs'), PLUGIN_HANDLER);
+  await writeFile(path.join(dir, 'plugin', 'echo.mjs'), CHANNEL_HANDLER);
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
   await runOk('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...specs], dir);
   return dir;
@@ -189,6 +228,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
       createProject(path.join(root, 'full'), [...tarballs.values(), `@types/node@${typesNodeVersion}`], {
         'host.mjs': ESM_HOST,
         'host.cjs': CJS_HOST,
+        'channel-host.mjs': CHANNEL_HOST,
         'host.mts': TS_ESM_HOST,
         'host.cts': TS_CJS_HOST,
         'tsconfig.json': JSON.stringify({
@@ -240,6 +280,14 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     const { entry, results } = parseOutput(await run(process.execPath, ['host.cjs', ...LOCAL_BACKENDS], full));
     expect(entry).toBe('index.cjs');
     for (const type of LOCAL_BACKENDS) expect(results[type], type).toEqual({ data: { greeting: `hello, ${type}` }, backend: type });
+  }, 60_000);
+
+  it('a WebSocket host serves the plugin\'s channel on a worker-pool backend', async () => {
+    const result = await run(process.execPath, ['channel-host.mjs'], full);
+    expect(result.status, result.stderr).toBe(0);
+    const frames = JSON.parse(result.stdout) as Array<{ type: string; replyTo?: string; data?: unknown }>;
+    expect(frames.map((frame) => frame.type)).toEqual(['ready', 'reply']);
+    expect(frames[1]).toMatchObject({ replyTo: 'm1', data: { echoed: { text: 'hi' } } });
   }, 60_000);
 
   it('a TypeScript host (ESM and CommonJS) type-checks under strict against the installed types', async () => {
