@@ -10,8 +10,8 @@ export { backendOptionsSchema, nearest, option, parseOptions } from './host/back
 export { lazySchema, type Zod } from './host/lazy-zod.js';
 export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
 // createExecutionBackend with loaders of one's own (the umbrella imports the backends from where it is installed).
-export { lazyExecutionBackend, type BackendLoader } from './host/lazy-backend.js';
-export { backendLoader, backendLoadError, installCommand, type BackendConstructor } from './host/backend-packages.js';
+export { lazyExecutionBackend } from './host/lazy-backend.js';
+export { backendLoader, backendLoadError, installCommand, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
 // OpenTelemetry: what only a backend with runners of its own knows (docs/observability.md).
 export { recordRunnerCrash, recordRunnerStart } from './host/execution-metrics.js';
 // Running a handler, and the protocol between the host and a runner elsewhere.

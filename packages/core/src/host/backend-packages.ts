@@ -23,6 +23,9 @@ export type BuiltInBackendType = keyof typeof BACKEND_PACKAGES;
 
 export type BackendConstructor = new (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;
 
+/** Loads a backend's class; rejects with BackendNotInstalledError when its package is missing or broken. */
+export type BackendLoader = (type: BuiltInBackendType) => Promise<BackendConstructor>;
+
 /** The backend class in a loaded backend package. */
 function backendClassOf(mod: unknown, type: BuiltInBackendType): BackendConstructor {
   const Backend = (mod as Record<string, unknown>)[CLASS_NAMES[type]];
@@ -34,7 +37,7 @@ function backendClassOf(mod: unknown, type: BuiltInBackendType): BackendConstruc
  * Loads each backend's class once per process through `importPackage` (which imports the
  * package of a type); a failure becomes BackendNotInstalledError and is tried again on next use.
  */
-export function backendLoader(importPackage: (type: BuiltInBackendType) => Promise<unknown>): (type: BuiltInBackendType) => Promise<BackendConstructor> {
+export function backendLoader(importPackage: (type: BuiltInBackendType) => Promise<unknown>): BackendLoader {
   const loaded = new Map<BuiltInBackendType, Promise<BackendConstructor>>();
   return (type) => {
     let loading = loaded.get(type);

@@ -1,7 +1,7 @@
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
-import { BACKEND_PACKAGES, type BackendConstructor, type BuiltInBackendType } from './backend-packages.js';
+import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import type { ExecutionResult } from '../types.js';
@@ -24,9 +24,6 @@ export interface LazyExecutionBackend extends IExecutionBackend {
   /** Load the backend package now instead of on first use (e.g. at host start-up). */
   ready(): Promise<void>;
 }
-
-/** Loads a backend's class; rejects with BackendNotInstalledError when its package is missing or broken. */
-export type BackendLoader = (type: BuiltInBackendType) => Promise<BackendConstructor>;
 
 /**
  * A backend of `options.type` whose package `load` imports on first use (execute, stats,
