@@ -1,5 +1,5 @@
 import { ValidationError, type ContextDescriptor, type ExecuteOptions, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
 import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ValidationError, pluginManifestSchema, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { parseWith, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { parseWith, settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
 import { ChannelSession } from './channel-session.js';

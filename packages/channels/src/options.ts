@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { ValidationError, type ContextDescriptor, type ExecutionError, type ExecutionEvent, type IExecutionBackend, type LogEntry } from '@kb-labs/plugin-execution-core';
-import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/host-kit';
 import type { ConnectionInfo, ConnectionRegistry } from './connection-registry.js';
 
 /** What `authenticate` is told about the upgrade besides the raw request. */

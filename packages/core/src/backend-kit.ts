@@ -6,12 +6,10 @@
 // The base class and what it hands to `dispatch`.
 export { BaseBackend, type BackendDefaults } from './host/base-backend.js';
 export { stopSignal, type DispatchControl, type RunnerInfo, type RunnerWorkspace, type StopListener } from './host/execution-control.js';
-export { backendOptionsSchema, nearest, option, parseOptions } from './host/backend-options.js';
-export { lazySchema, type Zod } from './host/lazy-zod.js';
+export { backendOptionsSchema } from './host/backend-options.js';
+// What a package that adds to the host needs as well (options, loading backends, errors): host-kit.ts.
+export * from './host-kit.js';
 export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
-// createExecutionBackend with loaders of one's own (the umbrella imports the backends from where it is installed).
-export { lazyExecutionBackend } from './host/lazy-backend.js';
-export { backendLoader, backendLoadError, installCommand, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
 // OpenTelemetry: what only a backend with runners of its own knows (docs/observability.md).
 export { recordRunnerCrash, recordRunnerStart } from './host/execution-metrics.js';
 // Running a handler, and the protocol between the host and a runner elsewhere.
@@ -22,8 +20,5 @@ export { RunnerSession } from './runner/runner-session.js';
 export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';
 export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
-// Errors and values from untrusted runners.
-export { toHandlerError, toInternalError } from './errors.js';
+// Values from untrusted runners.
 export { describeThrown, describeValue, toWireValue } from './wire-value.js';
-export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
-export { settlesWithin } from './settles-within.js';

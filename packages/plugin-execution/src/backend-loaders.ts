@@ -1,4 +1,4 @@
-import { backendLoader, backendLoadError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { backendLoader, backendLoadError } from '@kb-labs/plugin-execution-core/host-kit';
 
 // Literal specifiers, resolved from this package (which depends on every backend), so bundlers see
 // them; nothing is loaded until a backend of that type is first used: importing the umbrella never

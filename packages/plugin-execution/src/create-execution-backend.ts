@@ -1,5 +1,5 @@
 import type { LazyExecutionBackend } from '@kb-labs/plugin-execution-core';
-import { lazyExecutionBackend } from '@kb-labs/plugin-execution-core/backend-kit';
+import { lazyExecutionBackend } from '@kb-labs/plugin-execution-core/host-kit';
 import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
 import type { QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
 import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';

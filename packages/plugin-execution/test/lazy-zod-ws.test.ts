@@ -13,17 +13,20 @@ const heavy = /[\\/]node_modules[\\/](zod|ws)[\\/]/;
 function run(args: string[]) {
   const result = spawnSync(process.execPath, args, { cwd: path.resolve(here, '..'), env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 30_000 });
   expect(result.status, result.stderr).toBe(0);
-  return { out: JSON.parse(result.stdout) as { atImport: string[]; afterUse: string[] }, stderr: result.stderr };
+  return { out: JSON.parse(result.stdout) as { atImport: string[]; afterUse: string[]; kitsAtImport?: string[] }, stderr: result.stderr };
 }
 
 const names = (files: string[]) => [...new Set(files.map((file) => heavy.exec(file)?.[1]))].sort();
 
-describe('importing the umbrella loads neither zod nor ws', () => {
+describe("importing the umbrella loads neither zod, ws nor core's backend kit", () => {
   it('ES build: nothing of them is resolved or required until a schema and a mount are used', () => {
     const { out, stderr } = run(['--import', path.join(fixtures, 'register-resolve-logger.mjs'), path.join(fixtures, 'zod-ws-loading.mjs')]);
     const resolvedAtImport = stderr.split('IMPORTED\n')[0]!.split('\n').filter((line) => line.startsWith('RESOLVED '));
     expect(resolvedAtImport.some((line) => line.includes('plugin-execution/dist/index.js'))).toBe(true);
     expect(resolvedAtImport.filter((line) => heavy.test(line))).toEqual([]);
+    // Nor core's backend kit: channels and the umbrella take what they need from the host kit.
+    expect(resolvedAtImport.some((line) => line.includes('core/dist/host-kit.js'))).toBe(true);
+    expect(resolvedAtImport.filter((line) => line.includes('backend-kit'))).toEqual([]);
     expect(out.atImport).toEqual([]);
     expect(names(out.afterUse)).toEqual(['ws', 'zod']);
   });
@@ -31,6 +34,7 @@ describe('importing the umbrella loads neither zod nor ws', () => {
   it('CommonJS build: neither is in require.cache until a schema and a mount are used', () => {
     const { out } = run([path.join(fixtures, 'zod-ws-loading.cjs')]);
     expect(out.atImport).toEqual([]);
+    expect(out.kitsAtImport).toEqual(['host-kit.cjs']);
     expect(names(out.afterUse)).toEqual(['ws', 'zod']);
   });
 });

@@ -1,0 +1,14 @@
+/**
+ * The host kit (`@kb-labs/plugin-execution-core/host-kit`): the part of the backend kit that a
+ * package adding to the host without running handlers needs (channels, the umbrella): options
+ * parsed on first use, backends loaded by name, errors from untrusted values. It is its own
+ * entry so that importing those packages does not load the backend machinery (about a third of
+ * a host's start-up, docs/benchmarks.md); the backend kit re-exports all of it.
+ */
+export { nearest, option, parseOptions } from './host/backend-options.js';
+export { lazySchema, type Zod } from './host/lazy-zod.js';
+export { lazyExecutionBackend } from './host/lazy-backend.js';
+export { backendLoader, backendLoadError, installCommand, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
+export { toHandlerError, toInternalError } from './errors.js';
+export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
+export { settlesWithin } from './settles-within.js';
