@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startNatsServer, type NatsServer } from '../../../scripts/nats-server.mjs';
 
 // What a user gets from the registry: every published package packed as `pnpm publish` packs it,
 // installed with npm (its flat layout, third-party dependencies from the registry) into projects
@@ -103,6 +104,25 @@ socket.close();
 await backend.shutdown();
 server.close();
 process.stdout.write(JSON.stringify(frames));
+`;
+
+/**
+ * The queue backend from the installed packages (its NATS client from the registry): a worker
+ * on in-process and a host in one process, through a real nats-server whose URL is argv[2].
+ */
+const QUEUE_HOST = `import path from 'node:path';
+import { createExecutionBackend, startExecutionWorker } from '@kb-labs/plugin-execution';
+const plugin = path.join(import.meta.dirname, 'plugin');
+const connection = { servers: process.argv[2] };
+const worker = await startExecutionWorker({ connection, pool: 'pack-install', plugins: [plugin], backend: { type: 'in-process' }, concurrency: 1 });
+const backend = createExecutionBackend({ type: 'queue', connection, pool: 'pack-install', plugins: [plugin] });
+try {
+  const result = await backend.execute({ pluginId: '@fixture/greeter', handlerId: 'greet', input: { name: 'queue' } });
+  process.stdout.write(JSON.stringify(result.ok ? { data: result.data, backend: result.meta.backend } : { code: result.error.code, message: result.error.message }));
+} finally {
+  await backend.shutdown();
+  await worker.drain({ timeoutMs: 5000 });
+}
 `;
 
 /** A host with core and one backend package only: createExecutionBackend comes from core. */
@@ -229,6 +249,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
         'host.mjs': ESM_HOST,
         'host.cjs': CJS_HOST,
         'channel-host.mjs': CHANNEL_HOST,
+        'queue-host.mjs': QUEUE_HOST,
         'host.mts': TS_ESM_HOST,
         'host.cts': TS_CJS_HOST,
         'tsconfig.json': JSON.stringify({
@@ -288,6 +309,17 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     const frames = JSON.parse(result.stdout) as Array<{ type: string; replyTo?: string; data?: unknown }>;
     expect(frames.map((frame) => frame.type)).toEqual(['ready', 'reply']);
     expect(frames[1]).toMatchObject({ replyTo: 'm1', data: { echoed: { text: 'hi' } } });
+  }, 60_000);
+
+  it('a queue host and worker run the plugin through a real nats-server', async () => {
+    const server: NatsServer = await startNatsServer();
+    try {
+      const result = await run(process.execPath, ['queue-host.mjs', server.url], full);
+      expect(result.status, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({ data: { greeting: 'hello, queue' }, backend: 'queue' });
+    } finally {
+      await server.stop();
+    }
   }, 60_000);
 
   it('a TypeScript host (ESM and CommonJS) type-checks under strict against the installed types', async () => {
