@@ -27,9 +27,17 @@ const load = Atomics.load;
 const wait = Atomics.wait;
 const receive = receiveMessageOnPort;
 const immediate = setImmediate;
+// What Node runs between two of its own callbacks (timers, immediates): the nextTick queue, the
+// microtasks, then the rejections nobody handled. Undocumented but on every Node this package
+// supports; without it, every execution waits for an event-loop turn instead (idleSoon).
+const runTicksAndRejections = (process as { _tickCallback?: () => void })._tickCallback;
 
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
+/** Set while waitForTasks runs an execution's microtasks itself: the execution must not schedule another wait. */
+let inWaitLoop = false;
+/** It asked to be retired: the host terminates it, and it takes no more tasks. */
+let retiring = false;
 
 function onMessage(message: HostToThread): void {
   if ('task' in message) void execute(message.k, tasks.unpack(message.task));
@@ -40,15 +48,30 @@ channel.on('message', onMessage);
 /**
  * Between executions the thread sleeps in Atomics.wait, not in its event loop (as piscina's do):
  * the host's notify wakes it straight into the next task, which costs both sides less than an
- * event-loop wake-up (docs/benchmarks.md). Blocked, never spinning; back to the event loop as
- * soon as an execution has begun.
+ * event-loop wake-up (docs/benchmarks.md). Blocked, never spinning.
+ *
+ * Runs as an event-loop callback, never inside a microtask. Once an execution has begun, its
+ * microtasks run here, as Node runs them between two of its callbacks, followed by the
+ * rejections nobody handled: a handler that finishes without timers or I/O has answered by then,
+ * and whatever it left unhandled has surfaced on this thread (and not in the next execution), so
+ * the next task is awaited at once. One that waits on timers or I/O goes back to the event loop.
  */
-function waitForTask(): void {
-  while (!current) {
-    const seen = load(wake, 0);
-    const entry = receive(channel);
-    if (entry) onMessage(entry.message as HostToThread);
-    else wait(wake, 0, seen);
+function waitForTasks(): void {
+  for (;;) {
+    while (!current) {
+      const seen = load(wake, 0);
+      const entry = receive(channel);
+      if (entry) onMessage(entry.message as HostToThread);
+      else wait(wake, 0, seen);
+    }
+    if (!runTicksAndRejections) return;
+    inWaitLoop = true;
+    try {
+      runTicksAndRejections();
+    } finally {
+      inWaitLoop = false;
+    }
+    if (current || retiring) return;
   }
 }
 
@@ -85,7 +108,8 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   executions++;
   const retire = retireReason(guard, handles, executions, config.maxExecutions);
   answer(k, result, retire);
-  if (!retire) idleSoon();
+  if (retire) retiring = true;
+  else if (!inWaitLoop) idleSoon();
 }
 
 /**
@@ -94,7 +118,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
  * never counted as a handle left behind (a task that comes through the event loop first is run).
  */
 function idleSoon(): void {
-  immediate(waitForTask).unref();
+  immediate(waitForTasks).unref();
 }
 
 function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {
