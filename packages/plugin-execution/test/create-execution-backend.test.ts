@@ -19,6 +19,10 @@ describe('createExecutionBackend', () => {
   it('throws ValidationError synchronously for an unknown type or a non-object', () => {
     expect(() => createExecutionBackend({ type: 'docker' as never })).toThrow(ValidationError);
     expect(() => createExecutionBackend({ type: 'docker' as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess"/);
+    expect(() => createExecutionBackend({ type: 'docker' as never })).not.toThrow(/did you mean/);
+    // A misspelt type names the one it is closest to.
+    expect(() => createExecutionBackend({ type: 'worker-pol' as never })).toThrow(/got "worker-pol"; did you mean "worker-pool"\?/);
+    expect(() => createExecutionBackend({ type: 'subproces' as never })).toThrow(/did you mean "subprocess"\?/);
     expect(() => createExecutionBackend(null as never)).toThrow(ValidationError);
   });
 

@@ -1,6 +1,6 @@
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
-import type { BackendOptions } from './backend-options.js';
+import { nearest, type BackendOptions } from './backend-options.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
@@ -36,10 +36,10 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
   }
   const type = options.type ?? 'in-process';
   if (!Object.hasOwn(BACKEND_PACKAGES, type)) {
-    throw new ValidationError(
-      `Invalid backend options:\n  - type: must be one of ${Object.keys(BACKEND_PACKAGES).map((t) => `"${t}"`).join(', ')}, got ${JSON.stringify(type)}`,
-      { details: { issues: [{ path: 'type', message: 'unknown backend type' }] } },
-    );
+    const types = Object.keys(BACKEND_PACKAGES);
+    const near = typeof type === 'string' ? nearest(type, types) : undefined;
+    const message = `must be one of ${types.map((t) => `"${t}"`).join(', ')}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
+    throw new ValidationError(`Invalid backend options:\n  - type: ${message}`, { details: { issues: [{ path: 'type', message }] } });
   }
   return new LazyBackend(type, options, load);
 }
