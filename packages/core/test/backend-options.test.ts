@@ -52,6 +52,15 @@ describe('parseOptions', () => {
     expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
   });
 
+  it('says what plugins takes when it gets something else', () => {
+    const issues = (plugins: unknown) => failure(() => parseOptions(schema, { plugins }, 'x options')).details.issues;
+    expect(issues('./plugins/a')).toEqual([{ path: 'plugins', message: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects' }]);
+    expect(issues([3])).toEqual([{ path: 'plugins[0]', message: 'must be a plugin folder (a path or file: URL) or { root, manifest }' }]);
+    expect(issues(['./a', ''])).toEqual([{ path: 'plugins[1]', message: 'must not be empty' }]);
+    expect(issues([{ root: '', manifest: {} }])).toEqual([{ path: 'plugins[0].root', message: 'must not be empty' }]);
+    expect(parseOptions(schema, { plugins: ['./a', new URL('file:///b'), { root: '/c', manifest: {} }] }, 'x options').plugins).toHaveLength(3);
+  });
+
   it('refuses a non-object', () => {
     expect(failure(() => parseOptions(schema, 42, 'x options')).details.issues).toHaveLength(1);
   });

@@ -74,7 +74,11 @@ export const option = {
 export const backendOptionsSchema = lazySchema((z) =>
   z.object({
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
-    plugins: z.array(z.union([z.string().min(1), z.instanceof(URL), z.object({ root: z.string().min(1), manifest: z.unknown() })])).optional(),
+    plugins: z
+      .array(z.union([z.string().min(1, { error: 'must not be empty' }), z.instanceof(URL), z.object({ root: z.string().min(1, { error: 'must not be empty' }), manifest: z.unknown() })], { error: 'must be a plugin folder (a path or file: URL) or { root, manifest }' }), {
+        error: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects',
+      })
+      .optional(),
     registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
     workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
     permissions: permissionSpecSchema().optional(),
