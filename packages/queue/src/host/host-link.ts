@@ -192,7 +192,7 @@ export class HostLink implements ExecutionLink {
         execution?.result(decode<ResultBody>(body));
         break;
     }
-    // A result, and the last part of a large message, are requests: the sender waits for this.
+    // The last part of a large message is a request: the sender waits for this.
     if (msg.reply) msg.respond();
   }
 

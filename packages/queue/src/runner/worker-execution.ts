@@ -163,12 +163,22 @@ export class WorkerExecution implements Watched {
       bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
     }
     await this.#sending;
-    await this.#worker.courier.request(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS).catch(() => undefined);
+    await this.#sendResult(bytes);
   }
 
   async #reportFailure(error: unknown): Promise<void> {
     const body: ResultBody = { ok: false, error: serializeError(error), meta: { artifacts: [] } };
-    await this.#worker.courier.request(this.#claim.caller, 'result', this.id, encode(body, 'error'), RESULT_TIMEOUT_MS).catch(() => undefined);
+    await this.#sendResult(encode(body, 'error'));
+  }
+
+  /**
+   * Published, not requested: the caller's reply would tell the worker nothing it acts on, and
+   * the connection keeps it in order behind the execution's logs and before the next heartbeat
+   * (a caller that is gone drops it; a worker that closes drains its connection first). A result
+   * larger than one message still goes as acknowledged parts.
+   */
+  async #sendResult(bytes: Uint8Array): Promise<void> {
+    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS)?.catch(() => undefined);
   }
 
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */
