@@ -1,6 +1,6 @@
 import { ValidationError } from '../src/index.js';
 import { cloneForWire, formatPath, parseWith, validationError } from '../src/backend-kit.js';
-import { contextDescriptorSchema, executionRequestSchema, validateExecuteOptions } from '../src/host/request.js';
+import { contextDescriptorSchema, executionRequestSchema, parseExecutionRequest, validateExecuteOptions } from '../src/host/request.js';
 import { validateWithForeignSchema } from '../src/validation.js';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
@@ -75,6 +75,44 @@ describe('executionRequestSchema', () => {
     expect(parsed.permissions).toBeUndefined();
     expect(Object.getPrototypeOf(parsed)).toBe(Object.prototype);
     expect(parsed.requestId).toBe('r');
+  });
+});
+
+describe('parseExecutionRequest', () => {
+  /** The schema's verdict: its output, or the issues of its ValidationError. */
+  function bySchema(request: unknown): unknown {
+    try {
+      return parseWith(executionRequestSchema(), request, 'Invalid execution request');
+    } catch (error) {
+      return (error as ValidationError).details.issues;
+    }
+  }
+  function byParse(request: unknown): unknown {
+    try {
+      return parseExecutionRequest(request);
+    } catch (error) {
+      return (error as ValidationError).details.issues;
+    }
+  }
+
+  it('gives what the schema gives for requests with and without a host id and a context', () => {
+    const ids = [undefined, 'run-1', 'a'.repeat(200), '', '../x', '/abs', 'a/b', 'x\0y', '.hidden', 'ok.id_2-3', 42, null];
+    const contexts = [undefined, {}, Object.create(null), { requestId: 'r' }, JSON.parse('{"__proto__":{"permissions":{"network":true}}}'), [], 'ctx', null, { [Symbol('s')]: 1 }];
+    for (const executionId of ids) {
+      for (const [i, context] of contexts.entries()) {
+        const request: Record<string, unknown> = { pluginId: '@a/b', handlerId: 'run', input: { n: 1 } };
+        if (executionId !== undefined) request.executionId = executionId;
+        if (context !== undefined) request.context = context;
+        expect(byParse(request), `executionId ${String(executionId)}, context #${i}`).toEqual(bySchema(request));
+      }
+    }
+  });
+
+  it('hands back a context of its own, not the caller\'s object', () => {
+    const context = {};
+    const parsed = parseExecutionRequest({ pluginId: 'p', handlerId: 'h', context });
+    expect(parsed.context).toEqual({});
+    expect(parsed.context).not.toBe(context);
   });
 });
 

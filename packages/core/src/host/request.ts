@@ -48,29 +48,39 @@ export type ExecutionRequest = z.input<ReturnType<typeof executionRequestSchema>
 export type ParsedExecutionRequest = z.output<ReturnType<typeof executionRequestSchema>>;
 
 /**
- * Validate a request. The common shape — two ids within their limits and an input, no context
- * and no id of the host's — is checked by hand (what the schema would check of it, without its
- * cost on every execution); anything else goes through executionRequestSchema(), whose errors name
- * each path.
+ * Validate a request. The common shape — two ids within their limits and an input, with a safe
+ * execution id of the host's or none, and an empty context or none (what a queue worker passes
+ * on) — is checked by hand (what the schema would check of it, without its cost on every
+ * execution); anything else goes through executionRequestSchema(), whose errors name each path.
  */
 export function parseExecutionRequest(request: unknown): ParsedExecutionRequest {
   if (typeof request === 'object' && request !== null && !Array.isArray(request)) {
     const r = request as Record<string, unknown>;
-    const { pluginId, handlerId } = r;
+    const { pluginId, handlerId, executionId, context } = r;
     if (
-      r.context === undefined &&
-      r.executionId === undefined &&
       typeof pluginId === 'string' &&
       pluginId.length >= 1 &&
       pluginId.length <= 214 &&
       typeof handlerId === 'string' &&
       handlerId.length >= 1 &&
-      handlerId.length <= 128
+      handlerId.length <= 128 &&
+      (executionId === undefined || (typeof executionId === 'string' && unsafeExecutionIdReason(executionId) === undefined)) &&
+      (context === undefined || isEmptyObject(context))
     ) {
-      return { pluginId, handlerId, input: r.input };
+      const parsed: ParsedExecutionRequest = { pluginId, handlerId, input: r.input };
+      if (executionId !== undefined) parsed.executionId = executionId as string;
+      if (context !== undefined) parsed.context = {};
+      return parsed;
     }
   }
   return parseWith(executionRequestSchema(), request, 'Invalid execution request');
+}
+
+/** `{}`: a plain object with no own keys at all (a `__proto__` key, a getter or a symbol takes the schema's path). */
+function isEmptyObject(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return (proto === Object.prototype || proto === null) && Reflect.ownKeys(value).length === 0;
 }
 
 /** One log line from a handler (`ctx.logger`) or, on the subprocess backend, its stdout/stderr. */
