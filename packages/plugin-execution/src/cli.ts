@@ -74,7 +74,11 @@ main(process.argv.slice(2)).then(
   },
   (error: unknown) => {
     if (error instanceof UsageError || error instanceof WorkerUsageError || (error as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      process.stderr.write(`${(error as Error).message}\n\n${process.argv[2] === 'worker' ? WORKER_USAGE : USAGE}`);
+      // The error, the synopsis and where the rest is: a usage error should not scroll off under the whole help.
+      const worker = process.argv[2] === 'worker';
+      const usage = worker ? WORKER_USAGE : USAGE;
+      const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
+      process.stderr.write(`${(error as Error).message}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
       process.exitCode = 2;
       return;
     }

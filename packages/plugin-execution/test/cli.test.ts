@@ -126,10 +126,17 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
-  it('usage errors exit 2 with help', () => {
+  it('usage errors exit 2 with the synopsis and where the options are listed', () => {
     const bad = run(['run', fixturePlugins.basic]);
     expect(bad.status).toBe(2);
-    expect(bad.stderr).toContain('Usage:');
+    expect(bad.stderr.split('\n')[0]).toBe('run needs <plugin-dir> and <handler>');
+    expect(bad.stderr).toContain('Usage:\n  kb-plugin-exec run <plugin-dir> <handler> [options]');
+    expect(bad.stderr).toContain('kb-plugin-exec --help lists the options.');
+    // Not the whole help: the error stays on screen.
+    expect(bad.stderr).not.toContain('Options for run:');
+    const badWorker = run(['worker', '--plugins', fixturePlugins.basic]);
+    expect(badWorker.status).toBe(2);
+    expect(badWorker.stderr).toContain('kb-plugin-exec worker --help lists the options.');
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
     expect(badJson.stderr).toContain('--input is not valid JSON');
