@@ -5,7 +5,9 @@ import { BASIC, GUARDED, expectError, expectOk, fixturePlugins, testPlatform, wa
 import type { ExecutionEvent, ExecutionResult, LogEntry, PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { QUEUE_PLUGIN, QUEUE_PROBE, leftWorkspaces, natsServer, newPool, startWorkers, type WorkerProcess } from './helpers.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { QUEUE_PLUGIN, QUEUE_PROBE, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
 
 const pool = newPool('queue');
 let server: { url: string; stop(): Promise<void> } | undefined;
@@ -244,6 +246,37 @@ describe('delivery', () => {
     const full = (await Promise.all(burst)).find((r) => !r.ok && r.error.code === 'QUEUE_FULL');
     expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 5 });
   });
+
+  it('a busy worker holds no task it has no slot for: one that starts later takes it at once', async () => {
+    const slotPool = newPool('slots');
+    const first = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });
+    const nc = await connect({ servers: server!.url });
+    try {
+      const backend = make({ pool: slotPool });
+      let running = false;
+      const long = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slots.log'), ms: 4000 } }, { onEvent: () => (running = true) });
+      await waitFor(() => running, 10_000);
+      const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' });
+      // The waiting task stays in the stream: delivered to nobody, acknowledged by nobody.
+      const jsm = await jetstreamManager(nc);
+      await waitFor(async () => (await jsm.consumers.info(`KBEXEC_${slotPool}`, `${slotPool}-workers`)).num_pending === 1, 5_000);
+      const consumer = await jsm.consumers.info(`KBEXEC_${slotPool}`, `${slotPool}-workers`);
+      expect(consumer.num_ack_pending).toBe(0);
+      const second = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });
+      try {
+        const next = await Promise.race([waiting, long.then(() => 'the long one finished first' as const)]);
+        expect(next).not.toBe('the long one finished first');
+        expectOk(next as ExecutionResult);
+        expect((next as ExecutionResult).meta.runnerId).toBe(second.id);
+        expectOk(await long);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await nc.close();
+      await first.stop();
+    }
+  }, 30_000);
 
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);

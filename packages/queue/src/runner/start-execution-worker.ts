@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
-import { jetstream, jetstreamManager, type Consumer, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
@@ -10,7 +10,7 @@ import { PoolSubjects } from '../shared/subjects.js';
 import { encode, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
-import { TaskPuller } from './task-puller.js';
+import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { WorkerExecution, type WorkerServices } from './worker-execution.js';
 import { resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
@@ -31,6 +31,9 @@ export interface ExecutionWorker {
   /** Settles once it is closed. */
   readonly closed: Promise<void>;
 }
+
+/** JetStream's API subjects (the default prefix, as `jetstreamManager()` uses). */
+const JS_API = '$JS.API';
 
 /** How long close() waits for stopped executions to report before it closes the connection. */
 const STOP_WAIT_MS = 5000;
@@ -81,7 +84,8 @@ class QueueWorker implements ExecutionWorker {
   readonly #parts: PartsAssembler;
   readonly #puller: TaskPuller;
   readonly #subscriptions: Subscription[] = [];
-  #consumer: Promise<Consumer> | undefined;
+  /** The consumer's next-message subject, once the stream and consumer are known to exist. */
+  #pullSubject: Promise<string> | undefined;
   #presenceTimer: NodeJS.Timeout | undefined;
   #isolation: PresenceBody['isolation'];
   #running = 0;
@@ -109,7 +113,13 @@ class QueueWorker implements ExecutionWorker {
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
     };
-    this.#puller = new TaskPuller(() => this.#pullConsumer(), () => this.#o.concurrency - this.#running, (msg) => this.#take(msg));
+    this.#puller = new TaskPuller(
+      nc,
+      () => this.#nextSubject(),
+      () => (this.#pullSubject = undefined),
+      () => this.#o.concurrency - this.#running,
+      (msg) => this.#take(msg),
+    );
     this.closed = new Promise((resolve) => (this.#markClosed = resolve));
   }
 
@@ -118,7 +128,7 @@ class QueueWorker implements ExecutionWorker {
   }
 
   async start(): Promise<void> {
-    await this.#pullConsumer();
+    await this.#nextSubject();
     // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
     const { isolation } = await this.#backend(true).health();
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
@@ -138,19 +148,19 @@ class QueueWorker implements ExecutionWorker {
     return backend;
   }
 
-  /** The pool's consumer, made (with the stream, if no host made it yet) when missing. */
-  #pullConsumer(): Promise<Consumer> {
-    this.#consumer ??= (async () => {
+  /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
+  #nextSubject(): Promise<string> {
+    this.#pullSubject ??= (async () => {
       await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: partBytes(this.#nc), storage: 'memory' }, false);
       await ensureConsumer(this.#jsm, this.#subjects);
-      return jetstream(this.#nc).consumers.get(this.#subjects.stream, this.#subjects.consumer);
+      return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();
     // Failed (no server, no JetStream yet): the next pull tries again.
-    this.#consumer.catch(() => (this.#consumer = undefined));
-    return this.#consumer;
+    this.#pullSubject.catch(() => (this.#pullSubject = undefined));
+    return this.#pullSubject;
   }
 
-  #take(msg: JsMsg): void {
+  #take(msg: TaskMessage): void {
     const execution = new WorkerExecution(msg, this.#services);
     this.#running++;
     this.#executions.set(execution.id, execution);
@@ -191,7 +201,7 @@ class QueueWorker implements ExecutionWorker {
     for await (const status of this.#nc.status()) {
       if (status.type === 'reconnect') {
         // The server may have restarted without its store: make the stream and consumer again.
-        this.#consumer = undefined;
+        this.#pullSubject = undefined;
         this.#puller.renew();
         this.#announce();
       }

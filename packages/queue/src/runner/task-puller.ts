@@ -1,74 +1,180 @@
-import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 
-/** How long one pull request waits for tasks before it is renewed. */
-const FETCH_EXPIRES_MS = 5000;
-/** Pause after a failed pull (no server, no stream yet) before the next. */
+/** How long one pull request waits for tasks before the server ends it (408) and it is renewed. */
+const PULL_EXPIRES_MS = 5000;
+/** A request is over this long after its expiry, whatever happened to it; the watchdog's period too. */
+const PULL_GRACE_MS = 2000;
+/** Pause after a failed pull (no server, no stream or consumer yet) before the next. */
 const RETRY_MS = 500;
+
+/** A task as the worker handles it: its body and headers, and JetStream's acknowledgements. */
+export interface TaskMessage {
+  readonly data: Uint8Array;
+  readonly headers: MsgHdrs | undefined;
+  /** Taken: the server removes it from the work queue. */
+  ack(): void;
+  /** Not taken: the server gives it to a worker again at once. */
+  nak(): void;
+  /** Never to be delivered again. */
+  term(): void;
+}
 
 /**
  * Pulls tasks from the pool's consumer, never more than the worker has free slots for: a task
  * fetched and then left waiting in this process would wait past its acknowledgement window
  * (nats.go#1929) while another worker was idle. Every freed slot tops the pulls up again.
+ *
+ * JetStream's pull protocol on one subscription for the worker's life. Each request asks the
+ * consumer's next-message API for as many tasks as there are free slots not already asked for;
+ * `#asked` counts what the requests may still bring. A task brought lowers it; so does the status
+ * that ends a request early (408 expired, 409 …), by the `Nats-Pending-Messages` it names, which
+ * is why each request has a reply subject of its own (`<inbox>.<n>`). A task that comes when no
+ * slot is free (a request the worker had given up on) is handed back at once (`-NAK`): another
+ * worker takes it. (Before, a nats.js `fetch()` per freed slot subscribed to a new inbox and
+ * unsubscribed after, every time: ~20 % of a worker's CPU and ~15 % of the server's per
+ * execution, docs/benchmarks.md.)
  */
 export class TaskPuller {
-  readonly #consumer: () => Promise<Consumer>;
+  readonly #nc: NatsConnection;
+  readonly #nextSubject: () => Promise<string>;
+  readonly #consumerGone: () => void;
   readonly #free: () => number;
-  readonly #take: (msg: JsMsg) => void;
-  readonly #pulls = new Set<{ close(): Promise<void | Error> }>();
-  /** Slots covered by pull requests not yet answered. */
-  #reserved = 0;
+  readonly #take: (msg: TaskMessage) => void;
+  readonly #inbox = createInbox();
+  /** Requests not known to be over: their size and when they were made. */
+  readonly #requests = new Map<string, { batch: number; at: number }>();
+  #subscription: Subscription | undefined;
+  /** Tasks the requests in flight may still bring. */
+  #asked = 0;
+  /** When the server last said anything to the puller (a task, a status). */
+  #heard = 0;
+  #count = 0;
+  #watchdog: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
   #stopped = false;
 
-  constructor(consumer: () => Promise<Consumer>, free: () => number, take: (msg: JsMsg) => void) {
-    this.#consumer = consumer;
+  /**
+   * `nextSubject` makes sure the stream and consumer exist and gives the consumer's next-message
+   * subject; `consumerGone` says it must check them again (the server left requests unanswered).
+   */
+  constructor(nc: NatsConnection, nextSubject: () => Promise<string>, consumerGone: () => void, free: () => number, take: (msg: TaskMessage) => void) {
+    this.#nc = nc;
+    this.#nextSubject = nextSubject;
+    this.#consumerGone = consumerGone;
     this.#free = free;
     this.#take = take;
   }
 
   /** Ask for as many tasks as there are free slots not already asked for. */
   topUp(): void {
-    if (this.#stopped) return;
-    const wanted = this.#free() - this.#reserved;
-    if (wanted <= 0) return;
-    this.#reserved += wanted;
-    void this.#pull(wanted);
+    if (this.#stopped || this.#retry) return;
+    const wanted = this.#free() - this.#asked;
+    if (wanted > 0) void this.#pull(wanted);
   }
 
-  async #pull(count: number): Promise<void> {
-    let left = count;
+  async #pull(batch: number): Promise<void> {
+    const id = String(++this.#count);
+    this.#asked += batch;
+    this.#requests.set(id, { batch, at: Date.now() });
     try {
-      const consumer = await this.#consumer();
-      if (this.#stopped) return;
-      const messages = await consumer.fetch({ max_messages: count, expires: FETCH_EXPIRES_MS });
-      this.#pulls.add(messages);
-      try {
-        for await (const msg of messages) {
-          left--;
-          this.#reserved--;
-          if (!this.#stopped) this.#take(msg);
-        }
-      } finally {
-        this.#pulls.delete(messages);
-      }
+      const subject = await this.#nextSubject();
+      if (this.#stopped || !this.#requests.has(id)) return;
+      this.#subscription ??= this.#nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => void (error ?? this.#onMessage(msg)) });
+      this.#watchdog ??= setInterval(() => this.#watch(), PULL_GRACE_MS).unref();
+      this.#heard = Date.now();
+      this.#nc.publish(subject, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: `${this.#inbox}.${id}` });
     } catch {
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-    } finally {
-      this.#reserved -= left;
+      this.#end(id);
+      this.#retryLater();
+    }
+  }
+
+  #onMessage(msg: Msg): void {
+    this.#heard = Date.now();
+    // A status, not a task (a task carries the subject it is acknowledged on): its request is over.
+    if (!msg.reply) {
+      const id = msg.subject.slice(this.#inbox.length + 1);
+      const code = msg.headers?.code ?? 0;
+      if (code < 400) return;
+      const pending = Number(msg.headers?.get('Nats-Pending-Messages'));
+      this.#end(id, Number.isInteger(pending) ? pending : undefined);
+      if (code === 503) {
+        // No responders: nothing serves the consumer's API (JetStream not ready).
+        this.#consumerGone();
+        return this.#retryLater();
+      }
+      return this.topUp();
+    }
+    const task = taskMessage(msg);
+    this.#asked = Math.max(0, this.#asked - 1);
+    if (this.#stopped || this.#free() <= 0) return task.nak();
+    this.#take(task);
+  }
+
+  /** Request `id` is over, `unfilled` of its tasks never to come (all of them if not known). */
+  #end(id: string, unfilled?: number): void {
+    const request = this.#requests.get(id);
+    if (!request) return;
+    this.#requests.delete(id);
+    this.#asked = Math.max(0, this.#asked - Math.min(unfilled ?? request.batch, request.batch));
+  }
+
+  /**
+   * Requests past their expiry are over (filled ones end without a word). If requests are still
+   * counted and the server has said nothing since they should have ended, it forgot them (it
+   * restarted, the consumer is gone): check the consumer again and ask afresh.
+   */
+  #watch(): void {
+    const now = Date.now();
+    const over = now - PULL_EXPIRES_MS - PULL_GRACE_MS;
+    for (const [id, request] of this.#requests) if (request.at < over) this.#requests.delete(id);
+    if (this.#asked > 0 && this.#heard < over) {
+      this.#consumerGone();
+      this.renew();
+    } else if (this.#requests.size === 0 && this.#asked > 0) {
+      // Every request is over, so nothing more comes for them.
+      this.#asked = 0;
       this.topUp();
     }
   }
 
-  /**
-   * Drop the pulls in flight and ask again, on a consumer got afresh: after a reconnection, a
-   * pull made on a consumer the restarted server no longer has would wait out its expiry.
-   */
-  renew(): void {
-    for (const pull of this.#pulls) void pull.close().catch(() => undefined);
+  #retryLater(): void {
+    if (this.#stopped || this.#retry) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.topUp();
+    }, RETRY_MS);
   }
 
-  /** Take nothing more; tasks delivered to a closed pull and never acknowledged go to another worker. */
+  /** After a reconnection: the server may have forgotten every request (a restart), so ask again. */
+  renew(): void {
+    this.#requests.clear();
+    this.#asked = 0;
+    this.topUp();
+  }
+
+  /** Take nothing more; tasks delivered after this are handed back (and never acknowledged ones go to another worker). */
   async stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all([...this.#pulls].map((pull) => pull.close().catch(() => undefined)));
+    clearTimeout(this.#retry);
+    clearInterval(this.#watchdog);
+    this.#requests.clear();
+    this.#asked = 0;
+    this.#subscription?.unsubscribe();
   }
+}
+
+const ACK = '+ACK';
+const NAK = '-NAK';
+const TERM = '+TERM';
+
+/** JetStream's acknowledgements are replies to the task's own subject; one per task. */
+function taskMessage(msg: Msg): TaskMessage {
+  let answered = false;
+  const answer = (payload: string) => {
+    if (answered) return;
+    answered = true;
+    msg.respond(payload);
+  };
+  return { data: msg.data, headers: msg.headers, ack: () => answer(ACK), nak: () => answer(NAK), term: () => answer(TERM) };
 }

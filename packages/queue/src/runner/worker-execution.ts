@@ -1,10 +1,10 @@
 import { HandlerNotFoundError, TimeoutError, ValidationError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
-import type { JsMsg } from '@nats-io/jetstream';
 import type { Courier } from '../shared/courier.js';
 import { decode, encode, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
+import type { TaskMessage } from './task-puller.js';
 
 /** What one execution needs from its worker. */
 export interface WorkerServices {
@@ -37,7 +37,7 @@ type Claim = { caller: string; deadline: number; lostMs: number; protocol: numbe
  */
 export class WorkerExecution implements Watched {
   readonly id: string;
-  readonly #msg: JsMsg;
+  readonly #msg: TaskMessage;
   readonly #worker: WorkerServices;
   readonly #claim: Claim;
   readonly #abort = new AbortController();
@@ -46,7 +46,7 @@ export class WorkerExecution implements Watched {
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
   #sending: Promise<void> | undefined;
 
-  constructor(msg: JsMsg, worker: WorkerServices) {
+  constructor(msg: TaskMessage, worker: WorkerServices) {
     this.#msg = msg;
     this.#worker = worker;
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
