@@ -98,12 +98,12 @@ export class TaskPuller {
       if (code < 400) return;
       const pending = Number(msg.headers?.get('Nats-Pending-Messages'));
       this.#end(id, Number.isInteger(pending) ? pending : undefined);
-      if (code === 503) {
-        // No responders: nothing serves the consumer's API (JetStream not ready).
-        this.#consumerGone();
-        return this.#retryLater();
-      }
-      return this.topUp();
+      // 408: it expired, the usual end of a request that found too few tasks.
+      if (code === 408) return this.topUp();
+      // Anything else (503 nothing serves the consumer's API, 409 the consumer deleted or too many
+      // requests waiting …): check the consumer again, and ask again after a pause, not in a loop.
+      this.#consumerGone();
+      return this.#retryLater();
     }
     const task = taskMessage(msg);
     this.#asked = Math.max(0, this.#asked - 1);
