@@ -278,6 +278,23 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it('a worker whose consumer was deleted under it makes it again and takes the next task', async () => {
+    const lonePool = newPool('consumer');
+    const worker = await startWorker({ natsUrl: server!.url, pool: lonePool, backend: 'in-process', concurrency: 2 });
+    const nc = await connect({ servers: server!.url });
+    try {
+      const backend = make({ pool: lonePool });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+      await (await jetstreamManager(nc)).consumers.delete(`KBEXEC_${lonePool}`, `${lonePool}-workers`);
+      const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 15_000 });
+      expectOk(after);
+      expect(after.data).toBe('after');
+    } finally {
+      await nc.close();
+      await worker.stop();
+    }
+  }, 30_000);
+
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);
   });
