@@ -278,17 +278,24 @@ describe('delivery', () => {
     }
   }, 30_000);
 
-  it('a worker whose consumer was deleted under it makes it again and takes the next task', async () => {
+  it('a consumer or a whole stream deleted under a pool is made again, and the next executions run', async () => {
     const lonePool = newPool('consumer');
     const worker = await startWorker({ natsUrl: server!.url, pool: lonePool, backend: 'in-process', concurrency: 2 });
     const nc = await connect({ servers: server!.url });
     try {
       const backend = make({ pool: lonePool });
       expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
-      await (await jetstreamManager(nc)).consumers.delete(`KBEXEC_${lonePool}`, `${lonePool}-workers`);
+      const jsm = await jetstreamManager(nc);
+      // The worker's consumer: the worker makes it again.
+      await jsm.consumers.delete(`KBEXEC_${lonePool}`, `${lonePool}-workers`);
       const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 15_000 });
       expectOk(after);
       expect(after.data).toBe('after');
+      // The stream (its consumer goes with it): the host makes it again before it sends the task.
+      await jsm.streams.delete(`KBEXEC_${lonePool}`);
+      const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'again' }, { timeoutMs: 15_000 });
+      expectOk(again);
+      expect(again.data).toBe('again');
     } finally {
       await nc.close();
       await worker.stop();

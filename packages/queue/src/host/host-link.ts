@@ -104,6 +104,8 @@ export class HostLink implements ExecutionLink {
         // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so).
         if (retried || failure instanceof QueueFullError) throw failure;
         retried = true;
+        // No stream took it (nats.js says "jetstream is not enabled"): it was deleted; make it again first.
+        if (/not enabled|no responders/i.test(failure.message)) await this.#ensureStream();
       }
     }
     if (ack.duplicate && !retried) {
@@ -221,6 +223,11 @@ export class HostLink implements ExecutionLink {
   }
 
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
+  /** The pool's stream as this host wants it, made again if it is gone; a failure is left to the next publish to report. */
+  #ensureStream(): Promise<void> {
+    return ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).catch(() => undefined);
+  }
+
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (status.type === 'disconnect' && this.state === 'connected') {
@@ -229,7 +236,7 @@ export class HostLink implements ExecutionLink {
         this.#failAll(`lost its connection to the NATS server (${status.server}) while the execution was in flight`);
       } else if (status.type === 'reconnect') {
         // A server that restarted without its store has lost the stream.
-        await ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).catch(() => undefined);
+        await this.#ensureStream();
         if (this.state === 'reconnecting') this.state = 'connected';
         this.#markReconnected();
         this.#nc.publish(this.subjects.presenceQuery);
