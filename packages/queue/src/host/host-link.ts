@@ -222,12 +222,12 @@ export class HostLink implements ExecutionLink {
     this.#parts.sweep(this.workerLostMs * 2);
   }
 
-  /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
   /** The pool's stream as this host wants it, made again if it is gone; a failure is left to the next publish to report. */
   #ensureStream(): Promise<void> {
     return ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).catch(() => undefined);
   }
 
+  /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       if (status.type === 'disconnect' && this.state === 'connected') {
