@@ -6,7 +6,7 @@
 // The base class and what it hands to `dispatch`.
 export { BaseBackend, type BackendDefaults } from './host/base-backend.js';
 export { stopSignal, type DispatchControl, type RunnerInfo, type RunnerWorkspace, type StopListener } from './host/execution-control.js';
-export { backendOptionsSchema } from './host/backend-options.js';
+export { backendOptionsSchema, pluginSourcesSchema } from './host/backend-options.js';
 // What a package that adds to the host needs as well (options, loading backends, errors): host-kit.ts.
 export * from './host-kit.js';
 export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';

@@ -1,9 +1,10 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { BASIC, GUARDED, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
-import type { ExecutionEvent, ExecutionResult, LogEntry, PluginManifestInput } from '@kb-labs/plugin-execution-core';
-import { QueueBackend, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
+import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
+import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -95,6 +96,14 @@ describe('plugins on the worker', () => {
     const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: '@queue/host-only', handlerId: 'sized', input: 'x' });
     expectError(result, 'HANDLER_NOT_FOUND');
     expect(result.error.message).toMatch(/not installed on worker \S+/);
+  });
+
+  it('a worker takes its plugins as a backend does (folders, file: URLs), and names what is wrong with them', async () => {
+    const refused = await startExecutionWorker({ connection: { servers: server!.url }, plugins: './plugins/a' as never }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).details.issues).toEqual([{ path: 'plugins', message: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects' }]);
+    const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: newPool('url'), plugins: [pathToFileURL(fixturePlugins.basic)], backend: { type: 'in-process' } });
+    await worker.close();
   });
 });
 

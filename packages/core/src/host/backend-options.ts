@@ -67,6 +67,16 @@ export const option = {
   oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
 };
 
+/** The `plugins` option (of every backend, and of a queue worker): plugin folders as paths or file: URLs, or `{ root, manifest }`. */
+export const pluginSourcesSchema = lazySchema((z) =>
+  z.array(
+    z.union([z.string().min(1, { error: 'must not be empty' }), z.instanceof(URL), z.object({ root: z.string().min(1, { error: 'must not be empty' }), manifest: z.unknown() })], {
+      error: 'must be a plugin folder (a path or file: URL) or { root, manifest }',
+    }),
+    { error: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects' },
+  ),
+);
+
 /**
  * The options every backend accepts, for backends to `.extend()` with their own (in a lazySchema
  * of their own, so that importing the backend loads no zod). Built on the first call.
@@ -74,11 +84,7 @@ export const option = {
 export const backendOptionsSchema = lazySchema((z) =>
   z.object({
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
-    plugins: z
-      .array(z.union([z.string().min(1, { error: 'must not be empty' }), z.instanceof(URL), z.object({ root: z.string().min(1, { error: 'must not be empty' }), manifest: z.unknown() })], { error: 'must be a plugin folder (a path or file: URL) or { root, manifest }' }), {
-        error: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects',
-      })
-      .optional(),
+    plugins: pluginSourcesSchema().optional(),
     registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
     workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
     permissions: permissionSpecSchema().optional(),

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { ValidationError, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
-import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { lazySchema, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
@@ -44,7 +44,7 @@ const workerOptionsSchema = lazySchema((z) =>
     pool: option.text().optional(),
     subjectPrefix: option.text().optional(),
     backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
-    plugins: z.array(z.union([z.string().min(1), z.object({ root: z.string().min(1), manifest: z.unknown() })]), { error: 'must be an array of plugin folders' }),
+    plugins: pluginSourcesSchema(),
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     concurrency: option.int(1, 10_000).optional(),
     workspace: z.object({ root: option.text() }).optional(),
