@@ -42,7 +42,11 @@ export type ErrorDetailsByCode = {
     availablePlugins?: string[];
     availableHandlers?: string[];
   };
-  TIMEOUT: Subject & { timeoutMs: number };
+  TIMEOUT: Subject & {
+    timeoutMs: number;
+    /** `queued`: no runner had taken it when the time ran out (a queue backend with no free worker); absent when it ran. */
+    phase?: 'queued';
+  };
   PERMISSION_DENIED: Subject & {
     /** What was refused: `fs.read:/etc/passwd`, `platform.kv.get`, `env:HOME`, `childProcess`, `network` … */
     resource?: string;

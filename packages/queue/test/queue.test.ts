@@ -71,6 +71,19 @@ describe('where it runs', () => {
     expect(health.isolation.layers[0]).toBe('remote-worker');
   });
 
+  it('a pool with no worker: health() says so, and a TIMEOUT says the execution never started and why', async () => {
+    const backend = make({ pool: newPool('empty') });
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems.join('\n')).toMatch(/no worker of pool "\S+" is connected/);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 300 });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.message).toMatch(/did not finish within 300 ms: it never started \(no worker of pool "\S+" is connected\)/);
+    expect(result.error.details).toMatchObject({ timeoutMs: 300, phase: 'queued' });
+    // Taken off the stream: no worker that connects later runs it.
+    expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
+  });
+
   it('health() is not ok, and executions fail clearly, when the server cannot be reached', async () => {
     const backend = make({ connection: { servers: 'nats://127.0.0.1:1' } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
@@ -190,6 +203,8 @@ describe('stops', () => {
     const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 400 });
     expectError(result, 'TIMEOUT');
     expect(result.error.details).toMatchObject({ timeoutMs: 400 });
+    expect(result.error.details).not.toHaveProperty('phase');
+    expect(result.error.message).not.toContain('never started');
     await waitFor(async () => (await marks(file)).length === 2);
     expect(await marks(file)).toEqual([`${result.meta.executionId} started`, `${result.meta.executionId} signal ABORTED`]);
   });

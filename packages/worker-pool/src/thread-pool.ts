@@ -129,6 +129,12 @@ export class ThreadPool {
     return streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
   }
 
+  /** Why an execution had no thread yet (for the TIMEOUT of one that never started). */
+  unstartedReason(): string {
+    const { streak, last } = this.#failing;
+    return streak > 0 ? `worker threads fail to start: ${last}` : 'it waited for a worker thread to start';
+  }
+
   stats(): WorkerPoolRunnerStats {
     const lanes: WorkerPoolRunnerStats['lanes'] = {};
     let busy = 0;

@@ -49,6 +49,10 @@ export class WorkerPoolBackend extends BaseBackend {
     return this.#pool.problems();
   }
 
+  protected override unstartedReason(): string {
+    return this.#pool.unstartedReason();
+  }
+
   protected isolation(): IsolationReport {
     return {
       requested: 'thread',

@@ -119,6 +119,13 @@ export abstract class BaseBackend implements IExecutionBackend {
     return [];
   }
   /**
+   * Why executions handed to `dispatch` have no runner yet (no worker connected, all busy …):
+   * the TIMEOUT of an execution that never started says it. Undefined: no more than "no runner took it".
+   */
+  protected unstartedReason(): string | undefined {
+    return undefined;
+  }
+  /**
    * A plugin was reloaded (`plugin.generation` is new): runners that keep an older generation's
    * modules loaded should be retired once their execution ends (tasks carry `generation`; a
    * runner that imports a handler afresh for each execution has nothing to do).
@@ -299,6 +306,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         return { turn, done };
       },
       dispatch: (task, control) => this.dispatch(task, control),
+      unstartedReason: () => this.unstartedReason(),
       finished: (result) => this.#count(result),
       track: (release) => {
         this.#releases.add(release);

@@ -43,6 +43,8 @@ export interface ExecutionHost {
   /** Orders workspace creation: dispatches follow admission order. */
   takeTurn(): { turn: Promise<void>; done: () => void };
   dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
+  /** Why an execution handed over has no runner yet, for the TIMEOUT of one that never started (undefined: no more to say). */
+  unstartedReason(): string | undefined;
   /** The result, just before the caller gets it (stats). */
   finished(result: ExecutionResult): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
@@ -253,13 +255,7 @@ export class Execution {
       control.onStop((error) => decide({ ok: false, error }));
       const onAbort = () =>
         control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } }));
-      const deadline = deadlines.add(limitMs, startedAt, () =>
-        control.stop(
-          new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
-            details: { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId },
-          }),
-        ),
-      );
+      const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       host.running.add(this);
       telemetry?.dispatched(task.pluginId, task.handlerId);
@@ -281,6 +277,15 @@ export class Execution {
         (error: unknown) => settle({ ok: false, error: this.#internal(error) }),
       );
     });
+  }
+
+  /** Its time limit ran out; one that no runner took says so, and why where the backend knows. */
+  #timeoutError(task: RunnerTask): TimeoutError {
+    const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`;
+    const details = { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId };
+    if (this.meta.runnerId !== undefined) return new TimeoutError(message, { details });
+    const why = this.#host.unstartedReason() ?? 'no runner took it in that time';
+    return new TimeoutError(`${message}: it never started (${why})`, { details: { ...details, phase: 'queued' } });
   }
 
   /**

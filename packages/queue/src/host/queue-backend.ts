@@ -115,12 +115,29 @@ export class QueueBackend extends BaseBackend {
   }
 
   protected override async runnerProblems(): Promise<string[]> {
+    let link: HostLink;
     try {
-      const link = await this.#connect();
-      return link.state === 'connected' || link.state === 'closed' ? [] : [`the connection to the NATS server is ${link.state}`];
+      link = await this.#connect();
     } catch (error) {
       return [(error as Error).message];
     }
+    if (link.state === 'reconnecting') return [`the connection to the NATS server is ${link.state}`];
+    if (link.state === 'closed') return [];
+    await link.workers.heardWithin(PROBE_MS);
+    if (link.workers.alive().length > 0) return [];
+    return [`no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
+  }
+
+  /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */
+  protected override unstartedReason(): string {
+    const link = this.#opened;
+    if (!link) return 'the connection to the NATS server was not open yet';
+    if (link.state !== 'connected') return `the connection to the NATS server is ${link.state}`;
+    const workers = link.workers.alive();
+    if (workers.length === 0) return `no worker of pool "${this.#o.pool}" is connected`;
+    const slots = workers.reduce((n, w) => n + w.concurrency, 0);
+    const busy = workers.reduce((n, w) => n + w.running, 0);
+    return `no worker of pool "${this.#o.pool}" took it: ${workers.length} connected, ${busy} of their ${slots} slots busy when last heard`;
   }
 
   protected async isolation(): Promise<IsolationReport> {
