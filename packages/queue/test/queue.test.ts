@@ -92,6 +92,11 @@ describe('where it runs', () => {
     const health = await backend.health();
     expect(health.ok).toBe(false);
   });
+
+  it('a worker that cannot reach the server fails to start, naming the server', async () => {
+    const started = startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: newPool('unreachable'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+    await expect(started).rejects.toThrow(/^The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\): \S/);
+  });
 });
 
 describe('plugins on the worker', () => {
