@@ -27,11 +27,21 @@ describe('parseOptions', () => {
     expect(error.details.issues).toEqual(
       expect.arrayContaining([
         { path: 'maxThreads', message: 'must be an integer from 1 to 64' },
-        { path: 'mode', message: "must be one of 'a', 'b'" },
+        { path: 'mode', message: "must be one of 'a', 'b', got 'c'" },
         { path: 'maxQueue', message: 'must be an integer from 0 to 10000000' },
       ]),
     );
     expect(error.message.startsWith('Invalid worker options:\n')).toBe(true);
+  });
+
+  it('names the nearest allowed value of a choice when one is close', () => {
+    const choice = backendOptionsSchema().extend({ backend: option.oneOf(['in-process', 'worker-pool', 'subprocess']).optional() });
+    expect(failure(() => parseOptions(choice, { backend: 'worker-pol' }, 'x options')).details.issues).toEqual([
+      { path: 'backend', message: "must be one of 'in-process', 'worker-pool', 'subprocess', got 'worker-pol'; did you mean 'worker-pool'?" },
+    ]);
+    expect(failure(() => parseOptions(choice, { backend: 3 }, 'x options')).details.issues).toEqual([
+      { path: 'backend', message: "must be one of 'in-process', 'worker-pool', 'subprocess', got number" },
+    ]);
   });
 
   it('refuses unknown options, with the nearest known name when one is close', () => {

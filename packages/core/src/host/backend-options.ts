@@ -64,7 +64,7 @@ export const option = {
   /** A function (a hook or callback). */
   fn: <F extends (...args: never[]) => unknown = (...args: never[]) => unknown>() => zod().custom<F>((v) => typeof v === 'function', { error: 'must be a function' }),
   /** One of a few literal values. */
-  oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: `must be one of ${values.map((v) => `'${v}'`).join(', ')}` }),
+  oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: (issue) => oneOfMessage(values, issue.input) }),
 };
 
 /** The `plugins` option (of every backend, and of a queue worker): plugin folders as paths or file: URLs, or `{ root, manifest }`. */
@@ -118,6 +118,15 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
     });
   });
   throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
+}
+
+/** "must be one of 'a', 'b'", with what was given and, for a string close to one, that one (`worker-pol` → "did you mean 'worker-pool'?"). */
+function oneOfMessage(values: readonly string[], input: unknown): string {
+  const allowed = `must be one of ${values.map((v) => `'${v}'`).join(', ')}`;
+  if (typeof input !== 'string') return input === undefined ? allowed : `${allowed}, got ${input === null ? 'null' : typeof input}`;
+  const near = input.length > 2 ? nearest(input, values) : undefined;
+  const given = input.length > 40 ? `${input.slice(0, 40)}…` : input;
+  return `${allowed}, got '${given}'${near ? `; did you mean '${near}'?` : ''}`;
 }
 
 /** The known name closest to `name` (case-insensitive edit distance), when it is close enough to be a typo of it. */
