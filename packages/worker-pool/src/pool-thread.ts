@@ -88,8 +88,6 @@ export class PoolThread<Lane = unknown> {
     this.#worker = worker;
     this.id = worker.threadId;
     this.#runner = { id: `thread:${this.id}`, threadId: this.id };
-    // Never keeps the host alive by itself: while an execution runs, its time limit's timer does.
-    worker.unref();
     let markExited!: () => void;
     this.exited = new Promise((resolve) => (markExited = resolve));
     // After the hello, parentPort is the plugin's: what it posts there is read and dropped.
@@ -106,6 +104,10 @@ export class PoolThread<Lane = unknown> {
       events.gone(this);
       markExited();
     });
+    // Never keeps the host alive by itself: while an execution runs, its time limit's timer does.
+    // After the listeners: adding a 'message' listener refs the Worker again (a host that never
+    // called shutdown() did not exit).
+    worker.unref();
   }
 
   /** It said hello: one that exits before that failed to start. */

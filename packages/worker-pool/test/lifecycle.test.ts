@@ -1,5 +1,9 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, expectError, expectOk, grown, osThreads, resources, runners, sleep, useBackends, waitFor } from './helpers.js';
 
@@ -70,6 +74,27 @@ describe('worker-pool: stats, shutdown, leaks', () => {
     collectGarbage();
     expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(16 * 1024 * 1024);
     expect((await backend.stats()).byOutcome.ok).toBe(1050);
+  });
+
+  it('a host that never calls shutdown() exits once its executions are done: idle threads do not hold it', () => {
+    // A real process, as a careless script would be: it runs executions (threads started, one
+    // replaced after a crash), health(), and then simply ends its code. Before the fix it hung.
+    const script = `
+      const { WorkerPoolBackend } = require('@kb-labs/plugin-execution-worker-pool');
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(fixturePlugins.basic)}, ${JSON.stringify(fixturePlugins.hostile)}], workspace: false, maxThreads: 2, minThreads: 2 });
+      (async () => {
+        const results = await Promise.all([1, 2, 3].map((n) => backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: n })));
+        const crash = await backend.execute({ pluginId: '@conformance/hostile', handlerId: 'exit', input: { code: 3 } });
+        const health = await backend.health();
+        process.stdout.write(JSON.stringify({ ok: results.map((r) => r.ok), crash: crash.error?.code, health: health.ok }));
+      })();
+    `;
+    const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const child = spawnSync(process.execPath, ['-e', script], { cwd: packageDir, encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 30_000 });
+    expect(child.stderr).toBe('');
+    expect(JSON.parse(child.stdout)).toEqual({ ok: [true, true, true], crash: 'WORKER_CRASHED', health: true });
+    // Exited by itself, not killed by spawnSync's timeout.
+    expect({ status: child.status, signal: child.signal }).toEqual({ status: 0, signal: null });
   });
 
   it('new calls after shutdown get SHUTTING_DOWN; health says why', async () => {
