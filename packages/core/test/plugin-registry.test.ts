@@ -245,7 +245,7 @@ describe('resolve()', () => {
   });
 
   it('says so when nothing is registered', () => {
-    expect(captureNotFound(() => new PluginRegistry().resolve('a', 'b')).message).toMatch(/no plugins are registered/);
+    expect(captureNotFound(() => new PluginRegistry().resolve('a', 'b')).message).toMatch(/no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin\(\)/);
   });
 
   it.each(['toString', '__proto__', 'constructor', 'hasOwnProperty', 'valueOf', '__defineGetter__'])(

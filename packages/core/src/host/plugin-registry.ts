@@ -9,6 +9,11 @@ import { parseWith, validationError } from '../validation.js';
 const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
 
+
+/** What a host that registered nothing is told, with what to do about it. */
+const NONE_REGISTERED =
+  " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin(); a queue backend's host needs them as its workers do)";
+
 /**
  * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
  * resolves from the process's working directory — or a `file:` URL, e.g. `new URL('./plugins/x',
@@ -224,7 +229,7 @@ export class PluginRegistry {
       const known = [...this.#plugins.keys()];
       const unloaded = this.#failures.length ? `; ${this.#failures.length} plugin source(s) failed to load: ${this.#failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}` : '';
       throw new HandlerNotFoundError(
-        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}${unloaded}`,
+        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : NONE_REGISTERED}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
