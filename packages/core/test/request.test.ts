@@ -61,11 +61,24 @@ describe('executionRequestSchema', () => {
       expect(error.message).toContain(`  - ${p}: `);
     }
     expect(error.message).toContain('unsafe id');
+    expect(error.message).toContain('  - pluginId: must not be empty');
+    expect(error.message).toContain('  - handlerId: must be a string');
+  });
+
+  it('says a missing id is required, and a long one how long it may be', () => {
+    const missing = failure(() => parseWith(executionRequestSchema(), { input: 1 }, 'req')).message;
+    expect(missing).toContain('  - pluginId: is required');
+    expect(missing).toContain('  - handlerId: is required');
+    const long = failure(() => parseWith(executionRequestSchema(), { pluginId: 'p', handlerId: 'h'.repeat(129), executionId: 'e'.repeat(129) }, 'req')).message;
+    expect(long).toContain('  - handlerId: must be at most 128 characters');
+    // One issue for the id's length, not zod's generic one beside ours.
+    expect(long.match(/executionId/g)).toHaveLength(1);
+    expect(long).toContain('  - executionId: unsafe id: must be at most 128 characters, got 129');
   });
 
   it('refuses a request that is not an object, naming the root', () => {
     for (const request of [undefined, null, 'x', 42, []]) {
-      expect(failure(() => parseWith(executionRequestSchema(), request, 'req')).message).toContain('(root)');
+      expect(failure(() => parseWith(executionRequestSchema(), request, 'req')).message).toContain('(root): must be an object: { pluginId, handlerId');
     }
   });
 

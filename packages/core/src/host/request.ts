@@ -1,11 +1,11 @@
 import type { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
-import { lazySchema } from './lazy-zod.js';
+import { lazySchema, type Zod } from './lazy-zod.js';
 import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
-import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from './workspace-manager.js';
+import { unsafeExecutionIdReason } from './workspace-manager.js';
 
 /**
  * What the host tells the handler about the call: who, for which tenant, from which kind of
@@ -26,22 +26,32 @@ export const contextDescriptorSchema = lazySchema((z) =>
 
 export type ContextDescriptor = z.output<ReturnType<typeof contextDescriptorSchema>>;
 
+/** A plugin or handler id in a request: a non-empty string of at most `max` characters. */
+function idText(z: Zod, max: number) {
+  return z
+    .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
+    .min(1, { error: 'must not be empty' })
+    .max(max, { error: `must be at most ${max} characters` });
+}
+
 export const executionRequestSchema = lazySchema((z) =>
-  z.object({
-    pluginId: z.string().min(1).max(214),
-    handlerId: z.string().min(1).max(128),
-    input: z.unknown().optional(),
-    context: contextDescriptorSchema().optional(),
-    /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
-    executionId: z
-      .string()
-      .max(MAX_EXECUTION_ID_LENGTH)
-      .superRefine((id, ctx) => {
-        const reason = unsafeExecutionIdReason(id);
-        if (reason) ctx.addIssue({ code: 'custom', message: `unsafe id: ${reason}` });
-      })
-      .optional(),
-  }),
+  z.object(
+    {
+      pluginId: idText(z, 214),
+      handlerId: idText(z, 128),
+      input: z.unknown().optional(),
+      context: contextDescriptorSchema().optional(),
+      /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
+      executionId: z
+        .string({ error: 'must be a string' })
+        .superRefine((id, ctx) => {
+          const reason = unsafeExecutionIdReason(id);
+          if (reason) ctx.addIssue({ code: 'custom', message: `unsafe id: ${reason}` });
+        })
+        .optional(),
+    },
+    { error: 'must be an object: { pluginId, handlerId, input?, context?, executionId? }' },
+  ),
 );
 
 export type ExecutionRequest = z.input<ReturnType<typeof executionRequestSchema>>;
