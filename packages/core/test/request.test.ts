@@ -152,6 +152,14 @@ describe('validateExecuteOptions', () => {
   it('refuses options that are not an object', () => {
     expect(failure(() => validateExecuteOptions('fast')).message).toContain('string');
   });
+
+  it('refuses an option it does not know, with the one meant when it is close (never ignored: `timeout` would run 30 s)', () => {
+    expect(failure(() => validateExecuteOptions({ timeout: 1000, keepWorkspaces: true, colour: 'red' })).details.issues).toEqual([
+      { path: 'timeout', message: 'unknown option; did you mean "timeoutMs"?' },
+      { path: 'keepWorkspaces', message: 'unknown option; did you mean "keepWorkspace"?' },
+      { path: 'colour', message: 'unknown option' },
+    ]);
+  });
 });
 
 describe('validateWithForeignSchema (a handler’s input schema)', () => {

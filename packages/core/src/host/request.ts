@@ -6,6 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
+import { nearest } from './backend-options.js';
 
 /**
  * What the host tells the handler about the call: who, for which tenant, from which kind of
@@ -188,11 +189,20 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
       add('channel', 'must be { connectionId: string, path: string, call: function }');
     }
   }
+  for (const key of Object.keys(o)) {
+    if (EXECUTE_OPTIONS.includes(key)) continue;
+    // A misspelt option silently ignored would be a surprise (`timeout: 1000` running for 30 s).
+    const near = nearest(key, EXECUTE_OPTIONS);
+    add(key, `unknown option${near ? `; did you mean "${near}"?` : ''}`);
+  }
   if (issues.length) {
     throw validationError('Invalid execute() options', issues, { phase: 'options' });
   }
   return o as ExecuteOptions;
 }
+
+/** Every option execute() takes (ExecuteOptions). */
+const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'traceparent'];
 
 function isAbortSignal(value: unknown): value is AbortSignal {
   return (
