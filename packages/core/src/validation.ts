@@ -20,9 +20,44 @@ export function issuesOf(error: z.ZodError, root = ''): ValidationIssue[] {
   return error.issues.map((issue) => {
     const keys = (issue as { keys?: string[] }).keys;
     const message =
-      issue.code === 'unrecognized_keys' && keys ? `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}` : issue.message;
+      issue.code === 'unrecognized_keys' && keys ? `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}` : houseMessage(issue);
     return { path: formatPath(issue.path, root), message };
   });
+}
+
+const KINDS: Record<string, string> = { number: 'a number', int: 'an integer', string: 'a string', boolean: 'a boolean', object: 'an object', record: 'an object', array: 'an array' };
+
+/**
+ * zod's own wording ("Invalid input: expected record, received array") in the words of every
+ * other message here ("must be an object, got array"); a schema's own message is kept.
+ */
+function houseMessage(issue: z.core.$ZodIssue): string {
+  const i = issue as { message: string; expected?: string; origin?: string; minimum?: number | bigint; maximum?: number | bigint; inclusive?: boolean; values?: unknown[] };
+  const own = (prefix: string) => !i.message.startsWith(prefix);
+  switch (issue.code) {
+    case 'invalid_type': {
+      if (own('Invalid input:')) return i.message;
+      const received = /received (\w+)$/.exec(i.message)?.[1];
+      if (received === 'undefined') return 'is required';
+      if (i.expected === 'int' && received === 'number') return 'must be an integer';
+      return `must be ${KINDS[i.expected ?? ''] ?? i.expected}${received ? `, got ${received}` : ''}`;
+    }
+    case 'too_small':
+      if (own('Too small:')) return i.message;
+      if (i.origin === 'string') return Number(i.minimum) === 1 ? 'must not be empty' : `must be at least ${i.minimum} characters`;
+      if (i.origin === 'array') return `must have at least ${i.minimum} item${Number(i.minimum) === 1 ? '' : 's'}`;
+      return `must be ${i.inclusive === false ? 'greater than' : 'at least'} ${i.minimum}`;
+    case 'too_big':
+      if (own('Too big:')) return i.message;
+      if (i.origin === 'string') return `must be at most ${i.maximum} characters`;
+      if (i.origin === 'array') return `must have at most ${i.maximum} items`;
+      return `must be ${i.inclusive === false ? 'less than' : 'at most'} ${i.maximum}`;
+    case 'invalid_value':
+      if (own('Invalid option:') && own('Invalid input:')) return i.message;
+      return `must be ${i.values && i.values.length > 1 ? 'one of ' : ''}${(i.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
+    default:
+      return i.message;
+  }
 }
 
 /** A ValidationError whose message lists every problem with its path, and whose details keep them. */

@@ -37,6 +37,38 @@ describe('formatPath and validationError', () => {
   });
 });
 
+describe('parseWith: messages in one wording', () => {
+  it("says zod's generic problems the way every other message here does, and keeps a schema's own", () => {
+    const schema = z.object({
+      n: z.number().int().positive().max(10),
+      m: z.number().min(8),
+      handlers: z.record(z.string(), z.string()),
+      name: z.string().min(1).max(3),
+      tags: z.array(z.string()).min(1).max(2),
+      mode: z.enum(['a', 'b']),
+      only: z.literal('x'),
+      id: z.string().regex(/^[a-z]+$/, 'must be lower-case letters'),
+    });
+    const messages = (value: unknown) => Object.fromEntries(failure(() => parseWith(schema, value, 'x')).details.issues.map((i: { path: string; message: string }) => [i.path, i.message]));
+    expect(messages({ n: 'five', m: 3, handlers: [], name: '', tags: [], mode: 'c', only: 'y', id: 'A' })).toEqual({
+      n: 'must be a number, got string',
+      m: 'must be at least 8',
+      handlers: 'must be an object, got array',
+      name: 'must not be empty',
+      tags: 'must have at least 1 item',
+      mode: 'must be one of "a", "b"',
+      only: 'must be "x"',
+      id: 'must be lower-case letters',
+    });
+    expect(messages({ n: 0, m: 8, handlers: {}, name: 'abcd', tags: ['a', 'b', 'c'], mode: 'a', only: 'x', id: 'a' })).toEqual({
+      n: 'must be greater than 0',
+      name: 'must be at most 3 characters',
+      tags: 'must have at most 2 items',
+    });
+    expect(messages({ n: 1.5, m: 8, handlers: {}, name: 'a', tags: ['a'], mode: 'a', only: 'x' })).toEqual({ n: 'must be an integer', id: 'is required' });
+  });
+});
+
 describe('executionRequestSchema', () => {
   it('accepts a full request and keeps unknown context keys', () => {
     const request = {

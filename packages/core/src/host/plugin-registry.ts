@@ -229,7 +229,7 @@ export class PluginRegistry {
       const known = [...this.#plugins.keys()];
       const unloaded = this.#failures.length ? `; ${this.#failures.length} plugin source(s) failed to load: ${this.#failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}` : '';
       throw new HandlerNotFoundError(
-        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : NONE_REGISTERED}${unloaded}`,
+        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : unloaded ? ' (none is)' : NONE_REGISTERED}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
