@@ -94,11 +94,21 @@ function report(result: ExecutionResult, json: boolean): void {
 
 export async function readJson(value: string | undefined, what: string): Promise<unknown> {
   if (value === undefined) return undefined;
-  const text = value.startsWith('@') ? await readFile(value.slice(1), 'utf8') : value;
+  const text = value.startsWith('@') ? await readArgumentFile(value.slice(1), what) : value;
   try {
     return JSON.parse(text);
   } catch (error) {
     throw new UsageError(`--${what} is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** The file of `--<what> @<file>`: one that cannot be read is a usage error naming it. */
+async function readArgumentFile(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    throw new UsageError(`--${what} @${file}: cannot read ${path.resolve(file)}: ${reason}`);
   }
 }
 

@@ -143,6 +143,12 @@ describe('kb-plugin-exec CLI', () => {
     const badPlugin = run(['run', root, 'echo']);
     expect(badPlugin.status).toBe(1);
     expect(badPlugin.stderr).toMatch(/^VALIDATION_ERROR: No kb.plugin.json/);
+    const noFolder = run(['run', path.join(root, 'no-such-plugin'), 'echo']);
+    expect(noFolder.status).toBe(1);
+    expect(noFolder.stderr).toMatch(/^VALIDATION_ERROR: Plugin folder \S+no-such-plugin does not exist/);
+    const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
+    expect(noInputFile.status).toBe(2);
+    expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
   });
 
   it('leaves no workspace behind', async () => {

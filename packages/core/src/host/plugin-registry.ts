@@ -252,7 +252,7 @@ async function readManifest(root: string, file: string): Promise<unknown> {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new ValidationError(
-      code === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Cannot read ${file}: ${(error as Error).message}`,
+      code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`,
       { details: { file, reason: code ?? 'unreadable' }, cause: error },
     );
   }
