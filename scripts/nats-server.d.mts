@@ -13,6 +13,8 @@ export interface StartNatsServerOptions {
   readyTimeoutMs?: number;
   /** SIGTERM → SIGKILL delay in `stop()` and `restart()`. @default 5000 */
   stopGraceMs?: number;
+  /** false: a server without JetStream. @default true */
+  jetstream?: boolean;
 }
 
 export interface NatsServer {

@@ -80,10 +80,12 @@ function validatePayload(maxPayload) {
   throw new TypeError(`maxPayload: expected a byte count or a size such as '8MB', got ${JSON.stringify(maxPayload)}`);
 }
 
-function writeConfig(file, { name, port, maxPayload, storeDir }) {
+function writeConfig(file, { name, port, maxPayload, storeDir, jetstream }) {
   // JSON string quoting is valid in the NATS config format (and escapes Windows backslashes).
   // A fixed server_name: the same server, as JetStream sees it, before and after a restart.
-  const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`, `jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, `}`, ''];
+  const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`];
+  if (jetstream) lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, `}`);
+  lines.push('');
   writeFileSync(file, lines.join('\n'));
 }
 
@@ -238,11 +240,11 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * undefined (another is picked if that one is taken before the server binds it), else
  * `fixedPort`, retried for `retryBusyMs` (after a restart the old socket may linger a moment).
  */
-async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs }, fixedPort, retryBusyMs) {
+async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream }, fixedPort, retryBusyMs) {
   const until = Date.now() + retryBusyMs;
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freeLoopbackPort());
-    writeConfig(configFile, { name, port, maxPayload, storeDir });
+    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream });
     try {
       return { ...(await spawnServer(binary, configFile, readyTimeoutMs)), port };
     } catch (error) {
@@ -254,15 +256,16 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
 }
 
 /**
- * Start a nats-server with JetStream on 127.0.0.1.
+ * Start a nats-server (with JetStream, unless `jetstream: false`) on 127.0.0.1.
  * @param {object} [options]
  * @param {number} [options.port] fixed port; @default a free one
  * @param {string} [options.storeDir] JetStream store (kept by `stop()` when given); @default a dir inside the temp dir
  * @param {string|number} [options.maxPayload] `max_payload` (2.9.x reads it only from a config file); @default '8MB'
  * @param {number} [options.readyTimeoutMs] how long to wait for "Server is ready"; @default 10000
  * @param {number} [options.stopGraceMs] SIGTERM → SIGKILL delay in `stop()`/`restart()`; @default 5000
+ * @param {boolean} [options.jetstream] false: a server without JetStream (what a user who forgot `-js` runs); @default true
  */
-export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000 } = {}) {
+export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true } = {}) {
   const binary = natsServerBinary();
   if (!binary) {
     const where = process.env.NATS_SERVER_BIN ? `NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable` : 'nats-server is not on PATH';
@@ -273,7 +276,7 @@ export async function startNatsServer({ port, storeDir, maxPayload = '8MB', read
   const store = storeDir ?? path.join(dir, 'store');
   mkdirSync(store, { recursive: true });
   const configFile = path.join(dir, 'nats.conf');
-  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs };
+  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream };
   const entry = { child: null, dir };
 
   let current;

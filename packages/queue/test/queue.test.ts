@@ -8,6 +8,7 @@ import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type Queu
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
 
 const pool = newPool('queue');
@@ -91,6 +92,19 @@ describe('where it runs', () => {
     expect(result.error.message).toContain('could not connect to the NATS server');
     const health = await backend.health();
     expect(health.ok).toBe(false);
+  });
+
+  it('a server started without JetStream: host and worker say so, and what to do', async () => {
+    const plain = await startNatsServer({ jetstream: false });
+    try {
+      const result = await make({ connection: { servers: plain.url } }).execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toBe(`The queue backend cannot use the NATS server (${plain.url}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`);
+      const worker = startExecutionWorker({ connection: { servers: plain.url }, pool: newPool('plain'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(worker).rejects.toThrow(`The worker cannot use the NATS server (${plain.url}): JetStream is not enabled there`);
+    } finally {
+      await plain.stop();
+    }
   });
 
   it('a worker that cannot reach the server fails to start, naming the server', async () => {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { describeServers } from '../shared/connection.js';
+import { serverProblem } from '../shared/connection.js';
 import { subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
@@ -76,10 +76,7 @@ export class QueueBackend extends BaseBackend {
       (error: unknown) => {
         this.#link = undefined;
         const message = String((error as Error)?.message ?? error);
-        throw new WorkerCrashedError(`The queue backend could not connect to the NATS server (${describeServers(this.#o.connection)}): ${message}`, {
-          details: { reason: 'runner-lost', message },
-          cause: error,
-        });
+        throw new WorkerCrashedError(serverProblem('The queue backend', this.#o.connection, error), { details: { reason: 'runner-lost', message }, cause: error });
       },
     );
     return this.#link;

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers } from '../shared/connection.js';
+import { connectNats, serverProblem } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -57,8 +57,9 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
       permissions: backendOptions.permissions ?? declaredByAll(registry),
       maxConcurrency: o.concurrency,
     });
+  const unusable = (error: unknown) => new Error(serverProblem('The worker', o.connection, error), { cause: error });
   const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`).catch((error: unknown) => {
-    throw new Error(`The worker could not connect to the NATS server (${describeServers(o.connection)}): ${String((error as Error)?.message ?? error)}`, { cause: error });
+    throw unusable(error);
   });
   try {
     const jsm = await jetstreamManager(nc);
@@ -67,7 +68,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
     return worker;
   } catch (error) {
     await nc.close().catch(() => undefined);
-    throw error;
+    throw /jetstream is not enabled/i.test(String((error as Error)?.message)) ? unusable(error) : error;
   }
 }
 

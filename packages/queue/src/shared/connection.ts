@@ -77,3 +77,16 @@ export function describeServers(options: NatsConnectionOptions): string {
   const servers = options.servers ?? 'nats://127.0.0.1:4222';
   return Array.isArray(servers) ? servers.join(', ') : servers;
 }
+
+/**
+ * Why `who` cannot use the pool's server: nats.js says only "jetstream is not enabled" of a
+ * server started without JetStream, which a new user meets first.
+ */
+export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown): string {
+  const message = String((error as Error)?.message ?? error);
+  const servers = describeServers(options);
+  if (/jetstream is not enabled/i.test(message)) {
+    return `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`;
+  }
+  return `${who} could not connect to the NATS server (${servers}): ${message}`;
+}
