@@ -68,7 +68,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
     return worker;
   } catch (error) {
     await nc.close().catch(() => undefined);
-    throw /jetstream is not enabled/i.test(String((error as Error)?.message)) ? unusable(error) : error;
+    throw /jetstream is not enabled|permissions violation/i.test(String((error as Error)?.message)) ? unusable(error) : error;
   }
 }
 

@@ -88,5 +88,11 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if (/jetstream is not enabled/i.test(message)) {
     return `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`;
   }
+  if (/permissions violation/i.test(message)) {
+    return `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`;
+  }
+  if (/authorization violation|authentication/i.test(message)) {
+    return `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`;
+  }
   return `${who} could not connect to the NATS server (${servers}): ${message}`;
 }
