@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, runners, useBackends } from './helpers.js';
 
@@ -61,6 +61,17 @@ describe('worker-pool: crashes', () => {
     const health = await backend.health();
     expect(health.ok).toBe(false);
     expect(health.problems.join('\n')).toContain('fail to start');
+  });
+
+  it('a TIMEOUT that came while the thread was still starting says the execution never started', async () => {
+    const slowStart = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'preload', 'slow-start.cjs');
+    const backend = backends.make({ maxThreads: 1, minThreads: 0, execArgv: ['--require', slowStart] });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 300 });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.message).toContain('did not finish within 300 ms: it never started (it waited for a worker thread to start)');
+    expect(result.error.details).toMatchObject({ timeoutMs: 300, phase: 'queued' });
+    // The thread started for it serves the next one.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 }));
   });
 
   it('does not hang shutdown() after crashes, with a crash in flight', async () => {
