@@ -195,7 +195,7 @@ describe('loading a plugin folder', () => {
       notFound = error;
     }
     expect(notFound).toBeInstanceOf(HandlerNotFoundError);
-    expect((notFound as Error).message).toMatch(/2 plugin source\(s\) failed to load: plugins\[1\]: .*; plugins\[2\]: No kb\.plugin\.json/s);
+    expect((notFound as Error).message).toMatch(/2 plugin source\(s\) failed to load: plugins\[1\]: .*; plugins\[2\]: Plugin folder \S+missing does not exist/s);
   });
 
   it('loads a folder given as a file: URL (string or URL object) or as a path relative to the working directory', async () => {
