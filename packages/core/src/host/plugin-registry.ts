@@ -9,7 +9,6 @@ import { parseWith, validationError } from '../validation.js';
 const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
 
-
 /** What a host that registered nothing is told, with what to do about it. */
 const NONE_REGISTERED =
   " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin(); a queue backend's host needs them as its workers do)";
