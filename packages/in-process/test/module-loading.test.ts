@@ -11,9 +11,10 @@ let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' } } }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' } } }));
   await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
+  await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
@@ -30,5 +31,19 @@ describe('in-process module loading, in a plain Node process', () => {
     expect(printed.code).toBe('HANDLER_ERROR');
     expect(printed.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
     expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
+  });
+
+  it('names the file of a handler module that does not parse', () => {
+    const script = `
+      import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+      const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
+      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'broken' });
+      console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
+    const result = runHostScript(script);
+    expect(result.stderr).toBe('');
+    const printed = JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
+    expect(printed.code).toBe('HANDLER_ERROR');
+    expect(printed.message).toContain(`${path.join(dir, 'broken.mjs')} (or a module it imports) does not parse: SyntaxError: `);
+    expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'broken.mjs') });
   });
 });

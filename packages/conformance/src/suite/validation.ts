@@ -155,4 +155,29 @@ function pluginFolderTests(suite: SuiteContext): void {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('names the file of a handler module that does not parse', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-no-parse-'));
+    try {
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/no-parse', version: '1', handlers: { esm: { entry: 'esm.mjs' }, cjs: { entry: 'cjs.cjs' }, json: { entry: 'json.mjs' } } }));
+      await writeFile(path.join(dir, 'esm.mjs'), 'export default (input) => input +;\n');
+      await writeFile(path.join(dir, 'cjs.cjs'), 'module.exports = (input) => {\n  return input +;\n};\n');
+      // A SyntaxError the module's own code throws as it loads is the handler's, as it is.
+      await writeFile(path.join(dir, 'json.mjs'), "const config = JSON.parse('{nope');\nexport default () => config;\n");
+      const backend = make({ plugins: [dir] });
+      const esm = await backend.execute({ pluginId: '@x/no-parse', handlerId: 'esm' });
+      expectError(esm, 'HANDLER_ERROR');
+      expect(esm.error.message).toContain(`${path.join(dir, 'esm.mjs')} (or a module it imports) does not parse: SyntaxError: `);
+      expect(esm.error.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'esm.mjs') });
+      const cjs = await backend.execute({ pluginId: '@x/no-parse', handlerId: 'cjs' });
+      expectError(cjs, 'HANDLER_ERROR');
+      expect(cjs.error.message).toContain(`${path.join(dir, 'cjs.cjs')}:2 does not parse: SyntaxError: `);
+      const json = await backend.execute({ pluginId: '@x/no-parse', handlerId: 'json' });
+      expectError(json, 'HANDLER_ERROR');
+      expect(json.error.message).not.toContain('does not parse');
+      expect(json.error.details).toMatchObject({ name: 'SyntaxError' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 }

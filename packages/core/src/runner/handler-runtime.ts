@@ -140,6 +140,25 @@ function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): 
   );
 }
 
+/**
+ * A module that does not parse: Node's SyntaxError for an ES module names no file, and a plugin
+ * author has only "Unexpected token ';'" to go on. A SyntaxError thrown by the module's own code
+ * (JSON.parse at load) has a frame in the plugin folder and is left as it is.
+ */
+function parseError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string' || typeof e.stack !== 'string') return undefined;
+  const [firstLine = '', ...frames] = e.stack.split('\n');
+  if (frames.some((frame) => frame.includes(task.pluginRoot))) return undefined;
+  // A CommonJS module's SyntaxError starts with its "file:line"; an ES module's says nothing.
+  const at = /^(.+):(\d+)$/.exec(firstLine);
+  const where = at ? `${at[1]}:${at[2]}` : `${entryPath} (or a module it imports)`;
+  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${e.message}`, {
+    details: { name: 'SyntaxError', file: at?.[1] ?? entryPath },
+    cause: error,
+  });
+}
+
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
@@ -151,7 +170,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
-    throw moduleScopeError(error, entryPath, task) ?? error;
+    throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
   const generation = task.generation ?? 0;
