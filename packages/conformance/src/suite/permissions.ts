@@ -22,6 +22,8 @@ function preflightTests(suite: SuiteContext): void {
     expectError(result, 'PERMISSION_DENIED');
     expect(result.error).toBeInstanceOf(PermissionDeniedError);
     expect(result.error.message).toContain('platform.kv.get');
+    // And how to grant it.
+    expect(result.error.message).toContain("the backend's `permissions` option, or for one request with context.permissions");
     expect(platform.calls).toEqual([]);
   });
 

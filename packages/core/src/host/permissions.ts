@@ -133,7 +133,8 @@ export function assertGranted(need: PermissionSpec, grant: PermissionSpec | unde
   const missing = missingPermissions(need, grant);
   if (missing.length === 0) return;
   throw new PermissionDeniedError(
-    `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" needs permissions the host did not grant: ${missing.join(', ')}`,
+    `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" needs permissions the host did not grant: ${missing.join(', ')} ` +
+      "(a host grants them with the backend's `permissions` option, or for one request with context.permissions)",
     { details: { ...subject, missing, phase: 'preflight' } },
   );
 }
