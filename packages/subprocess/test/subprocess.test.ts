@@ -115,6 +115,11 @@ describe('handshake', () => {
     }
   });
 
+  it('an execPath that is not an executable file is refused when the backend is made', () => {
+    expect(() => make({ execPath: path.join(os.tmpdir(), 'kb-no-such-node', 'node') })).toThrow(/execPath: must be the path of an executable file/);
+    expect(() => make({ execPath: os.tmpdir() })).toThrow(/execPath: must be the path of an executable file/);
+  });
+
   it('a child that stays silent past handshakeTimeoutMs is killed → WORKER_CRASHED (handshake)', async () => {
     const backend = make({ handshakeTimeoutMs: 1 });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });

@@ -1,3 +1,4 @@
+import { accessSync, constants, statSync } from 'node:fs';
 import { type BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { DEFAULT_BASE_ENV } from './child-env.js';
@@ -110,6 +111,16 @@ export interface Resolved {
 }
 
 const NOBODY: SandboxUser = { uid: 65534, gid: 65534 };
+
+/** Checked up front: a wrong execPath would otherwise show first as a sandbox probe that fails, blaming bubblewrap. */
+function isExecutableFile(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
 /** The whole option schema of this backend: the base class validates with it, unknown options refused. */
 export const subprocessOptionsSchema = lazySchema((z) => {
   const id = option.int(1, 4_294_967_294);
@@ -124,7 +135,10 @@ export const subprocessOptionsSchema = lazySchema((z) => {
     allowRead: option.texts().optional(),
     readDependencyFolders: option.boolean().optional(),
     defaultMemoryMb: option.int(8, 1_048_576).optional(),
-    execPath: option.text().optional(),
+    execPath: option
+      .text()
+      .refine(isExecutableFile, { error: 'must be the path of an executable file (the Node binary children run on)' })
+      .optional(),
     maxLogLineLength: option.int(80).optional(),
     maxOutputPerStream: option.int(0).optional(),
     sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
