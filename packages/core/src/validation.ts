@@ -17,12 +17,15 @@ export function formatPath(path: readonly PropertyKey[], root = ''): string {
 }
 
 export function issuesOf(error: z.ZodError, root = ''): ValidationIssue[] {
-  return error.issues.map((issue) => {
-    const keys = (issue as { keys?: string[] }).keys;
-    const message =
-      issue.code === 'unrecognized_keys' && keys ? `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}` : houseMessage(issue);
-    return { path: formatPath(issue.path, root), message };
-  });
+  return error.issues.map((issue) => issueOf(issue, root));
+}
+
+/** One zod issue as a ValidationIssue: its path readable, its message in the house wording. */
+export function issueOf(issue: z.core.$ZodIssue, root = ''): ValidationIssue {
+  const keys = (issue as { keys?: string[] }).keys;
+  const message =
+    issue.code === 'unrecognized_keys' && keys ? `unknown key${keys.length > 1 ? 's' : ''} ${keys.map((k) => JSON.stringify(k)).join(', ')}` : houseMessage(issue);
+  return { path: formatPath(issue.path, root), message };
 }
 
 const KINDS: Record<string, string> = { number: 'a number', int: 'an integer', string: 'a string', boolean: 'a boolean', object: 'an object', record: 'an object', array: 'an array' };

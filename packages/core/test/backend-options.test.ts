@@ -1,6 +1,7 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, nearest, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 
 function failure(run: () => unknown): ValidationError {
   try {
@@ -41,6 +42,20 @@ describe('parseOptions', () => {
     ]);
     expect(failure(() => parseOptions(choice, { backend: 3 }, 'x options')).details.issues).toEqual([
       { path: 'backend', message: "must be one of 'in-process', 'worker-pool', 'subprocess', got number" },
+    ]);
+  });
+
+  it('names the nearest option inside a nested one too, and says zod\'s problems in the house wording', () => {
+    const schema = backendOptionsSchema().extend({
+      connection: z
+        .strictObject({ servers: z.string().optional(), user: z.string().optional(), tls: z.strictObject({ caFile: z.string().optional() }).optional() })
+        .optional(),
+    });
+    const error = failure(() => parseOptions(schema, { connection: { server: 'nats://x', tls: { caFle: 'ca.pem' }, user: 5 } }, 'x options'));
+    expect([...(error.details.issues ?? [])].sort((a, b) => a.path.localeCompare(b.path))).toEqual([
+      { path: 'connection.server', message: 'unknown option; did you mean "servers"?' },
+      { path: 'connection.tls.caFle', message: 'unknown option; did you mean "caFile"?' },
+      { path: 'connection.user', message: 'must be a string, got number' },
     ]);
   });
 

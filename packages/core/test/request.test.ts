@@ -49,7 +49,7 @@ describe('parseWith: messages in one wording', () => {
       only: z.literal('x'),
       id: z.string().regex(/^[a-z]+$/, 'must be lower-case letters'),
     });
-    const messages = (value: unknown) => Object.fromEntries(failure(() => parseWith(schema, value, 'x')).details.issues.map((i: { path: string; message: string }) => [i.path, i.message]));
+    const messages = (value: unknown) => Object.fromEntries((failure(() => parseWith(schema, value, 'x')).details.issues ?? []).map((i) => [i.path, i.message]));
     expect(messages({ n: 'five', m: 3, handlers: [], name: '', tags: [], mode: 'c', only: 'y', id: 'A' })).toEqual({
       n: 'must be a number, got string',
       m: 'must be at least 8',

@@ -6,7 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
-import { formatPath, validationError } from '../validation.js';
+import { formatPath, issueOf, validationError } from '../validation.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
@@ -109,15 +109,27 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
   const result = schema.strict().safeParse(value ?? {});
   // `.strict()` changes what is accepted, not what comes out.
   if (result.success) return result.data as z.output<S>;
-  const known = Object.keys(schema.shape);
   const issues: ValidationIssue[] = result.error.issues.flatMap((issue): ValidationIssue[] => {
-    if (issue.code !== 'unrecognized_keys') return [{ path: formatPath(issue.path), message: issue.message }];
+    if (issue.code !== 'unrecognized_keys') return [issueOf(issue)];
+    const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
-      const near = issue.path.length === 0 ? nearest(key, known) : undefined;
+      const near = nearest(key, known);
       return { path: formatPath([...issue.path, key]), message: `unknown option${near ? `; did you mean "${near}"?` : ''}` };
     });
   });
   throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
+}
+
+/** The option names an object schema takes at `path` (`connection` → `servers`, `user`, `tls` …), through optional and default wrappers. */
+function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  type Node = { shape?: Record<string, Node>; unwrap?: () => Node } | undefined;
+  const unwrap = (node: Node): Node => {
+    while (node && !node.shape && typeof node.unwrap === 'function') node = node.unwrap();
+    return node;
+  };
+  let node = unwrap(schema as unknown as Node);
+  for (const key of path) node = unwrap(node?.shape?.[String(key)]);
+  return node?.shape ? Object.keys(node.shape) : [];
 }
 
 /** "must be one of 'a', 'b'", with what was given and, for a string close to one, that one (`worker-pol` → "did you mean 'worker-pool'?"). */
