@@ -1,5 +1,5 @@
 import { deserializeError, type SerializedError } from './error-wire.js';
-import { ValidationError, toHandlerError } from './errors.js';
+import { toHandlerError } from './errors.js';
 import type { LogEntry } from './host/request.js';
 import type { RunnerTask } from './runner/handler-runtime.js';
 
@@ -25,12 +25,7 @@ export type RunnerToHost =
 
 export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type: 'result'; ok: false; error: SerializedError };
 
-/** What a DataCloneError looks like when a value cannot go over the wire. */
-export function unserializableError(what: string, error: unknown): ValidationError {
-  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}`, {
-    details: { what, reason: 'not-serializable' },
-  });
-}
+export { unserializableError } from './wire-clone.js';
 
 /** Turn a runner's result message into the value or the error the host reports. */
 export function unwrapRunnerResult(result: RunnerResult): unknown {

@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { formatPath } from './validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { types } = process.getBuiltinModule('node:util');
@@ -23,10 +24,53 @@ export function cloneForWire<T>(value: T, what: string): T {
   try {
     return structuredClone(value);
   } catch (error) {
-    throw new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}`, {
-      details: { what, reason: 'not-serializable' },
-      cause: error,
-    });
+    throw unserializableError(what, error, value);
+  }
+}
+
+const NO_VALUE = Symbol('no value');
+
+/**
+ * What a DataCloneError looks like when a value cannot go over the wire: a ValidationError naming
+ * what was being sent and, given the value, where in it the refused thing is (`input.name`),
+ * where structured clone's own message says only "() => 1 could not be cloned".
+ */
+export function unserializableError(what: string, error: unknown, value: unknown = NO_VALUE): ValidationError {
+  const path = value === NO_VALUE ? undefined : refusedAt(value);
+  const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
+  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
+    details: { what, reason: 'not-serializable', ...(at ? { path: at } : {}) },
+    cause: error,
+  });
+}
+
+/** The path to the first thing structured clone refuses in `value` (a function, a symbol, a promise, a weak collection), found within a bounded walk. */
+function refusedAt(value: unknown): PropertyKey[] | undefined {
+  const seen = new Set<object>();
+  let budget = 10_000;
+  const walk = (v: unknown, path: PropertyKey[]): PropertyKey[] | undefined => {
+    if (typeof v === 'function' || typeof v === 'symbol') return path;
+    if (v === null || typeof v !== 'object' || seen.has(v) || --budget < 0) return undefined;
+    seen.add(v);
+    if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return path;
+    const entries: Iterable<[PropertyKey, unknown]> = Array.isArray(v)
+      ? v.entries()
+      : v instanceof Map
+        ? v.entries()
+        : v instanceof Set
+          ? [...v].entries()
+          : Object.entries(v);
+    for (const [key, item] of entries) {
+      const found = walk(item, [...path, key]);
+      if (found) return found;
+    }
+    return undefined;
+  };
+  try {
+    return walk(value, []);
+  } catch {
+    // A getter threw on the way: no path, the clone's own message stands.
+    return undefined;
   }
 }
 

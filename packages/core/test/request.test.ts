@@ -252,4 +252,14 @@ describe('cloneForWire', () => {
     expect(error.message).toContain('the result of x cannot be sent across the execution boundary');
     expect(error.details).toMatchObject({ what: 'the result of x', reason: 'not-serializable' });
   });
+
+  it('says where in the value the refused thing is', () => {
+    const error = failure(() => cloneForWire({ a: [1, 2, { b: new Map([['k', Symbol('s')]]) }] }, 'handler input'));
+    expect(error.message).toMatch(/ \(at input\.a\[2\]\.b\.k\)$/);
+    expect(error.details).toMatchObject({ path: 'input.a[2].b.k' });
+    const cyclic: Record<string, unknown> = { n: 1 };
+    cyclic.self = cyclic;
+    cyclic.fn = () => 1;
+    expect(failure(() => cloneForWire(cyclic, 'input')).details).toMatchObject({ path: 'input.fn' });
+  });
 });

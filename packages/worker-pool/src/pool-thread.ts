@@ -126,7 +126,7 @@ export class PoolThread<Lane = unknown> {
       this.port!.postMessage({ k: execution.k, task } satisfies HostToThread);
     } catch (error) {
       this.#tasks.unsent(task, execution.task);
-      execution.reject(unserializableError('The input', error));
+      execution.reject(unserializableError('input', error, execution.task.input));
       return false;
     }
     Atomics.add(this.#wake!, 0, 1);

@@ -126,7 +126,7 @@ function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | un
     send(retire ? { k, m: result, retire } : { k, m: result });
   } catch (error) {
     // The handler returned something structured clone refuses (a function, a symbol …).
-    const refused: RunnerResult = { type: 'result', ok: false, error: serializeError(unserializableError('The handler result', error)) };
+    const refused: RunnerResult = { type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) };
     send(retire ? { k, m: refused, retire } : { k, m: refused });
   }
 }

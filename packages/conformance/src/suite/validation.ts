@@ -100,14 +100,18 @@ function resolutionTests(suite: SuiteContext): void {
 
   it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {
     const backend = make();
-    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' }), 'VALIDATION_ERROR');
+    const fn = await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' });
+    expectError(fn, 'VALIDATION_ERROR');
+    expect(fn.error.message).toContain('cannot be sent across the execution boundary');
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
   });
 
-  it('rejects an input that cannot cross a boundary with VALIDATION_ERROR', async () => {
+  it('rejects an input that cannot cross a boundary with VALIDATION_ERROR naming where in it', async () => {
     const backend = make();
-    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => 1 } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { list: [1, { fn: () => 1 }] } });
     expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/^input cannot be sent across the execution boundary: .* \(at input\.list\[1\]\.fn\)$/);
+    expect(result.error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path: 'input.list[1].fn' });
   });
 }
 

@@ -86,7 +86,7 @@ export class SubprocessBackend extends BaseBackend {
       const run: ChildRunMessage = { type: 'run', task, env: handlerEnvironment(task.permissions.env) };
       frame = encodeFrame(run, this.#o.maxFrameBytes);
     } catch (error) {
-      throw unserializableError('input', error);
+      throw unserializableError('input', error, task.input);
     }
 
     // Known after the first probe: no execution waits for it again.

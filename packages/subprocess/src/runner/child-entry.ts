@@ -97,7 +97,7 @@ async function start(message: ChildRunMessage): Promise<void> {
   try {
     channel.send(result);
   } catch (error) {
-    channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error)) });
+    channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) });
   }
   // Stay alive: the host kills this child (and its process group) once it has the result.
 }
