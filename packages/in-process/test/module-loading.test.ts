@@ -18,30 +18,28 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-describe('in-process module loading, in a plain Node process', () => {
-  it('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', () => {
-    const script = `
+/** Run `handlerId` of the fixture plugin in a plain Node host; what the result says. */
+function runInNode(handlerId: string): { code: string; message: string; details: Record<string, unknown> } {
+  const script = `
       import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
       const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
-      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'run' });
+      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: ${JSON.stringify(handlerId)} });
       console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
-    const result = runHostScript(script);
-    expect(result.stderr).toBe('');
-    const printed = JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
+  const result = runHostScript(script);
+  expect(result.stderr).toBe('');
+  return JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
+}
+
+describe('in-process module loading, in a plain Node process', () => {
+  it('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', () => {
+    const printed = runInNode('run');
     expect(printed.code).toBe('HANDLER_ERROR');
     expect(printed.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
     expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
   });
 
   it('names the file of a handler module that does not parse', () => {
-    const script = `
-      import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
-      const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
-      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: 'broken' });
-      console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
-    const result = runHostScript(script);
-    expect(result.stderr).toBe('');
-    const printed = JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
+    const printed = runInNode('broken');
     expect(printed.code).toBe('HANDLER_ERROR');
     expect(printed.message).toContain(`${path.join(dir, 'broken.mjs')} (or a module it imports) does not parse: SyntaxError: `);
     expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'broken.mjs') });
