@@ -122,17 +122,24 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
   return loading;
 }
 
+/** A SyntaxError from loading a module: its message, its stack, and its "file:line" when it has one (a CommonJS module's stack starts with it; an ES module's names none). */
+function syntaxErrorOf(error: unknown): { message: string; stack: string; file?: string; line?: string } | undefined {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
+  const stack = typeof e.stack === 'string' ? e.stack : '';
+  const at = /^(.+):(\d+)$/.exec(stack.split('\n', 1)[0]!);
+  return { message: e.message, stack, ...(at ? { file: at[1]!, line: at[2]! } : {}) };
+}
+
 /**
  * `import`/`export` in a file Node loads as CommonJS (a `.js` file whose nearest package.json has
  * no `"type": "module"`) fails with a bare SyntaxError; say what it is and how to fix it, with the
  * file (the handler's module or one it imports).
  */
 function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
-  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
-  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
-  if (!/Cannot use import statement outside a module|Unexpected token 'export'/.test(e.message)) return undefined;
-  const firstLine = typeof e.stack === 'string' ? e.stack.split('\n', 1)[0]! : '';
-  const file = /^(.+):\d+$/.exec(firstLine)?.[1] ?? entryPath;
+  const syntax = syntaxErrorOf(error);
+  if (!syntax || !/Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message)) return undefined;
+  const file = syntax.file ?? entryPath;
   return new HandlerError(
     `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
       'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
@@ -146,15 +153,11 @@ function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): 
  * (JSON.parse at load) has a frame in the plugin folder and is left as it is.
  */
 function parseError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
-  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
-  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string' || typeof e.stack !== 'string') return undefined;
-  const [firstLine = '', ...frames] = e.stack.split('\n');
-  if (frames.some((frame) => frame.includes(task.pluginRoot))) return undefined;
-  // A CommonJS module's SyntaxError starts with its "file:line"; an ES module's says nothing.
-  const at = /^(.+):(\d+)$/.exec(firstLine);
-  const where = at ? `${at[1]}:${at[2]}` : `${entryPath} (or a module it imports)`;
-  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${e.message}`, {
-    details: { name: 'SyntaxError', file: at?.[1] ?? entryPath },
+  const syntax = syntaxErrorOf(error);
+  if (!syntax?.stack || syntax.stack.split('\n').slice(1).some((frame) => frame.includes(task.pluginRoot))) return undefined;
+  const where = syntax.file ? `${syntax.file}:${syntax.line}` : `${entryPath} (or a module it imports)`;
+  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${syntax.message}`, {
+    details: { name: 'SyntaxError', file: syntax.file ?? entryPath },
     cause: error,
   });
 }
