@@ -28,15 +28,13 @@ export function cloneForWire<T>(value: T, what: string): T {
   }
 }
 
-const NO_VALUE = Symbol('no value');
-
 /**
  * What a DataCloneError looks like when a value cannot go over the wire: a ValidationError naming
  * what was being sent and, given the value, where in it the refused thing is (`input.name`),
  * where structured clone's own message says only "() => 1 could not be cloned".
  */
-export function unserializableError(what: string, error: unknown, value: unknown = NO_VALUE): ValidationError {
-  const path = value === NO_VALUE ? undefined : refusedAt(value);
+export function unserializableError(what: string, error: unknown, value?: unknown): ValidationError {
+  const path = refusedAt(value);
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
     details: { what, reason: 'not-serializable', ...(at ? { path: at } : {}) },

@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { encode, formatBytes, type Kind, type LogBody, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
@@ -62,13 +62,7 @@ export class RemoteExecution {
 
   async #publish(): Promise<void> {
     const body = this.#taskBody();
-    let bytes: Uint8Array;
-    try {
-      bytes = encode(body, 'input');
-    } catch (error) {
-      // Said as on every backend, with where in the input the refused value is.
-      throw unserializableError('input', (error as Error).cause ?? error, this.#task.input);
-    }
+    let bytes = encode(body, 'input', this.#task.input);
     if (bytes.length > this.#link.partBytes) {
       // Too large for one stream message: the input goes to the worker once it has started.
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');

@@ -83,12 +83,15 @@ export interface PresenceBody extends WorkerIdentity {
   closing?: boolean;
 }
 
-/** Encode a body; a value that cannot be serialised is a ValidationError naming `what`. */
-export function encode(value: unknown, what: string): Uint8Array {
+/**
+ * Encode a body; a value that cannot be serialised is a ValidationError naming `what` and, given
+ * `named` (the part of the body `what` names, such as a task's input), where in it the refused value is.
+ */
+export function encode(value: unknown, what: string, named?: unknown): Uint8Array {
   try {
     return v8.serialize(value);
   } catch (error) {
-    throw unserializableError(what, error);
+    throw unserializableError(what, error, named);
   }
 }
 
