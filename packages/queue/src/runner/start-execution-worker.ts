@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, serverProblem } from '../shared/connection.js';
+import { connectNats, refusedByServer, serverProblem } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -68,7 +68,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
     return worker;
   } catch (error) {
     await nc.close().catch(() => undefined);
-    throw /jetstream is not enabled|permissions violation/i.test(String((error as Error)?.message)) ? unusable(error) : error;
+    throw refusedByServer(error) ? unusable(error) : error;
   }
 }
 

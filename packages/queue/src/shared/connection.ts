@@ -78,17 +78,27 @@ export function describeServers(options: NatsConnectionOptions): string {
   return Array.isArray(servers) ? servers.join(', ') : servers;
 }
 
+const NO_JETSTREAM = /jetstream is not enabled/i;
+const NOT_ALLOWED = /permissions violation/i;
+const messageOf = (error: unknown): string => String((error as Error)?.message ?? error);
+
+/** The server, once connected to, refuses what the pool needs: it has no JetStream, or the user may not use it. */
+export function refusedByServer(error: unknown): boolean {
+  const message = messageOf(error);
+  return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message);
+}
+
 /**
  * Why `who` cannot use the pool's server: nats.js says only "jetstream is not enabled" of a
  * server started without JetStream, which a new user meets first.
  */
 export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown): string {
-  const message = String((error as Error)?.message ?? error);
+  const message = messageOf(error);
   const servers = describeServers(options);
-  if (/jetstream is not enabled/i.test(message)) {
+  if (NO_JETSTREAM.test(message)) {
     return `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`;
   }
-  if (/permissions violation/i.test(message)) {
+  if (NOT_ALLOWED.test(message)) {
     return `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`;
   }
   if (/authorization violation|authentication/i.test(message)) {
