@@ -148,6 +148,42 @@ describe('the network between a worker and the server', () => {
   });
 });
 
+describe('the network between the host and the server', () => {
+  let proxy: TcpProxy;
+
+  beforeAll(async () => {
+    proxy = await startTcpProxy(Number(new URL(server.url).port));
+  });
+  afterAll(() => proxy?.close());
+
+  it('cut: the execution in flight fails saying the host\'s own link may be cut, health() says the server does not answer, then that the connection is made again; restored, executions run', async () => {
+    const pool = newPool('hostcut');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    const file = path.join(markers, 'hostcut.log');
+    const { result } = await startMark(backend, file);
+    const cutAt = performance.now();
+    proxy.cut();
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.message).toMatch(/has not answered this host for \d+ ms either: the host's own link to it may be cut/);
+    expect(performance.now() - cutAt).toBeLessThan(LOST_WITHIN_MS + SLACK_MS);
+    // Not "no worker is connected": the host cannot hear any, and says why.
+    const silent = await backend.health();
+    expect(silent.ok).toBe(false);
+    expect(silent.problems?.join('\n')).toMatch(/has not answered this host's ping within \d+ ms: the host's link to it may be cut/);
+    // A connection silent for 10 to 15 s is given up (nats.js's own default would take minutes).
+    await waitFor(async () => /reconnecting/.test((await backend.health()).problems?.join('\n') ?? ''), 25_000);
+    proxy.restore();
+    const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
+    expectOk(after);
+    // The worker stopped the execution its caller lost, and nothing ran twice.
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+  }, 60_000);
+});
+
 describe('a caller that dies mid-execution', () => {
   it('its execution is aborted on the worker (the handler\'s ctx.signal fires)', async () => {
     const pool = newPool('orphan');

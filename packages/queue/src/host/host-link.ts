@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers } from '../shared/connection.js';
+import { connectNats, describeServers, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -41,6 +41,8 @@ export class HostLink implements ExecutionLink {
   readonly #watchEveryMs: number;
   #lastWatch = Date.now();
   #queueDepth: number | undefined;
+  /** When the ping this host has out to the server went; undefined while none is unanswered. */
+  #pingSentAt: number | undefined;
   /** Settles at the next reconnection (once the stream is there again). */
   #reconnected: Promise<void> = Promise.resolve();
   #markReconnected: () => void = () => {};
@@ -150,6 +152,20 @@ export class HostLink implements ExecutionLink {
     }
   }
 
+  /** How long the server has left this host's last ping unanswered (0: it answered). */
+  serverSilentMs(now: number): number {
+    return this.#pingSentAt === undefined ? 0 : now - this.#pingSentAt;
+  }
+
+  /** Why the server does not answer a ping within `waitMs`, if it does not (for health()). */
+  async serverSilence(waitMs: number): Promise<string | undefined> {
+    if (await settlesWithin(this.#nc.flush(), waitMs)) return undefined;
+    return (
+      `the NATS server (${this.server}) has not answered this host's ping within ${waitMs} ms: the host's link to it may be cut ` +
+      `(a connection is dropped and made again ${SILENT_CONNECTION_DROPPED})`
+    );
+  }
+
   get server(): string {
     return this.#nc.getServer();
   }
@@ -211,6 +227,14 @@ export class HostLink implements ExecutionLink {
     }
   }
 
+  /** One ping at a time, each watch tick: a silent server is noticed within a tick or two. */
+  #pingServer(now: number): void {
+    if (this.#pingSentAt !== undefined || this.state !== 'connected') return;
+    this.#pingSentAt = now;
+    const answered = () => (this.#pingSentAt = undefined);
+    this.#nc.flush().then(answered, answered);
+  }
+
   #watchHeartbeats(): void {
     const now = Date.now();
     // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket.
@@ -218,7 +242,11 @@ export class HostLink implements ExecutionLink {
     const late = now - this.#lastWatch > 2 * this.#watchEveryMs;
     this.#lastWatch = now;
     if (late) return;
-    for (const execution of this.executions.values()) execution.checkLost(now);
+    // Silent for more than a tick: the link between this host and the server may be cut, in
+    // which case the workers' silence is not theirs (their message says so).
+    const silentMs = this.serverSilentMs(now) > this.#watchEveryMs ? this.serverSilentMs(now) : 0;
+    for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
+    this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);
   }
 

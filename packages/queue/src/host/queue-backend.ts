@@ -120,6 +120,9 @@ export class QueueBackend extends BaseBackend {
     }
     if (link.state === 'reconnecting') return [`the connection to the NATS server is ${link.state}`];
     if (link.state === 'closed') return [];
+    // Workers are heard through the server: a server that does not answer says nothing of them.
+    const silence = await link.serverSilence(PROBE_MS);
+    if (silence) return [silence];
     await link.workers.heardWithin(PROBE_MS);
     if (link.workers.alive().length > 0) return [];
     return [`no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];

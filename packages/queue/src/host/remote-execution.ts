@@ -144,9 +144,11 @@ export class RemoteExecution {
   }
 
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
-  checkLost(now: number): void {
+  checkLost(now: number, serverSilentMs: number): void {
     if (!this.#worker || !this.#settle || now - this.#lastHeard <= this.#link.workerLostMs) return;
-    this.fail(this.#lost(`sent no heartbeat for ${now - this.#lastHeard} ms (workerLostMs: ${this.#link.workerLostMs})`));
+    const what = `sent no heartbeat for ${now - this.#lastHeard} ms (workerLostMs: ${this.#link.workerLostMs})`;
+    const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${serverSilentMs} ms either: the host's own link to it may be cut` : '';
+    this.fail(this.#lost(what + hostCut));
   }
 
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */

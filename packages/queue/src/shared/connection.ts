@@ -47,6 +47,14 @@ export const connectionSchema = lazySchema((z) =>
 
 /** How long the first connection attempt may take before it fails. */
 const CONNECT_TIMEOUT_MS = 5000;
+/** The client pings the server this often, and drops a connection after two pings go unanswered. */
+const PING_INTERVAL_MS = 5000;
+const MAX_PINGS_OUT = 2;
+/**
+ * How long a connection may be silent before it is dropped and made again (nats.js's default is
+ * 4 to 6 minutes): a link cut without a reset, or a server machine gone, on either side.
+ */
+export const SILENT_CONNECTION_DROPPED = `after ${(PING_INTERVAL_MS * MAX_PINGS_OUT) / 1000} to ${(PING_INTERVAL_MS * (MAX_PINGS_OUT + 1)) / 1000} s of silence`;
 
 /**
  * Connect with reconnection for ever: a server restart is a pause, not the end of a host or
@@ -66,6 +74,8 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     timeout: CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    pingInterval: PING_INTERVAL_MS,
+    maxPingOut: MAX_PINGS_OUT,
     // Not an Error (with its stack) made up front for every request: ~9 % of a host's and a
     // worker's CPU per execution in a profile. Our requests fail with messages of their own.
     noAsyncTraces: true,
