@@ -1,6 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -169,6 +170,7 @@ export class PoolThread<Lane = unknown> {
   }
 
   #onMessage(message: ThreadToHost): void {
+    if ('units' in message && message.units) markRead(this.#wake!, message.units);
     if ('crash' in message) {
       this.reports.push(message.crash);
       return;

@@ -25,7 +25,7 @@ export interface ThreadConfig {
 export interface ThreadHello {
   kbWorkerPool: 'hello';
   port: MessagePort;
-  /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it. */
+  /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it; the rest is flow-control.ts's. */
   wake: SharedArrayBuffer;
 }
 
@@ -48,7 +48,8 @@ export interface CrashReport {
 
 export type HostToThread = { k: number; task: PackedTask } | { k: number; m: HostToRunner };
 
+/** `units`: what a paced message counts against the thread's window (flow-control.ts); the host marks it read. */
 export type ThreadToHost =
-  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason }
-  | { k: number; out: 'stdout' | 'stderr'; lines: string[] }
+  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason; units?: number }
+  | { k: number; out: 'stdout' | 'stderr'; lines: string[]; units?: number }
   | { crash: CrashReport };

@@ -5,6 +5,7 @@
  */
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
+import { FLOW_SLOTS, ThreadFlow, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
@@ -21,7 +22,15 @@ const listenerCount = process.listenerCount.bind(process);
 
 const { port1: channel, port2 } = new MessageChannel();
 const send = (message: ThreadToHost): void => pristinePost(channel, message);
-const wake = new Int32Array(new SharedArrayBuffer(4));
+// [0] wakes this thread when idle; the rest paces what an execution sends (flow-control.ts).
+const wake = new Int32Array(new SharedArrayBuffer(4 * FLOW_SLOTS));
+const flow = new ThreadFlow(wake);
+/** What an execution sends before its answer (logs, events, calls, output): paced, weighed. */
+const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unknown): void => {
+  const units = unitsOf(weighed);
+  flow.pace(units);
+  send({ ...message, units });
+};
 // Taken before plugin code can replace them (replacing them retires the thread, after the fact).
 const load = Atomics.load;
 const wait = Atomics.wait;
@@ -99,9 +108,9 @@ idleSoon();
 async function execute(k: number, task: RunnerTask): Promise<void> {
   handles.mark();
   env.apply(process.env, task.permissions?.env);
-  const session = new RunnerSession(task, (m) => send({ k, m }));
+  const session = new RunnerSession(task, (m) => sendPaced({ k, m }, m));
   current = { k, session };
-  output.begin((out, lines) => send({ k, out, lines }));
+  output.begin((out, lines) => sendPaced({ k, out, lines }, lines));
   const result = await session.run();
   output.end();
   current = undefined;

@@ -5,7 +5,7 @@
  * build time: the main entry's zod schemas would add ~60 ms to every start, and resolving a
  * package through node_modules another ~2 ms.
  */
-import { closeSync } from 'node:fs';
+import { closeSync, writeSync } from 'node:fs';
 import net from 'node:net';
 import {
   PermissionDeniedError,
@@ -62,7 +62,18 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
     if (session) session.handle(m);
     else early.push(m);
   },
-  onProtocolError: () => exit(EXIT_PROTOCOL),
+  onProtocolError: (error) => {
+    // On stderr, which the host keeps the end of for the crash it reports.
+    const why = /stopped reading/.test(error.message)
+      ? `the handler sent logs, events or calls faster than the host read them (${error.message}), so its process stopped`
+      : `the host's messages broke the protocol (${error.message})`;
+    try {
+      writeSync(2, `[plugin-execution] ${why}\n`);
+    } catch {
+      // stderr is full or gone: the exit code still says it was this.
+    }
+    exit(EXIT_PROTOCOL);
+  },
   // The host closed the pipe or died: nobody is waiting for this child any more.
   onClose: () => exit(EXIT_HOST_GONE),
 });
