@@ -33,6 +33,11 @@ export function testPlatform() {
         record('fail', [message]);
         throw new Error(message);
       },
+      /** A result no backend can send back to a handler (a function inside). */
+      async unsendable() {
+        record('unsendable', []);
+        return { label: 'has a function', format: () => 'x' };
+      },
     },
     secrets: {
       async read() {

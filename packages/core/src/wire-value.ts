@@ -66,21 +66,21 @@ export function defineData(target: Record<string, unknown>, key: string, value: 
   Object.defineProperty(target, key, { value, configurable: true, writable: true, enumerable: true });
 }
 
-/** A short, human description of a thrown non-Error, for messages. */
-export function describeThrown(value: unknown): string {
-  if (value === undefined) return 'Handler threw undefined';
-  if (value === null) return 'Handler threw null';
+/** A short, human description of a thrown non-Error, for messages; `who` threw it. */
+export function describeThrown(value: unknown, who = 'Handler'): string {
+  if (value === undefined) return `${who} threw undefined`;
+  if (value === null) return `${who} threw null`;
   switch (typeof value) {
     case 'string':
-      return `Handler threw a string: ${truncate(value).slice(0, 500)}`;
+      return `${who} threw a string: ${truncate(value).slice(0, 500)}`;
     case 'number':
     case 'boolean':
     case 'bigint':
-      return `Handler threw a ${typeof value}: ${String(value)}`;
+      return `${who} threw a ${typeof value}: ${String(value)}`;
     case 'symbol':
-      return `Handler threw a symbol: ${value.toString()}`;
+      return `${who} threw a symbol: ${value.toString()}`;
     case 'function':
-      return `Handler threw a function${value.name ? `: ${value.name}` : ''}`;
+      return `${who} threw a function${value.name ? `: ${value.name}` : ''}`;
     default: {
       let preview: string;
       try {
@@ -88,7 +88,7 @@ export function describeThrown(value: unknown): string {
       } catch {
         preview = '[unprintable]';
       }
-      return `Handler threw a non-Error object: ${preview}`;
+      return `${who} threw a non-Error object: ${preview}`;
     }
   }
 }

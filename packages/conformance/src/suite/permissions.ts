@@ -94,4 +94,12 @@ function platformCallTests(suite: SuiteContext): void {
     expectOk(result);
     expect(result.data).toMatchObject({ ok: false, message: 'boom' });
   });
+
+  it('a host service result that cannot cross to the handler is an error there naming the call and where the value is', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'unsendable' } });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
+    expect((result.data as { message: string }).message).toMatch(/^platform\.kv\.unsendable result cannot be sent across the execution boundary: .* \(at result\.format\)$/);
+  });
 }

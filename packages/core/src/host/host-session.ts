@@ -1,4 +1,5 @@
 import { serializeError } from '../error-wire.js';
+import { describeThrown, isError } from '../wire-value.js';
 import type { LogEntry } from './request.js';
 import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
@@ -53,23 +54,25 @@ export class HostSession {
   #answer(message: Extract<RunnerToHost, { type: 'rpc' }>): void {
     const { id, target, service, method } = message;
     const args = Array.isArray(message.args) ? message.args : [];
+    // Named as the handler called it, in what goes back: `platform.kv.get`, `channel.send`.
+    const called = target === 'channel' ? `channel.${String(method)}` : `platform.${String(service)}.${String(method)}`;
     const call =
       target === 'channel'
         ? this.#services.callChannel(String(method), args)
         : this.#services.callPlatform(String(service), String(method), args);
     call.then(
-      (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id),
-      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(error) }, id),
+      (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id, called),
+      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(isError(error) ? error : new Error(describeThrown(error, called))) }, id, called),
     );
   }
 
-  #reply(message: HostToRunner, id: number): void {
+  #reply(message: HostToRunner, id: number, called: string): void {
     if (this.#closed) return;
     try {
       this.#send(message);
     } catch (error) {
       if (this.#closed) return;
-      const wire = serializeError(unserializableError('platform call result', error));
+      const wire = serializeError(unserializableError(`${called} result`, error, message.type === 'rpc-reply' && message.ok ? message.value : undefined));
       try {
         this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
       } catch {
