@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -165,6 +165,38 @@ describe('loading a plugin folder', () => {
     expect(error.message).toContain(SAMPLE);
     expect(error.message).toContain(copy);
     expect(registry.get(SAMPLE_ID)).toBe(first);
+  });
+
+  it('of two sources with one plugin id, the first listed is registered, whichever is read first', async () => {
+    const folder = await pluginFolder(JSON.stringify(manifest({ run: { entry: 'run.mjs' } }, { id: '@t/twice' })));
+    const inMemory = { root: tmp, manifest: manifest({ run: { entry: 'run.mjs' } }, { id: '@t/twice' }) };
+    // The in-memory one needs no read, so it would be ready first.
+    const registry = new PluginRegistry();
+    const failures = await registry.addEach([folder, inMemory]);
+    expect(registry.get('@t/twice')?.root).toBe(folder);
+    expect(failures.map((f) => f.source)).toEqual(['plugins[1]']);
+    expect(failures[0]!.error.message).toContain(`already registered from ${folder}`);
+    const error = await validationFailure(new PluginRegistry().addAll([folder, inMemory]));
+    expect(error.message).toContain(`already registered from ${folder}; refusing a second copy from ${tmp}`);
+  });
+
+  it('refuses an entry that is a symbolic link out of the plugin folder; links inside it, and a linked folder, are fine', async () => {
+    const outside = path.join(tmp, 'outside.mjs');
+    await writeFile(outside, 'export default () => 1;');
+    const folder = await pluginFolder(JSON.stringify(manifest({ out: { entry: './out.mjs' }, in: { entry: './in.mjs' } })));
+    await writeFile(path.join(folder, 'real.mjs'), 'export default () => 2;');
+    await symlink(outside, path.join(folder, 'out.mjs'));
+    await symlink('./real.mjs', path.join(folder, 'in.mjs'));
+    const error = await validationFailure(new PluginRegistry().load(folder));
+    expect(error.message).toContain(`handlers.out.entry: ./out.mjs is a link to ${outside}, outside the plugin folder`);
+    expect(error.message).not.toContain('handlers.in.entry');
+    const inside = await pluginFolder(JSON.stringify(manifest({ in: { entry: './in.mjs' } }, { id: '@t/linked' })));
+    await writeFile(path.join(inside, 'real.mjs'), 'export default () => 2;');
+    await symlink('./real.mjs', path.join(inside, 'in.mjs'));
+    const linkedFolder = path.join(tmp, `linked-${++n}`);
+    await symlink(inside, linkedFolder);
+    const plugin = await new PluginRegistry().load(linkedFolder);
+    expect(plugin.id).toBe('@t/linked');
   });
 
   it('reports every failing source of addAll together', async () => {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
-import { parseWith, validationError } from '../validation.js';
+import { parseWith, validationError, type ValidationIssue } from '../validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -70,9 +70,8 @@ export class PluginRegistry {
 
   /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
   async load(dir: string | URL): Promise<RegisteredPlugin> {
-    const root = path.resolve(folderPath(dir));
-    const file = path.join(root, MANIFEST_FILE);
-    return this.register({ root, manifest: await readManifest(root, file) }, file);
+    const { source, file } = await readFolder(dir);
+    return this.register(source, file);
   }
 
   /** Validate a manifest and register it under its id; a second plugin with the same id is refused. */
@@ -168,10 +167,8 @@ export class PluginRegistry {
 
   /** Load or register each source; all problems are reported together. */
   async addAll(sources: readonly PluginSource[]): Promise<RegisteredPlugin[]> {
-    const results = await Promise.allSettled(
-      sources.map((source) => (isFolder(source) ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
-    );
-    const failures = results.flatMap((r, i) => (r.status === 'rejected' ? [{ index: i, error: r.reason as Error }] : []));
+    const results = await this.#registerInOrder(sources);
+    const failures = results.flatMap((r, i) => (r.ok ? [] : [{ index: i, error: r.error as Error }]));
     if (failures.length === 1) throw failures[0]!.error;
     if (failures.length > 1) {
       throw validationError(
@@ -179,7 +176,7 @@ export class PluginRegistry {
         failures.map((f) => ({ path: `plugins[${f.index}]`, message: f.error.message })),
       );
     }
-    return results.map((r) => (r as PromiseFulfilledResult<RegisteredPlugin>).value);
+    return results.map((r) => (r as { plugin: RegisteredPlugin }).plugin);
   }
 
   /**
@@ -187,16 +184,27 @@ export class PluginRegistry {
    * the others, and the failures are kept (resolve() names them, `failures` lists them).
    */
   async addEach(sources: readonly PluginSource[]): Promise<readonly PluginLoadFailure[]> {
-    const results = await Promise.allSettled(
-      sources.map((source) => (isFolder(source) ? this.load(source) : Promise.resolve().then(() => this.register(source)))),
-    );
+    const results = await this.#registerInOrder(sources);
     this.#failures = results.flatMap((r, i) => {
-      if (r.status === 'fulfilled') return [];
-      const error = isExecutionError(r.reason) ? r.reason : new ValidationError(String(r.reason), { cause: r.reason });
+      if (r.ok) return [];
+      const error = isExecutionError(r.error) ? r.error : new ValidationError(String(r.error), { cause: r.error });
       const pluginId = (error.details as { pluginId?: unknown } | undefined)?.pluginId;
       return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error }];
     });
     return this.#failures;
+  }
+
+  /** Folders read side by side, then everything registered in the order given: of two copies of one plugin, the first listed wins. */
+  async #registerInOrder(sources: readonly PluginSource[]): Promise<Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }>> {
+    const read = await Promise.allSettled(sources.map((source) => (isFolder(source) ? readFolder(source) : { source, file: undefined })));
+    return read.map((r) => {
+      try {
+        if (r.status === 'rejected') throw r.reason;
+        return { ok: true, plugin: this.register(r.value.source, r.value.file) };
+      } catch (error) {
+        return { ok: false, error };
+      }
+    });
   }
 
   /** The sources of the last addEach() that could not be registered. */
@@ -244,6 +252,13 @@ export class PluginRegistry {
 }
 
 /** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
+/** A plugin folder's manifest, read and parsed as JSON (validated when registered). */
+async function readFolder(dir: string | URL): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
+  const root = path.resolve(folderPath(dir));
+  const file = path.join(root, MANIFEST_FILE);
+  return { source: { root, manifest: await readManifest(root, file) }, file };
+}
+
 async function readManifest(root: string, file: string): Promise<unknown> {
   let text: string;
   try {
@@ -267,7 +282,39 @@ function parseManifest(root: string, manifest: unknown, file: string | undefined
   const label = file ?? `manifest of plugin at ${root}`;
   const claimed = (manifest as { id?: unknown } | null)?.id;
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
-  return parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', { file: file ?? null, root, ...claimedId });
+  const details = { file: file ?? null, root, ...claimedId };
+  const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
+  const outside = entriesLinkedOutside(root, parsed);
+  if (outside.length > 0) throw validationError(`Invalid plugin manifest (${label})`, outside, details);
+  return parsed;
+}
+
+/**
+ * Entries that lead out of the plugin folder through a symbolic link: the manifest's paths stay
+ * inside it, and so must the files they name (an OS sandbox shows a child only the plugin's
+ * folder). An entry that does not exist yet is left to the execution to report.
+ */
+function entriesLinkedOutside(root: string, manifest: PluginManifest): ValidationIssue[] {
+  let realRoot: string;
+  try {
+    realRoot = fs.realpathSync(root);
+  } catch {
+    return [];
+  }
+  const issues: ValidationIssue[] = [];
+  for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
+    let real: string;
+    try {
+      real = fs.realpathSync(path.resolve(root, spec.entry));
+    } catch {
+      continue;
+    }
+    const relative = path.relative(realRoot, real);
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
+      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
+    }
+  }
+  return issues;
 }
 
 function isFolder(source: PluginSource): source is string | URL {
