@@ -52,6 +52,11 @@ export class ThreadFlow {
     store(shared, WAITING, 0);
     this.#sent = (this.#sent + units) | 0;
   }
+
+  /** A message counted by pace() could not be posted after all: the host will never read it. */
+  unsent(units: number): void {
+    this.#sent = (this.#sent - units) | 0;
+  }
 }
 
 /** Host side: the host has read a message of `units`; wakes the thread if it waits for that. */

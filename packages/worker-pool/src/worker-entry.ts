@@ -29,7 +29,12 @@ const flow = new ThreadFlow(wake);
 const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unknown): void => {
   const units = unitsOf(weighed);
   flow.pace(units);
-  send({ ...message, units });
+  try {
+    send({ ...message, units });
+  } catch (error) {
+    flow.unsent(units);
+    throw error;
+  }
 };
 // Taken before plugin code can replace them (replacing them retires the thread, after the fact).
 const load = Atomics.load;

@@ -27,6 +27,16 @@ function streamTests(suite: SuiteContext): void {
     expect(mine[5]).toMatchObject({ message: 'not really an error', fields: { code: 7 } });
   });
 
+  it('an event that cannot be sent throws in the handler, as often as it tries, and later events still arrive', async () => {
+    const backend = make();
+    const events: ExecutionEvent[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits-refused', input: { n: 10_000 } }, { onEvent: (e) => events.push(e), timeoutMs: 20_000 });
+    expectOk(result);
+    expect(result.data).toMatchObject({ refused: 10_000 });
+    expect((result.data as { message: string }).message).toMatch(/cannot be sent across the execution boundary/);
+    expect(events.map((e) => (e.event as { type: string }).type)).toEqual(['after']);
+  });
+
   it('ignores host callbacks that throw', async () => {
     const backend = make();
     const result = await backend.execute(
