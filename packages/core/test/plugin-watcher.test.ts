@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
@@ -37,6 +37,42 @@ describe('PluginWatcher', () => {
     await writeFile(path.join(dir, 'lib', 'util.js'), '');
     await waitFor(() => events.length === 2);
     expect(events[1]).toMatchObject({ ok: true, pluginId: '@t/w', changed: [path.join('lib', 'util.js')] });
+  });
+
+  it('watches a plugin folder made again after it was deleted (a branch switch, a build that empties it): reloads it, and hears its later changes', async () => {
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => {
+      await stat(dir);
+      return plugin();
+    });
+    await writeFile(path.join(dir, 'a.js'), '1');
+    await watcher.watch(plugin());
+    await rm(dir, { recursive: true, force: true });
+    await waitFor(() => events.some((e) => !e.ok));
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'a.js'), '2');
+    await waitFor(() => events.at(-1)?.ok === true);
+    expect(watcher.problems()).toEqual([]);
+    const seen = events.length;
+    await writeFile(path.join(dir, 'b.js'), '3');
+    await waitFor(() => events.length > seen && events.at(-1)?.ok === true);
+    expect(events.at(-1)).toMatchObject({ ok: true, changed: ['b.js'] });
+  });
+
+  it('watches a plugin folder replaced at once (deleted and made again before the reload): later changes are heard', async () => {
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await writeFile(path.join(dir, 'a.js'), '1');
+    await watcher.watch(plugin());
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'a.js'), '2');
+    await waitFor(() => events.length >= 1);
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    const seen = events.length;
+    await writeFile(path.join(dir, 'b.js'), '3');
+    await waitFor(() => events.length > seen);
+    expect(events.at(-1)).toMatchObject({ ok: true, changed: ['b.js'] });
   });
 
   it('reloads once more when files change during a reload, never two reloads of one plugin at once', async () => {

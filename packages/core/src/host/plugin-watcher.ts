@@ -39,7 +39,14 @@ interface WatchedPlugin {
   again: boolean;
   /** Why the last reload failed, until one succeeds. */
   failure: string | undefined;
+  /** Its folder is gone: looked for every ROOT_POLL_MS until it is back. */
+  awaiting: NodeJS.Timeout | undefined;
+  /** Its folder itself was deleted or moved: the watchers may be on a folder that is gone. */
+  rootReplaced: boolean;
 }
+
+/** How often a deleted plugin folder is looked for (a `git checkout`, or a build that empties it). */
+const ROOT_POLL_MS = 250;
 
 /**
  * The `watch` option (development): reloads a plugin when files in its folder change, debounced.
@@ -69,7 +76,7 @@ export class PluginWatcher {
   /** Start watching one plugin's folder (once per plugin id). */
   async watch(plugin: RegisteredPlugin): Promise<void> {
     if (this.#closed || this.#plugins.has(plugin.id)) return;
-    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined };
+    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined, awaiting: undefined, rootReplaced: false };
     this.#plugins.set(plugin.id, watched);
     await this.#watchTree(watched, plugin.root);
   }
@@ -88,6 +95,7 @@ export class PluginWatcher {
     this.#closed = true;
     for (const plugin of this.#plugins.values()) {
       clearTimeout(plugin.timer);
+      clearInterval(plugin.awaiting);
       for (const watcher of plugin.folders.values()) watcher.close();
       plugin.folders.clear();
     }
@@ -107,6 +115,7 @@ export class PluginWatcher {
     watcher.on('error', () => {
       watcher.close();
       plugin.folders.delete(folder);
+      if (folder === plugin.root) this.#awaitRoot(plugin);
     });
     plugin.folders.set(folder, watcher);
     const entries = await fs.promises.readdir(folder, { withFileTypes: true }).catch(() => []);
@@ -115,7 +124,10 @@ export class PluginWatcher {
 
   #changed(plugin: WatchedPlugin, folder: string, name: string | Buffer | null): void {
     if (this.#closed) return;
-    const file = name === null ? folder : path.join(folder, name.toString());
+    // The plugin folder itself deleted or moved: its watcher reports the folder's own name.
+    const self = folder === plugin.root && name !== null && name.toString() === path.basename(folder);
+    if (self) plugin.rootReplaced = true;
+    const file = name === null || self ? folder : path.join(folder, name.toString());
     if (ignored(plugin.root, file)) return;
     plugin.changed.add(path.relative(plugin.root, file) || '.');
     // A folder made (or moved in) since: watch it too.
@@ -134,6 +146,11 @@ export class PluginWatcher {
       return;
     }
     plugin.reloading = true;
+    // Replaced (deleted and made again, a branch switch): the watchers are on the old folder.
+    if (plugin.rootReplaced && fs.existsSync(plugin.root)) {
+      plugin.rootReplaced = false;
+      await this.#rewatch(plugin);
+    }
     const changed = [...plugin.changed].sort();
     plugin.changed.clear();
     let event: PluginReloadEvent;
@@ -144,6 +161,7 @@ export class PluginWatcher {
       const error = isExecutionError(thrown) ? thrown : new ValidationError(String(thrown), { cause: thrown });
       event = { ok: false, pluginId: plugin.id, changed, error };
       plugin.failure = error.message;
+      if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
     }
     plugin.reloading = false;
     if (this.#closed) return;
@@ -152,6 +170,27 @@ export class PluginWatcher {
       plugin.again = false;
       void this.#reloadNow(plugin);
     }
+  }
+
+  /**
+   * The plugin's folder is gone (its watchers with it): look for it until it is back, then watch
+   * it afresh and reload (a folder made again is a new one to the OS: the old watchers see nothing).
+   */
+  #awaitRoot(plugin: WatchedPlugin): void {
+    if (this.#closed || plugin.awaiting) return;
+    plugin.awaiting = setInterval(() => {
+      if (this.#closed || !fs.existsSync(plugin.root)) return;
+      clearInterval(plugin.awaiting);
+      plugin.awaiting = undefined;
+      void this.#rewatch(plugin).then(() => this.#changed(plugin, plugin.root, null));
+    }, ROOT_POLL_MS).unref();
+  }
+
+  /** Drop the plugin's watchers and watch its folder afresh. */
+  async #rewatch(plugin: WatchedPlugin): Promise<void> {
+    for (const watcher of plugin.folders.values()) watcher.close();
+    plugin.folders.clear();
+    await this.#watchTree(plugin, plugin.root);
   }
 
   #report(event: PluginReloadEvent): void {
@@ -170,3 +209,4 @@ function ignored(root: string, file: string): boolean {
   const relative = path.relative(root, file);
   return relative !== '' && relative.split(path.sep).some((part) => part === 'node_modules' || part.startsWith('.'));
 }
+
