@@ -75,6 +75,23 @@ describe('PluginWatcher', () => {
     expect(events.at(-1)).toMatchObject({ ok: true, changed: ['b.js'] });
   });
 
+  it('watches a sub-folder deleted and made again (rm -rf dist, then a build): later changes in it are heard', async () => {
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await mkdir(path.join(dir, 'dist'));
+    await writeFile(path.join(dir, 'dist', 'a.js'), '1');
+    await watcher.watch(plugin());
+    await rm(path.join(dir, 'dist'), { recursive: true, force: true });
+    await mkdir(path.join(dir, 'dist'));
+    await writeFile(path.join(dir, 'dist', 'a.js'), '2');
+    await waitFor(() => events.length >= 1);
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    const seen = events.length;
+    await writeFile(path.join(dir, 'dist', 'b.js'), '3');
+    await waitFor(() => events.length > seen);
+    expect(events.at(-1)).toMatchObject({ ok: true, changed: [path.join('dist', 'b.js')] });
+  });
+
   it('reloads once more when files change during a reload, never two reloads of one plugin at once', async () => {
     let running = 0;
     let most = 0;

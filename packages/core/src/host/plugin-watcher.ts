@@ -106,7 +106,7 @@ export class PluginWatcher {
     if (this.#closed || plugin.folders.has(folder) || ignored(plugin.root, folder)) return;
     let watcher: FSWatcher;
     try {
-      watcher = fs.watch(folder, { persistent: false }, (_event, name) => this.#changed(plugin, folder, name));
+      watcher = fs.watch(folder, { persistent: false }, (event, name) => this.#changed(plugin, folder, event, name));
     } catch (error) {
       if (folder === plugin.root) plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
       return;
@@ -122,21 +122,38 @@ export class PluginWatcher {
     await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => this.#watchTree(plugin, path.join(folder, entry.name))));
   }
 
-  #changed(plugin: WatchedPlugin, folder: string, name: string | Buffer | null): void {
+  #changed(plugin: WatchedPlugin, folder: string, event: string, name: string | Buffer | null): void {
     if (this.#closed) return;
-    // The plugin folder itself deleted or moved: its watcher reports the folder's own name.
-    const self = folder === plugin.root && name !== null && name.toString() === path.basename(folder);
-    if (self) plugin.rootReplaced = true;
+    // A watched folder itself deleted or moved: its watcher reports the folder's own name.
+    const self = name !== null && name.toString() === path.basename(folder);
+    if (self && folder === plugin.root) plugin.rootReplaced = true;
     const file = name === null || self ? folder : path.join(folder, name.toString());
     if (ignored(plugin.root, file)) return;
     plugin.changed.add(path.relative(plugin.root, file) || '.');
-    // A folder made (or moved in) since: watch it too.
-    if (name !== null && !plugin.folders.has(file)) {
-      void fs.promises.stat(file).then((s) => (s.isDirectory() ? this.#watchTree(plugin, file) : undefined), () => undefined);
+    // An entry made, deleted or moved: a folder there now is watched afresh (one deleted and made
+    // again, `rm -rf dist` then a build, is a new folder to the OS: the old watchers see nothing).
+    if (event === 'rename' && !self) {
+      void fs.promises.stat(file).then(
+        (stat) => {
+          this.#unwatchTree(plugin, file);
+          return stat.isDirectory() ? this.#watchTree(plugin, file) : undefined;
+        },
+        () => this.#unwatchTree(plugin, file),
+      );
     }
     clearTimeout(plugin.timer);
     plugin.timer = setTimeout(() => this.#reloadNow(plugin), this.#debounceMs).unref();
   }
+
+  /** Close the watchers of `folder` and of every folder under it. */
+  #unwatchTree(plugin: WatchedPlugin, folder: string): void {
+    for (const [watched, watcher] of plugin.folders) {
+      if (watched !== folder && !watched.startsWith(folder + path.sep)) continue;
+      watcher.close();
+      plugin.folders.delete(watched);
+    }
+  }
+
 
   async #reloadNow(plugin: WatchedPlugin): Promise<void> {
     plugin.timer = undefined;
@@ -182,14 +199,13 @@ export class PluginWatcher {
       if (this.#closed || !fs.existsSync(plugin.root)) return;
       clearInterval(plugin.awaiting);
       plugin.awaiting = undefined;
-      void this.#rewatch(plugin).then(() => this.#changed(plugin, plugin.root, null));
+      void this.#rewatch(plugin).then(() => this.#changed(plugin, plugin.root, 'change', null));
     }, ROOT_POLL_MS).unref();
   }
 
   /** Drop the plugin's watchers and watch its folder afresh. */
   async #rewatch(plugin: WatchedPlugin): Promise<void> {
-    for (const watcher of plugin.folders.values()) watcher.close();
-    plugin.folders.clear();
+    this.#unwatchTree(plugin, plugin.root);
     await this.#watchTree(plugin, plugin.root);
   }
 
