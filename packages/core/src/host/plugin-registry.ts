@@ -251,7 +251,6 @@ export class PluginRegistry {
   }
 }
 
-/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
 /** A plugin folder's manifest, read and parsed as JSON (validated when registered). */
 async function readFolder(dir: string | URL): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
   const root = path.resolve(folderPath(dir));
@@ -259,6 +258,7 @@ async function readFolder(dir: string | URL): Promise<{ source: { root: string; 
   return { source: { root, manifest: await readManifest(root, file) }, file };
 }
 
+/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
 async function readManifest(root: string, file: string): Promise<unknown> {
   let text: string;
   try {

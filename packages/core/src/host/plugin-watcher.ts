@@ -154,7 +154,6 @@ export class PluginWatcher {
     }
   }
 
-
   async #reloadNow(plugin: WatchedPlugin): Promise<void> {
     plugin.timer = undefined;
     if (this.#closed) return;
@@ -225,4 +224,3 @@ function ignored(root: string, file: string): boolean {
   const relative = path.relative(root, file);
   return relative !== '' && relative.split(path.sep).some((part) => part === 'node_modules' || part.startsWith('.'));
 }
-
