@@ -214,6 +214,23 @@ describe('sizes', () => {
     expectError(output, 'VALIDATION_ERROR');
     expect(output.error.message).toContain('maxPayloadBytes');
   });
+
+  it('an event over the limit reaches the caller as a warning in its place; platform call arguments over it fail the call in the handler', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const big = 21 * 1024 * 1024;
+    const events: ExecutionEvent[] = [];
+    const logs: LogEntry[] = [];
+    const emitted = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: big } }, { timeoutMs: 60_000, onEvent: (e) => events.push(e), onLog: (l) => logs.push(l) });
+    expectOk(emitted);
+    expect(events).toEqual([]);
+    expect(logs.map((l) => [l.level, l.message])).toEqual([
+      ['warn', expect.stringMatching(/^The ctx\.emit\(\) event is 21 MiB encoded, over the queue backend's limit of 20 MiB \(maxPayloadBytes\): it was not delivered$/)],
+      ['info', 'after the big event'],
+    ]);
+    const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
+    expectOk(called);
+    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform call arguments is 21 MiB encoded, over the queue backend's limit") });
+  });
 });
 
 describe('stops', () => {

@@ -56,7 +56,14 @@ export class WorkerExecution implements Watched {
       lostMs: Number(msg.headers?.get(HEADER.lostMs)) || 3000,
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
-    this.#calls = new RemoteCalls((message) => this.#post('rpc', encode(message, `${message.target} call arguments`)));
+    this.#calls = new RemoteCalls((message) => {
+      const what = `${message.target} call arguments`;
+      const bytes = encode(message, what);
+      // Thrown: the handler's call fails with it (the caller would drop a message this large).
+      const refused = this.#overLimit(bytes, what);
+      if (refused) throw refused;
+      this.#post('rpc', bytes);
+    });
   }
 
   /** Claim, run, report. Never rejects. */
@@ -114,7 +121,7 @@ export class WorkerExecution implements Watched {
       platform: this.#worker.platform ?? {},
       platformForward: (service, method, args) => this.#calls.call('platform', service, method, args),
       onLog: (entry) => this.#post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
-      onEvent: (event) => this.#post('event', encode({ type: 'event', event: event.event }, 'ctx.emit() event')),
+      onEvent: (event) => this.#postEvent(event.event),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
@@ -154,11 +161,8 @@ export class WorkerExecution implements Watched {
     try {
       const body: ResultBody = result.ok ? { ok: true, data: result.data, meta } : { ok: false, error: serializeError(sameLimit(result.error, task)), meta };
       bytes = encode(body, 'handler result');
-      if (bytes.length > this.#worker.maxPayloadBytes) {
-        throw new ValidationError(`The handler result is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(this.#worker.maxPayloadBytes)} (maxPayloadBytes)`, {
-          details: { path: 'result', reason: 'too-large', bytes: bytes.length, limit: this.#worker.maxPayloadBytes },
-        });
-      }
+      const refused = this.#overLimit(bytes, 'handler result', 'result');
+      if (refused) throw refused;
     } catch (error) {
       bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
     }
@@ -179,6 +183,23 @@ export class WorkerExecution implements Watched {
    */
   async #sendResult(bytes: Uint8Array): Promise<void> {
     await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS)?.catch(() => undefined);
+  }
+
+  /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
+  #postEvent(event: unknown): void {
+    const bytes = encode({ type: 'event', event }, 'ctx.emit() event');
+    const refused = this.#overLimit(bytes, 'ctx.emit() event');
+    if (!refused) return this.#post('event', bytes);
+    this.#post('log', encode({ level: 'warn', message: `${refused.message}: it was not delivered`, stream: 'logger' }, 'log fields'));
+  }
+
+  /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */
+  #overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
+    const limit = this.#worker.maxPayloadBytes;
+    if (bytes.length <= limit) return undefined;
+    return new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (maxPayloadBytes)`, {
+      details: { path, reason: 'too-large', bytes: bytes.length, limit },
+    });
   }
 
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */
