@@ -1,8 +1,8 @@
 import net from 'node:net';
 
 /**
- * A loopback TCP proxy to stand between a worker and the NATS server, so that a test can cut the
- * worker's network and restore it.
+ * A loopback TCP proxy to stand between a worker (or a host) and the NATS server, so that a test
+ * can cut that process's network and restore it.
  *
  * `cut()` is a partition, not a reset: connections stay open and nothing flows either way (bytes
  * wait in the buffers, as they would behind a dead link that TCP has not given up on yet), so

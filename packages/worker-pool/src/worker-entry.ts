@@ -28,9 +28,10 @@ const flow = new ThreadFlow(wake);
 /** What an execution sends before its answer (logs, events, calls, output): paced, weighed. */
 const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unknown): void => {
   const units = unitsOf(weighed);
+  message.units = units;
   flow.pace(units);
   try {
-    send({ ...message, units });
+    send(message);
   } catch (error) {
     flow.unsent(units);
     throw error;

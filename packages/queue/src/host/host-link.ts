@@ -244,7 +244,8 @@ export class HostLink implements ExecutionLink {
     if (late) return;
     // Silent for more than a tick: the link between this host and the server may be cut, in
     // which case the workers' silence is not theirs (their message says so).
-    const silentMs = this.serverSilentMs(now) > this.#watchEveryMs ? this.serverSilentMs(now) : 0;
+    const silentFor = this.serverSilentMs(now);
+    const silentMs = silentFor > this.#watchEveryMs ? silentFor : 0;
     for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
     this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);
