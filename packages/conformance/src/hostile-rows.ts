@@ -4,6 +4,7 @@
  */
 import { lstat, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { CALLS_IN_FLIGHT, type ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { expect } from 'vitest';
 import { all, code, codes, isolating, ok, undefended, type CellEnv, type CellRun, type MatrixCell } from './hostile-cell.js';
 
@@ -13,6 +14,12 @@ const escapedFile = (env: CellEnv): string => path.join(env.outside, `escaped-${
 const preciousFile = (env: CellEnv): string => path.join(env.outside, 'precious.txt');
 
 export const HOST_CANARY_ENV = 'KB_HOSTILE_MATRIX_CANARY';
+
+/**
+ * The host service of the platform rows: `hold.wait(i)` answers only when the run is over, so
+ * the calls a flood has in the host pile up there, and the check sees how many got in.
+ */
+const HELD = heldCalls();
 
 /** The rows every backend can be asked about; the OS-sandbox rows are in ./hostile-sandbox-rows.ts. */
 export const HOSTILE_ROWS: MatrixCell[] = [
@@ -157,6 +164,29 @@ export const HOSTILE_ROWS: MatrixCell[] = [
     },
   },
   {
+    id: 'platform-flood',
+    title: 'fire 100,000 platform calls at once at a host service that does not answer',
+    handler: 'platform-flood',
+    timeoutMs: 3000,
+    options: HELD.options,
+    prepare: () => HELD.watch({ n: 100_000 }, CALLS_IN_FLIGHT),
+    expect: all(code('TIMEOUT', `the host's service gets ${CALLS_IN_FLIGHT} of them; the rest wait in the handler's runtime`)),
+  },
+  {
+    id: 'forge-platform-calls',
+    title: 'send the host 1,000 platform calls itself, past ctx.platform and its bound',
+    handler: 'forge-platform-calls',
+    timeoutMs: 3000,
+    options: HELD.options,
+    prepare: (env) => HELD.watch({ n: 1000 }, env.type === 'worker-pool' ? 0 : CALLS_IN_FLIGHT),
+    expect: {
+      'in-process': undefended('there is no channel: the handler runs in the host; use worker-pool or subprocess'),
+      'worker-pool': code('TIMEOUT', "a thread's parentPort is not its channel: no call reaches the host's services"),
+      subprocess: code('WORKER_CRASHED', `one call past ${CALLS_IN_FLIGHT} in flight breaks the protocol: the child is killed`),
+      queue: code('WORKER_CRASHED', "the worker's child is killed the same way; the worker and the host are unaffected"),
+    },
+  },
+  {
     id: 'read-env',
     title: "read the host's env",
     handler: 'read-env',
@@ -231,5 +261,35 @@ function floodWatch(input: { n: number; kb: number }): CellRun {
       else expect(result.error.message).toMatch(/faster than the host read them|did not finish within/);
     },
     close: () => clearInterval(sampler),
+  };
+}
+
+/** See HELD. */
+function heldCalls() {
+  let held: Array<() => void> = [];
+  const release = (): void => {
+    for (const answer of held.splice(0)) answer();
+  };
+  return {
+    options: {
+      platform: { hold: { wait: (i: number) => new Promise((resolve) => held.push(() => resolve(i))) } },
+      permissions: { platform: { hold: ['wait'] } },
+    },
+    /** The run's input, and its check: exactly `expected` calls reached the service, the host's memory stayed bounded. */
+    watch(input: { n: number }, expected: number): CellRun {
+      held = [];
+      const baseline = process.memoryUsage().rss;
+      return {
+        input,
+        verify: async (result: ExecutionResult) => {
+          // The forged calls of a child arrive as fast as it writes them: give the host a moment to read them all.
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          expect(held.length, "calls that reached the host's service").toBe(expected);
+          expect((process.memoryUsage().rss - baseline) / 2 ** 20, 'host memory growth (MB)').toBeLessThan(FLOOD_HOST_GROWTH_MB);
+          if (!result.ok && result.error.code === 'WORKER_CRASHED') expect(result.error.message).toMatch(/calls of this execution already in flight/);
+        },
+        close: release,
+      };
+    },
   };
 }

@@ -18,6 +18,7 @@ export { HostSession, type HostServices } from './host/host-session.js';
 export { PROTOCOL_VERSION, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';
 export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';
+export { CALLS_IN_FLIGHT, CallWindow } from './runner/call-window.js';
 export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.

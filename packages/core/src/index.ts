@@ -53,6 +53,7 @@ export { PluginRegistry, type PluginReloadListener, type PluginSource, type Regi
 export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';
 export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';
 export type { Platform } from './host/platform-gateway.js';
+export { CALLS_IN_FLIGHT } from './runner/call-window.js';
 export {
   defineHandler,
   type ChannelContext,

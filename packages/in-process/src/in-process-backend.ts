@@ -1,5 +1,5 @@
-import { type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, backendOptionsSchema, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { AbortedError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -28,7 +28,17 @@ export class InProcessBackend extends BaseBackend {
     control.setRunner(RUNNER);
     // The task is this execution's own object: replacing its input with a copy is safe.
     task.input = cloneForWire(task.input, 'input');
-    const data = await runHandler(task, new InProcessRuntime(control));
+    const runtime = new InProcessRuntime(control);
+    let data: unknown;
+    try {
+      data = await runHandler(task, runtime);
+    } catch (error) {
+      await runtime.allCallsStarted();
+      throw error;
+    }
+    // Not `await undefined` on every execution: most make no platform call.
+    const started = runtime.allCallsStarted();
+    if (started) await started;
     return cloneForWire(data, 'handler result');
   }
 
@@ -55,6 +65,7 @@ export class InProcessBackend extends BaseBackend {
 class InProcessRuntime implements RuntimeEnvironment {
   readonly #control: DispatchControl;
   #platform: Platform | undefined;
+  #window: CallWindow | undefined;
 
   constructor(control: DispatchControl) {
     this.#control = control;
@@ -68,11 +79,45 @@ class InProcessRuntime implements RuntimeEnvironment {
 
   get platform(): Platform {
     const control = this.#control;
-    return (this.#platform ??= createPlatformProxy((service, method, args) =>
-      control
-        .callPlatform(service, method, cloneForWire(args, `platform.${service}.${method} arguments`))
-        .then((value) => cloneForWire(value, `platform.${service}.${method} result`)),
-    ));
+    return (this.#platform ??= createPlatformProxy((service, method, args) => {
+      const copy = cloneForWire(args, `platform.${service}.${method} arguments`);
+      return this.#inWindow(() => control.callPlatform(service, method, copy)).then((value) => cloneForWire(value, `platform.${service}.${method} result`));
+    }));
+  }
+
+  /** As out of process: at most CALLS_IN_FLIGHT platform calls in the host, the rest wait their turn. */
+  #inWindow(start: () => Promise<unknown>): Promise<unknown> {
+    const window = this.#window ?? this.#openWindow();
+    const { promise, resolve, reject } = deferred();
+    window.enter(() => {
+      const stopped = this.#control.stopReason;
+      if (stopped) {
+        // Waited past a timeout or an abort: refused as the host refuses it, and not an
+        // unhandled rejection in the host's process if the handler never awaited it.
+        promise.catch(() => undefined);
+        window.leave();
+        reject(new AbortedError('The execution was stopped while this call waited for its turn', { details: { phase: 'rpc' } }));
+        return;
+      }
+      start().then(
+        (value) => (window.leave(), resolve(value)),
+        (error: unknown) => (window.leave(), reject(error)),
+      );
+    });
+    return promise;
+  }
+
+  #openWindow(): CallWindow {
+    const window = (this.#window = new CallWindow());
+    // Stopped (time limit, abort): the calls still waiting are refused now, not one by one as
+    // the host's services answer the ones in flight (which may be never).
+    this.#control.onStop(() => window.flush());
+    return window;
+  }
+
+  /** Platform calls the handler fired and did not await start before its result goes. */
+  allCallsStarted(): Promise<void> | undefined {
+    return this.#window?.allSent();
   }
 
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
@@ -86,4 +131,14 @@ class InProcessRuntime implements RuntimeEnvironment {
   channelCall(method: string, args: unknown[]): Promise<unknown> {
     return this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`));
   }
+}
+
+function deferred(): { promise: Promise<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void } {
+  let resolve!: (value: unknown) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<unknown>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
 }

@@ -1,4 +1,4 @@
-import { PermissionDeniedError } from '@kb-labs/plugin-execution-core';
+import { CALLS_IN_FLIGHT, PermissionDeniedError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
 import { BASIC, GUARDED } from '../fixtures.js';
@@ -9,6 +9,7 @@ export function describePermissions(suite: SuiteContext): void {
   describe('permissions and platform', () => {
     preflightTests(suite);
     platformCallTests(suite);
+    platformBoundTests(suite);
   });
 }
 
@@ -101,5 +102,49 @@ function platformCallTests(suite: SuiteContext): void {
     expectOk(result);
     expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
     expect((result.data as { message: string }).message).toMatch(/^platform\.kv\.unsendable result cannot be sent across the execution boundary: .* \(at result\.format\)$/);
+  });
+}
+
+/** A `kv.echo` that answers after a millisecond and counts the calls it has at once. */
+function countingEcho() {
+  const seen: number[] = [];
+  let now = 0;
+  let most = 0;
+  const kv = {
+    async echo(i: number) {
+      seen.push(i);
+      most = Math.max(most, ++now);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      now--;
+      return i;
+    },
+  };
+  return { platform: { kv }, seen, most: () => most };
+}
+
+/** CALLS_IN_FLIGHT: what one execution can have in the host's services at once. */
+function platformBoundTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it(`runs at most ${CALLS_IN_FLIGHT} of one execution's platform calls in the host at once, the rest in the order made`, async () => {
+    const echo = countingEcho();
+    const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 500, await: true } }, { timeoutMs: 30_000 });
+    expectOk(result);
+    const order = Array.from({ length: 500 }, (_, i) => i);
+    expect(result.data).toEqual(order);
+    expect(echo.seen).toEqual(order);
+    // Not exactly the bound: some may be answered before the host has read the rest.
+    expect(echo.most()).toBeLessThanOrEqual(CALLS_IN_FLIGHT);
+    expect(echo.most()).toBeGreaterThan(1);
+  });
+
+  it('platform calls a handler fires and does not await reach the host before its result', async () => {
+    const echo = countingEcho();
+    const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 300 } }, { timeoutMs: 30_000 });
+    expectOk(result);
+    expect(result.data).toBe('fired');
+    expect(echo.seen).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    expect(echo.most()).toBeLessThanOrEqual(CALLS_IN_FLIGHT);
   });
 }

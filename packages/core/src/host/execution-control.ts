@@ -1,4 +1,5 @@
-import { AbortedError, ValidationError, type KnownExecutionError } from '../errors.js';
+import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
+import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec, PermissionSubject } from './permissions.js';
 import { invokePlatform, type Platform } from './platform-gateway.js';
@@ -81,6 +82,8 @@ export class ExecutionControl implements DispatchControl {
   readonly #platform: Platform;
   /** Set when an OpenTelemetry SDK records this execution: platform calls become child spans, log entries carry the ids. */
   readonly #telemetry: ExecutionTelemetry | undefined;
+  /** Platform calls of this execution started in the host and not yet settled. */
+  #callsInHost = 0;
 
   constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform, telemetry?: ExecutionTelemetry) {
     this.#task = task;
@@ -189,7 +192,7 @@ export class ExecutionControl implements DispatchControl {
         ? () => forward(service, method, args)
         : () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
     const telemetry = this.#telemetry;
-    return telemetry ? telemetry.platformCall(service, method, call) : call();
+    return this.#admit(`platform.${String(service)}.${String(method)}`, telemetry ? () => telemetry.platformCall(service, method, call) : call);
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
@@ -198,6 +201,35 @@ export class ExecutionControl implements DispatchControl {
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
     return channel.call(method, args);
   }
+
+  /**
+   * Starts a platform call if the execution has fewer than CALLS_IN_FLIGHT in the host. Every
+   * runner keeps its calls to that window (the rest wait on its side), so one more can only come
+   * from a plugin that writes to the transport itself: the execution is stopped as a runner that
+   * broke the protocol, and its runner with it, before its calls can pile up in the host.
+   */
+  #admit(called: string, start: () => Promise<unknown>): Promise<unknown> {
+    if (this.#callsInHost >= CALLS_IN_FLIGHT) {
+      const error = new WorkerCrashedError(`The runner sent ${called} with ${CALLS_IN_FLIGHT} calls of this execution already in flight; a runner keeps to ${CALLS_IN_FLIGHT} and makes the rest wait`, {
+        details: { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId, reason: 'protocol', protocolError: `more than ${CALLS_IN_FLIGHT} platform calls in flight` },
+      });
+      this.stop(error);
+      return Promise.reject(error);
+    }
+    let promise: Promise<unknown>;
+    try {
+      promise = Promise.resolve(start());
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#callsInHost++;
+    promise.then(this.#callSettled, this.#callSettled);
+    return promise;
+  }
+
+  readonly #callSettled = (): void => {
+    this.#callsInHost--;
+  };
 }
 
 function noop(): void {}

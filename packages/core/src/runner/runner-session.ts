@@ -4,11 +4,22 @@ import type { LogEntry } from '../host/request.js';
 import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
 import { createPlatformProxy, type Platform } from './platform-proxy.js';
+import { CallWindow } from './call-window.js';
+
+/** A platform or channel call awaiting the host's reply, or (`windowed`, a platform call) its turn to be sent. */
+interface PendingCall {
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+  /** Held so that, at the end, a call the handler never awaited is marked handled. */
+  promise?: Promise<unknown>;
+  windowed: boolean;
+}
 
 /**
  * Runner side of one execution: runs the task with `ctx.platform` / `ctx.channel` as RPC
  * proxies to the host, streams logs and events, and answers with one `result` message.
- * Calls still pending when the handler finishes are rejected, never left hanging.
+ * Calls still pending when the handler finishes are rejected, never left hanging; platform calls
+ * it fired beyond CALLS_IN_FLIGHT are sent before the result.
  */
 export class RunnerSession implements RuntimeEnvironment {
   readonly #task: RunnerTask;
@@ -18,9 +29,11 @@ export class RunnerSession implements RuntimeEnvironment {
   #controller: AbortController | undefined;
   #cancelReason: unknown;
   #cancelled = false;
-  /** Platform and channel calls awaiting the host's reply; made with the first call. */
-  #pending: Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void; promise?: Promise<unknown> }> | undefined;
+  /** Platform and channel calls awaiting the host's reply, or their turn to be sent; made with the first call. */
+  #pending: Map<number, PendingCall> | undefined;
   #nextId = 1;
+  /** Keeps calls sent and unanswered to CALLS_IN_FLIGHT; made with the first call. */
+  #window: CallWindow | undefined;
   #finished = false;
   #platform: Platform | undefined;
 
@@ -35,12 +48,15 @@ export class RunnerSession implements RuntimeEnvironment {
       const pending = this.#pending?.get(message.id);
       if (!pending) return;
       this.#pending!.delete(message.id);
+      if (pending.windowed) this.#window!.leave();
       if (message.ok) pending.resolve(message.value);
       else pending.reject(deserializeError(message.error));
     } else if (message.type === 'cancel') {
       if (this.#cancelled) return;
       this.#cancelled = true;
       this.#cancelReason = deserializeError(message.reason);
+      // The host refuses calls from here on: none still waiting is sent, nor waited for at the end.
+      this.#window?.clear();
       this.#controller?.abort(this.#cancelReason);
     }
   }
@@ -54,6 +70,8 @@ export class RunnerSession implements RuntimeEnvironment {
     } catch (error) {
       result = { type: 'result', ok: false, error: serializeError(error) };
     }
+    // Platform calls the handler fired and did not await go before its result (CALLS_IN_FLIGHT).
+    if (this.#window) await this.#window.allSent();
     this.#finish();
     return result;
   }
@@ -101,22 +119,29 @@ export class RunnerSession implements RuntimeEnvironment {
       return handled(Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { phase: 'ended', service, method } })));
     }
     const id = this.#nextId++;
-    const promise = new Promise((resolve, reject) => {
-      (this.#pending ??= new Map()).set(id, { resolve, reject });
-      try {
-        this.#send({ type: 'rpc', id, target, service, method, args });
-      } catch (error) {
-        this.#pending!.delete(id);
-        reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
-      }
-    });
-    const entry = this.#pending!.get(id);
-    if (entry) entry.promise = promise;
+    const pending = (this.#pending ??= new Map());
+    const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject, windowed: target === 'platform' }));
+    pending.get(id)!.promise = promise;
+    if (target === 'channel') this.#sendCall(id, target, service, method, args);
+    else (this.#window ??= new CallWindow()).enter(() => this.#sendCall(id, target, service, method, args));
     return promise;
+  }
+
+  /** Sends a call the window let through; one that cannot be sent is rejected and frees its place. */
+  #sendCall(id: number, target: 'platform' | 'channel', service: string, method: string, args: unknown[]): void {
+    try {
+      this.#send({ type: 'rpc', id, target, service, method, args });
+    } catch (error) {
+      const entry = this.#pending?.get(id);
+      this.#pending?.delete(id);
+      if (entry?.windowed) this.#window!.leave();
+      entry?.reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
+    }
   }
 
   #finish(): void {
     this.#finished = true;
+    this.#window?.clear();
     const pending = this.#pending;
     if (!pending || pending.size === 0) return;
     const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
