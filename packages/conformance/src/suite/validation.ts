@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isExecutionError } from '@kb-labs/plugin-execution-core';
@@ -155,6 +155,26 @@ function pluginFolderTests(suite: SuiteContext): void {
       expect(result.error.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
       expect(result.error.message).toContain(path.join(dir, 'run.js'));
       expect(result.error.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('runs a TypeScript handler where Node strips types, and elsewhere says to build it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-ts-entry-'));
+    try {
+      await mkdir(path.join(dir, 'src'));
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/ts-entry', version: '1', handlers: { run: { entry: 'src/run.ts' } } }));
+      await writeFile(path.join(dir, 'src', 'run.ts'), 'export default async function run(input: number): Promise<number> {\n  return input * 2;\n}\n');
+      const backend = make({ plugins: [dir] });
+      const result = await backend.execute({ pluginId: '@x/ts-entry', handlerId: 'run', input: 21 });
+      if ((process.features as { typescript?: unknown }).typescript) {
+        expectOk(result);
+        expect(result.data).toBe(42);
+      } else {
+        expectError(result, 'HANDLER_ERROR');
+        expect(result.error.message).toContain(`${path.join(dir, 'src', 'run.ts')} is TypeScript, which Node ${process.version} does not run. Build the plugin to JavaScript`);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -162,6 +162,22 @@ function parseError(error: unknown, entryPath: string, task: RunnerTask): Handle
   });
 }
 
+/**
+ * A TypeScript file on a Node that does not strip types (20; 22 before 22.18) fails with "Unknown
+ * file extension", which does not say what to do.
+ */
+function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || typeof e.message !== 'string') return undefined;
+  const file = /for (.+\.[cm]?ts)$/.exec(e.message)?.[1];
+  if (!file) return undefined;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is TypeScript, which Node ${process.version} does not run. ` +
+      `Build the plugin to JavaScript and point the handler's entry at the output (Node 22.18 and later run .ts files as they are)`,
+    { details: { name: 'TypeError', file }, cause: error },
+  );
+}
+
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
@@ -173,7 +189,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
-    throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? error;
+    throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
   const generation = task.generation ?? 0;
