@@ -166,7 +166,10 @@ describe('validateExecuteOptions', () => {
     expect(validateExecuteOptions(undefined)).toEqual({});
     expect(validateExecuteOptions(null)).toEqual({});
     const options = { signal: new AbortController().signal, timeoutMs: 5, onLog: () => undefined, onEvent: () => undefined, keepWorkspace: true };
-    expect(validateExecuteOptions(options)).toBe(options);
+    const checked = validateExecuteOptions(options);
+    expect(checked).toEqual(options);
+    // A copy: the caller may change its own object once execute() has it.
+    expect(checked).not.toBe(options);
   });
 
   it('names every bad option', () => {

@@ -26,8 +26,7 @@ export class InProcessBackend extends BaseBackend {
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     control.setRunner(RUNNER);
-    // The task is this execution's own object: replacing its input with a copy is safe.
-    task.input = cloneForWire(task.input, 'input');
+    // task.input is already this execution's own copy, made by core when execute() was called.
     const runtime = new InProcessRuntime(control);
     let data: unknown;
     try {

@@ -60,6 +60,29 @@ function lifecycleTests(suite: SuiteContext): void {
     expectOk(await running);
   });
 
+  it('runs each request as it was when execute() was called, whatever the caller changes after', async () => {
+    const backend = make({ maxConcurrency: 1 });
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 100 } });
+    // A caller that reuses one request and one options object, and changes its input in place.
+    const input = { word: 'before', list: [1] };
+    const request = { pluginId: BASIC, handlerId: 'echo', input };
+    const options = { timeoutMs: 10_000 };
+    const queued = backend.execute(request, options);
+    input.word = 'after';
+    input.list.push(2);
+    request.handlerId = 'throws';
+    options.timeoutMs = 5000;
+    const next = backend.execute(request, options);
+    expectOk(await first);
+    const result = await queued;
+    expectOk(result);
+    expect(result.data).toEqual({ word: 'before', list: [1] });
+    expect(result.meta).toMatchObject({ handlerId: 'echo', timeoutMs: 10_000 });
+    const changed = await next;
+    expectError(changed, 'HANDLER_ERROR');
+    expect(changed.meta).toMatchObject({ handlerId: 'throws', timeoutMs: 5000 });
+  });
+
   it('supports await using', async () => {
     let captured: IExecutionBackend | undefined;
     {

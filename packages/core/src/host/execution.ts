@@ -7,6 +7,7 @@ import { assertGranted, type PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
 import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
+import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
@@ -148,6 +149,9 @@ export class Execution {
     const host = this.#host;
     if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } });
     const parsed = parseExecutionRequest(request);
+    // Copied now, at the call, as postMessage would: the caller may change its input object while
+    // this waits for its plugins, a slot or a workspace.
+    parsed.input = cloneForWire(parsed.input, 'input');
     const meta = this.meta;
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;

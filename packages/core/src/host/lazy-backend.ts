@@ -1,4 +1,5 @@
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { cloneForWire } from '../wire-clone.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import { nearest, type BackendOptions } from './backend-options.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
@@ -85,7 +86,11 @@ class LazyBackend implements LazyExecutionBackend {
     return this.#executeSlow<T>(request, options);
   }
 
-  async #executeSlow<T>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
+  async #executeSlow<T>(callersRequest: ExecutionRequest, callersOptions?: ExecuteOptions): Promise<ExecutionResult<T>> {
+    // What the caller passed, as it was at the call: it may reuse or change those objects while
+    // the package loads (a loop that sets `request.input` and calls again).
+    const request = takeRequest(callersRequest);
+    const options = callersOptions !== null && typeof callersOptions === 'object' ? { ...callersOptions } : callersOptions;
     const startedAt = Date.now();
     const t0 = performance.now();
     if (this.#stopping) {
@@ -173,4 +178,19 @@ class LazyBackend implements LazyExecutionBackend {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** A copy of a request as it is now: its fields, its context's fields, and its input cloned (left as it is if it cannot be: execute() reports that). */
+function takeRequest(request: ExecutionRequest): ExecutionRequest {
+  if (request === null || typeof request !== 'object' || Array.isArray(request)) return request;
+  const taken: ExecutionRequest = { ...request };
+  if (taken.context !== null && typeof taken.context === 'object') taken.context = { ...taken.context };
+  if (Object.hasOwn(taken, 'input')) {
+    try {
+      taken.input = cloneForWire(taken.input, 'input');
+    } catch {
+      // Not cloneable: execute() fails it with the same error, naming where.
+    }
+  }
+  return taken;
 }

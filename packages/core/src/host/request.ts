@@ -198,7 +198,10 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (issues.length) {
     throw validationError('Invalid execute() options', issues, { phase: 'options' });
   }
-  return o as ExecuteOptions;
+  // A copy of what was checked: the caller may change or reuse its object while this runs.
+  const checked: Record<string, unknown> = {};
+  for (const key of EXECUTE_OPTIONS) if (o[key] !== undefined) checked[key] = o[key];
+  return checked as ExecuteOptions;
 }
 
 /** Every option execute() takes (ExecuteOptions). */
