@@ -113,6 +113,31 @@ function cancellationTests(suite: SuiteContext): void {
     expectOk(await first);
     expect((await backend.stats()).queued).toBe(0);
   });
+
+  it('one AbortSignal for a batch: aborting it stops those running and those queued, with no listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const backend = make({ maxConcurrency: 2 });
+      const controller = new AbortController();
+      let started = 0;
+      const options = { signal: controller.signal, timeoutMs: 30_000, onEvent: () => started++ };
+      const runs = Array.from({ length: 30 }, () => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 30_000 } }, options));
+      await waitFor(() => started === 2);
+      controller.abort();
+      const results = await Promise.all(runs);
+      for (const result of results) expectError(result, 'ABORTED');
+      const phases = results.map((r) => (!r.ok && r.error.code === 'ABORTED' ? r.error.details.phase : undefined));
+      expect(phases.filter((phase) => phase === 'running')).toHaveLength(2);
+      expect(phases.filter((phase) => phase === 'queued')).toHaveLength(28);
+      // Node emits a warning on the next tick of its listener count passing 10.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
 }
 
 /** Admission: order, and the queue bound. */

@@ -1,4 +1,5 @@
 import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { onAbort } from './abort-listeners.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
@@ -249,7 +250,7 @@ export class Execution {
     return new Promise<Outcome>((resolve) => {
       const decide = (outcome: Outcome) => {
         deadlines.cancel(limitMs, deadline);
-        opts.signal?.removeEventListener('abort', onAbort);
+        stopListening?.();
         host.running.delete(this);
         const decidedAt = (this.#decidedAt = performance.now());
         this.meta.runMs = round(decidedAt - startedAt);
@@ -257,10 +258,12 @@ export class Execution {
         resolve(outcome);
       };
       control.onStop((error) => decide({ ok: false, error }));
-      const onAbort = () =>
-        control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } }));
       const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      const stopListening = opts.signal
+        ? onAbort(opts.signal, () =>
+            control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } })),
+          )
+        : undefined;
       host.running.add(this);
       telemetry?.dispatched(task.pluginId, task.handlerId);
       let dispatched: Promise<unknown>;

@@ -1,4 +1,5 @@
 import { AbortedError, QueueFullError, type ExecutionError } from '../errors.js';
+import { onAbort } from './abort-listeners.js';
 
 export interface SchedulerOptions {
   /** Executions running at once. */
@@ -68,14 +69,13 @@ export class Scheduler {
     return new Promise<Slot>((resolve, reject) => {
       const waiter: Waiter = { key, resolve, reject, done: false };
       if (signal) {
-        const onAbort = () => {
+        const abort = () => {
           if (waiter.done) return;
           waiter.done = true;
           this.#queued--;
           reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
         };
-        signal.addEventListener('abort', onAbort, { once: true });
-        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
+        waiter.cleanup = onAbort(signal, abort);
       }
       this.#queue.push(waiter);
       this.#queued++;
