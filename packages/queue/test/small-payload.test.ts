@@ -1,7 +1,7 @@
-import { BASIC, expectOk, fixturePlugins, testPlatform } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, expectError, expectOk, fixturePlugins, testPlatform } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
-import { QueueBackend } from '@kb-labs/plugin-execution-queue';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, newPool, startWorkers, type WorkerProcess } from './helpers.js';
 
@@ -48,4 +48,48 @@ it('carries a large event, and the lines after it still arrive', async () => {
   expectOk(result);
   expect(events.map((e) => (e.event as { blob: string }).blob.length)).toEqual([2 * 1000 * 1000]);
   expect(logs.map((l) => l.message)).toContain('after the big event');
+});
+
+describe('a host and a worker with different maxPayloadBytes', () => {
+  const MiB3 = 3 * 1024 * 1024;
+
+  it('an input over the limit of the worker that took it is VALIDATION_ERROR naming both limits', async () => {
+    const lowPool = newPool('low-worker');
+    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool: lowPool, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1, maxPayloadBytes: MiB3 });
+    const host = new QueueBackend({ connection: { servers: server.url }, pool: lowPool, plugins: [QUEUE_PLUGIN] });
+    try {
+      const result = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(MB5) }, { timeoutMs: 30_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toMatch(/^The input is 4\.8 MiB encoded, over the limit of worker \S+ \(\S+\) of 3 MiB \(its maxPayloadBytes; this host's is 20 MiB\)/);
+      expectOk(await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'small' }));
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+      await worker.close();
+    }
+  });
+
+  it("what a worker sends over the calling host's lower limit: the result and call arguments fail naming both limits, an event becomes a warning", async () => {
+    const host = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [QUEUE_PLUGIN], platform: testPlatform(), permissions: { platform: { kv: true } }, maxPayloadBytes: MiB3 });
+    try {
+      const limits = /over the calling host's limit of 3 MiB \(its maxPayloadBytes; this worker's is 20 MiB\)/;
+      const result = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: MB5 } }, { timeoutMs: 30_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toMatch(/^The handler result is 4\.8 MiB encoded, /);
+      expect(result.error.message).toMatch(limits);
+      const called = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: MB5 } }, { timeoutMs: 30_000 });
+      expectOk(called);
+      expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(limits) });
+      const logs: LogEntry[] = [];
+      const events: ExecutionEvent[] = [];
+      const emitted = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: MB5 } }, { timeoutMs: 30_000, onLog: (l) => logs.push(l), onEvent: (e) => events.push(e) });
+      expectOk(emitted);
+      expect(events).toEqual([]);
+      expect(logs.map((l) => [l.level, l.message])).toEqual([
+        ['warn', expect.stringMatching(/^The ctx\.emit\(\) event is 4\.8 MiB encoded, over the calling host's limit of 3 MiB .*: it was not delivered$/)],
+        ['info', 'after the big event'],
+      ]);
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+    }
+  });
 });

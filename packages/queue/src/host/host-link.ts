@@ -60,7 +60,7 @@ export class HostLink implements ExecutionLink {
     this.workerLostMs = o.workerLostMs;
     this.workspace = o.workspace;
     this.workers = new WorkerDirectory(o.workerLostMs);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes + 64 * 1024);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes);
     this.#subscriptions.push(
       nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? this.#fromWorker(msg)) }),
       nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),

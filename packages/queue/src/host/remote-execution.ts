@@ -1,6 +1,7 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
+import { TransferRefusedError } from '../shared/courier.js';
 import { encode, formatBytes, type Kind, type LogBody, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What one remote execution needs from the host's connection (HostLink). */
@@ -179,7 +180,10 @@ export class RemoteExecution {
     const worker = this.#worker;
     if (!worker) return;
     this.#link.toWorker(worker.id, kind, this.id, body)?.catch((error: unknown) => {
-      if (kind === 'input') this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
+      if (kind !== 'input') return;
+      if (!(error instanceof TransferRefusedError)) return this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
+      const message = `The input is ${formatBytes(error.bytes)} encoded, over the limit of worker ${worker.id} (${worker.host}) of ${formatBytes(error.limit)} (its maxPayloadBytes; this host's is ${formatBytes(this.#link.maxPayloadBytes)}): give hosts and workers the same limit`;
+      this.fail(new ValidationError(message, { details: { path: 'input', reason: 'too-large', bytes: error.bytes, limit: error.limit } }));
     });
   }
 

@@ -104,7 +104,7 @@ class QueueWorker implements ExecutionWorker {
     this.#jsm = jsm;
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes + 64 * 1024);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes);
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     const courier = new Courier(nc);
     this.#services = {

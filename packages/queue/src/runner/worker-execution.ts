@@ -1,6 +1,6 @@
 import { HandlerNotFoundError, TimeoutError, ValidationError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
-import type { Courier } from '../shared/courier.js';
+import { TransferRefusedError, type Courier } from '../shared/courier.js';
 import { decode, encode, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
@@ -62,7 +62,8 @@ export class WorkerExecution implements Watched {
       // Thrown: the handler's call fails with it (the caller would drop a message this large).
       const refused = this.#overLimit(bytes, what);
       if (refused) throw refused;
-      this.#post('rpc', bytes);
+      // Over the caller's own limit (it may be lower than this worker's): the call fails with that.
+      this.#post('rpc', bytes, (by) => this.#calls.reply({ type: 'rpc-reply', id: message.id, ok: false, error: serializeError(this.#refusedBy(what, by)) }));
     });
   }
 
@@ -167,12 +168,17 @@ export class WorkerExecution implements Watched {
       bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
     }
     await this.#sending;
-    await this.#sendResult(bytes);
+    try {
+      await this.#sendResult(bytes);
+    } catch (error) {
+      if (!(error instanceof TransferRefusedError)) return;
+      await this.#sendResult(encode({ ok: false, error: serializeError(this.#refusedBy('handler result', error)), meta } satisfies ResultBody, 'error')).catch(() => undefined);
+    }
   }
 
   async #reportFailure(error: unknown): Promise<void> {
     const body: ResultBody = { ok: false, error: serializeError(error), meta: { artifacts: [] } };
-    await this.#sendResult(encode(body, 'error'));
+    await this.#sendResult(encode(body, 'error')).catch(() => undefined);
   }
 
   /**
@@ -182,15 +188,28 @@ export class WorkerExecution implements Watched {
    * larger than one message still goes as acknowledged parts.
    */
   async #sendResult(bytes: Uint8Array): Promise<void> {
-    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS)?.catch(() => undefined);
+    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS)?.catch((error: unknown) => {
+      // A caller that is gone drops it; one whose limit is lower than this worker's says so.
+      if (error instanceof TransferRefusedError) throw error;
+    });
   }
 
   /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
   #postEvent(event: unknown): void {
     const bytes = encode({ type: 'event', event }, 'ctx.emit() event');
     const refused = this.#overLimit(bytes, 'ctx.emit() event');
-    if (!refused) return this.#post('event', bytes);
-    this.#post('log', encode({ level: 'warn', message: `${refused.message}: it was not delivered`, stream: 'logger' }, 'log fields'));
+    const warning = (why: ValidationError) => encode({ level: 'warn', message: `${why.message}: it was not delivered`, stream: 'logger' }, 'log fields');
+    if (refused) return this.#post('log', warning(refused));
+    // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
+    this.#post('event', bytes, (by) => void this.#worker.courier.post(this.#claim.caller, 'log', this.id, warning(this.#refusedBy('ctx.emit() event', by))));
+  }
+
+  /** The caller's limit, lower than this worker's, refused what this worker sent. */
+  #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
+    return new ValidationError(
+      `The ${what} is ${formatBytes(refused.bytes)} encoded, over the calling host's limit of ${formatBytes(refused.limit)} (its maxPayloadBytes; this worker's is ${formatBytes(this.#worker.maxPayloadBytes)})`,
+      { details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: refused.bytes, limit: refused.limit } },
+    );
   }
 
   /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */
@@ -225,8 +244,11 @@ export class WorkerExecution implements Watched {
    * waits for it (the result too, see #report), so nothing overtakes it and nothing is dropped
    * as late.
    */
-  #post(kind: Kind, body: Uint8Array): void {
-    const send = () => this.#worker.courier.post(this.#claim.caller, kind, this.id, body);
+  #post(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
+    const send = () =>
+      this.#worker.courier.post(this.#claim.caller, kind, this.id, body)?.catch((error: unknown) => {
+        if (error instanceof TransferRefusedError) onRefused?.(error);
+      });
     if (this.#sending) return this.#queue(this.#sending.then(send));
     const inParts = send();
     if (inParts) this.#queue(inParts);

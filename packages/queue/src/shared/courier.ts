@@ -1,6 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import type { Msg, MsgHdrs, NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { HEADER, makeHeaders, type Kind } from './wire.js';
+
+/** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
+const ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * The receiver took no more of a body: it is over the receiver's `maxPayloadBytes`. Each side may
+ * set its own limit (a host of 20 MiB, workers of 8), so the sender learns it here, at the part
+ * that passed it, instead of waiting for an answer that never comes.
+ */
+export class TransferRefusedError extends Error {
+  override name = 'TransferRefusedError';
+  constructor(
+    /** The receiver's maxPayloadBytes. */
+    readonly limit: number,
+    /** The whole body's size. */
+    readonly bytes: number,
+  ) {
+    super(`the receiver takes at most ${limit} bytes (its maxPayloadBytes), and this body has ${bytes}`);
+  }
+}
 
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
@@ -50,6 +70,8 @@ export class Courier {
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
       reply = await this.#nc.request(subject, part, { headers, timeout: timeoutMs });
+      const refused = reply.headers?.get(HEADER.refused);
+      if (refused) throw new TransferRefusedError(Number(refused), body.length);
     }
     return reply;
   }
@@ -63,15 +85,16 @@ interface Transfer {
 
 /**
  * The receiving side of `Courier`: a message that is a part of a larger body is kept (and
- * answered) until its last part, which gives the whole body. Transfers over `maxBytes` are
- * dropped; ones whose sender went quiet are swept.
+ * answered) until its last part, which gives the whole body. A transfer over `maxPayloadBytes`
+ * (and the envelope's room) is dropped and its sender told so (TransferRefusedError); ones whose
+ * sender went quiet are swept.
  */
 export class PartsAssembler {
   readonly #transfers = new Map<string, Transfer>();
-  readonly #maxBytes: number;
+  readonly #maxPayloadBytes: number;
 
-  constructor(maxBytes: number) {
-    this.#maxBytes = maxBytes;
+  constructor(maxPayloadBytes: number) {
+    this.#maxPayloadBytes = maxPayloadBytes;
   }
 
   /** The whole body when `msg` completes one (or is not a part); undefined while parts are missing. */
@@ -82,7 +105,14 @@ export class PartsAssembler {
     const id = msg.headers!.get(HEADER.transfer);
     let transfer = this.#transfers.get(id);
     if (index === 0) this.#transfers.set(id, (transfer = { parts: [], bytes: 0, touched: Date.now() }));
-    if (!transfer || transfer.parts.length !== index || transfer.bytes + msg.data.length > this.#maxBytes) {
+    if (transfer && transfer.bytes + msg.data.length > this.#maxPayloadBytes + ENVELOPE_BYTES) {
+      this.#transfers.delete(id);
+      const refused = natsHeaders();
+      refused.set(HEADER.refused, String(this.#maxPayloadBytes));
+      msg.respond(undefined, { headers: refused });
+      return undefined;
+    }
+    if (!transfer || transfer.parts.length !== index) {
       this.#transfers.delete(id);
       if (index < count - 1) msg.respond();
       return undefined;

@@ -21,6 +21,8 @@ export const HEADER = {
   /** A part of a body sent in pieces: `index/count`, and the transfer it belongs to. */
   part: 'Kb-Part',
   transfer: 'Kb-Transfer',
+  /** On the reply to a part: the receiver's limit in bytes (its maxPayloadBytes), which the transfer passed; it was dropped. */
+  refused: 'Kb-Refused',
 } as const;
 
 export type Kind = 'task' | 'started' | 'heartbeat' | 'log' | 'event' | 'rpc' | 'result' | 'cancel' | 'rpc-reply' | 'input';
