@@ -53,14 +53,22 @@ it('carries a large event, and the lines after it still arrive', async () => {
 describe('a host and a worker with different maxPayloadBytes', () => {
   const MiB3 = 3 * 1024 * 1024;
 
-  it('an input over the limit of the worker that took it is VALIDATION_ERROR naming both limits', async () => {
+  it("what a host sends over the lower limit of the worker that took it: an input is VALIDATION_ERROR naming both limits, a platform call's result fails the call", async () => {
     const lowPool = newPool('low-worker');
-    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool: lowPool, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1, maxPayloadBytes: MiB3 });
-    const host = new QueueBackend({ connection: { servers: server.url }, pool: lowPool, plugins: [QUEUE_PLUGIN] });
+    const plugins = [fixturePlugins.basic, QUEUE_PLUGIN];
+    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool: lowPool, plugins, backend: { type: 'in-process' }, concurrency: 1, maxPayloadBytes: MiB3 });
+    const platform = { kv: { get: async () => 'v'.repeat(MB5) } };
+    const host = new QueueBackend({ connection: { servers: server.url }, pool: lowPool, plugins, platform, permissions: { platform: { kv: true } } });
     try {
+      const limits = /over the limit of worker \S+ \(\S+\) of 3 MiB \(its maxPayloadBytes; this host's is 20 MiB\)/;
       const result = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(MB5) }, { timeoutMs: 30_000 });
       expectError(result, 'VALIDATION_ERROR');
-      expect(result.error.message).toMatch(/^The input is 4\.8 MiB encoded, over the limit of worker \S+ \(\S+\) of 3 MiB \(its maxPayloadBytes; this host's is 20 MiB\)/);
+      expect(result.error.message).toMatch(/^The input is 4\.8 MiB encoded, /);
+      expect(result.error.message).toMatch(limits);
+      const called = await host.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['big'] } }, { timeoutMs: 30_000 });
+      expectOk(called);
+      expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^The platform call result is 4\.8 MiB encoded, /) });
+      expect((called.data as { message: string }).message).toMatch(limits);
       expectOk(await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'small' }));
     } finally {
       await host.shutdown({ timeoutMs: 2000 });

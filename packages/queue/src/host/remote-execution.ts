@@ -45,7 +45,13 @@ export class RemoteExecution {
     this.#link = link;
     this.#pluginVersion = pluginVersion;
     this.#deadline = Date.now() + task.timeoutMs;
-    this.#session = new HostSession(control, (message) => this.#toWorker('rpc-reply', encode(message, 'platform call result')));
+    this.#session = new HostSession(control, (message) =>
+      this.#toWorker('rpc-reply', encode(message, 'platform call result'), (refused) => {
+        // The handler's call fails with it, rather than waiting for a reply the worker dropped.
+        const error = serializeError(this.#refusedBy('platform call result', refused));
+        this.#toWorker('rpc-reply', encode({ type: 'rpc-reply', id: message.type === 'rpc-reply' ? message.id : 0, ok: false, error }, 'error'));
+      }),
+    );
   }
 
   /** The worker running it, once it started. */
@@ -109,7 +115,7 @@ export class RemoteExecution {
     this.#lastHeard = Date.now();
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true } satisfies StartedReply, 'reply'));
-    if (this.#input) this.#toWorker('input', this.#input);
+    if (this.#input) this.#toWorker('input', this.#input, (refused) => this.fail(this.#refusedBy('input', refused)));
     this.#input = undefined;
   }
 
@@ -176,15 +182,22 @@ export class RemoteExecution {
     this.#toWorker('cancel', encode({ reason: serializeError(reason) }, 'cancel'));
   }
 
-  #toWorker(kind: Kind, body: Uint8Array): void {
+  #toWorker(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
     const worker = this.#worker;
     if (!worker) return;
     this.#link.toWorker(worker.id, kind, this.id, body)?.catch((error: unknown) => {
-      if (kind !== 'input') return;
-      if (!(error instanceof TransferRefusedError)) return this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
-      const message = `The input is ${formatBytes(error.bytes)} encoded, over the limit of worker ${worker.id} (${worker.host}) of ${formatBytes(error.limit)} (its maxPayloadBytes; this host's is ${formatBytes(this.#link.maxPayloadBytes)}): give hosts and workers the same limit`;
-      this.fail(new ValidationError(message, { details: { path: 'input', reason: 'too-large', bytes: error.bytes, limit: error.limit } }));
+      if (error instanceof TransferRefusedError) onRefused?.(error);
+      else if (kind === 'input') this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
     });
+  }
+
+  /** The worker's limit, lower than this host's, refused what this host sent it. */
+  #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
+    const worker = this.#worker;
+    return new ValidationError(
+      `The ${what} is ${formatBytes(refused.bytes)} encoded, over the limit of worker ${worker?.id} (${worker?.host}) of ${formatBytes(refused.limit)} (its maxPayloadBytes; this host's is ${formatBytes(this.#link.maxPayloadBytes)}): give hosts and workers the same limit`,
+      { details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: refused.bytes, limit: refused.limit } },
+    );
   }
 
   #finish(data: unknown, error?: unknown): void {
