@@ -1,5 +1,9 @@
 import { describeConformance, expectError, expectOk, fixturePlugins, BASIC } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 describe('createExecutionBackend', () => {
@@ -66,6 +70,27 @@ describe('createExecutionBackend', () => {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.details.issues).toEqual([{ path: 'defaultTimeoutMS', message: 'unknown option; did you mean "defaultTimeoutMs"?' }]);
+  });
+
+  it('reads relative plugin folders and workspace roots from the directory it was created in, not the one of first use', async () => {
+    const before = process.cwd();
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-relative-'));
+    const folders = path.dirname(fixturePlugins.basic);
+    const relative = { plugins: [`./${path.basename(fixturePlugins.basic)}`], workspace: { root: path.relative(folders, workspaces) } };
+    process.chdir(folders);
+    const made = [createExecutionBackend({ type: 'worker-pool', ...relative }), new InProcessBackend(relative)];
+    try {
+      process.chdir(os.tmpdir());
+      for (const backend of made) {
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'here' }, { keepWorkspace: true });
+        expectOk(result);
+        expect(path.dirname(result.meta.workspaceDir!)).toBe(workspaces);
+      }
+    } finally {
+      process.chdir(before);
+      await Promise.all(made.map((backend) => backend.shutdown()));
+      await rm(workspaces, { recursive: true, force: true });
+    }
   });
 
   it('registers plugins after creation', async () => {

@@ -13,12 +13,16 @@ import { WorkspaceManager } from './workspace-manager.js';
 export interface BackendOptions {
   /** The host's services, reached by handlers as `ctx.platform` (permission-checked). @default {} */
   platform?: Platform;
-  /** Plugin folders (each with a kb.plugin.json) or `{ root, manifest }` objects. Loaded on first use. @default [] */
+  /**
+   * Plugin folders (each with a kb.plugin.json) or `{ root, manifest }` objects. Loaded on first
+   * use; a relative path is taken from the working directory when the backend is created. @default []
+   */
   plugins?: readonly PluginSource[];
   /** Share one registry between backends instead of `plugins`. @default a new PluginRegistry */
   registry?: PluginRegistry;
   /**
-   * Per-execution directory: a WorkspaceManager, `{ root }`, or `false` for none (`ctx.workspace` is then undefined).
+   * Per-execution directory: a WorkspaceManager, `{ root }` (a relative root is taken from the working directory when
+   * the backend is created), or `false` for none (`ctx.workspace` is then undefined).
    * @default a WorkspaceManager rooted in the OS temp directory
    */
   workspace?: WorkspaceManager | { root: string } | false;

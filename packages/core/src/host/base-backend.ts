@@ -15,6 +15,7 @@ import { settlesWithin } from '../settles-within.js';
 import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
+import { absolutePluginSource } from './caller-paths.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -92,7 +93,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       maxQueue: o.maxQueue ?? defaults.maxQueue ?? DEFAULT_MAX_QUEUE,
       ...(o.perPluginConcurrency ? { perKeyConcurrency: o.perPluginConcurrency } : {}),
     });
-    this.#pendingSources = o.plugins ?? [];
+    this.#pendingSources = (o.plugins ?? []).map(absolutePluginSource);
     this.#watcher = o.watch ? new PluginWatcher(o.watch === true ? {} : o.watch, (pluginId) => this.reloadPlugin(pluginId)) : undefined;
     // Nothing to load and nothing to watch: ready now.
     if (this.#pendingSources.length === 0 && !this.#watcher) this.#state = 'ready';

@@ -1,5 +1,6 @@
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
+import { withAbsolutePaths } from './caller-paths.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import { nearest, type BackendOptions } from './backend-options.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
@@ -65,7 +66,7 @@ class LazyBackend implements LazyExecutionBackend {
     this.type = type;
     this.#loadClass = load;
     const { type: _type, ...rest } = options;
-    this.#options = rest;
+    this.#options = withAbsolutePaths(rest);
   }
 
   #load(): Promise<Loadable> {
