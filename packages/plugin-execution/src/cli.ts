@@ -13,7 +13,8 @@ const USAGE = `Usage:
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)
 
 Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
-returned as JSON on stdout (the whole result, with meta, with --json). Exits 0 on success; on
+returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
+(what an in-process handler prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed).
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.

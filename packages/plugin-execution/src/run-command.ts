@@ -65,6 +65,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const onInt = stop('SIGINT');
   const onTerm = stop('SIGTERM');
   process.once('SIGINT', onInt).once('SIGTERM', onTerm);
+  // An in-process handler writes to this process's stdout, which is for the result alone (a
+  // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
+  const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   try {
     const context = ((await readJson(values.context, 'context')) ?? { host: { kind: 'cli', argv } }) as Record<string, unknown>;
     const result = await backend.execute(
@@ -76,13 +79,25 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
         ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(`[${entry.stream}:${entry.level}] ${entry.message}\n`) } : {}),
       },
     );
+    restoreStdout?.();
     report(result, values.json === true);
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;
   } finally {
+    restoreStdout?.();
     process.off('SIGINT', onInt).off('SIGTERM', onTerm);
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });
   }
+}
+
+/** Sends what is written to stdout to stderr until the returned function is called. */
+function stdoutToStderr(): () => void {
+  const stdout = process.stdout;
+  const write = stdout.write;
+  stdout.write = process.stderr.write.bind(process.stderr) as typeof stdout.write;
+  return () => {
+    stdout.write = write;
+  };
 }
 
 function report(result: ExecutionResult, json: boolean): void {

@@ -32,6 +32,17 @@ describe('kb-plugin-exec CLI', () => {
     expect(result).toMatchObject({ ok: true, data: { args: ['--verbose'] }, meta: { backend: 'in-process', handlerId: 'echo' } });
   });
 
+  it("keeps stdout for the result: what an in-process handler prints goes to stderr", async () => {
+    const dir = path.join(root, 'prints');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/prints', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+    await writeFile(path.join(dir, 'run.mjs'), "export default async () => { console.log('from console.log'); process.stdout.write('from stdout.write\\n'); return { done: true }; };\n");
+    const { status, stdout, stderr } = run(['run', dir, 'run', '--json', '--no-workspace']);
+    expect(status).toBe(0);
+    expect(JSON.parse(stdout)).toMatchObject({ ok: true, data: { done: true } });
+    expect(stderr).toBe('from console.log\nfrom stdout.write\n');
+  });
+
   it('--version prints the package version', async () => {
     const { version } = JSON.parse(await readFile(path.resolve(path.dirname(cli), '..', 'package.json'), 'utf8')) as { version: string };
     const result = run(['--version']);
