@@ -58,6 +58,24 @@ function requestValidationTests(suite: SuiteContext): void {
     expect(badId.error.message).toContain('executionId');
   });
 
+  it('refuses an executionId that an unfinished execution has, naming it; once that one finished, the id is free again', async () => {
+    const backend = make();
+    // Its own each run: a queue's stream remembers the ids it took for 2 minutes.
+    const id = `chosen-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 200 }, executionId: id });
+    const second = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2, executionId: id });
+    expectError(second, 'VALIDATION_ERROR');
+    expect(second.error.message).toContain(`executionId "${id}" belongs to an execution of this backend that has not finished`);
+    expect(second.error.details).toMatchObject({ path: 'executionId', reason: 'duplicate' });
+    const done = await first;
+    expectOk(done);
+    expect(done.meta.executionId).toBe(id);
+    if (suite.name === 'queue') return; // The stream refuses an id it had in the last 2 minutes (docs/backends/queue.md).
+    const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3, executionId: id });
+    expectOk(again);
+    expect(again.data).toBe(3);
+  });
+
   it('rejects bad execute() options with VALIDATION_ERROR', async () => {
     const backend = make();
     for (const options of [{ timeoutMs: -1 }, { timeoutMs: Number.NaN }, { signal: {} }, { onLog: 'x' }]) {

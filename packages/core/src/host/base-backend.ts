@@ -293,6 +293,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       releaseSlotOnStop: defaults.releaseSlotOnStop ?? false,
       remoteRunners: defaults.remoteRunners ?? false,
       running: new Set(),
+      idsInUse: new Set(),
       stopping: () => this.#stopping,
       ready: () => {
         const ready = this.#ensureReady();

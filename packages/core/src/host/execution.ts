@@ -1,4 +1,4 @@
-import { AbortedError, ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { AbortedError, ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -53,6 +53,8 @@ export interface ExecutionHost {
   track(release: Promise<unknown>): void;
   /** Shutdown's way to stop what runs. */
   running: Set<Execution>;
+  /** The ids callers chose for executions not finished yet: one may not be given to two at once. */
+  readonly idsInUse: Set<string>;
 }
 
 /**
@@ -157,8 +159,21 @@ export class Execution {
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;
     meta.executionId = parsed.executionId ?? newExecutionId();
+    if (parsed.executionId !== undefined) this.#claimId(parsed.executionId);
     const ready = host.ready();
     return ready ? ready.then(() => this.#task(parsed, opts)) : this.#task(parsed, opts);
+  }
+
+  /** A caller's id names one execution at a time (its workspace, its logs, its spans). */
+  #claimId(id: string): void {
+    const inUse = this.#host.idsInUse;
+    if (inUse.has(id)) {
+      throw new ValidationError(`executionId "${id}" belongs to an execution of this backend that has not finished; give each execution its own id`, {
+        details: { path: 'executionId', reason: 'duplicate' },
+      });
+    }
+    inUse.add(id);
+    this.#held.hold(() => inUse.delete(id));
   }
 
   #task(parsed: ParsedExecutionRequest, opts: ExecuteOptions): RunnerTask {

@@ -42,7 +42,11 @@ export const executionRequestSchema = lazySchema((z) =>
       handlerId: idText(z, 128),
       input: z.unknown().optional(),
       context: contextDescriptorSchema().optional(),
-      /** Optional host-chosen id (used for the workspace directory name); a UUID otherwise. */
+      /**
+       * Optional host-chosen id (used for the workspace directory name, logs and spans); a UUID
+       * otherwise. One execution at a time may have it on a backend: another execute() with it
+       * before that one finished is VALIDATION_ERROR (a queue's stream refuses it for 2 minutes).
+       */
       executionId: z
         .string({ error: 'must be a string' })
         .superRefine((id, ctx) => {
