@@ -52,4 +52,26 @@ function streamTests(suite: SuiteContext): void {
     );
     expectOk(result);
   });
+
+  it('ignores host callbacks that are async and reject, without an unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const backend = make();
+      let calls = 0;
+      const sinkDown = async () => {
+        calls++;
+        throw new Error('log sink down');
+      };
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { onLog: sinkDown, onEvent: sinkDown });
+      expectOk(result);
+      expect(calls).toBeGreaterThan(1);
+      // Node reports an unhandled rejection after the microtasks of the turn it happened in.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 }

@@ -165,7 +165,7 @@ export class ExecutionControl implements DispatchControl {
     if (!onLog || this.#over) return;
     try {
       const ids = this.#telemetry?.logIds;
-      onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids });
+      settleQuietly(onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids }));
     } catch {
       // A host callback that throws must not fail the execution.
     }
@@ -176,7 +176,7 @@ export class ExecutionControl implements DispatchControl {
     if (!onEvent || this.#over) return;
     const task = this.#task;
     try {
-      onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event });
+      settleQuietly(onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event }));
     } catch {
       // As above.
     }
@@ -233,3 +233,11 @@ export class ExecutionControl implements DispatchControl {
 }
 
 function noop(): void {}
+
+/**
+ * What an `async` onLog / onEvent returns: its rejection is handled as a throw is (ignored), not
+ * left unhandled, which Node makes the host process's end.
+ */
+function settleQuietly(returned: unknown): void {
+  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, noop);
+}

@@ -128,9 +128,12 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Time limit from handler start. @default handler's manifest `timeoutMs`, else the backend's `defaultTimeoutMs` (30 000). */
   timeoutMs?: number;
-  /** Receives `ctx.logger` lines (and captured stdout/stderr on the subprocess backend). Exceptions it throws are ignored. */
+  /**
+   * Receives `ctx.logger` lines (and captured stdout/stderr on the subprocess backend). Not
+   * awaited; what it throws, or the rejection of the promise it returns, is ignored.
+   */
   onLog?: (entry: LogEntry) => void;
-  /** Receives `ctx.emit(...)` events while the handler runs. Exceptions it throws are ignored. */
+  /** Receives `ctx.emit(...)` events while the handler runs. Not awaited; what it throws, or the rejection of the promise it returns, is ignored. */
   onEvent?: (event: ExecutionEvent) => void;
   /** Keep the workspace directory after the execution (its path is in `meta.workspaceDir`). @default false */
   keepWorkspace?: boolean;
