@@ -216,7 +216,9 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
 
   #reportError(error: unknown, info: ChannelErrorInfo): void {
     try {
-      this.#options.onError?.(error, info);
+      const returned: unknown = this.#options.onError?.(error, info);
+      // An async hook's rejection is ignored as a throw is, not left unhandled (which Node makes the host's end).
+      if (returned instanceof Promise) returned.catch(() => undefined);
     } catch {
       // A host hook that throws must not take the connection down.
     }

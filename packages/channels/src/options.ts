@@ -98,7 +98,7 @@ export interface MountWebSocketChannelsOptions {
    * @default see above
    */
   formatError?: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
-  /** Told about failed executions, throwing hooks and unsendable replies. Exceptions it throws are ignored. @default undefined */
+  /** Told about failed executions, throwing hooks and unsendable replies. Not awaited; what it throws, or the rejection of the promise it returns, is ignored. @default undefined */
   onError?: (error: unknown, info: ChannelErrorInfo) => void;
   /** Receives the handlers' `ctx.logger` lines. @default undefined */
   onLog?: (entry: LogEntry, connection: ConnectionInfo) => void;

@@ -56,6 +56,30 @@ describe('authentication on upgrade', () => {
     expect(h.mount.registry.get(client.connectionId)?.info.identity).toEqual({ user: 'ann', roles: ['admin'], since: '1970-01-01T00:00:00.000Z' });
   });
 
+  it('an async onError whose promise rejects is ignored, not left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let reported = 0;
+      const h = await setup({
+        authenticate,
+        onError: async () => {
+          reported++;
+          throw new Error('error sink down');
+        },
+      });
+      expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer boom' })).status).toBe(500);
+      await delay(20);
+      expect(reported).toBe(1);
+      expect(unhandled).toEqual([]);
+      const client = await h.connect('/echo', { headers: { authorization: 'Bearer good' } });
+      expect(client.connectionId).toBeTruthy();
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('lets a manifest require an identity: anonymous verdicts and a missing hook both get 401', async () => {
     const h = await setup({ authenticate });
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer anonymous' })).status).toBe(401);
