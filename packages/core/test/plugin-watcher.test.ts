@@ -141,6 +141,35 @@ describe('PluginWatcher', () => {
     }
   });
 
+  it('an onReload that throws, or is async and rejects, is a process warning, not an unhandled rejection', async () => {
+    const warnings: Error[] = [];
+    const unhandled: unknown[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('warning', onWarning);
+    process.on('unhandledRejection', onUnhandled);
+    watcher = new PluginWatcher(
+      {
+        debounceMs: DEBOUNCE_MS,
+        onReload: async () => {
+          throw new Error('dashboard down');
+        },
+      },
+      async () => plugin(),
+    );
+    try {
+      await watcher.watch(plugin());
+      await writeFile(path.join(dir, 'index.js'), '');
+      await waitFor(() => warnings.length === 1);
+      expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_CALLBACK', message: "The watch option's onReload callback threw: dashboard down" });
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('reloads nothing after close()', async () => {
     let calls = 0;
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {

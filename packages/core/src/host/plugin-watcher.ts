@@ -14,7 +14,9 @@ export interface WatchOptions {
   /**
    * Told the outcome of every reload the watcher makes, for the host to log. A failed reload
    * leaves the previous version serving. @default none: a failure is reported by `health()`
-   * and as a process warning (`process.emitWarning`, code `KB_PLUGIN_RELOAD_FAILED`)
+   * and as a process warning (`process.emitWarning`, code `KB_PLUGIN_RELOAD_FAILED`). Not
+   * awaited; what it throws, or the rejection of the promise it returns, is a process warning
+   * (code `KB_PLUGIN_RELOAD_CALLBACK`).
    */
   onReload?: (event: PluginReloadEvent) => void;
 }
@@ -209,10 +211,17 @@ export class PluginWatcher {
   }
 
   #report(event: PluginReloadEvent): void {
-    try {
-      if (this.#onReload) return this.#onReload(event);
-    } catch (error) {
+    const threw = (error: unknown) =>
       process.emitWarning(`The watch option's onReload callback threw: ${String((error as Error)?.message ?? error)}`, { code: 'KB_PLUGIN_RELOAD_CALLBACK' });
+    try {
+      if (this.#onReload) {
+        const returned: unknown = this.#onReload(event);
+        // An async callback's rejection is reported as a throw is, not left unhandled.
+        if (returned instanceof Promise) returned.catch(threw);
+        return;
+      }
+    } catch (error) {
+      threw(error);
       return;
     }
     if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version still serves): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
