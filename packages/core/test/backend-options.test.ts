@@ -86,6 +86,12 @@ describe('parseOptions', () => {
     expect(parseOptions(schema, { plugins: ['./a', new URL('file:///b'), { root: '/c', manifest: {} }] }, 'x options').plugins).toHaveLength(3);
   });
 
+  it('says what a platform grant takes when it gets something else', () => {
+    const issues = (platform: unknown) => failure(() => parseOptions(schema, { permissions: { platform } }, 'x options')).details.issues;
+    expect(issues({ kv: 'get' })).toEqual([{ path: 'permissions.platform.kv', message: 'must be true (every method) or an array of method names' }]);
+    expect(parseOptions(schema, { permissions: { platform: { kv: ['get'], log: true } } }, 'x options').permissions).toEqual({ platform: { kv: ['get'], log: true } });
+  });
+
   it('refuses a non-object', () => {
     expect(failure(() => parseOptions(schema, 42, 'x options')).details.issues).toHaveLength(1);
   });

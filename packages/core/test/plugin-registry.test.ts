@@ -99,6 +99,12 @@ describe('loading a plugin folder', () => {
     expect(missing.message).toContain('does-not-exist');
   });
 
+  it('refuses a path to the manifest file itself, naming the folder to give instead', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: './run.js' } })));
+    const error = await validationFailure(new PluginRegistry().load(path.join(dir, MANIFEST_FILE)));
+    expect(error.message).toBe(`Plugin folder ${path.join(dir, MANIFEST_FILE)} is a file; give the folder that holds its ${MANIFEST_FILE} (${dir})`);
+  });
+
   it('refuses an empty or non-string folder', async () => {
     await validationFailure(new PluginRegistry().load(''));
     await validationFailure(new PluginRegistry().load(42 as unknown as string));

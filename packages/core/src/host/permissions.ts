@@ -25,7 +25,7 @@ export const permissionSpecSchema = lazySchema((z) => {
   const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
   return z.strictObject({
     platform: z
-      .record(serviceName, z.union([z.literal(true), z.array(methodName)]))
+      .record(serviceName, z.union([z.literal(true), z.array(methodName)], { error: 'must be true (every method) or an array of method names' }))
       .optional()
       .describe('Host platform services the handler may call (ctx.platform): service name → true (every method) or the method names.'),
     fs: z

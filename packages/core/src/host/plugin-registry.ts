@@ -265,8 +265,10 @@ async function readManifest(root: string, file: string): Promise<unknown> {
     text = await fs.promises.readFile(file, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    const notFolder = code === 'ENOTDIR' ? `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}` : undefined;
     throw new ValidationError(
-      code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`,
+      notFolder ??
+        (code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`),
       { details: { file, reason: code ?? 'unreadable' }, cause: error },
     );
   }
