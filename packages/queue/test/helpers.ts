@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import { inject } from 'vitest';
+import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import type { ExecutionEvent, IExecutionBackend, LogEntry } from '@kb-labs/plugin-execution-core';
+import { expect, inject } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WORKER_SCRIPT = path.join(here, 'fixtures', 'worker.mjs');
@@ -116,4 +117,21 @@ export async function startWorkers(count: number, spec: WorkerSpec): Promise<Wor
 export async function leftWorkspaces(workers: WorkerProcess[]): Promise<string[]> {
   const left = await Promise.all(workers.map(async (w) => (await readdir(w.workspaceRoot).catch(() => [])).map((name) => path.join(w.workspaceRoot, name))));
   return left.flat();
+}
+
+/**
+ * Runs `big-event` with an event of `bytes` characters that the caller cannot take: it succeeds,
+ * no event arrives, and a `warn` line matching `warning` comes in the event's place, before the
+ * line the handler logs after it.
+ */
+export async function expectEventWarnedInItsPlace(backend: IExecutionBackend, bytes: number, warning: RegExp): Promise<void> {
+  const events: ExecutionEvent[] = [];
+  const logs: LogEntry[] = [];
+  const emitted = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes } }, { timeoutMs: 60_000, onEvent: (e) => events.push(e), onLog: (l) => logs.push(l) });
+  expectOk(emitted);
+  expect(events).toEqual([]);
+  expect(logs.map((l) => [l.level, l.message])).toEqual([
+    ['warn', expect.stringMatching(warning)],
+    ['info', 'after the big event'],
+  ]);
 }

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
-import { QUEUE_PLUGIN, QUEUE_PROBE, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
+import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
 
 const pool = newPool('queue');
 let server: { url: string; stop(): Promise<void> } | undefined;
@@ -218,15 +218,7 @@ describe('sizes', () => {
   it('an event over the limit reaches the caller as a warning in its place; platform call arguments over it fail the call in the handler', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const big = 21 * 1024 * 1024;
-    const events: ExecutionEvent[] = [];
-    const logs: LogEntry[] = [];
-    const emitted = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: big } }, { timeoutMs: 60_000, onEvent: (e) => events.push(e), onLog: (l) => logs.push(l) });
-    expectOk(emitted);
-    expect(events).toEqual([]);
-    expect(logs.map((l) => [l.level, l.message])).toEqual([
-      ['warn', expect.stringMatching(/^The ctx\.emit\(\) event is 21 MiB encoded, over the queue backend's limit of 20 MiB \(maxPayloadBytes\): it was not delivered$/)],
-      ['info', 'after the big event'],
-    ]);
+    await expectEventWarnedInItsPlace(backend, big, /^The ctx\.emit\(\) event is 21 MiB encoded, over the queue backend's limit of 20 MiB \(maxPayloadBytes\): it was not delivered$/);
     const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
     expectOk(called);
     expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform call arguments is 21 MiB encoded, over the queue backend's limit") });

@@ -3,7 +3,7 @@ import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
-import { QUEUE_PLUGIN, QUEUE_PROBE, newPool, startWorkers, type WorkerProcess } from './helpers.js';
+import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, newPool, startWorkers, type WorkerProcess } from './helpers.js';
 
 // A server with NATS's default max_payload (1 MB): every large body travels in parts, both ways.
 const pool = newPool('small-payload');
@@ -87,15 +87,7 @@ describe('a host and a worker with different maxPayloadBytes', () => {
       const called = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: MB5 } }, { timeoutMs: 30_000 });
       expectOk(called);
       expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(limits) });
-      const logs: LogEntry[] = [];
-      const events: ExecutionEvent[] = [];
-      const emitted = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: MB5 } }, { timeoutMs: 30_000, onLog: (l) => logs.push(l), onEvent: (e) => events.push(e) });
-      expectOk(emitted);
-      expect(events).toEqual([]);
-      expect(logs.map((l) => [l.level, l.message])).toEqual([
-        ['warn', expect.stringMatching(/^The ctx\.emit\(\) event is 4\.8 MiB encoded, over the calling host's limit of 3 MiB .*: it was not delivered$/)],
-        ['info', 'after the big event'],
-      ]);
+      await expectEventWarnedInItsPlace(host, MB5, /^The ctx\.emit\(\) event is 4\.8 MiB encoded, over the calling host's limit of 3 MiB .*: it was not delivered$/);
     } finally {
       await host.shutdown({ timeoutMs: 2000 });
     }

@@ -194,10 +194,7 @@ export class RemoteExecution {
   /** The worker's limit, lower than this host's, refused what this host sent it. */
   #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
     const worker = this.#worker;
-    return new ValidationError(
-      `The ${what} is ${formatBytes(refused.bytes)} encoded, over the limit of worker ${worker?.id} (${worker?.host}) of ${formatBytes(refused.limit)} (its maxPayloadBytes; this host's is ${formatBytes(this.#link.maxPayloadBytes)}): give hosts and workers the same limit`,
-      { details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: refused.bytes, limit: refused.limit } },
-    );
+    return refused.toValidationError(what, `the limit of worker ${worker?.id} (${worker?.host})`, `this host's is ${formatBytes(this.#link.maxPayloadBytes)}`, ': give hosts and workers the same limit');
   }
 
   #finish(data: unknown, error?: unknown): void {

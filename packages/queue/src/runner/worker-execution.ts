@@ -206,10 +206,7 @@ export class WorkerExecution implements Watched {
 
   /** The caller's limit, lower than this worker's, refused what this worker sent. */
   #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
-    return new ValidationError(
-      `The ${what} is ${formatBytes(refused.bytes)} encoded, over the calling host's limit of ${formatBytes(refused.limit)} (its maxPayloadBytes; this worker's is ${formatBytes(this.#worker.maxPayloadBytes)})`,
-      { details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: refused.bytes, limit: refused.limit } },
-    );
+    return refused.toValidationError(what, "the calling host's limit", `this worker's is ${formatBytes(this.#worker.maxPayloadBytes)}`);
   }
 
   /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */

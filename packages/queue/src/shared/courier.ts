@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { HEADER, makeHeaders, type Kind } from './wire.js';
+import { HEADER, formatBytes, makeHeaders, type Kind } from './wire.js';
 
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -19,6 +20,17 @@ export class TransferRefusedError extends Error {
     readonly bytes: number,
   ) {
     super(`the receiver takes at most ${limit} bytes (its maxPayloadBytes), and this body has ${bytes}`);
+  }
+
+  /**
+   * What the sender reports, on either side: the `what` (`input`, `handler result` …) and its
+   * size, over `whose` limit (`the calling host's limit`, `the limit of worker w-1 (box)`), beside
+   * the sender's own (`ours`), then `advice`.
+   */
+  toValidationError(what: string, whose: string, ours: string, advice = ''): ValidationError {
+    return new ValidationError(`The ${what} is ${formatBytes(this.bytes)} encoded, over ${whose} of ${formatBytes(this.limit)} (its maxPayloadBytes; ${ours})${advice}`, {
+      details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: this.bytes, limit: this.limit },
+    });
   }
 }
 
