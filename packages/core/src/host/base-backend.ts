@@ -16,6 +16,7 @@ import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
+import { backendClosed, backendOpened } from './backend-census.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -100,6 +101,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.#host = this.#executionHost(o.permissions ?? {}, defaults);
     // From the registry, not from reloadPlugin: a registry shared with another backend may be reloaded there.
     this.#stopHearingReloads = this.registry.onReload((plugin) => this.pluginReloaded(plugin));
+    backendOpened(type);
   }
 
   /**
@@ -199,6 +201,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       this.#state = 'shutting-down';
       this.#watcher?.close();
       this.#stopHearingReloads();
+      backendClosed(this.type);
     }
     // What onShutdown() registered closes first, while the backend still serves (a channel
     // mount runs its connections' disconnect handlers on it).
