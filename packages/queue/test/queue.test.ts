@@ -7,7 +7,7 @@ import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEnt
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, nanos } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
 
@@ -348,6 +348,37 @@ describe('delivery', () => {
       const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'again' }, { timeoutMs: 15_000 });
       expectOk(again);
       expect(again.data).toBe('again');
+    } finally {
+      await nc.close();
+      await worker.stop();
+    }
+  }, 30_000);
+
+  it('an id already running on a worker for another host: refused there by name, and the first host\'s execution keeps its messages', async () => {
+    // The stream refuses an id sent again within its duplicate window (2 minutes), so two hosts
+    // meet with one id only when an execution outlives it; the window is made 1 s here instead.
+    const sharedPool = newPool('same-id');
+    const worker = await startWorker({ natsUrl: server!.url, pool: sharedPool, backend: 'in-process', concurrency: 2 });
+    const nc = await connect({ servers: server!.url });
+    try {
+      const host = (value: string) =>
+        make({ pool: sharedPool, platform: { kv: { get: async () => value } }, permissions: { platform: { kv: true } } });
+      const [first, second] = [host('first host'), host('second host')];
+      expectOk(await first.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+      const jsm = await jetstreamManager(nc);
+      const stream = await jsm.streams.info(`KBEXEC_${sharedPool}`);
+      await jsm.streams.update(stream.config.name, { ...stream.config, duplicate_window: nanos(1000) });
+      const request = { pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'k', afterMs: 3000 }, executionId: 'one-id' };
+      const early = first.execute(request, { timeoutMs: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const refused = await second.execute(request, { timeoutMs: 10_000 });
+      expectError(refused, 'VALIDATION_ERROR');
+      expect(refused.error.message).toContain(`Execution id "one-id" is running on worker ${worker.id}`);
+      expect(refused.error.details).toMatchObject({ path: 'executionId', reason: 'duplicate' });
+      // Its platform call, made after the second host's task came and went, is answered.
+      const a = await early;
+      expectOk(a);
+      expect(a.data).toEqual({ ok: true, value: 'first host' });
     } finally {
       await nc.close();
       await worker.stop();

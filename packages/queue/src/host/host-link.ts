@@ -52,9 +52,9 @@ export class HostLink implements ExecutionLink {
     this.#nc = nc;
     this.#jsm = jsm;
     this.#js = jetstream(nc);
-    this.#courier = new Courier(nc);
     this.subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#callerSubject = this.subjects.caller(hostId);
+    this.#courier = new Courier(nc, this.#callerSubject);
     this.maxPayloadBytes = o.maxPayloadBytes;
     this.partBytes = partBytes(nc);
     this.workerLostMs = o.workerLostMs;

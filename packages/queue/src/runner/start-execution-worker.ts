@@ -7,7 +7,7 @@ import { connectNats, refusedByServer, serverProblem } from '../shared/connectio
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { encode, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
@@ -83,6 +83,7 @@ class QueueWorker implements ExecutionWorker {
   readonly #services: WorkerServices;
   readonly #makeBackend: (workspace: boolean) => IExecutionBackend;
   readonly #backends = new Map<boolean, IExecutionBackend>();
+  /** Executions here, by caller and id (executionKey), in the order they came. */
   readonly #executions = new Map<string, WorkerExecution>();
   readonly #parts: PartsAssembler;
   readonly #puller: TaskPuller;
@@ -115,6 +116,10 @@ class QueueWorker implements ExecutionWorker {
       platform: o.platform,
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
+      idTakenBefore: (execution) => {
+        for (const each of this.#executions.values()) if (each.id === execution.id) return each !== execution;
+        return false;
+      },
     };
     this.#puller = new TaskPuller(
       nc,
@@ -166,10 +171,12 @@ class QueueWorker implements ExecutionWorker {
   #take(msg: TaskMessage): void {
     const execution = new WorkerExecution(msg, this.#services);
     this.#running++;
-    this.#executions.set(execution.id, execution);
+    // A task delivered again while its first delivery runs here keeps the first one's messages
+    // (its caller refuses the second's start).
+    if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
     void execution.run().finally(() => {
       this.#running--;
-      if (this.#executions.get(execution.id) === execution) this.#executions.delete(execution.id);
+      if (this.#executions.get(execution.key) === execution) this.#executions.delete(execution.key);
       if (this.#running === 0) this.#idle?.();
       this.#puller.topUp();
     });
@@ -179,7 +186,8 @@ class QueueWorker implements ExecutionWorker {
     try {
       const body = this.#parts.take(msg);
       if (!body) return;
-      this.#executions.get(msg.headers?.get(HEADER.executionId) ?? '')?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
+      const key = executionKey(msg.headers?.get(HEADER.reply) ?? '', msg.headers?.get(HEADER.executionId) ?? '');
+      this.#executions.get(key)?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
     } catch {
       // Undecodable: dropped.
     }

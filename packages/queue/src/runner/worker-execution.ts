@@ -1,7 +1,7 @@
 import { HandlerNotFoundError, TimeoutError, ValidationError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
 import { TransferRefusedError, type Courier } from '../shared/courier.js';
-import { decode, encode, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, executionKey, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
 import type { TaskMessage } from './task-puller.js';
@@ -16,6 +16,8 @@ export interface WorkerServices {
   readonly platform: Platform | undefined;
   readonly maxPayloadBytes: number;
   localBackend(workspace: boolean): Promise<IExecutionBackend>;
+  /** Whether an execution of the same id, taken before this one, is here (from another host). */
+  idTakenBefore(execution: WorkerExecution): boolean;
 }
 
 /**
@@ -37,6 +39,8 @@ type Claim = { caller: string; deadline: number; lostMs: number; protocol: numbe
  */
 export class WorkerExecution implements Watched {
   readonly id: string;
+  /** Its caller's subject and its id: what the caller's messages to this worker name it by. */
+  readonly key: string;
   readonly #msg: TaskMessage;
   readonly #worker: WorkerServices;
   readonly #claim: Claim;
@@ -56,6 +60,7 @@ export class WorkerExecution implements Watched {
       lostMs: Number(msg.headers?.get(HEADER.lostMs)) || 3000,
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
+    this.key = executionKey(this.#claim.caller, this.id);
     this.#calls = new RemoteCalls((message) => {
       const what = `${message.target} call arguments`;
       const bytes = encode(message, what);
@@ -129,11 +134,18 @@ export class WorkerExecution implements Watched {
     return backend.execute({ pluginId: task.pluginId, handlerId: task.handlerId, input, context: task.context, executionId: task.executionId }, options);
   }
 
-  /** Why this worker cannot run the task as the caller knows it: another protocol, a plugin it lacks or has in another version. */
+  /** Why this worker cannot run the task as the caller knows it: another protocol, its id taken here, a plugin it lacks or has in another version. */
   #refusal(task: TaskBody): KnownExecutionError | undefined {
     const who = `worker ${this.#worker.identity.id} (${this.#worker.identity.host})`;
     if (this.#claim.protocol !== QUEUE_PROTOCOL_VERSION) {
       return new ValidationError(`The host speaks queue protocol ${this.#claim.protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch' } });
+    }
+    if (this.#worker.idTakenBefore(this)) {
+      return new ValidationError(
+        `Execution id "${this.id}" is running on ${who} for another host: an id names one execution in a pool ` +
+          '(its stream refuses one sent again within 2 minutes), so give each execution an id of its own',
+        { details: { path: 'executionId', reason: 'duplicate' } },
+      );
     }
     const plugin = this.#worker.registry.get(task.pluginId);
     if (!plugin) {

@@ -51,16 +51,19 @@ export function partBytes(nc: NatsConnection): number {
 export class Courier {
   readonly #nc: NatsConnection;
   readonly #partBytes: number;
+  readonly #caller: string | undefined;
 
-  constructor(nc: NatsConnection) {
+  /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
+  constructor(nc: NatsConnection, caller?: string) {
     this.#nc = nc;
     this.#partBytes = partBytes(nc);
+    this.#caller = caller;
   }
 
   /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
     if (body.length <= this.#partBytes) {
-      this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId) });
+      this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId, this.#caller) });
       return undefined;
     }
     return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
@@ -68,7 +71,7 @@ export class Courier {
 
   /** A request; rejects as `nc.request` does (no responders, timeout). */
   request(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
-    if (body.length <= this.#partBytes) return this.#nc.request(subject, body, { headers: makeHeaders(kind, executionId), timeout: timeoutMs });
+    if (body.length <= this.#partBytes) return this.#nc.request(subject, body, { headers: makeHeaders(kind, executionId, this.#caller), timeout: timeoutMs });
     return this.#sendParts(subject, kind, executionId, body, timeoutMs);
   }
 
@@ -77,7 +80,7 @@ export class Courier {
     const count = Math.ceil(body.length / this.#partBytes);
     let reply!: Msg;
     for (let index = 0; index < count; index++) {
-      const headers: MsgHdrs = makeHeaders(kind, executionId);
+      const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
       headers.set(HEADER.part, `${index}/${count}`);
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));

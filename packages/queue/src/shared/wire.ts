@@ -7,13 +7,17 @@ import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
  * The queue protocol's version: a worker refuses a task of another version (as a failed result
  * naming both, after the caller accepted its start, so nothing runs).
  */
-export const QUEUE_PROTOCOL_VERSION = 1;
+export const QUEUE_PROTOCOL_VERSION = 2;
 
 /** Header names. Values are short strings; bodies are `v8.serialize`d (Dates, Maps, BigInt, cycles survive). */
 export const HEADER = {
   executionId: 'Kb-Exec-Id',
   kind: 'Kb-Kind',
-  /** Task: the caller's subject, the deadline (epoch ms), how long the caller waits without a heartbeat, the protocol. */
+  /**
+   * The caller's subject: on a task, and on everything a host sends a worker (version 2), where
+   * it and the execution id name one execution (two hosts may each have one of the same id).
+   * Then, on a task: the deadline (epoch ms), how long the caller waits without a heartbeat, the protocol.
+   */
   reply: 'Kb-Reply',
   deadline: 'Kb-Deadline',
   lostMs: 'Kb-Lost-Ms',
@@ -101,11 +105,17 @@ export function decode<T>(data: Uint8Array): T {
   return v8.deserialize(data) as T;
 }
 
-export function makeHeaders(kind: Kind, executionId?: string): MsgHdrs {
+export function makeHeaders(kind: Kind, executionId?: string, caller?: string): MsgHdrs {
   const h = natsHeaders();
   h.set(HEADER.kind, kind);
   if (executionId !== undefined) h.set(HEADER.executionId, executionId);
+  if (caller !== undefined) h.set(HEADER.reply, caller);
   return h;
+}
+
+/** What names one execution on a worker: its caller's subject and its id (a host's ids are its own). */
+export function executionKey(caller: string, executionId: string): string {
+  return `${caller} ${executionId}`;
 }
 
 /** A byte count people read: `20 MiB`, `1.5 MiB`, `512 KiB`. */
