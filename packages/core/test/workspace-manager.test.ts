@@ -70,6 +70,16 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
+/** Whether a process of this pid exists here. */
+function pidInUse(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A pid of a process that is alive until the test ends (killed in afterEach). */
 function livePid(): number {
   const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
@@ -141,7 +151,7 @@ describe('WorkspaceManager', () => {
     expect((await stat(lease.dir)).isDirectory()).toBe(true);
     expect(lease.executionId).toBe('exec-1');
     expect(path.isAbsolute(lease.dir)).toBe(true);
-    expect(path.basename(lease.dir)).toMatch(new RegExp(`^kbx-${process.pid}-exec-1-`));
+    expect(path.basename(lease.dir)).toMatch(new RegExp(`^kbx-${process.pid}\\.[0-9a-f]{8}-exec-1-`));
     expect(lease.released).toBe(false);
     await lease.release();
     expect(lease.released).toBe(true);
@@ -293,7 +303,7 @@ describe('WorkspaceManager', () => {
 describe('sweep()', () => {
   it('returns nothing when the root does not exist', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
-    await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [] });
+    await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [], foreign: [] });
   });
 
   it('removes directories of dead processes and of no lease, and keeps live ones', async () => {
@@ -326,6 +336,57 @@ describe('sweep()', () => {
     await mine.release();
     await rm(otherLive, { recursive: true });
     await rm(unrelated, { recursive: true });
+  });
+
+  it('keeps directories another machine or PID namespace made, whose pids mean nothing here', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const mine = await manager.acquire('mine');
+    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(mine.dir))![1]!;
+    const dead = await deadPid();
+    const foreign = path.join(root, `kbx-${dead}.${tag === '00000000' ? '11111111' : '00000000'}-there-abcdef12`);
+    const staleHere = path.join(root, `kbx-${dead}.${tag}-here-abcdef12`);
+    const olderVersion = path.join(root, `kbx-${dead}-old-abcdef12`);
+    for (const dir of [foreign, staleHere, olderVersion]) await mkdir(dir);
+    const result = await manager.sweep();
+    expect(result).toEqual({ removed: [olderVersion, staleHere].sort(), failed: [], foreign: [foreign] });
+    expect(await exists(foreign)).toBe(true);
+    expect(await exists(mine.dir)).toBe(true);
+    await mine.release();
+    await rm(foreign, { recursive: true });
+  });
+
+  // Two containers sharing a workspace volume: each host's pids are its own namespace's, and a pid
+  // of one is dead (or someone else) in the other. A sweep on start in one must not remove the
+  // other's live workspaces.
+  it.runIf(process.platform === 'linux' && isRoot)('keeps the live lease of a host in another PID namespace (a container sharing the root)', async () => {
+    const root = await freshRoot();
+    const coreEntry = pathToFileURL(require.resolve('@kb-labs/plugin-execution-core')).href.replace(/\.cjs$/, '.js');
+    // The host in the namespace gets a pid that no process has out here.
+    let last = 30_000;
+    while (pidInUse(last + 1)) last++;
+    const host = `import { WorkspaceManager } from ${JSON.stringify(coreEntry)};
+      const lease = await new WorkspaceManager({ root: ${JSON.stringify(root)} }).acquire('in-container');
+      console.log(JSON.stringify({ pid: process.pid, dir: lease.dir }));
+      setInterval(() => {}, 1000);`;
+    const child = spawn(
+      'unshare',
+      ['--pid', '--fork', '--mount-proc', '--kill-child', 'sh', '-c', `echo ${last} > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"`, process.execPath, host],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } },
+    );
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
+    child.stderr!.on('data', (chunk: Buffer) => (err += chunk));
+    const deadline = Date.now() + 15_000;
+    while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(err).toBe('');
+    const inside = JSON.parse(out) as { pid: number; dir: string };
+    expect(inside.pid).toBe(last + 1);
+    expect(pidInUse(inside.pid)).toBe(false);
+    const result = await new WorkspaceManager({ root }).sweep();
+    expect(result).toEqual({ removed: [], failed: [], foreign: [inside.dir] });
+    expect(await exists(inside.dir)).toBe(true);
   });
 
   it('removes a stale entry that is a symlink without following it', async () => {

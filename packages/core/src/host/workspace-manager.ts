@@ -25,13 +25,21 @@ export interface SweepResult {
   removed: string[];
   /** Directories that could not be removed, with why. */
   failed: Array<{ dir: string; error: string }>;
+  /**
+   * Directories kept because a host on another machine or in another PID namespace (another
+   * container sharing the root) made them: whether it still runs cannot be seen from here.
+   */
+  foreign: string[];
 }
 
 /** Longest execution id accepted for a workspace directory name. */
 export const MAX_EXECUTION_ID_LENGTH = 128;
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-/** `kbx-<pid>-<executionId>-<random>`: the pid is what tells a stale directory from a live one. */
-const DIR_PATTERN = /^kbx-(\d+)-/;
+/**
+ * `kbx-<pid>.<host>-<executionId>-<random>`: the pid tells a stale directory from a live one, and
+ * `<host>` (hostTag) whose pids those are. Directories of older versions have no `.<host>`.
+ */
+const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?-/;
 
 /** Why an id may not name a directory, or undefined when it is safe. */
 export function unsafeExecutionIdReason(id: unknown): string | undefined {
@@ -118,7 +126,7 @@ export class WorkspaceManager {
       await this.#ensureRoot();
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-        dir = await fs.promises.mkdtemp(path.join(this.root, `kbx-${process.pid}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
+        dir = await fs.promises.mkdtemp(path.join(this.root, `kbx-${process.pid}.${hostTag()}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
@@ -137,10 +145,11 @@ export class WorkspaceManager {
 
   /**
    * Remove directories left behind by processes that no longer exist (a killed host), and
-   * directories of this process that no live lease holds. Never touches other live processes' leases.
+   * directories of this process that no live lease holds. Never touches other live processes'
+   * leases, nor directories made on another machine or in another PID namespace (`foreign`).
    */
   async sweep(): Promise<SweepResult> {
-    const result: SweepResult = { removed: [], failed: [] };
+    const result: SweepResult = { removed: [], failed: [], foreign: [] };
     let names: string[];
     try {
       names = await fs.promises.readdir(this.root);
@@ -153,6 +162,10 @@ export class WorkspaceManager {
       if (!match) continue;
       const pid = Number(match[1]);
       const dir = path.join(this.root, name);
+      if (match[2] !== undefined && match[2] !== hostTag()) {
+        result.foreign.push(dir);
+        continue;
+      }
       const stale = pid === process.pid ? !LIVE.has(dir) : !processAlive(pid);
       if (!stale) continue;
       try {
@@ -164,6 +177,25 @@ export class WorkspaceManager {
     }
     return result;
   }
+}
+
+let tag: string | undefined;
+
+/**
+ * Whose pids a directory's name holds: 8 hex characters of a hash of the host name and, on Linux,
+ * the PID namespace (two containers on one machine share neither pids nor, by default, a name).
+ */
+function hostTag(): string {
+  if (tag === undefined) {
+    let namespace = '';
+    try {
+      namespace = fs.readlinkSync('/proc/self/ns/pid');
+    } catch {
+      // Not Linux, or no /proc: the host name alone.
+    }
+    tag = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${namespace}`).digest('hex').slice(0, 8);
+  }
+  return tag;
 }
 
 function processAlive(pid: number): boolean {
