@@ -55,6 +55,8 @@ export interface WorkerSpec {
   id?: string;
   plugins?: string[];
   heartbeatMs?: number;
+  /** How far the worker's wall clock (`Date.now()`) is ahead of the host's (negative: behind), as on a machine whose clock is off. */
+  clockOffsetMs?: number;
   /** Register the OpenTelemetry SDK in the worker, its finished spans written to this file (JSON lines). */
   otelSpansFile?: string;
 }
@@ -74,6 +76,7 @@ export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),
     ...(spec.heartbeatMs ? { KB_HEARTBEAT_MS: String(spec.heartbeatMs) } : {}),
     ...(spec.otelSpansFile ? { KB_OTEL_SPANS_FILE: spec.otelSpansFile } : {}),
+    ...(spec.clockOffsetMs ? { KB_CLOCK_OFFSET_MS: String(spec.clockOffsetMs) } : {}),
   };
   const child = spawn(process.execPath, [WORKER_SCRIPT], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';

@@ -385,6 +385,26 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it('a worker whose clock is a minute ahead of the host\'s, or behind, runs an execution for the time the host gives it', async () => {
+    for (const clockOffsetMs of [60_000, -60_000]) {
+      const skewedPool = newPool('clock');
+      const worker = await startWorker({ natsUrl: server!.url, pool: skewedPool, backend: 'in-process', concurrency: 1, clockOffsetMs });
+      try {
+        const backend = make({ pool: skewedPool });
+        const file = path.join(markers, `clock${clockOffsetMs}.log`);
+        const done = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 5000 });
+        expectOk(done);
+        expect(done.data).toEqual({ done: true });
+        // Past the host's deadline the handler is stopped there, as on a worker with the right time.
+        const stopped = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 1500 });
+        expectError(stopped, 'TIMEOUT');
+        await waitFor(async () => (await marks(file)).includes(`${stopped.meta.executionId} signal ABORTED`), 5000);
+      } finally {
+        await worker.stop();
+      }
+    }
+  }, 60_000);
+
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);
   });

@@ -87,10 +87,9 @@ export class HostLink implements ExecutionLink {
     }
   }
 
-  async publishTask(executionId: string, body: Uint8Array, deadline: number): Promise<number> {
+  async publishTask(executionId: string, body: Uint8Array): Promise<number> {
     const headers = makeHeaders('task', executionId);
     headers.set(HEADER.reply, this.#callerSubject);
-    headers.set(HEADER.deadline, String(deadline));
     headers.set(HEADER.lostMs, String(this.workerLostMs));
     headers.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
     let ack;

@@ -13,7 +13,7 @@ export interface ExecutionLink {
   /** Whether executions get a workspace on the worker. */
   readonly workspace: boolean;
   /** Put the task on the pool's stream; resolves with its stream sequence. */
-  publishTask(executionId: string, body: Uint8Array, deadline: number): Promise<number>;
+  publishTask(executionId: string, body: Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
   deleteTask(seq: number): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined;
@@ -30,6 +30,7 @@ export class RemoteExecution {
   readonly #control: DispatchControl;
   readonly #link: ExecutionLink;
   readonly #pluginVersion: string;
+  /** When its time runs out, on this host's monotonic clock (`performance.now()`). */
   readonly #deadline: number;
   readonly #session: HostSession;
   #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
@@ -44,7 +45,7 @@ export class RemoteExecution {
     this.#control = control;
     this.#link = link;
     this.#pluginVersion = pluginVersion;
-    this.#deadline = Date.now() + task.timeoutMs;
+    this.#deadline = performance.now() + task.timeoutMs;
     this.#session = new HostSession(control, (message) =>
       this.#toWorker('rpc-reply', encode(message, 'platform call result'), (refused) => {
         // The handler's call fails with it, rather than waiting for a reply the worker dropped.
@@ -75,7 +76,7 @@ export class RemoteExecution {
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
       bytes = this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', this.#link.partBytes, "one message of the server's max_payload");
     }
-    const seq = await this.#link.publishTask(this.id, bytes, this.#deadline);
+    const seq = await this.#link.publishTask(this.id, bytes);
     this.#seq = seq;
     // Stopped while it was being published: it must never run.
     if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);
@@ -111,10 +112,12 @@ export class RemoteExecution {
     const refuse = (reason: string) => msg.respond(encode({ accept: false, reason } satisfies StartedReply, 'reply'));
     if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`);
     if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
+    const remainingMs = Math.ceil(this.#deadline - performance.now());
+    if (remainingMs <= 0) return void refuse('its time ran out before it started');
     this.#worker = worker;
     this.#lastHeard = Date.now();
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
-    msg.respond(encode({ accept: true } satisfies StartedReply, 'reply'));
+    msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
     if (this.#input) this.#toWorker('input', this.#input, (refused) => this.fail(this.#refusedBy('input', refused)));
     this.#input = undefined;
   }

@@ -29,7 +29,7 @@ const DEADLINE_MARGIN_MS = 1000;
 const STARTED_TIMEOUT_MS = 5000;
 const RESULT_TIMEOUT_MS = 10_000;
 
-type Claim = { caller: string; deadline: number; lostMs: number; protocol: number };
+type Claim = { caller: string; lostMs: number; protocol: number };
 
 /**
  * One task on a worker, from the stream message to the result: ask the caller to start it (it
@@ -49,6 +49,8 @@ export class WorkerExecution implements Watched {
   #input: { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array> } | undefined;
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
   #sending: Promise<void> | undefined;
+  /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
+  #deadline = 0;
 
   constructor(msg: TaskMessage, worker: WorkerServices) {
     this.#msg = msg;
@@ -56,7 +58,6 @@ export class WorkerExecution implements Watched {
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
     this.#claim = {
       caller: msg.headers?.get(HEADER.reply) ?? '',
-      deadline: Number(msg.headers?.get(HEADER.deadline)),
       lostMs: Number(msg.headers?.get(HEADER.lostMs)) || 3000,
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
@@ -74,8 +75,10 @@ export class WorkerExecution implements Watched {
 
   /** Claim, run, report. Never rejects. */
   async run(): Promise<void> {
-    const { caller, deadline } = this.#claim;
-    if (!this.id || !caller || !(deadline > Date.now())) return void this.#msg.term();
+    const { caller } = this.#claim;
+    // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
+    // answer to `started` refuses an execution that ran out of time.
+    if (!this.id || !caller) return void this.#msg.term();
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
     try {
@@ -107,6 +110,7 @@ export class WorkerExecution implements Watched {
       this.#msg.term();
       return false;
     }
+    this.#deadline = performance.now() + reply.remainingMs;
     this.#msg.ack();
     return true;
   }
@@ -119,7 +123,7 @@ export class WorkerExecution implements Watched {
     if (!this.#worker.watch.answering(this.#claim.caller)) throw new ValidationError('The caller gave up on this execution before it could run');
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
-      timeoutMs: Math.max(1, this.#claim.deadline - Date.now()) + DEADLINE_MARGIN_MS,
+      timeoutMs: Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS,
       signal: this.#abort.signal,
       keepWorkspace: task.keepWorkspace,
       // The worker's own services here (checked here); every other service to the caller, whose

@@ -16,10 +16,10 @@ export const HEADER = {
   /**
    * The caller's subject: on a task, and on everything a host sends a worker (version 2), where
    * it and the execution id name one execution (two hosts may each have one of the same id).
-   * Then, on a task: the deadline (epoch ms), how long the caller waits without a heartbeat, the protocol.
+   * Then, on a task: how long the caller waits without a heartbeat, and the protocol. (No
+   * deadline: the caller's answer to `started` gives the time left, which no clock skews.)
    */
   reply: 'Kb-Reply',
-  deadline: 'Kb-Deadline',
   lostMs: 'Kb-Lost-Ms',
   protocol: 'Kb-Protocol',
   /** A part of a body sent in pieces: `index/count`, and the transfer it belongs to. */
@@ -57,7 +57,12 @@ export interface TaskBody {
   traceparent?: string;
 }
 
-export type StartedReply = { accept: true } | { accept: false; reason: string };
+/**
+ * The caller's answer to `started`. Accepted, with the time the execution has left by the
+ * caller's clock: the worker counts it on its own from here, so that a worker whose clock is off
+ * the caller's still stops the handler at the caller's deadline.
+ */
+export type StartedReply = { accept: true; remainingMs: number } | { accept: false; reason: string };
 
 export interface HeartbeatBody {
   worker: string;
