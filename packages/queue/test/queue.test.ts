@@ -405,6 +405,14 @@ describe('delivery', () => {
     }
   }, 60_000);
 
+  it('a host more impatient than its workers (workerLostMs shorter than their heartbeatMs) does not take them for lost', async () => {
+    // The shared workers beat every second; this host reports a worker lost after 300 ms of silence.
+    const backend = make({ workerLostMs: 300 });
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'impatient.log'), ms: 1500 } });
+    expectOk(result);
+    expect(result.data).toEqual({ done: true });
+  });
+
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);
   });

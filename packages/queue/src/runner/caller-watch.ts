@@ -9,6 +9,9 @@ export interface Watched {
   orphan(reason: AbortedError): void;
 }
 
+/** The fastest heartbeat pace an impatient caller gets. */
+const MIN_INTERVAL_MS = 25;
+
 interface Caller {
   executions: Map<string, Watched>;
   lostMs: number;
@@ -21,25 +24,34 @@ interface Caller {
  * for it. The answer names those it no longer waits for; "no responders" means the host is gone;
  * no answer for the host's `workerLostMs` means it has given up on them (it reported them lost):
  * each of those is stopped here, so that no orphan runs on and no late result matters.
+ *
+ * The pace is the worker's `heartbeatMs`, or faster while a caller whose `workerLostMs` (sent
+ * with each task) is shorter waits: three beats per that window, so that a host more impatient
+ * than its workers does not take them for lost.
  */
 export class CallerWatch {
   readonly #callers = new Map<string, Caller>();
   readonly #courier: Courier;
   readonly #workerId: string;
-  readonly #timer: NodeJS.Timeout;
-  readonly #intervalMs: number;
+  readonly #heartbeatMs: number;
+  #timer: NodeJS.Timeout;
+  #intervalMs: number;
   #lastBeat = Date.now();
 
-  constructor(courier: Courier, workerId: string, intervalMs: number) {
+  constructor(courier: Courier, workerId: string, heartbeatMs: number) {
     this.#courier = courier;
     this.#workerId = workerId;
-    this.#intervalMs = intervalMs;
-    this.#timer = setInterval(() => this.#beat(), intervalMs);
+    this.#heartbeatMs = heartbeatMs;
+    this.#intervalMs = heartbeatMs;
+    this.#timer = setInterval(() => this.#beat(), heartbeatMs);
   }
 
   add(caller: string, lostMs: number, execution: Watched): void {
     let entry = this.#callers.get(caller);
-    if (!entry) this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: false }));
+    if (!entry) {
+      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: false }));
+      this.#pace();
+    }
     entry.executions.set(execution.id, execution);
   }
 
@@ -47,7 +59,9 @@ export class CallerWatch {
     const entry = this.#callers.get(caller);
     if (!entry) return;
     entry.executions.delete(executionId);
-    if (entry.executions.size === 0) this.#callers.delete(caller);
+    if (entry.executions.size > 0) return;
+    this.#callers.delete(caller);
+    this.#pace();
   }
 
   /** Whether `caller` still answered within its lost window (checked before a late start). */
@@ -58,6 +72,16 @@ export class CallerWatch {
 
   close(): void {
     clearInterval(this.#timer);
+  }
+
+  /** Beat every heartbeatMs, or three times per the shortest lost window of a caller now waiting. */
+  #pace(): void {
+    let wanted = this.#heartbeatMs;
+    for (const entry of this.#callers.values()) wanted = Math.min(wanted, Math.max(MIN_INTERVAL_MS, Math.floor(entry.lostMs / 3)));
+    if (wanted === this.#intervalMs) return;
+    this.#intervalMs = wanted;
+    clearInterval(this.#timer);
+    this.#timer = setInterval(() => this.#beat(), wanted);
   }
 
   #beat(): void {
