@@ -411,6 +411,11 @@ describe('delivery', () => {
     const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'impatient.log'), ms: 1500 } });
     expectOk(result);
     expect(result.data).toEqual({ done: true });
+    // Between two of a worker's presence messages (a second apart) it is still one of the pool's.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const health = await backend.health();
+    expect(health.problems).toEqual([]);
+    expect(((await backend.stats()).runners as QueueRunnerStats).workers).toHaveLength(2);
   });
 
   it('leaves no workspace on the workers', async () => {

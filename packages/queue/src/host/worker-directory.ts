@@ -24,12 +24,15 @@ export class WorkerDirectory {
     this.#firstSeen?.();
   }
 
-  /** Workers heard from within the lost-worker window, newest state each. */
+  /**
+   * Workers heard from within the lost-worker window, newest state each; the window is at least
+   * three of a worker's own presence intervals (a host more impatient than its workers still sees them).
+   */
   alive(): PresenceBody[] {
-    const after = Date.now() - this.#lostMs;
+    const now = Date.now();
     const out: PresenceBody[] = [];
     for (const [id, { presence, seen }] of this.#workers) {
-      if (seen >= after) out.push(presence);
+      if (now - seen <= Math.max(this.#lostMs, 3 * (presence.heartbeatMs || 0))) out.push(presence);
       else this.#workers.delete(id);
     }
     return out;

@@ -201,6 +201,7 @@ class QueueWorker implements ExecutionWorker {
       pid: process.pid,
       concurrency: this.#o.concurrency,
       running: this.#running,
+      heartbeatMs: this.#o.heartbeatMs,
       backend: this.#o.backend.type,
       ...(this.#isolation ? { isolation: this.#isolation } : {}),
       ...(closing ? { closing } : {}),

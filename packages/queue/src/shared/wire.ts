@@ -89,6 +89,8 @@ export interface CancelBody {
 export interface PresenceBody extends WorkerIdentity {
   concurrency: number;
   running: number;
+  /** How often it says this (its `heartbeatMs`). */
+  heartbeatMs: number;
   backend: string;
   isolation?: { active: string; layers: string[]; reason: string };
   closing?: boolean;
