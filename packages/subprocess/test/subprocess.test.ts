@@ -130,10 +130,12 @@ describe('handshake', () => {
 });
 
 describe('crashes and hostile handlers: each has a stated outcome', () => {
-  it('process.exit(0) → WORKER_CRASHED (exit) with exit code 0', async () => {
+  it('process.exit(0) → WORKER_CRASHED (exit) with exit code 0, naming the child as meta does', async () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 0 } });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 0, signal: null });
+    expect(result.meta.runnerId).toMatch(/^pid:\d+$/);
+    expect(result.error.details.runnerId).toBe(result.meta.runnerId);
   });
 
   it('a throw in a timer → WORKER_CRASHED (exit, code 1) with the stack in stderrTail', async () => {

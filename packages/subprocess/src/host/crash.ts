@@ -60,7 +60,7 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       exitCode: end.exitCode,
       signal: end.signal,
       stderrTail: end.stderrTail,
-      ...(end.pid !== undefined ? { runnerId: String(end.pid) } : {}),
+      ...(end.pid !== undefined ? { runnerId: `pid:${end.pid}` } : {}),
       ...(subject ?? {}),
       ...(end.protocolError ? { protocolError: end.protocolError } : {}),
       ...(end.memoryMb ? { heapLimitMb: end.memoryMb } : {}),
