@@ -1,4 +1,4 @@
-import type { HostToRunner, RunnerTask } from '@kb-labs/plugin-execution-core/runner';
+import type { HostToRunner, RunnerTask, SerializedError } from '@kb-labs/plugin-execution-core/runner';
 
 /**
  * The core protocol's `run`, plus what only a child process needs: the environment variables
@@ -11,6 +11,18 @@ export interface ChildRunMessage {
 }
 
 export type HostToChild = Exclude<HostToRunner, { type: 'run' }> | ChildRunMessage;
+
+/**
+ * The child's last words, written just before Node ends it for an error outside the handler's
+ * promise, so that the host reports why (as a worker thread's do) rather than only "exit code 1".
+ */
+export interface ChildCrashMessage {
+  type: 'crash';
+  reason: 'uncaught-exception' | 'unhandled-rejection';
+  error: SerializedError;
+}
+
+const CRASH_REASONS = new Set(['uncaught-exception', 'unhandled-rejection']);
 
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 
@@ -40,6 +52,10 @@ export function runnerMessageProblem(message: unknown): string | undefined {
       return undefined;
     case 'result':
       if (typeof m.ok !== 'boolean') return 'result without a boolean ok';
+      return undefined;
+    case 'crash':
+      if (typeof m.reason !== 'string' || !CRASH_REASONS.has(m.reason)) return `crash with an unknown reason ${describe(m.reason)}`;
+      if (typeof m.error !== 'object' || m.error === null) return 'crash without an error';
       return undefined;
     default:
       return `unknown message type ${describe(m.type)}`;

@@ -138,11 +138,23 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     expect(result.error.details.runnerId).toBe(result.meta.runnerId);
   });
 
-  it('a throw in a timer → WORKER_CRASHED (exit, code 1) with the stack in stderrTail', async () => {
-    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
+  it('a throw in a timer → WORKER_CRASHED (uncaught-exception, code 1): the error as cause, the stack in stderrTail', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
     expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 1 });
+    expect(result.error.details).toMatchObject({ reason: 'uncaught-exception', exitCode: 1 });
+    expect(result.error.message).toMatch(/died of an uncaught exception: .*thrown from a timer/);
+    expect((result.error.cause as Error).message).toContain('thrown from a timer');
     expect(result.error.details.stderrTail).toContain('thrown from a timer');
+    expect(await runners(backend)).toMatchObject({ crashed: { 'uncaught-exception': 1, exit: 0 } });
+  });
+
+  it('an unhandled rejection → WORKER_CRASHED (unhandled-rejection), as on worker-pool', async () => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'unhandled-rejection' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'unhandled-rejection', exitCode: 1 });
+    expect(result.error.message).toContain('died of an unhandled promise rejection');
+    expect(result.error.cause).toBeInstanceOf(Error);
   });
 
   it('SIGKILL of itself → WORKER_CRASHED (signal)', async () => {

@@ -5,7 +5,7 @@ import { HostSession, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type 
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
-import { runnerMessageProblem } from '../messages.js';
+import { runnerMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -60,6 +60,8 @@ export class ChildRunner {
   #handshaken = false;
   #handshakeError: string | undefined;
   #protocolError: string | undefined;
+  /** What the child said of the error that is ending it (its last words), if it said. */
+  #crash: ChildCrashMessage | undefined;
   #spawnError: Error | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #stopTimers: NodeJS.Timeout[] = [];
@@ -211,7 +213,7 @@ export class ChildRunner {
     if (this.#protocolError) return;
     const problem = runnerMessageProblem(raw);
     if (problem) return this.#violate(problem);
-    const message = raw as RunnerToHost;
+    const message = raw as RunnerToHost | ChildCrashMessage;
     if (!this.#handshaken) {
       if (message.type !== 'ready') return this.#violate(`expected a ready message first, got ${message.type}`);
       if (message.version !== PROTOCOL_VERSION) {
@@ -228,6 +230,10 @@ export class ChildRunner {
     // Anything after the result is from code still running in a discarded child: ignored.
     if (this.#result || this.#finished) return;
     if (!this.#session) return this.#violate(`a ${message.type} message before it was given an execution`);
+    if (message.type === 'crash') {
+      this.#crash ??= message;
+      return;
+    }
     // The runtime cuts ctx.logger lines at 64 KB; a child writing frames itself is held to it too.
     if (message.type === 'log' && message.message.length > MAX_LOG_MESSAGE) {
       message.message = `${message.message.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]`;
@@ -296,6 +302,7 @@ export class ChildRunner {
       memoryMb: this.#options.memoryMb,
       ...(this.#protocolError ? { protocolError: this.#protocolError } : {}),
       ...(sandboxError ? { sandboxError } : {}),
+      ...(this.#crash ? { crash: { reason: this.#crash.reason, error: this.#crash.error } } : {}),
       ...(!this.#handshaken
         ? { handshakeError: this.#handshakeError ?? this.#spawnError?.message ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`} before its ready message` }
         : {}),

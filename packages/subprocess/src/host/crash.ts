@@ -1,7 +1,7 @@
-import { WorkerCrashedError, type CrashReason } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, deserializeError, type CrashReason, type SerializedError } from '@kb-labs/plugin-execution-core';
 
 /** The reasons a child process can end without a result (`error.details.reason`; core's CrashReason names them all). */
-export type ChildCrashReason = Extract<CrashReason, 'exit' | 'signal' | 'oom' | 'protocol' | 'start-failed' | 'sandbox'>;
+export type ChildCrashReason = Extract<CrashReason, 'exit' | 'signal' | 'oom' | 'uncaught-exception' | 'unhandled-rejection' | 'protocol' | 'start-failed' | 'sandbox'>;
 
 export interface ChildEnd {
   exitCode: number | null;
@@ -16,6 +16,8 @@ export interface ChildEnd {
   /** Set when it never completed the start-up handshake. */
   handshakeError?: string;
   memoryMb?: number | undefined;
+  /** The child's own report of the error that ended it (an uncaught exception, an unhandled rejection). */
+  crash?: { reason: 'uncaught-exception' | 'unhandled-rejection'; error: SerializedError };
 }
 
 /** What V8 prints when the heap limit is hit (before it aborts with SIGABRT / exit code 134). */
@@ -27,7 +29,7 @@ export function crashReason(end: ChildEnd): ChildCrashReason {
   if (OOM_PATTERNS.some((p) => p.test(end.stderrTail))) return 'oom';
   if (end.handshakeError) return 'start-failed';
   if (end.signal) return 'signal';
-  return 'exit';
+  return end.crash?.reason ?? 'exit';
 }
 
 /** The WORKER_CRASHED error for a child that ended without handing back a result. */
@@ -35,6 +37,7 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
   const reason = crashReason(end);
   const who = subject ? `The child process running handler "${subject.handlerId}" of plugin "${subject.pluginId}"` : 'A child process';
   const how = end.signal ? `was killed by ${end.signal}` : `exited with code ${end.exitCode}`;
+  const cause = end.crash ? deserializeError(end.crash.error) : undefined;
   let message: string;
   switch (reason) {
     case 'protocol':
@@ -48,6 +51,10 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       break;
     case 'start-failed':
       message = `${who} did not start: ${end.handshakeError}`;
+      break;
+    case 'uncaught-exception':
+    case 'unhandled-rejection':
+      message = `${who} died of ${reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'}: ${cause!.message}`;
       break;
     default:
       message = `${who} ${how} before returning a result`;
@@ -64,7 +71,9 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       ...(subject ?? {}),
       ...(end.protocolError ? { protocolError: end.protocolError } : {}),
       ...(end.memoryMb ? { heapLimitMb: end.memoryMb } : {}),
+      ...(cause ? { message: cause.message } : {}),
     },
+    ...(cause ? { cause } : {}),
   });
 }
 

@@ -60,7 +60,7 @@ export class SubprocessBackend extends BaseBackend {
   readonly #children = new Set<ChildRunner>();
   /** Spare refills waiting for their execution to be over, by execution id. */
   readonly #refills = new Map<string, () => void>();
-  readonly #crashed: Record<ChildCrashReason, number> = { exit: 0, signal: 0, oom: 0, protocol: 0, 'start-failed': 0, sandbox: 0 };
+  readonly #crashed: Record<ChildCrashReason, number> = { exit: 0, signal: 0, oom: 0, 'uncaught-exception': 0, 'unhandled-rejection': 0, protocol: 0, 'start-failed': 0, sandbox: 0 };
   readonly #sandbox: Sandbox;
   #cold = 0;
   #fromSpare = 0;

@@ -17,12 +17,14 @@ import {
   type RunnerResult,
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
-import { DEFAULT_MAX_FRAME_BYTES, FramedChannel } from '../framing.js';
-import type { ChildRunMessage, HostToChild } from '../messages.js';
+import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, encodeFrame } from '../framing.js';
+import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../messages.js';
 
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
 const EXIT_HOST_GONE = 0;
 const EXIT_PROTOCOL = 70;
+/** The largest crash report written on the way out (an error with a huge message or props is not worth blocking on). */
+const MAX_CRASH_FRAME_BYTES = 64 * 1024;
 
 const maxFrameBytes = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : DEFAULT_MAX_FRAME_BYTES;
 // Captured before any plugin code runs: a handler may replace process.exit, not our exit path.
@@ -46,7 +48,8 @@ let session: RunnerSession | undefined;
 let started = false;
 const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
 
-const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
+const socket = new net.Socket({ fd: 3, readable: true, writable: true });
+const channel = new FramedChannel(socket, {
   maxFrameBytes,
   onMessage: (message) => {
     const m = message as HostToChild;
@@ -76,6 +79,24 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
   },
   // The host closed the pipe or died: nobody is waiting for this child any more.
   onClose: () => exit(EXIT_HOST_GONE),
+});
+
+// An error outside the handler's promise ends this process (Node prints it and exits with 1);
+// first the host is told which, as a worker thread tells it. Written at once, because nothing
+// asynchronous runs after this listener, and only when no frame is still queued on the socket
+// (one written past it would cut that frame): otherwise the host reports the exit code alone.
+// A handler that installed its own 'uncaughtException' listener keeps the process: no report.
+const listenerCount = process.listenerCount.bind(process);
+process.on('uncaughtExceptionMonitor', (error, origin) => {
+  if (listenerCount('uncaughtException') > 0 || socket.writableLength > 0 || socket.destroyed) return;
+  const crash: ChildCrashMessage = { type: 'crash', reason: origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception', error: serializeError(error) };
+  try {
+    const frame = encodeFrame(crash, MAX_CRASH_FRAME_BYTES);
+    for (let written = 0; written < frame.length; ) written += writeSync(3, frame, written);
+  } catch {
+    // Too large, or the pipe is full or gone (a frame cut short is dropped by the host): the
+    // exit code and stderr still say it.
+  }
 });
 
 const booted = import(new URL('./warmup.js', import.meta.url).href)
