@@ -8,14 +8,15 @@ export function describeCrashes(suite: SuiteContext): void {
   const { make } = suite;
   describe.runIf(suite.capabilities.isolatesCrashes)('crashes', () => {
     it.each([
-      ['exit', { code: 7 }],
-      ['exit', { code: 0 }],
-      ['throw-in-timer', undefined],
-      ['unhandled-rejection', undefined],
-    ])('%s %j → WORKER_CRASHED, then the backend keeps serving', async (handlerId, input) => {
+      ['exit', { code: 7 }, 'exit'],
+      ['exit', { code: 0 }, 'exit'],
+      ['throw-in-timer', undefined, 'uncaught-exception'],
+      ['unhandled-rejection', undefined, 'unhandled-rejection'],
+    ])('%s %j → WORKER_CRASHED (the same reason on every backend), then the backend keeps serving', async (handlerId, input, reason) => {
       const backend = make();
       const result = await backend.execute({ pluginId: HOSTILE, handlerId, input }, { timeoutMs: 20_000 });
       expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details.reason).toBe(reason);
       expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
     });
 
