@@ -418,6 +418,20 @@ describe('delivery', () => {
     expect(((await backend.stats()).runners as QueueRunnerStats).workers).toHaveLength(2);
   });
 
+  it('two workers given one id each warn that hosts take them for one, and both still serve', async () => {
+    const twinPool = newPool('twins');
+    const twins = await Promise.all([0, 1].map(() => startWorker({ natsUrl: server!.url, pool: twinPool, backend: 'in-process', concurrency: 1, id: 'twin', heartbeatMs: 200 })));
+    try {
+      for (const twin of twins) await waitFor(() => twin.output().includes('KB_PLUGIN_WORKER_ID_IN_USE'), 5000);
+      for (const twin of twins) expect(twin.output()).toMatch(/Another worker of pool "twins-[0-9a-f]+" has this worker's id "twin" \(pid \d+ on /);
+      const backend = make({ pool: twinPool });
+      const results = await Promise.all(Array.from({ length: 4 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i })));
+      expect(results.map((r) => (r.ok ? r.data : r.error.code))).toEqual([0, 1, 2, 3]);
+    } finally {
+      await Promise.all(twins.map((twin) => twin.stop()));
+    }
+  }, 30_000);
+
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);
   });

@@ -7,7 +7,7 @@ import { connectNats, refusedByServer, serverProblem } from '../shared/connectio
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
@@ -92,6 +92,8 @@ class QueueWorker implements ExecutionWorker {
   #pullSubject: Promise<string> | undefined;
   #presenceTimer: NodeJS.Timeout | undefined;
   #isolation: PresenceBody['isolation'];
+  /** Another worker of the pool with this one's id was seen (and the process warned). */
+  #twinSeen = false;
   #running = 0;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -143,6 +145,7 @@ class QueueWorker implements ExecutionWorker {
     this.#subscriptions.push(
       this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? this.#fromCaller(msg)) }),
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
+      this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#checkTwin(msg)) }),
     );
     this.#announce();
     this.#presenceTimer = setInterval(() => this.#announce(), this.#o.heartbeatMs);
@@ -192,6 +195,27 @@ class QueueWorker implements ExecutionWorker {
       // Undecodable: dropped.
     }
     if (msg.reply) msg.respond();
+  }
+
+  /**
+   * Two workers of one id (a fixed `id` given to both) both get what hosts send that id, and
+   * hosts count them as one: said once, as a process warning, on each of them.
+   */
+  #checkTwin(msg: Msg): void {
+    if (this.#twinSeen) return;
+    let presence: PresenceBody;
+    try {
+      presence = decode<PresenceBody>(msg.data);
+    } catch {
+      return;
+    }
+    if (presence.id !== this.id || presence.closing || (presence.pid === process.pid && presence.host === this.host)) return;
+    this.#twinSeen = true;
+    process.emitWarning(
+      `Another worker of pool "${this.#o.pool}" has this worker's id "${this.id}" (pid ${presence.pid} on ${presence.host}): hosts take the two ` +
+        'for one (their stats, where they send a running execution\'s messages). Give each worker an id of its own, or leave id unset',
+      { code: 'KB_PLUGIN_WORKER_ID_IN_USE' },
+    );
   }
 
   #announce(closing = false): void {
