@@ -432,6 +432,36 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it('streamStorage file on a pool whose stream a worker made first (memory): said in a warning and in health(), not ignored', async () => {
+    const storagePool = newPool('storage');
+    const worker = await startWorker({ natsUrl: server!.url, pool: storagePool, backend: 'in-process', concurrency: 1 });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const backend = make({ pool: storagePool, streamStorage: 'file' });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'still runs' }));
+      const problems = (await backend.health()).problems;
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toContain(`streamStorage 'file' is not in effect: the stream KBEXEC_${storagePool} was made with memory storage`);
+      await waitFor(() => warnings.some((w) => (w as { code?: string }).code === 'KB_PLUGIN_QUEUE_STORAGE'), 2000);
+      // A pool whose stream a host with file storage made (health() connects it): nothing to say.
+      const filePool = newPool('storage-file');
+      const fileHost = make({ pool: filePool, streamStorage: 'file' });
+      expect((await fileHost.health()).problems.join()).not.toContain('streamStorage');
+      const other = await startWorker({ natsUrl: server!.url, pool: filePool, backend: 'in-process', concurrency: 1 });
+      try {
+        expectOk(await fileHost.execute({ pluginId: BASIC, handlerId: 'echo', input: 'file' }));
+        expect((await fileHost.health()).problems).toEqual([]);
+      } finally {
+        await other.stop();
+      }
+    } finally {
+      process.off('warning', onWarning);
+      await worker.stop();
+    }
+  }, 30_000);
+
   it('leaves no workspace on the workers', async () => {
     expect(await leftWorkspaces(workers)).toEqual([]);
   });

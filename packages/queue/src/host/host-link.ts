@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
-import { ensureStream } from '../shared/pool-stream.js';
+import { ensureStream, storageProblem } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -23,6 +23,8 @@ const PUBLISH_TIMEOUT_MS = 5000;
 export class HostLink implements ExecutionLink {
   readonly executions = new Map<string, RemoteExecution>();
   readonly workers: WorkerDirectory;
+  /** Why the pool's stream does not keep tasks as `streamStorage` asks (health() says it). */
+  storageProblem: string | undefined;
   readonly maxPayloadBytes: number;
   readonly partBytes: number;
   readonly workerLostMs: number;
@@ -77,8 +79,10 @@ export class HostLink implements ExecutionLink {
     try {
       const jsm = await jetstreamManager(nc);
       const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-      await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, true);
+      const storage = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, true);
       const link = new HostLink(o, nc, jsm, hostId);
+      link.storageProblem = storageProblem(subjects, o.streamStorage, storage);
+      if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
       nc.publish(subjects.presenceQuery);
       return link;
     } catch (error) {
@@ -252,7 +256,10 @@ export class HostLink implements ExecutionLink {
 
   /** The pool's stream as this host wants it, made again if it is gone; a failure is left to the next publish to report. */
   #ensureStream(): Promise<void> {
-    return ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).catch(() => undefined);
+    return ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).then(
+      (storage) => void (this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, storage)),
+      () => undefined,
+    );
   }
 
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */

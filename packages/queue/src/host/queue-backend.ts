@@ -123,9 +123,10 @@ export class QueueBackend extends BaseBackend {
     // Workers are heard through the server: a server that does not answer says nothing of them.
     const silence = await link.serverSilence(PROBE_MS);
     if (silence) return [silence];
+    const problems = link.storageProblem ? [link.storageProblem] : [];
     await link.workers.heardWithin(PROBE_MS);
-    if (link.workers.alive().length > 0) return [];
-    return [`no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
+    if (link.workers.alive().length > 0) return problems;
+    return [...problems, `no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
   }
 
   /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */
