@@ -147,7 +147,7 @@ export const HOSTILE_ROWS: MatrixCell[] = [
     expect: {
       'in-process': ok('delivered to onEvent as they are emitted, on the host'),
       'worker-pool': ok('paced: the thread waits while the host is behind; every event delivered, the host memory bounded'),
-      subprocess: codes(['ok', 'WORKER_CRASHED'], 'the child queues what the host has not read; past 512 MB it stops, saying why'),
+      subprocess: ok('paced: the child writes its channel at once, as its stdout, and waits while the host is behind; every event delivered'),
       queue: codes(['ok', 'TIMEOUT'], "paced on the worker, streamed to the caller's onEvent"),
     },
   },

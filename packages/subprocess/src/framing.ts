@@ -1,3 +1,4 @@
+import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
 
@@ -40,6 +41,27 @@ export class ProtocolError extends Error {
 /** A value too large to send as one frame. */
 export class FrameTooLargeError extends RangeError {
   override name = 'FrameTooLargeError';
+}
+
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Write all of `frame` to the non-blocking descriptor `fd` now. While the peer's side is full
+ * (EAGAIN) the thread sleeps in short, growing pauses (50 µs to 2 ms), never spinning.
+ */
+function writeWhole(fd: number, frame: Buffer): void {
+  let written = 0;
+  let pauseMs = 0.05;
+  while (written < frame.length) {
+    try {
+      written += writeSync(fd, frame, written);
+      pauseMs = 0.05;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
+      Atomics.wait(pause, 0, 0, pauseMs);
+      pauseMs = Math.min(pauseMs * 2, 2);
+    }
+  }
 }
 
 /** Serialise one message to a frame (header + payload). Throws when the value cannot be cloned or is too large. */
@@ -149,16 +171,23 @@ export class FrameDecoder {
 
 /**
  * One framed, bidirectional channel over a socket (the extra pipe on fd 3).
- * Writes are queued in order and never block the event loop: both sides keep reading while
- * their own large writes drain, so two 10 MB messages crossing each other cannot deadlock.
- * What a peer does not read piles up in the queue, so the queue is bounded: past
- * `maxQueuedBytes` the peer counts as broken (a child that asks for large platform results and
- * stops reading them cannot make the host buffer without end).
+ *
+ * The host's writes are queued in order and never block its event loop: it keeps reading while
+ * its own large writes drain, so two 10 MB messages crossing each other cannot deadlock. What a
+ * child does not read piles up in that queue, so it is bounded: past `maxQueuedBytes` the child
+ * counts as broken (one that asks for large platform results and stops reading them cannot make
+ * the host buffer without end).
+ *
+ * The child's writes (`writeFd`) are synchronous, as its stdout and stderr are: a handler that
+ * logs or emits in a tight loop waits while the host is behind, instead of queueing without end
+ * in its own memory. The host always reads, so the child's wait always ends.
  */
 export class FramedChannel {
   readonly #socket: Socket;
   readonly #maxFrameBytes: number;
   readonly #decoder: FrameDecoder;
+  readonly #writeFd: number | undefined;
+  readonly #onClose: () => void;
   readonly #maxQueuedBytes: number;
   readonly #onProtocolError: (error: ProtocolError) => void;
   #closed = false;
@@ -169,6 +198,8 @@ export class FramedChannel {
       maxFrameBytes: number;
       /** @default 2 × maxFrameBytes */
       maxQueuedBytes?: number;
+      /** Write each frame at once to this descriptor (the socket's own), waiting while it is full. */
+      writeFd?: number;
       onMessage: (message: unknown) => void;
       onProtocolError: (error: ProtocolError) => void;
       onClose: () => void;
@@ -177,6 +208,8 @@ export class FramedChannel {
     this.#socket = socket;
     this.#maxFrameBytes = options.maxFrameBytes;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 2 * options.maxFrameBytes;
+    this.#writeFd = options.writeFd;
+    this.#onClose = options.onClose;
     this.#onProtocolError = options.onProtocolError;
     this.#decoder = new FrameDecoder(options.maxFrameBytes);
     socket.on('data', (chunk: Buffer) => {
@@ -210,6 +243,16 @@ export class FramedChannel {
   /** Queue a frame made earlier by `encodeFrame` (the host encodes a task before it spends a spawn on it). */
   sendFrame(frame: Buffer): void {
     if (this.#closed || this.#socket.destroyed) return;
+    if (this.#writeFd !== undefined) {
+      try {
+        writeWhole(this.#writeFd, frame);
+      } catch {
+        // The peer is gone (EPIPE, ECONNRESET).
+        this.#closed = true;
+        this.#onClose();
+      }
+      return;
+    }
     this.#socket.write(frame);
     if (this.#socket.writableLength > this.#maxQueuedBytes) {
       this.#closed = true;

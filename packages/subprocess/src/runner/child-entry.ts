@@ -48,9 +48,10 @@ let session: RunnerSession | undefined;
 let started = false;
 const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
 
-const socket = new net.Socket({ fd: 3, readable: true, writable: true });
-const channel = new FramedChannel(socket, {
+const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
   maxFrameBytes,
+  // Synchronous, as stdout and stderr are: a handler that emits faster than the host reads waits.
+  writeFd: 3,
   onMessage: (message) => {
     const m = message as HostToChild;
     if (!started) {
@@ -67,9 +68,7 @@ const channel = new FramedChannel(socket, {
   },
   onProtocolError: (error) => {
     // On stderr, which the host keeps the end of for the crash it reports.
-    const why = /stopped reading/.test(error.message)
-      ? `the handler sent logs, events or calls faster than the host read them (${error.message}), so its process stopped`
-      : `the host's messages broke the protocol (${error.message})`;
+    const why = `the host's messages broke the protocol (${error.message})`;
     try {
       writeSync(2, `[plugin-execution] ${why}\n`);
     } catch {
@@ -82,20 +81,16 @@ const channel = new FramedChannel(socket, {
 });
 
 // An error outside the handler's promise ends this process (Node prints it and exits with 1);
-// first the host is told which, as a worker thread tells it. Written at once, because nothing
-// asynchronous runs after this listener, and only when no frame is still queued on the socket
-// (one written past it would cut that frame): otherwise the host reports the exit code alone.
-// A handler that installed its own 'uncaughtException' listener keeps the process: no report.
+// first the host is told which, as a worker thread tells it (the channel writes at once). A
+// handler that installed its own 'uncaughtException' listener keeps the process: no report.
 const listenerCount = process.listenerCount.bind(process);
 process.on('uncaughtExceptionMonitor', (error, origin) => {
-  if (listenerCount('uncaughtException') > 0 || socket.writableLength > 0 || socket.destroyed) return;
+  if (listenerCount('uncaughtException') > 0) return;
   const crash: ChildCrashMessage = { type: 'crash', reason: origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception', error: serializeError(error) };
   try {
-    const frame = encodeFrame(crash, MAX_CRASH_FRAME_BYTES);
-    for (let written = 0; written < frame.length; ) written += writeSync(3, frame, written);
+    channel.sendFrame(encodeFrame(crash, MAX_CRASH_FRAME_BYTES));
   } catch {
-    // Too large, or the pipe is full or gone (a frame cut short is dropped by the host): the
-    // exit code and stderr still say it.
+    // Too large to be worth it: the exit code and stderr still say it.
   }
 });
 
