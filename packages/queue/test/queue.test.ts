@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -417,6 +418,30 @@ describe('delivery', () => {
     expect(health.problems).toEqual([]);
     expect(((await backend.stats()).runners as QueueRunnerStats).workers).toHaveLength(2);
   });
+
+  it('a worker closed while it beats faster for an impatient host leaves nothing running', () => {
+    // A process of its own, with no process.exit: it ends only when nothing of either is left (the
+    // heartbeat timer the impatient caller made faster included).
+    const entry = pathToFileURL(path.resolve('dist/index.js')).href;
+    const script = `
+      import { QueueBackend, startExecutionWorker } from ${JSON.stringify(entry)};
+      const connection = { servers: ${JSON.stringify(server!.url)} };
+      const pool = ${JSON.stringify(newPool('impatient-close'))};
+      const plugins = [${JSON.stringify(fixturePlugins.basic)}];
+      const worker = await startExecutionWorker({ connection, pool, backend: { type: 'in-process' }, plugins, concurrency: 1 });
+      const host = new QueueBackend({ connection, pool, plugins, workerLostMs: 300, workspace: false });
+      const pending = host.execute({ pluginId: '@conformance/basic', handlerId: 'never-resolves' }, { timeoutMs: 60_000 });
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await worker.close();
+      const result = await pending;
+      await host.shutdown();
+      console.log(result.ok ? 'ok' : result.error.code);`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 25_000, env: { PATH: process.env.PATH ?? '' } });
+    expect(run.stderr).toBe('');
+    expect(run.signal).toBeNull();
+    // The worker's stop reaches the handler's local execution (which ignores its signal) as an abort.
+    expect(run.stdout.trim()).toBe('ABORTED');
+  }, 40_000);
 
   it('two workers given one id each warn that hosts take them for one, and both still serve', async () => {
     const twinPool = newPool('twins');

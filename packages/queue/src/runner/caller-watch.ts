@@ -36,6 +36,7 @@ export class CallerWatch {
   readonly #heartbeatMs: number;
   #timer: NodeJS.Timeout;
   #intervalMs: number;
+  #closed = false;
   #lastBeat = Date.now();
 
   constructor(courier: Courier, workerId: string, heartbeatMs: number) {
@@ -71,11 +72,13 @@ export class CallerWatch {
   }
 
   close(): void {
+    this.#closed = true;
     clearInterval(this.#timer);
   }
 
   /** Beat every heartbeatMs, or three times per the shortest lost window of a caller now waiting. */
   #pace(): void {
+    if (this.#closed) return;
     let wanted = this.#heartbeatMs;
     for (const entry of this.#callers.values()) wanted = Math.min(wanted, Math.max(MIN_INTERVAL_MS, Math.floor(entry.lostMs / 3)));
     if (wanted === this.#intervalMs) return;
