@@ -251,11 +251,10 @@ describe('process group (sandbox off)', () => {
   it('abort: ctx.signal fires in the child first, then SIGTERM ends a handler that ignores it', async () => {
     const backend = make({ cancelGraceMs: 100 });
     const controller = new AbortController();
-    const pending = backend.execute({ pluginId: PROBE, handlerId: 'respects-signal' }, { signal: controller.signal, timeoutMs: 20_000 });
-    await eventually(async () => (await backend.stats()).active === 1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    controller.abort();
-    const result = await pending;
+    // Aborted once the handler says it listens (its `listening` event), not after a guessed delay:
+    // on a loaded machine the child may still be starting, and a signal aborted before the
+    // handler subscribes never fires its listener.
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'respects-signal' }, { signal: controller.signal, timeoutMs: 20_000, onEvent: () => controller.abort() });
     expectError(result, 'ABORTED');
     expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
     expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);

@@ -50,8 +50,10 @@ const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
 
 const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
   maxFrameBytes,
-  // Synchronous, as stdout and stderr are: a handler that emits faster than the host reads waits.
-  writeFd: 3,
+  // Synchronous, as stdout and stderr are on POSIX: a handler that emits faster than the host
+  // reads waits. (On Windows the pipe is an overlapped handle that a synchronous write does not
+  // take; there, writes are queued as the host's are.)
+  ...(process.platform === 'win32' ? {} : { writeFd: 3 }),
   onMessage: (message) => {
     const m = message as HostToChild;
     if (!started) {
@@ -68,7 +70,9 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
   },
   onProtocolError: (error) => {
     // On stderr, which the host keeps the end of for the crash it reports.
-    const why = `the host's messages broke the protocol (${error.message})`;
+    const why = /stopped reading/.test(error.message)
+      ? `the handler sent logs, events or calls faster than the host read them (${error.message}), so its process stopped`
+      : `the host's messages broke the protocol (${error.message})`;
     try {
       writeSync(2, `[plugin-execution] ${why}\n`);
     } catch {
