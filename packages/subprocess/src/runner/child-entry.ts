@@ -51,8 +51,8 @@ const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
 const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
   maxFrameBytes,
   // Synchronous, as stdout and stderr are on POSIX: a handler that emits faster than the host
-  // reads waits. (On Windows the pipe is an overlapped handle that a synchronous write does not
-  // take; there, writes are queued as the host's are.)
+  // reads waits. Not on Windows, where libuv's pipe is an overlapped handle, this backend is not
+  // tested, and a synchronous write to it is not known to work: writes are queued there.
   ...(process.platform === 'win32' ? {} : { writeFd: 3 }),
   onMessage: (message) => {
     const m = message as HostToChild;
