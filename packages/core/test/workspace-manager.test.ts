@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -351,8 +351,16 @@ describe('sweep()', () => {
     expect(result).toEqual({ removed: [olderVersion, staleHere].sort(), failed: [], foreign: [foreign] });
     expect(await exists(foreign)).toBe(true);
     expect(await exists(mine.dir)).toBe(true);
+    // Asked to, one not modified for longer than given goes too (a container long gone); a recent one stays.
+    const old = new Date(Date.now() - 3 * 3600_000);
+    await utimes(foreign, old, old);
+    const recent = path.join(root, `kbx-${dead}.${tag === '00000000' ? '11111111' : '00000000'}-recent-abcdef12`);
+    await mkdir(recent);
+    expect(await manager.sweep({ foreignOlderThanMs: 2 * 3600_000 })).toEqual({ removed: [foreign], failed: [], foreign: [recent] });
+    expect(await exists(mine.dir)).toBe(true);
+    await expect(manager.sweep({ foreignOlderThanMs: -1 })).rejects.toMatchObject({ code: 'WORKSPACE_ERROR', details: { field: 'foreignOlderThanMs' } });
     await mine.release();
-    await rm(foreign, { recursive: true });
+    await rm(recent, { recursive: true });
   });
 
   // Two containers sharing a workspace volume: each host's pids are its own namespace's, and a pid

@@ -9,7 +9,7 @@ import { WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-comma
 const USAGE = `Usage:
   kb-plugin-exec run <plugin-dir> <handler> [options]
   kb-plugin-exec init <dir>
-  kb-plugin-exec sweep --workspace-root <dir>
+  kb-plugin-exec sweep --workspace-root <dir> [--foreign-older-than <ms>]
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)
 
 Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
@@ -18,6 +18,9 @@ returned as JSON on stdout (the whole result, with meta, with --json); stdout ho
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed).
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
+sweep removes the directories a killed host left under <dir>, and prints what it did as JSON.
+Directories another machine or container sharing <dir> made are kept ("foreign"), unless
+--foreign-older-than <ms> is given and they have not changed for that long.
 
 Options for run:
   --backend <type>          in-process | worker-pool | subprocess | queue   (default: in-process)
@@ -51,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
-  if (command === 'sweep') return sweepCommand(values['workspace-root']);
+  if (command === 'sweep') return sweepCommand(values['workspace-root'], values['foreign-older-than']);
   if (command === 'init') {
     if (!rest[0]) throw new UsageError('init needs <dir>');
     return initCommand(rest[0], (message) => new UsageError(message));
@@ -62,9 +65,13 @@ async function main(argv: string[]): Promise<number> {
   return runCommand(pluginDir, handlerId, values, argv);
 }
 
-async function sweepCommand(root: string | undefined): Promise<number> {
+async function sweepCommand(root: string | undefined, foreignOlderThan: string | undefined): Promise<number> {
   if (!root) throw new UsageError('sweep needs --workspace-root <dir>');
-  const result = await new WorkspaceManager({ root }).sweep();
+  const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : Number(foreignOlderThan);
+  if (foreignOlderThanMs !== undefined && !(foreignOlderThan!.trim() !== '' && foreignOlderThanMs >= 0 && Number.isFinite(foreignOlderThanMs))) {
+    throw new UsageError(`--foreign-older-than must be a number of milliseconds, got "${foreignOlderThan}"`);
+  }
+  const result = await new WorkspaceManager({ root }).sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return result.failed.length ? 1 : 0;
 }

@@ -20,6 +20,8 @@ export const RUN_OPTIONS = {
   platform: { type: 'string' },
   timeout: { type: 'string' },
   'workspace-root': { type: 'string' },
+  /** sweep's: remove other hosts' directories (another container's) not modified for this long. */
+  'foreign-older-than': { type: 'string' },
   'no-workspace': { type: 'boolean' },
   'keep-workspace': { type: 'boolean' },
   logs: { type: 'boolean' },

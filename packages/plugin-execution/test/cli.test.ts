@@ -162,6 +162,31 @@ describe('kb-plugin-exec CLI', () => {
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
   });
 
+  it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone', async () => {
+    const sweepRoot = path.join(root, 'sweep');
+    await mkdir(sweepRoot, { mode: 0o700 });
+    // A dead process of this machine: the pid of a child that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    // This machine's tag, from a directory the CLI's own WorkspaceManager makes and keeps.
+    const kept = run(['run', fixturePlugins.basic, 'echo', '--workspace-root', sweepRoot, '--keep-workspace', '--json']);
+    const keptDir = (JSON.parse(kept.stdout) as { meta: { workspaceDir: string } }).meta.workspaceDir;
+    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(keptDir))![1]!;
+    const other = tag === '00000000' ? '11111111' : '00000000';
+    const left = path.join(sweepRoot, `kbx-${dead}.${tag}-left-abcdef12`);
+    const foreign = path.join(sweepRoot, `kbx-${dead}.${other}-there-abcdef12`);
+    await mkdir(left);
+    await mkdir(foreign);
+    const first = run(['sweep', '--workspace-root', sweepRoot]);
+    expect(first.status).toBe(0);
+    // The kept workspace's process (the CLI run) is gone too: it is swept with the other leftover.
+    expect(JSON.parse(first.stdout)).toEqual({ removed: [keptDir, left].sort(), failed: [], foreign: [foreign] });
+    const second = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', '0']);
+    expect(JSON.parse(second.stdout)).toEqual({ removed: [foreign], failed: [], foreign: [] });
+    const bad = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', 'soon']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.split('\n')[0]).toBe('--foreign-older-than must be a number of milliseconds, got "soon"');
+  });
+
   it('leaves no workspace behind', async () => {
     expect(await readdir(root).then((names) => names.filter((n) => n.startsWith('kbx-')))).toEqual([]);
   });

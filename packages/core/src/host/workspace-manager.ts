@@ -146,9 +146,16 @@ export class WorkspaceManager {
   /**
    * Remove directories left behind by processes that no longer exist (a killed host), and
    * directories of this process that no live lease holds. Never touches other live processes'
-   * leases, nor directories made on another machine or in another PID namespace (`foreign`).
+   * leases. Directories made on another machine or in another PID namespace are kept and listed
+   * (`foreign`): their process cannot be seen from here. With `foreignOlderThanMs`, those not
+   * modified for that long are removed too (a container long gone, on a volume its successors
+   * share): give it more than any execution lasts.
    */
-  async sweep(): Promise<SweepResult> {
+  async sweep(options: { foreignOlderThanMs?: number } = {}): Promise<SweepResult> {
+    const olderThan = options?.foreignOlderThanMs;
+    if (olderThan !== undefined && !(typeof olderThan === 'number' && olderThan >= 0 && Number.isFinite(olderThan))) {
+      throw new WorkspaceError(`sweep({ foreignOlderThanMs }) must be a number of milliseconds, 0 or more, got ${String(olderThan)}`, { details: { field: 'foreignOlderThanMs' } });
+    }
     const result: SweepResult = { removed: [], failed: [], foreign: [] };
     let names: string[];
     try {
@@ -162,11 +169,12 @@ export class WorkspaceManager {
       if (!match) continue;
       const pid = Number(match[1]);
       const dir = path.join(this.root, name);
-      if (match[2] !== undefined && match[2] !== hostTag()) {
+      const foreign = match[2] !== undefined && match[2] !== hostTag();
+      if (foreign && !(olderThan !== undefined && (await modifiedBefore(dir, Date.now() - olderThan)))) {
         result.foreign.push(dir);
         continue;
       }
-      const stale = pid === process.pid ? !LIVE.has(dir) : !processAlive(pid);
+      const stale = foreign || (pid === process.pid ? !LIVE.has(dir) : !processAlive(pid));
       if (!stale) continue;
       try {
         await removeTree(dir);
@@ -176,6 +184,15 @@ export class WorkspaceManager {
       }
     }
     return result;
+  }
+}
+
+/** Whether `dir` (not followed if a link) was last modified before `time` (epoch ms); false if it cannot be read. */
+async function modifiedBefore(dir: string, time: number): Promise<boolean> {
+  try {
+    return (await fs.promises.lstat(dir)).mtimeMs < time;
+  } catch {
+    return false;
   }
 }
 
