@@ -44,6 +44,8 @@ export class FrameTooLargeError extends RangeError {
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
+// Taken when this module loads, before plugin code can replace it (the writes would spin instead).
+const wait = Atomics.wait;
 
 /**
  * Write all of `frame` to the non-blocking descriptor `fd` now. While the peer's side is full
@@ -58,7 +60,7 @@ function writeWhole(fd: number, frame: Buffer): void {
       pauseMs = 0.05;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EAGAIN') throw error;
-      Atomics.wait(pause, 0, 0, pauseMs);
+      wait(pause, 0, 0, pauseMs);
       pauseMs = Math.min(pauseMs * 2, 2);
     }
   }
