@@ -233,7 +233,7 @@ export class FramedChannel {
     socket.on('error', () => {});
     socket.on('close', () => {
       this.#closed = true;
-      options.onClose();
+      this.#onClose();
     });
   }
 

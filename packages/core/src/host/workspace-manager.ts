@@ -157,6 +157,7 @@ export class WorkspaceManager {
       throw new WorkspaceError(`sweep({ foreignOlderThanMs }) must be a number of milliseconds, 0 or more, got ${String(olderThan)}`, { details: { field: 'foreignOlderThanMs' } });
     }
     const result: SweepResult = { removed: [], failed: [], foreign: [] };
+    const foreignCutoff = olderThan === undefined ? undefined : Date.now() - olderThan;
     let names: string[];
     try {
       names = await fs.promises.readdir(this.root);
@@ -170,7 +171,7 @@ export class WorkspaceManager {
       const pid = Number(match[1]);
       const dir = path.join(this.root, name);
       const foreign = match[2] !== undefined && match[2] !== hostTag();
-      if (foreign && !(olderThan !== undefined && (await modifiedBefore(dir, Date.now() - olderThan)))) {
+      if (foreign && !(foreignCutoff !== undefined && (await modifiedBefore(dir, foreignCutoff)))) {
         result.foreign.push(dir);
         continue;
       }
