@@ -55,6 +55,7 @@ describe('protocol', () => {
     ['unknown-type', 'unknown message type'],
     ['bad-rpc', 'rpc without an integer id'],
     ['second-ready', 'second ready'],
+    ['close', 'closed its channel to the host (fd 3) and kept running'],
   ])('a child writing %s to the protocol pipe is killed: WORKER_CRASHED (protocol), and the host keeps serving', async (kind, problem) => {
     const backend = make();
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind } }, { timeoutMs: 20_000 });

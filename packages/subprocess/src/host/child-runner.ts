@@ -65,6 +65,7 @@ export class ChildRunner {
   #spawnError: Error | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #stopTimers: NodeJS.Timeout[] = [];
+  #channelClosedTimer: NodeJS.Timeout | undefined;
   #session: HostSession | undefined;
   #subject: { pluginId: string; handlerId: string } | undefined;
   #result: RunnerResult | undefined;
@@ -116,7 +117,7 @@ export class ChildRunner {
       maxFrameBytes: options.maxFrameBytes,
       onMessage: (message) => this.#onMessage(message),
       onProtocolError: (error: ProtocolError) => this.#violate(error.message),
-      onClose: () => {},
+      onClose: () => this.#onChannelClosed(),
     });
     child.on('error', (error) => {
       // Spawn failures (bad cwd, missing executable) arrive here, possibly without an 'exit'.
@@ -252,6 +253,19 @@ export class ChildRunner {
     }
   }
 
+  /**
+   * Its end of the channel is closed. A child that is exiting closes it first; one still running
+   * a moment later closed it itself (a plugin that closed fd 3): nothing it does can reach the
+   * host any more, so it is killed now, not left to run to its time limit.
+   */
+  #onChannelClosed(): void {
+    if (this.#exited || this.#result || this.#protocolError) return;
+    this.#channelClosedTimer = setTimeout(() => {
+      if (!this.#exited && !this.#result) this.#violate('it closed its channel to the host (fd 3) and kept running');
+    }, DRAIN_MS);
+    if (!this.#session) this.#channelClosedTimer.unref();
+  }
+
   #violate(problem: string): void {
     if (this.#protocolError || this.#finished) return;
     this.#protocolError = problem;
@@ -263,6 +277,7 @@ export class ChildRunner {
     if (this.#exited) return;
     this.#exited = true;
     clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#channelClosedTimer);
     // The leader is gone; whatever it left in its group goes with it.
     this.#killGroup('SIGKILL');
     this.#resolveReady(false);
