@@ -84,6 +84,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   readonly #pending = new Set<(status: number) => void>();
   readonly #allowedHeaders: readonly string[];
   readonly #counters = createMountCounters();
+  /** Without `onError`: the phase and error code of each kind of failure already warned about. */
+  readonly #warned = new Set<string>();
   #upgradesAccepted = 0;
   readonly #upgradesRejected: Record<string, number> = {};
   #heartbeat: NodeJS.Timeout | undefined;
@@ -215,6 +217,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   }
 
   #reportError(error: unknown, info: ChannelErrorInfo): void {
+    if (!this.#options.onError) return this.#warnOnce(error, info);
     try {
       const returned: unknown = this.#options.onError?.(error, info);
       // An async hook's rejection is ignored as a throw is, not left unhandled (which Node makes the host's end).
@@ -222,6 +225,23 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     } catch {
       // A host hook that throws must not take the connection down.
     }
+  }
+
+  /**
+   * No `onError`: a failure the host would otherwise never hear of (a plugin not registered on the
+   * backend closes every connection with 1011) is said once per phase and error code, as a
+   * process warning.
+   */
+  #warnOnce(error: unknown, info: ChannelErrorInfo): void {
+    const code = String((error as { code?: unknown } | null)?.code ?? (error as Error | null)?.name ?? 'Error');
+    const kind = `${info.phase}:${code}`;
+    if (this.#warned.has(kind)) return;
+    this.#warned.add(kind);
+    const message = String((error as Error | null)?.message ?? error);
+    process.emitWarning(
+      `Channel ${info.channel ?? '(none)'}, ${info.phase}: ${code}: ${message} (said once per phase and error code; pass onError to mountWebSocketChannels() to see each one)`,
+      { code: 'KB_PLUGIN_CHANNEL_ERROR' },
+    );
   }
 
   stats(): ChannelMountStats {

@@ -98,7 +98,12 @@ export interface MountWebSocketChannelsOptions {
    * @default see above
    */
   formatError?: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
-  /** Told about failed executions, throwing hooks and unsendable replies. Not awaited; what it throws, or the rejection of the promise it returns, is ignored. @default undefined */
+  /**
+   * Told about failed executions, throwing hooks and unsendable replies. Not awaited; what it
+   * throws, or the rejection of the promise it returns, is ignored. Without it, the first failure
+   * of each phase and error code is a process warning (`KB_PLUGIN_CHANNEL_ERROR`).
+   * @default undefined
+   */
   onError?: (error: unknown, info: ChannelErrorInfo) => void;
   /** Receives the handlers' `ctx.logger` lines. @default undefined */
   onLog?: (entry: LogEntry, connection: ConnectionInfo) => void;

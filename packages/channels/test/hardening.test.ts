@@ -8,7 +8,7 @@ import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describe, expect, it } from 'vitest';
 import { labManifest, useChannelHarness } from './channel-suite.js';
-import { TestClient, delay, eventually, upgradeStatus } from './helpers.js';
+import { TestClient, delay, eventually, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -351,5 +351,33 @@ describe('a saturated backend', () => {
     h.lab.open('hold');
     expect(await holder.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
     expect(await other.request('y', 'again')).toMatchObject({ type: 'reply', data: { echo: 'again' } });
+  });
+});
+
+describe('without onError', () => {
+  it('says once, as a process warning, that every connection fails because the plugin is not registered on the backend', async () => {
+    const warnings: Array<{ code?: string; message: string }> = [];
+    const onWarning = (warning: Error & { code?: string }) => warnings.push({ code: warning.code, message: warning.message });
+    process.on('warning', onWarning);
+    const backend = new InProcessBackend({ workspace: false });
+    const { server, url, close } = await startServer();
+    const mount = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0 });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const client = await TestClient.connect(url('/echo'), { ready: false });
+        expect((await client.closed).code).toBe(1011);
+      }
+      await eventually(() => warnings.length > 0, 'a process warning');
+      await delay(20);
+      const ours = warnings.filter((w) => w.code === 'KB_PLUGIN_CHANNEL_ERROR');
+      expect(ours).toHaveLength(1);
+      expect(ours[0]!.message).toMatch(/^Channel \/echo, connect: HANDLER_NOT_FOUND: Plugin "@channels-test\/lab" is not registered/);
+      expect(ours[0]!.message).toContain('pass onError');
+    } finally {
+      process.off('warning', onWarning);
+      await mount.unmount({ timeoutMs: 2000 });
+      await backend.shutdown({ timeoutMs: 2000 });
+      await close();
+    }
   });
 });
