@@ -122,7 +122,12 @@ export interface IExecutionBackend extends AsyncDisposable {
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>>;
   stats(): Promise<BackendStats>;
   health(): Promise<BackendHealth>;
-  /** Stop taking work, let running executions finish (bounded), then release every thread, process, timer and directory. Idempotent. */
+  /**
+   * Stop taking work: later calls and executions waiting in the queue get SHUTTING_DOWN. Let the
+   * executions called before it that hold or get a free slot run to their end (bounded by
+   * `timeoutMs`; then they are stopped), then release every thread, process, timer and directory.
+   * Idempotent.
+   */
   shutdown(options?: ShutdownOptions): Promise<void>;
   /**
    * Run `listener` when `shutdown()` is first called, before the backend stops taking work, and

@@ -82,7 +82,7 @@ describe('Scheduler', () => {
     expect((error as QueueFullError).code).toBe('QUEUE_FULL');
     expect((error as QueueFullError).details).toMatchObject({ maxQueue: 2, active: 1, concurrency: 1 });
     expect(s.queued).toBe(2);
-    s.rejectQueued(new ShuttingDownError());
+    s.closeQueue(new ShuttingDownError());
     return Promise.allSettled(waiting);
   });
 
@@ -175,14 +175,14 @@ describe('Scheduler', () => {
     expect(order).toEqual(['a', 'b', 'c']);
   });
 
-  it('rejectQueued fails every waiter and leaves running slots alone', async () => {
+  it('closeQueue fails every waiter, refuses whoever would wait after it, and leaves running slots alone', async () => {
     const s = new Scheduler({ concurrency: 1, maxQueue: 5 });
     const running = now(s);
     const order: string[] = [];
     const controller = new AbortController();
     const waiting = [later(s, 'k', order, 'a'), later(s, 'k', order, 'b', controller.signal)];
     const reason = new ShuttingDownError('closing');
-    s.rejectQueued(reason);
+    s.closeQueue(reason);
     const results = await Promise.allSettled(waiting);
     expect(results.map((r) => (r.status === 'rejected' ? r.reason : r.value))).toEqual([reason, reason]);
     expect([s.active, s.queued]).toEqual([1, 0]);
@@ -193,6 +193,11 @@ describe('Scheduler', () => {
     await flush();
     expect(order).toEqual([]);
     expect(s.active).toBe(0);
+    // Closed: a free slot is still given, but nobody waits any more.
+    const free = s.acquire('k');
+    expect(free).not.toBeInstanceOf(Promise);
+    expect(() => s.acquire('k')).toThrow(reason);
+    (free as { release(): void }).release();
   });
 });
 

@@ -53,11 +53,22 @@ function lifecycleTests(suite: SuiteContext): void {
     const backend = make();
     let started = false;
     const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 150 } }, { onEvent: () => (started = true) });
-    // Wait for the handler itself: an execution admitted but not yet dispatched when shutdown
-    // begins never starts (SHUTTING_DOWN), which is not what this test is about.
     await waitFor(() => started);
     await backend.shutdown({ timeoutMs: 5000 });
     expectOk(await running);
+  });
+
+  it('shutdown() called right after execute() waits for that execution, which runs to its end', async () => {
+    const backend = make();
+    // Not started yet when shutdown() begins: its workspace, its runner, its plugin may all be on their way.
+    const called = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 50 } });
+    const echoed = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'last words' });
+    await backend.shutdown({ timeoutMs: 10_000 });
+    expectOk(await called);
+    const result = await echoed;
+    expectOk(result);
+    expect(result.data).toBe('last words');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
   });
 
   it('runs each request as it was when execute() was called, whatever the caller changes after', async () => {

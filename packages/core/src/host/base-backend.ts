@@ -68,6 +68,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #shutdownHooks = new ShutdownHooks();
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
+  /** Set once shutdown() has waited for the executions called before it: the rest are stopped. */
+  #closing = false;
   readonly #releases = new Set<Promise<unknown>>();
   /** Executions between execute() and their result. */
   #inflight = 0;
@@ -217,12 +219,17 @@ export abstract class BaseBackend implements IExecutionBackend {
     return this.shutdown();
   }
 
-  /** Refuse new work, let running executions finish (bounded), stop the rest, wait for their release, close the runners. */
+  /**
+   * Refuse new work and fail what waits in the queue; let the executions called before this
+   * finish (bounded) — running, or holding a slot on their way to a runner (their workspace being
+   * made, say) — stop the rest, wait for their release, close the runners.
+   */
   async #stop(timeoutMs: number): Promise<void> {
     this.#stopping = true;
-    this.#scheduler.rejectQueued(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
+    this.#scheduler.closeQueue(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
+    if (this.#inflight > 0) await settlesWithin(this.#idle(), timeoutMs);
+    this.#closing = true;
     const running = this.#host.running;
-    if (running.size > 0) await settlesWithin(this.#idle(), timeoutMs);
     for (const execution of [...running]) {
       execution.stop(new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }));
     }
@@ -298,6 +305,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       running: new Set(),
       idsInUse: new Set(),
       stopping: () => this.#stopping,
+      closing: () => this.#closing,
       ready: () => {
         const ready = this.#ensureReady();
         if (ready) return ready.then(() => this.#throwIfNotReady());

@@ -38,8 +38,10 @@ export interface ExecutionHost {
   readonly releaseSlotOnStop: boolean;
   /** The runners are on other machines: the execution span is a CLIENT span (else INTERNAL). */
   readonly remoteRunners: boolean;
-  /** Whether shutdown has begun refusing new work. */
+  /** Whether shutdown has begun refusing new work: calls from now on, and any execution that would have to queue. */
   stopping(): boolean;
+  /** Whether shutdown's wait for the executions called before it is over: one not yet handed to its runner never is. */
+  closing(): boolean;
   /** Plugins loaded (or their loading failed: it throws that). */
   ready(): Promise<void> | undefined;
   /** Orders workspace creation: dispatches follow admission order. */
@@ -246,9 +248,9 @@ export class Execution {
     }
   }
 
-  /** Shutdown or an abort may have come while it waited for its slot or its workspace. */
+  /** Shutdown's wait may have ended, or an abort come, while it waited for its slot or its workspace. */
   #admitted(opts: ExecuteOptions): void {
-    if (this.#host.stopping()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+    if (this.#host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
     // An abort while the workspace was made fired before anyone listened for it.
     throwIfAborted(opts.signal);
     this.#keepWorkspace = opts.keepWorkspace === true;

@@ -34,6 +34,8 @@ export class Scheduler {
   #active = 0;
   #queued = 0;
   #queue: Waiter[] = [];
+  /** Set by closeQueue(): what an execution that would have to wait gets from then on. */
+  #closedWith: ExecutionError | undefined;
   readonly #perKey = new Map<string, number>();
 
   constructor(options: SchedulerOptions) {
@@ -61,6 +63,7 @@ export class Scheduler {
     // while a slot is free the only waiters left are those held back by their own key's cap.
     // (Checking `#queued === 0` here instead would let one capped key block every other key.)
     if (this.#hasRoom(key)) return this.#grant(key);
+    if (this.#closedWith) throw this.#closedWith;
     if (this.#queued >= this.maxQueue) {
       throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
         details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
@@ -82,8 +85,9 @@ export class Scheduler {
     });
   }
 
-  /** Reject everything still waiting (shutdown). */
-  rejectQueued(error: ExecutionError): void {
+  /** Reject everything still waiting, and from now on refuse with `error` whoever would have to wait (shutdown); free slots are still given. */
+  closeQueue(error: ExecutionError): void {
+    this.#closedWith = error;
     for (const waiter of this.#queue) {
       if (waiter.done) continue;
       waiter.done = true;
