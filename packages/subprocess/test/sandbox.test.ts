@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -223,6 +223,32 @@ describe.runIf(linux)('inside the sandbox', () => {
     const written = await stat(path.join(probePlugin, 'out', 'sandboxed.txt'));
     if (root) expect(written.uid).toBe(65534);
     await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
+  });
+
+  it('a declared fs folder that is a symbolic link out of the plugin folder is refused (PERMISSION_DENIED): nothing of its target is bound, made or handed over', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'linked-plugin-'));
+    const target = await mkdtemp(path.join(scratch, 'link-target-'));
+    await writeFile(path.join(plugin, 'handler.mjs'), "import { writeFileSync } from 'node:fs';\nexport default () => { writeFileSync('out/pwned.txt', 'x'); return 'wrote'; };\n");
+    const handlers = {
+      write: { entry: './handler.mjs', permissions: { fs: { write: ['out'] } } },
+      read: { entry: './handler.mjs', permissions: { fs: { read: ['data'] } } },
+      nested: { entry: './handler.mjs', permissions: { fs: { write: ['link/made-by-host'] } } },
+    };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/linked', version: '1.0.0', handlers }));
+    for (const name of ['out', 'data', 'link']) await symlink(target, path.join(plugin, name));
+    const before = await stat(target);
+    for (const prespawn of [0, 1]) {
+      const backend = make({ sandbox: 'required', prespawn, plugins: [plugin], permissions: { fs: { read: ['data'], write: ['out', 'link/made-by-host'] } } });
+      for (const [handlerId, resource] of [['write', 'fs.write:out'], ['read', 'fs.read:data'], ['nested', 'fs.write:link/made-by-host']]) {
+        const result = await backend.execute({ pluginId: '@sandbox-test/linked', handlerId: handlerId! });
+        expectError(result, 'PERMISSION_DENIED');
+        expect(result.error.message).toContain('leads outside the plugin folder');
+        expect(result.error.details).toMatchObject({ resource });
+      }
+    }
+    expect(await readdir(target)).toEqual([]);
+    const after = await stat(target);
+    expect([after.uid, after.gid, after.mode]).toEqual([before.uid, before.gid, before.mode]);
   });
 
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {

@@ -1,6 +1,6 @@
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
-import { ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
+import { PermissionDeniedError, ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
 import { dependencyFolders, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
 
 /**
@@ -73,8 +73,47 @@ export interface FsGrants {
   write: string[];
 }
 
+/**
+ * Each declared `fs.read` / `fs.write` path, as a folder inside the plugin's: checked by where it
+ * really leads, not by its text. A manifest's paths already stay inside the plugin folder as
+ * written, but a plugin can ship `out` as a symbolic link to `/etc`: granted as it leads, the
+ * sandbox would bind `/etc` writable (and hand it to the sandbox user). Refused with
+ * PERMISSION_DENIED, before anything is created, bound or handed over.
+ */
+export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRead' | 'fsWrite'>): { read: string[]; write: string[] } {
+  const root = realOf(path.resolve(profile.pluginRoot));
+  const inside = (access: 'read' | 'write') => (rel: string) => {
+    const folder = path.resolve(profile.pluginRoot, rel);
+    const real = realOf(folder);
+    if (real !== root && !real.startsWith(root + path.sep)) {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" leads outside the plugin folder (to ${real}, through a symbolic link): refused`, {
+        details: { resource: `fs.${access}:${rel}`, path: real },
+      });
+    }
+    return folder;
+  };
+  return { read: profile.fsRead.map(inside('read')), write: profile.fsWrite.map(inside('write')) };
+}
+
+/** Where `p` really is: the real path of its deepest existing folder, and the rest as written. */
+function realOf(p: string): string {
+  let existing = p;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(realpathSync.native(existing), ...rest.reverse());
+    } catch {
+      const parent = path.dirname(existing);
+      if (parent === existing) return p;
+      rest.push(path.basename(existing));
+      existing = parent;
+    }
+  }
+}
+
 /** Least privilege for the task: the runtime, its plugin folder, its declared paths, its workspace. */
 export function fsGrants(profile: ChildProfile, options: Omit<FlagOptions, 'enforce'>): FsGrants {
+  declaredFolders(profile);
   const pluginRoots = withRealPath(profile.pluginRoot);
   const inPlugin = (rel: string) => pluginRoots.flatMap((base) => grantFolder(path.resolve(base, rel)));
   const workspace = profile.workspaceGrant ? grantFolder(profile.workspaceGrant) : [];

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, lchownSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
-import type { ChildProfile, FsGrants } from './permission-flags.js';
+import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
 import { unusableBy } from './sandbox-user.js';
@@ -155,7 +155,8 @@ export class Sandbox {
 
   /** A spare's lease, handed to the user the spare runs as (if any) once it is taken for an execution. */
   handOver(dir: string, user: SandboxUser | undefined): void {
-    if (user) chownSync(dir, user.uid, user.gid);
+    // Never through a link: what is handed over is the folder itself.
+    if (user) lchownSync(dir, user.uid, user.gid);
   }
 
   /**
@@ -222,8 +223,9 @@ function isolationArgs(network: boolean): string[] {
 }
 
 /** The declared `fs.write` folders of `profile`, absolute. */
+/** The declared write folders, each checked to lead nowhere outside the plugin folder (PERMISSION_DENIED). */
 function writeFolders(profile: ChildProfile): string[] {
-  return profile.fsWrite.map((rel) => path.resolve(profile.pluginRoot, rel));
+  return declaredFolders(profile).write;
 }
 
 /** A view holding the Node runtime: what every sandboxed child, and the probe, starts from. */

@@ -113,8 +113,9 @@ export class SparePool {
       try {
         while (list.length < (want.get(key) ?? 0)) list.push(this.#boot(profile));
       } catch {
-        // This profile cannot be spawned at all (the execution itself reports why).
-        this.#failuresInARow = MAX_SPARE_FAILURES;
+        // This profile cannot be spawned at all (the execution itself reports why): no spares
+        // for it, and the others are not its concern.
+        this.#recent = this.#recent.filter((r) => r.key !== key);
       }
       if (list.length > 0) this.#spares.set(key, list);
     }

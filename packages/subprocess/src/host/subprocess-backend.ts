@@ -8,7 +8,7 @@ import { encodeFrame } from '../framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
-import { detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
+import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
 import { SparePool } from './spare-pool.js';
@@ -92,6 +92,8 @@ export class SubprocessBackend extends BaseBackend {
     // Known after the first probe: no execution waits for it again.
     const refusal = this.#sandbox.refusal(this.#sandbox.state ?? (await this.#sandbox.ready()));
     if (refusal) throw sandboxRefusedError(refusal, task);
+    // Before a spare is taken or refilled for it: a declared folder leading outside the plugin's.
+    declaredFolders(profileOf(task, undefined, undefined));
 
     let runner: ChildRunner | undefined;
     let spareProfile: ChildProfile | undefined;
