@@ -1,5 +1,5 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
-import { serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
+import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
@@ -165,6 +165,7 @@ export class PoolThread<Lane = unknown> {
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
     this.port.on('message', (m: ThreadToHost) => this.#onMessage(m));
+    this.port.on('messageerror', (error: Error) => this.#unreadable(error));
     this.port.unref();
     this.#events.ready(this);
   }
@@ -194,6 +195,22 @@ export class PoolThread<Lane = unknown> {
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(message.m);
     }
+  }
+
+  /**
+   * A message from the thread could not be read here (nested deeper than this thread's stack
+   * lets it rebuild: a thread's stack is larger). Lost, it may have been the answer, and what it
+   * weighed is never counted as read: the execution fails, and the thread, which can no longer be
+   * trusted to be in step, is ended.
+   */
+  #unreadable(error: Error): void {
+    const execution = this.release();
+    this.end({ kind: 'terminated' });
+    execution?.reject(
+      new ValidationError(`A message the handler sent (its result, an event, a log line or a call) could not be read by the host: ${error?.message ?? String(error)}`, {
+        details: { reason: 'unreadable-message', message: error?.message ?? String(error) },
+      }),
+    );
   }
 
   /** BaseBackend stopped the running execution: the caller's abort gets a grace period, anything else ends the thread now. */

@@ -121,3 +121,21 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'counter' }))).toMatchObject({ calls: 1 });
   });
 });
+
+describe('worker-pool: what the host cannot read', () => {
+  const backends = useBackends();
+
+  it('a result or event nested too deep for the host to read fails the execution (VALIDATION_ERROR) at once, and its thread is replaced', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    for (const as of ['result', 'event']) {
+      const result = await backend.execute({ pluginId: POOL, handlerId: 'deep', input: { depth: 8000, as } }, { timeoutMs: 20_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.details).toMatchObject({ reason: 'unreadable-message' });
+      expect(result.error.message).toContain('could not be read by the host');
+      // Not its time limit: the host did not wait for an answer that was lost.
+      expect(result.meta.durationMs).toBeLessThan(10_000);
+    }
+    await waitFor(async () => (await runners(backend)).terminated === 2);
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'deep', input: { depth: 3 } }))).toEqual([[[[]]]]);
+  });
+});
