@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
-import { MAX_EXECUTION_ID_LENGTH, removeTree, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
+import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
+import { removeTree } from '../src/host/remove-tree.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const require = createRequire(import.meta.url);
@@ -36,6 +37,11 @@ afterAll(async () => {
 });
 
 /** Core's dist, package.json and zod in `to` (readable by anyone); the ES module entry's path. */
+async function waitForLines(lines: string[], count: number, stderr: () => string): Promise<void> {
+  for (let i = 0; i < 200 && lines.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(lines.length, stderr()).toBeGreaterThanOrEqual(count);
+}
+
 async function copyCoreBuild(to: string): Promise<string> {
   const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
   await cp(path.join(coreRoot, 'dist'), path.join(to, 'dist'), { recursive: true });
@@ -206,6 +212,34 @@ describe('WorkspaceManager', () => {
     expect(await readdir(root)).toEqual([]);
   });
 
+  it('removes a tree deeper than an absolute path can name (mkdir + chdir in a loop), read-only folders and links out included', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const lease = await manager.acquire('deep');
+    const outside = await mkdtemp(path.join(os.tmpdir(), 'kb-core-deep-outside-'));
+    await writeFile(path.join(outside, 'keep.txt'), 'keep');
+    // chdir is not for threads (vitest may run this file in one): a child process builds it, as a plugin's would.
+    const script = `
+      const fs = require('node:fs');
+      const name = 'd'.repeat(250);
+      process.chdir(process.argv[1]);
+      for (let i = 0; i < 40; i++) {
+        fs.mkdirSync(name);
+        fs.writeFileSync('f', 'x');
+        if (i === 30) fs.symlinkSync(process.argv[2], 'out');
+        process.chdir(name);
+      }
+      for (let i = 0; i < 40; i += 7) { process.chdir('..'); fs.chmodSync(name, 0o500); }
+    `;
+    const child = spawn(process.execPath, ['-e', script, lease.dir, outside], { stdio: 'ignore', env: {} });
+    expect((await once(child, 'exit'))[0]).toBe(0);
+    // Deeper than rm can reach by path.
+    await expect(rm(lease.dir, { recursive: true, force: true })).rejects.toMatchObject({ code: 'ENAMETOOLONG' });
+    await lease.release();
+    expect(await exists(lease.dir)).toBe(false);
+    expect(await readFile(path.join(outside, 'keep.txt'), 'utf8')).toBe('keep');
+    await rm(outside, { recursive: true, force: true });
+  });
+
   // As root every tree is writable, so the case above cannot fail: run it again as an ordinary user.
   it.runIf(isRoot)('removes a read-only nested tree when not running as root', async () => {
     // Its own temp folder: the shared test base is private to root.
@@ -247,6 +281,50 @@ describe('WorkspaceManager', () => {
       // Proves the tree really was hard to remove: a plain rm -rf fails on it.
       expect(report.plainRm).toBe('EACCES');
       expect(report.left).toEqual([]);
+    } finally {
+      await removeTree(unprivileged);
+    }
+  });
+
+  // A directory its user cannot remove (another user's files in it): said, not dropped.
+  it.runIf(isRoot)('a lease it cannot remove is reported: release() rejects, leftBehind() says so, one process warning', async () => {
+    const unprivileged = await mkdtemp(path.join(os.tmpdir(), 'kb-core-ws-left-'));
+    try {
+      await chown(unprivileged, 65534, 65534);
+      const distEsm = await copyCoreBuild(path.join(unprivileged, 'core'));
+      const script = `
+        const { WorkspaceManager } = await import(${JSON.stringify(pathToFileURL(distEsm).href)});
+        const warnings = [];
+        process.on('warning', (w) => warnings.push(w.code));
+        const manager = new WorkspaceManager({ root: ${JSON.stringify(path.join(unprivileged, 'root'))} });
+        const leases = [await manager.acquire('stuck-1'), await manager.acquire('stuck-2')];
+        process.stdout.write(JSON.stringify(leases.map((l) => l.dir)) + '\\n');
+        await new Promise((resolve) => process.stdin.once('data', resolve));
+        const errors = [];
+        for (const lease of leases) await lease.release().catch((e) => errors.push(e.code));
+        await new Promise((resolve) => setImmediate(resolve));
+        process.stdout.write(JSON.stringify({ errors, leftBehind: manager.leftBehind(), warnings }) + '\\n');
+        process.stdin.destroy();
+      `;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['pipe', 'pipe', 'pipe'] });
+      children.push(child);
+      const lines: string[] = [];
+      let err = '';
+      child.stderr!.on('data', (d: Buffer) => (err += d));
+      child.stdout!.on('data', (d: Buffer) => lines.push(...String(d).split('\n').filter(Boolean)));
+      await waitForLines(lines, 1, () => err);
+      // Root's folder, with a file in it, inside each lease: its user can neither empty nor remove it.
+      for (const dir of JSON.parse(lines[0]!) as string[]) {
+        await mkdir(path.join(dir, 'roots'));
+        await writeFile(path.join(dir, 'roots', 'f'), 'x');
+      }
+      child.stdin!.write('go\n');
+      await waitForLines(lines, 2, () => err);
+      const report = JSON.parse(lines[1]!) as { errors: string[]; leftBehind: string; warnings: string[] };
+      expect(err.replace(/\(node:\d+\) \[KB_PLUGIN_WORKSPACE_LEFT\][^\n]*\n(\(Use[^\n]*\n)?/g, '')).toBe('');
+      expect(report.errors).toEqual(['WORKSPACE_ERROR', 'WORKSPACE_ERROR']);
+      expect(report.leftBehind).toMatch(/^2 workspace directories under .* could not be removed \(the last: Cannot remove workspace .*stuck-2/);
+      expect(report.warnings).toEqual(['KB_PLUGIN_WORKSPACE_LEFT']);
     } finally {
       await removeTree(unprivileged);
     }

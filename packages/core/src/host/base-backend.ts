@@ -192,7 +192,8 @@ export abstract class BaseBackend implements IExecutionBackend {
     await this.#ensureReady()?.catch(() => undefined);
     const [runnerProblems, isolation] = await Promise.all([this.runnerProblems(), this.isolation()]);
     const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
-    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...(this.#watcher?.problems() ?? []), ...runnerProblems];
+    const leftBehind = this.workspace?.leftBehind();
+    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...(this.#watcher?.problems() ?? []), ...runnerProblems, ...(leftBehind ? [leftBehind] : [])];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
   }

@@ -331,8 +331,11 @@ export class Execution {
       this.meta.artifacts = await listArtifacts(this.#leaseDir);
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
     }
-    if (runnerGone) await this.#held.releaseAll();
-    else this.#host.track(settled.then(() => this.#held.releaseAll()));
+    if (runnerGone && !stopped) return this.#held.releaseAll();
+    // A stop's result does not wait for the workspace's removal (a plugin's tree can take seconds
+    // to remove): the slot is held until it is done, and shutdown waits for it.
+    const release = async () => this.#held.releaseAll();
+    this.#host.track(runnerGone ? release() : settled.then(release));
   }
 }
 

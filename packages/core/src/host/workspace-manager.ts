@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
+import { removeTree } from './remove-tree.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -68,6 +69,8 @@ const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@
 export class WorkspaceManager {
   readonly root: string;
   #rootReady: Promise<void> | undefined;
+  /** Leases whose directory could not be removed: how many, and the last one's error. */
+  readonly #leftBehind = { count: 0, last: '' };
 
   constructor(options: WorkspaceManagerOptions) {
     if (!options || typeof options.root !== 'string' || options.root.length === 0 || options.root.includes('\0')) {
@@ -140,7 +143,22 @@ export class WorkspaceManager {
       }
     }
     LIVE.add(dir);
-    return new Lease(executionId, dir);
+    return new Lease(executionId, dir, (error) => this.#releaseFailed(error));
+  }
+
+  /**
+   * Directories of leases that could not be removed (nothing else says so: a release fails in
+   * the background of an execution's result). health() lists it; said once as a process warning.
+   */
+  leftBehind(): string | undefined {
+    const { count, last } = this.#leftBehind;
+    if (count === 0) return undefined;
+    return `${count} workspace director${count === 1 ? 'y' : 'ies'} under ${this.root} could not be removed (the last: ${last}); \`kb-plugin-exec sweep --workspace-root <root>\` retries`;
+  }
+
+  #releaseFailed(error: WorkspaceError): void {
+    if (this.#leftBehind.count++ === 0) process.emitWarning(`A workspace directory could not be removed: ${error.message}`, { code: 'KB_PLUGIN_WORKSPACE_LEFT' });
+    this.#leftBehind.last = error.message;
   }
 
   /**
@@ -231,10 +249,12 @@ class Lease implements WorkspaceLease {
   readonly executionId: string;
   readonly dir: string;
   #releasing: Promise<void> | undefined;
+  readonly #onFailure: (error: WorkspaceError) => void;
 
-  constructor(executionId: string, dir: string) {
+  constructor(executionId: string, dir: string, onFailure: (error: WorkspaceError) => void) {
     this.executionId = executionId;
     this.dir = dir;
+    this.#onFailure = onFailure;
   }
 
   get released(): boolean {
@@ -248,10 +268,12 @@ class Lease implements WorkspaceLease {
       },
       (error: unknown) => {
         LIVE.delete(this.dir);
-        throw new WorkspaceError(`Cannot remove workspace ${this.dir}: ${(error as Error).message}`, {
+        const failure = new WorkspaceError(`Cannot remove workspace ${this.dir}: ${(error as Error).message}`, {
           details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code },
           cause: error,
         });
+        this.#onFailure(failure);
+        throw failure;
       },
     );
     return this.#releasing;
@@ -262,45 +284,15 @@ class Lease implements WorkspaceLease {
   }
 }
 
-/**
- * `rm -rf` that copes with what a plugin may leave: read-only files and folders (permissions are
- * restored on directories only, never through a symlink) and symlinks (removed, not followed).
- */
-export async function removeTree(dir: string): Promise<void> {
-  try {
-    await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 2 });
-    return;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOTEMPTY') throw error;
-  }
-  await makeDirsWritable(dir);
-  await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 2 });
-}
+/** How many entries (files and folders) listArtifacts looks at, at most: a tree of 100,000 empty folders must not hold up a result. */
+const MAX_ARTIFACT_ENTRIES = 10_000;
 
-async function makeDirsWritable(dir: string): Promise<void> {
-  let info;
-  try {
-    info = await fs.promises.lstat(dir);
-  } catch {
-    return;
-  }
-  if (!info.isDirectory()) return;
-  await fs.promises.chmod(dir, 0o700).catch(() => undefined);
-  let entries;
-  try {
-    entries = await fs.promises.readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => makeDirsWritable(path.join(dir, e.name))));
-}
-
-/** Relative paths of the regular files under `dir` (symlinks listed but not followed), capped. */
+/** Relative paths of the regular files under `dir` (symlinks listed but not followed), capped in number and in the entries looked at. */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
   const out: string[] = [];
+  let looked = 0;
   const walk = async (rel: string): Promise<void> => {
-    if (out.length >= limit) return;
+    if (out.length >= limit || looked >= MAX_ARTIFACT_ENTRIES) return;
     let entries;
     try {
       entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true });
@@ -308,7 +300,7 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
       return;
     }
     for (const entry of entries) {
-      if (out.length >= limit) return;
+      if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return;
       const child = rel ? `${rel}/${entry.name}` : entry.name;
       if (entry.isDirectory()) await walk(child);
       else out.push(child);
