@@ -117,28 +117,6 @@ describe('a worker that dies mid-execution', () => {
   });
 });
 
-describe('a worker stopped with an offer it has not answered', () => {
-  it('WORKER_CRASHED once the host gives up on the offer; running again, it asks the caller first, is refused, and never runs the handler', async () => {
-    const pool = newPool('offer-stop');
-    const frozen = await worker(server.url, pool);
-    const backend = host(server.url, pool, { workerLostMs: 1000 });
-    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
-    frozen.child.kill('SIGSTOP');
-    const file = path.join(markers, 'offer-stop.log');
-    // Offered to the only worker, which cannot answer: the host does not send it anywhere else.
-    const outcome = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 60_000 });
-    expectError(outcome, 'WORKER_CRASHED');
-    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
-    expect(outcome.error.message).toContain('no worker answered the offer');
-    frozen.child.kill('SIGCONT');
-    // Its caller has given up on it: the worker, which knows it was stopped, asks before it runs it.
-    await sleep(2500);
-    expect(await marks(file)).toEqual([]);
-    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'thawed' }));
-    expect(await marks(file)).toEqual([]);
-  });
-});
-
 describe('the network between a worker and the server', () => {
   let proxy: TcpProxy;
 

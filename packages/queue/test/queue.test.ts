@@ -300,34 +300,6 @@ describe('delivery', () => {
     expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 5 });
   });
 
-  it('an execution goes straight to a worker with a free slot: nothing passes through the stream (unless offers: false)', async () => {
-    const directPool = newPool('direct');
-    const worker = await startWorker({ natsUrl: server!.url, pool: directPool, backend: 'in-process', concurrency: 4 });
-    const nc = await connect({ servers: server!.url });
-    try {
-      const backend = make({ pool: directPool });
-      const results = await Promise.all([1, 2, 3, 4].map((n) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: n })));
-      for (const [i, result] of results.entries()) {
-        expectOk(result);
-        expect(result.data).toBe(i + 1);
-        expect(result.meta.runnerId).toBe(worker.id);
-      }
-      const jsm = await jetstreamManager(nc);
-      expect((await jsm.streams.info(`KBEXEC_${directPool}`)).state.last_seq).toBe(0);
-      // offers: false, every execution passes through the stream and its start is accepted first.
-      const streamed = make({ pool: directPool, offers: false });
-      for (const n of [5, 6]) {
-        const result = await streamed.execute({ pluginId: BASIC, handlerId: 'echo', input: n });
-        expectOk(result);
-        expect(result.data).toBe(n);
-      }
-      expect((await jsm.streams.info(`KBEXEC_${directPool}`)).state.last_seq).toBe(2);
-    } finally {
-      await nc.close();
-      await worker.stop();
-    }
-  });
-
   it('a busy worker holds no task it has no slot for: one that starts later takes it at once', async () => {
     const slotPool = newPool('slots');
     const first = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });
@@ -338,12 +310,11 @@ describe('delivery', () => {
       const long = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slots.log'), ms: 4000 } }, { onEvent: () => (running = true) });
       await waitFor(() => running, 10_000);
       const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' });
-      // The busy worker declined the offer, so the task waits in the stream, and no worker holds it
-      // (one delivered to the busy worker's pull, asked for before the offer took its slot, is handed back).
+      // The waiting task stays in the stream: delivered to nobody, acknowledged by nobody.
       const jsm = await jetstreamManager(nc);
-      await waitFor(async () => (await jsm.streams.info(`KBEXEC_${slotPool}`)).state.messages === 1, 5_000);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      expect((await jsm.streams.info(`KBEXEC_${slotPool}`)).state.messages).toBe(1);
+      await waitFor(async () => (await jsm.consumers.info(`KBEXEC_${slotPool}`, `${slotPool}-workers`)).num_pending === 1, 5_000);
+      const consumer = await jsm.consumers.info(`KBEXEC_${slotPool}`, `${slotPool}-workers`);
+      expect(consumer.num_ack_pending).toBe(0);
       const second = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });
       try {
         const next = await Promise.race([waiting, long.then(() => 'the long one finished first' as const)]);

@@ -1,12 +1,12 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureStream, storageProblem } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type OfferAnswer, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
@@ -39,9 +39,6 @@ export class HostLink implements ExecutionLink {
   readonly #callerSubject: string;
   readonly #parts: PartsAssembler;
   readonly #subscriptions: Subscription[] = [];
-  /** Offers not answered yet, by the last token of their reply subject. */
-  readonly #offers = new Map<string, { execution: RemoteExecution; at: number }>();
-  #offerCount = 0;
   readonly #watch: NodeJS.Timeout;
   readonly #watchEveryMs: number;
   #lastWatch = Date.now();
@@ -69,7 +66,6 @@ export class HostLink implements ExecutionLink {
     this.#subscriptions.push(
       nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? this.#fromWorker(msg)) }),
       nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
-      nc.subscribe(`${this.#callerSubject}.offer.*`, { callback: (error, msg) => void (error ?? this.#offerAnswered(msg)) }),
     );
     this.#watchEveryMs = Math.max(25, Math.min(o.heartbeatMs, Math.floor(o.workerLostMs / 3)));
     this.#watch = setInterval(() => this.#watchHeartbeats(), this.#watchEveryMs);
@@ -95,61 +91,11 @@ export class HostLink implements ExecutionLink {
     }
   }
 
-  #taskHeaders(executionId: string): MsgHdrs {
+  async publishTask(executionId: string, body: Uint8Array): Promise<number> {
     const headers = makeHeaders('task', executionId);
     headers.set(HEADER.reply, this.#callerSubject);
     headers.set(HEADER.lostMs, String(this.workerLostMs));
     headers.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
-    return headers;
-  }
-
-  /**
-   * Whether a new execution may be offered to the workers: not while one of this host's waits in
-   * the stream (those go first, in order; a new one queues behind them).
-   */
-  mayOffer(): boolean {
-    if (!this.#o.offers || this.state !== 'connected') return false;
-    for (const execution of this.executions.values()) if (execution.inStream) return false;
-    return true;
-  }
-
-  /**
-   * Offer the task to one worker of the pool (the queue group picks it); the answer comes to
-   * `execution.taken()` or `execution.offerDeclined()`, or never (its heartbeat watch reports it).
-   */
-  offerTask(execution: RemoteExecution, body: Uint8Array, remainingMs: number): void {
-    const token = String(++this.#offerCount);
-    this.#offers.set(token, { execution, at: Date.now() });
-    const headers = this.#taskHeaders(execution.id);
-    headers.set(HEADER.remainingMs, String(remainingMs));
-    this.#nc.publish(this.subjects.offer, body, { reply: `${this.#callerSubject}.offer.${token}`, headers });
-  }
-
-  /**
-   * The answer to an offer. No worker listens (the server's 503) or none had a slot: the task
-   * goes to the stream. One that does not decode settles nothing: only a worker's word that it
-   * did not take the task sends it elsewhere.
-   */
-  #offerAnswered(msg: Msg): void {
-    const token = msg.subject.slice(msg.subject.lastIndexOf('.') + 1);
-    const offer = this.#offers.get(token);
-    if (!offer) return;
-    let answer: OfferAnswer | undefined;
-    if (msg.headers?.code === 503) answer = { taken: false };
-    else {
-      try {
-        answer = decode<OfferAnswer>(msg.data);
-      } catch {
-        return;
-      }
-    }
-    this.#offers.delete(token);
-    if (answer.taken) offer.execution.taken(answer.worker);
-    else offer.execution.offerDeclined();
-  }
-
-  async publishTask(executionId: string, body: Uint8Array): Promise<number> {
-    const headers = this.#taskHeaders(executionId);
     let ack;
     let retried = false;
     for (;;) {
@@ -304,8 +250,6 @@ export class HostLink implements ExecutionLink {
     const silentFor = this.serverSilentMs(now);
     const silentMs = silentFor > this.#watchEveryMs ? silentFor : 0;
     for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
-    // An offer unanswered this long has had its execution reported lost.
-    for (const [token, offer] of this.#offers) if (now - offer.at > 2 * this.workerLostMs) this.#offers.delete(token);
     this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);
   }
@@ -341,7 +285,7 @@ export class HostLink implements ExecutionLink {
     for (const execution of this.executions.values()) {
       const worker = execution.worker;
       execution.fail(
-        new WorkerCrashedError(`The host ${what}${worker ? ` on worker ${worker.id}` : execution.offered ? ' (offered to the workers, no answer yet)' : ' (not started yet)'}`, {
+        new WorkerCrashedError(`The host ${what}${worker ? ` on worker ${worker.id}` : ' (not started yet)'}`, {
           details: { reason: 'runner-lost', message: what, ...(worker ? { runnerId: worker.id } : {}) },
         }),
       );

@@ -39,14 +39,6 @@ export interface QueueBackendOptions extends BackendOptions {
    * whose caller gave up is refused at its start. @default 'memory'
    */
   streamStorage?: 'memory' | 'file';
-  /**
-   * Offer each execution straight to a worker with a free slot, which runs it at once (one NATS
-   * request, no stream). Only when no worker takes it does it wait in the stream, and run once its
-   * caller has accepted a worker's start. `false`: every execution takes that way (a round trip
-   * more), so that none can reach a worker late, after its caller gave up on it (a network stalled
-   * for longer than `workerLostMs`: docs/backends/queue.md, "Delivery"). @default true
-   */
-  offers?: boolean;
 }
 
 export const queueOptionsSchema = lazySchema(() =>
@@ -59,7 +51,6 @@ export const queueOptionsSchema = lazySchema(() =>
     workerLostMs: option.int(100, 600_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
     streamStorage: option.oneOf(['memory', 'file'] as const).optional(),
-    offers: option.boolean().optional(),
   }),
 );
 
@@ -72,7 +63,6 @@ export interface ResolvedQueueOptions {
   workerLostMs: number;
   maxPayloadBytes: number;
   streamStorage: 'memory' | 'file';
-  offers: boolean;
   /** Executions get a workspace (on the worker). */
   workspace: boolean;
 }
@@ -89,7 +79,6 @@ export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueue
     workerLostMs: o.workerLostMs ?? 3000,
     maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     streamStorage: o.streamStorage ?? 'memory',
-    offers: o.offers ?? true,
     workspace: o.workspace !== false,
   };
   checkNames(resolved.subjectPrefix, resolved.pool);

@@ -1,4 +1,4 @@
-import { AbortedError, ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
+import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/courier.js';
@@ -12,10 +12,6 @@ export interface ExecutionLink {
   readonly workerLostMs: number;
   /** Whether executions get a workspace on the worker. */
   readonly workspace: boolean;
-  /** Whether a new execution may be offered to a worker first (none of this host's waits in the stream). */
-  mayOffer(): boolean;
-  /** Offer the task to one worker with a free slot; the answer comes to `taken()` or `offerDeclined()`. */
-  offerTask(execution: RemoteExecution, body: Uint8Array, remainingMs: number): void;
   /** Put the task on the pool's stream; resolves with its stream sequence. */
   publishTask(executionId: string, body: Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
@@ -24,10 +20,9 @@ export interface ExecutionLink {
 }
 
 /**
- * The host side of one execution sent to the pool: offers the task to a worker with a free slot,
- * else publishes it to the stream and accepts the first worker that starts it (and refuses any
- * other: at most once); relays its logs, events and calls, watches its heartbeats, and settles
- * `dispatch` with its result or the reason it has none.
+ * The host side of one execution sent to the pool: publishes the task, accepts the first worker
+ * that starts it (and refuses any other: at most once), relays its logs, events and calls,
+ * watches its heartbeats, and settles `dispatch` with its result or the reason it has none.
  */
 export class RemoteExecution {
   readonly id: string;
@@ -43,12 +38,6 @@ export class RemoteExecution {
   #seq: number | undefined;
   #input: Uint8Array | undefined;
   #lastHeard = 0;
-  /** Offered to the workers and not answered yet: when (Date.now()), and the task to publish if none takes it. */
-  #offer: { at: number; body: Uint8Array } | undefined;
-  /** Sent to the stream (its publish may still be on its way). */
-  #streamed = false;
-  /** What ended it, when it was not a stop (a worker taking it later is told). */
-  #endedWith: unknown;
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
     this.id = task.executionId;
@@ -71,16 +60,6 @@ export class RemoteExecution {
     return this.#worker;
   }
 
-  /** Offered to the workers, and no answer yet. */
-  get offered(): boolean {
-    return this.#offer !== undefined;
-  }
-
-  /** It waits in the stream for a worker. */
-  get inStream(): boolean {
-    return this.#streamed && !this.#worker && this.#settle !== undefined;
-  }
-
   /** Send it and wait for its end. */
   run(): Promise<unknown> {
     const done = new Promise<unknown>((resolve, reject) => (this.#settle = { resolve, reject }));
@@ -97,52 +76,10 @@ export class RemoteExecution {
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
       bytes = this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', this.#link.partBytes, "one message of the server's max_payload");
     }
-    // A worker with a free slot takes it at once, unless one of this host's executions waits in
-    // the stream: that one goes first.
-    if (!this.#input && this.#link.mayOffer()) {
-      this.#offer = { at: Date.now(), body: bytes };
-      this.#link.offerTask(this, bytes, Math.max(1, Math.ceil(this.#deadline - performance.now())));
-      return;
-    }
-    await this.#toStream(bytes);
-  }
-
-  async #toStream(bytes: Uint8Array): Promise<void> {
-    this.#streamed = true;
     const seq = await this.#link.publishTask(this.id, bytes);
     this.#seq = seq;
     // Stopped while it was being published: it must never run.
     if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);
-  }
-
-  /**
-   * A worker took the offer and runs it. Stopped (or given up on) meanwhile: that worker stops it
-   * at once, not at its next heartbeat.
-   */
-  taken(worker: WorkerIdentity): void {
-    this.#offer = undefined;
-    if (!this.#settle) {
-      const reason = this.#control.stopReason ?? this.#endedWith ?? new AbortedError(`Execution ${this.id} ended before a worker took it`);
-      this.#link.toWorker(worker.id, 'cancel', this.id, encode({ reason: serializeError(reason) }, 'cancel'))?.catch(() => undefined);
-      return;
-    }
-    // Taken after its start was accepted (a worker that asked first: see WorkerExecution).
-    if (this.#worker) return;
-    this.#running(worker);
-  }
-
-  /** No worker took the offer (none listens, none had a slot): the task waits in the stream. */
-  offerDeclined(): void {
-    const offer = this.#offer;
-    this.#offer = undefined;
-    if (!offer || !this.#settle || this.#worker) return;
-    this.#toStream(offer.body).catch((error: unknown) => this.#finish(undefined, error));
-  }
-
-  #running(worker: WorkerIdentity): void {
-    this.#worker = worker;
-    this.#lastHeard = Date.now();
-    this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
   }
 
   #taskBody(): TaskBody {
@@ -177,8 +114,9 @@ export class RemoteExecution {
     if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
     const remainingMs = Math.ceil(this.#deadline - performance.now());
     if (remainingMs <= 0) return void refuse('its time ran out before it started');
-    this.#offer = undefined;
-    this.#running(worker);
+    this.#worker = worker;
+    this.#lastHeard = Date.now();
+    this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
     if (this.#input) this.#toWorker('input', this.#input, (refused) => this.fail(this.#refusedBy('input', refused)));
     this.#input = undefined;
@@ -215,11 +153,9 @@ export class RemoteExecution {
     }
   }
 
-  /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed, or no worker answered its offer. */
+  /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
   checkLost(now: number, serverSilentMs: number): void {
-    if (!this.#settle) return;
-    if (this.#offer && !this.#worker && now - this.#offer.at > this.#link.workerLostMs) return this.#offerLost(now - this.#offer.at);
-    if (!this.#worker || now - this.#lastHeard <= this.#link.workerLostMs) return;
+    if (!this.#worker || !this.#settle || now - this.#lastHeard <= this.#link.workerLostMs) return;
     const what = `sent no heartbeat for ${now - this.#lastHeard} ms (workerLostMs: ${this.#link.workerLostMs})`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${serverSilentMs} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
@@ -228,16 +164,6 @@ export class RemoteExecution {
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
   fail(error: KnownExecutionError): void {
     this.#finish(undefined, error);
-  }
-
-  /**
-   * Offered, and no answer: a worker may have taken it and gone silent since, so it is not sent
-   * anywhere else (at most once); a worker that answers later is told to stop it.
-   */
-  #offerLost(silentMs: number): void {
-    const { pluginId, handlerId } = this.#task;
-    const what = `no worker answered the offer of handler "${handlerId}" of plugin "${pluginId}" within ${silentMs} ms (workerLostMs: ${this.#link.workerLostMs})`;
-    this.fail(new WorkerCrashedError(`Execution ${this.id}: ${what}; a worker may have taken it and gone silent since`, { details: { reason: 'runner-lost', pluginId, handlerId, message: what } }));
   }
 
   #lost(what: string): WorkerCrashedError {
@@ -278,7 +204,6 @@ export class RemoteExecution {
     const settle = this.#settle;
     if (!settle) return;
     this.#settle = undefined;
-    this.#endedWith = error;
     this.#session.close();
     const stopped = this.#control.stopReason;
     if (stopped) settle.reject(stopped);

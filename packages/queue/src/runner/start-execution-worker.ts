@@ -7,7 +7,7 @@ import { connectNats, refusedByServer, serverProblem } from '../shared/connectio
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { decode, encode, executionKey, HEADER, type Kind, type OfferAnswer, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
@@ -37,12 +37,6 @@ const JS_API = '$JS.API';
 
 /** How long close() waits for stopped executions to report before it closes the connection. */
 const STOP_WAIT_MS = 5000;
-/** How often the worker notes that its event loop runs (a late note: it was stopped or busy). */
-const TICK_MS = 25;
-/** A pause this long, or a third of a caller's `workerLostMs` if that is shorter, makes an offer taken after it ask the caller first. */
-const STALL_MS = 250;
-/** For this long after a pause, offers (which may have waited through it) ask the caller first. */
-const AFTER_STALL_MS = 1000;
 
 /**
  * Start a worker: it takes tasks of `pool` from NATS JetStream, as many at once as `concurrency`,
@@ -97,11 +91,6 @@ class QueueWorker implements ExecutionWorker {
   /** The consumer's next-message subject, once the stream and consumer are known to exist. */
   #pullSubject: Promise<string> | undefined;
   #presenceTimer: NodeJS.Timeout | undefined;
-  #offers: Subscription | undefined;
-  #tick: NodeJS.Timeout | undefined;
-  #lastTick = performance.now();
-  /** The last pause between two ticks: how long, and when it ended. */
-  #lastStall = { gapMs: 0, endedAt: 0 };
   #isolation: PresenceBody['isolation'];
   /** Another worker of the pool with this one's id was seen (and the process warned). */
   #twinSeen = false;
@@ -133,7 +122,6 @@ class QueueWorker implements ExecutionWorker {
         for (const each of this.#executions.values()) if (each.id === execution.id) return each !== execution;
         return false;
       },
-      stalled: (lostMs) => this.#stalled(lostMs),
     };
     this.#puller = new TaskPuller(
       nc,
@@ -161,54 +149,8 @@ class QueueWorker implements ExecutionWorker {
     );
     this.#announce();
     this.#presenceTimer = setInterval(() => this.#announce(), this.#o.heartbeatMs);
-    this.#tick = setInterval(() => this.#ticked(), TICK_MS).unref();
     void this.#watchStatus();
     this.#puller.topUp();
-    this.#listenForOffers();
-  }
-
-  /**
-   * In the pool's offer group while a slot is free: offers go to workers that can take them (one
-   * that comes to a full worker in the meantime is declined, and its task waits in the stream).
-   */
-  #listenForOffers(): void {
-    if (this.#offers || this.#draining || this.#closing || this.#running >= this.#o.concurrency) return;
-    this.#offers = this.#nc.subscribe(this.#subjects.offer, { queue: this.#subjects.consumer, callback: (error, msg) => void (error ?? this.#offered(msg)) });
-  }
-
-  #ticked(): void {
-    const now = performance.now();
-    const gapMs = now - this.#lastTick;
-    if (gapMs > 3 * TICK_MS) this.#lastStall = { gapMs, endedAt: now };
-    this.#lastTick = now;
-  }
-
-  /**
-   * Whether this process is in, or just out of, a pause (SIGSTOP, a busy event loop) long enough
-   * for a caller waiting `lostMs` to have given up on an offer that waited through it. Whichever
-   * runs first after the pause, the tick or the offer, sees it.
-   */
-  #stalled(lostMs: number): boolean {
-    const limit = Math.max(3 * TICK_MS, Math.min(STALL_MS, lostMs / 3));
-    const now = performance.now();
-    if (now - this.#lastTick > limit) return true;
-    return this.#lastStall.gapMs > limit && now - this.#lastStall.endedAt < AFTER_STALL_MS;
-  }
-
-  /** A task offered to this worker: taken if a slot is free, else declined (it goes to the stream). */
-  #offered(msg: Msg): void {
-    if (this.#draining || this.#closing || this.#running >= this.#o.concurrency) return void msg.respond(encode({ taken: false } satisfies OfferAnswer, 'reply'));
-    this.#take(offerMessage(msg, this.#services.identity));
-  }
-
-  /**
-   * Leave the offer group (its offers go to other workers, or to the stream). Drained, not just
-   * unsubscribed: an offer the server sent before it heard of it still reaches #offered and is
-   * answered (dropped, it would leave its caller waiting for an answer).
-   */
-  #stopOffers(): void {
-    this.#offers?.drain().catch(() => undefined);
-    this.#offers = undefined;
   }
 
   #backend(workspace: boolean): IExecutionBackend {
@@ -232,7 +174,6 @@ class QueueWorker implements ExecutionWorker {
   #take(msg: TaskMessage): void {
     const execution = new WorkerExecution(msg, this.#services);
     this.#running++;
-    if (this.#running >= this.#o.concurrency) this.#stopOffers();
     // A task delivered again while its first delivery runs here keeps the first one's messages
     // (its caller refuses the second's start).
     if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
@@ -241,7 +182,6 @@ class QueueWorker implements ExecutionWorker {
       if (this.#executions.get(execution.key) === execution) this.#executions.delete(execution.key);
       if (this.#running === 0) this.#idle?.();
       this.#puller.topUp();
-      this.#listenForOffers();
     });
   }
 
@@ -306,7 +246,6 @@ class QueueWorker implements ExecutionWorker {
 
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     this.#draining ??= (async () => {
-      this.#stopOffers();
       await this.#puller.stop();
       await settlesWithin(this.#whenIdle(), options.timeoutMs ?? 30_000);
       await this.close();
@@ -316,13 +255,11 @@ class QueueWorker implements ExecutionWorker {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      this.#stopOffers();
       await this.#puller.stop();
       const reason = new ShuttingDownError(`Worker ${this.id} is closing`, { details: { phase: 'running' } });
       for (const execution of this.#executions.values()) execution.orphan(reason);
       await settlesWithin(this.#whenIdle(), STOP_WAIT_MS);
       clearInterval(this.#presenceTimer);
-      clearInterval(this.#tick);
       this.#services.watch.close();
       await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
       this.#announce(true);
@@ -345,15 +282,4 @@ class QueueWorker implements ExecutionWorker {
       };
     });
   }
-}
-
-/** An offer as a task: `ack` answers that this worker takes it, `nak` and `term` that it does not. Answered once. */
-function offerMessage(msg: Msg, worker: WorkerIdentity): TaskMessage {
-  let answered = false;
-  const answer = (taken: boolean) => {
-    if (answered) return;
-    answered = true;
-    msg.respond(encode((taken ? { taken, worker } : { taken }) satisfies OfferAnswer, 'reply'));
-  };
-  return { data: msg.data, headers: msg.headers, offered: true, ack: () => answer(true), nak: () => answer(false), term: () => answer(false) };
 }

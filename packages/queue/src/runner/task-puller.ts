@@ -7,12 +7,10 @@ const PULL_GRACE_MS = 2000;
 /** Pause after a failed pull (no server, no stream or consumer yet) before the next. */
 const RETRY_MS = 500;
 
-/** A task as the worker handles it: its body and headers, and JetStream's acknowledgements (or, offered, the answer to the offer). */
+/** A task as the worker handles it: its body and headers, and JetStream's acknowledgements. */
 export interface TaskMessage {
   readonly data: Uint8Array;
   readonly headers: MsgHdrs | undefined;
-  /** Offered straight to this worker, not pulled from the stream: `ack` takes it, `nak` and `term` decline it. */
-  readonly offered?: boolean;
   /** Taken: the server removes it from the work queue. */
   ack(): void;
   /** Not taken: the server gives it to a worker again at once. */

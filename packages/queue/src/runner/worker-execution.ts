@@ -18,8 +18,6 @@ export interface WorkerServices {
   localBackend(workspace: boolean): Promise<IExecutionBackend>;
   /** Whether an execution of the same id, taken before this one, is here (from another host). */
   idTakenBefore(execution: WorkerExecution): boolean;
-  /** Whether this process was stopped or busy lately, too long for a caller waiting `lostMs` (an offer it holds may be stale). */
-  stalled(lostMs: number): boolean;
 }
 
 /**
@@ -34,8 +32,8 @@ const RESULT_TIMEOUT_MS = 10_000;
 type Claim = { caller: string; lostMs: number; protocol: number };
 
 /**
- * One task on a worker, from the stream message (or the offer) to the result: ask the caller to
- * start it (it runs only if accepted: at most once), acknowledge the message, run it on the local backend with
+ * One task on a worker, from the stream message to the result: ask the caller to start it (it
+ * runs only if accepted: at most once), acknowledge the message, run it on the local backend with
  * ctx.platform/ctx.channel going back to the caller, stop it on cancel or when its caller is gone,
  * and send the result with what `meta` needs.
  */
@@ -96,19 +94,8 @@ export class WorkerExecution implements Watched {
     }
   }
 
-  /**
-   * Offered to this worker (no other has it): taken at once. Pulled from the stream, or offered to
-   * a worker that was stopped or busy since (its caller may have given up on it and told nobody
-   * else to run it): the caller accepts its start (true), or refuses or is gone (the message is
-   * terminated or put back, the offer declined).
-   */
+  /** The caller accepts it (true), or refuses or is gone (the message is terminated or put back). */
   async #start(): Promise<boolean> {
-    const remainingMs = Number(this.#msg.headers?.get(HEADER.remainingMs));
-    if (this.#msg.offered && remainingMs > 0 && !this.#worker.stalled(this.#claim.lostMs)) {
-      this.#deadline = performance.now() + remainingMs;
-      this.#msg.ack();
-      return true;
-    }
     let reply: StartedReply;
     try {
       const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), STARTED_TIMEOUT_MS);

@@ -11,8 +11,6 @@ const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
  * its workers agree without configuration beyond those two:
  * - stream `<PREFIX>_<pool>` on subject `<prefix>.<pool>.tasks`: the work queue;
  * - durable pull consumer `<pool>-workers` on it, shared by every worker of the pool;
- * - `<prefix>.<pool>.offer`: a task offered straight to one worker with a free slot (queue group
- *   `<pool>-workers`), answered on `<caller>.offer.<n>`; one that none takes goes to the stream;
  * - `<prefix>.<pool>.caller.<hostId>`: what workers send to one host (started, heartbeats, logs,
  *   events, platform and channel calls, results);
  * - `<prefix>.<pool>.worker.<workerId>`: what a host sends to one worker (cancel, call replies, a large input);
@@ -22,7 +20,6 @@ export class PoolSubjects {
   readonly stream: string;
   readonly consumer: string;
   readonly tasks: string;
-  readonly offer: string;
   readonly presence: string;
   readonly presenceQuery: string;
   readonly #base: string;
@@ -32,7 +29,6 @@ export class PoolSubjects {
     this.stream = `${prefix.replaceAll('.', '_').toUpperCase()}_${pool}`;
     this.consumer = `${pool}-workers`;
     this.tasks = `${this.#base}.tasks`;
-    this.offer = `${this.#base}.offer`;
     this.presence = `${this.#base}.presence`;
     this.presenceQuery = `${this.#base}.presence.query`;
   }

@@ -22,8 +22,6 @@ export const HEADER = {
   reply: 'Kb-Reply',
   lostMs: 'Kb-Lost-Ms',
   protocol: 'Kb-Protocol',
-  /** On an offer: the time the execution has left by the caller's clock (a worker that takes it counts it on its own). */
-  remainingMs: 'Kb-Remaining-Ms',
   /** A part of a body sent in pieces: `index/count`, and the transfer it belongs to. */
   part: 'Kb-Part',
   transfer: 'Kb-Transfer',
@@ -65,9 +63,6 @@ export interface TaskBody {
  * the caller's still stops the handler at the caller's deadline.
  */
 export type StartedReply = { accept: true; remainingMs: number } | { accept: false; reason: string };
-
-/** A worker's answer to an offer: it runs the task (taken), or it has no slot free, or the caller refused its start. */
-export type OfferAnswer = { taken: true; worker: WorkerIdentity } | { taken: false };
 
 export interface HeartbeatBody {
   worker: string;
