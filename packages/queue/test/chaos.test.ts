@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { QUEUE_PLUGIN, QUEUE_PROBE, natsServer, newPool, startWorker, type WorkerProcess } from './helpers.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
@@ -145,6 +145,66 @@ describe('the network between a worker and the server', () => {
     // Through the restored link, the worker serves again.
     const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
     expectOk(after);
+  });
+});
+
+describe('a slow or flaky link between a worker and the server', () => {
+  let proxy: TcpProxy;
+
+  beforeEach(async () => {
+    proxy = await startTcpProxy(Number(new URL(server.url).port));
+  });
+  afterEach(() => proxy?.close());
+
+  it('a round trip of a second: a 5 s execution runs to its end (heartbeats answered late are still answers)', async () => {
+    const pool = newPool('slowlink');
+    proxy.latency(250);
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slowlink.log'), ms: 5000 } }, { timeoutMs: 30_000 });
+    expectOk(result);
+    expect(result.data).toEqual({ done: true });
+  });
+
+  it('an abort sent while the worker is reconnecting still reaches the handler, once it is back', async () => {
+    const pool = newPool('abortgap');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'abortgap.log');
+    const controller = new AbortController();
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
+    const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 120_000, signal: controller.signal, onEvent: () => running() });
+    await started;
+    proxy.refuse(true);
+    proxy.reset();
+    // The cancel goes out while the worker has no connection: lost.
+    controller.abort();
+    expectError(await result, 'ABORTED');
+    await sleep(1000);
+    proxy.refuse(false);
+    // Its heartbeats, once it is back, are answered with the cancel again.
+    await waitFor(async () => (await marks(file)).some((line) => line.endsWith(' signal ABORTED')), 10_000);
+  });
+
+  it('a platform call whose reply is lost in a reconnection fails in the handler instead of waiting for ever, and the result it returns during the outage reaches the caller', async () => {
+    const pool = newPool('rpcgap');
+    await worker(proxy.url, pool);
+    const kv = {
+      // The worker's link drops while the host answers: the reply is published into the gap.
+      get: async () => {
+        proxy.refuse(true);
+        proxy.reset();
+        setTimeout(() => proxy.refuse(false), 1000);
+        await sleep(200);
+        return 'lost in the gap';
+      },
+    };
+    const backend = host(server.url, pool, { platform: { kv }, permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'k' } }, { timeoutMs: 60_000 });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, code: 'WORKER_CRASHED' });
+    expect((result.data as { message: string }).message).toContain('lost its connection to the NATS server while this call was in flight');
   });
 });
 

@@ -2,53 +2,67 @@ import net from 'node:net';
 
 /**
  * A loopback TCP proxy to stand between a worker (or a host) and the NATS server, so that a test
- * can cut that process's network and restore it.
+ * can break that process's network the ways real ones break.
  *
  * `cut()` is a partition, not a reset: connections stay open and nothing flows either way (bytes
- * wait in the buffers, as they would behind a dead link that TCP has not given up on yet), so
- * neither side learns anything until its own timers say so. `restore()` lets the held bytes
- * through, late: what a worker said during the cut arrives after the host has moved on.
+ * wait, as they would behind a dead link that TCP has not given up on yet), so neither side
+ * learns anything until its own timers say so. `restore()` lets the held bytes through, late:
+ * what a worker said during the cut arrives after the host has moved on. `latency(ms)` delays
+ * every byte by `ms` each way (order kept). `reset()` drops every connection at once, and
+ * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
  */
 export interface TcpProxy {
   /** `nats://127.0.0.1:<port>` of the proxy. */
   url: string;
   cut(): void;
   restore(): void;
+  latency(ms: number): void;
+  reset(): void;
+  refuse(on: boolean): void;
   close(): Promise<void>;
 }
 
 interface Link {
   client: net.Socket;
   upstream: net.Socket;
+  /** Chunks held by a cut, by direction. */
+  held: Array<{ to: net.Socket; chunk: Buffer }>;
 }
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const links = new Set<Link>();
   let cut = false;
-  const join = (link: Link) => {
-    link.client.pipe(link.upstream);
-    link.upstream.pipe(link.client);
+  let delayMs = 0;
+  let refusing = false;
+  /** When the last delayed chunk of each socket goes out: a later one never overtakes it. */
+  const lastOut = new WeakMap<net.Socket, number>();
+  const send = (to: net.Socket, chunk: Buffer) => {
+    if (delayMs === 0) return void to.write(chunk);
+    const at = Math.max(Date.now() + delayMs, lastOut.get(to) ?? 0);
+    lastOut.set(to, at);
+    setTimeout(() => to.destroyed || to.write(chunk), at - Date.now());
   };
-  const part = (link: Link) => {
-    link.client.unpipe(link.upstream);
-    link.upstream.unpipe(link.client);
-    link.client.pause();
-    link.upstream.pause();
+  const forward = (link: Link, from: net.Socket, to: net.Socket) =>
+    from.on('data', (chunk: Buffer) => {
+      if (cut) link.held.push({ to, chunk });
+      else send(to, chunk);
+    });
+  const drop = (link: Link) => {
+    links.delete(link);
+    link.client.destroy();
+    link.upstream.destroy();
   };
   const server = net.createServer((client) => {
+    if (refusing) return void client.destroy();
     const upstream = net.connect(targetPort, '127.0.0.1');
-    const link = { client, upstream };
+    const link: Link = { client, upstream, held: [] };
     links.add(link);
     for (const socket of [client, upstream]) {
       socket.on('error', () => socket.destroy());
-      socket.on('close', () => {
-        links.delete(link);
-        client.destroy();
-        upstream.destroy();
-      });
+      socket.on('close', () => drop(link));
     }
-    if (cut) part(link);
-    else join(link);
+    forward(link, client, upstream);
+    forward(link, upstream, client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
@@ -56,17 +70,22 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     url: `nats://127.0.0.1:${port}`,
     cut() {
       cut = true;
-      for (const link of links) part(link);
     },
     restore() {
       cut = false;
-      for (const link of links) join(link);
+      for (const link of links) for (const { to, chunk } of link.held.splice(0)) send(to, chunk);
+    },
+    latency(ms: number) {
+      delayMs = ms;
+    },
+    reset() {
+      for (const link of [...links]) drop(link);
+    },
+    refuse(on: boolean) {
+      refusing = on;
     },
     async close() {
-      for (const link of links) {
-        link.client.destroy();
-        link.upstream.destroy();
-      }
+      for (const link of [...links]) drop(link);
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -1,4 +1,4 @@
-import { AbortedError, ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { AbortedError, ShuttingDownError, TimeoutError, ValidationError, isExecutionError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -276,11 +276,7 @@ export class Execution {
       };
       control.onStop((error) => decide({ ok: false, error }));
       const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
-      const stopListening = opts.signal
-        ? onAbort(opts.signal, () =>
-            control.stop(new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } })),
-          )
-        : undefined;
+      const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!))) : undefined;
       host.running.add(this);
       telemetry?.dispatched(task.pluginId, task.handlerId);
       let dispatched: Promise<unknown>;
@@ -337,6 +333,17 @@ export class Execution {
     const release = async () => this.#held.releaseAll();
     this.#host.track(runnerGone ? release() : settled.then(release));
   }
+}
+
+/**
+ * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue
+ * worker stopping an execution its calling host gave up on) keeps its words; any other reason is
+ * the caller's business, and the message stays ours.
+ */
+function callersAbort(task: RunnerTask, signal: AbortSignal): KnownExecutionError {
+  const reason: unknown = signal.reason;
+  if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase: 'running' }, cause: reason });
+  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

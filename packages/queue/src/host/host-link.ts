@@ -98,11 +98,14 @@ export class HostLink implements ExecutionLink {
     headers.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
     let ack;
     let retried = false;
+    // One bound for the whole hand-over, the waits for a reconnection and the retry included.
+    const giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
+    const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again), not fails.
-      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, PUBLISH_TIMEOUT_MS);
+      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, Math.min(PUBLISH_TIMEOUT_MS, left()));
       try {
-        ack = await this.#js.publish(this.subjects.tasks, body, { msgID: executionId, headers, timeout: PUBLISH_TIMEOUT_MS });
+        ack = await this.#js.publish(this.subjects.tasks, body, { msgID: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         break;
       } catch (error) {
         const failure = this.#publishError(error);
@@ -186,8 +189,12 @@ export class HostLink implements ExecutionLink {
   #fromWorker(msg: Msg): void {
     let body: Uint8Array | undefined;
     try {
+      const executionId = msg.headers?.get(HEADER.executionId) ?? '';
+      // Any word from its worker, a part of a large result included, says the worker is there:
+      // on a slow link, heartbeats wait behind those parts.
+      this.executions.get(executionId)?.heard();
       body = this.#parts.take(msg);
-      if (body) this.#route(msg.headers?.get(HEADER.kind) ?? '', msg.headers?.get(HEADER.executionId) ?? '', body, msg);
+      if (body) this.#route(msg.headers?.get(HEADER.kind) ?? '', executionId, body, msg);
     } catch {
       // A message that does not decode is dropped; its execution's watch reports a silent worker.
       if (msg.reply) msg.respond();

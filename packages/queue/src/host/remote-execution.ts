@@ -122,11 +122,21 @@ export class RemoteExecution {
     this.#input = undefined;
   }
 
-  /** A heartbeat from `workerId`: true when it is the worker running this execution. */
+  /**
+   * A heartbeat from `workerId`: true when it is the worker running this execution. Stopped, and
+   * still running there: the cancel goes again (the first may have been lost in a reconnection).
+   */
   heartbeat(workerId: string): boolean {
     if (this.#worker?.id !== workerId || !this.#settle) return false;
     this.#lastHeard = Date.now();
+    const stopped = this.#control.stopReason;
+    if (stopped) this.#toWorker('cancel', encode({ reason: serializeError(stopped) }, 'cancel'));
     return true;
+  }
+
+  /** Its worker said something about it (a message, a part of one). */
+  heard(): void {
+    if (this.#worker) this.#lastHeard = Date.now();
   }
 
   log(body: LogBody): void {

@@ -12,11 +12,16 @@ export interface Watched {
 /** The fastest heartbeat pace an impatient caller gets. */
 const MIN_INTERVAL_MS = 25;
 
+/** Heartbeat requests to one caller that may be unanswered at once (a slow link: answers come a round trip late). */
+const MAX_ASKING = 3;
+
 interface Caller {
   executions: Map<string, Watched>;
   lostMs: number;
+  /** When the caller last said anything to this worker: a heartbeat's answer, a part's, a message. */
   lastAnswer: number;
-  asking: boolean;
+  /** Heartbeat requests not answered yet. */
+  asking: number;
 }
 
 /**
@@ -50,7 +55,7 @@ export class CallerWatch {
   add(caller: string, lostMs: number, execution: Watched): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
-      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: false }));
+      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: 0 }));
       this.#pace();
     }
     entry.executions.set(execution.id, execution);
@@ -63,6 +68,12 @@ export class CallerWatch {
     if (entry.executions.size > 0) return;
     this.#callers.delete(caller);
     this.#pace();
+  }
+
+  /** `caller` said something (a reply to a part, a cancel, a call's reply): it is there. */
+  heard(caller: string): void {
+    const entry = this.#callers.get(caller);
+    if (entry) entry.lastAnswer = Date.now();
   }
 
   /** Whether `caller` still answered within its lost window (checked before a late start). */
@@ -97,14 +108,16 @@ export class CallerWatch {
         this.#orphan(entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${now - entry.lastAnswer} ms`);
         continue;
       }
-      if (!entry.asking) void this.#ask(caller, entry);
+      // Not one at a time: on a link with a round trip longer than a beat, answers still come every beat.
+      if (entry.asking < MAX_ASKING) void this.#ask(caller, entry);
     }
   }
 
   async #ask(caller: string, entry: Caller): Promise<void> {
-    entry.asking = true;
+    entry.asking++;
     try {
-      const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: [...entry.executions.keys()] }, 'heartbeat'), this.#intervalMs);
+      // Waits as long as the caller waits for this worker: a slow answer is still an answer.
+      const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: [...entry.executions.keys()] }, 'heartbeat'), entry.lostMs);
       entry.lastAnswer = Date.now();
       const { unknown } = decode<{ unknown: string[] }>(reply.data);
       this.#orphan(entry, unknown, 'its caller no longer waits for it');
@@ -112,7 +125,7 @@ export class CallerWatch {
       const noResponders = (error as { isNoResponders?: () => boolean })?.isNoResponders?.() === true;
       if (noResponders) this.#orphan(entry, [...entry.executions.keys()], 'its calling host is gone');
     } finally {
-      entry.asking = false;
+      entry.asking--;
     }
   }
 

@@ -1,4 +1,4 @@
-import { AbortedError, deserializeError } from '@kb-labs/plugin-execution-core';
+import { AbortedError, WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 
 type RpcReply = Extract<HostToRunner, { type: 'rpc-reply' }>;
@@ -38,6 +38,20 @@ export class RemoteCalls {
     this.#pending.delete(message.id);
     if (message.ok) pending.resolve(message.value);
     else pending.reject(deserializeError(message.error));
+  }
+
+  /**
+   * The connection to the server dropped: a call in flight, or its reply, may be lost with it.
+   * Each fails now (the handler may retry it; it may or may not have reached the host), instead
+   * of waiting for a reply that will not come.
+   */
+  connectionLost(): void {
+    if (this.#pending.size === 0) return;
+    const error = new WorkerCrashedError('The worker lost its connection to the NATS server while this call was in flight: it may or may not have reached the calling host', {
+      details: { reason: 'runner-lost' },
+    });
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
   }
 
   close(): void {

@@ -37,6 +37,8 @@ const JS_API = '$JS.API';
 
 /** How long close() waits for stopped executions to report before it closes the connection. */
 const STOP_WAIT_MS = 5000;
+/** A large input none of whose parts came for this long is dropped (its caller has given up on it). */
+const PARTS_IDLE_MS = 60_000;
 
 /**
  * Start a worker: it takes tasks of `pool` from NATS JetStream, as many at once as `concurrency`,
@@ -109,7 +111,8 @@ class QueueWorker implements ExecutionWorker {
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#parts = new PartsAssembler(o.maxPayloadBytes);
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
-    const courier = new Courier(nc);
+    // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
+    const courier = new Courier(nc, undefined, (caller) => this.#services.watch.heard(caller));
     this.#services = {
       identity,
       courier,
@@ -148,7 +151,11 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#checkTwin(msg)) }),
     );
     this.#announce();
-    this.#presenceTimer = setInterval(() => this.#announce(), this.#o.heartbeatMs);
+    this.#presenceTimer = setInterval(() => {
+      this.#announce();
+      // Large inputs whose caller went quiet halfway (a reset link) are not kept for ever.
+      this.#parts.sweep(PARTS_IDLE_MS);
+    }, this.#o.heartbeatMs);
     void this.#watchStatus();
     this.#puller.topUp();
   }
@@ -187,9 +194,12 @@ class QueueWorker implements ExecutionWorker {
 
   #fromCaller(msg: Msg): void {
     try {
+      const caller = msg.headers?.get(HEADER.reply) ?? '';
+      // Any word from a caller, a part of a large input included, says it is there.
+      this.#services.watch.heard(caller);
       const body = this.#parts.take(msg);
       if (!body) return;
-      const key = executionKey(msg.headers?.get(HEADER.reply) ?? '', msg.headers?.get(HEADER.executionId) ?? '');
+      const key = executionKey(caller, msg.headers?.get(HEADER.executionId) ?? '');
       this.#executions.get(key)?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
     } catch {
       // Undecodable: dropped.
@@ -235,7 +245,15 @@ class QueueWorker implements ExecutionWorker {
 
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
-      if (status.type === 'reconnect') {
+      if (status.type === 'disconnect') {
+        // What executions send waits for the connection (a result included); a call in flight,
+        // or its reply, may be lost with it: the handler is told, not left waiting.
+        this.#services.courier.hold();
+        for (const execution of this.#executions.values()) execution.connectionLost();
+      } else if (status.type === 'close') {
+        this.#services.courier.resume();
+      } else if (status.type === 'reconnect') {
+        this.#services.courier.resume();
         // The server may have restarted without its store: make the stream and consumer again.
         this.#pullSubject = undefined;
         this.#puller.renew();

@@ -1,4 +1,4 @@
-import { HandlerNotFoundError, TimeoutError, ValidationError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { HandlerNotFoundError, TimeoutError, ValidationError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
 import { TransferRefusedError, type Courier } from '../shared/courier.js';
 import { decode, encode, executionKey, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
@@ -94,11 +94,17 @@ export class WorkerExecution implements Watched {
     }
   }
 
-  /** The caller accepts it (true), or refuses or is gone (the message is terminated or put back). */
+  /**
+   * The caller accepts it (true), or refuses or is gone (the message is terminated or put back).
+   * An accept that took more than half the caller's patience to come back is not acted on: the
+   * caller, which heard nothing from this worker meanwhile, may already have reported it lost.
+   */
   async #start(): Promise<boolean> {
     let reply: StartedReply;
+    const { lostMs } = this.#claim;
+    const askedAt = performance.now();
     try {
-      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), STARTED_TIMEOUT_MS);
+      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
       reply = decode<StartedReply>(msg.data);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
@@ -110,17 +116,29 @@ export class WorkerExecution implements Watched {
       this.#msg.term();
       return false;
     }
-    this.#deadline = performance.now() + reply.remainingMs;
     this.#msg.ack();
+    const tookMs = Math.round(performance.now() - askedAt);
+    if (tookMs > lostMs / 2) {
+      const why = `its caller's answer to its start took ${tookMs} ms, more than half the caller's workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
+      await this.#reportFailure(new WorkerCrashedError(`Worker ${this.#worker.identity.id} (${this.#worker.identity.host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } }));
+      return false;
+    }
+    this.#deadline = performance.now() + reply.remainingMs;
     return true;
   }
 
   async #runTask(task: TaskBody): Promise<ExecutionResult> {
     const refusal = this.#refusal(task);
     if (refusal) throw refusal;
-    const input = this.#input ? decode(await this.#input.promise) : task.input;
+    const bytes = this.#input ? await this.#input.promise : undefined;
+    // Stopped while its input was on its way: what stopped it is the answer, not the missing input.
+    if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+    const input = bytes ? decode(bytes) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
-    if (!this.#worker.watch.answering(this.#claim.caller)) throw new ValidationError('The caller gave up on this execution before it could run');
+    if (!this.#worker.watch.answering(this.#claim.caller)) {
+      const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.#claim.lostMs}) before the handler began`;
+      throw new WorkerCrashedError(`Worker ${this.#worker.identity.id} (${this.#worker.identity.host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } });
+    }
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
       timeoutMs: Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS,
@@ -245,6 +263,11 @@ export class WorkerExecution implements Watched {
   #cancel(reason: unknown): void {
     this.#abort.abort(reason);
     this.#input?.resolve(new Uint8Array(0));
+  }
+
+  /** The worker's connection dropped: calls in flight fail (see RemoteCalls.connectionLost). */
+  connectionLost(): void {
+    this.#calls.connectionLost();
   }
 
   orphan(reason: Error): void {

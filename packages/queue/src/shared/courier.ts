@@ -52,16 +52,42 @@ export class Courier {
   readonly #nc: NatsConnection;
   readonly #partBytes: number;
   readonly #caller: string | undefined;
+  readonly #onPartTaken: ((subject: string) => void) | undefined;
+  /** Set while the connection is down (see hold()). */
+  #held: { until: Promise<void>; open: () => void } | undefined;
 
-  /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
-  constructor(nc: NatsConnection, caller?: string) {
+  /**
+   * `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none.
+   * `onPartTaken`: the receiver on `subject` answered a part (it is there, however slow the link).
+   */
+  constructor(nc: NatsConnection, caller?: string, onPartTaken?: (subject: string) => void) {
     this.#nc = nc;
     this.#partBytes = partBytes(nc);
     this.#caller = caller;
+    this.#onPartTaken = onPartTaken;
+  }
+
+  /**
+   * The connection dropped: what is sent from now on waits until `resume()`, in order. nats.js
+   * drops what is published while it reconnects (its buffer is reset on each connect), which
+   * would lose a result that a handler finished during a short outage.
+   */
+  hold(): void {
+    if (this.#held) return;
+    let open!: () => void;
+    const until = new Promise<void>((resolve) => (open = resolve));
+    this.#held = { until, open };
+  }
+
+  /** The connection is back: what waited goes now, in the order it was sent. */
+  resume(): void {
+    this.#held?.open();
+    this.#held = undefined;
   }
 
   /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
+    if (this.#held) return this.#held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
     if (body.length <= this.#partBytes) {
       this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId, this.#caller) });
       return undefined;
@@ -71,6 +97,7 @@ export class Courier {
 
   /** A request; rejects as `nc.request` does (no responders, timeout). */
   request(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
+    if (this.#held) return this.#held.until.then(() => this.request(subject, kind, executionId, body, timeoutMs));
     if (body.length <= this.#partBytes) return this.#nc.request(subject, body, { headers: makeHeaders(kind, executionId, this.#caller), timeout: timeoutMs });
     return this.#sendParts(subject, kind, executionId, body, timeoutMs);
   }
@@ -85,6 +112,7 @@ export class Courier {
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
       reply = await this.#nc.request(subject, part, { headers, timeout: timeoutMs });
+      this.#onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);
     }
