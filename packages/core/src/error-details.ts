@@ -93,6 +93,8 @@ export type ErrorDetailsByCode = {
     thrown?: { type: string; value?: unknown };
     /** The module file at fault, when loading the handler's module failed (ES module syntax in a CommonJS scope). */
     file?: string;
+    /** The code of one of our errors the handler threw that a handler may not report (TIMEOUT, WORKER_CRASHED …): see docs/errors.md. */
+    code?: string;
   };
   SHUTTING_DOWN: { phase: Phase };
   WORKSPACE_ERROR: { root?: string; dir?: string; executionId?: string; field?: string; reason?: string; code?: string | null };

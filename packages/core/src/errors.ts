@@ -138,6 +138,26 @@ export function isExecutionError(value: unknown): value is KnownExecutionError {
 }
 
 /**
+ * The codes a handler may report by throwing one of our errors: what `ctx` itself throws at it
+ * (PERMISSION_DENIED from `ctx.platform`, VALIDATION_ERROR from a bad argument) and its own
+ * verdict on its input. The others tell what happened to the execution (TIMEOUT, ABORTED,
+ * WORKER_CRASHED …) or that it never ran (QUEUE_FULL, SHUTTING_DOWN …): a handler cannot know the
+ * first and is wrong about the second, and a host acting on them (a retry of what "never ran", an
+ * alert on an out-of-memory crash) must be able to trust them.
+ */
+const HANDLER_MAY_REPORT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HANDLER_ERROR', 'VALIDATION_ERROR', 'PERMISSION_DENIED']);
+
+/**
+ * What a handler threw, as the execution reports it: one of our errors of a code it may report
+ * (HANDLER_MAY_REPORT, plus `alsoAllowed`) as it is, any other one as HANDLER_ERROR naming it
+ * (`details.name`, `details.code`; the error itself as `cause`), anything else as toHandlerError.
+ */
+export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] = []): KnownExecutionError {
+  if (!isExecutionError(thrown) || HANDLER_MAY_REPORT.has(thrown.code) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
+  return new HandlerError(`The handler threw ${thrown.name} (${thrown.code}): ${thrown.message}`, { details: { name: thrown.name, code: thrown.code }, cause: thrown });
+}
+
+/**
  * Normalise anything a handler threw into our family. Our own errors pass through (a handler
  * that lets a PermissionDeniedError from `ctx.platform` escape reports PERMISSION_DENIED);
  * everything else becomes a HandlerError whose `cause` is the thrown value.

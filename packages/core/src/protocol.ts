@@ -1,5 +1,5 @@
 import { deserializeError, type SerializedError } from './error-wire.js';
-import { toHandlerError } from './errors.js';
+import { handlerThrew, toHandlerError } from './errors.js';
 import type { LogEntry } from './host/request.js';
 import type { RunnerTask } from './runner/handler-runtime.js';
 
@@ -27,9 +27,16 @@ export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type:
 
 export { unserializableError } from './wire-clone.js';
 
-/** Turn a runner's result message into the value or the error the host reports. */
-export function unwrapRunnerResult(result: RunnerResult): unknown {
+/**
+ * Turn a runner's result message into the value or the error the host reports. A runner that
+ * runs plugin code (a thread, a child process) reports the handler's own errors, and a plugin
+ * can forge its message: only the codes a runner's runtime or handler may report pass
+ * (handlerThrew; HANDLER_NOT_FOUND too, for a module without the export), so that a TIMEOUT or a
+ * WORKER_CRASHED is always the host's own finding. `trusted`: a runner whose results are the
+ * host's own kind (a queue worker's, from its local backend): every code passes.
+ */
+export function unwrapRunnerResult(result: RunnerResult, options: { trusted?: boolean } = {}): unknown {
   if (result.ok) return result.data;
   const error = deserializeError(result.error);
-  throw toHandlerError(error);
+  throw options.trusted ? toHandlerError(error) : handlerThrew(error, ['HANDLER_NOT_FOUND']);
 }

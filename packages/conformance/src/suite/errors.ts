@@ -1,7 +1,7 @@
 import { HandlerError, deserializeError, isExecutionError, serializeError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError } from '../expect-result.js';
-import { BASIC } from '../fixtures.js';
+import { BASIC, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
 export function describeErrors(suite: SuiteContext): void {
@@ -38,6 +38,31 @@ function thrownValueTests(suite: SuiteContext): void {
     const again = deserializeError(JSON.parse(JSON.stringify(serializeError(error))));
     expect(again).toBeInstanceOf(HandlerError);
     expect(((again.cause as Error).cause as Error).cause).toBeInstanceOf(TypeError);
+  });
+
+  it.each([
+    ['TIMEOUT', 'TimeoutError'],
+    ['WORKER_CRASHED', 'WorkerCrashedError'],
+    ['QUEUE_FULL', 'QueueFullError'],
+    ['SHUTTING_DOWN', 'ShuttingDownError'],
+    ['ABORTED', 'AbortedError'],
+  ])('a handler that throws a %s of its own making gets HANDLER_ERROR naming it: only the backend reports what happened to an execution', async (code, name) => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.details).toMatchObject({ name, code });
+    expect(result.error.message).toContain(`forged ${code}`);
+    expect((result.error.cause as { code?: unknown }).code).toBe(code);
+  });
+
+  it.each([
+    ['PERMISSION_DENIED', 'PermissionDeniedError'],
+    ['VALIDATION_ERROR', 'ValidationError'],
+  ])('a handler that lets a %s escape reports that code', async (code, name) => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name } });
+    expectError(result, code as 'PERMISSION_DENIED');
+    expect(result.error.message).toBe(`forged ${code}`);
   });
 
   it.each([

@@ -1,7 +1,7 @@
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
-import { HandlerError, HandlerNotFoundError, toHandlerError } from '../errors.js';
+import { HandlerError, HandlerNotFoundError, handlerThrew, toHandlerError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
 import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
@@ -96,7 +96,7 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
   try {
     return await handler.run(input, ctx);
   } catch (error) {
-    throw toHandlerError(error);
+    throw handlerThrew(error);
   }
 }
 

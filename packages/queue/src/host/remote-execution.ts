@@ -157,7 +157,7 @@ export class RemoteExecution {
       this.#control.setRunner({ id: this.#worker.id, host: this.#worker.host, ...(meta.pid !== undefined ? { pid: meta.pid } : {}), ...(meta.threadId !== undefined ? { threadId: meta.threadId } : {}) });
     }
     try {
-      this.#finish(unwrapRunnerResult(body.ok ? { type: 'result', ok: true, data: body.data } : { type: 'result', ok: false, error: body.error }));
+      this.#finish(unwrapRunnerResult(body.ok ? { type: 'result', ok: true, data: body.data } : { type: 'result', ok: false, error: body.error }, { trusted: true }));
     } catch (error) {
       this.#finish(undefined, error);
     }
