@@ -78,6 +78,20 @@ function cancellationTests(suite: SuiteContext): void {
     expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
   });
 
+  it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours', async () => {
+    const backend = make();
+    const ownWords = new AbortController();
+    const mine = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: ownWords.signal, onEvent: () => ownWords.abort(new AbortedError('stopped: the user left the page')) });
+    const result = await mine;
+    expectError(result, 'ABORTED');
+    expect(result.error.message).toBe('stopped: the user left the page');
+    expect(result.error.details).toMatchObject({ phase: 'running' });
+    const plain = new AbortController();
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: plain.signal, onEvent: () => plain.abort(new Error('not ours')) });
+    expectError(other, 'ABORTED');
+    expect(other.error.message).toContain('aborted by the caller');
+  });
+
   it('ABORTED for a signal aborted before the call, and the handler never runs', async () => {
     const backend = make();
     const events: ExecutionEvent[] = [];
