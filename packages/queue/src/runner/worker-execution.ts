@@ -205,8 +205,13 @@ export class WorkerExecution implements Watched {
     try {
       await this.#sendResult(bytes);
     } catch (error) {
-      if (!(error instanceof TransferRefusedError)) return;
-      await this.#sendResult(encode({ ok: false, error: serializeError(this.#refusedBy('handler result', error)), meta } satisfies ResultBody, 'error')).catch(() => undefined);
+      if (error instanceof TransferRefusedError) {
+        await this.#sendResult(encode({ ok: false, error: serializeError(this.#refusedBy('handler result', error)), meta } satisfies ResultBody, 'error')).catch(() => undefined);
+        return;
+      }
+      // A large result cut off halfway (the connection dropped under it): once more, whole, once
+      // the connection is back. Its caller drops a second copy if the first did arrive.
+      await this.#sendResult(bytes).catch(() => undefined);
     }
   }
 
@@ -222,10 +227,9 @@ export class WorkerExecution implements Watched {
    * larger than one message still goes as acknowledged parts.
    */
   async #sendResult(bytes: Uint8Array): Promise<void> {
-    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS)?.catch((error: unknown) => {
-      // A caller that is gone drops it; one whose limit is lower than this worker's says so.
-      if (error instanceof TransferRefusedError) throw error;
-    });
+    // Rejects when a large one does not get through: its caller is gone, its limit is lower than
+    // this worker's (TransferRefusedError), or the connection dropped under it.
+    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS);
   }
 
   /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
