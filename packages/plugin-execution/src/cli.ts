@@ -76,22 +76,39 @@ async function sweepCommand(root: string | undefined, foreignOlderThan: string |
   return result.failed.length ? 1 : 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    if (error instanceof UsageError || error instanceof WorkerUsageError || (error as { code?: string })?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      // The error, the synopsis and where the rest is: a usage error should not scroll off under the whole help.
-      const worker = process.argv[2] === 'worker';
-      const usage = worker ? WORKER_USAGE : USAGE;
-      const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
-      process.stderr.write(`${(error as Error).message}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
-      process.exitCode = 2;
-      return;
-    }
-    const e = error as { code?: string; message?: string };
-    process.stderr.write(`${e?.code ?? 'ERROR'}: ${e?.message ?? String(error)}\n`);
-    process.exitCode = 1;
-  },
-);
+/** node:util parseArgs's words for a command line it cannot take. */
+const PARSE_ERRORS = new Set(['ERR_PARSE_ARGS_UNKNOWN_OPTION', 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE', 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL']);
+
+/**
+ * The command is done: exit once stdout and stderr have taken what was written. Not by waiting
+ * for the event loop to empty: an in-process handler's leftover timer (or one still running after
+ * its abort) would keep the process alive after its result.
+ */
+function exit(code: number): void {
+  process.exitCode = code;
+  let pending = 2;
+  const done = () => {
+    if (--pending === 0) process.exit(code);
+  };
+  process.stdout.write('', done);
+  process.stderr.write('', done);
+}
+
+main(process.argv.slice(2)).then(exit, (error: unknown) => {
+  exit(reportFailure(error));
+});
+
+/** Say why the command failed; the exit code: 2 for a usage error, else 1. */
+function reportFailure(error: unknown): number {
+  if (error instanceof UsageError || error instanceof WorkerUsageError || PARSE_ERRORS.has((error as { code?: string })?.code ?? '')) {
+    // The error, the synopsis and where the rest is: a usage error should not scroll off under the whole help.
+    const worker = process.argv[2] === 'worker';
+    const usage = worker ? WORKER_USAGE : USAGE;
+    const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
+    process.stderr.write(`${(error as Error).message}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
+    return 2;
+  }
+  const e = error as { code?: string; message?: string };
+  process.stderr.write(`${e?.code ?? 'ERROR'}: ${e?.message ?? String(error)}\n`);
+  return 1;
+}

@@ -8,7 +8,11 @@ import path from 'node:path';
  */
 export async function initCommand(dir: string, usage: (message: string) => Error): Promise<number> {
   const root = path.resolve(dir);
-  const existing = await readdir(root).catch((error: NodeJS.ErrnoException) => (error.code === 'ENOENT' ? [] : Promise.reject(error)));
+  const existing = await readdir(root).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    if (error.code === 'ENOTDIR') throw usage(`init: ${root} is a file; give a new folder`);
+    return Promise.reject(error);
+  });
   if (existing.length > 0) throw usage(`init: ${root} exists and is not empty; give a new folder`);
   const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '') || 'my-plugin';
   const id = `@my-org/${name}`;
@@ -32,8 +36,8 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
-      `Run it:   kb-plugin-exec run ${dir} hello --input '{"name":"Ada"}'\n` +
-      `Test it:  cd ${dir} && npm install @kb-labs/plugin-execution && npm test\n`,
+      `Run it:   kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
+      `Test it:  cd ${shellWord(dir)} && npm install @kb-labs/plugin-execution && npm test\n`,
   );
   return 0;
 }
@@ -72,3 +76,8 @@ for (const type of ['in-process', 'worker-pool', 'subprocess']) {
   });
 }
 `;
+
+/** `word` as one shell word, quoted only when it has to be (a folder name with a space …). */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}

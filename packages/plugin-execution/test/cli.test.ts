@@ -137,6 +137,18 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('exits once the result is out, even when an in-process handler it timed out still has a timer pending', () => {
+    // The handler would resolve 20 s later, ignoring its signal: in-process cannot stop it.
+    const started = performance.now();
+    const { status, stderr } = spawnSync(process.execPath, [cli, 'run', fixturePlugins.hostile, 'resolves-late', '--input', '{"ms":20000}', '--timeout', '300', '--no-workspace'], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      timeout: 15_000,
+    });
+    expect(status, `still running after ${Math.round(performance.now() - started)} ms`).toBe(1);
+    expect(stderr).toMatch(/^TIMEOUT: /);
+  });
+
   it('usage errors exit 2 with the synopsis and where the options are listed', () => {
     const bad = run(['run', fixturePlugins.basic]);
     expect(bad.status).toBe(2);
@@ -157,6 +169,14 @@ describe('kb-plugin-exec CLI', () => {
     const noFolder = run(['run', path.join(root, 'no-such-plugin'), 'echo']);
     expect(noFolder.status).toBe(1);
     expect(noFolder.stderr).toMatch(/^VALIDATION_ERROR: Plugin folder \S+no-such-plugin does not exist/);
+    for (const flag of ['--input', '--backend', '--timeout']) {
+      const noValue = run(['run', fixturePlugins.basic, 'echo', flag]);
+      expect(noValue.status, flag).toBe(2);
+      expect(noValue.stderr).toContain(`${flag} <value>' argument missing`);
+    }
+    const initOnFile = run(['init', cli]);
+    expect(initOnFile.status).toBe(2);
+    expect(initOnFile.stderr.split('\n')[0]).toMatch(/^init: \S+cli\.js is a file; give a new folder$/);
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
