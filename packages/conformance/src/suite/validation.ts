@@ -58,6 +58,16 @@ function requestValidationTests(suite: SuiteContext): void {
     expect(badId.error.message).toContain('executionId');
   });
 
+  it('refuses a misspelt request field, naming it (the handler would run without its input), and points an execute() option to its place', async () => {
+    const backend = make();
+    const misspelt = await backend.execute({ pluginId: BASIC, handlerId: 'echo', inptu: { x: 1 } } as never);
+    expectError(misspelt, 'VALIDATION_ERROR');
+    expect(misspelt.error.message).toContain('inptu: unknown field; did you mean "input"?');
+    const option = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, timeoutMs: 100 } as never);
+    expectError(option, 'VALIDATION_ERROR');
+    expect(option.error.message).toContain('timeoutMs: not a field of the request: it is an option of execute() (its second argument)');
+  });
+
   it('refuses an executionId that an unfinished execution has, naming it; once that one finished, the id is free again', async () => {
     const backend = make();
     // Its own each run: a queue's stream remembers the ids it took for 2 minutes.

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { ValidationError } from '../errors.js';
-import { parseWith, validationError, type ValidationIssue } from '../validation.js';
+import { issuesOf, validationError, type ValidationIssue } from '../validation.js';
 import { lazySchema, type Zod } from './lazy-zod.js';
 import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
@@ -73,6 +73,7 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
     const r = request as Record<string, unknown>;
     const { pluginId, handlerId, executionId, context } = r;
     if (
+      onlyRequestFields(r) &&
       typeof pluginId === 'string' &&
       pluginId.length >= 1 &&
       pluginId.length <= 214 &&
@@ -88,7 +89,35 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
       return parsed;
     }
   }
-  return parseWith(executionRequestSchema(), request, 'Invalid execution request');
+  const unknown = typeof request === 'object' && request !== null && !Array.isArray(request) ? unknownFieldIssues(request as Record<string, unknown>) : [];
+  const result = executionRequestSchema().safeParse(request);
+  if (result.success && unknown.length === 0) return result.data;
+  throw validationError('Invalid execution request', [...(result.success ? [] : issuesOf(result.error)), ...unknown]);
+}
+
+/** Every field of a request (ExecutionRequest). */
+const REQUEST_FIELDS: readonly string[] = ['pluginId', 'handlerId', 'input', 'context', 'executionId'];
+
+function onlyRequestFields(r: Record<string, unknown>): boolean {
+  for (const key in r) if (key !== 'pluginId' && key !== 'handlerId' && key !== 'input' && key !== 'context' && key !== 'executionId') return false;
+  return true;
+}
+
+/**
+ * A misspelt field is not dropped in silence (`inptu` would run the handler without its input),
+ * and an execute() option put in the request (`timeoutMs`) is pointed to where it goes.
+ */
+function unknownFieldIssues(r: Record<string, unknown>): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  for (const key of Object.keys(r)) {
+    if (REQUEST_FIELDS.includes(key)) continue;
+    if (EXECUTE_OPTIONS.includes(key)) issues.push({ path: key, message: "not a field of the request: it is an option of execute() (its second argument)" });
+    else {
+      const near = nearest(key, REQUEST_FIELDS);
+      issues.push({ path: key, message: `unknown field${near ? `; did you mean "${near}"?` : ''}` });
+    }
+  }
+  return issues;
 }
 
 /** `{}`: a plain object with no own keys at all (a `__proto__` key, a getter or a symbol takes the schema's path). */
