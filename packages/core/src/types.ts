@@ -68,7 +68,10 @@ export interface BackendStats {
   /** Executions finished, by outcome: `ok` or an error code. */
   total: number;
   byOutcome: Partial<Record<'ok' | ErrorCode, number>>;
-  /** Milliseconds over the last ~2 000 executions. */
+  /**
+   * Milliseconds over the last ~2 000 executions that reached a runner: one refused before it ran
+   * (QUEUE_FULL, VALIDATION_ERROR of its request, HANDLER_NOT_FOUND …) is counted in `byOutcome` only.
+   */
   latency: { total: LatencySummary; wait: LatencySummary; run: LatencySummary };
   /** Backend-specific figures (threads, processes, spares …). */
   runners?: Record<string, unknown>;

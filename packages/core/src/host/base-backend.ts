@@ -277,7 +277,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     });
   }
 
-  #count(result: ExecutionResult): void {
+  #count(result: ExecutionResult, dispatched: boolean): void {
     if (--this.#inflight === 0 && this.#onIdle) {
       const idle = this.#onIdle;
       this.#onIdle = undefined;
@@ -286,6 +286,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     const code = result.ok ? 'ok' : result.error.code;
     this.#byOutcome[code] = (this.#byOutcome[code] ?? 0) + 1;
     this.#total++;
+    if (!dispatched) return;
     this.#latency.total.record(result.meta.durationMs);
     this.#latency.wait.record(result.meta.queueWaitMs);
     this.#latency.run.record(result.meta.runMs);
@@ -321,7 +322,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       },
       dispatch: (task, control) => this.dispatch(task, control),
       unstartedReason: () => this.unstartedReason(),
-      finished: (result) => this.#count(result),
+      finished: (result, dispatched) => this.#count(result, dispatched),
       track: (release) => {
         this.#releases.add(release);
         void release.finally(() => this.#releases.delete(release));

@@ -49,8 +49,8 @@ export interface ExecutionHost {
   dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
   /** Why an execution handed over has no runner yet, for the TIMEOUT of one that never started (undefined: no more to say). */
   unstartedReason(): string | undefined;
-  /** The result, just before the caller gets it (stats). */
-  finished(result: ExecutionResult): void;
+  /** The result, just before the caller gets it (stats); `dispatched`: it reached a runner. */
+  finished(result: ExecutionResult, dispatched: boolean): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
   track(release: Promise<unknown>): void;
   /** Shutdown's way to stop what runs. */
@@ -134,7 +134,7 @@ export class Execution {
     this.meta.durationMs = round((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = newExecutionId();
     const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
-    this.#host.finished(result);
+    this.#host.finished(result, this.#control !== undefined);
     this.#telemetry?.finish(result);
     return result;
   }
