@@ -76,6 +76,12 @@ export class CallerWatch {
     if (entry) entry.lastAnswer = Date.now();
   }
 
+  /** A heartbeat to `caller` now, not at the next beat (a start whose accept came back late). */
+  beatNow(caller: string): void {
+    const entry = this.#callers.get(caller);
+    if (entry && entry.asking < MAX_ASKING && !this.#closed) void this.#ask(caller, entry);
+  }
+
   /** Whether `caller` still answered within its lost window (checked before a late start). */
   answering(caller: string): boolean {
     const entry = this.#callers.get(caller);

@@ -51,6 +51,8 @@ export class WorkerExecution implements Watched {
   #sending: Promise<void> | undefined;
   /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
   #deadline = 0;
+  /** The caller's accept took long to come back (see #start). */
+  #slowStart = false;
 
   constructor(msg: TaskMessage, worker: WorkerServices) {
     this.#msg = msg;
@@ -81,6 +83,7 @@ export class WorkerExecution implements Watched {
     if (!this.id || !caller) return void this.#msg.term();
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
+    if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
       const task = decode<TaskBody>(this.#msg.data);
       if (task.inputFollows) this.#input = deferredBytes();
@@ -96,8 +99,10 @@ export class WorkerExecution implements Watched {
 
   /**
    * The caller accepts it (true), or refuses or is gone (the message is terminated or put back).
-   * An accept that took more than half the caller's patience to come back is not acted on: the
-   * caller, which heard nothing from this worker meanwhile, may already have reported it lost.
+   * An accept that took the caller's whole patience (`workerLostMs`) to come back is not acted
+   * on: the caller, which hears nothing from this worker meanwhile, may already have reported it
+   * lost. A slow one (a third of it) is followed at once by a heartbeat, so that the caller hears
+   * from this worker within its window.
    */
   async #start(): Promise<boolean> {
     let reply: StartedReply;
@@ -118,12 +123,13 @@ export class WorkerExecution implements Watched {
     }
     this.#msg.ack();
     const tookMs = Math.round(performance.now() - askedAt);
-    if (tookMs > lostMs / 2) {
-      const why = `its caller's answer to its start took ${tookMs} ms, more than half the caller's workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
+    if (tookMs >= lostMs) {
+      const why = `its caller's answer to its start took ${tookMs} ms, the caller's whole workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
       await this.#reportFailure(new WorkerCrashedError(`Worker ${this.#worker.identity.id} (${this.#worker.identity.host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } }));
       return false;
     }
     this.#deadline = performance.now() + reply.remainingMs;
+    this.#slowStart = tookMs > lostMs / 3;
     return true;
   }
 

@@ -34,6 +34,14 @@ export class TransferRefusedError extends Error {
   }
 }
 
+/**
+ * The largest body the courier sends as one message, and its parts' size above that. Small
+ * enough to cross a slow link (256 KiB/s) well within a heartbeat window: a message as large as
+ * the server's `max_payload` (8 MB) would hold the link, and the heartbeats queued behind it,
+ * for longer than `workerLostMs`.
+ */
+const COURIER_PART_BYTES = 256 * 1024;
+
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
 
@@ -62,7 +70,7 @@ export class Courier {
    */
   constructor(nc: NatsConnection, caller?: string, onPartTaken?: (subject: string) => void) {
     this.#nc = nc;
-    this.#partBytes = partBytes(nc);
+    this.#partBytes = Math.min(partBytes(nc), COURIER_PART_BYTES);
     this.#caller = caller;
     this.#onPartTaken = onPartTaken;
   }
