@@ -117,6 +117,19 @@ describe('loading a plugin folder', () => {
     expect(error.message).toMatch(/not valid JSON/);
   });
 
+  it('reads a manifest saved with a byte-order mark, as Windows editors save one', async () => {
+    const dir = await pluginFolder(`\uFEFF${JSON.stringify(manifest({ run: { entry: './run.mjs' } }))}`);
+    const plugin = await new PluginRegistry().load(dir);
+    expect(Object.keys(plugin.manifest.handlers)).toEqual(['run']);
+  });
+
+  it('refuses an entry that is a folder, naming the handler', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: './lib' } })));
+    await mkdir(path.join(dir, 'lib'));
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain('handlers.run.entry: ./lib is a folder; name the module file in it (./lib/index.js, say)');
+  });
+
   it('refuses an invalid manifest, naming the JSON path of every problem', async () => {
     const dir = await pluginFolder(
       JSON.stringify({

@@ -42,7 +42,9 @@ describe('createExecutionBackend', () => {
   it('shutdown() before first use loads nothing and later calls get SHUTTING_DOWN', async () => {
     const backend = createExecutionBackend({ type: 'in-process' });
     await backend.shutdown();
-    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    const refused = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(refused, 'SHUTTING_DOWN');
+    expect(refused.error.details).toEqual({ phase: 'queued' });
     await expect(backend.registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 

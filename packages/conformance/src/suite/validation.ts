@@ -92,6 +92,13 @@ function requestValidationTests(suite: SuiteContext): void {
       const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, options as never);
       expectError(result, 'VALIDATION_ERROR');
     }
+    const asText = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: '5000' } as never);
+    expectError(asText, 'VALIDATION_ERROR');
+    expect(asText.error.message).toContain('got the string "5000"');
+    const notObject = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, 'fast' as never);
+    expectError(notObject, 'VALIDATION_ERROR');
+    expect(notObject.error.message).toBe('execute() options must be an object, got string');
+    expect(notObject.error.details).toMatchObject({ phase: 'options' });
   });
 }
 

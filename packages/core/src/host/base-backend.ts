@@ -154,6 +154,9 @@ export abstract class BaseBackend implements IExecutionBackend {
    * shutdown began. What a fresh module means on each backend: docs/plugins.md.
    */
   async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    if (typeof pluginId !== 'string' || pluginId.length === 0) {
+      throw new ValidationError(`reloadPlugin() needs the id of a registered plugin, got ${pluginId === '' ? 'an empty string' : typeof pluginId}`, { details: { path: 'pluginId' } });
+    }
     const refuse = () => {
       if (this.#state === 'shutting-down' || this.#state === 'closed') {
         throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is ${this.#state}`);

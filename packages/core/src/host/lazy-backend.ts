@@ -95,7 +95,7 @@ class LazyBackend implements LazyExecutionBackend {
     const startedAt = Date.now();
     const t0 = performance.now();
     if (this.#stopping) {
-      return this.#failure(request, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`), startedAt, t0);
+      return this.#failure(request, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0);
     }
     let backend: Loadable;
     try {

@@ -273,7 +273,8 @@ async function readManifest(root: string, file: string): Promise<unknown> {
     );
   }
   try {
-    return JSON.parse(text);
+    // A byte-order mark (editors on Windows save one) is not JSON, but it is no mistake either.
+    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
   } catch (error) {
     throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
   }
@@ -286,17 +287,18 @@ function parseManifest(root: string, manifest: unknown, file: string | undefined
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
   const details = { file: file ?? null, root, ...claimedId };
   const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
-  const outside = entriesLinkedOutside(root, parsed);
-  if (outside.length > 0) throw validationError(`Invalid plugin manifest (${label})`, outside, details);
+  const badEntries = entryProblems(root, parsed);
+  if (badEntries.length > 0) throw validationError(`Invalid plugin manifest (${label})`, badEntries, details);
   return parsed;
 }
 
 /**
- * Entries that lead out of the plugin folder through a symbolic link: the manifest's paths stay
- * inside it, and so must the files they name (an OS sandbox shows a child only the plugin's
- * folder). An entry that does not exist yet is left to the execution to report.
+ * Entries that lead out of the plugin folder through a symbolic link (the manifest's paths stay
+ * inside it, and so must the files they name: an OS sandbox shows a child only the plugin's
+ * folder), and entries that are folders, not module files. An entry that does not exist yet is
+ * left to the execution to report.
  */
-function entriesLinkedOutside(root: string, manifest: PluginManifest): ValidationIssue[] {
+function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[] {
   let realRoot: string;
   try {
     realRoot = fs.realpathSync(root);
@@ -314,6 +316,8 @@ function entriesLinkedOutside(root: string, manifest: PluginManifest): Validatio
     const relative = path.relative(realRoot, real);
     if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
       issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
+    } else if (fs.statSync(real, { throwIfNoEntry: false })?.isDirectory()) {
+      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a folder; name the module file in it (./${path.posix.join(spec.entry.replace(/^\.\//, ''), 'index.js')}, say)` });
     }
   }
   return issues;

@@ -203,12 +203,15 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
 export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (options === undefined || options === null) return {};
-  if (typeof options !== 'object') throw new ValidationError(`execute() options must be an object, got ${typeof options}`);
+  if (typeof options !== 'object') {
+    const message = `must be an object, got ${typeof options}`;
+    throw new ValidationError(`execute() options ${message}`, { details: { phase: 'options', issues: [{ path: '', message }] } });
+  }
   const o = options as Record<string, unknown>;
   const issues: ValidationIssue[] = [];
   const add = (path: string, message: string) => issues.push({ path, message });
   if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMEOUT_MS)) {
-    add('timeoutMs', `must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(o.timeoutMs)}`);
+    add('timeoutMs', `must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : String(o.timeoutMs)}`);
   }
   if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
