@@ -41,6 +41,12 @@ export class ProtocolError extends Error {
 /** A value too large to send as one frame. */
 export class FrameTooLargeError extends RangeError {
   override name = 'FrameTooLargeError';
+  constructor(
+    readonly bytes: number,
+    readonly limit: number,
+  ) {
+    super(`message of ${bytes} bytes exceeds the frame limit of ${limit} bytes`);
+  }
 }
 
 const pause = new Int32Array(new SharedArrayBuffer(4));
@@ -70,7 +76,7 @@ function writeWhole(fd: number, frame: Buffer): void {
 export function encodeFrame(message: unknown, maxFrameBytes: number): Buffer {
   const payload = v8.serialize(message);
   if (payload.length > maxFrameBytes) {
-    throw new FrameTooLargeError(`message of ${payload.length} bytes exceeds the frame limit of ${maxFrameBytes} bytes`);
+    throw new FrameTooLargeError(payload.length, maxFrameBytes);
   }
   const header = Buffer.allocUnsafe(HEADER_BYTES);
   header[0] = MAGIC_0;

@@ -95,6 +95,7 @@ describe('protocol', () => {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'y'.repeat(100 * 1024) });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain('exceeds the frame limit');
+    expect(result.error.details).toMatchObject({ path: 'input', reason: 'too-large', limit: 64 * 1024 });
     expect(await runners(backend)).toMatchObject({ spawned: 0 });
   });
 });

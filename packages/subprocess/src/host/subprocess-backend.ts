@@ -4,7 +4,7 @@ import { BaseBackend, recordRunnerCrash, recordRunnerStart, unserializableError,
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
-import { encodeFrame } from '../framing.js';
+import { FrameTooLargeError, encodeFrame } from '../framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
@@ -86,6 +86,11 @@ export class SubprocessBackend extends BaseBackend {
       const run: ChildRunMessage = { type: 'run', task, env: handlerEnvironment(task.permissions.env) };
       frame = encodeFrame(run, this.#o.maxFrameBytes);
     } catch (error) {
+      if (error instanceof FrameTooLargeError) {
+        throw new ValidationError(`The input is ${error.bytes} bytes encoded: it exceeds the frame limit of ${error.limit} bytes (maxFrameBytes)`, {
+          details: { path: 'input', reason: 'too-large', bytes: error.bytes, limit: error.limit },
+        });
+      }
       throw unserializableError('input', error, task.input);
     }
 
