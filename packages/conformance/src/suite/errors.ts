@@ -55,6 +55,14 @@ function thrownValueTests(suite: SuiteContext): void {
     expect((result.error.cause as { code?: unknown }).code).toBe(code);
   });
 
+  it('an event that cannot be sent is VALIDATION_ERROR naming where in it, on every backend', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'emits-uncloneable' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain('ctx.emit() event cannot be sent across the execution boundary');
+    expect(result.error.details).toMatchObject({ path: 'event.nested.f', reason: 'not-serializable' });
+  });
+
   it.each([
     ['PERMISSION_DENIED', 'PermissionDeniedError'],
     ['VALIDATION_ERROR', 'ValidationError'],

@@ -92,12 +92,12 @@ export class RunnerSession implements RuntimeEnvironment {
 
   /** `ctx.logger` lines (RuntimeEnvironment). */
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
-    this.#post({ type: 'log', level, message, ...(fields ? { fields } : {}) }, 'log fields');
+    this.#post({ type: 'log', level, message, ...(fields ? { fields } : {}) }, 'log fields', fields);
   }
 
   /** `ctx.emit()` (RuntimeEnvironment). */
   emit(event: unknown): void {
-    this.#post({ type: 'event', event }, 'ctx.emit() event');
+    this.#post({ type: 'event', event }, 'ctx.emit() event', event);
   }
 
   /** `ctx.channel` calls (RuntimeEnvironment); runHandler only uses it for a task with a channel. */
@@ -105,12 +105,13 @@ export class RunnerSession implements RuntimeEnvironment {
     return this.#call('channel', '', method, args);
   }
 
-  #post(message: RunnerToHost, what: string): void {
+  /** Send `message`; one that cannot be sent is a ValidationError naming `what`, and where in `named` (its event, its fields) the refused value is. */
+  #post(message: RunnerToHost, what: string, named: unknown): void {
     if (this.#finished) return;
     try {
       this.#send(message);
     } catch (error) {
-      throw unserializableError(what, error);
+      throw unserializableError(what, error, named);
     }
   }
 
