@@ -18,7 +18,7 @@ import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
 let randomUUID: (() => string) | undefined;
 const newExecutionId = (): string => (randomUUID ??= process.getBuiltinModule('node:crypto').randomUUID)();
 
-/** How long a stopped execution's result waits for its runner to be gone before returning anyway. */
+/** How long a stopped execution's result waits for its runner to be gone, and then for its release, before returning anyway. */
 const STOP_SETTLE_MS = 1000;
 /** Every execution's time limit, on one timer per distinct limit. */
 const deadlines = new Deadlines();
@@ -328,10 +328,13 @@ export class Execution {
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
     }
     if (runnerGone && !stopped) return this.#held.releaseAll();
-    // A stop's result does not wait for the workspace's removal (a plugin's tree can take seconds
-    // to remove): the slot is held until it is done, and shutdown waits for it.
+    // A stop's result waits for the workspace's removal only so long (a plugin's tree can take
+    // seconds to remove): the rest goes on in the background, the slot held until it is done,
+    // and shutdown waits for it.
     const release = async () => this.#held.releaseAll();
-    this.#host.track(runnerGone ? release() : settled.then(release));
+    const releasing = runnerGone ? release() : settled.then(release);
+    this.#host.track(releasing);
+    if (runnerGone) await settlesWithin(releasing, STOP_SETTLE_MS);
   }
 }
 
