@@ -96,10 +96,10 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
 }
 
 /** Every field of a request (ExecutionRequest). */
-const REQUEST_FIELDS: readonly string[] = ['pluginId', 'handlerId', 'input', 'context', 'executionId'];
+const REQUEST_FIELDS: ReadonlySet<string> = new Set(['pluginId', 'handlerId', 'input', 'context', 'executionId']);
 
 function onlyRequestFields(r: Record<string, unknown>): boolean {
-  for (const key in r) if (key !== 'pluginId' && key !== 'handlerId' && key !== 'input' && key !== 'context' && key !== 'executionId') return false;
+  for (const key in r) if (!REQUEST_FIELDS.has(key)) return false;
   return true;
 }
 
@@ -110,10 +110,10 @@ function onlyRequestFields(r: Record<string, unknown>): boolean {
 function unknownFieldIssues(r: Record<string, unknown>): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   for (const key of Object.keys(r)) {
-    if (REQUEST_FIELDS.includes(key)) continue;
+    if (REQUEST_FIELDS.has(key)) continue;
     if (EXECUTE_OPTIONS.includes(key)) issues.push({ path: key, message: "not a field of the request: it is an option of execute() (its second argument)" });
     else {
-      const near = nearest(key, REQUEST_FIELDS);
+      const near = nearest(key, [...REQUEST_FIELDS]);
       issues.push({ path: key, message: `unknown field${near ? `; did you mean "${near}"?` : ''}` });
     }
   }

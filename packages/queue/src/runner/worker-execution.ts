@@ -125,7 +125,7 @@ export class WorkerExecution implements Watched {
     const tookMs = Math.round(performance.now() - askedAt);
     if (tookMs >= lostMs) {
       const why = `its caller's answer to its start took ${tookMs} ms, the caller's whole workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
-      await this.#reportFailure(new WorkerCrashedError(`Worker ${this.#worker.identity.id} (${this.#worker.identity.host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } }));
+      await this.#reportFailure(this.#didNotRun(why));
       return false;
     }
     this.#deadline = performance.now() + reply.remainingMs;
@@ -143,7 +143,7 @@ export class WorkerExecution implements Watched {
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
     if (!this.#worker.watch.answering(this.#claim.caller)) {
       const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.#claim.lostMs}) before the handler began`;
-      throw new WorkerCrashedError(`Worker ${this.#worker.identity.id} (${this.#worker.identity.host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } });
+      throw this.#didNotRun(why);
     }
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
@@ -160,6 +160,12 @@ export class WorkerExecution implements Watched {
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
     return backend.execute({ pluginId: task.pluginId, handlerId: task.handlerId, input, context: task.context, executionId: task.executionId }, options);
+  }
+
+  /** The worker did not run it, for fear its caller has already reported it lost (`why`). */
+  #didNotRun(why: string): WorkerCrashedError {
+    const { id, host } = this.#worker.identity;
+    return new WorkerCrashedError(`Worker ${id} (${host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } });
   }
 
   /** Why this worker cannot run the task as the caller knows it: another protocol, its id taken here, a plugin it lacks or has in another version. */
