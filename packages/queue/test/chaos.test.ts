@@ -206,6 +206,35 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toMatchObject({ ok: false, code: 'WORKER_CRASHED' });
     expect((result.data as { message: string }).message).toContain('lost its connection to the NATS server while this call was in flight');
   });
+
+  it('a handler that logs tens of MB while its worker reconnects: the worker holds at most 16 MiB of it, and the caller is told how many lines were dropped, beside every line that came', async () => {
+    const pool = newPool('heldcap');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool, { workerLostMs: 60_000 });
+    const lines: string[] = [];
+    const notices: string[] = [];
+    const count = 40_000;
+    const result = await backend.execute(
+      { pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 500, count, bytes: 1000, afterMs: 500 } },
+      {
+        timeoutMs: 120_000,
+        // The link drops once the handler has begun, and stays down while it logs.
+        onEvent: () => {
+          proxy.refuse(true);
+          proxy.reset();
+          setTimeout(() => proxy.refuse(false), 4000);
+        },
+        onLog: (entry) => (entry.level === 'warn' ? notices.push(entry.message) : lines.push(entry.message)),
+      },
+    );
+    expectOk(result);
+    expect(result.data).toEqual({ logged: count });
+    expect(notices).toHaveLength(1);
+    const dropped = Number(/^(\d+) log line\(s\) and 0 event\(s\) of this execution were not delivered: the worker's connection/.exec(notices[0]!)?.[1]);
+    expect(dropped).toBeGreaterThan(0);
+    // Every line is accounted for: delivered, or counted in the notice.
+    expect(lines.length + dropped).toBe(count);
+  });
 });
 
 describe('the network between the host and the server', () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { HEADER, formatBytes, makeHeaders, type Kind } from './wire.js';
+import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
 
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -42,6 +42,14 @@ export class TransferRefusedError extends Error {
  */
 const COURIER_PART_BYTES = 256 * 1024;
 
+/**
+ * How much of what executions log and emit a courier holds while its connection is down. Beyond
+ * it, further log lines and events are dropped (a handler that logs in a tight loop would
+ * otherwise grow the worker's memory for as long as the outage lasts), and their caller is told
+ * how many, in their place. Results, calls and everything else are always held.
+ */
+export const HELD_OUTPUT_BYTES = 16 * 1024 * 1024;
+
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
 
@@ -62,7 +70,7 @@ export class Courier {
   readonly #caller: string | undefined;
   readonly #onPartTaken: ((subject: string) => void) | undefined;
   /** Set while the connection is down (see hold()). */
-  #held: { until: Promise<void>; open: () => void } | undefined;
+  #held: Held | undefined;
 
   /**
    * `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none.
@@ -84,7 +92,7 @@ export class Courier {
     if (this.#held) return;
     let open!: () => void;
     const until = new Promise<void>((resolve) => (open = resolve));
-    this.#held = { until, open };
+    this.#held = { until, open, outputBytes: 0, dropped: new Map() };
   }
 
   /** The connection is back: what waited goes now, in the order it was sent. */
@@ -95,12 +103,50 @@ export class Courier {
 
   /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
-    if (this.#held) return this.#held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
+    const held = this.#held;
+    if (held && (kind === 'log' || kind === 'event') && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body);
+    if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
     if (body.length <= this.#partBytes) {
       this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId, this.#caller) });
       return undefined;
     }
     return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
+  }
+
+  /**
+   * A log line or event while the connection is down: held, in order with the rest, without its
+   * sender waiting for it (as when connected: fire and forget), up to HELD_OUTPUT_BYTES.
+   */
+  #holdOutput(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, body: Uint8Array): undefined {
+    if (held.outputBytes + body.length > HELD_OUTPUT_BYTES) return this.#drop(held, subject, kind, executionId);
+    held.outputBytes += body.length;
+    // A connection closed for good (not made again) makes the publish throw: nothing waits for it.
+    held.until.then(() => this.post(subject, kind, executionId, body)).catch(() => undefined);
+    return undefined;
+  }
+
+  /**
+   * A log line or event over the held bound: counted, and on the first one of its execution a
+   * notice is held in its place, which says (once the connection is back) how many were dropped.
+   */
+  #drop(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined): undefined {
+    const key = `${subject}\n${executionId ?? ''}`;
+    const count = held.dropped.get(key);
+    if (count) {
+      count[kind]++;
+      return undefined;
+    }
+    const counted = { log: kind === 'log' ? 1 : 0, event: kind === 'event' ? 1 : 0 };
+    held.dropped.set(key, counted);
+    held.until
+      .then(() => {
+        const message =
+          `${counted.log} log line(s) and ${counted.event} event(s) of this execution were not delivered: the worker's connection to the ` +
+          `NATS server was down, and it holds at most ${formatBytes(HELD_OUTPUT_BYTES)} of logs and events until it is back`;
+        return this.post(subject, 'log', executionId, encode({ level: 'warn', message, stream: 'logger' }, 'log fields'));
+      })
+      .catch(() => undefined);
+    return undefined;
   }
 
   /** A request; rejects as `nc.request` does (no responders, timeout). */
@@ -126,6 +172,15 @@ export class Courier {
     }
     return reply;
   }
+}
+
+interface Held {
+  until: Promise<void>;
+  open: () => void;
+  /** Bytes of logs and events held. */
+  outputBytes: number;
+  /** What was dropped over the bound, by caller subject and execution id. */
+  dropped: Map<string, { log: number; event: number }>;
 }
 
 interface Transfer {
