@@ -1,7 +1,7 @@
 import type { ExecutionWorker, ExecutionWorkerOptions } from '@kb-labs/plugin-execution-queue';
 import { loadStartExecutionWorker } from './backend-loaders.js';
 
-export type { ExecutionWorker, ExecutionWorkerOptions, LocalBackendOptions, LocalBackendType } from '@kb-labs/plugin-execution-queue';
+export type { ExecutionWorker, ExecutionWorkerOptions, LocalBackendOptions, LocalBackendType, QueueServerError, QueueServerProblem } from '@kb-labs/plugin-execution-queue';
 
 /**
  * Start a queue worker on this machine (the queue package's `startExecutionWorker`): it takes

@@ -1,21 +1,33 @@
 import { describe, expect, it } from 'vitest';
-import { serverProblem } from '../src/shared/connection.js';
+import { QueueServerError, serverProblem } from '../src/shared/connection.js';
 
 // The messages nats.js gives (recorded against nats-server 2.9: a user without JetStream API
 // permissions, a wrong password, a server without JetStream, nobody listening); the queue
 // backend's test runs the JetStream one against a real server. Each says what to do about it.
 describe('serverProblem', () => {
   const servers = { servers: 'nats://10.0.0.5:4222' };
-  it('names the server and tells a permission problem from a login problem and from no JetStream', () => {
-    expect(serverProblem('The worker', servers, new Error('Permissions Violation for Publish to "$JS.API.INFO"'))).toBe(
+  it('names the server and tells a permission problem from a login problem and from no JetStream, by message and by `problem`', () => {
+    const problem = (who: string, options: { servers: string | string[] }, error: unknown) => {
+      const found = serverProblem(who, options, error);
+      expect(found).toBeInstanceOf(QueueServerError);
+      expect(found.cause).toBe(error);
+      return [found.problem, found.message, found.servers];
+    };
+    expect(problem('The worker', servers, new Error('Permissions Violation for Publish to "$JS.API.INFO"'))).toEqual([
+      'not-permitted',
       'The worker cannot use the NATS server (nats://10.0.0.5:4222): its user may not do what the pool needs (Permissions Violation for Publish to "$JS.API.INFO"); docs/backends/queue.md, "Security", lists the subjects',
-    );
-    expect(serverProblem('The queue backend', servers, new Error('Authorization Violation'))).toBe(
+      'nats://10.0.0.5:4222',
+    ]);
+    expect(problem('The queue backend', servers, new Error('Authorization Violation'))).toEqual([
+      'auth-failed',
       'The queue backend could not connect to the NATS server (nats://10.0.0.5:4222): Authorization Violation; check connection.user/pass, token, seed or credsFile',
-    );
-    expect(serverProblem('The worker', servers, new Error('jetstream is not enabled'))).toMatch(/JetStream is not enabled there; start nats-server with -js/);
-    expect(serverProblem('The worker', { servers: ['nats://a:1', 'nats://b:2'] }, 'connection refused')).toBe(
+      'nats://10.0.0.5:4222',
+    ]);
+    expect(problem('The worker', servers, new Error('jetstream is not enabled'))).toEqual(['no-jetstream', expect.stringMatching(/JetStream is not enabled there; start nats-server with -js/), 'nats://10.0.0.5:4222']);
+    expect(problem('The worker', { servers: ['nats://a:1', 'nats://b:2'] }, 'connection refused')).toEqual([
+      'unreachable',
       'The worker could not connect to the NATS server (nats://a:1, nats://b:2): connection refused',
-    );
+      'nats://a:1, nats://b:2',
+    ]);
   });
 });

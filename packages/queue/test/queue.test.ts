@@ -103,6 +103,7 @@ describe('where it runs', () => {
       expect(result.error.message).toBe(`The queue backend cannot use the NATS server (${plain.url}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`);
       const worker = startExecutionWorker({ connection: { servers: plain.url }, pool: newPool('plain'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
       await expect(worker).rejects.toThrow(`The worker cannot use the NATS server (${plain.url}): JetStream is not enabled there`);
+      await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'no-jetstream' });
     } finally {
       await plain.stop();
     }
@@ -111,6 +112,7 @@ describe('where it runs', () => {
   it('a worker that cannot reach the server fails to start, naming the server', async () => {
     const started = startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: newPool('unreachable'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
     await expect(started).rejects.toThrow(/^The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\): \S/);
+    await expect(started).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', servers: 'nats://127.0.0.1:1' });
   });
 });
 

@@ -76,7 +76,7 @@ export class QueueBackend extends BaseBackend {
       (error: unknown) => {
         this.#link = undefined;
         const message = String((error as Error)?.message ?? error);
-        throw new WorkerCrashedError(serverProblem('The queue backend', this.#o.connection, error), { details: { reason: 'runner-lost', message }, cause: error });
+        throw new WorkerCrashedError(serverProblem('The queue backend', this.#o.connection, error).message, { details: { reason: 'runner-lost', message }, cause: error });
       },
     );
     return this.#link;

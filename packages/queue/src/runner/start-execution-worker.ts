@@ -59,7 +59,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
       permissions: backendOptions.permissions ?? declaredByAll(registry),
       maxConcurrency: o.concurrency,
     });
-  const unusable = (error: unknown) => new Error(serverProblem('The worker', o.connection, error), { cause: error });
+  const unusable = (error: unknown) => serverProblem('The worker', o.connection, error);
   const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`).catch((error: unknown) => {
     throw unusable(error);
   });

@@ -98,21 +98,43 @@ export function refusedByServer(error: unknown): boolean {
   return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message);
 }
 
+/** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
+export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted';
+
+/**
+ * `startExecutionWorker()` cannot use the pool's NATS server: it does not answer (`unreachable`:
+ * a worker may retry), refuses the credentials (`auth-failed`), has no JetStream
+ * (`no-jetstream`), or its user may not do what the pool needs (`not-permitted`).
+ */
+export class QueueServerError extends Error {
+  override name = 'QueueServerError';
+  constructor(
+    message: string,
+    readonly problem: QueueServerProblem,
+    /** The server URLs tried, comma-separated. */
+    readonly servers: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
 /**
  * Why `who` cannot use the pool's server: nats.js says only "jetstream is not enabled" of a
  * server started without JetStream, which a new user meets first.
  */
-export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown): string {
+export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown): QueueServerError {
   const message = messageOf(error);
   const servers = describeServers(options);
+  const problem = (problem: QueueServerProblem, text: string) => new QueueServerError(text, problem, servers, { cause: error });
   if (NO_JETSTREAM.test(message)) {
-    return `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`;
+    return problem('no-jetstream', `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`);
   }
   if (NOT_ALLOWED.test(message)) {
-    return `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`;
+    return problem('not-permitted', `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`);
   }
   if (/authorization violation|authentication/i.test(message)) {
-    return `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`;
+    return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
   }
-  return `${who} could not connect to the NATS server (${servers}): ${message}`;
+  return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
 }
