@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -183,6 +183,34 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(data.root).not.toContain('home');
     expect(data.root).not.toContain('root');
     expect(data.hostname).toBe('sandbox');
+  });
+
+  it('a dependency linked in from outside the plugin folder (a workspace, npm link) cannot load in the sandbox, and a warning says why, once', async () => {
+    const plugin = path.join(scratch, 'linked-plugin');
+    const dependency = path.join(scratch, 'linked-dependency');
+    await mkdir(path.join(plugin, 'node_modules'), { recursive: true });
+    await mkdir(dependency, { recursive: true });
+    await writeFile(path.join(dependency, 'package.json'), JSON.stringify({ name: 'linked-dependency', version: '1.0.0', main: 'index.js' }));
+    await writeFile(path.join(dependency, 'index.js'), "module.exports = 'from the linked dependency';\n");
+    await symlink(dependency, path.join(plugin, 'node_modules', 'linked-dependency'));
+    await writeFile(path.join(plugin, 'handler.mjs'), "import value from 'linked-dependency';\nexport default () => value;\n");
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@probe/linked', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    // Unsandboxed it loads: the dependency itself is fine.
+    const plain = await make({ sandbox: 'off', enforcePermissions: false, plugins: [plugin] }).execute({ pluginId: '@probe/linked', handlerId: 'run' });
+    expectOk(plain);
+    expect(plain.data).toBe('from the linked dependency');
+    const warnings = await warningsDuring(async () => {
+      const backend = make({ sandbox: 'required', plugins: [plugin] });
+      for (let i = 0; i < 2; i++) {
+        const result = await backend.execute({ pluginId: '@probe/linked', handlerId: 'run' });
+        expectError(result, 'HANDLER_ERROR');
+        expect(result.error.message).toContain('linked-dependency');
+      }
+    });
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_HIDDEN_DEPENDENCIES');
+    expect(ours).toHaveLength(1);
+    expect(ours[0]!.message).toContain(`node_modules/linked-dependency -> ${dependency} lead(s) outside the plugin folder`);
+    expect(ours[0]!.message).toContain('npm install --install-links');
   });
 
   it('a process killed by a signal is reported as that signal, not as bubblewrap’s exit code 128+N', async () => {

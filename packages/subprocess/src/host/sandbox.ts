@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, lchownSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
@@ -109,6 +110,7 @@ export class Sandbox {
   launch(profile: ChildProfile, grants: FsGrants, node: ChildCommand, cwd: string, spare: boolean): Launch {
     const command = [...node.flags, node.entry, ...node.args];
     if (!this.#state?.active) return { command: this.#config.execPath, args: command, user: undefined, sandboxed: false };
+    warnOfHiddenDependencies(profile.pluginRoot);
     const { handed, passOnly } = this.#prepareFolders(profile, spare);
     const view = runtimeView(this.#config.execPath);
     view.readOnly(node.entry);
@@ -222,7 +224,6 @@ function isolationArgs(network: boolean): string[] {
   ];
 }
 
-/** The declared `fs.write` folders of `profile`, absolute. */
 /** The declared write folders, each checked to lead nowhere outside the plugin folder (PERMISSION_DENIED). */
 function writeFolders(profile: ChildProfile): string[] {
   return declaredFolders(profile).write;

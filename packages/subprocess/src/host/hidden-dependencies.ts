@@ -1,0 +1,71 @@
+import { lstatSync, readdirSync, realpathSync } from 'node:fs';
+import path from 'node:path';
+
+/** How many entries of `node_modules` are looked at, at most (a plugin's own dependencies, and their scopes). */
+const MAX_ENTRIES = 2000;
+
+const checked = new Set<string>();
+
+/**
+ * A sandboxed child sees its plugin's folder, not what links in it lead to (a plugin may not
+ * show itself the host's files by shipping a link), so a dependency linked in from elsewhere (an
+ * npm or pnpm workspace, `npm link`, a `file:` dependency) cannot be loaded there: the handler
+ * fails with "Cannot find package". Said once per plugin folder, naming the links, when its first
+ * sandboxed child starts.
+ */
+export function warnOfHiddenDependencies(pluginRoot: string): void {
+  if (checked.has(pluginRoot)) return;
+  checked.add(pluginRoot);
+  const links = linksOutOf(pluginRoot);
+  if (links.length === 0) return;
+  const shown = links.slice(0, 5).map((l) => `${l.at} -> ${l.to}`);
+  const more = links.length > shown.length ? ` and ${links.length - shown.length} more` : '';
+  process.emitWarning(
+    `Plugin folder ${pluginRoot}: ${shown.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
+      'so its handlers cannot load them there. Install the dependencies into the plugin folder (npm install --install-links, pnpm deploy). ' +
+      'See docs/backends/subprocess.md.',
+    { code: 'KB_SANDBOX_HIDDEN_DEPENDENCIES' },
+  );
+}
+
+/** The entries of `<pluginRoot>/node_modules` (and of its `@scope` folders) that are links whose real path is outside the plugin folder. */
+export function linksOutOf(pluginRoot: string): Array<{ at: string; to: string }> {
+  let root: string;
+  try {
+    root = realpathSync(pluginRoot);
+  } catch {
+    return [];
+  }
+  const found: Array<{ at: string; to: string }> = [];
+  const entries = list(path.join(pluginRoot, 'node_modules'));
+  for (let i = 0; i < entries.length && i < MAX_ENTRIES; i++) {
+    const entry = entries[i]!;
+    const rel = path.relative(pluginRoot, entry);
+    let isLink: boolean;
+    try {
+      isLink = lstatSync(entry).isSymbolicLink();
+    } catch {
+      continue;
+    }
+    if (!isLink) {
+      if (path.basename(entry).startsWith('@') && path.dirname(entry) === path.join(pluginRoot, 'node_modules')) entries.push(...list(entry));
+      continue;
+    }
+    let to: string;
+    try {
+      to = realpathSync(entry);
+    } catch {
+      continue;
+    }
+    if (to !== root && !to.startsWith(`${root}${path.sep}`)) found.push({ at: rel, to });
+  }
+  return found;
+}
+
+function list(dir: string): string[] {
+  try {
+    return readdirSync(dir).filter((name) => !name.startsWith('.')).map((name) => path.join(dir, name));
+  } catch {
+    return [];
+  }
+}
