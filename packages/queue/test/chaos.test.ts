@@ -207,6 +207,33 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect((result.data as { message: string }).message).toContain('lost its connection to the NATS server while this call was in flight');
   });
 
+  it('a large result whose transfer the link drops halfway is sent again, whole, as soon as the worker is back (not after its part timeout of 10 s)', async () => {
+    const pool = newPool('resultcut');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    const returnBytes = 4 * 1024 * 1024;
+    let dropped = false;
+    // Slow enough that the result's 16 parts take over a second to cross.
+    proxy.latency(40);
+    const result = await backend.execute(
+      { pluginId: QUEUE_PROBE, handlerId: 'big-result', input: { returnBytes } },
+      {
+        // Well under the 10 s a cut-off part waited for its answer before it was sent again.
+        timeoutMs: 9000,
+        onEvent: () =>
+          setTimeout(() => {
+            dropped = true;
+            proxy.refuse(true);
+            proxy.reset();
+            setTimeout(() => proxy.refuse(false), 500);
+          }, 400),
+      },
+    );
+    expect(dropped).toBe(true);
+    expectOk(result);
+    expect(result.data).toHaveLength(returnBytes);
+  });
+
   it('a handler that logs tens of MB while its worker reconnects: the worker holds at most 16 MiB of it, and the caller is told how many lines were dropped, beside every line that came', async () => {
     const pool = newPool('heldcap');
     await worker(proxy.url, pool);

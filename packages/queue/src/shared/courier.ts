@@ -71,6 +71,8 @@ export class Courier {
   readonly #onPartTaken: ((subject: string) => void) | undefined;
   /** Set while the connection is down (see hold()). */
   #held: Held | undefined;
+  /** Fail the part requests waiting for their answers (see hold()). */
+  readonly #partsInFlight = new Set<(error: Error) => void>();
 
   /**
    * `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none.
@@ -93,6 +95,10 @@ export class Courier {
     let open!: () => void;
     const until = new Promise<void>((resolve) => (open = resolve));
     this.#held = { until, open, outputBytes: 0, dropped: new Map() };
+    // A part sent before the drop, or its answer, is lost with the connection: its body fails now
+    // (and is sent again, whole, once the connection is back) instead of at its timeout.
+    const lost = new Error('the connection to the NATS server dropped while this body was being sent');
+    for (const fail of [...this.#partsInFlight]) fail(lost);
   }
 
   /** The connection is back: what waited goes now, in the order it was sent. */
@@ -165,12 +171,21 @@ export class Courier {
       headers.set(HEADER.part, `${index}/${count}`);
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
-      reply = await this.#nc.request(subject, part, { headers, timeout: timeoutMs });
+      reply = await this.#partAnswered(this.#nc.request(subject, part, { headers, timeout: timeoutMs }));
       this.#onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);
     }
     return reply;
+  }
+
+  /** A part's answer, or a rejection as soon as the connection drops (hold()). */
+  #partAnswered(request: Promise<Msg>): Promise<Msg> {
+    let fail!: (error: Error) => void;
+    const dropped = new Promise<never>((_, reject) => (fail = reject));
+    this.#partsInFlight.add(fail);
+    request.catch(() => undefined);
+    return Promise.race([request, dropped]).finally(() => this.#partsInFlight.delete(fail));
   }
 }
 
