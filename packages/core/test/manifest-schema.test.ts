@@ -48,3 +48,39 @@ describe('manifest top-level keys', () => {
     expect(plugin.id).toBe('@x/strict');
   });
 });
+
+describe('declared fs paths inside a declared fs.write folder', () => {
+  const register = (manifest: Record<string, unknown>) => new PluginRegistry().register({ root: process.cwd(), manifest: { id: '@x/nested', version: '1.0.0', ...manifest } });
+
+  it('are refused, naming each path and the folder it lies in, across handlers and the plugin level (its writer could swap it for a link)', () => {
+    let error: unknown;
+    try {
+      register({
+        permissions: { fs: { write: ['./out/'] } },
+        handlers: {
+          swap: { entry: 'run.mjs', permissions: { fs: { write: ['data'] } } },
+          look: { entry: 'run.mjs', permissions: { fs: { read: ['data/inner', 'elsewhere'], write: ['out/sub'] } } },
+        },
+      });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ValidationError);
+    const message = (error as Error).message;
+    expect(message).toContain('handlers.look.permissions.fs.read[0]: lies inside the declared fs.write folder "data"');
+    expect(message).toContain('handlers.look.permissions.fs.write[0]: lies inside the declared fs.write folder "./out/"');
+    expect(message).toContain('declare the outer folder only');
+    expect(message).not.toContain('fs.read[1]');
+  });
+
+  it('a write folder of "." holds every other path; the same folder declared twice, or read and written, is fine', () => {
+    expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { write: ['.'], read: ['config'] } } } } })).toThrow(
+      /handlers\.run\.permissions\.fs\.read\[0\]: lies inside the declared fs\.write folder "\."/,
+    );
+    const plugin = register({
+      permissions: { fs: { write: ['out'] } },
+      handlers: { a: { entry: 'run.mjs', permissions: { fs: { read: ['out', 'output'], write: ['out/'] } } }, b: { entry: 'run.mjs', permissions: { fs: { write: ['outer'] } } } },
+    });
+    expect(plugin.id).toBe('@x/nested');
+  });
+});

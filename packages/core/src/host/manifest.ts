@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { z } from 'zod';
 import { lazySchema } from './lazy-zod.js';
-import { permissionSpecSchema } from './permissions.js';
+import { pathsInsideWriteFolders, permissionSpecSchema } from './permissions.js';
 
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
@@ -94,6 +94,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         // the value may then be partly unparsed, hence the defensive reads.
         const handlers: unknown = manifest?.handlers;
         const channels: unknown = manifest?.channels;
+        for (const issue of pathsInsideWriteFolders(declaredSpecs(manifest))) ctx.addIssue({ code: 'custom', ...issue });
         if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
         channels.forEach((channel: unknown, index) => {
           const handler = typeof channel === 'object' && channel !== null ? (channel as { handler?: unknown }).handler : undefined;
@@ -109,6 +110,15 @@ export const pluginManifestSchema = lazySchema((z) =>
       { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
     ),
 );
+
+/** The manifest's permission specs (plugin-level, then each handler's), with where each is. */
+function declaredSpecs(manifest: { permissions?: unknown; handlers?: unknown } | undefined): Array<{ at: Array<string | number>; spec: unknown }> {
+  const specs: Array<{ at: Array<string | number>; spec: unknown }> = [{ at: ['permissions'], spec: manifest?.permissions }];
+  const handlers = manifest?.handlers;
+  if (typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return specs;
+  for (const [id, handler] of Object.entries(handlers)) specs.push({ at: ['handlers', id, 'permissions'], spec: (handler as { permissions?: unknown } | null)?.permissions });
+  return specs;
+}
 
 export type PluginManifest = z.output<ReturnType<typeof pluginManifestSchema>>;
 export type PluginManifestInput = z.input<ReturnType<typeof pluginManifestSchema>>;

@@ -146,3 +146,44 @@ export function allowsPlatformCall(need: PermissionSpec, service: string, method
   const methods = platform[service];
   return methods === true || (Array.isArray(methods) && methods.includes(method));
 }
+
+/** A declared fs path that lies inside a declared fs.write folder (see pathsInsideWriteFolders). */
+export interface NestedPathIssue {
+  path: Array<string | number>;
+  message: string;
+}
+
+/**
+ * Declared fs paths (plugin-level or of any handler) that lie inside another declared fs.write
+ * folder of the same plugin. A handler may rename and link inside a folder it writes, so such a
+ * path can be swapped for a link out of the plugin folder between the moment a host checks where
+ * it leads and the moment it is used (the subprocess sandbox binds it): refused. The outer
+ * folder's grant already covers it. `specs`: each spec with where it is in the manifest.
+ */
+export function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
+  const writeFolders: Array<{ folder: string; declared: string }> = [];
+  for (const { spec } of specs) for (const p of fsList(spec, 'write')) writeFolders.push({ folder: normalizeRelative(p), declared: p });
+  const issues: NestedPathIssue[] = [];
+  for (const { at, spec } of specs) {
+    for (const kind of ['read', 'write'] as const) {
+      fsList(spec, kind).forEach((p, index) => {
+        const n = normalizeRelative(p);
+        const outer = writeFolders.find(({ folder }) => folder !== n && (folder === '.' || n.startsWith(`${folder}/`)));
+        if (!outer) return;
+        issues.push({
+          path: [...at, 'fs', kind, index],
+          message:
+            `lies inside the declared fs.write folder ${JSON.stringify(outer.declared)}: a folder a handler writes may not hold another declared path ` +
+            '(its writer could replace it with a link out of the plugin folder); declare the outer folder only, it covers this one',
+        });
+      });
+    }
+  }
+  return issues;
+}
+
+/** `spec.fs[kind]`'s strings, read defensively (the manifest may be partly invalid). */
+function fsList(spec: unknown, kind: 'read' | 'write'): string[] {
+  const list = (spec as { fs?: Record<string, unknown> } | undefined)?.fs?.[kind];
+  return Array.isArray(list) ? list.filter((p): p is string => typeof p === 'string' && p.length > 0 && !p.includes('\0')) : [];
+}

@@ -67,7 +67,13 @@ export class SandboxView {
         continue;
       }
       if (++links > MAX_LINKS) return undefined;
-      const text = readlinkSync(next);
+      let text: string;
+      try {
+        text = readlinkSync(next);
+      } catch {
+        // Gone (or no longer a link) since lstat: as missing.
+        return undefined;
+      }
       this.#links.set(next, text);
       const target = path.resolve(current, text);
       pending = [...target.split(path.sep).filter(Boolean), ...pending];
