@@ -163,7 +163,7 @@ export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] 
  * everything else becomes a HandlerError whose `cause` is the thrown value.
  */
 export function toHandlerError(thrown: unknown): KnownExecutionError {
-  if (isExecutionError(thrown)) return thrown;
+  if (isExecutionError(thrown)) return thrown instanceof ExecutionError || isBranded(thrown) ? thrown : asOurs(thrown);
   if (isError(thrown)) {
     const e = thrown as Error;
     const error = new HandlerError(safeString(readProp(e, 'message')) || safeString(readProp(e, 'name')) || 'Handler threw', {
@@ -177,6 +177,32 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
     return error;
   }
   return new HandlerError(describeThrown(thrown), { details: { thrown: describeValue(thrown) } });
+}
+
+function isBranded(value: object): boolean {
+  try {
+    return (value as Record<symbol, unknown>)[BRAND] === true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * An error only shaped like ours (a plain Error given our name and code: a plugin re-throwing what
+ * another service sent it) made one of ours, as the wire would make it: `instanceof` works, and
+ * `details` is an object.
+ */
+function asOurs(shaped: KnownExecutionError): KnownExecutionError {
+  const details = readProp(shaped, 'details');
+  const cause = readProp(shaped, 'cause');
+  const Class = ERROR_CLASSES[shaped.code] as new (message?: string, options?: ExecutionErrorOptions<object>) => KnownExecutionError;
+  const error = new Class(safeString(readProp(shaped, 'message')), {
+    details: typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {},
+    ...(cause !== undefined ? { cause } : {}),
+  });
+  const stack = readProp(shaped, 'stack');
+  if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
+  return error;
 }
 
 /**

@@ -1,4 +1,4 @@
-import { HandlerError, deserializeError, isExecutionError, serializeError } from '@kb-labs/plugin-execution-core';
+import { ExecutionError, HandlerError, deserializeError, isExecutionError, serializeError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError } from '../expect-result.js';
 import { BASIC, HOSTILE } from '../fixtures.js';
@@ -66,11 +66,16 @@ function thrownValueTests(suite: SuiteContext): void {
   it.each([
     ['PERMISSION_DENIED', 'PermissionDeniedError'],
     ['VALIDATION_ERROR', 'ValidationError'],
-  ])('a handler that lets a %s escape reports that code', async (code, name) => {
+  ])('a handler that lets a %s escape reports that code, as one of our errors (instanceof works, details is an object) even when it was only shaped like one', async (code, name) => {
     const backend = make();
     const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name } });
     expectError(result, code as 'PERMISSION_DENIED');
     expect(result.error.message).toBe(`forged ${code}`);
+    const bare = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name, details: false } });
+    expectError(bare, code as 'PERMISSION_DENIED');
+    expect(bare.error).toBeInstanceOf(ExecutionError);
+    expect(bare.error.name).toBe(name);
+    expect(bare.error.details).toEqual({});
   });
 
   it.each([
