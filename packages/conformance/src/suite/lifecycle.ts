@@ -1,4 +1,4 @@
-import type { IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { isExecutionError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC } from '../fixtures.js';
@@ -70,6 +70,38 @@ function lifecycleTests(suite: SuiteContext): void {
     const result = await echoed;
     expectOk(result);
     expect(result.data).toBe('last words');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+  });
+
+  it('an execute() called right after shutdown(), in the same turn, gets SHUTTING_DOWN', async () => {
+    const backend = make();
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    const closing = backend.shutdown();
+    const late = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after shutdown()' });
+    await closing;
+    const result = await late;
+    expectError(result, 'SHUTTING_DOWN');
+    expect(result.error.details).toMatchObject({ phase: 'queued' });
+  });
+
+  it('shutdown() with options it cannot take is a VALIDATION_ERROR naming them, and shuts nothing down', async () => {
+    const backend = make();
+    for (const [options, says] of [
+      [{ timeoutMs: Number.NaN }, 'timeoutMs: must be a whole number of ms'],
+      [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms'],
+      [{ timeoutMs: '100' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "100"'],
+      [{ timeout: 100 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
+      ['soon', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
+    ] as const) {
+      const refused = await backend.shutdown(options as never).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(isExecutionError(refused) && refused.code).toBe('VALIDATION_ERROR');
+      expect((refused as Error).message).toContain(says);
+    }
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    await backend.shutdown({ timeoutMs: 1000 });
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
   });
 

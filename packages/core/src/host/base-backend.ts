@@ -12,7 +12,7 @@ import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
-import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
+import { ShutdownHooks, checkShutdownOptions, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
@@ -201,17 +201,23 @@ export abstract class BaseBackend implements IExecutionBackend {
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
   }
 
-  shutdown(options: ShutdownOptions = {}): Promise<void> {
-    const timeoutMs = options.timeoutMs ?? 10_000;
-    if (!this.#shutdown) {
-      this.#state = 'shutting-down';
-      this.#watcher?.close();
-      this.#stopHearingReloads();
-      backendClosed(this.type);
+  shutdown(options?: ShutdownOptions): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    let timeoutMs: number;
+    try {
+      ({ timeoutMs } = checkShutdownOptions(options));
+    } catch (error) {
+      return Promise.reject(error);
     }
+    this.#state = 'shutting-down';
+    this.#watcher?.close();
+    this.#stopHearingReloads();
+    backendClosed(this.type);
     // What onShutdown() registered closes first, while the backend still serves (a channel
-    // mount runs its connections' disconnect handlers on it).
-    this.#shutdown ??= this.#shutdownHooks.run(timeoutMs).then(() => this.#stop(timeoutMs));
+    // mount runs its connections' disconnect handlers on it). With nothing registered, it stops
+    // taking work at once: an execute() called right after shutdown() gets SHUTTING_DOWN.
+    const hooks = this.#shutdownHooks.run(timeoutMs);
+    this.#shutdown = hooks ? hooks.then(() => this.#stop(timeoutMs)) : this.#stop(timeoutMs);
     return this.#shutdown;
   }
 

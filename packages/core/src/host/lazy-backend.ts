@@ -7,7 +7,7 @@ import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from '.
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import type { ExecutionResult } from '../types.js';
-import { ShutdownHooks, type ShutdownListener } from './shutdown-hooks.js';
+import { ShutdownHooks, checkShutdownOptions, type ShutdownListener } from './shutdown-hooks.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -161,13 +161,24 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
-    this.#shutdown ??= (async () => {
-      await this.#shutdownHooks.run(options?.timeoutMs ?? 10_000);
+    if (this.#shutdown) return this.#shutdown;
+    let timeoutMs: number;
+    try {
+      ({ timeoutMs } = checkShutdownOptions(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    // As BaseBackend: what onShutdown() registered runs while executions are still taken; with
+    // nothing registered, none is taken from now on.
+    const hooks = this.#shutdownHooks.run(timeoutMs);
+    if (!hooks) this.#stopping = true;
+    this.#shutdown = (async () => {
+      await hooks;
       this.#stopping = true;
       // Never loaded: nothing to stop, and nothing should be loaded just to stop it.
       if (!this.#loading) return;
       const backend = await this.#loading.catch(() => undefined);
-      await backend?.shutdown(options);
+      await backend?.shutdown({ timeoutMs });
     })();
     return this.#shutdown;
   }

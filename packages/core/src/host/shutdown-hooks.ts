@@ -1,4 +1,10 @@
 import { settlesWithin } from '../settles-within.js';
+import type { ShutdownOptions } from '../types.js';
+import { validationError, type ValidationIssue } from '../validation.js';
+import { nearest } from './backend-options.js';
+
+/** The longest shutdown wait taken (a timer's own limit, ~24.8 days). */
+const MAX_SHUTDOWN_MS = 0x7fff_ffff;
 
 export type ShutdownListener = () => void | Promise<void>;
 
@@ -19,12 +25,38 @@ export class ShutdownHooks {
     return () => void this.#listeners.delete(listener);
   }
 
-  async run(timeoutMs: number): Promise<void> {
+  /** Run every listener (bounded by `timeoutMs`); undefined when there is none, so that the caller may stop at once. */
+  run(timeoutMs: number): Promise<void> | undefined {
     this.#ran = true;
     const listeners = [...this.#listeners];
     this.#listeners.clear();
-    if (listeners.length === 0) return;
+    if (listeners.length === 0) return undefined;
     const settled = Promise.allSettled(listeners.map((listener) => Promise.resolve().then(listener)));
-    await settlesWithin(settled, timeoutMs);
+    return settlesWithin(settled, timeoutMs).then(() => undefined);
   }
+}
+
+/**
+ * `shutdown()`'s options, checked as execute()'s are: a `timeoutMs` that is not a whole number
+ * of ms (NaN from a badly parsed setting would stop running work at once) or a misspelt option
+ * (`timeout` silently meaning the default 10 s) is a ValidationError, and nothing is shut down.
+ */
+export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
+  if (options === undefined) return { timeoutMs: 10_000 };
+  const issues: ValidationIssue[] = [];
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}` });
+  } else {
+    const { timeoutMs } = options as ShutdownOptions;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_SHUTDOWN_MS)) {
+      issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_SHUTDOWN_MS}, got ${typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs)}` });
+    }
+    for (const key of Object.keys(options)) {
+      if (key === 'timeoutMs') continue;
+      const near = nearest(key, ['timeoutMs']);
+      issues.push({ path: key, message: `unknown option${near ? `; did you mean "timeoutMs"?` : ''}` });
+    }
+  }
+  if (issues.length) throw validationError('Invalid shutdown() options', issues, { phase: 'options' });
+  return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? 10_000 };
 }
