@@ -23,3 +23,4 @@ export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.
 export { describeThrown, describeValue, toWireValue } from './wire-value.js';
+export { deserializeLikeClone } from './v8-wire.js';

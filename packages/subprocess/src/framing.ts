@@ -1,6 +1,7 @@
 import { writeSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import v8 from 'node:v8';
+import { deserializeLikeClone } from '@kb-labs/plugin-execution-core/runner';
 
 /**
  * Framed messages over a byte stream, shared by the host and the child. An 8-byte header —
@@ -137,7 +138,7 @@ export class FrameDecoder {
       this.#need = -1;
       let message: unknown;
       try {
-        message = v8.deserialize(payload);
+        message = deserializeLikeClone(payload);
       } catch (error) {
         this.#fail(`undecodable frame: ${(error as Error)?.message ?? String(error)}`);
       }

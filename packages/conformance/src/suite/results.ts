@@ -80,6 +80,17 @@ function boundaryTests(suite: SuiteContext): void {
     expect(result.data).not.toBe(input);
   });
 
+  it('a Buffer crosses as structured clone makes it, a plain Uint8Array, both ways', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'bytes', input: { bytes: Buffer.from('sent') } });
+    expectOk(result);
+    const data = result.data as { sawBuffer: boolean; sawUint8Array: boolean; text: string; made: Uint8Array };
+    expect(data).toMatchObject({ sawBuffer: false, sawUint8Array: true, text: 'sent' });
+    expect(Buffer.isBuffer(data.made)).toBe(false);
+    expect(data.made).toBeInstanceOf(Uint8Array);
+    expect(new TextDecoder().decode(data.made)).toBe('made here');
+  });
+
   it('runs many executions concurrently with distinct ids', async () => {
     // Two slots at least, whatever the machine's core count, for the pair below.
     const backend = make({ maxConcurrency: 2, permissions: { platform: { meet: true } } });

@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import type { ContextDescriptor, LogEntry, SerializedError } from '@kb-labs/plugin-execution-core';
-import { unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { deserializeLikeClone, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -109,7 +109,7 @@ export function encode(value: unknown, what: string, named?: unknown): Uint8Arra
 }
 
 export function decode<T>(data: Uint8Array): T {
-  return v8.deserialize(data) as T;
+  return deserializeLikeClone(data) as T;
 }
 
 export function makeHeaders(kind: Kind, executionId?: string, caller?: string): MsgHdrs {
