@@ -20,12 +20,11 @@ export class OutputTap {
     this.#lines = { stdout: new OutputLines(limits, to('stdout')), stderr: new OutputLines(limits, to('stderr')) };
     for (const stream of ['stdout', 'stderr'] as const) {
       const target = process[stream] as unknown as { write: Write };
-      const original = target.write;
       const tap = this;
       target.write = function write(this: unknown, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
-        // Between executions output is nobody's: it goes where it always went (the host's stream).
-        if (!tap.#sink) return Reflect.apply(original, target, [chunk, encoding, callback]) as boolean;
-        tap.#lines[stream].push(typeof chunk === 'string' ? chunk : text(chunk, encoding));
+        // Between executions output is nobody's, and goes nowhere: on the host's own stdout it
+        // would be taken for the host's (a CLI printing its result there, say).
+        if (tap.#sink) tap.#lines[stream].push(typeof chunk === 'string' ? chunk : text(chunk, encoding));
         const done = typeof encoding === 'function' ? encoding : callback;
         if (typeof done === 'function') queueMicrotask(() => (done as () => void)());
         return true;

@@ -15,6 +15,7 @@ const postMessage = (globalThis as unknown as { MessagePort: typeof MessagePort 
 const hasOwn = Object.hasOwn;
 const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
+const listenerCount = process.listenerCount.bind(process);
 
 /**
  * Intrinsics whose identity must survive an execution, by holder: what the thread's own runtime,
@@ -61,7 +62,7 @@ const WATCHED: Record<string, string> = {
   Atomics: 'wait notify add load store',
   Buffer: 'from alloc isBuffer concat byteLength',
   'Buffer.prototype': 'toString write',
-  process: 'nextTick exit on emit emitWarning cwd',
+  process: 'nextTick exit on emit emitWarning cwd env listenerCount',
   console: 'log info warn error debug',
   'AbortController.prototype': 'abort',
   'AbortSignal.prototype': 'throwIfAborted',
@@ -208,6 +209,27 @@ export class HandleWatch {
   }
 }
 
+/**
+ * Listeners a handler left on `process`: an 'uncaughtException' one would receive the next
+ * plugin's errors (and turn its crash into a TIMEOUT), an 'exit' one would run its code later.
+ * Counted against the thread's own, taken before its first execution.
+ */
+export class ListenerWatch {
+  static readonly EVENTS = ['uncaughtException', 'uncaughtExceptionMonitor', 'unhandledRejection', 'rejectionHandled', 'exit', 'beforeExit', 'warning', 'message'] as const;
+  #baseline: number[] | undefined;
+
+  /** Call when the thread is idle and clean (before its first execution). */
+  mark(): void {
+    this.#baseline ??= ListenerWatch.EVENTS.map((event) => listenerCount(event));
+  }
+
+  changed(): boolean {
+    const baseline = this.#baseline!;
+    for (let i = 0; i < baseline.length; i++) if (listenerCount(ListenerWatch.EVENTS[i]!) !== baseline[i]) return true;
+    return false;
+  }
+}
+
 /** Resources keeping the loop alive, less those already closing (a module load leaves a CloseReq behind for a moment). */
 function liveResources(): number {
   const resources = activeResources();
@@ -217,8 +239,8 @@ function liveResources(): number {
 }
 
 /** The retire decision after an execution, or undefined to keep the thread. */
-export function retireReason(guard: IntrinsicsGuard, handles: HandleWatch, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
-  if (!guard.intact()) return 'globals-tampered';
+export function retireReason(guard: IntrinsicsGuard, listeners: ListenerWatch, handles: HandleWatch, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
+  if (!guard.intact() || listeners.changed()) return 'globals-tampered';
   if (handles.leftover()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;

@@ -8,12 +8,13 @@ import { RunnerSession, serializeError, unserializableError, type RunnerResult, 
 import { FLOW_SLOTS, ThreadFlow, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
-import { EnvGate, HandleWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
+import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
 const handles = new HandleWatch();
+const listeners = new ListenerWatch();
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);
@@ -113,6 +114,7 @@ idleSoon();
 /** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
   handles.mark();
+  listeners.mark();
   env.apply(process.env, task.permissions?.env);
   const session = new RunnerSession(task, (m) => sendPaced({ k, m }, m));
   current = { k, session };
@@ -121,7 +123,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.end();
   current = undefined;
   executions++;
-  const retire = retireReason(guard, handles, executions, config.maxExecutions);
+  const retire = retireReason(guard, listeners, handles, executions, config.maxExecutions);
   answer(k, result, retire);
   if (retire) retiring = true;
   else if (!inWaitLoop) idleSoon();

@@ -43,6 +43,17 @@ export function describeGlobalState(suite: SuiteContext): void {
       expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     });
 
+    it("a process listener or a process.env trap left by one execution does not see the next one (its crash stays WORKER_CRASHED)", async () => {
+      const backend = make({ maxConcurrency: 1 });
+      expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'leave-process-traps', input: { mode: 'install' } }));
+      const crash = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' }, { timeoutMs: 5000 });
+      expectError(crash, 'WORKER_CRASHED');
+      expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'read-env', input: { name: 'HOME' } }));
+      const collected = await backend.execute({ pluginId: HOSTILE, handlerId: 'leave-process-traps', input: { mode: 'collect' } });
+      expectOk(collected);
+      expect(collected.data).toEqual({ caught: null, read: null });
+    });
+
     it('tampered JSON/Promise/structuredClone do not reach the next execution', async () => {
       const backend = make();
       await backend.execute({ pluginId: HOSTILE, handlerId: 'tamper-globals' });
