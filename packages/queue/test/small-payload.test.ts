@@ -93,3 +93,31 @@ describe('a host and a worker with different maxPayloadBytes', () => {
     }
   });
 });
+
+describe('a server whose max_payload is 4 KiB (far below a part of 256 KiB)', () => {
+  it('carries inputs, results, log lines and events larger than one message, in parts of what the server takes', async () => {
+    const tiny = await startNatsServer({ maxPayload: 4096 });
+    const tinyPool = newPool('tiny-payload');
+    const worker = await startExecutionWorker({ connection: { servers: tiny.url }, pool: tinyPool, plugins: [fixturePlugins.basic, QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    const host = new QueueBackend({ connection: { servers: tiny.url }, pool: tinyPool, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    try {
+      const KB200 = 200 * 1000;
+      const input = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(KB200) });
+      expectOk(input);
+      expect(input.data).toEqual({ length: KB200 });
+      const output = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: 10_000 } });
+      expectOk(output);
+      expect((output.data as string).length).toBe(10_000);
+      const events: ExecutionEvent[] = [];
+      const logs: LogEntry[] = [];
+      const emitted = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-event', input: { bytes: 10_000 } }, { onEvent: (e) => events.push(e), onLog: (l) => logs.push(l) });
+      expectOk(emitted);
+      expect(events.map((e) => (e.event as { blob: string }).blob.length)).toEqual([10_000]);
+      expect(logs.map((l) => l.message)).toEqual(['after the big event']);
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+      await worker.close();
+      await tiny.stop();
+    }
+  });
+});

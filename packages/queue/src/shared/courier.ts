@@ -53,9 +53,14 @@ export const HELD_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
 
-/** The largest body one message carries on this connection (the server's `max_payload`, less room for headers). */
+/**
+ * The largest body one message carries on this connection: the server's `max_payload`, less room
+ * for headers (half of it on a server whose limit is below 8 KiB: whatever its size, nothing sent
+ * may exceed it, or the publish fails).
+ */
 export function partBytes(nc: NatsConnection): number {
-  return Math.max(64 * 1024, (nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+  const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+  return maxPayload - Math.min(HEADER_ROOM, Math.floor(maxPayload / 2));
 }
 
 /**
