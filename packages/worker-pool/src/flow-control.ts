@@ -19,7 +19,9 @@ const WEIGH_NODES = 64;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 3;
+export const FLOW_SLOTS = 4;
+/** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
+export const TAKEN = 3;
 const READ = 1;
 const WAITING = 2;
 

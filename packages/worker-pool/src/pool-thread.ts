@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { markRead } from './flow-control.js';
+import { TAKEN, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -70,6 +70,9 @@ export class PoolThread<Lane = unknown> {
   readonly #runner: { id: string; threadId: number };
   /** What the idle thread waits on (ThreadHello.wake). */
   #wake: Int32Array | undefined;
+  /** Tasks posted to it, and when the last one was (performance.now()). */
+  #handed = 0;
+  #handedAt = 0;
   #session: HostSession | undefined;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
@@ -132,6 +135,8 @@ export class PoolThread<Lane = unknown> {
     }
     Atomics.add(this.#wake!, 0, 1);
     Atomics.notify(this.#wake!, 0);
+    this.#handed++;
+    this.#handedAt = performance.now();
     this.execution = execution;
     this.heard = false;
     this.pluginGenerations.set(execution.task.pluginId, execution.task.generation ?? 0);
@@ -139,6 +144,14 @@ export class PoolThread<Lane = unknown> {
     execution.stopListening?.();
     execution.stopListening = execution.control.onStop(this.#onStop);
     return true;
+  }
+
+  /**
+   * It has not taken the execution handed to it `ms` ago: something the previous handler left
+   * running after its answer (a microtask or nextTick loop) keeps it busy.
+   */
+  leftBusy(now: number, ms: number): boolean {
+    return this.execution !== undefined && this.alive && now - this.#handedAt > ms && Atomics.load(this.#wake!, TAKEN) !== this.#handed;
   }
 
   end(why: ThreadEndedBy): void {

@@ -3,13 +3,15 @@ import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-co
 import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
-import { PoolThread, type Execution, type ThreadEvents } from './pool-thread.js';
+import { PoolThread, type Execution, type ThreadEndedBy, type ThreadEvents } from './pool-thread.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
 /** How long close() waits for terminated threads to be gone. */
 const CLOSE_WAIT_MS = 5000;
+/** A thread that has not taken the execution handed to it this long ago is ended (ThreadPool.#checkTaken). */
+const TAKE_WITHIN_MS = 1000;
 
 /** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
 export type WorkerPoolRunnerStats = {
@@ -58,7 +60,8 @@ export class ThreadPool {
   readonly #threads = new Set<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
-  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0 };
+  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 };
+  readonly #takenCheck: NodeJS.Timeout;
   /** Start failures since the last thread that started, and the last one's message (for health()). */
   #failing = { streak: 0, last: '' };
   #nextKey = 1;
@@ -76,6 +79,7 @@ export class ThreadPool {
       idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
       gone: (thread) => this.#onGone(thread as PoolThread<Lane>),
     };
+    this.#takenCheck = setInterval(() => this.#checkTaken(), TAKE_WITHIN_MS).unref();
     const lane = this.#lane('default', options.minThreads, options.resourceLimits?.maxOldGenerationSizeMb);
     try {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
@@ -97,6 +101,7 @@ export class ThreadPool {
   /** Terminate every thread (BaseBackend has ended or stopped every execution by now). */
   async close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#takenCheck);
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
     const threads = [...this.#threads];
@@ -121,6 +126,17 @@ export class ThreadPool {
       // Its replacement starts now, not once it is gone: warm by the time the next execution comes.
       if (this.#staying(thread.lane) < thread.lane.minThreads && !this.#closing) this.#start(thread.lane);
     }
+  }
+
+  /**
+   * A handler that answered but left a loop running on its thread (a microtask or nextTick loop
+   * never yields) would leave the next execution handed there untaken until its time limit, and
+   * blamed for it. A thread that has not taken its execution within TAKE_WITHIN_MS is ended, and
+   * the execution, which never began, goes to another thread.
+   */
+  #checkTaken(): void {
+    const now = performance.now();
+    for (const thread of this.#threads) if (thread.leftBusy(now, TAKE_WITHIN_MS)) thread.end({ kind: 'retired', reason: 'left-busy' });
   }
 
   /** Why the pool is unhealthy: threads that fail to start. */
@@ -275,7 +291,7 @@ export class ThreadPool {
     if (execution.stop) return this.#fail(execution, execution.stop);
     // Died of something an earlier execution left behind before it began this one: its last words
     // name another execution or none, and it sent nothing for this one.
-    const neverBegan = !thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k);
+    const neverBegan = (!thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k)) || isLeftBusy(thread.endedBy);
     if (neverBegan && execution.redispatches < MAX_REDISPATCH && !this.#closing) {
       execution.redispatches++;
       this.#counts.redispatched++;
@@ -297,4 +313,8 @@ export class ThreadPool {
     this.#lanes.set(key, lane);
     return lane;
   }
+}
+
+function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
+  return why?.kind === 'retired' && why.reason === 'left-busy';
 }

@@ -25,15 +25,19 @@ export interface ThreadConfig {
 export interface ThreadHello {
   kbWorkerPool: 'hello';
   port: MessagePort;
-  /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it; the rest is flow-control.ts's. */
+  /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it; [1] and [2] are flow-control.ts's; [3] counts the tasks the thread has taken. */
   wake: SharedArrayBuffer;
 }
 
 /** Why a thread asks not to be reused after it answered. */
 export type ThreadRetireReason = 'globals-tampered' | 'handles-left' | 'recycled';
 
-/** Why a thread was retired: it asked, or the host retired it (it had loaded a plugin since reloaded). */
-export type RetireReason = ThreadRetireReason | 'plugin-reloaded';
+/**
+ * Why a thread was retired: it asked, or the host retired it: it had loaded a plugin since
+ * reloaded, or it did not take the execution handed to it (`left-busy`: what the previous handler
+ * left running after its answer — a microtask loop, say — kept it busy).
+ */
+export type RetireReason = ThreadRetireReason | 'plugin-reloaded' | 'left-busy';
 
 /**
  * How a thread is dying, as the thread itself saw it, sent just before it goes. `k` is the

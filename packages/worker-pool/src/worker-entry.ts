@@ -5,7 +5,7 @@
  */
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, ThreadFlow, unitsOf } from './flow-control.js';
+import { FLOW_SLOTS, TAKEN, ThreadFlow, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
@@ -40,6 +40,7 @@ const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unkno
 };
 // Taken before plugin code can replace them (replacing them retires the thread, after the fact).
 const load = Atomics.load;
+const add = Atomics.add;
 const wait = Atomics.wait;
 const receive = receiveMessageOnPort;
 const immediate = setImmediate;
@@ -56,7 +57,10 @@ let inWaitLoop = false;
 let retiring = false;
 
 function onMessage(message: HostToThread): void {
-  if ('task' in message) void execute(message.k, tasks.unpack(message.task));
+  if ('task' in message) {
+    add(wake, TAKEN, 1);
+    void execute(message.k, tasks.unpack(message.task));
+  }
   else if (current?.k === message.k) current.session.handle(message.m);
 }
 channel.on('message', onMessage);

@@ -41,6 +41,22 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(({} as Record<string, unknown>).hidden).toBeUndefined();
   });
 
+  it.each([
+    ['a microtask', {}],
+    ['a nextTick', { tick: true }],
+  ])('a handler that answers but leaves %s loop running: its thread is ended, and the next execution runs on another instead of timing out there', async (_, input) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const looping = await backend.execute({ pluginId: POOL, handlerId: 'loops-after-answer', input });
+    expect(okData(looping)).toBe('answered');
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'not blamed' }, { timeoutMs: 20_000 });
+    expect(okData(next)).toBe('not blamed');
+    expect(next.meta.workerId).not.toBe(looping.meta.workerId);
+    const figures = await runners(backend);
+    expect(figures.retired['left-busy']).toBe(1);
+    expect(figures.redispatched).toBe(1);
+    await waitFor(async () => (await runners(backend)).threads === 1);
+  });
+
   it('still catches tampering where code generation from strings is disabled', () => {
     // The check compiles itself with new Function; a host running with
     // --disallow-code-generation-from-strings (process-wide, threads inherit it) gets the plain loop.
@@ -62,7 +78,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       timeout: 20_000,
     });
     expect(child.stderr).toBe('');
-    expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0 }]);
+    expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 }]);
   });
 
   it('keeps the thread when nothing was tampered with', async () => {
@@ -71,7 +87,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       await backend.execute({ pluginId: BASIC, handlerId, input: handlerId === 'validated' ? { name: 'a' } : undefined });
     }
     const figures = await runners(backend);
-    expect(figures.retired).toEqual({ 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0 });
+    expect(figures.retired).toEqual({ 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 });
     expect(figures.started).toBe(1);
   });
 
