@@ -1,7 +1,7 @@
 import { describeConformance, expectError, expectOk, fixturePlugins, BASIC } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -92,6 +92,32 @@ describe('createExecutionBackend', () => {
       process.chdir(before);
       await Promise.all(made.map((backend) => backend.shutdown()));
       await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
+  it('an ES module .js plugin file under a "type": "commonjs" project fails the same way on the thread and process backends, sandboxed or not, saying what to do', async () => {
+    // What `npm init -y` writes on npm 11, above a plugin folder with no package.json of its own.
+    const project = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-project-'));
+    try {
+      const plugin = path.join(project, 'plugins', 'p');
+      await mkdir(path.join(plugin, 'dist'), { recursive: true });
+      await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'host', type: 'commonjs' }));
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@x/esm-in-cjs', version: '1.0.0', handlers: { run: { entry: './dist/run.js' } } }));
+      await writeFile(path.join(plugin, 'dist', 'run.js'), 'export default async () => "ran as ESM";\n');
+      const file = await realpath(path.join(plugin, 'dist', 'run.js'));
+      // (In-process is left out here: under vitest its import() goes through vitest's own module
+      // runner, not Node's loader; a plain Node host gets the same message from it.)
+      for (const [type, extra] of [['worker-pool', {}], ['subprocess', {}], ['subprocess', { sandbox: 'off' }]] as const) {
+        await using backend = createExecutionBackend({ type, plugins: [plugin], workspace: false, ...extra });
+        const result = await backend.execute({ pluginId: '@x/esm-in-cjs', handlerId: 'run' });
+        expectError(result, 'HANDLER_ERROR');
+        expect(result.error.message, `${type} ${JSON.stringify(extra)}`).toBe(
+          `Handler "run" of plugin "@x/esm-in-cjs": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
+            'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
+        );
+      }
+    } finally {
+      await rm(project, { recursive: true, force: true });
     }
   });
 

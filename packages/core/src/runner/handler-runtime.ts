@@ -138,13 +138,24 @@ function syntaxErrorOf(error: unknown): { message: string; stack: string; file?:
  */
 function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
   const syntax = syntaxErrorOf(error);
-  if (!syntax || !/Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message)) return undefined;
-  const file = syntax.file ?? entryPath;
+  const file = syntax && /Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message) ? (syntax.file ?? entryPath) : requiredInCycle(error, entryPath);
+  if (!file) return undefined;
   return new HandlerError(
     `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
       'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
     { details: { name: 'SyntaxError', file }, cause: error },
   );
+}
+
+/**
+ * The same mistake as Node reports it in a child run with the permission model (Node 20.19+): the
+ * entry, loaded as CommonJS, is retried as an ES module through require(), which its own import()
+ * makes a cycle (ERR_REQUIRE_CYCLE_MODULE naming the entry). The entry's path, or undefined.
+ */
+function requiredInCycle(error: unknown, entryPath: string): string | undefined {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== 'ERR_REQUIRE_CYCLE_MODULE' || typeof e.message !== 'string' || !e.message.includes(` ${entryPath} in a cycle`)) return undefined;
+  return entryPath;
 }
 
 /**

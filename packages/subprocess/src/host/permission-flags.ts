@@ -1,7 +1,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
-import { dependencyFolders, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
+import { dependencyFolders, packageScopeFile, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
 
 /**
  * Which spelling of Node's permission model the running Node accepts: `--permission` (Node
@@ -121,6 +121,7 @@ export function fsGrants(profile: ChildProfile, options: Omit<FlagOptions, 'enfo
     ...runtimePaths(),
     ...pluginRoots,
     ...(options.readAncestorNodeModules ? dependencyFolders(profile.pluginRoot) : []),
+    ...packageScopeFile(profile.pluginRoot),
     ...profile.fsRead.flatMap(inPlugin),
     ...profile.fsWrite.flatMap(inPlugin),
     ...workspace,

@@ -78,3 +78,30 @@ export function withRealPath(p: string): string[] {
 export function uniquePaths(paths: Iterable<string>): string[] {
   return [...new Set(paths)];
 }
+
+/**
+ * The package.json that decides how Node loads the plugin's `.js` files (`"type"`): the nearest
+ * one at or above its folder, as Node looks for it (not past a `node_modules` folder). Granted,
+ * and shown in the sandbox, so that the child loads a module as the host does: without it an ES
+ * module `.js` under a `"type": "commonjs"` project would run in the sandbox and fail elsewhere.
+ */
+export function packageScopeFile(dir: string): string[] {
+  let cached = scopeCache.get(dir);
+  if (!cached) {
+    cached = findPackageScopeFile(dir);
+    if (scopeCache.size >= 1024) scopeCache.clear();
+    scopeCache.set(dir, cached);
+  }
+  return cached;
+}
+
+const scopeCache = new Map<string, string[]>();
+
+function findPackageScopeFile(dir: string): string[] {
+  for (let current = path.resolve(dir); path.basename(current) !== 'node_modules'; current = path.dirname(current)) {
+    const candidate = path.join(current, 'package.json');
+    if (existsSync(candidate)) return withRealPath(candidate);
+    if (path.dirname(current) === current) break;
+  }
+  return [];
+}
