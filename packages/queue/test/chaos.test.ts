@@ -117,6 +117,42 @@ describe('a worker that dies mid-execution', () => {
   });
 });
 
+describe('a host whose event loop is blocked', () => {
+  it('for longer than a worker waits for its answer to `started`: the worker withdraws, the task runs once the host is back, and nothing is blamed on a worker', async () => {
+    const pool = newPool('hostblocked');
+    await worker(server.url, pool, 1);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'hostblocked.log');
+    // The worker's one slot is busy: the next task waits in the stream until it is free.
+    const first = await startMark(backend, file, 300);
+    const second = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 10 } }, { timeoutMs: 60_000 });
+    await sleep(150);
+    // Blocked past the worker's wait for `started` (3 s, the default workerLostMs): the worker
+    // takes the task once its slot frees, asks, hears nothing, and puts the task back, twice.
+    const until = Date.now() + 7000;
+    while (Date.now() < until);
+    expectOk(await first.result);
+    const outcome = await second;
+    expectOk(outcome);
+    const started = (await marks(file)).filter((line) => line.endsWith(' started'));
+    expect(started).toEqual([`${(await first.result).meta.executionId} started`, `${outcome.meta.executionId} started`]);
+  });
+
+  it('for longer than workerLostMs while an execution runs: the worker stops it, and the caller, which never aborted, gets WORKER_CRASHED (runner-lost), not ABORTED', async () => {
+    const pool = newPool('hoststall');
+    await worker(server.url, pool);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'hoststall.log');
+    const { result } = await startMark(backend, file);
+    const until = Date.now() + 5000;
+    while (Date.now() < until);
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+  });
+});
+
 describe('the network between a worker and the server', () => {
   let proxy: TcpProxy;
 

@@ -209,6 +209,9 @@ export class HostLink implements ExecutionLink {
         if (execution) execution.started(decode<{ worker: WorkerIdentity }>(body).worker, msg);
         else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
         return;
+      case 'withdrawn':
+        execution?.withdrawn(decode<{ worker: WorkerIdentity }>(body).worker.id);
+        break;
       case 'log':
         execution?.log(decode(body));
         break;

@@ -118,8 +118,18 @@ export class RemoteExecution {
     this.#lastHeard = Date.now();
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
+    // Kept until the end: a worker that withdraws its start (below) leaves it to another.
     if (this.#input) this.#toWorker('input', this.#input, (refused) => this.fail(this.#refusedBy('input', refused)));
-    this.#input = undefined;
+  }
+
+  /**
+   * The worker this host accepted gave up waiting for the acceptance (it came too late: this
+   * host's event loop was blocked, say) and put the task back in the stream without running it:
+   * the next worker's `started` is accepted.
+   */
+  withdrawn(workerId: string): void {
+    if (this.#worker?.id !== workerId || !this.#settle) return;
+    this.#worker = undefined;
   }
 
   /**
@@ -214,6 +224,7 @@ export class RemoteExecution {
     const settle = this.#settle;
     if (!settle) return;
     this.#settle = undefined;
+    this.#input = undefined;
     this.#session.close();
     const stopped = this.#control.stopReason;
     if (stopped) settle.reject(stopped);

@@ -53,6 +53,8 @@ export class WorkerExecution implements Watched {
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
   #slowStart = false;
+  /** Why this worker stopped it on its own (its caller went silent, the worker closes), if it did. */
+  #orphaned: Error | undefined;
 
   constructor(msg: TaskMessage, worker: WorkerServices) {
     this.#msg = msg;
@@ -113,8 +115,14 @@ export class WorkerExecution implements Watched {
       reply = decode<StartedReply>(msg.data);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
-      if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) this.#msg.term();
-      else this.#msg.nak();
+      if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) {
+        this.#msg.term();
+        return false;
+      }
+      // A caller that did hear (late: its event loop was blocked, say) may have accepted it: it
+      // reads this right after that `started` (same connection) and takes another worker's.
+      void this.#worker.courier.post(this.#claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
+      this.#msg.nak();
       return false;
     }
     if (!reply.accept) {
@@ -206,7 +214,7 @@ export class WorkerExecution implements Watched {
     };
     let bytes: Uint8Array;
     try {
-      const body: ResultBody = result.ok ? { ok: true, data: result.data, meta } : { ok: false, error: serializeError(sameLimit(result.error, task)), meta };
+      const body: ResultBody = result.ok ? { ok: true, data: result.data, meta } : { ok: false, error: serializeError(this.#asReported(result.error, task)), meta };
       bytes = encode(body, 'handler result');
       const refused = this.#overLimit(bytes, 'handler result', 'result');
       if (refused) throw refused;
@@ -225,6 +233,19 @@ export class WorkerExecution implements Watched {
       // the connection is back. Its caller drops a second copy if the first did arrive.
       await this.#sendResult(bytes).catch(() => undefined);
     }
+  }
+
+  /**
+   * The error its caller gets. Stopped here because its caller went silent (a host whose event
+   * loop was blocked for longer than workerLostMs, a cut link) or because this worker closes: for
+   * the caller, which never aborted it, its worker was lost (WORKER_CRASHED), not ABORTED.
+   */
+  #asReported(error: KnownExecutionError, task: TaskBody): KnownExecutionError {
+    if (this.#orphaned && error.code === 'ABORTED') {
+      const message = this.#orphaned.message;
+      return new WorkerCrashedError(message, { details: { reason: 'runner-lost', runnerId: this.#worker.identity.id, pluginId: task.pluginId, handlerId: task.handlerId, message } });
+    }
+    return sameLimit(error, task);
   }
 
   async #reportFailure(error: unknown): Promise<void> {
@@ -287,6 +308,7 @@ export class WorkerExecution implements Watched {
   }
 
   orphan(reason: Error): void {
+    this.#orphaned = reason;
     this.#abort.abort(reason);
     this.#input?.resolve(new Uint8Array(0));
   }
