@@ -7,7 +7,7 @@ import { BASIC, GUARDED, expectError, expectOk, fixturePlugins, testPlatform, wa
 import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect, nanos } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
@@ -357,6 +357,58 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it("a stream deleted under a running host and made again by a worker's defaults gets the host's bound back, without a publish failing first", async () => {
+    const boundPool = newPool('rebound');
+    const stream = `KBEXEC_${boundPool}`;
+    const nc = await connect({ servers: server!.url });
+    try {
+      const backend = make({ pool: boundPool, queueBound: 3 });
+      // Connects, and makes the stream with this host's bound.
+      await backend.health();
+      const jsm = await jetstreamManager(nc);
+      expect((await jsm.streams.info(stream)).config.max_msgs).toBe(3);
+      await jsm.streams.delete(stream);
+      // What a worker's puller does when it finds the stream gone: make it with default settings.
+      await jsm.streams.add({ name: stream, description: 'kb-plugin-exec pool tasks (made by a worker, with default settings)', subjects: [`kbexec.${boundPool}.tasks`], retention: RetentionPolicy.Workqueue, max_msgs: 1000, discard: DiscardPolicy.New });
+      await waitFor(async () => (await jsm.streams.info(stream)).config.max_msgs === 3, 15_000);
+      expect(((await backend.stats()).runners as QueueRunnerStats).queueBound).toBe(3);
+      // Deleted and left gone: the host makes it again by itself.
+      await jsm.streams.delete(stream);
+      await waitFor(async () => (await jsm.streams.info(stream).catch(() => undefined))?.config.max_msgs === 3, 15_000);
+    } finally {
+      await nc.close();
+    }
+  }, 40_000);
+
+  it('a stream or consumer of the pool made by hand with settings the pool cannot use: the host, the worker and health() name what is wrong and how to fix it', async () => {
+    const handPool = newPool('by-hand');
+    const stream = `KBEXEC_${handPool}`;
+    const nc = await connect({ servers: server!.url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      // `nats stream add` with its defaults: limits retention, so taken tasks would stay and fill the bound.
+      await jsm.streams.add({ name: stream, subjects: [`kbexec.${handPool}.tasks`], retention: RetentionPolicy.Limits });
+      const backend = make({ pool: handPool });
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toContain(`cannot use pool "${handPool}": The stream ${stream} has retention "limits", not "workqueue"`);
+      expect(result.error.message).toContain(`nats stream rm ${stream}`);
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+      expect(health.problems.join('\n')).toContain('has retention "limits"');
+      const worker = startExecutionWorker({ connection: { servers: server!.url }, pool: handPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining('has retention "limits"') });
+      // A push consumer of the pool's consumer name: workers pull.
+      await jsm.streams.delete(stream);
+      await jsm.streams.add({ name: stream, subjects: [`kbexec.${handPool}.tasks`], retention: RetentionPolicy.Workqueue });
+      await jsm.consumers.add(stream, { durable_name: `${handPool}-workers`, deliver_subject: 'somewhere', ack_policy: AckPolicy.Explicit });
+      const pushed = startExecutionWorker({ connection: { servers: server!.url }, pool: handPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(pushed).rejects.toMatchObject({ problem: 'misconfigured', message: expect.stringContaining(`The consumer ${handPool}-workers of stream ${stream} is a push consumer (workers pull)`) });
+    } finally {
+      await nc.close();
+    }
+  }, 30_000);
+
   it('an id already running on a worker for another host: refused there by name, and the first host\'s execution keeps its messages', async () => {
     // The stream refuses an id sent again within its duplicate window (2 minutes), so two hosts
     // meet with one id only when an execution outlives it; the window is made 1 s here instead.
@@ -441,8 +493,9 @@ describe('delivery', () => {
     const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 25_000, env: { PATH: process.env.PATH ?? '' } });
     expect(run.stderr).toBe('');
     expect(run.signal).toBeNull();
-    // The worker's stop reaches the handler's local execution (which ignores its signal) as an abort.
-    expect(run.stdout.trim()).toBe('ABORTED');
+    // The worker stopped it (its handler ignores its signal): for the caller, which never
+    // aborted it, its worker was lost.
+    expect(run.stdout.trim()).toBe('WORKER_CRASHED');
   }, 40_000);
 
   it('two workers given one id each warn that hosts take them for one, and both still serve', async () => {

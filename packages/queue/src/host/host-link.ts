@@ -2,9 +2,9 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
+import { connectNats, describeServers, serverProblem, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
-import { ensureStream, storageProblem } from '../shared/pool-stream.js';
+import { ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -15,6 +15,8 @@ export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
 /** How long a publish waits for the stream's acknowledgement. */
 const PUBLISH_TIMEOUT_MS = 5000;
+/** How often a host reads the pool's stream (checkStream): a stream deleted or made again by a worker is noticed within this. */
+const STREAM_CHECK_MS = 5000;
 
 /**
  * One host's connection to its pool: the stream it publishes tasks to, its caller subject (where
@@ -25,6 +27,8 @@ export class HostLink implements ExecutionLink {
   readonly workers: WorkerDirectory;
   /** Why the pool's stream does not keep tasks as `streamStorage` asks (health() says it). */
   storageProblem: string | undefined;
+  /** Why the pool's stream cannot be used, as last checked (health() says it); undefined when it can. */
+  streamProblem: string | undefined;
   readonly maxPayloadBytes: number;
   readonly partBytes: number;
   readonly workerLostMs: number;
@@ -42,7 +46,10 @@ export class HostLink implements ExecutionLink {
   readonly #watch: NodeJS.Timeout;
   readonly #watchEveryMs: number;
   #lastWatch = Date.now();
-  #queueDepth: number | undefined;
+  /** The pool's stream as last read (see checkStream). */
+  #stream: PoolStream | undefined;
+  #checking: Promise<void> | undefined;
+  #lastStreamCheck = Date.now();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
   #pingSentAt: number | undefined;
   /** Settles at the next reconnection (once the stream is there again). */
@@ -79,9 +86,10 @@ export class HostLink implements ExecutionLink {
     try {
       const jsm = await jetstreamManager(nc);
       const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-      const storage = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, true);
+      const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
-      link.storageProblem = storageProblem(subjects, o.streamStorage, storage);
+      link.#stream = stream;
+      link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
       nc.publish(subjects.presenceQuery);
       return link;
@@ -113,7 +121,7 @@ export class HostLink implements ExecutionLink {
         if (retried || failure instanceof QueueFullError) throw failure;
         retried = true;
         // No stream took it (nats.js says "jetstream is not enabled"): it was deleted; make it again first.
-        if (/not enabled|no responders/i.test(failure.message)) await this.#ensureStream();
+        if (/not enabled|no responders/i.test(failure.message)) await this.checkStream();
       }
     }
     if (ack.duplicate && !retried) {
@@ -127,11 +135,15 @@ export class HostLink implements ExecutionLink {
   #publishError(error: unknown): Error {
     const message = String((error as Error)?.message ?? error);
     if (/maximum messages/i.test(message)) {
-      return new QueueFullError(`The queue of pool "${this.#o.pool}" is full: ${this.#o.queueBound} executions wait for a worker (queueBound)`, {
-        details: { maxQueue: this.#o.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) },
+      // The stream's own bound: another host may have set another (the last to start sets it).
+      const bound = this.queueBound;
+      return new QueueFullError(`The queue of pool "${this.#o.pool}" is full: ${bound} executions wait for a worker (the stream's queueBound)`, {
+        details: { maxQueue: bound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) },
       });
     }
-    return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${message}`, {
+    // "jetstream is not enabled" is also what nats.js says when no stream takes the subject.
+    const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
+    return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
       details: { reason: 'runner-lost', message },
       cause: error,
     });
@@ -145,17 +157,39 @@ export class HostLink implements ExecutionLink {
     return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body);
   }
 
-  /** Tasks waiting in the stream, as last read (refreshed by `refreshQueueDepth`). */
+  /** Tasks waiting in the stream, as last read (see checkStream). */
   get queueDepth(): number | undefined {
-    return this.#queueDepth;
+    return this.#stream?.messages;
   }
 
-  async refreshQueueDepth(): Promise<void> {
-    try {
-      this.#queueDepth = (await this.#jsm.streams.info(this.subjects.stream)).state.messages;
-    } catch {
-      // Disconnected: keep the last figure.
-    }
+  /** The stream's bound as last read: this host's `queueBound`, unless a host that started later set another. */
+  get queueBound(): number {
+    return this.#stream?.maxMessages ?? this.#o.queueBound;
+  }
+
+  /**
+   * Read the pool's stream (one read at a time, only while connected): its depth and bound, and
+   * whether it is still there and usable. Gone (deleted, a server restarted without its store),
+   * it is made again with this host's settings; made again by a worker meanwhile, this host's
+   * settings replace the worker's defaults. What is wrong is kept for health().
+   */
+  checkStream(): Promise<void> {
+    if (this.state !== 'connected') return Promise.resolve();
+    this.#lastStreamCheck = Date.now();
+    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, 'host-check')
+      .then(
+        (stream) => {
+          this.#stream = stream;
+          this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
+          this.streamProblem = undefined;
+        },
+        (error: unknown) => {
+          this.#stream = undefined;
+          this.streamProblem = error instanceof PoolStreamError ? error.message : serverProblem('The queue backend', this.#o.connection, error).message;
+        },
+      )
+      .finally(() => (this.#checking = undefined));
+    return this.#checking;
   }
 
   /** How long the server has left this host's last ping unanswered (0: it answered). */
@@ -262,14 +296,7 @@ export class HostLink implements ExecutionLink {
     for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
     this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);
-  }
-
-  /** The pool's stream as this host wants it, made again if it is gone; a failure is left to the next publish to report. */
-  #ensureStream(): Promise<void> {
-    return ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, true).then(
-      (storage) => void (this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, storage)),
-      () => undefined,
-    );
+    if (now - this.#lastStreamCheck >= STREAM_CHECK_MS) void this.checkStream();
   }
 
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
@@ -280,9 +307,9 @@ export class HostLink implements ExecutionLink {
         this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
         this.#failAll(`lost its connection to the NATS server (${status.server}) while the execution was in flight`);
       } else if (status.type === 'reconnect') {
-        // A server that restarted without its store has lost the stream.
-        await this.#ensureStream();
         if (this.state === 'reconnecting') this.state = 'connected';
+        // A server that restarted without its store has lost the stream.
+        await this.checkStream();
         this.#markReconnected();
         this.#nc.publish(this.subjects.presenceQuery);
       } else if (status.type === 'close') {

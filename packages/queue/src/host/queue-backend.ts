@@ -3,6 +3,7 @@ import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/connection.js';
+import { PoolStreamError } from '../shared/pool-stream.js';
 import { subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
@@ -76,7 +77,8 @@ export class QueueBackend extends BaseBackend {
       (error: unknown) => {
         this.#link = undefined;
         const message = String((error as Error)?.message ?? error);
-        throw new WorkerCrashedError(serverProblem('The queue backend', this.#o.connection, error).message, { details: { reason: 'runner-lost', message }, cause: error });
+        const why = error instanceof PoolStreamError ? `The queue backend cannot use pool "${this.#o.pool}": ${message}` : serverProblem('The queue backend', this.#o.connection, error).message;
+        throw new WorkerCrashedError(why, { details: { reason: 'runner-lost', message }, cause: error });
       },
     );
     return this.#link;
@@ -90,7 +92,7 @@ export class QueueBackend extends BaseBackend {
 
   /** Reads the pool's queue depth from the server (bounded) before the figures. */
   override async stats(): Promise<BackendStats> {
-    if (this.#opened) await settlesWithin(this.#opened.refreshQueueDepth(), PROBE_MS);
+    if (this.#opened) await settlesWithin(this.#opened.checkStream(), PROBE_MS);
     return super.stats();
   }
 
@@ -101,9 +103,10 @@ export class QueueBackend extends BaseBackend {
     return {
       pool: this.#o.pool,
       connection: link?.state ?? 'not-connected',
-      ...(link && link.state !== 'closed' ? { server: link.server } : {}),
-      ...(link?.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
-      queueBound: this.#o.queueBound,
+      // Only while connected: during an outage the last figures may no longer be true.
+      ...(link?.state === 'connected' ? { server: link.server } : {}),
+      ...(link?.state === 'connected' && link.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
+      queueBound: link?.queueBound ?? this.#o.queueBound,
       inFlight: executions.length,
       started: executions.filter((e) => e.worker).length,
       workersSeen: workers.length,
@@ -123,7 +126,8 @@ export class QueueBackend extends BaseBackend {
     // Workers are heard through the server: a server that does not answer says nothing of them.
     const silence = await link.serverSilence(PROBE_MS);
     if (silence) return [silence];
-    const problems = link.storageProblem ? [link.storageProblem] : [];
+    await settlesWithin(link.checkStream(), PROBE_MS);
+    const problems = [link.streamProblem, link.storageProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
     if (link.workers.alive().length > 0) return problems;
     return [...problems, `no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];

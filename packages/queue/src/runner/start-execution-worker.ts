@@ -5,7 +5,7 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, refusedByServer, serverProblem } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
-import { ensureConsumer, ensureStream } from '../shared/pool-stream.js';
+import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
@@ -70,7 +70,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
     return worker;
   } catch (error) {
     await nc.close().catch(() => undefined);
-    throw refusedByServer(error) ? unusable(error) : error;
+    throw refusedByServer(error) || error instanceof PoolStreamError ? unusable(error) : error;
   }
 }
 
@@ -169,7 +169,7 @@ class QueueWorker implements ExecutionWorker {
   /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
   #nextSubject(): Promise<string> {
     this.#pullSubject ??= (async () => {
-      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: partBytes(this.#nc), storage: 'memory' }, false);
+      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: partBytes(this.#nc), storage: 'memory' }, 'worker');
       await ensureConsumer(this.#jsm, this.#subjects);
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();

@@ -99,12 +99,13 @@ export function refusedByServer(error: unknown): boolean {
 }
 
 /** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
-export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted';
+export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'misconfigured';
 
 /**
  * `startExecutionWorker()` cannot use the pool's NATS server: it does not answer (`unreachable`:
  * a worker may retry), refuses the credentials (`auth-failed`), has no JetStream
- * (`no-jetstream`), or its user may not do what the pool needs (`not-permitted`).
+ * (`no-jetstream`), its user may not do what the pool needs (`not-permitted`), or the pool's
+ * stream or consumer exists with settings the pool cannot use (`misconfigured`: made by hand).
  */
 export class QueueServerError extends Error {
   override name = 'QueueServerError';
@@ -127,6 +128,7 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   const message = messageOf(error);
   const servers = describeServers(options);
   const problem = (problem: QueueServerProblem, text: string) => new QueueServerError(text, problem, servers, { cause: error });
+  if ((error as Error)?.name === 'PoolStreamError') return problem('misconfigured', `${who} cannot use the pool's stream on the NATS server (${servers}): ${message}`);
   if (NO_JETSTREAM.test(message)) {
     return problem('no-jetstream', `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`);
   }

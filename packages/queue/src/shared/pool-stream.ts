@@ -14,9 +14,14 @@ export interface StreamSettings {
 /** A waiting task a worker fetched but never answered for (it died before `started`) is redelivered after this. */
 const ACK_WAIT_MS = 5000;
 
-function streamConfig(subjects: PoolSubjects, settings: StreamSettings): Partial<StreamConfig> & { name: string } {
+/** The stream's description says who made it: a host's settings replace a worker's (see ensureStream). */
+const MADE_BY_WORKER = 'kb-plugin-exec pool tasks (made by a worker, with default settings)';
+const MADE_BY_HOST = 'kb-plugin-exec pool tasks';
+
+function streamConfig(subjects: PoolSubjects, settings: StreamSettings, madeBy: 'host' | 'worker'): Partial<StreamConfig> & { name: string } {
   return {
     name: subjects.stream,
+    description: madeBy === 'worker' ? MADE_BY_WORKER : MADE_BY_HOST,
     subjects: [subjects.tasks],
     retention: RetentionPolicy.Workqueue,
     max_msgs: settings.maxMessages,
@@ -28,26 +33,74 @@ function streamConfig(subjects: PoolSubjects, settings: StreamSettings): Partial
   };
 }
 
+/** The pool's stream as read (or made): how it keeps tasks, how many wait, and its bound. */
+export interface PoolStream {
+  storage: 'memory' | 'file';
+  messages: number;
+  maxMessages: number;
+}
+
 /**
- * Create the pool's work-queue stream, or bring its bound and message size to `settings` (a host
- * owns the bound; the last host to start with a different one sets it for the pool). A worker
- * only creates it when it is missing (`update: false`), so that it never changes a host's bound.
- * Resolves with the storage the stream has: fixed when it was made, by whoever came first.
+ * Make the pool's work-queue stream if it is missing, and check one that exists: one not made as
+ * a work queue on the pool's task subject is an error naming what to do. `as`:
+ * - `worker`: makes it with default settings when missing, and never changes it;
+ * - `host`: makes it with its settings, or brings the bound and message size of an existing one to
+ *   them (a host owns the bound; the last host to start with another one sets it for the pool);
+ * - `host-check` (a host's periodic look): makes it again if it is gone (an operator deleted it,
+ *   a server restarted without its store) and takes over one a worker made meanwhile, but leaves
+ *   another host's bound alone.
+ * The storage is fixed when the stream is made, by whoever came first.
  */
-export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects, settings: StreamSettings, update: boolean): Promise<'memory' | 'file'> {
-  const config = streamConfig(subjects, settings);
+export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects, settings: StreamSettings, as: 'host' | 'host-check' | 'worker'): Promise<PoolStream> {
+  const config = streamConfig(subjects, settings, as === 'worker' ? 'worker' : 'host');
   let info;
   try {
     info = await jsm.streams.info(subjects.stream);
-  } catch {
+  } catch (error) {
+    if (!isMissing(error)) throw error;
     await jsm.streams.add(config);
-    return settings.storage;
+    return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages };
   }
   const current = info.config;
-  if (update && (current.max_msgs !== config.max_msgs || current.max_msg_size !== config.max_msg_size || current.discard !== config.discard)) {
-    await jsm.streams.update(subjects.stream, { ...current, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! });
+  const wrong = wrongShape(subjects, current);
+  if (wrong) throw new PoolStreamError(wrong);
+  const differs = current.max_msgs !== config.max_msgs || current.max_msg_size !== config.max_msg_size || current.discard !== config.discard;
+  const takeOver = as === 'host' || (as === 'host-check' && current.description === MADE_BY_WORKER);
+  if (takeOver && (differs || current.description !== config.description)) {
+    await jsm.streams.update(subjects.stream, { ...current, description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! });
+    return { storage: storageOf(current), messages: info.state.messages, maxMessages: config.max_msgs! };
   }
-  return current.storage === StorageType.File ? 'file' : 'memory';
+  return { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs };
+}
+
+function storageOf(config: StreamConfig): 'memory' | 'file' {
+  return config.storage === StorageType.File ? 'file' : 'memory';
+}
+
+/** The stream does not exist (JetStream's "stream not found"); anything else (no JetStream, no permission, no answer) is not that. */
+function isMissing(error: unknown): boolean {
+  return /stream not found/i.test(String((error as Error)?.message ?? error)) || (error as { api_error?: { err_code?: number } })?.api_error?.err_code === 10059;
+}
+
+/** A stream or consumer of the pool's name that exists but cannot serve as the pool's (made by hand, or by another tool). */
+export class PoolStreamError extends Error {
+  override name = 'PoolStreamError';
+}
+
+/**
+ * Why a stream of the pool's name that exists already (made by hand, or by another tool) cannot
+ * be the pool's work queue, or undefined: it must be a work queue (each task to one worker, gone
+ * once taken) on the pool's task subject.
+ */
+function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | undefined {
+  const fix = `delete it while the pool is idle (nats stream rm ${subjects.stream}) and the next host makes it as the pool needs`;
+  if (config.retention !== RetentionPolicy.Workqueue) {
+    return `The stream ${subjects.stream} has retention "${config.retention}", not "workqueue": taken tasks would stay in it and fill its bound; ${fix}`;
+  }
+  if (!(config.subjects ?? []).includes(subjects.tasks)) {
+    return `The stream ${subjects.stream} does not take the pool's task subject ${subjects.tasks} (its subjects: ${(config.subjects ?? []).join(', ') || 'none'}); ${fix}`;
+  }
+  return undefined;
 }
 
 /**
@@ -65,8 +118,9 @@ export function storageProblem(subjects: PoolSubjects, wanted: 'memory' | 'file'
 
 /** The pool's one durable pull consumer, shared by its workers: explicit acks, each task to one worker. */
 export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjects): Promise<void> {
+  let config;
   try {
-    await jsm.consumers.info(subjects.stream, subjects.consumer);
+    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
   } catch {
     await jsm.consumers.add(subjects.stream, {
       durable_name: subjects.consumer,
@@ -74,5 +128,15 @@ export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjec
       ack_wait: nanos(ACK_WAIT_MS),
       max_ack_pending: -1,
     });
+    return;
   }
+  // One made by hand, or by another tool: workers could not pull from it, or would lose tasks.
+  const wrong = config.deliver_subject
+    ? 'is a push consumer (workers pull)'
+    : config.ack_policy !== AckPolicy.Explicit
+      ? `acknowledges "${config.ack_policy}", not "explicit"`
+      : config.filter_subject && config.filter_subject !== subjects.tasks
+        ? `takes only ${config.filter_subject}, not the pool's task subject ${subjects.tasks}`
+        : undefined;
+  if (wrong) throw new PoolStreamError(`The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`);
 }
