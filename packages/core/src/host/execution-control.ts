@@ -165,9 +165,10 @@ export class ExecutionControl implements DispatchControl {
     if (!onLog || this.#over) return;
     try {
       const ids = this.#telemetry?.logIds;
-      settleQuietly(onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids }));
-    } catch {
-      // A host callback that throws must not fail the execution.
+      settleQuietly(onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids }), 'onLog');
+    } catch (error) {
+      // A host callback that throws must not fail the execution; it is said once.
+      callbackFailed('onLog', error);
     }
   }
 
@@ -176,9 +177,9 @@ export class ExecutionControl implements DispatchControl {
     if (!onEvent || this.#over) return;
     const task = this.#task;
     try {
-      settleQuietly(onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event }));
-    } catch {
-      // As above.
+      settleQuietly(onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event }), 'onEvent');
+    } catch (error) {
+      callbackFailed('onEvent', error);
     }
   }
 
@@ -235,9 +236,26 @@ export class ExecutionControl implements DispatchControl {
 function noop(): void {}
 
 /**
- * What an `async` onLog / onEvent returns: its rejection is handled as a throw is (ignored), not
- * left unhandled, which Node makes the host process's end.
+ * What an `async` onLog / onEvent returns: its rejection is handled as a throw is, not left
+ * unhandled, which Node makes the host process's end.
  */
-function settleQuietly(returned: unknown): void {
-  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, noop);
+function settleQuietly(returned: unknown, which: 'onLog' | 'onEvent'): void {
+  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
+}
+
+const callbacksWarned = new Set<string>();
+
+/** A host's onLog / onEvent threw or rejected: the execution goes on; the first time per callback, a process warning says so (a bug in a log sink should not vanish). */
+function callbackFailed(which: 'onLog' | 'onEvent', error: unknown): void {
+  if (callbacksWarned.has(which)) return;
+  callbacksWarned.add(which);
+  let what: string;
+  try {
+    what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch {
+    what = 'a value that cannot be shown';
+  }
+  process.emitWarning(`An execute() ${which} callback threw or rejected (${what.slice(0, 500)}); the execution went on without it. Said once per process.`, {
+    code: 'KB_PLUGIN_CALLBACK_FAILED',
+  });
 }
