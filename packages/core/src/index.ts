@@ -48,7 +48,7 @@ export type { ExecutionBackendOptions, LazyExecutionBackend } from './host/lazy-
 export { BACKEND_PACKAGES, type BuiltInBackendType } from './host/backend-packages.js';
 export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
 export { MANIFEST_FILE, pluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
-export { mergePermissions, missingPermissions, type PermissionSpec } from './host/permissions.js';
+export { mergePermissions, missingPermissions, permissionSpecSchema, type PermissionSpec } from './host/permissions.js';
 export { PluginRegistry, type PluginReloadListener, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
 export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';
 export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';

@@ -2,9 +2,10 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
+import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { initCommand } from './init-command.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
-import { WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
+import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 
 const USAGE = `Usage:
   kb-plugin-exec run <plugin-dir> <handler> [options]
@@ -98,6 +99,14 @@ main(process.argv.slice(2)).then(exit, (error: unknown) => {
   exit(reportFailure(error));
 });
 
+/** parseArgs's "Unknown option '--inptu'. To specify a positional argument …" as what it means, with the option meant. */
+function usageMessage(error: Error & { code?: string }, worker: boolean): string {
+  const name = error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-{1,2}[^']+)'/.exec(error.message)?.[1] : undefined;
+  if (!name) return error.message;
+  const near = nearest(name.replace(/^-+/, ''), Object.keys(worker ? WORKER_OPTIONS : RUN_OPTIONS));
+  return `unknown option ${name}${near ? `; did you mean --${near}?` : ''}`;
+}
+
 /** Say why the command failed; the exit code: 2 for a usage error, else 1. */
 function reportFailure(error: unknown): number {
   if (error instanceof UsageError || error instanceof WorkerUsageError || PARSE_ERRORS.has((error as { code?: string })?.code ?? '')) {
@@ -105,7 +114,7 @@ function reportFailure(error: unknown): number {
     const worker = process.argv[2] === 'worker';
     const usage = worker ? WORKER_USAGE : USAGE;
     const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
-    process.stderr.write(`${(error as Error).message}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
+    process.stderr.write(`${usageMessage(error as Error & { code?: string }, worker)}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
     return 2;
   }
   const e = error as { code?: string; message?: string };

@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
-import { PluginRegistry, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
+import { issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
@@ -41,7 +42,7 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
  * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
  */
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
-  const type = (values.backend ?? 'in-process') as BuiltInBackendType;
+  const type = backendType(values.backend);
   if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
   const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
@@ -54,7 +55,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     type,
     registry,
     workspace: values['no-workspace'] ? false : values['workspace-root'] ? { root: values['workspace-root'] } : undefined,
-    ...(values.grant ? { permissions: (await readJson(values.grant, 'grant')) as never } : {}),
+    ...(values.grant ? { permissions: await readGrant(values.grant) } : {}),
     ...(platform ? { platform } : {}),
     ...queue,
   });
@@ -106,7 +107,56 @@ function report(result: ExecutionResult, json: boolean): void {
   const text = (value: unknown) => `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'undefined'}\n`;
   if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
   else if (result.ok) process.stdout.write(text(result.data));
-  if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}\n`);
+  if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}${commandLineHint(result.error)}\n`);
+}
+
+const BACKEND_TYPES: readonly BuiltInBackendType[] = ['in-process', 'worker-pool', 'subprocess', 'queue'];
+
+function backendType(given: string | undefined): BuiltInBackendType {
+  if (given === undefined) return 'in-process';
+  if ((BACKEND_TYPES as readonly string[]).includes(given)) return given as BuiltInBackendType;
+  const near = nearest(given, BACKEND_TYPES);
+  throw new UsageError(`--backend must be one of ${BACKEND_TYPES.join(', ')}, got "${given}"${near ? `; did you mean "${near}"?` : ''}`);
+}
+
+/** `--grant`: checked here, so that a mistake in it is said as one in --grant, not in backend options the user never wrote. */
+async function readGrant(value: string): Promise<PermissionSpec> {
+  const grant = await readJson(value, 'grant');
+  const parsed = permissionSpecSchema().safeParse(grant);
+  if (parsed.success) return parsed.data;
+  const lines = issuesOf(parsed.error).map((issue) => `  - ${issue.path || '(the grant)'}: ${issue.message}`);
+  throw new UsageError(`--grant is not a permissions object ({ platform, fs, env, network, childProcess }):\n${lines.join('\n')}`);
+}
+
+/** What to add on this command line for a failure whose message speaks of a host's options. */
+function commandLineHint(error: ExecutionResult['error'] & object): string {
+  const details = error.details as { phase?: unknown; missing?: unknown } | undefined;
+  if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
+    return `\n(on this command line: --grant '${JSON.stringify(grantFor(details.missing as string[]))}')`;
+  }
+  if (error.code === 'VALIDATION_ERROR' && /^The host's platform has no (service|method) /.test(error.message)) {
+    return '\n(on this command line: --platform <module> gives the handler the services it calls)';
+  }
+  return '';
+}
+
+/** A grant of what a PERMISSION_DENIED's `details.missing` lists (`platform.kv.get`, `fs.read:data`, `env:TOKEN`, `network` …). */
+function grantFor(missing: readonly string[]): PermissionSpec {
+  const grant: { platform?: Record<string, true | string[]>; fs?: { read?: string[]; write?: string[] }; env?: string[]; network?: true; childProcess?: true } = {};
+  for (const item of missing) {
+    const fs = /^fs\.(read|write):(.+)$/.exec(item);
+    const platform = /^platform\.([^.\s]+)(?:\.([^.\s]+))?/.exec(item);
+    if (fs) ((grant.fs ??= {})[fs[1] as 'read' | 'write'] ??= []).push(fs[2]!);
+    else if (item.startsWith('env:')) (grant.env ??= []).push(item.slice(4));
+    else if (item === 'network' || item === 'childProcess') grant[item] = true;
+    else if (platform) {
+      const services = (grant.platform ??= {});
+      const [, service, method] = platform as unknown as [string, string, string | undefined];
+      const had = services[service];
+      services[service] = !method || method === '*' || had === true ? true : [...(had ?? []), method];
+    }
+  }
+  return grant;
 }
 
 export async function readJson(value: string | undefined, what: string): Promise<unknown> {

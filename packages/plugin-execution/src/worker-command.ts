@@ -31,24 +31,22 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
   return n;
 }
 
+export const WORKER_OPTIONS = {
+  nats: { type: 'string' },
+  plugins: { type: 'string', multiple: true },
+  backend: { type: 'string' },
+  concurrency: { type: 'string' },
+  pool: { type: 'string' },
+  prefix: { type: 'string' },
+  'workspace-root': { type: 'string' },
+  id: { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      nats: { type: 'string' },
-      plugins: { type: 'string', multiple: true },
-      backend: { type: 'string' },
-      concurrency: { type: 'string' },
-      pool: { type: 'string' },
-      prefix: { type: 'string' },
-      'workspace-root': { type: 'string' },
-      id: { type: 'string' },
-      'drain-timeout': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: WORKER_OPTIONS });
   if (values.help) {
     process.stdout.write(WORKER_USAGE);
     return 0;

@@ -73,6 +73,12 @@ describe('kb-plugin-exec CLI', () => {
     expect(timeout.stderr).toMatch(/^TIMEOUT: /);
     const denied = run(['run', fixturePlugins.guarded, 'needs-kv', '--workspace-root', root]);
     expect(denied.stderr).toMatch(/^PERMISSION_DENIED: /);
+    // What to add on this command line, not only the library's words for a host.
+    expect(denied.stderr).toContain(`(on this command line: --grant '{"platform":{"kv":["get"]}}')`);
+    const noService = run(['run', fixturePlugins.guarded, 'needs-kv', '--grant', '{"platform":{"kv":["get"]}}', '--workspace-root', root]);
+    expect(noService.status).toBe(1);
+    expect(noService.stderr).toMatch(/^VALIDATION_ERROR: The host's platform has no (service|method) kv/);
+    expect(noService.stderr).toContain('(on this command line: --platform <module> gives the handler the services it calls)');
   });
 
   it('grants permissions with --grant', () => {
@@ -177,6 +183,18 @@ describe('kb-plugin-exec CLI', () => {
     const initOnFile = run(['init', cli]);
     expect(initOnFile.status).toBe(2);
     expect(initOnFile.stderr.split('\n')[0]).toMatch(/^init: \S+cli\.js is a file; give a new folder$/);
+    const typo = run(['run', fixturePlugins.basic, 'echo', '--inptu', '{}']);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr.split('\n')[0]).toBe('unknown option --inptu; did you mean --input?');
+    const workerTypo = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugin', fixturePlugins.basic]);
+    expect(workerTypo.status).toBe(2);
+    expect(workerTypo.stderr.split('\n')[0]).toBe('unknown option --plugin; did you mean --plugins?');
+    const badBackend = run(['run', fixturePlugins.basic, 'echo', '--backend', 'workerpool']);
+    expect(badBackend.status).toBe(2);
+    expect(badBackend.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, queue, got "workerpool"; did you mean "worker-pool"?');
+    const badGrant = run(['run', fixturePlugins.basic, 'echo', '--grant', '{"platfrm":{}}']);
+    expect(badGrant.status).toBe(2);
+    expect(badGrant.stderr.split('\n').slice(0, 2)).toEqual(['--grant is not a permissions object ({ platform, fs, env, network, childProcess }):', expect.stringContaining('unknown key "platfrm"')]);
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
