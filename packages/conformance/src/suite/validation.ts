@@ -99,6 +99,9 @@ function requestValidationTests(suite: SuiteContext): void {
     expectError(notObject, 'VALIDATION_ERROR');
     expect(notObject.error.message).toBe('execute() options must be an object, got string');
     expect(notObject.error.details).toMatchObject({ phase: 'options' });
+    const array = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, [] as never);
+    expectError(array, 'VALIDATION_ERROR');
+    expect(array.error.message).toBe('execute() options must be an object, got an array');
   });
 }
 

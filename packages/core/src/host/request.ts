@@ -203,8 +203,8 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
 export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (options === undefined || options === null) return {};
-  if (typeof options !== 'object') {
-    const message = `must be an object, got ${typeof options}`;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    const message = `must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`;
     throw new ValidationError(`execute() options ${message}`, { details: { phase: 'options', issues: [{ path: '', message }] } });
   }
   const o = options as Record<string, unknown>;
