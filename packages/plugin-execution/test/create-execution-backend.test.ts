@@ -28,6 +28,7 @@ describe('createExecutionBackend', () => {
     expect(() => createExecutionBackend({ type: 'worker-pol' as never })).toThrow(/got "worker-pol"; did you mean "worker-pool"\?/);
     expect(() => createExecutionBackend({ type: 'subproces' as never })).toThrow(/did you mean "subprocess"\?/);
     expect(() => createExecutionBackend(null as never)).toThrow(ValidationError);
+    expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
   });
 
   it('reports bad backend options on every execution and in health()', async () => {

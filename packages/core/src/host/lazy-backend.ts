@@ -36,7 +36,8 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
   if (options === null || typeof options !== 'object') {
     throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : typeof options}`);
   }
-  const type = options.type ?? 'in-process';
+  // Only a type left out means in-process; `type: null` (a setting read as null) is a mistake.
+  const type = options.type === undefined ? 'in-process' : options.type;
   if (!Object.hasOwn(BACKEND_PACKAGES, type)) {
     const types = Object.keys(BACKEND_PACKAGES);
     const near = typeof type === 'string' ? nearest(type, types) : undefined;
