@@ -122,6 +122,30 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('health() names a plugin whose code is not there: none of its entries built, or its folder deleted under the running host', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'kb-missing-code-'));
+    try {
+      const unbuilt = path.join(root, 'unbuilt');
+      const deleted = path.join(root, 'deleted');
+      for (const dir of [unbuilt, deleted]) await mkdir(dir, { recursive: true });
+      await writeFile(path.join(unbuilt, 'kb.plugin.json'), JSON.stringify({ id: '@x/unbuilt', version: '1.0.0', handlers: { run: { entry: './dist/run.js' } } }));
+      await writeFile(path.join(deleted, 'kb.plugin.json'), JSON.stringify({ id: '@x/deleted', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+      await writeFile(path.join(deleted, 'run.mjs'), 'export default () => "here";\n');
+      for (const type of ['in-process', 'worker-pool', 'subprocess'] as const) {
+        await using backend = createExecutionBackend({ type, plugins: [unbuilt, deleted], workspace: false });
+        const before = await backend.health();
+        expect(before.ok, type).toBe(false);
+        expect(before.problems).toEqual([expect.stringMatching(/^plugin "@x\/unbuilt": none of its handlers' entries exists in \S+ \(\.\/dist\/run\.js\): is it built\?$/)]);
+      }
+      await using backend = createExecutionBackend({ type: 'worker-pool', plugins: [deleted], workspace: false });
+      expect((await backend.health()).ok).toBe(true);
+      await rm(deleted, { recursive: true });
+      expect((await backend.health()).problems).toEqual([`plugin "@x/deleted": its folder ${deleted} does not exist`]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('registers plugins after creation', async () => {
     await using backend = createExecutionBackend({ workspace: false });
     await backend.registerPlugin(fixturePlugins.cjs);

@@ -12,6 +12,7 @@ import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
+import { missingPluginFiles } from './plugin-files.js';
 import { ShutdownHooks, checkShutdownOptions, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
@@ -123,6 +124,10 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected runnerProblems(): string[] | Promise<string[]> {
     return [];
   }
+  /** Whether this host runs the plugins' code from their folders, so that health() checks the files are there (a queue host does not: its workers do). */
+  protected get runsPluginFilesHere(): boolean {
+    return true;
+  }
   /**
    * Why executions handed to `dispatch` have no runner yet (no worker connected, all busy …):
    * the TIMEOUT of an execution that never started says it. Undefined: no more than "no runner took it".
@@ -193,10 +198,17 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   async health(): Promise<BackendHealth> {
     await this.#ensureReady()?.catch(() => undefined);
-    const [runnerProblems, isolation] = await Promise.all([this.runnerProblems(), this.isolation()]);
+    const [runnerProblems, isolation, missingFiles] = await Promise.all([this.runnerProblems(), this.isolation(), this.runsPluginFilesHere ? missingPluginFiles(this.registry.list()) : []]);
     const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
     const leftBehind = this.workspace?.leftBehind();
-    const problems = [...(this.#readyError ? [this.#readyError.message] : []), ...unloaded, ...(this.#watcher?.problems() ?? []), ...runnerProblems, ...(leftBehind ? [leftBehind] : [])];
+    const problems = [
+      ...(this.#readyError ? [this.#readyError.message] : []),
+      ...unloaded,
+      ...missingFiles,
+      ...(this.#watcher?.problems() ?? []),
+      ...runnerProblems,
+      ...(leftBehind ? [leftBehind] : []),
+    ];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
   }

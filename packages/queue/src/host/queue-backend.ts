@@ -114,6 +114,11 @@ export class QueueBackend extends BaseBackend {
     };
   }
 
+  /** The plugins' code is on the workers; this host knows their manifests only. */
+  protected override get runsPluginFilesHere(): boolean {
+    return false;
+  }
+
   protected override async runnerProblems(): Promise<string[]> {
     let link: HostLink;
     try {

@@ -1,0 +1,30 @@
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type { RegisteredPlugin } from './plugin-registry.js';
+
+/**
+ * What health() says of plugins whose code is not where their manifest says: a folder gone
+ * (deleted under a running host), or not one of its handlers' entries there (a build not run, a
+ * package not installed). Every execution of theirs would fail HANDLER_NOT_FOUND; a host that
+ * checks health() at start-up learns it there. (One missing entry among others is left to that
+ * handler's executions to report.)
+ */
+export async function missingPluginFiles(plugins: readonly RegisteredPlugin[]): Promise<string[]> {
+  const problems = await Promise.all(plugins.map(missingFilesOf));
+  return problems.filter((problem): problem is string => problem !== undefined);
+}
+
+async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
+  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${plugin.root} does not exist`;
+  const entries = [...new Set(Object.values(plugin.manifest.handlers).map((spec) => spec.entry))];
+  const found = await Promise.all(entries.map((entry) => exists(path.resolve(plugin.root, entry))));
+  if (found.some(Boolean)) return undefined;
+  return `plugin "${plugin.id}": none of its handlers' entries exists in ${plugin.root} (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ' …' : ''}): is it built?`;
+}
+
+function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
