@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
-import { MAX_EXECUTION_ID_LENGTH, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
+import { MAX_EXECUTION_ID_LENGTH, listArtifacts, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { removeTree } from '../src/host/remove-tree.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -375,6 +375,24 @@ describe('WorkspaceManager', () => {
     const error = await manager.acquire('x').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkspaceError);
     expect((error as WorkspaceError).message).toContain(manager.root);
+  });
+});
+
+describe('listArtifacts', () => {
+  it('leaves out names that are not valid UTF-8 (a lossy string would name no file), and lists the rest', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
+    try {
+      const raw = Buffer.from(dir);
+      for (const bytes of [[0x62, 0x61, 0x64, 0xff, 0xfe], [0x62, 0x61, 0x64, 0xff, 0xfd]]) {
+        await writeFile(Buffer.concat([raw, Buffer.from('/'), Buffer.from(bytes)]), 'x');
+      }
+      await mkdir(path.join(dir, 'sub'));
+      await writeFile(path.join(dir, 'sub', 'ünïcode.txt'), 'x');
+      await writeFile(path.join(dir, 'line1\nline2'), 'x');
+      expect(await listArtifacts(dir)).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

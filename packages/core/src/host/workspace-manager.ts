@@ -287,7 +287,11 @@ class Lease implements WorkspaceLease {
 /** How many entries (files and folders) listArtifacts looks at, at most: a tree of 100,000 empty folders must not hold up a result. */
 const MAX_ARTIFACT_ENTRIES = 10_000;
 
-/** Relative paths of the regular files under `dir` (symlinks listed but not followed), capped in number and in the entries looked at. */
+/**
+ * Relative paths of the regular files under `dir` (symlinks listed but not followed), capped in
+ * number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
+ * would be a lossy copy, naming no file (two such names could even come out the same).
+ */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
   const out: string[] = [];
   let looked = 0;
@@ -295,13 +299,15 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
     if (out.length >= limit || looked >= MAX_ARTIFACT_ENTRIES) return;
     let entries;
     try {
-      entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true });
+      entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true, encoding: 'buffer' });
     } catch {
       return;
     }
     for (const entry of entries) {
       if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return;
-      const child = rel ? `${rel}/${entry.name}` : entry.name;
+      const name = entry.name.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
+      const child = rel ? `${rel}/${name}` : name;
       if (entry.isDirectory()) await walk(child);
       else out.push(child);
     }
