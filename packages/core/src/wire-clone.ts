@@ -42,7 +42,11 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   });
 }
 
-/** The path to the first thing structured clone refuses in `value` (a function, a symbol, a promise, a weak collection), found within a bounded walk. */
+/**
+ * The path to the first thing structured clone refuses in `value` (a function, a symbol, a
+ * promise, a weak collection, a getter that throws, a Proxy whose traps throw), found within a
+ * bounded walk.
+ */
 function refusedAt(value: unknown): PropertyKey[] | undefined {
   const seen = new Set<object>();
   let budget = 10_000;
@@ -50,26 +54,34 @@ function refusedAt(value: unknown): PropertyKey[] | undefined {
     if (typeof v === 'function' || typeof v === 'symbol') return path;
     if (v === null || typeof v !== 'object' || seen.has(v) || --budget < 0) return undefined;
     seen.add(v);
-    if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return path;
-    const entries: Iterable<[PropertyKey, unknown]> = Array.isArray(v)
-      ? v.entries()
-      : v instanceof Map
-        ? v.entries()
-        : v instanceof Set
-          ? [...v].entries()
-          : Object.entries(v);
-    for (const [key, item] of entries) {
+    let entries: Array<[PropertyKey, () => unknown]>;
+    try {
+      if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return path;
+      entries = childrenOf(v);
+    } catch {
+      // A Proxy whose traps throw, say: it is what the clone refuses.
+      return path;
+    }
+    for (const [key, read] of entries) {
+      let item: unknown;
+      try {
+        item = read();
+      } catch {
+        return [...path, key];
+      }
       const found = walk(item, [...path, key]);
       if (found) return found;
     }
     return undefined;
   };
-  try {
-    return walk(value, []);
-  } catch {
-    // A getter threw on the way: no path, the clone's own message stands.
-    return undefined;
-  }
+  return walk(value, []);
+}
+
+/** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
+function childrenOf(v: object): Array<[PropertyKey, () => unknown]> {
+  if (Array.isArray(v) || v instanceof Map) return [...v.entries()].map(([key, item]) => [key as PropertyKey, () => item]);
+  if (v instanceof Set) return [...v].map((item, index) => [index, () => item]);
+  return Object.keys(v).map((key) => [key, () => (v as Record<string, unknown>)[key]]);
 }
 
 // structuredClone has a fixed cost (serialise + deserialise) that dominates for the small plain

@@ -150,6 +150,23 @@ function resolutionTests(suite: SuiteContext): void {
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toMatch(/^input cannot be sent across the execution boundary: .* \(at input\.list\[1\]\.fn\)$/);
     expect(result.error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path: 'input.list[1].fn' });
+    // A getter that throws is named at its key; a Proxy whose traps throw, where it is.
+    const getter = await backend.execute({
+      pluginId: BASIC,
+      handlerId: 'echo',
+      input: {
+        ok: 1,
+        get boom() {
+          throw new Error('no');
+        },
+      },
+    });
+    expectError(getter, 'VALIDATION_ERROR');
+    expect(getter.error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path: 'input.boom' });
+    const trap = new Proxy({}, { ownKeys: () => { throw new Error('trap'); } });
+    const proxied = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { nested: [trap] } });
+    expectError(proxied, 'VALIDATION_ERROR');
+    expect(proxied.error.details).toMatchObject({ path: 'input.nested[0]' });
   });
 }
 
