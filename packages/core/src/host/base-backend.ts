@@ -13,7 +13,7 @@ import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
 import { missingPluginFiles } from './plugin-files.js';
-import { ShutdownHooks, checkShutdownOptions, type ShutdownListener } from './shutdown-hooks.js';
+import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
@@ -215,12 +215,8 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   shutdown(options?: ShutdownOptions): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
-    let timeoutMs: number;
-    try {
-      ({ timeoutMs } = checkShutdownOptions(options));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const timeoutMs = shutdownTimeout(options);
+    if (typeof timeoutMs !== 'number') return timeoutMs;
     this.#state = 'shutting-down';
     this.#watcher?.close();
     this.#stopHearingReloads();

@@ -7,7 +7,7 @@ import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from '.
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import type { ExecutionResult } from '../types.js';
-import { ShutdownHooks, checkShutdownOptions, type ShutdownListener } from './shutdown-hooks.js';
+import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -163,12 +163,8 @@ class LazyBackend implements LazyExecutionBackend {
 
   shutdown(options?: ShutdownOptions): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
-    let timeoutMs: number;
-    try {
-      ({ timeoutMs } = checkShutdownOptions(options));
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    const timeoutMs = shutdownTimeout(options);
+    if (typeof timeoutMs !== 'number') return timeoutMs;
     // As BaseBackend: what onShutdown() registered runs while executions are still taken; with
     // nothing registered, none is taken from now on.
     const hooks = this.#shutdownHooks.run(timeoutMs);

@@ -60,3 +60,12 @@ export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
   if (issues.length) throw validationError('Invalid shutdown() options', issues, { phase: 'options' });
   return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? 10_000 };
 }
+
+/** The shutdown's timeout from its options, or the rejection options it cannot take get (shutdown() never throws). */
+export function shutdownTimeout(options: unknown): number | Promise<never> {
+  try {
+    return checkShutdownOptions(options).timeoutMs;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
