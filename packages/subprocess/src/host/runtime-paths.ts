@@ -36,19 +36,25 @@ export function runtimePaths(): string[] {
  * installed with its dependencies inside its folder needs none of these; a plugin inside a
  * monorepo needs its ancestors'.
  */
-export function dependencyFolders(dir: string): string[] {
-  let cached = dependencyCache.get(dir);
-  if (!cached) {
-    cached = findDependencyFolders(dir);
-    // Plugins are few; the bound only guards against a host registering them without end.
-    if (dependencyCache.size >= 1024) dependencyCache.clear();
-    dependencyCache.set(dir, cached);
-  }
-  return cached;
-}
+export const dependencyFolders = oncePerFolder(findDependencyFolders);
 
-/** Walking up and realpathing costs a few syscalls per level: once per plugin folder is enough. */
-const dependencyCache = new Map<string, string[]>();
+/**
+ * `find`, remembered per folder: walking up and realpathing costs a few syscalls per level, and
+ * once per plugin folder is enough. Plugins are few; the bound only guards against a host
+ * registering them without end.
+ */
+function oncePerFolder(find: (dir: string) => string[]): (dir: string) => string[] {
+  const cache = new Map<string, string[]>();
+  return (dir) => {
+    let cached = cache.get(dir);
+    if (!cached) {
+      cached = find(dir);
+      if (cache.size >= 1024) cache.clear();
+      cache.set(dir, cached);
+    }
+    return cached;
+  };
+}
 
 function findDependencyFolders(dir: string): string[] {
   const out: string[] = [];
@@ -85,17 +91,7 @@ export function uniquePaths(paths: Iterable<string>): string[] {
  * and shown in the sandbox, so that the child loads a module as the host does: without it an ES
  * module `.js` under a `"type": "commonjs"` project would run in the sandbox and fail elsewhere.
  */
-export function packageScopeFile(dir: string): string[] {
-  let cached = scopeCache.get(dir);
-  if (!cached) {
-    cached = findPackageScopeFile(dir);
-    if (scopeCache.size >= 1024) scopeCache.clear();
-    scopeCache.set(dir, cached);
-  }
-  return cached;
-}
-
-const scopeCache = new Map<string, string[]>();
+export const packageScopeFile = oncePerFolder(findPackageScopeFile);
 
 function findPackageScopeFile(dir: string): string[] {
   for (let current = path.resolve(dir); path.basename(current) !== 'node_modules'; current = path.dirname(current)) {
