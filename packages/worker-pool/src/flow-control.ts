@@ -19,9 +19,11 @@ const WEIGH_NODES = 64;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 4;
+export const FLOW_SLOTS = 5;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
 export const TAKEN = 3;
+/** The slot the thread sets to 1 while it waits for a task in Atomics.wait, and back to 0 when it wakes. */
+export const WAITING_FOR_TASK = 4;
 const READ = 1;
 const WAITING = 2;
 

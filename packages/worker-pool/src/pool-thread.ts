@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { TAKEN, markRead } from './flow-control.js';
+import { TAKEN, WAITING_FOR_TASK, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -73,6 +73,8 @@ export class PoolThread<Lane = unknown> {
   /** Tasks posted to it, and when the last one was (performance.now()). */
   #handed = 0;
   #handedAt = 0;
+  /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
+  #notWaiting = 0;
   #session: HostSession | undefined;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
@@ -152,6 +154,18 @@ export class PoolThread<Lane = unknown> {
    */
   leftBusy(now: number, ms: number): boolean {
     return this.execution !== undefined && this.alive && now - this.#handedAt > ms && Atomics.load(this.#wake!, TAKEN) !== this.#handed;
+  }
+
+  /**
+   * Idle (no execution), and not waiting for a task at this check nor at the one before: what a
+   * handler left running after its answer keeps it busy, though nothing is handed to it.
+   */
+  idleSpinning(): boolean {
+    if (this.execution !== undefined || !this.ready || !this.alive || Atomics.load(this.#wake!, WAITING_FOR_TASK) === 1) {
+      this.#notWaiting = 0;
+      return false;
+    }
+    return ++this.#notWaiting >= 2;
   }
 
   end(why: ThreadEndedBy): void {

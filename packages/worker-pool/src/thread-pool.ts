@@ -132,11 +132,20 @@ export class ThreadPool {
    * A handler that answered but left a loop running on its thread (a microtask or nextTick loop
    * never yields) would leave the next execution handed there untaken until its time limit, and
    * blamed for it. A thread that has not taken its execution within TAKE_WITHIN_MS is ended, and
-   * the execution, which never began, goes to another thread.
+   * the execution, which never began, goes to another thread. An idle one seen not waiting for a
+   * task at two checks in a row is ended too: it would spin a core for as long as it is kept.
    */
   #checkTaken(): void {
     const now = performance.now();
-    for (const thread of this.#threads) if (thread.leftBusy(now, TAKE_WITHIN_MS)) thread.end({ kind: 'retired', reason: 'left-busy' });
+    for (const thread of this.#threads) {
+      if (thread.leftBusy(now, TAKE_WITHIN_MS)) thread.end({ kind: 'retired', reason: 'left-busy' });
+      else if (thread.idleSpinning()) {
+        // The same, seen before anything was handed to it: it takes nothing more.
+        const idle = thread.lane.idle.indexOf(thread);
+        if (idle >= 0) thread.lane.idle.splice(idle, 1);
+        thread.end({ kind: 'retired', reason: 'left-busy' });
+      }
+    }
   }
 
   /** Why the pool is unhealthy: threads that fail to start. */

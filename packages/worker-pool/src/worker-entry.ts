@@ -5,7 +5,7 @@
  */
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, TAKEN, ThreadFlow, unitsOf } from './flow-control.js';
+import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
@@ -41,6 +41,7 @@ const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unkno
 // Taken before plugin code can replace them (replacing them retires the thread, after the fact).
 const load = Atomics.load;
 const add = Atomics.add;
+const store = Atomics.store;
 const wait = Atomics.wait;
 const receive = receiveMessageOnPort;
 const immediate = setImmediate;
@@ -82,7 +83,11 @@ function waitForTasks(): void {
       const seen = load(wake, 0);
       const entry = receive(channel);
       if (entry) onMessage(entry.message as HostToThread);
-      else wait(wake, 0, seen);
+      else {
+        store(wake, WAITING_FOR_TASK, 1);
+        wait(wake, 0, seen);
+        store(wake, WAITING_FOR_TASK, 0);
+      }
     }
     if (!runTicksAndRejections) return;
     inWaitLoop = true;

@@ -57,6 +57,18 @@ describe('worker-pool: thread reuse and hygiene', () => {
     await waitFor(async () => (await runners(backend)).threads === 1);
   });
 
+  it('a thread left spinning by a handler that answered is ended even when nothing more is handed to it, and replaced', async () => {
+    const backend = backends.make({ maxThreads: 1, minThreads: 1 });
+    const looping = await backend.execute({ pluginId: POOL, handlerId: 'loops-after-answer' });
+    expect(okData(looping)).toBe('answered');
+    await waitFor(async () => (await runners(backend)).retired['left-busy'] === 1, 10_000);
+    await waitFor(async () => (await runners(backend)).idle === 1, 10_000);
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'fresh' });
+    expect(okData(next)).toBe('fresh');
+    expect(next.meta.workerId).not.toBe(looping.meta.workerId);
+    expect((await runners(backend)).redispatched).toBe(0);
+  });
+
   it('still catches tampering where code generation from strings is disabled', () => {
     // The check compiles itself with new Function; a host running with
     // --disallow-code-generation-from-strings (process-wide, threads inherit it) gets the plain loop.
