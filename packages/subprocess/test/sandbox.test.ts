@@ -279,6 +279,45 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect([after.uid, after.gid, after.mode]).toEqual([before.uid, before.gid, before.mode]);
   });
 
+  it('a declared fs path through a link that stays inside the plugin folder is refused too (where it leads can change before the bind), and a package.json that is a link is never followed', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'inner-link-plugin-'));
+    await chmod(plugin, 0o755);
+    const secret = await mkdtemp(path.join(scratch, 'secret-'));
+    await writeFile(path.join(secret, 'secret.txt'), 'host secret');
+    await writeFile(
+      path.join(plugin, 'handler.mjs'),
+      "import { readFileSync } from 'node:fs';\nexport default (input) => { try { return readFileSync(input.file, 'utf8'); } catch (error) { return error.code; } };\n",
+    );
+    const handlers = { nested: { entry: './handler.mjs', permissions: { fs: { write: ['lnk/sub'] } } }, read: { entry: './handler.mjs' } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/inner-link', version: '1.0.0', handlers }));
+    await mkdir(path.join(plugin, 'out'));
+    await symlink('out', path.join(plugin, 'lnk'));
+    // Shipped as a link to a host file: it must not be granted or bound.
+    await symlink(path.join(secret, 'secret.txt'), path.join(plugin, 'package.json'));
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { write: ['lnk/sub'] } } });
+    const nested = await backend.execute({ pluginId: '@sandbox-test/inner-link', handlerId: 'nested', input: { file: 'x' } });
+    expectError(nested, 'PERMISSION_DENIED');
+    expect(nested.error.message).toContain('passes through a symbolic link');
+    expect(nested.error.details).toMatchObject({ resource: 'fs.write:lnk/sub' });
+    const read = await backend.execute({ pluginId: '@sandbox-test/inner-link', handlerId: 'read', input: { file: path.join(plugin, 'package.json') } });
+    expectOk(read);
+    expect(read.data).not.toBe('host secret');
+    expect((await backend.health()).isolation.reason).not.toContain('not as uid');
+  });
+
+  it.runIf(root)("a folder the plugin ships that the sandbox user cannot read is refused (PERMISSION_DENIED), never a reason to run the child as the host's user", async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'closed-plugin-'));
+    await chmod(plugin, 0o755);
+    await writeFile(path.join(plugin, 'handler.mjs'), 'export default () => process.getuid();\n');
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/closed', version: '1.0.0', handlers: { run: { entry: './handler.mjs', permissions: { fs: { read: ['closed'] } } } } }));
+    await mkdir(path.join(plugin, 'closed'), { mode: 0o700 });
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { read: ['closed'] } } });
+    const result = await backend.execute({ pluginId: '@sandbox-test/closed', handlerId: 'run' });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.message).toContain('a path inside the plugin folder that the sandbox user cannot use');
+    expect((await backend.health()).isolation.reason).not.toContain('not as uid');
+  });
+
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {
     const backend = make({ sandbox: 'required', prespawn: 1 });
     expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));

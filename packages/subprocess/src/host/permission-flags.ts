@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
 import { dependencyFolders, packageScopeFile, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
@@ -90,9 +90,32 @@ export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRe
         details: { resource: `fs.${access}:${rel}`, path: real },
       });
     }
+    // A link that stays inside is refused too: where it leads can change between this check and
+    // the bind (a handler may re-point links in a folder it writes), and its text hides that the
+    // path lies in such a folder (`lnk/sub` being `out/sub`).
+    const link = linkOnTheWay(profile.pluginRoot, folder);
+    if (link) {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" passes through a symbolic link (${link}): declared paths may not, since where a link leads can change before it is used: refused`, {
+        details: { resource: `fs.${access}:${rel}`, path: link },
+      });
+    }
     return folder;
   };
   return { read: profile.fsRead.map(inside('read')), write: profile.fsWrite.map(inside('write')) };
+}
+
+/** The first part of `folder`, below `pluginRoot`, that is a symbolic link; undefined when none is (parts not made yet are not). */
+function linkOnTheWay(pluginRoot: string, folder: string): string | undefined {
+  let current = path.resolve(pluginRoot);
+  for (const part of path.relative(current, folder).split(path.sep).filter(Boolean)) {
+    current = path.join(current, part);
+    try {
+      if (lstatSync(current).isSymbolicLink()) return current;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
 }
 
 /** Where `p` really is: the real path of its deepest existing folder, and the rest as written. */

@@ -1,4 +1,4 @@
-import { existsSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -94,10 +94,25 @@ export function uniquePaths(paths: Iterable<string>): string[] {
 export const packageScopeFile = oncePerFolder(findPackageScopeFile);
 
 function findPackageScopeFile(dir: string): string[] {
-  for (let current = path.resolve(dir); path.basename(current) !== 'node_modules'; current = path.dirname(current)) {
+  // From where the plugin's files really are: Node looks up from a module's real path.
+  let start: string;
+  try {
+    start = realpathSync.native(dir);
+  } catch {
+    return [];
+  }
+  for (let current = start; path.basename(current) !== 'node_modules'; current = path.dirname(current)) {
     const candidate = path.join(current, 'package.json');
-    if (existsSync(candidate)) return withRealPath(candidate);
-    if (path.dirname(current) === current) break;
+    let isLink: boolean;
+    try {
+      isLink = lstatSync(candidate).isSymbolicLink();
+    } catch {
+      if (path.dirname(current) === current) break;
+      continue;
+    }
+    // The plugin's own is in its folder, shown already. One that is a link is never followed:
+    // the plugin could ship `package.json -> /etc/shadow`, and what it leads to would be granted.
+    return current === start || isLink ? [] : [candidate];
   }
   return [];
 }

@@ -9,7 +9,7 @@ import type { SandboxUser } from './sandbox.js';
  * write) — except `exempt` ones, which the host hands to it. Decided from the mode bits (owner, group, others; not ACLs or supplementary groups).
  * A folder's answer is kept for `CACHE_MS`: a spawn checks a dozen paths, most of them the same.
  */
-export function unusableBy(user: SandboxUser, binds: Iterable<[string, boolean]>, exempt: ReadonlySet<string>): string | undefined {
+export function unusableBy(user: SandboxUser, binds: Iterable<[string, boolean]>, exempt: ReadonlySet<string>): { path: string; why: string } | undefined {
   for (const [p, writable] of binds) {
     let dir = path.dirname(p);
     const ancestors: string[] = [];
@@ -18,9 +18,9 @@ export function unusableBy(user: SandboxUser, binds: Iterable<[string, boolean]>
       dir = path.dirname(dir);
     }
     for (const folder of ancestors) {
-      if (!allows(user, folder, 0o1)) return `${folder} does not let uid ${user.uid} pass`;
+      if (!allows(user, folder, 0o1)) return { path: folder, why: `${folder} does not let uid ${user.uid} pass` };
     }
-    if (!exempt.has(p) && !allows(user, p, writable ? 0o2 : 0o4)) return `${p} is not ${writable ? 'writable' : 'readable'} by uid ${user.uid}`;
+    if (!exempt.has(p) && !allows(user, p, writable ? 0o2 : 0o4)) return { path: p, why: `${p} is not ${writable ? 'writable' : 'readable'} by uid ${user.uid}` };
   }
   return undefined;
 }

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, lchownSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
@@ -118,7 +118,7 @@ export class Sandbox {
     if (profile.network) for (const file of NETWORK_FILES) view.readOnly(file);
     for (const p of grants.read) if (!p.endsWith(`${path.sep}*`)) view.readOnly(p);
     for (const p of grants.write) if (!p.endsWith(`${path.sep}*`)) view.writable(p);
-    const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)));
+    const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)), profile.pluginRoot);
     for (const dir of handed) this.handOver(dir, user);
     return {
       command: this.#state.bwrap,
@@ -166,15 +166,22 @@ export class Sandbox {
    * they are handed to it or only passed through). A plugin kept where that user cannot reach
    * (under /root, say) still runs sandboxed, as the host's user: said once, and in health().
    */
-  #userFor(view: SandboxView, exempt: ReadonlySet<string>): SandboxUser | undefined {
+  #userFor(view: SandboxView, exempt: ReadonlySet<string>, pluginRoot: string): SandboxUser | undefined {
     const user = this.#config.user;
     if (!user) return undefined;
     const problem = unusableBy(user, view.binds(), exempt);
-    if (problem) {
-      this.#userProblem = `${problem}; this child runs as the host's user (make the path reachable, or set sandboxUser)`;
-      warnOnce(`uid ${user.uid} not used: ${this.#userProblem}`, 'Sandboxed children run as the host user');
+    if (!problem) return user;
+    // Inside the plugin folder, what the sandbox user cannot use is the plugin's own doing (a
+    // folder it ships 0700): it never makes the child run as the host's user.
+    const root = withRealPath(pluginRoot).at(-1)!;
+    if (problem.path.startsWith(`${root}${path.sep}`)) {
+      throw new PermissionDeniedError(`${problem.why}: a path inside the plugin folder that the sandbox user cannot use (make it readable by others): refused`, {
+        details: { resource: `fs:${path.relative(root, problem.path)}`, path: problem.path },
+      });
     }
-    return problem ? undefined : user;
+    this.#userProblem = `${problem.why}; this child runs as the host's user (make the path reachable, or set sandboxUser)`;
+    warnOnce(`uid ${user.uid} not used: ${this.#userProblem}`, 'Sandboxed children run as the host user');
+    return undefined;
   }
 
   /** What `health()` reports. */
