@@ -157,15 +157,15 @@ export class PoolThread<Lane = unknown> {
   }
 
   /**
-   * Idle (no execution), and not waiting for a task at this check nor at the one before: what a
-   * handler left running after its answer keeps it busy, though nothing is handed to it.
+   * Idle (no execution), and not waiting for a task at `checks` checks in a row: what a handler
+   * left running after its answer keeps it busy, though nothing is handed to it.
    */
-  idleSpinning(): boolean {
+  idleSpinning(checks: number): boolean {
     if (this.execution !== undefined || !this.ready || !this.alive || Atomics.load(this.#wake!, WAITING_FOR_TASK) === 1) {
       this.#notWaiting = 0;
       return false;
     }
-    return ++this.#notWaiting >= 2;
+    return ++this.#notWaiting >= checks;
   }
 
   end(why: ThreadEndedBy): void {

@@ -16,6 +16,7 @@ const hasOwn = Object.hasOwn;
 const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
 const listenerCount = process.listenerCount.bind(process);
+const hasCaptureCallback = process.hasUncaughtExceptionCaptureCallback.bind(process);
 
 /**
  * Intrinsics whose identity must survive an execution, by holder: what the thread's own runtime,
@@ -223,12 +224,65 @@ export class ListenerWatch {
     this.#baseline ??= ListenerWatch.EVENTS.map((event) => listenerCount(event));
   }
 
+  /** A listener added or removed, or an uncaught-exception capture callback set (it would take the next plugin's crashes). */
   changed(): boolean {
     const baseline = this.#baseline!;
     for (let i = 0; i < baseline.length; i++) if (listenerCount(ListenerWatch.EVENTS[i]!) !== baseline[i]) return true;
-    return false;
+    return hasCaptureCallback();
   }
 }
+
+/**
+ * What runs later without keeping the thread's loop alive, so that HandleWatch cannot see it: a
+ * timer or immediate the handler unref'd (it would fire during another plugin's execution), an
+ * async hook it enabled (it would see another plugin's execution). Seen through the prototypes'
+ * `unref` and `enable`, wrapped when the thread starts; a handler that replaces those wrappers is
+ * caught too.
+ */
+export class LaterWatch {
+  #during = false;
+  #seen = false;
+  readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
+
+  constructor(createHook: (callbacks: object) => object) {
+    const timeout = setTimeout(noop, 0);
+    const immediate = setImmediate(noop);
+    clearTimeout(timeout);
+    clearImmediate(immediate);
+    for (const [proto, method] of [
+      [getPrototypeOf(timeout), 'unref'],
+      [getPrototypeOf(immediate), 'unref'],
+      [getPrototypeOf(createHook({})), 'enable'],
+    ] as const) {
+      const holder = proto as Record<string, unknown>;
+      const original = holder[method] as (...args: unknown[]) => unknown;
+      const watch = this;
+      const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+        if (watch.#during) watch.#seen = true;
+        return apply(original, this, args);
+      };
+      holder[method] = wrapper;
+      this.#wrapped.push([holder, method, wrapper]);
+    }
+  }
+
+  begin(): void {
+    this.#during = true;
+    this.#seen = false;
+  }
+
+  /** Ends the watch of an execution: true when it left something to run later. */
+  end(): boolean {
+    this.#during = false;
+    for (let i = 0; i < this.#wrapped.length; i++) {
+      const [holder, method, wrapper] = this.#wrapped[i]!;
+      if (holder[method] !== wrapper) return true;
+    }
+    return this.#seen;
+  }
+}
+
+function noop(): void {}
 
 /** Resources keeping the loop alive, less those already closing (a module load leaves a CloseReq behind for a moment). */
 function liveResources(): number {
@@ -239,9 +293,15 @@ function liveResources(): number {
 }
 
 /** The retire decision after an execution, or undefined to keep the thread. */
-export function retireReason(guard: IntrinsicsGuard, listeners: ListenerWatch, handles: HandleWatch, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
-  if (!guard.intact() || listeners.changed()) return 'globals-tampered';
-  if (handles.leftover()) return 'handles-left';
+export function retireReason(
+  guard: IntrinsicsGuard,
+  watches: { listeners: ListenerWatch; handles: HandleWatch; later: LaterWatch },
+  executions: number,
+  maxExecutions: number,
+): ThreadRetireReason | undefined {
+  const leftLater = watches.later.end();
+  if (!guard.intact() || watches.listeners.changed()) return 'globals-tampered';
+  if (leftLater || watches.handles.leftover()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;
 }

@@ -12,6 +12,8 @@ const MAX_REDISPATCH = 2;
 const CLOSE_WAIT_MS = 5000;
 /** A thread that has not taken the execution handed to it this long ago is ended (ThreadPool.#checkTaken). */
 const TAKE_WITHIN_MS = 1000;
+/** How often threads are looked at for that: a fourth of it, so that one is ended within 1.25 × TAKE_WITHIN_MS. */
+const TAKE_CHECK_EVERY_MS = 250;
 
 /** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
 export type WorkerPoolRunnerStats = {
@@ -79,7 +81,7 @@ export class ThreadPool {
       idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
       gone: (thread) => this.#onGone(thread as PoolThread<Lane>),
     };
-    this.#takenCheck = setInterval(() => this.#checkTaken(), TAKE_WITHIN_MS).unref();
+    this.#takenCheck = setInterval(() => this.#checkTaken(), TAKE_CHECK_EVERY_MS).unref();
     const lane = this.#lane('default', options.minThreads, options.resourceLimits?.maxOldGenerationSizeMb);
     try {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
@@ -133,13 +135,13 @@ export class ThreadPool {
    * never yields) would leave the next execution handed there untaken until its time limit, and
    * blamed for it. A thread that has not taken its execution within TAKE_WITHIN_MS is ended, and
    * the execution, which never began, goes to another thread. An idle one seen not waiting for a
-   * task at two checks in a row is ended too: it would spin a core for as long as it is kept.
+   * task for TAKE_WITHIN_MS (checks in a row) is ended too: it would spin a core for as long as it is kept.
    */
   #checkTaken(): void {
     const now = performance.now();
     for (const thread of this.#threads) {
       if (thread.leftBusy(now, TAKE_WITHIN_MS)) thread.end({ kind: 'retired', reason: 'left-busy' });
-      else if (thread.idleSpinning()) {
+      else if (thread.idleSpinning(1 + TAKE_WITHIN_MS / TAKE_CHECK_EVERY_MS)) {
         // The same, seen before anything was handed to it: it takes nothing more.
         const idle = thread.lane.idle.indexOf(thread);
         if (idle >= 0) thread.lane.idle.splice(idle, 1);

@@ -3,18 +3,18 @@
  * and keeps the thread clean enough to hand to the next plugin. Imports only core's zod-free
  * runner entry: building the schemas would add tens of milliseconds to every thread start.
  */
+import { createHook } from 'node:async_hooks';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
-import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
+import { EnvGate, HandleWatch, LaterWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
-const handles = new HandleWatch();
-const listeners = new ListenerWatch();
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(createHook) };
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);
@@ -122,8 +122,9 @@ idleSoon();
 
 /** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
-  handles.mark();
-  listeners.mark();
+  watches.handles.mark();
+  watches.listeners.mark();
+  watches.later.begin();
   env.apply(process.env, task.permissions?.env);
   const session = new RunnerSession(task, (m) => sendPaced({ k, m }, m));
   current = { k, session };
@@ -132,7 +133,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.end();
   current = undefined;
   executions++;
-  const retire = retireReason(guard, listeners, handles, executions, config.maxExecutions);
+  const retire = retireReason(guard, watches, executions, config.maxExecutions);
   answer(k, result, retire);
   if (retire) retiring = true;
   else if (!inWaitLoop) idleSoon();

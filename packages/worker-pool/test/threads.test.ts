@@ -69,6 +69,25 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it.each([
+    ['unref-timer', 'handles-left'],
+    ['unref-interval', 'handles-left'],
+    ['unref-immediate', 'handles-left'],
+    ['capture', 'globals-tampered'],
+    ['async-hook', 'handles-left'],
+  ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during a later execution', async (mode, reason) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
+    expect(okData(left)).toBe(mode);
+    await waitFor(async () => (await runners(backend)).retired[reason] === 1);
+    const next = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' }, { timeoutMs: 5000 });
+    // Its own crash stays its own, on a fresh thread.
+    expectError(next, 'WORKER_CRASHED');
+    expect(next.meta.workerId).not.toBe(left.meta.workerId);
+    await sleep(400);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
   it('still catches tampering where code generation from strings is disabled', () => {
     // The check compiles itself with new Function; a host running with
     // --disallow-code-generation-from-strings (process-wide, threads inherit it) gets the plain loop.
