@@ -31,9 +31,16 @@ export function cloneForWire<T>(value: T, what: string): T {
 /**
  * What a DataCloneError looks like when a value cannot go over the wire: a ValidationError naming
  * what was being sent and, given the value, where in it the refused thing is (`input.name`),
- * where structured clone's own message says only "() => 1 could not be cloned".
+ * where structured clone's own message says only "() => 1 could not be cloned". A value nested
+ * too deeply for the serialiser's stack is said so (`reason: 'too-deep'`), without a walk.
  */
 export function unserializableError(what: string, error: unknown, value?: unknown): ValidationError {
+  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+    return new ValidationError(`${what} cannot be sent across the execution boundary: it is nested too deeply to be serialised (${error.message})`, {
+      details: { what, reason: 'too-deep' },
+      cause: error,
+    });
+  }
   const path = refusedAt(value);
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
@@ -42,46 +49,79 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   });
 }
 
+/** A step of refusedAt's walk: the key it took, from the step before. */
+interface Step {
+  readonly key: PropertyKey;
+  readonly parent: Step | undefined;
+}
+
+/** How many values refusedAt looks at, at most: it runs on the host's thread, after a clone failed. */
+const WALK_BUDGET = 10_000;
+
 /**
  * The path to the first thing structured clone refuses in `value` (a function, a symbol, a
- * promise, a weak collection, a getter that throws, a Proxy whose traps throw), found within a
- * bounded walk.
+ * promise, a weak collection, a Proxy, a getter that throws), found within a bounded walk. A loop,
+ * not recursion: a value nested thousands deep neither overflows the stack nor costs more than
+ * its size.
  */
 function refusedAt(value: unknown): PropertyKey[] | undefined {
   const seen = new Set<object>();
-  let budget = 10_000;
-  const walk = (v: unknown, path: PropertyKey[]): PropertyKey[] | undefined => {
-    if (typeof v === 'function' || typeof v === 'symbol') return path;
-    if (v === null || typeof v !== 'object' || seen.has(v) || --budget < 0) return undefined;
+  const pending: Array<{ value: unknown; at: Step | undefined }> = [{ value, at: undefined }];
+  for (let budget = WALK_BUDGET; pending.length > 0 && budget > 0; budget--) {
+    const { value: v, at } = pending.pop()!;
+    if (typeof v === 'function' || typeof v === 'symbol') return pathOf(at);
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
     seen.add(v);
-    let entries: Array<[PropertyKey, () => unknown]>;
+    let children: Array<[PropertyKey, () => unknown]>;
     try {
-      if (v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return path;
-      entries = childrenOf(v);
+      if (types.isProxy(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
+      children = childrenOf(v, budget);
     } catch {
-      // A Proxy whose traps throw, say: it is what the clone refuses.
-      return path;
+      return pathOf(at);
     }
-    for (const [key, read] of entries) {
-      let item: unknown;
+    // Read now, in order (a getter that throws is named at its key); walked first to last.
+    const read: Array<{ value: unknown; at: Step }> = [];
+    for (const [key, get] of children) {
+      const step = { key, parent: at };
       try {
-        item = read();
+        read.push({ value: get(), at: step });
       } catch {
-        return [...path, key];
+        return pathOf(step);
       }
-      const found = walk(item, [...path, key]);
-      if (found) return found;
     }
-    return undefined;
-  };
-  return walk(value, []);
+    for (let i = read.length - 1; i >= 0; i--) pending.push(read[i]!);
+  }
+  return undefined;
+}
+
+function pathOf(step: Step | undefined): PropertyKey[] {
+  const path: PropertyKey[] = [];
+  for (let at = step; at; at = at.parent) path.push(at.key);
+  return path.reverse();
 }
 
 /** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
-function childrenOf(v: object): Array<[PropertyKey, () => unknown]> {
-  if (Array.isArray(v) || v instanceof Map) return [...v.entries()].map(([key, item]) => [key as PropertyKey, () => item]);
-  if (v instanceof Set) return [...v].map((item, index) => [index, () => item]);
-  return Object.keys(v).map((key) => [key, () => (v as Record<string, unknown>)[key]]);
+function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown]> {
+  const children: Array<[PropertyKey, () => unknown]> = [];
+  if (v instanceof Set) {
+    for (const item of v) {
+      if (children.length >= limit) break;
+      children.push([children.length, () => item]);
+    }
+    return children;
+  }
+  if (Array.isArray(v) || v instanceof Map) {
+    for (const [key, item] of v.entries()) {
+      if (children.length >= limit) break;
+      children.push([key as PropertyKey, () => item]);
+    }
+    return children;
+  }
+  for (const key of Object.keys(v)) {
+    if (children.length >= limit) break;
+    children.push([key, () => (v as Record<string, unknown>)[key]]);
+  }
+  return children;
 }
 
 // structuredClone has a fixed cost (serialise + deserialise) that dominates for the small plain

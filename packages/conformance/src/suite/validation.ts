@@ -167,6 +167,20 @@ function resolutionTests(suite: SuiteContext): void {
     const proxied = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { nested: [trap] } });
     expectError(proxied, 'VALIDATION_ERROR');
     expect(proxied.error.details).toMatchObject({ path: 'input.nested[0]' });
+    const topProxy = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: new Proxy({ a: 1 }, {}) });
+    expectError(topProxy, 'VALIDATION_ERROR');
+    expect(topProxy.error.details).toMatchObject({ path: 'input' });
+  });
+
+  it('rejects an input nested too deeply to serialise with VALIDATION_ERROR (reason too-deep), not INTERNAL_ERROR', async () => {
+    const backend = make();
+    const root: Record<string, unknown> = {};
+    let level = root;
+    for (let i = 0; i < 20_000; i++) level = level.a = {};
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: root });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.details).toMatchObject({ what: 'input', reason: 'too-deep' });
+    expect(result.error.message).toContain('nested too deeply to be serialised');
   });
 }
 
