@@ -178,7 +178,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
           reportError: (error, info) => this.#reportError(error, info),
         })
       : {};
-    if (verdict.status === undefined && entry.mounted.auth === 'required' && verdict.identity === undefined) {
+    if (verdict.status === undefined && entry.mounted.auth === 'required' && verdict.identity == null) {
       return { status: 401, message: 'This channel requires authentication' };
     }
     return verdict;

@@ -21,6 +21,9 @@ describe('authentication on upgrade', () => {
         return { allow: false as const, status: 403 as const, message: 'banned' };
       case 'Bearer anonymous':
         return true;
+      case 'Bearer nobody':
+        // A lookup that found no one: an identity of null is no identity.
+        return { allow: true as const, identity: null };
       case 'Bearer boom':
         throw new Error('auth store down');
       case 'Bearer hang':
@@ -83,6 +86,7 @@ describe('authentication on upgrade', () => {
   it('lets a manifest require an identity: anonymous verdicts and a missing hook both get 401', async () => {
     const h = await setup({ authenticate });
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer anonymous' })).status).toBe(401);
+    expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer nobody' })).status).toBe(401);
     expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer anonymous' })).status).toBe(101);
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer good' })).status).toBe(101);
 
