@@ -60,7 +60,10 @@ async function main(argv: string[]): Promise<number> {
     if (!rest[0]) throw new UsageError('init needs <dir>');
     return initCommand(rest[0], (message) => new UsageError(message));
   }
-  if (command !== 'run') throw new UsageError(`unknown command "${command}"`);
+  if (command !== 'run') {
+    const near = nearest(command, ['run', 'init', 'sweep', 'worker']);
+    throw new UsageError(`unknown command "${command}"${near ? `; did you mean "${near}"?` : ''}`);
+  }
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
   return runCommand(pluginDir, handlerId, values, argv);

@@ -104,7 +104,8 @@ function stdoutToStderr(): () => void {
 }
 
 function report(result: ExecutionResult, json: boolean): void {
-  const text = (value: unknown) => `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'undefined'}\n`;
+  // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
+  const text = (value: unknown) => `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'null'}\n`;
   if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
   else if (result.ok) process.stdout.write(text(result.data));
   if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}${commandLineHint(result.error)}\n`);
@@ -124,7 +125,12 @@ async function readGrant(value: string): Promise<PermissionSpec> {
   const grant = await readJson(value, 'grant');
   const parsed = permissionSpecSchema().safeParse(grant);
   if (parsed.success) return parsed.data;
-  const lines = issuesOf(parsed.error).map((issue) => `  - ${issue.path || '(the grant)'}: ${issue.message}`);
+  const keys = ['platform', 'fs', 'env', 'network', 'childProcess'];
+  const lines = issuesOf(parsed.error).map((issue) => {
+    const unknown = /^unknown key "([^"]+)"$/.exec(issue.message)?.[1];
+    const near = unknown ? nearest(unknown, keys) : undefined;
+    return `  - ${issue.path || '(the grant)'}: ${issue.message}${near ? `; did you mean "${near}"?` : ''}`;
+  });
   throw new UsageError(`--grant is not a permissions object ({ platform, fs, env, network, childProcess }):\n${lines.join('\n')}`);
 }
 

@@ -81,6 +81,12 @@ describe('kb-plugin-exec CLI', () => {
     expect(noService.stderr).toContain('(on this command line: --platform <module> gives the handler the services it calls)');
   });
 
+  it('prints null, valid JSON, for a handler that returns nothing', () => {
+    const result = run(['run', fixturePlugins.basic, 'echo', '--no-workspace']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe('null\n');
+  });
+
   it('grants permissions with --grant', () => {
     const result = run(['run', fixturePlugins.basic, 'platform-call', '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get"}', '--workspace-root', root]);
     expect(result.status).toBe(0);
@@ -194,7 +200,10 @@ describe('kb-plugin-exec CLI', () => {
     expect(badBackend.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, queue, got "workerpool"; did you mean "worker-pool"?');
     const badGrant = run(['run', fixturePlugins.basic, 'echo', '--grant', '{"platfrm":{}}']);
     expect(badGrant.status).toBe(2);
-    expect(badGrant.stderr.split('\n').slice(0, 2)).toEqual(['--grant is not a permissions object ({ platform, fs, env, network, childProcess }):', expect.stringContaining('unknown key "platfrm"')]);
+    expect(badGrant.stderr.split('\n').slice(0, 2)).toEqual(['--grant is not a permissions object ({ platform, fs, env, network, childProcess }):', expect.stringContaining('unknown key "platfrm"; did you mean "platform"?')]);
+    const badCommand = run(['rnu', fixturePlugins.basic, 'echo']);
+    expect(badCommand.status).toBe(2);
+    expect(badCommand.stderr.split('\n')[0]).toBe('unknown command "rnu"; did you mean "run"?');
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
