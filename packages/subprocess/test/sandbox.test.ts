@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -316,6 +316,24 @@ describe.runIf(linux)('inside the sandbox', () => {
     expectError(result, 'PERMISSION_DENIED');
     expect(result.error.message).toContain('a path inside the plugin folder that the sandbox user cannot use');
     expect((await backend.health()).isolation.reason).not.toContain('not as uid');
+  });
+
+  it('a plugin folder moved away under the running host is HANDLER_NOT_FOUND saying so, not a crashed child', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'moving-plugin-'));
+    await chmod(plugin, 0o755);
+    await writeFile(path.join(plugin, 'handler.mjs'), 'export default () => "here";\n');
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/moving', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    const backend = make({ sandbox: 'required', plugins: [plugin], workspace: false });
+    expectOk(await backend.execute({ pluginId: '@sandbox-test/moving', handlerId: 'run' }));
+    await rename(plugin, `${plugin}-away`);
+    try {
+      const result = await backend.execute({ pluginId: '@sandbox-test/moving', handlerId: 'run' });
+      expectError(result, 'HANDLER_NOT_FOUND');
+      expect(result.error.message).toBe(`Handler "run" of plugin "@sandbox-test/moving": its plugin folder ${plugin} does not exist (moved or deleted while the host runs)`);
+    } finally {
+      await rename(`${plugin}-away`, plugin);
+    }
+    expectOk(await backend.execute({ pluginId: '@sandbox-test/moving', handlerId: 'run' }));
   });
 
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {

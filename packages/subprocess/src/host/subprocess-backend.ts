@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { HandlerNotFoundError, ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, recordRunnerStart, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
@@ -131,6 +132,7 @@ export class SubprocessBackend extends BaseBackend {
     } catch (error) {
       if (control.stopReason) this.#killed++;
       else if (isExecutionError(error) && error.code === 'WORKER_CRASHED') {
+        if (!existsSync(task.pluginRoot) || missingAtStart(error.details.stderrTail, task.pluginRoot)) throw folderGone(task, error);
         const reason = error.details.reason as ChildCrashReason;
         if (reason in this.#crashed) this.#crashed[reason]++;
         recordRunnerCrash('subprocess', reason);
@@ -237,4 +239,21 @@ export class SubprocessBackend extends BaseBackend {
     await this.#sandbox.ready();
     return this.#sandbox.report(this.#o.flags.enforce);
   }
+}
+
+/** bubblewrap said, as the child started, that the plugin's folder was not there (it may be back by now). */
+function missingAtStart(stderrTail: unknown, pluginRoot: string): boolean {
+  return typeof stderrTail === 'string' && /bwrap: Can't (chdir to|find source path) /.test(stderrTail) && stderrTail.includes(pluginRoot);
+}
+
+/**
+ * A child that could not start or load because its plugin's folder was gone (moved or deleted
+ * under the running host: a deploy that swaps folders, a branch switch): the plugin is not there,
+ * no runner crashed.
+ */
+function folderGone(task: RunnerTask, crash: unknown): HandlerNotFoundError {
+  return new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": its plugin folder ${task.pluginRoot} does not exist (moved or deleted while the host runs)`, {
+    details: { pluginId: task.pluginId, handlerId: task.handlerId },
+    cause: crash,
+  });
 }
