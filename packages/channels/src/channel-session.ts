@@ -117,9 +117,14 @@ export class ChannelSession implements ChannelConnection {
     }
   }
 
-  /** Close with a cause the disconnect handler will be told. */
+  /**
+   * Close with a cause the disconnect handler will be told. An unmount also drops the messages
+   * that have not started: their replies could not be delivered, and they would use the time
+   * the disconnect handler is given.
+   */
   closeFor(cause: CloseCause, code: number, reason: string): void {
     this.#closeCause ??= cause;
+    if (cause === 'unmount') this.#queue.length = 0;
     this.close(code, reason);
   }
 
@@ -254,10 +259,24 @@ export class ChannelSession implements ChannelConnection {
     await this.#idle();
     if (this.#accepted) {
       const input = { event: 'disconnect', connectionId: this.id, code, reason, ...(this.#closeCause ? { cause: this.#closeCause } : {}) };
-      const result = await this.#execute(input, this.#finalOptions);
+      const result = await this.#disconnect(input);
       if (!result.ok) this.#report(result.error, 'disconnect');
     }
     this.#resolveDone();
+  }
+
+  /**
+   * The disconnect execution, tried again while the backend's queue is full: when thousands of
+   * clients go at once (an unmount, a load balancer's restart) their cleanup must still run, in
+   * turn, until the unmount's time is up (a hard stop aborts it).
+   */
+  async #disconnect(input: Record<string, unknown>): Promise<Outcome> {
+    let result = await this.#execute(input, this.#finalOptions);
+    for (let waitMs = 10; !result.ok && result.error.code === 'QUEUE_FULL' && !this.#final.signal.aborted; waitMs = Math.min(waitMs * 2, 500)) {
+      await new Promise((resolve) => setTimeout(resolve, waitMs + Math.random() * waitMs));
+      result = await this.#execute(input, this.#finalOptions);
+    }
+    return result;
   }
 
   #idle(): Promise<void> {

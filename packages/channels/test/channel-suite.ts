@@ -366,6 +366,37 @@ function describeUnmount(setup: ReturnType<typeof useChannelHarness>, create: Ch
       await h.mount.unmount();
     });
 
+    it('drops the messages that have not started (their replies could not be delivered), so that the disconnect handler has its time', async () => {
+      const errors: Array<{ phase: string; code: unknown }> = [];
+      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'g', n: 1 } });
+      client.send({ id: 2, data: { gate: 'g', n: 2 } });
+      await eventually(() => h.lab.entered.includes(1), 'first message started');
+      const unmount = h.mount.unmount({ timeoutMs: 5000 });
+      await delay(50);
+      h.lab.open('g');
+      await unmount;
+      expect((await client.closed).code).toBe(1001);
+      expect(h.lab.entered).toEqual([1]);
+      expect(errors).toEqual([]);
+    });
+
+    it('runs every disconnect handler when many clients go at once, though the backend queue is smaller than their number', async () => {
+      const lab = labPlatform();
+      const { server, url, close } = await startServer();
+      const backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } }, maxConcurrency: 1, maxQueue: 2 });
+      const errors: unknown[] = [];
+      const mount = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0, onError: (error) => errors.push(error) });
+      const clients: TestClient[] = [];
+      for (let i = 0; i < 12; i++) clients.push(await TestClient.connect(url('/echo')));
+      await mount.unmount({ timeoutMs: 10_000 });
+      expect(lab.events.filter((e) => e.event === 'disconnect')).toHaveLength(12);
+      expect(errors).toEqual([]);
+      await backend.shutdown({ timeoutMs: 2000 });
+      await close();
+    });
+
     it('aborts executions still running when unmount runs out of time', async () => {
       const errors: Array<{ phase: string; code: unknown }> = [];
       const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
