@@ -6,6 +6,9 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution';
 
+/** Codes whose message is for the client (what it sent, or what the handler said); the rest stay on the server. */
+const CLIENT_MESSAGES = new Set(['HANDLER_ERROR', 'VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
+
 /** The HTTP side, on any backend. */
 export function buildServer(backend) {
   // On close, connections still open are closed too (their executions are then aborted, below),
@@ -18,7 +21,12 @@ export function buildServer(backend) {
     reply.raw.once('close', () => reply.raw.writableFinished || controller.abort());
     const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
     if (result.ok) return { data: result.data, meta: result.meta };
-    return reply.code(httpStatusOf(result.error.code)).send({ code: result.error.code, message: result.error.message, executionId: result.meta.executionId });
+    const { code } = result.error;
+    // The others' messages can name server paths (a missing module, a crashed child's stderr):
+    // the client gets the code and a plain message; the host's log keeps the whole error.
+    const message = CLIENT_MESSAGES.has(code) ? result.error.message : `The execution failed (${code}); see the server's log for ${result.meta.executionId}`;
+    if (!CLIENT_MESSAGES.has(code)) request.log.error({ err: result.error, executionId: result.meta.executionId }, 'execution failed');
+    return reply.code(httpStatusOf(code)).send({ code, message, executionId: result.meta.executionId });
   });
   app.get('/health', async (_request, reply) => {
     const health = await backend.health();
