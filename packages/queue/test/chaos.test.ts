@@ -153,6 +153,42 @@ describe('a host whose event loop is blocked', () => {
   });
 });
 
+describe('a host slower than its workers', () => {
+  it('whose onLog takes its time while workers flood logs: the executions run to their end (heartbeats are not stuck behind the backlog), and dropped lines are counted', async () => {
+    const pool = newPool('slowhost');
+    await Promise.all([0, 1, 2, 3].map(() => worker(server.url, pool, 1)));
+    const backend = host(server.url, pool);
+    const count = 20_000;
+    const received: number[] = [0, 0, 0, 0];
+    const notices: string[] = [];
+    const results = await Promise.all(
+      [0, 1, 2, 3].map((i) =>
+        backend.execute(
+          { pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 0, count, bytes: 2000, afterMs: 0 } },
+          {
+            timeoutMs: 120_000,
+            onLog: (entry) => {
+              if (entry.level === 'warn') return void notices.push(entry.message);
+              received[i]!++;
+              // A synchronous log sink: 0.2 ms a line.
+              const until = performance.now() + 0.2;
+              while (performance.now() < until);
+            },
+          },
+        ),
+      ),
+    );
+    for (const result of results) {
+      expectOk(result);
+      expect(result.data).toEqual({ logged: count });
+    }
+    // Every line is accounted for: delivered, or counted in its execution's notice.
+    const dropped = notices.map((n) => Number(/^(\d+) log line\(s\)/.exec(n)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
+    expect(received.reduce((a, b) => a + b, 0) + dropped).toBe(4 * count);
+    for (const notice of notices) expect(notice).toContain('the calling host took them more slowly than they came');
+  });
+});
+
 describe('the network between a worker and the server', () => {
   let proxy: TcpProxy;
 

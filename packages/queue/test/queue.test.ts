@@ -216,6 +216,10 @@ describe('sizes', () => {
     const output = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: big } }, { timeoutMs: 60_000 });
     expectError(output, 'VALIDATION_ERROR');
     expect(output.error.message).toContain('maxPayloadBytes');
+    // A host's lower limit holds for an input small enough for one stream message too.
+    const small = await make({ maxPayloadBytes: 1024 * 1024 }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(2_000_000) });
+    expectError(small, 'VALIDATION_ERROR');
+    expect(small.error.details).toMatchObject({ reason: 'too-large', limit: 1024 * 1024 });
   });
 
   it('an event over the limit reaches the caller as a warning in its place; platform call arguments over it fail the call in the handler', async () => {
@@ -404,6 +408,11 @@ describe('delivery', () => {
       await jsm.consumers.add(stream, { durable_name: `${handPool}-workers`, deliver_subject: 'somewhere', ack_policy: AckPolicy.Explicit });
       const pushed = startExecutionWorker({ connection: { servers: server!.url }, pool: handPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
       await expect(pushed).rejects.toMatchObject({ problem: 'misconfigured', message: expect.stringContaining(`The consumer ${handPool}-workers of stream ${stream} is a push consumer (workers pull)`) });
+      // The running host reads it too: said at once, not a TIMEOUT waiting for a worker.
+      const onPush = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(onPush, 'WORKER_CRASHED');
+      expect(onPush.error.message).toContain('is a push consumer (workers pull)');
+      expect((await backend.health()).problems.join('\n')).toContain('is a push consumer');
     } finally {
       await nc.close();
     }

@@ -4,7 +4,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, serverProblem, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
-import { ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
+import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -45,11 +45,11 @@ export class HostLink implements ExecutionLink {
   readonly #subscriptions: Subscription[] = [];
   readonly #watch: NodeJS.Timeout;
   readonly #watchEveryMs: number;
-  #lastWatch = Date.now();
+  #lastWatch = performance.now();
   /** The pool's stream as last read (see checkStream). */
   #stream: PoolStream | undefined;
   #checking: Promise<void> | undefined;
-  #lastStreamCheck = Date.now();
+  #lastStreamCheck = performance.now();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
   #pingSentAt: number | undefined;
   /** Settles at the next reconnection (once the stream is there again). */
@@ -90,6 +90,7 @@ export class HostLink implements ExecutionLink {
       const link = new HostLink(o, nc, jsm, hostId);
       link.#stream = stream;
       link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
+      link.streamProblem = await checkConsumer(jsm, subjects);
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
       nc.publish(subjects.presenceQuery);
       return link;
@@ -100,6 +101,12 @@ export class HostLink implements ExecutionLink {
   }
 
   async publishTask(executionId: string, body: Uint8Array): Promise<number> {
+    // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT
+    // waiting for a worker that cannot take it. Read again first: it may have been fixed since.
+    if (this.streamProblem) await this.checkStream();
+    if (this.streamProblem) {
+      throw new WorkerCrashedError(`The queue backend cannot use pool "${this.#o.pool}": ${this.streamProblem}`, { details: { reason: 'runner-lost', message: this.streamProblem } });
+    }
     const headers = makeHeaders('task', executionId);
     headers.set(HEADER.reply, this.#callerSubject);
     headers.set(HEADER.lostMs, String(this.workerLostMs));
@@ -175,13 +182,13 @@ export class HostLink implements ExecutionLink {
    */
   checkStream(): Promise<void> {
     if (this.state !== 'connected') return Promise.resolve();
-    this.#lastStreamCheck = Date.now();
+    this.#lastStreamCheck = performance.now();
     this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, 'host-check')
       .then(
-        (stream) => {
+        async (stream) => {
           this.#stream = stream;
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
-          this.streamProblem = undefined;
+          this.streamProblem = await checkConsumer(this.#jsm, this.subjects);
         },
         (error: unknown) => {
           this.#stream = undefined;
@@ -283,7 +290,7 @@ export class HostLink implements ExecutionLink {
   }
 
   #watchHeartbeats(): void {
-    const now = Date.now();
+    const now = performance.now();
     // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket.
     // Judge after they were read, not before.
     const late = now - this.#lastWatch > 2 * this.#watchEveryMs;

@@ -71,6 +71,8 @@ export class RemoteExecution {
   async #publish(): Promise<void> {
     const body = this.#taskBody();
     let bytes = encode(body, 'input', this.#task.input);
+    // This host's own limit, whether or not the input fits in one stream message.
+    if (bytes.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
     if (bytes.length > this.#link.partBytes) {
       // Too large for one stream message: the input goes to the worker once it has started.
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
@@ -115,7 +117,7 @@ export class RemoteExecution {
     const remainingMs = Math.ceil(this.#deadline - performance.now());
     if (remainingMs <= 0) return void refuse('its time ran out before it started');
     this.#worker = worker;
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
     // Kept until the end: a worker that withdraws its start (below) leaves it to another.
@@ -138,7 +140,7 @@ export class RemoteExecution {
    */
   heartbeat(workerId: string): boolean {
     if (this.#worker?.id !== workerId || !this.#settle) return false;
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     const stopped = this.#control.stopReason;
     if (stopped) this.#toWorker('cancel', encode({ reason: serializeError(stopped) }, 'cancel'));
     return true;
@@ -146,17 +148,17 @@ export class RemoteExecution {
 
   /** Its worker said something about it (a message, a part of one). */
   heard(): void {
-    if (this.#worker) this.#lastHeard = Date.now();
+    if (this.#worker) this.#lastHeard = performance.now();
   }
 
   log(body: LogBody): void {
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     this.#control.log(body.level, String(body.message), body.fields, body.stream);
   }
 
   /** An event or a platform/channel call, in the runner protocol's terms. */
   relay(message: RunnerToHost): void {
-    this.#lastHeard = Date.now();
+    this.#lastHeard = performance.now();
     this.#session.handle(message);
   }
 

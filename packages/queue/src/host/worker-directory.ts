@@ -20,7 +20,7 @@ export class WorkerDirectory {
     }
     // A worker joining the pool, as this host sees it, is a runner start (telemetry).
     if (!this.#workers.has(presence.id)) recordRunnerStart('queue');
-    this.#workers.set(presence.id, { presence, seen: Date.now() });
+    this.#workers.set(presence.id, { presence, seen: performance.now() });
     this.#firstSeen?.();
   }
 
@@ -29,7 +29,7 @@ export class WorkerDirectory {
    * three of a worker's own presence intervals (a host more impatient than its workers still sees them).
    */
   alive(): PresenceBody[] {
-    const now = Date.now();
+    const now = performance.now();
     const out: PresenceBody[] = [];
     for (const [id, { presence, seen }] of this.#workers) {
       if (now - seen <= Math.max(this.#lostMs, 3 * (presence.heartbeatMs || 0))) out.push(presence);

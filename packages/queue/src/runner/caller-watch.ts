@@ -42,7 +42,7 @@ export class CallerWatch {
   #timer: NodeJS.Timeout;
   #intervalMs: number;
   #closed = false;
-  #lastBeat = Date.now();
+  #lastBeat = performance.now();
 
   constructor(courier: Courier, workerId: string, heartbeatMs: number) {
     this.#courier = courier;
@@ -55,7 +55,7 @@ export class CallerWatch {
   add(caller: string, lostMs: number, execution: Watched): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
-      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: Date.now(), asking: 0 }));
+      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: performance.now(), asking: 0 }));
       this.#pace();
     }
     entry.executions.set(execution.id, execution);
@@ -73,7 +73,7 @@ export class CallerWatch {
   /** `caller` said something (a reply to a part, a cancel, a call's reply): it is there. */
   heard(caller: string): void {
     const entry = this.#callers.get(caller);
-    if (entry) entry.lastAnswer = Date.now();
+    if (entry) entry.lastAnswer = performance.now();
   }
 
   /** A heartbeat to `caller` now, not at the next beat (a start whose accept came back late). */
@@ -85,7 +85,7 @@ export class CallerWatch {
   /** Whether `caller` still answered within its lost window (checked before a late start). */
   answering(caller: string): boolean {
     const entry = this.#callers.get(caller);
-    return !entry || Date.now() - entry.lastAnswer <= entry.lostMs;
+    return !entry || performance.now() - entry.lastAnswer <= entry.lostMs;
   }
 
   close(): void {
@@ -105,7 +105,7 @@ export class CallerWatch {
   }
 
   #beat(): void {
-    const now = Date.now();
+    const now = performance.now();
     // This process was busy (or stopped) past a beat: answers may be waiting in its socket.
     const late = now - this.#lastBeat > 2 * this.#intervalMs;
     this.#lastBeat = now;
@@ -124,7 +124,7 @@ export class CallerWatch {
     try {
       // Waits as long as the caller waits for this worker: a slow answer is still an answer.
       const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: [...entry.executions.keys()] }, 'heartbeat'), entry.lostMs);
-      entry.lastAnswer = Date.now();
+      entry.lastAnswer = performance.now();
       const { unknown } = decode<{ unknown: string[] }>(reply.data);
       this.#orphan(entry, unknown, 'its caller no longer waits for it');
     } catch (error) {

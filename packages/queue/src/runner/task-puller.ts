@@ -75,13 +75,13 @@ export class TaskPuller {
   async #pull(batch: number): Promise<void> {
     const id = String(++this.#count);
     this.#asked += batch;
-    this.#requests.set(id, { batch, at: Date.now() });
+    this.#requests.set(id, { batch, at: performance.now() });
     try {
       const subject = await this.#nextSubject();
       if (this.#stopped || !this.#requests.has(id)) return;
       this.#subscription ??= this.#nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => void (error ?? this.#onMessage(msg)) });
       this.#watchdog ??= setInterval(() => this.#watch(), PULL_GRACE_MS).unref();
-      this.#heard = Date.now();
+      this.#heard = performance.now();
       this.#nc.publish(subject, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: `${this.#inbox}.${id}` });
     } catch {
       this.#end(id);
@@ -90,7 +90,7 @@ export class TaskPuller {
   }
 
   #onMessage(msg: Msg): void {
-    this.#heard = Date.now();
+    this.#heard = performance.now();
     // A status, not a task (a task carries the subject it is acknowledged on): its request is over.
     if (!msg.reply) {
       const id = msg.subject.slice(this.#inbox.length + 1);
@@ -125,7 +125,7 @@ export class TaskPuller {
    * restarted, the consumer is gone): check the consumer again and ask afresh.
    */
   #watch(): void {
-    const now = Date.now();
+    const now = performance.now();
     const over = now - PULL_EXPIRES_MS - PULL_GRACE_MS;
     for (const [id, request] of this.#requests) if (request.at < over) this.#requests.delete(id);
     if (this.#asked > 0 && this.#heard < over) {

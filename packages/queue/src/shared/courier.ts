@@ -43,12 +43,24 @@ export class TransferRefusedError extends Error {
 const COURIER_PART_BYTES = 256 * 1024;
 
 /**
- * How much of what executions log and emit a courier holds while its connection is down. Beyond
- * it, further log lines and events are dropped (a handler that logs in a tight loop would
- * otherwise grow the worker's memory for as long as the outage lasts), and their caller is told
- * how many, in their place. Results, calls and everything else are always held.
+ * How much of what executions log and emit a courier holds while its connection is down, or while
+ * a receiver has not acknowledged what it sent (PACE_BYTES). Beyond it, further log lines and
+ * events are dropped (a handler that logs in a tight loop would otherwise grow the worker's memory
+ * for as long as that lasts), and their caller is told how many, in their place. Results, calls
+ * and everything else are always held.
  */
 export const HELD_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+/**
+ * How much of what executions log and emit goes to one receiver before it acknowledges it: every
+ * this many bytes, one log line or event goes as a request, and what follows waits for its answer
+ * (held as in an outage). A receiver slower than its senders (a host whose onLog writes to a slow
+ * sink) then has at most this much queued ahead of a heartbeat, and does not take its workers for
+ * lost, or they it; nor does its memory fill with their backlog.
+ */
+const PACE_BYTES = 256 * 1024;
+/** How long such an acknowledgement is waited for before what waits goes anyway. */
+const PACE_TIMEOUT_MS = 10_000;
 
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
@@ -78,6 +90,8 @@ export class Courier {
   #held: Held | undefined;
   /** Fail the part requests waiting for their answers (see hold()). */
   readonly #partsInFlight = new Set<(error: Error) => void>();
+  /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
+  readonly #paces = new Map<string, { sinceAck: number; held: Held | undefined }>();
 
   /**
    * `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none.
@@ -97,9 +111,7 @@ export class Courier {
    */
   hold(): void {
     if (this.#held) return;
-    let open!: () => void;
-    const until = new Promise<void>((resolve) => (open = resolve));
-    this.#held = { until, open, outputBytes: 0, dropped: new Map() };
+    this.#held = newHeld("the worker's connection to the NATS server was down");
     // A part sent before the drop, or its answer, is lost with the connection: its body fails now
     // (and is sent again, whole, once the connection is back) instead of at its timeout.
     const lost = new Error('the connection to the NATS server dropped while this body was being sent');
@@ -114,14 +126,38 @@ export class Courier {
 
   /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
-    const held = this.#held;
-    if (held && (kind === 'log' || kind === 'event') && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body);
+    const output = kind === 'log' || kind === 'event';
+    const held = this.#held ?? this.#paces.get(subject)?.held;
+    if (held && output && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body);
     if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
-    if (body.length <= this.#partBytes) {
-      this.#nc.publish(subject, body, { headers: makeHeaders(kind, executionId, this.#caller) });
-      return undefined;
-    }
-    return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
+    if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
+    const headers = makeHeaders(kind, executionId, this.#caller);
+    if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.#nc.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
+    else this.#nc.publish(subject, body, { headers });
+    return undefined;
+  }
+
+  /** Counts `bytes` of output to `subject`; true when this one is to be acknowledged (every PACE_BYTES). */
+  #dueForAck(subject: string, bytes: number): boolean {
+    let pace = this.#paces.get(subject);
+    if (!pace) this.#paces.set(subject, (pace = { sinceAck: 0, held: undefined }));
+    pace.sinceAck += bytes;
+    if (pace.sinceAck < PACE_BYTES) return false;
+    pace.sinceAck = 0;
+    return true;
+  }
+
+  /** What is posted to `subject` waits for `acknowledged` (answered, refused or timed out), then goes in order. */
+  #paceOn(subject: string, acknowledged: Promise<unknown>): void {
+    const pace = this.#paces.get(subject)!;
+    const held = (pace.held = newHeld('the calling host took them more slowly than they came'));
+    void acknowledged
+      .catch(() => undefined)
+      .then(() => {
+        pace.held = undefined;
+        held.open();
+        if (pace.sinceAck === 0) this.#paces.delete(subject);
+      });
   }
 
   /**
@@ -152,8 +188,8 @@ export class Courier {
     held.until
       .then(() => {
         const message =
-          `${counted.log} log line(s) and ${counted.event} event(s) of this execution were not delivered: the worker's connection to the ` +
-          `NATS server was down, and it holds at most ${formatBytes(HELD_OUTPUT_BYTES)} of logs and events until it is back`;
+          `${counted.log} log line(s) and ${counted.event} event(s) of this execution were not delivered: ${held.why}, ` +
+          `and the worker holds at most ${formatBytes(HELD_OUTPUT_BYTES)} of logs and events meanwhile`;
         return this.post(subject, 'log', executionId, encode({ level: 'warn', message, stream: 'logger' }, 'log fields'));
       })
       .catch(() => undefined);
@@ -194,9 +230,17 @@ export class Courier {
   }
 }
 
+function newHeld(why: string): Held {
+  let open!: () => void;
+  const until = new Promise<void>((resolve) => (open = resolve));
+  return { until, open, why, outputBytes: 0, dropped: new Map() };
+}
+
 interface Held {
   until: Promise<void>;
   open: () => void;
+  /** Why what is sent waits (said in the notice of what was dropped). */
+  why: string;
   /** Bytes of logs and events held. */
   outputBytes: number;
   /** What was dropped over the bound, by caller subject and execution id. */
@@ -230,7 +274,7 @@ export class PartsAssembler {
     const [index, count] = part.split('/').map(Number) as [number, number];
     const id = msg.headers!.get(HEADER.transfer);
     let transfer = this.#transfers.get(id);
-    if (index === 0) this.#transfers.set(id, (transfer = { parts: [], bytes: 0, touched: Date.now() }));
+    if (index === 0) this.#transfers.set(id, (transfer = { parts: [], bytes: 0, touched: performance.now() }));
     if (transfer && transfer.bytes + msg.data.length > this.#maxPayloadBytes + ENVELOPE_BYTES) {
       this.#transfers.delete(id);
       const refused = natsHeaders();
@@ -245,7 +289,7 @@ export class PartsAssembler {
     }
     transfer.parts.push(msg.data);
     transfer.bytes += msg.data.length;
-    transfer.touched = Date.now();
+    transfer.touched = performance.now();
     if (index < count - 1) {
       msg.respond();
       return undefined;
@@ -256,7 +300,7 @@ export class PartsAssembler {
 
   /** Forget transfers not touched for `idleMs`. */
   sweep(idleMs: number): void {
-    const before = Date.now() - idleMs;
+    const before = performance.now() - idleMs;
     for (const [id, transfer] of this.#transfers) if (transfer.touched < before) this.#transfers.delete(id);
   }
 }

@@ -130,13 +130,32 @@ export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjec
     });
     return;
   }
-  // One made by hand, or by another tool: workers could not pull from it, or would lose tasks.
+  const wrong = consumerProblem(subjects, config);
+  if (wrong) throw new PoolStreamError(wrong);
+}
+
+/**
+ * Why the pool's consumer, as it exists, cannot serve the pool (made by hand, or by another tool:
+ * workers could not pull from it, or would lose tasks), or undefined. A host reads it too, so that
+ * its executions and health() say so instead of waiting for a worker that never comes.
+ */
+export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubjects): Promise<string | undefined> {
+  let config;
+  try {
+    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
+  } catch {
+    return undefined;
+  }
+  return consumerProblem(subjects, config);
+}
+
+function consumerProblem(subjects: PoolSubjects, config: { deliver_subject?: string; ack_policy?: unknown; filter_subject?: string }): string | undefined {
   const wrong = config.deliver_subject
     ? 'is a push consumer (workers pull)'
     : config.ack_policy !== AckPolicy.Explicit
-      ? `acknowledges "${config.ack_policy}", not "explicit"`
+      ? `acknowledges "${String(config.ack_policy)}", not "explicit"`
       : config.filter_subject && config.filter_subject !== subjects.tasks
         ? `takes only ${config.filter_subject}, not the pool's task subject ${subjects.tasks}`
         : undefined;
-  if (wrong) throw new PoolStreamError(`The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`);
+  return wrong && `The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`;
 }
