@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers, serverProblem, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
+import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -191,8 +191,9 @@ export class HostLink implements ExecutionLink {
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects);
         },
         (error: unknown) => {
-          this.#stream = undefined;
-          this.streamProblem = error instanceof PoolStreamError ? error.message : serverProblem('The queue backend', this.#o.connection, error).message;
+          // Only what stays wrong until someone fixes it; a read that timed out says nothing.
+          if (error instanceof PoolStreamError) this.streamProblem = error.message;
+          else if (refusedByServer(error)) this.streamProblem = serverProblem('The queue backend', this.#o.connection, error).message;
         },
       )
       .finally(() => (this.#checking = undefined));

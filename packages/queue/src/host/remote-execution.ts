@@ -178,8 +178,8 @@ export class RemoteExecution {
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
   checkLost(now: number, serverSilentMs: number): void {
     if (!this.#worker || !this.#settle || now - this.#lastHeard <= this.#link.workerLostMs) return;
-    const what = `sent no heartbeat for ${now - this.#lastHeard} ms (workerLostMs: ${this.#link.workerLostMs})`;
-    const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${serverSilentMs} ms either: the host's own link to it may be cut` : '';
+    const what = `sent no heartbeat for ${Math.round(now - this.#lastHeard)} ms (workerLostMs: ${this.#link.workerLostMs})`;
+    const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
   }
 

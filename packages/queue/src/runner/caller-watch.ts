@@ -111,7 +111,7 @@ export class CallerWatch {
     this.#lastBeat = now;
     for (const [caller, entry] of this.#callers) {
       if (!late && now - entry.lastAnswer > entry.lostMs) {
-        this.#orphan(entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${now - entry.lastAnswer} ms`);
+        this.#orphan(entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${Math.round(now - entry.lastAnswer)} ms`);
         continue;
       }
       // Not one at a time: on a link with a round trip longer than a beat, answers still come every beat.
