@@ -186,7 +186,7 @@ describe('a host slower than its workers', () => {
     const dropped = notices.map((n) => Number(/^(\d+) log line\(s\)/.exec(n)?.[1] ?? 0)).reduce((a, b) => a + b, 0);
     expect(received.reduce((a, b) => a + b, 0) + dropped).toBe(4 * count);
     for (const notice of notices) expect(notice).toContain('the calling host took them more slowly than they came');
-  });
+  }, 90_000);
 });
 
 describe('the network between a worker and the server', () => {

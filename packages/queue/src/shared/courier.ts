@@ -116,6 +116,13 @@ export class Courier {
     // (and is sent again, whole, once the connection is back) instead of at its timeout.
     const lost = new Error('the connection to the NATS server dropped while this body was being sent');
     for (const fail of [...this.#partsInFlight]) fail(lost);
+    // An acknowledgement asked for before the drop will not come: what waits for it goes behind
+    // the outage's hold instead, not a PACE_TIMEOUT_MS after the connection is back.
+    for (const pace of this.#paces.values()) {
+      const waiting = pace.held;
+      pace.held = undefined;
+      waiting?.open();
+    }
   }
 
   /** The connection is back: what waited goes now, in the order it was sent. */
