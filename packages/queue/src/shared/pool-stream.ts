@@ -1,4 +1,4 @@
-import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
 import type { PoolSubjects } from './subjects.js';
 
@@ -58,8 +58,8 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
     info = await jsm.streams.info(subjects.stream);
   } catch (error) {
     if (!isMissing(error)) throw error;
-    await jsm.streams.add(config);
-    return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages };
+    info = await addOrRead(jsm, config);
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
@@ -71,6 +71,24 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
     return { storage: storageOf(current), messages: info.state.messages, maxMessages: config.max_msgs! };
   }
   return { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs };
+}
+
+/**
+ * Make the stream; undefined when this call made it. Hosts and workers of a new pool often start
+ * together, each finding it missing: the server refuses all but the first one's `add` (another
+ * configuration, or "subjects overlap"), and the losers read and check the one that was made.
+ */
+async function addOrRead(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<StreamInfo | undefined> {
+  try {
+    await jsm.streams.add(config);
+    return undefined;
+  } catch (error) {
+    try {
+      return await jsm.streams.info(config.name);
+    } catch {
+      throw error;
+    }
+  }
 }
 
 function storageOf(config: StreamConfig): 'memory' | 'file' {
@@ -122,13 +140,15 @@ export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjec
   try {
     config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
   } catch {
-    await jsm.consumers.add(subjects.stream, {
-      durable_name: subjects.consumer,
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: nanos(ACK_WAIT_MS),
-      max_ack_pending: -1,
-    });
-    return;
+    const made = { durable_name: subjects.consumer, ack_policy: AckPolicy.Explicit, ack_wait: nanos(ACK_WAIT_MS), max_ack_pending: -1 };
+    // Another worker making it at the same moment makes the same one, which the server accepts;
+    // one it refuses (made otherwise meanwhile) is read and checked below.
+    try {
+      await jsm.consumers.add(subjects.stream, made);
+      return;
+    } catch (error) {
+      config = await jsm.consumers.info(subjects.stream, subjects.consumer).then((info) => info.config, () => Promise.reject(error));
+    }
   }
   const wrong = consumerProblem(subjects, config);
   if (wrong) throw new PoolStreamError(wrong);
