@@ -15,6 +15,8 @@ export interface StartNatsServerOptions {
   stopGraceMs?: number;
   /** false: a server without JetStream. @default true */
   jetstream?: boolean;
+  /** The server's `max_subscriptions` per connection. @default no limit */
+  maxSubscriptions?: number;
 }
 
 export interface NatsServer {

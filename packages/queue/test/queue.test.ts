@@ -109,6 +109,19 @@ describe('where it runs', () => {
     }
   });
 
+  it('a server whose max_subscriptions refuses what the pool needs: host and worker fail to start, saying so (not "ready" and deaf)', async () => {
+    const limited = await startNatsServer({ maxSubscriptions: 2 });
+    try {
+      const result = await make({ connection: { servers: limited.url } }).execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toMatch(/^The queue backend cannot use the NATS server \(nats:\/\/127\.0\.0\.1:\d+\): it refuses this connection more subscriptions \(maximum subscriptions exceeded/);
+      const worker = startExecutionWorker({ connection: { servers: limited.url }, pool: newPool('limited'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining("max_subscriptions); a host needs 3, a worker 5") });
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('a worker that cannot reach the server fails to start, naming the server', async () => {
     const started = startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: newPool('unreachable'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
     await expect(started).rejects.toThrow(/^The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\): \S/);

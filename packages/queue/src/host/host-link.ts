@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED } from '../shared/connection.js';
+import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -52,6 +52,8 @@ export class HostLink implements ExecutionLink {
   #lastStreamCheck = performance.now();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
   #pingSentAt: number | undefined;
+  /** A subscription the server refused (see confirmSubscriptions). */
+  #refused: Error | undefined;
   /** Settles at the next reconnection (once the stream is there again). */
   #reconnected: Promise<void> = Promise.resolve();
   #markReconnected: () => void = () => {};
@@ -88,6 +90,11 @@ export class HostLink implements ExecutionLink {
       const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
       const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
+      // Refused (over the server's max_subscriptions, not permitted): no result would ever reach this host.
+      await confirmSubscriptions(nc, () => link.#refused).catch(async (error: unknown) => {
+        await link.close();
+        throw error;
+      });
       link.#stream = stream;
       link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
       link.streamProblem = await checkConsumer(jsm, subjects);
@@ -310,6 +317,7 @@ export class HostLink implements ExecutionLink {
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
+      this.#refused ??= subscriptionRefused(status);
       if (status.type === 'disconnect' && this.state === 'connected') {
         this.state = 'reconnecting';
         this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, refusedByServer, serverProblem } from '../shared/connection.js';
+import { connectNats, refusedByServer, serverProblem, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -96,6 +96,8 @@ class QueueWorker implements ExecutionWorker {
   #isolation: PresenceBody['isolation'];
   /** Another worker of the pool with this one's id was seen (and the process warned). */
   #twinSeen = false;
+  /** A subscription the server refused (see confirmSubscriptions). */
+  #refused: Error | undefined;
   #running = 0;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -141,6 +143,7 @@ class QueueWorker implements ExecutionWorker {
   }
 
   async start(): Promise<void> {
+    void this.#watchStatus();
     await this.#nextSubject();
     // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
     const { isolation } = await this.#backend(true).health();
@@ -150,13 +153,15 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#checkTwin(msg)) }),
     );
+    this.#puller.subscribe();
+    // Refused (over the server's max_subscriptions, not permitted): it would say "ready" and never take a task.
+    await confirmSubscriptions(this.#nc, () => this.#refused);
     this.#announce();
     this.#presenceTimer = setInterval(() => {
       this.#announce();
       // Large inputs whose caller went quiet halfway (a reset link) are not kept for ever.
       this.#parts.sweep(PARTS_IDLE_MS);
     }, this.#o.heartbeatMs);
-    void this.#watchStatus();
     this.#puller.topUp();
   }
 
@@ -245,6 +250,7 @@ class QueueWorker implements ExecutionWorker {
 
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
+      this.#refused ??= subscriptionRefused(status);
       if (status.type === 'disconnect') {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.

@@ -72,6 +72,11 @@ export class TaskPuller {
     if (wanted > 0) void this.#pull(wanted);
   }
 
+  /** Listen for the tasks pull requests bring (the first pull does it, if not done before). */
+  subscribe(): void {
+    this.#subscription ??= this.#nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => void (error ?? this.#onMessage(msg)) });
+  }
+
   async #pull(batch: number): Promise<void> {
     const id = String(++this.#count);
     this.#asked += batch;
@@ -79,7 +84,7 @@ export class TaskPuller {
     try {
       const subject = await this.#nextSubject();
       if (this.#stopped || !this.#requests.has(id)) return;
-      this.#subscription ??= this.#nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => void (error ?? this.#onMessage(msg)) });
+      this.subscribe();
       this.#watchdog ??= setInterval(() => this.#watch(), PULL_GRACE_MS).unref();
       this.#heard = performance.now();
       this.#nc.publish(subject, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: `${this.#inbox}.${id}` });

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
-import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
 export interface NatsConnectionOptions {
@@ -82,6 +83,32 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
   });
 }
 
+const SUBSCRIPTION_LIMIT = /maximum subscriptions exceeded/i;
+
+/**
+ * The server refusing one of a connection's subscriptions (its user may not subscribe there, or
+ * its max_subscriptions is reached): nats.js says so only as an `error` status, and the
+ * subscription is left to wait for ever.
+ */
+export function subscriptionRefused(status: Status): Error | undefined {
+  if (status.type !== 'error') return undefined;
+  const { error } = status;
+  const refused = SUBSCRIPTION_LIMIT.test(error.message) || (NOT_ALLOWED.test(error.message) && (error as { operation?: string }).operation === 'subscription');
+  return refused ? error : undefined;
+}
+
+/**
+ * Subscriptions just made: throws what the server refused of them (`refused()`, as the
+ * connection's status watch recorded it); its answer to a ping comes after any refusal.
+ */
+export async function confirmSubscriptions(nc: NatsConnection, refused: () => Error | undefined): Promise<void> {
+  await nc.flush();
+  // The status watch reads the refusal a few turns after nats.js queued it.
+  await nextTurn();
+  const error = refused();
+  if (error) throw error;
+}
+
 /** The servers, for messages. */
 export function describeServers(options: NatsConnectionOptions): string {
   const servers = options.servers ?? 'nats://127.0.0.1:4222';
@@ -95,16 +122,17 @@ const messageOf = (error: unknown): string => String((error as Error)?.message ?
 /** The server, once connected to, refuses what the pool needs: it has no JetStream, or the user may not use it. */
 export function refusedByServer(error: unknown): boolean {
   const message = messageOf(error);
-  return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message);
+  return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message) || SUBSCRIPTION_LIMIT.test(message);
 }
 
 /** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
-export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'misconfigured';
+export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'limit-reached' | 'misconfigured';
 
 /**
  * `startExecutionWorker()` cannot use the pool's NATS server: it does not answer (`unreachable`:
  * a worker may retry), refuses the credentials (`auth-failed`), has no JetStream
- * (`no-jetstream`), its user may not do what the pool needs (`not-permitted`), or the pool's
+ * (`no-jetstream`), its user may not do what the pool needs (`not-permitted`), its limits refuse
+ * the subscriptions the pool needs (`limit-reached`: max_subscriptions), or the pool's
  * stream or consumer exists with settings the pool cannot use (`misconfigured`: made by hand).
  */
 export class QueueServerError extends Error {
@@ -134,6 +162,12 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   }
   if (NOT_ALLOWED.test(message)) {
     return problem('not-permitted', `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`);
+  }
+  if (SUBSCRIPTION_LIMIT.test(message)) {
+    return problem(
+      'limit-reached',
+      `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 3, a worker 5`,
+    );
   }
   if (/authorization violation|authentication/i.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
