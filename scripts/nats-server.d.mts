@@ -17,6 +17,8 @@ export interface StartNatsServerOptions {
   jetstream?: boolean;
   /** The server's `max_subscriptions` per connection. @default no limit */
   maxSubscriptions?: number;
+  /** The server's `max_connections`. @default no limit */
+  maxConnections?: number;
 }
 
 export interface NatsServer {

@@ -80,11 +80,12 @@ function validatePayload(maxPayload) {
   throw new TypeError(`maxPayload: expected a byte count or a size such as '8MB', got ${JSON.stringify(maxPayload)}`);
 }
 
-function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions }) {
+function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections }) {
   // JSON string quoting is valid in the NATS config format (and escapes Windows backslashes).
   // A fixed server_name: the same server, as JetStream sees it, before and after a restart.
   const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`];
   if (maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${Number(maxSubscriptions)}`);
+  if (maxConnections !== undefined) lines.push(`max_connections: ${Number(maxConnections)}`);
   if (jetstream) lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, `}`);
   lines.push('');
   writeFileSync(file, lines.join('\n'));
@@ -241,11 +242,11 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * undefined (another is picked if that one is taken before the server binds it), else
  * `fixedPort`, retried for `retryBusyMs` (after a restart the old socket may linger a moment).
  */
-async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions }, fixedPort, retryBusyMs) {
+async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections }, fixedPort, retryBusyMs) {
   const until = Date.now() + retryBusyMs;
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freeLoopbackPort());
-    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions });
+    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections });
     try {
       return { ...(await spawnServer(binary, configFile, readyTimeoutMs)), port };
     } catch (error) {
@@ -266,22 +267,23 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
  * @param {number} [options.stopGraceMs] SIGTERM → SIGKILL delay in `stop()`/`restart()`; @default 5000
  * @param {boolean} [options.jetstream] false: a server without JetStream (what a user who forgot `-js` runs); @default true
  * @param {number} [options.maxSubscriptions] the server's `max_subscriptions` per connection; @default no limit
+ * @param {number} [options.maxConnections] the server's `max_connections`; @default no limit
  */
-export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions } = {}) {
+export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections } = {}) {
   const binary = natsServerBinary();
   if (!binary) {
     const where = process.env.NATS_SERVER_BIN ? `NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable` : 'nats-server is not on PATH';
     throw new Error(`${where}: ${NATS_SERVER_INSTALL_HINT}`);
   }
   const payload = validatePayload(maxPayload);
-  if (maxSubscriptions !== undefined && !(Number.isInteger(maxSubscriptions) && maxSubscriptions > 0)) {
-    throw new TypeError(`maxSubscriptions: expected a positive integer, got ${JSON.stringify(maxSubscriptions)}`);
+  for (const [name, value] of Object.entries({ maxSubscriptions, maxConnections })) {
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new TypeError(`${name}: expected a positive integer, got ${JSON.stringify(value)}`);
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nats-server-'));
   const store = storeDir ?? path.join(dir, 'store');
   mkdirSync(store, { recursive: true });
   const configFile = path.join(dir, 'nats.conf');
-  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions };
+  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections };
   const entry = { child: null, dir };
 
   let current;

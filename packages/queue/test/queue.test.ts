@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -119,6 +122,24 @@ describe('where it runs', () => {
       await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining("max_subscriptions); a host needs 3, a worker 5") });
     } finally {
       await limited.stop();
+    }
+  });
+
+  it('a connection that times out says why when the other end does: a server at its max_connections, something that is not a NATS server', async () => {
+    const full = await startNatsServer({ maxConnections: 1 });
+    const other = await connect({ servers: full.url });
+    const http = createServer((_request, response) => response.end('monitoring')).listen(0, '127.0.0.1');
+    await once(http, 'listening');
+    const httpUrl = `nats://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    try {
+      const start = (servers: string) => startExecutionWorker({ connection: { servers }, pool: newPool('refused'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      const [refused, notNats] = await Promise.allSettled([start(full.url), start(httpUrl)]);
+      expect(refused).toMatchObject({ reason: { name: 'QueueServerError', problem: 'limit-reached', message: `The worker could not connect to the NATS server (${full.url}): the server refused the connection: maximum connections exceeded (the server's, account's or user's max_connections)` } });
+      expect(notNats).toMatchObject({ reason: { name: 'QueueServerError', problem: 'unreachable', message: expect.stringContaining('what answers there is not a NATS server (its first words: "HTTP/1.1 400 Bad Request")') } });
+    } finally {
+      http.close();
+      await other.close();
+      await full.stop();
     }
   });
 

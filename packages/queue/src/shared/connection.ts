@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
+import { createConnection } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
 /** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
@@ -62,6 +63,18 @@ export const SILENT_CONNECTION_DROPPED = `after ${(PING_INTERVAL_MS * MAX_PINGS_
  * worker (what was in flight when it went is failed by the backend, not by the client).
  */
 export async function connectNats(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
+  try {
+    return await connectOnce(options, defaultName);
+  } catch (error) {
+    // nats.js times out on a server that answered but refused the connection (its
+    // max_connections reached), and on something that is not a NATS server at all.
+    if ((error as Error)?.name !== 'TimeoutError') throw error;
+    const said = await whatServerSays(serverList(options)[0]!);
+    throw said ? new Error(said, { cause: error }) : error;
+  }
+}
+
+async function connectOnce(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed)));
   if (options.credsFile) authenticator.push(credsAuthenticator(await readFile(options.credsFile)));
@@ -109,10 +122,59 @@ export async function confirmSubscriptions(nc: NatsConnection, refused: () => Er
   if (error) throw error;
 }
 
+function serverList(options: NatsConnectionOptions): string[] {
+  const servers = options.servers ?? 'nats://127.0.0.1:4222';
+  return Array.isArray(servers) ? servers : [servers];
+}
+
 /** The servers, for messages. */
 export function describeServers(options: NatsConnectionOptions): string {
-  const servers = options.servers ?? 'nats://127.0.0.1:4222';
-  return Array.isArray(servers) ? servers.join(', ') : servers;
+  return serverList(options).join(', ');
+}
+
+/** How long the look at a server whose connection timed out waits for its first words. */
+const PROBE_MS = 1000;
+/** A NATS server sends its INFO at once; one silent this long is poked (an HTTP server then answers). */
+const PROBE_POKE_MS = 300;
+
+/**
+ * What a server that let the connection time out says when connected to: a NATS server's error
+ * right after its INFO (e.g. "maximum connections exceeded"), or that it is not a NATS server
+ * (its first bytes, e.g. an HTTP answer from the monitoring port). Undefined when it says nothing.
+ */
+function whatServerSays(url: string): Promise<string | undefined> {
+  let address: URL;
+  try {
+    address = new URL(url.includes('://') ? url : `nats://${url}`);
+  } catch {
+    return Promise.resolve(undefined);
+  }
+  return new Promise((resolve) => {
+    let heard = '';
+    const socket = createConnection({ host: address.hostname.replace(/^\[|\]$/g, ''), port: Number(address.port || 4222) });
+    const verdict = () => (heard.length > 0 && !heard.startsWith('INFO ') ? notNats(heard) : undefined);
+    const done = (said: string | undefined) => {
+      clearTimeout(poke);
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(said);
+    };
+    const poke = setTimeout(() => heard || socket.write('PING\r\n'), PROBE_POKE_MS);
+    const timer = setTimeout(() => done(verdict()), PROBE_MS);
+    socket.on('data', (chunk: Buffer) => {
+      heard += chunk.toString('latin1');
+      const refusal = /^-ERR '?([^'\r\n]*)'?/m.exec(heard);
+      if (refusal && heard.startsWith('INFO ')) done(`the server refused the connection: ${refusal[1]}`);
+      else if (heard.length >= 5 && !heard.startsWith('INFO ')) done(verdict());
+    });
+    socket.on('error', () => done(undefined));
+    socket.on('close', () => done(verdict()));
+  });
+}
+
+function notNats(heard: string): string {
+  const first = heard.split(/\r?\n/, 1)[0]!.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
+  return `what answers there is not a NATS server (its first words: "${first}"): check the host and port (a NATS client port, 4222 by default, not the monitoring port)`;
 }
 
 const NO_JETSTREAM = /jetstream is not enabled/i;
@@ -162,6 +224,9 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   }
   if (NOT_ALLOWED.test(message)) {
     return problem('not-permitted', `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`);
+  }
+  if (/maximum connections exceeded/i.test(message)) {
+    return problem('limit-reached', `${who} could not connect to the NATS server (${servers}): ${message} (the server's, account's or user's max_connections)`);
   }
   if (SUBSCRIPTION_LIMIT.test(message)) {
     return problem(
