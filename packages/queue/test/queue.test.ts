@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { BASIC, GUARDED, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, GUARDED, HOSTILE, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -263,6 +263,39 @@ describe('sizes', () => {
     const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
     expectOk(called);
     expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform call arguments is 21 MiB encoded, over the queue backend's limit") });
+  });
+});
+
+describe('a handler that outruns its caller', () => {
+  /** Emits `n` 1 KB events; the host's event loop stalls for 2 s at the first one, so the worker's output piles up meanwhile. */
+  async function flood(backend: QueueBackend, n: number): Promise<{ result: ExecutionResult; delivered: number }> {
+    let delivered = 0;
+    const onEvent = () => {
+      if (delivered++ === 0) for (const until = Date.now() + 2000; Date.now() < until; );
+    };
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } }, { timeoutMs: 60_000, onEvent });
+    return { result, delivered };
+  }
+
+  it('waits on a worker-pool worker while the caller is behind: every event arrives', async () => {
+    const { result, delivered } = await flood(make({ plugins: [fixturePlugins.hostile], workerLostMs: 8000 }), 40_000);
+    expectOk(result);
+    expect(delivered).toBe(40_000);
+  });
+
+  it('on an in-process worker (which cannot be made to wait) is stopped once more than the worker holds waits: WORKER_CRASHED (protocol), not ok with events lost', async () => {
+    const inProcessPool = newPool('inproc');
+    const worker = await startWorker({ natsUrl: server!.url, pool: inProcessPool, backend: 'in-process', concurrency: 1 });
+    try {
+      const n = 40_000;
+      const { result, delivered } = await flood(make({ pool: inProcessPool, plugins: [fixturePlugins.hostile], workerLostMs: 8000 }), n);
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'protocol' });
+      expect(result.error.message).toMatch(/^the handler emitted events faster than the calling host read them \(more than 16 MiB of output waited on worker \S+\), so it was stopped$/);
+      expect(delivered).toBeLessThan(n);
+    } finally {
+      await worker.stop();
+    }
   });
 });
 

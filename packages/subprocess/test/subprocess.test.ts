@@ -482,3 +482,28 @@ describe('options', () => {
     expect(error.message).toContain('  - prespwn: unknown option; did you mean "prespawn"?');
   });
 });
+
+describe('ExecuteOptions.outputPace (a queue worker whose caller is behind)', () => {
+  it('the child\'s pipes are read no further while the pace is pending, so its writes wait; then every event arrives', async () => {
+    const n = 20_000;
+    let delivered = 0;
+    let whenOpened = -1;
+    let gate: Promise<void> | undefined;
+    const onEvent = () => {
+      if (++delivered !== 100) return;
+      let open!: () => void;
+      gate = new Promise((resolve) => (open = resolve));
+      setTimeout(() => {
+        whenOpened = delivered;
+        gate = undefined;
+        open();
+      }, 1500);
+    };
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } }, { timeoutMs: 30_000, onEvent, outputPace: () => gate });
+    expectOk(result);
+    expect(delivered).toBe(n);
+    // What the pipe and the chunk being read held past the gate, far from the end.
+    expect(whenOpened).toBeGreaterThan(100);
+    expect(whenOpened).toBeLessThan(1000);
+  });
+});

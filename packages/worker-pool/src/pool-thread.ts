@@ -76,6 +76,9 @@ export class PoolThread<Lane = unknown> {
   /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
   #notWaiting = 0;
   #session: HostSession | undefined;
+  /** Set while whoever takes the execution's output is behind (DispatchControl.outputPace): what the thread sends meanwhile is counted read (#unread) only once it caught up. */
+  #paced: Promise<void> | undefined;
+  #unread = 0;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
   readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
@@ -183,6 +186,8 @@ export class PoolThread<Lane = unknown> {
     execution.stopListening = undefined;
     this.#session?.close();
     this.#session = undefined;
+    // The next execution starts with the whole window.
+    this.#readOn();
     clearTimeout(this.#graceTimer);
     return execution;
   }
@@ -198,7 +203,7 @@ export class PoolThread<Lane = unknown> {
   }
 
   #onMessage(message: ThreadToHost): void {
-    if ('units' in message && message.units) markRead(this.#wake!, message.units);
+    if ('units' in message && message.units) this.#read(message.units);
     if ('crash' in message) {
       this.reports.push(message.crash);
       return;
@@ -208,6 +213,7 @@ export class PoolThread<Lane = unknown> {
     if ('out' in message) {
       this.heard = true;
       for (const line of message.lines) execution.control.log(message.out === 'stdout' ? 'info' : 'error', line, undefined, message.out);
+      this.#paceOn(execution.control);
     } else if (message.m.type === 'result') {
       this.release();
       if (message.retire) this.end({ kind: 'retired', reason: message.retire });
@@ -221,7 +227,31 @@ export class PoolThread<Lane = unknown> {
       this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(message.m);
+      this.#paceOn(execution.control);
     }
+  }
+
+  #read(units: number): void {
+    if (this.#paced) this.#unread += units;
+    else markRead(this.#wake!, units);
+  }
+
+  /** Whoever takes the execution's output is behind: the thread waits once its window is full, until it caught up. */
+  #paceOn(control: DispatchControl): void {
+    if (this.#paced) return;
+    const waiting = control.outputPace();
+    if (!waiting) return;
+    const paced: Promise<void> = waiting.then(noop, noop).then(() => {
+      if (this.#paced === paced) this.#readOn();
+    });
+    this.#paced = paced;
+  }
+
+  #readOn(): void {
+    this.#paced = undefined;
+    const units = this.#unread;
+    this.#unread = 0;
+    if (units) markRead(this.#wake!, units);
   }
 
   /**
@@ -254,3 +284,5 @@ export class PoolThread<Lane = unknown> {
     }
   }
 }
+
+function noop(): void {}

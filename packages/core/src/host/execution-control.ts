@@ -54,6 +54,12 @@ export interface DispatchControl extends HostServices {
   reportWorkspace(workspace: RunnerWorkspace): void;
   /** Whether the caller asked to keep the workspace: for a runner whose workspace is its own. */
   readonly keepWorkspace: boolean;
+  /**
+   * After a log line or event: a promise while whoever takes this execution's output is behind
+   * (ExecuteOptions.outputPace). A runner that can wait (a thread, a child) is read no further
+   * until it settles; undefined: read on.
+   */
+  outputPace(): Promise<void> | undefined;
 }
 
 /** An AbortSignal that fires with the stop reason, for runners whose APIs want one (e.g. `ctx.signal` in the host). */
@@ -158,6 +164,17 @@ export class ExecutionControl implements DispatchControl {
   reportWorkspace(workspace: RunnerWorkspace): void {
     this.#meta.artifacts = workspace.artifacts;
     if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
+  }
+
+  outputPace(): Promise<void> | undefined {
+    const pace = this.#options.outputPace;
+    if (!pace || this.#over) return undefined;
+    try {
+      const waiting = pace();
+      return waiting !== undefined && typeof waiting?.then === 'function' ? waiting : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined, stream: LogEntry['stream'] = 'logger'): void {

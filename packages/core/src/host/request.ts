@@ -182,6 +182,15 @@ export interface ExecuteOptions {
    */
   platformForward?: (service: string, method: string, args: unknown[]) => Promise<unknown>;
   /**
+   * Asked after each log line or event the handler sends: a promise while whoever takes them is
+   * behind (a queue worker's caller, over the network), and the backend reads no more of the
+   * handler's output until it settles, so the handler waits (worker-pool: its thread blocks at
+   * the next `ctx.emit` or log once its window is full; subprocess: its writes block). An
+   * in-process handler cannot be made to wait. For runners that forward output; hosts rarely set it.
+   * @default none: output is read as fast as it comes
+   */
+  outputPace?: () => Promise<void> | undefined;
+  /**
    * A W3C `traceparent` to continue: the execution's span becomes a child of this (remote)
    * parent instead of the caller's active context. For a runner that received the trace over
    * the wire (a queue worker passes its caller's here). Without an OpenTelemetry SDK registered
@@ -219,6 +228,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
   if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
+  if (o.outputPace !== undefined && typeof o.outputPace !== 'function') add('outputPace', 'must be a function () => Promise | undefined');
   if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
     add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${JSON.stringify(String(o.traceparent)).slice(0, 80)}`);
   }
@@ -244,7 +254,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
 }
 
 /** Every option execute() takes (ExecuteOptions). */
-const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'traceparent'];
+const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'outputPace', 'traceparent'];
 
 function isAbortSignal(value: unknown): value is AbortSignal {
   return (

@@ -114,7 +114,11 @@ class QueueWorker implements ExecutionWorker {
     this.#parts = new PartsAssembler(o.maxPayloadBytes);
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
-    const courier = new Courier(nc, undefined, (caller) => this.#services.watch.heard(caller));
+    const courier = new Courier(nc, undefined, {
+      onPartTaken: (caller) => this.#services.watch.heard(caller),
+      // Its handler outran its caller by more than the worker holds: stopped, not its output lost.
+      onOutpaced: (caller, executionId) => this.#executions.get(executionKey(caller, executionId))?.outpaced(),
+    });
     this.#services = {
       identity,
       courier,

@@ -1,6 +1,6 @@
 import { HandlerNotFoundError, TimeoutError, ValidationError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
-import { TransferRefusedError, type Courier } from '../shared/courier.js';
+import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
 import { decode, encode, executionKey, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
@@ -53,8 +53,8 @@ export class WorkerExecution implements Watched {
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
   #slowStart = false;
-  /** Why this worker stopped it on its own (its caller went silent, the worker closes), if it did. */
-  #orphaned: Error | undefined;
+  /** Why this worker stopped it on its own (its caller went silent, the worker closes, it outran its caller), if it did. */
+  #stoppedHere: { message: string; reason: 'runner-lost' | 'protocol' } | undefined;
 
   constructor(msg: TaskMessage, worker: WorkerServices) {
     this.#msg = msg;
@@ -164,6 +164,8 @@ export class WorkerExecution implements Watched {
       platformForward: (service, method, args) => this.#calls.call('platform', service, method, args),
       onLog: (entry) => this.#post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
       onEvent: (event) => this.#postEvent(event.event),
+      // A caller behind on this worker's output: the handler waits (on a worker-pool or subprocess backend).
+      outputPace: () => this.#worker.courier.outputWaits(this.#claim.caller),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
@@ -214,7 +216,10 @@ export class WorkerExecution implements Watched {
     };
     let bytes: Uint8Array;
     try {
-      const body: ResultBody = result.ok ? { ok: true, data: result.data, meta } : { ok: false, error: serializeError(this.#asReported(result.error, task)), meta };
+      // Outran its caller: some of its output is lost, so not a success even if it finished.
+      const outpaced = this.#stoppedHere?.reason === 'protocol' ? this.#stoppedError(task) : undefined;
+      const error = outpaced ?? (result.ok ? undefined : this.#asReported(result.error, task));
+      const body: ResultBody = error ? { ok: false, error: serializeError(error), meta } : { ok: true, data: (result as { data?: unknown }).data, meta };
       bytes = encode(body, 'handler result');
       const refused = this.#overLimit(bytes, 'handler result', 'result');
       if (refused) throw refused;
@@ -241,11 +246,13 @@ export class WorkerExecution implements Watched {
    * the caller, which never aborted it, its worker was lost (WORKER_CRASHED), not ABORTED.
    */
   #asReported(error: KnownExecutionError, task: TaskBody): KnownExecutionError {
-    if (this.#orphaned && error.code === 'ABORTED') {
-      const message = this.#orphaned.message;
-      return new WorkerCrashedError(message, { details: { reason: 'runner-lost', runnerId: this.#worker.identity.id, pluginId: task.pluginId, handlerId: task.handlerId, message } });
-    }
+    if (this.#stoppedHere && error.code === 'ABORTED') return this.#stoppedError(task);
     return sameLimit(error, task);
+  }
+
+  #stoppedError(task: TaskBody): WorkerCrashedError {
+    const { message, reason } = this.#stoppedHere!;
+    return new WorkerCrashedError(message, { details: { reason, runnerId: this.#worker.identity.id, pluginId: task.pluginId, handlerId: task.handlerId, message } });
   }
 
   async #reportFailure(error: unknown): Promise<void> {
@@ -308,8 +315,23 @@ export class WorkerExecution implements Watched {
   }
 
   orphan(reason: Error): void {
-    this.#orphaned = reason;
-    this.#abort.abort(reason);
+    this.#stopHere(reason.message, 'runner-lost', reason);
+  }
+
+  /**
+   * Its events came faster than its caller took them, past what the worker holds for a caller
+   * (HELD_OUTPUT_BYTES): stopped, as a subprocess that floods its pipe is, and failed
+   * (WORKER_CRASHED, `protocol`) rather than reported a success with events lost.
+   */
+  outpaced(): void {
+    const why = `the handler emitted events faster than the calling host read them (more than ${formatBytes(HELD_OUTPUT_BYTES)} of output waited on worker ${this.#worker.identity.id}), so it was stopped`;
+    this.#stopHere(why, 'protocol', new WorkerCrashedError(why, { details: { reason: 'protocol', message: why } }));
+  }
+
+  #stopHere(message: string, reason: 'runner-lost' | 'protocol', error: Error): void {
+    if (this.#stoppedHere) return;
+    this.#stoppedHere = { message, reason };
+    this.#abort.abort(error);
     this.#input?.resolve(new Uint8Array(0));
   }
 

@@ -85,7 +85,7 @@ export class Courier {
   readonly #nc: NatsConnection;
   readonly #partBytes: number;
   readonly #caller: string | undefined;
-  readonly #onPartTaken: ((subject: string) => void) | undefined;
+  readonly #events: CourierEvents;
   /** Set while the connection is down (see hold()). */
   #held: Held | undefined;
   /** Fail the part requests waiting for their answers (see hold()). */
@@ -93,15 +93,12 @@ export class Courier {
   /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
   readonly #paces = new Map<string, { sinceAck: number; held: Held | undefined }>();
 
-  /**
-   * `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none.
-   * `onPartTaken`: the receiver on `subject` answered a part (it is there, however slow the link).
-   */
-  constructor(nc: NatsConnection, caller?: string, onPartTaken?: (subject: string) => void) {
+  /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
+  constructor(nc: NatsConnection, caller?: string, events: CourierEvents = {}) {
     this.#nc = nc;
     this.#partBytes = Math.min(partBytes(nc), COURIER_PART_BYTES);
     this.#caller = caller;
-    this.#onPartTaken = onPartTaken;
+    this.#events = events;
   }
 
   /**
@@ -131,6 +128,35 @@ export class Courier {
     this.#held = undefined;
   }
 
+  /**
+   * While more than PACE_BYTES of logs and events wait for `subject` (its acknowledgement, or the
+   * connection): a promise that settles when they go. The local backend that runs the handler
+   * reads no more of its output until then (ExecuteOptions.outputPace), so the handler waits
+   * instead of filling HELD_OUTPUT_BYTES.
+   */
+  outputWaits(subject: string): Promise<void> | undefined {
+    return this.#backlog(subject) ? this.#caughtUp(subject) : undefined;
+  }
+
+  /** What waits for `subject`, if PACE_BYTES or more of output does. */
+  #backlog(subject: string): Held | undefined {
+    const held = this.#held ?? this.#paces.get(subject)?.held;
+    return held && held.outputBytes >= PACE_BYTES ? held : undefined;
+  }
+
+  /**
+   * Settles once less than PACE_BYTES waits. A hold that opens sends what it held, and what does
+   * not go before the next acknowledgement is asked for waits in the next hold: it is waited for too.
+   */
+  async #caughtUp(subject: string): Promise<void> {
+    for (let held = this.#backlog(subject); held; held = this.#backlog(subject)) {
+      await held.until;
+      // What the hold kept is sent by reactions to its opening, some queued after this one: let
+      // them all run (into the next hold, past the next 256 KiB) before looking again.
+      await undefined;
+    }
+  }
+
   /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
     const output = kind === 'log' || kind === 'event';
@@ -157,7 +183,7 @@ export class Courier {
   /** What is posted to `subject` waits for `acknowledged` (answered, refused or timed out), then goes in order. */
   #paceOn(subject: string, acknowledged: Promise<unknown>): void {
     const pace = this.#paces.get(subject)!;
-    const held = (pace.held = newHeld('the calling host took them more slowly than they came'));
+    const held = (pace.held = newHeld('the calling host took them more slowly than they came', true));
     void acknowledged
       .catch(() => undefined)
       .then(() => {
@@ -172,7 +198,10 @@ export class Courier {
    * sender waiting for it (as when connected: fire and forget), up to HELD_OUTPUT_BYTES.
    */
   #holdOutput(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, body: Uint8Array): undefined {
-    if (held.outputBytes + body.length > HELD_OUTPUT_BYTES) return this.#drop(held, subject, kind, executionId);
+    if (held.outputBytes + body.length > HELD_OUTPUT_BYTES) {
+      if (held.paced && kind === 'event' && executionId !== undefined) this.#events.onOutpaced?.(subject, executionId);
+      return this.#drop(held, subject, kind, executionId);
+    }
     held.outputBytes += body.length;
     // A connection closed for good (not made again) makes the publish throw: nothing waits for it.
     held.until.then(() => this.post(subject, kind, executionId, body)).catch(() => undefined);
@@ -220,7 +249,7 @@ export class Courier {
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
       reply = await this.#partAnswered(this.#nc.request(subject, part, { headers, timeout: timeoutMs }));
-      this.#onPartTaken?.(subject);
+      this.#events.onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);
     }
@@ -237,10 +266,22 @@ export class Courier {
   }
 }
 
-function newHeld(why: string): Held {
+function newHeld(why: string, paced = false): Held {
   let open!: () => void;
   const until = new Promise<void>((resolve) => (open = resolve));
-  return { until, open, why, outputBytes: 0, dropped: new Map() };
+  return { until, open, why, paced, outputBytes: 0, dropped: new Map() };
+}
+
+/** What a courier tells its owner. */
+export interface CourierEvents {
+  /** The receiver on `subject` answered a part (it is there, however slow the link). */
+  onPartTaken?(subject: string): void;
+  /**
+   * An event of `executionId` found HELD_OUTPUT_BYTES waiting for `subject` to acknowledge what
+   * came before (not for the connection): it was dropped, as what follows is. (A log line there is
+   * only counted: lost diagnostics are said in a notice, lost events fail the execution.)
+   */
+  onOutpaced?(subject: string, executionId: string): void;
 }
 
 interface Held {
@@ -248,6 +289,8 @@ interface Held {
   open: () => void;
   /** Why what is sent waits (said in the notice of what was dropped). */
   why: string;
+  /** It waits for the receiver's acknowledgement (PACE_BYTES), not for the connection. */
+  paced: boolean;
   /** Bytes of logs and events held. */
   outputBytes: number;
   /** What was dropped over the bound, by caller subject and execution id. */

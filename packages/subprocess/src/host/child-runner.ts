@@ -7,6 +7,7 @@ import { crashError, type ChildEnd } from './crash.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
 import { runnerMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
+import { ReadPace } from './read-pace.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
 
@@ -67,6 +68,8 @@ export class ChildRunner {
   #stopTimers: NodeJS.Timeout[] = [];
   #channelClosedTimer: NodeJS.Timeout | undefined;
   #session: HostSession | undefined;
+  #control: DispatchControl | undefined;
+  readonly #readPace: ReadPace;
   #subject: { pluginId: string; handlerId: string } | undefined;
   #result: RunnerResult | undefined;
   #stopReason: unknown;
@@ -113,6 +116,7 @@ export class ChildRunner {
     });
     this.#stdout = new OutputCapture(child.stdout!, capture('stdout'));
     this.#stderr = new OutputCapture(child.stderr!, capture('stderr'));
+    this.#readPace = new ReadPace([child.stdio[3] as Socket | null, child.stdout, child.stderr]);
     this.#channel = new FramedChannel(child.stdio[3] as Socket, {
       maxFrameBytes: options.maxFrameBytes,
       onMessage: (message) => this.#onMessage(message),
@@ -162,7 +166,11 @@ export class ChildRunner {
     this.#subject = subject;
     this.#session = new HostSession(control, (message) => this.#channel.send(message));
     this.claim();
-    this.#lineSink = (stream, line) => control.log(stream === 'stdout' ? 'info' : 'error', line, undefined, stream);
+    this.#control = control;
+    this.#lineSink = (stream, line) => {
+      control.log(stream === 'stdout' ? 'info' : 'error', line, undefined, stream);
+      this.#readPace.after(control);
+    };
     const done = new Promise<unknown>((resolve, reject) => (this.#settle = { resolve, reject }));
     // A stop (timeout, abort, shutdown) reaches this child through the control's one way.
     const unsubscribe = control.onStop((reason) => this.stop(reason));
@@ -240,6 +248,7 @@ export class ChildRunner {
       message.message = `${message.message.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]`;
     }
     const result = this.#session.handle(message);
+    if (!result) this.#readPace.after(this.#control!);
     if (result) {
       this.#result = result;
       this.#session.close();
@@ -276,6 +285,8 @@ export class ChildRunner {
   async #onExit(code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     if (this.#exited) return;
     this.#exited = true;
+    // Its pipes drain now, whatever waits for its output.
+    this.#readPace.release();
     clearTimeout(this.#handshakeTimer);
     clearTimeout(this.#channelClosedTimer);
     // The leader is gone; whatever it left in its group goes with it.
