@@ -5,6 +5,7 @@
  * the checks themselves only use those captured references: a handler that replaced
  * `Function.prototype.call` or `Reflect.apply` cannot blind them.
  */
+import { syncBuiltinESMExports } from 'node:module';
 import type { MessagePort } from 'node:worker_threads';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
@@ -244,26 +245,36 @@ export class LaterWatch {
   #seen = false;
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
 
-  constructor(createHook: (callbacks: object) => object) {
+  /** `promiseTimers`: node:timers/promises' exports, whose timers take `{ ref: false }` instead of calling `unref()`. */
+  constructor(createHook: (callbacks: object) => object, promiseTimers: Record<string, unknown>) {
     const timeout = setTimeout(noop, 0);
     const immediate = setImmediate(noop);
     clearTimeout(timeout);
     clearImmediate(immediate);
-    for (const [proto, method] of [
-      [getPrototypeOf(timeout), 'unref'],
-      [getPrototypeOf(immediate), 'unref'],
-      [getPrototypeOf(createHook({})), 'enable'],
+    const always = (): boolean => true;
+    for (const [holder, method, leaves] of [
+      [getPrototypeOf(timeout), 'unref', always],
+      [getPrototypeOf(immediate), 'unref', always],
+      [getPrototypeOf(createHook({})), 'enable', always],
+      [promiseTimers, 'setTimeout', withoutRef(2)],
+      [promiseTimers, 'setInterval', withoutRef(2)],
+      [getPrototypeOf(promiseTimers.scheduler), 'wait', withoutRef(1)],
     ] as const) {
-      const holder = proto as Record<string, unknown>;
-      const original = holder[method] as (...args: unknown[]) => unknown;
-      const watch = this;
-      const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-        if (watch.#during) watch.#seen = true;
-        return apply(original, this, args);
-      };
-      holder[method] = wrapper;
-      this.#wrapped.push([holder, method, wrapper]);
+      this.#wrap(holder as Record<string, unknown>, method, leaves);
     }
+    // An ES module that imports them gets the wrappers too.
+    syncBuiltinESMExports();
+  }
+
+  #wrap(holder: Record<string, unknown>, method: string, leaves: (args: unknown[]) => boolean): void {
+    const original = holder[method] as (...args: unknown[]) => unknown;
+    const watch = this;
+    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+      if (watch.#during && leaves(args)) watch.#seen = true;
+      return apply(original, this, args);
+    };
+    holder[method] = wrapper;
+    this.#wrapped.push([holder, method, wrapper]);
   }
 
   begin(): void {
@@ -280,6 +291,20 @@ export class LaterWatch {
     }
     return this.#seen;
   }
+}
+
+/**
+ * Whether the options at `args[at]` ask for a timer without a ref. Read once: the call gets a
+ * plain copy of what was read (a getter cannot answer one way here and another to Node).
+ */
+function withoutRef(at: number): (args: unknown[]) => boolean {
+  return (args) => {
+    const options = args[at];
+    if (typeof options !== 'object' || options === null) return false;
+    const { ref, signal } = options as { ref?: unknown; signal?: unknown };
+    args[at] = { ref, signal };
+    return ref === false;
+  };
 }
 
 function noop(): void {}

@@ -75,6 +75,9 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['unref-immediate', 'handles-left'],
     ['capture', 'globals-tampered'],
     ['async-hook', 'handles-left'],
+    ['promised-timer', 'handles-left'],
+    ['promised-interval', 'handles-left'],
+    ['scheduler-wait', 'handles-left'],
   ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during a later execution', async (mode, reason) => {
     const backend = backends.make({ maxThreads: 1 });
     const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
