@@ -51,6 +51,8 @@ export class PoolThread<Lane = unknown> {
   execution: Execution | undefined;
   /** The thread sent something for the running execution: it has begun it. */
   heard = false;
+  /** It declined the execution handed to it, unbegun (its globals were changed by an earlier handler). */
+  declined = false;
   readonly reports: CrashReport[] = [];
   /** The Worker's 'error' event: an uncaught exception, or ERR_WORKER_OUT_OF_MEMORY. */
   error: unknown;
@@ -210,7 +212,11 @@ export class PoolThread<Lane = unknown> {
     }
     const execution = this.execution;
     if (execution?.k !== message.k) return;
-    if ('out' in message) {
+    if ('declined' in message) {
+      // Given to another thread once this one is gone (ThreadPool's #onRunnerGone).
+      this.declined = true;
+      this.end({ kind: 'retired', reason: message.declined });
+    } else if ('out' in message) {
       this.heard = true;
       for (const line of message.lines) execution.control.log(message.out === 'stdout' ? 'info' : 'error', line, undefined, message.out);
       this.#paceOn(execution.control);

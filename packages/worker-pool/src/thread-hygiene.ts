@@ -317,18 +317,24 @@ function liveResources(): number {
   return live;
 }
 
-/** The retire decision after an execution, or undefined to keep the thread. */
-export function retireReason(
-  guard: IntrinsicsGuard,
-  watches: { listeners: ListenerWatch; handles: HandleWatch; later: LaterWatch },
-  executions: number,
-  maxExecutions: number,
-): ThreadRetireReason | undefined {
+/**
+ * The retire decision after an execution, or undefined to keep the thread: what it left to run
+ * later, or its quota of executions. (What it did to the thread's globals is looked at when
+ * another handler's task comes: see globalsTampered.)
+ */
+export function retireReason(watches: { handles: HandleWatch; later: LaterWatch }, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
   const leftLater = watches.later.end();
-  if (!guard.intact() || watches.listeners.changed()) return 'globals-tampered';
   if (leftLater || watches.handles.leftover()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;
+}
+
+/**
+ * Whether the handlers that ran on the thread changed its globals: replaced an intrinsic, added to
+ * a common prototype, left a `process` listener or an uncaught-exception capture callback.
+ */
+export function globalsTampered(guard: IntrinsicsGuard, listeners: ListenerWatch): boolean {
+  return !guard.intact() || listeners.changed();
 }
 
 /** `port.postMessage(message)` with the thread's original postMessage and Reflect.apply. */

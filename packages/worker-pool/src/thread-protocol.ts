@@ -56,4 +56,6 @@ export type HostToThread = { k: number; task: PackedTask } | { k: number; m: Hos
 export type ThreadToHost =
   | { k: number; m: RunnerToHost; retire?: ThreadRetireReason; units?: number }
   | { k: number; out: 'stdout' | 'stderr'; lines: string[]; units?: number }
-  | { crash: CrashReport };
+  | { crash: CrashReport }
+  /** It did not begin task `k`: a handler before it changed the thread's globals (see worker-entry's execute). */
+  | { k: number; declined: ThreadRetireReason };

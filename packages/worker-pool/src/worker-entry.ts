@@ -10,7 +10,7 @@ import { RunnerSession, serializeError, unserializableError, type RunnerResult, 
 import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
-import { EnvGate, HandleWatch, LaterWatch, ListenerWatch, captureIntrinsics, pristinePost, retireReason } from './thread-hygiene.js';
+import { EnvGate, HandleWatch, LaterWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
@@ -28,7 +28,7 @@ const send = (message: ThreadToHost): void => pristinePost(channel, message);
 const wake = new Int32Array(new SharedArrayBuffer(4 * FLOW_SLOTS));
 const flow = new ThreadFlow(wake);
 /** What an execution sends before its answer (logs, events, calls, output): paced, weighed. */
-const sendPaced = (message: Extract<ThreadToHost, { k: number }>, weighed: unknown): void => {
+const sendPaced = (message: Extract<ThreadToHost, { units?: number }>, weighed: unknown): void => {
   const units = unitsOf(weighed);
   message.units = units;
   flow.pace(units);
@@ -80,7 +80,7 @@ channel.on('message', onMessage);
  */
 function waitForTasks(): void {
   for (;;) {
-    while (!current) {
+    while (!current && !retiring) {
       const seen = load(wake, 0);
       const entry = receive(channel);
       if (entry) onMessage(entry.message as HostToThread);
@@ -121,8 +121,23 @@ const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, wake: wake.buff
 parentPort!.postMessage(hello, [port2]);
 idleSoon();
 
-/** One execution, answered on the channel after everything else it sent. */
+/** The handler whose task the thread ran last (plugin id and handler id). */
+let lastHandler: string | undefined;
+
+/**
+ * One execution, answered on the channel after everything else it sent. What a handler did to the
+ * thread's globals is looked at when another handler's task comes, not after every execution: the
+ * same handler again meets only what it did itself, as it meets its module's own state. Changed,
+ * the thread declines the task (the host gives it to another thread) and is retired.
+ */
 async function execute(k: number, task: RunnerTask): Promise<void> {
+  const handler = `${task.pluginId}\n${task.handlerId}`;
+  if (lastHandler !== undefined && handler !== lastHandler && globalsTampered(guard, watches.listeners)) {
+    retiring = true;
+    send({ k, declined: 'globals-tampered' });
+    return;
+  }
+  lastHandler = handler;
   watches.handles.mark();
   watches.listeners.mark();
   watches.later.begin();
@@ -134,7 +149,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.end();
   current = undefined;
   executions++;
-  const retire = retireReason(guard, watches, executions, config.maxExecutions);
+  const retire = retireReason(watches, executions, config.maxExecutions);
   answer(k, result, retire);
   if (retire) retiring = true;
   else if (!inWaitLoop) idleSoon();

@@ -41,6 +41,23 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(({} as Record<string, unknown>).hidden).toBeUndefined();
   });
 
+  it('the same handler again keeps its thread and meets what it did itself (as its module state); another handler\'s task is declined there and runs on a fresh thread', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const first = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
+    const again = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
+    expectOk(first);
+    expectOk(again);
+    expect(again.meta.workerId).toBe(first.meta.workerId);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(0);
+    const check = await backend.execute({ pluginId: POOL, handlerId: 'check-hidden' });
+    expect(okData(check)).toEqual({ hidden: null, mapped: [1] });
+    expect(check.meta.workerId).not.toBe(first.meta.workerId);
+    const figures = await runners(backend);
+    expect(figures.retired['globals-tampered']).toBe(1);
+    expect(figures.redispatched).toBe(1);
+    expect(figures.crashed).toBe(0);
+  });
+
   it.each([
     ['a microtask', {}],
     ['a nextTick', { tick: true }],
@@ -82,11 +99,11 @@ describe('worker-pool: thread reuse and hygiene', () => {
     const backend = backends.make({ maxThreads: 1 });
     const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
     expect(okData(left)).toBe(mode);
-    await waitFor(async () => (await runners(backend)).retired[reason] === 1);
     const next = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' }, { timeoutMs: 5000 });
     // Its own crash stays its own, on a fresh thread.
     expectError(next, 'WORKER_CRASHED');
     expect(next.meta.workerId).not.toBe(left.meta.workerId);
+    await waitFor(async () => (await runners(backend)).retired[reason] === 1);
     await sleep(400);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
