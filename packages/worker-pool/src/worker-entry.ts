@@ -121,7 +121,8 @@ const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, wake: wake.buff
 parentPort!.postMessage(hello, [port2]);
 idleSoon();
 
-/** The handler whose task the thread ran last (plugin id and handler id). */
+/** The handler whose task the thread ran last. */
+let lastPlugin: string | undefined;
 let lastHandler: string | undefined;
 
 /**
@@ -131,13 +132,14 @@ let lastHandler: string | undefined;
  * the thread declines the task (the host gives it to another thread) and is retired.
  */
 async function execute(k: number, task: RunnerTask): Promise<void> {
-  const handler = `${task.pluginId}\n${task.handlerId}`;
-  if (lastHandler !== undefined && handler !== lastHandler && globalsTampered(guard, watches.listeners)) {
+  const another = lastPlugin !== undefined && (task.pluginId !== lastPlugin || task.handlerId !== lastHandler);
+  if (another && globalsTampered(guard, watches.listeners)) {
     retiring = true;
     send({ k, declined: 'globals-tampered' });
     return;
   }
-  lastHandler = handler;
+  lastPlugin = task.pluginId;
+  lastHandler = task.handlerId;
   watches.handles.mark();
   watches.listeners.mark();
   watches.later.begin();
