@@ -5,7 +5,7 @@
  * found by the token in their argv in the host's /proc: a sandboxed plugin reports pids of its
  * own namespace, which mean nothing here.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { HOSTILE, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -87,4 +87,33 @@ describe.skipIf(!sandboxPlatform)(`a detached grandchild under bubblewrap (Linux
     expect(host.child.signalCode).toBe('SIGKILL');
     expect(await goneWithin(marker), 'grandchildren still alive 5 s after the host was SIGKILLed').toEqual([]);
   }, 90_000);
+});
+
+describe.runIf(process.platform === 'linux')('a host that exits without shutdown()', () => {
+  it('takes its sandboxes along, those still being set up included (spares it was replacing)', async () => {
+    // Where the sandbox user can read it (a host running as root runs its sandboxes as nobody then).
+    const reachable = await mkdtemp(path.join(os.tmpdir(), 'kb-sandbox-exits-'));
+    markers.push(reachable);
+    const plugin = path.join(reachable, 'basic');
+    await cp(fixturePlugins.basic, plugin, { recursive: true });
+    await chmod(reachable, 0o755);
+    try {
+      await hostsExitOneAfterAnother(plugin);
+    } finally {
+      await rm(reachable, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  async function hostsExitOneAfterAnother(plugin: string): Promise<void> {
+    for (let run = 0; run < 4; run++) {
+      // Each run its own root: it is in every one of its sandboxes' bubblewrap arguments.
+      const runRoot = await mkdtemp(path.join(root, 'exits-'));
+      markers.push(runRoot);
+      const host = startHost('sandbox-host-exits.mjs', { plugin, root: runRoot });
+      hosts.push(host);
+      expect(await host.waitFor('done', 30_000), hostFailure(host, 'its execution')).toEqual({ done: true });
+      await host.exited;
+      expect(await goneWithin(runRoot, 3000), `run ${run}: sandbox processes still alive 3 s after their host exited`).toEqual([]);
+    }
+  }
 });

@@ -4,6 +4,7 @@ import { serializeError } from '@kb-labs/plugin-execution-core';
 import { HostSession, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
+import { killAtExit } from './exit-reaper.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
 import { runnerMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
@@ -70,6 +71,7 @@ export class ChildRunner {
   #session: HostSession | undefined;
   #control: DispatchControl | undefined;
   readonly #readPace: ReadPace;
+  readonly #forgetAtExit: () => void;
   #subject: { pluginId: string; handlerId: string } | undefined;
   #result: RunnerResult | undefined;
   #stopReason: unknown;
@@ -129,6 +131,7 @@ export class ChildRunner {
       if (child.pid === undefined) void this.#onExit(null, null);
     });
     child.on('exit', (code, signal) => void this.#onExit(code, signal));
+    this.#forgetAtExit = killAtExit(() => this.#killGroup('SIGKILL'));
     this.#handshakeTimer = setTimeout(() => {
       if (this.#handshaken) return;
       this.#handshakeError = `no ready message within ${options.handshakeTimeoutMs} ms`;
@@ -285,6 +288,7 @@ export class ChildRunner {
   async #onExit(code: number | null, signal: NodeJS.Signals | null): Promise<void> {
     if (this.#exited) return;
     this.#exited = true;
+    this.#forgetAtExit();
     // Its pipes drain now, whatever waits for its output.
     this.#readPace.release();
     clearTimeout(this.#handshakeTimer);
