@@ -114,6 +114,12 @@ describe('a server whose max_payload is 4 KiB (far below a part of 256 KiB)', ()
       expectOk(emitted);
       expect(events.map((e) => (e.event as { blob: string }).blob.length)).toEqual([10_000]);
       expect(logs.map((l) => l.message)).toEqual(['after the big event']);
+      // Every size around one message's body: a task that fits with its headers (JetStream counts
+      // them against the stream's message size), and an input that follows the task in one
+      // message, right behind the caller's accept.
+      const sizes = Array.from({ length: 20 }, (_, i) => 1600 + i * 25);
+      const results = await Promise.all(sizes.map((size) => host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x'.repeat(size) }, { timeoutMs: 5000 })));
+      expect(results.map((r) => (r.ok ? r.data : `${r.error.code}: ${r.error.message}`))).toEqual(sizes.map((length) => ({ length })));
     } finally {
       await host.shutdown({ timeoutMs: 2000 });
       await worker.close();

@@ -3,7 +3,7 @@ import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
-import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
+import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
@@ -88,7 +88,7 @@ export class HostLink implements ExecutionLink {
     try {
       const jsm = await jetstreamManager(nc);
       const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-      const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: partBytes(nc), storage: o.streamStorage }, 'host');
+      const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
       // Refused (over the server's max_subscriptions, not permitted): no result would ever reach this host.
       await confirmSubscriptions(nc, () => link.#refused).catch(async (error: unknown) => {
@@ -190,7 +190,7 @@ export class HostLink implements ExecutionLink {
   checkStream(): Promise<void> {
     if (this.state !== 'connected') return Promise.resolve();
     this.#lastStreamCheck = performance.now();
-    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: this.partBytes, storage: this.#o.streamStorage }, 'host-check')
+    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage }, 'host-check')
       .then(
         async (stream) => {
           this.#stream = stream;

@@ -4,7 +4,7 @@ import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, refusedByServer, serverProblem, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
-import { Courier, PartsAssembler, partBytes } from '../shared/courier.js';
+import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
@@ -178,7 +178,7 @@ class QueueWorker implements ExecutionWorker {
   /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
   #nextSubject(): Promise<string> {
     this.#pullSubject ??= (async () => {
-      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: partBytes(this.#nc), storage: 'memory' }, 'worker');
+      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: maxPayload(this.#nc), storage: 'memory' }, 'worker');
       await ensureConsumer(this.#jsm, this.#subjects);
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();

@@ -88,7 +88,8 @@ export class WorkerExecution implements Watched {
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
       const task = decode<TaskBody>(this.#msg.data);
-      if (task.inputFollows) this.#input = deferredBytes();
+      // Its caller sends the input with its accept: it may have come already (see take).
+      if (task.inputFollows) this.#input ??= deferredBytes();
       const result = await this.#runTask(task);
       await this.#report(task, result);
     } catch (error) {
@@ -298,7 +299,9 @@ export class WorkerExecution implements Watched {
 
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */
   take(kind: Kind, body: Uint8Array): void {
-    if (kind === 'input') this.#input?.resolve(body);
+    // An input that follows the task comes right behind the caller's accept, often before this
+    // worker has read the accept: kept until the task asks for it.
+    if (kind === 'input') (this.#input ??= deferredBytes()).resolve(body);
     else if (kind === 'rpc-reply') this.#calls.reply(decode<Extract<HostToRunner, { type: 'rpc-reply' }>>(body));
     else if (kind === 'cancel') this.#cancel(deserializeError(decode<{ reason: unknown }>(body).reason));
   }

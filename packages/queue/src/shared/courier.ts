@@ -71,8 +71,13 @@ const HEADER_ROOM = 4096;
  * may exceed it, or the publish fails).
  */
 export function partBytes(nc: NatsConnection): number {
-  const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-  return maxPayload - Math.min(HEADER_ROOM, Math.floor(maxPayload / 2));
+  const most = maxPayload(nc);
+  return most - Math.min(HEADER_ROOM, Math.floor(most / 2));
+}
+
+/** The server's `max_payload`: the largest message, headers and body together. */
+export function maxPayload(nc: NatsConnection): number {
+  return nc.info?.max_payload ?? 1024 * 1024;
 }
 
 /**

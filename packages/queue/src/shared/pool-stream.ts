@@ -6,7 +6,7 @@ import type { PoolSubjects } from './subjects.js';
 export interface StreamSettings {
   /** Tasks waiting in the pool at most (`max_msgs`, `discard: new`): one more is refused by the server. */
   maxMessages: number;
-  /** Largest stream message (the server's `max_payload`). */
+  /** Largest stream message, headers included (JetStream counts them): the server's `max_payload`. */
   maxMessageBytes: number;
   storage: 'memory' | 'file';
 }
