@@ -61,7 +61,11 @@ let retiring = false;
 function onMessage(message: HostToThread): void {
   if ('task' in message) {
     add(wake, TAKEN, 1);
-    void execute(message.k, tasks.unpack(message.task));
+    const packed = message.task;
+    // Before anything of the task is read: unpacking it runs code a handler may have replaced.
+    if (lastHandler !== undefined && packed.h !== lastHandler && globalsTampered(guard, watches.listeners)) return decline(message.k);
+    lastHandler = packed.h;
+    void execute(message.k, tasks.unpack(packed));
   }
   else if (current?.k === message.k) current.session.handle(message.m);
 }
@@ -121,25 +125,22 @@ const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, wake: wake.buff
 parentPort!.postMessage(hello, [port2]);
 idleSoon();
 
-/** The handler whose task the thread ran last. */
-let lastPlugin: string | undefined;
-let lastHandler: string | undefined;
+/** The number (on this thread's channel, TaskPacker) of the handler whose task the thread took last. */
+let lastHandler: number | undefined;
 
 /**
- * One execution, answered on the channel after everything else it sent. What a handler did to the
- * thread's globals is looked at when another handler's task comes, not after every execution: the
- * same handler again meets only what it did itself, as it meets its module's own state. Changed,
- * the thread declines the task (the host gives it to another thread) and is retired.
+ * What a handler did to the thread's globals is looked at when another handler's task comes, not
+ * after every execution: the same handler again meets only what it did itself, as it meets its
+ * module's own state. Changed, the thread declines the task unread (the host gives it to another
+ * thread) and is retired.
  */
+function decline(k: number): void {
+  retiring = true;
+  send({ k, declined: 'globals-tampered' });
+}
+
+/** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
-  const another = lastPlugin !== undefined && (task.pluginId !== lastPlugin || task.handlerId !== lastHandler);
-  if (another && globalsTampered(guard, watches.listeners)) {
-    retiring = true;
-    send({ k, declined: 'globals-tampered' });
-    return;
-  }
-  lastPlugin = task.pluginId;
-  lastHandler = task.handlerId;
   watches.handles.mark();
   watches.listeners.mark();
   watches.later.begin();

@@ -58,6 +58,30 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(figures.crashed).toBe(0);
   });
 
+  it('a handler that hooks what the thread reads of the next task (the iterator that unpacks it) reaches no other handler\'s task: it is declined before it is read', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'hooks-next-task' }))).toBe('hooked');
+    const input = { secret: 'of another plugin' };
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input });
+    expect(okData(other)).toEqual(input);
+    const figures = await runners(backend);
+    expect(figures.retired['globals-tampered']).toBe(1);
+    expect(figures.started).toBe(2);
+  });
+
+  it('threads that all ran a handler that changed the globals decline another handler\'s task one after another, and it still runs, on a fresh thread', async () => {
+    const backend = backends.make({ maxThreads: 4 });
+    // Three at once: three threads, each left hooked.
+    const hooked = await Promise.all([0, 1, 2].map(() => backend.execute({ pluginId: POOL, handlerId: 'hooks-next-task', input: { waitMs: 200 } })));
+    expect(new Set(hooked.map((r) => r.meta.workerId)).size).toBe(3);
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { secret: 'x' } });
+    expect(okData(other)).toEqual({ secret: 'x' });
+    expect(hooked.map((r) => r.meta.workerId)).not.toContain(other.meta.workerId);
+    const figures = await runners(backend);
+    expect(figures.retired['globals-tampered']).toBe(3);
+    expect(figures.crashed).toBe(0);
+  });
+
   it.each([
     ['a microtask', {}],
     ['a nextTick', { tick: true }],
