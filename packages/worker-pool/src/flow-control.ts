@@ -7,25 +7,33 @@
  *
  * The count lives in the SharedArrayBuffer the thread sends with its hello (ThreadHello.wake):
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
- * [2] is 1 while the thread waits for the host to read. The counts wrap as int32s.
+ * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
+ * output's receiver is behind). The counts wrap as int32s.
  */
 
-/** Units in flight at most: about 16 MB of text, or 4096 small messages. */
+/** Units in flight at most: about 16 MB (8 million characters of text), or 4096 small messages. */
 const WINDOW = 4096;
-/** Characters per unit: a message counts one unit per 4 KB of its text, and one at least. */
-const UNIT_CHARS = 4096;
-/** How much of a message is looked at to weigh it (its strings and byte arrays, a few levels down). */
-const WEIGH_NODES = 64;
+/**
+ * Bytes per unit: a message counts one unit per 4 KB of its text (a character counted as two
+ * bytes, as a string outside Latin-1 is sent) and of its values, and one at least.
+ */
+const UNIT_BYTES = 4096;
+/** What one value (an object, an array, a number …) of a message weighs, in bytes, besides its text. */
+const NODE_BYTES = 16;
+/** A message with more values than this is not weighed further: it takes the whole window. */
+const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 5;
+export const FLOW_SLOTS = 6;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
 export const TAKEN = 3;
 /** The slot the thread sets to 1 while it waits for a task in Atomics.wait, and back to 0 when it wakes. */
 export const WAITING_FOR_TASK = 4;
 const READ = 1;
 const WAITING = 2;
+/** Set by the host while whoever takes the execution's output is behind (markRead's pause): the thread sends nothing more until it is cleared. */
+const HELD = 5;
 
 // Taken before plugin code can replace them.
 const load = Atomics.load;
@@ -47,10 +55,10 @@ export class ThreadFlow {
   /** Wait for room for a message of `units`, then count it as sent. */
   pace(units: number): void {
     const shared = this.#shared;
-    while (((this.#sent - load(shared, READ)) | 0) >= WINDOW) {
+    while (((this.#sent - load(shared, READ)) | 0) >= WINDOW || load(shared, HELD) === 1) {
       store(shared, WAITING, 1);
       const read = load(shared, READ);
-      if (((this.#sent - read) | 0) < WINDOW) break;
+      if (((this.#sent - read) | 0) < WINDOW && load(shared, HELD) === 0) break;
       wait(shared, READ, read, WAIT_SLICE_MS);
     }
     store(shared, WAITING, 0);
@@ -69,19 +77,27 @@ export function markRead(shared: Int32Array, units: number): void {
   if (load(shared, WAITING) === 1) notify(shared, READ);
 }
 
-/** The units of a message: one, plus one per 4 KB of the text and bytes found in it. */
+/** Host side: hold the thread at its next message (true) until released (false). */
+export function holdSending(shared: Int32Array, held: boolean): void {
+  store(shared, HELD, held ? 1 : 0);
+  if (!held && load(shared, WAITING) === 1) notify(shared, READ);
+}
+
+/** The units of a message: one, plus one per 4 KB of the text, bytes and values found in it. */
 export function unitsOf(message: unknown): number {
-  let chars = 0;
+  let bytes = 0;
   const stack: unknown[] = [message];
   let looked = 0;
   try {
     while (stack.length > 0) {
       const value = stack.pop();
-      if (typeof value === 'string') chars += value.length;
-      else if (isView(value)) chars += value.byteLength;
+      bytes += NODE_BYTES;
+      if (typeof value === 'string') bytes += 2 * value.length;
+      else if (isView(value)) bytes += value.byteLength;
       else if (value !== null && typeof value === 'object') {
         for (const key in value) {
-          if (++looked > WEIGH_NODES) return units(chars);
+          if (++looked > WEIGH_NODES) return WINDOW;
+          bytes += 2 * key.length;
           stack.push((value as Record<string, unknown>)[key]);
         }
       }
@@ -89,9 +105,5 @@ export function unitsOf(message: unknown): number {
   } catch {
     // A getter of the handler's threw: posting the message will say so.
   }
-  return units(chars);
-}
-
-function units(chars: number): number {
-  return 1 + Math.floor(chars / UNIT_CHARS);
+  return 1 + Math.floor(bytes / UNIT_BYTES);
 }

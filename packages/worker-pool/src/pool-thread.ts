@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { TAKEN, WAITING_FOR_TASK, markRead } from './flow-control.js';
+import { TAKEN, WAITING_FOR_TASK, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -251,13 +251,17 @@ export class PoolThread<Lane = unknown> {
       if (this.#paced === paced) this.#readOn();
     });
     this.#paced = paced;
+    // Held at its next message, not only once its window is full.
+    holdSending(this.#wake!, true);
   }
 
   #readOn(): void {
+    if (!this.#paced) return;
     this.#paced = undefined;
     const units = this.#unread;
     this.#unread = 0;
     if (units) markRead(this.#wake!, units);
+    holdSending(this.#wake!, false);
   }
 
   /**
