@@ -160,6 +160,19 @@ describe('plugins on the worker', () => {
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
   });
 
+  it('in a rolling upgrade, a worker with another version of the plugin hands its tasks back unclaimed: they run on the workers that have the host\'s', async () => {
+    const manifest = { ...(await probeManifest()), version: '2.0.0' };
+    const upgraded = await startExecutionWorker({ connection: { servers: server!.url }, pool, plugins: [{ root: QUEUE_PLUGIN, manifest }], backend: { type: 'in-process' }, concurrency: 4 });
+    try {
+      const backend = make();
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: `run ${i}` })));
+      expect(results.map((r) => (r.ok ? 'ok' : `${r.error.code}: ${r.error.message}`))).toEqual(results.map(() => 'ok'));
+      expect(results.map((r) => r.meta.runnerId)).not.toContain(upgraded.id);
+    } finally {
+      await upgraded.close();
+    }
+  });
+
   it('a plugin the host knows but the worker lacks is HANDLER_NOT_FOUND naming the worker', async () => {
     const manifest = { ...(await probeManifest()), id: '@queue/host-only' };
     const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: '@queue/host-only', handlerId: 'sized', input: 'x' });

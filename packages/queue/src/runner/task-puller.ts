@@ -13,8 +13,10 @@ export interface TaskMessage {
   readonly headers: MsgHdrs | undefined;
   /** Taken: the server removes it from the work queue. */
   ack(): void;
-  /** Not taken: the server gives it to a worker again at once. */
-  nak(): void;
+  /** Not taken: the server gives it to a worker again, at once or after `delayMs`. */
+  nak(delayMs?: number): void;
+  /** How many times the server has delivered it, this time included. */
+  readonly deliveries: number;
   /** Never to be delivered again. */
   term(): void;
 }
@@ -181,5 +183,19 @@ function taskMessage(msg: Msg): TaskMessage {
     answered = true;
     msg.respond(payload);
   };
-  return { data: msg.data, headers: msg.headers, ack: () => answer(ACK), nak: () => answer(NAK), term: () => answer(TERM) };
+  return {
+    data: msg.data,
+    headers: msg.headers,
+    deliveries: deliveriesOf(msg.reply ?? ''),
+    ack: () => answer(ACK),
+    nak: (delayMs) => answer(delayMs ? `${NAK} ${JSON.stringify({ delay: delayMs * 1_000_000 })}` : NAK),
+    term: () => answer(TERM),
+  };
+}
+
+/** The delivery count in a JetStream acknowledgement subject (`$JS.ACK.<stream>.<consumer>.<delivered>.…`, or with a domain and account hash before the stream). */
+function deliveriesOf(reply: string): number {
+  const tokens = reply.split('.');
+  const delivered = Number(tokens.length === 9 ? tokens[4] : tokens.length >= 11 ? tokens[6] : NaN);
+  return Number.isInteger(delivered) && delivered > 0 ? delivered : 1;
 }

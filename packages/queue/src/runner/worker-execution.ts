@@ -27,6 +27,9 @@ export interface WorkerServices {
  */
 const DEADLINE_MARGIN_MS = 1000;
 const STARTED_TIMEOUT_MS = 5000;
+/** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back (see #handsBack). */
+const HAND_BACK_TIMES = 4;
+const HAND_BACK_DELAY_MS = 250;
 const RESULT_TIMEOUT_MS = 10_000;
 
 type Claim = { caller: string; lostMs: number; protocol: number };
@@ -83,6 +86,7 @@ export class WorkerExecution implements Watched {
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
     if (!this.id || !caller) return void this.#msg.term();
+    if (this.#handsBack()) return;
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
@@ -98,6 +102,26 @@ export class WorkerExecution implements Watched {
       this.#worker.watch.delete(caller, this.id);
       this.#calls.close();
     }
+  }
+
+  /**
+   * A task for a plugin this worker lacks, or has in another version (a rolling upgrade, workers
+   * with other plugin folders), is put back in the stream, unclaimed, for a worker that has it:
+   * HAND_BACK_TIMES deliveries, HAND_BACK_DELAY_MS apart. After that it is claimed here and fails
+   * naming what is wrong (no worker of the pool has it, as far as the deliveries showed).
+   */
+  #handsBack(): boolean {
+    if (this.#msg.deliveries >= HAND_BACK_TIMES) return false;
+    let task: Pick<TaskBody, 'pluginId' | 'pluginVersion'>;
+    try {
+      task = decode<TaskBody>(this.#msg.data);
+    } catch {
+      return false;
+    }
+    const plugin = this.#worker.registry.get(task.pluginId);
+    if (plugin && plugin.manifest.version === task.pluginVersion) return false;
+    this.#msg.nak(HAND_BACK_DELAY_MS);
+    return true;
   }
 
   /**
