@@ -371,6 +371,10 @@ describe('the network between the host and the server', () => {
     const silent = await backend.health();
     expect(silent.ok).toBe(false);
     expect(silent.problems?.join('\n')).toMatch(/has not answered this host's ping within \d+ ms: the host's link to it may be cut/);
+    // A new execution never reaches the server: its TIMEOUT says why, not that workers were busy.
+    const unsent = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut' }, { timeoutMs: 2000 });
+    expectError(unsent, 'TIMEOUT');
+    expect(unsent.error.message).toMatch(/it never started \(the NATS server has not answered this host for \d+ ms: the host's own link to it may be cut\)/);
     // A connection silent for 10 to 15 s is given up (nats.js's own default would take minutes).
     await waitFor(async () => /reconnecting/.test((await backend.health()).problems?.join('\n') ?? ''), 25_000);
     proxy.restore();

@@ -143,6 +143,9 @@ export class QueueBackend extends BaseBackend {
     const link = this.#opened;
     if (!link) return 'the connection to the NATS server was not open yet';
     if (link.state !== 'connected') return `the connection to the NATS server is ${link.state}`;
+    // Its link cut without a reset: the connection looks open until nats.js gives up on it.
+    const silentMs = Math.round(link.serverSilentMs(performance.now()));
+    if (silentMs > link.workerLostMs) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
     const workers = link.workers.alive();
     if (workers.length === 0) return `no worker of pool "${this.#o.pool}" is connected`;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
