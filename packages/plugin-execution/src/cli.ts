@@ -35,7 +35,7 @@ Options for run:
   --timeout <ms>            time limit                               (default: manifest, else 30000)
   --workspace-root <dir>    where execution directories go           (default: OS temp dir)
   --no-workspace            run without a workspace directory
-  --keep-workspace          keep the workspace and print its path in meta
+  --keep-workspace          keep the workspace; its path is in meta (--json), else on stderr
   --logs                    print the handler's log lines on stderr
   --json                    print the whole result ({ ok, data | error, meta }) on stdout
   --version                 print the version
@@ -55,9 +55,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
-  if (command === 'sweep') return sweepCommand(values['workspace-root'], values['foreign-older-than']);
+  if (command === 'sweep') {
+    extraArguments('sweep', rest, 0);
+    return sweepCommand(values['workspace-root'], values['foreign-older-than']);
+  }
   if (command === 'init') {
     if (!rest[0]) throw new UsageError('init needs <dir>');
+    extraArguments('init <dir>', rest, 1);
     return initCommand(rest[0], (message) => new UsageError(message));
   }
   if (command !== 'run') {
@@ -66,7 +70,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
+  extraArguments('run <plugin-dir> <handler>', rest, 2, rest[2]?.trim().startsWith('{') || rest[2]?.trim().startsWith('[') ? '; an input goes after --input' : '');
   return runCommand(pluginDir, handlerId, values, argv);
+}
+
+/** Arguments past what `usage` takes are refused, not ignored (an input given without --input, say). */
+function extraArguments(usage: string, rest: string[], takes: number, hint = ''): void {
+  if (rest.length > takes) throw new UsageError(`${usage} takes no more arguments, got ${rest.slice(takes).map((a) => JSON.stringify(a)).join(' ')}${hint}`);
 }
 
 async function sweepCommand(root: string | undefined, foreignOlderThan: string | undefined): Promise<number> {

@@ -109,6 +109,8 @@ function report(result: ExecutionResult, json: boolean): void {
   if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
   else if (result.ok) process.stdout.write(text(result.data));
   if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}${commandLineHint(result.error)}\n`);
+  // Kept: without --json (meta), where it is would be said nowhere.
+  if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
 }
 
 const BACKEND_TYPES: readonly BuiltInBackendType[] = ['in-process', 'worker-pool', 'subprocess', 'queue'];
@@ -135,7 +137,7 @@ async function readGrant(value: string): Promise<PermissionSpec> {
 }
 
 /** What to add on this command line for a failure whose message speaks of a host's options. */
-function commandLineHint(error: ExecutionResult['error'] & object): string {
+function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error']): string {
   const details = error.details as { phase?: unknown; missing?: unknown } | undefined;
   if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
     return `\n(on this command line: --grant '${JSON.stringify(grantFor(details.missing as string[]))}')`;

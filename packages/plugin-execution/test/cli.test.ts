@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -204,6 +204,12 @@ describe('kb-plugin-exec CLI', () => {
     const badCommand = run(['rnu', fixturePlugins.basic, 'echo']);
     expect(badCommand.status).toBe(2);
     expect(badCommand.stderr.split('\n')[0]).toBe('unknown command "rnu"; did you mean "run"?');
+    const inputWithoutFlag = run(['run', fixturePlugins.basic, 'echo', '{"name":"Ada"}']);
+    expect(inputWithoutFlag.status).toBe(2);
+    expect(inputWithoutFlag.stderr.split('\n')[0]).toBe('run <plugin-dir> <handler> takes no more arguments, got "{\\"name\\":\\"Ada\\"}"; an input goes after --input');
+    const twoFolders = run(['init', path.join(root, 'one'), path.join(root, 'two')]);
+    expect(twoFolders.status).toBe(2);
+    expect(twoFolders.stderr.split('\n')[0]).toMatch(/^init <dir> takes no more arguments, got "\S+two"$/);
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
@@ -217,6 +223,11 @@ describe('kb-plugin-exec CLI', () => {
     // This machine's tag, from a directory the CLI's own WorkspaceManager makes and keeps.
     const kept = run(['run', fixturePlugins.basic, 'echo', '--workspace-root', sweepRoot, '--keep-workspace', '--json']);
     const keptDir = (JSON.parse(kept.stdout) as { meta: { workspaceDir: string } }).meta.workspaceDir;
+    // Without --json the path is said on stderr, beside the data on stdout.
+    const keptPlain = run(['run', fixturePlugins.basic, 'echo', '--workspace-root', sweepRoot, '--keep-workspace']);
+    const keptPlainDir = /^workspace kept at (\S+)$/m.exec(keptPlain.stderr)?.[1];
+    expect(keptPlainDir && (await stat(keptPlainDir)).isDirectory()).toBe(true);
+    await rm(keptPlainDir!, { recursive: true });
     const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(keptDir))![1]!;
     const other = tag === '00000000' ? '11111111' : '00000000';
     const left = path.join(sweepRoot, `kbx-${dead}.${tag}-left-abcdef12`);
