@@ -156,6 +156,12 @@ describe('loading a plugin folder', () => {
     expect(error.message).toMatch(/channels\[0\]\.handler: .*"nope"/);
   });
 
+  it('refuses a handler keyed "__proto__" in kb.plugin.json (JSON makes it an own key), naming it', async () => {
+    const dir = await pluginFolder('{ "id": "@t/proto", "version": "1.0.0", "handlers": { "run": { "entry": "./a.js" }, "__proto__": { "entry": "./a.js" } } }');
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain('handlers.__proto__: is not a handler id: it must start with a letter or digit');
+  });
+
   it('refuses a manifest without handlers', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({}) }));
     expect(error.message).toContain('handlers');

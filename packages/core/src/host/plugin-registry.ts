@@ -286,6 +286,11 @@ function parseManifest(root: string, manifest: unknown, file: string | undefined
   const claimed = (manifest as { id?: unknown } | null)?.id;
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
   const details = { file: file ?? null, root, ...claimedId };
+  // JSON.parse makes "__proto__" an own key, which the schema's record passes over without a word.
+  const handlers = (manifest as { handlers?: unknown } | null)?.handlers;
+  if (typeof handlers === 'object' && handlers !== null && Object.hasOwn(handlers, '__proto__')) {
+    throw validationError(`Invalid plugin manifest (${label})`, [{ path: 'handlers.__proto__', message: 'is not a handler id: it must start with a letter or digit' }], details);
+  }
   const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
   const badEntries = entryProblems(root, parsed);
   if (badEntries.length > 0) throw validationError(`Invalid plugin manifest (${label})`, badEntries, details);
