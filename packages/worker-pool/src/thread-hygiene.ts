@@ -10,6 +10,8 @@ import type { MessagePort } from 'node:worker_threads';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
 const apply = Reflect.apply;
+/** The thread's global object, as it was when the thread started. */
+const theGlobal = globalThis;
 const ownKeys = Reflect.ownKeys;
 const getPrototypeOf = Object.getPrototypeOf;
 const postMessage = (globalThis as unknown as { MessagePort: typeof MessagePort }).MessagePort.prototype.postMessage;
@@ -103,7 +105,8 @@ export function captureIntrinsics(): IntrinsicsGuard {
   const values = watched.map((w) => w.value);
   let compiled: ((values: readonly unknown[]) => boolean) | undefined;
   try {
-    compiled = new Function('v', `"use strict"; return ${watched.map((w, i) => `${w.source} === v[${i}]`).join(' && ')};`) as (v: readonly unknown[]) => boolean;
+    const check = new Function('v', 'g', `"use strict"; return ${watched.map((w, i) => `${w.source} === v[${i}]`).join(' && ')};`) as (v: readonly unknown[], g: object) => boolean;
+    compiled = (v) => check(v, theGlobal);
   } catch {
     // Code generation from strings is disabled (--disallow-code-generation-from-strings): the plain loop.
   }
@@ -144,7 +147,9 @@ function watchedProperties(): Watched[] {
       const symbol = /^\[Symbol\.(\w+)\]$/.exec(name)?.[1];
       const key = symbol ? (Symbol as unknown as Record<string, symbol>)[symbol]! : name;
       const value = dataValue(holder, key);
-      if (value) watched.push({ source: symbol ? `${path}${name}` : `${path}.${name}`, holder: holder as Record<PropertyKey, unknown>, key, value: value.value });
+      // Read from the global object captured at the start (`g`), not through the name `globalThis`, which a handler can shadow.
+      const base = path === 'globalThis' ? 'g' : `g.${path}`;
+      if (value) watched.push({ source: symbol ? `${base}${name}` : `${base}.${name}`, holder: holder as Record<PropertyKey, unknown>, key, value: value.value });
     }
   }
   return watched;

@@ -69,6 +69,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(figures.started).toBe(2);
   });
 
+  it('a handler that shadows the name globalThis with a look-alike before replacing an intrinsic is still caught', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const shadowed = await backend.execute({ pluginId: POOL, handlerId: 'shadows-global' });
+    expect(okData(shadowed)).toBe('shadowed');
+    const read = await backend.execute({ pluginId: POOL, handlerId: 'reads-json-mark' });
+    expect(okData(read)).toEqual({ hostile: null });
+    expect(read.meta.workerId).not.toBe(shadowed.meta.workerId);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+  });
+
   it('threads that all ran a handler that changed the globals decline another handler\'s task one after another, and it still runs, on a fresh thread', async () => {
     const backend = backends.make({ maxThreads: 4 });
     // Three at once: three threads, each left hooked.
