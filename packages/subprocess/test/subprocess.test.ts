@@ -502,8 +502,8 @@ describe('ExecuteOptions.outputPace (a queue worker whose caller is behind)', ()
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } }, { timeoutMs: 30_000, onEvent, outputPace: () => gate });
     expectOk(result);
     expect(delivered).toBe(n);
-    // What the pipe and the chunk being read held past the gate, far from the end.
-    expect(whenOpened).toBeGreaterThan(100);
+    // At most what the pipe and the chunk being read held past the gate: far from the end.
+    expect(whenOpened).toBeGreaterThanOrEqual(100);
     expect(whenOpened).toBeLessThan(1000);
   });
 });
