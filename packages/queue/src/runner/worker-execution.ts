@@ -1,9 +1,10 @@
-import { HandlerNotFoundError, TimeoutError, ValidationError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { TimeoutError, ValidationError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
-import { decode, encode, executionKey, formatBytes, HEADER, QUEUE_PROTOCOL_VERSION, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
+import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
 
 /** What one execution needs from its worker. */
@@ -86,12 +87,21 @@ export class WorkerExecution implements Watched {
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
     if (!this.id || !caller) return void this.#msg.term();
-    if (this.#handsBack()) return;
+    // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that
+    // cannot be read is claimed and reported.
+    let task: TaskBody | undefined;
+    let unreadable: unknown;
+    try {
+      task = decode<TaskBody>(this.#msg.data);
+    } catch (error) {
+      unreadable = error;
+    }
+    if (task && this.#handsBack(task)) return;
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
-      const task = decode<TaskBody>(this.#msg.data);
+      if (!task) throw unreadable;
       // Its caller sends the input with its accept: it may have come already (see take).
       if (task.inputFollows) this.#input ??= deferredBytes();
       const result = await this.#runTask(task);
@@ -110,16 +120,8 @@ export class WorkerExecution implements Watched {
    * HAND_BACK_TIMES deliveries, HAND_BACK_DELAY_MS apart. After that it is claimed here and fails
    * naming what is wrong (no worker of the pool has it, as far as the deliveries showed).
    */
-  #handsBack(): boolean {
-    if (this.#msg.deliveries >= HAND_BACK_TIMES) return false;
-    let task: Pick<TaskBody, 'pluginId' | 'pluginVersion'>;
-    try {
-      task = decode<TaskBody>(this.#msg.data);
-    } catch {
-      return false;
-    }
-    const plugin = this.#worker.registry.get(task.pluginId);
-    if (plugin && plugin.manifest.version === task.pluginVersion) return false;
+  #handsBack(task: TaskBody): boolean {
+    if (this.#msg.deliveries >= HAND_BACK_TIMES || !pluginRefusal(task, this.#worker)) return false;
     this.#msg.nak(HAND_BACK_DELAY_MS);
     return true;
   }
@@ -167,7 +169,7 @@ export class WorkerExecution implements Watched {
   }
 
   async #runTask(task: TaskBody): Promise<ExecutionResult> {
-    const refusal = this.#refusal(task);
+    const refusal = taskRefusal(task, { id: this.id, protocol: this.#claim.protocol, idTaken: this.#worker.idTakenBefore(this) }, this.#worker);
     if (refusal) throw refusal;
     const bytes = this.#input ? await this.#input.promise : undefined;
     // Stopped while its input was on its way: what stopped it is the answer, not the missing input.
@@ -201,35 +203,6 @@ export class WorkerExecution implements Watched {
   #didNotRun(why: string): WorkerCrashedError {
     const { id, host } = this.#worker.identity;
     return new WorkerCrashedError(`Worker ${id} (${host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } });
-  }
-
-  /** Why this worker cannot run the task as the caller knows it: another protocol, its id taken here, a plugin it lacks or has in another version. */
-  #refusal(task: TaskBody): KnownExecutionError | undefined {
-    const who = `worker ${this.#worker.identity.id} (${this.#worker.identity.host})`;
-    if (this.#claim.protocol !== QUEUE_PROTOCOL_VERSION) {
-      return new ValidationError(`The host speaks queue protocol ${this.#claim.protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch' } });
-    }
-    if (this.#worker.idTakenBefore(this)) {
-      return new ValidationError(
-        `Execution id "${this.id}" is running on ${who} for another host: an id names one execution in a pool ` +
-          '(its stream refuses one sent again within 2 minutes), so give each execution an id of its own',
-        { details: { path: 'executionId', reason: 'duplicate' } },
-      );
-    }
-    const plugin = this.#worker.registry.get(task.pluginId);
-    if (!plugin) {
-      const available = this.#worker.registry.list().map((p) => p.id);
-      return new HandlerNotFoundError(`Plugin "${task.pluginId}" is not installed on ${who} (it has: ${available.join(', ') || 'none'})`, {
-        details: { pluginId: task.pluginId, handlerId: task.handlerId, availablePlugins: available },
-      });
-    }
-    if (plugin.manifest.version !== task.pluginVersion) {
-      return new ValidationError(
-        `Plugin "${task.pluginId}" is version ${task.pluginVersion} on the host but version ${plugin.manifest.version} on ${who}: deploy the same version to both`,
-        { details: { reason: 'plugin-version-mismatch', pluginId: task.pluginId, hostVersion: task.pluginVersion, workerVersion: plugin.manifest.version } },
-      );
-    }
-    return undefined;
   }
 
   async #report(task: TaskBody, result: ExecutionResult): Promise<void> {

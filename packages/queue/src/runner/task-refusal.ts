@@ -1,0 +1,50 @@
+import { HandlerNotFoundError, ValidationError, type KnownExecutionError, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { QUEUE_PROTOCOL_VERSION, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+
+/** What a worker knows to judge a task by. */
+export interface RefusalContext {
+  identity: WorkerIdentity;
+  registry: PluginRegistry;
+}
+
+/**
+ * Why this worker cannot run the task as its caller knows it: another queue protocol, its id
+ * taken here by another host's execution (`idTaken`), a plugin it lacks or has in another version.
+ */
+export function taskRefusal(task: TaskBody, claim: { id: string; protocol: number; idTaken: boolean }, worker: RefusalContext): KnownExecutionError | undefined {
+  const who = workerName(worker);
+  const { protocol } = claim;
+  if (protocol !== QUEUE_PROTOCOL_VERSION) {
+    return new ValidationError(`The host speaks queue protocol ${protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch' } });
+  }
+  if (claim.idTaken) {
+    return new ValidationError(
+      `Execution id "${claim.id}" is running on ${who} for another host: an id names one execution in a pool ` +
+        '(its stream refuses one sent again within 2 minutes), so give each execution an id of its own',
+      { details: { path: 'executionId', reason: 'duplicate' } },
+    );
+  }
+  return pluginRefusal(task, worker);
+}
+
+/** The task's plugin is not on this worker, or is there in another version than its caller's. */
+export function pluginRefusal(task: TaskBody, worker: RefusalContext): KnownExecutionError | undefined {
+  const plugin = worker.registry.get(task.pluginId);
+  if (!plugin) {
+    const available = worker.registry.list().map((p) => p.id);
+    return new HandlerNotFoundError(`Plugin "${task.pluginId}" is not installed on ${workerName(worker)} (it has: ${available.join(', ') || 'none'})`, {
+      details: { pluginId: task.pluginId, handlerId: task.handlerId, availablePlugins: available },
+    });
+  }
+  if (plugin.manifest.version !== task.pluginVersion) {
+    return new ValidationError(
+      `Plugin "${task.pluginId}" is version ${task.pluginVersion} on the host but version ${plugin.manifest.version} on ${workerName(worker)}: deploy the same version to both`,
+      { details: { reason: 'plugin-version-mismatch', pluginId: task.pluginId, hostVersion: task.pluginVersion, workerVersion: plugin.manifest.version } },
+    );
+  }
+  return undefined;
+}
+
+function workerName(worker: RefusalContext): string {
+  return `worker ${worker.identity.id} (${worker.identity.host})`;
+}
