@@ -15,6 +15,7 @@ export { recordRunnerCrash, recordRunnerStart } from './host/execution-metrics.j
 // Running a handler, and the protocol between the host and a runner elsewhere.
 export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
 export { HostSession, type HostServices } from './host/host-session.js';
+export { OutputPacer } from './host/output-pacer.js';
 export { PROTOCOL_VERSION, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';
 export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';

@@ -32,7 +32,7 @@ export const TAKEN = 3;
 export const WAITING_FOR_TASK = 4;
 const READ = 1;
 const WAITING = 2;
-/** Set by the host while whoever takes the execution's output is behind (markRead's pause): the thread sends nothing more until it is cleared. */
+/** Set by the host while whoever takes the execution's output is behind (holdSending): the thread sends nothing more until it is cleared. */
 const HELD = 5;
 
 // Taken before plugin code can replace them.

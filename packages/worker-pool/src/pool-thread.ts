@@ -1,6 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { TAKEN, WAITING_FOR_TASK, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -78,8 +78,20 @@ export class PoolThread<Lane = unknown> {
   /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
   #notWaiting = 0;
   #session: HostSession | undefined;
-  /** Set while whoever takes the execution's output is behind (DispatchControl.outputPace): what the thread sends meanwhile is counted read (#unread) only once it caught up. */
-  #paced: Promise<void> | undefined;
+  /**
+   * While whoever takes the execution's output is behind (DispatchControl.outputPace): the thread
+   * is held at its next message, and what it sent meanwhile is counted read (#unread) only once
+   * that receiver caught up.
+   */
+  readonly #pacer = new OutputPacer(
+    () => holdSending(this.#wake!, true),
+    () => {
+      const units = this.#unread;
+      this.#unread = 0;
+      if (units) markRead(this.#wake!, units);
+      holdSending(this.#wake!, false);
+    },
+  );
   #unread = 0;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
@@ -189,7 +201,7 @@ export class PoolThread<Lane = unknown> {
     this.#session?.close();
     this.#session = undefined;
     // The next execution starts with the whole window.
-    this.#readOn();
+    this.#pacer.release();
     clearTimeout(this.#graceTimer);
     return execution;
   }
@@ -219,7 +231,7 @@ export class PoolThread<Lane = unknown> {
     } else if ('out' in message) {
       this.heard = true;
       for (const line of message.lines) execution.control.log(message.out === 'stdout' ? 'info' : 'error', line, undefined, message.out);
-      this.#paceOn(execution.control);
+      this.#pacer.after(execution.control);
     } else if (message.m.type === 'result') {
       this.release();
       if (message.retire) this.end({ kind: 'retired', reason: message.retire });
@@ -233,35 +245,13 @@ export class PoolThread<Lane = unknown> {
       this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(message.m);
-      this.#paceOn(execution.control);
+      this.#pacer.after(execution.control);
     }
   }
 
   #read(units: number): void {
-    if (this.#paced) this.#unread += units;
+    if (this.#pacer.holding) this.#unread += units;
     else markRead(this.#wake!, units);
-  }
-
-  /** Whoever takes the execution's output is behind: the thread waits once its window is full, until it caught up. */
-  #paceOn(control: DispatchControl): void {
-    if (this.#paced) return;
-    const waiting = control.outputPace();
-    if (!waiting) return;
-    const paced: Promise<void> = waiting.then(noop, noop).then(() => {
-      if (this.#paced === paced) this.#readOn();
-    });
-    this.#paced = paced;
-    // Held at its next message, not only once its window is full.
-    holdSending(this.#wake!, true);
-  }
-
-  #readOn(): void {
-    if (!this.#paced) return;
-    this.#paced = undefined;
-    const units = this.#unread;
-    this.#unread = 0;
-    if (units) markRead(this.#wake!, units);
-    holdSending(this.#wake!, false);
   }
 
   /**
@@ -294,5 +284,3 @@ export class PoolThread<Lane = unknown> {
     }
   }
 }
-
-function noop(): void {}

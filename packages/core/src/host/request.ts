@@ -184,8 +184,8 @@ export interface ExecuteOptions {
   /**
    * Asked after each log line or event the handler sends: a promise while whoever takes them is
    * behind (a queue worker's caller, over the network), and the backend reads no more of the
-   * handler's output until it settles, so the handler waits (worker-pool: its thread blocks at
-   * the next `ctx.emit` or log once its window is full; subprocess: its writes block). An
+   * handler's output until it settles, so the handler waits (worker-pool: its thread is held at
+   * its next `ctx.emit`, log line or call; subprocess: its writes block once its pipe is full). An
    * in-process handler cannot be made to wait. For runners that forward output; hosts rarely set it.
    * @default none: output is read as fast as it comes
    */

@@ -1,14 +1,13 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { serializeError } from '@kb-labs/plugin-execution-core';
-import { HostSession, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
-import { killAtExit } from './exit-reaper.js';
+import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
 import { runnerMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
-import { ReadPace } from './read-pace.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
 
@@ -70,7 +69,7 @@ export class ChildRunner {
   #channelClosedTimer: NodeJS.Timeout | undefined;
   #session: HostSession | undefined;
   #control: DispatchControl | undefined;
-  readonly #readPace: ReadPace;
+  readonly #readPace: OutputPacer;
   readonly #forgetAtExit: () => void;
   #subject: { pluginId: string; handlerId: string } | undefined;
   #result: RunnerResult | undefined;
@@ -118,7 +117,12 @@ export class ChildRunner {
     });
     this.#stdout = new OutputCapture(child.stdout!, capture('stdout'));
     this.#stderr = new OutputCapture(child.stderr!, capture('stderr'));
-    this.#readPace = new ReadPace([child.stdio[3] as Socket | null, child.stdout, child.stderr]);
+    // Its pipes read no further while whoever takes its output is behind: its synchronous writes then wait.
+    const pipes = [child.stdio[3] as Socket | null, child.stdout, child.stderr];
+    this.#readPace = new OutputPacer(
+      () => pipes.forEach((pipe) => pipe?.pause()),
+      () => pipes.forEach((pipe) => pipe?.resume()),
+    );
     this.#channel = new FramedChannel(child.stdio[3] as Socket, {
       maxFrameBytes: options.maxFrameBytes,
       onMessage: (message) => this.#onMessage(message),
@@ -365,22 +369,9 @@ export class ChildRunner {
     this.#stderr.finish();
   }
 
-  /**
-   * Signal everything the child started. Sandboxed, Node runs in a session of its own under the
-   * sandbox's init: SIGTERM goes to Node itself, and SIGKILL to bubblewrap's group and to the
-   * init — the pid namespace, every process in it included, ends with its init.
-   */
+  /** Signal everything the child started (process-group.ts). */
   #killGroup(signal: NodeJS.Signals): void {
-    const pid = this.pid;
-    if (pid === undefined) return;
-    if (process.platform === 'win32') return void this.#child.kill(signal);
-    const sandbox = this.#sandbox;
-    if (!sandbox) return signalProcess(-pid, signal);
-    const node = signal === 'SIGTERM' ? sandbox.nodePid() : undefined;
-    if (node !== undefined) return signalProcess(node, 'SIGTERM');
-    // SIGKILL, or a SIGTERM before Node is there to get it.
-    signalProcess(-pid, 'SIGKILL');
-    if (sandbox.initPid !== undefined) signalProcess(sandbox.initPid, 'SIGKILL');
+    signalChildGroup(this.#child, this.#sandbox, signal);
   }
 
   #setRef(on: boolean): void {
@@ -391,13 +382,5 @@ export class ChildRunner {
     }
     if (on) this.#handshakeTimer?.ref();
     else this.#handshakeTimer?.unref();
-  }
-}
-
-function signalProcess(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // ESRCH: nothing left to signal.
   }
 }
