@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
@@ -19,7 +20,8 @@ returned as JSON on stdout (the whole result, with meta, with --json); stdout ho
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed).
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
-sweep removes the directories a killed host left under <dir>, and prints what it did as JSON.
+sweep removes the directories a killed host left under <dir>, and prints what it did as JSON
+(a <dir> that does not exist is an error, exit 1: a mistyped root is not "nothing left").
 Directories another machine or container sharing <dir> made are kept ("foreign"), unless
 --foreign-older-than <ms> is given and they have not changed for that long.
 
@@ -34,7 +36,7 @@ Options for run:
                             an object or a function returning one)   (default: none)
   --timeout <ms>            time limit                               (default: manifest, else 30000)
   --workspace-root <dir>    where execution directories go           (default: OS temp dir)
-  --no-workspace            run without a workspace directory
+  --no-workspace            run without a workspace directory (not with the two above/below)
   --keep-workspace          keep the workspace; its path is in meta (--json), else on stderr
   --logs                    print the handler's log lines on stderr
   --json                    print the whole result ({ ok, data | error, meta }) on stdout
@@ -84,6 +86,11 @@ async function sweepCommand(root: string | undefined, foreignOlderThan: string |
   const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : Number(foreignOlderThan);
   if (foreignOlderThanMs !== undefined && !(foreignOlderThan!.trim() !== '' && foreignOlderThanMs >= 0 && Number.isFinite(foreignOlderThanMs))) {
     throw new UsageError(`--foreign-older-than must be a number of milliseconds, got "${foreignOlderThan}"`);
+  }
+  // A mistyped root would otherwise report, truthfully but unhelpfully, that nothing was removed.
+  if (!existsSync(root)) {
+    process.stderr.write(`NOT_FOUND: --workspace-root ${root} does not exist: nothing to sweep\n`);
+    return 1;
   }
   const result = await new WorkspaceManager({ root }).sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

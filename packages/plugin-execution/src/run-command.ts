@@ -44,6 +44,8 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
   const type = backendType(values.backend);
   if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
+  const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
+  if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
   const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');

@@ -210,6 +210,11 @@ describe('kb-plugin-exec CLI', () => {
     const twoFolders = run(['init', path.join(root, 'one'), path.join(root, 'two')]);
     expect(twoFolders.status).toBe(2);
     expect(twoFolders.stderr.split('\n')[0]).toMatch(/^init <dir> takes no more arguments, got "\S+two"$/);
+    const keepNone = run(['run', fixturePlugins.basic, 'echo', '--no-workspace', '--keep-workspace']);
+    expect(keepNone.status).toBe(2);
+    expect(keepNone.stderr.split('\n')[0]).toBe('--no-workspace runs without a workspace: it does not go with --keep-workspace');
+    const rootNone = run(['run', fixturePlugins.basic, 'echo', '--no-workspace', '--keep-workspace', '--workspace-root', root]);
+    expect(rootNone.stderr.split('\n')[0]).toBe('--no-workspace runs without a workspace: it does not go with --keep-workspace or --workspace-root');
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
@@ -243,6 +248,11 @@ describe('kb-plugin-exec CLI', () => {
     const bad = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', 'soon']);
     expect(bad.status).toBe(2);
     expect(bad.stderr.split('\n')[0]).toBe('--foreign-older-than must be a number of milliseconds, got "soon"');
+    const missing = path.join(sweepRoot, 'no-such-root');
+    const mistyped = run(['sweep', '--workspace-root', missing]);
+    expect(mistyped.status).toBe(1);
+    expect(mistyped.stdout).toBe('');
+    expect(mistyped.stderr).toBe(`NOT_FOUND: --workspace-root ${missing} does not exist: nothing to sweep\n`);
   });
 
   it('leaves no workspace behind', async () => {
