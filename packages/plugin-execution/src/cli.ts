@@ -36,7 +36,8 @@ Options for run:
                             an object or a function returning one)   (default: none)
   --timeout <ms>            time limit                               (default: manifest, else 30000)
   --workspace-root <dir>    where execution directories go           (default: OS temp dir)
-  --no-workspace            run without a workspace directory (not with the two above/below)
+  --no-workspace            run without a workspace directory (not with --workspace-root
+                            or --keep-workspace)
   --keep-workspace          keep the workspace; its path is in meta (--json), else on stderr
   --logs                    print the handler's log lines on stderr
   --json                    print the whole result ({ ok, data | error, meta }) on stdout
