@@ -101,8 +101,14 @@ function lifecycleTests(suite: SuiteContext): void {
       expect((refused as Error).message).toContain(says);
     }
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
-    await backend.shutdown({ timeoutMs: 1000 });
+    // null as "no options", as execute() takes it; a mistake is said on a shut-down backend too.
+    await backend.shutdown(null as never);
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    const late = await backend.shutdown({ timeout: 100 } as never).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect((late as Error)?.message).toContain('timeout: unknown option; did you mean "timeoutMs"?');
   });
 
   it('runs each request as it was when execute() was called, whatever the caller changes after', async () => {

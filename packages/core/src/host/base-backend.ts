@@ -214,9 +214,10 @@ export abstract class BaseBackend implements IExecutionBackend {
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
-    if (this.#shutdown) return this.#shutdown;
+    // Checked on every call: a mistake is said whether or not a shutdown already runs.
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
+    if (this.#shutdown) return this.#shutdown;
     this.#state = 'shutting-down';
     this.#watcher?.close();
     this.#stopHearingReloads();

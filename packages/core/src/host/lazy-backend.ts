@@ -162,9 +162,9 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
-    if (this.#shutdown) return this.#shutdown;
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
+    if (this.#shutdown) return this.#shutdown;
     // As BaseBackend: what onShutdown() registered runs while executions are still taken; with
     // nothing registered, none is taken from now on.
     const hooks = this.#shutdownHooks.run(timeoutMs);

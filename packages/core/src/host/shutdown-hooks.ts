@@ -42,7 +42,8 @@ export class ShutdownHooks {
  * (`timeout` silently meaning the default 10 s) is a ValidationError, and nothing is shut down.
  */
 export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
-  if (options === undefined) return { timeoutMs: 10_000 };
+  // null as "no options", as execute() takes it.
+  if (options === undefined || options === null) return { timeoutMs: 10_000 };
   const issues: ValidationIssue[] = [];
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}` });
