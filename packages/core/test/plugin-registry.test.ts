@@ -172,6 +172,11 @@ describe('loading a plugin folder', () => {
     expect(error.message).toContain('handlers.run.entry');
   });
 
+  it.each(['.\\run.mjs', 'dist\\run.mjs'])('refuses the entry %o, written with Windows separators, saying to use "/"', async (entry) => {
+    const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({ run: { entry } }) }));
+    expect(error.message).toContain('handlers.run.entry: must use "/" between folders, not "\\" (as "./dist/run.mjs")');
+  });
+
   it('accepts entries that only look odd but stay inside', () => {
     const registry = new PluginRegistry();
     const plugin = registry.register({ root: tmp, manifest: manifest({ a: { entry: './x/../y.js' }, b: { entry: 'dist/..hidden.js' } }) });

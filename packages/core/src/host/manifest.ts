@@ -28,6 +28,8 @@ export const handlerSpecSchema = lazySchema((z) => {
     .min(1)
     .refine((p) => !p.includes('\0'), 'must not contain NUL')
     .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+    // A manifest is read alike on every OS: on Linux, dist\run.mjs would name one file called that.
+    .regex(/^[^\\]*$/, 'must use "/" between folders, not "\\" (as "./dist/run.mjs")')
     .refine((p) => {
       // `..` alone (or `a/../..`) normalises to `..` without a trailing slash and names the parent folder.
       const n = path.posix.normalize(p.replaceAll('\\', '/'));
