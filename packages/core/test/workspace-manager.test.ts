@@ -376,6 +376,22 @@ describe('WorkspaceManager', () => {
     expect(error).toBeInstanceOf(WorkspaceError);
     expect((error as WorkspaceError).message).toContain(manager.root);
   });
+
+  it('says so, as a WorkspaceError, when the root is a file, a link, or in a file system that takes no new folders (/proc: Node\'s recursive mkdir retries that for ever)', async () => {
+    const file = await freshRoot();
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, 'not a directory');
+    for (const [root, says] of [
+      [file, 'it is not a directory (or is a symlink)'],
+      ['/proc/self', 'it is not a directory (or is a symlink)'],
+      ['/proc/kb-no-such-folder/deeper', 'ENOENT'],
+    ] as const) {
+      const manager = new WorkspaceManager({ root });
+      const error = await manager.acquire('x').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkspaceError);
+      expect((error as WorkspaceError).message).toBe(`Cannot create workspace root ${root}: ${says}${says === 'ENOENT' ? `: no such file or directory, mkdir '/proc/kb-no-such-folder'` : ''}`);
+    }
+  });
 });
 
 describe('listArtifacts', () => {

@@ -86,16 +86,15 @@ export class WorkspaceManager {
   }
 
   #ensureRoot(): Promise<void> {
-    this.#rootReady ??= fs.promises.mkdir(this.root, { recursive: true, mode: 0o700 }).then(
-      () => this.#checkRoot(),
-      (error: unknown) => {
+    this.#rootReady ??= makeDirectories(this.root, 0o700)
+      .then(() => this.#checkRoot())
+      .catch((error: unknown) => {
         this.#rootReady = undefined;
         throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${(error as Error).message}`, {
           details: { root: this.root, code: (error as NodeJS.ErrnoException).code },
           cause: error,
         });
-      },
-    );
+      });
     return this.#rootReady;
   }
 
@@ -203,6 +202,26 @@ export class WorkspaceManager {
       }
     }
     return result;
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time. Not `fs.mkdir({ recursive: true })`: under a pseudo file system
+ * that refuses new entries with ENOENT (a root under /proc), Node's retries it for ever.
+ */
+async function makeDirectories(dir: string, mode: number): Promise<void> {
+  try {
+    await fs.promises.mkdir(dir, { mode });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw error;
+    await makeDirectories(parent, mode);
+    // The parent exists now: a second ENOENT is the file system's refusal, and is said.
+    await fs.promises.mkdir(dir, { mode }).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
+    });
   }
 }
 
