@@ -162,6 +162,21 @@ describe('loading a plugin folder', () => {
     expect(error.message).toContain('handlers.__proto__: is not a handler id: it must start with a letter or digit');
   });
 
+  it('refuses a kb.plugin.json that gives a key twice in one object (JSON.parse keeps the last without a word), naming each', async () => {
+    const dir = await pluginFolder(
+      String.raw`{ "id": "@t/twice", "version": "1.0.0", "handlers": { "run": { "entry": "./a.js", "note": "a,\"}" }, "r\u0075n": { "entry": "./b.js" } },` +
+        String.raw` "channels": [{ "path": "/a", "handler": "run" }, { "path": "/b", "path": "/c", "handler": "run" }] }`,
+    );
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.details.issues).toEqual([
+      { path: 'handlers.run', message: 'is given twice (JSON keeps only the last)' },
+      { path: 'channels[1].path', message: 'is given twice (JSON keeps only the last)' },
+    ]);
+    // The same key in different objects is no mistake.
+    const apart = await pluginFolder('{ "id": "@t/apart", "version": "1.0.0", "handlers": { "run": { "entry": "./a.js" }, "entry": { "entry": "./a.js" } } }');
+    expect((await new PluginRegistry().load(apart)).id).toBe('@t/apart');
+  });
+
   it('refuses a manifest without handlers', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({}) }));
     expect(error.message).toContain('handlers');

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
+import { duplicateJsonKeys } from './json-duplicate-keys.js';
 import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
@@ -272,12 +273,18 @@ async function readManifest(root: string, file: string): Promise<unknown> {
       { details: { file, reason: code ?? 'unreadable' }, cause: error },
     );
   }
+  // A byte-order mark (editors on Windows save one) is not JSON, but it is no mistake either.
+  const json = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  let manifest: unknown;
   try {
-    // A byte-order mark (editors on Windows save one) is not JSON, but it is no mistake either.
-    return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+    manifest = JSON.parse(json);
   } catch (error) {
     throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
   }
+  // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
+  const twice = duplicateJsonKeys(json);
+  if (twice.length) throw validationError(`Invalid plugin manifest (${file})`, twice.map((key) => ({ path: key, message: 'is given twice (JSON keeps only the last)' })), { file, root });
+  return manifest;
 }
 
 /** Validate a manifest: ValidationError naming the file (or the folder) and each problem's path. */
