@@ -238,20 +238,29 @@ export class ListenerWatch {
   }
 }
 
+/** Where LaterWatch finds what it wraps: modules the thread has loaded anyway. */
+export interface LaterSources {
+  createHook: (callbacks: object) => object;
+  /** node:timers/promises' exports, whose timers take `{ ref: false }` instead of calling `unref()`. */
+  promiseTimers: Record<string, unknown>;
+  /** node:worker_threads' Worker: a nested thread unref'd can still emit 'exit' or 'message' later. */
+  Worker: { prototype: object };
+}
+
 /**
  * What runs later without keeping the thread's loop alive, so that HandleWatch cannot see it: a
- * timer or immediate the handler unref'd (it would fire during another plugin's execution), an
- * async hook it enabled (it would see another plugin's execution). Seen through the prototypes'
- * `unref` and `enable`, wrapped when the thread starts; a handler that replaces those wrappers is
- * caught too.
+ * timer, immediate or nested Worker the handler unref'd, an `Atomics.waitAsync` (it would go on
+ * during another plugin's execution), an async hook it enabled (it would see another plugin's
+ * execution). Seen through those methods, wrapped when the thread starts; a handler that replaces
+ * the wrappers is caught too. (Not seen: an unref'd child process or fs watcher, whose modules a
+ * thread does not load, and a port or BroadcastChannel unref'd: docs/backends/worker-pool.md.)
  */
 export class LaterWatch {
   #during = false;
   #seen = false;
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
 
-  /** `promiseTimers`: node:timers/promises' exports, whose timers take `{ ref: false }` instead of calling `unref()`. */
-  constructor(createHook: (callbacks: object) => object, promiseTimers: Record<string, unknown>) {
+  constructor({ createHook, promiseTimers, Worker }: LaterSources) {
     const timeout = setTimeout(noop, 0);
     const immediate = setImmediate(noop);
     clearTimeout(timeout);
@@ -260,6 +269,8 @@ export class LaterWatch {
     for (const [holder, method, leaves] of [
       [getPrototypeOf(timeout), 'unref', always],
       [getPrototypeOf(immediate), 'unref', always],
+      [Worker.prototype, 'unref', always],
+      [Atomics, 'waitAsync', always],
       [getPrototypeOf(createHook({})), 'enable', always],
       [promiseTimers, 'setTimeout', withoutRef(2)],
       [promiseTimers, 'setInterval', withoutRef(2)],

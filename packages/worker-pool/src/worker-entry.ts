@@ -5,7 +5,7 @@
  */
 import { createHook } from 'node:async_hooks';
 import promiseTimers from 'node:timers/promises';
-import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { MessageChannel, Worker, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
@@ -15,7 +15,7 @@ import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, Threa
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
-const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(createHook, promiseTimers) };
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch({ createHook, promiseTimers, Worker }) };
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);

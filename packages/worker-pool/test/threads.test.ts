@@ -129,6 +129,8 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['promised-timer', 'handles-left'],
     ['promised-interval', 'handles-left'],
     ['scheduler-wait', 'handles-left'],
+    ['unref-worker', 'handles-left'],
+    ['wait-async', 'handles-left'],
   ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during a later execution', async (mode, reason) => {
     const backend = backends.make({ maxThreads: 1 });
     const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
