@@ -286,7 +286,9 @@ describe('a slow or flaky link between a worker and the server', () => {
     const backend = host(server.url, pool, { workerLostMs: 8000 });
     const returnBytes = 4 * 1024 * 1024;
     let dropped = false;
-    // Slow enough that the result's 16 parts take over a second to cross.
+    // Slow enough that the result's 16 parts take over a second to cross, so the link drops
+    // halfway; once it is back the link is fast again, so that on a loaded machine what is left
+    // of the 9 s is still far more than the resend takes.
     proxy.latency(40);
     const result = await backend.execute(
       { pluginId: QUEUE_PROBE, handlerId: 'big-result', input: { returnBytes } },
@@ -298,7 +300,10 @@ describe('a slow or flaky link between a worker and the server', () => {
             dropped = true;
             proxy.refuse(true);
             proxy.reset();
-            setTimeout(() => proxy.refuse(false), 500);
+            setTimeout(() => {
+              proxy.latency(0);
+              proxy.refuse(false);
+            }, 500);
           }, 400),
       },
     );
