@@ -25,3 +25,4 @@ export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.
 export { describeThrown, describeValue, toWireValue } from './wire-value.js';
 export { deserializeLikeClone } from './v8-wire.js';
+export { tightenViews } from './tight-views.js';

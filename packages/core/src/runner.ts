@@ -15,3 +15,4 @@ export { ExecutionError, HandlerError, PermissionDeniedError, ValidationError, W
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 export { deserializeLikeClone } from './v8-wire.js';
+export { tightenViews } from './tight-views.js';

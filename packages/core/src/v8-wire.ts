@@ -1,3 +1,4 @@
+import { tightCopy } from './tight-views.js';
 // Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
 const v8 = process.getBuiltinModule('node:v8');
 
@@ -5,13 +6,14 @@ const v8 = process.getBuiltinModule('node:v8');
  * v8's deserialiser, except that a Buffer comes back as the plain Uint8Array that structured
  * clone makes of one. Backends whose messages are v8-serialised (a subprocess's frames, a queue's
  * bodies) then hand hosts and handlers what the others do: `Buffer.isBuffer` and
- * `toString('utf8')` do not work on one backend only.
+ * `toString('utf8')` do not work on one backend only. And each view gets its own buffer: v8's
+ * makes it a window on the bytes being read, which hold other messages too (tight-views.ts).
  */
 class CloneLikeDeserializer extends v8.DefaultDeserializer {
   /** Node's documented hook for host objects (Buffers and typed arrays among them). */
   _readHostObject(): unknown {
     const value: unknown = readHostObject.call(this);
-    return Buffer.isBuffer(value) ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : value;
+    return ArrayBuffer.isView(value) ? tightCopy(value) : value;
   }
 }
 

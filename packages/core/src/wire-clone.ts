@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import { tightenViews } from './tight-views.js';
 import { formatPath } from './validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -22,7 +23,8 @@ export function cloneForWire<T>(value: T, what: string): T {
     if (copy !== UNSUITABLE) return copy as T;
   }
   try {
-    return structuredClone(value);
+    // structuredClone copies a view's whole buffer: only the view's own bytes go (tight-views.ts).
+    return tightenViews(structuredClone(value));
   } catch (error) {
     throw unserializableError(what, error, value);
   }

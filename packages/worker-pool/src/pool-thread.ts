@@ -1,6 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { TAKEN, WAITING_FOR_TASK, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -236,7 +236,7 @@ export class PoolThread<Lane = unknown> {
       this.release();
       if (message.retire) this.end({ kind: 'retired', reason: message.retire });
       try {
-        execution.resolve(unwrapRunnerResult(message.m));
+        execution.resolve(unwrapRunnerResult(tightenViews(message.m)));
       } catch (error) {
         execution.reject(error);
       }
@@ -244,7 +244,7 @@ export class PoolThread<Lane = unknown> {
     } else {
       this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
-      this.#session.handle(message.m);
+      this.#session.handle(tightenViews(message.m));
       this.#pacer.after(execution.control);
     }
   }

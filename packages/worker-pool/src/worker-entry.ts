@@ -6,7 +6,7 @@
 import { createHook } from 'node:async_hooks';
 import promiseTimers from 'node:timers/promises';
 import { MessageChannel, Worker, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { RunnerSession, serializeError, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
+import { RunnerSession, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
@@ -67,7 +67,8 @@ function onMessage(message: HostToThread): void {
     lastHandler = packed.h;
     void execute(message.k, tasks.unpack(packed));
   }
-  else if (current?.k === message.k) current.session.handle(message.m);
+  // A platform call's answer, a channel message: postMessage carried whole buffers (tight-views.ts in core).
+  else if (current?.k === message.k) current.session.handle(tightenViews(message.m));
 }
 channel.on('message', onMessage);
 

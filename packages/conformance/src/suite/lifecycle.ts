@@ -119,8 +119,12 @@ function lifecycleTests(suite: SuiteContext): void {
     const request = { pluginId: BASIC, handlerId: 'echo', input };
     const options = { timeoutMs: 10_000 };
     const queued = backend.execute(request, options);
+    const context = { host: { kind: 'cli', argv: ['run'] }, custom: { n: 1 } };
+    const withContext = backend.execute({ pluginId: BASIC, handlerId: 'context', context });
     input.word = 'after';
     input.list.push(2);
+    context.host.argv.push('--changed');
+    context.custom.n = 2;
     request.handlerId = 'throws';
     options.timeoutMs = 5000;
     const next = backend.execute(request, options);
@@ -129,6 +133,9 @@ function lifecycleTests(suite: SuiteContext): void {
     expectOk(result);
     expect(result.data).toEqual({ word: 'before', list: [1] });
     expect(result.meta).toMatchObject({ handlerId: 'echo', timeoutMs: 10_000 });
+    const seen = await withContext;
+    expectOk(seen);
+    expect((seen.data as { context: unknown }).context).toEqual({ host: { kind: 'cli', argv: ['run'] }, custom: { n: 1 } });
     const changed = await next;
     expectError(changed, 'HANDLER_ERROR');
     expect(changed.meta).toMatchObject({ handlerId: 'throws', timeoutMs: 5000 });

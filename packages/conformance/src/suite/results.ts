@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { expectOk } from '../expect-result.js';
 import { BASIC, CJS } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
+import { testPlatform } from '../test-platform.js';
 
 export function describeResults(suite: SuiteContext): void {
   describe('results', () => {
@@ -89,6 +90,25 @@ function boundaryTests(suite: SuiteContext): void {
     expect(Buffer.isBuffer(data.made)).toBe(false);
     expect(data.made).toBeInstanceOf(Uint8Array);
     expect(new TextDecoder().decode(data.made)).toBe('made here');
+  });
+
+  it("a view crosses with its own bytes only: not the rest of its buffer (Node's Buffer pool, a larger ArrayBuffer, a message's bytes), either way", async () => {
+    const platform = testPlatform();
+    const backend = make({ platform, permissions: { platform: { kv: true } } });
+    // Small Buffers are windows on Node's 8 KiB pool, with whatever else the host keeps there.
+    await platform.kv.set('view', Buffer.from('from host'));
+    const wide = new Uint8Array(new TextEncoder().encode('xxHIDDENxx sent HIDDEN').buffer, 11, 4);
+    const results = await Promise.all([
+      backend.execute({ pluginId: BASIC, handlerId: 'bytes-from-host', input: { bytes: Buffer.from('pooled'), fromHost: 'view' } }),
+      backend.execute({ pluginId: BASIC, handlerId: 'bytes', input: { bytes: wide } }),
+    ]);
+    const [pooled, sliced] = results.map((result) => {
+      expectOk(result);
+      return result.data as { text: string; bufferBytes: number; fromHost?: { text: string; bufferBytes: number }; made: Uint8Array };
+    });
+    expect(pooled).toMatchObject({ text: 'pooled', bufferBytes: 6, fromHost: { text: 'from host', bufferBytes: 9 } });
+    expect(sliced).toMatchObject({ text: 'sent', bufferBytes: 4 });
+    for (const data of [pooled!, sliced!]) expect(data.made.buffer.byteLength).toBe(9);
   });
 
   it('runs many executions concurrently with distinct ids', async () => {

@@ -154,9 +154,10 @@ export class Execution {
     const host = this.#host;
     if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } });
     const parsed = parseExecutionRequest(request);
-    // Copied now, at the call, as postMessage would: the caller may change its input object while
-    // this waits for its plugins, a slot or a workspace.
+    // Copied now, at the call, as postMessage would: the caller may change its input (or context)
+    // object while this waits for its plugins, a slot or a workspace.
     parsed.input = cloneForWire(parsed.input, 'input');
+    if (parsed.context) parsed.context = cloneForWire(parsed.context, 'context');
     const meta = this.meta;
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;

@@ -189,14 +189,14 @@ class LazyBackend implements LazyExecutionBackend {
   }
 }
 
-/** A copy of a request as it is now: its fields, its context's fields, and its input cloned (left as it is if it cannot be: execute() reports that). */
+/** A copy of a request as it is now: its fields, and its input and context cloned (left as they are if they cannot be: execute() reports that). */
 function takeRequest(request: ExecutionRequest): ExecutionRequest {
   if (request === null || typeof request !== 'object' || Array.isArray(request)) return request;
   const taken: ExecutionRequest = { ...request };
-  if (taken.context !== null && typeof taken.context === 'object') taken.context = { ...taken.context };
-  if (Object.hasOwn(taken, 'input')) {
+  for (const field of ['input', 'context'] as const) {
+    if (!Object.hasOwn(taken, field)) continue;
     try {
-      taken.input = cloneForWire(taken.input, 'input');
+      (taken as Record<typeof field, unknown>)[field] = cloneForWire(taken[field], field);
     } catch {
       // Not cloneable: execute() fails it with the same error, naming where.
     }

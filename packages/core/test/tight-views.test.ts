@@ -1,0 +1,77 @@
+import v8 from 'node:v8';
+import { cloneForWire, deserializeLikeClone, tightenViews } from '@kb-labs/plugin-execution-core/backend-kit';
+import { describe, expect, it } from 'vitest';
+
+/** Bytes `text` sits in the middle of: a view on them sees `text`, its buffer the rest too. */
+function windowOn(text: string): Uint8Array {
+  const all = new TextEncoder().encode(`SECRET-BEFORE|${text}|SECRET-AFTER`);
+  return all.subarray(14, 14 + text.length);
+}
+
+/** Every view's buffer holds its own bytes and nothing else. */
+function expectTight(view: ArrayBufferView, text: string): void {
+  expect(view.byteOffset).toBe(0);
+  expect(view.buffer.byteLength).toBe(view.byteLength);
+  expect(Buffer.from(view.buffer).toString()).toBe(text);
+}
+
+describe('views cross with their own bytes only', () => {
+  it('cloneForWire: a view anywhere in the value (object, array, Map key and value, Set, nested) keeps only its bytes; one view met twice stays one', () => {
+    const shared = windowOn('shared');
+    const value = {
+      top: windowOn('top'),
+      list: [1, windowOn('in list')],
+      map: new Map<unknown, unknown>([['first', 1], [windowOn('key'), windowOn('value')], ['last', 3]]),
+      set: new Set([windowOn('item')]),
+      deep: { a: { b: { c: { d: { e: shared } } } }, again: shared },
+      pooled: Buffer.from('pooled'),
+      words: new Uint16Array(new ArrayBuffer(64), 8, 2),
+      data: new DataView(new ArrayBuffer(32), 4, 3),
+    };
+    const copy = cloneForWire(value, 'input');
+    expectTight(copy.top, 'top');
+    expectTight(copy.list[1] as Uint8Array, 'in list');
+    const [key, item] = [...copy.map][1]!;
+    expectTight(key as Uint8Array, 'key');
+    expectTight(item as Uint8Array, 'value');
+    expect([...copy.map.keys()][0]).toBe('first');
+    expect([...copy.map.keys()][2]).toBe('last');
+    expectTight([...copy.set][0]!, 'item');
+    expectTight(copy.deep.a.b.c.d.e, 'shared');
+    expect(copy.deep.again).toBe(copy.deep.a.b.c.d.e);
+    expectTight(copy.pooled, 'pooled');
+    expect(copy.words).toBeInstanceOf(Uint16Array);
+    expect(copy.words.buffer.byteLength).toBe(4);
+    expect(copy.data).toBeInstanceOf(DataView);
+    expect(copy.data.buffer.byteLength).toBe(3);
+  });
+
+  it('a view that is already tight, and a shared buffer, are left as they are', () => {
+    const own = new Uint8Array([1, 2, 3]);
+    expect(tightenViews({ own }).own).toBe(own);
+    const shared = new Int32Array(new SharedArrayBuffer(16), 4, 1);
+    expect(tightenViews({ shared }).shared).toBe(shared);
+  });
+
+  it('a value nested far deeper than a stack allows, with a cycle, is walked to its view', () => {
+    const root: Record<string, unknown> = {};
+    let at = root;
+    for (let i = 0; i < 100_000; i++) at = (at.next = {}) as Record<string, unknown>;
+    at.view = windowOn('bottom');
+    at.back = root;
+    tightenViews(root);
+    expectTight(at.view as Uint8Array, 'bottom');
+  });
+
+  it("deserializeLikeClone: a view gets its own buffer, not a window on the message's bytes", () => {
+    const message = v8.serialize({ u: Buffer.from('one'), f: new Float64Array([1.5, 2.5]) });
+    // A message read from a connection sits in a larger buffer, with other messages around it.
+    const received = Buffer.concat([Buffer.from('OTHER-MESSAGE'), message, Buffer.from('NEXT-MESSAGE')]).subarray(13, 13 + message.length);
+    const decoded = deserializeLikeClone(received) as { u: Uint8Array; f: Float64Array };
+    expect(Buffer.isBuffer(decoded.u)).toBe(false);
+    expectTight(decoded.u, 'one');
+    expect(decoded.f).toBeInstanceOf(Float64Array);
+    expect([...decoded.f]).toEqual([1.5, 2.5]);
+    expect(decoded.f.buffer.byteLength).toBe(16);
+  });
+});
