@@ -35,7 +35,16 @@ export interface ThreadEvents {
   idle(thread: PoolThread): void;
   /** `thread.execution`, if set, is still unsettled. */
   gone(thread: PoolThread): void;
+  /** Ended, it has not exited within STOP_WITHIN_MS (see PoolThread.abandoned); `gone` may still follow. */
+  stuck(thread: PoolThread): void;
 }
+
+/**
+ * How long a thread has to exit once terminated. V8 stops JavaScript at once, but not a
+ * synchronous call into the system (opening a FIFO nobody writes to, execSync of a long command,
+ * a long scryptSync): the thread goes only when that call returns, which may be never.
+ */
+export const STOP_WITHIN_MS = 2000;
 
 export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
@@ -65,7 +74,15 @@ export class PoolThread<Lane = unknown> {
   readonly pluginGenerations = new Map<string, number>();
   /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
   stale = false;
-  readonly exited: Promise<void>;
+  /** Exited, or abandoned: what close() waits for. */
+  readonly done: Promise<void>;
+  /**
+   * Terminated, it did not exit within STOP_WITHIN_MS: its handler is in a synchronous call no
+   * terminate interrupts. The pool no longer counts it (another thread takes its place); it exits
+   * when that call returns, and until then the host process cannot exit either (Node joins every
+   * thread on the way out).
+   */
+  abandoned = false;
   readonly #worker: Worker;
   readonly #events: ThreadEvents;
   readonly #cancelGraceMs: number;
@@ -95,6 +112,8 @@ export class PoolThread<Lane = unknown> {
   #unread = 0;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
+  #stuckTimer: NodeJS.Timeout | undefined;
+  #markDone!: () => void;
   readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
 
   /** Throws what Worker's constructor throws (bad execArgv, out of resources). */
@@ -111,8 +130,7 @@ export class PoolThread<Lane = unknown> {
     this.#worker = worker;
     this.id = worker.threadId;
     this.#runner = { id: `thread:${this.id}`, threadId: this.id };
-    let markExited!: () => void;
-    this.exited = new Promise((resolve) => (markExited = resolve));
+    this.done = new Promise((resolve) => (this.#markDone = resolve));
     // After the hello, parentPort is the plugin's: what it posts there is read and dropped.
     worker.on('message', (message: ThreadHello) => this.#onHello(message));
     worker.on('error', (error) => (this.error ??= error));
@@ -123,9 +141,10 @@ export class PoolThread<Lane = unknown> {
       for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message as ThreadToHost);
       port?.close();
       clearTimeout(this.#graceTimer);
+      clearTimeout(this.#stuckTimer);
       clearTimeout(this.idleTimer);
       events.gone(this);
-      markExited();
+      this.#markDone();
     });
     // Never keeps the host alive by itself: while an execution runs, its time limit's timer does.
     // After the listeners: adding a 'message' listener refs the Worker again (a host that never
@@ -189,6 +208,11 @@ export class PoolThread<Lane = unknown> {
     if (!this.alive) return;
     this.endedBy ??= why;
     void this.#worker.terminate();
+    this.#stuckTimer ??= setTimeout(() => {
+      this.abandoned = true;
+      this.#events.stuck(this);
+      this.#markDone();
+    }, STOP_WITHIN_MS).unref();
   }
 
   /** Detach the execution it ran, to be settled by the caller. */

@@ -3,12 +3,12 @@ import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-co
 import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
-import { PoolThread, type Execution, type ThreadEndedBy, type ThreadEvents } from './pool-thread.js';
+import { PoolThread, STOP_WITHIN_MS, type Execution, type ThreadEndedBy, type ThreadEvents } from './pool-thread.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
-/** How long close() waits for terminated threads to be gone. */
+/** How long close() waits for terminated threads to be gone (one that takes longer than STOP_WITHIN_MS is abandoned first). */
 const CLOSE_WAIT_MS = 5000;
 /** A thread that has not taken the execution handed to it this long ago is ended (ThreadPool.#checkTaken). */
 const TAKE_WITHIN_MS = 1000;
@@ -30,6 +30,8 @@ export type WorkerPoolRunnerStats = {
   stopped: number;
   redispatched: number;
   failedToStart: number;
+  /** Threads terminated that have not exited: blocked in a synchronous call (PoolThread.abandoned), not counted in `threads`. */
+  abandoned: number;
   lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
 };
 
@@ -60,6 +62,8 @@ export class ThreadPool {
   readonly #entry: URL;
   readonly #lanes = new Map<number | 'default', Lane>();
   readonly #threads = new Set<PoolThread<Lane>>();
+  /** Threads that did not exit when terminated (PoolThread.abandoned): no longer the pool's, until they exit. */
+  readonly #abandoned = new Set<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
   readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 };
@@ -79,7 +83,10 @@ export class ThreadPool {
         this.#onIdle(thread as PoolThread<Lane>);
       },
       idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
-      gone: (thread) => this.#onGone(thread as PoolThread<Lane>),
+      gone: (thread) => {
+        if (!this.#abandoned.delete(thread as PoolThread<Lane>)) this.#onGone(thread as PoolThread<Lane>);
+      },
+      stuck: (thread) => this.#onStuck(thread as PoolThread<Lane>),
     };
     this.#takenCheck = setInterval(() => this.#checkTaken(), TAKE_CHECK_EVERY_MS).unref();
     const lane = this.#lane('default', options.minThreads, options.resourceLimits?.maxOldGenerationSizeMb);
@@ -108,7 +115,7 @@ export class ThreadPool {
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
     const threads = [...this.#threads];
     for (const thread of threads) thread.end({ kind: 'stopped' });
-    await settlesWithin(Promise.all(threads.map((thread) => thread.exited)), CLOSE_WAIT_MS);
+    await settlesWithin(Promise.all(threads.map((thread) => thread.done)), CLOSE_WAIT_MS);
   }
 
   /**
@@ -150,10 +157,12 @@ export class ThreadPool {
     }
   }
 
-  /** Why the pool is unhealthy: threads that fail to start. */
+  /** Why the pool is unhealthy: threads that fail to start, threads that could not be stopped. */
   problems(): string[] {
     const { streak, last } = this.#failing;
-    return streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
+    const problems = streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
+    if (this.#abandoned.size > 0) problems.push(`${stuckThreads(this.#abandoned.size)}: the host process cannot exit until they do`);
+    return problems;
   }
 
   /** Why an execution had no thread yet (for the TIMEOUT of one that never started). */
@@ -176,7 +185,7 @@ export class ThreadPool {
       lanes[lane.label] = { threads: lane.threads, busy: laneBusy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
     }
     const { minThreads, maxThreads } = this.#options;
-    return { threads: this.#threads.size, busy, idle, startingWait: waiting, minThreads, maxThreads, ...this.#counts, retired: { ...this.#retired }, lanes };
+    return { threads: this.#threads.size, busy, idle, startingWait: waiting, minThreads, maxThreads, ...this.#counts, retired: { ...this.#retired }, abandoned: this.#abandoned.size, lanes };
   }
 
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
@@ -268,6 +277,19 @@ export class ThreadPool {
     return staying;
   }
 
+  /** Terminated, it did not exit: counted as gone now (another may start in its place), its real exit ignored. */
+  #onStuck(thread: PoolThread<Lane>): void {
+    if (!this.#threads.has(thread)) return;
+    this.#abandoned.add(thread);
+    this.#onGone(thread);
+    if (!warnedStuck) {
+      warnedStuck = true;
+      process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns (Node waits for every thread on its way out). Said once per process.`, {
+        code: 'KB_PLUGIN_THREAD_STUCK',
+      });
+    }
+  }
+
   #onGone(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
     this.#threads.delete(thread);
@@ -329,6 +351,13 @@ export class ThreadPool {
     this.#lanes.set(key, lane);
     return lane;
   }
+}
+
+let warnedStuck = false;
+
+function stuckThreads(count: number): string {
+  const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
+  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler is' : 'their handlers are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …)`;
 }
 
 function isLeftBusy(why: ThreadEndedBy | undefined): boolean {

@@ -1,8 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, runners, useBackends } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, runners, useBackends, waitFor } from './helpers.js';
 
 describe('worker-pool: crashes', () => {
   const backends = useBackends();
@@ -72,6 +75,33 @@ describe('worker-pool: crashes', () => {
     expect(result.error.details).toMatchObject({ timeoutMs: 300, phase: 'queued' });
     // The thread started for it serves the next one.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 }));
+  });
+
+  it('a thread whose handler is blocked in a synchronous call (terminate cannot stop it) is abandoned and replaced: later executions and shutdown() do not wait for it', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-fifo-'));
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    const threadsBefore = osThreads();
+    const backend = backends.make({ maxThreads: 1, cancelGraceMs: 0 });
+    try {
+      const controller = new AbortController();
+      const blocked = await backend.execute({ pluginId: POOL, handlerId: 'blocks-on-fifo', input: { fifo } }, { signal: controller.signal, onEvent: () => controller.abort() });
+      expectError(blocked, 'ABORTED');
+      // One thread at most: this runs only because the blocked one no longer counts.
+      const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 20_000 });
+      expectOk(next);
+      expect(next.meta.workerId).not.toBe(blocked.meta.workerId);
+      expect(await runners(backend)).toMatchObject({ threads: 1, abandoned: 1, terminated: 1 });
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+      expect(health.problems.join('\n')).toContain('a worker thread did not exit within 2000 ms of being terminated');
+      await backend.shutdown({ timeoutMs: 1000 });
+    } finally {
+      // Its open returns once the FIFO has a writer: the thread exits then (and this process can).
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    }
+    if (threadsBefore !== undefined) await waitFor(() => osThreads()! <= threadsBefore, 10_000);
+    await rm(dir, { recursive: true });
   });
 
   it('does not hang shutdown() after crashes, with a crash in flight', async () => {
