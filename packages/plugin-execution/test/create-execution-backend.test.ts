@@ -1,6 +1,7 @@
 import { describeConformance, expectError, expectOk, fixturePlugins, BASIC } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { lazyExecutionBackend } from '@kb-labs/plugin-execution-core/host-kit';
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,19 @@ describe('createExecutionBackend', () => {
     expectError(refused, 'SHUTTING_DOWN');
     expect(refused.error.details).toEqual({ phase: 'queued' });
     await expect(backend.registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+  });
+
+  it('health(), stats() and ready() after shutdown() load nothing either: a backend never used reports itself closed', async () => {
+    const loaded: string[] = [];
+    const backend = lazyExecutionBackend({ type: 'worker-pool', maxConcurrency: 3 }, async (type) => {
+      loaded.push(type);
+      return InProcessBackend as never;
+    });
+    await backend.shutdown();
+    expect(await backend.health()).toMatchObject({ ok: false, backend: 'worker-pool', state: 'closed', problems: ['backend is closed'], active: 0, queued: 0 });
+    expect(await backend.stats()).toMatchObject({ backend: 'worker-pool', state: 'closed', active: 0, queued: 0, concurrency: 3, total: 0, latency: { run: { count: 0 } } });
+    await expect(backend.ready()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    expect(loaded).toEqual([]);
   });
 
   it('onShutdown(): listeners run first, while the backend still serves; one that throws does not stop the shutdown', async () => {

@@ -78,7 +78,13 @@ class LazyBackend implements LazyExecutionBackend {
     return this.#loading;
   }
 
+  /** Shut down before it was ever loaded: nothing is loaded now (a backend loaded then would never be shut down). */
+  #closedUnloaded(): boolean {
+    return this.#stopping && !this.#loading;
+  }
+
   async ready(): Promise<void> {
+    if (this.#closedUnloaded()) throw new ShuttingDownError(`The ${this.type} backend is shut down; it loads nothing more`);
     await this.#load();
   }
 
@@ -142,10 +148,15 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async stats(): Promise<BackendStats> {
+    if (this.#closedUnloaded()) return closedStats(this.type, this.#options);
     return (await this.#load()).stats();
   }
 
   async health(): Promise<BackendHealth> {
+    if (this.#closedUnloaded()) {
+      const isolation = { requested: 'unknown', active: 'unknown' as const, layers: [], reason: 'the backend was shut down before it was loaded' };
+      return { ok: false, backend: this.type, state: 'closed', problems: ['backend is closed'], active: 0, queued: 0, isolation };
+    }
     try {
       return await (await this.#load()).health();
     } catch (error) {
@@ -187,6 +198,24 @@ class LazyBackend implements LazyExecutionBackend {
   [Symbol.asyncDispose](): Promise<void> {
     return this.shutdown();
   }
+}
+
+/** The stats of a backend shut down before it was loaded: nothing ran; its limits as its options gave them, else 0. */
+function closedStats(type: BuiltInBackendType, options: Record<string, unknown>): BackendStats {
+  const none = { count: 0, p50: 0, p95: 0, p99: 0, max: 0 };
+  const given = (value: unknown) => (typeof value === 'number' ? value : 0);
+  return {
+    backend: type,
+    state: 'closed',
+    active: 0,
+    queued: 0,
+    concurrency: given(options.maxConcurrency),
+    maxQueue: given(options.maxQueue),
+    utilization: 0,
+    total: 0,
+    byOutcome: {},
+    latency: { total: { ...none }, wait: { ...none }, run: { ...none } },
+  };
 }
 
 /** A copy of a request as it is now: its fields, and its input and context cloned (left as they are if they cannot be: execute() reports that). */
