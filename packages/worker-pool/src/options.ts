@@ -31,19 +31,26 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
   maxLogLineLength?: number;
 }
 
+const MIN_STACK_MB = 1;
+const MAX_STACK_MB = 1024;
+
 /** The options with their defaults, checked against each other. */
 export type ResolvedPoolOptions = ReturnType<typeof resolvePoolOptions>;
 
 /** The whole option schema of this backend: the base class validates with it, unknown options refused. */
 export const workerPoolOptionsSchema = lazySchema((z) => {
   const megabytes = z.number({ error: 'must be a positive number of MB' }).positive({ error: 'must be a positive number of MB' }).optional();
+  // Below about 0.25 MB a thread overflows its stack while Node starts it, and that takes the
+  // whole process down (not the thread alone); a stack of gigabytes is never what was meant.
+  const stackRange = `must be a number of MB from ${MIN_STACK_MB} to ${MAX_STACK_MB} (Node's default is 4; a thread cannot even start on much less than 1)`;
+  const stackMegabytes = z.number({ error: stackRange }).min(MIN_STACK_MB, { error: stackRange }).max(MAX_STACK_MB, { error: stackRange }).optional();
   return backendOptionsSchema().extend({
     maxThreads: option.int(1, 1024).optional(),
     minThreads: option.int(0, 1024).optional(),
     idleTimeoutMs: option.int(0).optional(),
     resourceLimits: z
       .object(
-        { maxOldGenerationSizeMb: megabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: megabytes },
+        { maxOldGenerationSizeMb: megabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: stackMegabytes },
         { error: 'must be an object of limits in MB' },
       )
       .strict()

@@ -93,8 +93,11 @@ export class ThreadPool {
     try {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
     } catch (error) {
-      throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}`, {
-        details: { phase: 'options', code: (error as { code?: unknown })?.code ?? null },
+      const code = (error as { code?: unknown })?.code;
+      // The system's own word for it says nothing of which option, if any, asked too much.
+      const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
+      throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
+        details: { phase: 'options', code: code ?? null },
         cause: error,
       });
     }

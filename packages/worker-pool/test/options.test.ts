@@ -14,6 +14,9 @@ describe('worker-pool: options', () => {
     [{ maxExecutionsPerThread: 'often' }, 'maxExecutionsPerThread'],
     [{ resourceLimits: { heap: 10 } }, 'resourceLimits.heap'],
     [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
+    // Under ~0.25 MB the thread overflows its stack while Node starts it, and the host process dies.
+    [{ resourceLimits: { stackSizeMb: 0.1 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
+    [{ resourceLimits: { stackSizeMb: 100_000 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
     [{ maxThreds: 2 }, 'maxThreds: unknown option; did you mean "maxThreads"?'],
