@@ -127,3 +127,31 @@ describe('a server whose max_payload is 4 KiB (far below a part of 256 KiB)', ()
     }
   });
 });
+
+describe('a server restarted on its port with a lower max_payload', () => {
+  it('what is over the new limit and under the old one goes in parts from then on, both ways', async () => {
+    let swapped = await startNatsServer({ maxPayload: '8MB' });
+    const swapPool = newPool('payload-swap');
+    const plugins = [fixturePlugins.basic, QUEUE_PLUGIN];
+    const worker = await startExecutionWorker({ connection: { servers: swapped.url }, pool: swapPool, plugins, backend: { type: 'in-process' }, concurrency: 1 });
+    const host = new QueueBackend({ connection: { servers: swapped.url }, pool: swapPool, plugins });
+    try {
+      expectOk(await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'before' }));
+      const { port } = swapped;
+      await swapped.stop();
+      swapped = await startNatsServer({ port, maxPayload: '1MB' });
+      const MB2 = 2 * 1000 * 1000;
+      // Sent while the two are reconnecting: each waits for its connection, then goes in parts.
+      const input = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(MB2) }, { timeoutMs: 30_000 });
+      expectOk(input);
+      expect(input.data).toEqual({ length: MB2 });
+      const output = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: MB2 } }, { timeoutMs: 30_000 });
+      expectOk(output);
+      expect((output.data as string).length).toBe(MB2);
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+      await worker.close();
+      await swapped.stop();
+    }
+  });
+});

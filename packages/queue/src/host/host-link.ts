@@ -30,7 +30,10 @@ export class HostLink implements ExecutionLink {
   /** Why the pool's stream cannot be used, as last checked (health() says it); undefined when it can. */
   streamProblem: string | undefined;
   readonly maxPayloadBytes: number;
-  readonly partBytes: number;
+  /** The largest body one message carries now (the server reconnected to may have another max_payload). */
+  get partBytes(): number {
+    return partBytes(this.#nc);
+  }
   readonly workerLostMs: number;
   readonly workspace: boolean;
   readonly subjects: PoolSubjects;
@@ -67,7 +70,6 @@ export class HostLink implements ExecutionLink {
     this.#callerSubject = this.subjects.caller(hostId);
     this.#courier = new Courier(nc, this.#callerSubject);
     this.maxPayloadBytes = o.maxPayloadBytes;
-    this.partBytes = partBytes(nc);
     this.workerLostMs = o.workerLostMs;
     this.workspace = o.workspace;
     this.workers = new WorkerDirectory(o.workerLostMs);
@@ -107,7 +109,8 @@ export class HostLink implements ExecutionLink {
     }
   }
 
-  async publishTask(executionId: string, body: Uint8Array): Promise<number> {
+  /** Put a task in the stream; `encode` makes its body for the server connected to when it goes (its max_payload may have changed in a reconnection). */
+  async publishTask(executionId: string, encode: () => Uint8Array): Promise<number> {
     // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT
     // waiting for a worker that cannot take it. Read again first: it may have been fixed since.
     if (this.streamProblem) await this.checkStream();
@@ -126,6 +129,7 @@ export class HostLink implements ExecutionLink {
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again), not fails.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, Math.min(PUBLISH_TIMEOUT_MS, left()));
+      const body = encode();
       try {
         ack = await this.#js.publish(this.subjects.tasks, body, { msgID: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         break;

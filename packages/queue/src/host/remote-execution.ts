@@ -13,7 +13,7 @@ export interface ExecutionLink {
   /** Whether executions get a workspace on the worker. */
   readonly workspace: boolean;
   /** Put the task on the pool's stream; resolves with its stream sequence. */
-  publishTask(executionId: string, body: Uint8Array): Promise<number>;
+  publishTask(executionId: string, encode: () => Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
   deleteTask(seq: number): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined;
@@ -70,15 +70,19 @@ export class RemoteExecution {
 
   async #publish(): Promise<void> {
     const body = this.#taskBody();
-    let bytes = encode(body, 'input', this.#task.input);
+    const whole = encode(body, 'input', this.#task.input);
     // This host's own limit, whether or not the input fits in one stream message.
-    if (bytes.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
-    if (bytes.length > this.#link.partBytes) {
-      // Too large for one stream message: the input goes to the worker once it has started.
+    if (whole.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
+    // Decided as it goes out, for the server it goes to: too large for one stream message, the
+    // input goes to the worker once it has started.
+    const forServer = (): Uint8Array => {
+      const partBytes = this.#link.partBytes;
+      this.#input = undefined;
+      if (whole.length <= partBytes) return whole;
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
-      bytes = this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', this.#link.partBytes, "one message of the server's max_payload");
-    }
-    const seq = await this.#link.publishTask(this.id, bytes);
+      return this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', partBytes, "one message of the server's max_payload");
+    };
+    const seq = await this.#link.publishTask(this.id, forServer);
     this.#seq = seq;
     // Stopped while it was being published: it must never run.
     if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);

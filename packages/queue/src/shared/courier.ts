@@ -88,7 +88,6 @@ export function maxPayload(nc: NatsConnection): number {
  */
 export class Courier {
   readonly #nc: NatsConnection;
-  readonly #partBytes: number;
   readonly #caller: string | undefined;
   readonly #events: CourierEvents;
   /** Set while the connection is down (see hold()). */
@@ -101,9 +100,13 @@ export class Courier {
   /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
   constructor(nc: NatsConnection, caller?: string, events: CourierEvents = {}) {
     this.#nc = nc;
-    this.#partBytes = Math.min(partBytes(nc), COURIER_PART_BYTES);
     this.#caller = caller;
     this.#events = events;
+  }
+
+  /** The largest body one message carries now: read at each send, as a server reconnected to may allow less (or more) than the first. */
+  get #partBytes(): number {
+    return Math.min(partBytes(this.#nc), COURIER_PART_BYTES);
   }
 
   /**
