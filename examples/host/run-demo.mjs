@@ -56,10 +56,13 @@ function describeOutcome(result, events) {
 const root = await mkdtemp(path.join(os.tmpdir(), 'kb-demo-'));
 const rows = [];
 for (const type of ['in-process', 'worker-pool', 'subprocess']) {
-  const backend = createExecutionBackend({ type, plugins, platform: makePlatform(), workspace: { root }, maxThreads: 2 });
+  // Each backend's own options only: one it does not know is refused, naming it.
+  const own = type === 'worker-pool' ? { maxThreads: 2 } : type === 'subprocess' ? { maxConcurrency: 2 } : {};
+  const backend = createExecutionBackend({ type, plugins, platform: makePlatform(), workspace: { root }, ...own });
   const health = await backend.health();
   if (!health.ok) {
-    rows.push([type, '-', `not available: ${health.problems[0]?.split('\n')[0].slice(0, 90)}`, '']);
+    // The whole reason: the first line of an options error says only that there is one.
+    rows.push([type, '-', `not available: ${health.problems.join('; ').replace(/\s*\n\s*/g, ' ').slice(0, 200)}`, '']);
     await backend.shutdown();
     continue;
   }
