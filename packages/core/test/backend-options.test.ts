@@ -75,6 +75,13 @@ describe('parseOptions', () => {
     expect(failure(() => parseOptions(schema, { watch: 'yes' }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
     expect(failure(() => parseOptions(schema, { watch: { debounceMs: -1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
     expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
+    // Inside a choice of a boolean and an object, a misspelt key is named with its nearest too.
+    expect(failure(() => parseOptions(schema, { watch: { debounce: 20 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounce', message: 'unknown option; did you mean "debounceMs"?' }]);
+  });
+
+  it('refuses a key workspace: { root } does not take, where it was dropped without a word', () => {
+    expect(parseOptions(schema, { workspace: { root: '/tmp/w' } }, 'x options')).toEqual({ workspace: { root: '/tmp/w' } });
+    expect(failure(() => parseOptions(schema, { workspace: { root: '/tmp/w', keep: true } }, 'x options')).details.issues).toEqual([{ path: 'workspace.keep', message: 'unknown option' }]);
   });
 
   it('says what plugins takes when it gets something else', () => {

@@ -74,7 +74,7 @@ export const option = {
 /** The `plugins` option (of every backend, and of a queue worker): plugin folders as paths or file: URLs, or `{ root, manifest }`. */
 export const pluginSourcesSchema = lazySchema((z) =>
   z.array(
-    z.union([z.string().min(1, { error: 'must not be empty' }), z.instanceof(URL), z.object({ root: z.string().min(1, { error: 'must not be empty' }), manifest: z.unknown() })], {
+    z.union([z.string().min(1, { error: 'must not be empty' }), z.instanceof(URL), z.object({ root: z.string().min(1, { error: 'must not be empty' }), manifest: z.unknown() }).strict()], {
       error: 'must be a plugin folder (a path or file: URL) or { root, manifest }',
     }),
     { error: 'must be an array of plugin folders (paths or file: URLs) or { root, manifest } objects' },
@@ -90,7 +90,7 @@ export const backendOptionsSchema = lazySchema((z) =>
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     plugins: pluginSourcesSchema().optional(),
     registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
-    workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }), z.literal(false)], { error: 'must be a WorkspaceManager, { root }, or false' }).optional(),
+    workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }).strict(), z.literal(false)], { error: 'must be a WorkspaceManager, { root } (a directory; nothing else), or false' }).optional(),
     permissions: permissionSpecSchema().optional(),
     defaultTimeoutMs: option.int(1).optional(),
     maxConcurrency: option.int(1, 100_000).optional(),
@@ -124,11 +124,12 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
   throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
 }
 
-/** The option names an object schema takes at `path` (`connection` → `servers`, `user`, `tls` …), through optional and default wrappers. */
+/** The option names an object schema takes at `path` (`connection` → `servers`, `user`, `tls` …), through optional and default wrappers and unions (`watch`: a boolean or an object). */
 function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  type Node = { shape?: Record<string, Node>; unwrap?: () => Node } | undefined;
+  type Node = { shape?: Record<string, Node>; unwrap?: () => Node; options?: Node[] } | undefined;
   const unwrap = (node: Node): Node => {
     while (node && !node.shape && typeof node.unwrap === 'function') node = node.unwrap();
+    if (node && !node.shape && Array.isArray(node.options)) return node.options.map(unwrap).find((option) => option?.shape);
     return node;
   };
   let node = unwrap(schema as unknown as Node);

@@ -47,7 +47,7 @@ const workerOptionsSchema = lazySchema((z) =>
     plugins: pluginSourcesSchema(),
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     concurrency: option.int(1, 10_000).optional(),
-    workspace: z.object({ root: option.text() }).optional(),
+    workspace: z.object({ root: option.text() }).strict().optional(),
     id: option.text().optional(),
     heartbeatMs: option.int(50, 60_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
