@@ -273,6 +273,13 @@ describe('loading a plugin folder', () => {
     }
     expect(notFound).toBeInstanceOf(HandlerNotFoundError);
     expect((notFound as Error).message).toMatch(/2 plugin source\(s\) failed to load: plugins\[1\]: .*; plugins\[2\]: Plugin folder \S+missing does not exist/s);
+    expect((notFound as Error).message).not.toContain('more');
+  });
+
+  it('a plugin not registered, with more than three sources that failed, names three and says how many more', async () => {
+    const registry = new PluginRegistry();
+    await registry.addEach(Array.from({ length: 5 }, (_, i) => path.join(tmp, `missing-${i}`)));
+    expect(() => registry.resolve('@x/other', 'run')).toThrow(/5 plugin source\(s\) failed to load: plugins\[0\]: .*missing-0.*plugins\[2\]: .*missing-2 does not exist; and 2 more \(health\(\) names every one\)$/s);
   });
 
   it('loads a folder given as a file: URL (string or URL object) or as a path relative to the working directory', async () => {

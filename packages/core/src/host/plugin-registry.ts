@@ -235,7 +235,9 @@ export class PluginRegistry {
       const failed = this.#failures.find((f) => f.pluginId === pluginId);
       if (failed) throw failed.error;
       const known = [...this.#plugins.keys()];
-      const unloaded = this.#failures.length ? `; ${this.#failures.length} plugin source(s) failed to load: ${this.#failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}` : '';
+      const failures = this.#failures;
+      const more = failures.length > 3 ? `; and ${failures.length - 3} more (health() names every one)` : '';
+      const unloaded = failures.length ? `; ${failures.length} plugin source(s) failed to load: ${failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}${more}` : '';
       throw new HandlerNotFoundError(
         `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : unloaded ? ' (none is)' : NONE_REGISTERED}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
