@@ -128,8 +128,16 @@ describe('createExecutionBackend', () => {
         expectError(result, 'HANDLER_ERROR');
         expect(result.error.message, `${type} ${JSON.stringify(extra)}`).toBe(
           `Handler "run" of plugin "@x/esm-in-cjs": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
-            'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
+            'Rename it to .mjs, or put a package.json with "type": "module" in the plugin folder (it has none: Node goes by the nearest one above it, if any)',
         );
+      }
+      // One in the plugin folder that says otherwise is named (a sandbox shows nothing above the folder: that is as far as it looks).
+      await writeFile(path.join(plugin, 'package.json'), JSON.stringify({ name: 'p', type: 'commonjs' }));
+      for (const [type, extra] of [['worker-pool', {}], ['subprocess', {}]] as const) {
+        await using backend = createExecutionBackend({ type, plugins: [plugin], workspace: false, ...extra });
+        const result = await backend.execute({ pluginId: '@x/esm-in-cjs', handlerId: 'run' });
+        expectError(result, 'HANDLER_ERROR');
+        expect(result.error.message).toContain(`${file} uses ES module syntax (import/export) but Node loads it as CommonJS. Rename it to .mjs, or make "type" "module" in ${await realpath(path.join(plugin, 'package.json'))}, the package.json nearest to it (it says "type": "commonjs")`);
       }
     } finally {
       await rm(project, { recursive: true, force: true });

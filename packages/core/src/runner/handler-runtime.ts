@@ -7,6 +7,7 @@ import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
+import { moduleTypeAdvice } from './nearest-package.js';
 import { handlerModuleUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -141,8 +142,7 @@ function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): 
   const file = syntax && /Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message) ? (syntax.file ?? entryPath) : requiredInCycle(error, entryPath);
   if (!file) return undefined;
   return new HandlerError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ` +
-      'Rename it to .mjs, or add "type": "module" to the package.json nearest to it (the plugin folder\'s)',
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ${moduleTypeAdvice(file, task.pluginRoot)}`,
     { details: { name: 'SyntaxError', file }, cause: error },
   );
 }

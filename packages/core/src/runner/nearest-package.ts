@@ -1,0 +1,38 @@
+// Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
+const { readFileSync } = process.getBuiltinModule('node:fs');
+const path = process.getBuiltinModule('node:path');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
+
+/**
+ * What to do about an ES module file Node loads as CommonJS, naming the package.json in the plugin
+ * folder that decides it, if there is one. Looked for no higher than the plugin folder: a sandbox
+ * shows nothing above it, and every backend says the same. Read only on that error's path.
+ */
+export function moduleTypeAdvice(file: string, pluginRoot: string): string {
+  const found = nearestPackageJson(file.startsWith('file:') ? fileURLToPath(file) : file, pluginRoot);
+  if (!found) return 'Rename it to .mjs, or put a package.json with "type": "module" in the plugin folder (it has none: Node goes by the nearest one above it, if any)';
+  const says = found.type === undefined ? 'no "type"' : `"type": ${JSON.stringify(found.type)}`;
+  return `Rename it to .mjs, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
+}
+
+function nearestPackageJson(file: string, pluginRoot: string): { path: string; type: unknown } | undefined {
+  const root = path.resolve(pluginRoot);
+  const inPlugin = (dir: string) => dir === root || dir.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+  for (let dir = path.dirname(file), above = ''; inPlugin(dir) && dir !== above; above = dir, dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'package.json');
+    let text: string;
+    try {
+      text = readFileSync(candidate, 'utf8');
+    } catch {
+      continue;
+    }
+    let type: unknown;
+    try {
+      type = (JSON.parse(text) as { type?: unknown } | null)?.type;
+    } catch {
+      type = undefined;
+    }
+    return { path: candidate, type };
+  }
+  return undefined;
+}
