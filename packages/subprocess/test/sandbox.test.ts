@@ -336,6 +336,30 @@ describe.runIf(linux)('inside the sandbox', () => {
     expectOk(await backend.execute({ pluginId: '@sandbox-test/moving', handlerId: 'run' }));
   });
 
+  it('a workspace root or plugin folder under /dev (/dev/shm) is refused naming it: the sandbox has a /dev of its own, where it never was', async () => {
+    const shm = await mkdtemp('/dev/shm/kb-sandbox-test-');
+    try {
+      const root = path.join(shm, 'workspaces');
+      const backend = make({ sandbox: 'required', workspace: { root } });
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toBe(`The workspace root ${root} lies under /dev, which the bubblewrap sandbox replaces with its own: no handler could see its workspace. Choose a root elsewhere (workspace: { root }), or use sandbox: 'off'`);
+      expect(result.error.details).toMatchObject({ path: 'workspace.root' });
+      expect((await backend.health()).problems).toContain(result.error.message);
+      const plugin = path.join(shm, 'plugin');
+      await mkdir(plugin);
+      await writeFile(path.join(plugin, 'handler.mjs'), 'export default () => "here";\n');
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/in-shm', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+      const inShm = await make({ sandbox: 'required', plugins: [plugin], workspace: false }).execute({ pluginId: '@sandbox-test/in-shm', handlerId: 'run' });
+      expectError(inShm, 'VALIDATION_ERROR');
+      expect(inShm.error.message).toContain(`The plugin folder ${plugin} lies under /dev, which the bubblewrap sandbox replaces with its own: its handlers cannot load there`);
+      // Off the sandbox, both are ordinary folders.
+      expectOk(await make({ sandbox: 'off', workspace: { root } }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    } finally {
+      await rm(shm, { recursive: true, force: true });
+    }
+  });
+
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {
     const backend = make({ sandbox: 'required', prespawn: 1 });
     expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));

@@ -1,4 +1,4 @@
-import { lstatSync, readlinkSync } from 'node:fs';
+import { lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
 /** Symlinks followed before a path is taken as missing (the kernel's own limit is 40). */
@@ -88,6 +88,24 @@ export class SandboxView {
  * the host's (`allowRead: ['/proc']`) lets Node's permission model read them, never replaces them.
  */
 const OWN_MOUNTS = ['/proc', '/dev'];
+
+/**
+ * The folder of the sandbox's own (`/dev`, `/proc`) that `p` lies in, if it does: a workspace or a
+ * plugin folder there (`/dev/shm/…`) cannot be shown to a sandboxed child, whose /dev is not the
+ * host's. A path not made yet is judged by the nearest folder above it that exists.
+ */
+export function underOwnMount(p: string): string | undefined {
+  for (let at = path.resolve(p); ; at = path.dirname(at)) {
+    let real: string;
+    try {
+      real = realpathSync(at);
+    } catch {
+      if (path.dirname(at) === at) return undefined;
+      continue;
+    }
+    return OWN_MOUNTS.find((own) => within(real, own));
+  }
+}
 
 function within(p: string, dir: string): boolean {
   return p === dir || p.startsWith(dir === '/' ? '/' : `${dir}/`);

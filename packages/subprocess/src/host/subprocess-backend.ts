@@ -12,6 +12,7 @@ import { resolveOptions, subprocessOptionsSchema, type Resolved, type Subprocess
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { childEntryPath } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
+import { underOwnMount } from './sandbox-view.js';
 import { SparePool } from './spare-pool.js';
 
 export type { SubprocessBackendOptions } from './options.js';
@@ -100,6 +101,8 @@ export class SubprocessBackend extends BaseBackend {
     if (refusal) throw sandboxRefusedError(refusal, task);
     // Before a spare is taken or refilled for it: a declared folder leading outside the plugin's.
     declaredFolders(profileOf(task, undefined, undefined));
+    const hidden = this.#hiddenFromSandbox(task.pluginRoot);
+    if (hidden) throw new ValidationError(hidden.message, { details: { path: hidden.path, reason: 'hidden-by-sandbox' } });
 
     let runner: ChildRunner | undefined;
     let spareProfile: ChildProfile | undefined;
@@ -227,10 +230,31 @@ export class SubprocessBackend extends BaseBackend {
     };
   }
 
+  /**
+   * A workspace root or plugin folder under /dev or /proc, which a sandboxed child sees as the
+   * sandbox's own: its handlers could never run (they would fail as WORKER_CRASHED every time).
+   */
+  #hiddenFromSandbox(pluginRoot?: string): { message: string; path: string } | undefined {
+    if (this.#sandbox.state?.active !== true) return undefined;
+    const root = this.workspace?.root;
+    const rootUnder = root !== undefined ? underOwnMount(root) : undefined;
+    if (root !== undefined && rootUnder) {
+      const message = `The workspace root ${root} lies under ${rootUnder}, which the bubblewrap sandbox replaces with its own: no handler could see its workspace. Choose a root elsewhere (workspace: { root }), or use sandbox: 'off'`;
+      return { message, path: 'workspace.root' };
+    }
+    const pluginUnder = pluginRoot !== undefined ? underOwnMount(pluginRoot) : undefined;
+    if (pluginRoot !== undefined && pluginUnder) {
+      return { message: `The plugin folder ${pluginRoot} lies under ${pluginUnder}, which the bubblewrap sandbox replaces with its own: its handlers cannot load there. Keep plugins elsewhere, or use sandbox: 'off'`, path: 'pluginRoot' };
+    }
+    return undefined;
+  }
+
   protected override async runnerProblems(): Promise<string[]> {
     const problems: string[] = [];
     const refusal = this.#sandbox.refusal(await this.#sandbox.ready());
     if (refusal) problems.push(`sandbox: 'required' but unavailable: ${refusal}`);
+    const hidden = this.#hiddenFromSandbox();
+    if (hidden) problems.push(hidden.message);
     if (this.#pool.problem) problems.push(this.#pool.problem);
     return problems;
   }
