@@ -138,7 +138,9 @@ function reportFailure(error: unknown): number {
     process.stderr.write(`${usageMessage(error as Error & { code?: string }, worker)}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
     return 2;
   }
-  const e = error as { code?: string; message?: string };
-  process.stderr.write(`${e?.code ?? 'ERROR'}: ${e?.message ?? String(error)}\n`);
+  const e = error as { code?: string; name?: string; problem?: string; message?: string };
+  // A queue's server problem has no execution error code: its class and kind say what it is.
+  const label = e?.code ?? (e?.name && e.name !== 'Error' ? `${e.name}${e.problem ? ` (${e.problem})` : ''}` : 'ERROR');
+  process.stderr.write(`${label}: ${e?.message ?? String(error)}\n`);
   return 1;
 }

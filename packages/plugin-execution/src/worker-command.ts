@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -44,6 +45,17 @@ export const WORKER_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
+const LOCAL_BACKENDS: readonly LocalBackendType[] = ['in-process', 'worker-pool', 'subprocess'];
+
+/** `--backend`: where the worker runs what it takes (a worker cannot hand its tasks to another queue). */
+function localBackend(given: string | undefined): LocalBackendType {
+  if (given === undefined) return 'worker-pool';
+  if ((LOCAL_BACKENDS as readonly string[]).includes(given)) return given as LocalBackendType;
+  const near = nearest(given, LOCAL_BACKENDS);
+  const why = given === 'queue' ? ' (a worker runs what it takes from the queue here, on one of these)' : near ? `; did you mean "${near}"?` : '';
+  throw new WorkerUsageError(`--backend must be one of ${LOCAL_BACKENDS.join(', ')}, got ${JSON.stringify(given)}${why}`);
+}
+
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: WORKER_OPTIONS });
@@ -57,7 +69,7 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const worker = await startExecutionWorker({
     connection: { servers: values.nats.split(',') },
     plugins,
-    backend: { type: (values.backend ?? 'worker-pool') as LocalBackendType },
+    backend: { type: localBackend(values.backend) },
     ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),
     ...(values.pool ? { pool: values.pool } : {}),
     ...(values.prefix ? { subjectPrefix: values.prefix } : {}),

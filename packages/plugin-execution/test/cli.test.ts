@@ -195,6 +195,16 @@ describe('kb-plugin-exec CLI', () => {
     const workerTypo = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugin', fixturePlugins.basic]);
     expect(workerTypo.status).toBe(2);
     expect(workerTypo.stderr.split('\n')[0]).toBe('unknown option --plugin; did you mean --plugins?');
+    const queueWorker = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'queue']);
+    expect(queueWorker.status).toBe(2);
+    expect(queueWorker.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, got "queue" (a worker runs what it takes from the queue here, on one of these)');
+    expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'subproces']).stderr.split('\n')[0]).toBe(
+      '--backend must be one of in-process, worker-pool, subprocess, got "subproces"; did you mean "subprocess"?',
+    );
+    // A server that is not there: what kind of problem it is, where there is no execution error code.
+    const noServer = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process']);
+    expect(noServer.status).toBe(1);
+    expect(noServer.stderr).toMatch(/^QueueServerError \(unreachable\): The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\)/);
     const badBackend = run(['run', fixturePlugins.basic, 'echo', '--backend', 'workerpool']);
     expect(badBackend.status).toBe(2);
     expect(badBackend.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, queue, got "workerpool"; did you mean "worker-pool"?');
