@@ -23,6 +23,8 @@ describe('the manifest JSON Schema shipped in core', () => {
     const handler = shipped.properties.handlers.additionalProperties;
     expect(handler.additionalProperties).toBe(false);
     expect(handler.required).toEqual(['entry']);
+    // "handlers": {} is refused at load: the schema says so too.
+    expect(shipped.properties.handlers.minProperties).toBe(1);
     expect(Object.keys(handler.properties)).toEqual(['entry', 'export', 'timeoutMs', 'memoryMb', 'permissions', 'description']);
     expect(handler.properties.entry.description).toMatch(/relative to the plugin folder/);
     expect(Object.keys(shipped.properties.permissions.properties)).toEqual(['platform', 'fs', 'env', 'network', 'childProcess']);

@@ -87,6 +87,8 @@ export const pluginManifestSchema = lazySchema((z) =>
       handlers: z
         .record(handlerIdSchema(), handlerSpecSchema())
         .refine((h) => Object.keys(h).length > 0, 'must declare at least one handler')
+        // The refinement, as the JSON Schema (editors) can say it.
+        .meta({ minProperties: 1 })
         .describe('Handler id → where its code is and what it needs.'),
       channels: z.array(channelSpecSchema()).optional().describe('WebSocket channels served by handlers of this plugin.'),
     })
