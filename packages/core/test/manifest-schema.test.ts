@@ -86,3 +86,19 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(plugin.id).toBe('@x/nested');
   });
 });
+
+describe('channel paths', () => {
+  const manifest = (channelPath: string) => ({ id: '@x/ch', version: '1.0.0', handlers: { h: { entry: 'h.mjs' } }, channels: [{ path: channelPath, handler: 'h' }] });
+
+  it('takes literal segments and whole ":name" parameters', () => {
+    for (const good of ['/', '/chat', '/chat/', '/ws/rooms/:room', '/v1.2/a:b', '/..hidden']) expect(pluginManifestSchema().safeParse(manifest(good)).success, good).toBe(true);
+  });
+
+  it('refuses a path no request could match (".", "..", an empty segment, a ":" naming no parameter), naming the rule', () => {
+    for (const bad of ['/r/:', '/../x', '/a/.', '/a//b', '/:1x', 'chat']) {
+      const result = pluginManifestSchema().safeParse(manifest(bad));
+      expect(result.success, bad).toBe(false);
+      expect(result.error?.issues[0]).toMatchObject({ path: ['channels', 0, 'path'], message: expect.stringContaining('not "." or ".."') });
+    }
+  });
+});

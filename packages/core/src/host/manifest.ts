@@ -50,10 +50,19 @@ export const handlerSpecSchema = lazySchema((z) => {
   });
 });
 
+/**
+ * A channel's path: "/"-separated segments, each a literal or a whole ":name" parameter. A segment
+ * no request can carry ("." or "..", which clients resolve away, an empty one) or a ":" that names
+ * no parameter would be mounted and never matched.
+ */
+const CHANNEL_SEGMENT = String.raw`(?::[A-Za-z_]\w*|(?!\.\.?(?:\/|$))[\w\-.][\w\-.:]*)`;
+const CHANNEL_PATH = new RegExp(String.raw`^\/(?:${CHANNEL_SEGMENT}(?:\/${CHANNEL_SEGMENT})*\/?)?$`);
+const CHANNEL_PATH_RULE = 'must be a URL path starting with "/" whose segments are names (letters, digits, "_", "-", ".", ":"; not "." or "..") or ":param" parameters, e.g. "/rooms/:room"';
+
 export const channelSpecSchema = lazySchema((z) =>
   z.strictObject({
     /** URL path the channel is mounted on, e.g. "/chat". */
-    path: z.string().regex(/^\/[\w\-./:]*$/, 'must be a URL path starting with "/"').describe('URL path the channel is mounted on, e.g. "/chat" (":name" segments are parameters).'),
+    path: z.string().regex(CHANNEL_PATH, CHANNEL_PATH_RULE).describe('URL path the channel is mounted on, e.g. "/chat" (":name" segments are parameters).'),
     /** Handler id (in this manifest) that serves connect, message and disconnect. */
     handler: handlerIdSchema().describe('The handler (in this manifest) that serves connect, message and disconnect.'),
     /** Largest accepted message in bytes. @default 1 MiB */
