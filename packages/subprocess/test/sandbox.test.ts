@@ -213,6 +213,25 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(ours[0]!.message).toContain('npm install --install-links');
   });
 
+  it('a dependency linked into a node_modules folder above the plugin (pnpm in a monorepo) loads in the sandbox, with no warning', async () => {
+    const mono = path.join(scratch, 'mono');
+    const stored = path.join(mono, 'node_modules', '.pnpm', 'stored-dependency');
+    const plugin = path.join(mono, 'plugins', 'p');
+    await mkdir(path.join(plugin, 'node_modules'), { recursive: true });
+    await mkdir(stored, { recursive: true });
+    await writeFile(path.join(stored, 'package.json'), JSON.stringify({ name: 'stored-dependency', version: '1.0.0', main: 'index.js' }));
+    await writeFile(path.join(stored, 'index.js'), "module.exports = 'from the store';\n");
+    await symlink(path.relative(path.join(plugin, 'node_modules'), stored), path.join(plugin, 'node_modules', 'stored-dependency'));
+    await writeFile(path.join(plugin, 'handler.mjs'), "import value from 'stored-dependency';\nexport default () => value;\n");
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@probe/stored', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    const warnings = await warningsDuring(async () => {
+      const result = await make({ sandbox: 'required', plugins: [plugin] }).execute({ pluginId: '@probe/stored', handlerId: 'run' });
+      expectOk(result);
+      expect(result.data).toBe('from the store');
+    });
+    expect(warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_HIDDEN_DEPENDENCIES')).toEqual([]);
+  });
+
   it('a process killed by a signal is reported as that signal, not as bubblewrap’s exit code 128+N', async () => {
     const result = await make({ sandbox: 'required' }).execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
     expectError(result, 'WORKER_CRASHED');

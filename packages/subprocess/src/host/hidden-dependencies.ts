@@ -13,15 +13,18 @@ const checked = new Set<string>();
  * fails with "Cannot find package". Said once per plugin folder, naming the links, when its first
  * sandboxed child starts.
  */
-export function warnOfHiddenDependencies(pluginRoot: string): void {
+export function warnOfHiddenDependencies(pluginRoot: string, shown: readonly string[] = []): void {
   if (checked.has(pluginRoot)) return;
   checked.add(pluginRoot);
-  const links = linksOutOf(pluginRoot);
+  // A link into a folder the child reads anyway (core, a node_modules folder above the plugin's,
+  // `allowRead`) loads there: pnpm's links into its store, in a monorepo, are not hidden.
+  const visible = shown.map((p) => (p.endsWith(`${path.sep}*`) ? p.slice(0, -2) : p));
+  const links = linksOutOf(pluginRoot).filter((link) => !visible.some((dir) => link.to === dir || link.to.startsWith(`${dir}${path.sep}`)));
   if (links.length === 0) return;
-  const shown = links.slice(0, 5).map((l) => `${l.at} -> ${l.to}`);
-  const more = links.length > shown.length ? ` and ${links.length - shown.length} more` : '';
+  const named = links.slice(0, 5).map((l) => `${l.at} -> ${l.to}`);
+  const more = links.length > named.length ? ` and ${links.length - named.length} more` : '';
   process.emitWarning(
-    `Plugin folder ${pluginRoot}: ${shown.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
+    `Plugin folder ${pluginRoot}: ${named.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
       'so its handlers cannot load them there. Install the dependencies into the plugin folder (npm install --install-links, pnpm deploy). ' +
       'See docs/backends/subprocess.md.',
     { code: 'KB_SANDBOX_HIDDEN_DEPENDENCIES' },

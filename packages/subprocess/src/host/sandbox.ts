@@ -110,7 +110,7 @@ export class Sandbox {
   launch(profile: ChildProfile, grants: FsGrants, node: ChildCommand, cwd: string, spare: boolean): Launch {
     const command = [...node.flags, node.entry, ...node.args];
     if (!this.#state?.active) return { command: this.#config.execPath, args: command, user: undefined, sandboxed: false };
-    warnOfHiddenDependencies(profile.pluginRoot);
+    warnOfHiddenDependencies(profile.pluginRoot, grants.read);
     const { handed, passOnly } = this.#prepareFolders(profile, spare);
     const view = runtimeView(this.#config.execPath);
     view.readOnly(node.entry);
