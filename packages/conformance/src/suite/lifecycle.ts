@@ -31,6 +31,16 @@ function lifecycleTests(suite: SuiteContext): void {
     expect(health).toMatchObject({ ok: true, backend: name, state: 'ready' });
   });
 
+  it('counts executions that wait for the plugins to load (first use) as queued', async () => {
+    const backend = make({ maxConcurrency: 1 });
+    const results = [1, 2, 3].map((input) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input }));
+    // In the same turn: nothing can have loaded yet.
+    const stats = await backend.stats();
+    expect(stats.queued + stats.active).toBe(3);
+    for (const result of await Promise.all(results)) expectOk(result);
+    expect((await backend.stats()).queued).toBe(0);
+  });
+
   it('after shutdown(), new calls get SHUTTING_DOWN and nothing is left', async () => {
     const backend = make();
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));

@@ -74,6 +74,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #releases = new Set<Promise<unknown>>();
   /** Executions between execute() and their result. */
   #inflight = 0;
+  /** Executions waiting for the plugins to load (first use): counted as queued. */
+  #waitingForPlugins = 0;
   #onIdle: (() => void) | undefined;
   readonly #byOutcome: Partial<Record<'ok' | ErrorCode, number>> = {};
   #total = 0;
@@ -185,7 +187,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       backend: this.type,
       state: this.#state,
       active: s.active,
-      queued: s.queued,
+      queued: s.queued + this.#waitingForPlugins,
       concurrency: s.concurrency,
       maxQueue: s.maxQueue,
       utilization: s.concurrency > 0 ? s.active / s.concurrency : 0,
@@ -210,7 +212,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       ...(leftBehind ? [leftBehind] : []),
     ];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
-    return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued, isolation };
+    return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued + this.#waitingForPlugins, isolation };
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
@@ -328,7 +330,13 @@ export abstract class BaseBackend implements IExecutionBackend {
       closing: () => this.#closing,
       ready: () => {
         const ready = this.#ensureReady();
-        if (ready) return ready.then(() => this.#throwIfNotReady());
+        if (ready) {
+          this.#waitingForPlugins++;
+          return ready.then(() => {
+            this.#waitingForPlugins--;
+            this.#throwIfNotReady();
+          });
+        }
         this.#throwIfNotReady();
         return undefined;
       },
