@@ -59,7 +59,7 @@ export interface BackendStats {
   state: BackendState;
   /** Executions running now. */
   active: number;
-  /** Executions waiting for a slot. */
+  /** Executions waiting for a slot, or for the plugins to load on first use. */
   queued: number;
   concurrency: number;
   maxQueue: number;
