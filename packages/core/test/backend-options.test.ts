@@ -79,6 +79,17 @@ describe('parseOptions', () => {
     expect(failure(() => parseOptions(schema, { watch: { debounce: 20 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounce', message: 'unknown option; did you mean "debounceMs"?' }]);
   });
 
+  it('says when a PluginRegistry or WorkspaceManager comes from another copy of core (two versions installed), which instanceof refuses', () => {
+    // What another copy's class looks like from here: same name, another identity.
+    const copies = { PluginRegistry: class PluginRegistry {}, WorkspaceManager: class WorkspaceManager {} };
+    const issues = failure(() => parseOptions(schema, { registry: new copies.PluginRegistry(), workspace: new copies.WorkspaceManager() }, 'x options')).details.issues;
+    expect(issues).toEqual([
+      { path: 'registry', message: expect.stringMatching(/^must be a PluginRegistry; this one comes from another copy of @kb-labs\/plugin-execution-core/) },
+      { path: 'workspace', message: expect.stringMatching(/; this one comes from another copy of @kb-labs\/plugin-execution-core/) },
+    ]);
+    expect(failure(() => parseOptions(schema, { registry: {} }, 'x options')).details.issues).toEqual([{ path: 'registry', message: 'must be a PluginRegistry' }]);
+  });
+
   it('refuses a key workspace: { root } does not take, where it was dropped without a word', () => {
     expect(parseOptions(schema, { workspace: { root: '/tmp/w' } }, 'x options')).toEqual({ workspace: { root: '/tmp/w' } });
     expect(failure(() => parseOptions(schema, { workspace: { root: '/tmp/w', keep: true } }, 'x options')).details.issues).toEqual([{ path: 'workspace.keep', message: 'unknown option' }]);

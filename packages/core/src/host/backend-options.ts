@@ -89,8 +89,12 @@ export const backendOptionsSchema = lazySchema((z) =>
   z.object({
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     plugins: pluginSourcesSchema().optional(),
-    registry: z.instanceof(PluginRegistry, { error: 'must be a PluginRegistry' }).optional(),
-    workspace: z.union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }).strict(), z.literal(false)], { error: 'must be a WorkspaceManager, { root } (a directory; nothing else), or false' }).optional(),
+    registry: z.instanceof(PluginRegistry, { error: (issue) => `must be a PluginRegistry${otherCopy(issue.input, 'PluginRegistry')}` }).optional(),
+    workspace: z
+      .union([z.instanceof(WorkspaceManager), z.object({ root: z.string().min(1) }).strict(), z.literal(false)], {
+        error: (issue) => `must be a WorkspaceManager, { root } (a directory; nothing else), or false${otherCopy(issue.input, 'WorkspaceManager')}`,
+      })
+      .optional(),
     permissions: permissionSpecSchema().optional(),
     defaultTimeoutMs: option.int(1).optional(),
     maxConcurrency: option.int(1, 100_000).optional(),
@@ -103,6 +107,12 @@ export const backendOptionsSchema = lazySchema((z) =>
       .optional(),
   }),
 );
+
+/** Said of a `name` made by another copy of this package (two versions installed): instanceof tells them apart. */
+function otherCopy(input: unknown, name: string): string {
+  const made = (input as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+  return made === name ? `; this one comes from another copy of @kb-labs/plugin-execution-core (two versions installed?): make it with the one the backend imports` : '';
+}
 
 /**
  * Validate options with their schema, one way for every backend (and the channel mount): every problem is named
