@@ -441,6 +441,28 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it('a task removed from the stream before any worker took it (the stream purged) fails saying so, not as a TIMEOUT blaming the workers', async () => {
+    const emptyPool = newPool('purged');
+    const nc = await connect({ servers: server!.url });
+    try {
+      const backend = make({ pool: emptyPool });
+      // No worker serves this pool: the task waits in the stream.
+      const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'never' }, { timeoutMs: 60_000 });
+      const jsm = await jetstreamManager(nc);
+      const stream = `KBEXEC_${emptyPool}`;
+      await waitFor(async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
+      await jsm.streams.purge(stream);
+      const result = await waiting;
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toBe(
+        'Handler "echo" of plugin "@conformance/basic" did not run: its task was removed from the pool\'s stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran',
+      );
+      expect(result.error.details).toMatchObject({ reason: 'runner-lost' });
+    } finally {
+      await nc.close();
+    }
+  }, 30_000);
+
   it("a stream deleted under a running host and made again by a worker's defaults gets the host's bound back, without a publish failing first", async () => {
     const boundPool = newPool('rebound');
     const stream = `KBEXEC_${boundPool}`;

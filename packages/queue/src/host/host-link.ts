@@ -193,11 +193,13 @@ export class HostLink implements ExecutionLink {
    */
   checkStream(): Promise<void> {
     if (this.state !== 'connected') return Promise.resolve();
-    this.#lastStreamCheck = performance.now();
+    const readAt = performance.now();
+    this.#lastStreamCheck = readAt;
     this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage }, 'host-check')
       .then(
         async (stream) => {
           this.#stream = stream;
+          for (const execution of this.executions.values()) execution.checkInStream(stream.firstSeq, stream.lastSeq, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects);
         },

@@ -36,6 +36,8 @@ export class RemoteExecution {
   #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
   #worker: WorkerIdentity | undefined;
   #seq: number | undefined;
+  /** When the stream acknowledged its task (`performance.now()`). */
+  #publishedAt: number | undefined;
   #input: Uint8Array | undefined;
   #lastHeard = 0;
 
@@ -84,6 +86,7 @@ export class RemoteExecution {
     };
     const seq = await this.#link.publishTask(this.id, forServer);
     this.#seq = seq;
+    this.#publishedAt = performance.now();
     // Stopped while it was being published: it must never run.
     if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);
   }
@@ -185,6 +188,22 @@ export class RemoteExecution {
     const what = `sent no heartbeat for ${Math.round(now - this.#lastHeard)} ms (workerLostMs: ${this.#link.workerLostMs})`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
+  }
+
+  /**
+   * The pool's stream, read after its task was put there (`readAt`), no longer holds the task,
+   * and no worker took it: someone purged the stream or deleted the message, or the stream was
+   * made anew. It fails now, saying so, rather than as a TIMEOUT blaming the workers. (A worker
+   * acknowledges a task only once this host accepted its start, so a task it took is never
+   * missing while `#worker` is unset.)
+   */
+  checkInStream(firstSeq: number, lastSeq: number, readAt: number): void {
+    const seq = this.#seq;
+    if (this.#worker || seq === undefined || this.#publishedAt === undefined || this.#publishedAt >= readAt) return;
+    if (seq >= firstSeq && seq <= lastSeq) return;
+    const { pluginId, handlerId } = this.#task;
+    const what = `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran`;
+    this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', pluginId, handlerId, message: what } }));
   }
 
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */

@@ -38,6 +38,9 @@ export interface PoolStream {
   storage: 'memory' | 'file';
   messages: number;
   maxMessages: number;
+  /** The sequence numbers of the messages it holds, first to last (0 and 0: made empty just now). */
+  firstSeq: number;
+  lastSeq: number;
 }
 
 /**
@@ -59,7 +62,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   } catch (error) {
     if (!isMissing(error)) throw error;
     info = await addOrRead(jsm, config);
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages };
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0 };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
@@ -68,9 +71,9 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const takeOver = as === 'host' || (as === 'host-check' && current.description === MADE_BY_WORKER);
   if (takeOver && (differs || current.description !== config.description)) {
     await jsm.streams.update(subjects.stream, { ...current, description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! });
-    return { storage: storageOf(current), messages: info.state.messages, maxMessages: config.max_msgs! };
+    return { storage: storageOf(current), messages: info.state.messages, maxMessages: config.max_msgs!, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
   }
-  return { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs };
+  return { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
 }
 
 /**
