@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { ValidationError, pluginManifestSchema, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { ShuttingDownError, ValidationError, pluginManifestSchema, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { parseWith, settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
@@ -52,7 +52,13 @@ type ManifestSource = PluginManifestInput | PluginManifest | RegisteredPlugin;
  * channels, or a path already mounted on this server.
  */
 export function mountWebSocketChannels(server: HttpServer | HttpsServer | UpgradeServer, manifest: ManifestSource, options: MountWebSocketChannelsOptions): ChannelMount {
+  if (typeof (server as { on?: unknown } | null)?.on !== 'function') {
+    throw new ValidationError(`mountWebSocketChannels() needs an http or https server (with .on('upgrade')), got ${server === null ? 'null' : typeof server}`, { details: { path: 'server' } });
+  }
   const validated = validateOptions(options);
+  if (isShutDown(validated.backend)) {
+    throw new ShuttingDownError(`Cannot mount channels on a backend that is shut down (its ${validated.backend.type} backend takes no executions)`);
+  }
   const parsed = parseWith(pluginManifestSchema(), isRegisteredPlugin(manifest) ? manifest.manifest : manifest, 'Invalid plugin manifest for mountWebSocketChannels()');
   if (!parsed.channels || parsed.channels.length === 0) {
     throw new ValidationError(`Plugin "${parsed.id}" declares no "channels" to mount`, { details: { pluginId: parsed.id } });
@@ -282,6 +288,18 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   [Symbol.asyncDispose](): Promise<void> {
     return this.unmount();
   }
+}
+
+/**
+ * Whether `backend.shutdown()` has begun: a listener added after that runs before onShutdown()
+ * returns (its contract), where a live backend keeps it for later (and it is removed at once).
+ */
+function isShutDown(backend: MountWebSocketChannelsOptions['backend']): boolean {
+  let ran = false;
+  backend.onShutdown(() => {
+    ran = true;
+  })();
+  return ran;
 }
 
 function isRegisteredPlugin(value: unknown): value is RegisteredPlugin {

@@ -286,7 +286,24 @@ describe('routing', () => {
       mountWebSocketChannels(h.server, { id: '@x/none', version: '1', handlers: { a: { entry: './a.mjs' } } }, { backend: h.backend }),
     ).toThrow(/declares no "channels"/);
     expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: 'no-slash' })).toThrow(/basePath/);
+    expect(() => mountWebSocketChannels(null as never, labManifest as never, { backend: h.backend })).toThrow(/needs an http or https server \(with \.on\('upgrade'\)\), got null/);
     expect(h.server.listenerCount('upgrade')).toBe(1);
+  });
+
+  it('refuses to mount on a backend that is shut down (its clients would wait for an answer that never comes), and mounts on a live one as before', async () => {
+    const h = await setup();
+    const backend = new InProcessBackend({ plugins: [], workspace: false });
+    await backend.shutdown();
+    expect(() => mountWebSocketChannels(h.server, labManifest as never, { backend, basePath: '/late' })).toThrow(
+      expect.objectContaining({ code: 'SHUTTING_DOWN', message: 'Cannot mount channels on a backend that is shut down (its in-process backend takes no executions)' }),
+    );
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+    // Asking a live backend leaves nothing registered: its shutdown still unmounts what is mounted on it once.
+    const live = new InProcessBackend({ plugins: [], workspace: false });
+    const mount = mountWebSocketChannels(h.server, labManifest as never, { backend: live, basePath: '/live', heartbeatIntervalMs: 0 });
+    expect(mount.unmounted).toBe(false);
+    await live.shutdown();
+    expect(mount.unmounted).toBe(true);
   });
 });
 

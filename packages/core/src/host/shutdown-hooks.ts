@@ -19,9 +19,17 @@ export class ShutdownHooks {
 
   add(listener: ShutdownListener): () => void {
     if (typeof listener !== 'function') throw new TypeError('onShutdown() needs a function');
-    // Registered after the run: it would never be called, so say so by calling it now.
-    if (this.#ran) void Promise.resolve().then(listener).catch(() => undefined);
-    else this.#listeners.add(listener);
+    if (this.#ran) {
+      // Registered after the run: it would never be called, so it is called now, before add()
+      // returns (what is built on a backend can tell at once that the backend is shut down).
+      try {
+        void Promise.resolve(listener()).catch(() => undefined);
+      } catch {
+        // As a listener that throws during a shutdown: it does not matter to the shutdown.
+      }
+      return () => undefined;
+    }
+    this.#listeners.add(listener);
     return () => void this.#listeners.delete(listener);
   }
 
