@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -382,14 +382,49 @@ describe('WorkspaceManager', () => {
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(file, 'not a directory');
     for (const [root, says] of [
-      [file, 'it is not a directory (or is a symlink)'],
-      ['/proc/self', 'it is not a directory (or is a symlink)'],
+      [file, 'it is not a directory'],
       ['/proc/kb-no-such-folder/deeper', 'ENOENT'],
     ] as const) {
       const manager = new WorkspaceManager({ root });
       const error = await manager.acquire('x').catch((e: unknown) => e);
       expect(error).toBeInstanceOf(WorkspaceError);
       expect((error as WorkspaceError).message).toBe(`Cannot create workspace root ${root}: ${says}${says === 'ENOENT' ? `: no such file or directory, mkdir '/proc/kb-no-such-folder'` : ''}`);
+    }
+  });
+});
+
+describe('a workspace root that is a symbolic link', () => {
+  it('is followed when this process\'s user made it, to a directory of its own (a root on another disk), and health sees no problem', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-link-'));
+    try {
+      await mkdir(path.join(base, 'disk'));
+      await symlink(path.join(base, 'disk'), path.join(base, 'link'));
+      const manager = new WorkspaceManager({ root: path.join(base, 'link') });
+      expect(await manager.rootProblem()).toBeUndefined();
+      const lease = await manager.acquire('via-link');
+      expect(await realpath(lease.dir)).toBe(path.join(await realpath(path.join(base, 'disk')), path.basename(lease.dir)));
+      await lease.release();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(process.getuid?.() === 0)('is refused when the link, or the directory it leads to, belongs to another user (one planted in a shared place)', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-link-'));
+    try {
+      await mkdir(path.join(base, 'theirs'));
+      await chown(path.join(base, 'theirs'), 65534, 65534);
+      await symlink(path.join(base, 'theirs'), path.join(base, 'to-theirs'));
+      const toTheirs = new WorkspaceManager({ root: path.join(base, 'to-theirs') });
+      expect(await toTheirs.rootProblem()).toBe(`Cannot create workspace root ${toTheirs.root}: the directory it links to is owned by uid 65534, not by this process (uid 0)`);
+      await symlink(path.join(base, 'theirs'), path.join(base, 'planted'));
+      await lchown(path.join(base, 'planted'), 65534, 65534);
+      const planted = new WorkspaceManager({ root: path.join(base, 'planted') });
+      const error = await planted.acquire('x').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkspaceError);
+      expect((error as Error).message).toBe(`Cannot create workspace root ${planted.root}: it is a symbolic link that is owned by uid 65534, not by this process (uid 0)`);
+    } finally {
+      await rm(base, { recursive: true, force: true });
     }
   });
 });

@@ -150,6 +150,21 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('health() names a workspace root where no workspace can be made, as every execution would fail', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-root-file-'));
+    try {
+      const root = path.join(dir, 'a-file');
+      await writeFile(root, 'not a directory');
+      await using backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: { root } });
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'WORKSPACE_ERROR');
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+      expect(health.problems).toContain(`Cannot create workspace root ${root}: it is not a directory`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('health() names a plugin whose code is not there: none of its entries built, or its folder deleted under the running host', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'kb-missing-code-'));
     try {

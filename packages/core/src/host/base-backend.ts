@@ -203,6 +203,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     const [runnerProblems, isolation, missingFiles] = await Promise.all([this.runnerProblems(), this.isolation(), this.runsPluginFilesHere ? missingPluginFiles(this.registry.list()) : []]);
     const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
     const leftBehind = this.workspace?.leftBehind();
+    const rootProblem = await this.workspace?.rootProblem();
     const problems = [
       ...(this.#readyError ? [this.#readyError.message] : []),
       ...unloaded,
@@ -210,6 +211,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       ...(this.#watcher?.problems() ?? []),
       ...runnerProblems,
       ...(leftBehind ? [leftBehind] : []),
+      ...(rootProblem ? [rootProblem] : []),
     ];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued + this.#waitingForPlugins, isolation };

@@ -100,16 +100,26 @@ export class WorkspaceManager {
 
   /**
    * A root in a shared place (the default lives in the OS temp dir) could have been created by
-   * another local user, or be a symlink planted to redirect our directories: refuse both.
+   * another local user, or be a symlink planted to redirect our directories: refuse both. A link
+   * this process's user made, to a directory of its own (a root on another disk), is followed.
    */
   async #checkRoot(): Promise<void> {
-    const info = await fs.promises.lstat(this.root);
-    if (info.isSymbolicLink() || !info.isDirectory()) {
-      throw Object.assign(new Error('it is not a directory (or is a symlink)'), { code: 'ENOTDIR' });
-    }
     const uid = typeof process.getuid === 'function' ? process.getuid() : undefined;
-    if (uid !== undefined && info.uid !== uid) {
-      throw Object.assign(new Error(`it is owned by uid ${info.uid}, not by this process (uid ${uid})`), { code: 'EPERM' });
+    const notOurs = (what: string, owner: number) => Object.assign(new Error(`${what} is owned by uid ${owner}, not by this process (uid ${uid})`), { code: 'EPERM' });
+    const link = await fs.promises.lstat(this.root);
+    if (link.isSymbolicLink() && uid !== undefined && link.uid !== uid) throw notOurs('it is a symbolic link that', link.uid);
+    const info = link.isSymbolicLink() ? await fs.promises.stat(this.root) : link;
+    if (!info.isDirectory()) throw Object.assign(new Error('it is not a directory'), { code: 'ENOTDIR' });
+    if (uid !== undefined && info.uid !== uid) throw notOurs(link.isSymbolicLink() ? 'the directory it links to' : 'it', info.uid);
+  }
+
+  /** Why no workspace can be made under the root (health()), or undefined when one can. */
+  async rootProblem(): Promise<string | undefined> {
+    try {
+      await this.#ensureRoot();
+      return undefined;
+    } catch (error) {
+      return (error as Error).message;
     }
   }
 
