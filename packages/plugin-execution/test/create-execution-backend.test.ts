@@ -145,6 +145,14 @@ describe('createExecutionBackend', () => {
         expectError(result, 'HANDLER_ERROR');
         expect(result.error.message).toContain(`${file} uses ES module syntax (import/export) but Node loads it as CommonJS. Rename it to .mjs, or make "type" "module" in ${await realpath(path.join(plugin, 'package.json'))}, the package.json nearest to it (it says "type": "commonjs")`);
       }
+      // A .cjs file is CommonJS whatever the package.json says: "type" would not help.
+      await writeFile(path.join(plugin, 'package.json'), JSON.stringify({ name: 'p', type: 'module' }));
+      await writeFile(path.join(plugin, 'dist', 'run.cjs'), 'export default async () => "ran as ESM";\n');
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@x/esm-in-cjs', version: '1.0.0', handlers: { run: { entry: './dist/run.cjs' } } }));
+      await using cjsBackend = createExecutionBackend({ type: 'worker-pool', plugins: [plugin], workspace: false });
+      const cjs = await cjsBackend.execute({ pluginId: '@x/esm-in-cjs', handlerId: 'run' });
+      expectError(cjs, 'HANDLER_ERROR');
+      expect(cjs.error.message).toContain('run.cjs uses ES module syntax (import/export) but Node loads it as CommonJS. A .cjs file is CommonJS whatever a package.json says: rename it to .mjs');
     } finally {
       await rm(project, { recursive: true, force: true });
     }

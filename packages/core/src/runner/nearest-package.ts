@@ -9,7 +9,9 @@ const { fileURLToPath } = process.getBuiltinModule('node:url');
  * shows nothing above it, and every backend says the same. Read only on that error's path.
  */
 export function moduleTypeAdvice(file: string, pluginRoot: string): string {
-  const found = nearestPackageJson(file.startsWith('file:') ? fileURLToPath(file) : file, pluginRoot);
+  const filePath = file.startsWith('file:') ? fileURLToPath(file) : file;
+  if (filePath.endsWith('.cjs')) return 'A .cjs file is CommonJS whatever a package.json says: rename it to .mjs, or write it with require() and module.exports';
+  const found = nearestPackageJson(filePath, pluginRoot);
   if (!found) return 'Rename it to .mjs, or put a package.json with "type": "module" in the plugin folder (it has none: Node goes by the nearest one above it, if any)';
   const says = found.type === undefined ? 'no "type"' : `"type": ${JSON.stringify(found.type)}`;
   return `Rename it to .mjs, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
