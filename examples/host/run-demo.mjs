@@ -45,8 +45,15 @@ const scenarios = [
   { handler: 'hostile/crash', isolatingOnly: true, note: 'process.exit(13)' },
 ];
 
+/** `text` cut at a word before `max` characters, with an ellipsis when cut. */
+function shorten(text, max) {
+  if (text.length <= max) return text;
+  const cut = text.slice(0, max);
+  return `${cut.slice(0, Math.max(cut.lastIndexOf(' '), max / 2))} …`;
+}
+
 function describeOutcome(result, events) {
-  if (!result.ok) return `${result.error.code}: ${result.error.message.split('\n')[0].slice(0, 60)}`;
+  if (!result.ok) return `${result.error.code}: ${shorten(result.error.message.split('\n')[0], 90)}`;
   const extras = [];
   if (result.meta.artifacts.length) extras.push(`artifacts ${result.meta.artifacts.join(',')}`);
   if (events.length) extras.push(`${events.length} events`);

@@ -147,6 +147,14 @@ describe('WorkspaceManager', () => {
     }
   });
 
+  it('refuses an option it does not take, naming the nearest (it was ignored): in the constructor and in sweep()', async () => {
+    expect(() => new WorkspaceManager({ rooot: '/tmp/x' } as never)).toThrow('WorkspaceManager does not take "rooot"; did you mean "root"? (it takes root)');
+    expect(() => new WorkspaceManager({ root: '/tmp/x', maxDepth: 3 } as never)).toThrow(WorkspaceError);
+    await expect(new WorkspaceManager({ root: await freshRoot() }).sweep({ foreignOlderThan: 5 } as never)).rejects.toThrow(
+      'sweep() does not take "foreignOlderThan"; did you mean "foreignOlderThanMs"? (it takes foreignOlderThanMs)',
+    );
+  });
+
   it('creates a missing root (0700) and a private 0700 directory per lease', async () => {
     const nested = path.join(await freshRoot(), 'deeper', 'still');
     const manager = new WorkspaceManager({ root: nested });

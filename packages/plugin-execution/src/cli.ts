@@ -90,7 +90,7 @@ async function sweepCommand(root: string | undefined, foreignOlderThan: string |
   }
   // A mistyped root would otherwise report, truthfully but unhelpfully, that nothing was removed.
   if (!existsSync(root)) {
-    process.stderr.write(`NOT_FOUND: --workspace-root ${root} does not exist: nothing to sweep\n`);
+    process.stderr.write(`WORKSPACE_ERROR: --workspace-root ${root} does not exist: nothing to sweep\n`);
     return 1;
   }
   const result = await new WorkspaceManager({ root }).sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });

@@ -262,7 +262,7 @@ describe('kb-plugin-exec CLI', () => {
     const mistyped = run(['sweep', '--workspace-root', missing]);
     expect(mistyped.status).toBe(1);
     expect(mistyped.stdout).toBe('');
-    expect(mistyped.stderr).toBe(`NOT_FOUND: --workspace-root ${missing} does not exist: nothing to sweep\n`);
+    expect(mistyped.stderr).toBe(`WORKSPACE_ERROR: --workspace-root ${missing} does not exist: nothing to sweep\n`);
   });
 
   it('leaves no workspace behind', async () => {

@@ -7,6 +7,7 @@ import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
 import { formatPath, issueOf, validationError } from '../validation.js';
+import { nearest } from './nearest-name.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
@@ -111,7 +112,9 @@ export const backendOptionsSchema = lazySchema((z) =>
 /** Said of a `name` made by another copy of this package (two versions installed): instanceof tells them apart. */
 function otherCopy(input: unknown, name: string): string {
   const made = (input as { constructor?: { name?: unknown } } | null)?.constructor?.name;
-  return made === name ? `; this one comes from another copy of @kb-labs/plugin-execution-core (two versions installed?): make it with the one the backend imports` : '';
+  return made === name
+    ? `; this one comes from another copy of @kb-labs/plugin-execution-core (two versions installed, or its CommonJS and ES builds mixed: require() in one place, import in another): make it with the one the backend imports`
+    : '';
 }
 
 /**
@@ -154,27 +157,4 @@ function oneOfMessage(values: readonly string[], input: unknown): string {
   const near = input.length > 2 ? nearest(input, values) : undefined;
   const given = input.length > 40 ? `${input.slice(0, 40)}…` : input;
   return `${allowed}, got '${given}'${near ? `; did you mean '${near}'?` : ''}`;
-}
-
-/** The known name closest to `name` (case-insensitive edit distance), when it is close enough to be a typo of it. */
-export function nearest(name: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of known) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
-    if (d < bestDistance) [best, bestDistance] = [candidate, d];
-  }
-  return bestDistance <= Math.max(2, Math.floor(name.length / 4)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) {
-      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = row;
-  }
-  return previous[b.length]!;
 }

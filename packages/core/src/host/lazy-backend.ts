@@ -2,7 +2,8 @@ import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutio
 import { cloneForWire } from '../wire-clone.js';
 import { withAbsolutePaths } from './caller-paths.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
-import { nearest, type BackendOptions } from './backend-options.js';
+import type { BackendOptions } from './backend-options.js';
+import { nearest } from './nearest-name.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';

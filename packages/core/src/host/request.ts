@@ -6,7 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
-import { nearest } from './backend-options.js';
+import { nearest } from './nearest-name.js';
 
 /**
  * What the host tells the handler about the call: who, for which tenant, from which kind of

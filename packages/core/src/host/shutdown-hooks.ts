@@ -1,7 +1,7 @@
 import { settlesWithin } from '../settles-within.js';
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
-import { nearest } from './backend-options.js';
+import { nearest } from './nearest-name.js';
 
 /** The longest shutdown wait taken (a timer's own limit, ~24.8 days). */
 const MAX_SHUTDOWN_MS = 0x7fff_ffff;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
+import { nearest } from './nearest-name.js';
 import { removeTree } from './remove-tree.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -73,6 +74,7 @@ export class WorkspaceManager {
   readonly #leftBehind = { count: 0, last: '' };
 
   constructor(options: WorkspaceManagerOptions) {
+    refuseUnknownKeys(options, ['root'], 'WorkspaceManager');
     if (!options || typeof options.root !== 'string' || options.root.length === 0 || options.root.includes('\0')) {
       throw new WorkspaceError('WorkspaceManager needs { root: <non-empty path> }', { details: { field: 'root' } });
     }
@@ -179,6 +181,7 @@ export class WorkspaceManager {
    * share): give it more than any execution lasts.
    */
   async sweep(options: { foreignOlderThanMs?: number } = {}): Promise<SweepResult> {
+    refuseUnknownKeys(options, ['foreignOlderThanMs'], 'sweep()');
     const olderThan = options?.foreignOlderThanMs;
     if (olderThan !== undefined && !(typeof olderThan === 'number' && olderThan >= 0 && Number.isFinite(olderThan))) {
       throw new WorkspaceError(`sweep({ foreignOlderThanMs }) must be a number of milliseconds, 0 or more, got ${String(olderThan)}`, { details: { field: 'foreignOlderThanMs' } });
@@ -213,6 +216,15 @@ export class WorkspaceManager {
     }
     return result;
   }
+}
+
+/** An option `what` does not take is a WorkspaceError naming it (and the nearest it takes), not ignored. */
+function refuseUnknownKeys(options: unknown, known: readonly string[], what: string): void {
+  if (options === null || typeof options !== 'object') return;
+  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  if (unknown === undefined) return;
+  const near = nearest(unknown, known);
+  throw new WorkspaceError(`${what} does not take "${unknown}"${near ? `; did you mean "${near}"?` : ''} (it takes ${known.join(', ')})`, { details: { field: unknown } });
 }
 
 /**
