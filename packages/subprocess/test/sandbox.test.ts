@@ -369,9 +369,11 @@ describe.runIf(linux)('inside the sandbox', () => {
       await mkdir(plugin);
       await writeFile(path.join(plugin, 'handler.mjs'), 'export default () => "here";\n');
       await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/in-shm', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
-      const inShm = await make({ sandbox: 'required', plugins: [plugin], workspace: false }).execute({ pluginId: '@sandbox-test/in-shm', handlerId: 'run' });
+      const shmBackend = make({ sandbox: 'required', plugins: [plugin], workspace: false });
+      const inShm = await shmBackend.execute({ pluginId: '@sandbox-test/in-shm', handlerId: 'run' });
       expectError(inShm, 'VALIDATION_ERROR');
       expect(inShm.error.message).toContain(`The plugin folder ${plugin} lies under /dev, which the bubblewrap sandbox replaces with its own: its handlers cannot load there`);
+      expect((await shmBackend.health()).problems).toContain(inShm.error.message);
       // Off the sandbox, both are ordinary folders.
       expectOk(await make({ sandbox: 'off', workspace: { root } }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
     } finally {

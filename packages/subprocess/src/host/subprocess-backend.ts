@@ -253,8 +253,10 @@ export class SubprocessBackend extends BaseBackend {
     const problems: string[] = [];
     const refusal = this.#sandbox.refusal(await this.#sandbox.ready());
     if (refusal) problems.push(`sandbox: 'required' but unavailable: ${refusal}`);
-    const hidden = this.#hiddenFromSandbox();
-    if (hidden) problems.push(hidden.message);
+    for (const pluginRoot of [undefined, ...this.registry.list().map((plugin) => plugin.root)]) {
+      const hidden = this.#hiddenFromSandbox(pluginRoot);
+      if (hidden && !problems.includes(hidden.message)) problems.push(hidden.message);
+    }
     if (this.#pool.problem) problems.push(this.#pool.problem);
     return problems;
   }
