@@ -43,6 +43,10 @@ export function tightenViews<T>(value: T): T {
   return value;
 }
 
+/** Arrays up to this long are walked by their keys (what structured clone keeps beside the indices included). */
+const SMALL_ARRAY = 256;
+/** Indices walked by number, at most, in one walk (~10 ms). */
+const INDEX_BUDGET = 4_000_000;
 /** Visits a walk that does not remember what it visited makes before it gives up. */
 const WALK_UNREMEMBERED = 20_000;
 
@@ -51,6 +55,12 @@ class ViewWalk {
   readonly #pending: object[] = [];
   readonly #seen: Set<object> | undefined;
   #budget: number;
+  /**
+   * Indices left to walk by number: an array's length says nothing of what it holds (a sparse
+   * one serialises in a few bytes), so past this the arrays' keys are walked, which cost what
+   * they hold.
+   */
+  #indexBudget = INDEX_BUDGET;
   #copies: Map<ArrayBufferView, ArrayBufferView> | undefined;
 
   /** `budget` visits, remembered if it is not finite; the copies `before` made are kept (one view met twice stays one). */
@@ -70,7 +80,7 @@ class ViewWalk {
     return true;
   }
 
-  /** Replaces the loose views among `container`'s children (a Map's keys and values, a Set's items, own keys) and queues the other objects. */
+  /** Replaces the loose views among `container`'s children (a Map's keys and values, a Set's items, own properties) and queues the other objects. */
   #visit(container: object): void {
     if (this.#seen) {
       if (this.#seen.has(container)) return;
@@ -78,18 +88,28 @@ class ViewWalk {
     }
     if (container instanceof Map) return this.#visitMap(container);
     if (container instanceof Set) return this.#visitSet(container);
-    const record = container as Record<string, unknown>;
-    const keys = Array.isArray(container) ? undefined : Object.keys(record);
-    const length = keys ? keys.length : (container as unknown[]).length;
-    for (let i = 0; i < length; i++) {
-      const key = keys ? keys[i]! : i;
-      const item = record[key];
-      if (typeof item !== 'object' || item === null) continue;
-      if (ArrayBuffer.isView(item)) {
-        const copy = this.#tight(item);
-        if (copy !== item) record[key] = copy;
-      } else this.#pending.push(item);
+    if (Array.isArray(container) && container.length > SMALL_ARRAY && container.length <= this.#indexBudget) {
+      // A large array by its indices (its keys as strings would cost several times the clone).
+      this.#indexBudget -= container.length;
+      for (let i = 0; i < container.length; i++) this.#property(container as unknown as Record<number, unknown>, i);
+      return;
     }
+    // A plain object's keys are all enumerable in a clone; an Error's `cause` is not, so other
+    // objects give every own name. A small array's keys include what structured clone keeps
+    // beside its indices; a sparse one (length 2**32 - 1, nothing in it) has next to none.
+    const proto = Object.getPrototypeOf(container);
+    const keys = proto === Object.prototype || proto === null || Array.isArray(container) ? Object.keys(container) : Object.getOwnPropertyNames(container);
+    for (let i = 0; i < keys.length; i++) this.#property(container as Record<string, unknown>, keys[i]!);
+  }
+
+  /** `container[key]`: a loose view replaced by its copy, another object queued. */
+  #property(container: Record<string | number, unknown>, key: string | number): void {
+    const item = container[key];
+    if (typeof item !== 'object' || item === null) return;
+    if (ArrayBuffer.isView(item)) {
+      const copy = this.#tight(item);
+      if (copy !== item) container[key] = copy;
+    } else this.#pending.push(item);
   }
 
   #visitMap(map: Map<unknown, unknown>): void {

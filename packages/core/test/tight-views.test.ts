@@ -46,6 +46,30 @@ describe('views cross with their own bytes only', () => {
     expect(copy.data.buffer.byteLength).toBe(3);
   });
 
+  it("a view as an Error's cause (not enumerable), deep in one, or as a small array's named property is cut down too", () => {
+    const list = Object.assign([1, 2], { extra: windowOn('extra') });
+    const copy = cloneForWire({ err: new Error('e', { cause: windowOn('cause') }), deep: new Error('e', { cause: { inner: windowOn('inner') } }), list }, 'input');
+    expectTight(copy.err.cause as Uint8Array, 'cause');
+    expectTight((copy.deep.cause as { inner: Uint8Array }).inner, 'inner');
+    expectTight((copy.list as unknown as { extra: Uint8Array }).extra, 'extra');
+  });
+
+  it('walks what arrays hold, not their length: sparse arrays of length 2**32 - 1, many of them, take no time', () => {
+    const sparse = () => {
+      const array: unknown[] = [];
+      array.length = 2 ** 32 - 1;
+      return array;
+    };
+    const many = Array.from({ length: 1000 }, sparse);
+    many[500]![7] = windowOn('found');
+    const copy = tightenViews(structuredClone({ many, one: sparse() }));
+    expect(copy.one.length).toBe(2 ** 32 - 1);
+    expectTight(copy.many[500]![7] as Uint8Array, 'found');
+    // A large dense array is walked by its indices.
+    const dense = tightenViews(structuredClone(Array.from({ length: 10_000 }, (_, i) => (i === 9_999 ? windowOn('last') : i))));
+    expectTight(dense[9_999] as Uint8Array, 'last');
+  });
+
   it('a view that is already tight, and a shared buffer, are left as they are', () => {
     const own = new Uint8Array([1, 2, 3]);
     expect(tightenViews({ own }).own).toBe(own);

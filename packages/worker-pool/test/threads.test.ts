@@ -251,4 +251,13 @@ describe('worker-pool: thread reuse and hygiene', () => {
     // Another plugin is not held back by this one's cap: it did not wait for the first to end.
     expect(ro.meta.queueWaitMs).toBeLessThan(rb.meta.queueWaitMs);
   });
+
+  it("a result of sparse arrays (length 2**32 - 1, nothing in them) comes back at once: the host walks what a message holds, not arrays' lengths", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    // Each array serialises in a few bytes; a walk to their lengths would take the host minutes.
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'returns-sparse', input: { count: 50 } }, { timeoutMs: 20_000 });
+    expectOk(result);
+    const { arrays } = result.data as { arrays: unknown[][] };
+    expect(arrays.map((array) => array.length)).toEqual(Array.from({ length: 50 }, () => 2 ** 32 - 1));
+  });
 });
