@@ -138,6 +138,27 @@ describe('a host whose event loop is blocked', () => {
     expect(started).toEqual([`${(await first.result).meta.executionId} started`, `${outcome.meta.executionId} started`]);
   });
 
+  it("while the worker sends the host another execution's output, which holds its `withdrawn` behind that output's pacing: the task it puts back is not lost, and runs once the host is back", async () => {
+    const pool = newPool('withdrawpaced');
+    await worker(server.url, pool, 2);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'withdrawpaced.log');
+    let lines = 0;
+    const flood = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 0, count: 30_000, bytes: 1000, afterMs: 0 } }, { timeoutMs: 60_000, onLog: () => lines++ });
+    while (lines < 500) await sleep(10);
+    const second = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 10 } }, { timeoutMs: 60_000 });
+    await sleep(1);
+    // Blocked past the worker's wait for `started`: its `withdrawn` waits behind the flood's
+    // unacknowledged output while the task goes back to the stream and comes to it again.
+    const until = Date.now() + 4000;
+    while (Date.now() < until);
+    const outcome = await second;
+    expectOk(outcome);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+    // The flood itself the worker stopped, its caller silent past workerLostMs (the test below).
+    expect((await flood).ok ? 'ok' : (await flood).error.code).toMatch(/^(ok|WORKER_CRASHED)$/);
+  });
+
   it('for longer than workerLostMs while an execution runs: the worker stops it, and the caller, which never aborted, gets WORKER_CRASHED (runner-lost), not ABORTED', async () => {
     const pool = newPool('hoststall');
     await worker(server.url, pool);

@@ -118,8 +118,10 @@ export class RemoteExecution {
 
   /** A worker says it starts it: the first one is accepted, any other refused (and aborts). */
   started(worker: WorkerIdentity, msg: Msg): void {
-    const refuse = (reason: string) => msg.respond(encode({ accept: false, reason } satisfies StartedReply, 'reply'));
-    if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`);
+    const refuse = (reason: string, retry = false) => msg.respond(encode({ accept: false, reason, ...(retry ? { retry } : {}) } satisfies StartedReply, 'reply'));
+    // The start accepted may be one its worker withdraws (its answer came too late), and this a
+    // later delivery (to that worker or another): taken away now, the task would never run.
+    if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`, true);
     if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
     const remainingMs = Math.ceil(this.#deadline - performance.now());
     if (remainingMs <= 0) return void refuse('its time ran out before it started');

@@ -153,7 +153,8 @@ export class WorkerExecution implements Watched {
       return false;
     }
     if (!reply.accept) {
-      this.#msg.term();
+      if (reply.retry) this.#msg.nak(HAND_BACK_DELAY_MS);
+      else this.#msg.term();
       return false;
     }
     this.#msg.ack();

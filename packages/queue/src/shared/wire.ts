@@ -62,7 +62,12 @@ export interface TaskBody {
  * caller's clock: the worker counts it on its own from here, so that a worker whose clock is off
  * the caller's still stops the handler at the caller's deadline.
  */
-export type StartedReply = { accept: true; remainingMs: number } | { accept: false; reason: string };
+/**
+ * A caller's answer to `started`. Refused with `retry`: another start of it is accepted, which may
+ * yet be withdrawn (that worker gave up waiting for its answer): the task goes back to the stream,
+ * not away.
+ */
+export type StartedReply = { accept: true; remainingMs: number } | { accept: false; reason: string; retry?: boolean };
 
 export interface HeartbeatBody {
   worker: string;
