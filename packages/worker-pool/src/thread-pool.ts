@@ -64,6 +64,8 @@ export class ThreadPool {
   readonly #threads = new Set<PoolThread<Lane>>();
   /** Threads that did not exit when terminated (PoolThread.abandoned): no longer the pool's, until they exit. */
   readonly #abandoned = new Set<PoolThread<Lane>>();
+  /** Threads stuck the same way once `maxThreads` are abandoned: they keep their places. */
+  readonly #stuckInPlace = new Set<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
   readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 };
@@ -84,6 +86,7 @@ export class ThreadPool {
       },
       idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
       gone: (thread) => {
+        this.#stuckInPlace.delete(thread as PoolThread<Lane>);
         if (!this.#abandoned.delete(thread as PoolThread<Lane>)) this.#onGone(thread as PoolThread<Lane>);
       },
       stuck: (thread) => this.#onStuck(thread as PoolThread<Lane>),
@@ -165,13 +168,21 @@ export class ThreadPool {
     const { streak, last } = this.#failing;
     const problems = streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
     if (this.#abandoned.size > 0) problems.push(`${stuckThreads(this.#abandoned.size)}: the host process cannot exit until they do`);
+    const kept = this.#stuckInPlace.size;
+    if (kept > 0) {
+      const which = kept === 1 ? 'another is stuck the same way and keeps its place' : `${kept} more are stuck the same way and keep their places`;
+      problems.push(`${which} (no more than maxThreads, ${this.#options.maxThreads}, are abandoned): executions wait for ${kept === 1 ? 'it' : 'them'}`);
+    }
     return problems;
   }
 
   /** Why an execution had no thread yet (for the TIMEOUT of one that never started). */
   unstartedReason(): string {
     const { streak, last } = this.#failing;
-    return streak > 0 ? `worker threads fail to start: ${last}` : 'it waited for a worker thread to start';
+    if (streak > 0) return `worker threads fail to start: ${last}`;
+    const kept = this.#stuckInPlace.size;
+    if (kept > 0) return `it waited for a worker thread: ${kept === 1 ? 'one is' : `${kept} are`} stuck in a synchronous call and ${kept === 1 ? 'keeps its place' : 'keep their places'} (see health())`;
+    return 'it waited for a worker thread to start';
   }
 
   stats(): WorkerPoolRunnerStats {
@@ -283,6 +294,16 @@ export class ThreadPool {
   /** Terminated, it did not exit: counted as gone now (another may start in its place), its real exit ignored. */
   #onStuck(thread: PoolThread<Lane>): void {
     if (!this.#threads.has(thread)) return;
+    // Each keeps its memory until its call returns (~10 MB): past maxThreads of them, a handler
+    // called again and again would grow the host without end. The pool shrinks instead.
+    // Its execution (stopped, and answered) lets go of the backend's slot all the same: the next
+    // waits for a thread, within its time limit, rather than for a slot without one.
+    if (this.#abandoned.size >= this.#options.maxThreads) {
+      this.#stuckInPlace.add(thread);
+      const execution = thread.release();
+      if (execution) this.#onRunnerGone(thread, execution);
+      return;
+    }
     this.#abandoned.add(thread);
     this.#onGone(thread);
     if (!warnedStuck) {

@@ -80,7 +80,8 @@ describe('worker-pool: crashes', () => {
   it('a thread whose handler is blocked in a synchronous call (terminate cannot stop it) is abandoned and replaced: later executions and shutdown() do not wait for it', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-fifo-'));
     const fifo = path.join(dir, 'fifo');
-    execFileSync('mkfifo', [fifo]);
+    const second = path.join(dir, 'second');
+    execFileSync('mkfifo', [fifo, second]);
     const threadsBefore = osThreads();
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 0 });
     try {
@@ -95,10 +96,19 @@ describe('worker-pool: crashes', () => {
       const health = await backend.health();
       expect(health.ok).toBe(false);
       expect(health.problems.join('\n')).toContain('a worker thread did not exit within 2000 ms of being terminated');
+      // At most maxThreads are abandoned (each holds its memory): another stuck one keeps its place.
+      const again = new AbortController();
+      expectError(await backend.execute({ pluginId: POOL, handlerId: 'blocks-on-fifo', input: { fifo: second } }, { signal: again.signal, onEvent: () => again.abort() }), 'ABORTED');
+      await waitFor(async () => (await backend.health()).problems.some((problem) => problem.startsWith('another is stuck the same way and keeps its place (no more than maxThreads, 1, are abandoned)')), 10_000);
+      expect(await runners(backend)).toMatchObject({ abandoned: 1 });
+      // Its slot let go: the next execution waits for a thread within its time limit, and is told why.
+      const waited = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 500 });
+      expectError(waited, 'TIMEOUT');
+      expect(waited.error.message).toContain('it never started (it waited for a worker thread: one is stuck in a synchronous call and keeps its place (see health()))');
       await backend.shutdown({ timeoutMs: 1000 });
     } finally {
-      // Its open returns once the FIFO has a writer: the thread exits then (and this process can).
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+      // Their opens return once the FIFOs have a writer: the threads exit then (and this process can).
+      for (const each of [fifo, second]) closeSync(openSync(each, constants.O_WRONLY | constants.O_NONBLOCK));
     }
     if (threadsBefore !== undefined) await waitFor(() => osThreads()! <= threadsBefore, 10_000);
     await rm(dir, { recursive: true });
