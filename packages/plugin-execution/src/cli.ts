@@ -54,9 +54,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`kb-plugin-exec ${version}\n`);
     return 0;
   }
-  if (values.help || !command) {
+  if (values.help || !command || command === 'help') {
+    // `help worker` as `worker --help`.
+    if (command === 'help' && rest[0] === 'worker') return runWorkerCommand(['--help']);
     process.stdout.write(USAGE);
-    return values.help ? 0 : 2;
+    return values.help || command === 'help' ? 0 : 2;
   }
   if (command === 'sweep') {
     extraArguments('sweep', rest, 0);

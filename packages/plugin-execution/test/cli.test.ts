@@ -172,6 +172,11 @@ describe('kb-plugin-exec CLI', () => {
     const badWorker = run(['worker', '--plugins', fixturePlugins.basic]);
     expect(badWorker.status).toBe(2);
     expect(badWorker.stderr).toContain('kb-plugin-exec worker --help lists the options.');
+    // `help` is what a newcomer types: the help, not "unknown command".
+    const help = run(['help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain('Options for run:');
+    expect(run(['help', 'worker']).stdout).toMatch(/^Usage:\n {2}kb-plugin-exec worker --nats <url>/);
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
     expect(badJson.stderr).toContain('--input is not valid JSON');
