@@ -37,7 +37,8 @@ export function tightenViews<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value;
   if (ArrayBuffer.isView(value)) return (isLoose(value) ? tightCopy(value) : value) as T;
   // Most values are trees: walked without remembering what was visited, which costs a third of
-  // the walk. One that takes too many visits (a cycle, much sharing) is walked again remembering.
+  // the walk. One that takes too much of it (a cycle, much sharing: an array met a thousand
+  // times is read a thousand times) is walked again remembering, each object once.
   const walk = new ViewWalk(WALK_UNREMEMBERED);
   if (!walk.run(value)) new ViewWalk(Infinity, walk).run(value);
   return value;
@@ -47,8 +48,8 @@ export function tightenViews<T>(value: T): T {
 const SMALL_ARRAY = 256;
 /** Indices walked by number, at most, in one walk (~10 ms). */
 const INDEX_BUDGET = 4_000_000;
-/** Visits a walk that does not remember what it visited makes before it gives up. */
-const WALK_UNREMEMBERED = 20_000;
+/** Objects and properties a walk that does not remember what it visited reads before it gives up. */
+const WALK_UNREMEMBERED = 50_000;
 
 /** One walk of tightenViews: what is left to visit, what was visited (if remembered), the copy made of each loose view. */
 class ViewWalk {
@@ -63,18 +64,18 @@ class ViewWalk {
   #indexBudget = INDEX_BUDGET;
   #copies: Map<ArrayBufferView, ArrayBufferView> | undefined;
 
-  /** `budget` visits, remembered if it is not finite; the copies `before` made are kept (one view met twice stays one). */
+  /** `budget` objects and properties read, remembered if it is not finite; the copies `before` made are kept (one view met twice stays one). */
   constructor(budget: number, before?: ViewWalk) {
     this.#budget = budget;
     this.#seen = Number.isFinite(budget) ? undefined : new Set();
     this.#copies = before && before.#copies;
   }
 
-  /** Walks all of `value`; false if it ran out of visits first. */
+  /** Walks all of `value`; false if it ran out of budget first. */
   run(value: object): boolean {
     this.#pending.push(value);
     while (this.#pending.length > 0) {
-      if (this.#budget-- <= 0) return false;
+      if (this.#budget <= 0) return false;
       this.#visit(this.#pending.pop()!);
     }
     return true;
@@ -86,11 +87,19 @@ class ViewWalk {
       if (this.#seen.has(container)) return;
       this.#seen.add(container);
     }
-    if (container instanceof Map) return this.#visitMap(container);
-    if (container instanceof Set) return this.#visitSet(container);
+    this.#budget--;
+    if (container instanceof Map) {
+      this.#budget -= 2 * container.size;
+      return this.#visitMap(container);
+    }
+    if (container instanceof Set) {
+      this.#budget -= container.size;
+      return this.#visitSet(container);
+    }
     if (Array.isArray(container) && container.length > SMALL_ARRAY && container.length <= this.#indexBudget) {
       // A large array by its indices (its keys as strings would cost several times the clone).
       this.#indexBudget -= container.length;
+      this.#budget -= container.length;
       for (let i = 0; i < container.length; i++) this.#property(container as unknown as Record<number, unknown>, i);
       return;
     }
@@ -99,6 +108,7 @@ class ViewWalk {
     // beside its indices; a sparse one (length 2**32 - 1, nothing in it) has next to none.
     const proto = Object.getPrototypeOf(container);
     const keys = proto === Object.prototype || proto === null || Array.isArray(container) ? Object.keys(container) : Object.getOwnPropertyNames(container);
+    this.#budget -= keys.length;
     for (let i = 0; i < keys.length; i++) this.#property(container as Record<string, unknown>, keys[i]!);
   }
 

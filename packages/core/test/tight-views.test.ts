@@ -70,6 +70,13 @@ describe('views cross with their own bytes only', () => {
     expectTight(dense[9_999] as Uint8Array, 'last');
   });
 
+  it('reads each object once when it is met many times: one large array referenced a thousand times (it serialises once)', () => {
+    const big = Array.from({ length: 1_000_000 }, (_, i) => (i === 999_999 ? windowOn('end') : i));
+    const copy = tightenViews(structuredClone({ refs: Array.from({ length: 1000 }, () => big) }));
+    expect(copy.refs[999]).toBe(copy.refs[0]);
+    expectTight(copy.refs[0]![999_999] as Uint8Array, 'end');
+  });
+
   it('a view that is already tight, and a shared buffer, are left as they are', () => {
     const own = new Uint8Array([1, 2, 3]);
     expect(tightenViews({ own }).own).toBe(own);
