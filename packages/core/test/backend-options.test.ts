@@ -121,5 +121,9 @@ describe('nearest', () => {
     expect(nearest('prespwn', known)).toBe('prespawn');
     expect(nearest('MAXTHREADS', known)).toBe('maxThreads');
     expect(nearest('colour', known)).toBeUndefined();
+    // A known name that holds the one given whole, the shortest of them.
+    expect(nearest('concurrency', ['maxConcurrency', 'perPluginConcurrency', 'maxQueue'])).toBe('maxConcurrency');
+    expect(nearest('timeout', known)).toBe('defaultTimeoutMs');
+    expect(nearest('max', known)).toBeUndefined();
   });
 });

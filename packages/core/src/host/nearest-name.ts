@@ -1,12 +1,20 @@
-/** The known name closest to `name` (case-insensitive edit distance), when it is close enough to be a typo of it. */
+/**
+ * The known name closest to `name` (case-insensitive edit distance), when it is close enough to be
+ * a typo of it; else the shortest known name that holds it whole (`concurrency` →
+ * `maxConcurrency`, `timeout` → `defaultTimeoutMs`), for a name of 5 characters or more.
+ */
 export function nearest(name: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestDistance = Infinity;
+  const lower = name.toLowerCase();
   for (const candidate of known) {
-    const d = editDistance(name.toLowerCase(), candidate.toLowerCase());
+    const d = editDistance(lower, candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
-  return bestDistance <= Math.max(2, Math.floor(name.length / 4)) ? best : undefined;
+  if (bestDistance <= Math.max(2, Math.floor(name.length / 4))) return best;
+  if (lower.length < 5) return undefined;
+  const holding = known.filter((candidate) => candidate.toLowerCase().includes(lower));
+  return holding.sort((a, b) => a.length - b.length)[0];
 }
 
 function editDistance(a: string, b: string): number {
