@@ -62,6 +62,8 @@ const PACE_BYTES = 256 * 1024;
 /** How long such an acknowledgement is waited for before what waits goes anyway. */
 const PACE_TIMEOUT_MS = 10_000;
 
+const DROPPED = 'the connection to the NATS server dropped while this body was being sent';
+
 /** Room left in each message for its headers, below the server's `max_payload`. */
 const HEADER_ROOM = 4096;
 
@@ -119,7 +121,7 @@ export class Courier {
     this.#held = newHeld("the worker's connection to the NATS server was down");
     // A part sent before the drop, or its answer, is lost with the connection: its body fails now
     // (and is sent again, whole, once the connection is back) instead of at its timeout.
-    const lost = new Error('the connection to the NATS server dropped while this body was being sent');
+    const lost = new Error(DROPPED);
     for (const fail of [...this.#partsInFlight]) fail(lost);
     // An acknowledgement asked for before the drop will not come: what waits for it goes behind
     // the outage's hold instead, not a PACE_TIMEOUT_MS after the connection is back.
@@ -252,6 +254,10 @@ export class Courier {
     const count = Math.ceil(body.length / this.#partBytes);
     let reply!: Msg;
     for (let index = 0; index < count; index++) {
+      // Dropped between two parts (the drop told before the next part was asked for): that part
+      // would wait its whole timeout for an answer nats.js never gets (a request is not failed by
+      // a disconnect). The body goes again, whole, once the connection is back.
+      if (this.#held) throw new Error(DROPPED);
       const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
       headers.set(HEADER.part, `${index}/${count}`);
       headers.set(HEADER.transfer, transfer);
