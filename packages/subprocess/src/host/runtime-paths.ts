@@ -43,16 +43,14 @@ export const dependencyFolders = oncePerFolder(findDependencyFolders);
  * once per plugin folder is enough. Plugins are few; the bound only guards against a host
  * registering them without end.
  */
-function oncePerFolder(find: (dir: string) => string[]): (dir: string) => string[] {
-  const cache = new Map<string, string[]>();
+export function oncePerFolder<T>(find: (dir: string) => T): (dir: string) => T {
+  const cache = new Map<string, T>();
   return (dir) => {
-    let cached = cache.get(dir);
-    if (!cached) {
-      cached = find(dir);
-      if (cache.size >= 1024) cache.clear();
-      cache.set(dir, cached);
-    }
-    return cached;
+    if (cache.has(dir)) return cache.get(dir)!;
+    const found = find(dir);
+    if (cache.size >= 1024) cache.clear();
+    cache.set(dir, found);
+    return found;
   };
 }
 

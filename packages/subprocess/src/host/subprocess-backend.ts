@@ -10,10 +10,13 @@ import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
-import { childEntryPath } from './runtime-paths.js';
+import { childEntryPath, oncePerFolder } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
 import { SparePool } from './spare-pool.js';
+
+/** underOwnMount, once per folder: asked at every execution, of a workspace root and plugin folders that stay put. */
+const ownMountOf = oncePerFolder(underOwnMount);
 
 export type { SubprocessBackendOptions } from './options.js';
 
@@ -237,12 +240,12 @@ export class SubprocessBackend extends BaseBackend {
   #hiddenFromSandbox(pluginRoot?: string): { message: string; path: string } | undefined {
     if (this.#sandbox.state?.active !== true) return undefined;
     const root = this.workspace?.root;
-    const rootUnder = root !== undefined ? underOwnMount(root) : undefined;
+    const rootUnder = root !== undefined ? ownMountOf(root) : undefined;
     if (root !== undefined && rootUnder) {
       const message = `The workspace root ${root} lies under ${rootUnder}, which the bubblewrap sandbox replaces with its own: no handler could see its workspace. Choose a root elsewhere (workspace: { root }), or use sandbox: 'off'`;
       return { message, path: 'workspace.root' };
     }
-    const pluginUnder = pluginRoot !== undefined ? underOwnMount(pluginRoot) : undefined;
+    const pluginUnder = pluginRoot !== undefined ? ownMountOf(pluginRoot) : undefined;
     if (pluginRoot !== undefined && pluginUnder) {
       return { message: `The plugin folder ${pluginRoot} lies under ${pluginUnder}, which the bubblewrap sandbox replaces with its own: its handlers cannot load there. Keep plugins elsewhere, or use sandbox: 'off'`, path: 'pluginRoot' };
     }
