@@ -20,7 +20,10 @@ const manifest = JSON.parse(await readFile(path.join(chatDir, 'kb.plugin.json'),
 
 const backend = createExecutionBackend({ type: 'in-process', plugins: [chatDir], workspace: false });
 const server = http.createServer((_req, res) => res.writeHead(426).end('this server speaks WebSocket on /ws/chat/:room\n'));
-const mount = mountWebSocketChannels(server, manifest, { backend, basePath: '/ws' });
+// onError sees every failed execution (here: step 3's bad message); without it the first of each
+// kind becomes a process warning, so a host that forgot the hook still hears of failures.
+const onError = (error, info) => console.log(`  (onError: ${info.phase} on ${info.channel}: ${error.code})`);
+const mount = mountWebSocketChannels(server, manifest, { backend, basePath: '/ws', onError });
 server.listen(0, '127.0.0.1');
 await once(server, 'listening');
 const base = `ws://127.0.0.1:${server.address().port}/ws/chat`;
