@@ -17,7 +17,29 @@ export function formatPath(path: readonly PropertyKey[], root = ''): string {
 }
 
 export function issuesOf(error: z.ZodError, root = ''): ValidationIssue[] {
-  return error.issues.map((issue) => issueOf(issue, root));
+  return withinUnions(error.issues).map((issue) => issueOf(issue, root));
+}
+
+/**
+ * Issues with each failed union replaced by the problems inside the one member the input was of
+ * the kind of, where there is exactly one (`watch: { debounceMs: NaN }` → `watch.debounceMs: must
+ * be a number`, not "must be a boolean or { debounceMs?, onReload? }"); else the union's own
+ * message. Parse with `{ reportInput: true }` so that a class instance is not taken for a plain object.
+ */
+export function withinUnions(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((issue) => {
+    // An instance of some class (a WorkspaceManager of another copy of core) is not an options object.
+    if (issue.code !== 'invalid_union' || isInstance(issue.input)) return [issue];
+    const ofItsKind = issue.errors.filter((member) => member.length > 0 && member.every((i) => i.path.length > 0 || i.code === 'unrecognized_keys'));
+    if (ofItsKind.length !== 1) return [issue];
+    return withinUnions(ofItsKind[0]!.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }) as z.core.$ZodIssue));
+  });
+}
+
+function isInstance(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const prototype = Object.getPrototypeOf(value);
+  return prototype !== Object.prototype && prototype !== null;
 }
 
 /** One zod issue as a ValidationIssue: its path readable, its message in the house wording. */

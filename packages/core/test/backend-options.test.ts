@@ -74,9 +74,21 @@ describe('parseOptions', () => {
     expect(parseOptions(schema, { watch: { debounceMs: 20, onReload } }, 'x options')).toEqual({ watch: { debounceMs: 20, onReload } });
     expect(failure(() => parseOptions(schema, { watch: 'yes' }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
     expect(failure(() => parseOptions(schema, { watch: { debounceMs: -1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
-    expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
+    // An object given where a boolean or an object goes: what is wrong inside the object, not the choice again.
+    expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.onReload', message: 'must be a function' }]);
+    expect(failure(() => parseOptions(schema, { watch: { debounceMs: Number.NaN } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
     // Inside a choice of a boolean and an object, a misspelt key is named with its nearest too.
     expect(failure(() => parseOptions(schema, { watch: { debounce: 20 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounce', message: 'unknown option; did you mean "debounceMs"?' }]);
+  });
+
+  it('names the field inside a plugin source or workspace object that is wrong, not only the choice of forms', () => {
+    const issues = (value: unknown) => failure(() => parseOptions(schema, value, 'x options')).details.issues;
+    expect(issues({ plugins: [{ root: '/p' }] })).toEqual([{ path: 'plugins[0].manifest', message: 'is required' }]);
+    expect(issues({ plugins: [{ root: 5, manifest: {} }] })).toEqual([{ path: 'plugins[0].root', message: 'must be a string, got number' }]);
+    expect(issues({ plugins: [''] })).toEqual([{ path: 'plugins[0]', message: 'must not be empty' }]);
+    expect(issues({ plugins: [5] })).toEqual([{ path: 'plugins[0]', message: 'must be a plugin folder (a path or file: URL) or { root, manifest }' }]);
+    expect(issues({ workspace: { root: '' } })).toEqual([{ path: 'workspace.root', message: 'must not be empty' }]);
+    expect(issues({ workspace: true })).toEqual([expect.objectContaining({ path: 'workspace', message: expect.stringMatching(/^must be a WorkspaceManager, \{ root \}/) })]);
   });
 
   it('says when a PluginRegistry or WorkspaceManager comes from another copy of core (two versions installed), which instanceof refuses', () => {

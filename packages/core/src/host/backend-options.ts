@@ -6,7 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
-import { formatPath, issueOf, validationError } from '../validation.js';
+import { formatPath, issueOf, validationError, withinUnions } from '../validation.js';
 import { nearest } from './nearest-name.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
@@ -123,10 +123,10 @@ function otherCopy(input: unknown, name: string): string {
  * (`prespwn` → "did you mean \"prespawn\"?"), never silently ignored.
  */
 export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string): z.output<S> {
-  const result = schema.strict().safeParse(value ?? {});
+  const result = schema.strict().safeParse(value ?? {}, { reportInput: true });
   // `.strict()` changes what is accepted, not what comes out.
   if (result.success) return result.data as z.output<S>;
-  const issues: ValidationIssue[] = result.error.issues.flatMap((issue): ValidationIssue[] => {
+  const issues: ValidationIssue[] = withinUnions(result.error.issues).flatMap((issue): ValidationIssue[] => {
     if (issue.code !== 'unrecognized_keys') return [issueOf(issue)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
