@@ -41,6 +41,9 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
  * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
  * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
  */
+/** Node's longest timer (about 24.8 days); execute() refuses a longer timeoutMs too. */
+const MAX_TIMER_MS = 2_147_483_647;
+
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
   const type = backendType(values.backend);
   if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
@@ -48,7 +51,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
   const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
-  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new UsageError('--timeout must be a positive number of milliseconds');
+  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
+    throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${values.timeout}`);
+  }
   const platform = values.platform ? await loadPlatform(values.platform) : undefined;
 
   const registry = new PluginRegistry();

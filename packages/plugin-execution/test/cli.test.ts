@@ -230,6 +230,10 @@ describe('kb-plugin-exec CLI', () => {
     expect(keepNone.stderr.split('\n')[0]).toBe('--no-workspace runs without a workspace: it does not go with --keep-workspace');
     const rootNone = run(['run', fixturePlugins.basic, 'echo', '--no-workspace', '--keep-workspace', '--workspace-root', root]);
     expect(rootNone.stderr.split('\n')[0]).toBe('--no-workspace runs without a workspace: it does not go with --keep-workspace or --workspace-root');
+    // A timeout past Node's longest timer is the user's typo, not a failed execution.
+    const hugeTimeout = run(['run', fixturePlugins.basic, 'echo', '--timeout', '99999999999']);
+    expect(hugeTimeout.status).toBe(2);
+    expect(hugeTimeout.stderr.split('\n')[0]).toBe("--timeout must be a positive number of milliseconds up to 2147483647 (Node's longest timer), got 99999999999");
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
