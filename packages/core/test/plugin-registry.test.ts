@@ -401,6 +401,26 @@ describe('reloading a plugin', () => {
     expect(second.generation).toBe(1);
   });
 
+  it('takes the same { root } registered again with another manifest as its next generation; the same manifest again changes nothing', async () => {
+    const registry = new PluginRegistry();
+    const heard: string[] = [];
+    registry.onReload((plugin) => heard.push(plugin.manifest.version));
+    const first = registry.register({ root: tmp, manifest: manifest({ run: { entry: 'a.js' } }) });
+    expect(registry.register({ root: tmp, manifest: manifest({ run: { entry: 'a.js' } }) })).toBe(first);
+    const second = registry.register({ root: tmp, manifest: manifest({ run: { entry: 'a.js' }, other: { entry: 'b.js' } }, { version: '2.0.0' }) });
+    expect(second).toMatchObject({ generation: 1, manifest: { version: '2.0.0' } });
+    expect(registry.get('@t/p')).toBe(second);
+    expect(registry.resolve('@t/p', 'other')).toMatchObject({ entryPath: path.join(tmp, 'b.js'), generation: 1 });
+    expect(heard).toEqual(['2.0.0']);
+    // A reload keeps the manifest last given.
+    expect((await registry.reload('@t/p')).manifest.version).toBe('2.0.0');
+    // A folder's plugin given again as { root, manifest }: that manifest, and a reload no longer reads the file over it.
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: 'a.js' } }, { id: '@t/folder' })));
+    await registry.load(dir);
+    registry.register({ root: dir, manifest: manifest({ run: { entry: 'c.js' } }, { id: '@t/folder' }) });
+    expect((await registry.reload('@t/folder')).manifest.handlers.run?.entry).toBe('c.js');
+  });
+
   it('refuses an unknown plugin with HANDLER_NOT_FOUND naming it and what is registered', async () => {
     const registry = new PluginRegistry();
     await registry.load(SAMPLE);

@@ -8,7 +8,10 @@ import { RELOADABLE, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
 /** What every backend built on core's BaseBackend has besides IExecutionBackend. */
-type ReloadingBackend = IExecutionBackend & { reloadPlugin(pluginId: string): Promise<RegisteredPlugin> };
+type ReloadingBackend = IExecutionBackend & {
+  reloadPlugin(pluginId: string): Promise<RegisteredPlugin>;
+  registerPlugin(source: { root: string; manifest: unknown }): Promise<RegisteredPlugin>;
+};
 
 const DEBOUNCE_MS = 50;
 const HANDLER = path.join('handlers', 'version.mjs');
@@ -72,6 +75,18 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     await edit(dir, HANDLER, "'v2'", "'v3'");
     await backend.reloadPlugin(RELOADABLE);
     expect(await versionOf(backend)).toBe('v3');
+  });
+
+  it('registerPlugin() of a { root, manifest } plugin again with another manifest: new executions get that manifest and load the code anew', async () => {
+    const dir = await copyPlugin();
+    const manifest = JSON.parse(await readFile(path.join(dir, 'kb.plugin.json'), 'utf8')) as { handlers: Record<string, unknown> };
+    const backend = reloading(make({ plugins: [{ root: dir, manifest }] }));
+    expect(await versionOf(backend)).toBe('v1');
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    const plugin = await backend.registerPlugin({ root: dir, manifest: { ...manifest, handlers: { ...manifest.handlers, renamed: manifest.handlers.version } } });
+    expect(plugin).toMatchObject({ id: RELOADABLE, generation: 1 });
+    expect(await versionOf(backend, 'renamed')).toBe('v2');
+    expect(await versionOf(backend)).toBe('v2');
   });
 
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {

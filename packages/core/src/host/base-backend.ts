@@ -144,12 +144,23 @@ export abstract class BaseBackend implements IExecutionBackend {
    */
   protected pluginReloaded(_plugin: RegisteredPlugin): void {}
 
-  /** Register another plugin (a folder's path or file: URL, or `{ root, manifest }`) after construction. Rejects with ValidationError. */
+  /**
+   * Register another plugin (a folder's path or file: URL, or `{ root, manifest }`) after
+   * construction; the same plugin again with another manifest replaces it (PluginRegistry.register).
+   * The `plugins` option is loaded first, so a later registration is never undone by it. Rejects
+   * with ValidationError.
+   */
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
-    if (this.#state === 'shutting-down' || this.#state === 'closed') throw new ShuttingDownError();
+    if (this.#shutDownBegun()) throw new ShuttingDownError();
+    await this.#ensureReady();
+    if (this.#shutDownBegun()) throw new ShuttingDownError();
     const plugin = typeof source === 'string' || source instanceof URL ? await this.registry.load(source) : this.registry.register(source);
     await this.#watcher?.watch(plugin);
     return plugin;
+  }
+
+  #shutDownBegun(): boolean {
+    return this.#state === 'shutting-down' || this.#state === 'closed';
   }
 
   /**

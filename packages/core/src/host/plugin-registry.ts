@@ -9,6 +9,7 @@ import { parseWith, validationError, type ValidationIssue } from '../validation.
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
 const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
+const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
 
 /** What a host that registered nothing is told, with what to do about it. */
 const NONE_REGISTERED =
@@ -75,7 +76,12 @@ export class PluginRegistry {
     return this.register(source, file);
   }
 
-  /** Validate a manifest and register it under its id; a second plugin with the same id is refused. */
+  /**
+   * Validate a manifest and register it under its id; a second plugin with the same id from
+   * another folder is refused. The same folder again: the same manifest changes nothing, another
+   * one is installed as the plugin's next generation, as a reload would (a plugin given as
+   * `{ root, manifest }` has no file to read a changed manifest from).
+   */
   register(source: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
     if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
       throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
@@ -86,7 +92,7 @@ export class PluginRegistry {
     const manifest = parseManifest(root, source.manifest, file);
     const existing = this.#plugins.get(manifest.id);
     if (existing) {
-      if (existing.root === root) return existing;
+      if (existing.root === root) return isDeepStrictEqual(existing.manifest, manifest) ? existing : this.#replace(existing, manifest, file);
       throw new ValidationError(`Plugin "${manifest.id}" is already registered from ${existing.root}; refusing a second copy from ${root}`, {
         details: { pluginId: manifest.id, root, existingRoot: existing.root },
       });
@@ -112,8 +118,19 @@ export class PluginRegistry {
       });
     }
     // Read while another reload (or an unregister) may have run: install over what is there now.
-    const latest = this.#registered(pluginId, 'reload');
-    const plugin = this.#install(latest.root, manifest, latest.generation + 1);
+    return this.#nextGeneration(this.#registered(pluginId, 'reload'), manifest);
+  }
+
+  /** The same folder registered again with another manifest: from now on that one, and a reload reads `file` (or keeps it, if it came without one). */
+  #replace(existing: RegisteredPlugin, manifest: PluginManifest, file: string | undefined): RegisteredPlugin {
+    if (file) this.#manifestFiles.set(manifest.id, file);
+    else this.#manifestFiles.delete(manifest.id);
+    return this.#nextGeneration(existing, manifest);
+  }
+
+  /** Install `manifest` as the next generation of `current` and tell the reload listeners (backends retire runners with the old code). */
+  #nextGeneration(current: RegisteredPlugin, manifest: PluginManifest): RegisteredPlugin {
+    const plugin = this.#install(current.root, manifest, current.generation + 1);
     for (const listener of this.#reloadListeners) {
       try {
         listener(plugin);
