@@ -27,6 +27,47 @@ export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type:
 
 export { unserializableError } from './wire-clone.js';
 
+const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
+
+/**
+ * Shape check of a message a runner sent. A runner runs untrusted code, which can reach its
+ * channel (a child's protocol pipe; a thread's port, through the runner's own calls), so nothing
+ * it sends is used before this says it is well-formed. Returns the problem, or undefined.
+ */
+export function runnerMessageProblem(message: unknown): string | undefined {
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) return `message is not an object (${describeShape(message)})`;
+  const m = message as Record<string, unknown>;
+  switch (m.type) {
+    case 'ready':
+      return typeof m.version === 'number' ? undefined : 'ready without a numeric version';
+    case 'log':
+      if (typeof m.level !== 'string' || !LEVELS.has(m.level)) return `log with an unknown level ${describeShape(m.level)}`;
+      if (typeof m.message !== 'string') return 'log without a string message';
+      if (m.fields !== undefined && (typeof m.fields !== 'object' || m.fields === null)) return 'log with non-object fields';
+      return undefined;
+    case 'event':
+      return undefined;
+    case 'rpc':
+      if (!Number.isSafeInteger(m.id)) return 'rpc without an integer id';
+      if (m.target !== 'platform' && m.target !== 'channel') return `rpc with an unknown target ${describeShape(m.target)}`;
+      if (typeof m.service !== 'string' || typeof m.method !== 'string') return 'rpc without string service and method';
+      if (!Array.isArray(m.args)) return 'rpc without an args array';
+      return undefined;
+    case 'result':
+      if (typeof m.ok !== 'boolean') return 'result without a boolean ok';
+      if (!m.ok && (typeof m.error !== 'object' || m.error === null)) return 'failed result without an error object';
+      return undefined;
+    default:
+      return `unknown message type ${describeShape(m.type)}`;
+  }
+}
+
+/** A value named in a protocol problem: a short string as itself, anything else by its kind. */
+export function describeShape(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.slice(0, 40));
+  return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+}
+
 /**
  * Turn a runner's result message into the value or the error the host reports. A runner that
  * runs plugin code (a thread, a child process) reports the handler's own errors, and a plugin

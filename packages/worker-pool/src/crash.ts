@@ -20,6 +20,10 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
   const crashed = (message: string, details: WorkerCrashDetails, cause?: unknown) =>
     new WorkerCrashedError(message, { details: { ...details }, ...(cause !== undefined ? { cause } : {}) });
   const error = thread.error as (Error & { code?: unknown }) | undefined;
+  if (thread.protocolError !== undefined) {
+    const problem = thread.protocolError;
+    return crashed(`${where} broke the host protocol and was ended: ${problem}`, { reason: 'protocol', protocolError: problem, ...base });
+  }
 
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
     const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';

@@ -3,6 +3,7 @@ import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/p
 import { HostSession, OutputPacer, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { TAKEN, WAITING_FOR_TASK, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
+import { threadMessageProblem } from './thread-message.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 /** One execution handed to the pool; `k` names it on its thread's channel. */
@@ -16,6 +17,8 @@ export interface Execution {
   stop: ExecutionError | undefined;
   /** Times it went to another thread because the one it was handed to died before beginning it. */
   redispatches: number;
+  /** Times a thread declined it unbegun (see ThreadPool's #onRunnerGone). */
+  declines: number;
   /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
   stopListening?: (() => void) | undefined;
 }
@@ -62,6 +65,8 @@ export class PoolThread<Lane = unknown> {
   heard = false;
   /** It declined the execution handed to it, unbegun (its globals were changed by an earlier handler). */
   declined = false;
+  /** What it sent that the pool's runner never sends: it was ended for it (see threadMessageProblem). */
+  protocolError: string | undefined;
   readonly reports: CrashReport[] = [];
   /** The Worker's 'error' event: an uncaught exception, or ERR_WORKER_OUT_OF_MEMORY. */
   error: unknown;
@@ -138,7 +143,7 @@ export class PoolThread<Lane = unknown> {
       this.exitCode = code;
       // Whatever the thread sent before it went (its answer, its last words) is queued on the channel.
       const port = this.port;
-      for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message as ThreadToHost);
+      for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message);
       port?.close();
       clearTimeout(this.#graceTimer);
       clearTimeout(this.#stuckTimer);
@@ -234,13 +239,24 @@ export class PoolThread<Lane = unknown> {
     if (this.port || message?.kbWorkerPool !== 'hello') return;
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
-    this.port.on('message', (m: ThreadToHost) => this.#onMessage(m));
+    this.port.on('message', (m: unknown) => this.#onMessage(m));
     this.port.on('messageerror', (error: Error) => this.#unreadable(error));
     this.port.unref();
     this.#events.ready(this);
   }
 
-  #onMessage(message: ThreadToHost): void {
+  #onMessage(raw: unknown): void {
+    if (this.protocolError !== undefined) return;
+    const problem = threadMessageProblem(raw);
+    if (problem) return this.#violate(problem);
+    try {
+      this.#take(raw as ThreadToHost);
+    } catch (error) {
+      this.#violate(`its message could not be taken: ${(error as Error)?.message ?? String(error)}`);
+    }
+  }
+
+  #take(message: ThreadToHost): void {
     if ('units' in message && message.units) this.#read(message.units);
     if ('crash' in message) {
       this.reports.push(message.crash);
@@ -249,6 +265,8 @@ export class PoolThread<Lane = unknown> {
     const execution = this.execution;
     if (execution?.k !== message.k) return;
     if ('declined' in message) {
+      // A thread declines before it begins: after anything it sent for the execution, the handler forged it.
+      if (this.heard) return this.#violate('it declined an execution it had begun');
       // Given to another thread once this one is gone (ThreadPool's #onRunnerGone).
       this.declined = true;
       this.end({ kind: 'retired', reason: message.declined });
@@ -271,6 +289,12 @@ export class PoolThread<Lane = unknown> {
       this.#session.handle(tightenViews(message.m));
       this.#pacer.after(execution.control);
     }
+  }
+
+  /** It sent what the pool's runner never sends (plugin code on its port): ended, and its execution fails WORKER_CRASHED `protocol`. */
+  #violate(problem: string): void {
+    this.protocolError = problem;
+    this.end({ kind: 'terminated' });
   }
 
   #read(units: number): void {

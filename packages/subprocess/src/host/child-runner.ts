@@ -6,7 +6,7 @@ import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, type ProtocolError } from '../framing.js';
-import { runnerMessageProblem, type ChildCrashMessage } from '../messages.js';
+import { childMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -227,7 +227,7 @@ export class ChildRunner {
 
   #onMessage(raw: unknown): void {
     if (this.#protocolError) return;
-    const problem = runnerMessageProblem(raw);
+    const problem = childMessageProblem(raw);
     if (problem) return this.#violate(problem);
     const message = raw as RunnerToHost | ChildCrashMessage;
     if (!this.#handshaken) {
