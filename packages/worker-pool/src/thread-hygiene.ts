@@ -57,7 +57,7 @@ const WATCHED: Record<string, string> = {
   'Set.prototype': 'add has delete clear [Symbol.iterator]',
   'WeakMap.prototype': 'get set has',
   'WeakSet.prototype': 'add has',
-  Error: 'captureStackTrace',
+  Error: 'captureStackTrace prepareStackTrace stackTraceLimit',
   'Error.prototype': 'toString',
   Date: 'now',
   'Date.prototype': 'getTime toISOString toJSON',

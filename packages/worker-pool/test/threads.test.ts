@@ -69,6 +69,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(figures.started).toBe(2);
   });
 
+  it('a handler that sets Error.prepareStackTrace or Error.stackTraceLimit (as source-map-support does) has its thread retired: another plugin\'s errors keep their own stacks', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const hooked = await backend.execute({ pluginId: POOL, handlerId: 'sets-stack-hooks' });
+    expect(okData(hooked)).toBe('set');
+    const next = await backend.execute({ pluginId: POOL, handlerId: 'counter' });
+    expectOk(next);
+    expect(next.meta.workerId).not.toBe(hooked.meta.workerId);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+  });
+
   it('a handler that shadows the name globalThis with a look-alike before replacing an intrinsic is still caught', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const shadowed = await backend.execute({ pluginId: POOL, handlerId: 'shadows-global' });
