@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { parseArgs } from 'node:util';
+import { inspect, type parseArgs } from 'node:util';
 import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
@@ -41,6 +41,20 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
  * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
  * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
  */
+/** A log entry as `--logs` prints it: where from, its level, its message, and what was logged with it. */
+function logLine(entry: LogEntry): string {
+  const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printable(entry.fields)}` : '';
+  return `[${entry.stream}:${entry.level}] ${entry.message}${fields}\n`;
+}
+
+function printable(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return inspect(value, { depth: 4, breakLength: Infinity });
+  }
+}
+
 /** Node's longest timer (about 24.8 days); execute() refuses a longer timeoutMs too. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -86,7 +100,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
         signal: controller.signal,
         ...(timeoutMs ? { timeoutMs } : {}),
         ...(values['keep-workspace'] ? { keepWorkspace: true } : {}),
-        ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(`[${entry.stream}:${entry.level}] ${entry.message}\n`) } : {}),
+        ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(logLine(entry)) } : {}),
       },
     );
     restoreStdout?.();

@@ -105,6 +105,14 @@ describe('kb-plugin-exec CLI', () => {
     expect(missing.stderr).toContain('--platform: no file or package');
   });
 
+  it('--logs prints each log line with what was logged with it', () => {
+    const result = run(['run', fixturePlugins.basic, 'emits', '--input', '{"steps":1}', '--logs', '--no-workspace']);
+    expect(result.status, result.stderr).toBe(0);
+    const lines = result.stderr.split('\n');
+    expect(lines).toContain('[logger:info] step 1');
+    expect(lines).toContain('[logger:error] not really an error {"code":7}');
+  });
+
   it('SIGINT aborts the execution, removes its workspace and exits 130', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint-'));
     try {
