@@ -131,8 +131,8 @@ describe('PluginWatcher', () => {
       await writeFile(path.join(dir, 'kb.plugin.json'), '{');
       await waitFor(() => warnings.length === 1);
       expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_FAILED' });
-      expect(warnings[0]!.message).toContain('Plugin "@t/w" was not reloaded (its previous version still serves): bad manifest');
-      expect(watcher.problems()).toEqual([`plugin "@t/w" was not reloaded after a change in ${dir} (its previous version still serves): bad manifest`]);
+      expect(warnings[0]!.message).toContain('Plugin "@t/w" was not reloaded (its previous version stays registered): bad manifest');
+      expect(watcher.problems()).toEqual([`plugin "@t/w" was not reloaded after a change in ${dir} (its previous version stays registered): bad manifest`]);
       fail = false;
       await writeFile(path.join(dir, 'kb.plugin.json'), '{}');
       await waitFor(() => watcher!.problems().length === 0);

@@ -87,7 +87,7 @@ export class PluginWatcher {
   problems(): string[] {
     const problems: string[] = [];
     for (const plugin of this.#plugins.values()) {
-      if (plugin.failure) problems.push(`plugin "${plugin.id}" was not reloaded after a change in ${plugin.root} (its previous version still serves): ${plugin.failure}`);
+      if (plugin.failure) problems.push(`plugin "${plugin.id}" was not reloaded after a change in ${plugin.root} (its previous version stays registered): ${plugin.failure}`);
     }
     return problems;
   }
@@ -224,7 +224,7 @@ export class PluginWatcher {
       threw(error);
       return;
     }
-    if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version still serves): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
+    if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version stays registered): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
   }
 }
 
