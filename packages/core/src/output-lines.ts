@@ -9,9 +9,10 @@ export interface OutputLimits {
 /**
  * Turns the text a runner writes to one stream into the lines `onLog` gets, with one rule on
  * every backend:
- * - a line ends at `\n` (a `\r` before it is dropped); a line with no newline in sight is
- *   delivered once it reaches `maxLineLength`, so it cannot grow without bound;
- * - a line longer than `maxLineLength` is cut and ends with `… [N more characters]`;
+ * - a line ends at `\n` (a `\r` before it is dropped), or where the execution's output ends;
+ * - a line longer than `maxLineLength` is delivered once, cut, ending with `… [N more characters]`
+ *   (N what it really had beyond the cut, however many writes or reads it came in); only the
+ *   first `maxLineLength` characters of a line are ever held;
  * - each line counts its full length plus its newline against `maxChars`; once that is spent,
  *   lines are dropped, and `finish()` delivers one `[output truncated: …]` notice;
  * - delivery never throws: a host callback that throws is its own problem.
@@ -19,7 +20,11 @@ export interface OutputLimits {
 export class OutputLines {
   readonly #limits: OutputLimits;
   readonly #deliver: (lines: string[]) => void;
+  /** The line so far, up to `maxLineLength` characters; `#beyond` counts the rest of it. */
   #partial = '';
+  #beyond = 0;
+  /** The line's last character so far is a `\r` (kept or counted). */
+  #endsInCR = false;
   #delivered = 0;
   #dropped = 0;
 
@@ -28,45 +33,60 @@ export class OutputLines {
     this.#deliver = deliver;
   }
 
-  /** Take a chunk of text; complete lines are delivered now, in one call. */
+  /** Take a chunk of text; the lines it completes are delivered now, in one call. */
   push(text: string): void {
     const lines: string[] = [];
     let start = 0;
     for (;;) {
       const nl = text.indexOf('\n', start);
       if (nl < 0) break;
-      const line = this.#partial + text.slice(start, nl);
-      this.#partial = '';
-      this.#take(line.endsWith('\r') ? line.slice(0, -1) : line, lines);
+      this.#append(text, start, nl);
+      this.#endLine(lines);
       start = nl + 1;
     }
-    this.#partial += text.slice(start);
-    if (this.#partial.length >= this.#limits.maxLineLength) {
-      this.#take(this.#partial, lines);
-      this.#partial = '';
-    }
+    this.#append(text, start, text.length);
     this.#send(lines);
   }
 
   /** Deliver a trailing line without a newline and the truncation notice; then start afresh. */
   finish(): void {
     const lines: string[] = [];
-    if (this.#partial) this.#take(this.#partial, lines);
+    if (this.#partial || this.#beyond) this.#endLine(lines);
     if (this.#dropped > 0) lines.push(`[output truncated: ${this.#dropped} characters not delivered past the ${this.#limits.maxChars}-character cap]`);
-    this.#partial = '';
     this.#delivered = 0;
     this.#dropped = 0;
     this.#send(lines);
   }
 
-  #take(line: string, into: string[]): void {
-    const { maxChars, maxLineLength } = this.#limits;
-    if (this.#delivered >= maxChars) {
-      this.#dropped += line.length + 1;
+  #append(text: string, from: number, to: number): void {
+    const room = Math.max(0, this.#limits.maxLineLength - this.#partial.length);
+    const kept = Math.min(room, to - from);
+    if (kept > 0) this.#partial += text.slice(from, from + kept);
+    this.#beyond += to - from - kept;
+    if (to > from) this.#endsInCR = text.charCodeAt(to - 1) === 13;
+  }
+
+  #endLine(into: string[]): void {
+    let line = this.#partial;
+    let beyond = this.#beyond;
+    const cr = this.#endsInCR;
+    this.#partial = '';
+    this.#beyond = 0;
+    this.#endsInCR = false;
+    // The \r of a \r\n, wherever the cut left it.
+    if (cr && beyond > 0) beyond -= 1;
+    else if (cr) line = line.slice(0, -1);
+    this.#take(line, beyond, into);
+  }
+
+  #take(line: string, beyond: number, into: string[]): void {
+    const length = line.length + beyond;
+    if (this.#delivered >= this.#limits.maxChars) {
+      this.#dropped += length + 1;
       return;
     }
-    this.#delivered += line.length + 1;
-    into.push(line.length > maxLineLength ? `${line.slice(0, maxLineLength)}… [${line.length - maxLineLength} more characters]` : line);
+    this.#delivered += length + 1;
+    into.push(beyond > 0 ? `${line}… [${beyond} more characters]` : line);
   }
 
   #send(lines: string[]): void {

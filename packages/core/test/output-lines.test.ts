@@ -21,11 +21,25 @@ describe('OutputLines (the one output rule of every backend)', () => {
     expect(batches).toEqual([1, 2, 1]);
   });
 
-  it('cuts a long line and says by how much; a line with no newline is delivered once it reaches the limit', () => {
+  it('cuts a long line once and says by how much, however many chunks it came in; a line with no newline is delivered at the end', () => {
     const { out, lines } = collect({ maxLineLength: 5, maxChars: 1000 });
     out.push(`${'x'.repeat(8)}\n`);
-    out.push('yyyyyyy');
-    expect(lines).toEqual(['xxxxx… [3 more characters]', 'yyyyy… [2 more characters]']);
+    out.push('yyy');
+    out.push('yyyy');
+    out.push('yyy\r');
+    out.push('\nzz\r\nw');
+    expect(lines).toEqual(['xxxxx… [3 more characters]', 'yyyyy… [5 more characters]', 'zz']);
+    out.push('w'.repeat(100_000));
+    out.finish();
+    expect(lines.slice(3)).toEqual(['wwwww… [99996 more characters]']);
+  });
+
+  it('counts a cut line at its full length against the cap', () => {
+    const { out, lines } = collect({ maxLineLength: 2, maxChars: 10 });
+    out.push('abcdefghij');
+    out.push('k\nlm\n');
+    out.finish();
+    expect(lines).toEqual(['ab… [9 more characters]', '[output truncated: 3 characters not delivered past the 10-character cap]']);
   });
 
   it('counts each line with its newline against the cap, drops the rest, and says so once at the end', () => {

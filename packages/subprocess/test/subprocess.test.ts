@@ -393,6 +393,15 @@ describe('stdout and stderr', () => {
     expect(out[3]).toBe('no newline at the end');
     expect(logs.filter((l) => l.stream === 'stderr')).toMatchObject([{ message: 'to stderr', level: 'error', executionId: result.meta.executionId }]);
   });
+
+  it('a line longer than a pipe read (many reads) is one entry, cut once, with its real length', async () => {
+    const logs: LogEntry[] = [];
+    const backend = make({ maxLogLineLength: 100 });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'prints', input: { lines: 0, long: 500_000 } }, { onLog: (l) => logs.push(l) });
+    expectOk(result);
+    const out = logs.filter((l) => l.stream === 'stdout').map((l) => l.message);
+    expect(out).toEqual([`${'y'.repeat(100)}… [499900 more characters]`, 'no newline at the end']);
+  });
 });
 
 describe('warm spares (prespawn)', () => {
