@@ -19,6 +19,8 @@ export interface StartNatsServerOptions {
   maxSubscriptions?: number;
   /** The server's `max_connections`. @default no limit */
   maxConnections?: number;
+  /** A server that speaks only TLS, with this certificate and key (PEM files). @default plain TCP */
+  tls?: { certFile: string; keyFile: string };
 }
 
 export interface NatsServer {

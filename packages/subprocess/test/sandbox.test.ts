@@ -140,6 +140,10 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
 });
 
 describe.runIf(linux)('inside the sandbox', () => {
+  it('stats() says children run sandboxed before any execution or health() call', async () => {
+    expect((await make({ sandbox: 'required' }).stats()).runners).toMatchObject({ sandboxed: true });
+  });
+
   it('health() reports bubblewrap with every layer in force', async () => {
     const health = await make({ sandbox: 'required' }).health();
     expect(health.ok).toBe(true);

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerNotFoundError, ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { HandlerNotFoundError, ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, recordRunnerStart, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
@@ -215,6 +215,12 @@ export class SubprocessBackend extends BaseBackend {
       new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS))),
     ]);
     clearTimeout(timer);
+  }
+
+  /** Waits for the sandbox probe (once, at most its few ms) before the figures: `runners.sandboxed` said false until the first execution. */
+  override async stats(): Promise<BackendStats> {
+    await this.#sandbox.ready().catch(() => undefined);
+    return super.stats();
   }
 
   protected override runnerStats(): SubprocessRunnerStats {
