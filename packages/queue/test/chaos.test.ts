@@ -156,7 +156,8 @@ describe('a host whose event loop is blocked', () => {
     expectOk(outcome);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
     // The flood itself the worker stopped, its caller silent past workerLostMs (the test below).
-    expect((await flood).ok ? 'ok' : (await flood).error.code).toMatch(/^(ok|WORKER_CRASHED)$/);
+    const flooded = await flood;
+    expect(flooded.ok ? 'ok' : flooded.error.code).toMatch(/^(ok|WORKER_CRASHED)$/);
   });
 
   it('for longer than workerLostMs while an execution runs: the worker stops it, and the caller, which never aborted, gets WORKER_CRASHED (runner-lost), not ABORTED', async () => {
@@ -297,6 +298,34 @@ describe('a slow or flaky link between a worker and the server', () => {
     expectOk(result);
     expect(result.data).toMatchObject({ ok: false, code: 'WORKER_CRASHED' });
     expect((result.data as { message: string }).message).toContain('lost its connection to the NATS server while this call was in flight');
+  });
+
+  it("the first execution's timeout, while the host's first connection is still being made, ends it then: its slot is free at its result", async () => {
+    const pool = newPool('firstconnect');
+    proxy.cut();
+    const backend = host(proxy.url, pool);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 1000 });
+    expectError(result, 'TIMEOUT');
+    // The connection attempt goes on (up to its 5 s): the execution no longer waits for it.
+    expect((await backend.stats()).active).toBe(0);
+    proxy.restore();
+  });
+
+  it("a 1.5 MB input over a host link of 256 KiB/s goes in parts: it runs, and the heartbeats of another execution get through meanwhile", async () => {
+    const pool = newPool('slowinput');
+    await worker(server.url, pool, 2);
+    proxy.bandwidth(256 * 1024);
+    const backend = host(proxy.url, pool);
+    // Runs for as long as the input takes to cross: one message of 1.5 MB would hold the host's
+    // heartbeat answers behind it for ~6 s, past workerLostMs.
+    const beside = await startMark(backend, path.join(markers, 'slowinput.log'), 7000);
+    const input = 'i'.repeat(1.5 * 1024 * 1024);
+    const big = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 20_000 });
+    expectOk(big);
+    expect(big.data).toEqual({ length: input.length });
+    const result = await beside.result;
+    expectOk(result);
+    expect(result.data).toEqual({ done: true });
   });
 
   it('a large result whose transfer the link drops halfway is sent again, whole, as soon as the worker is back (not after its part timeout of 10 s)', async () => {

@@ -8,7 +8,8 @@ import net from 'node:net';
  * wait, as they would behind a dead link that TCP has not given up on yet), so neither side
  * learns anything until its own timers say so. `restore()` lets the held bytes through, late:
  * what a worker said during the cut arrives after the host has moved on. `latency(ms)` delays
- * every byte by `ms` each way (order kept). `reset()` drops every connection at once, and
+ * every byte by `ms` each way (order kept); `bandwidth(bytesPerSecond)` lets that many through
+ * per second each way (order kept; 0: no limit). `reset()` drops every connection at once, and
  * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
  */
 export interface TcpProxy {
@@ -17,6 +18,7 @@ export interface TcpProxy {
   cut(): void;
   restore(): void;
   latency(ms: number): void;
+  bandwidth(bytesPerSecond: number): void;
   reset(): void;
   refuse(on: boolean): void;
   close(): Promise<void>;
@@ -34,13 +36,29 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let cut = false;
   let delayMs = 0;
   let refusing = false;
-  /** When the last delayed chunk of each socket goes out: a later one never overtakes it. */
-  const lastOut = new WeakMap<net.Socket, number>();
+  let bytesPerSecond = 0;
+  /** Delayed chunks of each socket, in order, each with when it goes out: a later one never overtakes it. */
+  const queues = new WeakMap<net.Socket, { due: Array<{ at: number; chunk: Buffer }>; timer: NodeJS.Timeout | undefined; lastAt: number }>();
+  const pump = (to: net.Socket) => {
+    const queue = queues.get(to)!;
+    queue.timer = undefined;
+    // What was still to cross a link that is gone is gone with it.
+    if (to.destroyed) queue.due.length = 0;
+    while (queue.due.length > 0 && queue.due[0]!.at <= Date.now()) {
+      const { chunk } = queue.due.shift()!;
+      if (!to.destroyed) to.write(chunk);
+    }
+    if (queue.due.length > 0) queue.timer = setTimeout(() => pump(to), queue.due[0]!.at - Date.now());
+  };
   const send = (to: net.Socket, chunk: Buffer) => {
-    if (delayMs === 0) return void to.write(chunk);
-    const at = Math.max(Date.now() + delayMs, lastOut.get(to) ?? 0);
-    lastOut.set(to, at);
-    setTimeout(() => to.destroyed || to.write(chunk), at - Date.now());
+    if (delayMs === 0 && bytesPerSecond === 0 && !queues.get(to)?.due.length) return void to.write(chunk);
+    let queue = queues.get(to);
+    if (!queue) queues.set(to, (queue = { due: [], timer: undefined, lastAt: 0 }));
+    // Out once the chunks before it are, and once it has crossed at the link's rate.
+    const crossMs = bytesPerSecond ? (chunk.length * 1000) / bytesPerSecond : 0;
+    queue.lastAt = Math.max(Date.now() + delayMs, queue.lastAt) + crossMs;
+    queue.due.push({ at: queue.lastAt, chunk });
+    queue.timer ??= setTimeout(() => pump(to), queue.due[0]!.at - Date.now());
   };
   const forward = (link: Link, from: net.Socket, to: net.Socket) =>
     from.on('data', (chunk: Buffer) => {
@@ -77,6 +95,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     latency(ms: number) {
       delayMs = ms;
+    },
+    bandwidth(rate: number) {
+      bytesPerSecond = rate;
     },
     reset() {
       for (const link of [...links]) drop(link);

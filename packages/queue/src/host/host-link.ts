@@ -3,7 +3,7 @@ import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
-import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
+import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
@@ -33,6 +33,10 @@ export class HostLink implements ExecutionLink {
   /** The largest body one message carries now (the server reconnected to may have another max_payload). */
   get partBytes(): number {
     return partBytes(this.#nc);
+  }
+  /** The largest input a task message carries itself; a larger one follows in the courier's parts, so that no message holds a slow link (and the heartbeats behind it) for long. */
+  get inlineInputBytes(): number {
+    return courierPartBytes(this.#nc);
   }
   readonly workerLostMs: number;
   readonly workspace: boolean;

@@ -55,7 +55,7 @@ export class QueueBackend extends BaseBackend {
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
-    const link = this.#opened ?? (await this.#connect());
+    const link = this.#opened ?? (await this.#connectUnlessStopped(control));
     if (control.stopReason) throw control.stopReason;
     const execution = new RemoteExecution(task, control, link, this.registry.get(task.pluginId)?.manifest.version ?? '');
     link.executions.set(task.executionId, execution);
@@ -68,6 +68,13 @@ export class QueueBackend extends BaseBackend {
     } finally {
       link.executions.delete(task.executionId);
     }
+  }
+
+  /** The first connection, still being made (up to its 5 s timeout), or the execution's stop (its timeout, an abort), whichever comes first. */
+  #connectUnlessStopped(control: DispatchControl): Promise<HostLink> {
+    let unsubscribe: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => (unsubscribe = control.onStop(reject)));
+    return Promise.race([this.#connect(), stopped]).finally(() => unsubscribe?.());
   }
 
   #connect(): Promise<HostLink> {

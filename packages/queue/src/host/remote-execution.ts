@@ -9,6 +9,8 @@ export interface ExecutionLink {
   readonly maxPayloadBytes: number;
   /** The largest body one message carries. */
   readonly partBytes: number;
+  /** The largest input the task message carries itself (see HostLink). */
+  readonly inlineInputBytes: number;
   readonly workerLostMs: number;
   /** Whether executions get a workspace on the worker. */
   readonly workspace: boolean;
@@ -75,12 +77,13 @@ export class RemoteExecution {
     const whole = encode(body, 'input', this.#task.input);
     // This host's own limit, whether or not the input fits in one stream message.
     if (whole.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
-    // Decided as it goes out, for the server it goes to: too large for one stream message, the
-    // input goes to the worker once it has started.
+    // Decided as it goes out, for the server it goes to: larger than a courier part, the input
+    // goes to the worker in parts once it has started (one large stream message would hold a
+    // slow link, and the heartbeats behind it, for seconds).
     const forServer = (): Uint8Array => {
       const partBytes = this.#link.partBytes;
       this.#input = undefined;
-      if (whole.length <= partBytes) return whole;
+      if (whole.length <= this.#link.inlineInputBytes) return whole;
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
       return this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', partBytes, "one message of the server's max_payload");
     };

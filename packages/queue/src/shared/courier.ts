@@ -77,6 +77,11 @@ export function partBytes(nc: NatsConnection): number {
   return most - Math.min(HEADER_ROOM, Math.floor(most / 2));
 }
 
+/** The largest body sent as one message on this connection, larger ones going in parts: the server's limit, and COURIER_PART_BYTES. */
+export function courierPartBytes(nc: NatsConnection): number {
+  return Math.min(partBytes(nc), COURIER_PART_BYTES);
+}
+
 /** The server's `max_payload`: the largest message, headers and body together. */
 export function maxPayload(nc: NatsConnection): number {
   return nc.info?.max_payload ?? 1024 * 1024;
@@ -108,7 +113,7 @@ export class Courier {
 
   /** The largest body one message carries now: read at each send, as a server reconnected to may allow less (or more) than the first. */
   get #partBytes(): number {
-    return Math.min(partBytes(this.#nc), COURIER_PART_BYTES);
+    return courierPartBytes(this.#nc);
   }
 
   /**
