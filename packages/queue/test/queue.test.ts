@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BASIC, GUARDED, HOSTILE, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
@@ -125,6 +125,33 @@ describe('where it runs', () => {
     }
   });
 
+  it('a server that speaks only TLS: without connection.tls host and worker say TLS failed and what to give; with its CA both work', async () => {
+    // A self-signed certificate for 127.0.0.1 and localhost, valid for a century, made for this test.
+    const tlsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'tls');
+    const secure = await startNatsServer({ tls: { certFile: path.join(tlsDir, 'server-cert.pem'), keyFile: path.join(tlsDir, 'server-key.pem') } });
+    const tlsPool = newPool('tls');
+    try {
+      const result = await make({ connection: { servers: secure.url }, pool: tlsPool }).execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toBe(
+        `The queue backend could not connect to the NATS server (${secure.url}): TLS failed: self-signed certificate; the server asks for TLS, or presents a certificate Node does not trust: give connection.tls (caFile for a private CA; certFile and keyFile if it wants a client certificate)`,
+      );
+      const untrusted = startExecutionWorker({ connection: { servers: secure.url }, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(untrusted).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', message: expect.stringContaining('TLS failed: self-signed certificate; the server asks for TLS') });
+      const connection = { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem') } };
+      const worker = await startExecutionWorker({ connection, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      try {
+        const echoed = await make({ connection, pool: tlsPool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'over TLS' }, { timeoutMs: 20_000 });
+        expectOk(echoed);
+        expect(echoed.data).toBe('over TLS');
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await secure.stop();
+    }
+  });
+
   it('a connection that times out says why when the other end does: a server at its max_connections, something that is not a NATS server', async () => {
     const full = await startNatsServer({ maxConnections: 1 });
     const other = await connect({ servers: full.url });
@@ -158,6 +185,14 @@ describe('plugins on the worker', () => {
     expect(result.error.message).toContain('version 2.0.0 on the host');
     expect(result.error.message).toContain('version 1.0.0 on worker');
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
+  });
+
+  it("a handler the host's copy of a plugin has and the workers' copy of the same version lacks fails naming the worker's copy", async () => {
+    const manifest = await probeManifest();
+    const handlers = { ...manifest.handlers, extra: manifest.handlers.sized! };
+    const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, handlers } }] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'extra', input: 'x' }, { timeoutMs: 20_000 });
+    expectError(result, 'HANDLER_NOT_FOUND');
+    expect(result.error.message).toMatch(/^Plugin "@queue\/probe" 1\.0\.0 on worker \S+ \(\S+\) has no handler "extra" \(handlers: .*sized.*\), though the host's copy of that version has it: deploy the same build to both$/);
   });
 
   it('in a rolling upgrade, a worker with another version of the plugin hands its tasks back unclaimed: they run on the workers that have the host\'s', async () => {

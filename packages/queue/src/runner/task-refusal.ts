@@ -27,7 +27,7 @@ export function taskRefusal(task: TaskBody, claim: { id: string; protocol: numbe
   return pluginRefusal(task, worker);
 }
 
-/** The task's plugin is not on this worker, or is there in another version than its caller's. */
+/** The task's plugin is not on this worker, or is there in another version than its caller's, or without the task's handler (another build of that version). */
 export function pluginRefusal(task: TaskBody, worker: RefusalContext): KnownExecutionError | undefined {
   const plugin = worker.registry.get(task.pluginId);
   if (!plugin) {
@@ -40,6 +40,14 @@ export function pluginRefusal(task: TaskBody, worker: RefusalContext): KnownExec
     return new ValidationError(
       `Plugin "${task.pluginId}" is version ${task.pluginVersion} on the host but version ${plugin.manifest.version} on ${workerName(worker)}: deploy the same version to both`,
       { details: { reason: 'plugin-version-mismatch', pluginId: task.pluginId, hostVersion: task.pluginVersion, workerVersion: plugin.manifest.version } },
+    );
+  }
+  if (!Object.hasOwn(plugin.manifest.handlers, task.handlerId)) {
+    const handlers = Object.keys(plugin.manifest.handlers);
+    return new HandlerNotFoundError(
+      `Plugin "${task.pluginId}" ${plugin.manifest.version} on ${workerName(worker)} has no handler "${task.handlerId}" (handlers: ${handlers.join(', ') || 'none'}), ` +
+        "though the host's copy of that version has it: deploy the same build to both",
+      { details: { pluginId: task.pluginId, handlerId: task.handlerId, availableHandlers: handlers } },
     );
   }
   return undefined;

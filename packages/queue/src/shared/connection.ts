@@ -237,5 +237,14 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if (/authorization violation|authentication/i.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
   }
+  if (TLS_FAILURE.test(message)) {
+    const advice = options.tls
+      ? "check connection.tls: caFile must hold the CA that signed the server's certificate, and the certificate must name the host in the server URL"
+      : 'the server asks for TLS, or presents a certificate Node does not trust: give connection.tls (caFile for a private CA; certFile and keyFile if it wants a client certificate)';
+    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): TLS failed: ${message}; ${advice}`);
+  }
   return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
 }
+
+/** Node's and nats.js's words for a TLS handshake that failed (an untrusted or misnamed certificate, TLS required or refused). */
+const TLS_FAILURE = /certificate|self[- ]signed|\bTLS\b|\bSSL\b|cert's CN|altnames/i;
