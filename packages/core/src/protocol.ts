@@ -27,6 +27,9 @@ export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type:
 
 export { unserializableError } from './wire-clone.js';
 
+/** The longest `ctx.logger` message, in characters: the runtime cuts a longer one, and the host cuts one a runner sent past the runtime. */
+export const MAX_LOG_MESSAGE = 64 * 1024;
+
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 
 /**

@@ -8,7 +8,10 @@
  * The count lives in the SharedArrayBuffer the thread sends with its hello (ThreadHello.wake):
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
  * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
- * output's receiver is behind). The counts wrap as int32s.
+ * output's receiver is behind), [6] counts the units the thread has sent, [7] is the execution it
+ * answered last. The counts wrap as int32s. Plugin code can reach the thread's channel but not
+ * this buffer: what [6] and [7] say is the runtime's word, against which the host checks what
+ * arrives on the channel (a message nobody counted, a result nobody answered, is forged).
  */
 
 /** Units in flight at most: about 16 MB (8 million characters of text), or 4096 small messages. */
@@ -25,7 +28,9 @@ const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 6;
+export const FLOW_SLOTS = 8;
+/** The most units one message of the runtime can weigh (a string of V8's longest length): more is forged. */
+export const MAX_MESSAGE_UNITS = 1 << 20;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
 export const TAKEN = 3;
 /** The slot the thread sets to 1 while it waits for a task in Atomics.wait, and back to 0 when it wakes. */
@@ -34,6 +39,8 @@ const READ = 1;
 const WAITING = 2;
 /** Set by the host while whoever takes the execution's output is behind (holdSending): the thread sends nothing more until it is cleared. */
 const HELD = 5;
+const SENT = 6;
+const ANSWERED = 7;
 
 // Taken before plugin code can replace them.
 const load = Atomics.load;
@@ -63,12 +70,29 @@ export class ThreadFlow {
     }
     store(shared, WAITING, 0);
     this.#sent = (this.#sent + units) | 0;
+    store(shared, SENT, this.#sent);
   }
 
   /** A message counted by pace() could not be posted after all: the host will never read it. */
   unsent(units: number): void {
     this.#sent = (this.#sent - units) | 0;
+    store(this.#shared, SENT, this.#sent);
   }
+
+  /** Say, before posting it, that the runtime answers (or declines) execution `k`. */
+  answering(k: number): void {
+    store(this.#shared, ANSWERED, k);
+  }
+}
+
+/** Host side: whether the thread's runtime counted `received` units (all the host has read of it) as sent. */
+export function countedAsSent(shared: Int32Array, received: number): boolean {
+  return ((load(shared, SENT) - received) | 0) >= 0;
+}
+
+/** Host side: whether the thread's runtime answered (or declined) execution `k` last. */
+export function answeredBy(shared: Int32Array, k: number): boolean {
+  return load(shared, ANSWERED) === k;
 }
 
 /** Host side: the host has read a message of `units`; wakes the thread if it waits for that. */

@@ -1,10 +1,14 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { TAKEN, WAITING_FOR_TASK, holdSending, markRead } from './flow-control.js';
+import { TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
+
+/** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
+const MAX_CRASH_REPORTS = 4;
+const FORGED = 'posted on its channel by plugin code, past ctx';
 
 /** One execution handed to the pool; `k` names it on its thread's channel. */
 export interface Execution {
@@ -17,8 +21,6 @@ export interface Execution {
   stop: ExecutionError | undefined;
   /** Times it went to another thread because the one it was handed to died before beginning it. */
   redispatches: number;
-  /** Times a thread declined it unbegun (see ThreadPool's #onRunnerGone). */
-  declines: number;
   /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
   stopListening?: (() => void) | undefined;
 }
@@ -115,6 +117,8 @@ export class PoolThread<Lane = unknown> {
     },
   );
   #unread = 0;
+  /** The units of all the thread's messages read so far (wrapping as an int32, as the thread's count does). */
+  #received = 0;
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
@@ -257,16 +261,23 @@ export class PoolThread<Lane = unknown> {
   }
 
   #take(message: ThreadToHost): void {
-    if ('units' in message && message.units) this.#read(message.units);
+    if ('units' in message && message.units) {
+      this.#received = (this.#received + message.units) | 0;
+      if (!countedAsSent(this.#wake!, this.#received)) return this.#violate(`a message its runtime did not count as sent (${FORGED})`);
+      this.#read(message.units);
+    }
     if ('crash' in message) {
+      if (this.reports.length >= MAX_CRASH_REPORTS) return this.#violate('more crash reports than a dying thread sends');
       this.reports.push(message.crash);
       return;
     }
     const execution = this.execution;
     if (execution?.k !== message.k) return;
+    // An answer or a decline is the runtime's only if it said so where plugin code cannot write (flow-control.ts).
+    if (('declined' in message || ('m' in message && message.m.type === 'result')) && !answeredBy(this.#wake!, message.k)) {
+      return this.#violate(`${'declined' in message ? 'a decline' : 'a result'} its runtime did not send (${FORGED})`);
+    }
     if ('declined' in message) {
-      // A thread declines before it begins: after anything it sent for the execution, the handler forged it.
-      if (this.heard) return this.#violate('it declined an execution it had begun');
       // Given to another thread once this one is gone (ThreadPool's #onRunnerGone).
       this.declined = true;
       this.end({ kind: 'retired', reason: message.declined });

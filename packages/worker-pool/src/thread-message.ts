@@ -5,6 +5,7 @@
  * sends is used before this says it is well-formed.
  */
 import { describeShape, runnerMessageProblem } from '@kb-labs/plugin-execution-core/backend-kit';
+import { MAX_MESSAGE_UNITS } from './flow-control.js';
 
 const RETIRE_REASONS = new Set<unknown>(['globals-tampered', 'handles-left', 'recycled']);
 const CRASH_REASONS = new Set<unknown>(['uncaught-exception', 'unhandled-rejection', 'exit']);
@@ -13,16 +14,21 @@ const CRASH_REASONS = new Set<unknown>(['uncaught-exception', 'unhandled-rejecti
 export function threadMessageProblem(message: unknown): string | undefined {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) return `message is not an object (${describeShape(message)})`;
   const m = message as Record<string, unknown>;
-  if (m.units !== undefined && !isCount(m.units)) return `units is not a count (${describeShape(m.units)})`;
-  if ('crash' in m) return crashReportProblem(m.crash);
+  if ('crash' in m) return m.units === undefined ? crashReportProblem(m.crash) : 'a crash report with units';
   if (!isCount(m.k)) return `k is not an execution number (${describeShape(m.k)})`;
   if ('declined' in m) return RETIRE_REASONS.has(m.declined) ? undefined : `declined for an unknown reason ${describeShape(m.declined)}`;
+  // What an execution sends before its answer is weighed and paced; its answer is not.
+  const type = (m.m as { type?: unknown } | null)?.type;
+  const paced = 'out' in m || type !== 'result';
+  if (paced ? !(isCount(m.units) && (m.units as number) >= 1 && (m.units as number) <= MAX_MESSAGE_UNITS) : m.units !== undefined) {
+    return `units ${describeShape(m.units)} where the runtime weighs ${paced ? '1 to 2^20' : 'none'}`;
+  }
   if ('out' in m) {
     if (m.out !== 'stdout' && m.out !== 'stderr') return `output of an unknown stream ${describeShape(m.out)}`;
     return Array.isArray(m.lines) && m.lines.every((line) => typeof line === 'string') ? undefined : 'output lines that are not strings';
   }
   if (m.retire !== undefined && !RETIRE_REASONS.has(m.retire)) return `retire for an unknown reason ${describeShape(m.retire)}`;
-  if ((m.m as { type?: unknown } | null)?.type === 'ready') return 'a ready message (a thread says hello on its parentPort)';
+  if (type === 'ready') return 'a ready message (a thread says hello on its parentPort)';
   return runnerMessageProblem(m.m);
 }
 

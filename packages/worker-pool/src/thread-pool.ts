@@ -109,7 +109,7 @@ export class ThreadPool {
   /** Run one execution; resolves with the handler's data or rejects with an ExecutionError. */
   run(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.#place({ k: this.#nextKey++, task, control, resolve, reject, stop: undefined, redispatches: 0, declines: 0 }, false);
+      this.#place({ k: this.#nextKey++, task, control, resolve, reject, stop: undefined, redispatches: 0 }, false);
     });
   }
 
@@ -347,16 +347,10 @@ export class ThreadPool {
   #onRunnerGone(thread: PoolThread<Lane>, execution: Execution): void {
     if (execution.stop) return this.#fail(execution, execution.stop);
     if (thread.protocolError !== undefined) return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
-    // A thread declines a task at most once, and is retired; fresh threads never decline, so past
-    // maxThreads declines the handler itself sent them (it can reach the port): a crash.
+    // A thread declines a task at most once, and is retired: not counted against the execution.
     if (thread.declined && !this.#closing) {
-      if (execution.declines < this.#options.maxThreads) {
-        execution.declines++;
-        this.#counts.redispatched++;
-        return this.#place(execution, true);
-      }
-      thread.protocolError = `${execution.declines + 1} threads in a row declined the execution, more than could have been tampered with: its handler sent those itself`;
-      return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
+      this.#counts.redispatched++;
+      return this.#place(execution, true);
     }
     // Died of something an earlier execution left behind before it began this one: its last words
     // name another execution or none, and it sent nothing for this one.

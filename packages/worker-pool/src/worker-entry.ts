@@ -137,6 +137,7 @@ let lastHandler: number | undefined;
  */
 function decline(k: number): void {
   retiring = true;
+  flow.answering(k);
   send({ k, declined: 'globals-tampered' });
 }
 
@@ -169,6 +170,7 @@ function idleSoon(): void {
 }
 
 function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {
+  flow.answering(k);
   try {
     send(retire ? { k, m: result, retire } : { k, m: result });
   } catch (error) {

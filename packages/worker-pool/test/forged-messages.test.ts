@@ -20,16 +20,21 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
   });
   const runs = async (name: string) => (await readFile(path.join(marks, name), 'utf8')).length;
 
+  const FORGED = 'posted on its channel by plugin code, past ctx';
   it.each([
-    ['a log whose message is no string', { k: 'each', m: { type: 'log', level: 'info', message: { toString: 1 } } }, 'log without a string message'],
-    ['output lines that are no array', { k: 'each', out: 'stdout', lines: 5 }, 'output lines that are not strings'],
-    ['no runner message', { k: 'each', m: null }, 'message is not an object (null)'],
-    ['a string', 'nonsense', 'message is not an object ("nonsense")'],
-    ['a crash report of no known kind', { crash: { k: 1, reason: 'bored' } }, 'crash report with an unknown reason "bored"'],
-    ['a result that is not one', { k: 'each', m: { type: 'result', ok: false } }, 'failed result without an error object'],
-  ])('%s: WORKER_CRASHED protocol, the host unaffected, the next execution runs', async (name, post, problem) => {
+    ['a log whose message is no string', [{ k: 'each', units: 1, m: { type: 'log', level: 'info', message: { toString: 1 } } }], 'log without a string message'],
+    ['output lines that are no array', [{ k: 'each', units: 1, out: 'stdout', lines: 5 }], 'output lines that are not strings'],
+    ['no runner message', [{ k: 'each', units: 1, m: null }], 'message is not an object (null)'],
+    ['a string', ['nonsense'], 'message is not an object ("nonsense")'],
+    ['a crash report of no known kind', [{ crash: { k: 1, reason: 'bored' } }], 'crash report with an unknown reason "bored"'],
+    ['a result that is not one', [{ k: 'each', m: { type: 'result', ok: false } }], 'failed result without an error object'],
+    ['a weight past any message of the runtime (it would wrap the count the thread waits on)', [{ k: 999_999, units: 2 ** 32 - 100_000, out: 'stdout', lines: [] }], 'units number where the runtime weighs 1 to 2^20'],
+    ['a well-formed log line the runtime did not count (unpaced: the host would hold a flood of them)', [{ k: 'each', units: 1, m: { type: 'log', level: 'info', message: 'x' } }], `a message its runtime did not count as sent (${FORGED})`],
+    ['a well-formed result, to take the thread past its time limit and answer for the next executions', [{ k: 'each', m: { type: 'result', ok: true, data: 'forged' } }], `a result its runtime did not send (${FORGED})`],
+    ['crash reports, kept by the host for the thread\'s life', Array.from({ length: 10 }, () => ({ crash: { k: -1, reason: 'exit' } })), 'more crash reports than a dying thread sends'],
+  ])('%s: WORKER_CRASHED protocol, the host unaffected, the next execution runs', async (name, posts, problem) => {
     const backend = backends.make({ maxThreads: 1 });
-    const result = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input: { dir: marks, name, posts: [post] } }, { timeoutMs: 10_000 });
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input: { dir: marks, name, posts } }, { timeoutMs: 10_000 });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'protocol', protocolError: problem });
     expect(result.error.message).toMatch(/broke the host protocol and was ended/);
@@ -38,25 +43,17 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).crashed).toBe(1);
   });
 
-  it('a decline sent after the execution was heard from: WORKER_CRASHED, the body ran once', async () => {
+  it.each([
+    ['after the execution was heard from', true],
+    ['before anything else', false],
+  ])('a decline sent %s: WORKER_CRASHED, the body ran once, nothing given to another thread', async (_, logFirst) => {
     const backend = backends.make({ maxThreads: 2 });
-    const input = { dir: marks, name: 'late-decline', logFirst: true, posts: [{ k: 'each', declined: 'globals-tampered' }] };
+    const name = `decline-${logFirst}`;
+    const input = { dir: marks, name, logFirst, posts: [{ k: 'each', declined: 'globals-tampered' }] };
     const result = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input }, { timeoutMs: 10_000 });
     expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ reason: 'protocol', protocolError: 'it declined an execution it had begun' });
-    expect(await runs('late-decline')).toBe(1);
+    expect(result.error.details).toMatchObject({ reason: 'protocol', protocolError: `a decline its runtime did not send (${FORGED})` });
+    expect(await runs(name)).toBe(1);
     expect((await runners(backend)).redispatched).toBe(0);
-  });
-
-  it('declines sent before anything else: given to another thread no more than maxThreads times, then WORKER_CRASHED', async () => {
-    const backend = backends.make({ maxThreads: 2 });
-    const input = { dir: marks, name: 'early-decline', posts: [{ k: 'each', declined: 'globals-tampered' }] };
-    const result = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input }, { timeoutMs: 20_000 });
-    expectError(result, 'WORKER_CRASHED');
-    expect(result.error.details).toMatchObject({ reason: 'protocol' });
-    expect(result.error.message).toMatch(/3 threads in a row declined the execution/);
-    expect(await runs('early-decline')).toBe(3);
-    expect((await runners(backend)).redispatched).toBe(2);
-    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 });

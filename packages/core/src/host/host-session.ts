@@ -1,7 +1,7 @@
 import { serializeError } from '../error-wire.js';
 import { describeThrown, isError } from '../wire-value.js';
 import type { LogEntry } from './request.js';
-import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
+import { MAX_LOG_MESSAGE, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
 /** Host-side services an out-of-process backend wires a runner's messages to. */
 export interface HostServices {
@@ -30,7 +30,7 @@ export class HostSession {
   handle(message: RunnerToHost): RunnerResult | undefined {
     switch (message?.type) {
       case 'log':
-        this.#services.log(message.level, String(message.message), message.fields, 'logger');
+        this.#services.log(message.level, logText(String(message.message)), message.fields, 'logger');
         return undefined;
       case 'event':
         this.#services.emit(message.event);
@@ -82,3 +82,7 @@ export class HostSession {
   }
 }
 
+/** A log message as the runtime would have cut it; one longer than that was sent past the runtime (plugin code on the runner's channel). */
+function logText(text: string): string {
+  return text.length > MAX_LOG_MESSAGE + 64 ? `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]` : text;
+}

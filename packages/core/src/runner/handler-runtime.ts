@@ -3,6 +3,7 @@ import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
 import { HandlerError, HandlerNotFoundError, handlerThrew, toHandlerError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
+import { MAX_LOG_MESSAGE } from '../protocol.js';
 import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
@@ -233,8 +234,6 @@ function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
 function exists(file: string): Promise<boolean> {
   return new Promise((resolve) => access(file, (error) => resolve(!error)));
 }
-
-const MAX_LOG_MESSAGE = 64 * 1024;
 
 function createLogger(env: RuntimeEnvironment): HandlerLogger {
   const log = (level: LogEntry['level']) => (message: unknown, fields?: Record<string, unknown>) => {

@@ -31,7 +31,6 @@ export interface ChildRunnerOptions {
 /** How long to wait, after the child is gone, for its pipes to deliver their last bytes. */
 const DRAIN_MS = 500;
 const STDERR_TAIL = 8 * 1024;
-const MAX_LOG_MESSAGE = 64 * 1024;
 
 /**
  * The host's side of one child process, from spawn to exit. A child serves at most one
@@ -249,10 +248,6 @@ export class ChildRunner {
     if (message.type === 'crash') {
       this.#crash ??= message;
       return;
-    }
-    // The runtime cuts ctx.logger lines at 64 KB; a child writing frames itself is held to it too.
-    if (message.type === 'log' && message.message.length > MAX_LOG_MESSAGE) {
-      message.message = `${message.message.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]`;
     }
     const result = this.#session.handle(message);
     if (!result) this.#readPace.after(this.#control!);
