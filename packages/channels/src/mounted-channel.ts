@@ -53,8 +53,10 @@ export function mountChannels(manifest: PluginManifest, basePath: string, option
       auth: spec.auth ?? 'optional',
     });
     // One ws server per channel: maxPayload is a per-server setting in ws. Compression stays off
-    // (ws's server default), which also keeps decompression bombs out.
-    const wss = new (ws().WebSocketServer)({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false });
+    // (ws's server default), which also keeps decompression bombs out. No subprotocol is agreed
+    // to (ws would echo the client's first offer): channels speak their own JSON frames, and a
+    // client that needs a subprotocol is told, by its absence, that this server does not speak it.
+    const wss = new (ws().WebSocketServer)({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false, handleProtocols: () => false });
     const runtime: SessionRuntime = { ...shared, pluginId: manifest.id, handlerId: spec.handler, limits };
     return { route, mounted, wss, runtime };
   });

@@ -7,6 +7,7 @@ import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { labManifest, useChannelHarness } from './channel-suite.js';
 import { TestClient, delay, eventually, startServer, upgradeStatus } from './helpers.js';
 
@@ -111,6 +112,17 @@ describe('payload limits', () => {
     expect((await small.request(1, 'y'.repeat(900))).type).toBe('reply');
     small.send({ id: 2, data: 'y'.repeat(2000) });
     expect((await small.closed).code).toBe(1009);
+  });
+});
+
+describe('subprotocols', () => {
+  it('agrees to none a client offers: a channel speaks its own frames, and a client that needs one is not told it is spoken', async () => {
+    const h = await setup();
+    const plain = await h.connect('/echo');
+    expect((await plain.request(1, 'hi')).data).toEqual({ echo: 'hi', id: 1 });
+    const offered = new WebSocket(h.url('/echo'), ['graphql-ws', 'x']);
+    const failure = await new Promise<Error>((resolve) => offered.once('error', resolve));
+    expect(failure.message).toBe('Server sent no subprotocol');
   });
 });
 

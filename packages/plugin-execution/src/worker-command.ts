@@ -66,6 +66,9 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const plugins = [...(values.plugins ?? []), ...positionals].map((dir) => path.resolve(dir));
   if (!values.nats) throw new WorkerUsageError('worker needs --nats <url>');
   if (plugins.length === 0) throw new WorkerUsageError('worker needs --plugins <dir>');
+  // Every flag is checked before the worker joins the pool: one that joins and then exits on a
+  // usage error takes tasks it never runs (they wait for their redelivery).
+  const drainTimeoutMs = positiveInt(values['drain-timeout'], '--drain-timeout') ?? 30_000;
   const worker = await startExecutionWorker({
     connection: { servers: values.nats.split(',') },
     plugins,
@@ -76,7 +79,6 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
     ...(values['workspace-root'] ? { workspace: { root: values['workspace-root'] } } : {}),
     ...(values.id ? { id: values.id } : {}),
   });
-  const drainTimeoutMs = positiveInt(values['drain-timeout'], '--drain-timeout') ?? 30_000;
   process.stdout.write(`ready ${worker.id}\n`);
   await new Promise<void>((resolve) => {
     const drain = () => {

@@ -214,6 +214,10 @@ describe('kb-plugin-exec CLI', () => {
     expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'subproces']).stderr.split('\n')[0]).toBe(
       '--backend must be one of in-process, worker-pool, subprocess, got "subproces"; did you mean "subprocess"?',
     );
+    // Every flag is checked before the worker tries to join its pool (here: a server that is not there).
+    const badDrain = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--drain-timeout', 'abc']);
+    expect(badDrain.status).toBe(2);
+    expect(badDrain.stderr.split('\n')[0]).toMatch(/^--drain-timeout must be a positive integer/);
     // A server that is not there: what kind of problem it is, where there is no execution error code.
     const noServer = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process']);
     expect(noServer.status).toBe(1);
