@@ -94,6 +94,16 @@ describe('channel paths', () => {
     for (const good of ['/', '/chat', '/chat/', '/ws/rooms/:room', '/v1.2/a:b', '/..hidden']) expect(pluginManifestSchema().safeParse(manifest(good)).success, good).toBe(true);
   });
 
+  it('refuses a path that repeats a parameter name, and one that matches the same URLs as an earlier channel (the mount could serve neither)', () => {
+    const twice = { ...manifest('/rooms/:id'), channels: [{ path: '/rooms/:id', handler: 'h' }, { path: '/rooms/:name', handler: 'h' }, { path: '/a/:x/b/:x', handler: 'h' }] };
+    const result = pluginManifestSchema().safeParse(twice);
+    expect(result.error?.issues.map((i) => [i.path.join('.'), i.message])).toEqual([
+      ['channels.1.path', 'matches the same URLs as channels[0].path (parameter names aside): a path is served by one channel'],
+      ['channels.2.path', 'repeats the parameter name ":x"'],
+    ]);
+    expect(pluginManifestSchema().safeParse({ ...manifest('/a'), channels: [{ path: '/a/:x', handler: 'h' }, { path: '/a/b', handler: 'h' }] }).success).toBe(true);
+  });
+
   it('refuses a path no request could match (".", "..", an empty segment, a ":" naming no parameter), naming the rule', () => {
     for (const bad of ['/r/:', '/../x', '/a/.', '/a//b', '/:1x', 'chat']) {
       const result = pluginManifestSchema().safeParse(manifest(bad));

@@ -108,6 +108,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         const handlers: unknown = manifest?.handlers;
         const channels: unknown = manifest?.channels;
         for (const issue of pathsInsideWriteFolders(declaredSpecs(manifest))) ctx.addIssue({ code: 'custom', ...issue });
+        for (const issue of channelPathClashes(channels)) ctx.addIssue({ code: 'custom', ...issue });
         if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
         channels.forEach((channel: unknown, index) => {
           const handler = typeof channel === 'object' && channel !== null ? (channel as { handler?: unknown }).handler : undefined;
@@ -123,6 +124,30 @@ export const pluginManifestSchema = lazySchema((z) =>
       { when: (payload) => typeof payload.value === 'object' && payload.value !== null },
     ),
 );
+
+/**
+ * Channel paths that could never be mounted: one that repeats a parameter name, or one that
+ * matches the same URLs as an earlier channel (`/rooms/:id` and `/rooms/:name`). The mount
+ * refuses them; said here, a plugin with them fails to register instead.
+ */
+function channelPathClashes(channels: unknown): Array<{ path: Array<string | number>; message: string }> {
+  if (!Array.isArray(channels)) return [];
+  const issues: Array<{ path: Array<string | number>; message: string }> = [];
+  const shapes = new Map<string, number>();
+  channels.forEach((channel: unknown, index) => {
+    const channelPath = typeof channel === 'object' && channel !== null ? (channel as { path?: unknown }).path : undefined;
+    if (typeof channelPath !== 'string') return;
+    const segments = channelPath.split('/');
+    const names = segments.filter((segment) => segment.startsWith(':')).map((segment) => segment.slice(1));
+    const repeated = names.find((name, i) => names.indexOf(name) !== i);
+    if (repeated !== undefined) issues.push({ path: ['channels', index, 'path'], message: `repeats the parameter name ":${repeated.slice(0, 100)}"` });
+    const shape = segments.map((segment) => (segment.startsWith(':') ? ':' : segment)).join('/');
+    const earlier = shapes.get(shape);
+    if (earlier === undefined) shapes.set(shape, index);
+    else issues.push({ path: ['channels', index, 'path'], message: `matches the same URLs as channels[${earlier}].path (parameter names aside): a path is served by one channel` });
+  });
+  return issues;
+}
 
 /** The manifest's permission specs (plugin-level, then each handler's), with where each is. */
 function declaredSpecs(manifest: { permissions?: unknown; handlers?: unknown } | undefined): Array<{ at: Array<string | number>; spec: unknown }> {
