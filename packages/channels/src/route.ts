@@ -1,4 +1,5 @@
-/** URL path patterns of channels: literal segments and `:name` parameters, matched segment by segment. */
+/** URL path patterns of channels: literal segments and `:name` parameters (core's channelPathParts), matched segment by segment. */
+import { channelPathParts, repeatedParam, type ChannelPathParts } from '@kb-labs/plugin-execution-core/host-kit';
 
 export interface Route {
   /** The mounted pattern, e.g. "/ws/rooms/:room"; also the channel's name in the ConnectionRegistry. */
@@ -9,9 +10,8 @@ export interface Route {
   readonly paramCount: number;
 }
 
-type Segment = { literal: string } | { param: string };
+type Segment = ChannelPathParts['segments'][number];
 
-const PARAM = /^:([A-Za-z_]\w*)$/;
 const BASE_PATH = /^(\/[\w\-.~]+)*$/;
 
 /** "" or "/a/b" with no trailing slash; throws a message for anything else. */
@@ -23,18 +23,9 @@ export function normaliseBasePath(basePath: string): string {
 
 export function compileRoute(basePath: string, channelPath: string): Route {
   const joined = `${basePath}${channelPath === '/' ? '' : stripTrailingSlash(channelPath)}` || '/';
-  const segments: Segment[] = splitPath(joined).map((part) => {
-    const param = PARAM.exec(part);
-    return param ? { param: param[1]! } : { literal: part };
-  });
-  const names = segments.flatMap((s) => ('param' in s ? [s.param] : []));
-  if (new Set(names).size !== names.length) throw new Error(`Channel path ${JSON.stringify(channelPath)} repeats a parameter name`);
-  return {
-    pattern: joined,
-    segments,
-    shape: segments.map((s) => ('param' in s ? ':' : s.literal)).join('/'),
-    paramCount: names.length,
-  };
+  const parts = channelPathParts(joined);
+  if (repeatedParam(parts) !== undefined) throw new Error(`Channel path ${JSON.stringify(channelPath)} repeats a parameter name`);
+  return { pattern: joined, segments: parts.segments, shape: parts.shape, paramCount: parts.params.length };
 }
 
 /** Params of `pathname` if it matches, else undefined. Parameter values are percent-decoded. */

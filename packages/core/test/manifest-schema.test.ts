@@ -102,6 +102,9 @@ describe('channel paths', () => {
       ['channels.2.path', 'repeats the parameter name ":x"'],
     ]);
     expect(pluginManifestSchema().safeParse({ ...manifest('/a'), channels: [{ path: '/a/:x', handler: 'h' }, { path: '/a/b', handler: 'h' }] }).success).toBe(true);
+    // A trailing slash is no other path to a mount.
+    const slash = pluginManifestSchema().safeParse({ ...manifest('/a'), channels: [{ path: '/chat', handler: 'h' }, { path: '/chat/', handler: 'h' }] });
+    expect(slash.error?.issues.map((i) => i.path.join('.'))).toEqual(['channels.1.path']);
   });
 
   it('refuses a path no request could match (".", "..", an empty segment, a ":" naming no parameter), naming the rule', () => {

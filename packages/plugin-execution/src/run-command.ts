@@ -5,7 +5,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect, type parseArgs } from 'node:util';
 import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
-import { issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
@@ -54,9 +54,6 @@ function printable(value: unknown): string {
     return inspect(value, { depth: 4, breakLength: Infinity });
   }
 }
-
-/** Node's longest timer (about 24.8 days); execute() refuses a longer timeoutMs too. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
   const type = backendType(values.backend);

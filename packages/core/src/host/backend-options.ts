@@ -46,7 +46,8 @@ export interface BackendOptions {
   watch?: boolean | WatchOptions;
 }
 
-const MAX_TIMER_MS = 2_147_483_647;
+/** Node's longest timer (about 24.8 days): the longest time limit any option or execute() takes. */
+export const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * Schema pieces with messages a host can act on; backends build their option schemas from them

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { z } from 'zod';
+import { channelPathParts, repeatedParam } from './channel-path.js';
 import { lazySchema } from './lazy-zod.js';
 import { pathsInsideWriteFolders, permissionSpecSchema } from './permissions.js';
 
@@ -137,13 +138,11 @@ function channelPathClashes(channels: unknown): Array<{ path: Array<string | num
   channels.forEach((channel: unknown, index) => {
     const channelPath = typeof channel === 'object' && channel !== null ? (channel as { path?: unknown }).path : undefined;
     if (typeof channelPath !== 'string') return;
-    const segments = channelPath.split('/');
-    const names = segments.filter((segment) => segment.startsWith(':')).map((segment) => segment.slice(1));
-    const repeated = names.find((name, i) => names.indexOf(name) !== i);
+    const parts = channelPathParts(channelPath);
+    const repeated = repeatedParam(parts);
     if (repeated !== undefined) issues.push({ path: ['channels', index, 'path'], message: `repeats the parameter name ":${repeated.slice(0, 100)}"` });
-    const shape = segments.map((segment) => (segment.startsWith(':') ? ':' : segment)).join('/');
-    const earlier = shapes.get(shape);
-    if (earlier === undefined) shapes.set(shape, index);
+    const earlier = shapes.get(parts.shape);
+    if (earlier === undefined) shapes.set(parts.shape, index);
     else issues.push({ path: ['channels', index, 'path'], message: `matches the same URLs as channels[${earlier}].path (parameter names aside): a path is served by one channel` });
   });
   return issues;
