@@ -7,6 +7,7 @@ import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
 import { formatPath, issueOf, validationError, withinUnions } from '../validation.js';
+import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
@@ -46,8 +47,7 @@ export interface BackendOptions {
   watch?: boolean | WatchOptions;
 }
 
-/** Node's longest timer (about 24.8 days): the longest time limit any option or execute() takes. */
-export const MAX_TIMER_MS = 2_147_483_647;
+export { MAX_TIMER_MS };
 
 /**
  * Schema pieces with messages a host can act on; backends build their option schemas from them

@@ -9,6 +9,9 @@
  * While a limit has executions its timer keeps the process alive, as a timer of their own would;
  * once it has none, its timer no longer does.
  */
+/** Node's longest timer (about 24.8 days): the longest time limit any option, manifest or execute() takes. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export interface Deadline {
   /** `performance.now()` at which it expires. */
   readonly at: number;

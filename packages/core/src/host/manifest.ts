@@ -1,13 +1,12 @@
 import path from 'node:path';
 import type { z } from 'zod';
 import { channelPathParts, repeatedParam } from './channel-path.js';
+import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema } from './lazy-zod.js';
 import { pathsInsideWriteFolders, permissionSpecSchema } from './permissions.js';
 
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
-
-const MAX_TIMEOUT_MS = 2_147_483_647;
 
 export const pluginIdSchema = lazySchema((z) =>
   z
@@ -42,7 +41,7 @@ export const handlerSpecSchema = lazySchema((z) => {
     /** Export to call. @default "default" */
     export: z.string().regex(/^[A-Za-z_$][\w$]*$/, 'must be an export name').default('default').describe('The export of the module to call.'),
     /** Per-handler time limit; a request's `timeoutMs` overrides it. */
-    timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit in ms; a request's timeoutMs overrides it."),
+    timeoutMs: z.number().int().positive().max(MAX_TIMER_MS).optional().describe("Time limit in ms; a request's timeoutMs overrides it."),
     /** Heap limit for backends that can enforce one (worker-pool, subprocess). */
     memoryMb: z.number().int().min(8).max(65_536).optional().describe('Heap limit in MB, on backends that can enforce one (worker-pool, subprocess).'),
     /** Merged over the plugin-level permissions. */
@@ -79,7 +78,7 @@ export const channelSpecSchema = lazySchema((z) =>
     /** Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame. @default 16 */
     maxInFlight: z.number().int().min(1).max(100_000).optional().describe('Messages of one connection running or waiting; one more gets a QUEUE_FULL error frame (default 16).'),
     /** Time limit of each connect/message/disconnect execution; overrides the handler's `timeoutMs`. */
-    timeoutMs: z.number().int().positive().max(MAX_TIMEOUT_MS).optional().describe("Time limit of each connect/message/disconnect execution; overrides the handler's."),
+    timeoutMs: z.number().int().positive().max(MAX_TIMER_MS).optional().describe("Time limit of each connect/message/disconnect execution; overrides the handler's."),
     description: z.string().max(10_000).optional(),
   }),
 );

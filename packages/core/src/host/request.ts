@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { ValidationError } from '../errors.js';
 import { issuesOf, validationError, type ValidationIssue } from '../validation.js';
+import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema, type Zod } from './lazy-zod.js';
 import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
@@ -207,8 +208,6 @@ export interface ChannelBridge {
   call(method: string, args: unknown[]): Promise<unknown>;
 }
 
-const MAX_TIMEOUT_MS = 2_147_483_647;
-
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
 export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (options === undefined || options === null) return {};
@@ -219,8 +218,8 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   const o = options as Record<string, unknown>;
   const issues: ValidationIssue[] = [];
   const add = (path: string, message: string) => issues.push({ path, message });
-  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMEOUT_MS)) {
-    add('timeoutMs', `must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : String(o.timeoutMs)}`);
+  if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMER_MS)) {
+    add('timeoutMs', `must be a positive number of milliseconds up to ${MAX_TIMER_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : String(o.timeoutMs)}`);
   }
   if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
