@@ -4,7 +4,7 @@
  */
 import { lstat, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { CALLS_IN_FLIGHT, type ExecutionResult } from '@kb-labs/plugin-execution-core';
+import { CALLS_IN_FLIGHT, MAX_HELD_CALL_BYTES, type ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { expect } from 'vitest';
 import { all, code, codes, isolating, ok, undefended, type CellEnv, type CellRun, type MatrixCell } from './hostile-cell.js';
 
@@ -175,6 +175,20 @@ export const HOSTILE_ROWS: MatrixCell[] = [
     expect: all(code('TIMEOUT', `the host's service gets ${CALLS_IN_FLIGHT} of them; the rest wait in the handler's runtime`)),
   },
   {
+    id: 'platform-bulk',
+    title: 'call a host service that does not answer with 24 arguments of 3 MiB each',
+    handler: 'platform-bulk',
+    timeoutMs: 10_000,
+    options: HELD.options,
+    // The host holds a plugin's pending calls' arguments up to MAX_HELD_CALL_BYTES: 21 of them
+    // (63 MiB); the rest are refused at once, so a slow service cannot fill the host's memory.
+    prepare: () => HELD.watch({ n: 24, mb: 3, settleMs: 1500 }, 21),
+    expect: all(ok(`the calls past ${MAX_HELD_CALL_BYTES / 2 ** 20} MiB of pending arguments get QUEUE_FULL; the host's memory stays bounded`)),
+    check: (result) => {
+      if (result.ok) expect((result.data as { refused: string[] }).refused).toEqual(['QUEUE_FULL', 'QUEUE_FULL', 'QUEUE_FULL']);
+    },
+  },
+  {
     id: 'forge-platform-calls',
     title: 'send the host 1,000 platform calls itself, past ctx.platform and its bound',
     handler: 'forge-platform-calls',
@@ -278,7 +292,7 @@ function heldCalls() {
       permissions: { platform: { hold: ['wait'] } },
     },
     /** The run's input, and its check: exactly `expected` calls reached the service, the host's memory stayed bounded. */
-    watch(input: { n: number }, expected: number): CellRun {
+    watch(input: { n: number; [more: string]: unknown }, expected: number): CellRun {
       held = [];
       const baseline = process.memoryUsage().rss;
       return {

@@ -59,7 +59,14 @@ export type ErrorDetailsByCode = {
     /** `preflight`: refused before running; `runtime`: the OS or Node refused a call; `platform`: a ctx.platform call. */
     phase?: 'preflight' | 'runtime' | 'platform';
   };
-  QUEUE_FULL: { maxQueue: number; active: number; concurrency: number };
+  /**
+   * From `execute()`: the queue's bound was reached. Inside a handler, a `ctx.platform` or
+   * `ctx.channel` call refused because the plugin's pending calls hold MAX_HELD_CALL_BYTES
+   * already (`reason: 'calls-held'`).
+   */
+  QUEUE_FULL:
+    | { maxQueue: number; active: number; concurrency: number; reason?: undefined }
+    | { reason: 'calls-held'; pluginId: string; called: string; heldBytes: number; bytes: number; limit: number };
   WORKER_CRASHED: Subject & {
     reason: CrashReason;
     /** The runner that ended: a thread id, a pid, a remote worker's id. */

@@ -54,6 +54,7 @@ export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';
 export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';
 export type { Platform } from './host/platform-gateway.js';
 export { CALLS_IN_FLIGHT } from './runner/call-window.js';
+export { MAX_HELD_CALL_BYTES } from './host/held-calls.js';
 export {
   defineHandler,
   type ChannelContext,

@@ -2,6 +2,7 @@ import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionE
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec, PermissionSubject } from './permissions.js';
+import { holdCall, releaseCall } from './held-calls.js';
 import { invokePlatform, type Platform } from './platform-gateway.js';
 import type { ExecuteOptions, LogEntry } from './request.js';
 import type { HostServices } from './host-session.js';
@@ -210,14 +211,35 @@ export class ExecutionControl implements DispatchControl {
         ? () => forward(service, method, args)
         : () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
     const telemetry = this.#telemetry;
-    return this.#admit(`platform.${String(service)}.${String(method)}`, telemetry ? () => telemetry.platformCall(service, method, call) : call);
+    const called = `platform.${String(service)}.${String(method)}`;
+    return this.#admit(called, () => this.#held(called, args, telemetry ? () => telemetry.platformCall(service, method, call) : call));
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
     if (this.#over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { phase: 'ended', method } }));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
-    return channel.call(method, args);
+    return this.#held(`channel.${String(method)}`, args, () => channel.call(method, args));
+  }
+
+  /** `start()` with its arguments counted against the plugin's MAX_HELD_CALL_BYTES until it settles. */
+  #held(called: string, args: unknown[], start: () => Promise<unknown>): Promise<unknown> {
+    const pluginId = this.#task.pluginId;
+    let bytes: number;
+    let promise: Promise<unknown>;
+    try {
+      bytes = holdCall(pluginId, called, args);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    try {
+      promise = Promise.resolve(start());
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    const release = (): void => releaseCall(pluginId, bytes);
+    promise.then(release, release);
+    return promise;
   }
 
   /**
