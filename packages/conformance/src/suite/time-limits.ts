@@ -128,6 +128,24 @@ function cancellationTests(suite: SuiteContext): void {
     expect((await backend.stats()).queued).toBe(0);
   });
 
+  it("a signal of the host's own making: one lacking removeEventListener is a VALIDATION_ERROR; one whose removeEventListener throws leaves the host up", async () => {
+    const backend = make();
+    const partial = { aborted: false, addEventListener: () => undefined };
+    const refused = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { signal: partial as unknown as AbortSignal });
+    expectError(refused, 'VALIDATION_ERROR');
+    expect(refused.error.message).toContain('signal');
+    const throwing = {
+      aborted: false,
+      addEventListener: () => undefined,
+      removeEventListener: () => {
+        throw new Error('not today');
+      },
+    };
+    // Before: the host process died of the throw (an uncaught exception) once the execution ended.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { signal: throwing as unknown as AbortSignal }));
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3 }));
+  });
+
   it('one AbortSignal for a batch: aborting it stops those running and those queued, with no listener-leak warning', async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);

@@ -31,7 +31,12 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
   set.add(own);
   return () => {
     if (!set.delete(own) || set.size > 0) return;
-    signal.removeEventListener('abort', fire);
     if (bySignal.get(signal)?.set === set) bySignal.delete(signal);
+    try {
+      signal.removeEventListener('abort', fire);
+    } catch {
+      // A signal of the host's own making (not Node's) whose removeEventListener throws: its
+      // listener stays, and finds the set empty if it ever fires. The execution has ended anyway.
+    }
   };
 }

@@ -258,6 +258,10 @@ const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onE
 function isAbortSignal(value: unknown): value is AbortSignal {
   return (
     value instanceof AbortSignal ||
-    (typeof value === 'object' && value !== null && typeof (value as AbortSignal).aborted === 'boolean' && typeof (value as AbortSignal).addEventListener === 'function')
+    (typeof value === 'object' &&
+      value !== null &&
+      typeof (value as AbortSignal).aborted === 'boolean' &&
+      typeof (value as AbortSignal).addEventListener === 'function' &&
+      typeof (value as AbortSignal).removeEventListener === 'function')
   );
 }
