@@ -5,8 +5,8 @@
  * the checks themselves only use those captured references: a handler that replaced
  * `Function.prototype.call` or `Reflect.apply` cannot blind them.
  */
-import { syncBuiltinESMExports } from 'node:module';
 import type { MessagePort } from 'node:worker_threads';
+import type { LaterWatch } from './later-watch.js';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
 const apply = Reflect.apply;
@@ -14,11 +14,13 @@ const apply = Reflect.apply;
 const theGlobal = globalThis;
 const ownKeys = Reflect.ownKeys;
 const getPrototypeOf = Object.getPrototypeOf;
+const getOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+const isExtensible = Object.isExtensible;
 const postMessage = (globalThis as unknown as { MessagePort: typeof MessagePort }).MessagePort.prototype.postMessage;
 const hasOwn = Object.hasOwn;
 const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
-const listenerCount = process.listenerCount.bind(process);
+const rawListeners = process.rawListeners.bind(process) as (event: string) => unknown[];
 const hasCaptureCallback = process.hasUncaughtExceptionCaptureCallback.bind(process);
 
 /**
@@ -32,7 +34,7 @@ const WATCHED: Record<string, string> = {
     'Map Set WeakMap WeakSet WeakRef Error TypeError RangeError SyntaxError ReferenceError EvalError URIError AggregateError Date RegExp Math ' +
     'ArrayBuffer SharedArrayBuffer DataView Uint8Array Int32Array Float64Array Atomics Proxy Buffer setTimeout clearTimeout setInterval ' +
     'clearInterval setImmediate clearImmediate queueMicrotask process console URL URLSearchParams TextEncoder TextDecoder AbortController ' +
-    'AbortSignal EventTarget Event MessageChannel MessagePort',
+    'AbortSignal EventTarget Event MessageChannel MessagePort fetch',
   JSON: 'parse stringify',
   Promise: 'resolve reject all allSettled race any',
   'Promise.prototype': 'then catch finally constructor',
@@ -96,11 +98,9 @@ export function captureIntrinsics(): IntrinsicsGuard {
   // `for…in` over one instance of each of the most used prototypes lists anything enumerable added
   // up its chain (~0.15 µs each, so few; replacements elsewhere are caught by WATCHED).
   const samples = [{}, [], function sample() {}, Promise.resolve()].filter((sample) => !hasEnumerable(sample));
+  const shapes = COMMON_PROTOTYPES.map(shapeOf);
   const objectProto = Object.prototype;
-  const objectProtoKeys = ownKeys(objectProto).length;
-  const chains: Array<[object, object | null]> = [Array.prototype, Function.prototype, Promise.prototype, Error.prototype, Map.prototype].map(
-    (proto) => [proto, getPrototypeOf(proto)],
-  );
+  const objectProtoProperties = propertiesOf(objectProto);
   const watched = watchedProperties();
   const values = watched.map((w) => w.value);
   let compiled: ((values: readonly unknown[]) => boolean) | undefined;
@@ -120,15 +120,74 @@ export function captureIntrinsics(): IntrinsicsGuard {
           for (let i = 0; i < watched.length; i++) if (watched[i]!.holder[watched[i]!.key] !== watched[i]!.value) return false;
         }
         for (let i = 0; i < samples.length; i++) if (hasEnumerable(samples[i]!)) return false;
-        if (ownKeys(objectProto).length !== objectProtoKeys || getPrototypeOf(objectProto) !== null) return false;
-        for (let i = 0; i < chains.length; i++) if (getPrototypeOf(chains[i]![0]) !== chains[i]![1]) return false;
-        return true;
+        for (let i = 0; i < shapes.length; i++) if (!sameShape(shapes[i]!)) return false;
+        return sameProperties(objectProto, objectProtoProperties);
       } catch {
         // A getter planted by the handler threw: that is tampering too.
         return false;
       }
     },
   };
+}
+
+/**
+ * The prototypes every plugin's code goes through. Their own keys (names and symbols, in order),
+ * whether they can be extended, and what they inherit from are compared: a key added, deleted or
+ * swapped for another (even non-enumerable, even a symbol such as `Symbol.isConcatSpreadable`), a
+ * prototype frozen, or one given another prototype (a Proxy under `String.prototype`) is tampering.
+ */
+const COMMON_PROTOTYPES: readonly object[] = [
+  Object.prototype,
+  Function.prototype,
+  Array.prototype,
+  String.prototype,
+  Number.prototype,
+  Boolean.prototype,
+  Symbol.prototype,
+  BigInt.prototype,
+  Promise.prototype,
+  Error.prototype,
+  Map.prototype,
+  Set.prototype,
+  RegExp.prototype,
+  Date.prototype,
+  Uint8Array.prototype,
+];
+
+interface Shape {
+  readonly object: object;
+  readonly keys: readonly PropertyKey[];
+  readonly extensible: boolean;
+  readonly proto: object | null;
+}
+
+function shapeOf(object: object): Shape {
+  return { object, keys: ownKeys(object), extensible: isExtensible(object), proto: getPrototypeOf(object) };
+}
+
+function sameShape(shape: Shape): boolean {
+  const { object, keys } = shape;
+  if (isExtensible(object) !== shape.extensible || getPrototypeOf(object) !== shape.proto) return false;
+  const now = ownKeys(object);
+  if (now.length !== keys.length) return false;
+  for (let i = 0; i < now.length; i++) if (now[i] !== keys[i]) return false;
+  return true;
+}
+
+/** `Object.prototype`'s own properties whole (value or accessors, and attributes): one made read-only breaks every object's assignment of it. */
+function propertiesOf(object: object): PropertyDescriptor[] {
+  return ownKeys(object).map((key) => getOwnPropertyDescriptor(object, key)!);
+}
+
+function sameProperties(object: object, before: readonly PropertyDescriptor[]): boolean {
+  const keys = ownKeys(object);
+  for (let i = 0; i < keys.length; i++) {
+    const now = getOwnPropertyDescriptor(object, keys[i]!)!;
+    const then = before[i]!;
+    if (now.value !== then.value || now.get !== then.get || now.set !== then.set) return false;
+    if (now.writable !== then.writable || now.enumerable !== then.enumerable || now.configurable !== then.configurable) return false;
+  }
+  return true;
 }
 
 function hasEnumerable(object: object): boolean {
@@ -219,111 +278,30 @@ export class HandleWatch {
 /**
  * Listeners a handler left on `process`: an 'uncaughtException' one would receive the next
  * plugin's errors (and turn its crash into a TIMEOUT), an 'exit' one would run its code later.
- * Counted against the thread's own, taken before its first execution.
+ * Compared one by one with the thread's own, taken before its first execution: one of the
+ * runtime's swapped for the handler's own (the same number) is a change too.
  */
 export class ListenerWatch {
   static readonly EVENTS = ['uncaughtException', 'uncaughtExceptionMonitor', 'unhandledRejection', 'rejectionHandled', 'exit', 'beforeExit', 'warning', 'message'] as const;
-  #baseline: number[] | undefined;
+  #baseline: Array<readonly unknown[]> | undefined;
 
   /** Call when the thread is idle and clean (before its first execution). */
   mark(): void {
-    this.#baseline ??= ListenerWatch.EVENTS.map((event) => listenerCount(event));
+    this.#baseline ??= ListenerWatch.EVENTS.map((event) => rawListeners(event));
   }
 
-  /** A listener added or removed, or an uncaught-exception capture callback set (it would take the next plugin's crashes). */
+  /** A listener added, removed or swapped, or an uncaught-exception capture callback set (it would take the next plugin's crashes). */
   changed(): boolean {
     const baseline = this.#baseline!;
-    for (let i = 0; i < baseline.length; i++) if (listenerCount(ListenerWatch.EVENTS[i]!) !== baseline[i]) return true;
+    for (let i = 0; i < baseline.length; i++) {
+      const before = baseline[i]!;
+      const now = rawListeners(ListenerWatch.EVENTS[i]!);
+      if (now.length !== before.length) return true;
+      for (let j = 0; j < now.length; j++) if (now[j] !== before[j]) return true;
+    }
     return hasCaptureCallback();
   }
 }
-
-/** Where LaterWatch finds what it wraps: modules the thread has loaded anyway. */
-export interface LaterSources {
-  createHook: (callbacks: object) => object;
-  /** node:timers/promises' exports, whose timers take `{ ref: false }` instead of calling `unref()`. */
-  promiseTimers: Record<string, unknown>;
-  /** node:worker_threads' Worker: a nested thread unref'd can still emit 'exit' or 'message' later. */
-  Worker: { prototype: object };
-}
-
-/**
- * What runs later without keeping the thread's loop alive, so that HandleWatch cannot see it: a
- * timer, immediate or nested Worker the handler unref'd, an `Atomics.waitAsync` (it would go on
- * during another plugin's execution), an async hook it enabled (it would see another plugin's
- * execution). Seen through those methods, wrapped when the thread starts; a handler that replaces
- * the wrappers is caught too. (Not seen: an unref'd child process or fs watcher, whose modules a
- * thread does not load, and a port or BroadcastChannel unref'd: docs/backends/worker-pool.md.)
- */
-export class LaterWatch {
-  #during = false;
-  #seen = false;
-  readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
-
-  constructor({ createHook, promiseTimers, Worker }: LaterSources) {
-    const timeout = setTimeout(noop, 0);
-    const immediate = setImmediate(noop);
-    clearTimeout(timeout);
-    clearImmediate(immediate);
-    const always = (): boolean => true;
-    for (const [holder, method, leaves] of [
-      [getPrototypeOf(timeout), 'unref', always],
-      [getPrototypeOf(immediate), 'unref', always],
-      [Worker.prototype, 'unref', always],
-      [Atomics, 'waitAsync', always],
-      [getPrototypeOf(createHook({})), 'enable', always],
-      [promiseTimers, 'setTimeout', withoutRef(2)],
-      [promiseTimers, 'setInterval', withoutRef(2)],
-      [getPrototypeOf(promiseTimers.scheduler), 'wait', withoutRef(1)],
-    ] as const) {
-      this.#wrap(holder as Record<string, unknown>, method, leaves);
-    }
-    // An ES module that imports them gets the wrappers too.
-    syncBuiltinESMExports();
-  }
-
-  #wrap(holder: Record<string, unknown>, method: string, leaves: (args: unknown[]) => boolean): void {
-    const original = holder[method] as (...args: unknown[]) => unknown;
-    const watch = this;
-    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      if (watch.#during && leaves(args)) watch.#seen = true;
-      return apply(original, this, args);
-    };
-    holder[method] = wrapper;
-    this.#wrapped.push([holder, method, wrapper]);
-  }
-
-  begin(): void {
-    this.#during = true;
-    this.#seen = false;
-  }
-
-  /** Ends the watch of an execution: true when it left something to run later. */
-  end(): boolean {
-    this.#during = false;
-    for (let i = 0; i < this.#wrapped.length; i++) {
-      const [holder, method, wrapper] = this.#wrapped[i]!;
-      if (holder[method] !== wrapper) return true;
-    }
-    return this.#seen;
-  }
-}
-
-/**
- * Whether the options at `args[at]` ask for a timer without a ref. Read once: the call gets a
- * plain copy of what was read (a getter cannot answer one way here and another to Node).
- */
-function withoutRef(at: number): (args: unknown[]) => boolean {
-  return (args) => {
-    const options = args[at];
-    if (typeof options !== 'object' || options === null) return false;
-    const { ref, signal } = options as { ref?: unknown; signal?: unknown };
-    args[at] = { ref, signal };
-    return ref === false;
-  };
-}
-
-function noop(): void {}
 
 /** Resources keeping the loop alive, less those already closing (a module load leaves a CloseReq behind for a moment). */
 function liveResources(): number {

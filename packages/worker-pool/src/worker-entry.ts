@@ -3,19 +3,18 @@
  * and keeps the thread clean enough to hand to the next plugin. Imports only core's zod-free
  * runner entry: building the schemas would add tens of milliseconds to every thread start.
  */
-import { createHook } from 'node:async_hooks';
-import promiseTimers from 'node:timers/promises';
-import { MessageChannel, Worker, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
-import { EnvGate, HandleWatch, LaterWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason } from './thread-hygiene.js';
+import { LaterWatch } from './later-watch.js';
+import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
-const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch({ createHook, promiseTimers, Worker }) };
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch() };
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);

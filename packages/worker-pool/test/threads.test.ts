@@ -141,6 +141,13 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['scheduler-wait', 'handles-left'],
     ['unref-worker', 'handles-left'],
     ['wait-async', 'handles-left'],
+    ['unref-server', 'handles-left'],
+    ['unref-udp', 'handles-left'],
+    ['unref-child', 'handles-left'],
+    ['watch-off', 'handles-left'],
+    ['watch-file-off', 'handles-left'],
+    ['watcher-unref', 'handles-left'],
+    ['unref-active', 'handles-left'],
   ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during a later execution', async (mode, reason) => {
     const backend = backends.make({ maxThreads: 1 });
     const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
@@ -153,6 +160,20 @@ describe('worker-pool: thread reuse and hygiene', () => {
     await sleep(400);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
+
+  it.each(['monitor', 'proto-key', 'spreadable', 'freeze', 'read-only', 'string-proto', 'fetch'])(
+    'a handler that tampers keeping the counts the same (%s) has its thread retired: another plugin never runs there',
+    async (mode) => {
+      const backend = backends.make({ maxThreads: 1 });
+      const swapped = await backend.execute({ pluginId: POOL, handlerId: 'swaps', input: { mode } });
+      expect(okData(swapped)).toBe(mode);
+      // With the runtime's crash monitor swapped, this crash was kept from the host: a TIMEOUT.
+      const next = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' }, { timeoutMs: 5000 });
+      expectError(next, 'WORKER_CRASHED');
+      expect(next.meta.workerId).not.toBe(swapped.meta.workerId);
+      expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+    },
+  );
 
   it('still catches tampering where code generation from strings is disabled', () => {
     // The check compiles itself with new Function; a host running with
