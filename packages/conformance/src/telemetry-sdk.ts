@@ -67,3 +67,35 @@ export function total(points: Point[], match: Attributes = {}): number {
   }
   return sum;
 }
+
+/**
+ * An SDK a host got wrong, registered as the global like installTestSdk: `tracer`, a tracer
+ * provider whose span processor throws when a span ends (and no context manager, as a host that
+ * registers only that); `meter`, a meter provider that throws when asked for a meter.
+ */
+export function installFailingSdk(part: 'tracer' | 'meter'): { uninstall(): Promise<void> } {
+  if (part === 'meter') {
+    metrics.setGlobalMeterProvider({
+      getMeter: () => {
+        throw new Error('getMeter failed');
+      },
+    });
+    return { uninstall: async () => metrics.disable() };
+  }
+  const failing = {
+    onStart: () => undefined,
+    onEnd: () => {
+      throw new Error('span processor onEnd failed');
+    },
+    forceFlush: async () => undefined,
+    shutdown: async () => undefined,
+  };
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [failing] });
+  trace.setGlobalTracerProvider(tracerProvider);
+  return {
+    async uninstall() {
+      trace.disable();
+      await tracerProvider.shutdown();
+    },
+  };
+}

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, GUARDED, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
-import { installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
+import { installFailingSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
 
 const PLUGIN = 'kb.plugin_execution.plugin.id';
 const HANDLER = 'kb.plugin_execution.handler.id';
@@ -32,6 +32,27 @@ export function describeTelemetry(suite: SuiteContext): void {
       metricTests(suite, () => sdk);
     });
     withoutSdkTests(suite);
+    failingSdkTests(suite);
+  });
+}
+
+/** An SDK that throws: executions and their platform calls go on as without one; a warning says it once. */
+function failingSdkTests(suite: SuiteContext): void {
+  it.each(['tracer', 'meter'] as const)("an SDK whose %s throws changes no result: a platform call's value still reaches the handler", async (part) => {
+    const sdk = installFailingSdk(part);
+    try {
+      const backend = suite.make(KV);
+      // Before: with the tracer, the handler got the span processor's error in place of kv.get's
+      // value (HANDLER_ERROR); with the meter, worker-pool started no thread (VALIDATION_ERROR).
+      for (let i = 0; i < 2; i++) {
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'traced' });
+        expectOk(result);
+        expect(result.data).toMatchObject({ value: 'hello', denied: 'PERMISSION_DENIED' });
+      }
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 100 }), 'TIMEOUT');
+    } finally {
+      await sdk.uninstall();
+    }
   });
 }
 

@@ -2,7 +2,7 @@ import type { Attributes, Context, Span, SpanKind, Tracer } from '@opentelemetry
 import { isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { instrumentsOf, type ExecutionInstruments } from './execution-metrics.js';
-import { activeMeter, activeTracer, otelApi, type OtelApi } from './otel-api.js';
+import { activeMeter, activeTracer, otelApi, reportTelemetryFailure, type OtelApi } from './otel-api.js';
 import { ATTR, EVENT } from './telemetry-names.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 
@@ -104,7 +104,7 @@ export class ExecutionTelemetry {
 
   /** The resolved plugin's version (known once the handler is resolved). */
   pluginVersion(version: string): void {
-    this.#span?.setAttribute(ATTR.pluginVersion, version);
+    this.#quietly(() => this.#span?.setAttribute(ATTR.pluginVersion, version));
   }
 
   /** Ids for `onLog` entries; undefined when the execution is not traced. */
@@ -114,7 +114,31 @@ export class ExecutionTelemetry {
 
   /** Run `fn` with the execution span active (an in-process handler's own spans, the host's services, nest under it). */
   within<T>(fn: () => T): T {
-    return this.#context ? this.#api.context.with(this.#context, fn) : fn();
+    const context = this.#context;
+    if (!context) return fn();
+    // `fn` runs once, whatever the SDK's context manager throws before or after it.
+    let outcome: { value: T } | { error: unknown } | undefined;
+    const once = (): T => {
+      try {
+        const value = fn();
+        outcome = { value };
+        return value;
+      } catch (error) {
+        outcome = { error };
+        throw error;
+      }
+    };
+    try {
+      this.#api.context.with(context, once);
+    } catch (error) {
+      if (!outcome) {
+        reportTelemetryFailure(error);
+        return fn();
+      }
+      if (!('error' in outcome)) reportTelemetryFailure(error);
+    }
+    if ('error' in outcome!) throw outcome.error;
+    return outcome!.value;
   }
 
   /** It waits in the queue for a slot: counted as queued until the returned function is called. */
@@ -122,8 +146,12 @@ export class ExecutionTelemetry {
     const queued = this.#instruments?.queued;
     if (!queued) return noop;
     const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId };
-    queued.add(1, attributes);
-    return () => queued.add(-1, attributes);
+    let added = false;
+    this.#quietly(() => {
+      queued.add(1, attributes);
+      added = true;
+    });
+    return added ? () => this.#quietly(() => queued.add(-1, attributes)) : noop;
   }
 
   /** Handed to the backend: running until `decided`. */
@@ -131,8 +159,11 @@ export class ExecutionTelemetry {
     this.#dispatched = true;
     const running = this.#instruments?.running;
     if (!running) return;
-    this.#running = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId };
-    running.add(1, this.#running);
+    const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId };
+    this.#quietly(() => {
+      running.add(1, attributes);
+      this.#running = attributes;
+    });
   }
 
   /** The result is decided (`error`: how it failed): no longer running; a timeout, abort, shutdown or crash becomes a span event now. */
@@ -155,29 +186,44 @@ export class ExecutionTelemetry {
     const api = this.#api;
     const attributes = { [ATTR.platformService]: clip(service), [ATTR.platformMethod]: clip(method) };
     let span: Span;
-    let pending: Promise<unknown>;
+    let pending: Promise<unknown> | undefined;
+    // The call runs once, whatever the SDK throws: a second run would repeat the host's side effects.
+    const once = (): Promise<unknown> => (pending ??= call());
     try {
       span = tracer.startSpan(`platform ${attributes[ATTR.platformService]}.${attributes[ATTR.platformMethod]}`, { attributes }, parent);
-      pending = api.context.with(api.trace.setSpan(parent, span), call);
+      api.context.with(api.trace.setSpan(parent, span), once);
     } catch (error) {
       reportTelemetryFailure(error);
-      return call();
+      return once();
     }
-    return pending.then(
+    // What the span records is the SDK's business: one that throws (a processor's onEnd) leaves the call's own outcome as it was.
+    return once().then(
       (value) => {
-        span.setAttribute(ATTR.outcome, 'ok');
-        span.end();
+        this.#quietly(() => {
+          span.setAttribute(ATTR.outcome, 'ok');
+          span.end();
+        });
         return value;
       },
       (error: unknown) => {
-        const code = errorCode(error);
-        span.setAttribute(ATTR.outcome, code);
-        if (code === 'PERMISSION_DENIED') span.setAttribute(ATTR.permissionDenied, true);
-        this.#failed(span, code, error);
-        span.end();
+        this.#quietly(() => {
+          const code = errorCode(error);
+          span.setAttribute(ATTR.outcome, code);
+          if (code === 'PERMISSION_DENIED') span.setAttribute(ATTR.permissionDenied, true);
+          this.#failed(span, code, error);
+          span.end();
+        });
         throw error;
       },
     );
+  }
+
+  #quietly(record: () => void): void {
+    try {
+      record();
+    } catch (error) {
+      reportTelemetryFailure(error);
+    }
   }
 
   /** The result: the span gets its outcome, runner and timings and ends; the metrics record it. */
@@ -256,12 +302,3 @@ function clip(name: string): string {
 }
 
 function noop(): void {}
-
-let reported = false;
-
-/** An SDK that throws is reported once, as a process warning; the execution's result is unaffected. */
-function reportTelemetryFailure(error: unknown): void {
-  if (reported) return;
-  reported = true;
-  process.emitWarning(`OpenTelemetry recording failed; executions go on: ${(error as Error)?.message ?? String(error)}`, { code: 'KB_PLUGIN_EXECUTION_OTEL' });
-}

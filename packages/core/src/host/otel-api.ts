@@ -85,3 +85,18 @@ export function activeMeter(api: OtelApi): Meter | undefined {
   }
   return meterOf.meter;
 }
+
+let reported = false;
+
+/** An SDK that throws is reported once, as a process warning; the execution's result is unaffected. */
+export function reportTelemetryFailure(error: unknown): void {
+  if (reported) return;
+  reported = true;
+  let what: string;
+  try {
+    what = (error as Error)?.message ?? String(error);
+  } catch {
+    what = 'a value that cannot be shown';
+  }
+  process.emitWarning(`OpenTelemetry recording failed; executions go on: ${what}`, { code: 'KB_PLUGIN_EXECUTION_OTEL' });
+}
