@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { isUnder, splitTarget, type Route } from './route.js';
+import { isUnder, matchRoute, splitTarget, type Route } from './route.js';
 
 /** The part of an http/https server the router uses. */
 export interface UpgradeServer {
@@ -69,12 +69,26 @@ export class UpgradeRouter {
     if (this.#targets.length === 1) this.#server.on('upgrade', this.#listener);
   }
 
+  /**
+   * The mount whose channel matches `pathname` with the fewest parameters: static paths win over
+   * parameterised ones across mounts as within one (`/c/lobby` of one plugin over `/c/:room` of
+   * another, whichever was mounted first); among equals, the mount made first.
+   */
+  #bestMatch(pathname: string): UpgradeTarget | undefined {
+    let best: { target: UpgradeTarget; params: number } | undefined;
+    for (const target of this.#targets) {
+      for (const route of target.routes) {
+        if ((best === undefined || route.paramCount < best.params) && matchRoute(route, pathname)) best = { target, params: route.paramCount };
+      }
+    }
+    return best?.target;
+  }
+
   #route(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
       const { pathname, search } = splitTarget(request.url ?? '/');
-      for (const target of [...this.#targets]) {
-        if (target.tryAccept(request, socket, head, pathname, search)) return;
-      }
+      const target = this.#bestMatch(pathname);
+      if (target?.tryAccept(request, socket, head, pathname, search)) return;
       // Under a claimed prefix, or with nobody else listening, answering beats leaving the client hanging.
       if (this.#targets.some((t) => isUnder(t.basePath, pathname)) || this.#server.listenerCount('upgrade') <= 1) {
         rejectUpgrade(socket, 404);

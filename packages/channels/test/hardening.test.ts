@@ -278,6 +278,20 @@ describe('routing', () => {
     expect((await upgradeStatus(h.url('/v2/echo'))).status).toBe(404);
   });
 
+  it("a static path of a later mount wins over an earlier mount's parameterised one, as within one mount", async () => {
+    const h = await setup();
+    // The lab mount (made first) has /rooms/:room; this one, the static /rooms/lobby, served by the chat handler.
+    const lobby = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/rooms/lobby', handler: 'chat' }] } as never, { backend: h.backend, heartbeatIntervalMs: 0 });
+    try {
+      const inLobby = await h.connect('/rooms/lobby');
+      const elsewhere = await h.connect('/rooms/kitchen');
+      expect(await inLobby.request(1, { text: 'hi' })).toMatchObject({ data: { sent: 0 } });
+      expect(await elsewhere.request(1, 'x')).toMatchObject({ data: { echo: 'x' } });
+    } finally {
+      await lobby.unmount();
+    }
+  });
+
   it('refuses upgrades past maxConnections with 503', async () => {
     const h = await setup({ maxConnections: 1 });
     await h.connect('/echo');
