@@ -122,7 +122,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     this.routes = this.#entries.map((e) => e.route);
     this.#router = UpgradeRouter.attach(server, this);
     // The backend's shutdown closes the mount first, while disconnect handlers can still run.
-    this.#stopFollowingBackend = options.backend.onShutdown(() => this.unmount());
+    this.#stopFollowingBackend = options.backend.onShutdown(({ timeoutMs }) => this.unmount({ timeoutMs }));
     const interval = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
     if (interval > 0) {
       this.#heartbeat = setInterval(() => {

@@ -397,6 +397,20 @@ function describeUnmount(setup: ReturnType<typeof useChannelHarness>, create: Ch
       await close();
     });
 
+    it("the backend's shutdown gives the unmount its own timeoutMs, not unmount's default", async () => {
+      const errors: Array<{ phase: string; code: unknown }> = [];
+      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'never', n: 1 } });
+      await eventually(() => h.lab.entered.includes(1), 'message started');
+      const t0 = performance.now();
+      await h.backend.shutdown({ timeoutMs: 200 });
+      // Unmount's own default is 5 s: the message was aborted by the unmount at the shutdown's 200 ms.
+      expect(performance.now() - t0).toBeLessThan(3000);
+      expect((await client.closed).code).toBe(1001);
+      expect(errors).toContainEqual({ phase: 'message', code: 'ABORTED' });
+    });
+
     it('aborts executions still running when unmount runs out of time', async () => {
       const errors: Array<{ phase: string; code: unknown }> = [];
       const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });

@@ -135,10 +135,11 @@ export interface IExecutionBackend extends AsyncDisposable {
   /**
    * Run `listener` when `shutdown()` is first called, before the backend stops taking work, and
    * let shutdown wait for it (within its timeout): for what is built on the backend and must
-   * close first, such as a WebSocket channel mount. Returns a function that removes it. A
-   * listener that throws does not stop the shutdown; one added after shutdown began runs at once.
+   * close first, such as a WebSocket channel mount. It is given the shutdown's `timeoutMs`
+   * (what it may take). Returns a function that removes it. A listener that throws does not stop
+   * the shutdown; one added after shutdown began runs at once.
    */
-  onShutdown(listener: () => void | Promise<void>): () => void;
+  onShutdown(listener: (info: { timeoutMs: number }) => void | Promise<void>): () => void;
 }
 
 export type ExecutionBackend = IExecutionBackend;

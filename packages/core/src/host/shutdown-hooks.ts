@@ -6,7 +6,12 @@ import { nearest } from './nearest-name.js';
 /** The longest shutdown wait taken (a timer's own limit, ~24.8 days). */
 const MAX_SHUTDOWN_MS = 0x7fff_ffff;
 
-export type ShutdownListener = () => void | Promise<void>;
+/** What a shutdown listener is told: the shutdown's own `timeoutMs`, within which it should be done. */
+export interface ShutdownInfo {
+  timeoutMs: number;
+}
+
+export type ShutdownListener = (info: ShutdownInfo) => void | Promise<void>;
 
 /**
  * What `onShutdown()` registers: run once, when shutdown() is first called, before the backend
@@ -15,15 +20,16 @@ export type ShutdownListener = () => void | Promise<void>;
  */
 export class ShutdownHooks {
   readonly #listeners = new Set<ShutdownListener>();
-  #ran = false;
+  /** The shutdown's timeout, once it ran. */
+  #ran: number | undefined;
 
   add(listener: ShutdownListener): () => void {
     if (typeof listener !== 'function') throw new TypeError('onShutdown() needs a function');
-    if (this.#ran) {
+    if (this.#ran !== undefined) {
       // Registered after the run: it would never be called, so it is called now, before add()
       // returns (what is built on a backend can tell at once that the backend is shut down).
       try {
-        void Promise.resolve(listener()).catch(() => undefined);
+        void Promise.resolve(listener({ timeoutMs: this.#ran })).catch(() => undefined);
       } catch {
         // As a listener that throws during a shutdown: it does not matter to the shutdown.
       }
@@ -35,11 +41,11 @@ export class ShutdownHooks {
 
   /** Run every listener (bounded by `timeoutMs`); undefined when there is none, so that the caller may stop at once. */
   run(timeoutMs: number): Promise<void> | undefined {
-    this.#ran = true;
+    this.#ran = timeoutMs;
     const listeners = [...this.#listeners];
     this.#listeners.clear();
     if (listeners.length === 0) return undefined;
-    const settled = Promise.allSettled(listeners.map((listener) => Promise.resolve().then(listener)));
+    const settled = Promise.allSettled(listeners.map((listener) => Promise.resolve().then(() => listener({ timeoutMs }))));
     return settlesWithin(settled, timeoutMs).then(() => undefined);
   }
 }
