@@ -118,6 +118,14 @@ function exit(code: number): void {
   process.stderr.write('', done);
 }
 
+// A reader that went away (`| head -c 1`) is not the command's failure: what it did not read is
+// dropped, and the exit code stays the command's own (Node would otherwise die of the EPIPE).
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
+}
+
 main(process.argv.slice(2)).then(exit, (error: unknown) => {
   exit(reportFailure(error));
 });

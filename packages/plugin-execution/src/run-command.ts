@@ -85,7 +85,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   };
   const onInt = stop('SIGINT');
   const onTerm = stop('SIGTERM');
-  process.once('SIGINT', onInt).once('SIGTERM', onTerm);
+  // `on`, not `once`, until the backend is shut down: a second Ctrl-C while the first one's
+  // cleanup runs (at most 2 s) would otherwise end the process and leave the workspace behind.
+  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
@@ -105,9 +107,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;
   } finally {
     restoreStdout?.();
-    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });
+    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
   }
 }
 

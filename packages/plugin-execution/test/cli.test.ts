@@ -131,6 +131,43 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('a second SIGINT while the first one cleans up changes nothing: exit 130, the workspace removed', async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint2-'));
+    try {
+      const args = [cli, 'run', fixturePlugins.basic, 'never-resolves', '--backend', 'subprocess', '--workspace-root', workspaces];
+      const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        // The result is out: the backend is shutting down now (its child killed, the workspace removed).
+        if (stderr.includes('ABORTED') && !child.killed) child.kill('SIGINT');
+      });
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      await waitFor(async () => (await readdir(workspaces)).some((name) => name.startsWith('kbx-')), 15_000);
+      process.kill(child.pid!, 'SIGINT');
+      expect(await exited, stderr).toBe(130);
+      expect(await readdir(workspaces)).toEqual([]);
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
+  it('a reader of stdout that goes away (| head -c 1) is not a failure: the exit code stays the command\'s own', async () => {
+    const input = path.join(root, 'big-input.json');
+    await writeFile(input, JSON.stringify({ text: 'x'.repeat(200_000) }));
+    for (const backend of ['in-process', 'worker-pool']) {
+      const args = [cli, 'run', fixturePlugins.basic, 'echo', '--input', `@${input}`, '--backend', backend, '--no-workspace'];
+      const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      // The reading end is gone before the command writes its result.
+      child.stdout.destroy();
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+      expect(code, `${backend}: ${stderr}`).toBe(0);
+      expect(stderr).not.toMatch(/EPIPE/);
+    }
+  });
+
   it('init creates a plugin that runs as created on every backend, and whose own test passes', async () => {
     // The project around the plugin has the umbrella installed (a link to this package, as a
     // package manager would make), so that the scaffold's own test resolves it.
