@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
@@ -73,6 +73,34 @@ describe('PluginWatcher', () => {
     await writeFile(path.join(dir, 'b.js'), '3');
     await waitFor(() => events.length > seen);
     expect(events.at(-1)).toMatchObject({ ok: true, changed: ['b.js'] });
+  });
+
+  it('a plugin folder that is a symlink, pointed elsewhere and then replaced by a real folder: changes in what it is now are heard', async () => {
+    const root = path.join(dir, 'plugin');
+    await mkdir(path.join(dir, 'a'));
+    await mkdir(path.join(dir, 'b'));
+    await symlink(path.join(dir, 'a'), root);
+    const linked = (): RegisteredPlugin => ({ ...plugin(), root });
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => linked());
+    await watcher.watch(linked());
+    const settle = async (): Promise<number> => {
+      await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+      return events.length;
+    };
+    // Before: the watchers followed the first link to a/ and stayed there.
+    await unlink(root);
+    await symlink(path.join(dir, 'b'), root);
+    let seen = await settle();
+    await writeFile(path.join(dir, 'b', 'in-b.js'), '1');
+    await waitFor(() => events.length > seen && events.at(-1)?.ok === true);
+    expect(events.at(-1)).toMatchObject({ changed: ['in-b.js'] });
+    await unlink(root);
+    await mkdir(root);
+    seen = await settle();
+    await writeFile(path.join(root, 'real.js'), '2');
+    await waitFor(() => events.length > seen && events.at(-1)?.ok === true);
+    expect(events.at(-1)).toMatchObject({ changed: ['real.js'] });
   });
 
   it('watches a sub-folder deleted and made again (rm -rf dist, then a build): later changes in it are heard', async () => {

@@ -45,6 +45,8 @@ interface WatchedPlugin {
   awaiting: NodeJS.Timeout | undefined;
   /** Its folder itself was deleted or moved: the watchers may be on a folder that is gone. */
   rootReplaced: boolean;
+  /** The watcher of the folder holding it, which sees its name replaced (a symlink's removal is not seen through the link). */
+  parent: FSWatcher | undefined;
 }
 
 /** How often a deleted plugin folder is looked for (a `git checkout`, or a build that empties it). */
@@ -78,9 +80,30 @@ export class PluginWatcher {
   /** Start watching one plugin's folder (once per plugin id). */
   async watch(plugin: RegisteredPlugin): Promise<void> {
     if (this.#closed || this.#plugins.has(plugin.id)) return;
-    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined, awaiting: undefined, rootReplaced: false };
+    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined, awaiting: undefined, rootReplaced: false, parent: undefined };
     this.#plugins.set(plugin.id, watched);
+    this.#watchParent(watched);
     await this.#watchTree(watched, plugin.root);
+  }
+
+  /**
+   * Watch the folder that holds the plugin's for its name: the folder deleted and made again, or
+   * a symlink to it made, removed or pointed elsewhere. The watchers of the folder itself follow
+   * a symlink to its target and see none of that (the target is untouched).
+   */
+  #watchParent(plugin: WatchedPlugin): void {
+    const name = path.basename(plugin.root);
+    try {
+      const parent = fs.watch(path.dirname(plugin.root), { persistent: false }, (_event, changed) => {
+        if (changed === null || changed.toString() !== name) return;
+        plugin.rootReplaced = true;
+        this.#changed(plugin, plugin.root, 'change', null);
+      });
+      parent.on('error', () => parent.close());
+      plugin.parent = parent;
+    } catch {
+      // The folder above cannot be watched (no read permission): a replaced root is found as before, when it is gone.
+    }
   }
 
   /** Why reloads made by the watcher failed (for `health().problems`). */
@@ -98,6 +121,7 @@ export class PluginWatcher {
     for (const plugin of this.#plugins.values()) {
       clearTimeout(plugin.timer);
       clearInterval(plugin.awaiting);
+      plugin.parent?.close();
       for (const watcher of plugin.folders.values()) watcher.close();
       plugin.folders.clear();
     }
