@@ -81,6 +81,14 @@ describe('executionRequestSchema', () => {
     expect(parseWith(executionRequestSchema(), request, 'req')).toEqual(request);
   });
 
+  it('refuses a context field named almost "permissions" (a typo would leave the wider grants of the backend in force)', () => {
+    for (const key of ['permisions', 'Permissions', 'permission']) {
+      const error = failure(() => parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { [key]: { platform: {} } } }));
+      expect(error.message).toContain(`context.${key}: unknown field; did you mean "permissions"?`);
+    }
+    expect(parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { hosts: 1, perms: 2 } }).context).toEqual({ hosts: 1, perms: 2 });
+  });
+
   it('names every bad field', () => {
     const error = failure(() =>
       parseWith(

@@ -23,6 +23,13 @@ export const contextDescriptorSchema = lazySchema((z) =>
     /** What the host grants this execution; overrides the backend's `permissions` option. */
     permissions: permissionSpecSchema().optional(),
     config: z.record(z.string(), z.unknown()).optional(),
+  }).superRefine((context, ctx) => {
+    // A misspelt `permissions` would be kept as a field of the host's own, and the backend's wider grants apply.
+    for (const key of Object.keys(context)) {
+      if (key !== 'permissions' && nearest(key, ['permissions'])) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `unknown field; did you mean "permissions"? (a field of the host's own may not be named this close to it)` });
+      }
+    }
   }),
 );
 
