@@ -30,6 +30,9 @@ describe('createExecutionBackend', () => {
     expect(() => createExecutionBackend({ type: 'subproces' as never })).toThrow(/did you mean "subprocess"\?/);
     expect(() => createExecutionBackend(null as never)).toThrow(ValidationError);
     expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
+    // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
+    expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);
+    expect(createExecutionBackend({}).type).toBe('in-process');
   });
 
   it('reports bad backend options on every execution and in health()', async () => {

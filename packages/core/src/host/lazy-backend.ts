@@ -37,7 +37,13 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
   if (options === null || typeof options !== 'object') {
     throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : typeof options}`);
   }
-  // Only a type left out means in-process; `type: null` (a setting read as null) is a mistake.
+  // Only a type left out means in-process; `type: null` (a setting read as null) is a mistake, and
+  // so is `type: undefined` (a setting that is not set, `process.env.BACKEND`): the backend that
+  // isolates nothing must be chosen, not fallen into.
+  if (Object.hasOwn(options, 'type') && options.type === undefined) {
+    const message = `is undefined (a setting that is not set?): name one of ${Object.keys(BACKEND_PACKAGES).map((t) => `"${t}"`).join(', ')}, or leave "type" out for the in-process backend, which does not isolate handlers`;
+    throw new ValidationError(`Invalid backend options:\n  - type: ${message}`, { details: { issues: [{ path: 'type', message }] } });
+  }
   const type = options.type === undefined ? 'in-process' : options.type;
   if (!Object.hasOwn(BACKEND_PACKAGES, type)) {
     const types = Object.keys(BACKEND_PACKAGES);
