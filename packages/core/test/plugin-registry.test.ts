@@ -177,6 +177,23 @@ describe('loading a plugin folder', () => {
     expect((await new PluginRegistry().load(apart)).id).toBe('@t/apart');
   });
 
+  it("a manifest with a key given twice lists its other problems too, and fails its own plugin's executions with them (not as unregistered)", async () => {
+    const dir = await pluginFolder('{ "id": "@t/both", "version": "1.0.0", "permisions": {}, "handlers": { "h": { "entry": "./a.js", "timeoutMs": "5" }, "h": { "entry": "./a.js" } } }');
+    const registry = new PluginRegistry();
+    await registry.addEach([dir]);
+    let caught: unknown;
+    try {
+      registry.resolve('@t/both', 'h');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(ValidationError);
+    expect((caught as ValidationError).details.issues).toEqual([
+      { path: 'handlers.h', message: 'is given twice (JSON keeps only the last)' },
+      { path: '(root)', message: 'unknown key "permisions"' },
+    ]);
+  });
+
   it('refuses a manifest without handlers', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({}) }));
     expect(error.message).toContain('handlers');

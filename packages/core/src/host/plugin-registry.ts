@@ -302,7 +302,18 @@ async function readManifest(root: string, file: string): Promise<unknown> {
   }
   // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
   const twice = duplicateJsonKeys(json);
-  if (twice.length) throw validationError(`Invalid plugin manifest (${file})`, twice.map((key) => ({ path: key, message: 'is given twice (JSON keeps only the last)' })), { file, root });
+  if (twice.length) {
+    // With every other problem of the manifest, and its id: the plugin's executions get this error, not "not registered".
+    const issues: ValidationIssue[] = twice.map((key) => ({ path: key, message: 'is given twice (JSON keeps only the last)' }));
+    try {
+      parseManifest(root, manifest, file);
+    } catch (error) {
+      const more = (error as ValidationError).details?.issues;
+      if (Array.isArray(more)) issues.push(...more);
+    }
+    const claimed = (manifest as { id?: unknown } | null)?.id;
+    throw validationError(`Invalid plugin manifest (${file})`, issues, { file, root, ...(typeof claimed === 'string' ? { pluginId: claimed } : {}) });
+  }
   return manifest;
 }
 
