@@ -88,6 +88,11 @@ export class PluginRegistry {
         details: { issues: [{ path: 'root', message: 'must be a non-empty path string' }] },
       });
     }
+    if (source.manifest === undefined) {
+      throw new ValidationError(`A plugin given as { root, manifest } needs its manifest (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`, {
+        details: { issues: [{ path: 'manifest', message: 'is required' }] },
+      });
+    }
     const root = path.resolve(source.root);
     const manifest = parseManifest(root, source.manifest, file);
     const existing = this.#plugins.get(manifest.id);
