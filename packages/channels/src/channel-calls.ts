@@ -41,7 +41,13 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
 }
 
 function broadcast(caller: ChannelConnection, registry: ConnectionRegistry, data: unknown, rawOptions: unknown): number {
+  if (rawOptions !== undefined && rawOptions !== null && (typeof rawOptions !== 'object' || Array.isArray(rawOptions))) {
+    throw new ValidationError('ctx.channel.broadcast(): options must be an object { exclude?, scope? }');
+  }
   const options = (rawOptions ?? {}) as { exclude?: unknown; scope?: unknown };
+  // A misspelt option (`exlude`) would broadcast to everyone, the sender included.
+  const unknown = Object.keys(options).filter((key) => key !== 'exclude' && key !== 'scope');
+  if (unknown.length > 0) throw new ValidationError(`ctx.channel.broadcast(): unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (it takes exclude and scope)`);
   const exclude = options.exclude ?? [];
   if (!Array.isArray(exclude) || exclude.length > MAX_EXCLUDE || exclude.some((e) => typeof e !== 'string')) {
     throw new ValidationError('ctx.channel.broadcast(): options.exclude must be an array of connection ids');

@@ -174,6 +174,8 @@ function describeAcrossConnections(setup: ReturnType<typeof useChannelHarness>):
       expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
       expect(await a2.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'everyone' });
       expect(await a1.request(3, { broadcast: 'x', scope: 'galaxy' })).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR' });
+      // A misspelt option would have broadcast to everyone.
+      expect(await a1.request(4, { broadcast: 'x', more: { exlude: [] } })).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR', message: expect.stringContaining('"exlude"') });
       expect(h.mount.registry.broadcast('/rooms/:room', 'from host', { path: '/rooms/b' })).toBe(1);
       expect(await b1.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'from host' });
       expect(a1.frames.filter((f) => f.type === 'message')).toEqual([]);
