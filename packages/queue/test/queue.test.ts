@@ -390,6 +390,10 @@ describe('stops', () => {
     const [timeout, abort] = await Promise.all(waiting);
     expectError(timeout!, 'TIMEOUT');
     expectError(abort!, 'ABORTED');
+    // Both say they never ran: a caller may send them again.
+    expect(timeout!.error.details).toMatchObject({ phase: 'queued' });
+    expect(abort!.error.details).toMatchObject({ phase: 'queued' });
+    expect(abort!.error.message).toMatch(/never started/);
     for (const result of await Promise.all(busy)) expectOk(result);
     // The slots are free again and the stream is empty: nothing of the two ran, nor will.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));

@@ -265,7 +265,11 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.#closing = true;
     const running = this.#host.running;
     for (const execution of [...running]) {
-      execution.stop(new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }));
+      // One no runner had taken yet (a queue task still in the stream) never ran.
+      const stopped = execution.taken
+        ? new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } })
+        : new ShuttingDownError(`The ${this.type} backend shut down before any runner took this execution; it never started`, { details: { phase: 'queued' } });
+      execution.stop(stopped);
     }
     await settlesWithin(this.#idle(), RELEASE_WAIT_MS);
     await Promise.allSettled([...this.#releases]);

@@ -149,6 +149,11 @@ export class Execution {
     this.#control?.stop(reason);
   }
 
+  /** Whether a runner has taken it (the backend said who runs it): stopped before that, it never started. */
+  get taken(): boolean {
+    return this.meta.runnerId !== undefined;
+  }
+
   /** Validate the request, resolve the handler, check its permissions: the task, without a workspace yet. */
   #prepare(request: ExecutionRequest, opts: ExecuteOptions): RunnerTask | Promise<RunnerTask> {
     const host = this.#host;
@@ -277,7 +282,7 @@ export class Execution {
       };
       control.onStop((error) => decide({ ok: false, error }));
       const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
-      const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!))) : undefined;
+      const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
       host.running.add(this);
       telemetry?.dispatched(task.pluginId, task.handlerId);
       let dispatched: Promise<unknown>;
@@ -344,10 +349,13 @@ export class Execution {
  * worker stopping an execution its calling host gave up on) keeps its words; any other reason is
  * the caller's business, and the message stays ours.
  */
-function callersAbort(task: RunnerTask, signal: AbortSignal): KnownExecutionError {
+function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boolean): KnownExecutionError {
   const reason: unknown = signal.reason;
-  if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase: 'running' }, cause: reason });
-  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller`, { details: { phase: 'running' } });
+  // Handed to the backend but taken by no runner yet (a queue task still in the stream): it never ran.
+  const phase = taken ? 'running' : 'queued';
+  if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase }, cause: reason });
+  const never = taken ? '' : ' before any runner took it; it never started';
+  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase } });
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
