@@ -29,5 +29,7 @@ describe('serverProblem', () => {
       'The worker could not connect to the NATS server (nats://a:1, nats://b:2): connection refused',
       'nats://a:1, nats://b:2',
     ]);
+    // A URL's credentials are never shown.
+    expect(problem('The worker', { servers: 'nats://kb:secret@10.0.0.5:4222' }, new Error('Authorization Violation'))[2]).toBe('nats://***@10.0.0.5:4222');
   });
 });

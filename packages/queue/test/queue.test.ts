@@ -89,6 +89,22 @@ describe('where it runs', () => {
     expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
   });
 
+  it('refuses credentials in a server URL (the NATS client does not use them), never showing them', async () => {
+    for (const servers of ['nats://kb:secret@127.0.0.1:4222', ['nats://127.0.0.1:4222', 'tls://kb:secret@127.0.0.1:4223']]) {
+      let thrown: unknown;
+      try {
+        make({ connection: { servers } });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toMatchObject({ code: 'VALIDATION_ERROR', message: expect.stringContaining('give them as connection.user and connection.pass') });
+      expect((thrown as Error).message).not.toContain('secret');
+    }
+    await expect(startExecutionWorker({ connection: { servers: 'nats://kb:secret@127.0.0.1:1' }, pool: newPool('creds'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } })).rejects.toThrow(
+      /connection\.servers: holds credentials/,
+    );
+  });
+
   it('health() is not ok, and executions fail clearly, when the server cannot be reached', async () => {
     const backend = make({ connection: { servers: 'nats://127.0.0.1:1' } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });

@@ -26,7 +26,12 @@ export interface NatsConnectionOptions {
 
 export const connectionSchema = lazySchema((z) =>
   z.strictObject({
-    servers: z.union([option.text(), option.texts()]).optional(),
+    servers: z
+      .union([option.text(), option.texts()])
+      .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => USER_INFO.test(url)), {
+        error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
+      })
+      .optional(),
     user: option.text().optional(),
     pass: option.text().optional(),
     token: option.text().optional(),
@@ -127,9 +132,14 @@ function serverList(options: NatsConnectionOptions): string[] {
   return Array.isArray(servers) ? servers : [servers];
 }
 
-/** The servers, for messages. */
+/** The part of a server URL before the host that names a user (`nats://user:pass@`). */
+const USER_INFO = /^[a-z][\w+.-]*:\/\/[^/@]*@/i;
+
+/** The servers, for messages: credentials in a URL (refused by the options, but a message may come first) are never shown. */
 export function describeServers(options: NatsConnectionOptions): string {
-  return serverList(options).join(', ');
+  return serverList(options)
+    .map((url) => url.replace(USER_INFO, (userInfo) => `${userInfo.slice(0, userInfo.indexOf('//') + 2)}***@`))
+    .join(', ');
 }
 
 /** How long the look at a server whose connection timed out waits for its first words. */
