@@ -23,6 +23,6 @@ export { CALLS_IN_FLIGHT, CallWindow } from './runner/call-window.js';
 export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.
-export { describeThrown, describeValue, toWireValue } from './wire-value.js';
+export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
 export { deserializeLikeClone } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';

@@ -1,5 +1,5 @@
 import { AbortedError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, describeThrown, isError, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -79,8 +79,15 @@ class InProcessRuntime implements RuntimeEnvironment {
   get platform(): Platform {
     const control = this.#control;
     return (this.#platform ??= createPlatformProxy((service, method, args) => {
-      const copy = cloneForWire(args, `platform.${service}.${method} arguments`);
-      return this.#inWindow(() => control.callPlatform(service, method, copy)).then((value) => cloneForWire(value, `platform.${service}.${method} result`));
+      const called = `platform.${service}.${method}`;
+      const copy = cloneForWire(args, `${called} arguments`);
+      return this.#inWindow(() => control.callPlatform(service, method, copy)).then(
+        (value) => cloneForWire(value, `${called} result`),
+        // A service that rejects with a string (say): an Error saying so, as the other backends' handlers get.
+        (error: unknown) => {
+          throw isError(error) ? error : new Error(describeThrown(error, called));
+        },
+      );
     }));
   }
 

@@ -96,6 +96,20 @@ function platformCallTests(suite: SuiteContext): void {
     expect(result.data).toMatchObject({ ok: false, message: 'boom' });
   });
 
+  it('a host service that rejects with something not an Error: the handler gets an Error saying what was thrown, on every backend', async () => {
+    const platform = {
+      kv: {
+        fail: async () => {
+          throw 'a string of the host';
+        },
+      },
+    };
+    const backend = make({ platform, permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail' } });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, name: 'Error', message: expect.stringContaining('platform.kv.fail threw a string') });
+  });
+
   it('a host service result that cannot cross to the handler is an error there naming the call and where the value is', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'unsendable' } });
