@@ -188,7 +188,16 @@ export class ExecutionTelemetry {
     let span: Span;
     let pending: Promise<unknown> | undefined;
     // The call runs once, whatever the SDK throws: a second run would repeat the host's side effects.
-    const once = (): Promise<unknown> => (pending ??= call());
+    const once = (): Promise<unknown> => {
+      if (!pending) {
+        try {
+          pending = Promise.resolve(call());
+        } catch (error) {
+          pending = Promise.reject(error);
+        }
+      }
+      return pending;
+    };
     try {
       span = tracer.startSpan(`platform ${attributes[ATTR.platformService]}.${attributes[ATTR.platformMethod]}`, { attributes }, parent);
       api.context.with(api.trace.setSpan(parent, span), once);
