@@ -197,7 +197,7 @@ describe('loading a plugin folder', () => {
   it('says a { root } without its manifest lacks the manifest (not that the root is missing)', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp } as never));
     expect(error.message).toMatch(/needs its manifest/);
-    expect(error.details.issues).toEqual([{ path: 'manifest', message: 'is required' }]);
+    expect(error.details.issues).toEqual([{ path: 'manifest', message: expect.stringMatching(/^is required/) }]);
   });
 
   it('refuses a manifest without handlers', async () => {

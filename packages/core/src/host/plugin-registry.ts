@@ -89,9 +89,8 @@ export class PluginRegistry {
       });
     }
     if (source.manifest === undefined) {
-      throw new ValidationError(`A plugin given as { root, manifest } needs its manifest (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`, {
-        details: { issues: [{ path: 'manifest', message: 'is required' }] },
-      });
+      const message = `is required (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`;
+      throw validationError('A plugin given as { root, manifest } needs its manifest', [{ path: 'manifest', message }]);
     }
     const root = path.resolve(source.root);
     const manifest = parseManifest(root, source.manifest, file);
