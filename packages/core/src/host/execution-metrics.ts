@@ -1,5 +1,5 @@
 import type { Counter, Histogram, Meter, UpDownCounter } from '@opentelemetry/api';
-import { activeMeter, otelApi, reportTelemetryFailure } from './otel-api.js';
+import { activeMeter, otelApi, recordQuietly } from './otel-api.js';
 import { ATTR, METRIC } from './telemetry-names.js';
 
 /** The metric instruments of one meter (docs/observability.md lists them with their attributes). */
@@ -54,7 +54,7 @@ function currentInstruments(): ExecutionInstruments | undefined {
  * Nothing is recorded when no OpenTelemetry SDK is registered.
  */
 export function recordRunnerStart(backend: string): void {
-  quietly(() => currentInstruments()?.runnerStarts.add(1, { [ATTR.backend]: backend }));
+  recordQuietly(() => currentInstruments()?.runnerStarts.add(1, { [ATTR.backend]: backend }));
 }
 
 /**
@@ -62,14 +62,6 @@ export function recordRunnerStart(backend: string): void {
  * (`reason`: a `CrashReason` such as `exit`, `oom`, `signal`, where known).
  */
 export function recordRunnerCrash(backend: string, reason?: string): void {
-  quietly(() => currentInstruments()?.runnerCrashes.add(1, reason === undefined ? { [ATTR.backend]: backend } : { [ATTR.backend]: backend, [ATTR.crashReason]: reason }));
+  recordQuietly(() => currentInstruments()?.runnerCrashes.add(1, reason === undefined ? { [ATTR.backend]: backend } : { [ATTR.backend]: backend, [ATTR.crashReason]: reason }));
 }
 
-/** A meter that throws must not fail a runner's start or its crash report: said once, as a warning. */
-function quietly(record: () => void): void {
-  try {
-    record();
-  } catch (error) {
-    reportTelemetryFailure(error);
-  }
-}

@@ -2,7 +2,7 @@ import type { Attributes, Context, Span, SpanKind, Tracer } from '@opentelemetry
 import { isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { instrumentsOf, type ExecutionInstruments } from './execution-metrics.js';
-import { activeMeter, activeTracer, otelApi, reportTelemetryFailure, type OtelApi } from './otel-api.js';
+import { activeMeter, activeTracer, otelApi, recordQuietly, reportTelemetryFailure, type OtelApi } from './otel-api.js';
 import { ATTR, EVENT } from './telemetry-names.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 
@@ -104,7 +104,7 @@ export class ExecutionTelemetry {
 
   /** The resolved plugin's version (known once the handler is resolved). */
   pluginVersion(version: string): void {
-    this.#quietly(() => this.#span?.setAttribute(ATTR.pluginVersion, version));
+    recordQuietly(() => this.#span?.setAttribute(ATTR.pluginVersion, version));
   }
 
   /** Ids for `onLog` entries; undefined when the execution is not traced. */
@@ -114,31 +114,7 @@ export class ExecutionTelemetry {
 
   /** Run `fn` with the execution span active (an in-process handler's own spans, the host's services, nest under it). */
   within<T>(fn: () => T): T {
-    const context = this.#context;
-    if (!context) return fn();
-    // `fn` runs once, whatever the SDK's context manager throws before or after it.
-    let outcome: { value: T } | { error: unknown } | undefined;
-    const once = (): T => {
-      try {
-        const value = fn();
-        outcome = { value };
-        return value;
-      } catch (error) {
-        outcome = { error };
-        throw error;
-      }
-    };
-    try {
-      this.#api.context.with(context, once);
-    } catch (error) {
-      if (!outcome) {
-        reportTelemetryFailure(error);
-        return fn();
-      }
-      if (!('error' in outcome)) reportTelemetryFailure(error);
-    }
-    if ('error' in outcome!) throw outcome.error;
-    return outcome!.value;
+    return this.#context ? runOnceIn(this.#api, this.#context, fn) : fn();
   }
 
   /** It waits in the queue for a slot: counted as queued until the returned function is called. */
@@ -147,11 +123,11 @@ export class ExecutionTelemetry {
     if (!queued) return noop;
     const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId };
     let added = false;
-    this.#quietly(() => {
+    recordQuietly(() => {
       queued.add(1, attributes);
       added = true;
     });
-    return added ? () => this.#quietly(() => queued.add(-1, attributes)) : noop;
+    return added ? () => recordQuietly(() => queued.add(-1, attributes)) : noop;
   }
 
   /** Handed to the backend: running until `decided`. */
@@ -160,7 +136,7 @@ export class ExecutionTelemetry {
     const running = this.#instruments?.running;
     if (!running) return;
     const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId };
-    this.#quietly(() => {
+    recordQuietly(() => {
       running.add(1, attributes);
       this.#running = attributes;
     });
@@ -168,14 +144,12 @@ export class ExecutionTelemetry {
 
   /** The result is decided (`error`: how it failed): no longer running; a timeout, abort, shutdown or crash becomes a span event now. */
   decided(error: KnownExecutionError | undefined): void {
-    try {
+    recordQuietly(() => {
       if (this.#running) this.#instruments!.running.add(-1, this.#running);
       this.#running = undefined;
       const name = error && (EVENT as Record<string, string>)[error.code];
       if (name && this.#span) this.#span.addEvent(name, eventAttributes(error!));
-    } catch (failure) {
-      reportTelemetryFailure(failure);
-    }
+    });
   }
 
   /** A `ctx.platform` call, as a child span of the execution (active while the host's method runs). */
@@ -186,36 +160,32 @@ export class ExecutionTelemetry {
     const api = this.#api;
     const attributes = { [ATTR.platformService]: clip(service), [ATTR.platformMethod]: clip(method) };
     let span: Span;
-    let pending: Promise<unknown> | undefined;
-    // The call runs once, whatever the SDK throws: a second run would repeat the host's side effects.
-    const once = (): Promise<unknown> => {
-      if (!pending) {
-        try {
-          pending = Promise.resolve(call());
-        } catch (error) {
-          pending = Promise.reject(error);
-        }
-      }
-      return pending;
-    };
+    let context: Context;
     try {
       span = tracer.startSpan(`platform ${attributes[ATTR.platformService]}.${attributes[ATTR.platformMethod]}`, { attributes }, parent);
-      api.context.with(api.trace.setSpan(parent, span), once);
+      context = api.trace.setSpan(parent, span);
     } catch (error) {
       reportTelemetryFailure(error);
-      return once();
+      return call();
+    }
+    let pending: Promise<unknown>;
+    try {
+      // Once, whatever the SDK throws: a second run would repeat the host's side effects.
+      pending = Promise.resolve(runOnceIn(api, context, call));
+    } catch (error) {
+      pending = Promise.reject(error);
     }
     // What the span records is the SDK's business: one that throws (a processor's onEnd) leaves the call's own outcome as it was.
-    return once().then(
+    return pending.then(
       (value) => {
-        this.#quietly(() => {
+        recordQuietly(() => {
           span.setAttribute(ATTR.outcome, 'ok');
           span.end();
         });
         return value;
       },
       (error: unknown) => {
-        this.#quietly(() => {
+        recordQuietly(() => {
           const code = errorCode(error);
           span.setAttribute(ATTR.outcome, code);
           if (code === 'PERMISSION_DENIED') span.setAttribute(ATTR.permissionDenied, true);
@@ -227,21 +197,9 @@ export class ExecutionTelemetry {
     );
   }
 
-  #quietly(record: () => void): void {
-    try {
-      record();
-    } catch (error) {
-      reportTelemetryFailure(error);
-    }
-  }
-
   /** The result: the span gets its outcome, runner and timings and ends; the metrics record it. */
   finish(result: ExecutionResult): void {
-    try {
-      this.#finish(result);
-    } catch (error) {
-      reportTelemetryFailure(error);
-    }
+    recordQuietly(() => this.#finish(result));
   }
 
   #finish(result: ExecutionResult): void {
@@ -283,6 +241,35 @@ export class ExecutionTelemetry {
   #epoch(at: number): number {
     return performance.timeOrigin + at;
   }
+}
+
+/**
+ * `fn()` with `context` active, run once whatever the SDK's context manager throws before or after
+ * it (then reported, and `fn` run outside the context if it had not run). What `fn` throws is thrown.
+ */
+function runOnceIn<T>(api: OtelApi, context: Context, fn: () => T): T {
+  let outcome: { value: T } | { error: unknown } | undefined;
+  const once = (): T => {
+    try {
+      const value = fn();
+      outcome = { value };
+      return value;
+    } catch (error) {
+      outcome = { error };
+      throw error;
+    }
+  };
+  try {
+    api.context.with(context, once);
+  } catch (error) {
+    if (!outcome) {
+      reportTelemetryFailure(error);
+      return fn();
+    }
+    if (!('error' in outcome)) reportTelemetryFailure(error);
+  }
+  if ('error' in outcome!) throw outcome.error;
+  return outcome!.value;
 }
 
 function spanName(pluginId: string, handlerId: string): string {

@@ -100,3 +100,12 @@ export function reportTelemetryFailure(error: unknown): void {
   }
   process.emitWarning(`OpenTelemetry recording failed; executions go on: ${what}`, { code: 'KB_PLUGIN_EXECUTION_OTEL' });
 }
+
+/** Record something through the SDK; one that throws is reported (once) and nothing else happens. */
+export function recordQuietly(record: () => void): void {
+  try {
+    record();
+  } catch (error) {
+    reportTelemetryFailure(error);
+  }
+}
