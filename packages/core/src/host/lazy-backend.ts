@@ -1,5 +1,6 @@
 import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
+import { validationError } from '../validation.js';
 import { withAbsolutePaths } from './caller-paths.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
@@ -37,21 +38,27 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
   if (options === null || typeof options !== 'object') {
     throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : typeof options}`);
   }
-  // Only a type left out means in-process; `type: null` (a setting read as null) is a mistake, and
-  // so is `type: undefined` (a setting that is not set, `process.env.BACKEND`): the backend that
-  // isolates nothing must be chosen, not fallen into.
-  if (Object.hasOwn(options, 'type') && options.type === undefined) {
-    const message = `is undefined (a setting that is not set?): name one of ${Object.keys(BACKEND_PACKAGES).map((t) => `"${t}"`).join(', ')}, or leave "type" out for the in-process backend, which does not isolate handlers`;
-    throw new ValidationError(`Invalid backend options:\n  - type: ${message}`, { details: { issues: [{ path: 'type', message }] } });
-  }
   const type = options.type === undefined ? 'in-process' : options.type;
-  if (!Object.hasOwn(BACKEND_PACKAGES, type)) {
-    const types = Object.keys(BACKEND_PACKAGES);
-    const near = typeof type === 'string' ? nearest(type, types) : undefined;
-    const message = `must be one of ${types.map((t) => `"${t}"`).join(', ')}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
-    throw new ValidationError(`Invalid backend options:\n  - type: ${message}`, { details: { issues: [{ path: 'type', message }] } });
-  }
+  const problem = typeProblem(options);
+  if (problem) throw validationError('Invalid backend options', [{ path: 'type', message: problem }]);
   return new LazyBackend(type, options, load);
+}
+
+/**
+ * What is wrong with `options.type`, if anything. Only a type left out means in-process: `type:
+ * null` (a setting read as null) is a mistake, and so is `type: undefined` (a setting that is not
+ * set, `process.env.BACKEND`): the backend that isolates nothing must be chosen, not fallen into.
+ */
+function typeProblem(options: ExecutionBackendOptions): string | undefined {
+  const types = Object.keys(BACKEND_PACKAGES);
+  const named = types.map((t) => `"${t}"`).join(', ');
+  const { type } = options;
+  if (type === undefined) {
+    return Object.hasOwn(options, 'type') ? `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers` : undefined;
+  }
+  if (Object.hasOwn(BACKEND_PACKAGES, type)) return undefined;
+  const near = typeof type === 'string' ? nearest(type, types) : undefined;
+  return `must be one of ${named}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
 }
 
 interface Loadable extends IExecutionBackend {
