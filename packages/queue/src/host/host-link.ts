@@ -1,10 +1,10 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
-import { checkConsumer, ensureStream, PoolStreamError, storageProblem, type PoolStream } from '../shared/pool-stream.js';
+import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -44,7 +44,6 @@ export class HostLink implements ExecutionLink {
   state: ConnectionState = 'connected';
   readonly #o: ResolvedQueueOptions;
   readonly #nc: NatsConnection;
-  readonly #js: JetStreamClient;
   readonly #jsm: JetStreamManager;
   readonly #courier: Courier;
   readonly #callerSubject: string;
@@ -69,7 +68,6 @@ export class HostLink implements ExecutionLink {
     this.#o = o;
     this.#nc = nc;
     this.#jsm = jsm;
-    this.#js = jetstream(nc);
     this.subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#callerSubject = this.subjects.caller(hostId);
     this.#courier = new Courier(nc, this.#callerSubject);
@@ -135,15 +133,15 @@ export class HostLink implements ExecutionLink {
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, Math.min(PUBLISH_TIMEOUT_MS, left()));
       const body = encode();
       try {
-        ack = await this.#js.publish(this.subjects.tasks, body, { msgID: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
+        ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         break;
       } catch (error) {
         const failure = this.#publishError(error);
         // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so).
         if (retried || failure instanceof QueueFullError) throw failure;
         retried = true;
-        // No stream took it (nats.js says "jetstream is not enabled"): it was deleted; make it again first.
-        if (/not enabled|no responders/i.test(failure.message)) await this.checkStream();
+        // No stream took it: it was deleted; make it again first.
+        if (/no responders/i.test(failure.message)) await this.checkStream();
       }
     }
     if (ack.duplicate && !retried) {
@@ -163,7 +161,6 @@ export class HostLink implements ExecutionLink {
         details: { maxQueue: bound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) },
       });
     }
-    // "jetstream is not enabled" is also what nats.js says when no stream takes the subject.
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
       details: { reason: 'runner-lost', message },

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { ReplyInbox } from './reply-inbox.js';
 import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
 
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
@@ -97,6 +98,8 @@ export class Courier {
   readonly #nc: NatsConnection;
   readonly #caller: string | undefined;
   readonly #events: CourierEvents;
+  /** Where the answers to this connection's requests come (the host's task publishes use it too). */
+  readonly replies: ReplyInbox;
   /** Set while the connection is down (see hold()). */
   #held: Held | undefined;
   /** Fail the part requests waiting for their answers (see hold()). */
@@ -109,6 +112,7 @@ export class Courier {
     this.#nc = nc;
     this.#caller = caller;
     this.#events = events;
+    this.replies = new ReplyInbox(nc);
   }
 
   /** The largest body one message carries now: read at each send, as a server reconnected to may allow less (or more) than the first. */
@@ -180,7 +184,7 @@ export class Courier {
     if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
     if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
     const headers = makeHeaders(kind, executionId, this.#caller);
-    if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.#nc.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
+    if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.replies.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
     else this.#nc.publish(subject, body, { headers });
     return undefined;
   }
@@ -247,10 +251,10 @@ export class Courier {
     return undefined;
   }
 
-  /** A request; rejects as `nc.request` does (no responders, timeout). */
+  /** A request; rejects as `nc.request` does (no responders, timeout; see ReplyInbox). */
   request(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
     if (this.#held) return this.#held.until.then(() => this.request(subject, kind, executionId, body, timeoutMs));
-    if (body.length <= this.#partBytes) return this.#nc.request(subject, body, { headers: makeHeaders(kind, executionId, this.#caller), timeout: timeoutMs });
+    if (body.length <= this.#partBytes) return this.replies.request(subject, body, { headers: makeHeaders(kind, executionId, this.#caller), timeout: timeoutMs });
     return this.#sendParts(subject, kind, executionId, body, timeoutMs);
   }
 
@@ -267,7 +271,7 @@ export class Courier {
       headers.set(HEADER.part, `${index}/${count}`);
       headers.set(HEADER.transfer, transfer);
       const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
-      reply = await this.#partAnswered(this.#nc.request(subject, part, { headers, timeout: timeoutMs }));
+      reply = await this.#partAnswered(this.replies.request(subject, part, { headers, timeout: timeoutMs }));
       this.#events.onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);

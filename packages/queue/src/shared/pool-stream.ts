@@ -1,5 +1,6 @@
 import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
-import { nanos } from '@nats-io/transport-node';
+import { nanos, type Msg, type MsgHdrs } from '@nats-io/transport-node';
+import type { ReplyInbox } from './reply-inbox.js';
 import type { PoolSubjects } from './subjects.js';
 
 /** The stream's settings a host decides. */
@@ -181,4 +182,37 @@ function consumerProblem(subjects: PoolSubjects, config: { deliver_subject?: str
         ? `takes only ${config.filter_subject}, not the pool's task subject ${subjects.tasks}`
         : undefined;
   return wrong && `The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`;
+}
+
+/** What the stream said of a task it stored: its sequence, and whether it had the same msg id already (dropped). */
+export interface StoredTask {
+  seq: number;
+  duplicate: boolean;
+}
+
+/**
+ * Publish a task to the stream and read the server's acknowledgement, as JetStream's publish does
+ * (a request to the stream's subject, answered with `{ stream, seq, duplicate }` or `{ error }`),
+ * through the connection's ReplyInbox: nats.js's publish would make an Error per task (see there).
+ * Rejects with the server's own description of a refusal ("maximum messages exceeded"), or, when
+ * no stream takes the subject, with one that says so ("no responders").
+ */
+export async function publishToStream(replies: ReplyInbox, subject: string, body: Uint8Array, o: { msgId: string; headers: MsgHdrs; timeout: number }): Promise<StoredTask> {
+  o.headers.set('Nats-Msg-Id', o.msgId);
+  let answer: Msg;
+  try {
+    answer = await replies.request(subject, body, { headers: o.headers, timeout: o.timeout });
+  } catch (error) {
+    const nobody = (error as { isNoResponders?: () => boolean })?.isNoResponders?.() === true;
+    throw nobody ? new Error(`no stream takes subject "${subject}" (no responders)`, { cause: error }) : error;
+  }
+  let ack: { stream?: string; seq?: number; duplicate?: boolean; error?: { code?: number; err_code?: number; description?: string } };
+  try {
+    ack = JSON.parse(new TextDecoder().decode(answer.data));
+  } catch {
+    throw new Error(`the server's answer to a task published on "${subject}" is not JetStream's acknowledgement`);
+  }
+  if (ack.error) throw Object.assign(new Error(ack.error.description ?? `JetStream refused the task (code ${ack.error.code})`), { code: ack.error.code, errCode: ack.error.err_code });
+  if (!ack.stream || typeof ack.seq !== 'number') throw new Error(`the server's answer to a task published on "${subject}" is not JetStream's acknowledgement`);
+  return { seq: ack.seq, duplicate: ack.duplicate === true };
 }
