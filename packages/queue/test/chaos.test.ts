@@ -336,10 +336,11 @@ describe('a slow or flaky link between a worker and the server', () => {
     const backend = host(server.url, pool, { workerLostMs: 8000 });
     const returnBytes = 4 * 1024 * 1024;
     let dropped = false;
-    // Slow enough that the result's 16 parts take over a second to cross, so the link drops
-    // halfway; once it is back the link is fast again, so that on a loaded machine what is left
+    // Slow enough that the result's 16 parts take about two seconds to cross (a narrow link: on
+    // one with a long round trip several parts cross at once), so the link drops early in the
+    // transfer; once it is back the link is fast again, so that on a loaded machine what is left
     // of the 9 s is still far more than the resend takes.
-    proxy.latency(40);
+    proxy.bandwidth(2 * 1024 * 1024);
     const result = await backend.execute(
       { pluginId: QUEUE_PROBE, handlerId: 'big-result', input: { returnBytes } },
       {
@@ -351,7 +352,7 @@ describe('a slow or flaky link between a worker and the server', () => {
             proxy.refuse(true);
             proxy.reset();
             setTimeout(() => {
-              proxy.latency(0);
+              proxy.bandwidth(0);
               proxy.refuse(false);
             }, 500);
           }, 400),

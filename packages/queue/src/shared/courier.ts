@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { headers as natsHeaders, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { PartsWindow } from './parts-window.js';
 import { ReplyInbox } from './reply-inbox.js';
 import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
 
@@ -90,9 +91,10 @@ export function maxPayload(nc: NatsConnection): number {
 
 /**
  * Sends protocol messages, each a kind and an execution id in headers and a body. A body larger
- * than one message (the server's `max_payload`, 1 MB by default) goes as a chain of requests, one
- * part each: the receiver answers every part, so a large transfer is flow-controlled and a lost
- * receiver is noticed, and the last part's reply is the reply to the whole message.
+ * than one message (COURIER_PART_BYTES, or the server's `max_payload` if less) goes as a chain of
+ * requests, one part each: the receiver answers every part, so a large transfer is flow-controlled
+ * (PartsWindow) and a lost receiver is noticed, and the last part's reply is the reply to the whole
+ * message.
  */
 export class Courier {
   readonly #nc: NatsConnection;
@@ -258,20 +260,34 @@ export class Courier {
     return this.#sendParts(subject, kind, executionId, body, timeoutMs);
   }
 
+  /** The parts of `body` in order, as many waiting for their answers at once as the link carries (PartsWindow). */
   async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
     const transfer = randomUUID();
-    const count = Math.ceil(body.length / this.#partBytes);
+    const size = this.#partBytes;
+    const count = Math.ceil(body.length / size);
+    const window = new PartsWindow(size);
+    const waiting: Array<Promise<Msg>> = [];
+    let next = 0;
     let reply!: Msg;
-    for (let index = 0; index < count; index++) {
-      // Dropped between two parts (the drop told before the next part was asked for): that part
-      // would wait its whole timeout for an answer nats.js never gets (a request is not failed by
-      // a disconnect). The body goes again, whole, once the connection is back.
-      if (this.#held) throw new Error(DROPPED);
-      const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
-      headers.set(HEADER.part, `${index}/${count}`);
-      headers.set(HEADER.transfer, transfer);
-      const part = body.subarray(index * this.#partBytes, Math.min(body.length, (index + 1) * this.#partBytes));
-      reply = await this.#partAnswered(this.replies.request(subject, part, { headers, timeout: timeoutMs }));
+    for (let answered = 0; answered < count; answered++) {
+      while (next < count && window.allows(next - answered)) {
+        // Dropped between two parts (the drop told before the next part was asked for): that part
+        // would wait its whole timeout for an answer nats.js never gets (a request is not failed by
+        // a disconnect). The body goes again, whole, once the connection is back.
+        if (this.#held) throw new Error(DROPPED);
+        const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
+        headers.set(HEADER.part, `${next}/${count}`);
+        headers.set(HEADER.transfer, transfer);
+        const part = body.subarray(next * size, Math.min(body.length, (next + 1) * size));
+        const answer = this.#partAnswered(this.replies.request(subject, part, { headers, timeout: timeoutMs }));
+        // Those still waiting when an earlier one fails are not awaited.
+        answer.catch(() => undefined);
+        waiting.push(answer);
+        window.sent();
+        next++;
+      }
+      reply = await waiting[answered]!;
+      window.answered(Math.min(size, body.length - answered * size));
       this.#events.onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { Courier, PartsAssembler, TransferRefusedError, courierPartBytes } from '../src/shared/courier.js';
+import { PartsWindow } from '../src/shared/parts-window.js';
+import { natsServer, newPool } from './helpers.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// A large body crosses in parts, each answered by the receiver. Several may wait for their
+// answers at once (PartsWindow), so that a link with a long round trip is not crossed at one part
+// per round trip; never more than the window's bound, so that a receiver that stops answering
+// holds the sender back.
+describe('Courier: a large body in parts, on a real nats-server', () => {
+  let server: Awaited<ReturnType<typeof natsServer>>;
+  let sender: NatsConnection;
+  let receiver: NatsConnection;
+  beforeAll(async () => {
+    server = await natsServer();
+    sender = await connect({ servers: server.url });
+    receiver = await connect({ servers: server.url });
+  });
+  afterAll(async () => {
+    await sender?.close();
+    await receiver?.close();
+    await server?.stop();
+  });
+
+  it('several parts wait for their answers at once, at most PartsWindow.MAX_PARTS, and the body arrives whole and in order', async () => {
+    const subject = `parts.${newPool('window')}`;
+    const assembler = new PartsAssembler(64 * 1024 * 1024);
+    const held: Array<() => void> = [];
+    let arrived = 0;
+    let answeredAtOnce = 4;
+    let whole: Uint8Array | undefined;
+    receiver.subscribe(subject, {
+      callback: (_error, msg) => {
+        arrived++;
+        // The first parts are answered at once (the sender learns the link is fast); the rest are held.
+        const take = () => {
+          const body = assembler.take(msg);
+          if (body) {
+            whole = body;
+            msg.respond(new TextEncoder().encode('done'));
+          }
+        };
+        if (answeredAtOnce-- > 0) take();
+        else held.push(take);
+      },
+    });
+    await receiver.flush();
+    const partBytes = courierPartBytes(sender);
+    const body = randomBytes(partBytes * 20 + 123);
+    const reply = new Courier(sender).request(subject, 'input', 'exec-1', body, 10_000);
+    await sleep(500);
+    // The four answered, then as many more as the window let go: more than one, never past the bound.
+    const waitingAtOnce = arrived - 4;
+    expect(waitingAtOnce).toBeGreaterThan(1);
+    expect(waitingAtOnce).toBeLessThanOrEqual(PartsWindow.MAX_PARTS);
+    // Answering releases the rest, in order.
+    const release = async () => {
+      while (held.length > 0 || !whole) {
+        held.shift()?.();
+        await sleep(1);
+      }
+    };
+    await release();
+    expect(new TextDecoder().decode((await reply).data)).toBe('done');
+    expect(Buffer.compare(Buffer.from(whole!), body)).toBe(0);
+    expect(arrived).toBe(21);
+  });
+
+  it('a receiver whose limit the body passes refuses it at that part: the sender stops there with TransferRefusedError', async () => {
+    const subject = `parts.${newPool('refused')}`;
+    const partBytes = courierPartBytes(sender);
+    const assembler = new PartsAssembler(partBytes * 2);
+    let arrived = 0;
+    receiver.subscribe(subject, {
+      callback: (_error, msg: Msg) => {
+        arrived++;
+        assembler.take(msg);
+      },
+    });
+    await receiver.flush();
+    const body = randomBytes(partBytes * 40);
+    const error = await new Courier(sender).request(subject, 'input', 'exec-2', body, 10_000).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransferRefusedError);
+    expect((error as TransferRefusedError).limit).toBe(partBytes * 2);
+    expect((error as TransferRefusedError).bytes).toBe(body.length);
+    await sleep(200);
+    // Refused at the third part; what the window had sent beside it, and nothing after.
+    expect(arrived).toBeGreaterThanOrEqual(3);
+    expect(arrived).toBeLessThanOrEqual(3 + PartsWindow.MAX_PARTS);
+  });
+});
