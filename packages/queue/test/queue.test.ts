@@ -226,6 +226,29 @@ describe('plugins on the worker', () => {
     }
   });
 
+  it("in a rolling upgrade under load, a task waits for a busy worker that has the host's version, not failing on one that has another", async () => {
+    const own = newPool('upgrade-busy');
+    const manifest = await probeManifest();
+    const current = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    const other = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } }], backend: { type: 'in-process' }, concurrency: 2 });
+    try {
+      const backend = make({ pool: own });
+      let running!: () => void;
+      const started = new Promise<void>((resolve) => (running = resolve));
+      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'upgrade-busy.log'), ms: 2500 } }, { timeoutMs: 20_000, onEvent: () => running() });
+      await started;
+      // Only the worker of the other version has a free slot: it hands the task back for longer
+      // than its few hand-backs, since a live worker of the pool has the host's version.
+      const waiting = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 });
+      expectOk(waiting);
+      expect(waiting.meta.runnerId).toBe(current.id);
+      expectOk(await busy);
+    } finally {
+      await other.close();
+      await current.close();
+    }
+  });
+
   it('a plugin the host knows but the worker lacks is HANDLER_NOT_FOUND naming the worker', async () => {
     const manifest = { ...(await probeManifest()), id: '@queue/host-only' };
     const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: '@queue/host-only', handlerId: 'sized', input: 'x' });

@@ -9,6 +9,7 @@ import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-st
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
+import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { WorkerExecution, type WorkerServices } from './worker-execution.js';
@@ -124,6 +125,7 @@ class QueueWorker implements ExecutionWorker {
       courier,
       watch: new CallerWatch(courier, o.id, o.heartbeatMs),
       registry,
+      peers: new PeerPlugins(o.id),
       platform: o.platform,
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
@@ -155,12 +157,14 @@ class QueueWorker implements ExecutionWorker {
     this.#subscriptions.push(
       this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? this.#fromCaller(msg)) }),
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
-      this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#checkTwin(msg)) }),
+      this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
     this.#puller.subscribe();
     // Refused (over the server's max_subscriptions, not permitted): it would say "ready" and never take a task.
     await confirmSubscriptions(this.#nc, () => this.#refused);
     this.#announce();
+    // The others say which plugin versions they have (PeerPlugins) now, not at their next presence.
+    this.#nc.publish(this.#subjects.presenceQuery);
     this.#presenceTimer = setInterval(() => {
       this.#announce();
       // Large inputs whose caller went quiet halfway (a reset link) are not kept for ever.
@@ -216,18 +220,25 @@ class QueueWorker implements ExecutionWorker {
     if (msg.reply) msg.respond();
   }
 
-  /**
-   * Two workers of one id (a fixed `id` given to both) both get what hosts send that id, and
-   * hosts count them as one: said once, as a process warning, on each of them.
-   */
-  #checkTwin(msg: Msg): void {
-    if (this.#twinSeen) return;
+  /** Another worker's presence: which plugin versions it has (PeerPlugins), and whether it has this worker's id. */
+  #presence(msg: Msg): void {
     let presence: PresenceBody;
     try {
       presence = decode<PresenceBody>(msg.data);
     } catch {
       return;
     }
+    if (presence === null || typeof presence !== 'object') return;
+    this.#services.peers.saw(presence);
+    this.#checkTwin(presence);
+  }
+
+  /**
+   * Two workers of one id (a fixed `id` given to both) both get what hosts send that id, and
+   * hosts count them as one: said once, as a process warning, on each of them.
+   */
+  #checkTwin(presence: PresenceBody): void {
+    if (this.#twinSeen) return;
     if (presence.id !== this.id || presence.closing || (presence.pid === process.pid && presence.host === this.host)) return;
     this.#twinSeen = true;
     process.emitWarning(
@@ -248,6 +259,7 @@ class QueueWorker implements ExecutionWorker {
       backend: this.#o.backend.type,
       ...(this.#isolation ? { isolation: this.#isolation } : {}),
       ...(closing ? { closing } : {}),
+      plugins: this.#services.registry.list().map((plugin) => pluginVersionKey(plugin.id, plugin.manifest.version)),
     };
     if (!this.#nc.isClosed()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
   }

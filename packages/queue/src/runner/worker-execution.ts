@@ -3,6 +3,7 @@ import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
 import { decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
+import type { PeerPlugins } from './peer-plugins.js';
 import { RemoteCalls } from './remote-calls.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
@@ -13,6 +14,8 @@ export interface WorkerServices {
   readonly courier: Courier;
   readonly watch: CallerWatch;
   readonly registry: PluginRegistry;
+  /** The plugin versions the pool's other workers have. */
+  readonly peers: PeerPlugins;
   /** The worker's own services, used before the caller's. */
   readonly platform: Platform | undefined;
   readonly maxPayloadBytes: number;
@@ -28,9 +31,11 @@ export interface WorkerServices {
  */
 const DEADLINE_MARGIN_MS = 1000;
 const STARTED_TIMEOUT_MS = 5000;
-/** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back (see #handsBack). */
+/** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back when no peer has it (see #handsBack). */
 const HAND_BACK_TIMES = 4;
 const HAND_BACK_DELAY_MS = 250;
+/** Between hand-backs of a task that waits for a peer's free slot. */
+const WAIT_FOR_PEER_DELAY_MS = 500;
 const RESULT_TIMEOUT_MS = 10_000;
 
 type Claim = { caller: string; lostMs: number; protocol: number };
@@ -117,12 +122,15 @@ export class WorkerExecution implements Watched {
   /**
    * A task for a plugin this worker lacks, or has in another version (a rolling upgrade, workers
    * with other plugin folders), is put back in the stream, unclaimed, for a worker that has it:
+   * for as long as another live worker of the pool says it has it (its presence), and otherwise
    * HAND_BACK_TIMES deliveries, HAND_BACK_DELAY_MS apart. After that it is claimed here and fails
-   * naming what is wrong (no worker of the pool has it, as far as the deliveries showed).
+   * naming what is wrong (no worker of the pool has it).
    */
   #handsBack(task: TaskBody): boolean {
-    if (this.#msg.deliveries >= HAND_BACK_TIMES || !pluginRefusal(task, this.#worker)) return false;
-    this.#msg.nak(HAND_BACK_DELAY_MS);
+    if (!pluginRefusal(task, this.#worker)) return false;
+    if (this.#msg.deliveries < HAND_BACK_TIMES) this.#msg.nak(HAND_BACK_DELAY_MS);
+    else if (this.#worker.peers.has(task.pluginId, task.pluginVersion)) this.#msg.nak(WAIT_FOR_PEER_DELAY_MS);
+    else return false;
     return true;
   }
 

@@ -99,6 +99,8 @@ export interface PresenceBody extends WorkerIdentity {
   backend: string;
   isolation?: { active: string; layers: string[]; reason: string };
   closing?: boolean;
+  /** The plugin versions it runs, as `id@version` (see PeerPlugins): absent from workers before it was added. */
+  plugins?: string[];
 }
 
 /**

@@ -1,0 +1,47 @@
+import type { PresenceBody } from '../shared/wire.js';
+
+/** A peer is taken for gone once it has been silent for this many of its own presence periods. */
+const SILENT_PERIODS = 3;
+
+/**
+ * Which plugin versions the other workers of the pool have, as their presence says (each worker
+ * says it every `heartbeatMs`). A worker given a task for a plugin version it lacks hands it back
+ * to the stream for as long as a live peer has that version: in a rolling upgrade under load, the
+ * task waits for an upgraded worker's free slot instead of failing on an old worker after a few
+ * hand-backs.
+ */
+export class PeerPlugins {
+  readonly #self: string;
+  readonly #peers = new Map<string, { plugins: Set<string>; seenAt: number; periodMs: number }>();
+
+  constructor(selfId: string) {
+    this.#self = selfId;
+  }
+
+  /** A presence message of the pool (this worker's own and those without a plugin list are ignored). */
+  saw(presence: PresenceBody): void {
+    if (presence.id === this.#self || typeof presence.id !== 'string') return;
+    if (presence.closing || !Array.isArray(presence.plugins)) {
+      this.#peers.delete(presence.id);
+      return;
+    }
+    const periodMs = Number.isFinite(presence.heartbeatMs) && presence.heartbeatMs > 0 ? presence.heartbeatMs : 1000;
+    this.#peers.set(presence.id, { plugins: new Set(presence.plugins.filter((p) => typeof p === 'string')), seenAt: performance.now(), periodMs });
+  }
+
+  /** Whether a live peer has `pluginId` at `version`. */
+  has(pluginId: string, version: string): boolean {
+    const wanted = pluginVersionKey(pluginId, version);
+    const now = performance.now();
+    for (const [id, peer] of this.#peers) {
+      if (now - peer.seenAt > SILENT_PERIODS * peer.periodMs) this.#peers.delete(id);
+      else if (peer.plugins.has(wanted)) return true;
+    }
+    return false;
+  }
+}
+
+/** How presence names a plugin version: `id@version`. */
+export function pluginVersionKey(pluginId: string, version: string): string {
+  return `${pluginId}@${version}`;
+}
