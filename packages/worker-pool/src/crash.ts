@@ -37,6 +37,10 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
     const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
     return crashed(`${where} died of ${what}: ${cause.message}`, { reason: report.reason, message: cause.message, ...base }, cause);
   }
+  if (thread.endedBy?.kind === 'retired' && thread.endedBy.reason === 'left-busy') {
+    const message = 'the pool ended it: it had not begun the execution a second after it was handed over, kept busy by what an earlier handler on it left running (so had the threads it was handed to before)';
+    return crashed(`${where} did not run it: ${message}`, { reason: 'exit', message, ...base });
+  }
   if (error !== undefined) {
     const message = error instanceof Error ? error.message : String(error);
     return crashed(`${where} died of an uncaught exception: ${message}`, { reason: 'uncaught-exception', message, ...base }, error);

@@ -9,7 +9,7 @@
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
  * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
  * output's receiver is behind), [6] counts the units the thread has sent, [7] is the execution it
- * answered last. The counts wrap as int32s. Plugin code can reach the thread's channel but not
+ * answered last, [8] counts its looks for a task. The counts wrap as int32s. Plugin code can reach the thread's channel but not
  * this buffer: what [6] and [7] say is the runtime's word, against which the host checks what
  * arrives on the channel (a message nobody counted, a result nobody answered, is forged).
  */
@@ -28,13 +28,20 @@ const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 8;
+export const FLOW_SLOTS = 9;
 /** The most units one message of the runtime can weigh (a string of V8's longest length): more is forged. */
 export const MAX_MESSAGE_UNITS = 1 << 20;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
 export const TAKEN = 3;
 /** The slot the thread sets to 1 while it waits for a task in Atomics.wait, and back to 0 when it wakes. */
 export const WAITING_FOR_TASK = 4;
+/**
+ * The slot the thread bumps each time it looks for a task on its task port, before it reads one
+ * (reading a task deserialises it: seconds, for an input of millions of values). A thread that
+ * has not taken its task but has looked since it was posted is reading it, not kept busy by what
+ * the previous handler left running.
+ */
+export const LOOKED_FOR_TASK = 8;
 const READ = 1;
 const WAITING = 2;
 /** Set by the host while whoever takes the execution's output is behind (holdSending): the thread sends nothing more until it is cleared. */

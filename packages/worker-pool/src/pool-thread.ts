@@ -1,10 +1,10 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
+import { LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
-import type { CrashReport, HostToThread, RetireReason, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { CrashReport, HostToThread, RetireReason, TaskMessage, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 /** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
 const MAX_CRASH_REPORTS = 4;
@@ -99,6 +99,10 @@ export class PoolThread<Lane = unknown> {
   /** Tasks posted to it, and when the last one was (performance.now()). */
   #handed = 0;
   #handedAt = 0;
+  /** Where its tasks go (ThreadHello.tasks). */
+  #taskPort: MessagePort | undefined;
+  /** LOOKED_FOR_TASK as it was just before the last task was posted. */
+  #lookedBefore = 0;
   /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
   #notWaiting = 0;
   #session: HostSession | undefined;
@@ -149,6 +153,7 @@ export class PoolThread<Lane = unknown> {
       const port = this.port;
       for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message);
       port?.close();
+      this.#taskPort?.close();
       clearTimeout(this.#graceTimer);
       clearTimeout(this.#stuckTimer);
       clearTimeout(this.idleTimer);
@@ -173,8 +178,9 @@ export class PoolThread<Lane = unknown> {
   /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
   run(execution: Execution): boolean {
     const task = this.#tasks.pack(execution.task);
+    this.#lookedBefore = Atomics.load(this.#wake!, LOOKED_FOR_TASK);
     try {
-      this.port!.postMessage({ k: execution.k, task } satisfies HostToThread);
+      this.#taskPort!.postMessage({ k: execution.k, task } satisfies TaskMessage);
     } catch (error) {
       this.#tasks.unsent(task, execution.task);
       execution.reject(unserializableError('input', error, execution.task.input));
@@ -194,11 +200,13 @@ export class PoolThread<Lane = unknown> {
   }
 
   /**
-   * It has not taken the execution handed to it `ms` ago: something the previous handler left
-   * running after its answer (a microtask or nextTick loop) keeps it busy.
+   * It has not taken the execution handed to it `ms` ago, nor looked for it since (one that looked
+   * is reading it: a large input takes seconds): something the previous handler left running
+   * after its answer (a microtask or nextTick loop) keeps it busy.
    */
   leftBusy(now: number, ms: number): boolean {
-    return this.execution !== undefined && this.alive && now - this.#handedAt > ms && Atomics.load(this.#wake!, TAKEN) !== this.#handed;
+    if (this.execution === undefined || !this.alive || now - this.#handedAt <= ms) return false;
+    return Atomics.load(this.#wake!, TAKEN) !== this.#handed && Atomics.load(this.#wake!, LOOKED_FOR_TASK) === this.#lookedBefore;
   }
 
   /**
@@ -241,6 +249,7 @@ export class PoolThread<Lane = unknown> {
 
   #onHello(message: ThreadHello): void {
     if (this.port || message?.kbWorkerPool !== 'hello') return;
+    this.#taskPort = message.tasks;
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
     this.port.on('message', (m: unknown) => this.#onMessage(m));

@@ -25,6 +25,8 @@ export interface ThreadConfig {
 export interface ThreadHello {
   kbWorkerPool: 'hello';
   port: MessagePort;
+  /** Where the host posts tasks: read by the thread only between executions (never by an event-loop listener), after bumping LOOKED_FOR_TASK. */
+  tasks: MessagePort;
   /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it; [1] and [2] are flow-control.ts's; [3] counts the tasks the thread has taken. */
   wake: SharedArrayBuffer;
 }
@@ -50,7 +52,14 @@ export interface CrashReport {
   exitCode?: number;
 }
 
-export type HostToThread = { k: number; task: PackedTask } | { k: number; m: HostToRunner };
+/** On the task port. */
+export interface TaskMessage {
+  k: number;
+  task: PackedTask;
+}
+
+/** On the channel. */
+export type HostToThread = { k: number; m: HostToRunner };
 
 /** `units`: what a paced message counts against the thread's window (flow-control.ts); the host marks it read. */
 export type ThreadToHost =

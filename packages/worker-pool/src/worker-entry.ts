@@ -5,12 +5,12 @@
  */
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
+import { FLOW_SLOTS, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { LaterWatch } from './later-watch.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason } from './thread-hygiene.js';
-import type { CrashReport, HostToThread, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread.
 const guard = captureIntrinsics();
@@ -22,6 +22,10 @@ const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);
 
 const { port1: channel, port2 } = new MessageChannel();
+// Tasks come on a port of their own, which no listener reads: the thread reads a task only when it
+// looks for one (lookForTask), after saying so, so that the host can tell a thread unpacking a
+// large task from one kept busy by what the previous handler left running (LOOKED_FOR_TASK).
+const { port1: taskPort, port2: taskPort2 } = new MessageChannel();
 const send = (message: ThreadToHost): void => pristinePost(channel, message);
 // [0] wakes this thread when idle; the rest paces what an execution sends (flow-control.ts).
 const wake = new Int32Array(new SharedArrayBuffer(4 * FLOW_SLOTS));
@@ -57,17 +61,29 @@ let inWaitLoop = false;
 /** It asked to be retired: the host terminates it, and it takes no more tasks. */
 let retiring = false;
 
+function onTask(message: TaskMessage): void {
+  add(wake, TAKEN, 1);
+  const packed = message.task;
+  // Before anything of the task is read: unpacking it runs code a handler may have replaced.
+  if (lastHandler !== undefined && packed.h !== lastHandler && globalsTampered(guard, watches.listeners)) return decline(message.k);
+  lastHandler = packed.h;
+  void execute(message.k, tasks.unpack(packed));
+}
+
+/** Take the task waiting on the task port, if there is one: true if one was there. */
+function lookForTask(): boolean {
+  add(wake, LOOKED_FOR_TASK, 1);
+  const entry = receive(taskPort);
+  if (entry) onTask(entry.message as TaskMessage);
+  return entry !== undefined;
+}
+
+/** A platform call's answer, a channel message, a cancel: for the execution running now, or dropped. */
 function onMessage(message: HostToThread): void {
-  if ('task' in message) {
-    add(wake, TAKEN, 1);
-    const packed = message.task;
-    // Before anything of the task is read: unpacking it runs code a handler may have replaced.
-    if (lastHandler !== undefined && packed.h !== lastHandler && globalsTampered(guard, watches.listeners)) return decline(message.k);
-    lastHandler = packed.h;
-    void execute(message.k, tasks.unpack(packed));
-  }
-  // A platform call's answer, a channel message: postMessage carried whole buffers (tight-views.ts in core).
-  else if (current?.k === message.k) current.session.handle(tightenViews(message.m));
+  // Sent after its execution's task: a task still on its port (this thread was in its event loop) is taken first.
+  if (!current && !retiring) lookForTask();
+  // postMessage carried whole buffers (tight-views.ts in core).
+  if (current?.k === message.k) current.session.handle(tightenViews(message.m));
 }
 channel.on('message', onMessage);
 
@@ -86,9 +102,7 @@ function waitForTasks(): void {
   for (;;) {
     while (!current && !retiring) {
       const seen = load(wake, 0);
-      const entry = receive(channel);
-      if (entry) onMessage(entry.message as HostToThread);
-      else {
+      if (!lookForTask()) {
         store(wake, WAITING_FOR_TASK, 1);
         wait(wake, 0, seen);
         store(wake, WAITING_FOR_TASK, 0);
@@ -121,8 +135,8 @@ function report(crash: CrashReport): void {
   }
 }
 
-const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, wake: wake.buffer as SharedArrayBuffer };
-parentPort!.postMessage(hello, [port2]);
+const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, tasks: taskPort2, wake: wake.buffer as SharedArrayBuffer };
+parentPort!.postMessage(hello, [port2, taskPort2]);
 idleSoon();
 
 /** The number (on this thread's channel, TaskPacker) of the handler whose task the thread took last. */

@@ -118,6 +118,19 @@ describe('worker-pool: thread reuse and hygiene', () => {
     await waitFor(async () => (await runners(backend)).threads === 1);
   });
 
+  it('a large input that takes its thread over a second to read is run there, not taken for a thread left busy and sent on to others', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const records = Array.from({ length: 1_000_000 }, (_, i) => ({ id: i, name: `record ${i}`, tags: ['a', 'b'], nested: { x: i, y: -i } }));
+    const started = performance.now();
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'counts', input: records }, { timeoutMs: 120_000 });
+    expect(okData(result)).toBe(records.length);
+    const figures = await runners(backend);
+    expect(figures.retired['left-busy']).toBe(0);
+    expect(figures.redispatched).toBe(0);
+    // What the test is about: reading the task took the thread longer than the pool's one second.
+    expect(performance.now() - started).toBeGreaterThan(1000);
+  });
+
   it('a thread left spinning by a handler that answered is ended even when nothing more is handed to it, and replaced', async () => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });
     const looping = await backend.execute({ pluginId: POOL, handlerId: 'loops-after-answer' });
