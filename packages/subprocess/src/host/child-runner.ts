@@ -134,7 +134,7 @@ export class ChildRunner {
       if (child.pid === undefined) void this.#onExit(null, null);
     });
     child.on('exit', (code, signal) => void this.#onExit(code, signal));
-    this.#forgetAtExit = killAtExit(() => this.#killGroup('SIGKILL'));
+    this.#forgetAtExit = killAtExit(() => signalChildGroup(this.#child, this.#sandbox, 'SIGKILL', true));
     this.#handshakeTimer = setTimeout(() => {
       if (this.#handshaken) return;
       this.#handshakeError = `no ready message within ${options.handshakeTimeoutMs} ms`;

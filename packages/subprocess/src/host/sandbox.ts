@@ -96,6 +96,7 @@ export class Sandbox {
     this.#probe ??= probe(this.#bwrap!, this.#config).then((state) => {
       this.#state = state;
       if (!state.active && this.#config.mode === 'auto') warnOnce(state.reason);
+      if (state.active && process.pid === 1) warnOnce(PID_1, 'This host is pid 1 of its pid namespace', 'KB_SANDBOX_PID_1');
       return state;
     });
     return this.#probe;
@@ -281,10 +282,19 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
   });
 }
 
+/**
+ * bubblewrap's outer process exits without collecting the sandbox's init when the handler's
+ * process ends by itself (a timeout's SIGTERM, an abort, `process.exit`): the init goes to pid 1,
+ * and Node collects only what it spawned.
+ */
+const PID_1 =
+  'each sandboxed execution that ends by its own exit (a timeout, an abort, process.exit) leaves bubblewrap\'s init for pid 1 to collect, ' +
+  'and Node collects only the processes it spawned, so they stay zombies. Run the host under an init that collects them (docker run --init, tini, dumb-init)';
+
 const warned = new Set<string>();
 
-function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox'): void {
+function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox', code = 'KB_SANDBOX_UNAVAILABLE'): void {
   if (warned.has(reason)) return;
   warned.add(reason);
-  process.emitWarning(`${what}: ${reason}. See docs/backends/subprocess.md.`, { code: 'KB_SANDBOX_UNAVAILABLE' });
+  process.emitWarning(`${what}: ${reason}. See docs/backends/subprocess.md.`, { code });
 }
