@@ -159,6 +159,20 @@ async function main(): Promise<void> {
 void main();
 `;
 
+/** The same through a backend class, for TypeScript's older resolution (`module: commonjs` defaults to node10), which reads no `exports`. */
+const TS_NODE10_HOST = `import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+import { createExecutionBackend } from '@kb-labs/plugin-execution';
+
+async function main(): Promise<void> {
+  const backend = new WorkerPoolBackend({ plugins: ['./plugin'], maxThreads: 1 });
+  const result = await backend.execute({ pluginId: '@fixture/greeter', handlerId: 'greet', input: { name: 'node10' } });
+  if (!result.ok) console.error(result.error.code, result.error.details);
+  await backend.shutdown();
+  await createExecutionBackend({ type: 'in-process', plugins: ['./plugin'] }).shutdown();
+}
+void main();
+`;
+
 interface Run {
   status: number | null;
   stdout: string;
@@ -256,6 +270,11 @@ describe('the packed packages, installed with npm outside the workspace', () => 
           compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', types: ['node'], skipLibCheck: false },
           files: ['host.mts', 'host.cts'],
         }),
+        'host-node10.ts': TS_NODE10_HOST,
+        'tsconfig.node10.json': JSON.stringify({
+          compilerOptions: { strict: true, noEmit: true, module: 'commonjs', moduleResolution: 'node10', target: 'es2022', types: ['node'], esModuleInterop: true, skipLibCheck: false },
+          files: ['host-node10.ts'],
+        }),
       }),
       createProject(path.join(root, 'core-only'), [tarball('@kb-labs/plugin-execution-core'), tarball('@kb-labs/plugin-execution-in-process')], { 'host.mjs': CORE_HOST }),
     ]);
@@ -324,6 +343,12 @@ describe('the packed packages, installed with npm outside the workspace', () => 
 
   it('a TypeScript host (ESM and CommonJS) type-checks under strict against the installed types', async () => {
     const check = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], full);
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  }, 60_000);
+
+  it("TypeScript's older resolution (node10, the default of module: commonjs) finds every package's types, the backend kit's subpath included", async () => {
+    const check = await run(process.execPath, [tsc, '-p', 'tsconfig.node10.json'], full);
     expect(check.stdout + check.stderr).toBe('');
     expect(check.status).toBe(0);
   }, 60_000);
