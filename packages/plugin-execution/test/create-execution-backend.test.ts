@@ -1,4 +1,4 @@
-import { describeConformance, expectError, expectOk, fixturePlugins, BASIC } from '@kb-labs/plugin-execution-conformance';
+import { describeConformance, expectError, expectOk, fixturePlugins, testPlatform, BASIC } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { lazyExecutionBackend } from '@kb-labs/plugin-execution-core/host-kit';
@@ -96,6 +96,24 @@ describe('createExecutionBackend', () => {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.details.issues).toEqual([{ path: 'defaultTimeoutMS', message: 'unknown option; did you mean "defaultTimeoutMs"?' }]);
+  });
+
+  it('takes its options as they are when it is created, as a constructor does: a grant widened afterwards in the caller\'s object does not reach it', async () => {
+    const grant = { platform: { kv: ['get'] } };
+    const options = { plugins: [fixturePlugins.basic], platform: testPlatform(), permissions: grant, workspace: false as const };
+    const made = [createExecutionBackend({ type: 'in-process', ...options }), new InProcessBackend(options)];
+    grant.platform.kv.push('set', 'echo', 'fail', 'unsendable');
+    try {
+      const outcomes = [];
+      for (const backend of made) {
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'set', args: ['k', 'v'] } });
+        outcomes.push(result.ok ? { ok: true, data: result.data } : { ok: false, code: result.error.code });
+      }
+      expect(outcomes[0]).toEqual({ ok: false, code: 'PERMISSION_DENIED' });
+      expect(outcomes[1]).toEqual(outcomes[0]);
+    } finally {
+      await Promise.all(made.map((backend) => backend.shutdown()));
+    }
   });
 
   it('reads relative plugin folders and workspace roots from the directory it was created in, not the one of first use', async () => {

@@ -14,15 +14,45 @@ export function absolutePluginSource<T>(source: T): T {
 }
 
 /**
- * A copy of backend options with relative paths made absolute against the working directory now
- * (`plugins`, `workspace.root`), for a backend made later: see absolutePluginSource. The arrays
- * are copied too, so that a caller that changes its own afterwards does not change the backend's.
+ * A copy of backend options as they are now, for a backend made later (on first use), as a
+ * backend's constructor takes them: what is plain data (`permissions`, `workspace`, limits …)
+ * copied whole, so that a caller that changes its own objects afterwards (a grant widened in a
+ * shared template) does not change the backend's; relative paths made absolute against the
+ * working directory now (`plugins`, `workspace.root`): see absolutePluginSource. Anything with a
+ * function or an object of a class in it (`platform`, a logger) is kept as given.
  */
 export function withAbsolutePaths(options: Record<string, unknown>): Record<string, unknown> {
-  const copy = { ...options };
+  const copy: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) copy[key] = plainDataCopy(value) ?? value;
   if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
   const workspace = copy.workspace;
   if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '') copy.workspace = { ...workspace, root: resolve(workspace.root) };
+  return copy;
+}
+
+/** A deep copy of `value` if it is plain data (primitives, arrays, plain objects of data properties, not too deep); undefined if it is not. */
+function plainDataCopy(value: unknown, depth = 0): unknown {
+  if (typeof value === 'function' || typeof value === 'symbol') return undefined;
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 32) return undefined;
+  if (Array.isArray(value)) {
+    const copy: unknown[] = [];
+    for (let i = 0; i < value.length; i++) {
+      const item = plainDataCopy(value[i], depth + 1);
+      if (item === undefined && value[i] !== undefined) return undefined;
+      copy.push(item);
+    }
+    return copy;
+  }
+  if (!isPlainObject(value) || Object.getOwnPropertySymbols(value).length > 0) return undefined;
+  const copy: Record<string, unknown> = Object.getPrototypeOf(value) === null ? Object.create(null) : {};
+  for (const key of Object.getOwnPropertyNames(value)) {
+    const descriptor = Object.getOwnPropertyDescriptor(value, key)!;
+    if (!('value' in descriptor)) return undefined;
+    const item = plainDataCopy(descriptor.value, depth + 1);
+    if (item === undefined && descriptor.value !== undefined) return undefined;
+    Object.defineProperty(copy, key, { value: item, writable: true, enumerable: descriptor.enumerable === true, configurable: true });
+  }
   return copy;
 }
 
