@@ -43,7 +43,7 @@ export function unserializableError(what: string, error: unknown, value?: unknow
       cause: error,
     });
   }
-  const path = refusedAt(value);
+  const path = refusedAt(value, refusedKinds(error));
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
     details: { what, reason: 'not-serializable', ...(at ? { path: at } : {}) },
@@ -62,11 +62,23 @@ const WALK_BUDGET = 10_000;
 
 /**
  * The path to the first thing structured clone refuses in `value` (a function, a symbol, a
- * promise, a weak collection, a Proxy, a getter that throws), found within a bounded walk. A loop,
+ * promise, a weak collection, a Proxy, a getter that throws; shared memory or a Blob where the
+ * error names them), found within a bounded walk. A loop,
  * not recursion: a value nested thousands deep neither overflows the stack nor costs more than
  * its size.
  */
-function refusedAt(value: unknown): PropertyKey[] | undefined {
+/**
+ * What v8's serialiser (the subprocess and queue backends) refuses that structured clone within a
+ * process takes, and its error names: shared memory, and Blobs ("host objects"). Looked for only
+ * when the error names them, so that a function further on is not blamed on a shared buffer that
+ * was fine.
+ */
+function refusedKinds(error: unknown): { shared: boolean; hostObjects: boolean } {
+  const message = String((error as Error)?.message ?? '');
+  return { shared: /SharedArrayBuffer/.test(message), hostObjects: /host object/i.test(message) };
+}
+
+function refusedAt(value: unknown, refuses: { shared: boolean; hostObjects: boolean }): PropertyKey[] | undefined {
   const seen = new Set<object>();
   const pending: Array<{ value: unknown; at: Step | undefined }> = [{ value, at: undefined }];
   for (let budget = WALK_BUDGET; pending.length > 0 && budget > 0; budget--) {
@@ -77,6 +89,8 @@ function refusedAt(value: unknown): PropertyKey[] | undefined {
     let children: Array<[PropertyKey, () => unknown]>;
     try {
       if (types.isProxy(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
+      if (refuses.shared && (v instanceof SharedArrayBuffer || (ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer))) return pathOf(at);
+      if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
       children = childrenOf(v, budget);
     } catch {
       return pathOf(at);

@@ -1,5 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { cloneForWire } from '@kb-labs/plugin-execution-core/backend-kit';
+import { cloneForWire, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 /** What structuredClone makes of a value, or the fact that it refuses it. */
@@ -85,5 +85,39 @@ describe('cloneForWire', () => {
     expect(copy.list[0]).toBe(copy.inner);
     const separate = cloneForWire({ a: { x: 1 }, b: { x: 1 } }, 'v');
     expect(separate.a).not.toBe(separate.b);
+  });
+});
+
+// The subprocess and queue backends send with v8's serialiser, which refuses shared memory and
+// Blobs that structured clone within a process takes: the error names where they are, as it does
+// for a function.
+describe('unserializableError, for what only a process boundary refuses', () => {
+  it.each([
+    ['a SharedArrayBuffer', { a: [1, { s: new SharedArrayBuffer(4) }] }, 'input.a[1].s'],
+    ['a Blob', { list: [0, new Blob(['x'])] }, 'input.list[1]'],
+  ])('names the path of %s', async (_, value, path) => {
+    const v8 = await import('node:v8');
+    let thrown: unknown;
+    try {
+      v8.serialize(value);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeDefined();
+    const error = unserializableError('input', thrown, value);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path });
+    expect(error.message).toContain(`(at ${path})`);
+  });
+
+  it('does not blame shared memory that was fine when a function is what was refused', () => {
+    const value = { s: new SharedArrayBuffer(2), f: () => 1 };
+    let thrown: unknown;
+    try {
+      structuredClone(value);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(unserializableError('input', thrown, value).details).toMatchObject({ path: 'input.f' });
   });
 });
