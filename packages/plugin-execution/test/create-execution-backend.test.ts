@@ -33,6 +33,10 @@ describe('createExecutionBackend', () => {
     // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
     expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);
     expect(createExecutionBackend({}).type).toBe('in-process');
+    // Nor does a misspelt "type" key.
+    for (const key of ['typ', 'Type', 'tpye', 'types']) {
+      expect(() => createExecutionBackend({ [key]: 'worker-pool' } as never)).toThrow(new RegExp(`type: is missing, and "${key}" is not an option: did you mean "type"\\?`));
+    }
   });
 
   it('reports bad backend options on every execution and in health()', async () => {

@@ -54,7 +54,10 @@ function typeProblem(options: ExecutionBackendOptions): string | undefined {
   const named = types.map((t) => `"${t}"`).join(', ');
   const { type } = options;
   if (type === undefined) {
-    return Object.hasOwn(options, 'type') ? `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers` : undefined;
+    if (Object.hasOwn(options, 'type')) return `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers`;
+    // A misspelt "type" would fall into the backend that isolates nothing.
+    const misspelt = Object.keys(options).find((key) => key.length <= 6 && nearest(key, ['type']) === 'type');
+    return misspelt ? `is missing, and "${misspelt}" is not an option: did you mean "type"? (left out, it means the in-process backend, which does not isolate handlers)` : undefined;
   }
   if (Object.hasOwn(BACKEND_PACKAGES, type)) return undefined;
   const near = typeof type === 'string' ? nearest(type, types) : undefined;
