@@ -21,6 +21,10 @@ export interface StartNatsServerOptions {
   maxConnections?: number;
   /** A server that speaks only TLS, with this certificate and key (PEM files). @default plain TCP */
   tls?: { certFile: string; keyFile: string };
+  /** The body of an `authorization { … }` block: users and their permissions, in nats-server's config format. @default none */
+  authorization?: string;
+  /** JetStream's `max_memory_store` in bytes (all memory streams together). @default the server's */
+  maxMemoryStore?: number;
 }
 
 export interface NatsServer {

@@ -80,14 +80,15 @@ function validatePayload(maxPayload) {
   throw new TypeError(`maxPayload: expected a byte count or a size such as '8MB', got ${JSON.stringify(maxPayload)}`);
 }
 
-function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls }) {
+function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore }) {
   // JSON string quoting is valid in the NATS config format (and escapes Windows backslashes).
   // A fixed server_name: the same server, as JetStream sees it, before and after a restart.
   const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`];
   if (maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${Number(maxSubscriptions)}`);
   if (maxConnections !== undefined) lines.push(`max_connections: ${Number(maxConnections)}`);
-  if (jetstream) lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, `}`);
+  if (jetstream) lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, ...(maxMemoryStore !== undefined ? [`  max_memory_store: ${Number(maxMemoryStore)}`] : []), `}`);
   if (tls) lines.push(`tls {`, `  cert_file: ${JSON.stringify(tls.certFile)}`, `  key_file: ${JSON.stringify(tls.keyFile)}`, `}`);
+  if (authorization) lines.push(`authorization ${authorization}`);
   lines.push('');
   writeFileSync(file, lines.join('\n'));
 }
@@ -243,11 +244,11 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * undefined (another is picked if that one is taken before the server binds it), else
  * `fixedPort`, retried for `retryBusyMs` (after a restart the old socket may linger a moment).
  */
-async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls }, fixedPort, retryBusyMs) {
+async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore }, fixedPort, retryBusyMs) {
   const until = Date.now() + retryBusyMs;
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freeLoopbackPort());
-    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls });
+    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore });
     try {
       return { ...(await spawnServer(binary, configFile, readyTimeoutMs)), port };
     } catch (error) {
@@ -270,22 +271,24 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
  * @param {number} [options.maxSubscriptions] the server's `max_subscriptions` per connection; @default no limit
  * @param {number} [options.maxConnections] the server's `max_connections`; @default no limit
  * @param {{ certFile: string, keyFile: string }} [options.tls] a server that speaks only TLS, with this certificate; @default plain TCP
+ * @param {string} [options.authorization] the body of an `authorization { … }` block (users and their permissions), as nats-server's config reads it; @default none
+ * @param {number} [options.maxMemoryStore] JetStream's `max_memory_store`, in bytes (all memory streams together); @default the server's (a share of the machine's memory)
  */
-export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls } = {}) {
+export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore } = {}) {
   const binary = natsServerBinary();
   if (!binary) {
     const where = process.env.NATS_SERVER_BIN ? `NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable` : 'nats-server is not on PATH';
     throw new Error(`${where}: ${NATS_SERVER_INSTALL_HINT}`);
   }
   const payload = validatePayload(maxPayload);
-  for (const [name, value] of Object.entries({ maxSubscriptions, maxConnections })) {
+  for (const [name, value] of Object.entries({ maxSubscriptions, maxConnections, maxMemoryStore })) {
     if (value !== undefined && !(Number.isInteger(value) && value > 0)) throw new TypeError(`${name}: expected a positive integer, got ${JSON.stringify(value)}`);
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nats-server-'));
   const store = storeDir ?? path.join(dir, 'store');
   mkdirSync(store, { recursive: true });
   const configFile = path.join(dir, 'nats.conf');
-  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls };
+  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore };
   const entry = { child: null, dir };
 
   let current;

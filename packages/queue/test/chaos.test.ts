@@ -489,6 +489,25 @@ describe('a worker asked to stop (SIGTERM)', () => {
 });
 
 describe('the NATS server restarting mid-flight', () => {
+  it('an execution sent while the server is down for 7 s is handed over once it is back, and runs', async () => {
+    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
+      startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(o?: { downtimeMs?: number }): Promise<void> }>;
+    };
+    const own = await startNatsServer({ maxPayload: '8MB' });
+    cleanups.push(() => own.stop());
+    const pool = newPool('outage');
+    await worker(own.url, pool);
+    const backend = host(own.url, pool, { workerLostMs: 15_000 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    const restarted = own.restart({ downtimeMs: 7000 });
+    // Sent once the host has seen the connection go (the handover waits up to 10 s for it to come back).
+    await waitFor(async () => ((await backend.stats()).runners as { connection?: string }).connection === 'reconnecting', 5000);
+    const during = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'during' }, { timeoutMs: 30_000 });
+    await restarted;
+    expectOk(during);
+    expect(during.data).toBe('during');
+  });
+
   it('fails the executions in flight with a clear error (no hang), runs nothing twice, and serves new ones after the reconnect', async () => {
     const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
       startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;

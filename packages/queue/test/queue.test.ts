@@ -135,10 +135,95 @@ describe('where it runs', () => {
       expectError(result, 'WORKER_CRASHED');
       expect(result.error.message).toMatch(/^The queue backend cannot use the NATS server \(nats:\/\/127\.0\.0\.1:\d+\): it refuses this connection more subscriptions \(maximum subscriptions exceeded/);
       const worker = startExecutionWorker({ connection: { servers: limited.url }, pool: newPool('limited'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
-      await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining("max_subscriptions); a host needs 3, a worker 5") });
+      await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining("max_subscriptions); a host needs 4, a worker 6") });
     } finally {
       await limited.stop();
     }
+  });
+
+  it('max_subscriptions: a host needs more than 3, a worker 6, as the message says', async () => {
+    const five = await startNatsServer({ maxSubscriptions: 5 });
+    const six = await startNatsServer({ maxSubscriptions: 6 });
+    try {
+      const refused = startExecutionWorker({ connection: { servers: five.url }, pool: newPool('five'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(refused).rejects.toMatchObject({ name: 'QueueServerError', problem: 'limit-reached' });
+      const own = newPool('six');
+      const worker = await startExecutionWorker({ connection: { servers: six.url }, pool: own, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      try {
+        expectOk(await make({ connection: { servers: six.url }, pool: own }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'six' }));
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await Promise.all([five.stop(), six.stop()]);
+    }
+  });
+
+  it("a server whose JetStream memory is used up: QUEUE_FULL saying so (nothing ran), not a crash", async () => {
+    const small = await startNatsServer({ maxMemoryStore: 1024 * 1024 });
+    try {
+      const backend = make({ connection: { servers: small.url }, pool: newPool('store-full') });
+      const results = await Promise.all(Array.from({ length: 12 }, () => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(200 * 1024) }, { timeoutMs: 2000 })));
+      const full = results.filter((r) => !r.ok && r.error.code === 'QUEUE_FULL');
+      expect(full.length).toBeGreaterThan(0);
+      expect(results.every((r) => !r.ok && (r.error.code === 'QUEUE_FULL' || r.error.code === 'TIMEOUT'))).toBe(true);
+      expect(full[0]!.ok ? '' : full[0]!.error.message).toMatch(/has no room left for the tasks of pool "store-full-\w+" \(insufficient resources: its JetStream max_memory_store or max_file_store is used up\); nothing ran/);
+    } finally {
+      await small.stop();
+    }
+  });
+
+  describe('NATS users with permissions', () => {
+    const pool = 'perms';
+    /** The users of docs/backends/queue.md, "Security", for pool `perms`, less what `without` names. */
+    const users = (without: { host?: string; worker?: string } = {}) => {
+      const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', '$JS.API.>'], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
+      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', '$JS.API.>', '$JS.ACK.>'], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
+      const user = (name: string, p: typeof host, cut?: string) =>
+        `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: true } }`;
+      return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)} ] }`;
+    };
+    const as = (url: string, user: string) => ({ servers: url, user, pass: `${user}-secret` });
+
+    it('the users the docs list are enough: an execution runs', async () => {
+      const server = await startNatsServer({ authorization: users() });
+      try {
+        const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        try {
+          const result = await make({ connection: as(server.url, 'host'), pool, maxPayloadBytes: 2 * 1024 * 1024 }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(1024 * 1024) });
+          expectOk(result);
+          expect(result.data).toHaveLength(1024 * 1024);
+        } finally {
+          await worker.close();
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('a worker that may not publish to its callers, or a host that may not publish to workers, is refused at its start naming the subject', async () => {
+      const server = await startNatsServer({ authorization: users({ worker: 'kbexec.perms.caller.*', host: 'kbexec.perms.worker.*' }) });
+      try {
+        const worker = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('Permissions Violation for Publish to "kbexec.perms.caller.kb-permission-probe"') });
+        const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
+        expectError(result, 'WORKER_CRASHED');
+        expect(result.error.message).toContain('Permissions Violation for Publish to "kbexec.perms.worker.kb-permission-probe"');
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('a host that may not publish tasks fails each execution with the server\'s refusal, not a timeout', async () => {
+      const server = await startNatsServer({ authorization: users({ host: 'kbexec.perms.tasks' }) });
+      try {
+        const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 30_000 });
+        expectError(result, 'WORKER_CRASHED');
+        expect(result.error.message).toContain('Permissions Violation for Publish to "kbexec.perms.tasks"');
+      } finally {
+        await server.stop();
+      }
+    });
   });
 
   it('a server that speaks only TLS: without connection.tls host and worker say TLS failed and what to give; with its CA both work', async () => {

@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
+import { connectNats, describeServers, PERMISSION_PROBE, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -94,6 +94,9 @@ export class HostLink implements ExecutionLink {
       const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
       const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
+      // What it publishes besides tasks (to workers, and the presence query), refused at once if not permitted.
+      nc.publish(subjects.worker(PERMISSION_PROBE));
+      nc.publish(subjects.presenceQuery);
       // Refused (over the server's max_subscriptions, not permitted): no result would ever reach this host.
       await confirmSubscriptions(nc, () => link.#refused).catch(async (error: unknown) => {
         await link.close();
@@ -103,7 +106,6 @@ export class HostLink implements ExecutionLink {
       link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
       link.streamProblem = await checkConsumer(jsm, subjects);
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
-      nc.publish(subjects.presenceQuery);
       return link;
     } catch (error) {
       await nc.close().catch(() => undefined);
@@ -129,8 +131,13 @@ export class HostLink implements ExecutionLink {
     const giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
     const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
-      // Reconnecting: the task waits for the connection (and the stream made again), not fails.
-      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, Math.min(PUBLISH_TIMEOUT_MS, left()));
+      // Reconnecting: the task waits for the connection (and the stream made again), not fails;
+      // nor is it published while the connection is down (nats.js would drop it, unanswered).
+      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
+      if (this.state === 'reconnecting') {
+        const what = `the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`;
+        throw new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${what}`, { details: { reason: 'runner-lost', message: what } });
+      }
       const body = encode();
       try {
         ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
@@ -154,6 +161,13 @@ export class HostLink implements ExecutionLink {
 
   #publishError(error: unknown): Error {
     const message = String((error as Error)?.message ?? error);
+    if (/insufficient resources/i.test(message)) {
+      // The server's JetStream storage is full (its max_memory_store or max_file_store): nothing was stored, nothing ran.
+      return new QueueFullError(
+        `The NATS server has no room left for the tasks of pool "${this.#o.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up); nothing ran`,
+        { details: { maxQueue: this.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) } },
+      );
+    }
     if (/maximum messages/i.test(message)) {
       // The stream's own bound: another host may have set another (the last to start sets it).
       const bound = this.queueBound;
@@ -324,7 +338,7 @@ export class HostLink implements ExecutionLink {
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
-      this.#refused ??= subscriptionRefused(status);
+      this.#refused ??= refusedByPermissions(status);
       if (status.type === 'disconnect' && this.state === 'connected') {
         this.state = 'reconnecting';
         this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats, refusedByServer, serverProblem, subscriptionRefused, confirmSubscriptions } from '../shared/connection.js';
+import { connectNats, PERMISSION_PROBE, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -160,9 +160,11 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
     this.#puller.subscribe();
+    // What it publishes besides acks and results (a claim to a caller, its presence), refused at once if not permitted.
+    this.#nc.publish(this.#subjects.caller(PERMISSION_PROBE));
+    this.#announce();
     // Refused (over the server's max_subscriptions, not permitted): it would say "ready" and never take a task.
     await confirmSubscriptions(this.#nc, () => this.#refused);
-    this.#announce();
     // The others say which plugin versions they have (PeerPlugins) now, not at their next presence.
     this.#nc.publish(this.#subjects.presenceQuery);
     this.#presenceTimer = setInterval(() => {
@@ -266,7 +268,7 @@ class QueueWorker implements ExecutionWorker {
 
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
-      this.#refused ??= subscriptionRefused(status);
+      this.#refused ??= refusedByPermissions(status);
       if (status.type === 'disconnect') {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.

@@ -128,8 +128,10 @@ export class WorkerExecution implements Watched {
    */
   #handsBack(task: TaskBody): boolean {
     if (!pluginRefusal(task, this.#worker)) return false;
+    // Its version here but not the handler: the peers that say they have that version have that build too.
+    const otherVersion = this.#worker.registry.get(task.pluginId)?.manifest.version !== task.pluginVersion;
     if (this.#msg.deliveries < HAND_BACK_TIMES) this.#msg.nak(HAND_BACK_DELAY_MS);
-    else if (this.#worker.peers.has(task.pluginId, task.pluginVersion)) this.#msg.nak(WAIT_FOR_PEER_DELAY_MS);
+    else if (otherVersion && this.#worker.peers.has(task.pluginId, task.pluginVersion)) this.#msg.nak(WAIT_FOR_PEER_DELAY_MS);
     else return false;
     return true;
   }

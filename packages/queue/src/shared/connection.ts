@@ -104,20 +104,28 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string):
 const SUBSCRIPTION_LIMIT = /maximum subscriptions exceeded/i;
 
 /**
- * The server refusing one of a connection's subscriptions (its user may not subscribe there, or
- * its max_subscriptions is reached): nats.js says so only as an `error` status, and the
- * subscription is left to wait for ever.
+ * The last token of a subject a host or worker publishes to at start, where nobody listens, so
+ * that a user who may not publish there is told at once (confirmSubscriptions), not by executions
+ * that wait out their time limits.
  */
-export function subscriptionRefused(status: Status): Error | undefined {
+export const PERMISSION_PROBE = 'kb-permission-probe';
+
+/**
+ * The server refusing one of a connection's subscriptions (its user may not subscribe there, or
+ * its max_subscriptions is reached), or a publish its user may not make: nats.js says so only as
+ * an `error` status, and the subscription is left to wait for ever (the publish, lost).
+ */
+export function refusedByPermissions(status: Status): Error | undefined {
   if (status.type !== 'error') return undefined;
   const { error } = status;
-  const refused = SUBSCRIPTION_LIMIT.test(error.message) || (NOT_ALLOWED.test(error.message) && (error as { operation?: string }).operation === 'subscription');
+  const refused = SUBSCRIPTION_LIMIT.test(error.message) || NOT_ALLOWED.test(error.message);
   return refused ? error : undefined;
 }
 
 /**
- * Subscriptions just made: throws what the server refused of them (`refused()`, as the
- * connection's status watch recorded it); its answer to a ping comes after any refusal.
+ * Subscriptions just made, and publishes to the subjects a side will publish to (PERMISSION_PROBE):
+ * throws what the server refused of them (`refused()`, as the connection's status watch recorded
+ * it); its answer to a ping comes after any refusal.
  */
 export async function confirmSubscriptions(nc: NatsConnection, refused: () => Error | undefined): Promise<void> {
   await nc.flush();
@@ -241,7 +249,7 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if (SUBSCRIPTION_LIMIT.test(message)) {
     return problem(
       'limit-reached',
-      `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 3, a worker 5`,
+      `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 4, a worker 6`,
     );
   }
   if (/authorization violation|authentication/i.test(message)) {

@@ -23,6 +23,23 @@ export class ReplyInbox {
     this.#nc = nc;
     nc.subscribe(`${this.#prefix}.*`, { callback: (error, msg) => (error ? this.#refuse(error) : this.#answer(msg)) });
     void nc.closed().then(() => this.#failAll(new errors.ClosedConnectionError()));
+    void this.#watchRefusals(nc);
+  }
+
+  /**
+   * The server refuses a publish this connection's user may not make (its permissions) with an
+   * error naming the subject, not an answer: the requests to that subject fail with it at once,
+   * as nats.js's own requests do, instead of waiting out their timeouts.
+   */
+  async #watchRefusals(nc: NatsConnection): Promise<void> {
+    for await (const status of nc.status()) {
+      if (status.type !== 'error') continue;
+      const refused = status.error as { operation?: string; subject?: string; message: string };
+      if (refused.operation !== 'publish' || !/permissions violation/i.test(refused.message)) continue;
+      for (const [token, waiting] of [...this.#waiting]) {
+        if (waiting.subject === refused.subject) this.#settle(token)!.reject(new RequestError(refused.message, { cause: status.error }));
+      }
+    }
   }
 
   /** Publish `body` to `subject` and resolve with the first answer; rejects as `nc.request` does. */
