@@ -12,19 +12,20 @@ const text = (data: Uint8Array) => new TextDecoder().decode(data);
 // The requests of the host (its task publishes) and of the workers (claims, heartbeats, parts) go
 // through one inbox per connection instead of nats.js's request(): what a caller sees of a reply,
 // a missing listener, a silence or a closed connection must stay what nats.js gave.
+let server: Awaited<ReturnType<typeof natsServer>>;
+let nc: NatsConnection;
+let inbox: ReplyInbox;
+beforeAll(async () => {
+  server = await natsServer();
+  nc = await connect({ servers: server.url });
+  inbox = new ReplyInbox(nc);
+});
+afterAll(async () => {
+  await nc?.close();
+  await server?.stop();
+});
+
 describe('ReplyInbox, on a real nats-server', () => {
-  let server: Awaited<ReturnType<typeof natsServer>>;
-  let nc: NatsConnection;
-  let inbox: ReplyInbox;
-  beforeAll(async () => {
-    server = await natsServer();
-    nc = await connect({ servers: server.url });
-    inbox = new ReplyInbox(nc);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
 
   it('gives each request its own answer, many at once and out of order', async () => {
     const subject = `echo.${newPool('inbox')}`;
@@ -101,18 +102,6 @@ describe('ReplyInbox, on a real nats-server', () => {
 });
 
 describe('publishToStream, on a real nats-server', () => {
-  let server: Awaited<ReturnType<typeof natsServer>>;
-  let nc: NatsConnection;
-  let inbox: ReplyInbox;
-  beforeAll(async () => {
-    server = await natsServer();
-    nc = await connect({ servers: server.url });
-    inbox = new ReplyInbox(nc);
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
 
   it('stores a task, names its sequence, and says when the same msg id came again', async () => {
     const subjects = new PoolSubjects('kbexec', newPool('publish'));
