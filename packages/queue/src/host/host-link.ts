@@ -159,21 +159,22 @@ export class HostLink implements ExecutionLink {
     return ack.seq;
   }
 
+  /** QUEUE_FULL's details: the stream's bound, this host's executions, the slots of the workers it knows. */
+  #queueFullDetails(): { maxQueue: number; active: number; concurrency: number } {
+    return { maxQueue: this.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) };
+  }
+
   #publishError(error: unknown): Error {
     const message = String((error as Error)?.message ?? error);
     if (/insufficient resources/i.test(message)) {
       // The server's JetStream storage is full (its max_memory_store or max_file_store): nothing was stored, nothing ran.
-      return new QueueFullError(
-        `The NATS server has no room left for the tasks of pool "${this.#o.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up); nothing ran`,
-        { details: { maxQueue: this.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) } },
-      );
+      const what = `The NATS server has no room left for the tasks of pool "${this.#o.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up); nothing ran`;
+      return new QueueFullError(what, { details: this.#queueFullDetails() });
     }
     if (/maximum messages/i.test(message)) {
       // The stream's own bound: another host may have set another (the last to start sets it).
-      const bound = this.queueBound;
-      return new QueueFullError(`The queue of pool "${this.#o.pool}" is full: ${bound} executions wait for a worker (the stream's queueBound)`, {
-        details: { maxQueue: bound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) },
-      });
+      const what = `The queue of pool "${this.#o.pool}" is full: ${this.queueBound} executions wait for a worker (the stream's queueBound)`;
+      return new QueueFullError(what, { details: this.#queueFullDetails() });
     }
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
