@@ -456,6 +456,39 @@ describe('listArtifacts', () => {
 });
 
 describe('sweep()', () => {
+  it('in the process that is making leases, never removes one whose mkdtemp has not resolved yet', async () => {
+    const shared = await freshRoot();
+    const making = new WorkspaceManager({ root: shared });
+    const sweeping = new WorkspaceManager({ root: shared });
+    let stop = false;
+    let sweeps = 0;
+    const sweeper = (async () => {
+      while (!stop) {
+        await sweeping.sweep();
+        sweeps++;
+      }
+    })();
+    const lost: string[] = [];
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, client) => {
+        for (let i = 0; i < 400; i++) {
+          const lease = await making.acquire(`c${client}-${i}`);
+          try {
+            await writeFile(path.join(lease.dir, 'f'), 'x');
+          } catch {
+            lost.push(lease.dir);
+          }
+          await lease.release();
+        }
+      }),
+    );
+    stop = true;
+    await sweeper;
+    expect(sweeps).toBeGreaterThan(10);
+    expect(lost).toEqual([]);
+    expect(await readdir(shared)).toEqual([]);
+  });
+
   it('returns nothing when the root does not exist', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [], foreign: [] });

@@ -62,6 +62,14 @@ export function unsafeExecutionIdReason(id: unknown): string | undefined {
  */
 const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/live-workspaces')] ??=
   new Set<string>()) as Set<string>;
+/**
+ * The paths given to `mkdtemp` whose directories may exist already but are not in LIVE yet (it
+ * has not resolved): a sweep that reads the root meanwhile must not take them for stale.
+ */
+const CREATING: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/creating-workspaces')] ??=
+  new Set<string>()) as Set<string>;
+/** The characters mkdtemp adds to the path it is given. */
+const MKDTEMP_SUFFIX = 6;
 
 /**
  * One private directory per execution under `root`.
@@ -138,9 +146,12 @@ export class WorkspaceManager {
     // Two attempts: a root removed behind our back (a tmp cleaner) is recreated once, not reported.
     for (let attempt = 1; dir === undefined; attempt++) {
       await this.#ensureRoot();
+      const prefix = path.join(this.root, `kbx-${process.pid}.${hostTag()}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`);
+      CREATING.add(prefix);
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-        dir = await fs.promises.mkdtemp(path.join(this.root, `kbx-${process.pid}.${hostTag()}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`));
+        dir = await fs.promises.mkdtemp(prefix);
+        LIVE.add(dir);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
@@ -151,9 +162,10 @@ export class WorkspaceManager {
           details: { root: this.root, executionId, code },
           cause: error,
         });
+      } finally {
+        CREATING.delete(prefix);
       }
     }
-    LIVE.add(dir);
     return new Lease(executionId, dir, (error) => this.#releaseFailed(error));
   }
 
@@ -205,7 +217,7 @@ export class WorkspaceManager {
         result.foreign.push(dir);
         continue;
       }
-      const stale = foreign || (pid === process.pid ? !LIVE.has(dir) : !processAlive(pid));
+      const stale = foreign || (pid === process.pid ? !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX)) : !processAlive(pid));
       if (!stale) continue;
       try {
         await removeTree(dir);
