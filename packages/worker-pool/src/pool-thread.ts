@@ -302,7 +302,8 @@ export class PoolThread<Lane = unknown> {
       } catch (error) {
         execution.reject(error);
       }
-      if (!message.retire && this.alive) this.#events.idle(this);
+      // One the host is ending (its execution's time ran out as it answered) takes nothing more.
+      if (!message.retire && this.alive && this.endedBy === undefined) this.#events.idle(this);
     } else {
       this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));

@@ -205,7 +205,9 @@ export class ThreadPool {
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
-    const thread = lane.idle.pop();
+    let thread = lane.idle.pop();
+    // An idle thread ended since (its idle time up, found spinning, shutdown) is on its way out: not handed anything.
+    while (thread?.endedBy) thread = lane.idle.pop();
     if (thread) {
       if (!thread.run(execution)) this.#onIdle(thread);
       return;
@@ -265,6 +267,7 @@ export class ThreadPool {
   /** The thread is free: the next execution waiting in its lane, else the idle list (and its idle timer). */
   #onIdle(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
+    if (thread.endedBy) return;
     if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
     while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
     if (this.#closing) return;

@@ -27,6 +27,21 @@ describe('worker-pool: crashes', () => {
     expect((await runners(backend)).crashed).toBe(1);
   });
 
+  it('an execution waiting for the thread whose last execution timed out as it answered runs on a fresh thread, never handed to the one being terminated', async () => {
+    const backend = backends.make({ maxThreads: 1, minThreads: 1 });
+    const outcomes: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) {
+      // Spins about as long as its time limit: its answer and its timeout race.
+      const spinning = backend.execute({ pluginId: POOL, handlerId: 'busy', input: { ms: 27 + (i % 7) } }, { timeoutMs: 30 });
+      const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 10_000 });
+      const [, after] = await Promise.all([spinning, waiting]);
+      const outcome = after.ok ? 'ok' : after.error.code;
+      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1;
+    }
+    expect(outcomes).toEqual({ ok: 300 });
+    expect((await runners(backend)).crashed).toBe(0);
+  });
+
   it('keeps the uncaught error as the cause', async () => {
     const backend = backends.make();
     const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' });
