@@ -172,6 +172,27 @@ function resolutionTests(suite: SuiteContext): void {
     expect(topProxy.error.details).toMatchObject({ path: 'input' });
   });
 
+  it('a request refused for its input, its context or an option still names what the caller named in meta', async () => {
+    const backend = make();
+    const named = { pluginId: BASIC, handlerId: 'echo' };
+    const refused = [
+      await backend.execute({ ...named, executionId: 'mine-input', input: { fn: () => 1 } }),
+      await backend.execute({ ...named, executionId: 'mine-context', input: 1, context: { s: Symbol('x') } as never }),
+      await backend.execute({ ...named, executionId: 'mine-option', input: 1 }, { timeout: 5 } as never),
+    ];
+    expect(refused.map((r) => (r.ok ? 'ok' : r.error.code))).toEqual(['VALIDATION_ERROR', 'VALIDATION_ERROR', 'VALIDATION_ERROR']);
+    expect(refused.map((r) => [r.meta.executionId, r.meta.pluginId, r.meta.handlerId])).toEqual([
+      ['mine-input', BASIC, 'echo'],
+      ['mine-context', BASIC, 'echo'],
+      ['mine-option', BASIC, 'echo'],
+    ]);
+    // An id refused as unsafe is not given back: meta gets one of the backend's.
+    const unsafe = await backend.execute({ ...named, executionId: '../up', input: 1 });
+    expectError(unsafe, 'VALIDATION_ERROR');
+    expect(unsafe.meta.executionId).not.toBe('../up');
+    expect(unsafe.meta.executionId).not.toBe('');
+  });
+
   it('rejects an input nested too deeply to serialise with VALIDATION_ERROR (reason too-deep), not INTERNAL_ERROR', async () => {
     const backend = make();
     const root: Record<string, unknown> = {};

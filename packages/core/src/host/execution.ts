@@ -12,7 +12,7 @@ import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
-import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
+import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
 
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
@@ -127,6 +127,7 @@ export class Execution {
       outcome = await this.#dispatch(task, opts);
     } catch (error) {
       outcome = { ok: false, error: this.#internal(error) };
+      this.#nameFromRequest(request);
     }
     const released = this.#release();
     if (released) await released;
@@ -137,6 +138,23 @@ export class Execution {
     this.#host.finished(result, this.#control !== undefined);
     this.#telemetry?.finish(result);
     return result;
+  }
+
+  /**
+   * Refused before its request was read through (an input that cannot be sent, an unknown option):
+   * `meta` still names what the caller named, where each is a usable name, so that the caller can
+   * match the result with its own id.
+   */
+  #nameFromRequest(request: ExecutionRequest): void {
+    const meta = this.meta;
+    try {
+      const { pluginId, handlerId, executionId } = request as Partial<Record<'pluginId' | 'handlerId' | 'executionId', unknown>>;
+      if (!meta.pluginId && typeof pluginId === 'string') meta.pluginId = pluginId.slice(0, 200);
+      if (!meta.handlerId && typeof handlerId === 'string') meta.handlerId = handlerId.slice(0, 200);
+      if (!meta.executionId && typeof executionId === 'string' && unsafeExecutionIdReason(executionId) === undefined) meta.executionId = executionId;
+    } catch {
+      // Not an object, or a getter that throws: the request's problem, already reported.
+    }
   }
 
   /** A failure of this backend's own code (ours pass through as they are): never the handler's fault. */
