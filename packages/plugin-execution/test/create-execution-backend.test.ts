@@ -70,6 +70,19 @@ describe('createExecutionBackend', () => {
     expect(loaded).toEqual([]);
   });
 
+  it('stats() and health() say shutting-down from the moment shutdown() is called, not ready', async () => {
+    for (const type of ['in-process', 'worker-pool'] as const) {
+      const backend = createExecutionBackend({ type, plugins: [fixturePlugins.basic], workspace: false });
+      await backend.health();
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+      const stopped = backend.shutdown({ timeoutMs: 5000 });
+      expect([(await backend.stats()).state, (await backend.health()).state], type).toEqual(['shutting-down', 'shutting-down']);
+      expectOk(await running);
+      await stopped;
+      expect((await backend.stats()).state, type).toBe('closed');
+    }
+  });
+
   it('onShutdown(): listeners run first, while the backend still serves; one that throws does not stop the shutdown', async () => {
     const backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
     const seen: string[] = [];

@@ -166,7 +166,13 @@ class LazyBackend implements LazyExecutionBackend {
 
   async stats(): Promise<BackendStats> {
     if (this.#closedUnloaded()) return closedStats(this.type, this.#options);
-    return (await this.#load()).stats();
+    const stats = await (await this.#load()).stats();
+    return { ...stats, state: this.#stateSeen(stats.state) };
+  }
+
+  /** Once shutdown() was called the backend is shutting down, though the loaded one hears of it a moment later (after the onShutdown listeners). */
+  #stateSeen<S extends BackendStats['state']>(state: S): S | 'shutting-down' {
+    return this.#shutdown && (state === 'ready' || state === 'starting') ? 'shutting-down' : state;
   }
 
   async health(): Promise<BackendHealth> {
@@ -175,7 +181,10 @@ class LazyBackend implements LazyExecutionBackend {
       return { ok: false, backend: this.type, state: 'closed', problems: ['backend is closed'], active: 0, queued: 0, isolation };
     }
     try {
-      return await (await this.#load()).health();
+      const health = await (await this.#load()).health();
+      const state = this.#stateSeen(health.state);
+      if (state === health.state) return health;
+      return { ...health, ok: false, state, problems: [...health.problems, `backend is ${state}`] };
     } catch (error) {
       return {
         ok: false,
