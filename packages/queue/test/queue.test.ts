@@ -178,9 +178,9 @@ describe('where it runs', () => {
     /** The users of docs/backends/queue.md, "Security", for pool `perms`, less what `without` names. */
     const users = (without: { host?: string; worker?: string } = {}) => {
       const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', '$JS.API.>'], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
-      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', '$JS.API.>', '$JS.ACK.>'], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
+      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', '$JS.API.>', '$JS.ACK.>'], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
       const user = (name: string, p: typeof host, cut?: string) =>
-        `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: true } }`;
+        `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: ${cut !== 'allow_responses'} } }`;
       return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)} ] }`;
     };
     const as = (url: string, user: string) => ({ servers: url, user, pass: `${user}-secret` });
@@ -214,12 +214,32 @@ describe('where it runs', () => {
       }
     });
 
-    it('a host that may not publish tasks fails each execution with the server\'s refusal, not a timeout', async () => {
+    it('a host that may not publish tasks fails each execution with the server\'s refusal, not a timeout, and health() says it', async () => {
       const server = await startNatsServer({ authorization: users({ host: 'kbexec.perms.tasks' }) });
       try {
-        const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 30_000 });
+        const backend = make({ connection: as(server.url, 'host'), pool });
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 30_000 });
         expectError(result, 'WORKER_CRASHED');
         expect(result.error.message).toContain('Permissions Violation for Publish to "kbexec.perms.tasks"');
+        expect((await backend.health()).problems).toContainEqual(expect.stringContaining('its NATS user may not publish the pool\'s tasks'));
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('a host without allow_responses fails its executions saying so as soon as a worker asks to start one, not at their time limits', async () => {
+      const server = await startNatsServer({ authorization: users({ host: 'allow_responses' }) });
+      try {
+        const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        try {
+          const backend = make({ connection: as(server.url, 'host'), pool });
+          const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 60_000 });
+          expectError(result, 'WORKER_CRASHED');
+          expect(result.error.message).toMatch(/cannot answer the workers' requests: its NATS user may not publish to their inboxes \(Permissions Violation for Publish to "_INBOX\..*"\); give it allow_responses/);
+          expect((await backend.health()).problems).toContainEqual(expect.stringContaining('give it allow_responses'));
+        } finally {
+          await worker.close();
+        }
       } finally {
         await server.stop();
       }
@@ -328,6 +348,34 @@ describe('plugins on the worker', () => {
       expectOk(waiting);
       expect(waiting.meta.runnerId).toBe(current.id);
       expectOk(await busy);
+    } finally {
+      await other.close();
+      await current.close();
+    }
+  });
+
+  it("a task waiting for the one worker with the host's version stops waiting once that worker drains (it takes nothing new)", async () => {
+    const own = newPool('upgrade-drain');
+    const manifest = await probeManifest();
+    const current = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    const other = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } }], backend: { type: 'in-process' }, concurrency: 2 });
+    try {
+      const backend = make({ pool: own });
+      let running!: () => void;
+      const started = new Promise<void>((resolve) => (running = resolve));
+      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'upgrade-drain.log'), ms: 6000 } }, { timeoutMs: 20_000, onEvent: () => running() });
+      await started;
+      const waiting = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const drained = current.drain({ timeoutMs: 15_000 });
+      // Settled while the draining worker still runs its last execution, not when it has gone.
+      const first = await Promise.race([waiting.then(() => 'waiting'), busy.then(() => 'busy')]);
+      expect(first).toBe('waiting');
+      const result = await waiting;
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '1.0.0', workerVersion: '2.0.0' });
+      expectOk(await busy);
+      await drained;
     } finally {
       await other.close();
       await current.close();

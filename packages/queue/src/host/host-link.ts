@@ -1,7 +1,7 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { connectNats, describeServers, PERMISSION_PROBE, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
@@ -29,6 +29,8 @@ export class HostLink implements ExecutionLink {
   storageProblem: string | undefined;
   /** Why the pool's stream cannot be used, as last checked (health() says it); undefined when it can. */
   streamProblem: string | undefined;
+  /** What the server refused this host's user, last (health() says it): a task's publish until one goes, answers to workers for good. */
+  permissionProblem: string | undefined;
   readonly maxPayloadBytes: number;
   /** The largest body one message carries now (the server reconnected to may have another max_payload). */
   get partBytes(): number {
@@ -141,6 +143,7 @@ export class HostLink implements ExecutionLink {
       const body = encode();
       try {
         ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
+        if (this.permissionProblem?.includes(this.subjects.tasks)) this.permissionProblem = undefined;
         break;
       } catch (error) {
         const failure = this.#publishError(error);
@@ -176,6 +179,7 @@ export class HostLink implements ExecutionLink {
       const what = `The queue of pool "${this.#o.pool}" is full: ${this.queueBound} executions wait for a worker (the stream's queueBound)`;
       return new QueueFullError(what, { details: this.#queueFullDetails() });
     }
+    if (/permissions violation/i.test(message)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
       details: { reason: 'runner-lost', message },
@@ -340,6 +344,7 @@ export class HostLink implements ExecutionLink {
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       this.#refused ??= refusedByPermissions(status);
+      this.#answersRefused(status);
       if (status.type === 'disconnect' && this.state === 'connected') {
         this.state = 'reconnecting';
         this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
@@ -354,6 +359,20 @@ export class HostLink implements ExecutionLink {
         this.state = 'closed';
       }
     }
+  }
+
+  /**
+   * The server refused an answer of this host's to a worker's request (its `started`, which
+   * comes from the worker's inbox): the user lacks `allow_responses`. No execution can start, so
+   * those in flight fail now, saying why, not at their time limits; health() says it too.
+   */
+  #answersRefused(status: Status): void {
+    if (status.type !== 'error') return;
+    const refused = status.error as { operation?: string; subject?: string; message: string };
+    if (refused.operation !== 'publish' || !refused.subject?.startsWith('_INBOX.') || !/permissions violation/i.test(refused.message)) return;
+    const what = `cannot answer the workers' requests: its NATS user may not publish to their inboxes (${refused.message}); give it allow_responses (docs/backends/queue.md, "Security")`;
+    this.permissionProblem = what;
+    this.#failAll(what);
   }
 
   #failAll(what: string): void {

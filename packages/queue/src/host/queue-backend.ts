@@ -139,7 +139,7 @@ export class QueueBackend extends BaseBackend {
     const silence = await link.serverSilence(PROBE_MS);
     if (silence) return [silence];
     await settlesWithin(link.checkStream(), PROBE_MS);
-    const problems = [link.streamProblem, link.storageProblem].filter((p): p is string => p !== undefined);
+    const problems = [link.streamProblem, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
     if (link.workers.alive().length > 0) return problems;
     return [...problems, `no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];

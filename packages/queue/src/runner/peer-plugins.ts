@@ -21,7 +21,7 @@ export class PeerPlugins {
   /** A presence message of the pool (this worker's own and those without a plugin list are ignored). */
   saw(presence: PresenceBody): void {
     if (presence.id === this.#self || typeof presence.id !== 'string') return;
-    if (presence.closing || !Array.isArray(presence.plugins)) {
+    if (presence.closing || presence.draining || !Array.isArray(presence.plugins)) {
       this.#peers.delete(presence.id);
       return;
     }

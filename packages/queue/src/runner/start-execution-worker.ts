@@ -2,7 +2,7 @@ import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { connectNats, PERMISSION_PROBE, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
@@ -103,6 +103,7 @@ class QueueWorker implements ExecutionWorker {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
+  #answersRefused = false;
   #markClosed!: () => void;
 
   constructor(o: ResolvedWorkerOptions, registry: PluginRegistry, makeBackend: (workspace: boolean) => IExecutionBackend, nc: NatsConnection, jsm: JetStreamManager) {
@@ -160,13 +161,14 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
     this.#puller.subscribe();
-    // What it publishes besides acks and results (a claim to a caller, its presence), refused at once if not permitted.
+    // What it publishes besides acks and results (a claim to a caller, its presence, the presence
+    // query that has the others say which plugin versions they have now, not at their next
+    // presence: PeerPlugins), refused at once if not permitted.
     this.#nc.publish(this.#subjects.caller(PERMISSION_PROBE));
     this.#announce();
+    this.#nc.publish(this.#subjects.presenceQuery);
     // Refused (over the server's max_subscriptions, not permitted): it would say "ready" and never take a task.
     await confirmSubscriptions(this.#nc, () => this.#refused);
-    // The others say which plugin versions they have (PeerPlugins) now, not at their next presence.
-    this.#nc.publish(this.#subjects.presenceQuery);
     this.#presenceTimer = setInterval(() => {
       this.#announce();
       // Large inputs whose caller went quiet halfway (a reset link) are not kept for ever.
@@ -261,6 +263,7 @@ class QueueWorker implements ExecutionWorker {
       backend: this.#o.backend.type,
       ...(this.#isolation ? { isolation: this.#isolation } : {}),
       ...(closing ? { closing } : {}),
+      ...(this.#draining && !closing ? { draining: true } : {}),
       plugins: this.#services.registry.list().map((plugin) => pluginVersionKey(plugin.id, plugin.manifest.version)),
     };
     if (!this.#nc.isClosed()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
@@ -269,6 +272,7 @@ class QueueWorker implements ExecutionWorker {
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
       this.#refused ??= refusedByPermissions(status);
+      this.#warnIfAnswersRefused(status);
       if (status.type === 'disconnect') {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.
@@ -286,9 +290,27 @@ class QueueWorker implements ExecutionWorker {
     }
   }
 
+  /**
+   * The server refused an answer of this worker's to a host's request (a part of a large input, a
+   * call's reply): its user lacks `allow_responses`. Said once; the host fails what waits for it.
+   */
+  #warnIfAnswersRefused(status: Status): void {
+    if (this.#answersRefused || status.type !== 'error') return;
+    const refused = status.error as { operation?: string; subject?: string; message: string };
+    if (refused.operation !== 'publish' || !refused.subject?.startsWith('_INBOX.') || !/permissions violation/i.test(refused.message)) return;
+    this.#answersRefused = true;
+    process.emitWarning(
+      `Worker ${this.id} cannot answer the hosts' requests (a part of a large input, a call's reply): its NATS user may not publish to their inboxes (${refused.message}); ` +
+        'give it allow_responses (docs/backends/queue.md, "Security")',
+      { code: 'KB_PLUGIN_WORKER_NOT_PERMITTED' },
+    );
+  }
+
   drain(options: { timeoutMs?: number } = {}): Promise<void> {
     this.#draining ??= (async () => {
       await this.#puller.stop();
+      // Its peers stop handing tasks back for it (PeerPlugins).
+      this.#announce();
       await settlesWithin(this.#whenIdle(), options.timeoutMs ?? 30_000);
       await this.close();
     })();

@@ -34,8 +34,11 @@ const STARTED_TIMEOUT_MS = 5000;
 /** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back when no peer has it (see #handsBack). */
 const HAND_BACK_TIMES = 4;
 const HAND_BACK_DELAY_MS = 250;
-/** Between hand-backs of a task that waits for a peer's free slot. */
-const WAIT_FOR_PEER_DELAY_MS = 500;
+/**
+ * Between hand-backs of a task that a peer can run (it says it has the version): short, since
+ * while the task waits out this delay no worker can take it, a peer with a free slot included.
+ */
+const WAIT_FOR_PEER_DELAY_MS = 100;
 const RESULT_TIMEOUT_MS = 10_000;
 
 type Claim = { caller: string; lostMs: number; protocol: number };
@@ -130,8 +133,8 @@ export class WorkerExecution implements Watched {
     if (!pluginRefusal(task, this.#worker)) return false;
     // Its version here but not the handler: the peers that say they have that version have that build too.
     const otherVersion = this.#worker.registry.get(task.pluginId)?.manifest.version !== task.pluginVersion;
-    if (this.#msg.deliveries < HAND_BACK_TIMES) this.#msg.nak(HAND_BACK_DELAY_MS);
-    else if (otherVersion && this.#worker.peers.has(task.pluginId, task.pluginVersion)) this.#msg.nak(WAIT_FOR_PEER_DELAY_MS);
+    if (otherVersion && this.#worker.peers.has(task.pluginId, task.pluginVersion)) this.#msg.nak(WAIT_FOR_PEER_DELAY_MS);
+    else if (this.#msg.deliveries < HAND_BACK_TIMES) this.#msg.nak(HAND_BACK_DELAY_MS);
     else return false;
     return true;
   }

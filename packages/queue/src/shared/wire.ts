@@ -101,6 +101,8 @@ export interface PresenceBody extends WorkerIdentity {
   closing?: boolean;
   /** The plugin versions it runs, as `id@version` (see PeerPlugins): absent from workers before it was added. */
   plugins?: string[];
+  /** It takes no new task (it drains before it closes): its peers do not wait for it. */
+  draining?: boolean;
 }
 
 /**
