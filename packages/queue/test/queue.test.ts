@@ -28,6 +28,23 @@ function make(options: QueueBackendOptions = {}): QueueBackend {
   return backend;
 }
 
+/**
+ * A rolling upgrade under load: a pool of its own with one worker of the host's version (one slot,
+ * busy for `busyMs` with a `mark` that has started) and one of version 2.0.0 (two free slots).
+ */
+async function upgradeUnderLoad(name: string, busyMs: number) {
+  const own = newPool(name);
+  const manifest = await probeManifest();
+  const current = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+  const other = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } }], backend: { type: 'in-process' }, concurrency: 2 });
+  const backend = make({ pool: own });
+  let running!: () => void;
+  const started = new Promise<void>((resolve) => (running = resolve));
+  const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, `${name}.log`), ms: busyMs } }, { timeoutMs: 20_000, onEvent: () => running() });
+  await started;
+  return { current, other, backend, busy };
+}
+
 async function probeManifest(): Promise<PluginManifestInput> {
   return JSON.parse(await readFile(path.join(QUEUE_PLUGIN, 'kb.plugin.json'), 'utf8')) as PluginManifestInput;
 }
@@ -332,16 +349,8 @@ describe('plugins on the worker', () => {
   });
 
   it("in a rolling upgrade under load, a task waits for a busy worker that has the host's version, not failing on one that has another", async () => {
-    const own = newPool('upgrade-busy');
-    const manifest = await probeManifest();
-    const current = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
-    const other = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } }], backend: { type: 'in-process' }, concurrency: 2 });
+    const { current, other, backend, busy } = await upgradeUnderLoad('upgrade-busy', 2500);
     try {
-      const backend = make({ pool: own });
-      let running!: () => void;
-      const started = new Promise<void>((resolve) => (running = resolve));
-      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'upgrade-busy.log'), ms: 2500 } }, { timeoutMs: 20_000, onEvent: () => running() });
-      await started;
       // Only the worker of the other version has a free slot: it hands the task back for longer
       // than its few hand-backs, since a live worker of the pool has the host's version.
       const waiting = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 });
@@ -355,16 +364,8 @@ describe('plugins on the worker', () => {
   });
 
   it("a task waiting for the one worker with the host's version stops waiting once that worker drains (it takes nothing new)", async () => {
-    const own = newPool('upgrade-drain');
-    const manifest = await probeManifest();
-    const current = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
-    const other = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } }], backend: { type: 'in-process' }, concurrency: 2 });
+    const { current, other, backend, busy } = await upgradeUnderLoad('upgrade-drain', 6000);
     try {
-      const backend = make({ pool: own });
-      let running!: () => void;
-      const started = new Promise<void>((resolve) => (running = resolve));
-      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'upgrade-drain.log'), ms: 6000 } }, { timeoutMs: 20_000, onEvent: () => running() });
-      await started;
       const waiting = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 });
       await new Promise((resolve) => setTimeout(resolve, 500));
       const drained = current.drain({ timeoutMs: 15_000 });
