@@ -231,6 +231,29 @@ describe('where it runs', () => {
       }
     });
 
+    it('a worker refused at its start leaves nothing behind: no local backend open, nothing that keeps its process up', async () => {
+      const server = await startNatsServer({ authorization: users({ worker: 'kbexec.perms.caller.*' }) });
+      try {
+        const entry = pathToFileURL(path.resolve('dist/index.js')).href;
+        // A process of its own, with no process.exit: it ends only when nothing of the failed starts is left.
+        const script = `
+          import { startExecutionWorker } from ${JSON.stringify(entry)};
+          let refused = 0;
+          for (let i = 0; i < 21; i++) {
+            await startExecutionWorker({ connection: ${JSON.stringify(as(server.url, 'worker'))}, pool: 'perms', plugins: [${JSON.stringify(fixturePlugins.basic)}], backend: { type: 'in-process' } })
+              .catch((error) => { if (error.problem === 'not-permitted') refused++; });
+          }
+          console.log('refused', refused);`;
+        const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000, env: { PATH: process.env.PATH ?? '' } });
+        expect(run.signal).toBeNull();
+        expect(run.stdout.trim()).toBe('refused 21');
+        expect(run.stderr).not.toContain('KB_PLUGIN_MANY_BACKENDS');
+        expect(run.stderr).toBe('');
+      } finally {
+        await server.stop();
+      }
+    }, 90_000);
+
     it('a host that may not publish tasks fails each execution with the server\'s refusal, not a timeout, and health() says it', async () => {
       const server = await startNatsServer({ authorization: users({ host: 'kbexec.perms.tasks' }) });
       try {

@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { connectNats, describeServers, PERMISSION_PROBE, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, PERMISSION_PROBE, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -110,7 +110,7 @@ export class HostLink implements ExecutionLink {
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
       return link;
     } catch (error) {
-      await nc.close().catch(() => undefined);
+      await closeConnection(nc);
       throw error;
     }
   }
@@ -258,7 +258,7 @@ export class HostLink implements ExecutionLink {
     this.#markReconnected();
     this.#failAll('closed its connection to the NATS server (shutdown)');
     for (const sub of this.#subscriptions) sub.unsubscribe();
-    await this.#nc.close().catch(() => undefined);
+    await closeConnection(this.#nc);
   }
 
   #fromWorker(msg: Msg): void {

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { connectNats, PERMISSION_PROBE, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, PERMISSION_PROBE, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -64,13 +64,15 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
   const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`).catch((error: unknown) => {
     throw unusable(error);
   });
+  let worker: QueueWorker | undefined;
   try {
     const jsm = await jetstreamManager(nc);
-    const worker = new QueueWorker(o, registry, makeBackend, nc, jsm);
+    worker = new QueueWorker(o, registry, makeBackend, nc, jsm);
     await worker.start();
     return worker;
   } catch (error) {
-    await nc.close().catch(() => undefined);
+    worker?.abandon();
+    await closeConnection(nc);
     throw refusedByServer(error) || error instanceof PoolStreamError ? unusable(error) : error;
   }
 }
@@ -104,6 +106,7 @@ class QueueWorker implements ExecutionWorker {
   #closing: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
   #answersRefused = false;
+  #abandoned = false;
   #markClosed!: () => void;
 
   constructor(o: ResolvedWorkerOptions, registry: PluginRegistry, makeBackend: (workspace: boolean) => IExecutionBackend, nc: NatsConnection, jsm: JetStreamManager) {
@@ -252,7 +255,23 @@ class QueueWorker implements ExecutionWorker {
     );
   }
 
+  /**
+   * Its start failed: nothing it subscribed to answers any more (its own presence query, say, which
+   * it would answer by publishing into the connection being closed: nats.js then writes to a
+   * socket that has ended, an uncaught exception in the host process).
+   */
+  abandon(): void {
+    this.#abandoned = true;
+    clearInterval(this.#presenceTimer);
+    this.#services.watch.close();
+    for (const sub of this.#subscriptions) sub.unsubscribe();
+    void this.#puller.stop().catch(() => undefined);
+    // The local backend start() made (for its isolation) is shut down with it.
+    for (const backend of this.#backends.values()) void backend.shutdown({ timeoutMs: 1000 }).catch(() => undefined);
+  }
+
   #announce(closing = false): void {
+    if (this.#abandoned) return;
     const presence: PresenceBody = {
       id: this.id,
       host: this.host,
@@ -329,7 +348,7 @@ class QueueWorker implements ExecutionWorker {
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
       // Bounded: a connection that is reconnecting would wait for the server.
-      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), STOP_WAIT_MS))) await this.#nc.close().catch(() => undefined);
+      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), STOP_WAIT_MS))) await closeConnection(this.#nc);
       this.#markClosed();
     })();
     return this.#closing;

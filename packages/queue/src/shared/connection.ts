@@ -64,6 +64,16 @@ const MAX_PINGS_OUT = 2;
 export const SILENT_CONNECTION_DROPPED = `after ${(PING_INTERVAL_MS * MAX_PINGS_OUT) / 1000} to ${(PING_INTERVAL_MS * (MAX_PINGS_OUT + 1)) / 1000} s of silence`;
 
 /**
+ * Close a connection once what was published this turn has gone out: nats.js writes its buffer in
+ * a microtask, and one that runs after the close writes to an ended socket, an uncaught exception
+ * in the process (seen when a start failed just after publishing its presence).
+ */
+export async function closeConnection(nc: NatsConnection): Promise<void> {
+  await nextTurn();
+  await nc.close().catch(() => undefined);
+}
+
+/**
  * Connect with reconnection for ever: a server restart is a pause, not the end of a host or
  * worker (what was in flight when it went is failed by the backend, not by the client).
  */
