@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, PERMISSION_PROBE, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -179,7 +179,7 @@ export class HostLink implements ExecutionLink {
       const what = `The queue of pool "${this.#o.pool}" is full: ${this.queueBound} executions wait for a worker (the stream's queueBound)`;
       return new QueueFullError(what, { details: this.#queueFullDetails() });
     }
-    if (/permissions violation/i.test(message)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
+    if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
       details: { reason: 'runner-lost', message },
@@ -367,9 +367,8 @@ export class HostLink implements ExecutionLink {
    * those in flight fail now, saying why, not at their time limits; health() says it too.
    */
   #answersRefused(status: Status): void {
-    if (status.type !== 'error') return;
-    const refused = status.error as { operation?: string; subject?: string; message: string };
-    if (refused.operation !== 'publish' || !refused.subject?.startsWith('_INBOX.') || !/permissions violation/i.test(refused.message)) return;
+    const refused = refusedAnswer(status);
+    if (!refused) return;
     const what = `cannot answer the workers' requests: its NATS user may not publish to their inboxes (${refused.message}); give it allow_responses (docs/backends/queue.md, "Security")`;
     this.permissionProblem = what;
     this.#failAll(what);

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, PERMISSION_PROBE, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
 import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -314,9 +314,9 @@ class QueueWorker implements ExecutionWorker {
    * call's reply): its user lacks `allow_responses`. Said once; the host fails what waits for it.
    */
   #warnIfAnswersRefused(status: Status): void {
-    if (this.#answersRefused || status.type !== 'error') return;
-    const refused = status.error as { operation?: string; subject?: string; message: string };
-    if (refused.operation !== 'publish' || !refused.subject?.startsWith('_INBOX.') || !/permissions violation/i.test(refused.message)) return;
+    if (this.#answersRefused) return;
+    const refused = refusedAnswer(status);
+    if (!refused) return;
     this.#answersRefused = true;
     process.emitWarning(
       `Worker ${this.id} cannot answer the hosts' requests (a part of a large input, a call's reply): its NATS user may not publish to their inboxes (${refused.message}); ` +

@@ -209,6 +209,24 @@ const NO_JETSTREAM = /jetstream is not enabled/i;
 const NOT_ALLOWED = /permissions violation/i;
 const messageOf = (error: unknown): string => String((error as Error)?.message ?? error);
 
+/** Whether the server refused something for the user's permissions ("Permissions Violation for …"). */
+export function notPermitted(error: unknown): boolean {
+  return NOT_ALLOWED.test(messageOf(error));
+}
+
+/** A publish the server refused this connection's user, as nats.js reports it (an `error` status): its subject, and the server's words. */
+export function refusedPublish(status: Status): { subject: string; error: Error } | undefined {
+  if (status.type !== 'error') return undefined;
+  const { operation, subject } = status.error as { operation?: string; subject?: string };
+  return operation === 'publish' && typeof subject === 'string' && notPermitted(status.error) ? { subject, error: status.error } : undefined;
+}
+
+/** A refused publish that was an answer to the other side's request (to its `_INBOX.` subject): the user lacks `allow_responses`. */
+export function refusedAnswer(status: Status): Error | undefined {
+  const refused = refusedPublish(status);
+  return refused?.subject.startsWith('_INBOX.') ? refused.error : undefined;
+}
+
 /** The server, once connected to, refuses what the pool needs: it has no JetStream, or the user may not use it. */
 export function refusedByServer(error: unknown): boolean {
   const message = messageOf(error);

@@ -1,4 +1,5 @@
 import { RequestError, TimeoutError, createInbox, errors, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { refusedPublish } from './connection.js';
 
 /**
  * Request and reply on one subscription for the life of a connection: each request publishes
@@ -33,11 +34,10 @@ export class ReplyInbox {
    */
   async #watchRefusals(nc: NatsConnection): Promise<void> {
     for await (const status of nc.status()) {
-      if (status.type !== 'error') continue;
-      const refused = status.error as { operation?: string; subject?: string; message: string };
-      if (refused.operation !== 'publish' || !/permissions violation/i.test(refused.message)) continue;
+      const refused = refusedPublish(status);
+      if (!refused) continue;
       for (const [token, waiting] of [...this.#waiting]) {
-        if (waiting.subject === refused.subject) this.#settle(token)!.reject(new RequestError(refused.message, { cause: status.error }));
+        if (waiting.subject === refused.subject) this.#settle(token)!.reject(new RequestError(refused.error.message, { cause: refused.error }));
       }
     }
   }
