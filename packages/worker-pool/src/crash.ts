@@ -1,6 +1,6 @@
 import { WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
 import { type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import type { PoolThread } from './pool-thread.js';
+import { isLeftBusy, type PoolThread } from './pool-thread.js';
 
 /**
  * `details` of a WORKER_CRASHED error: core's, the same on every backend. From a thread: `reason`
@@ -37,7 +37,7 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
     const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
     return crashed(`${where} died of ${what}: ${cause.message}`, { reason: report.reason, message: cause.message, ...base }, cause);
   }
-  if (thread.endedBy?.kind === 'retired' && thread.endedBy.reason === 'left-busy') {
+  if (isLeftBusy(thread.endedBy)) {
     const message = 'the pool ended it: it had not begun the execution a second after it was handed over, kept busy by what an earlier handler on it left running (so had the threads it was handed to before)';
     return crashed(`${where} did not run it: ${message}`, { reason: 'exit', message, ...base });
   }

@@ -53,6 +53,11 @@ export const STOP_WITHIN_MS = 2000;
 
 export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
+/** The pool ended it because it did not take the execution handed to it (something an earlier handler left kept it busy). */
+export function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
+  return why?.kind === 'retired' && why.reason === 'left-busy';
+}
+
 /**
  * The host's side of one worker thread: its channel, the execution it runs (one at a time), and —
  * when it dies — what says why (exit code, 'error' event, the thread's own last words).

@@ -3,7 +3,7 @@ import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-co
 import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
-import { PoolThread, STOP_WITHIN_MS, type Execution, type ThreadEndedBy, type ThreadEvents } from './pool-thread.js';
+import { PoolThread, STOP_WITHIN_MS, isLeftBusy, type Execution, type ThreadEvents } from './pool-thread.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
@@ -386,8 +386,4 @@ let warnedStuck = false;
 function stuckThreads(count: number): string {
   const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
   return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler is' : 'their handlers are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …)`;
-}
-
-function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
-  return why?.kind === 'retired' && why.reason === 'left-busy';
 }
