@@ -394,6 +394,26 @@ describe('stdout and stderr', () => {
     expect(logs.filter((l) => l.stream === 'stderr')).toMatchObject([{ message: 'to stderr', level: 'error', executionId: result.meta.executionId }]);
   });
 
+  it.each(['TIMEOUT', 'ABORTED'])('a last line without its newline is delivered when the execution ends %s', async (code) => {
+    const logs: LogEntry[] = [];
+    const backend = make();
+    const controller = new AbortController();
+    const stdout = () => logs.filter((l) => l.stream === 'stdout').map((l) => l.message);
+    const running = backend.execute(
+      { pluginId: PROBE, handlerId: 'prints', input: { lines: 1, hang: true } },
+      { onLog: (l) => logs.push(l), signal: controller.signal, ...(code === 'TIMEOUT' ? { timeoutMs: 1500 } : {}) },
+    );
+    if (code === 'ABORTED') {
+      expect(await eventually(async () => stdout().length === 1)).toBe(true);
+      // The partial line is read by now too (one write after the complete one); give it a moment.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      controller.abort();
+    }
+    const result = await running;
+    expect(result).toMatchObject({ ok: false, error: { code } });
+    expect(stdout()).toEqual(['line 0', 'no newline at the end']);
+  });
+
   it('a line longer than a pipe read (many reads) is one entry, cut once, with its real length', async () => {
     const logs: LogEntry[] = [];
     const backend = make({ maxLogLineLength: 100 });

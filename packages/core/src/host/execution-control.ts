@@ -137,10 +137,13 @@ export class ExecutionControl implements DispatchControl {
     this.#more = undefined;
   }
 
-  /** Decide the result as `reason` and tell the backend to stop its runner. */
+  /**
+   * Decide the result as `reason` and tell the backend to stop its runner. Its listeners may
+   * still log (a runner's output read so far, a trailing line without its newline): the
+   * execution is over once they have run.
+   */
   stop(reason: KnownExecutionError): void {
-    if (this.#over) return;
-    this.#over = true;
+    if (this.#over || this.#stopReason) return;
     this.#stopReason = reason;
     const first = this.#first;
     const more = this.#more;
@@ -153,6 +156,7 @@ export class ExecutionControl implements DispatchControl {
         // A backend's listener that throws must not keep the others from stopping.
       }
     }
+    this.#over = true;
   }
 
   setRunner(runner: RunnerInfo): void {
