@@ -61,6 +61,20 @@ function lifecycleTests(suite: SuiteContext): void {
     expectError(await queued, 'SHUTTING_DOWN');
   });
 
+  it('a second shutdown() with a shorter timeoutMs cuts the first one\'s wait short; both settle', async () => {
+    const backend = make();
+    let started = false;
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 600_000, onEvent: () => (started = true) });
+    await waitFor(async () => started || (await backend.stats()).active === 1);
+    // The first would wait ten minutes for the execution (past the test's own timeout).
+    const first = backend.shutdown({ timeoutMs: 600_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const second = backend.shutdown({ timeoutMs: 100 });
+    await Promise.all([first, second]);
+    expectError(await running, 'SHUTTING_DOWN');
+    expect((await backend.stats()).state).toBe('closed');
+  });
+
   it('shutdown() lets running executions finish within its timeout', async () => {
     const backend = make();
     let started = false;

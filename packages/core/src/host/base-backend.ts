@@ -13,6 +13,7 @@ import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
 import { settlesWithin } from '../settles-within.js';
 import { missingPluginFiles } from './plugin-files.js';
+import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionResult, IExecutionBackend, IsolationReport, ShutdownOptions } from '../types.js';
 import { WorkspaceManager } from './workspace-manager.js';
@@ -66,6 +67,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   #readyError: KnownExecutionError | undefined;
   readonly #pendingSources: readonly PluginSource[];
   #shutdown: Promise<void> | undefined;
+  #shutdownDeadline: ShutdownDeadline | undefined;
   readonly #shutdownHooks = new ShutdownHooks();
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
@@ -232,7 +234,12 @@ export abstract class BaseBackend implements IExecutionBackend {
     // Checked on every call: a mistake is said whether or not a shutdown already runs.
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
-    if (this.#shutdown) return this.#shutdown;
+    if (this.#shutdown) {
+      // A second call may cut the wait shorter (a second Ctrl-C), never longer.
+      this.#shutdownDeadline?.tighten(timeoutMs);
+      return this.#shutdown;
+    }
+    const deadline = (this.#shutdownDeadline = new ShutdownDeadline(timeoutMs));
     this.#state = 'shutting-down';
     this.#watcher?.close();
     this.#stopHearingReloads();
@@ -240,8 +247,8 @@ export abstract class BaseBackend implements IExecutionBackend {
     // What onShutdown() registered closes first, while the backend still serves (a channel
     // mount runs its connections' disconnect handlers on it). With nothing registered, it stops
     // taking work at once: an execute() called right after shutdown() gets SHUTTING_DOWN.
-    const hooks = this.#shutdownHooks.run(timeoutMs);
-    this.#shutdown = hooks ? hooks.then(() => this.#stop(timeoutMs)) : this.#stop(timeoutMs);
+    const hooks = this.#shutdownHooks.run(timeoutMs, deadline);
+    this.#shutdown = hooks ? hooks.then(() => this.#stop(deadline)) : this.#stop(deadline);
     return this.#shutdown;
   }
 
@@ -258,10 +265,10 @@ export abstract class BaseBackend implements IExecutionBackend {
    * finish (bounded) — running, or holding a slot on their way to a runner (their workspace being
    * made, say) — stop the rest, wait for their release, close the runners.
    */
-  async #stop(timeoutMs: number): Promise<void> {
+  async #stop(deadline: ShutdownDeadline): Promise<void> {
     this.#stopping = true;
     this.#scheduler.closeQueue(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
-    if (this.#inflight > 0) await settlesWithin(this.#idle(), timeoutMs);
+    if (this.#inflight > 0) await deadline.within(this.#idle());
     this.#closing = true;
     const running = this.#host.running;
     for (const execution of [...running]) {

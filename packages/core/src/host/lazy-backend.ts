@@ -9,6 +9,7 @@ import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from '.
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import type { ExecutionResult } from '../types.js';
+import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 
 /**
@@ -76,6 +77,9 @@ class LazyBackend implements LazyExecutionBackend {
   #loading: Promise<Loadable> | undefined;
   #backend: Loadable | undefined;
   #shutdown: Promise<void> | undefined;
+  #shutdownDeadline: ShutdownDeadline | undefined;
+  /** The loaded backend, once its own shutdown was called. */
+  #closing: Loadable | undefined;
   readonly #shutdownHooks = new ShutdownHooks();
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
@@ -201,18 +205,24 @@ class LazyBackend implements LazyExecutionBackend {
   shutdown(options?: ShutdownOptions): Promise<void> {
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
-    if (this.#shutdown) return this.#shutdown;
+    if (this.#shutdown) {
+      // As BaseBackend: a second call may cut the wait shorter, never longer.
+      this.#shutdownDeadline?.tighten(timeoutMs);
+      void this.#closing?.shutdown({ timeoutMs: this.#shutdownDeadline!.remainingMs() });
+      return this.#shutdown;
+    }
+    const deadline = (this.#shutdownDeadline = new ShutdownDeadline(timeoutMs));
     // As BaseBackend: what onShutdown() registered runs while executions are still taken; with
     // nothing registered, none is taken from now on.
-    const hooks = this.#shutdownHooks.run(timeoutMs);
+    const hooks = this.#shutdownHooks.run(timeoutMs, deadline);
     if (!hooks) this.#stopping = true;
     this.#shutdown = (async () => {
       await hooks;
       this.#stopping = true;
       // Never loaded: nothing to stop, and nothing should be loaded just to stop it.
       if (!this.#loading) return;
-      const backend = await this.#loading.catch(() => undefined);
-      await backend?.shutdown({ timeoutMs });
+      const backend = (this.#closing = await this.#loading.catch(() => undefined));
+      await backend?.shutdown({ timeoutMs: deadline.remainingMs() });
     })();
     return this.#shutdown;
   }

@@ -1,7 +1,7 @@
-import { settlesWithin } from '../settles-within.js';
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
 import { nearest } from './nearest-name.js';
+import type { ShutdownDeadline } from './shutdown-deadline.js';
 
 /** The longest shutdown wait taken (a timer's own limit, ~24.8 days). */
 const MAX_SHUTDOWN_MS = 0x7fff_ffff;
@@ -39,14 +39,14 @@ export class ShutdownHooks {
     return () => void this.#listeners.delete(listener);
   }
 
-  /** Run every listener (bounded by `timeoutMs`); undefined when there is none, so that the caller may stop at once. */
-  run(timeoutMs: number): Promise<void> | undefined {
+  /** Run every listener (bounded by the deadline); undefined when there is none, so that the caller may stop at once. */
+  run(timeoutMs: number, deadline: ShutdownDeadline): Promise<void> | undefined {
     this.#ran = timeoutMs;
     const listeners = [...this.#listeners];
     this.#listeners.clear();
     if (listeners.length === 0) return undefined;
     const settled = Promise.allSettled(listeners.map((listener) => Promise.resolve().then(() => listener({ timeoutMs }))));
-    return settlesWithin(settled, timeoutMs).then(() => undefined);
+    return deadline.within(settled).then(() => undefined);
   }
 }
 
