@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { ValidationError } from './errors.js';
+import { nearest } from './host/nearest-name.js';
 
 import type { ValidationIssue } from './error-details.js';
 
@@ -16,8 +17,40 @@ export function formatPath(path: readonly PropertyKey[], root = ''): string {
   return out || '(root)';
 }
 
-export function issuesOf(error: z.ZodError, root = ''): ValidationIssue[] {
-  return withinUnions(error.issues).map((issue) => issueOf(issue, root));
+/**
+ * The issues of a failed parse, each path readable. Given the schema, a key it does not take is
+ * said one by one, with the nearest key it takes there (`timeoutMS` → did you mean "timeoutMs"?).
+ */
+export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): ValidationIssue[] {
+  return withinUnions(error.issues).flatMap((issue) => {
+    if (!schema || issue.code !== 'unrecognized_keys') return [issueOf(issue, root)];
+    const known = keysAt(schema, issue.path);
+    return issue.keys.map((key) => {
+      const near = nearest(key, known);
+      return { path: formatPath(issue.path, root), message: `unknown key ${JSON.stringify(key)}${near ? `; did you mean "${near}"?` : ''}` };
+    });
+  });
+}
+
+/**
+ * The keys an object schema takes at `path` (`connection` → `servers`, `user`, `tls` …;
+ * `handlers.run` → `entry`, `export` …), through optional and default wrappers, unions (`watch`:
+ * a boolean or an object), records and arrays.
+ */
+export function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  type Node = { shape?: Record<string, Node>; unwrap?: () => Node; options?: Node[]; valueType?: Node } | undefined;
+  const unwrap = (node: Node): Node => {
+    // An array unwraps to its items (zod's ZodArray.unwrap()), so an index in the path is passed over.
+    while (node && !node.shape && typeof node.unwrap === 'function') node = node.unwrap();
+    if (node && !node.shape && Array.isArray(node.options)) return node.options.map(unwrap).find((option) => option?.shape);
+    return node;
+  };
+  let node = unwrap(schema as unknown as Node);
+  for (const key of path) {
+    if (typeof key === 'number') continue;
+    node = unwrap(node?.shape ? node.shape[key as string] : node?.valueType);
+  }
+  return node?.shape ? Object.keys(node.shape) : [];
 }
 
 /**
@@ -97,7 +130,7 @@ export function validationError(subject: string, issues: ValidationIssue[], extr
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown, subject: string, root = '', extra?: Record<string, unknown>): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  throw validationError(subject, issuesOf(result.error, root), extra);
+  throw validationError(subject, issuesOf(result.error, root, schema), extra);
 }
 
 /**

@@ -42,7 +42,30 @@ describe('manifest top-level keys', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(ValidationError);
-    expect((error as Error).message).toMatch(/unknown key "permisions"/);
+    expect((error as Error).message).toMatch(/unknown key "permisions"; did you mean "permissions"\?/);
+  });
+
+  it('names the nearest key a manifest takes, at every depth, for each unknown key', () => {
+    const manifest = {
+      ...base,
+      handlers: { h: { entry: './h.mjs', timeoutMS: 100, permissions: { fss: {} } } },
+      channels: [{ path: '/x', handler: 'h', maxPayLoad: 5 }],
+      zzzzzz: 1,
+    };
+    let error: unknown;
+    try {
+      new PluginRegistry().register({ root: process.cwd(), manifest });
+    } catch (e) {
+      error = e;
+    }
+    expect((error as ValidationError).details.issues).toEqual(
+      expect.arrayContaining([
+        { path: 'handlers.h', message: 'unknown key "timeoutMS"; did you mean "timeoutMs"?' },
+        { path: 'handlers.h.permissions', message: 'unknown key "fss"; did you mean "fs"?' },
+        { path: 'channels[0]', message: 'unknown key "maxPayLoad"; did you mean "maxPayload"?' },
+        { path: '(root)', message: 'unknown key "zzzzzz"' },
+      ]),
+    );
   });
 
   it('accepts "$schema" (for editors) and ignores it at run time', () => {

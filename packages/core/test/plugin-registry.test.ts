@@ -190,7 +190,7 @@ describe('loading a plugin folder', () => {
     expect(caught).toBeInstanceOf(ValidationError);
     expect((caught as ValidationError).details.issues).toEqual([
       { path: 'handlers.h', message: 'is given twice (JSON keeps only the last)' },
-      { path: '(root)', message: 'unknown key "permisions"' },
+      { path: '(root)', message: 'unknown key "permisions"; did you mean "permissions"?' },
     ]);
   });
 

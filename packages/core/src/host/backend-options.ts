@@ -6,7 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
-import { formatPath, issueOf, validationError, withinUnions } from '../validation.js';
+import { formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
 import { WorkspaceManager } from './workspace-manager.js';
@@ -136,19 +136,6 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
     });
   });
   throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
-}
-
-/** The option names an object schema takes at `path` (`connection` → `servers`, `user`, `tls` …), through optional and default wrappers and unions (`watch`: a boolean or an object). */
-function keysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  type Node = { shape?: Record<string, Node>; unwrap?: () => Node; options?: Node[] } | undefined;
-  const unwrap = (node: Node): Node => {
-    while (node && !node.shape && typeof node.unwrap === 'function') node = node.unwrap();
-    if (node && !node.shape && Array.isArray(node.options)) return node.options.map(unwrap).find((option) => option?.shape);
-    return node;
-  };
-  let node = unwrap(schema as unknown as Node);
-  for (const key of path) node = unwrap(node?.shape?.[String(key)]);
-  return node?.shape ? Object.keys(node.shape) : [];
 }
 
 /** "must be one of 'a', 'b'", with what was given and, for a string close to one, that one (`worker-pol` → "did you mean 'worker-pool'?"). */
