@@ -1,6 +1,11 @@
 import type { z } from 'zod';
 import type { ContextDescriptor } from './host/request.js';
 
+/**
+ * `ctx.logger`. A line reaches the host's `onLog` with its fields, the same on every backend;
+ * fields that are not an object (plain JavaScript, console-style: `logger.info('user', name)`)
+ * arrive as `{ value }`.
+ */
 export interface HandlerLogger {
   debug(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;

@@ -27,6 +27,16 @@ function streamTests(suite: SuiteContext): void {
     expect(mine[5]).toMatchObject({ message: 'not really an error', fields: { code: 7 } });
   });
 
+  it('a logger line whose fields are not an object (console-style) is delivered with them as { value }', async () => {
+    const backend = make();
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits', input: { oddFields: true } }, { onLog: (l) => logs.push(l) });
+    expectOk(result);
+    expect(result.data).toBe('logged');
+    const fields = logs.filter((l) => l.stream === 'logger').map((l) => l.fields);
+    expect(fields).toEqual([{ value: 'alice' }, { value: 42 }, { value: true }, { value: [1, 2] }, undefined, { value: '5n' }, { value: 'Symbol(s)' }]);
+  });
+
   it('an event that cannot be sent throws in the handler, as often as it tries, and later events still arrive', async () => {
     const backend = make();
     const events: ExecutionEvent[] = [];

@@ -236,12 +236,22 @@ function exists(file: string): Promise<boolean> {
 }
 
 function createLogger(env: RuntimeEnvironment): HandlerLogger {
-  const log = (level: LogEntry['level']) => (message: unknown, fields?: Record<string, unknown>) => {
+  const log = (level: LogEntry['level']) => (message: unknown, fields?: unknown) => {
     let text = typeof message === 'string' ? message : logText(message);
     if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated]`;
-    env.log(level, text, fields === undefined ? undefined : (toWireValue(fields) as Record<string, unknown>));
+    env.log(level, text, logFields(fields));
   };
   return Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
+}
+
+/**
+ * A log line's fields, an object on every backend: what is not one (`logger.info('user', name)`,
+ * console-style, from plain JavaScript) is kept as `{ value }`; null or undefined is none.
+ */
+function logFields(fields: unknown): Record<string, unknown> | undefined {
+  if (fields === undefined || fields === null) return undefined;
+  const value = toWireValue(fields);
+  return typeof fields === 'object' && !Array.isArray(fields) && value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : { value };
 }
 
 /**
