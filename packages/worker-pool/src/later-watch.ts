@@ -11,7 +11,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
 import timers from 'node:timers';
 import promiseTimers from 'node:timers/promises';
-import { Worker } from 'node:worker_threads';
+import workerThreads, { Worker } from 'node:worker_threads';
 
 const apply = Reflect.apply;
 const getPrototypeOf = Object.getPrototypeOf;
@@ -20,8 +20,8 @@ const getPrototypeOf = Object.getPrototypeOf;
 type Leaves = (args: unknown[]) => boolean;
 
 /**
- * Seen: a timer, immediate or nested Worker unref'd (a nested thread can still emit 'exit' or
- * 'message' later); a socket, server, UDP socket or child process unref'd; a file watcher that
+ * Seen: a timer or immediate unref'd; a nested Worker still running (ref'd or not: it can still
+ * emit 'exit' or 'message' later); a socket, server, UDP socket or child process unref'd; a file watcher that
  * is not persistent or unref'd; a timer through `timers._unrefActive`; an `Atomics.waitAsync` (it
  * would go on during another plugin's execution); an async hook enabled (it would see another
  * plugin's execution). A handler that replaces a wrapper is caught too. Not seen: a port or
@@ -32,8 +32,11 @@ export class LaterWatch {
   #during = false;
   #seen = false;
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
+  /** Nested Workers started on this thread and not exited yet. */
+  readonly #workers = new Set<object>();
 
   constructor() {
+    this.#watchNestedWorkers();
     const timeout = setTimeout(noop, 0);
     const immediate = setImmediate(noop);
     clearTimeout(timeout);
@@ -94,6 +97,26 @@ export class LaterWatch {
     entry[2] = wrapper;
   }
 
+  /**
+   * A nested Worker still running when an execution ends would go on during the next one (its
+   * 'exit' and 'message' listeners run there), ref'd or not: on Node 20 a running Worker is not
+   * among the loop's active resources, so HandleWatch cannot see it. Workers made through
+   * `worker_threads.Worker` are counted until their 'exit'.
+   */
+  #watchNestedWorkers(): void {
+    const running = this.#workers;
+    const once = Worker.prototype.once;
+    class CountedWorker extends Worker {
+      constructor(...args: ConstructorParameters<typeof Worker>) {
+        super(...args);
+        running.add(this);
+        apply(once, this, ['exit', () => running.delete(this)]);
+      }
+    }
+    Object.defineProperty(CountedWorker, 'name', { value: 'Worker' });
+    (workerThreads as { Worker: typeof Worker }).Worker = CountedWorker;
+  }
+
   begin(): void {
     this.#during = true;
     this.#seen = false;
@@ -102,6 +125,7 @@ export class LaterWatch {
   /** Ends the watch of an execution: true when it left something to run later. */
   end(): boolean {
     this.#during = false;
+    if (this.#workers.size > 0) return true;
     for (let i = 0; i < this.#wrapped.length; i++) {
       const [holder, method, wrapper] = this.#wrapped[i]!;
       if (holder[method] !== wrapper) return true;

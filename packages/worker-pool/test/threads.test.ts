@@ -153,6 +153,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['promised-interval', 'handles-left'],
     ['scheduler-wait', 'handles-left'],
     ['unref-worker', 'handles-left'],
+    ['worker', 'handles-left'],
     ['wait-async', 'handles-left'],
     ['unref-server', 'handles-left'],
     ['unref-udp', 'handles-left'],
