@@ -180,6 +180,20 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     expect(await runners(backend)).toMatchObject({ killed: 1, live: 0 });
   });
 
+  it('an abort does not lengthen the time limit: cancelGraceMs ends at the execution\'s own limit', async () => {
+    // A minute of grace (the most it takes), a limit of 1.5 s: the child is signalled at the limit.
+    const backend = make({ cancelGraceMs: 60_000 });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { signal: controller.signal, timeoutMs: 1500 });
+    expect(await eventually(async () => (await runners(backend)).live === 1)).toBe(true);
+    // Well into its loop (a child starts in tens of ms), so that the abort gets the grace.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    controller.abort();
+    const result = await pending;
+    expectError(result, 'ABORTED');
+    expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);
+  });
+
   it('a busy loop → TIMEOUT on time (SIGTERM to the group, no cancel grace), and the process is gone', async () => {
     const backend = make({ cancelGraceMs: 10_000 });
     const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 200 });

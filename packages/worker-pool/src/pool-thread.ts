@@ -344,15 +344,16 @@ export class PoolThread<Lane = unknown> {
     );
   }
 
-  /** BaseBackend stopped the running execution: the caller's abort gets a grace period, anything else ends the thread now. */
+  /** BaseBackend stopped the running execution: the caller's abort gets a grace period (within its time limit), anything else ends the thread now. */
   #stop(reason: ExecutionError): void {
     const execution = this.execution;
     if (!execution) return;
     execution.stop = reason;
-    if (reason.code === 'ABORTED' && this.#cancelGraceMs > 0) {
+    const graceMs = reason.code === 'ABORTED' ? execution.control.abortGraceMs(this.#cancelGraceMs) : 0;
+    if (graceMs > 0) {
       // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
       this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeError(reason) } } satisfies HostToThread);
-      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), this.#cancelGraceMs);
+      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), graceMs);
     } else {
       this.end({ kind: 'terminated' });
     }

@@ -55,6 +55,18 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
   });
 
+  it('an abort does not lengthen the time limit: cancelGraceMs ends at the execution\'s own limit', async () => {
+    // Ten minutes of grace, a limit of 300 ms: the thread is ended at the limit, not in ten minutes.
+    const backend = backends.make({ maxThreads: 1, cancelGraceMs: 600_000 });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 300 });
+    await waitFor(async () => (await runners(backend)).busy === 1);
+    controller.abort();
+    expectError(await pending, 'ABORTED');
+    await waitFor(async () => (await runners(backend)).terminated === 1);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+  });
+
   it('keeps the thread of a running execution that honours the abort (ctx.signal fires in the thread)', async () => {
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 5000 });
     const controller = new AbortController();

@@ -46,6 +46,11 @@ export interface DispatchControl extends HostServices {
   onStop(listener: StopListener): () => void;
   /** Why the execution was stopped, once it was (undefined until then). */
   readonly stopReason: KnownExecutionError | undefined;
+  /**
+   * How long, after the caller's abort, the handler may go on to honour `ctx.signal`: the
+   * backend's `cancelGraceMs`, but never past the execution's own time limit.
+   */
+  abortGraceMs(cancelGraceMs: number): number;
   /** Say who runs it (goes into `meta.runnerId`, `meta.pid`, `meta.workerId`, `meta.runnerHost`). */
   setRunner(runner: RunnerInfo): void;
   /**
@@ -91,6 +96,8 @@ export class ExecutionControl implements DispatchControl {
   readonly #telemetry: ExecutionTelemetry | undefined;
   /** Platform calls of this execution started in the host and not yet settled. */
   #callsInHost = 0;
+  /** When its time limit runs out (performance.now()), once it was dispatched. */
+  endsAt = Number.POSITIVE_INFINITY;
 
   constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform, telemetry?: ExecutionTelemetry) {
     this.#task = task;
@@ -103,6 +110,10 @@ export class ExecutionControl implements DispatchControl {
 
   get stopReason(): KnownExecutionError | undefined {
     return this.#stopReason;
+  }
+
+  abortGraceMs(cancelGraceMs: number): number {
+    return Math.max(0, Math.min(cancelGraceMs, Math.ceil(this.endsAt - performance.now())));
   }
 
   get keepWorkspace(): boolean {

@@ -288,6 +288,7 @@ export class Execution {
     const startedAt = performance.now();
     this.meta.queueWaitMs = round(startedAt - this.#t0);
     const limitMs = task.timeoutMs;
+    control.endsAt = startedAt + limitMs;
     return new Promise<Outcome>((resolve) => {
       const decide = (outcome: Outcome) => {
         deadlines.cancel(limitMs, deadline);

@@ -214,8 +214,10 @@ export class ChildRunner {
     // The rule of every backend: only the caller's abort gets `cancelGraceMs` to react to
     // ctx.signal (write a partial result, clean up). A timed-out handler has had its time, and so
     // has one cut by shutdown (which first waited its own timeout): SIGTERM at once.
+    // Within the execution's own time limit: an abort does not lengthen it.
     const aborted = (reason as { code?: unknown } | null)?.code === 'ABORTED';
-    if (this.#session && this.#handshaken && cancelGraceMs > 0 && aborted) this.#stopTimers.push(setTimeout(term, cancelGraceMs));
+    const graceMs = aborted && this.#control ? this.#control.abortGraceMs(cancelGraceMs) : 0;
+    if (this.#session && this.#handshaken && graceMs > 0) this.#stopTimers.push(setTimeout(term, graceMs));
     else term();
   }
 
