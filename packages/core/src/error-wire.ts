@@ -68,7 +68,9 @@ function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): S
     const wired = details && typeof details === 'object' ? toWireValue(details, seen, depth + 1) : undefined;
     out.details = wired && typeof wired === 'object' && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
   } else {
-    const props = ownProps(e, seen, depth);
+    // A foreign error's own `code` that is not a string (gRPC's 14), its `details`, and an
+    // `errors` list outside an AggregateError are its own props like any other.
+    const props = ownProps(e, seen, depth, out.code !== undefined, isInstance(e, AggregateError));
     if (props) out.props = props;
   }
   const cause = readProp(e, 'cause');
@@ -102,15 +104,16 @@ function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): S
   return out;
 }
 
-const SKIP_PROPS = new Set(['name', 'message', 'stack', 'cause', 'code', 'details', 'errors']);
+/** An error's fields the wire form carries apart from its props. */
+const SKIP_PROPS = new Set(['name', 'message', 'stack', 'cause']);
 
 /**
- * Props never copied onto a revived error: our own fields, and names of inherited methods. A wire
+ * Props never copied onto a revived error: its own fields, and names of inherited methods. A wire
  * `props.toString` (data, or a function turned into a string) would make `String(error)` throw on the host.
  */
 const SHADOW_KEYS: ReadonlySet<string> = new Set([...SKIP_PROPS, ...Object.getOwnPropertyNames(Object.prototype), ...Object.getOwnPropertyNames(Error.prototype)]);
 
-function ownProps(e: object, seen: WeakSet<object>, depth: number): Record<string, unknown> | undefined {
+function ownProps(e: object, seen: WeakSet<object>, depth: number, codeCarried: boolean, errorsCarried: boolean): Record<string, unknown> | undefined {
   let keys: string[];
   try {
     keys = Object.keys(e);
@@ -119,7 +122,7 @@ function ownProps(e: object, seen: WeakSet<object>, depth: number): Record<strin
   }
   let out: Record<string, unknown> | undefined;
   for (const key of keys.slice(0, MAX_KEYS)) {
-    if (SKIP_PROPS.has(key) || key === '__proto__') continue;
+    if (SKIP_PROPS.has(key) || key === '__proto__' || (key === 'code' && codeCarried) || (key === 'errors' && errorsCarried)) continue;
     out ??= {};
     defineData(out, key, toWireValue(readProp(e, key), seen, depth + 1));
   }
@@ -169,7 +172,7 @@ function deserializeAt(wire: SerializedError, depth: number): Error {
     if (code !== undefined) defineData(error as unknown as Record<string, unknown>, 'code', code);
     if (isPlainRecord(wire.props)) {
       for (const [key, value] of Object.entries(wire.props)) {
-        if (SHADOW_KEYS.has(key)) continue;
+        if (SHADOW_KEYS.has(key) || (key === 'code' && code !== undefined) || (key === 'errors' && Ctor === AggregateError)) continue;
         defineData(error as unknown as Record<string, unknown>, key, value);
       }
     }

@@ -8,6 +8,7 @@
 import type { ErrorDetailsByCode } from './error-details.js';
 import { describeThrown, describeValue, isError, readProp, safeString } from './wire-value.js';
 import { serializeError, type SerializedError } from './error-wire.js';
+import { reportedDetails } from './handler-details.js';
 
 /** Marks our errors across copies of this package (ESM + CJS builds, two installs). */
 const BRAND = Symbol.for('@kb-labs/plugin-execution/error');
@@ -153,7 +154,8 @@ const HANDLER_MAY_REPORT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HANDLER_
  * (`details.name`, `details.code`; the error itself as `cause`), anything else as toHandlerError.
  */
 export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] = []): KnownExecutionError {
-  if (!isExecutionError(thrown) || HANDLER_MAY_REPORT.has(thrown.code) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
+  if (!isExecutionError(thrown) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
+  if (HANDLER_MAY_REPORT.has(thrown.code)) return withReportedDetails(toHandlerError(thrown));
   return new HandlerError(`The handler threw ${thrown.name} (${thrown.code}): ${thrown.message}`, { details: { name: thrown.name, code: thrown.code }, cause: thrown });
 }
 
@@ -163,7 +165,9 @@ export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] 
  * everything else becomes a HandlerError whose `cause` is the thrown value.
  */
 export function toHandlerError(thrown: unknown): KnownExecutionError {
-  if (isExecutionError(thrown)) return thrown instanceof ExecutionError || isBranded(thrown) ? thrown : asOurs(thrown);
+  // One of another copy of the package (a plugin's own install, the other of the ESM and CommonJS
+  // builds) is made one of ours, as the wire would make it: `instanceof` works on every backend.
+  if (isExecutionError(thrown)) return thrown instanceof ExecutionError ? thrown : asOurs(thrown);
   if (isError(thrown)) {
     const e = thrown as Error;
     const error = new HandlerError(safeString(readProp(e, 'message')) || safeString(readProp(e, 'name')) || 'Handler threw', {
@@ -179,21 +183,13 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
   return new HandlerError(describeThrown(thrown), { details: { thrown: describeValue(thrown) } });
 }
 
-function isBranded(value: object): boolean {
-  try {
-    return (value as Record<symbol, unknown>)[BRAND] === true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * An error only shaped like ours (a plain Error given our name and code: a plugin re-throwing what
  * another service sent it) made one of ours, as the wire would make it: `instanceof` works, and
  * `details` is an object.
  */
-function asOurs(shaped: KnownExecutionError): KnownExecutionError {
-  const details = readProp(shaped, 'details');
+function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknown>): KnownExecutionError {
+  const details = withDetails ?? readProp(shaped, 'details');
   const cause = readProp(shaped, 'cause');
   const Class = ERROR_CLASSES[shaped.code] as new (message?: string, options?: ExecutionErrorOptions<object>) => KnownExecutionError;
   const error = new Class(safeString(readProp(shaped, 'message')), {
@@ -203,6 +199,13 @@ function asOurs(shaped: KnownExecutionError): KnownExecutionError {
   const stack = readProp(shaped, 'stack');
   if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
   return error;
+}
+
+/** A VALIDATION_ERROR or PERMISSION_DENIED a handler reported, its details kept to that code's shape (handler-details.ts). */
+function withReportedDetails(error: KnownExecutionError): KnownExecutionError {
+  const details = error.details as Record<string, unknown>;
+  const reported = reportedDetails(error.code, details);
+  return reported === details ? error : asOurs(error, reported);
 }
 
 /**

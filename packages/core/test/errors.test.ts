@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import * as esm from '@kb-labs/plugin-execution-core';
 import { AbortedError, BackendNotInstalledError, ERROR_CODES, ExecutionError, HandlerError, HandlerNotFoundError, InternalError, PermissionDeniedError, QueueFullError, ShuttingDownError, TimeoutError, ValidationError, WorkerCrashedError, WorkspaceError, deserializeError, isExecutionError, isSerializedError, serializeError, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { toInternalError, toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { handlerThrew, toInternalError, toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 type Core = typeof esm;
@@ -123,6 +123,13 @@ describe('wire form of errors a handler throws', () => {
     const fsError = Object.assign(new Error("ENOENT: no such file or directory, open 'x'"), { code: 'ENOENT', errno: -2, syscall: 'open', path: 'x' });
     const back = TRIPS.json(fsError) as Error & Record<string, unknown>;
     expect(back).toMatchObject({ code: 'ENOENT', errno: -2, syscall: 'open', path: 'x' });
+    expect(isExecutionError(back)).toBe(false);
+  });
+
+  it('keeps a foreign error\'s code that is not a string, its details and its errors list (a gRPC ServiceError, say)', () => {
+    const grpc = Object.assign(new Error('14 UNAVAILABLE: svc down'), { code: 14, details: 'svc down', errors: ['first try'], metadata: { retry: true } });
+    const back = TRIPS.json(toHandlerError(grpc)).cause as Error & Record<string, unknown>;
+    expect(back).toMatchObject({ message: '14 UNAVAILABLE: svc down', code: 14, details: 'svc down', errors: ['first try'], metadata: { retry: true } });
     expect(isExecutionError(back)).toBe(false);
   });
 
@@ -313,11 +320,16 @@ describe('toHandlerError', () => {
     }
   });
 
-  it('passes our own errors through untouched', () => {
+  it('passes our own errors through untouched; one of another copy of the package is made ours', () => {
     const denied = new PermissionDeniedError('denied');
     expect(toHandlerError(denied)).toBe(denied);
-    const foreignCopy = new cjs.TimeoutError('from the other build');
-    expect(toHandlerError(foreignCopy)).toBe(foreignCopy);
+    const foreignCopy = new cjs.PermissionDeniedError('from the other build', { details: { resource: 'platform.kv.get', phase: 'platform' } });
+    const made = toHandlerError(foreignCopy);
+    // instanceof works, as it does for the same error on a backend that carries it over the wire.
+    expect(made).toBeInstanceOf(PermissionDeniedError);
+    expect(made).toBeInstanceOf(ExecutionError);
+    expect(made).toMatchObject({ code: 'PERMISSION_DENIED', message: 'from the other build', details: { resource: 'platform.kv.get', phase: 'platform' } });
+    expect(made.stack).toBe(foreignCopy.stack);
   });
 
   it('wraps an Error keeping it as cause, with its stack and name', () => {
@@ -454,5 +466,30 @@ describe('two copies of the package (ESM and CJS builds loaded together)', () =>
       expect(copy.isExecutionError(undefined)).toBe(false);
       expect(copy.isExecutionError('TIMEOUT')).toBe(false);
     }
+  });
+});
+
+describe('handlerThrew: what a handler may report keeps the shape docs/errors.md gives its code', () => {
+  it('passes well-formed details of ctx\'s own errors as they are', () => {
+    const denied = new PermissionDeniedError('no kv', { details: { resource: 'platform.kv.get', phase: 'platform', service: 'kv', method: 'get' } });
+    expect(handlerThrew(denied)).toBe(denied);
+    const invalid = new ValidationError('bad input', { details: { phase: 'input', issues: [{ path: 'input.n', message: 'must be a number' }], extra: 1 } });
+    expect(handlerThrew(invalid)).toBe(invalid);
+  });
+
+  it('drops what a plugin put in details that the code\'s type does not allow, on every path a handler error takes', () => {
+    const forgedIssues = Object.assign(new Error('bad'), { name: 'ValidationError', code: 'VALIDATION_ERROR', details: { issues: 5, phase: 7, note: 'kept' } });
+    for (const thrown of [forgedIssues, TRIPS.json(forgedIssues)]) {
+      const reported = handlerThrew(thrown);
+      expect(reported).toBeInstanceOf(ValidationError);
+      expect(reported.details).toEqual({ note: 'kept' });
+    }
+    const someIssues = new ValidationError('bad', { details: { issues: [{ path: 'a', message: 'm' }, 'junk', { path: 1 }] as never } });
+    expect(handlerThrew(someIssues).details).toEqual({ issues: [{ path: 'a', message: 'm' }] });
+    const forgedPreflight = new PermissionDeniedError('denied', { details: { phase: 'preflight', missing: ['network'], resource: { evil: true } as never, extra: 1 } as never });
+    const reported = handlerThrew(forgedPreflight);
+    expect(reported).toBeInstanceOf(PermissionDeniedError);
+    expect(reported.details).toEqual({ missing: ['network'] });
+    expect(reported.message).toBe('denied');
   });
 });

@@ -55,6 +55,24 @@ function thrownValueTests(suite: SuiteContext): void {
     expect((result.error.cause as { code?: unknown }).code).toBe(code);
   });
 
+  it.each([
+    ['VALIDATION_ERROR', 'ValidationError', { issues: 5, phase: 7, note: 'kept' }, { note: 'kept' }],
+    ['PERMISSION_DENIED', 'PermissionDeniedError', { phase: 'preflight', missing: ['network'], resource: { evil: true } }, { missing: ['network'] }],
+  ])('a %s a handler reports keeps the details its code\'s type allows, and no more', async (code, name, details, kept) => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name, details } });
+    expectError(result, code as 'VALIDATION_ERROR');
+    expect(result.error).toBeInstanceOf(ExecutionError);
+    expect(result.error.details).toEqual(kept);
+  });
+
+  it('keeps a thrown error\'s own code that is not a string and its details, on its cause', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code: 14, name: 'ServiceError', details: 'svc down' } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.cause).toMatchObject({ name: 'ServiceError', code: 14, details: 'svc down' });
+  });
+
   it('an event that cannot be sent is VALIDATION_ERROR naming where in it, on every backend', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'emits-uncloneable' });

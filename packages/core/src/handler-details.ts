@@ -1,0 +1,50 @@
+/**
+ * The `details` of a VALIDATION_ERROR or PERMISSION_DENIED a handler reported by throwing it (one
+ * of ctx's own, or its verdict on its input), kept to the shape docs/errors.md gives that code: a
+ * plugin's word must not hand the host a `details.issues` that is not a list, or a `phase` that
+ * says the execution was refused before it ran.
+ */
+import type { ValidationIssue } from './error-details.js';
+
+type Details = Record<string, unknown>;
+
+const PERMISSION_STRINGS = ['pluginId', 'handlerId', 'resource', 'permission', 'path', 'service', 'method'] as const;
+/** `preflight` is the host's refusal before anything ran: never a handler's. */
+const HANDLER_PHASES: ReadonlySet<unknown> = new Set(['runtime', 'platform']);
+
+/** `details` as reported for `code`, or `details` itself when it already has that shape. */
+export function reportedDetails(code: string, details: Details): Details {
+  if (code === 'VALIDATION_ERROR') return validationDetails(details);
+  if (code === 'PERMISSION_DENIED') return permissionDetails(details);
+  return details;
+}
+
+function validationDetails(details: Details): Details {
+  const { issues, phase, path, reason } = details;
+  const issuesFit = issues === undefined || (Array.isArray(issues) && issues.every(isIssue));
+  const stringsFit = [phase, path, reason].every((value) => value === undefined || typeof value === 'string');
+  if (issuesFit && stringsFit) return details;
+  const out: Details = { ...details };
+  if (!issuesFit) {
+    const kept = Array.isArray(issues) ? issues.filter(isIssue) : [];
+    if (kept.length > 0) out.issues = kept;
+    else delete out.issues;
+  }
+  for (const key of ['phase', 'path', 'reason'] as const) if (out[key] !== undefined && typeof out[key] !== 'string') delete out[key];
+  return out;
+}
+
+function isIssue(value: unknown): value is ValidationIssue {
+  if (typeof value !== 'object' || value === null) return false;
+  const { path, message } = value as { path?: unknown; message?: unknown };
+  return typeof path === 'string' && typeof message === 'string';
+}
+
+function permissionDetails(details: Details): Details {
+  const out: Details = {};
+  for (const key of PERMISSION_STRINGS) if (typeof details[key] === 'string') out[key] = details[key];
+  const { missing, phase } = details;
+  if (Array.isArray(missing) && missing.every((item) => typeof item === 'string')) out.missing = missing;
+  if (HANDLER_PHASES.has(phase)) out.phase = phase;
+  return Object.keys(out).length === Object.keys(details).length ? details : out;
+}
