@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -339,6 +339,21 @@ describe.runIf(linux)('inside the sandbox', () => {
     expectError(result, 'PERMISSION_DENIED');
     expect(result.error.message).toContain('a path inside the plugin folder that the sandbox user cannot use');
     expect((await backend.health()).isolation.reason).not.toContain('not as uid');
+  });
+
+  it.runIf(root)("a Node the sandbox user cannot reach (nvm or npx under a 0700 folder) still runs sandboxed, as the host's user, and says so", async () => {
+    const closed = await mkdtemp(path.join(scratch, 'closed-node-'));
+    await chmod(closed, 0o700);
+    const node = path.join(closed, 'node');
+    await copyFile(process.execPath, node);
+    await chmod(node, 0o755);
+    const backend = make({ sandbox: 'required', execPath: node });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(result);
+    expect((result.data as { uid: number }).uid).toBe(0);
+    const health = await backend.health();
+    expect(health.isolation.active).toBe('bubblewrap');
+    expect(health.isolation.reason).toContain(`not as uid 65534: ${closed} does not let uid 65534 pass`);
   });
 
   it('a plugin folder moved away under the running host is HANDLER_NOT_FOUND saying so, not a crashed child', async () => {

@@ -265,16 +265,20 @@ function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
 }
 
 function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
-  const args = [...isolationArgs(false), ...runtimeView(config.execPath).args(), '--', config.execPath, '-e', '0'];
+  const view = runtimeView(config.execPath);
+  const args = [...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
+  // A Node the sandbox user cannot reach (nvm or npx under a 0700 /root) is probed as the host's
+  // user: each child then runs sandboxed as that user, and says so (Sandbox.#userFor).
+  const user = config.user && !unusableBy(config.user, view.binds(), new Set()) ? config.user : undefined;
   return new Promise((resolve) => {
     const child = execFile(
       bwrap,
       args,
-      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeout: PROBE_TIMEOUT_MS, ...(config.user ?? {}) },
+      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeout: PROBE_TIMEOUT_MS, ...(user ?? {}) },
       (error, _stdout, stderr) => {
         if (!error) return resolve({ active: true, bwrap });
         const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
-        const as = config.user ? ` as uid ${config.user.uid}` : '';
+        const as = user ? ` as uid ${user.uid}` : '';
         resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
       },
     );
