@@ -68,6 +68,8 @@ export class PoolThread<Lane = unknown> {
   /** Its channel, from its hello: until then it takes nothing. */
   port: MessagePort | undefined;
   execution: Execution | undefined;
+  /** Its heap cap in MB, as V8 set it (Node's default where no limit was given), once it said hello. */
+  heapLimitMb: number | undefined;
   /** The thread sent something for the running execution: it has begun it. */
   heard = false;
   /** It declined the execution handed to it, unbegun (its globals were changed by an earlier handler). */
@@ -257,6 +259,7 @@ export class PoolThread<Lane = unknown> {
     this.#taskPort = message.tasks;
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
+    if (typeof message.heapLimitMb === 'number' && Number.isFinite(message.heapLimitMb)) this.heapLimitMb = message.heapLimitMb;
     this.port.on('message', (m: unknown) => this.#onMessage(m));
     this.port.on('messageerror', (error: Error) => this.#unreadable(error));
     this.port.unref();

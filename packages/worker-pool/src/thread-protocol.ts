@@ -29,6 +29,8 @@ export interface ThreadHello {
   tasks: MessagePort;
   /** [0] is bumped, and notified, by the host after each task it posts: the idle thread waits on it; [1] and [2] are flow-control.ts's; [3] counts the tasks the thread has taken. */
   wake: SharedArrayBuffer;
+  /** Its heap cap in MB as V8 applies it (the host's `--max-old-space-size`, or V8's default, where the pool sets none). */
+  heapLimitMb: number;
 }
 
 /** Why a thread asks not to be reused after it answered. */

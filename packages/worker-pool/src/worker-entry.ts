@@ -3,6 +3,7 @@
  * and keeps the thread clean enough to hand to the next plugin. Imports only core's zod-free
  * runner entry: building the schemas would add tens of milliseconds to every thread start.
  */
+import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
 import { FLOW_SLOTS, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
@@ -135,7 +136,8 @@ function report(crash: CrashReport): void {
   }
 }
 
-const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, tasks: taskPort2, wake: wake.buffer as SharedArrayBuffer };
+const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 1024 / 1024);
+const hello: ThreadHello = { kbWorkerPool: 'hello', port: port2, tasks: taskPort2, wake: wake.buffer as SharedArrayBuffer, heapLimitMb };
 parentPort!.postMessage(hello, [port2, taskPort2]);
 idleSoon();
 

@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, runners, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, poolPlugin, runners, useBackends, waitFor } from './helpers.js';
 
 describe('worker-pool: crashes', () => {
   const backends = useBackends();
@@ -56,6 +56,28 @@ describe('worker-pool: crashes', () => {
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 32 });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+  });
+
+  it('out of memory with no heap cap of the pool\'s own → WORKER_CRASHED, reason oom, heapLimitMb the cap V8 gave the thread', () => {
+    // A host started with a small heap: its threads get V8's default cap from it (no resourceLimits).
+    const script = `
+      import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(poolPlugin)}], workspace: false, maxThreads: 1 });
+      const result = await backend.execute({ pluginId: '${POOL}', handlerId: 'alloc' }, { timeoutMs: 20_000 });
+      await backend.shutdown();
+      process.stdout.write(JSON.stringify(result.ok ? { ok: true } : { code: result.error.code, details: result.error.details }));
+    `;
+    const child = spawnSync(process.execPath, ['--max-old-space-size=48', '--input-type=module', '-e', script], {
+      cwd: path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'),
+      encoding: 'utf8',
+      timeout: 25_000,
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    const outcome = JSON.parse(child.stdout) as { code: string; details: { reason: string; heapLimitMb?: number } };
+    expect(outcome).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'oom' } });
+    // V8's whole heap limit (the 48 MB old generation and its young generation), not Node's gigabytes.
+    expect(outcome.details.heapLimitMb).toBeGreaterThanOrEqual(48);
+    expect(outcome.details.heapLimitMb).toBeLessThanOrEqual(200);
   });
 
   it('fails only the execution on the crashed thread', async () => {
