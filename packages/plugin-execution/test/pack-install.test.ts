@@ -159,9 +159,15 @@ async function main(): Promise<void> {
 void main();
 `;
 
-/** The same through a backend class, for TypeScript's older resolution (`module: commonjs` defaults to node10), which reads no `exports`. */
+/**
+ * The same through a backend class, for TypeScript's older resolution (`module: commonjs` defaults to node10), which reads no `exports`:
+ * core's subpaths, the manifest's JSON Schema included, are found through its `typesVersions`.
+ */
 const TS_NODE10_HOST = `import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import manifestSchema from '@kb-labs/plugin-execution-core/kb.plugin.schema.json';
+
+console.log('manifest schema', manifestSchema.$schema satisfies string);
 
 async function main(): Promise<void> {
   const backend = new WorkerPoolBackend({ plugins: ['./plugin'], maxThreads: 1 });
@@ -272,7 +278,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
         }),
         'host-node10.ts': TS_NODE10_HOST,
         'tsconfig.node10.json': JSON.stringify({
-          compilerOptions: { strict: true, noEmit: true, module: 'commonjs', moduleResolution: 'node10', target: 'es2022', types: ['node'], esModuleInterop: true, skipLibCheck: false },
+          compilerOptions: { strict: true, noEmit: true, module: 'commonjs', moduleResolution: 'node10', target: 'es2022', types: ['node'], esModuleInterop: true, resolveJsonModule: true, skipLibCheck: false },
           files: ['host-node10.ts'],
         }),
       }),
@@ -347,7 +353,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     expect(check.status).toBe(0);
   }, 60_000);
 
-  it("TypeScript's older resolution (node10, the default of module: commonjs) finds every package's types, the backend kit's subpath included", async () => {
+  it("TypeScript's older resolution (node10, the default of module: commonjs) finds every package's types, core's subpaths (the backend kit, the manifest's JSON Schema) included", async () => {
     const check = await run(process.execPath, [tsc, '-p', 'tsconfig.node10.json'], full);
     expect(check.stdout + check.stderr).toBe('');
     expect(check.status).toBe(0);
