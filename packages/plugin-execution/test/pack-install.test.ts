@@ -310,6 +310,36 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     }
   });
 
+  it('names the @kb-labs packages it depends on with a caret range of their version, so that a patch release of one satisfies the others', async () => {
+    const versions = new Map(PUBLISHED.map(({ manifest }) => [manifest.name, manifest.version]));
+    for (const { manifest } of PUBLISHED) {
+      const packed = JSON.parse(await tarballText(tarballs.get(manifest.name)!, 'package.json')) as { dependencies?: Record<string, string>; peerDependencies?: Record<string, string> };
+      const internal = Object.entries({ ...packed.dependencies, ...packed.peerDependencies }).filter(([name]) => name.startsWith('@kb-labs/'));
+      for (const [name, range] of internal) expect(range, `${manifest.name} → ${name}`).toBe(`^${versions.get(name)}`);
+    }
+  });
+
+  it('a patch release of one backend installs beside the others, with one copy of core, and runs', async () => {
+    const { manifest } = PUBLISHED.find(({ manifest }) => manifest.name === '@kb-labs/plugin-execution-worker-pool')!;
+    const [major, minor, patch] = manifest.version.split('.').map(Number);
+    const patchVersion = `${major}.${minor}.${patch! + 1}`;
+    // The worker-pool tarball as its next patch release would be: the same files, the next version.
+    const patched = path.join(root, 'patched-tarball');
+    await mkdir(patched);
+    await runOk('tar', ['-xzf', tarballs.get(manifest.name)!], patched);
+    const manifestFile = path.join(patched, 'package', 'package.json');
+    await writeFile(manifestFile, JSON.stringify({ ...JSON.parse(await readFile(manifestFile, 'utf8')), version: patchVersion }, null, 2));
+    const patchedTarball = path.join(patched, `worker-pool-${patchVersion}.tgz`);
+    await runOk('tar', ['-czf', patchedTarball, 'package'], patched);
+    const others = [...tarballs].filter(([name]) => name !== manifest.name).map(([, tarball]) => tarball);
+    const project = await createProject(path.join(root, 'patched'), [...others, patchedTarball], { 'host.mjs': ESM_HOST });
+    const lock = JSON.parse(await readFile(path.join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> };
+    expect(Object.keys(lock.packages).filter((key) => key.endsWith('/@kb-labs/plugin-execution-core'))).toEqual(['node_modules/@kb-labs/plugin-execution-core']);
+    expect(lock.packages['node_modules/@kb-labs/plugin-execution-worker-pool']?.version).toBe(patchVersion);
+    const { results } = parseOutput(await run(process.execPath, ['host.mjs', 'worker-pool'], project));
+    expect(results['worker-pool']).toEqual({ data: { greeting: 'hello, worker-pool' }, backend: 'worker-pool' });
+  }, 120_000);
+
   it('installs the tarballs themselves, not packages of the same name from the registry', async () => {
     const installed = await installedKbPackages(full);
     expect(Object.keys(installed).sort()).toEqual(PUBLISHED.map(({ manifest }) => manifest.name).sort());
