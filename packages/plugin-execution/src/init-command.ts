@@ -36,7 +36,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
-      `Run it:   kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
+      `Run it:   npx kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
       `Test it:  cd ${shellWord(dir)} && npm install @kb-labs/plugin-execution && npm test\n`,
   );
   return 0;

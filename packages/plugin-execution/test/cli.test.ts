@@ -168,17 +168,27 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
-  it('init creates a plugin that runs as created on every backend, and whose own test passes', async () => {
-    // The project around the plugin has the umbrella installed (a link to this package, as a
-    // package manager would make), so that the scaffold's own test resolves it.
+  it('init creates a plugin that runs as created on every backend, and whose own test passes; the command it prints runs it from the project', async () => {
+    // The project around the plugin has the umbrella installed (a link to this package and its
+    // bin, as a package manager would make), so that the scaffold's own test resolves it.
     const parent = await mkdtemp(path.join(os.tmpdir(), 'kb-init-'));
     try {
       await mkdir(path.join(parent, 'node_modules', '@kb-labs'), { recursive: true });
+      await mkdir(path.join(parent, 'node_modules', '.bin'));
+      await writeFile(path.join(parent, 'package.json'), JSON.stringify({ name: 'host', version: '0.0.0', private: true }));
       await symlink(path.resolve(path.dirname(cli), '..'), path.join(parent, 'node_modules', '@kb-labs', 'plugin-execution'), 'dir');
+      await symlink(path.join('..', '@kb-labs', 'plugin-execution', 'dist', 'cli.js'), path.join(parent, 'node_modules', '.bin', 'kb-plugin-exec'));
       const dir = path.join(parent, 'greeter');
-      const created = run(['init', dir]);
+      const created = spawnSync(process.execPath, [cli, 'init', 'greeter'], { cwd: parent, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
       expect(created.status, created.stderr).toBe(0);
       expect((await readdir(dir)).sort()).toEqual(['hello.mjs', 'hello.test.mjs', 'kb.plugin.json', 'package.json']);
+      // What it says to run, as typed in the project: the CLI is in node_modules/.bin, not on PATH
+      // (npm_config_yes=false: npx runs the project's bin or fails, never fetches a package).
+      const runIt = /^Run it: +(.+)$/m.exec(created.stdout)?.[1];
+      expect(runIt, created.stdout).toBe(`npx kb-plugin-exec run greeter hello --input '{"name":"Ada"}'`);
+      const printed = spawnSync('sh', ['-c', runIt!], { cwd: parent, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', npm_config_yes: 'false' }, timeout: 60_000 });
+      expect(printed.status, printed.stderr).toBe(0);
+      expect(JSON.parse(printed.stdout)).toEqual({ message: 'Hello, Ada!' });
       for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
         const result = run(['run', dir, 'hello', '--backend', backend, '--input', '{"name":"Ada"}', '--no-workspace']);
         expect(result.status, `${backend}: ${result.stderr}`).toBe(0);
