@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -51,15 +51,18 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-/** The README and every page under docs/. */
+/** The README, every page under docs/, and each package's README (what a user reads on the registry). */
 const DOCUMENTS = [
   'README.md',
   ...readdirSync(path.join(repo, 'docs'), { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.md'))
     .map((file) => `docs/${file}`),
+  ...readdirSync(path.join(repo, 'packages'))
+    .filter((folder) => existsSync(path.join(repo, 'packages', folder, 'README.md')))
+    .map((folder) => `packages/${folder}/README.md`),
 ];
 
-it('compiles every TypeScript snippet of the README and docs/ under strict', async () => {
+it('compiles every TypeScript snippet of the README, docs/ and the package READMEs under strict', async () => {
   expect(DOCUMENTS.length).toBeGreaterThanOrEqual(12);
   const snippets = (await snippetsOf(/```(?:ts|typescript)\n([\s\S]*?)```/g)).map(({ where, code }) => `// ${where}\n${code}`);
   expect(snippets.length).toBeGreaterThanOrEqual(15);
@@ -83,7 +86,7 @@ it('compiles every TypeScript snippet of the README and docs/ under strict', asy
   expect(run.status).toBe(0);
 });
 
-it('every JavaScript snippet of the README and docs/ is valid syntax on this Node (no `await using` on Node 20 and 22)', async () => {
+it('every JavaScript snippet of the README, docs/ and the package READMEs is valid syntax on this Node (no `await using` on Node 20 and 22)', async () => {
   const snippets = await snippetsOf(/```(?:js|javascript)\n([\s\S]*?)```/g);
   expect(snippets.length).toBeGreaterThanOrEqual(2);
   dir ??= await mkdtemp(path.join(here, '.doc-snippets-'));

@@ -1,38 +1,16 @@
-import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from '../../../scripts/nats-server.mjs';
+import { PUBLISHED, fromRepo, packPublished, repo, run, runOk, type Manifest, type Run } from './packed.js';
 
 // What a user gets from the registry: every published package packed as `pnpm publish` packs it,
 // installed with npm (its flat layout, third-party dependencies from the registry) into projects
 // outside the workspace, then used by an ESM host, a CommonJS host, a TypeScript host and the CLI.
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..', '..');
-const fromRepo = createRequire(path.join(repo, 'package.json'));
-// The repository's own pnpm (a root devDependency), by its package's `bin`: its exports map gives only package.json.
-const pnpmManifest = fromRepo.resolve('pnpm');
-const pnpm = path.join(path.dirname(pnpmManifest), (JSON.parse(readFileSync(pnpmManifest, 'utf8')) as { bin: { pnpm: string } }).bin.pnpm);
 const tsc = fromRepo.resolve('typescript/bin/tsc');
 const typesNodeVersion = (fromRepo('@types/node/package.json') as { version: string }).version;
 const LOCAL_BACKENDS = ['in-process', 'worker-pool', 'subprocess'] as const;
-
-interface Manifest {
-  name: string;
-  version: string;
-  private?: boolean;
-  license?: string;
-  devDependencies?: Record<string, string>;
-}
-
-/** Every package of packages/ that is published: its folder and manifest. */
-const PUBLISHED = readdirSync(path.join(repo, 'packages'))
-  .map((folder) => ({ dir: path.join(repo, 'packages', folder), manifest: JSON.parse(readFileSync(path.join(repo, 'packages', folder, 'package.json'), 'utf8')) as Manifest }))
-  .filter(({ manifest }) => !manifest.private);
 
 const PLUGIN_MANIFEST = {
   id: '@fixture/greeter',
@@ -179,42 +157,6 @@ async function main(): Promise<void> {
 void main();
 `;
 
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/**
- * The environment for what runs in a temp project, with nothing of the workspace in it: pnpm's
- * bin shims set NODE_PATH to the workspace's packages (a backend that is not installed would load
- * from there) and put its node_modules/.bin on PATH; the npm_* variables are the ones the script
- * runner (pnpm run, under turbo) set for this package's own script.
- */
-const projectEnv: NodeJS.ProcessEnv = {
-  ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^p?npm_/.test(name) && name !== 'NODE_PATH')),
-  PATH: (process.env.PATH ?? '').split(path.delimiter).filter((dir) => dir && !dir.startsWith(repo + path.sep)).join(path.delimiter),
-};
-
-/** A real process, to its end; its status and output. */
-function run(command: string, args: string[], cwd: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: projectEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.on('error', reject).on('close', (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-/** `run`, failing with the command's output unless it exits 0. */
-async function runOk(command: string, args: string[], cwd: string): Promise<Run> {
-  const result = await run(command, args, cwd);
-  expect(result.status, `${command} ${args.join(' ')} in ${cwd}\n${result.stdout}\n${result.stderr}`).toBe(0);
-  return result;
-}
-
 /** A project outside the workspace with the fixture plugin and the hosts, `npm install`ing `specs`. */
 async function createProject(dir: string, specs: string[], files: Record<string, string>): Promise<string> {
   await mkdir(path.join(dir, 'plugin'), { recursive: true });
@@ -258,11 +200,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     root = await mkdtemp(path.join(os.tmpdir(), 'kb-pack-install-'));
     const packed = path.join(root, 'tarballs');
     await mkdir(packed);
-    // pnpm, not npm: it writes what `pnpm publish` would (workspace: and catalog: specifiers
-    // replaced, the root .pnpmfile.cjs's beforePacking applied).
-    await Promise.all(PUBLISHED.map(({ dir }) => runOk(process.execPath, [pnpm, 'pack', '--pack-destination', packed], dir)));
-    for (const { manifest } of PUBLISHED) tarballs.set(manifest.name, path.join(packed, `${manifest.name.slice(1).replace('/', '-')}-${manifest.version}.tgz`));
-    expect((await readdir(packed)).sort()).toEqual([...tarballs.values()].map((file) => path.basename(file)).sort());
+    for (const [name, tarball] of await packPublished(packed)) tarballs.set(name, tarball);
     const tarball = (name: string) => tarballs.get(name)!;
     [full, coreOnly] = await Promise.all([
       createProject(path.join(root, 'full'), [...tarballs.values(), `@types/node@${typesNodeVersion}`], {

@@ -1,0 +1,69 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packPublished, pnpm, repo, run, runOk } from './packed.js';
+
+// pnpm's strict node_modules: a project sees only the packages it installed itself, not their
+// dependencies. The README's plugin, as the README writes it, in a project that installed what
+// the README's quick start says (the umbrella and zod), run by the quick start's host.
+const zodVersion = (createRequire(path.join(repo, 'packages', 'core', 'package.json'))('zod/package.json') as { version: string }).version;
+
+/** The README's fenced block of `lang` whose first line is `first`. */
+async function readmeBlock(lang: string, first: string): Promise<string> {
+  const readme = await readFile(path.join(repo, 'README.md'), 'utf8');
+  const block = [...readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))].map((m) => m[1]!).find((code) => code.startsWith(first));
+  expect(block, `README.md has a \`\`\`${lang} block starting ${first}`).toBeDefined();
+  return block!;
+}
+
+const HOST = `import { createExecutionBackend } from '@kb-labs/plugin-execution';
+const store = new Map([['last-run', 'yesterday']]);
+const results = {};
+for (const type of ['in-process', 'worker-pool', 'subprocess']) {
+  const backend = createExecutionBackend({ type, plugins: ['./plugins/my-plugin'], platform: { kv: { get: async (key) => store.get(key) } }, permissions: { platform: { kv: ['get'] } }, workspace: false });
+  try {
+    const result = await backend.execute({ pluginId: '@my-org/my-plugin', handlerId: 'run', input: { args: ['--verbose'] } });
+    results[type] = result.ok ? result.data : { code: result.error.code, message: result.error.message };
+  } finally {
+    await backend.shutdown();
+  }
+}
+process.stdout.write(JSON.stringify(results));
+`;
+
+describe("the README's plugin under pnpm's strict layout", () => {
+  let root: string;
+  let project: string;
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-pnpm-layout-'));
+    const packed = path.join(root, 'tarballs');
+    await mkdir(packed);
+    const tarballs = await packPublished(packed);
+    project = path.join(root, 'project');
+    const plugin = path.join(project, 'plugins', 'my-plugin');
+    await mkdir(path.join(plugin, 'dist'), { recursive: true });
+    // The umbrella from its tarball, and each package it depends on from its own (none is on the registry).
+    const overrides = Object.fromEntries([...tarballs].filter(([name]) => name !== '@kb-labs/plugin-execution').map(([name, tarball]) => [name, `file:${tarball}`]));
+    const manifest = { name: 'host', version: '0.0.0', private: true, type: 'module', dependencies: { '@kb-labs/plugin-execution': `file:${tarballs.get('@kb-labs/plugin-execution')}`, zod: zodVersion }, pnpm: { overrides } };
+    await writeFile(path.join(project, 'package.json'), JSON.stringify(manifest));
+    await writeFile(path.join(project, 'host.mjs'), HOST);
+    await writeFile(path.join(plugin, 'kb.plugin.json'), await readmeBlock('json', '{\n  "id": "@my-org/my-plugin"'));
+    await writeFile(path.join(plugin, 'package.json'), await readmeBlock('json', '{ "type": "module" }'));
+    await writeFile(path.join(plugin, 'dist', 'run.js'), await readmeBlock('js', '// plugins/my-plugin/dist/run.js'));
+    await runOk(process.execPath, [pnpm, 'install', '--prefer-offline', '--config.node-linker=isolated'], project);
+  }, 300_000);
+
+  afterAll(async () => {
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('runs on each local backend, its imports resolved from what the project installed', async () => {
+    const result = await run(process.execPath, ['host.mjs'], project);
+    expect(result.status, result.stderr).toBe(0);
+    const expected = { args: ['--verbose'], cached: 'yesterday' };
+    expect(JSON.parse(result.stdout)).toEqual({ 'in-process': expected, 'worker-pool': expected, subprocess: expected });
+  }, 60_000);
+});
