@@ -27,6 +27,14 @@ function timeoutTests(suite: SuiteContext): void {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
+  it('a handler that blocks its loop past its time limit, then answers, gets TIMEOUT on every backend', async () => {
+    const backend = make();
+    // 600 ms of synchronous work against a 150 ms limit: in-process, the host's own loop is held throughout.
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'cpu', input: { ms: 600 } }, { timeoutMs: 150 });
+    expectError(result, 'TIMEOUT');
+    expect(result.error.details).toMatchObject({ timeoutMs: 150 });
+  });
+
   it('counts the manifest timeout when the request sets none', async () => {
     // The backend's default is far longer and the handler waits for longer still: only the
     // manifest's limit can end it, and the error and meta both name that limit.

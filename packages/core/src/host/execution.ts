@@ -314,6 +314,9 @@ export class Execution {
       this.#dispatched = dispatched;
       const settle = (outcome: Outcome) => {
         if (control.over) return;
+        // After its time limit (a handler that held the host's own loop past it, in-process): a
+        // timeout, as where the runner is stopped at the limit, whatever it answered.
+        if (performance.now() > control.endsAt) return control.stop(this.#timeoutError(task));
         control.end();
         decide(outcome);
       };
