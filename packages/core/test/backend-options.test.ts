@@ -68,6 +68,19 @@ describe('parseOptions', () => {
     ]);
   });
 
+  it("a backend's options: one that only other backend types take is said as theirs", () => {
+    const backendSchema = backendOptionsSchema();
+    const error = failure(() => parseOptions(backendSchema, { prespawn: 1, cancelGraceMs: 5, pool: 'p', maxQueu: 1 }, 'in-process backend options', true));
+    expect(error.details.issues).toEqual([
+      { path: 'prespawn', message: 'not an option of this backend; it is an option of the subprocess backend' },
+      { path: 'cancelGraceMs', message: 'not an option of this backend; it is an option of the worker-pool and subprocess backends' },
+      { path: 'pool', message: 'not an option of this backend; it is an option of the queue backend' },
+      { path: 'maxQueu', message: 'unknown option; did you mean "maxQueue"?' },
+    ]);
+    // Other options objects (a channel mount's, a worker's) are not a backend's: no such hint there.
+    expect(failure(() => parseOptions(schema, { prespawn: 1 }, 'x options')).details.issues).toEqual([{ path: 'prespawn', message: 'unknown option' }]);
+  });
+
   it('takes watch as a boolean or { debounceMs, onReload }, and names what is wrong in it', () => {
     const onReload = () => undefined;
     expect(parseOptions(schema, { watch: true }, 'x options')).toEqual({ watch: true });

@@ -9,6 +9,7 @@ import type { WatchOptions } from './plugin-watcher.js';
 import { formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
+import { optionOfOtherBackends } from './backend-own-options.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
@@ -121,9 +122,10 @@ function otherCopy(input: unknown, name: string): string {
 /**
  * Validate options with their schema, one way for every backend (and the channel mount): every problem is named
  * with its path, and an option the schema does not know is refused with the nearest known name
- * (`prespwn` → "did you mean \"prespawn\"?"), never silently ignored.
+ * (`prespwn` → "did you mean \"prespawn\"?"), never silently ignored. `backendOptions`: a backend's
+ * own options, where one of another backend type is said as that (backend-own-options.ts).
  */
-export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string): z.output<S> {
+export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string, backendOptions = false): z.output<S> {
   const result = schema.strict().safeParse(value ?? {}, { reportInput: true });
   // `.strict()` changes what is accepted, not what comes out.
   if (result.success) return result.data as z.output<S>;
@@ -131,8 +133,11 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
     if (issue.code !== 'unrecognized_keys') return [issueOf(issue)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
-      const near = nearest(key, known);
-      return { path: formatPath([...issue.path, key]), message: `unknown option${near ? `; did you mean "${near}"?` : ''}` };
+      // At the top, an option of another backend type is said as that, before any near name.
+      const elsewhere = backendOptions && issue.path.length === 0 ? optionOfOtherBackends(key) : undefined;
+      const near = elsewhere ? undefined : nearest(key, known);
+      const message = elsewhere ? `not an option of this backend; it is ${elsewhere}` : `unknown option${near ? `; did you mean "${near}"?` : ''}`;
+      return { path: formatPath([...issue.path, key]), message };
     });
   });
   throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });

@@ -90,7 +90,7 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
-    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? backendOptionsSchema(), options, `${type} backend options`);
+    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? backendOptionsSchema(), options, `${type} backend options`, true);
     this.registry = o.registry ?? new PluginRegistry();
     this.platform = (options?.platform ?? {}) as Platform;
     this.workspace =

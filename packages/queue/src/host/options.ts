@@ -69,7 +69,7 @@ export interface ResolvedQueueOptions {
 
 /** Validate every option (VALIDATION_ERROR naming each path) and fill in the defaults. */
 export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueueOptions {
-  const o = parseOptions(queueOptionsSchema(), options, 'queue backend options');
+  const o = parseOptions(queueOptionsSchema(), options, 'queue backend options', true);
   const resolved: ResolvedQueueOptions = {
     connection: (o.connection ?? {}) as NatsConnectionOptions,
     pool: o.pool ?? DEFAULT_POOL,
