@@ -180,6 +180,20 @@ function failureTests(suite: SuiteContext, sdk: () => TestSdk): void {
       if (failure.event) expect(span.events.map((event) => event.name)).toContain(failure.event);
     });
   }
+
+  it('an execution aborted while it waits in the queue has the abort event too', async () => {
+    const backend = suite.make({ maxConcurrency: 1 });
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    const controller = new AbortController();
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { signal: controller.signal });
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    controller.abort();
+    const result = await queued;
+    expectError(result, 'ABORTED');
+    expect(result.error.details).toMatchObject({ phase: 'queued' });
+    expect(executionSpan(sdk().spans(), result).events.map((event) => event.name)).toContain('kb.plugin_execution.abort');
+    expectOk(await running);
+  });
 }
 
 /** Durations, outcomes, running and queued, runner starts and crashes. */

@@ -227,6 +227,10 @@ export class ExecutionTelemetry {
     if (meta.pid !== undefined) attributes[ATTR.pid] = meta.pid;
     if (meta.workerId !== undefined) attributes[ATTR.threadId] = meta.workerId;
     span.setAttributes(attributes);
+    // One stopped before it was handed to the backend (aborted or shut down while queued) was
+    // never `decided`: its event is recorded here.
+    const event = !this.#dispatched && error ? (EVENT as Record<string, string>)[error.code] : undefined;
+    if (event) span.addEvent(event, eventAttributes(error!), this.#epoch(this.#t0 + meta.durationMs));
     if (code) this.#failed(span, code, error);
     span.end(this.#epoch(this.#t0 + meta.durationMs));
   }
