@@ -27,12 +27,15 @@ describe('parseOptions', () => {
     expect(error.details).toMatchObject({ phase: 'options' });
     expect(error.details.issues).toEqual(
       expect.arrayContaining([
-        { path: 'maxThreads', message: 'must be an integer from 1 to 64' },
+        { path: 'maxThreads', message: 'must be an integer from 1 to 64, got 0' },
         { path: 'mode', message: "must be one of 'a', 'b', got 'c'" },
-        { path: 'maxQueue', message: 'must be an integer from 0 to 10000000' },
+        { path: 'maxQueue', message: 'must be an integer from 0 to 10000000, got -1' },
       ]),
     );
     expect(error.message.startsWith('Invalid worker options:\n')).toBe(true);
+    // What was given, as the caller wrote it: a string is not taken for the number it spells.
+    expect(failure(() => parseOptions(schema, { maxThreads: '2' }, 'x options')).details.issues).toEqual([{ path: 'maxThreads', message: 'must be an integer from 1 to 64, got "2"' }]);
+    expect(failure(() => parseOptions(schema, { maxThreads: 1.5 }, 'x options')).details.issues).toEqual([{ path: 'maxThreads', message: 'must be an integer from 1 to 64, got 1.5' }]);
   });
 
   it('names the nearest allowed value of a choice when one is close', () => {
@@ -86,10 +89,10 @@ describe('parseOptions', () => {
     expect(parseOptions(schema, { watch: true }, 'x options')).toEqual({ watch: true });
     expect(parseOptions(schema, { watch: { debounceMs: 20, onReload } }, 'x options')).toEqual({ watch: { debounceMs: 20, onReload } });
     expect(failure(() => parseOptions(schema, { watch: 'yes' }, 'x options')).details.issues).toEqual([{ path: 'watch', message: 'must be a boolean or { debounceMs?, onReload? }' }]);
-    expect(failure(() => parseOptions(schema, { watch: { debounceMs: -1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
+    expect(failure(() => parseOptions(schema, { watch: { debounceMs: -1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000, got -1' }]);
     // An object given where a boolean or an object goes: what is wrong inside the object, not the choice again.
     expect(failure(() => parseOptions(schema, { watch: { onReload: 1 } }, 'x options')).details.issues).toEqual([{ path: 'watch.onReload', message: 'must be a function' }]);
-    expect(failure(() => parseOptions(schema, { watch: { debounceMs: Number.NaN } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000' }]);
+    expect(failure(() => parseOptions(schema, { watch: { debounceMs: Number.NaN } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounceMs', message: 'must be an integer from 0 to 60000, got NaN' }]);
     // Inside a choice of a boolean and an object, a misspelt key is named with its nearest too.
     expect(failure(() => parseOptions(schema, { watch: { debounce: 20 } }, 'x options')).details.issues).toEqual([{ path: 'watch.debounce', message: 'unknown option; did you mean "debounceMs"?' }]);
   });

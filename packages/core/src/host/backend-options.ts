@@ -57,7 +57,7 @@ export { MAX_TIMER_MS };
 export const option = {
   /** An integer from `min` to `max`. */
   int: (min: number, max = MAX_TIMER_MS) => {
-    const error = `must be an integer from ${min} to ${max}`;
+    const error = (issue: { input?: unknown }) => `must be an integer from ${min} to ${max}${given(issue.input)}`;
     return zod().number({ error }).int({ error }).min(min, { error }).max(max, { error });
   },
   /** A non-empty string without NUL. */
@@ -73,6 +73,14 @@ export const option = {
   /** One of a few literal values. */
   oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: (issue) => oneOfMessage(values, issue.input) }),
 };
+
+/** ", got 1.5" (what an option was given, as the caller would write it), or nothing when the input is not at hand. */
+function given(input: unknown): string {
+  if (input === undefined) return '';
+  if (typeof input === 'string') return `, got ${JSON.stringify(input.length > 40 ? `${input.slice(0, 40)}…` : input)}`;
+  if (typeof input === 'number' || typeof input === 'boolean' || typeof input === 'bigint' || input === null) return `, got ${String(input)}`;
+  return `, got ${Array.isArray(input) ? 'an array' : typeof input === 'object' ? 'an object' : `a ${typeof input}`}`;
+}
 
 /** The `plugins` option (of every backend, and of a queue worker): plugin folders as paths or file: URLs, or `{ root, manifest }`. */
 export const pluginSourcesSchema = lazySchema((z) =>
