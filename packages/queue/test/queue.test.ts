@@ -597,6 +597,36 @@ describe('stops', () => {
     expect(await marks(timedOut)).toEqual([]);
     expect(await marks(aborted)).toEqual([]);
   });
+
+  it('drain() refuses a timeoutMs setTimeout cannot take (Infinity, 2 ** 31, -1, "5000") or a misspelt option, and drains nothing: what runs finishes', async () => {
+    const own = newPool('drain-options');
+    const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => (started = resolve));
+      const file = path.join(markers, 'drain-options.log');
+      const busy = make({ pool: own }).execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1000 } }, { timeoutMs: 20_000, onEvent: () => started() });
+      await running;
+      const refusals: Array<[unknown, string]> = [
+        [{ timeoutMs: Infinity }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got Infinity'],
+        [{ timeoutMs: 2 ** 31 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got 2147483648'],
+        [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got -1'],
+        [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
+        [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
+      ];
+      for (const [options, message] of refusals) {
+        const refused = await worker.drain(options as { timeoutMs?: number }).catch((error: unknown) => error);
+        expect(refused, message).toBeInstanceOf(ValidationError);
+        expect((refused as ValidationError).message).toBe(`Invalid drain() options:\n  - ${message}`);
+      }
+      // Nothing was drained: the running execution finishes, and the worker still takes work.
+      expectOk(await busy);
+      expectOk(await make({ pool: own }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }));
+      await worker.drain({ timeoutMs: 5000 });
+    } finally {
+      await worker.close();
+    }
+  });
 });
 
 describe('delivery', () => {

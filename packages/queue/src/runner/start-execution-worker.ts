@@ -9,6 +9,7 @@ import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-st
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
+import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
@@ -25,7 +26,11 @@ export interface ExecutionWorker {
   readonly host: string;
   /** Executions running now. */
   readonly running: number;
-  /** Take nothing new, let what runs finish (up to `timeoutMs`, then stop it), then close. @default timeoutMs 30000 */
+  /**
+   * Take nothing new, let what runs finish (up to `timeoutMs`, then stop it), then close. A
+   * `timeoutMs` that is not a whole number of ms from 0 to 2147483647, or an unknown option,
+   * rejects with VALIDATION_ERROR and drains nothing (checked on every call). @default timeoutMs 30000
+   */
   drain(options?: { timeoutMs?: number }): Promise<void>;
   /** Stop what runs now and close: local backend, connection, timers. */
   close(): Promise<void>;
@@ -325,12 +330,18 @@ class QueueWorker implements ExecutionWorker {
     );
   }
 
-  drain(options: { timeoutMs?: number } = {}): Promise<void> {
+  drain(options?: { timeoutMs?: number }): Promise<void> {
+    let timeoutMs: number;
+    try {
+      ({ timeoutMs } = checkDrainOptions(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
     this.#draining ??= (async () => {
       await this.#puller.stop();
       // Its peers stop handing tasks back for it (PeerPlugins).
       this.#announce();
-      await settlesWithin(this.#whenIdle(), options.timeoutMs ?? 30_000);
+      await settlesWithin(this.#whenIdle(), timeoutMs);
       await this.close();
     })();
     return this.#draining;
