@@ -12,6 +12,7 @@ import { mountChannels, safeFormatError, type ChannelEntry, type MountedChannel 
 import { DEFAULTS, validateOptions, type ChannelErrorInfo, type MountWebSocketChannelsOptions, type UnmountOptions } from './options.js';
 import { matchRoute, normaliseBasePath, type Route } from './route.js';
 import { createMountCounters, type MountCounters } from './session-runtime.js';
+import { checkUnmountOptions } from './unmount-options.js';
 import { UpgradeRouter, rejectUpgrade, type UpgradeServer, type UpgradeTarget } from './upgrade-router.js';
 
 export type { MountedChannel } from './mounted-channel.js';
@@ -39,6 +40,8 @@ export interface ChannelMount extends AsyncDisposable {
   /**
    * Close every connection with 1001, remove the 'upgrade' listener and every timer, let running
    * executions and disconnect handlers finish (bounded by `timeoutMs`, then aborted). Idempotent.
+   * A `timeoutMs` that is not a whole number of ms from 0 to 2147483647, or an unknown option,
+   * rejects with VALIDATION_ERROR and unmounts nothing.
    */
   unmount(options?: UnmountOptions): Promise<void>;
 }
@@ -259,8 +262,15 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     };
   }
 
-  unmount(options: UnmountOptions = {}): Promise<void> {
-    this.#unmounting ??= this.#unmount(options.timeoutMs ?? DEFAULTS.unmountTimeoutMs);
+  unmount(options?: UnmountOptions): Promise<void> {
+    // Checked on every call, as shutdown()'s are: a mistake is said whether or not an unmount already runs.
+    let timeoutMs: number;
+    try {
+      ({ timeoutMs } = checkUnmountOptions(options));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    this.#unmounting ??= this.#unmount(timeoutMs);
     return this.#unmounting;
   }
 

@@ -112,7 +112,7 @@ export interface MountWebSocketChannelsOptions {
 }
 
 export interface UnmountOptions {
-  /** How long running executions and disconnect handlers may take before they are aborted. @default 5000 */
+  /** How long running executions and disconnect handlers may take before they are aborted: a whole number of ms from 0 to 2147483647. @default 5000 */
   timeoutMs?: number;
 }
 

@@ -360,6 +360,33 @@ describe('closing', () => {
     expect(h.lab.entered).toEqual([1]);
   });
 
+  it('unmount() refuses a timeoutMs setTimeout cannot take (Infinity, 2 ** 31, -1, "5000") or a misspelt option, and unmounts nothing', async () => {
+    const h = await setup();
+    const client = await h.connect('/slow');
+    client.send({ id: 1, data: { gate: 'held', n: 1 } });
+    await eventually(() => h.lab.entered.includes(1), 'message started');
+    const refusals: Array<[unknown, string]> = [
+      [{ timeoutMs: Infinity }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got Infinity'],
+      [{ timeoutMs: 2 ** 31 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got 2147483648'],
+      [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got -1'],
+      [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
+      [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
+      ['5000', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
+    ];
+    for (const [options, message] of refusals) {
+      const refused = await h.mount.unmount(options as never).catch((error: unknown) => error);
+      expect(refused, message).toBeInstanceOf(ValidationError);
+      expect((refused as ValidationError).message).toBe(`Invalid unmount() options:\n  - ${message}`);
+    }
+    // Nothing was unmounted: the client is still there, and its message's reply still comes.
+    expect(h.mount.unmounted).toBe(false);
+    h.lab.open('held');
+    expect(await client.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1, data: { n: 1 } });
+    expect((await client.request(2, { n: 2 })).data).toEqual({ n: 2 });
+    await h.mount.unmount({ timeoutMs: 2000 });
+    expect((await client.closed).code).toBe(1001);
+  });
+
   it('leaves no timer, listener or connection behind after unmount', async () => {
     // Ref'd timers only: the heartbeat interval is unref'd and so invisible here, the auth timer is not.
     // Counted just around unmount, not against a baseline from before the test: a timer another
