@@ -21,6 +21,8 @@ export type { MountedChannel } from './mounted-channel.js';
 export interface ChannelMountStats extends MountCounters {
   /** Connections alive: connecting, open, or closed with executions still draining. */
   connections: number;
+  /** Of `connections`, those closed whose received messages or disconnect handler still run (not counted against `maxConnections`). */
+  closingConnections: number;
   upgradesAccepted: number;
   /** Refused upgrades by HTTP status. */
   upgradesRejected: Record<string, number>;
@@ -89,6 +91,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   readonly #options: MountWebSocketChannelsOptions;
   readonly #router: UpgradeRouter;
   readonly #sessions = new Set<ChannelSession>();
+  /** Sessions whose socket has closed while their messages or disconnect handler still run. */
+  #closing = 0;
   /** Upgrades waiting for `authenticate`; unmount answers them 503 at once. */
   readonly #pending = new Set<(status: number) => void>();
   readonly #allowedHeaders: readonly string[];
@@ -172,9 +176,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
 
   /** Whether the upgrade may proceed: capacity, then the host's `authenticate`, then the channel's `auth`. */
   async #admit({ entry, request, socket, path, params, query }: ChannelUpgrade): Promise<UpgradeVerdict> {
-    if (this.#unmounting) return { status: 503 };
-    const maxConnections = this.#options.maxConnections ?? DEFAULTS.maxConnections;
-    if (this.#sessions.size + this.#pending.size >= maxConnections) return { status: 503 };
+    if (this.#unmounting || this.#atCapacity()) return { status: 503 };
     const hook = this.#options.authenticate;
     const verdict = hook
       ? await authenticateUpgrade({
@@ -191,6 +193,19 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       return { status: 401, message: 'This channel requires authentication' };
     }
     return verdict;
+  }
+
+  /**
+   * `maxConnections` counts the connections a client can see: connecting (in `authenticate`) or
+   * open. One that has closed no longer counts (a client reconnecting after a drop is not refused
+   * while its old connection's disconnect handler still runs), but what it still runs is the
+   * host's work: the mount keeps at most twice `maxConnections` connections alive in all, so that
+   * clients that connect and leave at once cannot pile up executions without bound.
+   */
+  #atCapacity(): boolean {
+    const maxConnections = this.#options.maxConnections ?? DEFAULTS.maxConnections;
+    const alive = this.#sessions.size + this.#pending.size;
+    return alive - this.#closing >= maxConnections || alive >= 2 * maxConnections;
   }
 
   #reject(socket: Duplex, status: number, message?: string): void {
@@ -216,7 +231,11 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     }
     const session = new ChannelSession(ws, info, context, runtime);
     this.#sessions.add(session);
-    void session.done.then(() => this.#sessions.delete(session));
+    void session.closed.then(() => this.#closing++);
+    void session.done.then(() => {
+      this.#sessions.delete(session);
+      this.#closing--;
+    });
     try {
       session.start();
     } catch (error) {
@@ -256,6 +275,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   stats(): ChannelMountStats {
     return {
       connections: this.#sessions.size,
+      closingConnections: this.#closing,
       upgradesAccepted: this.#upgradesAccepted,
       upgradesRejected: { ...this.#upgradesRejected },
       ...this.#counters,

@@ -77,7 +77,13 @@ export interface MountWebSocketChannelsOptions {
   heartbeatIntervalMs?: number;
   /** A connection whose unsent bytes would pass this is terminated (a client that does not read). @default 4194304 (4 MiB) */
   maxBufferedBytes?: number;
-  /** Open connections across this mount's channels; more upgrades get 503. @default Infinity */
+  /**
+   * Connections open (or in `authenticate`) across this mount's channels; more upgrades get 503.
+   * A connection that has closed stops counting at once, though messages it sent or its disconnect
+   * handler may still run (a client that reconnects is not refused meanwhile); those are bounded
+   * too: with twice this many connections alive in all, open or closing, upgrades also get 503.
+   * @default Infinity
+   */
   maxConnections?: number;
   /** Request headers copied into the connection descriptor (lower-case names). @default ["origin", "user-agent"] */
   allowedHeaders?: readonly string[];

@@ -298,6 +298,34 @@ describe('routing', () => {
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
   });
 
+  it('maxConnections counts open connections: a closed one whose message still runs does not refuse a reconnect; twice maxConnections alive in all does', async () => {
+    const h = await setup({ maxConnections: 1 });
+    const leaveWithWorkRunning = async (gate: string, n: number) => {
+      const client = await h.connect('/slow');
+      client.send({ id: n, data: { gate, n } });
+      await eventually(() => h.lab.entered.includes(n), `message ${n} started`);
+      await client.close();
+    };
+    await leaveWithWorkRunning('first', 1);
+    await eventually(() => h.mount.registry.count() === 0, 'the first connection closed');
+    expect(h.mount.stats()).toMatchObject({ connections: 1 });
+    // Nothing is open: the client may come back while its old connection's work finishes.
+    const second = await h.connect('/slow');
+    expect(h.mount.stats()).toMatchObject({ connections: 2, closingConnections: 1 });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
+    second.send({ id: 2, data: { gate: 'second', n: 2 } });
+    await eventually(() => h.lab.entered.includes(2), 'message 2 started');
+    await second.close();
+    await eventually(() => h.mount.registry.count() === 0, 'the second connection closed');
+    expect(h.mount.stats()).toMatchObject({ connections: 2, closingConnections: 2 });
+    // Two alive (twice maxConnections), though none is open: closing ones are bounded too.
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
+    h.lab.open('first');
+    await eventually(() => h.mount.stats().connections === 1, 'the first connection done');
+    const third = await h.connect('/echo');
+    expect((await third.request('x', 'hi')).data).toEqual({ echo: 'hi', id: 'x' });
+  });
+
   it('rejects bad options and manifests without channels', async () => {
     const h = await setup();
     expect(() => mountWebSocketChannels(h.server, labManifest as never, {} as never)).toThrow(/backend/);
