@@ -46,7 +46,8 @@ export function matchRoute(route: Route, pathname: string): Record<string, strin
       } catch {
         return undefined;
       }
-      params[segment.param] = value;
+      // Defined, not assigned: a parameter named `__proto__` would otherwise set the object's prototype (or, for a string, do nothing).
+      Object.defineProperty(params, segment.param, { value, enumerable: true, writable: true, configurable: true });
     }
   }
   return params;

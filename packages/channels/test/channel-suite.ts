@@ -121,6 +121,32 @@ function describeMessages(setup: ReturnType<typeof useChannelHarness>): void {
       expect(data.input).toEqual({ event: 'message', connectionId: client.connectionId, id: 'c', data: 'context' });
     });
 
+    it('carries path parameters named like Object.prototype members (__proto__, constructor) to authenticate and the handler', async () => {
+      const h = await setup();
+      const seen: Array<[string, string]>[] = [];
+      const manifest = { ...labManifest, channels: [{ path: '/proto/:__proto__/:constructor', handler: 'echo' }] };
+      const mount = mountWebSocketChannels(h.server, manifest as never, {
+        backend: h.backend,
+        heartbeatIntervalMs: 0,
+        authenticate: (_request, info) => {
+          seen.push(Object.entries(info.params));
+          return true;
+        },
+      });
+      try {
+        const client = await TestClient.connect(h.url('/proto/lobby/x'));
+        const reply = await client.request('c', 'context');
+        const { params } = (reply.data as { context: { host: { connection: { params: Record<string, string> } } } }).context.host.connection;
+        // Compared as entries: an object literal's `__proto__` key would set its prototype instead.
+        expect(Object.entries(params)).toEqual([['__proto__', 'lobby'], ['constructor', 'x']]);
+        expect(seen).toEqual([[['__proto__', 'lobby'], ['constructor', 'x']]]);
+        expect(Object.entries(mount.registry.get(client.connectionId)!.info.params)).toEqual([['__proto__', 'lobby'], ['constructor', 'x']]);
+        client.terminate();
+      } finally {
+        await mount.unmount({ timeoutMs: 2000 });
+      }
+    });
+
     it('sends ctx.channel.send pushes before the reply of the same message', async () => {
       const h = await setup();
       const client = await h.connect('/echo');
