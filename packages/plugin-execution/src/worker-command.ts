@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -19,7 +19,8 @@ Options for worker:
   --prefix <subjects>       subject prefix, as the hosts set it      (default: kbexec)
   --workspace-root <dir>    where execution directories go           (default: OS temp dir)
   --id <id>                 this worker's id in the pool             (default: host-pid-random)
-  --drain-timeout <ms>      how long a drain waits for running work  (default: 30000)
+  --drain-timeout <ms>      how long a drain waits for running work, 0 to 2147483647
+                                                                     (default: 30000)
 `;
 
 /** Thrown for a command line that cannot be run: the caller prints it with the usage, exit code 2. */
@@ -28,7 +29,15 @@ export class WorkerUsageError extends Error {}
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new WorkerUsageError(`${flag} must be a positive integer`);
+  if (!Number.isInteger(n) || n <= 0) throw new WorkerUsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `--drain-timeout`: what `worker.drain({ timeoutMs })` takes, a whole number of ms that a timer can wait. */
+function drainTimeout(value: string | undefined): number {
+  if (value === undefined) return 30_000;
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n > MAX_TIMER_MS) throw new WorkerUsageError(`--drain-timeout must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -68,7 +77,7 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   if (plugins.length === 0) throw new WorkerUsageError('worker needs --plugins <dir>');
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
-  const drainTimeoutMs = positiveInt(values['drain-timeout'], '--drain-timeout') ?? 30_000;
+  const drainTimeoutMs = drainTimeout(values['drain-timeout']);
   const worker = await startExecutionWorker({
     connection: { servers: values.nats.split(',') },
     plugins,
