@@ -92,7 +92,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   try {
-    const context = ((await readJson(values.context, 'context')) ?? { host: { kind: 'cli', argv } }) as Record<string, unknown>;
+    const context = values.context === undefined ? { host: { kind: 'cli', argv } } : await readContext(values.context);
     const result = await backend.execute(
       { pluginId: plugin.id, handlerId, input: await readJson(values.input, 'input'), context },
       {
@@ -140,6 +140,15 @@ function backendType(given: string | undefined): BuiltInBackendType {
   if ((BACKEND_TYPES as readonly string[]).includes(given)) return given as BuiltInBackendType;
   const near = nearest(given, BACKEND_TYPES);
   throw new UsageError(`--backend must be one of ${BACKEND_TYPES.join(', ')}, got "${given}"${near ? `; did you mean "${near}"?` : ''}`);
+}
+
+/** `--context`: a context descriptor is an object; `null` would silently be taken as no context at all. */
+async function readContext(value: string): Promise<Record<string, unknown>> {
+  const context = await readJson(value, 'context');
+  if (context === null || typeof context !== 'object' || Array.isArray(context)) {
+    throw new UsageError(`--context must be a JSON object (a context descriptor such as {"requestId":"r-1"}), got ${context === null ? 'null' : Array.isArray(context) ? 'an array' : typeof context}`);
+  }
+  return context as Record<string, unknown>;
 }
 
 /** `--grant`: checked here, so that a mistake in it is said as one in --grant, not in backend options the user never wrote. */

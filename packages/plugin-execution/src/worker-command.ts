@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { emptyFlag, emptyFlagMessage } from './flag-values.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -68,6 +69,8 @@ function localBackend(given: string | undefined): LocalBackendType {
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: WORKER_OPTIONS });
+  const empty = emptyFlag(values);
+  if (empty) throw new WorkerUsageError(emptyFlagMessage(empty));
   if (values.help) {
     process.stdout.write(WORKER_USAGE);
     return 0;

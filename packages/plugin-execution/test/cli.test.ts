@@ -307,6 +307,30 @@ describe('kb-plugin-exec CLI', () => {
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
   });
 
+  it('an empty flag value is a usage error naming the flag, not the default; --context must be an object', () => {
+    const runFlags = ['--backend', '--nats', '--pool', '--input', '--context', '--grant', '--platform', '--timeout', '--workspace-root'];
+    for (const flag of runFlags) {
+      const empty = run(['run', fixturePlugins.basic, 'echo', flag, '', '--no-workspace']);
+      expect(empty.status, flag).toBe(2);
+      expect(empty.stderr.split('\n')[0]).toBe(`${flag} needs a value, got an empty string`);
+    }
+    const sweep = run(['sweep', '--workspace-root', '']);
+    expect(sweep.stderr.split('\n')[0]).toBe('--workspace-root needs a value, got an empty string');
+    // Checked before the worker tries to join its pool (a server that is not there).
+    for (const flag of ['--concurrency', '--pool', '--prefix', '--workspace-root', '--id', '--drain-timeout', '--backend']) {
+      const empty = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, flag, '']);
+      expect(empty.status, flag).toBe(2);
+      expect(empty.stderr.split('\n')[0]).toBe(`${flag} needs a value, got an empty string`);
+    }
+    expect(run(['worker', '--nats', '', '--plugins', fixturePlugins.basic]).stderr.split('\n')[0]).toBe('--nats needs a value, got an empty string');
+    expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--plugins', '']).stderr.split('\n')[0]).toBe('--plugins needs a value, got an empty string');
+    for (const [value, got] of [['null', 'null'], ['[]', 'an array'], ['"cli"', 'string']]) {
+      const context = run(['run', fixturePlugins.basic, 'context', '--context', value!, '--no-workspace']);
+      expect(context.status, value).toBe(2);
+      expect(context.stderr.split('\n')[0]).toBe(`--context must be a JSON object (a context descriptor such as {"requestId":"r-1"}), got ${got}`);
+    }
+  });
+
   it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone', async () => {
     const sweepRoot = path.join(root, 'sweep');
     await mkdir(sweepRoot, { mode: 0o700 });
