@@ -40,7 +40,8 @@ Options for run:
   --no-workspace            run without a workspace directory (not with --workspace-root
                             or --keep-workspace)
   --keep-workspace          keep the workspace; its path is in meta (--json), else on stderr
-  --logs                    print the handler's log lines on stderr
+  --logs                    print the handler's log lines on stderr, one line each (their
+                            control characters written out: \\n, \\x1b)
   --json                    print the whole result ({ ok, data | error, meta }) on stdout
   --version                 print the version
   -h, --help                show this help

@@ -7,6 +7,7 @@ import { inspect, type parseArgs } from 'node:util';
 import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
+import { printableText, terminalSafeJson } from './terminal-text.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
 export class UsageError extends Error {}
@@ -41,10 +42,13 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
  * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
  * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
  */
-/** A log entry as `--logs` prints it: where from, its level, its message, and what was logged with it. */
+/**
+ * A log entry as `--logs` prints it: where from, its level, its message, and what was logged with
+ * it, on one line whatever the handler put in it (its control characters written out).
+ */
 function logLine(entry: LogEntry): string {
   const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printable(entry.fields)}` : '';
-  return `[${entry.stream}:${entry.level}] ${entry.message}${fields}\n`;
+  return `${printableText(`[${entry.stream}:${entry.level}] ${entry.message}${fields}`)}\n`;
 }
 
 function printable(value: unknown): string {
@@ -125,10 +129,11 @@ function stdoutToStderr(): () => void {
 
 function report(result: ExecutionResult, json: boolean): void {
   // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
-  const text = (value: unknown) => `${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'null'}\n`;
+  const text = (value: unknown) => `${terminalSafeJson(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'null')}\n`;
   if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
   else if (result.ok) process.stdout.write(text(result.data));
-  if (!result.ok) process.stderr.write(`${result.error.code}: ${result.error.message}${commandLineHint(result.error)}\n`);
+  // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
+  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${result.error.message}`, { keepNewlines: true })}${commandLineHint(result.error)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
   if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
 }

@@ -113,6 +113,36 @@ describe('kb-plugin-exec CLI', () => {
     expect(lines).toContain('[logger:error] not really an error {"code":7}');
   });
 
+  it("--logs prints each log line as one line, a handler's control characters written out; its data and error message reach the terminal without escape sequences", async () => {
+    const dir = path.join(root, 'forges');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/forges', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+    await writeFile(
+      path.join(dir, 'run.mjs'),
+      [
+        'export default async (input, ctx) => {',
+        "  ctx.logger.info('one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\u009b2J\\r\\ttab', { k: 'v\\x1b[0m\\u009b' });",
+        "  if (input === 'fail') throw new Error('bad \\x1b[2J thing\\nsecond line');",
+        "  return { s: 'a\\u009bb\\x1bc' };",
+        '};',
+        '',
+      ].join('\n'),
+    );
+    for (const backend of ['in-process', 'subprocess']) {
+      const result = run(['run', dir, 'run', '--logs', '--no-workspace', '--backend', backend]);
+      expect(result.status, result.stderr).toBe(0);
+      // (Lines of the log only: a subprocess backend may warn of its sandbox here.)
+      expect(result.stderr.split('\n').filter((line) => line.startsWith('[')), backend).toEqual(['[logger:info] one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\x9b2J\\r\\ttab {"k":"v\\u001b[0m\\x9b"}']);
+      // Still the same JSON (a C1 control written as \u009b), with no raw escape for a terminal.
+      expect(result.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+      expect(JSON.parse(result.stdout)).toEqual({ s: 'a\u009bb\u001bc' });
+    }
+    const failed = run(['run', dir, 'run', '--no-workspace', '--input', '"fail"']);
+    expect(failed.status).toBe(1);
+    // The message's own line breaks stay (core's messages list problems line by line); its escapes do not.
+    expect(failed.stderr).toBe('HANDLER_ERROR: bad \\x1b[2J thing\nsecond line\n');
+  });
+
   it('SIGINT aborts the execution, removes its workspace and exits 130', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint-'));
     try {
