@@ -31,7 +31,8 @@ Options for run:
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
   --input <json|@file>      handler input                            (default: none)
-  --context <json|@file>    context descriptor                       (default: { host: { kind: "cli" } })
+  --context <json|@file>    context descriptor, a JSON object        (default: { host: { kind: "cli" } };
+                            nothing of the command line: its flag values may be secrets)
   --grant <json|@file>      permissions granted to the handler       (default: none)
   --platform <module>       a module exporting the host's services (\`platform\`, or default;
                             an object or a function returning one)   (default: none)
@@ -80,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
   extraArguments('run <plugin-dir> <handler>', rest, 2, rest[2]?.trim().startsWith('{') || rest[2]?.trim().startsWith('[') ? '; an input goes after --input' : '');
-  return runCommand(pluginDir, handlerId, values, argv);
+  return runCommand(pluginDir, handlerId, values);
 }
 
 /** Arguments past what `usage` takes are refused, not ignored (an input given without --input, say). */

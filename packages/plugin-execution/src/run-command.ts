@@ -59,7 +59,7 @@ function printable(value: unknown): string {
   }
 }
 
-export async function runCommand(pluginDir: string, handlerId: string, values: RunValues, argv: string[]): Promise<number> {
+export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
   if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
@@ -96,7 +96,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   try {
-    const context = values.context === undefined ? { host: { kind: 'cli', argv } } : await readContext(values.context);
+    // Without --context, only what kind of host runs it; not the command line, whose flag values
+    // (a --grant, an --input) may be secrets the handler has no business reading.
+    const context = values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context);
     const result = await backend.execute(
       { pluginId: plugin.id, handlerId, input: await readJson(values.input, 'input'), context },
       {

@@ -361,6 +361,12 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('the default context says a CLI runs the handler, and nothing of the command line (its flag values may be secrets)', () => {
+    const result = run(['run', fixturePlugins.basic, 'context', '--no-workspace', '--grant', '{"env":["API_TOKEN"]}', '--input', '{"token":"s3cret"}']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).context).toEqual({ host: { kind: 'cli' } });
+  });
+
   it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone', async () => {
     const sweepRoot = path.join(root, 'sweep');
     await mkdir(sweepRoot, { mode: 0o700 });
