@@ -1,4 +1,4 @@
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -8,13 +8,14 @@ import path from 'node:path';
  */
 export async function initCommand(dir: string, usage: (message: string) => Error): Promise<number> {
   const root = path.resolve(dir);
-  const existing = await readdir(root).catch((error: NodeJS.ErrnoException) => {
+  const existing = await readdir(root).catch(async (error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
-    if (error.code === 'ENOTDIR') throw usage(`init: ${root} is a file; give a new folder`);
-    return Promise.reject(error);
+    if (error.code === 'ENOTDIR') throw usage(await notAFolder(root));
+    throw error;
   });
   if (existing.length > 0) throw usage(`init: ${root} exists and is not empty; give a new folder`);
-  const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+/, '') || 'my-plugin';
+  // "My Plugin ü" → "my-plugin": what is not a letter or digit at either end goes with the rest.
+  const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
   const id = `@my-org/${name}`;
   await mkdir(root, { recursive: true });
   const files: Record<string, string> = {
@@ -40,6 +41,17 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       `Test it:  cd ${shellWord(dir)} && npm install @kb-labs/plugin-execution && npm test\n`,
   );
   return 0;
+}
+
+/** Why `root` cannot be the new folder: it is a file, or one of the folders above it is (`notes.txt/plugin`), named. */
+async function notAFolder(root: string): Promise<string> {
+  for (let part = root; part !== path.dirname(part); part = path.dirname(part)) {
+    const found = await stat(part).catch(() => undefined);
+    if (found && !found.isDirectory()) {
+      return part === root ? `init: ${root} is a file; give a new folder` : `init: ${part} is a file, so ${root} cannot be made; give a new folder`;
+    }
+  }
+  return `init: ${root} is not a folder; give a new folder`;
 }
 
 const HANDLER = `// @ts-check

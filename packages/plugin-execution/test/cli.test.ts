@@ -367,6 +367,22 @@ describe('kb-plugin-exec CLI', () => {
     expect(JSON.parse(result.stdout).context).toEqual({ host: { kind: 'cli' } });
   });
 
+  it('init names the plugin from the folder without a dash at either end, and names the part of the path that is a file', async () => {
+    const parent = await mkdtemp(path.join(os.tmpdir(), 'kb-init-'));
+    try {
+      const created = run(['init', path.join(parent, 'My Plugin ü')]);
+      expect(created.status, created.stderr).toBe(0);
+      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ü', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/my-plugin');
+      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ü', 'package.json'), 'utf8')).name).toBe('my-plugin');
+      await writeFile(path.join(parent, 'afile'), 'not a folder');
+      const under = run(['init', path.join(parent, 'afile', 'sub')]);
+      expect(under.status).toBe(2);
+      expect(under.stderr.split('\n')[0]).toBe(`init: ${path.join(parent, 'afile')} is a file, so ${path.join(parent, 'afile', 'sub')} cannot be made; give a new folder`);
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
+  });
+
   it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone', async () => {
     const sweepRoot = path.join(root, 'sweep');
     await mkdir(sweepRoot, { mode: 0o700 });
