@@ -15,3 +15,4 @@ export { BACKEND_OWN_OPTIONS } from './host/backend-own-options.js';
 export { handlerThrew, toHandlerError, toInternalError } from './errors.js';
 export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
 export { settlesWithin } from './settles-within.js';
+export { checkTimeoutOptions } from './host/shutdown-hooks.js';

@@ -1,10 +1,9 @@
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
+import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
 import type { ShutdownDeadline } from './shutdown-deadline.js';
 
-/** The longest shutdown wait taken (a timer's own limit, ~24.8 days). */
-const MAX_SHUTDOWN_MS = 0x7fff_ffff;
 
 /** What a shutdown listener is told: the shutdown's own `timeoutMs`, within which it should be done. */
 export interface ShutdownInfo {
@@ -51,20 +50,22 @@ export class ShutdownHooks {
 }
 
 /**
- * `shutdown()`'s options, checked as execute()'s are: a `timeoutMs` that is not a whole number
- * of ms (NaN from a badly parsed setting would stop running work at once) or a misspelt option
- * (`timeout` silently meaning the default 10 s) is a ValidationError, and nothing is shut down.
+ * The options of a call that waits at most `timeoutMs` (`shutdown()`, a channel mount's
+ * `unmount()`, a queue worker's `drain()`), checked as execute()'s are: a `timeoutMs` that is not
+ * a whole number of ms from 0 to MAX_TIMER_MS (NaN from a badly parsed setting, or Infinity and
+ * 2 ** 31, which reach setTimeout as 1 ms, would stop running work at once) or a misspelt option
+ * (`timeout` silently meaning the default) is a ValidationError naming `call`, and nothing is done.
  */
-export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
+export function checkTimeoutOptions(options: unknown, call: string, defaultMs: number): { timeoutMs: number } {
   // null as "no options", as execute() takes it.
-  if (options === undefined || options === null) return { timeoutMs: 10_000 };
+  if (options === undefined || options === null) return { timeoutMs: defaultMs };
   const issues: ValidationIssue[] = [];
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
-    issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}` });
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${Array.isArray(options) ? 'an array' : typeof options}` });
   } else {
     const { timeoutMs } = options as ShutdownOptions;
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_SHUTDOWN_MS)) {
-      issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_SHUTDOWN_MS}, got ${typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs)}` });
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS)) {
+      issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs)}` });
     }
     for (const key of Object.keys(options)) {
       if (key === 'timeoutMs') continue;
@@ -72,8 +73,13 @@ export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
       issues.push({ path: key, message: `unknown option${near ? `; did you mean "timeoutMs"?` : ''}` });
     }
   }
-  if (issues.length) throw validationError('Invalid shutdown() options', issues, { phase: 'options' });
-  return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? 10_000 };
+  if (issues.length) throw validationError(`Invalid ${call} options`, issues, { phase: 'options' });
+  return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? defaultMs };
+}
+
+/** `shutdown()`'s options (checkTimeoutOptions; 10 s by default). */
+export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
+  return checkTimeoutOptions(options, 'shutdown()', 10_000);
 }
 
 /** The shutdown's timeout from its options, or the rejection options it cannot take get (shutdown() never throws). */

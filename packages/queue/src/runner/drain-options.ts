@@ -1,30 +1,9 @@
-import { MAX_TIMER_MS, nearest, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { checkTimeoutOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** How long a drain lets running executions finish when its options give no `timeoutMs`. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
 
-/**
- * `drain()`'s options, checked as `backend.shutdown()`'s are: a `timeoutMs` that is not a whole
- * number of ms from 0 to MAX_TIMER_MS (Infinity or 2 ** 31 would reach setTimeout as 1 ms and stop
- * running work at once) or a misspelt option (`timeout` silently meaning 30 s) is a
- * ValidationError, and nothing is drained.
- */
+/** `drain()`'s options, checked as `backend.shutdown()`'s are (core's checkTimeoutOptions): nothing is drained on a bad one. */
 export function checkDrainOptions(options: unknown): { timeoutMs: number } {
-  // null as "no options", as shutdown() takes it.
-  if (options === undefined || options === null) return { timeoutMs: DEFAULT_DRAIN_TIMEOUT_MS };
-  const issues: Array<{ path: string; message: string }> = [];
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${Array.isArray(options) ? 'an array' : typeof options}` });
-  } else {
-    const { timeoutMs } = options as { timeoutMs?: unknown };
-    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS)) {
-      const given = typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs);
-      issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${given}` });
-    }
-    for (const key of Object.keys(options)) {
-      if (key !== 'timeoutMs') issues.push({ path: key, message: `unknown option${nearest(key, ['timeoutMs']) ? '; did you mean "timeoutMs"?' : ''}` });
-    }
-  }
-  if (issues.length) throw validationError('Invalid drain() options', issues, { phase: 'options' });
-  return { timeoutMs: (options as { timeoutMs?: number }).timeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS };
+  return checkTimeoutOptions(options, 'drain()', DEFAULT_DRAIN_TIMEOUT_MS);
 }
