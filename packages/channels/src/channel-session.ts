@@ -271,11 +271,14 @@ export class ChannelSession implements ChannelConnection {
    * turn, until the unmount's time is up (a hard stop aborts it).
    */
   async #disconnect(input: Record<string, unknown>): Promise<Outcome> {
-    let result = await this.#execute(input, this.#finalOptions);
+    // One execution in the counters, however many tries the backend's full queue took.
+    this.#rt.counters.executions++;
+    let result = await this.#attempt(input, this.#finalOptions);
     for (let waitMs = 10; !result.ok && result.error.code === 'QUEUE_FULL' && !this.#final.signal.aborted; waitMs = Math.min(waitMs * 2, 500)) {
       await new Promise((resolve) => setTimeout(resolve, waitMs + Math.random() * waitMs));
-      result = await this.#execute(input, this.#finalOptions);
+      result = await this.#attempt(input, this.#finalOptions);
     }
+    if (!result.ok) this.#rt.counters.failedExecutions++;
     return result;
   }
 
@@ -286,6 +289,12 @@ export class ChannelSession implements ChannelConnection {
 
   async #execute(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
     this.#rt.counters.executions++;
+    const outcome = await this.#attempt(input, options);
+    if (!outcome.ok) this.#rt.counters.failedExecutions++;
+    return outcome;
+  }
+
+  async #attempt(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
     let outcome: Outcome;
     try {
       const result = await this.#rt.backend.execute(
@@ -297,7 +306,6 @@ export class ChannelSession implements ChannelConnection {
       // The interface promises execute() never rejects; a foreign backend might.
       outcome = { ok: false, error: toHandlerError(error) };
     }
-    if (!outcome.ok) this.#rt.counters.failedExecutions++;
     return outcome;
   }
 

@@ -19,8 +19,11 @@ export interface MountCounters {
   framesOut: number;
   errorFrames: number;
   badFrames: number;
+  /** Messages refused because their connection had `maxInFlight` in flight (the backend's own QUEUE_FULL is a failed execution). */
   queueFull: number;
+  /** Connect, message and disconnect executions (a disconnect retried while the backend's queue was full counts once). */
   executions: number;
+  /** Of those, the ones that ended in an error. */
   failedExecutions: number;
   /** Connections whose connect handler refused them. */
   denied: number;

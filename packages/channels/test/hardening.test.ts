@@ -454,6 +454,25 @@ describe('a saturated backend', () => {
     expect(await holder.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
     expect(await other.request('y', 'again')).toMatchObject({ type: 'reply', data: { echo: 'again' } });
   });
+
+  it('counts a disconnect retried while the queue is full as one execution, and not as failed once it ran', async () => {
+    const h = await tight();
+    const holder = await h.connect('/slow');
+    const leaving = await h.connect('/echo');
+    holder.send({ id: 1, data: { gate: 'hold', n: 1 } });
+    await eventually(() => h.lab.entered.includes(1), 'the only slot taken');
+    const before = h.mount.stats();
+    leaving.close();
+    // Its disconnect finds the only slot taken, and is tried again and again meanwhile.
+    await delay(300);
+    h.lab.open('hold');
+    expect(await holder.next((f) => f.type === 'reply')).toMatchObject({ replyTo: 1 });
+    await eventually(() => h.mount.stats().connections === 1, 'the disconnect ran');
+    const after = h.mount.stats();
+    // Since the held message began: the disconnect, once, not failed.
+    expect(after.executions - before.executions).toBe(1);
+    expect(after.failedExecutions - before.failedExecutions).toBe(0);
+  });
 });
 
 describe('without onError', () => {
