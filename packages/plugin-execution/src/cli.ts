@@ -30,7 +30,7 @@ Options for run:
   --backend <type>          in-process | worker-pool | subprocess | queue   (default: in-process)
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
-  --input <json|@file>      handler input                            (default: none)
+  --input <json|@file|@->   handler input (@-: standard input)       (default: none)
   --context <json|@file>    context descriptor, a JSON object        (default: { host: { kind: "cli" } };
                             nothing of the command line: its flag values may be secrets)
   --grant <json|@file>      permissions granted to the handler       (default: none)

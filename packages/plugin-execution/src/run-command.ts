@@ -209,8 +209,18 @@ export async function readJson(value: string | undefined, what: string): Promise
   }
 }
 
-/** The file of `--<what> @<file>`: one that cannot be read is a usage error naming it. */
+/** The flag that read standard input (`@-`), if one did: it can be read once. */
+let stdinReadBy: string | undefined;
+
+/** The file of `--<what> @<file>` (`@-`: standard input): one that cannot be read is a usage error naming it. */
 async function readArgumentFile(file: string, what: string): Promise<string> {
+  if (file === '-') {
+    if (stdinReadBy) throw new UsageError(`--${what} @-: standard input is read once, and --${stdinReadBy} @- reads it`);
+    stdinReadBy = what;
+    const chunks: Buffer[] = [];
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  }
   try {
     return await readFile(file, 'utf8');
   } catch (error) {

@@ -59,6 +59,25 @@ describe('kb-plugin-exec CLI', () => {
     expect(JSON.parse(ctx.stdout).context.host.kind).toBe('cli');
   });
 
+  it('reads input from standard input with @-, once', () => {
+    const piped = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--workspace-root', root], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      input: JSON.stringify({ from: 'stdin' }),
+      timeout: 30_000,
+    });
+    expect(piped.stderr).toBe('');
+    expect(JSON.parse(piped.stdout)).toEqual({ from: 'stdin' });
+    const twice = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--context', '@-', '--workspace-root', root], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      input: '{}',
+      timeout: 30_000,
+    });
+    expect(twice.status).toBe(2);
+    expect(twice.stderr).toContain('standard input is read once');
+  });
+
   it('exits non-zero with the error code on failure', () => {
     const missing = run(['run', fixturePlugins.basic, 'nope', '--workspace-root', root]);
     expect(missing.status).toBe(1);
