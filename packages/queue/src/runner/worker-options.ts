@@ -22,7 +22,7 @@ export interface ExecutionWorkerOptions {
    * handlers may be granted here. @default { type: 'worker-pool' }
    */
   backend?: LocalBackendOptions;
-  /** The plugins this worker runs, from its own folders; hosts must know the same manifests (same versions). */
+  /** The plugins this worker runs, from its own folders (at least one); hosts must know the same manifests (same versions). */
   plugins: readonly PluginSource[];
   /** Services of the worker itself, used instead of the calling host's for the services they name. @default {} (every call goes to the caller) */
   platform?: Platform;
@@ -44,7 +44,8 @@ const workerOptionsSchema = lazySchema((z) =>
     pool: option.text().optional(),
     subjectPrefix: option.text().optional(),
     backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
-    plugins: pluginSourcesSchema(),
+    // A worker without plugins can run nothing: every task it took would be handed back, then fail.
+    plugins: pluginSourcesSchema().min(1, { error: 'must name at least one plugin folder: a worker without plugins can run nothing' }),
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     concurrency: option.int(1, 10_000).optional(),
     workspace: z.object({ root: option.text() }).strict().optional(),

@@ -24,10 +24,15 @@ export interface NatsConnectionOptions {
   name?: string;
 }
 
+const NO_SERVER = 'must be a server URL (nats://host:4222) or a non-empty array of them';
+const isUrlText = (url: string) => url.length > 0 && !url.includes('\0');
+
 export const connectionSchema = lazySchema((z) =>
   z.strictObject({
     servers: z
-      .union([option.text(), option.texts()])
+      .union([z.string(), z.array(z.string())], { error: NO_SERVER })
+      // An empty list would connect to nothing, and every execution would fail at its start.
+      .refine((servers) => (Array.isArray(servers) ? servers.length > 0 && servers.every(isUrlText) : isUrlText(servers)), { error: NO_SERVER, abort: true })
       .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => USER_INFO.test(url)), {
         error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
       })
@@ -82,12 +87,17 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     return await connectOnce(options, defaultName);
   } catch (error) {
     // nats.js times out on a server that answered but refused the connection (its
-    // max_connections reached), and on something that is not a NATS server at all.
-    if ((error as Error)?.name !== 'TimeoutError') throw error;
+    // max_connections reached), and on something that is not a NATS server at all; of one that
+    // closes at once or sends something else, it says only "node provided an undefined error"
+    // or "unexpected response from server".
+    if ((error as Error)?.name !== 'TimeoutError' && !NOT_NATS_ERROR.test(messageOf(error))) throw error;
     const said = await whatServerSays(serverList(options)[0]!);
     throw said ? new Error(said, { cause: error }) : error;
   }
 }
+
+/** What nats.js says of a connection that the other end closed before its INFO, or that began with something else. */
+const NOT_NATS_ERROR = /node provided an undefined error|unexpected response from server/i;
 
 async function connectOnce(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
@@ -166,9 +176,10 @@ const PROBE_MS = 1000;
 const PROBE_POKE_MS = 300;
 
 /**
- * What a server that let the connection time out says when connected to: a NATS server's error
- * right after its INFO (e.g. "maximum connections exceeded"), or that it is not a NATS server
- * (its first bytes, e.g. an HTTP answer from the monitoring port). Undefined when it says nothing.
+ * What a server whose connection failed says when connected to: a NATS server's error right
+ * after its INFO (e.g. "maximum connections exceeded"), or that it is not a NATS server (its first
+ * bytes, e.g. an HTTP answer from the monitoring port, or that it closed the connection without a
+ * word). Undefined when it says nothing, or cannot be reached.
  */
 function whatServerSays(url: string): Promise<string | undefined> {
   let address: URL;
@@ -179,8 +190,11 @@ function whatServerSays(url: string): Promise<string | undefined> {
   }
   return new Promise((resolve) => {
     let heard = '';
-    const socket = createConnection({ host: address.hostname.replace(/^\[|\]$/g, ''), port: Number(address.port || 4222) });
+    let connected = false;
+    const socket = createConnection({ host: address.hostname.replace(/^\[|\]$/g, ''), port: Number(address.port || 4222) }, () => (connected = true));
     const verdict = () => (heard.length > 0 && !heard.startsWith('INFO ') ? notNats(heard) : undefined);
+    // Accepted, then closed (or reset) before a word: a NATS server sends its INFO first.
+    const ended = () => (connected && heard.length === 0 ? CLOSED_AT_ONCE : verdict());
     const done = (said: string | undefined) => {
       clearTimeout(poke);
       clearTimeout(timer);
@@ -195,10 +209,14 @@ function whatServerSays(url: string): Promise<string | undefined> {
       if (refusal && heard.startsWith('INFO ')) done(`the server refused the connection: ${refusal[1]}`);
       else if (heard.length >= 5 && !heard.startsWith('INFO ')) done(verdict());
     });
-    socket.on('error', () => done(undefined));
-    socket.on('close', () => done(verdict()));
+    socket.on('error', () => done(connected ? ended() : undefined));
+    socket.on('close', () => done(ended()));
   });
 }
+
+const CLOSED_AT_ONCE =
+  'what answers there closed the connection without a word, where a NATS server first sends its INFO: check the host and port ' +
+  '(a NATS client port, 4222 by default), and any proxy or load balancer in front of the server (one with no server behind it does this)';
 
 function notNats(heard: string): string {
   const first = heard.split(/\r?\n/, 1)[0]!.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);

@@ -1,0 +1,74 @@
+// What a host and a worker say when their options cannot work (no server, no plugin), or what they
+// connect to is not a NATS server.
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { describe, expect, it } from 'vitest';
+import { newPool } from './helpers.js';
+
+const NO_SERVER = { path: 'connection.servers', message: 'must be a server URL (nats://host:4222) or a non-empty array of them' };
+
+describe('options that cannot work', () => {
+  it('connection.servers empty (a list or a string): host and worker refuse it with one message', async () => {
+    for (const servers of [[], '']) {
+      let thrown: unknown;
+      try {
+        new QueueBackend({ connection: { servers }, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ValidationError);
+      expect((thrown as ValidationError).details.issues).toEqual([NO_SERVER]);
+      const refused = await startExecutionWorker({ connection: { servers }, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(ValidationError);
+      expect((refused as ValidationError).details.issues).toEqual([NO_SERVER]);
+    }
+  });
+
+  it('a worker without plugins is refused: it could run nothing', async () => {
+    const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [] }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).details.issues).toEqual([{ path: 'plugins', message: 'must name at least one plugin folder: a worker without plugins can run nothing' }]);
+  });
+});
+
+describe('something that is not a NATS server where the server should be', () => {
+  const listeners: Record<string, (socket: net.Socket) => void> = {
+    'closes each connection at once': (socket) => socket.destroy(),
+    'answers in another protocol': (socket) => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'),
+    'sends something else and stays': (socket) => socket.write('hello there\r\n'),
+  };
+  const said: Record<string, string> = {
+    'closes each connection at once': 'what answers there closed the connection without a word, where a NATS server first sends its INFO',
+    'answers in another protocol': 'what answers there is not a NATS server (its first words: "HTTP/1.1 400 Bad Request")',
+    'sends something else and stays': 'what answers there is not a NATS server (its first words: "hello there")',
+  };
+  it.each(Object.keys(listeners))('one that %s: host and worker say what it did', async (kind) => {
+    const sockets = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      sockets.add(socket);
+      listeners[kind]!(socket);
+    });
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    const servers = `nats://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+    try {
+      const pool = newPool('not-nats');
+      const started = startExecutionWorker({ connection: { servers }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(started).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', message: expect.stringContaining(`The worker could not connect to the NATS server (${servers}): ${said[kind]}`) });
+      const backend = new QueueBackend({ connection: { servers }, pool, plugins: [fixturePlugins.basic] });
+      try {
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 15_000 });
+        expectError(result, 'WORKER_CRASHED');
+        expect(result.error.message).toContain(`The queue backend could not connect to the NATS server (${servers}): ${said[kind]}`);
+      } finally {
+        await backend.shutdown();
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      listener.close();
+    }
+  });
+});
