@@ -45,24 +45,41 @@ export class WorkerDirectory {
     clearTimeout(timer);
   }
 
-  /** The isolation handlers get: the workers' local backend's, behind the network boundary. */
+  /**
+   * The isolation handlers get: the workers' local backend's, behind the network boundary. Where
+   * the workers differ, the weakest in force (a handler may land on any of them): `none` if one
+   * runs handlers in its own thread, `unknown` if one does not say and none is `none`.
+   */
   isolation(pool: string): IsolationReport {
     const workers = this.alive();
-    const actives = new Set(workers.map((w) => w.isolation?.active ?? 'unknown'));
-    const first = workers[0]?.isolation;
-    if (!first || actives.size !== 1) {
-      return {
-        requested: 'remote workers',
-        active: 'unknown',
-        layers: ['remote-worker'],
-        reason: workers.length === 0 ? `no worker of pool "${pool}" has been seen yet` : `the workers of pool "${pool}" differ: ${[...actives].join(', ')}`,
-      };
+    if (workers.length === 0) return { requested: 'remote workers', active: 'unknown', layers: ['remote-worker'], reason: `no worker of pool "${pool}" has been seen yet` };
+    const weakest = workers.reduce((a, b) => (strength(b) < strength(a) ? b : a));
+    const active = activeOf(weakest);
+    const layers = ['remote-worker', ...(weakest.isolation?.layers ?? [])];
+    const actives = new Set(workers.map(activeOf));
+    if (actives.size === 1) {
+      return { requested: 'remote workers', active, layers, reason: `handlers run on workers of pool "${pool}" (${workers.length} seen), each on its local ${weakest.backend} backend: ${weakest.isolation?.reason ?? 'it did not say'}` };
     }
+    const byActive = [...actives].sort((a, b) => STRENGTH[a]! - STRENGTH[b]!).map((each) => `${each}: ${workers.filter((w) => activeOf(w) === each).map((w) => `${w.id} (${w.backend})`).join(', ')}`);
     return {
       requested: 'remote workers',
-      active: first.active as IsolationReport['active'],
-      layers: ['remote-worker', ...first.layers],
-      reason: `handlers run on workers of pool "${pool}" (${workers.length} seen), each on its local ${workers[0]!.backend} backend: ${first.reason}`,
+      active,
+      layers,
+      reason: `the workers of pool "${pool}" differ (${byActive.join('; ')}), and a handler may run on any of them: the weakest, ${active}, is what is in force`,
     };
   }
+}
+
+type Active = IsolationReport['active'];
+
+/** Weakest first: a worker that does not say ranks above `none` (it may be anything) and below every known boundary. */
+const STRENGTH: Record<string, number> = { none: 0, unknown: 1, thread: 2, process: 3, bubblewrap: 4 };
+
+function activeOf(worker: PresenceBody): Active {
+  const active = worker.isolation?.active ?? 'unknown';
+  return (active in STRENGTH ? active : 'unknown') as Active;
+}
+
+function strength(worker: PresenceBody): number {
+  return STRENGTH[activeOf(worker)]!;
 }
