@@ -1,7 +1,7 @@
 import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { ReplyInbox } from './reply-inbox.js';
-import type { PoolSubjects } from './subjects.js';
+import { ownerOfStream, type PoolSubjects } from './subjects.js';
 
 /** The stream's settings a host decides. */
 export interface StreamSettings {
@@ -118,6 +118,14 @@ function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | unde
   const fix = `delete it while the pool is idle (nats stream rm ${subjects.stream}) and the next host makes it as the pool needs`;
   if (config.retention !== RetentionPolicy.Workqueue) {
     return `The stream ${subjects.stream} has retention "${config.retention}", not "workqueue": taken tasks would stay in it and fill its bound; ${fix}`;
+  }
+  const owner = (config.subjects ?? []).map((taken) => ownerOfStream(subjects, taken)).find((found) => found !== undefined);
+  if (owner && !(config.subjects ?? []).includes(subjects.tasks)) {
+    return (
+      `The stream ${subjects.stream} belongs to subject prefix "${owner.prefix}" and pool "${owner.pool}" (its subject ${owner.prefix}.${owner.pool}.tasks), ` +
+      `not to subject prefix "${subjects.prefix}" and pool "${subjects.pool}": another deployment uses it (a stream's name is the prefix upper-cased, "." as "_", then the pool). ` +
+      'Choose a subjectPrefix (or pool) that differs from theirs in more than case or "." for "_"'
+    );
   }
   if (!(config.subjects ?? []).includes(subjects.tasks)) {
     return `The stream ${subjects.stream} does not take the pool's task subject ${subjects.tasks} (its subjects: ${(config.subjects ?? []).join(', ') || 'none'}); ${fix}`;

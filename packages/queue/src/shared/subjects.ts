@@ -9,7 +9,7 @@ const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 /**
  * Every NATS name one pool uses, derived from the prefix and the pool name, so that a host and
  * its workers agree without configuration beyond those two:
- * - stream `<PREFIX>_<pool>` on subject `<prefix>.<pool>.tasks`: the work queue;
+ * - stream `<PREFIX>_<pool>` (streamName) on subject `<prefix>.<pool>.tasks`: the work queue;
  * - durable pull consumer `<pool>-workers` on it, shared by every worker of the pool;
  * - `<prefix>.<pool>.caller.<hostId>`: what workers send to one host (started, heartbeats, logs,
  *   events, platform and channel calls, results);
@@ -24,9 +24,12 @@ export class PoolSubjects {
   readonly presenceQuery: string;
   readonly #base: string;
 
-  constructor(prefix: string, pool: string) {
+  constructor(
+    readonly prefix: string,
+    readonly pool: string,
+  ) {
     this.#base = `${prefix}.${pool}`;
-    this.stream = `${prefix.replaceAll('.', '_').toUpperCase()}_${pool}`;
+    this.stream = streamName(prefix, pool);
     this.consumer = `${pool}-workers`;
     this.tasks = `${this.#base}.tasks`;
     this.presence = `${this.#base}.presence`;
@@ -40,6 +43,28 @@ export class PoolSubjects {
   worker(workerId: string): string {
     return `${this.#base}.worker.${workerId}`;
   }
+}
+
+/**
+ * The pool's stream name: the prefix upper-cased, its dots as "_", then "_" and the pool
+ * (`kbexec`, `reports` → `KBEXEC_reports`). Two prefixes that differ only in case or in "." for
+ * "_" (`kbexec` and `KBEXEC`, `kb.exec` and `kb_exec`) name the same stream: the second
+ * deployment is refused, naming the first (ownerOfStream).
+ */
+export function streamName(prefix: string, pool: string): string {
+  return `${prefix.replaceAll('.', '_').toUpperCase()}_${pool}`;
+}
+
+/**
+ * The pool subjects of another deployment whose stream name is `subjects.stream`, if `taken` (a
+ * stream's subject) is its task subject (`<prefix>.<pool>.tasks`, with another prefix or pool).
+ */
+export function ownerOfStream(subjects: PoolSubjects, taken: string): { prefix: string; pool: string } | undefined {
+  const tokens = taken.split('.');
+  if (tokens.length < 3 || tokens.at(-1) !== 'tasks' || taken === subjects.tasks) return undefined;
+  const prefix = tokens.slice(0, -2).join('.');
+  const pool = tokens.at(-2)!;
+  return streamName(prefix, pool) === subjects.stream ? { prefix, pool } : undefined;
 }
 
 /** Checks a pool name or subject prefix (dot-separated tokens for a prefix) before it reaches NATS. */
