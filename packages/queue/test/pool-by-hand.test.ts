@@ -46,6 +46,60 @@ afterAll(async () => {
   await server?.stop();
 });
 
+describe("a pool consumer made by hand with limits the pool's hand-backs and pulls cannot work with", () => {
+  const cases: Array<[string, Partial<ConsumerConfig>, string]> = [
+    ['max_deliver', { max_deliver: 3 }, 'has max_deliver 3: a task is delivered again each time a worker hands it back'],
+    ['max_ack_pending', { max_ack_pending: 1 }, 'has max_ack_pending 1, below the 1000 tasks its stream holds (queueBound)'],
+    ['max_expires', { max_expires: nanos(1000) }, "has max_expires 1000 ms: a worker's pull request waits 5000 ms, and the server refuses it"],
+    ['headers_only', { headers_only: true }, 'delivers headers only: workers would get tasks without their bodies'],
+  ];
+  it.each(cases)('%s: the worker fails its start and the host its executions, naming the setting and how to fix it', async (_name, setting, said) => {
+    const pool = newPool('consumer-limit');
+    const stream = await addStream(pool);
+    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ...setting });
+    const fix = `; delete it (nats consumer rm ${stream} ${pool}-workers) and the next worker makes it as the pool needs`;
+    await expect(worker({ pool, concurrency: 2 })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
+    const backend = host({ pool });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 10_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toContain(`cannot use pool "${pool}": The consumer ${pool}-workers of stream ${stream} ${said}`);
+    expect(result.error.message).toContain(fix);
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems.join('\n')).toContain(said);
+  });
+
+  it('max_batch below a worker\'s concurrency: that worker fails its start, naming it; one whose concurrency is within it serves', async () => {
+    const pool = newPool('consumer-batch');
+    const stream = await addStream(pool);
+    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, max_batch: 2 });
+    await expect(worker({ pool, concurrency: 3 })).rejects.toMatchObject({
+      problem: 'misconfigured',
+      message: expect.stringContaining(`The consumer ${pool}-workers of stream ${stream} has max_batch 2: a worker asks for as many tasks as it has free slots (up to its concurrency, 3 here)`),
+    });
+    const within = await worker({ pool, concurrency: 2 });
+    try {
+      expectOk(await host({ pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'within' }));
+    } finally {
+      await within.close();
+    }
+  });
+
+  it('one made with the nats CLI\'s defaults (pull, explicit acks, ack_wait 30 s, max_ack_pending 1000, max_waiting 512) serves the pool', async () => {
+    const pool = newPool('consumer-defaults');
+    const stream = await addStream(pool);
+    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000, max_waiting: 512 });
+    const running = await worker({ pool });
+    try {
+      const backend = host({ pool });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'by hand' }));
+      expect((await backend.health()).problems).toEqual([]);
+    } finally {
+      await running.close();
+    }
+  });
+});
+
 describe('two deployments whose subject prefixes name the same stream', () => {
   it.each([
     ['kbexec', 'KBEXEC'],

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { ensureConsumer, ensureStream } from '../src/shared/pool-stream.js';
+import { ensureConsumer } from '../src/shared/pool-consumer.js';
+import { ensureStream } from '../src/shared/pool-stream.js';
 import { PoolSubjects } from '../src/shared/subjects.js';
 import { natsServer, newPool } from './helpers.js';
 
@@ -27,8 +28,8 @@ describe('a new pool started by several at once', () => {
       const host = { maxMessages: 77, maxMessageBytes: 1024 * 1024, storage: 'memory' as const };
       const worker = { maxMessages: 1000, maxMessageBytes: 1024 * 1024, storage: 'memory' as const };
       const [w1, w2, h] = await Promise.all([
-        ensureStream(managers[0]!, subjects, worker, 'worker').then(() => ensureConsumer(managers[0]!, subjects)),
-        ensureStream(managers[1]!, subjects, worker, 'worker').then(() => ensureConsumer(managers[1]!, subjects)),
+        ensureStream(managers[0]!, subjects, worker, 'worker').then((stream) => ensureConsumer(managers[0]!, subjects, { maxMessages: stream.maxMessages, largestPull: 4 })),
+        ensureStream(managers[1]!, subjects, worker, 'worker').then((stream) => ensureConsumer(managers[1]!, subjects, { maxMessages: stream.maxMessages, largestPull: 4 })),
         ensureStream(managers[2]!, subjects, host, 'host'),
       ]);
       expect(w1).toBeUndefined();

@@ -4,7 +4,8 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, describeServers, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
-import { checkConsumer, ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
+import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
+import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -106,7 +107,7 @@ export class HostLink implements ExecutionLink {
       });
       link.#stream = stream;
       link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
-      link.streamProblem = await checkConsumer(jsm, subjects);
+      link.streamProblem = await checkConsumer(jsm, subjects, link.#poolNeeds(stream));
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
       return link;
     } catch (error) {
@@ -221,7 +222,7 @@ export class HostLink implements ExecutionLink {
           this.#stream = stream;
           for (const execution of this.executions.values()) execution.checkInStream(stream.firstSeq, stream.lastSeq, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
-          this.streamProblem = await checkConsumer(this.#jsm, this.subjects);
+          this.streamProblem = await checkConsumer(this.#jsm, this.subjects, this.#poolNeeds(stream));
         },
         (error: unknown) => {
           // Only what stays wrong until someone fixes it; a read that timed out says nothing.
@@ -231,6 +232,11 @@ export class HostLink implements ExecutionLink {
       )
       .finally(() => (this.#checking = undefined));
     return this.#checking;
+  }
+
+  /** What the pool's consumer must allow: the stream's bound, and the largest pull of a worker this host knows. */
+  #poolNeeds(stream: PoolStream): PoolNeeds {
+    return { maxMessages: stream.maxMessages, largestPull: Math.max(1, ...this.workers.alive().map((w) => w.concurrency)) };
   }
 
   /** How long the server has left this host's last ping unanswered (0: it answered). */

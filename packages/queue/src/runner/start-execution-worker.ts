@@ -5,7 +5,8 @@ import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, PartsAssembler, maxPayload, partBytes } from '../shared/courier.js';
-import { ensureConsumer, ensureStream, PoolStreamError } from '../shared/pool-stream.js';
+import { ensureConsumer } from '../shared/pool-consumer.js';
+import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { CallerWatch } from './caller-watch.js';
@@ -194,8 +195,8 @@ class QueueWorker implements ExecutionWorker {
   /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
   #nextSubject(): Promise<string> {
     this.#pullSubject ??= (async () => {
-      await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: maxPayload(this.#nc), storage: 'memory' }, 'worker');
-      await ensureConsumer(this.#jsm, this.#subjects);
+      const stream = await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: maxPayload(this.#nc), storage: 'memory' }, 'worker');
+      await ensureConsumer(this.#jsm, this.#subjects, { maxMessages: stream.maxMessages, largestPull: this.#o.concurrency });
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();
     // Failed (no server, no JetStream yet): the next pull tries again.

@@ -1,7 +1,6 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { PULL_EXPIRES_MS } from '../shared/pool-consumer.js';
 
-/** How long one pull request waits for tasks before the server ends it (408) and it is renewed. */
-const PULL_EXPIRES_MS = 5000;
 /** A request is over this long after its expiry, whatever happened to it; the watchdog's period too. */
 const PULL_GRACE_MS = 2000;
 /** Pause after a failed pull (no server, no stream or consumer yet) before the next. */

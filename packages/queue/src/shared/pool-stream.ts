@@ -1,4 +1,4 @@
-import { AckPolicy, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { ReplyInbox } from './reply-inbox.js';
 import { ownerOfStream, type PoolSubjects } from './subjects.js';
@@ -11,9 +11,6 @@ export interface StreamSettings {
   maxMessageBytes: number;
   storage: 'memory' | 'file';
 }
-
-/** A waiting task a worker fetched but never answered for (it died before `started`) is redelivered after this. */
-const ACK_WAIT_MS = 5000;
 
 /** The stream's description says who made it: a host's settings replace a worker's (see ensureStream). */
 const MADE_BY_WORKER = 'kb-plugin-exec pool tasks (made by a worker, with default settings)';
@@ -144,52 +141,6 @@ export function storageProblem(subjects: PoolSubjects, wanted: 'memory' | 'file'
     'and NATS cannot change a stream\'s storage, so waiting tasks do not survive a server restart. Delete the stream while the pool is idle ' +
     `(nats stream rm ${subjects.stream}); the next host makes it with file storage`
   );
-}
-
-/** The pool's one durable pull consumer, shared by its workers: explicit acks, each task to one worker. */
-export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjects): Promise<void> {
-  let config;
-  try {
-    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
-  } catch {
-    const made = { durable_name: subjects.consumer, ack_policy: AckPolicy.Explicit, ack_wait: nanos(ACK_WAIT_MS), max_ack_pending: -1 };
-    // Another worker making it at the same moment makes the same one, which the server accepts;
-    // one it refuses (made otherwise meanwhile) is read and checked below.
-    try {
-      await jsm.consumers.add(subjects.stream, made);
-      return;
-    } catch (error) {
-      config = await jsm.consumers.info(subjects.stream, subjects.consumer).then((info) => info.config, () => Promise.reject(error));
-    }
-  }
-  const wrong = consumerProblem(subjects, config);
-  if (wrong) throw new PoolStreamError(wrong);
-}
-
-/**
- * Why the pool's consumer, as it exists, cannot serve the pool (made by hand, or by another tool:
- * workers could not pull from it, or would lose tasks), or undefined. A host reads it too, so that
- * its executions and health() say so instead of waiting for a worker that never comes.
- */
-export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubjects): Promise<string | undefined> {
-  let config;
-  try {
-    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
-  } catch {
-    return undefined;
-  }
-  return consumerProblem(subjects, config);
-}
-
-function consumerProblem(subjects: PoolSubjects, config: { deliver_subject?: string; ack_policy?: unknown; filter_subject?: string }): string | undefined {
-  const wrong = config.deliver_subject
-    ? 'is a push consumer (workers pull)'
-    : config.ack_policy !== AckPolicy.Explicit
-      ? `acknowledges "${String(config.ack_policy)}", not "explicit"`
-      : config.filter_subject && config.filter_subject !== subjects.tasks
-        ? `takes only ${config.filter_subject}, not the pool's task subject ${subjects.tasks}`
-        : undefined;
-  return wrong && `The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`;
 }
 
 /** What the stream said of a task it stored: its sequence, and whether it had the same msg id already (dropped). */

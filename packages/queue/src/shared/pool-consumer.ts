@@ -1,0 +1,97 @@
+import { AckPolicy, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import { PoolStreamError } from './pool-stream.js';
+import type { PoolSubjects } from './subjects.js';
+
+/** A waiting task a worker fetched but never answered for (it died before `started`) is redelivered after this. */
+const ACK_WAIT_MS = 5000;
+/** How long one pull request of a worker waits for tasks before the server ends it (408) and it is renewed. */
+export const PULL_EXPIRES_MS = 5000;
+
+/** What the consumer must allow: the tasks its stream holds (its bound), and the largest pull request of a worker (its concurrency). */
+export interface PoolNeeds {
+  maxMessages: number;
+  largestPull: number;
+}
+
+/**
+ * The pool's one durable pull consumer, shared by its workers: explicit acks, each task to one
+ * worker, delivered as often as it is handed back (no max_deliver), and no cap on the tasks out
+ * unacknowledged (max_ack_pending). Made when missing; one that exists is checked (consumerProblem).
+ */
+export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjects, pool: PoolNeeds): Promise<void> {
+  let config;
+  try {
+    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
+  } catch {
+    const made = { durable_name: subjects.consumer, ack_policy: AckPolicy.Explicit, ack_wait: nanos(ACK_WAIT_MS), max_ack_pending: -1 };
+    // Another worker making it at the same moment makes the same one, which the server accepts;
+    // one it refuses (made otherwise meanwhile) is read and checked below.
+    try {
+      await jsm.consumers.add(subjects.stream, made);
+      return;
+    } catch (error) {
+      config = await jsm.consumers.info(subjects.stream, subjects.consumer).then((info) => info.config, () => Promise.reject(error));
+    }
+  }
+  const wrong = consumerProblem(subjects, config, pool);
+  if (wrong) throw new PoolStreamError(wrong);
+}
+
+/**
+ * Why the pool's consumer, as it exists, cannot serve the pool (made by hand, or by another tool:
+ * workers could not pull from it, or would lose tasks), or undefined. A host reads it too, so that
+ * its executions and health() say so instead of waiting for a worker that never comes.
+ */
+export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubjects, pool: PoolNeeds): Promise<string | undefined> {
+  let config;
+  try {
+    config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
+  } catch {
+    return undefined;
+  }
+  return consumerProblem(subjects, config, pool);
+}
+
+/**
+ * What in the consumer's settings the pool cannot work with, first found. Its `ack_wait` and
+ * `max_waiting` are not checked: no value of theirs loses a task (docs/backends/queue.md).
+ */
+function consumerProblem(subjects: PoolSubjects, config: Partial<ConsumerConfig>, pool: PoolNeeds): string | undefined {
+  const wrong = config.deliver_subject
+    ? 'is a push consumer (workers pull)'
+    : config.ack_policy !== AckPolicy.Explicit
+      ? `acknowledges "${String(config.ack_policy)}", not "explicit"`
+      : (filterProblem(subjects, config) ?? limitProblem(config, pool));
+  return wrong && `The consumer ${subjects.consumer} of stream ${subjects.stream} ${wrong}; delete it (nats consumer rm ${subjects.stream} ${subjects.consumer}) and the next worker makes it as the pool needs`;
+}
+
+function filterProblem(subjects: PoolSubjects, config: Partial<ConsumerConfig>): string | undefined {
+  const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter((filter): filter is string => !!filter && filter !== subjects.tasks);
+  return filters.length > 0 ? `takes only ${filters.join(', ')}, not the pool's task subject ${subjects.tasks}` : undefined;
+}
+
+/** Limits that lose tasks or stop workers from pulling them; the pool's consumer has none of them. */
+function limitProblem(config: Partial<ConsumerConfig>, { maxMessages, largestPull }: PoolNeeds): string | undefined {
+  const { max_deliver: maxDeliver = -1, max_ack_pending: maxAckPending = -1, max_batch: maxBatch = 0, max_expires: maxExpires = 0 } = config;
+  if (maxDeliver > 0) {
+    return (
+      `has max_deliver ${maxDeliver}: a task is delivered again each time a worker hands it back (for a worker that has its plugin version, ` +
+      'during a rolling upgrade) or dies holding it, and one past that many deliveries would never run (its execution ends in a TIMEOUT while workers wait)'
+    );
+  }
+  if (maxAckPending > 0 && (maxMessages < 0 || maxAckPending < maxMessages)) {
+    return (
+      `has max_ack_pending ${maxAckPending}, below the ${maxMessages < 0 ? 'unbounded number of' : maxMessages} tasks its stream holds (queueBound): tasks handed back for a busy worker that has ` +
+      'their plugin version (a rolling upgrade) count against it, and once that many wait no other task reaches an idle worker'
+    );
+  }
+  if (maxBatch > 0 && maxBatch < largestPull) {
+    return `has max_batch ${maxBatch}: a worker asks for as many tasks as it has free slots (up to its concurrency, ${largestPull} here), and the server refuses a larger request`;
+  }
+  if (maxExpires > 0 && maxExpires < nanos(PULL_EXPIRES_MS)) {
+    return `has max_expires ${Math.round(maxExpires / 1_000_000)} ms: a worker's pull request waits ${PULL_EXPIRES_MS} ms, and the server refuses it`;
+  }
+  if (config.headers_only) return 'delivers headers only: workers would get tasks without their bodies';
+  return undefined;
+}
