@@ -100,6 +100,52 @@ describe("a pool consumer made by hand with limits the pool's hand-backs and pul
   });
 });
 
+describe('a pool stream made by hand with limits that drop or refuse waiting tasks', () => {
+  it('max_age and max_msgs_per_subject, which drop waiting tasks, are removed when a host takes the stream over, and the duplicate window is 2 minutes again; its max_bytes is kept', async () => {
+    const pool = newPool('stream-age');
+    // The server shortens the duplicate window to a max_age under it.
+    const stream = await addStream(pool, { max_age: nanos(1000), max_msgs_per_subject: 5, max_bytes: 1_000_000 });
+    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(nanos(1000));
+    await host({ pool, queueBound: 10 }).health();
+    const { config } = await jsm.streams.info(stream);
+    expect(config).toMatchObject({ max_age: 0, max_msgs_per_subject: -1, duplicate_window: nanos(120_000), max_msgs: 10, max_bytes: 1_000_000 });
+  });
+
+  it('a task dropped by a max_age set under a running host fails saying it expired, and the host removes the max_age', async () => {
+    const pool = newPool('stream-expired');
+    const stream = `KBEXEC_${pool}`;
+    const backend = host({ pool });
+    // Makes the stream and reads it: the host's next read of it is its periodic one, 5 s on.
+    await backend.health();
+    const { config } = await jsm.streams.info(stream);
+    await jsm.streams.update(stream, { ...config, max_age: nanos(1000), duplicate_window: nanos(1000) });
+    // No worker serves the pool: the task waits until the server drops it.
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'expires' }, { timeoutMs: 25_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toBe(
+      'Handler "echo" of plugin "@conformance/basic" did not run: its task expired in the pool\'s stream before any worker took it ' +
+        "(the stream's max_age, 1000 ms, set on it by hand: this host has now removed it): it never ran",
+    );
+    expect((await jsm.streams.info(stream)).config).toMatchObject({ max_age: 0, duplicate_window: nanos(120_000) });
+  }, 40_000);
+
+  it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
+    const pool = newPool('stream-bytes');
+    await addStream(pool, { max_bytes: 2000 });
+    const backend = host({ pool, queueBound: 50 });
+    // No worker: the tasks stay until the stream's bytes are used up.
+    const sent: Array<Promise<ExecutionResult>> = [];
+    for (let i = 0; i < 10; i++) sent.push(backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(400) }, { timeoutMs: 3000 }));
+    const results = await Promise.all(sent);
+    const full = results.find((r) => !r.ok && r.error.code === 'QUEUE_FULL');
+    expect(results.filter((r) => !r.ok && r.error.code === 'WORKER_CRASHED')).toEqual([]);
+    expect(full && !full.ok && full.error.message).toBe(
+      `The queue of pool "${pool}" is full: the tasks waiting for a worker fill the stream's max_bytes (2000 bytes, set on KBEXEC_${pool} by hand, not by a host); nothing ran`,
+    );
+    expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 50 });
+  });
+});
+
 describe('two deployments whose subject prefixes name the same stream', () => {
   it.each([
     ['kbexec', 'KBEXEC'],

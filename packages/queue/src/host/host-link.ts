@@ -7,6 +7,7 @@ import { Courier, PartsAssembler, courierPartBytes, maxPayload, partBytes } from
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
+import { fullQueue } from './publish-refusal.js';
 import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
@@ -170,16 +171,8 @@ export class HostLink implements ExecutionLink {
 
   #publishError(error: unknown): Error {
     const message = String((error as Error)?.message ?? error);
-    if (/insufficient resources/i.test(message)) {
-      // The server's JetStream storage is full (its max_memory_store or max_file_store): nothing was stored, nothing ran.
-      const what = `The NATS server has no room left for the tasks of pool "${this.#o.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up); nothing ran`;
-      return new QueueFullError(what, { details: this.#queueFullDetails() });
-    }
-    if (/maximum messages/i.test(message)) {
-      // The stream's own bound: another host may have set another (the last to start sets it).
-      const what = `The queue of pool "${this.#o.pool}" is full: ${this.queueBound} executions wait for a worker (the stream's queueBound)`;
-      return new QueueFullError(what, { details: this.#queueFullDetails() });
-    }
+    const full = fullQueue(error, { pool: this.#o.pool, stream: this.subjects.stream, queueBound: this.queueBound, maxBytes: this.#stream?.maxBytes ?? -1, details: this.#queueFullDetails() });
+    if (full) return full;
     if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
@@ -220,7 +213,7 @@ export class HostLink implements ExecutionLink {
       .then(
         async (stream) => {
           this.#stream = stream;
-          for (const execution of this.executions.values()) execution.checkInStream(stream.firstSeq, stream.lastSeq, readAt);
+          for (const execution of this.executions.values()) execution.checkInStream(stream, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects, this.#poolNeeds(stream));
         },

@@ -26,8 +26,7 @@ function streamConfig(subjects: PoolSubjects, settings: StreamSettings, madeBy: 
     discard: DiscardPolicy.New,
     max_msg_size: settings.maxMessageBytes,
     storage: settings.storage === 'file' ? StorageType.File : StorageType.Memory,
-    // A duplicate publish (same execution id) within this window is dropped by the server.
-    duplicate_window: nanos(120_000),
+    duplicate_window: nanos(DUPLICATE_WINDOW_MS),
   };
 }
 
@@ -39,7 +38,25 @@ export interface PoolStream {
   /** The sequence numbers of the messages it holds, first to last (0 and 0: made empty just now). */
   firstSeq: number;
   lastSeq: number;
+  /** The stream's max_age in ms as it was read (0: none), before a host removed it: tasks older than that were dropped by the server. */
+  maxAgeMs: number;
+  /** The stream's max_bytes (-1: none): a publish past it is refused. */
+  maxBytes: number;
 }
+
+/** A duplicate publish (same execution id) within this window is dropped by the server. */
+const DUPLICATE_WINDOW_MS = 120_000;
+
+/**
+ * Settings every host wants the same, which a stream made by hand (or by another tool) may lack:
+ * `max_age` expires waiting tasks and `max_msgs_per_subject` drops the oldest (every task has the
+ * one subject), and a `max_age` under 2 minutes shortened the duplicate window with it (the server
+ * requires it). A host sets them whenever it reads the stream. A `max_bytes` is left: with
+ * `discard: new` it refuses a task (QUEUE_FULL naming it) and drops none, and an account may
+ * require one.
+ */
+const SAME_FOR_EVERY_HOST = { max_age: 0, max_msgs_per_subject: -1, duplicate_window: nanos(DUPLICATE_WINDOW_MS) } as const;
+const NOT_REPORTED: Record<string, unknown> = { max_age: 0, max_msgs_per_subject: -1 };
 
 /**
  * Make the pool's work-queue stream if it is missing, and check one that exists: one not made as
@@ -50,7 +67,8 @@ export interface PoolStream {
  * - `host-check` (a host's periodic look): makes it again if it is gone (an operator deleted it,
  *   a server restarted without its store) and takes over one a worker made meanwhile, but leaves
  *   another host's bound alone.
- * The storage is fixed when the stream is made, by whoever came first.
+ * Both host reads set what every host wants the same (SAME_FOR_EVERY_HOST). The storage is fixed
+ * when the stream is made, by whoever came first.
  */
 export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects, settings: StreamSettings, as: 'host' | 'host-check' | 'worker'): Promise<PoolStream> {
   const config = streamConfig(subjects, settings, as === 'worker' ? 'worker' : 'host');
@@ -60,18 +78,27 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   } catch (error) {
     if (!isMissing(error)) throw error;
     info = await addOrRead(jsm, config);
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0 };
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1 };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
   if (wrong) throw new PoolStreamError(wrong);
-  const differs = current.max_msgs !== config.max_msgs || current.max_msg_size !== config.max_msg_size || current.discard !== config.discard;
-  const takeOver = as === 'host' || (as === 'host-check' && current.description === MADE_BY_WORKER);
-  if (takeOver && (differs || current.description !== config.description)) {
-    await jsm.streams.update(subjects.stream, { ...current, description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! });
-    return { storage: storageOf(current), messages: info.state.messages, maxMessages: config.max_msgs!, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
-  }
-  return { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq };
+  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1 };
+  if (as === 'worker') return read;
+  const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
+  const owned = takeOver ? { description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
+  const wanted: Partial<StreamConfig> = { ...SAME_FOR_EVERY_HOST, ...owned };
+  const reported = current as unknown as Record<string, unknown>;
+  // A server that does not report a limit does not have it.
+  const differs = Object.entries(wanted).some(([key, value]) => (reported[key] ?? NOT_REPORTED[key]) !== value);
+  if (!differs) return read;
+  await jsm.streams.update(subjects.stream, { ...current, ...wanted });
+  return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs };
+}
+
+/** A JetStream duration (ns) in ms. */
+function millis(nanoseconds: number): number {
+  return Math.round(nanoseconds / 1_000_000);
 }
 
 /**

@@ -1,0 +1,38 @@
+import { QueueFullError } from '@kb-labs/plugin-execution-core';
+
+/** What a host knows of its pool when the server refuses a task: for the QUEUE_FULL it becomes. */
+export interface RefusalContext {
+  pool: string;
+  stream: string;
+  /** The stream's bound (max_msgs) as last read. */
+  queueBound: number;
+  /** The stream's max_bytes as last read (-1: none). */
+  maxBytes: number;
+  details: { maxQueue: number; active: number; concurrency: number };
+}
+
+/**
+ * A task the stream refused for lack of room, as QUEUE_FULL naming the limit that refused it, or
+ * undefined for any other refusal. JetStream says which in its words (err_code 10077 "maximum …
+ * exceeded" for the stream's own limits, 10023/10028/10047 "insufficient … resources" for the
+ * server's storage); nothing was stored, so nothing ran.
+ */
+export function fullQueue(error: unknown, at: RefusalContext): QueueFullError | undefined {
+  const message = String((error as Error)?.message ?? error);
+  const full = (what: string) => new QueueFullError(`${what}; nothing ran`, { details: at.details });
+  if (/insufficient (storage |memory )?resources/i.test(message)) {
+    return full(`The NATS server has no room left for the tasks of pool "${at.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up)`);
+  }
+  if (/maximum messages exceeded/i.test(message)) {
+    // The stream's own bound: another host may have set another (the last to start sets it).
+    return full(`The queue of pool "${at.pool}" is full: ${at.queueBound} executions wait for a worker (the stream's queueBound)`);
+  }
+  if (/maximum bytes exceeded/i.test(message)) {
+    const limit = at.maxBytes > 0 ? `${at.maxBytes} bytes, ` : '';
+    return full(`The queue of pool "${at.pool}" is full: the tasks waiting for a worker fill the stream's max_bytes (${limit}set on ${at.stream} by hand, not by a host)`);
+  }
+  if (/maximum .* exceeded/i.test(message)) {
+    return full(`The stream ${at.stream} of pool "${at.pool}" refused the task: ${message} (a limit set on it by hand, not by a host)`);
+  }
+  return undefined;
+}
