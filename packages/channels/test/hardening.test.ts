@@ -3,6 +3,7 @@
  * routing and teardown. None of it depends on where handlers run, so it runs once, on in-process.
  */
 import type { IncomingMessage } from 'node:http';
+import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
@@ -393,15 +394,7 @@ describe('closing', () => {
     const client = await h.connect('/slow');
     client.send({ id: 1, data: { gate: 'held', n: 1 } });
     await eventually(() => h.lab.entered.includes(1), 'message started');
-    const refusals: Array<[unknown, string]> = [
-      [{ timeoutMs: Infinity }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got Infinity'],
-      [{ timeoutMs: 2 ** 31 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got 2147483648'],
-      [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got -1'],
-      [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
-      [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
-      ['5000', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
-    ];
-    for (const [options, message] of refusals) {
+    for (const [options, message] of TIMEOUT_OPTION_REFUSALS) {
       const refused = await h.mount.unmount(options as never).catch((error: unknown) => error);
       expect(refused, message).toBeInstanceOf(ValidationError);
       expect((refused as ValidationError).message).toBe(`Invalid unmount() options:\n  - ${message}`);

@@ -22,3 +22,17 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * Options a call that waits at most `timeoutMs` cannot take (`shutdown()`, a mount's `unmount()`,
+ * a worker's `drain()`), each with what its VALIDATION_ERROR says: core's one check of them.
+ */
+export const TIMEOUT_OPTION_REFUSALS: ReadonlyArray<readonly [unknown, string]> = [
+  [{ timeoutMs: Number.NaN }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got NaN'],
+  [{ timeoutMs: Infinity }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got Infinity'],
+  [{ timeoutMs: 2 ** 31 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got 2147483648'],
+  [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got -1'],
+  [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
+  [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
+  ['5000', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
+];

@@ -5,7 +5,7 @@
  */
 export { describeConformance } from './describe-conformance.js';
 export type { BackendFactory, ConformanceCapabilities } from './suite-context.js';
-export { expectError, expectOk, waitFor } from './expect-result.js';
+export { TIMEOUT_OPTION_REFUSALS, expectError, expectOk, waitFor } from './expect-result.js';
 export { testPlatform } from './test-platform.js';
 export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';
 export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { BASIC, GUARDED, HOSTILE, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, GUARDED, HOSTILE, TIMEOUT_OPTION_REFUSALS, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -607,14 +607,7 @@ describe('stops', () => {
       const file = path.join(markers, 'drain-options.log');
       const busy = make({ pool: own }).execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1000 } }, { timeoutMs: 20_000, onEvent: () => started() });
       await running;
-      const refusals: Array<[unknown, string]> = [
-        [{ timeoutMs: Infinity }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got Infinity'],
-        [{ timeoutMs: 2 ** 31 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got 2147483648'],
-        [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got -1'],
-        [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
-        [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
-      ];
-      for (const [options, message] of refusals) {
+      for (const [options, message] of TIMEOUT_OPTION_REFUSALS) {
         const refused = await worker.drain(options as { timeoutMs?: number }).catch((error: unknown) => error);
         expect(refused, message).toBeInstanceOf(ValidationError);
         expect((refused as ValidationError).message).toBe(`Invalid drain() options:\n  - ${message}`);

@@ -1,6 +1,6 @@
 import { isExecutionError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
-import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { TIMEOUT_OPTION_REFUSALS, expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
@@ -110,13 +110,7 @@ function lifecycleTests(suite: SuiteContext): void {
 
   it('shutdown() with options it cannot take is a VALIDATION_ERROR naming them, and shuts nothing down', async () => {
     const backend = make();
-    for (const [options, says] of [
-      [{ timeoutMs: Number.NaN }, 'timeoutMs: must be a whole number of ms'],
-      [{ timeoutMs: -1 }, 'timeoutMs: must be a whole number of ms'],
-      [{ timeoutMs: '100' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "100"'],
-      [{ timeout: 100 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
-      ['soon', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
-    ] as const) {
+    for (const [options, says] of TIMEOUT_OPTION_REFUSALS) {
       const refused = await backend.shutdown(options as never).then(
         () => undefined,
         (error: unknown) => error,
