@@ -39,6 +39,30 @@ describe('PluginWatcher', () => {
     expect(events[1]).toMatchObject({ ok: true, pluginId: '@t/w', changed: [path.join('lib', 'util.js')] });
   });
 
+  it('does not reload for what its handlers write in the folders their manifest lets them write; its code still reloads', async () => {
+    const writer = (): RegisteredPlugin => ({
+      id: '@t/w',
+      root: dir,
+      generation: 0,
+      manifest: { id: '@t/w', version: '1', permissions: { fs: { write: ['data'] } }, handlers: { h: { entry: './h.mjs', export: 'default', permissions: { fs: { write: ['cache/*', '.'] } } } } } as never,
+    });
+    await mkdir(path.join(dir, 'data'));
+    await mkdir(path.join(dir, 'cache'));
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => writer());
+    await watcher.watch(writer());
+    await writeFile(path.join(dir, 'data', 'counter.json'), '1');
+    await mkdir(path.join(dir, 'data', 'sub'));
+    await writeFile(path.join(dir, 'data', 'sub', 'x'), '');
+    await writeFile(path.join(dir, 'cache', 'y'), '');
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    expect(events).toEqual([]);
+    // Its whole folder declared writable ('.') does not hide its code.
+    await writeFile(path.join(dir, 'h.mjs'), 'export default () => 2;');
+    await waitFor(() => events.length === 1);
+    expect(events[0]).toMatchObject({ ok: true, changed: ['h.mjs'] });
+  });
+
   it('watches a plugin folder made again after it was deleted (a branch switch, a build that empties it): reloads it, and hears its later changes', async () => {
     const events: PluginReloadEvent[] = [];
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => {

@@ -47,6 +47,8 @@ interface WatchedPlugin {
   rootReplaced: boolean;
   /** The watcher of the folder holding it, which sees its name replaced (a symlink's removal is not seen through the link). */
   parent: FSWatcher | undefined;
+  /** The folders its manifest says its handlers write (`permissions.fs.write`): their changes are its own work, not a new version. */
+  writes: string[];
 }
 
 /** How often a deleted plugin folder is looked for (a `git checkout`, or a build that empties it). */
@@ -80,7 +82,20 @@ export class PluginWatcher {
   /** Start watching one plugin's folder (once per plugin id). */
   async watch(plugin: RegisteredPlugin): Promise<void> {
     if (this.#closed || this.#plugins.has(plugin.id)) return;
-    const watched: WatchedPlugin = { id: plugin.id, root: plugin.root, folders: new Map(), changed: new Set(), timer: undefined, reloading: false, again: false, failure: undefined, awaiting: undefined, rootReplaced: false, parent: undefined };
+    const watched: WatchedPlugin = {
+      id: plugin.id,
+      root: plugin.root,
+      folders: new Map(),
+      changed: new Set(),
+      timer: undefined,
+      reloading: false,
+      again: false,
+      failure: undefined,
+      awaiting: undefined,
+      rootReplaced: false,
+      parent: undefined,
+      writes: writeFolders(plugin),
+    };
     this.#plugins.set(plugin.id, watched);
     this.#watchParent(watched);
     await this.#watchTree(watched, plugin.root);
@@ -129,7 +144,7 @@ export class PluginWatcher {
 
   /** Watch `folder` and the folders under it (a folder that cannot be read is skipped). */
   async #watchTree(plugin: WatchedPlugin, folder: string): Promise<void> {
-    if (this.#closed || plugin.folders.has(folder) || ignored(plugin.root, folder)) return;
+    if (this.#closed || plugin.folders.has(folder) || ignored(plugin, folder)) return;
     let watcher: FSWatcher;
     try {
       watcher = fs.watch(folder, { persistent: false }, (event, name) => this.#changed(plugin, folder, event, name));
@@ -154,7 +169,7 @@ export class PluginWatcher {
     const self = name !== null && name.toString() === path.basename(folder);
     if (self && folder === plugin.root) plugin.rootReplaced = true;
     const file = name === null || self ? folder : path.join(folder, name.toString());
-    if (ignored(plugin.root, file)) return;
+    if (ignored(plugin, file)) return;
     plugin.changed.add(path.relative(plugin.root, file) || '.');
     // An entry made, deleted or moved: a folder there now is watched afresh (one deleted and made
     // again, `rm -rf dist` then a build, is a new folder to the OS: the old watchers see nothing).
@@ -199,6 +214,7 @@ export class PluginWatcher {
     try {
       event = { ok: true, pluginId: plugin.id, changed, plugin: await this.#reload(plugin.id) };
       plugin.failure = undefined;
+      plugin.writes = writeFolders(event.plugin);
     } catch (thrown) {
       const error = isExecutionError(thrown) ? thrown : new ValidationError(String(thrown), { cause: thrown });
       event = { ok: false, pluginId: plugin.id, changed, error };
@@ -252,8 +268,22 @@ export class PluginWatcher {
   }
 }
 
-/** node_modules and anything whose name starts with a dot (`.git`, editor swap files), anywhere under the plugin folder. */
-function ignored(root: string, file: string): boolean {
-  const relative = path.relative(root, file);
-  return relative !== '' && relative.split(path.sep).some((part) => part === 'node_modules' || part.startsWith('.'));
+/**
+ * node_modules and anything whose name starts with a dot (`.git`, editor swap files), anywhere
+ * under the plugin folder, and the folders its handlers write (a handler that keeps its data in
+ * its own folder would otherwise reload its plugin with every execution).
+ */
+function ignored(plugin: WatchedPlugin, file: string): boolean {
+  const relative = path.relative(plugin.root, file);
+  if (relative === '') return false;
+  if (relative.split(path.sep).some((part) => part === 'node_modules' || part.startsWith('.'))) return true;
+  return plugin.writes.some((folder) => file === folder || file.startsWith(folder + path.sep));
+}
+
+/** The folders inside its own folder that a plugin's manifest lets its handlers write, as absolute paths. */
+function writeFolders(plugin: RegisteredPlugin): string[] {
+  const { manifest, root } = plugin;
+  const declared = [manifest.permissions, ...Object.values(manifest.handlers).map((handler) => handler.permissions)].flatMap((spec) => spec?.fs?.write ?? []);
+  // Its whole folder declared writable: its code is in there too, and edits to it still reload.
+  return declared.map((p) => path.resolve(root, p.replace(/\/\*$/, ''))).filter((folder) => folder !== root);
 }
