@@ -7,7 +7,7 @@
  */
 import type { RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 
-type HandlerFields = Pick<RunnerTask, 'pluginId' | 'handlerId' | 'pluginRoot' | 'entryPath' | 'exportName' | 'permissions' | 'memoryMb' | 'generation'>;
+type HandlerFields = Pick<RunnerTask, 'pluginId' | 'handlerId' | 'pluginRoot' | 'entryPath' | 'exportName' | 'permissions' | 'memoryMb' | 'generation' | 'moduleKey'>;
 
 /** One execution's part, in a fixed order. */
 type OwnFields = [RunnerTask['executionId'], RunnerTask['input'], RunnerTask['context'], RunnerTask['workspaceDir'], RunnerTask['timeoutMs'], RunnerTask['traceparent'], RunnerTask['channel']];
@@ -39,6 +39,7 @@ export class TaskPacker {
       permissions: task.permissions,
       memoryMb: task.memoryMb,
       generation: task.generation,
+      moduleKey: task.moduleKey,
     };
     // A handler sent before with other fields keeps its number: the thread replaces what it has.
     const h = sent?.h ?? ++this.#count;
@@ -52,10 +53,11 @@ export class TaskPacker {
   }
 }
 
-/** The same handler as sent (a reload changes its generation; a re-registered plugin, its files or permissions). */
+/** The same handler as sent (a reload changes its generation and moduleKey; a re-registered plugin, its files or permissions). */
 function sameHandler(a: HandlerFields, task: RunnerTask): boolean {
   return (
     a.generation === task.generation &&
+    a.moduleKey === task.moduleKey &&
     a.pluginRoot === task.pluginRoot &&
     a.entryPath === task.entryPath &&
     a.exportName === task.exportName &&
@@ -86,6 +88,7 @@ export class TaskUnpacker {
       timeoutMs,
       memoryMb: d.memoryMb,
       generation: d.generation,
+      moduleKey: d.moduleKey,
       traceparent,
       channel,
     };

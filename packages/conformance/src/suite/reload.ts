@@ -1,4 +1,4 @@
-import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { IExecutionBackend, PluginReloadEvent, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
@@ -87,6 +87,44 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     expect(plugin).toMatchObject({ id: RELOADABLE, generation: 1 });
     expect(await versionOf(backend, 'renamed')).toBe('v2');
     expect(await versionOf(backend)).toBe('v2');
+  });
+
+  it.each(['version', 'version-cjs'])('reloadPlugin() of a plugin folder that is a symbolic link, pointed at a new release: %s runs the new release', async (handlerId) => {
+    const releases = await copyPlugin();
+    const first = await copyPlugin();
+    const second = await copyPlugin();
+    await edit(second, path.join('handlers', 'version-value.cjs'), "'v1'", "'v2'");
+    await edit(second, HANDLER, "'v1'", "'v2'");
+    const current = path.join(releases, 'current');
+    await symlink(first, current);
+    const backend = reloading(make({ plugins: [current] }));
+    expect(await versionOf(backend, handlerId)).toBe('v1');
+    // A deploy: the link switched at once to the new release, then the old one removed.
+    await symlink(second, `${current}.next`);
+    await rename(`${current}.next`, current);
+    await backend.reloadPlugin(RELOADABLE);
+    expect(await versionOf(backend, handlerId)).toBe('v2');
+    await rm(first, { recursive: true, force: true });
+    await backend.reloadPlugin(RELOADABLE);
+    expect(await versionOf(backend, handlerId)).toBe('v2');
+  });
+
+  it.each(['version', 'version-cjs'])('two backends of one process given the same folder each load the code as it is when they load it (%s)', async (handlerId) => {
+    const dir = await copyPlugin();
+    const first = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(first, handlerId)).toBe('v1');
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    await edit(dir, path.join('handlers', 'version-value.cjs'), "'v1'", "'v2'");
+    // Created after the edit: it has never loaded the plugin, and gets what is on disk now.
+    const second = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(second, handlerId)).toBe('v2');
+    await first.reloadPlugin(RELOADABLE);
+    expect(await versionOf(first, handlerId)).toBe('v2');
+    await edit(dir, HANDLER, "'v2'", "'v3'");
+    await edit(dir, path.join('handlers', 'version-value.cjs'), "'v2'", "'v3'");
+    // The second's reload is its own: it does not get the first's earlier load of the folder.
+    await second.reloadPlugin(RELOADABLE);
+    expect(await versionOf(second, handlerId)).toBe('v3');
   });
 
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {

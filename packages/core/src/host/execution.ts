@@ -225,6 +225,7 @@ export class Execution {
       timeoutMs: meta.timeoutMs,
       memoryMb: handler.memoryMb,
       generation: handler.generation,
+      moduleKey: handler.moduleKey,
       traceparent,
       ...(opts.channel ? { channel: { connectionId: opts.channel.connectionId, path: opts.channel.path } } : {}),
     };

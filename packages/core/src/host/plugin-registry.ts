@@ -30,6 +30,12 @@ export interface RegisteredPlugin {
   readonly generation: number;
 }
 
+/**
+ * The next ResolvedHandler.moduleKey: counted for the process, not per plugin or registry, so two
+ * registries (two backends) or two ids given the same folder never share a load of old code.
+ */
+let nextModuleKey = 0;
+
 /** Told of each reload of a plugin of the registry (`PluginRegistry.onReload`). */
 export type PluginReloadListener = (plugin: RegisteredPlugin) => void;
 
@@ -45,6 +51,11 @@ export interface ResolvedHandler {
   readonly memoryMb: number | undefined;
   /** The plugin's generation this handler belongs to (see RegisteredPlugin.generation). */
   readonly generation: number;
+  /**
+   * Which load of the plugin's code this is, unique in the process (each registration and each
+   * reload, of any plugin in any registry): what a runner imports the module under.
+   */
+  readonly moduleKey: number;
   /** Plugin-level permissions with the handler's merged over them: what the handler needs. */
   readonly permissions: PermissionSpec;
   readonly plugin: RegisteredPlugin;
@@ -164,6 +175,7 @@ export class PluginRegistry {
   /** Make `manifest` the plugin's registered version: its handlers resolved once, both maps swapped together. */
   #install(root: string, manifest: PluginManifest, generation: number): RegisteredPlugin {
     const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest, generation });
+    const moduleKey = nextModuleKey++;
     const handlers = new Map<string, ResolvedHandler>();
     for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
       handlers.set(
@@ -177,6 +189,7 @@ export class PluginRegistry {
           timeoutMs: spec.timeoutMs,
           memoryMb: spec.memoryMb,
           generation,
+          moduleKey,
           permissions: mergePermissions(manifest.permissions, spec.permissions),
           plugin,
         }),

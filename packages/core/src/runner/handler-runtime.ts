@@ -40,6 +40,12 @@ export interface RunnerTask {
    * instance. Absent: 0.
    */
   generation?: number;
+  /**
+   * Which load of the plugin's code (ResolvedHandler.moduleKey, unique in the host's process): a
+   * runner imports each under a URL of its own, and reuses it for executions of the same load.
+   * Absent: the generation.
+   */
+  moduleKey?: number;
   /** Set for WebSocket channel handlers. */
   channel?: { connectionId: string; path: string };
   /** The W3C traceparent of the execution's span (`ctx.traceparent`); undefined when not traced. */
@@ -62,14 +68,19 @@ type HandlerFunction = (input: unknown, ctx: HandlerContext) => unknown;
 interface LoadedHandler {
   run: HandlerFunction;
   schema: unknown;
-  /** The plugin generation it was imported for. */
-  generation: number;
+  /** The load of the plugin's code it was imported for (loadOf). */
+  load: number;
+}
+
+/** Which load of its plugin's code a task runs: its moduleKey, else (a task of an older host) its generation. */
+function loadOf(task: RunnerTask): number {
+  return task.moduleKey ?? task.generation ?? 0;
 }
 
 /**
- * Per-thread / per-process module cache: a handler's module is imported once per plugin
- * generation and reused; an execution of an older generation keeps the instance it was loaded
- * with (plugin-generations.ts).
+ * Per-thread / per-process module cache: a handler's module is imported once per load of its
+ * plugin's code (a registration, a reload) and reused; an execution of an older load keeps the
+ * instance it was loaded with (plugin-generations.ts).
  */
 const cache = new Map<string, Promise<LoadedHandler>>();
 /** The newest handlers loaded so far, by module file then export, for the path that needs no waiting. */
@@ -83,7 +94,7 @@ const loaded = new Map<string, Map<string, LoadedHandler>>();
 export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Promise<unknown> {
   // Loaded before: no promise to wait for (most executions of a warm runner).
   let handler = loaded.get(task.entryPath)?.get(task.exportName);
-  if (handler?.generation !== (task.generation ?? 0)) {
+  if (handler?.load !== loadOf(task)) {
     try {
       handler = await loadHandler(task.entryPath, task.exportName, task);
     } catch (error) {
@@ -103,8 +114,8 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
 }
 
 function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
-  const generation = task.generation ?? 0;
-  const key = `${entryPath}#${exportName}#${generation}`;
+  const load = loadOf(task);
+  const key = `${entryPath}#${exportName}#${load}`;
   let loading = cache.get(key);
   if (!loading) {
     loading = importHandler(entryPath, exportName, task);
@@ -113,7 +124,7 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
       (handler) => {
         let exports = loaded.get(entryPath);
         if (!exports) loaded.set(entryPath, (exports = new Map()));
-        if ((exports.get(exportName)?.generation ?? -1) <= generation) exports.set(exportName, handler);
+        if ((exports.get(exportName)?.load ?? -1) <= load) exports.set(exportName, handler);
       },
       // A failed load is not cached: the plugin may be fixed on disk.
       () => {
@@ -193,7 +204,7 @@ function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): H
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, task.generation ?? 0))) as Record<string, unknown>;
+    mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, loadOf(task)))) as Record<string, unknown>;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
@@ -204,11 +215,11 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
-  const generation = task.generation ?? 0;
-  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, generation };
+  const load = loadOf(task);
+  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, load };
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
-    return { run: (input, ctx) => def.run(input, ctx), schema: def.input, generation };
+    return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
   }
   const available = Object.keys(mod).filter((k) => k !== '__esModule');
   throw new HandlerNotFoundError(
