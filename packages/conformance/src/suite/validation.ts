@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isExecutionError } from '@kb-labs/plugin-execution-core';
@@ -290,6 +290,24 @@ function pluginFolderTests(suite: SuiteContext): void {
       expectError(json, 'HANDLER_ERROR');
       expect(json.error.message).not.toContain('does not parse');
       expect(json.error.details).toMatchObject({ name: 'SyntaxError' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('an empty handler module (a save caught half-way) is HANDLER_ERROR saying so, not HANDLER_NOT_FOUND', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-empty-module-'));
+    try {
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/empty', version: '1', handlers: { esm: { entry: 'esm.mjs' }, cjs: { entry: 'cjs.cjs' } } }));
+      await writeFile(path.join(dir, 'esm.mjs'), '');
+      await writeFile(path.join(dir, 'cjs.cjs'), '');
+      await chmod(dir, 0o755);
+      const backend = make({ plugins: [dir] });
+      for (const handlerId of ['esm', 'cjs']) {
+        const result = await backend.execute({ pluginId: '@x/empty', handlerId });
+        expectError(result, 'HANDLER_ERROR');
+        expect(result.error.message).toContain(`${path.join(dir, `${handlerId}.${handlerId === 'esm' ? 'mjs' : 'cjs'}`)} is empty`);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -13,7 +13,7 @@ import { handlerModuleUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
-const { access } = process.getBuiltinModule('node:fs');
+const { access, stat } = process.getBuiltinModule('node:fs');
 
 /**
  * Everything a runner needs to execute one handler. Plain data: it is what the host sends to a
@@ -222,6 +222,10 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
   }
   const available = Object.keys(mod).filter((k) => k !== '__esModule');
+  if (await isEmptyFile(entryPath)) {
+    // A save caught between an editor's truncate and its write: the module is broken, not missing.
+    throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
+  }
   throw new HandlerNotFoundError(
     exported === undefined
       ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})`
@@ -240,6 +244,10 @@ function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
     if (inner.__esModule && Object.hasOwn(inner, 'default')) value = inner.default;
   }
   return value;
+}
+
+function isEmptyFile(file: string): Promise<boolean> {
+  return new Promise((resolve) => stat(file, (error, stats) => resolve(!error && stats.isFile() && stats.size === 0)));
 }
 
 function exists(file: string): Promise<boolean> {
