@@ -32,8 +32,10 @@ export class LaterWatch {
   #during = false;
   #seen = false;
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
-  /** Nested Workers started on this thread and not exited yet. */
+  /** Nested Workers started on this thread and not seen gone yet. */
   readonly #workers = new Set<object>();
+  /** Whether a nested Worker's thread still runs (its own `threadId` getter, captured at start). */
+  #running: (worker: object) => boolean = () => true;
 
   constructor() {
     this.#watchNestedWorkers();
@@ -100,21 +102,29 @@ export class LaterWatch {
   /**
    * A nested Worker still running when an execution ends would go on during the next one (its
    * 'exit' and 'message' listeners run there), ref'd or not: on Node 20 a running Worker is not
-   * among the loop's active resources, so HandleWatch cannot see it. Workers made through
-   * `worker_threads.Worker` are counted until their 'exit'.
+   * among the loop's active resources, so HandleWatch cannot see it. `worker_threads.Worker` is
+   * replaced by a constructor that keeps each Worker made, until the `threadId` getter captured
+   * here says its thread is gone (-1): an 'exit' a handler emits itself proves nothing. The
+   * original class is reached through neither `Worker.prototype.constructor` nor the prototype
+   * chain of the replacement.
    */
   #watchNestedWorkers(): void {
     const running = this.#workers;
-    const once = Worker.prototype.once;
-    class CountedWorker extends Worker {
-      constructor(...args: ConstructorParameters<typeof Worker>) {
-        super(...args);
-        running.add(this);
-        apply(once, this, ['exit', () => running.delete(this)]);
-      }
-    }
-    Object.defineProperty(CountedWorker, 'name', { value: 'Worker' });
-    (workerThreads as { Worker: typeof Worker }).Worker = CountedWorker;
+    const Original = Worker;
+    const construct = Reflect.construct;
+    const threadId = Object.getOwnPropertyDescriptor(Original.prototype, 'threadId')?.get;
+    this.#running = (worker) => (threadId ? apply(threadId, worker, []) !== -1 : true);
+    const Counted = function Worker(this: unknown, ...args: unknown[]): object {
+      if (new.target === undefined) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
+      const worker = construct(Original, args, new.target) as object;
+      running.add(worker);
+      return worker;
+    };
+    Object.defineProperty(Counted, 'name', { value: 'Worker' });
+    Counted.prototype = Original.prototype;
+    Object.defineProperty(Original.prototype, 'constructor', { value: Counted, writable: true, configurable: true, enumerable: false });
+    Object.setPrototypeOf(Counted, Object.getPrototypeOf(Original));
+    (workerThreads as unknown as { Worker: unknown }).Worker = Counted;
   }
 
   begin(): void {
@@ -125,6 +135,7 @@ export class LaterWatch {
   /** Ends the watch of an execution: true when it left something to run later. */
   end(): boolean {
     this.#during = false;
+    for (const worker of this.#workers) if (!this.#running(worker)) this.#workers.delete(worker);
     if (this.#workers.size > 0) return true;
     for (let i = 0; i < this.#wrapped.length; i++) {
       const [holder, method, wrapper] = this.#wrapped[i]!;

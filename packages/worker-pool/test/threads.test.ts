@@ -154,6 +154,8 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['scheduler-wait', 'handles-left'],
     ['unref-worker', 'handles-left'],
     ['worker', 'handles-left'],
+    ['worker-fake-exit', 'handles-left'],
+    ['worker-by-constructor', 'handles-left'],
     ['wait-async', 'handles-left'],
     ['unref-server', 'handles-left'],
     ['unref-udp', 'handles-left'],
