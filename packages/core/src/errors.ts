@@ -6,9 +6,11 @@
  * `serializeError`, error-wire.ts) and comes back as the same class via `deserializeError`.
  */
 import type { ErrorDetailsByCode } from './error-details.js';
-import { describeThrown, describeValue, isError, readProp, safeString } from './wire-value.js';
+import { describeThrown, describeValue, isError, readProp, safeString, toWireValue } from './wire-value.js';
 import { serializeError, type SerializedError } from './error-wire.js';
 import { reportedDetails } from './handler-details.js';
+
+const { isProxy } = process.getBuiltinModule('node:util').types;
 
 /** Marks our errors across copies of this package (ESM + CJS builds, two installs). */
 const BRAND = Symbol.for('@kb-labs/plugin-execution/error');
@@ -203,9 +205,20 @@ function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknow
 
 /** A VALIDATION_ERROR or PERMISSION_DENIED a handler reported, its details kept to that code's shape (handler-details.ts). */
 function withReportedDetails(error: KnownExecutionError): KnownExecutionError {
-  const details = error.details as Record<string, unknown>;
-  const reported = reportedDetails(error.code, details);
-  return reported === details ? error : asOurs(error, reported);
+  const details = readProp(error, 'details');
+  try {
+    if (typeof details === 'object' && details !== null && !Array.isArray(details) && !isProxy(details)) {
+      const reported = reportedDetails(error.code, details as Record<string, unknown>);
+      return reported === details ? error : asOurs(error, reported);
+    }
+  } catch {
+    // A getter that throws: read as the wire reads it, below.
+  }
+  // Not a plain object (null, a string, a Proxy, getters that throw): what the wire would carry
+  // of it, so that in-process reports what every other backend does.
+  const wired = toWireValue(details);
+  const record = typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
+  return asOurs(error, reportedDetails(error.code, record));
 }
 
 /**

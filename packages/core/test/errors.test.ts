@@ -492,4 +492,36 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     expect(reported.details).toEqual({ missing: ['network'] });
     expect(reported.message).toBe('denied');
   });
+
+  it('details a plugin made hostile or not an object (null, a string, a getter that throws, a Proxy) come out as the wire would carry them, never as a throw', () => {
+    const throwing = Object.defineProperty({}, 'issues', {
+      enumerable: true,
+      get() {
+        throw new Error('no issues for you');
+      },
+    });
+    const trap = new Proxy({ missing: ['network'] }, {
+      ownKeys() {
+        throw new Error('trap');
+      },
+    });
+    for (const details of [null, 'str', [1, 2], throwing, trap]) {
+      for (const Class of [ValidationError, PermissionDeniedError]) {
+        const thrown = new Class('refused');
+        Object.defineProperty(thrown, 'details', { value: details, enumerable: true });
+        const reported = handlerThrew(thrown);
+        expect(reported).toBeInstanceOf(Class);
+        expect(typeof reported.details).toBe('object');
+        expect(Array.isArray(reported.details)).toBe(false);
+        expect(() => JSON.stringify(reported.details)).not.toThrow();
+      }
+    }
+    const getterDetails = new ValidationError('refused');
+    Object.defineProperty(getterDetails, 'details', {
+      get() {
+        throw new Error('no details');
+      },
+    });
+    expect(handlerThrew(getterDetails).details).toEqual({});
+  });
 });
