@@ -52,6 +52,7 @@ describe("a pool consumer made by hand with limits the pool's hand-backs and pul
     ['max_ack_pending', { max_ack_pending: 1 }, 'has max_ack_pending 1, below the 1000 tasks its stream holds (queueBound)'],
     ['max_expires', { max_expires: nanos(1000) }, "has max_expires 1000 ms: a worker's pull request waits 5000 ms, and the server refuses it"],
     ['headers_only', { headers_only: true }, 'delivers headers only: workers would get tasks without their bodies'],
+    ['max_waiting', { max_waiting: 1 }, 'has max_waiting 1: every worker keeps a pull request waiting'],
   ];
   it.each(cases)('%s: the worker fails its start and the host its executions, naming the setting and how to fix it', async (_name, setting, said) => {
     const pool = newPool('consumer-limit');

@@ -54,8 +54,8 @@ export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubject
 }
 
 /**
- * What in the consumer's settings the pool cannot work with, first found. Its `ack_wait` and
- * `max_waiting` are not checked: no value of theirs loses a task (docs/backends/queue.md).
+ * What in the consumer's settings the pool cannot work with, first found. Its `ack_wait` is not
+ * checked: no value of it loses a task (docs/backends/queue.md).
  */
 function consumerProblem(subjects: PoolSubjects, config: Partial<ConsumerConfig>, pool: PoolNeeds): string | undefined {
   const wrong = config.deliver_subject
@@ -70,6 +70,9 @@ function filterProblem(subjects: PoolSubjects, config: Partial<ConsumerConfig>):
   const filters = [config.filter_subject, ...(config.filter_subjects ?? [])].filter((filter): filter is string => !!filter && filter !== subjects.tasks);
   return filters.length > 0 ? `takes only ${filters.join(', ')}, not the pool's task subject ${subjects.tasks}` : undefined;
 }
+
+/** The pull requests the pool's consumer lets wait at once (the server's default): one for each worker of a large pool. */
+const MIN_WAITING = 512;
 
 /** Limits that lose tasks or stop workers from pulling them; the pool's consumer has none of them. */
 function limitProblem(config: Partial<ConsumerConfig>, { maxMessages, largestPull }: PoolNeeds): string | undefined {
@@ -93,5 +96,12 @@ function limitProblem(config: Partial<ConsumerConfig>, { maxMessages, largestPul
     return `has max_expires ${Math.round(maxExpires / 1_000_000)} ms: a worker's pull request waits ${PULL_EXPIRES_MS} ms, and the server refuses it`;
   }
   if (config.headers_only) return 'delivers headers only: workers would get tasks without their bodies';
+  const { max_waiting: maxWaiting = 0 } = config;
+  if (maxWaiting > 0 && maxWaiting < MIN_WAITING) {
+    return (
+      `has max_waiting ${maxWaiting}: every worker keeps a pull request waiting, and the server refuses those past that many, so a task handed back ` +
+      `(for a worker with its plugin version) can keep reaching the one worker that cannot run it while the others wait (a TIMEOUT); the pool's own has ${MIN_WAITING}`
+    );
+  }
   return undefined;
 }
