@@ -27,6 +27,25 @@ describe('options that cannot work', () => {
     }
   });
 
+  it('a server that is no URL (blank, no host, a port past 65535, a list joined with a trailing comma) is refused by host and worker, naming it', async () => {
+    for (const servers of [' ', 'nats://', 'nats://127.0.0.1:99999', 'nats://127.0.0.1:4222,', ['nats://127.0.0.1:4222', 'a,b']]) {
+      const bad = Array.isArray(servers) ? servers[1] : servers;
+      const said = [{ path: 'connection.servers', message: `${JSON.stringify(bad)} is not a server URL such as nats://host:4222` }];
+      expect(() => new QueueBackend({ connection: { servers }, plugins: [fixturePlugins.basic] })).toThrow(ValidationError);
+      try {
+        new QueueBackend({ connection: { servers }, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        expect((error as ValidationError).details.issues).toEqual(said);
+      }
+      const refused = await startExecutionWorker({ connection: { servers }, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect((refused as ValidationError).details.issues).toEqual(said);
+    }
+    // What names a server: a URL of any of the client's schemes, or host:port.
+    for (const servers of ['127.0.0.1:4222', 'tls://nats.example:4443', 'localhost']) {
+      await new QueueBackend({ connection: { servers }, plugins: [fixturePlugins.basic] }).shutdown();
+    }
+  });
+
   it('a worker without plugins is refused: it could run nothing', async () => {
     const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [] }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ValidationError);

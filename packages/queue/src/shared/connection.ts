@@ -27,12 +27,28 @@ export interface NatsConnectionOptions {
 const NO_SERVER = 'must be a server URL (nats://host:4222) or a non-empty array of them';
 const isUrlText = (url: string) => url.length > 0 && !url.includes('\0');
 
+/** The first of `servers` that names no server ("nats://", " ", a port past 65535, "host:4222," from a list joined with a trailing comma). */
+function unusableServer(servers: string | string[]): string | undefined {
+  return (Array.isArray(servers) ? servers : [servers]).find((url) => {
+    try {
+      const { hostname } = new URL(url.includes('://') ? url.trim() : `nats://${url.trim()}`);
+      return hostname === '' || hostname.includes(',');
+    } catch {
+      return true;
+    }
+  });
+}
+
 export const connectionSchema = lazySchema((z) =>
   z.strictObject({
     servers: z
       .union([z.string(), z.array(z.string())], { error: NO_SERVER })
       // An empty list would connect to nothing, and every execution would fail at its start.
       .refine((servers) => (Array.isArray(servers) ? servers.length > 0 && servers.every(isUrlText) : isUrlText(servers)), { error: NO_SERVER, abort: true })
+      .refine((servers) => unusableServer(servers) === undefined, {
+        error: (issue) => `${JSON.stringify(unusableServer(issue.input as string | string[]) ?? '')} is not a server URL such as nats://host:4222`,
+        abort: true,
+      })
       .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => USER_INFO.test(url)), {
         error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
       })
