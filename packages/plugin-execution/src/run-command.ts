@@ -67,7 +67,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
-    throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${values.timeout}`);
+    throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);
   }
   const platform = values.platform ? await loadPlatform(values.platform) : undefined;
 

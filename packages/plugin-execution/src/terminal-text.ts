@@ -1,5 +1,9 @@
-/** C0 controls, DEL and C1 controls (ESC and CSI among them: what starts a terminal's escape sequences). */
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
+/**
+ * C0 controls, DEL and C1 controls (ESC and CSI among them: what starts a terminal's escape
+ * sequences), the Unicode line and paragraph separators, and the bidirectional controls (which
+ * make text show in another order than it is: a "Trojan Source" line).
+ */
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /**
@@ -9,13 +13,19 @@ const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
  * breaks stay (an error message of several lines), every other control is still written out.
  */
 export function printableText(text: string, { keepNewlines = false } = {}): string {
-  return text.replace(CONTROLS, (c) => (keepNewlines && c === '\n' ? c : (NAMED[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)));
+  return text.replace(CONTROLS, (c) => (keepNewlines && c === '\n' ? c : (NAMED[c] ?? escaped(c))));
+}
+
+function escaped(c: string): string {
+  const code = c.charCodeAt(0);
+  return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
 }
 
 /**
- * JSON whose strings carry no raw DEL or C1 control (JSON.stringify escapes C0 ones only): the
- * same JSON, each written as `\u00XX`, so that a terminal shown it runs no escape sequence.
+ * JSON whose strings carry no raw DEL, C1 or bidirectional control (JSON.stringify escapes C0 ones
+ * only): the same JSON, each written as `\uXXXX`, so that a terminal shown it runs no escape
+ * sequence and shows the text in its own order.
  */
 export function terminalSafeJson(json: string): string {
-  return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(/[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

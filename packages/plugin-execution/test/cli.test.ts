@@ -140,9 +140,9 @@ describe('kb-plugin-exec CLI', () => {
       path.join(dir, 'run.mjs'),
       [
         'export default async (input, ctx) => {',
-        "  ctx.logger.info('one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\u009b2J\\r\\ttab', { k: 'v\\x1b[0m\\u009b' });",
+        "  ctx.logger.info('one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\u009b2J\\r\\ttab \\u202eevil\\u2028x', { k: 'v\\x1b[0m\\u009b' });",
         "  if (input === 'fail') throw new Error('bad \\x1b[2J thing\\nsecond line');",
-        "  return { s: 'a\\u009bb\\x1bc' };",
+        "  return { s: 'a\\u009bb\\x1bc\\u202e' };",
         '};',
         '',
       ].join('\n'),
@@ -151,10 +151,10 @@ describe('kb-plugin-exec CLI', () => {
       const result = run(['run', dir, 'run', '--logs', '--no-workspace', '--backend', backend]);
       expect(result.status, result.stderr).toBe(0);
       // (Lines of the log only: a subprocess backend may warn of its sandbox here.)
-      expect(result.stderr.split('\n').filter((line) => line.startsWith('[')), backend).toEqual(['[logger:info] one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\x9b2J\\r\\ttab {"k":"v\\u001b[0m\\x9b"}']);
+      expect(result.stderr.split('\n').filter((line) => line.startsWith('[')), backend).toEqual(['[logger:info] one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\x9b2J\\r\\ttab \\u202eevil\\u2028x {"k":"v\\u001b[0m\\x9b"}']);
       // Still the same JSON (a C1 control written as \u009b), with no raw escape for a terminal.
-      expect(result.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
-      expect(JSON.parse(result.stdout)).toEqual({ s: 'a\u009bb\u001bc' });
+      expect(result.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+      expect(JSON.parse(result.stdout)).toEqual({ s: 'a\u009bb\u001bc\u202e' });
     }
     const failed = run(['run', dir, 'run', '--no-workspace', '--input', '"fail"']);
     expect(failed.status).toBe(1);
@@ -350,7 +350,7 @@ describe('kb-plugin-exec CLI', () => {
     // A timeout past Node's longest timer is the user's typo, not a failed execution.
     const hugeTimeout = run(['run', fixturePlugins.basic, 'echo', '--timeout', '99999999999']);
     expect(hugeTimeout.status).toBe(2);
-    expect(hugeTimeout.stderr.split('\n')[0]).toBe("--timeout must be a positive number of milliseconds up to 2147483647 (Node's longest timer), got 99999999999");
+    expect(hugeTimeout.stderr.split('\n')[0]).toBe("--timeout must be a positive number of milliseconds up to 2147483647 (Node's longest timer), got \"99999999999\"");
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
