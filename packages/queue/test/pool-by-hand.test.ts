@@ -149,22 +149,25 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
 
 describe('two deployments whose subject prefixes name the same stream', () => {
   it.each([
-    ['kbexec', 'KBEXEC'],
-    ['kb.exec', 'kb_exec'],
-  ])('%s, then %s: the second is told the stream is the first one\'s, not to delete it', async (first, second) => {
-    const pool = newPool('prefix');
-    const stream = `${first.replaceAll('.', '_').toUpperCase()}_${pool}`;
-    await host({ pool, subjectPrefix: first }).health();
+    ['kbexec', '', 'KBEXEC', ''],
+    ['kb.exec', '', 'kb_exec', ''],
+    // A "_" in the pool name meets one the prefix's "." became.
+    ['kb_x', '', 'kb', 'X_'],
+  ])('%s, then %s: the second is told the stream is the first one\'s, not to delete it', async (first, firstPool, second, secondPool) => {
+    const base = newPool('prefix');
+    const [pool1, pool2] = [firstPool + base, secondPool + base];
+    const stream = `${first.replaceAll('.', '_').toUpperCase()}_${pool1}`;
+    await host({ pool: pool1, subjectPrefix: first }).health();
     const said =
-      `The stream ${stream} belongs to subject prefix "${first}" and pool "${pool}" (its subject ${first}.${pool}.tasks), not to subject prefix "${second}" and pool "${pool}": ` +
+      `The stream ${stream} belongs to subject prefix "${first}" and pool "${pool1}" (its subject ${first}.${pool1}.tasks), not to subject prefix "${second}" and pool "${pool2}": ` +
       'another deployment uses it';
-    const result = await host({ pool, subjectPrefix: second }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    const result = await host({ pool: pool2, subjectPrefix: second }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.message).toContain(said);
-    expect(result.error.message).toContain('Choose a subjectPrefix (or pool) that differs from theirs in more than case or "." for "_"');
+    expect(result.error.message).toContain(`Choose a subjectPrefix or pool whose stream name differs from ${stream}`);
     expect(result.error.message).not.toContain('nats stream rm');
-    await expect(worker({ pool, subjectPrefix: second })).rejects.toMatchObject({ problem: 'misconfigured', message: expect.stringContaining(said) });
+    await expect(worker({ pool: pool2, subjectPrefix: second })).rejects.toMatchObject({ problem: 'misconfigured', message: expect.stringContaining(said) });
     // The first deployment's stream is untouched.
-    expect((await jsm.streams.info(stream)).config.subjects).toEqual([`${first}.${pool}.tasks`]);
+    expect((await jsm.streams.info(stream)).config.subjects).toEqual([`${first}.${pool1}.tasks`]);
   });
 });

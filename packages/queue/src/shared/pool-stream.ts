@@ -148,7 +148,7 @@ function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | unde
     return (
       `The stream ${subjects.stream} belongs to subject prefix "${owner.prefix}" and pool "${owner.pool}" (its subject ${owner.prefix}.${owner.pool}.tasks), ` +
       `not to subject prefix "${subjects.prefix}" and pool "${subjects.pool}": another deployment uses it (a stream's name is the prefix upper-cased, "." as "_", then the pool). ` +
-      'Choose a subjectPrefix (or pool) that differs from theirs in more than case or "." for "_"'
+      `Choose a subjectPrefix or pool whose stream name differs from ${subjects.stream}`
     );
   }
   if (!(config.subjects ?? []).includes(subjects.tasks)) {
