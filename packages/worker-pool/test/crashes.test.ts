@@ -75,9 +75,10 @@ describe('worker-pool: crashes', () => {
     });
     const outcome = JSON.parse(child.stdout) as { code: string; details: { reason: string; heapLimitMb?: number } };
     expect(outcome).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'oom' } });
-    // V8's whole heap limit (the 48 MB old generation and its young generation), not Node's gigabytes.
+    // V8's whole heap limit (the 48 MB old generation and its young generation, which V8 sizes
+    // differently by version: 96 MB on Node 20, 240 on Node 24), not Node's gigabytes.
     expect(outcome.details.heapLimitMb).toBeGreaterThanOrEqual(48);
-    expect(outcome.details.heapLimitMb).toBeLessThanOrEqual(200);
+    expect(outcome.details.heapLimitMb).toBeLessThanOrEqual(512);
   });
 
   it('fails only the execution on the crashed thread', async () => {
