@@ -4,7 +4,6 @@ import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
 import type { ShutdownDeadline } from './shutdown-deadline.js';
 
-
 /** What a shutdown listener is told: the shutdown's own `timeoutMs`, within which it should be done. */
 export interface ShutdownInfo {
   timeoutMs: number;
@@ -77,15 +76,10 @@ export function checkTimeoutOptions(options: unknown, call: string, defaultMs: n
   return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? defaultMs };
 }
 
-/** `shutdown()`'s options (checkTimeoutOptions; 10 s by default). */
-export function checkShutdownOptions(options: unknown): { timeoutMs: number } {
-  return checkTimeoutOptions(options, 'shutdown()', 10_000);
-}
-
 /** The shutdown's timeout from its options, or the rejection options it cannot take get (shutdown() never throws). */
 export function shutdownTimeout(options: unknown): number | Promise<never> {
   try {
-    return checkShutdownOptions(options).timeoutMs;
+    return checkTimeoutOptions(options, 'shutdown()', 10_000).timeoutMs;
   } catch (error) {
     return Promise.reject(error);
   }
