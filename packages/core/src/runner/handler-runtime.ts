@@ -118,7 +118,7 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
   const key = `${entryPath}#${exportName}#${load}`;
   let loading = cache.get(key);
   if (!loading) {
-    loading = importHandler(entryPath, exportName, task);
+    loading = importHandler(entryPath, exportName, task, load);
     cache.set(key, loading);
     loading.then(
       (handler) => {
@@ -201,10 +201,10 @@ function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): H
   );
 }
 
-async function importHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
+async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
   let mod: Record<string, unknown>;
   try {
-    mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, loadOf(task)))) as Record<string, unknown>;
+    mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, load))) as Record<string, unknown>;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
@@ -215,7 +215,6 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
   }
   const exported = pickExport(mod, exportName);
-  const load = loadOf(task);
   if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, load };
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
