@@ -44,7 +44,7 @@ describe('PluginWatcher', () => {
       id: '@t/w',
       root: dir,
       generation: 0,
-      manifest: { id: '@t/w', version: '1', permissions: { fs: { write: ['data'] } }, handlers: { h: { entry: './h.mjs', export: 'default', permissions: { fs: { write: ['cache/*', '.'] } } } } } as never,
+      manifest: { id: '@t/w', version: '1', permissions: { fs: { write: ['data'] } }, handlers: { h: { entry: './h.mjs', export: 'default', permissions: { fs: { write: ['cache', '.'] } } } } } as never,
     });
     await mkdir(path.join(dir, 'data'));
     await mkdir(path.join(dir, 'cache'));

@@ -285,5 +285,5 @@ function writeFolders(plugin: RegisteredPlugin): string[] {
   const { manifest, root } = plugin;
   const declared = [manifest.permissions, ...Object.values(manifest.handlers).map((handler) => handler.permissions)].flatMap((spec) => spec?.fs?.write ?? []);
   // Its whole folder declared writable: its code is in there too, and edits to it still reload.
-  return declared.map((p) => path.resolve(root, p.replace(/\/\*$/, ''))).filter((folder) => folder !== root);
+  return declared.map((p) => path.resolve(root, p)).filter((folder) => folder !== root);
 }
