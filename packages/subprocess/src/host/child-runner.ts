@@ -196,10 +196,10 @@ export class ChildRunner {
     this.#stopped = true;
     this.#stopReason = reason;
     if (this.#result) return;
-    // What the child wrote before the stop is the execution's, a last line without its newline
-    // included; what it writes after is not delivered.
-    if (this.#session) this.#finishOutput();
     if (this.#session) {
+      // What the child wrote before the stop is the execution's, a last line without its newline
+      // included; what it writes after is not delivered.
+      this.#finishOutput();
       try {
         this.#channel.send({ type: 'cancel', reason: serializeError(reason) });
       } catch {
