@@ -14,7 +14,7 @@ export type WorkerCrashDetails = ErrorDetailsByCode['WORKER_CRASHED'];
  * 'error' event (ERR_WORKER_OUT_OF_MEMORY is the only reliable OOM signal), the thread's own
  * report (which tells an unhandled rejection from an uncaught exception), and the exit code.
  */
-export function crashError(thread: PoolThread, k: number, task: RunnerTask, heapLimitMb: number | undefined): WorkerCrashedError {
+export function crashError(thread: PoolThread, k: number, task: RunnerTask, laneHeapLimitMb: number | undefined): WorkerCrashedError {
   const where = `Worker thread ${thread.id} running handler "${task.handlerId}" of plugin "${task.pluginId}"`;
   const base = { runnerId: `thread:${thread.id}`, pluginId: task.pluginId, handlerId: task.handlerId, ...exitCodeOf(thread.exitCode) };
   const crashed = (message: string, details: WorkerCrashDetails, cause?: unknown) =>
@@ -26,6 +26,8 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, heap
   }
 
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    // Its lane's cap (memoryMb, resourceLimits); else V8's, as the thread said at its start.
+    const heapLimitMb = laneHeapLimitMb ?? thread.heapLimitMb;
     const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';
     return crashed(`${where} ran out of memory${limit}`, { reason: 'oom', message: String(error.message), ...base, ...(heapLimitMb !== undefined ? { heapLimitMb } : {}) }, error);
   }

@@ -349,7 +349,7 @@ export class ThreadPool {
    */
   #onRunnerGone(thread: PoolThread<Lane>, execution: Execution): void {
     if (execution.stop) return this.#fail(execution, execution.stop);
-    if (thread.protocolError !== undefined) return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb ?? thread.heapLimitMb));
+    if (thread.protocolError !== undefined) return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
     // A thread declines a task at most once, and is retired: not counted against the execution.
     if (thread.declined && !this.#closing) {
       this.#counts.redispatched++;
@@ -363,7 +363,7 @@ export class ThreadPool {
       this.#counts.redispatched++;
       return this.#place(execution, true);
     }
-    this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb ?? thread.heapLimitMb));
+    this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
   }
 
   #laneFor(memoryMb: number | undefined): Lane {
