@@ -1,9 +1,13 @@
 /**
- * C0 controls, DEL and C1 controls (ESC and CSI among them: what starts a terminal's escape
- * sequences), the Unicode line and paragraph separators, and the bidirectional controls (which
- * make text show in another order than it is: a "Trojan Source" line).
+ * Past the C0 controls: DEL and C1 controls (CSI among them: what starts a terminal's escape
+ * sequences, as ESC does), the Unicode line and paragraph separators, and the bidirectional
+ * controls (which make text show in another order than it is: a "Trojan Source" line).
  */
-const CONTROLS = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const BEYOND_C0 = '\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069';
+/** Those and the C0 controls (ESC, line breaks, tabs …). */
+const CONTROLS = new RegExp(`[\\u0000-\\u001f${BEYOND_C0}]`, 'g');
+/** What JSON.stringify leaves raw of them (it escapes the C0 controls itself). */
+const RAW_IN_JSON = new RegExp(`[${BEYOND_C0}]`, 'g');
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /**
@@ -27,5 +31,5 @@ function escaped(c: string): string {
  * sequence and shows the text in its own order.
  */
 export function terminalSafeJson(json: string): string {
-  return json.replace(/[\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
