@@ -363,6 +363,28 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toHaveLength(returnBytes);
   });
 
+  it('a large input whose transfer the link drops halfway is sent again, whole, once the worker is back (the execution does not fail)', async () => {
+    const pool = newPool('inputcut');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool, { workerLostMs: 8000 });
+    const input = 'i'.repeat(4 * 1024 * 1024);
+    // Its 16 parts take about two seconds to reach the worker; the link drops once a quarter has.
+    proxy.bandwidth(2 * 1024 * 1024);
+    const before = proxy.toClients();
+    const running = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 30_000 });
+    await waitFor(() => proxy.toClients() - before > 1024 * 1024, 15_000);
+    const reached = proxy.toClients() - before;
+    proxy.refuse(true);
+    proxy.reset();
+    await sleep(500);
+    proxy.bandwidth(0);
+    proxy.refuse(false);
+    expect(reached).toBeLessThan(input.length);
+    const result = await running;
+    expectOk(result);
+    expect(result.data).toEqual({ length: input.length });
+  });
+
   /** A handler logs 40 000 lines of 1 KB; the worker's link drops once it has begun and stays down 4 s. */
   async function logThroughOutage(backendType: string) {
     const pool = newPool('heldcap');

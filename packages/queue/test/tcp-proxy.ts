@@ -11,6 +11,7 @@ import net from 'node:net';
  * every byte by `ms` each way (order kept); `bandwidth(bytesPerSecond)` lets that many through
  * per second each way (order kept; 0: no limit). `reset()` drops every connection at once, and
  * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
+ * `toClients()` counts the bytes that have reached the proxied processes so far.
  */
 export interface TcpProxy {
   /** `nats://127.0.0.1:<port>` of the proxy. */
@@ -21,6 +22,7 @@ export interface TcpProxy {
   bandwidth(bytesPerSecond: number): void;
   reset(): void;
   refuse(on: boolean): void;
+  toClients(): number;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let delayMs = 0;
   let refusing = false;
   let bytesPerSecond = 0;
+  let toClients = 0;
+  const clients = new WeakSet<net.Socket>();
+  const write = (to: net.Socket, chunk: Buffer) => {
+    if (clients.has(to)) toClients += chunk.length;
+    to.write(chunk);
+  };
   /** Delayed chunks of each socket, in order, each with when it goes out: a later one never overtakes it. */
   const queues = new WeakMap<net.Socket, { due: Array<{ at: number; chunk: Buffer }>; timer: NodeJS.Timeout | undefined; lastAt: number }>();
   const pump = (to: net.Socket) => {
@@ -46,12 +54,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     if (to.destroyed) queue.due.length = 0;
     while (queue.due.length > 0 && queue.due[0]!.at <= Date.now()) {
       const { chunk } = queue.due.shift()!;
-      if (!to.destroyed) to.write(chunk);
+      if (!to.destroyed) write(to, chunk);
     }
     if (queue.due.length > 0) queue.timer = setTimeout(() => pump(to), queue.due[0]!.at - Date.now());
   };
   const send = (to: net.Socket, chunk: Buffer) => {
-    if (delayMs === 0 && bytesPerSecond === 0 && !queues.get(to)?.due.length) return void to.write(chunk);
+    if (delayMs === 0 && bytesPerSecond === 0 && !queues.get(to)?.due.length) return void write(to, chunk);
     let queue = queues.get(to);
     if (!queue) queues.set(to, (queue = { due: [], timer: undefined, lastAt: 0 }));
     // Out once the chunks before it are, and once it has crossed at the link's rate.
@@ -74,6 +82,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     if (refusing) return void client.destroy();
     const upstream = net.connect(targetPort, '127.0.0.1');
     const link: Link = { client, upstream, held: [] };
+    clients.add(client);
     links.add(link);
     for (const socket of [client, upstream]) {
       socket.on('error', () => socket.destroy());
@@ -104,6 +113,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     refuse(on: boolean) {
       refusing = on;
+    },
+    toClients() {
+      return toClients;
     },
     async close() {
       for (const link of [...links]) drop(link);

@@ -185,8 +185,8 @@ export class HostLink implements ExecutionLink {
     this.#jsm.streams.deleteMessage(this.subjects.stream, seq, false).catch(() => undefined);
   }
 
-  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined {
-    return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body);
+  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
+    return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, undefined, signal);
   }
 
   /** Tasks waiting in the stream, as last read (see checkStream). */
@@ -285,6 +285,9 @@ export class HostLink implements ExecutionLink {
         return;
       case 'withdrawn':
         execution?.withdrawn(decode<{ worker: WorkerIdentity }>(body).worker.id);
+        break;
+      case 'input-wanted':
+        execution?.inputWanted(decode<{ worker: WorkerIdentity }>(body).worker.id);
         break;
       case 'log':
         execution?.log(decode(body));

@@ -18,8 +18,11 @@ export interface ExecutionLink {
   publishTask(executionId: string, encode: () => Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
   deleteTask(seq: number): void;
-  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array): Promise<void> | undefined;
+  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
 }
+
+/** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
+const INPUT_LOST_BEATS = 2;
 
 /**
  * The host side of one execution sent to the pool: publishes the task, accepts the first worker
@@ -41,6 +44,10 @@ export class RemoteExecution {
   /** When the stream acknowledged its task (`performance.now()`). */
   #publishedAt: number | undefined;
   #input: Uint8Array | undefined;
+  /** Stops the input's transfer in flight (one sent again, a withdrawn start, the end). */
+  #inputSend: AbortController | undefined;
+  /** The input's last transfer failed, not refused: its worker's heartbeats since. */
+  #inputFailure: { message: string; beats: number } | undefined;
   #lastHeard = 0;
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
@@ -133,7 +140,29 @@ export class RemoteExecution {
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
     // Kept until the end: a worker that withdraws its start (below) leaves it to another.
-    if (this.#input) this.#toWorker('input', this.#input, (refused) => this.fail(this.#refusedBy('input', refused)));
+    this.#sendInput();
+  }
+
+  /**
+   * The worker's connection dropped while the input was on its way: the parts in flight may be
+   * lost with it, so the input goes again, whole (the transfer in flight is dropped).
+   */
+  inputWanted(workerId: string): void {
+    if (this.#worker?.id === workerId && this.#settle) this.#sendInput();
+  }
+
+  #sendInput(): void {
+    const worker = this.#worker;
+    if (!this.#input || !worker) return;
+    this.#inputSend?.abort();
+    const send = (this.#inputSend = new AbortController());
+    this.#inputFailure = undefined;
+    this.#link.toWorker(worker.id, 'input', this.id, this.#input, send.signal)?.catch((error: unknown) => {
+      if (send.signal.aborted) return;
+      if (error instanceof TransferRefusedError) return this.fail(this.#refusedBy('input', error));
+      // Its worker reconnecting (no responders, parts lost) asks for it again; see heartbeat().
+      this.#inputFailure = { message: (error as Error)?.message, beats: 0 };
+    });
   }
 
   /**
@@ -144,6 +173,7 @@ export class RemoteExecution {
   withdrawn(workerId: string): void {
     if (this.#worker?.id !== workerId || !this.#settle) return;
     this.#worker = undefined;
+    this.#inputSend?.abort();
   }
 
   /**
@@ -155,6 +185,9 @@ export class RemoteExecution {
     this.#lastHeard = performance.now();
     const stopped = this.#control.stopReason;
     if (stopped) this.#toWorker('cancel', encode({ reason: serializeError(stopped) }, 'cancel'));
+    // An input that did not get through, and its worker, there all along, does not ask for it again.
+    const failure = this.#inputFailure;
+    if (failure && ++failure.beats > INPUT_LOST_BEATS) this.fail(this.#lost(`could not be sent the input: ${failure.message}`));
     return true;
   }
 
@@ -244,7 +277,6 @@ export class RemoteExecution {
     if (!worker) return;
     this.#link.toWorker(worker.id, kind, this.id, body)?.catch((error: unknown) => {
       if (error instanceof TransferRefusedError) onRefused?.(error);
-      else if (kind === 'input') this.fail(this.#lost(`could not be sent the input: ${(error as Error)?.message}`));
     });
   }
 
@@ -259,6 +291,7 @@ export class RemoteExecution {
     if (!settle) return;
     this.#settle = undefined;
     this.#input = undefined;
+    this.#inputSend?.abort();
     this.#session.close();
     const stopped = this.#control.stopReason;
     if (stopped) settle.reject(stopped);

@@ -58,7 +58,7 @@ export class WorkerExecution implements Watched {
   readonly #claim: Claim;
   readonly #abort = new AbortController();
   readonly #calls: RemoteCalls;
-  #input: { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array> } | undefined;
+  #input: DeferredBytes | undefined;
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
   #sending: Promise<void> | undefined;
   /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
@@ -323,9 +323,10 @@ export class WorkerExecution implements Watched {
     this.#input?.resolve(new Uint8Array(0));
   }
 
-  /** The worker's connection dropped: calls in flight fail (see RemoteCalls.connectionLost). */
+  /** The connection dropped: calls in flight fail (RemoteCalls.connectionLost); an input on its way (parts lost) is asked for again. */
   connectionLost(): void {
     this.#calls.connectionLost();
+    if (this.#input && !this.#input.came) this.#post('input-wanted', encode({ worker: this.#worker.identity }, 'input-wanted'));
   }
 
   orphan(reason: Error): void {
@@ -384,8 +385,16 @@ function sameLimit(error: KnownExecutionError, task: TaskBody): KnownExecutionEr
   });
 }
 
-function deferredBytes(): { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array> } {
-  let resolve!: (bytes: Uint8Array) => void;
-  const promise = new Promise<Uint8Array>((r) => (resolve = r));
-  return { resolve, promise };
+/** `came`: resolved (the input came, or is no longer waited for). */
+type DeferredBytes = { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array>; came: boolean };
+
+function deferredBytes(): DeferredBytes {
+  const deferred = { came: false } as DeferredBytes;
+  deferred.promise = new Promise<Uint8Array>((resolve) => {
+    deferred.resolve = (bytes) => {
+      deferred.came = true;
+      resolve(bytes);
+    };
+  });
+  return deferred;
 }

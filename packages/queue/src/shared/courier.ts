@@ -178,13 +178,16 @@ export class Courier {
     }
   }
 
-  /** Fire and forget when it fits in one message; a large body resolves once every part was taken. */
-  post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000): Promise<void> | undefined {
+  /**
+   * Fire and forget when it fits in one message; a large body resolves once every part was taken.
+   * `signal` stops a large body's parts from going (the body is no longer wanted: sent again, say).
+   */
+  post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000, signal?: AbortSignal): Promise<void> | undefined {
     const output = kind === 'log' || kind === 'event';
     const held = this.#held ?? this.#paces.get(subject)?.held;
     if (held && output && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body);
-    if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs));
-    if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs).then(() => undefined);
+    if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs, signal));
+    if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs, signal).then(() => undefined);
     const headers = makeHeaders(kind, executionId, this.#caller);
     if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.replies.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
     else this.#nc.publish(subject, body, { headers });
@@ -261,7 +264,7 @@ export class Courier {
   }
 
   /** The parts of `body` in order, as many waiting for their answers at once as the link carries (PartsWindow). */
-  async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number): Promise<Msg> {
+  async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Msg> {
     const transfer = randomUUID();
     const size = this.#partBytes;
     const count = Math.ceil(body.length / size);
@@ -275,6 +278,7 @@ export class Courier {
         // would wait its whole timeout for an answer nats.js never gets (a request is not failed by
         // a disconnect). The body goes again, whole, once the connection is back.
         if (this.#held) throw new Error(DROPPED);
+        signal?.throwIfAborted();
         const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
         headers.set(HEADER.part, `${next}/${count}`);
         headers.set(HEADER.transfer, transfer);
