@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -274,6 +274,22 @@ describe.runIf(linux)('inside the sandbox', () => {
     const written = await stat(path.join(probePlugin, 'out', 'sandboxed.txt'));
     if (root) expect(written.uid).toBe(65534);
     await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
+  });
+
+  it('a declared fs.write path that is a file is writable as it is, sandboxed or not (not taken for a folder to make)', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'file-write-plugin-'));
+    await chmod(plugin, 0o755);
+    await writeFile(path.join(plugin, 'handler.mjs'), "import { appendFileSync } from 'node:fs';\nexport default () => { appendFileSync(new URL('./counter.txt', import.meta.url), 'x'); return 'appended'; };\n");
+    const handlers = { run: { entry: './handler.mjs', permissions: { fs: { write: ['counter.txt'] } } } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/file-write', version: '1.0.0', handlers }));
+    await writeFile(path.join(plugin, 'counter.txt'), '', { mode: 0o666 });
+    for (const sandbox of ['required', 'off'] as const) {
+      const backend = make({ sandbox, plugins: [plugin], permissions: { fs: { write: ['counter.txt'] } }, workspace: false });
+      const result = await backend.execute({ pluginId: '@sandbox-test/file-write', handlerId: 'run' });
+      expectOk(result);
+    }
+    expect((await stat(path.join(plugin, 'counter.txt'))).isFile()).toBe(true);
+    expect(await readFile(path.join(plugin, 'counter.txt'), 'utf8')).toBe('xx');
   });
 
   it('a declared fs folder that is a symbolic link out of the plugin folder is refused (PERMISSION_DENIED): nothing of its target is bound, made or handed over', async () => {

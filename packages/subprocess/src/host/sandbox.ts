@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, lchownSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
@@ -150,10 +150,11 @@ export class Sandbox {
 
   /**
    * Sandboxed, the declared write folders are created before anything is computed from them: a
-   * bind needs an existing path, and Node's flags for a folder differ by whether it exists.
+   * bind needs an existing path, and Node's flags for a folder differ by whether it exists. A
+   * declared path that is a file is bound as it is, as Node's flags allow it unsandboxed.
    */
   createWriteFolders(profile: ChildProfile): void {
-    if (this.#state?.active) for (const dir of writeFolders(profile)) mkdirSync(dir, { recursive: true });
+    if (this.#state?.active) for (const dir of writeFolders(profile)) if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
   }
 
   /** A spare's lease, handed to the user the spare runs as (if any) once it is taken for an execution. */
