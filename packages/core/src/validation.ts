@@ -113,6 +113,11 @@ function houseMessage(issue: z.core.$ZodIssue): string {
     case 'invalid_value':
       if (own('Invalid option:') && own('Invalid input:')) return i.message;
       return `must be ${i.values && i.values.length > 1 ? 'one of ' : ''}${(i.values ?? []).map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'invalid_key': {
+      // zod says "Invalid key in record"; the key's own schema says what a key must be.
+      const keyIssue = (issue as { issues?: z.core.$ZodIssue[] }).issues?.[0];
+      return keyIssue ? `is not a valid key: it ${houseMessage(keyIssue)}` : i.message;
+    }
     default:
       return i.message;
   }

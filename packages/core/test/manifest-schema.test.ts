@@ -98,9 +98,22 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(message).not.toContain('fs.read[1]');
   });
 
-  it('a write folder of "." holds every other path; the same folder declared twice, or read and written, is fine', () => {
+  it('a handler id or service name that is not a valid key says what a key must be (not zod\'s "Invalid key in record")', () => {
+    expect(() => register({ handlers: { '-bad id': { entry: 'run.mjs' } } })).toThrow(
+      /handlers\["-bad id"\]: is not a valid key: it must start with a letter or digit and use only letters, digits, "\.", "_", ":" and "-"/,
+    );
+    expect(() => register({ permissions: { platform: { 'my service': true } }, handlers: { run: { entry: 'run.mjs' } } })).toThrow(
+      /permissions\.platform\["my service"\]: is not a valid key: it must be an identifier/,
+    );
+  });
+
+  it('a write folder of "." is refused, as is a "*"; the same folder declared twice, or read and written, is fine', () => {
     expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { write: ['.'], read: ['config'] } } } } })).toThrow(
-      /handlers\.run\.permissions\.fs\.read\[0\]: lies inside the declared fs\.write folder "\."/,
+      /handlers\.run\.permissions\.fs\.write\[0\]: is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"/,
+    );
+    expect(() => register({ permissions: { fs: { write: ['./'] } }, handlers: { run: { entry: 'run.mjs' } } })).toThrow(/permissions\.fs\.write\[0\]: is the plugin folder itself/);
+    expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { read: ['data/*'] } } } } })).toThrow(
+      /handlers\.run\.permissions\.fs\.read\[0\]: must not contain "\*" \(Node's permission model reads it as a wildcard\)/,
     );
     const plugin = register({
       permissions: { fs: { write: ['out'] } },

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HandlerNotFoundError, MANIFEST_FILE, PluginRegistry, ValidationError } from '@kb-labs/plugin-execution-core';
+import { HandlerNotFoundError, MANIFEST_FILE, PluginRegistry, ValidationError, serializeError } from '@kb-labs/plugin-execution-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SAMPLE = fileURLToPath(new URL('./fixtures/plugins/sample', import.meta.url));
@@ -115,6 +115,19 @@ describe('loading a plugin folder', () => {
     const error = await validationFailure(new PluginRegistry().load(dir));
     expect(error.message).toContain(path.join(dir, MANIFEST_FILE));
     expect(error.message).toMatch(/not valid JSON/);
+  });
+
+  it('says where invalid JSON goes wrong (line and column) and the usual cause, without quoting the file', async () => {
+    const trailing = await pluginFolder('{\n  "id": "@t/p",\n  "version": "1",\n}\n');
+    expect((await validationFailure(new PluginRegistry().load(trailing))).message).toBe(
+      `${path.join(trailing, MANIFEST_FILE)} is not valid JSON: Expected double-quoted property name at line 4, column 1 (a trailing comma: JSON allows none)`,
+    );
+    const comment = await pluginFolder('{\n  // the id\n  "id": "@t/p"\n}');
+    expect((await validationFailure(new PluginRegistry().load(comment))).message).toMatch(/ at line 2, column 3 \(a comment: JSON has none\)$/);
+    const notJson = await pluginFolder('SECRET-TEXT of some other file');
+    const error = await validationFailure(new PluginRegistry().load(notJson));
+    expect(error.message).toBe(`${path.join(notJson, MANIFEST_FILE)} is not valid JSON: unexpected character 'S' (a manifest is one JSON object, starting with "{")`);
+    expect(JSON.stringify(serializeError(error))).not.toContain('SECRET-TEXT');
   });
 
   it('reads a manifest saved with a byte-order mark, as Windows editors save one', async () => {

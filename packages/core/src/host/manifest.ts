@@ -3,7 +3,7 @@ import type { z } from 'zod';
 import { channelPathParts, repeatedParam } from './channel-path.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema } from './lazy-zod.js';
-import { pathsInsideWriteFolders, permissionSpecSchema } from './permissions.js';
+import { declaredPathProblems, permissionSpecSchema } from './permissions.js';
 
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
@@ -107,7 +107,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         // the value may then be partly unparsed, hence the defensive reads.
         const handlers: unknown = manifest?.handlers;
         const channels: unknown = manifest?.channels;
-        for (const issue of pathsInsideWriteFolders(declaredSpecs(manifest))) ctx.addIssue({ code: 'custom', ...issue });
+        for (const issue of declaredPathProblems(declaredSpecs(manifest))) ctx.addIssue({ code: 'custom', ...issue });
         for (const issue of channelPathClashes(channels)) ctx.addIssue({ code: 'custom', ...issue });
         if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
         channels.forEach((channel: unknown, index) => {

@@ -154,13 +154,35 @@ export interface NestedPathIssue {
 }
 
 /**
+ * Declared fs paths a plugin may not have: the plugin folder itself as a write folder (its
+ * handlers could rewrite the manifest and code the host loads, and the subprocess sandbox hands
+ * a write folder to its user for good), a "*" (Node's permission model reads it as a wildcard),
+ * and paths inside a declared write folder (pathsInsideWriteFolders).
+ */
+export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
+  const issues: NestedPathIssue[] = [];
+  for (const { at, spec } of specs) {
+    for (const kind of ['read', 'write'] as const) {
+      fsList(spec, kind).forEach((p, index) => {
+        const where = [...at, 'fs', kind, index];
+        if (p.includes('*')) issues.push({ path: where, message: 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' });
+        else if (kind === 'write' && normalizeRelative(p) === '.') {
+          issues.push({ path: where, message: 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"' });
+        }
+      });
+    }
+  }
+  return [...issues, ...pathsInsideWriteFolders(specs)];
+}
+
+/**
  * Declared fs paths (plugin-level or of any handler) that lie inside another declared fs.write
  * folder of the same plugin. A handler may rename and link inside a folder it writes, so such a
  * path can be swapped for a link out of the plugin folder between the moment a host checks where
  * it leads and the moment it is used (the subprocess sandbox binds it): refused. The outer
  * folder's grant already covers it. `specs`: each spec with where it is in the manifest.
  */
-export function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
+function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
   const writeFolders: Array<{ folder: string; declared: string }> = [];
   for (const { spec } of specs) for (const p of fsList(spec, 'write')) writeFolders.push({ folder: normalizeRelative(p), declared: p });
   const issues: NestedPathIssue[] = [];

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
+import { jsonSyntaxProblem } from './json-syntax.js';
 import { duplicateJsonKeys } from './json-duplicate-keys.js';
 import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
@@ -315,7 +316,7 @@ async function readManifest(root: string, file: string): Promise<unknown> {
   try {
     manifest = JSON.parse(json);
   } catch (error) {
-    throw new ValidationError(`${file} is not valid JSON: ${(error as Error).message}`, { details: { file }, cause: error });
+    throw new ValidationError(`${file} is not valid JSON: ${jsonSyntaxProblem(json, error)}`, { details: { file } });
   }
   // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
   const twice = duplicateJsonKeys(json);
