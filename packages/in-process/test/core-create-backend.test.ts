@@ -81,6 +81,16 @@ describe("core's createExecutionBackend, core and one backend installed", () => 
     expect(out.message).toContain('npm install @kb-labs/plugin-execution-subprocess');
   });
 
+  it("names the command of the package manager whose lock file the host's project has, when the host is run by node itself", async () => {
+    await writeFile(path.join(project, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n");
+    try {
+      const out = runHost('host.mjs', os.tmpdir());
+      expect(out.message).toContain('Add it: pnpm add @kb-labs/plugin-execution-worker-pool');
+    } finally {
+      await rm(path.join(project, 'pnpm-lock.yaml'));
+    }
+  });
+
   it("names the command of the package manager that runs the host", () => {
     const out = runHost('host.mjs', project, 'pnpm/10.34.8 npm/? node/v20.20.2 linux x64');
     expect(out.message).toContain('Add it: pnpm add @kb-labs/plugin-execution-worker-pool');

@@ -4,7 +4,7 @@ import type { IExecutionBackend } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
-const { readFileSync } = process.getBuiltinModule('node:fs');
+const { existsSync, readFileSync } = process.getBuiltinModule('node:fs');
 const { createRequire } = process.getBuiltinModule('node:module');
 const { pathToFileURL } = process.getBuiltinModule('node:url');
 
@@ -82,13 +82,34 @@ function isMissingPackage(error: unknown, pkg: string): boolean {
   return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/package.json'`) || (message.includes(pkg) && !message.includes(`${pkg}/`));
 }
 
+/** The lock file each package manager keeps at its project's root. */
+const LOCK_FILES: ReadonlyArray<[file: string, manager: string]> = [
+  ['pnpm-lock.yaml', 'pnpm'],
+  ['yarn.lock', 'yarn'],
+  ['bun.lock', 'bun'],
+  ['bun.lockb', 'bun'],
+  ['package-lock.json', 'npm'],
+];
+
 /**
  * How to add `pkg` with the package manager running this process (npm, pnpm, yarn and bun set
- * `npm_config_user_agent` for the scripts they run), npm's command otherwise.
+ * `npm_config_user_agent` for the scripts they run); run by `node` itself, with the one whose
+ * lock file the running script's project (or the working directory's) has; npm's otherwise.
  */
 export function installCommand(pkg: string, userAgent = process.env.npm_config_user_agent): string {
-  const manager = /^(pnpm|yarn|bun)\//.exec(userAgent ?? '')?.[1];
-  return manager ? `${manager} add ${pkg}` : `npm install ${pkg}`;
+  const manager = /^(pnpm|yarn|bun|npm)\//.exec(userAgent ?? '')?.[1] ?? lockFileManager();
+  return manager && manager !== 'npm' ? `${manager} add ${pkg}` : `npm install ${pkg}`;
+}
+
+function lockFileManager(): string | undefined {
+  const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
+  for (const start of new Set([script, process.cwd()])) {
+    for (let dir = start; dir; dir = path.dirname(dir) === dir ? undefined : path.dirname(dir)) {
+      const found = LOCK_FILES.find(([file]) => existsSync(path.join(dir!, file)));
+      if (found) return found[1];
+    }
+  }
+  return undefined;
 }
 
 /** True in the CommonJS build, whose chunks are `.cjs` files (tsup shims `import.meta.url` there). */
