@@ -117,6 +117,16 @@ describe('loading a plugin folder', () => {
     expect(error.message).toMatch(/not valid JSON/);
   });
 
+  it('asked for a plugin while a load() not awaited yet still reads its folder, says so (not "no plugins are registered … call registerPlugin()")', async () => {
+    const dir = await pluginFolder(JSON.stringify({ id: '@t/late', version: '1', handlers: { run: { entry: './run.mjs' } } }));
+    const registry = new PluginRegistry();
+    const loading = registry.load(dir);
+    expect(() => registry.resolve('@t/late', 'run')).toThrow('Plugin "@t/late" is not registered (none is yet); 1 plugin folder(s) are still loading: await registerPlugin() before execute()');
+    await loading;
+    expect(registry.resolve('@t/late', 'run').handlerId).toBe('run');
+    expect(() => registry.resolve('@t/other', 'run')).toThrow('Plugin "@t/other" is not registered (registered: @t/late)');
+  });
+
   it('says where invalid JSON goes wrong (line and column) and the usual cause, without quoting the file', async () => {
     const trailing = await pluginFolder('{\n  "id": "@t/p",\n  "version": "1",\n}\n');
     expect((await validationFailure(new PluginRegistry().load(trailing))).message).toBe(

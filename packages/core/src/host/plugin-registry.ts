@@ -1,15 +1,11 @@
 import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
-import { jsonSyntaxProblem } from './json-syntax.js';
-import { duplicateJsonKeys } from './json-duplicate-keys.js';
-import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
+import { parseManifest, readFolder, readManifest } from './manifest-file.js';
+import { MANIFEST_FILE, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
-import { parseWith, validationError, type ValidationIssue } from '../validation.js';
+import { validationError } from '../validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
-// node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
-const fs = process.getBuiltinModule('node:fs');
-const { fileURLToPath } = process.getBuiltinModule('node:url');
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
 
 /** What a host that registered nothing is told, with what to do about it. */
@@ -78,14 +74,21 @@ export class PluginRegistry {
   readonly #plugins = new Map<string, RegisteredPlugin>();
   readonly #handlers = new Map<string, Map<string, ResolvedHandler>>();
   #failures: readonly PluginLoadFailure[] = [];
+  /** Folders load() is reading now (a registerPlugin() not awaited yet, say). */
+  #loading = 0;
   /** The manifest file of each plugin registered from its folder (a reload reads it again). */
   readonly #manifestFiles = new Map<string, string>();
   readonly #reloadListeners = new Set<PluginReloadListener>();
 
   /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
   async load(dir: string | URL): Promise<RegisteredPlugin> {
-    const { source, file } = await readFolder(dir);
-    return this.register(source, file);
+    this.#loading++;
+    try {
+      const { source, file } = await readFolder(dir);
+      return this.register(source, file);
+    } finally {
+      this.#loading--;
+    }
   }
 
   /**
@@ -273,8 +276,11 @@ export class PluginRegistry {
       const failures = this.#failures;
       const more = failures.length > 3 ? `; and ${failures.length - 3} more (health() names every one)` : '';
       const unloaded = failures.length ? `; ${failures.length} plugin source(s) failed to load: ${failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}${more}` : '';
+      // A registerPlugin() not awaited: its folder is still being read.
+      const loading = this.#loading ? `; ${this.#loading} plugin folder(s) are still loading: await registerPlugin() before execute()` : '';
+      const none = loading || unloaded ? ' (none is yet)' : NONE_REGISTERED;
       throw new HandlerNotFoundError(
-        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : unloaded ? ' (none is)' : NONE_REGISTERED}${unloaded}`,
+        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
@@ -289,115 +295,6 @@ export class PluginRegistry {
   }
 }
 
-/** A plugin folder's manifest, read and parsed as JSON (validated when registered). */
-async function readFolder(dir: string | URL): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
-  const root = path.resolve(folderPath(dir));
-  const file = path.join(root, MANIFEST_FILE);
-  return { source: { root, manifest: await readManifest(root, file) }, file };
-}
-
-/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
-async function readManifest(root: string, file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(file, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const notFolder = code === 'ENOTDIR' ? `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}` : undefined;
-    throw new ValidationError(
-      notFolder ??
-        (code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`),
-      { details: { file, reason: code ?? 'unreadable' }, cause: error },
-    );
-  }
-  // A byte-order mark (editors on Windows save one) is not JSON, but it is no mistake either.
-  const json = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-  let manifest: unknown;
-  try {
-    manifest = JSON.parse(json);
-  } catch (error) {
-    throw new ValidationError(`${file} is not valid JSON: ${jsonSyntaxProblem(json, error)}`, { details: { file } });
-  }
-  // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
-  const twice = duplicateJsonKeys(json);
-  if (twice.length) {
-    // With every other problem of the manifest, and its id: the plugin's executions get this error, not "not registered".
-    const issues: ValidationIssue[] = twice.map((key) => ({ path: key, message: 'is given twice (JSON keeps only the last)' }));
-    try {
-      parseManifest(root, manifest, file);
-    } catch (error) {
-      const more = (error as ValidationError).details?.issues;
-      if (Array.isArray(more)) issues.push(...more);
-    }
-    const claimed = (manifest as { id?: unknown } | null)?.id;
-    throw validationError(`Invalid plugin manifest (${file})`, issues, { file, root, ...(typeof claimed === 'string' ? { pluginId: claimed } : {}) });
-  }
-  return manifest;
-}
-
-/** Validate a manifest: ValidationError naming the file (or the folder) and each problem's path. */
-function parseManifest(root: string, manifest: unknown, file: string | undefined): PluginManifest {
-  const label = file ?? `manifest of plugin at ${root}`;
-  const claimed = (manifest as { id?: unknown } | null)?.id;
-  const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
-  const details = { file: file ?? null, root, ...claimedId };
-  // JSON.parse makes "__proto__" an own key, which the schema's record passes over without a word.
-  const handlers = (manifest as { handlers?: unknown } | null)?.handlers;
-  if (typeof handlers === 'object' && handlers !== null && Object.hasOwn(handlers, '__proto__')) {
-    throw validationError(`Invalid plugin manifest (${label})`, [{ path: 'handlers.__proto__', message: 'is not a handler id: it must start with a letter or digit' }], details);
-  }
-  const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
-  const badEntries = entryProblems(root, parsed);
-  if (badEntries.length > 0) throw validationError(`Invalid plugin manifest (${label})`, badEntries, details);
-  return parsed;
-}
-
-/**
- * Entries that lead out of the plugin folder through a symbolic link (the manifest's paths stay
- * inside it, and so must the files they name: an OS sandbox shows a child only the plugin's
- * folder), and entries that are folders, not module files. An entry that does not exist yet is
- * left to the execution to report.
- */
-function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[] {
-  let realRoot: string;
-  try {
-    realRoot = fs.realpathSync(root);
-  } catch {
-    return [];
-  }
-  const issues: ValidationIssue[] = [];
-  for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
-    let real: string;
-    try {
-      real = fs.realpathSync(path.resolve(root, spec.entry));
-    } catch {
-      continue;
-    }
-    const relative = path.relative(realRoot, real);
-    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
-      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
-    } else if (fs.statSync(real, { throwIfNoEntry: false })?.isDirectory()) {
-      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a folder; name the module file in it (./${path.posix.join(spec.entry.replace(/^\.\//, ''), 'index.js')}, say)` });
-    }
-  }
-  return issues;
-}
-
 function isFolder(source: PluginSource): source is string | URL {
   return typeof source === 'string' || source instanceof URL;
-}
-
-/** A plugin folder's path from a path or a `file:` URL (string or URL). */
-function folderPath(dir: string | URL): string {
-  if (dir instanceof URL || (typeof dir === 'string' && dir.startsWith('file:'))) {
-    try {
-      return fileURLToPath(dir);
-    } catch (error) {
-      throw new ValidationError(`Plugin folder ${String(dir)} is not a usable file: URL: ${(error as Error).message}`, { details: { path: 'plugins[]' }, cause: error });
-    }
-  }
-  if (typeof dir !== 'string' || dir.length === 0) {
-    throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details: { path: 'plugins[]' } });
-  }
-  return dir;
 }

@@ -1,0 +1,118 @@
+import path from 'node:path';
+import { ValidationError } from '../errors.js';
+import { parseWith, validationError, type ValidationIssue } from '../validation.js';
+import { duplicateJsonKeys } from './json-duplicate-keys.js';
+import { jsonSyntaxProblem } from './json-syntax.js';
+import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
+// node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
+const fs = process.getBuiltinModule('node:fs');
+const { fileURLToPath } = process.getBuiltinModule('node:url');
+
+/** A plugin folder's manifest, read and parsed as JSON (validated when registered). */
+export async function readFolder(dir: string | URL): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
+  const root = path.resolve(folderPath(dir));
+  const file = path.join(root, MANIFEST_FILE);
+  return { source: { root, manifest: await readManifest(root, file) }, file };
+}
+
+/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
+export async function readManifest(root: string, file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const notFolder = code === 'ENOTDIR' ? `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}` : undefined;
+    throw new ValidationError(
+      notFolder ??
+        (code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`),
+      { details: { file, reason: code ?? 'unreadable' }, cause: error },
+    );
+  }
+  // A byte-order mark (editors on Windows save one) is not JSON, but it is no mistake either.
+  const json = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(json);
+  } catch (error) {
+    throw new ValidationError(`${file} is not valid JSON: ${jsonSyntaxProblem(json, error)}`, { details: { file } });
+  }
+  // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
+  const twice = duplicateJsonKeys(json);
+  if (twice.length) {
+    // With every other problem of the manifest, and its id: the plugin's executions get this error, not "not registered".
+    const issues: ValidationIssue[] = twice.map((key) => ({ path: key, message: 'is given twice (JSON keeps only the last)' }));
+    try {
+      parseManifest(root, manifest, file);
+    } catch (error) {
+      const more = (error as ValidationError).details?.issues;
+      if (Array.isArray(more)) issues.push(...more);
+    }
+    const claimed = (manifest as { id?: unknown } | null)?.id;
+    throw validationError(`Invalid plugin manifest (${file})`, issues, { file, root, ...(typeof claimed === 'string' ? { pluginId: claimed } : {}) });
+  }
+  return manifest;
+}
+
+/** Validate a manifest: ValidationError naming the file (or the folder) and each problem's path. */
+export function parseManifest(root: string, manifest: unknown, file: string | undefined): PluginManifest {
+  const label = file ?? `manifest of plugin at ${root}`;
+  const claimed = (manifest as { id?: unknown } | null)?.id;
+  const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
+  const details = { file: file ?? null, root, ...claimedId };
+  // JSON.parse makes "__proto__" an own key, which the schema's record passes over without a word.
+  const handlers = (manifest as { handlers?: unknown } | null)?.handlers;
+  if (typeof handlers === 'object' && handlers !== null && Object.hasOwn(handlers, '__proto__')) {
+    throw validationError(`Invalid plugin manifest (${label})`, [{ path: 'handlers.__proto__', message: 'is not a handler id: it must start with a letter or digit' }], details);
+  }
+  const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
+  const badEntries = entryProblems(root, parsed);
+  if (badEntries.length > 0) throw validationError(`Invalid plugin manifest (${label})`, badEntries, details);
+  return parsed;
+}
+
+/**
+ * Entries that lead out of the plugin folder through a symbolic link (the manifest's paths stay
+ * inside it, and so must the files they name: an OS sandbox shows a child only the plugin's
+ * folder), and entries that are folders, not module files. An entry that does not exist yet is
+ * left to the execution to report.
+ */
+function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[] {
+  let realRoot: string;
+  try {
+    realRoot = fs.realpathSync(root);
+  } catch {
+    return [];
+  }
+  const issues: ValidationIssue[] = [];
+  for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
+    let real: string;
+    try {
+      real = fs.realpathSync(path.resolve(root, spec.entry));
+    } catch {
+      continue;
+    }
+    const relative = path.relative(realRoot, real);
+    if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
+      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
+    } else if (fs.statSync(real, { throwIfNoEntry: false })?.isDirectory()) {
+      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a folder; name the module file in it (./${path.posix.join(spec.entry.replace(/^\.\//, ''), 'index.js')}, say)` });
+    }
+  }
+  return issues;
+}
+
+/** A plugin folder's path from a path or a `file:` URL (string or URL). */
+function folderPath(dir: string | URL): string {
+  if (dir instanceof URL || (typeof dir === 'string' && dir.startsWith('file:'))) {
+    try {
+      return fileURLToPath(dir);
+    } catch (error) {
+      throw new ValidationError(`Plugin folder ${String(dir)} is not a usable file: URL: ${(error as Error).message}`, { details: { path: 'plugins[]' }, cause: error });
+    }
+  }
+  if (typeof dir !== 'string' || dir.length === 0) {
+    throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details: { path: 'plugins[]' } });
+  }
+  return dir;
+}
