@@ -57,6 +57,30 @@ describe('createExecutionBackend', () => {
     await expect(backend.registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
   });
 
+  it('execute() never rejects, before the backend is loaded or after shutdown, whatever getters the request or options have; refusals after shutdown are counted', async () => {
+    const throwing = (what: string) =>
+      Object.defineProperty({ pluginId: BASIC, handlerId: 'echo' }, 'input', { enumerable: true, get: () => { throw new Error(`${what} getter`); } });
+    const badOptions = Object.defineProperty({}, 'timeoutMs', { enumerable: true, get: () => { throw new Error('options getter'); } });
+    const first = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    expectError(await first.execute(throwing('request')), 'INTERNAL_ERROR');
+    const second = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    expectError(await second.execute({ pluginId: BASIC, handlerId: 'echo' }, badOptions as never), 'INTERNAL_ERROR');
+    expectOk(await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    await second.shutdown();
+    // Refused by the loaded backend, as one made with its constructor refuses them, and counted.
+    expect((await second.execute(throwing('request'))).ok).toBe(false);
+    expect((await second.execute({ pluginId: BASIC, handlerId: 'echo' }, badOptions as never)).ok).toBe(false);
+    expectError(await second.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+    const { byOutcome, total } = await second.stats();
+    expect(total).toBe(5);
+    expect(byOutcome.ok).toBe(1);
+    expect(byOutcome.SHUTTING_DOWN).toBeGreaterThanOrEqual(2);
+    await first.shutdown();
+    const neverLoaded = createExecutionBackend({ type: 'in-process' });
+    await neverLoaded.shutdown();
+    expectError(await neverLoaded.execute(throwing('request')), 'SHUTTING_DOWN');
+  });
+
   it('health(), stats() and ready() after shutdown() load nothing either: a backend never used reports itself closed', async () => {
     const loaded: string[] = [];
     const backend = lazyExecutionBackend({ type: 'worker-pool', maxConcurrency: 3 }, async (type) => {

@@ -116,25 +116,37 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async #executeSlow<T>(callersRequest: ExecutionRequest, callersOptions?: ExecuteOptions): Promise<ExecutionResult<T>> {
+    // Loaded and told to shut down: it refuses it, counted in its stats and telemetry.
+    if (this.#closing) return this.#closing.execute<T>(callersRequest, callersOptions);
     // What the caller passed, as it was at the call: it may reuse or change those objects while
-    // the package loads (a loop that sets `request.input` and calls again).
-    const request = takeRequest(callersRequest);
-    const options = callersOptions !== null && typeof callersOptions === 'object' ? { ...callersOptions } : callersOptions;
+    // the package loads (a loop that sets `request.input` and calls again). Objects that cannot
+    // be read (a getter that throws) go as they are: the backend fails them (INTERNAL_ERROR).
+    let request: ExecutionRequest = callersRequest;
+    let options = callersOptions;
+    let taken = false;
+    try {
+      request = takeRequest(callersRequest);
+      options = callersOptions !== null && typeof callersOptions === 'object' ? { ...callersOptions } : callersOptions;
+      taken = true;
+    } catch {
+      request = callersRequest;
+      options = callersOptions;
+    }
     const startedAt = Date.now();
     const t0 = performance.now();
     if (this.#stopping) {
-      return this.#failure(request, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0);
+      return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0);
     }
     let backend: Loadable;
     try {
       backend = await this.#load();
     } catch (error) {
-      return this.#failure(request, toInternalError(error, `loading the ${this.type} backend`), startedAt, t0);
+      return this.#failure(taken ? request : undefined, toInternalError(error, `loading the ${this.type} backend`), startedAt, t0);
     }
     return backend.execute<T>(request, options);
   }
 
-  #failure<T>(request: ExecutionRequest, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
+  #failure<T>(request: ExecutionRequest | undefined, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
     const r = (request ?? {}) as Partial<ExecutionRequest>;
     return {
       ok: false,
