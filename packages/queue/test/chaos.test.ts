@@ -363,6 +363,17 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toHaveLength(returnBytes);
   });
 
+  it('a small result a reset takes before the server has it goes again once the worker is back: the caller gets it (not WORKER_CRASHED)', async () => {
+    const pool = newPool('resultlost');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool, { workerLostMs: 8000 });
+    proxy.resetOn('Kb-Kind: result');
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'abc' }, { timeoutMs: 20_000 });
+    expect(proxy.resets()).toBe(1);
+    expectOk(result);
+    expect(result.data).toEqual({ length: 3 });
+  });
+
   it('a large input whose transfer the link drops halfway is sent again, whole, once the worker is back (the execution does not fail)', async () => {
     const pool = newPool('inputcut');
     await worker(proxy.url, pool);

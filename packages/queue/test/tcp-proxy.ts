@@ -11,7 +11,9 @@ import net from 'node:net';
  * every byte by `ms` each way (order kept); `bandwidth(bytesPerSecond)` lets that many through
  * per second each way (order kept; 0: no limit). `reset()` drops every connection at once, and
  * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
- * `toClients()` counts the bytes that have reached the proxied processes so far.
+ * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text)`:
+ * the next chunk from a proxied process that holds `text` is dropped, and every connection with it
+ * (what a reset does to bytes not yet at the server); resolves with how many times it did.
  */
 export interface TcpProxy {
   /** `nats://127.0.0.1:<port>` of the proxy. */
@@ -23,6 +25,8 @@ export interface TcpProxy {
   reset(): void;
   refuse(on: boolean): void;
   toClients(): number;
+  resetOn(text: string): void;
+  resets(): number;
   close(): Promise<void>;
 }
 
@@ -40,6 +44,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let refusing = false;
   let bytesPerSecond = 0;
   let toClients = 0;
+  let resetText: string | undefined;
+  let resets = 0;
   const clients = new WeakSet<net.Socket>();
   const write = (to: net.Socket, chunk: Buffer) => {
     if (clients.has(to)) toClients += chunk.length;
@@ -70,6 +76,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   };
   const forward = (link: Link, from: net.Socket, to: net.Socket) =>
     from.on('data', (chunk: Buffer) => {
+      if (resetText !== undefined && from === link.client && chunk.includes(resetText)) {
+        resetText = undefined;
+        resets++;
+        for (const each of [...links]) drop(each);
+        return;
+      }
       if (cut) link.held.push({ to, chunk });
       else send(to, chunk);
     });
@@ -116,6 +128,12 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     toClients() {
       return toClients;
+    },
+    resetOn(text: string) {
+      resetText = text;
+    },
+    resets() {
+      return resets;
     },
     async close() {
       for (const link of [...links]) drop(link);

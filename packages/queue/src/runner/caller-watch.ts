@@ -7,6 +7,10 @@ export interface Watched {
   readonly id: string;
   /** Stop it on this worker: its caller no longer waits for it. */
   orphan(reason: AbortedError): void;
+  /** It has ended: the worker's connection (Courier.connection) its result went on, as one message, not confirmed yet. */
+  readonly resultSentOn?: number | undefined;
+  /** Its caller does not have its result: send it again (false: given up). */
+  resendResult?(): boolean;
 }
 
 /** The fastest heartbeat pace an impatient caller gets. */
@@ -52,12 +56,14 @@ export class CallerWatch {
     this.#timer = setInterval(() => this.#beat(), heartbeatMs);
   }
 
+  /** `execution`, which `caller` has just accepted (an answer: the caller is there). */
   add(caller: string, lostMs: number, execution: Watched): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
       this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: performance.now(), asking: 0 }));
       this.#pace();
     }
+    entry.lastAnswer = performance.now();
     entry.executions.set(execution.id, execution);
   }
 
@@ -123,9 +129,19 @@ export class CallerWatch {
     entry.asking++;
     try {
       // Waits as long as the caller waits for this worker: a slow answer is still an answer.
-      const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: [...entry.executions.keys()] }, 'heartbeat'), entry.lostMs);
+      // Ended before this heartbeat: a result that went on this connection reached the caller
+      // before the heartbeat does; one that went on a connection that dropped since is asked about.
+      const connection = this.#courier.connection;
+      const all = [...entry.executions.values()];
+      const ended = all.filter((execution) => execution.resultSentOn !== undefined);
+      const asked = all.filter((execution) => execution.resultSentOn === undefined || execution.resultSentOn < connection).map((execution) => execution.id);
+      const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: asked }, 'heartbeat'), entry.lostMs);
       entry.lastAnswer = performance.now();
       const { unknown } = decode<{ unknown: string[] }>(reply.data);
+      for (const execution of ended) {
+        const received = execution.resultSentOn === connection || unknown.includes(execution.id);
+        if (received || !execution.resendResult?.()) this.delete(caller, execution.id);
+      }
       this.#orphan(entry, unknown, 'its caller no longer waits for it');
     } catch (error) {
       const noResponders = (error as { isNoResponders?: () => boolean })?.isNoResponders?.() === true;
@@ -140,6 +156,7 @@ export class CallerWatch {
       const execution = entry.executions.get(id);
       if (!execution) continue;
       entry.executions.delete(id);
+      if (execution.resultSentOn !== undefined) continue;
       execution.orphan(new AbortedError(`Execution ${id} stopped on worker ${this.#workerId}: ${why}`, { details: { phase: 'running' } }));
     }
   }

@@ -1,10 +1,11 @@
-import { TimeoutError, ValidationError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { TimeoutError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
 import { decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import type { PeerPlugins } from './peer-plugins.js';
 import { RemoteCalls } from './remote-calls.js';
+import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
 
@@ -40,6 +41,8 @@ const HAND_BACK_DELAY_MS = 250;
  */
 const WAIT_FOR_PEER_DELAY_MS = 100;
 const RESULT_TIMEOUT_MS = 10_000;
+/** How many times a result its caller did not get goes again (see resendResult). */
+const RESULT_RESENDS = 3;
 
 type Claim = { caller: string; lostMs: number; protocol: number };
 
@@ -59,8 +62,13 @@ export class WorkerExecution implements Watched {
   readonly #abort = new AbortController();
   readonly #calls: RemoteCalls;
   #input: DeferredBytes | undefined;
-  /** Settles once every message posted so far has been taken (set while a large one is in flight). */
-  #sending: Promise<void> | undefined;
+  /** Logs, events and calls to the caller, in order. */
+  readonly #out: ExecutionOutbox;
+  /** A result sent as one message, until its caller is known to have it (see resendResult). */
+  #result: Uint8Array | undefined;
+  #resultResends = 0;
+  /** The worker's connection (Courier.connection) the result went on. */
+  resultSentOn: number | undefined;
   /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
@@ -78,14 +86,15 @@ export class WorkerExecution implements Watched {
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
     this.key = executionKey(this.#claim.caller, this.id);
+    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, worker.maxPayloadBytes);
     this.#calls = new RemoteCalls((message) => {
       const what = `${message.target} call arguments`;
       const bytes = encode(message, what);
       // Thrown: the handler's call fails with it (the caller would drop a message this large).
-      const refused = this.#overLimit(bytes, what);
+      const refused = this.#out.overLimit(bytes, what);
       if (refused) throw refused;
       // Over the caller's own limit (it may be lower than this worker's): the call fails with that.
-      this.#post('rpc', bytes, (by) => this.#calls.reply({ type: 'rpc-reply', id: message.id, ok: false, error: serializeError(this.#refusedBy(what, by)) }));
+      this.#out.post('rpc', bytes, (by) => this.#calls.reply({ type: 'rpc-reply', id: message.id, ok: false, error: serializeError(this.#out.refusedBy(what, by)) }));
     });
   }
 
@@ -117,7 +126,8 @@ export class WorkerExecution implements Watched {
     } catch (error) {
       await this.#reportFailure(error);
     } finally {
-      this.#worker.watch.delete(caller, this.id);
+      // A result sent as one message is watched until its caller has it (resendResult).
+      if (this.resultSentOn === undefined) this.#worker.watch.delete(caller, this.id);
       this.#calls.close();
     }
   }
@@ -203,8 +213,8 @@ export class WorkerExecution implements Watched {
       // governed gateway checks the call (a refusal is the host's, recorded there).
       platform: this.#worker.platform ?? {},
       platformForward: (service, method, args) => this.#calls.call('platform', service, method, args),
-      onLog: (entry) => this.#post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
-      onEvent: (event) => this.#postEvent(event.event),
+      onLog: (entry) => this.#out.post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
+      onEvent: (event) => this.#out.postEvent(event.event),
       // A caller behind on this worker's output: the handler waits (on a worker-pool or subprocess backend).
       outputPace: () => this.#worker.courier.outputWaits(this.#claim.caller),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
@@ -233,17 +243,17 @@ export class WorkerExecution implements Watched {
       const error = outpaced ?? (result.ok ? undefined : this.#asReported(result.error, task));
       const body: ResultBody = error ? { ok: false, error: serializeError(error), meta } : { ok: true, data: (result as { data?: unknown }).data, meta };
       bytes = encode(body, 'handler result');
-      const refused = this.#overLimit(bytes, 'handler result', 'result');
+      const refused = this.#out.overLimit(bytes, 'handler result', 'result');
       if (refused) throw refused;
     } catch (error) {
       bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
     }
-    await this.#sending;
+    await this.#out.sent;
     try {
       await this.#sendResult(bytes);
     } catch (error) {
       if (error instanceof TransferRefusedError) {
-        await this.#sendResult(encode({ ok: false, error: serializeError(this.#refusedBy('handler result', error)), meta } satisfies ResultBody, 'error')).catch(() => undefined);
+        await this.#sendResult(encode({ ok: false, error: serializeError(this.#out.refusedBy('handler result', error)), meta } satisfies ResultBody, 'error')).catch(() => undefined);
         return;
       }
       // A large result cut off halfway (the connection dropped under it): once more, whole, once
@@ -281,31 +291,26 @@ export class WorkerExecution implements Watched {
   async #sendResult(bytes: Uint8Array): Promise<void> {
     // Rejects when a large one does not get through: its caller is gone, its limit is lower than
     // this worker's (TransferRefusedError), or the connection dropped under it.
-    await this.#worker.courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS);
+    const { courier } = this.#worker;
+    await courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS);
+    // In parts, each answered: the last part's answer says the caller has it.
+    if (!courier.fitsOneMessage(bytes)) return;
+    this.#result = bytes;
+    this.resultSentOn = courier.connection;
   }
 
-  /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
-  #postEvent(event: unknown): void {
-    const bytes = encode({ type: 'event', event }, 'ctx.emit() event');
-    const refused = this.#overLimit(bytes, 'ctx.emit() event');
-    const warning = (why: ValidationError) => encode({ level: 'warn', message: `${why.message}: it was not delivered`, stream: 'logger' }, 'log fields');
-    if (refused) return this.#post('log', warning(refused));
-    // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
-    this.#post('event', bytes, (by) => void this.#worker.courier.post(this.#claim.caller, 'log', this.id, warning(this.#refusedBy('ctx.emit() event', by))));
-  }
-
-  /** The caller's limit, lower than this worker's, refused what this worker sent. */
-  #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
-    return refused.toValidationError(what, "the calling host's limit", `this worker's is ${formatBytes(this.#worker.maxPayloadBytes)}`);
-  }
-
-  /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */
-  #overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
-    const limit = this.#worker.maxPayloadBytes;
-    if (bytes.length <= limit) return undefined;
-    return new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (maxPayloadBytes)`, {
-      details: { path, reason: 'too-large', bytes: bytes.length, limit },
-    });
+  /**
+   * Its result went as one message on a connection that dropped since, and a heartbeat's answer
+   * still counts it as running: the drop took the result (published, not yet at the server), so it
+   * goes again. False once it went RESULT_RESENDS times: the caller reports this worker lost.
+   */
+  resendResult(): boolean {
+    const result = this.#result;
+    if (!result || this.#resultResends >= RESULT_RESENDS) return false;
+    this.#resultResends++;
+    this.resultSentOn = undefined;
+    void this.#sendResult(result).catch(() => undefined);
+    return true;
   }
 
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */
@@ -326,7 +331,7 @@ export class WorkerExecution implements Watched {
   /** The connection dropped: calls in flight fail (RemoteCalls.connectionLost); an input on its way (parts lost) is asked for again. */
   connectionLost(): void {
     this.#calls.connectionLost();
-    if (this.#input && !this.#input.came) this.#post('input-wanted', encode({ worker: this.#worker.identity }, 'input-wanted'));
+    if (this.#input && !this.#input.came) this.#out.post('input-wanted', encode({ worker: this.#worker.identity }, 'input-wanted'));
   }
 
   orphan(reason: Error): void {
@@ -348,32 +353,6 @@ export class WorkerExecution implements Watched {
     this.#stoppedHere = { message, reason };
     this.#abort.abort(error);
     this.#input?.resolve(new Uint8Array(0));
-  }
-
-  /**
-   * Logs, events and calls, in the order made: a large one goes in parts, and what follows it
-   * waits for it (the result too, see #report), so nothing overtakes it and nothing is dropped
-   * as late.
-   */
-  #post(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
-    const send = () =>
-      this.#worker.courier.post(this.#claim.caller, kind, this.id, body)?.catch((error: unknown) => {
-        if (error instanceof TransferRefusedError) onRefused?.(error);
-      });
-    if (this.#sending) return this.#queue(this.#sending.then(send));
-    const inParts = send();
-    if (inParts) this.#queue(inParts);
-  }
-
-  #queue(sending: Promise<void | undefined>): void {
-    const tail = sending.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#sending = tail;
-    void tail.then(() => {
-      if (this.#sending === tail) this.#sending = undefined;
-    });
   }
 }
 

@@ -104,6 +104,8 @@ export class Courier {
   readonly replies: ReplyInbox;
   /** Set while the connection is down (see hold()). */
   #held: Held | undefined;
+  /** How many times the connection dropped: what went in one connection reached the server in order, or not at all past a drop. */
+  #drops = 0;
   /** Fail the part requests waiting for their answers (see hold()). */
   readonly #partsInFlight = new Set<(error: Error) => void>();
   /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
@@ -115,6 +117,16 @@ export class Courier {
     this.#caller = caller;
     this.#events = events;
     this.replies = new ReplyInbox(nc);
+  }
+
+  /** Connections made since this one's first (see #drops). */
+  get connection(): number {
+    return this.#drops;
+  }
+
+  /** Whether `body` goes as one message (not in acknowledged parts). */
+  fitsOneMessage(body: Uint8Array): boolean {
+    return body.length <= this.#partBytes;
   }
 
   /** The largest body one message carries now: read at each send, as a server reconnected to may allow less (or more) than the first. */
@@ -129,6 +141,7 @@ export class Courier {
    */
   hold(): void {
     if (this.#held) return;
+    this.#drops++;
     this.#held = newHeld("the worker's connection to the NATS server was down");
     // A part sent before the drop, or its answer, is lost with the connection: its body fails now
     // (and is sent again, whole, once the connection is back) instead of at its timeout.

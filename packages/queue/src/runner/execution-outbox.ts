@@ -1,0 +1,75 @@
+import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { TransferRefusedError, type Courier } from '../shared/courier.js';
+import { encode, formatBytes, type Kind } from '../shared/wire.js';
+
+/**
+ * What one execution on a worker sends its caller besides its result, in the order made: logs,
+ * events, calls. A large message goes in parts, and what follows it waits for it (the result too:
+ * `sent`), so nothing overtakes it and nothing is dropped as late. Each message is weighed against
+ * the worker's `maxPayloadBytes` here, and against the caller's own limit at its turn.
+ */
+export class ExecutionOutbox {
+  readonly #courier: Courier;
+  readonly #caller: string;
+  readonly #id: string;
+  readonly #maxPayloadBytes: number;
+  /** Settles once every message posted so far has been taken (set while a large one is in flight). */
+  #sending: Promise<void> | undefined;
+
+  constructor(courier: Courier, caller: string, executionId: string, maxPayloadBytes: number) {
+    this.#courier = courier;
+    this.#caller = caller;
+    this.#id = executionId;
+    this.#maxPayloadBytes = maxPayloadBytes;
+  }
+
+  /** Settles once what was posted so far has gone (undefined when nothing large is on its way). */
+  get sent(): Promise<void> | undefined {
+    return this.#sending;
+  }
+
+  post(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
+    const send = () =>
+      this.#courier.post(this.#caller, kind, this.#id, body)?.catch((error: unknown) => {
+        if (error instanceof TransferRefusedError) onRefused?.(error);
+      });
+    if (this.#sending) return this.#queue(this.#sending.then(send));
+    const inParts = send();
+    if (inParts) this.#queue(inParts);
+  }
+
+  /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
+  postEvent(event: unknown): void {
+    const bytes = encode({ type: 'event', event }, 'ctx.emit() event');
+    const refused = this.overLimit(bytes, 'ctx.emit() event');
+    const warning = (why: ValidationError) => encode({ level: 'warn', message: `${why.message}: it was not delivered`, stream: 'logger' }, 'log fields');
+    if (refused) return this.post('log', warning(refused));
+    // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
+    this.post('event', bytes, (by) => void this.#courier.post(this.#caller, 'log', this.#id, warning(this.refusedBy('ctx.emit() event', by))));
+  }
+
+  /** The caller's limit, lower than this worker's, refused what this worker sent. */
+  refusedBy(what: string, refused: TransferRefusedError): ValidationError {
+    return refused.toValidationError(what, "the calling host's limit", `this worker's is ${formatBytes(this.#maxPayloadBytes)}`);
+  }
+
+  /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */
+  overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
+    const limit = this.#maxPayloadBytes;
+    if (bytes.length <= limit) return undefined;
+    return new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (maxPayloadBytes)`, {
+      details: { path, reason: 'too-large', bytes: bytes.length, limit },
+    });
+  }
+
+  #queue(sending: Promise<void | undefined>): void {
+    const tail = sending.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#sending = tail;
+    void tail.then(() => {
+      if (this.#sending === tail) this.#sending = undefined;
+    });
+  }
+}
