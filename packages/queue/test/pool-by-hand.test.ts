@@ -1,7 +1,7 @@
 // A pool's stream or consumer that exists before any host or worker of the pool made it: made by
 // hand (`nats stream add`, `nats consumer add`), by another tool, or by another deployment whose
 // names map to the same stream.
-import { BASIC, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
 import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
@@ -129,6 +129,18 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     );
     expect((await jsm.streams.info(stream)).config).toMatchObject({ max_age: 0, duplicate_window: nanos(120_000) });
   }, 40_000);
+
+  it("discard: old, set by hand under a running host (a full stream would drop waiting tasks for new ones), is made discard: new again at the host's next read", async () => {
+    const pool = newPool('stream-discard');
+    const stream = `KBEXEC_${pool}`;
+    const backend = host({ pool });
+    await backend.health();
+    const { config } = await jsm.streams.info(stream);
+    await jsm.streams.update(stream, { ...config, discard: DiscardPolicy.Old });
+    expect((await jsm.streams.info(stream)).config.discard).toBe(DiscardPolicy.Old);
+    // The host reads the stream every 5 s.
+    await waitFor(async () => (await jsm.streams.info(stream)).config.discard === DiscardPolicy.New, 15_000);
+  }, 30_000);
 
   it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
     const pool = newPool('stream-bytes');
