@@ -26,3 +26,4 @@ export { OutputLines, type OutputLimits } from './output-lines.js';
 export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
 export { deserializeLikeClone } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
+export { serializeErrorForRunner } from './error-wire.js';

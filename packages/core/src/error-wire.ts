@@ -37,6 +37,24 @@ export function serializeError(error: unknown): SerializedError {
   return serializeErrorAt(error, new WeakSet(), 0);
 }
 
+/**
+ * An error the host sends a runner (a platform service's rejection, the reason of a stop): as
+ * serializeError, with each stack in it (its causes' and its errors' too) cut to its first line
+ * and `at`. The frames below are the host's: they name its files and layout, which a handler,
+ * sandboxed or not, has no need to learn. Name, message, code, details and own props stay.
+ */
+export function serializeErrorForRunner(error: unknown, at: string): SerializedError {
+  const wire = serializeError(error);
+  const cut = (e: SerializedError, depth: number): void => {
+    if (depth > MAX_DEPTH) return;
+    if (e.stack !== undefined) e.stack = `${e.name}: ${e.message}\n    at ${at}`;
+    if (e.cause && '$error' in e.cause) cut(e.cause, depth + 1);
+    for (const inner of e.errors ?? []) cut(inner, depth + 1);
+  };
+  cut(wire, 0);
+  return wire;
+}
+
 export function serializeErrorAt(error: unknown, seen: WeakSet<object>, depth: number): SerializedError {
   if (!isError(error)) {
     return { $error: 1, name: 'Error', message: describeThrown(error) };

@@ -1,6 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
-import { ValidationError, serializeError, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { ValidationError, type ExecutionError } from '@kb-labs/plugin-execution-core';
+import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
@@ -355,7 +355,7 @@ export class PoolThread<Lane = unknown> {
     const graceMs = reason.code === 'ABORTED' ? execution.control.abortGraceMs(this.#cancelGraceMs) : 0;
     if (graceMs > 0) {
       // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
-      this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeError(reason) } } satisfies HostToThread);
+      this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeErrorForRunner(reason, 'the host') } } satisfies HostToThread);
       this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), graceMs);
     } else {
       this.end({ kind: 'terminated' });

@@ -50,7 +50,7 @@ function preflightTests(suite: SuiteContext): void {
 
 /** At run time a handler reaches only the platform methods it declared. */
 function platformCallTests(suite: SuiteContext): void {
-  const { make } = suite;
+  const { make, capabilities } = suite;
   it('lets a handler call the platform methods it declared, with values copied both ways', async () => {
     const platform = testPlatform();
     const backend = make({ platform, permissions: { platform: { kv: true } } });
@@ -94,6 +94,23 @@ function platformCallTests(suite: SuiteContext): void {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail', args: ['boom'] } });
     expectOk(result);
     expect(result.data).toMatchObject({ ok: false, message: 'boom' });
+  });
+
+  it.runIf(capabilities.isolatesGlobals)("a host service's error reaches the handler without the host's stack frames (its files and layout), its cause's neither; name, message and props stay", async () => {
+    const platform = {
+      kv: {
+        fail: async () => {
+          throw new RangeError('the host says no', { cause: new Error('deeper') });
+        },
+      },
+    };
+    const backend = make({ platform, permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail' } });
+    expectOk(result);
+    const data = result.data as { name: string; message: string; stack: string; causeStack: string };
+    expect(data).toMatchObject({ ok: false, name: 'RangeError', message: 'the host says no' });
+    expect(data.stack).toBe('RangeError: the host says no\n    at platform.kv.fail (the host)');
+    expect(data.causeStack).toBe('Error: deeper\n    at platform.kv.fail (the host)');
   });
 
   it('a host service that rejects with something not an Error: the handler gets an Error saying what was thrown, on every backend', async () => {

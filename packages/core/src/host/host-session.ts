@@ -1,4 +1,4 @@
-import { serializeError } from '../error-wire.js';
+import { serializeErrorForRunner } from '../error-wire.js';
 import { describeThrown, isError } from '../wire-value.js';
 import type { LogEntry } from './request.js';
 import { MAX_LOG_MESSAGE, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
@@ -62,7 +62,7 @@ export class HostSession {
         : this.#services.callPlatform(String(service), String(method), args);
     call.then(
       (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id, called),
-      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeError(isError(error) ? error : new Error(describeThrown(error, called))) }, id, called),
+      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`) }, id, called),
     );
   }
 
@@ -72,7 +72,7 @@ export class HostSession {
       this.#send(message);
     } catch (error) {
       if (this.#closed) return;
-      const wire = serializeError(unserializableError(`${called} result`, error, message.type === 'rpc-reply' && message.ok ? message.value : undefined));
+      const wire = serializeErrorForRunner(unserializableError(`${called} result`, error, message.type === 'rpc-reply' && message.ok ? message.value : undefined), `${called} (the host)`);
       try {
         this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
       } catch {

@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/courier.js';
 import { encode, formatBytes, type Kind, type LogBody, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
@@ -184,7 +184,7 @@ export class RemoteExecution {
     if (this.#worker?.id !== workerId || !this.#settle) return false;
     this.#lastHeard = performance.now();
     const stopped = this.#control.stopReason;
-    if (stopped) this.#toWorker('cancel', encode({ reason: serializeError(stopped) }, 'cancel'));
+    if (stopped) this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(stopped, 'the host') }, 'cancel'));
     // An input that did not get through, and its worker, there all along, does not ask for it again.
     const failure = this.#inputFailure;
     if (failure && ++failure.beats > INPUT_LOST_BEATS) this.fail(this.#lost(`could not be sent the input: ${failure.message}`));
@@ -269,7 +269,7 @@ export class RemoteExecution {
     }
     // Started: the worker stops it (ctx.signal, then its local backend's stop) and reports its
     // end, with the artifacts; the heartbeat watch bounds the wait.
-    this.#toWorker('cancel', encode({ reason: serializeError(reason) }, 'cancel'));
+    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(reason, 'the host') }, 'cancel'));
   }
 
   #toWorker(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {

@@ -1,7 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { serializeError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, PROTOCOL_VERSION, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, PROTOCOL_VERSION, serializeErrorForRunner, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
@@ -201,7 +200,7 @@ export class ChildRunner {
       // included; what it writes after is not delivered.
       this.#finishOutput();
       try {
-        this.#channel.send({ type: 'cancel', reason: serializeError(reason) });
+        this.#channel.send({ type: 'cancel', reason: serializeErrorForRunner(reason, 'the host') });
       } catch {
         // The pipe is gone: the signals below do the job.
       }
