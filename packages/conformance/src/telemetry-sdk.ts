@@ -3,7 +3,7 @@
  * into an in-memory exporter, metrics read on demand, the AsyncLocalStorage context manager so
  * that the caller's active span is the parent. `install()` before a test, `uninstall()` after it.
  */
-import { context, metrics, trace, type Attributes } from '@opentelemetry/api';
+import { ROOT_CONTEXT, context, metrics, trace, type Attributes, type Context, type ContextManager } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
@@ -71,9 +71,12 @@ export function total(points: Point[], match: Attributes = {}): number {
 /**
  * An SDK a host got wrong, registered as the global like installTestSdk: `tracer`, a tracer
  * provider whose span processor throws when a span ends (and no context manager, as a host that
- * registers only that); `meter`, a meter provider that throws when asked for a meter.
+ * registers only that); `meter`, a meter provider that throws when asked for a meter;
+ * `context-twice` / `context-later`, a context manager whose `with()` calls its function twice, or
+ * only after it returned (beside a working tracer provider).
  */
-export function installFailingSdk(part: 'tracer' | 'meter'): { uninstall(): Promise<void> } {
+export function installFailingSdk(part: 'tracer' | 'meter' | 'context-twice' | 'context-later'): { uninstall(): Promise<void> } {
+  if (part === 'context-twice' || part === 'context-later') return installBrokenContextManager(part === 'context-twice' ? 'twice' : 'later');
   if (part === 'meter') {
     metrics.setGlobalMeterProvider({
       getMeter: () => {
@@ -94,6 +97,38 @@ export function installFailingSdk(part: 'tracer' | 'meter'): { uninstall(): Prom
   trace.setGlobalTracerProvider(tracerProvider);
   return {
     async uninstall() {
+      trace.disable();
+      await tracerProvider.shutdown();
+    },
+  };
+}
+
+function installBrokenContextManager(how: 'twice' | 'later'): { uninstall(): Promise<void> } {
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())] });
+  trace.setGlobalTracerProvider(tracerProvider);
+  const root = ROOT_CONTEXT;
+  const manager: ContextManager = {
+    active: () => root,
+    with: <A extends unknown[], F extends (...args: A) => ReturnType<F>>(_context: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> => {
+      if (how === 'later') {
+        setTimeout(() => fn.apply(thisArg, args), 0);
+        return undefined as ReturnType<F>;
+      }
+      fn.apply(thisArg, args);
+      return fn.apply(thisArg, args);
+    },
+    bind: <T>(_context: Context, target: T): T => target,
+    enable() {
+      return this;
+    },
+    disable() {
+      return this;
+    },
+  };
+  context.setGlobalContextManager(manager);
+  return {
+    async uninstall() {
+      context.disable();
       trace.disable();
       await tracerProvider.shutdown();
     },

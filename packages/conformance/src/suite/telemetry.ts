@@ -6,6 +6,7 @@ import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, GUARDED, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { installFailingSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
+import { testPlatform } from '../test-platform.js';
 
 const PLUGIN = 'kb.plugin_execution.plugin.id';
 const HANDLER = 'kb.plugin_execution.handler.id';
@@ -38,10 +39,11 @@ export function describeTelemetry(suite: SuiteContext): void {
 
 /** An SDK that throws: executions and their platform calls go on as without one; a warning says it once. */
 function failingSdkTests(suite: SuiteContext): void {
-  it.each(['tracer', 'meter'] as const)("an SDK whose %s throws changes no result: a platform call's value still reaches the handler", async (part) => {
+  it.each(['tracer', 'meter', 'context-twice', 'context-later'] as const)("an SDK whose %s breaks changes no result: a platform call's value still reaches the handler, and each execution runs once", async (part) => {
     const sdk = installFailingSdk(part);
     try {
-      const backend = suite.make(KV);
+      const platform = testPlatform();
+      const backend = suite.make({ ...KV, platform });
       // Before: with the tracer, the handler got the span processor's error in place of kv.get's
       // value (HANDLER_ERROR); with the meter, worker-pool started no thread (VALIDATION_ERROR).
       for (let i = 0; i < 2; i++) {
@@ -49,6 +51,8 @@ function failingSdkTests(suite: SuiteContext): void {
         expectOk(result);
         expect(result.data).toMatchObject({ value: 'hello', denied: 'PERMISSION_DENIED' });
       }
+      // Before: a context manager that called its function twice dispatched each execution twice.
+      expect(platform.calls.filter((call) => call.method === 'get')).toHaveLength(2);
       expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 100 }), 'TIMEOUT');
     } finally {
       await sdk.uninstall();

@@ -248,32 +248,37 @@ export class ExecutionTelemetry {
 }
 
 /**
- * `fn()` with `context` active, run once whatever the SDK's context manager throws before or after
- * it (then reported, and `fn` run outside the context if it had not run). What `fn` throws is thrown.
+ * `fn()` with `context` active, run once whatever the SDK's context manager does: throws before or
+ * after it, calls it twice, or not at all before it returns (then reported, and `fn` run outside
+ * the context if it had not run; a later call gets the first outcome). What `fn` throws is thrown.
  */
 function runOnceIn<T>(api: OtelApi, context: Context, fn: () => T): T {
   let outcome: { value: T } | { error: unknown } | undefined;
+  const settled = (): T => {
+    if ('error' in outcome!) throw outcome.error;
+    return outcome!.value;
+  };
+  // Called again by a context manager that breaks its contract (twice, or later): the first outcome.
   const once = (): T => {
+    if (outcome) return settled();
     try {
-      const value = fn();
-      outcome = { value };
-      return value;
+      outcome = { value: fn() };
     } catch (error) {
       outcome = { error };
-      throw error;
     }
+    return settled();
   };
   try {
     api.context.with(context, once);
   } catch (error) {
-    if (!outcome) {
-      reportTelemetryFailure(error);
-      return fn();
-    }
-    if (!('error' in outcome)) reportTelemetryFailure(error);
+    if (!outcome || !('error' in outcome)) reportTelemetryFailure(error);
   }
-  if ('error' in outcome!) throw outcome.error;
-  return outcome!.value;
+  if (!outcome) {
+    // It did not call `fn` before returning: run it now, outside the context, and only now.
+    reportTelemetryFailure(new Error('the context manager\'s with() returned without calling its function'));
+    return once();
+  }
+  return settled();
 }
 
 function spanName(pluginId: string, handlerId: string): string {
