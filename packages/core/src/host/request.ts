@@ -163,7 +163,7 @@ export interface ExecutionEvent {
 export interface ExecuteOptions {
   /** Cancels the execution: queued → removed without running; running → `ctx.signal` fires. Result: ABORTED. */
   signal?: AbortSignal;
-  /** Time limit from handler start. @default handler's manifest `timeoutMs`, else the backend's `defaultTimeoutMs` (30 000). */
+  /** Time limit, counted from the execution's hand-over to its runner (a thread's or child's start counts; the wait in the backend's queue does not). @default handler's manifest `timeoutMs`, else the backend's `defaultTimeoutMs` (30 000). */
   timeoutMs?: number;
   /**
    * Receives `ctx.logger` lines (and captured stdout/stderr on the subprocess backend). Not
