@@ -20,6 +20,10 @@ returned as JSON on stdout (the whole result, with meta, with --json); stdout ho
 (what an in-process handler prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed).
+What JSON has no form for is printed as: a Map as [key, value] pairs, a Set as an array, an
+Error as { name, message, stack, …its fields }, typed arrays and Buffers as arrays of numbers, a
+BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it is inside as
+"[Circular: <path>]" (the path in the printed JSON, $ its top).
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
 sweep removes the directories a killed host left under <dir>, and prints what it did as JSON
 (a <dir> that does not exist is an error, exit 1: a mistyped root is not "nothing left").

@@ -3,10 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { inspect, type parseArgs } from 'node:util';
+import type { parseArgs } from 'node:util';
 import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
+import { printableJson } from './printable-json.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
@@ -47,16 +48,8 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
  * it, on one line whatever the handler put in it (its control characters written out).
  */
 function logLine(entry: LogEntry): string {
-  const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printable(entry.fields)}` : '';
+  const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printableJson(entry.fields)}` : '';
   return `${printableText(`[${entry.stream}:${entry.level}] ${entry.message}${fields}`)}\n`;
-}
-
-function printable(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return inspect(value, { depth: 4, breakLength: Infinity });
-  }
 }
 
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
@@ -131,7 +124,7 @@ function stdoutToStderr(): () => void {
 
 function report(result: ExecutionResult, json: boolean): void {
   // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
-  const text = (value: unknown) => `${terminalSafeJson(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v), 2) ?? 'null')}\n`;
+  const text = (value: unknown) => `${terminalSafeJson(printableJson(value, 2))}\n`;
   if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
   else if (result.ok) process.stdout.write(text(result.data));
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.

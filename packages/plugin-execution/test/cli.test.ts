@@ -106,6 +106,50 @@ describe('kb-plugin-exec CLI', () => {
     expect(result.stdout).toBe('null\n');
   });
 
+  it('prints every value structured clone carries as JSON, never throwing: a cycle as "[Circular: <path>]", a Map as pairs, a Set, bytes and an Error as what they hold, NaN as a word', async () => {
+    const dir = path.join(root, 'values');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/values', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+    await writeFile(
+      path.join(dir, 'run.mjs'),
+      [
+        'export default async (input, ctx) => {',
+        '  const o = { a: 1, list: [] }; o.self = o; o.list.push({ up: o });',
+        "  const shared = { s: 1 };",
+        '  if (input === "circular") return o;',
+        "  return { m: new Map([['a', { deep: 1 }], [{ k: 1 }, 'object key']]), s: new Set([1, 'two']), e: new Error('as value'), b: Buffer.from('hi'), u16: new Uint16Array([1, 65535]), big: 10n, n: NaN, i: Infinity, ni: -Infinity, re: /a+/g, d: new Date(0), twice: [shared, shared], 'a key': o };",
+        '};',
+        '',
+      ].join('\n'),
+    );
+    for (const backend of ['in-process', 'subprocess']) {
+      const circular = run(['run', dir, 'run', '--input', '"circular"', '--no-workspace', '--backend', backend]);
+      expect(circular.status, circular.stderr).toBe(0);
+      expect(JSON.parse(circular.stdout)).toEqual({ a: 1, list: [{ up: '[Circular: $]' }], self: '[Circular: $]' });
+      const asJson = run(['run', dir, 'run', '--input', '"circular"', '--no-workspace', '--backend', backend, '--json']);
+      expect(asJson.status, asJson.stderr).toBe(0);
+      expect(JSON.parse(asJson.stdout)).toMatchObject({ ok: true, data: { a: 1, list: [{ up: '[Circular: $.data]' }], self: '[Circular: $.data]' } });
+      const values = run(['run', dir, 'run', '--no-workspace', '--backend', backend]);
+      expect(values.status, values.stderr).toBe(0);
+      const data = JSON.parse(values.stdout);
+      expect(data).toEqual({
+        m: [['a', { deep: 1 }], [{ k: 1 }, 'object key']],
+        s: [1, 'two'],
+        e: { name: 'Error', message: 'as value', stack: expect.stringMatching(/^Error: as value\n/) },
+        b: [104, 105],
+        u16: [1, 65535],
+        big: '10n',
+        n: 'NaN',
+        i: 'Infinity',
+        ni: '-Infinity',
+        re: '/a+/g',
+        d: '1970-01-01T00:00:00.000Z',
+        twice: [{ s: 1 }, { s: 1 }],
+        'a key': { a: 1, list: [{ up: '[Circular: $["a key"]]' }], self: '[Circular: $["a key"]]' },
+      });
+    }
+  });
+
   it('grants permissions with --grant', () => {
     const result = run(['run', fixturePlugins.basic, 'platform-call', '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get"}', '--workspace-root', root]);
     expect(result.status).toBe(0);
