@@ -4,9 +4,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
-import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, WorkspaceManager, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
+import { guardExit } from './exit-guard.js';
 import { printableJson } from './printable-json.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
@@ -88,6 +89,15 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
+  const liftExitGuard = guardExit({
+    backend: type,
+    pluginId: plugin.id,
+    handlerId,
+    json: values.json === true,
+    platform: platform !== undefined,
+    workspaceRoot: values['no-workspace'] || type === 'queue' ? undefined : values['workspace-root'] ? path.resolve(values['workspace-root']) : WorkspaceManager.default().root,
+    keepWorkspace: values['keep-workspace'] === true,
+  });
   try {
     // Without --context, only what kind of host runs it; not the command line, whose flag values
     // (a --grant, an --input) may be secrets the handler has no business reading.
@@ -101,10 +111,12 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
         ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(logLine(entry)) } : {}),
       },
     );
+    liftExitGuard();
     restoreStdout?.();
     report(result, values.json === true);
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;
   } finally {
+    liftExitGuard();
     restoreStdout?.();
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });

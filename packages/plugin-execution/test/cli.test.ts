@@ -300,6 +300,33 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it("an in-process handler's process.exit(0) (or 2, the usage error's code) is a failure: WORKER_CRASHED, exit 1, the workspace removed; so is an uncaught exception from its timer", async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-exit-'));
+    try {
+      for (const code of [0, 2]) {
+        const plain = run(['run', fixturePlugins.hostile, 'exit', '--input', `{"code":${code}}`, '--workspace-root', workspaces]);
+        expect(plain.status, plain.stderr).toBe(1);
+        expect(plain.stdout).toBe('');
+        expect(plain.stderr).toMatch(new RegExp(`^WORKER_CRASHED: handler "exit" of plugin "@conformance/hostile" called process\\.exit\\(${code}\\) while it ran in-process`));
+        expect(await readdir(workspaces)).toEqual([]);
+      }
+      const asJson = run(['run', fixturePlugins.hostile, 'exit', '--input', '{"code":0}', '--workspace-root', workspaces, '--json']);
+      expect(asJson.status, asJson.stderr).toBe(1);
+      expect(JSON.parse(asJson.stdout)).toMatchObject({ ok: false, error: { code: 'WORKER_CRASHED', details: { reason: 'exit', exitCode: 0, handlerId: 'exit' } }, meta: { backend: 'in-process', handlerId: 'exit' } });
+      expect(await readdir(workspaces)).toEqual([]);
+      const kept = run(['run', fixturePlugins.hostile, 'exit', '--input', '{"code":0}', '--workspace-root', workspaces, '--json', '--keep-workspace']);
+      const keptDir = (JSON.parse(kept.stdout) as { meta: { workspaceDir: string } }).meta.workspaceDir;
+      expect(await readdir(workspaces)).toEqual([path.basename(keptDir)]);
+      await rm(keptDir, { recursive: true });
+      const uncaught = run(['run', fixturePlugins.hostile, 'throw-in-timer', '--workspace-root', workspaces]);
+      expect(uncaught.status).toBe(1);
+      expect(uncaught.stderr).toContain('WORKER_CRASHED: an uncaught exception (Node prints it with its stack) ended the CLI\'s process while handler "throw-in-timer"');
+      expect(await readdir(workspaces)).toEqual([]);
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
   it('exits once the result is out, even when an in-process handler it timed out still has a timer pending', () => {
     // The handler would resolve 20 s later, ignoring its signal: in-process cannot stop it.
     const started = performance.now();

@@ -1,0 +1,93 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { WorkerCrashedError, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
+import { printableJson } from './printable-json.js';
+
+export interface ExitGuardOptions {
+  backend: BuiltInBackendType;
+  pluginId: string;
+  handlerId: string;
+  json: boolean;
+  /** Whether a --platform module runs in this process too (it may be what called process.exit). */
+  platform: boolean;
+  /** Where this run's workspace is made; undefined without one. */
+  workspaceRoot: string | undefined;
+  keepWorkspace: boolean;
+}
+
+/**
+ * While an execution runs, the CLI's own process may end under it: an in-process handler (or a
+ * --platform service, on any backend) that calls process.exit(0) would make the command exit 0
+ * with no result, and exit 2 would pass for a usage error; an uncaught exception from a timer
+ * ends it with Node's stack and no code. An 'exit' listener (the process's last synchronous
+ * moment: process.exitCode set there is the exit code, on Node 20, 22 and 24) says it as a
+ * failure, WORKER_CRASHED as the other backends say a runner's exit, exits 1, and removes the
+ * workspace the backend had no turn left to remove. Returns the function that lifts the guard.
+ */
+export function guardExit(options: ExitGuardOptions): () => void {
+  let uncaught = false;
+  const onUncaught = () => {
+    uncaught = true;
+  };
+  const onExit = (code: number) => {
+    process.exitCode = 1;
+    const error = crashError(options, uncaught, code);
+    const kept = ownWorkspaces(options.workspaceRoot, options.keepWorkspace);
+    if (options.json) {
+      const meta = { backend: options.backend, pluginId: options.pluginId, handlerId: options.handlerId, ...(kept ? { workspaceDir: kept } : {}) };
+      writeQuietly(1, `${printableJson({ ok: false, error: serializeError(error), meta }, 2)}\n`);
+    }
+    writeQuietly(2, `${error.code}: ${error.message}\n${!options.json && kept ? `workspace kept at ${kept}\n` : ''}`);
+  };
+  process.on('uncaughtExceptionMonitor', onUncaught).on('exit', onExit);
+  return () => {
+    process.off('uncaughtExceptionMonitor', onUncaught).off('exit', onExit);
+  };
+}
+
+function crashError(options: ExitGuardOptions, uncaught: boolean, code: number): WorkerCrashedError {
+  const { backend, pluginId, handlerId } = options;
+  const subject = `handler "${handlerId}" of plugin "${pluginId}"`;
+  const inProcess = backend === 'in-process';
+  const where = inProcess ? "in-process, in the CLI's own process" : `on the ${backend} backend`;
+  const message = uncaught
+    ? `an uncaught exception (Node prints it with its stack) ended the CLI's process while ${subject} ran ${where}, before a result`
+    : inProcess
+      ? `${subject}${options.platform ? ' (or a --platform service)' : ''} called process.exit(${code}) while it ran ${where}: the CLI ended with it, before a result`
+      : `a --platform service called process.exit(${code}) while ${subject} ran ${where}: the CLI ended with it, before a result`;
+  const hint = inProcess ? ' (--backend worker-pool or subprocess runs the handler in a thread or process of its own)' : '';
+  return new WorkerCrashedError(`${message}${hint}`, { details: { reason: uncaught ? 'uncaught-exception' : 'exit', pluginId, handlerId, exitCode: code } });
+}
+
+/**
+ * This process's workspace directories under `root` (`kbx-<pid>.…`, as WorkspaceManager names
+ * them): removed, as `sweep` would once the process is gone, or with --keep-workspace the one
+ * kept, returned.
+ */
+function ownWorkspaces(root: string | undefined, keep: boolean): string | undefined {
+  if (root === undefined) return undefined;
+  let names: string[];
+  try {
+    names = fs.readdirSync(root).filter((name) => name.startsWith(`kbx-${process.pid}.`) || name.startsWith(`kbx-${process.pid}-`));
+  } catch {
+    return undefined;
+  }
+  if (keep) return names[0] === undefined ? undefined : path.join(root, names[0]);
+  for (const name of names) {
+    try {
+      fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    } catch {
+      // What cannot be removed now, `kb-plugin-exec sweep` removes later.
+    }
+  }
+  return undefined;
+}
+
+/** A write on the way out: a reader that went away is no reason to fail the exit. */
+function writeQuietly(fd: number, text: string): void {
+  try {
+    fs.writeSync(fd, text);
+  } catch {
+    // EPIPE, EAGAIN: nothing more can be said.
+  }
+}
