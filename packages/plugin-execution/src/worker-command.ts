@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { flagMistake } from './flag-errors.js';
 import { emptyFlag, emptyFlagMessage } from './flag-values.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
@@ -90,6 +91,10 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
     ...(values.prefix ? { subjectPrefix: values.prefix } : {}),
     ...(values['workspace-root'] ? { workspace: { root: values['workspace-root'] } } : {}),
     ...(values.id ? { id: values.id } : {}),
+  }).catch((error: unknown) => {
+    // A --nats, --pool, --prefix or --id the worker refused: the command line's mistake, named as its flag.
+    const mistake = flagMistake(error);
+    throw mistake ? new WorkerUsageError(mistake) : error;
   });
   process.stdout.write(`ready ${worker.id}\n`);
   await new Promise<void>((resolve) => {

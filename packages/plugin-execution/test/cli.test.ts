@@ -451,6 +451,41 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('a flag value the backend or worker refuses when it checks it (--context, --nats, --pool; the worker\'s --id, --concurrency, --prefix) exits 2 naming the flag; a handler\'s refused input stays exit 1', () => {
+    const typo = run(['run', fixturePlugins.basic, 'context', '--context', '{"permisions":{}}', '--no-workspace']);
+    expect(typo.status).toBe(2);
+    expect(typo.stderr.split('\n').slice(0, 2)).toEqual([
+      "--context is not a context descriptor ({ requestId, tenantId, host, permissions, config, …fields of the host's own }):",
+      '  - permisions: unknown field; did you mean "permissions"? (a field of the host\'s own may not be named this close to it)',
+    ]);
+    expect(typo.stderr).toContain('kb-plugin-exec --help lists the options.');
+    const wrongTypes = run(['run', fixturePlugins.basic, 'context', '--context', '{"requestId":5,"host":{"kind":""}}', '--no-workspace', '--json']);
+    expect(wrongTypes.status).toBe(2);
+    expect(wrongTypes.stdout).toBe('');
+    expect(wrongTypes.stderr.split('\n').slice(1, 3)).toEqual(['  - requestId: must be a string, got number', '  - host.kind: must not be empty']);
+    const nats = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', 'nats://', '--no-workspace']);
+    expect(nats.status).toBe(2);
+    expect(nats.stderr.split('\n')[0]).toBe('--nats: "nats://" is not a server URL such as nats://host:4222');
+    const pool = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', 'nats://127.0.0.1:1', '--pool', 'a.b', '--no-workspace']);
+    expect(pool.status).toBe(2);
+    expect(pool.stderr.split('\n')[0]).toBe('--pool: pool "a.b" must be 1 to 64 letters, digits, "_" or "-"');
+    const worker = (flag: string, value: string) => run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process', flag, value]);
+    for (const [flag, value, line] of [
+      ['--id', 'a.b', '--id: worker id "a.b" must be letters, digits, "_" and "-" (64 at most)'],
+      ['--concurrency', '100000000', '--concurrency: must be an integer from 1 to 10000, got 100000000'],
+      ['--prefix', 'c..d', '--prefix: subjectPrefix "c..d" must be dot-separated tokens of letters, digits, "_" and "-"'],
+      ['--pool', 'a.b', '--pool: pool "a.b" must be 1 to 64 letters, digits, "_" or "-"'],
+    ] as const) {
+      const refused = worker(flag, value);
+      expect(refused.status, flag).toBe(2);
+      expect(refused.stderr.split('\n')[0]).toBe(line);
+      expect(refused.stderr).toContain('kb-plugin-exec worker --help lists the options.');
+    }
+    const input = run(['run', fixturePlugins.basic, 'validated', '--input', '{"pool":5}', '--no-workspace']);
+    expect(input.status).toBe(1);
+    expect(input.stderr).toMatch(/^VALIDATION_ERROR: Invalid input for handler "validated"/);
+  });
+
   it('the default context says a CLI runs the handler, and nothing of the command line (its flag values may be secrets)', () => {
     const result = run(['run', fixturePlugins.basic, 'context', '--no-workspace', '--grant', '{"env":["API_TOKEN"]}', '--input', '{"token":"s3cret"}']);
     expect(result.status, result.stderr).toBe(0);

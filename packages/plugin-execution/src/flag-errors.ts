@@ -1,0 +1,33 @@
+import type { ValidationIssue } from '@kb-labs/plugin-execution-core';
+
+/** The flag that gives each backend or worker option the backend checks (when it is first used). */
+const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
+  'connection.servers': '--nats',
+  pool: '--pool',
+  subjectPrefix: '--prefix',
+  concurrency: '--concurrency',
+  id: '--id',
+};
+
+/**
+ * The VALIDATION_ERRORs that check what the command line gave (the request's context, a queue's
+ * or a worker's options): not a handler's, whose own errors and input's issues are its own.
+ */
+const CHECKS_THE_COMMAND_LINE = /^(?:Invalid execution request|Invalid queue backend options|Invalid execution worker options)\b|^(?:pool|subjectPrefix|worker id) "/;
+
+/**
+ * A VALIDATION_ERROR of a value the command line gave, said as the mistake in its flag (the
+ * CLI exits 2 with it, as for --grant); undefined for any other error.
+ */
+export function flagMistake(error: unknown): string | undefined {
+  const e = error as { code?: unknown; message?: unknown; details?: { path?: unknown; issues?: unknown } } | undefined;
+  if (e?.code !== 'VALIDATION_ERROR' || typeof e.message !== 'string' || !CHECKS_THE_COMMAND_LINE.test(e.message)) return undefined;
+  const issues: ValidationIssue[] = Array.isArray(e.details?.issues) ? (e.details.issues as ValidationIssue[]) : typeof e.details?.path === 'string' ? [{ path: e.details.path, message: e.message }] : [];
+  const named = issues.map((issue) => ({ ...issue, flag: issue.path === 'context' || issue.path.startsWith('context.') ? '--context' : FLAG_OF_OPTION[issue.path] }));
+  if (named.length === 0 || named.some((issue) => issue.flag === undefined)) return undefined;
+  if (named.every((issue) => issue.flag === '--context')) {
+    const lines = named.map((issue) => `  - ${issue.path.slice('context.'.length) || '(the context)'}: ${issue.message}`);
+    return `--context is not a context descriptor ({ requestId, tenantId, host, permissions, config, …fields of the host's own }):\n${lines.join('\n')}`;
+  }
+  return named.map((issue) => `${issue.flag}: ${issue.message}`).join('\n');
+}
