@@ -35,6 +35,7 @@ Options for run:
   --backend <type>          in-process | worker-pool | subprocess | queue   (default: in-process)
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
+  --prefix <subjects>       queue: subject prefix, as the workers' --prefix (default: kbexec)
   --input <json|@file|@->   handler input (@-: standard input)       (default: none)
   --context <json|@file>    context descriptor, a JSON object        (default: { host: { kind: "cli" } };
                             nothing of the command line: its flag values may be secrets)
@@ -159,8 +160,10 @@ function reportFailure(error: unknown): number {
     return 2;
   }
   const e = error as { code?: string; name?: string; problem?: string; message?: string };
-  // A queue's server problem has no execution error code: its class and kind say what it is.
-  const label = e?.code ?? (e?.name && e.name !== 'Error' ? `${e.name}${e.problem ? ` (${e.problem})` : ''}` : 'ERROR');
+  // A worker's server problem (a QueueServerError) has no execution error code: its kind is one,
+  // QUEUE_SERVER_UNREACHABLE, …_AUTH_FAILED, …_NO_JETSTREAM (worker --help lists them).
+  const serverProblem = e?.name === 'QueueServerError' && e.problem ? `QUEUE_SERVER_${e.problem.toUpperCase().replaceAll('-', '_')}` : undefined;
+  const label = e?.code ?? serverProblem ?? (e?.name && e.name !== 'Error' ? e.name : 'ERROR');
   process.stderr.write(`${label}: ${e?.message ?? String(error)}\n`);
   return 1;
 }

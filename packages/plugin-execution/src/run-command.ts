@@ -19,6 +19,8 @@ export const RUN_OPTIONS = {
   backend: { type: 'string' },
   nats: { type: 'string' },
   pool: { type: 'string' },
+  /** queue: the subject prefix, as the workers were given it. */
+  prefix: { type: 'string' },
   input: { type: 'string' },
   context: { type: 'string' },
   grant: { type: 'string' },
@@ -56,10 +58,11 @@ function logLine(entry: LogEntry): string {
 
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
-  if (type !== 'queue' && (values.nats || values.pool)) throw new UsageError('--nats and --pool are for --backend queue');
+  const queueFlags = (['nats', 'pool', 'prefix'] as const).filter((name) => values[name] !== undefined);
+  if (type !== 'queue' && queueFlags.length) throw new UsageError(`${queueFlags.map((name) => `--${name}`).join(' and ')} ${queueFlags.length > 1 ? 'are' : 'is'} for --backend queue`);
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
-  const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}) } : {};
+  const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
   const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
     throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);

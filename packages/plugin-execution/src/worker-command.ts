@@ -11,6 +11,10 @@ export const WORKER_USAGE = `Usage:
 Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
 backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains: takes
 nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0.
+Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a
+NATS server it cannot use is QUEUE_SERVER_UNREACHABLE, QUEUE_SERVER_AUTH_FAILED,
+QUEUE_SERVER_NO_JETSTREAM, QUEUE_SERVER_NOT_PERMITTED, QUEUE_SERVER_LIMIT_REACHED or
+QUEUE_SERVER_MISCONFIGURED (a plugin it cannot load: VALIDATION_ERROR …).
 
 Options for worker:
   --nats <url>              NATS server URL(s), comma-separated      (required)

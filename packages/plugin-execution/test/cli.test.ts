@@ -397,7 +397,12 @@ describe('kb-plugin-exec CLI', () => {
     // A server that is not there: what kind of problem it is, where there is no execution error code.
     const noServer = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process']);
     expect(noServer.status).toBe(1);
-    expect(noServer.stderr).toMatch(/^QueueServerError \(unreachable\): The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\)/);
+    // (As "CODE: message", as every failure of the command is said: worker --help lists the codes.)
+    expect(noServer.stderr).toMatch(/^QUEUE_SERVER_UNREACHABLE: The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\)/);
+    expect(run(['worker', '--help']).stdout).toContain('Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a\nNATS server it cannot use is QUEUE_SERVER_UNREACHABLE');
+    const prefixWithoutQueue = run(['run', fixturePlugins.basic, 'echo', '--pool', 'p', '--prefix', 'x']);
+    expect(prefixWithoutQueue.status).toBe(2);
+    expect(prefixWithoutQueue.stderr.split('\n')[0]).toBe('--pool and --prefix are for --backend queue');
     const badBackend = run(['run', fixturePlugins.basic, 'echo', '--backend', 'workerpool']);
     expect(badBackend.status).toBe(2);
     expect(badBackend.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, queue, got "workerpool"; did you mean "worker-pool"?');

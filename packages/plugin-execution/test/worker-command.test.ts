@@ -58,3 +58,33 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
     await backend.shutdown({ timeoutMs: 1000 });
   }
 });
+
+it('kb-plugin-exec run --backend queue --prefix reaches a worker started with that --prefix', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const prefix = `custom.p${randomBytes(4).toString('hex')}`;
+  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, '--backend', 'in-process', '--pool', pool, '--prefix', prefix], {
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', () => /ready \S+/.test(output) && resolve());
+      child.once('exit', () => reject(new Error(`the worker exited before it was ready:\n${output}`)));
+    });
+    const run = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', server.url, '--pool', pool, '--prefix', prefix, '--input', '"to the prefix"', '--timeout', '15000'], {
+      env: { PATH: process.env.PATH ?? '' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toBe('to the prefix');
+    child.kill('SIGTERM');
+    expect(await exited, output).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
