@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -17,12 +18,13 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   // "My Plugin ü" → "my-plugin": what is not a letter or digit at either end goes with the rest.
   const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
   const id = `@my-org/${name}`;
+  const { pkg, schema } = installedPackage(root);
   await mkdir(root, { recursive: true });
   const files: Record<string, string> = {
     'package.json': `${JSON.stringify({ name, version: '0.1.0', private: true, type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`,
     'kb.plugin.json': `${JSON.stringify(
       {
-        $schema: './node_modules/@kb-labs/plugin-execution-core/dist/kb.plugin.schema.json',
+        $schema: schema,
         id,
         version: '0.1.0',
         description: 'Says hello.',
@@ -31,7 +33,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       null,
       2,
     )}\n`,
-    'hello.mjs': HANDLER,
+    'hello.mjs': HANDLER.replace('__PACKAGE__', pkg),
     'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id),
   };
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
@@ -41,6 +43,31 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       `Test it:  cd ${shellWord(dir)} && npm install @kb-labs/plugin-execution && npm test\n`,
   );
   return 0;
+}
+
+const UMBRELLA = '@kb-labs/plugin-execution';
+const CORE = '@kb-labs/plugin-execution-core';
+
+/**
+ * What the handler's type import names and where the manifest's `$schema` is, relative to the
+ * plugin folder: of the package the project installed, as Node finds it from there (the nearest
+ * node_modules that has one; the umbrella over core, which a pnpm project that installed the
+ * umbrella cannot import). None yet: the umbrella in the plugin's own node_modules, where the
+ * `npm install` that init prints puts it.
+ */
+function installedPackage(root: string): { pkg: string; schema: string } {
+  for (let dir = path.dirname(root); ; dir = path.dirname(dir)) {
+    for (const pkg of [UMBRELLA, CORE]) {
+      const schema = path.join(dir, 'node_modules', pkg, 'dist', 'kb.plugin.schema.json');
+      if (existsSync(schema)) return { pkg, schema: relativeUrl(root, schema) };
+    }
+    if (dir === path.dirname(dir)) return { pkg: UMBRELLA, schema: `./node_modules/${UMBRELLA}/dist/kb.plugin.schema.json` };
+  }
+}
+
+/** `to` relative to the folder `from`, as a `$schema` reference (forward slashes). */
+function relativeUrl(from: string, to: string): string {
+  return path.relative(from, to).split(path.sep).join('/');
 }
 
 /** Why `root` cannot be the new folder: it is a file, or one of the folders above it is (`notes.txt/plugin`), named. */
@@ -58,7 +85,7 @@ const HANDLER = `// @ts-check
 /**
  * Says hello. Typed with JSDoc: an editor with TypeScript checks it, no build step.
  * @param {{ name?: string } | undefined} input
- * @param {import('@kb-labs/plugin-execution-core').HandlerContext} ctx
+ * @param {import('__PACKAGE__').HandlerContext} ctx
  * @returns {Promise<{ message: string }>}
  */
 export default async function hello(input, ctx) {

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -278,6 +279,15 @@ describe('kb-plugin-exec CLI', () => {
       const created = spawnSync(process.execPath, [cli, 'init', 'greeter'], { cwd: parent, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
       expect(created.status, created.stderr).toBe(0);
       expect((await readdir(dir)).sort()).toEqual(['hello.mjs', 'hello.test.mjs', 'kb.plugin.json', 'package.json']);
+      // Of what the project installed (the umbrella alone, as pnpm lays it out): the manifest's
+      // $schema is the file, from the plugin folder; the handler's types check against it.
+      const manifest = JSON.parse(await readFile(path.join(dir, 'kb.plugin.json'), 'utf8')) as { $schema: string };
+      expect(manifest.$schema).toBe('../node_modules/@kb-labs/plugin-execution/dist/kb.plugin.schema.json');
+      expect(JSON.parse(await readFile(path.resolve(dir, manifest.$schema), 'utf8'))).toMatchObject({ title: expect.stringContaining('kb.plugin.json') });
+      const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+      const checked = spawnSync(process.execPath, [tsc, '--noEmit', '--allowJs', '--checkJs', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', 'hello.mjs'], { cwd: dir, encoding: 'utf8' });
+      expect(checked.stdout + checked.stderr).toBe('');
+      expect(checked.status).toBe(0);
       // What it says to run, as typed in the project: the CLI is in node_modules/.bin, not on PATH
       // (npm_config_yes=false: npx runs the project's bin or fails, never fetches a package).
       const runIt = /^Run it: +(.+)$/m.exec(created.stdout)?.[1];
