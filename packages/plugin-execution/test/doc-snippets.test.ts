@@ -70,8 +70,9 @@ it('compiles every TypeScript snippet of the README, docs/ and the package READM
   dir = await mkdtemp(path.join(here, '.doc-snippets-'));
   await writeFile(path.join(dir, 'around.d.ts'), AROUND);
   for (const [i, snippet] of snippets.entries()) {
-    // A snippet that only continues the quick start (no import of its own) gets its import.
-    const imports = /createExecutionBackend\(/.test(snippet) && !/import \{[^}]*createExecutionBackend/.test(snippet) ? "import { createExecutionBackend } from '@kb-labs/plugin-execution';\n" : '';
+    // A snippet that only continues the quick start (no import of its own) gets its import; one
+    // that imports from the package itself imports what it uses (a reader copies it whole).
+    const imports = /createExecutionBackend\(/.test(snippet) && !/from '@kb-labs\/plugin-execution'/.test(snippet) ? "import { createExecutionBackend } from '@kb-labs/plugin-execution';\n" : '';
     // Each in a scope of its own: top-level names of one snippet do not clash with another's.
     await writeFile(path.join(dir, `snippet-${i}.ts`), `${imports}${snippet}\nexport {};\n`);
   }

@@ -1,9 +1,11 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packPublished, pnpm, repo, run, runOk } from './packed.js';
+import { startNatsServer } from '../../../scripts/nats-server.mjs';
+import { packPublished, pnpm, projectEnv, repo, run, runOk } from './packed.js';
 
 // pnpm's strict node_modules: a project sees only the packages it installed itself, not their
 // dependencies. The README's plugin, as the README writes it, in a project that installed what
@@ -53,6 +55,7 @@ describe("the README's plugin under pnpm's strict layout", () => {
     await writeFile(path.join(plugin, 'kb.plugin.json'), await readmeBlock('json', '{\n  "id": "@my-org/my-plugin"'));
     await writeFile(path.join(plugin, 'package.json'), await readmeBlock('json', '{ "type": "module" }'));
     await writeFile(path.join(plugin, 'dist', 'run.js'), await readmeBlock('js', '// plugins/my-plugin/dist/run.js'));
+    await writeFile(path.join(project, 'platform.mjs'), await readmeBlock('js', '// platform.mjs'));
     await runOk(process.execPath, [pnpm, 'install', '--prefer-offline', '--config.node-linker=isolated'], project);
   }, 300_000);
 
@@ -66,4 +69,39 @@ describe("the README's plugin under pnpm's strict layout", () => {
     const expected = { args: ['--verbose'], cached: 'yesterday' };
     expect(JSON.parse(result.stdout)).toEqual({ 'in-process': expected, 'worker-pool': expected, subprocess: expected });
   }, 60_000);
+
+  it("the README's command lines run as written (with the project's bin on PATH), the queue one through the README's worker", async () => {
+    const readme = await readFile(path.join(repo, 'README.md'), 'utf8');
+    const commandLine = readme.slice(readme.indexOf('## Command line'));
+    const block = /```sh\n([\s\S]*?)```/.exec(commandLine)![1]!;
+    // A server of the test's own in place of the README's nats://127.0.0.1:4222.
+    const server = await startNatsServer();
+    const lines = block.trim().split('\n').map((line) => line.replaceAll('nats://127.0.0.1:4222', server.url));
+    const env = { ...projectEnv, PATH: `${path.join(project, 'node_modules', '.bin')}${path.delimiter}${projectEnv.PATH ?? ''}` };
+    const workerLine = lines.find((line) => line.startsWith('kb-plugin-exec worker '))!;
+    const worker = spawn('sh', ['-c', `exec ${workerLine}`], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let workerOutput = '';
+    worker.stdout.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
+    worker.stderr.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        worker.stdout.on('data', () => /ready \S+/.test(workerOutput) && resolve());
+        worker.once('exit', () => reject(new Error(`the README's worker exited before it was ready:\n${workerOutput}`)));
+      });
+      // Every line but the worker (started above), init and sweep (cli.test.ts runs those).
+      const runs = lines.filter((line) => !/^kb-plugin-exec (worker|init|sweep) /.test(line));
+      expect(runs.filter((line) => line.includes('kb-plugin-exec run '))).toHaveLength(4);
+      for (const line of runs) {
+        const ran = spawnSync('sh', ['-c', line], { cwd: project, env, encoding: 'utf8', timeout: 30_000 });
+        expect(ran.status, `${line}\n${ran.stderr}`).toBe(0);
+        if (!line.includes('kb-plugin-exec run ')) continue;
+        const printed = JSON.parse(ran.stdout) as { cached?: unknown; data?: { cached?: unknown } };
+        // The handler read platform.mjs's kv.
+        expect(line.includes('--json') ? printed.data?.cached : printed.cached, line).toBe('yesterday');
+      }
+    } finally {
+      worker.kill('SIGTERM');
+      await server.stop();
+    }
+  }, 120_000);
 });
