@@ -56,8 +56,8 @@ function logLine(entry: LogEntry): string {
   return `${printableText(`[${entry.stream}:${entry.level}] ${entry.message}${fields}`)}\n`;
 }
 
-export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
-  const type = backendType(values.backend);
+/** The flags of `run` that go together (or not), checked before anything loads: the queue's options and the timeout. */
+function checkedFlags(values: RunValues, type: BuiltInBackendType) {
   const queueFlags = (['nats', 'pool', 'prefix'] as const).filter((name) => values[name] !== undefined);
   if (type !== 'queue' && queueFlags.length) throw new UsageError(`${queueFlags.map((name) => `--${name}`).join(' and ')} ${queueFlags.length > 1 ? 'are' : 'is'} for --backend queue`);
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
@@ -67,6 +67,12 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
     throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);
   }
+  return { queue, timeoutMs };
+}
+
+export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
+  const type = backendType(values.backend);
+  const { queue, timeoutMs } = checkedFlags(values, type);
   const platform = values.platform ? await loadPlatform(values.platform) : undefined;
 
   const registry = new PluginRegistry();
@@ -93,15 +99,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
-  const liftExitGuard = guardExit({
-    backend: type,
-    pluginId: plugin.id,
-    handlerId,
-    json: values.json === true,
-    platform: platform !== undefined,
-    workspaceRoot: values['no-workspace'] || type === 'queue' ? undefined : values['workspace-root'] ? path.resolve(values['workspace-root']) : WorkspaceManager.default().root,
-    keepWorkspace: values['keep-workspace'] === true,
-  });
+  const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, workspaceRoot: workspaceRoot(values, type), keepWorkspace: values['keep-workspace'] === true });
   try {
     // Without --context, only what kind of host runs it; not the command line, whose flag values
     // (a --grant, an --input) may be secrets the handler has no business reading.
@@ -129,6 +127,12 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     await backend.shutdown({ timeoutMs: 2000 });
     process.off('SIGINT', onInt).off('SIGTERM', onTerm);
   }
+}
+
+/** Where this run's workspace is made on this machine (a queue's is made on its worker's); undefined without one. */
+function workspaceRoot(values: RunValues, type: BuiltInBackendType): string | undefined {
+  if (values['no-workspace'] || type === 'queue') return undefined;
+  return values['workspace-root'] ? path.resolve(values['workspace-root']) : WorkspaceManager.default().root;
 }
 
 /** Sends what is written to stdout to stderr until the returned function is called. */
