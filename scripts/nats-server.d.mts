@@ -20,7 +20,7 @@ export interface StartNatsServerOptions {
   /** The server's `max_connections`. @default no limit */
   maxConnections?: number;
   /** A server that speaks only TLS, with this certificate and key (PEM files). @default plain TCP */
-  tls?: { certFile: string; keyFile: string };
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   /** The body of an `authorization { … }` block: users and their permissions, in nats-server's config format. @default none */
   authorization?: string;
   /** JetStream's `max_memory_store` in bytes (all memory streams together). @default the server's */

@@ -87,7 +87,10 @@ function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSub
   if (maxSubscriptions !== undefined) lines.push(`max_subscriptions: ${Number(maxSubscriptions)}`);
   if (maxConnections !== undefined) lines.push(`max_connections: ${Number(maxConnections)}`);
   if (jetstream) lines.push(`jetstream {`, `  store_dir: ${JSON.stringify(storeDir)}`, ...(maxMemoryStore !== undefined ? [`  max_memory_store: ${Number(maxMemoryStore)}`] : []), `}`);
-  if (tls) lines.push(`tls {`, `  cert_file: ${JSON.stringify(tls.certFile)}`, `  key_file: ${JSON.stringify(tls.keyFile)}`, `}`);
+  if (tls) {
+    const verify = tls.clientCaFile ? [`  ca_file: ${JSON.stringify(tls.clientCaFile)}`, '  verify: true'] : [];
+    lines.push(`tls {`, `  cert_file: ${JSON.stringify(tls.certFile)}`, `  key_file: ${JSON.stringify(tls.keyFile)}`, ...verify, `}`);
+  }
   if (authorization) lines.push(`authorization ${authorization}`);
   lines.push('');
   writeFileSync(file, lines.join('\n'));
@@ -270,7 +273,7 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
  * @param {boolean} [options.jetstream] false: a server without JetStream (what a user who forgot `-js` runs); @default true
  * @param {number} [options.maxSubscriptions] the server's `max_subscriptions` per connection; @default no limit
  * @param {number} [options.maxConnections] the server's `max_connections`; @default no limit
- * @param {{ certFile: string, keyFile: string }} [options.tls] a server that speaks only TLS, with this certificate; @default plain TCP
+ * @param {{ certFile: string, keyFile: string, clientCaFile?: string }} [options.tls] a server that speaks only TLS, with this certificate (and, with `clientCaFile`, wants a client certificate signed by that CA); @default plain TCP
  * @param {string} [options.authorization] the body of an `authorization { … }` block (users and their permissions), as nats-server's config reads it; @default none
  * @param {number} [options.maxMemoryStore] JetStream's `max_memory_store`, in bytes (all memory streams together); @default the server's (a share of the machine's memory)
  */

@@ -23,6 +23,12 @@ describe('serverProblem', () => {
       'The queue backend could not connect to the NATS server (nats://10.0.0.5:4222): Authorization Violation; check connection.user/pass, token, seed or credsFile',
       'nats://10.0.0.5:4222',
     ]);
+    // Credentials that cannot be used before the server is asked: a seed that is not one, a creds file that is not there.
+    expect(problem('The worker', servers, new Error('nkeys: invalid checksum'))).toEqual([
+      'auth-failed',
+      'The worker cannot use its credentials: nkeys: invalid checksum; check connection.seed (an NKey seed, "SU…") or credsFile',
+      'nats://10.0.0.5:4222',
+    ]);
     expect(problem('The worker', servers, new Error('jetstream is not enabled'))).toEqual(['no-jetstream', expect.stringMatching(/JetStream is not enabled there; start nats-server with -js/), 'nats://10.0.0.5:4222']);
     expect(problem('The worker', { servers: ['nats://a:1', 'nats://b:2'] }, 'connection refused')).toEqual([
       'unreachable',

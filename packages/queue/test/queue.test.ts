@@ -315,6 +315,22 @@ describe('where it runs', () => {
     }
   });
 
+  it('a server that wants a client certificate (tls verify), given none: the worker\'s error says so, not only "timeout"', async () => {
+    const tlsDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'tls');
+    const cert = path.join(tlsDir, 'server-cert.pem');
+    const secure = await startNatsServer({ tls: { certFile: cert, keyFile: path.join(tlsDir, 'server-key.pem'), clientCaFile: cert } });
+    try {
+      const started = startExecutionWorker({ connection: { servers: secure.url, tls: { caFile: cert } }, pool: newPool('mtls'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(started).rejects.toMatchObject({
+        name: 'QueueServerError',
+        problem: 'unreachable',
+        message: `The worker could not connect to the NATS server (${secure.url}): timeout; a server that wants a client certificate (tls verify) closes the connection without a word nats.js passes on: if yours does, give connection.tls certFile and keyFile`,
+      });
+    } finally {
+      await secure.stop();
+    }
+  });
+
   it('a connection that times out says why when the other end does: a server at its max_connections, something that is not a NATS server', async () => {
     const full = await startNatsServer({ maxConnections: 1 });
     const other = await connect({ servers: full.url });
@@ -331,6 +347,16 @@ describe('where it runs', () => {
       await other.close();
       await full.stop();
     }
+  });
+
+  it('a creds file that cannot be read is auth-failed naming connection.credsFile, not a server that cannot be reached', async () => {
+    const missing = path.join(os.tmpdir(), `kb-no-such-${process.pid}.creds`);
+    const started = startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1', credsFile: missing }, pool: newPool('creds'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+    await expect(started).rejects.toMatchObject({
+      name: 'QueueServerError',
+      problem: 'auth-failed',
+      message: `The worker cannot use its credentials: connection.credsFile ${JSON.stringify(missing)} cannot be read (ENOENT); check connection.seed (an NKey seed, "SU…") or credsFile`,
+    });
   });
 
   it('a worker that cannot reach the server fails to start, naming the server', async () => {

@@ -118,7 +118,7 @@ const NOT_NATS_ERROR = /node provided an undefined error|unexpected response fro
 async function connectOnce(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed)));
-  if (options.credsFile) authenticator.push(credsAuthenticator(await readFile(options.credsFile)));
+  if (options.credsFile) authenticator.push(credsAuthenticator(await readCredsFile(options.credsFile)));
   return connect({
     servers: options.servers ?? 'nats://127.0.0.1:4222',
     ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? '' } : {}),
@@ -267,6 +267,19 @@ export function refusedByServer(error: unknown): boolean {
   return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message) || SUBSCRIPTION_LIMIT.test(message);
 }
 
+const CREDENTIALS_UNUSABLE = 'CredentialsUnusable';
+
+/** `connection.credsFile`'s bytes; an error naming the option when it cannot be read. */
+async function readCredsFile(file: string): Promise<Uint8Array> {
+  try {
+    return await readFile(file);
+  } catch (error) {
+    const unusable = new Error(`connection.credsFile ${JSON.stringify(file)} cannot be read (${(error as NodeJS.ErrnoException).code ?? messageOf(error)})`, { cause: error });
+    unusable.name = CREDENTIALS_UNUSABLE;
+    throw unusable;
+  }
+}
+
 /** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
 export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'limit-reached' | 'misconfigured';
 
@@ -314,6 +327,9 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
       `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 4, a worker 6`,
     );
   }
+  if ((error as Error)?.name === CREDENTIALS_UNUSABLE || /^nkeys: /.test(message)) {
+    return problem('auth-failed', `${who} cannot use its credentials: ${message}; check connection.seed (an NKey seed, "SU…") or credsFile`);
+  }
   if (/authorization violation|authentication/i.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
   }
@@ -322,6 +338,12 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
       ? "check connection.tls: caFile must hold the CA that signed the server's certificate, and the certificate must name the host in the server URL"
       : 'the server asks for TLS, or presents a certificate Node does not trust: give connection.tls (caFile for a private CA; certFile and keyFile if it wants a client certificate)';
     return problem('unreachable', `${who} could not connect to the NATS server (${servers}): TLS failed: ${message}; ${advice}`);
+  }
+  if (message === 'timeout' && options.tls) {
+    // TLS 1.3: the client's handshake ends before the server has checked its certificate, and a
+    // server that refuses it closes the connection; nats.js then says only that it timed out.
+    const what = options.tls.certFile ? 'check that connection.tls.certFile is signed by a CA the server trusts (its tls ca_file)' : 'give connection.tls certFile and keyFile';
+    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): timeout; a server that wants a client certificate (tls verify) closes the connection without a word nats.js passes on: if yours does, ${what}`);
   }
   return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
 }
