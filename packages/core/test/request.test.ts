@@ -192,6 +192,16 @@ describe('validateExecuteOptions', () => {
     expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain('timeoutMs');
   });
 
+  it('reads each option once: a getter that answers the check one thing and the use another cannot slip a bad value past', () => {
+    let reads = 0;
+    const shifty = Object.defineProperty({}, 'traceparent', { enumerable: true, get: () => (reads++ === 0 ? undefined : 'garbage') });
+    expect(validateExecuteOptions(shifty)).toEqual({});
+    expect(reads).toBe(1);
+    let timeoutReads = 0;
+    const changing = Object.defineProperty({}, 'timeoutMs', { enumerable: true, get: () => (timeoutReads++ === 0 ? 'soon' : 100) });
+    expect(failure(() => validateExecuteOptions(changing)).message).toContain('timeoutMs: must be a positive number of milliseconds');
+  });
+
   it('refuses options that are not an object', () => {
     expect(failure(() => validateExecuteOptions('fast')).message).toContain('string');
   });

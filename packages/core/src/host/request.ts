@@ -222,7 +222,15 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
     const message = `must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`;
     throw new ValidationError(`execute() options ${message}`, { details: { phase: 'options', issues: [{ path: '', message }] } });
   }
-  const o = options as Record<string, unknown>;
+  // Each option read once, into the copy that is checked and returned: a getter (or a Proxy) that
+  // answers one thing to the check and another to the use cannot slip past, and the caller may
+  // change or reuse its object while the execution runs.
+  const given = options as Record<string, unknown>;
+  const o: Record<string, unknown> = {};
+  for (const key of EXECUTE_OPTIONS) {
+    const value = given[key];
+    if (value !== undefined) o[key] = value;
+  }
   const issues: ValidationIssue[] = [];
   const add = (path: string, message: string) => issues.push({ path, message });
   if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMER_MS)) {
@@ -244,7 +252,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
       add('channel', 'must be { connectionId: string, path: string, call: function }');
     }
   }
-  for (const key of Object.keys(o)) {
+  for (const key of Object.keys(given)) {
     if (EXECUTE_OPTIONS.includes(key)) continue;
     // A misspelt option silently ignored would be a surprise (`timeout: 1000` running for 30 s).
     const near = nearest(key, EXECUTE_OPTIONS);
@@ -253,10 +261,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (issues.length) {
     throw validationError('Invalid execute() options', issues, { phase: 'options' });
   }
-  // A copy of what was checked: the caller may change or reuse its object while this runs.
-  const checked: Record<string, unknown> = {};
-  for (const key of EXECUTE_OPTIONS) if (o[key] !== undefined) checked[key] = o[key];
-  return checked as ExecuteOptions;
+  return o as ExecuteOptions;
 }
 
 /** Every option execute() takes (ExecuteOptions). */
