@@ -21,20 +21,31 @@ afterAll(async () => {
   await server?.stop();
 });
 
-it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finishes, then it exits 0', async () => {
-  const pool = `cli-${randomBytes(4).toString('hex')}`;
-  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, '--backend', 'in-process', '--concurrency', '2', '--pool', pool], {
+/** `kb-plugin-exec worker …args` on the test's server, resolved once it says it is ready. */
+async function startCliWorker(args: string[]): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; output: () => string }> {
+  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, ...args], {
     env: { PATH: process.env.PATH ?? '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', () => /ready \S+/.test(output) && resolve());
-    child.once('exit', () => reject(new Error(`the worker exited before it was ready:\n${output}`)));
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', () => /ready \S+/.test(output) && resolve());
+      child.once('exit', () => reject(new Error(`the worker exited before it was ready:\n${output}`)));
+    });
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return { child, exited, output: () => output };
+}
+
+it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finishes, then it exits 0', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--concurrency', '2', '--pool', pool]);
   const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workspace: false });
   try {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'via the cli' }));
@@ -52,7 +63,7 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
     child.kill('SIGTERM');
     const result = await running;
     expectOk(result);
-    expect(await exited, output).toBe(0);
+    expect(await exited, output()).toBe(0);
   } finally {
     child.kill('SIGKILL');
     await backend.shutdown({ timeoutMs: 1000 });
@@ -62,19 +73,8 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
 it('kb-plugin-exec run --backend queue --prefix reaches a worker started with that --prefix', async () => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const prefix = `custom.p${randomBytes(4).toString('hex')}`;
-  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, '--backend', 'in-process', '--pool', pool, '--prefix', prefix], {
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', pool, '--prefix', prefix]);
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', () => /ready \S+/.test(output) && resolve());
-      child.once('exit', () => reject(new Error(`the worker exited before it was ready:\n${output}`)));
-    });
     const run = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', server.url, '--pool', pool, '--prefix', prefix, '--input', '"to the prefix"', '--timeout', '15000'], {
       env: { PATH: process.env.PATH ?? '' },
       encoding: 'utf8',
@@ -83,7 +83,7 @@ it('kb-plugin-exec run --backend queue --prefix reaches a worker started with th
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toBe('to the prefix');
     child.kill('SIGTERM');
-    expect(await exited, output).toBe(0);
+    expect(await exited, output()).toBe(0);
   } finally {
     child.kill('SIGKILL');
   }
