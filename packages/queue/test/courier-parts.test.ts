@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { Courier, PartsAssembler, TransferRefusedError, courierPartBytes } from '../src/shared/courier.js';
+import { Courier, TransferRefusedError, courierPartBytes } from '../src/shared/courier.js';
+import { PartsAssembler } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { natsServer, newPool } from './helpers.js';
 
