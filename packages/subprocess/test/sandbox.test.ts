@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -290,6 +291,31 @@ describe.runIf(linux)('inside the sandbox', () => {
     }
     expect((await stat(path.join(plugin, 'counter.txt'))).isFile()).toBe(true);
     expect(await readFile(path.join(plugin, 'counter.txt'), 'utf8')).toBe('xx');
+  });
+
+  it('a declared fs.write file that is a hard link (to a file outside, as a package store links copies) or a FIFO is refused (PERMISSION_DENIED): the other file is neither written nor handed over', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'hardlink-plugin-'));
+    await chmod(plugin, 0o755);
+    const outside = path.join(await mkdtemp(path.join(scratch, 'hardlink-target-')), 'host-owned.js');
+    await writeFile(outside, 'module.exports = "host code";\n', { mode: 0o644 });
+    await link(outside, path.join(plugin, 'state.js'));
+    spawnSync('mkfifo', [path.join(plugin, 'pipe')]);
+    await writeFile(path.join(plugin, 'handler.mjs'), "import { writeFileSync } from 'node:fs';\nexport default (input) => { writeFileSync(new URL(input.file, import.meta.url), 'PWNED'); return 'wrote'; };\n");
+    const handlers = { state: { entry: './handler.mjs', permissions: { fs: { write: ['state.js'] } } }, pipe: { entry: './handler.mjs', permissions: { fs: { write: ['pipe'] } } } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/hardlink', version: '1.0.0', handlers }));
+    const before = await stat(outside);
+    for (const sandbox of ['required', 'off'] as const) {
+      const backend = make({ sandbox, plugins: [plugin], permissions: { fs: { write: ['state.js', 'pipe'] } }, workspace: false });
+      const linked = await backend.execute({ pluginId: '@sandbox-test/hardlink', handlerId: 'state', input: { file: './state.js' } });
+      expectError(linked, 'PERMISSION_DENIED');
+      expect(linked.error.message).toBe('The plugin\'s fs.write path "state.js" is a hard link (a file with 2 names: writing it writes the others, which may lie outside the plugin folder): refused');
+      const fifo = await backend.execute({ pluginId: '@sandbox-test/hardlink', handlerId: 'pipe', input: { file: './pipe' } });
+      expectError(fifo, 'PERMISSION_DENIED');
+      expect(fifo.error.message).toContain('is not a regular file');
+    }
+    const after = await stat(outside);
+    expect([after.uid, after.gid, after.mode]).toEqual([before.uid, before.gid, before.mode]);
+    expect(await readFile(outside, 'utf8')).toBe('module.exports = "host code";\n');
   });
 
   it('a declared fs folder that is a symbolic link out of the plugin folder is refused (PERMISSION_DENIED): nothing of its target is bound, made or handed over', async () => {

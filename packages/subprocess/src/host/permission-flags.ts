@@ -99,9 +99,24 @@ export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRe
         details: { resource: `fs.${access}:${rel}`, path: link },
       });
     }
+    if (access === 'write') checkWritableFile(rel, folder);
     return folder;
   };
   return { read: profile.fsRead.map(inside('read')), write: profile.fsWrite.map(inside('write')) };
+}
+
+/**
+ * A declared write path that exists and is not a folder must be a regular file with no other
+ * name: a hard link shares its bytes (and its owner, which the sandbox hands to its user) with a
+ * file elsewhere — pnpm's store links every copy of a file to one — and a FIFO or a device is
+ * not the plugin's to write. (A folder cannot have another name.)
+ */
+function checkWritableFile(rel: string, file: string): void {
+  const stat = lstatSync(file, { throwIfNoEntry: false });
+  if (!stat || stat.isDirectory()) return;
+  const problem = !stat.isFile() ? 'is not a regular file (a FIFO, a socket or a device)' : stat.nlink > 1 ? `is a hard link (a file with ${stat.nlink} names: writing it writes the others, which may lie outside the plugin folder)` : undefined;
+  if (!problem) return;
+  throw new PermissionDeniedError(`The plugin's fs.write path "${rel}" ${problem}: refused`, { details: { resource: `fs.write:${rel}`, path: file } });
 }
 
 /** The first part of `folder`, below `pluginRoot`, that is a symbolic link; undefined when none is (parts not made yet are not). */
