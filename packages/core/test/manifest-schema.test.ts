@@ -107,6 +107,16 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     );
   });
 
+  it('a write path that is, or holds, what the host loads (the manifest, a package.json, a handler\'s code) is refused', () => {
+    const write = (paths: string[]) => () => register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: paths } } } } });
+    expect(write(['kb.plugin.json'])).toThrow(/handlers\.run\.permissions\.fs\.write\[0\]: is the manifest: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"/);
+    expect(write(['package.json'])).toThrow(/fs\.write\[0\]: is the package\.json:/);
+    expect(write(['./handlers/run.mjs'])).toThrow(/fs\.write\[0\]: is handler "run"'s code \(\.\/handlers\/run\.mjs\):/);
+    expect(write(['handlers'])).toThrow(/fs\.write\[0\]: holds handler "run"'s code \(\.\/handlers\/run\.mjs\):/);
+    expect(write(['handlers/package.json'])).toThrow(/fs\.write\[0\]: is the package\.json of handler "run"'s code:/);
+    expect(register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: ['data', 'handlers-data'], read: ['handlers'] } } } } }).id).toBe('@x/nested');
+  });
+
   it('a write folder of "." is refused, as is a "*"; the same folder declared twice, or read and written, is fine', () => {
     expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { write: ['.'], read: ['config'] } } } } })).toThrow(
       /handlers\.run\.permissions\.fs\.write\[0\]: is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"/,

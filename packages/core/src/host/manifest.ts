@@ -107,7 +107,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         // the value may then be partly unparsed, hence the defensive reads.
         const handlers: unknown = manifest?.handlers;
         const channels: unknown = manifest?.channels;
-        for (const issue of declaredPathProblems(declaredSpecs(manifest))) ctx.addIssue({ code: 'custom', ...issue });
+        for (const issue of declaredPathProblems(declaredSpecs(manifest), loadedFiles(manifest))) ctx.addIssue({ code: 'custom', ...issue });
         for (const issue of channelPathClashes(channels)) ctx.addIssue({ code: 'custom', ...issue });
         if (!Array.isArray(channels) || typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return;
         channels.forEach((channel: unknown, index) => {
@@ -154,6 +154,27 @@ function declaredSpecs(manifest: { permissions?: unknown; handlers?: unknown } |
   if (typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return specs;
   for (const [id, handler] of Object.entries(handlers)) specs.push({ at: ['handlers', id, 'permissions'], spec: (handler as { permissions?: unknown } | null)?.permissions });
   return specs;
+}
+
+/**
+ * The files the host loads from the plugin folder, as the manifest names them (relative, `/`):
+ * the manifest, the root package.json, each handler's entry and the package.json files on the
+ * way to it (the nearest says whether it is an ES module). A declared write folder may hold none.
+ */
+function loadedFiles(manifest: { handlers?: unknown } | undefined): Array<{ file: string; what: string }> {
+  const files = [{ file: MANIFEST_FILE, what: 'the manifest' }, { file: 'package.json', what: 'the package.json' }];
+  const handlers = manifest?.handlers;
+  if (typeof handlers !== 'object' || handlers === null || Array.isArray(handlers)) return files;
+  for (const [id, handler] of Object.entries(handlers)) {
+    const entry = (handler as { entry?: unknown } | null)?.entry;
+    if (typeof entry !== 'string' || entry.length === 0) continue;
+    const file = path.posix.normalize(entry.replaceAll('\\', '/')).replace(/^\.\//, '');
+    files.push({ file, what: `handler "${id}"'s code (${entry})` });
+    for (let dir = path.posix.dirname(file); dir !== '.' && dir !== '/' && !dir.startsWith('..'); dir = path.posix.dirname(dir)) {
+      files.push({ file: `${dir}/package.json`, what: `the package.json of handler "${id}"'s code` });
+    }
+  }
+  return files;
 }
 
 export type PluginManifest = z.output<ReturnType<typeof pluginManifestSchema>>;

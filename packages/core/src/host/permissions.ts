@@ -159,7 +159,7 @@ export interface NestedPathIssue {
  * a write folder to its user for good), a "*" (Node's permission model reads it as a wildcard),
  * and paths inside a declared write folder (pathsInsideWriteFolders).
  */
-export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
+export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>, loaded: ReadonlyArray<{ file: string; what: string }> = []): NestedPathIssue[] {
   const issues: NestedPathIssue[] = [];
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
@@ -168,6 +168,10 @@ export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | n
         if (p.includes('*')) issues.push({ path: where, message: 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' });
         else if (kind === 'write' && normalizeRelative(p) === '.') {
           issues.push({ path: where, message: 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"' });
+        } else if (kind === 'write') {
+          const n = normalizeRelative(p);
+          const held = loaded.find(({ file }) => file === n || file.startsWith(`${n}/`));
+          if (held) issues.push({ path: where, message: `${held.file === n ? 'is' : 'holds'} ${held.what}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"` });
         }
       });
     }
