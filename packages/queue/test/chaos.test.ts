@@ -396,6 +396,21 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ length: input.length });
   });
 
+  it('a reset that takes the worker\'s answer to the last part of a large input: the handler, which has it all, runs to its end (the caller does not give up on the transfer)', async () => {
+    const pool = newPool('lastpart');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool, { workerLostMs: 8000 });
+    const file = path.join(markers, 'lastpart.log');
+    // 1 MB: four parts of 256 KiB, each answered by the worker with an empty publish to the host's inbox.
+    proxy.resetOn('PUB _INBOX.', 4);
+    // Longer than the 10 s a part waits for its answer, and then two heartbeats.
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 14_000, pad: 'p'.repeat(1_000_000) } }, { timeoutMs: 40_000 });
+    expect(proxy.resets()).toBe(1);
+    expectOk(result);
+    expect(result.data).toEqual({ done: true });
+    expect(await marks(file)).toEqual([`${result.meta.executionId} started`]);
+  }, 60_000);
+
   /** A handler logs 40 000 lines of 1 KB; the worker's link drops once it has begun and stays down 4 s. */
   async function logThroughOutage(backendType: string) {
     const pool = newPool('heldcap');

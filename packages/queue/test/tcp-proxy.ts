@@ -11,9 +11,10 @@ import net from 'node:net';
  * every byte by `ms` each way (order kept); `bandwidth(bytesPerSecond)` lets that many through
  * per second each way (order kept; 0: no limit). `reset()` drops every connection at once, and
  * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
- * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text)`:
- * the next chunk from a proxied process that holds `text` is dropped, and every connection with it
- * (what a reset does to bytes not yet at the server); resolves with how many times it did.
+ * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text, nth)`:
+ * the chunk from a proxied process that holds the `nth` (default 1st) `text` from now on is
+ * dropped, and every connection with it (what a reset does to bytes not yet at the server);
+ * `resets()` says how many times it did.
  */
 export interface TcpProxy {
   /** `nats://127.0.0.1:<port>` of the proxy. */
@@ -25,7 +26,7 @@ export interface TcpProxy {
   reset(): void;
   refuse(on: boolean): void;
   toClients(): number;
-  resetOn(text: string): void;
+  resetOn(text: string, nth?: number): void;
   resets(): number;
   close(): Promise<void>;
 }
@@ -45,7 +46,14 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let bytesPerSecond = 0;
   let toClients = 0;
   let resetText: string | undefined;
+  /** How many more `resetText` to let through before the reset. */
+  let resetAfter = 0;
   let resets = 0;
+  const occurrences = (chunk: Buffer, text: string) => {
+    let count = 0;
+    for (let at = chunk.indexOf(text); at !== -1; at = chunk.indexOf(text, at + text.length)) count++;
+    return count;
+  };
   const clients = new WeakSet<net.Socket>();
   const write = (to: net.Socket, chunk: Buffer) => {
     if (clients.has(to)) toClients += chunk.length;
@@ -76,7 +84,13 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   };
   const forward = (link: Link, from: net.Socket, to: net.Socket) =>
     from.on('data', (chunk: Buffer) => {
-      if (resetText !== undefined && from === link.client && chunk.includes(resetText)) {
+      const seen = resetText !== undefined && from === link.client ? occurrences(chunk, resetText) : 0;
+      if (seen > 0 && (resetAfter -= seen) >= 0) {
+        if (cut) link.held.push({ to, chunk });
+        else send(to, chunk);
+        return;
+      }
+      if (seen > 0) {
         resetText = undefined;
         resets++;
         for (const each of [...links]) drop(each);
@@ -129,8 +143,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     toClients() {
       return toClients;
     },
-    resetOn(text: string) {
+    resetOn(text: string, nth = 1) {
       resetText = text;
+      resetAfter = nth - 1;
     },
     resets() {
       return resets;

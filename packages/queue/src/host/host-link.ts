@@ -290,6 +290,9 @@ export class HostLink implements ExecutionLink {
       case 'input-wanted':
         execution?.inputWanted(decode<{ worker: WorkerIdentity }>(body).worker.id);
         break;
+      case 'input-taken':
+        execution?.inputTaken(decode<{ worker: WorkerIdentity }>(body).worker.id);
+        break;
       case 'log':
         execution?.log(decode(body));
         break;

@@ -151,6 +151,13 @@ export class RemoteExecution {
     if (this.#worker?.id === workerId && this.#settle) this.#sendInput();
   }
 
+  /** Its worker has the whole input (its answer to the last part may have been lost in a drop): the transfer's end, whatever it says, changes nothing. */
+  inputTaken(workerId: string): void {
+    if (this.#worker?.id !== workerId) return;
+    this.#inputSend?.abort();
+    this.#inputFailure = undefined;
+  }
+
   #sendInput(): void {
     const worker = this.#worker;
     if (!this.#input || !worker) return;

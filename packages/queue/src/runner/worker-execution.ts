@@ -328,10 +328,16 @@ export class WorkerExecution implements Watched {
     this.#input?.resolve(new Uint8Array(0));
   }
 
-  /** The connection dropped: calls in flight fail (RemoteCalls.connectionLost); an input on its way (parts lost) is asked for again. */
+  /**
+   * The connection dropped: calls in flight fail (RemoteCalls.connectionLost). An input on its way
+   * (parts lost) is asked for again; one that came is said to have come, as the drop may have
+   * taken this worker's answer to its last part, which the caller would wait for in vain.
+   */
   connectionLost(): void {
     this.#calls.connectionLost();
-    if (this.#input && !this.#input.came) this.#out.post('input-wanted', encode({ worker: this.#worker.identity }, 'input-wanted'));
+    if (!this.#input) return;
+    const kind = this.#input.came ? 'input-taken' : 'input-wanted';
+    this.#out.post(kind, encode({ worker: this.#worker.identity }, kind));
   }
 
   orphan(reason: Error): void {

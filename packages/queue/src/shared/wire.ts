@@ -29,7 +29,7 @@ export const HEADER = {
   refused: 'Kb-Refused',
 } as const;
 
-export type Kind = 'task' | 'started' | 'withdrawn' | 'input-wanted' | 'heartbeat' | 'log' | 'event' | 'rpc' | 'result' | 'cancel' | 'rpc-reply' | 'input';
+export type Kind = 'task' | 'started' | 'withdrawn' | 'input-wanted' | 'input-taken' | 'heartbeat' | 'log' | 'event' | 'rpc' | 'result' | 'cancel' | 'rpc-reply' | 'input';
 
 /** Who runs an execution, as a worker says it in `started` and presence. */
 export interface WorkerIdentity {
