@@ -121,7 +121,7 @@ describe('loading a plugin folder', () => {
     const dir = await pluginFolder(JSON.stringify({ id: '@t/late', version: '1', handlers: { run: { entry: './run.mjs' } } }));
     const registry = new PluginRegistry();
     const loading = registry.load(dir);
-    expect(() => registry.resolve('@t/late', 'run')).toThrow('Plugin "@t/late" is not registered (none is yet); 1 plugin folder(s) are still loading: await registerPlugin() before execute()');
+    expect(() => registry.resolve('@t/late', 'run')).toThrow('Plugin "@t/late" is not registered (none is yet); a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()');
     await loading;
     expect(registry.resolve('@t/late', 'run').handlerId).toBe('run');
     expect(() => registry.resolve('@t/other', 'run')).toThrow('Plugin "@t/other" is not registered (registered: @t/late)');

@@ -81,6 +81,42 @@ describe('createExecutionBackend', () => {
     expectError(await neverLoaded.execute(throwing('request')), 'SHUTTING_DOWN');
   });
 
+  it('before its backend has loaded, execute() reads the request and options as the loaded backend does: inherited fields and class getters count (a time limit is not lost)', async () => {
+    class Request {
+      get pluginId() {
+        return BASIC;
+      }
+      get handlerId() {
+        return 'echo';
+      }
+      get input() {
+        return 42;
+      }
+    }
+    const first = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    const echoed = await first.execute(new Request() as never);
+    expectOk(echoed);
+    expect(echoed.data).toBe(42);
+    const second = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    const limited = await second.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, Object.create({ timeoutMs: 150 }));
+    expectError(limited, 'TIMEOUT');
+    expect(limited.meta.timeoutMs).toBe(150);
+    await Promise.all([first.shutdown(), second.shutdown()]);
+  });
+
+  it('an execute() in the same tick as a registerPlugin() not awaited says to await it, on a lazy backend and on one made with its constructor', async () => {
+    const hint = 'a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()';
+    for (const backend of [createExecutionBackend({ type: 'in-process', workspace: false }), new InProcessBackend({ workspace: false })]) {
+      const registering = backend.registerPlugin(fixturePlugins.basic);
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+      expectError(result, 'HANDLER_NOT_FOUND');
+      expect(result.error.message).toContain(hint);
+      await registering;
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+      await backend.shutdown();
+    }
+  });
+
   it('health(), stats() and ready() after shutdown() load nothing either: a backend never used reports itself closed', async () => {
     const loaded: string[] = [];
     const backend = lazyExecutionBackend({ type: 'worker-pool', maxConcurrency: 3 }, async (type) => {

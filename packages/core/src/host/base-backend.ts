@@ -154,11 +154,17 @@ export abstract class BaseBackend implements IExecutionBackend {
    */
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
     if (this.#shutDownBegun()) throw new ShuttingDownError();
-    await this.#ensureReady();
-    if (this.#shutDownBegun()) throw new ShuttingDownError();
-    const plugin = typeof source === 'string' || source instanceof URL ? await this.registry.load(source) : this.registry.register(source);
-    await this.#watcher?.watch(plugin);
-    return plugin;
+    // From the call on: an execute() of the plugin meanwhile is told to await this.
+    const registered = this.registry.loading();
+    try {
+      await this.#ensureReady();
+      if (this.#shutDownBegun()) throw new ShuttingDownError();
+      const plugin = typeof source === 'string' || source instanceof URL ? await this.registry.load(source) : this.registry.register(source);
+      await this.#watcher?.watch(plugin);
+      return plugin;
+    } finally {
+      registered();
+    }
   }
 
   #shutDownBegun(): boolean {

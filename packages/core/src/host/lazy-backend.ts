@@ -8,6 +8,7 @@ import { nearest } from './nearest-name.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
+import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 import type { ExecutionResult } from '../types.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
@@ -126,7 +127,7 @@ class LazyBackend implements LazyExecutionBackend {
     let taken = false;
     try {
       request = takeRequest(callersRequest);
-      options = callersOptions !== null && typeof callersOptions === 'object' ? { ...callersOptions } : callersOptions;
+      options = callersOptions !== null && typeof callersOptions === 'object' ? (fieldsOf(callersOptions, EXECUTE_OPTIONS) as ExecuteOptions) : callersOptions;
       taken = true;
     } catch {
       request = callersRequest;
@@ -266,10 +267,26 @@ function closedStats(type: BuiltInBackendType, options: Record<string, unknown>)
   };
 }
 
+/**
+ * `value`'s fields as execute() would read them: its own enumerable ones (an unknown one is
+ * refused by name), and each of `known` however it has it (inherited, a class's getter, not
+ * enumerable), each read once.
+ */
+function fieldsOf(value: object, known: Iterable<string>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) copy[key] = (value as Record<string, unknown>)[key];
+  for (const key of known) {
+    if (Object.hasOwn(copy, key)) continue;
+    const field = (value as Record<string, unknown>)[key];
+    if (field !== undefined) copy[key] = field;
+  }
+  return copy;
+}
+
 /** A copy of a request as it is now: its fields, and its input and context cloned (left as they are if they cannot be: execute() reports that). */
 function takeRequest(request: ExecutionRequest): ExecutionRequest {
   if (request === null || typeof request !== 'object' || Array.isArray(request)) return request;
-  const taken: ExecutionRequest = { ...request };
+  const taken = fieldsOf(request, REQUEST_FIELDS) as unknown as ExecutionRequest;
   for (const field of ['input', 'context'] as const) {
     if (!Object.hasOwn(taken, field)) continue;
     try {

@@ -82,13 +82,24 @@ export class PluginRegistry {
 
   /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
   async load(dir: string | URL): Promise<RegisteredPlugin> {
-    this.#loading++;
+    const loaded = this.loading();
     try {
       const { source, file } = await readFolder(dir);
       return this.register(source, file);
     } finally {
-      this.#loading--;
+      loaded();
     }
+  }
+
+  /** A registration has begun (a backend's registerPlugin(), before it waits for anything): call what it returns once it is over. */
+  loading(): () => void {
+    this.#loading++;
+    let over = false;
+    return () => {
+      if (over) return;
+      over = true;
+      this.#loading--;
+    };
   }
 
   /**
@@ -277,7 +288,7 @@ export class PluginRegistry {
       const more = failures.length > 3 ? `; and ${failures.length - 3} more (health() names every one)` : '';
       const unloaded = failures.length ? `; ${failures.length} plugin source(s) failed to load: ${failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}${more}` : '';
       // A registerPlugin() not awaited: its folder is still being read.
-      const loading = this.#loading ? `; ${this.#loading} plugin folder(s) are still loading: await registerPlugin() before execute()` : '';
+      const loading = this.#loading ? '; a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()' : '';
       const none = loading || unloaded ? ' (none is yet)' : NONE_REGISTERED;
       throw new HandlerNotFoundError(
         `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,

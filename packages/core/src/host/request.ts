@@ -8,6 +8,7 @@ import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
 import { nearest } from './nearest-name.js';
+import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
 /**
  * What the host tells the handler about the call: who, for which tenant, from which kind of
@@ -103,8 +104,6 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
   throw validationError('Invalid execution request', [...(result.success ? [] : issuesOf(result.error)), ...unknown]);
 }
 
-/** Every field of a request (ExecutionRequest). */
-const REQUEST_FIELDS: ReadonlySet<string> = new Set(['pluginId', 'handlerId', 'input', 'context', 'executionId']);
 
 function onlyRequestFields(r: Record<string, unknown>): boolean {
   for (const key in r) if (!REQUEST_FIELDS.has(key)) return false;
@@ -264,8 +263,6 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   return o as ExecuteOptions;
 }
 
-/** Every option execute() takes (ExecuteOptions). */
-const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'outputPace', 'traceparent'];
 
 function isAbortSignal(value: unknown): value is AbortSignal {
   return (
