@@ -136,7 +136,14 @@ describe('loading a plugin folder', () => {
     expect((await validationFailure(new PluginRegistry().load(comment))).message).toMatch(/ at line 2, column 3 \(a comment: JSON has none\)$/);
     const notJson = await pluginFolder('SECRET-TEXT of some other file');
     const error = await validationFailure(new PluginRegistry().load(notJson));
-    expect(error.message).toBe(`${path.join(notJson, MANIFEST_FILE)} is not valid JSON: unexpected character 'S' (a manifest is one JSON object, starting with "{")`);
+    expect(error.message).toBe(`${path.join(notJson, MANIFEST_FILE)} is not valid JSON: unexpected text at line 1, column 1 (a manifest is one JSON object, starting with "{")`);
+    // Mistakes JSON.parse names by their character only: placed too, with their usual cause.
+    const arrayComma = await pluginFolder('{\n  "id": "@t/p",\n  "channels": [1, ]\n}');
+    expect((await validationFailure(new PluginRegistry().load(arrayComma))).message).toMatch(/: unexpected character '\]' at line 3, column 19 \(a trailing comma: JSON allows none\)$/);
+    const keyComment = await pluginFolder('{\n  "id": // the id\n  "@t/p"\n}');
+    expect((await validationFailure(new PluginRegistry().load(keyComment))).message).toMatch(/: unexpected character '\/' at line 2, column 9 \(a comment: JSON has none\)$/);
+    const singleQuotes = await pluginFolder("{'id': '@t/p'}");
+    expect((await validationFailure(new PluginRegistry().load(singleQuotes))).message).toMatch(/ at line 1, column 2 \(JSON strings take double quotes\)$/);
     expect(JSON.stringify(serializeError(error))).not.toContain('SECRET-TEXT');
   });
 
