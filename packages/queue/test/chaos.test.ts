@@ -396,6 +396,21 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ length: input.length });
   });
 
+  it('a reset that takes the caller\'s answer to a start, while the worker has other executions of that caller: the worker withdraws, the task runs once, and no worker is blamed', async () => {
+    const pool = newPool('lostaccept');
+    await worker(proxy.url, pool, 4);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, 'lostaccept.log');
+    // The other execution keeps the worker's heartbeats to this caller going through the reset.
+    const beside = await startMark(backend, path.join(markers, 'lostaccept-beside.log'), 9000);
+    proxy.resetOn('remainingMs', 1, true);
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 10 } }, { timeoutMs: 30_000 });
+    expect(proxy.resets()).toBe(1);
+    expectOk(result);
+    expect(await marks(file)).toEqual([`${result.meta.executionId} started`]);
+    expectOk(await beside.result);
+  }, 60_000);
+
   it('a reset that takes the worker\'s answer to the last part of a large input: the handler, which has it all, runs to its end (the caller does not give up on the transfer)', async () => {
     const pool = newPool('lastpart');
     await worker(proxy.url, pool);

@@ -11,9 +11,9 @@ import net from 'node:net';
  * every byte by `ms` each way (order kept); `bandwidth(bytesPerSecond)` lets that many through
  * per second each way (order kept; 0: no limit). `reset()` drops every connection at once, and
  * `refuse(true)` turns new ones away until `refuse(false)`: a short outage of one process's link.
- * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text, nth)`:
- * the chunk from a proxied process that holds the `nth` (default 1st) `text` from now on is
- * dropped, and every connection with it (what a reset does to bytes not yet at the server);
+ * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text, nth, toClient)`:
+ * the chunk from a proxied process (or, `toClient`, to it) that holds the `nth` (default 1st)
+ * `text` from now on is dropped, and every connection with it (what a reset does to bytes not yet at the server);
  * `resets()` says how many times it did.
  */
 export interface TcpProxy {
@@ -26,7 +26,7 @@ export interface TcpProxy {
   reset(): void;
   refuse(on: boolean): void;
   toClients(): number;
-  resetOn(text: string, nth?: number): void;
+  resetOn(text: string, nth?: number, toClient?: boolean): void;
   resets(): number;
   close(): Promise<void>;
 }
@@ -48,6 +48,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   let resetText: string | undefined;
   /** How many more `resetText` to let through before the reset. */
   let resetAfter = 0;
+  let resetToClient = false;
   let resets = 0;
   const occurrences = (chunk: Buffer, text: string) => {
     let count = 0;
@@ -84,7 +85,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   };
   const forward = (link: Link, from: net.Socket, to: net.Socket) =>
     from.on('data', (chunk: Buffer) => {
-      const seen = resetText !== undefined && from === link.client ? occurrences(chunk, resetText) : 0;
+      const watched = resetToClient ? to === link.client : from === link.client;
+      const seen = resetText !== undefined && watched ? occurrences(chunk, resetText) : 0;
       if (seen > 0 && (resetAfter -= seen) >= 0) {
         if (cut) link.held.push({ to, chunk });
         else send(to, chunk);
@@ -143,9 +145,10 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     toClients() {
       return toClients;
     },
-    resetOn(text: string, nth = 1) {
+    resetOn(text: string, nth = 1, toClient = false) {
       resetText = text;
       resetAfter = nth - 1;
+      resetToClient = toClient;
     },
     resets() {
       return resets;

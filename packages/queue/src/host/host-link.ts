@@ -186,6 +186,10 @@ export class HostLink implements ExecutionLink {
     this.#jsm.streams.deleteMessage(this.subjects.stream, seq, false).catch(() => undefined);
   }
 
+  workerSeenAt(workerId: string): number | undefined {
+    return this.workers.seenAt(workerId);
+  }
+
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
     return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, undefined, signal);
   }

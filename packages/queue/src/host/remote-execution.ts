@@ -19,6 +19,8 @@ export interface ExecutionLink {
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
   deleteTask(seq: number): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
+  /** When a worker last said it is there (its presence), if it did. */
+  workerSeenAt(workerId: string): number | undefined;
 }
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
@@ -49,6 +51,8 @@ export class RemoteExecution {
   /** The input's last transfer failed, not refused: its worker's heartbeats since. */
   #inputFailure: { message: string; beats: number } | undefined;
   #lastHeard = 0;
+  /** Its worker named it in a heartbeat: it took the start this host accepted. */
+  #confirmed = false;
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
     this.id = task.executionId;
@@ -180,6 +184,7 @@ export class RemoteExecution {
   withdrawn(workerId: string): void {
     if (this.#worker?.id !== workerId || !this.#settle) return;
     this.#worker = undefined;
+    this.#confirmed = false;
     this.#inputSend?.abort();
   }
 
@@ -190,6 +195,7 @@ export class RemoteExecution {
   heartbeat(workerId: string): boolean {
     if (this.#worker?.id !== workerId || !this.#settle) return false;
     this.#lastHeard = performance.now();
+    this.#confirmed = true;
     const stopped = this.#control.stopReason;
     if (stopped) this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(stopped, 'the host') }, 'cancel'));
     // An input that did not get through, and its worker, there all along, does not ask for it again.
@@ -229,8 +235,16 @@ export class RemoteExecution {
 
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
   checkLost(now: number, serverSilentMs: number): void {
-    if (!this.#worker || !this.#settle || now - this.#lastHeard <= this.#link.workerLostMs) return;
-    const what = `sent no heartbeat for ${Math.round(now - this.#lastHeard)} ms (workerLostMs: ${this.#link.workerLostMs})`;
+    const lostMs = this.#link.workerLostMs;
+    if (!this.#worker || !this.#settle || now - this.#lastHeard <= lostMs) return;
+    // Accepted, never named by its worker, which is there: the answer to its start may have been
+    // lost (a reset), and its withdrawal, which puts the task back to run, is on its way.
+    const seen = this.#link.workerSeenAt(this.#worker.id);
+    if (!this.#confirmed && now - this.#lastHeard <= 2 * lostMs && seen !== undefined && now - seen <= lostMs) return;
+    const silentFor = Math.round(now - this.#lastHeard);
+    const what = this.#confirmed
+      ? `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`
+      : `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
   }

@@ -13,6 +13,11 @@ export class WorkerDirectory {
     this.#lostMs = lostMs;
   }
 
+  /** When `workerId` last said it is there (`performance.now()`), if it ever did. */
+  seenAt(workerId: string): number | undefined {
+    return this.#workers.get(workerId)?.seen;
+  }
+
   take(presence: PresenceBody): void {
     if (presence.closing) {
       this.#workers.delete(presence.id);
