@@ -29,6 +29,12 @@ describe('serverProblem', () => {
       'The worker cannot use its credentials: nkeys: invalid checksum; check connection.seed (an NKey seed, "SU…") or credsFile',
       'nats://10.0.0.5:4222',
     ]);
+    expect(problem('The worker', servers, new Error('unable to parse credentials'))[0]).toBe('auth-failed');
+    expect(problem('The worker', { ...servers, tls: { certFile: '/etc/kb/client.pem' } } as never, new Error("/etc/kb/client.pem doesn't exist"))).toEqual([
+      'unreachable',
+      "The worker could not connect to the NATS server (nats://10.0.0.5:4222): a file connection.tls names cannot be read (/etc/kb/client.pem doesn't exist); check its caFile, certFile and keyFile",
+      'nats://10.0.0.5:4222',
+    ]);
     expect(problem('The worker', servers, new Error('jetstream is not enabled'))).toEqual(['no-jetstream', expect.stringMatching(/JetStream is not enabled there; start nats-server with -js/), 'nats://10.0.0.5:4222']);
     expect(problem('The worker', { servers: ['nats://a:1', 'nats://b:2'] }, 'connection refused')).toEqual([
       'unreachable',

@@ -136,11 +136,17 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     const backend = host({ pool });
     await backend.health();
     const { config } = await jsm.streams.info(stream);
-    await jsm.streams.update(stream, { ...config, discard: DiscardPolicy.Old });
+    await jsm.streams.update(stream, { ...config, discard: DiscardPolicy.Old, max_msgs: 2 });
     expect((await jsm.streams.info(stream)).config.discard).toBe(DiscardPolicy.Old);
+    // No worker: the third task makes the full stream drop the first.
+    const sent = [0, 1, 2].map((i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 12_000 }));
+    const dropped = await sent[0]!;
+    expectError(dropped, 'WORKER_CRASHED');
+    expect(dropped.error.message).toContain("was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran");
     // The host reads the stream every 5 s.
     await waitFor(async () => (await jsm.streams.info(stream)).config.discard === DiscardPolicy.New, 15_000);
-  }, 30_000);
+    await Promise.all(sent);
+  }, 40_000);
 
   it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
     const pool = newPool('stream-bytes');

@@ -256,7 +256,7 @@ export class RemoteExecution {
    * acknowledges a task only once this host accepted its start, so a task it took is never
    * missing while `#worker` is unset.)
    */
-  checkInStream(stream: { firstSeq: number; lastSeq: number; maxAgeMs: number }, readAt: number): void {
+  checkInStream(stream: { firstSeq: number; lastSeq: number; maxAgeMs: number; discardOld: boolean }, readAt: number): void {
     const seq = this.#seq;
     if (this.#worker || seq === undefined || this.#publishedAt === undefined || this.#publishedAt >= readAt) return;
     if (seq >= stream.firstSeq && seq <= stream.lastSeq) return;
@@ -265,7 +265,9 @@ export class RemoteExecution {
     const expired = stream.maxAgeMs > 0 && readAt - this.#publishedAt >= stream.maxAgeMs;
     const what = expired
       ? `its task expired in the pool's stream before any worker took it (the stream's max_age, ${stream.maxAgeMs} ms, set on it by hand: this host has now removed it): it never ran`
-      : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran`;
+      : stream.discardOld
+        ? `its task was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran`
+        : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran`;
     this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', pluginId, handlerId, message: what } }));
   }
 

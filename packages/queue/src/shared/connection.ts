@@ -327,11 +327,14 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
       `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 4, a worker 6`,
     );
   }
-  if ((error as Error)?.name === CREDENTIALS_UNUSABLE || /^nkeys: /.test(message)) {
+  if ((error as Error)?.name === CREDENTIALS_UNUSABLE || /^nkeys: |unable to parse credentials/.test(message)) {
     return problem('auth-failed', `${who} cannot use its credentials: ${message}; check connection.seed (an NKey seed, "SU…") or credsFile`);
   }
   if (/authorization violation|authentication/i.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
+  }
+  if (options.tls && / doesn't exist$|^ENOENT|^EACCES/.test(message)) {
+    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): a file connection.tls names cannot be read (${message}); check its caFile, certFile and keyFile`);
   }
   if (TLS_FAILURE.test(message)) {
     const advice = options.tls

@@ -40,6 +40,8 @@ export interface PoolStream {
   lastSeq: number;
   /** The stream's max_age in ms as it was read (0: none), before a host removed it: tasks older than that were dropped by the server. */
   maxAgeMs: number;
+  /** The stream dropped its oldest task for a new one when full (`discard: old`, set by hand), as it was read, before a host set it back. */
+  discardOld: boolean;
   /** The stream's max_bytes (-1: none): a publish past it is refused. */
   maxBytes: number;
 }
@@ -78,12 +80,12 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   } catch (error) {
     if (!isMissing(error)) throw error;
     info = await addOrRead(jsm, config);
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1 };
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
   if (wrong) throw new PoolStreamError(wrong);
-  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1 };
+  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
   const owned = takeOver ? { description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
