@@ -186,6 +186,13 @@ describe('loading a plugin folder', () => {
     expect(error.message).toMatch(/channels\[0\]\.handler: .*"nope"/);
   });
 
+  it('refuses a "__proto__" key anywhere else in kb.plugin.json too (a platform service of that name was passed over in silence)', async () => {
+    const dir = await pluginFolder('{ "id": "@t/proto2", "version": "1.0.0", "permissions": { "platform": { "__proto__": true } }, "handlers": { "run": { "entry": "./a.js", "permissions": { "platform": { "kv": true, "__proto__": ["x"] } } } } }');
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain('permissions.platform.__proto__: is a reserved name');
+    expect(error.message).toContain('handlers.run.permissions.platform.__proto__: is a reserved name');
+  });
+
   it('refuses a handler keyed "__proto__" in kb.plugin.json (JSON makes it an own key), naming it', async () => {
     const dir = await pluginFolder('{ "id": "@t/proto", "version": "1.0.0", "handlers": { "run": { "entry": "./a.js" }, "__proto__": { "entry": "./a.js" } } }');
     const error = await validationFailure(new PluginRegistry().load(dir));

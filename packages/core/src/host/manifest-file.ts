@@ -60,10 +60,11 @@ export function parseManifest(root: string, manifest: unknown, file: string | un
   const claimed = (manifest as { id?: unknown } | null)?.id;
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
   const details = { file: file ?? null, root, ...claimedId };
-  // JSON.parse makes "__proto__" an own key, which the schema's record passes over without a word.
-  const handlers = (manifest as { handlers?: unknown } | null)?.handlers;
-  if (typeof handlers === 'object' && handlers !== null && Object.hasOwn(handlers, '__proto__')) {
-    throw validationError(`Invalid plugin manifest (${label})`, [{ path: 'handlers.__proto__', message: 'is not a handler id: it must start with a letter or digit' }], details);
+  // JSON.parse makes "__proto__" an own key, which the schema's records pass over without a word.
+  const reserved = protoKeys(manifest, 'manifest');
+  if (reserved.length > 0) {
+    const issues = reserved.map((at) => ({ path: at, message: at === 'handlers.__proto__' ? 'is not a handler id: it must start with a letter or digit' : 'is a reserved name' }));
+    throw validationError(`Invalid plugin manifest (${label})`, issues, details);
   }
   const parsed = parseWith(pluginManifestSchema(), manifest, `Invalid plugin manifest (${label})`, '', details);
   const badEntries = entryProblems(root, parsed);
@@ -115,4 +116,16 @@ function folderPath(dir: string | URL): string {
     throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details: { path: 'plugins[]' } });
   }
   return dir;
+}
+
+/** Where in parsed JSON an own "__proto__" key is (`handlers.__proto__`, `permissions.platform.__proto__`). */
+function protoKeys(value: unknown, at: string, depth = 0): string[] {
+  if (typeof value !== 'object' || value === null || depth > 16) return [];
+  const here = at === 'manifest' ? '' : at;
+  const found = !Array.isArray(value) && Object.hasOwn(value, '__proto__') ? [here ? `${here}.__proto__` : '__proto__'] : [];
+  for (const [key, inner] of Object.entries(value)) {
+    const path = Array.isArray(value) ? `${here}[${key}]` : here ? `${here}.${key}` : key;
+    found.push(...protoKeys(inner, path, depth + 1));
+  }
+  return found;
 }
