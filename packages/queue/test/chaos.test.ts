@@ -374,6 +374,17 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ length: 3 });
   });
 
+  it('a small result that four resets in a row take (it and each of its three re-sends): WORKER_CRASHED saying the worker is there but its result may have been lost, not that it sent no heartbeat', async () => {
+    const pool = newPool('resultlost4');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    proxy.resetOn('Kb-Kind: result', 1, false, 4);
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'abc' }, { timeoutMs: 40_000 });
+    expect(proxy.resets()).toBe(4);
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toMatch(/ is still there but has named it in no heartbeat for \d+ ms \(workerLostMs: 3000\): its end \(the result\) may have been lost on the way$/);
+  }, 60_000);
+
   it('a large input whose transfer the link drops halfway is sent again, whole, once the worker is back (the execution does not fail)', async () => {
     const pool = newPool('inputcut');
     await worker(proxy.url, pool);

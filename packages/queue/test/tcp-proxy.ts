@@ -26,7 +26,7 @@ export interface TcpProxy {
   reset(): void;
   refuse(on: boolean): void;
   toClients(): number;
-  resetOn(text: string, nth?: number, toClient?: boolean): void;
+  resetOn(text: string, nth?: number, toClient?: boolean, times?: number): void;
   resets(): number;
   close(): Promise<void>;
 }
@@ -49,6 +49,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   /** How many more `resetText` to let through before the reset. */
   let resetAfter = 0;
   let resetToClient = false;
+  /** Resets still to do after the next one (each at the next `resetText`). */
+  let resetsMore = 0;
   let resets = 0;
   const occurrences = (chunk: Buffer, text: string) => {
     let count = 0;
@@ -93,7 +95,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
         return;
       }
       if (seen > 0) {
-        resetText = undefined;
+        if (resetsMore > 0) resetsMore--;
+        else resetText = undefined;
         resets++;
         for (const each of [...links]) drop(each);
         return;
@@ -145,8 +148,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     toClients() {
       return toClients;
     },
-    resetOn(text: string, nth = 1, toClient = false) {
+    resetOn(text: string, nth = 1, toClient = false, times = 1) {
       resetText = text;
+      resetsMore = times - 1;
       resetAfter = nth - 1;
       resetToClient = toClient;
     },

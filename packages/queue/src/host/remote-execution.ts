@@ -242,9 +242,12 @@ export class RemoteExecution {
     const seen = this.#link.workerSeenAt(this.#worker.id);
     if (!this.#confirmed && now - this.#lastHeard <= 2 * lostMs && seen !== undefined && now - seen <= lostMs) return;
     const silentFor = Math.round(now - this.#lastHeard);
-    const what = this.#confirmed
-      ? `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`
-      : `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`;
+    const present = seen !== undefined && now - seen <= lostMs;
+    const what = !this.#confirmed
+      ? `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`
+      : present
+        ? `is still there but has named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): its end (the result) may have been lost on the way`
+        : `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
   }
