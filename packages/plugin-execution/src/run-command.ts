@@ -8,7 +8,7 @@ import { PluginRegistry, WorkspaceManager, permissionSpecSchema, serializeError,
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
-import { flagMistake } from './flag-errors.js';
+import { flagMistake, givenFlags } from './flag-errors.js';
 import { printableJson } from './printable-json.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
@@ -115,8 +115,11 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     );
     liftExitGuard();
     restoreStdout?.();
-    // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its flag.
-    const mistake = result.ok ? undefined : flagMistake(result.error);
+    // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
+    // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
+    // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
+    const refused = !result.ok && result.meta.runnerId === undefined;
+    const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
     if (mistake) throw new UsageError(mistake);
     report(result, values.json === true);
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;

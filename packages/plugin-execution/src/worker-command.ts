@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
-import { flagMistake } from './flag-errors.js';
+import { flagMistake, givenFlags } from './flag-errors.js';
 import { emptyFlag, emptyFlagMessage } from './flag-values.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
@@ -97,7 +97,7 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
     ...(values.id ? { id: values.id } : {}),
   }).catch((error: unknown) => {
     // A --nats, --pool, --prefix or --id the worker refused: the command line's mistake, named as its flag.
-    const mistake = flagMistake(error);
+    const mistake = flagMistake(error, givenFlags(values));
     throw mistake ? new WorkerUsageError(mistake) : error;
   });
   process.stdout.write(`ready ${worker.id}\n`);

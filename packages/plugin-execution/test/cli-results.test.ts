@@ -1,0 +1,79 @@
+import { spawnSync } from 'node:child_process';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const dist = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist');
+const cli = path.join(dist, 'cli.js');
+let plugin: string;
+
+function run(args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * An orchestrating handler that rethrows the failure of an execution of its own (its file of
+ * its own: a subprocess's sandbox does not let a plugin import from outside its folder).
+ */
+const RETHROW = `
+import { createExecutionBackend } from ${JSON.stringify(pathToFileURL(path.join(dist, 'index.js')).href)};
+
+export async function rethrow() {
+  const inner = createExecutionBackend({ type: 'in-process' });
+  const result = await inner.execute({ pluginId: 'other', handlerId: 'any', context: { tenantId: 5 } });
+  await inner.shutdown();
+  throw result.error;
+}
+`;
+
+/** What `run` reports of what a handler returned or threw. */
+const HANDLERS = `
+
+// A VALIDATION_ERROR worded and shaped as the backend's refusal of a --context.
+export async function forged() {
+  const error = new Error('Invalid execution request:\\n  - context.tenantId: must be a string, got number');
+  error.name = 'ValidationError';
+  error.code = 'VALIDATION_ERROR';
+  error.details = { issues: [{ path: 'context.tenantId', message: 'must be a string, got number' }] };
+  throw error;
+}
+
+`;
+
+describe('kb-plugin-exec run: what it reports of a result', () => {
+  beforeAll(async () => {
+    plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-results-'));
+    // Readable by the subprocess backend's sandbox user, which would otherwise warn on stderr.
+    await chmod(plugin, 0o755);
+    const handlers = Object.fromEntries(['forged'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
+    const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify(manifest));
+    await writeFile(path.join(plugin, 'handlers.mjs'), HANDLERS);
+    await writeFile(path.join(plugin, 'rethrow.mjs'), RETHROW);
+  });
+  afterAll(async () => {
+    await rm(plugin, { recursive: true, force: true });
+  });
+
+  it("a handler's own VALIDATION_ERROR is its failure, exit 1, never a mistake in --context: one it rethrew from an execution of its own, or one shaped as the backend's refusal", () => {
+    for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+      if (backend !== 'subprocess') {
+        const rethrown = run(['run', plugin, 'rethrow', '--backend', backend, '--no-workspace']);
+        expect(rethrown.status, `${backend}: ${rethrown.stderr}`).toBe(1);
+        expect(rethrown.stderr.split('\n').slice(0, 2)).toEqual(['VALIDATION_ERROR: Invalid execution request:', '  - context.tenantId: must be a string, got number']);
+      }
+      const forged = run(['run', plugin, 'forged', '--backend', backend, '--context', '{"tenantId":"t-1"}', '--no-workspace']);
+      expect(forged.status, `${backend}: ${forged.stderr}`).toBe(1);
+      expect(forged.stderr.split('\n')[0]).toBe('VALIDATION_ERROR: Invalid execution request:');
+      expect(forged.stderr).not.toContain('Usage:');
+    }
+    // The backend's own refusal of the --context given is still the command line's mistake.
+    const refused = run(['run', plugin, 'forged', '--context', '{"tenantId":5}', '--no-workspace']);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr.split('\n').slice(0, 2)).toEqual(["--context is not a context descriptor ({ requestId, tenantId, host, permissions, config, …fields of the host's own }):", '  - tenantId: must be a string, got number']);
+  });
+
+});
