@@ -24,7 +24,10 @@ ends this process (in-process: process.exit(), an uncaught exception) is a failu
 What JSON has no form for is printed as: a Map as [key, value] pairs, a Set as an array, an
 Error as { name, message, stack, …its fields }, typed arrays and Buffers as arrays of numbers, a
 BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it is inside as
-"[Circular: <path>]" (the path in the printed JSON, $ its top).
+"[Circular: <path>]" (the path in the printed JSON, $ its top), an array with holes as
+{ "[sparse array]": { "length": <n>, "items": { "<index>": <value>, … } } }. A result too large
+(or too deeply nested) to print as JSON fails: "VALIDATION_ERROR: handler result cannot be
+printed as JSON: …" on stderr, nothing on stdout, exit 1.
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
 sweep removes the directories a killed host left under <dir>, and prints what it did as JSON
 (a <dir> that does not exist is an error, exit 1: a mistyped root is not "nothing left").

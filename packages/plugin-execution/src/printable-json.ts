@@ -9,8 +9,11 @@
  * - Error: `{ name, message, stack, …own fields, cause }`;
  * - typed arrays, Buffer, ArrayBuffer, DataView: an array of their numbers (bytes for the last two);
  * - BigInt: `"10n"`; NaN, Infinity, -Infinity: those words, as strings;
- * - RegExp: its source (`"/a+/g"`); Date: its ISO time (`"Invalid Date"` for one that is not).
- * An object seen twice but not inside itself is printed twice, as JSON does.
+ * - RegExp: its source (`"/a+/g"`); Date: its ISO time (`"Invalid Date"` for one that is not);
+ * - an array with holes: `{ "[sparse array]": { "length": N, "items": { "<index>": value, … } } }`,
+ *   its elements by index (never a `null` for each hole: a length of 1e8 is a few bytes on the wire).
+ * An object seen twice but not inside itself is printed twice, as JSON does. Throws a RangeError
+ * for a value whose JSON is longer than a string can be, or nested deeper than the stack goes.
  */
 export function printableJson(value: unknown, indent?: number): string {
   return JSON.stringify(jsonValue(value, '$', new Map()), null, indent) ?? 'null';
@@ -36,7 +39,7 @@ const tag = (value: object) => Object.prototype.toString.call(value).slice(8, -1
 
 function objectValue(value: object, at: string, ancestors: Ancestors): unknown {
   const each = (items: Iterable<unknown>) => Array.from(items, (item, i) => jsonValue(item, `${at}[${i}]`, ancestors));
-  if (Array.isArray(value)) return each(Array.from(value));
+  if (Array.isArray(value)) return hasHole(value) ? sparseArray(value, at, ancestors) : each(value);
   if (value instanceof Map) return Array.from(value, ([k, v], i) => [jsonValue(k, `${at}[${i}][0]`, ancestors), jsonValue(v, `${at}[${i}][1]`, ancestors)]);
   if (value instanceof Set) return each(value);
   if (value instanceof ArrayBuffer || tag(value) === 'SharedArrayBuffer') return Array.from(new Uint8Array(value as ArrayBuffer));
@@ -59,6 +62,25 @@ function objectValue(value: object, at: string, ancestors: Ancestors): unknown {
   for (const key of Object.keys(value)) field(key, (value as Record<string, unknown>)[key]);
   if ((value instanceof Error || tag(value) === 'Error') && Object.hasOwn(value, 'cause')) field('cause', (value as Error).cause);
   return out;
+}
+
+/** Whether `array` lacks an element below its length: stops at the first hole, so a sparse array costs little. */
+function hasHole(array: unknown[]): boolean {
+  for (let i = 0; i < array.length; i++) if (!(i in array)) return true;
+  return false;
+}
+
+/** An array index as a key (Object.keys gives them first, ascending; a property such as `a.note` after). */
+const INDEX = /^(?:0|[1-9]\d*)$/;
+
+/** An array with holes as its length and its elements by index: what it holds, not a `null` per hole. */
+function sparseArray(array: unknown[], at: string, ancestors: Ancestors): unknown {
+  const items: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  const itemsAt = `${at}["[sparse array]"].items`;
+  for (const key of Object.keys(array)) {
+    if (INDEX.test(key) && Number(key) < array.length) items[key] = jsonValue(array[Number(key)], `${itemsAt}${pathKey(key)}`, ancestors);
+  }
+  return { '[sparse array]': { length: array.length, items } };
 }
 
 /** `.name`, or `["a key"]` for a key that is not a plain name. */

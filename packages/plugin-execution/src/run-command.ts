@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -121,8 +122,8 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const refused = !result.ok && result.meta.runnerId === undefined;
     const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
     if (mistake) throw new UsageError(mistake);
-    report(result, values.json === true);
-    return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok ? 0 : 1;
+    const printed = report(result, values.json === true);
+    return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
   } finally {
     liftExitGuard();
     restoreStdout?.();
@@ -148,15 +149,37 @@ function stdoutToStderr(): () => void {
   };
 }
 
-function report(result: ExecutionResult, json: boolean): void {
+/** Prints the result; false when it could not be printed (the command then fails, exit 1). */
+function report(result: ExecutionResult, json: boolean): boolean {
   // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
-  const text = (value: unknown) => `${terminalSafeJson(printableJson(value, 2))}\n`;
-  if (json) process.stdout.write(text(result.ok ? result : { ...result, error: serializeError(result.error) }));
-  else if (result.ok) process.stdout.write(text(result.data));
+  let printed = true;
+  if (json) printed = writeJson(result.ok ? result : { ...result, error: serializeError(result.error) });
+  else if (result.ok) printed = writeJson(result.data);
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
   if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${result.error.message}`, { keepNewlines: true })}${commandLineHint(result.error)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
   if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
+  return printed;
+}
+
+/**
+ * `value` as JSON on stdout; one that JSON cannot hold (longer than a string can be, or nested
+ * deeper than the stack goes) is said on stderr as a VALIDATION_ERROR instead, and false returned.
+ */
+function writeJson(value: unknown): boolean {
+  let text: string;
+  try {
+    text = terminalSafeJson(printableJson(value, 2));
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error;
+    const why = /call stack/i.test(error.message) ? `it is nested too deeply (${error.message})` : `it is too large (its JSON is longer than the longest string Node makes, ${constants.MAX_STRING_LENGTH} characters)`;
+    process.stderr.write(`VALIDATION_ERROR: handler result cannot be printed as JSON: ${why}\n`);
+    return false;
+  }
+  // Apart: a text as long as a string can be has no room for the line break.
+  process.stdout.write(text);
+  process.stdout.write('\n');
+  return true;
 }
 
 const BACKEND_TYPES: readonly BuiltInBackendType[] = ['in-process', 'worker-pool', 'subprocess', 'queue'];

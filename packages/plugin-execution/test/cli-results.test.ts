@@ -41,6 +41,18 @@ export async function forged() {
   throw error;
 }
 
+export async function sparse() {
+  const huge = [];
+  huge[5] = { at: 5 };
+  huge[2 ** 32 - 2] = 'last';
+  huge[7] = huge;
+  return { huge, holey: [1, , 3], dense: [1, 2, 3] };
+}
+
+// 95 million characters that JSON writes as \\u0001 each: longer than a string can be.
+export async function tooLarge() {
+  return '\\u0001'.repeat(95_000_000);
+}
 `;
 
 describe('kb-plugin-exec run: what it reports of a result', () => {
@@ -48,7 +60,7 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-results-'));
     // Readable by the subprocess backend's sandbox user, which would otherwise warn on stderr.
     await chmod(plugin, 0o755);
-    const handlers = Object.fromEntries(['forged'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
+    const handlers = Object.fromEntries(['forged', 'sparse', 'tooLarge'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
     const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
     await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify(manifest));
     await writeFile(path.join(plugin, 'handlers.mjs'), HANDLERS);
@@ -76,4 +88,22 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     expect(refused.stderr.split('\n').slice(0, 2)).toEqual(["--context is not a context descriptor ({ requestId, tenantId, host, permissions, config, …fields of the host's own }):", '  - tenantId: must be a string, got number']);
   });
 
+  it('prints an array with holes as its length and its elements by index, however long it is; a dense one stays an array', () => {
+    for (const backend of ['in-process', 'subprocess']) {
+      const result = run(['run', plugin, 'sparse', '--backend', backend, '--no-workspace']);
+      expect(result.status, `${backend}: ${result.stderr}`).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual({
+        huge: { '[sparse array]': { length: 2 ** 32 - 1, items: { '5': { at: 5 }, '7': '[Circular: $.huge]', '4294967294': 'last' } } },
+        holey: { '[sparse array]': { length: 3, items: { '0': 1, '2': 3 } } },
+        dense: [1, 2, 3],
+      });
+    }
+  });
+
+  it('a result too large to print as JSON fails the command with VALIDATION_ERROR saying so, exit 1, nothing on stdout', () => {
+    const result = run(['run', plugin, 'tooLarge', '--no-workspace']);
+    expect(result.status, result.stderr).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^VALIDATION_ERROR: handler result cannot be printed as JSON: it is too large \(its JSON is longer than the longest string Node makes, \d+ characters\)\n$/);
+  });
 });
