@@ -28,7 +28,8 @@ BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it
 { "[sparse array]": { "length": <n>, "items": { "<index>": <value>, … } } }. A result too large
 (or too deeply nested) to print as JSON fails: "VALIDATION_ERROR: handler result cannot be
 printed as JSON: …" on stderr, nothing on stdout, exit 1.
-init <dir> creates a plugin there (manifest, one handler, a test) that runs as created.
+init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
+how to add the package with the project's package manager when none is installed above <dir>.
 sweep removes the directories a killed host left under <dir>, and prints what it did as JSON
 (a <dir> that does not exist is an error, exit 1: a mistyped root is not "nothing left").
 Directories another machine or container sharing <dir> made are kept ("foreign"), unless

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { installCommand } from '@kb-labs/plugin-execution-core/host-kit';
 
 /**
  * `init <dir>`: a plugin that runs as created on every backend — a manifest, one handler typed
@@ -18,7 +19,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   // "My Plugin ü" → "my-plugin": what is not a letter or digit at either end goes with the rest.
   const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
   const id = `@my-org/${name}`;
-  const { pkg, schema } = installedPackage(root);
+  const { pkg, schema, installed } = installedPackage(root);
   await mkdir(root, { recursive: true });
   const files: Record<string, string> = {
     'package.json': `${JSON.stringify({ name, version: '0.1.0', private: true, type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`,
@@ -34,13 +35,15 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       2,
     )}\n`,
     'hello.mjs': HANDLER.replace('__PACKAGE__', pkg),
-    'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id),
+    'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id).replace('__PACKAGE__', pkg).replace('__SKIP_MISSING__\n', pkg === CORE ? SKIP_MISSING : ''),
   };
+  // Installed above the folder: Node finds it from there, nothing to add.
+  const install = installed ? '' : `${installCommand(UMBRELLA, userAgentOf(root))} && `;
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
       `Run it:   npx kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
-      `Test it:  cd ${shellWord(dir)} && npm install @kb-labs/plugin-execution && npm test\n`,
+      `Test it:  cd ${shellWord(dir)} && ${install}npm test\n`,
   );
   return 0;
 }
@@ -53,15 +56,37 @@ const CORE = '@kb-labs/plugin-execution-core';
  * plugin folder: of the package the project installed, as Node finds it from there (the nearest
  * node_modules that has one; the umbrella over core, which a pnpm project that installed the
  * umbrella cannot import). None yet: the umbrella in the plugin's own node_modules, where the
- * `npm install` that init prints puts it.
+ * install command that init prints puts it.
  */
-function installedPackage(root: string): { pkg: string; schema: string } {
+function installedPackage(root: string): { pkg: string; schema: string; installed: boolean } {
   for (let dir = path.dirname(root); ; dir = path.dirname(dir)) {
     for (const pkg of [UMBRELLA, CORE]) {
       const schema = path.join(dir, 'node_modules', pkg, 'dist', 'kb.plugin.schema.json');
-      if (existsSync(schema)) return { pkg, schema: relativeUrl(root, schema) };
+      if (existsSync(schema)) return { pkg, schema: relativeUrl(root, schema), installed: true };
     }
-    if (dir === path.dirname(dir)) return { pkg: UMBRELLA, schema: `./node_modules/${UMBRELLA}/dist/kb.plugin.schema.json` };
+    if (dir === path.dirname(dir)) return { pkg: UMBRELLA, schema: `./node_modules/${UMBRELLA}/dist/kb.plugin.schema.json`, installed: false };
+  }
+}
+
+/** The lock file each package manager keeps at its project's root. */
+const LOCK_FILES: ReadonlyArray<[file: string, manager: string]> = [
+  ['pnpm-lock.yaml', 'pnpm'],
+  ['yarn.lock', 'yarn'],
+  ['bun.lock', 'bun'],
+  ['bun.lockb', 'bun'],
+  ['package-lock.json', 'npm'],
+];
+
+/**
+ * The package manager of the project the new folder is in, as installCommand takes it (a user
+ * agent): the one whose lock file is nearest above the folder; else the one running this command
+ * (npm's `npx` runs it in a pnpm project too, so the lock file comes first).
+ */
+function userAgentOf(root: string): string | undefined {
+  for (let dir = path.dirname(root); ; dir = path.dirname(dir)) {
+    const found = LOCK_FILES.find(([file]) => existsSync(path.join(dir, file)));
+    if (found) return `${found[1]}/`;
+    if (dir === path.dirname(dir)) return process.env.npm_config_user_agent ?? 'npm/';
   }
 }
 
@@ -98,15 +123,16 @@ const TEST = `import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import { createExecutionBackend } from '__PACKAGE__';
 
 const plugin = path.dirname(fileURLToPath(import.meta.url));
 
 for (const type of ['in-process', 'worker-pool', 'subprocess']) {
-  test(\`hello on the \${type} backend\`, async () => {
+  test(\`hello on the \${type} backend\`, async (t) => {
     const backend = createExecutionBackend({ type, plugins: [plugin] });
     try {
       const result = await backend.execute({ pluginId: '__PLUGIN_ID__', handlerId: 'hello', input: { name: 'Ada' } });
+__SKIP_MISSING__
       assert.ok(result.ok, result.ok ? '' : \`\${result.error.code}: \${result.error.message}\`);
       assert.deepEqual(result.data, { message: 'Hello, Ada!' });
     } finally {
@@ -114,6 +140,10 @@ for (const type of ['in-process', 'worker-pool', 'subprocess']) {
     }
   });
 }
+`;
+
+/** Core alone runs a handler on the backends installed beside it: the test skips the others, saying what adds them. */
+const SKIP_MISSING = `      if (!result.ok && result.error.code === 'BACKEND_NOT_INSTALLED') return t.skip(result.error.message);
 `;
 
 /** `word` as one shell word, quoted only when it has to be (a folder name with a space …). */

@@ -292,6 +292,8 @@ describe('kb-plugin-exec CLI', () => {
       // (npm_config_yes=false: npx runs the project's bin or fails, never fetches a package).
       const runIt = /^Run it: +(.+)$/m.exec(created.stdout)?.[1];
       expect(runIt, created.stdout).toBe(`npx kb-plugin-exec run greeter hello --input '{"name":"Ada"}'`);
+      // Installed above the plugin folder: nothing to install in it.
+      expect(/^Test it: +(.+)$/m.exec(created.stdout)?.[1]).toBe('cd greeter && npm test');
       const printed = spawnSync('sh', ['-c', runIt!], { cwd: parent, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', npm_config_yes: 'false' }, timeout: 60_000 });
       expect(printed.status, printed.stderr).toBe(0);
       expect(JSON.parse(printed.stdout)).toEqual({ message: 'Hello, Ada!' });

@@ -1,0 +1,54 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+const require = createRequire(import.meta.url);
+let project: string;
+
+/** `init greeter` in the project, as typed there; what it prints on its "Test it:" line. */
+function init(env: Record<string, string> = {}) {
+  const result = spawnSync(process.execPath, [cli, 'init', 'greeter'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 });
+  expect(result.status, result.stderr).toBe(0);
+  return /^Test it: +(.+)$/m.exec(result.stdout)?.[1];
+}
+
+/** A package of this workspace installed in the project, as a package manager links it. */
+async function install(pkg: string): Promise<void> {
+  await mkdir(path.join(project, 'node_modules', '@kb-labs'), { recursive: true });
+  await symlink(path.dirname(require.resolve(`${pkg}/package.json`)), path.join(project, 'node_modules', pkg), 'dir');
+}
+
+describe('kb-plugin-exec init: what the project installed', () => {
+  beforeEach(async () => {
+    project = await mkdtemp(path.join(os.tmpdir(), 'kb-init-project-'));
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'host', version: '0.0.0', private: true }));
+  });
+  afterEach(async () => {
+    await rm(project, { recursive: true, force: true });
+  });
+
+  it("says to add the package with the project's own package manager (its lock file), npm's without one", async () => {
+    expect(init()).toBe('cd greeter && npm install @kb-labs/plugin-execution && npm test');
+    await rm(path.join(project, 'greeter'), { recursive: true });
+    // npx (npm's user agent) in a pnpm project: the project's lock file says which one it uses.
+    await writeFile(path.join(project, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n");
+    expect(init({ npm_config_user_agent: 'npm/10.9.0 node/v20.19.0 linux x64 workspaces/false' })).toBe('cd greeter && pnpm add @kb-labs/plugin-execution && npm test');
+  });
+
+  it('with only core (and a backend) installed: no install step, and a test that imports core, runs on the backend there and skips the others', async () => {
+    await install('@kb-labs/plugin-execution-core');
+    await install('@kb-labs/plugin-execution-in-process');
+    expect(init()).toBe('cd greeter && npm test');
+    const dir = path.join(project, 'greeter');
+    expect(await readFile(path.join(dir, 'hello.test.mjs'), 'utf8')).toContain("import { createExecutionBackend } from '@kb-labs/plugin-execution-core';");
+    const own = spawnSync(process.execPath, ['--test'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
+    expect(own.status, own.stdout + own.stderr).toBe(0);
+    expect(own.stdout).toMatch(/^# pass 1$/m);
+    expect(own.stdout).toMatch(/^ok \d+ - hello on the worker-pool backend # SKIP The "worker-pool" backend needs the package @kb-labs\/plugin-execution-worker-pool, which is not installed/m);
+  });
+});
