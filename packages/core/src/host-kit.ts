@@ -10,7 +10,7 @@ export { nearest } from './host/nearest-name.js';
 export { channelPathParts, repeatedParam, type ChannelPathParts } from './host/channel-path.js';
 export { lazySchema, type Zod } from './host/lazy-zod.js';
 export { lazyExecutionBackend } from './host/lazy-backend.js';
-export { backendLoader, backendLoadError, installCommand, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
+export { backendLoader, backendLoadError, installCommand, lockFileManager, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
 export { BACKEND_OWN_OPTIONS } from './host/backend-own-options.js';
 export { handlerThrew, toHandlerError, toInternalError } from './errors.js';
 export { formatPath, issuesOf, parseWith, validationError } from './validation.js';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { installCommand } from '@kb-labs/plugin-execution-core/host-kit';
+import { installCommand, lockFileManager } from '@kb-labs/plugin-execution-core/host-kit';
 
 /**
  * `init <dir>`: a plugin that runs as created on every backend — a manifest, one handler typed
@@ -68,26 +68,14 @@ function installedPackage(root: string): { pkg: string; schema: string; installe
   }
 }
 
-/** The lock file each package manager keeps at its project's root. */
-const LOCK_FILES: ReadonlyArray<[file: string, manager: string]> = [
-  ['pnpm-lock.yaml', 'pnpm'],
-  ['yarn.lock', 'yarn'],
-  ['bun.lock', 'bun'],
-  ['bun.lockb', 'bun'],
-  ['package-lock.json', 'npm'],
-];
-
 /**
  * The package manager of the project the new folder is in, as installCommand takes it (a user
  * agent): the one whose lock file is nearest above the folder; else the one running this command
  * (npm's `npx` runs it in a pnpm project too, so the lock file comes first).
  */
 function userAgentOf(root: string): string | undefined {
-  for (let dir = path.dirname(root); ; dir = path.dirname(dir)) {
-    const found = LOCK_FILES.find(([file]) => existsSync(path.join(dir, file)));
-    if (found) return `${found[1]}/`;
-    if (dir === path.dirname(dir)) return process.env.npm_config_user_agent ?? 'npm/';
-  }
+  const manager = lockFileManager(path.dirname(root));
+  return manager ? `${manager}/` : (process.env.npm_config_user_agent ?? 'npm/');
 }
 
 /** `to` relative to the folder `from`, as a `$schema` reference (forward slashes). */

@@ -97,17 +97,16 @@ const LOCK_FILES: ReadonlyArray<[file: string, manager: string]> = [
  * lock file the running script's project (or the working directory's) has; npm's otherwise.
  */
 export function installCommand(pkg: string, userAgent = process.env.npm_config_user_agent): string {
-  const manager = /^(pnpm|yarn|bun|npm)\//.exec(userAgent ?? '')?.[1] ?? lockFileManager();
+  const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
+  const manager = /^(pnpm|yarn|bun|npm)\//.exec(userAgent ?? '')?.[1] ?? (script && lockFileManager(script)) ?? lockFileManager(process.cwd());
   return manager && manager !== 'npm' ? `${manager} add ${pkg}` : `npm install ${pkg}`;
 }
 
-function lockFileManager(): string | undefined {
-  const script = process.argv[1] ? path.dirname(path.resolve(process.argv[1])) : undefined;
-  for (const start of new Set([script, process.cwd()])) {
-    for (let dir = start; dir; dir = path.dirname(dir) === dir ? undefined : path.dirname(dir)) {
-      const found = LOCK_FILES.find(([file]) => existsSync(path.join(dir!, file)));
-      if (found) return found[1];
-    }
+/** The package manager (`pnpm`, `yarn`, `bun`, `npm`) whose lock file is nearest at or above `folder`, if any is. */
+export function lockFileManager(folder: string): string | undefined {
+  for (let dir: string | undefined = path.resolve(folder); dir; dir = path.dirname(dir) === dir ? undefined : path.dirname(dir)) {
+    const found = LOCK_FILES.find(([file]) => existsSync(path.join(dir!, file)));
+    if (found) return found[1];
   }
   return undefined;
 }
