@@ -113,6 +113,7 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(write(['package.json'])).toThrow(/fs\.write\[0\]: is the package\.json:/);
     expect(write(['./handlers/run.mjs'])).toThrow(/fs\.write\[0\]: is handler "run"'s code \(\.\/handlers\/run\.mjs\):/);
     expect(write(['handlers'])).toThrow(/fs\.write\[0\]: holds handler "run"'s code \(\.\/handlers\/run\.mjs\):/);
+    expect(write(['node_modules/helper'])).toThrow(/fs\.write\[0\]: is in a node_modules folder: the plugin's bare imports resolve there/);
     expect(write(['handlers/package.json'])).toThrow(/fs\.write\[0\]: is the package\.json of handler "run"'s code:/);
     expect(register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: ['data', 'handlers-data'], read: ['handlers'] } } } } }).id).toBe('@x/nested');
   });

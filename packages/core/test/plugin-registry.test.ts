@@ -186,6 +186,17 @@ describe('loading a plugin folder', () => {
     expect(error.message).toMatch(/channels\[0\]\.handler: .*"nope"/);
   });
 
+  it('refuses an entry that leads into a declared fs.write folder through a link (a handler that writes it could rewrite that code)', async () => {
+    const dir = await pluginFolder(JSON.stringify({ id: '@t/linked-entry', version: '1', permissions: { fs: { write: ['data'] } }, handlers: { run: { entry: './link.mjs' }, other: { entry: './other.mjs' } } }));
+    await mkdir(path.join(dir, 'data'));
+    await writeFile(path.join(dir, 'data', 'real.mjs'), 'export default () => 1;\n');
+    await writeFile(path.join(dir, 'other.mjs'), 'export default () => 2;\n');
+    await symlink(path.join(dir, 'data', 'real.mjs'), path.join(dir, 'link.mjs'));
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain('handlers.run.entry: ./link.mjs leads into the declared fs.write folder "data" (through a link): a handler that writes it could rewrite this code; keep code out of write folders');
+    expect(error.message).not.toContain('handlers.other');
+  });
+
   it('refuses a "__proto__" key anywhere else in kb.plugin.json too (a platform service of that name was passed over in silence)', async () => {
     const dir = await pluginFolder('{ "id": "@t/proto2", "version": "1.0.0", "permissions": { "platform": { "__proto__": true } }, "handlers": { "run": { "entry": "./a.js", "permissions": { "platform": { "kv": true, "__proto__": ["x"] } } } } }');
     const error = await validationFailure(new PluginRegistry().load(dir));

@@ -86,6 +86,7 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
     return [];
   }
   const issues: ValidationIssue[] = [];
+  const writeFolders = declaredWriteFolders(manifest).map((declared) => ({ declared, real: realOrAsIs(path.resolve(realRoot, declared)) }));
   for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
     let real: string;
     try {
@@ -94,13 +95,32 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
       continue;
     }
     const relative = path.relative(realRoot, real);
+    const written = writeFolders.find((folder) => real === folder.real || real.startsWith(`${folder.real}${path.sep}`));
     if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
       issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
+    } else if (written) {
+      const message = `${spec.entry} leads into the declared fs.write folder "${written.declared}" (through a link): a handler that writes it could rewrite this code; keep code out of write folders`;
+      issues.push({ path: `handlers.${handlerId}.entry`, message });
     } else if (fs.statSync(real, { throwIfNoEntry: false })?.isDirectory()) {
       issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a folder; name the module file in it (./${path.posix.join(spec.entry.replace(/^\.\//, ''), 'index.js')}, say)` });
     }
   }
   return issues;
+}
+
+/** Every fs.write path the manifest declares, the plugin's and its handlers'. */
+function declaredWriteFolders(manifest: PluginManifest): string[] {
+  const specs = [manifest.permissions, ...Object.values(manifest.handlers).map((spec) => spec.permissions)];
+  return specs.flatMap((spec) => spec?.fs?.write ?? []);
+}
+
+/** `p`'s real path, or `p` when it does not exist (yet). */
+function realOrAsIs(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return p;
+  }
 }
 
 /** A plugin folder's path from a path or a `file:` URL (string or URL). */

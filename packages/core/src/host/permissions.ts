@@ -166,6 +166,9 @@ export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | n
       fsList(spec, kind).forEach((p, index) => {
         const where = [...at, 'fs', kind, index];
         if (p.includes('*')) issues.push({ path: where, message: 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' });
+        else if (kind === 'write' && normalizeRelative(p).split('/').includes('node_modules')) {
+          issues.push({ path: where, message: 'is in a node_modules folder: the plugin\'s bare imports resolve there, so a handler that writes it could rewrite code the host loads' });
+        }
         else if (kind === 'write' && normalizeRelative(p) === '.') {
           issues.push({ path: where, message: 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"' });
         } else if (kind === 'write') {
