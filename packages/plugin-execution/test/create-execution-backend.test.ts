@@ -101,12 +101,22 @@ describe('createExecutionBackend', () => {
     const limited = await second.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, Object.create({ timeoutMs: 150 }));
     expectError(limited, 'TIMEOUT');
     expect(limited.meta.timeoutMs).toBe(150);
-    await Promise.all([first.shutdown(), second.shutdown()]);
+    // A JSON-made "__proto__" key is a field refused by name, before load as after, not a prototype.
+    const third = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    const protoRequest = await third.execute(JSON.parse(`{"__proto__": {"pluginId": "${BASIC}"}, "handlerId": "echo"}`));
+    expectError(protoRequest, 'VALIDATION_ERROR');
+    const fourth = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    const protoOptions = await fourth.execute({ pluginId: BASIC, handlerId: 'echo' }, JSON.parse('{"__proto__": {"timeoutMs": 200}}'));
+    expectError(protoOptions, 'VALIDATION_ERROR');
+    expect(protoOptions.error.message).toContain('__proto__');
+    await Promise.all([first.shutdown(), second.shutdown(), third.shutdown(), fourth.shutdown()]);
   });
 
   it('an execute() in the same tick as a registerPlugin() not awaited says to await it, on a lazy backend and on one made with its constructor', async () => {
     const hint = 'a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()';
-    for (const backend of [createExecutionBackend({ type: 'in-process', workspace: false }), new InProcessBackend({ workspace: false })]) {
+    const loaded = createExecutionBackend({ type: 'in-process', workspace: false });
+    await loaded.ready();
+    for (const backend of [createExecutionBackend({ type: 'in-process', workspace: false }), loaded, new InProcessBackend({ workspace: false })]) {
       const registering = backend.registerPlugin(fixturePlugins.basic);
       const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
       expectError(result, 'HANDLER_NOT_FOUND');

@@ -96,6 +96,22 @@ describe('a worker that dies mid-execution', () => {
     expect(next.meta.runnerId).toContain(survivor.id);
   });
 
+  it('SIGKILL right after its start, and a new process under the same worker id: reported lost after workerLostMs (not taken for the old one, still there)', async () => {
+    const pool = newPool('kill9same');
+    const id = `fixed-${pool}`;
+    const first = await startWorker({ natsUrl: server.url, pool, id, concurrency: 1, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    cleanups.push(() => first.stop());
+    // A caller this patient has its workers beat every 3 s: the first one names nothing yet.
+    const backend = host(server.url, pool, { workerLostMs: 9000 });
+    const { result } = await startMark(backend, path.join(markers, 'kill9same.log'));
+    first.child.kill('SIGKILL');
+    const second = await startWorker({ natsUrl: server.url, pool, id, concurrency: 1, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    cleanups.push(() => second.stop());
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.message).toMatch(/ sent no heartbeat for \d+ ms \(workerLostMs: 9000\)$/);
+  }, 60_000);
+
   it('SIGSTOP: WORKER_CRASHED; once it runs again it stops that execution and delivers nothing late', async () => {
     const pool = newPool('sigstop');
     const frozen = await worker(server.url, pool);

@@ -169,7 +169,8 @@ class LazyBackend implements LazyExecutionBackend {
 
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
     if (this.#stopping) throw new ShuttingDownError();
-    const backend = await this.#load();
+    // Loaded: handed over in this turn, so that an execute() right after it hears of it.
+    const backend = this.#backend ?? (await this.#load());
     if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
     return backend.registerPlugin(source);
   }
@@ -273,7 +274,8 @@ function closedStats(type: BuiltInBackendType, options: Record<string, unknown>)
  * enumerable), each read once.
  */
 function fieldsOf(value: object, known: Iterable<string>): Record<string, unknown> {
-  const copy: Record<string, unknown> = {};
+  // No prototype: a JSON-made "__proto__" key stays a field (refused by name), as the loaded backend sees it.
+  const copy = Object.create(null) as Record<string, unknown>;
   for (const key of Object.keys(value)) copy[key] = (value as Record<string, unknown>)[key];
   for (const key of known) {
     if (Object.hasOwn(copy, key)) continue;

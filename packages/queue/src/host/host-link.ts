@@ -186,8 +186,8 @@ export class HostLink implements ExecutionLink {
     this.#jsm.streams.deleteMessage(this.subjects.stream, seq, false).catch(() => undefined);
   }
 
-  workerSeenAt(workerId: string): number | undefined {
-    return this.workers.seenAt(workerId);
+  workerSeenAt(worker: WorkerIdentity): number | undefined {
+    return this.workers.seenAt(worker);
   }
 
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {

@@ -19,8 +19,8 @@ export interface ExecutionLink {
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
   deleteTask(seq: number): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
-  /** When a worker last said it is there (its presence), if it did. */
-  workerSeenAt(workerId: string): number | undefined;
+  /** When a worker process last said it is there (its presence), if it did. */
+  workerSeenAt(worker: WorkerIdentity): number | undefined;
 }
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
@@ -239,15 +239,15 @@ export class RemoteExecution {
     if (!this.#worker || !this.#settle || now - this.#lastHeard <= lostMs) return;
     // Accepted, never named by its worker, which is there: the answer to its start may have been
     // lost (a reset), and its withdrawal, which puts the task back to run, is on its way.
-    const seen = this.#link.workerSeenAt(this.#worker.id);
-    if (!this.#confirmed && now - this.#lastHeard <= 2 * lostMs && seen !== undefined && now - seen <= lostMs) return;
-    const silentFor = Math.round(now - this.#lastHeard);
+    const seen = this.#link.workerSeenAt(this.#worker);
     const present = seen !== undefined && now - seen <= lostMs;
-    const what = !this.#confirmed
-      ? `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`
-      : present
+    if (!this.#confirmed && present && now - this.#lastHeard <= 2 * lostMs) return;
+    const silentFor = Math.round(now - this.#lastHeard);
+    const what = !present
+      ? `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`
+      : this.#confirmed
         ? `is still there but has named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): its end (the result) may have been lost on the way`
-        : `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`;
+        : `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
   }

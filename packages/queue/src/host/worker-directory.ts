@@ -13,9 +13,13 @@ export class WorkerDirectory {
     this.#lostMs = lostMs;
   }
 
-  /** When `workerId` last said it is there (`performance.now()`), if it ever did. */
-  seenAt(workerId: string): number | undefined {
-    return this.#workers.get(workerId)?.seen;
+  /**
+   * When the worker process `worker` names last said it is there (`performance.now()`), if it did:
+   * a process of the same id but another pid or machine (one restarted under a fixed id) is not it.
+   */
+  seenAt(worker: { id: string; host: string; pid: number }): number | undefined {
+    const known = this.#workers.get(worker.id);
+    return known && known.presence.pid === worker.pid && known.presence.host === worker.host ? known.seen : undefined;
   }
 
   take(presence: PresenceBody): void {
