@@ -46,7 +46,7 @@ describe('kb-plugin-exec init: what the project installed', () => {
     expect(init()).toBe('cd greeter && npm test');
     const dir = path.join(project, 'greeter');
     expect(await readFile(path.join(dir, 'hello.test.mjs'), 'utf8')).toContain("import { createExecutionBackend } from '@kb-labs/plugin-execution-core';");
-    const own = spawnSync(process.execPath, ['--test'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
+    const own = spawnSync(process.execPath, ['--test', '--test-reporter=tap'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
     expect(own.status, own.stdout + own.stderr).toBe(0);
     expect(own.stdout).toMatch(/^# pass 1$/m);
     expect(own.stdout).toMatch(/^ok \d+ - hello on the worker-pool backend # SKIP The "worker-pool" backend needs the package @kb-labs\/plugin-execution-worker-pool, which is not installed/m);
