@@ -1,6 +1,5 @@
 import fs from 'node:fs';
-import path from 'node:path';
-import { WorkerCrashedError, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, WorkspaceManager, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
 import { printableJson } from './printable-json.js';
 
 export interface ExitGuardOptions {
@@ -10,8 +9,6 @@ export interface ExitGuardOptions {
   json: boolean;
   /** Whether a --platform module runs in this process too (it may be what called process.exit). */
   platform: boolean;
-  /** Where this run's workspace is made; undefined without one. */
-  workspaceRoot: string | undefined;
   keepWorkspace: boolean;
 }
 
@@ -32,7 +29,7 @@ export function guardExit(options: ExitGuardOptions): () => void {
   const onExit = (code: number) => {
     process.exitCode = 1;
     const error = crashError(options, uncaught, code);
-    const kept = ownWorkspaces(options.workspaceRoot, options.keepWorkspace);
+    const kept = ownWorkspaces(options.keepWorkspace);
     if (options.json) {
       const meta = { backend: options.backend, pluginId: options.pluginId, handlerId: options.handlerId, ...(kept ? { workspaceDir: kept } : {}) };
       writeQuietly(1, `${printableJson({ ok: false, error: serializeError(error), meta }, 2)}\n`);
@@ -60,22 +57,16 @@ function crashError(options: ExitGuardOptions, uncaught: boolean, code: number):
 }
 
 /**
- * This process's workspace directories under `root` (`kbx-<pid>.…`, as WorkspaceManager names
- * them): removed, as `sweep` would once the process is gone, or with --keep-workspace the one
- * kept, returned.
+ * This process's leases not released yet (WorkspaceManager.liveLeases: the execution's, which
+ * the backend had no turn left to release): removed, as `sweep` would once the process is gone,
+ * or with --keep-workspace the one kept, returned.
  */
-function ownWorkspaces(root: string | undefined, keep: boolean): string | undefined {
-  if (root === undefined) return undefined;
-  let names: string[];
-  try {
-    names = fs.readdirSync(root).filter((name) => name.startsWith(`kbx-${process.pid}.`) || name.startsWith(`kbx-${process.pid}-`));
-  } catch {
-    return undefined;
-  }
-  if (keep) return names[0] === undefined ? undefined : path.join(root, names[0]);
-  for (const name of names) {
+function ownWorkspaces(keep: boolean): string | undefined {
+  const leases = WorkspaceManager.liveLeases();
+  if (keep) return leases[0];
+  for (const lease of leases) {
     try {
-      fs.rmSync(path.join(root, name), { recursive: true, force: true });
+      fs.rmSync(lease, { recursive: true, force: true });
     } catch {
       // What cannot be removed now, `kb-plugin-exec sweep` removes later.
     }

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
-import { PluginRegistry, WorkspaceManager, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
@@ -100,7 +100,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
-  const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, workspaceRoot: workspaceRoot(values, type), keepWorkspace: values['keep-workspace'] === true });
+  const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
   try {
     // Without --context, only what kind of host runs it; not the command line, whose flag values
     // (a --grant, an --input) may be secrets the handler has no business reading.
@@ -131,12 +131,6 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     await backend.shutdown({ timeoutMs: 2000 });
     process.off('SIGINT', onInt).off('SIGTERM', onTerm);
   }
-}
-
-/** Where this run's workspace is made on this machine (a queue's is made on its worker's); undefined without one. */
-function workspaceRoot(values: RunValues, type: BuiltInBackendType): string | undefined {
-  if (values['no-workspace'] || type === 'queue') return undefined;
-  return values['workspace-root'] ? path.resolve(values['workspace-root']) : WorkspaceManager.default().root;
 }
 
 /** Sends what is written to stdout to stderr until the returned function is called. */

@@ -89,6 +89,11 @@ export class WorkspaceManager {
     this.root = path.resolve(options.root);
   }
 
+  /** The lease directories of every manager in this process not released yet: what this process leaves behind if it ends now. */
+  static liveLeases(): string[] {
+    return [...LIVE];
+  }
+
   /** A manager rooted in the OS temp directory (one folder per OS user). */
   static default(): WorkspaceManager {
     const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
