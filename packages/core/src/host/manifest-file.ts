@@ -3,7 +3,7 @@ import { ValidationError } from '../errors.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
 import { duplicateJsonKeys } from './json-duplicate-keys.js';
 import { jsonSyntaxProblem } from './json-syntax.js';
-import { MANIFEST_FILE, pluginManifestSchema, type PluginManifest } from './manifest.js';
+import { MANIFEST_FILE, declaredWriteFolders, pluginManifestSchema, type PluginManifest } from './manifest.js';
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
 const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
@@ -106,12 +106,6 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
     }
   }
   return issues;
-}
-
-/** Every fs.write path the manifest declares, the plugin's and its handlers'. */
-function declaredWriteFolders(manifest: PluginManifest): string[] {
-  const specs = [manifest.permissions, ...Object.values(manifest.handlers).map((spec) => spec.permissions)];
-  return specs.flatMap((spec) => spec?.fs?.write ?? []);
 }
 
 /** `p`'s real path, or `p` when it does not exist (yet). */

@@ -177,6 +177,12 @@ function loadedFiles(manifest: { handlers?: unknown } | undefined): Array<{ file
   return files;
 }
 
+/** Every fs.write path a (validated) manifest declares, the plugin's and its handlers', as written. */
+export function declaredWriteFolders(manifest: PluginManifest): string[] {
+  const specs = [manifest.permissions, ...Object.values(manifest.handlers).map((spec) => spec.permissions)];
+  return specs.flatMap((spec) => spec?.fs?.write ?? []);
+}
+
 export type PluginManifest = z.output<ReturnType<typeof pluginManifestSchema>>;
 export type PluginManifestInput = z.input<ReturnType<typeof pluginManifestSchema>>;
 export type HandlerSpec = z.output<ReturnType<typeof handlerSpecSchema>>;

@@ -157,29 +157,27 @@ export interface NestedPathIssue {
  * Declared fs paths a plugin may not have: the plugin folder itself as a write folder (its
  * handlers could rewrite the manifest and code the host loads, and the subprocess sandbox hands
  * a write folder to its user for good), a "*" (Node's permission model reads it as a wildcard),
- * and paths inside a declared write folder (pathsInsideWriteFolders).
+ * what writePathProblem refuses, and paths inside a declared write folder (pathsInsideWriteFolders).
  */
 export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>, loaded: ReadonlyArray<{ file: string; what: string }> = []): NestedPathIssue[] {
   const issues: NestedPathIssue[] = [];
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
-        const where = [...at, 'fs', kind, index];
-        if (p.includes('*')) issues.push({ path: where, message: 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' });
-        else if (kind === 'write' && normalizeRelative(p).split('/').includes('node_modules')) {
-          issues.push({ path: where, message: 'is in a node_modules folder: the plugin\'s bare imports resolve there, so a handler that writes it could rewrite code the host loads' });
-        }
-        else if (kind === 'write' && normalizeRelative(p) === '.') {
-          issues.push({ path: where, message: 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"' });
-        } else if (kind === 'write') {
-          const n = normalizeRelative(p);
-          const held = loaded.find(({ file }) => file === n || file.startsWith(`${n}/`));
-          if (held) issues.push({ path: where, message: `${held.file === n ? 'is' : 'holds'} ${held.what}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"` });
-        }
+        const problem = p.includes('*') ? 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' : kind === 'write' ? writePathProblem(normalizeRelative(p), loaded) : undefined;
+        if (problem) issues.push({ path: [...at, 'fs', kind, index], message: problem });
       });
     }
   }
   return [...issues, ...pathsInsideWriteFolders(specs)];
+}
+
+/** Why a declared fs.write path (`n`, normalised) may not be one, if it may not. */
+function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what: string }>): string | undefined {
+  if (n.split('/').includes('node_modules')) return "is in a node_modules folder: the plugin's bare imports resolve there, so a handler that writes it could rewrite code the host loads";
+  if (n === '.') return 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"';
+  const held = loaded.find(({ file }) => file === n || file.startsWith(`${n}/`));
+  return held ? `${held.file === n ? 'is' : 'holds'} ${held.what}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"` : undefined;
 }
 
 /**

@@ -94,12 +94,7 @@ export class PluginRegistry {
   /** A registration has begun (a backend's registerPlugin(), before it waits for anything): call what it returns once it is over. */
   loading(): () => void {
     this.#loading++;
-    let over = false;
-    return () => {
-      if (over) return;
-      over = true;
-      this.#loading--;
-    };
+    return () => void this.#loading--;
   }
 
   /**

@@ -2,6 +2,7 @@ import type { FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
+import { declaredWriteFolders } from './manifest.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -283,7 +284,6 @@ function ignored(plugin: WatchedPlugin, file: string): boolean {
 /** The folders inside its own folder that a plugin's manifest lets its handlers write, as absolute paths. */
 function writeFolders(plugin: RegisteredPlugin): string[] {
   const { manifest, root } = plugin;
-  const declared = [manifest.permissions, ...Object.values(manifest.handlers).map((handler) => handler.permissions)].flatMap((spec) => spec?.fs?.write ?? []);
-  // Its whole folder declared writable: its code is in there too, and edits to it still reload.
-  return declared.map((p) => path.resolve(root, p)).filter((folder) => folder !== root);
+  // Its whole folder declared writable (a manifest that skipped validation): its code is in there too, and edits to it still reload.
+  return declaredWriteFolders(manifest).map((p) => path.resolve(root, p)).filter((folder) => folder !== root);
 }
