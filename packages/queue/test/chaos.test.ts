@@ -532,6 +532,20 @@ describe('the network between the host and the server', () => {
     await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
+
+  it('cut while an execution runs: shutdown({ timeoutMs }) resolves about two seconds after its timeout (the stop\'s grace), not once the worker is taken for lost', async () => {
+    const pool = newPool('hostcutshutdown');
+    await worker(server.url, pool);
+    // A worker taken for lost only after 20 s: a shutdown that waited for that verdict would take as long.
+    const backend = host(proxy.url, pool, { workerLostMs: 20_000 });
+    const { result } = await startMark(backend, path.join(markers, 'hostcutshutdown.log'));
+    proxy.cut();
+    const shutdownAt = performance.now();
+    await backend.shutdown({ timeoutMs: 500 });
+    expect(performance.now() - shutdownAt).toBeLessThan(500 + 2000 + SLACK_MS);
+    expectError(await result, 'SHUTTING_DOWN');
+    proxy.restore();
+  }, 60_000);
 });
 
 describe('a caller that dies mid-execution', () => {

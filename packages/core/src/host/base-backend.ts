@@ -45,7 +45,7 @@ export interface BackendDefaults {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_QUEUE = 1000;
-/** How long shutdown waits, past its own timeout, for stopped executions to release what they held. */
+/** How long shutdown waits, past its own timeout, for stopped executions to release what they held before it closes the runners. */
 const RELEASE_WAIT_MS = 2000;
 
 /**
@@ -269,7 +269,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   /**
    * Refuse new work and fail what waits in the queue; let the executions called before this
    * finish (bounded) — running, or holding a slot on their way to a runner (their workspace being
-   * made, say) — stop the rest, wait for their release, close the runners.
+   * made, say) — stop the rest, wait for their release (bounded), close the runners.
    */
   async #stop(deadline: ShutdownDeadline): Promise<void> {
     this.#stopping = true;
@@ -284,8 +284,12 @@ export abstract class BaseBackend implements IExecutionBackend {
         : new ShuttingDownError(`The ${this.type} backend shut down before any runner took this execution; it never started`, { details: { phase: 'queued' } });
       execution.stop(stopped);
     }
-    await settlesWithin(this.#idle(), RELEASE_WAIT_MS);
-    await Promise.allSettled([...this.#releases]);
+    // Their runners have RELEASE_WAIT_MS to end them and report back (a thread's exit, a queue
+    // worker's last word); what still waits then is let go by closing the runners, not awaited first.
+    await settlesWithin(
+      this.#idle().then(() => Promise.allSettled([...this.#releases])),
+      RELEASE_WAIT_MS,
+    );
     try {
       await this.closeRunners();
     } finally {
