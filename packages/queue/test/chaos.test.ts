@@ -255,6 +255,23 @@ describe('the network between a worker and the server', () => {
     const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
     expectOk(after);
   });
+
+  it('cut, then SIGTERM: the worker exits about a second after its drain timeout (what it still had to send cannot go), not five', async () => {
+    const pool = newPool('netcutdrain');
+    const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 500, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    cleanups.push(() => drained.stop());
+    const backend = host(server.url, pool);
+    const { result } = await startMark(backend, path.join(markers, 'netcutdrain.log'));
+    proxy.cut();
+    const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
+    const signalledAt = performance.now();
+    drained.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    // The drain's 500 ms, the connection's last second, and slack for a loaded machine: under the 5.5 s it took before.
+    expect(performance.now() - signalledAt).toBeLessThan(4000);
+    expectError(await result, 'WORKER_CRASHED');
+    proxy.restore();
+  });
 });
 
 describe('a slow or flaky link between a worker and the server', () => {

@@ -55,6 +55,8 @@ export interface WorkerSpec {
   id?: string;
   plugins?: string[];
   heartbeatMs?: number;
+  /** The drain's `timeoutMs` on SIGTERM (the fixture's default: 10 000). */
+  drainMs?: number;
   /** How far the worker's wall clock (`Date.now()`) is ahead of the host's (negative: behind), as on a machine whose clock is off. */
   clockOffsetMs?: number;
   /** Register the OpenTelemetry SDK in the worker, its finished spans written to this file (JSON lines). */
@@ -75,6 +77,7 @@ export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     KB_WORKSPACE_ROOT: workspaceRoot,
     ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),
     ...(spec.heartbeatMs ? { KB_HEARTBEAT_MS: String(spec.heartbeatMs) } : {}),
+    ...(spec.drainMs !== undefined ? { KB_DRAIN_MS: String(spec.drainMs) } : {}),
     ...(spec.otelSpansFile ? { KB_OTEL_SPANS_FILE: spec.otelSpansFile } : {}),
     ...(spec.clockOffsetMs ? { KB_CLOCK_OFFSET_MS: String(spec.clockOffsetMs) } : {}),
   };

@@ -45,6 +45,12 @@ const JS_API = '$JS.API';
 
 /** How long close() waits for stopped executions to report before it closes the connection. */
 const STOP_WAIT_MS = 5000;
+/**
+ * How long close() lets the connection send what is still buffered (the last reports, its
+ * withdrawal) and the server confirm its unsubscriptions: milliseconds on a working link; on a
+ * cut one it would wait for ever, and the process's exit is late by this much.
+ */
+const CONNECTION_DRAIN_MS = 1000;
 /** A large input none of whose parts came for this long is dropped (its caller has given up on it). */
 const PARTS_IDLE_MS = 60_000;
 
@@ -361,7 +367,7 @@ class QueueWorker implements ExecutionWorker {
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
       // Bounded: a connection that is reconnecting would wait for the server.
-      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), STOP_WAIT_MS))) await closeConnection(this.#nc);
+      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS))) await closeConnection(this.#nc);
       this.#markClosed();
     })();
     return this.#closing;
