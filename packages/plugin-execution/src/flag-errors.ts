@@ -13,7 +13,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
  * The VALIDATION_ERRORs that check what the command line gave (the request's context, a queue's
  * or a worker's options): not a handler's, whose own errors and input's issues are its own.
  */
-const CHECKS_THE_COMMAND_LINE = /^(?:Invalid execution request|Invalid queue backend options|Invalid execution worker options)\b|^(?:pool|subjectPrefix|worker id) "/;
+const CHECKS_THE_COMMAND_LINE = /^(?:Invalid execution request|Invalid queue backend options|Invalid execution worker options)\b/;
 
 /** The flags given on a command line (`--context`, `--pool` …): a mistake is only ever in one of them. */
 export function givenFlags(values: Record<string, unknown>): ReadonlySet<string> {

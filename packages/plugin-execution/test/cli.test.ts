@@ -485,19 +485,28 @@ describe('kb-plugin-exec CLI', () => {
     expect(nats.stderr.split('\n')[0]).toBe('--nats: "nats://" is not a server URL such as nats://host:4222');
     const pool = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', 'nats://127.0.0.1:1', '--pool', 'a.b', '--no-workspace']);
     expect(pool.status).toBe(2);
-    expect(pool.stderr.split('\n')[0]).toBe('--pool: pool "a.b" must be 1 to 64 letters, digits, "_" or "-"');
+    expect(pool.stderr.split('\n')[0]).toBe('--pool: must be 1 to 64 letters, digits, "_" or "-", got "a.b"');
     const worker = (flag: string, value: string) => run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process', flag, value]);
     for (const [flag, value, line] of [
-      ['--id', 'a.b', '--id: worker id "a.b" must be letters, digits, "_" and "-" (64 at most)'],
+      ['--id', 'a.b', '--id: must be letters, digits, "_" and "-" (64 at most), got "a.b"'],
       ['--concurrency', '100000000', '--concurrency: must be an integer from 1 to 10000, got 100000000'],
-      ['--prefix', 'c..d', '--prefix: subjectPrefix "c..d" must be dot-separated tokens of letters, digits, "_" and "-"'],
-      ['--pool', 'a.b', '--pool: pool "a.b" must be 1 to 64 letters, digits, "_" or "-"'],
+      ['--prefix', 'c..d', '--prefix: must be dot-separated tokens of letters, digits, "_" and "-", got "c..d"'],
+      ['--pool', 'a.b', '--pool: must be 1 to 64 letters, digits, "_" or "-", got "a.b"'],
     ] as const) {
       const refused = worker(flag, value);
       expect(refused.status, flag).toBe(2);
       expect(refused.stderr.split('\n')[0]).toBe(line);
       expect(refused.stderr).toContain('kb-plugin-exec worker --help lists the options.');
     }
+    // Every bad name at once, not the first only.
+    const all = run(['worker', '--nats', 'nats://', '--plugins', fixturePlugins.basic, '--backend', 'in-process', '--pool', 'a b', '--prefix', 'c..d', '--id', 'x/y']);
+    expect(all.status).toBe(2);
+    expect(all.stderr.split('\n').slice(0, 4)).toEqual([
+      '--nats: "nats://" is not a server URL such as nats://host:4222',
+      '--pool: must be 1 to 64 letters, digits, "_" or "-", got "a b"',
+      '--prefix: must be dot-separated tokens of letters, digits, "_" and "-", got "c..d"',
+      '--id: must be letters, digits, "_" and "-" (64 at most), got "x/y"',
+    ]);
     const input = run(['run', fixturePlugins.basic, 'validated', '--input', '{"pool":5}', '--no-workspace']);
     expect(input.status).toBe(1);
     expect(input.stderr).toMatch(/^VALIDATION_ERROR: Invalid input for handler "validated"/);

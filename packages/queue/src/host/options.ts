@@ -1,7 +1,7 @@
 import type { BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
-import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX } from '../shared/subjects.js';
+import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption } from '../shared/subjects.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024;
 
@@ -44,8 +44,8 @@ export interface QueueBackendOptions extends BackendOptions {
 export const queueOptionsSchema = lazySchema(() =>
   backendOptionsSchema().extend({
     connection: connectionSchema().optional(),
-    pool: option.text().optional(),
-    subjectPrefix: option.text().optional(),
+    pool: poolOption().optional(),
+    subjectPrefix: subjectPrefixOption().optional(),
     queueBound: option.int(1, 100_000_000).optional(),
     heartbeatMs: option.int(50, 60_000).optional(),
     workerLostMs: option.int(100, 600_000).optional(),
@@ -81,6 +81,5 @@ export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueue
     streamStorage: o.streamStorage ?? 'memory',
     workspace: o.workspace !== false,
   };
-  checkNames(resolved.subjectPrefix, resolved.pool);
   return resolved;
 }

@@ -1,8 +1,8 @@
 import os from 'node:os';
-import { ValidationError, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
+import type { Platform, PluginSource } from '@kb-labs/plugin-execution-core';
 import { lazySchema, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
-import { checkNames, DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
+import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
 import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
 
@@ -41,15 +41,18 @@ export interface ExecutionWorkerOptions {
 const workerOptionsSchema = lazySchema((z) =>
   z.object({
     connection: connectionSchema().optional(),
-    pool: option.text().optional(),
-    subjectPrefix: option.text().optional(),
+    pool: poolOption().optional(),
+    subjectPrefix: subjectPrefixOption().optional(),
     backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
     // A worker without plugins can run nothing: every task it took would be handed back, then fail.
     plugins: pluginSourcesSchema().min(1, { error: 'must name at least one plugin folder: a worker without plugins can run nothing' }),
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
     concurrency: option.int(1, 10_000).optional(),
     workspace: z.object({ root: option.text() }).strict().optional(),
-    id: option.text().optional(),
+    id: option
+      .text()
+      .refine((id) => subjectToken(id) === id, { error: (issue) => `must be letters, digits, "_" and "-" (64 at most), got ${JSON.stringify(issue.input)}` })
+      .optional(),
     heartbeatMs: option.int(50, 60_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
   }),
@@ -72,7 +75,6 @@ export interface ResolvedWorkerOptions {
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
   const o = parseOptions(workerOptionsSchema(), options, 'execution worker options');
   const id = o.id ?? subjectToken(`${os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
-  if (subjectToken(id) !== id) throw new ValidationError(`worker id "${id}" must be letters, digits, "_" and "-" (64 at most)`, { details: { path: 'id' } });
   const resolved: ResolvedWorkerOptions = {
     connection: (o.connection ?? {}) as NatsConnectionOptions,
     pool: o.pool ?? DEFAULT_POOL,
@@ -86,6 +88,5 @@ export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedW
     heartbeatMs: o.heartbeatMs ?? 1000,
     maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
   };
-  checkNames(resolved.subjectPrefix, resolved.pool);
   return resolved;
 }

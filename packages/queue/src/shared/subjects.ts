@@ -1,4 +1,4 @@
-import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { option } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The default first token of every subject and stream name. */
 export const DEFAULT_SUBJECT_PREFIX = 'kbexec';
@@ -67,13 +67,15 @@ export function ownerOfStream(subjects: PoolSubjects, taken: string): { prefix: 
   return streamName(prefix, pool) === subjects.stream ? { prefix, pool } : undefined;
 }
 
-/** Checks a pool name or subject prefix (dot-separated tokens for a prefix) before it reaches NATS. */
-export function checkNames(prefix: string, pool: string): void {
-  if (!prefix.split('.').every((token) => TOKEN.test(token))) {
-    throw new ValidationError(`subjectPrefix "${prefix}" must be dot-separated tokens of letters, digits, "_" and "-"`, { details: { path: 'subjectPrefix' } });
-  }
-  if (!TOKEN.test(pool)) throw new ValidationError(`pool "${pool}" must be 1 to 64 letters, digits, "_" or "-"`, { details: { path: 'pool' } });
-}
+/** A pool name's option: one subject token, checked before it reaches NATS, with the other options. */
+export const poolOption = () =>
+  option.text().refine((pool) => TOKEN.test(pool), { error: (issue) => `must be 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(issue.input)}` });
+
+/** A subject prefix's option: dot-separated subject tokens. */
+export const subjectPrefixOption = () =>
+  option
+    .text()
+    .refine((prefix) => prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}` });
 
 /** An id usable as one subject token: anything else becomes "-". */
 export function subjectToken(text: string): string {
