@@ -11,8 +11,27 @@ const { types } = process.getBuiltinModule('node:util');
  */
 
 /** The constructors a view can be rebuilt with, taken before any plugin code can run. */
-const VIEW_TYPES = [Uint8Array, Int8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array] as const;
+const VIEW_TYPES: ReadonlyArray<new (buffer: ArrayBuffer) => ArrayBufferView> = [
+  Uint8Array,
+  Int8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  // Node 24 and later (a global there; structured clone keeps it).
+  ...optionalViewType('Float16Array'),
+];
 const sliceBuffer = ArrayBuffer.prototype.slice;
+
+function optionalViewType(name: string): Array<new (buffer: ArrayBuffer) => ArrayBufferView> {
+  const Type = (globalThis as Record<string, unknown>)[name];
+  return typeof Type === 'function' ? [Type as new (buffer: ArrayBuffer) => ArrayBufferView] : [];
+}
 
 /** Whether `view` sees only part of its buffer (a shared buffer is left shared: the host chose it). */
 function isLoose(view: ArrayBufferView): boolean {

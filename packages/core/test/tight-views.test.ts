@@ -15,7 +15,29 @@ function expectTight(view: ArrayBufferView, text: string): void {
   expect(Buffer.from(view.buffer).toString()).toBe(text);
 }
 
+/** Every typed array type of the Node running the test (Float16Array from Node 24 on). */
+const typedArrayTypes = Object.getOwnPropertyNames(globalThis)
+  .filter((name) => name.endsWith('Array') && name !== 'Array')
+  .map((name) => [name, (globalThis as unknown as Record<string, new (buffer: ArrayBuffer, offset: number, length: number) => ArrayBufferView>)[name]!] as const)
+  .filter(([, Type]) => typeof Type === 'function' && ArrayBuffer.isView(new Type(new ArrayBuffer(16), 8, 1)));
+
 describe('views cross with their own bytes only', () => {
+  it(`every typed array type this Node has (${typedArrayTypes.length}) keeps its type, length and values through each tightening, not only the ones Node 20 has`, () => {
+    expect(typedArrayTypes.length).toBeGreaterThanOrEqual(11);
+    for (const [name, Type] of typedArrayTypes) {
+      const view = new Type(new ArrayBuffer(64), 8, 4);
+      (view as unknown as { fill(value: unknown): void }).fill(name.startsWith('Big') ? 3n : 3);
+      const whole = new Type(new ArrayBuffer(64), 0, 64 / (view as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
+      for (const copy of [tightenViews(view), tightenViews({ view }).view, deserializeLikeClone(v8.serialize(view)) as ArrayBufferView, cloneForWire({ view }, 'result').view]) {
+        expect(copy.constructor, name).toBe(Type);
+        expect(Array.from(copy as unknown as ArrayLike<unknown>), name).toEqual(Array.from(view as unknown as ArrayLike<unknown>));
+        expect(copy.buffer.byteLength, name).toBe(copy.byteLength);
+      }
+      // A whole view is handed on as it is.
+      expect(tightenViews(whole)).toBe(whole);
+    }
+  });
+
   it('cloneForWire: a view anywhere in the value (object, array, Map key and value, Set, nested) keeps only its bytes; one view met twice stays one', () => {
     const shared = windowOn('shared');
     const value = {
