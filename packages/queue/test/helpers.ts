@@ -55,6 +55,8 @@ export interface WorkerSpec {
   id?: string;
   plugins?: string[];
   heartbeatMs?: number;
+  /** It writes a view type its hosts cannot read, as a worker on a newer Node would (fixtures/worker.mjs). */
+  writesNewerViews?: boolean;
   /** The drain's `timeoutMs` on SIGTERM (the fixture's default: 10 000). */
   drainMs?: number;
   /** How far the worker's wall clock (`Date.now()`) is ahead of the host's (negative: behind), as on a machine whose clock is off. */
@@ -78,6 +80,7 @@ export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),
     ...(spec.heartbeatMs ? { KB_HEARTBEAT_MS: String(spec.heartbeatMs) } : {}),
     ...(spec.drainMs !== undefined ? { KB_DRAIN_MS: String(spec.drainMs) } : {}),
+    ...(spec.writesNewerViews ? { KB_WRITES_NEWER_VIEWS: '1' } : {}),
     ...(spec.otelSpansFile ? { KB_OTEL_SPANS_FILE: spec.otelSpansFile } : {}),
     ...(spec.clockOffsetMs ? { KB_CLOCK_OFFSET_MS: String(spec.clockOffsetMs) } : {}),
   };

@@ -13,6 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
 import { connect, nanos } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
+import { NEWER_VIEW_BYTES, writeNewerViews } from './fixtures/newer-views.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
 
 const pool = newPool('queue');
@@ -535,6 +536,42 @@ describe('sizes', () => {
     const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
     expectOk(called);
     expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform call arguments is 21 MiB encoded, over the queue backend's limit") });
+  });
+});
+
+describe('hosts and workers on different Node majors', () => {
+  it('a result holding a value this host\'s Node cannot read (a newer Node\'s typed array) fails VALIDATION_ERROR naming this Node, at once, and its worker serves on', async () => {
+    const own = newPool('newer-worker');
+    const newer = await startWorker({ natsUrl: server!.url, pool: own, backend: 'in-process', concurrency: 1, writesNewerViews: true, plugins: [fixturePlugins.basic] });
+    try {
+      const backend = make({ pool: own, workerLostMs: 20_000 });
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: new Uint8Array(NEWER_VIEW_BYTES) }, { timeoutMs: 30_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.details).toMatchObject({ reason: 'unreadable-message', node: process.version });
+      expect(result.error.message).toContain(`The handler's result could not be read on Node ${process.version}`);
+      expect(result.error.message).toContain('Float16Array');
+      // Not the heartbeat watch's verdict, 20 s on: the result itself said it.
+      expect(result.meta.durationMs).toBeLessThan(20_000);
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 30_000 }));
+    } finally {
+      await newer.stop();
+    }
+  });
+
+  it('an input holding a value the worker\'s Node cannot read fails VALIDATION_ERROR naming the worker\'s Node, not HANDLER_ERROR, and the handler never runs', async () => {
+    const backend = make();
+    const file = path.join(markers, 'newer-input.log');
+    const restore = writeNewerViews();
+    let result: ExecutionResult;
+    try {
+      result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1, bytes: new Uint8Array(NEWER_VIEW_BYTES) } }, { timeoutMs: 30_000 });
+    } finally {
+      restore();
+    }
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.details).toMatchObject({ reason: 'unreadable-message', node: process.version });
+    expect(result.error.message).toContain('The task (its input, its context) could not be read on Node');
+    expect(await marks(file)).toEqual([]);
   });
 });
 

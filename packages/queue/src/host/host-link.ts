@@ -267,15 +267,18 @@ export class HostLink implements ExecutionLink {
 
   #fromWorker(msg: Msg): void {
     let body: Uint8Array | undefined;
+    const executionId = msg.headers?.get(HEADER.executionId) ?? '';
     try {
-      const executionId = msg.headers?.get(HEADER.executionId) ?? '';
       // Any word from its worker, a part of a large result included, says the worker is there:
       // on a slow link, heartbeats wait behind those parts.
       this.executions.get(executionId)?.heard();
       body = this.#parts.take(msg);
       if (body) this.#route(msg.headers?.get(HEADER.kind) ?? '', executionId, body, msg);
-    } catch {
-      // A message that does not decode is dropped; its execution's watch reports a silent worker.
+    } catch (error) {
+      // A message for an execution that this host cannot read (a value of a newer Node) fails it
+      // saying so; any other that does not decode is dropped (its execution's watch reports a silent worker).
+      const execution = this.executions.get(executionId);
+      if (execution && error instanceof ValidationError) execution.unreadable(error);
       if (msg.reply) msg.respond();
     }
   }
@@ -298,14 +301,14 @@ export class HostLink implements ExecutionLink {
         execution?.inputTaken(decode<{ worker: WorkerIdentity }>(body).worker.id);
         break;
       case 'log':
-        execution?.log(decode(body));
+        execution?.log(decode(body, "A log line of the handler's"));
         break;
       case 'event':
       case 'rpc':
-        execution?.relay(decode(body));
+        execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's"));
         break;
       case 'result':
-        execution?.result(decode<ResultBody>(body));
+        execution?.result(decode<ResultBody>(body, "The handler's result"));
         break;
     }
     // The last part of a large message is a request: the sender waits for this.

@@ -233,6 +233,13 @@ export class RemoteExecution {
     }
   }
 
+  /** Something its worker sent for it cannot be read here (shared/wire.ts decode): it fails so, and its worker stops it. */
+  unreadable(error: ValidationError): void {
+    if (!this.#settle) return;
+    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
+    this.#finish(undefined, error);
+  }
+
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
   checkLost(now: number, serverSilentMs: number): void {
     const lostMs = this.#link.workerLostMs;
