@@ -14,5 +14,5 @@ export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/h
 export { ExecutionError, HandlerError, PermissionDeniedError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
-export { deserializeLikeClone } from './v8-wire.js';
+export { deserializeLikeClone, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';

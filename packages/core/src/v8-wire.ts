@@ -1,3 +1,4 @@
+import { ValidationError } from './errors.js';
 import { tightCopy } from './tight-views.js';
 // Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
 const v8 = process.getBuiltinModule('node:v8');
@@ -24,4 +25,21 @@ export function deserializeLikeClone(bytes: Uint8Array): unknown {
   const deserializer = new CloneLikeDeserializer(bytes as Buffer);
   deserializer.readHeader();
   return deserializer.readValue();
+}
+
+/**
+ * A message that crossed whole but cannot be rebuilt where it arrived: nested deeper than the
+ * reader's stack allows (a worker thread's stack is larger than a process's), or holding a value
+ * the reader's Node does not know (a Float16Array, from Node 24 on, read on Node 20 or 22).
+ * VALIDATION_ERROR, `details.reason: 'unreadable-message'`, on every backend. `where`: "by the
+ * host", "in the handler's process" …
+ */
+export function unreadableMessageError(what: string, where: string, error: unknown): ValidationError {
+  const message = String((error as Error)?.message ?? error);
+  const tooDeep = (error as Error)?.name === 'RangeError' && /call stack/i.test(message);
+  const why = tooDeep ? 'it is nested deeper than can be rebuilt there' : 'it holds a value that Node cannot read, such as a Float16Array (Node 24 and later) read on Node 20 or 22';
+  return new ValidationError(`${what} could not be read ${where} (Node ${process.version}): ${why} (${message})`, {
+    details: { reason: 'unreadable-message', message, node: process.version },
+    cause: error,
+  });
 }

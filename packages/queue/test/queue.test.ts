@@ -548,7 +548,7 @@ describe('hosts and workers on different Node majors', () => {
       const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: new Uint8Array(NEWER_VIEW_BYTES) }, { timeoutMs: 30_000 });
       expectError(result, 'VALIDATION_ERROR');
       expect(result.error.details).toMatchObject({ reason: 'unreadable-message', node: process.version });
-      expect(result.error.message).toContain(`The handler's result could not be read on Node ${process.version}`);
+      expect(result.error.message).toContain(`The handler's result could not be read by the host (Node ${process.version}): it holds a value that Node cannot read`);
       expect(result.error.message).toContain('Float16Array');
       // Not the heartbeat watch's verdict, 20 s on: the result itself said it.
       expect(result.meta.durationMs).toBeLessThan(20_000);
@@ -570,7 +570,7 @@ describe('hosts and workers on different Node majors', () => {
     }
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.details).toMatchObject({ reason: 'unreadable-message', node: process.version });
-    expect(result.error.message).toContain('The task (its input, its context) could not be read on Node');
+    expect(result.error.message).toMatch(/^The task \(its input, its context\) could not be read on worker \S+ \(Node v[\d.]+\): it holds a value that Node cannot read/);
     expect(await marks(file)).toEqual([]);
   });
 });

@@ -39,6 +39,14 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError';
 }
 
+/**
+ * A whole, well-formed frame whose value cannot be rebuilt on this side: nested deeper than its
+ * stack allows (v8 writes deeper than it reads). The stream goes on; what the message was is lost.
+ */
+export class UnreadableFrame {
+  constructor(readonly error: RangeError) {}
+}
+
 /** A value too large to send as one frame. */
 export class FrameTooLargeError extends RangeError {
   override name = 'FrameTooLargeError';
@@ -140,7 +148,8 @@ export class FrameDecoder {
       try {
         message = deserializeLikeClone(payload);
       } catch (error) {
-        this.#fail(`undecodable frame: ${(error as Error)?.message ?? String(error)}`);
+        if (error instanceof RangeError && /call stack/i.test(error.message)) message = new UnreadableFrame(error);
+        else this.#fail(`undecodable frame: ${(error as Error)?.message ?? String(error)}`);
       }
       out.push(message);
     }

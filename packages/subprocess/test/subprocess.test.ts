@@ -5,6 +5,7 @@ import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/
 import { ValidationError, type ExecutionEvent, type LogEntry } from '@kb-labs/plugin-execution-core';
 import { SubprocessBackend, detectPermissionFlag, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { deepestWritable } from './fixtures/plugins/probe/handlers/deep.mjs';
 import { PROBE, childrenOf, eventually, hasProc, isAlive, probePlugin } from './helpers.js';
 
 /** Generous "on time" bound for shared, slow machines. */
@@ -88,6 +89,22 @@ describe('protocol', () => {
     expect(result.error.details).toMatchObject({ reason: 'protocol' });
     expect(String(result.error.details.protocolError)).toContain('stopped reading');
     expect(result.meta.durationMs).toBeLessThan(15_000);
+  });
+
+  it('a result or platform answer nested deeper than the other side can rebuild fails the execution with VALIDATION_ERROR (unreadable-message), as on a thread, not as a protocol breach', async () => {
+    const backend = make({ permissions: { platform: { kv: true } }, platform: { kv: { deep: async () => deepestWritable() } } });
+    for (const [as, where] of [
+      ['result', 'A message the handler sent (its result, an event, a log line or a call) could not be read by the host'],
+      ['call-result', "A message the host sent (the input, a platform call's answer, a channel message or a cancel) could not be read in the handler's process"],
+    ] as const) {
+      const result = await backend.execute({ pluginId: PROBE, handlerId: 'deep', input: { as } }, { timeoutMs: 20_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.details, as).toMatchObject({ reason: 'unreadable-message' });
+      expect(result.error.message, as).toContain(where);
+      expect(result.error.message, as).toContain('it is nested deeper than can be rebuilt there');
+    }
+    expect(await runners(backend)).toMatchObject({ crashed: {} });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
   it('refuses an input larger than maxFrameBytes with VALIDATION_ERROR, without starting a process', async () => {

@@ -1,6 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
-import { ValidationError, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { ExecutionError } from '@kb-labs/plugin-execution-core';
+import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
@@ -340,11 +340,7 @@ export class PoolThread<Lane = unknown> {
   #unreadable(error: Error): void {
     const execution = this.release();
     this.end({ kind: 'terminated' });
-    execution?.reject(
-      new ValidationError(`A message the handler sent (its result, an event, a log line or a call) could not be read by the host: ${error?.message ?? String(error)}`, {
-        details: { reason: 'unreadable-message', message: error?.message ?? String(error) },
-      }),
-    );
+    execution?.reject(unreadableMessageError('A message the handler sent (its result, an event, a log line or a call)', 'by the host', error));
   }
 
   /** BaseBackend stopped the running execution: the caller's abort gets a grace period (within its time limit), anything else ends the thread now. */

@@ -301,14 +301,14 @@ export class HostLink implements ExecutionLink {
         execution?.inputTaken(decode<{ worker: WorkerIdentity }>(body).worker.id);
         break;
       case 'log':
-        execution?.log(decode(body, "A log line of the handler's"));
+        execution?.log(decode(body, "A log line of the handler's", 'by the host'));
         break;
       case 'event':
       case 'rpc':
-        execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's"));
+        execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
         break;
       case 'result':
-        execution?.result(decode<ResultBody>(body, "The handler's result"));
+        execution?.result(decode<ResultBody>(body, "The handler's result", 'by the host'));
         break;
     }
     // The last part of a large message is a request: the sender waits for this.

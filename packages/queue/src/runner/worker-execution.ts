@@ -109,7 +109,7 @@ export class WorkerExecution implements Watched {
     let task: TaskBody | undefined;
     let unreadable: unknown;
     try {
-      task = decode<TaskBody>(this.#msg.data, 'The task (its input, its context)');
+      task = decode<TaskBody>(this.#msg.data, 'The task (its input, its context)', `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       unreadable = error;
     }
@@ -198,7 +198,7 @@ export class WorkerExecution implements Watched {
     const bytes = this.#input ? await this.#input.promise : undefined;
     // Stopped while its input was on its way: what stopped it is the answer, not the missing input.
     if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
-    const input = bytes ? decode(bytes, 'The input') : task.input;
+    const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
     if (!this.#worker.watch.answering(this.#claim.caller)) {
       const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.#claim.lostMs}) before the handler began`;

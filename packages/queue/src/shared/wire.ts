@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
-import { ValidationError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { deserializeLikeClone, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { ContextDescriptor, LogEntry, SerializedError } from '@kb-labs/plugin-execution-core';
+import { deserializeLikeClone, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -118,24 +118,16 @@ export function encode(value: unknown, what: string, named?: unknown): Uint8Arra
 }
 
 /**
- * Decode a body. One this process cannot read is a ValidationError naming `what`
- * (`unreadable-message`): a value only a newer Node reads (a Float16Array, from Node 24 on) sent
- * by a host or worker on that Node.
+ * Decode a body. One that cannot be read here is a ValidationError naming `what` and `where`
+ * (`unreadable-message`, core's unreadableMessageError): a value only a newer Node reads (a
+ * Float16Array, from Node 24 on) from a host or worker on that Node, or a value nested too deep.
  */
-export function decode<T>(data: Uint8Array, what = 'a message'): T {
+export function decode<T>(data: Uint8Array, what = 'A message', where = 'where it arrived'): T {
   try {
     return deserializeLikeClone(data) as T;
   } catch (error) {
-    const message = String((error as Error)?.message ?? error);
-    return unreadable(what, message, error);
+    throw unreadableMessageError(what, where, error);
   }
-}
-
-function unreadable(what: string, message: string, cause: unknown): never {
-  throw new ValidationError(
-    `${what} could not be read on Node ${process.version} (${message}): it holds a value only a newer Node can read, such as a Float16Array (Node 24 and later), or it is not a message of this library`,
-    { details: { reason: 'unreadable-message', message, node: process.version }, cause },
-  );
 }
 
 export function makeHeaders(kind: Kind, executionId?: string, caller?: string): MsgHdrs {

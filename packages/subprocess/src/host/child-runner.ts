@@ -1,10 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { HostSession, OutputPacer, PROTOCOL_VERSION, serializeErrorForRunner, settlesWithin, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, PROTOCOL_VERSION, serializeErrorForRunner, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
-import { FramedChannel, type ProtocolError } from '../framing.js';
+import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
 import { childMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
@@ -71,6 +71,8 @@ export class ChildRunner {
   readonly #forgetAtExit: () => void;
   #subject: { pluginId: string; handlerId: string } | undefined;
   #result: RunnerResult | undefined;
+  /** A message it sent could not be read here (UnreadableFrame): the execution's answer. */
+  #unreadable: Error | undefined;
   #stopReason: unknown;
   #stopped = false;
   #exited = false;
@@ -230,6 +232,7 @@ export class ChildRunner {
 
   #onMessage(raw: unknown): void {
     if (this.#protocolError) return;
+    if (raw instanceof UnreadableFrame) return this.#unreadableFrame(raw);
     const problem = childMessageProblem(raw);
     if (problem) return this.#violate(problem);
     const message = raw as RunnerToHost | ChildCrashMessage;
@@ -266,6 +269,18 @@ export class ChildRunner {
       // be lost. Bounded, because a grandchild that left the group could hold a pipe open.
       void settlesWithin(this.#outputClosed, DRAIN_MS).then(() => this.#settleRun());
     }
+  }
+
+  /**
+   * A frame it sent is too deep to rebuild here. It may have been the answer: the execution fails
+   * with VALIDATION_ERROR (as a worker thread's does), and the child is discarded.
+   */
+  #unreadableFrame(frame: UnreadableFrame): void {
+    if (!this.#handshaken || !this.#session) return this.#violate(`an unreadable frame (${frame.error.message})`);
+    if (this.#result || this.#finished || this.#unreadable) return;
+    this.#unreadable = unreadableMessageError('A message the handler sent (its result, an event, a log line or a call)', 'by the host', frame.error);
+    this.#session.close();
+    this.#killGroup('SIGKILL');
   }
 
   /**
@@ -355,6 +370,8 @@ export class ChildRunner {
       } catch (error) {
         settle.reject(error);
       }
+    } else if (this.#unreadable && !this.#protocolError) {
+      settle.reject(this.#unreadable);
     } else if (this.#stopped && !this.#protocolError) {
       settle.reject(this.#stopReason);
     } else {

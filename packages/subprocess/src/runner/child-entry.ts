@@ -13,11 +13,12 @@ import {
   RunnerSession,
   deserializeError,
   serializeError,
+  unreadableMessageError,
   unserializableError,
   type RunnerResult,
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
-import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, encodeFrame } from '../framing.js';
+import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, UnreadableFrame, encodeFrame } from '../framing.js';
 import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../messages.js';
 
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
@@ -55,6 +56,7 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
   // tested, and a synchronous write to it is not known to work: writes are queued there.
   ...(process.platform === 'win32' ? {} : { writeFd: 3 }),
   onMessage: (message) => {
+    if (message instanceof UnreadableFrame) return void booted.then(() => answerUnreadable(message));
     const m = message as HostToChild;
     if (!started) {
       started = true;
@@ -131,6 +133,16 @@ async function start(message: ChildRunMessage): Promise<void> {
     channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) });
   }
   // Stay alive: the host kills this child (and its process group) once it has the result.
+}
+
+/**
+ * A message from the host too deep to rebuild here (the run with its input, a platform call's
+ * answer): the execution's answer is VALIDATION_ERROR saying so; the host discards this child.
+ */
+function answerUnreadable(frame: UnreadableFrame): void {
+  started = true;
+  const error = unreadableMessageError("A message the host sent (the input, a platform call's answer, a channel message or a cancel)", "in the handler's process", frame.error);
+  channel.send({ type: 'result', ok: false, error: serializeError(error) });
 }
 
 function closeOutput(): void {
