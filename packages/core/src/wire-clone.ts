@@ -119,6 +119,8 @@ function pathOf(step: Step | undefined): PropertyKey[] {
 /** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
 function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown]> {
   const children: Array<[PropertyKey, () => unknown]> = [];
+  // Numbers only, and Object.keys would name each index of one of millions (seconds).
+  if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return children;
   if (v instanceof Set) {
     for (const item of v) {
       if (children.length >= limit) break;

@@ -120,6 +120,11 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(error.message).toContain(`(at ${path})`);
   });
 
+  it('names a refused value that comes after large typed arrays (their numbers are not walked: Object.keys of 20 million indices took seconds)', () => {
+    const value = { samples: new Float64Array(20_000), bytes: new Uint8Array(30_000), data: new DataView(new ArrayBuffer(50_000)), onProgress() {} };
+    expect(() => cloneForWire(value, 'input')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path: 'input.onProgress' }) }));
+  });
+
   it('does not blame shared memory that was fine when a function is what was refused', () => {
     const value = { s: new SharedArrayBuffer(2), f: () => 1 };
     let thrown: unknown;
