@@ -50,6 +50,8 @@ export interface ThreadEvents {
  * a long scryptSync): the thread goes only when that call returns, which may be never.
  */
 export const STOP_WITHIN_MS = 2000;
+/** How long after its channel closed a thread still running is taken to have closed it itself. */
+const CHANNEL_CLOSED_GRACE_MS = 500;
 
 export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
@@ -182,6 +184,11 @@ export class PoolThread<Lane = unknown> {
     return this.exitCode === undefined;
   }
 
+  /** It took the last task handed to it (one it never took never began there). */
+  get tookLast(): boolean {
+    return this.#wake !== undefined && Atomics.load(this.#wake, TAKEN) === this.#handed;
+  }
+
   /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
   run(execution: Execution): boolean {
     const task = this.#tasks.pack(execution.task);
@@ -262,6 +269,7 @@ export class PoolThread<Lane = unknown> {
     if (typeof message.heapLimitMb === 'number' && Number.isFinite(message.heapLimitMb)) this.heapLimitMb = message.heapLimitMb;
     this.port.on('message', (m: unknown) => this.#onMessage(m));
     this.port.on('messageerror', (error: Error) => this.#unreadable(error));
+    this.port.on('close', () => this.#onChannelClosed());
     this.port.unref();
     this.#events.ready(this);
   }
@@ -318,6 +326,17 @@ export class PoolThread<Lane = unknown> {
       this.#session.handle(tightenViews(message.m));
       this.#pacer.after(execution.control);
     }
+  }
+
+  /**
+   * Its channel closed while it runs on: plugin code on it closed its end (the port is among the
+   * thread's handles). Nothing it sends can arrive any more: it is ended, as a child that closes
+   * its pipe is. Looked at a moment later: a thread that exits closes its channel before its exit.
+   */
+  #onChannelClosed(): void {
+    setTimeout(() => {
+      if (this.alive && this.endedBy === undefined) this.#violate('its channel to the host was closed by plugin code that ran on it (this execution or an earlier one), so nothing it sends can arrive');
+    }, CHANNEL_CLOSED_GRACE_MS).unref();
   }
 
   /** It sent what the pool's runner never sends (plugin code on its port): ended, and its execution fails WORKER_CRASHED `protocol`. */

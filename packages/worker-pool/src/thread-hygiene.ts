@@ -73,7 +73,7 @@ const WATCHED: Record<string, string> = {
   'AbortController.prototype': 'abort',
   'AbortSignal.prototype': 'throwIfAborted',
   'EventTarget.prototype': 'addEventListener removeEventListener dispatchEvent',
-  'MessagePort.prototype': 'postMessage on emit',
+  'MessagePort.prototype': 'postMessage on emit close',
 };
 
 /** One watched property as it was when the thread started; `source` reads it from the global scope. */
@@ -329,6 +329,20 @@ export function retireReason(watches: { handles: HandleWatch; later: LaterWatch 
  */
 export function globalsTampered(guard: IntrinsicsGuard, listeners: ListenerWatch): boolean {
   return !guard.intact() || listeners.changed();
+}
+
+/**
+ * Tell `onClose` of each MessagePort about to be closed on this thread, however `close` is
+ * reached (the channel to the host is among the thread's handles, where plugin code can find
+ * it). Installed before the intrinsics are captured: this wrapper is what a handler must leave.
+ */
+export function watchPortClose(onClose: (port: MessagePort) => void): void {
+  const proto = (theGlobal as unknown as { MessagePort: typeof MessagePort }).MessagePort.prototype;
+  const closePort = proto.close;
+  proto.close = function close(this: MessagePort): void {
+    onClose(this);
+    apply(closePort, this, []);
+  };
 }
 
 /** `port.postMessage(message)` with the thread's original postMessage and Reflect.apply. */

@@ -349,15 +349,16 @@ export class ThreadPool {
    */
   #onRunnerGone(thread: PoolThread<Lane>, execution: Execution): void {
     if (execution.stop) return this.#fail(execution, execution.stop);
-    if (thread.protocolError !== undefined) return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
+    if (thread.protocolError !== undefined && thread.tookLast) return this.#fail(execution, crashError(thread, execution.k, execution.task, thread.lane.heapLimitMb));
     // A thread declines a task at most once, and is retired: not counted against the execution.
     if (thread.declined && !this.#closing) {
       this.#counts.redispatched++;
       return this.#place(execution, true);
     }
-    // Died of something an earlier execution left behind before it began this one: its last words
-    // name another execution or none, and it sent nothing for this one.
-    const neverBegan = (!thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k)) || isLeftBusy(thread.endedBy);
+    // Died of something an earlier execution left behind before it began this one: it never took
+    // the task (its channel closed, say), or its last words name another execution or none and it
+    // sent nothing for this one.
+    const neverBegan = !thread.tookLast || (!thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k)) || isLeftBusy(thread.endedBy);
     if (neverBegan && execution.redispatches < MAX_REDISPATCH && !this.#closing) {
       execution.redispatches++;
       this.#counts.redispatched++;

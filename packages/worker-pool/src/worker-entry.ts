@@ -10,10 +10,15 @@ import { FLOW_SLOTS, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, units
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { LaterWatch } from './later-watch.js';
-import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason } from './thread-hygiene.js';
+import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
-// First, before any plugin code can run on this thread.
+// First, before any plugin code can run on this thread. A channel closed (by plugin code that
+// found it among the thread's handles) carries nothing more: the thread takes no more tasks, and
+// the host, which sees it close once this thread is back in its event loop, ends it (PoolThread).
+watchPortClose((port) => {
+  if (port === channel || port === taskPort) retiring = true;
+});
 const guard = captureIntrinsics();
 const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch() };
 const env = new EnvGate(process.env);
@@ -66,7 +71,7 @@ function onTask(message: TaskMessage): void {
   add(wake, TAKEN, 1);
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
-  if (lastHandler !== undefined && packed.h !== lastHandler && globalsTampered(guard, watches.listeners)) return decline(message.k);
+  if (lastHandler !== undefined && packed.h !== lastHandler && (channelTampered() || globalsTampered(guard, watches.listeners))) return decline(message.k);
   lastHandler = packed.h;
   void execute(message.k, tasks.unpack(packed));
 }
@@ -87,6 +92,10 @@ function onMessage(message: HostToThread): void {
   if (current?.k === message.k) current.session.handle(tightenViews(message.m));
 }
 channel.on('message', onMessage);
+// Plugin code that found the channel among the thread's handles and took its listener off would
+// leave a later execution deaf to its platform answers and its cancel.
+const channelListeners = channel.listenerCount.bind(channel);
+const channelTampered = (): boolean => channelListeners('message') !== 1;
 
 /**
  * Between executions the thread sleeps in Atomics.wait, not in its event loop (as piscina's do):

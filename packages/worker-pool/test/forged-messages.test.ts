@@ -57,3 +57,40 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 });
+
+/**
+ * The same handles let plugin code close its thread's channel, or take the runner's listener off
+ * it: what a later execution sent, or was sent, would be lost, its handler having run.
+ */
+describe("worker-pool: a handler that breaks its thread's channel", () => {
+  const backends = useBackends();
+
+  it('closed a moment after it answered: the next plugin\'s execution runs on another thread and is answered, not timed out', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const attack = await backend.execute({ pluginId: POOL, handlerId: 'tampers-with-channel', input: { mode: 'close-after' } });
+    expectOk(attack);
+    expect(attack.data).toMatchObject({ ports: expect.any(Number) });
+    const victim = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'victim' }, { timeoutMs: 8000 });
+    expectOk(victim);
+    expect(victim.data).toBe('victim');
+    expect(victim.meta.runnerId).not.toBe(attack.meta.runnerId);
+  });
+
+  it('closed before it answered: its own execution fails WORKER_CRASHED at once, not at its time limit', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const attack = await backend.execute({ pluginId: POOL, handlerId: 'tampers-with-channel', input: { mode: 'close' } }, { timeoutMs: 20_000 });
+    expectError(attack, 'WORKER_CRASHED');
+    expect(attack.meta.durationMs).toBeLessThan(10_000);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it("its listener taken off: the next plugin's platform call is answered on another thread (the thread declines its task)", async () => {
+    const backend = backends.make({ maxThreads: 1, platform: { kv: { get: async (key: string) => `value of ${key}` } }, permissions: { platform: { kv: true } } });
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'tampers-with-channel', input: { mode: 'strip' } }));
+    const victim = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { args: ['k'] } }, { timeoutMs: 8000 });
+    expectOk(victim);
+    expect(victim.data).toMatchObject({ ok: true, value: 'value of k' });
+    expect(await runners(backend)).toMatchObject({ retired: { 'globals-tampered': 1 }, redispatched: 1 });
+  });
+});
+
