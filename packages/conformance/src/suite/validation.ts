@@ -28,6 +28,13 @@ function requestValidationTests(suite: SuiteContext): void {
     expect(bad.error.message).toContain('input.name');
   });
 
+  it("an input schema that throws while it validates is the handler's error (HANDLER_ERROR, what it threw as the cause), on every backend; the body never runs", async () => {
+    const result = await make().execute({ pluginId: BASIC, handlerId: 'schema-throws', input: { any: 1 } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toBe('validator exploded');
+    expect(result.error.cause).toMatchObject({ name: 'TypeError', message: 'validator exploded' });
+  });
+
   it('never rejects: malformed requests resolve VALIDATION_ERROR naming the field', async () => {
     const backend = make();
     for (const request of [undefined, null, 42, 'x', {}, { pluginId: BASIC }, { pluginId: 1, handlerId: 'echo' }]) {

@@ -101,15 +101,21 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
       throw toHandlerError(error);
     }
   }
-  const input =
-    handler.schema === undefined
-      ? task.input
-      : validateWithForeignSchema(handler.schema, task.input, `Invalid input for handler "${task.handlerId}" of plugin "${task.pluginId}"`);
+  const input = handler.schema === undefined ? task.input : validInput(handler.schema, task);
   const ctx = new ExecutionContext(task, env);
   try {
     return await handler.run(input, ctx);
   } catch (error) {
     throw handlerThrew(error);
+  }
+}
+
+/** The input as the handler's schema parses it. The schema is plugin code: what it throws is the handler's (HANDLER_ERROR), bar a refusal (VALIDATION_ERROR). */
+function validInput(schema: unknown, task: RunnerTask): unknown {
+  try {
+    return validateWithForeignSchema(schema, task.input, `Invalid input for handler "${task.handlerId}" of plugin "${task.pluginId}"`);
+  } catch (error) {
+    throw handlerThrew(error, ['VALIDATION_ERROR']);
   }
 }
 
