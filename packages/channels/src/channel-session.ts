@@ -93,9 +93,6 @@ export class ChannelSession implements ChannelConnection {
     ws.on('pong', () => {
       this.#alive = true;
     });
-    // ws reports protocol violations (oversize frame → 1009, bad UTF-8 → 1007) as 'error' and then
-    // closes; without a listener the error would crash the host.
-    ws.on('error', noop);
     ws.once('close', (code: number, reason: Buffer) => void this.#onClose(code, reason.toString()));
     this.#connectDone = this.#connect();
   }
@@ -330,4 +327,3 @@ export class ChannelSession implements ChannelConnection {
   }
 }
 
-function noop(): void {}

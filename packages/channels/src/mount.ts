@@ -214,6 +214,10 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   }
 
   #open({ entry, request, path, params, query }: ChannelUpgrade, ws: WebSocket, identity: unknown): void {
+    // ws reports a client's protocol violation (oversize frame → 1009, bad UTF-8 → 1007, an
+    // unmasked frame) as 'error', then closes: without a listener that error would crash the host,
+    // whatever becomes of the connection (one whose context throws is closed, but still reads).
+    ws.on('error', noop);
     if (this.#unmounting) {
       ws.terminate();
       return;
@@ -335,3 +339,5 @@ function isShutDown(backend: MountWebSocketChannelsOptions['backend']): boolean 
 function isRegisteredPlugin(value: unknown): value is RegisteredPlugin {
   return typeof value === 'object' && value !== null && 'manifest' in value && 'root' in value && typeof (value as { manifest: unknown }).manifest === 'object';
 }
+
+function noop(): void {}

@@ -3,6 +3,7 @@
  * routing and teardown. None of it depends on where handlers run, so it runs once, on in-process.
  */
 import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
 import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
@@ -113,6 +114,30 @@ describe('payload limits', () => {
     expect((await small.request(1, 'y'.repeat(900))).type).toBe('reply');
     small.send({ id: 2, data: 'y'.repeat(2000) });
     expect((await small.closed).code).toBe(1009);
+  });
+});
+
+describe('a connection whose context the host refuses', () => {
+  it('is closed with 1011, and a bad frame it sends meanwhile (unmasked, in the same write as its upgrade) does not take the host down', async () => {
+    const errors: string[] = [];
+    const h = await setup({
+      context: () => {
+        throw new Error('no tenant header');
+      },
+      onError: (_error, info) => errors.push(info.phase),
+    });
+    const url = new URL(h.url('/echo'));
+    const socket = net.connect(Number(url.port), url.hostname);
+    const handshake = `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    // A text frame "hi" without the mask a client must set: ws reports it as an 'error' on the server's socket.
+    socket.write(Buffer.concat([Buffer.from(handshake), Buffer.from([0x81, 0x02, 0x68, 0x69])]));
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    await new Promise((resolve) => socket.once('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 101/);
+    expect(errors).toEqual(['context']);
+    // Still serving: the refused context is all that happened.
+    expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 101, body: '' });
   });
 });
 
