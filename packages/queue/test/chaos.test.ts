@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
-import { QueueBackend, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
+import { QueueBackend, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { QUEUE_PLUGIN, QUEUE_PROBE, natsServer, newPool, startWorker, type WorkerProcess } from './helpers.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
@@ -548,6 +548,23 @@ describe('the network between the host and the server', () => {
     // The worker stopped the execution its caller lost, and nothing ran twice.
     await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+  }, 60_000);
+
+  it("cut with its tasks waiting in the stream: a worker passes that host over after its first unanswered start, and another host's executions run meanwhile, not starved behind tasks nobody can start", async () => {
+    const pool = newPool('hostcutstarve');
+    const silentHost = host(proxy.url, pool);
+    const waiting = Array.from({ length: 8 }, (_, i) => silentHost.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 60_000 }));
+    await waitFor(async () => ((await silentHost.stats()).runners as QueueRunnerStats).queueDepth === 8, 10_000);
+    proxy.cut();
+    await worker(server.url, pool, 2, 'in-process');
+    const other = host(server.url, pool);
+    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => other.execute({ pluginId: BASIC, handlerId: 'echo', input: `other ${i}` }, { timeoutMs: 12_000 })));
+    results.forEach((result, i) => {
+      expectOk(result);
+      expect(result.data).toBe(`other ${i}`);
+    });
+    proxy.restore();
+    void Promise.allSettled(waiting);
   }, 60_000);
 
   it('cut while an execution runs: shutdown({ timeoutMs }) resolves about two seconds after its timeout (the stop\'s grace), not once the worker is taken for lost', async () => {

@@ -15,6 +15,7 @@ import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
+import { SilentCallers } from './silent-callers.js';
 import { WorkerExecution, type WorkerServices } from './worker-execution.js';
 import { resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
@@ -143,6 +144,7 @@ class QueueWorker implements ExecutionWorker {
       watch: new CallerWatch(courier, o.id, o.heartbeatMs),
       registry,
       peers: new PeerPlugins(o.id),
+      silentCallers: new SilentCallers(),
       platform: o.platform,
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),

@@ -7,6 +7,7 @@ import type { PeerPlugins } from './peer-plugins.js';
 import { RemoteCalls } from './remote-calls.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
+import type { SilentCallers } from './silent-callers.js';
 import type { TaskMessage } from './task-puller.js';
 
 /** What one execution needs from its worker. */
@@ -17,6 +18,8 @@ export interface WorkerServices {
   readonly registry: PluginRegistry;
   /** The plugin versions the pool's other workers have. */
   readonly peers: PeerPlugins;
+  /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
+  readonly silentCallers: SilentCallers;
   /** The worker's own services, used before the caller's. */
   readonly platform: Platform | undefined;
   readonly maxPayloadBytes: number;
@@ -32,6 +35,8 @@ export interface WorkerServices {
  */
 const DEADLINE_MARGIN_MS = 1000;
 const STARTED_TIMEOUT_MS = 5000;
+/** The longest a task of a caller passed over (SilentCallers) waits in the stream before it is delivered again. */
+const PASSED_OVER_DELAY_MS = 1000;
 /** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back when no peer has it (see #handsBack). */
 const HAND_BACK_TIMES = 4;
 const HAND_BACK_DELAY_MS = 250;
@@ -114,6 +119,7 @@ export class WorkerExecution implements Watched {
       unreadable = error;
     }
     if (task && this.#handsBack(task)) return;
+    if (this.#passesOver(caller)) return;
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
@@ -149,6 +155,14 @@ export class WorkerExecution implements Watched {
     return true;
   }
 
+  /** Its caller did not answer another task's `started` a moment ago (SilentCallers): back to the stream, unasked. */
+  #passesOver(caller: string): boolean {
+    const forMs = this.#worker.silentCallers.passOverFor(caller);
+    if (forMs <= 0) return false;
+    this.#msg.nak(Math.min(forMs, PASSED_OVER_DELAY_MS));
+    return true;
+  }
+
   /**
    * The caller accepts it (true), or refuses or is gone (the message is terminated or put back).
    * An accept that took the caller's whole patience (`workerLostMs`) to come back is not acted
@@ -166,15 +180,18 @@ export class WorkerExecution implements Watched {
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
       if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) {
+        this.#worker.silentCallers.answered(this.#claim.caller);
         this.#msg.term();
         return false;
       }
+      this.#worker.silentCallers.silent(this.#claim.caller);
       // A caller that did hear (late: its event loop was blocked, say) may have accepted it: it
       // reads this right after that `started` (same connection) and takes another worker's.
       void this.#worker.courier.post(this.#claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
       this.#msg.nak();
       return false;
     }
+    this.#worker.silentCallers.answered(this.#claim.caller);
     if (!reply.accept) {
       if (reply.retry) this.#msg.nak(HAND_BACK_DELAY_MS);
       else this.#msg.term();
