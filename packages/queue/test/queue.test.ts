@@ -609,6 +609,36 @@ describe('a handler that outruns its caller', () => {
 });
 
 describe('stops', () => {
+  it('shutdown: what a worker runs finishes; tasks still in the stream never start and get SHUTTING_DOWN (phase queued) at once, as executions waiting for a slot do on a local backend', async () => {
+    const own = newPool('shutdown-queued');
+    const single = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      const backend = new QueueBackend({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], workspace: false });
+      const file = path.join(markers, 'shutdown-queued.log');
+      let running!: () => void;
+      const started = new Promise<void>((resolve) => (running = resolve));
+      const first = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 30_000, onEvent: () => running() });
+      await started;
+      const rest = [1, 2, 3].map(() => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 30_000 }));
+      await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);
+      const shutdownAt = performance.now();
+      const shutdown = backend.shutdown({ timeoutMs: 20_000 });
+      for (const result of await Promise.all(rest)) {
+        expectError(result, 'SHUTTING_DOWN');
+        expect(result.error.details).toMatchObject({ phase: 'queued' });
+      }
+      const done = await first;
+      expectOk(done);
+      expect(done.data).toEqual({ done: true });
+      await shutdown;
+      // Once the one that ran had finished, not at the shutdown's timeout.
+      expect(performance.now() - shutdownAt).toBeLessThan(15_000);
+      expect(await marks(file)).toEqual([`${done.meta.executionId} started`]);
+    } finally {
+      await single.close();
+    }
+  });
+
   it('TIMEOUT reaches the worker: the handler\'s ctx.signal fires there (an abort of its local execution)', async () => {
     const file = path.join(markers, 'timeout.log');
     const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 400 });

@@ -147,6 +147,13 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected pluginReloaded(_plugin: RegisteredPlugin): void {}
 
   /**
+   * Shutdown has begun: executions waiting in core's queue for a slot get SHUTTING_DOWN now. A
+   * backend whose executions also wait for a runner outside it (the queue backend's stream)
+   * fails those now as well, with `notStarted` (SHUTTING_DOWN, `phase: 'queued'`).
+   */
+  protected shutdownBegun(_notStarted: ShuttingDownError): void {}
+
+  /**
    * Register another plugin (a folder's path or file: URL, or `{ root, manifest }`) after
    * construction; the same plugin again with another manifest replaces it (PluginRegistry.register).
    * The `plugins` option is loaded first, so a later registration is never undone by it. Rejects
@@ -274,14 +281,13 @@ export abstract class BaseBackend implements IExecutionBackend {
   async #stop(deadline: ShutdownDeadline): Promise<void> {
     this.#stopping = true;
     this.#scheduler.closeQueue(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
+    this.shutdownBegun(this.#neverStarted());
     if (this.#inflight > 0) await deadline.within(this.#idle());
     this.#closing = true;
     const running = this.#host.running;
     for (const execution of [...running]) {
       // One no runner had taken yet (a queue task still in the stream) never ran.
-      const stopped = execution.taken
-        ? new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } })
-        : new ShuttingDownError(`The ${this.type} backend shut down before any runner took this execution; it never started`, { details: { phase: 'queued' } });
+      const stopped = execution.taken ? new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }) : this.#neverStarted();
       execution.stop(stopped);
     }
     // Their runners have RELEASE_WAIT_MS to end them and report back (a thread's exit, a queue
@@ -296,6 +302,10 @@ export abstract class BaseBackend implements IExecutionBackend {
       await Promise.allSettled([...this.#releases]);
       this.#state = 'closed';
     }
+  }
+
+  #neverStarted(): ShuttingDownError {
+    return new ShuttingDownError(`The ${this.type} backend shut down before any runner took this execution; it never started`, { details: { phase: 'queued' } });
   }
 
   #throwIfNotReady(): void {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
@@ -47,6 +47,8 @@ export class QueueBackend extends BaseBackend {
   #opened: HostLink | undefined;
   /** Set by shutdown: no connection is opened again (health() after shutdown must not leave one behind). */
   #closed = false;
+  /** Set when shutdown begins: what no worker has started never will (shutdownBegun). */
+  #notStarted: ShuttingDownError | undefined;
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
@@ -57,6 +59,7 @@ export class QueueBackend extends BaseBackend {
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     const link = this.#opened ?? (await this.#connectUnlessStopped(control));
     if (control.stopReason) throw control.stopReason;
+    if (this.#notStarted) throw this.#notStarted;
     const execution = new RemoteExecution(task, control, link, this.registry.get(task.pluginId)?.manifest.version ?? '');
     link.executions.set(task.executionId, execution);
     try {
@@ -89,6 +92,12 @@ export class QueueBackend extends BaseBackend {
       },
     );
     return this.#link;
+  }
+
+  /** Tasks still in the stream wait for a worker as others wait for a slot: they never start. */
+  protected override shutdownBegun(notStarted: ShuttingDownError): void {
+    this.#notStarted = notStarted;
+    for (const execution of this.#opened?.executions.values() ?? []) execution.refuseStart(notStarted);
   }
 
   protected async closeRunners(): Promise<void> {

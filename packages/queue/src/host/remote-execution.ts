@@ -286,6 +286,11 @@ export class RemoteExecution {
     this.#finish(undefined, error);
   }
 
+  /** Its host is shutting down: one no worker has started is taken off the stream and fails with `reason`. */
+  refuseStart(reason: KnownExecutionError): void {
+    if (!this.#worker && this.#settle) this.#stop(reason);
+  }
+
   #lost(what: string): WorkerCrashedError {
     const { pluginId, handlerId } = this.#task;
     return new WorkerCrashedError(`Worker ${this.#worker?.id} (${this.#worker?.host}) running handler "${handlerId}" of plugin "${pluginId}" ${what}`, {
