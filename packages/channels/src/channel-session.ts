@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
-import { encodeFrame, parseClientFrame, type FrameId, type ServerFrame } from './frames.js';
+import { encodeFrame, frameText, idOfRefused, parseClientFrame, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
 import type { CloseCause, SessionRuntime } from './session-runtime.js';
 import { SocketWriter } from './socket-writer.js';
@@ -13,6 +13,16 @@ type Outcome = { ok: true; data: unknown } | { ok: false; error: ExecutionError 
 interface QueuedMessage {
   id: FrameId | undefined;
   data: unknown;
+}
+
+/**
+ * A message waiting for its turn: its frame's text, read again when it runs. Parsed, a frame of
+ * small objects holds some twenty times its size on the heap; `maxInFlight` × `maxPayload`
+ * bounds what a client can make the host hold only while messages wait as text.
+ */
+interface WaitingMessage {
+  id: FrameId | undefined;
+  text: string;
 }
 
 /**
@@ -43,7 +53,7 @@ export class ChannelSession implements ChannelConnection {
   readonly #work = new AbortController();
   /** Aborts the disconnect execution (only a hard stop does). */
   readonly #final = new AbortController();
-  readonly #queue: QueuedMessage[] = [];
+  readonly #queue: WaitingMessage[] = [];
   #running = 0;
   #accepted = false;
   #registered = false;
@@ -193,29 +203,41 @@ export class ChannelSession implements ChannelConnection {
     this.#alive = true;
     this.#rt.counters.framesIn++;
     if (this.#ws.readyState !== this.#ws.OPEN) return;
-    const parsed = parseClientFrame(raw, isBinary);
-    if (!parsed.ok) {
-      this.#rt.counters.badFrames++;
-      this.#sendError('VALIDATION_ERROR', parsed.message, parsed.replyTo);
-      return;
-    }
-    const { maxInFlight } = this.#rt.limits;
+    const binary = isBinary ? parseClientFrame(raw, isBinary) : undefined;
+    if (binary && !binary.ok) return this.#badFrame(binary);
+    const text = frameText(raw);
+    const { maxInFlight, concurrency } = this.#rt.limits;
+    // Refused before it is read: a full connection costs its client, not the host's event loop.
     if (this.#queue.length + this.#running >= maxInFlight) {
       this.#rt.counters.queueFull++;
-      this.#sendError('QUEUE_FULL', `This connection already has ${maxInFlight} message(s) in flight; wait for replies before sending more`, parsed.id ?? null);
+      this.#sendError('QUEUE_FULL', `This connection already has ${maxInFlight} message(s) in flight; wait for replies before sending more`, idOfRefused(text));
       return;
     }
-    this.#queue.push({ id: parsed.id, data: parsed.data });
+    const parsed = parseFrameText(text);
+    if (!parsed.ok) return this.#badFrame(parsed);
+    if (this.#accepted && this.#queue.length === 0 && this.#running < concurrency) {
+      this.#running++;
+      void this.#handle({ id: parsed.id, data: parsed.data });
+      return;
+    }
+    this.#queue.push({ id: parsed.id, text });
     this.#pump();
+  }
+
+  #badFrame(parsed: Extract<ParsedClientFrame, { ok: false }>): void {
+    this.#rt.counters.badFrames++;
+    this.#sendError('VALIDATION_ERROR', parsed.message, parsed.replyTo);
   }
 
   #pump(): void {
     if (!this.#accepted) return;
     const { concurrency } = this.#rt.limits;
     while (this.#running < concurrency && this.#queue.length > 0) {
-      const message = this.#queue.shift()!;
+      const { id, text } = this.#queue.shift()!;
+      // Read whole when it came: it parses the same now.
+      const parsed = parseFrameText(text);
       this.#running++;
-      void this.#handle(message);
+      void this.#handle({ id, data: parsed.ok ? parsed.data : undefined });
     }
     if (this.#running === 0 && this.#queue.length === 0 && this.#idleWaiters.length > 0) {
       for (const wake of this.#idleWaiters.splice(0)) wake();

@@ -56,7 +56,39 @@ export type ParsedClientFrame =
  */
 export function parseClientFrame(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): ParsedClientFrame {
   if (isBinary) return { ok: false, message: 'Binary frames are not accepted; send JSON text', replyTo: null };
-  const text = Buffer.isBuffer(raw) ? raw.toString('utf8') : Array.isArray(raw) ? Buffer.concat(raw).toString('utf8') : Buffer.from(raw).toString('utf8');
+  return parseFrameText(frameText(raw));
+}
+
+/** A text frame's payload as a string. */
+export function frameText(raw: Buffer | ArrayBuffer | Buffer[]): string {
+  return Buffer.isBuffer(raw) ? raw.toString('utf8') : Array.isArray(raw) ? Buffer.concat(raw).toString('utf8') : Buffer.from(raw).toString('utf8');
+}
+
+/** Frames up to this size are parsed whole to find the id of one refused unread (QUEUE_FULL); larger ones only at their start. */
+const ID_SEARCH_BYTES = 64 * 1024;
+const LEADING_ID = /^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20}(?:\.\d{1,20})?(?:[eE][+-]?\d{1,3})?)\s*[,}]/;
+
+/**
+ * The id of a frame refused before it is read (its connection has `maxInFlight` messages
+ * already), for the error frame's `replyTo`: parsing a large frame whole for it would cost what
+ * refusing it saves, so one over 64 KiB gives its id only where it comes first (`{"id": …, …}`).
+ */
+export function idOfRefused(text: string): FrameId | null {
+  if (text.length <= ID_SEARCH_BYTES) {
+    const parsed = parseFrameText(text);
+    return parsed.ok ? (parsed.id ?? null) : parsed.replyTo;
+  }
+  const leading = LEADING_ID.exec(text.slice(0, 600));
+  if (!leading) return null;
+  try {
+    return JSON.parse(leading[1]!) as FrameId;
+  } catch {
+    return null;
+  }
+}
+
+/** Parse one client frame's text (parseClientFrame). */
+export function parseFrameText(text: string): ParsedClientFrame {
   let value: unknown;
   try {
     value = JSON.parse(text);

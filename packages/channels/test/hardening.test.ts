@@ -4,6 +4,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
@@ -138,6 +140,49 @@ describe('a connection whose context the host refuses', () => {
     expect(errors).toEqual(['context']);
     // Still serving: the refused context is all that happened.
     expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 101, body: '' });
+  });
+});
+
+describe('messages waiting for their turn', () => {
+  it("wait as the text that came: a client at maxInFlight with 1 MiB frames of small objects makes the host hold about what it sent, not some twenty times that parsed", async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const h = await setup();
+    const client = await h.connect('/slow-parallel'); // concurrency 4, maxInFlight 16
+    for (let n = 0; n < 4; n++) client.send({ id: n, data: { gate: 'held', n } });
+    // 1 MiB less a little: some 340 000 empty objects once parsed.
+    const frames = Array.from({ length: 12 }, (_, i) => `{"id":${4 + i},"data":{"n":${4 + i},"pad":[${'{},'.repeat(340_000)}{}]}}`);
+    await eventually(() => h.mount.stats().framesIn >= 4, 'the first four frames read');
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    for (const frame of frames) client.send(frame);
+    await eventually(() => h.mount.stats().framesIn >= 16, 'every frame read');
+    gc();
+    const held = process.memoryUsage().heapUsed - before;
+    // 12 MiB on the wire; parsed, the same frames held some 250 MB.
+    expect(held).toBeLessThan(80 * 1024 * 1024);
+    h.lab.open('held');
+    const last = await client.next((f) => f.type === 'reply' && f.replyTo === 15, 30_000);
+    expect(last.data).toEqual({ n: 15 });
+  }, 60_000);
+
+  it('one past maxInFlight is refused (QUEUE_FULL) before it is parsed: a small frame with its id wherever it is, one over 64 KiB with its id where it comes first', async () => {
+    const h = await setup();
+    const client = await h.connect('/slow'); // maxInFlight 2
+    for (let n = 0; n < 2; n++) client.send({ id: n, data: { gate: 'full', n } });
+    await eventually(() => h.mount.stats().framesIn >= 2, 'the two frames read');
+    const pad = 'x'.repeat(100 * 1024);
+    client.send(`{"data":{"n":2},"id":"small-last"}`);
+    client.send(`{"id":"big-first","data":{"pad":"${pad}"}}`);
+    client.send(`{"data":{"pad":"${pad}"},"id":"big-last"}`);
+    const refused = () => client.frames.filter((f) => f.type === 'error');
+    await eventually(() => refused().length >= 3, 'three refusals');
+    expect(refused().map((f) => [f.code, f.replyTo])).toEqual([
+      ['QUEUE_FULL', 'small-last'],
+      ['QUEUE_FULL', 'big-first'],
+      ['QUEUE_FULL', null],
+    ]);
+    h.lab.open('full');
   });
 });
 
