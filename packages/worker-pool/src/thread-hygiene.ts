@@ -6,6 +6,7 @@
  * `Function.prototype.call` or `Reflect.apply` cannot blind them.
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { FdWatch } from './fd-watch.js';
 import type { LaterWatch } from './later-watch.js';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
@@ -316,9 +317,9 @@ function liveResources(): number {
  * later, or its quota of executions. (What it did to the thread's globals is looked at when
  * another handler's task comes: see globalsTampered.)
  */
-export function retireReason(watches: { handles: HandleWatch; later: LaterWatch }, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
+export function retireReason(watches: { handles: HandleWatch; later: LaterWatch; fds: FdWatch }, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
   const leftLater = watches.later.end();
-  if (leftLater || watches.handles.leftover()) return 'handles-left';
+  if (leftLater || watches.handles.leftover() || watches.fds.leftOpen()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;
 }

@@ -9,6 +9,7 @@ import { RunnerSession, serializeError, tightenViews, unserializableError, type 
 import { FLOW_SLOTS, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
+import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -20,7 +21,7 @@ watchPortClose((port) => {
   if (port === channel || port === taskPort) retiring = true;
 });
 const guard = captureIntrinsics();
-const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch() };
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import timers from 'node:timers';
 import { fileURLToPath } from 'node:url';
@@ -142,6 +143,22 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(okData(next)).toBe('fresh');
     expect(next.meta.workerId).not.toBe(looping.meta.workerId);
     expect((await runners(backend)).redispatched).toBe(0);
+  });
+
+  it('a handler that leaves file descriptors open gets its thread retired (handles-left) once it holds more than 64: the host process does not run out of them', async () => {
+    const backend = backends.make({ maxThreads: 1, maxExecutionsPerThread: 0 });
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    // 20 × 40 = 800 left open, where each thread may keep 64.
+    for (let i = 0; i < 20; i++) expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'leaks-fds', input: { n: 40 } }))).toEqual({ leaked: 40 });
+    await waitFor(async () => (await runners(backend)).retired['handles-left'] >= 9, 10_000);
+    // Each retired thread's descriptors closed with it: at most one thread's worth (plus a little) is open.
+    await waitFor(() => openFds() - before < 200, 10_000);
+    // A handler that keeps a few open keeps its thread.
+    const keeper = backends.make({ maxThreads: 1, maxExecutionsPerThread: 0 });
+    const first = await keeper.execute({ pluginId: POOL, handlerId: 'leaks-fds', input: { n: 2 } });
+    const second = await keeper.execute({ pluginId: POOL, handlerId: 'leaks-fds', input: { n: 2 } });
+    expect(second.meta.runnerId).toBe(first.meta.runnerId);
   });
 
   it.each([
