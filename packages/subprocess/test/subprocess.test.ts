@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -517,6 +518,31 @@ describe('shutdown', () => {
     for (const result of await Promise.all(running)) expectError(result, 'SHUTTING_DOWN');
     expect(childrenOf().filter((pid) => !before.has(pid))).toEqual([]);
     expect((await runners(backend)).live).toBe(0);
+  });
+});
+
+describe("a host under Node's permission model", () => {
+  it('without --allow-child-process: each sandbox setting fails the execution saying so and naming the flag (not INTERNAL_ERROR)', () => {
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { SubprocessBackend } from ${JSON.stringify(entry)};
+for (const sandbox of ['off', 'auto', 'required']) {
+  const backend = new SubprocessBackend({ sandbox, plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+  const r = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
+  console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, reason: r.error.details.reason, message: r.error.message }));
+  await backend.shutdown();
+}`;
+    const run = spawnSync(process.execPath, [detectPermissionFlag()!, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      timeout: 60_000,
+    });
+    const said = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { code: string; reason: string; message: string });
+    expect(said.map((r) => [r.code, r.reason])).toEqual([
+      ['WORKER_CRASHED', 'start-failed'],
+      ['WORKER_CRASHED', 'start-failed'],
+      ['WORKER_CRASHED', 'sandbox'],
+    ]);
+    for (const r of said) expect(r.message).toContain("the host process runs under Node's permission model (--permission) without --allow-child-process");
   });
 });
 

@@ -1,6 +1,6 @@
 import type { ResourceLimits } from 'node:worker_threads';
 import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-core';
-import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread, STOP_WITHIN_MS, isLeftBusy, type Execution, type ThreadEvents } from './pool-thread.js';
@@ -97,6 +97,8 @@ export class ThreadPool {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
     } catch (error) {
       const code = (error as { code?: unknown })?.code;
+      const refused = refusedByHostPermissions(error, 'worker threads', '--allow-worker');
+      if (refused) throw new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
       // The system's own word for it says nothing of which option, if any, asked too much.
       const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
       throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {

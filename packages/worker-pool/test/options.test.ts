@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
@@ -62,3 +63,17 @@ describe('worker-pool: options', () => {
     }
   });
 });
+
+describe('worker-pool: a host under Node\'s permission model', () => {
+  it('without --allow-worker: the backend says so and names the flag, not that its options are invalid', () => {
+    const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { WorkerPoolBackend } from ${JSON.stringify(entry)};
+try { new WorkerPoolBackend({ minThreads: 1 }); console.log('started'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+    const run = spawnSync(process.execPath, [flag, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    const said = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { code: string; message: string };
+    expect(said.code).toBe('VALIDATION_ERROR');
+    expect(said.message).toBe("The worker-pool backend cannot run here: the host process runs under Node's permission model (--permission) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well");
+  });
+});
+

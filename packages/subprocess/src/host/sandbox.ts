@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
+import { refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
@@ -272,17 +273,24 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
   // user: each child then runs sandboxed as that user, and says so (Sandbox.#userFor).
   const user = config.user && !unusableBy(config.user, view.binds(), new Set()) ? config.user : undefined;
   return new Promise((resolve) => {
-    const child = execFile(
-      bwrap,
-      args,
-      { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeout: PROBE_TIMEOUT_MS, ...(user ?? {}) },
-      (error, _stdout, stderr) => {
-        if (!error) return resolve({ active: true, bwrap });
-        const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
-        const as = user ? ` as uid ${user.uid}` : '';
-        resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
-      },
-    );
+    let child: ReturnType<typeof execFile>;
+    try {
+      child = execFile(
+        bwrap,
+        args,
+        { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cwd: '/', timeout: PROBE_TIMEOUT_MS, ...(user ?? {}) },
+        (error, _stdout, stderr) => {
+          if (!error) return resolve({ active: true, bwrap });
+          const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
+          const as = user ? ` as uid ${user.uid}` : '';
+          resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
+        },
+      );
+    } catch (error) {
+      // Thrown at once: the host may not start processes at all (Node's permission model).
+      const refused = refusedByHostPermissions(error, 'bubblewrap or any child process', '--allow-child-process');
+      return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started: ${(error as Error)?.message ?? String(error)}` });
+    }
     child.unref();
   });
 }

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerNotFoundError, ValidationError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, recordRunnerCrash, recordRunnerStart, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
@@ -125,7 +125,7 @@ export class SubprocessBackend extends BaseBackend {
       // A spare's view holds the workspace root; the lease it now serves becomes its user's.
       if (task.workspaceDir) this.#sandbox.handOver(task.workspaceDir, runner.user);
     } else {
-      runner = this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
+      runner = this.#spawnCold(task);
       this.#cold++;
     }
     if (runner.pid !== undefined) control.setRunner({ id: `pid:${runner.pid}`, pid: runner.pid });
@@ -175,6 +175,21 @@ export class SubprocessBackend extends BaseBackend {
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
     this.#refills.set(executionId, refill);
+  }
+
+  /** A child for `task` now; one the host's own permissions forbid (Node's permission model) is WORKER_CRASHED start-failed, saying so. */
+  #spawnCold(task: RunnerTask): ChildRunner {
+    try {
+      return this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
+    } catch (error) {
+      const refused = refusedByHostPermissions(error, 'child processes', '--allow-child-process');
+      if (!refused) throw error;
+      const { pluginId, handlerId } = task;
+      throw new WorkerCrashedError(`The subprocess backend cannot run handler "${handlerId}" of plugin "${pluginId}": ${refused}`, {
+        details: { reason: 'start-failed', message: refused, pluginId, handlerId },
+        cause: error,
+      });
+    }
   }
 
   #spawn(profile: ChildProfile, cwd: string, spare: boolean): ChildRunner {
