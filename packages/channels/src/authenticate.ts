@@ -37,12 +37,17 @@ export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerd
       clearTimeout(timer);
       pending.delete(cancel);
       socket.off('error', onSocketError);
+      socket.off('close', onSocketClose);
       resolve(verdict);
     };
     const cancel = (status: number) => finish({ status });
     // A client that resets while we wait must not raise an unhandled 'error'.
     const onSocketError = () => socket.destroy();
+    // One that has gone no longer holds a place under maxConnections (a client reconnecting
+    // after a drop is not refused meanwhile); the hook's answer, when it comes, finds it gone.
+    const onSocketClose = () => pending.delete(cancel);
     socket.on('error', onSocketError);
+    socket.once('close', onSocketClose);
     pending.add(cancel);
     const timer = setTimeout(() => {
       report(new Error(`authenticate() did not answer within ${timeoutMs} ms`));

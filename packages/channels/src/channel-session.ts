@@ -103,6 +103,8 @@ export class ChannelSession implements ChannelConnection {
     ws.on('pong', () => {
       this.#alive = true;
     });
+    // ws closes the connection after the error it reports for a client's protocol violation.
+    ws.on('error', () => (this.#closeCause ??= 'protocol'));
     ws.once('close', (code: number, reason: Buffer) => void this.#onClose(code, reason.toString()));
     this.#connectDone = this.#connect();
   }
@@ -253,7 +255,9 @@ export class ChannelSession implements ChannelConnection {
         if ((id !== undefined || result.data !== undefined) && !this.#sendFrame({ type: 'reply', replyTo, data: result.data ?? null }, 'message')) {
           this.#sendError('VALIDATION_ERROR', 'The handler returned a value that JSON cannot carry', replyTo);
         }
-      } else {
+      } else if (!(this.#socketClosed && this.#closeCause === undefined && result.error.code === 'ABORTED')) {
+        // (One its client left behind, aborted for that (abortOnClose), is neither a server
+        // problem worth reporting nor answerable, as for connect; one an unmount stopped is.)
         this.#report(result.error, 'message');
         const shown = this.#rt.formatError(result.error, { phase: 'message', channel: this.channel, connectionId: this.id });
         this.#sendError(shown.code, shown.message, replyTo);
@@ -340,8 +344,7 @@ export class ChannelSession implements ChannelConnection {
   }
 
   #sendError(code: string, message: string, replyTo: FrameId | null): void {
-    this.#rt.counters.errorFrames++;
-    this.sendText(JSON.stringify({ type: 'error', code, message, replyTo }));
+    if (this.sendText(JSON.stringify({ type: 'error', code, message, replyTo }))) this.#rt.counters.errorFrames++;
   }
 
   #report(error: unknown, phase: ChannelErrorPhase): void {

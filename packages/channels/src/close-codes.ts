@@ -31,5 +31,6 @@ function truncateUtf8(text: string, maxBytes: number): string {
   if (Buffer.byteLength(text) <= maxBytes) return text;
   let out = text.slice(0, maxBytes);
   while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
-  return out;
+  // Not half a surrogate pair (an emoji cut in two reads as U+FFFD).
+  return /[\uD800-\uDBFF]$/.test(out) ? out.slice(0, -1) : out;
 }

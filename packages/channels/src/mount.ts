@@ -21,6 +21,8 @@ export type { MountedChannel } from './mounted-channel.js';
 export interface ChannelMountStats extends MountCounters {
   /** Connections alive: connecting, open, or closed with executions still draining. */
   connections: number;
+  /** Upgrades waiting for the host's `authenticate` (they count towards `maxConnections` too). */
+  authenticating: number;
   /** Of `connections`, those closed whose received messages or disconnect handler still run (not counted against `maxConnections`). */
   closingConnections: number;
   upgradesAccepted: number;
@@ -279,6 +281,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   stats(): ChannelMountStats {
     return {
       connections: this.#sessions.size,
+      authenticating: this.#pending.size,
       closingConnections: this.#closing,
       upgradesAccepted: this.#upgradesAccepted,
       upgradesRejected: { ...this.#upgradesRejected },

@@ -3,7 +3,8 @@ import type { ConnectionRegistry } from './connection-registry.js';
 import type { ChannelErrorInfo, MountWebSocketChannelsOptions } from './options.js';
 
 /** Why the server ended a connection on its own, told to the disconnect handler as `cause`. */
-export type CloseCause = 'heartbeat-timeout' | 'backpressure' | 'unmount';
+/** Why the server ended a connection; `protocol`: the client broke the WebSocket protocol (a frame too large, bad UTF-8, an unmasked frame), which ws answers by closing. */
+export type CloseCause = 'heartbeat-timeout' | 'backpressure' | 'unmount' | 'protocol';
 
 /** The limits that apply to one channel, after manifest values and host defaults are merged. */
 export interface ChannelLimits {

@@ -311,6 +311,9 @@ function describeConnectAndDisconnect(setup: ReturnType<typeof useChannelHarness
       const accepted = await h.connect('/deny?mode=accept');
       expect(accepted.connectionId).toBeTruthy();
       expect(h.mount.stats().denied).toBe(1);
+      // A reason past the close frame's 123 bytes is cut between characters, never inside an emoji.
+      const long = await h.connect('/deny?mode=emoji', { ready: false });
+      expect(await long.closed).toEqual({ code: 4403, reason: '😀'.repeat(30) });
     });
 
     it('closes with 1008 when connect fails with PERMISSION_DENIED and 1011 when it crashes', async () => {
