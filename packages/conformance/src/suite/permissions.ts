@@ -134,6 +134,14 @@ function platformCallTests(suite: SuiteContext): void {
     expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
     expect((result.data as { message: string }).message).toMatch(/^platform\.kv\.unsendable result cannot be sent across the execution boundary: .* \(at result\.format\)$/);
   });
+
+  it('a platform call whose arguments cannot cross rejects in the handler with VALIDATION_ERROR naming where in them the refused value is', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-unsendable-args' });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', path: 'arguments[0].list[1].fn' });
+    expect((result.data as { message: string }).message).toMatch(/^platform\.kv\.echo arguments cannot be sent across the execution boundary: .* \(at arguments\[0\]\.list\[1\]\.fn\)$/);
+  });
 }
 
 /** A `kv.echo` that answers after a millisecond and counts the calls it has at once. */

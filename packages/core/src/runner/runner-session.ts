@@ -136,7 +136,7 @@ export class RunnerSession implements RuntimeEnvironment {
       const entry = this.#pending?.get(id);
       this.#pending?.delete(id);
       if (entry?.windowed) this.#window!.leave();
-      entry?.reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error));
+      entry?.reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error, args));
     }
   }
 
