@@ -573,6 +573,21 @@ describe('hosts and workers on different Node majors', () => {
     expect(result.error.message).toMatch(/^The task \(its input, its context\) could not be read on worker \S+ \(Node v[\d.]+\): it holds a value that Node cannot read/);
     expect(await marks(file)).toEqual([]);
   });
+
+  it("a platform call's answer the worker's Node cannot read fails the call in the handler with VALIDATION_ERROR, not a wait until the time limit", async () => {
+    const backend = make({ platform: { kv: { get: async () => new Uint8Array(NEWER_VIEW_BYTES) } }, permissions: { platform: { kv: true } } });
+    const restore = writeNewerViews();
+    let result: ExecutionResult;
+    try {
+      result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'k' } }, { timeoutMs: 20_000 });
+    } finally {
+      restore();
+    }
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
+    expect((result.data as { message: string }).message).toMatch(/^A platform or channel call's answer could not be read on worker \S+ \(Node v[\d.]+\)/);
+    expect(result.meta.durationMs).toBeLessThan(15_000);
+  });
 });
 
 describe('a handler that outruns its caller', () => {

@@ -1,5 +1,6 @@
 import { AbortedError, WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
 import type { HostToRunner, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { decode } from '../shared/wire.js';
 
 type RpcReply = Extract<HostToRunner, { type: 'rpc-reply' }>;
 
@@ -32,12 +33,33 @@ export class RemoteCalls {
     });
   }
 
+  /** A reply's body; one this worker cannot read (a value of a newer Node) fails every call in flight (unreadableReply). */
+  replyWith(body: Uint8Array, where: string): void {
+    let message: RpcReply;
+    try {
+      message = decode<RpcReply>(body, "A platform or channel call's answer", where);
+    } catch (error) {
+      return this.unreadableReply(error);
+    }
+    this.reply(message);
+  }
+
   reply(message: RpcReply): void {
     const pending = this.#pending.get(message.id);
     if (!pending) return;
     this.#pending.delete(message.id);
     if (message.ok) pending.resolve(message.value);
     else pending.reject(deserializeError(message.error));
+  }
+
+  /**
+   * A reply came that this worker cannot read (a value of a newer Node: shared/wire.ts decode):
+   * which call it answered cannot be told, so each call in flight fails with `error`
+   * (VALIDATION_ERROR naming this worker's Node) rather than one waiting for ever.
+   */
+  unreadableReply(error: unknown): void {
+    for (const { reject } of this.#pending.values()) reject(error);
+    this.#pending.clear();
   }
 
   /**

@@ -1,7 +1,6 @@
-import { TimeoutError, WorkerCrashedError, deserializeError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
-import type { HostToRunner } from '@kb-labs/plugin-execution-core/backend-kit';
+import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
-import { decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { cancelReason, decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import type { PeerPlugins } from './peer-plugins.js';
 import { RemoteCalls } from './remote-calls.js';
@@ -335,8 +334,8 @@ export class WorkerExecution implements Watched {
     // An input that follows the task comes right behind the caller's accept, often before this
     // worker has read the accept: kept until the task asks for it.
     if (kind === 'input') (this.#input ??= deferredBytes()).resolve(body);
-    else if (kind === 'rpc-reply') this.#calls.reply(decode<Extract<HostToRunner, { type: 'rpc-reply' }>>(body));
-    else if (kind === 'cancel') this.#cancel(deserializeError(decode<{ reason: unknown }>(body).reason));
+    else if (kind === 'rpc-reply') this.#calls.replyWith(body, `on worker ${this.#worker.identity.id}`);
+    else if (kind === 'cancel') this.#cancel(cancelReason(body));
   }
 
   /** The caller stopped it (timeout, abort, shutdown): the local backend stops it as an abort. */

@@ -1,5 +1,5 @@
 import v8 from 'node:v8';
-import type { ContextDescriptor, LogEntry, SerializedError } from '@kb-labs/plugin-execution-core';
+import { AbortedError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
 import { deserializeLikeClone, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
@@ -127,6 +127,15 @@ export function decode<T>(data: Uint8Array, what = 'A message', where = 'where i
     return deserializeLikeClone(data) as T;
   } catch (error) {
     throw unreadableMessageError(what, where, error);
+  }
+}
+
+/** Why a caller stopped an execution (a cancel's body); one that cannot be read here stops it all the same. */
+export function cancelReason(body: Uint8Array): unknown {
+  try {
+    return deserializeError(decode<{ reason: unknown }>(body).reason);
+  } catch {
+    return new AbortedError('The calling host stopped this execution (its reason could not be read here)', { details: { phase: 'running' } });
   }
 }
 
