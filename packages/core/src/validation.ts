@@ -158,6 +158,12 @@ export function validateWithForeignSchema(schema: unknown, value: unknown, subje
     const result = standard.validate(value) as { value?: unknown; issues?: unknown } | null | undefined;
     if (result === null || typeof result !== 'object') throw unusableSchemaResult(subject, '~standard.validate()');
     if (typeof (result as { then?: unknown }).then === 'function') {
+      // Its outcome is not awaited: a rejection must not surface as the host's unhandled one.
+      try {
+        Promise.resolve(result).catch(() => undefined);
+      } catch {
+        // A thenable whose `then` getter throws: nothing pending to drop.
+      }
       throw new ValidationError(`${subject}: asynchronous schemas are not supported`, { details: { phase: 'input' } });
     }
     if (!result.issues) return result.value;

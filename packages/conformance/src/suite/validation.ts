@@ -33,6 +33,12 @@ function requestValidationTests(suite: SuiteContext): void {
     expectError(result, 'HANDLER_ERROR');
     expect(result.error.message).toBe('validator exploded');
     expect(result.error.cause).toMatchObject({ name: 'TypeError', message: 'validator exploded' });
+    // An asynchronous one is refused, and the promise it returned, which rejects, is not left unhandled where it runs.
+    const asynchronous = await make().execute({ pluginId: BASIC, handlerId: 'schema-async-rejects', input: { any: 1 } });
+    expectError(asynchronous, 'VALIDATION_ERROR');
+    expect(asynchronous.error.message).toContain('asynchronous schemas are not supported');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expectOk(await make().execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
   it('never rejects: malformed requests resolve VALIDATION_ERROR naming the field', async () => {
