@@ -94,9 +94,12 @@ function onMessage(message: HostToThread): void {
 }
 channel.on('message', onMessage);
 // Plugin code that found the channel among the thread's handles and took its listener off would
-// leave a later execution deaf to its platform answers and its cancel.
+// leave a later execution deaf to its platform answers and its cancel; unref'd, the thread would
+// exit while a later execution waits for one. (Swapping the listener for its own, or transferring
+// the port away, is the plugin patching the runtime: not isolated, docs/backends/worker-pool.md.)
 const channelListeners = channel.listenerCount.bind(channel);
-const channelTampered = (): boolean => channelListeners('message') !== 1;
+const channelHasRef = (channel as unknown as { hasRef(): boolean }).hasRef.bind(channel);
+const channelTampered = (): boolean => channelListeners('message') !== 1 || !channelHasRef();
 
 /**
  * Between executions the thread sleeps in Atomics.wait, not in its event loop (as piscina's do):

@@ -84,9 +84,9 @@ describe("worker-pool: a handler that breaks its thread's channel", () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
-  it("its listener taken off: the next plugin's platform call is answered on another thread (the thread declines its task)", async () => {
+  it.each(['strip', 'unref'])("its listener taken off, or the channel unref'd (%s): the next plugin's platform call is answered on another thread (the thread declines its task)", async (mode) => {
     const backend = backends.make({ maxThreads: 1, platform: { kv: { get: async (key: string) => `value of ${key}` } }, permissions: { platform: { kv: true } } });
-    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'tampers-with-channel', input: { mode: 'strip' } }));
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'tampers-with-channel', input: { mode } }));
     const victim = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { args: ['k'] } }, { timeoutMs: 8000 });
     expectOk(victim);
     expect(victim.data).toMatchObject({ ok: true, value: 'value of k' });
