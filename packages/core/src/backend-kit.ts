@@ -27,4 +27,4 @@ export { describeThrown, describeValue, isError, toWireValue } from './wire-valu
 export { deserializeLikeClone, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { serializeErrorForRunner } from './error-wire.js';
-export { refusedByHostPermissions } from './host/host-permissions.js';
+export { hostPermissionProblem, refusedByHostPermissions } from './host/host-permissions.js';

@@ -11,6 +11,25 @@ import { newPool } from './helpers.js';
 const NO_SERVER = { path: 'connection.servers', message: 'must be a server URL (nats://host:4222) or a non-empty array of them' };
 
 describe('options that cannot work', () => {
+  it('a pool, subject prefix or worker id that is not a subject token is refused with the other bad options, each named once', async () => {
+    let thrown: unknown;
+    try {
+      new QueueBackend({ connection: { servers: 'nats://' }, pool: 'a b', subjectPrefix: '', plugins: [fixturePlugins.basic] });
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as ValidationError).details.issues).toEqual([
+      { path: 'connection.servers', message: '"nats://" is not a server URL such as nats://host:4222' },
+      { path: 'pool', message: 'must be 1 to 64 letters, digits, "_" or "-", got "a b"' },
+      { path: 'subjectPrefix', message: 'must be a non-empty string' },
+    ]);
+    const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: '', id: 'x/y', plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+    expect((refused as ValidationError).details.issues).toEqual([
+      { path: 'pool', message: 'must be a non-empty string' },
+      { path: 'id', message: 'must be letters, digits, "_" and "-" (64 at most), got "x/y"' },
+    ]);
+  });
+
   it('connection.servers empty (a list or a string): host and worker refuse it with one message', async () => {
     for (const servers of [[], '']) {
       let thrown: unknown;

@@ -522,7 +522,7 @@ describe('shutdown', () => {
 });
 
 describe("a host under Node's permission model", () => {
-  it('without --allow-child-process: each sandbox setting fails the execution saying so and naming the flag (not INTERNAL_ERROR)', () => {
+  it('without --allow-child-process: each sandbox setting fails the execution saying so and naming the flag (not INTERNAL_ERROR), and health() says it before any', () => {
     const entry = new URL('../dist/index.js', import.meta.url).href;
     const script = `import { SubprocessBackend } from ${JSON.stringify(entry)};
 for (const sandbox of ['off', 'auto', 'required']) {
@@ -530,7 +530,10 @@ for (const sandbox of ['off', 'auto', 'required']) {
   const r = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
   console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, reason: r.error.details.reason, message: r.error.message }));
   await backend.shutdown();
-}`;
+}
+const idle = new SubprocessBackend({ sandbox: 'off' });
+console.log(JSON.stringify({ code: 'health', reason: 'problems', message: (await idle.health()).problems.join(' | ') }));
+await idle.shutdown();`;
     const run = spawnSync(process.execPath, [detectPermissionFlag()!, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], {
       encoding: 'utf8',
       env: { PATH: process.env.PATH ?? '' },
@@ -541,6 +544,7 @@ for (const sandbox of ['off', 'auto', 'required']) {
       ['WORKER_CRASHED', 'start-failed'],
       ['WORKER_CRASHED', 'start-failed'],
       ['WORKER_CRASHED', 'sandbox'],
+      ['health', 'problems'],
     ]);
     for (const r of said) expect(r.message).toContain("the host process runs under Node's permission model (--permission) without --allow-child-process");
   });

@@ -1,5 +1,5 @@
 import { WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
-import { type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { refusedByHostPermissions, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { isLeftBusy, type PoolThread } from './pool-thread.js';
 
 /**
@@ -57,7 +57,7 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, lane
  * constructor threw: `thread` undefined) or died before it loaded its entry.
  */
 export function startFailureError(error: unknown, thread: PoolThread | undefined, task: RunnerTask): WorkerCrashedError {
-  const message = error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}`;
+  const message = refusedByHostPermissions(error, 'worker') ?? (error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}`);
   const details: WorkerCrashDetails = {
     reason: 'start-failed',
     message,

@@ -97,7 +97,7 @@ export class ThreadPool {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
     } catch (error) {
       const code = (error as { code?: unknown })?.code;
-      const refused = refusedByHostPermissions(error, 'worker threads', '--allow-worker');
+      const refused = refusedByHostPermissions(error, 'worker');
       if (refused) throw new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
       // The system's own word for it says nothing of which option, if any, asked too much.
       const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';

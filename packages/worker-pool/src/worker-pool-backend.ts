@@ -1,5 +1,5 @@
 import { type IsolationReport, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, hostPermissionProblem, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { defaultMaxThreads, resolvePoolOptions, workerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
 import { ThreadPool, type WorkerPoolRunnerStats } from './thread-pool.js';
 
@@ -46,7 +46,8 @@ export class WorkerPoolBackend extends BaseBackend {
   }
 
   protected override runnerProblems(): string[] {
-    return this.#pool.problems();
+    const refused = hostPermissionProblem('worker');
+    return refused ? [refused, ...this.#pool.problems()] : this.#pool.problems();
   }
 
   protected override unstartedReason(): string {

@@ -65,15 +65,20 @@ describe('worker-pool: options', () => {
 });
 
 describe('worker-pool: a host under Node\'s permission model', () => {
-  it('without --allow-worker: the backend says so and names the flag, not that its options are invalid', () => {
+  it('without --allow-worker: the backend says so and names the flag, not that its options are invalid; with no thread to start yet, health() says it', () => {
     const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
     const entry = new URL('../dist/index.js', import.meta.url).href;
     const script = `import { WorkerPoolBackend } from ${JSON.stringify(entry)};
-try { new WorkerPoolBackend({ minThreads: 1 }); console.log('started'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`;
+try { new WorkerPoolBackend({ minThreads: 1 }); console.log('started'); } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
+// minThreads 0: nothing starts until the first execution; health() says it first.
+const lazy = new WorkerPoolBackend({ minThreads: 0 });
+console.log(JSON.stringify({ code: 'health', message: (await lazy.health()).problems.join(' | ') }));
+await lazy.shutdown();`;
     const run = spawnSync(process.execPath, [flag, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
-    const said = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { code: string; message: string };
-    expect(said.code).toBe('VALIDATION_ERROR');
-    expect(said.message).toBe("The worker-pool backend cannot run here: the host process runs under Node's permission model (--permission) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well");
+    const [said, health] = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { code: string; message: string });
+    const refusal = "the host process runs under Node's permission model (--permission) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well";
+    expect(said).toEqual({ code: 'VALIDATION_ERROR', message: `The worker-pool backend cannot run here: ${refusal}` });
+    expect(health).toEqual({ code: 'health', message: refusal });
   });
 });
 

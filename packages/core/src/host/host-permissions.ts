@@ -3,7 +3,27 @@
  * processes unless it was also given the flag that allows them: Node's own error then says
  * "Access to this API has been restricted". Said as what it is, naming the flag the host lacks.
  */
-export function refusedByHostPermissions(error: unknown, what: string, flag: '--allow-worker' | '--allow-child-process'): string | undefined {
-  if ((error as { code?: unknown } | null)?.code !== 'ERR_ACCESS_DENIED') return undefined;
+const SCOPES = {
+  worker: { what: 'worker threads', flag: '--allow-worker' },
+  child: { what: 'child processes', flag: '--allow-child-process' },
+} as const;
+
+type Scope = keyof typeof SCOPES;
+
+function refusal(scope: Scope, what: string = SCOPES[scope].what): string {
+  const { flag } = SCOPES[scope];
   return `the host process runs under Node's permission model (--permission) without ${flag}, so it cannot start ${what}: start it with ${flag} as well`;
+}
+
+/** `error` is the permission model's refusal to start what `scope` names: said so; else undefined. */
+export function refusedByHostPermissions(error: unknown, scope: Scope, what?: string): string | undefined {
+  if ((error as { code?: unknown } | null)?.code !== 'ERR_ACCESS_DENIED') return undefined;
+  return refusal(scope, what);
+}
+
+/** For health(): the host's own permissions forbid what `scope` names (no permission model: undefined). */
+export function hostPermissionProblem(scope: Scope): string | undefined {
+  const permission = (process as { permission?: { has(scope: string): boolean } }).permission;
+  if (!permission || permission.has(scope)) return undefined;
+  return refusal(scope);
 }

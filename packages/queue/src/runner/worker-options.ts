@@ -51,7 +51,7 @@ const workerOptionsSchema = lazySchema((z) =>
     workspace: z.object({ root: option.text() }).strict().optional(),
     id: option
       .text()
-      .refine((id) => subjectToken(id) === id, { error: (issue) => `must be letters, digits, "_" and "-" (64 at most), got ${JSON.stringify(issue.input)}` })
+      .refine((id) => id === '' || subjectToken(id) === id, { error: (issue) => `must be letters, digits, "_" and "-" (64 at most), got ${JSON.stringify(issue.input)}` })
       .optional(),
     heartbeatMs: option.int(50, 60_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),

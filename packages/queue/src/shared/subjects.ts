@@ -69,13 +69,13 @@ export function ownerOfStream(subjects: PoolSubjects, taken: string): { prefix: 
 
 /** A pool name's option: one subject token, checked before it reaches NATS, with the other options. */
 export const poolOption = () =>
-  option.text().refine((pool) => TOKEN.test(pool), { error: (issue) => `must be 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(issue.input)}` });
+  option.text().refine((pool) => pool === '' || TOKEN.test(pool), { error: (issue) => `must be 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(issue.input)}` });
 
 /** A subject prefix's option: dot-separated subject tokens. */
 export const subjectPrefixOption = () =>
   option
     .text()
-    .refine((prefix) => prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}` });
+    .refine((prefix) => prefix === '' || prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}` });
 
 /** An id usable as one subject token: anything else becomes "-". */
 export function subjectToken(text: string): string {

@@ -288,7 +288,7 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
       );
     } catch (error) {
       // Thrown at once: the host may not start processes at all (Node's permission model).
-      const refused = refusedByHostPermissions(error, 'bubblewrap or any child process', '--allow-child-process');
+      const refused = refusedByHostPermissions(error, 'child', 'bubblewrap or any child process');
       return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started: ${(error as Error)?.message ?? String(error)}` });
     }
     child.unref();

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
@@ -182,7 +182,7 @@ export class SubprocessBackend extends BaseBackend {
     try {
       return this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
     } catch (error) {
-      const refused = refusedByHostPermissions(error, 'child processes', '--allow-child-process');
+      const refused = refusedByHostPermissions(error, 'child');
       if (!refused) throw error;
       const { pluginId, handlerId } = task;
       throw new WorkerCrashedError(`The subprocess backend cannot run handler "${handlerId}" of plugin "${pluginId}": ${refused}`, {
@@ -275,6 +275,8 @@ export class SubprocessBackend extends BaseBackend {
 
   protected override async runnerProblems(): Promise<string[]> {
     const problems: string[] = [];
+    const refused = hostPermissionProblem('child');
+    if (refused) problems.push(refused);
     const refusal = this.#sandbox.refusal(await this.#sandbox.ready());
     if (refusal) problems.push(`sandbox: 'required' but unavailable: ${refusal}`);
     for (const pluginRoot of [undefined, ...this.registry.list().map((plugin) => plugin.root)]) {
