@@ -180,6 +180,10 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.begin((out, lines) => sendPaced({ k, out, lines }, lines));
   const result = await session.run();
   output.end();
+  // A handler that answered from inside a callback (fs.readFile's, a stream's 'close') still has
+  // that callback's request listed as live: it is looked at after one turn, once it is done, not
+  // taken for a handle left behind (which would retire the thread after every such execution).
+  if (watches.handles.leftover()) await new Promise((resolve) => immediate(resolve));
   current = undefined;
   executions++;
   const retire = retireReason(watches, executions, config.maxExecutions);

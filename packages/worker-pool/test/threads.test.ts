@@ -145,6 +145,18 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it.each(['stat', 'readFile', 'stream'])('a handler that answers from inside a file-system callback (%s) keeps its thread: the request whose callback answered is not a handle left behind', async (via) => {
+    const backend = backends.make({ maxThreads: 1, minThreads: 1 });
+    const runnerIds = new Set<string | undefined>();
+    for (let i = 0; i < 5; i++) {
+      const result = await backend.execute({ pluginId: POOL, handlerId: 'answers-from-fs-callback', input: { via } });
+      expect(okData(result)).toBe(via);
+      runnerIds.add(result.meta.runnerId);
+    }
+    expect(runnerIds.size).toBe(1);
+    expect((await runners(backend)).retired['handles-left']).toBe(0);
+  });
+
   it('a handler that leaves file descriptors open gets its thread retired (handles-left) once it holds more than 64: the host process does not run out of them', async () => {
     const backend = backends.make({ maxThreads: 1, maxExecutionsPerThread: 0 });
     const openFds = () => readdirSync('/proc/self/fd').length;
