@@ -624,7 +624,7 @@ describe('a handler that outruns its caller', () => {
 });
 
 describe('stops', () => {
-  it('shutdown: what a worker runs finishes; tasks still in the stream never start and get SHUTTING_DOWN (phase queued) at once, as executions waiting for a slot do on a local backend', async () => {
+  it('shutdown: what a worker runs finishes; tasks still in the stream a second later (their workers busy) never start and get SHUTTING_DOWN (phase queued) then, as executions waiting for a slot do on a local backend', async () => {
     const own = newPool('shutdown-queued');
     const single = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
     try {
@@ -632,7 +632,8 @@ describe('stops', () => {
       const file = path.join(markers, 'shutdown-queued.log');
       let running!: () => void;
       const started = new Promise<void>((resolve) => (running = resolve));
-      const first = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 30_000, onEvent: () => running() });
+      // Running for longer than the second a task in the stream has, at shutdown, to be taken.
+      const first = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 4000 } }, { timeoutMs: 30_000, onEvent: () => running() });
       await started;
       const rest = [1, 2, 3].map(() => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 30_000 }));
       await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);

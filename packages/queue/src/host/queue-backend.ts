@@ -15,6 +15,8 @@ export type { QueueBackendOptions } from './options.js';
 const DEFAULT_CONCURRENCY = 1000;
 /** How long stats() and health() wait for the server before answering with what they know. */
 const PROBE_MS = 2000;
+/** At shutdown, how long a task in the stream has to be started by a free worker before it is taken back (shutdownBegun). */
+const TAKEN_WITHIN_MS = 1000;
 
 /** What `stats().runners` holds on this backend. */
 export type QueueRunnerStats = {
@@ -47,8 +49,9 @@ export class QueueBackend extends BaseBackend {
   #opened: HostLink | undefined;
   /** Set by shutdown: no connection is opened again (health() after shutdown must not leave one behind). */
   #closed = false;
-  /** Set when shutdown begins: what no worker has started never will (shutdownBegun). */
+  /** Set soon after shutdown begins: what no worker has started by then never will (shutdownBegun). */
   #notStarted: ShuttingDownError | undefined;
+  #refuseTimer: NodeJS.Timeout | undefined;
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
@@ -94,13 +97,20 @@ export class QueueBackend extends BaseBackend {
     return this.#link;
   }
 
-  /** Tasks still in the stream wait for a worker as others wait for a slot: they never start. */
+  /**
+   * A task a free worker takes at once (called just before shutdown) runs to its end, as on every
+   * backend; what is still in the stream a moment later waits for a busy worker, as executions
+   * elsewhere wait for a slot: it never starts, and fails now rather than at the deadline.
+   */
   protected override shutdownBegun(notStarted: ShuttingDownError): void {
-    this.#notStarted = notStarted;
-    for (const execution of this.#opened?.executions.values() ?? []) execution.refuseStart(notStarted);
+    this.#refuseTimer = setTimeout(() => {
+      this.#notStarted = notStarted;
+      for (const execution of this.#opened?.executions.values() ?? []) execution.refuseStart(notStarted);
+    }, TAKEN_WITHIN_MS).unref();
   }
 
   protected async closeRunners(): Promise<void> {
+    clearTimeout(this.#refuseTimer);
     this.#closed = true;
     const link = await this.#link?.catch(() => undefined);
     await link?.close();
