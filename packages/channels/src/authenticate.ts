@@ -19,6 +19,8 @@ export interface AuthenticateCall {
   timeoutMs: number;
   /** Where the call parks its cancel while it waits, so that unmount can answer it 503 at once. */
   pending: Set<(status: number) => void>;
+  /** Where it is moved when its client resets while the hook still runs (the mount still bounds those). */
+  departed: Set<(status: number) => void>;
   reportError: (error: unknown, info: ChannelErrorInfo) => void;
 }
 
@@ -27,7 +29,7 @@ export interface AuthenticateCall {
  * 500, one that does not answer in time 503 (both reported), a cancel the status it is given.
  */
 export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerdict> {
-  const { hook, request, socket, info, timeoutMs, pending, reportError } = call;
+  const { hook, request, socket, info, timeoutMs, pending, departed, reportError } = call;
   const report = (error: unknown) => reportError(error, { phase: 'authenticate', channel: info.channel });
   return new Promise((resolve) => {
     let settled = false;
@@ -36,6 +38,7 @@ export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerd
       settled = true;
       clearTimeout(timer);
       pending.delete(cancel);
+      departed.delete(cancel);
       socket.off('error', onSocketError);
       socket.off('close', onSocketClose);
       resolve(verdict);
@@ -43,9 +46,13 @@ export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerd
     const cancel = (status: number) => finish({ status });
     // A client that resets while we wait must not raise an unhandled 'error'.
     const onSocketError = () => socket.destroy();
-    // One that has gone no longer holds a place under maxConnections (a client reconnecting
-    // after a drop is not refused meanwhile); the hook's answer, when it comes, finds it gone.
-    const onSocketClose = () => pending.delete(cancel);
+    // One whose client reset its connection no longer holds a place under maxConnections (a client
+    // reconnecting after a drop is not refused meanwhile); the hook's answer, when it comes, finds
+    // it gone. (A client that closes with a FIN is seen only then: the socket is not read before
+    // the handshake, so that the frames behind it stay the WebSocket's.)
+    const onSocketClose = () => {
+      if (pending.delete(cancel)) departed.add(cancel);
+    };
     socket.on('error', onSocketError);
     socket.once('close', onSocketClose);
     pending.add(cancel);

@@ -32,6 +32,11 @@ export function describeConnection(origin: ConnectionOrigin, request: IncomingMe
  */
 export function connectionContext(info: ConnectionInfo, request: IncomingMessage, extraContext: MountWebSocketChannelsOptions['context']): ContextDescriptor {
   const extra = typeof extraContext === 'function' ? extraContext(info, request) : (extraContext ?? {});
+  if (typeof (extra as { then?: unknown } | null)?.then === 'function') {
+    // Its fields would be lost (a promise has none of its own) and its rejection left unhandled.
+    Promise.resolve(extra).catch(() => undefined);
+    throw new TypeError('The context option returned a promise: it must return the fields themselves, synchronously (look them up in authenticate, which may be async, and return them as its identity)');
+  }
   const { id, channel, path, params, query, headers, remoteAddress, identity } = info;
   return {
     ...(extra as ContextDescriptor),

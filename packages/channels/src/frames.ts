@@ -66,7 +66,8 @@ export function frameText(raw: Buffer | ArrayBuffer | Buffer[]): string {
 
 /** Frames up to this size are parsed whole to find the id of one refused unread (QUEUE_FULL); larger ones only at their start. */
 const ID_SEARCH_BYTES = 64 * 1024;
-const LEADING_ID = /^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.){0,256}"|-?\d{1,20}(?:\.\d{1,20})?(?:[eE][+-]?\d{1,3})?)\s*[,}]/;
+/** `{"id": …` at a frame's start; a string id's 256 characters may be written escaped (`\u0041`: six each). */
+const LEADING_ID = /^\s*\{\s*"id"\s*:\s*("(?:[^"\\]|\\.){0,1536}"|-?\d{1,20}(?:\.\d{1,20})?(?:[eE][+-]?\d{1,3})?)\s*[,}]/;
 
 /**
  * The id of a frame refused before it is read (its connection has `maxInFlight` messages
@@ -78,10 +79,11 @@ export function idOfRefused(text: string): FrameId | null {
     const parsed = parseFrameText(text);
     return parsed.ok ? (parsed.id ?? null) : parsed.replyTo;
   }
-  const leading = LEADING_ID.exec(text.slice(0, 600));
+  const leading = LEADING_ID.exec(text.slice(0, 1600));
   if (!leading) return null;
   try {
-    return JSON.parse(leading[1]!) as FrameId;
+    const id = JSON.parse(leading[1]!) as FrameId;
+    return typeof id === 'string' && id.length > MAX_ID_LENGTH ? null : id;
   } catch {
     return null;
   }

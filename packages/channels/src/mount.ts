@@ -97,6 +97,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   #closing = 0;
   /** Upgrades waiting for `authenticate`; unmount answers them 503 at once. */
   readonly #pending = new Set<(status: number) => void>();
+  /** Upgrades whose client left while `authenticate` still runs: bounded with the closing connections. */
+  readonly #departed = new Set<(status: number) => void>();
   readonly #allowedHeaders: readonly string[];
   readonly #counters = createMountCounters();
   /** Without `onError`: the phase and error code of each kind of failure already warned about. */
@@ -188,6 +190,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
           info: { channel: entry.route.pattern, path, params, query },
           timeoutMs: this.#options.authenticateTimeoutMs ?? DEFAULTS.authenticateTimeoutMs,
           pending: this.#pending,
+          departed: this.#departed,
           reportError: (error, info) => this.#reportError(error, info),
         })
       : {};
@@ -206,8 +209,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
    */
   #atCapacity(): boolean {
     const maxConnections = this.#options.maxConnections ?? DEFAULTS.maxConnections;
-    const alive = this.#sessions.size + this.#pending.size;
-    return alive - this.#closing >= maxConnections || alive >= 2 * maxConnections;
+    const alive = this.#sessions.size + this.#pending.size + this.#departed.size;
+    return alive - this.#closing - this.#departed.size >= maxConnections || alive >= 2 * maxConnections;
   }
 
   #reject(socket: Duplex, status: number, message?: string): void {
@@ -306,7 +309,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     this.#router.detach(this);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
-    for (const cancel of [...this.#pending]) cancel(503);
+    for (const cancel of [...this.#pending, ...this.#departed]) cancel(503);
     const sessions = [...this.#sessions];
     for (const session of sessions) session.closeFor('unmount', 1001, 'server shutting down');
     const closeTimeoutMs = this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;

@@ -122,6 +122,22 @@ describe('payload limits', () => {
   });
 });
 
+describe('a context function that returns a promise', () => {
+  it('is refused as its mistake (reported, phase context, the connection closed 1011), not run without the fields it was to give, and its rejection is not left unhandled', async () => {
+    const errors: Array<{ phase: string; message: string }> = [];
+    const h = await setup({
+      context: (async () => {
+        throw new Error('tenant lookup failed');
+      }) as never,
+      onError: (error, info) => errors.push({ phase: info.phase, message: (error as Error).message }),
+    });
+    const client = await h.connect('/echo', { ready: false });
+    expect(await client.closed).toEqual({ code: 1011, reason: 'context' });
+    expect(errors).toEqual([{ phase: 'context', message: expect.stringContaining('The context option returned a promise') }]);
+    await delay(50);
+  });
+});
+
 describe('a connection whose context the host refuses', () => {
   it('is closed with 1011, and a bad frame it sends meanwhile (unmasked, in the same write as its upgrade) does not take the host down', async () => {
     const errors: string[] = [];
@@ -178,12 +194,15 @@ describe('messages waiting for their turn', () => {
     client.send(`{"data":{"n":2},"id":"small-last"}`);
     client.send(`{"id":"big-first","data":{"pad":"${pad}"}}`);
     client.send(`{"data":{"pad":"${pad}"},"id":"big-last"}`);
+    // An id written escaped, as some encoders write every non-ASCII character: 100 characters, 600 in the frame.
+    client.send(`{"id":"${'\\u0041'.repeat(100)}","data":{"pad":"${pad}"}}`);
     const refused = () => client.frames.filter((f) => f.type === 'error');
-    await eventually(() => refused().length >= 3, 'three refusals');
+    await eventually(() => refused().length >= 4, 'four refusals');
     expect(refused().map((f) => [f.code, f.replyTo])).toEqual([
       ['QUEUE_FULL', 'small-last'],
       ['QUEUE_FULL', 'big-first'],
       ['QUEUE_FULL', null],
+      ['QUEUE_FULL', 'A'.repeat(100)],
     ]);
     h.lab.open('full');
   });
@@ -372,18 +391,30 @@ describe('routing', () => {
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
   });
 
-  it('an upgrade whose client leaves while a slow authenticate runs frees its place under maxConnections at once: a reconnect is not refused 503 meanwhile', async () => {
+  it('an upgrade whose client resets while a slow authenticate runs frees its place under maxConnections at once; twice maxConnections of those still running refuse more (503)', async () => {
     let calls = 0;
-    const h = await setup({ maxConnections: 1, authenticate: () => (++calls === 1 ? delay(1500).then(() => true) : true) });
+    let slow = true;
+    const h = await setup({ maxConnections: 1, authenticateTimeoutMs: 30_000, authenticate: () => (++calls, slow ? delay(20_000).then(() => true) : true) });
     const url = new URL(h.url('/echo'));
-    const dropped = net.connect(Number(url.port), url.hostname);
-    dropped.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-    await eventually(() => h.mount.stats().authenticating === 1, 'the first upgrade in authenticate');
-    dropped.destroy();
-    await eventually(() => h.mount.stats().authenticating === 0, 'its place freed when its client left');
-    // Within the first hook's 1.5 s: the slot it held is free.
-    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    const upgradeThenReset = async (waiting: number) => {
+      const socket = net.connect(Number(url.port), url.hostname);
+      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      await eventually(() => h.mount.stats().authenticating === 1, `upgrade ${waiting} in authenticate`);
+      socket.resetAndDestroy();
+      // Well within its hook's 20 s: the reset freed its place.
+      await eventually(() => h.mount.stats().authenticating === 0, 'its place freed when its client reset', 3000);
+    };
+    await upgradeThenReset(1);
+    slow = false;
+    const reconnected = await h.connect('/echo');
     expect(calls).toBe(2);
+    reconnected.terminate();
+    await eventually(() => h.mount.stats().connections === 0, 'the reconnect closed');
+    slow = true;
+    await upgradeThenReset(2);
+    // Two hooks still run for clients that left (twice maxConnections): the next is refused, and no hook is called for it.
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
+    expect(calls).toBe(3);
   });
 
   it('maxConnections counts open connections: a closed one whose message still runs does not refuse a reconnect; twice maxConnections alive in all does', async () => {
