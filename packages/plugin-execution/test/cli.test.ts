@@ -10,6 +10,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 let root: string;
 
+/** A plugin folder `name` under the test's root, with one handler `run` whose module is `source`. */
+async function oneHandlerPlugin(name: string, id: string, source: string): Promise<string> {
+  const dir = path.join(root, name);
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id, version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+  await writeFile(path.join(dir, 'run.mjs'), source);
+  return dir;
+}
+
 function run(args: string[]) {
   const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -34,10 +43,7 @@ describe('kb-plugin-exec CLI', () => {
   });
 
   it("keeps stdout for the result: what an in-process handler prints goes to stderr", async () => {
-    const dir = path.join(root, 'prints');
-    await mkdir(dir);
-    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/prints', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
-    await writeFile(path.join(dir, 'run.mjs'), "export default async () => { console.log('from console.log'); process.stdout.write('from stdout.write\\n'); return { done: true }; };\n");
+    const dir = await oneHandlerPlugin('prints', '@t/prints', "export default async () => { console.log('from console.log'); process.stdout.write('from stdout.write\\n'); return { done: true }; };\n");
     const { status, stdout, stderr } = run(['run', dir, 'run', '--json', '--no-workspace']);
     expect(status).toBe(0);
     expect(JSON.parse(stdout)).toMatchObject({ ok: true, data: { done: true } });
@@ -108,11 +114,9 @@ describe('kb-plugin-exec CLI', () => {
   });
 
   it('prints every value structured clone carries as JSON, never throwing: a cycle as "[Circular: <path>]", a Map as pairs, a Set, bytes and an Error as what they hold, NaN as a word', async () => {
-    const dir = path.join(root, 'values');
-    await mkdir(dir);
-    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/values', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
-    await writeFile(
-      path.join(dir, 'run.mjs'),
+    const dir = await oneHandlerPlugin(
+      'values',
+      '@t/values',
       [
         'export default async (input, ctx) => {',
         '  const o = { a: 1, list: [] }; o.self = o; o.list.push({ up: o });',
@@ -178,11 +182,9 @@ describe('kb-plugin-exec CLI', () => {
   });
 
   it("--logs prints each log line as one line, a handler's control characters written out; its data and error message reach the terminal without escape sequences", async () => {
-    const dir = path.join(root, 'forges');
-    await mkdir(dir);
-    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/forges', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
-    await writeFile(
-      path.join(dir, 'run.mjs'),
+    const dir = await oneHandlerPlugin(
+      'forges',
+      '@t/forges',
       [
         'export default async (input, ctx) => {',
         "  ctx.logger.info('one\\n[logger:error] forged \\x1b[31mred\\x1b]0;title\\x07 \\u009b2J\\r\\ttab \\u202eevil\\u2028x', { k: 'v\\x1b[0m\\u009b' });",

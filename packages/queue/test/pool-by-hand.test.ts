@@ -4,7 +4,7 @@
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
-import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager, type ConsumerConfig, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager, type ConsumerConfig, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { natsServer, newPool } from './helpers.js';
@@ -29,6 +29,20 @@ async function addStream(pool: string, extra: Record<string, unknown> = {}): Pro
   const stream = `KBEXEC_${pool}`;
   await jsm.streams.add({ name: stream, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000, ...extra });
   return stream;
+}
+
+/**
+ * A pool whose stream its running host made and has read (its next read is its periodic one,
+ * 5 s on), then changed by hand with `change`.
+ */
+async function changedUnderHost(name: string, change: Partial<StreamConfig>): Promise<{ stream: string; backend: QueueBackend }> {
+  const pool = newPool(name);
+  const stream = `KBEXEC_${pool}`;
+  const backend = host({ pool });
+  await backend.health();
+  const { config } = await jsm.streams.info(stream);
+  await jsm.streams.update(stream, { ...config, ...change });
+  return { stream, backend };
 }
 
 beforeAll(async () => {
@@ -113,13 +127,7 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
   });
 
   it('a task dropped by a max_age set under a running host fails saying it expired, and the host removes the max_age', async () => {
-    const pool = newPool('stream-expired');
-    const stream = `KBEXEC_${pool}`;
-    const backend = host({ pool });
-    // Makes the stream and reads it: the host's next read of it is its periodic one, 5 s on.
-    await backend.health();
-    const { config } = await jsm.streams.info(stream);
-    await jsm.streams.update(stream, { ...config, max_age: nanos(1000), duplicate_window: nanos(1000) });
+    const { stream, backend } = await changedUnderHost('stream-expired', { max_age: nanos(1000), duplicate_window: nanos(1000) });
     // No worker serves the pool: the task waits until the server drops it.
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'expires' }, { timeoutMs: 25_000 });
     expectError(result, 'WORKER_CRASHED');
@@ -131,12 +139,7 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
   }, 40_000);
 
   it("discard: old, set by hand under a running host (a full stream would drop waiting tasks for new ones), is made discard: new again at the host's next read", async () => {
-    const pool = newPool('stream-discard');
-    const stream = `KBEXEC_${pool}`;
-    const backend = host({ pool });
-    await backend.health();
-    const { config } = await jsm.streams.info(stream);
-    await jsm.streams.update(stream, { ...config, discard: DiscardPolicy.Old, max_msgs: 2 });
+    const { stream, backend } = await changedUnderHost('stream-discard', { discard: DiscardPolicy.Old, max_msgs: 2 });
     expect((await jsm.streams.info(stream)).config.discard).toBe(DiscardPolicy.Old);
     // No worker: the third task makes the full stream drop the first.
     const sent = [0, 1, 2].map((i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 12_000 }));
