@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
-import { encodeFrame, frameText, idOfRefused, parseClientFrame, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
+import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
 import type { CloseCause, SessionRuntime } from './session-runtime.js';
 import { SocketWriter } from './socket-writer.js';
@@ -205,8 +205,7 @@ export class ChannelSession implements ChannelConnection {
     this.#alive = true;
     this.#rt.counters.framesIn++;
     if (this.#ws.readyState !== this.#ws.OPEN) return;
-    const binary = isBinary ? parseClientFrame(raw, isBinary) : undefined;
-    if (binary && !binary.ok) return this.#badFrame(binary);
+    if (isBinary) return this.#badFrame(BINARY_FRAME);
     const text = frameText(raw);
     const { maxInFlight, concurrency } = this.#rt.limits;
     // Refused before it is read: a full connection costs its client, not the host's event loop.

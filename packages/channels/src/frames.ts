@@ -55,9 +55,11 @@ export type ParsedClientFrame =
  * error frame, with the frame's id when one could be read, so the client can match it.
  */
 export function parseClientFrame(raw: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): ParsedClientFrame {
-  if (isBinary) return { ok: false, message: 'Binary frames are not accepted; send JSON text', replyTo: null };
-  return parseFrameText(frameText(raw));
+  return isBinary ? BINARY_FRAME : parseFrameText(frameText(raw));
 }
+
+/** What a binary frame gets: a channel speaks JSON text. */
+export const BINARY_FRAME: Extract<ParsedClientFrame, { ok: false }> = Object.freeze({ ok: false, message: 'Binary frames are not accepted; send JSON text', replyTo: null });
 
 /** A text frame's payload as a string. */
 export function frameText(raw: Buffer | ArrayBuffer | Buffer[]): string {
