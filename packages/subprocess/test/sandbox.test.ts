@@ -20,6 +20,16 @@ const linux = process.platform === 'linux';
 const dropsToNobody = process.getuid?.() === 0 && passableByOthers(probePlugin);
 const root = dropsToNobody;
 
+async function copyDir(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const name of await readdir(from)) await copyFile(path.join(from, name), path.join(to, name));
+}
+
+async function sparesReady(backend: SubprocessBackend, count: number): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (((await backend.stats()).runners as SubprocessRunnerStats).spares.ready < count && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+}
+
 function passableByOthers(p: string): boolean {
   for (let dir = path.dirname(p); dir !== path.dirname(dir); dir = path.dirname(dir)) {
     if ((statSync(dir).mode & 0o001) === 0) return false;
@@ -439,6 +449,50 @@ describe.runIf(linux)('inside the sandbox', () => {
       expectOk(await make({ sandbox: 'off', workspace: { root } }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
     } finally {
       await rm(shm, { recursive: true, force: true });
+    }
+  });
+
+  it('a release switched under a warm spare (a link re-pointed, a folder renamed over the old one) runs from the next execution, sandboxed or not', async () => {
+    const releases = path.join(scratch, 'releases');
+    for (const version of ['v1', 'v2']) {
+      await mkdir(path.join(releases, version), { recursive: true });
+      await writeFile(path.join(releases, version, 'kb.plugin.json'), JSON.stringify({ id: '@test/release', version: '1.0.0', handlers: { version: { entry: './version.mjs' } } }));
+      await writeFile(path.join(releases, version, 'version.mjs'), `export default async () => '${version}';\n`);
+    }
+    const switches = {
+      // The deploy re-points the link its host was given.
+      link: async (at: string) => {
+        await symlink(path.join(releases, 'v1'), at);
+        return async () => {
+          await symlink(path.join(releases, 'v2'), `${at}.next`);
+          await rename(`${at}.next`, at);
+        };
+      },
+      // The deploy renames the new folder over the old one (kept aside, or gone).
+      rename: async (at: string) => {
+        await copyDir(path.join(releases, 'v1'), at);
+        return async () => {
+          await copyDir(path.join(releases, 'v2'), `${at}.new`);
+          await rename(at, `${at}.old`);
+          await rename(`${at}.new`, at);
+        };
+      },
+    };
+    for (const sandbox of ['required', 'off'] as const) {
+      for (const [how, prepare] of Object.entries(switches)) {
+        const at = path.join(scratch, `current-${sandbox}-${how}`);
+        const switchRelease = await prepare(at);
+        const backend = make({ sandbox, prespawn: 1, plugins: [at] });
+        const before = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
+        expectOk(before);
+        expect(before.data).toBe('v1');
+        await sparesReady(backend, 1);
+        await switchRelease();
+        const after = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
+        expect(after.ok ? after.data : `${after.error.code}: ${after.error.message}`, `${sandbox}, ${how}`).toBe('v2');
+        const spares = ((await backend.stats()).runners as SubprocessRunnerStats).spares;
+        expect(spares.discarded, `${sandbox}, ${how}`).toBe(1);
+      }
     }
   });
 

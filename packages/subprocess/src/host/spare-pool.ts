@@ -1,3 +1,4 @@
+import { realpathSync, statSync } from 'node:fs';
 import type { ChildRunner } from './child-runner.js';
 import { profileKey, type ChildProfile } from './permission-flags.js';
 
@@ -10,11 +11,17 @@ const MAX_SPARE_FAILURES = 3;
  * fixed at spawn, so a spare is made for a *profile* and only serves tasks of that profile.
  * The `size` spares go to the most recently used profiles, refilled in the background each
  * time one is used.
+ *
+ * A spare's view of the plugin folder is fixed at boot too: its sandbox binds the folder the path
+ * led to then, and its Node flags name that folder's real path. A release switched since (a
+ * `current` link re-pointed, a new folder renamed over the old one) is another folder at the
+ * same path, so each spare keeps the folder's identity from its boot (pluginFolderIdentity) and
+ * is only taken while the path still leads there; one that no longer matches is discarded.
  */
 export class SparePool {
   readonly #size: number;
   readonly #spawn: (profile: ChildProfile) => ChildRunner;
-  readonly #spares = new Map<string, ChildRunner[]>();
+  readonly #spares = new Map<string, Spare[]>();
   /** Most recently used profiles first, at most `size` of them. */
   #recent: Array<{ key: string; profile: ChildProfile }> = [];
   #failuresInARow = 0;
@@ -39,18 +46,23 @@ export class SparePool {
       : undefined;
   }
 
-  /** Take a spare for this profile (booted, or still booting), or undefined. */
+  /** Take a spare for this profile (booted, or still booting) that sees the plugin folder its path leads to now, or undefined. */
   take(profile: ChildProfile): ChildRunner | undefined {
     const list = this.#spares.get(profileKey(profile));
     if (!list) return undefined;
+    const folder = pluginFolderIdentity(profile.pluginRoot);
     // Prefer one that has finished booting.
-    list.sort((a, b) => Number(b.handshaken) - Number(a.handshaken));
+    list.sort((a, b) => Number(b.runner.handshaken) - Number(a.runner.handshaken));
     while (list.length > 0) {
-      const spare = list.shift()!;
-      if (spare.available) {
+      const { runner, folder: bootedWith } = list.shift()!;
+      if (!runner.available) continue;
+      if (folder !== undefined && bootedWith === folder) {
         this.#used++;
-        return spare;
+        return runner;
       }
+      // Booted before the plugin folder was replaced: it would run the old release.
+      this.#discarded++;
+      runner.kill();
     }
     return undefined;
   }
@@ -72,7 +84,7 @@ export class SparePool {
     let ready = 0;
     let booting = 0;
     for (const list of this.#spares.values()) {
-      for (const spare of list) {
+      for (const { runner: spare } of list) {
         if (!spare.available) continue;
         if (spare.handshaken) ready++;
         else booting++;
@@ -84,7 +96,7 @@ export class SparePool {
   /** Kill every spare; no more are made. Resolves when they are gone. */
   async close(): Promise<void> {
     this.#closed = true;
-    const all = [...this.#spares.values()].flat();
+    const all = [...this.#spares.values()].flat().map((spare) => spare.runner);
     this.#spares.clear();
     for (const spare of all) spare.kill();
     await Promise.all(all.map((spare) => spare.ended));
@@ -99,11 +111,11 @@ export class SparePool {
       want.set(key, (want.get(key) ?? 0) + 1);
     }
     for (const [key, list] of this.#spares) {
-      const alive = list.filter((s) => s.available);
+      const alive = list.filter((s) => s.runner.available);
       const keep = want.get(key) ?? 0;
       for (const extra of alive.splice(keep)) {
         this.#discarded++;
-        extra.kill();
+        extra.runner.kill();
       }
       if (alive.length === 0) this.#spares.delete(key);
       else this.#spares.set(key, alive);
@@ -121,10 +133,13 @@ export class SparePool {
     }
   }
 
-  #boot(profile: ChildProfile): ChildRunner {
-    const spare = this.#spawn(profile);
+  #boot(profile: ChildProfile): Spare {
+    // Before the spawn: a folder replaced while the spare boots is caught at its take.
+    const folder = pluginFolderIdentity(profile.pluginRoot);
+    const runner = this.#spawn(profile);
+    const spare = { runner, folder };
     this.#spawned++;
-    void spare.ended.then(() => {
+    void runner.ended.then(() => {
       if (this.#closed) return;
       const key = profileKey(profile);
       const list = this.#spares.get(key);
@@ -136,5 +151,22 @@ export class SparePool {
       this.#fill();
     });
     return spare;
+  }
+}
+
+interface Spare {
+  readonly runner: ChildRunner;
+  /** pluginFolderIdentity of its profile's plugin folder when it booted. */
+  readonly folder: string | undefined;
+}
+
+/** Which folder `pluginRoot` leads to now: its real path and its inode; undefined if it is gone. */
+function pluginFolderIdentity(pluginRoot: string): string | undefined {
+  try {
+    const real = realpathSync.native(pluginRoot);
+    const { dev, ino } = statSync(real);
+    return `${dev}:${ino}:${real}`;
+  } catch {
+    return undefined;
   }
 }
