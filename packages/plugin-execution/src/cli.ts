@@ -20,9 +20,10 @@ returned as JSON on stdout (the whole result, with meta, with --json); stdout ho
 (what an in-process handler prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
 SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed). A handler that
-ends this process (in-process: process.exit(), an uncaught exception) is a failure: WORKER_CRASHED.
+ends this process (in-process: process.exit(), an uncaught exception or rejection) is a failure:
+WORKER_CRASHED.
 What JSON has no form for is printed as: a Map as [key, value] pairs, a Set as an array, an
-Error as { name, message, stack, …its fields }, typed arrays and Buffers as arrays of numbers, a
+Error as { name, message, stack, cause }, typed arrays and Buffers as arrays of numbers, a
 BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it is inside as
 "[Circular: <path>]" (the path in the printed JSON, $ its top), an array with holes as
 { "[sparse array]": { "length": <n>, "items": { "<index>": <value>, … } } }. A result too large

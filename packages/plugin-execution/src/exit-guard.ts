@@ -22,9 +22,9 @@ export interface ExitGuardOptions {
  * workspace the backend had no turn left to remove. Returns the function that lifts the guard.
  */
 export function guardExit(options: ExitGuardOptions): () => void {
-  let uncaught = false;
-  const onUncaught = () => {
-    uncaught = true;
+  let uncaught: Uncaught | undefined;
+  const onUncaught = (_error: unknown, origin: string) => {
+    uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
   };
   const onExit = (code: number) => {
     process.exitCode = 1;
@@ -42,18 +42,20 @@ export function guardExit(options: ExitGuardOptions): () => void {
   };
 }
 
-function crashError(options: ExitGuardOptions, uncaught: boolean, code: number): WorkerCrashedError {
+type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
+
+function crashError(options: ExitGuardOptions, uncaught: Uncaught | undefined, code: number): WorkerCrashedError {
   const { backend, pluginId, handlerId } = options;
   const subject = `handler "${handlerId}" of plugin "${pluginId}"`;
   const inProcess = backend === 'in-process';
   const where = inProcess ? "in-process, in the CLI's own process" : `on the ${backend} backend`;
   const message = uncaught
-    ? `an uncaught exception (Node prints it with its stack) ended the CLI's process while ${subject} ran ${where}, before a result`
+    ? `${uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'} (Node prints it with its stack) ended the CLI's process while ${subject} ran ${where}, before a result`
     : inProcess
       ? `${subject}${options.platform ? ' (or a --platform service)' : ''} called process.exit(${code}) while it ran ${where}: the CLI ended with it, before a result`
       : `a --platform service called process.exit(${code}) while ${subject} ran ${where}: the CLI ended with it, before a result`;
   const hint = inProcess ? ' (--backend worker-pool or subprocess runs the handler in a thread or process of its own)' : '';
-  return new WorkerCrashedError(`${message}${hint}`, { details: { reason: uncaught ? 'uncaught-exception' : 'exit', pluginId, handlerId, exitCode: code } });
+  return new WorkerCrashedError(`${message}${hint}`, { details: { reason: uncaught ?? 'exit', pluginId, handlerId, exitCode: code } });
 }
 
 /**

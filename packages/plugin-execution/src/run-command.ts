@@ -64,9 +64,10 @@ function checkedFlags(values: RunValues, type: BuiltInBackendType) {
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
   const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
-  const timeoutMs = values.timeout === undefined ? undefined : Number(values.timeout);
-  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
-    throw new UsageError(`--timeout must be a positive number of milliseconds up to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);
+  // Digits only: Number() would also take 1.5, 0x10 and 1e3.
+  const timeoutMs = values.timeout === undefined ? undefined : /^\d+$/.test(values.timeout) ? Number(values.timeout) : NaN;
+  if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
+    throw new UsageError(`--timeout must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);
   }
   return { queue, timeoutMs };
 }
@@ -78,11 +79,26 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
 
   const registry = new PluginRegistry();
   const plugin = await registry.load(pluginDir);
+  // Read before the backend is made and before a signal aborts an execution: a Ctrl-C while
+  // `@-` waits for standard input ends the command there (nothing ran, nothing to remove).
+  let read: { grant: PermissionSpec | undefined; context: Record<string, unknown>; input: unknown };
+  try {
+    read = {
+      grant: values.grant === undefined ? undefined : await readGrant(values.grant),
+      // Without --context, only what kind of host runs it; not the command line, whose flag values
+      // (a --grant, an --input) may be secrets the handler has no business reading.
+      context: values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context),
+      input: await readJson(values.input, 'input'),
+    };
+  } catch (error) {
+    if (error instanceof StoppedWhileReading) return SIGNAL_EXIT[error.signal];
+    throw error;
+  }
   const backend = createExecutionBackend({
     type,
     registry,
     workspace: values['no-workspace'] ? false : values['workspace-root'] ? { root: values['workspace-root'] } : undefined,
-    ...(values.grant ? { permissions: await readGrant(values.grant) } : {}),
+    ...(read.grant ? { permissions: read.grant } : {}),
     ...(platform ? { platform } : {}),
     ...queue,
   });
@@ -102,11 +118,8 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
   try {
-    // Without --context, only what kind of host runs it; not the command line, whose flag values
-    // (a --grant, an --input) may be secrets the handler has no business reading.
-    const context = values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context);
     const result = await backend.execute(
-      { pluginId: plugin.id, handlerId, input: await readJson(values.input, 'input'), context },
+      { pluginId: plugin.id, handlerId, input: read.input, context: read.context },
       {
         signal: controller.signal,
         ...(timeoutMs ? { timeoutMs } : {}),
@@ -253,16 +266,49 @@ async function readArgumentFile(file: string, what: string): Promise<string> {
   if (file === '-') {
     if (stdinReadBy) throw new UsageError(`--${what} @-: standard input is read once, and --${stdinReadBy} @- reads it`);
     stdinReadBy = what;
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
+    return readStandardInput();
   }
+  if (file === '') throw new UsageError(`--${what} @: no file name after the @ (@<file> reads a file, @- standard input)`);
   try {
-    return await readFile(file, 'utf8');
+    return stripByteOrderMark(await readFile(file, 'utf8'));
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
     throw new UsageError(`--${what} @${file}: cannot read ${path.resolve(file)}: ${reason}`);
   }
+}
+
+/** SIGINT or SIGTERM came while the command line's values were still being read. */
+class StoppedWhileReading extends Error {
+  constructor(readonly signal: keyof typeof SIGNAL_EXIT) {
+    super(`stopped by ${signal} while reading standard input`);
+  }
+}
+
+/** All of standard input, as text; a SIGINT or SIGTERM meanwhile (nobody is typing it) ends the read with StoppedWhileReading. */
+async function readStandardInput(): Promise<string> {
+  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
+  const stopOn = (signal: keyof typeof SIGNAL_EXIT) => () => {
+    stoppedBy ??= signal;
+    process.stdin.destroy();
+  };
+  const onInt = stopOn('SIGINT');
+  const onTerm = stopOn('SIGTERM');
+  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  } catch (error) {
+    if (!stoppedBy) throw error;
+  } finally {
+    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
+  }
+  if (stoppedBy) throw new StoppedWhileReading(stoppedBy);
+  // A byte-order mark (files saved by Notepad or PowerShell) is not part of the JSON.
+  return stripByteOrderMark(Buffer.concat(chunks).toString('utf8'));
+}
+
+function stripByteOrderMark(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /**
@@ -281,11 +327,24 @@ async function loadPlatform(spec: string): Promise<Platform> {
       throw new UsageError(`--platform: no file or package "${spec}" (from ${process.cwd()})`);
     }
   }
-  const mod = (await import(url)) as { platform?: unknown; default?: unknown };
+  let mod: { platform?: unknown; default?: unknown };
+  try {
+    mod = (await import(url)) as typeof mod;
+  } catch (error) {
+    throw new UsageError(`--platform: ${spec} failed to load: ${loadFailure(error)}`);
+  }
   const exported = mod.platform ?? mod.default;
   const services = typeof exported === 'function' ? await (exported as () => unknown)() : exported;
   if (services === null || typeof services !== 'object') {
     throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one`);
   }
   return services as Platform;
+}
+
+/** Why a module failed to load, with where when its stack says (an ES module's SyntaxError names no file: Node prints none). */
+function loadFailure(error: unknown): string {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  const said = e && typeof e.message === 'string' ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}` : String(error);
+  const frame = typeof e?.stack === 'string' ? /\(?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?/.exec(e.stack)?.[1] : undefined;
+  return frame && !frame.startsWith('node:') ? `${said} (at ${frame})` : said;
 }

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -251,6 +251,52 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('SIGINT or SIGTERM while --input @- waits for standard input ends the command (130, 143): nothing ran', async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-stdin-'));
+    try {
+      for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+        // Standard input stays open, with nothing written: a user who forgot to pipe the input.
+        const child = spawn(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--workspace-root', workspaces], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+        let stdout = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+        // Once the CLI has loaded its modules and reached the read (its listeners are in place).
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        child.kill(signal);
+        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        expect(await exited, signal).toBe(code);
+        clearTimeout(killer);
+        expect(stdout).toBe('');
+        expect(await readdir(workspaces)).toEqual([]);
+      }
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
+  it('an input file that starts with a byte-order mark (Notepad, PowerShell) reads as its JSON', async () => {
+    const file = path.join(root, 'bom.json');
+    await writeFile(file, '\ufeff{"bom":1}');
+    const fromFile = run(['run', fixturePlugins.basic, 'echo', '--input', `@${file}`, '--no-workspace']);
+    expect(fromFile.stderr).toBe('');
+    expect(JSON.parse(fromFile.stdout)).toEqual({ bom: 1 });
+    const piped = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--no-workspace'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, input: '\ufeff[1]', timeout: 30_000 });
+    expect(JSON.parse(piped.stdout)).toEqual([1]);
+  });
+
+  it('a --platform module that throws or does not parse exits 2 naming the flag, the module and where', async () => {
+    const throws = path.join(root, 'platform-throws.mjs');
+    const broken = path.join(root, 'platform-broken.mjs');
+    await writeFile(throws, 'throw new Error("platform boom");\n');
+    await writeFile(broken, 'syntax error here(\n');
+    const thrown = run(['run', fixturePlugins.basic, 'echo', '--platform', throws, '--no-workspace']);
+    expect(thrown.status).toBe(2);
+    expect(thrown.stderr.split('\n')[0]).toBe(`--platform: ${throws} failed to load: Error: platform boom (at ${pathToFileURL(throws).href}:1:7)`);
+    const unparsed = run(['run', fixturePlugins.basic, 'echo', '--platform', broken, '--no-workspace']);
+    expect(unparsed.status).toBe(2);
+    expect(unparsed.stderr.split('\n')[0]).toMatch(new RegExp(`^--platform: ${broken.replaceAll('.', '\\.')} failed to load: SyntaxError: Unexpected identifier`));
+  });
+
   it('a reader of stdout that goes away (| head -c 1) is not a failure: the exit code stays the command\'s own', async () => {
     const input = path.join(root, 'big-input.json');
     await writeFile(input, JSON.stringify({ text: 'x'.repeat(200_000) }));
@@ -335,6 +381,11 @@ describe('kb-plugin-exec CLI', () => {
       const uncaught = run(['run', fixturePlugins.hostile, 'throw-in-timer', '--workspace-root', workspaces]);
       expect(uncaught.status).toBe(1);
       expect(uncaught.stderr).toContain('WORKER_CRASHED: an uncaught exception (Node prints it with its stack) ended the CLI\'s process while handler "throw-in-timer"');
+      expect(await readdir(workspaces)).toEqual([]);
+      const rejected = run(['run', fixturePlugins.hostile, 'unhandled-rejection', '--workspace-root', workspaces, '--json']);
+      expect(rejected.status).toBe(1);
+      expect(rejected.stderr).toContain('WORKER_CRASHED: an unhandled promise rejection (Node prints it with its stack) ended the CLI\'s process while handler "unhandled-rejection"');
+      expect(JSON.parse(rejected.stdout)).toMatchObject({ ok: false, error: { code: 'WORKER_CRASHED', details: { reason: 'unhandled-rejection' } } });
       expect(await readdir(workspaces)).toEqual([]);
     } finally {
       await rm(workspaces, { recursive: true, force: true });
@@ -440,7 +491,16 @@ describe('kb-plugin-exec CLI', () => {
     // A timeout past Node's longest timer is the user's typo, not a failed execution.
     const hugeTimeout = run(['run', fixturePlugins.basic, 'echo', '--timeout', '99999999999']);
     expect(hugeTimeout.status).toBe(2);
-    expect(hugeTimeout.stderr.split('\n')[0]).toBe("--timeout must be a positive number of milliseconds up to 2147483647 (Node's longest timer), got \"99999999999\"");
+    expect(hugeTimeout.stderr.split('\n')[0]).toBe("--timeout must be a whole number of milliseconds from 1 to 2147483647 (Node's longest timer), got \"99999999999\"");
+    // Number() would take these as 1.5, 16 and 1000 ms.
+    for (const odd of ['1.5', '0x10', '1e3', '-5']) {
+      const refused = run(['run', fixturePlugins.basic, 'echo', `--timeout=${odd}`]);
+      expect(refused.status, odd).toBe(2);
+      expect(refused.stderr.split('\n')[0]).toBe(`--timeout must be a whole number of milliseconds from 1 to 2147483647 (Node's longest timer), got "${odd}"`);
+    }
+    const noFileName = run(['run', fixturePlugins.basic, 'echo', '--input', '@']);
+    expect(noFileName.status).toBe(2);
+    expect(noFileName.stderr.split('\n')[0]).toBe('--input @: no file name after the @ (@<file> reads a file, @- standard input)');
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
