@@ -287,6 +287,39 @@ describe.runIf(linux)('inside the sandbox', () => {
     await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
   });
 
+  it('no file is made setuid or setgid in a folder the plugin writes (a way in for local users, as the sandbox user or the host\'s): EPERM, however it tries', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'set-id-plugin-'));
+    await chmod(plugin, 0o755);
+    await writeFile(
+      path.join(plugin, 'handler.mjs'),
+      [
+        "import fs from 'node:fs';",
+        "import { spawnSync } from 'node:child_process';",
+        "const at = (name) => new URL(`./out/${name}`, import.meta.url);",
+        'const attempt = (fn) => { try { fn(); return "done"; } catch (error) { return error.code ?? error.message; } };',
+        'export default () => {',
+        "  fs.writeFileSync(at('prog'), '#!/bin/sh\\nid\\n');",
+        '  return {',
+        "    setuid: attempt(() => fs.chmodSync(at('prog'), 0o4755)),",
+        "    setgid: attempt(() => fs.chmodSync(at('prog'), 0o2755)),",
+        "    created: attempt(() => fs.closeSync(fs.openSync(at('created'), 'w', 0o4755))),",
+        "    shell: spawnSync('chmod', ['u+s', fs.realpathSync(at('prog'))], { encoding: 'utf8' }).stderr.trim(),",
+        "    plain: attempt(() => fs.chmodSync(at('prog'), 0o750)),",
+        '  };',
+        '};',
+      ].join('\n'),
+    );
+    const handlers = { run: { entry: './handler.mjs', permissions: { fs: { write: ['out'] }, childProcess: true } } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/set-id', version: '1.0.0', handlers }));
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { write: ['out'] }, childProcess: true }, workspace: false });
+    const result = await backend.execute({ pluginId: '@sandbox-test/set-id', handlerId: 'run' });
+    expectOk(result);
+    expect(result.data).toEqual({ setuid: 'EPERM', setgid: 'EPERM', created: 'EPERM', shell: expect.stringMatching(/Operation not permitted/), plain: 'done' });
+    expect((await stat(path.join(plugin, 'out', 'prog'))).mode & 0o7777).toBe(0o750);
+    await expect(stat(path.join(plugin, 'out', 'created'))).rejects.toThrow(/ENOENT/);
+    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files');
+  });
+
   it('a declared fs.write path that is a file is writable as it is, sandboxed or not (not taken for a folder to make)', async () => {
     const plugin = await mkdtemp(path.join(scratch, 'file-write-plugin-'));
     await chmod(plugin, 0o755);

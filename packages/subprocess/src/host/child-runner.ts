@@ -94,14 +94,15 @@ export class ChildRunner {
       env: options.env,
       // fd 3 is the protocol pipe. Not Node's 'ipc' channel: bytes a child writes to that one are
       // parsed by the parent, and malformed ones make it throw and exit (nodejs/node#61312).
-      // fd 4, sandboxed: bubblewrap's status (it closes it before Node starts).
-      stdio: launch.sandboxed ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', 'pipe'],
+      // Sandboxed: fd 4 is bubblewrap's status, fd 0 its system-call filter (it closes both before Node starts).
+      stdio: [launch.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(launch.sandboxed ? ['pipe' as const] : [])],
       // Its own process group, so a stop reaches every process it started (POSIX only).
       detached: process.platform !== 'win32',
       windowsHide: true,
       ...(launch.user ?? {}),
     });
     this.#child = child;
+    if (launch.stdin) child.stdin?.on('error', () => undefined).end(launch.stdin);
     this.pid = child.pid;
     this.user = launch.user;
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;

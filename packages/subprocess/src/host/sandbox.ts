@@ -7,6 +7,7 @@ import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
+import { setIdFilter } from './seccomp-filter.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
 
@@ -49,7 +50,13 @@ export interface Launch {
   user: SandboxUser | undefined;
   /** Whether the command is bubblewrap (its status on STATUS_FD, a signal death as exit 128+N). */
   sandboxed: boolean;
+  /** What to write to its standard input, then end it: bubblewrap reads its system-call filter there (SECCOMP_ARGS). */
+  stdin?: Buffer;
 }
+
+/** The system-call filter for this machine (seccomp-filter.ts), read by bubblewrap from fd 0, which it then closes. */
+const SET_ID_FILTER = setIdFilter();
+const SECCOMP_ARGS = SET_ID_FILTER ? ['--seccomp', '0'] : [];
 
 /**
  * The OS sandbox of the subprocess backend: every child in a bubblewrap container of its own
@@ -127,6 +134,7 @@ export class Sandbox {
       args: [...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
       user,
       sandboxed: true,
+      ...(SET_ID_FILTER ? { stdin: SET_ID_FILTER } : {}),
     };
   }
 
@@ -199,7 +207,7 @@ export class Sandbox {
     return {
       requested: this.#config.mode,
       active: 'bubblewrap',
-      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...user, ...model, 'env allow-list'],
+      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files'] : []), ...user, ...model, 'env allow-list'],
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
   }
@@ -231,6 +239,7 @@ function isolationArgs(network: boolean): string[] {
     '/proc',
     '--dev',
     '/dev',
+    ...SECCOMP_ARGS,
   ];
 }
 
@@ -291,6 +300,7 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
       const refused = refusedByHostPermissions(error, 'child', 'bubblewrap or any child process');
       return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started: ${(error as Error)?.message ?? String(error)}` });
     }
+    child.stdin?.on('error', () => undefined).end(SET_ID_FILTER);
     child.unref();
   });
 }
