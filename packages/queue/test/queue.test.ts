@@ -108,7 +108,8 @@ describe('where it runs', () => {
   });
 
   it('refuses credentials in a server URL (the NATS client does not use them), never showing them', async () => {
-    for (const servers of ['nats://kb:secret@127.0.0.1:4222', ['nats://127.0.0.1:4222', 'tls://kb:secret@127.0.0.1:4223']]) {
+    // With a scheme or without, after a blank, with a "/" in the password, with a port that is no port: refused, never quoted.
+    for (const servers of ['nats://kb:secret@127.0.0.1:4222', ['nats://127.0.0.1:4222', 'tls://kb:secret@127.0.0.1:4223'], 'kb:secret@127.0.0.1:4222', ' nats://kb:secret@127.0.0.1:4222', 'nats://kb:sec/ret@127.0.0.1:4222', 'nats://kb:secret@127.0.0.1:99999']) {
       let thrown: unknown;
       try {
         make({ connection: { servers } });
@@ -121,6 +122,17 @@ describe('where it runs', () => {
     await expect(startExecutionWorker({ connection: { servers: 'nats://kb:secret@127.0.0.1:1' }, pool: newPool('creds'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } })).rejects.toThrow(
       /connection\.servers: holds credentials/,
     );
+  });
+
+  it('a tls:// URL to a server that offers no TLS: nothing is sent in clear, host and worker say TLS failed', async () => {
+    const tlsUrl = server!.url.replace(/^nats:/, 'tls:');
+    const backend = make({ connection: { servers: tlsUrl, user: 'kb', pass: 'secret' } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    expectError(result, 'WORKER_CRASHED');
+    const said = `could not connect to the NATS server (${tlsUrl}): TLS failed: the server does not offer TLS, which its tls:// URL requires, so nothing was sent to it`;
+    expect(result.error.message).toContain(`The queue backend ${said}`);
+    const started = startExecutionWorker({ connection: { servers: tlsUrl }, pool: newPool('tls-url'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+    await expect(started).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', message: expect.stringContaining(`The worker ${said}`) });
   });
 
   it('health() is not ok, and executions fail clearly, when the server cannot be reached', async () => {
@@ -195,8 +207,11 @@ describe('where it runs', () => {
     const pool = 'perms';
     /** The users of docs/backends/queue.md, "Security", for pool `perms`, less what `without` names. */
     const users = (without: { host?: string; worker?: string } = {}) => {
-      const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', '$JS.API.>'], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
-      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', '$JS.API.>', '$JS.ACK.>'], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
+      const stream = ['$JS.API.INFO', '$JS.API.STREAM.INFO.KBEXEC_perms', '$JS.API.STREAM.CREATE.KBEXEC_perms', '$JS.API.CONSUMER.INFO.KBEXEC_perms.perms-workers'];
+      const hostApi = [...stream, '$JS.API.STREAM.UPDATE.KBEXEC_perms', '$JS.API.STREAM.MSG.DELETE.KBEXEC_perms'];
+      const workerApi = [...stream, '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers', '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers.>', '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers'];
+      const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', ...hostApi], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
+      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', ...workerApi], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
       const user = (name: string, p: typeof host, cut?: string) =>
         `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: ${cut !== 'allow_responses'} } }`;
       return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)} ] }`;
@@ -219,6 +234,37 @@ describe('where it runs', () => {
       }
     });
 
+    it("with those users a worker's credentials reach no further than its pool: no stream of its own on the callers' subjects, no change to the pool's stream, nothing of another stream", async () => {
+      const server = await startNatsServer({ authorization: users() });
+      try {
+        const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
+        expectOk(result);
+        await worker.close();
+        const stolen = await connect(as(server.url, 'worker'));
+        try {
+          const jsm = await jetstreamManager(stolen, { timeout: 1000 });
+          const attempts = {
+            capture: () => jsm.streams.add({ name: 'CAPTURE', subjects: ['kbexec.perms.caller.>'] }),
+            widen: () => jsm.streams.update('KBEXEC_perms', { subjects: ['kbexec.perms.tasks', 'kbexec.perms.caller.inject'] }),
+            remove: () => jsm.streams.delete('KBEXEC_perms'),
+            other: () => jsm.streams.info('KBEXEC_other'),
+          };
+          for (const [what, attempt] of Object.entries(attempts)) await expect(attempt(), what).rejects.toThrow(/Permissions Violation/);
+        } finally {
+          await stolen.close();
+        }
+        const own = await connect(as(server.url, 'host'));
+        try {
+          expect((await (await jetstreamManager(own)).streams.info('KBEXEC_perms')).config.subjects).toEqual(['kbexec.perms.tasks']);
+        } finally {
+          await own.close();
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+
     it('a worker that may not publish to its callers, or a host that may not publish to workers, is refused at its start naming the subject', async () => {
       const server = await startNatsServer({ authorization: users({ worker: 'kbexec.perms.caller.*', host: 'kbexec.perms.worker.*' }) });
       try {
@@ -227,6 +273,16 @@ describe('where it runs', () => {
         const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
         expectError(result, 'WORKER_CRASHED');
         expect(result.error.message).toContain('Permissions Violation for Publish to "kbexec.perms.worker.kb-permission-probe"');
+      } finally {
+        await server.stop();
+      }
+    });
+
+    it('a worker that may not pull the pool\'s tasks is refused at its start naming the subject, not left to say "ready" and take nothing', async () => {
+      const server = await startNatsServer({ authorization: users({ worker: '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers' }) });
+      try {
+        const worker = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('Permissions Violation for Publish to "$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers"') });
       } finally {
         await server.stop();
       }
@@ -308,6 +364,9 @@ describe('where it runs', () => {
         const echoed = await make({ connection, pool: tlsPool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'over TLS' }, { timeoutMs: 20_000 });
         expectOk(echoed);
         expect(echoed.data).toBe('over TLS');
+        const viaTlsUrl = await make({ connection: { ...connection, servers: secure.url.replace(/^nats:/, 'tls:') }, pool: tlsPool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'tls://' }, { timeoutMs: 20_000 });
+        expectOk(viaTlsUrl);
+        expect(viaTlsUrl.data).toBe('tls://');
       } finally {
         await worker.close();
       }

@@ -169,7 +169,7 @@ class QueueWorker implements ExecutionWorker {
 
   async start(): Promise<void> {
     void this.#watchStatus();
-    await this.#nextSubject();
+    const next = await this.#nextSubject();
     // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
     const { isolation } = await this.#backend(true).health();
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
@@ -183,6 +183,8 @@ class QueueWorker implements ExecutionWorker {
     // query that has the others say which plugin versions they have now, not at their next
     // presence: PeerPlugins), refused at once if not permitted.
     this.#nc.publish(this.#subjects.caller(PERMISSION_PROBE));
+    // And its pulls: a pull request with no reply subject is one JetStream drops unread.
+    this.#nc.publish(next);
     this.#announce();
     this.#nc.publish(this.#subjects.presenceQuery);
     // Refused (over the server's max_subscriptions, not permitted): it would say "ready" and never take a task.

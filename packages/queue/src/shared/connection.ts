@@ -18,7 +18,7 @@ export interface NatsConnectionOptions {
   seed?: string;
   /** A `.creds` file (JWT + NKey seed), read at connect time. @default undefined */
   credsFile?: string;
-  /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined (plain TCP unless the URL says `tls://`) */
+  /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined: TLS when a server URL says `tls://` (then required, never plain), else as the server asks */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean };
   /** Connection name the server shows in its monitoring. @default 'kb-plugin-exec host' / 'kb-plugin-exec worker <id>' */
   name?: string;
@@ -45,12 +45,14 @@ export const connectionSchema = lazySchema((z) =>
       .union([z.string(), z.array(z.string())], { error: NO_SERVER })
       // An empty list would connect to nothing, and every execution would fail at its start.
       .refine((servers) => (Array.isArray(servers) ? servers.length > 0 && servers.every(isUrlText) : isUrlText(servers)), { error: NO_SERVER, abort: true })
+      // Before the URL's form is judged: that refusal quotes the URL, and these are secrets.
+      .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => url.includes('@')), {
+        error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
+        abort: true,
+      })
       .refine((servers) => unusableServer(servers) === undefined, {
         error: (issue) => `${JSON.stringify(unusableServer(issue.input as string | string[]) ?? '')} is not a server URL such as nats://host:4222`,
         abort: true,
-      })
-      .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => USER_INFO.test(url)), {
-        error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
       })
       .optional(),
     user: option.text().optional(),
@@ -124,7 +126,10 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string):
     ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? '' } : {}),
     ...(options.token !== undefined ? { token: options.token } : {}),
     ...(authenticator.length ? { authenticator } : {}),
-    ...(options.tls ? { tls: options.tls } : {}),
+    // nats.js goes by what the server's INFO asks, whatever the URL says: a `tls://` URL would
+    // send the password and every input in clear to a server (or a man in the middle) that does
+    // not ask for TLS. Given any `tls` option, nats.js insists on TLS.
+    ...(options.tls || saysTls(options) ? { tls: options.tls ?? {} } : {}),
     name: options.name ?? defaultName,
     timeout: CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: -1,
@@ -176,14 +181,22 @@ function serverList(options: NatsConnectionOptions): string[] {
   return Array.isArray(servers) ? servers : [servers];
 }
 
-/** The part of a server URL before the host that names a user (`nats://user:pass@`). */
-const USER_INFO = /^[a-z][\w+.-]*:\/\/[^/@]*@/i;
+/** Whether a server URL asks for TLS (`tls://`). */
+function saysTls(options: NatsConnectionOptions): boolean {
+  return serverList(options).some((url) => /^\s*tls:\/\//i.test(url));
+}
 
 /** The servers, for messages: credentials in a URL (refused by the options, but a message may come first) are never shown. */
 export function describeServers(options: NatsConnectionOptions): string {
-  return serverList(options)
-    .map((url) => url.replace(USER_INFO, (userInfo) => `${userInfo.slice(0, userInfo.indexOf('//') + 2)}***@`))
-    .join(', ');
+  return serverList(options).map(withoutCredentials).join(', ');
+}
+
+/** `url` with what comes before its last `@` after the scheme (`user:pass`, with or without a scheme, with a "/" in the password) as `***`. */
+function withoutCredentials(url: string): string {
+  const at = url.lastIndexOf('@');
+  if (at < 0) return url;
+  const scheme = /^\s*[a-z][\w+.-]*:\/\//i.exec(url)?.[0] ?? '';
+  return `${scheme.trim()}***@${url.slice(at + 1)}`;
 }
 
 /** How long the look at a server whose connection timed out waits for its first words. */
@@ -335,6 +348,10 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   }
   if (options.tls && / doesn't exist$|^ENOENT|^EACCES/.test(message)) {
     return problem('unreachable', `${who} could not connect to the NATS server (${servers}): a file connection.tls names cannot be read (${message}); check its caFile, certFile and keyFile`);
+  }
+  if (/does not support 'tls'/i.test(message)) {
+    const asked = options.tls ? 'connection.tls' : 'its tls:// URL';
+    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): TLS failed: the server does not offer TLS, which ${asked} requires, so nothing was sent to it; turn TLS on at the server, or use a nats:// URL (plain TCP: only on a network you trust)`);
   }
   if (TLS_FAILURE.test(message)) {
     const advice = options.tls
