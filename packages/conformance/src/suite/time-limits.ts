@@ -57,6 +57,16 @@ function timeoutTests(suite: SuiteContext): void {
     expect(result.meta.timeoutMs).toBe(120);
   });
 
+  it("a time limit of Node's longest timer (2147483647 ms, from the request or the backend's default) runs as any other", async () => {
+    const longest = 2_147_483_647;
+    const fromRequest = await make().execute({ pluginId: BASIC, handlerId: 'echo', input: 'long' }, { timeoutMs: longest });
+    expectOk(fromRequest);
+    expect(fromRequest.meta.timeoutMs).toBe(longest);
+    const fromDefault = await make({ defaultTimeoutMs: longest }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'long' });
+    expectOk(fromDefault);
+    expect(fromDefault.data).toBe('long');
+  });
+
   it.runIf(!capabilities.preemptsSyncCode)('fires ctx.signal with the TimeoutError on timeout (backends that cannot stop the handler)', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { timeoutMs: 100 });

@@ -1,4 +1,5 @@
 import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
 import { cancelReason, decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
@@ -222,7 +223,7 @@ export class WorkerExecution implements Watched {
     }
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
-      timeoutMs: Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS,
+      timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS),
       signal: this.#abort.signal,
       keepWorkspace: task.keepWorkspace,
       // The worker's own services here (checked here); every other service to the caller, whose
