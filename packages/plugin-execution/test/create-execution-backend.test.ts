@@ -39,6 +39,20 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('its methods work taken off it, before and after its backend loads: const { execute, ready, shutdown } = backend', async () => {
+    const backend = createExecutionBackend({ plugins: [fixturePlugins.basic], workspace: false });
+    const { execute, ready, stats, shutdown } = backend;
+    const first = await execute({ pluginId: BASIC, handlerId: 'echo', input: 'before load' });
+    expectOk(first);
+    await ready();
+    const second = await Promise.resolve({ pluginId: BASIC, handlerId: 'echo', input: 'loaded' }).then(backend.execute);
+    expectOk(second);
+    expect(second.data).toBe('loaded');
+    expect((await stats()).total).toBe(2);
+    await shutdown();
+    expectError(await execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+  });
+
   it('reports bad backend options on every execution and in health()', async () => {
     const backend = createExecutionBackend({ type: 'in-process', maxQueue: -5 });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });

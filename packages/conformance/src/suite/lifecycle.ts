@@ -31,6 +31,20 @@ function lifecycleTests(suite: SuiteContext): void {
     expect(health).toMatchObject({ ok: true, backend: name, state: 'ready' });
   });
 
+  it('its methods work taken off it: const { execute } = backend, .then(backend.execute)', async () => {
+    const backend = make();
+    const { execute, stats, health } = backend;
+    const passed = await Promise.resolve({ pluginId: BASIC, handlerId: 'echo', input: 1 }).then(backend.execute);
+    expectOk(passed);
+    expect(passed.data).toBe(1);
+    const taken = await execute({ pluginId: BASIC, handlerId: 'echo', input: 2 });
+    expectOk(taken);
+    expect((await stats()).total).toBe(2);
+    expect((await health()).ok).toBe(true);
+    // Not among its fields: a spread or a log of the backend shows no method.
+    expect(Object.keys(backend)).not.toContain('execute');
+  });
+
   it('counts executions that wait for the plugins to load (first use) as queued', async () => {
     const backend = make({ maxConcurrency: 1 });
     const results = [1, 2, 3].map((input) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input }));

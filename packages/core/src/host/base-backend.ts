@@ -19,6 +19,7 @@ import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionR
 import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
 import { backendClosed, backendOpened } from './backend-census.js';
+import { bindBackendMethods } from './bound-methods.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -31,15 +32,9 @@ export interface BackendDefaults {
    */
   optionsSchema?: z.ZodObject;
   maxQueue?: number;
-  /**
-   * Give the slot back as soon as an execution is timed out or aborted, without waiting for its
-   * runner to stop. Only for backends that cannot stop a runner (in-process).
-   */
+  /** Give the slot back as soon as an execution is timed out or aborted, without waiting for its runner to stop (in-process: it cannot stop one). */
   releaseSlotOnStop?: boolean;
-  /**
-   * The runners are on other machines (the queue backend): each execution's OpenTelemetry span
-   * is a CLIENT span, not INTERNAL (docs/observability.md). @default false
-   */
+  /** The runners are on other machines (queue): each execution's OpenTelemetry span is a CLIENT span, not INTERNAL (docs/observability.md). @default false */
   remoteRunners?: boolean;
 }
 
@@ -108,6 +103,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.#host = this.#executionHost(o.permissions ?? {}, defaults);
     // From the registry, not from reloadPlugin: a registry shared with another backend may be reloaded there.
     this.#stopHearingReloads = this.registry.onReload((plugin) => this.pluginReloaded(plugin));
+    bindBackendMethods(this);
     backendOpened(type);
   }
 

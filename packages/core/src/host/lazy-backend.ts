@@ -12,6 +12,7 @@ import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 import type { ExecutionResult } from '../types.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
+import { bindBackendMethods } from './bound-methods.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -90,6 +91,7 @@ class LazyBackend implements LazyExecutionBackend {
     this.#loadClass = load;
     const { type: _type, ...rest } = options;
     this.#options = withAbsolutePaths(rest);
+    bindBackendMethods(this);
   }
 
   #load(): Promise<Loadable> {
