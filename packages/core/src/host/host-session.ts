@@ -1,5 +1,6 @@
 import { serializeErrorForRunner } from '../error-wire.js';
 import { describeThrown, isError } from '../wire-value.js';
+import { ValidationError } from '../errors.js';
 import type { LogEntry } from './request.js';
 import { MAX_LOG_MESSAGE, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
@@ -72,7 +73,9 @@ export class HostSession {
       this.#send(message);
     } catch (error) {
       if (this.#closed) return;
-      const wire = serializeErrorForRunner(unserializableError(`${called} result`, error, message.type === 'rpc-reply' && message.ok ? message.value : undefined), `${called} (the host)`);
+      // A transport that said it already (the queue's encoder: "platform call result cannot be sent…") is said once, as this call's.
+      const said = error instanceof ValidationError && error.cause !== undefined && /^(not-serializable|too-deep)$/.test(String(error.details.reason)) ? error.cause : error;
+      const wire = serializeErrorForRunner(unserializableError(`${called} result`, said, message.type === 'rpc-reply' && message.ok ? message.value : undefined), `${called} (the host)`);
       try {
         this.#send({ type: 'rpc-reply', id, ok: false, error: wire });
       } catch {
