@@ -22,7 +22,7 @@ export function formatPath(path: readonly PropertyKey[], root = ''): string {
  * said one by one, with the nearest key it takes there (`timeoutMS` → did you mean "timeoutMs"?).
  */
 export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): ValidationIssue[] {
-  return withinUnions(error.issues).flatMap((issue) => {
+  const issues = withinUnions(error.issues).flatMap((issue) => {
     if (!schema || issue.code !== 'unrecognized_keys') return [issueOf(issue, root)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
@@ -30,6 +30,13 @@ export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): Vali
       return { path: formatPath(issue.path, root), message: `unknown key ${JSON.stringify(key)}${near ? `; did you mean "${near}"?` : ''}` };
     });
   });
+  return distinctIssues(issues);
+}
+
+/** Each issue once: two checks may refuse a value in the same words (zod's int() and max() both refuse 2**53). */
+export function distinctIssues(issues: ValidationIssue[]): ValidationIssue[] {
+  const said = new Set<string>();
+  return issues.filter((issue) => !said.has(`${issue.path}\0${issue.message}`) && said.add(`${issue.path}\0${issue.message}`));
 }
 
 /**

@@ -36,6 +36,10 @@ describe('parseOptions', () => {
     // What was given, as the caller wrote it: a string is not taken for the number it spells.
     expect(failure(() => parseOptions(schema, { maxThreads: '2' }, 'x options')).details.issues).toEqual([{ path: 'maxThreads', message: 'must be an integer from 1 to 64, got "2"' }]);
     expect(failure(() => parseOptions(schema, { maxThreads: 1.5 }, 'x options')).details.issues).toEqual([{ path: 'maxThreads', message: 'must be an integer from 1 to 64, got 1.5' }]);
+    // Past the safe integers int() and max() both refuse it: said once.
+    const unsafe = failure(() => parseOptions(schema, { maxThreads: 2 ** 53 }, 'x options'));
+    expect(unsafe.details.issues).toEqual([{ path: 'maxThreads', message: 'must be an integer from 1 to 64, got 9007199254740992' }]);
+    expect(unsafe.message.split('must be an integer').length).toBe(2);
   });
 
   it('names the nearest allowed value of a choice when one is close', () => {

@@ -6,7 +6,7 @@ import { permissionSpecSchema } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
-import { formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
+import { distinctIssues, formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
 import { optionOfOtherBackends } from './backend-own-options.js';
@@ -148,7 +148,7 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
       return { path: formatPath([...issue.path, key]), message };
     });
   });
-  throw validationError(`Invalid ${subject}`, issues, { phase: 'options' });
+  throw validationError(`Invalid ${subject}`, distinctIssues(issues), { phase: 'options' });
 }
 
 /** "must be one of 'a', 'b'", with what was given and, for a string close to one, that one (`worker-pol` → "did you mean 'worker-pool'?"). */
