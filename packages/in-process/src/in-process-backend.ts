@@ -134,8 +134,15 @@ class InProcessRuntime implements RuntimeEnvironment {
     this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
+  /** As a platform call: the bridge's result is a copy, a non-Error it throws becomes an Error saying so. */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    return this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`));
+    const called = `channel.${method}`;
+    return this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)).then(
+      (value) => cloneForWire(value, `${called} result`),
+      (error: unknown) => {
+        throw isError(error) ? error : new Error(describeThrown(error, called));
+      },
+    );
   }
 }
 

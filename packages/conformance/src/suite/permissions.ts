@@ -127,6 +127,25 @@ function platformCallTests(suite: SuiteContext): void {
     expect(result.data).toMatchObject({ ok: false, name: 'Error', message: expect.stringContaining('platform.kv.fail threw a string') });
   });
 
+  it("a channel bridge (ExecuteOptions.channel.call) is called as a service is: its result a copy, a non-Error it throws an Error saying so, a value that cannot cross refused naming the call", async () => {
+    const backend = make();
+    const run = (call: (method: string, args: unknown[]) => Promise<unknown>) =>
+      backend.execute({ pluginId: BASIC, handlerId: 'channel-send', input: { hello: 1 } }, { channel: { connectionId: 'c-1', path: '/chat', call } });
+    const sent: unknown[] = [];
+    const answered = await run(async (method, args) => (sent.push([method, ...args]), { delivered: true }));
+    expectOk(answered);
+    expect(answered.data).toEqual({ ok: true, value: { delivered: true } });
+    expect(sent).toEqual([['send', { hello: 1 }]]);
+    const threw = await run(async () => {
+      throw 'a string of the bridge';
+    });
+    expectOk(threw);
+    expect(threw.data).toMatchObject({ ok: false, isError: true, message: expect.stringContaining('channel.send threw a string') });
+    const unsendable = await run(async () => () => 1);
+    expectOk(unsendable);
+    expect(unsendable.data).toMatchObject({ ok: false, isError: true, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^channel\.send result cannot be sent across the execution boundary: /) });
+  });
+
   it('a host service result that cannot cross to the handler is an error there naming the call and where the value is', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'unsendable' } });
