@@ -23,6 +23,8 @@ export interface StartNatsServerOptions {
   tls?: { certFile: string; keyFile: string; clientCaFile?: string };
   /** The body of an `authorization { … }` block: users and their permissions, in nats-server's config format. @default none */
   authorization?: string;
+  /** The body of an `accounts { … }` block: accounts, their JetStream limits and their users. @default none */
+  accounts?: string;
   /** JetStream's `max_memory_store` in bytes (all memory streams together). @default the server's */
   maxMemoryStore?: number;
 }

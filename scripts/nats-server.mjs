@@ -80,7 +80,7 @@ function validatePayload(maxPayload) {
   throw new TypeError(`maxPayload: expected a byte count or a size such as '8MB', got ${JSON.stringify(maxPayload)}`);
 }
 
-function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore }) {
+function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore }) {
   // JSON string quoting is valid in the NATS config format (and escapes Windows backslashes).
   // A fixed server_name: the same server, as JetStream sees it, before and after a restart.
   const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`];
@@ -92,6 +92,7 @@ function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSub
     lines.push(`tls {`, `  cert_file: ${JSON.stringify(tls.certFile)}`, `  key_file: ${JSON.stringify(tls.keyFile)}`, ...verify, `}`);
   }
   if (authorization) lines.push(`authorization ${authorization}`);
+  if (accounts) lines.push(`accounts ${accounts}`);
   lines.push('');
   writeFileSync(file, lines.join('\n'));
 }
@@ -247,11 +248,11 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * undefined (another is picked if that one is taken before the server binds it), else
  * `fixedPort`, retried for `retryBusyMs` (after a restart the old socket may linger a moment).
  */
-async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore }, fixedPort, retryBusyMs) {
+async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore }, fixedPort, retryBusyMs) {
   const until = Date.now() + retryBusyMs;
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freeLoopbackPort());
-    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore });
+    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore });
     try {
       return { ...(await spawnServer(binary, configFile, readyTimeoutMs)), port };
     } catch (error) {
@@ -275,9 +276,10 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
  * @param {number} [options.maxConnections] the server's `max_connections`; @default no limit
  * @param {{ certFile: string, keyFile: string, clientCaFile?: string }} [options.tls] a server that speaks only TLS, with this certificate (and, with `clientCaFile`, wants a client certificate signed by that CA); @default plain TCP
  * @param {string} [options.authorization] the body of an `authorization { … }` block (users and their permissions), as nats-server's config reads it; @default none
+ * @param {string} [options.accounts] the body of an `accounts { … }` block (accounts, their JetStream limits and users); @default none
  * @param {number} [options.maxMemoryStore] JetStream's `max_memory_store`, in bytes (all memory streams together); @default the server's (a share of the machine's memory)
  */
-export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore } = {}) {
+export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore } = {}) {
   const binary = natsServerBinary();
   if (!binary) {
     const where = process.env.NATS_SERVER_BIN ? `NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable` : 'nats-server is not on PATH';
@@ -291,7 +293,7 @@ export async function startNatsServer({ port, storeDir, maxPayload = '8MB', read
   const store = storeDir ?? path.join(dir, 'store');
   mkdirSync(store, { recursive: true });
   const configFile = path.join(dir, 'nats.conf');
-  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, maxMemoryStore };
+  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore };
   const entry = { child: null, dir };
 
   let current;

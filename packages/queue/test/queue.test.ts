@@ -203,6 +203,40 @@ describe('where it runs', () => {
     }
   });
 
+  it("an account's JetStream refusals are said as such by worker and host: not enabled for the account, its limits (QueueServerError no-jetstream, limit-reached), its storage used up (QUEUE_FULL)", async () => {
+    const accounts = [
+      'NOJS: { users: [ { user: nojs, password: nojs } ] }',
+      'NOSTREAMS: { jetstream: { max_mem: 10M, max_file: 10M, max_streams: 1 }, users: [ { user: nostreams, password: nostreams } ] }',
+      'BYTES: { jetstream: { max_mem: 10M, max_file: 10M, max_bytes_required: true }, users: [ { user: bytes, password: bytes } ] }',
+      'SMALL: { jetstream: { max_mem: 300K, max_file: 10M }, users: [ { user: small, password: small } ] }',
+    ];
+    const limited = await startNatsServer({ accounts: `{ ${accounts.join(', ')} }` });
+    const as = (user: string) => ({ servers: limited.url, user, pass: user });
+    try {
+      const taken = await connect(as('nostreams'));
+      await (await jetstreamManager(taken)).streams.add({ name: 'TAKEN', subjects: ['taken'] });
+      await taken.close();
+      const start = (user: string) => startExecutionWorker({ connection: as(user), pool: newPool('acct'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      const [noJs, noStreams, bytes] = await Promise.allSettled([start('nojs'), start('nostreams'), start('bytes')]);
+      expect(noJs).toMatchObject({ reason: { name: 'QueueServerError', problem: 'no-jetstream', message: expect.stringContaining("JetStream is not enabled for its user's account") } });
+      expect(noStreams).toMatchObject({ reason: { name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining('the JetStream limits of its user\'s account refuse the pool\'s stream or consumer (maximum number of streams reached)') } });
+      expect(bytes).toMatchObject({ reason: { name: 'QueueServerError', problem: 'limit-reached', message: expect.stringContaining("its user's account wants every stream to have a max_bytes") } });
+      const refused = await make({ connection: as('nostreams'), pool: newPool('acct') }).execute({ pluginId: BASIC, handlerId: 'echo' });
+      expectError(refused, 'WORKER_CRASHED');
+      expect(refused.error.message).toContain("The queue backend cannot use the NATS server");
+      expect(refused.error.message).toContain('maximum number of streams reached');
+      // No worker: the tasks stay in the stream until the account's memory is used up.
+      const host = make({ connection: as('small'), pool: newPool('acct-full') });
+      const results = await Promise.all(Array.from({ length: 8 }, () => host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(100_000) }, { timeoutMs: 3000 })));
+      const full = results.filter((result) => !result.ok && result.error.code === 'QUEUE_FULL');
+      expect(full.length, JSON.stringify(results.map((r) => (r.ok ? 'ok' : `${r.error.code}: ${r.error.message}`)))).toBeGreaterThan(0);
+      expect(full[0]!.ok ? '' : full[0]!.error.message).toMatch(/The NATS account has no room left for the tasks of pool "acct-full-\w+" \(resource limits exceeded for account: its JetStream max_mem or max_file is used up\); nothing ran/);
+      expect(results.every((result) => !result.ok && ['QUEUE_FULL', 'TIMEOUT'].includes(result.error.code))).toBe(true);
+    } finally {
+      await limited.stop();
+    }
+  });
+
   describe('NATS users with permissions', () => {
     const pool = 'perms';
     /** The users of docs/backends/queue.md, "Security", for pool `perms`, less what `without` names. */

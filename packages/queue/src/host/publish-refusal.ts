@@ -15,13 +15,17 @@ export interface RefusalContext {
  * A task the stream refused for lack of room, as QUEUE_FULL naming the limit that refused it, or
  * undefined for any other refusal. JetStream says which in its words (err_code 10077 "maximum …
  * exceeded" for the stream's own limits, 10023/10028/10047 "insufficient … resources" for the
- * server's storage); nothing was stored, so nothing ran.
+ * server's storage, "resource limits exceeded for account" for the account's); nothing was stored,
+ * so nothing ran.
  */
 export function fullQueue(error: unknown, at: RefusalContext): QueueFullError | undefined {
   const message = String((error as Error)?.message ?? error);
   const full = (what: string) => new QueueFullError(`${what}; nothing ran`, { details: at.details });
   if (/insufficient (storage |memory )?resources/i.test(message)) {
     return full(`The NATS server has no room left for the tasks of pool "${at.pool}" (${message}: its JetStream max_memory_store or max_file_store is used up)`);
+  }
+  if (/resource limits exceeded for account/i.test(message)) {
+    return full(`The NATS account has no room left for the tasks of pool "${at.pool}" (${message}: its JetStream max_mem or max_file is used up)`);
   }
   if (/maximum messages exceeded/i.test(message)) {
     // The stream's own bound: another host may have set another (the last to start sets it).

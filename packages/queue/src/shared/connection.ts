@@ -252,7 +252,10 @@ function notNats(heard: string): string {
   return `what answers there is not a NATS server (its first words: "${first}"): check the host and port (a NATS client port, 4222 by default, not the monitoring port)`;
 }
 
-const NO_JETSTREAM = /jetstream is not enabled/i;
+/** The server's words for JetStream off: for the whole server ("jetstream is not enabled"), or for the user's account ("JetStream not enabled for account"). */
+const NO_JETSTREAM = /jetstream (is )?not enabled/i;
+/** The account's JetStream limits refusing the pool's stream or consumer. */
+const ACCOUNT_LIMIT = /maximum number of streams|maximum consumers|requires a stream config to have max bytes|resource limits exceeded for account/i;
 const NOT_ALLOWED = /permissions violation/i;
 const messageOf = (error: unknown): string => String((error as Error)?.message ?? error);
 
@@ -277,7 +280,7 @@ export function refusedAnswer(status: Status): Error | undefined {
 /** The server, once connected to, refuses what the pool needs: it has no JetStream, or the user may not use it. */
 export function refusedByServer(error: unknown): boolean {
   const message = messageOf(error);
-  return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message) || SUBSCRIPTION_LIMIT.test(message);
+  return NO_JETSTREAM.test(message) || NOT_ALLOWED.test(message) || SUBSCRIPTION_LIMIT.test(message) || ACCOUNT_LIMIT.test(message);
 }
 
 const CREDENTIALS_UNUSABLE = 'CredentialsUnusable';
@@ -326,7 +329,16 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   const problem = (problem: QueueServerProblem, text: string) => new QueueServerError(text, problem, servers, { cause: error });
   if ((error as Error)?.name === 'PoolStreamError') return problem('misconfigured', `${who} cannot use the pool's stream on the NATS server (${servers}): ${message}`);
   if (NO_JETSTREAM.test(message)) {
+    if (/account/i.test(message)) {
+      return problem('no-jetstream', `${who} cannot use the NATS server (${servers}): JetStream is not enabled for its user's account (${message}); give that account a jetstream block in the server's config`);
+    }
     return problem('no-jetstream', `${who} cannot use the NATS server (${servers}): JetStream is not enabled there; start nats-server with -js, or give its config a jetstream {} block`);
+  }
+  if (/requires a stream config to have max bytes/i.test(message)) {
+    return problem('limit-reached', `${who} cannot use the NATS server (${servers}): its user's account wants every stream to have a max_bytes (${message}); make the pool's stream by hand with one, with workqueue retention on the pool's tasks subject (docs/backends/queue.md: a host keeps its max_bytes)`);
+  }
+  if (ACCOUNT_LIMIT.test(message)) {
+    return problem('limit-reached', `${who} cannot use the NATS server (${servers}): the JetStream limits of its user's account refuse the pool's stream or consumer (${message}); raise them (max_streams, max_consumers, max_mem, max_file) or use an account with room`);
   }
   if (NOT_ALLOWED.test(message)) {
     return problem('not-permitted', `${who} cannot use the NATS server (${servers}): its user may not do what the pool needs (${message}); docs/backends/queue.md, "Security", lists the subjects`);
