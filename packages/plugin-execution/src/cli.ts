@@ -41,6 +41,9 @@ Options for run:
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
   --prefix <subjects>       queue: subject prefix, as the workers' --prefix (default: kbexec)
+  --creds, --nkey, --tls-ca, --tls-cert, --tls-key <file>
+                            queue: credentials and TLS, as for worker (worker --help); a user
+                            and password or a token from NATS_USER/NATS_PASSWORD or NATS_TOKEN
   --input <json|@file|@->   handler input (@-: standard input)       (default: none)
   --context <json|@file>    context descriptor, a JSON object        (default: { host: { kind: "cli" } };
                             nothing of the command line: its flag values may be secrets)

@@ -9,6 +9,7 @@ import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBacke
 import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
+import { NATS_FLAGS, NatsFlagError, natsAuth } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { printableJson } from './printable-json.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
@@ -22,6 +23,7 @@ export const RUN_OPTIONS = {
   pool: { type: 'string' },
   /** queue: the subject prefix, as the workers were given it. */
   prefix: { type: 'string' },
+  ...NATS_FLAGS,
   input: { type: 'string' },
   context: { type: 'string' },
   grant: { type: 'string' },
@@ -59,17 +61,26 @@ function logLine(entry: LogEntry): string {
 
 /** The flags of `run` that go together (or not), checked before anything loads: the queue's options and the timeout. */
 function checkedFlags(values: RunValues, type: BuiltInBackendType) {
-  const queueFlags = (['nats', 'pool', 'prefix'] as const).filter((name) => values[name] !== undefined);
+  const queueFlags = (['nats', 'pool', 'prefix', ...(Object.keys(NATS_FLAGS) as Array<keyof typeof NATS_FLAGS>)] as const).filter((name) => values[name] !== undefined);
   if (type !== 'queue' && queueFlags.length) throw new UsageError(`${queueFlags.map((name) => `--${name}`).join(' and ')} ${queueFlags.length > 1 ? 'are' : 'is'} for --backend queue`);
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
-  const queue = type === 'queue' ? { ...(values.nats ? { connection: { servers: values.nats.split(',') } } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
+  const queue = type === 'queue' ? { connection: queueConnection(values), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
   // Digits only: Number() would also take 1.5, 0x10 and 1e3.
   const timeoutMs = values.timeout === undefined ? undefined : /^\d+$/.test(values.timeout) ? Number(values.timeout) : NaN;
   if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {
     throw new UsageError(`--timeout must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS} (Node's longest timer), got ${JSON.stringify(values.timeout)}`);
   }
   return { queue, timeoutMs };
+}
+
+/** `--nats` and the credentials and TLS the flags and the environment give (nats-flags.ts). */
+function queueConnection(values: RunValues) {
+  try {
+    return { ...(values.nats ? { servers: values.nats.split(',') } : {}), ...natsAuth(values) };
+  } catch (error) {
+    throw error instanceof NatsFlagError ? new UsageError(error.message) : error;
+  }
 }
 
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {

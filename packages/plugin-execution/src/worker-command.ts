@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { emptyFlag, emptyFlagMessage } from './flag-values.js';
+import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -27,7 +28,7 @@ Options for worker:
   --id <id>                 this worker's id in the pool             (default: host-pid-random)
   --drain-timeout <ms>      how long a drain waits for running work, 0 to 2147483647
                                                                      (default: 30000)
-`;
+${NATS_FLAGS_USAGE}`;
 
 /** Thrown for a command line that cannot be run: the caller prints it with the usage, exit code 2. */
 export class WorkerUsageError extends Error {}
@@ -57,6 +58,7 @@ export const WORKER_OPTIONS = {
   'workspace-root': { type: 'string' },
   id: { type: 'string' },
   'drain-timeout': { type: 'string' },
+  ...NATS_FLAGS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -86,8 +88,14 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
   const drainTimeoutMs = drainTimeout(values['drain-timeout']);
+  let auth: ReturnType<typeof natsAuth>;
+  try {
+    auth = natsAuth(values);
+  } catch (error) {
+    throw error instanceof NatsFlagError ? new WorkerUsageError(error.message) : error;
+  }
   const worker = await startExecutionWorker({
-    connection: { servers: values.nats.split(',') },
+    connection: { servers: values.nats.split(','), ...auth },
     plugins,
     backend: { type: localBackend(values.backend) },
     ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),

@@ -1,5 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -86,5 +88,71 @@ it('kb-plugin-exec run --backend queue --prefix reaches a worker started with th
     expect(await exited, output()).toBe(0);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+// An NKey user made for this test (not a secret anywhere): its seed, and the public key the server knows it by.
+const TEST_SEED = 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UM';
+const TEST_NKEY = 'UAP5ICZ55ZI3MFGS73675ZZQPLUNRDUU4ATEX4JXZN4TKOL53VD5ZSM5';
+
+it('kb-plugin-exec worker and run log in with a password from NATS_USER/NATS_PASSWORD, or an NKey seed file (--nkey, its line break left out); a wrong one is QUEUE_SERVER_AUTH_FAILED', async () => {
+  const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as { startNatsServer: (o: { authorization: string }) => Promise<typeof server> };
+  const guarded = await startNatsServer({ authorization: `{ users = [ { user: kb, password: kb-secret }, { nkey: ${TEST_NKEY} } ] }` });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-nats-'));
+  const seedFile = path.join(dir, 'worker.nk');
+  await writeFile(seedFile, `${TEST_SEED}\n`);
+  const pool = `cli-auth-${randomBytes(4).toString('hex')}`;
+  const env = (extra: Record<string, string>) => ({ PATH: process.env.PATH ?? '', ...extra });
+  const workerArgs = [cli, 'worker', '--nats', guarded.url, '--plugins', fixturePlugins.basic, '--backend', 'in-process', '--pool', pool];
+  const child = spawn(process.execPath, [...workerArgs, '--nkey', seedFile], { env: env({}), stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', () => /ready \S+/.test(output) && resolve());
+      child.once('exit', () => reject(new Error(`the worker exited before it was ready:\n${output}`)));
+    });
+    const runArgs = [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', guarded.url, '--pool', pool, '--input', '"logged in"', '--timeout', '15000'];
+    const run = spawnSync(process.execPath, runArgs, { env: env({ NATS_USER: 'kb', NATS_PASSWORD: 'kb-secret' }), encoding: 'utf8', timeout: 20_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toBe('logged in');
+    const wrong = spawnSync(process.execPath, workerArgs, { env: env({ NATS_USER: 'kb', NATS_PASSWORD: 'not-it' }), encoding: 'utf8', timeout: 20_000 });
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/^QUEUE_SERVER_AUTH_FAILED: /);
+    expect(wrong.stderr).not.toContain('not-it');
+    child.kill('SIGTERM');
+    expect(await exited, output).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    await guarded.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it('credentials and TLS flags that cannot work are usage errors (exit 2) naming them: a password without a user, a certificate without its key, an --nkey file without a seed, a queue flag on another backend', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-nats-'));
+  try {
+    const notSeed = path.join(dir, 'not-a-seed');
+    await writeFile(notSeed, 'hello\n');
+    const worker = (args: string[], extra: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, ...args], { env: { PATH: process.env.PATH ?? '', ...extra }, encoding: 'utf8', timeout: 20_000 });
+    const cases: Array<[ReturnType<typeof worker>, string]> = [
+      [worker([], { NATS_PASSWORD: 'x' }), 'NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN'],
+      [worker([], { NATS_USER: 'u', NATS_TOKEN: 't' }), 'NATS_USER and NATS_TOKEN are both set: give one way to log in'],
+      [worker(['--tls-cert', path.join(dir, 'cert.pem')]), '--tls-cert needs --tls-key (a client certificate and its key go together)'],
+      [worker(['--nkey', path.join(dir, 'missing.nk')]), `--nkey ${path.join(dir, 'missing.nk')}: cannot be read (ENOENT)`],
+      [worker(['--nkey', notSeed]), `--nkey ${notSeed}: holds no NKey seed (one line starting "S", such as "SU…")`],
+    ];
+    for (const [result, said] of cases) {
+      expect(result.status, result.stderr).toBe(2);
+      expect(result.stderr.split('\n')[0]).toBe(said);
+    }
+    const elsewhere = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--creds', path.join(dir, 'x.creds')], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 20_000 });
+    expect(elsewhere.status).toBe(2);
+    expect(elsewhere.stderr.split('\n')[0]).toBe('--creds is for --backend queue');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

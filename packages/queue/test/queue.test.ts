@@ -124,6 +124,25 @@ describe('where it runs', () => {
     );
   });
 
+  it('an NKey seed read from a file with its line break logs in; a password without a user is refused naming connection.pass', async () => {
+    // An NKey user made for this test (not a secret anywhere).
+    const seed = 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UM';
+    const guarded = await startNatsServer({ authorization: '{ users = [ { nkey: UAP5ICZ55ZI3MFGS73675ZZQPLUNRDUU4ATEX4JXZN4TKOL53VD5ZSM5 } ] }' });
+    try {
+      const own = newPool('nkey');
+      const worker = await startExecutionWorker({ connection: { servers: guarded.url, seed: `${seed}\n` }, pool: own, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      try {
+        const result = await make({ connection: { servers: guarded.url, seed: `${seed}\r\n` }, pool: own }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'nkey' });
+        expectOk(result);
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await guarded.stop();
+    }
+    expect(() => make({ connection: { servers: server!.url, pass: 'alone' } })).toThrow(/connection\.pass: is given without connection\.user: give both, or connection\.token/);
+  });
+
   it('a tls:// URL to a server that offers no TLS: nothing is sent in clear, host and worker say TLS failed', async () => {
     const tlsUrl = server!.url.replace(/^nats:/, 'tls:');
     const backend = make({ connection: { servers: tlsUrl, user: 'kb', pass: 'secret' } });

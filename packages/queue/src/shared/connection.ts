@@ -72,7 +72,9 @@ export const connectionSchema = lazySchema((z) =>
       })
       .optional(),
     name: option.text().optional(),
-  }),
+  })
+    // Dropped by the client without a word, the login would fail as "Authorization Violation".
+    .refine((connection) => connection.pass === undefined || connection.user !== undefined, { path: ['pass'], error: 'is given without connection.user: give both, or connection.token' }),
 );
 
 /** How long the first connection attempt may take before it fails. */
@@ -119,7 +121,8 @@ const NOT_NATS_ERROR = /node provided an undefined error|unexpected response fro
 
 async function connectOnce(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
-  if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed)));
+  // Read from a file, a seed keeps its line break: not part of it.
+  if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
   if (options.credsFile) authenticator.push(credsAuthenticator(await readCredsFile(options.credsFile)));
   return connect({
     servers: options.servers ?? 'nats://127.0.0.1:4222',

@@ -1,0 +1,80 @@
+import { readFileSync } from 'node:fs';
+
+/**
+ * How the CLI reaches a NATS server that wants more than a URL: credentials and TLS, for `worker`
+ * and for `run --backend queue`. Files are named by flags; secrets themselves (a password, a
+ * token) come only from the environment, never from a flag a `ps` shows. The variables are the
+ * NATS CLI's own names, so an environment set up for `nats` works here too; a flag wins over its
+ * variable.
+ */
+export const NATS_FLAGS = {
+  creds: { type: 'string' },
+  nkey: { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+} as const;
+
+export const NATS_FLAGS_USAGE = `  --creds <file>            a NATS .creds file (JWT and NKey seed)   (env NATS_CREDS)
+  --nkey <file>             a file holding an NKey seed ("SU…")     (env NATS_NKEY)
+  --tls-ca <file>           the CA that signed the server's certificate (env NATS_CA)
+  --tls-cert <file>         a client certificate, with --tls-key     (env NATS_CERT)
+  --tls-key <file>          its private key                          (env NATS_KEY)
+A user and password, or a token, come from the environment only: NATS_USER and NATS_PASSWORD,
+or NATS_TOKEN. A tls:// URL in --nats requires TLS.
+`;
+
+type NatsFlagValues = { [K in keyof typeof NATS_FLAGS]?: string | undefined };
+
+/** The connection options (besides `servers`) the flags and the environment give. */
+export interface NatsAuth {
+  user?: string;
+  pass?: string;
+  token?: string;
+  credsFile?: string;
+  seed?: string;
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
+}
+
+/** Thrown for flags or variables that do not go together: a usage error naming them. */
+export class NatsFlagError extends Error {}
+
+/**
+ * `--creds`, `--nkey`, `--tls-*` and their variables, with NATS_USER/NATS_PASSWORD or NATS_TOKEN,
+ * as connection options; an empty variable counts as unset.
+ */
+export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = process.env): NatsAuth {
+  const from = (flag: keyof typeof NATS_FLAGS, variable: string) => values[flag] ?? (env[variable] || undefined);
+  const user = env.NATS_USER || undefined;
+  const pass = env.NATS_PASSWORD || undefined;
+  const token = env.NATS_TOKEN || undefined;
+  if (pass !== undefined && user === undefined) throw new NatsFlagError('NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN');
+  if (user !== undefined && token !== undefined) throw new NatsFlagError('NATS_USER and NATS_TOKEN are both set: give one way to log in');
+  const credsFile = from('creds', 'NATS_CREDS');
+  const nkeyFile = from('nkey', 'NATS_NKEY');
+  const tls = { caFile: from('tls-ca', 'NATS_CA'), certFile: from('tls-cert', 'NATS_CERT'), keyFile: from('tls-key', 'NATS_KEY') };
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    throw new NatsFlagError(`${tls.certFile === undefined ? '--tls-key' : '--tls-cert'} needs ${tls.certFile === undefined ? '--tls-cert' : '--tls-key'} (a client certificate and its key go together)`);
+  }
+  const givenTls = Object.fromEntries(Object.entries(tls).filter(([, file]) => file !== undefined));
+  return {
+    ...(user !== undefined ? { user, pass: pass ?? '' } : {}),
+    ...(token !== undefined ? { token } : {}),
+    ...(credsFile !== undefined ? { credsFile } : {}),
+    ...(nkeyFile !== undefined ? { seed: readSeed(nkeyFile, values.nkey !== undefined ? '--nkey' : 'NATS_NKEY') } : {}),
+    ...(Object.keys(givenTls).length > 0 ? { tls: givenTls } : {}),
+  };
+}
+
+/** The seed in an --nkey file: its text without the line break an editor leaves. */
+function readSeed(file: string, named: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new NatsFlagError(`${named} ${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  const seed = text.trim();
+  if (!/^S[A-Z0-9]{20,}$/.test(seed)) throw new NatsFlagError(`${named} ${file}: holds no NKey seed (one line starting "S", such as "SU…")`);
+  return seed;
+}
