@@ -194,11 +194,14 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
 
 /**
  * Wait for the next task after one turn of the event loop: what the handler left behind (a
- * rejection nobody handled) surfaces first, on this thread, not in the next execution. Unref'd:
- * never counted as a handle left behind (a task that comes through the event loop first is run).
+ * rejection nobody handled) surfaces first, on this thread, not in the next execution. Not
+ * unref'd: an unref'd immediate does not keep the loop from blocking in its poll, so after an
+ * answer from a timer's callback the thread would sleep in the loop, never saying it waits for a
+ * task, and the pool would take the idle thread for one left busy (and end it). It runs before
+ * the next execution's handles are counted, or is seen gone by the second count (execute()).
  */
 function idleSoon(): void {
-  immediate(waitForTasks).unref();
+  immediate(waitForTasks);
 }
 
 function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {

@@ -145,6 +145,19 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it('threads whose handlers answered from a timer stay when idle (minThreads, idleTimeoutMs): not taken for threads left busy', async () => {
+    const backend = backends.make({ maxThreads: 2, minThreads: 2, idleTimeoutMs: 30_000 });
+    const answered = await Promise.all([1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 20 } })));
+    for (const result of answered) expectOk(result);
+    // Past the pool's checks for a thread that is neither running nor waiting (over a second).
+    await sleep(2500);
+    const figures = await runners(backend);
+    expect(figures.retired['left-busy']).toBe(0);
+    expect(figures.started).toBe(2);
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'same thread' });
+    expect(answered.map((result) => result.meta.workerId)).toContain(next.meta.workerId);
+  });
+
   it.each(['stat', 'readFile', 'stream'])('a handler that answers from inside a file-system callback (%s) keeps its thread: the request whose callback answered is not a handle left behind', async (via) => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });
     const runnerIds = new Set<string | undefined>();
