@@ -20,16 +20,17 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, lane
   const crashed = (message: string, details: WorkerCrashDetails, cause?: unknown) =>
     new WorkerCrashedError(message, { details: { ...details }, ...(cause !== undefined ? { cause } : {}) });
   const error = thread.error as (Error & { code?: unknown }) | undefined;
-  if (thread.protocolError !== undefined) {
-    const problem = thread.protocolError;
-    return crashed(`${where} broke the host protocol and was ended: ${problem}`, { reason: 'protocol', protocolError: problem, ...base });
-  }
-
+  // First: a thread dying of it closes its channel before it exits, and tearing down a heap of
+  // gigabytes outlasts the wait after which a closed channel is taken for plugin code's doing.
   if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') {
     // Its lane's cap (memoryMb, resourceLimits); else V8's, as the thread said at its start.
     const heapLimitMb = laneHeapLimitMb ?? thread.heapLimitMb;
     const limit = heapLimitMb !== undefined ? ` (heap limit ${heapLimitMb} MB)` : '';
     return crashed(`${where} ran out of memory${limit}`, { reason: 'oom', message: String(error.message), ...base, ...(heapLimitMb !== undefined ? { heapLimitMb } : {}) }, error);
+  }
+  if (thread.protocolError !== undefined) {
+    const problem = thread.protocolError;
+    return crashed(`${where} broke the host protocol and was ended: ${problem}`, { reason: 'protocol', protocolError: problem, ...base });
   }
   // The thread's own words about this execution; a fatal error outranks the exit that follows it.
   const mine = thread.reports.filter((r) => r.k === k);

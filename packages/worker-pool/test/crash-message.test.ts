@@ -25,4 +25,13 @@ describe('the WORKER_CRASHED a gone thread gives its execution', () => {
     const error = crashError(goneThread({}), 3, task, undefined);
     expect(error.message).toBe('Worker thread 7 running handler "echo" of plugin "@wp/pool" exited with code 1 before the handler finished');
   });
+
+  it('a thread that ran out of memory is said so, even when its channel closed long enough before its exit to be taken for plugin code closing it (a heap of gigabytes takes seconds to tear down)', () => {
+    const outOfMemory = Object.assign(new Error('Worker terminated due to reaching memory limit: JS heap out of memory'), { code: 'ERR_WORKER_OUT_OF_MEMORY' });
+    const protocolError = 'its channel to the host was closed by plugin code that ran on it (this execution or an earlier one), so nothing it sends can arrive';
+    const error = crashError(goneThread({ error: outOfMemory, protocolError, heapLimitMb: 2048 }), 3, task, undefined);
+    expect(error.message).toBe('Worker thread 7 running handler "echo" of plugin "@wp/pool" ran out of memory (heap limit 2048 MB)');
+    expect(error.details).toMatchObject({ reason: 'oom', heapLimitMb: 2048 });
+  });
 });
+
