@@ -8,6 +8,8 @@ import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
+/** How long after it was abandoned a thread still there is warned of (KB_PLUGIN_THREAD_STUCK). */
+const STUCK_WARNING_AFTER_MS = 8000;
 /** How long close() waits for terminated threads to be gone (one that takes longer than STOP_WITHIN_MS is abandoned first). */
 const CLOSE_WAIT_MS = 5000;
 /** A thread that has not taken the execution handed to it this long ago is ended (ThreadPool.#checkTaken). */
@@ -311,11 +313,16 @@ export class ThreadPool {
     }
     this.#abandoned.add(thread);
     this.#onGone(thread);
+    // Said once per process, and only of a thread still there a while later: one freeing a heap of
+    // gigabytes also outlasts STOP_WITHIN_MS, and goes within seconds.
     if (!warnedStuck) {
-      warnedStuck = true;
-      process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns (Node waits for every thread on its way out). Said once per process.`, {
-        code: 'KB_PLUGIN_THREAD_STUCK',
-      });
+      setTimeout(() => {
+        if (warnedStuck || !this.#abandoned.has(thread)) return;
+        warnedStuck = true;
+        process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns (Node waits for every thread on its way out). Said once per process.`, {
+          code: 'KB_PLUGIN_THREAD_STUCK',
+        });
+      }, STUCK_WARNING_AFTER_MS).unref();
     }
   }
 
@@ -388,5 +395,5 @@ let warnedStuck = false;
 
 function stuckThreads(count: number): string {
   const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
-  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler is' : 'their handlers are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …)`;
+  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler is' : 'their handlers are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …), or still freeing a heap of gigabytes`;
 }
