@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
+import { LOADING, LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { CrashReport, HostToThread, RetireReason, TaskMessage, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -52,6 +52,10 @@ export interface ThreadEvents {
 export const STOP_WITHIN_MS = 2000;
 /** How long after its channel closed a thread still running is taken to have closed it itself. */
 const CHANNEL_CLOSED_GRACE_MS = 500;
+/** How long a stop waits for a thread to finish loading a handler's modules before it ends it all the same (a module's top-level code may never end). */
+const LOAD_WAIT_MS = 500;
+/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
 
 export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
@@ -371,9 +375,20 @@ export class PoolThread<Lane = unknown> {
     if (graceMs > 0) {
       // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
       this.port!.postMessage({ k: execution.k, m: { type: 'cancel', reason: serializeErrorForRunner(reason, 'the host') } } satisfies HostToThread);
-      this.#graceTimer = setTimeout(() => this.end({ kind: 'terminated' }), graceMs);
+      this.#graceTimer = setTimeout(() => this.#endOnceLoaded(), graceMs);
     } else {
-      this.end({ kind: 'terminated' });
+      this.#endOnceLoaded();
     }
+  }
+
+  /**
+   * End it, once it is not loading a handler's modules (LOADING), or after LOAD_WAIT_MS: Node's
+   * module loader reads them through descriptors of the whole process, and a thread ended
+   * mid-read leaves those open in the host for good.
+   */
+  #endOnceLoaded(): void {
+    const waited = Atomics.load(this.#wake!, LOADING) === 1 ? waitAsync(this.#wake!, LOADING, 1, LOAD_WAIT_MS) : undefined;
+    if (!waited?.async) return this.end({ kind: 'terminated' });
+    void waited.value.then(() => this.end({ kind: 'terminated' }));
   }
 }

@@ -5,8 +5,8 @@
  */
 import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { RunnerSession, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
+import { RunnerSession, onHandlerLoading, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
+import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
@@ -56,6 +56,11 @@ const store = Atomics.store;
 const wait = Atomics.wait;
 const receive = receiveMessageOnPort;
 const immediate = setImmediate;
+const notify = Atomics.notify;
+onHandlerLoading((loading) => {
+  store(wake, LOADING, loading ? 1 : 0);
+  if (!loading) notify(wake, LOADING);
+});
 // What Node runs between two of its own callbacks (timers, immediates): the nextTick queue, the
 // microtasks, then the rejections nobody handled. Undocumented but on every Node this package
 // supports; without it, every execution waits for an event-loop turn instead (idleSoon).

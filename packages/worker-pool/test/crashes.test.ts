@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, constants, openSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { closeSync, constants, openSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -25,6 +25,39 @@ describe('worker-pool: crashes', () => {
     expectOk(next);
     expect(next.meta.workerId).not.toBe(result.meta.workerId);
     expect((await runners(backend)).crashed).toBe(1);
+  });
+
+  it("threads ended while they load a handler's modules leave none of the loader's descriptors open in the host", async () => {
+    // A handler importing 40 modules of 250 KB: reading them takes a fresh thread longer than its 15 ms limit.
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-big-plugin-'));
+    try {
+      await mkdir(path.join(plugin, 'deps'));
+      const filler = `export const filler = ${JSON.stringify('x'.repeat(250_000))};\n`;
+      for (let i = 0; i < 40; i++) await writeFile(path.join(plugin, 'deps', `dep${i}.mjs`), filler);
+      const imports = Array.from({ length: 40 }, (_, i) => `import { filler as f${i} } from './deps/dep${i}.mjs';`).join('\n');
+      await writeFile(path.join(plugin, 'run.mjs'), `${imports}\nexport default async () => [${Array.from({ length: 40 }, (_, i) => `f${i}`).join(', ')}].length;\n`);
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@wp/big', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+      const openOnPlugin = () => readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`).startsWith(plugin);
+        } catch {
+          return false;
+        }
+      }).length;
+      const backend = backends.make({ plugins: [plugin], maxThreads: 1, minThreads: 1 });
+      const outcomes: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        const result = await backend.execute({ pluginId: '@wp/big', handlerId: 'run' }, { timeoutMs: 15 });
+        outcomes.push(result.ok ? 'ok' : result.error.code);
+      }
+      // What the test is about: executions stopped while their thread loaded.
+      expect(outcomes.filter((outcome) => outcome === 'TIMEOUT').length, outcomes.join()).toBeGreaterThan(10);
+      const openBefore = openOnPlugin();
+      await backend.shutdown();
+      expect([openBefore, openOnPlugin()], outcomes.join()).toEqual([0, 0]);
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
   });
 
   it('an execution waiting for the thread whose last execution timed out as it answered runs on a fresh thread, never handed to the one being terminated', async () => {

@@ -77,6 +77,17 @@ function loadOf(task: RunnerTask): number {
   return task.moduleKey ?? task.generation ?? 0;
 }
 
+let loadingListener: ((loading: boolean) => void) | undefined;
+
+/**
+ * Be told when this thread (or process) starts and ends loading a handler's modules. The worker
+ * pool holds back ending a thread meanwhile: Node's module loader reads the files through
+ * descriptors shared with the whole process, and a thread ended mid-read leaves them open.
+ */
+export function onHandlerLoading(listener: ((loading: boolean) => void) | undefined): void {
+  loadingListener = listener;
+}
+
 /**
  * Per-thread / per-process module cache: a handler's module is imported once per load of its
  * plugin's code (a registration, a reload) and reused; an execution of an older load keeps the
@@ -95,10 +106,13 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
   // Loaded before: no promise to wait for (most executions of a warm runner).
   let handler = loaded.get(task.entryPath)?.get(task.exportName);
   if (handler?.load !== loadOf(task)) {
+    loadingListener?.(true);
     try {
       handler = await loadHandler(task.entryPath, task.exportName, task);
     } catch (error) {
       throw toHandlerError(error);
+    } finally {
+      loadingListener?.(false);
     }
   }
   const input = handler.schema === undefined ? task.input : validInput(handler.schema, task);
