@@ -137,11 +137,15 @@ function cancellationTests(suite: SuiteContext): void {
     const events: ExecutionEvent[] = [];
     const queued = backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: controller.signal, onEvent: (e) => events.push(e) });
     await waitFor(async () => (await backend.stats()).queued === 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
     controller.abort();
     const result = await queued;
     expectError(result, 'ABORTED');
     expect(result.error.details).toMatchObject({ phase: 'queued' });
     expect(events).toEqual([]);
+    // All it waited was queue wait (at least the 50 ms above), none of it run.
+    expect(result.meta.queueWaitMs).toBeGreaterThanOrEqual(45);
+    expect(result.meta.runMs).toBe(0);
     expectOk(await first);
     expect((await backend.stats()).queued).toBe(0);
   });

@@ -128,6 +128,8 @@ export class Execution {
     } catch (error) {
       outcome = { ok: false, error: this.#internal(error) };
       this.#nameFromRequest(request);
+      // Stopped while it waited for its slot: all of that was queue wait.
+      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = round(performance.now() - this.#t0);
     }
     const released = this.#release();
     if (released) await released;
