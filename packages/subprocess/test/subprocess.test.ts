@@ -187,6 +187,9 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'oom' }, { timeoutMs: 25_000 });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 64 });
+    // The end of its stderr (V8's report, longer than what the message keeps) from the start of a line.
+    const said = result.error.message.split('\n--- end of its stderr ---\n')[1]!;
+    expect(result.error.details.stderrTail.trim().split('\n')).toEqual(expect.arrayContaining(said.split('\n')));
   });
 
   it('never resolving → TIMEOUT on time, and the process is gone', async () => {

@@ -59,8 +59,8 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
     default:
       message = `${who} ${how} before returning a result`;
   }
-  const tail = end.stderrTail.trim();
-  if (tail && reason !== 'protocol') message += `\n--- end of its stderr ---\n${tail.slice(-1000)}`;
+  const tail = lastLines(end.stderrTail.trim(), 1000);
+  if (tail && reason !== 'protocol') message += `\n--- end of its stderr ---\n${tail}`;
   return new WorkerCrashedError(message, {
     details: {
       reason,
@@ -82,4 +82,12 @@ export function sandboxRefusedError(reason: string, subject: { pluginId: string;
   return new WorkerCrashedError(`The child process for handler "${subject.handlerId}" of plugin "${subject.pluginId}" was not started: sandbox 'required', but ${reason}`, {
     details: { reason: 'sandbox', sandboxError: reason, pluginId: subject.pluginId, handlerId: subject.handlerId },
   });
+}
+
+/** The end of `text`, up to `chars` characters, from the start of a line (a longer last line: its end). */
+function lastLines(text: string, chars: number): string {
+  if (text.length <= chars) return text;
+  const end = text.slice(-chars);
+  const lineStart = end.indexOf('\n');
+  return lineStart >= 0 && lineStart < end.length - 1 ? end.slice(lineStart + 1) : end;
 }
