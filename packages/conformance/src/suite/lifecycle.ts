@@ -55,6 +55,16 @@ function lifecycleTests(suite: SuiteContext): void {
     expect((await backend.stats()).queued).toBe(0);
   });
 
+  it('a burst while the plugins load: those that could neither run nor wait once they load get QUEUE_FULL at once, not held until then', async () => {
+    const backend = make({ maxConcurrency: 1, maxQueue: 2 });
+    const results = Array.from({ length: 10 }, (_, input) => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 50, input } }));
+    // In the same turn: nothing can have loaded yet, and only what will fit is held.
+    const stats = await backend.stats();
+    expect(stats.queued + stats.active).toBe(3);
+    const codes = (await Promise.all(results)).map((result) => (result.ok ? 'ok' : result.error.code));
+    expect(codes).toEqual(['ok', 'ok', 'ok', ...Array(7).fill('QUEUE_FULL')]);
+  });
+
   it('after shutdown(), new calls get SHUTTING_DOWN and nothing is left', async () => {
     const backend = make();
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));

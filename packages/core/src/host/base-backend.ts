@@ -371,6 +371,8 @@ export abstract class BaseBackend implements IExecutionBackend {
       ready: () => {
         const ready = this.#ensureReady();
         if (ready) {
+          // One that could neither run nor wait once they load is QUEUE_FULL now, not then.
+          this.#scheduler.refuseBeyond(this.#waitingForPlugins, 'waiting for the plugins to load');
           this.#waitingForPlugins++;
           return ready.then(() => {
             this.#waitingForPlugins--;

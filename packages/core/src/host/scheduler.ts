@@ -53,6 +53,14 @@ export class Scheduler {
     return this.#queued;
   }
 
+  /** QUEUE_FULL for one more of `waiting` executions not yet admitted (`why` they wait) when those already fill every slot and the queue. */
+  refuseBeyond(waiting: number, why: string): void {
+    if (waiting < this.concurrency + this.maxQueue) return;
+    throw new QueueFullError(`Queue is full (${waiting} ${why}: ${this.concurrency} can run and ${this.maxQueue} wait)`, {
+      details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
+    });
+  }
+
   /** A slot now (synchronously, the fast path), or a promise of one; QUEUE_FULL / ABORTED otherwise. */
   acquire(key: string, signal?: AbortSignal): Slot | Promise<Slot> {
     // An 'abort' listener added now would never fire: without this the waiter would stay queued.
