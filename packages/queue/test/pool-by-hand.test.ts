@@ -151,6 +151,34 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     await Promise.all(sent);
   }, 40_000);
 
+  it("another subject on the pool's stream (what is published there would be a task), made by hand, is removed when a host takes it over, and under a running host at its next read", async () => {
+    const pool = newPool('stream-widened');
+    const stream = await addStream(pool, { subjects: [`kbexec.${pool}.tasks`, `other.${pool}.>`] });
+    await host({ pool }).health();
+    expect((await jsm.streams.info(stream)).config.subjects).toEqual([`kbexec.${pool}.tasks`]);
+    const later = newPool('stream-widened-later');
+    await host({ pool: later }).health();
+    const running = `KBEXEC_${later}`;
+    await jsm.streams.update(running, { subjects: [`kbexec.${later}.tasks`, `inject.${later}`] });
+    expect((await jsm.streams.info(running)).config.subjects).toHaveLength(2);
+    await waitFor(async () => (await jsm.streams.info(running)).config.subjects?.length === 1, 15_000);
+  }, 30_000);
+
+  it.each([
+    ['sealed', { sealed: true }, 'is sealed: it takes no new task, and a taken one cannot be removed'],
+    ['republishing', { republish: { src: '>', dest: 'copies.>' } }, "republishes what it stores to copies.>: every task's input would be copied there"],
+  ])('a %s pool stream: executions fail, health() and a worker say so and how to fix it', async (name, settings, said) => {
+    const pool = newPool(`stream-${name}`);
+    const stream = name === 'sealed' ? await addStream(pool) : await addStream(pool, settings);
+    if (name === 'sealed') await jsm.streams.update(stream, settings as never);
+    const backend = host({ pool });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toContain(`The stream ${stream} ${said}; delete it while the pool is idle (nats stream rm ${stream})`);
+    expect((await backend.health()).problems.join('\n')).toContain(said);
+    await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
+  });
+
   it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
     const pool = newPool('stream-bytes');
     await addStream(pool, { max_bytes: 2000 });

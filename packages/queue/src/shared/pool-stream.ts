@@ -93,8 +93,10 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const reported = current as unknown as Record<string, unknown>;
   // A server that does not report a limit does not have it.
   const differs = Object.entries(wanted).some(([key, value]) => (reported[key] ?? NOT_REPORTED[key]) !== value);
-  if (!differs) return read;
-  await jsm.streams.update(subjects.stream, { ...current, ...wanted });
+  // The pool's subject only: another subject on it (`other.>`) would put what is published there in the work queue.
+  const widened = (current.subjects ?? []).length !== 1;
+  if (!differs && !widened) return read;
+  await jsm.streams.update(subjects.stream, { ...current, ...wanted, subjects: [subjects.tasks] });
   return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs };
 }
 
@@ -142,6 +144,9 @@ export class PoolStreamError extends Error {
  */
 function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | undefined {
   const fix = `delete it while the pool is idle (nats stream rm ${subjects.stream}) and the next host makes it as the pool needs`;
+  if (config.sealed) return `The stream ${subjects.stream} is sealed: it takes no new task, and a taken one cannot be removed; ${fix}`;
+  // An update cannot remove it: the server refuses to change a republish.
+  if (config.republish) return `The stream ${subjects.stream} republishes what it stores to ${config.republish.dest}: every task's input would be copied there; ${fix}`;
   if (config.retention !== RetentionPolicy.Workqueue) {
     return `The stream ${subjects.stream} has retention "${config.retention}", not "workqueue": taken tasks would stay in it and fill its bound; ${fix}`;
   }
