@@ -65,6 +65,21 @@ describe('options that cannot work', () => {
     }
   });
 
+  it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
+    const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
+    for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {
+      let thrown: unknown;
+      try {
+        new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1', tls }, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        thrown = error;
+      }
+      expect((thrown as ValidationError).details.issues).toEqual(said);
+      const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1', tls }, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect((refused as ValidationError).details.issues).toEqual(said);
+    }
+  });
+
   it('a worker without plugins is refused: it could run nothing', async () => {
     const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [] }).catch((error: unknown) => error);
     expect(refused).toBeInstanceOf(ValidationError);

@@ -105,6 +105,9 @@ describe('where it runs', () => {
     expect(result.error.details).toMatchObject({ timeoutMs: 300, phase: 'queued' });
     // Taken off the stream: no worker that connects later runs it.
     expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
+    // Under a subject prefix of its own, the prefix is named: workers started with another one serve another pool.
+    const prefixed = make({ pool: newPool('empty'), subjectPrefix: 'custom.kb' });
+    expect((await prefixed.health()).problems.join('\n')).toMatch(/no worker of pool "\S+" under subject prefix "custom\.kb" is connected/);
   });
 
   it('refuses credentials in a server URL (the NATS client does not use them), never showing them', async () => {
@@ -411,6 +414,9 @@ describe('where it runs', () => {
       );
       const untrusted = startExecutionWorker({ connection: { servers: secure.url }, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
       await expect(untrusted).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', message: expect.stringMatching(/TLS failed: self-signed certificate.*; the server asks for TLS/) });
+      // A client key that is not one: said as a TLS failure, on one line.
+      const garbled = startExecutionWorker({ connection: { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem'), cert: 'not a certificate', key: 'not a key' } }, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(garbled).rejects.toMatchObject({ name: 'QueueServerError', message: expect.stringMatching(/^[^\n]*: TLS failed: [^\n]*; check connection\.tls[^\n]*$/) });
       const connection = { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem') } };
       const worker = await startExecutionWorker({ connection, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
       try {

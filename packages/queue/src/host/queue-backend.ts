@@ -4,7 +4,7 @@ import { WorkerCrashedError, isExecutionError, type BackendStats, type Isolation
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
-import { subjectToken } from '../shared/subjects.js';
+import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
 import { RemoteExecution } from './remote-execution.js';
@@ -161,7 +161,7 @@ export class QueueBackend extends BaseBackend {
     const problems = [link.streamProblem, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
     if (link.workers.alive().length > 0) return problems;
-    return [...problems, `no worker of pool "${this.#o.pool}" is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
+    return [...problems, `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
   }
 
   /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */
@@ -173,10 +173,15 @@ export class QueueBackend extends BaseBackend {
     const silentMs = Math.round(link.serverSilentMs(performance.now()));
     if (silentMs > link.workerLostMs) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
     const workers = link.workers.alive();
-    if (workers.length === 0) return `no worker of pool "${this.#o.pool}" is connected`;
+    if (workers.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
     const busy = workers.reduce((n, w) => n + w.running, 0);
     return `no worker of pool "${this.#o.pool}" took it: ${workers.length} connected, ${busy} of their ${slots} slots busy when last heard`;
+  }
+
+  /** The subject prefix, when not the default: workers started with another one serve another pool of the same name. */
+  #prefixNamed(): string {
+    return this.#o.subjectPrefix === DEFAULT_SUBJECT_PREFIX ? '' : ` under subject prefix "${this.#o.subjectPrefix}"`;
   }
 
   protected async isolation(): Promise<IsolationReport> {

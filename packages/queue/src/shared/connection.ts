@@ -70,6 +70,10 @@ export const connectionSchema = lazySchema((z) =>
         key: option.text().optional(),
         handshakeFirst: option.boolean().optional(),
       })
+      // A certificate without its key would only time out at a server that wants one.
+      .refine((tls) => (tls.certFile === undefined && tls.cert === undefined) === (tls.keyFile === undefined && tls.key === undefined), {
+        error: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither',
+      })
       .optional(),
     name: option.text().optional(),
   })
@@ -260,7 +264,8 @@ const NO_JETSTREAM = /jetstream (is )?not enabled/i;
 /** The account's JetStream limits refusing the pool's stream or consumer. */
 const ACCOUNT_LIMIT = /maximum number of streams|maximum consumers|requires a stream config to have max bytes|resource limits exceeded for account/i;
 const NOT_ALLOWED = /permissions violation/i;
-const messageOf = (error: unknown): string => String((error as Error)?.message ?? error);
+/** An error's message on one line (OpenSSL's come with line breaks in them). */
+const messageOf = (error: unknown): string => String((error as Error)?.message ?? error).replace(/\s*\n\s*/g, ' ');
 
 /** Whether the server refused something for the user's permissions ("Permissions Violation for …"). */
 export function notPermitted(error: unknown): boolean {
@@ -384,4 +389,4 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
 }
 
 /** Node's and nats.js's words for a TLS handshake that failed (an untrusted or misnamed certificate, TLS required or refused). */
-const TLS_FAILURE = /certificate|self[- ]signed|\bTLS\b|\bSSL\b|cert's CN|altnames/i;
+const TLS_FAILURE = /certificate|self[- ]signed|\bTLS\b|\bSSL\b|cert's CN|altnames|DECODER routines|PEM routines/i;
