@@ -92,19 +92,11 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const plugin = await registry.load(pluginDir);
   // Read before the backend is made and before a signal aborts an execution: a Ctrl-C while
   // `@-` waits for standard input ends the command there (nothing ran, nothing to remove).
-  let read: { grant: PermissionSpec | undefined; context: Record<string, unknown>; input: unknown };
-  try {
-    read = {
-      grant: values.grant === undefined ? undefined : await readGrant(values.grant),
-      // Without --context, only what kind of host runs it; not the command line, whose flag values
-      // (a --grant, an --input) may be secrets the handler has no business reading.
-      context: values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context),
-      input: await readJson(values.input, 'input'),
-    };
-  } catch (error) {
-    if (error instanceof StoppedWhileReading) return SIGNAL_EXIT[error.signal];
+  const read = await readValues(values).catch((error: unknown) => {
+    if (error instanceof StoppedWhileReading) return error;
     throw error;
-  }
+  });
+  if (read instanceof StoppedWhileReading) return SIGNAL_EXIT[read.signal];
   const backend = createExecutionBackend({
     type,
     registry,
@@ -113,17 +105,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     ...(platform ? { platform } : {}),
     ...queue,
   });
-  const controller = new AbortController();
-  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
-  const stop = (signal: keyof typeof SIGNAL_EXIT) => () => {
-    stoppedBy ??= signal;
-    controller.abort();
-  };
-  const onInt = stop('SIGINT');
-  const onTerm = stop('SIGTERM');
-  // `on`, not `once`, until the backend is shut down: a second Ctrl-C while the first one's
-  // cleanup runs (at most 2 s) would otherwise end the process and leave the workspace behind.
-  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
+  const signals = abortOnSignals();
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
@@ -132,7 +114,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const result = await backend.execute(
       { pluginId: plugin.id, handlerId, input: read.input, context: read.context },
       {
-        signal: controller.signal,
+        signal: signals.signal,
         ...(timeoutMs ? { timeoutMs } : {}),
         ...(values['keep-workspace'] ? { keepWorkspace: true } : {}),
         ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(logLine(entry)) } : {}),
@@ -147,14 +129,44 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
     if (mistake) throw new UsageError(mistake);
     const printed = report(result, values.json === true);
+    const stoppedBy = signals.stoppedBy();
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
   } finally {
     liftExitGuard();
     restoreStdout?.();
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });
-    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
+    signals.remove();
   }
+}
+
+/**
+ * SIGINT and SIGTERM abort the execution (exit 130 / 143). Listened to with `on`, not `once`, until
+ * removed after the backend's shutdown: a second Ctrl-C while the first one's cleanup runs (at most
+ * 2 s) would otherwise end the process and leave the workspace behind.
+ */
+function abortOnSignals(): { signal: AbortSignal; stoppedBy(): keyof typeof SIGNAL_EXIT | undefined; remove(): void } {
+  const controller = new AbortController();
+  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
+  const stop = (signal: keyof typeof SIGNAL_EXIT) => () => {
+    stoppedBy ??= signal;
+    controller.abort();
+  };
+  const onInt = stop('SIGINT');
+  const onTerm = stop('SIGTERM');
+  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
+  return { signal: controller.signal, stoppedBy: () => stoppedBy, remove: () => process.off('SIGINT', onInt).off('SIGTERM', onTerm) };
+}
+
+/** The JSON values of the command line: --grant, --context, --input (each a text, @file or @-). */
+async function readValues(values: RunValues): Promise<{ grant: PermissionSpec | undefined; context: Record<string, unknown>; input: unknown }> {
+  return {
+    grant: values.grant === undefined ? undefined : await readGrant(values.grant),
+    // Without --context, only what kind of host runs it; not the command line, whose flag values
+    // (a --grant, an --input) may be secrets the handler has no business reading.
+    context: values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context),
+    input: await readJson(values.input, 'input'),
+  };
 }
 
 /** Sends what is written to stdout to stderr until the returned function is called. */
