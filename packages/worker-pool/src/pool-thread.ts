@@ -389,6 +389,10 @@ export class PoolThread<Lane = unknown> {
   #endOnceLoaded(): void {
     const waited = Atomics.load(this.#wake!, LOADING) === 1 ? waitAsync(this.#wake!, LOADING, 1, LOAD_WAIT_MS) : undefined;
     if (!waited?.async) return this.end({ kind: 'terminated' });
-    void waited.value.then(() => this.end({ kind: 'terminated' }));
+    // Unless it answered meanwhile (an abort's grace): then it may already run the next execution.
+    const stopped = this.execution;
+    void waited.value.then(() => {
+      if (this.execution === stopped) this.end({ kind: 'terminated' });
+    });
   }
 }
