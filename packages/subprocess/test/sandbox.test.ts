@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { chmod, copyFile, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,11 +19,6 @@ const linux = process.platform === 'linux';
  */
 const dropsToNobody = process.getuid?.() === 0 && passableByOthers(probePlugin);
 const root = dropsToNobody;
-
-async function copyDir(from: string, to: string): Promise<void> {
-  await mkdir(to, { recursive: true });
-  for (const name of await readdir(from)) await copyFile(path.join(from, name), path.join(to, name));
-}
 
 async function sparesReady(backend: SubprocessBackend, count: number): Promise<void> {
   const until = Date.now() + 10_000;
@@ -320,6 +315,32 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files');
   });
 
+  it('a write folder made under a setgid folder does not pass the bit on: folders made in it can be chmod-ed and copied as anywhere else', async () => {
+    const plugin = await mkdtemp(path.join(scratch, 'setgid-plugin-'));
+    await chmod(plugin, 0o2755);
+    await writeFile(
+      path.join(plugin, 'handler.mjs'),
+      [
+        "import fs from 'node:fs';",
+        "const at = (name) => new URL(`./out/${name}`, import.meta.url);",
+        'const attempt = (fn) => { try { fn(); return "done"; } catch (error) { return error.code ?? error.message; } };',
+        'export default () => {',
+        "  fs.mkdirSync(at('made'));",
+        "  const mode = (fs.statSync(at('made')).mode & 0o7777).toString(8);",
+        "  const copy = attempt(() => fs.cpSync(at('made'), at('copied'), { recursive: true }));",
+        "  return { mode, copy, chmod: attempt(() => fs.chmodSync(at('made'), fs.statSync(at('made')).mode | 0o200)) };",
+        '};',
+      ].join('\n'),
+    );
+    const handlers = { run: { entry: './handler.mjs', permissions: { fs: { write: ['out'] } } } };
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/setgid', version: '1.0.0', handlers }));
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { write: ['out'] } }, workspace: false });
+    const result = await backend.execute({ pluginId: '@sandbox-test/setgid', handlerId: 'run' });
+    expectOk(result);
+    expect(result.data).toEqual({ mode: '755', copy: 'done', chmod: 'done' });
+    expect((await stat(path.join(plugin, 'out'))).mode & 0o2000).toBe(0);
+  });
+
   it('a declared fs.write path that is a file is writable as it is, sandboxed or not (not taken for a folder to make)', async () => {
     const plugin = await mkdtemp(path.join(scratch, 'file-write-plugin-'));
     await chmod(plugin, 0o755);
@@ -485,49 +506,67 @@ describe.runIf(linux)('inside the sandbox', () => {
     }
   });
 
-  it('a release switched under a warm spare (a link re-pointed, a folder renamed over the old one) runs from the next execution, sandboxed or not', async () => {
+  it('a release switched under warm spares and cold children (a link re-pointed, a folder renamed over the old one, node_modules made anew) runs from the next execution with its own dependencies, sandboxed or not', async () => {
+    // A release: its package.json, a dependency in node_modules, and the plugin folder below them.
     const releases = path.join(scratch, 'releases');
     for (const version of ['v1', 'v2']) {
-      await mkdir(path.join(releases, version), { recursive: true });
-      await writeFile(path.join(releases, version, 'kb.plugin.json'), JSON.stringify({ id: '@test/release', version: '1.0.0', handlers: { version: { entry: './version.mjs' } } }));
-      await writeFile(path.join(releases, version, 'version.mjs'), `export default async () => '${version}';\n`);
+      const release = path.join(releases, version);
+      await mkdir(path.join(release, 'node_modules', 'dep'), { recursive: true });
+      await mkdir(path.join(release, 'plugin'), { recursive: true });
+      await writeFile(path.join(release, 'package.json'), JSON.stringify({ name: `release-${version}`, type: 'module' }));
+      await writeFile(path.join(release, 'node_modules', 'dep', 'package.json'), JSON.stringify({ name: 'dep', type: 'module', main: 'index.js' }));
+      await writeFile(path.join(release, 'node_modules', 'dep', 'index.js'), `export default 'dep-${version}';\n`);
+      await writeFile(path.join(release, 'plugin', 'kb.plugin.json'), JSON.stringify({ id: '@test/release', version: '1.0.0', handlers: { version: { entry: './version.js' } } }));
+      await writeFile(path.join(release, 'plugin', 'version.js'), `import dep from 'dep';\nexport default async () => \`${version} with \${dep}\`;\n`);
     }
+    const copy = (from: string, to: string) => cp(from, to, { recursive: true });
     const switches = {
       // The deploy re-points the link its host was given.
       link: async (at: string) => {
         await symlink(path.join(releases, 'v1'), at);
-        return async () => {
+        return { expected: 'v2 with dep-v2', switchRelease: async () => {
           await symlink(path.join(releases, 'v2'), `${at}.next`);
           await rename(`${at}.next`, at);
-        };
+        } };
       },
-      // The deploy renames the new folder over the old one (kept aside, or gone).
+      // The deploy renames the new folder over the old one (kept aside).
       rename: async (at: string) => {
-        await copyDir(path.join(releases, 'v1'), at);
-        return async () => {
-          await copyDir(path.join(releases, 'v2'), `${at}.new`);
+        await copy(path.join(releases, 'v1'), at);
+        return { expected: 'v2 with dep-v2', switchRelease: async () => {
+          await copy(path.join(releases, 'v2'), `${at}.new`);
           await rename(at, `${at}.old`);
           await rename(`${at}.new`, at);
-        };
+        } };
+      },
+      // `npm ci`: node_modules made anew, the plugin folder untouched.
+      dependencies: async (at: string) => {
+        await copy(path.join(releases, 'v1'), at);
+        return { expected: 'v1 with dep-v2', switchRelease: async () => {
+          await rm(path.join(at, 'node_modules'), { recursive: true });
+          await copy(path.join(releases, 'v2', 'node_modules'), path.join(at, 'node_modules'));
+        } };
       },
     };
     for (const sandbox of ['required', 'off'] as const) {
-      for (const [how, prepare] of Object.entries(switches)) {
-        const at = path.join(scratch, `current-${sandbox}-${how}`);
-        const switchRelease = await prepare(at);
-        const backend = make({ sandbox, prespawn: 1, plugins: [at] });
-        const before = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
-        expectOk(before);
-        expect(before.data).toBe('v1');
-        await sparesReady(backend, 1);
-        await switchRelease();
-        const after = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
-        expect(after.ok ? after.data : `${after.error.code}: ${after.error.message}`, `${sandbox}, ${how}`).toBe('v2');
-        const spares = ((await backend.stats()).runners as SubprocessRunnerStats).spares;
-        expect(spares.discarded, `${sandbox}, ${how}`).toBe(1);
+      for (const prespawn of [1, 0]) {
+        for (const [how, prepare] of Object.entries(switches)) {
+          const at = path.join(scratch, `current-${sandbox}-${prespawn}-${how}`);
+          const { expected, switchRelease } = await prepare(at);
+          const backend = make({ sandbox, prespawn, plugins: [path.join(at, 'plugin')] });
+          const before = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
+          expect(before.ok ? before.data : `${before.error.code}: ${before.error.message}`).toBe('v1 with dep-v1');
+          if (prespawn) await sparesReady(backend, 1);
+          await switchRelease();
+          const after = await backend.execute({ pluginId: '@test/release', handlerId: 'version' });
+          const what = `${sandbox}, prespawn ${prespawn}, ${how}`;
+          expect(after.ok ? after.data : `${after.error.code}: ${after.error.message}`, what).toBe(expected);
+          // Without the sandbox a spare reads node_modules by its path, as a cold child does: one made
+          // anew may even have the old one's inode (nothing holds it), and the spare serves rightly.
+          if (prespawn && !(sandbox === 'off' && how === 'dependencies')) expect(((await backend.stats()).runners as SubprocessRunnerStats).spares.discarded, what).toBe(1);
+        }
       }
     }
-  });
+  }, 60_000);
 
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {
     const backend = make({ sandbox: 'required', prespawn: 1 });

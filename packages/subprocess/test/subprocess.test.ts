@@ -189,7 +189,7 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     expect(result.error.details).toMatchObject({ reason: 'oom', heapLimitMb: 64 });
     // The end of its stderr (V8's report, longer than what the message keeps) from the start of a line.
     const said = result.error.message.split('\n--- end of its stderr ---\n')[1]!;
-    expect(result.error.details.stderrTail.trim().split('\n')).toEqual(expect.arrayContaining(said.split('\n')));
+    expect(String(result.error.details.stderrTail).trim().split('\n')).toEqual(expect.arrayContaining(said.split('\n')));
   });
 
   it('never resolving → TIMEOUT on time, and the process is gone', async () => {

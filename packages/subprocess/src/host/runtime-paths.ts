@@ -39,17 +39,19 @@ export function runtimePaths(): string[] {
 export const dependencyFolders = oncePerFolder(findDependencyFolders);
 
 /**
- * `find`, remembered per folder: walking up and realpathing costs a few syscalls per level, and
- * once per plugin folder is enough. Plugins are few; the bound only guards against a host
- * registering them without end.
+ * `find`, remembered per folder and where it really is: walking up and realpathing costs a few
+ * syscalls per level, and once per plugin folder is enough, until a link on its path is
+ * re-pointed (a `current` link switched to a new release, whose folders above the plugin are
+ * others). Plugins are few; the bound only guards against a host registering them without end.
  */
 export function oncePerFolder<T>(find: (dir: string) => T): (dir: string) => T {
   const cache = new Map<string, T>();
   return (dir) => {
-    if (cache.has(dir)) return cache.get(dir)!;
+    const key = withRealPath(dir).join('\0');
+    if (cache.has(key)) return cache.get(key)!;
     const found = find(dir);
     if (cache.size >= 1024) cache.clear();
-    cache.set(dir, found);
+    cache.set(key, found);
     return found;
   };
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, lchownSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, constants, existsSync, fchmodSync, fstatSync, lchownSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
@@ -166,10 +166,15 @@ export class Sandbox {
     if (this.#state?.active) for (const dir of writeFolders(profile)) if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
   }
 
-  /** A spare's lease, handed to the user the spare runs as (if any) once it is taken for an execution. */
+  /**
+   * A folder the child writes (a lease, a declared write folder), handed to the user it runs as
+   * (if any). One that inherited setgid from a setgid parent would pass it to every folder made in
+   * it, and the system-call filter refuses the chmods and copies that keep such a bit
+   * (seccomp-filter.ts): it is cleared. Never through a link: what is handed over is the folder itself.
+   */
   handOver(dir: string, user: SandboxUser | undefined): void {
-    // Never through a link: what is handed over is the folder itself.
     if (user) lchownSync(dir, user.uid, user.gid);
+    clearSetGid(dir);
   }
 
   /**
@@ -241,6 +246,24 @@ function isolationArgs(network: boolean): string[] {
     '/dev',
     ...SECCOMP_ARGS,
   ];
+}
+
+const SET_GID = 0o2000;
+
+/** Clear a folder's setgid bit, on the folder itself (opened without following a link); a file or a link is left as it is. */
+function clearSetGid(dir: string): void {
+  let fd: number;
+  try {
+    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  } catch {
+    return;
+  }
+  try {
+    const { mode } = fstatSync(fd);
+    if (mode & SET_GID) fchmodSync(fd, mode & 0o7777 & ~SET_GID);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** The declared write folders, each checked to lead nowhere outside the plugin folder (PERMISSION_DENIED). */

@@ -1,6 +1,7 @@
 import { realpathSync, statSync } from 'node:fs';
 import type { ChildRunner } from './child-runner.js';
 import { profileKey, type ChildProfile } from './permission-flags.js';
+import { dependencyFolders, packageScopeFile } from './runtime-paths.js';
 
 /** Spares that die before they serve anything, in a row, before prespawning is switched off. */
 const MAX_SPARE_FAILURES = 3;
@@ -12,11 +13,13 @@ const MAX_SPARE_FAILURES = 3;
  * The `size` spares go to the most recently used profiles, refilled in the background each
  * time one is used.
  *
- * A spare's view of the plugin folder is fixed at boot too: its sandbox binds the folder the path
- * led to then, and its Node flags name that folder's real path. A release switched since (a
- * `current` link re-pointed, a new folder renamed over the old one) is another folder at the
- * same path, so each spare keeps the folder's identity from its boot (pluginFolderIdentity) and
- * is only taken while the path still leads there; one that no longer matches is discarded.
+ * A spare's view of the plugin is fixed at boot too: its sandbox binds the folders the paths led
+ * to then (the plugin folder, the node_modules folders above it, the package.json that decides
+ * its module type), and its Node flags name their real paths. A release switched since (a
+ * `current` link re-pointed, a new folder renamed over the old one, `npm ci` making node_modules
+ * anew) puts other folders at the same paths, so each spare keeps their identity from its boot
+ * (viewIdentity) and is only taken while the paths still lead there; one that no longer matches
+ * is discarded.
  */
 export class SparePool {
   readonly #size: number;
@@ -50,7 +53,7 @@ export class SparePool {
   take(profile: ChildProfile): ChildRunner | undefined {
     const list = this.#spares.get(profileKey(profile));
     if (!list) return undefined;
-    const folder = pluginFolderIdentity(profile.pluginRoot);
+    const folder = viewIdentity(profile.pluginRoot);
     // Prefer one that has finished booting.
     list.sort((a, b) => Number(b.runner.handshaken) - Number(a.runner.handshaken));
     while (list.length > 0) {
@@ -135,7 +138,7 @@ export class SparePool {
 
   #boot(profile: ChildProfile): Spare {
     // Before the spawn: a folder replaced while the spare boots is caught at its take.
-    const folder = pluginFolderIdentity(profile.pluginRoot);
+    const folder = viewIdentity(profile.pluginRoot);
     const runner = this.#spawn(profile);
     const spare = { runner, folder };
     this.#spawned++;
@@ -156,17 +159,24 @@ export class SparePool {
 
 interface Spare {
   readonly runner: ChildRunner;
-  /** pluginFolderIdentity of its profile's plugin folder when it booted. */
+  /** viewIdentity of its profile's plugin folder when it booted. */
   readonly folder: string | undefined;
 }
 
-/** Which folder `pluginRoot` leads to now: its real path and its inode; undefined if it is gone. */
-function pluginFolderIdentity(pluginRoot: string): string | undefined {
+/**
+ * What the plugin's paths lead to now: the real path and inode of its folder, of the node_modules
+ * folders above it and of its package scope file; undefined if its folder is gone.
+ */
+function viewIdentity(pluginRoot: string): string | undefined {
   try {
-    const real = realpathSync.native(pluginRoot);
-    const { dev, ino } = statSync(real);
-    return `${dev}:${ino}:${real}`;
+    return [pluginRoot, ...dependencyFolders(pluginRoot), ...packageScopeFile(pluginRoot)].map(identityOf).join('|');
   } catch {
     return undefined;
   }
+}
+
+function identityOf(p: string): string {
+  const real = realpathSync.native(p);
+  const { dev, ino } = statSync(real);
+  return `${dev}:${ino}:${real}`;
 }
