@@ -21,7 +21,8 @@ export const NATS_FLAGS_USAGE = `  --creds <file>            a NATS .creds file 
   --tls-cert <file>         a client certificate, with --tls-key     (env NATS_CERT)
   --tls-key <file>          its private key                          (env NATS_KEY)
 A user and password, or a token, come from the environment only: NATS_USER and NATS_PASSWORD,
-or NATS_TOKEN. A tls:// URL in --nats requires TLS.
+or NATS_TOKEN; one way to log in at a time. A tls:// URL in --nats requires TLS (for every server
+it lists), as --tls-ca does.
 `;
 
 type NatsFlagValues = { [K in keyof typeof NATS_FLAGS]?: string | undefined };
@@ -41,27 +42,33 @@ export class NatsFlagError extends Error {}
 
 /**
  * `--creds`, `--nkey`, `--tls-*` and their variables, with NATS_USER/NATS_PASSWORD or NATS_TOKEN,
- * as connection options; an empty variable counts as unset.
+ * as connection options; an empty variable counts as unset. Each mistake names what was given, the
+ * flag or the variable: a variable left from another setup is as likely as a typo.
  */
 export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = process.env): NatsAuth {
-  const from = (flag: keyof typeof NATS_FLAGS, variable: string) => values[flag] ?? (env[variable] || undefined);
+  const given = (flag: keyof typeof NATS_FLAGS, variable: string): { value: string; named: string } | undefined => {
+    if (values[flag] !== undefined) return { value: values[flag]!, named: `--${flag}` };
+    return env[variable] ? { value: env[variable]!, named: variable } : undefined;
+  };
   const user = env.NATS_USER || undefined;
   const pass = env.NATS_PASSWORD || undefined;
-  const token = env.NATS_TOKEN || undefined;
-  if (pass !== undefined && user === undefined) throw new NatsFlagError('NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN');
-  if (user !== undefined && token !== undefined) throw new NatsFlagError('NATS_USER and NATS_TOKEN are both set: give one way to log in');
-  const credsFile = from('creds', 'NATS_CREDS');
-  const nkeyFile = from('nkey', 'NATS_NKEY');
-  const tls = { caFile: from('tls-ca', 'NATS_CA'), certFile: from('tls-cert', 'NATS_CERT'), keyFile: from('tls-key', 'NATS_KEY') };
+  if ((user === undefined) !== (pass === undefined)) throw new NatsFlagError(user === undefined ? 'NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN' : 'NATS_USER is set without NATS_PASSWORD: give both, or NATS_TOKEN');
+  const token = env.NATS_TOKEN ? { value: env.NATS_TOKEN, named: 'NATS_TOKEN' } : undefined;
+  const creds = given('creds', 'NATS_CREDS');
+  const nkey = given('nkey', 'NATS_NKEY');
+  const logins = [user !== undefined ? 'NATS_USER' : undefined, token?.named, creds?.named, nkey?.named].filter((named) => named !== undefined);
+  if (logins.length > 1) throw new NatsFlagError(`${logins.join(' and ')} are ${logins.length === 2 ? 'both' : 'all'} given: give one way to log in`);
+  const tls = { caFile: given('tls-ca', 'NATS_CA'), certFile: given('tls-cert', 'NATS_CERT'), keyFile: given('tls-key', 'NATS_KEY') };
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
-    throw new NatsFlagError(`${tls.certFile === undefined ? '--tls-key' : '--tls-cert'} needs ${tls.certFile === undefined ? '--tls-cert' : '--tls-key'} (a client certificate and its key go together)`);
+    const [one, other] = tls.certFile ? [tls.certFile.named, '--tls-key or NATS_KEY'] : [tls.keyFile!.named, '--tls-cert or NATS_CERT'];
+    throw new NatsFlagError(`${one} needs ${other} (a client certificate and its key go together)`);
   }
-  const givenTls = Object.fromEntries(Object.entries(tls).filter(([, file]) => file !== undefined));
+  const givenTls = Object.fromEntries(Object.entries(tls).flatMap(([option, file]) => (file ? [[option, file.value]] : [])));
   return {
-    ...(user !== undefined ? { user, pass: pass ?? '' } : {}),
-    ...(token !== undefined ? { token } : {}),
-    ...(credsFile !== undefined ? { credsFile } : {}),
-    ...(nkeyFile !== undefined ? { seed: readSeed(nkeyFile, values.nkey !== undefined ? '--nkey' : 'NATS_NKEY') } : {}),
+    ...(user !== undefined ? { user, pass: pass! } : {}),
+    ...(token ? { token: token.value } : {}),
+    ...(creds ? { credsFile: creds.value } : {}),
+    ...(nkey ? { seed: readSeed(nkey.value, nkey.named) } : {}),
     ...(Object.keys(givenTls).length > 0 ? { tls: givenTls } : {}),
   };
 }

@@ -140,8 +140,12 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
       spawnSync(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, ...args], { env: { PATH: process.env.PATH ?? '', ...extra }, encoding: 'utf8', timeout: 20_000 });
     const cases: Array<[ReturnType<typeof worker>, string]> = [
       [worker([], { NATS_PASSWORD: 'x' }), 'NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN'],
-      [worker([], { NATS_USER: 'u', NATS_TOKEN: 't' }), 'NATS_USER and NATS_TOKEN are both set: give one way to log in'],
-      [worker(['--tls-cert', path.join(dir, 'cert.pem')]), '--tls-cert needs --tls-key (a client certificate and its key go together)'],
+      [worker([], { NATS_USER: 'u' }), 'NATS_USER is set without NATS_PASSWORD: give both, or NATS_TOKEN'],
+      [worker([], { NATS_USER: 'u', NATS_PASSWORD: 'p', NATS_TOKEN: 't' }), 'NATS_USER and NATS_TOKEN are both given: give one way to log in'],
+      // A variable left from another setup is named as such.
+      [worker(['--nkey', notSeed], { NATS_CREDS: path.join(dir, 'old.creds') }), 'NATS_CREDS and --nkey are both given: give one way to log in'],
+      [worker(['--tls-cert', path.join(dir, 'cert.pem')]), '--tls-cert needs --tls-key or NATS_KEY (a client certificate and its key go together)'],
+      [worker([], { NATS_CERT: path.join(dir, 'cert.pem') }), 'NATS_CERT needs --tls-key or NATS_KEY (a client certificate and its key go together)'],
       [worker(['--nkey', path.join(dir, 'missing.nk')]), `--nkey ${path.join(dir, 'missing.nk')}: cannot be read (ENOENT)`],
       [worker(['--nkey', notSeed]), `--nkey ${notSeed}: holds no NKey seed (one line starting "S", such as "SU…")`],
     ];

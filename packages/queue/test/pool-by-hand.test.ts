@@ -167,6 +167,7 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
   it.each([
     ['sealed', { sealed: true }, 'is sealed: it takes no new task, and a taken one cannot be removed'],
     ['republishing', { republish: { src: '>', dest: 'copies.>' } }, "republishes what it stores to copies.>: every task's input would be copied there"],
+    ['sourcing', { sources: [{ name: 'ELSEWHERE' }] }, "takes in the messages of other streams (ELSEWHERE): they would be the pool's tasks"],
   ])('a %s pool stream: executions fail, health() and a worker say so and how to fix it', async (name, settings, said) => {
     const pool = newPool(`stream-${name}`);
     const stream = name === 'sealed' ? await addStream(pool) : await addStream(pool, settings);

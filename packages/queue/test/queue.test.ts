@@ -263,19 +263,26 @@ describe('where it runs', () => {
     const pool = 'perms';
     /** The users of docs/backends/queue.md, "Security", for pool `perms`, less what `without` names. */
     const users = (without: { host?: string; worker?: string } = {}) => {
-      const stream = ['$JS.API.INFO', '$JS.API.STREAM.INFO.KBEXEC_perms', '$JS.API.STREAM.CREATE.KBEXEC_perms', '$JS.API.CONSUMER.INFO.KBEXEC_perms.perms-workers'];
-      const hostApi = [...stream, '$JS.API.STREAM.UPDATE.KBEXEC_perms', '$JS.API.STREAM.MSG.DELETE.KBEXEC_perms'];
+      const stream = ['$JS.API.INFO', '$JS.API.STREAM.INFO.KBEXEC_perms', '$JS.API.CONSUMER.INFO.KBEXEC_perms.perms-workers'];
+      const hostApi = [...stream, '$JS.API.STREAM.CREATE.KBEXEC_perms', '$JS.API.STREAM.UPDATE.KBEXEC_perms', '$JS.API.STREAM.MSG.DELETE.KBEXEC_perms'];
       const workerApi = [...stream, '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers', '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers.>', '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers'];
       const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', ...hostApi], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
       const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', ...workerApi], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
       const user = (name: string, p: typeof host, cut?: string) =>
         `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: ${cut !== 'allow_responses'} } }`;
-      return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)} ] }`;
+      // An operator's user, with every permission, to make the pool's stream where the host's may not.
+      return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)}, { user: admin, password: admin-secret } ] }`;
     };
     const as = (url: string, user: string) => ({ servers: url, user, pass: `${user}-secret` });
+    /** A server with those users whose pool stream a host made already, as the docs say to start a pool. */
+    const permsServer = async (without: { host?: string; worker?: string } = {}) => {
+      const server = await startNatsServer({ authorization: users(without) });
+      await make({ connection: as(server.url, 'admin'), pool }).health();
+      return server;
+    };
 
     it('the users the docs list are enough: an execution runs', async () => {
-      const server = await startNatsServer({ authorization: users() });
+      const server = await permsServer();
       try {
         const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         try {
@@ -293,9 +300,21 @@ describe('where it runs', () => {
     it("with those users a worker's credentials reach no further than its pool: no stream of its own on the callers' subjects, no change to the pool's stream, nothing of another stream", async () => {
       const server = await startNatsServer({ authorization: users() });
       try {
+        // Before any host made the pool's stream: a worker's user may not make it, so neither one that copies in another stream's messages.
+        const early = await connect(as(server.url, 'worker'));
+        try {
+          const jsm = await jetstreamManager(early, { timeout: 1000 });
+          await expect(jsm.streams.add({ name: 'KBEXEC_perms', subjects: ['kbexec.perms.tasks'], sources: [{ name: 'KBEXEC_other' }] })).rejects.toThrow(/Permissions Violation/);
+        } finally {
+          await early.close();
+        }
+        const first = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        await expect(first).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('start a host of the pool first (it makes the stream), then the worker') });
+        // A host first (it makes the stream), then the worker.
+        const host = make({ connection: as(server.url, 'host'), pool });
+        await host.health();
         const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
-        const result = await make({ connection: as(server.url, 'host'), pool }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
-        expectOk(result);
+        expectOk(await host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }));
         await worker.close();
         const stolen = await connect(as(server.url, 'worker'));
         try {
@@ -322,7 +341,7 @@ describe('where it runs', () => {
     });
 
     it('a worker that may not publish to its callers, or a host that may not publish to workers, is refused at its start naming the subject', async () => {
-      const server = await startNatsServer({ authorization: users({ worker: 'kbexec.perms.caller.*', host: 'kbexec.perms.worker.*' }) });
+      const server = await permsServer({ worker: 'kbexec.perms.caller.*', host: 'kbexec.perms.worker.*' });
       try {
         const worker = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('Permissions Violation for Publish to "kbexec.perms.caller.kb-permission-probe"') });
@@ -335,7 +354,7 @@ describe('where it runs', () => {
     });
 
     it('a worker that may not pull the pool\'s tasks is refused at its start naming the subject, not left to say "ready" and take nothing', async () => {
-      const server = await startNatsServer({ authorization: users({ worker: '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers' }) });
+      const server = await permsServer({ worker: '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers' });
       try {
         const worker = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         await expect(worker).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('Permissions Violation for Publish to "$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers"') });
@@ -345,7 +364,7 @@ describe('where it runs', () => {
     });
 
     it('a worker refused at its start leaves nothing behind: no local backend open, nothing that keeps its process up', async () => {
-      const server = await startNatsServer({ authorization: users({ worker: 'kbexec.perms.caller.*' }) });
+      const server = await permsServer({ worker: 'kbexec.perms.caller.*' });
       try {
         const entry = pathToFileURL(path.resolve('dist/index.js')).href;
         // A process of its own, with no process.exit: it ends only when nothing of the failed starts is left.
@@ -368,7 +387,7 @@ describe('where it runs', () => {
     }, 90_000);
 
     it('a host that may not publish tasks fails each execution with the server\'s refusal, not a timeout, and health() says it', async () => {
-      const server = await startNatsServer({ authorization: users({ host: 'kbexec.perms.tasks' }) });
+      const server = await permsServer({ host: 'kbexec.perms.tasks' });
       try {
         const backend = make({ connection: as(server.url, 'host'), pool });
         const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 30_000 });
@@ -381,7 +400,7 @@ describe('where it runs', () => {
     });
 
     it('a host without allow_responses fails its executions saying so as soon as a worker asks to start one, not at their time limits', async () => {
-      const server = await startNatsServer({ authorization: users({ host: 'allow_responses' }) });
+      const server = await permsServer({ host: 'allow_responses' });
       try {
         const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         try {
@@ -416,7 +435,10 @@ describe('where it runs', () => {
       await expect(untrusted).rejects.toMatchObject({ name: 'QueueServerError', problem: 'unreachable', message: expect.stringMatching(/TLS failed: self-signed certificate.*; the server asks for TLS/) });
       // A client key that is not one: said as a TLS failure, on one line.
       const garbled = startExecutionWorker({ connection: { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem'), cert: 'not a certificate', key: 'not a key' } }, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
-      await expect(garbled).rejects.toMatchObject({ name: 'QueueServerError', message: expect.stringMatching(/^[^\n]*: TLS failed: [^\n]*; check connection\.tls[^\n]*$/) });
+      await expect(garbled).rejects.toMatchObject({ name: 'QueueServerError', message: expect.stringMatching(/^[^\n]*: TLS failed: [^\n]*; the client certificate or key \(connection\.tls certFile\/keyFile, cert\/key\) cannot be read as one$/) });
+      // A server that sends its INFO before TLS (nats-server before 2.10 always does), asked to begin with TLS.
+      const first = startExecutionWorker({ connection: { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem'), handshakeFirst: true } }, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(first).rejects.toMatchObject({ name: 'QueueServerError', message: expect.stringContaining('TLS failed: the server does not begin with TLS') });
       const connection = { servers: secure.url, tls: { caFile: path.join(tlsDir, 'server-cert.pem') } };
       const worker = await startExecutionWorker({ connection, pool: tlsPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
       try {

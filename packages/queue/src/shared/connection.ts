@@ -335,7 +335,9 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   const message = messageOf(error);
   const servers = describeServers(options);
   const problem = (problem: QueueServerProblem, text: string) => new QueueServerError(text, problem, servers, { cause: error });
-  if ((error as Error)?.name === 'PoolStreamError') return problem('misconfigured', `${who} cannot use the pool's stream on the NATS server (${servers}): ${message}`);
+  if ((error as Error)?.name === 'PoolStreamError') {
+    return problem((error as { problem?: QueueServerProblem }).problem ?? 'misconfigured', `${who} cannot use the pool's stream on the NATS server (${servers}): ${message}`);
+  }
   if (NO_JETSTREAM.test(message)) {
     if (/account/i.test(message)) {
       return problem('no-jetstream', `${who} cannot use the NATS server (${servers}): JetStream is not enabled for its user's account (${message}); give that account a jetstream block in the server's config`);
@@ -366,26 +368,39 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if (/authorization violation|authentication/i.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
   }
+  const tls = tlsFailure(options, message);
+  if (tls) return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${tls}`);
+  return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
+}
+
+/** What went wrong with TLS, with what to do, when `message` says it did (undefined otherwise). */
+function tlsFailure(options: NatsConnectionOptions, message: string): string | undefined {
   if (options.tls && / doesn't exist$|^ENOENT|^EACCES/.test(message)) {
-    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): a file connection.tls names cannot be read (${message}); check its caFile, certFile and keyFile`);
+    return `a file connection.tls names cannot be read (${message}); check its caFile, certFile and keyFile`;
   }
   if (/does not support 'tls'/i.test(message)) {
     const asked = options.tls ? 'connection.tls' : 'its tls:// URL';
-    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): TLS failed: the server does not offer TLS, which ${asked} requires, so nothing was sent to it; turn TLS on at the server, or use a nats:// URL (plain TCP: only on a network you trust)`);
+    return `TLS failed: the server does not offer TLS, which ${asked} requires, so nothing was sent to it; turn TLS on at the server, or use a nats:// URL (plain TCP: only on a network you trust)`;
+  }
+  if (/DECODER routines|PEM routines/i.test(message)) {
+    return `TLS failed: ${message}; the client certificate or key (connection.tls certFile/keyFile, cert/key) cannot be read as one`;
+  }
+  if (options.tls?.handshakeFirst && /wrong version number/i.test(message)) {
+    return `TLS failed: the server does not begin with TLS (${message}); drop connection.tls.handshakeFirst, or give the server handshake_first`;
   }
   if (TLS_FAILURE.test(message)) {
     const advice = options.tls
       ? "check connection.tls: caFile must hold the CA that signed the server's certificate, and the certificate must name the host in the server URL"
       : 'the server asks for TLS, or presents a certificate Node does not trust: give connection.tls (caFile for a private CA; certFile and keyFile if it wants a client certificate)';
-    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): TLS failed: ${message}; ${advice}`);
+    return `TLS failed: ${message}; ${advice}`;
   }
   if (message === 'timeout' && options.tls) {
     // TLS 1.3: the client's handshake ends before the server has checked its certificate, and a
     // server that refuses it closes the connection; nats.js then says only that it timed out.
     const what = options.tls.certFile ? 'check that connection.tls.certFile is signed by a CA the server trusts (its tls ca_file)' : 'give connection.tls certFile and keyFile';
-    return problem('unreachable', `${who} could not connect to the NATS server (${servers}): timeout; a server that wants a client certificate (tls verify) closes the connection without a word nats.js passes on: if yours does, ${what}`);
+    return `timeout; a server that wants a client certificate (tls verify) closes the connection without a word nats.js passes on: if yours does, ${what}`;
   }
-  return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
+  return undefined;
 }
 
 /** Node's and nats.js's words for a TLS handshake that failed (an untrusted or misnamed certificate, TLS required or refused). */

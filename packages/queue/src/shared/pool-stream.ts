@@ -1,6 +1,7 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { ReplyInbox } from './reply-inbox.js';
+import { notPermitted } from './connection.js';
 import { ownerOfStream, type PoolSubjects } from './subjects.js';
 
 /** The stream's settings a host decides. */
@@ -79,7 +80,15 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
     info = await jsm.streams.info(subjects.stream);
   } catch (error) {
     if (!isMissing(error)) throw error;
-    info = await addOrRead(jsm, config);
+    info = await addOrRead(jsm, config).catch((refused: unknown) => {
+      // With the users docs/backends/queue.md recommends, only hosts make the stream.
+      if (as !== 'worker' || !notPermitted(refused)) throw refused;
+      throw new PoolStreamError(
+        `The stream ${subjects.stream} of pool "${subjects.pool}" does not exist yet, and this worker's NATS user may not make it (${String((refused as Error)?.message ?? refused)}): ` +
+          'start a host of the pool first (it makes the stream), then the worker',
+        'not-permitted',
+      );
+    });
     if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false };
   }
   const current = info.config;
@@ -132,9 +141,16 @@ function isMissing(error: unknown): boolean {
   return /stream not found/i.test(String((error as Error)?.message ?? error)) || (error as { api_error?: { err_code?: number } })?.api_error?.err_code === 10059;
 }
 
-/** A stream or consumer of the pool's name that exists but cannot serve as the pool's (made by hand, or by another tool). */
+/** A stream or consumer of the pool's name that exists but cannot serve as the pool's (made by hand, or by another tool), or that a worker may not make. */
 export class PoolStreamError extends Error {
   override name = 'PoolStreamError';
+  constructor(
+    message: string,
+    /** What QueueServerError.problem it is: `misconfigured`, or `not-permitted` for a stream its user may not make. */
+    readonly problem: 'misconfigured' | 'not-permitted' = 'misconfigured',
+  ) {
+    super(message);
+  }
 }
 
 /**
@@ -145,6 +161,11 @@ export class PoolStreamError extends Error {
 function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | undefined {
   const fix = `delete it while the pool is idle (nats stream rm ${subjects.stream}) and the next host makes it as the pool needs`;
   if (config.sealed) return `The stream ${subjects.stream} is sealed: it takes no new task, and a taken one cannot be removed; ${fix}`;
+  // What another stream holds would be tasks of the pool, read by whoever pulls them.
+  if (config.mirror) return `The stream ${subjects.stream} mirrors the stream ${config.mirror.name}: its messages would be the pool's tasks; ${fix}`;
+  if (config.sources?.length) {
+    return `The stream ${subjects.stream} takes in the messages of other streams (${config.sources.map((source) => source.name).join(', ')}): they would be the pool's tasks; ${fix}`;
+  }
   // An update cannot remove it: the server refuses to change a republish.
   if (config.republish) return `The stream ${subjects.stream} republishes what it stores to ${config.republish.dest}: every task's input would be copied there; ${fix}`;
   if (config.retention !== RetentionPolicy.Workqueue) {
