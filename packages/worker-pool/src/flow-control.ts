@@ -9,7 +9,7 @@
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
  * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
  * output's receiver is behind), [6] counts the units the thread has sent, [7] is the execution it
- * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules. The counts wrap as int32s. Plugin code can reach the thread's channel but not
+ * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules, [10] names an execution stopped during its load. The counts wrap as int32s. Plugin code can reach the thread's channel but not
  * this buffer: what [6] and [7] say is the runtime's word, against which the host checks what
  * arrives on the channel (a message nobody counted, a result nobody answered, is forged).
  */
@@ -28,7 +28,7 @@ const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 10;
+export const FLOW_SLOTS = 11;
 /** The most units one message of the runtime can weigh (a string of V8's longest length): more is forged. */
 export const MAX_MESSAGE_UNITS = 1 << 20;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
@@ -44,6 +44,8 @@ export const WAITING_FOR_TASK = 4;
 export const LOOKED_FOR_TASK = 8;
 /** The slot the thread sets to 1 while it loads a handler's modules (notified when it clears it): the host holds back ending it meanwhile. */
 export const LOADING = 9;
+/** The execution (its k, as an int32) the host stopped while its thread loaded its handler's modules: the thread must not run that handler once loaded. */
+export const STOPPED = 10;
 const READ = 1;
 const WAITING = 2;
 /** Set by the host while whoever takes the execution's output is behind (holdSending): the thread sends nothing more until it is cleared. */

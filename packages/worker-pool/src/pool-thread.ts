@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { LOADING, LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
+import { LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { CrashReport, HostToThread, RetireReason, TaskMessage, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -53,7 +53,7 @@ export const STOP_WITHIN_MS = 2000;
 /** How long after its channel closed a thread still running is taken to have closed it itself. */
 const CHANNEL_CLOSED_GRACE_MS = 500;
 /** How long a stop waits for a thread to finish loading a handler's modules before it ends it all the same (a module's top-level code may never end). */
-const LOAD_WAIT_MS = 500;
+const LOAD_WAIT_MS = 2000;
 /** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
 const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
 
@@ -387,11 +387,14 @@ export class PoolThread<Lane = unknown> {
    * mid-read leaves those open in the host for good.
    */
   #endOnceLoaded(): void {
+    const stopped = this.execution;
+    // Said before the look at LOADING: a thread whose load ends after this answers without running
+    // the handler (and keeps going); one whose load ended before it is ended now.
+    if (stopped) Atomics.store(this.#wake!, STOPPED, stopped.k | 0);
     const waited = Atomics.load(this.#wake!, LOADING) === 1 ? waitAsync(this.#wake!, LOADING, 1, LOAD_WAIT_MS) : undefined;
     if (!waited?.async) return this.end({ kind: 'terminated' });
-    // Unless it answered meanwhile (an abort's grace): then it may already run the next execution.
-    const stopped = this.execution;
     void waited.value.then(() => {
+      // Unless it answered meanwhile: then it may already run the next execution.
       if (this.execution === stopped) this.end({ kind: 'terminated' });
     });
   }

@@ -6,7 +6,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, onHandlerLoading, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
+import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
@@ -59,12 +59,19 @@ const immediate = setImmediate;
 const notify = Atomics.notify;
 onHandlerLoading((loading) => {
   store(wake, LOADING, loading ? 1 : 0);
-  if (!loading) notify(wake, LOADING);
+  if (loading) return;
+  notify(wake, LOADING);
+  // Stopped while it loaded (the host waits for the load to end before it ends the thread): the
+  // handler must not run after its caller was told it timed out or was aborted.
+  if (current !== undefined && load(wake, STOPPED) === (current.k | 0)) throw new Error('The execution was stopped while its handler\'s modules loaded; the handler did not run');
 });
 // What Node runs between two of its own callbacks (timers, immediates): the nextTick queue, the
 // microtasks, then the rejections nobody handled. Undocumented but on every Node this package
 // supports; without it, every execution waits for an event-loop turn instead (idleSoon).
 const runTicksAndRejections = (process as { _tickCallback?: () => void })._tickCallback;
+
+/** Event-loop turns a handle or request may stay listed after the callback that answered from it (execute()). */
+const LEFTOVER_TURNS = 3;
 
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
@@ -185,10 +192,11 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.begin((out, lines) => sendPaced({ k, out, lines }, lines));
   const result = await session.run();
   output.end();
-  // A handler that answered from inside a callback (fs.readFile's, a stream's 'close') still has
-  // that callback's request listed as live: it is looked at after one turn, once it is done, not
-  // taken for a handle left behind (which would retire the thread after every such execution).
-  if (watches.handles.leftover()) await new Promise((resolve) => immediate(resolve));
+  // A handler that answered from inside a callback (fs.readFile's, a stream's 'close', a child's
+  // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
+  // as live for a turn or two: looked at again after each, not taken for a handle left behind
+  // (which would retire the thread after every such execution).
+  for (let turn = 0; turn < LEFTOVER_TURNS && watches.handles.leftover(); turn++) await new Promise((resolve) => immediate(resolve));
   current = undefined;
   executions++;
   const retire = retireReason(watches, executions, config.maxExecutions);

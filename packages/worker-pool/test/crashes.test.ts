@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, constants, openSync, readdirSync, readlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -55,6 +55,30 @@ describe('worker-pool: crashes', () => {
       const openBefore = openOnPlugin();
       await backend.shutdown();
       expect([openBefore, openOnPlugin()], outcomes.join()).toEqual([0, 0]);
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
+  });
+
+  it('an execution stopped while its handler\'s modules load never runs its handler, and the next execution on the pool is not hurt', async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-slow-load-'));
+    try {
+      const marker = path.join(plugin, 'ran.txt');
+      // Its top level takes 300 ms; the handler writes a line when it runs.
+      await writeFile(path.join(plugin, 'slow.mjs'), `import { appendFileSync } from 'node:fs';\nawait new Promise((resolve) => setTimeout(resolve, 300));\nexport default async () => { appendFileSync(${JSON.stringify(marker)}, 'ran\\n'); return 'ran'; };\n`);
+      await writeFile(path.join(plugin, 'wait.mjs'), "export default async () => { await new Promise((resolve) => setTimeout(resolve, 200)); return 'waited'; };\n");
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@wp/slow-load', version: '1.0.0', handlers: { slow: { entry: './slow.mjs' }, wait: { entry: './wait.mjs' } } }));
+      const backend = backends.make({ plugins: [plugin], maxThreads: 1, minThreads: 1 });
+      for (let round = 0; round < 6; round++) {
+        // A new load of the plugin's code each round: its module is imported again.
+        await backend.reloadPlugin('@wp/slow-load');
+        const stopped = await backend.execute({ pluginId: '@wp/slow-load', handlerId: 'slow' }, { timeoutMs: 100 });
+        expectError(stopped, 'TIMEOUT');
+        const next = await backend.execute({ pluginId: '@wp/slow-load', handlerId: 'wait' });
+        expect(next.ok ? next.data : `${next.error.code}: ${next.error.message}`, `round ${round}`).toBe('waited');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await readFile(marker, 'utf8').catch(() => '')).toBe('');
     } finally {
       await rm(plugin, { recursive: true, force: true });
     }

@@ -158,7 +158,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(answered.map((result) => result.meta.workerId)).toContain(next.meta.workerId);
   });
 
-  it.each(['stat', 'readFile', 'stream'])('a handler that answers from inside a file-system callback (%s) keeps its thread: the request whose callback answered is not a handle left behind', async (via) => {
+  it.each(['stat', 'readFile', 'stream', 'port', 'child'])('a handler that answers from inside a callback (%s) keeps its thread: the request or handle whose callback answered is not a handle left behind', async (via) => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });
     const runnerIds = new Set<string | undefined>();
     for (let i = 0; i < 5; i++) {
