@@ -368,6 +368,8 @@ async function loadPlatform(spec: string): Promise<Platform> {
 function loadFailure(error: unknown): string {
   const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
   const said = e && typeof e.message === 'string' ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}` : String(error);
-  const frame = typeof e?.stack === 'string' ? /\(?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?/.exec(e.stack)?.[1] : undefined;
-  return frame && !frame.startsWith('node:') ? `${said} (at ${frame})` : said;
+  const stack = typeof e?.stack === 'string' ? e.stack : '';
+  // A CommonJS module's SyntaxError begins with its "file:line"; else the first frame in a file (not Node's own, node:internal/…).
+  const where = /^((?:file:\/\/)?\/\S*:\d+)\n/.exec(stack)?.[1] ?? /^\s+at (?:.*\()?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?$/m.exec(stack)?.[1];
+  return where ? `${said} (at ${where})` : said;
 }

@@ -295,6 +295,12 @@ describe('kb-plugin-exec CLI', () => {
     const unparsed = run(['run', fixturePlugins.basic, 'echo', '--platform', broken, '--no-workspace']);
     expect(unparsed.status).toBe(2);
     expect(unparsed.stderr.split('\n')[0]).toMatch(new RegExp(`^--platform: ${broken.replaceAll('.', '\\.')} failed to load: SyntaxError: Unexpected identifier`));
+    // Node names no file for an ES module's SyntaxError: no place of Node's own is named instead.
+    expect(unparsed.stderr.split('\n')[0]).not.toContain('(at ');
+    const brokenCjs = path.join(root, 'platform-broken.cjs');
+    await writeFile(brokenCjs, 'module.exports = {\n  a: (\n');
+    const cjs = run(['run', fixturePlugins.basic, 'echo', '--platform', brokenCjs, '--no-workspace']);
+    expect(cjs.stderr.split('\n')[0]).toBe(`--platform: ${brokenCjs} failed to load: SyntaxError: Unexpected end of input (at ${brokenCjs}:3)`);
   });
 
   it('a reader of stdout that goes away (| head -c 1) is not a failure: the exit code stays the command\'s own', async () => {

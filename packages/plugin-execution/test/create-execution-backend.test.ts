@@ -53,6 +53,27 @@ describe('createExecutionBackend', () => {
     expectError(await execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
   });
 
+  it("a backend's methods taken off it still go through its class's prototype: a spy or an instrumentation wrapping it later is called; dispose works taken off too", async () => {
+    const backend = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace: false });
+    const { stats } = backend;
+    const original = InProcessBackend.prototype.stats;
+    let wrapped = 0;
+    InProcessBackend.prototype.stats = function (this: InProcessBackend) {
+      wrapped++;
+      return original.call(this);
+    };
+    try {
+      await backend.stats();
+      await stats();
+      expect(wrapped).toBe(2);
+    } finally {
+      InProcessBackend.prototype.stats = original;
+    }
+    const dispose = backend[Symbol.asyncDispose];
+    await dispose();
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+  });
+
   it('reports bad backend options on every execution and in health()', async () => {
     const backend = createExecutionBackend({ type: 'in-process', maxQueue: -5 });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
