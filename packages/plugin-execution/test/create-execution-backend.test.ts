@@ -69,6 +69,14 @@ describe('createExecutionBackend', () => {
     } finally {
       InProcessBackend.prototype.stats = original;
     }
+    // One of them copied onto the prototype does not call itself.
+    const health = InProcessBackend.prototype.health;
+    InProcessBackend.prototype.health = backend.health;
+    try {
+      expect((await backend.health()).backend).toBe('in-process');
+    } finally {
+      InProcessBackend.prototype.health = health;
+    }
     const dispose = backend[Symbol.asyncDispose];
     await dispose();
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');

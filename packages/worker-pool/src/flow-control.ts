@@ -44,6 +44,17 @@ export const WAITING_FOR_TASK = 4;
 export const LOOKED_FOR_TASK = 8;
 /** The slot the thread sets to 1 while it loads a handler's modules (notified when it clears it): the host holds back ending it meanwhile. */
 export const LOADING = 9;
+/** How long a stop waits for a thread to finish loading a handler's modules before it ends it all the same (a module's top-level code may never end). */
+export const LOAD_WAIT_MS = 2000;
+/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
+
+/** Host side: settles once the thread is done loading a handler's modules (LOAD_WAIT_MS at most); undefined when it is not loading. */
+export function loadEnded(wake: Int32Array): Promise<unknown> | undefined {
+  const waited = Atomics.load(wake, LOADING) === 1 ? waitAsync(wake, LOADING, 1, LOAD_WAIT_MS) : undefined;
+  return waited?.async ? waited.value : undefined;
+}
+
 /** The execution (its k, as an int32) the host stopped while its thread loaded its handler's modules: the thread must not run that handler once loaded. */
 export const STOPPED = 10;
 const READ = 1;

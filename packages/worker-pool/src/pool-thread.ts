@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, markRead } from './flow-control.js';
+import { LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { CrashReport, HostToThread, RetireReason, TaskMessage, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
@@ -52,10 +52,8 @@ export interface ThreadEvents {
 export const STOP_WITHIN_MS = 2000;
 /** How long after its channel closed a thread still running is taken to have closed it itself. */
 const CHANNEL_CLOSED_GRACE_MS = 500;
-/** How long a stop waits for a thread to finish loading a handler's modules before it ends it all the same (a module's top-level code may never end). */
-const LOAD_WAIT_MS = 2000;
-/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
-const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
+/** How long after its load ended a thread told its execution was stopped has to answer (it does so at once) before it is ended. */
+const ANSWER_WITHIN_MS = 100;
 
 export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
 
@@ -371,6 +369,8 @@ export class PoolThread<Lane = unknown> {
     const execution = this.execution;
     if (!execution) return;
     execution.stop = reason;
+    // A handler whose modules still load never starts, whatever grace an abort gives the running one.
+    Atomics.store(this.#wake!, STOPPED, execution.k | 0);
     const graceMs = reason.code === 'ABORTED' ? execution.control.abortGraceMs(this.#cancelGraceMs) : 0;
     if (graceMs > 0) {
       // ctx.signal fires in the thread; a handler that honours it answers and keeps its thread.
@@ -381,21 +381,22 @@ export class PoolThread<Lane = unknown> {
     }
   }
 
-  /**
-   * End it, once it is not loading a handler's modules (LOADING), or after LOAD_WAIT_MS: Node's
-   * module loader reads them through descriptors of the whole process, and a thread ended
-   * mid-read leaves those open in the host for good.
-   */
+  /** End it once it is not loading a handler's modules (LOADING), LOAD_WAIT_MS at most: ended mid-read, a thread leaves the loader's descriptors open in the host for good. */
   #endOnceLoaded(): void {
+    // STOPPED was said before this look at LOADING (#stop): a thread whose load ends after it
+    // answers without running the handler, and keeps going (an import its modules started and
+    // did not await reads on); one whose load ended before it is ended now.
     const stopped = this.execution;
-    // Said before the look at LOADING: a thread whose load ends after this answers without running
-    // the handler (and keeps going); one whose load ended before it is ended now.
-    if (stopped) Atomics.store(this.#wake!, STOPPED, stopped.k | 0);
-    const waited = Atomics.load(this.#wake!, LOADING) === 1 ? waitAsync(this.#wake!, LOADING, 1, LOAD_WAIT_MS) : undefined;
-    if (!waited?.async) return this.end({ kind: 'terminated' });
-    void waited.value.then(() => {
-      // Unless it answered meanwhile: then it may already run the next execution.
-      if (this.execution === stopped) this.end({ kind: 'terminated' });
+    const loaded = loadEnded(this.#wake!);
+    if (!loaded) return this.end({ kind: 'terminated' });
+    // Ref'd: the executions queued behind this one have no timer of their own yet to keep the host up.
+    const keepAlive = setTimeout(() => undefined, LOAD_WAIT_MS + ANSWER_WITHIN_MS);
+    void loaded.then(() => {
+      // Its answer comes right after the load: ended only if it has not answered by then.
+      setTimeout(() => {
+        clearTimeout(keepAlive);
+        if (this.execution === stopped) this.end({ kind: 'terminated' });
+      }, ANSWER_WITHIN_MS);
     });
   }
 }

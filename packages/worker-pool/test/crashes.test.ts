@@ -7,6 +7,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, poolPlugin, runners, useBackends, waitFor } from './helpers.js';
 
+const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
 describe('worker-pool: crashes', () => {
   const backends = useBackends();
 
@@ -47,6 +49,8 @@ describe('worker-pool: crashes', () => {
       const backend = backends.make({ plugins: [plugin], maxThreads: 1, minThreads: 1 });
       const outcomes: string[] = [];
       for (let i = 0; i < 30; i++) {
+        // A new load of the plugin's code each time: a thread that kept a stopped load has it cached.
+        await backend.reloadPlugin('@wp/big');
         const result = await backend.execute({ pluginId: '@wp/big', handlerId: 'run' }, { timeoutMs: 15 });
         outcomes.push(result.ok ? 'ok' : result.error.code);
       }
@@ -74,11 +78,37 @@ describe('worker-pool: crashes', () => {
         await backend.reloadPlugin('@wp/slow-load');
         const stopped = await backend.execute({ pluginId: '@wp/slow-load', handlerId: 'slow' }, { timeoutMs: 100 });
         expectError(stopped, 'TIMEOUT');
+        // An abort whose grace would let a running handler finish: one still loading never starts.
+        const graceful = backends.make({ plugins: [plugin], maxThreads: 1, cancelGraceMs: 1000 });
+        const aborted = await graceful.execute({ pluginId: '@wp/slow-load', handlerId: 'slow' }, { signal: AbortSignal.timeout(50) });
+        expectError(aborted, 'ABORTED');
         const next = await backend.execute({ pluginId: '@wp/slow-load', handlerId: 'wait' });
         expect(next.ok ? next.data : `${next.error.code}: ${next.error.message}`, `round ${round}`).toBe('waited');
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await readFile(marker, 'utf8').catch(() => '')).toBe('');
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
+  });
+
+  it("the host process stays up for executions queued behind one stopped while its thread loads (nothing else of theirs keeps it up yet)", async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-slow-load-'));
+    try {
+      await writeFile(path.join(plugin, 'slow.mjs'), "await new Promise((resolve) => setTimeout(resolve, 1800));\nexport default async () => 'slow';\n");
+      await writeFile(path.join(plugin, 'quick.mjs'), 'export default async (input) => input;\n');
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@wp/exit', version: '1.0.0', handlers: { slow: { entry: './slow.mjs' }, quick: { entry: './quick.mjs' } } }));
+      const entry = pathToFileURL(path.join(packageDir, 'dist', 'index.js')).href;
+      // No await at the end, no timer of its own: only what the backend holds keeps it up.
+      const script = `
+        import { WorkerPoolBackend } from ${JSON.stringify(entry)};
+        const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(plugin)}], maxThreads: 1, workspace: false });
+        const said = [];
+        const jobs = [backend.execute({ pluginId: '@wp/exit', handlerId: 'slow' }, { timeoutMs: 100 })];
+        for (let i = 1; i <= 3; i++) jobs.push(backend.execute({ pluginId: '@wp/exit', handlerId: 'quick', input: i }));
+        for (const job of jobs) job.then((result) => { said.push(result.ok ? result.data : result.error.code); if (said.length === jobs.length) { console.log(JSON.stringify(said)); void backend.shutdown(); } });`;
+      const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000, env: { PATH: process.env.PATH ?? '' } });
+      expect(run.stdout.trim(), run.stderr).toBe('["TIMEOUT",1,2,3]');
     } finally {
       await rm(plugin, { recursive: true, force: true });
     }

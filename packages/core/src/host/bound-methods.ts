@@ -12,8 +12,16 @@ const BACKEND_METHODS: readonly PropertyKey[] = ['execute', 'stats', 'health', '
 export function bindBackendMethods(backend: object): void {
   const proto = Object.getPrototypeOf(backend) as Record<PropertyKey, unknown>;
   for (const name of BACKEND_METHODS) {
-    if (typeof proto[name as string] !== 'function') continue;
-    const call = (...args: unknown[]) => (proto[name as string] as (...a: unknown[]) => unknown).apply(backend, args);
+    const original = proto[name as string];
+    if (typeof original !== 'function') continue;
+    const call = (...args: unknown[]): unknown => {
+      const method = proto[name as string];
+      // One of these copied onto the prototype (`Class.prototype.health = backend.health`) would call itself.
+      return (typeof method === 'function' && !calls.has(method) ? method : original).apply(backend, args);
+    };
+    calls.add(call);
     Object.defineProperty(backend, name, { value: call, writable: true, configurable: true, enumerable: false });
   }
 }
+
+const calls = new WeakSet<object>();
