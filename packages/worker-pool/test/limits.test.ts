@@ -45,9 +45,8 @@ describe('worker-pool: time limits, cancellation, queue', () => {
   it('terminates a running execution that ignores the abort once cancelGraceMs has passed', async () => {
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 200 });
     const controller = new AbortController();
-    const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
-    await waitFor(async () => (await runners(backend)).busy === 1);
-    controller.abort();
+    // Aborted once it runs (one whose modules still load never starts, and its thread keeps serving).
+    const pending = backend.execute({ pluginId: POOL, handlerId: 'ignores-abort' }, { signal: controller.signal, timeoutMs: 60_000, onEvent: () => controller.abort() });
     const result = await pending;
     expectError(result, 'ABORTED');
     expect(result.error.details).toMatchObject({ phase: 'running' });
@@ -59,9 +58,7 @@ describe('worker-pool: time limits, cancellation, queue', () => {
     // Ten minutes of grace, a limit of 300 ms: the thread is ended at the limit, not in ten minutes.
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 600_000 });
     const controller = new AbortController();
-    const pending = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 300 });
-    await waitFor(async () => (await runners(backend)).busy === 1);
-    controller.abort();
+    const pending = backend.execute({ pluginId: POOL, handlerId: 'ignores-abort' }, { signal: controller.signal, timeoutMs: 300, onEvent: () => controller.abort() });
     expectError(await pending, 'ABORTED');
     await waitFor(async () => (await runners(backend)).terminated === 1);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
