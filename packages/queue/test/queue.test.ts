@@ -11,7 +11,7 @@ import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEnt
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
-import { connect, nanos } from '@nats-io/transport-node';
+import { connect, headers as natsHeaders, nanos } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { NEWER_VIEW_BYTES, writeNewerViews } from './fixtures/newer-views.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
@@ -266,14 +266,16 @@ describe('where it runs', () => {
       const stream = ['$JS.API.INFO', '$JS.API.STREAM.INFO.KBEXEC_perms', '$JS.API.CONSUMER.INFO.KBEXEC_perms.perms-workers'];
       const hostApi = [...stream, '$JS.API.STREAM.CREATE.KBEXEC_perms', '$JS.API.STREAM.UPDATE.KBEXEC_perms', '$JS.API.STREAM.MSG.DELETE.KBEXEC_perms'];
       const workerApi = [...stream, '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers', '$JS.API.CONSUMER.CREATE.KBEXEC_perms.perms-workers.>', '$JS.API.CONSUMER.MSG.NEXT.KBEXEC_perms.perms-workers'];
-      const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', ...hostApi], subscribe: ['_INBOX.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
-      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', ...workerApi], subscribe: ['_INBOX.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
+      const host = { publish: ['kbexec.perms.tasks', 'kbexec.perms.worker.*', 'kbexec.perms.presence.query', ...hostApi], subscribe: ['_INBOX.kbexec.perms.host.>', 'kbexec.perms.caller.*', 'kbexec.perms.presence'] };
+      const worker = { publish: ['kbexec.perms.caller.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query', ...workerApi], subscribe: ['_INBOX.kbexec.perms.worker.>', 'kbexec.perms.worker.*', 'kbexec.perms.presence', 'kbexec.perms.presence.query'] };
       const user = (name: string, p: typeof host, cut?: string) =>
         `{ user: ${name}, password: ${name}-secret, permissions: { publish: ${JSON.stringify(p.publish.filter((x) => x !== cut))}, subscribe: ${JSON.stringify(p.subscribe)}, allow_responses: ${cut !== 'allow_responses'} } }`;
       // An operator's user, with every permission, to make the pool's stream where the host's may not.
       return `{ users = [ ${user('host', host, without.host)}, ${user('worker', worker, without.worker)}, { user: admin, password: admin-secret } ] }`;
     };
     const as = (url: string, user: string) => ({ servers: url, user, pass: `${user}-secret` });
+    /** A nats.js connection as `user` (host or worker), its inboxes where that user may subscribe. */
+    const raw = (url: string, user: 'host' | 'worker') => connect({ ...as(url, user), inboxPrefix: `_INBOX.kbexec.perms.${user}` });
     /** A server with those users whose pool stream a host made already, as the docs say to start a pool. */
     const permsServer = async (without: { host?: string; worker?: string } = {}) => {
       const server = await startNatsServer({ authorization: users(without) });
@@ -301,7 +303,7 @@ describe('where it runs', () => {
       const server = await startNatsServer({ authorization: users() });
       try {
         // Before any host made the pool's stream: a worker's user may not make it, so neither one that copies in another stream's messages.
-        const early = await connect(as(server.url, 'worker'));
+        const early = await raw(server.url, 'worker');
         try {
           const jsm = await jetstreamManager(early, { timeout: 1000 });
           await expect(jsm.streams.add({ name: 'KBEXEC_perms', subjects: ['kbexec.perms.tasks'], sources: [{ name: 'KBEXEC_other' }] })).rejects.toThrow(/Permissions Violation/);
@@ -310,13 +312,37 @@ describe('where it runs', () => {
         }
         const first = startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         await expect(first).rejects.toMatchObject({ name: 'QueueServerError', problem: 'not-permitted', message: expect.stringContaining('start a host of the pool first (it makes the stream), then the worker') });
-        // A host first (it makes the stream), then the worker.
+        // A host first (it makes the stream), then the worker; an operator watches where the worker answers the host.
         const host = make({ connection: as(server.url, 'host'), pool });
         await host.health();
+        const operator = await connect(as(server.url, 'admin'));
+        const callerSubjects = new Set<string>();
+        operator.subscribe('kbexec.perms.caller.*', { callback: (_error, msg) => callerSubjects.add(msg.subject) });
+        await (await jetstreamManager(operator)).streams.add({ name: 'KBEXEC_other', subjects: ['kbexec.other.tasks'] });
         const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         expectOk(await host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }));
         await worker.close();
-        const stolen = await connect(as(server.url, 'worker'));
+        // A message to the host that asks for its answer on a JetStream API subject: the host does not answer it there.
+        const deputy = await connect(as(server.url, 'worker'));
+        const headers = natsHeaders();
+        headers.set('Kb-Kind', 'log');
+        headers.set('Kb-Exec-Id', 'nobody');
+        deputy.publish([...callerSubjects][0]!, new Uint8Array(), { headers, reply: '$JS.API.STREAM.DELETE.KBEXEC_other' });
+        await deputy.flush();
+        await deputy.close();
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect((await (await jetstreamManager(operator)).streams.info('KBEXEC_other')).config.name).toBe('KBEXEC_other');
+        // Nor may a worker's user read the inboxes where other roles' (and pools') answers and tasks go.
+        const listener = await connect(as(server.url, 'worker'));
+        const refused = new Promise((resolve) => void (async () => {
+          for await (const status of listener.status()) if (status.type === 'error') return resolve(String(status.error.message));
+        })());
+        listener.subscribe('_INBOX.>');
+        await listener.flush();
+        expect(await refused).toMatch(/Permissions Violation for Subscription to "_INBOX\.>"/);
+        await listener.close();
+        await operator.close();
+        const stolen = await raw(server.url, 'worker');
         try {
           const jsm = await jetstreamManager(stolen, { timeout: 1000 });
           const attempts = {
@@ -329,7 +355,7 @@ describe('where it runs', () => {
         } finally {
           await stolen.close();
         }
-        const own = await connect(as(server.url, 'host'));
+        const own = await raw(server.url, 'host');
         try {
           expect((await (await jetstreamManager(own)).streams.info('KBEXEC_perms')).config.subjects).toEqual(['kbexec.perms.tasks']);
         } finally {

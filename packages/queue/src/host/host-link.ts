@@ -2,7 +2,7 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
@@ -82,7 +82,7 @@ export class HostLink implements ExecutionLink {
     this.workers = new WorkerDirectory(o.workerLostMs);
     this.#parts = new PartsAssembler(o.maxPayloadBytes);
     this.#subscriptions.push(
-      nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? this.#fromWorker(msg)) }),
+      nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? (fromPeer(msg) && this.#fromWorker(msg))) }),
       nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
     this.#watchEveryMs = Math.max(25, Math.min(o.heartbeatMs, Math.floor(o.workerLostMs / 3)));
@@ -93,10 +93,10 @@ export class HostLink implements ExecutionLink {
 
   /** Connect, make sure the pool's stream exists with this host's bound, start listening. */
   static async open(o: ResolvedQueueOptions, hostId: string): Promise<HostLink> {
-    const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`);
+    const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
+    const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`, subjects.inbox('host'));
     try {
       const jsm = await jetstreamManager(nc);
-      const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
       const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
       // What it publishes besides tasks (to workers, and the presence query), refused at once if not permitted.

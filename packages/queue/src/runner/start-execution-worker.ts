@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
 import { PartsAssembler } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
@@ -75,7 +75,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
       maxConcurrency: o.concurrency,
     });
   const unusable = (error: unknown) => serverProblem('The worker', o.connection, error);
-  const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`).catch((error: unknown) => {
+  const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`, new PoolSubjects(o.subjectPrefix, o.pool).inbox('worker')).catch((error: unknown) => {
     throw unusable(error);
   });
   let worker: QueueWorker | undefined;
@@ -174,7 +174,7 @@ class QueueWorker implements ExecutionWorker {
     const { isolation } = await this.#backend(true).health();
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
     this.#subscriptions.push(
-      this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? this.#fromCaller(msg)) }),
+      this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? (fromPeer(msg) && this.#fromCaller(msg))) }),
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );

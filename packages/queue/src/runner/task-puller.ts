@@ -1,4 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { inboxPrefixOf } from '../shared/connection.js';
 import { PULL_EXPIRES_MS } from '../shared/pool-consumer.js';
 
 /** A request is over this long after its expiry, whatever happened to it; the watchdog's period too. */
@@ -41,7 +42,7 @@ export class TaskPuller {
   readonly #consumerGone: () => void;
   readonly #free: () => number;
   readonly #take: (msg: TaskMessage) => void;
-  readonly #inbox = createInbox();
+  readonly #inbox: string;
   /** Requests not known to be over: their size and when they were made. */
   readonly #requests = new Map<string, { batch: number; at: number }>();
   #subscription: Subscription | undefined;
@@ -60,6 +61,7 @@ export class TaskPuller {
    */
   constructor(nc: NatsConnection, nextSubject: () => Promise<string>, consumerGone: () => void, free: () => number, take: (msg: TaskMessage) => void) {
     this.#nc = nc;
+    this.#inbox = createInbox(inboxPrefixOf(nc));
     this.#nextSubject = nextSubject;
     this.#consumerGone = consumerGone;
     this.#free = free;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
-import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type NatsConnection, type Status } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { createConnection } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 
@@ -106,9 +106,11 @@ export async function closeConnection(nc: NatsConnection): Promise<void> {
  * Connect with reconnection for ever: a server restart is a pause, not the end of a host or
  * worker (what was in flight when it went is failed by the backend, not by the client).
  */
-export async function connectNats(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
+export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string): Promise<NatsConnection> {
   try {
-    return await connectOnce(options, defaultName);
+    const nc = await connectOnce(options, defaultName, inboxPrefix);
+    inboxPrefixes.set(nc, inboxPrefix);
+    return nc;
   } catch (error) {
     // nats.js times out on a server that answered but refused the connection (its
     // max_connections reached), and on something that is not a NATS server at all; of one that
@@ -123,7 +125,25 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
 /** What nats.js says of a connection that the other end closed before its INFO, or that began with something else. */
 const NOT_NATS_ERROR = /node provided an undefined error|unexpected response from server/i;
 
-async function connectOnce(options: NatsConnectionOptions, defaultName: string): Promise<NatsConnection> {
+/**
+ * Whether a peer's message may be taken: one asking for an answer anywhere but an inbox is not a
+ * host's or a worker's (their requests all answer to their `_INBOX.` prefix), and answering it
+ * would publish, as this user, to a subject the sender chose (`$JS.API.STREAM.DELETE.<any>`:
+ * `allow_responses` permits an answer wherever the request says).
+ */
+export function fromPeer(msg: Msg): boolean {
+  return msg.reply === undefined || msg.reply === '' || msg.reply.startsWith('_INBOX.');
+}
+
+/** Each connection's inbox prefix (PoolSubjects.inbox): where the answers to its requests come. */
+const inboxPrefixes = new WeakMap<NatsConnection, string>();
+
+/** The prefix of `nc`'s inboxes, for requests made outside nats.js's own (ReplyInbox, TaskPuller). */
+export function inboxPrefixOf(nc: NatsConnection): string | undefined {
+  return inboxPrefixes.get(nc);
+}
+
+async function connectOnce(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
   // Read from a file, a seed keeps its line break: not part of it.
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
@@ -138,6 +158,8 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string):
     // not ask for TLS. Given any `tls` option, nats.js insists on TLS.
     ...(options.tls || saysTls(options) ? { tls: options.tls ?? {} } : {}),
     name: options.name ?? defaultName,
+    // The pool's and the role's own, not `_INBOX`: a user may subscribe to its own answers only (docs/backends/queue.md, "Security").
+    inboxPrefix,
     timeout: CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,

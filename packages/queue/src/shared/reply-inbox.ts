@@ -1,5 +1,5 @@
 import { RequestError, TimeoutError, createInbox, errors, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { refusedPublish } from './connection.js';
+import { inboxPrefixOf, refusedPublish } from './connection.js';
 
 /**
  * Request and reply on one subscription for the life of a connection: each request publishes
@@ -14,7 +14,7 @@ import { refusedPublish } from './connection.js';
  */
 export class ReplyInbox {
   readonly #nc: NatsConnection;
-  readonly #prefix = createInbox();
+  readonly #prefix: string;
   readonly #waiting = new Map<string, Waiting>();
   #count = 0;
   /** The server refused the inbox's subscription (not permitted): no answer can ever come. */
@@ -22,6 +22,7 @@ export class ReplyInbox {
 
   constructor(nc: NatsConnection) {
     this.#nc = nc;
+    this.#prefix = createInbox(inboxPrefixOf(nc));
     nc.subscribe(`${this.#prefix}.*`, { callback: (error, msg) => (error ? this.#refuse(error) : this.#answer(msg)) });
     void nc.closed().then(() => this.#failAll(new errors.ClosedConnectionError()));
     void this.#watchRefusals(nc);

@@ -36,6 +36,14 @@ export class PoolSubjects {
     this.presenceQuery = `${this.#base}.presence.query`;
   }
 
+  /**
+   * Where the answers to a host's or a worker's requests come (its connection's inbox prefix):
+   * its users may subscribe to these alone, not to every `_INBOX.>`, where another pool's tasks go.
+   */
+  inbox(role: 'host' | 'worker'): string {
+    return `_INBOX.${this.#base}.${role}`;
+  }
+
   caller(hostId: string): string {
     return `${this.#base}.caller.${hostId}`;
   }
