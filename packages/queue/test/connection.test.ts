@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QueueServerError, serverProblem } from '../src/shared/connection.js';
+import { QueueServerError, serverProblem } from '../src/shared/server-problem.js';
 
 // The messages nats.js gives (recorded against nats-server 2.9: a user without JetStream API
 // permissions, a wrong password, a server without JetStream, nobody listening); the queue

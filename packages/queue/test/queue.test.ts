@@ -317,7 +317,7 @@ describe('where it runs', () => {
         await host.health();
         const operator = await connect(as(server.url, 'admin'));
         const callerSubjects = new Set<string>();
-        operator.subscribe('kbexec.perms.caller.*', { callback: (_error, msg) => callerSubjects.add(msg.subject) });
+        operator.subscribe('kbexec.perms.caller.*', { callback: (_error, msg) => void callerSubjects.add(msg.subject) });
         await (await jetstreamManager(operator)).streams.add({ name: 'KBEXEC_other', subjects: ['kbexec.other.tasks'] });
         const worker = await startExecutionWorker({ connection: as(server.url, 'worker'), pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
         expectOk(await host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }));

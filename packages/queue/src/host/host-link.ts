@@ -2,7 +2,8 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { serverProblem } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { serverProblem } from '../shared/connection.js';
+import { serverProblem } from '../shared/server-problem.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
 import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';

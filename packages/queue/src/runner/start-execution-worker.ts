@@ -3,7 +3,8 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-l
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedAnswer, refusedByServer, serverProblem, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
 import { PartsAssembler } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
