@@ -81,13 +81,7 @@ class InProcessRuntime implements RuntimeEnvironment {
     return (this.#platform ??= createPlatformProxy((service, method, args) => {
       const called = `platform.${service}.${method}`;
       const copy = cloneForWire(args, `${called} arguments`);
-      return this.#inWindow(() => control.callPlatform(service, method, copy)).then(
-        (value) => cloneForWire(value, `${called} result`),
-        // A service that rejects with a string (say): an Error saying so, as the other backends' handlers get.
-        (error: unknown) => {
-          throw isError(error) ? error : new Error(describeThrown(error, called));
-        },
-      );
+      return asAnswered(this.#inWindow(() => control.callPlatform(service, method, copy)), called);
     }));
   }
 
@@ -134,16 +128,23 @@ class InProcessRuntime implements RuntimeEnvironment {
     this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
-  /** As a platform call: the bridge's result is a copy, a non-Error it throws becomes an Error saying so. */
+  /** As a platform call (asAnswered). */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    const called = `channel.${method}`;
-    return this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)).then(
-      (value) => cloneForWire(value, `${called} result`),
-      (error: unknown) => {
-        throw isError(error) ? error : new Error(describeThrown(error, called));
-      },
-    );
+    return asAnswered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
   }
+}
+
+/**
+ * A platform or channel call's answer as the handler gets it on the other backends: the result a
+ * copy, and a rejection with a non-Error (a service that throws a string, say) an Error saying so.
+ */
+function asAnswered(call: Promise<unknown>, called: string): Promise<unknown> {
+  return call.then(
+    (value) => cloneForWire(value, `${called} result`),
+    (error: unknown) => {
+      throw isError(error) ? error : new Error(describeThrown(error, called));
+    },
+  );
 }
 
 function deferred(): { promise: Promise<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void } {

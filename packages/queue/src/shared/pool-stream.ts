@@ -1,7 +1,7 @@
 import { DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { ReplyInbox } from './reply-inbox.js';
-import { notPermitted } from './connection.js';
+import { messageOf, notPermitted } from './connection.js';
 import { ownerOfStream, type PoolSubjects } from './subjects.js';
 
 /** The stream's settings a host decides. */
@@ -84,7 +84,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
       // With the users docs/backends/queue.md recommends, only hosts make the stream.
       if (as !== 'worker' || !notPermitted(refused)) throw refused;
       throw new PoolStreamError(
-        `The stream ${subjects.stream} of pool "${subjects.pool}" does not exist yet, and this worker's NATS user may not make it (${String((refused as Error)?.message ?? refused)}): ` +
+        `The stream ${subjects.stream} of pool "${subjects.pool}" does not exist yet, and this worker's NATS user may not make it (${messageOf(refused)}): ` +
           'start a host of the pool first (it makes the stream), then the worker',
         'not-permitted',
       );

@@ -49,21 +49,21 @@ export class SparePool {
       : undefined;
   }
 
-  /** Take a spare for this profile (booted, or still booting) that sees the plugin folder its path leads to now, or undefined. */
+  /** Take a spare for this profile (booted, or still booting) that sees the folders the plugin's paths lead to now, or undefined. */
   take(profile: ChildProfile): ChildRunner | undefined {
     const list = this.#spares.get(profileKey(profile));
     if (!list) return undefined;
-    const folder = viewIdentity(profile.pluginRoot);
+    const view = viewIdentity(profile.pluginRoot);
     // Prefer one that has finished booting.
     list.sort((a, b) => Number(b.runner.handshaken) - Number(a.runner.handshaken));
     while (list.length > 0) {
-      const { runner, folder: bootedWith } = list.shift()!;
+      const { runner, view: bootedWith } = list.shift()!;
       if (!runner.available) continue;
-      if (folder !== undefined && bootedWith === folder) {
+      if (view !== undefined && bootedWith === view) {
         this.#used++;
         return runner;
       }
-      // Booted before the plugin folder was replaced: it would run the old release.
+      // Booted before the plugin's folders were replaced: it would run the old release.
       this.#discarded++;
       runner.kill();
     }
@@ -138,9 +138,9 @@ export class SparePool {
 
   #boot(profile: ChildProfile): Spare {
     // Before the spawn: a folder replaced while the spare boots is caught at its take.
-    const folder = viewIdentity(profile.pluginRoot);
+    const view = viewIdentity(profile.pluginRoot);
     const runner = this.#spawn(profile);
-    const spare = { runner, folder };
+    const spare = { runner, view };
     this.#spawned++;
     void runner.ended.then(() => {
       if (this.#closed) return;
@@ -159,8 +159,8 @@ export class SparePool {
 
 interface Spare {
   readonly runner: ChildRunner;
-  /** viewIdentity of its profile's plugin folder when it booted. */
-  readonly folder: string | undefined;
+  /** viewIdentity of its profile's plugin when it booted. */
+  readonly view: string | undefined;
 }
 
 /**
