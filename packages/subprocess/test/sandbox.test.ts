@@ -20,6 +20,25 @@ const linux = process.platform === 'linux';
 const dropsToNobody = process.getuid?.() === 0 && passableByOthers(probePlugin);
 const root = dropsToNobody;
 
+/**
+ * A plugin `@sandbox-test/<name>` in a folder of mode `mode`, whose one handler `run` (with
+ * `permissions`) is `lines`, after `fs`, `at(name)` (a path in its `out` folder) and `attempt(fn)`
+ * ("done", or the code of what it threw).
+ */
+async function outFolderPlugin(name: string, mode: number, permissions: Record<string, unknown>, lines: string[]): Promise<string> {
+  const plugin = await mkdtemp(path.join(scratch, `${name}-plugin-`));
+  await chmod(plugin, mode);
+  const preamble = [
+    "import fs from 'node:fs';",
+    "const at = (name) => new URL(`./out/${name}`, import.meta.url);",
+    'const attempt = (fn) => { try { fn(); return "done"; } catch (error) { return error.code ?? error.message; } };',
+  ];
+  await writeFile(path.join(plugin, 'handler.mjs'), [...preamble, ...lines].join('\n'));
+  const handlers = { run: { entry: './handler.mjs', permissions } };
+  await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: `@sandbox-test/${name}`, version: '1.0.0', handlers }));
+  return plugin;
+}
+
 async function sparesReady(backend: SubprocessBackend, count: number): Promise<void> {
   const until = Date.now() + 10_000;
   while (((await backend.stats()).runners as SubprocessRunnerStats).spares.ready < count && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
@@ -283,30 +302,21 @@ describe.runIf(linux)('inside the sandbox', () => {
   });
 
   it('no file is made setuid or setgid in a folder the plugin writes (a way in for local users, as the sandbox user or the host\'s): EPERM, however it tries', async () => {
-    const plugin = await mkdtemp(path.join(scratch, 'set-id-plugin-'));
-    await chmod(plugin, 0o755);
-    await writeFile(
-      path.join(plugin, 'handler.mjs'),
-      [
-        "import fs from 'node:fs';",
-        "import { spawnSync } from 'node:child_process';",
-        "const at = (name) => new URL(`./out/${name}`, import.meta.url);",
-        'const attempt = (fn) => { try { fn(); return "done"; } catch (error) { return error.code ?? error.message; } };',
-        'export default () => {',
-        "  fs.writeFileSync(at('prog'), '#!/bin/sh\\nid\\n');",
-        '  return {',
-        "    setuid: attempt(() => fs.chmodSync(at('prog'), 0o4755)),",
-        "    setgid: attempt(() => fs.chmodSync(at('prog'), 0o2755)),",
-        "    created: attempt(() => fs.closeSync(fs.openSync(at('created'), 'w', 0o4755))),",
-        "    shell: spawnSync('chmod', ['u+s', fs.realpathSync(at('prog'))], { encoding: 'utf8' }).stderr.trim(),",
-        "    plain: attempt(() => fs.chmodSync(at('prog'), 0o750)),",
-        '  };',
-        '};',
-      ].join('\n'),
-    );
-    const handlers = { run: { entry: './handler.mjs', permissions: { fs: { write: ['out'] }, childProcess: true } } };
-    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/set-id', version: '1.0.0', handlers }));
-    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { write: ['out'] }, childProcess: true }, workspace: false });
+    const permissions = { fs: { write: ['out'] }, childProcess: true };
+    const plugin = await outFolderPlugin('set-id', 0o755, permissions, [
+      "import { spawnSync } from 'node:child_process';",
+      'export default () => {',
+      "  fs.writeFileSync(at('prog'), '#!/bin/sh\\nid\\n');",
+      '  return {',
+      "    setuid: attempt(() => fs.chmodSync(at('prog'), 0o4755)),",
+      "    setgid: attempt(() => fs.chmodSync(at('prog'), 0o2755)),",
+      "    created: attempt(() => fs.closeSync(fs.openSync(at('created'), 'w', 0o4755))),",
+      "    shell: spawnSync('chmod', ['u+s', fs.realpathSync(at('prog'))], { encoding: 'utf8' }).stderr.trim(),",
+      "    plain: attempt(() => fs.chmodSync(at('prog'), 0o750)),",
+      '  };',
+      '};',
+    ]);
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions, workspace: false });
     const result = await backend.execute({ pluginId: '@sandbox-test/set-id', handlerId: 'run' });
     expectOk(result);
     expect(result.data).toEqual({ setuid: 'EPERM', setgid: 'EPERM', created: 'EPERM', shell: expect.stringMatching(/Operation not permitted/), plain: 'done' });
@@ -316,25 +326,16 @@ describe.runIf(linux)('inside the sandbox', () => {
   });
 
   it('a write folder made under a setgid folder does not pass the bit on: folders made in it can be chmod-ed and copied as anywhere else', async () => {
-    const plugin = await mkdtemp(path.join(scratch, 'setgid-plugin-'));
-    await chmod(plugin, 0o2755);
-    await writeFile(
-      path.join(plugin, 'handler.mjs'),
-      [
-        "import fs from 'node:fs';",
-        "const at = (name) => new URL(`./out/${name}`, import.meta.url);",
-        'const attempt = (fn) => { try { fn(); return "done"; } catch (error) { return error.code ?? error.message; } };',
-        'export default () => {',
-        "  fs.mkdirSync(at('made'));",
-        "  const mode = (fs.statSync(at('made')).mode & 0o7777).toString(8);",
-        "  const copy = attempt(() => fs.cpSync(at('made'), at('copied'), { recursive: true }));",
-        "  return { mode, copy, chmod: attempt(() => fs.chmodSync(at('made'), fs.statSync(at('made')).mode | 0o200)) };",
-        '};',
-      ].join('\n'),
-    );
-    const handlers = { run: { entry: './handler.mjs', permissions: { fs: { write: ['out'] } } } };
-    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox-test/setgid', version: '1.0.0', handlers }));
-    const backend = make({ sandbox: 'required', plugins: [plugin], permissions: { fs: { write: ['out'] } }, workspace: false });
+    const permissions = { fs: { write: ['out'] } };
+    const plugin = await outFolderPlugin('setgid', 0o2755, permissions, [
+      'export default () => {',
+      "  fs.mkdirSync(at('made'));",
+      "  const mode = (fs.statSync(at('made')).mode & 0o7777).toString(8);",
+      "  const copy = attempt(() => fs.cpSync(at('made'), at('copied'), { recursive: true }));",
+      "  return { mode, copy, chmod: attempt(() => fs.chmodSync(at('made'), fs.statSync(at('made')).mode | 0o200)) };",
+      '};',
+    ]);
+    const backend = make({ sandbox: 'required', plugins: [plugin], permissions, workspace: false });
     const result = await backend.execute({ pluginId: '@sandbox-test/setgid', handlerId: 'run' });
     expectOk(result);
     expect(result.data).toEqual({ mode: '755', copy: 'done', chmod: 'done' });
