@@ -6,6 +6,7 @@
 import { createHook } from 'node:async_hooks';
 import childProcess from 'node:child_process';
 import dgram from 'node:dgram';
+import { getEventListeners } from 'node:events';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
@@ -15,22 +16,45 @@ import workerThreads, { Worker } from 'node:worker_threads';
 
 const apply = Reflect.apply;
 const getPrototypeOf = Object.getPrototypeOf;
+const then = Promise.prototype.then;
+const signalGetter = (name: 'aborted' | 'onabort'): ((this: AbortSignal) => unknown) => Object.getOwnPropertyDescriptor(AbortSignal.prototype, name)!.get!;
+const aborted = signalGetter('aborted');
+const onabort = signalGetter('onabort');
+/** Taken now: read from the module at each call, a handler's replacement would answer. */
+const listenersOf = getEventListeners;
 
 /** Whether a call of the wrapped method leaves something behind, from its arguments. */
 type Leaves = (args: unknown[]) => boolean;
 
 /**
+ * What an execution left: `resource` — a thread, a process, a server, a UDP socket or a file
+ * watcher that goes on (the thread is retired at once: more of them would pile up); `later` — code
+ * to run later (a timer, a socket's callbacks, a wait, an async hook), which the same handler may
+ * meet on the thread as it meets its module's state, but no other handler (retireReason).
+ */
+export type LeftBehind = 'resource' | 'later' | undefined;
+
+/**
  * Seen: a timer or immediate unref'd; a nested Worker still running (ref'd or not: it can still
  * emit 'exit' or 'message' later); a socket, server, UDP socket or child process unref'd; a file watcher that
- * is not persistent or unref'd; a timer through `timers._unrefActive`; an `Atomics.waitAsync` (it
- * would go on during another plugin's execution); an async hook enabled (it would see another
- * plugin's execution). A handler that replaces a wrapper is caught too. Not seen: a port or
+ * is not persistent or unref'd; a timer through `timers._unrefActive`; an `Atomics.waitAsync` not
+ * settled (it would go on during another plugin's execution); an async hook enabled (it would see
+ * another plugin's execution); a signal of `AbortSignal.timeout` (or `AbortSignal.any`) not yet
+ * aborted with an 'abort' listener on it (its timer, unref'd, would run that listener later: one
+ * with none runs no plugin code). A handler that replaces a wrapper is caught too. Not seen: a port or
  * BroadcastChannel unref'd, the same methods of another realm (`vm`), and work on Node's thread
  * pool whose callback comes later (zlib, crypto, WebAssembly compiling): docs/backends/worker-pool.md.
  */
 export class LaterWatch {
   #during = false;
-  #seen = false;
+  #seenLater = false;
+  #seenResource = false;
+  /** Inside AbortSignal.timeout: its timer's unref() is not seen (the signal is: #signals). */
+  #inSignalTimeout = false;
+  /** Atomics.waitAsync calls of this execution not settled yet. */
+  #waiting = 0;
+  /** Signals of AbortSignal.timeout and AbortSignal.any made on this thread, looked at again after every execution until aborted or collected. */
+  readonly #signals = new Set<WeakRef<AbortSignal>>();
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
   /** Nested Workers started on this thread and not seen gone yet. */
   readonly #workers = new Set<object>();
@@ -43,41 +67,99 @@ export class LaterWatch {
     const immediate = setImmediate(noop);
     clearTimeout(timeout);
     clearImmediate(immediate);
-    for (const [holder, method, leaves] of [
-      [getPrototypeOf(timeout), 'unref', always],
-      [getPrototypeOf(immediate), 'unref', always],
-      [Worker.prototype, 'unref', always],
-      [net.Socket.prototype, 'unref', always],
-      [net.Server.prototype, 'unref', always],
-      [dgram.Socket.prototype, 'unref', always],
-      [childProcess.ChildProcess.prototype, 'unref', always],
-      [timers, '_unrefActive', always],
-      [Atomics, 'waitAsync', always],
-      [getPrototypeOf(createHook({})), 'enable', always],
-      [promiseTimers, 'setTimeout', optionOff(2, 'ref')],
-      [promiseTimers, 'setInterval', optionOff(2, 'ref')],
-      [getPrototypeOf(promiseTimers.scheduler), 'wait', optionOff(1, 'ref')],
-      [fs, 'watch', optionOff(1, 'persistent')],
-      [fs, 'watchFile', optionOff(1, 'persistent')],
+    for (const [holder, method, leaves, kind] of [
+      [getPrototypeOf(timeout), 'unref', always, 'later'],
+      [getPrototypeOf(immediate), 'unref', always, 'later'],
+      [Worker.prototype, 'unref', always, 'resource'],
+      [net.Socket.prototype, 'unref', always, 'later'],
+      [net.Server.prototype, 'unref', always, 'resource'],
+      [dgram.Socket.prototype, 'unref', always, 'resource'],
+      [childProcess.ChildProcess.prototype, 'unref', always, 'resource'],
+      [timers, '_unrefActive', always, 'later'],
+      [getPrototypeOf(createHook({})), 'enable', always, 'later'],
+      [promiseTimers, 'setTimeout', optionOff(2, 'ref'), 'later'],
+      [promiseTimers, 'setInterval', optionOff(2, 'ref'), 'later'],
+      [getPrototypeOf(promiseTimers.scheduler), 'wait', optionOff(1, 'ref'), 'later'],
+      [fs, 'watch', optionOff(1, 'persistent'), 'resource'],
+      [fs, 'watchFile', optionOff(1, 'persistent'), 'resource'],
     ] as const) {
-      this.#wrap(holder as Record<string, unknown>, method, leaves);
+      this.#wrap(holder as Record<string, unknown>, method, leaves, kind);
     }
+    this.#watchWaitAsync();
+    this.#watchSignals();
     // A watcher's own unref(): its class is not exported, so its prototype is wrapped when the first one is made.
     for (const method of ['watch', 'watchFile'] as const) this.#wrapReturned(fs as unknown as Record<string, unknown>, method);
     // An ES module that imports them gets the wrappers too.
     syncBuiltinESMExports();
   }
 
-  #wrap(holder: Record<string, unknown>, method: string, leaves: Leaves): void {
+  #wrap(holder: Record<string, unknown>, method: string, leaves: Leaves, kind: 'later' | 'resource'): void {
     const original = holder[method] as (...args: unknown[]) => unknown;
     if (typeof original !== 'function') return;
     const watch = this;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      if (watch.#during && leaves(args)) watch.#seen = true;
+      if (watch.#during && !watch.#inSignalTimeout && leaves(args)) {
+        if (kind === 'later') watch.#seenLater = true;
+        else watch.#seenResource = true;
+      }
       return apply(original, this, args);
     };
+    this.#replace(holder, method, wrapper);
+  }
+
+  #replace(holder: Record<string, unknown>, method: string, wrapper: unknown): void {
     holder[method] = wrapper;
     this.#wrapped.push([holder, method, wrapper]);
+  }
+
+  /** An `Atomics.waitAsync` counts until its promise settles: one awaited to the end leaves nothing. */
+  #watchWaitAsync(): void {
+    const original = (Atomics as unknown as Record<string, unknown>).waitAsync as ((...args: unknown[]) => { async: boolean; value: unknown }) | undefined;
+    if (typeof original !== 'function') return;
+    const watch = this;
+    const settled = (): void => {
+      watch.#waiting--;
+    };
+    this.#replace(Atomics as unknown as Record<string, unknown>, 'waitAsync', function (this: unknown, ...args: unknown[]) {
+      const result = apply(original, this, args);
+      if (watch.#during && result.async === true) {
+        watch.#waiting++;
+        apply(then, result.value, [settled, settled]);
+      }
+      return result;
+    });
+  }
+
+  /** The signals of AbortSignal.timeout and AbortSignal.any (which follows its sources) are kept to be looked at (#signalLeftListened). */
+  #watchSignals(): void {
+    const watch = this;
+    const statics = AbortSignal as unknown as Record<string, unknown>;
+    for (const method of ['timeout', 'any'] as const) {
+      const original = statics[method] as ((...args: unknown[]) => AbortSignal) | undefined;
+      if (typeof original !== 'function') continue;
+      this.#replace(statics, method, function (this: unknown, ...args: unknown[]) {
+        const outer = watch.#inSignalTimeout;
+        watch.#inSignalTimeout = method === 'timeout';
+        let signal: AbortSignal;
+        try {
+          signal = apply(original, this, args);
+        } finally {
+          watch.#inSignalTimeout = outer;
+        }
+        if (watch.#during) watch.#signals.add(new WeakRef(signal));
+        return signal;
+      });
+    }
+  }
+
+  /** A watched signal its timer has not aborted yet, with an 'abort' listener that would run then. */
+  #signalLeftListened(): boolean {
+    for (const ref of this.#signals) {
+      const signal = ref.deref();
+      if (signal === undefined || apply(aborted, signal, []) === true) this.#signals.delete(ref);
+      else if (listenersOf(signal, 'abort').length > 0 || apply(onabort, signal, []) != null) return true;
+    }
+    return false;
   }
 
   /** After the wrapper of `holder[method]`: the first object it returns gets its prototype's `unref` wrapped. */
@@ -91,7 +173,7 @@ export class LaterWatch {
       const made = apply(inner, this, args);
       if (!done && made !== null && typeof made === 'object') {
         done = true;
-        watch.#wrap(getPrototypeOf(made) as Record<string, unknown>, 'unref', always);
+        watch.#wrap(getPrototypeOf(made) as Record<string, unknown>, 'unref', always, 'resource');
       }
       return made;
     };
@@ -129,19 +211,20 @@ export class LaterWatch {
 
   begin(): void {
     this.#during = true;
-    this.#seen = false;
+    this.#seenLater = false;
+    this.#seenResource = false;
   }
 
-  /** Ends the watch of an execution: true when it left something to run later. */
-  end(): boolean {
+  /** Ends the watch of an execution: what it left behind. A wrapper replaced hides what comes after: a resource. */
+  end(): LeftBehind {
     this.#during = false;
     for (const worker of this.#workers) if (!this.#running(worker)) this.#workers.delete(worker);
-    if (this.#workers.size > 0) return true;
+    if (this.#workers.size > 0 || this.#seenResource) return 'resource';
     for (let i = 0; i < this.#wrapped.length; i++) {
       const [holder, method, wrapper] = this.#wrapped[i]!;
-      if (holder[method] !== wrapper) return true;
+      if (holder[method] !== wrapper) return 'resource';
     }
-    return this.#seen;
+    return this.#seenLater || this.#waiting > 0 || this.#signalLeftListened() ? 'later' : undefined;
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { FdWatch } from './fd-watch.js';
-import type { LaterWatch } from './later-watch.js';
+import type { LeftBehind } from './later-watch.js';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
 const apply = Reflect.apply;
@@ -313,13 +313,19 @@ function liveResources(): number {
 }
 
 /**
- * The retire decision after an execution, or undefined to keep the thread: what it left to run
- * later, or its quota of executions. (What it did to the thread's globals is looked at when
- * another handler's task comes: see globalsTampered.)
+ * Executions a thread that has code left to run later (LeftBehind `later`) still takes, all of the
+ * handler that left it, before it is retired: what each execution leaves adds up.
  */
-export function retireReason(watches: { handles: HandleWatch; later: LaterWatch; fds: FdWatch }, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
-  const leftLater = watches.later.end();
-  if (leftLater || watches.handles.leftover() || watches.fds.leftOpen()) return 'handles-left';
+export const LATER_KEPT_EXECUTIONS = 64;
+
+/**
+ * The retire decision after an execution, or undefined to keep the thread: what it left behind,
+ * or its quota of executions. Code left to run later keeps the thread for the same handler
+ * (`laterRuns`: executions since the first that left some), as what it did to the thread's
+ * globals does: both are looked at when another handler's task comes (worker-entry.ts).
+ */
+export function retireReason(watches: { handles: HandleWatch; fds: FdWatch }, left: LeftBehind, laterRuns: number, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
+  if (left === 'resource' || laterRuns > LATER_KEPT_EXECUTIONS || watches.handles.leftover() || watches.fds.leftOpen()) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;
 }

@@ -75,6 +75,8 @@ const LEFTOVER_TURNS = 3;
 
 let current: { k: number; session: RunnerSession } | undefined;
 let executions = 0;
+/** Executions since the first that left code to run later on this thread (LaterWatch), 0 while none has. */
+let laterRuns = 0;
 /** Set while waitForTasks runs an execution's microtasks itself: the execution must not schedule another wait. */
 let inWaitLoop = false;
 /** It asked to be retired: the host terminates it, and it takes no more tasks. */
@@ -84,7 +86,10 @@ function onTask(message: TaskMessage): void {
   add(wake, TAKEN, 1);
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
-  if (lastHandler !== undefined && packed.h !== lastHandler && (channelTampered() || globalsTampered(guard, watches.listeners))) return decline(message.k);
+  if (lastHandler !== undefined && packed.h !== lastHandler) {
+    if (channelTampered() || globalsTampered(guard, watches.listeners)) return decline(message.k, 'globals-tampered');
+    if (laterRuns > 0) return decline(message.k, 'handles-left');
+  }
   lastHandler = packed.h;
   void execute(message.k, tasks.unpack(packed));
 }
@@ -170,15 +175,15 @@ idleSoon();
 let lastHandler: number | undefined;
 
 /**
- * What a handler did to the thread's globals is looked at when another handler's task comes, not
- * after every execution: the same handler again meets only what it did itself, as it meets its
- * module's own state. Changed, the thread declines the task unread (the host gives it to another
- * thread) and is retired.
+ * What a handler did to the thread's globals, and code it left to run later, are looked at when
+ * another handler's task comes, not after every execution: the same handler again meets only what
+ * it did itself, as it meets its module's own state. Then the thread declines the task unread (the
+ * host gives it to another thread) and is retired.
  */
-function decline(k: number): void {
+function decline(k: number, reason: ThreadRetireReason): void {
   retiring = true;
   flow.answering(k);
-  send({ k, declined: 'globals-tampered' });
+  send({ k, declined: reason });
 }
 
 /** One execution, answered on the channel after everything else it sent. */
@@ -199,7 +204,9 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   for (let turn = 0; turn < LEFTOVER_TURNS && watches.handles.leftover(); turn++) await new Promise((resolve) => immediate(resolve));
   current = undefined;
   executions++;
-  const retire = retireReason(watches, executions, config.maxExecutions);
+  const left = watches.later.end();
+  if (left === 'later' || laterRuns > 0) laterRuns++;
+  const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
   answer(k, result, retire);
   if (retire) retiring = true;
   else if (!inWaitLoop) idleSoon();

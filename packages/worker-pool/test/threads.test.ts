@@ -1,10 +1,13 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import timers from 'node:timers';
 import { fileURLToPath } from 'node:url';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
+import { LATER_KEPT_EXECUTIONS } from '../src/thread-hygiene.js';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -189,7 +192,6 @@ describe('worker-pool: thread reuse and hygiene', () => {
   it.each([
     ['unref-timer', 'handles-left'],
     ['unref-interval', 'handles-left'],
-    ['unref-immediate', 'handles-left'],
     ['capture', 'globals-tampered'],
     ['async-hook', 'handles-left'],
     ['promised-timer', 'handles-left'],
@@ -206,9 +208,11 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['watch-off', 'handles-left'],
     ['watch-file-off', 'handles-left'],
     ['watcher-unref', 'handles-left'],
+    ['timeout-signal', 'handles-left'],
+    ['any-signal', 'handles-left'],
     // timers._unrefActive, where this Node still has it (Node 24 dropped it).
     ...(typeof (timers as { _unrefActive?: unknown })._unrefActive === 'function' ? ([['unref-active', 'handles-left']] as const) : []),
-  ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during a later execution', async (mode, reason) => {
+  ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during another handler\'s execution', async (mode, reason) => {
     const backend = backends.make({ maxThreads: 1 });
     const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
     expect(okData(left)).toBe(mode);
@@ -219,6 +223,99 @@ describe('worker-pool: thread reuse and hygiene', () => {
     await waitFor(async () => (await runners(backend)).retired[reason] === 1);
     await sleep(400);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it.each(['unref-timer', 'unref-interval', 'promised-timer', 'wait-async', 'timeout-signal', 'async-hook'])(
+    'code a handler leaves to run later (%s) keeps its thread for that handler, which meets it as its module state; another handler\'s task goes to another thread',
+    async (mode) => {
+      const backend = backends.make({ maxThreads: 2 });
+      const first = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
+      const again = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'none' } });
+      expect(okData(again)).toBe('none');
+      expect(again.meta.workerId).toBe(first.meta.workerId);
+      const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+      expectOk(other);
+      expect(other.meta.workerId).not.toBe(first.meta.workerId);
+      await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+    },
+  );
+
+  it.each(['unref-server', 'unref-child', 'worker', 'watch-off'])('a handler that leaves a resource that goes on (%s) has its thread retired at once, even for its own next execution', async (mode) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const first = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
+    const again = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'none' } });
+    expect(okData(again)).toBe('none');
+    expect(again.meta.workerId).not.toBe(first.meta.workerId);
+    expect((await runners(backend)).retired['handles-left']).toBe(1);
+  });
+
+  it(`a thread whose handler leaves code to run later each time is retired after ${LATER_KEPT_EXECUTIONS} more of its executions: what they leave does not pile up without end`, async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const workers: Array<string | undefined> = [];
+    for (let i = 0; i < LATER_KEPT_EXECUTIONS + 2; i++) {
+      const result = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'unref-interval' } });
+      expectOk(result);
+      workers.push(result.meta.workerId);
+    }
+    expect(new Set(workers.slice(0, LATER_KEPT_EXECUTIONS + 1)).size).toBe(1);
+    expect(workers.at(-1)).not.toBe(workers[0]);
+    expect((await runners(backend)).retired['handles-left']).toBe(1);
+  });
+
+  it('a handler that uses fetch (its keep-alive connection and timers stay for the next request) keeps its thread', async () => {
+    const server = http.createServer((_request, response) => response.end('hello'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const backend = backends.make({ maxThreads: 1, permissions: { network: true } });
+      const results = [];
+      for (let i = 0; i < 3; i++) results.push(await backend.execute({ pluginId: POOL, handlerId: 'fetches', input: { url } }));
+      expect(results.map(okData)).toEqual(['hello', 'hello', 'hello']);
+      expect(new Set(results.map((r) => r.meta.workerId)).size).toBe(1);
+      expect((await runners(backend)).retired['handles-left']).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('an unref\'d immediate left behind that throws fires before the thread takes another task: the answer stands, the thread is replaced', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'unref-immediate' } });
+    expect(okData(left)).toBe('unref-immediate');
+    await waitFor(async () => (await runners(backend)).crashed === 1);
+    const next = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'none' } });
+    expect(okData(next)).toBe('none');
+    expect(next.meta.workerId).not.toBe(left.meta.workerId);
+  });
+
+  it.each(['quiet-signal', 'fired-signal', 'settled-wait'])(
+    'a handler that leaves nothing to run later (%s: an AbortSignal.timeout nobody listens to, or one fired; an Atomics.waitAsync settled) keeps its thread',
+    async (mode) => {
+      const backend = backends.make({ maxThreads: 1 });
+      const first = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
+      const second = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
+      expect([okData(first), okData(second)]).toEqual([mode, mode]);
+      expect(second.meta.workerId).toBe(first.meta.workerId);
+      // The quiet signal's timer fires while the thread idles, and nothing comes of it.
+      await sleep(400);
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+      expect((await runners(backend)).retired['handles-left']).toBe(0);
+    },
+  );
+
+  it('a signal of AbortSignal.timeout that a later execution of its handler listens to is seen then: another handler\'s task goes to another thread', async () => {
+    const backend = backends.make({ maxThreads: 2 });
+    const made = await backend.execute({ pluginId: POOL, handlerId: 'keeps-signal', input: { listen: false } });
+    // Nobody listens to it yet: the thread is clean, and takes another handler's task.
+    const clean = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'clean' });
+    const listened = await backend.execute({ pluginId: POOL, handlerId: 'keeps-signal', input: { listen: true } });
+    expect([okData(made), okData(listened)]).toEqual([false, true]);
+    expect([clean.meta.workerId, listened.meta.workerId]).toEqual([made.meta.workerId, made.meta.workerId]);
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+    expectOk(other);
+    expect(other.meta.workerId).not.toBe(made.meta.workerId);
+    await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
   });
 
   it.each(['monitor', 'proto-key', 'spreadable', 'freeze', 'read-only', 'string-proto', 'fetch'])(
