@@ -58,8 +58,19 @@ export function safeString(value: unknown): string {
   }
 }
 
+/**
+ * A string cut to MAX_STRING characters with what it says of the rest, the marker included: cut
+ * once, it passes every later hop (a thread, then a queue worker, then the host) unchanged, and
+ * the count stays that of the string the handler made.
+ */
 export function truncate(value: string): string {
-  return value.length > MAX_STRING ? `${value.slice(0, MAX_STRING)}… [${value.length - MAX_STRING} more chars]` : value;
+  if (value.length <= MAX_STRING) return value;
+  const keep = MAX_STRING - cutMarker(value.length).length;
+  return `${value.slice(0, keep)}${cutMarker(value.length - keep)}`;
+}
+
+function cutMarker(leftOut: number): string {
+  return `… [${leftOut} more chars]`;
 }
 
 export function defineData(target: Record<string, unknown>, key: string, value: unknown): void {

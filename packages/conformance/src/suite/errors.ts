@@ -40,6 +40,20 @@ function thrownValueTests(suite: SuiteContext): void {
     expect(((again.cause as Error).cause as Error).cause).toBeInstanceOf(TypeError);
   });
 
+  it('cuts a message of 100,000 characters once, to 64 KiB with the count of what was left out, however many hops it makes', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'throws', input: { message: 'm'.repeat(100_000) } });
+    expectError(result, 'HANDLER_ERROR');
+    for (const message of [result.error.message, (result.error.cause as Error).message]) {
+      // The thrown error itself stays whole where nothing has to carry it (in-process).
+      if (message.length === 100_000) continue;
+      expect(message.length).toBeLessThanOrEqual(64 * 1024);
+      const cut = /^(m*)… \[(\d+) more chars\]$/.exec(message);
+      expect(cut, message.slice(-40)).not.toBeNull();
+      expect(cut![1]!.length + Number(cut![2])).toBe(100_000);
+    }
+  });
+
   it.each([
     ['TIMEOUT', 'TimeoutError'],
     ['WORKER_CRASHED', 'WorkerCrashedError'],
