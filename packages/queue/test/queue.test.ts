@@ -703,6 +703,21 @@ describe('sizes', () => {
     expectOk(called);
     expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform call arguments is 21 MiB encoded, over the queue backend's limit") });
   });
+  it("what v8's serialiser refuses (shared memory) is refused where it is, named as on the other backends: an event by a warning in its place, a call's arguments and a result by VALIDATION_ERROR with its path", async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const events: unknown[] = [];
+    const logs: Array<[string, string]> = [];
+    const emitted = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'shared-memory', input: { at: 'event' } }, { onEvent: (e) => events.push(e.event), onLog: (l) => logs.push([l.level, l.message]) });
+    expectOk(emitted);
+    expect(events).toEqual(['before', 'after']);
+    expect(logs).toEqual([['warn', expect.stringMatching(/^ctx\.emit\(\) event cannot be sent across the execution boundary: .*SharedArrayBuffer.* \(at event\.list\[1\]\.s\): it was not delivered$/)]]);
+    const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'shared-memory', input: { at: 'call' } });
+    expectOk(called);
+    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining('platform.kv.echo arguments cannot be sent'), details: { path: 'arguments[0].list[1].s' } });
+    const returned = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'shared-memory', input: { at: 'result' } });
+    expectError(returned, 'VALIDATION_ERROR');
+    expect(returned.error.details).toMatchObject({ what: 'handler result', path: 'result.list[1].s' });
+  });
 });
 
 describe('hosts and workers on different Node majors', () => {

@@ -38,11 +38,19 @@ export class ExecutionOutbox {
     if (inParts) this.#queue(inParts);
   }
 
-  /** An event too large for the caller to take is not sent: the caller gets a warning in its place. */
+  /**
+   * An event that cannot go (one too large for the caller to take, or holding what v8's serialiser
+   * refuses: shared memory, a Blob on Node 20) is not sent: the caller gets a warning in its place.
+   */
   postEvent(event: unknown): void {
-    const bytes = encode({ type: 'event', event }, 'ctx.emit() event');
-    const refused = this.overLimit(bytes, 'ctx.emit() event');
     const warning = (why: ValidationError) => encode({ level: 'warn', message: `${why.message}: it was not delivered`, stream: 'logger' }, 'log fields');
+    let bytes: Uint8Array;
+    try {
+      bytes = encode({ type: 'event', event }, 'ctx.emit() event', event);
+    } catch (error) {
+      return this.post('log', warning(error as ValidationError));
+    }
+    const refused = this.overLimit(bytes, 'ctx.emit() event');
     if (refused) return this.post('log', warning(refused));
     // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
     this.post('event', bytes, (by) => void this.#courier.post(this.#caller, 'log', this.#id, warning(this.refusedBy('ctx.emit() event', by))));

@@ -93,8 +93,9 @@ export class WorkerExecution implements Watched {
     this.key = executionKey(this.#claim.caller, this.id);
     this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, worker.maxPayloadBytes);
     this.#calls = new RemoteCalls((message) => {
-      const what = `${message.target} call arguments`;
-      const bytes = encode(message, what);
+      // Named as the other backends name it, with where in its arguments a refused value is.
+      const what = `${message.target === 'platform' ? `platform.${message.service}.${message.method}` : `ctx.channel.${message.method}`} arguments`;
+      const bytes = encode(message, what, message.args);
       // Thrown: the handler's call fails with it (the caller would drop a message this large).
       const refused = this.#out.overLimit(bytes, what);
       if (refused) throw refused;
@@ -259,7 +260,7 @@ export class WorkerExecution implements Watched {
       const outpaced = this.#stoppedHere?.reason === 'protocol' ? this.#stoppedError(task) : undefined;
       const error = outpaced ?? (result.ok ? undefined : this.#asReported(result.error, task));
       const body: ResultBody = error ? { ok: false, error: serializeError(error), meta } : { ok: true, data: (result as { data?: unknown }).data, meta };
-      bytes = encode(body, 'handler result');
+      bytes = encode(body, 'handler result', error ? undefined : (result as { data?: unknown }).data);
       const refused = this.#out.overLimit(bytes, 'handler result', 'result');
       if (refused) throw refused;
     } catch (error) {
