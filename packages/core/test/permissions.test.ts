@@ -1,4 +1,4 @@
-import { PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
+import { InternalError, PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
 import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
 import { allowsPlatformCall, assertGranted, permissionSpecSchema } from '../src/host/permissions.js';
 import { invokePlatform } from '../src/host/platform-gateway.js';
@@ -261,7 +261,7 @@ describe('invokePlatform', () => {
     }
   });
 
-  it('gives ValidationError when the host lacks a declared service or method', async () => {
+  it("gives InternalError when the host lacks a declared service or method: the host's setup, not the caller's request", async () => {
     const { platform } = hostPlatform();
     for (const [service, method] of [
       ['cache', 'missing'],
@@ -269,13 +269,13 @@ describe('invokePlatform', () => {
       ['notAService', 'x'],
     ] as const) {
       const error = await invokePlatform(platform, need, subject, service, method, []).catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(ValidationError);
+      expect(error).toBeInstanceOf(InternalError);
       expect((error as Error).message).toContain(`${service}.${method}`);
     }
-    await expect(invokePlatform(undefined, need, subject, 'cache', 'get', [])).rejects.toBeInstanceOf(ValidationError);
+    await expect(invokePlatform(undefined, need, subject, 'cache', 'get', [])).rejects.toBeInstanceOf(InternalError);
     // A service only inherited by the platform object is not the host's.
     const inherited = Object.create({ cache: new Cache() }) as Platform;
-    await expect(invokePlatform(inherited, need, subject, 'cache', 'get', [])).rejects.toBeInstanceOf(ValidationError);
+    await expect(invokePlatform(inherited, need, subject, 'cache', 'get', [])).rejects.toBeInstanceOf(InternalError);
   });
 
   it('refuses arguments that are not an array', async () => {
@@ -330,6 +330,6 @@ describe('host services with method names that shadow built-ins', () => {
     for (const method of ['toString', 'hasOwnProperty']) {
       await expect(invokePlatform(platform, declared, who, 'plain', method, [])).rejects.toBeInstanceOf(PermissionDeniedError);
     }
-    await expect(invokePlatform(platform, declared, who, 'plain', 'call', [])).rejects.toBeInstanceOf(ValidationError);
+    await expect(invokePlatform(platform, declared, who, 'plain', 'call', [])).rejects.toBeInstanceOf(InternalError);
   });
 });

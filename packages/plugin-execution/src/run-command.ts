@@ -246,7 +246,7 @@ function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error']
   if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
     return `\n(on this command line: --grant '${JSON.stringify(grantFor(details.missing as string[]))}')`;
   }
-  if (error.code === 'VALIDATION_ERROR' && /^The host's platform has no (service|method) /.test(error.message)) {
+  if (/The host's platform has no method /.test(error.message)) {
     return '\n(on this command line: --platform <module> gives the handler the services it calls)';
   }
   return '';

@@ -103,7 +103,7 @@ describe('kb-plugin-exec CLI', () => {
     expect(denied.stderr).toContain(`(on this command line: --grant '{"platform":{"kv":["get"]}}')`);
     const noService = run(['run', fixturePlugins.guarded, 'needs-kv', '--grant', '{"platform":{"kv":["get"]}}', '--workspace-root', root]);
     expect(noService.status).toBe(1);
-    expect(noService.stderr).toMatch(/^VALIDATION_ERROR: The host's platform has no (service|method) kv/);
+    expect(noService.stderr).toMatch(/^HANDLER_ERROR: The handler threw InternalError \(INTERNAL_ERROR\): The host's platform has no method kv\.get/);
     expect(noService.stderr).toContain('(on this command line: --platform <module> gives the handler the services it calls)');
   });
 
@@ -159,7 +159,7 @@ describe('kb-plugin-exec CLI', () => {
     const result = run(['run', fixturePlugins.basic, 'platform-call', '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get"}', '--workspace-root', root]);
     expect(result.status).toBe(0);
     // No platform services given: the call is allowed but the host has no such method.
-    expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'VALIDATION_ERROR' });
+    expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'INTERNAL_ERROR' });
   });
 
   it('--platform loads the host services from a module, so real plugins run', async () => {

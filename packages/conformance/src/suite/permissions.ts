@@ -83,6 +83,22 @@ function platformCallTests(suite: SuiteContext): void {
     expect(platform.calls.filter((c) => c.method !== 'get')).toEqual([]);
   });
 
+  it("a platform method declared and granted that the host's platform lacks is the host's failure (INTERNAL_ERROR, not the caller's VALIDATION_ERROR), and health() says so", async () => {
+    const backend = make({ platform: { kv: { get: () => 'v' } }, permissions: { platform: { kv: true } } });
+    const caught = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'set', args: ['k', 1] } });
+    expectOk(caught);
+    expect(caught.data).toMatchObject({ ok: false, code: 'INTERNAL_ERROR', name: 'InternalError', message: expect.stringContaining("The host's platform has no method kv.set") });
+    const escaped = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'set', rethrow: true } });
+    expectError(escaped, 'HANDLER_ERROR');
+    expect(escaped.error.details).toMatchObject({ name: 'InternalError', code: 'INTERNAL_ERROR' });
+    // A queue host's services may be on its workers: only a host that runs the handlers says it.
+    if (capabilities.runsHostPlugins === false) return;
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems).toContainEqual(expect.stringMatching(/^plugin @conformance\/basic declares .*platform\.kv\.set.*, which the backend's permissions grant but its platform option does not have/));
+    expect(health.problems.join('\n')).not.toContain('platform.kv.get');
+  });
+
   it('reports a denied platform call the handler lets escape as PERMISSION_DENIED', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'delete', rethrow: true } });

@@ -6,7 +6,7 @@ import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import type { PermissionSpec } from './permissions.js';
-import type { Platform } from './platform-gateway.js';
+import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
@@ -224,12 +224,14 @@ export abstract class BaseBackend implements IExecutionBackend {
     await this.#ensureReady()?.catch(() => undefined);
     const [runnerProblems, isolation, missingFiles] = await Promise.all([this.runnerProblems(), this.isolation(), this.runsPluginFilesHere ? missingPluginFiles(this.registry.list()) : []]);
     const unloaded = this.registry.failures.map((f) => `${f.source} failed to load: ${f.error.message}`);
+    const unprovided = this.#host.remoteRunners ? [] : unprovidedPlatformMethods(this.registry.list(), this.platform, this.#host.grant);
     const leftBehind = this.workspace?.leftBehind();
     const rootProblem = await this.workspace?.rootProblem();
     const problems = [
       ...(this.#readyError ? [this.#readyError.message] : []),
       ...unloaded,
       ...missingFiles,
+      ...unprovided, // a queue host's services may be on its workers (remoteRunners)
       ...(this.#watcher?.problems() ?? []),
       ...runnerProblems,
       ...(leftBehind ? [leftBehind] : []),

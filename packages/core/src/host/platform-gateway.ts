@@ -1,5 +1,6 @@
-import { PermissionDeniedError, ValidationError } from '../errors.js';
-import { allowsPlatformCall, type PermissionSpec, type PermissionSubject } from './permissions.js';
+import { InternalError, PermissionDeniedError, ValidationError } from '../errors.js';
+import { allowsPlatformCall, mergePermissions, type PermissionSpec, type PermissionSubject } from './permissions.js';
+import type { RegisteredPlugin } from './plugin-registry.js';
 
 import type { Platform } from '../runner/platform-proxy.js';
 
@@ -52,10 +53,37 @@ export async function invokePlatform(
     });
   }
   if (typeof fn !== 'function') {
-    throw new ValidationError(`The host's platform has no method ${service}.${method}`, {
-      details: { ...subject, service, method, resource: `platform.${service}.${method}` },
+    // The host's own setup (the handler declared it, the host granted it): not the caller's fault.
+    throw new InternalError(`The host's platform has no method ${service}.${method} (called by handler "${subject.handlerId}" of plugin "${subject.pluginId}")`, {
+      details: { where: 'platform', what: `${service}.${method}` },
     });
   }
   if (!Array.isArray(args)) throw new ValidationError('platform call arguments must be an array');
   return await (fn as (...a: unknown[]) => unknown).apply(target, args);
+}
+
+/**
+ * For health(): the platform methods registered handlers declare and the backend's grant allows
+ * but the host's `platform` does not have. Each call of one would fail (INTERNAL_ERROR); one the
+ * grant does not allow keeps its handler from running at all (PERMISSION_DENIED), said then.
+ */
+export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], platform: Platform, grant: PermissionSpec): string[] {
+  const problems: string[] = [];
+  for (const plugin of plugins) {
+    const missing = new Set<string>();
+    for (const handler of Object.values(plugin.manifest.handlers)) {
+      const declared = mergePermissions(plugin.manifest.permissions, handler.permissions).platform ?? {};
+      for (const [service, methods] of Object.entries(declared)) {
+        const target = Object.hasOwn(platform, service) ? platform[service] : undefined;
+        const has = (method: string) => target !== null && typeof target === 'object' && typeof (target as Record<string, unknown>)[method] === 'function';
+        if (methods === true) {
+          if (grant.platform?.[service] === true && (target === null || typeof target !== 'object')) missing.add(`platform.${service}`);
+          continue;
+        }
+        for (const method of methods ?? []) if (allowsPlatformCall(grant, service, method) && !has(method)) missing.add(`platform.${service}.${method}`);
+      }
+    }
+    if (missing.size > 0) problems.push(`plugin ${plugin.id} declares ${[...missing].join(', ')}, which the backend's permissions grant but its platform option does not have: each call fails (INTERNAL_ERROR)`);
+  }
+  return problems;
 }
