@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { ContextDescriptor } from './host/request.js';
+import { describeGiven } from './validation.js';
 
 /**
  * `ctx.logger`. A line reaches the host's `onLog` with its fields, the same on every backend;
@@ -87,14 +88,31 @@ export type DefinedHandler<S extends z.ZodType | undefined = undefined, O = unkn
   readonly [HANDLER_BRAND]: true;
 };
 
-/** Declare a handler: `export default defineHandler({ input: z.object({...}), async run(input, ctx) {...} })`. */
+/**
+ * Declare a handler: `export default defineHandler({ input: z.object({...}), async run(input, ctx) {...} })`.
+ * Its mistakes are said where the plugin's module calls it (a TypeError naming what it was given).
+ */
 export function defineHandler<S extends z.ZodType | undefined = undefined, O = unknown>(
   definition: HandlerDefinition<S, O>,
 ): DefinedHandler<S, O> {
+  // Called by the runtime with (input, ctx): the module exported defineHandler itself.
+  const ctx = arguments[1] as { executionId?: unknown; logger?: unknown } | undefined;
+  if (ctx !== null && typeof ctx === 'object' && typeof ctx.executionId === 'string' && ctx.logger !== undefined) {
+    throw new TypeError('The module exports defineHandler itself, not a handler made with it: export defineHandler({ run(input, ctx) { … } })');
+  }
   if (!definition || typeof definition.run !== 'function') {
-    throw new TypeError('defineHandler() needs an object with a run(input, ctx) function');
+    throw new TypeError(`defineHandler() needs an object with a run(input, ctx) function, and was given ${describeGiven(definition)}`);
+  }
+  const input: unknown = definition.input;
+  if (input !== undefined && !isSchema(input)) {
+    throw new TypeError(`defineHandler(): "input" must be a schema (a zod schema, or one with ~standard.validate), and is ${describeGiven(input)}`);
   }
   return Object.freeze({ ...definition, [HANDLER_BRAND]: true as const });
+}
+
+function isSchema(value: unknown): boolean {
+  const schema = value as { safeParse?: unknown; '~standard'?: { validate?: unknown } } | null;
+  return schema !== null && (typeof schema === 'object' || typeof schema === 'function') && (typeof schema.safeParse === 'function' || typeof schema['~standard']?.validate === 'function');
 }
 
 export function isDefinedHandler(value: unknown): value is DefinedHandler<z.ZodType | undefined> {

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { ValidationError } from './errors.js';
+import { HandlerError, ValidationError } from './errors.js';
 import { nearest } from './host/nearest-name.js';
 
 import type { ValidationIssue } from './error-details.js';
@@ -147,23 +147,26 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, subjec
 
 /**
  * Validate a handler's input with whatever schema the handler declared: zod (any version),
- * or anything implementing Standard Schema (`~standard.validate`) synchronously.
+ * or anything implementing Standard Schema (`~standard.validate`) synchronously. A refusal is
+ * the caller's (VALIDATION_ERROR); a schema that is none, or answers what no schema does, is the
+ * plugin's bug (HANDLER_ERROR). `handler`: `handler "run" of plugin "x"`.
  */
-export function validateWithForeignSchema(schema: unknown, value: unknown, subject: string): unknown {
+export function validateWithForeignSchema(schema: unknown, value: unknown, handler: string): unknown {
+  const subject = `Invalid input for ${handler}`;
   const s = schema as {
     safeParse?: (v: unknown) => { success: boolean; data?: unknown; error?: { issues?: Array<{ path?: PropertyKey[]; message?: string }> } };
     '~standard'?: { validate: (v: unknown) => unknown };
   };
   if (typeof s?.safeParse === 'function') {
     const result = s.safeParse(value);
-    if (result === null || typeof result !== 'object') throw unusableSchemaResult(subject, 'safeParse()');
+    if (result === null || typeof result !== 'object') throw unusableSchemaResult(handler, 'safeParse()');
     if (result.success) return result.data;
     throw validationError(subject, issueList(result.error?.issues), { phase: 'input' });
   }
   const standard = s?.['~standard'];
   if (standard && typeof standard.validate === 'function') {
     const result = standard.validate(value) as { value?: unknown; issues?: unknown } | null | undefined;
-    if (result === null || typeof result !== 'object') throw unusableSchemaResult(subject, '~standard.validate()');
+    if (result === null || typeof result !== 'object') throw unusableSchemaResult(handler, '~standard.validate()');
     if (typeof (result as { then?: unknown }).then === 'function') {
       // Its outcome is not awaited: a rejection must not surface as the host's unhandled one.
       try {
@@ -171,18 +174,30 @@ export function validateWithForeignSchema(schema: unknown, value: unknown, subje
       } catch {
         // A thenable whose `then` getter throws: nothing pending to drop.
       }
-      throw new ValidationError(`${subject}: asynchronous schemas are not supported`, { details: { phase: 'input' } });
+      throw new HandlerError(`${capitalized(handler)}: its input schema is asynchronous (~standard.validate() returned a promise); only synchronous schemas are supported`);
     }
     if (!result.issues) return result.value;
     throw validationError(subject, issueList(result.issues), { phase: 'input' });
   }
-  throw new ValidationError(`${subject}: the handler's "input" is not a schema (no safeParse or ~standard.validate)`, { details: { phase: 'input' } });
+  throw new HandlerError(`${capitalized(handler)}: its "input" is not a schema (a zod schema, or one with ~standard.validate): ${describeGiven(schema)}`);
 }
 
 // The schema is the handler's code: its result is checked like any other untrusted value, so a
-// broken schema gives a ValidationError that says so, not a TypeError from in here.
-function unusableSchemaResult(subject: string, call: string): ValidationError {
-  return new ValidationError(`${subject}: the handler's input schema returned an unusable result from ${call}`, { details: { phase: 'input' } });
+// broken schema gives an error that says so, not a TypeError from in here.
+function unusableSchemaResult(handler: string, call: string): HandlerError {
+  return new HandlerError(`${capitalized(handler)}: its input schema returned an unusable result from ${call}`);
+}
+
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** What a plugin gave where a schema or a handler definition belongs, in a few words. */
+export function describeGiven(value: unknown): string {
+  if (typeof value === 'function') return `a function${value.name ? ` (${value.name})` : ''}`;
+  if (value === null || typeof value !== 'object') return typeof value === 'string' ? `the string ${JSON.stringify(value.slice(0, 40))}` : String(value);
+  const keys = Object.keys(value);
+  return keys.length === 0 ? 'an object with no keys' : `an object with ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ' …' : ''}`;
 }
 
 function issueList(issues: unknown): ValidationIssue[] {

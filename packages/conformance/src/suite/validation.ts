@@ -28,15 +28,19 @@ function requestValidationTests(suite: SuiteContext): void {
     expect(bad.error.message).toContain('input.name');
   });
 
-  it("an input schema that throws while it validates is the handler's error (HANDLER_ERROR, what it threw as the cause), on every backend; the body never runs", async () => {
+  it("an input schema that throws while it validates, or is no schema, is the handler's error (HANDLER_ERROR, what it threw as the cause), on every backend; the body never runs", async () => {
     const result = await make().execute({ pluginId: BASIC, handlerId: 'schema-throws', input: { any: 1 } });
     expectError(result, 'HANDLER_ERROR');
     expect(result.error.message).toBe('validator exploded');
     expect(result.error.cause).toMatchObject({ name: 'TypeError', message: 'validator exploded' });
     // An asynchronous one is refused, and the promise it returned, which rejects, is not left unhandled where it runs.
     const asynchronous = await make().execute({ pluginId: BASIC, handlerId: 'schema-async-rejects', input: { any: 1 } });
-    expectError(asynchronous, 'VALIDATION_ERROR');
-    expect(asynchronous.error.message).toContain('asynchronous schemas are not supported');
+    expectError(asynchronous, 'HANDLER_ERROR');
+    expect(asynchronous.error.message).toContain('its input schema is asynchronous');
+    // Not a schema at all: the plugin's bug too, not the caller's input.
+    const none = await make().execute({ pluginId: BASIC, handlerId: 'schema-not-a-schema', input: { any: 1 } });
+    expectError(none, 'HANDLER_ERROR');
+    expect(none.error.message).toBe('Handler "schema-not-a-schema" of plugin "@conformance/basic": its "input" is not a schema (a zod schema, or one with ~standard.validate): an object with args');
     await new Promise((resolve) => setTimeout(resolve, 100));
     expectOk(await make().execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });

@@ -127,7 +127,7 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
 /** The input as the handler's schema parses it. The schema is plugin code: what it throws is the handler's (HANDLER_ERROR), bar a refusal (VALIDATION_ERROR). */
 function validInput(schema: unknown, task: RunnerTask): unknown {
   try {
-    return validateWithForeignSchema(schema, task.input, `Invalid input for handler "${task.handlerId}" of plugin "${task.pluginId}"`);
+    return validateWithForeignSchema(schema, task.input, `handler "${task.handlerId}" of plugin "${task.pluginId}"`);
   } catch (error) {
     throw handlerThrew(error, ['VALIDATION_ERROR']);
   }

@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineHandler } from '../src/index.js';
+
+describe('defineHandler', () => {
+  it('takes a run function, with or without an input schema', () => {
+    const run = async () => 1;
+    expect(defineHandler({ run }).run).toBe(run);
+    expect(defineHandler({ input: z.object({ n: z.number() }), run }).input).toBeDefined();
+    // Any Standard Schema.
+    expect(defineHandler({ input: { '~standard': { version: 1, vendor: 'x', validate: (value: unknown) => ({ value }) } } as never, run })).toBeDefined();
+  });
+
+  it.each([
+    [async () => 1, 'a function'],
+    [{ handler() {} }, 'an object with handler'],
+    [undefined, 'undefined'],
+  ])('refuses %s where a definition belongs, naming what it was given', (given, said) => {
+    expect(() => defineHandler(given as never)).toThrow(new TypeError(`defineHandler() needs an object with a run(input, ctx) function, and was given ${said}`));
+  });
+
+  it.each([
+    [{ args: 'string[]' }, 'an object with args'],
+    [z.string, 'a function (string)'],
+    ['string', 'the string "string"'],
+  ])('refuses an input that is not a schema (%s) where the module calls it', (input, said) => {
+    expect(() => defineHandler({ input: input as never, run: () => 1 })).toThrow(new TypeError(`defineHandler(): "input" must be a schema (a zod schema, or one with ~standard.validate), and is ${said}`));
+  });
+
+  it('says so when the module exported defineHandler itself and the runtime calls it as the handler', () => {
+    const ctx = { executionId: 'e-1', logger: {} };
+    expect(() => (defineHandler as (input: unknown, ctx: unknown) => unknown)({ any: 1 }, ctx)).toThrow(/^The module exports defineHandler itself, not a handler made with it/);
+  });
+});
