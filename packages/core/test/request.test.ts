@@ -1,4 +1,4 @@
-import { ValidationError } from '../src/index.js';
+import { HandlerError, ValidationError } from '../src/index.js';
 import { cloneForWire, formatPath, parseWith, validationError } from '../src/backend-kit.js';
 import { contextDescriptorSchema, executionRequestSchema, parseExecutionRequest, validateExecuteOptions } from '../src/host/request.js';
 import { validateWithForeignSchema } from '../src/validation.js';
@@ -236,23 +236,31 @@ describe('validateWithForeignSchema (a handler’s input schema)', () => {
     expect(failure(() => validateWithForeignSchema(schema, 2, 'in')).message).toContain('  - input.a[0]: must be 1');
   });
 
-  it('refuses asynchronous Standard Schema validation', () => {
+  it("refuses asynchronous Standard Schema validation: the plugin's schema is at fault (HandlerError)", () => {
     const schema = { '~standard': { validate: async () => ({ value: 1 }) } };
-    expect(failure(() => validateWithForeignSchema(schema, 1, 'in')).message).toMatch(/asynchronous/);
+    expect(() => validateWithForeignSchema(schema, 1, 'handler "h" of plugin "p"')).toThrow(new HandlerError('Handler "h" of plugin "p": its input schema is asynchronous (~standard.validate() returned a promise); only synchronous schemas are supported'));
   });
 
-  it('gives ValidationError, not a TypeError, for a schema that is not one or returns nonsense', () => {
+  it("gives HandlerError, not a TypeError, for a schema that is not one or returns nonsense: the plugin's bug, not the caller's input", () => {
+    for (const schema of [undefined, {}, 42, { safeParse: () => undefined }, { '~standard': { validate: () => null } }]) {
+      let caught: unknown;
+      try {
+        validateWithForeignSchema(schema, 1, 'handler "h" of plugin "p"');
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(HandlerError);
+      expect((caught as Error).message).toMatch(/^Handler "h" of plugin "p": its (input schema returned an unusable result|"input" is not a schema)/);
+    }
+  });
+
+  it('a refusal with issues that are not issues is still the caller\'s input refused (ValidationError)', () => {
     for (const schema of [
-      undefined,
-      {},
-      42,
-      { safeParse: () => undefined },
       { safeParse: () => ({ success: false, error: { issues: 'nope' } }) },
-      { '~standard': { validate: () => null } },
       { '~standard': { validate: () => ({ issues: [null, 5, { path: 'x' }] }) } },
     ]) {
-      const error = failure(() => validateWithForeignSchema(schema, 1, 'in'));
-      expect(error.message).toMatch(/^in/);
+      const error = failure(() => validateWithForeignSchema(schema, 1, 'handler "h" of plugin "p"'));
+      expect(error.message).toMatch(/^Invalid input for handler "h" of plugin "p"/);
       expect(error.details.phase).toBe('input');
     }
   });
