@@ -361,6 +361,23 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ done: true });
   });
 
+  it('a host that goes silent while its large input is still on its way: the worker stops the execution, which never ran, and the caller gets WORKER_CRASHED (runner-lost), not ABORTED', async () => {
+    const pool = newPool('silentinput');
+    await worker(server.url, pool);
+    proxy.bandwidth(512 * 1024);
+    const backend = host(proxy.url, pool);
+    const input = 'i'.repeat(2 * 1024 * 1024);
+    const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 30_000 });
+    // Started (its input follows in parts, ~4 s at this rate), then the host's loop is blocked past workerLostMs.
+    await sleep(700);
+    const until = Date.now() + 5000;
+    while (Date.now() < until);
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+  });
+
   it('a large result whose transfer the link drops halfway is sent again, whole, as soon as the worker is back (not after its part timeout of 10 s)', async () => {
     const pool = newPool('resultcut');
     await worker(proxy.url, pool);

@@ -214,8 +214,8 @@ export class WorkerExecution implements Watched {
     const refusal = taskRefusal(task, { id: this.id, protocol: this.#claim.protocol, idTaken: this.#worker.idTakenBefore(this) }, this.#worker);
     if (refusal) throw refusal;
     const bytes = this.#input ? await this.#input.promise : undefined;
-    // Stopped while its input was on its way: what stopped it is the answer, not the missing input.
-    if (this.#abort.signal.aborted) throw this.#abort.signal.reason;
+    // Stopped while its input was on its way: what stopped it is the answer (lost, if stopped here).
+    if (this.#abort.signal.aborted) throw this.#stoppedHere ? this.#stoppedError(task) : this.#abort.signal.reason;
     const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
     if (!this.#worker.watch.answering(this.#claim.caller)) {
