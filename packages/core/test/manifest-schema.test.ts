@@ -31,6 +31,34 @@ describe('the manifest JSON Schema shipped in core', () => {
   });
 });
 
+describe('reserved platform names, in the runtime and in the JSON Schema alike', () => {
+  const platform = shipped.properties.permissions.properties.platform;
+  const patterns = (schema: { pattern?: string; allOf?: Array<{ pattern: string }> }) => (schema.allOf ?? [schema]).map((each) => new RegExp(each.pattern!, 'u'));
+  const editorTakes = (names: RegExp[], name: string) => names.every((pattern) => pattern.test(name));
+  const services = patterns(platform.propertyNames);
+  const methods = patterns(platform.additionalProperties.anyOf.find((each: { type?: string }) => each.type === 'array').items);
+  const register = (permissions: unknown) => new PluginRegistry().register({ root: process.cwd(), manifest: { id: '@x/names', version: '1.0.0', permissions, handlers: { run: { entry: 'run.mjs' } } } });
+
+  it('a service named as what every object has (valueOf, toString, constructor …) is refused by both: a call of it could never be made', () => {
+    for (const name of ['valueOf', 'toString', 'hasOwnProperty', 'constructor', '__proto__', 'prototype']) {
+      expect(editorTakes(services, name), name).toBe(false);
+      expect(() => register({ platform: { [name]: true } }), name).toThrow(/is a reserved name/);
+    }
+    expect(editorTakes(services, 'kv')).toBe(true);
+  });
+
+  it('a method named constructor, __proto__ or prototype is refused by both; toString or call, which a host may define itself, by neither', () => {
+    for (const name of ['constructor', '__proto__', 'prototype', '__defineGetter__']) {
+      expect(editorTakes(methods, name), name).toBe(false);
+      expect(() => register({ platform: { kv: [name] } }), name).toThrow(/is a reserved name/);
+    }
+    for (const name of ['toString', 'call', 'get']) {
+      expect(editorTakes(methods, name), name).toBe(true);
+      expect(() => register({ platform: { kv: [name] } })).not.toThrow();
+    }
+  });
+});
+
 describe('manifest top-level keys', () => {
   const base = { id: '@x/strict', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } };
 

@@ -3,7 +3,15 @@ import type { z } from 'zod';
 import { PermissionDeniedError } from '../errors.js';
 import { lazySchema } from './lazy-zod.js';
 
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+/** Names no method may have: they reach an object's machinery (platform-gateway.ts refuses a call of one). */
+const RESERVED_METHODS = ['__proto__', 'constructor', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__'];
+/** Nor may a service be named as what every object has (`valueOf`, `toString` …): a call of one is refused. */
+const RESERVED_SERVICES = [...new Set([...RESERVED_METHODS, ...Object.getOwnPropertyNames(Object.prototype)])];
+
+/** A pattern that refuses `names` (the JSON Schema of the manifest says it too, where a refine would not show). */
+function notOneOf(names: readonly string[]): RegExp {
+  return new RegExp(`^(?!(?:${names.join('|')})$)`);
+}
 
 /**
  * What a handler needs (manifest) or what a host grants (context / backend option).
@@ -11,11 +19,9 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
  * `fs` paths are relative to the plugin folder; the workspace is always readable and writable.
  */
 export const permissionSpecSchema = lazySchema((z) => {
-  const serviceName = z
-    .string()
-    .regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier')
-    .refine((k) => !FORBIDDEN_KEYS.has(k), 'is a reserved name');
-  const methodName = serviceName;
+  const identifier = z.string().regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier');
+  const serviceName = identifier.regex(notOneOf(RESERVED_SERVICES), 'is a reserved name (every object has it)');
+  const methodName = identifier.regex(notOneOf(RESERVED_METHODS), 'is a reserved name');
   const relativeFsPath = z
     .string()
     .min(1)
