@@ -115,7 +115,7 @@ import { createExecutionBackend } from '__PACKAGE__';
 
 const plugin = path.dirname(fileURLToPath(import.meta.url));
 
-for (const type of ['in-process', 'worker-pool', 'subprocess']) {
+for (const type of /** @type {const} */ (['in-process', 'worker-pool', 'subprocess'])) {
   test(\`hello on the \${type} backend\`, async (t) => {
     const backend = createExecutionBackend({ type, plugins: [plugin] });
     try {

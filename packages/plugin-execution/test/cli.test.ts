@@ -334,12 +334,12 @@ describe('kb-plugin-exec CLI', () => {
       expect(created.status, created.stderr).toBe(0);
       expect((await readdir(dir)).sort()).toEqual(['hello.mjs', 'hello.test.mjs', 'kb.plugin.json', 'package.json']);
       // Of what the project installed (the umbrella alone, as pnpm lays it out): the manifest's
-      // $schema is the file, from the plugin folder; the handler's types check against it.
+      // $schema is the file, from the plugin folder; the handler's types, and its test's, check against it.
       const manifest = JSON.parse(await readFile(path.join(dir, 'kb.plugin.json'), 'utf8')) as { $schema: string };
       expect(manifest.$schema).toBe('../node_modules/@kb-labs/plugin-execution/dist/kb.plugin.schema.json');
       expect(JSON.parse(await readFile(path.resolve(dir, manifest.$schema), 'utf8'))).toMatchObject({ title: expect.stringContaining('kb.plugin.json') });
       const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-      const checked = spawnSync(process.execPath, [tsc, '--noEmit', '--allowJs', '--checkJs', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', 'hello.mjs'], { cwd: dir, encoding: 'utf8' });
+      const checked = spawnSync(process.execPath, [tsc, '--noEmit', '--allowJs', '--checkJs', '--strict', '--skipLibCheck', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', '--typeRoots', path.dirname(path.dirname(createRequire(import.meta.url).resolve('@types/node/package.json'))), 'hello.mjs', 'hello.test.mjs'], { cwd: dir, encoding: 'utf8' });
       expect(checked.stdout + checked.stderr).toBe('');
       expect(checked.status).toBe(0);
       // What it says to run, as typed in the project: the CLI is in node_modules/.bin, not on PATH
