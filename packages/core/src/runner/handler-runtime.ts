@@ -1,7 +1,7 @@
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
-import { HandlerError, HandlerNotFoundError, handlerThrew, toHandlerError } from '../errors.js';
+import { AbortedError, HandlerError, HandlerNotFoundError, handlerThrew, isExecutionError, toHandlerError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
 import { MAX_LOG_MESSAGE } from '../protocol.js';
 import type { PermissionSpec } from '../host/permissions.js';
@@ -114,6 +114,9 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
     } finally {
       loadingListener?.(false);
     }
+    // Stopped while its modules loaded (a slow top-level await): its caller has been told, so the
+    // handler must not begin now (the load path only: a warm one has nothing to wait for).
+    if (env.signal.aborted) throw stoppedWhileLoading(env.signal.reason);
   }
   const input = handler.schema === undefined ? task.input : validInput(handler.schema, task);
   const ctx = new ExecutionContext(task, env);
@@ -131,6 +134,10 @@ function validInput(schema: unknown, task: RunnerTask): unknown {
   } catch (error) {
     throw handlerThrew(error, ['VALIDATION_ERROR']);
   }
+}
+
+function stoppedWhileLoading(reason: unknown): unknown {
+  return isExecutionError(reason) ? reason : new AbortedError("The execution was stopped while its handler's modules loaded; the handler did not run", { details: { phase: 'running' } });
 }
 
 function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {
