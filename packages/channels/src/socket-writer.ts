@@ -12,6 +12,7 @@ export class SocketWriter {
   readonly #maxBufferedBytes: number;
   readonly #onBackpressure: () => void;
   #corkedSocket: Duplex | undefined;
+  #idleFrame = 0;
 
   /** `onBackpressure` must end the connection; the frame that would pass the limit is not sent. */
   constructor(ws: WebSocket, maxBufferedBytes: number, onBackpressure: () => void) {
@@ -34,17 +35,27 @@ export class SocketWriter {
     return true;
   }
 
-  /** One frame may always go out on an idle socket; beyond that, the backlog is capped. */
+  /**
+   * One frame may always go out on an idle socket; beyond that, the backlog is capped. A frame
+   * larger than the cap that went out on an idle socket is not backlog: while it is still in the
+   * buffer (past the cap), up to the cap more may follow it, so that a client reading it is not
+   * cut off, and the frame lost, by the next small frame (`#idleFrame`: its bytes).
+   */
   #wouldOverflow(text: string): boolean {
     let buffered = this.#ws.bufferedAmount;
-    if (buffered === 0) return false;
     const bytes = Buffer.byteLength(text);
-    if (buffered + bytes > this.#maxBufferedBytes && this.#corkedSocket) {
+    if (buffered === 0) {
+      this.#idleFrame = bytes;
+      return false;
+    }
+    if (buffered <= this.#maxBufferedBytes) this.#idleFrame = 0;
+    const limit = this.#maxBufferedBytes + this.#idleFrame;
+    if (buffered + bytes > limit && this.#corkedSocket) {
       // Part of that may only be our own cork: flush it to the kernel and look again.
       this.#uncork();
       buffered = this.#ws.bufferedAmount;
     }
-    return buffered > 0 && buffered + bytes > this.#maxBufferedBytes;
+    return buffered > 0 && buffered + bytes > limit;
   }
 
   /**

@@ -278,6 +278,20 @@ describe('backpressure', () => {
     expect((await client.closed).code).toBe(1006);
   });
 
+  it('a frame larger than the limit is the one frame that may go out on an idle socket: a small one right behind it does not cut off a client that reads, and both arrive', async () => {
+    const h = await setup({ maxBufferedBytes: LIMIT });
+    const client = await h.connect('/echo');
+    const id = client.connectionId;
+    // 8 MiB: more than loopback's kernel buffers take at once, so most of it waits in the socket's.
+    const big = 'b'.repeat(LIMIT * 32);
+    expect(h.mount.registry.send(id, big)).toBe(true);
+    expect(h.mount.registry.send(id, 'after')).toBe(true);
+    expect((await client.next((f) => f.data === big)).data).toBe(big);
+    expect((await client.next((f) => f.data === 'after')).data).toBe('after');
+    expect(h.mount.stats().backpressureCloses).toBe(0);
+    expect(await client.request('still', 'open')).toMatchObject({ type: 'reply', data: { echo: 'open' } });
+  });
+
   it('applies to ctx.channel pushes from a handler as well', async () => {
     const h = await setup({ maxBufferedBytes: LIMIT });
     const client = await h.connect('/flood');
