@@ -86,14 +86,21 @@ function resolveLimits(spec: ChannelSpec, options: MountWebSocketChannelsOptions
   };
 }
 
-/** The host's `formatError`, falling back to the default when it throws. */
+/**
+ * The host's `formatError`, falling back to the default when it throws or returns anything but
+ * `{ code, message }` of strings (nothing, a promise, a string): the client always gets an error
+ * frame that says something, and its message is answered.
+ */
 export function safeFormatError(options: MountWebSocketChannelsOptions): SessionRuntime['formatError'] {
   const formatError = options.formatError ?? defaultFormatError;
   return (error, info) => {
     try {
-      return formatError(error, info);
+      const shown: unknown = formatError(error, info);
+      const { code, message } = (shown ?? {}) as { code?: unknown; message?: unknown };
+      if (typeof code === 'string' && typeof message === 'string') return { code, message };
     } catch {
-      return defaultFormatError(error);
+      // The default, below.
     }
+    return defaultFormatError(error);
   };
 }

@@ -336,6 +336,17 @@ describe('bad frames', () => {
     expect(await client.request('b', 'bigint')).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR', replyTo: 'b' });
   });
 
+  it.each([
+    ['returns nothing', () => undefined],
+    ['returns a string', () => 'oops'],
+    ['is async', async () => ({ code: 'X', message: 'y' })],
+    ['returns a code that is not a string', () => ({ code: 5, message: 'm' })],
+  ])('a formatError that %s gives way to the default: the client still gets its error frame, with code and message', async (_what, formatError) => {
+    const h = await setup({ formatError: formatError as never });
+    const client = await h.connect('/echo');
+    expect(await client.request('t', 'throw')).toMatchObject({ type: 'error', code: 'HANDLER_ERROR', message: expect.any(String), replyTo: 't' });
+  });
+
   it('lets the host reword error frames, and hides server-side messages by default', async () => {
     const h = await setup({ formatError: (error) => ({ code: error.code, message: 'redacted' }) });
     const client = await h.connect('/echo');
