@@ -32,9 +32,12 @@ beforeAll(async () => {
   markers = await mkdtemp(path.join(os.tmpdir(), 'kb-queue-chaos-'));
 });
 
-afterEach(async () => {
+/** Hosts and workers of the test, stopped newest first (before a describe's proxy closes: through a closed proxy a worker's stop waits for its reconnection). */
+async function cleanUp(): Promise<void> {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
+}
+
+afterEach(cleanUp);
 
 afterAll(async () => {
   await server?.stop();
@@ -280,7 +283,10 @@ describe('a slow or flaky link between a worker and the server', () => {
   beforeEach(async () => {
     proxy = await startTcpProxy(Number(new URL(server.url).port));
   });
-  afterEach(() => proxy?.close());
+  afterEach(async () => {
+    await cleanUp();
+    proxy?.close();
+  });
 
   it('a round trip of 1.6 s (half the default workerLostMs): a 5 s execution runs to its end (late answers are still answers)', async () => {
     const pool = newPool('slowlink');
@@ -290,6 +296,19 @@ describe('a slow or flaky link between a worker and the server', () => {
     const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slowlink.log'), ms: 5000 } }, { timeoutMs: 30_000 });
     expectOk(result);
     expect(result.data).toEqual({ done: true });
+  });
+
+  it('a worker uplink of 48 KiB/s: a 300 KB result goes in parts small enough that the heartbeats between them keep the worker alive, and an execution beside it runs', async () => {
+    const pool = newPool('thinlink');
+    await worker(proxy.url, pool, 2);
+    const backend = host(server.url, pool);
+    const beside = await startMark(backend, path.join(markers, 'thinlink.log'), 2000);
+    proxy.bandwidth(48 * 1024);
+    const big = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: 300_000 } }, { timeoutMs: 60_000 });
+    expectOk(big);
+    expect((big.data as string).length).toBe(300_000);
+    expectOk(await beside.result);
+    proxy.bandwidth(0);
   });
 
   it('an abort sent while the worker is reconnecting still reaches the handler, once it is back', async () => {
