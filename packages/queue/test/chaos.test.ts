@@ -75,6 +75,16 @@ async function startMark(backend: QueueBackend, file: string, ms?: number): Prom
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Block this host's event loop for 5 s (past workerLostMs): its worker stops `result`'s execution, and the caller, which never aborted, gets WORKER_CRASHED (runner-lost). */
+async function expectStoppedForSilence(result: Promise<ExecutionResult>): Promise<void> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until);
+  const outcome = await result;
+  expectError(outcome, 'WORKER_CRASHED');
+  expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+  expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+}
+
 describe('a worker that dies mid-execution', () => {
   it('SIGKILL: WORKER_CRASHED (runner-lost) within the bound, and the execution never runs again on another worker', async () => {
     const pool = newPool('kill9');
@@ -185,12 +195,7 @@ describe('a host whose event loop is blocked', () => {
     const backend = host(server.url, pool);
     const file = path.join(markers, 'hoststall.log');
     const { result } = await startMark(backend, file);
-    const until = Date.now() + 5000;
-    while (Date.now() < until);
-    const outcome = await result;
-    expectError(outcome, 'WORKER_CRASHED');
-    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
-    expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+    await expectStoppedForSilence(result);
   });
 });
 
@@ -389,12 +394,7 @@ describe('a slow or flaky link between a worker and the server', () => {
     const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 30_000 });
     // Started (its input follows in parts, ~4 s at this rate), then the host's loop is blocked past workerLostMs.
     await sleep(700);
-    const until = Date.now() + 5000;
-    while (Date.now() < until);
-    const outcome = await result;
-    expectError(outcome, 'WORKER_CRASHED');
-    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
-    expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+    await expectStoppedForSilence(result);
   });
 
   it('a large result whose transfer the link drops halfway is sent again, whole, as soon as the worker is back (not after its part timeout of 10 s)', async () => {

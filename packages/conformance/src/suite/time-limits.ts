@@ -15,6 +15,7 @@ export function describeTimeLimits(suite: SuiteContext): void {
   describe('time limits and cancellation', () => {
     timeoutTests(suite);
     cancellationTests(suite);
+    loadStopTests(suite);
     queueTests(suite);
   });
 }
@@ -98,32 +99,6 @@ function cancellationTests(suite: SuiteContext): void {
     const result = await pending;
     expectError(result, 'ABORTED');
     expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
-  });
-
-  it.runIf(suite.capabilities.runsHostPlugins !== false)("an execution aborted while its handler's modules load never begins its handler, even when the load ends within the abort's grace", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-abort-load-'));
-    try {
-      const out = path.join(dir, 'out');
-      await mkdir(out);
-      // Its top level says it loads, then takes 300 ms (less than the abort's default grace, 500 ms); the handler leaves a file when it begins.
-      await writeFile(
-        path.join(dir, 'slow.mjs'),
-        `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(path.join(out, 'loading'))}, '');\nawait new Promise((resolve) => setTimeout(resolve, 300));\nexport default async () => { writeFileSync(${JSON.stringify(path.join(out, 'ran'))}, ''); return 'ran'; };\n`,
-      );
-      const permissions = { fs: { write: ['out'] } };
-      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/abort-load', version: '1.0.0', permissions, handlers: { slow: { entry: './slow.mjs' } } }));
-      const backend = make({ plugins: [dir], permissions });
-      const controller = new AbortController();
-      const pending = backend.execute({ pluginId: '@x/abort-load', handlerId: 'slow' }, { signal: controller.signal });
-      await waitFor(() => existsSync(path.join(out, 'loading')), 15_000);
-      controller.abort();
-      expectError(await pending, 'ABORTED');
-      // Past the load's end and any grace: the handler never began.
-      await new Promise((resolve) => setTimeout(resolve, 2000));
-      expect(existsSync(path.join(out, 'ran'))).toBe(false);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
   });
 
   it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours', async () => {
@@ -256,5 +231,35 @@ function queueTests(suite: SuiteContext): void {
     expectError(rejected, 'QUEUE_FULL');
     expectOk(await running);
     expectOk(await queued);
+  });
+}
+
+/** A stop that comes while the handler's modules load (a slow top-level await): the handler never begins. */
+function loadStopTests(suite: SuiteContext): void {
+  const { make } = suite;
+  it.runIf(suite.capabilities.runsHostPlugins !== false)("an execution aborted while its handler's modules load never begins its handler, even when the load ends within the abort's grace", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-abort-load-'));
+    try {
+      const out = path.join(dir, 'out');
+      await mkdir(out);
+      // Its top level says it loads, then takes 300 ms (less than the abort's default grace, 500 ms); the handler leaves a file when it begins.
+      await writeFile(
+        path.join(dir, 'slow.mjs'),
+        `import { writeFileSync } from 'node:fs';\nwriteFileSync(${JSON.stringify(path.join(out, 'loading'))}, '');\nawait new Promise((resolve) => setTimeout(resolve, 300));\nexport default async () => { writeFileSync(${JSON.stringify(path.join(out, 'ran'))}, ''); return 'ran'; };\n`,
+      );
+      const permissions = { fs: { write: ['out'] } };
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/abort-load', version: '1.0.0', permissions, handlers: { slow: { entry: './slow.mjs' } } }));
+      const backend = make({ plugins: [dir], permissions });
+      const controller = new AbortController();
+      const pending = backend.execute({ pluginId: '@x/abort-load', handlerId: 'slow' }, { signal: controller.signal });
+      await waitFor(() => existsSync(path.join(out, 'loading')), 15_000);
+      controller.abort();
+      expectError(await pending, 'ABORTED');
+      // Past the load's end and any grace: the handler never began.
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      expect(existsSync(path.join(out, 'ran'))).toBe(false);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 }
