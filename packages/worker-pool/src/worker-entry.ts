@@ -11,6 +11,7 @@ import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
+import { ChildReaper } from './child-reaper.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
@@ -22,6 +23,7 @@ watchPortClose((port) => {
 });
 const guard = captureIntrinsics();
 const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
+const children = new ChildReaper();
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);
@@ -207,6 +209,8 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
+  // Its children would outlive the thread as zombies of the host: killed and collected first.
+  if (retire) await children.reap();
   answer(k, result, retire);
   if (retire) retiring = true;
   else if (!inWaitLoop) idleSoon();

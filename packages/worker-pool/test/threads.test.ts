@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -240,6 +240,21 @@ describe('worker-pool: thread reuse and hygiene', () => {
     },
   );
 
+  it.runIf(process.platform === 'linux').each([false, true])(
+    'a child process a handler leaves running (unref: %s) is killed and collected as its thread is retired: no zombie stays in the host, and its exit listener does not run',
+    async (unref) => {
+      const backend = backends.make({ maxThreads: 1 });
+      const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-child', input: { seconds: 30, unref } });
+      const pid = okData(left) as number;
+      expect(typeof pid).toBe('number');
+      // Gone from the process table: neither running nor a zombie waiting to be collected.
+      await waitFor(() => !existsSync(`/proc/${pid}`), 5000);
+      await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+      expect((await runners(backend)).crashed).toBe(0);
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+    },
+  );
+
   it.each(['unref-server', 'unref-child', 'worker', 'watch-off'])('a handler that leaves a resource that goes on (%s) has its thread retired at once, even for its own next execution', async (mode) => {
     const backend = backends.make({ maxThreads: 1 });
     const first = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode } });
@@ -251,7 +266,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
 
   it(`a thread whose handler leaves code to run later each time is retired after ${LATER_KEPT_EXECUTIONS} more of its executions: what they leave does not pile up without end`, async () => {
     const backend = backends.make({ maxThreads: 1 });
-    const workers: Array<string | undefined> = [];
+    const workers: Array<number | undefined> = [];
     for (let i = 0; i < LATER_KEPT_EXECUTIONS + 2; i++) {
       const result = await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'unref-interval' } });
       expectOk(result);

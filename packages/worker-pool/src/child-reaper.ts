@@ -1,0 +1,61 @@
+/**
+ * Thread side: the child processes handlers start on this thread. A thread's children are
+ * collected (waitpid) by its own event loop: once the thread is gone, a child that exits stays a
+ * zombie in the host process until the host exits. So a thread retired with a child still
+ * running kills it and waits for it to be collected first (a handler's leftover child would not
+ * outlive its execution in a subprocess sandbox either). A thread terminated mid-execution (a
+ * timeout, an abort, a crash) cannot: docs/backends/worker-pool.md.
+ */
+import { ChildProcess } from 'node:child_process';
+import { subscribe } from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
+
+const apply = Reflect.apply;
+/** How long a retiring thread waits for its killed children to be collected. */
+const REAP_WITHIN_MS = 1000;
+
+export class ChildReaper {
+  readonly #running = new Set<ChildProcess>();
+  // Taken before plugin code runs: it may replace them on the prototypes.
+  readonly #once = EventEmitter.prototype.once;
+  readonly #removeAll = EventEmitter.prototype.removeAllListeners;
+  readonly #kill = ChildProcess.prototype.kill;
+
+  /** Watch every child made on this thread from now on: Node announces each (spawn, exec, execFile, fork) on the `child_process` channel. */
+  constructor() {
+    subscribe('child_process', (message) => {
+      const child = (message as { process?: unknown }).process;
+      if (!(child instanceof ChildProcess)) return;
+      this.#running.add(child);
+      apply(this.#once, child, ['exit', () => this.#running.delete(child)]);
+      // Announced before it starts: one that could not (ENOENT …) has no pid once its spawn() returned, and no 'exit' to come.
+      queueMicrotask(() => {
+        if (child.pid === undefined) this.#running.delete(child);
+      });
+    });
+  }
+
+  /** Kill the children still running, with their listeners taken off (the handler's code does not run for it), and wait for them to be collected. */
+  async reap(): Promise<void> {
+    if (this.#running.size === 0) return;
+    const left = [...this.#running];
+    this.#running.clear();
+    await Promise.all(left.map((child) => this.#killAndCollect(child)));
+  }
+
+  #killAndCollect(child: ChildProcess): Promise<void> {
+    // One that never started (ENOENT …) has nothing to collect.
+    if (child.pid === undefined) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, REAP_WITHIN_MS);
+      for (const emitter of [child, ...child.stdio]) if (emitter) apply(this.#removeAll, emitter, []);
+      apply(this.#once, child, ['exit', () => (clearTimeout(timer), resolve())]);
+      try {
+        apply(this.#kill, child, ['SIGKILL']);
+      } catch {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  }
+}
