@@ -99,6 +99,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   readonly #pending = new Set<(status: number) => void>();
   /** Upgrades whose client left while `authenticate` still runs: bounded with the closing connections. */
   readonly #departed = new Set<(status: number) => void>();
+  /** Sockets closed because the host's `context` threw, until their client answers the close: bounded with the closing connections, ended by unmount. */
+  readonly #refused = new Set<WebSocket>();
   readonly #allowedHeaders: readonly string[];
   readonly #counters = createMountCounters();
   /** Without `onError`: the phase and error code of each kind of failure already warned about. */
@@ -209,8 +211,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
    */
   #atCapacity(): boolean {
     const maxConnections = this.#options.maxConnections ?? DEFAULTS.maxConnections;
-    const alive = this.#sessions.size + this.#pending.size + this.#departed.size;
-    return alive - this.#closing - this.#departed.size >= maxConnections || alive >= 2 * maxConnections;
+    const alive = this.#sessions.size + this.#pending.size + this.#departed.size + this.#refused.size;
+    return alive - this.#closing - this.#departed.size - this.#refused.size >= maxConnections || alive >= 2 * maxConnections;
   }
 
   #reject(socket: Duplex, status: number, message?: string): void {
@@ -235,7 +237,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       context = connectionContext(info, request, this.#options.context);
     } catch (error) {
       this.#reportError(error, { phase: 'context', channel: info.channel, connectionId: info.id });
-      ws.close(1011, 'context');
+      this.#refuse(ws);
       return;
     }
     const session = new ChannelSession(ws, info, context, runtime);
@@ -251,6 +253,14 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       this.#reportError(error, { phase: 'connect', channel: info.channel, connectionId: info.id });
       ws.terminate();
     }
+  }
+
+  /** Close with 1011; a client that does not answer the close loses its socket after closeTimeoutMs, not after ws's 30 s. */
+  #refuse(ws: WebSocket): void {
+    this.#refused.add(ws);
+    ws.once('close', () => this.#refused.delete(ws));
+    ws.close(1011, 'context');
+    setTimeout(() => ws.terminate(), this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs).unref();
   }
 
   #reportError(error: unknown, info: ChannelErrorInfo): void {
@@ -310,6 +320,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
     for (const cancel of [...this.#pending, ...this.#departed]) cancel(503);
+    for (const ws of this.#refused) ws.terminate();
     const sessions = [...this.#sessions];
     for (const session of sessions) session.closeFor('unmount', 1001, 'server shutting down');
     const closeTimeoutMs = this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;

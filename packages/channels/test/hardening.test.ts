@@ -160,6 +160,30 @@ describe('a connection whose context the host refuses', () => {
     // Still serving: the refused context is all that happened.
     expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 101, body: '' });
   });
+  it('one whose client never answers the close counts against maxConnections (twice it, as closing connections do), loses its socket after closeTimeoutMs, and unmount ends it at once', async () => {
+    const h = await setup({ maxConnections: 2, closeTimeoutMs: 1500, context: () => {
+      throw new Error('no tenant header');
+    }, onError: () => undefined });
+    const url = new URL(h.url('/echo'));
+    const silent = () => {
+      const socket = net.connect(Number(url.port), url.hostname);
+      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      // Reads (the 101 and the close frame) and never answers.
+      socket.on('data', () => undefined);
+      return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    };
+    const closed = [silent(), silent(), silent(), silent()];
+    await eventually(async () => (await upgradeStatus(h.url('/echo'))).status === 503, 'four silent refused sockets fill twice maxConnections');
+    // Their sockets go after closeTimeoutMs, and the mount takes connections again.
+    await Promise.all(closed);
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    const late = silent();
+    await eventually(async () => (await upgradeStatus(h.url('/echo'))).status === 101, 'one silent socket leaves room');
+    const started = Date.now();
+    await h.mount.unmount();
+    await late;
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
 });
 
 describe('messages waiting for their turn', () => {
