@@ -70,12 +70,24 @@ export function authenticateUpgrade(call: AuthenticateCall): Promise<UpgradeVerd
   });
 }
 
+/** The identity as plain data (copied through JSON); one JSON cannot carry is the host's mistake, said as such (the upgrade gets a 500). */
+function plainIdentity(identity: unknown): unknown {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(identity);
+  } catch (error) {
+    throw new TypeError(`authenticate() returned an identity JSON cannot carry: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  if (text === undefined) throw new TypeError(`authenticate() returned an identity JSON cannot carry (${typeof identity === 'object' ? 'its toJSON() gave nothing' : `a ${typeof identity}`}): give plain data (an object, a string, a number)`);
+  return JSON.parse(text) as unknown;
+}
+
 /** Normalise what `authenticate` returned; identity is copied through JSON so it is plain data. */
 function readVerdict(result: AuthenticateResult): UpgradeVerdict {
   if (result === true) return {};
   if (result === false || result === null || result === undefined || typeof result !== 'object') return { status: 401 };
   if (result.allow === true) {
-    return result.identity === undefined ? {} : { identity: JSON.parse(JSON.stringify(result.identity)) as unknown };
+    return result.identity === undefined ? {} : { identity: plainIdentity(result.identity) };
   }
   const status = result.status === 403 ? 403 : 401;
   return { status, ...(typeof result.message === 'string' ? { message: result.message } : {}) };

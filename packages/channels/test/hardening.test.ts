@@ -99,6 +99,18 @@ describe('authentication on upgrade', () => {
     expect((await upgradeStatus(open.url('/private'))).status).toBe(401);
     expect((await upgradeStatus(open.url('/echo'))).status).toBe(101);
   });
+  it.each([
+    ['a function', () => 1, /\(a function\)/],
+    ['a symbol', Symbol('who'), /\(a symbol\)/],
+    ['an object whose toJSON gives nothing', { toJSON: () => undefined }, /its toJSON\(\) gave nothing/],
+    ['a BigInt', 1n, /Do not know how to serialize a BigInt/],
+  ])('an identity JSON cannot carry (%s) is refused with 500, and onError names the identity', async (_what, identity, said) => {
+    const errors: Array<{ phase: string; message: string }> = [];
+    const h = await setup({ authenticate: () => ({ allow: true as const, identity }), onError: (error, info) => errors.push({ phase: info.phase, message: (error as Error).message }) });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(500);
+    expect(errors).toEqual([{ phase: 'authenticate', message: expect.stringMatching(/^authenticate\(\) returned an identity JSON cannot carry/) }]);
+    expect(errors[0]!.message).toMatch(said);
+  });
 });
 
 describe('payload limits', () => {
