@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
-import { emptyFlag, emptyFlagMessage } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { initCommand } from './init-command.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
@@ -64,7 +64,7 @@ Options for run:
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'worker') return runWorkerCommand(argv.slice(1));
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: RUN_OPTIONS });
+  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, RUN_OPTIONS), allowPositionals: true, options: RUN_OPTIONS });
   const empty = emptyFlag(values);
   if (empty) throw new UsageError(emptyFlagMessage(empty));
   const [command, ...rest] = positionals;

@@ -13,3 +13,22 @@ export function emptyFlag(values: Record<string, unknown>): string | undefined {
 export function emptyFlagMessage(flag: string): string {
   return `${flag} needs a value, got an empty string`;
 }
+
+/**
+ * The command line with a negative number given to a flag that takes a value (`--timeout -5`)
+ * written as `--timeout=-5`: parseArgs takes `-5` for a short option and says the argument is
+ * "ambiguous"; so written, the flag's own check says what it takes.
+ */
+export function joinNegativeValues(argv: readonly string[], options: Readonly<Record<string, { type: 'string' | 'boolean' }>>): string[] {
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined;
+    if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`);
+      i++;
+    } else joined.push(arg);
+  }
+  return joined;
+}

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
-import { emptyFlag, emptyFlagMessage } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
@@ -75,7 +75,7 @@ function localBackend(given: string | undefined): LocalBackendType {
 
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: WORKER_OPTIONS });
+  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, WORKER_OPTIONS), allowPositionals: true, options: WORKER_OPTIONS });
   const empty = emptyFlag(values);
   if (empty) throw new WorkerUsageError(emptyFlagMessage(empty));
   if (values.help) {

@@ -504,6 +504,10 @@ describe('kb-plugin-exec CLI', () => {
       expect(refused.status, odd).toBe(2);
       expect(refused.stderr.split('\n')[0]).toBe(`--timeout must be a whole number of milliseconds from 1 to 2147483647 (Node's longest timer), got "${odd}"`);
     }
+    // Written apart, a negative number is the flag's value too (parseArgs alone calls it "ambiguous").
+    const negative = run(['run', fixturePlugins.basic, 'echo', '--timeout', '-5']);
+    expect(negative.status).toBe(2);
+    expect(negative.stderr.split('\n')[0]).toBe(`--timeout must be a whole number of milliseconds from 1 to 2147483647 (Node's longest timer), got "-5"`);
     const noFileName = run(['run', fixturePlugins.basic, 'echo', '--input', '@']);
     expect(noFileName.status).toBe(2);
     expect(noFileName.stderr.split('\n')[0]).toBe('--input @: no file name after the @ (@<file> reads a file, @- standard input)');
