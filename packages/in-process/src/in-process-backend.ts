@@ -120,12 +120,14 @@ class InProcessRuntime implements RuntimeEnvironment {
     return this.#window?.allSent();
   }
 
+  // What the handler logs or emits once its result is decided (from a ctx.signal listener, run as
+  // the stop fires) is dropped, as it is where the handler runs in another thread or process.
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
-    this.#control.log(level, message, fields);
+    if (!this.#control.stopReason) this.#control.log(level, message, fields);
   }
 
   emit(event: unknown): void {
-    this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
+    if (!this.#control.stopReason) this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
   /** As a platform call (asAnswered). */
