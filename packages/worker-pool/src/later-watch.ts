@@ -69,7 +69,8 @@ export class LaterWatch {
     clearImmediate(immediate);
     for (const [holder, method, leaves, kind] of [
       [getPrototypeOf(timeout), 'unref', always, 'later'],
-      [getPrototypeOf(immediate), 'unref', always, 'later'],
+      // An immediate runs at the loop's next turn, whoever's execution that is: nothing to keep the thread for.
+      [getPrototypeOf(immediate), 'unref', always, 'resource'],
       [Worker.prototype, 'unref', always, 'resource'],
       [net.Socket.prototype, 'unref', always, 'later'],
       [net.Server.prototype, 'unref', always, 'resource'],

@@ -209,11 +209,14 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
-  // Its children would outlive the thread as zombies of the host: killed and collected first.
-  if (retire) await children.reap();
+  if (retire) {
+    // It takes no more tasks (and does not sleep in waitForTasks meanwhile); its children would
+    // outlive it as zombies of the host: killed and collected first.
+    retiring = true;
+    await children.reap();
+  }
   answer(k, result, retire);
-  if (retire) retiring = true;
-  else if (!inWaitLoop) idleSoon();
+  if (!retire && !inWaitLoop) idleSoon();
 }
 
 /**
