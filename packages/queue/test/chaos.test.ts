@@ -303,19 +303,6 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ done: true });
   });
 
-  it('a worker uplink of 48 KiB/s: a 300 KB result goes in parts small enough that the heartbeats between them keep the worker alive, and an execution beside it runs', async () => {
-    const pool = newPool('thinlink');
-    await worker(proxy.url, pool, 2);
-    const backend = host(server.url, pool);
-    const beside = await startMark(backend, path.join(markers, 'thinlink.log'), 2000);
-    proxy.bandwidth(48 * 1024);
-    const big = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: 300_000 } }, { timeoutMs: 60_000 });
-    expectOk(big);
-    expect((big.data as string).length).toBe(300_000);
-    expectOk(await beside.result);
-    proxy.bandwidth(0);
-  });
-
   it('an abort sent while the worker is reconnecting still reaches the handler, once it is back', async () => {
     const pool = newPool('abortgap');
     await worker(proxy.url, pool);

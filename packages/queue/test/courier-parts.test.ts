@@ -8,19 +8,6 @@ import { natsServer, newPool } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('PartsWindow.partBytes: the size of a part on a link', () => {
-  it('is what the link carried in half a second, between 16 KiB and the largest message; 64 KiB before the link is known', () => {
-    const max = 256 * 1024;
-    expect(PartsWindow.partBytes(max, undefined)).toBe(64 * 1024);
-    // 64 KiB/s: 32 KiB, a heartbeat waits half a second behind a part.
-    expect(PartsWindow.partBytes(max, (64 * 1024) / 1000)).toBe(32 * 1024);
-    expect(PartsWindow.partBytes(max, 1)).toBe(16 * 1024);
-    expect(PartsWindow.partBytes(max, 100_000)).toBe(max);
-    // A server whose max_payload is smaller than 64 KiB: never past it.
-    expect(PartsWindow.partBytes(8 * 1024, undefined)).toBe(8 * 1024);
-  });
-});
-
 // A large body crosses in parts, each answered by the receiver. Several may wait for their
 // answers at once (PartsWindow), so that a link with a long round trip is not crossed at one part
 // per round trip; never more than the window's bound, so that a receiver that stops answering
@@ -63,8 +50,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
       },
     });
     await receiver.flush();
-    // A courier's first transfer, its link's rate not known yet.
-    const partBytes = PartsWindow.partBytes(courierPartBytes(sender), undefined);
+    const partBytes = courierPartBytes(sender);
     const body = randomBytes(partBytes * 20 + 123);
     const reply = new Courier(sender).request(subject, 'input', 'exec-1', body, 10_000);
     await sleep(500);
@@ -87,7 +73,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
 
   it('a receiver whose limit the body passes refuses it at that part: the sender stops there with TransferRefusedError', async () => {
     const subject = `parts.${newPool('refused')}`;
-    const partBytes = PartsWindow.partBytes(courierPartBytes(sender), undefined);
+    const partBytes = courierPartBytes(sender);
     const assembler = new PartsAssembler(partBytes * 2);
     let arrived = 0;
     receiver.subscribe(subject, {

@@ -310,10 +310,9 @@ export class WorkerExecution implements Watched {
     // Rejects when a large one does not get through: its caller is gone, its limit is lower than
     // this worker's (TransferRefusedError), or the connection dropped under it.
     const { courier } = this.#worker;
-    // Asked first (a transfer may change the part size). In parts, each answered: the last part's answer says the caller has it.
-    const oneMessage = courier.fitsOneMessage(bytes);
     await courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS);
-    if (!oneMessage) return;
+    // In parts, each answered: the last part's answer says the caller has it.
+    if (!courier.fitsOneMessage(bytes)) return;
     this.#result = bytes;
     this.resultSentOn = courier.connection;
   }

@@ -105,8 +105,6 @@ export class Courier {
   #drops = 0;
   /** Fail the part requests waiting for their answers (see hold()). */
   readonly #partsInFlight = new Set<(error: Error) => void>();
-  /** Bytes per ms this courier's last transfer in parts crossed at (undefined before the first). */
-  #linkRate: number | undefined;
   /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
   readonly #paces = new Map<string, { sinceAck: number; held: Held | undefined }>();
 
@@ -128,13 +126,9 @@ export class Courier {
     return body.length <= this.#partBytes;
   }
 
-  /**
-   * The largest body one message carries now, and the size of parts above it: what the server
-   * allows (read at each send: a server reconnected to may allow less, or more), less on a slow
-   * link (PartsWindow.partBytes, from #linkRate).
-   */
+  /** The largest body one message carries now: read at each send, as a server reconnected to may allow less (or more) than the first. */
   get #partBytes(): number {
-    return PartsWindow.partBytes(courierPartBytes(this.#nc), this.#linkRate);
+    return courierPartBytes(this.#nc);
   }
 
   /**
@@ -308,7 +302,6 @@ export class Courier {
       }
       reply = await waiting[answered]!;
       window.answered(Math.min(size, body.length - answered * size));
-      this.#linkRate = window.rate;
       this.#events.onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
       if (refused) throw new TransferRefusedError(Number(refused), body.length);

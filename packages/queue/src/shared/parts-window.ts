@@ -13,22 +13,6 @@ export class PartsWindow {
   /** At most this much of a link's time is queued ahead of a heartbeat by one transfer. */
   static readonly QUEUED_MS = 500;
   static readonly MAX_PARTS = 8;
-  /** The smallest part: below it, the headers and answers would be much of what crosses. */
-  static readonly MIN_PART_BYTES = 16 * 1024;
-  /** A part of a courier's first transfer, before it knows its link: what 64 KiB/s carries in a second. */
-  static readonly FIRST_PART_BYTES = 64 * 1024;
-
-  /**
-   * The size of the parts (and the largest single message) on a link that carried `bytesPerMs`
-   * in its last transfer: what it carries in QUEUED_MS, within [MIN_PART_BYTES, `max`]. A part
-   * of 256 KiB took 4 s on a link of 64 KiB/s, and the heartbeats behind it longer than workerLostMs.
-   */
-  static partBytes(max: number, bytesPerMs: number | undefined): number {
-    if (bytesPerMs === undefined) return Math.min(max, PartsWindow.FIRST_PART_BYTES);
-    const carried = Math.floor((bytesPerMs * PartsWindow.QUEUED_MS) / 1024) * 1024;
-    return Math.min(max, Math.max(PartsWindow.MIN_PART_BYTES, carried));
-  }
-
   readonly #partBytes: number;
   #startedAt: number | undefined;
   #answeredBytes = 0;
@@ -53,11 +37,5 @@ export class PartsWindow {
 
   answered(bytes: number): void {
     this.#answeredBytes += bytes;
-  }
-
-  /** Bytes per ms the link carried in this transfer, once a part was answered. */
-  get rate(): number | undefined {
-    if (this.#startedAt === undefined || this.#answeredBytes === 0) return undefined;
-    return this.#answeredBytes / Math.max(1, performance.now() - this.#startedAt);
   }
 }
