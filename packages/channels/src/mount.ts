@@ -23,7 +23,7 @@ export interface ChannelMountStats extends MountCounters {
   connections: number;
   /** Upgrades waiting for the host's `authenticate` (they count towards `maxConnections` too). */
   authenticating: number;
-  /** Of `connections`, those closed whose received messages or disconnect handler still run (not counted against `maxConnections`). */
+  /** Of `connections`, those closed whose received messages or disconnect handler still run; and sockets closed because `context` threw, until their client answers the close (none counted against `maxConnections`, all against twice it). */
   closingConnections: number;
   upgradesAccepted: number;
   /** Refused upgrades by HTTP status. */
@@ -295,7 +295,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     return {
       connections: this.#sessions.size,
       authenticating: this.#pending.size,
-      closingConnections: this.#closing,
+      closingConnections: this.#closing + this.#refused.size,
       upgradesAccepted: this.#upgradesAccepted,
       upgradesRejected: { ...this.#upgradesRejected },
       ...this.#counters,

@@ -44,18 +44,22 @@ export class SocketWriter {
   #wouldOverflow(text: string): boolean {
     let buffered = this.#ws.bufferedAmount;
     const bytes = Buffer.byteLength(text);
+    if (buffered > 0 && buffered + bytes > this.#limit(buffered) && this.#corkedSocket) {
+      // Part of that may only be our own cork (frames sent earlier in this turn): flush it to the kernel and look again.
+      this.#uncork();
+      buffered = this.#ws.bufferedAmount;
+    }
     if (buffered === 0) {
       this.#idleFrame = bytes;
       return false;
     }
+    return buffered + bytes > this.#limit(buffered);
+  }
+
+  /** The cap, plus the frame that went out on an idle socket while it is still in the buffer past the cap. */
+  #limit(buffered: number): number {
     if (buffered <= this.#maxBufferedBytes) this.#idleFrame = 0;
-    const limit = this.#maxBufferedBytes + this.#idleFrame;
-    if (buffered + bytes > limit && this.#corkedSocket) {
-      // Part of that may only be our own cork: flush it to the kernel and look again.
-      this.#uncork();
-      buffered = this.#ws.bufferedAmount;
-    }
-    return buffered > 0 && buffered + bytes > limit;
+    return this.#maxBufferedBytes + this.#idleFrame;
   }
 
   /**

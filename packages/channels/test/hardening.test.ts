@@ -186,6 +186,8 @@ describe('a connection whose context the host refuses', () => {
     };
     const closed = [silent(), silent(), silent(), silent()];
     await eventually(async () => (await upgradeStatus(h.url('/echo'))).status === 503, 'four silent refused sockets fill twice maxConnections');
+    // The refusal has its cause in stats(): connections on their way out.
+    expect(h.mount.stats().closingConnections).toBe(4);
     // Their sockets go after closeTimeoutMs, and the mount takes connections again.
     await Promise.all(closed);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
@@ -320,8 +322,11 @@ describe('backpressure', () => {
     const id = client.connectionId;
     // 8 MiB: more than loopback's kernel buffers take at once, so most of it waits in the socket's.
     const big = 'b'.repeat(LIMIT * 32);
+    // A small frame before it in the same turn (corked with it) as well: a header, the snapshot, a trailer.
+    expect(h.mount.registry.send(id, 'before')).toBe(true);
     expect(h.mount.registry.send(id, big)).toBe(true);
     expect(h.mount.registry.send(id, 'after')).toBe(true);
+    expect((await client.next((f) => f.data === 'before')).data).toBe('before');
     expect((await client.next((f) => f.data === big)).data).toBe(big);
     expect((await client.next((f) => f.data === 'after')).data).toBe('after');
     expect(h.mount.stats().backpressureCloses).toBe(0);
