@@ -23,6 +23,12 @@ const onabort = signalGetter('onabort');
 /** Taken now: read from the module at each call, a handler's replacement would answer. */
 const listenersOf = getEventListeners;
 
+/**
+ * Unref'd sockets a thread may keep open (a keep-alive pool's idle ones: fetch keeps one or two
+ * per origin) before it is retired: an `http.Agent` made per execution leaves its sockets each time.
+ */
+const MAX_UNREF_SOCKETS = 64;
+
 /** Whether a call of the wrapped method leaves something behind, from its arguments. */
 type Leaves = (args: unknown[]) => boolean;
 
@@ -46,13 +52,14 @@ export type LeftBehind = 'resource' | 'later' | undefined;
  * pool whose callback comes later (zlib, crypto, WebAssembly compiling): docs/backends/worker-pool.md.
  */
 export class LaterWatch {
-  #during = false;
   #seenLater = false;
   #seenResource = false;
   /** Inside AbortSignal.timeout: its timer's unref() is not seen (the signal is: #signals). */
   #inSignalTimeout = false;
-  /** Atomics.waitAsync calls of this execution not settled yet. */
+  /** Atomics.waitAsync calls not settled yet. */
   #waiting = 0;
+  /** Sockets unref'd on this thread (a keep-alive pool's idle ones), until seen destroyed. */
+  readonly #sockets = new Set<net.Socket>();
   /** Signals of AbortSignal.timeout and AbortSignal.any made on this thread, looked at again after every execution until aborted or collected. */
   readonly #signals = new Set<WeakRef<AbortSignal>>();
   readonly #wrapped: Array<[Record<string, unknown>, string, unknown]> = [];
@@ -99,9 +106,10 @@ export class LaterWatch {
     if (typeof original !== 'function') return;
     const watch = this;
     const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      if (watch.#during && !watch.#inSignalTimeout && leaves(args)) {
+      if (!watch.#inSignalTimeout && leaves(args)) {
         if (kind === 'later') watch.#seenLater = true;
         else watch.#seenResource = true;
+        if (method === 'unref' && this instanceof net.Socket) watch.#sockets.add(this);
       }
       return apply(original, this, args);
     };
@@ -123,7 +131,7 @@ export class LaterWatch {
     };
     this.#replace(Atomics as unknown as Record<string, unknown>, 'waitAsync', function (this: unknown, ...args: unknown[]) {
       const result = apply(original, this, args);
-      if (watch.#during && result.async === true) {
+      if (result.async === true) {
         watch.#waiting++;
         apply(then, result.value, [settled, settled]);
       }
@@ -147,7 +155,7 @@ export class LaterWatch {
         } finally {
           watch.#inSignalTimeout = outer;
         }
-        if (watch.#during) watch.#signals.add(new WeakRef(signal));
+        watch.#signals.add(new WeakRef(signal));
         return signal;
       });
     }
@@ -210,22 +218,33 @@ export class LaterWatch {
     (workerThreads as unknown as { Worker: unknown }).Worker = Counted;
   }
 
-  begin(): void {
-    this.#during = true;
+  /**
+   * What the thread's handlers left since the last end(): what the thread's next execution would
+   * meet. Looked at after each execution (end) and when another handler's task comes (pending):
+   * code a handler sets up after its answer (a few awaits on) is seen then, not missed.
+   */
+  end(): LeftBehind {
+    const left = this.pending();
     this.#seenLater = false;
     this.#seenResource = false;
+    return left;
   }
 
-  /** Ends the watch of an execution: what it left behind. A wrapper replaced hides what comes after: a resource. */
-  end(): LeftBehind {
-    this.#during = false;
+  /** What is left now, without forgetting what was seen (end() does). A wrapper replaced hides what comes after: a resource. */
+  pending(): LeftBehind {
     for (const worker of this.#workers) if (!this.#running(worker)) this.#workers.delete(worker);
-    if (this.#workers.size > 0 || this.#seenResource) return 'resource';
+    if (this.#workers.size > 0 || this.#seenResource || this.#openSockets() > MAX_UNREF_SOCKETS) return 'resource';
     for (let i = 0; i < this.#wrapped.length; i++) {
       const [holder, method, wrapper] = this.#wrapped[i]!;
       if (holder[method] !== wrapper) return 'resource';
     }
     return this.#seenLater || this.#waiting > 0 || this.#signalLeftListened() ? 'later' : undefined;
+  }
+
+  /** Unref'd sockets still open (an idle keep-alive pool's): past MAX_UNREF_SOCKETS the thread is retired, whoever left them. */
+  #openSockets(): number {
+    for (const socket of this.#sockets) if (socket.destroyed) this.#sockets.delete(socket);
+    return this.#sockets.size;
   }
 }
 

@@ -90,7 +90,8 @@ function onTask(message: TaskMessage): void {
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
   if (lastHandler !== undefined && packed.h !== lastHandler) {
     if (channelTampered() || globalsTampered(guard, watches.listeners)) return decline(message.k, 'globals-tampered');
-    if (laterRuns > 0) return decline(message.k, 'handles-left');
+    // What the last handler left, also what it set up after its answer (a few awaits on) and after the checks.
+    if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover()) return decline(message.k, 'handles-left');
   }
   lastHandler = packed.h;
   void execute(message.k, tasks.unpack(packed));
@@ -184,15 +185,17 @@ let lastHandler: number | undefined;
  */
 function decline(k: number, reason: ThreadRetireReason): void {
   retiring = true;
-  flow.answering(k);
-  send({ k, declined: reason });
+  // Its handlers' children first (ChildReaper): the host ends the thread at the decline.
+  void children.reap().then(() => {
+    flow.answering(k);
+    send({ k, declined: reason });
+  });
 }
 
 /** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
   watches.handles.mark();
   watches.listeners.mark();
-  watches.later.begin();
   env.apply(process.env, task.permissions?.env);
   const session = new RunnerSession(task, (m) => sendPaced({ k, m }, m));
   current = { k, session };

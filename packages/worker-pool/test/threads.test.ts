@@ -211,6 +211,8 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['watcher-unref', 'handles-left'],
     ['timeout-signal', 'handles-left'],
     ['any-signal', 'handles-left'],
+    ['after-answer-unref', 'handles-left'],
+    ['after-answer-ref', 'handles-left'],
     // timers._unrefActive, where this Node still has it (Node 24 dropped it).
     ...(typeof (timers as { _unrefActive?: unknown })._unrefActive === 'function' ? ([['unref-active', 'handles-left']] as const) : []),
   ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during another handler\'s execution', async (mode, reason) => {
@@ -276,6 +278,28 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(new Set(workers.slice(0, LATER_KEPT_EXECUTIONS + 1)).size).toBe(1);
     expect(workers.at(-1)).not.toBe(workers[0]);
     expect((await runners(backend)).retired['handles-left']).toBe(1);
+  });
+
+  it('a handler that leaves open more than 64 unref\'d sockets on its thread (an http.Agent with keep-alive made per execution) has it retired: the sockets do not pile up for 64 executions', async () => {
+    const server = http.createServer((_request, response) => response.end('ok'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      const backend = backends.make({ maxThreads: 1, permissions: { network: true } });
+      const workers: Array<number | undefined> = [];
+      for (let i = 0; i < 5; i++) {
+        const result = await backend.execute({ pluginId: POOL, handlerId: 'agent-requests', input: { url, count: 20 } });
+        expectOk(result);
+        workers.push(result.meta.workerId);
+      }
+      // 20 idle sockets an execution: past 64 at the fourth, whose thread is retired after it.
+      expect(new Set(workers.slice(0, 4)).size).toBe(1);
+      expect(workers[4]).not.toBe(workers[0]);
+      await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('a handler that uses fetch (its keep-alive connection and timers stay for the next request) keeps its thread', async () => {
