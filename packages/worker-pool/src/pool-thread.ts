@@ -92,6 +92,10 @@ export class PoolThread<Lane = unknown> {
   readonly pluginGenerations = new Map<string, number>();
   /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
   stale = false;
+  /** The handler (handlerKey) it was handed last, if any. */
+  get lastHandler(): string | undefined {
+    return this.#tasks.last;
+  }
   /** Exited, or abandoned: what close() waits for. */
   readonly done: Promise<void>;
   /**

@@ -20,14 +20,22 @@ export interface PackedTask {
   own: OwnFields;
 }
 
+/** A handler's name on the host's side of the wire. */
+export function handlerKey(task: Pick<RunnerTask, 'pluginId' | 'handlerId'>): string {
+  return `${task.pluginId}\n${task.handlerId}`;
+}
+
 /** Host side, one per thread: which handlers the thread has been sent. */
 export class TaskPacker {
   readonly #sent = new Map<string, { h: number; fields: HandlerFields }>();
   #count = 0;
+  /** The handler (handlerKey) of the last task packed: the thread's last (ThreadPool prefers it for the same handler's next task). */
+  last: string | undefined;
 
   pack(task: RunnerTask): PackedTask {
     const own: OwnFields = [task.executionId, task.input, task.context, task.workspaceDir, task.timeoutMs, task.traceparent, task.channel];
-    const key = `${task.pluginId}\n${task.handlerId}`;
+    const key = handlerKey(task);
+    this.last = key;
     const sent = this.#sent.get(key);
     if (sent && sameHandler(sent.fields, task)) return { h: sent.h, own };
     const fields: HandlerFields = {
@@ -49,7 +57,7 @@ export class TaskPacker {
 
   /** The thread did not get `packed` (it could not be posted): its handler fields were not sent after all. */
   unsent(packed: PackedTask, task: RunnerTask): void {
-    if (packed.d) this.#sent.delete(`${task.pluginId}\n${task.handlerId}`);
+    if (packed.d) this.#sent.delete(handlerKey(task));
   }
 }
 

@@ -4,6 +4,8 @@ import { recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, settles
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread, STOP_WITHIN_MS, isLeftBusy, type Execution, type ThreadEvents } from './pool-thread.js';
+import { handlerKey } from './task-wire.js';
+import { takeIdle } from './idle-choice.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
@@ -209,9 +211,7 @@ export class ThreadPool {
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
-    let thread = lane.idle.pop();
-    // An idle thread ended since (its idle time up, found spinning, shutdown) is on its way out: not handed anything.
-    while (thread?.endedBy) thread = lane.idle.pop();
+    const thread = takeIdle(lane.idle, handlerKey(execution.task));
     if (thread) {
       if (!thread.run(execution)) this.#onIdle(thread);
       return;

@@ -302,7 +302,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
     }
   });
 
-  it('a handler that uses fetch (its keep-alive connection and timers stay for the next request) keeps its thread', async () => {
+  it('a handler that uses fetch (its keep-alive connection and timers stay for the next request) keeps its thread; two that take turns keep one each', async () => {
     const server = http.createServer((_request, response) => response.end('hello'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
@@ -313,6 +313,10 @@ describe('worker-pool: thread reuse and hygiene', () => {
       expect(results.map(okData)).toEqual(['hello', 'hello', 'hello']);
       expect(new Set(results.map((r) => r.meta.workerId)).size).toBe(1);
       expect((await runners(backend)).retired['handles-left']).toBe(0);
+      // Two such handlers taking turns on two threads: each keeps a thread (the pool hands a task to the thread that ran its handler last).
+      const pair = backends.make({ maxThreads: 2, minThreads: 2, permissions: { network: true } });
+      for (let i = 0; i < 10; i++) for (const handlerId of ['fetches', 'fetches-too']) expectOk(await pair.execute({ pluginId: POOL, handlerId, input: { url } }));
+      expect(await runners(pair)).toMatchObject({ started: 2, retired: { 'handles-left': 0 } });
     } finally {
       server.closeAllConnections();
       server.close();
