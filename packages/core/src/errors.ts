@@ -6,7 +6,7 @@
  * `serializeError`, error-wire.ts) and comes back as the same class via `deserializeError`.
  */
 import type { ErrorDetailsByCode } from './error-details.js';
-import { describeThrown, describeValue, isError, readProp, safeString, toWireValue } from './wire-value.js';
+import { describeThrown, describeValue, isError, readProp, safeString, toWireValue, truncate } from './wire-value.js';
 import { serializeError, type SerializedError } from './error-wire.js';
 import { reportedDetails } from './handler-details.js';
 
@@ -158,7 +158,7 @@ const HANDLER_MAY_REPORT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HANDLER_
 export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] = []): KnownExecutionError {
   if (!isExecutionError(thrown) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
   if (HANDLER_MAY_REPORT.has(thrown.code)) return withReportedDetails(toHandlerError(thrown));
-  return new HandlerError(`The handler threw ${thrown.name} (${thrown.code}): ${thrown.message}`, { details: { name: thrown.name, code: thrown.code }, cause: thrown });
+  return new HandlerError(truncate(`The handler threw ${thrown.name} (${thrown.code}): ${thrown.message}`), { details: { name: thrown.name, code: thrown.code }, cause: thrown });
 }
 
 /**

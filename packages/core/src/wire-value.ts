@@ -65,7 +65,10 @@ export function safeString(value: unknown): string {
  */
 export function truncate(value: string): string {
   if (value.length <= MAX_STRING) return value;
-  const keep = MAX_STRING - cutMarker(value.length).length;
+  let keep = MAX_STRING - cutMarker(value.length).length;
+  // Not between the two halves of a surrogate pair (an emoji): a lone half becomes U+FFFD in UTF-8.
+  const last = value.charCodeAt(keep - 1);
+  if (last >= 0xd800 && last <= 0xdbff) keep--;
   return `${value.slice(0, keep)}${cutMarker(value.length - keep)}`;
 }
 

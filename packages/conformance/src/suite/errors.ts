@@ -52,6 +52,11 @@ function thrownValueTests(suite: SuiteContext): void {
       expect(cut, message.slice(-40)).not.toBeNull();
       expect(cut![1]!.length + Number(cut![2])).toBe(100_000);
     }
+    // Not between the halves of a surrogate pair: 50,000 emoji are cut before one, not inside it.
+    const emoji = await backend.execute({ pluginId: BASIC, handlerId: 'throws', input: { message: '😀'.repeat(50_000) } });
+    expectError(emoji, 'HANDLER_ERROR');
+    expect(emoji.error.message.length).toBeLessThanOrEqual(64 * 1024);
+    expect(emoji.error.message).toMatch(/^(😀)+… \[\d+ more chars\]$/u);
   });
 
   it.each([

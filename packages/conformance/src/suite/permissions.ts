@@ -97,6 +97,9 @@ function platformCallTests(suite: SuiteContext): void {
     expect(health.ok).toBe(false);
     expect(health.problems).toContainEqual(expect.stringMatching(/^plugin @conformance\/basic declares .*platform\.kv\.set.*, which the backend's permissions grant but its platform option does not have/));
     expect(health.problems.join('\n')).not.toContain('platform.kv.get');
+    // Given no services at all, a host may give them with each execution (ExecuteOptions.platform): nothing to say.
+    const bare = make({ platform: undefined, permissions: { platform: { kv: true } } });
+    expect((await bare.health()).problems.join('\n')).not.toContain('declares');
   });
 
   it('reports a denied platform call the handler lets escape as PERMISSION_DENIED', async () => {

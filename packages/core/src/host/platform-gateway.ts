@@ -65,9 +65,12 @@ export async function invokePlatform(
 /**
  * For health(): the platform methods registered handlers declare and the backend's grant allows
  * but the host's `platform` does not have. Each call of one would fail (INTERNAL_ERROR); one the
- * grant does not allow keeps its handler from running at all (PERMISSION_DENIED), said then.
+ * grant does not allow keeps its handler from running at all (PERMISSION_DENIED), said then. A
+ * backend given no `platform` is not looked at.
  */
 export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], platform: Platform, grant: PermissionSpec): string[] {
+  // A backend given no services at all may have them come with each execution (ExecuteOptions.platform).
+  if (Object.keys(platform).length === 0) return [];
   const problems: string[] = [];
   for (const plugin of plugins) {
     const missing = new Set<string>();
@@ -83,7 +86,7 @@ export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], 
         for (const method of methods ?? []) if (allowsPlatformCall(grant, service, method) && !has(method)) missing.add(`platform.${service}.${method}`);
       }
     }
-    if (missing.size > 0) problems.push(`plugin ${plugin.id} declares ${[...missing].join(', ')}, which the backend's permissions grant but its platform option does not have: each call fails (INTERNAL_ERROR)`);
+    if (missing.size > 0) problems.push(`plugin ${plugin.id} declares ${[...missing].join(', ')}, which the backend's permissions grant but its platform option does not have: each call fails (INTERNAL_ERROR) unless its execution brings it (ExecuteOptions.platform)`);
   }
   return problems;
 }
