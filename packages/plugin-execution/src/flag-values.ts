@@ -23,6 +23,8 @@ export function joinNegativeValues(argv: readonly string[], options: Readonly<Re
   const joined: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
+    // After `--` every word is a positional, as typed.
+    if (arg === '--') return [...joined, ...argv.slice(i)];
     const next = argv[i + 1];
     const name = arg.startsWith('--') && !arg.includes('=') ? arg.slice(2) : undefined;
     if (name !== undefined && options[name]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {

@@ -508,6 +508,9 @@ describe('kb-plugin-exec CLI', () => {
     const negative = run(['run', fixturePlugins.basic, 'echo', '--timeout', '-5']);
     expect(negative.status).toBe(2);
     expect(negative.stderr.split('\n')[0]).toBe(`--timeout must be a whole number of milliseconds from 1 to 2147483647 (Node's longest timer), got "-5"`);
+    // After --, words are positionals as typed.
+    const afterDashes = run(['run', fixturePlugins.basic, 'echo', '--', '--timeout', '-5']);
+    expect(afterDashes.stderr.split('\n')[0]).toBe('run <plugin-dir> <handler> takes no more arguments, got "--timeout" "-5"');
     const noFileName = run(['run', fixturePlugins.basic, 'echo', '--input', '@']);
     expect(noFileName.status).toBe(2);
     expect(noFileName.stderr.split('\n')[0]).toBe('--input @: no file name after the @ (@<file> reads a file, @- standard input)');
