@@ -3,8 +3,9 @@
  * collected (waitpid) by its own event loop: once the thread is gone, a child that exits stays a
  * zombie in the host process until the host exits. So a thread retired with a child still
  * running kills it and waits for it to be collected first (a handler's leftover child would not
- * outlive its execution in a subprocess sandbox either). A thread terminated mid-execution (a
- * timeout, an abort, a crash) cannot: docs/backends/worker-pool.md.
+ * outlive its execution in a subprocess sandbox either). Not the children of those (an `exec`'s
+ * shell's command, reparented to init) nor of a nested Worker; and a thread terminated
+ * mid-execution (a timeout, an abort, a crash) cannot: docs/backends/worker-pool.md.
  */
 import { ChildProcess } from 'node:child_process';
 import { subscribe } from 'node:diagnostics_channel';
@@ -44,8 +45,8 @@ export class ChildReaper {
   }
 
   #killAndCollect(child: ChildProcess): Promise<void> {
-    // One that never started (ENOENT …) has nothing to collect.
-    if (child.pid === undefined) return Promise.resolve();
+    // One that never started (ENOENT …), or has exited (its 'exit' listeners taken off by the handler), has nothing to collect.
+    if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, REAP_WITHIN_MS);
       for (const emitter of [child, ...child.stdio]) if (emitter) apply(this.#removeAll, emitter, []);
