@@ -6,10 +6,12 @@
 import { createHook } from 'node:async_hooks';
 import childProcess from 'node:child_process';
 import dgram from 'node:dgram';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { getEventListeners } from 'node:events';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
+import { PerformanceObserver } from 'node:perf_hooks';
 import timers from 'node:timers';
 import promiseTimers from 'node:timers/promises';
 import workerThreads, { Worker } from 'node:worker_threads';
@@ -90,6 +92,11 @@ export class LaterWatch {
       [getPrototypeOf(promiseTimers.scheduler), 'wait', optionOff(1, 'ref'), 'later'],
       [fs, 'watch', optionOff(1, 'persistent'), 'resource'],
       [fs, 'watchFile', optionOff(1, 'persistent'), 'resource'],
+      // A subscriber's code runs when anyone publishes (an APM library's on undici's channels sees
+      // every later fetch): another handler's task is declined on the thread.
+      [diagnosticsChannel, 'subscribe', always, 'later'],
+      ...channelPrototypes().flatMap((proto) => [[proto, 'subscribe', always, 'later'] as const, [proto, 'bindStore', always, 'later'] as const]),
+      [PerformanceObserver.prototype, 'observe', always, 'later'],
     ] as const) {
       this.#wrap(holder as Record<string, unknown>, method, leaves, kind);
     }
@@ -246,6 +253,16 @@ export class LaterWatch {
     for (const socket of this.#sockets) if (socket.destroyed) this.#sockets.delete(socket);
     return this.#sockets.size;
   }
+}
+
+/** A diagnostics channel's prototypes: one with no subscriber (Channel) and one with some (ActiveChannel), which it switches between. */
+function channelPrototypes(): object[] {
+  const channel = diagnosticsChannel.channel('kb-plugin-execution:later-watch');
+  const idle = getPrototypeOf(channel) as object;
+  channel.subscribe(noop);
+  const active = getPrototypeOf(channel) as object;
+  channel.unsubscribe(noop);
+  return active === idle ? [idle] : [idle, active];
 }
 
 function always(): boolean {

@@ -22,8 +22,9 @@ watchPortClose((port) => {
   if (port === channel || port === taskPort) retiring = true;
 });
 const guard = captureIntrinsics();
-const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
+// Before LaterWatch wraps diagnostics_channel: its own subscription is not a handler's.
 const children = new ChildReaper();
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
 const env = new EnvGate(process.env);
 const config = workerData as ThreadConfig;
 const output = new OutputTap(config.output);

@@ -213,6 +213,9 @@ describe('worker-pool: thread reuse and hygiene', () => {
     ['any-signal', 'handles-left'],
     ['after-answer-unref', 'handles-left'],
     ['after-answer-ref', 'handles-left'],
+    ['channel-subscriber', 'handles-left'],
+    ['channel-tracing', 'handles-left'],
+    ['perf-observer', 'handles-left'],
     // timers._unrefActive, where this Node still has it (Node 24 dropped it).
     ...(typeof (timers as { _unrefActive?: unknown })._unrefActive === 'function' ? ([['unref-active', 'handles-left']] as const) : []),
   ] as const)('a handler that leaves %s behind (nothing that keeps the loop alive) gets its thread retired (%s): it never runs during another handler\'s execution', async (mode, reason) => {
