@@ -10,6 +10,18 @@ import { describe, expect, it } from 'vitest';
 import { LATER_KEPT_EXECUTIONS } from '../src/thread-hygiene.js';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
 
+/** Run `fn` with the URL of a loopback HTTP server that answers `body`, closed after it. */
+async function withHttpServer(body: string, fn: (url: string) => Promise<void>): Promise<void> {
+  const server = http.createServer((_request, response) => response.end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await fn(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
+}
+
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 describe('worker-pool: thread reuse and hygiene', () => {
@@ -284,10 +296,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
   });
 
   it('a handler that leaves open more than 64 unref\'d sockets on its thread (an http.Agent with keep-alive made per execution) has it retired: the sockets do not pile up for 64 executions', async () => {
-    const server = http.createServer((_request, response) => response.end('ok'));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    await withHttpServer('ok', async (url) => {
       const backend = backends.make({ maxThreads: 1, permissions: { network: true } });
       const workers: Array<number | undefined> = [];
       for (let i = 0; i < 5; i++) {
@@ -299,17 +308,11 @@ describe('worker-pool: thread reuse and hygiene', () => {
       expect(new Set(workers.slice(0, 4)).size).toBe(1);
       expect(workers[4]).not.toBe(workers[0]);
       await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   it('a handler that uses fetch (its keep-alive connection and timers stay for the next request) keeps its thread; two that take turns keep one each', async () => {
-    const server = http.createServer((_request, response) => response.end('hello'));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    await withHttpServer('hello', async (url) => {
       const backend = backends.make({ maxThreads: 1, permissions: { network: true } });
       const results = [];
       for (let i = 0; i < 3; i++) results.push(await backend.execute({ pluginId: POOL, handlerId: 'fetches', input: { url } }));
@@ -320,10 +323,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       const pair = backends.make({ maxThreads: 2, minThreads: 2, permissions: { network: true } });
       for (let i = 0; i < 10; i++) for (const handlerId of ['fetches', 'fetches-too']) expectOk(await pair.execute({ pluginId: POOL, handlerId, input: { url } }));
       expect(await runners(pair)).toMatchObject({ started: 2, retired: { 'handles-left': 0 } });
-    } finally {
-      server.closeAllConnections();
-      server.close();
-    }
+    });
   });
 
   it.each(['quiet-signal', 'fired-signal', 'settled-wait'])(
