@@ -185,12 +185,20 @@ let lastHandler: number | undefined;
  * host gives it to another thread) and is retired.
  */
 function decline(k: number, reason: ThreadRetireReason): void {
-  retiring = true;
-  // Its handlers' children first (ChildReaper): the host ends the thread at the decline.
-  void children.reap().then(() => {
+  void retireSoon().then(() => {
     flow.answering(k);
     send({ k, declined: reason });
   });
+}
+
+/**
+ * The thread takes no more tasks (nor sleeps in waitForTasks while it waits), and kills and
+ * collects its handlers' children (ChildReaper) before it says so: the host ends it then, and
+ * they would outlive it as zombies of the host.
+ */
+function retireSoon(): Promise<void> {
+  retiring = true;
+  return children.reap();
 }
 
 /** One execution, answered on the channel after everything else it sent. */
@@ -213,12 +221,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
-  if (retire) {
-    // It takes no more tasks (and does not sleep in waitForTasks meanwhile); its children would
-    // outlive it as zombies of the host: killed and collected first.
-    retiring = true;
-    await children.reap();
-  }
+  if (retire) await retireSoon();
   answer(k, result, retire);
   if (!retire && !inWaitLoop) idleSoon();
 }
