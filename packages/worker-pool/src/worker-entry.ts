@@ -188,6 +188,7 @@ function decline(k: number, reason: ThreadRetireReason): void {
   void retireSoon().then(() => {
     flow.answering(k);
     send({ k, declined: reason });
+    park();
   });
 }
 
@@ -199,6 +200,16 @@ function decline(k: number, reason: ThreadRetireReason): void {
 function retireSoon(): Promise<void> {
   retiring = true;
   return children.reap();
+}
+
+/**
+ * After its last word (an answer that retires it, a decline) the thread runs nothing more: it
+ * blocks here until the host's terminate interrupts the wait. Back in its event loop, what a
+ * handler left there (an unref'd immediate, a timer) would run between that word and its end.
+ */
+function park(): never {
+  const never = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) wait(never, 0, 0);
 }
 
 /** One execution, answered on the channel after everything else it sent. */
@@ -223,7 +234,8 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
   if (retire) await retireSoon();
   answer(k, result, retire);
-  if (!retire && !inWaitLoop) idleSoon();
+  if (retire) park();
+  if (!inWaitLoop) idleSoon();
 }
 
 /**

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -280,6 +281,23 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(okData(again)).toBe('none');
     expect(again.meta.workerId).not.toBe(first.meta.workerId);
     expect((await runners(backend)).retired['handles-left']).toBe(1);
+  });
+
+  it('a thread retired after its answer runs nothing more before it ends: an unref\'d immediate its handler left never fires', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-wp-park-'));
+    try {
+      const backend = backends.make({ maxThreads: 1 });
+      for (let i = 0; i < 5; i++) {
+        const marker = path.join(dir, `ran-${i}`);
+        expectOk(await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'marking-immediate', marker } }));
+        await waitFor(async () => (await runners(backend)).retired['handles-left'] === i + 1);
+      }
+      await sleep(200);
+      expect(readdirSync(dir)).toEqual([]);
+      expect((await runners(backend)).crashed).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it(`a thread whose handler leaves code to run later each time is retired after ${LATER_KEPT_EXECUTIONS} more of its executions: what they leave does not pile up without end`, async () => {
