@@ -430,6 +430,28 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(result.data).toEqual({ length: 3 });
   });
 
+  it('log lines and events a reset takes on their way from the worker are not lost silently: the caller is told how many, and every one is either delivered or counted', async () => {
+    const pool = newPool('outputlost');
+    await worker(proxy.url, pool);
+    const backend = host(server.url, pool, { workerLostMs: 8000 });
+    const lines: string[] = [];
+    const notices: string[] = [];
+    let events = 0;
+    proxy.resetOn('line 7');
+    const result = await backend.execute(
+      { pluginId: QUEUE_PROBE, handlerId: 'chatty', input: { count: 10 } },
+      { timeoutMs: 20_000, onEvent: () => void events++, onLog: (entry) => (entry.level === 'warn' ? notices.push(entry.message) : lines.push(entry.message)) },
+    );
+    expect(proxy.resets()).toBe(1);
+    expectOk(result);
+    expect(notices).toHaveLength(1);
+    const [, lost, sent] = /^(\d+) of the (\d+) log line\(s\) and event\(s\) of this execution did not reach this host: lost on the way from worker /.exec(notices[0]!) ?? [];
+    expect(Number(sent)).toBe(20);
+    expect(Number(lost)).toBeGreaterThan(0);
+    expect(lines).not.toContain('line 7');
+    expect(lines.length + events + Number(lost)).toBe(20);
+  });
+
   it('a small result that four resets in a row take (it and each of its three re-sends): WORKER_CRASHED saying the worker is there but its result may have been lost, not that it sent no heartbeat', async () => {
     const pool = newPool('resultlost4');
     await worker(proxy.url, pool);

@@ -192,7 +192,7 @@ export class HostLink implements ExecutionLink {
   }
 
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined {
-    return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, undefined, signal);
+    return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, { signal });
   }
 
   /** Tasks waiting in the stream, as last read (see checkStream). */
@@ -309,7 +309,7 @@ export class HostLink implements ExecutionLink {
         execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
         break;
       case 'result':
-        execution?.result(decode<ResultBody>(body, "The handler's result", 'by the host'));
+        execution?.result(decode<ResultBody>(body, "The handler's result", 'by the host'), msg.headers?.get(HEADER.outputSent));
         break;
     }
     // The last part of a large message is a request: the sender waits for this.

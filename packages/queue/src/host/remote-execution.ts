@@ -53,6 +53,8 @@ export class RemoteExecution {
   #lastHeard = 0;
   /** Its worker named it in a heartbeat: it took the start this host accepted. */
   #confirmed = false;
+  /** Its log lines and events that arrived (see lostOutput()). */
+  #outputHeard = 0;
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
     this.id = task.executionId;
@@ -211,16 +213,20 @@ export class RemoteExecution {
 
   log(body: LogBody): void {
     this.#lastHeard = performance.now();
+    this.#outputHeard++;
     this.#control.log(body.level, String(body.message), body.fields, body.stream);
   }
 
   /** An event or a platform/channel call, in the runner protocol's terms. */
   relay(message: RunnerToHost): void {
     this.#lastHeard = performance.now();
+    if (message.type === 'event') this.#outputHeard++;
     this.#session.handle(message);
   }
 
-  result(body: ResultBody): void {
+  /** `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
+  result(body: ResultBody, outputSent?: string): void {
+    this.#lostOutput(Number(outputSent));
     const { meta } = body;
     this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
     if (this.#worker && (meta?.pid !== undefined || meta?.threadId !== undefined)) {
@@ -231,6 +237,19 @@ export class RemoteExecution {
     } catch (error) {
       this.#finish(undefined, error);
     }
+  }
+
+  /**
+   * Log lines and events its worker sent that never arrived: a reset of the worker's connection
+   * takes what was on the wire, not yet at the server (the result goes again; they do not). Said,
+   * not lost silently, before the result.
+   */
+  #lostOutput(sent: number): void {
+    const lost = sent - this.#outputHeard;
+    if (!this.#settle || !Number.isSafeInteger(sent) || lost <= 0) return;
+    const worker = this.#worker ? `worker ${this.#worker.id} (${this.#worker.host})` : 'its worker';
+    const message = `${lost} of the ${sent} log line(s) and event(s) of this execution did not reach this host: lost on the way from ${worker}, as when a connection to the NATS server drops while it runs`;
+    this.#control.log('warn', message, { lost, sent, workerId: this.#worker?.id }, 'logger');
   }
 
   /** Something its worker sent for it cannot be read here (shared/wire.ts decode): it fails so, and its worker stops it. */

@@ -1,5 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { TransferRefusedError, type Courier } from '../shared/courier.js';
+import { TransferRefusedError, type Courier, type OutputTally } from '../shared/courier.js';
 import { encode, formatBytes, type Kind } from '../shared/wire.js';
 
 /**
@@ -13,6 +13,8 @@ export class ExecutionOutbox {
   readonly #caller: string;
   readonly #id: string;
   readonly #maxPayloadBytes: number;
+  /** Its log lines and events on the wire, which its result carries (courier.ts, OutputTally). */
+  readonly tally: OutputTally = { sent: 0 };
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
   #sending: Promise<void> | undefined;
 
@@ -30,7 +32,7 @@ export class ExecutionOutbox {
 
   post(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
     const send = () =>
-      this.#courier.post(this.#caller, kind, this.#id, body)?.catch((error: unknown) => {
+      this.#courier.post(this.#caller, kind, this.#id, body, { tally: this.tally })?.catch((error: unknown) => {
         if (error instanceof TransferRefusedError) onRefused?.(error);
       });
     if (this.#sending) return this.#queue(this.#sending.then(send));
@@ -53,7 +55,7 @@ export class ExecutionOutbox {
     const refused = this.overLimit(bytes, 'ctx.emit() event');
     if (refused) return this.post('log', warning(refused));
     // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
-    this.post('event', bytes, (by) => void this.#courier.post(this.#caller, 'log', this.#id, warning(this.refusedBy('ctx.emit() event', by))));
+    this.post('event', bytes, (by) => void this.#courier.post(this.#caller, 'log', this.#id, warning(this.refusedBy('ctx.emit() event', by)), { tally: this.tally }));
   }
 
   /** The caller's limit, lower than this worker's, refused what this worker sent. */

@@ -310,7 +310,7 @@ export class WorkerExecution implements Watched {
     // Rejects when a large one does not get through: its caller is gone, its limit is lower than
     // this worker's (TransferRefusedError), or the connection dropped under it.
     const { courier } = this.#worker;
-    await courier.post(this.#claim.caller, 'result', this.id, bytes, RESULT_TIMEOUT_MS);
+    await courier.post(this.#claim.caller, 'result', this.id, bytes, { timeoutMs: RESULT_TIMEOUT_MS, tally: this.#out.tally });
     // In parts, each answered: the last part's answer says the caller has it.
     if (!courier.fitsOneMessage(bytes)) return;
     this.#result = bytes;

@@ -192,16 +192,25 @@ export class Courier {
    * Fire and forget when it fits in one message; a large body resolves once every part was taken.
    * `signal` stops a large body's parts from going (the body is no longer wanted: sent again, say).
    */
-  post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs = 10_000, signal?: AbortSignal): Promise<void> | undefined {
+  post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, options: PostOptions = {}): Promise<void> | undefined {
+    const { timeoutMs = 10_000, signal, tally } = options;
     const output = kind === 'log' || kind === 'event';
     const held = this.#held ?? this.#paces.get(subject)?.held;
-    if (held && output && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body);
-    if (held) return held.until.then(() => this.post(subject, kind, executionId, body, timeoutMs, signal));
-    if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs, signal).then(() => undefined);
-    const headers = makeHeaders(kind, executionId, this.#caller);
+    if (held && output && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body, tally);
+    if (held) return held.until.then(() => this.post(subject, kind, executionId, body, options));
+    if (output && tally) tally.sent++;
+    if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs, signal, tally).then(() => undefined);
+    const headers = this.#headers(kind, executionId, tally);
     if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.replies.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
     else this.#nc.publish(subject, body, { headers });
     return undefined;
+  }
+
+  /** A result's headers carry its execution's tally as it goes (what went before it is counted by then). */
+  #headers(kind: Kind, executionId: string | undefined, tally: OutputTally | undefined): MsgHdrs {
+    const headers = makeHeaders(kind, executionId, this.#caller);
+    if (kind === 'result' && tally) headers.set(HEADER.outputSent, String(tally.sent));
+    return headers;
   }
 
   /** Counts `bytes` of output to `subject`; true when this one is to be acknowledged (every PACE_BYTES). */
@@ -231,14 +240,14 @@ export class Courier {
    * A log line or event while the connection is down: held, in order with the rest, without its
    * sender waiting for it (as when connected: fire and forget), up to HELD_OUTPUT_BYTES.
    */
-  #holdOutput(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, body: Uint8Array): undefined {
+  #holdOutput(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, body: Uint8Array, tally: OutputTally | undefined): undefined {
     if (held.outputBytes + body.length > HELD_OUTPUT_BYTES) {
       if (held.paced && kind === 'event' && executionId !== undefined) this.#events.onOutpaced?.(subject, executionId);
-      return this.#drop(held, subject, kind, executionId);
+      return this.#drop(held, subject, kind, executionId, tally);
     }
     held.outputBytes += body.length;
     // A connection closed for good (not made again) makes the publish throw: nothing waits for it.
-    held.until.then(() => this.post(subject, kind, executionId, body)).catch(() => undefined);
+    held.until.then(() => this.post(subject, kind, executionId, body, { tally })).catch(() => undefined);
     return undefined;
   }
 
@@ -246,7 +255,7 @@ export class Courier {
    * A log line or event over the held bound: counted, and on the first one of its execution a
    * notice is held in its place, which says (once the connection is back) how many were dropped.
    */
-  #drop(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined): undefined {
+  #drop(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, tally: OutputTally | undefined): undefined {
     const key = `${subject}\n${executionId ?? ''}`;
     const count = held.dropped.get(key);
     if (count) {
@@ -260,7 +269,7 @@ export class Courier {
         const message =
           `${counted.log} log line(s) and ${counted.event} event(s) of this execution were not delivered: ${held.why}, ` +
           `and the worker holds at most ${formatBytes(HELD_OUTPUT_BYTES)} of logs and events meanwhile`;
-        return this.post(subject, 'log', executionId, encode({ level: 'warn', message, stream: 'logger' }, 'log fields'));
+        return this.post(subject, 'log', executionId, encode({ level: 'warn', message, stream: 'logger' }, 'log fields'), { tally });
       })
       .catch(() => undefined);
     return undefined;
@@ -274,7 +283,7 @@ export class Courier {
   }
 
   /** The parts of `body` in order, as many waiting for their answers at once as the link carries (PartsWindow). */
-  async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number, signal?: AbortSignal): Promise<Msg> {
+  async #sendParts(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, timeoutMs: number, signal?: AbortSignal, tally?: OutputTally): Promise<Msg> {
     const transfer = randomUUID();
     const size = this.#partBytes;
     const count = Math.ceil(body.length / size);
@@ -289,7 +298,7 @@ export class Courier {
         // a disconnect). The body goes again, whole, once the connection is back.
         if (this.#held) throw new Error(DROPPED);
         signal?.throwIfAborted();
-        const headers: MsgHdrs = makeHeaders(kind, executionId, this.#caller);
+        const headers = this.#headers(kind, executionId, tally);
         headers.set(HEADER.part, `${next}/${count}`);
         headers.set(HEADER.transfer, transfer);
         const part = body.subarray(next * size, Math.min(body.length, (next + 1) * size));
@@ -304,7 +313,11 @@ export class Courier {
       window.answered(Math.min(size, body.length - answered * size));
       this.#events.onPartTaken?.(subject);
       const refused = reply.headers?.get(HEADER.refused);
-      if (refused) throw new TransferRefusedError(Number(refused), body.length);
+      if (refused) {
+        // Refused, not lost: the receiver knows it did not take it (and its sender says so in its place).
+        if (tally && kind !== 'result') tally.sent--;
+        throw new TransferRefusedError(Number(refused), body.length);
+      }
     }
     return reply;
   }
@@ -323,6 +336,25 @@ function newHeld(why: string, paced = false): Held {
   let open!: () => void;
   const until = new Promise<void>((resolve) => (open = resolve));
   return { until, open, why, paced, outputBytes: 0, dropped: new Map() };
+}
+
+/** How many of one execution's log lines and events went on the wire (see PostOptions). */
+export interface OutputTally {
+  sent: number;
+}
+
+export interface PostOptions {
+  /** How long each part of a large body waits for its answer. */
+  timeoutMs?: number;
+  /** Stops a large body's parts from going. */
+  signal?: AbortSignal;
+  /**
+   * The execution's tally: a log line or event counts once it goes on the wire (a held one when
+   * it goes, a dropped one never, a refused one is taken off again), and a result carries the
+   * count as it goes (HEADER.outputSent), so that its receiver can tell how many were lost on the
+   * way (a reset takes what was on the wire, not yet at the server).
+   */
+  tally?: OutputTally;
 }
 
 /** What a courier tells its owner. */

@@ -25,6 +25,8 @@ export const HEADER = {
   /** A part of a body sent in pieces: `index/count`, and the transfer it belongs to. */
   part: 'Kb-Part',
   transfer: 'Kb-Transfer',
+  /** On a result: how many log lines and events its execution sent before it (see courier.ts, OutputTally). */
+  outputSent: 'Kb-Output-Sent',
   /** On the reply to a part: the receiver's limit in bytes (its maxPayloadBytes), which the transfer passed; it was dropped. */
   refused: 'Kb-Refused',
 } as const;
