@@ -338,6 +338,38 @@ describe('WorkspaceManager', () => {
     }
   });
 
+  it.runIf(process.platform === 'linux')('a plugin process still running that swaps folders and links to outside in place while its lease is removed never makes the host delete, or list, outside files', async () => {
+    const outside = path.join(base, `victim-${counter++}`);
+    await mkdir(outside);
+    for (let i = 0; i < 50; i++) await writeFile(path.join(outside, `f${i}`), 'keep');
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    // Each d<i> is a folder or a link to `outside` by turns (three renames), as fast as a process can.
+    const racer = `
+      const fs = require('node:fs');
+      process.chdir(process.argv[1]);
+      process.stdout.write('go');
+      for (;;) for (let i = 0; i < 4; i++) try { fs.renameSync('d' + i, 't' + i); fs.renameSync('l' + i, 'd' + i); fs.renameSync('t' + i, 'l' + i); } catch {}
+    `;
+    for (let round = 0; round < 15; round++) {
+      const lease = await manager.acquire(`raced-${round}`);
+      for (let i = 0; i < 4; i++) {
+        await mkdir(path.join(lease.dir, `d${i}`));
+        for (let j = 0; j < 200; j++) await writeFile(path.join(lease.dir, `d${i}`, `g${j}`), 'x');
+        await symlink(outside, path.join(lease.dir, `l${i}`));
+      }
+      const child = spawn(process.execPath, ['-e', racer, lease.dir], { stdio: ['ignore', 'pipe', 'ignore'], env: {} });
+      children.push(child);
+      await once(child.stdout!, 'data');
+      const artifacts = await listArtifacts(lease.dir, 100_000);
+      await lease.release();
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      expect(artifacts.filter((name) => /\/f\d+$/.test(name))).toEqual([]);
+      expect(await exists(lease.dir)).toBe(false);
+      expect((await readdir(outside)).length).toBe(50);
+    }
+  }, 60_000);
+
   it('removes symlinks without following them out of the workspace', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     const outside = path.join(base, `outside-${counter}`);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { anchoredTreesAvailable, removeAnchored } from './anchored-tree.js';
 // By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
 const fs = process.getBuiltinModule('node:fs');
 
@@ -10,10 +11,13 @@ const MAX_PASSES = 4;
 /**
  * `rm -rf` that copes with what a plugin may leave: read-only files and folders (permissions are
  * restored on directories only, never through a symlink), symlinks (removed, not followed), and a
- * tree deeper than an absolute path can name (made with `mkdir` + `chdir` in a loop), which `rm`
- * cannot reach (ENAMETOOLONG): its deep folders are moved up, by paths short enough, first.
+ * tree deeper than an absolute path can name (made with `mkdir` + `chdir` in a loop). On Linux
+ * every name is looked up in a folder held open, so a plugin's process still running cannot swap
+ * a link in and have the host follow it (anchored-tree.ts). Elsewhere, `fs.rm`: a tree too deep
+ * for it (ENAMETOOLONG) has its deep folders moved up, by paths short enough, first.
  */
 export async function removeTree(dir: string): Promise<void> {
+  if (anchoredTreesAvailable()) return removeAnchored(dir);
   for (let pass = 1; ; pass++) {
     try {
       return await removeOnce(dir);

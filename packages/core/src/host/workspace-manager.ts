@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
 import { nearest } from './nearest-name.js';
+import { anchoredTreesAvailable, listAnchored } from './anchored-tree.js';
 import { removeTree } from './remove-tree.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -348,13 +349,25 @@ const MAX_ARTIFACT_ENTRIES = 10_000;
 /**
  * Relative paths of the regular files under `dir` (symlinks listed but not followed), capped in
  * number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
- * would be a lossy copy, naming no file (two such names could even come out the same).
+ * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
+ * folders are walked through descriptors (anchored-tree.ts), down to 64 levels.
  */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
   const out: string[] = [];
   let looked = 0;
+  const visit = (child: string, folder: boolean): boolean => {
+    if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return false;
+    if (!folder) out.push(child);
+    return out.length < limit;
+  };
+  if (anchoredTreesAvailable()) await listAnchored(dir, visit);
+  else await listByPath(dir, visit);
+  return out.sort();
+}
+
+async function listByPath(dir: string, visit: (child: string, folder: boolean) => boolean): Promise<void> {
+  let going = true;
   const walk = async (rel: string): Promise<void> => {
-    if (out.length >= limit || looked >= MAX_ARTIFACT_ENTRIES) return;
     let entries;
     try {
       entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true, encoding: 'buffer' });
@@ -362,14 +375,13 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
       return;
     }
     for (const entry of entries) {
-      if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return;
       const name = entry.name.toString('utf8');
       if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
       const child = rel ? `${rel}/${name}` : name;
-      if (entry.isDirectory()) await walk(child);
-      else out.push(child);
+      going = visit(child, entry.isDirectory());
+      if (going && entry.isDirectory()) await walk(child);
+      if (!going) return;
     }
   };
   await walk('');
-  return out.sort();
 }

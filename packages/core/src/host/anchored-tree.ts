@@ -1,0 +1,176 @@
+// By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
+const fs = process.getBuiltinModule('node:fs');
+
+/**
+ * Removing and listing a tree that someone else may change meanwhile: a workspace that a plugin's
+ * process still alive (a warm spare's, sharing the workspace root) fills with folders and links
+ * it swaps in and out of place by rename. A path-based walk (`fs.rm`, a readdir of `dir/sub`)
+ * that looks at `sub`, finds a folder, and then reads `dir/sub` again may meet a link there and
+ * follow it out: deleting, listing or chmodding the host's own files. Here every name is looked
+ * up in a folder held open (Linux's `/proc/self/fd/<fd>/<name>`: the folder itself, wherever it
+ * was moved), folders are opened without following a link (`O_NOFOLLOW`), and what is not a
+ * folder is unlinked, never followed.
+ */
+
+/** Linux's O_PATH: a descriptor that names a folder without reading it (it may be mode 000). */
+const O_PATH = 0o10000000;
+const FOLDER_FLAGS = O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
+/** Folders held open at once along one branch; deeper ones are moved up to the top (removal) or not listed. */
+export const MAX_HELD_DEPTH = 64;
+/** Passes over the tree before a removal gives up (a tree deeper than 64 folders needs one per 64 levels). */
+const MAX_PASSES = 10_000;
+/** Passes in a row that remove nothing before it gives up (an immutable file; or what still runs keeps moving things). */
+const MAX_IDLE_PASSES = 100;
+
+let available: boolean | undefined;
+
+/** Whether this system names an open folder by path (Linux with /proc): otherwise the path-based walk is used. */
+export function anchoredTreesAvailable(): boolean {
+  available ??= process.platform === 'linux' && fs.existsSync('/proc/self/fd');
+  return available;
+}
+
+/** The open folder `fd`, or `name` in it, as a path. */
+function inFolder(fd: number, name?: Buffer): Buffer {
+  const folder = Buffer.from(`/proc/self/fd/${fd}`);
+  return name ? Buffer.concat([folder, Buffer.from('/'), name]) : folder;
+}
+
+const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException)?.code;
+
+/** The folder at `at`, held open; undefined when it is not a folder (now: a link, a file, gone). `writable`: made 0700 first. */
+async function openFolder(at: Buffer, writable: boolean) {
+  let folder;
+  try {
+    folder = await fs.promises.open(at, FOLDER_FLAGS);
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return undefined;
+    throw error;
+  }
+  // Through the descriptor: the very folder, never a link put in its place.
+  if (writable) await fs.promises.chmod(inFolder(folder.fd), 0o700).catch(() => undefined);
+  return folder;
+}
+
+/** Unlink what is at `at` unless it is a folder: true when it is gone. */
+async function unlinked(at: Buffer): Promise<boolean> {
+  try {
+    await fs.promises.unlink(at);
+    return true;
+  } catch (error) {
+    const code = codeOf(error);
+    if (code === 'ENOENT') return true;
+    if (code === 'EISDIR' || code === 'EPERM') return false;
+    throw error;
+  }
+}
+
+/**
+ * `rm -rf dir`, never following a link, whatever the tree's contents do meanwhile. An empty
+ * folder (most workspaces) goes with one `rmdir`; a file or link in its place is unlinked.
+ */
+export async function removeAnchored(dir: string): Promise<void> {
+  const walk: Walk = { hoisted: 0, changed: 0 };
+  let last: unknown;
+  for (let pass = 0, idle = 0; pass < MAX_PASSES && idle < MAX_IDLE_PASSES; pass++) {
+    try {
+      await fs.promises.rmdir(dir);
+      return;
+    } catch (error) {
+      const code = codeOf(error);
+      if (code === 'ENOENT') return;
+      if (code === 'ENOTDIR') return void (await unlinked(Buffer.from(dir)));
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
+      last = error;
+    }
+    const top = await openFolder(Buffer.from(dir), true);
+    if (!top) continue;
+    const before = walk.changed;
+    try {
+      await emptyHeld(top.fd, top.fd, 1, walk);
+    } finally {
+      await top.close();
+    }
+    // Nothing it could remove (an immutable file, a mount point) stays, said by `rmdir`'s error.
+    idle = walk.changed === before ? idle + 1 : 0;
+  }
+  throw last;
+}
+
+/** One removal's count of what it moved up (the names it gives them) and of everything it changed. */
+interface Walk {
+  hoisted: number;
+  changed: number;
+}
+
+/**
+ * Empty the folder held as `fd`, `depth` folders below the top one (`top`): each folder in it is
+ * emptied through its own descriptor and removed. Past MAX_HELD_DEPTH a folder is moved up into
+ * the top folder instead (a rename never follows a link), to be emptied in the next pass.
+ */
+async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Promise<void> {
+  let names: Buffer[];
+  try {
+    names = await fs.promises.readdir(inFolder(fd), { encoding: 'buffer' });
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const at = inFolder(fd, name);
+    if (await unlinked(at)) {
+      walk.changed++;
+      continue;
+    }
+    const folder = await openFolder(at, true);
+    if (!folder) continue;
+    try {
+      if (depth < MAX_HELD_DEPTH) await emptyHeld(folder.fd, top, depth + 1, walk);
+    } finally {
+      await folder.close();
+    }
+    // Refilled, or something else put in its place meanwhile: the next pass meets it.
+    const done = depth < MAX_HELD_DEPTH ? fs.promises.rmdir(at) : fs.promises.rename(at, inFolder(top, Buffer.from(`.kb-up-${walk.hoisted++}`)));
+    if (await done.then(() => true, () => false)) walk.changed++;
+  }
+}
+
+/**
+ * Visit what is under `dir` (links as they are, never followed), walking folders through their
+ * descriptors down to MAX_HELD_DEPTH: `visit` gets each relative path and whether it is a folder,
+ * and says whether to go on. A name that is not valid UTF-8 is left out (see listArtifacts).
+ */
+export async function listAnchored(dir: string, visit: (path: string, folder: boolean) => boolean): Promise<void> {
+  const top = await openFolder(Buffer.from(dir), false);
+  if (!top) return;
+  let going = true;
+  const walk = async (fd: number, rel: string, depth: number): Promise<void> => {
+    let entries;
+    try {
+      entries = await fs.promises.readdir(inFolder(fd), { withFileTypes: true, encoding: 'buffer' });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const name = entry.name.toString('utf8');
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
+      const child = rel ? `${rel}/${name}` : name;
+      going = visit(child, entry.isDirectory());
+      if (going && entry.isDirectory() && depth < MAX_HELD_DEPTH) {
+        const folder = await openFolder(inFolder(fd, entry.name), false);
+        if (!folder) continue;
+        try {
+          await walk(folder.fd, child, depth + 1);
+        } finally {
+          await folder.close();
+        }
+      }
+      if (!going) return;
+    }
+  };
+  try {
+    await walk(top.fd, '', 1);
+  } finally {
+    await top.close();
+  }
+}
