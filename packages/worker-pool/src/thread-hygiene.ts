@@ -21,7 +21,8 @@ const postMessage = (globalThis as unknown as { MessagePort: typeof MessagePort 
 const hasOwn = Object.hasOwn;
 const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
-const rawListeners = process.rawListeners.bind(process) as (event: string) => unknown[];
+const rawListeners = process.rawListeners.bind(process) as (event: string | symbol) => unknown[];
+const eventNames = process.eventNames.bind(process);
 const hasCaptureCallback = process.hasUncaughtExceptionCaptureCallback.bind(process);
 
 /**
@@ -283,25 +284,32 @@ export class HandleWatch {
  * runtime's swapped for the handler's own (the same number) is a change too.
  */
 export class ListenerWatch {
-  static readonly EVENTS = ['uncaughtException', 'uncaughtExceptionMonitor', 'unhandledRejection', 'rejectionHandled', 'exit', 'beforeExit', 'warning', 'message'] as const;
-  #baseline: Array<readonly unknown[]> | undefined;
+  /** The listeners of each event on `process` when the thread was clean, one by one. */
+  #baseline: Map<string | symbol, readonly unknown[]> | undefined;
 
   /** Call when the thread is idle and clean (before its first execution). */
   mark(): void {
-    this.#baseline ??= ListenerWatch.EVENTS.map((event) => rawListeners(event));
+    this.#baseline ??= new Map(eventNames().map((event) => [event, rawListeners(event)]));
   }
 
-  /** A listener added, removed or swapped, or an uncaught-exception capture callback set (it would take the next plugin's crashes). */
+  /**
+   * A listener added, removed or swapped on any event of `process` (not only the error events: a
+   * `'worker'`, `'newListener'` or `'workerMessage'` listener runs its code during a later
+   * execution), or an uncaught-exception capture callback set (it would take the next plugin's crashes).
+   */
   changed(): boolean {
     const baseline = this.#baseline!;
-    for (let i = 0; i < baseline.length; i++) {
-      const before = baseline[i]!;
-      const now = rawListeners(ListenerWatch.EVENTS[i]!);
-      if (now.length !== before.length) return true;
-      for (let j = 0; j < now.length; j++) if (now[j] !== before[j]) return true;
-    }
+    const names = eventNames();
+    for (const event of names) if (!sameListeners(rawListeners(event), baseline.get(event))) return true;
+    for (const [event, before] of baseline) if (before.length > 0 && !names.includes(event)) return true;
     return hasCaptureCallback();
   }
+}
+
+function sameListeners(now: readonly unknown[], before: readonly unknown[] = []): boolean {
+  if (now.length !== before.length) return false;
+  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
+  return true;
 }
 
 /** Resources keeping the loop alive, less those already closing (a module load leaves a CloseReq behind for a moment). */

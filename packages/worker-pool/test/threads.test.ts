@@ -87,6 +87,18 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(figures.started).toBe(2);
   });
 
+  it.each(['worker', 'newListener', 'removeListener', 'kb-custom'])('a listener a handler leaves on process for %s (not one of the error events) never runs during another handler\'s execution: that task is declined and the thread retired', async (event) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'listens-on-process', input: { event } });
+    expect(okData(left)).toBe(event);
+    const lines: string[] = [];
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' }, { onLog: (entry) => lines.push(entry.message) });
+    expect(okData(other)).toBe('other');
+    expect(other.meta.workerId).not.toBe(left.meta.workerId);
+    expect(lines).toEqual([]);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+  });
+
   it('a handler that sets Error.prepareStackTrace or Error.stackTraceLimit (as source-map-support does) has its thread retired: another plugin\'s errors keep their own stacks', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const hooked = await backend.execute({ pluginId: POOL, handlerId: 'sets-stack-hooks' });
