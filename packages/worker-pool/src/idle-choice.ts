@@ -1,12 +1,21 @@
 /** Host side: which idle thread takes a task. */
 
+interface IdleThread {
+  readonly endedBy: unknown;
+  readonly lastHandler: string | undefined;
+  /** It holds code its handler left to run later: it would decline another handler's task, and be retired. */
+  readonly bound: boolean;
+}
+
 /**
  * An idle thread for a task of handler `key`: the one that ran that handler last, else a fresh
- * one, else the one used last. A thread whose handler left code to run later declines another
- * handler's task (and is retired), so two handlers that take turns keep a thread each. One ended
- * since (its idle time up, found spinning, shutdown) is on its way out: not handed anything.
+ * one, else one used before. A thread bound to another handler (code it left to run later) is
+ * handed the task only when no other thread can start (`canGrow` false): it would decline it and
+ * be retired, so while the pool has room a new thread starts instead, and two handlers that take
+ * turns keep a thread each. One ended since (its idle time up, found spinning, shutdown) is on
+ * its way out: not handed anything.
  */
-export function takeIdle<T extends { readonly endedBy: unknown; readonly lastHandler: string | undefined }>(idle: T[], key: string): T | undefined {
+export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: boolean): T | undefined {
   let chosen = -1;
   for (let i = idle.length - 1; i >= 0; i--) {
     const thread = idle[i]!;
@@ -15,7 +24,14 @@ export function takeIdle<T extends { readonly endedBy: unknown; readonly lastHan
       chosen = i;
       break;
     }
-    if (chosen < 0 || (thread.lastHandler === undefined && idle[chosen]!.lastHandler !== undefined)) chosen = i;
+    if (thread.bound && canGrow) continue;
+    if (chosen < 0 || rank(thread) < rank(idle[chosen]!)) chosen = i;
   }
   return chosen < 0 ? undefined : idle.splice(chosen, 1)[0];
+}
+
+/** Fresh first, then one used before, then one bound to its handler. */
+function rank(thread: IdleThread): number {
+  if (thread.bound) return 2;
+  return thread.lastHandler === undefined ? 0 : 1;
 }

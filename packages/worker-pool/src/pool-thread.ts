@@ -92,6 +92,8 @@ export class PoolThread<Lane = unknown> {
   readonly pluginGenerations = new Map<string, number>();
   /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
   stale = false;
+  /** Its last answer said it holds code its handler left to run later: another handler's task would be declined there. */
+  bound = false;
   /** The handler (handlerKey) it was handed last, if any. */
   get lastHandler(): string | undefined {
     return this.#tasks.last;
@@ -318,6 +320,7 @@ export class PoolThread<Lane = unknown> {
       this.#pacer.after(execution.control);
     } else if (message.m.type === 'result') {
       this.release();
+      this.bound = message.bound === true;
       if (message.retire) this.end({ kind: 'retired', reason: message.retire });
       try {
         execution.resolve(unwrapRunnerResult(tightenViews(message.m)));

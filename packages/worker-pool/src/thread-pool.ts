@@ -211,7 +211,7 @@ export class ThreadPool {
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
-    const thread = takeIdle(lane.idle, handlerKey(execution.task));
+    const thread = takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads);
     if (thread) {
       if (!thread.run(execution)) this.#onIdle(thread);
       return;
@@ -273,6 +273,9 @@ export class ThreadPool {
     const lane = thread.lane;
     if (thread.endedBy) return;
     if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
+    // Bound to its handler: a task of that handler first, if one waits (another's would be declined there).
+    const own = thread.bound ? lane.waiting.findIndex((waiting) => handlerKey(waiting.task) === thread.lastHandler) : -1;
+    if (own > 0) lane.waiting.unshift(...lane.waiting.splice(own, 1));
     while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
     if (this.#closing) return;
     lane.idle.push(thread);

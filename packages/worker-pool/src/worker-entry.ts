@@ -252,11 +252,12 @@ function idleSoon(): void {
 
 function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {
   flow.answering(k);
+  // The host keeps a thread bound to its handler for that handler's tasks (idle-choice.ts).
+  const says = (m: RunnerResult): ThreadToHost => (retire ? { k, m, retire } : laterRuns > 0 ? { k, m, bound: true } : { k, m });
   try {
-    send(retire ? { k, m: result, retire } : { k, m: result });
+    send(says(result));
   } catch (error) {
     // The handler returned something structured clone refuses (a function, a symbol …).
-    const refused: RunnerResult = { type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) };
-    send(retire ? { k, m: refused, retire } : { k, m: refused });
+    send(says({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) }));
   }
 }
