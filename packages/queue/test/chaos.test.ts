@@ -540,6 +540,45 @@ describe('a slow or flaky link between a worker and the server', () => {
     return { lines, notices, count };
   }
 
+  it('an in-process one whose link is cut (acknowledgements stop coming), then reset: the lines dropped while it waited are all counted, in one notice, beside every line that came and those the reset took', async () => {
+    const pool = newPool('heldcut');
+    await worker(proxy.url, pool, 1, 'in-process');
+    const backend = host(server.url, pool, { workerLostMs: 60_000 });
+    const lines: string[] = [];
+    const notices: string[] = [];
+    const count = 30_000;
+    let events = 0;
+    const result = await backend.execute(
+      // Short lines between the long ones fill the hold to its last bytes: no room for a notice there.
+      { pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 300, count, bytes: 1000, afterMs: 3000, shortEvery: 10 } },
+      {
+        timeoutMs: 120_000,
+        onEvent: () => {
+          if (events++ > 0) return;
+          proxy.cut();
+          setTimeout(() => {
+            proxy.reset();
+            proxy.restore();
+          }, 2500);
+        },
+        onLog: (entry) => (entry.level === 'warn' ? notices.push(entry.message) : lines.push(entry.message)),
+      },
+    );
+    expectOk(result);
+    // One notice for what the worker dropped (counted through both holds), and one for what the
+    // reset took on the wire, if it took any.
+    const held = notices.filter((notice) => / were not delivered: /.test(notice));
+    expect(held).toHaveLength(1);
+    const [, dropped, droppedEvents] = /^(\d+) log line\(s\) and (\d+) event\(s\) of this execution were not delivered: /.exec(held[0]!) ?? [];
+    expect(Number(dropped)).toBeGreaterThan(1);
+    const onTheWire = notices.filter((notice) => notice !== held[0]);
+    expect(onTheWire.length).toBeLessThanOrEqual(1);
+    const [, lost] = /^(\d+) of the \d+ log line\(s\) and event\(s\) of this execution did not reach this host/.exec(onTheWire[0] ?? '0 of the 0 log line(s) and event(s) of this execution did not reach this host') ?? [];
+    expect(Number(droppedEvents)).toBe(0);
+    // Every line, long or short: delivered, or counted in a notice.
+    expect(lines.length + Number(dropped) + Number(lost)).toBe(count + count / 10);
+  }, 60_000);
+
   it('a handler that logs tens of MB while its worker reconnects waits for the connection (worker-pool): every line arrives', async () => {
     const { lines, notices, count } = await logThroughOutage('worker-pool');
     expect(notices).toEqual([]);

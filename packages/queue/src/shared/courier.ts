@@ -226,7 +226,7 @@ export class Courier {
   /** What is posted to `subject` waits for `acknowledged` (answered, refused or timed out), then goes in order. */
   #paceOn(subject: string, acknowledged: Promise<unknown>): void {
     const pace = this.#paces.get(subject)!;
-    const held = (pace.held = newHeld('the calling host took them more slowly than they came', true));
+    const held = (pace.held = newHeld('the calling host acknowledged them more slowly than they came (a slow host, or a link cut)', true));
     void acknowledged
       .catch(() => undefined)
       .then(() => {
@@ -256,18 +256,28 @@ export class Courier {
    * notice is held in its place, which says (once the connection is back) how many were dropped.
    */
   #drop(held: Held, subject: string, kind: 'log' | 'event', executionId: string | undefined, tally: OutputTally | undefined): undefined {
+    return this.#count(held, subject, executionId, tally, { log: kind === 'log' ? 1 : 0, event: kind === 'event' ? 1 : 0, why: [held.why] });
+  }
+
+  #count(held: Held, subject: string, executionId: string | undefined, tally: OutputTally | undefined, dropped: Dropped): undefined {
     const key = `${subject}\n${executionId ?? ''}`;
-    const count = held.dropped.get(key);
-    if (count) {
-      count[kind]++;
+    const counted = held.dropped.get(key);
+    if (counted) {
+      counted.log += dropped.log;
+      counted.event += dropped.event;
+      for (const why of dropped.why) if (!counted.why.includes(why)) counted.why.push(why);
       return undefined;
     }
-    const counted = { log: kind === 'log' ? 1 : 0, event: kind === 'event' ? 1 : 0 };
-    held.dropped.set(key, counted);
+    held.dropped.set(key, dropped);
     held.until
       .then(() => {
+        // Another hold began while this one lasted (the connection dropped while it waited for an
+        // acknowledgement): what it held went into that one, and so does its count, said once by
+        // that hold's notice (which would not fit in it either).
+        const next = this.#held ?? this.#paces.get(subject)?.held;
+        if (next && next !== held) return this.#count(next, subject, executionId, tally, dropped);
         const message =
-          `${counted.log} log line(s) and ${counted.event} event(s) of this execution were not delivered: ${held.why}, ` +
+          `${dropped.log} log line(s) and ${dropped.event} event(s) of this execution were not delivered: ${dropped.why.join(', then ')}, ` +
           `and the worker holds at most ${formatBytes(HELD_OUTPUT_BYTES)} of logs and events meanwhile`;
         return this.post(subject, 'log', executionId, encode({ level: 'warn', message, stream: 'logger' }, 'log fields'), { tally });
       })
@@ -369,6 +379,13 @@ export interface CourierEvents {
   onOutpaced?(subject: string, executionId: string): void;
 }
 
+/** Log lines and events of one execution dropped over the held bound, and why they waited. */
+interface Dropped {
+  log: number;
+  event: number;
+  why: string[];
+}
+
 interface Held {
   until: Promise<void>;
   open: () => void;
@@ -379,5 +396,5 @@ interface Held {
   /** Bytes of logs and events held. */
   outputBytes: number;
   /** What was dropped over the bound, by caller subject and execution id. */
-  dropped: Map<string, { log: number; event: number }>;
+  dropped: Map<string, Dropped>;
 }
