@@ -65,6 +65,24 @@ describe('options that cannot work', () => {
     }
   });
 
+  it('a URL of another scheme (https://, http://, ws://, a typo) is refused by host and worker, naming it: the client would take it for nats:// and send a password in the clear', async () => {
+    for (const servers of ['https://127.0.0.1:4222', 'http://127.0.0.1:4222', 'ws://127.0.0.1:4222', 'nast://127.0.0.1:4222', ['nats://127.0.0.1:4222', 'HTTPS://x:1']]) {
+      const bad = Array.isArray(servers) ? servers[1]! : servers;
+      const scheme = bad.split('://')[0];
+      const said = [{ path: 'connection.servers', message: `${JSON.stringify(bad)} is not a NATS server URL: the client speaks nats:// (and tls://, which requires TLS), not ${scheme}://` }];
+      let thrown: unknown;
+      try {
+        new QueueBackend({ connection: { servers, user: 'alice', pass: 'secret' }, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        thrown = error;
+      }
+      expect((thrown as ValidationError).details.issues).toEqual(said);
+      const refused = await startExecutionWorker({ connection: { servers }, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect((refused as ValidationError).details.issues).toEqual(said);
+    }
+    await new QueueBackend({ connection: { servers: 'NATS://127.0.0.1:4222' }, plugins: [fixturePlugins.basic] }).shutdown();
+  });
+
   it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
     const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
     for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {

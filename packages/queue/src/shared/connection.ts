@@ -28,6 +28,14 @@ const NO_SERVER = 'must be a server URL (nats://host:4222) or a non-empty array 
 const isUrlText = (url: string) => url.length > 0 && !url.includes('\0');
 
 /** The first of `servers` that names no server ("nats://", " ", a port past 65535, "host:4222," from a list joined with a trailing comma). */
+/** The URL among `servers` with a scheme the NATS client does not speak: it would take `https://` for plain `nats://` (and send a password in the clear). */
+function foreignScheme(servers: string | string[]): string | undefined {
+  return (Array.isArray(servers) ? servers : [servers]).find((url) => {
+    const scheme = /^\s*([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+    return scheme !== undefined && scheme !== 'nats' && scheme !== 'tls';
+  });
+}
+
 function unusableServer(servers: string | string[]): string | undefined {
   return (Array.isArray(servers) ? servers : [servers]).find((url) => {
     try {
@@ -48,6 +56,13 @@ export const connectionSchema = lazySchema((z) =>
       // Before the URL's form is judged: that refusal quotes the URL, and these are secrets.
       .refine((servers) => !(Array.isArray(servers) ? servers : [servers]).some((url) => url.includes('@')), {
         error: 'holds credentials (nats://user:pass@host), which the NATS client does not use: give them as connection.user and connection.pass, or connection.token',
+        abort: true,
+      })
+      .refine((servers) => foreignScheme(servers) === undefined, {
+        error: (issue) => {
+          const url = foreignScheme(issue.input as string | string[]) ?? '';
+          return `${JSON.stringify(url)} is not a NATS server URL: the client speaks nats:// (and tls://, which requires TLS), not ${url.trim().split('://')[0]}://`;
+        },
         abort: true,
       })
       .refine((servers) => unusableServer(servers) === undefined, {
