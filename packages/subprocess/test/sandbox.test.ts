@@ -105,6 +105,11 @@ describe('options', () => {
     expect(() => make({ sandboxUser: { uid: -1, gid: 5 } })).toThrow(/sandboxUser\.uid: must be an integer from 1 to 4294967294/);
   });
 
+  it('a relative allowRead (which would follow the host\'s working directory at each child\'s start) is a ValidationError naming it', () => {
+    expect(() => make({ allowRead: ['/usr/share', '.'] })).toThrow(/allowRead: must be absolute paths, got "\."/);
+    expect(() => make({ allowRead: ['shared/deps'] })).toThrow(/allowRead: must be absolute paths, got "shared\/deps"/);
+  });
+
   it.runIf(linux)("'required' where bubblewrap does not exist: construction fails and says why", () => {
     expect(() => make({ sandbox: 'required', bwrapPath: path.join(scratch, 'no-such-bwrap') })).toThrow(/sandbox: 'required' cannot work here: bubblewrap not found/);
   });
@@ -211,6 +216,17 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(data.root).not.toContain('etc');
     expect(data.root).not.toContain('home');
     expect(data.root).not.toContain('root');
+    expect(data.hostname).toBe('sandbox');
+  });
+
+  it("allowRead: ['/'] (a trusted plugin may read everything) runs sandboxed, with the sandbox's own /dev, /proc and /tmp", async () => {
+    const backend = make({ sandbox: 'required', allowRead: ['/'] });
+    // The host's /tmp is not seen: the sandbox's own is mounted over it.
+    const secret = path.join(outside, 'secret.txt');
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'look-around', input: { paths: ['/etc/passwd', '/dev/null', '/proc/self', secret] } });
+    expectOk(result);
+    const data = result.data as { exists: Record<string, boolean>; hostname: string };
+    expect(data.exists).toEqual({ '/etc/passwd': true, '/dev/null': true, '/proc/self': true, [secret]: false });
     expect(data.hostname).toBe('sandbox');
   });
 

@@ -1,4 +1,5 @@
 import { accessSync, constants, statSync } from 'node:fs';
+import path from 'node:path';
 import { type BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { DEFAULT_BASE_ENV } from './child-env.js';
@@ -132,7 +133,13 @@ export const subprocessOptionsSchema = lazySchema((z) => {
     maxFrameBytes: option.int(1024, 0x7fff_ffff).optional(),
     baseEnv: option.texts().optional(),
     enforcePermissions: option.boolean().optional(),
-    allowRead: option.texts().optional(),
+    // Absolute: a relative one would follow the host's working directory at each child's start.
+    allowRead: option
+      .texts()
+      .refine((paths) => paths.every((p) => path.isAbsolute(p)), {
+        error: (issue) => `must be absolute paths, got ${JSON.stringify((issue.input as string[]).find((p) => !path.isAbsolute(p)))}`,
+      })
+      .optional(),
     readDependencyFolders: option.boolean().optional(),
     defaultMemoryMb: option.int(8, 1_048_576).optional(),
     execPath: option

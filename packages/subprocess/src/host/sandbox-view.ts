@@ -42,12 +42,21 @@ export class SandboxView {
   args(): string[] {
     const out: string[] = [];
     const binds = [...this.#binds].sort(([a], [b]) => depth(a) - depth(b) || a.localeCompare(b));
-    for (const [real, writable] of binds) out.push(writable ? '--bind' : '--ro-bind', real, real);
+    for (const [real, writable] of binds) if (real !== path.sep) out.push(writable ? '--bind' : '--ro-bind', real, real);
     const bound = binds.map(([real]) => real);
     for (const [at, text] of this.#links) {
       if (!bound.some((dir) => within(at, dir))) out.push('--symlink', text, at);
     }
     return out;
+  }
+
+  /**
+   * The bind of `/` itself (`allowRead: ['/']`), if granted: it goes before the sandbox's own
+   * /tmp, /proc and /dev, which it would hide otherwise (Node cannot start without /dev/null).
+   */
+  rootArgs(): string[] {
+    const writable = this.#binds.get(path.sep);
+    return writable === undefined ? [] : [writable ? '--bind' : '--ro-bind', path.sep, path.sep];
   }
 
   /** Resolve `p` component by component, noting each symlink met; the real path, or undefined if missing. */

@@ -131,7 +131,7 @@ export class Sandbox {
     for (const dir of handed) this.handOver(dir, user);
     return {
       command: this.#state.bwrap,
-      args: [...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
+      args: [...view.rootArgs(), ...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
       user,
       sandboxed: true,
       ...(SET_ID_FILTER ? { stdin: SET_ID_FILTER } : {}),
@@ -300,7 +300,7 @@ function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
 
 function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
   const view = runtimeView(config.execPath);
-  const args = [...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
+  const args = [...view.rootArgs(), ...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
   // A Node the sandbox user cannot reach (nvm or npx under a 0700 /root) is probed as the host's
   // user: each child then runs sandboxed as that user, and says so (Sandbox.#userFor).
   const user = config.user && !unusableBy(config.user, view.binds(), new Set()) ? config.user : undefined;
