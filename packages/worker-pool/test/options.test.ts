@@ -21,6 +21,9 @@ describe('worker-pool: options', () => {
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
     [{ maxThreds: 2 }, 'maxThreds: unknown option; did you mean "maxThreads"?'],
+    // The execution time limit, not the idle threads' (whose name holds "timeout" too).
+    [{ timeout: 5000 }, 'timeout: unknown option; did you mean "defaultTimeoutMs"?'],
+    [{ timeoutMs: 5000 }, 'timeoutMs: unknown option; did you mean "defaultTimeoutMs"?'],
     [{ abortGraceMs: 100 }, 'abortGraceMs: was renamed: use cancelGraceMs'],
   ])('rejects %j naming %s', (options, path) => {
     let thrown: unknown;

@@ -4,6 +4,9 @@
  * `maxConcurrency`, `timeout` → `defaultTimeoutMs`), for a name of 5 characters or more.
  */
 export function nearest(name: string, known: readonly string[]): string | undefined {
+  // What a host means by it, whatever name spells closer (`idleTimeoutMs` holds "timeout" too).
+  const meant = MEANT[name.toLowerCase()];
+  if (meant !== undefined && known.includes(meant)) return meant;
   let best: string | undefined;
   let bestDistance = Infinity;
   const lower = name.toLowerCase();
@@ -16,6 +19,9 @@ export function nearest(name: string, known: readonly string[]): string | undefi
   const holding = known.filter((candidate) => candidate.toLowerCase().includes(lower));
   return holding.sort((a, b) => a.length - b.length)[0];
 }
+
+/** Names a host writes for an option that is spelt otherwise, and another option's name is nearer. */
+const MEANT: Record<string, string> = { timeout: 'defaultTimeoutMs', timeoutms: 'defaultTimeoutMs' };
 
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
