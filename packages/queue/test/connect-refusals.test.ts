@@ -83,6 +83,22 @@ describe('options that cannot work', () => {
     await new QueueBackend({ connection: { servers: 'NATS://127.0.0.1:4222' }, plugins: [fixturePlugins.basic] }).shutdown();
   });
 
+  it('an option the worker sets on its local backend itself, given inside backend (workspace, platform, plugins, maxConcurrency, defaultTimeoutMs), is refused saying where it goes, not overridden without a word', async () => {
+    const refused = await startExecutionWorker({
+      connection: { servers: 'nats://127.0.0.1:1' },
+      plugins: [fixturePlugins.basic],
+      backend: { type: 'in-process', workspace: { root: '/srv/ws' }, platform: {}, plugins: [fixturePlugins.basic], maxConcurrency: 4, defaultTimeoutMs: 100 },
+    }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).details.issues).toEqual([
+      { path: 'backend.workspace', message: "set by the worker: give it as the worker's own `workspace` option" },
+      { path: 'backend.platform', message: "set by the worker: give it as the worker's own `platform` option" },
+      { path: 'backend.plugins', message: "set by the worker: give them as the worker's own `plugins` option" },
+      { path: 'backend.maxConcurrency', message: "set by the worker: give it as the worker's own `concurrency` option" },
+      { path: 'backend.defaultTimeoutMs', message: "set by the worker: each execution's time limit comes from its caller, with the task" },
+    ]);
+  });
+
   it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
     const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
     for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {

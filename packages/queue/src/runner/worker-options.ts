@@ -38,12 +38,30 @@ export interface ExecutionWorkerOptions {
   maxPayloadBytes?: number;
 }
 
+/**
+ * Options every backend takes that the worker sets on its local backend itself: given inside
+ * `backend`, they would be overridden without a word, so they are refused there, saying where they go.
+ */
+const SET_BY_THE_WORKER: Record<string, string> = {
+  workspace: "give it as the worker's own `workspace` option",
+  platform: "give it as the worker's own `platform` option",
+  plugins: "give them as the worker's own `plugins` option",
+  registry: "the worker's own `plugins` option makes it",
+  maxConcurrency: "give it as the worker's own `concurrency` option",
+  defaultTimeoutMs: "each execution's time limit comes from its caller, with the task",
+};
+
 const workerOptionsSchema = lazySchema((z) =>
   z.object({
     connection: connectionSchema().optional(),
     pool: poolOption().optional(),
     subjectPrefix: subjectPrefixOption().optional(),
-    backend: z.looseObject({ type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]) }).optional(),
+    backend: z
+      .looseObject({
+        type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]),
+        ...Object.fromEntries(Object.entries(SET_BY_THE_WORKER).map(([key, where]) => [key, z.never({ error: `set by the worker: ${where}` }).optional()])),
+      })
+      .optional(),
     // A worker without plugins can run nothing: every task it took would be handed back, then fail.
     plugins: pluginSourcesSchema().min(1, { error: 'must name at least one plugin folder: a worker without plugins can run nothing' }),
     platform: z.record(z.string(), z.unknown(), { error: 'must be an object of services' }).optional(),
