@@ -634,6 +634,26 @@ describe('the network between the host and the server', () => {
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
 
+  it('cut: stats() gives no queueDepth (its read does not come back) rather than an old figure, and health() keeps saying the server does not answer, not that no worker is connected', async () => {
+    const pool = newPool('hostcutstats');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
+    proxy.cut();
+    try {
+      const until = performance.now() + 10_000;
+      while (performance.now() < until) {
+        const runners = (await backend.stats()).runners as QueueRunnerStats;
+        if (runners.connection === 'connected') expect(runners.queueDepth).toBeUndefined();
+        const problems = (await backend.health()).problems?.join('\n') ?? '';
+        expect(problems).not.toMatch(/no worker of pool/);
+      }
+    } finally {
+      proxy.restore();
+    }
+  }, 60_000);
+
   it("cut with its tasks waiting in the stream: a worker passes that host over after its first unanswered start, and another host's executions run meanwhile, not starved behind tasks nobody can start", async () => {
     const pool = newPool('hostcutstarve');
     const silentHost = host(proxy.url, pool);

@@ -9,8 +9,8 @@ import { PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { fullQueue } from './publish-refusal.js';
-import { decode, encode, HEADER, makeHeaders, QUEUE_PROTOCOL_VERSION, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import { duplicateExecution, fullQueue } from './publish-refusal.js';
+import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
@@ -127,10 +127,7 @@ export class HostLink implements ExecutionLink {
     if (this.streamProblem) {
       throw new WorkerCrashedError(`The queue backend cannot use pool "${this.#o.pool}": ${this.streamProblem}`, { details: { reason: 'runner-lost', message: this.streamProblem } });
     }
-    const headers = makeHeaders('task', executionId);
-    headers.set(HEADER.reply, this.#callerSubject);
-    headers.set(HEADER.lostMs, String(this.workerLostMs));
-    headers.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
+    const headers = taskHeaders(executionId, this.#callerSubject, this.workerLostMs);
     let ack;
     let retried = false;
     // One bound for the whole hand-over, the waits for a reconnection and the retry included.
@@ -158,11 +155,7 @@ export class HostLink implements ExecutionLink {
         if (/no responders/i.test(failure.message)) await this.checkStream();
       }
     }
-    if (ack.duplicate && !retried) {
-      throw new ValidationError(`Execution id "${executionId}" was sent to pool "${this.#o.pool}" already (within the last 2 minutes); an id must be unique`, {
-        details: { path: 'executionId', reason: 'duplicate' },
-      });
-    }
+    if (ack.duplicate && !retried) throw duplicateExecution(executionId, this.#o.pool);
     return ack.seq;
   }
 
@@ -195,6 +188,8 @@ export class HostLink implements ExecutionLink {
     return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, { signal });
   }
 
+  /** When the stream was last read (`performance.now()`; see checkStream). */
+  streamReadAt: number | undefined;
   /** Tasks waiting in the stream, as last read (see checkStream). */
   get queueDepth(): number | undefined {
     return this.#stream?.messages;
@@ -219,6 +214,7 @@ export class HostLink implements ExecutionLink {
       .then(
         async (stream) => {
           this.#stream = stream;
+          this.streamReadAt = performance.now();
           for (const execution of this.executions.values()) execution.checkInStream(stream, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects, this.#poolNeeds(stream));
@@ -245,7 +241,9 @@ export class HostLink implements ExecutionLink {
 
   /** Why the server does not answer a ping within `waitMs`, if it does not (for health()). */
   async serverSilence(waitMs: number): Promise<string | undefined> {
-    if (await settlesWithin(this.#nc.flush(), waitMs)) return undefined;
+    // A flush that fails was not answered either; nor was the watch's own ping, unanswered longer than that.
+    const pinged = this.#nc.flush().then(() => true, () => false); // prettier-ignore
+    if ((await settlesWithin(pinged, waitMs)) && (await pinged) && this.serverSilentMs(performance.now()) <= waitMs) return undefined;
     return (
       `the NATS server (${this.server}) has not answered this host's ping within ${waitMs} ms: the host's link to it may be cut ` +
       `(a connection is dropped and made again ${SILENT_CONNECTION_DROPPED})`

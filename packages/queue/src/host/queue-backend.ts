@@ -52,6 +52,8 @@ export class QueueBackend extends BaseBackend {
   /** Set soon after shutdown begins: what no worker has started by then never will (shutdownBegun). */
   #notStarted: ShuttingDownError | undefined;
   #refuseTimer: NodeJS.Timeout | undefined;
+  /** The last stats() read the stream (its depth is current), rather than timing out. */
+  #depthRead = false;
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
@@ -118,7 +120,11 @@ export class QueueBackend extends BaseBackend {
 
   /** Reads the pool's queue depth from the server (bounded) before the figures. */
   override async stats(): Promise<BackendStats> {
-    if (this.#opened) await settlesWithin(this.#opened.checkStream(), PROBE_MS);
+    const link = this.#opened;
+    const readBefore = link?.streamReadAt;
+    if (link) await settlesWithin(link.checkStream(), PROBE_MS);
+    // A read that did not come back (a cut link) leaves an old figure: not given as the depth now.
+    this.#depthRead = link !== undefined && link.streamReadAt !== readBefore;
     return super.stats();
   }
 
@@ -131,7 +137,7 @@ export class QueueBackend extends BaseBackend {
       connection: link?.state ?? 'not-connected',
       // Only while connected: during an outage the last figures may no longer be true.
       ...(link?.state === 'connected' ? { server: link.server } : {}),
-      ...(link?.state === 'connected' && link.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
+      ...(link?.state === 'connected' && this.#depthRead && link.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
       queueBound: link?.queueBound ?? this.#o.queueBound,
       inFlight: executions.length,
       started: executions.filter((e) => e.worker).length,

@@ -149,6 +149,14 @@ export function makeHeaders(kind: Kind, executionId?: string, caller?: string): 
   return h;
 }
 
+/** A task's headers: its caller, how long that caller waits without a heartbeat, and the protocol. */
+export function taskHeaders(executionId: string, caller: string, lostMs: number): MsgHdrs {
+  const h = makeHeaders('task', executionId, caller);
+  h.set(HEADER.lostMs, String(lostMs));
+  h.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
+  return h;
+}
+
 /** What names one execution on a worker: its caller's subject and its id (a host's ids are its own). */
 export function executionKey(caller: string, executionId: string): string {
   return `${caller} ${executionId}`;
