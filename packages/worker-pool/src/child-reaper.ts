@@ -36,6 +36,11 @@ export class ChildReaper {
     });
   }
 
+  /** Whether a child it watches is still running. */
+  get running(): boolean {
+    return this.#running.size > 0;
+  }
+
   /** Kill the children still running, with their listeners taken off (the handler's code does not run for it), and wait for them to be collected. */
   async reap(): Promise<void> {
     if (this.#running.size === 0) return;

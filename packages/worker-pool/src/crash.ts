@@ -1,6 +1,7 @@
 import { WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
 import { refusedByHostPermissions, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { isLeftBusy, type PoolThread } from './pool-thread.js';
+import { isLeftBusy } from './pool-contract.js';
+import type { PoolThread } from './pool-thread.js';
 
 /**
  * `details` of a WORKER_CRASHED error: core's, the same on every backend. From a thread: `reason`

@@ -1,48 +1,15 @@
-import { Worker, receiveMessageOnPort, type MessagePort, type ResourceLimits } from 'node:worker_threads';
+import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
 import { LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
-import type { CrashReport, HostToThread, RetireReason, TaskMessage, ThreadConfig, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
+import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost } from './thread-protocol.js';
 
 /** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
 const MAX_CRASH_REPORTS = 4;
 const FORGED = 'posted on its channel by plugin code, past ctx';
-
-/** One execution handed to the pool; `k` names it on its thread's channel. */
-export interface Execution {
-  readonly k: number;
-  readonly task: RunnerTask;
-  readonly control: DispatchControl;
-  readonly resolve: (data: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  /** The stop BaseBackend decided (timeout, abort, shutdown), once it has. */
-  stop: ExecutionError | undefined;
-  /** Times it went to another thread because the one it was handed to died before beginning it. */
-  redispatches: number;
-  /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
-  stopListening?: (() => void) | undefined;
-}
-
-export interface ThreadSettings {
-  entry: URL;
-  config: ThreadConfig;
-  env: Record<string, string>;
-  execArgv: string[] | undefined;
-  resourceLimits: ResourceLimits | undefined;
-  cancelGraceMs: number;
-}
-
-/** What the pool learns from a thread: it can take an execution (after its hello, after an answer), or it exited. */
-export interface ThreadEvents {
-  ready(thread: PoolThread): void;
-  idle(thread: PoolThread): void;
-  /** `thread.execution`, if set, is still unsettled. */
-  gone(thread: PoolThread): void;
-  /** Ended, it has not exited within STOP_WITHIN_MS (see PoolThread.abandoned); `gone` may still follow. */
-  stuck(thread: PoolThread): void;
-}
 
 /**
  * How long a thread has to exit once terminated. V8 stops JavaScript at once, but not a
@@ -50,17 +17,12 @@ export interface ThreadEvents {
  * a long scryptSync): the thread goes only when that call returns, which may be never.
  */
 export const STOP_WITHIN_MS = 2000;
+/** How long a retired thread has to collect its handler's children (ChildReaper waits 1 s for them) before it is ended anyway. */
+const REAP_WAIT_MS = 1500;
 /** How long after its channel closed a thread still running is taken to have closed it itself. */
 const CHANNEL_CLOSED_GRACE_MS = 500;
 /** How long after its load ended a thread told its execution was stopped has to answer (it does so at once) before it is ended. */
 const ANSWER_WITHIN_MS = 100;
-
-export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
-
-/** The pool ended it because it did not take the execution handed to it (something an earlier handler left kept it busy). */
-export function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
-  return why?.kind === 'retired' && why.reason === 'left-busy';
-}
 
 /**
  * The host's side of one worker thread: its channel, the execution it runs (one at a time), and —
@@ -143,6 +105,7 @@ export class PoolThread<Lane = unknown> {
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
+  #reapTimer: NodeJS.Timeout | undefined;
   #markDone!: () => void;
   readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
 
@@ -254,6 +217,20 @@ export class PoolThread<Lane = unknown> {
     }, STOP_WITHIN_MS).unref();
   }
 
+  /**
+   * Retired, it collects its handler's children before it goes (ChildReaper): ended once it says
+   * so, or REAP_WAIT_MS on. It takes nothing meanwhile (`endedBy` is set).
+   */
+  #endOnceReaped(why: ThreadEndedBy): void {
+    this.endedBy ??= why;
+    this.#reapTimer = setTimeout(() => this.#reaped(), REAP_WAIT_MS).unref();
+  }
+
+  #reaped(): void {
+    clearTimeout(this.#reapTimer);
+    if (this.endedBy) this.end(this.endedBy);
+  }
+
   /** Detach the execution it ran, to be settled by the caller. */
   release(): Execution | undefined {
     const execution = this.execution;
@@ -304,6 +281,7 @@ export class PoolThread<Lane = unknown> {
       this.reports.push(message.crash);
       return;
     }
+    if ('reaped' in message) return this.#reaped();
     const execution = this.execution;
     if (execution?.k !== message.k) return;
     // An answer or a decline is the runtime's only if it said so where plugin code cannot write (flow-control.ts).
@@ -321,7 +299,8 @@ export class PoolThread<Lane = unknown> {
     } else if (message.m.type === 'result') {
       this.release();
       this.bound = message.bound === true;
-      if (message.retire) this.end({ kind: 'retired', reason: message.retire });
+      if (message.retire && message.reaping) this.#endOnceReaped({ kind: 'retired', reason: message.retire });
+      else if (message.retire) this.end({ kind: 'retired', reason: message.retire });
       try {
         execution.resolve(unwrapRunnerResult(tightenViews(message.m)));
       } catch (error) {

@@ -3,7 +3,8 @@ import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-co
 import { recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
-import { PoolThread, STOP_WITHIN_MS, isLeftBusy, type Execution, type ThreadEvents } from './pool-thread.js';
+import { PoolThread, STOP_WITHIN_MS } from './pool-thread.js';
+import { isLeftBusy, type Execution, type ThreadEvents } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { takeIdle } from './idle-choice.js';
 import type { RetireReason } from './thread-protocol.js';

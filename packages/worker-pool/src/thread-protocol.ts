@@ -65,8 +65,10 @@ export type HostToThread = { k: number; m: HostToRunner };
 
 /** `units`: what a paced message counts against the thread's window (flow-control.ts); the host marks it read. */
 export type ThreadToHost =
-  /** `bound`: on an answer, the thread holds code its handler left to run later, so it declines another handler's task (LaterWatch). */
-  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason; bound?: true; units?: number }
+  /** `bound`: on an answer, the thread holds code its handler left to run later (LaterWatch) or a listener on process, so it declines another handler's task. */
+  /** `reaping`: with `retire`, it collects its handler's children first, and says `reaped` when the host may end it. */
+  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason; reaping?: boolean; bound?: true; units?: number }
+  | { reaped: true }
   | { k: number; out: 'stdout' | 'stderr'; lines: string[]; units?: number }
   | { crash: CrashReport }
   /** It did not begin task `k`: a handler before it changed the thread's globals (see worker-entry's execute). */

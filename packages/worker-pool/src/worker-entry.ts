@@ -232,10 +232,22 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
-  if (retire) await retireSoon();
-  answer(k, result, retire);
-  if (retire) park();
-  if (!inWaitLoop) idleSoon();
+  if (!retire) {
+    answer(k, result, undefined);
+    if (!inWaitLoop) idleSoon();
+    return;
+  }
+  // Answered before its handler's children are collected: while the loop turns for them, what the
+  // handler left may run, and crash the thread; its execution is settled by then, never taken for
+  // one that had not begun (and run again elsewhere). The host waits for `reaped` to end it.
+  retiring = true;
+  const reaping = children.running;
+  answer(k, result, retire, reaping);
+  if (reaping) {
+    await children.reap();
+    send({ reaped: true });
+  }
+  park();
 }
 
 /**
@@ -250,10 +262,12 @@ function idleSoon(): void {
   immediate(waitForTasks);
 }
 
-function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined): void {
+function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined, reaping = false): void {
   flow.answering(k);
-  // The host keeps a thread bound to its handler for that handler's tasks (idle-choice.ts).
-  const says = (m: RunnerResult): ThreadToHost => (retire ? { k, m, retire } : laterRuns > 0 ? { k, m, bound: true } : { k, m });
+  // The host keeps a thread bound to its handler (code it left to run later, a listener it left on
+  // process: node:domain adds two) for that handler's tasks (idle-choice.ts).
+  const bound = laterRuns > 0 || watches.listeners.changed();
+  const says = (m: RunnerResult): ThreadToHost => (retire ? { k, m, retire, ...(reaping ? { reaping } : {}) } : bound ? { k, m, bound: true } : { k, m });
   try {
     send(says(result));
   } catch (error) {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -97,6 +97,15 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(other.meta.workerId).not.toBe(left.meta.workerId);
     expect(lines).toEqual([]);
     expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+  });
+
+  it('a handler that leaves a listener on process (as node:domain does) keeps its thread while another handler\'s tasks take another: taking turns starts no thread per execution', async () => {
+    const backend = backends.make({ maxThreads: 3 });
+    for (let i = 0; i < 5; i++) {
+      expectOk(await backend.execute({ pluginId: POOL, handlerId: 'listens-on-process', input: { event: 'newListener' } }));
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }));
+    }
+    expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 0, retired: { 'globals-tampered': 0 } });
   });
 
   it('a handler that sets Error.prepareStackTrace or Error.stackTraceLimit (as source-map-support does) has its thread retired: another plugin\'s errors keep their own stacks', async () => {
@@ -273,6 +282,25 @@ describe('worker-pool: thread reuse and hygiene', () => {
       expect(third.meta.workerId).toBe(first.meta.workerId);
     },
   );
+
+  it.runIf(process.platform === 'linux')('a thread retired for a child its handler left answers before it collects the child: a leftover that crashes it meanwhile never runs the execution again', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-wp-reap-'));
+    try {
+      const backend = backends.make({ maxThreads: 2 });
+      for (let i = 0; i < 10; i++) {
+        const runs = path.join(dir, `runs-${i}`);
+        const result = await backend.execute({ pluginId: POOL, handlerId: 'child-and-interval', input: { runs, throwAfterMs: 1 } });
+        // Its answer, or (the timer fired before the answer went) its own crash: never another run.
+        if (!result.ok) expectError(result, 'WORKER_CRASHED');
+        expect(readFileSync(runs, 'utf8')).toBe('ran\n');
+      }
+      await sleep(300);
+      for (let i = 0; i < 10; i++) expect(readFileSync(path.join(dir, `runs-${i}`), 'utf8')).toBe('ran\n');
+      expect((await runners(backend)).redispatched).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it.runIf(process.platform === 'linux').each([false, true])(
     'a child process a handler leaves running (unref: %s) is killed and collected as its thread is retired: no zombie stays in the host, and its exit listener does not run',

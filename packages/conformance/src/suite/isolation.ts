@@ -51,7 +51,10 @@ export function describeGlobalState(suite: SuiteContext): void {
       expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'read-env', input: { name: 'HOME' } }));
       const collected = await backend.execute({ pluginId: HOSTILE, handlerId: 'leave-process-traps', input: { mode: 'collect' } });
       expectOk(collected);
-      expect(collected.data).toEqual({ caught: null, read: null });
+      // Nothing of the other executions reached the traps: gone with their thread (null), or met
+      // again, empty, by their own handler on the thread kept for it (a worker pool's).
+      const { caught, read } = collected.data as { caught: unknown; read: unknown };
+      for (const seen of [caught, read]) expect(seen === null || (Array.isArray(seen) && seen.length === 0)).toBe(true);
     });
 
     it('tampered JSON/Promise/structuredClone do not reach the next execution', async () => {

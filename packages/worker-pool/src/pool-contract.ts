@@ -1,0 +1,51 @@
+/**
+ * What the pool (thread-pool.ts) and the host side of each thread (pool-thread.ts) hand each
+ * other: the execution, how a thread is made, what it tells the pool, and why it ended.
+ */
+import type { ResourceLimits } from 'node:worker_threads';
+import type { ExecutionError } from '@kb-labs/plugin-execution-core';
+import type { DispatchControl, RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { PoolThread } from './pool-thread.js';
+import type { RetireReason, ThreadConfig } from './thread-protocol.js';
+
+/** One execution handed to the pool; `k` names it on its thread's channel. */
+export interface Execution {
+  readonly k: number;
+  readonly task: RunnerTask;
+  readonly control: DispatchControl;
+  readonly resolve: (data: unknown) => void;
+  readonly reject: (error: unknown) => void;
+  /** The stop BaseBackend decided (timeout, abort, shutdown), once it has. */
+  stop: ExecutionError | undefined;
+  /** Times it went to another thread because the one it was handed to died before beginning it. */
+  redispatches: number;
+  /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
+  stopListening?: (() => void) | undefined;
+}
+
+export interface ThreadSettings {
+  entry: URL;
+  config: ThreadConfig;
+  env: Record<string, string>;
+  execArgv: string[] | undefined;
+  resourceLimits: ResourceLimits | undefined;
+  cancelGraceMs: number;
+}
+
+/** What the pool learns from a thread: it can take an execution (after its hello, after an answer), or it exited. */
+export interface ThreadEvents {
+  ready(thread: PoolThread): void;
+  idle(thread: PoolThread): void;
+  /** `thread.execution`, if set, is still unsettled. */
+  gone(thread: PoolThread): void;
+  /** Ended, it has not exited within STOP_WITHIN_MS (see PoolThread.abandoned); `gone` may still follow. */
+  stuck(thread: PoolThread): void;
+}
+
+export type ThreadEndedBy = { kind: 'terminated' | 'stopped' } | { kind: 'retired'; reason: RetireReason };
+
+/** The pool ended it because it did not take the execution handed to it (something an earlier handler left kept it busy). */
+export function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
+  return why?.kind === 'retired' && why.reason === 'left-busy';
+}
+
