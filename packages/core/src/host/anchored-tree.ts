@@ -135,19 +135,22 @@ async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Pr
   }
 }
 
+/** Lists one folder (its entries, names as bytes). */
+type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean }>>;
+/** Enters folder `name` of `at` (`depth`: of `at` below the top): where it is, and how to leave it; undefined: not entered. */
+type EnterFolder<T> = (at: T, name: Buffer, depth: number) => Promise<{ at: T; leave(): Promise<void> } | undefined>;
+
 /**
- * Visit what is under `dir` (links as they are, never followed), walking folders through their
- * descriptors down to MAX_HELD_DEPTH: `visit` gets each relative path and whether it is a folder,
- * and says whether to go on. A name that is not valid UTF-8 is left out (see listArtifacts).
+ * Visit what is under the folder `top` (links as they are, never followed): `visit` gets each
+ * relative path and whether it is a folder, and says whether to go on. A name that is not valid
+ * UTF-8 is left out (see listArtifacts). How a folder is read and entered is the caller's.
  */
-export async function listAnchored(dir: string, visit: (path: string, folder: boolean) => boolean): Promise<void> {
-  const top = await openFolder(Buffer.from(dir), false);
-  if (!top) return;
+export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFolder<T>, visit: (path: string, folder: boolean) => boolean): Promise<void> {
   let going = true;
-  const walk = async (fd: number, rel: string, depth: number): Promise<void> => {
+  const walk = async (at: T, rel: string, depth: number): Promise<void> => {
     let entries;
     try {
-      entries = await fs.promises.readdir(inFolder(fd), { withFileTypes: true, encoding: 'buffer' });
+      entries = await read(at);
     } catch {
       return;
     }
@@ -156,20 +159,31 @@ export async function listAnchored(dir: string, visit: (path: string, folder: bo
       if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
       const child = rel ? `${rel}/${name}` : name;
       going = visit(child, entry.isDirectory());
-      if (going && entry.isDirectory() && depth < MAX_HELD_DEPTH) {
-        const folder = await openFolder(inFolder(fd, entry.name), false);
-        if (!folder) continue;
+      const inner = going && entry.isDirectory() ? await enter(at, entry.name, depth) : undefined;
+      if (inner) {
         try {
-          await walk(folder.fd, child, depth + 1);
+          await walk(inner.at, child, depth + 1);
         } finally {
-          await folder.close();
+          await inner.leave();
         }
       }
       if (!going) return;
     }
   };
+  await walk(top, '', 1);
+}
+
+/** visitTree through folders held open, down to MAX_HELD_DEPTH. */
+export async function listAnchored(dir: string, visit: (path: string, folder: boolean) => boolean): Promise<void> {
+  const top = await openFolder(Buffer.from(dir), false);
+  if (!top) return;
+  const read: ReadFolder<number> = (fd) => fs.promises.readdir(inFolder(fd), { withFileTypes: true, encoding: 'buffer' });
+  const enter: EnterFolder<number> = async (fd, name, depth) => {
+    const folder = depth < MAX_HELD_DEPTH ? await openFolder(inFolder(fd, name), false) : undefined;
+    return folder && { at: folder.fd, leave: () => folder.close() };
+  };
   try {
-    await walk(top.fd, '', 1);
+    await visitTree(top.fd, read, enter, visit);
   } finally {
     await top.close();
   }

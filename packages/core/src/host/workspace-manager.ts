@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
 import { nearest } from './nearest-name.js';
-import { anchoredTreesAvailable, listAnchored } from './anchored-tree.js';
+import { anchoredTreesAvailable, listAnchored, visitTree } from './anchored-tree.js';
 import { removeTree } from './remove-tree.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -365,23 +365,13 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
   return out.sort();
 }
 
-async function listByPath(dir: string, visit: (child: string, folder: boolean) => boolean): Promise<void> {
-  let going = true;
-  const walk = async (rel: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await fs.promises.readdir(path.join(dir, rel), { withFileTypes: true, encoding: 'buffer' });
-    } catch {
-      return;
-    }
-    for (const entry of entries) {
-      const name = entry.name.toString('utf8');
-      if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
-      const child = rel ? `${rel}/${name}` : name;
-      going = visit(child, entry.isDirectory());
-      if (going && entry.isDirectory()) await walk(child);
-      if (!going) return;
-    }
-  };
-  await walk('');
+/** visitTree by paths (no /proc to hold folders open by). */
+function listByPath(dir: string, visit: (child: string, folder: boolean) => boolean): Promise<void> {
+  const leave = async (): Promise<void> => {};
+  return visitTree(
+    dir,
+    (at) => fs.promises.readdir(at, { withFileTypes: true, encoding: 'buffer' }),
+    async (at, name) => ({ at: path.join(at, name.toString('utf8')), leave }),
+    visit,
+  );
 }
