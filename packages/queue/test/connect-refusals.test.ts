@@ -66,9 +66,9 @@ describe('options that cannot work', () => {
   });
 
   it('a URL of another scheme (https://, http://, ws://, a typo) is refused by host and worker, naming it: the client would take it for nats:// and send a password in the clear', async () => {
-    for (const servers of ['https://127.0.0.1:4222', 'http://127.0.0.1:4222', 'ws://127.0.0.1:4222', 'nast://127.0.0.1:4222', ['nats://127.0.0.1:4222', 'HTTPS://x:1']]) {
+    for (const servers of ['https://127.0.0.1:4222', 'http://127.0.0.1:4222', 'http:/127.0.0.1:4222', 'ws://127.0.0.1:4222', 'nast://127.0.0.1:4222', ['nats://127.0.0.1:4222', 'HTTPS://x:1']]) {
       const bad = Array.isArray(servers) ? servers[1]! : servers;
-      const scheme = bad.split('://')[0];
+      const scheme = bad.split(':')[0];
       const said = [{ path: 'connection.servers', message: `${JSON.stringify(bad)} is not a NATS server URL: the client speaks nats:// (and tls://, which requires TLS), not ${scheme}://` }];
       let thrown: unknown;
       try {

@@ -31,7 +31,7 @@ const isUrlText = (url: string) => url.length > 0 && !url.includes('\0');
 /** The URL among `servers` with a scheme the NATS client does not speak: it would take `https://` for plain `nats://` (and send a password in the clear). */
 function foreignScheme(servers: string | string[]): string | undefined {
   return (Array.isArray(servers) ? servers : [servers]).find((url) => {
-    const scheme = /^\s*([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+    const scheme = /^\s*([a-z][a-z0-9+.-]*):\//i.exec(url)?.[1]?.toLowerCase();
     return scheme !== undefined && scheme !== 'nats' && scheme !== 'tls';
   });
 }
@@ -61,7 +61,7 @@ export const connectionSchema = lazySchema((z) =>
       .refine((servers) => foreignScheme(servers) === undefined, {
         error: (issue) => {
           const url = foreignScheme(issue.input as string | string[]) ?? '';
-          return `${JSON.stringify(url)} is not a NATS server URL: the client speaks nats:// (and tls://, which requires TLS), not ${url.trim().split('://')[0]}://`;
+          return `${JSON.stringify(url)} is not a NATS server URL: the client speaks nats:// (and tls://, which requires TLS), not ${url.trim().split(':')[0]}://`;
         },
         abort: true,
       })
