@@ -188,7 +188,9 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   // The model prints an ExperimentalWarning on every start on Node 20; it is noise in the
   // handler's captured stderr, not information.
   if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
-  for (const p of read) flags.push(`--allow-fs-read=${p}`);
+  // `/` granted (allowRead: ['/']) covers every read: Node 20's permission tree denies `/` itself
+  // when other paths are granted beside it. (The sandbox still shows each granted path.)
+  for (const p of read.includes(path.sep) ? [path.sep] : read) flags.push(`--allow-fs-read=${p}`);
   for (const p of write) flags.push(`--allow-fs-write=${p}`);
   if (profile.childProcess) {
     // Node's permission model does not follow a process into its children or its worker
