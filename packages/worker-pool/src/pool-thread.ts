@@ -54,7 +54,7 @@ export class PoolThread<Lane = unknown> {
   readonly pluginGenerations = new Map<string, number>();
   /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
   stale = false;
-  /** Its last answer said it holds code its handler left to run later: another handler's task would be declined there. */
+  /** Its last answer said it holds code its handler left to run later, or a listener on process: another handler's task would be declined there. */
   bound = false;
   /** The handler (handlerKey) it was handed last, if any. */
   get lastHandler(): string | undefined {
