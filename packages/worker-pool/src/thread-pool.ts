@@ -212,7 +212,8 @@ export class ThreadPool {
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
-    const thread = takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads);
+    // A thread still starting counts as room: the task waits for it rather than go to a bound one.
+    const thread = takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads || lane.starting > lane.waiting.length);
     if (thread) {
       if (!thread.run(execution)) this.#onIdle(thread);
       return;
