@@ -1,4 +1,4 @@
-/** Host side: which idle thread takes a task. */
+/** Host side: which idle thread takes a task, and which waiting task a thread that comes idle takes. */
 
 interface IdleThread {
   readonly endedBy: unknown;
@@ -34,4 +34,13 @@ export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: 
 function rank(thread: IdleThread): number {
   if (thread.bound) return 2;
   return thread.lastHandler === undefined ? 0 : 1;
+}
+
+/**
+ * A thread bound to its handler that comes idle takes a waiting task of that handler first, if
+ * one waits (another's would be declined there): moved to the head of `waiting`.
+ */
+export function ownTaskFirst<E>(waiting: E[], thread: IdleThread, keyOf: (waiting: E) => string): void {
+  const own = thread.bound ? waiting.findIndex((each) => keyOf(each) === thread.lastHandler) : -1;
+  if (own > 0) waiting.unshift(...waiting.splice(own, 1));
 }

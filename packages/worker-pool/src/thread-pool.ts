@@ -6,7 +6,7 @@ import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread, STOP_WITHIN_MS } from './pool-thread.js';
 import { isLeftBusy, type Execution, type ThreadEvents } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
-import { takeIdle } from './idle-choice.js';
+import { ownTaskFirst, takeIdle } from './idle-choice.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
@@ -275,9 +275,7 @@ export class ThreadPool {
     const lane = thread.lane;
     if (thread.endedBy) return;
     if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
-    // Bound to its handler: a task of that handler first, if one waits (another's would be declined there).
-    const own = thread.bound ? lane.waiting.findIndex((waiting) => handlerKey(waiting.task) === thread.lastHandler) : -1;
-    if (own > 0) lane.waiting.unshift(...lane.waiting.splice(own, 1));
+    ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
     while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
     if (this.#closing) return;
     lane.idle.push(thread);

@@ -266,7 +266,8 @@ function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | un
   flow.answering(k);
   // The host keeps a thread bound to its handler (code it left to run later, a listener it left on
   // process: node:domain adds two) for that handler's tasks (idle-choice.ts).
-  const bound = laterRuns > 0 || watches.listeners.changed();
+  // (Not looked at for a thread that goes: it takes nothing more.)
+  const bound = !retire && (laterRuns > 0 || watches.listeners.changed());
   const says = (m: RunnerResult): ThreadToHost => (retire ? { k, m, retire, ...(reaping ? { reaping } : {}) } : bound ? { k, m, bound: true } : { k, m });
   try {
     send(says(result));
