@@ -1,7 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -482,6 +483,21 @@ describe('listArtifacts', () => {
       await writeFile(path.join(dir, 'line1\nline2'), 'x');
       expect(await listArtifacts(dir)).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it.runIf(process.platform !== 'win32')('lists regular files and links (not followed), not FIFOs or sockets a plugin left', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
+    const server = net.createServer();
+    try {
+      await mkdir(path.join(dir, 'sub'));
+      await writeFile(path.join(dir, 'sub', 'report.txt'), 'x');
+      await symlink('/etc/hostname', path.join(dir, 'link'));
+      execFileSync('mkfifo', [path.join(dir, 'pipe')]);
+      await new Promise<void>((resolve) => server.listen(path.join(dir, 'sub', 'sock'), resolve));
+      expect(await listArtifacts(dir)).toEqual(['link', 'sub/report.txt']);
+    } finally {
+      server.close();
       await rm(dir, { recursive: true, force: true });
     }
   });

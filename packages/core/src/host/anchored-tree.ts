@@ -136,16 +136,18 @@ async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Pr
 }
 
 /** Lists one folder (its entries, names as bytes). */
-type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean }>>;
+type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }>>;
+/** What a visited entry is: a folder, a file (regular, or a link, never followed), or something else (a FIFO, a socket, a device). */
+export type EntryKind = 'folder' | 'file' | 'other';
 /** Enters folder `name` of `at` (`depth`: of `at` below the top): where it is, and how to leave it; undefined: not entered. */
 type EnterFolder<T> = (at: T, name: Buffer, depth: number) => Promise<{ at: T; leave(): Promise<void> } | undefined>;
 
 /**
  * Visit what is under the folder `top` (links as they are, never followed): `visit` gets each
- * relative path and whether it is a folder, and says whether to go on. A name that is not valid
+ * relative path and what it is, and says whether to go on. A name that is not valid
  * UTF-8 is left out (see listArtifacts). How a folder is read and entered is the caller's.
  */
-export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFolder<T>, visit: (path: string, folder: boolean) => boolean): Promise<void> {
+export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFolder<T>, visit: (path: string, kind: EntryKind) => boolean): Promise<void> {
   let going = true;
   const walk = async (at: T, rel: string, depth: number): Promise<void> => {
     let entries;
@@ -158,7 +160,8 @@ export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFold
       const name = entry.name.toString('utf8');
       if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
       const child = rel ? `${rel}/${name}` : name;
-      going = visit(child, entry.isDirectory());
+      const kind: EntryKind = entry.isDirectory() ? 'folder' : entry.isFile() || entry.isSymbolicLink() ? 'file' : 'other';
+      going = visit(child, kind);
       const inner = going && entry.isDirectory() ? await enter(at, entry.name, depth) : undefined;
       if (inner) {
         try {
@@ -174,7 +177,7 @@ export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFold
 }
 
 /** visitTree through folders held open, down to MAX_HELD_DEPTH. */
-export async function listAnchored(dir: string, visit: (path: string, folder: boolean) => boolean): Promise<void> {
+export async function listAnchored(dir: string, visit: (path: string, kind: EntryKind) => boolean): Promise<void> {
   const top = await openFolder(Buffer.from(dir), false);
   if (!top) return;
   const read: ReadFolder<number> = (fd) => fs.promises.readdir(inFolder(fd), { withFileTypes: true, encoding: 'buffer' });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
 import { nearest } from './nearest-name.js';
-import { anchoredTreesAvailable, listAnchored, visitTree } from './anchored-tree.js';
+import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
 import { removeTree } from './remove-tree.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -347,17 +347,17 @@ class Lease implements WorkspaceLease {
 const MAX_ARTIFACT_ENTRIES = 10_000;
 
 /**
- * Relative paths of the regular files under `dir` (symlinks listed but not followed), capped in
- * number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
+ * Relative paths of the regular files under `dir` (symlinks listed but not followed; FIFOs,
+ * sockets and devices left out), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
  * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
  * folders are walked through descriptors (anchored-tree.ts), down to 64 levels.
  */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
   const out: string[] = [];
   let looked = 0;
-  const visit = (child: string, folder: boolean): boolean => {
+  const visit = (child: string, kind: EntryKind): boolean => {
     if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return false;
-    if (!folder) out.push(child);
+    if (kind === 'file') out.push(child);
     return out.length < limit;
   };
   if (anchoredTreesAvailable()) await listAnchored(dir, visit);
@@ -366,7 +366,7 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
 }
 
 /** visitTree by paths (no /proc to hold folders open by). */
-function listByPath(dir: string, visit: (child: string, folder: boolean) => boolean): Promise<void> {
+function listByPath(dir: string, visit: (child: string, kind: EntryKind) => boolean): Promise<void> {
   const leave = async (): Promise<void> => {};
   return visitTree(
     dir,
