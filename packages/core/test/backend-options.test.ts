@@ -84,6 +84,13 @@ describe('parseOptions', () => {
       { path: 'pool', message: 'not an option of this backend; it is an option of the queue backend' },
       { path: 'maxQueu', message: 'unknown option; did you mean "maxQueue"?' },
     ]);
+    // execute()'s options and the request's fields, put beside `type`, are said as theirs.
+    const misplaced = failure(() => parseOptions(backendSchema, { onLog: () => {}, timeoutMs: 5, input: {} }, 'in-process backend options', true));
+    expect(misplaced.details.issues).toEqual([
+      { path: 'onLog', message: 'not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { onLog })' },
+      { path: 'timeoutMs', message: 'not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { timeoutMs }); or did you mean "defaultTimeoutMs"?' },
+      { path: 'input', message: 'not an option of the backend; it is a field of the request: backend.execute({ pluginId, handlerId, input })' },
+    ]);
     // Other options objects (a channel mount's, a worker's) are not a backend's: no such hint there.
     expect(failure(() => parseOptions(schema, { prespawn: 1 }, 'x options')).details.issues).toEqual([{ path: 'prespawn', message: 'unknown option' }]);
   });

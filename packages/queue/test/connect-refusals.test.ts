@@ -99,6 +99,18 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it('a misspelt option inside backend, near one the worker sets, is said with that one and where it goes (the local backend would point at the refused option)', async () => {
+    const refused = await startExecutionWorker({
+      connection: { servers: 'nats://127.0.0.1:1' },
+      plugins: [fixturePlugins.basic],
+      backend: { type: 'worker-pool', maxConcurency: 4, timeoutMs: 100 },
+    }).catch((error: unknown) => error);
+    expect((refused as ValidationError).details.issues).toEqual([
+      { path: 'backend.maxConcurency', message: 'unknown option; "maxConcurrency" is near it, and set by the worker: give it as the worker\'s own `concurrency` option' },
+      { path: 'backend.timeoutMs', message: 'unknown option; "defaultTimeoutMs" is near it, and set by the worker: each execution\'s time limit comes from its caller, with the task' },
+    ]);
+  });
+
   it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
     const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
     for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {

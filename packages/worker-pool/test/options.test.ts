@@ -23,7 +23,7 @@ describe('worker-pool: options', () => {
     [{ maxThreds: 2 }, 'maxThreds: unknown option; did you mean "maxThreads"?'],
     // The execution time limit, not the idle threads' (whose name holds "timeout" too).
     [{ timeout: 5000 }, 'timeout: unknown option; did you mean "defaultTimeoutMs"?'],
-    [{ timeoutMs: 5000 }, 'timeoutMs: unknown option; did you mean "defaultTimeoutMs"?'],
+    [{ timeoutMs: 5000 }, 'timeoutMs: not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { timeoutMs }); or did you mean "defaultTimeoutMs"?'],
     [{ abortGraceMs: 100 }, 'abortGraceMs: was renamed: use cancelGraceMs'],
   ])('rejects %j naming %s', (options, path) => {
     let thrown: unknown;

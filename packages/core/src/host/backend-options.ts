@@ -9,7 +9,7 @@ import type { WatchOptions } from './plugin-watcher.js';
 import { distinctIssues, formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest } from './nearest-name.js';
-import { optionOfOtherBackends } from './backend-own-options.js';
+import { backendKeyElsewhere } from './backend-own-options.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
@@ -141,10 +141,10 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
     if (issue.code !== 'unrecognized_keys') return [issueOf(issue)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
-      // At the top, an option of another backend type is said as that, before any near name.
-      const elsewhere = backendOptions && issue.path.length === 0 ? optionOfOtherBackends(key) : undefined;
-      const near = elsewhere ? undefined : nearest(key, known);
-      const message = elsewhere ? `not an option of this backend; it is ${elsewhere}` : `unknown option${near ? `; did you mean "${near}"?` : ''}`;
+      // At the top, an option of another backend type, of execute() or of the request is said as that.
+      const elsewhere = backendOptions && issue.path.length === 0 ? backendKeyElsewhere(key) : undefined;
+      const near = nearest(key, known);
+      const message = elsewhere ? `${elsewhere}${near && !elsewhere.includes('this backend') ? `; or did you mean "${near}"?` : ''}` : `unknown option${near ? `; did you mean "${near}"?` : ''}`;
       return { path: formatPath([...issue.path, key]), message };
     });
   });

@@ -1,4 +1,6 @@
+import type { BackendOptions } from './backend-options.js';
 import type { BuiltInBackendType } from './backend-packages.js';
+import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
 /**
  * The options only some backend types take, by name: an option given to a backend that does not
@@ -46,4 +48,43 @@ export function optionOfOtherBackends(key: string): string | undefined {
   if (!types) return undefined;
   const named = types.length === 1 ? `the ${types[0]} backend` : `the ${types.slice(0, -1).join(', ')} and ${types.at(-1)} backends`;
   return `an option of ${named}`;
+}
+
+/** The options every backend takes (BackendOptions): a record, so that the compiler keeps it equal to the type. */
+const COMMON_OPTIONS: Record<keyof BackendOptions, true> = {
+  platform: true,
+  plugins: true,
+  registry: true,
+  workspace: true,
+  permissions: true,
+  defaultTimeoutMs: true,
+  maxConcurrency: true,
+  maxQueue: true,
+  perPluginConcurrency: true,
+  watch: true,
+};
+
+/** Whether `key` is an option of some backend type (every backend's, or some backend's own). */
+export function isBackendOption(key: string): boolean {
+  return Object.hasOwn(COMMON_OPTIONS, key) || Object.hasOwn(BACKEND_OWN_OPTIONS, key);
+}
+
+/**
+ * Where a key given to a backend's options belongs instead, said as a whole message ("not an option
+ * of the backend; it is an option of execute() …"), or undefined. A host that puts `onLog` or
+ * `pluginId` beside `type` learns where it goes, not only that it is unknown.
+ */
+export function backendKeyElsewhere(key: string): string | undefined {
+  const other = optionOfOtherBackends(key);
+  if (other) return `not an option of this backend; it is ${other}`;
+  if (EXECUTE_OPTIONS.includes(key)) return `not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { ${key} })`;
+  if (REQUEST_FIELDS.has(key)) return `not an option of the backend; it is a field of the request: backend.execute({ pluginId, handlerId, input })`;
+  return undefined;
+}
+
+/** Where a key given to execute()'s options belongs instead (a backend option, a request field), said as a whole message, or undefined. */
+export function executeKeyElsewhere(key: string): string | undefined {
+  if (REQUEST_FIELDS.has(key)) return `not an option; it is a field of the request, execute()'s first argument: backend.execute({ pluginId, handlerId, input${key === 'context' ? ', context' : ''} }, options)`;
+  if (isBackendOption(key)) return `not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, ${key} })`;
+  return undefined;
 }

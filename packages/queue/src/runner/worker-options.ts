@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Platform, PluginSource } from '@kb-labs/plugin-execution-core';
-import { lazySchema, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
+import { isBackendOption, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
@@ -51,6 +51,18 @@ const SET_BY_THE_WORKER: Record<string, string> = {
   defaultTimeoutMs: "each execution's time limit comes from its caller, with the task",
 };
 
+/**
+ * A key inside `backend` that is no backend's option but is near one the worker sets (`timeoutMs`,
+ * `maxConcurency`) is said here: the local backend would point at that option, which is refused.
+ */
+function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIssue(issue: { code: 'custom'; path: string[]; message: string }): void }): void {
+  for (const key of Object.keys(backend)) {
+    if (key === 'type' || Object.hasOwn(SET_BY_THE_WORKER, key) || isBackendOption(key)) continue;
+    const near = nearest(key, Object.keys(SET_BY_THE_WORKER));
+    if (near) ctx.addIssue({ code: 'custom', path: [key], message: `unknown option; "${near}" is near it, and set by the worker: ${SET_BY_THE_WORKER[near]}` });
+  }
+}
+
 const workerOptionsSchema = lazySchema((z) =>
   z.object({
     connection: connectionSchema().optional(),
@@ -61,6 +73,7 @@ const workerOptionsSchema = lazySchema((z) =>
         type: option.oneOf(Object.keys(LOCAL_BACKEND_PACKAGES) as [LocalBackendType, ...LocalBackendType[]]),
         ...Object.fromEntries(Object.entries(SET_BY_THE_WORKER).map(([key, where]) => [key, z.never({ error: `set by the worker: ${where}` }).optional()])),
       })
+      .superRefine(namedNearSetByTheWorker)
       .optional(),
     // A worker without plugins can run nothing: every task it took would be handed back, then fail.
     plugins: pluginSourcesSchema().min(1, { error: 'must name at least one plugin folder: a worker without plugins can run nothing' }),
