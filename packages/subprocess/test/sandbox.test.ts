@@ -4,6 +4,7 @@ import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, readdir, rename, r
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { SubprocessBackend, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +68,17 @@ function make(options: SubprocessBackendOptions = {}): SubprocessBackend {
 }
 
 /** Collects the process warnings emitted while `fn` runs. */
+/** Make a backend with no bubblewrap on PATH (the lookup happens at construction). */
+function makeWithoutBwrapOnPath(options: SubprocessBackendOptions): SubprocessBackend {
+  const saved = process.env.PATH;
+  process.env.PATH = scratch;
+  try {
+    return make(options);
+  } finally {
+    process.env.PATH = saved;
+  }
+}
+
 async function warningsDuring(fn: () => Promise<void>): Promise<Error[]> {
   const seen: Error[] = [];
   const listener = (warning: Error) => seen.push(warning);
@@ -111,7 +123,24 @@ describe('options', () => {
   });
 
   it.runIf(linux)("'required' where bubblewrap does not exist: construction fails and says why", () => {
-    expect(() => make({ sandbox: 'required', bwrapPath: path.join(scratch, 'no-such-bwrap') })).toThrow(/sandbox: 'required' cannot work here: bubblewrap not found/);
+    expect(() => makeWithoutBwrapOnPath({ sandbox: 'required' })).toThrow(/sandbox: 'required' cannot work here: bubblewrap not found \("bwrap" on PATH\)/);
+  });
+
+  it.runIf(linux)("a bwrapPath given that is not there is a ValidationError naming it, under 'auto' too (not every child run unsandboxed on a typo); under 'off' it is not looked at", () => {
+    const typo = path.join(scratch, 'bwarp');
+    for (const sandbox of ['auto', 'required', undefined] as const) {
+      let thrown: unknown;
+      try {
+        make({ sandbox, bwrapPath: typo });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ValidationError);
+      expect((thrown as ValidationError).message).toBe(`bwrapPath: no executable file at "${typo}"; fix it, leave bwrapPath out to use "bwrap" from PATH, or set sandbox: 'off'`);
+      expect((thrown as ValidationError).details).toMatchObject({ path: 'bwrapPath' });
+    }
+    expect(() => make({ bwrapPath: 'bwarp' })).toThrow('bwrapPath: no executable "bwarp" on PATH');
+    expect(make({ sandbox: 'off', bwrapPath: typo })).toBeInstanceOf(SubprocessBackend);
   });
 
   it.runIf(!linux)("'required' off Linux: construction fails and says bubblewrap is Linux-only", () => {
@@ -121,10 +150,9 @@ describe('options', () => {
 
 describe.runIf(linux)('where the sandbox cannot run', () => {
   it("'auto' with no bubblewrap runs children as before, warns once and says so in health()", async () => {
-    const bwrapPath = path.join(scratch, 'missing-bwrap');
     const warnings = await warningsDuring(async () => {
-      const first = make({ sandbox: 'auto', bwrapPath });
-      make({ sandbox: 'auto', bwrapPath });
+      const first = makeWithoutBwrapOnPath({ sandbox: 'auto' });
+      makeWithoutBwrapOnPath({ sandbox: 'auto' });
       const result = await first.execute({ pluginId: BASIC, handlerId: 'echo', input: 'still runs' });
       expectOk(result);
       const health = await first.health();
@@ -133,7 +161,7 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
       expect(health.isolation.reason).toContain('bubblewrap not found');
       expect((await first.stats()).runners).toMatchObject({ sandboxed: false });
     });
-    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_UNAVAILABLE' && w.message.includes(bwrapPath));
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_UNAVAILABLE' && w.message.includes('bubblewrap not found ("bwrap" on PATH)'));
     expect(ours).toHaveLength(1);
   });
 

@@ -81,7 +81,10 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * @default 'auto'
    */
   sandbox?: SandboxMode;
-  /** The bubblewrap executable: a name looked up on PATH, or a path. @default 'bwrap' */
+  /**
+   * The bubblewrap executable: a name looked up on PATH, or a path. Given and not found, the
+   * backend is not made (ValidationError), whatever `sandbox` is but 'off'. @default 'bwrap'
+   */
   bwrapPath?: string;
   /**
    * On a host running as root, the unprivileged user and group sandboxed children run as (each
@@ -106,7 +109,8 @@ export interface Resolved {
   maxLogLineLength: number;
   maxOutputPerStream: number;
   sandbox: SandboxMode;
-  bwrapPath: string;
+  /** As given; undefined: "bwrap" on PATH. */
+  bwrapPath: string | undefined;
   /** Who sandboxed children run as; undefined keeps the host's user. */
   sandboxUser: SandboxUser | undefined;
 }
@@ -175,7 +179,7 @@ export function resolveOptions(o: SubprocessBackendOptions): Resolved {
     maxLogLineLength: o.maxLogLineLength ?? 16_384,
     maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,
     sandbox: o.sandbox ?? 'auto',
-    bwrapPath: o.bwrapPath ?? 'bwrap',
+    bwrapPath: o.bwrapPath,
     // Only root can start a child as another user; a host that is not root needs no drop.
     sandboxUser: process.getuid?.() === 0 && o.sandboxUser !== false ? (o.sandboxUser ?? NOBODY) : undefined,
   };

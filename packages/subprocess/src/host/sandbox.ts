@@ -22,8 +22,8 @@ export interface SandboxUser {
 
 export interface SandboxConfig {
   mode: SandboxMode;
-  /** `bwrap`, looked up on PATH, or a path to it. */
-  bwrapPath: string;
+  /** A name looked up on PATH, or a path; undefined: "bwrap" on PATH. */
+  bwrapPath: string | undefined;
   /** Who children run as when the host is root; undefined keeps the host's user. */
   user: SandboxUser | undefined;
   execPath: string;
@@ -78,8 +78,9 @@ export class Sandbox {
       this.#state = { active: false, reason: "sandbox: 'off'" };
       return;
     }
-    this.#bwrap = findExecutable(config.bwrapPath);
-    const missing = unavailableReason(config.bwrapPath, this.#bwrap);
+    this.#bwrap = findExecutable(config.bwrapPath ?? 'bwrap');
+    if (!this.#bwrap && config.bwrapPath !== undefined) throw bwrapNotFound(config.bwrapPath);
+    const missing = unavailableReason(config.bwrapPath ?? 'bwrap', this.#bwrap);
     if (!missing) return;
     if (config.mode === 'required') {
       throw new ValidationError(`sandbox: 'required' cannot work here: ${missing}`, { details: { path: 'sandbox', reason: missing } });
@@ -276,6 +277,16 @@ function runtimeView(execPath: string): SandboxView {
   const view = new SandboxView();
   for (const file of runtimeFiles(execPath)) view.readOnly(file);
   return view;
+}
+
+/**
+ * A `bwrapPath` the host named that is not there: refused, in 'auto' too, since running every
+ * child without the sandbox the host asked for, on a typo, would be a quiet surprise.
+ */
+function bwrapNotFound(bwrapPath: string): ValidationError {
+  const where = bwrapPath.includes('/') ? `no executable file at "${bwrapPath}"` : `no executable "${bwrapPath}" on PATH`;
+  const message = `bwrapPath: ${where}; fix it, leave bwrapPath out to use "bwrap" from PATH, or set sandbox: 'off'`;
+  return new ValidationError(message, { details: { path: 'bwrapPath', reason: where } });
 }
 
 /** Why bubblewrap cannot be used at all (`found`: where it was found), decided without running anything; undefined when it may. */
