@@ -18,11 +18,13 @@ const USAGE = `Usage:
 Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
 returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
 (what an in-process handler prints goes to stderr). Exits 0 on success; on
-failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error; 130/143 when
-SIGINT/SIGTERM stopped it: the execution is aborted and its workspace removed). A handler that
+failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error, a <plugin-dir>
+that does not exist or has no kb.plugin.json among them; 130/143 when SIGINT/SIGTERM stopped it:
+the execution is aborted and its workspace removed). A handler that
 ends this process (in-process: process.exit(), an uncaught exception or rejection) is a failure:
 WORKER_CRASHED.
-What JSON has no form for is printed as: a Map as [key, value] pairs, a Set as an array, an
+What JSON has no form for is printed as: nothing returned (undefined) as null (with --json: no
+data key), a Map as [key, value] pairs, a Set as an array, an
 Error as { name, message, stack, cause }, typed arrays and Buffers as arrays of numbers, a
 BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it is inside as
 "[Circular: <path>]" (the path in the printed JSON, $ its top), an array with holes as

@@ -11,6 +11,7 @@ import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
 import { NATS_FLAGS, NatsFlagError, natsAuth } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
+import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
@@ -86,6 +87,9 @@ function queueConnection(values: RunValues) {
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
   const { queue, timeoutMs } = checkedFlags(values, type);
+  // A <plugin-dir> that is not there (or holds no kb.plugin.json) is a typo on the command line: exit 2.
+  const folderMistake = pluginFolderMistake(pluginDir);
+  if (folderMistake) throw new UsageError(folderMistake);
   const platform = values.platform ? await loadPlatform(values.platform) : undefined;
 
   const registry = new PluginRegistry();

@@ -4,6 +4,7 @@ import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
+import { pluginFolderMistake } from './plugin-folders.js';
 import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -15,7 +16,8 @@ nothing new, lets what runs finish (up to --drain-timeout, then stops it), and e
 Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a
 NATS server it cannot use is QUEUE_SERVER_UNREACHABLE, QUEUE_SERVER_AUTH_FAILED,
 QUEUE_SERVER_NO_JETSTREAM, QUEUE_SERVER_NOT_PERMITTED, QUEUE_SERVER_LIMIT_REACHED or
-QUEUE_SERVER_MISCONFIGURED (a plugin it cannot load: VALIDATION_ERROR …).
+QUEUE_SERVER_MISCONFIGURED (a plugin it cannot load: VALIDATION_ERROR …; a --plugins folder
+that does not exist or has no kb.plugin.json is a usage error).
 
 Options for worker:
   --nats <url>              NATS server URL(s), comma-separated      (required)
@@ -85,6 +87,9 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const plugins = [...(values.plugins ?? []), ...positionals].map((dir) => path.resolve(dir));
   if (!values.nats) throw new WorkerUsageError('worker needs --nats <url>');
   if (plugins.length === 0) throw new WorkerUsageError('worker needs --plugins <dir>');
+  // A folder that is not there (or holds no kb.plugin.json) is a typo on the command line; an invalid manifest is not (exit 1).
+  const folderMistakes = plugins.map(pluginFolderMistake).filter((mistake) => mistake !== undefined);
+  if (folderMistakes.length) throw new WorkerUsageError(folderMistakes.join('\n'));
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
   const drainTimeoutMs = drainTimeout(values['drain-timeout']);

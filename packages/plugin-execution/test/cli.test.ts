@@ -429,12 +429,13 @@ describe('kb-plugin-exec CLI', () => {
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
     expect(badJson.stderr).toContain('--input is not valid JSON');
+    // A plugin folder typed wrong is a usage error naming it (cli-plugin-paths.test.ts has more).
     const badPlugin = run(['run', root, 'echo']);
-    expect(badPlugin.status).toBe(1);
-    expect(badPlugin.stderr).toMatch(/^VALIDATION_ERROR: No kb.plugin.json/);
+    expect(badPlugin.status).toBe(2);
+    expect(badPlugin.stderr).toMatch(/^No kb.plugin.json in plugin folder /);
     const noFolder = run(['run', path.join(root, 'no-such-plugin'), 'echo']);
-    expect(noFolder.status).toBe(1);
-    expect(noFolder.stderr).toMatch(/^VALIDATION_ERROR: Plugin folder \S+no-such-plugin does not exist/);
+    expect(noFolder.status).toBe(2);
+    expect(noFolder.stderr).toMatch(/^Plugin folder \S+no-such-plugin does not exist/);
     for (const flag of ['--input', '--backend', '--timeout']) {
       const noValue = run(['run', fixturePlugins.basic, 'echo', flag]);
       expect(noValue.status, flag).toBe(2);

@@ -254,10 +254,20 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   }
   throw new HandlerNotFoundError(
     exported === undefined
-      ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})`
+      ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
       : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${exported === null ? 'null' : typeof exported})`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
   );
+}
+
+/**
+ * The manifest field that would call the handler the file does export: one named as the handler's
+ * id, else its only export (`export async function hello()` under a manifest with no "export").
+ */
+function exportHint(mod: Record<string, unknown>, available: readonly string[], handlerId: string): string {
+  const meant = available.includes(handlerId) ? handlerId : available.length === 1 ? available[0]! : undefined;
+  if (meant === undefined || !(typeof mod[meant] === 'function' || isDefinedHandler(mod[meant]))) return '';
+  return `; set "export": ${JSON.stringify(meant)} on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
 }
 
 /** Named ESM export, a CJS `module.exports` property, or a transpiled `exports.default`. */

@@ -1,0 +1,64 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { RunnerSession, type RunnerResult, type RunnerTask } from '../src/backend-kit.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let root: string;
+
+/** The message of the result of running handler `handlerId` (export `exportName`) of a module whose source is `source`. */
+async function failureOf(file: string, source: string, handlerId: string, exportName = 'default'): Promise<{ code: unknown; message: unknown }> {
+  const entryPath = path.join(root, file);
+  await writeFile(entryPath, source);
+  const task: RunnerTask = {
+    executionId: `exec-${file}`,
+    pluginId: '@t/hint',
+    handlerId,
+    pluginRoot: root,
+    entryPath,
+    exportName,
+    input: undefined,
+    context: { host: { kind: 'test' } },
+    workspaceDir: undefined,
+    permissions: {},
+    timeoutMs: 10_000,
+    memoryMb: undefined,
+  };
+  const result = (await new RunnerSession(task, () => undefined).run()) as RunnerResult & { ok: false; error: { code: unknown; message: unknown } };
+  expect(result.ok).toBe(false);
+  return { code: result.error.code, message: result.error.message };
+}
+
+describe('a handler export that is not there', () => {
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-export-hint-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('names the "export" to set when the module has one export only', async () => {
+    const failure = await failureOf('only.mjs', 'export async function hello() { return 1; }\n', 'hello');
+    expect(failure).toEqual({
+      code: 'HANDLER_NOT_FOUND',
+      message: `Handler "hello" of plugin "@t/hint": ${path.join(root, 'only.mjs')} has no export "default" (exports: hello); set "export": "hello" on handler "hello" in kb.plugin.json`,
+    });
+    // One export of another name than the handler's is still the one meant.
+    expect((await failureOf('other.mjs', 'export const run = async () => 1;\n', 'greet')).message).toMatch(/\(exports: run\); set "export": "run" on handler "greet" in kb\.plugin\.json$/);
+  });
+
+  it('names the export called as the handler among several', async () => {
+    const failure = await failureOf('many.mjs', 'export const helper = () => 0;\nexport async function greet() { return 1; }\n', 'greet', 'build');
+    // (The order of the exports listed is the loader's.)
+    expect(failure.message).toMatch(/^Handler "greet" of plugin "@t\/hint": \S+many\.mjs has no export "build" \(exports: (greet, helper|helper, greet)\); set "export": "greet" on handler "greet" in kb\.plugin\.json$/);
+  });
+
+  it('gives no hint when no export is clearly the one meant, or it is no handler', async () => {
+    const several = await failureOf('several.mjs', 'export const a = () => 0;\nexport const b = () => 0;\n', 'greet');
+    expect(several.message).toMatch(/has no export "default" \(exports: a, b\)$/);
+    const notFunction = await failureOf('value.mjs', 'export const greeting = "hi";\n', 'greet');
+    expect(notFunction.message).toMatch(/has no export "default" \(exports: greeting\)$/);
+    const none = await failureOf('none.mjs', 'const x = 1;\nexport {};\n', 'greet');
+    expect(none.message).toMatch(/has no export "default" \(exports: none\)$/);
+  });
+});

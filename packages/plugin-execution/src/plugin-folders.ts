@@ -1,0 +1,31 @@
+import { statSync, type Stats } from 'node:fs';
+import path from 'node:path';
+
+const MANIFEST_FILE = 'kb.plugin.json';
+
+/**
+ * What is wrong with a plugin folder typed on the command line (`run <plugin-dir>`, `worker
+ * --plugins <dir>`) when the path itself is: it does not exist, it is a file, or it holds no
+ * kb.plugin.json. The CLI says it as a usage error (exit 2), in core's words. undefined when the
+ * folder has a manifest: whether that manifest is valid is the registry's to say (VALIDATION_ERROR,
+ * exit 1), as is a folder or manifest that cannot be read.
+ */
+export function pluginFolderMistake(dir: string): string | undefined {
+  const root = path.resolve(dir);
+  const folder = statOrCode(root);
+  if (folder === 'ENOENT') return `Plugin folder ${root} does not exist`;
+  if (typeof folder === 'string') return undefined;
+  if (!folder.isDirectory()) {
+    return `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}`;
+  }
+  return statOrCode(path.join(root, MANIFEST_FILE)) === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : undefined;
+}
+
+/** `file`'s stats, or the error code that stat failed with (only ENOENT is the path's mistake). */
+function statOrCode(file: string): Stats | string {
+  try {
+    return statSync(file);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}

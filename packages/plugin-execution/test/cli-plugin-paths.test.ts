@@ -1,0 +1,75 @@
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+let root: string;
+
+function run(args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: root, env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, first: result.stderr.split('\n')[0] };
+}
+
+/** A plugin folder `name` with the manifest `manifest` and, when given, a handler module h.mjs. */
+async function plugin(name: string, manifest: unknown, source?: string): Promise<string> {
+  const dir = path.join(root, name);
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify(manifest));
+  if (source !== undefined) await writeFile(path.join(dir, 'h.mjs'), source);
+  return dir;
+}
+
+describe('kb-plugin-exec: plugin folders typed on the command line', () => {
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-paths-'));
+    await mkdir(path.join(root, 'empty'));
+    await plugin('good', { id: '@t/good', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, 'export default async () => 1;\n');
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('run: a <plugin-dir> that does not exist, has no kb.plugin.json or is the manifest file is a usage error (exit 2) naming it', () => {
+    const missing = run(['run', './nope', 'hello']);
+    expect(missing.status).toBe(2);
+    expect(missing.first).toBe(`Plugin folder ${path.join(root, 'nope')} does not exist`);
+    expect(missing.stderr).toContain('kb-plugin-exec --help lists the options.');
+    expect(missing.stdout).toBe('');
+    const empty = run(['run', './empty', 'hello']);
+    expect(empty.status).toBe(2);
+    expect(empty.first).toBe(`No kb.plugin.json in plugin folder ${path.join(root, 'empty')}`);
+    const manifestFile = run(['run', './good/kb.plugin.json', 'hello']);
+    expect(manifestFile.status).toBe(2);
+    expect(manifestFile.first).toBe(`Plugin folder ${path.join(root, 'good', 'kb.plugin.json')} is a file; give the folder that holds its kb.plugin.json (${path.join(root, 'good')})`);
+  });
+
+  it('run: a kb.plugin.json that is there but invalid stays VALIDATION_ERROR, exit 1', async () => {
+    await plugin('invalid', { id: '@t/invalid', version: '1.0.0', handlers: {} });
+    const invalid = run(['run', './invalid', 'hello']);
+    expect(invalid.status).toBe(1);
+    expect(invalid.first).toMatch(/^VALIDATION_ERROR: Invalid plugin manifest/);
+    const good = run(['run', './good', 'hello']);
+    expect(good.status).toBe(0);
+    expect(good.stdout.trim()).toBe('1');
+  });
+
+  it('worker: --plugins folders that do not exist or have no kb.plugin.json are a usage error (exit 2) naming each, before it connects', () => {
+    // Nothing listens on port 1: a worker that got as far as connecting would exit 1 (QUEUE_SERVER_UNREACHABLE).
+    const result = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', './nope', './empty', './good']);
+    expect(result.status).toBe(2);
+    expect(result.stderr.split('\n\n')[0]).toBe(`Plugin folder ${path.join(root, 'nope')} does not exist\nNo kb.plugin.json in plugin folder ${path.join(root, 'empty')}`);
+    expect(result.stderr).toContain('kb-plugin-exec worker --help lists the options.');
+  });
+
+  it('a handler module whose only export is named says which "export" to set in kb.plugin.json', async () => {
+    await plugin('named', { id: '@t/named', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, 'export async function hello() { return 1; }\n');
+    const named = run(['run', './named', 'hello']);
+    expect(named.status).toBe(1);
+    expect(named.first).toBe(
+      `HANDLER_NOT_FOUND: Handler "hello" of plugin "@t/named": ${path.join(root, 'named', 'h.mjs')} has no export "default" (exports: hello); set "export": "hello" on handler "hello" in kb.plugin.json`,
+    );
+  });
+});
