@@ -18,7 +18,7 @@
 const WINDOW = 4096;
 /**
  * Bytes per unit: a message counts one unit per 4 KB of its text (a character counted as two
- * bytes, as a string outside Latin-1 is sent) and of its values, and one at least.
+ * bytes, as a string outside Latin-1 is sent), bytes and values, and one at least.
  */
 const UNIT_BYTES = 4096;
 /** What one value (an object, an array, a number …) of a message weighs, in bytes, besides its text. */
@@ -71,6 +71,14 @@ const wait = Atomics.wait;
 const add = Atomics.add;
 const notify = Atomics.notify;
 const isView = ArrayBuffer.isView;
+const clone = structuredClone;
+const apply = Reflect.apply;
+const keys = Object.keys;
+const getPrototypeOf = Object.getPrototypeOf;
+const mapForEach = Map.prototype.forEach;
+const setForEach = Set.prototype.forEach;
+const { isArrayBuffer, isNativeError } = process.getBuiltinModule('node:util').types;
+const [OBJECT, ARRAY, MAP, SET, DATE, REGEXP] = [Object, Array, Map, Set, Date, RegExp].map((type) => type.prototype as object);
 
 /** Thread side: call before each message of an execution; blocks while the host is WINDOW units behind. */
 export class ThreadFlow {
@@ -129,27 +137,43 @@ export function holdSending(shared: Int32Array, held: boolean): void {
   if (!held && load(shared, WAITING) === 1) notify(shared, READ);
 }
 
-/** The units of a message: one, plus one per 4 KB of the text, bytes and values found in it. */
-export function unitsOf(message: unknown): number {
+/**
+ * A message of the handler's (a log line, an event, a call) as it will cross, and what it weighs:
+ * one unit, plus one per 4 KB of its text, bytes and values. Weighed on a structured clone, sent
+ * as that clone: a getter of the handler's is read once (read again by postMessage, it could send
+ * 4 MB where '' was weighed), and what a walk of the message's own keys would not see is counted
+ * (a Map's or a Set's entries, an Error's message and stack, an ArrayBuffer, the whole buffer of
+ * a view, which structured clone sends whole). A value of a kind not weighed here (a Blob, a
+ * KeyObject …), or more than WEIGH_NODES values, takes the whole window. Throws what structured
+ * clone throws for a value it refuses (RunnerSession names it).
+ */
+export function weighedCopy<T>(message: T): { copy: T; units: number } {
+  const copy = clone(message);
   let bytes = 0;
-  const stack: unknown[] = [message];
   let looked = 0;
-  try {
-    while (stack.length > 0) {
-      const value = stack.pop();
-      bytes += NODE_BYTES;
-      if (typeof value === 'string') bytes += 2 * value.length;
-      else if (isView(value)) bytes += value.byteLength;
-      else if (value !== null && typeof value === 'object') {
-        for (const key in value) {
-          if (++looked > WEIGH_NODES) return WINDOW;
-          bytes += 2 * key.length;
-          stack.push((value as Record<string, unknown>)[key]);
-        }
+  const stack: unknown[] = [copy];
+  const push = (value: unknown): void => void stack.push(value);
+  while (stack.length > 0) {
+    if (++looked > WEIGH_NODES) return { copy, units: WINDOW };
+    const value = stack.pop();
+    bytes += NODE_BYTES;
+    if (typeof value === 'string') bytes += 2 * value.length;
+    else if (value === null || typeof value !== 'object') continue;
+    else if (isView(value)) bytes += value.buffer.byteLength;
+    else if (isArrayBuffer(value)) bytes += (value as ArrayBuffer).byteLength;
+    else {
+      const proto = getPrototypeOf(value);
+      if (proto === MAP) apply(mapForEach, value, [(v: unknown, k: unknown) => stack.push(k, v)]);
+      else if (proto === SET) apply(setForEach, value, [push]);
+      else if (isNativeError(value)) stack.push((value as Error).message, (value as Error).stack, (value as Error).cause);
+      else if (proto === REGEXP) bytes += 2 * (value as RegExp).source.length;
+      else if (proto !== OBJECT && proto !== ARRAY && proto !== null && proto !== DATE) return { copy, units: WINDOW };
+      // A clone's properties are its own data properties: no getter of the handler's runs here.
+      for (const key of keys(value)) {
+        bytes += 2 * key.length;
+        stack.push((value as Record<string, unknown>)[key]);
       }
     }
-  } catch {
-    // A getter of the handler's threw: posting the message will say so.
   }
-  return 1 + Math.floor(bytes / UNIT_BYTES);
+  return { copy, units: 1 + Math.floor(bytes / UNIT_BYTES) };
 }

@@ -228,7 +228,13 @@ export class PoolThread<Lane = unknown> {
 
   #reaped(): void {
     clearTimeout(this.#reapTimer);
+    this.#reapTimer = undefined;
     if (this.endedBy) this.end(this.endedBy);
+  }
+
+  /** Retired, it is collecting its handler's children (#endOnceReaped): it ends itself once done, REAP_WAIT_MS at most. */
+  get reaping(): boolean {
+    return this.#reapTimer !== undefined && this.alive;
   }
 
   /** Detach the execution it ran, to be settled by the caller. */

@@ -127,7 +127,9 @@ export class ThreadPool {
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
     const threads = [...this.#threads];
-    for (const thread of threads) thread.end({ kind: 'stopped' });
+    // One collecting its handler's children goes once it has (REAP_WAIT_MS at most): ended now, it
+    // would leave the rest of them running past the backend's end.
+    for (const thread of threads) if (!thread.reaping) thread.end({ kind: 'stopped' });
     await settlesWithin(Promise.all(threads.map((thread) => thread.done)), CLOSE_WAIT_MS);
   }
 

@@ -6,7 +6,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, onHandlerLoading, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, unitsOf } from './flow-control.js';
+import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, weighedCopy } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
@@ -40,9 +40,9 @@ const send = (message: ThreadToHost): void => pristinePost(channel, message);
 // [0] wakes this thread when idle; the rest paces what an execution sends (flow-control.ts).
 const wake = new Int32Array(new SharedArrayBuffer(4 * FLOW_SLOTS));
 const flow = new ThreadFlow(wake);
-/** What an execution sends before its answer (logs, events, calls, output): paced, weighed. */
-const sendPaced = (message: Extract<ThreadToHost, { units?: number }>, weighed: unknown): void => {
-  const units = unitsOf(weighed);
+/** What an execution sends before its answer (logs, events, calls, output): weighed as it will cross (weighedCopy), paced. */
+const sendPaced = <M extends Extract<ThreadToHost, { units?: number }>>(sent: M): void => {
+  const { copy: message, units } = weighedCopy(sent);
   message.units = units;
   flow.pace(units);
   try {
@@ -217,9 +217,9 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   watches.handles.mark();
   watches.listeners.mark();
   env.apply(process.env, task.permissions?.env);
-  const session = new RunnerSession(task, (m) => sendPaced({ k, m }, m));
+  const session = new RunnerSession(task, (m) => sendPaced({ k, m }));
   current = { k, session };
-  output.begin((out, lines) => sendPaced({ k, out, lines }, lines));
+  output.begin((out, lines) => sendPaced({ k, out, lines }));
   const result = await session.run();
   output.end();
   // A handler that answered from inside a callback (fs.readFile's, a stream's 'close', a child's
