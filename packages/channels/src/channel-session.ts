@@ -4,6 +4,7 @@ import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
+import { HandedMessage } from './handed-message.js';
 import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
 import type { CloseCause, SessionRuntime } from './session-runtime.js';
@@ -54,6 +55,8 @@ export class ChannelSession implements ChannelConnection {
   /** Aborts the disconnect execution (only a hard stop does). */
   readonly #final = new AbortController();
   readonly #queue: WaitingMessage[] = [];
+  /** Its messages handed to the backend and not settled: running, or waiting in the backend's queue. */
+  readonly #handed = new Set<HandedMessage>();
   #running = 0;
   #accepted = false;
   #registered = false;
@@ -128,12 +131,15 @@ export class ChannelSession implements ChannelConnection {
 
   /**
    * Close with a cause the disconnect handler will be told. An unmount also drops the messages
-   * that have not started: their replies could not be delivered, and they would use the time
-   * the disconnect handler is given.
+   * that have not started, waiting here or in the backend's queue: their replies could not be
+   * delivered, and the disconnect handler would wait behind them.
    */
   closeFor(cause: CloseCause, code: number, reason: string): void {
     this.#closeCause ??= cause;
-    if (cause === 'unmount') this.#queue.length = 0;
+    if (cause === 'unmount') {
+      this.#queue.length = 0;
+      for (const message of this.#handed) message.dropIfWaiting();
+    }
     this.close(code, reason);
   }
 
@@ -160,8 +166,14 @@ export class ChannelSession implements ChannelConnection {
   /** Abort everything still running or queued, disconnect included. */
   hardStop(): void {
     this.#queue.length = 0;
-    this.#work.abort();
+    this.#abortWork();
     this.#final.abort();
+  }
+
+  /** Abort connect and every message handed to the backend. */
+  #abortWork(): void {
+    this.#work.abort();
+    for (const message of this.#handed) message.abort();
   }
 
   async #connect(): Promise<void> {
@@ -247,16 +259,25 @@ export class ChannelSession implements ChannelConnection {
 
   async #handle({ id, data }: QueuedMessage): Promise<void> {
     const input = id === undefined ? { event: 'message', connectionId: this.id, data } : { event: 'message', connectionId: this.id, id, data };
-    const result = await this.#execute(input, this.#options);
+    const message = new HandedMessage();
+    if (this.#work.signal.aborted) message.abort();
+    this.#handed.add(message);
+    let result: Outcome;
+    try {
+      result = await this.#execute(input, { ...this.#options, signal: message.signal, onStart: message.started });
+    } finally {
+      this.#handed.delete(message);
+    }
     const replyTo = id ?? null;
     try {
       if (result.ok) {
         if ((id !== undefined || result.data !== undefined) && !this.#sendFrame({ type: 'reply', replyTo, data: result.data ?? null }, 'message')) {
           this.#sendError('VALIDATION_ERROR', 'The handler returned a value that JSON cannot carry', replyTo);
         }
-      } else if (!(this.#socketClosed && this.#closeCause === undefined && result.error.code === 'ABORTED')) {
+      } else if (!message.dropped && !(this.#socketClosed && this.#closeCause === undefined && result.error.code === 'ABORTED')) {
         // (One its client left behind, aborted for that (abortOnClose), is neither a server
-        // problem worth reporting nor answerable, as for connect; one an unmount stopped is.)
+        // problem worth reporting nor answerable, as for connect; one an unmount stopped while
+        // it ran is. One an unmount dropped before it started is not, as those waiting here.)
         this.#report(result.error, 'message');
         const shown = this.#rt.formatError(result.error, { phase: 'message', channel: this.channel, connectionId: this.id });
         this.#sendError(shown.code, shown.message, replyTo);
@@ -275,7 +296,7 @@ export class ChannelSession implements ChannelConnection {
     this.#resolveClosed();
     if (this.#rt.abortOnClose) {
       this.#queue.length = 0;
-      this.#work.abort();
+      this.#abortWork();
     }
     await this.#connectDone;
     await this.#idle();

@@ -3,16 +3,13 @@
  * ws clients on loopback. Written once and run against each backend (like describeConformance), since
  * the point is that channels behave the same wherever the handler runs.
  */
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { BackendOptions, IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels, type ChannelMount, type MountWebSocketChannelsOptions } from '@kb-labs/plugin-execution-channels';
 import { afterEach, describe, expect, it } from 'vitest';
-import { LAB, TestClient, delay, eventually, labPlatform, labPlugin, startServer, type Frame } from './helpers.js';
+import { LAB, TestClient, delay, eventually, labManifest, labPlatform, labPlugin, startServer, type Frame } from './helpers.js';
+import { describeUnmount } from './unmount-suite.js';
 
 export type ChannelBackendFactory = (options: BackendOptions) => IExecutionBackend;
-
-export const labManifest = JSON.parse(readFileSync(path.join(labPlugin, 'kb.plugin.json'), 'utf8')) as { id: string };
 
 export interface ChannelHarness {
   backend: IExecutionBackend;
@@ -339,121 +336,6 @@ function describeConnectAndDisconnect(setup: ReturnType<typeof useChannelHarness
       expect(h.lab.events[0]).toEqual({ event: 'disconnect', connectionId: id, code: 4100, reason: 'see you', cause: null, channel: '/echo' });
       await eventually(() => h.mount.stats().connections === 0, 'session gone');
       expect(h.mount.registry.has(id)).toBe(false);
-    });
-  });
-}
-
-function describeUnmount(setup: ReturnType<typeof useChannelHarness>, create: ChannelBackendFactory): void {
-  describe('unmount', () => {
-    it('closes every connection with 1001, running disconnect first, and leaves the backend serving', async () => {
-      const h = await setup();
-      const a = await h.connect('/echo');
-      const b = await h.connect('/chat');
-      const unmount = h.mount.unmount({ timeoutMs: 2000 });
-      expect(await a.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-      expect(await b.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-      await unmount;
-      // The echo disconnect handler ran, and was told why.
-      expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-      expect(h.mount.unmounted).toBe(true);
-      expect(h.server.listenerCount('upgrade')).toBe(0);
-      expect(h.mount.stats().connections).toBe(0);
-      const result = await h.backend.execute({ pluginId: LAB, handlerId: 'echo', input: { event: 'message', data: 'still here' } });
-      expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
-    });
-
-    it('is disposed before the backend it was mounted after under await using', async () => {
-      const lab = labPlatform();
-      const { server, url, close } = await startServer();
-      let client: TestClient;
-      let mount: ChannelMount;
-      {
-        await using backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } } });
-        await using mounted = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0 });
-        mount = mounted;
-        client = await TestClient.connect(url('/echo'));
-      }
-      expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-      // Disposed in reverse order: the disconnect handler ran while the backend was still up.
-      expect(lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-      expect(mount.unmounted).toBe(true);
-      expect(server.listenerCount('upgrade')).toBe(0);
-      await close();
-    });
-
-    it('is unmounted by the backend\'s shutdown, before the backend stops: disconnect handlers still run', async () => {
-      const errors: unknown[] = [];
-      const h = await setup({ onError: (error) => errors.push(error) });
-      const client = await h.connect('/echo');
-      await h.backend.shutdown({ timeoutMs: 2000 });
-      expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
-      expect(h.mount.unmounted).toBe(true);
-      // The disconnect handler ran on the still-serving backend: no SHUTTING_DOWN reported.
-      expect(h.lab.events).toMatchObject([{ event: 'disconnect', code: 1001, cause: 'unmount' }]);
-      expect(errors).toEqual([]);
-      expect(h.server.listenerCount('upgrade')).toBe(0);
-      expect(h.mount.stats().connections).toBe(0);
-      // An unmount after that is the same finished one.
-      await h.mount.unmount();
-    });
-
-    it('drops the messages that have not started (their replies could not be delivered), so that the disconnect handler has its time', async () => {
-      const errors: Array<{ phase: string; code: unknown }> = [];
-      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
-      const client = await h.connect('/slow');
-      client.send({ id: 1, data: { gate: 'g', n: 1 } });
-      client.send({ id: 2, data: { gate: 'g', n: 2 } });
-      await eventually(() => h.lab.entered.includes(1), 'first message started');
-      const unmount = h.mount.unmount({ timeoutMs: 5000 });
-      await delay(50);
-      h.lab.open('g');
-      await unmount;
-      expect((await client.closed).code).toBe(1001);
-      expect(h.lab.entered).toEqual([1]);
-      expect(errors).toEqual([]);
-    });
-
-    it('runs every disconnect handler when many clients go at once, though the backend queue is smaller than their number', async () => {
-      const lab = labPlatform();
-      const { server, url, close } = await startServer();
-      const backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } }, maxConcurrency: 1, maxQueue: 2 });
-      const errors: unknown[] = [];
-      const mount = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0, onError: (error) => errors.push(error) });
-      const clients: TestClient[] = [];
-      for (let i = 0; i < 12; i++) clients.push(await TestClient.connect(url('/echo')));
-      await mount.unmount({ timeoutMs: 10_000 });
-      expect(lab.events.filter((e) => e.event === 'disconnect')).toHaveLength(12);
-      expect(errors).toEqual([]);
-      await backend.shutdown({ timeoutMs: 2000 });
-      await close();
-    });
-
-    it("the backend's shutdown gives the unmount its own timeoutMs, not unmount's default", async () => {
-      const errors: Array<{ phase: string; code: unknown }> = [];
-      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
-      const client = await h.connect('/slow');
-      client.send({ id: 1, data: { gate: 'never', n: 1 } });
-      await eventually(() => h.lab.entered.includes(1), 'message started');
-      const t0 = performance.now();
-      await h.backend.shutdown({ timeoutMs: 200 });
-      // Unmount's own default is 5 s: the message was stopped at the shutdown's 200 ms, by the
-      // unmount (ABORTED) or by the backend's own deadline, which falls at the same moment
-      // (SHUTTING_DOWN): whichever timer fires first.
-      expect(performance.now() - t0).toBeLessThan(3000);
-      expect((await client.closed).code).toBe(1001);
-      expect(errors.filter((e) => e.phase === 'message')).toEqual([{ phase: 'message', code: expect.stringMatching(/^(ABORTED|SHUTTING_DOWN)$/) }]);
-    });
-
-    it('aborts executions still running when unmount runs out of time', async () => {
-      const errors: Array<{ phase: string; code: unknown }> = [];
-      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
-      const client = await h.connect('/slow');
-      client.send({ id: 1, data: { gate: 'never', n: 1 } });
-      await eventually(() => h.lab.entered.includes(1), 'message started');
-      await h.mount.unmount({ timeoutMs: 200 });
-      expect((await client.closed).code).toBe(1001);
-      expect(errors).toContainEqual({ phase: 'message', code: 'ABORTED' });
-      expect(h.mount.stats().connections).toBe(0);
     });
   });
 }

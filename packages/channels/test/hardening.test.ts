@@ -12,8 +12,8 @@ import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { labManifest, useChannelHarness } from './channel-suite.js';
-import { TestClient, delay, eventually, startServer, upgradeStatus } from './helpers.js';
+import { useChannelHarness } from './channel-suite.js';
+import { TestClient, delay, eventually, labManifest, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 

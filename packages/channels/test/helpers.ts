@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { WebSocket, type ClientOptions } from 'ws';
 
 export const LAB = '@channels-test/lab';
 export const labPlugin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/plugins/lab');
+export const labManifest = JSON.parse(readFileSync(path.join(labPlugin, 'kb.plugin.json'), 'utf8')) as { id: string };
 
 /** A plain HTTP server on loopback, port chosen by the OS. */
 export async function startServer(): Promise<{ server: http.Server; url: (p: string) => string; close: () => Promise<void> }> {

@@ -141,10 +141,11 @@ function cancellationTests(suite: SuiteContext): void {
 
   it('removes an aborted queued execution without running it', async () => {
     const backend = make({ maxConcurrency: 1 });
-    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 } });
+    const starts: string[] = [];
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 } }, { onStart: () => void starts.push('first') });
     const controller = new AbortController();
     const events: ExecutionEvent[] = [];
-    const queued = backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: controller.signal, onEvent: (e) => events.push(e) });
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: controller.signal, onEvent: (e) => events.push(e), onStart: () => void starts.push('queued') });
     await waitFor(async () => (await backend.stats()).queued === 1);
     await new Promise((resolve) => setTimeout(resolve, 50));
     controller.abort();
@@ -157,6 +158,8 @@ function cancellationTests(suite: SuiteContext): void {
     expect(result.meta.runMs).toBe(0);
     expectOk(await first);
     expect((await backend.stats()).queued).toBe(0);
+    // onStart: once for the one that ran, by the time it ran; never for the one removed unrun.
+    expect(starts).toEqual(['first']);
   });
 
   it("a signal of the host's own making: one lacking removeEventListener is a VALIDATION_ERROR; one whose removeEventListener throws leaves the host up", async () => {

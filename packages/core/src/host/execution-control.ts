@@ -171,10 +171,23 @@ export class ExecutionControl implements DispatchControl {
   }
 
   setRunner(runner: RunnerInfo): void {
+    const first = this.#meta.runnerId === undefined;
     this.#meta.runnerId = runner.id;
     if (runner.pid !== undefined) this.#meta.pid = runner.pid;
     if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;
     if (runner.host !== undefined) this.#meta.runnerHost = runner.host;
+    if (first) this.#started();
+  }
+
+  /** A runner took it (the first setRunner): the caller's onStart hears so, once. */
+  #started(): void {
+    const onStart = this.#options.onStart;
+    if (!onStart || this.#over) return;
+    try {
+      settleQuietly(onStart(), 'onStart');
+    } catch (error) {
+      callbackFailed('onStart', error);
+    }
   }
 
   reportWorkspace(workspace: RunnerWorkspace): void {
@@ -290,17 +303,20 @@ export class ExecutionControl implements DispatchControl {
 function noop(): void {}
 
 /**
- * What an `async` onLog / onEvent returns: its rejection is handled as a throw is, not left
+ * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
  * unhandled, which Node makes the host process's end.
  */
-function settleQuietly(returned: unknown, which: 'onLog' | 'onEvent'): void {
+function settleQuietly(returned: unknown, which: HostCallback): void {
   if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
 }
 
 const callbacksWarned = new Set<string>();
 
-/** A host's onLog / onEvent threw or rejected: the execution goes on; the first time per callback, a process warning says so (a bug in a log sink should not vanish). */
-function callbackFailed(which: 'onLog' | 'onEvent', error: unknown): void {
+/** The execute() callbacks a host gives: what they throw never fails the execution. */
+type HostCallback = 'onLog' | 'onEvent' | 'onStart';
+
+/** A host's onLog / onEvent / onStart threw or rejected: the execution goes on; the first time per callback, a process warning says so (a bug in a log sink should not vanish). */
+function callbackFailed(which: HostCallback, error: unknown): void {
   if (callbacksWarned.has(which)) return;
   callbacksWarned.add(which);
   let what: string;

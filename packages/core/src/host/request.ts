@@ -172,6 +172,13 @@ export interface ExecuteOptions {
   onLog?: (entry: LogEntry) => void;
   /** Receives `ctx.emit(...)` events while the handler runs. Not awaited; what it throws, or the rejection of the promise it returns, is ignored. */
   onEvent?: (event: ExecutionEvent) => void;
+  /**
+   * Called once when a runner takes the execution (a thread, a child process, a queue worker): from
+   * then on it runs — an abort fires its `ctx.signal`, its time limit counts — where before it
+   * waited in the backend's queue, and an abort removed it unrun. Not awaited; what it throws, or
+   * the rejection of the promise it returns, is ignored. Never called for one that never started.
+   */
+  onStart?: () => void;
   /** Keep the workspace directory after the execution (its path is in `meta.workspaceDir`). @default false */
   keepWorkspace?: boolean;
   /** Set by the WebSocket channel mounter: where `ctx.channel` calls go. Hosts rarely set this themselves. */
@@ -239,6 +246,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
   if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
   if (o.onEvent !== undefined && typeof o.onEvent !== 'function') add('onEvent', 'must be a function');
+  if (o.onStart !== undefined && typeof o.onStart !== 'function') add('onStart', 'must be a function');
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
   if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
