@@ -9,8 +9,8 @@
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
  * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
  * output's receiver is behind), [6] counts the units the thread has sent, [7] is the execution it
- * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules, [10] names an execution stopped during its load. The counts wrap as int32s. Plugin code can reach the thread's channel but not
- * this buffer: what [6] and [7] say is the runtime's word, against which the host checks what
+ * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules, [10] names an execution stopped during its load, [11] is the execution whose verdict it sent last (after a `pending` answer). The counts wrap as int32s. Plugin code can reach the thread's channel but not
+ * this buffer: what [6], [7] and [11] say is the runtime's word, against which the host checks what
  * arrives on the channel (a message nobody counted, a result nobody answered, is forged).
  */
 
@@ -28,7 +28,7 @@ const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 11;
+export const FLOW_SLOTS = 12;
 /** The most units one message of the runtime can weigh (a string of V8's longest length): more is forged. */
 export const MAX_MESSAGE_UNITS = 1 << 20;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
@@ -63,6 +63,7 @@ const WAITING = 2;
 const HELD = 5;
 const SENT = 6;
 const ANSWERED = 7;
+const VERDICT = 11;
 
 // Taken before plugin code can replace them.
 const load = Atomics.load;
@@ -113,6 +114,11 @@ export class ThreadFlow {
   answering(k: number): void {
     store(this.#shared, ANSWERED, k);
   }
+
+  /** Say, before posting it, that the runtime sends its verdict after execution `k` (which it answered `pending`). */
+  verdictOn(k: number): void {
+    store(this.#shared, VERDICT, k);
+  }
 }
 
 /** Host side: whether the thread's runtime counted `received` units (all the host has read of it) as sent. */
@@ -123,6 +129,11 @@ export function countedAsSent(shared: Int32Array, received: number): boolean {
 /** Host side: whether the thread's runtime answered (or declined) execution `k` last. */
 export function answeredBy(shared: Int32Array, k: number): boolean {
   return load(shared, ANSWERED) === k;
+}
+
+/** Host side: whether the thread's runtime sent its verdict after execution `k` last. */
+export function verdictBy(shared: Int32Array, k: number): boolean {
+  return load(shared, VERDICT) === k;
 }
 
 /** Host side: the host has read a message of `units`; wakes the thread if it waits for that. */

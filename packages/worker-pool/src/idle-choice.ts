@@ -12,7 +12,7 @@ interface IdleThread {
  * one, else one used before. A thread bound to another handler (code it left to run later) is
  * handed the task only when no other thread can start (`canGrow` false): it would decline it and
  * be retired, so while the pool has room a new thread starts instead, and two handlers that take
- * turns keep a thread each. One ended since (its idle time up, found spinning, shutdown) is on
+ * turns keep a thread each; when it has none, the bound thread idle longest is handed it. One ended since (its idle time up, found spinning, shutdown) is on
  * its way out: not handed anything.
  */
 export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: boolean): T | undefined {
@@ -25,14 +25,19 @@ export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: 
       break;
     }
     if (thread.bound && canGrow) continue;
-    if (chosen < 0 || rank(thread) < rank(idle[chosen]!)) chosen = i;
+    const [mine, best] = [rank(thread), chosen < 0 ? Infinity : rank(idle[chosen]!)];
+    // Among bound ones (the pool cannot grow), the one idle longest goes: kept, a thread bound to a
+    // handler not called since would have each other task declined by the one used last.
+    if (mine < best || (mine === BOUND && best === BOUND)) chosen = i;
   }
   return chosen < 0 ? undefined : idle.splice(chosen, 1)[0];
 }
 
+const BOUND = 2;
+
 /** Fresh first, then one used before, then one bound to its handler. */
 function rank(thread: IdleThread): number {
-  if (thread.bound) return 2;
+  if (thread.bound) return BOUND;
   return thread.lastHandler === undefined ? 0 : 1;
 }
 

@@ -1,11 +1,11 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
-import { LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead } from './flow-control.js';
+import { LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
-import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
 /** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
 const MAX_CRASH_REPORTS = 4;
@@ -106,6 +106,8 @@ export class PoolThread<Lane = unknown> {
   #graceTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
   #reapTimer: NodeJS.Timeout | undefined;
+  /** The execution it answered `pending`: its verdict (stay or go) is still to come, and it takes nothing meanwhile. */
+  #verdictFor: number | undefined;
   #markDone!: () => void;
   readonly #onStop = (reason: ExecutionError): void => this.#stop(reason);
 
@@ -288,6 +290,7 @@ export class PoolThread<Lane = unknown> {
       return;
     }
     if ('reaped' in message) return this.#reaped();
+    if ('verdict' in message) return this.#onVerdict(message.k, message.verdict);
     const execution = this.execution;
     if (execution?.k !== message.k) return;
     // An answer or a decline is the runtime's only if it said so where plugin code cannot write (flow-control.ts).
@@ -304,22 +307,36 @@ export class PoolThread<Lane = unknown> {
       this.#pacer.after(execution.control);
     } else if (message.m.type === 'result') {
       this.release();
-      this.bound = message.bound === true;
-      if (message.retire && message.reaping) this.#endOnceReaped({ kind: 'retired', reason: message.retire });
-      else if (message.retire) this.end({ kind: 'retired', reason: message.retire });
       try {
         execution.resolve(unwrapRunnerResult(tightenViews(message.m)));
       } catch (error) {
         execution.reject(error);
       }
-      // One the host is ending (its execution's time ran out as it answered) takes nothing more.
-      if (!message.retire && this.alive && this.endedBy === undefined) this.#events.idle(this);
+      if (message.pending) this.#verdictFor = message.k;
+      else this.#takeVerdict(message);
     } else {
       this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(tightenViews(message.m));
       this.#pacer.after(execution.control);
     }
+  }
+
+  /** The verdict that follows a `pending` answer (the thread looked at its handler's leftovers first). */
+  #onVerdict(k: number, verdict: ThreadVerdict): void {
+    if (this.#verdictFor !== k) return;
+    if (!verdictBy(this.#wake!, k)) return this.#violate(`a verdict its runtime did not send (${FORGED})`);
+    this.#verdictFor = undefined;
+    this.#takeVerdict(verdict);
+  }
+
+  /** What the thread said of itself after an execution: it goes (collecting its handler's children first), or is idle again, bound to its handler or not. */
+  #takeVerdict(verdict: ThreadVerdict): void {
+    this.bound = verdict.bound === true;
+    if (verdict.retire && verdict.reaping) this.#endOnceReaped({ kind: 'retired', reason: verdict.retire });
+    else if (verdict.retire) this.end({ kind: 'retired', reason: verdict.retire });
+    // One the host is ending (its execution's time ran out as it answered) takes nothing more.
+    else if (this.alive && this.endedBy === undefined) this.#events.idle(this);
   }
 
   /**

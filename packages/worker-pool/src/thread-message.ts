@@ -17,6 +17,7 @@ export function threadMessageProblem(message: unknown): string | undefined {
   if ('crash' in m) return m.units === undefined ? crashReportProblem(m.crash) : 'a crash report with units';
   if (!isCount(m.k)) return `k is not an execution number (${describeShape(m.k)})`;
   if ('declined' in m) return RETIRE_REASONS.has(m.declined) ? undefined : `declined for an unknown reason ${describeShape(m.declined)}`;
+  if ('verdict' in m) return verdictProblem(m.verdict);
   // What an execution sends before its answer is weighed and paced; its answer is not.
   const type = (m.m as { type?: unknown } | null)?.type;
   const paced = 'out' in m || type !== 'result';
@@ -27,9 +28,21 @@ export function threadMessageProblem(message: unknown): string | undefined {
     if (m.out !== 'stdout' && m.out !== 'stderr') return `output of an unknown stream ${describeShape(m.out)}`;
     return Array.isArray(m.lines) && m.lines.every((line) => typeof line === 'string') ? undefined : 'output lines that are not strings';
   }
-  if (m.retire !== undefined && !RETIRE_REASONS.has(m.retire)) return `retire for an unknown reason ${describeShape(m.retire)}`;
+  if (m.pending !== undefined && (m.pending !== true || type !== 'result' || m.retire !== undefined || m.bound !== undefined)) return 'pending on what is not an answer without a verdict';
+  const verdict = verdictProblem(m);
+  if (verdict) return verdict;
   if (type === 'ready') return 'a ready message (a thread says hello on its parentPort)';
   return runnerMessageProblem(m.m);
+}
+
+/** What is wrong with a thread's verdict (on its answer, or after it: ThreadVerdict), or undefined. */
+function verdictProblem(verdict: unknown): string | undefined {
+  if (typeof verdict !== 'object' || verdict === null) return `a verdict that is not an object (${describeShape(verdict)})`;
+  const v = verdict as Record<string, unknown>;
+  if (v.retire !== undefined && !RETIRE_REASONS.has(v.retire)) return `retire for an unknown reason ${describeShape(v.retire)}`;
+  if (v.reaping !== undefined && (v.reaping !== true || v.retire === undefined)) return 'reaping without a retire';
+  if (v.bound !== undefined && (v.bound !== true || v.retire !== undefined)) return 'bound on a thread that goes, or not true';
+  return undefined;
 }
 
 function crashReportProblem(report: unknown): string | undefined {

@@ -63,11 +63,18 @@ export interface TaskMessage {
 /** On the channel. */
 export type HostToThread = { k: number; m: HostToRunner };
 
+/**
+ * What a thread says of itself after an execution: `retire`, it goes (with `reaping`, it collects its
+ * handler's children first, and says `reaped` when the host may end it); `bound`, it holds code its
+ * handler left to run later (LaterWatch) or a listener on process, so it declines another handler's task.
+ */
+export type ThreadVerdict = { retire?: ThreadRetireReason; reaping?: boolean; bound?: true };
+
 /** `units`: what a paced message counts against the thread's window (flow-control.ts); the host marks it read. */
 export type ThreadToHost =
-  /** `bound`: on an answer, the thread holds code its handler left to run later (LaterWatch) or a listener on process, so it declines another handler's task. */
-  /** `reaping`: with `retire`, it collects its handler's children first, and says `reaped` when the host may end it. */
-  | { k: number; m: RunnerToHost; retire?: ThreadRetireReason; reaping?: boolean; bound?: true; units?: number }
+  /** An answer (`m` a result) carries the thread's verdict, or `pending`: it follows as `{ k, verdict }` (the handler left handles the thread looks at again for a few turns first). */
+  | ({ k: number; m: RunnerToHost; pending?: true; units?: number } & ThreadVerdict)
+  | { k: number; verdict: ThreadVerdict }
   | { reaped: true }
   | { k: number; out: 'stdout' | 'stderr'; lines: string[]; units?: number }
   | { crash: CrashReport }

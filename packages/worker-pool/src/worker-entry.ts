@@ -13,7 +13,7 @@ import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ChildReaper } from './child-reaper.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
-import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost } from './thread-protocol.js';
+import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread. A channel closed (by plugin code that
 // found it among the thread's handles) carries nothing more: the thread takes no more tasks, and
@@ -222,6 +222,11 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.begin((out, lines) => sendPaced({ k, out, lines }));
   const result = await session.run();
   output.end();
+  // What the handler left may be due at once (a 0 ms timer) and run while the loop turns below:
+  // answered first, it cannot hold the answer back, nor keep it for good (a loop); the host hears
+  // after it whether the thread stays (its verdict).
+  const early = watches.handles.leftover();
+  if (early) answer(k, result, 'pending');
   // A handler that answered from inside a callback (fs.readFile's, a stream's 'close', a child's
   // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
@@ -232,18 +237,22 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
-  if (!retire) {
-    answer(k, result, undefined);
-    if (!inWaitLoop) idleSoon();
-    return;
-  }
   // Answered before its handler's children are collected: while the loop turns for them, what the
   // handler left may run, and crash the thread; its execution is settled by then, never taken for
   // one that had not begun (and run again elsewhere). The host waits for `reaped` to end it.
-  retiring = true;
-  const reaping = children.running;
-  answer(k, result, retire, reaping);
-  if (reaping) {
+  if (retire) retiring = true;
+  const verdict = verdictOf(retire, retire !== undefined && children.running);
+  if (early) {
+    flow.verdictOn(k);
+    send({ k, verdict });
+  } else {
+    answer(k, result, verdict);
+  }
+  if (!retire) {
+    if (!inWaitLoop) idleSoon();
+    return;
+  }
+  if (verdict.reaping) {
     await children.reap();
     send({ reaped: true });
   }
@@ -262,13 +271,20 @@ function idleSoon(): void {
   immediate(waitForTasks);
 }
 
-function answer(k: number, result: RunnerResult, retire: ThreadRetireReason | undefined, reaping = false): void {
+/**
+ * What the thread says of itself with its answer (or after it): it goes (`retire`, collecting its
+ * handler's children first with `reaping`), or stays, bound to its handler (code it left to run
+ * later, a listener it left on process: node:domain adds two) for that handler's tasks (idle-choice.ts).
+ */
+function verdictOf(retire: ThreadRetireReason | undefined, reaping: boolean): ThreadVerdict {
+  if (retire) return reaping ? { retire, reaping } : { retire };
+  return laterRuns > 0 || watches.listeners.changed() ? { bound: true } : {};
+}
+
+/** The execution's answer, with the thread's verdict, or `pending` when the verdict follows it (`{ k, verdict }`). */
+function answer(k: number, result: RunnerResult, verdict: ThreadVerdict | 'pending'): void {
   flow.answering(k);
-  // The host keeps a thread bound to its handler (code it left to run later, a listener it left on
-  // process: node:domain adds two) for that handler's tasks (idle-choice.ts).
-  // (Not looked at for a thread that goes: it takes nothing more.)
-  const bound = !retire && (laterRuns > 0 || watches.listeners.changed());
-  const says = (m: RunnerResult): ThreadToHost => (retire ? { k, m, retire, ...(reaping ? { reaping } : {}) } : bound ? { k, m, bound: true } : { k, m });
+  const says = (m: RunnerResult): ThreadToHost => (verdict === 'pending' ? { k, m, pending: true } : { k, m, ...verdict });
   try {
     send(says(result));
   } catch (error) {

@@ -336,6 +336,17 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).retired['handles-left']).toBe(1);
   });
 
+  it('a 0 ms timer its handler left, due as it returns and busy for seconds, never holds back the answer: the execution ends when its handler returned', async () => {
+    for (let i = 0; i < 4; i++) {
+      // A fresh thread each time: the timer fires at its event loop's next turn, which the answer used to wait for.
+      const backend = backends.make({ maxThreads: 1 });
+      const result = await backend.execute({ pluginId: POOL, handlerId: 'busy-after-answer', input: { ms: 2500 } }, { timeoutMs: 1500 });
+      expect(okData(result)).toBe('answered');
+      expect(result.meta.runMs).toBeLessThan(1000);
+      await backend.shutdown();
+    }
+  });
+
   it('a thread retired after its answer runs nothing more before it ends: an unref\'d immediate its handler left never fires', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-wp-park-'));
     try {
@@ -399,6 +410,20 @@ describe('worker-pool: thread reuse and hygiene', () => {
       const lazy = backends.make({ maxThreads: 3, permissions: { network: true } });
       for (let i = 0; i < 10; i++) for (const handlerId of ['fetches', 'fetches-too']) expectOk(await lazy.execute({ pluginId: POOL, handlerId, input: { url } }));
       expect(await runners(lazy)).toMatchObject({ started: 2, redispatched: 0, retired: { 'handles-left': 0 } });
+    });
+  });
+
+  it('at maxThreads, a thread bound to a handler not called since is the one handed another handler\'s task (to decline and go), not the one its handler uses in turn', async () => {
+    await withHttpServer('hello', async (url) => {
+      const backend = backends.make({ maxThreads: 2, permissions: { network: true } });
+      // Once, long before: its thread stays bound to it (code left to run later).
+      expectOk(await backend.execute({ pluginId: POOL, handlerId: 'leaves-later', input: { mode: 'unref-timer' } }));
+      for (let i = 0; i < 20; i++) {
+        expectOk(await backend.execute({ pluginId: POOL, handlerId: 'fetches', input: { url } }));
+        expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }));
+      }
+      // The stale bound thread went once; then each of the two handlers kept a thread (not a thread per execution).
+      expect(await runners(backend)).toMatchObject({ started: 3, retired: { 'handles-left': 1 } });
     });
   });
 
