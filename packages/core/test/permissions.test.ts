@@ -278,6 +278,16 @@ describe('invokePlatform', () => {
     await expect(invokePlatform(inherited, need, subject, 'cache', 'get', [])).rejects.toBeInstanceOf(InternalError);
   });
 
+  it("gives ValidationError for a method the host's service does not have, called under a declaration of the whole service: the handler's own choice of method, not the host's setup", async () => {
+    const { platform } = hostPlatform();
+    for (const method of ['nope', 'call', 'bind']) {
+      const error = await invokePlatform(platform, need, subject, 'logger', method, []).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ValidationError);
+      expect((error as ValidationError).message).toBe(`platform.logger.${method} is not a method of the host's logger service (called by handler "run" of plugin "@t/plugin")`);
+      expect((error as ValidationError).details).toMatchObject({ ...subject, service: 'logger', method, reason: 'no-such-method' });
+    }
+  });
+
   it('refuses arguments that are not an array', async () => {
     const { platform } = hostPlatform();
     await expect(invokePlatform(platform, need, subject, 'cache', 'get', 'k' as unknown as unknown[])).rejects.toBeInstanceOf(ValidationError);

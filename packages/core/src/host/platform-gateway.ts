@@ -52,8 +52,14 @@ export async function invokePlatform(
       details: { ...subject, service, method, resource: `platform.${service}.${method}` },
     });
   }
+  if (typeof fn !== 'function' && need.platform?.[service] === true && target !== null && typeof target === 'object') {
+    // The service is there, declared whole: the method is the handler's own choice, and its mistake.
+    throw new ValidationError(`platform.${service}.${method} is not a method of the host's ${service} service (called by handler "${subject.handlerId}" of plugin "${subject.pluginId}")`, {
+      details: { ...subject, service, method, reason: 'no-such-method' },
+    });
+  }
   if (typeof fn !== 'function') {
-    // The host's own setup (the handler declared it, the host granted it): not the caller's fault.
+    // The host's own setup (the handler declared this method, the host granted it): not the caller's fault.
     throw new InternalError(`The host's platform has no method ${service}.${method} (called by handler "${subject.handlerId}" of plugin "${subject.pluginId}")`, {
       details: { where: 'platform', what: `${service}.${method}` },
     });
