@@ -6,23 +6,11 @@ import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
+import { ANSWER_WITHIN_MS, CHANNEL_CLOSED_GRACE_MS, REAP_WAIT_MS, STOP_WITHIN_MS } from './thread-deadlines.js';
 
 /** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
 const MAX_CRASH_REPORTS = 4;
 const FORGED = 'posted on its channel by plugin code, past ctx';
-
-/**
- * How long a thread has to exit once terminated. V8 stops JavaScript at once, but not a
- * synchronous call into the system (opening a FIFO nobody writes to, execSync of a long command,
- * a long scryptSync): the thread goes only when that call returns, which may be never.
- */
-export const STOP_WITHIN_MS = 2000;
-/** How long a retired thread has to collect its handler's children (ChildReaper waits 1 s for them) before it is ended anyway. */
-const REAP_WAIT_MS = 1500;
-/** How long after its channel closed a thread still running is taken to have closed it itself. */
-const CHANNEL_CLOSED_GRACE_MS = 500;
-/** How long after its load ended a thread told its execution was stopped has to answer (it does so at once) before it is ended. */
-const ANSWER_WITHIN_MS = 100;
 
 /**
  * The host's side of one worker thread: its channel, the execution it runs (one at a time), and —

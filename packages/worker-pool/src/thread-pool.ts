@@ -3,7 +3,8 @@ import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-co
 import { recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
-import { PoolThread, STOP_WITHIN_MS } from './pool-thread.js';
+import { PoolThread } from './pool-thread.js';
+import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
 import { isLeftBusy, type Execution, type ThreadEvents } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { ownTaskFirst, takeIdle } from './idle-choice.js';
@@ -11,14 +12,6 @@ import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
-/** How long after it was abandoned a thread still there is warned of (KB_PLUGIN_THREAD_STUCK). */
-const STUCK_WARNING_AFTER_MS = 8000;
-/** How long close() waits for terminated threads to be gone (one that takes longer than STOP_WITHIN_MS is abandoned first). */
-const CLOSE_WAIT_MS = 5000;
-/** A thread that has not taken the execution handed to it this long ago is ended (ThreadPool.#checkTaken). */
-const TAKE_WITHIN_MS = 1000;
-/** How often threads are looked at for that: a fourth of it, so that one is ended within 1.25 × TAKE_WITHIN_MS. */
-const TAKE_CHECK_EVERY_MS = 250;
 
 /** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
 export type WorkerPoolRunnerStats = {
@@ -127,8 +120,7 @@ export class ThreadPool {
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
     const threads = [...this.#threads];
-    // One collecting its handler's children goes once it has (REAP_WAIT_MS at most): ended now, it
-    // would leave the rest of them running past the backend's end.
+    // One collecting its handler's children ends itself once done: ended now, some would outlive the backend.
     for (const thread of threads) if (!thread.reaping) thread.end({ kind: 'stopped' });
     await settlesWithin(Promise.all(threads.map((thread) => thread.done)), CLOSE_WAIT_MS);
   }
