@@ -19,6 +19,8 @@ const FOLDER_FLAGS = O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW
 export const MAX_HELD_DEPTH = 64;
 /** Passes over the tree before a removal gives up (a tree deeper than 64 folders needs one per 64 levels). */
 const MAX_PASSES = 10_000;
+/** Entries of a folder unlinked at once. */
+const UNLINK_BATCH = 32;
 /** Passes in a row that remove nothing before it gives up (an immutable file; or what still runs keeps moving things). */
 const MAX_IDLE_PASSES = 100;
 
@@ -116,12 +118,18 @@ async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Pr
   } catch {
     return;
   }
-  for (const name of names) {
-    const at = inFolder(fd, name);
-    if (await unlinked(at)) {
-      walk.changed++;
-      continue;
+  // Unlinked a batch at a time (each is a trip to libuv's pool: one by one, 10,000 files took 4 × fs.rm's time).
+  const folders: Buffer[] = [];
+  for (let i = 0; i < names.length; i += UNLINK_BATCH) {
+    const batch = names.slice(i, i + UNLINK_BATCH);
+    const gone = await Promise.all(batch.map((name) => unlinked(inFolder(fd, name))));
+    for (let j = 0; j < batch.length; j++) {
+      if (gone[j]) walk.changed++;
+      else folders.push(batch[j]!);
     }
+  }
+  for (const name of folders) {
+    const at = inFolder(fd, name);
     const folder = await openFolder(at, true);
     if (!folder) continue;
     try {
