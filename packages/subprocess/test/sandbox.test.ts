@@ -140,6 +140,8 @@ describe('options', () => {
       expect((thrown as ValidationError).details).toMatchObject({ path: 'bwrapPath' });
     }
     expect(() => make({ bwrapPath: 'bwarp' })).toThrow('bwrapPath: no executable "bwarp" on PATH');
+    // A folder passes access(X_OK) (it may be entered): not taken for bubblewrap.
+    expect(() => make({ bwrapPath: '/usr/bin' })).toThrow('bwrapPath: no executable file at "/usr/bin"');
     expect(make({ sandbox: 'off', bwrapPath: typo })).toBeInstanceOf(SubprocessBackend);
   });
 

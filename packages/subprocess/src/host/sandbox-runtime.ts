@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -61,10 +61,11 @@ export function findExecutable(name: string, searchPath: string | undefined = pr
   return undefined;
 }
 
+/** An executable file: a folder is "executable" to access(2) too (it may be entered). */
 function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
-    return true;
+    return statSync(file).isFile();
   } catch {
     return false;
   }
