@@ -268,6 +268,11 @@ export class ChannelSession implements ChannelConnection {
     } finally {
       this.#handed.delete(message);
     }
+    if (message.dropped) {
+      // Dropped unrun by an unmount, as one waiting here is: no execution, and no failure, in the counters.
+      this.#rt.counters.executions--;
+      if (!result.ok) this.#rt.counters.failedExecutions--;
+    }
     const replyTo = id ?? null;
     try {
       if (result.ok) {
@@ -294,7 +299,8 @@ export class ChannelSession implements ChannelConnection {
     this.#socketClosed = true;
     if (this.#registered && this.#rt.registry.get(this.id) === this) this.#rt.registry.unregister(this.id);
     this.#resolveClosed();
-    if (this.#rt.abortOnClose) {
+    // A client that left, not one the server closed: an unmount gives what runs its timeoutMs.
+    if (this.#rt.abortOnClose && this.#closeCause !== 'unmount') {
       this.#queue.length = 0;
       this.#abortWork();
     }

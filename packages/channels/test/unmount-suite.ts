@@ -99,8 +99,10 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
         expect(mount.unmounted).toBe(true);
         expect(lab.entered).toEqual([0]);
         expect(lab.events.filter((e) => e.event === 'disconnect' && e.cause === 'unmount')).toHaveLength(6);
-        // The running message finished (an abort would be reported), the dropped ones are not errors.
+        // The running message finished (an abort would be reported), the dropped ones are not errors,
+        // nor failed executions in the mount's counters.
         expect(errors).toEqual([]);
+        expect(mount.stats().failedExecutions).toBe(0);
         expect(tookMs).toBeGreaterThanOrEqual(runningMs - 50);
         // The running message's time (and the disconnect handlers'), not the six messages' time.
         expect(tookMs).toBeLessThan(3 * runningMs);
@@ -134,6 +136,31 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
         expect(errors).toEqual([]);
         expect(lab.entered).toEqual([0, 1]);
         expect((await other).ok).toBe(true);
+      } finally {
+        lab.openAll();
+        client.terminate();
+        await backend.shutdown({ timeoutMs: 2000 });
+        await close();
+      }
+    });
+
+    it('with abortOnClose, still gives a running message its timeoutMs (the server closed the connection: no client left)', async () => {
+      const lab = labPlatform();
+      const { server, url, close } = await startServer();
+      const backend = create({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true, gate: true } } });
+      const errors: unknown[] = [];
+      const mount = mountWebSocketChannels(server, labManifest as never, { backend, heartbeatIntervalMs: 0, abortOnClose: true, onError: (error) => errors.push(error) });
+      const client = await TestClient.connect(url('/slow'));
+      try {
+        client.send({ id: 0, data: { gate: 'g0', n: 0 } });
+        await eventually(() => lab.entered.includes(0), 'the message started');
+        setTimeout(() => lab.open('g0'), 500);
+        const t0 = performance.now();
+        await mount.unmount({ timeoutMs: 8000 });
+        // It finished (aborted, it would be reported), after its gate opened.
+        expect(errors).toEqual([]);
+        expect(performance.now() - t0).toBeGreaterThanOrEqual(450);
+        expect(lab.events.filter((e) => e.event === 'disconnect' && e.cause === 'unmount')).toHaveLength(1);
       } finally {
         lab.openAll();
         client.terminate();
