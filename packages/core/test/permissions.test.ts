@@ -1,7 +1,7 @@
 import { InternalError, PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
 import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
 import { allowsPlatformCall, assertGranted, permissionSpecSchema } from '../src/host/permissions.js';
-import { invokePlatform } from '../src/host/platform-gateway.js';
+import { invokePlatform, unprovidedPlatformMethods } from '../src/host/platform-gateway.js';
 import { describe, expect, it } from 'vitest';
 
 const subject = { pluginId: '@t/plugin', handlerId: 'run' };
@@ -286,6 +286,20 @@ describe('invokePlatform', () => {
       expect((error as ValidationError).message).toBe(`platform.logger.${method} is not a method of the host's logger service (called by handler "run" of plugin "@t/plugin")`);
       expect((error as ValidationError).details).toMatchObject({ ...subject, service: 'logger', method, reason: 'no-such-method' });
     }
+  });
+
+  it('takes a function with methods of its own as a service (a knex instance): its methods are called, a missing one is no-such-method, its built-ins are refused', async () => {
+    const db = Object.assign(function db() {
+      return 'called the function itself';
+    }, { async select(table: string) { return `rows of ${table}`; } });
+    const platform = { db } as unknown as Platform;
+    const whole: PermissionSpec = { platform: { db: true } };
+    await expect(invokePlatform(platform, whole, subject, 'db', 'select', ['t'])).resolves.toBe('rows of t');
+    await expect(invokePlatform(platform, whole, subject, 'db', 'nope', [])).rejects.toBeInstanceOf(ValidationError);
+    for (const method of ['call', 'apply', 'bind', 'toString', 'caller', 'arguments', 'prototype']) {
+      await expect(invokePlatform(platform, whole, subject, 'db', method, [])).rejects.toBeInstanceOf(PermissionDeniedError);
+    }
+    expect(unprovidedPlatformMethods([{ id: '@t/plugin', manifest: { handlers: { run: { permissions: { platform: { db: ['select'] } } } } } } as never], platform, whole)).toEqual([]);
   });
 
   it('refuses arguments that are not an array', async () => {

@@ -7,7 +7,8 @@ import type { Platform } from '../runner/platform-proxy.js';
 export type { Platform } from '../runner/platform-proxy.js';
 
 /** Names that reach an object's machinery rather than a service method, whatever the service is. */
-const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__']);
+// `caller` and `arguments`: a function service's (reading them throws on most functions).
+const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', 'caller', 'arguments']);
 
 /**
  * Whether `fn` is an inherited built-in (`toString`, `hasOwnProperty`, `call`, `bind` …) rather than
@@ -19,6 +20,11 @@ function isBuiltinMethod(fn: unknown, method: string): boolean {
     (fn === (Object.prototype as unknown as Record<string, unknown>)[method] ||
       fn === (Function.prototype as unknown as Record<string, unknown>)[method])
   );
+}
+
+/** A service of the host's platform: an object, or a function with methods of its own (a knex instance). */
+function isService(target: unknown): boolean {
+  return target !== null && (typeof target === 'object' || typeof target === 'function');
 }
 
 /**
@@ -46,13 +52,13 @@ export async function invokePlatform(
     );
   }
   const target = platform && Object.hasOwn(platform, service) ? platform[service] : undefined;
-  const fn = target !== null && typeof target === 'object' ? (target as Record<string, unknown>)[method] : undefined;
+  const fn = isService(target) ? (target as Record<string, unknown>)[method] : undefined;
   if (isBuiltinMethod(fn, method)) {
     throw new PermissionDeniedError(`platform.${service}.${method} is not a callable platform method`, {
       details: { ...subject, service, method, resource: `platform.${service}.${method}` },
     });
   }
-  if (typeof fn !== 'function' && need.platform?.[service] === true && target !== null && typeof target === 'object') {
+  if (typeof fn !== 'function' && need.platform?.[service] === true && isService(target)) {
     // The service is there, declared whole: the method is the handler's own choice, and its mistake.
     throw new ValidationError(`platform.${service}.${method} is not a method of the host's ${service} service (called by handler "${subject.handlerId}" of plugin "${subject.pluginId}")`, {
       details: { ...subject, service, method, reason: 'no-such-method' },
@@ -84,9 +90,9 @@ export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], 
       const declared = mergePermissions(plugin.manifest.permissions, handler.permissions).platform ?? {};
       for (const [service, methods] of Object.entries(declared)) {
         const target = Object.hasOwn(platform, service) ? platform[service] : undefined;
-        const has = (method: string) => target !== null && typeof target === 'object' && typeof (target as Record<string, unknown>)[method] === 'function';
+        const has = (method: string) => isService(target) && typeof (target as Record<string, unknown>)[method] === 'function';
         if (methods === true) {
-          if (grant.platform?.[service] === true && (target === null || typeof target !== 'object')) missing.add(`platform.${service}`);
+          if (grant.platform?.[service] === true && !isService(target)) missing.add(`platform.${service}`);
           continue;
         }
         for (const method of methods ?? []) if (allowsPlatformCall(grant, service, method) && !has(method)) missing.add(`platform.${service}.${method}`);
