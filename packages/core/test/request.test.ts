@@ -215,8 +215,9 @@ describe('validateExecuteOptions', () => {
   });
 
   it("says where a backend's option or a request's field goes when it is given as an execute() option", () => {
-    expect(failure(() => validateExecuteOptions({ maxThreads: 2, defaultTimeoutMs: 10, input: {} })).details.issues).toEqual([
-      { path: 'maxThreads', message: 'not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, maxThreads })' },
+    expect(failure(() => validateExecuteOptions({ maxThreads: 2, cancelGraceMs: 5, defaultTimeoutMs: 10, input: {} })).details.issues).toEqual([
+      { path: 'maxThreads', message: "not an option of execute(); it is an option of the worker-pool backend, given when one is made: createExecutionBackend({ type: 'worker-pool', maxThreads })" },
+      { path: 'cancelGraceMs', message: 'not an option of execute(); it is an option of the worker-pool and subprocess backends, given when one is made: createExecutionBackend({ type, cancelGraceMs })' },
       { path: 'defaultTimeoutMs', message: 'not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, defaultTimeoutMs })' },
       { path: 'input', message: "not an option; it is a field of the request, execute()'s first argument: backend.execute({ pluginId, handlerId, input }, options)" },
     ]);

@@ -99,15 +99,18 @@ describe('options that cannot work', () => {
     ]);
   });
 
-  it('a misspelt option inside backend, near one the worker sets, is said with that one and where it goes (the local backend would point at the refused option)', async () => {
+  it('a misspelt option inside backend, near one the worker sets, is said with that one and where it goes (the local backend would point at the refused option); one of execute() or of a request is said as made by the worker', async () => {
     const refused = await startExecutionWorker({
       connection: { servers: 'nats://127.0.0.1:1' },
       plugins: [fixturePlugins.basic],
-      backend: { type: 'worker-pool', maxConcurency: 4, timeoutMs: 100 },
+      backend: { type: 'worker-pool', maxConcurency: 4, timeoutMs: 100, onLog: () => {}, pluginId: 'x' },
     }).catch((error: unknown) => error);
+    const madeByTheWorker = "not an option of a backend: the worker makes each execution's request and execute() options from its task (what its caller gave)";
     expect((refused as ValidationError).details.issues).toEqual([
       { path: 'backend.maxConcurency', message: 'unknown option; "maxConcurrency" is near it, and set by the worker: give it as the worker\'s own `concurrency` option' },
-      { path: 'backend.timeoutMs', message: 'unknown option; "defaultTimeoutMs" is near it, and set by the worker: each execution\'s time limit comes from its caller, with the task' },
+      { path: 'backend.timeoutMs', message: madeByTheWorker },
+      { path: 'backend.onLog', message: madeByTheWorker },
+      { path: 'backend.pluginId', message: madeByTheWorker },
     ]);
   });
 

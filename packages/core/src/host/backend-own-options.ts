@@ -82,9 +82,19 @@ export function backendKeyElsewhere(key: string): string | undefined {
   return undefined;
 }
 
+/** Whether `key` is one of execute()'s options or a field of its request: never a backend's option. */
+export function isExecuteOptionOrRequestField(key: string): boolean {
+  return EXECUTE_OPTIONS.includes(key) || REQUEST_FIELDS.has(key);
+}
+
 /** Where a key given to execute()'s options belongs instead (a backend option, a request field), said as a whole message, or undefined. */
 export function executeKeyElsewhere(key: string): string | undefined {
   if (REQUEST_FIELDS.has(key)) return `not an option; it is a field of the request, execute()'s first argument: backend.execute({ pluginId, handlerId, input${key === 'context' ? ', context' : ''} }, options)`;
-  if (isBackendOption(key)) return `not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, ${key} })`;
+  if (Object.hasOwn(COMMON_OPTIONS, key)) return `not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, ${key} })`;
+  const types: readonly string[] | undefined = Object.hasOwn(BACKEND_OWN_OPTIONS, key) ? BACKEND_OWN_OPTIONS[key as keyof typeof BACKEND_OWN_OPTIONS] : undefined;
+  if (types) {
+    const type = types.length === 1 ? `type: '${types[0]}'` : 'type';
+    return `not an option of execute(); it is ${optionOfOtherBackends(key)!}, given when one is made: createExecutionBackend({ ${type}, ${key} })`;
+  }
   return undefined;
 }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import type { Platform, PluginSource } from '@kb-labs/plugin-execution-core';
-import { isBackendOption, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
+import { isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
@@ -54,9 +54,14 @@ const SET_BY_THE_WORKER: Record<string, string> = {
 /**
  * A key inside `backend` that is no backend's option but is near one the worker sets (`timeoutMs`,
  * `maxConcurency`) is said here: the local backend would point at that option, which is refused.
+ * One of execute()'s (`onLog`) or of a request's (`pluginId`) too: the worker makes those itself.
  */
 function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIssue(issue: { code: 'custom'; path: string[]; message: string }): void }): void {
   for (const key of Object.keys(backend)) {
+    if (isExecuteOptionOrRequestField(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: "not an option of a backend: the worker makes each execution's request and execute() options from its task (what its caller gave)" });
+      continue;
+    }
     if (key === 'type' || Object.hasOwn(SET_BY_THE_WORKER, key) || isBackendOption(key)) continue;
     const near = nearest(key, Object.keys(SET_BY_THE_WORKER));
     if (near) ctx.addIssue({ code: 'custom', path: [key], message: `unknown option; "${near}" is near it, and set by the worker: ${SET_BY_THE_WORKER[near]}` });
