@@ -6,7 +6,7 @@ const MANIFEST_FILE = 'kb.plugin.json';
 /**
  * What is wrong with a plugin folder typed on the command line (`run <plugin-dir>`, `worker
  * --plugins <dir>`) when the path itself is: it does not exist, it is a file, or it holds no
- * kb.plugin.json. The CLI says it as a usage error (exit 2), in core's words. undefined when the
+ * kb.plugin.json (or a folder of that name). The CLI says it as a usage error (exit 2), in core's words. undefined when the
  * folder has a manifest: whether that manifest is valid is the registry's to say (VALIDATION_ERROR,
  * exit 1), as is a folder or manifest that cannot be read.
  */
@@ -18,7 +18,9 @@ export function pluginFolderMistake(dir: string): string | undefined {
   if (!folder.isDirectory()) {
     return `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}`;
   }
-  return statOrCode(path.join(root, MANIFEST_FILE)) === 'ENOENT' ? `No ${MANIFEST_FILE} in plugin folder ${root}` : undefined;
+  const manifest = statOrCode(path.join(root, MANIFEST_FILE));
+  if (manifest === 'ENOENT') return `No ${MANIFEST_FILE} in plugin folder ${root}`;
+  return typeof manifest !== 'string' && manifest.isDirectory() ? `${path.join(root, MANIFEST_FILE)} is a folder, not a plugin's manifest` : undefined;
 }
 
 /** `file`'s stats, or the error code that stat failed with (only ENOENT is the path's mistake). */

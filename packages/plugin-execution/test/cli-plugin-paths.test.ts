@@ -26,6 +26,7 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
   beforeAll(async () => {
     root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-paths-'));
     await mkdir(path.join(root, 'empty'));
+    await mkdir(path.join(root, 'dir-manifest', 'kb.plugin.json'), { recursive: true });
     await plugin('good', { id: '@t/good', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, 'export default async () => 1;\n');
   });
   afterAll(async () => {
@@ -44,6 +45,9 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     const manifestFile = run(['run', './good/kb.plugin.json', 'hello']);
     expect(manifestFile.status).toBe(2);
     expect(manifestFile.first).toBe(`Plugin folder ${path.join(root, 'good', 'kb.plugin.json')} is a file; give the folder that holds its kb.plugin.json (${path.join(root, 'good')})`);
+    const folderManifest = run(['run', './dir-manifest', 'hello']);
+    expect(folderManifest.status).toBe(2);
+    expect(folderManifest.first).toBe(`${path.join(root, 'dir-manifest', 'kb.plugin.json')} is a folder, not a plugin's manifest`);
   });
 
   it('run: a kb.plugin.json that is there but invalid stays VALIDATION_ERROR, exit 1', async () => {
