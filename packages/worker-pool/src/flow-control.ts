@@ -9,8 +9,8 @@
  * [0] wakes an idle thread (the host bumps it per task), [1] counts the units the host has read,
  * [2] is 1 while the thread waits for the host to read, [5] is 1 while the host holds it (its
  * output's receiver is behind), [6] counts the units the thread has sent, [7] is the execution it
- * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules, [10] names an execution stopped during its load, [11] is the execution whose verdict it sent last (after a `pending` answer). The counts wrap as int32s. Plugin code can reach the thread's channel but not
- * this buffer: what [6], [7] and [11] say is the runtime's word, against which the host checks what
+ * answered last, [8] counts its looks for a task, [9] is 1 while it loads a handler's modules, [10] names an execution stopped during its load, [11] is the execution whose verdict it sent last (after a `pending` answer), [12] is the execution it began last. The counts wrap as int32s. Plugin code can reach the thread's channel but not
+ * this buffer: what [6], [7], [11] and [12] say is the runtime's word, against which the host checks what
  * arrives on the channel (a message nobody counted, a result nobody answered, is forged).
  */
 
@@ -28,7 +28,7 @@ const WEIGH_NODES = 100_000;
 /** How long one wait lasts before the thread looks again (the host wakes it sooner). */
 const WAIT_SLICE_MS = 50;
 
-export const FLOW_SLOTS = 12;
+export const FLOW_SLOTS = 13;
 /** The most units one message of the runtime can weigh (a string of V8's longest length): more is forged. */
 export const MAX_MESSAGE_UNITS = 1 << 20;
 /** The slot where the thread counts the tasks it has taken (ThreadHello.wake). */
@@ -71,15 +71,24 @@ const store = Atomics.store;
 const wait = Atomics.wait;
 const add = Atomics.add;
 const notify = Atomics.notify;
-const isView = ArrayBuffer.isView;
 const clone = structuredClone;
 const apply = Reflect.apply;
 const keys = Object.keys;
 const getPrototypeOf = Object.getPrototypeOf;
 const mapForEach = Map.prototype.forEach;
 const setForEach = Set.prototype.forEach;
-const { isArrayBuffer, isNativeError } = process.getBuiltinModule('node:util').types;
+const { isArrayBuffer, isSharedArrayBuffer, isTypedArray, isDataView, isNativeError } = process.getBuiltinModule('node:util').types;
 const [OBJECT, ARRAY, MAP, SET, DATE, REGEXP] = [Object, Array, Map, Set, Date, RegExp].map((type) => type.prototype as object);
+const getterOf = (proto: object, key: string) => Object.getOwnPropertyDescriptor(proto, key)!.get!;
+const typedArrayBuffer = getterOf(getPrototypeOf(Uint8Array.prototype) as object, 'buffer');
+const dataViewBuffer = getterOf(DataView.prototype, 'buffer');
+const arrayBufferBytes = getterOf(ArrayBuffer.prototype, 'byteLength');
+const sharedBufferBytes = getterOf(SharedArrayBuffer.prototype, 'byteLength');
+const regexpSource = getterOf(RegExp.prototype, 'source');
+/** A BigInt this large or larger takes the whole window: weighing it exactly costs as much as its size. */
+const BIG_INT = 1n << 1024n;
+/** weightOf's word for a value that takes the whole window. */
+const WHOLE_WINDOW = -1;
 
 /** Thread side: call before each message of an execution; blocks while the host is WINDOW units behind. */
 export class ThreadFlow {
@@ -131,6 +140,13 @@ export function answeredBy(shared: Int32Array, k: number): boolean {
   return load(shared, ANSWERED) === k;
 }
 
+/**
+ * The slot where the thread names the execution it began last (its `k` as an int32), before
+ * anything of its handler's runs: one it took and did not begin (it died first, of what an
+ * earlier handler left) may run on another thread; one it began never does.
+ */
+export const BEGUN = 12;
+
 /** Host side: whether the thread's runtime sent its verdict after execution `k` last. */
 export function verdictBy(shared: Int32Array, k: number): boolean {
   return load(shared, VERDICT) === k;
@@ -154,37 +170,50 @@ export function holdSending(shared: Int32Array, held: boolean): void {
  * as that clone: a getter of the handler's is read once (read again by postMessage, it could send
  * 4 MB where '' was weighed), and what a walk of the message's own keys would not see is counted
  * (a Map's or a Set's entries, an Error's message and stack, an ArrayBuffer, the whole buffer of
- * a view, which structured clone sends whole). A value of a kind not weighed here (a Blob, a
- * KeyObject …), or more than WEIGH_NODES values, takes the whole window. Throws what structured
- * clone throws for a value it refuses (RunnerSession names it).
+ * a view, which structured clone sends whole), through getters taken before plugin code could
+ * redefine them. A value of a kind not weighed here (a Blob, a KeyObject …), a BigInt past 1024
+ * bits, or more than WEIGH_NODES values, takes the whole window. Throws what structured clone
+ * throws for a value it refuses (RunnerSession names it).
  */
 export function weighedCopy<T>(message: T): { copy: T; units: number } {
   const copy = clone(message);
   let bytes = 0;
   let looked = 0;
   const stack: unknown[] = [copy];
-  const push = (value: unknown): void => void stack.push(value);
   while (stack.length > 0) {
     if (++looked > WEIGH_NODES) return { copy, units: WINDOW };
-    const value = stack.pop();
-    bytes += NODE_BYTES;
-    if (typeof value === 'string') bytes += 2 * value.length;
-    else if (value === null || typeof value !== 'object') continue;
-    else if (isView(value)) bytes += value.buffer.byteLength;
-    else if (isArrayBuffer(value)) bytes += (value as ArrayBuffer).byteLength;
-    else {
-      const proto = getPrototypeOf(value);
-      if (proto === MAP) apply(mapForEach, value, [(v: unknown, k: unknown) => stack.push(k, v)]);
-      else if (proto === SET) apply(setForEach, value, [push]);
-      else if (isNativeError(value)) stack.push((value as Error).message, (value as Error).stack, (value as Error).cause);
-      else if (proto === REGEXP) bytes += 2 * (value as RegExp).source.length;
-      else if (proto !== OBJECT && proto !== ARRAY && proto !== null && proto !== DATE) return { copy, units: WINDOW };
-      // A clone's properties are its own data properties: no getter of the handler's runs here.
-      for (const key of keys(value)) {
-        bytes += 2 * key.length;
-        stack.push((value as Record<string, unknown>)[key]);
-      }
-    }
+    const weight = weightOf(stack.pop(), stack);
+    if (weight === WHOLE_WINDOW) return { copy, units: WINDOW };
+    bytes += NODE_BYTES + weight;
   }
   return { copy, units: 1 + Math.floor(bytes / UNIT_BYTES) };
+}
+
+/** What `value` itself weighs in bytes (what it holds is pushed onto `inside`), or WHOLE_WINDOW. */
+function weightOf(value: unknown, inside: unknown[]): number {
+  if (typeof value === 'string') return 2 * value.length;
+  if (typeof value === 'bigint') return value < BIG_INT && value > -BIG_INT ? 128 : WHOLE_WINDOW;
+  if (value === null || typeof value !== 'object') return 0;
+  if (isTypedArray(value)) return bufferBytes(apply(typedArrayBuffer, value, []));
+  if (isDataView(value)) return bufferBytes(apply(dataViewBuffer, value, []));
+  if (isArrayBuffer(value)) return bufferBytes(value);
+  let bytes = 0;
+  const proto = getPrototypeOf(value);
+  if (proto === MAP) apply(mapForEach, value, [(v: unknown, k: unknown) => inside.push(k, v)]);
+  else if (proto === SET) apply(setForEach, value, [(v: unknown) => inside.push(v)]);
+  else if (isNativeError(value)) inside.push((value as Error).message, (value as Error).stack, (value as Error).cause);
+  else if (proto === REGEXP) bytes += 2 * (apply(regexpSource, value, []) as string).length;
+  else if (proto !== OBJECT && proto !== ARRAY && proto !== null && proto !== DATE) return WHOLE_WINDOW;
+  // A clone's properties are its own data properties: no getter of the handler's runs here.
+  for (const key of keys(value)) {
+    bytes += 2 * key.length;
+    inside.push((value as Record<string, unknown>)[key]);
+  }
+  return bytes;
+}
+
+/** The bytes of an ArrayBuffer or SharedArrayBuffer (read by the getters taken at load). */
+function bufferBytes(buffer: unknown): number {
+  if (isArrayBuffer(buffer)) return apply(arrayBufferBytes, buffer, []) as number;
+  return isSharedArrayBuffer(buffer) ? (apply(sharedBufferBytes, buffer, []) as number) : 0;
 }

@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
-import { LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
+import { BEGUN, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
@@ -24,8 +24,6 @@ export class PoolThread<Lane = unknown> {
   execution: Execution | undefined;
   /** Its heap cap in MB, as V8 set it (Node's default where no limit was given), once it said hello. */
   heapLimitMb: number | undefined;
-  /** The thread sent something for the running execution: it has begun it. */
-  heard = false;
   /** It declined the execution handed to it, unbegun (its globals were changed by an earlier handler). */
   declined = false;
   /** What it sent that the pool's runner never sends: it was ended for it (see threadMessageProblem). */
@@ -150,6 +148,11 @@ export class PoolThread<Lane = unknown> {
     return this.#wake !== undefined && Atomics.load(this.#wake, TAKEN) === this.#handed;
   }
 
+  /** Its runtime began execution `k` (said where plugin code cannot write): it must never run elsewhere then. */
+  began(k: number): boolean {
+    return this.#wake !== undefined && Atomics.load(this.#wake, BEGUN) === (k | 0);
+  }
+
   /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
   run(execution: Execution): boolean {
     const task = this.#tasks.pack(execution.task);
@@ -166,7 +169,6 @@ export class PoolThread<Lane = unknown> {
     this.#handed++;
     this.#handedAt = performance.now();
     this.execution = execution;
-    this.heard = false;
     this.pluginGenerations.set(execution.task.pluginId, execution.task.generation ?? 0);
     execution.control.setRunner(this.#runner);
     execution.stopListening?.();
@@ -222,9 +224,10 @@ export class PoolThread<Lane = unknown> {
     if (this.endedBy) this.end(this.endedBy);
   }
 
-  /** Retired, it is collecting its handler's children (#endOnceReaped): it ends itself once done, REAP_WAIT_MS at most. */
-  get reaping(): boolean {
-    return this.#reapTimer !== undefined && this.alive;
+  /** Shutdown: ended now, or once it has settled what its handler left (its verdict, its children: they must not outlive the backend), REAP_WAIT_MS at most. */
+  stop(): void {
+    if (this.#reapTimer === undefined && this.#verdictFor === undefined) return this.end({ kind: 'stopped' });
+    setTimeout(() => this.end({ kind: 'stopped' }), REAP_WAIT_MS).unref();
   }
 
   /** Detach the execution it ran, to be settled by the caller. */
@@ -290,7 +293,6 @@ export class PoolThread<Lane = unknown> {
       this.declined = true;
       this.end({ kind: 'retired', reason: message.declined });
     } else if ('out' in message) {
-      this.heard = true;
       for (const line of message.lines) execution.control.log(message.out === 'stdout' ? 'info' : 'error', line, undefined, message.out);
       this.#pacer.after(execution.control);
     } else if (message.m.type === 'result') {
@@ -303,7 +305,6 @@ export class PoolThread<Lane = unknown> {
       if (message.pending) this.#verdictFor = message.k;
       else this.#takeVerdict(message);
     } else {
-      this.heard = true;
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(tightenViews(message.m));
       this.#pacer.after(execution.control);

@@ -120,8 +120,7 @@ export class ThreadPool {
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
     const threads = [...this.#threads];
-    // One collecting its handler's children ends itself once done: ended now, some would outlive the backend.
-    for (const thread of threads) if (!thread.reaping) thread.end({ kind: 'stopped' });
+    for (const thread of threads) thread.stop();
     await settlesWithin(Promise.all(threads.map((thread) => thread.done)), CLOSE_WAIT_MS);
   }
 
@@ -271,7 +270,8 @@ export class ThreadPool {
     if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
     ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
     while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
-    if (this.#closing) return;
+    // Idle once the pool closes (its verdict came after close() began): it goes.
+    if (this.#closing) return thread.end({ kind: 'stopped' });
     lane.idle.push(thread);
     if (lane.threads <= lane.minThreads) return;
     // One timer per thread, re-armed for each idle spell; it may find the thread busy or gone.
@@ -362,9 +362,9 @@ export class ThreadPool {
       return this.#place(execution, true);
     }
     // Died of something an earlier execution left behind before it began this one: it never took
-    // the task (its channel closed, say), or its last words name another execution or none and it
-    // sent nothing for this one.
-    const neverBegan = !thread.tookLast || (!thread.heard && thread.reports.length > 0 && thread.reports.every((r) => r.k !== execution.k)) || isLeftBusy(thread.endedBy);
+    // the task (its channel closed, say), or took it and its runtime never said it began it (its
+    // last words, which plugin code can forge or leave from an earlier execution, are no proof).
+    const neverBegan = !thread.tookLast || !thread.began(execution.k) || isLeftBusy(thread.endedBy);
     if (neverBegan && execution.redispatches < MAX_REDISPATCH && !this.#closing) {
       execution.redispatches++;
       this.#counts.redispatched++;

@@ -6,7 +6,7 @@
 import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, onHandlerLoading, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, weighedCopy } from './flow-control.js';
+import { BEGUN, FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, weighedCopy } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
@@ -214,6 +214,7 @@ function park(): never {
 
 /** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
+  store(wake, BEGUN, k | 0);
   watches.handles.mark();
   watches.listeners.mark();
   env.apply(process.env, task.permissions?.env);

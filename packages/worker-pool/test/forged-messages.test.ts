@@ -55,6 +55,17 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).crashed).toBe(0);
   });
 
+  it('a crash report an earlier execution forged (or its own process.emit("exit") sent) is no proof that the next one never began: one that began and died is not run again', async () => {
+    const backend = backends.make({ maxThreads: 1, resourceLimits: { maxOldGenerationSizeMb: 48 } });
+    const forged = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input: { dir: marks, name: 'stale-report', holdMs: 10, posts: [{ crash: { k: 987_654, reason: 'exit' } }] } });
+    expectOk(forged);
+    const name = 'began-then-died';
+    const died = await backend.execute({ pluginId: POOL, handlerId: 'appends-then-alloc', input: { dir: marks, name } }, { timeoutMs: 20_000 });
+    expectError(died, 'WORKER_CRASHED');
+    expect(await runs(name)).toBe(1);
+    expect((await runners(backend)).redispatched).toBe(0);
+  });
+
   it.each([
     ['after the execution was heard from', true],
     ['before anything else', false],

@@ -68,7 +68,7 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     expect(sentWhileBusy.length, `events sent while the host was busy: ${sentWhileBusy.join(', ')}`).toBeLessThanOrEqual(4);
   });
 
-  it.each(['map', 'set', 'error', 'array-buffer', 'view', 'getter'])(
+  it.each(['map', 'set', 'error', 'array-buffer', 'view', 'getter', 'bigint', 'patched-view', 'patched-array-buffer'])(
     'an event whose 4 MB a walk of its keys would not see (%s) weighs what crosses: while the host is busy, only a window of them is sent ahead',
     async (as) => {
       const backend = backends.make({ maxThreads: 1 });
@@ -77,15 +77,16 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
       let bytes = 0;
       const onEvent = ({ event }: { event: unknown }) => {
         const e = event instanceof Map ? Object.fromEntries(event) : (event as { i: number; sentAt: number; v: unknown });
-        const v = e.v as { byteLength?: number; length?: number; message?: string; size?: number } | string;
-        bytes += typeof v === 'string' ? v.length : (v.byteLength ?? v.message?.length ?? (v instanceof Set ? [...v][0].length : 0));
+        const v = e.v as { byteLength?: number; length?: number; message?: string; size?: number } | string | bigint;
+        if (typeof v === 'bigint') bytes += v > 1n << 1024n ? 4 * 1024 * 1024 : 0;
+        else bytes += typeof v === 'string' ? v.length : (v.byteLength ?? v.message?.length ?? (v instanceof Set ? [...v][0].length : 0));
         if (e.i === 0) for (busyUntil = Date.now() + 1000; Date.now() < busyUntil; );
         else if (e.sentAt < busyUntil - 100) sentWhileBusy.push(e.i);
       };
       const result = await backend.execute({ pluginId: POOL, handlerId: 'hidden-weight-events', input: { n: 24, as } }, { timeoutMs: 60_000, onEvent });
       expectOk(result);
       // What arrives is what was weighed: the getter read once ('' at its first read), the view's own byte.
-      expect(bytes).toBe(as === 'getter' ? 0 : as === 'view' ? 24 : 24 * 4 * 1024 * 1024);
+      expect(bytes).toBe(as === 'getter' ? 0 : as === 'view' || as === 'patched-view' ? 24 : 24 * 4 * 1024 * 1024);
       // 16 MB of window: four 4 MB events, and the one that crosses it (a view's whole buffer crosses, and counts).
       expect(sentWhileBusy.length, `events sent while the host was busy: ${sentWhileBusy.join(', ')}`).toBeLessThanOrEqual(as === 'getter' ? 23 : 5);
     },
