@@ -232,7 +232,10 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
   // (which would retire the thread after every such execution).
-  for (let turn = 0; turn < LEFTOVER_TURNS && watches.handles.leftover(); turn++) await new Promise((resolve) => immediate(resolve));
+  for (let turn = 0, left = early; turn < LEFTOVER_TURNS && left; turn++) {
+    await new Promise((resolve) => immediate(resolve));
+    left = watches.handles.leftover();
+  }
   current = undefined;
   executions++;
   const left = watches.later.end();
