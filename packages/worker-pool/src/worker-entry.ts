@@ -232,9 +232,9 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
   // (which would retire the thread after every such execution).
-  for (let turn = 0, left = early; turn < LEFTOVER_TURNS && left; turn++) {
+  for (let turn = 0, holding = early; turn < LEFTOVER_TURNS && holding; turn++) {
     await new Promise((resolve) => immediate(resolve));
-    left = watches.handles.leftover();
+    holding = watches.handles.leftover();
   }
   current = undefined;
   executions++;
