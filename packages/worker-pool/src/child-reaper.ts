@@ -8,6 +8,7 @@
  * mid-execution (a timeout, an abort, a crash) cannot: docs/backends/worker-pool.md.
  */
 import { ChildProcess } from 'node:child_process';
+import type { ChildTable } from './child-table.js';
 import { subscribe } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 
@@ -17,6 +18,8 @@ const REAP_WITHIN_MS = 1000;
 
 export class ChildReaper {
   readonly #running = new Set<ChildProcess>();
+  /** Where the host reads the children still running, to kill them if this thread cannot (child-table.ts). */
+  #table: ChildTable | undefined;
   // Taken before plugin code runs: it may replace them on the prototypes.
   readonly #once = EventEmitter.prototype.once;
   readonly #removeAll = EventEmitter.prototype.removeAllListeners;
@@ -28,12 +31,20 @@ export class ChildReaper {
       const child = (message as { process?: unknown }).process;
       if (!(child instanceof ChildProcess)) return;
       this.#running.add(child);
-      apply(this.#once, child, ['exit', () => this.#running.delete(child)]);
+      let pid: number | undefined;
+      apply(this.#once, child, ['exit', () => (this.#running.delete(child), pid !== undefined && this.#table?.remove(pid))]);
       // Announced before it starts: one that could not (ENOENT …) has no pid once its spawn() returned, and no 'exit' to come.
       queueMicrotask(() => {
-        if (child.pid === undefined) this.#running.delete(child);
+        pid = child.pid;
+        if (pid === undefined) this.#running.delete(child);
+        else this.#table?.add(pid);
       });
     });
+  }
+
+  /** List the children in `table` from now on. */
+  track(table: ChildTable): void {
+    this.#table = table;
   }
 
   /** Whether a child it watches is still running. */
@@ -55,7 +66,7 @@ export class ChildReaper {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, REAP_WITHIN_MS);
       for (const emitter of [child, ...child.stdio]) if (emitter) apply(this.#removeAll, emitter, []);
-      apply(this.#once, child, ['exit', () => (clearTimeout(timer), resolve())]);
+      apply(this.#once, child, ['exit', () => (clearTimeout(timer), this.#table?.remove(child.pid!), resolve())]);
       try {
         apply(this.#kill, child, ['SIGKILL']);
       } catch {

@@ -141,9 +141,10 @@ export function answeredBy(shared: Int32Array, k: number): boolean {
 }
 
 /**
- * The slot where the thread names the execution it began last (its `k` as an int32), before
- * anything of its handler's runs: one it took and did not begin (it died first, of what an
- * earlier handler left) may run on another thread; one it began never does.
+ * The slot where the thread names the execution it began last (its `k` as an int32): as it takes
+ * the task, once the checks that may decline it passed and before it reads it (reading it may run
+ * what its handler patched). One it took and did not begin (it died first, of what an earlier
+ * handler left) may run on another thread; one it began never does.
  */
 export const BEGUN = 12;
 
@@ -180,23 +181,26 @@ export function weighedCopy<T>(message: T): { copy: T; units: number } {
   let bytes = 0;
   let looked = 0;
   const stack: unknown[] = [copy];
+  // Structured clone sends a buffer once, however many views hold it.
+  const buffers = new Set<unknown>();
   while (stack.length > 0) {
     if (++looked > WEIGH_NODES) return { copy, units: WINDOW };
-    const weight = weightOf(stack.pop(), stack);
+    const weight = weightOf(stack.pop(), stack, buffers);
     if (weight === WHOLE_WINDOW) return { copy, units: WINDOW };
     bytes += NODE_BYTES + weight;
   }
-  return { copy, units: 1 + Math.floor(bytes / UNIT_BYTES) };
+  // More than the window weighs as the window (the next message waits until the host has read this one).
+  return { copy, units: Math.min(WINDOW, 1 + Math.floor(bytes / UNIT_BYTES)) };
 }
 
-/** What `value` itself weighs in bytes (what it holds is pushed onto `inside`), or WHOLE_WINDOW. */
-function weightOf(value: unknown, inside: unknown[]): number {
+/** What `value` itself weighs in bytes (what it holds is pushed onto `inside`; `buffers`: those already weighed), or WHOLE_WINDOW. */
+function weightOf(value: unknown, inside: unknown[], buffers: Set<unknown>): number {
   if (typeof value === 'string') return 2 * value.length;
   if (typeof value === 'bigint') return value < BIG_INT && value > -BIG_INT ? 128 : WHOLE_WINDOW;
   if (value === null || typeof value !== 'object') return 0;
-  if (isTypedArray(value)) return bufferBytes(apply(typedArrayBuffer, value, []));
-  if (isDataView(value)) return bufferBytes(apply(dataViewBuffer, value, []));
-  if (isArrayBuffer(value)) return bufferBytes(value);
+  if (isTypedArray(value)) return bufferBytes(apply(typedArrayBuffer, value, []), buffers);
+  if (isDataView(value)) return bufferBytes(apply(dataViewBuffer, value, []), buffers);
+  if (isArrayBuffer(value)) return bufferBytes(value, buffers);
   let bytes = 0;
   const proto = getPrototypeOf(value);
   if (proto === MAP) apply(mapForEach, value, [(v: unknown, k: unknown) => inside.push(k, v)]);
@@ -212,8 +216,10 @@ function weightOf(value: unknown, inside: unknown[]): number {
   return bytes;
 }
 
-/** The bytes of an ArrayBuffer or SharedArrayBuffer (read by the getters taken at load). */
-function bufferBytes(buffer: unknown): number {
+/** The bytes of an ArrayBuffer or SharedArrayBuffer (read by the getters taken at load), the first time it is met. */
+function bufferBytes(buffer: unknown, buffers: Set<unknown>): number {
+  if (buffers.has(buffer)) return 0;
+  buffers.add(buffer);
   if (isArrayBuffer(buffer)) return apply(arrayBufferBytes, buffer, []) as number;
   return isSharedArrayBuffer(buffer) ? (apply(sharedBufferBytes, buffer, []) as number) : 0;
 }

@@ -1,8 +1,9 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
-import { BEGUN, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
+import { BEGUN, FLOW_SLOTS, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
+import { ChildTable } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
@@ -122,6 +123,8 @@ export class PoolThread<Lane = unknown> {
       for (let entry = port && receiveMessageOnPort(port); entry; entry = receiveMessageOnPort(port!)) this.#onMessage(entry.message);
       port?.close();
       this.#taskPort?.close();
+      // Children its handlers left that it could not collect itself (it looped, crashed, or was terminated) go with it.
+      if (this.#wake && process.platform === 'linux') new ChildTable(this.#wake, FLOW_SLOTS).killLeft();
       clearTimeout(this.#graceTimer);
       clearTimeout(this.#stuckTimer);
       clearTimeout(this.idleTimer);
@@ -328,11 +331,7 @@ export class PoolThread<Lane = unknown> {
     else if (this.alive && this.endedBy === undefined) this.#events.idle(this);
   }
 
-  /**
-   * Its channel closed while it runs on: plugin code on it closed its end (the port is among the
-   * thread's handles). Nothing it sends can arrive any more: it is ended, as a child that closes
-   * its pipe is. Looked at a moment later: a thread that exits closes its channel before its exit.
-   */
+  /** Its channel closed while it runs on (plugin code closed its end): ended, as a child that closes its pipe is. Looked at a moment later: a thread that exits closes it first. */
   #onChannelClosed(): void {
     setTimeout(() => {
       if (this.alive && this.endedBy === undefined) this.#violate('its channel to the host was closed by plugin code that ran on it (this execution or an earlier one), so nothing it sends can arrive');

@@ -5,7 +5,7 @@ import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
 import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
-import { isLeftBusy, type Execution, type ThreadEvents } from './pool-contract.js';
+import type { Execution, ThreadEvents } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { ownTaskFirst, takeIdle } from './idle-choice.js';
 import type { RetireReason } from './thread-protocol.js';
@@ -364,7 +364,7 @@ export class ThreadPool {
     // Died of something an earlier execution left behind before it began this one: it never took
     // the task (its channel closed, say), or took it and its runtime never said it began it (its
     // last words, which plugin code can forge or leave from an earlier execution, are no proof).
-    const neverBegan = !thread.tookLast || !thread.began(execution.k) || isLeftBusy(thread.endedBy);
+    const neverBegan = !thread.tookLast || !thread.began(execution.k);
     if (neverBegan && execution.redispatches < MAX_REDISPATCH && !this.#closing) {
       execution.redispatches++;
       this.#counts.redispatched++;

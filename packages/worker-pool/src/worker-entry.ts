@@ -12,6 +12,7 @@ import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ChildReaper } from './child-reaper.js';
+import { CHILD_SLOTS, ChildTable } from './child-table.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
@@ -38,7 +39,9 @@ const { port1: channel, port2 } = new MessageChannel();
 const { port1: taskPort, port2: taskPort2 } = new MessageChannel();
 const send = (message: ThreadToHost): void => pristinePost(channel, message);
 // [0] wakes this thread when idle; the rest paces what an execution sends (flow-control.ts).
-const wake = new Int32Array(new SharedArrayBuffer(4 * FLOW_SLOTS));
+// After them, the table of children still running (child-table.ts).
+const wake = new Int32Array(new SharedArrayBuffer(4 * (FLOW_SLOTS + 2 * CHILD_SLOTS)));
+children.track(new ChildTable(wake, FLOW_SLOTS));
 const flow = new ThreadFlow(wake);
 /** What an execution sends before its answer (logs, events, calls, output): weighed as it will cross (weighedCopy), paced. */
 const sendPaced = <M extends Extract<ThreadToHost, { units?: number }>>(sent: M): void => {
@@ -95,6 +98,9 @@ function onTask(message: TaskMessage): void {
     if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover()) return decline(message.k, 'handles-left');
   }
   lastHandler = packed.h;
+  // Begun from here: unpacking it may run what its handler patched (Map.prototype.get …), and an
+  // execution begun must never be run again elsewhere, whatever its thread does next.
+  store(wake, BEGUN, message.k | 0);
   void execute(message.k, tasks.unpack(packed));
 }
 
@@ -214,7 +220,6 @@ function park(): never {
 
 /** One execution, answered on the channel after everything else it sent. */
 async function execute(k: number, task: RunnerTask): Promise<void> {
-  store(wake, BEGUN, k | 0);
   watches.handles.mark();
   watches.listeners.mark();
   env.apply(process.env, task.permissions?.env);

@@ -66,6 +66,17 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it("a handler that patches what its thread reads its next task with (Map.prototype.get), to end the thread there, has that next execution begun: not run again on another thread", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const name = 'patched-unpack';
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'patches-task-reads', input: { dir: marks, name, patch: true } }));
+    const next = await backend.execute({ pluginId: POOL, handlerId: 'patches-task-reads', input: { dir: marks, name } }, { timeoutMs: 10_000 });
+    expectError(next, 'WORKER_CRASHED');
+    // The first execution's body, once; the second's never ran, here or on another thread.
+    expect(await runs(name)).toBe(1);
+    expect((await runners(backend)).redispatched).toBe(0);
+  });
+
   it.each([
     ['after the execution was heard from', true],
     ['before anything else', false],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOSTILE, POOL, expectOk, useBackends } from './helpers.js';
+import { HOSTILE, POOL, expectOk, okData, useBackends } from './helpers.js';
 
 /** A gate for ExecuteOptions.outputPace: closed at the `at`-th event, opened `forMs` later (never, if undefined). */
 function gateAt(at: number, forMs?: number) {
@@ -91,5 +91,14 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
       expect(sentWhileBusy.length, `events sent while the host was busy: ${sentWhileBusy.join(', ')}`).toBeLessThanOrEqual(as === 'getter' ? 23 : 5);
     },
   );
+
+  it('an event of a thousand views over one 8 MB buffer weighs the buffer once, as it crosses once: it arrives (it weighed past any message, and was taken for a forged one)', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const events: unknown[] = [];
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'emits-views', input: { n: 1000 } }, { onEvent: ({ event }) => void events.push(event) });
+    expect(okData(result)).toBe(1000);
+    expect(events).toHaveLength(1);
+    expect((events[0] as { chunks: Uint8Array[] }).chunks).toHaveLength(1000);
+  });
 });
 

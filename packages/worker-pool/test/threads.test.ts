@@ -317,6 +317,17 @@ describe('worker-pool: thread reuse and hygiene', () => {
     },
   );
 
+  it.runIf(process.platform === 'linux')('children a handler left are killed by the host when its thread cannot collect them (what the handler left loops for ever after its answer): none runs on past shutdown()', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { n: 3, loopAfter: true } });
+    const pids = okData(left) as number[];
+    await backend.shutdown();
+    // Killed: gone, or a zombie of the host (no thread is left to collect it), once the signal has landed.
+    const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
+    await waitFor(() => running().length === 0, 2000).catch(() => undefined);
+    expect(running()).toEqual([]);
+  });
+
   it.runIf(process.platform === 'linux').each([0, 300])(
     'shutdown() right after an answer whose thread collects the children its handler left waits for it (a leftover timer busy %i ms as it answers, its verdict still to come): none of them outlives the backend',
     async (busyAfterMs) => {

@@ -1,0 +1,70 @@
+/**
+ * The children a thread's handlers started that still run, in a shared table the thread writes
+ * and the host reads (a part of the thread's flow buffer, out of plugin code's reach): a thread
+ * that cannot collect them itself (ended while what its handler left loops, crashed, terminated
+ * mid-execution) has them killed by the host once it is gone, so that none outlives its thread.
+ * Each entry is a pid and the low 32 bits of its start time, as /proc gives it, so that the host
+ * never kills another process that took the pid since. Linux only (/proc); the first CHILD_SLOTS
+ * running at once.
+ */
+const fs = process.getBuiltinModule('node:fs');
+
+/** Children tracked at once per thread. */
+export const CHILD_SLOTS = 64;
+
+/** A table of CHILD_SLOTS entries in `shared` from `base` on (2 int32 each: pid, start time). */
+export class ChildTable {
+  constructor(
+    readonly shared: Int32Array,
+    readonly base: number,
+  ) {}
+
+  /** Thread side: `pid` was started here (a full table leaves it to the thread's own reaper). */
+  add(pid: number): void {
+    const start = startTimeOf(pid);
+    if (start === undefined) return;
+    for (let i = 0; i < CHILD_SLOTS; i++) {
+      const at = this.base + 2 * i;
+      if (Atomics.load(this.shared, at) !== 0) continue;
+      Atomics.store(this.shared, at + 1, start);
+      Atomics.store(this.shared, at, pid);
+      return;
+    }
+  }
+
+  /** Thread side: `pid` has exited (or was collected). */
+  remove(pid: number): void {
+    for (let i = 0; i < CHILD_SLOTS; i++) if (Atomics.load(this.shared, this.base + 2 * i) === pid) Atomics.store(this.shared, this.base + 2 * i, 0);
+  }
+
+  /** Host side, once the thread is gone: SIGKILL each child still listed that is still the host's and the same process. */
+  killLeft(): number {
+    let killed = 0;
+    for (let i = 0; i < CHILD_SLOTS; i++) {
+      const pid = Atomics.load(this.shared, this.base + 2 * i);
+      if (pid <= 0 || startTimeOf(pid, process.pid) !== Atomics.load(this.shared, this.base + 2 * i + 1)) continue;
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed++;
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    return killed;
+  }
+}
+
+/** The low 32 bits of `pid`'s start time (/proc/<pid>/stat, field 22), if it runs (with parent `parent`, when given). */
+function startTimeOf(pid: number, parent?: number): number | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // After the command's closing parenthesis: state, ppid, … starttime is the 20th field from there.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  if (parent !== undefined && Number(fields[1]) !== parent) return undefined;
+  const start = Number(fields[19]);
+  return Number.isFinite(start) ? start | 0 : undefined;
+}
