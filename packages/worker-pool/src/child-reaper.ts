@@ -8,7 +8,7 @@
  * mid-execution (a timeout, an abort, a crash) cannot: docs/backends/worker-pool.md.
  */
 import { ChildProcess } from 'node:child_process';
-import type { ChildTable } from './child-table.js';
+import { startTicks, type ChildTable } from './child-table.js';
 import { subscribe } from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 
@@ -31,20 +31,29 @@ export class ChildReaper {
       const child = (message as { process?: unknown }).process;
       if (!(child instanceof ChildProcess)) return;
       this.#running.add(child);
-      let pid: number | undefined;
-      apply(this.#once, child, ['exit', () => (this.#running.delete(child), pid !== undefined && this.#table?.remove(pid))]);
+      apply(this.#once, child, ['exit', () => (this.#running.delete(child), this.#table?.remove(child.pid))]);
       // Announced before it starts: one that could not (ENOENT …) has no pid once its spawn() returned, and no 'exit' to come.
       queueMicrotask(() => {
-        pid = child.pid;
-        if (pid === undefined) this.#running.delete(child);
-        else this.#table?.add(pid);
+        if (child.pid === undefined) this.#running.delete(child);
       });
     });
   }
 
-  /** List the children in `table` from now on. */
+  /**
+   * List the children in `table` from now on, as each spawn() returns: a microtask later, a thread
+   * that dies at once (a loop, an exit, a throw right after the spawn) would never list it.
+   */
   track(table: ChildTable): void {
     this.#table = table;
+    // Node's own method, undocumented but what spawn(), exec() and fork() all call.
+    const proto = ChildProcess.prototype as unknown as { spawn(this: ChildProcess, ...args: unknown[]): unknown };
+    const spawn = proto.spawn;
+    proto.spawn = function spawnListed(this: ChildProcess, ...args: unknown[]): unknown {
+      const notBefore = startTicks();
+      const returned = apply(spawn, this, args);
+      table.add(this.pid, notBefore);
+      return returned;
+    };
   }
 
   /** Whether a child it watches is still running. */
@@ -66,7 +75,7 @@ export class ChildReaper {
     return new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, REAP_WITHIN_MS);
       for (const emitter of [child, ...child.stdio]) if (emitter) apply(this.#removeAll, emitter, []);
-      apply(this.#once, child, ['exit', () => (clearTimeout(timer), this.#table?.remove(child.pid!), resolve())]);
+      apply(this.#once, child, ['exit', () => (clearTimeout(timer), this.#table?.remove(child.pid), resolve())]);
       try {
         apply(this.#kill, child, ['SIGKILL']);
       } catch {

@@ -269,7 +269,11 @@ export class ThreadPool {
     if (thread.endedBy) return;
     if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
     ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
-    while (lane.waiting.length > 0) if (thread.run(lane.waiting.shift()!)) return;
+    while (lane.waiting.length > 0) {
+      // Another handler's task would be declined on a bound thread: left to the threads starting for them.
+      if (thread.bound && handlerKey(lane.waiting[0]!.task) !== thread.lastHandler && lane.starting >= lane.waiting.length) break;
+      if (thread.run(lane.waiting.shift()!)) return;
+    }
     // Idle once the pool closes (its verdict came after close() began): it goes.
     if (this.#closing) return thread.end({ kind: 'stopped' });
     lane.idle.push(thread);

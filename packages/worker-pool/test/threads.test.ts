@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import http from 'node:http';
@@ -326,6 +326,33 @@ describe('worker-pool: thread reuse and hygiene', () => {
     const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
     await waitFor(() => running().length === 0, 2000).catch(() => undefined);
     expect(running()).toEqual([]);
+  });
+
+  it.runIf(process.platform === 'linux')('a child started just before its thread ends (process.exit right after the spawn) is killed by the host too: each is listed as its spawn() returns', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const pidFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-wp-kids-')), 'pids.json');
+    const crashed = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { n: 3, exitAfter: true, pidFile } });
+    expectError(crashed, 'WORKER_CRASHED');
+    const pids = JSON.parse(readFileSync(pidFile, 'utf8')) as number[];
+    await backend.shutdown();
+    const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
+    await waitFor(() => running().length === 0, 2000).catch(() => undefined);
+    expect(running()).toEqual([]);
+  });
+
+  it.runIf(process.platform === 'linux')("a pid plugin code puts on a ChildProcess (one of the host's own children) is not listed: the host does not kill it when the thread goes", async () => {
+    const own = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      const backend = backends.make({ maxThreads: 1 });
+      expectOk(await backend.execute({ pluginId: POOL, handlerId: 'names-foreign-pid', input: { pid: own.pid } }));
+      // The thread goes, and the host kills what it listed.
+      await backend.shutdown();
+      await sleep(200);
+      expect(own.signalCode).toBeNull();
+      expect(own.exitCode).toBeNull();
+    } finally {
+      own.kill('SIGKILL');
+    }
   });
 
   it.runIf(process.platform === 'linux').each([0, 300])(
