@@ -8,8 +8,8 @@ import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
 import { distinctIssues, formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
-import { nearest } from './nearest-name.js';
-import { backendKeyElsewhere } from './backend-own-options.js';
+import { nearest, unknownKeyMessage } from './nearest-name.js';
+import { backendKeyOfExecute, optionOfOtherBackends } from './backend-own-options.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
@@ -141,11 +141,12 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
     if (issue.code !== 'unrecognized_keys') return [issueOf(issue)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => {
-      // At the top, an option of another backend type, of execute() or of the request is said as that.
-      const elsewhere = backendOptions && issue.path.length === 0 ? backendKeyElsewhere(key) : undefined;
-      const near = nearest(key, known);
-      const message = elsewhere ? `${elsewhere}${near && !elsewhere.includes('this backend') ? `; or did you mean "${near}"?` : ''}` : `unknown option${near ? `; did you mean "${near}"?` : ''}`;
-      return { path: formatPath([...issue.path, key]), message };
+      // At the top, an option of another backend type is said as that, before any near name; one
+      // of execute() or of the request is said as that, with the near name (`timeoutMs`).
+      const top = backendOptions && issue.path.length === 0;
+      const other = top ? optionOfOtherBackends(key) : undefined;
+      if (other) return { path: formatPath([...issue.path, key]), message: `not an option of this backend; it is ${other}` };
+      return { path: formatPath([...issue.path, key]), message: unknownKeyMessage(top ? backendKeyOfExecute(key) : undefined, nearest(key, known)) };
     });
   });
   throw validationError(`Invalid ${subject}`, distinctIssues(issues), { phase: 'options' });

@@ -42,9 +42,14 @@ export const BACKEND_OWN_OPTIONS = Object.freeze({
   streamStorage: ['queue'],
 } as const satisfies Record<string, readonly BuiltInBackendType[]>);
 
+/** The backend types that take option `key` of their own; undefined for one none takes alone. */
+function typesTaking(key: string): readonly string[] | undefined {
+  return Object.hasOwn(BACKEND_OWN_OPTIONS, key) ? BACKEND_OWN_OPTIONS[key as keyof typeof BACKEND_OWN_OPTIONS] : undefined;
+}
+
 /** "; it is an option of the subprocess backend", for an option `key` of other backend types than this one; else undefined. */
 export function optionOfOtherBackends(key: string): string | undefined {
-  const types: readonly string[] | undefined = Object.hasOwn(BACKEND_OWN_OPTIONS, key) ? BACKEND_OWN_OPTIONS[key as keyof typeof BACKEND_OWN_OPTIONS] : undefined;
+  const types = typesTaking(key);
   if (!types) return undefined;
   const named = types.length === 1 ? `the ${types[0]} backend` : `the ${types.slice(0, -1).join(', ')} and ${types.at(-1)} backends`;
   return `an option of ${named}`;
@@ -70,13 +75,12 @@ export function isBackendOption(key: string): boolean {
 }
 
 /**
- * Where a key given to a backend's options belongs instead, said as a whole message ("not an option
- * of the backend; it is an option of execute() …"), or undefined. A host that puts `onLog` or
- * `pluginId` beside `type` learns where it goes, not only that it is unknown.
+ * Where a key given to a backend's options belongs when it is one of execute()'s or a request's,
+ * said as a whole message ("not an option of the backend; it is an option of execute() …"), or
+ * undefined. A host that puts `onLog` or `pluginId` beside `type` learns where it goes, not only
+ * that it is unknown. (One of another backend type's: optionOfOtherBackends.)
  */
-export function backendKeyElsewhere(key: string): string | undefined {
-  const other = optionOfOtherBackends(key);
-  if (other) return `not an option of this backend; it is ${other}`;
+export function backendKeyOfExecute(key: string): string | undefined {
   if (EXECUTE_OPTIONS.includes(key)) return `not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { ${key} })`;
   if (REQUEST_FIELDS.has(key)) return `not an option of the backend; it is a field of the request: backend.execute({ pluginId, handlerId, input })`;
   return undefined;
@@ -91,7 +95,7 @@ export function isExecuteOptionOrRequestField(key: string): boolean {
 export function executeKeyElsewhere(key: string): string | undefined {
   if (REQUEST_FIELDS.has(key)) return `not an option; it is a field of the request, execute()'s first argument: backend.execute({ pluginId, handlerId, input${key === 'context' ? ', context' : ''} }, options)`;
   if (Object.hasOwn(COMMON_OPTIONS, key)) return `not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend({ type, ${key} })`;
-  const types: readonly string[] | undefined = Object.hasOwn(BACKEND_OWN_OPTIONS, key) ? BACKEND_OWN_OPTIONS[key as keyof typeof BACKEND_OWN_OPTIONS] : undefined;
+  const types = typesTaking(key);
   if (types) {
     const type = types.length === 1 ? `type: '${types[0]}'` : 'type';
     return `not an option of execute(); it is ${optionOfOtherBackends(key)!}, given when one is made: createExecutionBackend({ ${type}, ${key} })`;

@@ -34,3 +34,11 @@ function editDistance(a: string, b: string): number {
   }
   return previous[b.length]!;
 }
+
+/**
+ * The message for a key an options object does not take: where it goes instead (`elsewhere`, a
+ * whole phrase), else "unknown option", with the near known name when there is one.
+ */
+export function unknownKeyMessage(elsewhere: string | undefined, near: string | undefined): string {
+  return `${elsewhere ?? 'unknown option'}${near ? `; ${elsewhere ? 'or ' : ''}did you mean "${near}"?` : ''}`;
+}

@@ -7,7 +7,7 @@ import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
-import { nearest } from './nearest-name.js';
+import { nearest, unknownKeyMessage } from './nearest-name.js';
 import { executeKeyElsewhere } from './backend-own-options.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
@@ -264,8 +264,7 @@ export function validateExecuteOptions(options: unknown): ExecuteOptions {
     if (EXECUTE_OPTIONS.includes(key)) continue;
     // A misspelt option silently ignored would be a surprise (`timeout: 1000` running for 30 s).
     const near = nearest(key, EXECUTE_OPTIONS);
-    const elsewhere = executeKeyElsewhere(key);
-    add(key, elsewhere ? `${elsewhere}${near ? `; or did you mean "${near}"?` : ''}` : `unknown option${near ? `; did you mean "${near}"?` : ''}`);
+    add(key, unknownKeyMessage(executeKeyElsewhere(key), near));
   }
   if (issues.length) {
     throw validationError('Invalid execute() options', issues, { phase: 'options' });

@@ -1,7 +1,7 @@
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
-import { nearest } from './nearest-name.js';
+import { nearest, unknownKeyMessage } from './nearest-name.js';
 import type { ShutdownDeadline } from './shutdown-deadline.js';
 
 /** What a shutdown listener is told: the shutdown's own `timeoutMs`, within which it should be done. */
@@ -68,8 +68,7 @@ export function checkTimeoutOptions(options: unknown, call: string, defaultMs: n
     }
     for (const key of Object.keys(options)) {
       if (key === 'timeoutMs') continue;
-      const near = nearest(key, ['timeoutMs']);
-      issues.push({ path: key, message: `unknown option${near ? `; did you mean "timeoutMs"?` : ''}` });
+      issues.push({ path: key, message: unknownKeyMessage(undefined, nearest(key, ['timeoutMs'])) });
     }
   }
   if (issues.length) throw validationError(`Invalid ${call} options`, issues, { phase: 'options' });
