@@ -8,17 +8,20 @@
  * listed only if that process is a child of this one started then. Linux only (/proc); the first
  * CHILD_SLOTS running at once.
  */
+import { FLOW_SLOTS } from './flow-control.js';
+
 const fs = process.getBuiltinModule('node:fs');
 
 /** Children tracked at once per thread. */
-export const CHILD_SLOTS = 64;
+const CHILD_SLOTS = 64;
+/** The int32 slots of a thread's whole shared buffer: the flow slots, then the table (2 each: pid, start time). */
+export const SHARED_SLOTS = FLOW_SLOTS + 2 * CHILD_SLOTS;
 
-/** A table of CHILD_SLOTS entries in `shared` from `base` on (2 int32 each: pid, start time). */
+/** The table in a thread's shared buffer, after its flow slots. */
 export class ChildTable {
-  constructor(
-    readonly shared: Int32Array,
-    readonly base: number,
-  ) {}
+  readonly base = FLOW_SLOTS;
+
+  constructor(readonly shared: Int32Array) {}
 
   /**
    * Thread side, as spawn() returns: `pid` was started here, after `notBefore` (startTicks() taken

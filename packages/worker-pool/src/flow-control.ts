@@ -57,6 +57,13 @@ export function loadEnded(wake: Int32Array): Promise<unknown> | undefined {
 
 /** The execution (its k, as an int32) the host stopped while its thread loaded its handler's modules: the thread must not run that handler once loaded. */
 export const STOPPED = 10;
+/**
+ * The slot where the thread names the execution it began last (its `k` as an int32): as it takes
+ * the task, once the checks that may decline it passed and before it reads it (reading it may run
+ * what its handler patched). One it took and did not begin (it died first, of what an earlier
+ * handler left) may run on another thread; one it began never does.
+ */
+export const BEGUN = 12;
 const READ = 1;
 const WAITING = 2;
 /** Set by the host while whoever takes the execution's output is behind (holdSending): the thread sends nothing more until it is cleared. */
@@ -139,14 +146,6 @@ export function countedAsSent(shared: Int32Array, received: number): boolean {
 export function answeredBy(shared: Int32Array, k: number): boolean {
   return load(shared, ANSWERED) === k;
 }
-
-/**
- * The slot where the thread names the execution it began last (its `k` as an int32): as it takes
- * the task, once the checks that may decline it passed and before it reads it (reading it may run
- * what its handler patched). One it took and did not begin (it died first, of what an earlier
- * handler left) may run on another thread; one it began never does.
- */
-export const BEGUN = 12;
 
 /** Host side: whether the thread's runtime sent its verdict after execution `k` last. */
 export function verdictBy(shared: Int32Array, k: number): boolean {

@@ -1,7 +1,7 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
-import { BEGUN, FLOW_SLOTS, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
+import { BEGUN, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { TaskPacker } from './task-wire.js';
 import { ChildTable } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
@@ -124,7 +124,7 @@ export class PoolThread<Lane = unknown> {
       port?.close();
       this.#taskPort?.close();
       // Children its handlers left that it could not collect itself (it looped, crashed, or was terminated) go with it.
-      if (this.#wake && process.platform === 'linux') new ChildTable(this.#wake, FLOW_SLOTS).killLeft();
+      if (this.#wake) new ChildTable(this.#wake).killLeft();
       clearTimeout(this.#graceTimer);
       clearTimeout(this.#stuckTimer);
       clearTimeout(this.idleTimer);

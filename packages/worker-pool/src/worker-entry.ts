@@ -6,13 +6,13 @@
 import { getHeapStatistics } from 'node:v8';
 import { MessageChannel, parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { RunnerSession, onHandlerLoading, serializeError, tightenViews, unserializableError, type RunnerResult, type RunnerTask } from '@kb-labs/plugin-execution-core/runner';
-import { BEGUN, FLOW_SLOTS, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, weighedCopy } from './flow-control.js';
+import { BEGUN, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FOR_TASK, weighedCopy } from './flow-control.js';
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ChildReaper } from './child-reaper.js';
-import { CHILD_SLOTS, ChildTable } from './child-table.js';
+import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
@@ -40,8 +40,8 @@ const { port1: taskPort, port2: taskPort2 } = new MessageChannel();
 const send = (message: ThreadToHost): void => pristinePost(channel, message);
 // [0] wakes this thread when idle; the rest paces what an execution sends (flow-control.ts).
 // After them, the table of children still running (child-table.ts).
-const wake = new Int32Array(new SharedArrayBuffer(4 * (FLOW_SLOTS + 2 * CHILD_SLOTS)));
-children.track(new ChildTable(wake, FLOW_SLOTS));
+const wake = new Int32Array(new SharedArrayBuffer(4 * SHARED_SLOTS));
+children.track(new ChildTable(wake));
 const flow = new ThreadFlow(wake);
 /** What an execution sends before its answer (logs, events, calls, output): weighed as it will cross (weighedCopy), paced. */
 const sendPaced = <M extends Extract<ThreadToHost, { units?: number }>>(sent: M): void => {

@@ -78,9 +78,10 @@ export class Sandbox {
       this.#state = { active: false, reason: "sandbox: 'off'" };
       return;
     }
-    this.#bwrap = findExecutable(config.bwrapPath ?? 'bwrap');
-    if (!this.#bwrap && config.bwrapPath !== undefined) throw bwrapNotFound(config.bwrapPath);
-    const missing = unavailableReason(config.bwrapPath ?? 'bwrap', this.#bwrap);
+    const bwrapPath = config.bwrapPath ?? 'bwrap';
+    this.#bwrap = findExecutable(bwrapPath);
+    if (!this.#bwrap && config.bwrapPath !== undefined) throw bwrapNotFound(bwrapPath);
+    const missing = unavailableReason(bwrapPath, this.#bwrap);
     if (!missing) return;
     if (config.mode === 'required') {
       throw new ValidationError(`sandbox: 'required' cannot work here: ${missing}`, { details: { path: 'sandbox', reason: missing } });
