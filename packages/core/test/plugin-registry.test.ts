@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -490,6 +491,30 @@ describe('reloading a plugin', () => {
     await registry.load(dir);
     registry.register({ root: dir, manifest: manifest({ run: { entry: 'c.js' } }, { id: '@t/folder' }) });
     expect((await registry.reload('@t/folder')).manifest.handlers.run?.entry).toBe('c.js');
+  });
+
+  it('runs overlapping reloads of one plugin in order: the last called installs the manifest read last', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ a: { entry: 'a.js' } })));
+    const registry = new PluginRegistry();
+    await registry.load(dir);
+    const file = path.join(dir, MANIFEST_FILE);
+    for (let round = 0; round < 20; round++) {
+      writeFileSync(file, JSON.stringify(manifest({ a: { entry: 'a.js' } })));
+      // A watcher's reload reads the file while the build writes its next version...
+      const first = registry.reload('@t/p');
+      await new Promise((resolve) => setImmediate(resolve));
+      writeFileSync(file, JSON.stringify(manifest({ a: { entry: 'a.js' }, b: { entry: 'b.js' } })));
+      // ...and the deploy's reload, called after the write, resolves with it and stays installed.
+      const last = await registry.reload('@t/p');
+      expect(Object.keys(last.manifest.handlers)).toEqual(['a', 'b']);
+      expect((await first).generation).toBeLessThan(last.generation);
+      expect(registry.get('@t/p')).toBe(last);
+    }
+    // Reloads that fail, one waiting for the other, do not hold up the next one.
+    writeFileSync(file, '{ not json');
+    await Promise.all([validationFailure(registry.reload('@t/p')), validationFailure(registry.reload('@t/p'))]);
+    writeFileSync(file, JSON.stringify(manifest({ c: { entry: 'c.js' } })));
+    expect(Object.keys((await registry.reload('@t/p')).manifest.handlers)).toEqual(['c']);
   });
 
   it('refuses an unknown plugin with HANDLER_NOT_FOUND naming it and what is registered', async () => {

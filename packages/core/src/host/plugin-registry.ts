@@ -79,6 +79,8 @@ export class PluginRegistry {
   /** The manifest file of each plugin registered from its folder (a reload reads it again). */
   readonly #manifestFiles = new Map<string, string>();
   readonly #reloadListeners = new Set<PluginReloadListener>();
+  /** Each plugin's reload under way, settled: the next one waits for it. */
+  readonly #reloads = new Map<string, Promise<void>>();
 
   /** Read and validate `<dir>/kb.plugin.json`, then register it (`dir`: a path or a `file:` URL). */
   async load(dir: string | URL): Promise<RegisteredPlugin> {
@@ -131,9 +133,24 @@ export class PluginRegistry {
    * registered as `{ root, manifest }` keeps the manifest it was given: only its code is loaded
    * anew). New executions resolve to it; the old one stays registered, and serving, if the new
    * manifest is invalid (ValidationError) or claims another id. HandlerNotFoundError for an id
-   * that is not registered. Listeners of `onReload` hear of it before this resolves.
+   * that is not registered. Listeners of `onReload` hear of it before this resolves. Reloads of
+   * one plugin run in the order called, each reading the file after the one before installed.
    */
   async reload(pluginId: string): Promise<RegisteredPlugin> {
+    this.#registered(pluginId, 'reload');
+    // One plugin's reloads run one after another: each reads the file after the one before it
+    // installed, so the last called installs the manifest read last (never an older read over it).
+    const reloaded = (this.#reloads.get(pluginId) ?? Promise.resolve()).then(() => this.#reloadNow(pluginId));
+    const settled = reloaded.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#reloads.set(pluginId, settled);
+    void settled.then(() => this.#reloads.get(pluginId) === settled && this.#reloads.delete(pluginId));
+    return reloaded;
+  }
+
+  async #reloadNow(pluginId: string): Promise<RegisteredPlugin> {
     const current = this.#registered(pluginId, 'reload');
     const file = this.#manifestFiles.get(pluginId);
     const manifest = file ? parseManifest(current.root, await readManifest(current.root, file), file) : current.manifest;
