@@ -49,10 +49,12 @@ export class ChildReaper {
     const proto = ChildProcess.prototype as unknown as { spawn(this: ChildProcess, ...args: unknown[]): unknown };
     const spawn = proto.spawn;
     proto.spawn = function spawnListed(this: ChildProcess, ...args: unknown[]): unknown {
-      const notBefore = startTicks();
-      const returned = apply(spawn, this, args);
-      table.add(this.pid, notBefore);
-      return returned;
+      return table.spawning(() => {
+        const notBefore = startTicks();
+        const returned = apply(spawn, this, args);
+        table.add(this.pid, notBefore);
+        return returned;
+      });
     };
   }
 

@@ -9,19 +9,63 @@
  * CHILD_SLOTS running at once.
  */
 import { FLOW_SLOTS } from './flow-control.js';
+import { SPAWN_WAIT_MS } from './thread-deadlines.js';
 
-const fs = process.getBuiltinModule('node:fs');
+// The thread's side runs after plugin code, which may replace any global or prototype method:
+// each it uses is taken at load, so that none is handed the shared buffer or can forge a child.
+const readFileSync = process.getBuiltinModule('node:fs').readFileSync;
+const load = Atomics.load;
+const store = Atomics.store;
+const add = Atomics.add;
+const notify = Atomics.notify;
+/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
+const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
+const { isSafeInteger, parseFloat } = Number;
+const { floor } = Math;
+const toNumber = Number;
+const apply = Reflect.apply;
+const exec = RegExp.prototype.exec;
+/** The thread's process (the host): `process.pid` is plugin code's to redefine on a thread. */
+const hostPid = process.pid;
+/** /proc/<pid>/stat after the command's closing parenthesis (the last one): state, ppid, 17 fields, start time. */
+const STAT_FIELDS = /^.*\) \S+ (\d+)(?: \S+){17} (\d+) /s;
 
 /** Children tracked at once per thread. */
 const CHILD_SLOTS = 64;
-/** The int32 slots of a thread's whole shared buffer: the flow slots, then the table (2 each: pid, start time). */
-export const SHARED_SLOTS = FLOW_SLOTS + 2 * CHILD_SLOTS;
+/** The slot counting the spawn() calls under way on the thread (a spawn may start another, from a diagnostics_channel subscriber). */
+const SPAWNING = FLOW_SLOTS;
+/** The int32 slots of a thread's whole shared buffer: the flow slots, the spawn count, then the table (2 each: pid, start time). */
+export const SHARED_SLOTS = FLOW_SLOTS + 1 + 2 * CHILD_SLOTS;
 
 /** The table in a thread's shared buffer, after its flow slots. */
 export class ChildTable {
-  readonly base = FLOW_SLOTS;
+  readonly base = SPAWNING + 1;
 
   constructor(readonly shared: Int32Array) {}
+
+  /**
+   * Thread side: run a spawn() (and list its child, `add`) counted as under way, so that the host
+   * does not terminate the thread in between: its child would start and never be listed.
+   */
+  spawning<T>(spawn: () => T): T {
+    add(this.shared, SPAWNING, 1);
+    try {
+      return spawn();
+    } finally {
+      add(this.shared, SPAWNING, -1);
+      notify(this.shared, SPAWNING);
+    }
+  }
+
+  /** Host side: call `then` (which terminates the thread) once no spawn() is under way on it, at `until` (performance.now()) at the latest. */
+  whenNotSpawning(then: () => void, until = performance.now() + SPAWN_WAIT_MS): void {
+    const spawning = load(this.shared, SPAWNING);
+    const left = until - performance.now();
+    if (spawning === 0 || left <= 0) return then();
+    const waited = waitAsync(this.shared, SPAWNING, spawning, left);
+    if (waited.async) void waited.value.then(() => this.whenNotSpawning(then, until));
+    else this.whenNotSpawning(then, until);
+  }
 
   /**
    * Thread side, as spawn() returns: `pid` was started here, after `notBefore` (startTicks() taken
@@ -30,14 +74,14 @@ export class ChildTable {
    * full table (left to the thread's own reaper).
    */
   add(pid: unknown, notBefore: number | undefined): void {
-    if (typeof pid !== 'number' || !Number.isSafeInteger(pid) || pid <= 0 || notBefore === undefined) return;
-    const start = startTimeOf(pid, process.pid);
+    if (typeof pid !== 'number' || !isSafeInteger(pid) || pid <= 0 || notBefore === undefined) return;
+    const start = startTimeOf(pid, hostPid);
     if (start === undefined || start < notBefore) return;
     for (let i = 0; i < CHILD_SLOTS; i++) {
       const at = this.base + 2 * i;
-      if (Atomics.load(this.shared, at) !== 0) continue;
-      Atomics.store(this.shared, at + 1, start | 0);
-      Atomics.store(this.shared, at, pid);
+      if (load(this.shared, at) !== 0) continue;
+      store(this.shared, at + 1, start | 0);
+      store(this.shared, at, pid);
       return;
     }
   }
@@ -45,16 +89,16 @@ export class ChildTable {
   /** Thread side: `pid` has exited (or was collected). */
   remove(pid: unknown): void {
     if (typeof pid !== 'number' || pid <= 0) return;
-    for (let i = 0; i < CHILD_SLOTS; i++) if (Atomics.load(this.shared, this.base + 2 * i) === pid) Atomics.store(this.shared, this.base + 2 * i, 0);
+    for (let i = 0; i < CHILD_SLOTS; i++) if (load(this.shared, this.base + 2 * i) === pid) store(this.shared, this.base + 2 * i, 0);
   }
 
   /** Host side, once the thread is gone: SIGKILL each child still listed that is still the host's and the same process. */
   killLeft(): number {
     let killed = 0;
     for (let i = 0; i < CHILD_SLOTS; i++) {
-      const pid = Atomics.load(this.shared, this.base + 2 * i);
-      const start = pid > 0 ? startTimeOf(pid, process.pid) : undefined;
-      if (start === undefined || (start | 0) !== Atomics.load(this.shared, this.base + 2 * i + 1)) continue;
+      const pid = load(this.shared, this.base + 2 * i);
+      const start = pid > 0 ? startTimeOf(pid, hostPid) : undefined;
+      if (start === undefined || (start | 0) !== load(this.shared, this.base + 2 * i + 1)) continue;
       try {
         process.kill(pid, 'SIGKILL');
         killed++;
@@ -69,7 +113,7 @@ export class ChildTable {
 /** Clock ticks since boot now (as /proc gives a process's start time: USER_HZ, 100 on Linux), less a second for the two clocks' rounding; undefined without /proc. */
 export function startTicks(): number | undefined {
   try {
-    return Math.floor(Number.parseFloat(fs.readFileSync('/proc/uptime', 'latin1')) * 100) - 100;
+    return floor(parseFloat(readFileSync('/proc/uptime', 'latin1')) * 100) - 100;
   } catch {
     return undefined;
   }
@@ -79,13 +123,11 @@ export function startTicks(): number | undefined {
 function startTimeOf(pid: number, parent: number): number | undefined {
   let stat: string;
   try {
-    stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
   } catch {
     return undefined;
   }
-  // After the command's closing parenthesis: state, ppid, … starttime is the 20th field from there.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  if (Number(fields[1]) !== parent) return undefined;
-  const start = Number(fields[19]);
-  return Number.isFinite(start) ? start : undefined;
+  const fields = apply(exec, STAT_FIELDS, [stat]) as RegExpExecArray | null;
+  if (fields === null || toNumber(fields[1]) !== parent) return undefined;
+  return toNumber(fields[2]);
 }

@@ -60,8 +60,9 @@ export class PoolThread<Lane = unknown> {
   readonly #events: ThreadEvents;
   readonly #cancelGraceMs: number;
   readonly #runner: { id: string; threadId: number };
-  /** What the idle thread waits on (ThreadHello.wake). */
+  /** What the idle thread waits on (ThreadHello.wake), and the table of its handlers' children in the same buffer. */
   #wake: Int32Array | undefined;
+  #children: ChildTable | undefined;
   /** Tasks posted to it, and when the last one was (performance.now()). */
   #handed = 0;
   #handedAt = 0;
@@ -124,7 +125,7 @@ export class PoolThread<Lane = unknown> {
       port?.close();
       this.#taskPort?.close();
       // Children its handlers left that it could not collect itself (it looped, crashed, or was terminated) go with it.
-      if (this.#wake) new ChildTable(this.#wake).killLeft();
+      this.#children?.killLeft();
       clearTimeout(this.#graceTimer);
       clearTimeout(this.#stuckTimer);
       clearTimeout(this.idleTimer);
@@ -204,7 +205,8 @@ export class PoolThread<Lane = unknown> {
   end(why: ThreadEndedBy): void {
     if (!this.alive) return;
     this.endedBy ??= why;
-    void this.#worker.terminate();
+    if (this.#children) this.#children.whenNotSpawning(() => void this.#worker.terminate());
+    else void this.#worker.terminate();
     this.#stuckTimer ??= setTimeout(() => {
       this.abandoned = true;
       this.#events.stuck(this);
@@ -253,6 +255,7 @@ export class PoolThread<Lane = unknown> {
     this.#taskPort = message.tasks;
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
+    this.#children = new ChildTable(this.#wake);
     if (typeof message.heapLimitMb === 'number' && Number.isFinite(message.heapLimitMb)) this.heapLimitMb = message.heapLimitMb;
     this.port.on('message', (m: unknown) => this.#onMessage(m));
     this.port.on('messageerror', (error: Error) => this.#unreadable(error));

@@ -6,6 +6,8 @@
  * a long scryptSync): the thread goes only when that call returns, which may be never.
  */
 export const STOP_WITHIN_MS = 2000;
+/** How long a thread's termination waits for a spawn() under way there to return (and list its child): terminated in between, the child would outlive it. */
+export const SPAWN_WAIT_MS = 500;
 /** How long a retired thread has to collect its handler's children (ChildReaper waits 1 s for them) before it is ended anyway. */
 export const REAP_WAIT_MS = 1500;
 /** How long after its channel closed a thread still running is taken to have closed it itself. */

@@ -66,6 +66,19 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it.each(['Atomics.store', 'Atomics.load', 'Atomics.add', 'Atomics.notify'])(
+    'a handler that replaces %s while it spawns a child does not catch its thread\'s shared buffer (to say there its execution never began): it dies, and its execution is not run again',
+    async (global) => {
+      const backend = backends.make({ maxThreads: 1 });
+      const name = `forges-begun-${global}`;
+      const died = await backend.execute({ pluginId: POOL, handlerId: 'forges-begun', input: { dir: marks, name, global } }, { timeoutMs: 10_000 });
+      expectError(died, 'WORKER_CRASHED');
+      expect(await runs(name)).toBe(1);
+      expect((await runners(backend)).redispatched).toBe(0);
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+    },
+  );
+
   it("a handler that patches what its thread reads its next task with (Map.prototype.get), to end the thread there, has that next execution begun: not run again on another thread", async () => {
     const backend = backends.make({ maxThreads: 1 });
     const name = 'patched-unpack';

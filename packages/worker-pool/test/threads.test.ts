@@ -340,6 +340,31 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(running()).toEqual([]);
   });
 
+  it.runIf(process.platform === 'linux')('a thread whose time limit ends it while its handler spawns children is terminated between spawns, never inside one: no child outlives it unlisted', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const tag = `61.${process.pid}${Date.now() % 100_000}`;
+    // Time limits that land at different points of 40 back-to-back spawns (each a few ms).
+    for (let i = 0; i < 10; i++) {
+      const timedOut = await backend.execute({ pluginId: POOL, handlerId: 'spawns-until-stopped', input: { n: 40, tag } }, { timeoutMs: 15 + 9 * i });
+      expectError(timedOut, 'TIMEOUT');
+    }
+    await backend.shutdown();
+    const running = () =>
+      readdirSync('/proc')
+        .filter((pid) => /^\d+$/.test(pid))
+        .filter((pid) => {
+          try {
+            return readFileSync(`/proc/${pid}/cmdline`, 'latin1') === `sleep\0${tag}\0` && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z';
+          } catch {
+            return false;
+          }
+        });
+    await waitFor(() => running().length === 0, 2000).catch(() => undefined);
+    const left = running();
+    for (const pid of left) process.kill(Number(pid), 'SIGKILL');
+    expect(left).toEqual([]);
+  });
+
   it.runIf(process.platform === 'linux')("a pid plugin code puts on a ChildProcess (one of the host's own children) is not listed: the host does not kill it when the thread goes", async () => {
     const own = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
