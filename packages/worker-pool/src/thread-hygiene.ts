@@ -100,7 +100,11 @@ export function captureIntrinsics(): IntrinsicsGuard {
   // `for…in` over one instance of each of the most used prototypes lists anything enumerable added
   // up its chain (~0.15 µs each, so few; replacements elsewhere are caught by WATCHED).
   const samples = [{}, [], function sample() {}, Promise.resolve()].filter((sample) => !hasEnumerable(sample));
-  const shapes = COMMON_PROTOTYPES.map(shapeOf);
+  // process.env's prototype, looked up by every variable name it has not: one of the handler's
+  // own, or one planted on the thread's, would hand later executions variables (and a getter's code).
+  const env = process.env;
+  const envProto = getPrototypeOf(env) as object;
+  const shapes = [...COMMON_PROTOTYPES, envProto].map(shapeOf);
   const objectProto = Object.prototype;
   const objectProtoProperties = propertiesOf(objectProto);
   const watched = watchedProperties();
@@ -122,6 +126,7 @@ export function captureIntrinsics(): IntrinsicsGuard {
           for (let i = 0; i < watched.length; i++) if (watched[i]!.holder[watched[i]!.key] !== watched[i]!.value) return false;
         }
         for (let i = 0; i < samples.length; i++) if (hasEnumerable(samples[i]!)) return false;
+        if (getPrototypeOf(env) !== envProto) return false;
         for (let i = 0; i < shapes.length; i++) if (!sameShape(shapes[i]!)) return false;
         return sameProperties(objectProto, objectProtoProperties);
       } catch {

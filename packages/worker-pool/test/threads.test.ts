@@ -610,6 +610,13 @@ describe('worker-pool: thread reuse and hygiene', () => {
     }
   });
 
+  it.each(['swap', 'add'])('retires the thread of a handler that plants a variable under process.env (%s its prototype): no later execution reads it', async (plant) => {
+    const backend = backends.make({ maxThreads: 1, permissions: { env: ['WP_ALLOWED'] } });
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'env-undeclared', input: { plant } }));
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'env' }))).toEqual({ names: [], allowed: null, secret: null });
+    expect(await runners(backend)).toMatchObject({ started: 2, retired: { 'globals-tampered': 1 } });
+  });
+
   it('gives a handler with memoryMb a thread with that heap cap, and reports it in stats', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const result = await backend.execute({ pluginId: POOL, handlerId: 'alloc-capped' }, { timeoutMs: 20_000 });
