@@ -1,4 +1,4 @@
 export { WorkerPoolBackend } from './worker-pool-backend.js';
 export type { WorkerPoolBackendOptions } from './options.js';
-export type { WorkerPoolRunnerStats } from './thread-pool.js';
+export type { WorkerPoolRunnerStats } from './pool-contract.js';
 export type { WorkerCrashDetails } from './crash.js';

@@ -1,6 +1,7 @@
 /**
  * What the pool (thread-pool.ts) and the host side of each thread (pool-thread.ts) hand each
- * other: the execution, how a thread is made, what it tells the pool, and why it ended.
+ * other: the execution, how a thread is made, what it tells the pool, and why it ended; and the
+ * pool's figures (`stats().runners`).
  */
 import type { ResourceLimits } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
@@ -49,3 +50,22 @@ export function isLeftBusy(why: ThreadEndedBy | undefined): boolean {
   return why?.kind === 'retired' && why.reason === 'left-busy';
 }
 
+/** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
+export type WorkerPoolRunnerStats = {
+  threads: number;
+  busy: number;
+  idle: number;
+  startingWait: number;
+  minThreads: number;
+  maxThreads: number;
+  started: number;
+  crashed: number;
+  terminated: number;
+  retired: Record<RetireReason, number>;
+  stopped: number;
+  redispatched: number;
+  failedToStart: number;
+  /** Threads terminated that have not exited: blocked in a synchronous call (PoolThread.abandoned), not counted in `threads`. */
+  abandoned: number;
+  lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
+};

@@ -5,33 +5,13 @@ import { crashError, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
 import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
-import type { Execution, ThreadEvents } from './pool-contract.js';
+import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { ownTaskFirst, takeIdle } from './idle-choice.js';
 import type { RetireReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
-
-/** `stats().runners` (docs/backends/worker-pool.md says what each figure counts). */
-export type WorkerPoolRunnerStats = {
-  threads: number;
-  busy: number;
-  idle: number;
-  startingWait: number;
-  minThreads: number;
-  maxThreads: number;
-  started: number;
-  crashed: number;
-  terminated: number;
-  retired: Record<RetireReason, number>;
-  stopped: number;
-  redispatched: number;
-  failedToStart: number;
-  /** Threads terminated that have not exited: blocked in a synchronous call (PoolThread.abandoned), not counted in `threads`. */
-  abandoned: number;
-  lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
-};
 
 /** Threads of one heap cap (a thread's `resourceLimits` are fixed when it starts). */
 interface Lane {
@@ -71,6 +51,8 @@ export class ThreadPool {
   /** Start failures since the last thread that started, and the last one's message (for health()). */
   #failing = { streak: 0, last: '' };
   #nextKey = 1;
+  /** Shutting down: no thread is started to keep `minThreads` (only for executions waiting), and once closing, none at all. */
+  #draining = false;
   #closing = false;
 
   constructor(options: ResolvedPoolOptions, entry: URL) {
@@ -113,9 +95,14 @@ export class ThreadPool {
     });
   }
 
+  /** The backend began to shut down: a thread that goes is replaced only for an execution waiting for one. */
+  drain(): void {
+    this.#draining = true;
+  }
+
   /** Terminate every thread (BaseBackend has ended or stopped every execution by now). */
   async close(): Promise<void> {
-    this.#closing = true;
+    this.#closing = this.#draining = true;
     clearInterval(this.#takenCheck);
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
     for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
@@ -139,7 +126,7 @@ export class ThreadPool {
       thread.lane.idle.splice(idle, 1);
       thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
       // Its replacement starts now, not once it is gone: warm by the time the next execution comes.
-      if (this.#staying(thread.lane) < thread.lane.minThreads && !this.#closing) this.#start(thread.lane);
+      if (this.#staying(thread.lane) < thread.lane.minThreads && !this.#draining) this.#start(thread.lane);
     }
   }
 
@@ -333,11 +320,10 @@ export class ThreadPool {
     lane.threads--;
     const i = lane.idle.indexOf(thread);
     if (i >= 0) lane.idle.splice(i, 1);
-    if (!thread.ready) {
-      lane.starting--;
-      // Died before it loaded its entry (bad execArgv, a heap too small to start …), unless ended on purpose.
-      if (!thread.endedBy) this.#startFailed(lane, thread.error, thread);
-    } else {
+    if (!thread.ready) lane.starting--;
+    // Died before it loaded its entry (bad execArgv, a heap too small to start …), unless ended on purpose (counted so).
+    if (!thread.ready && !thread.endedBy) this.#startFailed(lane, thread.error, thread);
+    else {
       const why = thread.endedBy;
       if (why?.kind === 'retired') this.#retired[why.reason]++;
       else if ((why?.kind === 'terminated' && thread.protocolError === undefined) || (why?.kind === 'stopped' && thread.error === undefined)) this.#counts[why.kind]++;
@@ -350,7 +336,7 @@ export class ThreadPool {
     if (execution) this.#onRunnerGone(thread, execution);
     this.#grow(lane);
     // Back to the minimum after a thread that had started (a start that fails is not retried by itself).
-    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#closing; n--) this.#start(lane);
+    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#draining; n--) this.#start(lane);
   }
 
   /**

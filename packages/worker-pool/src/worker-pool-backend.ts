@@ -1,7 +1,8 @@
 import { type IsolationReport, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, hostPermissionProblem, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { defaultMaxThreads, resolvePoolOptions, workerPoolOptionsSchema, type WorkerPoolBackendOptions } from './options.js';
-import { ThreadPool, type WorkerPoolRunnerStats } from './thread-pool.js';
+import type { WorkerPoolRunnerStats } from './pool-contract.js';
+import { ThreadPool } from './thread-pool.js';
 
 // Next to this module in both builds (tsup's shims give the CJS build an import.meta.url). The
 // CommonJS build of the entry, on purpose: a thread inherits the host's Node flags, and with
@@ -35,6 +36,10 @@ export class WorkerPoolBackend extends BaseBackend {
   /** Threads that ran the plugin's older code are retired (once idle): new executions load the new code on fresh threads. */
   protected override pluginReloaded(plugin: RegisteredPlugin): void {
     this.#pool.retireThreadsOf(plugin.id, plugin.generation);
+  }
+
+  protected override shutdownBegun(): void {
+    this.#pool.drain();
   }
 
   protected closeRunners(): Promise<void> {

@@ -49,7 +49,12 @@ describe('worker-pool: stats, shutdown, leaks', () => {
     expectOk(await finishing);
     expectError(await stuck, 'SHUTTING_DOWN');
     expectError(await ignoring, 'SHUTTING_DOWN');
-    expect((await runners(backend)).threads).toBe(0);
+    const figures = await runners(backend);
+    expect(figures.threads).toBe(0);
+    // No thread started during the shutdown to keep minThreads, and every thread started is counted as gone, once.
+    expect(figures.started).toBe(3);
+    const retired = Object.values(figures.retired).reduce((sum, n) => sum + n, 0);
+    expect(figures.crashed + figures.terminated + figures.stopped + retired).toBe(figures.started);
     expect(grown(resourcesBefore, resources())).toEqual([]);
     if (threadsBefore !== undefined) await waitFor(() => osThreads()! <= threadsBefore, 3000);
   });
