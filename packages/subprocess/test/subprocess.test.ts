@@ -313,6 +313,14 @@ describe('permissions (Node permission model)', () => {
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('node:sqlite, which the model does not check, is off in the child (Node 22 and 24; Node 20 has none): no database file is made outside the grants', async () => {
+    const target = path.join(outside, 'made-by-plugin.db');
+    const result = await make({ sandbox: 'off' }).execute({ pluginId: PROBE, handlerId: 'sqlite', input: { path: target } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toMatch(/node:sqlite/);
+    await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('a read outside the plugin folder and workspace → PERMISSION_DENIED naming the file', async () => {
     const target = path.join(outside, 'secret.txt');
     const result = await make().execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });

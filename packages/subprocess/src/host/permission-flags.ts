@@ -185,6 +185,9 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
     }
   }
   flags.push(model);
+  // node:sqlite (unflagged on Node 22.13+ and 24) opens, creates and attaches database files
+  // anywhere, unchecked by the model: off, where this Node can turn it off.
+  if (process.allowedNodeEnvironmentFlags.has('--no-experimental-sqlite')) flags.push('--no-experimental-sqlite');
   // The model prints an ExperimentalWarning on every start on Node 20; it is noise in the
   // handler's captured stderr, not information.
   if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
