@@ -71,6 +71,16 @@ describe('protocol', () => {
     expect(await runners(backend)).toMatchObject({ crashed: { protocol: 1 } });
   });
 
+  it('a child that sends more platform calls than a runner may have in flight is killed and counted as a protocol crash (not as a stop the host made)', async () => {
+    const backend = make({ platform: { kv: { get: () => new Promise(() => {}) } }, permissions: { platform: { kv: ['get'] } } });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'too-many-calls' } }, { timeoutMs: 20_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'protocol', protocolError: 'more than 64 platform calls in flight' });
+    expect(result.meta.durationMs).toBeLessThan(SLACK_MS * 2);
+    expect(await runners(backend)).toMatchObject({ crashed: { protocol: 1 }, killed: 0 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
   it('carries 10 MB both ways at once through platform calls without deadlock', async () => {
     const big = 'x'.repeat(10 * 1024 * 1024);
     const backend = make({ permissions: { platform: { kv: true } }, platform: { kv: { echo: async (v: unknown) => v } } });

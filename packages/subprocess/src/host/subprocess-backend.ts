@@ -136,15 +136,26 @@ export class SubprocessBackend extends BaseBackend {
       if (warm) this.#pool.served();
       return data;
     } catch (error) {
-      if (control.stopReason) this.#killed++;
-      else if (isExecutionError(error) && error.code === 'WORKER_CRASHED') {
-        if (!existsSync(task.pluginRoot) || missingAtStart(error.details.stderrTail, task.pluginRoot)) throw folderGone(task, error);
-        const reason = error.details.reason as ChildCrashReason;
-        if (reason in this.#crashed) this.#crashed[reason]++;
-        recordRunnerCrash('subprocess', reason);
-      }
-      throw error;
+      throw this.#counted(error, task, control);
     }
+  }
+
+  /**
+   * Count how the child ended: killed for a stop the host made (time limit, abort, shutdown), or
+   * crashed — core's own WORKER_CRASHED stop (a protocol breach it saw) included. What to throw.
+   */
+  #counted(error: unknown, task: RunnerTask, control: DispatchControl): unknown {
+    const stop = control.stopReason;
+    const crash = stop ? (stop.code === 'WORKER_CRASHED' ? stop : undefined) : isExecutionError(error) && error.code === 'WORKER_CRASHED' ? error : undefined;
+    if (!crash) {
+      if (stop) this.#killed++;
+      return error;
+    }
+    if (!stop && (!existsSync(task.pluginRoot) || missingAtStart(crash.details.stderrTail, task.pluginRoot))) return folderGone(task, crash);
+    const reason = crash.details.reason as ChildCrashReason;
+    if (reason in this.#crashed) this.#crashed[reason]++;
+    recordRunnerCrash('subprocess', reason);
+    return error;
   }
 
   /**
