@@ -16,3 +16,4 @@ export { handlerThrew, toHandlerError, toInternalError } from './errors.js';
 export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
 export { settlesWithin } from './settles-within.js';
 export { checkTimeoutOptions } from './host/shutdown-hooks.js';
+export { jsonSyntaxProblem } from './host/json-syntax.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
 import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
-import { MAX_TIMER_MS, issuesOf, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
 import { NATS_FLAGS, NatsFlagError, natsAuth } from './nats-flags.js';
@@ -281,7 +281,8 @@ export async function readJson(value: string | undefined, what: string): Promise
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`--${what} is not valid JSON: ${(error as Error).message}`);
+    const source = value === '@-' ? ' (standard input)' : value.startsWith('@') ? ` (${path.resolve(value.slice(1))})` : '';
+    throw new UsageError(`--${what}${source} is not valid JSON: ${jsonSyntaxProblem(text, error, what === 'input' ? '' : `--${what}`)}`);
   }
 }
 

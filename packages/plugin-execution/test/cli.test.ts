@@ -410,7 +410,7 @@ describe('kb-plugin-exec CLI', () => {
     expect(stderr).toMatch(/^TIMEOUT: /);
   });
 
-  it('usage errors exit 2 with the synopsis and where the options are listed', () => {
+  it('usage errors exit 2 with the synopsis and where the options are listed', async () => {
     const bad = run(['run', fixturePlugins.basic]);
     expect(bad.status).toBe(2);
     expect(bad.stderr.split('\n')[0]).toBe('run needs <plugin-dir> and <handler>');
@@ -428,7 +428,19 @@ describe('kb-plugin-exec CLI', () => {
     expect(run(['help', 'worker']).stdout).toMatch(/^Usage:\n {2}kb-plugin-exec worker --nats <url>/);
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
-    expect(badJson.stderr).toContain('--input is not valid JSON');
+    expect(badJson.stderr).toMatch(/^--input is not valid JSON: [^\n]+ at line 1, column 2\n/);
+    // From a file: which file, and where in it (line and column, the usual cause), none of its text quoted.
+    const badFile = path.join(root, 'bad-input.json');
+    await writeFile(badFile, '{"a":\n 1,\n "b": tru\n}');
+    const fromFile = run(['run', fixturePlugins.basic, 'echo', '--input', `@${badFile}`]);
+    expect(fromFile.status).toBe(2);
+    expect(fromFile.stderr.startsWith(`--input (${badFile}) is not valid JSON: `)).toBe(true);
+    expect(fromFile.stderr.split('\n')[0]).toMatch(/ at line 3, column 10$/);
+    const emptyStdin = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--context', '@-'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, input: '', timeout: 30_000 });
+    expect(emptyStdin.status).toBe(2);
+    expect(emptyStdin.stderr).toMatch(/^--context \(standard input\) is not valid JSON: it is empty\n/);
+    const contextNotObject = run(['run', fixturePlugins.basic, 'echo', '--context', 'requestId=1']);
+    expect(contextNotObject.stderr).toMatch(/^--context is not valid JSON: unexpected text at line 1, column 1 \(--context is one JSON object, starting with "\{"\)\n/);
     // A plugin folder typed wrong is a usage error naming it (cli-plugin-paths.test.ts has more).
     const badPlugin = run(['run', root, 'echo']);
     expect(badPlugin.status).toBe(2);

@@ -4,11 +4,13 @@
  * one of JSON's differences from JavaScript (a trailing comma, a comment). The text itself is not
  * quoted: V8 quotes a piece of it, which for a file reached through a link could be anything.
  */
-export function jsonSyntaxProblem(text: string, error: unknown): string {
+export function jsonSyntaxProblem(text: string, error: unknown, objectOf = 'a manifest'): string {
   const message = String((error as Error)?.message ?? error);
+  if (text.trim() === '') return 'it is empty';
   const token = /^Unexpected token '(.{1,2})', /su.exec(message);
   if (token) {
-    const notObject = text.trimStart().startsWith('{') ? '' : ' (a manifest is one JSON object, starting with "{")';
+    // `objectOf`: what the text should be a JSON object for ('' when any JSON value will do).
+    const notObject = !objectOf || text.trimStart().startsWith('{') ? '' : ` (${objectOf} is one JSON object, starting with "{")`;
     const position = tokenPosition(text);
     const where = position === undefined ? '' : ` at ${lineAndColumn(text, position)}${likelyCause(text, position)}`;
     return `unexpected ${describeCharacter(token[1]!)}${where}${notObject}`;
