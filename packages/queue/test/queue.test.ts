@@ -127,7 +127,7 @@ describe('where it runs', () => {
     );
   });
 
-  it('an NKey seed read from a file with its line break logs in; a password without a user is refused naming connection.pass', async () => {
+  it('an NKey seed read from a file with its line break logs in; a password without a user, a user without a password, or two ways to log in are refused, named', async () => {
     // An NKey user made for this test (not a secret anywhere).
     const seed = 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UM';
     const guarded = await startNatsServer({ authorization: '{ users = [ { nkey: UAP5ICZ55ZI3MFGS73675ZZQPLUNRDUU4ATEX4JXZN4TKOL53VD5ZSM5 } ] }' });
@@ -144,6 +144,10 @@ describe('where it runs', () => {
       await guarded.stop();
     }
     expect(() => make({ connection: { servers: server!.url, pass: 'alone' } })).toThrow(/connection\.pass: is given without connection\.user: give both, or connection\.token/);
+    expect(() => make({ connection: { servers: server!.url, user: 'alone' } })).toThrow(/connection\.user: is given without connection\.pass: give both, or connection\.token/);
+    expect(() => make({ connection: { servers: server!.url, user: 'kb', pass: 'secret', token: 't' } })).toThrow(/connection: connection\.user\/pass and connection\.token are given: give one way to log in/);
+    const twoWays = startExecutionWorker({ connection: { servers: server!.url, token: 't', credsFile: '/x.creds' }, pool: newPool('two-logins'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+    await expect(twoWays).rejects.toThrow(/connection\.token and connection\.credsFile are given: give one way to log in/);
   });
 
   it('a tls:// URL to a server that offers no TLS: nothing is sent in clear, host and worker say TLS failed', async () => {

@@ -27,7 +27,11 @@ export interface QueueBackendOptions extends BackendOptions {
    * `discard: new`, enforced by the server. One more execution gets QUEUE_FULL. @default 1000
    */
   queueBound?: number;
-  /** How often workers report on running executions (and their presence). @default 1000 */
+  /**
+   * How often this host looks for started executions whose worker went silent (at least three
+   * times per `workerLostMs`). How often workers report is each worker's own `heartbeatMs`
+   * (`startExecutionWorker`), not this. @default 1000
+   */
   heartbeatMs?: number;
   /** No heartbeat from the worker of a started execution for this long → WORKER_CRASHED (`details.reason: 'runner-lost'`). @default 3000 */
   workerLostMs?: number;

@@ -93,8 +93,19 @@ export const connectionSchema = lazySchema((z) =>
     name: option.text().optional(),
   })
     // Dropped by the client without a word, the login would fail as "Authorization Violation".
-    .refine((connection) => connection.pass === undefined || connection.user !== undefined, { path: ['pass'], error: 'is given without connection.user: give both, or connection.token' }),
+    .refine((connection) => connection.pass === undefined || connection.user !== undefined, { path: ['pass'], error: 'is given without connection.user: give both, or connection.token' })
+    .refine((connection) => connection.user === undefined || connection.pass !== undefined, { path: ['user'], error: 'is given without connection.pass: give both, or connection.token' })
+    // The client would send them all, and which one the server goes by is its own choice.
+    .refine((connection) => loginsOf(connection).length <= 1, { error: (issue) => `${loginsOf(issue.input as Record<string, unknown>).join(' and ')} are given: give one way to log in` }),
 );
+
+/** The ways to log in a connection's options give (user and pass count as one). */
+function loginsOf(connection: Record<string, unknown>): string[] {
+  const named = { 'connection.user/pass': connection.user ?? connection.pass, 'connection.token': connection.token, 'connection.seed': connection.seed, 'connection.credsFile': connection.credsFile };
+  return Object.entries(named)
+    .filter(([, value]) => value !== undefined)
+    .map(([name]) => name);
+}
 
 /** How long the first connection attempt may take before it fails. */
 const CONNECT_TIMEOUT_MS = 5000;
