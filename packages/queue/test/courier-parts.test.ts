@@ -94,3 +94,13 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     expect(arrived).toBeLessThanOrEqual(3 + PartsWindow.MAX_PARTS);
   });
 });
+
+describe('a size over a limit, said', () => {
+  it('in bytes when both would read the same rounded (20 MiB over 20 MiB), rounded otherwise', () => {
+    const close = new TransferRefusedError(20 * 1024 * 1024, 20 * 1024 * 1024 + 74).toValidationError('handler result', "the calling host's limit", "this worker's is 20 MiB");
+    expect(close.message).toBe("The handler result is 20971594 bytes encoded, over the calling host's limit of 20971520 bytes (its maxPayloadBytes; this worker's is 20 MiB)");
+    expect(close.details).toMatchObject({ path: 'result', bytes: 20971594, limit: 20971520 });
+    const far = new TransferRefusedError(1024 * 1024, 5 * 1024 * 1024).toValidationError('input', 'the limit of worker w-1 (box)', "this host's is 20 MiB");
+    expect(far.message).toMatch(/^The input is 5 MiB encoded, over the limit of worker w-1 \(box\) of 1 MiB /);
+  });
+});

@@ -127,7 +127,7 @@ export class RemoteExecution {
 
   #checkSize(bytes: Uint8Array, what: string, limit = this.#link.maxPayloadBytes, name = `maxPayloadBytes: ${limit}`): Uint8Array {
     if (bytes.length <= limit) return bytes;
-    throw new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (${name})`, {
+    throw new ValidationError(`The ${what} is ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (${name})`, {
       details: { path: what, reason: 'too-large', bytes: bytes.length, limit },
     });
   }

@@ -67,7 +67,7 @@ export class ExecutionOutbox {
   overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
     const limit = this.#maxPayloadBytes;
     if (bytes.length <= limit) return undefined;
-    return new ValidationError(`The ${what} is ${formatBytes(bytes.length)} encoded, over the queue backend's limit of ${formatBytes(limit)} (maxPayloadBytes)`, {
+    return new ValidationError(`The ${what} is ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (maxPayloadBytes)`, {
       details: { path, reason: 'too-large', bytes: bytes.length, limit },
     });
   }

@@ -27,7 +27,7 @@ export class TransferRefusedError extends Error {
    * the sender's own (`ours`), then `advice`.
    */
   toValidationError(what: string, whose: string, ours: string, advice = ''): ValidationError {
-    return new ValidationError(`The ${what} is ${formatBytes(this.bytes)} encoded, over ${whose} of ${formatBytes(this.limit)} (its maxPayloadBytes; ${ours})${advice}`, {
+    return new ValidationError(`The ${what} is ${formatBytes(this.bytes, this.limit)} encoded, over ${whose} of ${formatBytes(this.limit, this.bytes)} (its maxPayloadBytes; ${ours})${advice}`, {
       details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: this.bytes, limit: this.limit },
     });
   }

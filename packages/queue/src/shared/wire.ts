@@ -163,7 +163,9 @@ export function executionKey(caller: string, executionId: string): string {
 }
 
 /** A byte count people read: `20 MiB`, `1.5 MiB`, `512 KiB`. */
-export function formatBytes(bytes: number): string {
+export function formatBytes(bytes: number, against?: number): string {
+  // A size said beside a limit it would read the same as ("20 MiB, over … 20 MiB") is said exactly.
+  if (against !== undefined && against !== bytes && formatBytes(bytes) === formatBytes(against)) return `${bytes} bytes`;
   if (bytes >= 1024 * 1024) return `${Number((bytes / (1024 * 1024)).toFixed(1))} MiB`;
   if (bytes >= 1024) return `${Number((bytes / 1024).toFixed(1))} KiB`;
   return `${bytes} bytes`;
