@@ -73,7 +73,7 @@ describe('protocol', () => {
 
   it('a child that sends more platform calls than a runner may have in flight is killed and counted as a protocol crash (not as a stop the host made)', async () => {
     const backend = make({ platform: { kv: { get: () => new Promise(() => {}) } }, permissions: { platform: { kv: ['get'] } } });
-    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'too-many-calls' } }, { timeoutMs: 20_000 });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage-kv', input: { kind: 'too-many-calls' } }, { timeoutMs: 20_000 });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'protocol', protocolError: 'more than 64 platform calls in flight' });
     expect(result.meta.durationMs).toBeLessThan(SLACK_MS * 2);
