@@ -11,7 +11,7 @@
 export { PROTOCOL_VERSION, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';
 export { onHandlerLoading, runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
-export { ExecutionError, HandlerError, PermissionDeniedError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
+export { ExecutionError, HandlerError, PermissionDeniedError, TimeoutError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 export { deserializeLikeClone, unreadableMessageError } from './v8-wire.js';

@@ -11,6 +11,7 @@ import {
   PermissionDeniedError,
   PROTOCOL_VERSION,
   RunnerSession,
+  TimeoutError,
   deserializeError,
   serializeError,
   unreadableMessageError,
@@ -24,6 +25,10 @@ import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../message
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
 const EXIT_HOST_GONE = 0;
 const EXIT_PROTOCOL = 70;
+const EXIT_PAST_LIMIT = 71;
+/** How long past its time limit (counted here, from its start) a child whose host did not stop it cancels its handler; and how long after that it exits. */
+const BACKSTOP_AFTER_MS = 2000;
+const BACKSTOP_GRACE_MS = 1000;
 /** The largest crash report written on the way out (an error with a huge message or props is not worth blocking on). */
 const MAX_CRASH_FRAME_BYTES = 64 * 1024;
 
@@ -117,6 +122,7 @@ async function start(message: ChildRunMessage): Promise<void> {
     }
   }
   session = new RunnerSession(task, (m) => channel.send(m));
+  stopPastTimeLimit(task, session);
   const running = session.run();
   for (const m of early.splice(0)) session.handle(m);
   const result = accessDeniedAsPermission(await running, task);
@@ -133,6 +139,24 @@ async function start(message: ChildRunMessage): Promise<void> {
     channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) });
   }
   // Stay alive: the host kills this child (and its process group) once it has the result.
+}
+
+/**
+ * The host stops a child at its time limit. One whose host cannot (stopped by SIGSTOP, a queue
+ * worker frozen, its VM paused) would run on for as long as that lasts: BACKSTOP_AFTER_MS past
+ * the limit the child cancels its handler itself (ctx.signal, TIMEOUT), and exits
+ * BACKSTOP_GRACE_MS later. Not a handler that blocks this thread (a synchronous loop): no timer
+ * runs then.
+ */
+function stopPastTimeLimit(task: ChildRunMessage['task'], running: RunnerSession): void {
+  if (!(task.timeoutMs > 0) || task.timeoutMs + BACKSTOP_AFTER_MS > 2 ** 31 - 1) return;
+  setTimeout(() => {
+    const reason = new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms, and its host did not stop it: its process stopped itself`, {
+      details: { pluginId: task.pluginId, handlerId: task.handlerId, timeoutMs: task.timeoutMs },
+    });
+    running.handle({ type: 'cancel', reason: serializeError(reason) });
+    setTimeout(() => exit(EXIT_PAST_LIMIT), BACKSTOP_GRACE_MS).unref();
+  }, task.timeoutMs + BACKSTOP_AFTER_MS).unref();
 }
 
 /**
