@@ -63,8 +63,13 @@ export class ChildTable {
     const left = until - performance.now();
     if (spawning === 0 || left <= 0) return then();
     const waited = waitAsync(this.shared, SPAWNING, spawning, left);
-    if (waited.async) void waited.value.then(() => this.whenNotSpawning(then, until));
-    else this.whenNotSpawning(then, until);
+    if (!waited.async) return this.whenNotSpawning(then, until);
+    // Ref'd while it waits (Atomics.waitAsync is not): the host stays up for what waits behind the thread.
+    const keepAlive = setTimeout(() => undefined, left + 10);
+    void waited.value.then(() => {
+      clearTimeout(keepAlive);
+      this.whenNotSpawning(then, until);
+    });
   }
 
   /**

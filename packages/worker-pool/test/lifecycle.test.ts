@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, expectError, expectOk, grown, osThreads, resources, runners, sleep, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, expectError, expectOk, grown, osThreads, poolPlugin, resources, runners, sleep, useBackends, waitFor } from './helpers.js';
 
 function collectGarbage(): void {
   v8.setFlagsFromString('--expose-gc');
@@ -100,6 +100,30 @@ describe('worker-pool: stats, shutdown, leaks', () => {
     expect(JSON.parse(child.stdout)).toEqual({ ok: [true, true, true], crash: 'WORKER_CRASHED', health: true });
     // Exited by itself, not killed by spawnSync's timeout.
     expect({ status: child.status, signal: child.signal }).toEqual({ status: 0, signal: null });
+  });
+
+  it('a host whose only work is an execution waiting behind a thread ended inside a spawn() (as its handler\'s module loaded) stays up for it: it runs, and the host exits after', () => {
+    const script = `
+      const { WorkerPoolBackend } = require('@kb-labs/plugin-execution-worker-pool');
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(poolPlugin)}, ${JSON.stringify(fixturePlugins.basic)}], workspace: false, maxThreads: 1 });
+      (async () => {
+        const stuck = backend.execute({ pluginId: '@wp/pool', handlerId: 'stuck-in-spawn' }, { timeoutMs: 300 });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const next = backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 'next' });
+        const [a, b] = await Promise.all([stuck, next]);
+        process.stdout.write(JSON.stringify({ stuck: a.error?.code, next: b.ok ? b.data : b.error.code }));
+      })();
+    `;
+    const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    try {
+      const child = spawnSync(process.execPath, ['-e', script], { cwd: packageDir, encoding: 'utf8', env: { PATH: process.env.PATH }, timeout: 30_000 });
+      expect(child.stderr).toBe('');
+      expect(JSON.parse(child.stdout)).toEqual({ stuck: 'TIMEOUT', next: 'next' });
+      expect({ status: child.status, signal: child.signal }).toEqual({ status: 0, signal: null });
+    } finally {
+      // The handler kept its child off the thread's table (documented): not this test's to leave behind.
+      spawnSync('pkill', ['-KILL', '-f', '^sleep 62.62626$']);
+    }
   });
 
   it('new calls after shutdown get SHUTTING_DOWN; health says why', async () => {
