@@ -104,6 +104,10 @@ export function captureIntrinsics(): IntrinsicsGuard {
   // own, or one planted on the thread's, would hand later executions variables (and a getter's code).
   const env = process.env;
   const envProto = getPrototypeOf(env) as object;
+  // Read through, an accessor put in place of `process` or `process.env` could hand the checks
+  // the original and other code its own: the two are compared as properties, not read.
+  const slots = [slotOf(theGlobal, 'process'), slotOf(process, 'env')];
+  const processObject = process;
   const shapes = [...COMMON_PROTOTYPES, envProto].map(shapeOf);
   const objectProto = Object.prototype;
   const objectProtoProperties = propertiesOf(objectProto);
@@ -120,6 +124,9 @@ export function captureIntrinsics(): IntrinsicsGuard {
   return {
     intact(): boolean {
       try {
+        for (let i = 0; i < slots.length; i++) if (!sameSlot(slots[i]!)) return false;
+        // Node's own accessor for `process` (checked just above) hands out what was assigned to it.
+        if ((theGlobal as { process?: unknown }).process !== processObject) return false;
         if (compiled) {
           if (!compiled(values)) return false;
         } else {
@@ -179,6 +186,22 @@ function sameShape(shape: Shape): boolean {
   if (now.length !== keys.length) return false;
   for (let i = 0; i < now.length; i++) if (now[i] !== keys[i]) return false;
   return true;
+}
+
+interface Slot {
+  holder: object;
+  key: string;
+  descriptor: PropertyDescriptor | undefined;
+}
+
+function slotOf(holder: object, key: string): Slot {
+  return { holder, key, descriptor: getOwnPropertyDescriptor(holder, key) };
+}
+
+/** The property is what it was: the same value, or the same accessors. */
+function sameSlot({ holder, key, descriptor }: Slot): boolean {
+  const now = getOwnPropertyDescriptor(holder, key);
+  return now?.value === descriptor?.value && now?.get === descriptor?.get && now?.set === descriptor?.set;
 }
 
 /** `Object.prototype`'s own properties whole (value or accessors, and attributes): one made read-only breaks every object's assignment of it. */

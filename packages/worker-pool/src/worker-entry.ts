@@ -12,6 +12,7 @@ import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ChildReaper } from './child-reaper.js';
+import { closeInspector } from './inspector-lock.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
@@ -22,6 +23,7 @@ import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetire
 watchPortClose((port) => {
   if (port === channel || port === taskPort) retiring = true;
 });
+closeInspector();
 const guard = captureIntrinsics();
 // Before LaterWatch wraps diagnostics_channel: its own subscription is not a handler's.
 const children = new ChildReaper();

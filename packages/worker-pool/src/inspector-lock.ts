@@ -1,0 +1,29 @@
+/**
+ * Thread side: Node's inspector, closed to plugin code before any runs. From a thread, an
+ * inspector Session (or a debugger connected through the port `inspector.open()` opens) reaches
+ * every object of the thread's heap: the runtime's own state, and the shared buffer whose slots
+ * are its word to the host (which execution it began, which it answered). Nothing of the runtime
+ * uses the inspector; a plugin is debugged on the in-process or subprocess backend.
+ */
+import { syncBuiltinESMExports } from 'node:module';
+
+const MESSAGE =
+  "node:inspector is closed to plugin code on a worker-pool thread: it would reach the runtime's own state. Debug a plugin on the in-process or subprocess backend";
+
+function closed(): never {
+  throw Object.assign(new Error(MESSAGE), { code: 'ERR_INSPECTOR_NOT_AVAILABLE' });
+}
+
+export function closeInspector(): void {
+  for (const name of ['node:inspector', 'node:inspector/promises']) {
+    const inspector = process.getBuiltinModule(name) as { open?: unknown; Session?: { prototype: Record<string, unknown> } };
+    inspector.open = closed;
+    if (inspector.Session) inspector.Session.prototype.connect = inspector.Session.prototype.connectToMainThread = closed;
+  }
+  // What Session is made of, reachable through the deprecated process.binding.
+  const node = process as unknown as { binding(name: string): unknown };
+  const binding = node.binding.bind(process);
+  node.binding = (name: string) => (name === 'inspector' ? closed() : binding(name));
+  // An `import 'node:inspector'` made from now on sees the closed ones.
+  syncBuiltinESMExports();
+}
