@@ -91,6 +91,14 @@ describe('parseOptions', () => {
       { path: 'timeoutMs', message: 'not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { timeoutMs }); or did you mean "defaultTimeoutMs"?' },
       { path: 'input', message: 'not an option of the backend; it is a field of the request: backend.execute({ pluginId, handlerId, input })' },
     ]);
+    // A handler's manifest field, looked for among a backend's options.
+    expect(failure(() => parseOptions(backendSchema, { memoryMb: 128 }, 'worker-pool backend options', true)).details.issues).toEqual([
+      {
+        path: 'memoryMb',
+        message:
+          "not an option of the backend; it is a handler's, in its manifest (handlers.<id>.memoryMb in kb.plugin.json). A backend's default heap cap: resourceLimits.maxOldGenerationSizeMb (worker-pool) or defaultMemoryMb (subprocess)",
+      },
+    ]);
     // Other options objects (a channel mount's, a worker's) are not a backend's: no such hint there.
     expect(failure(() => parseOptions(schema, { prespawn: 1 }, 'x options')).details.issues).toEqual([{ path: 'prespawn', message: 'unknown option' }]);
   });

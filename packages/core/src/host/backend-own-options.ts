@@ -83,6 +83,10 @@ export function isBackendOption(key: string): boolean {
 export function backendKeyOfExecute(key: string): string | undefined {
   if (EXECUTE_OPTIONS.includes(key)) return `not an option of the backend; it is an option of execute(), for one execution: backend.execute(request, { ${key} })`;
   if (REQUEST_FIELDS.has(key)) return `not an option of the backend; it is a field of the request: backend.execute({ pluginId, handlerId, input })`;
+  // A handler's field of the manifest, which a host may look for among a backend's options.
+  if (key === 'memoryMb') {
+    return "not an option of the backend; it is a handler's, in its manifest (handlers.<id>.memoryMb in kb.plugin.json). A backend's default heap cap: resourceLimits.maxOldGenerationSizeMb (worker-pool) or defaultMemoryMb (subprocess)";
+  }
   return undefined;
 }
 
