@@ -106,7 +106,9 @@ export function captureIntrinsics(): IntrinsicsGuard {
   const envProto = getPrototypeOf(env) as object;
   // Read through, an accessor put in place of `process` or `process.env` could hand the checks
   // the original and other code its own: the two are compared as properties, not read.
-  const slots = [slotOf(theGlobal, 'process'), slotOf(process, 'env')];
+  // So are the constructors' species, accessors that every `map`, `then` or `slice` consults.
+  const species = [Array, Promise, RegExp, Map, Set, ArrayBuffer].map((constructor) => slotOf(constructor, Symbol.species));
+  const slots = [slotOf(theGlobal, 'process'), slotOf(process, 'env'), ...species];
   const processObject = process;
   const shapes = [...COMMON_PROTOTYPES, envProto].map(shapeOf);
   const objectProto = Object.prototype;
@@ -190,11 +192,11 @@ function sameShape(shape: Shape): boolean {
 
 interface Slot {
   holder: object;
-  key: string;
+  key: PropertyKey;
   descriptor: PropertyDescriptor | undefined;
 }
 
-function slotOf(holder: object, key: string): Slot {
+function slotOf(holder: object, key: PropertyKey): Slot {
   return { holder, key, descriptor: getOwnPropertyDescriptor(holder, key) };
 }
 

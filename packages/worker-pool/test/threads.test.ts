@@ -522,7 +522,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 0 });
   });
 
-  it.each(['monitor', 'proto-key', 'spreadable', 'freeze', 'read-only', 'string-proto', 'fetch'])(
+  it.each(['monitor', 'proto-key', 'spreadable', 'freeze', 'read-only', 'string-proto', 'fetch', 'species'])(
     'a handler that tampers keeping the counts the same (%s) has its thread retired: another plugin never runs there',
     async (mode) => {
       const backend = backends.make({ maxThreads: 1 });
