@@ -315,7 +315,16 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
   }
 
   async #unmount(timeoutMs: number): Promise<void> {
-    this.#stopFollowingBackend();
+    // Still following the backend until done: a backend.shutdown() called meanwhile waits for this
+    // unmount (its onShutdown listener gets it back) before it stops taking the disconnects' work.
+    try {
+      await this.#closeAll(timeoutMs);
+    } finally {
+      this.#stopFollowingBackend();
+    }
+  }
+
+  async #closeAll(timeoutMs: number): Promise<void> {
     this.#router.detach(this);
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;

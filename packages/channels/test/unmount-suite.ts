@@ -61,6 +61,16 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
       await h.mount.unmount();
     });
 
+    it('a backend.shutdown() called while an unmount runs waits for it: the disconnect handlers run on the live backend', async () => {
+      const errors: unknown[] = [];
+      const h = await setup({ onError: (error) => errors.push(error) });
+      const clients = await Promise.all([1, 2, 3].map(() => h.connect('/echo')));
+      await Promise.all([h.mount.unmount({ timeoutMs: 5000 }), h.backend.shutdown({ timeoutMs: 5000 })]);
+      for (const client of clients) expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      expect(h.lab.events.filter((e) => (e as { event?: string }).event === 'disconnect')).toHaveLength(3);
+      expect(errors).toEqual([]);
+    });
+
     it('drops the messages that have not started (their replies could not be delivered), so that the disconnect handler has its time', async () => {
       const errors: Array<{ phase: string; code: unknown }> = [];
       const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
