@@ -32,8 +32,9 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
     case 'close': {
       const { code, reason } = readClose(args[0], args[1]);
       const target = args[2] === undefined || args[2] === null ? caller : peerOf(caller, registry, args[2], 'close');
-      target?.close(code, reason);
-      return undefined;
+      if (!target?.isOpen) return false;
+      target.close(code, reason);
+      return true;
     }
     default:
       throw new ValidationError(`ctx.channel has no method "${String(method)}"`);

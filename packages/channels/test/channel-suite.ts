@@ -214,6 +214,10 @@ function describeAcrossConnections(setup: ReturnType<typeof useChannelHarness>):
       expect(await ann.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { left: bob.connectionId } });
       await eventually(() => !h.mount.registry.has(bob.connectionId), 'bob unregistered');
       expect(h.mount.registry.list('/chat').map((c) => c.id)).toEqual([ann.connectionId]);
+      // One that is not open (gone, unknown, or of another channel) is said so: close resolves false.
+      const echo = await h.connect('/echo');
+      for (const id of [bob.connectionId, 'no-such-connection', echo.connectionId]) expect(await ann.request(`k-${id}`, { kick: id })).toMatchObject({ data: { notOpen: id } });
+      expect(echo.ws.readyState).toBe(echo.ws.OPEN);
     });
 
     it('closes its own connection with the code and reason it chose; invalid codes are refused', async () => {

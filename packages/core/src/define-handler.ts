@@ -27,8 +27,8 @@ export interface ChannelContext {
    * to connections on this connection's exact path (e.g. one room of a "/rooms/:room" channel).
    */
   broadcast(data: unknown, options?: { exclude?: string[]; scope?: 'channel' | 'path' }): Promise<number>;
-  /** Close a connection (this one by default). */
-  close(code?: number, reason?: string, connectionId?: string): Promise<void>;
+  /** Close a connection (this one by default). Resolves false when it is not open (unknown, closed, or of another channel). */
+  close(code?: number, reason?: string, connectionId?: string): Promise<boolean>;
 }
 
 /**

@@ -376,6 +376,6 @@ function createChannelContext(info: { connectionId: string; path: string }, call
     send: (data: unknown) => call('send', [data]) as Promise<void>,
     sendTo: (connectionId: string, data: unknown) => call('sendTo', [connectionId, data]) as Promise<boolean>,
     broadcast: (data: unknown, options?: { exclude?: string[]; scope?: 'channel' | 'path' }) => call('broadcast', [data, options ?? {}]) as Promise<number>,
-    close: (code?: number, reason?: string, connectionId?: string) => call('close', [code, reason, connectionId]) as Promise<void>,
+    close: (code?: number, reason?: string, connectionId?: string) => call('close', [code, reason, connectionId]) as Promise<boolean>,
   });
 }
