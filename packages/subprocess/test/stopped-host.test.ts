@@ -42,9 +42,12 @@ function found(dir: string, name: string): string[] {
 }
 
 describe.runIf(hasProc)('a child whose host is stopped past the time limit', () => {
-  it('cancels its handler (ctx.signal: TIMEOUT) and exits on its own; the host, resumed, reports TIMEOUT', async () => {
+  it.each([
+    ['a handler that waits', 'respects-signal'],
+    ["a handler that holds up its process's exit (process.reallyExit replaced, an 'exit' listener that throws)", 'holds-exit'],
+  ])('cancels %s (ctx.signal: TIMEOUT) and ends on its own; the host, resumed, reports TIMEOUT', async (_, handlerId) => {
     const timeoutMs = 500;
-    const host = startHost('stopped-host.mjs', { plugin: probePlugin, root, timeoutMs });
+    const host = startHost('stopped-host.mjs', { plugin: probePlugin, root, timeoutMs, handlerId });
     try {
       expect(await host.waitFor('listening', 30_000), hostFailure(host, 'the handler running')).toEqual({ listening: true });
       const pid = host.child.pid!;

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -329,6 +329,14 @@ describe('permissions (Node permission model)', () => {
     expectError(result, 'HANDLER_ERROR');
     expect(result.error.message).toMatch(/node:sqlite/);
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it("process.report, whose files the model does not check on Node 20 (22 and later refuse them), writes nothing outside the grants → PERMISSION_DENIED", async () => {
+    const target = path.join(outside, 'report-target.txt');
+    await writeFile(target, 'the host file');
+    const result = await make({ sandbox: 'off' }).execute({ pluginId: PROBE, handlerId: 'report', input: { path: target } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(await readFile(target, 'utf8')).toBe('the host file');
   });
 
   it('a read outside the plugin folder and workspace → PERMISSION_DENIED naming the file', async () => {

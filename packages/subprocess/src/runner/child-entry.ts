@@ -25,7 +25,6 @@ import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../message
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
 const EXIT_HOST_GONE = 0;
 const EXIT_PROTOCOL = 70;
-const EXIT_PAST_LIMIT = 71;
 /** How long past its time limit (counted here, from its start) a child whose host did not stop it cancels its handler; and how long after that it exits. */
 const BACKSTOP_AFTER_MS = 2000;
 const BACKSTOP_GRACE_MS = 1000;
@@ -35,6 +34,20 @@ const MAX_CRASH_FRAME_BYTES = 64 * 1024;
 const maxFrameBytes = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : DEFAULT_MAX_FRAME_BYTES;
 // Captured before any plugin code runs: a handler may replace process.exit, not our exit path.
 const exit = process.exit.bind(process);
+// One no 'exit' listener nor a replaced process.reallyExit can hold up (the stop past the time limit).
+const killSelf = process.kill.bind(process, process.pid, 'SIGKILL');
+
+// Node 20's permission model does not check where process.report writes (22 and later refuse
+// it): a plugin could truncate and write any file the host's user may. Closed there.
+if ((process as { permission?: unknown }).permission !== undefined && Number(process.versions.node.split('.')[0]) < 22) {
+  Object.defineProperty(process, 'report', {
+    enumerable: true,
+    get() {
+      const message = 'process.report is not available to a plugin on Node 20 (the permission model does not check the files it writes)';
+      throw Object.assign(new Error(message), { code: 'ERR_ACCESS_DENIED', permission: 'FileSystemWrite', resource: 'process.report' });
+    },
+  });
+}
 
 // bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
 if (process.argv[4] === 'sandboxed') delete process.env.PWD;
@@ -145,8 +158,8 @@ async function start(message: ChildRunMessage): Promise<void> {
  * The host stops a child at its time limit. One whose host cannot (stopped by SIGSTOP, a queue
  * worker frozen, its VM paused) would run on for as long as that lasts: BACKSTOP_AFTER_MS past
  * the limit the child cancels its handler itself (ctx.signal, TIMEOUT), and exits
- * BACKSTOP_GRACE_MS later. Not a handler that blocks this thread (a synchronous loop): no timer
- * runs then.
+ * BACKSTOP_GRACE_MS later (SIGKILL: no listener of the handler's holds it up). Not a handler that
+ * blocks this thread (a synchronous loop): no timer runs then.
  */
 function stopPastTimeLimit(task: ChildRunMessage['task'], running: RunnerSession): void {
   if (!(task.timeoutMs > 0) || task.timeoutMs + BACKSTOP_AFTER_MS > 2 ** 31 - 1) return;
@@ -155,7 +168,7 @@ function stopPastTimeLimit(task: ChildRunMessage['task'], running: RunnerSession
       details: { pluginId: task.pluginId, handlerId: task.handlerId, timeoutMs: task.timeoutMs },
     });
     running.handle({ type: 'cancel', reason: serializeError(reason) });
-    setTimeout(() => exit(EXIT_PAST_LIMIT), BACKSTOP_GRACE_MS).unref();
+    setTimeout(killSelf, BACKSTOP_GRACE_MS).unref();
   }, task.timeoutMs + BACKSTOP_AFTER_MS).unref();
 }
 
