@@ -530,6 +530,15 @@ describe('where it runs', () => {
     });
   });
 
+  it('a TLS file that cannot be read is said naming its option, even where the server offers no TLS (which would have hidden it)', async () => {
+    const missing = path.join(os.tmpdir(), `kb-no-such-${process.pid}.pem`);
+    const started = startExecutionWorker({ connection: { servers: server!.url, tls: { caFile: missing } }, pool: newPool('tls-file'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+    await expect(started).rejects.toMatchObject({ name: 'QueueServerError', message: `The worker cannot use its TLS files: connection.tls.caFile ${JSON.stringify(missing)} cannot be read (ENOENT)` });
+    const result = await make({ connection: { servers: server!.url, tls: { caFile: missing } } }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toContain(`cannot use its TLS files: connection.tls.caFile ${JSON.stringify(missing)} cannot be read (ENOENT)`);
+  });
+
   it('a worker that cannot reach the server fails to start, naming the server', async () => {
     const started = startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: newPool('unreachable'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
     await expect(started).rejects.toThrow(/^The worker could not connect to the NATS server \(nats:\/\/127\.0\.0\.1:1\): \S/);

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
 import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { createConnection } from 'node:net';
@@ -174,6 +175,8 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
   // Read from a file, a seed keeps its line break: not part of it.
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
   if (options.credsFile) authenticator.push(credsAuthenticator(await readCredsFile(options.credsFile)));
+  // Read by nats.js only once a server asks for TLS: one that does not would hide a wrong path.
+  for (const key of ['caFile', 'certFile', 'keyFile'] as const) if (options.tls?.[key]) await unreadable(options.tls[key], `connection.tls.${key}`);
   return connect({
     servers: options.servers ?? 'nats://127.0.0.1:4222',
     ...(options.user !== undefined ? { user: options.user, pass: options.pass ?? '' } : {}),
@@ -346,8 +349,21 @@ async function readCredsFile(file: string): Promise<Uint8Array> {
   try {
     return await readFile(file);
   } catch (error) {
-    const unusable = new Error(`connection.credsFile ${JSON.stringify(file)} cannot be read (${(error as NodeJS.ErrnoException).code ?? messageOf(error)})`, { cause: error });
-    unusable.name = CREDENTIALS_UNUSABLE;
-    throw unusable;
+    throw unusableFile(file, 'connection.credsFile', error);
   }
+}
+
+/** Throws an error naming `option` when `file` cannot be read. */
+async function unreadable(file: string, option: string): Promise<void> {
+  try {
+    await access(file, constants.R_OK);
+  } catch (error) {
+    throw unusableFile(file, option, error);
+  }
+}
+
+function unusableFile(file: string, option: string, error: unknown): Error {
+  const unusable = new Error(`${option} ${JSON.stringify(file)} cannot be read (${(error as NodeJS.ErrnoException).code ?? messageOf(error)})`, { cause: error });
+  unusable.name = CREDENTIALS_UNUSABLE;
+  return unusable;
 }

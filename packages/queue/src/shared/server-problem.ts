@@ -58,6 +58,8 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
       `${who} cannot use the NATS server (${servers}): it refuses this connection more subscriptions (${message}: the server's, account's or user's max_subscriptions); a host needs 4, a worker 6`,
     );
   }
+  // A TLS file named in the options, read before connecting (TLS problems are said as 'unreachable', as the server's are).
+  if ((error as Error)?.name === CREDENTIALS_UNUSABLE && message.startsWith('connection.tls.')) return problem('unreachable', `${who} cannot use its TLS files: ${message}`);
   if ((error as Error)?.name === CREDENTIALS_UNUSABLE || /^nkeys: |unable to parse credentials/.test(message)) {
     return problem('auth-failed', `${who} cannot use its credentials: ${message}; check connection.seed (an NKey seed, "SU…") or credsFile`);
   }
