@@ -46,7 +46,8 @@ describe.runIf(hasProc)('a child whose host is stopped past the time limit', () 
     ['a handler that waits', 'respects-signal'],
     ["a handler that holds up its process's exit (process.reallyExit replaced, an 'exit' listener that throws)", 'holds-exit'],
   ])('cancels %s (ctx.signal: TIMEOUT) and ends on its own; the host, resumed, reports TIMEOUT', async (_, handlerId) => {
-    const timeoutMs = 500;
+    // Room for a cold child's start (the sandbox, Node's boot) on a loaded machine before the handler runs.
+    const timeoutMs = 3000;
     const host = startHost('stopped-host.mjs', { plugin: probePlugin, root, timeoutMs, handlerId });
     try {
       expect(await host.waitFor('listening', 30_000), hostFailure(host, 'the handler running')).toEqual({ listening: true });
