@@ -10,6 +10,8 @@ import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
 import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
 import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
+import { Holdings } from './holdings.js';
+import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
@@ -60,32 +62,6 @@ export interface ExecutionHost {
 }
 
 /**
- * What an execution took, given back once, newest first, on every path: a failure before
- * dispatch, a result, a stop. Releases run even when one of them fails.
- */
-class Holdings {
-  readonly #releases: Array<() => unknown> = [];
-
-  hold(release: () => unknown): void {
-    this.#releases.push(release);
-  }
-
-  /** Settles once all are given back; synchronous (undefined) when none of them had to wait. */
-  releaseAll(): Promise<void> | undefined {
-    for (let release = this.#releases.pop(); release; release = this.#releases.pop()) {
-      let pending: unknown;
-      try {
-        pending = release();
-      } catch {
-        continue;
-      }
-      if (pending instanceof Promise) return pending.catch(noop).then(() => this.releaseAll());
-    }
-    return undefined;
-  }
-}
-
-/**
  * One `execute()` call, from validation to its result: admission (slot), workspace lease, time
  * limit, the caller's abort, dispatch, stop, and the release of everything it took. The single
  * owner of an execution's resources: each is held in `#held` the moment it is taken and released
@@ -103,6 +79,8 @@ export class Execution {
   /** `performance.now()` when the result was decided, once dispatched. */
   #decidedAt: number | undefined;
   #leaseDir: string | undefined;
+  /** Removes the workspace (unless kept), once: held with the rest, or called on its own (#releaseLater). */
+  #releaseLease: (() => Promise<void>) | undefined;
   /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
   readonly #telemetry: ExecutionTelemetry | undefined;
 
@@ -252,9 +230,11 @@ export class Execution {
       const { turn, done } = host.takeTurn();
       try {
         const lease = await host.workspace.acquire(task.executionId);
-        this.#held.hold(async () => {
+        this.#held.hold(() => this.#releaseLease?.());
+        this.#releaseLease = async () => {
+          this.#releaseLease = undefined;
           if (!this.#keepWorkspace) await lease.release();
-        });
+        };
         this.#leaseDir = task.workspaceDir = lease.dir;
         await turn;
       } finally {
@@ -359,6 +339,7 @@ export class Execution {
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
     }
     if (runnerGone && !stopped) return this.#held.releaseAll();
+    if (stopped && this.#host.releaseSlotOnStop) return this.#releaseAfterHandler(settled);
     // A stop's result waits for the workspace's removal only so long (a plugin's tree can take
     // seconds to remove): the rest goes on in the background, the slot held until it is done,
     // and shutdown waits for it.
@@ -366,6 +347,23 @@ export class Execution {
     const releasing = runnerGone ? release() : settled.then(release);
     this.#host.track(releasing);
     if (runnerGone) await settlesWithin(releasing, STOP_SETTLE_MS);
+  }
+
+  /**
+   * A stopped handler a backend cannot end (in-process) may go on: its slot goes back now, and
+   * neither its result nor shutdown waits long for its workspace's removal (STOP_SETTLE_MS at
+   * most; a handler that writes on there races it). What it wrote meanwhile goes once it settles.
+   */
+  #releaseAfterHandler(settled: Promise<void>): Promise<void> | undefined {
+    const releaseLease = this.#releaseLease;
+    this.#releaseLease = undefined;
+    if (releaseLease) {
+      const dir = this.#leaseDir!;
+      const removing = releaseLease().catch(noop);
+      this.#host.track(settlesWithin(removing, STOP_SETTLE_MS));
+      if (!this.#keepWorkspace) void Promise.all([removing, settled]).then(() => removeTree(dir)).catch(noop);
+    }
+    return this.#held.releaseAll();
   }
 }
 

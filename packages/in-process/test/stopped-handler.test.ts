@@ -1,0 +1,42 @@
+/**
+ * A handler the in-process backend cannot stop goes on after its TIMEOUT: its slot goes back at
+ * once, shutdown() does not wait for it without end, and what it wrote to its workspace goes once
+ * it has settled.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const plugin = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'lifetime-plugin');
+const root = mkdtempSync(path.join(os.tmpdir(), 'kb-in-process-stopped-'));
+const stops: string[] = [];
+
+afterAll(() => {
+  for (const stop of stops) (globalThis as Record<string, unknown>)[stop] = true;
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('a timed-out in-process handler that goes on writing to its workspace', () => {
+  it('gives its slot back at once, does not hold up shutdown(), and has its workspace removed once it settles', async () => {
+    const stop = `kbStopWriter${Date.now()}`;
+    stops.push(stop);
+    const backend = new InProcessBackend({ plugins: [plugin], workspace: { root }, maxConcurrency: 1 });
+    const timedOut = await backend.execute({ pluginId: '@test/lifetime', handlerId: 'writes-on', input: { stop } }, { timeoutMs: 200 });
+    expectError(timedOut, 'TIMEOUT');
+    // Its workspace, the only one under the root.
+    const [leased] = readdirSync(root);
+    const dir = path.join(root, leased!);
+    // The one slot is free: the next execution runs while the first handler still writes.
+    expectOk(await backend.execute({ pluginId: '@test/lifetime', handlerId: 'quick' }));
+    expect((await backend.stats()).active).toBe(0);
+    // It writes on (its workspace's removal races it): shutdown() goes on without it.
+    await backend.shutdown({ timeoutMs: 300 });
+    // Once it settles, what it wrote goes.
+    (globalThis as Record<string, unknown>)[stop] = true;
+    await waitFor(() => !existsSync(dir), 5000);
+  });
+});
