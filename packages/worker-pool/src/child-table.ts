@@ -8,18 +8,13 @@
  * listed only if that process is a child of this one started then. Linux only (/proc); the first
  * CHILD_SLOTS running at once.
  */
-import { FLOW_SLOTS } from './flow-control.js';
+import { FLOW_SLOTS, add, load, notify, store, waitAsync } from './flow-control.js';
 import { SPAWN_WAIT_MS } from './thread-deadlines.js';
 
 // The thread's side runs after plugin code, which may replace any global or prototype method:
 // each it uses is taken at load, so that none is handed the shared buffer or can forge a child.
+// (Atomics: flow-control.ts's, taken there at load.)
 const readFileSync = process.getBuiltinModule('node:fs').readFileSync;
-const load = Atomics.load;
-const store = Atomics.store;
-const add = Atomics.add;
-const notify = Atomics.notify;
-/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
-const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
 const { isSafeInteger, parseFloat } = Number;
 const { floor } = Math;
 const toNumber = Number;

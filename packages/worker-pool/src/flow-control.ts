@@ -46,12 +46,12 @@ export const LOOKED_FOR_TASK = 8;
 export const LOADING = 9;
 /** How long a stop waits for a thread to finish loading a handler's modules before it ends it all the same (a module's top-level code may never end). */
 export const LOAD_WAIT_MS = 2000;
-/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024). */
-const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
+/** Atomics.waitAsync (Node 16+; in TypeScript's lib from ES2024), taken at load as the others below. */
+export const waitAsync = (Atomics as unknown as { waitAsync(array: Int32Array, index: number, value: number, timeoutMs: number): { async: false } | { async: true; value: Promise<unknown> } }).waitAsync;
 
 /** Host side: settles once the thread is done loading a handler's modules (LOAD_WAIT_MS at most); undefined when it is not loading. */
 export function loadEnded(wake: Int32Array): Promise<unknown> | undefined {
-  const waited = Atomics.load(wake, LOADING) === 1 ? waitAsync(wake, LOADING, 1, LOAD_WAIT_MS) : undefined;
+  const waited = load(wake, LOADING) === 1 ? waitAsync(wake, LOADING, 1, LOAD_WAIT_MS) : undefined;
   return waited?.async ? waited.value : undefined;
 }
 
@@ -72,12 +72,12 @@ const SENT = 6;
 const ANSWERED = 7;
 const VERDICT = 11;
 
-// Taken before plugin code can replace them.
-const load = Atomics.load;
-const store = Atomics.store;
+// Taken before plugin code can replace them (child-table.ts uses them too).
+export const load = Atomics.load;
+export const store = Atomics.store;
 const wait = Atomics.wait;
-const add = Atomics.add;
-const notify = Atomics.notify;
+export const add = Atomics.add;
+export const notify = Atomics.notify;
 const clone = structuredClone;
 const apply = Reflect.apply;
 const keys = Object.keys;
