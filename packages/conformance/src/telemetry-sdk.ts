@@ -103,6 +103,25 @@ export function installFailingSdk(part: 'tracer' | 'meter' | 'context-twice' | '
   };
 }
 
+/**
+ * installTestSdk with one signal's provider replaced by one that breaks as in installFailingSdk
+ * (`tracer`: the span processor throws at onEnd; `meter`: getMeter throws): what the other
+ * signal records is read as usual.
+ */
+export function installHalfBrokenSdk(broken: 'tracer' | 'meter'): TestSdk {
+  const sdk = installTestSdk();
+  if (broken === 'meter') metrics.disable();
+  else trace.disable();
+  const failing = installFailingSdk(broken);
+  return {
+    ...sdk,
+    async uninstall() {
+      await failing.uninstall();
+      await sdk.uninstall();
+    },
+  };
+}
+
 function installBrokenContextManager(how: 'twice' | 'later'): { uninstall(): Promise<void> } {
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())] });
   trace.setGlobalTracerProvider(tracerProvider);

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, GUARDED, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
-import { installFailingSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
+import { installFailingSdk, installHalfBrokenSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
 import { testPlatform } from '../test-platform.js';
 
 const PLUGIN = 'kb.plugin_execution.plugin.id';
@@ -54,6 +54,20 @@ function failingSdkTests(suite: SuiteContext): void {
       // Before: a context manager that called its function twice dispatched each execution twice.
       expect(platform.calls.filter((call) => call.method === 'get')).toHaveLength(2);
       expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 100 }), 'TIMEOUT');
+    } finally {
+      await sdk.uninstall();
+    }
+  });
+
+  it.each(['tracer', 'meter'] as const)('an SDK whose %s breaks leaves the other signal recorded', async (broken) => {
+    const sdk = installHalfBrokenSdk(broken);
+    try {
+      const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+      expectOk(result);
+      // Before: a meter that threw at getMeter left the execution untraced; a span that threw as it
+      // ended kept the execution's metrics from being recorded.
+      if (broken === 'meter') executionSpan(sdk.spans(), result);
+      else expect(total(await sdk.points('kb.plugin_execution.executions'), { [HANDLER]: 'echo', [OUTCOME]: 'ok' })).toBe(1);
     } finally {
       await sdk.uninstall();
     }

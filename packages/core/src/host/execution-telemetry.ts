@@ -48,11 +48,15 @@ export class ExecutionTelemetry {
   static begin(backend: string, remote: boolean, t0: number): ExecutionTelemetry | undefined {
     const api = otelApi();
     if (!api) return undefined;
-    try {
-      const tracer = activeTracer(api);
+    // Each signal on its own: a meter SDK that throws leaves the spans recorded, and the reverse.
+    const tracer = quietly(() => activeTracer(api));
+    const instruments = quietly(() => {
       const meter = activeMeter(api);
-      if (!tracer && !meter) return undefined;
-      return new ExecutionTelemetry(api, tracer, meter && instrumentsOf(meter), backend, remote, t0);
+      return meter && instrumentsOf(meter);
+    });
+    if (!tracer && !instruments) return undefined;
+    try {
+      return new ExecutionTelemetry(api, tracer, instruments, backend, remote, t0);
     } catch (error) {
       // An SDK that throws must not fail (or throw out of) execute().
       reportTelemetryFailure(error);
@@ -144,12 +148,12 @@ export class ExecutionTelemetry {
 
   /** The result is decided (`error`: how it failed): no longer running; a timeout, abort, shutdown or crash becomes a span event now. */
   decided(error: KnownExecutionError | undefined): void {
-    recordQuietly(() => {
-      if (this.#running) this.#instruments!.running.add(-1, this.#running);
-      this.#running = undefined;
-      const name = error && (EVENT as Record<string, string>)[error.code];
-      if (name && this.#span) this.#span.addEvent(name, eventAttributes(error!));
-    });
+    const running = this.#running;
+    this.#running = undefined;
+    if (running) recordQuietly(() => this.#instruments!.running.add(-1, running));
+    const name = error && (EVENT as Record<string, string>)[error.code];
+    const span = this.#span;
+    if (name && span) recordQuietly(() => span.addEvent(name, eventAttributes(error!)));
   }
 
   /** A `ctx.platform` call, as a child span of the execution (active while the host's method runs). */
@@ -199,15 +203,13 @@ export class ExecutionTelemetry {
 
   /** The result: the span gets its outcome, runner and timings and ends; the metrics record it. */
   finish(result: ExecutionResult): void {
-    recordQuietly(() => this.#finish(result));
+    const code = result.ok ? undefined : result.error.code;
+    // The span and the metrics apart: one that throws does not keep the other from being recorded.
+    if (this.#tracer) recordQuietly(() => this.#endSpan(result.meta, code, result.ok ? undefined : result.error));
+    if (this.#instruments) recordQuietly(() => this.#recordMetrics(this.#instruments!, result.meta, code));
   }
 
-  #finish(result: ExecutionResult): void {
-    const { meta } = result;
-    const code = result.ok ? undefined : result.error.code;
-    if (this.#tracer) this.#endSpan(meta, code, result.ok ? undefined : result.error);
-    const instruments = this.#instruments;
-    if (!instruments) return;
+  #recordMetrics(instruments: ExecutionInstruments, meta: ExecutionMeta, code: string | undefined): void {
     const attributes: Attributes = { [ATTR.backend]: this.#backend };
     if (meta.pluginId) attributes[ATTR.pluginId] = meta.pluginId;
     if (meta.handlerId) attributes[ATTR.handlerId] = meta.handlerId;
@@ -307,3 +309,13 @@ function clip(name: string): string {
 }
 
 function noop(): void {}
+
+/** `take()`, or undefined (reported once) when the SDK throws. */
+function quietly<T>(take: () => T): T | undefined {
+  try {
+    return take();
+  } catch (error) {
+    reportTelemetryFailure(error);
+    return undefined;
+  }
+}
