@@ -82,12 +82,18 @@ describe('createExecutionBackend', () => {
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
   });
 
-  it('reports bad backend options on every execution and in health()', async () => {
+  it('reports bad backend options on every execution, in health() and from ready(); stats() still answers, as a backend that runs nothing', async () => {
     const backend = createExecutionBackend({ type: 'in-process', maxQueue: -5 });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain('maxQueue');
-    expect((await backend.health()).ok).toBe(false);
+    const health = await backend.health();
+    // Before: 'starting', as though it might come up; a failed load is never retried.
+    expect(health).toMatchObject({ ok: false, state: 'closed' });
+    expect(health.problems.join('\n')).toContain('maxQueue');
+    await expect(backend.ready()).rejects.toThrow(/maxQueue/);
+    // Before: stats() rejected, so a monitor polling it had a rejection to handle.
+    expect(await backend.stats()).toMatchObject({ backend: 'in-process', state: 'closed', active: 0, queued: 0, maxQueue: 0, total: 0 });
     await backend.shutdown();
   });
 

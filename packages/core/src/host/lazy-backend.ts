@@ -186,7 +186,15 @@ class LazyBackend implements LazyExecutionBackend {
 
   async stats(): Promise<BackendStats> {
     if (this.#closedUnloaded()) return closedStats(this.type, this.#options);
-    const stats = await (await this.#load()).stats();
+    let backend: Loadable;
+    try {
+      backend = await this.#load();
+    } catch {
+      // It never runs anything (every execute() fails with why; health() and ready() say it): a
+      // monitor that polls stats() gets figures, not a rejection to handle.
+      return closedStats(this.type, {});
+    }
+    const stats = await backend.stats();
     return { ...stats, state: this.#stateSeen(stats.state) };
   }
 
@@ -200,22 +208,18 @@ class LazyBackend implements LazyExecutionBackend {
       const isolation = { requested: 'unknown', active: 'unknown' as const, layers: [], reason: 'the backend was shut down before it was loaded' };
       return { ok: false, backend: this.type, state: 'closed', problems: ['backend is closed'], active: 0, queued: 0, isolation };
     }
+    let backend: Loadable;
     try {
-      const health = await (await this.#load()).health();
-      const state = this.#stateSeen(health.state);
-      if (state === health.state) return health;
-      return { ...health, ok: false, state, problems: [...health.problems, `backend is ${state}`] };
+      backend = await this.#load();
     } catch (error) {
-      return {
-        ok: false,
-        backend: this.type,
-        state: this.#shutdown ? 'closed' : 'starting',
-        problems: [String((error as Error)?.message ?? error)],
-        active: 0,
-        queued: 0,
-        isolation: { requested: 'unknown', active: 'unknown', layers: [], reason: 'the backend could not be loaded' },
-      };
+      // A load that failed is not retried: the backend will never run anything, so it is not "starting".
+      const isolation = { requested: 'unknown', active: 'unknown' as const, layers: [], reason: 'the backend could not be loaded' };
+      return { ok: false, backend: this.type, state: 'closed', problems: [String((error as Error)?.message ?? error)], active: 0, queued: 0, isolation };
     }
+    const health = await backend.health();
+    const state = this.#stateSeen(health.state);
+    if (state === health.state) return health;
+    return { ...health, ok: false, state, problems: [...health.problems, `backend is ${state}`] };
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
@@ -252,7 +256,7 @@ class LazyBackend implements LazyExecutionBackend {
   }
 }
 
-/** The stats of a backend shut down before it was loaded: nothing ran; its limits as its options gave them, else 0. */
+/** The stats of a backend shut down before it was loaded, or that could not load: nothing ran; its limits as its options gave them, else 0. */
 function closedStats(type: BuiltInBackendType, options: Record<string, unknown>): BackendStats {
   const none = { count: 0, p50: 0, p95: 0, p99: 0, max: 0 };
   const given = (value: unknown) => (typeof value === 'number' ? value : 0);
