@@ -539,7 +539,7 @@ describe('sweep()', () => {
 
   it('returns nothing when the root does not exist', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
-    await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [], foreign: [] });
+    await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [], foreign: [], kept: [] });
   });
 
   it('removes directories of dead processes and of no lease, and keeps live ones', async () => {
@@ -584,7 +584,7 @@ describe('sweep()', () => {
     const olderVersion = path.join(root, `kbx-${dead}-old-abcdef12`);
     for (const dir of [foreign, staleHere, olderVersion]) await mkdir(dir);
     const result = await manager.sweep();
-    expect(result).toEqual({ removed: [olderVersion, staleHere].sort(), failed: [], foreign: [foreign] });
+    expect(result).toEqual({ removed: [olderVersion, staleHere].sort(), failed: [], foreign: [foreign], kept: [] });
     expect(await exists(foreign)).toBe(true);
     expect(await exists(mine.dir)).toBe(true);
     // Asked to, one not modified for longer than given goes too (a container long gone); a recent one stays.
@@ -592,7 +592,7 @@ describe('sweep()', () => {
     await utimes(foreign, old, old);
     const recent = path.join(root, `kbx-${dead}.${tag === '00000000' ? '11111111' : '00000000'}-recent-abcdef12`);
     await mkdir(recent);
-    expect(await manager.sweep({ foreignOlderThanMs: 2 * 3600_000 })).toEqual({ removed: [foreign], failed: [], foreign: [recent] });
+    expect(await manager.sweep({ foreignOlderThanMs: 2 * 3600_000 })).toEqual({ removed: [foreign], failed: [], foreign: [recent], kept: [] });
     expect(await exists(mine.dir)).toBe(true);
     await expect(manager.sweep({ foreignOlderThanMs: -1 })).rejects.toMatchObject({ code: 'WORKSPACE_ERROR', details: { field: 'foreignOlderThanMs' } });
     await mine.release();
@@ -629,8 +629,33 @@ describe('sweep()', () => {
     expect(inside.pid).toBe(last + 1);
     expect(pidInUse(inside.pid)).toBe(false);
     const result = await new WorkspaceManager({ root }).sweep();
-    expect(result).toEqual({ removed: [], failed: [], foreign: [inside.dir] });
+    expect(result).toEqual({ removed: [], failed: [], foreign: [inside.dir], kept: [] });
     expect(await exists(inside.dir)).toBe(true);
+  });
+
+  it('never removes a kept workspace, in this process or once its process is gone; its mark goes when the host removed it', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const kept = await manager.acquire('kept-here');
+    await writeFile(path.join(kept.dir, 'report.txt'), 'for the host');
+    await kept.keep();
+    expect(kept.released).toBe(true);
+    await kept.release();
+    expect(WorkspaceManager.liveLeases()).not.toContain(kept.dir);
+    // One a host that is gone kept, as its directory and mark are left.
+    const dead = await deadPid();
+    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(kept.dir))![1]!;
+    const keptByDead = path.join(root, `kbx-${dead}.${tag}-kept-there-abcdef12`);
+    await mkdir(keptByDead);
+    await writeFile(`${keptByDead}.kept`, '');
+    const leftByDead = path.join(root, `kbx-${dead}.${tag}-left-abcdef12`);
+    await mkdir(leftByDead);
+    expect(await manager.sweep({ foreignOlderThanMs: 0 })).toEqual({ removed: [leftByDead], failed: [], foreign: [], kept: [kept.dir, keptByDead].sort() });
+    expect(await readFile(path.join(kept.dir, 'report.txt'), 'utf8')).toBe('for the host');
+    // The host is done with them: the next sweep takes the marks away, and nothing else.
+    await rm(kept.dir, { recursive: true });
+    await rm(keptByDead, { recursive: true });
+    expect(await manager.sweep()).toEqual({ removed: [], failed: [], foreign: [], kept: [] });
+    expect(await readdir(root)).toEqual([]);
   });
 
   it('removes a stale entry that is a symlink without following it', async () => {

@@ -622,7 +622,7 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
-  it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone', async () => {
+  it('sweep removes what a dead host left, keeps another container\'s (foreign) unless told how old is gone, and never a kept workspace', async () => {
     const sweepRoot = path.join(root, 'sweep');
     await mkdir(sweepRoot, { mode: 0o700 });
     // A dead process of this machine: the pid of a child that has exited.
@@ -643,10 +643,16 @@ describe('kb-plugin-exec CLI', () => {
     await mkdir(foreign);
     const first = run(['sweep', '--workspace-root', sweepRoot]);
     expect(first.status).toBe(0);
-    // The kept workspace's process (the CLI run) is gone too: it is swept with the other leftover.
-    expect(JSON.parse(first.stdout)).toEqual({ removed: [keptDir, left].sort(), failed: [], foreign: [foreign] });
+    // The kept workspace's process (the CLI run) is gone too, but it was kept for the user: it
+    // stays (before, it was swept with the other leftover); the mark of the one the user removed goes.
+    expect(JSON.parse(first.stdout)).toEqual({ removed: [left], failed: [], foreign: [foreign], kept: [keptDir] });
+    expect((await stat(keptDir)).isDirectory()).toBe(true);
+    expect((await readdir(sweepRoot)).sort()).toEqual([path.basename(foreign), path.basename(keptDir), `${path.basename(keptDir)}.kept`].sort());
     const second = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', '0']);
-    expect(JSON.parse(second.stdout)).toEqual({ removed: [foreign], failed: [], foreign: [] });
+    expect(JSON.parse(second.stdout)).toEqual({ removed: [foreign], failed: [], foreign: [], kept: [keptDir] });
+    await rm(keptDir, { recursive: true });
+    expect(JSON.parse(run(['sweep', '--workspace-root', sweepRoot]).stdout)).toEqual({ removed: [], failed: [], foreign: [], kept: [] });
+    expect(await readdir(sweepRoot)).toEqual([]);
     const bad = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', 'soon']);
     expect(bad.status).toBe(2);
     expect(bad.stderr.split('\n')[0]).toBe('--foreign-older-than must be a number of milliseconds, got "soon"');

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
 import { BASIC } from '../fixtures.js';
@@ -34,7 +35,13 @@ function leaseTests(suite: SuiteContext): void {
     const dir = result.meta.workspaceDir!;
     expect(await readFile(path.join(dir, 'out', 'report.txt'), 'utf8')).toBe('kept');
     expect(((await stat(dir)).mode & 0o777).toString(8)).toBe('700');
+    // A sweep of its root leaves it: it is the host's now (before, one swept once its process was gone).
+    const sweeper = new WorkspaceManager({ root: path.dirname(dir) });
+    expect((await sweeper.sweep()).kept).toContain(dir);
+    expect(await readFile(path.join(dir, 'out', 'report.txt'), 'utf8')).toBe('kept');
+    // The host removes it when done; the next sweep takes away the mark beside it.
     await rm(dir, { recursive: true, force: true });
+    expect((await sweeper.sweep()).kept).not.toContain(dir);
   });
 
   it('runs without a workspace when workspace: false', async () => {

@@ -233,7 +233,7 @@ export class Execution {
         this.#held.hold(() => this.#releaseLease?.());
         this.#releaseLease = async () => {
           this.#releaseLease = undefined;
-          if (!this.#keepWorkspace) await lease.release();
+          await (this.#keepWorkspace ? lease.keep() : lease.release());
         };
         this.#leaseDir = task.workspaceDir = lease.dir;
         await turn;

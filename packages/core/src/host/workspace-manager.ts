@@ -3,11 +3,14 @@ import { WorkspaceError } from '../errors.js';
 import { nearest } from './nearest-name.js';
 import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
 import { removeTree } from './remove-tree.js';
+import { CREATING, hostTag, KEPT_SUFFIX, LIVE, sweepRoot, type SweepResult } from './workspace-sweep.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
 const fs = process.getBuiltinModule('node:fs');
 const os = process.getBuiltinModule('node:os');
+
+export type { SweepResult } from './workspace-sweep.js';
 
 export interface WorkspaceManagerOptions {
   /** Folder under which execution directories are created (made 0700 if missing). */
@@ -21,29 +24,17 @@ export interface WorkspaceLease extends AsyncDisposable {
   readonly released: boolean;
   /** Remove the directory and everything in it. Idempotent; never follows symlinks out of it. */
   release(): Promise<void>;
-}
-
-export interface SweepResult {
-  /** Directories removed because the process that created them is gone. */
-  removed: string[];
-  /** Directories that could not be removed, with why. */
-  failed: Array<{ dir: string; error: string }>;
   /**
-   * Directories kept because a host on another machine or in another PID namespace (another
-   * container sharing the root) made them: whether it still runs cannot be seen from here.
+   * Leave the directory for the host instead (what `keepWorkspace: true` does): `sweep()` never
+   * removes it, here or in another process, until the host has removed it. A `<dir>.kept` file
+   * beside it says so; `sweep()` removes that file once the directory is gone.
    */
-  foreign: string[];
+  keep(): Promise<void>;
 }
 
 /** Longest execution id accepted for a workspace directory name. */
 export const MAX_EXECUTION_ID_LENGTH = 128;
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-/**
- * `kbx-<pid>.<host>-<executionId>-<random>`: the pid tells a stale directory from a live one, and
- * `<host>` (hostTag) whose pids those are. Directories of older versions have no `.<host>`.
- */
-const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?-/;
-
 /** Why an id may not name a directory, or undefined when it is safe. */
 export function unsafeExecutionIdReason(id: unknown): string | undefined {
   if (typeof id !== 'string') return `must be a string, got ${id === null ? 'null' : typeof id}`;
@@ -56,21 +47,6 @@ export function unsafeExecutionIdReason(id: unknown): string | undefined {
   if (!SAFE_ID.test(id)) return 'may only use letters, digits, ".", "_" and "-", starting with a letter or digit';
   return undefined;
 }
-
-/**
- * Live directories of every manager in this process (shared through a global symbol so that an
- * ESM and a CJS copy of this module agree), so `sweep()` never removes a lease that is in use.
- */
-const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/live-workspaces')] ??=
-  new Set<string>()) as Set<string>;
-/**
- * The paths given to `mkdtemp` whose directories may exist already but are not in LIVE yet (it
- * has not resolved): a sweep that reads the root meanwhile must not take them for stale.
- */
-const CREATING: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/creating-workspaces')] ??=
-  new Set<string>()) as Set<string>;
-/** The characters mkdtemp adds to the path it is given. */
-const MKDTEMP_SUFFIX = 6;
 
 /**
  * One private directory per execution under `root`.
@@ -193,7 +169,8 @@ export class WorkspaceManager {
   /**
    * Remove directories left behind by processes that no longer exist (a killed host), and
    * directories of this process that no live lease holds. Never touches other live processes'
-   * leases. Directories made on another machine or in another PID namespace are kept and listed
+   * leases, nor a workspace an execution kept (`keepWorkspace: true`: listed as `kept`).
+   * Directories made on another machine or in another PID namespace are kept and listed
    * (`foreign`): their process cannot be seen from here. With `foreignOlderThanMs`, those not
    * modified for that long are removed too (a container long gone, on a volume its successors
    * share): give it more than any execution lasts.
@@ -204,35 +181,7 @@ export class WorkspaceManager {
     if (olderThan !== undefined && !(typeof olderThan === 'number' && olderThan >= 0 && Number.isFinite(olderThan))) {
       throw new WorkspaceError(`sweep({ foreignOlderThanMs }) must be a number of milliseconds, 0 or more, got ${String(olderThan)}`, { details: { field: 'foreignOlderThanMs' } });
     }
-    const result: SweepResult = { removed: [], failed: [], foreign: [] };
-    const foreignCutoff = olderThan === undefined ? undefined : Date.now() - olderThan;
-    let names: string[];
-    try {
-      names = await fs.promises.readdir(this.root);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return result;
-      throw new WorkspaceError(`Cannot read workspace root ${this.root}`, { cause: error });
-    }
-    for (const name of names) {
-      const match = DIR_PATTERN.exec(name);
-      if (!match) continue;
-      const pid = Number(match[1]);
-      const dir = path.join(this.root, name);
-      const foreign = match[2] !== undefined && match[2] !== hostTag();
-      if (foreign && !(foreignCutoff !== undefined && (await modifiedBefore(dir, foreignCutoff)))) {
-        result.foreign.push(dir);
-        continue;
-      }
-      const stale = foreign || (pid === process.pid ? !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX)) : !processAlive(pid));
-      if (!stale) continue;
-      try {
-        await removeTree(dir);
-        result.removed.push(dir);
-      } catch (error) {
-        result.failed.push({ dir, error: (error as Error).message });
-      }
-    }
-    return result;
+    return sweepRoot(this.root, olderThan);
   }
 }
 
@@ -265,45 +214,6 @@ async function makeDirectories(dir: string, mode: number): Promise<void> {
   }
 }
 
-/** Whether `dir` (not followed if a link) was last modified before `time` (epoch ms); false if it cannot be read. */
-async function modifiedBefore(dir: string, time: number): Promise<boolean> {
-  try {
-    return (await fs.promises.lstat(dir)).mtimeMs < time;
-  } catch {
-    return false;
-  }
-}
-
-let tag: string | undefined;
-
-/**
- * Whose pids a directory's name holds: 8 hex characters of a hash of the host name and, on Linux,
- * the PID namespace (two containers on one machine share neither pids nor, by default, a name).
- */
-function hostTag(): string {
-  if (tag === undefined) {
-    let namespace = '';
-    try {
-      namespace = fs.readlinkSync('/proc/self/ns/pid');
-    } catch {
-      // Not Linux, or no /proc: the host name alone.
-    }
-    tag = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${namespace}`).digest('hex').slice(0, 8);
-  }
-  return tag;
-}
-
-function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 class Lease implements WorkspaceLease {
   readonly executionId: string;
   readonly dir: string;
@@ -333,6 +243,19 @@ class Lease implements WorkspaceLease {
         });
         this.#onFailure(failure);
         throw failure;
+      },
+    );
+    return this.#releasing;
+  }
+
+  keep(): Promise<void> {
+    this.#releasing ??= fs.promises.writeFile(`${this.dir}${KEPT_SUFFIX}`, '', { mode: 0o600 }).then(
+      () => {
+        LIVE.delete(this.dir);
+      },
+      (error: unknown) => {
+        // Kept all the same, as a live lease: sweep() in this process leaves it.
+        throw new WorkspaceError(`Cannot mark workspace ${this.dir} as kept: ${(error as Error).message}`, { details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code }, cause: error });
       },
     );
     return this.#releasing;

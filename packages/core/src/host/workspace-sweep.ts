@@ -1,0 +1,139 @@
+import path from 'node:path';
+import { WorkspaceError } from '../errors.js';
+import { removeTree } from './remove-tree.js';
+// Node's built-ins by getBuiltinModule (see workspace-manager.ts).
+const fs = process.getBuiltinModule('node:fs');
+const os = process.getBuiltinModule('node:os');
+
+export interface SweepResult {
+  /** Directories removed because the process that created them is gone. */
+  removed: string[];
+  /** Directories that could not be removed, with why. */
+  failed: Array<{ dir: string; error: string }>;
+  /**
+   * Directories kept because a host on another machine or in another PID namespace (another
+   * container sharing the root) made them: whether it still runs cannot be seen from here.
+   */
+  foreign: string[];
+  /** Directories an execution kept for its host (`keepWorkspace: true`): the host's to remove. */
+  kept: string[];
+}
+
+/**
+ * `kbx-<pid>.<host>-<executionId>-<random>`: the pid tells a stale directory from a live one, and
+ * `<host>` (hostTag) whose pids those are. Directories of older versions have no `.<host>`.
+ */
+const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?-/;
+
+/**
+ * The file beside a kept workspace, `<dir>.kept`. No directory's name ends so: mkdtemp ends it
+ * with six letters and digits.
+ */
+export const KEPT_SUFFIX = '.kept';
+
+/**
+ * Live directories of every manager in this process (shared through a global symbol so that an
+ * ESM and a CJS copy of core agree), so a sweep never removes a lease that is in use.
+ */
+export const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/live-workspaces')] ??=
+  new Set<string>()) as Set<string>;
+/**
+ * The paths given to `mkdtemp` whose directories may exist already but are not in LIVE yet (it
+ * has not resolved): a sweep that reads the root meanwhile must not take them for stale.
+ */
+export const CREATING: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/creating-workspaces')] ??=
+  new Set<string>()) as Set<string>;
+/** The characters mkdtemp adds to the path it is given. */
+const MKDTEMP_SUFFIX = 6;
+
+/** WorkspaceManager.sweep() on `root` (its options checked there). */
+export async function sweepRoot(root: string, foreignOlderThanMs: number | undefined): Promise<SweepResult> {
+  const result: SweepResult = { removed: [], failed: [], foreign: [], kept: [] };
+  const foreignCutoff = foreignOlderThanMs === undefined ? undefined : Date.now() - foreignOlderThanMs;
+  let names: string[];
+  try {
+    // In name order: what it lists comes out the same on every file system.
+    names = (await fs.promises.readdir(root)).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return result;
+    throw new WorkspaceError(`Cannot read workspace root ${root}`, { cause: error });
+  }
+  const present = new Set(names);
+  for (const name of names) {
+    const match = DIR_PATTERN.exec(name);
+    if (!match) continue;
+    const dir = path.join(root, name);
+    if (name.endsWith(KEPT_SUFFIX)) {
+      // The host removed the workspace it kept: its mark goes too.
+      if (!present.has(name.slice(0, -KEPT_SUFFIX.length))) await removeQuietly(dir);
+      continue;
+    }
+    // Kept, or being kept now (the mark is written before the lease leaves LIVE).
+    if (present.has(name + KEPT_SUFFIX) || fs.existsSync(dir + KEPT_SUFFIX)) {
+      result.kept.push(dir);
+      continue;
+    }
+    const foreign = match[2] !== undefined && match[2] !== hostTag();
+    if (foreign && !(foreignCutoff !== undefined && (await modifiedBefore(dir, foreignCutoff)))) {
+      result.foreign.push(dir);
+      continue;
+    }
+    const pid = Number(match[1]);
+    const stale = foreign || (pid === process.pid ? !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX)) : !processAlive(pid));
+    if (!stale) continue;
+    try {
+      await removeTree(dir);
+      result.removed.push(dir);
+    } catch (error) {
+      result.failed.push({ dir, error: (error as Error).message });
+    }
+  }
+  return result;
+}
+
+async function removeQuietly(file: string): Promise<void> {
+  try {
+    await fs.promises.unlink(file);
+  } catch {
+    // Gone already, or not ours to remove: the next sweep tries again.
+  }
+}
+
+/** Whether `dir` (not followed if a link) was last modified before `time` (epoch ms); false if it cannot be read. */
+async function modifiedBefore(dir: string, time: number): Promise<boolean> {
+  try {
+    return (await fs.promises.lstat(dir)).mtimeMs < time;
+  } catch {
+    return false;
+  }
+}
+
+let tag: string | undefined;
+
+/**
+ * Whose pids a directory's name holds: 8 hex characters of a hash of the host name and, on Linux,
+ * the PID namespace (two containers on one machine share neither pids nor, by default, a name).
+ */
+export function hostTag(): string {
+  if (tag === undefined) {
+    let namespace = '';
+    try {
+      namespace = fs.readlinkSync('/proc/self/ns/pid');
+    } catch {
+      // Not Linux, or no /proc: the host name alone.
+    }
+    tag = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${namespace}`).digest('hex').slice(0, 8);
+  }
+  return tag;
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
