@@ -65,7 +65,11 @@ function crashError(options: ExitGuardOptions, uncaught: Uncaught | undefined, c
  */
 function ownWorkspaces(keep: boolean): string | undefined {
   const leases = WorkspaceManager.liveLeases();
-  if (keep) return leases[0];
+  if (keep) {
+    // Marked kept as a lease's keep() marks it, so that no sweep removes it.
+    if (leases[0] !== undefined) writeMarkQuietly(`${leases[0]}.kept`);
+    return leases[0];
+  }
   for (const lease of leases) {
     try {
       fs.rmSync(lease, { recursive: true, force: true });
@@ -74,6 +78,14 @@ function ownWorkspaces(keep: boolean): string | undefined {
     }
   }
   return undefined;
+}
+
+function writeMarkQuietly(file: string): void {
+  try {
+    fs.writeFileSync(file, '', { mode: 0o600 });
+  } catch {
+    // Left unmarked: a sweep may take it once this process is gone.
+  }
 }
 
 /** A write on the way out: a reader that went away is no reason to fail the exit. */

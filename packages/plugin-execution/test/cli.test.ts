@@ -382,8 +382,11 @@ describe('kb-plugin-exec CLI', () => {
       expect(await readdir(workspaces)).toEqual([]);
       const kept = run(['run', fixturePlugins.hostile, 'exit', '--input', '{"code":0}', '--workspace-root', workspaces, '--json', '--keep-workspace']);
       const keptDir = (JSON.parse(kept.stdout) as { meta: { workspaceDir: string } }).meta.workspaceDir;
-      expect(await readdir(workspaces)).toEqual([path.basename(keptDir)]);
+      // Marked kept, as one kept after a result: a sweep leaves it (before, it was swept).
+      expect((await readdir(workspaces)).sort()).toEqual([path.basename(keptDir), `${path.basename(keptDir)}.kept`]);
+      expect(JSON.parse(run(['sweep', '--workspace-root', workspaces]).stdout)).toMatchObject({ removed: [], kept: [keptDir] });
       await rm(keptDir, { recursive: true });
+      await rm(`${keptDir}.kept`);
       const uncaught = run(['run', fixturePlugins.hostile, 'throw-in-timer', '--workspace-root', workspaces]);
       expect(uncaught.status).toBe(1);
       expect(uncaught.stderr).toContain('WORKER_CRASHED: an uncaught exception (Node prints it with its stack) ended the CLI\'s process while handler "throw-in-timer"');
