@@ -7,6 +7,7 @@ import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { WorkerPoolBackend, type WorkerPoolBackendOptions, type WorkerPoolRunnerStats } from '@kb-labs/plugin-execution-worker-pool';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { waitFor } from '@kb-labs/plugin-execution-conformance';
 
 export { BASIC, HOSTILE, expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
 
@@ -15,6 +16,18 @@ export const poolPlugin = path.resolve(path.dirname(fileURLToPath(import.meta.ur
 
 export async function runners(backend: WorkerPoolBackend): Promise<WorkerPoolRunnerStats> {
   return (await backend.stats()).runners as WorkerPoolRunnerStats;
+}
+
+/**
+ * Every thread idle again, its verdict on its last execution heard: a result comes before that
+ * verdict when the handler left handles, and on a loaded machine the next execute() can come
+ * first and go to another thread. For tests of where tasks go, not of how fast.
+ */
+export async function allIdle(backend: WorkerPoolBackend): Promise<void> {
+  await waitFor(async () => {
+    const { busy, idle, threads } = await runners(backend);
+    return busy === 0 && idle === threads;
+  });
 }
 
 /** Threads of this process (Linux); undefined elsewhere. */
