@@ -6,6 +6,7 @@
  * uses the inspector; a plugin is debugged on the in-process or subprocess backend.
  */
 import { syncBuiltinESMExports } from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 const MESSAGE =
   "node:inspector is closed to plugin code on a worker-pool thread: it would reach the runtime's own state. Debug a plugin on the in-process or subprocess backend";
@@ -13,6 +14,20 @@ const MESSAGE =
 function closed(): never {
   throw Object.assign(new Error(MESSAGE), { code: 'ERR_INSPECTOR_NOT_AVAILABLE' });
 }
+
+/**
+ * A Worker's constructor arguments with its thread preloading `inspector-preload.cjs` (next to
+ * this build's files), which closes that thread's inspector too, and passes itself on to the
+ * Workers started there: a handler's own Worker would otherwise reach the host's main thread
+ * through `connectToMainThread()`.
+ */
+export function withInspectorClosed(args: unknown[]): unknown[] {
+  const [filename, options] = args as [unknown, { execArgv?: unknown } | undefined];
+  const given = options && typeof options === 'object' && Array.isArray(options.execArgv) ? (options.execArgv as unknown[]) : process.execArgv;
+  return [filename, { ...options, execArgv: [...given, '--require', PRELOAD] }, ...args.slice(2)];
+}
+
+const PRELOAD = fileURLToPath(new URL('./inspector-preload.cjs', import.meta.url));
 
 export function closeInspector(): void {
   for (const name of ['node:inspector', 'node:inspector/promises']) {

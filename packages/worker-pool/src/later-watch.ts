@@ -15,6 +15,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import timers from 'node:timers';
 import promiseTimers from 'node:timers/promises';
 import workerThreads, { Worker } from 'node:worker_threads';
+import { withInspectorClosed } from './inspector-lock.js';
 
 const apply = Reflect.apply;
 const getPrototypeOf = Object.getPrototypeOf;
@@ -214,7 +215,7 @@ export class LaterWatch {
     this.#running = (worker) => (threadId ? apply(threadId, worker, []) !== -1 : true);
     const Counted = function Worker(this: unknown, ...args: unknown[]): object {
       if (new.target === undefined) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
-      const worker = construct(Original, args, new.target) as object;
+      const worker = construct(Original, withInspectorClosed(args), new.target) as object;
       running.add(worker);
       return worker;
     };

@@ -626,10 +626,10 @@ describe('worker-pool: thread reuse and hygiene', () => {
     }
   });
 
-  it("closes Node's inspector to a handler (it would reach every object of its thread, the runtime's shared buffer among them), whichever way it is asked for", async () => {
+  it("closes Node's inspector to a handler (it would reach every object of its thread, the runtime's shared buffer among them), whichever way it is asked for, in Workers it starts too", async () => {
     const backend = backends.make({ maxThreads: 1 });
     const closed = 'ERR_INSPECTOR_NOT_AVAILABLE';
-    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'uses-inspector' }))).toEqual({ session: closed, mainThread: closed, promises: closed, port: closed, binding: closed });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'uses-inspector' }))).toEqual({ session: closed, mainThread: closed, promises: closed, port: closed, binding: closed, nested: [closed, closed] });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
