@@ -7,6 +7,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   subjectPrefix: '--prefix',
   concurrency: '--concurrency',
   id: '--id',
+  'workspace.root': '--workspace-root',
 };
 
 /**

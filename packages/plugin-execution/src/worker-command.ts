@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
@@ -5,14 +6,16 @@ import { flagMistake, givenFlags } from './flag-errors.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
-import { startExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
+import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]
 
 Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
 backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains: takes
-nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0.
+nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0. A second
+signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT) or 143
+(SIGTERM); a third exits at once.
 Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a
 NATS server it cannot use is QUEUE_SERVER_UNREACHABLE, QUEUE_SERVER_AUTH_FAILED,
 QUEUE_SERVER_NO_JETSTREAM, QUEUE_SERVER_NOT_PERMITTED, QUEUE_SERVER_LIMIT_REACHED or
@@ -114,14 +117,28 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
     throw mistake ? new WorkerUsageError(mistake) : error;
   });
   process.stdout.write(`ready ${worker.id}\n`);
-  await new Promise<void>((resolve) => {
-    const drain = () => {
-      process.off('SIGTERM', drain);
-      process.off('SIGINT', drain);
-      void worker.drain({ timeoutMs: drainTimeoutMs }).then(resolve);
+  return untilStopped(worker, drainTimeoutMs);
+}
+
+/**
+ * Serve until a signal: the first drains (exit 0); a second stops what runs now, each caller told
+ * (WORKER_CRASHED), and exits 128 + its number; a third exits at once. Before, a second signal
+ * met Node's default and killed the worker: its callers waited for the missing heartbeats, and
+ * the running executions' workspaces stayed.
+ */
+function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      const code = 128 + (os.constants.signals[signal] ?? 0);
+      signals++;
+      if (signals === 1) void worker.drain({ timeoutMs: drainTimeoutMs }).then(() => resolve(0));
+      else if (signals === 2) {
+        process.stderr.write(`${signal} again: stopping what runs now\n`);
+        void worker.close().then(() => resolve(code));
+      } else process.exit(code);
     };
-    process.on('SIGTERM', drain);
-    process.on('SIGINT', drain);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
-  return 0;
 }

@@ -481,6 +481,12 @@ describe('kb-plugin-exec CLI', () => {
       expect(drain.status, value).toBe(2);
       expect(drain.stderr.split('\n')[0]).toBe(`--drain-timeout must be a whole number of ms from 0 to 2147483647, got "${value}"`);
     }
+    // A workspace root where nothing can be made (a file): before, the worker joined its pool,
+    // said "ready" and failed each task it took at once, so most of the pool's tasks.
+    const fileRoot = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--workspace-root', cli]);
+    expect(fileRoot.status).toBe(2);
+    expect(fileRoot.stderr.split('\n')[0]).toBe(`--workspace-root: no workspace can be made there: Cannot create workspace root ${cli}: it is not a directory`);
+    expect(fileRoot.stdout).toBe('');
     // A server that is not there: what kind of problem it is, where there is no execution error code.
     const noServer = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process']);
     expect(noServer.status).toBe(1);

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +69,33 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
   } finally {
     child.kill('SIGKILL');
     await backend.shutdown({ timeoutMs: 1000 });
+  }
+});
+
+it('kb-plugin-exec worker: a second signal while it drains stops what runs now (its caller told WORKER_CRASHED) and exits 130; nothing is left in its workspace root', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-drain-'));
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', pool, '--workspace-root', root]);
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workspace: false });
+  try {
+    let started = false;
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 20_000 } }, { onEvent: () => (started = true), timeoutMs: 60_000 });
+    while (!started) await new Promise((resolve) => setTimeout(resolve, 10));
+    child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    child.kill('SIGINT');
+    // Before: Node's default for the second signal killed it, exit code null, and the caller
+    // waited for heartbeats that never came.
+    expect(await exited, output()).toBe(130);
+    const result = await running;
+    expect(result.ok).toBe(false);
+    expect(result.ok ? undefined : result.error.code).toBe('WORKER_CRASHED');
+    expect(output()).toContain('SIGINT again: stopping what runs now');
+    expect(await readdir(root)).toEqual([]);
+  } finally {
+    child.kill('SIGKILL');
+    await backend.shutdown({ timeoutMs: 1000 });
+    await rm(root, { recursive: true, force: true });
   }
 });
 

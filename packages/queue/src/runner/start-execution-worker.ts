@@ -18,7 +18,7 @@ import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
 import { WorkerExecution, type WorkerServices } from './worker-execution.js';
-import { resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
+import { refuseUnusableWorkspaceRoot, resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
 export type { ExecutionWorkerOptions, LocalBackendOptions } from './worker-options.js';
 
@@ -65,6 +65,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
   const o = resolveWorkerOptions(options);
   const registry = new PluginRegistry();
   await registry.addAll(o.plugins);
+  await refuseUnusableWorkspaceRoot(o);
   const Backend = await loadLocalBackend(o.backend.type);
   const { type: _type, ...backendOptions } = o.backend;
   const makeBackend = (workspace: boolean): IExecutionBackend =>
@@ -172,8 +173,10 @@ class QueueWorker implements ExecutionWorker {
     void this.#watchStatus();
     const next = await this.#nextSubject();
     // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
-    const { isolation } = await this.#backend(true).health();
+    const { isolation, problems } = await this.#backend(true).health();
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
+    // A plugin not built, a sandbox not available: said before it takes work, not at each task.
+    if (problems.length) process.emitWarning(`Worker ${this.id} starts with problems its executions will meet: ${problems.join('; ')}`, { code: 'KB_PLUGIN_WORKER_PROBLEMS' });
     this.#subscriptions.push(
       this.#nc.subscribe(this.#subjects.worker(this.id), { callback: (error, msg) => void (error ?? (fromPeer(msg) && this.#fromCaller(msg))) }),
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),

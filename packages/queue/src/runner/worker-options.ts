@@ -1,5 +1,6 @@
 import os from 'node:os';
-import type { Platform, PluginSource } from '@kb-labs/plugin-execution-core';
+import { WorkspaceManager, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
+import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
 import { isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
@@ -125,4 +126,14 @@ export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedW
     maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
   };
   return resolved;
+}
+
+/**
+ * Refuses a workspace root where no workspace can be made (a file, another user's folder): such a
+ * worker would join the pool, fail each task it took at once, and so take most of them.
+ */
+export async function refuseUnusableWorkspaceRoot(o: ResolvedWorkerOptions): Promise<void> {
+  const manager = o.workspace ? new WorkspaceManager(o.workspace) : WorkspaceManager.default();
+  const problem = await manager.rootProblem();
+  if (problem) throw validationError('Invalid execution worker options', [{ path: 'workspace.root', message: `no workspace can be made there: ${problem}` }]);
 }
