@@ -99,6 +99,22 @@ it('kb-plugin-exec worker: a second signal while it drains stops what runs now (
   }
 });
 
+it('kb-plugin-exec worker says at start what its executions will meet (a plugin whose entry is not built), as a warning, and serves the rest', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-unbuilt-'));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/unbuilt', version: '1.0.0', handlers: { run: { entry: './dist/run.mjs' } } }));
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', `cli-${randomBytes(4).toString('hex')}`, '--plugins', dir]);
+  try {
+    // On stderr, beside "ready" on stdout: the two pipes may arrive in either order.
+    for (let i = 0; i < 100 && !output().includes('KB_PLUGIN_WORKER_PROBLEMS'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(output()).toMatch(/KB_PLUGIN_WORKER_PROBLEMS.*starts with problems its executions will meet: .*@t\/unbuilt/);
+    child.kill('SIGTERM');
+    expect(await exited, output()).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 it('kb-plugin-exec run --backend queue --prefix reaches a worker started with that --prefix', async () => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const prefix = `custom.p${randomBytes(4).toString('hex')}`;
