@@ -361,8 +361,15 @@ async function loadPlatform(spec: string): Promise<Platform> {
   } catch (error) {
     throw new UsageError(`--platform: ${spec} failed to load: ${loadFailure(error)}`);
   }
-  const exported = mod.platform ?? mod.default;
-  const services = typeof exported === 'function' ? await (exported as () => unknown)() : exported;
+  // A CommonJS module's `module.exports = { platform }` comes as the default export alone.
+  const commonJs = mod.default as { platform?: unknown } | null | undefined;
+  const exported = mod.platform ?? (commonJs !== null && typeof commonJs === 'object' && 'platform' in commonJs ? commonJs.platform : mod.default);
+  let services: unknown;
+  try {
+    services = typeof exported === 'function' ? await (exported as () => unknown)() : exported;
+  } catch (error) {
+    throw new UsageError(`--platform: the function ${spec} exports threw: ${loadFailure(error)}`);
+  }
   if (services === null || typeof services !== 'object') {
     throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one`);
   }

@@ -168,6 +168,18 @@ describe('kb-plugin-exec CLI', () => {
     const result = run(['run', fixturePlugins.basic, 'platform-call', '--platform', services, '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--workspace-root', root]);
     expect(result.status, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({ ok: true, value: 'value of k' });
+    // CommonJS: `module.exports = { platform }` is the default export alone (before, taken whole as
+    // the services: "The host's platform has no method kv.get").
+    const commonJs = path.join(root, 'platform.cjs');
+    await writeFile(commonJs, 'module.exports = { platform: { kv: { async get(key) { return `cjs ${key}`; } } } };\n');
+    const fromCjs = run(['run', fixturePlugins.basic, 'platform-call', '--platform', commonJs, '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--workspace-root', root]);
+    expect(JSON.parse(fromCjs.stdout), fromCjs.stderr).toEqual({ ok: true, value: 'cjs k' });
+    // A factory that throws: the flag and the module named, exit 2 (before, "ERROR: factory boom", exit 1).
+    const factory = path.join(root, 'platform-factory.mjs');
+    await writeFile(factory, 'export const platform = () => {\n  throw new Error("factory boom");\n};\n');
+    const thrown = run(['run', fixturePlugins.basic, 'echo', '--platform', factory, '--no-workspace']);
+    expect(thrown.status).toBe(2);
+    expect(thrown.stderr.split('\n')[0]).toBe(`--platform: the function ${factory} exports threw: Error: factory boom (at ${pathToFileURL(factory).href}:2:9)`);
     const missing = run(['run', fixturePlugins.basic, 'echo', '--platform', path.join(root, 'no-such-module.mjs')]);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--platform: no file or package');
