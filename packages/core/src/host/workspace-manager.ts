@@ -273,7 +273,7 @@ const MAX_ARTIFACT_ENTRIES = 10_000;
  * Relative paths of the regular files under `dir` (symlinks listed but not followed; FIFOs,
  * sockets and devices left out), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
  * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
- * folders are walked through descriptors (anchored-tree.ts), down to 64 levels.
+ * folders are walked through descriptors (anchored-tree.ts), down to 64 levels. Never rejects.
  */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
   const out: string[] = [];
@@ -283,8 +283,13 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
     if (kind === 'file') out.push(child);
     return out.length < limit;
   };
-  if (anchoredTreesAvailable()) await listAnchored(dir, visit);
-  else await listByPath(dir, visit);
+  try {
+    if (anchoredTreesAvailable()) await listAnchored(dir, visit);
+    else await listByPath(dir, visit);
+  } catch {
+    // A folder that cannot be read now (the process out of descriptors: EMFILE) ends the listing,
+    // with what it found so far: a listing is never why a result is lost.
+  }
   return out.sort();
 }
 
