@@ -110,7 +110,8 @@ export class Execution {
       if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = round(performance.now() - this.#t0);
     }
     const released = this.#release();
-    if (released) await released;
+    // Whatever went wrong in giving back, the result stands and nothing stays held.
+    if (released) await released.catch(() => this.#held.releaseAll());
     // Released on the spot (the common case): the end is when the result was decided.
     this.meta.durationMs = round((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = newExecutionId();
