@@ -14,14 +14,34 @@ type Callback = (error: unknown, fd?: unknown) => void;
 
 /**
  * Wraps `fs.open`, `fs.openSync`, `fs.close` and `fs.closeSync` (what file streams use too) to
- * count what is open; installed before any plugin code runs, for `node:fs` as imported too.
- * Descriptors opened past them (`fs.promises`, whose handles Node closes when they are collected)
- * are not counted.
+ * count what is open, and `fs.promises.open` to follow the FileHandles it makes (weakly: Node
+ * closes one when it is collected, and counting must not keep it); installed before any plugin
+ * code runs, for `node:fs` and `node:fs/promises` as imported too.
  */
 export class FdWatch {
   readonly #open = new Set<number>();
+  /** FileHandles plugin code opened: open until their `fd` reads -1 (closed) or they are collected. */
+  readonly #handles = new Set<WeakRef<{ fd: number }>>();
 
   constructor() {
+    this.#wrapDescriptors();
+    this.#wrapFileHandles();
+    syncBuiltinESMExports();
+  }
+
+  #wrapFileHandles(): void {
+    const promises = fs.promises as unknown as { open: (...args: unknown[]) => Promise<{ fd: number }> };
+    const open = promises.open;
+    const handles = this.#handles;
+    promises.open = async function open_(...args: unknown[]) {
+      const handle = await Reflect.apply(open, promises, args);
+      handles.add(new WeakRef(handle));
+      return handle;
+    };
+    Object.defineProperty(promises.open, 'name', { value: 'open' });
+  }
+
+  #wrapDescriptors(): void {
     const api = fs as unknown as Record<'open' | 'openSync' | 'close' | 'closeSync', (...args: unknown[]) => unknown>;
     const { open, openSync, close, closeSync } = api;
     const opened = (fd: unknown): void => {
@@ -53,11 +73,19 @@ export class FdWatch {
       closing(args[0]);
       return Reflect.apply(close, fs, args);
     };
-    syncBuiltinESMExports();
   }
 
   /** More descriptors opened on this thread are open than a thread may keep. */
   leftOpen(): boolean {
-    return this.#open.size > MAX_LEFT_OPEN;
+    return this.#open.size + this.#openHandles() > MAX_LEFT_OPEN;
+  }
+
+  /** FileHandles still open (closed and collected ones forgotten). */
+  #openHandles(): number {
+    for (const ref of this.#handles) {
+      const handle = ref.deref();
+      if (handle === undefined || handle.fd === -1) this.#handles.delete(ref);
+    }
+    return this.#handles.size;
   }
 }
