@@ -228,6 +228,7 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const session = new RunnerSession(task, (m) => sendPaced({ k, m }));
   current = { k, session };
   output.begin((out, lines) => sendPaced({ k, out, lines }));
+  clearExitCode();
   const result = await session.run();
   output.end();
   // What the handler left may be due at once (a 0 ms timer) and run while the loop turns below:
@@ -290,6 +291,15 @@ function idleSoon(): void {
 function verdictOf(retire: ThreadRetireReason | undefined, reaping: boolean): ThreadVerdict {
   if (retire) return reaping ? { retire, reaping } : { retire };
   return laterRuns > 0 || watches.listeners.changed() ? { bound: true } : {};
+}
+
+/** What an earlier handler set as the exit code does not become this one's (`process.exit()` with no code uses it). */
+function clearExitCode(): void {
+  try {
+    process.exitCode = undefined;
+  } catch {
+    // Made unwritable by plugin code: the process checks retire such a thread.
+  }
 }
 
 /** The execution's answer, with the thread's verdict, or `pending` when the verdict follows it (`{ k, verdict }`). */

@@ -224,6 +224,32 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(second.meta.runnerId).toBe(first.meta.runnerId);
   });
 
+  it('process.exitCode an earlier handler set on a thread is not the next one\'s: process.exit() with no code there exits 0', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'exit-code', input: { set: 7 } }))).toBe('set');
+    const exited = await backend.execute({ pluginId: POOL, handlerId: 'exit-code' });
+    expectError(exited, 'WORKER_CRASHED');
+    // Before: 7, the code the other execution left on the thread.
+    expect(exited.error.details).toMatchObject({ exitCode: 0 });
+  });
+
+  it('FileHandles of fs/promises a handler keeps open count too: its thread is retired once it holds more than 64 (before, never: a plugin could run the host out of descriptors)', async () => {
+    const backend = backends.make({ maxThreads: 1, maxExecutionsPerThread: 0 });
+    const openFds = () => readdirSync('/proc/self/fd').length;
+    const before = openFds();
+    const runnerIds = [];
+    for (let i = 0; i < 6; i++) {
+      const result = await backend.execute({ pluginId: POOL, handlerId: 'leaks-fds', input: { n: 40, via: 'promises' } });
+      expect(okData(result)).toEqual({ leaked: 40 });
+      runnerIds.push(result.meta.runnerId);
+    }
+    // 80 held after the second execution: its thread goes, and the fourth starts one afresh.
+    expect(runnerIds[1]).toBe(runnerIds[0]);
+    expect(runnerIds[2]).not.toBe(runnerIds[0]);
+    await waitFor(async () => (await runners(backend)).retired['handles-left'] >= 2, 10_000);
+    await waitFor(() => openFds() - before < 200, 10_000);
+  });
+
   it.each([
     ['unref-timer', 'handles-left'],
     ['unref-interval', 'handles-left'],
