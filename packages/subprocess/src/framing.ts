@@ -39,12 +39,17 @@ export class ProtocolError extends Error {
   override name = 'ProtocolError';
 }
 
+/** The first byte of what v8's serializer writes (its version header). */
+const V8_HEADER_TAG = 0xff;
+
 /**
  * A whole, well-formed frame whose value cannot be rebuilt on this side: nested deeper than its
- * stack allows (v8 writes deeper than it reads). The stream goes on; what the message was is lost.
+ * stack allows (v8 writes deeper than it reads), or holding what v8 writes but cannot read (an
+ * Error that is its own cause, a Float16Array from a newer Node). The stream goes on; what the
+ * message was is lost.
  */
 export class UnreadableFrame {
-  constructor(readonly error: RangeError) {}
+  constructor(readonly error: Error) {}
 }
 
 /** A value too large to send as one frame. */
@@ -148,7 +153,10 @@ export class FrameDecoder {
       try {
         message = deserializeLikeClone(payload);
       } catch (error) {
-        if (error instanceof RangeError && /call stack/i.test(error.message)) message = new UnreadableFrame(error);
+        // Written by v8 (its header's first byte) in a whole frame: the value, not the stream, is
+        // what cannot be read, as a worker thread's unreadable message is (VALIDATION_ERROR, not a
+        // crash). Bytes no serializer wrote are the stream broken.
+        if (payload[0] === V8_HEADER_TAG) message = new UnreadableFrame(error instanceof Error ? error : new Error(String(error)));
         else this.#fail(`undecodable frame: ${(error as Error)?.message ?? String(error)}`);
       }
       out.push(message);

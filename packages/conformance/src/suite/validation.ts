@@ -159,6 +159,10 @@ function resolutionTests(suite: SuiteContext): void {
     expectError(fn, 'VALIDATION_ERROR');
     expect(fn.error.message).toContain('cannot be sent across the execution boundary');
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
+    // Written but not readable (an Error that is its own cause): the value's fault, not a crash
+    // (before, WORKER_CRASHED 'protocol' on subprocess, where threads said VALIDATION_ERROR).
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'self-cause' } }), 'VALIDATION_ERROR');
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
   it('rejects an input that cannot cross a boundary with VALIDATION_ERROR naming where in it', async () => {
