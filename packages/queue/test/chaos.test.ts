@@ -777,3 +777,34 @@ describe('the NATS server restarting mid-flight', () => {
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   });
 });
+
+describe('a worker closed while the NATS server is away', () => {
+  it('lets go of its connection: the process that embeds it ends by itself, and nothing it does when the server is back can throw there', async () => {
+    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
+      startNatsServer: () => Promise<{ url: string; stop(): Promise<void> }>;
+    };
+    const own = await startNatsServer();
+    let stopped = false;
+    cleanups.push(async () => {
+      if (!stopped) await own.stop();
+    });
+    const child = spawn(process.execPath, [path.join(here, 'fixtures', 'close-while-down.mjs'), own.url, fixturePlugins.basic], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await waitFor(() => output.includes('ready'), 15_000);
+      await own.stop();
+      stopped = true;
+      child.stdin.write('close\n');
+      // Before: close() resolved with the connection still draining and reconnecting, which kept the
+      // process up for as long as the server was away (and a publish on it threw once it was back).
+      const ended = await Promise.race([exited, sleep(20_000).then(() => 'still running')]);
+      expect(ended, output).toBe(0);
+      expect(output).toContain('closed');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});

@@ -306,7 +306,7 @@ class QueueWorker implements ExecutionWorker {
       ...(this.#draining && !closing ? { draining: true } : {}),
       plugins: this.#services.registry.list().map((plugin) => pluginVersionKey(plugin.id, plugin.manifest.version)),
     };
-    if (!this.#nc.isClosed()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
+    if (!this.#nc.isClosed() && !this.#nc.isDraining()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
   }
 
   async #watchStatus(): Promise<void> {
@@ -321,6 +321,8 @@ class QueueWorker implements ExecutionWorker {
       } else if (status.type === 'close') {
         this.#services.courier.resume();
       } else if (status.type === 'reconnect') {
+        // Closing: nothing more goes out on a connection being drained (a publish there throws).
+        if (this.#closing) continue;
         this.#services.courier.resume();
         // The server may have restarted without its store: make the stream and consumer again.
         this.#pullSubject = undefined;
@@ -374,8 +376,11 @@ class QueueWorker implements ExecutionWorker {
       await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
-      // Bounded: a connection that is reconnecting would wait for the server.
-      if (!(await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS))) await closeConnection(this.#nc);
+      // Bounded: a connection that is reconnecting would wait for the server. A drain that failed
+      // (nats.js rejects it at its next dial while the server is away) leaves the connection
+      // draining and reconnecting for ever: closed whatever the drain did.
+      await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS);
+      if (!this.#nc.isClosed()) await closeConnection(this.#nc);
       this.#markClosed();
     })();
     return this.#closing;
