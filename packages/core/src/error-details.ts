@@ -81,6 +81,11 @@ export type ErrorDetailsByCode = {
     heapLimitMb?: number;
     protocolError?: string;
     sandboxError?: string;
+    /**
+     * `queued`: no runner had taken it, and none will (a queue task the host failed before any
+     * worker's start was accepted: the server lost, the task gone from the stream).
+     */
+    phase?: 'queued';
   };
   VALIDATION_ERROR: {
     /** Every problem, each with its path (absent only where a single `path` says it). */

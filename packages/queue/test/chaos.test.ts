@@ -761,11 +761,19 @@ describe('the NATS server restarting mid-flight', () => {
     const backend = host(own.url, pool);
     const file = path.join(markers, 'restart.log');
     const { result } = await startMark(backend, file);
+    // Behind it (the worker takes one at a time): handed to the server, taken by no worker.
+    const waiting = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 120_000 });
+    await waitFor(async () => (await backend.stats()).active === 2, 5000);
     await own.restart();
     const outcome = await result;
     expectError(outcome, 'WORKER_CRASHED');
     expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.details).not.toHaveProperty('phase');
     expect(outcome.error.message).toMatch(/lost its connection to the NATS server/);
+    // Said in its details, as TIMEOUT and ABORTED say it: it never ran, and is safe to send again (before, only its message said so).
+    const never = await waiting;
+    expectError(never, 'WORKER_CRASHED');
+    expect(never.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
     // New executions succeed once both sides have reconnected (the stream is re-created if it went).
     let after: ExecutionResult | undefined;
     await waitFor(async () => {

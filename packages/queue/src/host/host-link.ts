@@ -125,7 +125,7 @@ export class HostLink implements ExecutionLink {
     // waiting for a worker that cannot take it. Read again first: it may have been fixed since.
     if (this.streamProblem) await this.checkStream();
     if (this.streamProblem) {
-      throw new WorkerCrashedError(`The queue backend cannot use pool "${this.#o.pool}": ${this.streamProblem}`, { details: { reason: 'runner-lost', message: this.streamProblem } });
+      throw new WorkerCrashedError(`The queue backend cannot use pool "${this.#o.pool}": ${this.streamProblem}`, { details: { reason: 'runner-lost', phase: 'queued', message: this.streamProblem } });
     }
     const headers = taskHeaders(executionId, this.#callerSubject, this.workerLostMs);
     let ack;
@@ -139,7 +139,7 @@ export class HostLink implements ExecutionLink {
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
       if (this.state === 'reconnecting') {
         const what = `the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`;
-        throw new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${what}`, { details: { reason: 'runner-lost', message: what } });
+        throw new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${what}`, { details: { reason: 'runner-lost', phase: 'queued', message: what } });
       }
       const body = encode();
       try {
@@ -171,7 +171,8 @@ export class HostLink implements ExecutionLink {
     if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
     const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
-      details: { reason: 'runner-lost', message },
+      // Whether the server stored it or not, no worker runs it: a start is accepted only from an execution still waiting.
+      details: { reason: 'runner-lost', phase: 'queued', message },
       cause: error,
     });
   }
@@ -391,7 +392,7 @@ export class HostLink implements ExecutionLink {
       const worker = execution.worker;
       execution.fail(
         new WorkerCrashedError(`The host ${what}${worker ? ` on worker ${worker.id}` : ' (not started yet)'}`, {
-          details: { reason: 'runner-lost', message: what, ...(worker ? { runnerId: worker.id } : {}) },
+          details: { reason: 'runner-lost', message: what, ...(worker ? { runnerId: worker.id } : { phase: 'queued' as const }) },
         }),
       );
     }

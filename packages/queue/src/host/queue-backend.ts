@@ -86,14 +86,14 @@ export class QueueBackend extends BaseBackend {
   }
 
   #connect(): Promise<HostLink> {
-    if (this.#closed) return Promise.reject(new WorkerCrashedError('The queue backend is shut down: its connection is closed', { details: { reason: 'runner-lost' } }));
+    if (this.#closed) return Promise.reject(new WorkerCrashedError('The queue backend is shut down: its connection is closed', { details: { reason: 'runner-lost', phase: 'queued' } }));
     this.#link ??= HostLink.open(this.#o, this.#hostId).then(
       (link) => (this.#opened = link),
       (error: unknown) => {
         this.#link = undefined;
         const message = String((error as Error)?.message ?? error);
         const why = error instanceof PoolStreamError ? `The queue backend cannot use pool "${this.#o.pool}": ${message}` : serverProblem('The queue backend', this.#o.connection, error).message;
-        throw new WorkerCrashedError(why, { details: { reason: 'runner-lost', message }, cause: error });
+        throw new WorkerCrashedError(why, { details: { reason: 'runner-lost', phase: 'queued', message }, cause: error });
       },
     );
     return this.#link;

@@ -297,7 +297,7 @@ export class RemoteExecution {
       : stream.discardOld
         ? `its task was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran`
         : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran`;
-    this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', pluginId, handlerId, message: what } }));
+    this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', phase: 'queued', pluginId, handlerId, message: what } }));
   }
 
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
