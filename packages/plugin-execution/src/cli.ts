@@ -12,7 +12,7 @@ import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from
 const USAGE = `Usage:
   kb-plugin-exec run <plugin-dir> <handler> [options]
   kb-plugin-exec init <dir>
-  kb-plugin-exec sweep --workspace-root <dir> [--foreign-older-than <ms>]
+  kb-plugin-exec sweep [--workspace-root <dir>] [--foreign-older-than <ms>]
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)
 
 Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
@@ -33,8 +33,10 @@ BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it
 printed as JSON: …" on stderr, nothing on stdout, exit 1.
 init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
 how to add the package with the project's package manager when none is installed above <dir>.
-sweep removes the directories a killed host left under <dir>, and prints what it did as JSON
-(a <dir> that does not exist is an error, exit 1: a mistyped root is not "nothing left").
+sweep removes the directories a killed host left under <dir> (default: the backends' default
+root, <OS temp dir>/kb-plugin-workspaces-<uid>), and prints what it did as JSON (a <dir> given
+that does not exist is an error, exit 1: a mistyped root is not "nothing left"); workspaces kept
+with --keep-workspace stay.
 Directories another machine or container sharing <dir> made are kept ("foreign"), unless
 --foreign-older-than <ms> is given and they have not changed for that long.
 
@@ -53,7 +55,7 @@ Options for run:
   --platform <module>       a module exporting the host's services (\`platform\`, or default;
                             an object or a function returning one)   (default: none)
   --timeout <ms>            time limit                               (default: manifest, else 30000)
-  --workspace-root <dir>    where execution directories go           (default: OS temp dir)
+  --workspace-root <dir>    where execution directories go  (default: <OS temp dir>/kb-plugin-workspaces-<uid>)
   --no-workspace            run without a workspace directory (not with --workspace-root
                             or --keep-workspace)
   --keep-workspace          keep the workspace; its path is in meta (--json), else on stderr
@@ -83,21 +85,32 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'sweep') {
     extraArguments('sweep', rest, 0);
+    onlyFlags('sweep', values, ['workspace-root', 'foreign-older-than']);
     return sweepCommand(values['workspace-root'], values['foreign-older-than']);
   }
   if (command === 'init') {
     if (!rest[0]) throw new UsageError('init needs <dir>');
     extraArguments('init <dir>', rest, 1);
+    onlyFlags('init', values, []);
     return initCommand(rest[0], (message) => new UsageError(message));
   }
   if (command !== 'run') {
     const near = nearest(command, ['run', 'init', 'sweep', 'worker']);
     throw new UsageError(`unknown command "${command}"${near ? `; did you mean "${near}"?` : ''}`);
   }
+  onlyFlags('run', values, Object.keys(RUN_OPTIONS).filter((flag) => flag !== 'foreign-older-than'));
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
   extraArguments('run <plugin-dir> <handler>', rest, 2, rest[2]?.trim().startsWith('{') || rest[2]?.trim().startsWith('[') ? '; an input goes after --input' : '');
   return runCommand(pluginDir, handlerId, values);
+}
+
+/** A flag of another command is refused, not ignored (`init … --backend subprocess` does nothing with it). */
+function onlyFlags(command: string, values: Record<string, unknown>, takes: readonly string[]): void {
+  const other = Object.keys(values).find((flag) => values[flag] !== undefined && !takes.includes(flag));
+  if (other === undefined) return;
+  const what = takes.length ? `it takes ${takes.map((flag) => `--${flag}`).join(', ')}` : 'it takes none';
+  throw new UsageError(`--${other} is not an option of ${command} (${what})`);
 }
 
 /** Arguments past what `usage` takes are refused, not ignored (an input given without --input, say). */
@@ -105,14 +118,15 @@ function extraArguments(usage: string, rest: string[], takes: number, hint = '')
   if (rest.length > takes) throw new UsageError(`${usage} takes no more arguments, got ${rest.slice(takes).map((a) => JSON.stringify(a)).join(' ')}${hint}`);
 }
 
-async function sweepCommand(root: string | undefined, foreignOlderThan: string | undefined): Promise<number> {
-  if (!root) throw new UsageError('sweep needs --workspace-root <dir>');
+async function sweepCommand(given: string | undefined, foreignOlderThan: string | undefined): Promise<number> {
+  // Without --workspace-root, the root every backend uses by default (nothing there yet: nothing to sweep).
+  const root = given ?? WorkspaceManager.default().root;
   const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : Number(foreignOlderThan);
   if (foreignOlderThanMs !== undefined && !(foreignOlderThan!.trim() !== '' && foreignOlderThanMs >= 0 && Number.isFinite(foreignOlderThanMs))) {
     throw new UsageError(`--foreign-older-than must be a number of milliseconds, got "${foreignOlderThan}"`);
   }
   // A mistyped root would otherwise report, truthfully but unhelpfully, that nothing was removed.
-  if (!existsSync(root)) {
+  if (given !== undefined && !existsSync(root)) {
     process.stderr.write(`WORKSPACE_ERROR: --workspace-root ${root} does not exist: nothing to sweep\n`);
     return 1;
   }

@@ -29,7 +29,7 @@ Options for worker:
   --concurrency <n>         executions at once                       (default: CPU count)
   --pool <name>             the pool to serve                        (default: default)
   --prefix <subjects>       subject prefix, as the hosts set it      (default: kbexec)
-  --workspace-root <dir>    where execution directories go           (default: OS temp dir)
+  --workspace-root <dir>    where execution directories go  (default: <OS temp dir>/kb-plugin-workspaces-<uid>)
   --id <id>                 this worker's id in the pool             (default: host-pid-random)
   --drain-timeout <ms>      how long a drain waits for running work, 0 to 2147483647
                                                                      (default: 30000)

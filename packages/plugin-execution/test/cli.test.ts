@@ -682,6 +682,22 @@ describe('kb-plugin-exec CLI', () => {
     expect(mistyped.status).toBe(1);
     expect(mistyped.stdout).toBe('');
     expect(mistyped.stderr).toBe(`WORKSPACE_ERROR: --workspace-root ${missing} does not exist: nothing to sweep\n`);
+    // Without --workspace-root: the root every backend uses by default (before, a usage error, and
+    // that root was named nowhere). Under a temp dir of the test's own (TMPDIR).
+    const tmp = path.join(root, 'tmpdir');
+    await mkdir(tmp);
+    const sweepDefault = (args: string[] = []) => spawnSync(process.execPath, [cli, 'sweep', ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TMPDIR: tmp }, timeout: 30_000 });
+    expect(JSON.parse(sweepDefault().stdout)).toEqual({ removed: [], failed: [], foreign: [], kept: [] });
+    const defaultRoot = path.join(tmp, `kb-plugin-workspaces-${process.getuid!()}`);
+    const leftThere = path.join(defaultRoot, `kbx-${dead}.${tag}-left-abcdef12`);
+    await mkdir(leftThere, { recursive: true });
+    expect(JSON.parse(sweepDefault().stdout)).toEqual({ removed: [leftThere], failed: [], foreign: [], kept: [] });
+    // Another command's flag is refused, not ignored.
+    const initFlag = run(['init', path.join(root, 'never-made'), '--backend', 'subprocess']);
+    expect(initFlag.status).toBe(2);
+    expect(initFlag.stderr.split('\n')[0]).toBe('--backend is not an option of init (it takes none)');
+    expect(run(['sweep', '--workspace-root', sweepRoot, '--backend', 'x']).stderr.split('\n')[0]).toBe('--backend is not an option of sweep (it takes --workspace-root, --foreign-older-than)');
+    expect(run(['run', fixturePlugins.basic, 'echo', '--foreign-older-than', '5']).stderr.split('\n')[0]).toMatch(/^--foreign-older-than is not an option of run \(it takes --backend, /);
   });
 
   it('leaves no workspace behind', async () => {
