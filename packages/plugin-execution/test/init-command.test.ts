@@ -10,11 +10,11 @@ const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'di
 const require = createRequire(import.meta.url);
 let project: string;
 
-/** `init greeter` in the project, as typed there; what it prints on its "Test it:" line. */
-function init(env: Record<string, string> = {}) {
+/** `init greeter` in the project, as typed there; what it prints on its "Test it:" line ("Run it:" with `line`). */
+function init(env: Record<string, string> = {}, line = 'Test it') {
   const result = spawnSync(process.execPath, [cli, 'init', 'greeter'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 });
   expect(result.status, result.stderr).toBe(0);
-  return /^Test it: +(.+)$/m.exec(result.stdout)?.[1];
+  return new RegExp(`^${line}: +(.+)$`, 'm').exec(result.stdout)?.[1];
 }
 
 /** A package of this workspace installed in the project, as a package manager links it. */
@@ -34,6 +34,10 @@ describe('kb-plugin-exec init: what the project installed', () => {
 
   it("says to add the package with the project's own package manager (its lock file), npm's without one", async () => {
     expect(init()).toBe('cd greeter && npm install @kb-labs/plugin-execution && npm test');
+    await rm(path.join(project, 'greeter'), { recursive: true });
+    // Not installed: npx is told which package the command is of (before, a bare `npx kb-plugin-exec`
+    // would have fetched whatever the registry has under that name).
+    expect(init({}, 'Run it')).toBe(`npx --package @kb-labs/plugin-execution kb-plugin-exec run greeter hello --input '{"name":"Ada"}'`);
     await rm(path.join(project, 'greeter'), { recursive: true });
     // npx (npm's user agent) in a pnpm project: the project's lock file says which one it uses.
     await writeFile(path.join(project, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n");
