@@ -43,6 +43,11 @@ export function unserializableError(what: string, error: unknown, value?: unknow
       cause: error,
     });
   }
+  // Over a size limit (a subprocess frame's: a RangeError with its bytes and limit): not its kind, its size.
+  const { bytes, limit } = error as { bytes?: unknown; limit?: unknown };
+  if (error instanceof RangeError && typeof bytes === 'number' && typeof limit === 'number') {
+    return new ValidationError(`${what} cannot be sent across the execution boundary: ${error.message}`, { details: { what, reason: 'too-large', bytes, limit }, cause: error });
+  }
   const path = refusedAt(value, refusedKinds(error));
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {

@@ -126,6 +126,15 @@ describe('protocol', () => {
     expect(result.error.details).toMatchObject({ path: 'input', reason: 'too-large', limit: 64 * 1024 });
     expect(await runners(backend)).toMatchObject({ spawned: 0 });
   });
+
+  it('a result larger than maxFrameBytes is VALIDATION_ERROR saying so (reason too-large, the limit), not that it cannot be serialised', async () => {
+    const backend = make({ maxFrameBytes: 64 * 1024 });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'returns-big', input: { bytes: 100 * 1024 } });
+    expectError(result, 'VALIDATION_ERROR');
+    // Before: reason 'not-serializable', as for a function in the result.
+    expect(result.error.details).toMatchObject({ what: 'handler result', reason: 'too-large', limit: 64 * 1024 });
+    expect(result.error.message).toContain('exceeds the frame limit');
+  });
 });
 
 describe('handshake', () => {
