@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -8,6 +9,8 @@ import { fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+/** A plugin whose handler blocks the event loop (test/fixtures/plugins/blocking). */
+const blocking = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'plugins', 'blocking');
 let root: string;
 
 /** A plugin folder `name` under the test's root, with one handler `run` whose module is `source`. */
@@ -233,6 +236,29 @@ describe('kb-plugin-exec CLI', () => {
       child.kill('SIGINT');
       expect(await exited, stderr).toBe(130);
       expect(stderr).toMatch(/ABORTED: /);
+      expect(await readdir(workspaces)).toEqual([]);
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
+  it('a SIGINT seen only after an in-process handler that blocked the event loop had returned stops nothing: its result printed, exit 0, with a workspace or without', async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint-late-'));
+    try {
+      for (const where of [['--workspace-root', workspaces], ['--no-workspace']]) {
+        const marker = path.join(root, `spinning-${where[0]}`);
+        const input = JSON.stringify({ marker, ms: 1000 });
+        const child = spawn(process.execPath, [cli, 'run', blocking, 'spin', '--input', input, ...where], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+        // Sent while the handler blocks the loop (it wrote its marker first): seen after it returns.
+        await waitFor(() => existsSync(marker), 15_000);
+        child.kill('SIGINT');
+        // Before: 130 with a workspace (its release gave the signal a turn), 0 without.
+        expect(await exited, where[0]).toBe(0);
+        expect(JSON.parse(stdout)).toBe('spun');
+      }
       expect(await readdir(workspaces)).toEqual([]);
     } finally {
       await rm(workspaces, { recursive: true, force: true });
