@@ -338,6 +338,32 @@ describe.runIf(linux)('inside the sandbox', () => {
     }
   });
 
+  it('a Unix socket the host serves in a folder the child may read is reached only with the network granted', async () => {
+    const folder = await mkdtemp(path.join(os.tmpdir(), 'kb-unix-socket-'));
+    const socketPath = path.join(folder, 'service.sock');
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      connections++;
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+    await chmod(socketPath, 0o777);
+    try {
+      // Before: connected, with no network grant (a socket file is not in the network namespace).
+      const undeclared = await make({ sandbox: 'required', allowRead: [folder] }).execute({ pluginId: PROBE, handlerId: 'connect-undeclared', input: { path: socketPath } });
+      expectOk(undeclared);
+      expect(undeclared.data).toEqual({ connected: false, error: 'EACCES' });
+      expect(connections).toBe(0);
+      const granted = await make({ sandbox: 'required', allowRead: [folder], permissions: { network: true } }).execute({ pluginId: PROBE, handlerId: 'connect', input: { path: socketPath } });
+      expectOk(granted);
+      expect(granted.data).toEqual({ connected: true });
+      expect(connections).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+
   it('declared fs.write folders exist and are writable by the sandbox user; files land on the host', async () => {
     const backend = make({ sandbox: 'required', permissions: { fs: { write: ['out'] } } });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'write-plugin-out', input: { path: 'out/sandboxed.txt', text: 'from inside' } });
@@ -368,7 +394,7 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(result.data).toEqual({ setuid: 'EPERM', setgid: 'EPERM', created: 'EPERM', shell: expect.stringMatching(/Operation not permitted/), plain: 'done' });
     expect((await stat(path.join(plugin, 'out', 'prog'))).mode & 0o7777).toBe(0o750);
     await expect(stat(path.join(plugin, 'out', 'created'))).rejects.toThrow(/ENOENT/);
-    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files');
+    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files, no Unix sockets without network');
   });
 
   it('a write folder made under a setgid folder does not pass the bit on: folders made in it can be chmod-ed and copied as anywhere else', async () => {

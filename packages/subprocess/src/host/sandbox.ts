@@ -7,7 +7,7 @@ import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
-import { setIdFilter } from './seccomp-filter.js';
+import { sandboxFilter } from './seccomp-filter.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
 
@@ -54,8 +54,12 @@ export interface Launch {
   stdin?: Buffer;
 }
 
-/** The system-call filter for this machine (seccomp-filter.ts), read by bubblewrap from fd 0, which it then closes. */
-const SET_ID_FILTER = setIdFilter();
+/**
+ * The system-call filters for this machine (seccomp-filter.ts), read by bubblewrap from fd 0,
+ * which it then closes: a child granted the network may make Unix sockets, one not may not.
+ */
+const SET_ID_FILTER = sandboxFilter(false);
+const NETWORK_FILTER = sandboxFilter(true);
 const SECCOMP_ARGS = SET_ID_FILTER ? ['--seccomp', '0'] : [];
 
 /**
@@ -136,7 +140,7 @@ export class Sandbox {
       args: [...view.rootArgs(), ...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
       user,
       sandboxed: true,
-      ...(SET_ID_FILTER ? { stdin: SET_ID_FILTER } : {}),
+      ...(SET_ID_FILTER ? { stdin: profile.network ? NETWORK_FILTER : SET_ID_FILTER } : {}),
     };
   }
 
@@ -214,7 +218,7 @@ export class Sandbox {
     return {
       requested: this.#config.mode,
       active: 'bubblewrap',
-      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files'] : []), ...user, ...model, 'env allow-list'],
+      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no Unix sockets without network'] : []), ...user, ...model, 'env allow-list'],
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
   }
@@ -333,7 +337,9 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
     } catch (error) {
       // Thrown at once: the host may not start processes at all (Node's permission model).
       const refused = refusedByHostPermissions(error, 'child', 'bubblewrap or any child process');
-      return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started: ${(error as Error)?.message ?? String(error)}` });
+      // Thrown by spawn as the sandbox user (EINVAL, EPERM: a uid this process cannot take): say which.
+      const as = user ? ` as uid ${user.uid} (sandboxUser; \`sandboxUser: false\` runs children as the host's user)` : '';
+      return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started${as}: ${(error as Error)?.message ?? String(error)}` });
     }
     child.stdin?.on('error', () => undefined).end(SET_ID_FILTER);
     child.unref();

@@ -8,6 +8,10 @@
  * open, openat and creat that create a file with one. openat2 (its mode in a struct the filter
  * cannot read) answers ENOSYS, as on an older kernel, so C libraries fall back to openat, and
  * io_uring (which opens files with a mode too) is not there, as where a kernel leaves it out.
+ * Without `unixSockets` (a child not granted the network), `socket(AF_UNIX, …)` answers EACCES:
+ * a socket file is reached through the file system, not the network namespace, so a read grant
+ * that holds one (`/run`, where docker's and dbus's live) would let a plugin talk to the service
+ * behind it. socketpair (how Node wires a child's stdio) is not affected.
  * Everything else is allowed: the sandbox's other layers do the rest.
  */
 
@@ -25,7 +29,9 @@ const RET = 0x06;
 const ALLOW = 0x7fff0000;
 const ERRNO = 0x00050000;
 const EPERM = 1;
+const EACCES = 13;
 const ENOSYS = 38;
+const AF_UNIX = 1;
 
 /** S_ISUID | S_ISGID. */
 const SET_ID_BITS = 0o6000;
@@ -41,6 +47,8 @@ interface ModeCall {
 
 interface Arch {
   audit: number;
+  /** socket(2). */
+  socket: number;
   calls: ModeCall[];
   /** Calls that answer ENOSYS. */
   absent: number[];
@@ -54,6 +62,7 @@ const OPENAT2 = 437;
 const ARCHES: Record<string, Arch> = {
   x64: {
     audit: 0xc000003e,
+    socket: 41,
     calls: [
       { nr: 90, modeArg: 1 }, // chmod
       { nr: 91, modeArg: 1 }, // fchmod
@@ -70,6 +79,7 @@ const ARCHES: Record<string, Arch> = {
   },
   arm64: {
     audit: 0xc00000b7,
+    socket: 198,
     calls: [
       { nr: 52, modeArg: 1 }, // fchmod
       { nr: 53, modeArg: 2 }, // fchmodat
@@ -81,15 +91,18 @@ const ARCHES: Record<string, Arch> = {
   },
 };
 
-/** The filter for this machine's architecture, as bytes for bubblewrap; undefined where there is none (not x86-64 or arm64). */
-export function setIdFilter(arch: string = process.arch): Buffer | undefined {
+/**
+ * The filter for this machine's architecture, as bytes for bubblewrap; undefined where there is
+ * none (not x86-64 or arm64). `unixSockets`: the child may make Unix sockets (granted the network).
+ */
+export function sandboxFilter(unixSockets: boolean, arch: string = process.arch): Buffer | undefined {
   const spec = ARCHES[arch];
-  return spec ? assemble(program(spec)) : undefined;
+  return spec ? assemble(program(spec, unixSockets)) : undefined;
 }
 
 type Instruction = [code: number, jt: number, jf: number, k: number];
 
-function program(arch: Arch): Instruction[] {
+function program(arch: Arch, unixSockets: boolean): Instruction[] {
   const out: Instruction[] = [];
   // Labels are resolved once the program is laid out: jumps are relative, forward only.
   const fixups: Array<{ at: number; label: string; field: 1 | 2 }> = [];
@@ -105,8 +118,14 @@ function program(arch: Arch): Instruction[] {
   out.push([LD_ABS, 0, 0, NR]);
   if (arch.otherAbiFrom !== undefined) jump(JGE, arch.otherAbiFrom, 'eperm', 0);
   for (const nr of arch.absent) jump(JEQ, nr, 'enosys', 0);
+  if (!unixSockets) jump(JEQ, arch.socket, 'socket', 0);
   arch.calls.forEach((call, i) => jump(JEQ, call.nr, `call${i}`, 0));
   out.push([RET, 0, 0, ALLOW]);
+  if (!unixSockets) {
+    labels.set('socket', out.length);
+    out.push([LD_ABS, 0, 0, argLow(0)]);
+    jump(JEQ, AF_UNIX, 'eacces', 'allow');
+  }
   arch.calls.forEach((call, i) => {
     labels.set(`call${i}`, out.length);
     if (call.flagsArg !== undefined) {
@@ -122,6 +141,8 @@ function program(arch: Arch): Instruction[] {
   out.push([RET, 0, 0, ERRNO | EPERM]);
   labels.set('enosys', out.length);
   out.push([RET, 0, 0, ERRNO | ENOSYS]);
+  labels.set('eacces', out.length);
+  out.push([RET, 0, 0, ERRNO | EACCES]);
   for (const { at, label, field } of fixups) {
     const offset = labels.get(label)! - at - 1;
     if (offset > 255) throw new Error(`seccomp filter: a jump of ${offset} does not fit`);
