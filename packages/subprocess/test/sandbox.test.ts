@@ -4,6 +4,7 @@ import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, readdir, rename, r
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { SubprocessBackend, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
@@ -336,6 +337,21 @@ describe.runIf(linux)('inside the sandbox', () => {
     } finally {
       await new Promise((resolve) => server.close(resolve));
     }
+  });
+
+  it('a host that cannot take the sandbox uid (a user namespace mapping only uid 0) falls back saying which uid and option', () => {
+    const host = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'nested-host.mjs');
+    const dist = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'index.js');
+    const nested = spawnSync('bwrap', ['--dev-bind', '/', '/', '--unshare-user', '--uid', '0', '--gid', '0', '--unshare-pid', '--proc', '/proc', '--', process.execPath, host, pathToFileURL(dist).href, fixturePlugins.basic], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      timeout: 30_000,
+    });
+    expect(nested.status, nested.stderr).toBe(0);
+    const isolation = JSON.parse(nested.stdout.trim().split('\n').at(-1)!) as { active: string; reason: string };
+    expect(isolation.active).toBe('process');
+    // Before: "bubblewrap cannot be started: spawn EINVAL", naming neither.
+    expect(isolation.reason).toContain('bubblewrap cannot be started as uid 65534 (sandboxUser;');
   });
 
   it('a Unix socket the host serves in a folder the child may read is reached only with the network granted', async () => {
