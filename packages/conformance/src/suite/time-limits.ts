@@ -128,6 +128,17 @@ function cancellationTests(suite: SuiteContext): void {
     expect(events).toEqual([]);
   });
 
+  it('a burst of calls with a signal aborted before them, while the plugins still load, is ABORTED each and takes no place from a real one', async () => {
+    const backend = make({ maxQueue: 2, maxConcurrency: 1 });
+    const signal = AbortSignal.abort();
+    const burst = Array.from({ length: 20 }, () => backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { signal }));
+    const real = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'real' });
+    // Before: past maxConcurrency + maxQueue of them, QUEUE_FULL (places among those waiting for
+    // the plugins to load), and the real call with them.
+    expect(new Set((await Promise.all(burst)).map((r) => (r.ok ? 'ok' : r.error.code)))).toEqual(new Set(['ABORTED']));
+    expectOk(await real);
+  });
+
   it('ABORTED for a running execution whose signal fires, and keeps serving', async () => {
     const backend = make();
     const controller = new AbortController();

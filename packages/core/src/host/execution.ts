@@ -167,6 +167,8 @@ export class Execution {
     meta.handlerId = parsed.handlerId;
     meta.executionId = parsed.executionId ?? newExecutionId();
     if (parsed.executionId !== undefined) this.#claimId(parsed.executionId);
+    // Before it takes a place among those waiting for the plugins to load (QUEUE_FULL past them).
+    throwIfAborted(opts.signal);
     const ready = host.ready();
     return ready ? ready.then(() => this.#task(parsed, opts)) : this.#task(parsed, opts);
   }
