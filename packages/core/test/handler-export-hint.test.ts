@@ -61,4 +61,13 @@ describe('a handler export that is not there', () => {
     const none = await failureOf('none.mjs', 'const x = 1;\nexport {};\n', 'greet');
     expect(none.message).toMatch(/has no export "default" \(exports: none\)$/);
   });
+
+  it('a module that was empty, or written again while it was imported (an editor saving it), is HANDLER_ERROR, not a missing export', async () => {
+    const empty = await failureOf('empty.mjs', '', 'greet');
+    expect(empty).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('empty.mjs is empty or was being saved as it was loaded (saved half-way?)') });
+    // Written while imported (here by itself, as an editor's save would, between the read and the
+    // check): before, HANDLER_NOT_FOUND "has no export", the file being whole again by the check.
+    const rewritten = await failureOf('rewritten.mjs', "import { appendFileSync } from 'node:fs';\nappendFileSync(new URL(import.meta.url), '// saved again\\n');\n", 'greet');
+    expect(rewritten).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('rewritten.mjs is empty or was being saved as it was loaded') });
+  });
 });

@@ -229,6 +229,8 @@ function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): H
 }
 
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
+  // Its size and time before the import: a file an editor saves meanwhile is seen changing.
+  const before = await fileState(entryPath);
   let mod: Record<string, unknown>;
   try {
     mod = (await import(handlerModuleUrl(entryPath, task.pluginRoot, load))) as Record<string, unknown>;
@@ -248,9 +250,10 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
   }
   const available = Object.keys(mod).filter((k) => k !== '__esModule');
-  if (await isEmptyFile(entryPath)) {
-    // A save caught between an editor's truncate and its write: the module is broken, not missing.
-    throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
+  if (savedHalfWay(before, await fileState(entryPath))) {
+    // A save caught between an editor's truncate and its write (empty when it was read, or written
+    // again while it was imported): the module is broken, not missing.
+    throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
   }
   throw new HandlerNotFoundError(
     exported === undefined
@@ -282,8 +285,19 @@ function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
   return value;
 }
 
-function isEmptyFile(file: string): Promise<boolean> {
-  return new Promise((resolve) => stat(file, (error, stats) => resolve(!error && stats.isFile() && stats.size === 0)));
+interface FileState {
+  size: number;
+  mtimeMs: number;
+}
+
+function fileState(file: string): Promise<FileState | undefined> {
+  return new Promise((resolve) => stat(file, (error, stats) => resolve(!error && stats.isFile() ? { size: stats.size, mtimeMs: stats.mtimeMs } : undefined)));
+}
+
+/** Empty before or after the import, or changed while it was imported. */
+function savedHalfWay(before: FileState | undefined, after: FileState | undefined): boolean {
+  if (!before || !after) return false;
+  return before.size === 0 || after.size === 0 || before.mtimeMs !== after.mtimeMs || before.size !== after.size;
 }
 
 function exists(file: string): Promise<boolean> {
