@@ -37,7 +37,7 @@ export function deserializeLikeClone(bytes: Uint8Array): unknown {
 export function unreadableMessageError(what: string, where: string, error: unknown): ValidationError {
   const message = String((error as Error)?.message ?? error);
   const tooDeep = (error as Error)?.name === 'RangeError' && /call stack/i.test(message);
-  const why = tooDeep ? 'it is nested deeper than can be rebuilt there' : 'it holds a value that Node writes but cannot read back, such as an Error that is its own cause, or a Float16Array (Node 24 and later) read on Node 20 or 22';
+  const why = tooDeep ? 'it is nested deeper than can be rebuilt there' : 'it holds a value that Node cannot read, such as an Error that is its own cause (Node writes it but cannot read it back), or a Float16Array (Node 24 and later) read on Node 20 or 22';
   return new ValidationError(`${what} could not be read ${where} (Node ${process.version}): ${why} (${message})`, {
     details: { reason: 'unreadable-message', message, node: process.version },
     cause: error,
