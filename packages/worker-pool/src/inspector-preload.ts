@@ -16,4 +16,6 @@ const Closed = function Worker(this: unknown, ...args: unknown[]): object {
 Object.defineProperty(Closed, 'name', { value: 'Worker' });
 Closed.prototype = Original.prototype;
 Object.setPrototypeOf(Closed, Object.getPrototypeOf(Original));
+// Nor through its prototype: `Worker.prototype.constructor` (or an instance's) is this one too.
+Object.defineProperty(Original.prototype, 'constructor', { value: Closed, writable: true, configurable: true, enumerable: false });
 (workerThreads as unknown as { Worker: unknown }).Worker = Closed;
