@@ -374,6 +374,12 @@ describe.runIf(linux)('inside the sandbox', () => {
       expectOk(granted);
       expect(granted.data).toEqual({ connected: true });
       expect(connections).toBe(1);
+      // Nor a datagram socketpair, whose sockets may sendto() any socket file (here from a program
+      // the handler runs; before, the datagram arrived). A stream pair, Node's stdio, still works.
+      const perl = "use Socket; socketpair(my $a, my $b, AF_UNIX, SOCK_DGRAM, 0) or die qq(socketpair: $!\\n); print send($a, 'x', 0, pack_sockaddr_un($ARGV[0])) // qq(send: $!)";
+      const sent = await make({ sandbox: 'required', allowRead: [folder], permissions: { childProcess: true } }).execute({ pluginId: PROBE, handlerId: 'runs', input: { file: 'perl', args: ['-e', perl, path.join(folder, 'none.sock')] } });
+      expectOk(sent);
+      expect((sent.data as { stderr: string }).stderr).toContain('socketpair: Permission denied');
     } finally {
       await new Promise((resolve) => server.close(resolve));
       await rm(folder, { recursive: true, force: true });

@@ -11,7 +11,8 @@
  * Without `unixSockets` (a child not granted the network), `socket(AF_UNIX, …)` answers EACCES:
  * a socket file is reached through the file system, not the network namespace, so a read grant
  * that holds one (`/run`, where docker's and dbus's live) would let a plugin talk to the service
- * behind it. socketpair (how Node wires a child's stdio) is not affected.
+ * behind it; nor a datagram `socketpair` (whose sockets may `sendto()` any socket file: the
+ * journal's, syslog's). A stream socketpair (how Node wires a child's stdio) is not affected.
  * Everything else is allowed: the sandbox's other layers do the rest.
  */
 
@@ -24,6 +25,7 @@ const LD_ABS = 0x20;
 const JEQ = 0x15;
 const JSET = 0x45;
 const JGE = 0x35;
+const AND = 0x54;
 const RET = 0x06;
 
 const ALLOW = 0x7fff0000;
@@ -32,6 +34,9 @@ const EPERM = 1;
 const EACCES = 13;
 const ENOSYS = 38;
 const AF_UNIX = 1;
+const SOCK_DGRAM = 2;
+/** The socket type in socketpair's type argument (the rest: SOCK_NONBLOCK, SOCK_CLOEXEC). */
+const SOCK_TYPE_MASK = 0xf;
 
 /** S_ISUID | S_ISGID. */
 const SET_ID_BITS = 0o6000;
@@ -47,8 +52,9 @@ interface ModeCall {
 
 interface Arch {
   audit: number;
-  /** socket(2). */
+  /** socket(2) and socketpair(2). */
   socket: number;
+  socketpair: number;
   calls: ModeCall[];
   /** Calls that answer ENOSYS. */
   absent: number[];
@@ -63,6 +69,7 @@ const ARCHES: Record<string, Arch> = {
   x64: {
     audit: 0xc000003e,
     socket: 41,
+    socketpair: 53,
     calls: [
       { nr: 90, modeArg: 1 }, // chmod
       { nr: 91, modeArg: 1 }, // fchmod
@@ -80,6 +87,7 @@ const ARCHES: Record<string, Arch> = {
   arm64: {
     audit: 0xc00000b7,
     socket: 198,
+    socketpair: 199,
     calls: [
       { nr: 52, modeArg: 1 }, // fchmod
       { nr: 53, modeArg: 2 }, // fchmodat
@@ -118,13 +126,20 @@ function program(arch: Arch, unixSockets: boolean): Instruction[] {
   out.push([LD_ABS, 0, 0, NR]);
   if (arch.otherAbiFrom !== undefined) jump(JGE, arch.otherAbiFrom, 'eperm', 0);
   for (const nr of arch.absent) jump(JEQ, nr, 'enosys', 0);
-  if (!unixSockets) jump(JEQ, arch.socket, 'socket', 0);
+  if (!unixSockets) {
+    jump(JEQ, arch.socket, 'socket', 0);
+    jump(JEQ, arch.socketpair, 'socketpair', 0);
+  }
   arch.calls.forEach((call, i) => jump(JEQ, call.nr, `call${i}`, 0));
   out.push([RET, 0, 0, ALLOW]);
   if (!unixSockets) {
     labels.set('socket', out.length);
     out.push([LD_ABS, 0, 0, argLow(0)]);
     jump(JEQ, AF_UNIX, 'eacces', 'allow');
+    labels.set('socketpair', out.length);
+    out.push([LD_ABS, 0, 0, argLow(1)]);
+    out.push([AND, 0, 0, SOCK_TYPE_MASK]);
+    jump(JEQ, SOCK_DGRAM, 'eacces', 'allow');
   }
   arch.calls.forEach((call, i) => {
     labels.set(`call${i}`, out.length);
