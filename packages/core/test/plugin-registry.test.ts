@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -98,6 +99,17 @@ describe('loading a plugin folder', () => {
     expect(error.message).toContain(dir);
     const missing = await validationFailure(new PluginRegistry().load(path.join(tmp, 'does-not-exist')));
     expect(missing.message).toContain('does-not-exist');
+  });
+
+  it('refuses a kb.plugin.json that is a FIFO (or a folder) at once, instead of waiting on it for ever', async () => {
+    const dir = await pluginFolder(undefined);
+    execFileSync('mkfifo', [path.join(dir, MANIFEST_FILE)]);
+    // Before: the read waited for a writer, and every execution of every plugin with it.
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toBe(`Cannot read ${path.join(dir, MANIFEST_FILE)}: it is not a regular file (a folder, a FIFO, a device or a socket is never read)`);
+    const folder = await pluginFolder(undefined);
+    await mkdir(path.join(folder, MANIFEST_FILE));
+    expect((await validationFailure(new PluginRegistry().load(folder))).message).toContain('it is not a regular file');
   });
 
   it('refuses a path to the manifest file itself, naming the folder to give instead', async () => {

@@ -15,11 +15,27 @@ export async function readFolder(dir: string | URL): Promise<{ source: { root: s
   return { source: { root, manifest: await readManifest(root, file) }, file };
 }
 
+/**
+ * A file's text, if it is a regular file: opened without waiting (a FIFO put there would hold the
+ * read, and with it every execution waiting for the plugins to load), then looked at.
+ */
+async function readRegularFile(file: string): Promise<string> {
+  const handle = await fs.promises.open(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  try {
+    if (!(await handle.stat()).isFile()) {
+      throw Object.assign(new Error('it is not a regular file (a folder, a FIFO, a device or a socket is never read)'), { code: 'ENOTREG' });
+    }
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
 /** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
 export async function readManifest(root: string, file: string): Promise<unknown> {
   let text: string;
   try {
-    text = await fs.promises.readFile(file, 'utf8');
+    text = await readRegularFile(file);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     const notFolder = code === 'ENOTDIR' ? `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}` : undefined;
