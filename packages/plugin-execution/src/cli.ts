@@ -161,9 +161,24 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-main(process.argv.slice(2)).then(exit, (error: unknown) => {
-  exit(reportFailure(error));
+let settled = false;
+// The event loop empty with the command still pending (a --platform factory whose promise never
+// settles, and nothing else to wait for) is a failure, said, not a silent exit 0.
+process.once('beforeExit', () => {
+  if (settled) return;
+  process.exitCode = 1;
+  process.stderr.write("ERROR: the command ended with its work still pending (a promise that never settles, such as a --platform factory's, and nothing left to wait for)\n");
 });
+main(process.argv.slice(2)).then(
+  (code) => {
+    settled = true;
+    exit(code);
+  },
+  (error: unknown) => {
+    settled = true;
+    exit(reportFailure(error));
+  },
+);
 
 /** parseArgs's "Unknown option '--inptu'. To specify a positional argument …" as what it means, with the option meant. */
 function usageMessage(error: Error & { code?: string }, worker: boolean): string {

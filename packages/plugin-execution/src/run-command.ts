@@ -133,9 +133,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
     if (mistake) throw new UsageError(mistake);
     const printed = report(result, values.json === true);
-    // A signal seen only once the handler had returned (it blocked the event loop meanwhile)
-    // stopped nothing: the result it printed stands, and so does its exit code.
-    const stoppedBy = result.ok ? undefined : signals.stoppedBy();
+    // A signal seen only once the handler had returned or thrown (it blocked the event loop
+    // meanwhile) stopped nothing: the result it printed stands, and so does its exit code.
+    const stoppedBy = !result.ok && result.error.code === 'ABORTED' ? signals.stoppedBy() : undefined;
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
   } finally {
     liftExitGuard();

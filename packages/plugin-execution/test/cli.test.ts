@@ -183,6 +183,13 @@ describe('kb-plugin-exec CLI', () => {
     const thrown = run(['run', fixturePlugins.basic, 'echo', '--platform', factory, '--no-workspace']);
     expect(thrown.status).toBe(2);
     expect(thrown.stderr.split('\n')[0]).toBe(`--platform: the function ${factory} exports threw: Error: factory boom (at ${pathToFileURL(factory).href}:2:9)`);
+    // A factory whose promise never settles: the process ran out of work (before, exit 0 with nothing printed).
+    const never = path.join(root, 'platform-never.mjs');
+    await writeFile(never, 'export const platform = () => new Promise(() => {});\n');
+    const pending = run(['run', fixturePlugins.basic, 'echo', '--platform', never, '--no-workspace']);
+    expect(pending.status).toBe(1);
+    expect(pending.stdout).toBe('');
+    expect(pending.stderr).toContain('ERROR: the command ended with its work still pending');
     const missing = run(['run', fixturePlugins.basic, 'echo', '--platform', path.join(root, 'no-such-module.mjs')]);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--platform: no file or package');
@@ -258,6 +265,12 @@ describe('kb-plugin-exec CLI', () => {
         // Before: 130 with a workspace (its release gave the signal a turn), 0 without.
         expect(await exited, where[0]).toBe(0);
         expect(JSON.parse(stdout)).toBe('spun');
+        // The same for a handler that failed: its HANDLER_ERROR's exit code, 1 (it was 130 with a workspace).
+        const failing = spawn(process.execPath, [cli, 'run', blocking, 'spin', '--input', JSON.stringify({ marker: `${marker}-throws`, ms: 1000, throws: true }), ...where], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const failed = new Promise<number | null>((resolve) => failing.once('exit', (code) => resolve(code)));
+        await waitFor(() => existsSync(`${marker}-throws`), 15_000);
+        failing.kill('SIGINT');
+        expect(await failed, where[0]).toBe(1);
       }
       expect(await readdir(workspaces)).toEqual([]);
     } finally {
