@@ -213,11 +213,11 @@ export class ExecutionTelemetry {
     const attributes: Attributes = { [ATTR.backend]: this.#backend };
     if (meta.pluginId) attributes[ATTR.pluginId] = meta.pluginId;
     if (meta.handlerId) attributes[ATTR.handlerId] = meta.handlerId;
-    if (this.#dispatched) instruments.queueWait.record(meta.queueWaitMs / 1000, attributes);
-    attributes[ATTR.outcome] = code ?? 'ok';
-    if (code) attributes[ATTR.errorType] = code;
-    instruments.duration.record(meta.durationMs / 1000, attributes);
-    instruments.executions.add(1, attributes);
+    // Each instrument on its own: one that throws does not take the others with it.
+    if (this.#dispatched) recordQuietly(() => instruments.queueWait.record(meta.queueWaitMs / 1000, attributes));
+    const outcome: Attributes = { ...attributes, [ATTR.outcome]: code ?? 'ok', ...(code ? { [ATTR.errorType]: code } : {}) };
+    recordQuietly(() => instruments.duration.record(meta.durationMs / 1000, outcome));
+    recordQuietly(() => instruments.executions.add(1, outcome));
   }
 
   #endSpan(meta: ExecutionMeta, code: string | undefined, error: KnownExecutionError | undefined): void {

@@ -65,7 +65,7 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
     const dir = path.join(root, name);
     if (name.endsWith(KEPT_SUFFIX)) {
       // The host removed the workspace it kept: its mark goes too.
-      if (!present.has(name.slice(0, -KEPT_SUFFIX.length))) await removeQuietly(dir);
+      if (!present.has(name.slice(0, -KEPT_SUFFIX.length)) && !fs.existsSync(dir.slice(0, -KEPT_SUFFIX.length))) await removeQuietly(dir);
       continue;
     }
     // Kept, or being kept now (the mark is written before the lease leaves LIVE).
@@ -82,6 +82,8 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
     const stale = foreign || (pid === process.pid ? !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX)) : !processAlive(pid));
     if (!stale) continue;
     try {
+      // Gone since the root was read (its lease released it): not this sweep's doing.
+      if (!(await stillThere(dir))) continue;
       await removeTree(dir);
       result.removed.push(dir);
     } catch (error) {
@@ -89,6 +91,15 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
     }
   }
   return result;
+}
+
+async function stillThere(dir: string): Promise<boolean> {
+  try {
+    await fs.promises.lstat(dir);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 async function removeQuietly(file: string): Promise<void> {
