@@ -357,10 +357,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
 
   it.runIf(process.platform === 'linux')('a child started just before its thread ends (process.exit right after the spawn) is killed by the host too: each is listed as its spawn() returns', async () => {
     const backend = backends.make({ maxThreads: 1 });
-    const pidFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'kb-wp-kids-')), 'pids.json');
-    const crashed = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { n: 3, exitAfter: true, pidFile } });
-    expectError(crashed, 'WORKER_CRASHED');
-    const pids = JSON.parse(readFileSync(pidFile, 'utf8')) as number[];
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-wp-kids-'));
+    const pidFile = path.join(dir, 'pids.json');
+    let pids: number[];
+    try {
+      const crashed = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { n: 3, exitAfter: true, pidFile } });
+      expectError(crashed, 'WORKER_CRASHED');
+      pids = JSON.parse(readFileSync(pidFile, 'utf8')) as number[];
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     await backend.shutdown();
     const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
     await waitFor(() => running().length === 0, 2000).catch(() => undefined);
