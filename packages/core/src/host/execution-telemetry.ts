@@ -49,8 +49,8 @@ export class ExecutionTelemetry {
     const api = otelApi();
     if (!api) return undefined;
     // Each signal on its own: a meter SDK that throws leaves the spans recorded, and the reverse.
-    const tracer = quietly(() => activeTracer(api));
-    const instruments = quietly(() => {
+    const tracer = recordQuietly(() => activeTracer(api));
+    const instruments = recordQuietly(() => {
       const meter = activeMeter(api);
       return meter && instrumentsOf(meter);
     });
@@ -309,13 +309,3 @@ function clip(name: string): string {
 }
 
 function noop(): void {}
-
-/** `take()`, or undefined (reported once) when the SDK throws. */
-function quietly<T>(take: () => T): T | undefined {
-  try {
-    return take();
-  } catch (error) {
-    reportTelemetryFailure(error);
-    return undefined;
-  }
-}

@@ -101,11 +101,15 @@ export function reportTelemetryFailure(error: unknown): void {
   process.emitWarning(`OpenTelemetry recording failed; executions go on: ${what}`, { code: 'KB_PLUGIN_EXECUTION_OTEL' });
 }
 
-/** Record something through the SDK; one that throws is reported (once) and nothing else happens. */
-export function recordQuietly(record: () => void): void {
+/**
+ * Record (or take) something through the SDK: what `record()` returns, or undefined when the SDK
+ * throws, which is reported (once) and nothing else happens.
+ */
+export function recordQuietly<T>(record: () => T): T | undefined {
   try {
-    record();
+    return record();
   } catch (error) {
     reportTelemetryFailure(error);
+    return undefined;
   }
 }
