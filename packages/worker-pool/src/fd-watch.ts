@@ -31,14 +31,16 @@ export class FdWatch {
 
   #wrapFileHandles(): void {
     const promises = fs.promises as unknown as { open: (...args: unknown[]) => Promise<{ fd: number }> };
-    const open = promises.open;
+    const realOpen = promises.open;
     const handles = this.#handles;
-    promises.open = async function open_(...args: unknown[]) {
-      const handle = await Reflect.apply(open, promises, args);
-      handles.add(new WeakRef(handle));
-      return handle;
-    };
-    Object.defineProperty(promises.open, 'name', { value: 'open' });
+    // A method keeps the name `open` that code looking at fs.promises.open.name expects.
+    promises.open = {
+      async open(...args: unknown[]) {
+        const handle = await Reflect.apply(realOpen, promises, args);
+        handles.add(new WeakRef(handle));
+        return handle;
+      },
+    }.open;
   }
 
   #wrapDescriptors(): void {
