@@ -286,10 +286,15 @@ export class PoolThread<Lane = unknown> {
       this.reports.push(message.crash);
       return;
     }
-    if ('reaped' in message) return this.#reaped();
+    if ('reaped' in message) return this.endedBy === undefined ? this.#forged('a reaped') : this.#reaped();
     if ('verdict' in message) return this.#onVerdict(message.k, message.verdict);
     const execution = this.execution;
-    if (execution?.k !== message.k) return;
+    if (execution?.k !== message.k) {
+      // What the runtime sends after its answer is paced (counted above) and dropped; an answer comes once.
+      if ('declined' in message) this.#forged('a decline');
+      else if ('m' in message && message.m.type === 'result') this.#forged('a result');
+      return;
+    }
     // An answer or a decline is the runtime's only if it said so where plugin code cannot write (flow-control.ts).
     if (('declined' in message || ('m' in message && message.m.type === 'result')) && !answeredBy(this.#wake!, message.k)) {
       return this.#violate(`${'declined' in message ? 'a decline' : 'a result'} its runtime did not send (${FORGED})`);
@@ -319,8 +324,7 @@ export class PoolThread<Lane = unknown> {
 
   /** The verdict that follows a `pending` answer (the thread looked at its handler's leftovers first). */
   #onVerdict(k: number, verdict: ThreadVerdict): void {
-    if (this.#verdictFor !== k) return;
-    if (!verdictBy(this.#wake!, k)) return this.#violate(`a verdict its runtime did not send (${FORGED})`);
+    if (this.#verdictFor !== k || !verdictBy(this.#wake!, k)) return this.#forged('a verdict');
     this.#verdictFor = undefined;
     this.#takeVerdict(verdict);
   }
@@ -342,6 +346,11 @@ export class PoolThread<Lane = unknown> {
   }
 
   /** It sent what the pool's runner never sends (plugin code on its port): ended, and its execution fails WORKER_CRASHED `protocol`. */
+  /** An unpaced message (answer, verdict, reaped) not waited for, which a loop would pile up in the host: it ends a thread in service (one on its way out goes soon). */
+  #forged(what: string): void {
+    if (this.endedBy === undefined) this.#violate(`${what} its runtime did not send (${FORGED})`);
+  }
+
   #violate(problem: string): void {
     this.protocolError = problem;
     this.end({ kind: 'terminated' });

@@ -15,6 +15,7 @@ export function threadMessageProblem(message: unknown): string | undefined {
   if (typeof message !== 'object' || message === null || Array.isArray(message)) return `message is not an object (${describeShape(message)})`;
   const m = message as Record<string, unknown>;
   if ('crash' in m) return m.units === undefined ? crashReportProblem(m.crash) : 'a crash report with units';
+  if ('reaped' in m) return m.reaped === true ? undefined : `reaped ${describeShape(m.reaped)} where the runtime says true`;
   if (!isCount(m.k)) return `k is not an execution number (${describeShape(m.k)})`;
   if ('declined' in m) return RETIRE_REASONS.has(m.declined) ? undefined : `declined for an unknown reason ${describeShape(m.declined)}`;
   if ('verdict' in m) return verdictProblem(m.verdict);

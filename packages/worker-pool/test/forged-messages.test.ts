@@ -33,6 +33,11 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     ['a well-formed result, to take the thread past its time limit and answer for the next executions', [{ k: 'each', m: { type: 'result', ok: true, data: 'forged' } }], `a result its runtime did not send (${FORGED})`],
     ['a verdict of no known kind', [{ k: 'each', verdict: { retire: 'bored' } }], 'retire for an unknown reason "bored"'],
     ['pending on what is not an answer', [{ k: 'each', units: 1, pending: true, m: { type: 'log', level: 'info', message: 'x' } }], 'pending on what is not an answer without a verdict'],
+    ['a well-formed verdict the host did not wait for (unpaced: the host would hold a flood of them)', [{ k: 'each', verdict: {} }], `a verdict its runtime did not send (${FORGED})`],
+    ['a well-formed result for an execution the thread is not running (unpaced)', [{ k: 987_654, m: { type: 'result', ok: true, data: 'forged' } }], `a result its runtime did not send (${FORGED})`],
+    ['a well-formed decline for an execution the thread is not running (unpaced)', [{ k: 987_654, declined: 'recycled' }], `a decline its runtime did not send (${FORGED})`],
+    ['a reaped from a thread that is not retiring (unpaced)', [{ reaped: true }], `a reaped its runtime did not send (${FORGED})`],
+    ['a reaped that is not true', [{ reaped: 1 }], 'reaped number where the runtime says true'],
     ['crash reports, kept by the host for the thread\'s life', Array.from({ length: 10 }, () => ({ crash: { k: -1, reason: 'exit' } })), 'more crash reports than a dying thread sends'],
   ])('%s: WORKER_CRASHED protocol, the host unaffected, the next execution runs', async (name, posts, problem) => {
     const backend = backends.make({ maxThreads: 1 });
@@ -43,16 +48,6 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect(await runs(name)).toBe(1);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
     expect((await runners(backend)).crashed).toBe(1);
-  });
-
-  it('a well-formed verdict the host did not wait for (it keeps a thread that should go) is not taken: the execution and the thread go on', async () => {
-    const backend = backends.make({ maxThreads: 1 });
-    const name = 'verdict-unasked';
-    const result = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input: { dir: marks, name, posts: [{ k: 'each', verdict: {} }] } }, { timeoutMs: 10_000 });
-    expectOk(result);
-    expect(await runs(name)).toBe(1);
-    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
-    expect((await runners(backend)).crashed).toBe(0);
   });
 
   it('a crash report an earlier execution forged (or its own process.emit("exit") sent) is no proof that the next one never began: one that began and died is not run again', async () => {
