@@ -140,12 +140,17 @@ function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown
     }
     return children;
   }
-  for (const key of Object.keys(v)) {
+  const keys = Object.keys(v);
+  // The clone reads these of an Error too, getters included, though they are not enumerable.
+  if (types.isNativeError(v)) for (const key of ERROR_READS) if (!keys.includes(key)) keys.push(key);
+  for (const key of keys) {
     if (children.length >= limit) break;
     children.push([key, () => (v as Record<string, unknown>)[key]]);
   }
   return children;
 }
+
+const ERROR_READS = ['name', 'message', 'stack'];
 
 // structuredClone has a fixed cost (serialise + deserialise) that dominates for the small plain
 // values most executions carry. For exactly those — plain objects and dense arrays of strings,

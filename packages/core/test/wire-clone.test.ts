@@ -125,6 +125,16 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(() => cloneForWire(value, 'input')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path: 'input.onProgress' }) }));
   });
 
+  it.each(['stack', 'message', 'name'])("names an Error's own %s whose getter throws (not enumerable, still read by the clone)", (key) => {
+    const error = new Error('d');
+    Object.defineProperty(error, key, {
+      get() {
+        throw new Error('getter');
+      },
+    });
+    expect(() => cloneForWire({ list: [error] }, 'result')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path: `result.list[0].${key}` }) }));
+  });
+
   it('does not blame shared memory that was fine when a function is what was refused', () => {
     const value = { s: new SharedArrayBuffer(2), f: () => 1 };
     let thrown: unknown;
