@@ -156,12 +156,14 @@ describe('WorkspaceManager', () => {
     );
   });
 
-  it('creates a missing root (0700) and a private 0700 directory per lease', async () => {
+  it('creates a missing root (0700), the missing folders above it as mkdir -p does (0755 within the umask), and a private 0700 directory per lease', async () => {
     const nested = path.join(await freshRoot(), 'deeper', 'still');
     const manager = new WorkspaceManager({ root: nested });
     expect(await exists(nested)).toBe(false);
     const lease = await manager.acquire('exec-1');
     expect(await mode(nested)).toBe(0o700);
+    // Not closed to others: the subprocess sandbox's user passes through them to its workspace.
+    expect(await mode(path.dirname(nested))).toBe(0o755 & ~currentUmask());
     expect(await mode(lease.dir)).toBe(0o700);
     expect((await stat(lease.dir)).isDirectory()).toBe(true);
     expect(lease.executionId).toBe('exec-1');
@@ -701,4 +703,10 @@ async function makeReadOnlyTree(dir: string): Promise<void> {
   await writeFile(path.join(dir, 'locked', 'x'), 'x');
   await chmod(path.join(dir, 'locked'), 0o000);
   await chmod(path.join(dir, 'a'), 0o500);
+}
+
+function currentUmask(): number {
+  const mask = process.umask(0);
+  process.umask(mask);
+  return mask;
 }

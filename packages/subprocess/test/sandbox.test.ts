@@ -237,6 +237,19 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect((await asRoot.health()).isolation.layers.some((l) => l.startsWith('uid '))).toBe(false);
   });
 
+  it.runIf(root)('on a root host a workspace root whose folders do not exist yet is made so that the sandbox user can still reach it: the child still runs as uid 65534', async () => {
+    const top = path.join(os.tmpdir(), `kb-sub-deep-${process.pid}-${Date.now()}`);
+    try {
+      const backend = make({ sandbox: 'required', workspace: { root: path.join(top, 'a', 'ws') } });
+      const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+      expectOk(result);
+      expect(result.data).toMatchObject({ uid: 65534, gid: 65534 });
+      expect((await backend.health()).isolation.layers).toContain('uid 65534 gid 65534');
+    } finally {
+      await rm(top, { recursive: true, force: true });
+    }
+  });
+
   it('host files outside the grants do not exist for the plugin (even with the permission model off)', async () => {
     const backend = make({ sandbox: 'required', enforcePermissions: false });
     const secret = path.join(outside, 'secret.txt');
