@@ -17,3 +17,4 @@ export { formatPath, issuesOf, parseWith, validationError } from './validation.j
 export { settlesWithin } from './settles-within.js';
 export { checkTimeoutOptions } from './host/shutdown-hooks.js';
 export { jsonSyntaxProblem } from './host/json-syntax.js';
+export { makeDirectories } from './host/make-directories.js';

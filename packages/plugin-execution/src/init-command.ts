@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { installCommand, lockFileManager } from '@kb-labs/plugin-execution-core/host-kit';
+import { installCommand, lockFileManager, makeDirectories } from '@kb-labs/plugin-execution-core/host-kit';
 
 /**
  * `init <dir>`: a plugin that runs as created on every backend — a manifest, one handler typed
@@ -20,7 +20,10 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
   const id = `@my-org/${name}`;
   const { pkg, schema, installed } = installedPackage(root);
-  await mkdir(root, { recursive: true });
+  // Not mkdir's recursive form: under /proc it retries for ever.
+  await makeDirectories(root, 0o755).catch((error: NodeJS.ErrnoException) => {
+    throw usage(`init: cannot make ${root}: ${error.message}; give a folder that can be made`);
+  });
   const files: Record<string, string> = {
     'package.json': `${JSON.stringify({ name, version: '0.1.0', private: true, type: 'module', scripts: { test: 'node --test' } }, null, 2)}\n`,
     'kb.plugin.json': `${JSON.stringify(

@@ -510,6 +510,12 @@ describe('kb-plugin-exec CLI', () => {
     const initOnFile = run(['init', cli]);
     expect(initOnFile.status).toBe(2);
     expect(initOnFile.stderr.split('\n')[0]).toMatch(/^init: \S+cli\.js is a file; give a new folder$/);
+    if (process.platform === 'linux') {
+      // A pseudo file system that refuses new entries with ENOENT: Node's recursive mkdir retried for ever.
+      const underProc = spawnSync(process.execPath, [cli, 'init', '/proc/kb-init-never'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 10_000 });
+      expect(underProc.status).toBe(2);
+      expect(underProc.stderr.split('\n')[0]).toBe("init: cannot make /proc/kb-init-never: ENOENT: no such file or directory, mkdir '/proc/kb-init-never'; give a folder that can be made");
+    }
     const typo = run(['run', fixturePlugins.basic, 'echo', '--inptu', '{}']);
     expect(typo.status).toBe(2);
     expect(typo.stderr.split('\n')[0]).toBe('unknown option --inptu; did you mean --input?');

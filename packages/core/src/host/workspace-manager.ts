@@ -2,6 +2,7 @@ import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
 import { nearest } from './nearest-name.js';
 import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
+import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
 import { CREATING, hostTag, KEPT_SUFFIX, LIVE, sweepRoot, type SweepResult } from './workspace-sweep.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
@@ -192,29 +193,6 @@ function refuseUnknownKeys(options: unknown, known: readonly string[], what: str
   if (unknown === undefined) return;
   const near = nearest(unknown, known);
   throw new WorkspaceError(`${what} does not take "${unknown}"${near ? `; did you mean "${near}"?` : ''} (it takes ${known.join(', ')})`, { details: { field: unknown } });
-}
-
-/**
- * `mkdir -p`, one level at a time. Not `fs.mkdir({ recursive: true })`: under a pseudo file system
- * that refuses new entries with ENOENT (a root under /proc), Node's retries it for ever. `dir` gets
- * `mode`; a missing folder above it gets `ancestorsMode` (as `mkdir -p` would, within the umask):
- * folders above a private root closed to every other user would lock out whoever may pass through
- * to it (the subprocess sandbox's own user).
- */
-export async function makeDirectories(dir: string, mode: number, ancestorsMode = 0o755): Promise<void> {
-  try {
-    await fs.promises.mkdir(dir, { mode });
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    const parent = path.dirname(dir);
-    if (code !== 'ENOENT' || parent === dir) throw error;
-    await makeDirectories(parent, ancestorsMode, ancestorsMode);
-    // The parent exists now: a second ENOENT is the file system's refusal, and is said.
-    await fs.promises.mkdir(dir, { mode }).catch((again: NodeJS.ErrnoException) => {
-      if (again.code !== 'EEXIST') throw again;
-    });
-  }
 }
 
 class Lease implements WorkspaceLease {
