@@ -539,6 +539,17 @@ describe('sweep()', () => {
     expect(await readdir(shared)).toEqual([]);
   });
 
+  it('says why the root cannot be read (a file)', async () => {
+    const file = path.join(await freshRoot(), 'a-file');
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, '');
+    await expect(new WorkspaceManager({ root: file }).sweep()).rejects.toMatchObject({
+      code: 'WORKSPACE_ERROR',
+      message: `Cannot read workspace root ${file}: ENOTDIR: not a directory, scandir '${file}'`,
+      details: { root: file, code: 'ENOTDIR' },
+    });
+  });
+
   it('returns nothing when the root does not exist', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     await expect(manager.sweep()).resolves.toEqual({ removed: [], failed: [], foreign: [], kept: [] });

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
@@ -130,6 +130,7 @@ async function sweepCommand(given: string | undefined, foreignOlderThan: string 
     process.stderr.write(`WORKSPACE_ERROR: --workspace-root ${root} does not exist: nothing to sweep\n`);
     return 1;
   }
+  if (given !== undefined && !statSync(root).isDirectory()) throw new UsageError(`--workspace-root ${root} is not a folder`);
   const result = await new WorkspaceManager({ root }).sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return result.failed.length ? 1 : 0;

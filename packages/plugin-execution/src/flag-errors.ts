@@ -29,6 +29,10 @@ export function givenFlags(values: Record<string, unknown>): ReadonlySet<string>
  */
 export function flagMistake(error: unknown, given: ReadonlySet<string>): string | undefined {
   const e = error as { code?: unknown; message?: unknown; details?: { path?: unknown; issues?: unknown } } | undefined;
+  // A root where no folder can be made (a file, /proc), said as the worker command says it.
+  if (e?.code === 'WORKSPACE_ERROR' && typeof e.message === 'string' && e.message.startsWith('Cannot create workspace root ') && given.has('--workspace-root')) {
+    return `--workspace-root: no workspace can be made there: ${e.message}`;
+  }
   if (e?.code !== 'VALIDATION_ERROR' || typeof e.message !== 'string' || !CHECKS_THE_COMMAND_LINE.test(e.message)) return undefined;
   const issues: ValidationIssue[] = Array.isArray(e.details?.issues) ? (e.details.issues as ValidationIssue[]) : typeof e.details?.path === 'string' ? [{ path: e.details.path, message: e.message }] : [];
   const named = issues.map((issue) => ({ ...issue, flag: issue.path === 'context' || issue.path.startsWith('context.') ? '--context' : FLAG_OF_OPTION[issue.path] }));

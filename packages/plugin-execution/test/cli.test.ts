@@ -727,6 +727,14 @@ describe('kb-plugin-exec CLI', () => {
     expect(mistyped.status).toBe(1);
     expect(mistyped.stdout).toBe('');
     expect(mistyped.stderr).toBe(`WORKSPACE_ERROR: --workspace-root ${missing} does not exist: nothing to sweep\n`);
+    // A file given as the root: the command line's mistake, named as its flag (exit 2), for sweep and for run.
+    const fileRoot = run(['sweep', '--workspace-root', cli]);
+    expect(fileRoot.status).toBe(2);
+    expect(fileRoot.stderr.split('\n')[0]).toBe(`--workspace-root ${cli} is not a folder`);
+    const runFileRoot = run(['run', fixturePlugins.basic, 'echo', '--workspace-root', cli]);
+    expect(runFileRoot.status).toBe(2);
+    expect(runFileRoot.stdout).toBe('');
+    expect(runFileRoot.stderr.split('\n')[0]).toBe(`--workspace-root: no workspace can be made there: Cannot create workspace root ${cli}: it is not a directory`);
     // Without --workspace-root: the root every backend uses by default (before, a usage error, and
     // that root was named nowhere). Under a temp dir of the test's own (TMPDIR).
     const tmp = path.join(root, 'tmpdir');

@@ -56,7 +56,7 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
     names = (await fs.promises.readdir(root)).sort();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return result;
-    throw new WorkspaceError(`Cannot read workspace root ${root}`, { cause: error });
+    throw new WorkspaceError(`Cannot read workspace root ${root}: ${(error as Error).message}`, { details: { root, code: (error as NodeJS.ErrnoException).code }, cause: error });
   }
   const present = new Set(names);
   for (const name of names) {
