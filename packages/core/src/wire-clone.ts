@@ -52,8 +52,18 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
     details: { what, reason: 'not-serializable', ...(at ? { path: at } : {}) },
-    cause: error,
+    cause: asDataCloneError(error),
   });
+}
+
+/**
+ * node:v8's serialiser (the subprocess and queue wires) refuses a value with a plain Error where
+ * structured clone (threads, in-process) throws a DataCloneError DOMException: the cause is the
+ * same kind on every backend.
+ */
+function asDataCloneError(error: unknown): unknown {
+  if (!(error instanceof Error) || error.constructor !== Error || !/could not be cloned\.$/.test(error.message)) return error;
+  return new DOMException(error.message, 'DataCloneError');
 }
 
 /** A step of refusedAt's walk: the key it took, from the step before. */

@@ -135,6 +135,20 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(() => cloneForWire({ list: [error] }, 'result')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path: `result.list[0].${key}` }) }));
   });
 
+  it("gives node:v8's refusal (a plain Error) as the DataCloneError structured clone gives", () => {
+    let thrown: unknown;
+    try {
+      serialize({ f: () => 1 });
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as Error).name).toBe('Error');
+    const cause = unserializableError('result', thrown, { f: () => 1 }).cause as DOMException;
+    expect(cause).toBeInstanceOf(DOMException);
+    expect(cause.name).toBe('DataCloneError');
+    expect(cause.message).toBe((thrown as Error).message);
+  });
+
   it('does not blame shared memory that was fine when a function is what was refused', () => {
     const value = { s: new SharedArrayBuffer(2), f: () => 1 };
     let thrown: unknown;

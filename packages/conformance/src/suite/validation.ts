@@ -158,6 +158,8 @@ function resolutionTests(suite: SuiteContext): void {
     const fn = await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable' });
     expectError(fn, 'VALIDATION_ERROR');
     expect(fn.error.message).toContain('cannot be sent across the execution boundary');
+    // What refused it is the same kind on every backend (node:v8's serialiser says a plain Error).
+    expect((fn.error.cause as Error | undefined)?.name).toBe('DataCloneError');
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'symbol' } }), 'VALIDATION_ERROR');
     // An Error that is its own cause: Node 20's v8 writes it and cannot read it back, which is the
     // value's fault, not a crash (before, WORKER_CRASHED 'protocol' on subprocess, where threads
