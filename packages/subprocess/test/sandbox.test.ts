@@ -302,6 +302,28 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(ours[0]!.message).toContain('npm install --install-links');
   });
 
+  it('a dependency linked from outside into a node_modules folder above the plugin (a workspace package of the host) fails to load, and the error says where it is on the host and why the sandbox does not show it', async () => {
+    const project = path.join(scratch, 'project-with-link');
+    const dependency = path.join(scratch, 'workspace-package');
+    const plugin = path.join(project, 'plugins', 'p');
+    await mkdir(path.join(project, 'node_modules'), { recursive: true });
+    await mkdir(plugin, { recursive: true });
+    await mkdir(dependency, { recursive: true });
+    await writeFile(path.join(dependency, 'package.json'), JSON.stringify({ name: 'workspace-package', version: '1.0.0', main: 'index.js' }));
+    await writeFile(path.join(dependency, 'index.js'), "module.exports = 'from the workspace';\n");
+    const link = path.join(project, 'node_modules', 'workspace-package');
+    await symlink(dependency, link);
+    await writeFile(path.join(plugin, 'handler.mjs'), "import value from 'workspace-package';\nexport default () => value;\n");
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@probe/above', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    expectOk(await make({ sandbox: 'off', enforcePermissions: false, plugins: [plugin] }).execute({ pluginId: '@probe/above', handlerId: 'run' }));
+    const result = await make({ sandbox: 'required', plugins: [plugin] }).execute({ pluginId: '@probe/above', handlerId: 'run' });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toContain("Cannot find package 'workspace-package'");
+    expect(result.error.message).toContain(`(on the host, ${link} is a link to ${dependency}, which the bubblewrap sandbox does not show`);
+    // Granted, it loads: the note is only for what the sandbox hides.
+    expectOk(await make({ sandbox: 'required', plugins: [plugin], allowRead: [dependency] }).execute({ pluginId: '@probe/above', handlerId: 'run' }));
+  });
+
   it('a dependency linked into a node_modules folder above the plugin (pnpm in a monorepo) loads in the sandbox, with no warning', async () => {
     const mono = path.join(scratch, 'mono');
     const stored = path.join(mono, 'node_modules', '.pnpm', 'stored-dependency');

@@ -72,3 +72,31 @@ function list(dir: string): string[] {
     return [];
   }
 }
+
+/**
+ * A handler whose import of a package failed in the sandbox ("Cannot find package 'x'") where the
+ * host has it, through a link in a node_modules folder at or above the plugin's (an npm or pnpm
+ * workspace, `npm link`), whose real place the sandbox does not show: the words that say so, for
+ * the end of its error message; undefined otherwise. Looked for only after such a failure.
+ */
+export function hiddenPackageNote(pluginRoot: string, message: string, shown: readonly string[]): string | undefined {
+  const name = /Cannot find (?:package|module) '((?:@[^/']+\/)?[^/'.][^/']*)/.exec(message)?.[1];
+  if (!name) return undefined;
+  for (let dir = path.resolve(pluginRoot); ; dir = path.dirname(dir)) {
+    const at = path.join(dir, 'node_modules', name);
+    let to: string | undefined;
+    try {
+      // A real folder where Node looks first: no link to blame.
+      if (!lstatSync(at).isSymbolicLink()) return undefined;
+      to = realpathSync(at);
+    } catch {
+      to = undefined;
+    }
+    if (to !== undefined) {
+      const real = to;
+      if (shown.map((p) => (p.endsWith(`${path.sep}*`) ? p.slice(0, -2) : p)).some((folder) => real === folder || real.startsWith(`${folder}${path.sep}`))) return undefined;
+      return ` (on the host, ${at} is a link to ${to}, which the bubblewrap sandbox does not show: install the plugin's dependencies into its folder, npm install --install-links or pnpm deploy, or grant that folder with allowRead; see docs/backends/subprocess.md)`;
+    }
+    if (path.dirname(dir) === dir) return undefined;
+  }
+}

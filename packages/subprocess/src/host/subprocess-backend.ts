@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
+import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
@@ -10,6 +10,7 @@ import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
+import { hiddenPackageNote } from './hidden-dependencies.js';
 import { childEntryPath, oncePerFolder } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
@@ -136,8 +137,16 @@ export class SubprocessBackend extends BaseBackend {
       if (warm) this.#pool.served();
       return data;
     } catch (error) {
-      throw this.#counted(error, task, control);
+      throw this.#counted(this.#withHiddenPackageNote(error, task), task, control);
     }
+  }
+
+  /** A HANDLER_ERROR of a package the sandbox hides from the child (a link out of a node_modules folder), said so. */
+  #withHiddenPackageNote(error: unknown, task: RunnerTask): unknown {
+    if (!this.#sandbox.state?.active || !isExecutionError(error) || error.code !== 'HANDLER_ERROR') return error;
+    const shown = fsGrants(profileOf(task, this.workspace?.root, this.#o.defaultMemoryMb), this.#o.flags).read;
+    const note = hiddenPackageNote(task.pluginRoot, error.message, shown);
+    return note ? new HandlerError(`${error.message}${note}`, { details: error.details, cause: error.cause }) : error;
   }
 
   /**
