@@ -1,7 +1,8 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
-import { BEGUN, LOAD_WAIT_MS, LOOKED_FOR_TASK, STOPPED, TAKEN, WAITING_FOR_TASK, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
+import { LOAD_WAIT_MS, STOPPED, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
+import { HandOff } from './hand-off.js';
 import { TaskPacker } from './task-wire.js';
 import { ChildTable } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
@@ -63,15 +64,10 @@ export class PoolThread<Lane = unknown> {
   /** What the idle thread waits on (ThreadHello.wake), and the table of its handlers' children in the same buffer. */
   #wake: Int32Array | undefined;
   #children: ChildTable | undefined;
-  /** Tasks posted to it, and when the last one was (performance.now()). */
-  #handed = 0;
-  #handedAt = 0;
+  /** What it says of taking the tasks handed to it, from its hello on. */
+  #handOff: HandOff | undefined;
   /** Where its tasks go (ThreadHello.tasks). */
   #taskPort: MessagePort | undefined;
-  /** LOOKED_FOR_TASK as it was just before the last task was posted. */
-  #lookedBefore = 0;
-  /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
-  #notWaiting = 0;
   #session: HostSession | undefined;
   /**
    * While whoever takes the execution's output is behind (DispatchControl.outputPace): the thread
@@ -149,18 +145,18 @@ export class PoolThread<Lane = unknown> {
 
   /** It took the last task handed to it (one it never took never began there). */
   get tookLast(): boolean {
-    return this.#wake !== undefined && Atomics.load(this.#wake, TAKEN) === this.#handed;
+    return this.#handOff?.tookLast ?? false;
   }
 
   /** Its runtime began execution `k` (said where plugin code cannot write): it must never run elsewhere then. */
   began(k: number): boolean {
-    return this.#wake !== undefined && Atomics.load(this.#wake, BEGUN) === (k | 0);
+    return this.#handOff?.began(k) ?? false;
   }
 
   /** Hand it an execution; false (the execution rejected with VALIDATION_ERROR) if the input cannot be posted. */
   run(execution: Execution): boolean {
     const task = this.#tasks.pack(execution.task);
-    this.#lookedBefore = Atomics.load(this.#wake!, LOOKED_FOR_TASK);
+    this.#handOff!.posting();
     try {
       this.#taskPort!.postMessage({ k: execution.k, task } satisfies TaskMessage);
     } catch (error) {
@@ -168,10 +164,7 @@ export class PoolThread<Lane = unknown> {
       execution.reject(unserializableError('input', error, execution.task.input));
       return false;
     }
-    Atomics.add(this.#wake!, 0, 1);
-    Atomics.notify(this.#wake!, 0);
-    this.#handed++;
-    this.#handedAt = performance.now();
+    this.#handOff!.posted();
     this.execution = execution;
     this.pluginGenerations.set(execution.task.pluginId, execution.task.generation ?? 0);
     execution.control.setRunner(this.#runner);
@@ -186,8 +179,7 @@ export class PoolThread<Lane = unknown> {
    * after its answer (a microtask or nextTick loop) keeps it busy.
    */
   leftBusy(now: number, ms: number): boolean {
-    if (this.execution === undefined || !this.alive || now - this.#handedAt <= ms) return false;
-    return Atomics.load(this.#wake!, TAKEN) !== this.#handed && Atomics.load(this.#wake!, LOOKED_FOR_TASK) === this.#lookedBefore;
+    return this.execution !== undefined && this.alive && this.#handOff!.leftBusy(now, ms);
   }
 
   /**
@@ -195,11 +187,7 @@ export class PoolThread<Lane = unknown> {
    * left running after its answer keeps it busy, though nothing is handed to it.
    */
   idleSpinning(checks: number): boolean {
-    if (this.execution !== undefined || !this.ready || !this.alive || Atomics.load(this.#wake!, WAITING_FOR_TASK) === 1) {
-      this.#notWaiting = 0;
-      return false;
-    }
-    return ++this.#notWaiting >= checks;
+    return this.#handOff?.idleSpinning(this.execution === undefined && this.alive, checks) ?? false;
   }
 
   end(why: ThreadEndedBy): void {
@@ -255,6 +243,7 @@ export class PoolThread<Lane = unknown> {
     this.#taskPort = message.tasks;
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
+    this.#handOff = new HandOff(this.#wake);
     this.#children = new ChildTable(this.#wake);
     if (typeof message.heapLimitMb === 'number' && Number.isFinite(message.heapLimitMb)) this.heapLimitMb = message.heapLimitMb;
     this.port.on('message', (m: unknown) => this.#onMessage(m));
