@@ -29,6 +29,14 @@ describe('createExecutionBackend', () => {
     expect(() => createExecutionBackend({ type: 'worker-pol' as never })).toThrow(/got "worker-pol"; did you mean "worker-pool"\?/);
     expect(() => createExecutionBackend({ type: 'subproces' as never })).toThrow(/did you mean "subprocess"\?/);
     expect(() => createExecutionBackend(null as never)).toThrow(ValidationError);
+    // An array is no options object (before, the in-process backend, which isolates nothing).
+    expect(() => createExecutionBackend([] as never)).toThrow('createExecutionBackend() needs an options object, got an array');
+    // A getter that throws is the caller's mistake, named (before, its own error escaped as it was).
+    const throwing = (key: string) => Object.defineProperty({ type: 'in-process' }, key, { enumerable: true, get: () => { throw new Error('no setting'); } });
+    for (const key of ['type', 'plugins']) {
+      expect(() => createExecutionBackend(throwing(key) as never)).toThrow(ValidationError);
+      expect(() => createExecutionBackend(throwing(key) as never)).toThrow(`createExecutionBackend() could not read option "${key}": no setting`);
+    }
     expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
     // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
     expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);
@@ -87,6 +95,13 @@ describe('createExecutionBackend', () => {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain('maxQueue');
+    // Each result its own error (before, one object: a host annotating one changed every later one).
+    const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(again, 'VALIDATION_ERROR');
+    expect(again.error).not.toBe(result.error);
+    expect(again.error.details).not.toBe(result.error.details);
+    expect(again.error.message).toBe(result.error.message);
+    expect(again.error.details).toEqual(result.error.details);
     const health = await backend.health();
     // Before: 'starting', as though it might come up; a failed load is never retried.
     expect(health).toMatchObject({ ok: false, state: 'closed' });
@@ -247,6 +262,24 @@ describe('createExecutionBackend', () => {
       }
       expect(outcomes[0]).toEqual({ ok: false, code: 'PERMISSION_DENIED' });
       expect(outcomes[1]).toEqual(outcomes[0]);
+    } finally {
+      await Promise.all(made.map((backend) => backend.shutdown()));
+    }
+  });
+
+  it('reads its options as a constructor does: a class\'s getter, an inherited or a non-enumerable option counts (before, dropped: no plugin was registered)', async () => {
+    class Config {
+      type = 'worker-pool' as const;
+      workspace = false as const;
+      get plugins() {
+        return [fixturePlugins.basic];
+      }
+    }
+    const inherited = Object.assign(Object.create({ plugins: [fixturePlugins.basic] }) as object, { type: 'in-process', workspace: false });
+    const hidden = Object.defineProperty({ type: 'in-process', workspace: false }, 'plugins', { value: [fixturePlugins.basic], enumerable: false });
+    const made = [createExecutionBackend(new Config()), createExecutionBackend(inherited as never), createExecutionBackend(hidden as never)];
+    try {
+      for (const backend of made) expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: backend.type }));
     } finally {
       await Promise.all(made.map((backend) => backend.shutdown()));
     }

@@ -69,6 +69,9 @@ const COMMON_OPTIONS: Record<keyof BackendOptions, true> = {
   watch: true,
 };
 
+/** Every option name some backend type takes (every backend's, and each backend's own). */
+export const BACKEND_OPTION_NAMES: readonly string[] = Object.freeze([...Object.keys(COMMON_OPTIONS), ...Object.keys(BACKEND_OWN_OPTIONS)]);
+
 /** Whether `key` is an option of some backend type (every backend's, or some backend's own). */
 export function isBackendOption(key: string): boolean {
   return Object.hasOwn(COMMON_OPTIONS, key) || Object.hasOwn(BACKEND_OWN_OPTIONS, key);

@@ -1,4 +1,4 @@
-import { ShuttingDownError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
 import { validationError } from '../validation.js';
 import { withAbsolutePaths } from './caller-paths.js';
@@ -13,6 +13,7 @@ import type { ExecutionResult } from '../types.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 import { bindBackendMethods } from './bound-methods.js';
+import { BACKEND_OPTION_NAMES } from './backend-own-options.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -38,10 +39,10 @@ export interface LazyExecutionBackend extends IExecutionBackend {
  * `type` or a non-object options argument — a misuse of the API.
  */
 export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load: BackendLoader): LazyExecutionBackend {
-  if (options === null || typeof options !== 'object') {
-    throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : typeof options}`);
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
   }
-  const type = options.type === undefined ? 'in-process' : options.type;
+  const type = (readOption(options, 'type') ?? 'in-process') as BuiltInBackendType;
   const problem = typeProblem(options);
   if (problem) throw validationError('Invalid backend options', [{ path: 'type', message: problem }]);
   return new LazyBackend(type, options, load);
@@ -67,6 +68,37 @@ function typeProblem(options: ExecutionBackendOptions): string | undefined {
   return `must be one of ${named}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
 }
 
+/**
+ * The options but `type`, read now as a backend's constructor reads them: its own enumerable
+ * keys, and every option name a backend takes however it is given (a class's getter, a
+ * prototype's property). A getter that throws is the caller's mistake, named.
+ */
+function optionsAsGiven(options: ExecutionBackendOptions): Record<string, unknown> {
+  const given: Record<string, unknown> = {};
+  for (const key of Object.keys(options)) if (key !== 'type') given[key] = readOption(options, key);
+  for (const key of BACKEND_OPTION_NAMES) if (!Object.hasOwn(given, key) && key in options) given[key] = readOption(options, key);
+  return given;
+}
+
+/** A new error of the same class, message, details (copied) and cause; `error` itself if it cannot be made. */
+function ownCopy(error: KnownExecutionError): KnownExecutionError {
+  try {
+    const Class = error.constructor as new (message: string, options: ExecutionErrorOptions) => KnownExecutionError;
+    const copy = new Class(error.message, { details: structuredClone(error.details), cause: error.cause });
+    return copy.code === error.code ? copy : error;
+  } catch {
+    return error;
+  }
+}
+
+function readOption(options: ExecutionBackendOptions, key: string): unknown {
+  try {
+    return options[key];
+  } catch (error) {
+    throw new ValidationError(`createExecutionBackend() could not read option "${key}": ${(error as Error)?.message ?? String(error)}`, { details: { path: key }, cause: error });
+  }
+}
+
 interface Loadable extends IExecutionBackend {
   registerPlugin?(source: PluginSource): Promise<RegisteredPlugin>;
   reloadPlugin?(pluginId: string): Promise<RegisteredPlugin>;
@@ -89,8 +121,7 @@ class LazyBackend implements LazyExecutionBackend {
   constructor(type: BuiltInBackendType, options: ExecutionBackendOptions, load: BackendLoader) {
     this.type = type;
     this.#loadClass = load;
-    const { type: _type, ...rest } = options;
-    this.#options = withAbsolutePaths(rest);
+    this.#options = withAbsolutePaths(optionsAsGiven(options));
     bindBackendMethods(this);
   }
 
@@ -144,7 +175,8 @@ class LazyBackend implements LazyExecutionBackend {
     try {
       backend = await this.#load();
     } catch (error) {
-      return this.#failure(taken ? request : undefined, toInternalError(error, `loading the ${this.type} backend`), startedAt, t0);
+      // Its own error object for each result: a host that adds to one does not change the next.
+      return this.#failure(taken ? request : undefined, ownCopy(toInternalError(error, `loading the ${this.type} backend`)), startedAt, t0);
     }
     return backend.execute<T>(request, options);
   }
