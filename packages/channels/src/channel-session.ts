@@ -112,7 +112,7 @@ export class ChannelSession implements ChannelConnection {
     this.#connectDone = this.#connect();
   }
 
-  sendText(text: string): boolean {
+  sendText(text: string | Buffer): boolean {
     if (!this.#writer.send(text)) return false;
     this.#rt.counters.framesOut++;
     return true;

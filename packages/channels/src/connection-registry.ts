@@ -30,8 +30,11 @@ export interface ChannelConnection {
   readonly isOpen: boolean;
   /** Bytes queued in user space and in the socket, not yet handed to the kernel. */
   readonly bufferedAmount: number;
-  /** Send one already-encoded frame. False when closed, or when the send would pass the buffer limit (the connection is then closed). */
-  sendText(text: string): boolean;
+  /**
+   * Send one already-encoded text frame (its UTF-8 bytes, for one frame shared by many sockets).
+   * False when closed, or when the send would pass the buffer limit (the connection is then closed).
+   */
+  sendText(text: string | Buffer): boolean;
   close(code?: number, reason?: string): void;
 }
 
@@ -137,13 +140,16 @@ export class ConnectionRegistry {
     const text = encodePush(data);
     this.#broadcasts++;
     if (!members) return 0;
+    // One buffer every socket sends and holds while it waits: a string would be made bytes per socket,
+    // and a large frame to clients that read slowly held once per client.
+    const frame = members.size > 1 ? Buffer.from(text) : text;
     const exclude = options.exclude && options.exclude.length > 0 ? new Set(options.exclude) : undefined;
     let delivered = 0;
     // A copy: a send over the buffer limit closes (and later unregisters) its connection.
     for (const connection of [...members.values()]) {
       if (exclude?.has(connection.id)) continue;
       if (options.path !== undefined && connection.info.path !== options.path) continue;
-      if (this.#deliver(connection, text)) delivered++;
+      if (this.#deliver(connection, frame)) delivered++;
     }
     return delivered;
   }
@@ -172,7 +178,7 @@ export class ConnectionRegistry {
     };
   }
 
-  #deliver(connection: ChannelConnection, text: string): boolean {
+  #deliver(connection: ChannelConnection, text: string | Buffer): boolean {
     if (connection.isOpen && connection.sendText(text)) {
       this.#messagesSent++;
       return true;

@@ -21,8 +21,8 @@ export class SocketWriter {
     this.#onBackpressure = onBackpressure;
   }
 
-  /** False when the socket is not open or the frame would pass the buffer limit. */
-  send(text: string): boolean {
+  /** False when the socket is not open or the frame would pass the buffer limit. A Buffer is a text frame's UTF-8 bytes, sent as they are. */
+  send(text: string | Buffer): boolean {
     const ws = this.#ws;
     if (ws.readyState !== ws.OPEN) return false;
     if (this.#wouldOverflow(text)) {
@@ -30,7 +30,8 @@ export class SocketWriter {
       return false;
     }
     this.#cork();
-    ws.send(text);
+    if (typeof text === 'string') ws.send(text);
+    else ws.send(text, { binary: false });
     if (this.#corkedSocket && ws.bufferedAmount >= CORK_FLUSH_BYTES) this.#uncork();
     return true;
   }
@@ -41,7 +42,7 @@ export class SocketWriter {
    * buffer (past the cap), up to the cap more may follow it, so that a client reading it is not
    * cut off, and the frame lost, by the next small frame (`#idleFrame`: its bytes).
    */
-  #wouldOverflow(text: string): boolean {
+  #wouldOverflow(text: string | Buffer): boolean {
     let buffered = this.#ws.bufferedAmount;
     const bytes = Buffer.byteLength(text);
     if (buffered > 0 && buffered + bytes > this.#limit(buffered) && this.#corkedSocket) {

@@ -333,6 +333,23 @@ describe('backpressure', () => {
     expect(await client.request('still', 'open')).toMatchObject({ type: 'reply', data: { echo: 'open' } });
   });
 
+  it('a broadcast of one large frame to clients that do not read is held once, not once per client, and arrives whole as a text frame', async () => {
+    const h = await setup();
+    const clients = [];
+    for (let i = 0; i < 12; i++) clients.push(await h.connect('/echo'));
+    for (const client of clients) client.ws.pause();
+    // 8 MiB: most of it waits in each socket's buffer (more than loopback's kernel buffers take).
+    const big = 'b'.repeat(8 * 1024 * 1024);
+    const before = process.memoryUsage().arrayBuffers;
+    expect(h.mount.registry.broadcast('/echo', big)).toBe(clients.length);
+    const held = process.memoryUsage().arrayBuffers - before;
+    // Before: one copy of its bytes per socket (~100 MB here).
+    expect(held).toBeLessThan(3 * big.length);
+    for (const client of clients) client.ws.resume();
+    for (const client of clients) expect((await client.next((f) => f.type === 'message')).data).toBe(big);
+    expect(clients.every((client) => client.frames.every((f) => f.type !== '(binary)'))).toBe(true);
+  });
+
   it('applies to ctx.channel pushes from a handler as well', async () => {
     const h = await setup({ maxBufferedBytes: LIMIT });
     const client = await h.connect('/flood');
