@@ -76,6 +76,9 @@ export class ThreadPool {
     try {
       for (let i = 0; i < options.minThreads; i++) this.#spawn(lane);
     } catch (error) {
+      // Nothing of a pool that cannot start stays: its check, and the threads started before the one that failed.
+      clearInterval(this.#takenCheck);
+      for (const thread of this.#threads) thread.end({ kind: 'stopped' });
       const code = (error as { code?: unknown })?.code;
       const refused = refusedByHostPermissions(error, 'worker');
       if (refused) throw new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });

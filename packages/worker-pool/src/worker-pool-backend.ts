@@ -26,7 +26,12 @@ export class WorkerPoolBackend extends BaseBackend {
 
   constructor(options: WorkerPoolBackendOptions = {}) {
     super('worker-pool', options, { concurrency: defaultMaxThreads(options), optionsSchema: workerPoolOptionsSchema() });
-    this.#pool = new ThreadPool(resolvePoolOptions(options), WORKER_ENTRY);
+    try {
+      this.#pool = new ThreadPool(resolvePoolOptions(options), WORKER_ENTRY);
+    } catch (error) {
+      this.constructionFailed();
+      throw error;
+    }
   }
 
   protected dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {

@@ -67,6 +67,22 @@ describe('worker-pool: options', () => {
   });
 });
 
+describe('worker-pool: a backend whose options it refuses', () => {
+  it('is not counted as open: twenty refused in a row do not warn of backends never shut down (KB_PLUGIN_MANY_BACKENDS), and nothing keeps the process up', () => {
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { WorkerPoolBackend } from ${JSON.stringify(entry)};
+const warnings = [];
+process.on('warning', (w) => { if (w.code === 'KB_PLUGIN_MANY_BACKENDS') warnings.push(w.message); });
+let refused = 0;
+for (let i = 0; i < 25; i++) try { new WorkerPoolBackend({ minThreads: 3, maxThreads: 1 }); } catch (e) { if (e.code === 'VALIDATION_ERROR') refused++; }
+await new Promise((resolve) => setImmediate(resolve));
+console.log(JSON.stringify({ refused, warnings }));`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(run.signal).toBe(null);
+    expect(JSON.parse(run.stdout.trim())).toEqual({ refused: 25, warnings: [] });
+  });
+});
+
 describe('worker-pool: a host under Node\'s permission model', () => {
   it('without --allow-worker: the backend says so and names the flag, not that its options are invalid; with no thread to start yet, health() says it', () => {
     const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';

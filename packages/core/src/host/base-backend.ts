@@ -107,15 +107,18 @@ export abstract class BaseBackend implements IExecutionBackend {
     backendOpened(type);
   }
 
-  /**
-   * Carry the task to a runner; resolve with the handler's data or reject with an error of the
-   * family. Must settle after `control.onStop` fired (the slot and workspace wait for it).
-   */
+  /** Carry the task to a runner; resolve with the handler's data or reject with an error of the family. Must settle after `control.onStop` fired (the slot and workspace wait for it). */
   protected abstract dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown>;
   /** Release every runner (threads, processes, spares). Called once by shutdown, after executions ended. */
   protected abstract closeRunners(): Promise<void>;
   /** What isolation handlers really get (may wait for a probe of the runtime). */
   protected abstract isolation(): IsolationReport | Promise<IsolationReport>;
+  /** A subclass constructor that throws after super() calls this first: what this one opened (census, watcher, reload listener) goes. */
+  protected constructionFailed(): void {
+    this.#watcher?.close();
+    this.#stopHearingReloads();
+    backendClosed(this.type);
+  }
   /** Backend-specific figures for `stats().runners`. */
   protected runnerStats(): Record<string, unknown> | undefined {
     return undefined;
@@ -128,10 +131,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected get runsPluginFilesHere(): boolean {
     return true;
   }
-  /**
-   * Why executions handed to `dispatch` have no runner yet (no worker connected, all busy …):
-   * the TIMEOUT of an execution that never started says it. Undefined: no more than "no runner took it".
-   */
+  /** Why executions handed to `dispatch` have no runner yet (no worker connected, all busy …): the TIMEOUT of one that never started says it. Undefined: no more than "no runner took it". */
   protected unstartedReason(): string | undefined {
     return undefined;
   }

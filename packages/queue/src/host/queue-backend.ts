@@ -58,7 +58,12 @@ export class QueueBackend extends BaseBackend {
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
     super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), remoteRunners: true });
-    this.#o = resolveQueueOptions(options);
+    try {
+      this.#o = resolveQueueOptions(options);
+    } catch (error) {
+      this.constructionFailed();
+      throw error;
+    }
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {

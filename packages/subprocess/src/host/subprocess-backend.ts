@@ -74,15 +74,20 @@ export class SubprocessBackend extends BaseBackend {
 
   constructor(options: SubprocessBackendOptions = {}) {
     super('subprocess', options, { concurrency: os.availableParallelism(), optionsSchema: subprocessOptionsSchema() });
-    this.#o = resolveOptions(options);
-    if (this.#o.flags.enforce && !detectPermissionFlag()) {
-      throw new ValidationError('This Node has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted', {
-        details: { node: process.version },
-      });
+    try {
+      this.#o = resolveOptions(options);
+      if (this.#o.flags.enforce && !detectPermissionFlag()) {
+        throw new ValidationError('This Node has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted', {
+          details: { node: process.version },
+        });
+      }
+      this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
+      this.#env = baseEnvironment(this.#o.baseEnv);
+      this.#pool = new SparePool(this.#o.prespawn, (profile) => this.#spawn(profile, profile.pluginRoot, true));
+    } catch (error) {
+      this.constructionFailed();
+      throw error;
     }
-    this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
-    this.#env = baseEnvironment(this.#o.baseEnv);
-    this.#pool = new SparePool(this.#o.prespawn, (profile) => this.#spawn(profile, profile.pluginRoot, true));
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
