@@ -332,13 +332,17 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     for (const ws of this.#refused) ws.terminate();
     const sessions = [...this.#sessions];
     for (const session of sessions) session.closeFor('unmount', 1001, 'server shutting down');
-    const closeTimeoutMs = this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
+    // All of it within `timeoutMs` (a backend's shutdown stops waiting for its unmount then), half
+    // of it at most for the close: the disconnect handlers that follow run on the live backend.
+    const started = performance.now();
+    const closeTimeoutMs = Math.min(this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, Math.floor(timeoutMs / 2));
     if (!(await settlesWithin(Promise.all(sessions.map((s) => s.closed)), closeTimeoutMs))) {
       // Clients that do not answer the close handshake lose their socket now, not after ws's 30 s.
       for (const session of sessions) if (!session.isSocketClosed) session.terminate('unmount');
       await Promise.all(sessions.map((s) => s.closed));
     }
-    if (!(await settlesWithin(Promise.all(sessions.map((s) => s.done)), timeoutMs))) {
+    const left = Math.max(0, timeoutMs - (performance.now() - started));
+    if (!(await settlesWithin(Promise.all(sessions.map((s) => s.done)), left))) {
       for (const session of sessions) session.hardStop();
       await Promise.all(sessions.map((s) => s.done));
     }

@@ -546,6 +546,24 @@ describe('routing', () => {
     expect(h.server.listenerCount('upgrade')).toBe(1);
   });
 
+  it("a backend's shutdown({ timeoutMs }) shorter than closeTimeoutMs: the socket of a client that never answers the close goes at that timeout, not at closeTimeoutMs", async () => {
+    const errors: string[] = [];
+    const h = await setup({ closeTimeoutMs: 5000, onError: (error, info) => errors.push(`${info.phase}: ${(error as Error).message}`) });
+    const url = new URL(h.url('/echo'));
+    const socket = net.connect(Number(url.port), url.hostname);
+    socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    // Reads (the 101, the ready frame and the close frame) and never answers.
+    socket.on('data', () => undefined);
+    let socketClosed = false;
+    socket.once('close', () => (socketClosed = true));
+    await eventually(() => h.mount.stats().connections === 1, 'connected');
+    await h.backend.shutdown({ timeoutMs: 200 });
+    // Before: the mount went on waiting closeTimeoutMs (5 s) for the close, the backend long shut down.
+    await eventually(() => socketClosed && h.mount.stats().connections === 0, 'the socket gone soon after the shutdown', 2500);
+    // Its disconnect handler ran on the live backend, in the half of the time left to it.
+    expect(errors).toEqual([]);
+  });
+
   it('refuses to mount on a backend that is shut down (its clients would wait for an answer that never comes), and mounts on a live one as before', async () => {
     const h = await setup();
     const backend = new InProcessBackend({ plugins: [], workspace: false });
