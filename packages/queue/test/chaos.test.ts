@@ -280,6 +280,24 @@ describe('the network between a worker and the server', () => {
     expectError(await result, 'WORKER_CRASHED');
     proxy.restore();
   });
+
+  it('reset and turned away (reconnecting), then SIGTERM: the worker exits about a second after its drain timeout as well, not five (its stopped execution\'s result waits for a server it cannot reach)', async () => {
+    const pool = newPool('netresetdrain');
+    const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 500, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    cleanups.push(() => drained.stop());
+    const backend = host(server.url, pool);
+    const { result } = await startMark(backend, path.join(markers, 'netresetdrain.log'));
+    proxy.refuse(true);
+    proxy.reset();
+    const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
+    const signalledAt = performance.now();
+    drained.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    // The drain's 500 ms, a second for its handler to stop, and slack for a loaded machine: under the 6–7 s it took before.
+    expect(performance.now() - signalledAt).toBeLessThan(4000);
+    expectError(await result, 'WORKER_CRASHED');
+    proxy.refuse(false);
+  });
 });
 
 describe('a slow or flaky link between a worker and the server', () => {

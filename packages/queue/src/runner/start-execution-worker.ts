@@ -47,11 +47,7 @@ const JS_API = '$JS.API';
 
 /** How long close() waits for stopped executions to report before it closes the connection. */
 const STOP_WAIT_MS = 5000;
-/**
- * How long close() lets the connection send what is still buffered (the last reports, its
- * withdrawal) and the server confirm its unsubscriptions: milliseconds on a working link; on a
- * cut one it would wait for ever, and the process's exit is late by this much.
- */
+/** How long close() lets the connection send what it holds and the server confirm its unsubscriptions (ms on a working link); also the wait for stopped handlers with the link down. */
 const CONNECTION_DRAIN_MS = 1000;
 /** A large input none of whose parts came for this long is dropped (its caller has given up on it). */
 const PARTS_IDLE_MS = 60_000;
@@ -118,6 +114,8 @@ class QueueWorker implements ExecutionWorker {
   /** A subscription the server refused (see confirmSubscriptions). */
   #refused: Error | undefined;
   #running = 0;
+  /** Disconnected (reconnecting): what executions have to report waits for the server. */
+  #linkDown = false;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
@@ -316,6 +314,7 @@ class QueueWorker implements ExecutionWorker {
       if (status.type === 'disconnect') {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.
+        this.#linkDown = true;
         this.#services.courier.hold();
         for (const execution of this.#executions.values()) execution.connectionLost();
       } else if (status.type === 'close') {
@@ -323,6 +322,7 @@ class QueueWorker implements ExecutionWorker {
       } else if (status.type === 'reconnect') {
         // Closing: nothing more goes out on a connection being drained (a publish there throws).
         if (this.#closing) continue;
+        this.#linkDown = false;
         this.#services.courier.resume();
         // The server may have restarted without its store: make the stream and consumer again.
         this.#pullSubject = undefined;
@@ -370,16 +370,16 @@ class QueueWorker implements ExecutionWorker {
       await this.#puller.stop();
       const reason = new ShuttingDownError(`Worker ${this.id} is closing`, { details: { phase: 'running' } });
       for (const execution of this.#executions.values()) execution.orphan(reason);
-      await settlesWithin(this.#whenIdle(), STOP_WAIT_MS);
+      // With the link down, their reports cannot go: a second for their handlers to stop, not five.
+      await settlesWithin(this.#whenIdle(), this.#linkDown ? CONNECTION_DRAIN_MS : STOP_WAIT_MS);
       clearInterval(this.#presenceTimer);
       this.#services.watch.close();
       await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
-      // Bounded: a connection that is reconnecting would wait for the server. A drain that failed
-      // (nats.js rejects it at its next dial while the server is away) leaves the connection
-      // draining and reconnecting for ever: closed whatever the drain did.
-      await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS);
+      // Not with the link down, and bounded: a drain waits for the server, and one that failed leaves
+      // the connection draining and reconnecting for ever (closed whatever the drain did).
+      if (!this.#linkDown) await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS);
       if (!this.#nc.isClosed()) await closeConnection(this.#nc);
       this.#markClosed();
     })();
