@@ -564,6 +564,18 @@ describe('plugins on the worker', () => {
     expect(result.error.message).toMatch(/^Plugin "@queue\/probe" 1\.0\.0 on worker \S+ \(\S+\) has no handler "extra" \(handlers: .*sized.*\), though the host's copy of that version has it: deploy the same build to both$/);
   });
 
+  it("a handler whose permissions the worker's copy of the same version declares otherwise than the host's (which the host checked its grant against) is refused, not run under the worker's", async () => {
+    const manifest = await probeManifest();
+    // The host's copy declares nothing for kv-get; the workers' declares platform kv.get.
+    const handlers = { ...manifest.handlers, 'kv-get': { entry: manifest.handlers['kv-get']!.entry } };
+    const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest: { ...manifest, handlers } }] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: 'k' }, { timeoutMs: 20_000 });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/^Plugin "@queue\/probe" 1\.0\.0 declares other permissions for handler "kv-get" on worker \S+ \(\S+\) than on the host .*: deploy the same build to both$/);
+    expect(result.error.details).toMatchObject({ reason: 'plugin-manifest-mismatch', pluginId: QUEUE_PROBE, handlerId: 'kv-get' });
+    // The same copy on both: it runs.
+    expectOk(await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }));
+  });
+
   it('in a rolling upgrade, a worker with another version of the plugin hands its tasks back unclaimed: they run on the workers that have the host\'s', async () => {
     const manifest = { ...(await probeManifest()), version: '2.0.0' };
     const upgraded = await startExecutionWorker({ connection: { servers: server!.url }, pool, plugins: [{ root: QUEUE_PLUGIN, manifest }], backend: { type: 'in-process' }, concurrency: 4 });

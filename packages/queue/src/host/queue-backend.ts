@@ -7,6 +7,7 @@ import { PoolStreamError } from '../shared/pool-stream.js';
 import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
+import { declaredPermissionsKey } from '../shared/declared-permissions.js';
 import { RemoteExecution } from './remote-execution.js';
 
 export type { QueueBackendOptions } from './options.js';
@@ -70,7 +71,9 @@ export class QueueBackend extends BaseBackend {
     const link = this.#opened ?? (await this.#connectUnlessStopped(control));
     if (control.stopReason) throw control.stopReason;
     if (this.#notStarted) throw this.#notStarted;
-    const execution = new RemoteExecution(task, control, link, this.registry.get(task.pluginId)?.manifest.version ?? '');
+    const manifest = this.registry.get(task.pluginId)?.manifest;
+    const plugin = { version: manifest?.version ?? '', permissions: manifest ? declaredPermissionsKey(manifest, task.handlerId) : undefined };
+    const execution = new RemoteExecution(task, control, link, plugin);
     link.executions.set(task.executionId, execution);
     try {
       return await execution.run();

@@ -36,7 +36,8 @@ export class RemoteExecution {
   readonly #task: RunnerTask;
   readonly #control: DispatchControl;
   readonly #link: ExecutionLink;
-  readonly #pluginVersion: string;
+  /** The host's copy of the plugin: its version, and what the handler declares (declaredPermissionsKey). */
+  readonly #plugin: { version: string; permissions: string | undefined };
   /** When its time runs out, on this host's monotonic clock (`performance.now()`). */
   readonly #deadline: number;
   readonly #session: HostSession;
@@ -56,12 +57,12 @@ export class RemoteExecution {
   /** Its log lines and events that arrived (see lostOutput()). */
   #outputHeard = 0;
 
-  constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, pluginVersion: string) {
+  constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, plugin: { version: string; permissions: string | undefined }) {
     this.id = task.executionId;
     this.#task = task;
     this.#control = control;
     this.#link = link;
-    this.#pluginVersion = pluginVersion;
+    this.#plugin = plugin;
     this.#deadline = performance.now() + task.timeoutMs;
     this.#session = new HostSession(control, (message) =>
       this.#toWorker('rpc-reply', encode(message, 'platform call result'), (refused) => {
@@ -112,7 +113,8 @@ export class RemoteExecution {
     return {
       executionId: task.executionId,
       pluginId: task.pluginId,
-      pluginVersion: this.#pluginVersion,
+      pluginVersion: this.#plugin.version,
+      ...(this.#plugin.permissions !== undefined ? { declaredPermissions: this.#plugin.permissions } : {}),
       handlerId: task.handlerId,
       input: task.input,
       inputFollows: false,

@@ -1,4 +1,5 @@
 import { HandlerNotFoundError, ValidationError, type KnownExecutionError, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { declaredPermissionsKey } from '../shared/declared-permissions.js';
 import { QUEUE_PROTOCOL_VERSION, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What a worker knows to judge a task by. */
@@ -48,6 +49,13 @@ export function pluginRefusal(task: TaskBody, worker: RefusalContext): KnownExec
       `Plugin "${task.pluginId}" ${plugin.manifest.version} on ${workerName(worker)} has no handler "${task.handlerId}" (handlers: ${handlers.join(', ') || 'none'}), ` +
         "though the host's copy of that version has it: deploy the same build to both",
       { details: { pluginId: task.pluginId, handlerId: task.handlerId, availableHandlers: handlers } },
+    );
+  }
+  if (task.declaredPermissions !== undefined && task.declaredPermissions !== declaredPermissionsKey(plugin.manifest, task.handlerId)) {
+    return new ValidationError(
+      `Plugin "${task.pluginId}" ${plugin.manifest.version} declares other permissions for handler "${task.handlerId}" on ${workerName(worker)} than on the host ` +
+        "(the host checked its grant against its own copy; the worker would run it under its copy's): deploy the same build to both",
+      { details: { reason: 'plugin-manifest-mismatch', pluginId: task.pluginId, handlerId: task.handlerId, host: task.declaredPermissions, worker: declaredPermissionsKey(plugin.manifest, task.handlerId) } },
     );
   }
   return undefined;

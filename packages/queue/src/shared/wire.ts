@@ -46,6 +46,8 @@ export interface TaskBody {
   pluginId: string;
   pluginVersion: string;
   handlerId: string;
+  /** What the host's copy of the manifest declares for the handler (declaredPermissionsKey): a worker whose copy declares otherwise refuses it. */
+  declaredPermissions?: string;
   /** Absent when `inputFollows`: the input is too large for one stream message and is sent after the start. */
   input?: unknown;
   inputFollows: boolean;
