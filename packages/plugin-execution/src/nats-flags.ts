@@ -63,6 +63,8 @@ export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = proces
     const [one, other] = tls.certFile ? [tls.certFile.named, '--tls-key or NATS_KEY'] : [tls.keyFile!.named, '--tls-cert or NATS_CERT'];
     throw new NatsFlagError(`${one} needs ${other} (a client certificate and its key go together)`);
   }
+  // A file that cannot be read is the command line's mistake, named as given (not a server problem).
+  for (const file of [creds, ...Object.values(tls)]) if (file) readable(file.value, file.named);
   const givenTls = Object.fromEntries(Object.entries(tls).flatMap(([option, file]) => (file ? [[option, file.value]] : [])));
   return {
     ...(user !== undefined ? { user, pass: pass! } : {}),
@@ -73,15 +75,18 @@ export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = proces
   };
 }
 
-/** The seed in an --nkey file: its text without the line break an editor leaves. */
-function readSeed(file: string, named: string): string {
-  let text: string;
+/** The text of a file given by `named` (a flag or a variable); a usage error naming it when it cannot be read. */
+function readable(file: string, named: string): string {
   try {
-    text = readFileSync(file, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
     throw new NatsFlagError(`${named} ${file}: cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
   }
-  const seed = text.trim();
+}
+
+/** The seed in an --nkey file: its text without the line break an editor leaves. */
+function readSeed(file: string, named: string): string {
+  const seed = readable(file, named).trim();
   if (!/^S[A-Z0-9]{20,}$/.test(seed)) throw new NatsFlagError(`${named} ${file}: holds no NKey seed (one line starting "S", such as "SU…")`);
   return seed;
 }

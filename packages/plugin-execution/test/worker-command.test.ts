@@ -193,6 +193,11 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
       [worker([], { NATS_CERT: path.join(dir, 'cert.pem') }), 'NATS_CERT needs --tls-key or NATS_KEY (a client certificate and its key go together)'],
       [worker(['--nkey', path.join(dir, 'missing.nk')]), `--nkey ${path.join(dir, 'missing.nk')}: cannot be read (ENOENT)`],
       [worker(['--nkey', notSeed]), `--nkey ${notSeed}: holds no NKey seed (one line starting "S", such as "SU…")`],
+      // A local file that cannot be read (before: exit 1, as a login the server refused, or a server it could not reach).
+      [worker(['--creds', path.join(dir, 'missing.creds')]), `--creds ${path.join(dir, 'missing.creds')}: cannot be read (ENOENT)`],
+      [worker([], { NATS_CREDS: path.join(dir, 'missing.creds') }), `NATS_CREDS ${path.join(dir, 'missing.creds')}: cannot be read (ENOENT)`],
+      [worker(['--tls-ca', path.join(dir, 'missing-ca.pem')]), `--tls-ca ${path.join(dir, 'missing-ca.pem')}: cannot be read (ENOENT)`],
+      [worker(['--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', notSeed]), `--tls-cert ${path.join(dir, 'cert.pem')}: cannot be read (ENOENT)`],
     ];
     for (const [result, said] of cases) {
       expect(result.status, result.stderr).toBe(2);
