@@ -144,6 +144,21 @@ describe('a worker that dies mid-execution', () => {
     // It is a working worker again.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'thawed' }));
   });
+
+  it('SIGSTOP while idle: a task it had fetched waits for the consumer\'s ack wait, and a time limit shorter than that says so, not only that slots were free', async () => {
+    const pool = newPool('sigstopidle');
+    const frozen = await worker(server.url, pool, 1);
+    const backend = host(server.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+    frozen.child.kill('SIGSTOP');
+    try {
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'held' }, { timeoutMs: 1500 });
+      expectError(result, 'TIMEOUT');
+      expect(result.error.message).toContain('a worker that fetched it and then went silent (stopped, or its link cut) holds it for up to 5 s before another may take it');
+    } finally {
+      frozen.child.kill('SIGCONT');
+    }
+  });
 });
 
 describe('a host whose event loop is blocked', () => {

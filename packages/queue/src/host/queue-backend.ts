@@ -5,6 +5,7 @@ import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, ty
 import { serverProblem } from '../shared/server-problem.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
 import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
+import { ACK_WAIT_MS } from '../shared/pool-consumer.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
 import { declaredPermissionsKey } from '../shared/declared-permissions.js';
@@ -190,7 +191,9 @@ export class QueueBackend extends BaseBackend {
     if (workers.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
     const busy = workers.reduce((n, w) => n + w.running, 0);
-    return `no worker of pool "${this.#o.pool}" took it: ${workers.length} connected, ${busy} of their ${slots} slots busy when last heard`;
+    // Slots free: a worker that took it and went silent (stopped, its link cut) holds it until the consumer's ack wait is over.
+    const held = busy < slots ? `; a worker that fetched it and then went silent (stopped, or its link cut) holds it for up to ${ACK_WAIT_MS / 1000} s before another may take it` : '';
+    return `no worker of pool "${this.#o.pool}" took it: ${workers.length} connected, ${busy} of their ${slots} slots busy when last heard${held}`;
   }
 
   /** The subject prefix, when not the default: workers started with another one serve another pool of the same name. */

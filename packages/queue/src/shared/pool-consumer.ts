@@ -4,7 +4,7 @@ import { PoolStreamError } from './pool-stream.js';
 import type { PoolSubjects } from './subjects.js';
 
 /** A waiting task a worker fetched but never answered for (it died before `started`) is redelivered after this. */
-const ACK_WAIT_MS = 5000;
+export const ACK_WAIT_MS = 5000;
 /** How long one pull request of a worker waits for tasks before the server ends it (408) and it is renewed. */
 export const PULL_EXPIRES_MS = 5000;
 
