@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
 import { MAX_EXECUTION_ID_LENGTH, listArtifacts, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { removeTree } from '../src/host/remove-tree.js';
@@ -537,6 +538,37 @@ describe('sweep()', () => {
     expect(sweeps).toBeGreaterThan(10);
     expect(lost).toEqual([]);
     expect(await readdir(shared)).toEqual([]);
+  });
+
+  it("a sweep in a worker thread leaves the main thread's live leases, and the main thread's sweep leaves a worker thread's (each thread knows only its own)", async () => {
+    const root = await freshRoot();
+    const manager = new WorkspaceManager({ root });
+    const lease = await manager.acquire('main-live');
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const script = `const { parentPort, workerData } = require('node:worker_threads');
+import(workerData.dist).then(async ({ WorkspaceManager }) => {
+  const manager = new WorkspaceManager({ root: workerData.root });
+  const swept = await manager.sweep();
+  const own = await manager.acquire('thread-live');
+  parentPort.postMessage({ removed: swept.removed, own: own.dir });
+  await new Promise((resolve) => parentPort.once('message', resolve));
+  await own.release();
+  parentPort.postMessage('released');
+});`;
+    const worker = new Worker(script, { eval: true, workerData: { dist, root } });
+    try {
+      const [{ removed, own }] = (await once(worker, 'message')) as [{ removed: string[]; own: string }];
+      // Before: the thread's sweep removed the main thread's lease, mid-execution.
+      expect(removed).toEqual([]);
+      expect(await exists(lease.dir)).toBe(true);
+      expect((await manager.sweep()).removed).toEqual([]);
+      expect(await exists(own)).toBe(true);
+      worker.postMessage('release');
+      expect((await once(worker, 'message'))[0]).toBe('released');
+    } finally {
+      await worker.terminate();
+      await lease.release();
+    }
   });
 
   it('says why the root cannot be read (a file)', async () => {

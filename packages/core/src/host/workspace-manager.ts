@@ -4,7 +4,7 @@ import { nearest } from './nearest-name.js';
 import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
 import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
-import { CREATING, hostTag, KEPT_SUFFIX, LIVE, sweepRoot, type SweepResult } from './workspace-sweep.js';
+import { CREATING, KEPT_SUFFIX, LIVE, ownerTag, sweepRoot, type SweepResult } from './workspace-sweep.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -67,7 +67,7 @@ export class WorkspaceManager {
     this.root = path.resolve(options.root);
   }
 
-  /** The lease directories of every manager in this process not released yet: what this process leaves behind if it ends now. */
+  /** The lease directories of every manager in this thread not released yet (each worker thread has its own): what it leaves behind if the process ends now. */
   static liveLeases(): string[] {
     return [...LIVE];
   }
@@ -129,7 +129,7 @@ export class WorkspaceManager {
     // Two attempts: a root removed behind our back (a tmp cleaner) is recreated once, not reported.
     for (let attempt = 1; dir === undefined; attempt++) {
       await this.#ensureRoot();
-      const prefix = path.join(this.root, `kbx-${process.pid}.${hostTag()}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`);
+      const prefix = path.join(this.root, `kbx-${ownerTag()}-${executionId}-${process.getBuiltinModule('node:crypto').randomBytes(1).toString('hex')}`);
       CREATING.add(prefix);
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.

@@ -20,10 +20,18 @@ export interface SweepResult {
 }
 
 /**
- * `kbx-<pid>.<host>-<executionId>-<random>`: the pid tells a stale directory from a live one, and
- * `<host>` (hostTag) whose pids those are. Directories of older versions have no `.<host>`.
+ * `kbx-<pid>.<host>[.t<thread>]-<executionId>-<random>`: the pid tells a stale directory from a
+ * live one, `<host>` (hostTag) whose pids those are, and `<thread>` which worker thread of that
+ * process made it (none: the main thread), whose leases only it knows. Directories of older
+ * versions have no `.<host>`.
  */
-const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?-/;
+const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?(?:\.t(\d+))?-/;
+
+/** The name's part after `kbx-` up to the execution id, for a directory made by this thread now. */
+export function ownerTag(): string {
+  const { threadId } = process.getBuiltinModule('node:worker_threads');
+  return `${process.pid}.${hostTag()}${threadId ? `.t${threadId}` : ''}`;
+}
 
 /**
  * The file beside a kept workspace, `<dir>.kept`. No directory's name ends so: mkdtemp ends it
@@ -32,7 +40,7 @@ const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?-/;
 export const KEPT_SUFFIX = '.kept';
 
 /**
- * Live directories of every manager in this process (shared through a global symbol so that an
+ * Live directories of every manager in this thread (shared through a global symbol so that an
  * ESM and a CJS copy of core agree), so a sweep never removes a lease that is in use.
  */
 export const LIVE: Set<string> = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/live-workspaces')] ??=
@@ -79,7 +87,7 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
       continue;
     }
     const pid = Number(match[1]);
-    const stale = foreign || (pid === process.pid ? !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX)) : !processAlive(pid));
+    const stale = foreign || (pid === process.pid ? ownUnleased(dir, Number(match[3] ?? 0)) : !processAlive(pid));
     if (!stale) continue;
     try {
       // Gone since the root was read (its lease released it): not this sweep's doing.
@@ -136,6 +144,16 @@ export function hostTag(): string {
     tag = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${namespace}`).digest('hex').slice(0, 8);
   }
   return tag;
+}
+
+/**
+ * A directory of this process that no lease holds. Only the thread that made it knows its leases
+ * (each worker thread has a global scope, and LIVE, of its own): another thread's is kept while
+ * the process lives, and swept once it is gone.
+ */
+function ownUnleased(dir: string, thread: number): boolean {
+  if (thread !== process.getBuiltinModule('node:worker_threads').threadId) return false;
+  return !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX));
 }
 
 function processAlive(pid: number): boolean {
