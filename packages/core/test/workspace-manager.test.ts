@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -409,6 +409,22 @@ describe('WorkspaceManager', () => {
       expect(await exists(dir)).toBe(true);
     }
     expect(await exists(dir)).toBe(false);
+  });
+
+  it.runIf(process.platform === 'linux')('says so, as a WorkspaceError and in rootProblem() (health), when the root is there and ours but nothing can be made in it (a read-only mount)', async () => {
+    const root = await freshRoot();
+    await mkdir(root, { recursive: true });
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const script = `const { WorkspaceManager } = await import(${JSON.stringify(dist)});
+const manager = new WorkspaceManager({ root: ${JSON.stringify(root)} });
+const problem = await manager.rootProblem();
+const acquired = await manager.acquire('x').then(() => 'ok', (error) => error.code);
+console.log(JSON.stringify({ problem, acquired }));`;
+    // bubblewrap (installed by the test command) binds the root read-only over itself, for that process alone.
+    const run = spawnSync('bwrap', ['--dev-bind', '/', '/', '--ro-bind', root, root, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    // Before: no problem said (health() ok), while every execution failed with EROFS.
+    expect(JSON.parse(run.stdout)).toEqual({ problem: `Cannot create workspace root ${root}: no folder can be made in it (EROFS)`, acquired: 'WORKSPACE_ERROR' });
   });
 
   it('wraps a failure to create the root in WorkspaceError', async () => {

@@ -104,6 +104,10 @@ export class WorkspaceManager {
     const info = link.isSymbolicLink() ? await fs.promises.stat(this.root) : link;
     if (!info.isDirectory()) throw Object.assign(new Error('it is not a directory'), { code: 'ENOTDIR' });
     if (uid !== undefined && info.uid !== uid) throw notOurs(link.isSymbolicLink() ? 'the directory it links to' : 'it', info.uid);
+    // Ours, yet nothing can be made in it (mode 0500, a read-only mount): said now, and in health().
+    await fs.promises.access(this.root, fs.constants.W_OK | fs.constants.X_OK).catch((error: NodeJS.ErrnoException) => {
+      throw Object.assign(new Error(`no folder can be made in it (${error.code ?? error.message})`), { code: error.code });
+    });
   }
 
   /** Why no workspace can be made under the root (health()), or undefined when one can. */
