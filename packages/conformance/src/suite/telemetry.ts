@@ -228,6 +228,19 @@ function metricTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expect(total(await sdk().points('kb.plugin_execution.queue.wait_time'), echo)).toBe(2);
   });
 
+  it('counts executions that named no registered handler without the ids they named: ids a caller made up are not a series each', async () => {
+    const backend = suite.make();
+    for (let i = 0; i < 5; i++) {
+      expectError(await backend.execute({ pluginId: `made-up-${i}`, handlerId: 'h' }), 'HANDLER_NOT_FOUND');
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: `made-up-${i}` }), 'HANDLER_NOT_FOUND');
+    }
+    const points = (await sdk().points('kb.plugin_execution.executions')).filter((p) => p.attributes[OUTCOME] === 'HANDLER_NOT_FOUND');
+    expect(total(points)).toBe(10);
+    // Before: ten series, one per id named.
+    expect(points.filter((p) => p.attributes[PLUGIN] !== undefined || p.attributes[HANDLER] !== undefined)).toEqual([]);
+    expect(points).toHaveLength(1);
+  });
+
   it('counts running and queued executions while they are', async () => {
     const backend = suite.make({ maxConcurrency: 1 });
     let started = false;

@@ -39,6 +39,8 @@ export class ExecutionTelemetry {
   /** Metric attributes of a running execution (set when dispatched). */
   #running: Attributes | undefined;
   #dispatched = false;
+  /** Its handler was resolved (pluginVersion): its ids name a registered handler. */
+  #resolved = false;
 
   /**
    * Called synchronously by `execute()`: undefined when neither a tracer nor a meter is
@@ -108,6 +110,7 @@ export class ExecutionTelemetry {
 
   /** The resolved plugin's version (known once the handler is resolved). */
   pluginVersion(version: string): void {
+    this.#resolved = true;
     recordQuietly(() => this.#span?.setAttribute(ATTR.pluginVersion, version));
   }
 
@@ -211,8 +214,8 @@ export class ExecutionTelemetry {
 
   #recordMetrics(instruments: ExecutionInstruments, meta: ExecutionMeta, code: string | undefined): void {
     const attributes: Attributes = { [ATTR.backend]: this.#backend };
-    if (meta.pluginId) attributes[ATTR.pluginId] = meta.pluginId;
-    if (meta.handlerId) attributes[ATTR.handlerId] = meta.handlerId;
+    // Only ids of a handler that resolved: those a caller made up (an id per request) would be a series each.
+    if (this.#resolved) Object.assign(attributes, { [ATTR.pluginId]: meta.pluginId, [ATTR.handlerId]: meta.handlerId });
     // Each instrument on its own: one that throws does not take the others with it.
     if (this.#dispatched) recordQuietly(() => instruments.queueWait.record(meta.queueWaitMs / 1000, attributes));
     const outcome: Attributes = { ...attributes, [ATTR.outcome]: code ?? 'ok', ...(code ? { [ATTR.errorType]: code } : {}) };
