@@ -35,6 +35,8 @@ export interface ExecutionMeta {
   workspaceDir?: string;
   /** Files the handler left in its workspace, relative to it (capped at 1000). */
   artifacts: string[];
+  /** True when `artifacts` is not the whole list: the cap was reached, or the listing stopped early (too many entries, a folder it could not read). */
+  artifactsTruncated?: true;
 }
 
 /**

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
-import { MAX_EXECUTION_ID_LENGTH, listArtifacts, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
+import { MAX_EXECUTION_ID_LENGTH, listArtifacts, listArtifactsOf, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { removeTree } from '../src/host/remove-tree.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -501,6 +501,20 @@ describe('listArtifacts', () => {
       await writeFile(path.join(dir, 'sub', 'ünïcode.txt'), 'x');
       await writeFile(path.join(dir, 'line1\nline2'), 'x');
       expect(await listArtifacts(dir)).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('says the list is cut only when a file is left out: as many files as the limit is the whole list', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
+    try {
+      for (const name of ['a', 'b', 'c']) await writeFile(path.join(dir, name), 'x');
+      expect(await listArtifactsOf(dir, 3)).toEqual({ files: ['a', 'b', 'c'], truncated: false });
+      await mkdir(path.join(dir, 'sub'));
+      await writeFile(path.join(dir, 'sub', 'd'), 'x');
+      const cut = await listArtifactsOf(dir, 3);
+      expect(cut.files).toHaveLength(3);
+      expect(cut.truncated).toBe(true);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -24,8 +24,17 @@ function leaseTests(suite: SuiteContext): void {
     const dir = (result.data as { workspace: string }).workspace;
     if (!capabilities.workspaceOnRunner) expect(path.dirname(dir)).toBe(suite.root());
     expect(result.meta.artifacts).toEqual(['out/report.txt', 'summary.json']);
+    expect(result.meta.artifactsTruncated).toBeUndefined();
     expect(result.meta.workspaceDir).toBeUndefined();
     await expect(stat(dir)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('says when the artifact list is cut at its cap (1000), where a host could not tell it from the whole list', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'writes-workspace', input: { text: 'many', many: 1005 } }, { timeoutMs: 30_000 });
+    expectOk(result);
+    expect(result.meta.artifacts).toHaveLength(1000);
+    expect(result.meta.artifactsTruncated).toBe(true);
   });
 
   it('keeps the directory when asked, and reports it in meta', async () => {

@@ -27,6 +27,8 @@ export interface RunnerWorkspace {
   artifacts: string[];
   /** The directory on the runner's machine, when it was kept. */
   dir?: string;
+  /** The list is not whole (ExecutionMeta.artifactsTruncated). */
+  truncated?: boolean;
 }
 
 export type StopListener = (reason: KnownExecutionError) => void;
@@ -192,6 +194,7 @@ export class ExecutionControl implements DispatchControl {
 
   reportWorkspace(workspace: RunnerWorkspace): void {
     this.#meta.artifacts = workspace.artifacts;
+    if (workspace.truncated) this.#meta.artifactsTruncated = true;
     if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
   }
 

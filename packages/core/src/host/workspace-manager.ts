@@ -261,12 +261,19 @@ const MAX_ARTIFACT_ENTRIES = 10_000;
  * folders are walked through descriptors (anchored-tree.ts), down to 64 levels. Never rejects.
  */
 export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
+  return (await listArtifactsOf(dir, limit)).files;
+}
+
+/** listArtifacts, and whether the list is not whole (`truncated`: the limit reached, or the listing stopped early). */
+export async function listArtifactsOf(dir: string, limit = 1000): Promise<{ files: string[]; truncated: boolean }> {
   const out: string[] = [];
   let looked = 0;
+  let truncated = false;
+  // Past the limit it looks on until one more file (then the list is cut) or the tree's end.
   const visit = (child: string, kind: EntryKind): boolean => {
-    if (out.length >= limit || ++looked > MAX_ARTIFACT_ENTRIES) return false;
+    if (++looked > MAX_ARTIFACT_ENTRIES || (kind === 'file' && out.length >= limit)) return !(truncated = true);
     if (kind === 'file') out.push(child);
-    return out.length < limit;
+    return true;
   };
   try {
     if (anchoredTreesAvailable()) await listAnchored(dir, visit);
@@ -274,8 +281,9 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<string[]
   } catch {
     // A folder that cannot be read now (the process out of descriptors: EMFILE) ends the listing,
     // with what it found so far: a listing is never why a result is lost.
+    truncated = true;
   }
-  return out.sort();
+  return { files: out.sort(), truncated };
 }
 
 /** visitTree by paths (no /proc to hold folders open by). */

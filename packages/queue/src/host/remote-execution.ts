@@ -230,7 +230,7 @@ export class RemoteExecution {
   result(body: ResultBody, outputSent?: string): void {
     this.#lostOutput(Number(outputSent));
     const { meta } = body;
-    this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
+    this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], truncated: meta?.artifactsTruncated === true, ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
     if (this.#worker && (meta?.pid !== undefined || meta?.threadId !== undefined)) {
       this.#control.setRunner({ id: this.#worker.id, host: this.#worker.host, ...(meta.pid !== undefined ? { pid: meta.pid } : {}), ...(meta.threadId !== undefined ? { threadId: meta.threadId } : {}) });
     }

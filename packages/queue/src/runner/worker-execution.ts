@@ -249,7 +249,7 @@ export class WorkerExecution implements Watched {
 
   async #report(task: TaskBody, result: ExecutionResult): Promise<void> {
     const meta: ResultBody['meta'] = {
-      artifacts: result.meta.artifacts,
+      ...(result.meta.artifactsTruncated ? { artifacts: result.meta.artifacts, artifactsTruncated: true } : { artifacts: result.meta.artifacts }),
       ...(result.meta.workspaceDir !== undefined ? { workspaceDir: result.meta.workspaceDir } : {}),
       ...(result.meta.pid !== undefined ? { pid: result.meta.pid } : {}),
       ...(result.meta.workerId !== undefined ? { threadId: result.meta.workerId } : {}),

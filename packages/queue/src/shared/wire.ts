@@ -87,7 +87,7 @@ export interface LogBody {
 
 /** The end of an execution on a worker, with what `meta` needs from there. */
 export type ResultBody = ({ ok: true; data: unknown } | { ok: false; error: SerializedError }) & {
-  meta: { artifacts: string[]; workspaceDir?: string; pid?: number; threadId?: number };
+  meta: { artifacts: string[]; artifactsTruncated?: true; workspaceDir?: string; pid?: number; threadId?: number };
 };
 
 export interface CancelBody {
