@@ -279,38 +279,38 @@ describe('the network between a worker and the server', () => {
     expectOk(after);
   });
 
-  it('cut, then SIGTERM: the worker exits about a second after its drain timeout (what it still had to send cannot go), not five', async () => {
-    const pool = newPool('netcutdrain');
+  /** A worker (drain timeout 0.5 s) running an execution; `fault` on its link, then SIGTERM: how long until it exits, and the caller's result. */
+  async function drainAfter(name: string, fault: () => void): Promise<{ exitCode: number | null; exitMs: number; result: ExecutionResult }> {
+    const pool = newPool(name);
     const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 500, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
     cleanups.push(() => drained.stop());
-    const backend = host(server.url, pool);
-    const { result } = await startMark(backend, path.join(markers, 'netcutdrain.log'));
-    proxy.cut();
+    const { result } = await startMark(host(server.url, pool), path.join(markers, `${name}.log`));
+    fault();
     const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
     const signalledAt = performance.now();
     drained.child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    const exitCode = await exited;
+    return { exitCode, exitMs: performance.now() - signalledAt, result: await result };
+  }
+
+  it('cut, then SIGTERM: the worker exits about a second after its drain timeout (what it still had to send cannot go), not five', async () => {
+    const drained = await drainAfter('netcutdrain', () => proxy.cut());
+    expect(drained.exitCode).toBe(0);
     // The drain's 500 ms, the connection's last second, and slack for a loaded machine: under the 5.5 s it took before.
-    expect(performance.now() - signalledAt).toBeLessThan(4000);
-    expectError(await result, 'WORKER_CRASHED');
+    expect(drained.exitMs).toBeLessThan(4000);
+    expectError(drained.result, 'WORKER_CRASHED');
     proxy.restore();
   });
 
   it('reset and turned away (reconnecting), then SIGTERM: the worker exits about a second after its drain timeout as well, not five (its stopped execution\'s result waits for a server it cannot reach)', async () => {
-    const pool = newPool('netresetdrain');
-    const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 500, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
-    cleanups.push(() => drained.stop());
-    const backend = host(server.url, pool);
-    const { result } = await startMark(backend, path.join(markers, 'netresetdrain.log'));
-    proxy.refuse(true);
-    proxy.reset();
-    const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
-    const signalledAt = performance.now();
-    drained.child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    const drained = await drainAfter('netresetdrain', () => {
+      proxy.refuse(true);
+      proxy.reset();
+    });
+    expect(drained.exitCode).toBe(0);
     // The drain's 500 ms, a second for its handler to stop, and slack for a loaded machine: under the 6–7 s it took before.
-    expect(performance.now() - signalledAt).toBeLessThan(4000);
-    expectError(await result, 'WORKER_CRASHED');
+    expect(drained.exitMs).toBeLessThan(4000);
+    expectError(drained.result, 'WORKER_CRASHED');
     proxy.refuse(false);
   });
 });
