@@ -649,15 +649,16 @@ describe('calls back to the calling host', () => {
     expect(ok.data).toEqual({ ok: true, value: 'hello' });
     expect(platform.calls).toEqual([{ service: 'kv', method: 'get', args: ['greeting'] }]);
     // The host's manifest declares nothing for the handler; the worker's copy declares kv.get.
-    // The worker lets the call through; the host's gateway refuses it.
+    // Before, the worker ran it and the host's gateway refused the call (what the host mediates);
+    // now the worker refuses the task (its copy would have granted files, network, processes the
+    // host never checked), and nothing reaches the host's services.
     const manifest = await probeManifest();
     const hostManifest = { ...manifest, handlers: { ...manifest.handlers, 'kv-get': { entry: './handlers/kv-get.mjs' } } };
     const strictPlatform = testPlatform();
     const strict = make({ platform: strictPlatform, plugins: [{ root: QUEUE_PLUGIN, manifest: hostManifest }], permissions: { platform: { kv: true } } });
-    const denied = await strict.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'greeting' } });
-    expectOk(denied);
-    expect(denied.data).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
-    expect((denied.data as { message: string }).message).toContain('platform.kv.get');
+    const refused = await strict.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'greeting' } });
+    expectError(refused, 'VALIDATION_ERROR');
+    expect(refused.error.details).toMatchObject({ reason: 'plugin-manifest-mismatch', handlerId: 'kv-get' });
     expect(strictPlatform.calls).toEqual([]);
   });
 
