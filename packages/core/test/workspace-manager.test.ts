@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { WorkspaceError, WorkspaceManager } from '../src/index.js';
-import { MAX_EXECUTION_ID_LENGTH, listArtifacts, listArtifactsOf, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
+import { MAX_EXECUTION_ID_LENGTH, listArtifacts, unsafeExecutionIdReason } from '../src/host/workspace-manager.js';
 import { removeTree } from '../src/host/remove-tree.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
@@ -364,7 +364,7 @@ describe('WorkspaceManager', () => {
       const child = spawn(process.execPath, ['-e', racer, lease.dir], { stdio: ['ignore', 'pipe', 'ignore'], env: {} });
       children.push(child);
       await once(child.stdout!, 'data');
-      const artifacts = await listArtifacts(lease.dir, 100_000);
+      const artifacts = (await listArtifacts(lease.dir, 100_000)).files;
       await lease.release();
       child.kill('SIGKILL');
       await once(child, 'exit');
@@ -500,7 +500,7 @@ describe('listArtifacts', () => {
       await mkdir(path.join(dir, 'sub'));
       await writeFile(path.join(dir, 'sub', 'ünïcode.txt'), 'x');
       await writeFile(path.join(dir, 'line1\nline2'), 'x');
-      expect(await listArtifacts(dir)).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
+      expect((await listArtifacts(dir)).files).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -509,10 +509,10 @@ describe('listArtifacts', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
     try {
       for (const name of ['a', 'b', 'c']) await writeFile(path.join(dir, name), 'x');
-      expect(await listArtifactsOf(dir, 3)).toEqual({ files: ['a', 'b', 'c'], truncated: false });
+      expect(await listArtifacts(dir, 3)).toEqual({ files: ['a', 'b', 'c'], truncated: false });
       await mkdir(path.join(dir, 'sub'));
       await writeFile(path.join(dir, 'sub', 'd'), 'x');
-      const cut = await listArtifactsOf(dir, 3);
+      const cut = await listArtifacts(dir, 3);
       expect(cut.files).toHaveLength(3);
       expect(cut.truncated).toBe(true);
     } finally {
@@ -528,7 +528,7 @@ describe('listArtifacts', () => {
       await symlink('/etc/hostname', path.join(dir, 'link'));
       execFileSync('mkfifo', [path.join(dir, 'pipe')]);
       await new Promise<void>((resolve) => server.listen(path.join(dir, 'sub', 'sock'), resolve));
-      expect(await listArtifacts(dir)).toEqual(['link', 'sub/report.txt']);
+      expect((await listArtifacts(dir)).files).toEqual(['link', 'sub/report.txt']);
     } finally {
       server.close();
       await rm(dir, { recursive: true, force: true });

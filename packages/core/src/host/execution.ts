@@ -14,7 +14,7 @@ import { Holdings } from './holdings.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
-import { listArtifactsOf, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
+import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
 
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
@@ -338,7 +338,7 @@ export class Execution {
     const settled = (this.#dispatched ?? Promise.resolve()).then(noop, noop);
     const runnerGone = stopped && !this.#host.releaseSlotOnStop ? await settlesWithin(settled, STOP_SETTLE_MS) : true;
     if (this.#leaseDir !== undefined) {
-      const listing = await listArtifactsOf(this.#leaseDir);
+      const listing = await listArtifacts(this.#leaseDir);
       this.meta.artifacts = listing.files;
       if (listing.truncated) this.meta.artifactsTruncated = true;
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;

@@ -259,13 +259,9 @@ const MAX_ARTIFACT_ENTRIES = 10_000;
  * sockets and devices left out), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
  * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
  * folders are walked through descriptors (anchored-tree.ts), down to 64 levels. Never rejects.
+ * `truncated`: the list is not whole (the limit reached with a file left out, or the listing stopped early).
  */
-export async function listArtifacts(dir: string, limit = 1000): Promise<string[]> {
-  return (await listArtifactsOf(dir, limit)).files;
-}
-
-/** listArtifacts, and whether the list is not whole (`truncated`: the limit reached, or the listing stopped early). */
-export async function listArtifactsOf(dir: string, limit = 1000): Promise<{ files: string[]; truncated: boolean }> {
+export async function listArtifacts(dir: string, limit = 1000): Promise<{ files: string[]; truncated: boolean }> {
   const out: string[] = [];
   let looked = 0;
   let truncated = false;
