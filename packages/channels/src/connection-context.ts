@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ContextDescriptor } from '@kb-labs/plugin-execution-core';
 import type { ConnectionInfo } from './connection-registry.js';
-import type { MountWebSocketChannelsOptions } from './options.js';
+import { checkHostContext, type MountWebSocketChannelsOptions } from './options.js';
 
 /** Where an accepted upgrade came in: the channel it matched and what its URL carried. */
 export interface ConnectionOrigin {
@@ -37,6 +37,7 @@ export function connectionContext(info: ConnectionInfo, request: IncomingMessage
     Promise.resolve(extra).catch(() => undefined);
     throw new TypeError('The context option returned a promise: it must return the fields themselves, synchronously (look them up in authenticate, which may be async, and return them as its identity)');
   }
+  if (typeof extraContext === 'function' && extra !== undefined) checkHostContext(extra);
   const { id, channel, path, params, query, headers, remoteAddress, identity } = info;
   return {
     ...(extra as ContextDescriptor),

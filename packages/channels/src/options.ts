@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { ValidationError, type ContextDescriptor, type ExecutionError, type ExecutionEvent, type IExecutionBackend, type LogEntry } from '@kb-labs/plugin-execution-core';
-import { lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/host-kit';
+import { checkContextDescriptor, lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/host-kit';
 import type { ConnectionInfo, ConnectionRegistry } from './connection-registry.js';
 
 /** What `authenticate` is told about the upgrade besides the raw request. */
@@ -179,6 +179,9 @@ export function validateOptions(options: unknown): MountWebSocketChannelsOptions
   }
   // The parse checks; the host's own objects (backend, callbacks, context) are used as given.
   parseOptions(mountOptionsSchema(), options, 'mountWebSocketChannels() options');
+  const { context } = options as MountWebSocketChannelsOptions;
+  // Given once for every execution: refused now, not by each message alike.
+  if (context !== undefined && typeof context !== 'function') checkHostContext(context);
   return options as MountWebSocketChannelsOptions;
 }
 
@@ -190,4 +193,16 @@ export function defaultFormatError(error: ExecutionError): { code: string; messa
   if (!CLIENT_VISIBLE.has(error.code)) return { code: error.code, message: 'The server could not run this channel handler' };
   const message = error.message.length > MAX_ERROR_MESSAGE ? `${error.message.slice(0, MAX_ERROR_MESSAGE)}…` : error.message;
   return { code: error.code, message };
+}
+
+/**
+ * The fields a host adds to its connections' context (the `context` option, or what its function
+ * returns): what an execution's context may hold, without `host`, which the channel sets.
+ */
+export function checkHostContext(context: unknown): void {
+  if (typeof context === 'object' && context !== null && Object.hasOwn(context, 'host')) {
+    const message = "is set by the channel for each connection ({ kind: 'ws', connection, identity }); give a field of your own another name";
+    throw new ValidationError(`Invalid context: context.host ${message}`, { details: { issues: [{ path: 'context.host', message }] } });
+  }
+  checkContextDescriptor(context, 'context');
 }

@@ -546,6 +546,31 @@ describe('routing', () => {
     expect(h.server.listenerCount('upgrade')).toBe(1);
   });
 
+  it('refuses at mount a static context every execution would refuse, naming the field: a wrong type, a misspelt permissions, a host of its own, a value that cannot reach a runner', async () => {
+    const h = await setup();
+    const mount = (context: unknown) => () => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: '/ctx', context: context as never });
+    expect(mount({ tenantId: 5 })).toThrow(/context\.tenantId: .*string/i);
+    expect(mount({ permissions: { network: 'yes' } })).toThrow(/context\.permissions\.network/);
+    expect(mount({ premissions: { network: true } })).toThrow(/context\.premissions: unknown field; did you mean "permissions"\?/);
+    expect(mount({ host: { kind: 'rest' } })).toThrow(/context\.host is set by the channel/);
+    expect(mount({ config: { format: () => 'x' } })).toThrow(ValidationError);
+    expect(mount({ config: { format: () => 'x' } })).toThrow(/context\.config\.format/);
+    // None of them mounted: the server's only upgrade listener is the harness's own mount.
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+    expect(await upgradeStatus(h.url('/ctx/echo'))).toMatchObject({ status: 404 });
+  });
+
+  it('a context function whose fields every execution would refuse closes the connection (1011, phase context) saying which, rather than failing each message', async () => {
+    const errors: Array<{ phase: string; message: string }> = [];
+    const h = await setup({
+      context: () => ({ tenantId: 7 }) as never,
+      onError: (error, info) => errors.push({ phase: info.phase, message: (error as Error).message }),
+    });
+    const client = await h.connect('/echo', { ready: false });
+    expect(await client.closed).toEqual({ code: 1011, reason: 'context' });
+    expect(errors).toEqual([{ phase: 'context', message: expect.stringMatching(/context\.tenantId/) }]);
+  });
+
   it("a backend's shutdown({ timeoutMs }) shorter than closeTimeoutMs: the socket of a client that never answers the close goes at that timeout, not at closeTimeoutMs", async () => {
     const errors: string[] = [];
     const h = await setup({ closeTimeoutMs: 5000, onError: (error, info) => errors.push(`${info.phase}: ${(error as Error).message}`) });

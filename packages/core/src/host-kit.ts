@@ -18,3 +18,4 @@ export { settlesWithin } from './settles-within.js';
 export { checkTimeoutOptions } from './host/shutdown-hooks.js';
 export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
+export { checkContextDescriptor } from './host/context-descriptor.js';

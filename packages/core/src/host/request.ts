@@ -3,39 +3,15 @@ import { ValidationError } from '../errors.js';
 import { issuesOf, validationError, type ValidationIssue } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema, type Zod } from './lazy-zod.js';
-import { permissionSpecSchema } from './permissions.js';
 import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
+import { contextDescriptorSchema } from './context-descriptor.js';
 import { nearest, unknownKeyMessage } from './nearest-name.js';
 import { executeKeyElsewhere } from './backend-own-options.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
-/**
- * What the host tells the handler about the call: who, for which tenant, from which kind of
- * host (CLI argv, the WS connection, a REST request …), what it grants, and config.
- * Unknown keys are kept: a host may add its own JSON-serialisable fields.
- */
-export const contextDescriptorSchema = lazySchema((z) =>
-  z.looseObject({
-    requestId: z.string().max(256).optional(),
-    tenantId: z.string().max(256).optional(),
-    /** `{ kind: 'cli' | 'rest' | 'ws' | 'workflow' | …, …host data }` */
-    host: z.looseObject({ kind: z.string().min(1).max(64) }).optional(),
-    /** What the host grants this execution; overrides the backend's `permissions` option. */
-    permissions: permissionSpecSchema().optional(),
-    config: z.record(z.string(), z.unknown()).optional(),
-  }).superRefine((context, ctx) => {
-    // A misspelt `permissions` would be kept as a field of the host's own, and the backend's wider grants apply.
-    for (const key of Object.keys(context)) {
-      if (key !== 'permissions' && nearest(key, ['permissions'])) {
-        ctx.addIssue({ code: 'custom', path: [key], message: `unknown field; did you mean "permissions"? (a field of the host's own may not be named this close to it)` });
-      }
-    }
-  }),
-);
-
-export type ContextDescriptor = z.output<ReturnType<typeof contextDescriptorSchema>>;
+export { contextDescriptorSchema, type ContextDescriptor } from './context-descriptor.js';
 
 /** A plugin or handler id in a request: a non-empty string of at most `max` characters. */
 function idText(z: Zod, max: number) {

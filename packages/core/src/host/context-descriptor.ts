@@ -1,0 +1,43 @@
+import type { z } from 'zod';
+import { issuesOf, validationError } from '../validation.js';
+import { cloneForWire } from '../wire-clone.js';
+import { lazySchema } from './lazy-zod.js';
+import { nearest } from './nearest-name.js';
+import { permissionSpecSchema } from './permissions.js';
+
+/**
+ * What the host tells the handler about the call: who, for which tenant, from which kind of
+ * host (CLI argv, the WS connection, a REST request …), what it grants, and config.
+ * Unknown keys are kept: a host may add its own JSON-serialisable fields.
+ */
+export const contextDescriptorSchema = lazySchema((z) =>
+  z.looseObject({
+    requestId: z.string().max(256).optional(),
+    tenantId: z.string().max(256).optional(),
+    /** `{ kind: 'cli' | 'rest' | 'ws' | 'workflow' | …, …host data }` */
+    host: z.looseObject({ kind: z.string().min(1).max(64) }).optional(),
+    /** What the host grants this execution; overrides the backend's `permissions` option. */
+    permissions: permissionSpecSchema().optional(),
+    config: z.record(z.string(), z.unknown()).optional(),
+  }).superRefine((context, ctx) => {
+    // A misspelt `permissions` would be kept as a field of the host's own, and the backend's wider grants apply.
+    for (const key of Object.keys(context)) {
+      if (key !== 'permissions' && nearest(key, ['permissions'])) {
+        ctx.addIssue({ code: 'custom', path: [key], message: `unknown field; did you mean "permissions"? (a field of the host's own may not be named this close to it)` });
+      }
+    }
+  }),
+);
+
+export type ContextDescriptor = z.output<ReturnType<typeof contextDescriptorSchema>>;
+
+/**
+ * Check a context descriptor a host gives once for many executions (a channel mount's static
+ * context), where each execution would otherwise refuse it alike: the issues name `<what>.<field>`,
+ * and a value that cannot cross to a runner is named as an input's would be.
+ */
+export function checkContextDescriptor(context: unknown, what: string): void {
+  const result = contextDescriptorSchema().safeParse(context);
+  if (!result.success) throw validationError(`Invalid ${what}`, issuesOf(result.error, what));
+  cloneForWire(context, what);
+}
