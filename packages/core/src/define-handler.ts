@@ -115,6 +115,17 @@ function isSchema(value: unknown): boolean {
   return schema !== null && (typeof schema === 'object' || typeof schema === 'function') && (typeof schema.safeParse === 'function' || typeof schema['~standard']?.validate === 'function');
 }
 
+/**
+ * What defineHandler() returned, or a plain `{ run }` (an input schema beside it) with no other
+ * function: an object of several functions is a module's exports (`module.exports = { run, build }`),
+ * and which one a handler means is for the manifest's `"export"` to say, not for `run` to win.
+ */
 export function isDefinedHandler(value: unknown): value is DefinedHandler<z.ZodType | undefined> {
-  return typeof value === 'object' && value !== null && typeof (value as { run?: unknown }).run === 'function';
+  if (typeof value !== 'object' || value === null || typeof (value as { run?: unknown }).run !== 'function') return false;
+  return (value as { [HANDLER_BRAND]?: unknown })[HANDLER_BRAND] === true || functionsOf(value).length === 1;
+}
+
+/** The names of an object's own enumerable function-valued properties. */
+export function functionsOf(value: object): string[] {
+  return Object.keys(value).filter((key) => typeof (value as Record<string, unknown>)[key] === 'function');
 }

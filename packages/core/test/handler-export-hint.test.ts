@@ -62,6 +62,27 @@ describe('a handler export that is not there', () => {
     expect(none.message).toMatch(/has no export "default" \(exports: none\)$/);
   });
 
+  it("an object of several functions (a CommonJS module's exports, an ESM default object) is not taken for the handler its `run` is: the one named after the handler is hinted", async () => {
+    const cjs = await failureOf('multi.cjs', 'exports.run = async () => "I am run";\nexports.build = async () => "I am build";\n', 'build');
+    expect(cjs).toEqual({
+      code: 'HANDLER_NOT_FOUND',
+      message: `Handler "build" of plugin "@t/hint": export "default" of ${path.join(root, 'multi.cjs')} is not a handler (a function or defineHandler({ run }) was expected, got an object of several functions (run, build), not one handler); set "export": "build" on handler "build" in kb.plugin.json`,
+    });
+    const esm = await failureOf('multi.mjs', 'const run = async () => 1;\nconst lint = async () => 2;\nexport default { run, lint };\n', 'lint');
+    expect(esm.message).toMatch(/got an object of several functions \(run, lint\), not one handler\); set "export": "lint" on handler "lint" in kb\.plugin\.json$/);
+    // What the hint says works: the default object's own property.
+    const entryPath = path.join(root, 'multi.mjs');
+    const task = { executionId: 'exec-lint', pluginId: '@t/hint', handlerId: 'lint', pluginRoot: root, entryPath, exportName: 'lint', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 2 });
+  });
+
+  it('a plain { input, run } object (not made by defineHandler) is still a handler', async () => {
+    const entryPath = path.join(root, 'plain.mjs');
+    await writeFile(entryPath, 'export default { input: { safeParse: (v) => ({ success: true, data: v }) }, run: async (input) => ({ got: input }) };\n');
+    const task = { executionId: 'exec-plain', pluginId: '@t/hint', handlerId: 'plain', pluginRoot: root, entryPath, exportName: 'default', input: 3, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: { got: 3 } });
+  });
+
   it('a module that was empty, or written again while it was imported (an editor saving it), is HANDLER_ERROR, not a missing export', async () => {
     const empty = await failureOf('empty.mjs', '', 'greet');
     expect(empty).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('empty.mjs is empty or was being saved as it was loaded (saved half-way?)') });

@@ -1,5 +1,5 @@
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
-import { isDefinedHandler } from '../define-handler.js';
+import { functionsOf, isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
 import { AbortedError, HandlerError, HandlerNotFoundError, handlerThrew, isExecutionError, toHandlerError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
@@ -255,10 +255,12 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     // again while it was imported): the module is broken, not missing.
     throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
   }
+  const several = typeof exported === 'object' && exported !== null ? functionsOf(exported) : [];
+  const what = several.length > 1 ? `an object of several functions (${several.slice(0, 10).join(', ')}), not one handler` : exported === null ? 'null' : typeof exported;
   throw new HandlerNotFoundError(
     exported === undefined
       ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
-      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${exported === null ? 'null' : typeof exported})`,
+      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 1 ? (exported as Record<string, unknown>) : mod, several.length > 1 ? several : available, task.handlerId)}`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
   );
 }
