@@ -40,13 +40,14 @@ export async function initCommand(dir: string, usage: (message: string) => Error
     'hello.mjs': HANDLER.replace('__PACKAGE__', pkg),
     'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id).replace('__PACKAGE__', pkg).replace('__SKIP_MISSING__\n', pkg === CORE ? SKIP_MISSING : ''),
   };
-  // Installed above the folder: Node finds it from there, nothing to add. Not installed: npx is
-  // told the package whose command it is, never left to fetch whatever is named kb-plugin-exec.
+  // Installed above the folder: Node finds it from there, nothing to add. Not installed, or core
+  // alone (which has no command): npx is told the package whose command it is, never left to
+  // fetch whatever is named kb-plugin-exec.
   const install = installed ? '' : `${installCommand(UMBRELLA, userAgentOf(root))} && `;
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
-      `Run it:   npx ${installed ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
+      `Run it:   npx ${installed && pkg === UMBRELLA ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
       `Test it:  cd ${shellWord(dir)} && ${install}npm test\n`,
   );
   return 0;

@@ -48,6 +48,9 @@ describe('kb-plugin-exec init: what the project installed', () => {
     await install('@kb-labs/plugin-execution-core');
     await install('@kb-labs/plugin-execution-in-process');
     expect(init()).toBe('cd greeter && npm test');
+    // Core has no command: npx is told the umbrella's, not left to fetch one named kb-plugin-exec.
+    await rm(path.join(project, 'greeter'), { recursive: true });
+    expect(init({}, 'Run it')).toBe(`npx --package @kb-labs/plugin-execution kb-plugin-exec run greeter hello --input '{"name":"Ada"}'`);
     const dir = path.join(project, 'greeter');
     expect(await readFile(path.join(dir, 'hello.test.mjs'), 'utf8')).toContain("import { createExecutionBackend } from '@kb-labs/plugin-execution-core';");
     const own = spawnSync(process.execPath, ['--test', '--test-reporter=tap'], { cwd: dir, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
