@@ -10,11 +10,16 @@ const { fileURLToPath } = process.getBuiltinModule('node:url');
  */
 export function moduleTypeAdvice(file: string, pluginRoot: string): string {
   const filePath = file.startsWith('file:') ? fileURLToPath(file) : file;
-  if (filePath.endsWith('.cjs')) return 'A .cjs file is CommonJS whatever a package.json says: rename it to .mjs, or write it with require() and module.exports';
+  // TypeScript (run by Node's type stripping) has its own names: .mts is an ES module, .cts CommonJS.
+  const typeScript = /\.[cm]?ts$/.test(filePath);
+  const esName = typeScript ? '.mts' : '.mjs';
+  if (filePath.endsWith('.cjs') || filePath.endsWith('.cts')) {
+    return `A ${path.extname(filePath)} file is CommonJS whatever a package.json says: rename it to ${esName}, or write it with require() and module.exports`;
+  }
   const found = nearestPackageJson(filePath, pluginRoot);
-  if (!found) return 'Rename it to .mjs, or put a package.json with "type": "module" in the plugin folder (it has none: Node goes by the nearest one above it, if any)';
+  if (!found) return `Rename it to ${esName}, or put a package.json with "type": "module" in the plugin folder (it has none: Node goes by the nearest one above it, if any)`;
   const says = found.type === undefined ? 'no "type"' : `"type": ${JSON.stringify(found.type)}`;
-  return `Rename it to .mjs, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
+  return `Rename it to ${esName}, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
 }
 
 function nearestPackageJson(file: string, pluginRoot: string): { path: string; type: unknown } | undefined {
