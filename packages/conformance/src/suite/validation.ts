@@ -119,6 +119,10 @@ function requestValidationTests(suite: SuiteContext): void {
     const array = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, [] as never);
     expectError(array, 'VALIDATION_ERROR');
     expect(array.error.message).toBe('execute() options must be an object, got an array');
+    // The ids given as two strings (plain JavaScript): the request is the mistake, not the options.
+    const positional = await backend.execute(BASIC as never, 'echo' as never);
+    expectError(positional, 'VALIDATION_ERROR');
+    expect(positional.error.message).toMatch(/^Invalid execution request:\n  - \(root\): must be an object: \{ pluginId, handlerId/);
   });
 }
 

@@ -95,6 +95,9 @@ export class Execution {
   async run(request: ExecutionRequest, options: ExecuteOptions | undefined): Promise<ExecutionResult> {
     let outcome: Outcome;
     try {
+      // A request that is no object is the first mistake to name: execute('plugin', 'handler')
+      // gives its ids as two strings, not options of the wrong kind.
+      if (typeof request !== 'object' || request === null) parseExecutionRequest(request);
       const opts = validateExecuteOptions(options);
       // Each step is synchronous where it can be (plugins loaded, a free slot, no workspace):
       // awaited only when it is not, since most executions take that path.
