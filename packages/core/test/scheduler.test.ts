@@ -1,6 +1,8 @@
 import { AbortedError, QueueFullError, ShuttingDownError } from '../src/index.js';
 import { LatencyRecorder } from '../src/host/latency-recorder.js';
 import { Scheduler, type Slot } from '../src/host/scheduler.js';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 
 /** Acquire and require an immediate slot. */
@@ -239,5 +241,35 @@ describe('LatencyRecorder', () => {
     const recorder = new LatencyRecorder();
     recorder.record(7);
     expect(recorder.summary()).toEqual({ count: 1, p50: 7, p95: 7, p99: 7, max: 7 });
+  });
+});
+
+describe('waiters aborted while a slot stays held', () => {
+  it('are let go at once, not kept until the next release: their signals can be collected', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const scheduler = new Scheduler({ concurrency: 1, maxQueue: 10 });
+    const held = now(scheduler);
+    const signals: Array<WeakRef<AbortSignal>> = [];
+    for (let i = 0; i < 2000; i++) {
+      const controller = new AbortController();
+      signals.push(new WeakRef(controller.signal));
+      const waiting = scheduler.acquire('k', controller.signal) as Promise<Slot>;
+      controller.abort();
+      // (Not expect().rejects, which keeps what it was given.)
+      const refused = await waiting.then(() => undefined, (error: unknown) => error);
+      expect(refused).toBeInstanceOf(AbortedError);
+    }
+    expect(scheduler.queued).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    // Before, every one was held (2000) until the held slot was given back.
+    expect(signals.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(20);
+    // The queue still works: one waiting now gets the slot once it is given back.
+    const order: string[] = [];
+    const next = later(scheduler, 'k', order, 'next');
+    held.release();
+    (await next).release();
+    expect(order).toEqual(['next']);
   });
 });

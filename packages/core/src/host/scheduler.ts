@@ -84,6 +84,9 @@ export class Scheduler {
           if (waiter.done) return;
           waiter.done = true;
           this.#queued--;
+          // Out of the queue now, not at the next release (a slot may stay held for a handler's whole
+          // time limit while callers give up by the thousand): swept once those gone outnumber those left.
+          if (this.#queue.length > 2 * this.#queued + 16) this.#queue = this.#queue.filter((each) => !each.done);
           reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
         };
         waiter.cleanup = onAbort(signal, abort);
