@@ -1,3 +1,4 @@
+import { createHook } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { Deadlines } from '../src/host/deadlines.js';
 
@@ -52,5 +53,29 @@ describe('Deadlines', () => {
     });
     await sleep(150);
     expect(expired).toEqual(['second', 'added inside']);
+  });
+
+  it('keeps the timers of only a few limits without executions: a limit of its own per execution does not leave a timer each for the whole limit', async () => {
+    const live = new Set<number>();
+    let counting = true;
+    const hook = createHook({
+      init: (id, type) => counting && type === 'Timeout' && live.add(id),
+      destroy: (id) => live.delete(id),
+    }).enable();
+    try {
+      const deadlines = new Deadlines();
+      for (let i = 0; i < 500; i++) deadlines.cancel(3_600_000 - i, deadlines.add(3_600_000 - i, performance.now(), () => undefined));
+      counting = false;
+      await sleep(10);
+      // Before, all 500 stayed armed for their hour.
+      expect(live.size).toBeLessThanOrEqual(8);
+      // A limit used again gets its timer back, and expires as before.
+      const expired: string[] = [];
+      deadlines.add(30, performance.now(), () => expired.push('again'));
+      await sleep(90);
+      expect(expired).toEqual(['again']);
+    } finally {
+      hook.disable();
+    }
   });
 });

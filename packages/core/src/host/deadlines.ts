@@ -7,7 +7,9 @@
  * unenroll (docs/benchmarks.md, in-process overhead).
  *
  * While a limit has executions its timer keeps the process alive, as a timer of their own would;
- * once it has none, its timer no longer does.
+ * once it has none, its timer no longer does, and it is kept for the next execution of that limit
+ * only among the few limits used last: a host that gives each execution the time left of its own
+ * budget (a limit of its own each) would otherwise hold a timer per execution for the whole limit.
  */
 /** Node's longest timer (about 24.8 days): the longest time limit any option, manifest or execute() takes. */
 export const MAX_TIMER_MS = 2_147_483_647;
@@ -24,8 +26,13 @@ interface LimitTimers {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** Limits without executions whose timers are kept for their next execution, the last ones used. */
+const IDLE_LIMITS_KEPT = 8;
+
 export class Deadlines {
   readonly #byLimit = new Map<number, LimitTimers>();
+  /** Of `#byLimit`, those with nothing pending, the longest idle first. */
+  readonly #idle = new Set<LimitTimers>();
 
   /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
   add(limitMs: number, now: number, expire: () => void): Deadline {
@@ -35,6 +42,7 @@ export class Deadlines {
     const wasEmpty = limit.pending.size === 0;
     limit.pending.add(deadline);
     // An armed timer fires no later than this deadline: it was armed for one that started earlier.
+    if (wasEmpty) this.#idle.delete(limit);
     if (!limit.timer) limit.timer = setTimeout(() => this.#fire(limit), limitMs);
     else if (wasEmpty) limit.timer.ref();
     return deadline;
@@ -42,7 +50,14 @@ export class Deadlines {
 
   cancel(limitMs: number, deadline: Deadline): void {
     const limit = this.#byLimit.get(limitMs);
-    if (limit?.pending.delete(deadline) && limit.pending.size === 0) limit.timer?.unref();
+    if (!limit?.pending.delete(deadline) || limit.pending.size > 0) return;
+    limit.timer?.unref();
+    this.#idle.add(limit);
+    if (this.#idle.size <= IDLE_LIMITS_KEPT) return;
+    const oldest: LimitTimers = this.#idle.values().next().value!;
+    this.#idle.delete(oldest);
+    clearTimeout(oldest.timer);
+    this.#byLimit.delete(oldest.limitMs);
   }
 
   #fire(limit: LimitTimers): void {
@@ -61,6 +76,9 @@ export class Deadlines {
     clearTimeout(limit.timer);
     const first: Deadline | undefined = limit.pending.values().next().value;
     if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.at - performance.now())));
-    else if (this.#byLimit.get(limit.limitMs) === limit) this.#byLimit.delete(limit.limitMs);
+    else if (this.#byLimit.get(limit.limitMs) === limit) {
+      this.#byLimit.delete(limit.limitMs);
+      this.#idle.delete(limit);
+    }
   }
 }
