@@ -217,6 +217,29 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('an execute() refused in the first moments of shutdown() (before its loaded backend heard of it), or while its package still loads, is counted in stats() as every later refusal is', async () => {
+    const request = { pluginId: BASIC, handlerId: 'echo', input: 1 };
+    const used = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    expectOk(await used.execute(request));
+    const stopping = used.shutdown();
+    const [sameTick, nextTick] = [used.execute(request), Promise.resolve().then(() => used.execute(request))];
+    expectError(await sameTick, 'SHUTTING_DOWN');
+    expectError(await nextTick, 'SHUTTING_DOWN');
+    await stopping;
+    expectError(await used.execute(request), 'SHUTTING_DOWN');
+    // Before, the two refused before the loaded backend heard of the shutdown were not counted: 2 and 1.
+    expect(await used.stats()).toMatchObject({ total: 4, byOutcome: { ok: 1, SHUTTING_DOWN: 3 } });
+    // Its package still loading when shutdown() is called: refused once it has loaded, and counted.
+    const loading = createExecutionBackend({ type: 'worker-pool', plugins: [fixturePlugins.basic], workspace: false });
+    const ready = loading.ready();
+    const stopped = loading.shutdown();
+    const refused = await loading.execute(request);
+    expectError(refused, 'SHUTTING_DOWN');
+    expect(refused.error.details).toMatchObject({ phase: 'queued' });
+    await Promise.all([ready, stopped]);
+    expect(await loading.stats()).toMatchObject({ state: 'closed', total: 1, byOutcome: { SHUTTING_DOWN: 1 } });
+  });
+
   it('onShutdown(): listeners run first, while the backend still serves; one that throws does not stop the shutdown', async () => {
     const backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
     const seen: string[] = [];

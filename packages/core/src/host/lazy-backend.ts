@@ -114,6 +114,9 @@ class LazyBackend implements LazyExecutionBackend {
   #shutdownDeadline: ShutdownDeadline | undefined;
   /** The loaded backend, once its own shutdown was called. */
   #closing: Loadable | undefined;
+  /** Set as it stops taking executions, if a load was begun: the loaded backend (its shutdown called), or undefined if the load failed. */
+  #closingKnown: Promise<Loadable | undefined> | undefined;
+  #stopped: Promise<void> | undefined;
   readonly #shutdownHooks = new ShutdownHooks();
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
@@ -169,6 +172,10 @@ class LazyBackend implements LazyExecutionBackend {
     const startedAt = Date.now();
     const t0 = performance.now();
     if (this.#stopping) {
+      // Loaded (or loading): refused by that backend once it is told to shut down, and counted
+      // in its stats as any refusal after it, not only answered here.
+      const closing = await this.#closingKnown;
+      if (closing) return closing.execute<T>(request, options);
       return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0);
     }
     let backend: Loadable;
@@ -267,16 +274,29 @@ class LazyBackend implements LazyExecutionBackend {
     // As BaseBackend: what onShutdown() registered runs while executions are still taken; with
     // nothing registered, none is taken from now on.
     const hooks = this.#shutdownHooks.run(timeoutMs, deadline);
-    if (!hooks) this.#stopping = true;
+    if (!hooks) this.#stop(deadline);
     this.#shutdown = (async () => {
       await hooks;
-      this.#stopping = true;
-      // Never loaded: nothing to stop, and nothing should be loaded just to stop it.
-      if (!this.#loading) return;
-      const backend = (this.#closing = await this.#loading.catch(() => undefined));
-      await backend?.shutdown({ timeoutMs: deadline.remainingMs() });
+      this.#stop(deadline);
+      await this.#closingKnown;
+      await this.#stopped;
     })();
     return this.#shutdown;
+  }
+
+  /** Take no execution from now on, and shut the loaded backend down once it is (never loaded: nothing is loaded just to stop it). */
+  #stop(deadline: ShutdownDeadline): void {
+    this.#stopping = true;
+    if (!this.#loading || this.#closingKnown) return;
+    this.#closingKnown = this.#loading.then(
+      (backend) => {
+        // In the same turn: nothing is handed to it between the two.
+        this.#closing = backend;
+        this.#stopped = backend.shutdown({ timeoutMs: deadline.remainingMs() });
+        return backend;
+      },
+      () => undefined,
+    );
   }
 
   onShutdown(listener: ShutdownListener): () => void {
