@@ -223,7 +223,8 @@ class QueueWorker implements ExecutionWorker {
     // A task delivered again while its first delivery runs here keeps the first one's messages
     // (its caller refuses the second's start).
     if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
-    void execution.run().finally(() => {
+    // run() never rejects; should it, the worker goes on (the task, unacknowledged, comes again).
+    void execution.run().catch((error: unknown) => process.emitWarning(`Worker ${this.id}: execution ${execution.id} failed in the worker itself: ${String(error)}`, { code: 'KB_PLUGIN_WORKER_INTERNAL' })).finally(() => {
       this.#running--;
       if (this.#executions.get(execution.key) === execution) this.#executions.delete(execution.key);
       if (this.#running === 0) this.#idle?.();

@@ -1,7 +1,7 @@
 import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
-import { cancelReason, decode, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch, Watched } from './caller-watch.js';
 import type { PeerPlugins } from './peer-plugins.js';
 import { RemoteCalls } from './remote-calls.js';
@@ -177,7 +177,7 @@ export class WorkerExecution implements Watched {
     const askedAt = performance.now();
     try {
       const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
-      reply = decode<StartedReply>(msg.data);
+      reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
       if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) {

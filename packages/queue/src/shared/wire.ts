@@ -64,14 +64,21 @@ export interface TaskBody {
 /**
  * The caller's answer to `started`. Accepted, with the time the execution has left by the
  * caller's clock: the worker counts it on its own from here, so that a worker whose clock is off
- * the caller's still stops the handler at the caller's deadline.
- */
-/**
- * A caller's answer to `started`. Refused with `retry`: another start of it is accepted, which may
- * yet be withdrawn (that worker gave up waiting for its answer): the task goes back to the stream,
- * not away.
+ * the caller's still stops the handler at the caller's deadline. Refused with `retry`: another
+ * start of it is accepted, which may yet be withdrawn (that worker gave up waiting for its
+ * answer): the task goes back to the stream, not away.
  */
 export type StartedReply = { accept: true; remainingMs: number } | { accept: false; reason: string; retry?: boolean };
+
+/** A caller's answer to `started`; one of another shape (a peer's forged reply, say) throws, as one that cannot be read does. */
+export function decodeStartedReply(data: Uint8Array, where: string): StartedReply {
+  const reply = decode<Record<string, unknown> | null>(data, 'The answer to started', where);
+  const accepted = reply?.accept === true && typeof reply.remainingMs === 'number' && Number.isFinite(reply.remainingMs);
+  if (typeof reply !== 'object' || reply === null || !(accepted || reply.accept === false)) {
+    throw new Error(`The answer to started ${where} is not one a caller gives ({ accept: true, remainingMs } or { accept: false, reason })`);
+  }
+  return reply as StartedReply;
+}
 
 export interface HeartbeatBody {
   worker: string;

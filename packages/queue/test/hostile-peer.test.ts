@@ -1,0 +1,76 @@
+// What a peer with the pool's credentials (a host's or a worker's user, or a plugin on a
+// worker-pool worker that read them) can send that no host or worker would: workers and hosts
+// drop it, and go on serving everyone else.
+import v8 from 'node:v8';
+import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { QueueBackend, startExecutionWorker, type ExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { natsServer, newPool } from './helpers.js';
+
+let server: Awaited<ReturnType<typeof natsServer>>;
+let peer: NatsConnection;
+const closing: Array<() => Promise<unknown>> = [];
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function worker(pool: string): Promise<ExecutionWorker> {
+  const started = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
+  closing.push(() => started.close({ timeoutMs: 2000 }));
+  return started;
+}
+
+function host(pool: string): QueueBackend {
+  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 3000 });
+  closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+  return backend;
+}
+
+/** A task as a host publishes it, whose answers go to `caller`. */
+async function forgeTask(pool: string, caller: string, extra: Record<string, string> = {}): Promise<string> {
+  const id = `forged-${Math.random().toString(16).slice(2)}`;
+  const h = headers();
+  for (const [name, value] of Object.entries({ 'Kb-Kind': 'task', 'Kb-Exec-Id': id, 'Kb-Reply': caller, 'Kb-Lost-Ms': '3000', 'Kb-Protocol': '2', ...extra })) h.set(name, value);
+  const body = { executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false };
+  await peer.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: h, timeout: 5000 });
+  return id;
+}
+
+beforeAll(async () => {
+  server = await natsServer();
+  peer = await connect({ servers: server.url });
+});
+
+afterEach(async () => {
+  await Promise.all(closing.splice(0).map((close) => close()));
+});
+
+afterAll(async () => {
+  await peer?.close();
+  await server?.stop();
+});
+
+describe('a peer answering a worker as a caller would not', () => {
+  it('an answer to `started` of another shape (null, no remainingMs) is dropped as one that never came: the worker goes on serving', async () => {
+    const pool = newPool('forged-started');
+    await worker(pool);
+    const answers = [v8.serialize(null), v8.serialize({ accept: true }), v8.serialize({ accept: 'yes', remainingMs: 1000 })];
+    let asked = 0;
+    const caller = `kbexec.${pool}.caller.evil`;
+    const sub = peer.subscribe(caller, {
+      callback: (_error, msg) => {
+        if (msg.headers?.get('Kb-Kind') === 'started') msg.respond(answers[asked++ % answers.length]!);
+      },
+    });
+    try {
+      await forgeTask(pool, caller);
+      // Each answer dropped: the task goes back to the stream and is asked about again.
+      await expect.poll(() => asked, { timeout: 20_000 }).toBeGreaterThanOrEqual(3);
+    } finally {
+      sub.unsubscribe();
+    }
+    // Before, the first answer (null) threw in the worker: its process ended.
+    const result = await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 'still here' }, { timeoutMs: 20_000 });
+    expectOk(result);
+    expect(result.data).toBe('still here');
+  }, 40_000);
+});
