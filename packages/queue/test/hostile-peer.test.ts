@@ -4,6 +4,7 @@
 import v8 from 'node:v8';
 import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, startExecutionWorker, type ExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { natsServer, newPool } from './helpers.js';
@@ -15,7 +16,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function worker(pool: string): Promise<ExecutionWorker> {
   const started = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
-  closing.push(() => started.close({ timeoutMs: 2000 }));
+  closing.push(() => started.close());
   return started;
 }
 
@@ -73,4 +74,32 @@ describe('a peer answering a worker as a caller would not', () => {
     expectOk(result);
     expect(result.data).toBe('still here');
   }, 40_000);
+});
+
+describe('a task a peer forged with headers no host sends', () => {
+  it('one whose answers would go to another subject than a host of the pool (the tasks subject itself), or with a patience no host has, is removed unasked: not asked about and handed back for ever', async () => {
+    const pool = newPool('forged-reply');
+    await worker(pool);
+    const kinds: string[] = [];
+    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
+    const caller = `kbexec.${pool}.caller.evil`;
+    let askedCaller = 0;
+    const onCaller = peer.subscribe(caller, { callback: () => askedCaller++ });
+    try {
+      await forgeTask(pool, `kbexec.${pool}.tasks`);
+      for (const lostMs of ['-1', '0.001', 'soon']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
+      await forgeTask(pool, 'somewhere.else');
+      await sleep(3000);
+    } finally {
+      onTasks.unsubscribe();
+      onCaller.unsubscribe();
+    }
+    // Before: the worker sent its `started` into the tasks subject, then `withdrawn`, and handed the task back, again and again.
+    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task']);
+    expect(askedCaller).toBe(0);
+    const jsm = await jetstreamManager(peer);
+    expect((await jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
+    const result = await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { timeoutMs: 20_000 });
+    expectOk(result);
+  }, 30_000);
 });

@@ -146,6 +146,7 @@ class QueueWorker implements ExecutionWorker {
       peers: new PeerPlugins(o.id),
       silentCallers: new SilentCallers(),
       platform: o.platform,
+      subjects: this.#subjects,
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
       idTakenBefore: (execution) => {

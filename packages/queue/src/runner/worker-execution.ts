@@ -8,6 +8,7 @@ import { RemoteCalls } from './remote-calls.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { SilentCallers } from './silent-callers.js';
+import type { PoolSubjects } from '../shared/subjects.js';
 import type { TaskMessage } from './task-puller.js';
 
 /** What one execution needs from its worker. */
@@ -22,6 +23,7 @@ export interface WorkerServices {
   readonly silentCallers: SilentCallers;
   /** The worker's own services, used before the caller's. */
   readonly platform: Platform | undefined;
+  readonly subjects: PoolSubjects;
   readonly maxPayloadBytes: number;
   localBackend(workspace: boolean): Promise<IExecutionBackend>;
   /** Whether an execution of the same id, taken before this one, is here (from another host). */
@@ -87,7 +89,7 @@ export class WorkerExecution implements Watched {
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
     this.#claim = {
       caller: msg.headers?.get(HEADER.reply) ?? '',
-      lostMs: Number(msg.headers?.get(HEADER.lostMs)) || 3000,
+      lostMs: Number(msg.headers?.get(HEADER.lostMs) ?? 3000),
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
     this.key = executionKey(this.#claim.caller, this.id);
@@ -109,7 +111,9 @@ export class WorkerExecution implements Watched {
     const { caller } = this.#claim;
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
-    if (!this.id || !caller) return void this.#msg.term();
+    // A caller that is no host of this pool, or a patience no host has: a peer's forgery, which
+    // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever.
+    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.#claim.lostMs >= 100)) return void this.#msg.term();
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that
     // cannot be read is claimed and reported.
     let task: TaskBody | undefined;

@@ -48,6 +48,12 @@ export class PoolSubjects {
     return `${this.#base}.caller.${hostId}`;
   }
 
+  /** Whether `subject` is a host's of this pool (one token after `caller.`): a task that names another is a peer's forgery. */
+  isCaller(subject: string): boolean {
+    const start = `${this.#base}.caller.`;
+    return subject.length > start.length && subject.startsWith(start) && !/[.*>\s]/.test(subject.slice(start.length));
+  }
+
   worker(workerId: string): string {
     return `${this.#base}.worker.${workerId}`;
   }
