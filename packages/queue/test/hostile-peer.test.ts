@@ -81,10 +81,10 @@ describe('a task a peer forged with headers no host sends', () => {
     const pool = newPool('forged-reply');
     await worker(pool);
     const kinds: string[] = [];
-    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
+    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
     const caller = `kbexec.${pool}.caller.evil`;
     let askedCaller = 0;
-    const onCaller = peer.subscribe(caller, { callback: () => askedCaller++ });
+    const onCaller = peer.subscribe(caller, { callback: () => void askedCaller++ });
     try {
       await forgeTask(pool, `kbexec.${pool}.tasks`);
       for (const lostMs of ['-1', '0.001', 'soon']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
@@ -101,5 +101,29 @@ describe('a task a peer forged with headers no host sends', () => {
     expect((await jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
     const result = await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { timeoutMs: 20_000 });
     expectOk(result);
+  }, 30_000);
+});
+
+describe('a presence a peer forged', () => {
+  it('one of another shape than workers send is dropped: health() and stats() answer, and do not count it', async () => {
+    const pool = newPool('forged-presence');
+    await worker(pool);
+    const backend = host(pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 20_000 }));
+    const forged = [
+      { id: 'fake1', host: 'h', pid: 1, concurrency: 1e6, running: 0, heartbeatMs: 1e12, backend: 'x', isolation: { active: 'none', layers: 5, reason: 'x' }, plugins: [] },
+      { id: 'fake2', host: 'h', pid: 1, concurrency: 'lots', running: 0, heartbeatMs: 1000, backend: 'x' },
+      { id: { toString: null }, host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: 'x' },
+      null,
+      'not a presence',
+    ];
+    for (const body of forged) peer.publish(`kbexec.${pool}.presence`, v8.serialize(body));
+    peer.publish(`kbexec.${pool}.presence`, new Uint8Array([1, 2, 3]));
+    await peer.flush();
+    await sleep(500);
+    // Before, the first made health() reject (a TypeError) for as long as it was listed: for ever.
+    const health = await backend.health();
+    expect(health.ok).toBe(true);
+    expect((await backend.stats()).runners).toMatchObject({ workersSeen: 1 });
   }, 30_000);
 });

@@ -10,7 +10,8 @@ import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { duplicateExecution, fullQueue } from './publish-refusal.js';
-import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type PresenceBody, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
@@ -321,11 +322,8 @@ export class HostLink implements ExecutionLink {
   }
 
   #presence(msg: Msg): void {
-    try {
-      this.workers.take(decode<PresenceBody>(msg.data));
-    } catch {
-      // Not a presence message.
-    }
+    const presence = readPresence(msg.data);
+    if (presence) this.workers.take(presence);
   }
 
   /** One ping at a time, each watch tick: a silent server is noticed within a tick or two. */

@@ -10,7 +10,8 @@ import { PartsAssembler } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { decode, encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { readPresence } from '../shared/presence.js';
 import { CallerWatch } from './caller-watch.js';
 import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
@@ -250,13 +251,8 @@ class QueueWorker implements ExecutionWorker {
 
   /** Another worker's presence: which plugin versions it has (PeerPlugins), and whether it has this worker's id. */
   #presence(msg: Msg): void {
-    let presence: PresenceBody;
-    try {
-      presence = decode<PresenceBody>(msg.data);
-    } catch {
-      return;
-    }
-    if (presence === null || typeof presence !== 'object') return;
+    const presence = readPresence(msg.data);
+    if (!presence) return;
     this.#services.peers.saw(presence);
     this.#checkTwin(presence);
   }
