@@ -39,7 +39,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
         arrived++;
         // The first parts are answered at once (the sender learns the link is fast); the rest are held.
         const take = () => {
-          const body = assembler.take(msg);
+          const body = assembler.take(msg, 'exec-1');
           if (body) {
             whole = body;
             msg.respond(new TextEncoder().encode('done'));
@@ -79,7 +79,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived++;
-        assembler.take(msg);
+        assembler.take(msg, 'exec-2');
       },
     });
     await receiver.flush();

@@ -2,6 +2,7 @@
 // worker-pool worker that read them) can send that no host or worker would: workers and hosts
 // drop it, and go on serving everyone else.
 import v8 from 'node:v8';
+import vm from 'node:vm';
 import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, startExecutionWorker, type ExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -126,4 +127,39 @@ describe('a presence a peer forged', () => {
     expect(health.ok).toBe(true);
     expect((await backend.stats()).runners).toMatchObject({ workersSeen: 1 });
   }, 30_000);
+});
+
+describe('a body in parts a peer sends a host', () => {
+  it('is held for none of its executions, and for one of them only up to two bodies of its largest size: past that, refused', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const pool = newPool('forged-parts');
+    await worker(pool);
+    // The host's subject, as anyone who sees its tasks learns it.
+    let caller = '';
+    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], maxPayloadBytes: 1024 * 1024 });
+    closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 4000 }, executionId: 'held-open' }, { timeoutMs: 20_000 });
+    await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
+    onTasks.unsubscribe();
+    const part = new Uint8Array(512 * 1024).fill(7);
+    const send = async (executionId: string, transfer: string) => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': executionId, 'Kb-Part': '0/30', 'Kb-Transfer': transfer })) h.set(name, value);
+      const answer = await peer.request(caller, part, { headers: h, timeout: 5000 });
+      return answer.headers?.get('Kb-Refused') ?? 'taken';
+    };
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 300; i++) await send('no-such-execution', `t-${i}`);
+    gc();
+    // Before: 150 MB held until the host's sweep.
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(40 * 1024 * 1024);
+    const answers: string[] = [];
+    for (let i = 0; i < 6; i++) answers.push(await send('held-open', `own-${i}`));
+    // Two bodies of 1 MiB (and their envelopes' room) in 512 KiB parts: the fifth is refused, naming the host's limit.
+    expect(answers).toEqual(['taken', 'taken', 'taken', 'taken', String(1024 * 1024), String(1024 * 1024)]);
+    expectOk(await running);
+  }, 40_000);
 });

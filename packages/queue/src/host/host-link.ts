@@ -272,8 +272,9 @@ export class HostLink implements ExecutionLink {
     try {
       // Any word from its worker, a part of a large result included, says the worker is there:
       // on a slow link, heartbeats wait behind those parts.
-      this.executions.get(executionId)?.heard();
-      body = this.#parts.take(msg);
+      const execution = this.executions.get(executionId);
+      execution?.heard();
+      body = this.#parts.take(msg, execution ? executionId : undefined);
       if (body) this.#route(msg.headers?.get(HEADER.kind) ?? '', executionId, body, msg);
     } catch (error) {
       // A message for an execution that this host cannot read (a value of a newer Node) fails it

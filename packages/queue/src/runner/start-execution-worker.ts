@@ -239,10 +239,10 @@ class QueueWorker implements ExecutionWorker {
       const caller = msg.headers?.get(HEADER.reply) ?? '';
       // Any word from a caller, a part of a large input included, says it is there.
       this.#services.watch.heard(caller);
-      const body = this.#parts.take(msg);
-      if (!body) return;
       const key = executionKey(caller, msg.headers?.get(HEADER.executionId) ?? '');
-      this.#executions.get(key)?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
+      const execution = this.#executions.get(key);
+      const body = this.#parts.take(msg, execution ? key : undefined);
+      if (body) execution?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
     } catch {
       // Undecodable: dropped.
     }
