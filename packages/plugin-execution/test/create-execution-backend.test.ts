@@ -329,6 +329,26 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('an ES module cut short in its save (`export de`) is said not to parse, on the thread and process backends, not to be a CommonJS file with export in it', async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cut-module-'));
+    try {
+      await writeFile(path.join(plugin, 'package.json'), JSON.stringify({ type: 'module' }));
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@x/cut', version: '1.0.0', handlers: { mjs: { entry: './cut.mjs' }, js: { entry: './cut.js' } } }));
+      for (const file of ['cut.mjs', 'cut.js']) await writeFile(path.join(plugin, file), 'export const V = 3;\nexport de');
+      for (const type of ['worker-pool', 'subprocess'] as const) {
+        await using backend = createExecutionBackend({ type, plugins: [plugin], workspace: false });
+        for (const handlerId of ['mjs', 'js']) {
+          const result = await backend.execute({ pluginId: '@x/cut', handlerId });
+          expectError(result, 'HANDLER_ERROR');
+          // Before: "… uses ES module syntax (import/export) but Node loads it as CommonJS. Rename it to .mjs" of a .mjs.
+          expect(result.error.message, `${type} ${handlerId}`).toMatch(new RegExp(`cut\\.${handlerId}(:\\d+| \\(or a module it imports\\)) does not parse: SyntaxError: `));
+        }
+      }
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
+  });
+
   it('an ES module .js plugin file under a "type": "commonjs" project fails the same way on the thread and process backends, sandboxed or not, saying what to do', async () => {
     // What `npm init -y` writes on npm 11, above a plugin folder with no package.json of its own.
     const project = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-project-'));

@@ -8,7 +8,7 @@ import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
-import { moduleTypeAdvice } from './nearest-package.js';
+import { mayLoadAsCommonJs, moduleTypeAdvice } from './nearest-package.js';
 import { handlerModuleUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -179,7 +179,7 @@ function syntaxErrorOf(error: unknown): { message: string; stack: string; file?:
 function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
   const syntax = syntaxErrorOf(error);
   const file = syntax && /Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message) ? (syntax.file ?? entryPath) : requiredInCycle(error, entryPath);
-  if (!file) return undefined;
+  if (!file || !mayLoadAsCommonJs(file, task.pluginRoot)) return undefined;
   return new HandlerError(
     `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ${moduleTypeAdvice(file, task.pluginRoot)}`,
     { details: { name: 'SyntaxError', file }, cause: error },

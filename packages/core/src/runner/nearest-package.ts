@@ -22,6 +22,18 @@ export function moduleTypeAdvice(file: string, pluginRoot: string): string {
   return `Rename it to ${esName}, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
 }
 
+/**
+ * Whether Node may have loaded `file` as CommonJS: not a .mjs or .mts, nor a file a package.json
+ * in the plugin folder makes an ES module. (A module file cut short in its save fails with the
+ * same "Unexpected token 'export'" a CommonJS one with `export` does.)
+ */
+export function mayLoadAsCommonJs(file: string, pluginRoot: string): boolean {
+  const filePath = file.startsWith('file:') ? fileURLToPath(file) : file;
+  if (/\.m[jt]s$/.test(filePath)) return false;
+  if (/\.c[jt]s$/.test(filePath)) return true;
+  return nearestPackageJson(filePath, pluginRoot)?.type !== 'module';
+}
+
 function nearestPackageJson(file: string, pluginRoot: string): { path: string; type: unknown } | undefined {
   const root = path.resolve(pluginRoot);
   const inPlugin = (dir: string) => dir === root || dir.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
