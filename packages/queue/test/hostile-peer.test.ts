@@ -165,3 +165,33 @@ describe('a body in parts a peer sends a host', () => {
     expect((await running).ok).toBe(false);
   }, 40_000);
 });
+
+describe('a log line or result a peer forged for a running execution', () => {
+  it('of another shape than workers send fails it as a protocol fault (WORKER_CRASHED), not as a handler that threw undefined or a log line without a level', async () => {
+    const pool = newPool('forged-output');
+    await worker(pool);
+    let caller = '';
+    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    const backend = host(pool);
+    const forge = (executionId: string, kind: string, body: unknown) => {
+      const h = headers();
+      h.set('Kb-Kind', kind);
+      h.set('Kb-Exec-Id', executionId);
+      peer.publish(caller, v8.serialize(body), { headers: h });
+    };
+    const cases: Array<[string, unknown]> = [['log', {}], ['log', { level: 'nonsense', message: { a: 1 }, stream: 42 }], ['result', {}], ['result', { ok: false }]];
+    for (const [n, [kind, body]] of cases.entries()) {
+      const logs: unknown[] = [];
+      const executionId = `forged-output-${n}`;
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 20_000 }, executionId }, { timeoutMs: 30_000, onLog: (entry) => logs.push(entry) });
+      await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
+      await sleep(300);
+      forge(executionId, kind, body);
+      const result = await running;
+      expect(result.ok, `${kind} ${JSON.stringify(body)}`).toBe(false);
+      expect(result.ok ? undefined : result.error, `${kind} ${JSON.stringify(body)}`).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'protocol' } });
+      expect(logs).toEqual([]);
+    }
+    onTasks.unsubscribe();
+  }, 60_000);
+});

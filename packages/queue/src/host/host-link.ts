@@ -10,7 +10,7 @@ import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { duplicateExecution, fullQueue } from './publish-refusal.js';
-import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
@@ -310,7 +310,7 @@ export class HostLink implements ExecutionLink {
         execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
         break;
       case 'result':
-        execution?.result(decode<ResultBody>(body, "The handler's result", 'by the host'), msg.headers?.get(HEADER.outputSent));
+        execution?.result(decode(body, "The handler's result", 'by the host'), msg.headers?.get(HEADER.outputSent));
         break;
     }
     // The last part of a large message is a request: the sender waits for this.

@@ -2,7 +2,7 @@ import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutio
 import { HostSession, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/courier.js';
-import { encode, formatBytes, type Kind, type LogBody, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, formatBytes, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What one remote execution needs from the host's connection (HostLink). */
 export interface ExecutionLink {
@@ -213,10 +213,11 @@ export class RemoteExecution {
     if (this.#worker) this.#lastHeard = performance.now();
   }
 
-  log(body: LogBody): void {
+  log(body: unknown): void {
     this.#lastHeard = performance.now();
     this.#outputHeard++;
-    this.#control.log(body.level, String(body.message), body.fields, body.stream);
+    if (isLogBody(body)) this.#control.log(body.level, body.message, body.fields, body.stream);
+    else this.#malformed('log line');
   }
 
   /** An event or a platform/channel call, in the runner protocol's terms. */
@@ -227,7 +228,8 @@ export class RemoteExecution {
   }
 
   /** `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
-  result(body: ResultBody, outputSent?: string): void {
+  result(body: unknown, outputSent?: string): void {
+    if (!isResultBody(body)) return this.#malformed('result');
     this.#lostOutput(Number(outputSent));
     const { meta } = body;
     this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], truncated: meta?.artifactsTruncated === true, ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
@@ -257,6 +259,18 @@ export class RemoteExecution {
   /** Something its worker sent for it cannot be read here (shared/wire.ts decode): it fails so, and its worker stops it. */
   unreadable(error: ValidationError): void {
     if (!this.#settle) return;
+    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
+    this.#finish(undefined, error);
+  }
+
+  /** Its worker sent a `what` of another shape than workers send (a peer's forgery): it fails so (WORKER_CRASHED, protocol), and its worker stops it. */
+  #malformed(what: string): void {
+    if (!this.#settle) return;
+    const { pluginId, handlerId } = this.#task;
+    const why = `sent a ${what} of another shape than workers send`;
+    const error = new WorkerCrashedError(`Worker ${this.#worker?.id} (${this.#worker?.host}) running handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
+      details: { reason: 'protocol', runnerId: this.#worker?.id, pluginId, handlerId, message: why },
+    });
     this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
     this.#finish(undefined, error);
   }
