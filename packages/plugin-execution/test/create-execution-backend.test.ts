@@ -202,6 +202,11 @@ describe('createExecutionBackend', () => {
     expect(await backend.stats()).toMatchObject({ backend: 'worker-pool', state: 'closed', active: 0, queued: 0, concurrency: 3, total: 0, latency: { run: { count: 0 } } });
     await expect(backend.ready()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
     expect(loaded).toEqual([]);
+    // Used, then shut down: not ready either (before, ready() resolved for a closed backend).
+    const used = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    await used.ready();
+    await used.shutdown();
+    await expect(used.ready()).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: 'The in-process backend is shut down' });
   });
 
   it('stats() and health() say shutting-down from the moment shutdown() is called, not ready', async () => {

@@ -142,7 +142,8 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async ready(): Promise<void> {
-    if (this.#closedUnloaded()) throw new ShuttingDownError(`The ${this.type} backend is shut down; it loads nothing more`);
+    // Shut down, used or not: not ready (a host that checks it to see whether to send work).
+    if (this.#stopping) throw new ShuttingDownError(`The ${this.type} backend is shut down${this.#loading ? '' : '; it loads nothing more'}`);
     await this.#load();
   }
 
