@@ -77,12 +77,14 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`kb-plugin-exec ${version}\n`);
     return 0;
   }
-  if (values.help || !command || command === 'help') {
+  if (values.help || command === 'help') {
     // `help worker` as `worker --help`.
     if (command === 'help' && rest[0] === 'worker') return runWorkerCommand(['--help']);
     process.stdout.write(USAGE);
-    return values.help || command === 'help' ? 0 : 2;
+    return 0;
   }
+  // A usage error as any other: on stderr, the synopsis, exit 2.
+  if (!command) throw new UsageError('give a command: run, init, sweep or worker');
   if (command === 'sweep') {
     extraArguments('sweep', rest, 0);
     onlyFlags('sweep', values, ['workspace-root', 'foreign-older-than']);

@@ -475,6 +475,12 @@ describe('kb-plugin-exec CLI', () => {
     const badWorker = run(['worker', '--plugins', fixturePlugins.basic]);
     expect(badWorker.status).toBe(2);
     expect(badWorker.stderr).toContain('kb-plugin-exec worker --help lists the options.');
+    // No command: a usage error like the others (before, the help on stdout, exit 2).
+    const bare = run([]);
+    expect(bare.status).toBe(2);
+    expect(bare.stdout).toBe('');
+    expect(bare.stderr.split('\n')[0]).toBe('give a command: run, init, sweep or worker');
+    expect(bare.stderr).toContain('kb-plugin-exec --help lists the options.');
     // `help` is what a newcomer types: the help, not "unknown command".
     const help = run(['help']);
     expect(help.status).toBe(0);
