@@ -145,16 +145,19 @@ describe('a body in parts a peer sends a host', () => {
     await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
     onTasks.unsubscribe();
     const part = new Uint8Array(512 * 1024).fill(7);
-    const send = async (executionId: string, transfer: string) => {
+    const send = async (executionId: string, transfer: string, kind = 'result', index = 0) => {
       const h = headers();
-      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': executionId, 'Kb-Part': '0/30', 'Kb-Transfer': transfer })) h.set(name, value);
+      for (const [name, value] of Object.entries({ 'Kb-Kind': kind, 'Kb-Exec-Id': executionId, 'Kb-Part': `${index}/30`, 'Kb-Transfer': transfer })) h.set(name, value);
       const answer = await peer.request(caller, part, { headers: h, timeout: 5000 });
       return answer.headers?.get('Kb-Refused') ?? 'taken';
     };
     const answers: string[] = [];
-    for (let i = 0; i < 6; i++) answers.push(await send('held-open', `own-${i}`));
-    // Two bodies of 1 MiB (and their envelopes' room) in 512 KiB parts: the fifth is refused, naming the host's limit.
-    expect(answers).toEqual(['taken', 'taken', 'taken', 'taken', String(1024 * 1024), String(1024 * 1024)]);
+    for (const kind of ['result', 'log', 'event']) for (const index of [0, 1]) answers.push(await send('held-open', `own-${kind}`, kind, index));
+    // Two bodies of 1 MiB (and their envelopes' room): 1 MiB of a result and 1 MiB of a log line
+    // are held, and the event's first part is refused, naming the host's limit.
+    expect(answers.slice(0, 5)).toEqual(['taken', 'taken', 'taken', 'taken', String(1024 * 1024)]);
+    // A body of a kind begun anew (sent again whole) takes the place of what came of the last.
+    expect(await send('held-open', 'own-result-again', 'result', 0)).toBe('taken');
     gc();
     const before = process.memoryUsage().arrayBuffers;
     for (let i = 0; i < 300; i++) await send('no-such-execution', `t-${i}`);

@@ -9,6 +9,7 @@ const BODIES_PER_EXECUTION = 2;
 
 interface Transfer {
   readonly execution: string;
+  readonly kind: string;
   parts: Uint8Array[];
   bytes: number;
   touched: number;
@@ -47,8 +48,12 @@ export class PartsAssembler {
     const id = msg.headers!.get(HEADER.transfer);
     let transfer = this.#transfers.get(id);
     if (index === 0) {
+      // One body of a kind at a time per execution (its sender's outbox sends them in turn): one
+      // begun anew (sent again whole after its link dropped) replaces what came of the last.
+      const kind = msg.headers!.get(HEADER.kind);
+      for (const [other, each] of this.#transfers) if (each.execution === execution && each.kind === kind) this.#drop(other);
       this.#drop(id);
-      this.#transfers.set(id, (transfer = { execution, parts: [], bytes: 0, touched: performance.now() }));
+      this.#transfers.set(id, (transfer = { execution, kind, parts: [], bytes: 0, touched: performance.now() }));
     }
     const limit = this.#maxPayloadBytes + ENVELOPE_BYTES;
     if (transfer && (transfer.bytes + msg.data.length > limit || (this.#held.get(transfer.execution) ?? 0) + msg.data.length > BODIES_PER_EXECUTION * limit)) {
