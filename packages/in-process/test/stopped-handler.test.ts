@@ -40,3 +40,21 @@ describe('a timed-out in-process handler that goes on writing to its workspace',
     await waitFor(() => !existsSync(dir), 5000);
   });
 });
+
+describe('a handler that returns leaving a tree in its workspace that takes seconds to remove', () => {
+  it('gets its result while the removal goes on in the background (its slot held until it is done), which ends on its own after shutdown()', async () => {
+    const deep = mkdtempSync(path.join(os.tmpdir(), 'kb-in-process-deep-'));
+    const backend = new InProcessBackend({ plugins: [plugin], workspace: { root: deep }, maxConcurrency: 1 });
+    try {
+      const result = await backend.execute({ pluginId: '@test/lifetime', handlerId: 'deep-tree', input: { chains: 300 } }, { timeoutMs: 30_000 });
+      expectOk(result);
+      // Before, the result waited for the whole removal (seconds to minutes past the handler's return).
+      expect(readdirSync(deep)).toHaveLength(1);
+      expect((await backend.stats()).active).toBe(1);
+      await backend.shutdown({ timeoutMs: 500 });
+      await waitFor(() => readdirSync(deep).length === 0, 120_000);
+    } finally {
+      rmSync(deep, { recursive: true, force: true });
+    }
+  }, 150_000);
+});

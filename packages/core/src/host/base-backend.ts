@@ -297,7 +297,9 @@ export abstract class BaseBackend implements IExecutionBackend {
     try {
       await this.closeRunners();
     } finally {
-      await Promise.allSettled([...this.#releases]);
+      // Workspaces still being removed get as long again: a plugin's deep tree may take minutes,
+      // which no shutdown waits for (what is left, sweep() removes).
+      await settlesWithin(Promise.allSettled([...this.#releases]), RELEASE_WAIT_MS);
       this.#state = 'closed';
     }
   }

@@ -346,11 +346,10 @@ export class Execution {
       if (listing.truncated) this.meta.artifactsTruncated = true;
       if (this.#keepWorkspace) this.meta.workspaceDir = this.#leaseDir;
     }
-    if (runnerGone && !stopped) return this.#held.releaseAll();
     if (stopped && this.#host.releaseSlotOnStop) return this.#releaseAfterHandler(settled);
-    // A stop's result waits for the workspace's removal only so long (a plugin's tree can take
-    // seconds to remove): the rest goes on in the background, the slot held until it is done,
-    // and shutdown waits for it.
+    // A result waits for the workspace's removal only so long (a plugin's tree can take seconds,
+    // minutes, to remove): the rest goes on in the background, the slot held until it is done,
+    // and shutdown waits for it (bounded).
     const release = async () => this.#held.releaseAll();
     const releasing = runnerGone ? release() : settled.then(release);
     this.#host.track(releasing);
