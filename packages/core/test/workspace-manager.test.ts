@@ -500,7 +500,8 @@ describe('listArtifacts', () => {
       await mkdir(path.join(dir, 'sub'));
       await writeFile(path.join(dir, 'sub', 'ünïcode.txt'), 'x');
       await writeFile(path.join(dir, 'line1\nline2'), 'x');
-      expect((await listArtifacts(dir)).files).toEqual(['line1\nline2', 'sub/ünïcode.txt']);
+      // Said not whole (before, nothing told the host two files were left out).
+      expect(await listArtifacts(dir)).toEqual({ files: ['line1\nline2', 'sub/ünïcode.txt'], truncated: true });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -515,6 +516,22 @@ describe('listArtifacts', () => {
       const cut = await listArtifacts(dir, 3);
       expect(cut.files).toHaveLength(3);
       expect(cut.truncated).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+  it('says the list is not whole when files lie deeper than the walk goes (64 folders), and goes on with the rest', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
+    try {
+      const deep = path.join(dir, ...Array.from({ length: 70 }, () => 'd'));
+      await mkdir(deep, { recursive: true });
+      await writeFile(path.join(deep, 'report.json'), '{}');
+      await writeFile(path.join(dir, 'top.txt'), 'x');
+      await writeFile(path.join(dir, 'z.txt'), 'x');
+      expect(await listArtifacts(dir)).toEqual({ files: ['top.txt', 'z.txt'], truncated: true });
+      // A workspace its handler removed hides nothing: an empty list, whole.
+      await rm(dir, { recursive: true, force: true });
+      expect(await listArtifacts(dir)).toEqual({ files: [], truncated: false });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -146,14 +146,16 @@ async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Pr
 /** Lists one folder (its entries, names as bytes). */
 type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }>>;
 /** What a visited entry is: a folder, a file (regular, or a link, never followed), or something else (a FIFO, a socket, a device). */
-export type EntryKind = 'folder' | 'file' | 'other';
+/** `unlisted`: something under the folder the walk cannot show (a name not valid UTF-8, a folder it could not read or enter). */
+export type EntryKind = 'folder' | 'file' | 'other' | 'unlisted';
 /** Enters folder `name` of `at` (`depth`: of `at` below the top): where it is, and how to leave it; undefined: not entered. */
 type EnterFolder<T> = (at: T, name: Buffer, depth: number) => Promise<{ at: T; leave(): Promise<void> } | undefined>;
 
 /**
  * Visit what is under the folder `top` (links as they are, never followed): `visit` gets each
  * relative path and what it is, and says whether to go on. A name that is not valid
- * UTF-8 is left out (see listArtifacts). How a folder is read and entered is the caller's.
+ * UTF-8, and a folder that cannot be read or entered (past MAX_HELD_DEPTH, say), are visited as
+ * `unlisted` (see listArtifacts). How a folder is read and entered is the caller's.
  */
 export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFolder<T>, visit: (path: string, kind: EntryKind) => boolean): Promise<void> {
   let going = true;
@@ -162,15 +164,21 @@ export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFold
     try {
       entries = await read(at);
     } catch {
+      // The top gone (its handler removed its own workspace) hides nothing.
+      if (rel) going = visit(rel, 'unlisted');
       return;
     }
     for (const entry of entries) {
       const name = entry.name.toString('utf8');
-      if (!Buffer.from(name, 'utf8').equals(entry.name)) continue;
       const child = rel ? `${rel}/${name}` : name;
+      if (!Buffer.from(name, 'utf8').equals(entry.name)) {
+        if (!(going = visit(child, 'unlisted'))) return;
+        continue;
+      }
       const kind: EntryKind = entry.isDirectory() ? 'folder' : entry.isFile() || entry.isSymbolicLink() ? 'file' : 'other';
       going = visit(child, kind);
       const inner = going && entry.isDirectory() ? await enter(at, entry.name, depth) : undefined;
+      if (going && entry.isDirectory() && !inner) going = visit(child, 'unlisted');
       if (inner) {
         try {
           await walk(inner.at, child, depth + 1);

@@ -259,7 +259,8 @@ const MAX_ARTIFACT_ENTRIES = 10_000;
  * sockets and devices left out), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
  * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
  * folders are walked through descriptors (anchored-tree.ts), down to 64 levels. Never rejects.
- * `truncated`: the list is not whole (the limit reached with a file left out, or the listing stopped early).
+ * `truncated`: the list is not whole (the limit reached with a file left out, the listing stopped
+ * early, a name left out, or a folder it could not read or go deeper into).
  */
 export async function listArtifacts(dir: string, limit = 1000): Promise<{ files: string[]; truncated: boolean }> {
   const out: string[] = [];
@@ -267,6 +268,8 @@ export async function listArtifacts(dir: string, limit = 1000): Promise<{ files:
   let truncated = false;
   // Past the limit it looks on until one more file (then the list is cut) or the tree's end.
   const visit = (child: string, kind: EntryKind): boolean => {
+    // What the walk cannot show: the list is not whole, but it goes on.
+    if (kind === 'unlisted') return (truncated = true);
     if (++looked > MAX_ARTIFACT_ENTRIES || (kind === 'file' && out.length >= limit)) return !(truncated = true);
     if (kind === 'file') out.push(child);
     return true;
