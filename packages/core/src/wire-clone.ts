@@ -4,6 +4,7 @@ import { formatPath } from './validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { types } = process.getBuiltinModule('node:util');
+const v8 = process.getBuiltinModule('node:v8');
 
 /**
  * Structured-clone a value that is about to cross (or, in-process, would cross) a boundary.
@@ -94,6 +95,10 @@ function refusedKinds(error: unknown): { shared: boolean; hostObjects: boolean }
 }
 
 function refusedAt(value: unknown, refuses: { shared: boolean; hostObjects: boolean }): PropertyKey[] | undefined {
+  if (refuses.hostObjects) {
+    const found = hostObjectAt(value);
+    if (found) return found;
+  }
   const seen = new Set<object>();
   const pending: Array<{ value: unknown; at: Step | undefined }> = [{ value, at: undefined }];
   for (let budget = WALK_BUDGET; pending.length > 0 && budget > 0; budget--) {
@@ -123,6 +128,46 @@ function refusedAt(value: unknown, refuses: { shared: boolean; hostObjects: bool
     for (let i = read.length - 1; i >= 0; i--) pending.push(read[i]!);
   }
   return undefined;
+}
+
+/**
+ * Where v8's serialiser meets a host object it refuses (a Blob, a KeyObject, a CryptoKey, a
+ * perf_hooks Histogram …; its message names only the object): down the one child at each level
+ * that is refused as a host object on its own, to the value none of whose children is (a
+ * histogram's own `constructor`, a function, is refused otherwise: not followed).
+ */
+function hostObjectAt(value: unknown): PropertyKey[] | undefined {
+  let at: Step | undefined;
+  let v = value;
+  if (!refusedAsHostObject(v)) return undefined;
+  for (let budget = WALK_BUDGET; budget > 0 && v !== null && typeof v === 'object'; budget--) {
+    let next: { key: PropertyKey; value: unknown } | undefined;
+    for (const [key, get] of childrenOf(v, budget)) {
+      let child: unknown;
+      try {
+        child = get();
+      } catch {
+        return pathOf({ key, parent: at });
+      }
+      if (refusedAsHostObject(child)) {
+        next = { key, value: child };
+        break;
+      }
+    }
+    if (!next) break;
+    at = { key: next.key, parent: at };
+    v = next.value;
+  }
+  return pathOf(at);
+}
+
+function refusedAsHostObject(value: unknown): boolean {
+  try {
+    v8.serialize(value);
+    return false;
+  } catch (error) {
+    return refusedKinds(error).hostObjects;
+  }
 }
 
 function pathOf(step: Step | undefined): PropertyKey[] {

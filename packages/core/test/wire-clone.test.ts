@@ -1,3 +1,5 @@
+import { createSecretKey, webcrypto } from 'node:crypto';
+import { createHistogram } from 'node:perf_hooks';
 import { serialize } from 'node:v8';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { cloneForWire, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
@@ -94,6 +96,13 @@ describe('cloneForWire', () => {
 // process takes: the error names where they are, as it does for a function.
 const refusedByV8: Array<[string, unknown, string]> = [['a SharedArrayBuffer', { a: [1, { s: new SharedArrayBuffer(4) }] }, 'input.a[1].s']];
 if (v8RefusesBlobs()) refusedByV8.push(['a Blob', { list: [0, new Blob(['x'])] }, 'input.list[1]']);
+// Host objects v8's serialiser refuses by its own message ("Unserializable host object: …"), which
+// names no path (before: none said, or a key the object does not have, `.constructor`).
+refusedByV8.push(
+  ['a KeyObject', { keys: { secret: createSecretKey(Buffer.from('k')) } }, 'input.keys.secret'],
+  ['a perf_hooks Histogram', { v: [createHistogram()] }, 'input.v[0]'],
+  ['a CryptoKey', { key: await webcrypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, true, ['sign']) }, 'input.key'],
+);
 
 function v8RefusesBlobs(): boolean {
   try {
