@@ -18,7 +18,8 @@ import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
-import { WorkerExecution, type WorkerServices } from './worker-execution.js';
+import { WorkerExecution } from './worker-execution.js';
+import type { WorkerServices } from './worker-services.js';
 import { refuseUnusableWorkspaceRoot, resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
 export type { ExecutionWorkerOptions, LocalBackendOptions } from './worker-options.js';

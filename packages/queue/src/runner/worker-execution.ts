@@ -1,34 +1,14 @@
-import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type IExecutionBackend, type KnownExecutionError, type Platform, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
-import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier } from '../shared/courier.js';
-import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
-import type { CallerWatch, Watched } from './caller-watch.js';
-import type { PeerPlugins } from './peer-plugins.js';
+import { HELD_OUTPUT_BYTES, TransferRefusedError } from '../shared/courier.js';
+import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
+import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
-import type { SilentCallers } from './silent-callers.js';
-import type { PoolSubjects } from '../shared/subjects.js';
 import type { TaskMessage } from './task-puller.js';
+import type { WorkerServices } from './worker-services.js';
 
-/** What one execution needs from its worker. */
-export interface WorkerServices {
-  readonly identity: WorkerIdentity;
-  readonly courier: Courier;
-  readonly watch: CallerWatch;
-  readonly registry: PluginRegistry;
-  /** The plugin versions the pool's other workers have. */
-  readonly peers: PeerPlugins;
-  /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
-  readonly silentCallers: SilentCallers;
-  /** The worker's own services, used before the caller's. */
-  readonly platform: Platform | undefined;
-  readonly subjects: PoolSubjects;
-  readonly maxPayloadBytes: number;
-  localBackend(workspace: boolean): Promise<IExecutionBackend>;
-  /** Whether an execution of the same id, taken before this one, is here (from another host). */
-  idTakenBefore(execution: WorkerExecution): boolean;
-}
 
 /**
  * The worker's own time limit runs this much past the caller's deadline: it is the backstop for a

@@ -1,0 +1,27 @@
+import type { IExecutionBackend, Platform, PluginRegistry } from '@kb-labs/plugin-execution-core';
+import type { Courier } from '../shared/courier.js';
+import type { PoolSubjects } from '../shared/subjects.js';
+import type { WorkerIdentity } from '../shared/wire.js';
+import type { CallerWatch } from './caller-watch.js';
+import type { PeerPlugins } from './peer-plugins.js';
+import type { SilentCallers } from './silent-callers.js';
+import type { WorkerExecution } from './worker-execution.js';
+
+/** What one execution needs from its worker. */
+export interface WorkerServices {
+  readonly identity: WorkerIdentity;
+  readonly courier: Courier;
+  readonly watch: CallerWatch;
+  readonly registry: PluginRegistry;
+  /** The plugin versions the pool's other workers have. */
+  readonly peers: PeerPlugins;
+  /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
+  readonly silentCallers: SilentCallers;
+  /** The worker's own services, used before the caller's. */
+  readonly platform: Platform | undefined;
+  readonly subjects: PoolSubjects;
+  readonly maxPayloadBytes: number;
+  localBackend(workspace: boolean): Promise<IExecutionBackend>;
+  /** Whether an execution of the same id, taken before this one, is here (from another host). */
+  idTakenBefore(execution: WorkerExecution): boolean;
+}
