@@ -32,9 +32,13 @@ export class InProcessBackend extends BaseBackend {
     try {
       data = await runHandler(task, runtime);
     } catch (error) {
+      runtime.decided();
       await runtime.allCallsStarted();
       throw error;
     }
+    // What a getter of the result logs or emits as it is copied comes after the result: dropped,
+    // as where the handler runs in another thread or process.
+    runtime.decided();
     // Not `await undefined` on every execution: most make no platform call.
     const started = runtime.allCallsStarted();
     if (started) await started;
@@ -65,6 +69,7 @@ class InProcessRuntime implements RuntimeEnvironment {
   readonly #control: DispatchControl;
   #platform: Platform | undefined;
   #window: CallWindow | undefined;
+  #decided = false;
 
   constructor(control: DispatchControl) {
     this.#control = control;
@@ -120,14 +125,20 @@ class InProcessRuntime implements RuntimeEnvironment {
     return this.#window?.allSent();
   }
 
+  /** Its handler returned or threw: what it logs or emits from now on is dropped. */
+  decided(): void {
+    this.#decided = true;
+  }
+
   // What the handler logs or emits once its result is decided (from a ctx.signal listener, run as
-  // the stop fires) is dropped, as it is where the handler runs in another thread or process.
+  // the stop fires; from a getter of its result) is dropped, as it is where the handler runs in
+  // another thread or process.
   log(level: LogEntry['level'], message: string, fields: Record<string, unknown> | undefined): void {
-    if (!this.#control.stopReason) this.#control.log(level, message, fields);
+    if (!this.#decided && !this.#control.stopReason) this.#control.log(level, message, fields);
   }
 
   emit(event: unknown): void {
-    if (!this.#control.stopReason) this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
+    if (!this.#decided && !this.#control.stopReason) this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
   /** As a platform call (asAnswered). */

@@ -37,6 +37,17 @@ function streamTests(suite: SuiteContext): void {
     expect(fields).toEqual([{ value: 'alice' }, { value: 42 }, { value: true }, { value: [1, 2] }, undefined, { value: '5n' }, { value: 'Symbol(s)' }]);
   });
 
+  it('what a getter of the result logs or emits as the result is copied comes after the result: dropped on every backend', async () => {
+    const backend = make();
+    const said: unknown[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits', input: { fromResultGetter: true } }, { onLog: (l) => said.push(l.message), onEvent: (e) => said.push(e.event) });
+    expectOk(result);
+    expect(result.data).toEqual({ x: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Before, in-process delivered them (its result is copied where the handler runs).
+    expect(said).toEqual([]);
+  });
+
   it('an event that cannot be sent throws in the handler, as often as it tries, and later events still arrive', async () => {
     const backend = make();
     const events: ExecutionEvent[] = [];
