@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { Courier, TransferRefusedError, courierPartBytes } from '../src/shared/courier.js';
-import { PartsAssembler } from '../src/shared/parts-assembler.js';
+import { PartsAssembler, WORKER_PARTS } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { natsServer, newPool } from './helpers.js';
 
@@ -29,7 +29,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
 
   it('several parts wait for their answers at once, at most PartsWindow.MAX_PARTS, and the body arrives whole and in order', async () => {
     const subject = `parts.${newPool('window')}`;
-    const assembler = new PartsAssembler(64 * 1024 * 1024);
+    const assembler = new PartsAssembler(64 * 1024 * 1024, WORKER_PARTS);
     const held: Array<() => void> = [];
     let arrived = 0;
     let answeredAtOnce = 4;
@@ -74,7 +74,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
   it('a receiver whose limit the body passes refuses it at that part: the sender stops there with TransferRefusedError', async () => {
     const subject = `parts.${newPool('refused')}`;
     const partBytes = courierPartBytes(sender);
-    const assembler = new PartsAssembler(partBytes * 2);
+    const assembler = new PartsAssembler(partBytes * 2, WORKER_PARTS);
     let arrived = 0;
     receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {

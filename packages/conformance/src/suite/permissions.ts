@@ -218,6 +218,18 @@ function platformBoundTests(suite: SuiteContext): void {
     expect(echo.most()).toBeGreaterThan(1);
   });
 
+  it('answers several platform calls at once with large answers (a queue sends each in parts, side by side), and large arguments', async () => {
+    const big = 'x'.repeat(1_000_000);
+    const kv = { echo: async (value: unknown) => (value === 'big' ? big : value) };
+    const backend = make({ platform: { kv }, permissions: { platform: { kv: ['echo'] } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 3, await: true, arg: 'big' } }, { timeoutMs: 20_000 });
+    expectOk(result);
+    expect((result.data as string[]).map((each) => each === big)).toEqual([true, true, true]);
+    const echoed = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 3, await: true, arg: big } }, { timeoutMs: 20_000 });
+    expectOk(echoed);
+    expect((echoed.data as string[]).map((each) => each === big)).toEqual([true, true, true]);
+  });
+
   it('platform calls a handler fires and does not await reach the host before its result', async () => {
     const echo = countingEcho();
     const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });

@@ -5,7 +5,7 @@ import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transpo
 import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
-import { PartsAssembler } from '../shared/parts-assembler.js';
+import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -82,7 +82,7 @@ export class HostLink implements ExecutionLink {
     this.workerLostMs = o.workerLostMs;
     this.workspace = o.workspace;
     this.workers = new WorkerDirectory(o.workerLostMs);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes, HOST_PARTS);
     this.#subscriptions.push(
       nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? (fromPeer(msg) && this.#fromWorker(msg))) }),
       nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),

@@ -6,7 +6,7 @@ import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transpo
 import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
-import { PartsAssembler } from '../shared/parts-assembler.js';
+import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -132,7 +132,7 @@ class QueueWorker implements ExecutionWorker {
     this.#jsm = jsm;
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes, WORKER_PARTS);
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
     const courier = new Courier(nc, undefined, {

@@ -4,12 +4,22 @@ import { HEADER } from './wire.js';
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
 const ENVELOPE_BYTES = 64 * 1024;
 
-/** What one execution's transfers may hold at once, in bodies of the largest size: a result and a log line, say. */
-const BODIES_PER_EXECUTION = 2;
+/**
+ * How a receiver holds what its senders send in parts. `lane`: of a message kind, the one body at
+ * a time its sender sends of it for an execution (a body begun anew in a lane is the last one sent
+ * again whole, after its link dropped: it takes the place of what came of it); undefined: bodies
+ * of that kind may come side by side (a host's replies to several platform calls at once).
+ * `bodiesPerExecution`: how many bodies of the largest size one execution's transfers may hold
+ * at once (its lanes, where its sender keeps to them).
+ */
+export interface PartsPolicy {
+  lane(kind: string): string | undefined;
+  readonly bodiesPerExecution: number;
+}
 
 interface Transfer {
   readonly execution: string;
-  readonly kind: string;
+  readonly lane: string | undefined;
   parts: Uint8Array[];
   bytes: number;
   touched: number;
@@ -18,7 +28,8 @@ interface Transfer {
 /**
  * The receiving side of `Courier`: a message that is a part of a larger body is kept (and
  * answered) until its last part, which gives the whole body. A transfer over `maxPayloadBytes`
- * (and the envelope's room), or past what one execution's transfers may hold at once, is dropped
+ * (and the envelope's room), or past what one execution's transfers may hold at once (its
+ * PartsPolicy), is dropped
  * and its sender told so (TransferRefusedError); ones whose sender went quiet are swept. Parts
  * for no execution the receiver has are dropped as they come: what a peer sends in parts is held
  * only up to the executions running here.
@@ -28,9 +39,11 @@ export class PartsAssembler {
   /** Bytes held, by execution. */
   readonly #held = new Map<string, number>();
   readonly #maxPayloadBytes: number;
+  readonly #policy: PartsPolicy;
 
-  constructor(maxPayloadBytes: number) {
+  constructor(maxPayloadBytes: number, policy: PartsPolicy) {
     this.#maxPayloadBytes = maxPayloadBytes;
+    this.#policy = policy;
   }
 
   /**
@@ -48,15 +61,13 @@ export class PartsAssembler {
     const id = msg.headers!.get(HEADER.transfer);
     let transfer = this.#transfers.get(id);
     if (index === 0) {
-      // One body of a kind at a time per execution (its sender's outbox sends them in turn): one
-      // begun anew (sent again whole after its link dropped) replaces what came of the last.
-      const kind = msg.headers!.get(HEADER.kind);
-      for (const [other, each] of this.#transfers) if (each.execution === execution && each.kind === kind) this.#drop(other);
+      const lane = this.#policy.lane(msg.headers!.get(HEADER.kind));
+      if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#drop(other);
       this.#drop(id);
-      this.#transfers.set(id, (transfer = { execution, kind, parts: [], bytes: 0, touched: performance.now() }));
+      this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: performance.now() }));
     }
     const limit = this.#maxPayloadBytes + ENVELOPE_BYTES;
-    if (transfer && (transfer.bytes + msg.data.length > limit || (this.#held.get(transfer.execution) ?? 0) + msg.data.length > BODIES_PER_EXECUTION * limit)) {
+    if (transfer && (transfer.bytes + msg.data.length > limit || (this.#held.get(transfer.execution) ?? 0) + msg.data.length > this.#policy.bodiesPerExecution * limit)) {
       this.#drop(id);
       const refused = natsHeaders();
       refused.set(HEADER.refused, String(this.#maxPayloadBytes));
@@ -95,3 +106,18 @@ export class PartsAssembler {
     else this.#held.delete(transfer.execution);
   }
 }
+
+/**
+ * A host's: what a worker sends of an execution comes in two lanes, its outbox (log lines, events,
+ * platform calls, one after another) and its result (sent once that outbox is empty, and again
+ * whole if its link dropped): two bodies at most. A peer with a worker's credentials (a plugin on a
+ * worker-pool worker may read them) gets no more held than that.
+ */
+export const HOST_PARTS: PartsPolicy = { lane: (kind) => (kind === 'result' ? 'result' : 'outbox'), bodiesPerExecution: 2 };
+
+/**
+ * A worker's: its caller sends an execution's input once (again whole if its link dropped), and
+ * its replies to the handler's platform calls side by side, as many as the calls in flight (a
+ * host's credentials run plugins: no bound of its own).
+ */
+export const WORKER_PARTS: PartsPolicy = { lane: (kind) => (kind === 'input' ? 'input' : undefined), bodiesPerExecution: Number.POSITIVE_INFINITY };
