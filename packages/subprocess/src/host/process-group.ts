@@ -56,10 +56,14 @@ let hooked = false;
 export function killAtExit(kill: () => void): () => void {
   if (!hooked) {
     hooked = true;
-    process.on('exit', () => {
-      for (const each of registered) each();
-    });
+    // A function of the module's, not one made here: that would share this call's scope, and keep
+    // its `kill` (and the first child's whole execution through it) for the life of the process.
+    process.on('exit', killRegistered);
   }
   registered.add(kill);
   return () => registered.delete(kill);
+}
+
+function killRegistered(): void {
+  for (const each of registered) each();
 }
