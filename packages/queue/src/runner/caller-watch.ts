@@ -117,7 +117,7 @@ export class CallerWatch {
     this.#lastBeat = now;
     for (const [caller, entry] of this.#callers) {
       if (!late && now - entry.lastAnswer > entry.lostMs) {
-        this.#orphan(entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${Math.round(now - entry.lastAnswer)} ms`);
+        this.#orphan(caller, entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${Math.round(now - entry.lastAnswer)} ms`);
         continue;
       }
       // Not one at a time: on a link with a round trip longer than a beat, answers still come every beat.
@@ -142,16 +142,16 @@ export class CallerWatch {
         const received = execution.resultSentOn === connection || unknown.includes(execution.id);
         if (received || !execution.resendResult?.()) this.delete(caller, execution.id);
       }
-      this.#orphan(entry, unknown, 'its caller no longer waits for it');
+      this.#orphan(caller, entry, unknown, 'its caller no longer waits for it');
     } catch (error) {
       const noResponders = (error as { isNoResponders?: () => boolean })?.isNoResponders?.() === true;
-      if (noResponders) this.#orphan(entry, [...entry.executions.keys()], 'its calling host is gone');
+      if (noResponders) this.#orphan(caller, entry, [...entry.executions.keys()], 'its calling host is gone');
     } finally {
       entry.asking--;
     }
   }
 
-  #orphan(entry: Caller, ids: string[], why: string): void {
+  #orphan(caller: string, entry: Caller, ids: string[], why: string): void {
     for (const id of ids) {
       const execution = entry.executions.get(id);
       if (!execution) continue;
@@ -159,5 +159,9 @@ export class CallerWatch {
       if (execution.resultSentOn !== undefined) continue;
       execution.orphan(new AbortedError(`Execution ${id} stopped on worker ${this.#workerId}: ${why}`, { details: { phase: 'running' } }));
     }
+    // Nothing left of that caller's: not watched on (a host that called once and exited was kept, and asked, for ever).
+    if (entry.executions.size > 0 || this.#callers.get(caller) !== entry) return;
+    this.#callers.delete(caller);
+    this.#pace();
   }
 }
