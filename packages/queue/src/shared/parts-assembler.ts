@@ -7,14 +7,12 @@ const ENVELOPE_BYTES = 64 * 1024;
 /**
  * How a receiver holds what its senders send in parts. `lane`: of a message kind, the one body at
  * a time its sender sends of it for an execution (a body begun anew in a lane is the last one sent
- * again whole, after its link dropped: it takes the place of what came of it); undefined: bodies
- * of that kind may come side by side (a host's replies to several platform calls at once).
- * `bodiesPerExecution`: how many bodies of the largest size one execution's transfers may hold
- * at once (its lanes, where its sender keeps to them).
+ * again whole, after its link dropped: it takes the place of what came of it), so that an
+ * execution holds at most one body per lane; undefined: bodies of that kind may come side by side
+ * (a host's replies to several platform calls at once).
  */
 export interface PartsPolicy {
   lane(kind: string): string | undefined;
-  readonly bodiesPerExecution: number;
 }
 
 interface Transfer {
@@ -28,16 +26,13 @@ interface Transfer {
 /**
  * The receiving side of `Courier`: a message that is a part of a larger body is kept (and
  * answered) until its last part, which gives the whole body. A transfer over `maxPayloadBytes`
- * (and the envelope's room), or past what one execution's transfers may hold at once (its
- * PartsPolicy), is dropped
- * and its sender told so (TransferRefusedError); ones whose sender went quiet are swept. Parts
- * for no execution the receiver has are dropped as they come: what a peer sends in parts is held
+ * (and the envelope's room) is dropped and its sender told so (TransferRefusedError); ones whose
+ * sender went quiet are swept. Parts for no execution the receiver has are dropped as they come,
+ * and an execution's lanes (PartsPolicy) hold one body each: what a peer sends in parts is held
  * only up to the executions running here.
  */
 export class PartsAssembler {
   readonly #transfers = new Map<string, Transfer>();
-  /** Bytes held, by execution. */
-  readonly #held = new Map<string, number>();
   readonly #maxPayloadBytes: number;
   readonly #policy: PartsPolicy;
 
@@ -62,48 +57,36 @@ export class PartsAssembler {
     let transfer = this.#transfers.get(id);
     if (index === 0) {
       const lane = this.#policy.lane(msg.headers!.get(HEADER.kind));
-      if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#drop(other);
-      this.#drop(id);
+      if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#transfers.delete(other);
       this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: performance.now() }));
     }
-    const limit = this.#maxPayloadBytes + ENVELOPE_BYTES;
-    if (transfer && (transfer.bytes + msg.data.length > limit || (this.#held.get(transfer.execution) ?? 0) + msg.data.length > this.#policy.bodiesPerExecution * limit)) {
-      this.#drop(id);
+    if (transfer && transfer.bytes + msg.data.length > this.#maxPayloadBytes + ENVELOPE_BYTES) {
+      this.#transfers.delete(id);
       const refused = natsHeaders();
       refused.set(HEADER.refused, String(this.#maxPayloadBytes));
       msg.respond(undefined, { headers: refused });
       return undefined;
     }
     if (!transfer || transfer.parts.length !== index || transfer.execution !== execution) {
-      this.#drop(id);
+      this.#transfers.delete(id);
       if (index < count - 1) msg.respond();
       return undefined;
     }
     transfer.parts.push(msg.data);
     transfer.bytes += msg.data.length;
-    this.#held.set(execution, (this.#held.get(execution) ?? 0) + msg.data.length);
     transfer.touched = performance.now();
     if (index < count - 1) {
       msg.respond();
       return undefined;
     }
-    this.#drop(id);
+    this.#transfers.delete(id);
     return Buffer.concat(transfer.parts, transfer.bytes);
   }
 
   /** Forget transfers not touched for `idleMs`. */
   sweep(idleMs: number): void {
     const before = performance.now() - idleMs;
-    for (const [id, transfer] of this.#transfers) if (transfer.touched < before) this.#drop(id);
-  }
-
-  #drop(id: string): void {
-    const transfer = this.#transfers.get(id);
-    if (!transfer) return;
-    this.#transfers.delete(id);
-    const left = (this.#held.get(transfer.execution) ?? 0) - transfer.bytes;
-    if (left > 0) this.#held.set(transfer.execution, left);
-    else this.#held.delete(transfer.execution);
+    for (const [id, transfer] of this.#transfers) if (transfer.touched < before) this.#transfers.delete(id);
   }
 }
 
@@ -113,11 +96,11 @@ export class PartsAssembler {
  * whole if its link dropped): two bodies at most. A peer with a worker's credentials (a plugin on a
  * worker-pool worker may read them) gets no more held than that.
  */
-export const HOST_PARTS: PartsPolicy = { lane: (kind) => (kind === 'result' ? 'result' : 'outbox'), bodiesPerExecution: 2 };
+export const HOST_PARTS: PartsPolicy = { lane: (kind) => (kind === 'result' ? 'result' : 'outbox') };
 
 /**
  * A worker's: its caller sends an execution's input once (again whole if its link dropped), and
  * its replies to the handler's platform calls side by side, as many as the calls in flight (a
  * host's credentials run plugins: no bound of its own).
  */
-export const WORKER_PARTS: PartsPolicy = { lane: (kind) => (kind === 'input' ? 'input' : undefined), bodiesPerExecution: Number.POSITIVE_INFINITY };
+export const WORKER_PARTS: PartsPolicy = { lane: (kind) => (kind === 'input' ? 'input' : undefined) };
