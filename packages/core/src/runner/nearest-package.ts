@@ -9,7 +9,7 @@ const { fileURLToPath } = process.getBuiltinModule('node:url');
  * shows nothing above it, and every backend says the same. Read only on that error's path.
  */
 export function moduleTypeAdvice(file: string, pluginRoot: string): string {
-  const filePath = file.startsWith('file:') ? fileURLToPath(file) : file;
+  const filePath = localPath(file);
   // TypeScript (run by Node's type stripping) has its own names: .mts is an ES module, .cts CommonJS.
   const typeScript = /\.[cm]?ts$/.test(filePath);
   const esName = typeScript ? '.mts' : '.mjs';
@@ -28,10 +28,15 @@ export function moduleTypeAdvice(file: string, pluginRoot: string): string {
  * same "Unexpected token 'export'" a CommonJS one with `export` does.)
  */
 export function mayLoadAsCommonJs(file: string, pluginRoot: string): boolean {
-  const filePath = file.startsWith('file:') ? fileURLToPath(file) : file;
+  const filePath = localPath(file);
   if (/\.m[jt]s$/.test(filePath)) return false;
   if (/\.c[jt]s$/.test(filePath)) return true;
   return nearestPackageJson(filePath, pluginRoot)?.type !== 'module';
+}
+
+/** A module's path, given as one or as a file: URL. */
+function localPath(file: string): string {
+  return file.startsWith('file:') ? fileURLToPath(file) : file;
 }
 
 function nearestPackageJson(file: string, pluginRoot: string): { path: string; type: unknown } | undefined {
