@@ -382,12 +382,36 @@ describe('loading a plugin folder', () => {
     }
   });
 
-  it('unregisters', async () => {
+  it('unregisters, tells its listeners, and the id registers again from another folder with a newer load of its code', async () => {
     const registry = new PluginRegistry();
-    await registry.load(SAMPLE);
+    const removed: unknown[] = [];
+    registry.onUnregister(() => {
+      throw new Error('a listener that throws undoes nothing');
+    });
+    const stopHearing = registry.onUnregister((plugin) => removed.push(plugin));
+    const first = await registry.load(SAMPLE);
     expect(registry.unregister(SAMPLE_ID)).toBe(true);
+    expect(removed).toEqual([first]);
     expect(registry.unregister(SAMPLE_ID)).toBe(false);
+    expect(removed).toHaveLength(1);
     expect(() => registry.resolve(SAMPLE_ID, 'run')).toThrow(HandlerNotFoundError);
+    const again = registry.register({ root: tmp, manifest: { id: SAMPLE_ID, version: '2', handlers: { run: { entry: 'a.js' } } } });
+    expect(again).toMatchObject({ root: tmp, generation: 0 });
+    expect(again.moduleKey).toBeGreaterThan(first.moduleKey);
+    expect(registry.resolve(SAMPLE_ID, 'run').moduleKey).toBe(again.moduleKey);
+    stopHearing();
+    registry.unregister(SAMPLE_ID);
+    expect(removed).toHaveLength(1);
+  });
+
+  it('unregister() forgets a failure to load a source that claimed the id', async () => {
+    const registry = new PluginRegistry();
+    const invalid = { root: tmp, manifest: { id: '@x/invalid', version: '1', handlers: {} } };
+    await registry.addEach([SAMPLE, invalid]);
+    expect(registry.failures.map((f) => f.pluginId)).toEqual(['@x/invalid']);
+    expect(registry.unregister('@x/invalid')).toBe(false);
+    expect(registry.failures).toEqual([]);
+    expect(() => registry.resolve('@x/invalid', 'run')).toThrow(/is not registered \(registered: @fixtures\/sample\)$/);
   });
 });
 

@@ -17,7 +17,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const plugin = (): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
+const plugin = (): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, moduleKey: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
 
 async function waitFor(check: () => boolean): Promise<void> {
   const until = Date.now() + 5000;
@@ -44,6 +44,7 @@ describe('PluginWatcher', () => {
       id: '@t/w',
       root: dir,
       generation: 0,
+      moduleKey: 0,
       manifest: { id: '@t/w', version: '1', permissions: { fs: { write: ['data'] } }, handlers: { h: { entry: './h.mjs', export: 'default', permissions: { fs: { write: ['cache', '.'] } } } } } as never,
     });
     await mkdir(path.join(dir, 'data'));

@@ -7,7 +7,7 @@ import { TaskPacker } from './task-wire.js';
 import { ChildTable } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
-import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
+import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict, StaleReason } from './thread-protocol.js';
 import { ANSWER_WITHIN_MS, CHANNEL_CLOSED_GRACE_MS, REAP_WAIT_MS, STOP_WITHIN_MS } from './thread-deadlines.js';
 
 /** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
@@ -38,10 +38,10 @@ export class PoolThread<Lane = unknown> {
   endedBy: ThreadEndedBy | undefined;
   /** The pool's, reused across idle spells. */
   idleTimer: NodeJS.Timeout | undefined;
-  /** The generation of each plugin whose code it has run (its modules stay loaded on the thread). */
-  readonly pluginGenerations = new Map<string, number>();
-  /** A plugin it ran was reloaded since: retire it instead of giving it more work. */
-  stale = false;
+  /** Which load of each plugin's code it has run (RegisteredPlugin.moduleKey; its modules stay loaded on the thread). */
+  readonly pluginLoads = new Map<string, number>();
+  /** A plugin it ran was reloaded or unregistered since: retire it, for that, instead of giving it more work. */
+  stale: StaleReason | undefined;
   /** Its last answer said it holds code its handler left to run later, or a listener on process: another handler's task would be declined there. */
   bound = false;
   /** The handler (handlerKey) it was handed last, if any. */
@@ -166,7 +166,7 @@ export class PoolThread<Lane = unknown> {
     }
     this.#handOff!.posted();
     this.execution = execution;
-    this.pluginGenerations.set(execution.task.pluginId, execution.task.generation ?? 0);
+    this.pluginLoads.set(execution.task.pluginId, execution.task.moduleKey ?? 0);
     execution.control.setRunner(this.#runner);
     execution.stopListening?.();
     execution.stopListening = execution.control.onStop(this.#onStop);

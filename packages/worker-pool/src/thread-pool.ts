@@ -8,7 +8,7 @@ import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY
 import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { ownTaskFirst, takeIdle } from './idle-choice.js';
-import type { RetireReason } from './thread-protocol.js';
+import type { RetireReason, StaleReason } from './thread-protocol.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
@@ -46,7 +46,7 @@ export class ThreadPool {
   readonly #stuckInPlace = new Set<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
-  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 };
+  readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 };
   readonly #takenCheck: NodeJS.Timeout;
   /** Start failures since the last thread that started, and the last one's message (for health()). */
   #failing = { streak: 0, last: '' };
@@ -115,19 +115,20 @@ export class ThreadPool {
   }
 
   /**
-   * A plugin was reloaded: threads that ran an older generation of it have its old modules
-   * loaded, so they take no more work — an idle one is retired now, a busy one once its
-   * execution ends — and new executions load the new code on fresh threads.
+   * A plugin was reloaded (its load is now `current`, RegisteredPlugin.moduleKey) or unregistered
+   * (`current` Infinity): threads that ran an older load of it have its old modules loaded, so
+   * they take no more work — an idle one is retired now, a busy one once its execution ends —
+   * and new executions load the new code on fresh threads.
    */
-  retireThreadsOf(pluginId: string, generation: number): void {
+  retireThreadsOf(pluginId: string, current: number, reason: StaleReason): void {
     for (const thread of this.#threads) {
-      const ran = thread.pluginGenerations.get(pluginId);
-      if (ran === undefined || ran >= generation || thread.stale) continue;
-      thread.stale = true;
+      const ran = thread.pluginLoads.get(pluginId);
+      if (ran === undefined || ran >= current || thread.stale) continue;
+      thread.stale = reason;
       const idle = thread.lane.idle.indexOf(thread);
       if (idle < 0) continue;
       thread.lane.idle.splice(idle, 1);
-      thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
+      thread.end({ kind: 'retired', reason });
       // Its replacement starts now, not once it is gone: warm by the time the next execution comes.
       if (this.#staying(thread.lane) < thread.lane.minThreads && !this.#draining) this.#start(thread.lane);
     }
@@ -257,7 +258,7 @@ export class ThreadPool {
   #onIdle(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
     if (thread.endedBy) return;
-    if (thread.stale) return thread.end({ kind: 'retired', reason: 'plugin-reloaded' });
+    if (thread.stale) return thread.end({ kind: 'retired', reason: thread.stale });
     ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
     while (lane.waiting.length > 0) {
       // Another handler's task would be declined on a bound thread: left to the threads starting for them.

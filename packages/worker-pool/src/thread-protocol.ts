@@ -41,7 +41,9 @@ export type ThreadRetireReason = 'globals-tampered' | 'handles-left' | 'recycled
  * reloaded, or it did not take the execution handed to it (`left-busy`: what the previous handler
  * left running after its answer — a microtask loop, say — kept it busy).
  */
-export type RetireReason = ThreadRetireReason | 'plugin-reloaded' | 'left-busy';
+/** Why a thread that ran a plugin's code is retired once idle. */
+export type StaleReason = 'plugin-reloaded' | 'plugin-unregistered';
+export type RetireReason = ThreadRetireReason | StaleReason | 'left-busy';
 
 /**
  * How a thread is dying, as the thread itself saw it, sent just before it goes. `k` is the

@@ -40,7 +40,12 @@ export class WorkerPoolBackend extends BaseBackend {
 
   /** Threads that ran the plugin's older code are retired (once idle): new executions load the new code on fresh threads. */
   protected override pluginReloaded(plugin: RegisteredPlugin): void {
-    this.#pool.retireThreadsOf(plugin.id, plugin.generation);
+    this.#pool.retireThreadsOf(plugin.id, plugin.moduleKey, 'plugin-reloaded');
+  }
+
+  /** Threads that ran the plugin are retired (once idle): its modules go with them. */
+  protected override pluginUnregistered(plugin: RegisteredPlugin): void {
+    this.#pool.retireThreadsOf(plugin.id, Infinity, 'plugin-unregistered');
   }
 
   protected override shutdownBegun(): void {

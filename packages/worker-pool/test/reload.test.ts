@@ -77,3 +77,28 @@ describe('worker-pool: reloading a plugin recycles the threads that ran it', () 
     expect(figures.started).toBe(1);
   });
 });
+
+describe('worker-pool: unregistering a plugin retires the threads that ran it', () => {
+  const backends = useBackends();
+
+  it('a busy thread once its execution ends (an idle one at once, as at a reload); threads that never ran it are kept', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 2, plugins: [fixturePlugins.basic, dir] });
+    let started = false;
+    const running = backend.execute({ pluginId: PLUGIN, handlerId: 'run', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    // The other thread runs the other plugin only.
+    okData(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await backend.unregisterPlugin(PLUGIN)).toBe(true);
+    expect((await runners(backend)).retired['plugin-unregistered']).toBe(0);
+    expect(okData(await running)).toBe('v1');
+    await waitFor(async () => (await runners(backend)).retired['plugin-unregistered'] === 1);
+    const figures = await runners(backend);
+    expect(figures.retired['plugin-reloaded']).toBe(0);
+    expect(figures.started).toBe(2);
+    // Registered again from its folder (edited): a fresh thread imports the whole graph anew.
+    await setVersion(dir, 'v2');
+    await backend.registerPlugin(dir);
+    expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
+  });
+});

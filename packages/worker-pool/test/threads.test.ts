@@ -604,7 +604,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       timeout: 20_000,
     });
     expect(child.stderr).toBe('');
-    expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 }]);
+    expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 }]);
   });
 
   it('keeps the thread when nothing was tampered with', async () => {
@@ -613,7 +613,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       await backend.execute({ pluginId: BASIC, handlerId, input: handlerId === 'validated' ? { name: 'a' } : undefined });
     }
     const figures = await runners(backend);
-    expect(figures.retired).toEqual({ 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'left-busy': 0 });
+    expect(figures.retired).toEqual({ 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 });
     expect(figures.started).toBe(1);
   });
 

@@ -6,15 +6,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { RELOADABLE, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
-
-/** What every backend built on core's BaseBackend has besides IExecutionBackend. */
-type ReloadingBackend = IExecutionBackend & {
-  reloadPlugin(pluginId: string): Promise<RegisteredPlugin>;
-  registerPlugin(source: { root: string; manifest: unknown }): Promise<RegisteredPlugin>;
-};
-
-const DEBOUNCE_MS = 50;
-const HANDLER = path.join('handlers', 'version.mjs');
+import { unregisterTests } from './unregister.js';
+import { DEBOUNCE_MS, HANDLER, edit, reloading, versionOf } from './reloading.js';
 
 export function describeReload(suite: SuiteContext): void {
   const { reloadsPlugins, runsHostPlugins } = suite.capabilities;
@@ -34,26 +27,8 @@ export function describeReload(suite: SuiteContext): void {
     };
     reloadTests(suite, copyPlugin);
     watchTests(suite, copyPlugin);
+    unregisterTests(suite, copyPlugin);
   });
-}
-
-function reloading(backend: IExecutionBackend): ReloadingBackend {
-  const candidate = backend as Partial<ReloadingBackend>;
-  expect(typeof candidate.reloadPlugin).toBe('function');
-  return backend as ReloadingBackend;
-}
-
-/** Replace `from` with `to` in a file of the plugin copy. */
-async function edit(dir: string, file: string, from: string, to: string): Promise<void> {
-  const text = await readFile(path.join(dir, file), 'utf8');
-  expect(text).toContain(from);
-  await writeFile(path.join(dir, file), text.replace(from, to));
-}
-
-async function versionOf(backend: IExecutionBackend, handlerId = 'version'): Promise<unknown> {
-  const result = await backend.execute({ pluginId: RELOADABLE, handlerId });
-  expectOk(result);
-  return result.data;
 }
 
 function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {

@@ -1,10 +1,9 @@
 import type { z } from 'zod';
 import { backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
-import { ShuttingDownError, ValidationError, isExecutionError, type ErrorCode, type KnownExecutionError } from '../errors.js';
+import { ShuttingDownError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { Execution, type ExecutionHost } from './execution.js';
 import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
-import { LatencyRecorder } from './latency-recorder.js';
 import type { PermissionSpec } from './permissions.js';
 import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
@@ -20,6 +19,7 @@ import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
 import { backendClosed, backendOpened } from './backend-census.js';
 import { bindBackendMethods } from './bound-methods.js';
+import { ExecutionTally } from './execution-tally.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -69,19 +69,14 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** Set once shutdown() has waited for the executions called before it: the rest are stopped. */
   #closing = false;
   readonly #releases = new Set<Promise<unknown>>();
-  /** Executions between execute() and their result. */
-  #inflight = 0;
+  readonly #tally = new ExecutionTally();
   /** Executions waiting for the plugins to load (first use): counted as queued. */
   #waitingForPlugins = 0;
-  #onIdle: (() => void) | undefined;
-  readonly #byOutcome: Partial<Record<'ok' | ErrorCode, number>> = {};
-  #total = 0;
   /** Settles when the execution admitted last has had its workspace made (see ExecutionHost.takeTurn). */
   #turn: Promise<void> = Promise.resolve();
-  readonly #latency = { total: new LatencyRecorder(), wait: new LatencyRecorder(), run: new LatencyRecorder() };
   /** The `watch` option's folder watchers, when it is on. */
   readonly #watcher: PluginWatcher | undefined;
-  readonly #stopHearingReloads: () => void;
+  readonly #stopHearingRegistry: () => void;
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
@@ -101,8 +96,13 @@ export abstract class BaseBackend implements IExecutionBackend {
     // Nothing to load and nothing to watch: ready now.
     if (this.#pendingSources.length === 0 && !this.#watcher) this.#state = 'ready';
     this.#host = this.#executionHost(o.permissions ?? {}, defaults);
-    // From the registry, not from reloadPlugin: a registry shared with another backend may be reloaded there.
-    this.#stopHearingReloads = this.registry.onReload((plugin) => this.pluginReloaded(plugin));
+    // From the registry, not from reloadPlugin: a registry shared with another backend may be changed there.
+    const stopHearingReloads = this.registry.onReload((plugin) => this.pluginReloaded(plugin));
+    const stopHearingRemovals = this.registry.onUnregister((plugin) => {
+      this.#watcher?.unwatch(plugin.id);
+      this.pluginUnregistered(plugin);
+    });
+    this.#stopHearingRegistry = () => void (stopHearingReloads(), stopHearingRemovals());
     bindBackendMethods(this);
     backendOpened(type);
   }
@@ -116,7 +116,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** A subclass constructor that throws after super() calls this first: what this one opened (census, watcher, reload listener) goes. */
   protected constructionFailed(): void {
     this.#watcher?.close();
-    this.#stopHearingReloads();
+    this.#stopHearingRegistry();
     backendClosed(this.type);
   }
   /** Backend-specific figures for `stats().runners`. */
@@ -141,6 +141,9 @@ export abstract class BaseBackend implements IExecutionBackend {
    * runner that imports a handler afresh for each execution has nothing to do).
    */
   protected pluginReloaded(_plugin: RegisteredPlugin): void {}
+
+  /** A plugin was unregistered (in any backend sharing the registry): runners holding its code let it go once its executions end. */
+  protected pluginUnregistered(_plugin: RegisteredPlugin): void {}
 
   /**
    * Shutdown has begun: executions waiting in core's queue for a slot get SHUTTING_DOWN now. A
@@ -183,22 +186,38 @@ export abstract class BaseBackend implements IExecutionBackend {
    * shutdown began. What a fresh module means on each backend: docs/plugins.md.
    */
   async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    await this.#pluginsLoaded(pluginId, 'reload');
+    return this.registry.reload(pluginId);
+  }
+
+  /**
+   * Remove a plugin: executions called from now on get HANDLER_NOT_FOUND, while those under way
+   * (running, or waiting for a slot) finish as they would have, on the code they have. Its folder is no longer watched, and
+   * runners that hold its code let it go (worker-pool: its threads are retired once idle). The id
+   * may then be registered again, from any folder. Resolves whether it was registered; rejects
+   * with ValidationError for an id that is not a non-empty string, ShuttingDownError once
+   * shutdown began.
+   */
+  async unregisterPlugin(pluginId: string): Promise<boolean> {
+    await this.#pluginsLoaded(pluginId, 'unregister');
+    return this.registry.unregister(pluginId);
+  }
+
+  /** Check a plugin id given to `action` and wait for the `plugins` option to be loaded (it would otherwise undo what `action` does); refused once shutdown began. */
+  async #pluginsLoaded(pluginId: string, action: 'reload' | 'unregister'): Promise<void> {
     if (typeof pluginId !== 'string' || pluginId.length === 0) {
-      throw new ValidationError(`reloadPlugin() needs the id of a registered plugin, got ${pluginId === '' ? 'an empty string' : typeof pluginId}`, { details: { path: 'pluginId' } });
+      throw new ValidationError(`${action}Plugin() needs the id of a registered plugin, got ${pluginId === '' ? 'an empty string' : typeof pluginId}`, { details: { path: 'pluginId' } });
     }
     const refuse = () => {
-      if (this.#state === 'shutting-down' || this.#state === 'closed') {
-        throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is ${this.#state}`);
-      }
+      if (this.#shutDownBegun()) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": the ${this.type} backend is ${this.#state}`);
     };
     refuse();
     await this.#ensureReady();
     refuse();
-    return this.registry.reload(pluginId);
   }
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
-    this.#inflight++;
+    this.#tally.begun();
     return new Execution(this.#host).run(request, options) as Promise<ExecutionResult<T>>;
   }
 
@@ -213,9 +232,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       concurrency: s.concurrency,
       maxQueue: s.maxQueue,
       utilization: s.concurrency > 0 ? s.active / s.concurrency : 0,
-      total: this.#total,
-      byOutcome: { ok: 0, ...this.#byOutcome },
-      latency: { total: this.#latency.total.summary(), wait: this.#latency.wait.summary(), run: this.#latency.run.summary() },
+      ...this.#tally.figures(),
       ...(runners ? { runners } : {}),
     };
   }
@@ -253,7 +270,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     const deadline = (this.#shutdownDeadline = new ShutdownDeadline(timeoutMs));
     this.#state = 'shutting-down';
     this.#watcher?.close();
-    this.#stopHearingReloads();
+    this.#stopHearingRegistry();
     backendClosed(this.type);
     // What onShutdown() registered closes first, while the backend still serves (a channel
     // mount runs its connections' disconnect handlers on it). With nothing registered, it stops
@@ -280,7 +297,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.#stopping = true;
     this.#scheduler.closeQueue(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
     this.shutdownBegun(this.#neverStarted());
-    if (this.#inflight > 0) await deadline.within(this.#idle());
+    if (this.#tally.inflight > 0) await deadline.within(this.#tally.idle());
     this.#closing = true;
     const running = this.#host.running;
     for (const execution of [...running]) {
@@ -291,7 +308,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     // Their runners have RELEASE_WAIT_MS to end them and report back (a thread's exit, a queue
     // worker's last word); what still waits then is let go by closing the runners, not awaited first.
     await settlesWithin(
-      this.#idle().then(() => Promise.allSettled([...this.#releases])),
+      this.#tally.idle().then(() => Promise.allSettled([...this.#releases])),
       RELEASE_WAIT_MS,
     );
     try {
@@ -327,33 +344,6 @@ export abstract class BaseBackend implements IExecutionBackend {
       },
     );
     return this.#ready;
-  }
-
-  /** Settles once no execution is between execute() and its result. */
-  #idle(): Promise<void> {
-    if (this.#inflight === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const previous = this.#onIdle;
-      this.#onIdle = () => {
-        previous?.();
-        resolve();
-      };
-    });
-  }
-
-  #count(result: ExecutionResult, dispatched: boolean): void {
-    if (--this.#inflight === 0 && this.#onIdle) {
-      const idle = this.#onIdle;
-      this.#onIdle = undefined;
-      idle();
-    }
-    const code = result.ok ? 'ok' : result.error.code;
-    this.#byOutcome[code] = (this.#byOutcome[code] ?? 0) + 1;
-    this.#total++;
-    if (!dispatched) return;
-    this.#latency.total.record(result.meta.durationMs);
-    this.#latency.wait.record(result.meta.queueWaitMs);
-    this.#latency.run.record(result.meta.runMs);
   }
 
   /** What the executions of this backend share, as the lifecycle sees it. */
@@ -394,7 +384,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       },
       dispatch: (task, control) => this.dispatch(task, control),
       unstartedReason: () => this.unstartedReason(),
-      finished: (result, dispatched) => this.#count(result, dispatched),
+      finished: (result, dispatched) => this.#tally.finished(result, dispatched),
       track: (release) => {
         this.#releases.add(release);
         void release.finally(() => this.#releases.delete(release));

@@ -1,5 +1,5 @@
 /** The methods of a backend a host may take off it: `const { execute } = backend`, `.then(backend.execute)`, `router.post('/run', backend.execute)`. */
-const BACKEND_METHODS: readonly PropertyKey[] = ['execute', 'stats', 'health', 'shutdown', 'onShutdown', 'ready', 'registerPlugin', 'reloadPlugin', Symbol.asyncDispose];
+const BACKEND_METHODS: readonly PropertyKey[] = ['execute', 'stats', 'health', 'shutdown', 'onShutdown', 'ready', 'registerPlugin', 'reloadPlugin', 'unregisterPlugin', Symbol.asyncDispose];
 
 /**
  * Gives `backend` each of BACKEND_METHODS it has as an own property, not enumerable, that calls

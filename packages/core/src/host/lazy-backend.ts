@@ -29,6 +29,8 @@ export interface LazyExecutionBackend extends IExecutionBackend {
   registerPlugin(source: PluginSource): Promise<RegisteredPlugin>;
   /** Load a plugin's code anew: new executions run the new code, running ones finish on the old (docs/plugins.md). */
   reloadPlugin(pluginId: string): Promise<RegisteredPlugin>;
+  /** Remove a plugin: new executions get HANDLER_NOT_FOUND, running ones finish; its id may be registered again. Resolves whether it was registered (docs/plugins.md). */
+  unregisterPlugin(pluginId: string): Promise<boolean>;
   /** Load the backend package now instead of on first use (e.g. at host start-up). */
   ready(): Promise<void>;
 }
@@ -102,6 +104,7 @@ function readOption(options: ExecutionBackendOptions, key: string): unknown {
 interface Loadable extends IExecutionBackend {
   registerPlugin?(source: PluginSource): Promise<RegisteredPlugin>;
   reloadPlugin?(pluginId: string): Promise<RegisteredPlugin>;
+  unregisterPlugin?(pluginId: string): Promise<boolean>;
 }
 
 class LazyBackend implements LazyExecutionBackend {
@@ -222,6 +225,13 @@ class LazyBackend implements LazyExecutionBackend {
     const backend = await this.#load();
     if (typeof backend.reloadPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot reload plugins`);
     return backend.reloadPlugin(pluginId);
+  }
+
+  async unregisterPlugin(pluginId: string): Promise<boolean> {
+    if (this.#stopping) throw new ShuttingDownError(`Cannot unregister plugin "${pluginId}": the ${this.type} backend is shut down`);
+    const backend = await this.#load();
+    if (typeof backend.unregisterPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot unregister plugins`);
+    return backend.unregisterPlugin(pluginId);
   }
 
   async stats(): Promise<BackendStats> {

@@ -25,6 +25,8 @@ export interface RegisteredPlugin {
   readonly manifest: PluginManifest;
   /** 0 when registered, one more at each `reloadPlugin()`: which copy of its code new executions load. */
   readonly generation: number;
+  /** Which load of its code this is, unique in the process (ResolvedHandler.moduleKey): it only grows, across reloads and registrations again after unregistering. */
+  readonly moduleKey: number;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface RegisteredPlugin {
  */
 let nextModuleKey = 0;
 
-/** Told of each reload of a plugin of the registry (`PluginRegistry.onReload`). */
+/** Told of each reload of a plugin of the registry (`PluginRegistry.onReload`), or of each plugin unregistered (`onUnregister`). */
 export type PluginReloadListener = (plugin: RegisteredPlugin) => void;
 
 /** Everything a backend needs to run one handler; computed once per handler and cached. */
@@ -79,6 +81,7 @@ export class PluginRegistry {
   /** The manifest file of each plugin registered from its folder (a reload reads it again). */
   readonly #manifestFiles = new Map<string, string>();
   readonly #reloadListeners = new Set<PluginReloadListener>();
+  readonly #unregisterListeners = new Set<PluginReloadListener>();
   /** Each plugin's reload under way, settled: the next one waits for it. */
   readonly #reloads = new Map<string, Promise<void>>();
 
@@ -173,13 +176,7 @@ export class PluginRegistry {
   /** Install `manifest` as the next generation of `current` and tell the reload listeners (backends retire runners with the old code). */
   #nextGeneration(current: RegisteredPlugin, manifest: PluginManifest): RegisteredPlugin {
     const plugin = this.#install(current.root, manifest, current.generation + 1);
-    for (const listener of this.#reloadListeners) {
-      try {
-        listener(plugin);
-      } catch {
-        // A backend's clean-up of its runners must not undo the reload.
-      }
-    }
+    tell(this.#reloadListeners, plugin);
     return plugin;
   }
 
@@ -187,6 +184,12 @@ export class PluginRegistry {
   onReload(listener: PluginReloadListener): () => void {
     this.#reloadListeners.add(listener);
     return () => this.#reloadListeners.delete(listener);
+  }
+
+  /** Be told of every plugin unregistered from this registry (a backend stops watching it and retires runners that hold its code). Returns a function that removes the listener. */
+  onUnregister(listener: PluginReloadListener): () => void {
+    this.#unregisterListeners.add(listener);
+    return () => this.#unregisterListeners.delete(listener);
   }
 
   #registered(pluginId: string, action: string): RegisteredPlugin {
@@ -201,8 +204,8 @@ export class PluginRegistry {
 
   /** Make `manifest` the plugin's registered version: its handlers resolved once, both maps swapped together. */
   #install(root: string, manifest: PluginManifest, generation: number): RegisteredPlugin {
-    const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest, generation });
     const moduleKey = nextModuleKey++;
+    const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest, generation, moduleKey });
     const handlers = new Map<string, ResolvedHandler>();
     for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
       handlers.set(
@@ -274,10 +277,21 @@ export class PluginRegistry {
     return this.#failures;
   }
 
+  /**
+   * Remove a plugin: from now on its id resolves to nothing (HANDLER_NOT_FOUND), and it may be
+   * registered again from any folder, as a new plugin (generation 0, its code loaded afresh). A
+   * failure to load a source that claimed the id is forgotten too. Listeners of `onUnregister`
+   * hear of it before this returns. Whether a plugin was registered under the id.
+   */
   unregister(pluginId: string): boolean {
+    if (this.#failures.some((f) => f.pluginId === pluginId)) this.#failures = this.#failures.filter((f) => f.pluginId !== pluginId);
+    const plugin = this.#plugins.get(pluginId);
+    if (!plugin) return false;
+    this.#plugins.delete(pluginId);
     this.#handlers.delete(pluginId);
     this.#manifestFiles.delete(pluginId);
-    return this.#plugins.delete(pluginId);
+    tell(this.#unregisterListeners, plugin);
+    return true;
   }
 
   get(pluginId: string): RegisteredPlugin | undefined {
@@ -320,4 +334,15 @@ export class PluginRegistry {
 
 function isFolder(source: PluginSource): source is string | URL {
   return typeof source === 'string' || source instanceof URL;
+}
+
+/** Tell each listener of a change to `plugin`; one that throws (a backend's clean-up of its runners) undoes nothing. */
+function tell(listeners: ReadonlySet<PluginReloadListener>, plugin: RegisteredPlugin): void {
+  for (const listener of listeners) {
+    try {
+      listener(plugin);
+    } catch {
+      // The change is made: a listener's failure is its own.
+    }
+  }
 }

@@ -50,6 +50,8 @@ interface WatchedPlugin {
   parent: FSWatcher | undefined;
   /** The folders its manifest says its handlers write (`permissions.fs.write`): their changes are its own work, not a new version. */
   writes: string[];
+  /** Unregistered: no longer watched, and nothing under way for it goes on. */
+  removed: boolean;
 }
 
 /** How often a deleted plugin folder is looked for (a `git checkout`, or a build that empties it). */
@@ -96,6 +98,7 @@ export class PluginWatcher {
       rootReplaced: false,
       parent: undefined,
       writes: writeFolders(plugin),
+      removed: false,
     };
     this.#plugins.set(plugin.id, watched);
     this.#watchParent(watched);
@@ -134,18 +137,25 @@ export class PluginWatcher {
   /** Stop watching; a pending reload is dropped. */
   close(): void {
     this.#closed = true;
-    for (const plugin of this.#plugins.values()) {
-      clearTimeout(plugin.timer);
-      clearInterval(plugin.awaiting);
-      plugin.parent?.close();
-      for (const watcher of plugin.folders.values()) watcher.close();
-      plugin.folders.clear();
-    }
+    for (const plugin of this.#plugins.values()) stopWatching(plugin);
+  }
+
+  /** Stop watching one plugin (it was unregistered): its watchers, its pending reload and the look-out for its folder go. */
+  unwatch(pluginId: string): void {
+    const plugin = this.#plugins.get(pluginId);
+    if (!plugin) return;
+    this.#plugins.delete(pluginId);
+    plugin.removed = true;
+    stopWatching(plugin);
+  }
+
+  #done(plugin: WatchedPlugin): boolean {
+    return this.#closed || plugin.removed;
   }
 
   /** Watch `folder` and the folders under it (a folder that cannot be read is skipped). */
   async #watchTree(plugin: WatchedPlugin, folder: string): Promise<void> {
-    if (this.#closed || plugin.folders.has(folder) || ignored(plugin, folder)) return;
+    if (this.#done(plugin) || plugin.folders.has(folder) || ignored(plugin, folder)) return;
     let watcher: FSWatcher;
     try {
       watcher = fs.watch(folder, { persistent: false }, (event, name) => this.#changed(plugin, folder, event, name));
@@ -165,7 +175,7 @@ export class PluginWatcher {
   }
 
   #changed(plugin: WatchedPlugin, folder: string, event: string, name: string | Buffer | null): void {
-    if (this.#closed) return;
+    if (this.#done(plugin)) return;
     // A watched folder itself deleted or moved: its watcher reports the folder's own name.
     const self = name !== null && name.toString() === path.basename(folder);
     if (self && folder === plugin.root) plugin.rootReplaced = true;
@@ -198,7 +208,7 @@ export class PluginWatcher {
 
   async #reloadNow(plugin: WatchedPlugin): Promise<void> {
     plugin.timer = undefined;
-    if (this.#closed) return;
+    if (this.#done(plugin)) return;
     if (plugin.reloading) {
       plugin.again = true;
       return;
@@ -223,7 +233,8 @@ export class PluginWatcher {
       if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
     }
     plugin.reloading = false;
-    if (this.#closed) return;
+    // Shut down or unregistered meanwhile: a reload that failed for that is no news.
+    if (this.#done(plugin)) return;
     this.#report(event);
     if (plugin.again) {
       plugin.again = false;
@@ -236,9 +247,9 @@ export class PluginWatcher {
    * it afresh and reload (a folder made again is a new one to the OS: the old watchers see nothing).
    */
   #awaitRoot(plugin: WatchedPlugin): void {
-    if (this.#closed || plugin.awaiting) return;
+    if (this.#done(plugin) || plugin.awaiting) return;
     plugin.awaiting = setInterval(() => {
-      if (this.#closed || !fs.existsSync(plugin.root)) return;
+      if (this.#done(plugin) || !fs.existsSync(plugin.root)) return;
       clearInterval(plugin.awaiting);
       plugin.awaiting = undefined;
       void this.#rewatch(plugin).then(() => this.#changed(plugin, plugin.root, 'change', null));
@@ -267,6 +278,16 @@ export class PluginWatcher {
     }
     if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version stays registered): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
   }
+}
+
+/** Close a plugin's watchers and clear its timers. */
+function stopWatching(plugin: WatchedPlugin): void {
+  clearTimeout(plugin.timer);
+  clearInterval(plugin.awaiting);
+  plugin.awaiting = undefined;
+  plugin.parent?.close();
+  for (const watcher of plugin.folders.values()) watcher.close();
+  plugin.folders.clear();
 }
 
 /**

@@ -1,0 +1,65 @@
+import { rm } from 'node:fs/promises';
+import type { PluginReloadEvent } from '@kb-labs/plugin-execution-core';
+import { expect, it } from 'vitest';
+import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { RELOADABLE } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+import { DEBOUNCE_MS, HANDLER, edit, reloading, versionOf } from './reloading.js';
+
+/** unregisterPlugin(): run inside describeReload's block (same capabilities, same plugin copies). */
+export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {
+  const { make } = suite;
+
+  it('unregisterPlugin(): new executions get HANDLER_NOT_FOUND, one running finishes; the id registers again, from another folder or the same one edited, and runs that code', async () => {
+    const dir = await copyPlugin();
+    const backend = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(backend)).toBe('v1');
+    let started = false;
+    const running = backend.execute({ pluginId: RELOADABLE, handlerId: 'version', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    expect(await backend.unregisterPlugin(RELOADABLE)).toBe(true);
+    const gone = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+    expectError(gone, 'HANDLER_NOT_FOUND');
+    expect(gone.error.message).toContain(`"${RELOADABLE}" is not registered`);
+    const old = await running;
+    expectOk(old);
+    expect(old.data).toBe('v1');
+    expect(await backend.unregisterPlugin(RELOADABLE)).toBe(false);
+
+    const other = await copyPlugin();
+    await edit(other, HANDLER, "'v1'", "'v2'");
+    expect(await backend.registerPlugin(other)).toMatchObject({ id: RELOADABLE, root: other, generation: 0 });
+    expect(await versionOf(backend)).toBe('v2');
+    expect(await backend.unregisterPlugin(RELOADABLE)).toBe(true);
+    // The first folder again, edited since it was loaded: its code as it is now.
+    await edit(dir, HANDLER, "'v1'", "'v3'");
+    expect(await backend.registerPlugin(dir)).toMatchObject({ root: dir, generation: 0 });
+    expect(await versionOf(backend)).toBe('v3');
+  });
+
+  it('unregisterPlugin(): VALIDATION_ERROR for an id that is not a non-empty string, SHUTTING_DOWN after shutdown', async () => {
+    const backend = reloading(make());
+    for (const bad of ['', 42, undefined]) {
+      const error = await backend.unregisterPlugin(bad as string).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'VALIDATION_ERROR', details: { path: 'pluginId' } });
+      expect((error as Error).message).toContain('unregisterPlugin()');
+    }
+    await backend.shutdown();
+    expect(await backend.unregisterPlugin(RELOADABLE).catch((e: unknown) => e)).toMatchObject({ code: 'SHUTTING_DOWN' });
+  });
+
+  it('watch: an unregistered plugin is no longer watched: its folder edited or deleted reloads nothing and is no problem of health()', async () => {
+    const dir = await copyPlugin();
+    const events: PluginReloadEvent[] = [];
+    const backend = reloading(make({ plugins: [dir], watch: { debounceMs: DEBOUNCE_MS, onReload: (event: PluginReloadEvent) => events.push(event) } }));
+    expect(await versionOf(backend)).toBe('v1');
+    await backend.unregisterPlugin(RELOADABLE);
+    await edit(dir, HANDLER, "'v1'", "'v2'");
+    await rm(dir, { recursive: true, force: true });
+    // A negative: give a reload, and the look-out for a deleted folder (every 250 ms), every chance.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(events).toEqual([]);
+    const problems = (await backend.health()).problems.filter((problem) => problem.includes(RELOADABLE) || problem.includes(dir));
+    expect(problems).toEqual([]);
+  });
+}
