@@ -54,10 +54,13 @@ export class ThreadPool {
   /** Shutting down: no thread is started to keep `minThreads` (only for executions waiting), and once closing, none at all. */
   #draining = false;
   #closing = false;
+  /** Which load of a plugin's code new executions run (RegisteredPlugin.moduleKey); undefined once it is unregistered. */
+  readonly #currentLoad: (pluginId: string) => number | undefined;
 
-  constructor(options: ResolvedPoolOptions, entry: URL) {
+  constructor(options: ResolvedPoolOptions, entry: URL, currentLoad: (pluginId: string) => number | undefined) {
     this.#options = options;
     this.#entry = entry;
+    this.#currentLoad = currentLoad;
     this.#events = {
       ready: (thread) => {
         (thread as PoolThread<Lane>).lane.starting--;
@@ -199,7 +202,7 @@ export class ThreadPool {
     // A thread still starting counts as room: the task waits for it rather than go to a bound one.
     const thread = takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads || lane.starting > lane.waiting.length);
     if (thread) {
-      if (!thread.run(execution)) this.#onIdle(thread);
+      if (!this.#handTo(thread, execution)) this.#onIdle(thread);
       return;
     }
     if (first) lane.waiting.unshift(execution);
@@ -254,6 +257,20 @@ export class ThreadPool {
     this.#fail(execution, startFailureError(error, thread, execution.task));
   }
 
+  /**
+   * Give `execution` to `thread`. One of a load of its plugin that is no longer current (called
+   * before a reload or an unregister, started after it) leaves the thread stale: retired once it
+   * ends, so that a later load of the plugin never meets the modules this one leaves cached there.
+   */
+  #handTo(thread: PoolThread<Lane>, execution: Execution): boolean {
+    const { pluginId, moduleKey } = execution.task;
+    if (!thread.stale && moduleKey !== undefined) {
+      const current = this.#currentLoad(pluginId);
+      if (current !== moduleKey) thread.stale = current === undefined ? 'plugin-unregistered' : 'plugin-reloaded';
+    }
+    return thread.run(execution);
+  }
+
   /** The thread is free: the next execution waiting in its lane, else the idle list (and its idle timer). */
   #onIdle(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
@@ -263,7 +280,7 @@ export class ThreadPool {
     while (lane.waiting.length > 0) {
       // Another handler's task would be declined on a bound thread: left to the threads starting for them.
       if (thread.bound && handlerKey(lane.waiting[0]!.task) !== thread.lastHandler && lane.starting >= lane.waiting.length) break;
-      if (thread.run(lane.waiting.shift()!)) return;
+      if (this.#handTo(thread, lane.waiting.shift()!)) return;
     }
     // Idle once the pool closes (its verdict came after close() began): it goes.
     if (this.#closing) return thread.end({ kind: 'stopped' });

@@ -27,7 +27,7 @@ export class WorkerPoolBackend extends BaseBackend {
   constructor(options: WorkerPoolBackendOptions = {}) {
     super('worker-pool', options, { concurrency: defaultMaxThreads(options), optionsSchema: workerPoolOptionsSchema() });
     try {
-      this.#pool = new ThreadPool(resolvePoolOptions(options), WORKER_ENTRY);
+      this.#pool = new ThreadPool(resolvePoolOptions(options), WORKER_ENTRY, (pluginId) => this.registry.get(pluginId)?.moduleKey);
     } catch (error) {
       this.constructionFailed();
       throw error;

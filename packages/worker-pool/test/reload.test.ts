@@ -102,3 +102,27 @@ describe('worker-pool: unregistering a plugin retires the threads that ran it', 
     expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
   });
 });
+
+describe('worker-pool: a thread that runs an older load of a plugin, after a reload or an unregister, is retired once it ends', () => {
+  const backends = useBackends();
+
+  it.each(['unregister', 'reload'] as const)('an execution queued before %s and started after it: the next load never meets the modules it left cached', async (change) => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxConcurrency: 1, minThreads: 1, maxThreads: 1, plugins: [dir] });
+    okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }));
+    let started = false;
+    const running = backend.execute({ pluginId: PLUGIN, handlerId: 'run', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
+    const queued = backend.execute({ pluginId: PLUGIN, handlerId: 'run' });
+    await waitFor(() => started);
+    if (change === 'unregister') await backend.unregisterPlugin(PLUGIN);
+    else await backend.reloadPlugin(PLUGIN);
+    expect(okData(await running)).toBe('v1');
+    // It runs on the replacement thread: the old load's value module is cached there now.
+    expect(okData(await queued)).toBe('v1');
+    await setVersion(dir, 'v2');
+    if (change === 'unregister') await backend.registerPlugin(dir);
+    else await backend.reloadPlugin(PLUGIN);
+    expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
+    expect((await runners(backend)).retired[change === 'unregister' ? 'plugin-unregistered' : 'plugin-reloaded']).toBe(2);
+  });
+});
