@@ -404,6 +404,21 @@ describe('loading a plugin folder', () => {
     expect(removed).toHaveLength(1);
   });
 
+  it('a reload that read its manifest while the plugin was unregistered and registered again (another root, or a manifest of its own) installs nothing over that registration', async () => {
+    for (const again of [{ root: tmp }, { root: SAMPLE }]) {
+      const registry = new PluginRegistry();
+      await registry.load(SAMPLE);
+      const reloaded = registry.reload(SAMPLE_ID);
+      // Microtasks only: the reload is reading its file (I/O), which cannot have come back yet.
+      for (let i = 0; i < 5; i++) await null;
+      registry.unregister(SAMPLE_ID);
+      const registered = registry.register({ ...again, manifest: { id: SAMPLE_ID, version: '2', handlers: { other: { entry: 'a.js' } } } });
+      expect(await reloaded).toBe(registered);
+      expect(registry.get(SAMPLE_ID)).toBe(registered);
+      expect(registry.resolve(SAMPLE_ID, 'other').moduleKey).toBe(registered.moduleKey);
+    }
+  });
+
   it('unregister() forgets a failure to load a source that claimed the id', async () => {
     const registry = new PluginRegistry();
     const invalid = { root: tmp, manifest: { id: '@x/invalid', version: '1', handlers: {} } };

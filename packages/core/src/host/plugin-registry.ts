@@ -162,8 +162,13 @@ export class PluginRegistry {
         details: { pluginId, file: file ?? null, root: current.root, issues: [{ path: 'id', message: `changed from "${pluginId}" to "${manifest.id}"` }] },
       });
     }
-    // Read while another reload (or an unregister) may have run: install over what is there now.
-    return this.#nextGeneration(this.#registered(pluginId, 'reload'), manifest);
+    // Read while another reload, or an unregister, may have run: install over what is there now,
+    // unless that is another registration (unregistered and registered again meanwhile, from
+    // elsewhere or with a manifest of its own): its code is loaded afresh already, and what was
+    // read is not its manifest.
+    const now = this.#registered(pluginId, 'reload');
+    if (now.root !== current.root || this.#manifestFiles.get(pluginId) !== file) return now;
+    return this.#nextGeneration(now, file ? manifest : now.manifest);
   }
 
   /** The same folder registered again with another manifest: from now on that one, and a reload reads `file` (or keeps it, if it came without one). */
