@@ -37,15 +37,36 @@ export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<s
     expect(await versionOf(backend)).toBe('v3');
   });
 
-  it('unregisterPlugin(): VALIDATION_ERROR for an id that is not a non-empty string, SHUTTING_DOWN after shutdown', async () => {
+  it('unregisterPlugin(): VALIDATION_ERROR naming what was given for an id that is not a non-empty string (after shutdown too), SHUTTING_DOWN after shutdown', async () => {
     const backend = reloading(make());
-    for (const bad of ['', 42, undefined]) {
-      const error = await backend.unregisterPlugin(bad as string).catch((e: unknown) => e);
-      expect(error).toMatchObject({ code: 'VALIDATION_ERROR', details: { path: 'pluginId' } });
-      expect((error as Error).message).toContain('unregisterPlugin()');
-    }
+    const bad: Array<[unknown, string]> = [
+      ['', 'got an empty string'],
+      [42, 'got a number (42)'],
+      [undefined, 'got undefined'],
+      [null, 'got null'],
+      [new URL('file:///srv/plugins/x'), 'got an object (URL)'],
+      [Symbol('id'), 'got symbol'],
+    ];
+    const refusals = async () => {
+      for (const [id, says] of bad) {
+        const error = await backend.unregisterPlugin(id as string).catch((e: unknown) => e);
+        expect(error).toMatchObject({ code: 'VALIDATION_ERROR', details: { path: 'pluginId' } });
+        expect((error as Error).message).toMatch(/^unregisterPlugin\(\) needs the id of a registered plugin/);
+        expect((error as Error).message).toContain(says);
+      }
+    };
+    await refusals();
     await backend.shutdown();
     expect(await backend.unregisterPlugin(RELOADABLE).catch((e: unknown) => e)).toMatchObject({ code: 'SHUTTING_DOWN' });
+    await refusals();
+  });
+
+  it('unregisterPlugin() after a registerPlugin() not awaited: the calls take effect in the order made', async () => {
+    const backend = reloading(make());
+    const registering = backend.registerPlugin(await copyPlugin());
+    expect(await backend.unregisterPlugin(RELOADABLE)).toBe(true);
+    await registering;
+    expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }), 'HANDLER_NOT_FOUND');
   });
 
   it('watch: an unregistered plugin is no longer watched: its folder edited or deleted reloads nothing and is no problem of health()', async () => {

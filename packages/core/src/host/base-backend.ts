@@ -7,6 +7,7 @@ import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec } from './permissions.js';
 import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+import { PluginChanges } from './plugin-changes.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
@@ -77,6 +78,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** The `watch` option's folder watchers, when it is on. */
   readonly #watcher: PluginWatcher | undefined;
   readonly #stopHearingRegistry: () => void;
+  readonly #pluginChanges: PluginChanges;
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
@@ -93,6 +95,13 @@ export abstract class BaseBackend implements IExecutionBackend {
     });
     this.#pendingSources = (o.plugins ?? []).map(absolutePluginSource);
     this.#watcher = o.watch ? new PluginWatcher(o.watch === true ? {} : o.watch, (pluginId) => this.reloadPlugin(pluginId)) : undefined;
+    this.#pluginChanges = new PluginChanges({
+      type,
+      registry: this.registry,
+      watcher: this.#watcher,
+      ensureReady: () => this.#ensureReady(),
+      shutDown: () => (this.#shutDownBegun() ? this.#state : undefined),
+    });
     // Nothing to load and nothing to watch: ready now.
     if (this.#pendingSources.length === 0 && !this.#watcher) this.#state = 'ready';
     this.#host = this.#executionHost(o.permissions ?? {}, defaults);
@@ -158,19 +167,8 @@ export abstract class BaseBackend implements IExecutionBackend {
    * The `plugins` option is loaded first, so a later registration is never undone by it. Rejects
    * with ValidationError.
    */
-  async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
-    if (this.#shutDownBegun()) throw new ShuttingDownError();
-    // From the call on: an execute() of the plugin meanwhile is told to await this.
-    const registered = this.registry.loading();
-    try {
-      await this.#ensureReady();
-      if (this.#shutDownBegun()) throw new ShuttingDownError();
-      const plugin = typeof source === 'string' || source instanceof URL ? await this.registry.load(source) : this.registry.register(source);
-      await this.#watcher?.watch(plugin);
-      return plugin;
-    } finally {
-      registered();
-    }
+  registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
+    return this.#pluginChanges.register(source);
   }
 
   #shutDownBegun(): boolean {
@@ -185,35 +183,20 @@ export abstract class BaseBackend implements IExecutionBackend {
    * registered and serving), HandlerNotFoundError for an unknown plugin, ShuttingDownError once
    * shutdown began. What a fresh module means on each backend: docs/plugins.md.
    */
-  async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
-    await this.#pluginsLoaded(pluginId, 'reload');
-    return this.registry.reload(pluginId);
+  reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    return this.#pluginChanges.reload(pluginId);
   }
 
   /**
    * Remove a plugin: executions called from now on get HANDLER_NOT_FOUND, while those under way
-   * (running, or waiting for a slot) finish as they would have, on the code they have. Its folder is no longer watched, and
+   * (running, or waiting for a slot) finish as they would have. Its folder is no longer watched, and
    * runners that hold its code let it go (worker-pool: its threads are retired once idle). The id
    * may then be registered again, from any folder. Resolves whether it was registered; rejects
    * with ValidationError for an id that is not a non-empty string, ShuttingDownError once
    * shutdown began.
    */
-  async unregisterPlugin(pluginId: string): Promise<boolean> {
-    await this.#pluginsLoaded(pluginId, 'unregister');
-    return this.registry.unregister(pluginId);
-  }
-
-  /** Check a plugin id given to `action` and wait for the `plugins` option to be loaded (it would otherwise undo what `action` does); refused once shutdown began. */
-  async #pluginsLoaded(pluginId: string, action: 'reload' | 'unregister'): Promise<void> {
-    if (typeof pluginId !== 'string' || pluginId.length === 0) {
-      throw new ValidationError(`${action}Plugin() needs the id of a registered plugin, got ${pluginId === '' ? 'an empty string' : typeof pluginId}`, { details: { path: 'pluginId' } });
-    }
-    const refuse = () => {
-      if (this.#shutDownBegun()) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": the ${this.type} backend is ${this.#state}`);
-    };
-    refuse();
-    await this.#ensureReady();
-    refuse();
+  unregisterPlugin(pluginId: string): Promise<boolean> {
+    return this.#pluginChanges.unregister(pluginId);
   }
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {

@@ -7,6 +7,7 @@ import type { BackendOptions } from './backend-options.js';
 import { nearest } from './nearest-name.js';
 import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
+import { checkPluginIdArgument } from './plugin-id-argument.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 import type { ExecutionResult } from '../types.js';
@@ -221,6 +222,7 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    checkPluginIdArgument(pluginId, 'reload');
     if (this.#stopping) throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is shut down`);
     const backend = await this.#load();
     if (typeof backend.reloadPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot reload plugins`);
@@ -228,6 +230,7 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async unregisterPlugin(pluginId: string): Promise<boolean> {
+    checkPluginIdArgument(pluginId, 'unregister');
     if (this.#stopping) throw new ShuttingDownError(`Cannot unregister plugin "${pluginId}": the ${this.type} backend is shut down`);
     const backend = await this.#load();
     if (typeof backend.unregisterPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot unregister plugins`);
