@@ -133,9 +133,12 @@ export class ConnectionRegistry {
 
   /**
    * Push `{ type: 'message', data }` to every OPEN connection of `channel`, encoding it once.
-   * Returns how many got it. Throws ValidationError when `data` is not JSON-serialisable.
+   * Returns how many got it. Throws ValidationError when `data` is not JSON-serialisable, or an
+   * option is unknown (a misspelt `exlude` would send to the very connections to leave out) or
+   * not of its type.
    */
   broadcast(channel: string, data: unknown, options: BroadcastOptions = {}): number {
+    checkBroadcastOptions(options);
     const members = this.#byChannel.get(channel);
     const text = encodePush(data);
     this.#broadcasts++;
@@ -195,4 +198,18 @@ export function encodePush(data: unknown): string {
     throw new ValidationError('Channel message data is not JSON-serialisable (BigInt or a cycle?)', { details: { reason: 'not-serializable' } });
   }
   return text;
+}
+
+const BROADCAST_OPTIONS = ['exclude', 'path'];
+
+function checkBroadcastOptions(options: unknown): asserts options is BroadcastOptions {
+  const refuse = (message: string, path: string): never => {
+    throw new ValidationError(`ConnectionRegistry.broadcast(): ${message}`, { details: { path } });
+  };
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) refuse('options must be an object { exclude?, path? }', 'options');
+  const { exclude, path } = options as Record<string, unknown>;
+  const unknown = Object.keys(options as object).filter((key) => !BROADCAST_OPTIONS.includes(key));
+  if (unknown.length > 0) refuse(`unknown option ${JSON.stringify(unknown[0])} (it takes exclude and path)`, `options.${unknown[0]}`);
+  if (exclude !== undefined && (!Array.isArray(exclude) || exclude.some((id) => typeof id !== 'string'))) refuse('options.exclude must be an array of connection ids', 'options.exclude');
+  if (path !== undefined && typeof path !== 'string') refuse('options.path must be a request path string', 'options.path');
 }

@@ -244,6 +244,22 @@ function describeHostRegistry(setup: ReturnType<typeof useChannelHarness>): void
       expect(registry.channels().sort()).toEqual(['/chat', '/echo']);
       expect(registry.get(echo.connectionId)?.info).toMatchObject({ channel: '/echo', pluginId: LAB, path: '/echo' });
 
+      // Options are checked: a misspelt `exlude` would send to the very connection to leave out.
+      for (const [options, path] of [
+        [{ exlude: [ann.connectionId] }, 'options.exlude'],
+        [{ scope: 'path' }, 'options.scope'],
+        [{ exclude: ann.connectionId }, 'options.exclude'],
+        [{ path: 5 }, 'options.path'],
+        [null, 'options'],
+      ] as const) {
+        let refused: unknown;
+        try {
+          registry.broadcast('/chat', { news: 0 }, options as never);
+        } catch (error) {
+          refused = error;
+        }
+        expect(refused).toMatchObject({ code: 'VALIDATION_ERROR', details: { path } });
+      }
       expect(registry.broadcast('/chat', { news: 1 }, { exclude: [ann.connectionId] })).toBe(1);
       expect(await bob.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { news: 1 } });
       expect(registry.send(echo.connectionId, 'direct')).toBe(true);
