@@ -89,14 +89,27 @@ const WALK_BUDGET = 10_000;
  * when the error names them, so that a function further on is not blamed on a shared buffer that
  * was fine.
  */
-function refusedKinds(error: unknown): { shared: boolean; hostObjects: boolean } {
+function refusedKinds(error: unknown): RefusedKinds {
   const message = String((error as Error)?.message ?? '');
-  return { shared: /SharedArrayBuffer/.test(message), hostObjects: /host object/i.test(message) };
+  return { shared: /SharedArrayBuffer/.test(message), hostObjects: /host object/i.test(message), platformObjects: PLATFORM_OBJECT_REFUSAL.test(message) };
 }
 
-function refusedAt(value: unknown, refuses: { shared: boolean; hostObjects: boolean }): PropertyKey[] | undefined {
+interface RefusedKinds {
+  shared: boolean;
+  hostObjects: boolean;
+  /** What structured clone refuses whose message names nothing: a URL, Headers or Request (Node 22 and later), a MessagePort. */
+  platformObjects: boolean;
+}
+
+const PLATFORM_OBJECT_REFUSAL = /unsupported type|needs transfer/i;
+
+function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undefined {
   if (refuses.hostObjects) {
-    const found = hostObjectAt(value);
+    const found = descendTo(value, refusedAsHostObject);
+    if (found) return found;
+  }
+  if (refuses.platformObjects) {
+    const found = descendTo(value, refusedAsPlatformObject);
     if (found) return found;
   }
   const seen = new Set<object>();
@@ -131,15 +144,16 @@ function refusedAt(value: unknown, refuses: { shared: boolean; hostObjects: bool
 }
 
 /**
- * Where v8's serialiser meets a host object it refuses (a Blob, a KeyObject, a CryptoKey, a
- * perf_hooks Histogram …; its message names only the object): down the one child at each level
- * that is refused as a host object on its own, to the value none of whose children is (a
- * histogram's own `constructor`, a function, is refused otherwise: not followed).
+ * Where a serialiser meets an object it refuses with a message that names only the object (v8's:
+ * a Blob, a KeyObject, a CryptoKey, a perf_hooks Histogram …; structured clone's: a URL, a
+ * MessagePort …): down the one child at each level that `refused` on its own, to the value none
+ * of whose children is (a histogram's own `constructor`, a function, is refused otherwise: not
+ * followed). Only after a failure: each step serialises the child whole.
  */
-function hostObjectAt(value: unknown): PropertyKey[] | undefined {
+function descendTo(value: unknown, refused: (value: unknown) => boolean): PropertyKey[] | undefined {
   let at: Step | undefined;
   let v = value;
-  if (!refusedAsHostObject(v)) return undefined;
+  if (!refused(v)) return undefined;
   for (let budget = WALK_BUDGET; budget > 0 && v !== null && typeof v === 'object'; budget--) {
     let next: { key: PropertyKey; value: unknown } | undefined;
     for (const [key, get] of childrenOf(v, budget)) {
@@ -149,7 +163,7 @@ function hostObjectAt(value: unknown): PropertyKey[] | undefined {
       } catch {
         return pathOf({ key, parent: at });
       }
-      if (refusedAsHostObject(child)) {
+      if (refused(child)) {
         next = { key, value: child };
         break;
       }
@@ -167,6 +181,15 @@ function refusedAsHostObject(value: unknown): boolean {
     return false;
   } catch (error) {
     return refusedKinds(error).hostObjects;
+  }
+}
+
+function refusedAsPlatformObject(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return false;
+  } catch (error) {
+    return refusedKinds(error).platformObjects;
   }
 }
 

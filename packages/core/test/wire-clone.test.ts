@@ -98,11 +98,32 @@ const refusedByV8: Array<[string, unknown, string]> = [['a SharedArrayBuffer', {
 if (v8RefusesBlobs()) refusedByV8.push(['a Blob', { list: [0, new Blob(['x'])] }, 'input.list[1]']);
 // Host objects v8's serialiser refuses by its own message ("Unserializable host object: …"), which
 // names no path (before: none said, or a key the object does not have, `.constructor`).
-refusedByV8.push(
+// Each where this Node's v8 refuses it as a host object (Node 22 writes a CryptoKey as a plain
+// object, and refuses a Histogram for the function it holds, which is named as a function is).
+const hostObjects: Array<[string, unknown, string]> = [
   ['a KeyObject', { keys: { secret: createSecretKey(Buffer.from('k')) } }, 'input.keys.secret'],
   ['a perf_hooks Histogram', { v: [createHistogram()] }, 'input.v[0]'],
   ['a CryptoKey', { key: await webcrypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256' }, true, ['sign']) }, 'input.key'],
-);
+];
+refusedByV8.push(...hostObjects.filter(([, value]) => v8RefusesAsHostObject(value)));
+
+function v8RefusesAsHostObject(value: unknown): boolean {
+  try {
+    serialize(value);
+    return false;
+  } catch (error) {
+    return /host object/i.test(String((error as Error).message));
+  }
+}
+
+function refusedByClone(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 function v8RefusesBlobs(): boolean {
   try {
@@ -127,6 +148,20 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(error).toBeInstanceOf(ValidationError);
     expect(error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path });
     expect(error.message).toContain(`(at ${path})`);
+  });
+
+  // Structured clone refuses these with a message that names nothing: "Cannot clone object of
+  // unsupported type." (a URL or Headers from Node 22 on), "Object that needs transfer was found …".
+  const platformObjects: Array<[string, () => unknown, string]> = [['a MessagePort', () => ({ list: [1, { port: new MessageChannel().port1 }] }), 'input.list[1].port']];
+  if (refusedByClone(new URL('http://x'))) platformObjects.push(['a URL', () => ({ a: { u: new URL('http://x') } }), 'input.a.u']);
+  if (typeof Headers === 'function' && refusedByClone(new Headers())) platformObjects.push(['a Headers', () => ({ h: [new Headers()] }), 'input.h[0]']);
+  it.each(platformObjects)('names the path of %s, which structured clone refuses without naming it', (_, make, path) => {
+    const value = make();
+    try {
+      expect(() => cloneForWire(value, 'input')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path }) }));
+    } finally {
+      ((value as { list?: [number, { port?: MessagePort }] }).list?.[1].port)?.close();
+    }
   });
 
   it('names a refused value that comes after large typed arrays (their numbers are not walked: Object.keys of 20 million indices took seconds)', () => {
