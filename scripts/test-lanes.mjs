@@ -1,8 +1,10 @@
 // Runs every package's tests (built first: `turbo run build` before this) in two lanes side by
-// side: the queue package's tests, which spend most of their time waiting on timers, heartbeats and
-// a broker, beside every other package's, one package at a time. The same tests as one lane after
-// another, in about half the time on two cores. Within a lane nothing changes: a package's test
-// files run as its vitest config says (the queue's one file at a time).
+// side, one package at a time in each: the queue package's tests, which spend most of their time
+// waiting on timers, heartbeats and a broker, with core's and channels', beside every other
+// package's. The same tests as one lane after another, in about half the time on two cores.
+// Within a lane nothing changes: a package's test files run as its vitest config says (the
+// queue's one file at a time). A package that fails does not stop the others (--continue): every
+// package's counts are printed.
 //
 //   node scripts/test-lanes.mjs            # what `npm test` runs after building
 //   node scripts/test-lanes.mjs --serial   # the lanes one after the other (a loaded machine)
@@ -13,11 +15,12 @@ import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const turbo = path.join(repo, 'node_modules', '.bin', 'turbo');
-const QUEUE = '@kb-labs/plugin-execution-queue';
+const LANE_A = ['@kb-labs/plugin-execution-queue', '@kb-labs/plugin-execution-core', '@kb-labs/plugin-execution-channels'];
 // --only: the builds ran before this; a lane must not restore a package's dist while the other runs from it.
+const common = ['run', 'test', '--only', '--continue', '--concurrency=1'];
 const lanes = [
-  ['run', 'test', '--only', `--filter=${QUEUE}`],
-  ['run', 'test', '--only', `--filter=!${QUEUE}`, '--concurrency=1'],
+  [...common, ...LANE_A.map((name) => `--filter=${name}`)],
+  [...common, ...LANE_A.map((name) => `--filter=!${name}`)],
 ];
 
 /** Run one lane; its output goes out line by line (two lanes never cut into each other's lines). Resolves its exit code. */
