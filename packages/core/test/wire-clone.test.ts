@@ -160,7 +160,7 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     try {
       expect(() => cloneForWire(value, 'input')).toThrow(expect.objectContaining({ details: expect.objectContaining({ reason: 'not-serializable', path }) }));
     } finally {
-      ((value as { list?: [number, { port?: MessagePort }] }).list?.[1].port)?.close();
+      ((value as { list?: [number, { port?: { close(): void } }] }).list?.[1].port)?.close();
     }
   });
 
