@@ -38,6 +38,11 @@ export function testPlatform() {
         record('unsendable', []);
         return { label: 'has a function', format: () => 'x' };
       },
+      /** A result holding a URL: Node 22 and later do not clone one (Node 20 makes it {}). */
+      async link() {
+        record('link', []);
+        return { label: 'has a URL', at: new URL('https://example.org/') };
+      },
     },
     secrets: {
       async read() {

@@ -24,7 +24,7 @@ export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.
 export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
-export { deserializeLikeClone, unreadableMessageError } from './v8-wire.js';
+export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { serializeErrorForRunner } from './error-wire.js';
 export { hostPermissionProblem, refusedByHostPermissions } from './host/host-permissions.js';

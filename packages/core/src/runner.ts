@@ -14,5 +14,5 @@ export { onHandlerLoading, runHandler, type RunnerTask, type RuntimeEnvironment 
 export { ExecutionError, HandlerError, PermissionDeniedError, TimeoutError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
-export { deserializeLikeClone, unreadableMessageError } from './v8-wire.js';
+export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';

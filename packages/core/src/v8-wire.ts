@@ -1,4 +1,5 @@
 import { ValidationError } from './errors.js';
+import type { HostToRunner, RunnerToHost } from './protocol.js';
 import { tightCopy } from './tight-views.js';
 // Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
 const v8 = process.getBuiltinModule('node:v8');
@@ -42,4 +43,40 @@ export function unreadableMessageError(what: string, where: string, error: unkno
     details: { reason: 'unreadable-message', message, node: process.version },
     cause: error,
   });
+}
+
+/**
+ * Throw, before a message goes out on a v8-serialised wire, the DataCloneError structured clone
+ * throws for the plugin's or the host's value it carries (a result, an event, a log line's
+ * fields, a call's arguments or answer). v8's serialiser writes what Node marks as not
+ * cloneable (a URL, Headers or a CryptoKey from Node 22 on) as an empty object, where the other
+ * backends refuse it: refused here, it is refused alike (the caller names where, as for a function).
+ */
+export function refuseWhatCloneRefuses(message: RunnerToHost | HostToRunner): void {
+  const value = carriedValue(message);
+  if (value === null || typeof value !== 'object') return;
+  try {
+    structuredClone(value);
+  } catch (error) {
+    // Nested too deep for this stack to copy: v8's serialiser may still write it, and the reader says whether it can rebuild it.
+    if (error instanceof RangeError) return;
+    throw error;
+  }
+}
+
+function carriedValue(message: RunnerToHost | HostToRunner): unknown {
+  switch (message.type) {
+    case 'result':
+      return message.ok ? message.data : undefined;
+    case 'event':
+      return message.event;
+    case 'log':
+      return message.fields;
+    case 'rpc':
+      return message.args;
+    case 'rpc-reply':
+      return message.ok ? message.value : undefined;
+    default:
+      return undefined;
+  }
 }

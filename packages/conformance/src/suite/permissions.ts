@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
 import { BASIC, GUARDED } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
+import { cloneRefusesUrl } from '../node-differences.js';
 import { testPlatform } from '../test-platform.js';
 
 export function describePermissions(suite: SuiteContext): void {
@@ -174,6 +175,13 @@ function platformCallTests(suite: SuiteContext): void {
     expect(message).toMatch(/^platform\.kv\.unsendable result cannot be sent across the execution boundary: .* \(at result\.format\)$/);
     // Said once, whatever the transport said on its way.
     expect(message.split('cannot be sent').length, message).toBe(2);
+  });
+
+  it.runIf(cloneRefusesUrl())('a host service result holding a URL (Node 22 and later do not clone one) is an error there naming where, on every backend, not an empty object', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'link' } });
+    expectOk(result);
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^platform\.kv\.link result cannot be sent across the execution boundary: .* \(at result\.at\)$/) });
   });
 
   it('a platform call whose arguments cannot cross rejects in the handler with VALIDATION_ERROR naming where in them the refused value is', async () => {

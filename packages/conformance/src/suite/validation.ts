@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
 import { BASIC, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
+import { cloneRefusesUrl } from '../node-differences.js';
 
 export function describeValidation(suite: SuiteContext): void {
   describe('validation and resolution', () => {
@@ -155,6 +156,12 @@ function resolutionTests(suite: SuiteContext): void {
     expect(atLoad.error.message).toContain('broken at import time');
     // The backend keeps serving.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+  });
+
+  it.runIf(cloneRefusesUrl())('a URL in a result (Node 22 and later do not clone one) is VALIDATION_ERROR naming where, on every backend, not an empty object', async () => {
+    const result = await make().execute({ pluginId: BASIC, handlerId: 'returns-unserializable', input: { kind: 'url' } });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.details).toMatchObject({ path: 'result.at.link' });
   });
 
   it('rejects a result that cannot cross a boundary with VALIDATION_ERROR', async () => {

@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/courier.js';
 import { encode, formatBytes, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
@@ -64,13 +64,15 @@ export class RemoteExecution {
     this.#link = link;
     this.#plugin = plugin;
     this.#deadline = performance.now() + task.timeoutMs;
-    this.#session = new HostSession(control, (message) =>
+    this.#session = new HostSession(control, (message) => {
+      // What structured clone refuses, v8's serialiser would write as {} (a URL on Node 22): refused as on the other backends.
+      refuseWhatCloneRefuses(message);
       this.#toWorker('rpc-reply', encode(message, 'platform call result'), (refused) => {
         // The handler's call fails with it, rather than waiting for a reply the worker dropped.
         const error = serializeError(this.#refusedBy('platform call result', refused));
         this.#toWorker('rpc-reply', encode({ type: 'rpc-reply', id: message.type === 'rpc-reply' ? message.id : 0, ok: false, error }, 'error'));
-      }),
-    );
+      });
+    });
   }
 
   /** The worker running it, once it started. */

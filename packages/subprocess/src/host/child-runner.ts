@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { HostSession, OutputPacer, PROTOCOL_VERSION, serializeErrorForRunner, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
@@ -120,10 +120,7 @@ export class ChildRunner {
     this.#stderr = new OutputCapture(child.stderr!, capture('stderr'));
     // Its pipes read no further while whoever takes its output is behind: its synchronous writes then wait.
     const pipes = [child.stdio[3] as Socket | null, child.stdout, child.stderr];
-    this.#readPace = new OutputPacer(
-      () => pipes.forEach((pipe) => pipe?.pause()),
-      () => pipes.forEach((pipe) => pipe?.resume()),
-    );
+    this.#readPace = new OutputPacer(() => pipes.forEach((pipe) => pipe?.pause()), () => pipes.forEach((pipe) => pipe?.resume()));
     this.#channel = new FramedChannel(child.stdio[3] as Socket, {
       maxFrameBytes: options.maxFrameBytes,
       onMessage: (message) => this.#onMessage(message),
@@ -172,7 +169,10 @@ export class ChildRunner {
   run(runFrame: Buffer, subject: { pluginId: string; handlerId: string }, control: DispatchControl): Promise<unknown> {
     if (this.#session) return Promise.reject(new Error('ChildRunner serves one execution only'));
     this.#subject = subject;
-    this.#session = new HostSession(control, (message) => this.#channel.send(message));
+    this.#session = new HostSession(control, (message) => {
+      refuseWhatCloneRefuses(message);
+      this.#channel.send(message);
+    });
     this.claim();
     this.#control = control;
     this.#lineSink = (stream, line) => {

@@ -13,6 +13,7 @@ import {
   RunnerSession,
   TimeoutError,
   deserializeError,
+  refuseWhatCloneRefuses,
   serializeError,
   unreadableMessageError,
   unserializableError,
@@ -134,7 +135,10 @@ async function start(message: ChildRunMessage): Promise<void> {
       // A warm spare was started elsewhere; the handler still gets ctx.workspace.dir.
     }
   }
-  session = new RunnerSession(task, (m) => channel.send(m));
+  session = new RunnerSession(task, (m) => {
+    refuseWhatCloneRefuses(m);
+    channel.send(m);
+  });
   stopPastTimeLimit(task, session);
   const running = session.run();
   for (const m of early.splice(0)) session.handle(m);
@@ -147,6 +151,7 @@ async function start(message: ChildRunMessage): Promise<void> {
   // kernel has torn this process down after the host's SIGKILL.
   closeOutput();
   try {
+    refuseWhatCloneRefuses(result);
     channel.send(result);
   } catch (error) {
     channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) });
