@@ -35,4 +35,13 @@ export const TIMEOUT_OPTION_REFUSALS: ReadonlyArray<readonly [unknown, string]> 
   [{ timeoutMs: '5000' }, 'timeoutMs: must be a whole number of ms from 0 to 2147483647, got "5000"'],
   [{ timeout: 5000 }, 'timeout: unknown option; did you mean "timeoutMs"?'],
   ['5000', '(options): must be an object such as { timeoutMs: 5000 }, got string'],
+  [
+    {
+      get timeoutMs(): number {
+        throw new Error('not now');
+      },
+    },
+    'timeoutMs: could not be read: not now',
+  ],
+  [new Proxy({}, { ownKeys: () => { throw new Error('no keys'); } }), '(options): could not be read: no keys'],
 ];

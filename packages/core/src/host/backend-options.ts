@@ -78,7 +78,8 @@ export const option = {
 function given(input: unknown): string {
   if (input === undefined) return '';
   if (typeof input === 'string') return `, got ${JSON.stringify(input.length > 40 ? `${input.slice(0, 40)}…` : input)}`;
-  if (typeof input === 'number' || typeof input === 'boolean' || typeof input === 'bigint' || input === null) return `, got ${String(input)}`;
+  if (typeof input === 'bigint') return `, got a bigint (${String(input)}n)`;
+  if (typeof input === 'number' || typeof input === 'boolean' || input === null) return `, got ${String(input)}`;
   return `, got ${Array.isArray(input) ? 'an array' : typeof input === 'object' ? 'an object' : `a ${typeof input}`}`;
 }
 

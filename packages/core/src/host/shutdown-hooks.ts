@@ -62,17 +62,28 @@ export function checkTimeoutOptions(options: unknown, call: string, defaultMs: n
   if (typeof options !== 'object' || Array.isArray(options)) {
     issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${Array.isArray(options) ? 'an array' : typeof options}` });
   } else {
-    const { timeoutMs } = options as ShutdownOptions;
+    let timeoutMs: unknown;
+    try {
+      timeoutMs = (options as ShutdownOptions).timeoutMs;
+    } catch (error) {
+      throw validationError(`Invalid ${call} options`, [{ path: 'timeoutMs', message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
+    }
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS)) {
       issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs)}` });
     }
-    for (const key of Object.keys(options)) {
+    let keys: string[];
+    try {
+      keys = Object.keys(options);
+    } catch (error) {
+      throw validationError(`Invalid ${call} options`, [{ path: '(options)', message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
+    }
+    for (const key of keys) {
       if (key === 'timeoutMs') continue;
       issues.push({ path: key, message: unknownKeyMessage(undefined, nearest(key, ['timeoutMs'])) });
     }
   }
   if (issues.length) throw validationError(`Invalid ${call} options`, issues, { phase: 'options' });
-  return { timeoutMs: (options as ShutdownOptions).timeoutMs ?? defaultMs };
+  return { timeoutMs: ((options as ShutdownOptions).timeoutMs as number | undefined) ?? defaultMs };
 }
 
 /** The shutdown's timeout from its options, or the rejection options it cannot take get (shutdown() never throws). */
