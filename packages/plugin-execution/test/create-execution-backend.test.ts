@@ -37,6 +37,21 @@ describe('createExecutionBackend', () => {
       expect(() => createExecutionBackend(throwing(key) as never)).toThrow(ValidationError);
       expect(() => createExecutionBackend(throwing(key) as never)).toThrow(`createExecutionBackend() could not read option "${key}": no setting`);
     }
+    // Inside the options whose paths are made absolute at the call (plugins, workspace.root) as well.
+    const inside: Array<[string, Record<string, unknown>]> = [
+      ['workspace', { workspace: { get root(): string { throw new Error('no root'); } } }],
+      ['plugins', { plugins: new Proxy(['a'], { get: (target, key) => { if (key === '0') throw new Error('no plugin'); return Reflect.get(target, key); } }) }],
+      ['plugins', { plugins: [{ get root(): string { throw new Error('no root'); }, manifest: {} }] }],
+    ];
+    for (const [path, options] of inside) {
+      let refused: unknown;
+      try {
+        createExecutionBackend({ type: 'in-process', ...options } as never);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused).toMatchObject({ code: 'VALIDATION_ERROR', details: { path }, message: expect.stringMatching(new RegExp(`^Option "${path}" could not be read: no `)) });
+    }
     expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
     // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
     expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);

@@ -1,3 +1,4 @@
+import { ValidationError } from '../errors.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { resolve } = process.getBuiltinModule('node:path');
@@ -23,11 +24,24 @@ export function absolutePluginSource<T>(source: T): T {
  */
 export function withAbsolutePaths(options: Record<string, unknown>): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(options)) copy[key] = plainDataCopy(value) ?? value;
-  if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
-  const workspace = copy.workspace;
-  if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '') copy.workspace = { ...workspace, root: resolve(workspace.root) };
+  // A getter or Proxy in an option that throws as it is read is named.
+  for (const [key, value] of Object.entries(options)) copy[key] = readable(key, () => plainDataCopy(value) ?? value);
+  readable('plugins', () => {
+    if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
+  });
+  readable('workspace', () => {
+    const workspace = copy.workspace;
+    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '') copy.workspace = { ...workspace, root: resolve(workspace.root) };
+  });
   return copy;
+}
+
+function readable<T>(option: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    throw new ValidationError(`Option "${option}" could not be read: ${String((error as Error)?.message ?? error)}`, { details: { path: option }, cause: error });
+  }
 }
 
 /** A deep copy of `value` if it is plain data (primitives, arrays, plain objects of data properties, not too deep); undefined if it is not. */
