@@ -60,7 +60,7 @@ export const workerPoolOptionsSchema = lazySchema((z) => {
     env: z.record(z.string(), z.string({ error: 'must be a string' }).optional(), { error: 'must be an object of strings' }).optional(),
     execArgv: z.array(z.string(), { error: 'must be an array of strings' }).optional(),
     maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
-    maxLogLineLength: option.int(1, 100_000_000).optional(),
+    maxLogLineLength: option.int(80, 100_000_000).optional(),
     // Removed with the pool of its own: a named refusal says what to do, where "unknown option" would not.
     abortGraceMs: z.never({ error: 'was renamed: use cancelGraceMs (the same option and rule on every backend)' }).optional(),
     spinWaitUs: z.never({ error: 'was removed: idle threads no longer busy-wait for their next execution; drop this option' }).optional(),

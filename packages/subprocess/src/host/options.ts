@@ -131,7 +131,7 @@ export const subprocessOptionsSchema = lazySchema((z) => {
   const id = option.int(1, 4_294_967_294);
   return backendOptionsSchema().extend({
     prespawn: option.int(0, 64).optional(),
-    cancelGraceMs: option.int(0, 60_000).optional(),
+    cancelGraceMs: option.int(0).optional(),
     killGraceMs: option.int(0, 60_000).optional(),
     handshakeTimeoutMs: option.int(1).optional(),
     maxFrameBytes: option.int(1024, 0x7fff_ffff).optional(),
@@ -150,7 +150,7 @@ export const subprocessOptionsSchema = lazySchema((z) => {
       .text()
       .refine(isExecutableFile, { error: 'must be the path of an executable file (the Node binary children run on)' })
       .optional(),
-    maxLogLineLength: option.int(80).optional(),
+    maxLogLineLength: option.int(80, 100_000_000).optional(),
     maxOutputPerStream: option.int(0).optional(),
     sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
     bwrapPath: option.text().optional(),
