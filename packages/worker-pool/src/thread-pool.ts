@@ -87,8 +87,10 @@ export class ThreadPool {
       if (refused) throw new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
       // The system's own word for it says nothing of which option, if any, asked too much.
       const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
-      throw new ValidationError(`Invalid worker-pool backend options: no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
-        details: { phase: 'options', code: code ?? null },
+      // Node names the flags it refuses, not the option they came from.
+      const execArgv = code === 'ERR_WORKER_INVALID_EXEC_ARGV' ? 'execArgv: ' : '';
+      throw new ValidationError(`Invalid worker-pool backend options: ${execArgv}no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
+        details: { phase: 'options', code: code ?? null, ...(execArgv ? { path: 'execArgv' } : {}) },
         cause: error,
       });
     }

@@ -40,8 +40,11 @@ describe('worker-pool: options', () => {
     expect(() => new WorkerPoolBackend({ spinWaitUs: 0 } as never)).toThrow(/spinWaitUs: was removed: idle threads no longer busy-wait/);
   });
 
-  it('rejects Node flags a worker thread cannot take, as a ValidationError', () => {
+  it('rejects Node flags a worker thread cannot take, as a ValidationError naming execArgv', () => {
     expect(() => new WorkerPoolBackend({ execArgv: ['--no-such-flag'] })).toThrow(ValidationError);
+    expect(() => new WorkerPoolBackend({ execArgv: ['--no-such-flag'] })).toThrow(
+      expect.objectContaining({ details: expect.objectContaining({ path: 'execArgv' }), message: expect.stringContaining('execArgv: no worker thread can be started') }),
+    );
   });
 
   it('defaults: one thread per core, one started up front, concurrency = threads', async () => {
