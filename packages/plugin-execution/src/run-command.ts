@@ -1,6 +1,5 @@
 import { constants } from 'node:buffer';
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -13,6 +12,7 @@ import { NATS_FLAGS, NatsFlagError, natsAuth } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
+import { readUpTo, stripByteOrderMark } from './read-text.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
@@ -296,11 +296,14 @@ async function readArgumentFile(file: string, what: string): Promise<string> {
   if (file === '-') {
     if (stdinReadBy) throw new UsageError(`--${what} @-: standard input is read once, and --${stdinReadBy} @- reads it`);
     stdinReadBy = what;
-    return readStandardInput();
+    return readStandardInput().catch((error: unknown) => {
+      if (error instanceof StoppedWhileReading) throw error;
+      throw new UsageError(`--${what} @-: cannot read standard input: ${(error as Error)?.message ?? String(error)}`);
+    });
   }
   if (file === '') throw new UsageError(`--${what} @: no file name after the @ (@<file> reads a file, @- standard input)`);
   try {
-    return stripByteOrderMark(await readFile(file, 'utf8'));
+    return stripByteOrderMark(await readUpTo(createReadStream(file), constants.MAX_STRING_LENGTH));
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
     throw new UsageError(`--${what} @${file}: cannot read ${path.resolve(file)}: ${reason}`);
@@ -324,9 +327,9 @@ async function readStandardInput(): Promise<string> {
   const onInt = stopOn('SIGINT');
   const onTerm = stopOn('SIGTERM');
   process.on('SIGINT', onInt).on('SIGTERM', onTerm);
-  const chunks: Buffer[] = [];
+  let text = '';
   try {
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+    text = await readUpTo(process.stdin, constants.MAX_STRING_LENGTH);
   } catch (error) {
     if (!stoppedBy) throw error;
   } finally {
@@ -334,12 +337,9 @@ async function readStandardInput(): Promise<string> {
   }
   if (stoppedBy) throw new StoppedWhileReading(stoppedBy);
   // A byte-order mark (files saved by Notepad or PowerShell) is not part of the JSON.
-  return stripByteOrderMark(Buffer.concat(chunks).toString('utf8'));
+  return stripByteOrderMark(text);
 }
 
-function stripByteOrderMark(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
-}
 
 /**
  * `--platform <module>`: a host module (a file, or a package resolved from the working directory)

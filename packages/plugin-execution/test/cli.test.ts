@@ -602,6 +602,10 @@ describe('kb-plugin-exec CLI', () => {
     const noInputFile = run(['run', fixturePlugins.basic, 'echo', '--input', '@no-such-input.json']);
     expect(noInputFile.status).toBe(2);
     expect(noInputFile.stderr).toMatch(/^--input @no-such-input\.json: cannot read \S+no-such-input\.json: no such file/);
+    // A file with no end (before: ~600 MB read, then "Invalid string length").
+    const endless = run(['run', fixturePlugins.basic, 'echo', '--input', '@/dev/zero']);
+    expect(endless.status).toBe(2);
+    expect(endless.stderr.split('\n')[0]).toMatch(/^--input @\/dev\/zero: cannot read \/dev\/zero: it is larger than \d+ bytes, the longest string Node makes$/);
   });
 
   it('an empty flag value is a usage error naming the flag, not the default; --context must be an object', () => {
