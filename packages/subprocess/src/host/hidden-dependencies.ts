@@ -4,7 +4,9 @@ import path from 'node:path';
 /** How many entries of `node_modules` are looked at, at most (a plugin's own dependencies, and their scopes). */
 const MAX_ENTRIES = 2000;
 
+/** The plugin folders checked (the last MAX_CHECKED: a host that deploys each release to a new folder checks a new one each time). */
 const checked = new Set<string>();
+const MAX_CHECKED = 256;
 
 /**
  * A sandboxed child sees its plugin's folder, not what links in it lead to (a plugin may not
@@ -15,6 +17,7 @@ const checked = new Set<string>();
  */
 export function warnOfHiddenDependencies(pluginRoot: string, shown: readonly string[] = []): void {
   if (checked.has(pluginRoot)) return;
+  if (checked.size >= MAX_CHECKED) checked.delete(checked.values().next().value!);
   checked.add(pluginRoot);
   // A link into a folder the child reads anyway (core, a node_modules folder above the plugin's,
   // `allowRead`) loads there: pnpm's links into its store, in a monorepo, are not hidden.

@@ -355,10 +355,13 @@ const PID_1 =
   'each sandboxed execution that ends by its own exit (a timeout, an abort, process.exit) leaves bubblewrap\'s init for pid 1 to collect, ' +
   'and Node collects only the processes it spawned, so they stay zombies. Run the host under an init that collects them (docker run --init, tini, dumb-init)';
 
+/** The reasons warned of (the last MAX_REMEMBERED: a host that deploys each release to a new folder names a new one each time). */
 const warned = new Set<string>();
+const MAX_REMEMBERED = 256;
 
 function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox', code = 'KB_SANDBOX_UNAVAILABLE'): void {
   if (warned.has(reason)) return;
+  if (warned.size >= MAX_REMEMBERED) warned.delete(warned.values().next().value!);
   warned.add(reason);
   process.emitWarning(`${what}: ${reason}. See docs/backends/subprocess.md.`, { code });
 }
