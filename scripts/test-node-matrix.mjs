@@ -30,7 +30,8 @@ for (const major of wanted) {
   }
   const version = spawnSync(path.join(bin, 'node'), ['--version'], { encoding: 'utf8' }).stdout.trim();
   console.log(`\n=== Node ${version} ===`);
-  const run = spawnSync('npx', ['turbo', 'run', 'test', '--concurrency=1', '--output-logs=errors-only'], {
+  // The same two lanes as `npm test` (scripts/test-lanes.mjs), every package run even when one fails.
+  const run = spawnSync(process.execPath, [path.join(repo, 'scripts', 'test-lanes.mjs')], {
     cwd: repo,
     stdio: 'inherit',
     env: { ...process.env, PATH: `${bin}${path.delimiter}${process.env.PATH}`, TURBO_TELEMETRY_DISABLED: '1' },
