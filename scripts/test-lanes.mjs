@@ -26,7 +26,9 @@ const lanes = [
 /** Run one lane; its output goes out line by line (two lanes never cut into each other's lines). Resolves its exit code. */
 function runLane(args) {
   return new Promise((resolve) => {
-    const child = spawn(turbo, args, { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+    // turbo looks for the package manager (pnpm, a dev dependency) on PATH, as `npm test` has it.
+    const env = { ...process.env, PATH: `${path.dirname(turbo)}${path.delimiter}${process.env.PATH ?? ''}` };
+    const child = spawn(turbo, args, { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const [from, to] of [
       [child.stdout, process.stdout],
       [child.stderr, process.stderr],
