@@ -657,8 +657,17 @@ describe('the network between the host and the server', () => {
     const unsent = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut' }, { timeoutMs: 2000 });
     expectError(unsent, 'TIMEOUT');
     expect(unsent.error.message).toMatch(/it never started \(the NATS server has not answered this host for \d+ ms: the host's own link to it may be cut\)/);
+    // One with time to spare is given up on once its hand-over has waited its bound: said, not a bare "timeout".
+    const handedOver = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut, patient' }, { timeoutMs: 30_000 });
     // A connection silent for 10 to 15 s is given up (nats.js's own default would take minutes).
     await waitFor(async () => /reconnecting/.test((await backend.health()).problems?.join('\n') ?? ''), 25_000);
+    const notHanded = await handedOver;
+    expectError(notHanded, 'WORKER_CRASHED');
+    expect(notHanded.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
+    // Which words depend on whether its hand-over timed out before the connection was given up.
+    expect(notHanded.error.message).toMatch(
+      /(the server did not confirm the task in time \(10000 ms at most, one retry\): this host's link to it may be cut; no worker will run it|has been down for the 10000 ms a task waits to be handed over; nothing ran|lost its connection to the NATS server \([^)]+\) while the execution was in flight \(not started yet\))$/,
+    );
     proxy.restore();
     const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
     expectOk(after);

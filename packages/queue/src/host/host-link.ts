@@ -170,7 +170,9 @@ export class HostLink implements ExecutionLink {
     const full = fullQueue(error, { pool: this.#o.pool, stream: this.subjects.stream, queueBound: this.queueBound, maxBytes: this.#stream?.maxBytes ?? -1, details: this.#queueFullDetails() });
     if (full) return full;
     if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
-    const why = this.streamProblem ? `${message} (${this.streamProblem})` : message;
+    // nats.js says only "timeout": what waited, how long, and what it means.
+    const said = /^timeout$/i.test(message.trim()) ? `the server did not confirm the task in time (${2 * PUBLISH_TIMEOUT_MS} ms at most, one retry): this host's link to it may be cut; no worker will run it` : message;
+    const why = this.streamProblem ? `${said} (${this.streamProblem})` : said;
     return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
       // Whether the server stored it or not, no worker runs it: a start is accepted only from an execution still waiting.
       details: { reason: 'runner-lost', phase: 'queued', message },
