@@ -117,7 +117,7 @@ export class CallerWatch {
     this.#lastBeat = now;
     for (const [caller, entry] of this.#callers) {
       if (!late && now - entry.lastAnswer > entry.lostMs) {
-        this.#orphan(caller, entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${Math.round(now - entry.lastAnswer)} ms`);
+        this.#orphan(caller, entry, [...entry.executions.keys()], `its caller has not answered heartbeats for ${Math.round(now - entry.lastAnswer)} ms (the caller is gone, or this worker's own link to the NATS server is cut)`);
         continue;
       }
       // Not one at a time: on a link with a round trip longer than a beat, answers still come every beat.
