@@ -239,8 +239,9 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   // A handler that answered from inside a callback (fs.readFile's, a stream's 'close', a child's
   // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
-  // (which would retire the thread after every such execution).
-  for (let turn = 0, holding = early; turn < LEFTOVER_TURNS && holding; turn++) {
+  // (which would retire the thread after every such execution). Not when what it left retires the
+  // thread anyway (an unref'd immediate: it would run in those turns).
+  for (let turn = 0, holding = early && watches.later.pending() !== 'resource'; turn < LEFTOVER_TURNS && holding; turn++) {
     await new Promise((resolve) => immediate(resolve));
     holding = watches.handles.leftover();
   }

