@@ -7,7 +7,7 @@ import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { RELOADABLE, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { unregisterTests } from './unregister.js';
-import { DEBOUNCE_MS, HANDLER, edit, reloading, versionOf } from './reloading.js';
+import { DEBOUNCE_MS, HANDLER, edit, reloading, startedHolding, versionOf } from './reloading.js';
 
 export function describeReload(suite: SuiteContext): void {
   const { reloadsPlugins, runsHostPlugins } = suite.capabilities;
@@ -37,9 +37,7 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     const dir = await copyPlugin();
     const backend = reloading(make({ plugins: [dir] }));
     expect(await versionOf(backend)).toBe('v1');
-    let started = false;
-    const running = backend.execute({ pluginId: RELOADABLE, handlerId: 'version', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
-    await waitFor(() => started);
+    const { running } = await startedHolding(backend);
     await edit(dir, HANDLER, "'v1'", "'v2'");
     const plugin = await backend.reloadPlugin(RELOADABLE);
     expect(plugin).toMatchObject({ id: RELOADABLE, root: dir, generation: 1 });

@@ -1,8 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { IExecutionBackend, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import type { ExecutionResult, IExecutionBackend, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { expect } from 'vitest';
-import { expectOk } from '../expect-result.js';
+import { expectOk, waitFor } from '../expect-result.js';
 import { RELOADABLE } from '../fixtures.js';
 
 /** What every backend built on core's BaseBackend has besides IExecutionBackend. */
@@ -32,4 +32,12 @@ export async function versionOf(backend: IExecutionBackend, handlerId = 'version
   const result = await backend.execute({ pluginId: RELOADABLE, handlerId });
   expectOk(result);
   return result.data;
+}
+
+/** An execution of the reloadable plugin that holds for 300 ms, once it has started (in an object: a promise returned would be awaited). */
+export async function startedHolding(backend: IExecutionBackend): Promise<{ running: Promise<ExecutionResult> }> {
+  let started = false;
+  const running = backend.execute({ pluginId: RELOADABLE, handlerId: 'version', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
+  await waitFor(() => started);
+  return { running };
 }

@@ -1,10 +1,10 @@
 import { rm } from 'node:fs/promises';
 import type { PluginReloadEvent } from '@kb-labs/plugin-execution-core';
 import { expect, it } from 'vitest';
-import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { expectError, expectOk } from '../expect-result.js';
 import { RELOADABLE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
-import { DEBOUNCE_MS, HANDLER, edit, reloading, versionOf } from './reloading.js';
+import { DEBOUNCE_MS, HANDLER, edit, reloading, startedHolding, versionOf } from './reloading.js';
 
 /** unregisterPlugin(): run inside describeReload's block (same capabilities, same plugin copies). */
 export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {
@@ -14,9 +14,7 @@ export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<s
     const dir = await copyPlugin();
     const backend = reloading(make({ plugins: [dir] }));
     expect(await versionOf(backend)).toBe('v1');
-    let started = false;
-    const running = backend.execute({ pluginId: RELOADABLE, handlerId: 'version', input: { holdMs: 300 } }, { onEvent: () => (started = true) });
-    await waitFor(() => started);
+    const { running } = await startedHolding(backend);
     expect(await backend.unregisterPlugin(RELOADABLE)).toBe(true);
     const gone = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
     expectError(gone, 'HANDLER_NOT_FOUND');
