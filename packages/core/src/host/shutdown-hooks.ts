@@ -59,31 +59,31 @@ export function checkTimeoutOptions(options: unknown, call: string, defaultMs: n
   // null as "no options", as execute() takes it.
   if (options === undefined || options === null) return { timeoutMs: defaultMs };
   const issues: ValidationIssue[] = [];
+  // Read once: a getter is not asked again for the value returned.
+  let timeoutMs: unknown;
   if (typeof options !== 'object' || Array.isArray(options)) {
     issues.push({ path: '(options)', message: `must be an object such as { timeoutMs: 5000 }, got ${Array.isArray(options) ? 'an array' : typeof options}` });
   } else {
-    let timeoutMs: unknown;
-    try {
-      timeoutMs = (options as ShutdownOptions).timeoutMs;
-    } catch (error) {
-      throw validationError(`Invalid ${call} options`, [{ path: 'timeoutMs', message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
-    }
+    timeoutMs = readOption(call, 'timeoutMs', () => (options as ShutdownOptions).timeoutMs);
     if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS)) {
       issues.push({ path: 'timeoutMs', message: `must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${typeof timeoutMs === 'string' ? JSON.stringify(timeoutMs) : String(timeoutMs)}` });
     }
-    let keys: string[];
-    try {
-      keys = Object.keys(options);
-    } catch (error) {
-      throw validationError(`Invalid ${call} options`, [{ path: '(options)', message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
-    }
-    for (const key of keys) {
+    for (const key of readOption(call, '(options)', () => Object.keys(options))) {
       if (key === 'timeoutMs') continue;
       issues.push({ path: key, message: unknownKeyMessage(undefined, nearest(key, ['timeoutMs'])) });
     }
   }
   if (issues.length) throw validationError(`Invalid ${call} options`, issues, { phase: 'options' });
-  return { timeoutMs: ((options as ShutdownOptions).timeoutMs as number | undefined) ?? defaultMs };
+  return { timeoutMs: (timeoutMs as number | undefined) ?? defaultMs };
+}
+
+/** `read()`, or the ValidationError of `call`'s options naming `path` when reading throws (a getter, a Proxy). */
+function readOption<T>(call: string, path: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    throw validationError(`Invalid ${call} options`, [{ path, message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
+  }
 }
 
 /** The shutdown's timeout from its options, or the rejection options it cannot take get (shutdown() never throws). */
