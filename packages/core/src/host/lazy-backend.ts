@@ -222,19 +222,20 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
-    checkPluginIdArgument(pluginId, 'reload');
-    if (this.#stopping) throw new ShuttingDownError(`Cannot reload plugin "${pluginId}": the ${this.type} backend is shut down`);
-    const backend = await this.#load();
-    if (typeof backend.reloadPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot reload plugins`);
-    return backend.reloadPlugin(pluginId);
+    return (await this.#changing(pluginId, 'reload')).reloadPlugin!(pluginId);
   }
 
   async unregisterPlugin(pluginId: string): Promise<boolean> {
-    checkPluginIdArgument(pluginId, 'unregister');
-    if (this.#stopping) throw new ShuttingDownError(`Cannot unregister plugin "${pluginId}": the ${this.type} backend is shut down`);
+    return (await this.#changing(pluginId, 'unregister')).unregisterPlugin!(pluginId);
+  }
+
+  /** The loaded backend, to `action` the plugin `pluginId` on: the id checked first, refused once shut down, or where the backend cannot. */
+  async #changing(pluginId: string, action: 'reload' | 'unregister'): Promise<Loadable> {
+    checkPluginIdArgument(pluginId, action);
+    if (this.#stopping) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": the ${this.type} backend is shut down`);
     const backend = await this.#load();
-    if (typeof backend.unregisterPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot unregister plugins`);
-    return backend.unregisterPlugin(pluginId);
+    if (typeof backend[`${action}Plugin`] !== 'function') throw new ValidationError(`The ${this.type} backend cannot ${action} plugins`);
+    return backend;
   }
 
   async stats(): Promise<BackendStats> {
