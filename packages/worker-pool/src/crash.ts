@@ -1,4 +1,4 @@
-import { WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
+import { ValidationError, WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
 import { refusedByHostPermissions, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { isLeftBusy } from './pool-contract.js';
 import type { PoolThread } from './pool-thread.js';
@@ -71,6 +71,21 @@ export function startFailureError(error: unknown, thread: PoolThread | undefined
   return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {
     details: { ...details },
     ...(error !== undefined ? { cause: error } : {}),
+  });
+}
+
+/** Why the pool cannot be made: its first threads could not start (host permissions, the system, a flag of `execArgv`). */
+export function noThreadStarts(error: unknown): ValidationError {
+  const code = (error as { code?: unknown })?.code;
+  const refused = refusedByHostPermissions(error, 'worker');
+  if (refused) return new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
+  // The system's own word for it says nothing of which option, if any, asked too much.
+  const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
+  // Node names the flags it refuses, not the option they came from.
+  const execArgv = code === 'ERR_WORKER_INVALID_EXEC_ARGV' ? 'execArgv: ' : '';
+  return new ValidationError(`Invalid worker-pool backend options: ${execArgv}no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
+    details: { phase: 'options', code: code ?? null, ...(execArgv ? { path: 'execArgv' } : {}) },
+    cause: error,
   });
 }
 

@@ -1,7 +1,7 @@
 import type { ResourceLimits } from 'node:worker_threads';
-import { ShuttingDownError, ValidationError } from '@kb-labs/plugin-execution-core';
-import { recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { crashError, startFailureError } from './crash.js';
+import { ShuttingDownError } from '@kb-labs/plugin-execution-core';
+import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { crashError, noThreadStarts, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
 import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
@@ -82,17 +82,7 @@ export class ThreadPool {
       // Nothing of a pool that cannot start stays: its check, and the threads started before the one that failed.
       clearInterval(this.#takenCheck);
       for (const thread of this.#threads) thread.end({ kind: 'stopped' });
-      const code = (error as { code?: unknown })?.code;
-      const refused = refusedByHostPermissions(error, 'worker');
-      if (refused) throw new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
-      // The system's own word for it says nothing of which option, if any, asked too much.
-      const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
-      // Node names the flags it refuses, not the option they came from.
-      const execArgv = code === 'ERR_WORKER_INVALID_EXEC_ARGV' ? 'execArgv: ' : '';
-      throw new ValidationError(`Invalid worker-pool backend options: ${execArgv}no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
-        details: { phase: 'options', code: code ?? null, ...(execArgv ? { path: 'execArgv' } : {}) },
-        cause: error,
-      });
+      throw noThreadStarts(error);
     }
   }
 
