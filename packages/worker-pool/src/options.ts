@@ -33,6 +33,8 @@ export interface WorkerPoolBackendOptions extends BackendOptions {
 
 const MIN_STACK_MB = 1;
 const MAX_STACK_MB = 1024;
+/** The least heap cap a thread starts with; the manifest's `memoryMb` has the same minimum. */
+const MIN_HEAP_MB = 8;
 
 /** The options with their defaults, checked against each other. */
 export type ResolvedPoolOptions = ReturnType<typeof resolvePoolOptions>;
@@ -44,13 +46,17 @@ export const workerPoolOptionsSchema = lazySchema((z) => {
   // whole process down (not the thread alone); a stack of gigabytes is never what was meant.
   const stackRange = `must be a number of MB from ${MIN_STACK_MB} to ${MAX_STACK_MB} (Node's default is 4; a thread cannot even start on much less than 1)`;
   const stackMegabytes = z.number({ error: stackRange }).min(MIN_STACK_MB, { error: stackRange }).max(MAX_STACK_MB, { error: stackRange }).optional();
+  // Below about 6 MB a thread runs out of heap while Node starts it, every time: refused here with
+  // the manifest's own minimum for `memoryMb` (and subprocess's for defaultMemoryMb).
+  const heapRange = `must be a number of MB from ${MIN_HEAP_MB} (a thread cannot even start on much less)`;
+  const heapMegabytes = z.number({ error: heapRange }).min(MIN_HEAP_MB, { error: heapRange }).optional();
   return backendOptionsSchema().extend({
     maxThreads: option.int(1, 1024).optional(),
     minThreads: option.int(0, 1024).optional(),
     idleTimeoutMs: option.int(0).optional(),
     resourceLimits: z
       .object(
-        { maxOldGenerationSizeMb: megabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: stackMegabytes },
+        { maxOldGenerationSizeMb: heapMegabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: stackMegabytes },
         { error: 'must be an object of limits in MB' },
       )
       .strict()

@@ -15,6 +15,8 @@ describe('worker-pool: options', () => {
     [{ maxExecutionsPerThread: 'often' }, 'maxExecutionsPerThread'],
     [{ resourceLimits: { heap: 10 } }, 'resourceLimits.heap'],
     [{ resourceLimits: { maxOldGenerationSizeMb: -5 } }, 'resourceLimits.maxOldGenerationSizeMb'],
+    // Under ~6 MB of heap every thread runs out of memory while Node starts it (WORKER_CRASHED, start-failed, each time).
+    [{ resourceLimits: { maxOldGenerationSizeMb: 4 } }, 'resourceLimits.maxOldGenerationSizeMb: must be a number of MB from 8'],
     // Under ~0.25 MB the thread overflows its stack while Node starts it, and the host process dies.
     [{ resourceLimits: { stackSizeMb: 0.1 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
     [{ resourceLimits: { stackSizeMb: 100_000 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
