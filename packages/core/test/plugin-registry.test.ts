@@ -360,6 +360,23 @@ describe('loading a plugin folder', () => {
     expect((notFound as Error).message).not.toContain('more');
   });
 
+  it('a failed source is forgotten once its folder registers (fixed, then registerPlugin()), and only that one', async () => {
+    const registry = new PluginRegistry();
+    const broken = await pluginFolder('{"id": "@x/fixed", ');
+    const other = await pluginFolder('not json either');
+    const failures = await registry.addEach([SAMPLE, broken, other]);
+    expect(failures.map((f) => [f.source, f.pluginId, f.root])).toEqual([
+      ['plugins[1]', undefined, broken],
+      ['plugins[2]', undefined, other],
+    ]);
+    await writeFile(path.join(broken, MANIFEST_FILE), JSON.stringify(manifest({ run: { entry: 'a.js' } }, { id: '@x/fixed' })));
+    await registry.load(broken);
+    expect(registry.failures.map((f) => f.source)).toEqual(['plugins[2]']);
+    // Given as { root, manifest }: the same folder, fixed in memory.
+    registry.register({ root: other, manifest: manifest({ run: { entry: 'a.js' } }, { id: '@x/other' }) });
+    expect(registry.failures).toEqual([]);
+  });
+
   it('a plugin not registered, with more than three sources that failed, names three and says how many more', async () => {
     const registry = new PluginRegistry();
     await registry.addEach(Array.from({ length: 5 }, (_, i) => path.join(tmp, `missing-${i}`)));

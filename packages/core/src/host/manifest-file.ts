@@ -134,7 +134,7 @@ function realOrAsIs(p: string): string {
 }
 
 /** A plugin folder's path from a path or a `file:` URL (string or URL). */
-function folderPath(dir: string | URL): string {
+export function folderPath(dir: string | URL): string {
   if (dir instanceof URL || (typeof dir === 'string' && dir.startsWith('file:'))) {
     try {
       return fileURLToPath(dir);

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
-import { parseManifest, readFolder, readManifest } from './manifest-file.js';
+import { folderPath, parseManifest, readFolder, readManifest } from './manifest-file.js';
 import { MANIFEST_FILE, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { validationError } from '../validation.js';
@@ -66,6 +66,8 @@ export interface PluginLoadFailure {
   readonly source: string;
   readonly pluginId: string | undefined;
   readonly error: KnownExecutionError;
+  /** The folder it names (resolved), when it names a usable one: a plugin registered from there later clears this failure. */
+  readonly root?: string;
 }
 
 /**
@@ -128,7 +130,13 @@ export class PluginRegistry {
       });
     }
     if (file) this.#manifestFiles.set(manifest.id, file);
+    this.#forgetFailures((f) => f.root === root || f.pluginId === manifest.id);
     return this.#install(root, manifest, 0);
+  }
+
+  /** Failures of sources that now load (fixed, then registered with registerPlugin()), or whose plugin was unregistered: no longer a problem of the backend. */
+  #forgetFailures(resolved: (failure: PluginLoadFailure) => boolean): void {
+    if (this.#failures.some(resolved)) this.#failures = this.#failures.filter((f) => !resolved(f));
   }
 
   /**
@@ -259,7 +267,8 @@ export class PluginRegistry {
       if (r.ok) return [];
       const error = isExecutionError(r.error) ? r.error : new ValidationError(String(r.error), { cause: r.error });
       const pluginId = (error.details as { pluginId?: unknown } | undefined)?.pluginId;
-      return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error }];
+      const root = sourceRoot(sources[i]!);
+      return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error, ...(root ? { root } : {}) }];
     });
     return this.#failures;
   }
@@ -289,7 +298,7 @@ export class PluginRegistry {
    * hear of it before this returns. Whether a plugin was registered under the id.
    */
   unregister(pluginId: string): boolean {
-    if (this.#failures.some((f) => f.pluginId === pluginId)) this.#failures = this.#failures.filter((f) => f.pluginId !== pluginId);
+    this.#forgetFailures((f) => f.pluginId === pluginId);
     const plugin = this.#plugins.get(pluginId);
     if (!plugin) return false;
     this.#plugins.delete(pluginId);
@@ -339,6 +348,17 @@ export class PluginRegistry {
 
 function isFolder(source: PluginSource): source is string | URL {
   return typeof source === 'string' || source instanceof URL;
+}
+
+/** The folder a source names, resolved; undefined for one that names none usable. */
+function sourceRoot(source: PluginSource): string | undefined {
+  try {
+    if (isFolder(source)) return path.resolve(folderPath(source));
+    const root = (source as { root?: unknown } | null)?.root;
+    return typeof root === 'string' && root.length > 0 ? path.resolve(root) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Tell each listener of a change to `plugin`; one that throws (a backend's clean-up of its runners) undoes nothing. */
