@@ -21,6 +21,19 @@ describe('parseOptions', () => {
     expect(parseOptions(schema, undefined, 'x options')).toEqual({});
   });
 
+  it('names an option whose read throws (a getter, a Proxy) by its path, as a ValidationError', () => {
+    const boom = () => {
+      throw new Error('boom');
+    };
+    const nested = z.object({ platform: z.record(z.string(), z.unknown()).optional(), list: z.array(z.object({ a: z.number() })).optional() });
+    const getter = failure(() => parseOptions(nested, { platform: { llm: {}, get cache() { return boom(); } } }, 'x options'));
+    expect(getter.details).toMatchObject({ phase: 'options', issues: [{ path: 'platform.cache', message: 'could not be read: boom' }] });
+    const inArray = failure(() => parseOptions(nested, { list: [{ a: 1 }, { get a() { return boom(); } }] }, 'x options'));
+    expect(inArray.details.issues).toEqual([{ path: 'list[1].a', message: 'could not be read: boom' }]);
+    const proxy = failure(() => parseOptions(nested, { platform: new Proxy({}, { ownKeys: boom }) }, 'x options'));
+    expect(proxy.details.issues).toEqual([{ path: 'platform', message: 'could not be read: boom' }]);
+  });
+
   it('names every bad option with its path and a message a host can act on', () => {
     const error = failure(() => parseOptions(schema, { maxThreads: 0, mode: 'c', maxQueue: -1 }, 'worker options'));
     expect(error.code).toBe('VALIDATION_ERROR');

@@ -135,7 +135,14 @@ function otherCopy(input: unknown, name: string): string {
  * own options, where one of another backend type is said as that (backend-own-options.ts).
  */
 export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string, backendOptions = false): z.output<S> {
-  const result = schema.strict().safeParse(value ?? {}, { reportInput: true });
+  let result: ReturnType<S['safeParse']>;
+  try {
+    result = schema.strict().safeParse(value ?? {}, { reportInput: true }) as ReturnType<S['safeParse']>;
+  } catch (error) {
+    // A getter or a Proxy among the options threw as it was read: named by where it is.
+    const found = unreadableAt(value, '') ?? { path: '(options)', error };
+    throw validationError(`Invalid ${subject}`, [{ path: found.path, message: `could not be read: ${String((found.error as Error)?.message ?? found.error)}` }], { phase: 'options' });
+  }
   // `.strict()` changes what is accepted, not what comes out.
   if (result.success) return result.data as z.output<S>;
   const issues: ValidationIssue[] = withinUnions(result.error.issues).flatMap((issue): ValidationIssue[] => {
@@ -160,4 +167,33 @@ function oneOfMessage(values: readonly string[], input: unknown): string {
   const near = input.length > 2 ? nearest(input, values) : undefined;
   const given = input.length > 40 ? `${input.slice(0, 40)}…` : input;
   return `${allowed}, got '${given}'${near ? `; did you mean '${near}'?` : ''}`;
+}
+
+/** The first property under `value` whose read throws (a getter, a Proxy's trap), breadth first, not too deep; undefined if all read. */
+function unreadableAt(value: unknown, at: string): { path: string; error: unknown } | undefined {
+  const seen = new Set<object>();
+  let level: Array<[unknown, string]> = [[value, at]];
+  for (let depth = 0; depth < 8 && level.length > 0; depth++) {
+    const next: Array<[unknown, string]> = [];
+    for (const [object, where] of level) {
+      if (object === null || (typeof object !== 'object' && typeof object !== 'function') || seen.has(object)) continue;
+      seen.add(object);
+      let keys: string[];
+      try {
+        keys = Object.keys(object);
+      } catch (error) {
+        return { path: where || '(options)', error };
+      }
+      for (const key of keys) {
+        const path = formatPath([Array.isArray(object) ? Number(key) : key], where);
+        try {
+          next.push([(object as Record<string, unknown>)[key], path]);
+        } catch (error) {
+          return { path, error };
+        }
+      }
+    }
+    level = next;
+  }
+  return undefined;
 }
