@@ -346,7 +346,7 @@ describe('loading a plugin folder', () => {
       ['plugins[1]', '@x/invalid', 'VALIDATION_ERROR'],
       ['plugins[2]', undefined, 'VALIDATION_ERROR'],
     ]);
-    expect(registry.failures).toBe(failures);
+    expect(registry.failures).toEqual(failures);
     expect(registry.get(SAMPLE_ID)).toBeDefined();
     expect(() => registry.resolve('@x/invalid', 'run')).toThrow(failures[0]!.error);
     let notFound: unknown;
@@ -375,6 +375,21 @@ describe('loading a plugin folder', () => {
     // Given as { root, manifest }: the same folder, fixed in memory.
     registry.register({ root: other, manifest: manifest({ run: { entry: 'a.js' } }, { id: '@x/other' }) });
     expect(registry.failures).toEqual([]);
+  });
+
+  it('a registry shared by two backends keeps the failures of both lists; a folder failing again is listed once', async () => {
+    const registry = new PluginRegistry();
+    const first = await pluginFolder('not json');
+    const second = await pluginFolder('{ nor this');
+    const onlyFirst = await pluginFolder(undefined);
+    await registry.addEach([first, onlyFirst]);
+    const again = await registry.addEach([SAMPLE, second, first]);
+    expect(again.map((f) => f.root)).toEqual([second, first]);
+    expect(registry.failures.map((f) => [f.source, f.root])).toEqual([
+      ['plugins[1]', onlyFirst],
+      ['plugins[1]', second],
+      ['plugins[2]', first],
+    ]);
   });
 
   it('a plugin not registered, with more than three sources that failed, names three and says how many more', async () => {

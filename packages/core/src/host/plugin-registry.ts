@@ -263,14 +263,18 @@ export class PluginRegistry {
    */
   async addEach(sources: readonly PluginSource[]): Promise<readonly PluginLoadFailure[]> {
     const results = await this.#registerInOrder(sources);
-    this.#failures = results.flatMap((r, i) => {
+    const failures = results.flatMap((r, i): PluginLoadFailure[] => {
       if (r.ok) return [];
       const error = isExecutionError(r.error) ? r.error : new ValidationError(String(r.error), { cause: r.error });
       const pluginId = (error.details as { pluginId?: unknown } | undefined)?.pluginId;
       const root = sourceRoot(sources[i]!);
       return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error, ...(root ? { root } : {}) }];
     });
-    return this.#failures;
+    // Added to those of earlier calls (another backend sharing this registry loads its own list): a
+    // folder that fails again replaces its earlier failure.
+    const again = new Set(failures.flatMap((f) => (f.root ? [f.root] : [])));
+    this.#failures = [...this.#failures.filter((f) => !f.root || !again.has(f.root)), ...failures];
+    return failures;
   }
 
   /** Folders read side by side, then everything registered in the order given: of two copies of one plugin, the first listed wins. */
@@ -286,7 +290,7 @@ export class PluginRegistry {
     });
   }
 
-  /** The sources of the last addEach() that could not be registered. */
+  /** The sources given to addEach() that could not be registered, and have not been since. */
   get failures(): readonly PluginLoadFailure[] {
     return this.#failures;
   }
