@@ -6,6 +6,7 @@ import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-co
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { describe, expect, it } from 'vitest';
+import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { newPool } from './helpers.js';
 
 const NO_SERVER = { path: 'connection.servers', message: 'must be a server URL (nats://host:4222) or a non-empty array of them' };
@@ -171,6 +172,29 @@ describe('something that is not a NATS server where the server should be', () =>
     } finally {
       for (const socket of sockets) socket.destroy();
       listener.close();
+    }
+  });
+});
+
+describe('a NATS server whose max_payload is too small for JetStream', () => {
+  it('host and worker refuse it at connect, naming max_payload and what it must be', async () => {
+    const server = await startNatsServer({ maxPayload: 300 });
+    const said = 'The NATS server takes messages of at most 300 bytes (its max_payload); the queue backend needs at least 1024';
+    try {
+      const pool = newPool('tiny-payload');
+      const started = startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      await expect(started).rejects.toMatchObject({ message: expect.stringContaining(`The worker could not connect to the NATS server (${server.url}): ${said}`) });
+      const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+      try {
+        const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 15_000 });
+        expectError(result, 'WORKER_CRASHED');
+        expect(result.error.message).toContain(`The queue backend could not connect to the NATS server (${server.url}): ${said}`);
+        expect((await backend.health()).problems).toEqual([expect.stringContaining(said)]);
+      } finally {
+        await backend.shutdown();
+      }
+    } finally {
+      await server.stop();
     }
   });
 });

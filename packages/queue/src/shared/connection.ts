@@ -136,6 +136,13 @@ export async function closeConnection(nc: NatsConnection): Promise<void> {
 export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string): Promise<NatsConnection> {
   try {
     const nc = await connectOnce(options, defaultName, inboxPrefix);
+    const most = nc.info?.max_payload;
+    if (most !== undefined && most < MIN_SERVER_PAYLOAD) {
+      await closeConnection(nc);
+      throw new Error(
+        `The NATS server takes messages of at most ${most} bytes (its max_payload); the queue backend needs at least ${MIN_SERVER_PAYLOAD} (JetStream's own requests are larger than that; NATS's default is 1 MB): raise max_payload in the server's configuration`,
+      );
+    }
     inboxPrefixes.set(nc, inboxPrefix);
     return nc;
   } catch (error) {
@@ -148,6 +155,9 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     throw said ? new Error(said, { cause: error }) : error;
   }
 }
+
+/** The least `max_payload` a server may have: below it JetStream's API requests (the stream's, the consumer's) do not fit. Larger bodies travel in parts. */
+const MIN_SERVER_PAYLOAD = 1024;
 
 /** What nats.js says of a connection that the other end closed before its INFO, or that began with something else. */
 const NOT_NATS_ERROR = /node provided an undefined error|unexpected response from server/i;
