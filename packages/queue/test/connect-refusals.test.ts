@@ -142,11 +142,13 @@ describe('something that is not a NATS server where the server should be', () =>
     'closes each connection at once': (socket) => socket.destroy(),
     'answers in another protocol': (socket) => socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'),
     'sends something else and stays': (socket) => socket.write('hello there\r\n'),
+    'accepts and says nothing': () => undefined,
   };
   const said: Record<string, string> = {
     'closes each connection at once': 'what answers there closed the connection without a word, where a NATS server first sends its INFO',
     'answers in another protocol': 'what answers there is not a NATS server (its first words: "HTTP/1.1 400 Bad Request")',
     'sends something else and stays': 'what answers there is not a NATS server (its first words: "hello there")',
+    'accepts and says nothing': 'what answers there accepted the connection but said nothing in 5 s, where a NATS server first sends its INFO',
   };
   it.each(Object.keys(listeners))('one that %s: host and worker say what it did', async (kind) => {
     const sockets = new Set<net.Socket>();

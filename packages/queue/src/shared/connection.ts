@@ -299,7 +299,8 @@ function whatServerSays(url: string): Promise<string | undefined> {
       resolve(said);
     };
     const poke = setTimeout(() => heard || socket.write('PING\r\n'), PROBE_POKE_MS);
-    const timer = setTimeout(() => done(verdict()), PROBE_MS);
+    // Accepted, and silent all along (and through the probe's own second).
+    const timer = setTimeout(() => done(connected && heard.length === 0 ? SILENT : verdict()), PROBE_MS);
     socket.on('data', (chunk: Buffer) => {
       heard += chunk.toString('latin1');
       const refusal = /^-ERR '?([^'\r\n]*)'?/m.exec(heard);
@@ -314,6 +315,10 @@ function whatServerSays(url: string): Promise<string | undefined> {
 const CLOSED_AT_ONCE =
   'what answers there closed the connection without a word, where a NATS server first sends its INFO: check the host and port ' +
   '(a NATS client port, 4222 by default), and any proxy or load balancer in front of the server (one with no server behind it does this)';
+
+const SILENT =
+  `what answers there accepted the connection but said nothing in ${CONNECT_TIMEOUT_MS / 1000} s, where a NATS server first sends its INFO: ` +
+  'the server may be stopped or overloaded, or this is not a NATS port (check the host and port: a NATS client port, 4222 by default)';
 
 function notNats(heard: string): string {
   const first = heard.split(/\r?\n/, 1)[0]!.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
