@@ -368,7 +368,8 @@ export class HostLink implements ExecutionLink {
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
         this.#markReconnected();
-        this.#nc.publish(this.subjects.presenceQuery);
+        // Closed meanwhile (shut down while the stream was read): a publish there throws.
+        if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery);
       } else if (status.type === 'close') {
         this.state = 'closed';
       }

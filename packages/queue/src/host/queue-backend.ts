@@ -69,7 +69,7 @@ export class QueueBackend extends BaseBackend {
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
-    const link = this.#opened ?? (await this.#connectUnlessStopped(control));
+    const link = this.#opened?.state === 'closed' || !this.#opened ? await this.#connectUnlessStopped(control) : this.#opened;
     if (control.stopReason) throw control.stopReason;
     if (this.#notStarted) throw this.#notStarted;
     const manifest = this.registry.get(task.pluginId)?.manifest;
@@ -96,6 +96,11 @@ export class QueueBackend extends BaseBackend {
 
   #connect(): Promise<HostLink> {
     if (this.#closed) return Promise.reject(new WorkerCrashedError('The queue backend is shut down: its connection is closed', { details: { reason: 'runner-lost', phase: 'queued' } }));
+    // Closed without a shutdown (nats.js gave up on it): made again, as at the first use.
+    if (this.#opened?.state === 'closed') {
+      void this.#opened.close().catch(() => undefined);
+      this.#opened = this.#link = undefined;
+    }
     this.#link ??= HostLink.open(this.#o, this.#hostId).then(
       (link) => (this.#opened = link),
       (error: unknown) => {

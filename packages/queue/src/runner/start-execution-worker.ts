@@ -2,8 +2,8 @@ import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
 import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
@@ -13,6 +13,7 @@ import { PoolSubjects } from '../shared/subjects.js';
 import { encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import { CallerWatch } from './caller-watch.js';
+import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
 import { declaredByAll, loadLocalBackend } from './local-backend.js';
@@ -119,9 +120,9 @@ class QueueWorker implements ExecutionWorker {
   /** Disconnected (reconnecting): what executions have to report waits for the server. */
   #linkDown = false;
   #idle: (() => void) | undefined;
+  readonly #notices: ConnectionNotices;
   #closing: Promise<void> | undefined;
   #draining: Promise<void> | undefined;
-  #answersRefused = false;
   #abandoned = false;
   #markClosed!: () => void;
 
@@ -133,6 +134,7 @@ class QueueWorker implements ExecutionWorker {
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#parts = new PartsAssembler(o.maxPayloadBytes, WORKER_PARTS);
+    this.#notices = new ConnectionNotices(o.id, o.connection);
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
     const courier = new Courier(nc, undefined, {
@@ -216,7 +218,13 @@ class QueueWorker implements ExecutionWorker {
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();
     // Failed (no server, no JetStream yet): the next pull tries again.
-    this.#pullSubject.catch(() => (this.#pullSubject = undefined));
+    this.#pullSubject.then(
+      () => this.#notices.streamReady(),
+      (error: unknown) => {
+        this.#pullSubject = undefined;
+        this.#notices.streamFailed(error);
+      },
+    );
     return this.#pullSubject;
   }
 
@@ -308,8 +316,8 @@ class QueueWorker implements ExecutionWorker {
 
   async #watchStatus(): Promise<void> {
     for await (const status of this.#nc.status()) {
+      this.#notices.take(status, this.#closing !== undefined);
       this.#refused ??= refusedByPermissions(status);
-      this.#warnIfAnswersRefused(status);
       if (status.type === 'disconnect') {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.
@@ -329,22 +337,6 @@ class QueueWorker implements ExecutionWorker {
         this.#announce();
       }
     }
-  }
-
-  /**
-   * The server refused an answer of this worker's to a host's request (a part of a large input, a
-   * call's reply): its user lacks `allow_responses`. Said once; the host fails what waits for it.
-   */
-  #warnIfAnswersRefused(status: Status): void {
-    if (this.#answersRefused) return;
-    const refused = refusedAnswer(status);
-    if (!refused) return;
-    this.#answersRefused = true;
-    process.emitWarning(
-      `Worker ${this.id} cannot answer the hosts' requests (a part of a large input, a call's reply): its NATS user may not publish to their inboxes (${refused.message}); ` +
-        'give it allow_responses (docs/backends/queue.md, "Security")',
-      { code: 'KB_PLUGIN_WORKER_NOT_PERMITTED' },
-    );
   }
 
   drain(options?: { timeoutMs?: number }): Promise<void> {

@@ -201,6 +201,9 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
     inboxPrefix,
     timeout: CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: -1,
+    // Not given up after two refused logins in a row: a server restarted with a user missing from
+    // its config, or a credentials rotation half done, is a pause too (the refusals are said: onStatus).
+    ignoreAuthErrorAbort: true,
     reconnectTimeWait: 250,
     pingInterval: PING_INTERVAL_MS,
     maxPingOut: MAX_PINGS_OUT,
