@@ -310,6 +310,26 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('calls the host\'s platform services as given, as a constructor does: one whose methods come after, a Proxy that answers every call (before, copied as plain data: no method)', async () => {
+    const later: Record<string, unknown> = {};
+    const proxy = new Proxy({}, { get: (_, key) => (key === 'then' ? undefined : async () => `proxy ${String(key)}`) });
+    const outcomes: unknown[] = [];
+    for (const kv of [later, proxy]) {
+      const options = { plugins: [fixturePlugins.basic], platform: { kv }, permissions: { platform: { kv: true } }, workspace: false as const };
+      const made = [createExecutionBackend({ type: 'in-process', ...options }), new InProcessBackend(options)];
+      later.get = async (key: string) => `later ${key}`;
+      try {
+        for (const backend of made) {
+          const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['k'] } });
+          outcomes.push(result.ok ? result.data : result.error.code);
+        }
+      } finally {
+        await Promise.all(made.map((backend) => backend.shutdown()));
+      }
+    }
+    expect(outcomes).toEqual(['later k', 'later k', 'proxy get', 'proxy get'].map((value) => ({ ok: true, value })));
+  });
+
   it('reads its options as a constructor does: a class\'s getter, an inherited or a non-enumerable option counts (before, dropped: no plugin was registered)', async () => {
     class Config {
       type = 'worker-pool' as const;

@@ -19,13 +19,13 @@ export function absolutePluginSource<T>(source: T): T {
  * backend's constructor takes them: what is plain data (`permissions`, `workspace`, limits …)
  * copied whole, so that a caller that changes its own objects afterwards (a grant widened in a
  * shared template) does not change the backend's; relative paths made absolute against the
- * working directory now (`plugins`, `workspace.root`): see absolutePluginSource. Anything with a
- * function or an object of a class in it (`platform`, a logger) is kept as given.
+ * working directory now (`plugins`, `workspace.root`): see absolutePluginSource. `platform`, and
+ * anything with a function or an object of a class in it (a logger), is kept as given.
  */
 export function withAbsolutePaths(options: Record<string, unknown>): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   // A getter or Proxy in an option that throws as it is read is named.
-  for (const [key, value] of Object.entries(options)) copy[key] = readable(key, () => plainDataCopy(value) ?? value);
+  for (const [key, value] of Object.entries(options)) copy[key] = readable(key, () => (KEPT_AS_GIVEN.has(key) ? value : (plainDataCopy(value) ?? value)));
   readable('plugins', () => {
     if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
   });
@@ -35,6 +35,12 @@ export function withAbsolutePaths(options: Record<string, unknown>): Record<stri
   });
   return copy;
 }
+
+/**
+ * Live objects of the host, whatever they look like: `platform`'s services (one whose methods are
+ * added after, a Proxy over `{}` that answers every call) are called as given, never copied.
+ */
+const KEPT_AS_GIVEN = new Set(['platform']);
 
 function readable<T>(option: string, read: () => T): T {
   try {
