@@ -184,6 +184,29 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
     expect(health.isolation.active).toBe('process');
   });
 
+  it("a probe that fails for a passing shortage (EAGAIN: processes used up for a moment) runs nothing unsandboxed under 'auto', and is tried again at the next execution, by every backend", async () => {
+    // bwrap as it answers while the sandbox user's processes are used up (a fork bomb in another
+    // sandbox, a pids limit), for as long as the `short` file is there; the real bwrap after.
+    const short = path.join(scratch, 'short-of-processes');
+    await writeFile(short, '');
+    const shortBwrap = path.join(scratch, 'short-bwrap');
+    const real = spawnSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).stdout.trim();
+    await writeFile(shortBwrap, `#!/bin/sh\nif [ -e ${short} ]; then echo "bwrap: Creating new namespace failed: Resource temporarily unavailable" >&2; exit 1; fi\nexec ${real} "$@"\n`);
+    await chmod(shortBwrap, 0o755);
+    const first = make({ sandbox: 'auto', bwrapPath: shortBwrap });
+    const refused = await first.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' });
+    expectError(refused, 'WORKER_CRASHED');
+    expect(refused.error.details).toMatchObject({ reason: 'sandbox' });
+    expect(refused.error.message).toMatch(/was not started: bubblewrap could not create a sandbox just now.*Resource temporarily unavailable \(a passing shortage, it seems: the next execution tries again\)$/);
+    expect((await first.health()).problems.join('\n')).toContain('the sandbox cannot be set up now');
+    await rm(short);
+    // The same configuration, probed again: by the backend that met the shortage, and by a new one.
+    for (const backend of [first, make({ sandbox: 'auto', bwrapPath: shortBwrap })]) {
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'y' }));
+      expect((await backend.health()).isolation.active).toBe('bubblewrap');
+    }
+  });
+
   it('a sandbox that fails to set up for one child is told apart from a plugin crash (reason sandbox, bwrap’s words kept)', async () => {
     // Passes the probe (runs the real bwrap for `node -e 0`), then fails as bwrap does when the
     // kernel runs out of namespaces.

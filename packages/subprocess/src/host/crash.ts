@@ -78,8 +78,9 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
 }
 
 /** The WORKER_CRASHED error for an execution refused because `sandbox: 'required'` cannot run (`reason`): no child was started. */
-export function sandboxRefusedError(reason: string, subject: { pluginId: string; handlerId: string }): WorkerCrashedError {
-  return new WorkerCrashedError(`The child process for handler "${subject.handlerId}" of plugin "${subject.pluginId}" was not started: sandbox 'required', but ${reason}`, {
+export function sandboxRefusedError(reason: string, subject: { pluginId: string; handlerId: string }, passing = false): WorkerCrashedError {
+  // A passing shortage refuses in every mode; otherwise only 'required' refuses.
+  return new WorkerCrashedError(`The child process for handler "${subject.handlerId}" of plugin "${subject.pluginId}" was not started: ${passing ? '' : "sandbox 'required', but "}${reason}`, {
     details: { reason: 'sandbox', sandboxError: reason, pluginId: subject.pluginId, handlerId: subject.handlerId },
   });
 }

@@ -30,7 +30,8 @@ export interface SandboxConfig {
 }
 
 /** What is in force: the sandbox, or why not. */
-export type SandboxState = { active: true; bwrap: string } | { active: false; reason: string };
+/** `transient`: the probe failed for want of something that may come back (processes, memory, time): not the answer for good. */
+export type SandboxState = { active: true; bwrap: string } | { active: false; reason: string; transient?: true };
 
 /** The descriptor on which bubblewrap reports the sandbox's pid (stdio 0-2, protocol 3). */
 export const STATUS_FD = 4;
@@ -73,6 +74,8 @@ export class Sandbox {
   readonly #bwrap: string | undefined;
   #state: SandboxState | undefined;
   #probe: Promise<SandboxState> | undefined;
+  /** Why the last probe failed, when it failed for a passing shortage (and nothing is settled yet). */
+  #passing: string | undefined;
   /** Why the last child ran as the host's user instead of `config.user`, if it did. */
   #userProblem: string | undefined;
 
@@ -94,9 +97,14 @@ export class Sandbox {
     warnOnce(missing);
   }
 
-  /** Why executions must not run: the sandbox is required and `state` says it cannot run. */
+  /**
+   * Why executions must not run: the sandbox is required and `state` says it cannot run, or (any
+   * mode) it could not be set up just now: a passing shortage never runs a child unsandboxed.
+   */
   refusal(state: SandboxState): string | undefined {
-    return !state.active && this.#config.mode === 'required' ? state.reason : undefined;
+    if (state.active) return undefined;
+    if (state.transient) return `${state.reason} (a passing shortage, it seems: the next execution tries again)`;
+    return this.#config.mode === 'required' ? state.reason : undefined;
   }
 
   /** Settled state, once known (synchronously after `ready()` resolved). */
@@ -108,6 +116,12 @@ export class Sandbox {
   ready(): Promise<SandboxState> {
     if (this.#state) return Promise.resolve(this.#state);
     this.#probe ??= probe(this.#bwrap!, this.#config).then((state) => {
+      if (!state.active && state.transient) {
+        // Not settled: the next call probes again.
+        this.#passing = state.reason;
+        this.#probe = undefined;
+        return state;
+      }
       this.#state = state;
       if (!state.active && this.#config.mode === 'auto') warnOnce(state.reason);
       if (state.active && process.pid === 1) warnOnce(PID_1, 'This host is pid 1 of its pid namespace', 'KB_SANDBOX_PID_1');
@@ -211,7 +225,7 @@ export class Sandbox {
     const state = this.#state;
     const model = enforcePermissions ? ['permission-model'] : [];
     if (!state?.active) {
-      const reason = state?.reason ?? 'the sandbox has not been probed yet';
+      const reason = state?.reason ?? (this.#passing ? `the sandbox could not be set up at its last try: ${this.#passing}` : 'the sandbox has not been probed yet');
       return { requested: this.#config.mode, active: 'process', layers: ['process', ...model, 'env allow-list'], reason };
     }
     const user = this.#config.user && !this.#userProblem ? [`uid ${this.#config.user.uid} gid ${this.#config.user.gid}`] : [];
@@ -303,13 +317,18 @@ function unavailableReason(bwrapPath: string, found: string | undefined): string
 
 const probes = new Map<string, Promise<SandboxState>>();
 
+/** What bubblewrap (or the kernel under it) says when it is short of processes or memory for a moment: EAGAIN, ENOMEM. */
+const SHORTAGE = /Resource temporarily unavailable|Cannot allocate memory|EAGAIN|ENOMEM/i;
+
 /** Run `node -e 0` with the full argument set, as the sandbox user: cached per configuration. */
 function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
   const key = JSON.stringify([bwrap, config.execPath, config.user]);
   let cached = probes.get(key);
   if (!cached) {
-    cached = runProbe(bwrap, config);
-    probes.set(key, cached);
+    const probed = (cached = runProbe(bwrap, config));
+    probes.set(key, probed);
+    // A passing shortage is no answer for the process: the next backend, or execution, probes again.
+    void probed.then((state) => !state.active && state.transient && probes.get(key) === probed && probes.delete(key));
   }
   return cached;
 }
@@ -331,6 +350,8 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
           if (!error) return resolve({ active: true, bwrap });
           const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
           const as = user ? ` as uid ${user.uid}` : '';
+          const timedOut = (error as { killed?: boolean }).killed === true;
+          if (timedOut || SHORTAGE.test(said)) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
           resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
         },
       );

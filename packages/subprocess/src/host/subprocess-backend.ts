@@ -106,8 +106,9 @@ export class SubprocessBackend extends BaseBackend {
     }
 
     // Known after the first probe: no execution waits for it again.
-    const refusal = this.#sandbox.refusal(this.#sandbox.state ?? (await this.#sandbox.ready()));
-    if (refusal) throw sandboxRefusedError(refusal, task);
+    const sandbox = this.#sandbox.state ?? (await this.#sandbox.ready());
+    const refusal = this.#sandbox.refusal(sandbox);
+    if (refusal) throw sandboxRefusedError(refusal, task, !sandbox.active && sandbox.transient === true);
     // Before a spare is taken or refilled for it: a declared folder leading outside the plugin's.
     declaredFolders(profileOf(task, undefined, undefined));
     const hidden = this.#hiddenFromSandbox(task.pluginRoot);
@@ -302,8 +303,9 @@ export class SubprocessBackend extends BaseBackend {
     const problems: string[] = [];
     const refused = hostPermissionProblem('child');
     if (refused) problems.push(refused);
-    const refusal = this.#sandbox.refusal(await this.#sandbox.ready());
-    if (refusal) problems.push(`sandbox: 'required' but unavailable: ${refusal}`);
+    const state = await this.#sandbox.ready();
+    const refusal = this.#sandbox.refusal(state);
+    if (refusal) problems.push(!state.active && state.transient ? `the sandbox cannot be set up now: ${refusal}` : `sandbox: 'required' but unavailable: ${refusal}`);
     for (const pluginRoot of [undefined, ...this.registry.list().map((plugin) => plugin.root)]) {
       const hidden = this.#hiddenFromSandbox(pluginRoot);
       if (hidden && !problems.includes(hidden.message)) problems.push(hidden.message);
