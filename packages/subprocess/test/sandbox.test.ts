@@ -244,6 +244,27 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect((await backend.health()).isolation.reason).toContain('not as uid 65534');
   });
 
+  it.runIf(root)('on a root host a workspace root others could list (made 0755 before the backend) is made passable only: a handler on a spare cannot list the other leases', async () => {
+    const open = await mkdtemp(path.join(scratch, 'open-root-'));
+    await chmod(open, 0o755);
+    const plugin = await outFolderPlugin('spy', 0o755, {}, [
+      "import path from 'node:path';",
+      'export default async (_input, ctx) => attempt(() => fs.readdirSync(path.dirname(ctx.workspace.dir)));',
+    ]);
+    // The permission model off: the sandbox's own view is what is tested.
+    const backend = make({ sandbox: 'required', prespawn: 1, enforcePermissions: false, plugins: [plugin], workspace: { root: open } });
+    const spy = () => backend.execute({ pluginId: '@sandbox-test/spy', handlerId: 'run' });
+    // A cold child sees only its own lease; the spares start after it, and see the whole root.
+    expectOk(await spy());
+    await sparesReady(backend, 1);
+    const fromSpare = await spy();
+    expectOk(fromSpare);
+    expect(((await backend.stats()).runners as SubprocessRunnerStats).fromSpare).toBe(1);
+    expect(fromSpare.data).toBe('EACCES');
+    // Others may pass, no more (the group's bits are the host's).
+    expect((await stat(open)).mode & 0o007).toBe(0o001);
+  });
+
   it.runIf(root)('on a root host the child runs as the unprivileged sandbox user and its workspace is handed to it', async () => {
     const backend = make({ sandbox: 'required', workspace: { root: workspaceRoot } });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });

@@ -162,7 +162,9 @@ export class Sandbox {
    * A bind needs an existing path: the declared write folders are created. Those and a cold
    * child's lease are `handed` to the sandbox user if it runs as one (a child dropped to another
    * uid cannot write a folder of the host's). The workspace root only has to let that user pass
-   * (0711: it may enter the lease it is handed, not list the others); a spare's grant is that root.
+   * (0711: it may enter the lease it is handed, not list the others); a spare's grant is that root,
+   * so a root that others may list or write (one made 0755 before the backend) loses those bits:
+   * every lease is the sandbox user's, and a spare's handler would find and write the others'.
    */
   #prepareFolders(profile: ChildProfile, spare: boolean): { handed: string[]; passOnly: string[] } {
     const handed = writeFolders(profile);
@@ -172,7 +174,8 @@ export class Sandbox {
     mkdirSync(root, { recursive: true, mode: 0o711 });
     if (this.#config.user) {
       const mode = statSync(root).mode & 0o777;
-      if ((mode & 0o001) === 0) chmodSync(root, mode | 0o001);
+      const passOnly = (mode & ~0o006) | 0o001;
+      if (passOnly !== mode) chmodSync(root, passOnly);
     }
     return spare ? { handed, passOnly: [root] } : { handed: [...handed, lease], passOnly: [] };
   }
