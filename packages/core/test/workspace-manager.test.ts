@@ -750,6 +750,27 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     expect(await readdir(root)).toEqual([]);
   });
 
+  it('a kept workspace whose mark cannot be written (a full disk, a read-only mount) is said: keep() rejects, leftBehind() names it, one process warning; this process still leaves it', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const warnings: Array<string | undefined> = [];
+    const onWarning = (warning: Error & { code?: string }) => warnings.push(warning.code);
+    process.on('warning', onWarning);
+    try {
+      for (const id of ['unmarked-1', 'unmarked-2']) {
+        const lease = await manager.acquire(id);
+        // Where the mark goes, a folder: writing it fails, as on a full disk.
+        await mkdir(`${lease.dir}.kept`);
+        await expect(lease.keep()).rejects.toThrow(WorkspaceError);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(manager.leftBehind()).toMatch(/^2 kept workspace directories under .* could not be marked as kept \(the last: Cannot mark workspace .*unmarked-2.*\): a sweep\(\) once this process is gone would remove them/);
+      expect(warnings.filter((code) => code === 'KB_PLUGIN_WORKSPACE_UNMARKED')).toHaveLength(1);
+      expect((await manager.sweep()).removed).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('removes a stale entry that is a symlink without following it', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     await mkdir(root, { recursive: true });

@@ -58,6 +58,7 @@ export class WorkspaceManager {
   #rootReady: Promise<void> | undefined;
   /** Leases whose directory could not be removed: how many, and the last one's error. */
   readonly #leftBehind = { count: 0, last: '' };
+  readonly #unmarked = { count: 0, last: '' };
 
   constructor(options: WorkspaceManagerOptions) {
     refuseUnknownKeys(options, ['root'], 'WorkspaceManager');
@@ -153,7 +154,7 @@ export class WorkspaceManager {
         CREATING.delete(prefix);
       }
     }
-    return new Lease(executionId, dir, (error) => this.#releaseFailed(error));
+    return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#markFailed(error) : this.#releaseFailed(error)));
   }
 
   /**
@@ -162,8 +163,18 @@ export class WorkspaceManager {
    */
   leftBehind(): string | undefined {
     const { count, last } = this.#leftBehind;
-    if (count === 0) return undefined;
-    return `${count} workspace director${count === 1 ? 'y' : 'ies'} under ${this.root} could not be removed (the last: ${last}); \`kb-plugin-exec sweep --workspace-root <root>\` retries`;
+    const unmarked = this.#unmarked;
+    const said = [
+      ...(count ? [`${count} workspace director${count === 1 ? 'y' : 'ies'} under ${this.root} could not be removed (the last: ${last}); \`kb-plugin-exec sweep --workspace-root <root>\` retries`] : []),
+      ...(unmarked.count ? [`${unmarked.count} kept workspace director${unmarked.count === 1 ? 'y' : 'ies'} under ${this.root} could not be marked as kept (the last: ${unmarked.last}): a sweep() once this process is gone would remove ${unmarked.count === 1 ? 'it' : 'them'}; move ${unmarked.count === 1 ? 'it' : 'them'} elsewhere, or write the \`<dir>.kept\` file`] : []),
+    ];
+    return said.length ? said.join('; ') : undefined;
+  }
+
+  /** A kept lease whose `.kept` mark could not be written (a full disk, a read-only mount): this process leaves it, a later sweep would not. */
+  #markFailed(error: WorkspaceError): void {
+    if (this.#unmarked.count++ === 0) process.emitWarning(`${error.message}: a sweep() once this process is gone would remove it`, { code: 'KB_PLUGIN_WORKSPACE_UNMARKED' });
+    this.#unmarked.last = error.message;
   }
 
   #releaseFailed(error: WorkspaceError): void {
@@ -203,9 +214,9 @@ class Lease implements WorkspaceLease {
   readonly executionId: string;
   readonly dir: string;
   #releasing: Promise<void> | undefined;
-  readonly #onFailure: (error: WorkspaceError) => void;
+  readonly #onFailure: (error: WorkspaceError, keeping: boolean) => void;
 
-  constructor(executionId: string, dir: string, onFailure: (error: WorkspaceError) => void) {
+  constructor(executionId: string, dir: string, onFailure: (error: WorkspaceError, keeping: boolean) => void) {
     this.executionId = executionId;
     this.dir = dir;
     this.#onFailure = onFailure;
@@ -226,7 +237,7 @@ class Lease implements WorkspaceLease {
           details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code },
           cause: error,
         });
-        this.#onFailure(failure);
+        this.#onFailure(failure, false);
         throw failure;
       },
     );
@@ -240,7 +251,9 @@ class Lease implements WorkspaceLease {
       },
       (error: unknown) => {
         // Kept all the same, as a live lease: sweep() in this process leaves it.
-        throw new WorkspaceError(`Cannot mark workspace ${this.dir} as kept: ${(error as Error).message}`, { details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code }, cause: error });
+        const failure = new WorkspaceError(`Cannot mark workspace ${this.dir} as kept: ${(error as Error).message}`, { details: { dir: this.dir, code: (error as NodeJS.ErrnoException).code }, cause: error });
+        this.#onFailure(failure, true);
+        throw failure;
       },
     );
     return this.#releasing;
