@@ -6,6 +6,7 @@ import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { initCommand } from './init-command.js';
+import { inCliTerms } from './nats-flags.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 
@@ -198,7 +199,7 @@ function reportFailure(error: unknown): number {
     const worker = process.argv[2] === 'worker';
     const usage = worker ? WORKER_USAGE : USAGE;
     const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
-    process.stderr.write(`${usageMessage(error as Error & { code?: string }, worker)}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
+    process.stderr.write(`${inCliTerms(usageMessage(error as Error & { code?: string }, worker))}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
     return 2;
   }
   const e = error as { code?: string; name?: string; problem?: string; message?: string };
@@ -206,6 +207,6 @@ function reportFailure(error: unknown): number {
   // QUEUE_SERVER_UNREACHABLE, …_AUTH_FAILED, …_NO_JETSTREAM (worker --help lists them).
   const serverProblem = e?.name === 'QueueServerError' && e.problem ? `QUEUE_SERVER_${e.problem.toUpperCase().replaceAll('-', '_')}` : undefined;
   const label = e?.code ?? serverProblem ?? (e?.name && e.name !== 'Error' ? e.name : 'ERROR');
-  process.stderr.write(`${label}: ${e?.message ?? String(error)}\n`);
+  process.stderr.write(`${label}: ${inCliTerms(e?.message ?? String(error))}\n`);
   return 1;
 }

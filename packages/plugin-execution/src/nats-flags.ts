@@ -90,3 +90,19 @@ function readSeed(file: string, named: string): string {
   if (!/^S[A-Z0-9]{20,}$/.test(seed)) throw new NatsFlagError(`${named} ${file}: holds no NKey seed (one line starting "S", such as "SU…")`);
   return seed;
 }
+
+/** What the queue's messages call the connection options, and what a command line gives instead. */
+const CLI_TERMS: ReadonlyArray<readonly [string, string]> = [
+  ['check connection.user/pass, token, seed or credsFile', 'check NATS_USER and NATS_PASSWORD, NATS_TOKEN, --nkey or --creds'],
+  ['give them as connection.user and connection.pass, or connection.token', 'give them as NATS_USER and NATS_PASSWORD, or NATS_TOKEN'],
+  ['check connection.seed (an NKey seed, "SU…") or credsFile', 'check --nkey (a file holding an NKey seed, "SU…") or --creds'],
+  ['a file connection.tls names cannot be read', 'a file --tls-ca, --tls-cert or --tls-key names cannot be read'],
+  ['check its caFile, certFile and keyFile', 'check those flags (or NATS_CA, NATS_CERT, NATS_KEY)'],
+];
+
+/** A queue message said in the command line's terms: its flags and variables, not the API's options, which a CLI user cannot set. */
+export function inCliTerms(message: string): string {
+  let said = message;
+  for (const [api, cli] of CLI_TERMS) said = said.replaceAll(api, cli);
+  return said;
+}

@@ -8,7 +8,7 @@ import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBacke
 import { MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
-import { NATS_FLAGS, NatsFlagError, natsAuth } from './nats-flags.js';
+import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
@@ -192,7 +192,7 @@ function report(result: ExecutionResult, json: boolean): boolean {
   if (json) printed = writeJson(result.ok ? result : { ...result, error: serializeError(result.error) });
   else if (result.ok) printed = writeJson(result.data);
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
-  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${result.error.message}`, { keepNewlines: true })}${commandLineHint(result.error)}\n`);
+  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}`, { keepNewlines: true })}${commandLineHint(result.error)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
   if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
   return printed;

@@ -315,7 +315,7 @@ describe('createExecutionBackend', () => {
     const proxy = new Proxy({}, { get: (_, key) => (key === 'then' ? undefined : async () => `proxy ${String(key)}`) });
     const outcomes: unknown[] = [];
     for (const kv of [later, proxy]) {
-      const options = { plugins: [fixturePlugins.basic], platform: { kv }, permissions: { platform: { kv: true } }, workspace: false as const };
+      const options = { plugins: [fixturePlugins.basic], platform: { kv }, permissions: { platform: { kv: true as const } }, workspace: false as const };
       const made = [createExecutionBackend({ type: 'in-process', ...options }), new InProcessBackend(options)];
       later.get = async (key: string) => `later ${key}`;
       try {

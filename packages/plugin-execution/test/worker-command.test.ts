@@ -166,6 +166,9 @@ it('kb-plugin-exec worker and run log in with a password from NATS_USER/NATS_PAS
     const wrong = spawnSync(process.execPath, workerArgs, { env: env({ NATS_USER: 'kb', NATS_PASSWORD: 'not-it' }), encoding: 'utf8', timeout: 20_000 });
     expect(wrong.status).toBe(1);
     expect(wrong.stderr).toMatch(/^QUEUE_SERVER_AUTH_FAILED: /);
+    // Said in the command line's terms, not the API's options it cannot set.
+    expect(wrong.stderr).toContain('check NATS_USER and NATS_PASSWORD, NATS_TOKEN, --nkey or --creds');
+    expect(wrong.stderr).not.toContain('connection.user');
     expect(wrong.stderr).not.toContain('not-it');
     child.kill('SIGTERM');
     expect(await exited, output).toBe(0);
@@ -198,6 +201,11 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
       [worker([], { NATS_CREDS: path.join(dir, 'missing.creds') }), `NATS_CREDS ${path.join(dir, 'missing.creds')}: cannot be read (ENOENT)`],
       [worker(['--tls-ca', path.join(dir, 'missing-ca.pem')]), `--tls-ca ${path.join(dir, 'missing-ca.pem')}: cannot be read (ENOENT)`],
       [worker(['--tls-cert', path.join(dir, 'cert.pem'), '--tls-key', notSeed]), `--tls-cert ${path.join(dir, 'cert.pem')}: cannot be read (ENOENT)`],
+      // Said with the command line's ways to log in, not the API's connection options.
+      [
+        spawnSync(process.execPath, [cli, 'worker', '--nats', 'nats://u:p@127.0.0.1:1', '--plugins', fixturePlugins.basic], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 20_000 }),
+        '--nats: holds credentials (nats://user:pass@host), which the NATS client does not use: give them as NATS_USER and NATS_PASSWORD, or NATS_TOKEN',
+      ],
     ];
     for (const [result, said] of cases) {
       expect(result.status, result.stderr).toBe(2);
