@@ -70,6 +70,12 @@ function ownWorkspaces(keep: boolean): string | undefined {
     if (leases[0] !== undefined) writeMarkQuietly(`${leases[0]}.kept`);
     return leases[0];
   }
+  removeLiveWorkspaces(leases);
+  return undefined;
+}
+
+/** Remove this process's leases not released yet, as it exits without giving the backend a turn to (a worker's third signal). */
+export function removeLiveWorkspaces(leases: readonly string[] = WorkspaceManager.liveLeases()): void {
   for (const lease of leases) {
     try {
       fs.rmSync(lease, { recursive: true, force: true });
@@ -77,7 +83,6 @@ function ownWorkspaces(keep: boolean): string | undefined {
       // What cannot be removed now, `kb-plugin-exec sweep` removes later.
     }
   }
-  return undefined;
 }
 
 function writeMarkQuietly(file: string): void {

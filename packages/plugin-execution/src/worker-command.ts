@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
+import { removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
@@ -139,7 +140,11 @@ function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number): Promise<
       else if (signals === 2) {
         process.stderr.write(`${signal} again: stopping what runs now\n`);
         void worker.close().then(() => resolve(code));
-      } else process.exit(code);
+      } else {
+        // At once, with the executions still running: their workspaces go now (their handlers with the process).
+        removeLiveWorkspaces();
+        process.exit(code);
+      }
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

@@ -99,6 +99,32 @@ it('kb-plugin-exec worker: a second signal while it drains stops what runs now (
   }
 });
 
+it('kb-plugin-exec worker: a third signal exits at once, and the running executions\' workspaces go with it', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-third-'));
+  const { child, exited, output } = await startCliWorker(['--backend', 'worker-pool', '--pool', pool, '--workspace-root', root]);
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+  try {
+    // A handler that ignores its signal (stopped only once its thread's grace is over), with a workspace on the worker.
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 60_000 });
+    const until = Date.now() + 15_000;
+    while ((await readdir(root)).length === 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(await readdir(root), output()).toHaveLength(1);
+    child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    child.kill('SIGINT');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    child.kill('SIGINT');
+    expect(await exited, output()).toBe(130);
+    expect((await running).ok).toBe(false);
+    expect(await readdir(root)).toEqual([]);
+  } finally {
+    child.kill('SIGKILL');
+    await backend.shutdown({ timeoutMs: 1000 });
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 it('kb-plugin-exec worker says at start what its executions will meet (a plugin whose entry is not built), as a warning, and serves the rest', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-unbuilt-'));
   await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/unbuilt', version: '1.0.0', handlers: { run: { entry: './dist/run.mjs' } } }));
