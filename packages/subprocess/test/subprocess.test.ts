@@ -296,6 +296,15 @@ describe('process group (sandbox off)', () => {
     expect(await eventually(() => !isAlive(pid))).toBe(true);
   });
 
+  it.runIf(process.platform !== 'win32')("a handler granted childProcess gets no SecurityWarning of Node's in its stderr at each start (the host granted it knowingly)", async () => {
+    const backend = make({ sandbox: 'off', permissions: { childProcess: true } });
+    const logs: string[] = [];
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'runs', input: { file: process.execPath, args: ['-e', 'process.stdout.write("ran")'] } }, { onLog: (entry) => logs.push(entry.message) });
+    expectOk(result);
+    expect(result.data).toMatchObject({ code: 0, stdout: 'ran' });
+    expect(logs.filter((line) => /Warning/.test(line))).toEqual([]);
+  });
+
   it.runIf(process.platform !== 'win32')('a grandchild left behind by a successful execution is killed with its group', async () => {
     const backend = make({ sandbox: 'off', permissions: { childProcess: true } });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'grandchild', input: { wait: false } });

@@ -199,6 +199,9 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
     // Node's permission model does not follow a process into its children or its worker
     // threads: granting either lifts every restriction for the code that runs there.
     flags.push('--allow-child-process', '--allow-worker');
+    // Node says so (a SecurityWarning per flag) in every such child's stderr: the host granted it
+    // knowingly (docs/backends/subprocess.md), and each execution's output would carry the lines.
+    if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=SecurityWarning');
   }
   if (profile.network && supportsNetFlag()) flags.push('--allow-net');
   return flags;
