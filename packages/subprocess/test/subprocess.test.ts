@@ -196,6 +196,15 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     expect(result.error.cause).toBeInstanceOf(Error);
   });
 
+  it("the end of its stderr in the message shows the plugin's control characters as escapes (details.stderrTail keeps them)", async () => {
+    const text = 'plain line\n\u001b[31mred\u001b[0m \u202eevil\r\nlast\tline';
+    const result = await make().execute({ pluginId: PROBE, handlerId: 'stderr-exit', input: { text } });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 3 });
+    expect(result.error.message.split('\n--- end of its stderr ---\n')[1]).toBe('plain line\n\\x1b[31mred\\x1b[0m \\u202eevil\\x0d\nlast\tline');
+    expect(result.error.details.stderrTail).toContain('\u001b[31mred');
+  });
+
   it('SIGKILL of itself → WORKER_CRASHED (signal)', async () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
     expectError(result, 'WORKER_CRASHED');

@@ -59,7 +59,9 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
     default:
       message = `${who} ${how} before returning a result`;
   }
-  const tail = lastLines(end.stderrTail.trim(), 1000);
+  // The plugin's bytes, in a message a host logs or prints: its control characters (a terminal's
+  // escape sequences) shown, not sent. `details.stderrTail` keeps them as they came.
+  const tail = shownControls(lastLines(end.stderrTail.trim(), 1000));
   if (tail && reason !== 'protocol') message += `\n--- end of its stderr ---\n${tail}`;
   return new WorkerCrashedError(message, {
     details: {
@@ -82,6 +84,14 @@ export function sandboxRefusedError(reason: string, subject: { pluginId: string;
   // A passing shortage refuses in every mode; otherwise only 'required' refuses.
   return new WorkerCrashedError(`The child process for handler "${subject.handlerId}" of plugin "${subject.pluginId}" was not started: ${passing ? '' : "sandbox 'required', but "}${reason}`, {
     details: { reason: 'sandbox', sandboxError: reason, pluginId: subject.pluginId, handlerId: subject.handlerId },
+  });
+}
+
+/** `text` with control characters but line breaks and tabs (and bidirectional overrides) written as escapes: `\x1b`, `\u202e`. */
+function shownControls(text: string): string {
+  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
   });
 }
 
