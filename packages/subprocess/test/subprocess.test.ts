@@ -541,6 +541,19 @@ describe('warm spares (prespawn)', () => {
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('an execution stopped while the spare taken for it still boots is counted as killed, as one stopped on its child is', async () => {
+    const backend = make({ prespawn: 1 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    for (let i = 0; i < 6; i++) {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 1);
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal }), 'ABORTED');
+    }
+    const stats = await runners(backend);
+    // Each aborted one that got a child (spawned cold, or a spare taken for it) was killed with it; the first ran cold and answered.
+    expect(stats.killed).toBe(stats.cold - 1 + stats.spares.used);
+  });
+
   it('spares follow the profile in use and are killed on shutdown', async () => {
     const before = new Set(hasProc ? childrenOf() : []);
     const backend = make({ prespawn: 2 });

@@ -122,7 +122,11 @@ export class SubprocessBackend extends BaseBackend {
       runner?.claim();
       if (runner && !(await runner.ready)) runner = undefined;
       if (control.stopReason) {
-        runner?.kill();
+        // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so).
+        if (runner) {
+          runner.kill();
+          this.#killed++;
+        }
         throw control.stopReason;
       }
     }
