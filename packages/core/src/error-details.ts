@@ -65,7 +65,7 @@ export type ErrorDetailsByCode = {
    * already (`reason: 'calls-held'`).
    */
   QUEUE_FULL:
-    | { maxQueue: number; active: number; concurrency: number; reason?: undefined }
+    | { maxQueue: number; active: number; concurrency: number; /** Where the backend has one. */ perPluginConcurrency?: number; reason?: undefined }
     | { reason: 'calls-held'; pluginId: string; called: string; heldBytes: number; bytes: number; limit: number };
   WORKER_CRASHED: Subject & {
     reason: CrashReason;

@@ -149,6 +149,22 @@ describe('Scheduler', () => {
     expect([s.active, s.queued]).toEqual([0, 0]);
   });
 
+  it('QUEUE_FULL of a key held back by its own cap says so, with the cap in details', () => {
+    const s = new Scheduler({ concurrency: 4, maxQueue: 1, perKeyConcurrency: 1 });
+    now(s, 'a');
+    const waiting = s.acquire('a') as Promise<Slot>;
+    waiting.catch(() => undefined);
+    let thrown: unknown;
+    try {
+      s.acquire('a');
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as Error).message).toBe('Queue is full (1 waiting, 1 running; plugin "a" has its perPluginConcurrency, 1, running)');
+    expect((thrown as { details: unknown }).details).toEqual({ maxQueue: 1, active: 1, concurrency: 4, perPluginConcurrency: 1 });
+    s.closeQueue(new QueueFullError('closed'));
+  });
+
   it('a per-key cap skips a capped key in the queue and serves the next key', async () => {
     const s = new Scheduler({ concurrency: 2, maxQueue: 10, perKeyConcurrency: 1 });
     const a1 = now(s, 'a');

@@ -73,8 +73,10 @@ export class Scheduler {
     if (this.#hasRoom(key)) return this.#grant(key);
     if (this.#closedWith) throw this.#closedWith;
     if (this.#queued >= this.maxQueue) {
-      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running)`, {
-        details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
+      // Held back by its plugin's own cap, not by the backend's: said, or a free slot would puzzle.
+      const capped = this.#active < this.concurrency ? `; plugin "${key}" has its perPluginConcurrency, ${this.perKeyConcurrency}, running` : '';
+      throw new QueueFullError(`Queue is full (${this.maxQueue} waiting, ${this.#active} running${capped})`, {
+        details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency, ...(Number.isFinite(this.perKeyConcurrency) ? { perPluginConcurrency: this.perKeyConcurrency } : {}) },
       });
     }
     return new Promise<Slot>((resolve, reject) => {
