@@ -59,6 +59,10 @@ function leaseTests(suite: SuiteContext): void {
     expectOk(result);
     expect((result.data as { hasWorkspace: boolean }).hasWorkspace).toBe(false);
     expect(result.meta.artifacts).toEqual([]);
+    // Options are checked, never ignored: there is no workspace to keep.
+    const keep = await backend.execute({ pluginId: BASIC, handlerId: 'context' }, { keepWorkspace: true });
+    expectError(keep, 'VALIDATION_ERROR');
+    expect(keep.error.details).toMatchObject({ issues: [{ path: 'keepWorkspace', message: expect.stringContaining('runs without workspaces (workspace: false): there is none to keep') }] });
   });
 }
 
