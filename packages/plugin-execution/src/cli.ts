@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
-import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { initCommand } from './init-command.js';
 import { inCliTerms } from './nats-flags.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
@@ -69,9 +69,12 @@ Options for run:
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'worker') return runWorkerCommand(argv.slice(1));
-  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, RUN_OPTIONS), allowPositionals: true, options: RUN_OPTIONS });
+  const args = joinNegativeValues(argv, RUN_OPTIONS);
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: RUN_OPTIONS });
   const empty = emptyFlag(values);
   if (empty) throw new UsageError(emptyFlagMessage(empty));
+  const repeated = repeatedFlagMessage(args, RUN_OPTIONS);
+  if (repeated) throw new UsageError(repeated);
   const [command, ...rest] = positionals;
   if (values.version) {
     const { version } = createRequire(import.meta.url)('../package.json') as { version: string };

@@ -1,3 +1,4 @@
+import { parseArgs } from 'node:util';
 /**
  * The first flag given an empty value (`--pool ""`, `--nats "$UNSET_VARIABLE"`), as it was
  * written: an empty string is no value, and would otherwise silently mean the flag's default.
@@ -33,4 +34,22 @@ export function joinNegativeValues(argv: readonly string[], options: Readonly<Re
     } else joined.push(arg);
   }
   return joined;
+}
+
+/**
+ * The first flag that takes one value given more than once (`--input a --input b`): parseArgs
+ * keeps the last without a word, where the first may be the one meant. Or two flags reading
+ * standard input (`--input @- --grant @-`): it is read once.
+ */
+export function repeatedFlagMessage(argv: readonly string[], options: Readonly<Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>>): string | undefined {
+  const seen = new Set<string>();
+  const fromStdin: string[] = [];
+  for (const token of parseArgs({ args: [...argv], allowPositionals: true, strict: false, tokens: true, options }).tokens) {
+    if (token.kind !== 'option' || options[token.name]?.type !== 'string') continue;
+    const { name, value } = token;
+    if (seen.has(name) && !options[name]!.multiple) return `--${name} is given more than once: give it once`;
+    seen.add(name);
+    if (value === '@-') fromStdin.push(`--${name}`);
+  }
+  return fromStdin.length > 1 ? `${fromStdin.join(' and ')} both read standard input (@-), which is read once: give one of them a file (@<file>) or the text itself` : undefined;
 }

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { removeLiveWorkspaces } from './exit-guard.js';
-import { emptyFlag, emptyFlagMessage, joinNegativeValues } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
@@ -81,9 +81,12 @@ function localBackend(given: string | undefined): LocalBackendType {
 
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: joinNegativeValues(argv, WORKER_OPTIONS), allowPositionals: true, options: WORKER_OPTIONS });
+  const args = joinNegativeValues(argv, WORKER_OPTIONS);
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: WORKER_OPTIONS });
   const empty = emptyFlag(values);
   if (empty) throw new WorkerUsageError(emptyFlagMessage(empty));
+  const repeated = repeatedFlagMessage(args, WORKER_OPTIONS);
+  if (repeated) throw new WorkerUsageError(repeated);
   if (values.help) {
     process.stdout.write(WORKER_USAGE);
     return 0;

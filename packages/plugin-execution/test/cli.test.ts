@@ -608,6 +608,20 @@ describe('kb-plugin-exec CLI', () => {
     expect(endless.stderr.split('\n')[0]).toMatch(/^--input @\/dev\/zero: cannot read \/dev\/zero: it is larger than \d+ bytes, the longest string Node makes$/);
   });
 
+  it('a flag of one value given twice, or two flags reading standard input, is a usage error (the last was taken without a word)', () => {
+    const twice = run(['run', fixturePlugins.basic, 'echo', '--input', '"first"', '--input', '"second"', '--no-workspace']);
+    expect(twice.status).toBe(2);
+    expect(twice.stderr.split('\n')[0]).toBe('--input is given more than once: give it once');
+    const stdin = run(['run', fixturePlugins.basic, 'echo', '--input', '@-', '--grant', '@-', '--no-workspace']);
+    expect(stdin.status).toBe(2);
+    expect(stdin.stderr.split('\n')[0]).toBe('--input and --grant both read standard input (@-), which is read once: give one of them a file (@<file>) or the text itself');
+    const worker = run(['worker', '--nats', 'nats://127.0.0.1:1', '--pool', 'a', '--pool', 'b', '--plugins', fixturePlugins.basic]);
+    expect(worker.status).toBe(2);
+    expect(worker.stderr.split('\n')[0]).toBe('--pool is given more than once: give it once');
+    // --plugins takes several, repeated or listed.
+    expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--plugins', fixturePlugins.basic, '--pool', '']).stderr.split('\n')[0]).toBe('--pool needs a value, got an empty string');
+  });
+
   it('an empty flag value is a usage error naming the flag, not the default; --context must be an object', () => {
     const runFlags = ['--backend', '--nats', '--pool', '--input', '--context', '--grant', '--platform', '--timeout', '--workspace-root'];
     for (const flag of runFlags) {
