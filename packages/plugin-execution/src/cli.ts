@@ -191,7 +191,11 @@ main(process.argv.slice(2)).then(
 function usageMessage(error: Error & { code?: string }, worker: boolean): string {
   const name = error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-{1,2}[^']+)'/.exec(error.message)?.[1] : undefined;
   if (!name) return error.message;
-  const near = nearest(name.replace(/^-+/, ''), Object.keys(worker ? WORKER_OPTIONS : RUN_OPTIONS));
+  const bare = name.replace(/^-+/, '');
+  // An option of the other command (`run --concurrency`, `worker --input`): said where it goes.
+  const other = worker ? RUN_OPTIONS : WORKER_OPTIONS;
+  if (Object.hasOwn(other, bare)) return `unknown option ${name}: it is an option of \`kb-plugin-exec ${worker ? 'run' : 'worker'}\``;
+  const near = nearest(bare, Object.keys(worker ? WORKER_OPTIONS : RUN_OPTIONS));
   return `unknown option ${name}${near ? `; did you mean --${near}?` : ''}`;
 }
 

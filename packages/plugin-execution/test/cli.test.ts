@@ -528,6 +528,11 @@ describe('kb-plugin-exec CLI', () => {
     const workerTypo = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugin', fixturePlugins.basic]);
     expect(workerTypo.status).toBe(2);
     expect(workerTypo.stderr.split('\n')[0]).toBe('unknown option --plugin; did you mean --plugins?');
+    // An option of the other command is said as that.
+    const workerFlagOnRun = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--concurrency', '2']);
+    expect(workerFlagOnRun.status).toBe(2);
+    expect(workerFlagOnRun.stderr.split('\n')[0]).toBe('unknown option --concurrency: it is an option of `kb-plugin-exec worker`');
+    expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--input', '{}']).stderr.split('\n')[0]).toBe('unknown option --input: it is an option of `kb-plugin-exec run`');
     const queueWorker = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'queue']);
     expect(queueWorker.status).toBe(2);
     expect(queueWorker.stderr.split('\n')[0]).toBe('--backend must be one of in-process, worker-pool, subprocess, got "queue" (a worker runs what it takes from the queue here, on one of these)');
