@@ -214,7 +214,7 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
-    if (this.#stopping) throw new ShuttingDownError();
+    if (this.#stopping) throw new ShuttingDownError(`Cannot register a plugin: shutdown() was called on the ${this.type} backend`);
     // Loaded: handed over in this turn, so that an execute() right after it hears of it.
     const backend = this.#backend ?? (await this.#load());
     if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
@@ -232,7 +232,7 @@ class LazyBackend implements LazyExecutionBackend {
   /** The loaded backend, to `action` the plugin `pluginId` on: the id checked first, refused once shut down, or where the backend cannot. */
   async #changing(pluginId: string, action: 'reload' | 'unregister'): Promise<Loadable> {
     checkPluginIdArgument(pluginId, action);
-    if (this.#stopping) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": the ${this.type} backend is shut down`);
+    if (this.#stopping) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": shutdown() was called on the ${this.type} backend`);
     const backend = await this.#load();
     if (typeof backend[`${action}Plugin`] !== 'function') throw new ValidationError(`The ${this.type} backend cannot ${action} plugins`);
     return backend;

@@ -52,12 +52,12 @@ export class PluginChanges {
 
   async #register(source: PluginSource): Promise<RegisteredPlugin> {
     const { registry, watcher } = this.#host;
-    if (this.#host.shutDown()) throw new ShuttingDownError();
+    this.#refuseOnceShutDown('register a plugin');
     // From the call on: an execute() of the plugin meanwhile is told to await this.
     const registered = registry.loading();
     try {
       await this.#host.ensureReady();
-      if (this.#host.shutDown()) throw new ShuttingDownError();
+      this.#refuseOnceShutDown('register a plugin');
       const plugin = typeof source === 'string' || source instanceof URL ? await registry.load(source) : registry.register(source);
       await watcher?.watch(plugin);
       return plugin;
@@ -68,12 +68,14 @@ export class PluginChanges {
 
   async #pluginsLoaded(pluginId: string, action: 'reload' | 'unregister'): Promise<void> {
     checkPluginIdArgument(pluginId, action);
-    const refuse = () => {
-      const state = this.#host.shutDown();
-      if (state) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": the ${this.#host.type} backend is ${state}`);
-    };
-    refuse();
+    this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
     await this.#host.ensureReady();
-    refuse();
+    this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
+  }
+
+  /** SHUTTING_DOWN, naming what was asked and the backend, once its shutdown has begun. */
+  #refuseOnceShutDown(what: string): void {
+    const state = this.#host.shutDown();
+    if (state) throw new ShuttingDownError(`Cannot ${what}: the ${this.#host.type} backend is ${state === 'closed' ? 'shut down' : 'shutting down'}`);
   }
 }
