@@ -434,7 +434,8 @@ console.log(JSON.stringify({ problem, acquired }));`;
     const manager = new WorkspaceManager({ root: path.join(file, 'sub') });
     const error = await manager.acquire('x').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(WorkspaceError);
-    expect((error as WorkspaceError).message).toContain(manager.root);
+    // Which folder on the way is a file, said plainly (before: mkdir's raw "ENOTDIR: not a directory, mkdir …").
+    expect((error as WorkspaceError).message).toBe(`Cannot create workspace root ${manager.root}: ${file} is a file, not a folder (ENOTDIR)`);
   });
 
   it('says so, as a WorkspaceError, when the root is a file, a link, or in a file system that takes no new folders (/proc: Node\'s recursive mkdir retries that for ever)', async () => {

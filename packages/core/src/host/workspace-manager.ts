@@ -84,7 +84,7 @@ export class WorkspaceManager {
       .then(() => this.#checkRoot())
       .catch((error: unknown) => {
         this.#rootReady = undefined;
-        throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${(error as Error).message}`, {
+        throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${fileOnTheWay(this.root, error) ?? (error as Error).message}`, {
           details: { root: this.root, code: (error as NodeJS.ErrnoException).code },
           cause: error,
         });
@@ -262,6 +262,19 @@ class Lease implements WorkspaceLease {
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
+}
+
+/** For mkdir's ENOTDIR (a path through a file): which folder on the way is a file, said plainly. */
+function fileOnTheWay(root: string, error: unknown): string | undefined {
+  if ((error as NodeJS.ErrnoException)?.code !== 'ENOTDIR') return undefined;
+  for (let dir = path.dirname(root); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    try {
+      if (!fs.statSync(dir).isDirectory()) return `${dir} is a file, not a folder (ENOTDIR)`;
+    } catch {
+      // Not there, or not ours to look at: the one above may say.
+    }
+  }
+  return undefined;
 }
 
 /** How many entries (files and folders) listArtifacts looks at, at most: a tree of 100,000 empty folders must not hold up a result. */
