@@ -135,7 +135,8 @@ export class ChannelSession implements ChannelConnection {
    * delivered, and the disconnect handler would wait behind them.
    */
   closeFor(cause: CloseCause, code: number, reason: string): void {
-    this.#closeCause ??= cause;
+    // A client that left first left of its own accord: its disconnect handler is told no cause.
+    if (!this.#socketClosed) this.#closeCause ??= cause;
     if (cause === 'unmount') {
       this.#queue.length = 0;
       for (const message of this.#handed) message.dropIfWaiting();

@@ -26,6 +26,20 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
       expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
     });
 
+    it("a client that left before the unmount (its message still running) is not said to have been closed by it: its disconnect has no cause", async () => {
+      const h = await setup();
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'left-first', n: 1 } });
+      await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+      client.close(4001, 'bye');
+      await client.closed;
+      await delay(100);
+      const unmount = h.mount.unmount({ timeoutMs: 2000 });
+      h.lab.open('left-first');
+      await unmount;
+      expect(h.lab.events).toMatchObject([{ event: 'disconnect', cause: null }]);
+    });
+
     it('is disposed before the backend it was mounted after under await using', async () => {
       const lab = labPlatform();
       const { server, url, close } = await startServer();
