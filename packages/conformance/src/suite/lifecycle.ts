@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { TIMEOUT_OPTION_REFUSALS, expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
+import { reloading } from './reloading.js';
 
 export function describeLifecycle(suite: SuiteContext): void {
   describe('lifecycle', () => {
@@ -74,8 +75,8 @@ function lifecycleTests(suite: SuiteContext): void {
     expect((await backend.health()).ok).toBe(false);
     expect((await backend.stats()).state).toBe('closed');
     // Plugin changes are refused naming what was asked and the backend.
-    await expect(backend.registerPlugin!(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: expect.stringMatching(/^Cannot register a plugin: .*backend/) });
-    await expect(backend.reloadPlugin!(BASIC)).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: expect.stringMatching(new RegExp(`^Cannot reload plugin "${BASIC}": .*backend`)) });
+    await expect(reloading(backend).registerPlugin(fixturePlugins.basic)).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: expect.stringMatching(/^Cannot register a plugin: .*backend/) });
+    await expect(reloading(backend).reloadPlugin(BASIC)).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: expect.stringMatching(new RegExp(`^Cannot reload plugin "${BASIC}": .*backend`)) });
   });
 
   it('shutdown() stops running executions after its timeout and fails queued ones', async () => {
