@@ -41,6 +41,8 @@ export class ChannelSession implements ChannelConnection {
   readonly info: Readonly<ConnectionInfo>;
   /** Resolves when the socket has closed. */
   readonly closed: Promise<void>;
+  /** Resolves when the server began to close it, or it closed: whichever comes first. */
+  readonly closing: Promise<void>;
   /** Resolves when every execution of this connection, disconnect included, has settled. */
   readonly done: Promise<void>;
 
@@ -66,6 +68,7 @@ export class ChannelSession implements ChannelConnection {
   #connectDone: Promise<void> = Promise.resolve();
   #idleWaiters: Array<() => void> = [];
   #resolveClosed!: () => void;
+  #resolveClosing!: () => void;
   #resolveDone!: () => void;
 
   constructor(ws: WebSocket, info: ConnectionInfo, context: ContextDescriptor, runtime: SessionRuntime) {
@@ -85,6 +88,7 @@ export class ChannelSession implements ChannelConnection {
     this.#options = { ...hooks, signal: this.#work.signal };
     this.#finalOptions = { ...hooks, signal: this.#final.signal };
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.closing = new Promise((resolve) => (this.#resolveClosing = resolve));
     this.done = new Promise((resolve) => (this.#resolveDone = resolve));
   }
 
@@ -118,6 +122,10 @@ export class ChannelSession implements ChannelConnection {
     return true;
   }
 
+  /**
+   * Close from the server's side. A client that does not answer the close loses its socket after
+   * `closeTimeoutMs`, not after ws's 30 s: till then it would hold a place of `maxConnections`.
+   */
   close(code = 1000, reason = ''): void {
     const ws = this.#ws;
     if (ws.readyState !== ws.OPEN && ws.readyState !== ws.CONNECTING) return;
@@ -127,6 +135,8 @@ export class ChannelSession implements ChannelConnection {
       // An invalid code or over-long reason from a host call: close anyway, plainly.
       ws.close(1000);
     }
+    this.#resolveClosing();
+    setTimeout(() => this.#socketClosed || ws.terminate(), this.#rt.closeTimeoutMs).unref();
   }
 
   /**
@@ -298,6 +308,7 @@ export class ChannelSession implements ChannelConnection {
 
   async #onClose(code: number, reason: string): Promise<void> {
     this.#socketClosed = true;
+    this.#resolveClosing();
     if (this.#registered && this.#rt.registry.get(this.id) === this) this.#rt.registry.unregister(this.id);
     this.#resolveClosed();
     // A client that left, not one the server closed: an unmount gives what runs its timeoutMs.

@@ -23,7 +23,7 @@ export interface ChannelMountStats extends MountCounters {
   connections: number;
   /** Upgrades waiting for the host's `authenticate` (they count towards `maxConnections` too). */
   authenticating: number;
-  /** Of `connections`, those closed whose received messages or disconnect handler still run; and sockets closed because `context` threw, until their client answers the close (none counted against `maxConnections`, all against twice it). */
+  /** Of `connections`, those closed, or closed by the server and not yet answered (a client has closeTimeoutMs to), whose received messages or disconnect handler still run; and sockets closed because `context` threw, until their client answers the close (none counted against `maxConnections`, all against twice it). */
   closingConnections: number;
   upgradesAccepted: number;
   /** Refused upgrades by HTTP status. */
@@ -126,6 +126,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       counters: this.#counters,
       sendReady: options.sendReady ?? DEFAULTS.sendReady,
       abortOnClose: options.abortOnClose ?? DEFAULTS.abortOnClose,
+      closeTimeoutMs: options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs,
       formatError: safeFormatError(options),
       reportError: (error, info) => this.#reportError(error, info),
       onLog: options.onLog,
@@ -242,7 +243,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     }
     const session = new ChannelSession(ws, info, context, runtime);
     this.#sessions.add(session);
-    void session.closed.then(() => this.#closing++);
+    // Closing from the moment either side began to close it: no longer a connection a client can see.
+    void session.closing.then(() => this.#closing++);
     void session.done.then(() => {
       this.#sessions.delete(session);
       this.#closing--;

@@ -57,6 +57,8 @@ export interface SessionRuntime {
   counters: MountCounters;
   sendReady: boolean;
   abortOnClose: boolean;
+  /** How long a client has to answer a close the server sent before its socket is destroyed. */
+  closeTimeoutMs: number;
   formatError: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
   reportError: (error: unknown, info: ChannelErrorInfo) => void;
   onLog: MountWebSocketChannelsOptions['onLog'];

@@ -200,6 +200,28 @@ describe('a connection whose context the host refuses', () => {
   });
 });
 
+describe('connections the server closes', () => {
+  it("one refused by its connect handler (or kicked) whose client never answers the close counts as closing at once and loses its socket after closeTimeoutMs, not ws's 30 s: refused clients cannot lock out the others", async () => {
+    const h = await setup({ maxConnections: 2, closeTimeoutMs: 500 });
+    const url = new URL(h.url('/deny'));
+    const silent = () => {
+      const socket = net.connect(Number(url.port), url.hostname);
+      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      // Reads (the 101 and the close frame) and never answers.
+      socket.on('data', () => undefined);
+      return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    };
+    const closed = [silent(), silent()];
+    await eventually(() => h.mount.stats().denied === 2, 'both refused by the connect handler');
+    // Closing, not open: a client that wants in still gets in.
+    expect(h.mount.stats()).toMatchObject({ connections: 2, closingConnections: 2 });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    const started = Date.now();
+    await Promise.all(closed);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
 describe('messages waiting for their turn', () => {
   it("wait as the text that came: a client at maxInFlight with 1 MiB frames of small objects makes the host hold about what it sent, not some twenty times that parsed", async () => {
     v8.setFlagsFromString('--expose-gc');
