@@ -24,7 +24,7 @@ it('host and worker reconnect through a spell of refused logins, the worker sayi
     await sleep(2500);
     await refusing.stop();
     back = await startNatsServer({ port });
-    await waitFor(async () => (await backend.health()).ok, { timeoutMs: 15_000 });
+    await waitFor(async () => (await backend.health()).ok, 15_000);
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { timeoutMs: 20_000 });
     expectOk(result);
     expect(result.data).toBe(2);
