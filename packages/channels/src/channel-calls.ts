@@ -21,11 +21,10 @@ export function performChannelCall(caller: ChannelConnection, registry: Connecti
 function perform(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown[]): unknown {
   switch (method) {
     case 'send':
-      caller.sendText(encodePush(args[0]));
-      return undefined;
+      return paced(caller, caller.sendText(encodePush(args[0])));
     case 'sendTo': {
       const target = peerOf(caller, registry, args[0], 'sendTo');
-      return target ? registry.send(target.id, args[1]) : false;
+      return target ? paced(target, registry.send(target.id, args[1])) : false;
     }
     case 'broadcast':
       return broadcast(caller, registry, args[0], args[1]);
@@ -39,6 +38,16 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
     default:
       throw new ValidationError(`ctx.channel has no method "${String(method)}"`);
   }
+}
+
+/**
+ * What a send resolves with: false when the frame did not go (closed, or cut off for its backlog);
+ * else true once the connection's backlog is back under half its limit, so that a handler that
+ * awaits each send streams at its client's pace rather than filling the buffer until it is cut off.
+ */
+function paced(connection: ChannelConnection, sent: boolean): boolean | Promise<boolean> {
+  if (!sent) return false;
+  return connection.drained ? connection.drained() : true;
 }
 
 function broadcast(caller: ChannelConnection, registry: ConnectionRegistry, data: unknown, rawOptions: unknown): number {

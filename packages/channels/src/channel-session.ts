@@ -122,6 +122,10 @@ export class ChannelSession implements ChannelConnection {
     return true;
   }
 
+  drained(): Promise<boolean> {
+    return this.#writer.drained();
+  }
+
   /**
    * Close from the server's side. A client that does not answer the close loses its socket after
    * `closeTimeoutMs`, not after ws's 30 s: till then it would hold a place of `maxConnections`.

@@ -2,6 +2,8 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 
 const CORK_FLUSH_BYTES = 64 * 1024;
+/** How often a paced send looks at the backlog again. */
+const DRAIN_POLL_MS = 5;
 
 /**
  * Writes the server's frames to one socket: batches the frames of one event-loop turn, and cuts
@@ -34,6 +36,27 @@ export class SocketWriter {
     else ws.send(text, { binary: false });
     if (this.#corkedSocket && ws.bufferedAmount >= CORK_FLUSH_BYTES) this.#uncork();
     return true;
+  }
+
+  /**
+   * Resolves true once the socket's backlog is at most half the cap (at once if it is), false if
+   * the socket closes first: what a handler's `await ctx.channel.send()` waits for, so that one
+   * streaming to a slower client is paced instead of cut off at the cap.
+   */
+  drained(): Promise<boolean> {
+    const ws = this.#ws;
+    const low = this.#maxBufferedBytes / 2;
+    const now = (): boolean | undefined => (ws.readyState !== ws.OPEN ? false : ws.bufferedAmount <= low ? true : undefined);
+    const at = now();
+    if (at !== undefined) return Promise.resolve(at);
+    return new Promise((resolve) => {
+      const look = () => {
+        const drained = now();
+        if (drained === undefined) setTimeout(look, DRAIN_POLL_MS);
+        else resolve(drained);
+      };
+      setTimeout(look, DRAIN_POLL_MS);
+    });
   }
 
   /**

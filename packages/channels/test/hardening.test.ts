@@ -372,15 +372,48 @@ describe('backpressure', () => {
     expect(clients.every((client) => client.frames.every((f) => f.type !== '(binary)'))).toBe(true);
   });
 
-  it('applies to ctx.channel pushes from a handler as well', async () => {
+  it('applies to ctx.channel pushes a handler does not await', async () => {
     const h = await setup({ maxBufferedBytes: LIMIT });
     const client = await h.connect('/flood');
     client.ws.pause();
-    client.send({ id: 1, data: { size: CHUNK.length, count: 1000 } });
+    client.send({ id: 1, data: { size: CHUNK.length, count: 1000, wait: false } });
     await eventually(() => h.mount.stats().backpressureCloses === 1, 'flooded client closed');
     await eventually(() => h.mount.stats().connections === 0, 'session drained');
     client.ws.resume();
     expect((await client.closed).code).toBe(1006);
+  });
+});
+
+describe('a handler that awaits its pushes', () => {
+  const LIMIT = 256 * 1024;
+  const CHUNK = 'x'.repeat(64 * 1024);
+  it('is paced by its client: a client that stops reading for a while is not cut off, and gets every push once it reads', async () => {
+    const h = await setup({ maxBufferedBytes: LIMIT });
+    const client = await h.connect('/flood');
+    client.ws.pause();
+    client.send({ id: 1, data: { size: CHUNK.length, count: 400 } });
+    await delay(500);
+    expect(h.mount.stats().backpressureCloses).toBe(0);
+    client.ws.resume();
+    expect(await client.next((f) => f.type === 'reply', 30_000)).toMatchObject({ replyTo: 1, data: { sent: 400, delivered: 400 } });
+    expect(client.frames.filter((f) => f.type === 'message')).toHaveLength(400);
+    expect(h.mount.stats().backpressureCloses).toBe(0);
+  });
+
+  it('is told its pushes no longer go once the connection is gone: send() resolves false', async () => {
+    const said: string[] = [];
+    const h = await setup({ maxBufferedBytes: LIMIT, onLog: (entry: { message: string }) => said.push(entry.message) });
+    const client = await h.connect('/flood');
+    client.ws.pause();
+    client.send({ id: 1, data: { size: CHUNK.length, count: 400 } });
+    await delay(300);
+    client.ws.terminate();
+    await eventually(() => said.some((line) => line.startsWith('flood over')), 'the handler ended');
+    const { sent, delivered } = JSON.parse(said.find((line) => line.startsWith('flood over'))!.slice('flood over '.length)) as { sent: number; delivered: number };
+    expect(sent).toBe(400);
+    // The pushes it awaited went until the client was gone; every one after that said false.
+    expect(delivered).toBeLessThan(400);
+    expect(h.mount.stats().backpressureCloses).toBe(0);
   });
 });
 

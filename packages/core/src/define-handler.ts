@@ -18,9 +18,13 @@ export interface HandlerLogger {
 export interface ChannelContext {
   readonly connectionId: string;
   readonly path: string;
-  /** Send to this connection. */
-  send(data: unknown): Promise<void>;
-  /** Send to another connection of the same channel. Resolves false when it is not open. */
+  /**
+   * Send to this connection. Resolves false when it is closed (or was cut off for its backlog);
+   * true once the frame is on its way and the connection's backlog is under half its limit: a
+   * handler that awaits each send streams at its client's pace.
+   */
+  send(data: unknown): Promise<boolean>;
+  /** Send to another connection of the same channel. Resolves false when it is not open; paced as `send`. */
   sendTo(connectionId: string, data: unknown): Promise<boolean>;
   /**
    * Send to every open connection of the channel; returns how many got it. `scope: 'path'` limits it

@@ -389,7 +389,7 @@ function createChannelContext(info: { connectionId: string; path: string }, call
   return Object.freeze({
     connectionId: info.connectionId,
     path: info.path,
-    send: (data: unknown) => call('send', [data]) as Promise<void>,
+    send: (data: unknown) => call('send', [data]) as Promise<boolean>,
     sendTo: (connectionId: string, data: unknown) => call('sendTo', [connectionId, data]) as Promise<boolean>,
     broadcast: (data: unknown, options?: { exclude?: string[]; scope?: 'channel' | 'path' }) => call('broadcast', [data, options ?? {}]) as Promise<number>,
     close: (code?: number, reason?: string, connectionId?: string) => call('close', [code, reason, connectionId]) as Promise<boolean>,
