@@ -226,6 +226,9 @@ function metricTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expect(total(await sdk().points('kb.plugin_execution.executions'), { [HANDLER]: 'throws', [OUTCOME]: 'HANDLER_ERROR', 'error.type': 'HANDLER_ERROR' })).toBe(1);
     expect(total(await sdk().points('kb.plugin_execution.duration'), echo)).toBe(2);
     expect(total(await sdk().points('kb.plugin_execution.queue.wait_time'), echo)).toBe(2);
+    // Split by outcome, as the docs say (before: backend and ids only).
+    expect(total(await sdk().points('kb.plugin_execution.queue.wait_time'), { ...echo, [OUTCOME]: 'ok' })).toBe(2);
+    expect(total(await sdk().points('kb.plugin_execution.queue.wait_time'), { [HANDLER]: 'throws', [OUTCOME]: 'HANDLER_ERROR', 'error.type': 'HANDLER_ERROR' })).toBe(1);
   });
 
   it('counts executions that named no registered handler without the ids they named: ids a caller made up are not a series each', async () => {

@@ -217,8 +217,8 @@ export class ExecutionTelemetry {
     // Only ids of a handler that resolved: those a caller made up (an id per request) would be a series each.
     if (this.#resolved) Object.assign(attributes, { [ATTR.pluginId]: meta.pluginId, [ATTR.handlerId]: meta.handlerId });
     // Each instrument on its own: one that throws does not take the others with it.
-    if (this.#dispatched) recordQuietly(() => instruments.queueWait.record(meta.queueWaitMs / 1000, attributes));
     const outcome: Attributes = { ...attributes, [ATTR.outcome]: code ?? 'ok', ...(code ? { [ATTR.errorType]: code } : {}) };
+    if (this.#dispatched) recordQuietly(() => instruments.queueWait.record(meta.queueWaitMs / 1000, outcome));
     recordQuietly(() => instruments.duration.record(meta.durationMs / 1000, outcome));
     recordQuietly(() => instruments.executions.add(1, outcome));
   }
