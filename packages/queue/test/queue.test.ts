@@ -830,6 +830,34 @@ describe('a handler that outruns its caller', () => {
   });
 });
 
+describe('a handler that emits large events (each goes in acknowledged parts)', () => {
+  async function bigEvents(backend: QueueBackend, n: number, kb: number): Promise<{ result: ExecutionResult; delivered: number }> {
+    let delivered = 0;
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb } }, { timeoutMs: 120_000, onEvent: () => delivered++ });
+    return { result, delivered };
+  }
+
+  it('goes at its caller\'s pace on a worker-pool worker: each waits for the one before to be taken, and every one arrives', async () => {
+    const { result, delivered } = await bigEvents(make({ plugins: [fixturePlugins.hostile], workerLostMs: 8000 }), 40, 768);
+    expectOk(result);
+    expect(delivered).toBe(40);
+  });
+
+  it('on an in-process worker (which cannot be made to wait) is stopped once more than the worker holds waits behind them: WORKER_CRASHED (protocol), not its memory grown without bound', async () => {
+    const inProcessPool = newPool('inproc-big');
+    const worker = await startWorker({ natsUrl: server!.url, pool: inProcessPool, backend: 'in-process', concurrency: 1 });
+    try {
+      const { result, delivered } = await bigEvents(make({ pool: inProcessPool, plugins: [fixturePlugins.hostile], workerLostMs: 8000 }), 60, 1024);
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'protocol' });
+      expect(result.error.message).toMatch(/more than 16 MiB of output waited on worker \S+\), so it was stopped$/);
+      expect(delivered).toBeLessThan(60);
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
 describe('stops', () => {
   it('shutdown: what a worker runs finishes; tasks still in the stream a second later (their workers busy) never start and get SHUTTING_DOWN (phase queued) then, as executions waiting for a slot do on a local backend', async () => {
     const own = newPool('shutdown-queued');

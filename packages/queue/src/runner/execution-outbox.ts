@@ -1,5 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { TransferRefusedError, type Courier, type OutputTally } from '../shared/courier.js';
+import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier, type OutputTally } from '../shared/courier.js';
 import { encode, formatBytes, type Kind } from '../shared/wire.js';
 
 /**
@@ -17,12 +17,17 @@ export class ExecutionOutbox {
   readonly tally: OutputTally = { sent: 0 };
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
   #sending: Promise<void> | undefined;
+  /** Bytes of logs and events posted and not gone yet: a large one in flight and what waits behind it. */
+  #waitingBytes = 0;
+  readonly #onOutpaced: () => void;
 
-  constructor(courier: Courier, caller: string, executionId: string, maxPayloadBytes: number) {
+  /** `onOutpaced`: more than HELD_OUTPUT_BYTES of its output would wait (a handler that does not wait for its pace): stop it. */
+  constructor(courier: Courier, caller: string, executionId: string, maxPayloadBytes: number, onOutpaced: () => void) {
     this.#courier = courier;
     this.#caller = caller;
     this.#id = executionId;
     this.#maxPayloadBytes = maxPayloadBytes;
+    this.#onOutpaced = onOutpaced;
   }
 
   /** Settles once what was posted so far has gone (undefined when nothing large is on its way). */
@@ -30,11 +35,28 @@ export class ExecutionOutbox {
     return this.#sending;
   }
 
+  /**
+   * While a large log line or event is on its way (its parts acknowledged one by one by the
+   * caller): what the handler's next output waits for (ExecuteOptions.outputPace), so that a
+   * handler emitting large events goes at its caller's pace instead of piling them up here.
+   */
+  get backlog(): Promise<void> | undefined {
+    return this.#waitingBytes > 0 ? this.#sending : undefined;
+  }
+
   post(kind: Kind, body: Uint8Array, onRefused?: (refused: TransferRefusedError) => void): void {
-    const send = () =>
-      this.#courier.post(this.#caller, kind, this.#id, body, { tally: this.tally })?.catch((error: unknown) => {
+    const weight = kind === 'log' || kind === 'event' ? body.length : 0;
+    // A runner that cannot be held (in-process) goes on emitting: bounded as the courier bounds what it holds.
+    if (weight > 0 && this.#sending && this.#waitingBytes + weight > HELD_OUTPUT_BYTES) return this.#onOutpaced();
+    this.#waitingBytes += weight;
+    const gone = () => void (this.#waitingBytes -= weight);
+    const send = () => {
+      const going = this.#courier.post(this.#caller, kind, this.#id, body, { tally: this.tally })?.catch((error: unknown) => {
         if (error instanceof TransferRefusedError) onRefused?.(error);
       });
+      if (!going) return gone();
+      return going.finally(gone);
+    };
     if (this.#sending) return this.#queue(this.#sending.then(send));
     const inParts = send();
     if (inParts) this.#queue(inParts);

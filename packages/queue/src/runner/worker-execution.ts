@@ -73,7 +73,7 @@ export class WorkerExecution implements Watched {
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
     this.key = executionKey(this.#claim.caller, this.id);
-    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, worker.maxPayloadBytes);
+    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, worker.maxPayloadBytes, () => this.outpaced());
     this.#calls = new RemoteCalls((message) => {
       // Named as the other backends name it, with where in its arguments a refused value is.
       const what = `${message.target === 'platform' ? `platform.${message.service}.${message.method}` : `ctx.channel.${message.method}`} arguments`;
@@ -218,7 +218,7 @@ export class WorkerExecution implements Watched {
       onLog: (entry) => this.#out.post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
       onEvent: (event) => this.#out.postEvent(event.event),
       // A caller behind on this worker's output: the handler waits (on a worker-pool or subprocess backend).
-      outputPace: () => this.#worker.courier.outputWaits(this.#claim.caller),
+      outputPace: () => this.#out.backlog ?? this.#worker.courier.outputWaits(this.#claim.caller),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
