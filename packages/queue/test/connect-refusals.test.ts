@@ -31,6 +31,21 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it('a prefix and pool whose stream name is longer than NATS takes (255) are refused by host and worker, naming subjectPrefix, before anything connects', async () => {
+    const token = 'a'.repeat(64);
+    const subjectPrefix = `${token}.${token}.${token}`;
+    const said = [{ path: 'subjectPrefix', message: `with pool "${token}" names a stream of 259 characters (the prefix upper-cased, "_", the pool); NATS takes at most 255: shorten subjectPrefix or pool` }];
+    let thrown: unknown;
+    try {
+      new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, pool: token, subjectPrefix, plugins: [fixturePlugins.basic] });
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as ValidationError).details.issues).toEqual(said);
+    const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool: token, subjectPrefix, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+    expect((refused as ValidationError).details.issues).toEqual(said);
+  });
+
   it('connection.servers empty (a list or a string): host and worker refuse it with one message', async () => {
     for (const servers of [[], '']) {
       let thrown: unknown;

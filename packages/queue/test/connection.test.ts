@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import os from 'node:os';
+import { resolveWorkerOptions } from '../src/runner/worker-options.js';
 import { QueueServerError, serverProblem } from '../src/shared/server-problem.js';
 
 // The messages nats.js gives (recorded against nats-server 2.9: a user without JetStream API
@@ -44,5 +46,22 @@ describe('serverProblem', () => {
     // A URL's credentials are never shown.
     expect(problem('The worker', { servers: 'nats://kb:secret@10.0.0.5:4222' }, new Error('Authorization Violation'))[2]).toBe('nats://***@10.0.0.5:4222');
     expect(problem('The worker', { servers: ['kb:secret@10.0.0.5:4222', ' nats://kb:se/cr@et@10.0.0.6:4222'] }, new Error('Authorization Violation'))[2]).toBe('***@10.0.0.5:4222, nats://***@10.0.0.6:4222');
+  });
+});
+
+describe('a worker\'s default id', () => {
+  it('keeps its pid and random part on a machine with a long host name (the host name is what is cut), so two workers there differ', () => {
+    const hostname = os.hostname;
+    os.hostname = () => `worker-${'a'.repeat(50)}-node01.example.internal`;
+    try {
+      const ids = [0, 1].map(() => resolveWorkerOptions({ plugins: ['/nowhere'] }).id);
+      for (const id of ids) {
+        expect(id.length).toBeLessThanOrEqual(64);
+        expect(id).toMatch(new RegExp(`^worker-a+-${process.pid}-[a-z0-9]+$`));
+      }
+      expect(ids[0]).not.toBe(ids[1]);
+    } finally {
+      os.hostname = hostname;
+    }
   });
 });

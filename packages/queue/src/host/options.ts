@@ -1,7 +1,7 @@
 import type { BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
-import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption } from '../shared/subjects.js';
+import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption } from '../shared/subjects.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024;
 
@@ -85,5 +85,6 @@ export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueue
     streamStorage: o.streamStorage ?? 'memory',
     workspace: o.workspace !== false,
   };
+  checkStreamName(resolved.subjectPrefix, resolved.pool, 'queue backend options');
   return resolved;
 }

@@ -3,7 +3,7 @@ import { WorkspaceManager, type Platform, type PluginSource } from '@kb-labs/plu
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
 import { isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
-import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
+import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
 import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
 
@@ -111,7 +111,9 @@ export interface ResolvedWorkerOptions {
 
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
   const o = parseOptions(workerOptionsSchema(), options, 'execution worker options');
-  const id = o.id ?? subjectToken(`${os.hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
+  // The host name cut, not the pid and random part: two workers of a machine with a long host name differ.
+  const own = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const id = o.id ?? `${subjectToken(os.hostname()).slice(0, 63 - own.length)}-${own}`;
   const resolved: ResolvedWorkerOptions = {
     connection: (o.connection ?? {}) as NatsConnectionOptions,
     pool: o.pool ?? DEFAULT_POOL,
@@ -125,6 +127,7 @@ export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedW
     heartbeatMs: o.heartbeatMs ?? 1000,
     maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
   };
+  checkStreamName(resolved.subjectPrefix, resolved.pool, 'execution worker options');
   return resolved;
 }
 

@@ -1,4 +1,4 @@
-import { option } from '@kb-labs/plugin-execution-core/backend-kit';
+import { option, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The default first token of every subject and stream name. */
 export const DEFAULT_SUBJECT_PREFIX = 'kbexec';
@@ -90,6 +90,17 @@ export const subjectPrefixOption = () =>
   option
     .text()
     .refine((prefix) => prefix === '' || prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}` });
+
+/** The longest stream name NATS takes. */
+const MAX_STREAM_NAME = 255;
+
+/** A prefix and pool whose stream name NATS refuses (too long), refused with the other options: the server would say only "stream name is too long". */
+export function checkStreamName(prefix: string, pool: string, subject: string): void {
+  const name = streamName(prefix, pool);
+  if (name.length <= MAX_STREAM_NAME) return;
+  const message = `with pool "${pool}" names a stream of ${name.length} characters (the prefix upper-cased, "_", the pool); NATS takes at most ${MAX_STREAM_NAME}: shorten subjectPrefix or pool`;
+  throw validationError(`Invalid ${subject}`, [{ path: 'subjectPrefix', message }], { phase: 'options' });
+}
 
 /** An id usable as one subject token: anything else becomes "-". */
 export function subjectToken(text: string): string {
