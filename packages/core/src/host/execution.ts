@@ -1,5 +1,6 @@
-import { AbortedError, ShuttingDownError, TimeoutError, ValidationError, isExecutionError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
+import { callersAbort, throwIfAborted } from './caller-abort.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
@@ -372,24 +373,6 @@ export class Execution {
     }
     return this.#held.releaseAll();
   }
-}
-
-/**
- * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue
- * worker stopping an execution its calling host gave up on) keeps its words; any other reason is
- * the caller's business, and the message stays ours.
- */
-function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boolean): KnownExecutionError {
-  const reason: unknown = signal.reason;
-  // Handed to the backend but taken by no runner yet (a queue task still in the stream): it never ran.
-  const phase = taken ? 'running' : 'queued';
-  if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase }, cause: reason });
-  const never = taken ? '' : ' before any runner took it; it never started';
-  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase } });
-}
-
-function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
 }
 
 function round(ms: number): number {
