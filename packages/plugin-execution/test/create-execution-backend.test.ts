@@ -470,6 +470,23 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it("times its first executions from the call, the backend package's load included: meta.startedAt is when execute() was called", async () => {
+    const backend = createExecutionBackend({ type: 'worker-pool', plugins: [fixturePlugins.basic], workspace: false });
+    try {
+      const before = performance.now();
+      const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+      const calledBy = Date.now();
+      const result = await pending;
+      const ownMs = performance.now() - before;
+      expectOk(result);
+      // Before: taken once the package had loaded (~100-300 ms later), and durationMs without that load.
+      expect(result.meta.startedAt).toBeLessThanOrEqual(calledBy);
+      expect(result.meta.durationMs).toBeGreaterThanOrEqual(ownMs - 5);
+    } finally {
+      await backend.shutdown();
+    }
+  });
+
   it('registers plugins after creation', async () => {
     await using backend = createExecutionBackend({ workspace: false });
     await backend.registerPlugin(fixturePlugins.cjs);

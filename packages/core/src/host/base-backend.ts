@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
 import { ShuttingDownError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { Execution, type ExecutionHost } from './execution.js';
+import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec } from './permissions.js';
@@ -202,6 +203,12 @@ export abstract class BaseBackend implements IExecutionBackend {
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
     this.#tally.begun();
     return new Execution(this.#host).run(request, options) as Promise<ExecutionResult<T>>;
+  }
+
+  /** execute() for a call made at `calledAt` (EXECUTE_CALLED_AT: a lazy backend's first executions). */
+  [EXECUTE_CALLED_AT]<T = unknown>(request: ExecutionRequest, options: ExecuteOptions | undefined, calledAt: CalledAt): Promise<ExecutionResult<T>> {
+    this.#tally.begun();
+    return new Execution(this.#host, calledAt).run(request, options) as Promise<ExecutionResult<T>>;
   }
 
   async stats(): Promise<BackendStats> {

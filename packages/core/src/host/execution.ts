@@ -1,6 +1,7 @@
 import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
 import { callersAbort, throwIfAborted } from './caller-abort.js';
+import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
@@ -71,7 +72,7 @@ export interface ExecutionHost {
 export class Execution {
   readonly meta: ExecutionMeta;
   readonly #host: ExecutionHost;
-  readonly #t0 = performance.now();
+  readonly #t0: number;
   readonly #held = new Holdings();
   #control: ExecutionControl | undefined;
   /** What dispatch returned: a stopped execution's release waits for it to settle. */
@@ -85,9 +86,11 @@ export class Execution {
   /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
   readonly #telemetry: ExecutionTelemetry | undefined;
 
-  constructor(host: ExecutionHost) {
+  /** `calledAt`: when the caller called, if before now (a lazy backend's first use, which loaded the backend first). */
+  constructor(host: ExecutionHost, calledAt?: CalledAt) {
     this.#host = host;
-    this.meta = { executionId: '', backend: host.type, pluginId: '', handlerId: '', startedAt: Date.now(), durationMs: 0, queueWaitMs: 0, runMs: 0, timeoutMs: 0, artifacts: [] };
+    this.#t0 = calledAt?.t0 ?? performance.now();
+    this.meta = { executionId: '', backend: host.type, pluginId: '', handlerId: '', startedAt: calledAt?.startedAt ?? Date.now(), durationMs: 0, queueWaitMs: 0, runMs: 0, timeoutMs: 0, artifacts: [] };
     // Decided once, here, in the caller's context: the caller's active span is the parent.
     this.#telemetry = ExecutionTelemetry.begin(host.type, host.remoteRunners, this.#t0);
   }

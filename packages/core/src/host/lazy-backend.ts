@@ -2,6 +2,7 @@ import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErro
 import { cloneForWire } from '../wire-clone.js';
 import { validationError } from '../validation.js';
 import { withAbsolutePaths } from './caller-paths.js';
+import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
 import { nearest } from './nearest-name.js';
@@ -190,7 +191,9 @@ class LazyBackend implements LazyExecutionBackend {
       // Its own error object for each result: a host that adds to one does not change the next.
       return this.#failure(taken ? request : undefined, ownCopy(toInternalError(error, `loading the ${this.type} backend`)), startedAt, t0);
     }
-    return backend.execute<T>(request, options);
+    // Timed from the call, the package's load included, where the backend can be told when that was.
+    const since = (backend as { [EXECUTE_CALLED_AT]?: (r: ExecutionRequest, o: ExecuteOptions | undefined, at: CalledAt) => Promise<ExecutionResult<T>> })[EXECUTE_CALLED_AT];
+    return typeof since === 'function' ? since.call(backend, request, options, { startedAt, t0 }) : backend.execute<T>(request, options);
   }
 
   #failure<T>(request: ExecutionRequest | undefined, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
