@@ -199,6 +199,14 @@ function failureTests(suite: SuiteContext, sdk: () => TestSdk): void {
     });
   }
 
+  it('a span ended before its handler was resolved (an input that cannot be sent) still carries the ids it is named after', async () => {
+    const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => undefined } });
+    expectError(result, 'VALIDATION_ERROR');
+    const span = executionSpan(sdk().spans(), result);
+    expect(span.name).toBe(`execute ${BASIC}/echo`);
+    expect(span.attributes).toMatchObject({ [PLUGIN]: BASIC, [HANDLER]: 'echo' });
+  });
+
   it('an execution aborted while it waits in the queue has the abort event too', async () => {
     const backend = suite.make({ maxConcurrency: 1 });
     const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });

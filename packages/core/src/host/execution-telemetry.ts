@@ -225,7 +225,9 @@ export class ExecutionTelemetry {
 
   #endSpan(meta: ExecutionMeta, code: string | undefined, error: KnownExecutionError | undefined): void {
     // Failed before its handler was known (a bad request, shut down): a span all the same.
-    const span = this.#span ?? this.#tracer!.startSpan(spanName(meta.pluginId, meta.handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes: { [ATTR.backend]: this.#backend } }, this.#parent);
+    // Its name says the request's ids: its attributes too (a span is no series; a metric's ids are only a resolved handler's).
+    const named = { ...(meta.pluginId ? { [ATTR.pluginId]: meta.pluginId } : {}), ...(meta.handlerId ? { [ATTR.handlerId]: meta.handlerId } : {}) };
+    const span = this.#span ?? this.#tracer!.startSpan(spanName(meta.pluginId, meta.handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes: { [ATTR.backend]: this.#backend, ...named } }, this.#parent);
     const attributes: Attributes = { [ATTR.executionId]: meta.executionId, [ATTR.outcome]: code ?? 'ok', [ATTR.timeoutMs]: meta.timeoutMs, [ATTR.queueWaitMs]: meta.queueWaitMs, [ATTR.runMs]: meta.runMs };
     if (meta.runnerId !== undefined) attributes[ATTR.runnerId] = meta.runnerId;
     if (meta.runnerHost !== undefined) attributes[ATTR.runnerHost] = meta.runnerHost;
