@@ -270,8 +270,7 @@ export class WorkerExecution implements Watched {
    * the caller, which never aborted it, its worker was lost (WORKER_CRASHED), not ABORTED.
    */
   #asReported(error: KnownExecutionError, task: TaskBody): KnownExecutionError {
-    // Stopped with the worker's own reason (a ShuttingDownError when it closes: core keeps that code).
-    if (this.#stoppedHere && (error.code === 'ABORTED' || error.code === 'SHUTTING_DOWN')) return this.#stoppedError(task);
+    if (this.#stoppedHere && error.code === 'ABORTED') return this.#stoppedError(task);
     return sameLimit(error, task);
   }
 
