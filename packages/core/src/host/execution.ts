@@ -102,7 +102,7 @@ export class Execution {
       // A request that is no object is the first mistake to name: execute('plugin', 'handler')
       // gives its ids as two strings, not options of the wrong kind.
       if (typeof request !== 'object' || request === null) parseExecutionRequest(request);
-      const opts = validateExecuteOptions(options, { type: this.#host.type, workspaces: this.#host.workspace !== undefined || this.#host.remoteRunners });
+      const opts = validateExecuteOptions(options, this.#host);
       // Each step is synchronous where it can be (plugins loaded, a free slot, no workspace):
       // awaited only when it is not, since most executions take that path.
       const prepared = this.#prepare(request, opts);

@@ -199,7 +199,7 @@ export interface ChannelBridge {
 }
 
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
-export function validateExecuteOptions(options: unknown, backend?: { type: string; workspaces: boolean }): ExecuteOptions {
+export function validateExecuteOptions(options: unknown, backend?: { readonly type: string; readonly workspace?: unknown; readonly remoteRunners?: boolean }): ExecuteOptions {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object' || Array.isArray(options)) {
     const message = `must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`;
@@ -225,7 +225,7 @@ export function validateExecuteOptions(options: unknown, backend?: { type: strin
   if (o.onStart !== undefined && typeof o.onStart !== 'function') add('onStart', 'must be a function');
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   // Checked, never ignored: with no workspaces, one to keep is a mistake to say.
-  if (o.keepWorkspace === true && backend?.workspaces === false) add('keepWorkspace', `this ${backend.type} backend runs without workspaces (workspace: false): there is none to keep`);
+  if (o.keepWorkspace === true && backend && backend.workspace === undefined && !backend.remoteRunners) add('keepWorkspace', `this ${backend.type} backend runs without workspaces (workspace: false): there is none to keep`);
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
   if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
   if (o.outputPace !== undefined && typeof o.outputPace !== 'function') add('outputPace', 'must be a function () => Promise | undefined');
