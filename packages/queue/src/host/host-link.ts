@@ -368,8 +368,7 @@ export class HostLink implements ExecutionLink {
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
         this.#markReconnected();
-        // Closed meanwhile (shut down while the stream was read): a publish there throws.
-        if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery);
+        if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery); // (closed meanwhile, a publish would throw)
       } else if (status.type === 'close') {
         this.state = 'closed';
       }
