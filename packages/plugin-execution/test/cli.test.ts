@@ -85,7 +85,7 @@ describe('kb-plugin-exec CLI', () => {
       timeout: 30_000,
     });
     expect(twice.status).toBe(2);
-    expect(twice.stderr).toContain('standard input is read once');
+    expect(twice.stderr.split('\n')[0]).toBe('--input and --context both read standard input (@-), which is read once: give one of them a file (@<file>) or the text itself');
   });
 
   it('exits non-zero with the error code on failure', () => {
