@@ -549,7 +549,10 @@ describe('where it runs', () => {
 describe('plugins on the worker', () => {
   it('a plugin version that differs between host and worker fails naming both versions', async () => {
     const manifest = { ...(await probeManifest()), version: '2.0.0' };
-    const result = await make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
+    const backend = make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] });
+    // Said by health() before any execution fails on it.
+    expect((await backend.health()).problems).toContain(`no connected worker of pool "${pool}" has ${QUEUE_PROBE} 2.0.0, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin); deploy the same version to both`);
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain('version 2.0.0 on the host');
     expect(result.error.message).toContain('version 1.0.0 on worker');

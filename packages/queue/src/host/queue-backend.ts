@@ -9,6 +9,8 @@ import { ACK_WAIT_MS } from '../shared/pool-consumer.js';
 import { HostLink } from './host-link.js';
 import { queueOptionsSchema, resolveQueueOptions, type QueueBackendOptions, type ResolvedQueueOptions } from './options.js';
 import { declaredPermissionsKey } from '../shared/declared-permissions.js';
+import { pluginVersionKey } from '../runner/peer-plugins.js';
+import type { PresenceBody } from '../shared/wire.js';
 import { RemoteExecution } from './remote-execution.js';
 
 export type { QueueBackendOptions } from './options.js';
@@ -180,8 +182,17 @@ export class QueueBackend extends BaseBackend {
     await settlesWithin(link.checkStream(), PROBE_MS);
     const problems = [link.streamProblem, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
-    if (link.workers.alive().length > 0) return problems;
+    const alive = link.workers.alive();
+    if (alive.length > 0) return [...problems, ...this.#versionsNoWorkerHas(alive)];
     return [...problems, `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
+  }
+
+  /** Plugins registered here whose version no live worker has: each of their executions would fail (a deploy half done). */
+  #versionsNoWorkerHas(alive: readonly PresenceBody[]): string[] {
+    const missing = this.registry.list().filter((plugin) => !alive.some((worker) => worker.plugins?.includes(pluginVersionKey(plugin.id, plugin.manifest.version))));
+    if (missing.length === 0) return [];
+    const which = missing.map((plugin) => `${plugin.id} ${plugin.manifest.version}`).join(', ');
+    return [`no connected worker of pool "${this.#o.pool}" has ${which}, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin); deploy the same version to both`];
   }
 
   /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */
