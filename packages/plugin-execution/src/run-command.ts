@@ -288,14 +288,10 @@ export async function readJson(value: string | undefined, what: string): Promise
   }
 }
 
-/** The flag that read standard input (`@-`), if one did: it can be read once. */
-let stdinReadBy: string | undefined;
-
 /** The file of `--<what> @<file>` (`@-`: standard input): one that cannot be read is a usage error naming it. */
 async function readArgumentFile(file: string, what: string): Promise<string> {
+  // At most one flag reads it: two are refused before anything is read (repeatedFlagMessage).
   if (file === '-') {
-    if (stdinReadBy) throw new UsageError(`--${what} @-: standard input is read once, and --${stdinReadBy} @- reads it`);
-    stdinReadBy = what;
     return readStandardInput().catch((error: unknown) => {
       if (error instanceof StoppedWhileReading) throw error;
       throw new UsageError(`--${what} @-: cannot read standard input: ${(error as Error)?.message ?? String(error)}`);

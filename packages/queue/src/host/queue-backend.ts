@@ -71,7 +71,8 @@ export class QueueBackend extends BaseBackend {
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
-    const link = this.#opened?.state === 'closed' || !this.#opened ? await this.#connectUnlessStopped(control) : this.#opened;
+    // One closed without a shutdown is made again by #connect.
+    const link = (this.#opened?.state === 'closed' ? undefined : this.#opened) ?? (await this.#connectUnlessStopped(control));
     if (control.stopReason) throw control.stopReason;
     if (this.#notStarted) throw this.#notStarted;
     const manifest = this.registry.get(task.pluginId)?.manifest;

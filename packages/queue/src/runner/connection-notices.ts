@@ -1,5 +1,5 @@
 import type { Status } from '@nats-io/transport-node';
-import { messageOf, refusedAnswer, type NatsConnectionOptions } from '../shared/connection.js';
+import { LOGIN_REFUSED, messageOf, refusedAnswer, type NatsConnectionOptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 
 const CODE = 'KB_PLUGIN_WORKER_CONNECTION';
@@ -30,7 +30,7 @@ export class ConnectionNotices {
     if (status.type === 'disconnect' && !this.#down) {
       this.#down = true;
       this.#say(`lost its connection to the NATS server (${status.server}); it reconnects, and takes no tasks until then`);
-    } else if (status.type === 'error' && this.#down && !this.#loginRefused && /authorization violation|authentication/i.test(messageOf(status.error))) {
+    } else if (status.type === 'error' && this.#down && !this.#loginRefused && LOGIN_REFUSED.test(messageOf(status.error))) {
       this.#loginRefused = true;
       this.#say(`is refused by the NATS server as it reconnects (${messageOf(status.error)}); it keeps trying: check the server's users and this worker's credentials`);
     } else if (status.type === 'reconnect' && this.#down) {

@@ -215,6 +215,9 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
 
 export const SUBSCRIPTION_LIMIT = /maximum subscriptions exceeded/i;
 
+/** What a server says of a login it refuses (a user, password, token or key it does not take). */
+export const LOGIN_REFUSED = /authorization violation|authentication/i;
+
 /**
  * The last token of a subject a host or worker publishes to at start, where nobody listens, so
  * that a user who may not publish there is told at once (confirmSubscriptions), not by executions

@@ -1,4 +1,4 @@
-import { ACCOUNT_LIMIT, CREDENTIALS_UNUSABLE, describeServers, messageOf, NO_JETSTREAM, NOT_ALLOWED, SUBSCRIPTION_LIMIT, type NatsConnectionOptions } from './connection.js';
+import { ACCOUNT_LIMIT, CREDENTIALS_UNUSABLE, describeServers, LOGIN_REFUSED, messageOf, NO_JETSTREAM, NOT_ALLOWED, SUBSCRIPTION_LIMIT, type NatsConnectionOptions } from './connection.js';
 
 /** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
 export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'limit-reached' | 'misconfigured';
@@ -63,7 +63,7 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if ((error as Error)?.name === CREDENTIALS_UNUSABLE || /^nkeys: |unable to parse credentials/.test(message)) {
     return problem('auth-failed', `${who} cannot use its credentials: ${message}; check connection.seed (an NKey seed, "SU…") or credsFile`);
   }
-  if (/authorization violation|authentication/i.test(message)) {
+  if (LOGIN_REFUSED.test(message)) {
     return problem('auth-failed', `${who} could not connect to the NATS server (${servers}): ${message}; check connection.user/pass, token, seed or credsFile`);
   }
   const tls = tlsFailure(options, message);
