@@ -44,6 +44,32 @@ export function guardExit(options: ExitGuardOptions): () => void {
 
 type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
 
+/**
+ * A queue worker's process ending on its own: with `--backend in-process` a handler that calls
+ * process.exit (or throws from a timer) ends the worker with it, silently and with the handler's
+ * exit code (0 would read as a drain). Said on stderr with what ran, as WORKER_CRASHED (what its
+ * callers are told), exit code 1, and the running executions' workspaces removed. Returns the
+ * function that lifts the guard (the worker's own exits: drain, second and third signal).
+ */
+export function guardWorkerExit(worker: { readonly id: string; readonly running: number }, backend: string): () => void {
+  let uncaught: Uncaught | undefined;
+  const onUncaught = (_error: unknown, origin: string) => {
+    uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
+  };
+  const onExit = (code: number) => {
+    process.exitCode = 1;
+    const how = uncaught ? `${uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'} (printed above)` : `process.exit(${code})`;
+    const running = worker.running === 1 ? '1 execution' : `${worker.running} executions`;
+    const hint = backend === 'in-process' ? ' (a handler running in-process ends the worker with it: --backend worker-pool or subprocess runs each in a thread or process of its own)' : '';
+    removeLiveWorkspaces();
+    writeQuietly(2, `WORKER_CRASHED: worker ${worker.id} ended by ${how} while ${running} ran; their callers are told WORKER_CRASHED${hint}\n`);
+  };
+  process.on('uncaughtExceptionMonitor', onUncaught).on('exit', onExit);
+  return () => {
+    process.off('uncaughtExceptionMonitor', onUncaught).off('exit', onExit);
+  };
+}
+
 function crashError(options: ExitGuardOptions, uncaught: Uncaught | undefined, code: number): WorkerCrashedError {
   const { backend, pluginId, handlerId } = options;
   const subject = `handler "${handlerId}" of plugin "${pluginId}"`;

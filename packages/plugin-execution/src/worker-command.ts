@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
-import { removeLiveWorkspaces } from './exit-guard.js';
+import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
@@ -16,7 +16,8 @@ Runs a queue worker: takes executions of its pool from NATS JetStream and runs t
 backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains: takes
 nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0. A second
 signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT) or 143
-(SIGTERM); a third exits at once.
+(SIGTERM); a third exits at once. A handler that ends the process (--backend in-process:
+process.exit, an uncaught exception) ends the worker: exit 1, "WORKER_CRASHED: …" on stderr.
 Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a
 NATS server it cannot use is QUEUE_SERVER_UNREACHABLE, QUEUE_SERVER_AUTH_FAILED,
 QUEUE_SERVER_NO_JETSTREAM, QUEUE_SERVER_NOT_PERMITTED, QUEUE_SERVER_LIMIT_REACHED or
@@ -122,9 +123,10 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   });
   // Listening before "ready" is out: a supervisor that stops it as soon as it reads that line
   // met Node's default (killed, no drain) about one time in four.
-  const stopped = untilStopped(worker, drainTimeoutMs);
+  const lift = guardWorkerExit(worker, localBackend(values.backend));
+  const stopped = untilStopped(worker, drainTimeoutMs, lift);
   process.stdout.write(`ready ${worker.id}\n`);
-  return stopped;
+  return stopped.finally(lift);
 }
 
 /**
@@ -133,7 +135,7 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
  * met Node's default and killed the worker: its callers waited for the missing heartbeats, and
  * the running executions' workspaces stayed.
  */
-function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number): Promise<number> {
+function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number, liftExitGuard: () => void): Promise<number> {
   return new Promise<number>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -145,6 +147,7 @@ function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number): Promise<
         void worker.close().then(() => resolve(code));
       } else {
         // At once, with the executions still running: their workspaces go now (their handlers with the process).
+        liftExitGuard();
         removeLiveWorkspaces();
         process.exit(code);
       }

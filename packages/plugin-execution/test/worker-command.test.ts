@@ -4,7 +4,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, HOSTILE, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
@@ -140,6 +140,25 @@ it('kb-plugin-exec worker says at start what its executions will meet (a plugin 
   } finally {
     child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+it('kb-plugin-exec worker --backend in-process: a handler that calls process.exit(0) ends the worker with exit 1 and a line naming what happened, its workspace removed; its caller is told WORKER_CRASHED', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-exit-'));
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', pool, '--workspace-root', root, '--plugins', fixturePlugins.hostile]);
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.hostile], workerLostMs: 1500 });
+  try {
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 0 } }, { timeoutMs: 30_000 });
+    // Before: exit code 0 (the handler's), as if it had drained, and nothing said.
+    expect(await exited, output()).toBe(1);
+    expect(output()).toMatch(/WORKER_CRASHED: worker \S+ ended by process\.exit\(0\) while 1 execution ran; .*--backend worker-pool or subprocess/);
+    expect(result.ok ? undefined : result.error.code).toBe('WORKER_CRASHED');
+    expect(await readdir(root)).toEqual([]);
+  } finally {
+    child.kill('SIGKILL');
+    await backend.shutdown({ timeoutMs: 1000 });
+    await rm(root, { recursive: true, force: true });
   }
 });
 
