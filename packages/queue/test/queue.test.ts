@@ -88,10 +88,18 @@ describe('where it runs', () => {
     const runners = (await backend.stats()).runners as QueueRunnerStats;
     expect(runners).toMatchObject({ pool, connection: 'connected', queueDepth: 0, queueBound: 1000, inFlight: 0, workersSeen: 2 });
     expect(runners.workers.map((w) => w.id).sort()).toEqual(workers.map((w) => w.id).sort());
+    // What each runs, for a rolling upgrade: the plugin versions it said it has.
+    for (const worker of runners.workers) {
+      expect(worker.plugins).toContain(`${BASIC}@1.0.0`);
+      expect(worker.draining).toBe(false);
+    }
     const health = await backend.health();
     expect(health.ok).toBe(true);
     expect(health.isolation).toMatchObject({ active: 'thread' });
     expect(health.isolation.layers[0]).toBe('remote-worker');
+    // Shut down, it hears nobody: before, the workers last heard stayed listed.
+    await backend.shutdown();
+    expect((await backend.stats()).runners).toMatchObject({ connection: 'closed', workersSeen: 0, workers: [] });
   });
 
   it('a pool with no worker: health() says so, and a TIMEOUT says the execution never started and why', async () => {

@@ -35,9 +35,10 @@ export type QueueRunnerStats = {
   inFlight: number;
   /** Of those, started by a worker. */
   started: number;
-  /** Workers heard from within `workerLostMs`. */
+  /** Workers heard from within `workerLostMs` (none once the backend is shut down: it hears nobody then). */
   workersSeen: number;
-  workers: Array<{ id: string; host: string; pid: number; running: number; concurrency: number; backend: string }>;
+  /** Those workers, as each last said: `plugins` the versions it runs (`id@version`), `draining` when it takes nothing new. */
+  workers: Array<{ id: string; host: string; pid: number; running: number; concurrency: number; backend: string; plugins: string[]; draining: boolean }>;
 };
 
 /**
@@ -148,7 +149,7 @@ export class QueueBackend extends BaseBackend {
   protected override runnerStats(): QueueRunnerStats {
     const link = this.#opened;
     const executions = link ? [...link.executions.values()] : [];
-    const workers = link?.workers.alive() ?? [];
+    const workers = link && link.state !== 'closed' ? link.workers.alive() : [];
     return {
       pool: this.#o.pool,
       connection: link?.state ?? 'not-connected',
@@ -159,7 +160,7 @@ export class QueueBackend extends BaseBackend {
       inFlight: executions.length,
       started: executions.filter((e) => e.worker).length,
       workersSeen: workers.length,
-      workers: workers.map(({ id, host, pid, running, concurrency, backend }) => ({ id, host, pid, running, concurrency, backend })),
+      workers: workers.map(({ id, host, pid, running, concurrency, backend, plugins, draining }) => ({ id, host, pid, running, concurrency, backend, plugins: plugins ?? [], draining: draining === true })),
     };
   }
 
