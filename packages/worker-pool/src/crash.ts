@@ -55,6 +55,19 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, lane
 }
 
 /**
+ * The `reason` a thread's death is counted under (`kb.plugin_execution.runner.crashes`), whether
+ * or not it was running an execution: what crashError would say of it.
+ */
+export function crashReason(thread: PoolThread): WorkerCrashDetails['reason'] {
+  const error = thread.error as { code?: unknown } | undefined;
+  if (error?.code === 'ERR_WORKER_OUT_OF_MEMORY') return 'oom';
+  if (thread.protocolError !== undefined) return 'protocol';
+  const report = thread.reports.find((r) => r.reason !== 'exit');
+  if (report) return report.reason;
+  return error !== undefined ? 'uncaught-exception' : 'exit';
+}
+
+/**
  * For an execution waiting for a thread when the thread started for it could not be made (Worker's
  * constructor threw: `thread` undefined) or died before it loaded its entry.
  */

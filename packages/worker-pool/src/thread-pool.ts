@@ -1,7 +1,7 @@
 import type { ResourceLimits } from 'node:worker_threads';
 import { ShuttingDownError } from '@kb-labs/plugin-execution-core';
 import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { crashError, noThreadStarts, startFailureError } from './crash.js';
+import { crashError, crashReason, noThreadStarts, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
 import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
@@ -342,7 +342,7 @@ export class ThreadPool {
       else if ((why?.kind === 'terminated' && thread.protocolError === undefined) || (why?.kind === 'stopped' && thread.error === undefined)) this.#counts[why.kind]++;
       else {
         this.#counts.crashed++;
-        recordRunnerCrash('worker-pool');
+        recordRunnerCrash('worker-pool', crashReason(thread));
       }
     }
     const execution = thread.release();

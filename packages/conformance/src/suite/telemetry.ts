@@ -273,6 +273,8 @@ function metricTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
     expect(total(await sdk().points('kb.plugin_execution.runner.starts'), { 'kb.plugin_execution.backend': suite.name })).toBeGreaterThanOrEqual(1);
     expect(total(await sdk().points('kb.plugin_execution.runner.crashes'), { 'kb.plugin_execution.backend': suite.name })).toBe(1);
+    // With why: the same reason the execution's WORKER_CRASHED carries.
+    expect(total(await sdk().points('kb.plugin_execution.runner.crashes'), { 'kb.plugin_execution.backend': suite.name, 'kb.plugin_execution.crash.reason': 'exit' })).toBe(1);
   });
 }
 
