@@ -2,7 +2,7 @@ import { ValidationError, type ContextDescriptor, type ExecuteOptions, type Exec
 import { toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
 import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
-import { closeCodeForConnectFailure, readDenial } from './close-codes.js';
+import { closeCodeForConnectFailure, closeCodeForProtocolError, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
 import { HandedMessage } from './handed-message.js';
 import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
@@ -65,6 +65,8 @@ export class ChannelSession implements ChannelConnection {
   #socketClosed = false;
   #alive = true;
   #closeCause: CloseCause | undefined;
+  /** The code ws closed with for the client's protocol violation, if it did. */
+  #protocolCloseCode: number | undefined;
   #connectDone: Promise<void> = Promise.resolve();
   #idleWaiters: Array<() => void> = [];
   #resolveClosed!: () => void;
@@ -110,8 +112,9 @@ export class ChannelSession implements ChannelConnection {
     ws.on('pong', () => {
       this.#alive = true;
     });
-    // ws closes the connection after the error it reports for a client's protocol violation.
-    ws.on('error', () => (this.#closeCause ??= 'protocol'));
+    // ws closes the connection after the error it reports for a client's protocol violation, with a
+    // code the client may never answer (ws then says 1006): the one it sent is kept.
+    ws.on('error', (error) => ((this.#closeCause ??= 'protocol'), (this.#protocolCloseCode ??= closeCodeForProtocolError(error))));
     ws.once('close', (code: number, reason: Buffer) => void this.#onClose(code, reason.toString()));
     this.#connectDone = this.#connect();
   }
@@ -323,7 +326,7 @@ export class ChannelSession implements ChannelConnection {
     await this.#connectDone;
     await this.#idle();
     if (this.#accepted) {
-      const input = { event: 'disconnect', connectionId: this.id, code, reason, ...(this.#closeCause ? { cause: this.#closeCause } : {}) };
+      const input = { event: 'disconnect', connectionId: this.id, code: (code === 1006 && this.#protocolCloseCode) || code, reason, ...(this.#closeCause ? { cause: this.#closeCause } : {}) };
       const result = await this.#disconnect(input);
       if (!result.ok) this.#report(result.error, 'disconnect');
     }

@@ -14,6 +14,19 @@ export function closeCodeForConnectFailure(errorCode: string): number {
   return CONNECT_FAILURE_CLOSE_CODES[errorCode] ?? 1011;
 }
 
+/**
+ * The close code ws sends a client for a protocol violation it reports as an 'error' (ws's
+ * documented `WS_ERR_*` codes), or undefined for an error that is not one.
+ */
+export function closeCodeForProtocolError(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('WS_ERR_')) return undefined;
+  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return 1009;
+  if (code === 'WS_ERR_INVALID_UTF8') return 1007;
+  if (code === 'WS_ERR_TOO_MANY_BUFFERED_PARTS') return 1008;
+  return 1002;
+}
+
 /** The codes `ctx.channel.close()` accepts: the standard ones a server may send, and the application range. */
 export function isAllowedCloseCode(code: unknown): code is number {
   return typeof code === 'number' && Number.isInteger(code) && (code === 1000 || code === 1001 || code === 1008 || code === 1011 || (code >= 3000 && code <= 4999));

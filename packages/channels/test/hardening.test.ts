@@ -3,7 +3,6 @@
  * routing and teardown. None of it depends on where handlers run, so it runs once, on in-process.
  */
 import type { IncomingMessage } from 'node:http';
-import net from 'node:net';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
@@ -13,7 +12,7 @@ import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, delay, eventually, labManifest, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, labManifest, rawClient, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -132,6 +131,19 @@ describe('payload limits', () => {
     small.send({ id: 2, data: 'y'.repeat(2000) });
     expect((await small.closed).code).toBe(1009);
   });
+
+  it.each([
+    ['a frame past maxPayload', 1009, clientFrame(1, Buffer.alloc(0), 2 * 1024 * 1024)],
+    ['a text frame that is not UTF-8', 1007, clientFrame(1, Buffer.from([0xc3, 0x28]))],
+    ['an unknown opcode', 1002, clientFrame(3, Buffer.alloc(0))],
+  ])('a client that sends %s and never answers the close: its disconnect handler hears the code the server closed with (%i), not 1006', async (_what, code, frame) => {
+    const h = await setup();
+    const client = rawClient(h.url('/echo'), frame);
+    await eventually(() => h.lab.events.some((e) => (e as { event?: string }).event === 'disconnect'), 'the disconnect handler ran');
+    // Before: 1006 (no close frame came back), as if the client had vanished.
+    expect(h.lab.events).toMatchObject([{ event: 'disconnect', code, cause: 'protocol' }]);
+    client.socket.destroy();
+  });
 });
 
 describe('a context function that returns a promise', () => {
@@ -159,15 +171,10 @@ describe('a connection whose context the host refuses', () => {
       },
       onError: (_error, info) => errors.push(info.phase),
     });
-    const url = new URL(h.url('/echo'));
-    const socket = net.connect(Number(url.port), url.hostname);
-    const handshake = `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
     // A text frame "hi" without the mask a client must set: ws reports it as an 'error' on the server's socket.
-    socket.write(Buffer.concat([Buffer.from(handshake), Buffer.from([0x81, 0x02, 0x68, 0x69])]));
-    let answer = '';
-    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
-    await new Promise((resolve) => socket.once('close', resolve));
-    expect(answer).toMatch(/^HTTP\/1\.1 101/);
+    const client = rawClient(h.url('/echo'), Buffer.from([0x81, 0x02, 0x68, 0x69]));
+    await client.closed;
+    expect(client.received()).toMatch(/^HTTP\/1\.1 101/);
     expect(errors).toEqual(['context']);
     // Still serving: the refused context is all that happened.
     expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 101, body: '' });
@@ -176,14 +183,8 @@ describe('a connection whose context the host refuses', () => {
     const h = await setup({ maxConnections: 2, closeTimeoutMs: 1500, context: () => {
       throw new Error('no tenant header');
     }, onError: () => undefined });
-    const url = new URL(h.url('/echo'));
-    const silent = () => {
-      const socket = net.connect(Number(url.port), url.hostname);
-      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-      // Reads (the 101 and the close frame) and never answers.
-      socket.on('data', () => undefined);
-      return new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    };
+    // Reads (the 101 and the close frame) and never answers.
+    const silent = () => rawClient(h.url('/echo')).closed;
     const closed = [silent(), silent(), silent(), silent()];
     await eventually(async () => (await upgradeStatus(h.url('/echo'))).status === 503, 'four silent refused sockets fill twice maxConnections');
     // The refusal has its cause in stats(): connections on their way out.
@@ -203,14 +204,8 @@ describe('a connection whose context the host refuses', () => {
 describe('connections the server closes', () => {
   it("one refused by its connect handler (or kicked) whose client never answers the close counts as closing at once and loses its socket after closeTimeoutMs, not ws's 30 s: refused clients cannot lock out the others", async () => {
     const h = await setup({ maxConnections: 2, closeTimeoutMs: 500 });
-    const url = new URL(h.url('/deny'));
-    const silent = () => {
-      const socket = net.connect(Number(url.port), url.hostname);
-      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-      // Reads (the 101 and the close frame) and never answers.
-      socket.on('data', () => undefined);
-      return new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    };
+    // Reads (the 101 and the close frame) and never answers.
+    const silent = () => rawClient(h.url('/deny')).closed;
     const closed = [silent(), silent()];
     await eventually(() => h.mount.stats().denied === 2, 'both refused by the connect handler');
     // Closing, not open: a client that wants in still gets in.
@@ -533,10 +528,8 @@ describe('routing', () => {
     let calls = 0;
     let slow = true;
     const h = await setup({ maxConnections: 1, authenticateTimeoutMs: 30_000, authenticate: () => (++calls, slow ? delay(20_000).then(() => true) : true) });
-    const url = new URL(h.url('/echo'));
     const upgradeThenReset = async (waiting: number) => {
-      const socket = net.connect(Number(url.port), url.hostname);
-      socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      const { socket } = rawClient(h.url('/echo'));
       await eventually(() => h.mount.stats().authenticating === 1, `upgrade ${waiting} in authenticate`);
       socket.resetAndDestroy();
       // Well within its hook's 20 s: the reset freed its place.
@@ -629,13 +622,9 @@ describe('routing', () => {
   it("a backend's shutdown({ timeoutMs }) shorter than closeTimeoutMs: the socket of a client that never answers the close goes at that timeout, not at closeTimeoutMs", async () => {
     const errors: string[] = [];
     const h = await setup({ closeTimeoutMs: 5000, onError: (error, info) => errors.push(`${info.phase}: ${(error as Error).message}`) });
-    const url = new URL(h.url('/echo'));
-    const socket = net.connect(Number(url.port), url.hostname);
-    socket.write(`GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     // Reads (the 101, the ready frame and the close frame) and never answers.
-    socket.on('data', () => undefined);
     let socketClosed = false;
-    socket.once('close', () => (socketClosed = true));
+    void rawClient(h.url('/echo')).closed.then(() => (socketClosed = true));
     await eventually(() => h.mount.stats().connections === 1, 'connected');
     await h.backend.shutdown({ timeoutMs: 200 });
     // Before: the mount went on waiting closeTimeoutMs (5 s) for the close, the backend long shut down.

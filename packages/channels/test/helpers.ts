@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -195,4 +196,38 @@ export function labPlatform() {
       },
     },
   };
+}
+
+/** The upgrade request of a client that speaks WebSocket over a raw socket (rawClient). */
+function upgradeRequest(url: URL): string {
+  return `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+}
+
+/**
+ * A client on a raw socket: sends the upgrade to `url` and, in the same write, `frames` (as a
+ * hostile client may); then reads what comes (the 101, frames, the server's close) and never
+ * answers the close. `closed` settles when its socket closes.
+ */
+export function rawClient(url: string, ...frames: Buffer[]): { socket: net.Socket; received: () => string; closed: Promise<void> } {
+  const target = new URL(url);
+  const socket = net.connect(Number(target.port), target.hostname);
+  socket.write(Buffer.concat([Buffer.from(upgradeRequest(target)), ...frames]));
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  socket.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  return { socket, received: () => received, closed };
+}
+
+/** A masked client frame (FIN set) of `opcode` (1 text) with `payload`, or only its header claiming `length` bytes. */
+export function clientFrame(opcode: number, payload: Buffer, length = payload.length): Buffer {
+  const mask = Buffer.alloc(4);
+  const size = length < 126 ? Buffer.from([0x80 | length]) : length < 65_536 ? Buffer.from([0x80 | 126, length >> 8, length & 0xff]) : Buffer.concat([Buffer.from([0x80 | 127]), bigEndian64(length)]);
+  return Buffer.concat([Buffer.from([0x80 | opcode]), size, mask, payload]);
+}
+
+function bigEndian64(n: number): Buffer {
+  const out = Buffer.alloc(8);
+  out.writeBigUInt64BE(BigInt(n));
+  return out;
 }
