@@ -738,7 +738,7 @@ describe('sizes', () => {
     await expectEventWarnedInItsPlace(backend, big, /^The ctx\.emit\(\) event is 21 MiB encoded, over the queue backend's limit of 20 MiB \(maxPayloadBytes\): it was not delivered$/);
     const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
     expectOk(called);
-    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform.kv.echo arguments is 21 MiB encoded, over the queue backend's limit") });
+    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining("platform.kv.echo arguments are 21 MiB encoded, over the queue backend's limit") });
   });
   it("what v8's serialiser refuses (shared memory) is refused where it is, named as on the other backends: an event by a warning in its place, a call's arguments and a result by VALIDATION_ERROR with its path", async () => {
     const backend = make({ permissions: { platform: { kv: true } } });

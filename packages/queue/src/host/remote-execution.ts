@@ -2,7 +2,7 @@ import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutio
 import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/courier.js';
-import { encode, formatBytes, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What one remote execution needs from the host's connection (HostLink). */
 export interface ExecutionLink {
@@ -131,7 +131,7 @@ export class RemoteExecution {
 
   #checkSize(bytes: Uint8Array, what: string, limit = this.#link.maxPayloadBytes, name = `maxPayloadBytes: ${limit}`): Uint8Array {
     if (bytes.length <= limit) return bytes;
-    throw new ValidationError(`The ${what} is ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (${name})`, {
+    throw new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (${name})`, {
       details: { path: what, reason: 'too-large', bytes: bytes.length, limit },
     });
   }

@@ -1,6 +1,6 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier, type OutputTally } from '../shared/courier.js';
-import { encode, formatBytes, type Kind } from '../shared/wire.js';
+import { encode, formatBytes, namedAs, type Kind } from '../shared/wire.js';
 
 /**
  * What one execution on a worker sends its caller besides its result, in the order made: logs,
@@ -89,7 +89,7 @@ export class ExecutionOutbox {
   overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
     const limit = this.#maxPayloadBytes;
     if (bytes.length <= limit) return undefined;
-    return new ValidationError(`The ${what} is ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (maxPayloadBytes)`, {
+    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (maxPayloadBytes)`, {
       details: { path, reason: 'too-large', bytes: bytes.length, limit },
     });
   }

@@ -3,7 +3,7 @@ import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { PartsWindow } from './parts-window.js';
 import { ReplyInbox } from './reply-inbox.js';
-import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
+import { HEADER, encode, formatBytes, namedAs, makeHeaders, type Kind } from './wire.js';
 
 /**
  * The receiver took no more of a body: it is over the receiver's `maxPayloadBytes`. Each side may
@@ -27,7 +27,7 @@ export class TransferRefusedError extends Error {
    * the sender's own (`ours`), then `advice`.
    */
   toValidationError(what: string, whose: string, ours: string, advice = ''): ValidationError {
-    return new ValidationError(`The ${what} is ${formatBytes(this.bytes, this.limit)} encoded, over ${whose} of ${formatBytes(this.limit, this.bytes)} (its maxPayloadBytes; ${ours})${advice}`, {
+    return new ValidationError(`${namedAs(what)} ${formatBytes(this.bytes, this.limit)} encoded, over ${whose} of ${formatBytes(this.limit, this.bytes)} (its maxPayloadBytes; ${ours})${advice}`, {
       details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: this.bytes, limit: this.limit },
     });
   }

@@ -186,6 +186,11 @@ export function executionKey(caller: string, executionId: string): string {
   return `${caller} ${executionId}`;
 }
 
+/** `what` and its verb: "The input is", "The platform.a.b arguments are". */
+export function namedAs(what: string): string {
+  return `The ${what} ${what.endsWith('arguments') ? 'are' : 'is'}`;
+}
+
 /** A byte count people read: `20 MiB`, `1.5 MiB`, `512 KiB`. */
 export function formatBytes(bytes: number, against?: number): string {
   // A size said beside a limit it would read the same as ("20 MiB, over … 20 MiB") is said exactly.
