@@ -338,6 +338,16 @@ describe('loading a plugin folder', () => {
     expect(error.message).not.toContain('plugins[0]');
   });
 
+  it('a folder that is no usable path or file: URL is named where it was given: plugins[i] in a list, no path for load() (registerPlugin\'s argument)', async () => {
+    const registry = new PluginRegistry();
+    const failures = await registry.addEach([SAMPLE, new URL('http://example.test/plugin')]);
+    expect(failures[0]!.error.details).toMatchObject({ path: 'plugins[1]' });
+    // Before: 'plugins[]', for a folder given to registerPlugin() too.
+    const error = await validationFailure(registry.load(new URL('http://example.test/plugin')));
+    expect(error.message).toMatch(/^Plugin folder http:\/\/example\.test\/plugin is not a usable file: URL/);
+    expect(error.details).not.toHaveProperty('path');
+  });
+
   it('addEach registers the good sources, keeps the failures, and resolve() answers with a failed plugin\'s own error', async () => {
     const registry = new PluginRegistry();
     const invalid = { root: tmp, manifest: { id: '@x/invalid', version: '1', handlers: {} } };

@@ -9,8 +9,8 @@ const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
 
 /** A plugin folder's manifest, read and parsed as JSON (validated when registered). */
-export async function readFolder(dir: string | URL): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
-  const root = path.resolve(folderPath(dir));
+export async function readFolder(dir: string | URL, at?: string): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
+  const root = path.resolve(folderPath(dir, at));
   const file = path.join(root, MANIFEST_FILE);
   return { source: { root, manifest: await readManifest(root, file) }, file };
 }
@@ -133,17 +133,21 @@ function realOrAsIs(p: string): string {
   }
 }
 
-/** A plugin folder's path from a path or a `file:` URL (string or URL). */
-export function folderPath(dir: string | URL): string {
+/**
+ * A plugin folder's path from a path or a `file:` URL (string or URL); `at` is where the caller
+ * gave it (`plugins[2]`), for the error's `details.path` (none for registerPlugin's argument).
+ */
+export function folderPath(dir: string | URL, at?: string): string {
+  const details = at === undefined ? {} : { path: at };
   if (dir instanceof URL || (typeof dir === 'string' && dir.startsWith('file:'))) {
     try {
       return fileURLToPath(dir);
     } catch (error) {
-      throw new ValidationError(`Plugin folder ${String(dir)} is not a usable file: URL: ${(error as Error).message}`, { details: { path: 'plugins[]' }, cause: error });
+      throw new ValidationError(`Plugin folder ${String(dir)} is not a usable file: URL: ${(error as Error).message}`, { details, cause: error });
     }
   }
   if (typeof dir !== 'string' || dir.length === 0) {
-    throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details: { path: 'plugins[]' } });
+    throw new ValidationError('Plugin folder must be a non-empty path string or a file: URL', { details });
   }
   return dir;
 }

@@ -279,7 +279,7 @@ export class PluginRegistry {
 
   /** Folders read side by side, then everything registered in the order given: of two copies of one plugin, the first listed wins. */
   async #registerInOrder(sources: readonly PluginSource[]): Promise<Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }>> {
-    const read = await Promise.allSettled(sources.map((source) => (isFolder(source) ? readFolder(source) : { source, file: undefined })));
+    const read = await Promise.allSettled(sources.map((source, i) => (isFolder(source) ? readFolder(source, `plugins[${i}]`) : { source, file: undefined })));
     return read.map((r) => {
       try {
         if (r.status === 'rejected') throw r.reason;
