@@ -10,8 +10,7 @@ import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './p
 import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict, StaleReason } from './thread-protocol.js';
 import { ANSWER_WITHIN_MS, CHANNEL_CLOSED_GRACE_MS, REAP_WAIT_MS, STOP_WITHIN_MS } from './thread-deadlines.js';
 
-/** A thread sends one crash report as it dies, and an `exit` after it: more are forged. */
-const MAX_CRASH_REPORTS = 4;
+const MAX_CRASH_REPORTS = 4; // A thread sends one crash report as it dies, and an `exit` after it: more are forged.
 const FORGED = 'posted on its channel by plugin code, past ctx';
 
 /**
@@ -191,8 +190,9 @@ export class PoolThread<Lane = unknown> {
   }
 
   end(why: ThreadEndedBy): void {
-    if (!this.alive) return;
-    this.endedBy ??= why;
+    if (this.alive) this.endedBy ??= why;
+    // Terminated once: each terminate() adds an 'exit' listener, and a stuck thread is ended again at every check.
+    if (!this.alive || this.#stuckTimer !== undefined) return;
     if (this.#children) this.#children.whenNotSpawning(() => void this.#worker.terminate());
     else void this.#worker.terminate();
     this.#stuckTimer ??= setTimeout(() => {

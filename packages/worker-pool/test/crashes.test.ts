@@ -4,6 +4,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, poolPlugin, runners, useBackends, waitFor } from './helpers.js';
 
@@ -209,6 +210,13 @@ describe('worker-pool: crashes', () => {
     const second = path.join(dir, 'second');
     execFileSync('mkfifo', [fifo, second]);
     const threadsBefore = osThreads();
+    // terminate() calls per thread: each adds an 'exit' listener to its Worker.
+    const terminations = new Map<number, number>();
+    const terminate = Worker.prototype.terminate;
+    Worker.prototype.terminate = function (this: Worker) {
+      terminations.set(this.threadId, (terminations.get(this.threadId) ?? 0) + 1);
+      return Reflect.apply(terminate, this, []);
+    };
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 0 });
     try {
       const controller = new AbortController();
@@ -228,12 +236,16 @@ describe('worker-pool: crashes', () => {
       expectError(await backend.execute({ pluginId: POOL, handlerId: 'blocks-on-fifo', input: { fifo: second } }, { signal: again.signal, onEvent: () => setTimeout(() => again.abort(), 500) }), 'ABORTED');
       await waitFor(async () => (await backend.health()).problems.some((problem) => problem.startsWith('another is stuck the same way and keeps its place (no more than maxThreads, 1, are abandoned)')), 10_000);
       expect(await runners(backend)).toMatchObject({ abandoned: 1 });
+      // Ended once, not again at every check while it stays stuck (before: four terminate() calls a second, each an 'exit' listener more).
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(Math.max(...terminations.values())).toBe(1);
       // Its slot let go: the next execution waits for a thread within its time limit, and is told why.
       const waited = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 500 });
       expectError(waited, 'TIMEOUT');
       expect(waited.error.message).toContain('it never started (it waited for a worker thread: one is stuck in a synchronous call and keeps its place (see health()))');
       await backend.shutdown({ timeoutMs: 1000 });
     } finally {
+      Worker.prototype.terminate = terminate;
       // Their opens return once the FIFOs have a writer: the threads exit then (and this process can).
       // ENXIO: nobody is blocked on that one (a failure above came first; it is the one to see).
       for (const each of [fifo, second]) {
