@@ -32,6 +32,26 @@ const listenersOf = getEventListeners;
  */
 const MAX_UNREF_SOCKETS = 64;
 
+/** This thread's heap caps (its lane's memoryMb or resourceLimits; else V8's defaults), taken before plugin code runs. */
+const threadLimits = { ...workerThreads.resourceLimits };
+
+/**
+ * A Worker's constructor arguments with heap caps no larger than this thread's: a Worker a
+ * handler starts would otherwise grow the host past the handler's memoryMb (each such Worker is
+ * capped as its thread is; a smaller cap asked for stays).
+ */
+function withinThreadLimits(args: unknown[]): unknown[] {
+  const [filename, options] = args as [unknown, { resourceLimits?: Record<string, unknown> } | undefined];
+  const asked = options && typeof options === 'object' && options.resourceLimits && typeof options.resourceLimits === 'object' ? options.resourceLimits : {};
+  const limits: Record<string, unknown> = { ...asked };
+  for (const key of ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb'] as const) {
+    const cap = threadLimits[key] ?? 0;
+    const wanted = limits[key];
+    if (cap > 0 && !(typeof wanted === 'number' && wanted > 0 && wanted < cap)) limits[key] = cap;
+  }
+  return [filename, { ...options, resourceLimits: limits }, ...args.slice(2)];
+}
+
 /** Whether a call of the wrapped method leaves something behind, from its arguments. */
 type Leaves = (args: unknown[]) => boolean;
 
@@ -215,7 +235,7 @@ export class LaterWatch {
     this.#running = (worker) => (threadId ? apply(threadId, worker, []) !== -1 : true);
     const Counted = function Worker(this: unknown, ...args: unknown[]): object {
       if (new.target === undefined) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
-      const worker = construct(Original, withInspectorClosed(args), new.target) as object;
+      const worker = construct(Original, withinThreadLimits(withInspectorClosed(args)), new.target) as object;
       running.add(worker);
       return worker;
     };

@@ -668,6 +668,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
+  it("caps a Worker a handler starts at its thread's heap (the handler's memoryMb): it cannot grow the host past it; a smaller cap it asks for stays", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    // Before: V8's default, some 4 GB, whatever the handler's memoryMb (64 here).
+    const nested = okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap' })) as number;
+    expect(nested).toBeLessThan(200);
+    const asked = okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap', input: { askMb: 16 } })) as number;
+    expect(asked).toBeLessThan(nested);
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap', input: { askMb: 100_000 } }))).toBe(nested);
+  });
+
   it.each(['swap', 'add', 'env-accessor', 'process-proxy'])('retires the thread of a handler that plants a variable under process.env (%s): no later execution reads it', async (plant) => {
     const backend = backends.make({ maxThreads: 1, permissions: { env: ['WP_ALLOWED'] } });
     expectOk(await backend.execute({ pluginId: POOL, handlerId: 'env-undeclared', input: { plant } }));
