@@ -1,0 +1,61 @@
+/**
+ * Thread side: what the plugins on one thread share without patching any intrinsic, looked at or
+ * made fresh when a task of another handler than the last one comes (worker-entry.ts). Captured
+ * before any plugin code runs, as the intrinsics are (thread-hygiene.ts).
+ */
+const ownSymbols = Object.getOwnPropertySymbols;
+const getOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
+const apply = Reflect.apply;
+const allocUnsafe = Buffer.allocUnsafe;
+const theGlobal = globalThis;
+const timeline = performance;
+const clearEntries = [timeline.clearMarks, timeline.clearMeasures, timeline.clearResourceTimings].filter((clear) => typeof clear === 'function');
+
+const keyFor = Symbol.keyFor;
+/** Core's own registries (workspace-sweep.ts), which it makes on first use. */
+const OURS = '@kb-labs/plugin-execution/';
+
+/** The largest pool a roll-over allocates from (a plugin may have raised Buffer.poolSize). */
+const MAX_ROLLED_POOL = 1024 * 1024;
+
+/**
+ * The global object's own symbol-keyed properties, as they were when the thread started. Node
+ * keeps settings of the whole thread there: fetch's dispatcher (`Symbol.for('undici.globalDispatcher.1')`,
+ * which undici's `setGlobalDispatcher` sets: a MockAgent or a proxy one plugin installs would
+ * answer, or see, every later fetch on the thread, another plugin's requests and credentials
+ * included). One added, removed or replaced is a change: the dispatcher a thread's first `fetch()`
+ * makes too, since it cannot be told from one a plugin set first.
+ */
+export function watchGlobalSymbols(): { changed(): boolean } {
+  const watched = (): symbol[] => ownSymbols(theGlobal).filter((key) => !keyFor(key)?.startsWith(OURS));
+  const baseline = new Map(watched().map((key) => [key, getOwnPropertyDescriptor(theGlobal, key)]));
+  return {
+    changed(): boolean {
+      const now = watched();
+      if (now.length !== baseline.size) return true;
+      for (let i = 0; i < now.length; i++) {
+        const before = baseline.get(now[i]!);
+        const after = getOwnPropertyDescriptor(theGlobal, now[i]!);
+        if (!before || !after || after.value !== before.value || after.get !== before.get || after.set !== before.set) return true;
+      }
+      return false;
+    },
+  };
+}
+
+/**
+ * Before another handler's first execution on the thread: small `Buffer.allocUnsafe` and
+ * `Buffer.from` buffers come from a pool shared by the thread, so a handler that kept one could
+ * read, through its `.buffer`, what the next handler put in its own (a password turned into a
+ * Buffer): a new pool is started, which the earlier handler holds nothing of. The performance
+ * timeline (marks, measures, resource timings: `performance.getEntries()`) is cleared too.
+ */
+export function forgetSharedState(): void {
+  const pooled = (Buffer.poolSize >>> 1) - 1;
+  if (pooled > 0 && pooled <= MAX_ROLLED_POOL / 2) {
+    // At most three allocations of just under half a pool reach a new one: each takes half, or starts one.
+    const first = allocUnsafe(pooled).buffer;
+    for (let i = 0; i < 3 && allocUnsafe(pooled).buffer === first; i++);
+  }
+  for (const clear of clearEntries) apply(clear, timeline, []);
+}

@@ -1,0 +1,45 @@
+/**
+ * What plugins on one thread share without patching any intrinsic — the Buffer pool, the
+ * performance timeline, fetch's global dispatcher — reaches no other handler's execution.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { POOL, expectOk, okData, runners, useBackends } from './helpers.js';
+
+describe('worker-pool: state shared on a thread without patching anything', () => {
+  const backends = useBackends();
+
+  it("a handler that kept a pooled Buffer cannot read, through its .buffer, what another handler put in its own later", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'read-pool' }));
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'pool-secret', input: { secret: 'hunter2-only-mine' } }));
+    const seen = okData(await backend.execute({ pluginId: POOL, handlerId: 'read-pool' })) as string[];
+    // Before: ['svc:hunter2-only-mine'], on the same thread.
+    expect(seen.join('\n')).not.toContain('hunter2');
+    expect((await runners(backend)).started).toBe(1);
+  });
+
+  it("a handler's performance marks are gone before another handler runs on the thread; its own next execution still sees them", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'perf-marks', input: { name: 'token=secret' } }))).toEqual(['token=secret']);
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'perf-marks' }))).toEqual(['token=secret']);
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'perf-marks-too' }))).toEqual([]);
+  });
+
+  it("fetch's global dispatcher one handler installs (setGlobalDispatcher) answers no other handler's fetch: the thread is retired first", async () => {
+    const server = http.createServer((_request, response) => response.end('real'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/?key=B-only`;
+    const backend = backends.make({ maxThreads: 1, permissions: { network: true } });
+    try {
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'set-dispatcher' }))).toBe('set');
+      // Before: 'forged', the request (and its key) seen by the other handler's dispatcher.
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'fetch-text', input: { url } }))).toBe('real');
+      expect(await runners(backend)).toMatchObject({ started: 2, retired: { 'globals-tampered': 1 } });
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
