@@ -175,7 +175,18 @@ process.on('uncaughtExceptionMonitor', (error, origin) => {
   if (listenerCount('uncaughtException') > 0) return;
   report({ k: current?.k ?? -1, reason: origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception', error: serializeError(error) });
 });
-process.on('exit', (exitCode) => report({ k: current?.k ?? -1, reason: 'exit', exitCode }));
+/**
+ * The exit code of a `process.exit()` that began but did not end the thread: an 'exit' listener
+ * of the handler's threw, and the handler went on (caught it, or failed with it). The thread is
+ * ended after the execution with that code, as that call would have (WORKER_CRASHED `exit`): a
+ * thread Node takes for exiting runs no later handler's 'exit' listeners.
+ */
+let exitBegan: number | undefined;
+const exitNow = process.exit.bind(process);
+process.on('exit', (exitCode) => {
+  exitBegan = exitCode;
+  report({ k: current?.k ?? -1, reason: 'exit', exitCode });
+});
 
 function report(crash: CrashReport): void {
   try {
@@ -237,6 +248,8 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   output.begin((out, lines) => sendPaced({ k, out, lines }));
   clearExitCode();
   const result = await session.run();
+  // Node skips the 'exit' event on a second process.exit(): this one ends the thread.
+  if (exitBegan !== undefined) exitNow(exitBegan);
   output.end();
   // What the handler left may be due at once (a 0 ms timer) and run while the loop turns below:
   // answered first, it cannot hold the answer back, nor keep it for good (a loop); the host hears

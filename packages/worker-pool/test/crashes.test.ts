@@ -30,6 +30,20 @@ describe('worker-pool: crashes', () => {
     expect((await runners(backend)).crashed).toBe(1);
   });
 
+  it.each([
+    ['fails with the listener\'s error', { code: 4 }],
+    ['catches it and answers', { code: 0, swallow: true }],
+  ])("process.exit() whose 'exit' listener throws, and a handler that %s: WORKER_CRASHED `exit` with its code all the same, the thread not reused", async (_what, input) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'exit-listener-throws', input }, { timeoutMs: 20_000 });
+    // Before: HANDLER_ERROR (or 'went on'), and the thread kept, Node taking it for exiting ever after.
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: input.code });
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' });
+    expectOk(next);
+    expect(next.meta.workerId).not.toBe(result.meta.workerId);
+  });
+
   it("threads ended while they load a handler's modules leave none of the loader's descriptors open in the host", async () => {
     // A handler importing 40 modules of 250 KB: reading them takes a fresh thread longer than its 15 ms limit.
     const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-big-plugin-'));
