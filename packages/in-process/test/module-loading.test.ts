@@ -7,8 +7,15 @@ import { runHostScript } from './node-host.js';
 // In a plain Node process, as a host runs it (inside vitest, vitest's module runner would load
 // the handler's module instead of Node, and accept ES module syntax in any file).
 let dir: string;
+let esmDir: string;
 
 beforeAll(async () => {
+  // The other way round: CommonJS code in a .js file under "type": "module" (the quick start's package.json).
+  esmDir = await mkdtemp(path.join(os.tmpdir(), 'kb-esm-scope-'));
+  await writeFile(path.join(esmDir, 'package.json'), JSON.stringify({ type: 'module' }));
+  await writeFile(path.join(esmDir, 'kb.plugin.json'), JSON.stringify({ id: '@x/esm-scope', version: '1', handlers: { run: { entry: 'run.js' }, named: { entry: 'named.cjs' } } }));
+  await writeFile(path.join(esmDir, 'run.js'), 'module.exports = async () => 1;\n');
+  await writeFile(path.join(esmDir, 'named.cjs'), 'exports.build = async () => 1;\n');
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
   await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' } } }));
@@ -16,14 +23,14 @@ beforeAll(async () => {
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
   await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
 });
-afterAll(() => rm(dir, { recursive: true, force: true }));
+afterAll(() => Promise.all([dir, esmDir].map((each) => rm(each, { recursive: true, force: true }))));
 
 /** Run `handlerId` of the fixture plugin in a plain Node host; what the result says. */
-function runInNode(handlerId: string): { code: string; message: string; details: Record<string, unknown> } {
+function runInNode(handlerId: string, plugin = { dir, id: '@x/cjs-scope' }): { code: string; message: string; details: Record<string, unknown> } {
   const script = `
       import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
-      const backend = new InProcessBackend({ plugins: [${JSON.stringify(dir)}], workspace: false });
-      const r = await backend.execute({ pluginId: '@x/cjs-scope', handlerId: ${JSON.stringify(handlerId)} });
+      const backend = new InProcessBackend({ plugins: [${JSON.stringify(plugin.dir)}], workspace: false });
+      const r = await backend.execute({ pluginId: '${plugin.id}', handlerId: ${JSON.stringify(handlerId)} });
       console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
   const result = runHostScript(script);
   expect(result.stderr).toBe('');
@@ -36,6 +43,22 @@ describe('in-process module loading, in a plain Node process', () => {
     expect(printed.code).toBe('HANDLER_ERROR');
     expect(printed.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
     expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
+  });
+
+  it('says so, naming the file and the package.json that decides it, when a handler uses CommonJS in an ES module scope', () => {
+    const printed = runInNode('run', { dir: esmDir, id: '@x/esm-scope' });
+    expect(printed.code, printed.message).toBe('HANDLER_ERROR');
+    // Before: "module is not defined in ES module scope … This file is being treated as an ES module", naming no file.
+    expect(printed.message).toBe(
+      `Handler "run" of plugin "@x/esm-scope": ${path.join(esmDir, 'run.js')} uses CommonJS (module) but Node loads it as an ES module. Rename it to .cjs, or write it with import and export (${path.join(esmDir, 'package.json')}, the package.json nearest to it, says "type": "module")`,
+    );
+    expect(printed.details).toMatchObject({ name: 'ReferenceError', file: path.join(esmDir, 'run.js') });
+  });
+
+  it('hints the "export" to set for a CommonJS module with one named export, as for an ES module', () => {
+    const printed = runInNode('named', { dir: esmDir, id: '@x/esm-scope' });
+    expect(printed.code).toBe('HANDLER_NOT_FOUND');
+    expect(printed.message).toMatch(/; set "export": "build" on handler "named" in kb\.plugin\.json$/);
   });
 
   it('names the file of a handler module that does not parse', () => {

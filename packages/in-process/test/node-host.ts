@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,11 +13,18 @@ const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '.
  * did (its 20 s limit).
  */
 export function runHostScript(script: string): { stdout: string; stderr: string; signal: NodeJS.Signals | null } {
-  const result = spawnSync(process.execPath, ['--no-warnings', '--input-type=module', '-e', script], {
-    cwd: packageDir,
-    env: { PATH: process.env.PATH ?? '' },
-    encoding: 'utf8',
-    timeout: 20_000,
-  });
-  return { stdout: result.stdout, stderr: result.stderr, signal: result.signal };
+  // A file, not `-e`: Node's eval puts `module`, `require` and `exports` on the global object, where a handler would find them.
+  const file = path.join(packageDir, `.host-script-${process.pid}-${randomBytes(4).toString('hex')}.mjs`);
+  writeFileSync(file, script);
+  try {
+    const result = spawnSync(process.execPath, ['--no-warnings', file], {
+      cwd: packageDir,
+      env: { PATH: process.env.PATH ?? '' },
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    return { stdout: result.stdout, stderr: result.stderr, signal: result.signal };
+  } finally {
+    rmSync(file, { force: true });
+  }
 }

@@ -8,7 +8,7 @@ import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
-import { mayLoadAsCommonJs, moduleTypeAdvice } from './nearest-package.js';
+import { loadError } from './load-errors.js';
 import { handlerModuleUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -162,72 +162,6 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
   return loading;
 }
 
-/** A SyntaxError from loading a module: its message, its stack, and its "file:line" when it has one (a CommonJS module's stack starts with it; an ES module's names none). */
-function syntaxErrorOf(error: unknown): { message: string; stack: string; file?: string; line?: string } | undefined {
-  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
-  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
-  const stack = typeof e.stack === 'string' ? e.stack : '';
-  const at = /^(.+):(\d+)$/.exec(stack.split('\n', 1)[0]!);
-  return { message: e.message, stack, ...(at ? { file: at[1]!, line: at[2]! } : {}) };
-}
-
-/**
- * `import`/`export` in a file Node loads as CommonJS (a `.js` file whose nearest package.json has
- * no `"type": "module"`) fails with a bare SyntaxError; say what it is and how to fix it, with the
- * file (the handler's module or one it imports).
- */
-function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
-  const syntax = syntaxErrorOf(error);
-  const file = syntax && /Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message) ? (syntax.file ?? entryPath) : requiredInCycle(error, entryPath);
-  if (!file || !mayLoadAsCommonJs(file, task.pluginRoot)) return undefined;
-  return new HandlerError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ${moduleTypeAdvice(file, task.pluginRoot)}`,
-    { details: { name: 'SyntaxError', file }, cause: error },
-  );
-}
-
-/**
- * The same mistake as Node reports it in a child run with the permission model (Node 20.19+): the
- * entry, loaded as CommonJS, is retried as an ES module through require(), which its own import()
- * makes a cycle (ERR_REQUIRE_CYCLE_MODULE naming the entry). The entry's path, or undefined.
- */
-function requiredInCycle(error: unknown, entryPath: string): string | undefined {
-  const e = error as { code?: unknown; message?: unknown } | null;
-  if (e?.code !== 'ERR_REQUIRE_CYCLE_MODULE' || typeof e.message !== 'string' || !e.message.includes(` ${entryPath} in a cycle`)) return undefined;
-  return entryPath;
-}
-
-/**
- * A module that does not parse: Node's SyntaxError for an ES module names no file, and a plugin
- * author has only "Unexpected token ';'" to go on. A SyntaxError thrown by the module's own code
- * (JSON.parse at load) has a frame in the plugin folder and is left as it is.
- */
-function parseError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
-  const syntax = syntaxErrorOf(error);
-  if (!syntax?.stack || syntax.stack.split('\n').slice(1).some((frame) => frame.includes(task.pluginRoot))) return undefined;
-  const where = syntax.file ? `${syntax.file}:${syntax.line}` : `${entryPath} (or a module it imports)`;
-  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${syntax.message}`, {
-    details: { name: 'SyntaxError', file: syntax.file ?? entryPath },
-    cause: error,
-  });
-}
-
-/**
- * A TypeScript file on a Node that does not strip types (20; 22 before 22.18) fails with "Unknown
- * file extension", which does not say what to do.
- */
-function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
-  const e = error as { code?: unknown; message?: unknown } | null;
-  if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || typeof e.message !== 'string') return undefined;
-  const file = /for (.+\.[cm]?ts)$/.exec(e.message)?.[1];
-  if (!file) return undefined;
-  return new HandlerError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is TypeScript, which Node ${process.version} does not run. ` +
-      `Build the plugin to JavaScript and point the handler's entry at the output (Node 22.18 and later run .ts files as they are)`,
-    { details: { name: 'TypeError', file }, cause: error },
-  );
-}
-
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
   // Its size and time before the import: a file an editor saves meanwhile is seen changing.
   const before = await fileState(entryPath);
@@ -241,7 +175,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
-    throw moduleScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
+    throw loadError(error, entryPath, task);
   }
   const exported = pickExport(mod, exportName);
   if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, load };
@@ -270,7 +204,9 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
  * id, else its only export (`export async function hello()` under a manifest with no "export").
  */
 function exportHint(mod: Record<string, unknown>, available: readonly string[], handlerId: string): string {
-  const meant = available.includes(handlerId) ? handlerId : available.length === 1 ? available[0]! : undefined;
+  // A CommonJS module's namespace has its module.exports object as `default` beside its names.
+  const named = typeof mod.default === 'object' && mod.default !== null ? available.filter((name) => name !== 'default') : available;
+  const meant = named.includes(handlerId) ? handlerId : named.length === 1 ? named[0]! : undefined;
   if (meant === undefined || !(typeof mod[meant] === 'function' || isDefinedHandler(mod[meant]))) return '';
   return `; set "export": ${JSON.stringify(meant)} on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
 }

@@ -22,6 +22,16 @@ export function moduleTypeAdvice(file: string, pluginRoot: string): string {
   return `Rename it to ${esName}, or make "type" "module" in ${found.path}, the package.json nearest to it (it says ${says})`;
 }
 
+/** What to do about a CommonJS file (module.exports, require) Node loads as an ES module: moduleTypeAdvice the other way round. */
+export function commonJsAdvice(file: string, pluginRoot: string): string {
+  const filePath = localPath(file);
+  const cjsName = /\.[cm]?ts$/.test(filePath) ? '.cts' : '.cjs';
+  if (/\.m[jt]s$/.test(filePath)) return `A ${path.extname(filePath)} file is an ES module whatever a package.json says: rename it to ${cjsName}, or write it with import and export`;
+  const found = nearestPackageJson(filePath, pluginRoot);
+  const why = found ? `${found.path}, the package.json nearest to it, says "type": ${JSON.stringify(found.type)}` : 'Node took it for one';
+  return `Rename it to ${cjsName}, or write it with import and export (${why})`;
+}
+
 /**
  * Whether Node may have loaded `file` as CommonJS: not a .mjs or .mts, nor a file a package.json
  * in the plugin folder makes an ES module. (A module file cut short in its save fails with the

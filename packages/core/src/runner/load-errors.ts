@@ -1,0 +1,97 @@
+/**
+ * A handler's module that failed to load, said in terms its author can act on: the file, what is
+ * wrong with it and how to fix it, where Node's own error names no file or hides the cause.
+ */
+import { HandlerError } from '../errors.js';
+import type { RunnerTask } from './handler-runtime.js';
+import { mayLoadAsCommonJs, moduleTypeAdvice, commonJsAdvice } from './nearest-package.js';
+
+const { fileURLToPath } = process.getBuiltinModule('node:url');
+
+/** The error to throw for `error`, met importing the handler's module `entryPath`: one of those below, or `error` as it is. */
+export function loadError(error: unknown, entryPath: string, task: RunnerTask): unknown {
+  return moduleScopeError(error, entryPath, task) ?? commonJsScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
+}
+
+/**
+ * `module.exports`, `require` or `exports` in a file Node loads as an ES module (a `.js` file under
+ * a package.json with `"type": "module"`) fails, when its code runs, with a ReferenceError whose
+ * message says "This file" without naming it: say which, and how to fix it.
+ */
+function commonJsScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  if (e?.name !== 'ReferenceError' || typeof e.message !== 'string' || !/^(module|require|exports|__dirname|__filename) is not defined in ES module scope/.test(e.message)) return undefined;
+  const url = typeof e.stack === 'string' ? /(file:\/\/[^\s)]+?):\d+:\d+/.exec(e.stack)?.[1] : undefined;
+  const file = url ? fileURLToPath(url) : entryPath;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses CommonJS (${e.message.split(' ', 1)[0]}) but Node loads it as an ES module. ${commonJsAdvice(file, task.pluginRoot)}`,
+    { details: { name: 'ReferenceError', file }, cause: error },
+  );
+}
+
+/** A SyntaxError from loading a module: its message, its stack, and its "file:line" when it has one (a CommonJS module's stack starts with it; an ES module's names none). */
+function syntaxErrorOf(error: unknown): { message: string; stack: string; file?: string; line?: string } | undefined {
+  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
+  if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
+  const stack = typeof e.stack === 'string' ? e.stack : '';
+  const at = /^(.+):(\d+)$/.exec(stack.split('\n', 1)[0]!);
+  return { message: e.message, stack, ...(at ? { file: at[1]!, line: at[2]! } : {}) };
+}
+
+/**
+ * `import`/`export` in a file Node loads as CommonJS (a `.js` file whose nearest package.json has
+ * no `"type": "module"`) fails with a bare SyntaxError; say what it is and how to fix it, with the
+ * file (the handler's module or one it imports).
+ */
+function moduleScopeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const syntax = syntaxErrorOf(error);
+  const file = syntax && /Cannot use import statement outside a module|Unexpected token 'export'/.test(syntax.message) ? (syntax.file ?? entryPath) : requiredInCycle(error, entryPath);
+  if (!file || !mayLoadAsCommonJs(file, task.pluginRoot)) return undefined;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} uses ES module syntax (import/export) but Node loads it as CommonJS. ${moduleTypeAdvice(file, task.pluginRoot)}`,
+    { details: { name: 'SyntaxError', file }, cause: error },
+  );
+}
+
+/**
+ * The same mistake as Node reports it in a child run with the permission model (Node 20.19+): the
+ * entry, loaded as CommonJS, is retried as an ES module through require(), which its own import()
+ * makes a cycle (ERR_REQUIRE_CYCLE_MODULE naming the entry). The entry's path, or undefined.
+ */
+function requiredInCycle(error: unknown, entryPath: string): string | undefined {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== 'ERR_REQUIRE_CYCLE_MODULE' || typeof e.message !== 'string' || !e.message.includes(` ${entryPath} in a cycle`)) return undefined;
+  return entryPath;
+}
+
+/**
+ * A module that does not parse: Node's SyntaxError for an ES module names no file, and a plugin
+ * author has only "Unexpected token ';'" to go on. A SyntaxError thrown by the module's own code
+ * (JSON.parse at load) has a frame in the plugin folder and is left as it is.
+ */
+function parseError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const syntax = syntaxErrorOf(error);
+  if (!syntax?.stack || syntax.stack.split('\n').slice(1).some((frame) => frame.includes(task.pluginRoot))) return undefined;
+  const where = syntax.file ? `${syntax.file}:${syntax.line}` : `${entryPath} (or a module it imports)`;
+  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${syntax.message}`, {
+    details: { name: 'SyntaxError', file: syntax.file ?? entryPath },
+    cause: error,
+  });
+}
+
+/**
+ * A TypeScript file on a Node that does not strip types (20; 22 before 22.18) fails with "Unknown
+ * file extension", which does not say what to do.
+ */
+function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || typeof e.message !== 'string') return undefined;
+  const file = /for (.+\.[cm]?ts)$/.exec(e.message)?.[1];
+  if (!file) return undefined;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is TypeScript, which Node ${process.version} does not run. ` +
+      `Build the plugin to JavaScript and point the handler's entry at the output (Node 22.18 and later run .ts files as they are)`,
+    { details: { name: 'TypeError', file }, cause: error },
+  );
+}
+
