@@ -117,6 +117,8 @@ class QueueWorker implements ExecutionWorker {
   /** A subscription the server refused (see confirmSubscriptions). */
   #refused: Error | undefined;
   #running = 0;
+  /** start() is over: what fails from now on is said as a notice, and tried again. */
+  #serving = false;
   /** Disconnected (reconnecting): what executions have to report waits for the server. */
   #linkDown = false;
   #idle: (() => void) | undefined;
@@ -202,6 +204,7 @@ class QueueWorker implements ExecutionWorker {
       this.#parts.sweep(PARTS_IDLE_MS);
     }, this.#o.heartbeatMs);
     this.#puller.topUp();
+    this.#serving = true;
   }
 
   #backend(workspace: boolean): IExecutionBackend {
@@ -222,7 +225,8 @@ class QueueWorker implements ExecutionWorker {
       () => this.#notices.streamReady(),
       (error: unknown) => {
         this.#pullSubject = undefined;
-        this.#notices.streamFailed(error);
+        // At start the failure is start()'s own (it rejects, naming the problem): no "it tries again".
+        if (this.#serving) this.#notices.streamFailed(error);
       },
     );
     return this.#pullSubject;
