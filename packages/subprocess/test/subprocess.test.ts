@@ -106,6 +106,8 @@ describe('protocol', () => {
     const backend = make({ permissions: { platform: { kv: true } }, platform: { kv: { deep: async () => deepestWritable() } } });
     for (const [as, where] of [
       ['result', 'A message the handler sent (its result, an event, a log line or a call) could not be read by the host'],
+      // Before: the result right behind it was taken, and the event lost with the execution a success.
+      ['event', 'A message the handler sent (its result, an event, a log line or a call) could not be read by the host'],
       ['call-result', "A message the host sent (the input, a platform call's answer, a channel message or a cancel) could not be read in the handler's process"],
     ] as const) {
       const result = await backend.execute({ pluginId: PROBE, handlerId: 'deep', input: { as } }, { timeoutMs: 20_000 });

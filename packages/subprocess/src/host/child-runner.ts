@@ -250,8 +250,8 @@ export class ChildRunner {
       return;
     }
     if (message.type === 'ready') return this.#violate('a second ready message');
-    // Anything after the result is from code still running in a discarded child: ignored.
-    if (this.#result || this.#finished) return;
+    // Anything after the result (or a frame it could not read: the execution fails with that) is from a discarded child: ignored.
+    if (this.#result || this.#finished || this.#unreadable) return;
     if (!this.#session) return this.#violate(`a ${message.type} message before it was given an execution`);
     if (message.type === 'crash') {
       this.#crash ??= message;
