@@ -7,6 +7,7 @@ import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { initCommand } from './init-command.js';
 import { inCliTerms } from './nats-flags.js';
+import { handlerIdsOf } from './plugin-folders.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 
@@ -106,7 +107,10 @@ async function main(argv: string[]): Promise<number> {
   }
   onlyFlags('run', values, Object.keys(RUN_OPTIONS).filter((flag) => flag !== 'foreign-older-than'));
   const [pluginDir, handlerId] = rest;
-  if (!pluginDir || !handlerId) throw new UsageError('run needs <plugin-dir> and <handler>');
+  if (!pluginDir || !handlerId) {
+    const handlers = pluginDir ? handlerIdsOf(pluginDir) : [];
+    throw new UsageError(`run needs <plugin-dir> and <handler>${handlers.length ? ` (the handlers of ${pluginDir}: ${handlers.slice(0, 20).join(', ')}${handlers.length > 20 ? ', …' : ''})` : ''}`);
+  }
   extraArguments('run <plugin-dir> <handler>', rest, 2, rest[2]?.trim().startsWith('{') || rest[2]?.trim().startsWith('[') ? '; an input goes after --input' : '');
   return runCommand(pluginDir, handlerId, values);
 }

@@ -1,4 +1,4 @@
-import { statSync, type Stats } from 'node:fs';
+import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 
 const MANIFEST_FILE = 'kb.plugin.json';
@@ -19,7 +19,7 @@ export function pluginFolderMistake(dir: string): string | undefined {
     return `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}`;
   }
   const manifest = statOrCode(path.join(root, MANIFEST_FILE));
-  if (manifest === 'ENOENT') return `No ${MANIFEST_FILE} in plugin folder ${root}`;
+  if (manifest === 'ENOENT') return `No ${MANIFEST_FILE} in plugin folder ${root}${lookAlike(root)}`;
   return typeof manifest !== 'string' && manifest.isDirectory() ? `${path.join(root, MANIFEST_FILE)} is a folder, not a plugin's manifest` : undefined;
 }
 
@@ -29,5 +29,28 @@ function statOrCode(file: string): Stats | string {
     return statSync(file);
   } catch (error) {
     return (error as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}
+
+/** A file in `root` named like a manifest but not quite (`kb.plugins.json`, `kb.plugin.jsonc`), as a hint. */
+function lookAlike(root: string): string {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return '';
+  }
+  const near = names.find((name) => /^kb[._-]?plugins?[._-]?.*\.json[c5]?$/i.test(name));
+  return near ? ` (it has ${near}: name it ${MANIFEST_FILE})` : '';
+}
+
+/** The handler ids of the manifest in `dir`, for a command line that named none; empty when it cannot be read. */
+export function handlerIdsOf(dir: string): string[] {
+  try {
+    const manifest = JSON.parse(readFileSync(path.join(path.resolve(dir), MANIFEST_FILE), 'utf8')) as { handlers?: unknown } | null;
+    const handlers = manifest?.handlers;
+    return handlers !== null && typeof handlers === 'object' && !Array.isArray(handlers) ? Object.keys(handlers) : [];
+  } catch {
+    return [];
   }
 }

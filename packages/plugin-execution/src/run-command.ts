@@ -284,7 +284,9 @@ export async function readJson(value: string | undefined, what: string): Promise
     return JSON.parse(text);
   } catch (error) {
     const source = value === '@-' ? ' (standard input)' : value.startsWith('@') ? ` (${path.resolve(value.slice(1))})` : '';
-    throw new UsageError(`--${what}${source} is not valid JSON: ${jsonSyntaxProblem(text, error, what === 'input' ? '' : `--${what}`)}`);
+    // A bare word (`--input Ada`) is a string the shell took the quotes off: say how to keep them.
+    const quote = what === 'input' && !value.startsWith('@') && /^[A-Za-z_]/.test(text.trim()) && !/^(true|false|null)\b/.test(text.trim()) ? `; a string goes in JSON quotes: --${what} '${JSON.stringify(text)}'` : '';
+    throw new UsageError(`--${what}${source} is not valid JSON: ${jsonSyntaxProblem(text, error, what === 'input' ? '' : `--${what}`)}${quote}`);
   }
 }
 

@@ -33,7 +33,7 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it('run: a <plugin-dir> that does not exist, has no kb.plugin.json or is the manifest file is a usage error (exit 2) naming it', () => {
+  it('run: a <plugin-dir> that does not exist, has no kb.plugin.json or is the manifest file is a usage error (exit 2) naming it', async () => {
     const missing = run(['run', './nope', 'hello']);
     expect(missing.status).toBe(2);
     expect(missing.first).toBe(`Plugin folder ${path.join(root, 'nope')} does not exist`);
@@ -42,6 +42,10 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     const empty = run(['run', './empty', 'hello']);
     expect(empty.status).toBe(2);
     expect(empty.first).toBe(`No kb.plugin.json in plugin folder ${path.join(root, 'empty')}`);
+    // A manifest under a near name: which one, and what to call it.
+    await mkdir(path.join(root, 'misnamed'), { recursive: true });
+    await writeFile(path.join(root, 'misnamed', 'kb.plugins.json'), '{}');
+    expect(run(['run', './misnamed', 'hello']).first).toBe(`No kb.plugin.json in plugin folder ${path.join(root, 'misnamed')} (it has kb.plugins.json: name it kb.plugin.json)`);
     const manifestFile = run(['run', './good/kb.plugin.json', 'hello']);
     expect(manifestFile.status).toBe(2);
     expect(manifestFile.first).toBe(`Plugin folder ${path.join(root, 'good', 'kb.plugin.json')} is a file; give the folder that holds its kb.plugin.json (${path.join(root, 'good')})`);

@@ -467,7 +467,9 @@ describe('kb-plugin-exec CLI', () => {
   it('usage errors exit 2 with the synopsis and where the options are listed', async () => {
     const bad = run(['run', fixturePlugins.basic]);
     expect(bad.status).toBe(2);
-    expect(bad.stderr.split('\n')[0]).toBe('run needs <plugin-dir> and <handler>');
+    // With the handlers it could have named (before: only the synopsis).
+    expect(bad.stderr.split('\n')[0]).toMatch(new RegExp(`^run needs <plugin-dir> and <handler> \\(the handlers of \\S+: echo, echo-named, bytes, .*, …\\)$`));
+    expect(run(['run']).stderr.split('\n')[0]).toBe('run needs <plugin-dir> and <handler>');
     expect(bad.stderr).toContain('Usage:\n  kb-plugin-exec run <plugin-dir> <handler> [options]');
     expect(bad.stderr).toContain('kb-plugin-exec --help lists the options.');
     // Not the whole help: the error stays on screen.
@@ -489,6 +491,8 @@ describe('kb-plugin-exec CLI', () => {
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
     expect(badJson.stderr).toMatch(/^--input is not valid JSON: [^\n]+ at line 1, column 2\n/);
+    // A bare word the shell took the quotes off: how to keep them.
+    expect(run(['run', fixturePlugins.basic, 'echo', '--input', 'Ada']).stderr).toMatch(/^--input is not valid JSON: unexpected text at line 1, column 1; a string goes in JSON quotes: --input '"Ada"'\n/);
     // From a file: which file, and where in it (line and column, the usual cause), none of its text quoted.
     const badFile = path.join(root, 'bad-input.json');
     await writeFile(badFile, '{"a":\n 1,\n "b": tru\n}');
