@@ -17,7 +17,8 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   });
   if (existing.length > 0) throw usage(`init: ${root} exists and is not empty; give a new folder`);
   // "My Plugin ü" → "my-plugin": what is not a letter or digit at either end goes with the rest.
-  const name = path.basename(root).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
+  // Accents dropped, not their letters: "Über" is "uber", not "ber".
+  const name = path.basename(root).normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
   const id = `@my-org/${name}`;
   const { pkg, schema, installed } = installedPackage(root);
   // Not mkdir's recursive form: under /proc it retries for ever.

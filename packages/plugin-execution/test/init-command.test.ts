@@ -44,6 +44,14 @@ describe('kb-plugin-exec init: what the project installed', () => {
     expect(init({ npm_config_user_agent: 'npm/10.9.0 node/v20.19.0 linux x64 workspaces/false' })).toBe('cd greeter && pnpm add @kb-labs/plugin-execution && npm test');
   });
 
+  it('makes the plugin id from the folder name, accents dropped but not their letters', async () => {
+    const result = spawnSync(process.execPath, [cli, 'init', 'Über Plugin.v2'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(result.status, result.stderr).toBe(0);
+    // Before: @my-org/ber-plugin.v2.
+    expect(result.stdout).toMatch(/^Created plugin @my-org\/uber-plugin\.v2 in /);
+    expect(JSON.parse(await readFile(path.join(project, 'Über Plugin.v2', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/uber-plugin.v2');
+  });
+
   it('with only core (and a backend) installed: no install step, and a test that imports core, runs on the backend there and skips the others', async () => {
     await install('@kb-labs/plugin-execution-core');
     await install('@kb-labs/plugin-execution-in-process');
