@@ -676,6 +676,22 @@ describe('the network between the host and the server', () => {
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
 
+  it('cut just before an execution whose time limit is shorter than workerLostMs: its TIMEOUT names the host\'s own link, not the workers', async () => {
+    const pool = newPool('hostcutshort');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    proxy.cut();
+    try {
+      const outcome = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut' }, { timeoutMs: 2000 });
+      expectError(outcome, 'TIMEOUT');
+      // Before: "no worker of pool … took it: 1 connected, 0 of their 2 slots busy …", the server silent for under workerLostMs (3 s).
+      expect(outcome.error.message).toMatch(/it never started \(the NATS server has not answered this host for \d+ ms: the host's own link to it may be cut\)/);
+    } finally {
+      proxy.restore();
+    }
+  }, 60_000);
+
   it('cut: stats() gives no queueDepth (its read does not come back) rather than an old figure, and health() keeps saying the server does not answer, not that no worker is connected', async () => {
     const pool = newPool('hostcutstats');
     await worker(server.url, pool);

@@ -57,7 +57,8 @@ export class HostLink implements ExecutionLink {
   readonly #parts: PartsAssembler;
   readonly #subscriptions: Subscription[] = [];
   readonly #watch: NodeJS.Timeout;
-  readonly #watchEveryMs: number;
+  /** How often it watches heartbeats and pings the server. */
+  readonly watchEveryMs: number;
   #lastWatch = performance.now();
   /** The pool's stream as last read (see checkStream). */
   #stream: PoolStream | undefined;
@@ -87,8 +88,8 @@ export class HostLink implements ExecutionLink {
       nc.subscribe(this.#callerSubject, { callback: (error, msg) => void (error ?? (fromPeer(msg) && this.#fromWorker(msg))) }),
       nc.subscribe(this.subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
-    this.#watchEveryMs = Math.max(25, Math.min(o.heartbeatMs, Math.floor(o.workerLostMs / 3)));
-    this.#watch = setInterval(() => this.#watchHeartbeats(), this.#watchEveryMs);
+    this.watchEveryMs = Math.max(25, Math.min(o.heartbeatMs, Math.floor(o.workerLostMs / 3)));
+    this.#watch = setInterval(() => this.#watchHeartbeats(), this.watchEveryMs);
     this.#watch.unref();
     void this.#watchStatus();
   }
@@ -341,13 +342,13 @@ export class HostLink implements ExecutionLink {
     const now = performance.now();
     // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket.
     // Judge after they were read, not before.
-    const late = now - this.#lastWatch > 2 * this.#watchEveryMs;
+    const late = now - this.#lastWatch > 2 * this.watchEveryMs;
     this.#lastWatch = now;
     if (late) return;
     // Silent for more than a tick: the link between this host and the server may be cut, in
     // which case the workers' silence is not theirs (their message says so).
     const silentFor = this.serverSilentMs(now);
-    const silentMs = silentFor > this.#watchEveryMs ? silentFor : 0;
+    const silentMs = silentFor > this.watchEveryMs ? silentFor : 0;
     for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
     this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);

@@ -204,7 +204,8 @@ export class QueueBackend extends BaseBackend {
     if (link.state !== 'connected') return `the connection to the NATS server is ${link.state}`;
     // Its link cut without a reset: the connection looks open until nats.js gives up on it.
     const silentMs = Math.round(link.serverSilentMs(performance.now()));
-    if (silentMs > link.workerLostMs) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
+    // A ping unanswered for half a watch tick is already more than a server takes; not only past workerLostMs (a time limit may be shorter).
+    if (silentMs > Math.min(link.workerLostMs, link.watchEveryMs / 2)) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
     const workers = link.workers.alive();
     if (workers.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
