@@ -326,6 +326,23 @@ describe('a slow or flaky link between a worker and the server', () => {
     proxy?.close();
   });
 
+  it("eight results of 240 KB (each one message) finishing together over a worker link of 256 KiB/s all arrive, and another execution's heartbeats get through meanwhile", async () => {
+    const pool = newPool('slowresults');
+    await worker(proxy.url, pool, 9);
+    const backend = host(server.url, pool);
+    const beside = await startMark(backend, path.join(markers, 'slowresults.log'), 9000);
+    proxy.bandwidth(256 * 1024);
+    // Before: all eight went onto the link at once, ~7.5 s of it queued ahead of the worker's
+    // heartbeats: most of the results, and the execution beside them, were failed (runner-lost).
+    const returnBytes = 240 * 1024;
+    const results = await Promise.all(Array.from({ length: 8 }, () => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes } }, { timeoutMs: 60_000 })));
+    for (const result of results) {
+      expectOk(result);
+      expect(result.data).toHaveLength(returnBytes);
+    }
+    expectOk(await beside.result);
+  }, 90_000);
+
   it('a round trip of 1.6 s (half the default workerLostMs): a 5 s execution runs to its end (late answers are still answers)', async () => {
     const pool = newPool('slowlink');
     proxy.latency(800);
@@ -675,6 +692,27 @@ describe('the network between the host and the server', () => {
     await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
+
+  it("ten tasks with 240 KB inputs (each inside its task message) over a host link of 256 KiB/s all run, and the execution running meanwhile keeps its heartbeats", async () => {
+    const pool = newPool('slowtasks');
+    await worker(server.url, pool, 4);
+    const backend = host(proxy.url, pool);
+    const beside = await startMark(backend, path.join(markers, 'slowtasks.log'), 14_000);
+    proxy.bandwidth(256 * 1024);
+    try {
+      // Before: ~9 s of tasks queued at once ahead of the host's heartbeat answers: the worker
+      // stopped the execution beside them, and some tasks were not confirmed in time.
+      const input = 'i'.repeat(240 * 1024);
+      const results = await Promise.all(Array.from({ length: 10 }, () => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 60_000 })));
+      for (const result of results) {
+        expectOk(result);
+        expect(result.data).toEqual({ length: input.length });
+      }
+      expectOk(await beside.result);
+    } finally {
+      proxy.bandwidth(0);
+    }
+  }, 90_000);
 
   it('cut just before an execution whose time limit is shorter than workerLostMs: its TIMEOUT names the host\'s own link, not the workers', async () => {
     const pool = newPool('hostcutshort');

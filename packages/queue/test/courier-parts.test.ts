@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { Courier, TransferRefusedError, courierPartBytes } from '../src/shared/courier.js';
+import { Courier, courierPartBytes } from '../src/shared/courier.js';
+import { TransferRefusedError } from '../src/shared/transfer-refused.js';
 import { PartsAssembler, WORKER_PARTS } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { natsServer, newPool } from './helpers.js';

@@ -38,13 +38,9 @@ export class HostLink implements ExecutionLink {
   permissionProblem: string | undefined;
   readonly maxPayloadBytes: number;
   /** The largest body one message carries now (the server reconnected to may have another max_payload). */
-  get partBytes(): number {
-    return partBytes(this.#nc);
-  }
+  get partBytes(): number { return partBytes(this.#nc); } // prettier-ignore
   /** The largest input a task message carries itself; a larger one follows in the courier's parts, so that no message holds a slow link (and the heartbeats behind it) for long. */
-  get inlineInputBytes(): number {
-    return courierPartBytes(this.#nc);
-  }
+  get inlineInputBytes(): number { return courierPartBytes(this.#nc); } // prettier-ignore
   readonly workerLostMs: number;
   readonly workspace: boolean;
   readonly subjects: PoolSubjects;
@@ -123,8 +119,7 @@ export class HostLink implements ExecutionLink {
 
   /** Put a task in the stream; `encode` makes its body for the server connected to when it goes (its max_payload may have changed in a reconnection). */
   async publishTask(executionId: string, encode: () => Uint8Array): Promise<number> {
-    // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT
-    // waiting for a worker that cannot take it. Read again first: it may have been fixed since.
+    // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT. Read again first: it may be fixed since.
     if (this.streamProblem) await this.checkStream();
     if (this.streamProblem) {
       throw new WorkerCrashedError(`The queue backend cannot use pool "${this.#o.pool}": ${this.streamProblem}`, { details: { reason: 'runner-lost', phase: 'queued', message: this.streamProblem } });
@@ -132,18 +127,21 @@ export class HostLink implements ExecutionLink {
     const headers = taskHeaders(executionId, this.#callerSubject, this.workerLostMs);
     let ack;
     let retried = false;
-    // One bound for the whole hand-over, the waits for a reconnection and the retry included.
-    const giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
+    // One bound for the whole hand-over, the waits for a reconnection and the retry included (not its turn at the gate).
+    let giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
     const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
-      // Reconnecting: the task waits for the connection (and the stream made again), not fails;
-      // nor is it published while the connection is down (nats.js would drop it, unanswered).
+      // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
       if (this.state === 'reconnecting') {
         const what = `the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`;
         throw new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${what}`, { details: { reason: 'runner-lost', phase: 'queued', message: what } });
       }
       const body = encode();
+      // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
+      const turnFrom = performance.now();
+      if (this.#courier.gate.gates(body.length)) await this.#courier.gate.admit(body.length);
+      giveUpAt += performance.now() - turnFrom;
       try {
         ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         if (this.permissionProblem?.includes(this.subjects.tasks)) this.permissionProblem = undefined;
@@ -273,8 +271,7 @@ export class HostLink implements ExecutionLink {
     let body: Uint8Array | undefined;
     const executionId = msg.headers?.get(HEADER.executionId) ?? '';
     try {
-      // Any word from its worker, a part of a large result included, says the worker is there:
-      // on a slow link, heartbeats wait behind those parts.
+      // Any word from its worker (a part of a large result: heartbeats wait behind those on a slow link) says it is there.
       const execution = this.executions.get(executionId);
       execution?.heard();
       body = this.#parts.take(msg, execution ? executionId : undefined);

@@ -1,7 +1,7 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
-import { TransferRefusedError } from '../shared/courier.js';
+import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What one remote execution needs from the host's connection (HostLink). */

@@ -1,5 +1,6 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { HELD_OUTPUT_BYTES, TransferRefusedError, type Courier, type OutputTally } from '../shared/courier.js';
+import { HELD_OUTPUT_BYTES, type Courier, type OutputTally } from '../shared/courier.js';
+import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, formatBytes, namedAs, type Kind } from '../shared/wire.js';
 
 /**

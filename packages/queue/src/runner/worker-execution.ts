@@ -1,6 +1,7 @@
 import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
-import { HELD_OUTPUT_BYTES, TransferRefusedError } from '../shared/courier.js';
+import { HELD_OUTPUT_BYTES } from '../shared/courier.js';
+import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
 import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';

@@ -1,37 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { PartsWindow } from './parts-window.js';
 import { ReplyInbox } from './reply-inbox.js';
-import { HEADER, encode, formatBytes, namedAs, makeHeaders, type Kind } from './wire.js';
-
-/**
- * The receiver took no more of a body: it is over the receiver's `maxPayloadBytes`. Each side may
- * set its own limit (a host of 20 MiB, workers of 8), so the sender learns it here, at the part
- * that passed it, instead of waiting for an answer that never comes.
- */
-export class TransferRefusedError extends Error {
-  override name = 'TransferRefusedError';
-  constructor(
-    /** The receiver's maxPayloadBytes. */
-    readonly limit: number,
-    /** The whole body's size. */
-    readonly bytes: number,
-  ) {
-    super(`the receiver takes at most ${limit} bytes (its maxPayloadBytes), and this body has ${bytes}`);
-  }
-
-  /**
-   * What the sender reports, on either side: the `what` (`input`, `handler result` …) and its
-   * size, over `whose` limit (`the calling host's limit`, `the limit of worker w-1 (box)`), beside
-   * the sender's own (`ours`), then `advice`.
-   */
-  toValidationError(what: string, whose: string, ours: string, advice = ''): ValidationError {
-    return new ValidationError(`${namedAs(what)} ${formatBytes(this.bytes, this.limit)} encoded, over ${whose} of ${formatBytes(this.limit, this.bytes)} (its maxPayloadBytes; ${ours})${advice}`, {
-      details: { path: what.split(' ').pop()!, reason: 'too-large', bytes: this.bytes, limit: this.limit },
-    });
-  }
-}
+import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
+import { SendGate } from './send-gate.js';
+import { TransferRefusedError } from './transfer-refused.js';
 
 /**
  * The largest body the courier sends as one message, and its parts' size above that. Small
@@ -99,6 +72,8 @@ export class Courier {
   readonly #events: CourierEvents;
   /** Where the answers to this connection's requests come (the host's task publishes use it too). */
   readonly replies: ReplyInbox;
+  /** What single-message bodies may queue on the connection at once (results here, a host's tasks in HostLink). */
+  readonly gate: SendGate;
   /** Set while the connection is down (see hold()). */
   #held: Held | undefined;
   /** How many times the connection dropped: what went in one connection reached the server in order, or not at all past a drop. */
@@ -114,6 +89,7 @@ export class Courier {
     this.#caller = caller;
     this.#events = events;
     this.replies = new ReplyInbox(nc);
+    this.gate = new SendGate(() => nc.flush(), () => this.#partBytes);
   }
 
   /** Connections made since this one's first (see #drops). */
@@ -200,6 +176,8 @@ export class Courier {
     if (held) return held.until.then(() => this.post(subject, kind, executionId, body, options));
     if (output && tally) tally.sent++;
     if (body.length > this.#partBytes) return this.#sendParts(subject, kind, executionId, body, timeoutMs, signal, tally).then(() => undefined);
+    // A result waits its turn on the connection (SendGate): it is its execution's last message.
+    if (kind === 'result' && !options.admitted && this.gate.gates(body.length)) return this.gate.admit(body.length).then(() => this.post(subject, kind, executionId, body, { ...options, admitted: true }));
     const headers = this.#headers(kind, executionId, tally);
     if (output && this.#dueForAck(subject, body.length)) this.#paceOn(subject, this.replies.request(subject, body, { headers, timeout: PACE_TIMEOUT_MS }));
     else this.#nc.publish(subject, body, { headers });
@@ -358,6 +336,8 @@ export interface PostOptions {
   timeoutMs?: number;
   /** Stops a large body's parts from going. */
   signal?: AbortSignal;
+  /** Let through the connection's SendGate already. */
+  admitted?: boolean;
   /**
    * The execution's tally: a log line or event counts once it goes on the wire (a held one when
    * it goes, a dropped one never, a refused one is taken off again), and a result carries the
