@@ -180,16 +180,34 @@ export function weighedCopy<T>(message: T): { copy: T; units: number } {
   let bytes = 0;
   let looked = 0;
   const stack: unknown[] = [copy];
+  const depths: number[] = [0];
   // Structured clone sends a buffer once, however many views hold it.
   const buffers = new Set<unknown>();
   while (stack.length > 0) {
     if (++looked > WEIGH_NODES) return { copy, units: WINDOW };
+    const depth = depths.pop()!;
+    const before = stack.length - 1;
     const weight = weightOf(stack.pop(), stack, buffers);
     if (weight === WHOLE_WINDOW) return { copy, units: WINDOW };
+    if (stack.length > before && depth >= MAX_DEPTH) throw tooDeepForTheHost();
+    for (let i = before; i < stack.length; i++) depths.push(depth + 1);
     bytes += NODE_BYTES + weight;
   }
   // More than the window weighs as the window (the next message waits until the host has read this one).
   return { copy, units: Math.min(WINDOW, 1 + Math.floor(bytes / UNIT_BYTES)) };
+}
+
+/**
+ * The deepest a message's values may nest. The thread's stack is larger than the host's main
+ * thread's: a value nested a few thousand levels deep is copied here and cannot be rebuilt there
+ * (plain objects: ~1,900 levels on Node's default stack), which would fail the whole execution
+ * (`unreadable-message`); refused here, where it is sent, as too deep (RunnerSession names it),
+ * the handler can catch it, as on the other backends.
+ */
+const MAX_DEPTH = 1000;
+
+function tooDeepForTheHost(): RangeError {
+  return new RangeError(`Maximum call stack size exceeded: nested more than ${MAX_DEPTH} levels deep, more than the host's main thread may be able to rebuild`);
 }
 
 /** What `value` itself weighs in bytes (what it holds is pushed onto `inside`; `buffers`: those already weighed), or WHOLE_WINDOW. */
