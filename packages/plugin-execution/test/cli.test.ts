@@ -708,10 +708,10 @@ describe('kb-plugin-exec CLI', () => {
   it('init names the plugin from the folder without a dash at either end, and names the part of the path that is a file', async () => {
     const parent = await mkdtemp(path.join(os.tmpdir(), 'kb-init-'));
     try {
-      const created = run(['init', path.join(parent, 'My Plugin ü')]);
+      const created = run(['init', path.join(parent, 'My Plugin ✓')]);
       expect(created.status, created.stderr).toBe(0);
-      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ü', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/my-plugin');
-      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ü', 'package.json'), 'utf8')).name).toBe('my-plugin');
+      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ✓', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/my-plugin');
+      expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ✓', 'package.json'), 'utf8')).name).toBe('my-plugin');
       await writeFile(path.join(parent, 'afile'), 'not a folder');
       const under = run(['init', path.join(parent, 'afile', 'sub')]);
       expect(under.status).toBe(2);
