@@ -395,5 +395,5 @@ let warnedStuck = false;
 
 function stuckThreads(count: number): string {
   const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
-  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler is' : 'their handlers are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …), or still freeing a heap of gigabytes`;
+  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler, or a Worker it started, is' : 'their handlers, or Workers they started, are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …), or still freeing a heap of gigabytes`;
 }

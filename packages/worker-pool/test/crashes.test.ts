@@ -245,6 +245,8 @@ describe('worker-pool: crashes', () => {
       const health = await backend.health();
       expect(health.ok).toBe(false);
       expect(health.problems.join('\n')).toContain('a worker thread did not exit within 2000 ms of being terminated');
+      // A Worker the handler left blocked holds its thread the same way, after the handler answered.
+      expect(health.problems.join('\n')).toContain('its handler, or a Worker it started, is in a synchronous call');
       // At most maxThreads are abandoned (each holds its memory): another stuck one keeps its place.
       const again = new AbortController();
       expectError(await backend.execute({ pluginId: POOL, handlerId: 'blocks-on-fifo', input: { fifo: second } }, { signal: again.signal, onEvent: () => setTimeout(() => again.abort(), 500) }), 'ABORTED');
