@@ -22,12 +22,7 @@ export interface ExitGuardOptions {
  * workspace the backend had no turn left to remove. Returns the function that lifts the guard.
  */
 export function guardExit(options: ExitGuardOptions): () => void {
-  let uncaught: Uncaught | undefined;
-  const onUncaught = (_error: unknown, origin: string) => {
-    uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
-  };
-  const onExit = (code: number) => {
-    process.exitCode = 1;
+  return onProcessEnd((code, uncaught) => {
     const error = crashError(options, uncaught, code);
     const kept = ownWorkspaces(options.keepWorkspace);
     if (options.json) {
@@ -35,14 +30,35 @@ export function guardExit(options: ExitGuardOptions): () => void {
       writeQuietly(1, `${printableJson({ ok: false, error: serializeError(error), meta }, 2)}\n`);
     }
     writeQuietly(2, `${error.code}: ${error.message}\n${!options.json && kept ? `workspace kept at ${kept}\n` : ''}`);
+  });
+}
+
+type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
+
+/** How an uncaught one is said: "an unhandled promise rejection" or "an uncaught exception". */
+function uncaughtWords(uncaught: Uncaught): string {
+  return uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
+}
+
+/**
+ * Run `said` in the process's 'exit' listener, told the exit code and whether an uncaught exception
+ * or rejection is what ends it, after setting the exit code to 1 (a failure, whatever code ended
+ * it). Returns the function that takes both listeners off.
+ */
+function onProcessEnd(said: (code: number, uncaught: Uncaught | undefined) => void): () => void {
+  let uncaught: Uncaught | undefined;
+  const onUncaught = (_error: unknown, origin: string) => {
+    uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
+  };
+  const onExit = (code: number) => {
+    process.exitCode = 1;
+    said(code, uncaught);
   };
   process.on('uncaughtExceptionMonitor', onUncaught).on('exit', onExit);
   return () => {
     process.off('uncaughtExceptionMonitor', onUncaught).off('exit', onExit);
   };
 }
-
-type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
 
 /**
  * A queue worker's process ending on its own: with `--backend in-process` a handler that calls
@@ -52,22 +68,13 @@ type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
  * function that lifts the guard (the worker's own exits: drain, second and third signal).
  */
 export function guardWorkerExit(worker: { readonly id: string; readonly running: number }, backend: string): () => void {
-  let uncaught: Uncaught | undefined;
-  const onUncaught = (_error: unknown, origin: string) => {
-    uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
-  };
-  const onExit = (code: number) => {
-    process.exitCode = 1;
-    const how = uncaught ? `${uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'} (printed above)` : `process.exit(${code})`;
+  return onProcessEnd((code, uncaught) => {
+    const how = uncaught ? `${uncaughtWords(uncaught)} (printed above)` : `process.exit(${code})`;
     const running = worker.running === 1 ? '1 execution' : `${worker.running} executions`;
     const hint = backend === 'in-process' ? ' (a handler running in-process ends the worker with it: --backend worker-pool or subprocess runs each in a thread or process of its own)' : '';
     removeLiveWorkspaces();
     writeQuietly(2, `WORKER_CRASHED: worker ${worker.id} ended by ${how} while ${running} ran; their callers are told WORKER_CRASHED${hint}\n`);
-  };
-  process.on('uncaughtExceptionMonitor', onUncaught).on('exit', onExit);
-  return () => {
-    process.off('uncaughtExceptionMonitor', onUncaught).off('exit', onExit);
-  };
+  });
 }
 
 function crashError(options: ExitGuardOptions, uncaught: Uncaught | undefined, code: number): WorkerCrashedError {
@@ -76,7 +83,7 @@ function crashError(options: ExitGuardOptions, uncaught: Uncaught | undefined, c
   const inProcess = backend === 'in-process';
   const where = inProcess ? "in-process, in the CLI's own process" : `on the ${backend} backend`;
   const message = uncaught
-    ? `${uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'} (Node prints it with its stack) ended the CLI's process while ${subject} ran ${where}, before a result`
+    ? `${uncaughtWords(uncaught)} (Node prints it with its stack) ended the CLI's process while ${subject} ran ${where}, before a result`
     : inProcess
       ? `${subject}${options.platform ? ' (or a --platform service)' : ''} called process.exit(${code}) while it ran ${where}: the CLI ended with it, before a result`
       : `a --platform service called process.exit(${code}) while ${subject} ran ${where}: the CLI ended with it, before a result`;
