@@ -1,7 +1,6 @@
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { PartsWindow } from './parts-window.js';
 
-/** At most this much of a link's time is queued ahead of a heartbeat by the bodies the gate lets through (as PartsWindow's parts). */
-const QUEUED_MS = 500;
 /** The most the gate lets wait on a fast link, however fast it measures. */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 /** How long it waits for the server's answer to a flush before it counts what went before as gone (a link cut meanwhile). */
@@ -14,8 +13,9 @@ const FLUSH_WAIT_MS = 5000;
  * the heartbeats that share the connection: at 256 KiB/s, longer than workerLostMs, and its side
  * would be taken for lost with their results on the way. A body of GATED_BYTES or more waits while
  * what the gate let through before it, not yet known to have reached the server (a flush: the
- * server's answer to a ping sent behind it), weighs more than the link carries in QUEUED_MS, as
- * measured by those flushes (at least one part: a body is never held back on its own).
+ * server's answer to a ping sent behind it), weighs more than the link carries in the time a large
+ * body's parts may queue (PartsWindow.QUEUED_MS), as measured by those flushes (at least one part:
+ * a body is never held back on its own).
  */
 export class SendGate {
   static readonly GATED_BYTES = 16 * 1024;
@@ -47,7 +47,7 @@ export class SendGate {
   #budget(): number {
     // Until a flush has measured the link, one part: a slow link's first burst is the one that hurts.
     const bytesPerMs = this.#confirmingMs > 0 ? this.#confirmedBytes / this.#confirmingMs : 0;
-    return Math.max(this.#leastBytes(), Math.min(MAX_QUEUED_BYTES, bytesPerMs * QUEUED_MS));
+    return Math.max(this.#leastBytes(), Math.min(MAX_QUEUED_BYTES, bytesPerMs * PartsWindow.QUEUED_MS));
   }
 
   /** One flush at a time: what was queued when it began is confirmed when it is answered (or given up on). */
