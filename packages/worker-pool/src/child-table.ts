@@ -29,6 +29,13 @@ const STAT_FIELDS = /^.*\) \S+ (\d+)(?: \S+){17} (\d+) /s;
 const CHILD_SLOTS = 64;
 /** The slot counting the spawn() calls under way on the thread (a spawn may start another, from a diagnostics_channel subscriber). */
 const SPAWNING = FLOW_SLOTS;
+/**
+ * Set in the SPAWNING slot by the host once it is to end the thread: a spawn() that begins after it
+ * (it counts itself first, then looks) refuses to start its child, and one counted before it is
+ * waited for. Without it, a spawn begun between the host's look and the termination taking effect
+ * could start a child and be ended before listing it.
+ */
+const ENDING = 1 << 30;
 /** The int32 slots of a thread's whole shared buffer: the flow slots, the spawn count, then the table (2 each: pid, start time). */
 export const SHARED_SLOTS = FLOW_SLOTS + 1 + 2 * CHILD_SLOTS;
 
@@ -43,8 +50,9 @@ export class ChildTable {
    * does not terminate the thread in between: its child would start and never be listed.
    */
   spawning<T>(spawn: () => T): T {
-    add(this.shared, SPAWNING, 1);
+    const before = add(this.shared, SPAWNING, 1);
     try {
+      if (before & ENDING) throw new Error('The worker thread is being ended (its execution was stopped): no process is started from it now');
       return spawn();
     } finally {
       add(this.shared, SPAWNING, -1);
@@ -54,9 +62,9 @@ export class ChildTable {
 
   /** Host side: call `then` (which terminates the thread) once no spawn() is under way on it, at `until` (performance.now()) at the latest. */
   whenNotSpawning(then: () => void, until = performance.now() + SPAWN_WAIT_MS): void {
-    const spawning = load(this.shared, SPAWNING);
+    const spawning = Atomics.or(this.shared, SPAWNING, ENDING) | ENDING;
     const left = until - performance.now();
-    if (spawning === 0 || left <= 0) return then();
+    if (spawning === ENDING || left <= 0) return then();
     const waited = waitAsync(this.shared, SPAWNING, spawning, left);
     if (!waited.async) return this.whenNotSpawning(then, until);
     // Ref'd while it waits (Atomics.waitAsync is not): the host stays up for what waits behind the thread.
