@@ -493,8 +493,12 @@ describe('resolve()', () => {
     expect(error.details).toMatchObject({ pluginId: SAMPLE_ID, handlerId: 'walk', availableHandlers: ['run', 'other'] });
   });
 
-  it('says so when nothing is registered', () => {
-    expect(captureNotFound(() => new PluginRegistry().resolve('a', 'b')).message).toMatch(/no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin\(\)/);
+  it('says so when nothing is registered, and names the queue host only when the runners are remote', () => {
+    const local = captureNotFound(() => new PluginRegistry().resolve('a', 'b')).message;
+    expect(local).toMatch(/no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin\(\)\)$/);
+    expect(local).not.toMatch(/queue/);
+    const remote = captureNotFound(() => new PluginRegistry().resolve('a', 'b', true)).message;
+    expect(remote).toMatch(/call registerPlugin\(\); a queue backend's host needs them as its workers do\)$/);
   });
 
   it.each(['toString', '__proto__', 'constructor', 'hasOwnProperty', 'valueOf', '__defineGetter__'])(

@@ -574,6 +574,12 @@ describe('plugins on the worker', () => {
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
   });
 
+  it("a host that registered no plugins is told that a queue backend's host needs them as its workers do", async () => {
+    const result = await make({ plugins: [] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
+    expectError(result, 'HANDLER_NOT_FOUND');
+    expect(result.error.message).toMatch(/no plugins are registered: .*call registerPlugin\(\); a queue backend's host needs them as its workers do\)$/);
+  });
+
   it("a handler the host's copy of a plugin has and the workers' copy of the same version lacks fails naming the worker's copy", async () => {
     const manifest = await probeManifest();
     const handlers = { ...manifest.handlers, extra: manifest.handlers.sized! };

@@ -197,7 +197,7 @@ export class Execution {
     const meta = this.meta;
     const telemetry = this.#telemetry;
     const traceparent = telemetry ? telemetry.start(parsed.pluginId, parsed.handlerId, meta.executionId, opts.traceparent) : opts.traceparent;
-    const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId);
+    const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId, host.remoteRunners);
     telemetry?.pluginVersion(handler.plugin.manifest.version);
     assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
     meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;

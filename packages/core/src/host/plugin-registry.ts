@@ -9,8 +9,9 @@ import { validationError } from '../validation.js';
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
 
 /** What a host that registered nothing is told, with what to do about it. */
-const NONE_REGISTERED =
-  " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin(); a queue backend's host needs them as its workers do)";
+const NONE_REGISTERED = " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin()";
+/** Said too when the runners are on other machines (a queue backend's host): the host needs the plugins as well. */
+const NONE_REGISTERED_REMOTE = '; a queue backend\'s host needs them as its workers do';
 
 /**
  * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
@@ -320,8 +321,8 @@ export class PluginRegistry {
     return [...this.#plugins.values()];
   }
 
-  /** Resolve or throw HandlerNotFoundError naming what was asked and what exists. */
-  resolve(pluginId: string, handlerId: string): ResolvedHandler {
+  /** Resolve or throw HandlerNotFoundError naming what was asked and what exists (and, `remoteRunners`, that a queue host needs the plugins too). */
+  resolve(pluginId: string, handlerId: string, remoteRunners = false): ResolvedHandler {
     const handlers = this.#handlers.get(pluginId);
     if (!handlers) {
       // Its folder was given but failed to load: that failure is the answer.
@@ -333,7 +334,7 @@ export class PluginRegistry {
       const unloaded = failures.length ? `; ${failures.length} plugin source(s) failed to load: ${failures.slice(0, 3).map((f) => `${f.source}: ${f.error.message}`).join('; ')}${more}` : '';
       // A registerPlugin() not awaited: its folder is still being read.
       const loading = this.#loading ? '; a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()' : '';
-      const none = loading || unloaded ? ' (none is yet)' : NONE_REGISTERED;
+      const none = loading || unloaded ? ' (none is yet)' : `${NONE_REGISTERED}${remoteRunners ? NONE_REGISTERED_REMOTE : ''})`;
       throw new HandlerNotFoundError(
         `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
