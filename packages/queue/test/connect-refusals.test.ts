@@ -5,9 +5,10 @@ import net, { type AddressInfo } from 'node:net';
 import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
-import { newPool } from './helpers.js';
+import { natsServer, newPool } from './helpers.js';
+import { startTcpProxy } from './tcp-proxy.js';
 
 const NO_SERVER = { path: 'connection.servers', message: 'must be a server URL (nats://host:4222) or a non-empty array of them' };
 
@@ -189,6 +190,31 @@ describe('something that is not a NATS server where the server should be', () =>
     } finally {
       for (const socket of sockets) socket.destroy();
       listener.close();
+    }
+  });
+});
+
+describe('shutdown while the first connection is still being made', () => {
+  it('an execution waiting for it fails SHUTTING_DOWN at once (it was never sent), shutdown does not wait for the connection, and the connection is closed as soon as it opens', async () => {
+    const server = await natsServer();
+    const proxy = await startTcpProxy(Number(new URL(server.url).port));
+    try {
+      // The server's INFO is held: the host's connection is made, not yet opened.
+      proxy.cut();
+      const backend = new QueueBackend({ connection: { servers: proxy.url }, pool: newPool('first-connect'), plugins: [fixturePlugins.basic] });
+      const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 15_000 });
+      await vi.waitFor(() => expect(proxy.connections()).toBe(1), { timeout: 5_000, interval: 10 });
+      await backend.shutdown();
+      expect(proxy.connections()).toBe(1);
+      const result = await pending;
+      expectError(result, 'SHUTTING_DOWN');
+      expect(result.error.details).toMatchObject({ phase: 'queued' });
+      // The server answers after all: the connection opens, and is closed by the backend shut down.
+      proxy.restore();
+      await vi.waitFor(() => expect(proxy.connections()).toBe(0), { timeout: 10_000, interval: 20 });
+    } finally {
+      await proxy.close();
+      await server.stop();
     }
   });
 });

@@ -14,7 +14,7 @@ import net from 'node:net';
  * `toClients()` counts the bytes that have reached the proxied processes so far. `resetOn(text, nth, toClient)`:
  * the chunk from a proxied process (or, `toClient`, to it) that holds the `nth` (default 1st)
  * `text` from now on is dropped, and every connection with it (what a reset does to bytes not yet at the server);
- * `resets()` says how many times it did.
+ * `resets()` says how many times it did. `connections()` counts the proxied connections still open.
  */
 export interface TcpProxy {
   /** `nats://127.0.0.1:<port>` of the proxy. */
@@ -28,6 +28,7 @@ export interface TcpProxy {
   toClients(): number;
   resetOn(text: string, nth?: number, toClient?: boolean, times?: number): void;
   resets(): number;
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -156,6 +157,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     resets() {
       return resets;
+    },
+    connections() {
+      return links.size;
     },
     async close() {
       for (const link of [...links]) drop(link);

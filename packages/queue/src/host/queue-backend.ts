@@ -15,6 +15,14 @@ import { RemoteExecution } from './remote-execution.js';
 
 export type { QueueBackendOptions } from './options.js';
 
+/** A promise and its reject, the reject's first call the one that counts; nobody waiting on it is not an unhandled rejection. */
+function rejectable<T>(): { promise: Promise<T>; reject: (reason: unknown) => void } {
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((_, no) => (reject = no));
+  promise.catch(() => undefined);
+  return { promise, reject };
+}
+
 /** In-flight executions from one host, by default (core's admission; the pool's own bound is `queueBound`). */
 const DEFAULT_CONCURRENCY = 1000;
 /** How long stats() and health() wait for the server before answering with what they know. */
@@ -56,6 +64,8 @@ export class QueueBackend extends BaseBackend {
   #closed = false;
   /** Set soon after shutdown begins: what no worker has started by then never will (shutdownBegun). */
   #notStarted: ShuttingDownError | undefined;
+  /** Rejects when shutdown begins before the first connection is made: what waits for it was never sent. */
+  readonly #connectAbandoned = rejectable<never>();
   #refuseTimer: NodeJS.Timeout | undefined;
   /** The last stats() read the stream (its depth is current), rather than timing out. */
   #depthRead = false;
@@ -95,7 +105,7 @@ export class QueueBackend extends BaseBackend {
   #connectUnlessStopped(control: DispatchControl): Promise<HostLink> {
     let unsubscribe: (() => void) | undefined;
     const stopped = new Promise<never>((_, reject) => (unsubscribe = control.onStop(reject)));
-    return Promise.race([this.#connect(), stopped]).finally(() => unsubscribe?.());
+    return Promise.race([this.#connect(), stopped, this.#connectAbandoned.promise]).finally(() => unsubscribe?.());
   }
 
   #connect(): Promise<HostLink> {
@@ -120,18 +130,29 @@ export class QueueBackend extends BaseBackend {
   /**
    * A task a free worker takes at once (called just before shutdown) runs to its end, as on every
    * backend; what is still in the stream a moment later waits for a busy worker, as executions
-   * elsewhere wait for a slot: it never starts, and fails now rather than at the deadline.
+   * elsewhere wait for a slot: it never starts, and fails now rather than at the deadline. One
+   * still waiting for the first connection was never sent: it fails at once, not when the
+   * connection is made or given up on (up to its 5 s timeout, against a server that is down).
    */
   protected override shutdownBegun(notStarted: ShuttingDownError): void {
+    if (!this.#opened) this.#connectAbandoned.reject(notStarted);
     this.#refuseTimer = setTimeout(() => {
       this.#notStarted = notStarted;
       for (const execution of this.#opened?.executions.values() ?? []) execution.refuseStart(notStarted);
     }, TAKEN_WITHIN_MS).unref();
   }
 
+  /**
+   * A first connection still being made is not waited for: shutdown ends now, and that connection
+   * is closed as soon as it opens (its attempt ends within its 5 s timeout whatever happens).
+   */
   protected async closeRunners(): Promise<void> {
     clearTimeout(this.#refuseTimer);
     this.#closed = true;
+    if (!this.#opened && this.#link) {
+      void this.#link.then((link) => link.close(), () => undefined);
+      return;
+    }
     const link = await this.#link?.catch(() => undefined);
     await link?.close();
   }
