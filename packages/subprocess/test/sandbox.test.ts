@@ -454,11 +454,18 @@ describe.runIf(linux)('inside the sandbox', () => {
       expect(granted.data).toEqual({ connected: true });
       expect(connections).toBe(1);
       // Nor a datagram socketpair, whose sockets may sendto() any socket file (here from a program
-      // the handler runs; before, the datagram arrived). A stream pair, Node's stdio, still works.
-      const perl = "use Socket; socketpair(my $a, my $b, AF_UNIX, SOCK_DGRAM, 0) or die qq(socketpair: $!\\n); print send($a, 'x', 0, pack_sockaddr_un($ARGV[0])) // qq(send: $!)";
-      const sent = await make({ sandbox: 'required', allowRead: [folder], permissions: { childProcess: true } }).execute({ pluginId: PROBE, handlerId: 'runs', input: { file: 'perl', args: ['-e', perl, path.join(folder, 'none.sock')] } });
+      // the handler runs; before, the datagram arrived), nor a SOCK_RAW one, which the kernel makes
+      // a datagram pair; nor a vsock socket (its ports are the machine's, not the namespace's).
+      // A stream pair, Node's stdio, still works, as do Internet sockets on the sandbox's own lo.
+      const perl = [
+        'use Socket;',
+        'for my $t (SOCK_DGRAM, SOCK_RAW, SOCK_STREAM) { print socketpair(my $a, my $b, AF_UNIX, $t, 0) ? "pair $t ok\\n" : "pair $t: $!\\n" }',
+        'print socket(my $v, 40, SOCK_STREAM, 0) ? "vsock ok\\n" : "vsock: $!\\n";',
+        'print socket(my $i, AF_INET, SOCK_STREAM, 0) ? "inet ok\\n" : "inet: $!\\n";',
+      ].join(' ');
+      const sent = await make({ sandbox: 'required', allowRead: [folder], permissions: { childProcess: true } }).execute({ pluginId: PROBE, handlerId: 'runs', input: { file: 'perl', args: ['-e', perl] } });
       expectOk(sent);
-      expect((sent.data as { stderr: string }).stderr).toContain('socketpair: Permission denied');
+      expect((sent.data as { stdout: string }).stdout.trim().split('\n')).toEqual(['pair 2: Permission denied', 'pair 3: Permission denied', 'pair 1 ok', 'vsock: Permission denied', 'inet ok']);
     } finally {
       await new Promise((resolve) => server.close(resolve));
       await rm(folder, { recursive: true, force: true });
@@ -495,7 +502,7 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(result.data).toEqual({ setuid: 'EPERM', setgid: 'EPERM', created: 'EPERM', shell: expect.stringMatching(/Operation not permitted/), plain: 'done' });
     expect((await stat(path.join(plugin, 'out', 'prog'))).mode & 0o7777).toBe(0o750);
     await expect(stat(path.join(plugin, 'out', 'created'))).rejects.toThrow(/ENOENT/);
-    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files, no Unix sockets without network');
+    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files, no Unix or vsock sockets without network');
   });
 
   it('a write folder made under a setgid folder does not pass the bit on: folders made in it can be chmod-ed and copied as anywhere else', async () => {

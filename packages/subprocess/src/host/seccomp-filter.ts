@@ -8,11 +8,15 @@
  * open, openat and creat that create a file with one. openat2 (its mode in a struct the filter
  * cannot read) answers ENOSYS, as on an older kernel, so C libraries fall back to openat, and
  * io_uring (which opens files with a mode too) is not there, as where a kernel leaves it out.
- * Without `unixSockets` (a child not granted the network), `socket(AF_UNIX, …)` answers EACCES:
- * a socket file is reached through the file system, not the network namespace, so a read grant
- * that holds one (`/run`, where docker's and dbus's live) would let a plugin talk to the service
- * behind it; nor a datagram `socketpair` (whose sockets may `sendto()` any socket file: the
- * journal's, syslog's). A stream socketpair (how Node wires a child's stdio) is not affected.
+ * Without `unixSockets` (a child not granted the network), `socket()` makes only Internet and
+ * netlink sockets, which the sandbox's own network namespace holds (its `lo`), and answers EACCES
+ * for every other family: `AF_UNIX`, because a socket file is reached through the file system,
+ * not the network namespace, so a read grant that holds one (`/run`, where docker's and dbus's
+ * live) would let a plugin talk to the service behind it; `AF_VSOCK`, whose ports are the
+ * machine's (a VM's agents, its hypervisor), not the namespace's; and the rest, which no plugin
+ * needs. `socketpair` makes stream and seqpacket pairs only (how Node wires a child's stdio):
+ * a datagram pair's sockets may `sendto()` any socket file (the journal's, syslog's), and an
+ * AF_UNIX `SOCK_RAW` pair is one (the kernel makes it `SOCK_DGRAM`).
  * Everything else is allowed: the sandbox's other layers do the rest.
  */
 
@@ -33,8 +37,13 @@ const ERRNO = 0x00050000;
 const EPERM = 1;
 const EACCES = 13;
 const ENOSYS = 38;
-const AF_UNIX = 1;
-const SOCK_DGRAM = 2;
+/** The families a child without the network may make sockets of: its namespace's own. */
+const AF_INET = 2;
+const AF_INET6 = 10;
+const AF_NETLINK = 16;
+/** The socketpair types it may make: connected pairs, which send only to each other. */
+const SOCK_STREAM = 1;
+const SOCK_SEQPACKET = 5;
 /** The socket type in socketpair's type argument (the rest: SOCK_NONBLOCK, SOCK_CLOEXEC). */
 const SOCK_TYPE_MASK = 0xf;
 
@@ -135,11 +144,14 @@ function program(arch: Arch, unixSockets: boolean): Instruction[] {
   if (!unixSockets) {
     labels.set('socket', out.length);
     out.push([LD_ABS, 0, 0, argLow(0)]);
-    jump(JEQ, AF_UNIX, 'eacces', 'allow');
+    jump(JEQ, AF_INET, 'allow', 0);
+    jump(JEQ, AF_INET6, 'allow', 0);
+    jump(JEQ, AF_NETLINK, 'allow', 'eacces');
     labels.set('socketpair', out.length);
     out.push([LD_ABS, 0, 0, argLow(1)]);
     out.push([AND, 0, 0, SOCK_TYPE_MASK]);
-    jump(JEQ, SOCK_DGRAM, 'eacces', 'allow');
+    jump(JEQ, SOCK_STREAM, 'allow', 0);
+    jump(JEQ, SOCK_SEQPACKET, 'allow', 'eacces');
   }
   arch.calls.forEach((call, i) => {
     labels.set(`call${i}`, out.length);
