@@ -8,23 +8,24 @@ const MAX_EXCLUDE = 10_000;
  * The host end of `ctx.channel` for the handler serving `caller`: arrives directly (in-process) or
  * over the runner RPC (worker-pool, subprocess). Arguments come from plugin code, so each is
  * checked; other connections are reachable only within the caller's channel. Never throws: a bad
- * call is a rejected promise, as it would be across a boundary.
+ * call is a rejected promise, as it would be across a boundary. `ended`: the calling execution is
+ * over (a paced send stops waiting, answering false).
  */
-export function performChannelCall(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown): Promise<unknown> {
+export function performChannelCall(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown, ended?: AbortSignal): Promise<unknown> {
   try {
-    return Promise.resolve(perform(caller, registry, method, Array.isArray(args) ? args : []));
+    return Promise.resolve(perform(caller, registry, method, Array.isArray(args) ? args : [], ended));
   } catch (error) {
     return Promise.reject(error);
   }
 }
 
-function perform(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown[]): unknown {
+function perform(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown[], ended: AbortSignal | undefined): unknown {
   switch (method) {
     case 'send':
-      return paced(caller, caller.sendText(encodePush(args[0])));
+      return paced(caller, caller.sendText(encodePush(args[0])), ended);
     case 'sendTo': {
       const target = peerOf(caller, registry, args[0], 'sendTo');
-      return target ? paced(target, registry.send(target.id, args[1])) : false;
+      return target ? paced(target, registry.send(target.id, args[1]), ended) : false;
     }
     case 'broadcast':
       return broadcast(caller, registry, args[0], args[1]);
@@ -43,11 +44,12 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
 /**
  * What a send resolves with: false when the frame did not go (closed, or cut off for its backlog);
  * else true once the connection's backlog is back under half its limit, so that a handler that
- * awaits each send streams at its client's pace rather than filling the buffer until it is cut off.
+ * awaits each send streams at its client's pace rather than filling the buffer until it is cut off
+ * (or false once its execution is over: nothing waits on the host for an execution that ended).
  */
-function paced(connection: ChannelConnection, sent: boolean): boolean | Promise<boolean> {
+function paced(connection: ChannelConnection, sent: boolean, ended: AbortSignal | undefined): boolean | Promise<boolean> {
   if (!sent) return false;
-  return connection.drained ? connection.drained() : true;
+  return connection.drained ? connection.drained(ended) : true;
 }
 
 function broadcast(caller: ChannelConnection, registry: ConnectionRegistry, data: unknown, rawOptions: unknown): number {

@@ -82,7 +82,7 @@ export class ChannelSession implements ChannelConnection {
     this.#rt = runtime;
     this.#context = context;
     const hooks: ExecuteOptions = {
-      channel: { connectionId: info.id, path: info.path, call: (method, args) => performChannelCall(this, runtime.registry, method, args) },
+      channel: { connectionId: info.id, path: info.path, call: (method, args, ended) => performChannelCall(this, runtime.registry, method, args, ended) },
       ...(runtime.limits.timeoutMs !== undefined ? { timeoutMs: runtime.limits.timeoutMs } : {}),
       ...(runtime.onLog ? { onLog: (entry) => runtime.onLog!(entry, this.info) } : {}),
       ...(runtime.onEvent ? { onEvent: (event) => runtime.onEvent!(event, this.info) } : {}),
@@ -125,8 +125,8 @@ export class ChannelSession implements ChannelConnection {
     return true;
   }
 
-  drained(): Promise<boolean> {
-    return this.#writer.drained();
+  drained(ended?: AbortSignal): Promise<boolean> {
+    return this.#writer.drained(ended);
   }
 
   /**

@@ -35,8 +35,8 @@ export interface ChannelConnection {
    * False when closed, or when the send would pass the buffer limit (the connection is then closed).
    */
   sendText(text: string | Buffer): boolean;
-  /** Resolves true once its backlog is at most half the buffer limit, false if it closes first (a handler's awaited send is paced by it). */
-  drained?(): Promise<boolean>;
+  /** Resolves true once its backlog is at most half the buffer limit, false if it closes first or `ended` aborts (a handler's awaited send is paced by it). */
+  drained?(ended?: AbortSignal): Promise<boolean>;
   close(code?: number, reason?: string): void;
 }
 

@@ -40,22 +40,31 @@ export class SocketWriter {
 
   /**
    * Resolves true once the socket's backlog is at most half the cap (at once if it is), false if
-   * the socket closes first: what a handler's `await ctx.channel.send()` waits for, so that one
-   * streaming to a slower client is paced instead of cut off at the cap.
+   * the socket closes first or `ended` aborts (the execution that waits is over): what a handler's
+   * `await ctx.channel.send()` waits for, so that one streaming to a slower client is paced
+   * instead of cut off at the cap.
    */
-  drained(): Promise<boolean> {
+  drained(ended?: AbortSignal): Promise<boolean> {
     const ws = this.#ws;
     const low = this.#maxBufferedBytes / 2;
-    const now = (): boolean | undefined => (ws.readyState !== ws.OPEN ? false : ws.bufferedAmount <= low ? true : undefined);
+    const now = (): boolean | undefined => (ws.readyState !== ws.OPEN || ended?.aborted ? false : ws.bufferedAmount <= low ? true : undefined);
     const at = now();
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve) => {
+      let timer: NodeJS.Timeout;
+      const settle = (drained: boolean) => {
+        clearTimeout(timer);
+        ended?.removeEventListener('abort', onEnded);
+        resolve(drained);
+      };
+      const onEnded = () => settle(false);
       const look = () => {
         const drained = now();
-        if (drained === undefined) setTimeout(look, DRAIN_POLL_MS);
-        else resolve(drained);
+        if (drained === undefined) timer = setTimeout(look, DRAIN_POLL_MS);
+        else settle(drained);
       };
-      setTimeout(look, DRAIN_POLL_MS);
+      ended?.addEventListener('abort', onEnded, { once: true });
+      timer = setTimeout(look, DRAIN_POLL_MS);
     });
   }
 

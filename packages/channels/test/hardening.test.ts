@@ -9,7 +9,7 @@ import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
 import { TestClient, clientFrame, delay, eventually, labManifest, rawClient, startServer, upgradeStatus } from './helpers.js';
@@ -409,6 +409,31 @@ describe('a handler that awaits its pushes', () => {
     // The pushes it awaited went until the client was gone; every one after that said false.
     expect(delivered).toBeLessThan(400);
     expect(h.mount.stats().backpressureCloses).toBe(0);
+  });
+});
+
+describe('a handler whose execution ended while it waited on a push', () => {
+  const LIMIT = 256 * 1024;
+  const CHUNK = 'x'.repeat(64 * 1024);
+  const hook = Symbol.for('kb-test:flood-over');
+  afterEach(() => {
+    delete (globalThis as Record<symbol, unknown>)[hook];
+  });
+
+  it('is answered false then, not left waiting (polling) for a client that never reads as long as the connection lives', async () => {
+    const over: Array<{ sent: number; delivered: number }> = [];
+    (globalThis as Record<symbol, unknown>)[hook] = (counts: { sent: number; delivered: number }) => over.push(counts);
+    const h = await setup({ maxBufferedBytes: LIMIT, timeoutMs: 300 });
+    const client = await h.connect('/flood');
+    client.ws.pause();
+    client.send({ id: 1, data: { size: CHUNK.length, count: 400 } });
+    // In-process, the handler goes on after its TIMEOUT: the send it awaits says false then, and
+    // the next is refused (before, that send waited, polling, as long as the connection lived).
+    await eventually(() => over.length === 1, 'the timed-out handler stopped waiting');
+    expect(over[0]!.sent).toBeLessThan(400);
+    expect(h.mount.stats().backpressureCloses).toBe(0);
+    client.ws.resume();
+    expect(await client.next((f) => f.type === 'error' && f.replyTo === 1, 30_000)).toMatchObject({ code: 'TIMEOUT' });
   });
 });
 

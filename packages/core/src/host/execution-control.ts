@@ -98,6 +98,8 @@ export class ExecutionControl implements DispatchControl {
   readonly #telemetry: ExecutionTelemetry | undefined;
   /** Platform calls of this execution started in the host and not yet settled. */
   #callsInHost = 0;
+  /** Aborted once the execution is over, for the channel calls still waiting on the host (a paced send); made with the first. */
+  #ended: AbortController | undefined;
   /** When its time limit runs out (performance.now()), once it was dispatched. */
   endsAt = Number.POSITIVE_INFINITY;
 
@@ -148,6 +150,7 @@ export class ExecutionControl implements DispatchControl {
     this.#over = true;
     this.#first = undefined;
     this.#more = undefined;
+    this.#ended?.abort();
   }
 
   /**
@@ -170,6 +173,7 @@ export class ExecutionControl implements DispatchControl {
       }
     }
     this.#over = true;
+    this.#ended?.abort();
   }
 
   setRunner(runner: RunnerInfo): void {
@@ -250,7 +254,8 @@ export class ExecutionControl implements DispatchControl {
     if (this.#over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { phase: 'ended', method } }));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
-    return this.#held(`channel.${String(method)}`, args, () => channel.call(method, args));
+    const ended = (this.#ended ??= new AbortController()).signal;
+    return this.#held(`channel.${String(method)}`, args, () => channel.call(method, args, ended));
   }
 
   /** `start()` with its arguments counted against the plugin's MAX_HELD_CALL_BYTES until it settles. */

@@ -191,11 +191,16 @@ export interface ExecuteOptions {
   traceparent?: string;
 }
 
-/** The host end of `ctx.channel`: a connection id, its path, and a function performing `send`/`sendTo`/`broadcast`/`close`. */
+/**
+ * The host end of `ctx.channel`: a connection id, its path, and a function performing
+ * `send`/`sendTo`/`broadcast`/`close`. `ended` aborts once the calling execution is over (its
+ * result decided, or stopped): a call that waits on the host (a send paced to a slow client)
+ * stops waiting then.
+ */
 export interface ChannelBridge {
   connectionId: string;
   path: string;
-  call(method: string, args: unknown[]): Promise<unknown>;
+  call(method: string, args: unknown[], ended?: AbortSignal): Promise<unknown>;
 }
 
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
