@@ -1,5 +1,5 @@
 import { ValidationError, type ChannelSpec, type PluginManifest } from '@kb-labs/plugin-execution-core';
-import type { WebSocketServer } from 'ws';
+import type { ServerOptions, WebSocketServer } from 'ws';
 import { DEFAULTS, defaultFormatError, type MountWebSocketChannelsOptions } from './options.js';
 import { compileRoute, type Route } from './route.js';
 import { ws } from './ws-module.js';
@@ -56,7 +56,11 @@ export function mountChannels(manifest: PluginManifest, basePath: string, option
     // (ws's server default), which also keeps decompression bombs out. No subprotocol is agreed
     // to (ws would echo the client's first offer): channels speak their own JSON frames, and a
     // client that needs a subprotocol is told, by its absence, that this server does not speak it.
-    const wss = new (ws().WebSocketServer)({ noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false, handleProtocols: () => false });
+    // A client that sent its close and keeps its TCP side open loses it after closeTimeoutMs, as
+    // one that does not answer the server's close does (ChannelSession.close), not after ws's 30 s.
+    // (closeTimeout: ws 8.19 and later, not yet in @types/ws.)
+    const serverOptions: ServerOptions & { closeTimeout: number } = { noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false, handleProtocols: () => false, closeTimeout: shared.closeTimeoutMs };
+    const wss = new (ws().WebSocketServer)(serverOptions);
     const runtime: SessionRuntime = { ...shared, pluginId: manifest.id, handlerId: spec.handler, limits };
     return { route, mounted, wss, runtime };
   });

@@ -12,7 +12,7 @@ import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, clientFrame, delay, eventually, labManifest, rawClient, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -214,6 +214,21 @@ describe('connections the server closes', () => {
     const started = Date.now();
     await Promise.all(closed);
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('connections the client closes', () => {
+  it("one whose client sends its close and never ends its TCP side loses its socket after closeTimeoutMs, not ws's 30 s: it does not hold a place of maxConnections meanwhile", async () => {
+    const h = await setup({ maxConnections: 1, closeTimeoutMs: 300 });
+    const close = clientFrame(0x8, Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.from('bye')]));
+    const client = halfOpenRawClient(h.url('/echo'), true);
+    await eventually(() => h.mount.stats().connections === 1, 'the client connected');
+    client.socket.write(close);
+    await eventually(() => client.received().includes('\r\n\r\n\x88'), "the server's answer to the close");
+    // Before: counted, registered and holding the only place for 30 s.
+    await eventually(() => h.mount.stats().connections === 0, 'the socket ended after closeTimeoutMs', 5_000);
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    client.socket.destroy();
   });
 });
 

@@ -209,8 +209,13 @@ function upgradeRequest(url: URL): string {
  * answers the close. `closed` settles when its socket closes.
  */
 export function rawClient(url: string, ...frames: Buffer[]): { socket: net.Socket; received: () => string; closed: Promise<void> } {
+  return halfOpenRawClient(url, false, ...frames);
+}
+
+/** rawClient, whose socket stays open for writing once the server ends its side (`allowHalfOpen`), when `halfOpen`. */
+export function halfOpenRawClient(url: string, halfOpen: boolean, ...frames: Buffer[]): { socket: net.Socket; received: () => string; closed: Promise<void> } {
   const target = new URL(url);
-  const socket = net.connect(Number(target.port), target.hostname);
+  const socket = net.connect({ port: Number(target.port), host: target.hostname, allowHalfOpen: halfOpen });
   socket.write(Buffer.concat([Buffer.from(upgradeRequest(target)), ...frames]));
   let received = '';
   socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
