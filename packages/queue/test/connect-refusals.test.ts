@@ -219,6 +219,29 @@ describe('shutdown while the first connection is still being made', () => {
   });
 });
 
+describe('health() while the first connection is still being made', () => {
+  it('answers within its bound, saying the connection is being made, and the connection goes on', async () => {
+    const server = await natsServer();
+    const proxy = await startTcpProxy(Number(new URL(server.url).port));
+    const backend = new QueueBackend({ connection: { servers: proxy.url }, pool: newPool('health-connect'), plugins: [fixturePlugins.basic] });
+    try {
+      proxy.cut();
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+      expect(health.problems).toContain(`the connection to the NATS server (${proxy.url}) is still being made: no answer within 2000 ms (it is given up after 5 s)`);
+      expect(health.isolation).toMatchObject({ active: 'unknown', reason: 'not connected to the NATS server' });
+      // The attempt was not given up: once the server's words come through, the connection is made.
+      expect(proxy.connections()).toBe(1);
+      proxy.restore();
+      await vi.waitFor(async () => expect((await backend.stats()).runners).toMatchObject({ connection: 'connected' }), { timeout: 10_000, interval: 50 });
+    } finally {
+      await backend.shutdown();
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
 describe('a NATS server whose max_payload is too small for JetStream', () => {
   it('host and worker refuse it at connect, naming max_payload and what it must be', async () => {
     const server = await startNatsServer({ maxPayload: 300 });

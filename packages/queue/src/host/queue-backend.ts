@@ -3,6 +3,7 @@ import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/server-problem.js';
+import { describeServers } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
 import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { ACK_WAIT_MS } from '../shared/pool-consumer.js';
@@ -190,13 +191,21 @@ export class QueueBackend extends BaseBackend {
     return false;
   }
 
-  protected override async runnerProblems(): Promise<string[]> {
-    let link: HostLink;
-    try {
-      link = await this.#connect();
-    } catch (error) {
-      return [(error as Error).message];
+  /**
+   * The connection, for health(): one still being made after PROBE_MS is said so (its attempt
+   * goes on, up to the connect timeout), not waited for: health() answers within its bound.
+   */
+  async #connectForProbe(): Promise<HostLink | string> {
+    const connecting = this.#connect();
+    if (!(await settlesWithin(connecting, PROBE_MS))) {
+      return `the connection to the NATS server (${describeServers(this.#o.connection)}) is still being made: no answer within ${PROBE_MS} ms (it is given up after 5 s)`;
     }
+    return connecting.catch((error: unknown) => (error as Error).message);
+  }
+
+  protected override async runnerProblems(): Promise<string[]> {
+    const link = await this.#connectForProbe();
+    if (typeof link === 'string') return [link];
     if (link.state === 'reconnecting') return [`the connection to the NATS server is ${link.state}`];
     if (link.state === 'closed') return [];
     // Workers are heard through the server: a server that does not answer says nothing of them.
@@ -242,8 +251,8 @@ export class QueueBackend extends BaseBackend {
   }
 
   protected async isolation(): Promise<IsolationReport> {
-    const link = await this.#connect().catch(() => undefined);
-    if (!link) return { requested: 'remote workers', active: 'unknown', layers: [], reason: 'not connected to the NATS server' };
+    const link = await this.#connectForProbe();
+    if (typeof link === 'string') return { requested: 'remote workers', active: 'unknown', layers: [], reason: 'not connected to the NATS server' };
     await link.workers.heardWithin(PROBE_MS);
     return link.workers.isolation(this.#o.pool);
   }
