@@ -126,6 +126,20 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     expect(config).toMatchObject({ max_age: 0, max_msgs_per_subject: -1, duplicate_window: nanos(120_000), max_msgs: 10, max_bytes: 1_000_000 });
   });
 
+  it('no_ack (the server would confirm no task: a host could neither know one was in the pool nor hear QUEUE_FULL) is removed when a host takes the stream over, and under a running host at its next read', async () => {
+    const pool = newPool('stream-noack');
+    const stream = await addStream(pool, { no_ack: true });
+    expect((await jsm.streams.info(stream)).config.no_ack).toBe(true);
+    const backend = host({ pool, queueBound: 2 });
+    await backend.health();
+    expect((await jsm.streams.info(stream)).config.no_ack).toBeFalsy();
+    // A bound reached is QUEUE_FULL again (before: tasks dropped without a word, callers left to time out).
+    const results = await Promise.all([1, 2, 3].map((n) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: n }, { timeoutMs: 3_000 })));
+    expect(results.filter((r) => !r.ok && r.error.code === 'QUEUE_FULL')).toHaveLength(1);
+    const { stream: again } = await changedUnderHost('stream-noack-later', { no_ack: true });
+    await waitFor(async () => !(await jsm.streams.info(again)).config.no_ack, 15_000);
+  });
+
   it('a task dropped by a max_age set under a running host fails saying it expired, and the host removes the max_age', async () => {
     const { stream, backend } = await changedUnderHost('stream-expired', { max_age: nanos(1000), duplicate_window: nanos(1000) });
     // No worker serves the pool: the task waits until the server drops it.

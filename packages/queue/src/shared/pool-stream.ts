@@ -53,13 +53,14 @@ const DUPLICATE_WINDOW_MS = 120_000;
 /**
  * Settings every host wants the same, which a stream made by hand (or by another tool) may lack:
  * `max_age` expires waiting tasks, `max_msgs_per_subject` and `discard: old` drop the oldest (every
- * task has the one subject; a full stream drops a waiting task for the new one), and a `max_age` under 2 minutes shortened the duplicate window with it (the server
- * requires it). A host sets them whenever it reads the stream. A `max_bytes` is left: with
+ * task has the one subject; a full stream drops a waiting task for the new one), a `max_age` under 2 minutes shortened the duplicate window with it (the server
+ * requires it), and `no_ack` confirms no publish (a host knows a task is in the pool, or refused
+ * for the bound, only by the server's confirmation). A host sets them whenever it reads the stream. A `max_bytes` is left: with
  * `discard: new` it refuses a task (QUEUE_FULL naming it) and drops none, and an account may
  * require one.
  */
-const SAME_FOR_EVERY_HOST = { max_age: 0, max_msgs_per_subject: -1, discard: DiscardPolicy.New, duplicate_window: nanos(DUPLICATE_WINDOW_MS) } as const;
-const NOT_REPORTED: Record<string, unknown> = { max_age: 0, max_msgs_per_subject: -1 };
+const SAME_FOR_EVERY_HOST = { max_age: 0, max_msgs_per_subject: -1, discard: DiscardPolicy.New, duplicate_window: nanos(DUPLICATE_WINDOW_MS), no_ack: false } as const;
+const NOT_REPORTED: Record<string, unknown> = { max_age: 0, max_msgs_per_subject: -1, no_ack: false };
 
 /**
  * Make the pool's work-queue stream if it is missing, and check one that exists: one not made as
