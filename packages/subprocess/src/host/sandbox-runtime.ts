@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -18,6 +18,34 @@ export function runtimeFiles(execPath: string): readonly string[] {
 }
 
 const runtimeCache = new Map<string, readonly string[]>();
+
+/**
+ * Why `execPath` itself, not bubblewrap, kept Node from starting in the sandbox, or undefined: a
+ * script (a wrapper: its interpreter, /bin/sh, is not in the sandbox, which holds execPath and
+ * what ldd lists for it), or a program that ran there and failed without a word.
+ */
+export function execPathProblem(execPath: string, stderr: string, exitCode: unknown): string | undefined {
+  const line = firstLine(execPath);
+  if (line?.startsWith('#!')) {
+    return `execPath ${execPath} is a script (${line}): a sandbox holds execPath and the libraries ldd lists for it, not a script's interpreter; give execPath as a Node binary`;
+  }
+  if (stderr === '' && typeof exitCode === 'number') return `execPath ${execPath} -e 0 exited with code ${exitCode} in the sandbox, without a word: execPath must be a Node binary`;
+  return undefined;
+}
+
+function firstLine(file: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(128);
+    const read = readSync(fd, head, 0, head.length, 0);
+    return head.subarray(0, read).toString('latin1').split('\n')[0]!.trim();
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
 
 const LIBRARY_FOLDERS = ['/lib', '/lib64', '/lib32', '/usr/lib', '/usr/lib64', '/usr/lib32', '/usr/local/lib'];
 

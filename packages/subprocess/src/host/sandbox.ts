@@ -6,7 +6,7 @@ import { refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
-import { findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
+import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
 import { sandboxFilter } from './seccomp-filter.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
@@ -355,7 +355,8 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
           const as = user ? ` as uid ${user.uid}` : '';
           const timedOut = (error as { killed?: boolean }).killed === true;
           if (timedOut || SHORTAGE.test(said)) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
-          resolve({ active: false, reason: `bubblewrap cannot create a sandbox here${as}: ${said}` });
+          const execPath = execPathProblem(config.execPath, String(stderr).trim(), (error as { code?: unknown }).code);
+          resolve({ active: false, reason: execPath ?? `bubblewrap cannot create a sandbox here${as}: ${said}` });
         },
       );
     } catch (error) {
