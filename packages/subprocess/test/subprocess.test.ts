@@ -139,6 +139,25 @@ describe('protocol', () => {
   });
 });
 
+describe('a result or error past maxFrameBytes', () => {
+  it("a handler's error too large to send whole is still its HANDLER_ERROR, its message cut to fit (as the other backends give it), not VALIDATION_ERROR", async () => {
+    const result = await make({ maxFrameBytes: 64 * 1024 }).execute({ pluginId: PROBE, handlerId: 'throws-big', input: { chars: 60_000 } });
+    expectError(result, 'HANDLER_ERROR');
+    expect(result.error.message).toMatch(/^x{2000}… \(cut to fit: message of \d+ bytes exceeds the frame limit of 65536 bytes\)$/);
+    expect((result.error.cause as Error).name).toBe('BigError');
+  });
+
+  it('at the smallest maxFrameBytes (1024) a result too large is VALIDATION_ERROR too-large and an error too large is HANDLER_ERROR, not a child crashed by its own stand-in', async () => {
+    const backend = make({ maxFrameBytes: 1024 });
+    const big = await backend.execute({ pluginId: PROBE, handlerId: 'returns-big', input: { bytes: 4096 } });
+    expectError(big, 'VALIDATION_ERROR');
+    expect(big.error.details).toMatchObject({ what: 'handler result', reason: 'too-large', limit: 1024 });
+    const thrown = await backend.execute({ pluginId: PROBE, handlerId: 'throws-big', input: { chars: 4096 } });
+    expectError(thrown, 'HANDLER_ERROR');
+    expect(thrown.error.message).toMatch(/^x{120}… \(/);
+  });
+});
+
 describe('handshake', () => {
   it('a child that exits before ready → WORKER_CRASHED (handshake) with its exit code and stderr tail', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));

@@ -16,12 +16,12 @@ import {
   refuseWhatCloneRefuses,
   serializeError,
   unreadableMessageError,
-  unserializableError,
   type RunnerResult,
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
 import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, UnreadableFrame, encodeFrame } from '../framing.js';
 import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../messages.js';
+import { resultStandIns } from './result-stand-ins.js';
 
 /** Exit codes of the child's own failures (distinct from a handler's process.exit). */
 const EXIT_HOST_GONE = 0;
@@ -150,13 +150,24 @@ async function start(message: ChildRunMessage): Promise<void> {
   // before the result can be read after it; closed here, they end now rather than when the
   // kernel has torn this process down after the host's SIGKILL.
   closeOutput();
+  sendResult(result);
+  // Stay alive: the host kills this child (and its process group) once it has the result.
+}
+
+/** The result, or, when it cannot go whole (past maxFrameBytes, or not clonable), the first of its stand-ins that fits. */
+function sendResult(result: RunnerResult): void {
   try {
     refuseWhatCloneRefuses(result);
-    channel.send(result);
+    return void channel.send(result);
   } catch (error) {
-    channel.send({ type: 'result', ok: false, error: serializeError(unserializableError('handler result', error, result.ok ? result.data : undefined)) });
+    for (const standIn of resultStandIns(result, error)) {
+      try {
+        return void channel.send(standIn);
+      } catch {
+        // Still past maxFrameBytes: the next, smaller one.
+      }
+    }
   }
-  // Stay alive: the host kills this child (and its process group) once it has the result.
 }
 
 /**
