@@ -188,8 +188,8 @@ describe('validateExecuteOptions', () => {
     expect(error.details.issues).toHaveLength(6);
   });
 
-  it.each([0, -1, Infinity, 2 ** 31, '100'])('refuses timeoutMs %o', (timeoutMs) => {
-    expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain('timeoutMs');
+  it.each([0, -1, Infinity, 2 ** 31, '100', 0.001, 10.5])('refuses timeoutMs %o (a whole number of ms, as every other time limit)', (timeoutMs) => {
+    expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain(`timeoutMs: must be a whole, positive number of milliseconds up to 2147483647, got ${typeof timeoutMs === 'string' ? `the string "${timeoutMs}"` : String(timeoutMs)}`);
   });
 
   it('reads each option once: a getter that answers the check one thing and the use another cannot slip a bad value past', () => {
@@ -199,7 +199,7 @@ describe('validateExecuteOptions', () => {
     expect(reads).toBe(1);
     let timeoutReads = 0;
     const changing = Object.defineProperty({}, 'timeoutMs', { enumerable: true, get: () => (timeoutReads++ === 0 ? 'soon' : 100) });
-    expect(failure(() => validateExecuteOptions(changing)).message).toContain('timeoutMs: must be a positive number of milliseconds');
+    expect(failure(() => validateExecuteOptions(changing)).message).toContain('timeoutMs: must be a whole, positive number of milliseconds');
   });
 
   it('refuses options that are not an object', () => {

@@ -14,6 +14,26 @@ describe('createExecutionBackend', () => {
     expect(backend.type).toBe('in-process');
   });
 
+  it("an own __proto__ key (a JSON config's) is refused by the backend by name, as its class refuses it, not dropped", async () => {
+    const options = JSON.parse('{"type":"in-process","workspace":false,"__proto__":{"defaultTimeoutMs":50}}') as Record<string, unknown>;
+    expect(() => new InProcessBackend(options)).toThrow(/__proto__: unknown option/);
+    // Before: loaded and ran, the misplaced defaultTimeoutMs ignored without a word.
+    await expect(createExecutionBackend(options).ready()).rejects.toThrow(/__proto__: unknown option/);
+  });
+
+  it('every backend class refuses null options as it refuses any other non-object (a setting read as null), naming what they must be', async () => {
+    const classes = [
+      (await import('@kb-labs/plugin-execution-in-process')).InProcessBackend,
+      (await import('@kb-labs/plugin-execution-worker-pool')).WorkerPoolBackend,
+      (await import('@kb-labs/plugin-execution-subprocess')).SubprocessBackend,
+      (await import('@kb-labs/plugin-execution-queue')).QueueBackend,
+    ];
+    for (const Backend of classes) {
+      // Before: accepted as no options (in-process, queue), or a TypeError reading a property of null.
+      expect(() => new Backend(null as never)).toThrow(/backend options:\n {2}- \(root\): must be an object, got null$/);
+    }
+  });
+
   it('defaults to in-process', async () => {
     await using backend = createExecutionBackend({ plugins: [fixturePlugins.basic], workspace: false });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
@@ -52,6 +72,9 @@ describe('createExecutionBackend', () => {
       }
       expect(refused).toMatchObject({ code: 'VALIDATION_ERROR', details: { path }, message: expect.stringMatching(new RegExp(`^Option "${path}" could not be read: no `)) });
     }
+    // A Proxy whose ownKeys trap throws, as a getter that throws (before, its own error escaped).
+    const keyless = new Proxy({ type: 'in-process' }, { ownKeys: () => { throw new Error('no keys'); } });
+    expect(() => createExecutionBackend(keyless as never)).toThrow("createExecutionBackend() could not read its options' keys: no keys");
     expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
     // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
     expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);

@@ -137,7 +137,8 @@ function otherCopy(input: unknown, name: string): string {
 export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string, backendOptions = false): z.output<S> {
   let result: ReturnType<S['safeParse']>;
   try {
-    result = schema.strict().safeParse(value ?? {}, { reportInput: true }) as ReturnType<S['safeParse']>;
+    // Left out is none given; null is a mistake (a setting read as null), refused as any non-object.
+    result = schema.strict().safeParse(value === undefined ? {} : value, { reportInput: true }) as ReturnType<S['safeParse']>;
   } catch (error) {
     // A getter or a Proxy among the options threw as it was read: named by where it is.
     const found = unreadableAt(value, '') ?? { path: '(options)', error };

@@ -25,7 +25,7 @@ export function absolutePluginSource<T>(source: T): T {
 export function withAbsolutePaths(options: Record<string, unknown>): Record<string, unknown> {
   const copy: Record<string, unknown> = {};
   // A getter or Proxy in an option that throws as it is read is named.
-  for (const [key, value] of Object.entries(options)) copy[key] = readable(key, () => (KEPT_AS_GIVEN.has(key) ? value : (plainDataCopy(value) ?? value)));
+  for (const [key, value] of Object.entries(options)) setOwn(copy, key, readable(key, () => (KEPT_AS_GIVEN.has(key) ? value : (plainDataCopy(value) ?? value))));
   readable('plugins', () => {
     if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
   });
@@ -80,4 +80,10 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
+}
+
+/** `object[key] = value` as an own property, also for `__proto__` (a JSON-made key: kept, so that the backend refuses it by name, not set as the prototype). */
+export function setOwn(object: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+  else object[key] = value;
 }

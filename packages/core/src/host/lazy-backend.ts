@@ -1,7 +1,7 @@
 import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
 import { validationError } from '../validation.js';
-import { withAbsolutePaths } from './caller-paths.js';
+import { setOwn, withAbsolutePaths } from './caller-paths.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
@@ -46,10 +46,16 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
   }
+  const keys = ownKeysOf(options);
   const type = (readOption(options, 'type') ?? 'in-process') as BuiltInBackendType;
-  const problem = typeProblem(options);
+  const problem = typeProblem(options, keys);
   if (problem) throw validationError('Invalid backend options', [{ path: 'type', message: problem }]);
-  return new LazyBackend(type, options, load);
+  return new LazyBackend(type, withAbsolutePaths(optionsAsGiven(options, keys)), load);
+}
+
+/** The options' own enumerable keys; a Proxy whose `ownKeys` throws is the caller's mistake, named. */
+function ownKeysOf(options: ExecutionBackendOptions): string[] {
+  return reading("its options' keys", '(options)', () => Object.keys(options));
 }
 
 /**
@@ -57,14 +63,14 @@ export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load
  * null` (a setting read as null) is a mistake, and so is `type: undefined` (a setting that is not
  * set, `process.env.BACKEND`): the backend that isolates nothing must be chosen, not fallen into.
  */
-function typeProblem(options: ExecutionBackendOptions): string | undefined {
+function typeProblem(options: ExecutionBackendOptions, keys: readonly string[]): string | undefined {
   const types = Object.keys(BACKEND_PACKAGES);
   const named = types.map((t) => `"${t}"`).join(', ');
   const { type } = options;
   if (type === undefined) {
-    if (Object.hasOwn(options, 'type')) return `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers`;
+    if (keys.includes('type')) return `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers`;
     // A misspelt "type" would fall into the backend that isolates nothing.
-    const misspelt = Object.keys(options).find((key) => key.length <= 6 && nearest(key, ['type']) === 'type');
+    const misspelt = keys.find((key) => key.length <= 6 && nearest(key, ['type']) === 'type');
     return misspelt ? `is missing, and "${misspelt}" is not an option: did you mean "type"? (left out, it means the in-process backend, which does not isolate handlers)` : undefined;
   }
   if (Object.hasOwn(BACKEND_PACKAGES, type)) return undefined;
@@ -77,10 +83,10 @@ function typeProblem(options: ExecutionBackendOptions): string | undefined {
  * keys, and every option name a backend takes however it is given (a class's getter, a
  * prototype's property). A getter that throws is the caller's mistake, named.
  */
-function optionsAsGiven(options: ExecutionBackendOptions): Record<string, unknown> {
+function optionsAsGiven(options: ExecutionBackendOptions, keys: readonly string[]): Record<string, unknown> {
   const given: Record<string, unknown> = {};
-  for (const key of Object.keys(options)) if (key !== 'type') given[key] = readOption(options, key);
-  for (const key of BACKEND_OPTION_NAMES) if (!Object.hasOwn(given, key) && key in options) given[key] = readOption(options, key);
+  for (const key of keys) if (key !== 'type') setOwn(given, key, readOption(options, key));
+  for (const key of BACKEND_OPTION_NAMES) if (!Object.hasOwn(given, key) && reading(`option "${key}"`, key, () => key in options)) given[key] = readOption(options, key);
   return given;
 }
 
@@ -96,10 +102,15 @@ function ownCopy(error: KnownExecutionError): KnownExecutionError {
 }
 
 function readOption(options: ExecutionBackendOptions, key: string): unknown {
+  return reading(`option "${key}"`, key, () => options[key]);
+}
+
+/** `read()`, a getter or Proxy trap of the caller's that throws said as a ValidationError naming `what`. */
+function reading<T>(what: string, path: string, read: () => T): T {
   try {
-    return options[key];
+    return read();
   } catch (error) {
-    throw new ValidationError(`createExecutionBackend() could not read option "${key}": ${(error as Error)?.message ?? String(error)}`, { details: { path: key }, cause: error });
+    throw new ValidationError(`createExecutionBackend() could not read ${what}: ${(error as Error)?.message ?? String(error)}`, { details: { path }, cause: error });
   }
 }
 
@@ -126,10 +137,11 @@ class LazyBackend implements LazyExecutionBackend {
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
 
-  constructor(type: BuiltInBackendType, options: ExecutionBackendOptions, load: BackendLoader) {
+  /** `options`: as given (optionsAsGiven), paths made absolute. */
+  constructor(type: BuiltInBackendType, options: Record<string, unknown>, load: BackendLoader) {
     this.type = type;
     this.#loadClass = load;
-    this.#options = withAbsolutePaths(optionsAsGiven(options));
+    this.#options = options;
     bindBackendMethods(this);
   }
 
