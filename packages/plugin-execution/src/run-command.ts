@@ -66,6 +66,7 @@ function checkedFlags(values: RunValues, type: BuiltInBackendType) {
   if (type !== 'queue' && queueFlags.length) throw new UsageError(`${queueFlags.map((name) => `--${name}`).join(' and ')} ${queueFlags.length > 1 ? 'are' : 'is'} for --backend queue`);
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
+  if (type === 'queue' && values['workspace-root'] !== undefined) throw new UsageError("--workspace-root is the worker's with --backend queue (the workspace is made on the worker): give it to kb-plugin-exec worker");
   const queue = type === 'queue' ? { connection: queueConnection(values), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
   // Digits only: Number() would also take 1.5, 0x10 and 1e3.
   const timeoutMs = values.timeout === undefined ? undefined : /^\d+$/.test(values.timeout) ? Number(values.timeout) : NaN;

@@ -673,6 +673,10 @@ describe('kb-plugin-exec CLI', () => {
     const pool = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', 'nats://127.0.0.1:1', '--pool', 'a.b', '--no-workspace']);
     expect(pool.status).toBe(2);
     expect(pool.stderr.split('\n')[0]).toBe('--pool: must be 1 to 64 letters, digits, "_" or "-", got "a.b"');
+    // The workspace is made on the worker (before: taken and ignored without a word).
+    const root = run(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', 'nats://127.0.0.1:1', '--workspace-root', os.tmpdir()]);
+    expect(root.status).toBe(2);
+    expect(root.stderr.split('\n')[0]).toBe("--workspace-root is the worker's with --backend queue (the workspace is made on the worker): give it to kb-plugin-exec worker");
     const worker = (flag: string, value: string) => run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--backend', 'in-process', flag, value]);
     for (const [flag, value, line] of [
       ['--id', 'a.b', '--id: must be letters, digits, "_" and "-" (64 at most), got "a.b"'],

@@ -47,6 +47,21 @@ describe('options that cannot work', () => {
     expect((refused as ValidationError).details.issues).toEqual(said);
   });
 
+  it("a workspace root given to the host is refused saying it is the worker's (the workspace is made there), not ignored", () => {
+    expect(() => new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic], workspace: { root: '/srv/work' } })).toThrow(
+      "workspace: must be true or false: a workspace is made on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root), got an object",
+    );
+    expect(() => new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic], workspace: false })).not.toThrow();
+  });
+
+  it("a host shut down before it ever connected says its connection is closed, as one that had connected does", async () => {
+    const backend = new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic] });
+    expect((await backend.stats()).runners).toMatchObject({ connection: 'not-connected' });
+    await backend.shutdown();
+    // Before: 'not-connected' for ever.
+    expect((await backend.stats()).runners).toMatchObject({ connection: 'closed', workersSeen: 0 });
+  });
+
   it('connection.servers empty (a list or a string): host and worker refuse it with one message', async () => {
     for (const servers of [[], '']) {
       let thrown: unknown;

@@ -174,7 +174,8 @@ export class QueueBackend extends BaseBackend {
     const workers = link && link.state !== 'closed' ? link.workers.alive() : [];
     return {
       pool: this.#o.pool,
-      connection: link?.state ?? 'not-connected',
+      // Shut down: closed, whether or not it had connected (its connection would not be made now).
+      connection: this.#closed ? 'closed' : (link?.state ?? 'not-connected'),
       // Only while connected: during an outage the last figures may no longer be true.
       ...(link?.state === 'connected' ? { server: link.server } : {}),
       ...(link?.state === 'connected' && this.#depthRead && link.queueDepth !== undefined ? { queueDepth: link.queueDepth } : {}),
