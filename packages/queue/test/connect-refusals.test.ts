@@ -1,5 +1,6 @@
 // What a host and a worker say when their options cannot work (no server, no plugin), or what they
 // connect to is not a NATS server.
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -47,11 +48,19 @@ describe('options that cannot work', () => {
     expect((refused as ValidationError).details.issues).toEqual(said);
   });
 
-  it("a workspace root given to the host is refused saying it is the worker's (the workspace is made there), not ignored", () => {
-    expect(() => new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic], workspace: { root: '/srv/work' } })).toThrow(
-      "workspace: must be true or false: a workspace is made on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root), got an object",
-    );
-    expect(() => new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic], workspace: false })).not.toThrow();
+  it("a workspace root given to the host is said to be unused (the workspace is made on the worker, under its root), once per process, not ignored without a word", () => {
+    // In a process of its own: "once per process" is about that process.
+    const script = [
+      `const { QueueBackend } = await import(${JSON.stringify(import.meta.resolve('@kb-labs/plugin-execution-queue'))});`,
+      `for (const root of ['/srv/a', '/srv/b']) await new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: { root } }).shutdown();`,
+      `await new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false }).shutdown();`,
+    ].join('\n');
+    const ran = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(ran.status).toBe(0);
+    const said = ran.stderr.split('\n').filter((line) => line.includes('[KB_QUEUE_WORKSPACE_ROOT]'));
+    expect(said).toEqual([
+      expect.stringContaining("Warning: A queue backend's host does not use its workspace option's root: executions get their workspace on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root). Said once per process."),
+    ]);
   });
 
   it("a host shut down before it ever connected says its connection is closed, as one that had connected does", async () => {

@@ -45,7 +45,7 @@ export interface QueueBackendOptions extends BackendOptions {
   streamStorage?: 'memory' | 'file';
 }
 
-export const queueOptionsSchema = lazySchema((z) =>
+export const queueOptionsSchema = lazySchema(() =>
   backendOptionsSchema().extend({
     connection: connectionSchema().optional(),
     pool: poolOption().optional(),
@@ -55,13 +55,6 @@ export const queueOptionsSchema = lazySchema((z) =>
     workerLostMs: option.int(100, 600_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
     streamStorage: option.oneOf(['memory', 'file'] as const).optional(),
-    // Whether executions get one; where it is made is the worker's to say.
-    workspace: z
-      .boolean({
-        error: (issue: { input?: unknown }) =>
-          `must be true or false: a workspace is made on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root), got ${issue.input === null ? 'null' : typeof issue.input === 'object' ? 'an object' : JSON.stringify(issue.input)}`,
-      })
-      .optional(),
   }),
 );
 

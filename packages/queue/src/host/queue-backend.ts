@@ -16,6 +16,22 @@ import { RemoteExecution } from './remote-execution.js';
 
 export type { QueueBackendOptions } from './options.js';
 
+let workspaceRootWarned = false;
+
+/**
+ * A workspace root (or manager) given to a host: the same options as a local backend's still work
+ * (a host switches to the queue without changing its code), but the root is the worker's, said
+ * once per process rather than ignored without a word.
+ */
+function warnWorkspaceRootUnused(): void {
+  if (workspaceRootWarned) return;
+  workspaceRootWarned = true;
+  process.emitWarning(
+    "A queue backend's host does not use its workspace option's root: executions get their workspace on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root). Said once per process.",
+    { code: 'KB_QUEUE_WORKSPACE_ROOT' },
+  );
+}
+
 /** A promise and its reject, the reject's first call the one that counts; nobody waiting on it is not an unhandled rejection. */
 function rejectable<T>(): { promise: Promise<T>; reject: (reason: unknown) => void } {
   let reject!: (reason: unknown) => void;
@@ -80,6 +96,7 @@ export class QueueBackend extends BaseBackend {
       this.constructionFailed();
       throw error;
     }
+    if (options.workspace !== undefined && typeof options.workspace !== 'boolean') warnWorkspaceRootUnused();
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
