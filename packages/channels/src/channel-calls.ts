@@ -1,5 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { MAX_CLOSE_REASON_BYTES, isAllowedCloseCode } from './close-codes.js';
+import { readCloseArguments } from './close-codes.js';
 import { encodePush, type ChannelConnection, type ConnectionRegistry } from './connection-registry.js';
 
 const MAX_EXCLUDE = 10_000;
@@ -30,7 +30,7 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
     case 'broadcast':
       return broadcast(caller, registry, args[0], args[1]);
     case 'close': {
-      const { code, reason } = readClose(args[0], args[1]);
+      const { code, reason } = readCloseArguments('ctx.channel.close()', args[0], args[1]);
       const target = args[2] === undefined || args[2] === null ? caller : peerOf(caller, registry, args[2], 'close');
       if (!target?.isOpen) return false;
       target.close(code, reason);
@@ -68,18 +68,6 @@ function broadcast(caller: ChannelConnection, registry: ConnectionRegistry, data
     throw new ValidationError('ctx.channel.broadcast(): options.scope must be "channel" or "path"');
   }
   return registry.broadcast(caller.channel, data, { exclude: exclude as string[], ...(options.scope === 'path' ? { path: caller.info.path } : {}) });
-}
-
-function readClose(rawCode: unknown, rawReason: unknown): { code: number; reason: string } {
-  const code = rawCode ?? 1000;
-  const reason = rawReason ?? '';
-  if (!isAllowedCloseCode(code)) {
-    throw new ValidationError(`ctx.channel.close(): code must be 1000, 1001, 1008, 1011 or 3000-4999, got ${String(code)}`);
-  }
-  if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
-    throw new ValidationError(`ctx.channel.close(): reason must be a string of at most ${MAX_CLOSE_REASON_BYTES} bytes`);
-  }
-  return { code, reason };
 }
 
 /** Another connection of the caller's channel, or undefined when it is unknown or on another channel. */

@@ -1,3 +1,4 @@
+import { ValidationError } from '@kb-labs/plugin-execution-core';
 /** WebSocket close codes and reasons: which ones plugin code may choose, and what a failed connect closes with. */
 
 /** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5: 125-byte control payload, 2 for the code). */
@@ -46,4 +47,17 @@ function truncateUtf8(text: string, maxBytes: number): string {
   while (Buffer.byteLength(out) > maxBytes) out = out.slice(0, -1);
   // Not half a surrogate pair (an emoji cut in two reads as U+FFFD).
   return /[\uD800-\uDBFF]$/.test(out) ? out.slice(0, -1) : out;
+}
+
+/** A close's code (1000 when left out) and reason ('' when left out), checked: `by` names the call in the error. */
+export function readCloseArguments(by: string, rawCode: unknown, rawReason: unknown): { code: number; reason: string } {
+  const code = rawCode ?? 1000;
+  const reason = rawReason ?? '';
+  if (!isAllowedCloseCode(code)) {
+    throw new ValidationError(`${by}: code must be 1000, 1001, 1008, 1011 or 3000-4999, got ${typeof code === 'string' ? JSON.stringify(code) : String(code)}`);
+  }
+  if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) {
+    throw new ValidationError(`${by}: reason must be a string of at most ${MAX_CLOSE_REASON_BYTES} bytes`);
+  }
+  return { code, reason };
 }

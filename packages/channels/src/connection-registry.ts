@@ -1,4 +1,5 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { readCloseArguments } from './close-codes.js';
 import { encodeFrame } from './frames.js';
 
 /** What is known about one WebSocket connection; JSON-serialisable, and what handlers see as `ctx.context.host.connection`. */
@@ -159,11 +160,12 @@ export class ConnectionRegistry {
     return delivered;
   }
 
-  /** Close one connection; false if it is not registered. */
+  /** Close one connection; false if it is not registered. Throws ValidationError for a code or reason ctx.channel.close() refuses too. */
   close(connectionId: string, code?: number, reason?: string): boolean {
+    const close = readCloseArguments('registry.close()', code, reason);
     const connection = this.#byId.get(connectionId);
     if (!connection) return false;
-    connection.close(code, reason);
+    connection.close(close.code, close.reason);
     return true;
   }
 
@@ -195,6 +197,11 @@ export class ConnectionRegistry {
 
 /** The JSON text of a push frame; ValidationError for data JSON cannot carry. */
 export function encodePush(data: unknown): string {
+  // JSON would leave the field out: the client would get a message without data, the sender no word.
+  if (data === undefined || typeof data === 'function' || typeof data === 'symbol') {
+    const what = data === undefined ? 'undefined' : typeof data === 'function' ? 'a function' : 'a symbol';
+    throw new ValidationError(`Channel message data is ${what}, which JSON has no form for (send null for a message without data)`, { details: { reason: 'not-serializable' } });
+  }
   const text = encodeFrame({ type: 'message', data });
   if (text === undefined) {
     throw new ValidationError('Channel message data is not JSON-serialisable (BigInt or a cycle?)', { details: { reason: 'not-serializable' } });

@@ -266,6 +266,18 @@ function describeHostRegistry(setup: ReturnType<typeof useChannelHarness>): void
       expect(await echo.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'direct' });
       expect(registry.send('missing', 'x')).toBe(false);
       expect(() => registry.send(echo.connectionId, { n: 1n })).toThrow(/JSON/);
+      // Before: sent as a message without data.
+      expect(() => registry.send(echo.connectionId, undefined)).toThrow('Channel message data is undefined, which JSON has no form for (send null for a message without data)');
+      expect(() => registry.send(echo.connectionId, () => 1)).toThrow('Channel message data is a function, which JSON has no form for');
+      // Refused as ctx.channel.close() refuses them (before: closed with a bare 1000, and true).
+      for (const [code, reason, said] of [
+        [1005, 'x', 'registry.close(): code must be 1000, 1001, 1008, 1011 or 3000-4999, got 1005'],
+        ['4000', 'x', 'registry.close(): code must be 1000, 1001, 1008, 1011 or 3000-4999, got "4000"'],
+        [4000, 'r'.repeat(124), 'registry.close(): reason must be a string of at most 123 bytes'],
+      ] as const) {
+        expect(() => registry.close(echo.connectionId, code as never, reason)).toThrow(said);
+      }
+      expect(registry.has(echo.connectionId)).toBe(true);
 
       // Two from the chat connect handlers, one from the host.
       expect(registry.stats()).toMatchObject({ connections: 3, open: 3, byChannel: { '/chat': 2, '/echo': 1 }, broadcasts: 3 });
