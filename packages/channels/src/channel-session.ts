@@ -65,8 +65,9 @@ export class ChannelSession implements ChannelConnection {
   #socketClosed = false;
   #alive = true;
   #closeCause: CloseCause | undefined;
-  /** The code ws closed with for the client's protocol violation, if it did. */
+  /** The code ws closed with for the client's protocol violation, if it did; the server's own close, if it closed first. */
   #protocolCloseCode: number | undefined;
+  #serverClose: { code: number; reason: string } | undefined;
   #connectDone: Promise<void> = Promise.resolve();
   #idleWaiters: Array<() => void> = [];
   #resolveClosed!: () => void;
@@ -132,15 +133,18 @@ export class ChannelSession implements ChannelConnection {
   /**
    * Close from the server's side. A client that does not answer the close loses its socket after
    * `closeTimeoutMs`, not after ws's 30 s: till then it would hold a place of `maxConnections`.
+   * The disconnect handler is told this code and reason, whatever the client answers (or not).
    */
   close(code = 1000, reason = ''): void {
     const ws = this.#ws;
     if (ws.readyState !== ws.OPEN && ws.readyState !== ws.CONNECTING) return;
     try {
       ws.close(code, reason);
+      this.#serverClose = { code, reason };
     } catch {
       // An invalid code or over-long reason from a host call: close anyway, plainly.
       ws.close(1000);
+      this.#serverClose = { code: 1000, reason: '' };
     }
     this.#resolveClosing();
     setTimeout(() => this.#socketClosed || ws.terminate(), this.#rt.closeTimeoutMs).unref();
@@ -326,7 +330,8 @@ export class ChannelSession implements ChannelConnection {
     await this.#connectDone;
     await this.#idle();
     if (this.#accepted) {
-      const input = { event: 'disconnect', connectionId: this.id, code: (code === 1006 && this.#protocolCloseCode) || code, reason, ...(this.#closeCause ? { cause: this.#closeCause } : {}) };
+      const closed = this.#serverClose ?? { code: (code === 1006 && this.#protocolCloseCode) || code, reason };
+      const input = { event: 'disconnect', connectionId: this.id, ...closed, ...(this.#closeCause ? { cause: this.#closeCause } : {}) };
       const result = await this.#disconnect(input);
       if (!result.ok) this.#report(result.error, 'disconnect');
     }

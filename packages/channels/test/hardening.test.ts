@@ -217,6 +217,27 @@ describe('connections the server closes', () => {
   });
 });
 
+describe('the disconnect of a connection the server closed', () => {
+  it("is told the server's code and reason, whatever the client answers, or if it never does", async () => {
+    const h = await setup({ closeTimeoutMs: 300 });
+    const answering = await h.connect('/echo');
+    h.mount.registry.close(answering.connectionId, 4002, 'host says bye');
+    expect(await answering.closed).toEqual({ code: 4002, reason: 'host says bye' });
+    // Reads the close and never answers it.
+    const silent = rawClient(h.url('/echo'));
+    const silentId = () => h.mount.registry.list('/echo').find((c) => c.id !== answering.connectionId)?.id;
+    await eventually(() => silentId() !== undefined, 'the silent client connected');
+    h.mount.registry.close(silentId()!, 4003, 'and you');
+    await eventually(() => h.lab.events.filter((e) => e.event === 'disconnect').length === 2, 'both disconnect handlers ran');
+    // Before: the client's echo without the reason, and 1006 with none for the silent one.
+    expect(h.lab.events.filter((e) => e.event === 'disconnect').map(({ code, reason }) => ({ code, reason }))).toEqual([
+      { code: 4002, reason: 'host says bye' },
+      { code: 4003, reason: 'and you' },
+    ]);
+    await silent.closed;
+  });
+});
+
 describe('connections the client closes', () => {
   it("one whose client sends its close and never ends its TCP side loses its socket after closeTimeoutMs, not ws's 30 s: it does not hold a place of maxConnections meanwhile", async () => {
     const h = await setup({ maxConnections: 1, closeTimeoutMs: 300 });
