@@ -368,18 +368,13 @@ export class ChannelSession implements ChannelConnection {
   }
 
   async #attempt(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
-    let outcome: Outcome;
     try {
-      const result = await this.#rt.backend.execute(
-        { pluginId: this.#rt.pluginId, handlerId: this.#rt.handlerId, input, context: this.#context },
-        options,
-      );
-      outcome = result.ok ? { ok: true, data: result.data } : { ok: false, error: result.error };
+      const result = await this.#rt.backend.execute({ pluginId: this.#rt.pluginId, handlerId: this.#rt.handlerId, input, context: this.#context }, options);
+      return result.ok ? { ok: true, data: result.data } : { ok: false, error: result.error };
     } catch (error) {
       // The interface promises execute() never rejects; a foreign backend might.
-      outcome = { ok: false, error: toHandlerError(error) };
+      return { ok: false, error: toHandlerError(error) };
     }
-    return outcome;
   }
 
   /** False when the frame cannot be encoded (it is then reported, not sent). */
