@@ -148,13 +148,13 @@ export class QueueBackend extends BaseBackend {
   /**
    * A task a free worker takes at once (called just before shutdown) runs to its end, as on every
    * backend; what is still in the stream a moment later waits for a busy worker, as executions
-   * elsewhere wait for a slot: it never starts, and fails now rather than at the deadline. One
-   * still waiting for the first connection was never sent: it fails at once, not when the
-   * connection is made or given up on (up to its 5 s timeout, against a server that is down).
+   * elsewhere wait for a slot: it never starts, and fails now rather than at the deadline. So
+   * does one still waiting then for the first connection (never sent), not when the connection
+   * is given up on (its 5 s timeout, against a server that does not answer).
    */
   protected override shutdownBegun(notStarted: ShuttingDownError): void {
-    if (!this.#opened) this.#connectAbandoned.reject(notStarted);
     this.#refuseTimer = setTimeout(() => {
+      if (!this.#opened) this.#connectAbandoned.reject(notStarted);
       this.#notStarted = notStarted;
       for (const execution of this.#opened?.executions.values() ?? []) execution.refuseStart(notStarted);
     }, TAKEN_WITHIN_MS).unref();
