@@ -21,7 +21,7 @@ Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) an
 returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
 (what an in-process handler prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error, a <plugin-dir>
-that does not exist or has no kb.plugin.json among them; 130/143 when SIGINT/SIGTERM stopped it:
+that does not exist or has no kb.plugin.json included; 130/143 when SIGINT/SIGTERM stopped it:
 the execution is aborted and its workspace removed). A handler that
 ends this process (in-process: process.exit(), an uncaught exception or rejection) is a failure:
 WORKER_CRASHED.

@@ -44,12 +44,13 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   // Installed above the folder: Node finds it from there, nothing to add. Not installed, or core
   // alone (which has no command): npx is told the package whose command it is, never left to
   // fetch whatever is named kb-plugin-exec.
-  const install = installed ? '' : `${installCommand(UMBRELLA, userAgentOf(root))} && `;
+  const userAgent = userAgentOf(root);
+  const install = installed ? '' : `${installCommand(UMBRELLA, userAgent)} && `;
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
       `Run it:   npx ${installed && pkg === UMBRELLA ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
-      `Test it:  cd ${shellWord(dir)} && ${install}npm test\n`,
+      `Test it:  cd ${shellWord(dir)} && ${install}${testCommand(userAgent)}\n`,
   );
   return 0;
 }
@@ -82,6 +83,12 @@ function installedPackage(root: string): { pkg: string; schema: string; installe
 function userAgentOf(root: string): string | undefined {
   const manager = lockFileManager(path.dirname(root));
   return manager ? `${manager}/` : (process.env.npm_config_user_agent ?? 'npm/');
+}
+
+/** The project's package manager's way to run the `test` script (bun's own `bun test` is its test runner). */
+function testCommand(userAgent: string | undefined): string {
+  const manager = /^(pnpm|yarn|bun)\//.exec(userAgent ?? '')?.[1];
+  return manager === 'bun' ? 'bun run test' : manager ? `${manager} test` : 'npm test';
 }
 
 /** `to` relative to the folder `from`, as a `$schema` reference (forward slashes). */

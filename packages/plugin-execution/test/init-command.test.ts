@@ -41,7 +41,12 @@ describe('kb-plugin-exec init: what the project installed', () => {
     await rm(path.join(project, 'greeter'), { recursive: true });
     // npx (npm's user agent) in a pnpm project: the project's lock file says which one it uses.
     await writeFile(path.join(project, 'pnpm-lock.yaml'), "lockfileVersion: '9.0'\n");
-    expect(init({ npm_config_user_agent: 'npm/10.9.0 node/v20.19.0 linux x64 workspaces/false' })).toBe('cd greeter && pnpm add @kb-labs/plugin-execution && npm test');
+    expect(init({ npm_config_user_agent: 'npm/10.9.0 node/v20.19.0 linux x64 workspaces/false' })).toBe('cd greeter && pnpm add @kb-labs/plugin-execution && pnpm test');
+    // Its test script too, as the project runs it (bun's own `bun test` is its test runner, not the script).
+    await rm(path.join(project, 'greeter'), { recursive: true });
+    await rm(path.join(project, 'pnpm-lock.yaml'));
+    await writeFile(path.join(project, 'bun.lock'), '{}\n');
+    expect(init()).toBe('cd greeter && bun add @kb-labs/plugin-execution && bun run test');
   });
 
   it('makes the plugin id from the folder name, accents dropped but not their letters', async () => {
