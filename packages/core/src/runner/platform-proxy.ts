@@ -9,18 +9,31 @@ export type Platform = Record<string, unknown>;
 
 export type PlatformCall = (service: string, method: string, args: unknown[]) => Promise<unknown>;
 
+/**
+ * Names the language itself reads on an object (a `String()`, a template literal, `JSON.stringify`,
+ * a `+`): answered here, never taken for a service or a method, whose call would start a
+ * platform call the handler never made (its refusal unhandled: a crash).
+ */
+const LANGUAGE_HOOKS = new Set(['then', 'toJSON', 'valueOf', 'toString', 'toLocaleString']);
+
+function languageHook(name: string, describe: string): (() => string) | undefined {
+  return name === 'toString' || name === 'toLocaleString' ? () => describe : undefined;
+}
+
 /** A `platform.svc.method(...args)` shaped object over any call function (local or remote). */
 export function createPlatformProxy(call: PlatformCall): Platform {
   const services = new Map<string, object>();
   return new Proxy(Object.create(null) as Platform, {
     get(_target, service) {
-      if (typeof service !== 'string' || service === 'then') return undefined;
+      if (typeof service !== 'string') return undefined;
+      if (LANGUAGE_HOOKS.has(service)) return languageHook(service, '[ctx.platform]');
       let proxy = services.get(service);
       if (!proxy) {
         const methods = new Map<string, (...args: unknown[]) => Promise<unknown>>();
         proxy = new Proxy(Object.create(null) as object, {
           get(_t, method) {
-            if (typeof method !== 'string' || method === 'then') return undefined;
+            if (typeof method !== 'string') return undefined;
+            if (LANGUAGE_HOOKS.has(method)) return languageHook(method, `[ctx.platform.${service}]`);
             let fn = methods.get(method);
             if (!fn) {
               fn = (...args: unknown[]) => {
