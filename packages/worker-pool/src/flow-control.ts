@@ -181,13 +181,20 @@ export function weighedCopy<T>(message: T): { copy: T; units: number } {
   let looked = 0;
   const stack: unknown[] = [copy];
   const depths: number[] = [0];
-  // Structured clone sends a buffer once, however many views hold it.
+  // Structured clone sends a buffer once, however many views hold it, and an object once, however
+  // many times it is met (a cycle is a reference back, not a deeper level).
   const buffers = new Set<unknown>();
+  const objects = new Set<object>();
   while (stack.length > 0) {
     if (++looked > WEIGH_NODES) return { copy, units: WINDOW };
     const depth = depths.pop()!;
-    const before = stack.length - 1;
-    const weight = weightOf(stack.pop(), stack, buffers);
+    const value = stack.pop();
+    if (typeof value === 'object' && value !== null) {
+      if (objects.has(value)) continue;
+      objects.add(value);
+    }
+    const before = stack.length;
+    const weight = weightOf(value, stack, buffers);
     if (weight === WHOLE_WINDOW) return { copy, units: WINDOW };
     if (stack.length > before && depth >= MAX_DEPTH) throw tooDeepForTheHost();
     for (let i = before; i < stack.length; i++) depths.push(depth + 1);

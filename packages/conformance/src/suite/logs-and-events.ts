@@ -37,6 +37,18 @@ function streamTests(suite: SuiteContext): void {
     expect(fields).toEqual([{ value: 'alice' }, { value: 42 }, { value: true }, { value: [1, 2] }, undefined, { value: '5n' }, { value: 'Symbol(s)' }]);
   });
 
+  it('an event that refers back to itself (a tree with parent links) arrives with its cycle, as a result does', async () => {
+    const backend = make();
+    const events: Array<{ event: unknown }> = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits', input: { cycle: true } }, { onEvent: (e) => events.push(e) });
+    // Before, on worker-pool: VALIDATION_ERROR too-deep, "nested more than 1000 levels deep".
+    expectOk(result);
+    expect(events).toHaveLength(1);
+    const tree = events[0]!.event as { type: string; children: Array<{ name: string; parent: unknown }> };
+    expect(tree.type).toBe('tree');
+    expect(tree.children[0]!.parent).toBe(tree);
+  });
+
   it('what a getter of the result logs or emits as the result is copied comes after the result: dropped on every backend', async () => {
     const backend = make();
     const said: unknown[] = [];
