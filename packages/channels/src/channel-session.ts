@@ -110,9 +110,10 @@ export class ChannelSession implements ChannelConnection {
   start(): void {
     const ws = this.#ws;
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(data, isBinary));
-    ws.on('pong', () => {
-      this.#alive = true;
-    });
+    ws.on('pong', () => (this.#alive = true));
+    // ws ends a client that pings and does not read the pongs (maxPendingAutoPongs) before it
+    // tells of the ping: a client that does not read what the server sends, as for backpressure.
+    ws.on('ping', () => ws.readyState === ws.CLOSING && !this.#serverClose && this.#closeCause === undefined && this.terminate('backpressure'));
     // ws closes the connection after the error it reports for a client's protocol violation, with a
     // code the client may never answer (ws then says 1006): the one it sent is kept.
     ws.on('error', (error) => ((this.#closeCause ??= 'protocol'), (this.#protocolCloseCode ??= closeCodeForProtocolError(error))));

@@ -403,6 +403,19 @@ describe('backpressure', () => {
     expect(clients.every((client) => client.frames.every((f) => f.type !== '(binary)'))).toBe(true);
   });
 
+  it('ends a client that floods pings and does not read their pongs, and tells its disconnect handler why (backpressure), not as a client that left', async () => {
+    const h = await setup();
+    // 40 000 pings of 125 bytes, never a read: the pongs pile up until ws ends the connection.
+    const ping = clientFrame(0x9, Buffer.alloc(125, 0x70));
+    const flood = rawClient(h.url('/echo'), ...Array.from({ length: 40_000 }, () => ping));
+    flood.socket.pause();
+    await eventually(() => h.lab.events.some((e) => e.event === 'disconnect'), 'the disconnect handler ran', 20_000);
+    // Before: no cause (as a client that left on its own), and counted nowhere.
+    expect(h.lab.events.find((e) => e.event === 'disconnect')).toMatchObject({ cause: 'backpressure' });
+    expect(h.mount.stats().backpressureCloses).toBe(1);
+    flood.socket.destroy();
+  });
+
   it('applies to ctx.channel pushes a handler does not await', async () => {
     const h = await setup({ maxBufferedBytes: LIMIT });
     const client = await h.connect('/flood');
