@@ -11,13 +11,15 @@ import { handlerIdsOf } from './plugin-folders.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 
-const USAGE = `Usage:
-  kb-plugin-exec run <plugin-dir> <handler> [options]
-  kb-plugin-exec init <dir>
-  kb-plugin-exec sweep [--workspace-root <dir>] [--foreign-older-than <ms>]
-  kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)
+/** The command lines, one per command (`worker`'s options are its own help). */
+const SYNOPSIS = {
+  run: `  kb-plugin-exec run <plugin-dir> <handler> [options]`,
+  init: `  kb-plugin-exec init <dir>`,
+  sweep: `  kb-plugin-exec sweep [--workspace-root <dir>] [--foreign-older-than <ms>]`,
+  worker: `  kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)`,
+};
 
-Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
+const RUN_TEXT = `Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
 returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
 (what an in-process handler prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error, a <plugin-dir>
@@ -33,16 +35,21 @@ BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it
 { "[sparse array]": { "length": <n>, "items": { "<index>": <value>, … } } }. A result too large
 (or too deeply nested) to print as JSON fails: "VALIDATION_ERROR: handler result cannot be
 printed as JSON: …" on stderr, nothing on stdout, exit 1.
-init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
+`;
+
+const INIT_TEXT = `init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
 how to add the package with the project's package manager when none is installed above <dir>.
-sweep removes the directories a killed host left under <dir> (default: the backends' default
+`;
+
+const SWEEP_TEXT = `sweep removes the directories a killed host left under <dir> (default: the backends' default
 root, <OS temp dir>/kb-plugin-workspaces-<uid>), and prints what it did as JSON (a <dir> given
 that does not exist is an error, exit 1: a mistyped root is not "nothing left"); workspaces kept
 with --keep-workspace stay.
 Directories another machine or container sharing <dir> made are kept ("foreign"), unless
 --foreign-older-than <ms> is given and they have not changed for that long.
+`;
 
-Options for run:
+const RUN_OPTIONS_TEXT = `Options for run:
   --backend <type>          in-process | worker-pool | subprocess | queue   (default: in-process)
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
@@ -68,6 +75,15 @@ Options for run:
   -h, --help                show this help
 `;
 
+const USAGE = `Usage:\n${Object.values(SYNOPSIS).join('\n')}\n\n${RUN_TEXT}${INIT_TEXT}${SWEEP_TEXT}\n${RUN_OPTIONS_TEXT}`;
+
+/** `<command> --help` and `help <command>`: that command's part of the help. */
+const COMMAND_HELP: Record<string, string> = {
+  run: `Usage:\n${SYNOPSIS.run}\n\n${RUN_TEXT}\n${RUN_OPTIONS_TEXT}`,
+  init: `Usage:\n${SYNOPSIS.init}\n\n${INIT_TEXT}`,
+  sweep: `Usage:\n${SYNOPSIS.sweep}\n\n${SWEEP_TEXT}`,
+};
+
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'worker') return runWorkerCommand(argv.slice(1));
   const args = joinNegativeValues(argv, RUN_OPTIONS);
@@ -83,9 +99,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (values.help || command === 'help') {
+    const topic = command === 'help' ? rest[0] : command;
     // `help worker` as `worker --help`.
-    if (command === 'help' && rest[0] === 'worker') return runWorkerCommand(['--help']);
-    process.stdout.write(USAGE);
+    if (topic === 'worker') return runWorkerCommand(['--help']);
+    process.stdout.write((topic !== undefined && Object.hasOwn(COMMAND_HELP, topic) ? COMMAND_HELP[topic] : undefined) ?? USAGE);
     return 0;
   }
   // A usage error as any other: on stderr, the synopsis, exit 2.

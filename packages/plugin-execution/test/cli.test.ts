@@ -60,6 +60,26 @@ describe('kb-plugin-exec CLI', () => {
     expect(result.stdout.trim()).toBe(`kb-plugin-exec ${version}`);
   });
 
+  it('<command> --help and help <command> print that command\'s part of the help; --help alone prints all of it', () => {
+    const all = run(['--help']).stdout;
+    for (const args of [['run', '--help'], ['help', 'run']]) {
+      const help = run(args);
+      expect(help.status).toBe(0);
+      expect(help.stdout.startsWith('Usage:\n  kb-plugin-exec run <plugin-dir> <handler> [options]\n\nRuns one handler')).toBe(true);
+      expect(help.stdout).toContain('\nOptions for run:\n');
+      // Before: the whole help, init's, sweep's and worker's with it.
+      expect(help.stdout).not.toContain('init <dir> creates a plugin');
+      expect(all).toContain(help.stdout.slice(help.stdout.indexOf('Runs one handler'), help.stdout.indexOf('\nOptions for run:')));
+      expect(all).toContain(help.stdout.slice(help.stdout.indexOf('Options for run:')));
+    }
+    const sweep = run(['sweep', '--help']).stdout;
+    expect(sweep).toMatch(/^Usage:\n {2}kb-plugin-exec sweep \[--workspace-root <dir>\] \[--foreign-older-than <ms>\]\n\nsweep removes the directories/);
+    expect(sweep).not.toContain('Options for run:');
+    expect(run(['help', 'init']).stdout).toMatch(/^Usage:\n {2}kb-plugin-exec init <dir>\n\ninit <dir> creates a plugin/);
+    expect(all).toContain('init <dir> creates a plugin');
+    expect(all).toContain('sweep removes the directories');
+  });
+
   it('reads input from @file and passes the CLI context', async () => {
     const file = path.join(root, 'input.json');
     await writeFile(file, JSON.stringify({ from: 'file' }));
