@@ -230,7 +230,7 @@ describe('the disconnect of a connection the server closed', () => {
     h.mount.registry.close(silentId()!, 4003, 'and you');
     await eventually(() => h.lab.events.filter((e) => e.event === 'disconnect').length === 2, 'both disconnect handlers ran');
     // Before: the client's echo without the reason, and 1006 with none for the silent one.
-    expect(h.lab.events.filter((e) => e.event === 'disconnect').map(({ code, reason }) => ({ code, reason }))).toEqual([
+    expect(h.lab.events.filter((e) => e.event === 'disconnect').map(({ code, reason }) => ({ code, reason })).sort((a, b) => Number(a.code) - Number(b.code))).toEqual([
       { code: 4002, reason: 'host says bye' },
       { code: 4003, reason: 'and you' },
     ]);
@@ -245,7 +245,6 @@ describe('connections the client closes', () => {
     const client = halfOpenRawClient(h.url('/echo'), true);
     await eventually(() => h.mount.stats().connections === 1, 'the client connected');
     client.socket.write(close);
-    await eventually(() => client.received().includes('\r\n\r\n\x88'), "the server's answer to the close");
     // Before: counted, registered and holding the only place for 30 s.
     await eventually(() => h.mount.stats().connections === 0, 'the socket ended after closeTimeoutMs', 5_000);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
