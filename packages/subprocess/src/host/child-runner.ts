@@ -317,9 +317,7 @@ export class ChildRunner {
     this.#resolveReady(false);
     // A result written just before a clean exit may still be in the pipe: drain, bounded,
     // because a grandchild that escaped the group could hold the pipe open forever.
-    let drainTimer: NodeJS.Timeout | undefined;
-    await Promise.race([this.#pipesClosed, new Promise((resolve) => (drainTimer = setTimeout(resolve, DRAIN_MS)))]);
-    clearTimeout(drainTimer);
+    await settlesWithin(this.#pipesClosed, DRAIN_MS);
     for (const timer of this.#stopTimers) clearTimeout(timer);
     this.#channel.destroy();
     this.#child.stdout?.destroy();
