@@ -65,8 +65,9 @@ export class ChannelSession implements ChannelConnection {
   #socketClosed = false;
   #alive = true;
   #closeCause: CloseCause | undefined;
-  /** The code ws closed with for the client's protocol violation, if it did; the server's own close, if it closed first. */
+  /** The code ws closed with for the client's protocol violation, if it did. */
   #protocolCloseCode: number | undefined;
+  /** The server's own close, if it closed first: what the disconnect handler is told. */
   #serverClose: { code: number; reason: string } | undefined;
   #connectDone: Promise<void> = Promise.resolve();
   #idleWaiters: Array<() => void> = [];
@@ -111,8 +112,7 @@ export class ChannelSession implements ChannelConnection {
     const ws = this.#ws;
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(data, isBinary));
     ws.on('pong', () => (this.#alive = true));
-    // ws ends a client that pings and does not read the pongs (maxPendingAutoPongs) before it
-    // tells of the ping: a client that does not read what the server sends, as for backpressure.
+    // ws ends a client that pings and does not read the pongs (maxPendingAutoPongs): backpressure.
     ws.on('ping', () => ws.readyState === ws.CLOSING && !this.#serverClose && this.#closeCause === undefined && this.terminate('backpressure'));
     // ws closes the connection after the error it reports for a client's protocol violation, with a
     // code the client may never answer (ws then says 1006): the one it sent is kept.

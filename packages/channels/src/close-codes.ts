@@ -1,5 +1,5 @@
-import { ValidationError } from '@kb-labs/plugin-execution-core';
 /** WebSocket close codes and reasons: which ones plugin code may choose, and what a failed connect closes with. */
+import { ValidationError } from '@kb-labs/plugin-execution-core';
 
 /** A close reason is at most 123 bytes of UTF-8 (RFC 6455 §5.5: 125-byte control payload, 2 for the code). */
 export const MAX_CLOSE_REASON_BYTES = 123;
