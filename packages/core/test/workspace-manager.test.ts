@@ -38,12 +38,12 @@ afterAll(async () => {
   await removeTree(base);
 });
 
-/** Core's dist, package.json and zod in `to` (readable by anyone); the ES module entry's path. */
 async function waitForLines(lines: string[], count: number, stderr: () => string): Promise<void> {
   for (let i = 0; i < 200 && lines.length < count; i++) await new Promise((resolve) => setTimeout(resolve, 50));
   expect(lines.length, stderr()).toBeGreaterThanOrEqual(count);
 }
 
+/** Core's dist, package.json and zod in `to` (readable by anyone); the ES module entry's path. */
 async function copyCoreBuild(to: string): Promise<string> {
   const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
   await cp(path.join(coreRoot, 'dist'), path.join(to, 'dist'), { recursive: true });
@@ -213,6 +213,38 @@ describe('WorkspaceManager', () => {
     const lease = await manager.acquire('gone');
     await rm(lease.dir, { recursive: true });
     await expect(lease.release()).resolves.toBeUndefined();
+  });
+
+  it('a removal that finds the process out of descriptors (EMFILE) tries again a little later: the directory goes, nothing is said left behind', async () => {
+    const dist = path.join(path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json')), 'dist', 'index.js');
+    const script = `
+      const { WorkspaceManager } = await import(${JSON.stringify(pathToFileURL(dist).href)});
+      const fs = await import('node:fs');
+      const path = await import('node:path');
+      const manager = new WorkspaceManager({ root: ${JSON.stringify(await freshRoot())} });
+      const lease = await manager.acquire('emfile');
+      fs.mkdirSync(path.join(lease.dir, 'a', 'b'), { recursive: true });
+      fs.writeFileSync(path.join(lease.dir, 'a', 'b', 'f.txt'), 'x');
+      const held = [];
+      try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch (error) { if (error.code !== 'EMFILE') throw error; }
+      const releasing = lease.release();
+      // The process gets its descriptors back soon after, as a host over its limit would.
+      setTimeout(() => held.splice(0).forEach((fd) => fs.closeSync(fd)), 50);
+      let failed = null;
+      await releasing.catch((error) => (failed = error.details?.code ?? error.message));
+      process.stdout.write(JSON.stringify({ failed, left: fs.existsSync(lease.dir), leftBehind: manager.leftBehind() ?? null }));
+    `;
+    // A low descriptor limit of its own (the shell's ulimit), so that running out is quick.
+    const child = spawn('/bin/sh', ['-c', 'ulimit -n 128 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'], env: {} });
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d));
+    child.stderr!.on('data', (d: Buffer) => (err += d));
+    const [code] = await once(child, 'exit');
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual({ failed: null, left: false, leftBehind: null });
   });
 
   it('removes a read-only nested tree', async () => {

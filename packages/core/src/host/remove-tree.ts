@@ -17,6 +17,26 @@ const MAX_PASSES = 4;
  * for it (ENAMETOOLONG) has its deep folders moved up, by paths short enough, first.
  */
 export async function removeTree(dir: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await removeTreeOnce(dir);
+    } catch (error) {
+      const delay = OUT_OF_DESCRIPTORS_RETRY_MS[attempt];
+      if (delay === undefined || !OUT_OF_DESCRIPTORS.includes((error as NodeJS.ErrnoException).code ?? '')) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}
+
+/**
+ * The process (EMFILE) or the system (ENFILE) out of descriptors is how things stand at that
+ * moment, not something of the tree's: the removal is tried again a little later, a few times,
+ * before the directory is said to be left behind.
+ */
+const OUT_OF_DESCRIPTORS = ['EMFILE', 'ENFILE'];
+const OUT_OF_DESCRIPTORS_RETRY_MS = [100, 400, 1600];
+
+async function removeTreeOnce(dir: string): Promise<void> {
   if (anchoredTreesAvailable()) return removeAnchored(dir);
   for (let pass = 1; ; pass++) {
     try {
