@@ -43,6 +43,19 @@ async function waitForLines(lines: string[], count: number, stderr: () => string
   expect(lines.length, stderr()).toBeGreaterThanOrEqual(count);
 }
 
+/** What a script child wrote on stdout, once it exited 0 having written nothing on stderr. */
+async function reportOf(child: ChildProcess): Promise<string> {
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  child.stderr!.on('data', (d: Buffer) => (err += d));
+  const [code] = await once(child, 'exit');
+  expect(err).toBe('');
+  expect(code).toBe(0);
+  return out;
+}
+
 /** Core's dist, package.json and zod in `to` (readable by anyone); the ES module entry's path. */
 async function copyCoreBuild(to: string): Promise<string> {
   const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
@@ -235,15 +248,7 @@ describe('WorkspaceManager', () => {
       process.stdout.write(JSON.stringify({ failed, left: fs.existsSync(lease.dir), leftBehind: manager.leftBehind() ?? null }));
     `;
     // A low descriptor limit of its own (the shell's ulimit), so that running out is quick.
-    const child = spawn('/bin/sh', ['-c', 'ulimit -n 128 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'], env: {} });
-    children.push(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => (out += d));
-    child.stderr!.on('data', (d: Buffer) => (err += d));
-    const [code] = await once(child, 'exit');
-    expect(err).toBe('');
-    expect(code).toBe(0);
+    const out = await reportOf(spawn('/bin/sh', ['-c', 'ulimit -n 128 && exec "$0" --input-type=module -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'pipe'], env: {} }));
     expect(JSON.parse(out)).toEqual({ failed: null, left: false, leftBehind: null });
   });
 
@@ -312,15 +317,7 @@ describe('WorkspaceManager', () => {
         const left = await fs.readdir(manager.root);
         process.stdout.write(JSON.stringify({ plainRm, left }));
       `;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(child);
-      let out = '';
-      let err = '';
-      child.stdout!.on('data', (d: Buffer) => (out += d));
-      child.stderr!.on('data', (d: Buffer) => (err += d));
-      const [code] = await once(child, 'exit');
-      expect(err).toBe('');
-      expect(code).toBe(0);
+      const out = await reportOf(spawn(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] }));
       const report = JSON.parse(out) as { plainRm: string; left: string[] };
       // Proves the tree really was hard to remove: a plain rm -rf fails on it.
       expect(report.plainRm).toBe('EACCES');
