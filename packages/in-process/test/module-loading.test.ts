@@ -18,10 +18,12 @@ beforeAll(async () => {
   await writeFile(path.join(esmDir, 'named.cjs'), 'exports.build = async () => 1;\n');
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' } } }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' } } }));
   await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
   await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
+  await writeFile(path.join(dir, 'imports-failing.mjs'), "import './fails-to-load.cjs';\nexport default async () => 1;\n");
+  await writeFile(path.join(dir, 'fails-to-load.cjs'), "throw new Error('a dependency failed to load');\n");
 });
 afterAll(() => Promise.all([dir, esmDir].map((each) => rm(each, { recursive: true, force: true }))));
 
@@ -31,6 +33,8 @@ function runInNode(handlerId: string, plugin = { dir, id: '@x/cjs-scope' }): { c
       import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
       const backend = new InProcessBackend({ plugins: [${JSON.stringify(plugin.dir)}], workspace: false });
       const r = await backend.execute({ pluginId: '${plugin.id}', handlerId: ${JSON.stringify(handlerId)} });
+      // A turn later: what the load left to the process (a rejection nobody handled) has surfaced.
+      await new Promise((resolve) => setTimeout(resolve, 20));
       console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
   const result = runHostScript(script);
   expect(result.stderr).toBe('');
@@ -59,6 +63,13 @@ describe('in-process module loading, in a plain Node process', () => {
     const printed = runInNode('named', { dir: esmDir, id: '@x/esm-scope' });
     expect(printed.code).toBe('HANDLER_NOT_FOUND');
     expect(printed.message).toMatch(/; set "export": "build" on handler "named" in kb\.plugin\.json$/);
+  });
+
+  // Node 20 also leaves the error as a rejection nobody handled (nodejs/node#51603), which ended the host.
+  it('a handler module that imports a CommonJS module which throws as it loads: HANDLER_ERROR, and the host goes on', () => {
+    const printed = runInNode('dependency');
+    expect(printed.code, printed.message).toBe('HANDLER_ERROR');
+    expect(printed.message).toContain('a dependency failed to load');
   });
 
   it('names the file of a handler module that does not parse', () => {

@@ -100,6 +100,20 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     expect(await versionOf(second, handlerId)).toBe('v3');
   });
 
+  it('an entry made a symbolic link out of the plugin folder after registration is refused when its module loads, as registration refuses one (VALIDATION_ERROR naming where it leads)', async () => {
+    const dir = await copyPlugin();
+    const elsewhere = await copyPlugin();
+    await edit(elsewhere, HANDLER, "'v1'", "'outside'");
+    await rm(path.join(dir, HANDLER));
+    // Registered while the entry is missing (not built yet), which registration leaves to the execution.
+    const backend = reloading(make({ plugins: [dir] }));
+    expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }), 'HANDLER_NOT_FOUND');
+    await symlink(path.join(elsewhere, HANDLER), path.join(dir, HANDLER));
+    const result = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain(`./handlers/version.mjs is a link to ${path.join(elsewhere, HANDLER)}, outside the plugin folder`);
+  });
+
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {
     const dir = await copyPlugin();
     const backend = reloading(make({ plugins: [dir] }));

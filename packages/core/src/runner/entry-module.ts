@@ -1,0 +1,95 @@
+import path from 'node:path';
+import { ValidationError } from '../errors.js';
+import { mayLoadAsCommonJs } from './nearest-package.js';
+// Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
+const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
+
+/**
+ * Node 20's loader has two faults fixed in 22 (nodejs/node#51603): a CommonJS module imported by
+ * an ES module that throws as it loads rejects the import and, with the same error, a promise of
+ * its own nobody handles (which ends an in-process host); and so a CommonJS entry is imported
+ * there directly, not through an ES module.
+ */
+const NODE_20 = Number(process.versions.node.split('.')[0]) < 22;
+
+/**
+ * The namespace of the module at `url`, boxed. A module may export `then` (a fluent API's step),
+ * and a promise resolved with its namespace (`import()`'s, an async function's) calls that `then`
+ * as a promise's: the import would never settle, or settle with whatever it passed on. Imported
+ * through a module that re-exports it as one name, and handed on in a box, it arrives as it is
+ * (on Node 20 not for a CommonJS entry, see above: one whose module.exports has a `then` waits).
+ */
+export async function importNamespace(url: string, entryPath: string, pluginRoot: string): Promise<{ namespace: Record<string, unknown> }> {
+  try {
+    if (NODE_20 && mayLoadAsCommonJs(entryPath, pluginRoot)) return { namespace: (await import(url)) as Record<string, unknown> };
+    return (await import(`data:text/javascript,export * as namespace from ${encodeURIComponent(JSON.stringify(url))};`)) as { namespace: Record<string, unknown> };
+  } catch (error) {
+    if (NODE_20) hushLoaderEcho(error);
+    throw error;
+  }
+}
+
+/**
+ * On Node 20, the rejection the loader leaves unhandled with the error an import failed with (see
+ * above) is let go, once, in the turn it comes. Another rejection nobody handled that comes in that
+ * turn is raised again once this listener is gone, so that the process treats it as its own.
+ */
+function hushLoaderEcho(error: unknown): void {
+  if (typeof error !== 'object' || error === null) return;
+  const listener = (reason: unknown): void => {
+    if (reason === error) return;
+    if (process.listenerCount('unhandledRejection') > 1) return;
+    process.off('unhandledRejection', listener);
+    void Promise.reject(reason);
+  };
+  process.on('unhandledRejection', listener);
+  setImmediate(() => process.off('unhandledRejection', listener)).unref();
+}
+
+/**
+ * An entry that is a symbolic link out of the plugin folder, made or changed after the manifest
+ * was read (registration refuses one that is there then): a ValidationError naming where it
+ * leads, as registration's does, on every backend. Looked at when the module is first imported.
+ */
+export function refuseLinkOutOfFolder(entryPath: string, pluginRoot: string, task: { pluginId: string; handlerId: string }): void {
+  const target = linkOutOfFolder(entryPath, pluginRoot);
+  if (target === undefined) return;
+  const entry = `./${path.relative(pluginRoot, entryPath).split(path.sep).join('/')}`;
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entry} is a link to ${target}, outside the plugin folder; copy the file into the folder`, {
+    details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, target },
+  });
+}
+
+/**
+ * Where the entry leads when that is out of the plugin folder. Where its real path cannot be
+ * read (an OS sandbox shows a child only the plugin's folder, so the target is not there), the
+ * first link on the way from the folder that points out of it.
+ */
+function linkOutOfFolder(entryPath: string, pluginRoot: string): string | undefined {
+  const root = realOrUndefined(pluginRoot);
+  if (root === undefined) return undefined;
+  const inside = (p: string): boolean => p === root || p.startsWith(`${root}${path.sep}`);
+  const real = realOrUndefined(entryPath);
+  if (real !== undefined) return inside(real) ? undefined : real;
+  let at = root;
+  for (const part of path.relative(pluginRoot, entryPath).split(path.sep)) {
+    at = path.join(at, part);
+    try {
+      if (!lstatSync(at).isSymbolicLink()) continue;
+      at = path.resolve(path.dirname(at), readlinkSync(at));
+    } catch {
+      // Not there at all: the import says so.
+      return undefined;
+    }
+    if (!inside(at)) return at;
+  }
+  return undefined;
+}
+
+function realOrUndefined(file: string): string | undefined {
+  try {
+    return realpathSync.native(file);
+  } catch {
+    return undefined;
+  }
+}
