@@ -1114,6 +1114,38 @@ describe('delivery', () => {
     }
   }, 40_000);
 
+  it("a host started with a lower queueBound than the tasks waiting leaves them (the server would drop the oldest): the bound goes no lower than what waits, said in a warning", async () => {
+    const sharedPool = newPool('lower-bound');
+    const stream = `KBEXEC_${sharedPool}`;
+    const nc = await connect({ servers: server!.url });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const first = make({ pool: sharedPool, queueBound: 50 });
+      // No worker yet: the ten wait in the stream.
+      const waiting = Array.from({ length: 10 }, (_, i) => first.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 30_000 }));
+      const jsm = await jetstreamManager(nc);
+      await waitFor(async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages === 10, 10_000);
+      const second = make({ pool: sharedPool, queueBound: 2 });
+      await second.health();
+      const info = await jsm.streams.info(stream);
+      expect(info.state.messages).toBe(10);
+      expect(info.config.max_msgs).toBe(10);
+      expect(warnings.find((w) => (w as { code?: string }).code === 'KB_PLUGIN_QUEUE_BOUND')?.message).toContain(`queueBound 2 is not in effect for pool "${sharedPool}": 10 tasks wait`);
+      const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: sharedPool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
+      try {
+        const results = await Promise.all(waiting);
+        expect(results.map((r) => (r.ok ? r.data : r.error.code))).toEqual(Array.from({ length: 10 }, (_, i) => i));
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      process.off('warning', onWarning);
+      await nc.close();
+    }
+  }, 60_000);
+
   it('a stream or consumer of the pool made by hand with settings the pool cannot use: the host, the worker and health() name what is wrong and how to fix it', async () => {
     const handPool = newPool('by-hand');
     const stream = `KBEXEC_${handPool}`;

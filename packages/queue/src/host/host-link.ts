@@ -7,7 +7,7 @@ import { serverProblem } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
-import { ensureStream, PoolStreamError, publishToStream, storageProblem, type PoolStream } from '../shared/pool-stream.js';
+import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { duplicateExecution, fullQueue } from './publish-refusal.js';
 import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
@@ -110,6 +110,7 @@ export class HostLink implements ExecutionLink {
       link.storageProblem = storageProblem(subjects, o.streamStorage, stream.storage);
       link.streamProblem = await checkConsumer(jsm, subjects, link.#poolNeeds(stream));
       if (link.storageProblem) process.emitWarning(link.storageProblem, { code: 'KB_PLUGIN_QUEUE_STORAGE' });
+      warnBoundHeld(subjects, stream);
       return link;
     } catch (error) {
       await closeConnection(nc);

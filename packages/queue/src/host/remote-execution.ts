@@ -314,7 +314,7 @@ export class RemoteExecution {
       ? `its task expired in the pool's stream before any worker took it (the stream's max_age, ${stream.maxAgeMs} ms, set on it by hand: this host has now removed it): it never ran`
       : stream.discardOld
         ? `its task was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran`
-        : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran`;
+        : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, its max_msgs lowered below the tasks waiting, or the stream made anew): it never ran`;
     this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', phase: 'queued', pluginId, handlerId, message: what } }));
   }
 

@@ -45,6 +45,8 @@ export interface PoolStream {
   discardOld: boolean;
   /** The stream's max_bytes (-1: none): a publish past it is refused. */
   maxBytes: number;
+  /** The bound a host asked for, where it was not set: more tasks wait than it allows (see ensureStream). */
+  boundHeld?: { wanted: number; waiting: number };
 }
 
 /** A duplicate publish (same execution id) within this window is dropped by the server. */
@@ -67,7 +69,8 @@ const NOT_REPORTED: Record<string, unknown> = { max_age: 0, max_msgs_per_subject
  * a work queue on the pool's task subject is an error naming what to do. `as`:
  * - `worker`: makes it with default settings when missing, and never changes it;
  * - `host`: makes it with its settings, or brings the bound and message size of an existing one to
- *   them (a host owns the bound; the last host to start with another one sets it for the pool);
+ *   them (a host owns the bound; the last host to start with another one sets it for the pool),
+ *   but never the bound below the tasks waiting in it (`boundHeld`);
  * - `host-check` (a host's periodic look): makes it again if it is gone (an operator deleted it,
  *   a server restarted without its store) and takes over one a worker made meanwhile, but leaves
  *   another host's bound alone.
@@ -98,16 +101,20 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
-  const owned = takeOver ? { description: config.description!, max_msgs: config.max_msgs!, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
+  // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not):
+  // never lowered below what waits now, other hosts' accepted tasks among them.
+  const bound = Math.max(config.max_msgs!, Math.min(info.state.messages, current.max_msgs));
+  const boundHeld = takeOver && bound > config.max_msgs! ? { wanted: config.max_msgs!, waiting: info.state.messages } : undefined;
+  const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
   const wanted: Partial<StreamConfig> = { ...SAME_FOR_EVERY_HOST, ...owned };
   const reported = current as unknown as Record<string, unknown>;
   // A server that does not report a limit does not have it.
   const differs = Object.entries(wanted).some(([key, value]) => (reported[key] ?? NOT_REPORTED[key]) !== value);
   // The pool's subject only: another subject on it (`other.>`) would put what is published there in the work queue.
   const widened = (current.subjects ?? []).length !== 1;
-  if (!differs && !widened) return read;
+  if (!differs && !widened) return { ...read, boundHeld };
   await jsm.streams.update(subjects.stream, { ...current, ...wanted, subjects: [subjects.tasks] });
-  return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs };
+  return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs, boundHeld };
 }
 
 /** A JetStream duration (ns) in ms. */
@@ -196,6 +203,19 @@ export function storageProblem(subjects: PoolSubjects, wanted: 'memory' | 'file'
     `streamStorage 'file' is not in effect: the stream ${subjects.stream} was made with memory storage (by a worker or a host that started first), ` +
     'and NATS cannot change a stream\'s storage, so waiting tasks do not survive a server restart. Delete the stream while the pool is idle ' +
     `(nats stream rm ${subjects.stream}); the next host makes it with file storage`
+  );
+}
+
+/** A host's queueBound not set because more tasks wait (PoolStream.boundHeld): said once per process, as a warning. */
+let boundHeldSaid = false;
+export function warnBoundHeld(subjects: PoolSubjects, stream: PoolStream): void {
+  if (!stream.boundHeld || boundHeldSaid) return;
+  boundHeldSaid = true;
+  const { wanted, waiting } = stream.boundHeld;
+  process.emitWarning(
+    `queueBound ${wanted} is not in effect for pool "${subjects.pool}": ${waiting} tasks wait in its stream ${subjects.stream}, and the server would drop the oldest of them ` +
+      `to keep a lower bound, so it is ${stream.maxMessages} for now; the next host to start with ${wanted} once fewer wait sets it`,
+    { code: 'KB_PLUGIN_QUEUE_BOUND' },
   );
 }
 
