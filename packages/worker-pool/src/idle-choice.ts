@@ -1,4 +1,5 @@
 /** Host side: which idle thread takes a task, and which waiting task a thread that comes idle takes. */
+import { handlerKey } from './task-wire.js';
 
 interface IdleThread {
   readonly endedBy: unknown;
@@ -48,4 +49,30 @@ function rank(thread: IdleThread): number {
 export function ownTaskFirst<E>(waiting: E[], thread: IdleThread, keyOf: (waiting: E) => string): void {
   const own = thread.bound ? waiting.findIndex((each) => keyOf(each) === thread.lastHandler) : -1;
   if (own > 0) waiting.unshift(...waiting.splice(own, 1));
+}
+
+export interface StaleThread extends IdleThread {
+  /** The load (moduleKey) of each plugin it has run. */
+  readonly pluginLoads: ReadonlyMap<string, number>;
+}
+
+interface WaitingTask {
+  task: { pluginId: string; handlerId: string; moduleKey?: number };
+}
+
+/**
+ * For a thread left stale by a reload or an unregister: the first waiting task of a load it has
+ * that is no longer current (called before the change), taken out of `waiting`. A backlog of
+ * those runs on the threads that have its modules; each would otherwise start a thread of its own
+ * and leave it stale in turn.
+ */
+export function oldLoadFirst<E extends WaitingTask>(waiting: E[], thread: StaleThread, currentLoad: (pluginId: string) => number | undefined): E | undefined {
+  const i = waiting.findIndex(({ task }) => ofOldLoad(task, thread, currentLoad));
+  return i < 0 ? undefined : waiting.splice(i, 1)[0];
+}
+
+/** `task` is of a load `thread` has that is no longer current, and it would not decline it (oldLoadFirst). */
+export function ofOldLoad(task: WaitingTask['task'], thread: StaleThread, currentLoad: (pluginId: string) => number | undefined): boolean {
+  if (task.moduleKey === undefined || thread.pluginLoads.get(task.pluginId) !== task.moduleKey || currentLoad(task.pluginId) === task.moduleKey) return false;
+  return !thread.bound || handlerKey(task) === thread.lastHandler;
 }

@@ -4,11 +4,13 @@ import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchContr
 import { crashError, crashReason, noThreadStarts, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
-import { CLOSE_WAIT_MS, STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
+import { CLOSE_WAIT_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
 import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
-import { ownTaskFirst, takeIdle } from './idle-choice.js';
+import { oldLoadFirst, ownTaskFirst, takeIdle } from './idle-choice.js';
+import { StaleWait } from './stale-wait.js';
 import type { RetireReason, StaleReason } from './thread-protocol.js';
+import { poolProblems, stuckThreads, unstartedReason } from './pool-problems.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
@@ -44,6 +46,7 @@ export class ThreadPool {
   readonly #abandoned = new Set<PoolThread<Lane>>();
   /** Threads stuck the same way once `maxThreads` are abandoned: they keep their places. */
   readonly #stuckInPlace = new Set<PoolThread<Lane>>();
+  readonly #staleWait = new StaleWait<PoolThread<Lane>>();
   readonly #events: ThreadEvents;
   readonly #counts = { started: 0, crashed: 0, terminated: 0, stopped: 0, redispatched: 0, failedToStart: 0 };
   readonly #retired: Record<RetireReason, number> = { 'globals-tampered': 0, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 };
@@ -151,31 +154,17 @@ export class ThreadPool {
 
   /** Why the pool is unhealthy: threads that fail to start, threads that could not be stopped. */
   problems(): string[] {
-    const { streak, last } = this.#failing;
-    const problems = streak > 0 ? [`worker threads fail to start (the last ${streak} did): ${last}`] : [];
-    if (this.#abandoned.size > 0) problems.push(`${stuckThreads(this.#abandoned.size)}: the host process cannot exit until they do`);
-    const kept = this.#stuckInPlace.size;
-    if (kept > 0) {
-      const which = kept === 1 ? 'another is stuck the same way and keeps its place' : `${kept} more are stuck the same way and keep their places`;
-      problems.push(`${which} (no more than maxThreads, ${this.#options.maxThreads}, are abandoned): executions wait for ${kept === 1 ? 'it' : 'them'}`);
-    }
-    return problems;
+    return poolProblems(this.#failing, this.#abandoned.size, this.#stuckInPlace.size, this.#options.maxThreads);
   }
 
   /** Why an execution had no thread yet (for the TIMEOUT of one that never started). */
   unstartedReason(): string {
-    const { streak, last } = this.#failing;
-    if (streak > 0) return `worker threads fail to start: ${last}`;
-    const kept = this.#stuckInPlace.size;
-    if (kept > 0) return `it waited for a worker thread: ${kept === 1 ? 'one is' : `${kept} are`} stuck in a synchronous call and ${kept === 1 ? 'keeps its place' : 'keep their places'} (see health())`;
-    return 'it waited for a worker thread to start';
+    return unstartedReason(this.#failing, this.#stuckInPlace.size);
   }
 
   stats(): WorkerPoolRunnerStats {
     const lanes: WorkerPoolRunnerStats['lanes'] = {};
-    let busy = 0;
-    let idle = 0;
-    let waiting = 0;
+    let [busy, idle, waiting] = [0, 0, 0];
     for (const lane of this.#lanes.values()) {
       let laneBusy = 0;
       for (const thread of this.#threads) if (thread.lane === lane && thread.execution) laneBusy++;
@@ -192,7 +181,7 @@ export class ThreadPool {
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
     // A thread still starting counts as room: the task waits for it rather than go to a bound one.
-    const thread = takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads || lane.starting > lane.waiting.length);
+    const thread = this.#staleWait.take(execution.task, (stale) => stale.lane === lane, this.#currentLoad) ?? takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads || lane.starting > lane.waiting.length);
     if (thread) {
       if (!this.#handTo(thread, execution)) this.#onIdle(thread);
       return;
@@ -251,8 +240,8 @@ export class ThreadPool {
 
   /**
    * Give `execution` to `thread`. One of a load of its plugin that is no longer current (called
-   * before a reload or an unregister, started after it) leaves the thread stale: retired once it
-   * ends, so that a later load of the plugin never meets the modules this one leaves cached there.
+   * before a reload or an unregister, started after it) leaves the thread stale: retired once no
+   * more of that load waits, so a later load of the plugin never meets the modules left there.
    */
   #handTo(thread: PoolThread<Lane>, execution: Execution): boolean {
     const { pluginId, moduleKey } = execution.task;
@@ -267,7 +256,7 @@ export class ThreadPool {
   #onIdle(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
     if (thread.endedBy) return;
-    if (thread.stale) return thread.end({ kind: 'retired', reason: thread.stale });
+    if (thread.stale) return this.#drainOldLoad(thread, true);
     ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
     while (lane.waiting.length > 0) {
       // Another handler's task would be declined on a bound thread: left to the threads starting for them.
@@ -281,6 +270,14 @@ export class ThreadPool {
     // One timer per thread, re-armed for each idle spell; it may find the thread busy or gone.
     if (thread.idleTimer) thread.idleTimer.refresh();
     else thread.idleTimer = setTimeout(() => this.#idleTimeout(thread), this.#options.idleTimeoutMs).unref();
+  }
+
+  /** A stale thread takes what waits for the old load it has (oldLoadFirst), and what comes for it a little later (StaleWait), then goes. */
+  #drainOldLoad(thread: PoolThread<Lane>, again: boolean): void {
+    for (let next; !thread.endedBy && (next = oldLoadFirst(thread.lane.waiting, thread, this.#currentLoad)); ) if (this.#handTo(thread, next)) return;
+    if (thread.endedBy) return;
+    if (again) this.#staleWait.wait(thread, () => this.#drainOldLoad(thread, false));
+    else thread.end({ kind: 'retired', reason: thread.stale! });
   }
 
   #idleTimeout(thread: PoolThread<Lane>): void {
@@ -330,6 +327,7 @@ export class ThreadPool {
   #onGone(thread: PoolThread<Lane>): void {
     const lane = thread.lane;
     this.#threads.delete(thread);
+    this.#staleWait.forget(thread);
     lane.threads--;
     const i = lane.idle.indexOf(thread);
     if (i >= 0) lane.idle.splice(i, 1);
@@ -392,8 +390,3 @@ export class ThreadPool {
 }
 
 let warnedStuck = false;
-
-function stuckThreads(count: number): string {
-  const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
-  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler, or a Worker it started, is' : 'their handlers, or Workers they started, are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command …), or still freeing a heap of gigabytes`;
-}

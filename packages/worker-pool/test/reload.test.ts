@@ -65,6 +65,24 @@ describe('worker-pool: reloading a plugin recycles the threads that ran it', () 
     expect((await runners(backend)).retired['plugin-reloaded']).toBe(1);
   });
 
+  it('executions called before the reload and still waiting run their old code on the threads that have it, not a fresh thread each', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 1, workspace: false, plugins: [dir] });
+    let started = false;
+    const running = backend.execute({ pluginId: PLUGIN, handlerId: 'run', input: { holdMs: 100 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    const waiting = Array.from({ length: 20 }, () => backend.execute({ pluginId: PLUGIN, handlerId: 'run' }));
+    await setVersion(dir, 'v2');
+    await backend.reloadPlugin(PLUGIN);
+    expect(okData(await running)).toBe('v1');
+    expect((await Promise.all(waiting)).map(okData)).toEqual(Array.from({ length: 20 }, () => 'v1'));
+    expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
+    const stats = await runners(backend);
+    // The first thread ran all 21 of the old load, then its replacement the new one.
+    expect(stats.started).toBe(2);
+    expect(stats.retired['plugin-reloaded']).toBe(1);
+  });
+
   it('keeps threads that never ran the plugin', async () => {
     const dir = await writePlugin();
     const backend = backends.make({ maxThreads: 1, plugins: [fixturePlugins.basic, dir] });
@@ -117,12 +135,12 @@ describe('worker-pool: a thread that runs an older load of a plugin, after a rel
     if (change === 'unregister') await backend.unregisterPlugin(PLUGIN);
     else await backend.reloadPlugin(PLUGIN);
     expect(okData(await running)).toBe('v1');
-    // It runs on the replacement thread: the old load's value module is cached there now.
+    // It runs on the thread that has the old load, which goes after it.
     expect(okData(await queued)).toBe('v1');
     await setVersion(dir, 'v2');
     if (change === 'unregister') await backend.registerPlugin(dir);
     else await backend.reloadPlugin(PLUGIN);
     expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
-    expect((await runners(backend)).retired[change === 'unregister' ? 'plugin-unregistered' : 'plugin-reloaded']).toBe(2);
+    expect((await runners(backend)).retired[change === 'unregister' ? 'plugin-unregistered' : 'plugin-reloaded']).toBe(1);
   });
 });
