@@ -693,6 +693,22 @@ describe('the network between the host and the server', () => {
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
 
+  it('reset while tasks wait for a worker: they fail as never run, and once the host is back their tasks leave the stream (they held the bound: QUEUE_FULL for nothing)', async () => {
+    const pool = newPool('hostreset');
+    const backend = host(proxy.url, pool, { queueBound: 3 });
+    // No worker: the three wait in the stream, which is full.
+    const waiting = [0, 1, 2].map((i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 60_000 }));
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);
+    proxy.reset();
+    for (const result of await Promise.all(waiting)) {
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
+    }
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 0, 20_000);
+    // Room again: a new one waits for a worker (its time limit), not QUEUE_FULL.
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 1000 }), 'TIMEOUT');
+  }, 60_000);
+
   it("ten tasks with 240 KB inputs (each inside its task message) over a host link of 256 KiB/s all run, and the execution running meanwhile keeps its heartbeats", async () => {
     const pool = newPool('slowtasks');
     await worker(server.url, pool, 4);

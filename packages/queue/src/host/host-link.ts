@@ -2,11 +2,13 @@ import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/pl
 import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, SILENT_CONNECTION_DROPPED, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
+import { StreamTasks } from './stream-tasks.js';
+import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { duplicateExecution, fullQueue } from './publish-refusal.js';
@@ -58,6 +60,7 @@ export class HostLink implements ExecutionLink {
   #lastWatch = performance.now();
   /** The pool's stream as last read (see checkStream). */
   #stream: PoolStream | undefined;
+  readonly #tasks: StreamTasks;
   #checking: Promise<void> | undefined;
   #lastStreamCheck = performance.now();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
@@ -73,6 +76,7 @@ export class HostLink implements ExecutionLink {
     this.#nc = nc;
     this.#jsm = jsm;
     this.subjects = new PoolSubjects(o.subjectPrefix, o.pool);
+    this.#tasks = new StreamTasks(jsm, this.subjects.stream);
     this.#callerSubject = this.subjects.caller(hostId);
     this.#courier = new Courier(nc, this.#callerSubject);
     this.maxPayloadBytes = o.maxPayloadBytes;
@@ -180,8 +184,9 @@ export class HostLink implements ExecutionLink {
     });
   }
 
-  deleteTask(seq: number): void {
-    this.#jsm.streams.deleteMessage(this.subjects.stream, seq, false).catch(() => undefined);
+  /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */
+  deleteTask(seq: number, executionId: string): void {
+    this.#tasks.delete(seq, executionId, this.state === 'connected');
   }
 
   workerSeenAt(worker: WorkerIdentity): number | undefined {
@@ -244,14 +249,8 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Why the server does not answer a ping within `waitMs`, if it does not (for health()). */
-  async serverSilence(waitMs: number): Promise<string | undefined> {
-    // A flush that fails was not answered either; nor was the watch's own ping, unanswered longer than that.
-    const pinged = this.#nc.flush().then(() => true, () => false); // prettier-ignore
-    if ((await settlesWithin(pinged, waitMs)) && (await pinged) && this.serverSilentMs(performance.now()) <= waitMs) return undefined;
-    return (
-      `the NATS server (${this.server}) has not answered this host's ping within ${waitMs} ms: the host's link to it may be cut ` +
-      `(a connection is dropped and made again ${SILENT_CONNECTION_DROPPED})`
-    );
+  serverSilence(waitMs: number): Promise<string | undefined> {
+    return serverSilence(this.#nc, this.server, () => this.serverSilentMs(performance.now()), waitMs);
   }
 
   get server(): string {
@@ -366,6 +365,7 @@ export class HostLink implements ExecutionLink {
         if (this.state === 'reconnecting') this.state = 'connected';
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
+        void this.#tasks.reconnected();
         this.#markReconnected();
         if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery); // (closed meanwhile, a publish would throw)
       } else if (status.type === 'close') {

@@ -17,7 +17,7 @@ export interface ExecutionLink {
   /** Put the task on the pool's stream; resolves with its stream sequence. */
   publishTask(executionId: string, encode: () => Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
-  deleteTask(seq: number): void;
+  deleteTask(seq: number, executionId: string): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
   /** When a worker process last said it is there (its presence), if it did. */
   workerSeenAt(worker: WorkerIdentity): number | undefined;
@@ -107,7 +107,7 @@ export class RemoteExecution {
     this.#seq = seq;
     this.#publishedAt = performance.now();
     // Stopped while it was being published: it must never run.
-    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq);
+    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq, this.id);
   }
 
   #taskBody(): TaskBody {
@@ -320,6 +320,8 @@ export class RemoteExecution {
 
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
   fail(error: KnownExecutionError): void {
+    // Not started: its task would take a place in the stream (queueBound) for nothing.
+    if (!this.#worker && this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.id);
     this.#finish(undefined, error);
   }
 
@@ -338,7 +340,7 @@ export class RemoteExecution {
   #stop(reason: KnownExecutionError): void {
     if (!this.#worker) {
       // Not started: take it off the stream; a worker that has it already is refused at its start.
-      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq);
+      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.id);
       this.#finish(undefined, reason);
       return;
     }
