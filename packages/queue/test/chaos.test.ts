@@ -826,11 +826,16 @@ describe('a worker asked to stop (SIGTERM)', () => {
     const draining = await worker(server.url, pool);
     const backend = host(server.url, pool);
     const file = path.join(markers, 'drain.log');
-    const { result: inFlight } = await startMark(backend, file, 1500);
+    const { result: inFlight } = await startMark(backend, file, 4000);
     const exited = new Promise<number | null>((resolve) => draining.child.once('exit', (code) => resolve(code)));
     draining.child.kill('SIGTERM');
     // Sent while it drains: it must wait for another worker, not go to the draining one.
     const later = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'later' }, { timeoutMs: 30_000 });
+    // The host says so while it drains: health(), and the TIMEOUT of one nobody could take.
+    await waitFor(async () => ((await backend.health()).problems ?? []).some((p) => p.includes('(1) is draining, taking nothing new')), 3000);
+    const untaken = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'untaken' }, { timeoutMs: 300 });
+    expectError(untaken, 'TIMEOUT');
+    expect(untaken.error.message).toContain('the 1 connected was draining (taking nothing new)');
     const finished = await inFlight;
     expectOk(finished);
     expect(finished.data).toEqual({ done: true });

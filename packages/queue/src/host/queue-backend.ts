@@ -233,6 +233,9 @@ export class QueueBackend extends BaseBackend {
     const problems = [link.streamProblem, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
     const alive = link.workers.alive();
+    if (alive.length > 0 && alive.every((worker) => worker.draining === true)) {
+      problems.push(`every connected worker of pool "${this.#o.pool}" (${alive.length}) is draining, taking nothing new: executions wait in the stream until another connects, or fail with TIMEOUT`);
+    }
     if (alive.length > 0) return [...problems, ...this.#versionsNoWorkerHas(alive)];
     return [...problems, `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected: executions wait in the stream until one takes them, or fail with TIMEOUT`];
   }
@@ -254,8 +257,10 @@ export class QueueBackend extends BaseBackend {
     const silentMs = Math.round(link.serverSilentMs(performance.now()));
     // A ping unanswered for half a watch tick is already more than a server takes; not only past workerLostMs (a time limit may be shorter).
     if (silentMs > Math.min(link.workerLostMs, link.watchEveryMs / 2)) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
-    const workers = link.workers.alive();
-    if (workers.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
+    const alive = link.workers.alive();
+    if (alive.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
+    const workers = alive.filter((worker) => worker.draining !== true);
+    if (workers.length === 0) return `no worker of pool "${this.#o.pool}" took it: the ${alive.length} connected ${alive.length === 1 ? 'was' : 'were'} draining (taking nothing new)`;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
     const busy = workers.reduce((n, w) => n + w.running, 0);
     // Slots free: a worker that took it and went silent (stopped, its link cut) holds it until the consumer's ack wait is over.

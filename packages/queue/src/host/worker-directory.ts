@@ -61,7 +61,7 @@ export class WorkerDirectory {
    */
   isolation(pool: string): IsolationReport {
     const workers = this.alive();
-    if (workers.length === 0) return { requested: 'remote workers', active: 'unknown', layers: ['remote-worker'], reason: `no worker of pool "${pool}" has been seen yet` };
+    if (workers.length === 0) return { requested: 'remote workers', active: 'unknown', layers: ['remote-worker'], reason: `no worker of pool "${pool}" is connected now` };
     const weakest = workers.reduce((a, b) => (strength(b) < strength(a) ? b : a));
     const active = activeOf(weakest);
     const layers = ['remote-worker', ...(weakest.isolation?.layers ?? [])];
