@@ -1,4 +1,4 @@
-import { describeConformance, expectError, expectOk, fixturePlugins, testPlatform, BASIC } from '@kb-labs/plugin-execution-conformance';
+import { describeConformance, expectError, expectOk, fixturePlugins, installTestSdk, testPlatform, total, BASIC } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, createExecutionBackend } from '@kb-labs/plugin-execution';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { lazyExecutionBackend } from '@kb-labs/plugin-execution-core/host-kit';
@@ -521,6 +521,29 @@ describe('createExecutionBackend', () => {
 // The lazy wrapper must be indistinguishable from the backend it wraps.
 // In-process inside vitest: its handler modules are loaded by vitest's module runner (see
 // packages/in-process/test/module-loading.test.ts for the same check in a plain Node process).
+describe('telemetry of a backend that never loaded', () => {
+  it('an execution refused because the backend could not load (a bad option), or was shut down before its first use, is recorded as the backend records its own: a span and the executions metric', async () => {
+    const sdk = installTestSdk();
+    try {
+      const misspelt = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], maxThreadz: 1 } as never);
+      expectError(await misspelt.execute({ pluginId: BASIC, handlerId: 'echo' }), 'VALIDATION_ERROR');
+      const unused = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic] });
+      await unused.shutdown();
+      expectError(await unused.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+      const spans = sdk.spans().map((span) => [span.name, span.attributes['kb.plugin_execution.outcome']]);
+      expect(spans).toEqual([
+        [`execute ${BASIC}/echo`, 'VALIDATION_ERROR'],
+        [`execute ${BASIC}/echo`, 'SHUTTING_DOWN'],
+      ]);
+      const executions = await sdk.points('kb.plugin_execution.executions');
+      expect(total(executions, { 'kb.plugin_execution.outcome': 'VALIDATION_ERROR', 'kb.plugin_execution.backend': 'in-process' })).toBe(1);
+      expect(total(executions, { 'kb.plugin_execution.outcome': 'SHUTTING_DOWN' })).toBe(1);
+    } finally {
+      await sdk.uninstall();
+    }
+  });
+});
+
 describeConformance('in-process', (options) => createExecutionBackend({ ...options, type: 'in-process' }), {
   preemptsSyncCode: false,
   isolatesCrashes: false,

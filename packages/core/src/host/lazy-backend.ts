@@ -15,6 +15,7 @@ import type { ExecutionResult } from '../types.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 import { bindBackendMethods } from './bound-methods.js';
+import { ExecutionTelemetry } from './execution-telemetry.js';
 import { BACKEND_OPTION_NAMES } from './backend-own-options.js';
 
 /**
@@ -189,28 +190,31 @@ class LazyBackend implements LazyExecutionBackend {
     }
     const startedAt = Date.now();
     const t0 = performance.now();
+    // Begun at the call (the caller's active context is the span's parent), used only if it fails here.
+    const telemetry = ExecutionTelemetry.begin(this.type, this.type === 'queue', t0);
     if (this.#stopping) {
       // Loaded (or loading): refused by that backend once it is told to shut down, and counted
       // in its stats as any refusal after it, not only answered here.
       const closing = await this.#closingKnown;
       if (closing) return closing.execute<T>(request, options);
-      return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0);
+      return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0, telemetry);
     }
     let backend: Loadable;
     try {
       backend = await this.#load();
     } catch (error) {
       // Its own error object for each result: a host that adds to one does not change the next.
-      return this.#failure(taken ? request : undefined, ownCopy(toInternalError(error, `loading the ${this.type} backend`)), startedAt, t0);
+      return this.#failure(taken ? request : undefined, ownCopy(toInternalError(error, `loading the ${this.type} backend`)), startedAt, t0, telemetry);
     }
     // Timed from the call, the package's load included, where the backend can be told when that was.
     const since = (backend as { [EXECUTE_CALLED_AT]?: (r: ExecutionRequest, o: ExecuteOptions | undefined, at: CalledAt) => Promise<ExecutionResult<T>> })[EXECUTE_CALLED_AT];
     return typeof since === 'function' ? since.call(backend, request, options, { startedAt, t0 }) : backend.execute<T>(request, options);
   }
 
-  #failure<T>(request: ExecutionRequest | undefined, error: KnownExecutionError, startedAt: number, t0: number): ExecutionResult<T> {
+  /** A result for an execution the backend never saw: recorded (a span, the metrics) as the backend records its own refusals. */
+  #failure<T>(request: ExecutionRequest | undefined, error: KnownExecutionError, startedAt: number, t0: number, telemetry: ExecutionTelemetry | undefined): ExecutionResult<T> {
     const r = (request ?? {}) as Partial<ExecutionRequest>;
-    return {
+    const result: ExecutionResult<T> = {
       ok: false,
       error,
       meta: {
@@ -226,6 +230,8 @@ class LazyBackend implements LazyExecutionBackend {
         artifacts: [],
       },
     };
+    telemetry?.finish(result);
+    return result;
   }
 
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
