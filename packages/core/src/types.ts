@@ -72,7 +72,8 @@ export interface BackendStats {
   byOutcome: Partial<Record<'ok' | ErrorCode, number>>;
   /**
    * Milliseconds over the last ~2 000 executions that reached a runner: one refused before it ran
-   * (QUEUE_FULL, VALIDATION_ERROR of its request, HANDLER_NOT_FOUND …) is counted in `byOutcome` only.
+   * (QUEUE_FULL, VALIDATION_ERROR of its request, HANDLER_NOT_FOUND …), or that never started
+   * (its error's `details.phase` is `'queued'`), is counted in `byOutcome` only.
    */
   latency: { total: LatencySummary; wait: LatencySummary; run: LatencySummary };
   /** Backend-specific figures (threads, processes, spares …). */

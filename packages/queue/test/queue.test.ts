@@ -1012,6 +1012,12 @@ describe('delivery', () => {
     expect(codes.filter((c) => c === 'TIMEOUT')).toHaveLength(5);
     const full = (await Promise.all(burst)).find((r) => !r.ok && r.error.code === 'QUEUE_FULL');
     expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 5 });
+    // None ran: the refused and those that timed out waiting in the stream count in byOutcome only, not as run times.
+    for (const host of hosts) {
+      const stats = await host.stats();
+      expect(stats.total).toBe(8);
+      expect(stats.latency.total.count).toBe(0);
+    }
   });
 
   it('a busy worker holds no task it has no slot for: one that starts later takes it at once', async () => {

@@ -32,7 +32,7 @@ export class ExecutionTally {
     const code = result.ok ? 'ok' : result.error.code;
     this.#byOutcome[code] = (this.#byOutcome[code] ?? 0) + 1;
     this.#total++;
-    if (!dispatched) return;
+    if (!dispatched || neverRan(result)) return;
     this.#latency.total.record(result.meta.durationMs);
     this.#latency.wait.record(result.meta.queueWaitMs);
     this.#latency.run.record(result.meta.runMs);
@@ -59,4 +59,14 @@ export class ExecutionTally {
       latency: { total: latency.total.summary(), wait: latency.wait.summary(), run: latency.run.summary() },
     };
   }
+}
+
+/**
+ * Refused by what it was handed to, before any runner began it: a queue backend's stream full
+ * (QUEUE_FULL), or an error that says it never started (`details.phase: 'queued'`: a time limit
+ * or a lost connection while its task waited for a worker). Its times are no runner's.
+ */
+function neverRan(result: ExecutionResult): boolean {
+  if (result.ok) return false;
+  return result.error.code === 'QUEUE_FULL' || (result.error.details as { phase?: unknown } | undefined)?.phase === 'queued';
 }
