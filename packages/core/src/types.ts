@@ -17,9 +17,9 @@ export interface ExecutionMeta {
   startedAt: number;
   /** From `execute()` call to result. */
   durationMs: number;
-  /** Time spent waiting for a free slot (queue) and workspace. */
+  /** Time spent waiting for a free slot (queue) and workspace; on the queue backend also for a worker to take the task. */
   queueWaitMs: number;
-  /** Time from handler dispatch to result. */
+  /** Time from handler dispatch (the queue backend: a worker taking it) to its result being decided. */
   runMs: number;
   /** Time limit applied (ms). */
   timeoutMs: number;

@@ -1020,6 +1020,25 @@ describe('delivery', () => {
     }
   });
 
+  it('the wait in the stream for a worker is queue wait in meta, not run time', async () => {
+    const own = newPool('wait-split');
+    const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN, fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      const backend = make({ pool: own });
+      let running = false;
+      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'wait-split.log'), ms: 1000 } }, { onEvent: () => (running = true) });
+      await waitFor(() => running, 10_000);
+      // Behind it: the only slot is busy for about a second more.
+      const behind = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'behind' });
+      expectOk(await busy);
+      expectOk(behind);
+      expect(behind.meta.queueWaitMs).toBeGreaterThan(800);
+      expect(behind.meta.runMs).toBeLessThan(behind.meta.queueWaitMs);
+    } finally {
+      await worker.close();
+    }
+  });
+
   it('a busy worker holds no task it has no slot for: one that starts later takes it at once', async () => {
     const slotPool = newPool('slots');
     const first = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });

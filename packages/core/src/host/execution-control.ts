@@ -176,8 +176,12 @@ export class ExecutionControl implements DispatchControl {
     this.#ended?.abort();
   }
 
+  /** When a runner first took it (setRunner), `performance.now()`. */
+  runnerTookAt: number | undefined;
+
   setRunner(runner: RunnerInfo): void {
     const first = this.#meta.runnerId === undefined;
+    this.runnerTookAt ??= performance.now();
     this.#meta.runnerId = runner.id;
     if (runner.pid !== undefined) this.#meta.pid = runner.pid;
     if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;
