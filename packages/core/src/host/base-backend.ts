@@ -20,6 +20,7 @@ import type { BackendHealth, BackendState, BackendStats, BackendType, ExecutionR
 import { WorkspaceManager } from './workspace-manager.js';
 import { absolutePluginSource } from './caller-paths.js';
 import { backendClosed, backendOpened } from './backend-census.js';
+import { slowReleases } from './slow-releases.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
 
@@ -70,7 +71,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   #stopping = false;
   /** Set once shutdown() has waited for the executions called before it: the rest are stopped. */
   #closing = false;
-  readonly #releases = new Set<Promise<unknown>>();
+  /** Releases that outlive their results (ExecutionHost.track), with when each began (`performance.now()`). */
+  readonly #releases = new Map<Promise<unknown>, number>();
   readonly #tally = new ExecutionTally();
   /** Executions waiting for the plugins to load (first use): counted as queued. */
   #waitingForPlugins = 0;
@@ -243,6 +245,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       ...runnerProblems,
       ...(leftBehind ? [leftBehind] : []),
       ...(rootProblem ? [rootProblem] : []),
+      ...slowReleases(this.#releases),
     ];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
     return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued + this.#waitingForPlugins, isolation };
@@ -298,7 +301,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     // Their runners have RELEASE_WAIT_MS to end them and report back (a thread's exit, a queue
     // worker's last word); what still waits then is let go by closing the runners, not awaited first.
     await settlesWithin(
-      this.#tally.idle().then(() => Promise.allSettled([...this.#releases])),
+      this.#tally.idle().then(() => Promise.allSettled([...this.#releases.keys()])),
       RELEASE_WAIT_MS,
     );
     try {
@@ -306,7 +309,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     } finally {
       // Workspaces still being removed get as long again: a plugin's deep tree may take minutes,
       // which no shutdown waits for (what is left, sweep() removes).
-      await settlesWithin(Promise.allSettled([...this.#releases]), RELEASE_WAIT_MS);
+      await settlesWithin(Promise.allSettled([...this.#releases.keys()]), RELEASE_WAIT_MS);
       this.#state = 'closed';
     }
   }
@@ -376,9 +379,10 @@ export abstract class BaseBackend implements IExecutionBackend {
       unstartedReason: () => this.unstartedReason(),
       finished: (result, dispatched) => this.#tally.finished(result, dispatched),
       track: (release) => {
-        this.#releases.add(release);
+        this.#releases.set(release, performance.now());
         void release.finally(() => this.#releases.delete(release));
       },
     };
   }
 }
+
