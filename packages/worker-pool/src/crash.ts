@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, deserializeError, type ErrorDetailsByCode } from '@kb-labs/plugin-execution-core';
-import { refusedByHostPermissions, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { refusedByHostPermissions, shownControls, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { isLeftBusy } from './pool-contract.js';
 import type { PoolThread } from './pool-thread.js';
 
@@ -39,7 +39,7 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, lane
   if (report && report.reason !== 'exit' && report.error) {
     const cause = deserializeError(report.error);
     const what = report.reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
-    return crashed(`${where} died of ${what}: ${cause.message}`, { reason: report.reason, message: cause.message, ...base }, cause);
+    return crashed(`${where} died of ${what}: ${shownControls(cause.message)}`, { reason: report.reason, message: cause.message, ...base }, cause);
   }
   if (isLeftBusy(thread.endedBy)) {
     const message = 'the pool ended it: it had not begun the execution a second after it was handed over, kept busy by what an earlier handler on it left running (so had the threads it was handed to before)';
@@ -47,7 +47,7 @@ export function crashError(thread: PoolThread, k: number, task: RunnerTask, lane
   }
   if (error !== undefined) {
     const message = error instanceof Error ? error.message : String(error);
-    return crashed(`${where} died of an uncaught exception: ${message}`, { reason: 'uncaught-exception', message, ...base }, error);
+    return crashed(`${where} died of an uncaught exception: ${shownControls(message)}`, { reason: 'uncaught-exception', message, ...base }, error);
   }
   const exitCode = thread.exitCode ?? report?.exitCode;
   const code = exitCode !== undefined ? ` with code ${exitCode}` : '';

@@ -20,6 +20,14 @@ export function describeCrashes(suite: SuiteContext): void {
       expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
     });
 
+    it("a crash's message shows the terminal escape sequences of the plugin's error as escapes, not sent to a terminal that prints it (its details keep them)", async () => {
+      const thrown = 'boom \u001b]0;owned\u0007\u001b[2J';
+      const result = await make().execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer', input: { message: thrown } }, { timeoutMs: 20_000 });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toContain('boom \\x1b]0;owned\\x07\\x1b[2J');
+      expect(result.error.message).not.toContain('\u001b');
+    });
+
     it('a crash fails only the execution on the crashed runner', async () => {
       const backend = make();
       const others = Array.from({ length: 4 }, (_, i) => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 + i } }));

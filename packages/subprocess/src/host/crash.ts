@@ -1,4 +1,5 @@
 import { WorkerCrashedError, deserializeError, type CrashReason, type SerializedError } from '@kb-labs/plugin-execution-core';
+import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The reasons a child process can end without a result (`error.details.reason`; core's CrashReason names them all). */
 export type ChildCrashReason = Extract<CrashReason, 'exit' | 'signal' | 'oom' | 'uncaught-exception' | 'unhandled-rejection' | 'protocol' | 'start-failed' | 'sandbox'>;
@@ -54,7 +55,7 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
       break;
     case 'uncaught-exception':
     case 'unhandled-rejection':
-      message = `${who} died of ${reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'}: ${cause!.message}`;
+      message = `${who} died of ${reason === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception'}: ${shownControls(cause!.message)}`;
       break;
     default:
       message = `${who} ${how} before returning a result`;
@@ -84,14 +85,6 @@ export function sandboxRefusedError(reason: string, subject: { pluginId: string;
   // A passing shortage refuses in every mode; otherwise only 'required' refuses.
   return new WorkerCrashedError(`The child process for handler "${subject.handlerId}" of plugin "${subject.pluginId}" was not started: ${passing ? '' : "sandbox 'required', but "}${reason}`, {
     details: { reason: 'sandbox', sandboxError: reason, pluginId: subject.pluginId, handlerId: subject.handlerId },
-  });
-}
-
-/** `text` with control characters but line breaks and tabs (and bidirectional overrides) written as escapes: `\x1b`, `\u202e`. */
-function shownControls(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16)}`;
   });
 }
 
