@@ -62,6 +62,14 @@ describe('reserved platform names, in the runtime and in the JSON Schema alike',
 describe('manifest top-level keys', () => {
   const base = { id: '@x/strict', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } };
 
+  it.each(['   ', ' 1.0.0', '1.0.0 ', '1.0.0\n'])('refuses a version that is blank or starts or ends with a space (%j): a queue worker compares it as it is', (version) => {
+    expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version } })).toThrow(/- version: must not be blank nor start or end with a space/);
+  });
+
+  it('takes a version with spaces inside it', () => {
+    expect(new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version: '1.0.0 (beta 2)' } }).manifest.version).toBe('1.0.0 (beta 2)');
+  });
+
   it('refuses an unknown top-level key, naming it', () => {
     let error: unknown;
     try {

@@ -166,6 +166,17 @@ describe('loading a plugin folder', () => {
     expect(Object.keys(plugin.manifest.handlers)).toEqual(['run']);
   });
 
+  it('refuses a manifest that is not UTF-8, saying so (its bytes turned into U+FFFD, an entry named in Latin-1 was "caf\ufffd.mjs does not exist")', async () => {
+    const latin1 = await pluginFolder(undefined);
+    const text = JSON.stringify(manifest({ run: { entry: './café.mjs' } }));
+    await writeFile(path.join(latin1, MANIFEST_FILE), Buffer.from(text, 'latin1'));
+    const notUtf8 = await validationFailure(new PluginRegistry().load(latin1));
+    expect(notUtf8.message).toBe(`Cannot read ${path.join(latin1, MANIFEST_FILE)}: it is not UTF-8 text (byte 0xe9 at offset ${text.indexOf('é')}); save it as UTF-8`);
+    const utf16 = await pluginFolder(undefined);
+    await writeFile(path.join(utf16, MANIFEST_FILE), Buffer.from(`\uFEFF${JSON.stringify(manifest({ run: { entry: './run.mjs' } }))}`, 'utf16le'));
+    expect((await validationFailure(new PluginRegistry().load(utf16))).message).toBe(`Cannot read ${path.join(utf16, MANIFEST_FILE)}: it is UTF-16 text; save it as UTF-8`);
+  });
+
   it('refuses an entry that is a folder, naming the handler', async () => {
     const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: './lib' } })));
     await mkdir(path.join(dir, 'lib'));

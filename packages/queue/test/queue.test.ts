@@ -569,8 +569,8 @@ describe('plugins on the worker', () => {
     expect((await backend.health()).problems).toContain(`no connected worker of pool "${pool}" has ${QUEUE_PROBE} 2.0.0, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin); deploy the same version to both`);
     const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
     expectError(result, 'VALIDATION_ERROR');
-    expect(result.error.message).toContain('version 2.0.0 on the host');
-    expect(result.error.message).toContain('version 1.0.0 on worker');
+    expect(result.error.message).toContain('version "2.0.0" on the host');
+    expect(result.error.message).toContain('version "1.0.0" on worker');
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
   });
 

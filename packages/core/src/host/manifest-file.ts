@@ -25,9 +25,23 @@ async function readRegularFile(file: string): Promise<string> {
     if (!(await handle.stat()).isFile()) {
       throw Object.assign(new Error('it is not a regular file (a folder, a FIFO, a device or a socket is never read)'), { code: 'ENOTREG' });
     }
-    return await handle.readFile('utf8');
+    return utf8Text(await handle.readFile());
   } finally {
     await handle.close();
+  }
+}
+
+/** The file's bytes as UTF-8 text; one in another encoding says so (decoded, its bytes would turn into U+FFFD without a word). */
+function utf8Text(bytes: Buffer): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw Object.assign(new Error('it is UTF-16 text; save it as UTF-8'), { code: 'ENOTUTF8' });
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const lossy = bytes.toString('utf8');
+    const at = Buffer.byteLength(lossy.slice(0, Math.max(lossy.indexOf('\ufffd'), 0)));
+    throw Object.assign(new Error(`it is not UTF-8 text (byte 0x${bytes[at]!.toString(16).padStart(2, '0')} at offset ${at}); save it as UTF-8`), { code: 'ENOTUTF8' });
   }
 }
 

@@ -90,7 +90,12 @@ export const pluginManifestSchema = lazySchema((z) =>
       /** The JSON Schema an editor checks the file against (core ships it: kb.plugin.schema.json); ignored at run time. */
       $schema: z.string().optional(),
       id: pluginIdSchema().describe('The plugin id callers name in execute(), e.g. "@my-org/my-plugin".'),
-      version: z.string().min(1).max(256).describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
+      version: z
+        .string()
+        .min(1)
+        .max(256)
+        .regex(/^\S(.*\S)?$/s, 'must not be blank nor start or end with a space (a queue worker compares it with the host\'s as it is)')
+        .describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
       description: z.string().max(10_000).optional(),
       permissions: permissionSpecSchema().optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),
       handlers: z

@@ -39,7 +39,7 @@ export function pluginRefusal(task: TaskBody, worker: RefusalContext): KnownExec
   }
   if (plugin.manifest.version !== task.pluginVersion) {
     return new ValidationError(
-      `Plugin "${task.pluginId}" is version ${task.pluginVersion} on the host but version ${plugin.manifest.version} on ${workerName(worker)}: deploy the same version to both`,
+      `Plugin "${task.pluginId}" is version ${JSON.stringify(task.pluginVersion)} on the host but version ${JSON.stringify(plugin.manifest.version)} on ${workerName(worker)}: deploy the same version to both`,
       { details: { reason: 'plugin-version-mismatch', pluginId: task.pluginId, hostVersion: task.pluginVersion, workerVersion: plugin.manifest.version } },
     );
   }
