@@ -160,6 +160,14 @@ describe('loading a plugin folder', () => {
     expect(JSON.stringify(serializeError(error))).not.toContain('SECRET-TEXT');
   });
 
+  it('a { root, manifest } source with a key it does not take, or a field whose getter throws, is a ValidationError naming it', async () => {
+    const good = manifest({ run: { entry: './run.mjs' } });
+    const extra = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: good, manifests: {} } as never));
+    expect(extra.message).toContain('- manifests: is not taken; did you mean "manifest"?');
+    const throwing = { root: tmp, get manifest(): unknown { throw new Error('getter failed'); } };
+    expect((await validationFailure(() => new PluginRegistry().register(throwing))).message).toContain('- manifest: its getter threw: getter failed');
+  });
+
   it('reads a manifest saved with a byte-order mark, as Windows editors save one', async () => {
     const dir = await pluginFolder(`\uFEFF${JSON.stringify(manifest({ run: { entry: './run.mjs' } }))}`);
     const plugin = await new PluginRegistry().load(dir);

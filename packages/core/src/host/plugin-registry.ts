@@ -4,6 +4,7 @@ import { folderPath, parseManifest, readFolder, readManifest } from './manifest-
 import { MANIFEST_FILE, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { validationError } from '../validation.js';
+import { readSource } from './plugin-source.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
@@ -111,7 +112,8 @@ export class PluginRegistry {
    * one is installed as the plugin's next generation, as a reload would (a plugin given as
    * `{ root, manifest }` has no file to read a changed manifest from).
    */
-  register(source: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
+  register(given: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
+    const source = readSource(given);
     if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
       throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
         details: { issues: [{ path: 'root', message: 'must be a non-empty path string' }] },
@@ -376,3 +378,4 @@ function tell(listeners: ReadonlySet<PluginReloadListener>, plugin: RegisteredPl
     }
   }
 }
+
