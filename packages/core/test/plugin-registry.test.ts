@@ -324,6 +324,16 @@ describe('loading a plugin folder', () => {
     expect(registry.get('@t/twice')?.root).toBe(folder);
     expect(failures.map((f) => f.source)).toEqual(['plugins[1]']);
     expect(failures[0]!.error.message).toContain(`already registered from ${folder}`);
+    // A handler only the refused copy has: its HANDLER_NOT_FOUND says a copy was refused.
+    const onlyThere = (() => {
+      try {
+        return registry.resolve('@t/twice', 'build');
+      } catch (e) {
+        return e as Error;
+      }
+    })() as Error;
+    expect(onlyThere).toBeInstanceOf(HandlerNotFoundError);
+    expect(onlyThere.message).toBe(`Plugin "@t/twice" has no handler "build" (handlers: run); another copy of the plugin was refused (plugins[1]: ${failures[0]!.error.message})`);
     const error = await validationFailure(new PluginRegistry().addAll([folder, inMemory]));
     expect(error.message).toContain(`already registered from ${folder}; refusing a second copy from ${tmp}`);
   });

@@ -345,7 +345,10 @@ export class PluginRegistry {
     const handler = handlers.get(handlerId);
     if (!handler) {
       const known = [...handlers.keys()];
-      throw new HandlerNotFoundError(`Plugin "${pluginId}" has no handler "${handlerId}" (handlers: ${known.join(', ')})`, {
+      // Another folder claiming the id was refused: the handler may be that copy's.
+      const copy = this.#failures.find((f) => f.pluginId === pluginId);
+      const refused = copy ? `; another copy of the plugin was refused (${copy.source}: ${copy.error.message})` : '';
+      throw new HandlerNotFoundError(`Plugin "${pluginId}" has no handler "${handlerId}" (handlers: ${known.join(', ')})${refused}`, {
         details: { pluginId, handlerId, availableHandlers: known },
       });
     }
