@@ -148,9 +148,9 @@ function extraArguments(usage: string, rest: string[], takes: number, hint = '')
 async function sweepCommand(given: string | undefined, foreignOlderThan: string | undefined): Promise<number> {
   // Without --workspace-root, the root every backend uses by default (nothing there yet: nothing to sweep).
   const root = given ?? WorkspaceManager.default().root;
-  const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : Number(foreignOlderThan);
-  if (foreignOlderThanMs !== undefined && !(foreignOlderThan!.trim() !== '' && foreignOlderThanMs >= 0 && Number.isFinite(foreignOlderThanMs))) {
-    throw new UsageError(`--foreign-older-than must be a number of milliseconds, got "${foreignOlderThan}"`);
+  const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : /^\d+$/.test(foreignOlderThan) ? Number(foreignOlderThan) : NaN;
+  if (foreignOlderThanMs !== undefined && !Number.isSafeInteger(foreignOlderThanMs)) {
+    throw new UsageError(`--foreign-older-than must be a whole number of milliseconds, got "${foreignOlderThan}"`);
   }
   // A mistyped root would otherwise report, truthfully but unhelpfully, that nothing was removed.
   if (given !== undefined && !existsSync(root)) {

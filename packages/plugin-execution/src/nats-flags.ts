@@ -40,6 +40,15 @@ export interface NatsAuth {
 /** Thrown for flags or variables that do not go together: a usage error naming them. */
 export class NatsFlagError extends Error {}
 
+/** `--nats`'s comma-separated server URLs; an empty one (`nats://a,`, `a,,b`) is named, not passed on as no server. */
+export function natsServers(value: string): string[] {
+  const servers = value.split(',');
+  if (servers.some((server) => server.trim() === '')) {
+    throw new NatsFlagError(`--nats: ${JSON.stringify(value)} has an empty entry: give server URLs separated by commas (nats://a:4222,nats://b:4222)`);
+  }
+  return servers;
+}
+
 /**
  * `--creds`, `--nkey`, `--tls-*` and their variables, with NATS_USER/NATS_PASSWORD or NATS_TOKEN,
  * as connection options; an empty variable counts as unset. Each mistake names what was given, the

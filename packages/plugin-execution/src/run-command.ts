@@ -8,7 +8,7 @@ import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBacke
 import { MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
-import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth } from './nats-flags.js';
+import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth, natsServers } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
@@ -79,7 +79,7 @@ function checkedFlags(values: RunValues, type: BuiltInBackendType) {
 /** `--nats` and the credentials and TLS the flags and the environment give (nats-flags.ts). */
 function queueConnection(values: RunValues) {
   try {
-    return { ...(values.nats ? { servers: values.nats.split(',') } : {}), ...natsAuth(values) };
+    return { ...(values.nats ? { servers: natsServers(values.nats) } : {}), ...natsAuth(values) };
   } catch (error) {
     throw error instanceof NatsFlagError ? new UsageError(error.message) : error;
   }

@@ -5,7 +5,7 @@ import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
-import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth } from './nats-flags.js';
+import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth, natsServers } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
@@ -42,8 +42,9 @@ export class WorkerUsageError extends Error {}
 
 function positiveInt(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new WorkerUsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
+  // Digits only: Number() would also take " 2", 3.0, 0x10, 1e1 and +3.
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n <= 0) throw new WorkerUsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -51,7 +52,7 @@ function positiveInt(value: string | undefined, flag: string): number | undefine
 function drainTimeout(value: string | undefined): number {
   if (value === undefined) return 30_000;
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || n > MAX_TIMER_MS) throw new WorkerUsageError(`--drain-timeout must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);
+  if (!/^\d+$/.test(value) || n > MAX_TIMER_MS) throw new WorkerUsageError(`--drain-timeout must be a whole number of ms from 0 to ${MAX_TIMER_MS}, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -101,14 +102,14 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
   const drainTimeoutMs = drainTimeout(values['drain-timeout']);
-  let auth: ReturnType<typeof natsAuth>;
+  let connection: { servers: string[] } & ReturnType<typeof natsAuth>;
   try {
-    auth = natsAuth(values);
+    connection = { servers: natsServers(values.nats), ...natsAuth(values) };
   } catch (error) {
     throw error instanceof NatsFlagError ? new WorkerUsageError(error.message) : error;
   }
   const worker = await startExecutionWorker({
-    connection: { servers: values.nats.split(','), ...auth },
+    connection,
     plugins,
     backend: { type: localBackend(values.backend) },
     ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),

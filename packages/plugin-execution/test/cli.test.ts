@@ -568,10 +568,22 @@ describe('kb-plugin-exec CLI', () => {
     expect(badDrain.status).toBe(2);
     expect(badDrain.stderr.split('\n')[0]).toBe('--drain-timeout must be a whole number of ms from 0 to 2147483647, got "abc"');
     // What drain() takes: past Node's longest timer, a timer would fire at once and stop the running work.
-    for (const value of ['Infinity', '2147483648', '-1', '1.5']) {
+    for (const value of ['Infinity', '2147483648', '-1', '1.5', ' 20']) {
       const drain = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, `--drain-timeout=${value}`]);
       expect(drain.status, value).toBe(2);
       expect(drain.stderr.split('\n')[0]).toBe(`--drain-timeout must be a whole number of ms from 0 to 2147483647, got "${value}"`);
+    }
+    // A list with an empty entry (a trailing comma): named, as a list of URLs.
+    for (const command of [['worker', '--plugins', fixturePlugins.basic], ['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--no-workspace']]) {
+      const trailing = run([...command, '--nats', 'nats://127.0.0.1:1,']);
+      expect(trailing.status).toBe(2);
+      expect(trailing.stderr.split('\n')[0]).toBe('--nats: "nats://127.0.0.1:1," has an empty entry: give server URLs separated by commas (nats://a:4222,nats://b:4222)');
+    }
+    // Digits only, as --timeout: Number() takes each of these, as another number than was typed or meant.
+    for (const value of ['0x10', '1e1', '0b11', '+3', '3.0', ' 2', '0', '-1']) {
+      const concurrency = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, `--concurrency=${value}`]);
+      expect(concurrency.status, value).toBe(2);
+      expect(concurrency.stderr.split('\n')[0]).toBe(`--concurrency must be a positive integer, got "${value}"`);
     }
     // A workspace root where nothing can be made (a file): before, the worker joined its pool,
     // said "ready" and failed each task it took at once, so most of the pool's tasks.
@@ -778,7 +790,8 @@ describe('kb-plugin-exec CLI', () => {
     expect(await readdir(sweepRoot)).toEqual([]);
     const bad = run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', 'soon']);
     expect(bad.status).toBe(2);
-    expect(bad.stderr.split('\n')[0]).toBe('--foreign-older-than must be a number of milliseconds, got "soon"');
+    expect(bad.stderr.split('\n')[0]).toBe('--foreign-older-than must be a whole number of milliseconds, got "soon"');
+    expect(run(['sweep', '--workspace-root', sweepRoot, '--foreign-older-than', '1e3']).stderr.split('\n')[0]).toBe('--foreign-older-than must be a whole number of milliseconds, got "1e3"');
     const missing = path.join(sweepRoot, 'no-such-root');
     const mistyped = run(['sweep', '--workspace-root', missing]);
     expect(mistyped.status).toBe(1);
