@@ -17,6 +17,12 @@ export type HostToChild = Exclude<HostToRunner, { type: 'run' }> | ChildRunMessa
  * The child's last words, written just before Node ends it for an error outside the handler's
  * promise, so that the host reports why (as a worker thread's do) rather than only "exit code 1".
  */
+/**
+ * The exit code of a child whose channel to the host closed under it while it ran: the host gone,
+ * or (the host still there to see it) the plugin closed fd 3, which the host reports as `protocol`.
+ */
+export const EXIT_CHANNEL_CLOSED = 71;
+
 export interface ChildCrashMessage {
   type: 'crash';
   reason: 'uncaught-exception' | 'unhandled-rejection';

@@ -58,6 +58,7 @@ describe('protocol', () => {
     ['bad-rpc', 'rpc without an integer id'],
     ['second-ready', 'second ready'],
     ['close', 'closed its channel to the host (fd 3) and kept running'],
+    ['close-then-return', 'closed its channel to the host (fd 3)'],
   ])('a child writing %s to the protocol pipe is killed: WORKER_CRASHED (protocol), and the host keeps serving', async (kind, problem) => {
     const backend = make();
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind } }, { timeoutMs: 20_000 });

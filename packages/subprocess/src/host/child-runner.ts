@@ -5,7 +5,7 @@ import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
-import { childMessageProblem, type ChildCrashMessage } from '../messages.js';
+import { EXIT_CHANNEL_CLOSED, childMessageProblem, type ChildCrashMessage } from '../messages.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -285,9 +285,8 @@ export class ChildRunner {
   }
 
   /**
-   * Its end of the channel is closed. A child that is exiting closes it first; one still running
-   * a moment later closed it itself (a plugin that closed fd 3): nothing it does can reach the
-   * host any more, so it is killed now, not left to run to its time limit.
+   * Its end of the channel is closed: a child exiting closes it first; one still running a moment
+   * later closed it itself (fd 3), and is killed now (nothing it does can reach the host any more).
    */
   #onChannelClosed(): void {
     if (this.#exited || this.#result || this.#protocolError) return;
@@ -334,6 +333,7 @@ export class ChildRunner {
   /** How the child ended, in the terms of a plain Node child whether or not it was sandboxed. */
   #endOf(exitCode: number | null, signal: NodeJS.Signals | null): ChildEnd {
     let sandboxError: string | undefined;
+    const closedUnderIt = exitCode === EXIT_CHANNEL_CLOSED && this.#channelClosedTimer !== undefined && !this.#result; // fd 3 closed, then its runtime exited
     if (this.#sandbox?.started) {
       // bubblewrap reports its child's death by signal N as its own exit code 128+N.
       const bySignal = signalOfExitCode(exitCode);
@@ -347,7 +347,7 @@ export class ChildRunner {
       stderrTail: this.#stderr.tail(),
       pid: this.pid,
       memoryMb: this.#options.memoryMb,
-      ...(this.#protocolError ? { protocolError: this.#protocolError } : {}),
+      ...(this.#protocolError || closedUnderIt ? { protocolError: this.#protocolError ?? 'it closed its channel to the host (fd 3)' } : {}),
       ...(sandboxError ? { sandboxError } : {}),
       ...(this.#crash ? { crash: { reason: this.#crash.reason, error: this.#crash.error } } : {}),
       ...(!this.#handshaken

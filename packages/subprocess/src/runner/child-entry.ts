@@ -20,11 +20,10 @@ import {
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
 import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, UnreadableFrame, encodeFrame } from '../framing.js';
-import type { ChildCrashMessage, ChildRunMessage, HostToChild } from '../messages.js';
+import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage, type ChildRunMessage, type HostToChild } from '../messages.js';
 import { resultStandIns } from './result-stand-ins.js';
 
-/** Exit codes of the child's own failures (distinct from a handler's process.exit). */
-const EXIT_HOST_GONE = 0;
+/** Exit code of the child's own failures (distinct from a handler's process.exit); EXIT_CHANNEL_CLOSED is another. */
 const EXIT_PROTOCOL = 70;
 /** How long past its time limit (counted here, from its start) a child whose host did not stop it cancels its handler; and how long after that it exits. */
 const BACKSTOP_AFTER_MS = 2000;
@@ -101,8 +100,8 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
     }
     exit(EXIT_PROTOCOL);
   },
-  // The host closed the pipe or died: nobody is waiting for this child any more.
-  onClose: () => exit(EXIT_HOST_GONE),
+  // The host closed the pipe or died (nobody is waiting for this child any more), or the plugin closed fd 3.
+  onClose: () => exit(EXIT_CHANNEL_CLOSED),
 });
 
 // An error outside the handler's promise ends this process (Node prints it and exits with 1);
