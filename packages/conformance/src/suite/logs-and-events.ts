@@ -37,6 +37,15 @@ function streamTests(suite: SuiteContext): void {
     expect(fields).toEqual([{ value: 'alice' }, { value: 42 }, { value: true }, { value: [1, 2] }, undefined, { value: '5n' }, { value: 'Symbol(s)' }]);
   });
 
+  it('a logger message longer than 64 Ki characters is cut there, saying how many characters were left out', async () => {
+    const backend = make();
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits', input: { longMessage: 70_000 } }, { onLog: (l) => logs.push(l) });
+    expectOk(result);
+    const long = logs.find((l) => l.message.startsWith('xxx'));
+    expect(long?.message).toBe(`${'x'.repeat(64 * 1024)}… [${70_000 - 64 * 1024} more characters]`);
+  });
+
   it('an event that refers back to itself (a tree with parent links) arrives with its cycle, as a result does', async () => {
     const backend = make();
     const events: Array<{ event: unknown }> = [];

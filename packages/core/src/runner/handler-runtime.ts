@@ -247,7 +247,7 @@ function exists(file: string): Promise<boolean> {
 function createLogger(env: RuntimeEnvironment): HandlerLogger {
   const log = (level: LogEntry['level']) => (message: unknown, fields?: unknown) => {
     let text = typeof message === 'string' ? message : logText(message);
-    if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated]`;
+    if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [${text.length - MAX_LOG_MESSAGE} more characters]`;
     env.log(level, text, logFields(fields));
   };
   return Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
