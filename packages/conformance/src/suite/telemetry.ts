@@ -126,6 +126,17 @@ function spanTreeTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expect(line).toMatchObject({ traceId: caller.traceId, spanId: execution.spanContext().spanId });
   });
 
+  it("a platform call's span says what a host service threw that is not an Error, as the handler is told", async () => {
+    const platform = { kv: { fail: async () => Promise.reject('a string of the host') } };
+    const backend = suite.make({ platform, permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail' } });
+    expectOk(result);
+    const execution = executionSpan(sdk().spans(), result);
+    const call = sdk().spans().find((span) => parentOf(span) === execution.spanContext().spanId && span.name === 'platform kv.fail');
+    expect(call?.status.code).toBe(SpanStatusCode.ERROR);
+    expect(call?.status.message).toMatch(/: The service threw a string: a string of the host$/);
+  });
+
   it('continues a remote parent given as ExecuteOptions.traceparent', async () => {
     const backend = suite.make(KV);
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'traced' }, { traceparent: `00-${REMOTE_TRACE}-${REMOTE_SPAN}-01` });

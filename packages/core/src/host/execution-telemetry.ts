@@ -4,6 +4,7 @@ import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { instrumentsOf, type ExecutionInstruments } from './execution-metrics.js';
 import { activeMeter, activeTracer, otelApi, recordQuietly, reportTelemetryFailure, type OtelApi } from './otel-api.js';
 import { ATTR, EVENT } from './telemetry-names.js';
+import { describeThrown, isError } from '../wire-value.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
 
 /** A platform service or method name as it goes into a span (a handler chooses it: bounded). */
@@ -244,7 +245,8 @@ export class ExecutionTelemetry {
 
   #failed(span: Span, code: string, error: unknown): void {
     span.setAttribute(ATTR.errorType, code);
-    const message = (error as { message?: unknown } | undefined)?.message;
+    // A host service may throw what is not an Error: said as the handler is told it (describeThrown).
+    const message = isError(error) ? (error as Error).message : describeThrown(error, 'The service');
     span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: typeof message === 'string' ? `${code}: ${message}` : code });
   }
 
