@@ -147,6 +147,11 @@ describe('loading a plugin folder', () => {
     );
     const comment = await pluginFolder('{\n  // the id\n  "id": "@t/p"\n}');
     expect((await validationFailure(new PluginRegistry().load(comment))).message).toMatch(/ at line 2, column 3 \(a comment: JSON has none\)$/);
+    // The id it claims is read all the same: that plugin's executions get the error (VALIDATION_ERROR), not "not registered".
+    const registry = new PluginRegistry();
+    await registry.addEach([comment]);
+    expect(() => registry.resolve('@t/p', 'run')).toThrow(ValidationError);
+    expect(() => registry.resolve('@t/p', 'run')).toThrow(/is not valid JSON: .* \(a comment: JSON has none\)$/);
     const notJson = await pluginFolder('SECRET-TEXT of some other file');
     const error = await validationFailure(new PluginRegistry().load(notJson));
     expect(error.message).toBe(`${path.join(notJson, MANIFEST_FILE)} is not valid JSON: unexpected text at line 1, column 1 (a manifest is one JSON object, starting with "{")`);
@@ -405,7 +410,8 @@ describe('loading a plugin folder', () => {
     const other = await pluginFolder('not json either');
     const failures = await registry.addEach([SAMPLE, broken, other]);
     expect(failures.map((f) => [f.source, f.pluginId, f.root])).toEqual([
-      ['plugins[1]', undefined, broken],
+      // The id a broken file seems to claim is kept: its executions get its error.
+      ['plugins[1]', '@x/fixed', broken],
       ['plugins[2]', undefined, other],
     ]);
     await writeFile(path.join(broken, MANIFEST_FILE), JSON.stringify(manifest({ run: { entry: 'a.js' } }, { id: '@x/fixed' })));

@@ -65,7 +65,9 @@ export async function readManifest(root: string, file: string): Promise<unknown>
   try {
     manifest = JSON.parse(json);
   } catch (error) {
-    throw new ValidationError(`${file} is not valid JSON: ${jsonSyntaxProblem(json, error)}`, { details: { file } });
+    // The id it seems to claim, if any: that plugin's executions get this error, not "not registered".
+    const claimed = /"id"\s*:\s*"([^"\\]{1,214})"/.exec(json)?.[1];
+    throw new ValidationError(`${file} is not valid JSON: ${jsonSyntaxProblem(json, error)}`, { details: { file, ...(claimed ? { pluginId: claimed } : {}) } });
   }
   // JSON.parse keeps the last of two keys alike: two handlers of one name would lose the first unseen.
   const twice = duplicateJsonKeys(json);
