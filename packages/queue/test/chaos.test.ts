@@ -302,6 +302,25 @@ describe('the network between a worker and the server', () => {
     proxy.restore();
   });
 
+  it('reset and turned away, its handler stopped by the worker (its caller written off), then SIGTERM: the worker exits without waiting out its drain timeout for a result that cannot go', async () => {
+    const pool = newPool('netcutstopped');
+    const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 20_000, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    cleanups.push(() => drained.stop());
+    const file = path.join(markers, 'netcutstopped.log');
+    const { result } = await startMark(host(server.url, pool), file);
+    proxy.refuse(true);
+    proxy.reset();
+    expectError(await result, 'WORKER_CRASHED');
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
+    const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
+    const signalledAt = performance.now();
+    drained.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    // Nothing runs: no wait for the 20 s drain timeout (it took all of it, and a second more).
+    expect(performance.now() - signalledAt).toBeLessThan(10_000);
+    proxy.refuse(false);
+  }, 60_000);
+
   it('reset and turned away (reconnecting), then SIGTERM: the worker exits about a second after its drain timeout as well, not five (its stopped execution\'s result waits for a server it cannot reach)', async () => {
     const drained = await drainAfter('netresetdrain', () => {
       proxy.refuse(true);

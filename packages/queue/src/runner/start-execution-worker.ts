@@ -354,7 +354,8 @@ class QueueWorker implements ExecutionWorker {
       await this.#puller.stop();
       // Its peers stop handing tasks back for it (PeerPlugins).
       this.#announce();
-      await settlesWithin(this.#whenIdle(), timeoutMs);
+      // Its handlers, not the reports of those over: with the link down those cannot go (close() bounds that wait).
+      await settlesWithin(Promise.all([...this.#executions.values()].map((execution) => execution.handlerOver)), timeoutMs);
       await this.close();
     })();
     return this.#draining;

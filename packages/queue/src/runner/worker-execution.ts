@@ -64,7 +64,12 @@ export class WorkerExecution implements Watched {
   /** Why this worker stopped it on its own (its caller went silent, the worker closes, it outran its caller), if it did. */
   #stoppedHere: { message: string; reason: 'runner-lost' | 'protocol' } | undefined;
 
+  /** Settles once its handler is over here (ran, or will not run): what may be left is sending its result. A drain waits for this. */
+  readonly handlerOver: Promise<void>;
+  #handlerOver!: () => void;
+
   constructor(msg: TaskMessage, worker: WorkerServices) {
+    this.handlerOver = new Promise((resolve) => (this.#handlerOver = resolve));
     this.#msg = msg;
     this.#worker = worker;
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
@@ -89,6 +94,10 @@ export class WorkerExecution implements Watched {
 
   /** Claim, run, report. Never rejects. */
   async run(): Promise<void> {
+    await this.#claimRunReport().finally(this.#handlerOver);
+  }
+
+  async #claimRunReport(): Promise<void> {
     const { caller } = this.#claim;
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
@@ -113,7 +122,7 @@ export class WorkerExecution implements Watched {
       if (!task) throw unreadable;
       // Its caller sends the input with its accept: it may have come already (see take).
       if (task.inputFollows) this.#input ??= deferredBytes();
-      const result = await this.#runTask(task);
+      const result = await this.#runTask(task).finally(this.#handlerOver);
       await this.#report(task, result);
     } catch (error) {
       await this.#reportFailure(error);
