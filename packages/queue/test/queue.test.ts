@@ -1108,7 +1108,7 @@ describe('delivery', () => {
       const result = await waiting;
       expectError(result, 'WORKER_CRASHED');
       expect(result.error.message).toBe(
-        'Handler "echo" of plugin "@conformance/basic" did not run: its task was removed from the pool\'s stream before any worker took it (the stream was purged, the message deleted, or the stream made anew): it never ran',
+        'Handler "echo" of plugin "@conformance/basic" did not run: its task was removed from the pool\'s stream before any worker took it (the stream was purged, the message deleted, its max_msgs lowered below the tasks waiting, or the stream made anew): it never ran',
       );
       expect(result.error.details).toMatchObject({ reason: 'runner-lost' });
     } finally {
