@@ -39,7 +39,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       2,
     )}\n`,
     'hello.mjs': HANDLER.replace('__PACKAGE__', pkg),
-    'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id).replace('__PACKAGE__', pkg).replace('__SKIP_MISSING__\n', pkg === CORE ? SKIP_MISSING : ''),
+    'hello.test.mjs': TEST.replaceAll('__PLUGIN_ID__', id).replace('__PACKAGE__', pkg).replace('__SKIP_MISSING__\n', pkg === CORE ? SKIP_MISSING : '').replace('__BACKENDS__', backendsFor(root)),
   };
   // Installed above the folder: Node finds it from there, nothing to add. Not installed, or core
   // alone (which has no command): npx is told the package whose command it is, never left to
@@ -47,6 +47,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   const userAgent = userAgentOf(root);
   const install = installed ? '' : `${installCommand(UMBRELLA, userAgent)} && `;
   for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
+  if (root.includes(',')) process.stderr.write(`Note: the subprocess backend cannot run a plugin in ${root}: Node's permission flags cannot name a path with a comma. Its test leaves that backend out; move the folder to run it there.\n`);
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
       `Run it:   npx ${installed && pkg === UMBRELLA ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
@@ -128,7 +129,7 @@ import { createExecutionBackend } from '__PACKAGE__';
 
 const plugin = path.dirname(fileURLToPath(import.meta.url));
 
-for (const type of /** @type {const} */ (['in-process', 'worker-pool', 'subprocess'])) {
+for (const type of /** @type {const} */ ([__BACKENDS__])) {
   test(\`hello on the \${type} backend\`, async (t) => {
     const backend = createExecutionBackend({ type, plugins: [plugin] });
     try {
@@ -150,4 +151,9 @@ const SKIP_MISSING = `      if (!result.ok && result.error.code === 'BACKEND_NOT
 /** `word` as one shell word, quoted only when it has to be (a folder name with a space …). */
 function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** The backends the test runs the plugin on: not subprocess from a folder it cannot run (a comma in its path). */
+function backendsFor(root: string): string {
+  return ["'in-process'", "'worker-pool'", ...(root.includes(',') ? [] : ["'subprocess'"])].join(', ');
 }

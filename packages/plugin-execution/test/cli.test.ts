@@ -748,6 +748,11 @@ describe('kb-plugin-exec CLI', () => {
       expect(created.status, created.stderr).toBe(0);
       expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ✓', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/my-plugin');
       expect(JSON.parse(await readFile(path.join(parent, 'My Plugin ✓', 'package.json'), 'utf8')).name).toBe('my-plugin');
+      // A folder the subprocess backend cannot run a plugin from: said, and its test leaves that backend out.
+      const comma = run(['init', path.join(parent, 'a,b')]);
+      expect(comma.status, comma.stderr).toBe(0);
+      expect(comma.stderr).toContain(`Note: the subprocess backend cannot run a plugin in ${path.join(parent, 'a,b')}: Node's permission flags cannot name a path with a comma.`);
+      expect(await readFile(path.join(parent, 'a,b', 'hello.test.mjs'), 'utf8')).toContain("(['in-process', 'worker-pool'])");
       await writeFile(path.join(parent, 'afile'), 'not a folder');
       const under = run(['init', path.join(parent, 'afile', 'sub')]);
       expect(under.status).toBe(2);
