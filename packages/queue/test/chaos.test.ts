@@ -864,6 +864,30 @@ describe('a worker asked to stop (SIGTERM)', () => {
     expectOk(served);
     expect(served.meta.runnerId).toContain(fresh.id);
   });
+
+  it('with its link up, a drain delivers all a handler over still has to send to a host that reads slowly: every log line and the result', async () => {
+    const pool = newPool('drainslow');
+    const draining = await worker(server.url, pool, 1, 'in-process');
+    const backend = host(server.url, pool);
+    let lines = 0;
+    const spin = (ms: number) => {
+      for (const end = performance.now() + ms; performance.now() < end; );
+    };
+    let ready!: () => void;
+    const readyNow = new Promise<void>((resolve) => (ready = resolve));
+    const result = backend.execute(
+      { pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 0, count: 3000, bytes: 1000, afterMs: 0 } },
+      { timeoutMs: 60_000, onEvent: () => ready(), onLog: () => void (lines++, spin(2)) },
+    );
+    await readyNow;
+    const exited = new Promise<number | null>((resolve) => draining.child.once('exit', resolve));
+    draining.child.kill('SIGTERM');
+    const outcome = await result;
+    expectOk(outcome);
+    expect(outcome.data).toEqual({ logged: 3000 });
+    expect(lines).toBe(3000);
+    expect(await exited).toBe(0);
+  }, 60_000);
 });
 
 describe('the NATS server restarting mid-flight', () => {

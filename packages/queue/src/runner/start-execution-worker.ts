@@ -119,8 +119,9 @@ class QueueWorker implements ExecutionWorker {
   #running = 0;
   /** start() is over: what fails from now on is said as a notice, and tried again. */
   #serving = false;
-  /** Disconnected (reconnecting): what executions have to report waits for the server. */
+  /** Disconnected (reconnecting): what executions have to report waits for the server. `#onLinkDown`: called at the next disconnect (drain). */
   #linkDown = false;
+  #onLinkDown: Array<() => void> = [];
   #idle: (() => void) | undefined;
   readonly #notices: ConnectionNotices;
   #closing: Promise<void> | undefined;
@@ -326,6 +327,7 @@ class QueueWorker implements ExecutionWorker {
         // What executions send waits for the connection (a result included); a call in flight,
         // or its reply, may be lost with it: the handler is told, not left waiting.
         this.#linkDown = true;
+        for (const call of this.#onLinkDown.splice(0)) call();
         this.#services.courier.hold();
         for (const execution of this.#executions.values()) execution.connectionLost();
       } else if (status.type === 'close') {
@@ -350,15 +352,17 @@ class QueueWorker implements ExecutionWorker {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#draining ??= (async () => {
+    return (this.#draining ??= (async () => {
       await this.#puller.stop();
       // Its peers stop handing tasks back for it (PeerPlugins).
       this.#announce();
-      // Its handlers, not the reports of those over: with the link down those cannot go (close() bounds that wait).
-      await settlesWithin(Promise.all([...this.#executions.values()].map((execution) => execution.handlerOver)), timeoutMs);
+      // Done, their reports sent; or, with the link down, their handlers over (their reports cannot go: close() bounds that wait).
+      const handlersOver = Promise.all([...this.#executions.values()].map((execution) => execution.handlerOver));
+      const linkDown = new Promise<void>((resolve) => (this.#linkDown ? resolve() : this.#onLinkDown.push(resolve)));
+      const overWithLinkDown = Promise.all([handlersOver, linkDown]).then(() => (this.#linkDown ? undefined : this.#whenIdle()));
+      await settlesWithin(Promise.race([this.#whenIdle(), overWithLinkDown]), timeoutMs);
       await this.close();
-    })();
-    return this.#draining;
+    })());
   }
 
   close(): Promise<void> {
