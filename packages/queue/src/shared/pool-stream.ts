@@ -70,7 +70,7 @@ const NOT_REPORTED: Record<string, unknown> = { max_age: 0, max_msgs_per_subject
  * - `worker`: makes it with default settings when missing, and never changes it;
  * - `host`: makes it with its settings, or brings the bound and message size of an existing one to
  *   them (a host owns the bound; the last host to start with another one sets it for the pool),
- *   but never the bound below the tasks waiting in it (`boundHeld`);
+ *   but never lowers the bound while tasks wait in it (`boundHeld`);
  * - `host-check` (a host's periodic look): makes it again if it is gone (an operator deleted it,
  *   a server restarted without its store) and takes over one a worker made meanwhile, but leaves
  *   another host's bound alone.
@@ -101,10 +101,12 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
-  // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not):
-  // never lowered below what waits now, other hosts' accepted tasks among them.
-  const bound = Math.max(config.max_msgs!, Math.min(info.state.messages, current.max_msgs));
-  const boundHeld = takeOver && bound > config.max_msgs! ? { wanted: config.max_msgs!, waiting: info.state.messages } : undefined;
+  // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not),
+  // other hosts' accepted tasks among them, and more may be published between this read and the
+  // update: not lowered while any wait (-1 is no bound at all).
+  const held = takeOver && info.state.messages > 0 && config.max_msgs! < (current.max_msgs < 0 ? Infinity : current.max_msgs);
+  const bound = held ? current.max_msgs : config.max_msgs!;
+  const boundHeld = held ? { wanted: config.max_msgs!, waiting: info.state.messages } : undefined;
   const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
   const wanted: Partial<StreamConfig> = { ...SAME_FOR_EVERY_HOST, ...owned };
   const reported = current as unknown as Record<string, unknown>;
@@ -214,7 +216,7 @@ export function warnBoundHeld(subjects: PoolSubjects, stream: PoolStream): void 
   const { wanted, waiting } = stream.boundHeld;
   process.emitWarning(
     `queueBound ${wanted} is not in effect for pool "${subjects.pool}": ${waiting} tasks wait in its stream ${subjects.stream}, and the server would drop the oldest of them ` +
-      `to keep a lower bound, so it is ${stream.maxMessages} for now; the next host to start with ${wanted} once fewer wait sets it`,
+      `to keep a lower bound, so it stays ${stream.maxMessages < 0 ? 'unbounded' : stream.maxMessages}; a host that starts with ${wanted} while none waits sets it`,
     { code: 'KB_PLUGIN_QUEUE_BOUND' },
   );
 }
