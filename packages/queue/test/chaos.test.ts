@@ -891,6 +891,27 @@ describe('a worker asked to stop (SIGTERM)', () => {
 });
 
 describe('the NATS server restarting mid-flight', () => {
+  it('restarted without its store while tasks wait: the callers may send them again under the same ids at once, and the host never takes the new tasks off the stream for the old', async () => {
+    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
+      startNatsServer: () => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
+    };
+    const own = await startNatsServer();
+    cleanups.push(() => own.stop());
+    const pool = newPool('retrysame');
+    const backend = host(own.url, pool);
+    const ids = ['retry-a', 'retry-b', 'retry-c'];
+    // No worker yet: they wait in the (memory) stream, at sequences 1 to 3.
+    const waiting = ids.map((executionId) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: executionId, executionId }, { timeoutMs: 60_000 }));
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);
+    await own.restart();
+    for (const failed of await Promise.all(waiting)) expectError(failed, 'WORKER_CRASHED');
+    // Sent again at once, under the same ids: in the new stream, at the same sequences.
+    const again = ids.map((executionId) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: executionId, executionId }, { timeoutMs: 60_000 }));
+    await sleep(1000);
+    await worker(own.url, pool);
+    expect((await Promise.all(again)).map((r) => (r.ok ? r.data : r.error.code))).toEqual(ids);
+  }, 90_000);
+
   it('an execution sent while the server is down for 7 s is handed over once it is back, and runs', async () => {
     const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
       startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(o?: { downtimeMs?: number }): Promise<void> }>;

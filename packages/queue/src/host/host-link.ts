@@ -186,7 +186,7 @@ export class HostLink implements ExecutionLink {
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */
   deleteTask(seq: number, executionId: string): void {
-    this.#tasks.delete(seq, executionId, this.state === 'connected');
+    this.#tasks.delete(seq, executionId, this.state === 'connected', this.#stream?.created);
   }
 
   workerSeenAt(worker: WorkerIdentity): number | undefined {
@@ -365,7 +365,7 @@ export class HostLink implements ExecutionLink {
         if (this.state === 'reconnecting') this.state = 'connected';
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
-        void this.#tasks.reconnected();
+        void this.#tasks.reconnected(this.#stream?.created);
         this.#markReconnected();
         if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery); // (closed meanwhile, a publish would throw)
       } else if (status.type === 'close') {

@@ -47,6 +47,8 @@ export interface PoolStream {
   maxBytes: number;
   /** The bound a host asked for, where it was not set: more tasks wait than it allows (see ensureStream). */
   boundHeld?: { wanted: number; waiting: number };
+  /** When the server made the stream (its `created`): a stream made anew counts its messages from 1 again. */
+  created?: string;
 }
 
 /** A duplicate publish (same execution id) within this window is dropped by the server. */
@@ -98,7 +100,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const current = info.config;
   const wrong = wrongShape(subjects, current);
   if (wrong) throw new PoolStreamError(wrong);
-  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old };
+  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old, created: info.created };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
   // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not),
