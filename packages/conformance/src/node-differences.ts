@@ -7,12 +7,3 @@ export function cloneRefusesUrl(): boolean {
     return true;
   }
 }
-
-/**
- * Whether a CommonJS entry is imported through an ES module that re-exports its namespace
- * (core's entry-module.ts): not on Node 20, whose loader would leave a CommonJS module's load
- * error unhandled that way, so there a module.exports with a `then` is still taken for a promise.
- */
-export function commonJsEntryMayExportThen(): boolean {
-  return Number(process.versions.node.split('.')[0]) >= 22;
-}

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { runHostScript } from './node-host.js';
 // the handler's module instead of Node, and accept ES module syntax in any file).
 let dir: string;
 let esmDir: string;
+let typeless: string;
 
 beforeAll(async () => {
   // The other way round: CommonJS code in a .js file under "type": "module" (the quick start's package.json).
@@ -18,14 +19,20 @@ beforeAll(async () => {
   await writeFile(path.join(esmDir, 'named.cjs'), 'exports.build = async () => 1;\n');
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' } } }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' }, 'dependency-string': { entry: 'imports-string-thrower.mjs' } } }));
   await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
   await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
   await writeFile(path.join(dir, 'imports-failing.mjs'), "import './fails-to-load.cjs';\nexport default async () => 1;\n");
   await writeFile(path.join(dir, 'fails-to-load.cjs'), "throw new Error('a dependency failed to load');\n");
+  await writeFile(path.join(dir, 'imports-string-thrower.mjs'), "import './throws-a-string.cjs';\nexport default async () => 1;\n");
+  await writeFile(path.join(dir, 'throws-a-string.cjs'), "throw 'a dependency threw a string';\n");
+  // No package.json: a .js ES module Node 20.19+ takes for one by its syntax, exporting then.
+  typeless = await mkdtemp(path.join(os.tmpdir(), 'kb-typeless-'));
+  await writeFile(path.join(typeless, 'kb.plugin.json'), JSON.stringify({ id: '@x/typeless', version: '1', handlers: { run: { entry: 'run.js' } } }));
+  await writeFile(path.join(typeless, 'run.js'), "export default async () => 'ran';\nexport function then(resolve) { resolve({ default: async () => 'hijacked' }); }\n");
 });
-afterAll(() => Promise.all([dir, esmDir].map((each) => rm(each, { recursive: true, force: true }))));
+afterAll(() => Promise.all([dir, esmDir, typeless].map((each) => rm(each, { recursive: true, force: true }))));
 
 /** Run `handlerId` of the fixture plugin in a plain Node host; what the result says. */
 function runInNode(handlerId: string, plugin = { dir, id: '@x/cjs-scope' }): { code: string; message: string; details: Record<string, unknown> } {
@@ -35,7 +42,7 @@ function runInNode(handlerId: string, plugin = { dir, id: '@x/cjs-scope' }): { c
       const r = await backend.execute({ pluginId: '${plugin.id}', handlerId: ${JSON.stringify(handlerId)} });
       // A turn later: what the load left to the process (a rejection nobody handled) has surfaced.
       await new Promise((resolve) => setTimeout(resolve, 20));
-      console.log(JSON.stringify(r.ok ? { ok: true } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
+      console.log(JSON.stringify(r.ok ? { ok: true, data: r.data } : { code: r.error.code, message: r.error.message, details: r.error.details }));`;
   const result = runHostScript(script);
   expect(result.stderr).toBe('');
   return JSON.parse(result.stdout.trim()) as { code: string; message: string; details: Record<string, unknown> };
@@ -70,6 +77,27 @@ describe('in-process module loading, in a plain Node process', () => {
     const printed = runInNode('dependency');
     expect(printed.code, printed.message).toBe('HANDLER_ERROR');
     expect(printed.message).toContain('a dependency failed to load');
+  });
+
+  it('the same when the CommonJS module throws what is not an Error (a string)', () => {
+    const printed = runInNode('dependency-string');
+    expect(printed.code, printed.message).toBe('HANDLER_ERROR');
+    expect(printed.message).toContain('a dependency threw a string');
+  });
+
+  it('a .js ES module with no package.json that also exports then has its default export called (Node 20 took it for CommonJS and imported it as a promise)', () => {
+    const printed = runInNode('run', { dir: typeless, id: '@x/typeless' });
+    expect(printed).toEqual({ ok: true, data: 'ran' });
+  });
+
+  it('a plugin folder with a backslash in its path, from which Node imports no module, is said to be the reason', async () => {
+    const backslash = path.join(typeless, 'back\\slash');
+    await mkdir(backslash);
+    await writeFile(path.join(backslash, 'kb.plugin.json'), JSON.stringify({ id: '@x/backslash', version: '1', handlers: { run: { entry: 'run.mjs' } } }));
+    await writeFile(path.join(backslash, 'run.mjs'), 'export default async () => 1;\n');
+    const printed = runInNode('run', { dir: backslash, id: '@x/backslash' });
+    expect(printed.code).toBe('VALIDATION_ERROR');
+    expect(printed.message).toBe(`Handler "run" of plugin "@x/backslash": ${path.join(backslash, 'run.mjs')} has a backslash in its path, and Node imports no module from such a path; move the plugin to a folder without one`);
   });
 
   it('names the file of a handler module that does not parse', () => {

@@ -228,6 +228,23 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect((await make({ sandbox: 'required' }).stats()).runners).toMatchObject({ sandboxed: true });
   });
 
+  it('an entry made, after registration, a link to a link inside the folder that leads out is refused naming where it leads (the target is not in the sandbox to be read)', async () => {
+    const dir = await mkdtemp(path.join(scratch, 'late-link-'));
+    const away = await mkdtemp(path.join(scratch, 'away-'));
+    await chmod(dir, 0o755);
+    await mkdir(path.join(dir, 'handlers'), { mode: 0o755 });
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@sandbox/late-link', version: '1.0.0', handlers: { run: { entry: './handlers/h.mjs' } } }));
+    await writeFile(path.join(away, 'evil.mjs'), "export default async () => 'outside';\n");
+    // Registered before it is built: the entry is missing then.
+    const backend = make({ sandbox: 'required', plugins: [dir] });
+    expectError(await backend.execute({ pluginId: '@sandbox/late-link', handlerId: 'run' }), 'HANDLER_NOT_FOUND');
+    await symlink(path.join(away, 'evil.mjs'), path.join(dir, 'handlers', 'inner.mjs'));
+    await symlink('inner.mjs', path.join(dir, 'handlers', 'h.mjs'));
+    const result = await backend.execute({ pluginId: '@sandbox/late-link', handlerId: 'run' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toContain(`./handlers/h.mjs is a link to ${path.join(away, 'evil.mjs')}, outside the plugin folder`);
+  });
+
   it('health() reports bubblewrap with every layer in force', async () => {
     const health = await make({ sandbox: 'required' }).health();
     expect(health.ok).toBe(true);

@@ -1,14 +1,12 @@
 import path from 'node:path';
 import { ValidationError } from '../errors.js';
-import { mayLoadAsCommonJs } from './nearest-package.js';
 // Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
 const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
 
 /**
- * Node 20's loader has two faults fixed in 22 (nodejs/node#51603): a CommonJS module imported by
- * an ES module that throws as it loads rejects the import and, with the same error, a promise of
- * its own nobody handles (which ends an in-process host); and so a CommonJS entry is imported
- * there directly, not through an ES module.
+ * Node 20's loader has a fault fixed in 22 (nodejs/node#51603): a CommonJS module that throws as it
+ * loads, imported through an ES module, rejects the import and, with the same error, a promise of
+ * its own nobody handles, which would end an in-process host (hushLoaderEcho).
  */
 const NODE_20 = Number(process.versions.node.split('.')[0]) < 22;
 
@@ -16,26 +14,26 @@ const NODE_20 = Number(process.versions.node.split('.')[0]) < 22;
  * The namespace of the module at `url`, boxed. A module may export `then` (a fluent API's step),
  * and a promise resolved with its namespace (`import()`'s, an async function's) calls that `then`
  * as a promise's: the import would never settle, or settle with whatever it passed on. Imported
- * through a module that re-exports it as one name, and handed on in a box, it arrives as it is
- * (on Node 20 not for a CommonJS entry, see above: one whose module.exports has a `then` waits).
+ * through a module that re-exports it as one name, and handed on in a box, it arrives as it is.
+ * An error that names that module names the entry's URL instead.
  */
-export async function importNamespace(url: string, entryPath: string, pluginRoot: string): Promise<{ namespace: Record<string, unknown> }> {
+export async function importNamespace(url: string): Promise<{ namespace: Record<string, unknown> }> {
+  const wrapper = `data:text/javascript,export * as namespace from ${encodeURIComponent(JSON.stringify(url))};`;
   try {
-    if (NODE_20 && mayLoadAsCommonJs(entryPath, pluginRoot)) return { namespace: (await import(url)) as Record<string, unknown> };
-    return (await import(`data:text/javascript,export * as namespace from ${encodeURIComponent(JSON.stringify(url))};`)) as { namespace: Record<string, unknown> };
+    return (await import(wrapper)) as { namespace: Record<string, unknown> };
   } catch (error) {
     if (NODE_20) hushLoaderEcho(error);
+    if (error instanceof Error && error.message.includes(wrapper)) error.message = error.message.replaceAll(wrapper, url);
     throw error;
   }
 }
 
 /**
- * On Node 20, the rejection the loader leaves unhandled with the error an import failed with (see
+ * On Node 20, the rejection the loader leaves unhandled with the value an import failed with (see
  * above) is let go, once, in the turn it comes. Another rejection nobody handled that comes in that
  * turn is raised again once this listener is gone, so that the process treats it as its own.
  */
 function hushLoaderEcho(error: unknown): void {
-  if (typeof error !== 'object' || error === null) return;
   const listener = (reason: unknown): void => {
     if (reason === error) return;
     if (process.listenerCount('unhandledRejection') > 1) return;
@@ -44,6 +42,14 @@ function hushLoaderEcho(error: unknown): void {
   };
   process.on('unhandledRejection', listener);
   setImmediate(() => process.off('unhandledRejection', listener)).unref();
+}
+
+/** Node refuses a file URL with an encoded backslash: a module whose path has one (outside Windows) cannot be imported at all. */
+export function refuseBackslashPath(entryPath: string, task: { pluginId: string; handlerId: string }): void {
+  if (path.sep !== '/' || !entryPath.includes('\\')) return;
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has a backslash in its path, and Node imports no module from such a path; move the plugin to a folder without one`, {
+    details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
+  });
 }
 
 /**
@@ -74,14 +80,17 @@ function linkOutOfFolder(entryPath: string, pluginRoot: string): string | undefi
   let at = root;
   for (const part of path.relative(pluginRoot, entryPath).split(path.sep)) {
     at = path.join(at, part);
-    try {
-      if (!lstatSync(at).isSymbolicLink()) continue;
-      at = path.resolve(path.dirname(at), readlinkSync(at));
-    } catch {
-      // Not there at all: the import says so.
-      return undefined;
+    // A link to a link: each one followed, as the kernel would (40 at most, its own limit).
+    for (let hops = 0; hops < 40; hops++) {
+      try {
+        if (!lstatSync(at).isSymbolicLink()) break;
+        at = path.resolve(path.dirname(at), readlinkSync(at));
+      } catch {
+        // Not there at all: the import says so.
+        return undefined;
+      }
+      if (!inside(at)) return at;
     }
-    if (!inside(at)) return at;
   }
   return undefined;
 }

@@ -9,7 +9,7 @@ import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
 import { loadError } from './load-errors.js';
-import { importNamespace, refuseLinkOutOfFolder } from './entry-module.js';
+import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder } from './entry-module.js';
 import { handlerModuleUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -166,10 +166,11 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
   // Its size and time before the import: a file an editor saves meanwhile is seen changing.
   const before = await fileState(entryPath);
+  refuseBackslashPath(entryPath, task);
   refuseLinkOutOfFolder(entryPath, task.pluginRoot, task);
   let mod: Record<string, unknown>;
   try {
-    mod = (await importNamespace(handlerModuleUrl(entryPath, task.pluginRoot, load), entryPath, task.pluginRoot)).namespace;
+    mod = (await importNamespace(handlerModuleUrl(entryPath, task.pluginRoot, load))).namespace;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
