@@ -265,7 +265,8 @@ export class QueueBackend extends BaseBackend {
     const busy = workers.reduce((n, w) => n + w.running, 0);
     // Slots free: a worker that took it and went silent (stopped, its link cut) holds it until the consumer's ack wait is over.
     const held = busy < slots ? `; a worker that fetched it and then went silent (stopped, or its link cut) holds it for up to ${ACK_WAIT_MS / 1000} s before another may take it` : '';
-    return `no worker of pool "${this.#o.pool}" took it: ${workers.length} connected, ${busy} of their ${slots} slots busy when last heard${held}`;
+    const draining = alive.length - workers.length;
+    return `no worker of pool "${this.#o.pool}" took it: ${alive.length} connected${draining ? ` (${draining} draining, their slots not counted)` : ''}, ${busy} of their ${slots} slots busy when last heard${held}`;
   }
 
   /** The subject prefix, when not the default: workers started with another one serve another pool of the same name. */
