@@ -186,7 +186,8 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     const def = exported as { run: HandlerFunction; input?: unknown };
     return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
   }
-  const available = Object.keys(mod).filter((k) => k !== '__esModule');
+  // Not names a module exports itself: a transpiled module's flag, and (Node 23+) a CommonJS module's whole `module.exports`.
+  const available = Object.keys(mod).filter((k) => k !== '__esModule' && k !== 'module.exports');
   if (savedHalfWay(before, await fileState(entryPath))) {
     // A save caught between an editor's truncate and its write (empty when it was read, or written
     // again while it was imported): the module is broken, not missing.
