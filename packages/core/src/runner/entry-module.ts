@@ -23,9 +23,18 @@ export async function importNamespace(url: string): Promise<{ namespace: Record<
     return (await import(wrapper)) as { namespace: Record<string, unknown> };
   } catch (error) {
     if (NODE_20) hushLoaderEcho(error);
-    if (error instanceof Error && error.message.includes(wrapper)) error.message = error.message.replaceAll(wrapper, url);
-    throw error;
+    throw namingEntry(error, wrapper, url);
   }
+}
+
+/** Node's own error naming the wrapper names the entry's URL instead; what plugin code threw is left as it is. */
+function namingEntry(error: unknown, wrapper: string, url: string): unknown {
+  try {
+    if (error instanceof Error && typeof error.message === 'string' && error.message.includes(wrapper)) error.message = error.message.replaceAll(wrapper, url);
+  } catch {
+    // A message getter or setter of the plugin's: its error goes as it is.
+  }
+  return error;
 }
 
 /**
