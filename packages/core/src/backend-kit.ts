@@ -26,6 +26,6 @@ export { OutputLines, type OutputLimits } from './output-lines.js';
 export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
-export { shownControls } from './shown-controls.js';
+export { CONTROLS_BEYOND_C0, shownControls } from './shown-controls.js';
 export { serializeErrorForRunner } from './error-wire.js';
 export { hostPermissionProblem, refusedByHostPermissions } from './host/host-permissions.js';

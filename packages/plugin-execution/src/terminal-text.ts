@@ -1,14 +1,7 @@
-/**
- * Past the C0 controls: DEL and C1 controls (CSI among them: what starts a terminal's escape
- * sequences, as ESC does), the Unicode line and paragraph separators, and the bidirectional
- * controls (which make text show in another order than it is: a "Trojan Source" line).
- */
-const BEYOND_C0 = '\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069';
-/** Those and the C0 controls (ESC, line breaks, tabs …). */
-const CONTROLS = new RegExp(`[\\u0000-\\u001f${BEYOND_C0}]`, 'g');
-/** What JSON.stringify leaves raw of them (it escapes the C0 controls itself). */
-const RAW_IN_JSON = new RegExp(`[${BEYOND_C0}]`, 'g');
-const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+import { CONTROLS_BEYOND_C0, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+
+/** What JSON.stringify leaves raw of the control characters (it escapes the C0 ones itself). */
+const RAW_IN_JSON = new RegExp(`[${CONTROLS_BEYOND_C0}]`, 'g');
 
 /**
  * A handler's text as the CLI shows it on a terminal: every control character written out
@@ -17,12 +10,7 @@ const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
  * breaks stay (an error message of several lines), every other control is still written out.
  */
 export function printableText(text: string, { keepNewlines = false } = {}): string {
-  return text.replace(CONTROLS, (c) => (keepNewlines && c === '\n' ? c : (NAMED[c] ?? escaped(c))));
-}
-
-function escaped(c: string): string {
-  const code = c.charCodeAt(0);
-  return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  return shownControls(text, keepNewlines ? '\n' : '');
 }
 
 /**

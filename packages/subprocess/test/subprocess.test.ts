@@ -223,7 +223,7 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     const result = await make().execute({ pluginId: PROBE, handlerId: 'stderr-exit', input: { text } });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 3 });
-    expect(result.error.message.split('\n--- end of its stderr ---\n')[1]).toBe('plain line\n\\x1b[31mred\\x1b[0m \\u202eevil\\x0d\nlast\tline');
+    expect(result.error.message.split('\n--- end of its stderr ---\n')[1]).toBe('plain line\n\\x1b[31mred\\x1b[0m \\u202eevil\\r\nlast\tline');
     expect(result.error.details.stderrTail).toContain('\u001b[31mred');
   });
 
