@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { HandlerError, ValidationError } from './errors.js';
-import { nearest } from './host/nearest-name.js';
+import { didYouMean } from './host/nearest-name.js';
 
 import type { ValidationIssue } from './error-details.js';
 
@@ -25,10 +25,7 @@ export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): Vali
   const issues = withinUnions(error.issues).flatMap((issue) => {
     if (!schema || issue.code !== 'unrecognized_keys') return [issueOf(issue, root)];
     const known = keysAt(schema, issue.path);
-    return issue.keys.map((key) => {
-      const near = nearest(key, known);
-      return { path: formatPath(issue.path, root), message: `unknown key ${JSON.stringify(key)}${near ? `; did you mean "${near}"?` : ''}` };
-    });
+    return issue.keys.map((key) => ({ path: formatPath(issue.path, root), message: `unknown key ${JSON.stringify(key)}${didYouMean(key, known)}` }));
   });
   return distinctIssues(issues);
 }

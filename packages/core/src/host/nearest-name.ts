@@ -20,6 +20,17 @@ export function nearest(name: string, known: readonly string[]): string | undefi
   return holding.sort((a, b) => a.length - b.length)[0];
 }
 
+/** `; did you mean "<the nearest known name>"?`, or '' when none is near `name`. */
+export function didYouMean(name: string, known: readonly string[]): string {
+  const near = nearest(name, known);
+  return near ? `; did you mean "${near}"?` : '';
+}
+
+/** The first own key of `given` that `known` does not hold. */
+export function firstUnknownKey(given: object, known: readonly string[]): string | undefined {
+  return Object.keys(given).find((key) => !known.includes(key));
+}
+
 /** Names a host writes for an option that is spelt otherwise, and another option's name is nearer. */
 const MEANT: Record<string, string> = { timeout: 'defaultTimeoutMs', timeoutms: 'defaultTimeoutMs' };
 

@@ -1,6 +1,8 @@
 import { validationError } from '../validation.js';
 import { describeThrown } from '../wire-value.js';
-import { nearest } from './nearest-name.js';
+import { didYouMean, firstUnknownKey } from './nearest-name.js';
+
+const SOURCE_KEYS = ['root', 'manifest'];
 
 /**
  * A `{ root, manifest }` source's two fields, each read once: a key it does not take (`watch`,
@@ -8,10 +10,9 @@ import { nearest } from './nearest-name.js';
  */
 export function readSource(given: { root: string; manifest: unknown }): { root: string; manifest: unknown } {
   if (!given || typeof given !== 'object') return given;
-  const unknown = Object.keys(given).find((key) => key !== 'root' && key !== 'manifest');
+  const unknown = firstUnknownKey(given, SOURCE_KEYS);
   if (unknown !== undefined) {
-    const near = nearest(unknown, ['root', 'manifest']);
-    throw validationError('A plugin given as { root, manifest } takes those two keys only', [{ path: unknown, message: `is not taken${near ? `; did you mean "${near}"?` : ''}` }]);
+    throw validationError('A plugin given as { root, manifest } takes those two keys only', [{ path: unknown, message: `is not taken${didYouMean(unknown, SOURCE_KEYS)}` }]);
   }
   const read = (key: 'root' | 'manifest'): unknown => {
     try {

@@ -7,7 +7,7 @@ import { parseTraceparent } from './traceparent.js';
 import type { Platform } from './platform-gateway.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
 import { contextDescriptorSchema } from './context-descriptor.js';
-import { nearest, unknownKeyMessage } from './nearest-name.js';
+import { didYouMean, nearest, unknownKeyMessage } from './nearest-name.js';
 import { executeKeyElsewhere } from './backend-own-options.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
@@ -96,10 +96,7 @@ function unknownFieldIssues(r: Record<string, unknown>): ValidationIssue[] {
   for (const key of Object.keys(r)) {
     if (REQUEST_FIELDS.has(key)) continue;
     if (EXECUTE_OPTIONS.includes(key)) issues.push({ path: key, message: "not a field of the request: it is an option of execute() (its second argument)" });
-    else {
-      const near = nearest(key, [...REQUEST_FIELDS]);
-      issues.push({ path: key, message: `unknown field${near ? `; did you mean "${near}"?` : ''}` });
-    }
+    else issues.push({ path: key, message: `unknown field${didYouMean(key, [...REQUEST_FIELDS])}` });
   }
   return issues;
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
-import { nearest } from './nearest-name.js';
+import { didYouMean, firstUnknownKey } from './nearest-name.js';
 import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
 import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
@@ -204,10 +204,9 @@ export class WorkspaceManager {
 /** An option `what` does not take is a WorkspaceError naming it (and the nearest it takes), not ignored. */
 function refuseUnknownKeys(options: unknown, known: readonly string[], what: string): void {
   if (options === null || typeof options !== 'object') return;
-  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  const unknown = firstUnknownKey(options, known);
   if (unknown === undefined) return;
-  const near = nearest(unknown, known);
-  throw new WorkspaceError(`${what} does not take "${unknown}"${near ? `; did you mean "${near}"?` : ''} (it takes ${known.join(', ')})`, { details: { field: unknown } });
+  throw new WorkspaceError(`${what} does not take "${unknown}"${didYouMean(unknown, known)} (it takes ${known.join(', ')})`, { details: { field: unknown } });
 }
 
 class Lease implements WorkspaceLease {
