@@ -289,8 +289,11 @@ export class Execution {
         host.running.delete(this);
         const decidedAt = (this.#decidedAt = performance.now());
         // Remote runners: the wait for a worker to take its task (in the stream) is queue wait, not run.
-        const ranFrom = host.remoteRunners ? (control.runnerTookAt ?? decidedAt) : startedAt;
-        this.meta.queueWaitMs = round(ranFrom - this.#t0);
+        let ranFrom = startedAt;
+        if (host.remoteRunners) {
+          ranFrom = control.runnerTookAt ?? decidedAt;
+          this.meta.queueWaitMs = round(ranFrom - this.#t0);
+        }
         this.meta.runMs = round(decidedAt - ranFrom);
         telemetry?.decided(outcome.ok ? undefined : outcome.error);
         resolve(outcome);

@@ -381,4 +381,3 @@ function tell(listeners: ReadonlySet<PluginReloadListener>, plugin: RegisteredPl
     }
   }
 }
-
