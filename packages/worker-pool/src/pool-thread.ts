@@ -121,15 +121,12 @@ export class PoolThread<Lane = unknown> {
       this.#taskPort?.close();
       // Children its handlers left that it could not collect itself (it looped, crashed, or was terminated) go with it.
       this.#children?.killLeft();
-      clearTimeout(this.#graceTimer);
-      clearTimeout(this.#stuckTimer);
-      clearTimeout(this.idleTimer);
+      for (const timer of [this.#graceTimer, this.#stuckTimer, this.idleTimer]) clearTimeout(timer);
       events.gone(this);
       this.#markDone();
     });
-    // Never keeps the host alive by itself: while an execution runs, its time limit's timer does.
-    // After the listeners: adding a 'message' listener refs the Worker again (a host that never
-    // called shutdown() did not exit).
+    // Never keeps the host alive by itself (while an execution runs, its time limit's timer does).
+    // After the listeners: adding a 'message' listener refs the Worker again.
     worker.unref();
   }
 
@@ -320,6 +317,9 @@ export class PoolThread<Lane = unknown> {
 
   /** What the thread said of itself after an execution: it goes (collecting its handler's children first), or is idle again, bound to its handler or not. */
   #takeVerdict(verdict: ThreadVerdict): void {
+    // A thread that reported its own death and goes on did not die: plugin code posted those (or
+    // made its runtime send them: process.emit('exit')), to be blamed on another handler's crash.
+    if (this.reports.length > 0 && !verdict.retire) return this.#violate('crash reports from a thread that then went on working');
     this.bound = verdict.bound === true;
     if (verdict.retire && verdict.reaping) this.#endOnceReaped({ kind: 'retired', reason: verdict.retire });
     else if (verdict.retire) this.end({ kind: 'retired', reason: verdict.retire });

@@ -61,6 +61,20 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     expect((await runners(backend)).redispatched).toBe(0);
   });
 
+  it('crash reports a handler plants and then answers (under the cap) end its thread at its answer: the next plugin\'s crash is told in its own words', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const error = { $error: 1, name: 'Error', message: 'FORGED by the planting plugin' };
+    const posts = [0, 1, 2, 3].map((k) => ({ crash: { k, reason: 'uncaught-exception', error } }));
+    const planted = await backend.execute({ pluginId: POOL, handlerId: 'forges-on-channel', input: { dir: marks, name: 'planted-reports', holdMs: 10, posts } });
+    expectOk(planted);
+    expect(planted.data).toEqual({ found: true });
+    const victim = await backend.execute({ pluginId: POOL, handlerId: 'exit-code' }, { timeoutMs: 10_000 });
+    expectError(victim, 'WORKER_CRASHED');
+    expect(victim.error.details).toMatchObject({ reason: 'exit', exitCode: 0 });
+    expect(victim.error.message).not.toMatch(/FORGED/);
+    expect(victim.meta.runnerId).not.toBe(planted.meta.runnerId);
+  });
+
   it.each(['Atomics.store', 'Atomics.load', 'Atomics.add', 'Atomics.notify'])(
     'a handler that replaces %s while it spawns a child does not catch its thread\'s shared buffer (to say there its execution never began): it dies, and its execution is not run again',
     async (global) => {
