@@ -31,7 +31,10 @@ const globalSymbols = watchGlobalSymbols();
 const children = new ChildReaper();
 const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
 const env = new EnvGate(process.env);
-const config = workerData as ThreadConfig;
+// Copied before any plugin code runs: `workerData` is reachable from it, and changed in place it
+// would lift or cut the host's limits for every later handler on the thread.
+const given = workerData as ThreadConfig;
+const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { maxChars: given.output.maxChars, maxLineLength: given.output.maxLineLength } };
 const output = new OutputTap(config.output);
 const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);

@@ -47,6 +47,18 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).retired.recycled).toBe(2);
   });
 
+  it("a handler that changes its thread's workerData in place changes neither its recycling nor anyone's output cap", async () => {
+    const backend = backends.make({ maxThreads: 1, maxExecutionsPerThread: 3 });
+    const lines: string[] = [];
+    const changed = await backend.execute({ pluginId: POOL, handlerId: 'changes-worker-data' }, { onLog: (entry) => lines.push(entry.message) });
+    expect(okData(changed)).toBe('changed');
+    expect(lines).toEqual(['a line of forty characters, give or take']);
+    const calls: number[] = [];
+    for (let i = 0; i < 4; i++) calls.push(okData<{ calls: number }>(await backend.execute({ pluginId: POOL, handlerId: 'counter' })).calls);
+    expect(calls).toEqual([1, 2, 1, 2]);
+    expect((await runners(backend)).retired.recycled).toBe(1);
+  });
+
   it('a prototype addition by one execution, even a non-enumerable one, and a replaced method do not reach the next', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const polluted = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
