@@ -574,6 +574,22 @@ describe('plugins on the worker', () => {
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
   });
 
+  it.each([
+    ['unregistered', false],
+    ['unregistered and registered again at another version', true],
+  ])('an execution waiting for a slot when its plugin is %s goes under the manifest it was called with, as on a local backend', async (name, again) => {
+    const backend = make({ maxConcurrency: 1 });
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
+    const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, `waiting-${again}.log`), ms: 300 } }, { timeoutMs: 20_000, onEvent: () => running() });
+    await started;
+    const waiting = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 });
+    expect(await backend.unregisterPlugin(QUEUE_PROBE)).toBe(true);
+    if (again) await backend.registerPlugin({ root: QUEUE_PLUGIN, manifest: { ...(await probeManifest()), version: '2.0.0' } });
+    expectOk(await busy);
+    expectOk(await waiting);
+  });
+
   it("a host that registered no plugins is told that a queue backend's host needs them as its workers do", async () => {
     const result = await make({ plugins: [] }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
     expectError(result, 'HANDLER_NOT_FOUND');

@@ -1,6 +1,7 @@
 import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
+import type { PluginManifest } from './manifest.js';
 import type { PermissionSpec, PermissionSubject } from './permissions.js';
 import { holdCall, releaseCall } from './held-calls.js';
 import { invokePlatform, type Platform } from './platform-gateway.js';
@@ -68,6 +69,8 @@ export interface DispatchControl extends HostServices {
    * until it settles; undefined: read on.
    */
   outputPace(): Promise<void> | undefined;
+  /** The plugin's manifest as registered when the execution was called: a reload or unregister since changes nothing of it. */
+  readonly manifest: PluginManifest;
 }
 
 /** An AbortSignal that fires with the stop reason, for runners whose APIs want one (e.g. `ctx.signal` in the host). */
@@ -103,8 +106,11 @@ export class ExecutionControl implements DispatchControl {
   /** When its time limit runs out (performance.now()), once it was dispatched. */
   endsAt = Number.POSITIVE_INFINITY;
 
-  constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform, telemetry?: ExecutionTelemetry) {
+  readonly manifest: PluginManifest;
+
+  constructor(task: RunnerTask, options: ExecuteOptions, meta: ExecutionMeta, platform: Platform, manifest: PluginManifest, telemetry?: ExecutionTelemetry) {
     this.#task = task;
+    this.manifest = manifest;
     this.#permissions = task.permissions;
     this.#options = options;
     this.#meta = meta;

@@ -8,6 +8,7 @@ import { ExecutionTelemetry } from './execution-telemetry.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { assertGranted, type PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
+import type { PluginManifest } from './manifest.js';
 import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
 import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
 import { cloneForWire } from '../wire-clone.js';
@@ -81,6 +82,8 @@ export class Execution {
   /** `performance.now()` when the result was decided, once dispatched. */
   #decidedAt: number | undefined;
   #leaseDir: string | undefined;
+  /** The plugin's manifest as registered at the call (a reload or unregister since changes nothing of this execution). */
+  #manifest: PluginManifest | undefined;
   /** Removes the workspace (unless kept), once: held with the rest, or called on its own (#releaseLater). */
   #releaseLease: (() => Promise<void>) | undefined;
   /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
@@ -198,6 +201,7 @@ export class Execution {
     const telemetry = this.#telemetry;
     const traceparent = telemetry ? telemetry.start(parsed.pluginId, parsed.handlerId, meta.executionId, opts.traceparent) : opts.traceparent;
     const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId, host.remoteRunners);
+    this.#manifest = handler.plugin.manifest;
     telemetry?.pluginVersion(handler.plugin.manifest.version);
     assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
     meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;
@@ -277,7 +281,7 @@ export class Execution {
   #dispatch(task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     const host = this.#host;
     const telemetry = this.#telemetry;
-    const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, telemetry));
+    const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, this.#manifest!, telemetry));
     const startedAt = performance.now();
     this.meta.queueWaitMs = round(startedAt - this.#t0);
     const limitMs = task.timeoutMs;

@@ -104,8 +104,8 @@ export class QueueBackend extends BaseBackend {
     const link = (this.#opened?.state === 'closed' ? undefined : this.#opened) ?? (await this.#connectUnlessStopped(control));
     if (control.stopReason) throw control.stopReason;
     if (this.#notStarted) throw this.#notStarted;
-    const manifest = this.registry.get(task.pluginId)?.manifest;
-    const plugin = { version: manifest?.version ?? '', permissions: manifest ? declaredPermissionsKey(manifest, task.handlerId) : undefined };
+    // As registered at the call: an execution waiting for a slot meanwhile is not sent under a reload's manifest, or none.
+    const plugin = { version: control.manifest.version, permissions: declaredPermissionsKey(control.manifest, task.handlerId) };
     const execution = new RemoteExecution(task, control, link, plugin);
     link.executions.set(task.executionId, execution);
     try {
