@@ -111,8 +111,6 @@ export function captureIntrinsics(): IntrinsicsGuard {
   const slots = [slotOf(theGlobal, 'process'), slotOf(process, 'env'), ...species];
   const processObject = process;
   const shapes = [...COMMON_PROTOTYPES, envProto].map(shapeOf);
-  const objectProto = Object.prototype;
-  const objectProtoProperties = propertiesOf(objectProto);
   const watched = watchedProperties();
   const values = watched.map((w) => w.value);
   let compiled: ((values: readonly unknown[]) => boolean) | undefined;
@@ -137,7 +135,7 @@ export function captureIntrinsics(): IntrinsicsGuard {
         for (let i = 0; i < samples.length; i++) if (hasEnumerable(samples[i]!)) return false;
         if (getPrototypeOf(env) !== envProto) return false;
         for (let i = 0; i < shapes.length; i++) if (!sameShape(shapes[i]!)) return false;
-        return sameProperties(objectProto, objectProtoProperties);
+        return true;
       } catch {
         // A getter planted by the handler threw: that is tampering too.
         return false;
@@ -146,11 +144,19 @@ export function captureIntrinsics(): IntrinsicsGuard {
   };
 }
 
+/** What `async` and generator functions, and the objects generators and array iterators make, inherit from. */
+const functionKinds = [async () => {}, function* generator() {}, async function* asyncGenerator() {}].map((f) => getPrototypeOf(f) as { prototype?: object });
+const iteratorKinds = [functionKinds[1]!.prototype!, functionKinds[2]!.prototype!, getPrototypeOf([][Symbol.iterator]()) as object];
+
 /**
- * The prototypes every plugin's code goes through. Their own keys (names and symbols, in order),
- * whether they can be extended, and what they inherit from are compared: a key added, deleted or
- * swapped for another (even non-enumerable, even a symbol such as `Symbol.isConcatSpreadable`), a
- * prototype frozen, or one given another prototype (a Proxy under `String.prototype`) is tampering.
+ * The prototypes every plugin's code, and the runtime's own (a handler's import decodes its
+ * wrapper with `TextDecoder.prototype.decode`), goes through. Their own properties whole (names
+ * and symbols in order, each one's value or accessors and attributes), whether they can be
+ * extended, and what they inherit from are compared: a key added, deleted or swapped for another
+ * (even non-enumerable, even a symbol such as `Symbol.isConcatSpreadable`), a method replaced
+ * (`Array.prototype.reverse`, `AsyncFunction.prototype.constructor`), a property made read-only
+ * (which breaks every object's assignment of it), a prototype frozen, or one given another
+ * prototype (a Proxy under `String.prototype`) is tampering.
  */
 const COMMON_PROTOTYPES: readonly object[] = [
   Object.prototype,
@@ -168,26 +174,40 @@ const COMMON_PROTOTYPES: readonly object[] = [
   RegExp.prototype,
   Date.prototype,
   Uint8Array.prototype,
+  getPrototypeOf(Uint8Array.prototype) as object,
+  getPrototypeOf(Uint8Array) as object,
+  ...functionKinds,
+  ...iteratorKinds,
+  getPrototypeOf(iteratorKinds[2]) as object,
+  TextDecoder.prototype,
+  TextEncoder.prototype,
 ];
 
 interface Shape {
   readonly object: object;
   readonly keys: readonly PropertyKey[];
+  readonly properties: readonly PropertyDescriptor[];
   readonly extensible: boolean;
   readonly proto: object | null;
 }
 
 function shapeOf(object: object): Shape {
-  return { object, keys: ownKeys(object), extensible: isExtensible(object), proto: getPrototypeOf(object) };
+  const keys = ownKeys(object);
+  return { object, keys, properties: keys.map((key) => getOwnPropertyDescriptor(object, key)!), extensible: isExtensible(object), proto: getPrototypeOf(object) };
 }
 
 function sameShape(shape: Shape): boolean {
-  const { object, keys } = shape;
+  const { object, keys, properties } = shape;
   if (isExtensible(object) !== shape.extensible || getPrototypeOf(object) !== shape.proto) return false;
   const now = ownKeys(object);
   if (now.length !== keys.length) return false;
-  for (let i = 0; i < now.length; i++) if (now[i] !== keys[i]) return false;
+  for (let i = 0; i < now.length; i++) if (now[i] !== keys[i] || !sameProperty(getOwnPropertyDescriptor(object, now[i]!)!, properties[i]!)) return false;
   return true;
+}
+
+function sameProperty(now: PropertyDescriptor, then: PropertyDescriptor): boolean {
+  if (now.value !== then.value || now.get !== then.get || now.set !== then.set) return false;
+  return now.writable === then.writable && now.enumerable === then.enumerable && now.configurable === then.configurable;
 }
 
 interface Slot {
@@ -204,22 +224,6 @@ function slotOf(holder: object, key: PropertyKey): Slot {
 function sameSlot({ holder, key, descriptor }: Slot): boolean {
   const now = getOwnPropertyDescriptor(holder, key);
   return now?.value === descriptor?.value && now?.get === descriptor?.get && now?.set === descriptor?.set;
-}
-
-/** `Object.prototype`'s own properties whole (value or accessors, and attributes): one made read-only breaks every object's assignment of it. */
-function propertiesOf(object: object): PropertyDescriptor[] {
-  return ownKeys(object).map((key) => getOwnPropertyDescriptor(object, key)!);
-}
-
-function sameProperties(object: object, before: readonly PropertyDescriptor[]): boolean {
-  const keys = ownKeys(object);
-  for (let i = 0; i < keys.length; i++) {
-    const now = getOwnPropertyDescriptor(object, keys[i]!)!;
-    const then = before[i]!;
-    if (now.value !== then.value || now.get !== then.get || now.set !== then.set) return false;
-    if (now.writable !== then.writable || now.enumerable !== then.enumerable || now.configurable !== then.configurable) return false;
-  }
-  return true;
 }
 
 function hasEnumerable(object: object): boolean {

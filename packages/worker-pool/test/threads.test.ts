@@ -71,6 +71,19 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(({} as Record<string, unknown>).hidden).toBeUndefined();
   });
 
+  it.each(['Array.prototype.reverse', 'Date.prototype.getFullYear', '%TypedArray%.prototype.set', 'AsyncFunction.prototype.constructor', 'TextDecoder.prototype.decode'])(
+    'a handler that replaces %s (a common prototype\'s method outside the watched list) reaches no other plugin: its task runs on a fresh thread',
+    async (target) => {
+      const backend = backends.make({ maxThreads: 1 });
+      const replaced = await backend.execute({ pluginId: POOL, handlerId: 'replaces-method', input: { target } });
+      expect(okData(replaced)).toBe(target);
+      const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { list: [1, 2].reverse(), year: new Date(0).getUTCFullYear() } });
+      expect(okData(other)).toEqual({ list: [2, 1], year: 1970 });
+      expect(other.meta.workerId).not.toBe(replaced.meta.workerId);
+      expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+    },
+  );
+
   it('the same handler again keeps its thread and meets what it did itself (as its module state); another handler\'s task is declined there and runs on a fresh thread', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const first = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
