@@ -33,10 +33,10 @@ export function testPlatform() {
         record('fail', [message]);
         throw new Error(message);
       },
-      /** A result no backend can send back to a handler (a function inside). */
+      /** A result no backend can send back to a handler (a function inside, whose source the handler must not see). */
       async unsendable() {
         record('unsendable', []);
-        return { label: 'has a function', format: () => 'x' };
+        return { label: 'has a function', format: () => 'the host secret' };
       },
       /** A result holding a URL: Node 22 and later do not clone one (Node 20 makes it {}). */
       async link() {

@@ -51,20 +51,25 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   }
   const path = refusedAt(value, refusedKinds(error));
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
-  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(error as Error)?.message ?? String(error)}${at ? ` (at ${at})` : ''}`, {
+  const cause = asDataCloneError(error);
+  return new ValidationError(`${what} cannot be sent across the execution boundary: ${(cause as Error)?.message ?? String(cause)}${at ? ` (at ${at})` : ''}`, {
     details: { what, reason: 'not-serializable', ...(at ? { path: at } : {}) },
-    cause: asDataCloneError(error),
+    cause,
   });
 }
 
 /**
- * node:v8's serialiser (the subprocess and queue wires) refuses a value with a plain Error where
- * structured clone (threads, in-process) throws a DataCloneError DOMException: the cause is the
- * same kind on every backend.
+ * The clone's refusal as a DataCloneError on every backend (node:v8's serialiser, the subprocess
+ * and queue wires, throws a plain Error where structured clone throws a DOMException), saying
+ * what kind of value was refused rather than quoting it: the text of a function is its source,
+ * and a host service's (its code, a secret written in it) must not reach the plugin that called it.
  */
 function asDataCloneError(error: unknown): unknown {
-  if (!(error instanceof Error) || error.constructor !== Error || !/could not be cloned\.$/.test(error.message)) return error;
-  return new DOMException(error.message, 'DataCloneError');
+  if (!(error instanceof Error) || (error.constructor !== Error && error.name !== 'DataCloneError')) return error;
+  const refused = /^([\s\S]*) could not be cloned\.$/.exec(error.message)?.[1];
+  if (refused === undefined) return error;
+  const kind = refused.startsWith('#<') ? refused : refused.startsWith('Symbol(') ? 'A symbol' : 'A function';
+  return new DOMException(`${kind} could not be cloned.`, 'DataCloneError');
 }
 
 /** A step of refusedAt's walk: the key it took, from the step before. */
