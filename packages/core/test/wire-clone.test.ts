@@ -190,7 +190,18 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     const cause = unserializableError('result', thrown, { f: () => 1 }).cause as DOMException;
     expect(cause).toBeInstanceOf(DOMException);
     expect(cause.name).toBe('DataCloneError');
-    expect(cause.message).toBe((thrown as Error).message);
+    expect((thrown as Error).message).toBe('() => 1 could not be cloned.');
+    // The kind of value, not its text: a function's text is its source.
+    expect(cause.message).toBe('A function could not be cloned.');
+  });
+
+  it('names a refused symbol or object by its kind, and never quotes a function, whichever clone refused it', () => {
+    const secret = () => 'the host secret';
+    for (const [value, kind] of [[{ s: Symbol('x') }, 'A symbol'], [{ w: new WeakMap() }, '#<WeakMap>'], [{ f: secret }, 'A function']] as const) {
+      const error = unserializableError('platform.db.get result', cloneError(value), value);
+      expect(error.message).toMatch(new RegExp(`^platform\\.db\\.get result cannot be sent across the execution boundary: ${kind.replace(/[<>#]/g, '\\$&')} could not be cloned\\. \\(at result\\.\\w\\)$`));
+      expect(JSON.stringify([error.message, (error.cause as Error).message])).not.toContain('host secret');
+    }
   });
 
   it('does not blame shared memory that was fine when a function is what was refused', () => {
@@ -204,3 +215,12 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(unserializableError('input', thrown, value).details).toMatchObject({ path: 'input.f' });
   });
 });
+
+function cloneError(value: unknown): unknown {
+  try {
+    structuredClone(value);
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected structuredClone to refuse the value');
+}
