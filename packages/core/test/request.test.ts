@@ -89,6 +89,12 @@ describe('executionRequestSchema', () => {
     expect(parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { hosts: 1, perms: 2 } }).context).toEqual({ hosts: 1, perms: 2 });
   });
 
+  it('refuses context.permissions given as undefined (a tenant with no grant would run under the backend\'s wider one); left out, the backend\'s grant applies', () => {
+    const error = failure(() => parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { tenantId: 't', permissions: undefined } }));
+    expect(error.message).toContain("context.permissions: is undefined: leave the key out for the backend's grant, or give {} to grant nothing");
+    expect(parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { tenantId: 't' } }).context).toEqual({ tenantId: 't' });
+  });
+
   it('names every bad field', () => {
     const error = failure(() =>
       parseWith(

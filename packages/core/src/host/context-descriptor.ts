@@ -20,6 +20,10 @@ export const contextDescriptorSchema = lazySchema((z) =>
     permissions: permissionSpecSchema().optional(),
     config: z.record(z.string(), z.unknown()).optional(),
   }).superRefine((context, ctx) => {
+    // `permissions: tenant.permissions` for a tenant with none would run under the backend's wider grant.
+    if (Object.hasOwn(context, 'permissions') && context.permissions === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['permissions'], message: "is undefined: leave the key out for the backend's grant, or give {} to grant nothing" });
+    }
     // A misspelt `permissions` would be kept as a field of the host's own, and the backend's wider grants apply.
     for (const key of Object.keys(context)) {
       if (key !== 'permissions' && nearest(key, ['permissions'])) {
