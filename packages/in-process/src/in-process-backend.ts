@@ -1,5 +1,5 @@
-import { AbortedError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, describeThrown, isError, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { AbortedError, deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, describeThrown, isError, runHandler, serializeErrorForRunner, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -149,13 +149,15 @@ class InProcessRuntime implements RuntimeEnvironment {
 
 /**
  * A platform or channel call's answer as the handler gets it on the other backends: the result a
- * copy, and a rejection with a non-Error (a service that throws a string, say) an Error saying so.
+ * copy, and a rejection a copy too, its stack cut to the call (`at platform.db.query (the host)`):
+ * the host's own error object, its frames and paths, stay the host's (a rejection with a
+ * non-Error, a service that throws a string, say, an Error saying so).
  */
 function asAnswered(call: Promise<unknown>, called: string): Promise<unknown> {
   return call.then(
     (value) => cloneForWire(value, `${called} result`),
     (error: unknown) => {
-      throw isError(error) ? error : new Error(describeThrown(error, called));
+      throw deserializeError(serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`));
     },
   );
 }

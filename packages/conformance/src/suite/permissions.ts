@@ -120,7 +120,7 @@ function platformCallTests(suite: SuiteContext): void {
     expect(result.data).toMatchObject({ ok: false, message: 'boom' });
   });
 
-  it.runIf(capabilities.isolatesGlobals)("a host service's error reaches the handler without the host's stack frames (its files and layout), its cause's neither; name, message and props stay", async () => {
+  it("a host service's error reaches the handler as a copy without the host's stack frames (its files and layout), its cause's neither; name, message and props stay", async () => {
     const platform = {
       kv: {
         fail: async () => {
