@@ -4,10 +4,11 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { parseArgs } from 'node:util';
-import { PluginRegistry, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
-import { MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { PluginRegistry, WorkspaceManager, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
+import { watchLoop } from './loop-watchdog.js';
 import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth, natsServers } from './nats-flags.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
@@ -115,6 +116,10 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
+  // In-process, a handler that blocks the loop is out of reach of the time limit and the signals: ended by this thread.
+  const limitMs = timeoutMs ?? plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const watchdog = type === 'in-process' ? watchLoop({ pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
+  const onStart = watchdog && !values['keep-workspace'] ? () => watchdog.leased(WorkspaceManager.liveLeases()) : undefined;
   try {
     const result = await backend.execute(
       { pluginId: plugin.id, handlerId, input: read.input, context: read.context },
@@ -122,6 +127,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
         signal: signals.signal,
         ...(timeoutMs ? { timeoutMs } : {}),
         ...(values['keep-workspace'] ? { keepWorkspace: true } : {}),
+        ...(onStart ? { onStart } : {}),
         ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(logLine(entry)) } : {}),
       },
     );
@@ -139,6 +145,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const stoppedBy = !result.ok && result.error.code === 'ABORTED' ? signals.stoppedBy() : undefined;
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
   } finally {
+    watchdog?.stop();
     liftExitGuard();
     restoreStdout?.();
     // Also what removes the workspace of an execution a signal stopped.

@@ -298,6 +298,32 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('an in-process handler that keeps the event loop blocked past its time limit: TIMEOUT said (stdout too with --json), its workspace removed, the process ended by SIGKILL, a SIGINT meanwhile or not', async () => {
+    const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-blocked-'));
+    try {
+      for (const json of [false, true]) {
+        const marker = path.join(root, `blocked-${json}`);
+        const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000 }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : [])];
+        const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        const exited = new Promise<string | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+        await waitFor(() => existsSync(marker), 15_000);
+        expect((await readdir(workspaces)).some((name) => name.startsWith('kbx-'))).toBe(true);
+        child.kill('SIGINT');
+        expect(await exited).toBe('SIGKILL');
+        expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" did not finish within 300 ms and keeps the event loop blocked, which the in-process backend cannot stop/m);
+        if (json) expect(JSON.parse(stdout)).toMatchObject({ ok: false, error: { code: 'TIMEOUT', details: { timeoutMs: 300 } }, meta: { backend: 'in-process', handlerId: 'spin' } });
+        else expect(stdout).toBe('');
+        expect(await readdir(workspaces)).toEqual([]);
+      }
+    } finally {
+      await rm(workspaces, { recursive: true, force: true });
+    }
+  });
+
   it('a second SIGINT while the first one cleans up changes nothing: exit 130, the workspace removed', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint2-'));
     try {

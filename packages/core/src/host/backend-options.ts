@@ -49,6 +49,8 @@ export interface BackendOptions {
 }
 
 export { MAX_TIMER_MS };
+/** An execution's time limit when neither the call, its handler's manifest nor the backend's `defaultTimeoutMs` gives one. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /**
  * Schema pieces with messages a host can act on; backends build their option schemas from them

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
+import { DEFAULT_TIMEOUT_MS, backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
 import { ShuttingDownError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { Execution, type ExecutionHost } from './execution.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
@@ -41,7 +41,6 @@ export interface BackendDefaults {
   remoteRunners?: boolean;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_QUEUE = 1000;
 /** How long shutdown waits, past its own timeout, for stopped executions to release what they held before it closes the runners. */
 const RELEASE_WAIT_MS = 2000;
