@@ -11,7 +11,7 @@ import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEnt
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
-import { connect, headers as natsHeaders, nanos } from '@nats-io/transport-node';
+import { connect, headers as natsHeaders } from '@nats-io/transport-node';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { NEWER_VIEW_BYTES, writeNewerViews } from './fixtures/newer-views.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, expectEventWarnedInItsPlace, leftWorkspaces, natsServer, newPool, startWorker, startWorkers, type WorkerProcess } from './helpers.js';
@@ -1017,6 +1017,17 @@ describe('delivery', () => {
     expect(new Set(results.map((r) => r.meta.runnerId)).size).toBe(2);
   });
 
+  it('an execution id may be used again once its execution is over, as on a local backend: after a success, a failure, a TIMEOUT', async () => {
+    const backend = make();
+    const id = `again-${Date.now()}`;
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId: id }));
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'throws', executionId: id }), 'HANDLER_ERROR');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves', executionId: id }, { timeoutMs: 300 }), 'TIMEOUT');
+    const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'again', executionId: id });
+    expectOk(again);
+    expect(again.data).toBe('again');
+  });
+
   it('QUEUE_FULL from the stream bound, enforced by the server for a burst from two hosts at once', async () => {
     // A pool without workers: nothing leaves the stream while the burst arrives.
     const idlePool = newPool('burst');
@@ -1222,8 +1233,7 @@ describe('delivery', () => {
   }, 30_000);
 
   it('an id already running on a worker for another host: refused there by name, and the first host\'s execution keeps its messages', async () => {
-    // The stream refuses an id sent again within its duplicate window (2 minutes), so two hosts
-    // meet with one id only when an execution outlives it; the window is made 1 s here instead.
+    // An id is a host's own (used again once its execution is over): two hosts may send one at once.
     const sharedPool = newPool('same-id');
     const worker = await startWorker({ natsUrl: server!.url, pool: sharedPool, backend: 'in-process', concurrency: 2 });
     const nc = await connect({ servers: server!.url });
@@ -1232,9 +1242,6 @@ describe('delivery', () => {
         make({ pool: sharedPool, platform: { kv: { get: async () => value } }, permissions: { platform: { kv: true } } });
       const [first, second] = [host('first host'), host('second host')];
       expectOk(await first.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
-      const jsm = await jetstreamManager(nc);
-      const stream = await jsm.streams.info(`KBEXEC_${sharedPool}`);
-      await jsm.streams.update(stream.config.name, { ...stream.config, duplicate_window: nanos(1000) });
       const request = { pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'k', afterMs: 3000 }, executionId: 'one-id' };
       const early = first.execute(request, { timeoutMs: 10_000 });
       await new Promise((resolve) => setTimeout(resolve, 1500));

@@ -11,7 +11,7 @@ import { StreamTasks } from './stream-tasks.js';
 import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { duplicateExecution, fullQueue } from './publish-refusal.js';
+import { fullQueue } from './publish-refusal.js';
 import { decode, encode, HEADER, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -123,7 +123,7 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Put a task in the stream; `encode` makes its body for the server connected to when it goes (its max_payload may have changed in a reconnection). */
-  async publishTask(executionId: string, encode: () => Uint8Array): Promise<number> {
+  async publishTask(executionId: string, taskId: string, encode: () => Uint8Array): Promise<number> {
     // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT. Read again first: it may be fixed since.
     if (this.streamProblem) await this.checkStream();
     if (this.streamProblem) {
@@ -148,7 +148,7 @@ export class HostLink implements ExecutionLink {
       if (this.#courier.gate.gates(body.length)) await this.#courier.gate.admit(body.length);
       giveUpAt += performance.now() - turnFrom;
       try {
-        ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: executionId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
+        ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: taskId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         if (this.permissionProblem?.includes(this.subjects.tasks)) this.permissionProblem = undefined;
         break;
       } catch (error) {
@@ -160,7 +160,6 @@ export class HostLink implements ExecutionLink {
         if (/no responders/i.test(failure.message)) await this.checkStream();
       }
     }
-    if (ack.duplicate && !retried) throw duplicateExecution(executionId, this.#o.pool);
     return ack.seq;
   }
 
@@ -185,8 +184,8 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */
-  deleteTask(seq: number, executionId: string): void {
-    this.#tasks.delete(seq, executionId, this.state === 'connected', this.#stream?.created);
+  deleteTask(seq: number, taskId: string): void {
+    this.#tasks.delete(seq, taskId, this.state === 'connected', this.#stream?.created);
   }
 
   workerSeenAt(worker: WorkerIdentity): number | undefined {
@@ -290,7 +289,10 @@ export class HostLink implements ExecutionLink {
     const execution = this.executions.get(executionId);
     switch (kind) {
       case 'started':
-        if (execution) execution.started(decode<{ worker: WorkerIdentity }>(body).worker, msg);
+        if (execution) {
+          const started = decode<{ worker: WorkerIdentity; task?: unknown }>(body);
+          execution.started(started.worker, msg, started.task);
+        }
         else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
         return;
       case 'withdrawn':

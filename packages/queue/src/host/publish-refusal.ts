@@ -1,4 +1,4 @@
-import { QueueFullError, ValidationError } from '@kb-labs/plugin-execution-core';
+import { QueueFullError } from '@kb-labs/plugin-execution-core';
 
 /** What a host knows of its pool when the server refuses a task: for the QUEUE_FULL it becomes. */
 export interface RefusalContext {
@@ -39,11 +39,4 @@ export function fullQueue(error: unknown, at: RefusalContext): QueueFullError | 
     return full(`The stream ${at.stream} of pool "${at.pool}" refused the task: ${message} (a limit set on it by hand, not by a host)`);
   }
   return undefined;
-}
-
-/** The stream dropped the task as a copy of one sent within its duplicate window (2 minutes): an id must be unique. */
-export function duplicateExecution(executionId: string, pool: string): ValidationError {
-  return new ValidationError(`Execution id "${executionId}" was sent to pool "${pool}" already (within the last 2 minutes); an id must be unique`, {
-    details: { path: 'executionId', reason: 'duplicate' },
-  });
 }

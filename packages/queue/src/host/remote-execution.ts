@@ -1,5 +1,6 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { randomBytes } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
@@ -15,9 +16,9 @@ export interface ExecutionLink {
   /** Whether executions get a workspace on the worker. */
   readonly workspace: boolean;
   /** Put the task on the pool's stream; resolves with its stream sequence. */
-  publishTask(executionId: string, encode: () => Uint8Array): Promise<number>;
+  publishTask(executionId: string, taskId: string, encode: () => Uint8Array): Promise<number>;
   /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
-  deleteTask(seq: number, executionId: string): void;
+  deleteTask(seq: number, taskId: string): void;
   toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
   /** When a worker process last said it is there (its presence), if it did. */
   workerSeenAt(worker: WorkerIdentity): number | undefined;
@@ -44,6 +45,8 @@ export class RemoteExecution {
   #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
   #worker: WorkerIdentity | undefined;
   #seq: number | undefined;
+  /** Its task's Nats-Msg-Id: its id and a nonce of this call (an id may be used again once its execution is over, as on a local backend). */
+  readonly #taskId: string;
   /** When the stream acknowledged its task (`performance.now()`). */
   #publishedAt: number | undefined;
   #input: Uint8Array | undefined;
@@ -59,6 +62,7 @@ export class RemoteExecution {
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, plugin: { version: string; permissions: string | undefined }) {
     this.id = task.executionId;
+    this.#taskId = `${task.executionId}:${randomBytes(6).toString('base64url')}`;
     this.#task = task;
     this.#control = control;
     this.#link = link;
@@ -103,11 +107,11 @@ export class RemoteExecution {
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
       return this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', partBytes, "one message of the server's max_payload");
     };
-    const seq = await this.#link.publishTask(this.id, forServer);
+    const seq = await this.#link.publishTask(this.id, this.#taskId, forServer);
     this.#seq = seq;
     this.#publishedAt = performance.now();
     // Stopped while it was being published: it must never run.
-    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq, this.id);
+    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq, this.#taskId);
   }
 
   #taskBody(): TaskBody {
@@ -136,9 +140,14 @@ export class RemoteExecution {
     });
   }
 
-  /** A worker says it starts it: the first one is accepted, any other refused (and aborts). */
-  started(worker: WorkerIdentity, msg: Msg): void {
+  /**
+   * A worker says it starts it: the first one is accepted, any other refused (and aborts). `taskId`:
+   * the task it took (its Nats-Msg-Id); one of an earlier execution under the same id, left in the
+   * stream, is refused: it would run that execution's input for this one.
+   */
+  started(worker: WorkerIdentity, msg: Msg, taskId: unknown): void {
     const refuse = (reason: string, retry = false) => msg.respond(encode({ accept: false, reason, ...(retry ? { retry } : {}) } satisfies StartedReply, 'reply'));
+    if (taskId !== undefined && taskId !== this.#taskId) return void refuse('its task is that of an earlier execution under the same id');
     // The start accepted may be one its worker withdraws (its answer came too late), and this a
     // later delivery (to that worker or another): taken away now, the task would never run.
     if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`, true);
@@ -321,7 +330,7 @@ export class RemoteExecution {
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
   fail(error: KnownExecutionError): void {
     // Not started: its task would take a place in the stream (queueBound) for nothing.
-    if (!this.#worker && this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.id);
+    if (!this.#worker && this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.#taskId);
     this.#finish(undefined, error);
   }
 
@@ -340,7 +349,7 @@ export class RemoteExecution {
   #stop(reason: KnownExecutionError): void {
     if (!this.#worker) {
       // Not started: take it off the stream; a worker that has it already is refused at its start.
-      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.id);
+      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.#taskId);
       this.#finish(undefined, reason);
       return;
     }

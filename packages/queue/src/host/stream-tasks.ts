@@ -10,16 +10,16 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 export class StreamTasks {
   readonly #jsm: JetStreamManager;
   readonly #stream: string;
-  readonly #later: Array<{ seq: number; executionId: string; created: string | undefined }> = [];
+  readonly #later: Array<{ seq: number; taskId: string; created: string | undefined }> = [];
 
   constructor(jsm: JetStreamManager, stream: string) {
     this.#jsm = jsm;
     this.#stream = stream;
   }
 
-  /** `created`: the stream's, as last read (PoolStream.created). */
-  delete(seq: number, executionId: string, connected: boolean, created: string | undefined): void {
-    if (!connected) return void this.#later.push({ seq, executionId, created });
+  /** `taskId`: its Nats-Msg-Id; `created`: the stream's, as last read (PoolStream.created). */
+  delete(seq: number, taskId: string, connected: boolean, created: string | undefined): void {
+    if (!connected) return void this.#later.push({ seq, taskId, created });
     this.#jsm.streams.deleteMessage(this.#stream, seq, false).catch(() => undefined);
   }
 
@@ -29,7 +29,7 @@ export class StreamTasks {
       // Made anew (a caller may have sent its execution again under the same id since): not its task.
       if (kept.created !== created) continue;
       const task = await this.#jsm.streams.getMessage(this.#stream, { seq: kept.seq }).catch(() => null);
-      if (task?.header.get('Nats-Msg-Id') === kept.executionId) this.delete(kept.seq, kept.executionId, true, created);
+      if (task?.header.get('Nats-Msg-Id') === kept.taskId) this.delete(kept.seq, kept.taskId, true, created);
     }
   }
 }

@@ -20,8 +20,8 @@ export function taskRefusal(task: TaskBody, claim: { id: string; protocol: numbe
   }
   if (claim.idTaken) {
     return new ValidationError(
-      `Execution id "${claim.id}" is running on ${who} for another host: an id names one execution in a pool ` +
-        '(its stream refuses one sent again within 2 minutes), so give each execution an id of its own',
+      `Execution id "${claim.id}" is running on ${who} for another host: an id names one execution on a worker ` +
+        'at a time, so give each execution an id of its own',
       { details: { path: 'executionId', reason: 'duplicate' } },
     );
   }

@@ -170,7 +170,7 @@ export class WorkerExecution implements Watched {
     const { lostMs } = this.#claim;
     const askedAt = performance.now();
     try {
-      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
+      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.#msg.headers?.get('Nats-Msg-Id') }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
       reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
