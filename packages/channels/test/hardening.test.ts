@@ -415,15 +415,26 @@ describe('backpressure', () => {
     flood.socket.destroy();
   });
 
-  it('applies to ctx.channel pushes a handler does not await', async () => {
-    const h = await setup({ maxBufferedBytes: LIMIT });
-    const client = await h.connect('/flood');
-    client.ws.pause();
-    client.send({ id: 1, data: { size: CHUNK.length, count: 1000, wait: false } });
-    await eventually(() => h.mount.stats().backpressureCloses === 1, 'flooded client closed');
-    await eventually(() => h.mount.stats().connections === 0, 'session drained');
-    client.ws.resume();
-    expect((await client.closed).code).toBe(1006);
+  it('applies to ctx.channel pushes a handler does not await, and the pushes waiting meanwhile warn the host of no leak', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const h = await setup({ maxBufferedBytes: LIMIT });
+      const client = await h.connect('/flood');
+      client.ws.pause();
+      // Small pushes: many wait for the buffer at once before it passes the limit.
+      client.send({ id: 1, data: { size: 8 * 1024, count: 3000, wait: false } });
+      await eventually(() => h.mount.stats().backpressureCloses === 1, 'flooded client closed');
+      await eventually(() => h.mount.stats().connections === 0, 'session drained');
+      client.ws.resume();
+      expect((await client.closed).code).toBe(1006);
+      // Warnings are emitted on the next tick.
+      await delay(50);
+      expect(warnings).not.toContain('MaxListenersExceededWarning');
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
 

@@ -264,7 +264,7 @@ export class ExecutionControl implements DispatchControl {
     if (this.#over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { phase: 'ended', method } }));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
-    const ended = (this.#ended ??= new AbortController()).signal;
+    const ended = (this.#ended ??= endedController()).signal;
     return this.#held(`channel.${String(method)}`, args, () => channel.call(method, args, ended));
   }
 
@@ -326,6 +326,17 @@ function noop(): void {}
  */
 function settleQuietly(returned: unknown, which: HostCallback): void {
   if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
+}
+
+/**
+ * What tells the channel calls still waiting on the host (a paced send) that their execution is
+ * over: each listens to it, as many as the plugin's call window lets wait, and a burst of them is
+ * no leak for Node to warn the host of.
+ */
+function endedController(): AbortController {
+  const controller = new AbortController();
+  process.getBuiltinModule('node:events').setMaxListeners(0, controller.signal);
+  return controller;
 }
 
 const callbacksWarned = new Set<string>();
