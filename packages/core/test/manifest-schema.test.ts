@@ -39,20 +39,20 @@ describe('reserved platform names, in the runtime and in the JSON Schema alike',
   const methods = patterns(platform.additionalProperties.anyOf.find((each: { type?: string }) => each.type === 'array').items);
   const register = (permissions: unknown) => new PluginRegistry().register({ root: process.cwd(), manifest: { id: '@x/names', version: '1.0.0', permissions, handlers: { run: { entry: 'run.mjs' } } } });
 
-  it('a service named as what every object has (valueOf, toString, constructor …) is refused by both: a call of it could never be made', () => {
-    for (const name of ['valueOf', 'toString', 'hasOwnProperty', 'constructor', '__proto__', 'prototype']) {
+  it('a service named as what every object has (valueOf, toString, constructor …) or the language reads (then, toJSON) is refused by both: a call of it could never be made', () => {
+    for (const name of ['valueOf', 'toString', 'hasOwnProperty', 'constructor', '__proto__', 'prototype', 'then', 'toJSON']) {
       expect(editorTakes(services, name), name).toBe(false);
       expect(() => register({ platform: { [name]: true } }), name).toThrow(/is a reserved name/);
     }
     expect(editorTakes(services, 'kv')).toBe(true);
   });
 
-  it('a method named constructor, __proto__ or prototype is refused by both; toString or call, which a host may define itself, by neither', () => {
-    for (const name of ['constructor', '__proto__', 'prototype', '__defineGetter__']) {
+  it('a method named constructor, __proto__ or prototype, or one the language reads (then, toJSON, toString …: ctx.platform answers those itself) is refused by both; call or get, by neither', () => {
+    for (const name of ['constructor', '__proto__', 'prototype', '__defineGetter__', 'then', 'toJSON', 'valueOf', 'toString', 'toLocaleString']) {
       expect(editorTakes(methods, name), name).toBe(false);
       expect(() => register({ platform: { kv: [name] } }), name).toThrow(/is a reserved name/);
     }
-    for (const name of ['toString', 'call', 'get']) {
+    for (const name of ['call', 'get', 'thenable']) {
       expect(editorTakes(methods, name), name).toBe(true);
       expect(() => register({ platform: { kv: [name] } })).not.toThrow();
     }

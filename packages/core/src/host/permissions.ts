@@ -1,11 +1,16 @@
 import path from 'node:path';
 import type { z } from 'zod';
 import { PermissionDeniedError } from '../errors.js';
+import { LANGUAGE_HOOK_NAMES } from '../runner/platform-proxy.js';
 import { lazySchema } from './lazy-zod.js';
 
-/** Names no method may have: they reach an object's machinery (platform-gateway.ts refuses a call of one). */
-const RESERVED_METHODS = ['__proto__', 'constructor', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__'];
-/** Nor may a service be named as what every object has (`valueOf`, `toString` …): a call of one is refused. */
+/**
+ * Names no method may have: they reach an object's machinery (platform-gateway.ts refuses a call
+ * of one), or the language reads them (`then`, `toJSON`, `toString` …: `ctx.platform` answers
+ * those itself, platform-proxy.ts, and never calls one).
+ */
+const RESERVED_METHODS = ['__proto__', 'constructor', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', ...LANGUAGE_HOOK_NAMES];
+/** Nor may a service be named as what every object has (`valueOf`, `hasOwnProperty` …): a call of one is refused. */
 const RESERVED_SERVICES = [...new Set([...RESERVED_METHODS, ...Object.getOwnPropertyNames(Object.prototype)])];
 
 /** A pattern that refuses `names` (the JSON Schema of the manifest says it too, where a refine would not show). */
@@ -20,8 +25,8 @@ function notOneOf(names: readonly string[]): RegExp {
  */
 export const permissionSpecSchema = lazySchema((z) => {
   const identifier = z.string().regex(/^[A-Za-z_$][\w$.-]*$/, 'must be an identifier');
-  const serviceName = identifier.regex(notOneOf(RESERVED_SERVICES), 'is a reserved name (every object has it)');
-  const methodName = identifier.regex(notOneOf(RESERVED_METHODS), 'is a reserved name');
+  const serviceName = identifier.regex(notOneOf(RESERVED_SERVICES), 'is a reserved name (every object has it, or the language reads it: ctx.platform never calls it)');
+  const methodName = identifier.regex(notOneOf(RESERVED_METHODS), 'is a reserved name (ctx.platform never calls it)');
   const relativeFsPath = z
     .string()
     .min(1)

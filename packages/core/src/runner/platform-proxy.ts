@@ -14,7 +14,8 @@ export type PlatformCall = (service: string, method: string, args: unknown[]) =>
  * a `+`): answered here, never taken for a service or a method, whose call would start a
  * platform call the handler never made (its refusal unhandled: a crash).
  */
-const LANGUAGE_HOOKS = new Set(['then', 'toJSON', 'valueOf', 'toString', 'toLocaleString']);
+export const LANGUAGE_HOOK_NAMES = ['then', 'toJSON', 'valueOf', 'toString', 'toLocaleString'] as const;
+const LANGUAGE_HOOKS = new Set<string>(LANGUAGE_HOOK_NAMES);
 
 function languageHook(name: string, describe: string): (() => string) | undefined {
   return name === 'toString' || name === 'toLocaleString' ? () => describe : undefined;
