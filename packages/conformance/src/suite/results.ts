@@ -70,6 +70,10 @@ function boundaryTests(suite: SuiteContext): void {
     const cjsNamed = await backend.execute({ pluginId: CJS, handlerId: 'named', input: { text: 'hi' } });
     expectOk(cjsNamed);
     expect(cjsNamed.data).toEqual({ shouted: 'HI' });
+    // `exports.default = handler` written by hand (no __esModule): module.exports is the object holding it.
+    const exportsDefault = await backend.execute({ pluginId: CJS, handlerId: 'exports-default', input: 3 });
+    expectOk(exportsDefault);
+    expect(exportsDefault.data).toEqual({ via: 'exports.default', input: 3 });
   });
 
   it('calls the declared export of a module that also exports `then` (import() would take the module for a promise)', async () => {

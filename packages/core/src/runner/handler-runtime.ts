@@ -215,14 +215,18 @@ function exportHint(mod: Record<string, unknown>, available: readonly string[], 
   return `; set "export": ${JSON.stringify(meant)} on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
 }
 
-/** Named ESM export, a CJS `module.exports` property, or a transpiled `exports.default`. */
+/**
+ * Named ESM export, a CJS `module.exports` property, or a CJS `exports.default`: transpiled (marked
+ * `__esModule`), or written by hand, when it is a handler (`module.exports` is then the object).
+ */
 function pickExport(mod: Record<string, unknown>, exportName: string): unknown {
   let value = Object.hasOwn(mod, exportName) ? mod[exportName] : undefined;
   const def = mod.default as Record<string, unknown> | undefined;
   if (value === undefined && def !== null && typeof def === 'object' && Object.hasOwn(def, exportName)) value = def[exportName];
   if (exportName === 'default' && value !== null && typeof value === 'object' && !isDefinedHandler(value)) {
     const inner = value as Record<string, unknown>;
-    if (inner.__esModule && Object.hasOwn(inner, 'default')) value = inner.default;
+    const handlerInside = typeof inner.default === 'function' || isDefinedHandler(inner.default);
+    if ((inner.__esModule || handlerInside) && Object.hasOwn(inner, 'default')) value = inner.default;
   }
   return value;
 }
