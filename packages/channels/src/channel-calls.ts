@@ -1,6 +1,6 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { readCloseArguments } from './close-codes.js';
-import { encodePush, type ChannelConnection, type ConnectionRegistry } from './connection-registry.js';
+import { type ChannelConnection, type ConnectionRegistry } from './connection-registry.js';
 
 const MAX_EXCLUDE = 10_000;
 
@@ -22,7 +22,7 @@ export function performChannelCall(caller: ChannelConnection, registry: Connecti
 function perform(caller: ChannelConnection, registry: ConnectionRegistry, method: string, args: unknown[], ended: AbortSignal | undefined): unknown {
   switch (method) {
     case 'send':
-      return paced(caller, caller.sendText(encodePush(args[0])), ended);
+      return paced(caller, registry.push(caller, args[0]), ended);
     case 'sendTo': {
       const target = peerOf(caller, registry, args[0], 'sendTo');
       return target ? paced(target, registry.send(target.id, args[1]), ended) : false;

@@ -134,6 +134,11 @@ export class ConnectionRegistry {
     return this.#deliver(connection, encodePush(data));
   }
 
+  /** Push `{ type: 'message', data }` to `connection` (a handler's `ctx.channel.send` to its own), counted as send's are. */
+  push(connection: ChannelConnection, data: unknown): boolean {
+    return this.#deliver(connection, encodePush(data));
+  }
+
   /**
    * Push `{ type: 'message', data }` to every OPEN connection of `channel`, encoding it once.
    * Returns how many got it. Throws ValidationError when `data` is not JSON-serialisable, or an

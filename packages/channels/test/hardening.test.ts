@@ -429,6 +429,8 @@ describe('backpressure', () => {
       await eventually(() => h.mount.stats().connections === 0, 'session drained');
       client.ws.resume();
       expect((await client.closed).code).toBe(1006);
+      // The pushes after the cut found it closed: dropped, as the registry's own sends would be.
+      expect(h.mount.registry.stats().dropped).toBeGreaterThan(0);
       // Warnings are emitted on the next tick.
       await delay(50);
       expect(warnings).not.toContain('MaxListenersExceededWarning');
@@ -452,6 +454,8 @@ describe('a handler that awaits its pushes', () => {
     expect(await client.next((f) => f.type === 'reply', 30_000)).toMatchObject({ replyTo: 1, data: { sent: 400, delivered: 400 } });
     expect(client.frames.filter((f) => f.type === 'message')).toHaveLength(400);
     expect(h.mount.stats().backpressureCloses).toBe(0);
+    // Counted as the registry's own sends are.
+    expect(h.mount.registry.stats()).toMatchObject({ messagesSent: 400, dropped: 0 });
   });
 
   it('is told its pushes no longer go once the connection is gone: send() resolves false', async () => {
