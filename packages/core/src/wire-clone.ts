@@ -129,6 +129,7 @@ function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undef
       if (types.isProxy(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
       if (refuses.shared && (v instanceof SharedArrayBuffer || (ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer))) return pathOf(at);
       if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
+      if (isDetached(v)) return pathOf(at);
       children = childrenOf(v, budget);
     } catch {
       return pathOf(at);
@@ -205,6 +206,18 @@ function pathOf(step: Step | undefined): PropertyKey[] {
 }
 
 /** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
+/** An ArrayBuffer (or a view of one) transferred away: clone refuses it. Empty ones only are tried (Node 20 has no `detached`). */
+function isDetached(v: object): boolean {
+  const buffer = v instanceof ArrayBuffer ? v : ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer ? v.buffer : undefined;
+  if (buffer === undefined || buffer.byteLength > 0) return false;
+  try {
+    structuredClone(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown]> {
   const children: Array<[PropertyKey, () => unknown]> = [];
   // Numbers only, and Object.keys would name each index of one of millions (seconds).

@@ -195,6 +195,23 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(cause.message).toBe('A function could not be cloned.');
   });
 
+  it('names where a detached ArrayBuffer (or a view of one) is', () => {
+    const buffer = new ArrayBuffer(8);
+    const view = new Uint8Array(buffer);
+    structuredClone(buffer, { transfer: [buffer] });
+    for (const [value, at] of [[{ a: { b: [1, buffer] } }, 'input.a.b[1]'], [{ view }, 'input.view']] as const) {
+      const error = (() => {
+        try {
+          cloneForWire(value, 'input');
+        } catch (e) {
+          return e as ValidationError;
+        }
+        throw new Error('expected a refusal');
+      })();
+      expect(error.details).toMatchObject({ reason: 'not-serializable', path: at });
+    }
+  });
+
   it('names a refused symbol or object by its kind, and never quotes a function, whichever clone refused it', () => {
     const secret = () => 'the host secret';
     for (const [value, kind] of [[{ s: Symbol('x') }, 'A symbol'], [{ w: new WeakMap() }, '#<WeakMap>'], [{ f: secret }, 'A function']] as const) {
