@@ -105,7 +105,7 @@ function cancellationTests(suite: SuiteContext): void {
     expect(logs).not.toContain('signal fired');
   });
 
-  it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours, with the reason as its cause', async () => {
+  it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours', async () => {
     const backend = make();
     const ownWords = new AbortController();
     const mine = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: ownWords.signal, onEvent: () => ownWords.abort(new AbortedError('stopped: the user left the page')) });
@@ -114,20 +114,19 @@ function cancellationTests(suite: SuiteContext): void {
     expect(result.error.message).toBe('stopped: the user left the page');
     expect(result.error.details).toMatchObject({ phase: 'running' });
     const plain = new AbortController();
-    const reason = new Error('not ours');
-    const other = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: plain.signal, onEvent: () => plain.abort(reason) });
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: plain.signal, onEvent: () => plain.abort(new Error('not ours')) });
     expectError(other, 'ABORTED');
     expect(other.error.message).toContain('aborted by the caller');
-    expect(other.error.cause).toBe(reason);
+    // Not its cause either: the error is also the handler's ctx.signal.reason, and the host's object would reach the plugin.
+    expect(other.error.cause).toBeUndefined();
   });
 
   it('ABORTED for a signal aborted before the call, and the handler never runs', async () => {
     const backend = make();
     const events: ExecutionEvent[] = [];
-    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: AbortSignal.abort('the user left'), onEvent: (e) => events.push(e) });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { signal: AbortSignal.abort(), onEvent: (e) => events.push(e) });
     expectError(result, 'ABORTED');
     expect(result.error).toBeInstanceOf(AbortedError);
-    expect(result.error.cause).toBe('the user left');
     expect(events).toEqual([]);
   });
 
@@ -166,8 +165,6 @@ function cancellationTests(suite: SuiteContext): void {
     const result = await queued;
     expectError(result, 'ABORTED');
     expect(result.error.details).toMatchObject({ phase: 'queued' });
-    expect(result.error.cause).toBe(controller.signal.reason);
-    expect((result.error.cause as Error).name).toBe('AbortError');
     expect(events).toEqual([]);
     // All it waited was queue wait (at least the 50 ms above), none of it run.
     expect(result.meta.queueWaitMs).toBeGreaterThanOrEqual(45);

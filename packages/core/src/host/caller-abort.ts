@@ -4,7 +4,7 @@ import type { RunnerTask } from '../runner/handler-runtime.js';
 /**
  * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue
  * worker stopping an execution its calling host gave up on) keeps its words; any other reason is
- * the caller's business: the message stays ours, and the reason is its `cause`. (A worker stops one for its host's TIMEOUT as
+ * the caller's business, and the message stays ours. (A worker stops one for its host's TIMEOUT as
  * an abort too: its handler gets ctx.signal and the cancel grace, where a local TIMEOUT stops it at once.)
  */
 export function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boolean): KnownExecutionError {
@@ -13,9 +13,9 @@ export function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boole
   const phase = taken ? 'running' : 'queued';
   if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase }, cause: reason });
   const never = taken ? '' : ' before any runner took it; it never started';
-  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase }, cause: reason });
+  return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase } });
 }
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' }, cause: signal.reason });
+  if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
 }

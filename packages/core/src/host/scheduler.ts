@@ -65,7 +65,7 @@ export class Scheduler {
   acquire(key: string, signal?: AbortSignal): Slot | Promise<Slot> {
     // An 'abort' listener added now would never fire: without this the waiter would stay queued.
     if (signal?.aborted) {
-      throw new AbortedError('Execution aborted before it was queued; it never ran', { details: { phase: 'queued' }, cause: signal.reason });
+      throw new AbortedError('Execution aborted before it was queued; it never ran', { details: { phase: 'queued' } });
     }
     // Room for this key means no waiter can be passed over: every release pumps the queue, so
     // while a slot is free the only waiters left are those held back by their own key's cap.
@@ -89,7 +89,7 @@ export class Scheduler {
           // Out of the queue now, not at the next release (a slot may stay held for a handler's whole
           // time limit while callers give up by the thousand): swept once those gone outnumber those left.
           if (this.#queue.length > 2 * this.#queued + 16) this.#queue = this.#queue.filter((each) => !each.done);
-          reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' }, cause: signal.reason }));
+          reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
         };
         waiter.cleanup = onAbort(signal, abort);
       }
