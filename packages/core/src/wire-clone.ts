@@ -68,9 +68,12 @@ function asDataCloneError(error: unknown): unknown {
   if (!(error instanceof Error) || (error.constructor !== Error && error.name !== 'DataCloneError')) return error;
   const refused = /^([\s\S]*) could not be cloned\.$/.exec(error.message)?.[1];
   if (refused === undefined) return error;
-  const kind = refused.startsWith('#<') ? refused : refused.startsWith('Symbol(') ? 'A symbol' : 'A function';
+  const kind = /^(?:#<|\[object )/.test(refused) ? refused : refused.startsWith('Symbol(') ? 'A symbol' : FUNCTION_TEXT.test(refused) ? 'A function' : 'A value';
   return new DOMException(`${kind} could not be cloned.`, 'DataCloneError');
 }
+
+/** How a function's text starts (`function`, `async`, `class`, an arrow's, a method's `save() {`, a getter's): its source, never shown. */
+const FUNCTION_TEXT = /^(?:async\b|function\b|class\b|\(|\*|\[|(?:get|set|static)\s|[\w$]+\s*(?:=>|\())/;
 
 /** A step of refusedAt's walk: the key it took, from the step before. */
 interface Step {
@@ -126,7 +129,7 @@ function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undef
     seen.add(v);
     let children: Array<[PropertyKey, () => unknown]>;
     try {
-      if (types.isProxy(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
+      if (types.isProxy(v) || types.isGeneratorObject(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
       if (refuses.shared && (v instanceof SharedArrayBuffer || (ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer))) return pathOf(at);
       if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
       if (isDetached(v)) return pathOf(at);

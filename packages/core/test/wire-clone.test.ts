@@ -214,9 +214,20 @@ describe('unserializableError, for what only a process boundary refuses', () => 
 
   it('names a refused symbol or object by its kind, and never quotes a function, whichever clone refused it', () => {
     const secret = () => 'the host secret';
-    for (const [value, kind] of [[{ s: Symbol('x') }, 'A symbol'], [{ w: new WeakMap() }, '#<WeakMap>'], [{ f: secret }, 'A function']] as const) {
+    const generator = (function* steps() {})();
+    const revoked = Proxy.revocable({}, {});
+    revoked.revoke();
+    const kinds = [
+      [{ s: Symbol('x') }, 'A symbol'],
+      [{ w: new WeakMap() }, '#<WeakMap>'],
+      [{ f: secret }, 'A function'],
+      [{ m: { save() { return 'the host secret'; } }.save }, 'A function'],
+      [{ g: generator }, '[object Generator]'],
+      [{ p: revoked.proxy }, 'A value'],
+    ] as const;
+    for (const [value, kind] of kinds) {
       const error = unserializableError('platform.db.get result', cloneError(value), value);
-      expect(error.message).toMatch(new RegExp(`^platform\\.db\\.get result cannot be sent across the execution boundary: ${kind.replace(/[<>#]/g, '\\$&')} could not be cloned\\. \\(at result\\.\\w\\)$`));
+      expect(error.message).toMatch(new RegExp(`^platform\\.db\\.get result cannot be sent across the execution boundary: ${kind.replace(/[.*+?^${}()|[\]\\<>#]/g, '\\$&')} could not be cloned\\. \\(at result\\.\\w\\)$`));
       expect(JSON.stringify([error.message, (error.cause as Error).message])).not.toContain('host secret');
     }
   });
