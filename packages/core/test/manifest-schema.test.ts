@@ -40,7 +40,7 @@ describe('reserved platform names, in the runtime and in the JSON Schema alike',
   const register = (permissions: unknown) => new PluginRegistry().register({ root: process.cwd(), manifest: { id: '@x/names', version: '1.0.0', permissions, handlers: { run: { entry: 'run.mjs' } } } });
 
   it('a service named as what every object has (valueOf, toString, constructor …) or the language reads (then, toJSON) is refused by both: a call of it could never be made', () => {
-    for (const name of ['valueOf', 'toString', 'hasOwnProperty', 'constructor', '__proto__', 'prototype', 'then', 'toJSON']) {
+    for (const name of ['valueOf', 'toString', 'hasOwnProperty', 'constructor', '__proto__', 'prototype', 'caller', 'arguments', 'then', 'toJSON']) {
       expect(editorTakes(services, name), name).toBe(false);
       expect(() => register({ platform: { [name]: true } }), name).toThrow(/is a reserved name/);
     }
@@ -48,7 +48,7 @@ describe('reserved platform names, in the runtime and in the JSON Schema alike',
   });
 
   it('a method named constructor, __proto__ or prototype, or one the language reads (then, toJSON, toString …: ctx.platform answers those itself) is refused by both; call or get, by neither', () => {
-    for (const name of ['constructor', '__proto__', 'prototype', '__defineGetter__', 'then', 'toJSON', 'valueOf', 'toString', 'toLocaleString']) {
+    for (const name of ['constructor', '__proto__', 'prototype', '__defineGetter__', 'caller', 'arguments', 'then', 'toJSON', 'valueOf', 'toString', 'toLocaleString']) {
       expect(editorTakes(methods, name), name).toBe(false);
       expect(() => register({ platform: { kv: [name] } }), name).toThrow(/is a reserved name/);
     }

@@ -9,7 +9,7 @@ import { lazySchema } from './lazy-zod.js';
  * of one), or the language reads them (`then`, `toJSON`, `toString` …: `ctx.platform` answers
  * those itself, platform-proxy.ts, and never calls one).
  */
-const RESERVED_METHODS = ['__proto__', 'constructor', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', ...LANGUAGE_HOOK_NAMES];
+const RESERVED_METHODS = ['__proto__', 'constructor', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', 'caller', 'arguments', ...LANGUAGE_HOOK_NAMES];
 /** Nor may a service be named as what every object has (`valueOf`, `hasOwnProperty` …): a call of one is refused. */
 const RESERVED_SERVICES = [...new Set([...RESERVED_METHODS, ...Object.getOwnPropertyNames(Object.prototype)])];
 
