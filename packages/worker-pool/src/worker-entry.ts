@@ -38,6 +38,7 @@ const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { max
 const output = new OutputTap(config.output);
 const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);
+const hasCaptureCallback = process.hasUncaughtExceptionCaptureCallback.bind(process);
 
 const { port1: channel, port2 } = new MessageChannel();
 // Tasks come on a port of their own, which no listener reads: the thread reads a task only when it
@@ -175,7 +176,8 @@ function waitForTasks(): void {
 // The host learns from this why the thread is going, and whether an execution was running on it.
 // A handler that installed its own 'uncaughtException' listener keeps the thread alive: no report.
 process.on('uncaughtExceptionMonitor', (error, origin) => {
-  if (listenerCount('uncaughtException') > 0) return;
+  // Nor one that set a capture callback (node:domain does): the error is the handler's to handle.
+  if (listenerCount('uncaughtException') > 0 || hasCaptureCallback()) return;
   report({ k: current?.k ?? -1, reason: origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception', error: serializeError(error) });
 });
 /**

@@ -59,6 +59,14 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).retired.recycled).toBe(1);
   });
 
+  it('a handler whose node:domain catches an error thrown in its timer keeps its thread: no crash is reported, none counted', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    for (let i = 0; i < 3; i++) expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'domain-catches' }))).toBe('caught: thrown in a timer');
+    const figures = await runners(backend);
+    expect(figures.crashed).toBe(0);
+    expect(figures.started).toBe(1);
+  });
+
   it('a prototype addition by one execution, even a non-enumerable one, and a replaced method do not reach the next', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const polluted = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
