@@ -17,8 +17,12 @@ export interface LoopWatchdogOptions {
 }
 
 export interface LoopWatchdog {
-  /** The workspace directories to remove if the process is ended (none kept). */
-  leased(dirs: readonly string[]): void;
+  /**
+   * The execution was handed to its runner: from now on a blocked loop counts against its time
+   * limit (what the host did before, copying a large input, does not). `dirs`: its workspace, to
+   * remove if the process is ended, or to name as kept.
+   */
+  started(dirs: readonly string[], keep: boolean): void;
   stop(): void;
 }
 
@@ -28,7 +32,8 @@ export interface LoopWatchdog {
  * on that loop. A thread of its own watches the loop's beat: blocked past the time limit and
  * BLOCKED_GRACE_MS, the thread says so (TIMEOUT, as a worker-pool run would), removes the
  * execution's workspace, and ends the process with SIGKILL, the one way no blocked listener holds
- * back (exit status 137). It never ends a loop that turns, however long the handler takes.
+ * back (exit status 137). It never ends a loop that turns, however long the handler takes. Where
+ * no thread can be started (Node's permission model without --allow-worker), nothing watches.
  */
 export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
   // [0] the loop's beat, [1] 1 once stopped.
@@ -38,11 +43,20 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
   const { port1, port2 } = new MessageChannel();
   const said = blockedNotice(options);
   const workerData = { state: state.buffer, port: port2, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...said };
-  const worker = new Worker(WATCHER, { eval: true, workerData, transferList: [port2], env: {} });
+  let worker: Worker;
+  try {
+    worker = new Worker(WATCHER, { eval: true, workerData, transferList: [port2], env: {} });
+  } catch {
+    clearInterval(beat);
+    port1.close();
+    return { started: () => undefined, stop: () => undefined };
+  }
+  // Should it fail, the run goes on unwatched, as where no thread can be started.
+  worker.on('error', () => undefined);
   worker.unref();
   port1.unref();
   return {
-    leased: (dirs) => port1.postMessage([...dirs]),
+    started: (dirs, keep) => port1.postMessage({ dirs: [...dirs], keep }),
     stop: () => {
       clearInterval(beat);
       Atomics.store(state, 1, 1);
@@ -72,19 +86,21 @@ const { port, blockedMs, stderr, stdout } = workerData;
 const state = new Int32Array(workerData.state);
 let last = Atomics.load(state, 0);
 let since = Date.now();
-let leases = [];
+let started;
 while (Atomics.wait(state, 1, 0, ${BEAT_MS * 2}) === 'timed-out') {
-  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) leases = m.message;
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) started = { ...m.message, at: Date.now() };
   const now = Atomics.load(state, 0);
   if (now !== last) {
     last = now;
     since = Date.now();
-  } else if (Date.now() - since >= blockedMs && Atomics.load(state, 1) === 0) {
-    for (const dir of leases) {
-      try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
+  } else if (started && Date.now() - Math.max(since, started.at) >= blockedMs && Atomics.load(state, 1) === 0) {
+    let kept = '';
+    for (const dir of started.dirs) {
+      if (started.keep) kept += 'workspace kept at ' + dir + '\\n';
+      else try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
     }
     try { if (stdout !== undefined) fs.writeSync(1, stdout); } catch {}
-    try { fs.writeSync(2, stderr); } catch {}
+    try { fs.writeSync(2, stderr + kept); } catch {}
     process.kill(process.pid, 'SIGKILL');
   }
 }

@@ -111,15 +111,15 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     ...(platform ? { platform } : {}),
     ...queue,
   });
+  // In-process, a handler that blocks the loop is out of reach of the time limit and the signals: ended by this thread.
+  const limitMs = timeoutMs ?? plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const watchdog = type === 'in-process' ? watchLoop({ pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
+  const onStart = watchdog ? () => watchdog.started(WorkspaceManager.liveLeases(), values['keep-workspace'] === true) : undefined;
   const signals = abortOnSignals();
   // An in-process handler writes to this process's stdout, which is for the result alone (a
   // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
   const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
-  // In-process, a handler that blocks the loop is out of reach of the time limit and the signals: ended by this thread.
-  const limitMs = timeoutMs ?? plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const watchdog = type === 'in-process' ? watchLoop({ pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
-  const onStart = watchdog && !values['keep-workspace'] ? () => watchdog.leased(WorkspaceManager.liveLeases()) : undefined;
   try {
     const result = await backend.execute(
       { pluginId: plugin.id, handlerId, input: read.input, context: read.context },

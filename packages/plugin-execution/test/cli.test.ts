@@ -301,9 +301,9 @@ describe('kb-plugin-exec CLI', () => {
   it('an in-process handler that keeps the event loop blocked past its time limit: TIMEOUT said (stdout too with --json), its workspace removed, the process ended by SIGKILL, a SIGINT meanwhile or not', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-blocked-'));
     try {
-      for (const json of [false, true]) {
-        const marker = path.join(root, `blocked-${json}`);
-        const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000 }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : [])];
+      for (const [json, keep] of [[false, false], [true, false], [false, true]]) {
+        const marker = path.join(root, `blocked-${json}-${keep}`);
+        const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000 }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : []), ...(keep ? ['--keep-workspace'] : [])];
         const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
@@ -317,11 +317,23 @@ describe('kb-plugin-exec CLI', () => {
         expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" did not finish within 300 ms and keeps the event loop blocked, which the in-process backend cannot stop/m);
         if (json) expect(JSON.parse(stdout)).toMatchObject({ ok: false, error: { code: 'TIMEOUT', details: { timeoutMs: 300 } }, meta: { backend: 'in-process', handlerId: 'spin' } });
         else expect(stdout).toBe('');
-        expect(await readdir(workspaces)).toEqual([]);
+        const left = await readdir(workspaces);
+        if (keep) {
+          expect(left).toHaveLength(1);
+          expect(stderr).toContain(`workspace kept at ${path.join(workspaces, left[0]!)}\n`);
+          await rm(path.join(workspaces, left[0]!), { recursive: true, force: true });
+        } else expect(left).toEqual([]);
       }
     } finally {
       await rm(workspaces, { recursive: true, force: true });
     }
+  });
+
+  it("runs under Node's permission model without --allow-worker (the loop's watching thread is not started there)", () => {
+    const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+    const result = spawnSync(process.execPath, [flag, '--allow-fs-read=*', '--allow-fs-write=*', cli, 'run', fixturePlugins.basic, 'echo', '--input', '"hi"', '--no-workspace'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toBe('hi');
   });
 
   it('a second SIGINT while the first one cleans up changes nothing: exit 130, the workspace removed', async () => {
