@@ -912,6 +912,27 @@ describe('the NATS server restarting mid-flight', () => {
     expect((await Promise.all(again)).map((r) => (r.ok ? r.data : r.error.code))).toEqual(ids);
   }, 90_000);
 
+  it('an execution the restart cost its host, still running on its worker, and a new one sent at once under its id: the new one runs once the old one is over there, and gets its own result', async () => {
+    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
+      startNatsServer: () => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
+    };
+    const own = await startNatsServer();
+    cleanups.push(() => own.stop());
+    const pool = newPool('reuse-lost');
+    await worker(own.url, pool, 2);
+    const backend = host(own.url, pool);
+    let running!: () => void;
+    const started = new Promise<void>((resolve) => (running = resolve));
+    const lost = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 2500 }, executionId: 'lost-id' }, { timeoutMs: 20_000, onEvent: () => running() });
+    await started;
+    await own.restart();
+    expectError(await lost, 'WORKER_CRASHED');
+    // Before: the old one's report ("its caller no longer waits for it") was taken for the new one's result.
+    const again = await backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 100 }, executionId: 'lost-id' }, { timeoutMs: 20_000 });
+    expectOk(again);
+    expect(again.data).toEqual({ waited: 100 });
+  }, 60_000);
+
   it('an execution sent while the server is down for 7 s is handed over once it is back, and runs', async () => {
     const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
       startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(o?: { downtimeMs?: number }): Promise<void> }>;

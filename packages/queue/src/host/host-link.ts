@@ -286,13 +286,11 @@ export class HostLink implements ExecutionLink {
 
   #route(kind: string, executionId: string, body: Uint8Array, msg: Msg): void {
     if (kind === 'heartbeat') return void this.#heartbeat(decode<HeartbeatBody>(body), msg);
-    const execution = this.executions.get(executionId);
+    const found = this.executions.get(executionId);
+    const execution = found?.accepted || kind === 'started' || kind === 'withdrawn' || kind === 'input-wanted' ? found : undefined;
     switch (kind) {
       case 'started':
-        if (execution) {
-          const started = decode<{ worker: WorkerIdentity; task?: unknown }>(body);
-          execution.started(started.worker, msg, started.task);
-        }
+        if (execution) execution.started(decode<{ worker: WorkerIdentity; task?: unknown }>(body), msg);
         else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
         return;
       case 'withdrawn':

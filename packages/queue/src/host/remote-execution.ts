@@ -145,7 +145,7 @@ export class RemoteExecution {
    * the task it took (its Nats-Msg-Id); one of an earlier execution under the same id, left in the
    * stream, is refused: it would run that execution's input for this one.
    */
-  started(worker: WorkerIdentity, msg: Msg, taskId: unknown): void {
+  started({ worker, task: taskId }: { worker: WorkerIdentity; task?: unknown }, msg: Msg): void {
     const refuse = (reason: string, retry = false) => msg.respond(encode({ accept: false, reason, ...(retry ? { retry } : {}) } satisfies StartedReply, 'reply'));
     if (taskId !== undefined && taskId !== this.#taskId) return void refuse('its task is that of an earlier execution under the same id');
     // The start accepted may be one its worker withdraws (its answer came too late), and this a
@@ -236,6 +236,15 @@ export class RemoteExecution {
     this.#lastHeard = performance.now();
     if (message.type === 'event') this.#outputHeard++;
     this.#session.handle(message);
+  }
+
+  /**
+   * A worker's start of it was accepted: what else comes under its id before that (a log line, a
+   * result) is from another execution under the same id, one this host lost (a server restart),
+   * and is dropped.
+   */
+  get accepted(): boolean {
+    return this.#worker !== undefined;
   }
 
   /** `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */

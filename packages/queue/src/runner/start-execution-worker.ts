@@ -160,6 +160,7 @@ class QueueWorker implements ExecutionWorker {
         for (const each of this.#executions.values()) if (each.id === execution.id) return each !== execution;
         return false;
       },
+      earlierUnderKey: (execution) => [this.#executions.get(execution.key)].some((first) => first && first !== execution && first.taskId !== execution.taskId),
     };
     this.#puller = new TaskPuller(
       nc,

@@ -42,6 +42,8 @@ type Claim = { caller: string; lostMs: number; protocol: number };
  */
 export class WorkerExecution implements Watched {
   readonly id: string;
+  /** Its task's Nats-Msg-Id (the id and a nonce of the call): a redelivery has the same. */
+  readonly taskId: string;
   /** Its caller's subject and its id: what the caller's messages to this worker name it by. */
   readonly key: string;
   readonly #msg: TaskMessage;
@@ -73,6 +75,7 @@ export class WorkerExecution implements Watched {
     this.#msg = msg;
     this.#worker = worker;
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
+    this.taskId = msg.headers?.get('Nats-Msg-Id') ?? '';
     this.#claim = {
       caller: msg.headers?.get(HEADER.reply) ?? '',
       lostMs: Number(msg.headers?.get(HEADER.lostMs) ?? 3000),
@@ -115,6 +118,8 @@ export class WorkerExecution implements Watched {
     }
     if (task && this.#handsBack(task)) return;
     if (this.#passesOver(caller)) return;
+    // An earlier one of its caller under this id runs here (lost to it in a restart): this one waits in the stream.
+    if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
     if (!(await this.#start())) return;
     this.#worker.watch.add(caller, this.#claim.lostMs, this);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
@@ -160,17 +165,15 @@ export class WorkerExecution implements Watched {
 
   /**
    * The caller accepts it (true), or refuses or is gone (the message is terminated or put back).
-   * An accept that took the caller's whole patience (`workerLostMs`) to come back is not acted
-   * on: the caller, which hears nothing from this worker meanwhile, may already have reported it
-   * lost. A slow one (a third of it) is followed at once by a heartbeat, so that the caller hears
-   * from this worker within its window.
+   * An accept that took the caller's whole patience (`workerLostMs`) is not acted on (the caller
+   * may have reported it lost); a slow one (a third of it) is followed at once by a heartbeat.
    */
   async #start(): Promise<boolean> {
     let reply: StartedReply;
     const { lostMs } = this.#claim;
     const askedAt = performance.now();
     try {
-      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.#msg.headers?.get('Nats-Msg-Id') }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
+      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
       reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.

@@ -24,4 +24,6 @@ export interface WorkerServices {
   localBackend(workspace: boolean): Promise<IExecutionBackend>;
   /** Whether an execution of the same id, taken before this one, is here (from another host). */
   idTakenBefore(execution: WorkerExecution): boolean;
+  /** Another task of its caller under its id (not a redelivery of its own) runs here. */
+  earlierUnderKey(execution: WorkerExecution): boolean;
 }
