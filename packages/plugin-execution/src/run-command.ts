@@ -131,6 +131,8 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
         ...(values.logs ? { onLog: (entry: LogEntry) => process.stderr.write(logLine(entry)) } : {}),
       },
     );
+    // The handler is over: printing a large result blocks the loop for the CLI's own work.
+    watchdog?.stop();
     liftExitGuard();
     restoreStdout?.();
     // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its

@@ -329,6 +329,20 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('a handler that returned in time is not ended by the loop watchdog while the CLI prints its large result (seconds of the CLI\'s own work)', async () => {
+    const out = path.join(root, 'bytes-result.json');
+    const { openSync, closeSync, statSync } = await import('node:fs');
+    const fd = openSync(out, 'w');
+    try {
+      const result = spawnSync(process.execPath, [cli, 'run', blocking, 'bytes', '--input', '{"n":20000000}', '--timeout', '200', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 120_000 });
+      expect(result.signal, result.stderr).toBeNull();
+      expect(result.status, result.stderr).toBe(0);
+    } finally {
+      closeSync(fd);
+    }
+    expect(statSync(out).size).toBeGreaterThan(20_000_000);
+  }, 120_000);
+
   it("runs under Node's permission model without --allow-worker (the loop's watching thread is not started there)", () => {
     const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
     const result = spawnSync(process.execPath, [flag, '--allow-fs-read=*', '--allow-fs-write=*', cli, 'run', fixturePlugins.basic, 'echo', '--input', '"hi"', '--no-workspace'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
