@@ -208,7 +208,6 @@ function pathOf(step: Step | undefined): PropertyKey[] {
   return path.reverse();
 }
 
-/** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
 /** An ArrayBuffer (or a view of one) transferred away: clone refuses it. Empty ones only are tried (Node 20 has no `detached`). */
 function isDetached(v: object): boolean {
   const buffer = v instanceof ArrayBuffer ? v : ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer ? v.buffer : undefined;
@@ -221,6 +220,7 @@ function isDetached(v: object): boolean {
   }
 }
 
+/** Each child of `v` with a reader of its value: a getter that throws is found at its own key. */
 function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown]> {
   const children: Array<[PropertyKey, () => unknown]> = [];
   // Numbers only, and Object.keys would name each index of one of millions (seconds).
