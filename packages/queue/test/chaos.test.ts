@@ -12,6 +12,7 @@ import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startNatsServer, type StartNatsServerOptions } from '../../../scripts/nats-server.mjs';
 import { QUEUE_PLUGIN, QUEUE_PROBE, natsServer, newPool, startWorker, type WorkerProcess } from './helpers.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
@@ -48,6 +49,13 @@ function host(natsUrl: string, pool: string, options: QueueBackendOptions = {}):
   const backend = new QueueBackend({ connection: { servers: natsUrl }, pool, plugins: [fixturePlugins.basic, QUEUE_PLUGIN], workspace: false, ...options });
   cleanups.push(() => backend.shutdown({ timeoutMs: 3000 }));
   return backend;
+}
+
+/** A nats-server of the test's own (it restarts or stops it), stopped after the test. */
+async function ownServer(options?: StartNatsServerOptions) {
+  const server = await startNatsServer(options);
+  cleanups.push(() => server.stop());
+  return server;
 }
 
 async function worker(natsUrl: string, pool: string, concurrency = 1, backend = 'worker-pool'): Promise<WorkerProcess> {
@@ -892,11 +900,7 @@ describe('a worker asked to stop (SIGTERM)', () => {
 
 describe('the NATS server restarting mid-flight', () => {
   it('restarted without its store while tasks wait: the callers may send them again under the same ids at once, and the host never takes the new tasks off the stream for the old', async () => {
-    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
-      startNatsServer: () => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
-    };
-    const own = await startNatsServer();
-    cleanups.push(() => own.stop());
+    const own = await ownServer();
     const pool = newPool('retrysame');
     const backend = host(own.url, pool);
     const ids = ['retry-a', 'retry-b', 'retry-c'];
@@ -913,11 +917,7 @@ describe('the NATS server restarting mid-flight', () => {
   }, 90_000);
 
   it('an execution the restart cost its host, still running on its worker, and a new one sent at once under its id: the new one runs once the old one is over there, and gets its own result', async () => {
-    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
-      startNatsServer: () => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
-    };
-    const own = await startNatsServer();
-    cleanups.push(() => own.stop());
+    const own = await ownServer();
     const pool = newPool('reuse-lost');
     await worker(own.url, pool, 2);
     const backend = host(own.url, pool);
@@ -934,11 +934,7 @@ describe('the NATS server restarting mid-flight', () => {
   }, 60_000);
 
   it('an execution sent while the server is down for 7 s is handed over once it is back, and runs', async () => {
-    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
-      startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(o?: { downtimeMs?: number }): Promise<void> }>;
-    };
-    const own = await startNatsServer({ maxPayload: '8MB' });
-    cleanups.push(() => own.stop());
+    const own = await ownServer({ maxPayload: '8MB' });
     const pool = newPool('outage');
     await worker(own.url, pool);
     const backend = host(own.url, pool, { workerLostMs: 15_000 });
@@ -953,11 +949,7 @@ describe('the NATS server restarting mid-flight', () => {
   });
 
   it('fails the executions in flight with a clear error (no hang), runs nothing twice, and serves new ones after the reconnect', async () => {
-    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
-      startNatsServer: (o?: { maxPayload?: string }) => Promise<{ url: string; stop(): Promise<void>; restart(): Promise<void> }>;
-    };
-    const own = await startNatsServer({ maxPayload: '8MB' });
-    cleanups.push(() => own.stop());
+    const own = await ownServer({ maxPayload: '8MB' });
     const pool = newPool('restart');
     await worker(own.url, pool);
     const backend = host(own.url, pool);
@@ -990,9 +982,6 @@ describe('the NATS server restarting mid-flight', () => {
 
 describe('a worker closed while the NATS server is away', () => {
   it('lets go of its connection: the process that embeds it ends by itself, and nothing it does when the server is back can throw there', async () => {
-    const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as {
-      startNatsServer: () => Promise<{ url: string; stop(): Promise<void> }>;
-    };
     const own = await startNatsServer();
     let stopped = false;
     cleanups.push(async () => {
