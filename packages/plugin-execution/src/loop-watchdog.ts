@@ -23,7 +23,13 @@ export interface LoopWatchdog {
    * remove if the process is ended, or to name as kept.
    */
   started(dirs: readonly string[], keep: boolean): void;
-  stop(): void;
+  /** The handler is over: what blocks the loop now (printing a large result) is the CLI's own work. */
+  returned(): void;
+  /**
+   * The CLI shuts down: a timer or callback the handler left that blocks the loop from now on for
+   * BLOCKED_GRACE_MS would hang the command after its result. Watched until the process exits.
+   */
+  closing(dirs: readonly string[], keep: boolean): void;
 }
 
 /**
@@ -32,75 +38,95 @@ export interface LoopWatchdog {
  * on that loop. A thread of its own watches the loop's beat: blocked past the time limit and
  * BLOCKED_GRACE_MS, the thread says so (TIMEOUT, as a worker-pool run would), removes the
  * execution's workspace, and ends the process with SIGKILL, the one way no blocked listener holds
- * back (exit status 137). It never ends a loop that turns, however long the handler takes. Where
- * no thread can be started (Node's permission model without --allow-worker), nothing watches.
+ * back (exit status 137). The same once the CLI shuts down, for what the handler left running. It
+ * never ends a loop that turns, however long the handler takes. Where no thread can be started
+ * (Node's permission model without --allow-worker), nothing watches.
  */
 export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
-  // [0] the loop's beat, [1] 1 once stopped.
+  // [0] the loop's beat, [1] 1 while the CLI's own work runs (not watched).
   const state = new Int32Array(new SharedArrayBuffer(8));
   const beat = setInterval(() => Atomics.add(state, 0, 1), BEAT_MS);
   beat.unref();
   const { port1, port2 } = new MessageChannel();
-  const said = blockedNotice(options);
-  const workerData = { state: state.buffer, port: port2, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...said };
   let worker: Worker;
   try {
-    worker = new Worker(WATCHER, { eval: true, workerData, transferList: [port2], env: {} });
+    worker = new Worker(WATCHER, { eval: true, workerData: { state: state.buffer, port: port2 }, transferList: [port2], env: {} });
   } catch {
     clearInterval(beat);
     port1.close();
-    return { started: () => undefined, stop: () => undefined };
+    return { started: () => undefined, returned: () => undefined, closing: () => undefined };
   }
   // Should it fail, the run goes on unwatched, as where no thread can be started.
   worker.on('error', () => undefined);
   worker.unref();
   port1.unref();
+  // Said first, then unpaused: the thread reads the pause before the message it comes with.
+  const arm = (watch: Watch) => {
+    port1.postMessage(watch);
+    Atomics.store(state, 1, 0);
+  };
   return {
-    started: (dirs, keep) => port1.postMessage({ dirs: [...dirs], keep }),
-    stop: () => {
-      clearInterval(beat);
-      Atomics.store(state, 1, 1);
-      Atomics.notify(state, 1);
-      port1.close();
-    },
+    started: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined) }),
+    returned: () => Atomics.store(state, 1, 1),
+    closing: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: BLOCKED_GRACE_MS, stderr: leftoverNotice(options) }),
   };
 }
 
+/** What the watching thread is told: how long a blocked loop may last, what to remove or name, what to say. */
+interface Watch {
+  dirs: string[];
+  keep: boolean;
+  blockedMs: number;
+  stderr: string;
+  stdout?: string;
+}
+
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
-function blockedNotice({ pluginId, handlerId, limitMs, json }: LoopWatchdogOptions): { stderr: string; stdout?: string } {
+function blockedNotice({ pluginId, handlerId, limitMs, json }: LoopWatchdogOptions, workspaceDir: string | undefined): { stderr: string; stdout?: string } {
   const message =
     `Handler "${handlerId}" of plugin "${pluginId}" did not finish within ${limitMs} ms and keeps the event loop blocked, ` +
     'which the in-process backend cannot stop: the process was ended (--backend worker-pool or subprocess stops such a handler)';
   const error = new TimeoutError(message, { details: { timeoutMs: limitMs } });
   // Its stack would show the CLI's own frames, where the handler was never seen.
   const { stack: _stack, ...wire } = serializeError(error);
-  const stdout = json ? `${printableJson({ ok: false, error: wire, meta: { backend: 'in-process', pluginId, handlerId } }, 2)}\n` : undefined;
+  const meta = { backend: 'in-process', pluginId, handlerId, ...(workspaceDir !== undefined ? { workspaceDir } : {}) };
+  const stdout = json ? `${printableJson({ ok: false, error: wire, meta }, 2)}\n` : undefined;
   return { stderr: `TIMEOUT: ${message}\n`, ...(stdout !== undefined ? { stdout } : {}) };
+}
+
+/** What is said when what a handler left running blocks the loop after its result (printed already). */
+function leftoverNotice({ pluginId, handlerId }: LoopWatchdogOptions): string {
+  return (
+    `ERROR: handler "${handlerId}" of plugin "${pluginId}" is over (its result is said), but a timer or callback it left keeps the event loop blocked ` +
+    `(over ${BLOCKED_GRACE_MS} ms) as the command ends: the process was ended\n`
+  );
 }
 
 /** The watching thread (CommonJS, evaluated): wakes every BEAT_MS × 2 and reads the beat. */
 const WATCHER = `
 const fs = require('node:fs');
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
-const { port, blockedMs, stderr, stdout } = workerData;
+const { port } = workerData;
 const state = new Int32Array(workerData.state);
 let last = Atomics.load(state, 0);
 let since = Date.now();
-let started;
-while (Atomics.wait(state, 1, 0, ${BEAT_MS * 2}) === 'timed-out') {
-  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) started = { ...m.message, at: Date.now() };
+let watch;
+for (;;) {
+  Atomics.wait(state, 0, last, ${BEAT_MS * 2});
+  const paused = Atomics.load(state, 1) === 1;
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) watch = { ...m.message, at: Date.now() };
   const now = Atomics.load(state, 0);
-  if (now !== last) {
+  if (now !== last || paused) {
     last = now;
     since = Date.now();
-  } else if (started && Date.now() - Math.max(since, started.at) >= blockedMs && Atomics.load(state, 1) === 0) {
+  } else if (watch && Date.now() - Math.max(since, watch.at) >= watch.blockedMs) {
     let kept = '';
-    for (const dir of started.dirs) {
-      if (started.keep) kept += 'workspace kept at ' + dir + '\\n';
+    for (const dir of watch.dirs) {
+      if (watch.keep) kept += 'workspace kept at ' + dir + '\\n';
       else try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
     }
-    try { if (stdout !== undefined) fs.writeSync(1, stdout); } catch {}
-    try { fs.writeSync(2, stderr + kept); } catch {}
+    try { if (watch.stdout !== undefined) fs.writeSync(1, watch.stdout); } catch {}
+    try { fs.writeSync(2, watch.stderr + kept); } catch {}
     process.kill(process.pid, 'SIGKILL');
   }
 }

@@ -132,7 +132,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
       },
     );
     // The handler is over: printing a large result blocks the loop for the CLI's own work.
-    watchdog?.stop();
+    watchdog?.returned();
     liftExitGuard();
     restoreStdout?.();
     // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
@@ -147,7 +147,8 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     const stoppedBy = !result.ok && result.error.code === 'ABORTED' ? signals.stoppedBy() : undefined;
     return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
   } finally {
-    watchdog?.stop();
+    // From here until the process exits, what blocks the loop is what the handler left running.
+    watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
     liftExitGuard();
     restoreStdout?.();
     // Also what removes the workspace of an execution a signal stopped.

@@ -301,7 +301,7 @@ describe('kb-plugin-exec CLI', () => {
   it('an in-process handler that keeps the event loop blocked past its time limit: TIMEOUT said (stdout too with --json), its workspace removed, the process ended by SIGKILL, a SIGINT meanwhile or not', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-blocked-'));
     try {
-      for (const [json, keep] of [[false, false], [true, false], [false, true]]) {
+      for (const [json, keep] of [[false, false], [true, false], [false, true], [true, true]]) {
         const marker = path.join(root, `blocked-${json}-${keep}`);
         const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000 }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : []), ...(keep ? ['--keep-workspace'] : [])];
         const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -315,9 +315,11 @@ describe('kb-plugin-exec CLI', () => {
         child.kill('SIGINT');
         expect(await exited).toBe('SIGKILL');
         expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" did not finish within 300 ms and keeps the event loop blocked, which the in-process backend cannot stop/m);
+        const left = await readdir(workspaces);
         if (json) expect(JSON.parse(stdout)).toMatchObject({ ok: false, error: { code: 'TIMEOUT', details: { timeoutMs: 300 } }, meta: { backend: 'in-process', handlerId: 'spin' } });
         else expect(stdout).toBe('');
-        const left = await readdir(workspaces);
+        // A kept workspace is named in the JSON too, as a result's would be.
+        if (json) expect(JSON.parse(stdout).meta.workspaceDir).toBe(keep ? path.join(workspaces, left[0]!) : undefined);
         if (keep) {
           expect(left).toHaveLength(1);
           expect(stderr).toContain(`workspace kept at ${path.join(workspaces, left[0]!)}\n`);
@@ -328,6 +330,14 @@ describe('kb-plugin-exec CLI', () => {
       await rm(workspaces, { recursive: true, force: true });
     }
   });
+
+  it('code an in-process handler left that blocks the event loop as the command ends (after its result) ends the process, said, instead of hanging it', () => {
+    const result = spawnSync(process.execPath, [cli, 'run', blocking, 'leftover', '--no-workspace', '--timeout', '60000'], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 60_000 });
+    // Before, nothing watched the loop once the result was in: the command hung until spawnSync's own timeout.
+    expect(result.signal, result.stderr).toBe('SIGKILL');
+    expect(JSON.parse(result.stdout)).toBe('left');
+    expect(result.stderr).toMatch(/^ERROR: handler "leftover" of plugin "@cli-test\/blocking" is over \(its result is said\), but a timer or callback it left keeps the event loop blocked \(over 2000 ms\) as the command ends: the process was ended$/m);
+  }, 70_000);
 
   it('a handler that returned in time is not ended by the loop watchdog while the CLI prints its large result (seconds of the CLI\'s own work)', async () => {
     const out = path.join(root, 'bytes-result.json');
