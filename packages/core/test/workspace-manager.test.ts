@@ -536,6 +536,20 @@ describe('listArtifacts', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+  it('leaves symbolic links out (a link a plugin made may lead to any file of the host, which a host reading its artifacts would read for it)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
+    try {
+      await writeFile(path.join(dir, 'report.txt'), 'mine');
+      await mkdir(path.join(dir, 'sub'));
+      await symlink('/etc/hostname', path.join(dir, 'summary.txt'));
+      await symlink('/etc', path.join(dir, 'sub', 'to-dir'));
+      await symlink('../report.txt', path.join(dir, 'sub', 'inside'));
+      await symlink(path.join(dir, 'nowhere'), path.join(dir, 'dangling'));
+      expect(await listArtifacts(dir)).toEqual({ files: ['report.txt'], truncated: false });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
   it('says the list is cut only when a file is left out: as many files as the limit is the whole list', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
     try {
@@ -566,7 +580,7 @@ describe('listArtifacts', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
-  it.runIf(process.platform !== 'win32')('lists regular files and links (not followed), not FIFOs or sockets a plugin left', async () => {
+  it.runIf(process.platform !== 'win32')('lists regular files, not links, FIFOs or sockets a plugin left', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));
     const server = net.createServer();
     try {
@@ -575,7 +589,7 @@ describe('listArtifacts', () => {
       await symlink('/etc/hostname', path.join(dir, 'link'));
       execFileSync('mkfifo', [path.join(dir, 'pipe')]);
       await new Promise<void>((resolve) => server.listen(path.join(dir, 'sub', 'sock'), resolve));
-      expect((await listArtifacts(dir)).files).toEqual(['link', 'sub/report.txt']);
+      expect((await listArtifacts(dir)).files).toEqual(['sub/report.txt']);
     } finally {
       server.close();
       await rm(dir, { recursive: true, force: true });

@@ -86,6 +86,8 @@ function releaseTests(suite: SuiteContext): void {
         await expect(stat((tree.data as { dir: string }).dir)).rejects.toMatchObject({ code: 'ENOENT' });
       } else {
         expectOk(result);
+        // The link is no artifact: a host reading its artifacts would read the file it leads to for the plugin.
+        expect(result.meta.artifacts).toEqual(['a/b/locked.txt']);
         await expect(stat((result.data as { dir: string }).dir)).rejects.toMatchObject({ code: 'ENOENT' });
       }
       expect(await readFile(precious, 'utf8')).toBe('keep me');

@@ -144,8 +144,8 @@ async function emptyHeld(fd: number, top: number, depth: number, walk: Walk): Pr
 }
 
 /** Lists one folder (its entries, names as bytes). */
-type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean; isFile(): boolean; isSymbolicLink(): boolean }>>;
-/** What a visited entry is: a folder, a file (regular, or a link, never followed), or something else (a FIFO, a socket, a device). */
+type ReadFolder<T> = (at: T) => Promise<Array<{ name: Buffer; isDirectory(): boolean; isFile(): boolean }>>;
+/** What a visited entry is: a folder, a regular file, or something else (a link, never followed; a FIFO, a socket, a device). */
 /** `unlisted`: something under the folder the walk cannot show (a name not valid UTF-8, a folder it could not read or enter). */
 export type EntryKind = 'folder' | 'file' | 'other' | 'unlisted';
 /** Enters folder `name` of `at` (`depth`: of `at` below the top): where it is, and how to leave it; undefined: not entered. */
@@ -175,7 +175,7 @@ export async function visitTree<T>(top: T, read: ReadFolder<T>, enter: EnterFold
         if (!(going = visit(child, 'unlisted'))) return;
         continue;
       }
-      const kind: EntryKind = entry.isDirectory() ? 'folder' : entry.isFile() || entry.isSymbolicLink() ? 'file' : 'other';
+      const kind: EntryKind = entry.isDirectory() ? 'folder' : entry.isFile() ? 'file' : 'other';
       going = visit(child, kind);
       const inner = going && entry.isDirectory() ? await enter(at, entry.name, depth) : undefined;
       if (going && entry.isDirectory() && !inner) going = visit(child, 'unlisted');

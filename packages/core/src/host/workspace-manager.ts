@@ -280,8 +280,9 @@ function fileOnTheWay(root: string, error: unknown): string | undefined {
 const MAX_ARTIFACT_ENTRIES = 10_000;
 
 /**
- * Relative paths of the regular files under `dir` (symlinks listed but not followed; FIFOs,
- * sockets and devices left out), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
+ * Relative paths of the regular files under `dir` (symbolic links left out, as FIFOs, sockets and
+ * devices are: a link a plugin made may lead anywhere on the host, and a host that reads its
+ * artifacts would read that for the plugin), capped in number and in the entries looked at. A name that is not valid UTF-8 is left out: as a string it
  * would be a lossy copy, naming no file (two such names could even come out the same). On Linux
  * folders are walked through descriptors (anchored-tree.ts), down to 64 levels. Never rejects.
  * `truncated`: the list is not whole (the limit reached with a file left out, the listing stopped
