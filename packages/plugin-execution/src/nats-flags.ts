@@ -84,6 +84,17 @@ export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = proces
   };
 }
 
+/** The variables natsAuth reads a login and TLS files from. */
+const NATS_VARIABLES = ['NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_CREDS', 'NATS_NKEY', 'NATS_CA', 'NATS_CERT', 'NATS_KEY'];
+
+/**
+ * Once read: out of this process's environment, where a plugin would find them (an in-process
+ * handler's process.env, or a subprocess handler that declares the names and is granted them).
+ */
+export function forgetNatsVariables(env: NodeJS.ProcessEnv = process.env): void {
+  for (const name of NATS_VARIABLES) delete env[name];
+}
+
 /** The text of a file given by `named` (a flag or a variable); a usage error naming it when it cannot be read. */
 function readable(file: string, named: string): string {
   try {

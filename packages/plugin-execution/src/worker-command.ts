@@ -5,7 +5,7 @@ import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
-import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, natsAuth, natsServers } from './nats-flags.js';
+import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsAuth, natsServers } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
@@ -105,6 +105,8 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   let connection: { servers: string[] } & ReturnType<typeof natsAuth>;
   try {
     connection = { servers: natsServers(values.nats), ...natsAuth(values) };
+    // The pool's trust boundary: no handler may log in as this worker.
+    forgetNatsVariables();
   } catch (error) {
     throw error instanceof NatsFlagError ? new WorkerUsageError(error.message) : error;
   }

@@ -24,9 +24,9 @@ afterAll(async () => {
 });
 
 /** `kb-plugin-exec worker …args` on the test's server, resolved once it says it is ready. */
-async function startCliWorker(args: string[]): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; output: () => string }> {
-  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.basic, ...args], {
-    env: { PATH: process.env.PATH ?? '' },
+async function startCliWorker(args: string[], env: Record<string, string> = {}, plugins = fixturePlugins.basic): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; output: () => string }> {
+  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', plugins, ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -178,6 +178,27 @@ it('kb-plugin-exec run --backend queue --prefix reaches a worker started with th
     expect(await exited, output()).toBe(0);
   } finally {
     child.kill('SIGKILL');
+  }
+});
+
+it("kb-plugin-exec worker keeps its login from its handlers: the NATS_* variables it read are gone from its environment, even for a handler that declares them and a host that grants them", async () => {
+  const envReader = path.resolve(here, 'fixtures', 'plugins', 'env-reader');
+  for (const local of ['in-process', 'subprocess']) {
+    const pool = `cli-env-${randomBytes(4).toString('hex')}`;
+    // A server without authorization takes any token: the worker logs in with it all the same.
+    const { child, exited, output } = await startCliWorker(['--backend', local, '--pool', pool], { NATS_TOKEN: 'worker-secret', KB_PLAIN: 'plain' }, envReader);
+    const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [envReader], permissions: { env: ['NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'KB_PLAIN'] }, workspace: false });
+    try {
+      const result = await backend.execute({ pluginId: '@cli-test/env-reader', handlerId: 'read' }, { timeoutMs: 20_000 });
+      expectOk(result);
+      // Before: { NATS_TOKEN: 'worker-secret', … }, which logs in as the pool's worker.
+      expect(result.data, local).toEqual({ KB_PLAIN: 'plain' });
+      child.kill('SIGTERM');
+      expect(await exited, output()).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await backend.shutdown({ timeoutMs: 1000 });
+    }
   }
 });
 
