@@ -33,6 +33,29 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it("a pool or prefix that would put a deployment's subjects under another's (a layout word: prefix kbexec.a with pool worker), or in NATS's reply subjects (_INBOX), is refused by host and worker", async () => {
+    const layout = 'words of the subjects\' layout: its subjects would lie under another pool\'s, whose users could read them';
+    const cases: Array<[string, string, { path: string; message: string }]> = [
+      ['worker', 'kbexec.a', { path: 'pool', message: `must not be "tasks", "caller", "worker" or "presence" (${layout})` }],
+      ['presence', 'kbexec', { path: 'pool', message: `must not be "tasks", "caller", "worker" or "presence" (${layout})` }],
+      ['p', 'kbexec.a.caller', { path: 'subjectPrefix', message: `must not have, after its first token, "tasks", "caller", "worker" or "presence" (${layout})` }],
+      ['p', '_INBOX', { path: 'subjectPrefix', message: 'must not start with "_INBOX" (the subjects of NATS replies, which request-reply clients may all read)' }],
+    ];
+    for (const [pool, subjectPrefix, issue] of cases) {
+      let thrown: unknown;
+      try {
+        new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, pool, subjectPrefix, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        thrown = error;
+      }
+      expect((thrown as ValidationError).details.issues, `${subjectPrefix} ${pool}`).toEqual([issue]);
+      const refused = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, pool, subjectPrefix, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect((refused as ValidationError).details.issues, `${subjectPrefix} ${pool}`).toEqual([issue]);
+    }
+    // A layout word as the first token names no other deployment's subjects.
+    await new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, pool: 'p', subjectPrefix: 'worker', plugins: [fixturePlugins.basic] }).shutdown();
+  });
+
   it('a prefix and pool whose stream name is longer than NATS takes (255) are refused by host and worker, naming subjectPrefix, before anything connects', async () => {
     const token = 'a'.repeat(64);
     const subjectPrefix = `${token}.${token}.${token}`;

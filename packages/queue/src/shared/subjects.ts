@@ -81,15 +81,29 @@ export function ownerOfStream(subjects: PoolSubjects, taken: string): { prefix: 
   return streamName(prefix, pool) === subjects.stream ? { prefix, pool } : undefined;
 }
 
+/**
+ * The words of the layout after `<prefix>.<pool>`. As a pool, or a prefix's token after its first,
+ * one would put a deployment's subjects under another's (prefix `kbexec.a` with pool `worker` sends
+ * its tasks on `kbexec.a.worker.tasks`, which pool "a"'s workers may read as `kbexec.a.worker.*`).
+ */
+const LAYOUT_WORDS = ['tasks', 'caller', 'worker', 'presence'];
+const LAYOUT_WORDS_SAID = '"tasks", "caller", "worker" or "presence" (words of the subjects\' layout: its subjects would lie under another pool\'s, whose users could read them)';
+
 /** A pool name's option: one subject token, checked before it reaches NATS, with the other options. */
 export const poolOption = () =>
-  option.text().refine((pool) => pool === '' || TOKEN.test(pool), { error: (issue) => `must be 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(issue.input)}` });
+  option
+    .text()
+    .refine((pool) => pool === '' || TOKEN.test(pool), { error: (issue) => `must be 1 to 64 letters, digits, "_" or "-", got ${JSON.stringify(issue.input)}`, abort: true })
+    .refine((pool) => !LAYOUT_WORDS.includes(pool), { error: () => `must not be ${LAYOUT_WORDS_SAID}`, abort: true });
 
 /** A subject prefix's option: dot-separated subject tokens. */
 export const subjectPrefixOption = () =>
   option
     .text()
-    .refine((prefix) => prefix === '' || prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}` });
+    .refine((prefix) => prefix === '' || prefix.split('.').every((token) => TOKEN.test(token)), { error: (issue) => `must be dot-separated tokens of letters, digits, "_" and "-", got ${JSON.stringify(issue.input)}`, abort: true })
+    // NATS's reply subjects: a request-reply client is commonly allowed to read all of `_INBOX.>`.
+    .refine((prefix) => prefix.split('.')[0] !== '_INBOX', { error: () => 'must not start with "_INBOX" (the subjects of NATS replies, which request-reply clients may all read)', abort: true })
+    .refine((prefix) => !prefix.split('.').slice(1).some((token) => LAYOUT_WORDS.includes(token)), { error: () => `must not have, after its first token, ${LAYOUT_WORDS_SAID}` });
 
 /** The longest stream name NATS takes. */
 const MAX_STREAM_NAME = 255;
