@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,7 +158,11 @@ void main();
 `;
 
 /** A project outside the workspace with the fixture plugin and the hosts, `npm install`ing `specs`. */
-async function createProject(dir: string, specs: string[], files: Record<string, string>): Promise<string> {
+/**
+ * `in`: the folder the project is moved to once installed (npm's flat node_modules has no paths in
+ * it): one whose path a URL would misread ("#", "%41") shows how a CommonJS build finds its own files.
+ */
+async function createProject(dir: string, specs: string[], files: Record<string, string>, options: { in?: string } = {}): Promise<string> {
   await mkdir(path.join(dir, 'plugin'), { recursive: true });
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ name: path.basename(dir), version: '0.0.0', private: true }));
   await writeFile(path.join(dir, 'plugin', 'kb.plugin.json'), JSON.stringify(PLUGIN_MANIFEST));
@@ -166,7 +170,9 @@ async function createProject(dir: string, specs: string[], files: Record<string,
   await writeFile(path.join(dir, 'plugin', 'echo.mjs'), CHANNEL_HANDLER);
   for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
   await runOk('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', ...specs], dir);
-  return dir;
+  if (options.in === undefined) return dir;
+  await rename(dir, options.in);
+  return options.in;
 }
 
 /** The @kb-labs packages a project's node_modules holds, each with where npm installed it from. */
@@ -219,7 +225,8 @@ describe('the packed packages, installed with npm outside the workspace', () => 
           compilerOptions: { strict: true, noEmit: true, module: 'commonjs', moduleResolution: 'node10', target: 'es2022', types: ['node'], esModuleInterop: true, resolveJsonModule: true, skipLibCheck: false },
           files: ['host-node10.ts'],
         }),
-      }),
+      // Before, in such a folder, tsup's shim of import.meta.url cut the path at "#": every CommonJS execution failed, "Cannot find module 'zod'".
+      }, { in: path.join(root, 'full #1 %41') }),
       createProject(path.join(root, 'core-only'), [tarball('@kb-labs/plugin-execution-core'), tarball('@kb-labs/plugin-execution-in-process')], { 'host.mjs': CORE_HOST }),
     ]);
   }, 300_000);
