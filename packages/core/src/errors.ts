@@ -48,8 +48,35 @@ export class ExecutionError extends Error {
   toJSON(): SerializedError {
     return serializeError(this);
   }
+
+  /**
+   * `instanceof` holds across copies of this package too (a host whose backend brought a core of
+   * its own): an error of another copy carries the same registered brand, and its code names its
+   * class here (`instanceof TimeoutError` for a TIMEOUT; any code for ExecutionError itself).
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (ownCopy(this, value)) return true;
+    const code = brandedCode(value);
+    return code !== undefined && ((this as unknown) === ExecutionError || (isErrorCode(code) && (ERROR_CLASSES[code] as unknown) === this));
+  }
 }
 Object.defineProperty(ExecutionError.prototype, BRAND, { value: true });
+
+/** `value` made by `Class` of this copy of the package (plain `instanceof`, the prototype chain). */
+function ownCopy(Class: abstract new (...args: never[]) => unknown, value: unknown): boolean {
+  return Function.prototype[Symbol.hasInstance].call(Class, value);
+}
+
+/** The code of an error of this family made by another copy of the package (its brand), else undefined. Never throws. */
+function brandedCode(value: unknown): string | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  try {
+    const code = (value as { code?: unknown }).code;
+    return (value as Record<symbol, unknown>)[BRAND] === true && typeof code === 'string' ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function errorClass<C extends keyof ErrorDetailsByCode>(code: C, defaultMessage: string) {
   return class extends ExecutionError {
@@ -130,7 +157,7 @@ export function isErrorCode(value: unknown): value is ErrorCode {
 export function isExecutionError(value: unknown): value is KnownExecutionError {
   if (typeof value !== 'object' || value === null) return false;
   try {
-    if (value instanceof ExecutionError) return true;
+    if (ownCopy(ExecutionError, value)) return true;
     if ((value as Record<symbol, unknown>)[BRAND] === true) return true;
     const candidate = value as { code?: unknown; name?: unknown };
     const code = candidate.code;
@@ -169,7 +196,8 @@ export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] 
 export function toHandlerError(thrown: unknown): KnownExecutionError {
   // One of another copy of the package (a plugin's own install, the other of the ESM and CommonJS
   // builds) is made one of ours, as the wire would make it: `instanceof` works on every backend.
-  if (isExecutionError(thrown)) return thrown instanceof ExecutionError ? thrown : asOurs(thrown);
+  // Another copy's error (or one only shaped like ours) is copied into this copy's class, read safely: never passed on as the plugin's object.
+  if (isExecutionError(thrown)) return ownCopy(ExecutionError, thrown) ? thrown : asOurs(thrown);
   if (isError(thrown)) {
     const e = thrown as Error;
     const error = new HandlerError(safeString(readProp(e, 'message')) || safeString(readProp(e, 'name')) || 'Handler threw', {

@@ -330,6 +330,29 @@ describe('toHandlerError', () => {
     expect(made).toBeInstanceOf(ExecutionError);
     expect(made).toMatchObject({ code: 'PERMISSION_DENIED', message: 'from the other build', details: { resource: 'platform.kv.get', phase: 'platform' } });
     expect(made.stack).toBe(foreignCopy.stack);
+    // A copy of this build's class, read safely: never the plugin's own object passed on.
+    expect(made).not.toBe(foreignCopy);
+    expect(Object.getPrototypeOf(made)).toBe(PermissionDeniedError.prototype);
+  });
+
+  it('instanceof holds for an error of another copy of the package (a backend that brought its own core), by its code', () => {
+    for (const [Class, code] of FAMILY) {
+      const Other = cjs.ERROR_CLASSES[code] as unknown as AnyErrorClass;
+      expect(Other).not.toBe(Class);
+      const foreign = new Other('from the other copy', { details: {} });
+      expect(foreign instanceof Class, code).toBe(true);
+      expect(foreign instanceof ExecutionError, code).toBe(true);
+      // Only its own class: a TIMEOUT of another copy is no HandlerError here.
+      for (const [Another, otherCode] of FAMILY) if (otherCode !== code) expect(foreign instanceof Another, `${code} / ${otherCode}`).toBe(false);
+    }
+    // A code this version does not know (a newer copy's): an ExecutionError still.
+    expect(new cjs.ExecutionError('NEWER_CODE', 'newer') instanceof ExecutionError).toBe(true);
+    expect(new cjs.ExecutionError('NEWER_CODE', 'newer') instanceof TimeoutError).toBe(false);
+    // Not ours: a plain error with our code, a hostile Proxy (never throws), values that are no objects.
+    expect(Object.assign(new Error('x'), { code: 'TIMEOUT' }) instanceof TimeoutError).toBe(false);
+    const hostile = new Proxy({}, { get: () => { throw new Error('trap'); }, getPrototypeOf: () => Object.prototype });
+    expect(hostile instanceof ExecutionError).toBe(false);
+    for (const value of [null, undefined, 'TIMEOUT', 1] as unknown[]) expect(value instanceof ExecutionError).toBe(false);
   });
 
   it('wraps an Error keeping it as cause, with its stack and name', () => {
@@ -435,7 +458,7 @@ describe('deserializeError of a malformed wire error (a hostile runner controls 
 describe('two copies of the package (ESM and CJS builds loaded together)', () => {
   it('really are two copies', () => {
     expect(cjs.TimeoutError).not.toBe(esm.TimeoutError);
-    expect(new cjs.TimeoutError()).not.toBeInstanceOf(esm.TimeoutError);
+    expect(Object.getPrototypeOf(new cjs.TimeoutError())).not.toBe(esm.TimeoutError.prototype);
   });
 
   it.each(FAMILY.map(([, code, name]) => [name, code] as const))('recognise and revive each other’s %s', (name, code) => {
