@@ -266,6 +266,33 @@ describe('shutdown while the first connection is still being made', () => {
   });
 });
 
+describe('shutdown while the first connection waits on something that says nothing', () => {
+  it('makes no further connection there once shut down (the look that explains a failed attempt is for a backend still in use)', async () => {
+    let connections = 0;
+    const sockets = new Set<net.Socket>();
+    const listener = net.createServer((socket) => {
+      connections++;
+      sockets.add(socket);
+    });
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    const servers = `nats://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+    try {
+      const backend = new QueueBackend({ connection: { servers }, pool: newPool('silent-shutdown'), plugins: [fixturePlugins.basic] });
+      const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 15_000 });
+      await vi.waitFor(() => expect(connections).toBe(1), { timeout: 5_000, interval: 10 });
+      await backend.shutdown({ timeoutMs: 500 });
+      expectError(await pending, 'SHUTTING_DOWN');
+      // The first attempt gives up 5 s after it began; before, a second connection came then.
+      await new Promise((resolve) => setTimeout(resolve, 6_500));
+      expect(connections).toBe(1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      listener.close();
+    }
+  }, 20_000);
+});
+
 describe('health() while the first connection is still being made', () => {
   it('answers within its bound, saying the connection is being made, and the connection goes on', async () => {
     const server = await natsServer();

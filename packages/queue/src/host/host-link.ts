@@ -95,9 +95,9 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Connect, make sure the pool's stream exists with this host's bound, start listening. */
-  static async open(o: ResolvedQueueOptions, hostId: string): Promise<HostLink> {
+  static async open(o: ResolvedQueueOptions, hostId: string, wanted: () => boolean): Promise<HostLink> {
     const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-    const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`, subjects.inbox('host'));
+    const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`, subjects.inbox('host'), wanted);
     try {
       const jsm = await jetstreamManager(nc);
       const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage }, 'host');

@@ -133,7 +133,7 @@ export class QueueBackend extends BaseBackend {
       void this.#opened.close().catch(() => undefined);
       this.#opened = this.#link = undefined;
     }
-    this.#link ??= HostLink.open(this.#o, this.#hostId).then(
+    this.#link ??= HostLink.open(this.#o, this.#hostId, () => !this.#closed).then(
       (link) => (this.#opened = link),
       (error: unknown) => {
         this.#link = undefined;

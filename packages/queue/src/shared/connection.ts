@@ -131,9 +131,11 @@ export async function closeConnection(nc: NatsConnection): Promise<void> {
 
 /**
  * Connect with reconnection for ever: a server restart is a pause, not the end of a host or
- * worker (what was in flight when it went is failed by the backend, not by the client).
+ * worker (what was in flight when it went is failed by the backend, not by the client). A first
+ * attempt that fails as no NATS server would is explained by one more look at the server, while
+ * `wanted()`.
  */
-export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string): Promise<NatsConnection> {
+export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string, wanted: () => boolean = () => true): Promise<NatsConnection> {
   try {
     const nc = await connectOnce(options, defaultName, inboxPrefix);
     const most = nc.info?.max_payload;
@@ -151,6 +153,8 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     // closes at once or sends something else, it says only "node provided an undefined error"
     // or "unexpected response from server".
     if ((error as Error)?.name !== 'TimeoutError' && !NOT_NATS_ERROR.test(messageOf(error))) throw error;
+    // Given up on by its owner (a backend shut down meanwhile): no further connection to ask why.
+    if (!wanted()) throw error;
     const said = await whatServerSays(serverList(options)[0]!);
     throw said ? new Error(said, { cause: error }) : error;
   }
