@@ -58,17 +58,23 @@ export function isUnder(basePath: string, pathname: string): boolean {
   return basePath !== '' && (pathname === basePath || pathname.startsWith(`${basePath}/`));
 }
 
-/** The path and query of a request target, without trusting it to be origin-form. */
+/** Absolute-form's scheme and authority ("http://host:80"), up to its path or query. */
+const SCHEME_AND_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * The path and query of a request target, without trusting it to be origin-form. Absolute-form
+ * ("http://host/path") loses only its scheme and authority, as text: a URL parser would resolve
+ * "..", "%2e%2e" and backslashes in its path, and route `http://h/ws/a/%2e%2e/b` where `/ws/a/%2e%2e/b`,
+ * the same request in origin-form, does not go (a proxy's rule on the target would not see it).
+ */
 export function splitTarget(target: string): { pathname: string; search: string } {
   let rest = target;
   if (!rest.startsWith('/')) {
-    // Absolute-form ("http://host/path"): keep only what follows the authority.
-    try {
-      const url = new URL(rest);
-      rest = `${url.pathname}${url.search}`;
-    } catch {
-      return { pathname: '', search: '' };
-    }
+    const authority = SCHEME_AND_AUTHORITY.exec(rest);
+    if (!authority) return { pathname: '', search: '' };
+    rest = rest.slice(authority[0].length);
+    if (rest.startsWith('#')) return { pathname: '', search: '' };
+    if (!rest.startsWith('/')) rest = `/${rest}`;
   }
   const q = rest.indexOf('?');
   return q === -1 ? { pathname: rest, search: '' } : { pathname: rest.slice(0, q), search: rest.slice(q + 1) };

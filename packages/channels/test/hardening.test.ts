@@ -12,7 +12,7 @@ import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -574,6 +574,20 @@ describe('routing', () => {
       expect((await upgradeStatus(h.url('/ws/nope'))).status).toBe(404);
     } finally {
       h.server.off('upgrade', teapot);
+    }
+  });
+
+  it('routes an absolute-form target (http://host/path) by its path as sent, as the same request in origin-form: "..", "%2e%2e" and backslashes are not resolved into another channel', async () => {
+    const h = await setup({ basePath: '/ws' });
+    const host = new URL(h.url('/')).host;
+    expect(await rawTargetStatus(h.url('/'), '/ws/echo')).toBe(101);
+    expect(await rawTargetStatus(h.url('/'), `http://${host}/ws/echo`)).toBe(101);
+    expect(await rawTargetStatus(h.url('/'), `ws://${host}/ws/echo?x=1`)).toBe(101);
+    // Origin-form: no channel has three segments under /rooms; a room named a\..\..\echo is one.
+    for (const [path, status] of [['/ws/rooms/x/../../echo', 404], ['/ws/rooms/%2e%2e/echo', 404], ['/ws/rooms/a\\..\\..\\echo', 101]] as const) {
+      expect(await rawTargetStatus(h.url('/'), path), path).toBe(status);
+      // Before, a URL parser resolved each into /ws/echo: 101 for all three.
+      expect(await rawTargetStatus(h.url('/'), `http://${host}${path}`), `absolute ${path}`).toBe(status);
     }
   });
 

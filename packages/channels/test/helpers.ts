@@ -141,6 +141,21 @@ export async function upgradeStatus(url: string, headers: Record<string, string>
   });
 }
 
+/** The status an upgrade with the request target `target` sent as it is (no client's URL parser between) gets from the server at `url`. */
+export async function rawTargetStatus(url: string, target: string): Promise<number> {
+  const server = new URL(url);
+  const socket = net.connect({ port: Number(server.port), host: server.hostname });
+  socket.on('error', () => undefined);
+  socket.write(upgradeRequest(server, target));
+  let received = '';
+  for await (const chunk of socket) {
+    received += (chunk as Buffer).toString('latin1');
+    if (received.includes('\r\n')) break;
+  }
+  socket.destroy();
+  return Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0);
+}
+
 /** Poll until `check` holds (for state the server changes asynchronously), or fail naming `what`. */
 export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -198,9 +213,9 @@ export function labPlatform() {
   };
 }
 
-/** The upgrade request of a client that speaks WebSocket over a raw socket (rawClient). */
-function upgradeRequest(url: URL): string {
-  return `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+/** The upgrade request of a client that speaks WebSocket over a raw socket (rawClient); `target` as sent (absolute-form, say). */
+function upgradeRequest(url: URL, target = url.pathname): string {
+  return `GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
 }
 
 /**
