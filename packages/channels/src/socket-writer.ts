@@ -2,8 +2,16 @@ import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 
 const CORK_FLUSH_BYTES = 64 * 1024;
-/** How often a paced send looks at the backlog again. */
+/** How soon a paced send looks at the backlog again, at first; each look without a change waits twice as long, up to the most. */
 const DRAIN_POLL_MS = 5;
+const MAX_DRAIN_POLL_MS = 200;
+
+/** A send waiting for the backlog to drain (SocketWriter.drained). */
+interface DrainWaiter {
+  resolve(drained: boolean): void;
+  ended: AbortSignal | undefined;
+  onEnded(): void;
+}
 
 /**
  * Writes the server's frames to one socket: batches the frames of one event-loop turn, and cuts
@@ -15,6 +23,10 @@ export class SocketWriter {
   readonly #onBackpressure: () => void;
   #corkedSocket: Duplex | undefined;
   #idleFrame = 0;
+  readonly #waiters = new Set<DrainWaiter>();
+  #pollMs = DRAIN_POLL_MS;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #drainSocket: Duplex | undefined;
 
   /** `onBackpressure` must end the connection; the frame that would pass the limit is not sent. */
   constructor(ws: WebSocket, maxBufferedBytes: number, onBackpressure: () => void) {
@@ -42,31 +54,58 @@ export class SocketWriter {
    * Resolves true once the socket's backlog is at most half the cap (at once if it is), false if
    * the socket closes first or `ended` aborts (the execution that waits is over): what a handler's
    * `await ctx.channel.send()` waits for, so that one streaming to a slower client is paced
-   * instead of cut off at the cap.
+   * instead of cut off at the cap. Every send waiting on this socket shares one look at the
+   * backlog: at the socket's `drain`, and on a timer that backs off from DRAIN_POLL_MS to
+   * MAX_DRAIN_POLL_MS, so that a client that stopped reading costs a few looks a second.
    */
   drained(ended?: AbortSignal): Promise<boolean> {
-    const ws = this.#ws;
-    const low = this.#maxBufferedBytes / 2;
-    const now = (): boolean | undefined => (ws.readyState !== ws.OPEN || ended?.aborted ? false : ws.bufferedAmount <= low ? true : undefined);
-    const at = now();
+    const at = this.#drainedNow(ended);
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve) => {
-      let timer: NodeJS.Timeout;
-      const settle = (drained: boolean) => {
-        clearTimeout(timer);
-        ended?.removeEventListener('abort', onEnded);
-        resolve(drained);
-      };
-      const onEnded = () => settle(false);
-      const look = () => {
-        const drained = now();
-        if (drained === undefined) timer = setTimeout(look, DRAIN_POLL_MS);
-        else settle(drained);
-      };
-      ended?.addEventListener('abort', onEnded, { once: true });
-      timer = setTimeout(look, DRAIN_POLL_MS);
+      const waiter: DrainWaiter = { resolve, ended, onEnded: () => this.#settle(waiter, false) };
+      ended?.addEventListener('abort', waiter.onEnded, { once: true });
+      this.#waiters.add(waiter);
+      if (this.#waiters.size === 1) this.#watchBacklog();
     });
   }
+
+  /** false: closed, or the wait is over; true: at most half the cap waits; undefined: not yet. */
+  #drainedNow(ended: AbortSignal | undefined): boolean | undefined {
+    const ws = this.#ws;
+    return ws.readyState !== ws.OPEN || ended?.aborted ? false : ws.bufferedAmount <= this.#maxBufferedBytes / 2 ? true : undefined;
+  }
+
+  #settle(waiter: DrainWaiter, drained: boolean): void {
+    if (!this.#waiters.delete(waiter)) return;
+    waiter.ended?.removeEventListener('abort', waiter.onEnded);
+    waiter.resolve(drained);
+    if (this.#waiters.size === 0) this.#stopWatching();
+  }
+
+  #watchBacklog(): void {
+    this.#pollMs = DRAIN_POLL_MS;
+    this.#drainSocket = (this.#ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
+    this.#drainSocket?.on('drain', this.#look);
+    this.#pollTimer = setTimeout(this.#look, this.#pollMs);
+  }
+
+  #stopWatching(): void {
+    clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    this.#drainSocket?.off('drain', this.#look);
+    this.#drainSocket = undefined;
+  }
+
+  readonly #look = (): void => {
+    for (const waiter of this.#waiters) {
+      const drained = this.#drainedNow(waiter.ended);
+      if (drained !== undefined) this.#settle(waiter, drained);
+    }
+    if (this.#waiters.size === 0) return;
+    clearTimeout(this.#pollTimer);
+    this.#pollMs = Math.min(this.#pollMs * 2, MAX_DRAIN_POLL_MS);
+    this.#pollTimer = setTimeout(this.#look, this.#pollMs);
+  };
 
   /**
    * One frame may always go out on an idle socket; beyond that, the backlog is capped. A frame

@@ -9,7 +9,7 @@ import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
 import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
@@ -456,6 +456,28 @@ describe('a handler that awaits its pushes', () => {
     expect(h.mount.stats().backpressureCloses).toBe(0);
     // Counted as the registry's own sends are.
     expect(h.mount.registry.stats()).toMatchObject({ messagesSent: 400, dropped: 0 });
+  });
+
+  it('waiting on a client that stopped reading costs a few looks a second at its backlog, not one every 5 ms', async () => {
+    const h = await setup({ maxBufferedBytes: LIMIT });
+    const client = await h.connect('/flood');
+    client.ws.pause();
+    client.send({ id: 1, data: { size: CHUNK.length, count: 400 } });
+    await eventually(() => h.mount.stats().connections === 1 && h.mount.registry.stats().messagesSent > 0, 'the handler is streaming');
+    await delay(300);
+    // The looks at the backlog are the channels' timers whose callback is named for it.
+    const looks = vi.spyOn(globalThis, 'setTimeout');
+    try {
+      await delay(1000);
+      const count = looks.mock.calls.filter(([callback]) => /look$/.test((callback as () => void).name)).length;
+      // Before: about 200 in that second (one every 5 ms for as long as the client does not read).
+      expect(count).toBeGreaterThan(0);
+      expect(count).toBeLessThan(20);
+    } finally {
+      looks.mockRestore();
+    }
+    client.ws.resume();
+    expect(await client.next((f) => f.type === 'reply', 30_000)).toMatchObject({ replyTo: 1, data: { sent: 400, delivered: 400 } });
   });
 
   it('is told its pushes no longer go once the connection is gone: send() resolves false', async () => {
