@@ -12,6 +12,7 @@ import { mountChannels, safeFormatError, type ChannelEntry, type MountedChannel 
 import { DEFAULTS, validateOptions, type ChannelErrorInfo, type MountWebSocketChannelsOptions, type UnmountOptions } from './options.js';
 import { matchRoute, normaliseBasePath, type Route } from './route.js';
 import { createMountCounters, type MountCounters } from './session-runtime.js';
+import { handshakeRefusal } from './handshake-check.js';
 import { checkUnmountOptions } from './unmount-options.js';
 import { UpgradeRouter, rejectUpgrade, type UpgradeServer, type UpgradeTarget } from './upgrade-router.js';
 
@@ -19,7 +20,7 @@ export type { MountedChannel } from './mounted-channel.js';
 
 /** The session counters (frames, executions, refusals, closes) plus the mount's own. */
 export interface ChannelMountStats extends MountCounters {
-  /** Connections alive: connecting, open, or closed with executions still draining. */
+  /** Connections alive: connecting, open, closed with executions still draining, or refused (their `context` threw) and not yet answered. */
   connections: number;
   /** Upgrades waiting for the host's `authenticate` (they count towards `maxConnections` too). */
   authenticating: number;
@@ -166,6 +167,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     const { entry, request, socket, head } = upgrade;
     let upgraded = false;
     try {
+      const bogus = handshakeRefusal(request);
+      if (bogus) return this.#reject(socket, bogus.status, bogus.message);
       const verdict = await this.#admit(upgrade);
       if (verdict.status !== undefined) return this.#reject(socket, verdict.status, verdict.message);
       if (socket.destroyed) return;
@@ -295,7 +298,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
 
   stats(): ChannelMountStats {
     return {
-      connections: this.#sessions.size,
+      connections: this.#sessions.size + this.#refused.size,
       authenticating: this.#pending.size,
       closingConnections: this.#closing + this.#refused.size,
       upgradesAccepted: this.#upgradesAccepted,
@@ -332,6 +335,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     this.#heartbeat = undefined;
     for (const cancel of [...this.#pending, ...this.#departed]) cancel(503);
     for (const ws of this.#refused) ws.terminate();
+    // Ended: no longer connections, though their sockets' 'close' comes a turn later.
+    this.#refused.clear();
     const sessions = [...this.#sessions];
     for (const session of sessions) session.closeFor('unmount', 1001, 'server shutting down');
     // All of it within `timeoutMs` (a backend's shutdown stops waiting for its unmount then), half

@@ -12,7 +12,7 @@ import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawRequestStatus, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -187,8 +187,8 @@ describe('a connection whose context the host refuses', () => {
     const silent = () => rawClient(h.url('/echo')).closed;
     const closed = [silent(), silent(), silent(), silent()];
     await eventually(async () => (await upgradeStatus(h.url('/echo'))).status === 503, 'four silent refused sockets fill twice maxConnections');
-    // The refusal has its cause in stats(): connections on their way out.
-    expect(h.mount.stats().closingConnections).toBe(4);
+    // The refusal has its cause in stats(): connections on their way out (of `connections`, as documented; they were 0 there).
+    expect(h.mount.stats()).toMatchObject({ connections: 4, closingConnections: 4 });
     // Their sockets go after closeTimeoutMs, and the mount takes connections again.
     await Promise.all(closed);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
@@ -646,6 +646,30 @@ describe('routing', () => {
     const h = await setup({ maxConnections: 1 });
     await h.connect('/echo');
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(503);
+  });
+
+  it('refuses a request that can never become a WebSocket (not GET, no websocket Upgrade, a bad key or version) before authenticate runs or it takes a place under maxConnections', async () => {
+    let calls = 0;
+    const h = await setup({ maxConnections: 2, authenticate: async () => {
+      calls++;
+      await delay(300);
+      return { allow: true as const, identity: 'someone' };
+    } });
+    const { host } = new URL(h.url('/'));
+    const request = (method: string, headers: string) => `${method} /echo HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\n${headers}\r\n`;
+    const key = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+    const bogus: Array<[string, number]> = [
+      [request('POST', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\n`), 405],
+      [request('GET', `Upgrade: h2c\r\n${key}Sec-WebSocket-Version: 13\r\n`), 400],
+      [request('GET', 'Upgrade: websocket\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n'), 400],
+      [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 99\r\n`), 400],
+    ];
+    const statuses = await Promise.all(bogus.map(([text]) => rawRequestStatus(h.url('/'), text)));
+    expect(statuses).toEqual(bogus.map(([, status]) => status));
+    // Before: authenticate ran for each, and the two first held both places: a real client got 503.
+    expect(calls).toBe(0);
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 3, 405: 1 });
   });
 
   it('an upgrade whose client resets while a slow authenticate runs frees its place under maxConnections at once; twice maxConnections of those still running refuse more (503)', async () => {

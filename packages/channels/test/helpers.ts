@@ -142,11 +142,16 @@ export async function upgradeStatus(url: string, headers: Record<string, string>
 }
 
 /** The status an upgrade with the request target `target` sent as it is (no client's URL parser between) gets from the server at `url`. */
-export async function rawTargetStatus(url: string, target: string): Promise<number> {
+export function rawTargetStatus(url: string, target: string): Promise<number> {
+  return rawRequestStatus(url, upgradeRequest(new URL(url), target));
+}
+
+/** The status the server at `url` answers the raw HTTP `request` with (0 if none). */
+export async function rawRequestStatus(url: string, request: string): Promise<number> {
   const server = new URL(url);
   const socket = net.connect({ port: Number(server.port), host: server.hostname });
   socket.on('error', () => undefined);
-  socket.write(upgradeRequest(server, target));
+  socket.write(request);
   let received = '';
   for await (const chunk of socket) {
     received += (chunk as Buffer).toString('latin1');
