@@ -324,6 +324,17 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(data.hostname).toBe('sandbox');
   });
 
+  it("the sandbox's own root and /dev are read-only: a child writes its own /tmp and a /dev/shm of 64 MiB, not two more tmpfs of half the machine's RAM each", async () => {
+    const backend = make({ sandbox: 'required', enforcePermissions: false });
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'tmpfs-writes' });
+    expectOk(result);
+    const data = result.data as { wrote: Record<string, string>; shmBytes: number; tmpBytes: number };
+    // Before: all four written, / and /dev each a tmpfs of half the RAM.
+    expect(data.wrote).toEqual({ '/x': 'EROFS', '/dev/x': 'EROFS', '/dev/shm/x': 'ok', '/tmp/x': 'ok' });
+    expect(data.shmBytes).toBe(64 * 1024 * 1024);
+    expect(data.tmpBytes).toBeGreaterThan(64 * 1024 * 1024);
+  });
+
   it("allowRead: ['/'] (a trusted plugin may read everything) runs sandboxed, with the sandbox's own /dev, /proc and /tmp", async () => {
     const backend = make({ sandbox: 'required', allowRead: ['/'] });
     // The host's /tmp is not seen: the sandbox's own is mounted over it.

@@ -37,7 +37,10 @@ export class SandboxView {
 
   /**
    * The bubblewrap arguments: binds parents first (a bind inside another must come after it),
-   * then the links that lie outside every bind (those inside one exist there already).
+   * then the links that lie outside every bind (those inside one exist there already), then the
+   * sandbox's own root made read-only (a tmpfs bubblewrap makes, which would otherwise take a
+   * child's files up to half the machine's RAM): the last mount, once every mount point is made.
+   * `/` bound itself (`allowRead: ['/']`) is the host's, read-only or granted writable.
    */
   args(): string[] {
     const out: string[] = [];
@@ -47,6 +50,7 @@ export class SandboxView {
     for (const [at, text] of this.#links) {
       if (!bound.some((dir) => within(at, dir))) out.push('--symlink', text, at);
     }
+    if (!this.#binds.has(path.sep)) out.push('--remount-ro', path.sep);
     return out;
   }
 

@@ -241,6 +241,8 @@ export class Sandbox {
   }
 }
 
+/** A child's own /dev/shm, as a container's: 64 MiB (each writable tmpfs would take up to half the RAM). */
+const SHM_BYTES = 64 * 1024 * 1024;
 /**
  * Namespaces and privileges: its own of everything (the network too unless granted), no
  * capabilities (a root host's child would otherwise remount its read-only folders), no user
@@ -266,6 +268,13 @@ function isolationArgs(network: boolean): string[] {
     '--proc',
     '/proc',
     '--dev',
+    '/dev',
+    // /dev read-only, but for its own /dev/shm.
+    '--size',
+    String(SHM_BYTES),
+    '--tmpfs',
+    '/dev/shm',
+    '--remount-ro',
     '/dev',
     ...SECCOMP_ARGS,
   ];
