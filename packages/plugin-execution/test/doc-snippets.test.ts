@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,4 +97,21 @@ it('every JavaScript snippet of the README, docs/ and the package READMEs is val
     const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8' });
     expect(check.status, `${where}:\n${code}\n${check.stderr}`).toBe(0);
   }
+});
+
+it("the zod range the READMEs tell users to install is core's own, whose lower bound has the zod types core's declarations use", async () => {
+  const catalog = /^\s+zod: (\S+)$/m.exec(await readFile(path.join(repo, 'pnpm-workspace.yaml'), 'utf8'))?.[1];
+  expect(catalog).toMatch(/^\^4\.\d+\.\d+$/);
+  const minor = catalog!.replace(/^\^/, '').split('.').slice(0, 2).join('.');
+  for (const readme of ['README.md', 'packages/plugin-execution/README.md']) {
+    const installs = [...(await readFile(path.join(repo, readme), 'utf8')).matchAll(/zod@(\^[\d.]+)/g)].map((m) => m[1]);
+    expect(installs.length, readme).toBeGreaterThan(0);
+    // Before: "zod@^4.1", whose 4.1.x lacks z.ZodInstanceOf, which core's .d.ts files name (a strict typecheck failed in them).
+    for (const range of installs) expect(range, readme).toBe(`^${minor}`);
+  }
+  const dist = path.join(repo, 'packages/core/dist');
+  const declarations = await Promise.all((await readdir(dist)).filter((file) => file.endsWith('.d.ts')).map((file) => readFile(path.join(dist, file), 'utf8')));
+  // z.ZodInstanceOf first came in zod 4.6 (should core's types stop naming it, the bound may come down).
+  expect(declarations.some((text) => text.includes('ZodInstanceOf'))).toBe(true);
+  expect(Number(minor.split('.')[1])).toBeGreaterThanOrEqual(6);
 });
