@@ -14,6 +14,7 @@ export class ExecutionOutbox {
   readonly #caller: string;
   readonly #id: string;
   readonly #maxPayloadBytes: number;
+  readonly #worker: string;
   /** Its log lines and events on the wire, which its result carries (courier.ts, OutputTally). */
   readonly tally: OutputTally = { sent: 0 };
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
@@ -23,11 +24,13 @@ export class ExecutionOutbox {
   readonly #onOutpaced: () => void;
 
   /** `onOutpaced`: more than HELD_OUTPUT_BYTES of its output would wait (a handler that does not wait for its pace): stop it. */
-  constructor(courier: Courier, caller: string, executionId: string, maxPayloadBytes: number, onOutpaced: () => void) {
+  /** `worker`: this worker as its limit names it ("worker w1 (vm-3)"): a host's limit may be another. */
+  constructor(courier: Courier, caller: string, executionId: string, limit: { maxPayloadBytes: number; worker: string }, onOutpaced: () => void) {
     this.#courier = courier;
     this.#caller = caller;
     this.#id = executionId;
-    this.#maxPayloadBytes = maxPayloadBytes;
+    this.#maxPayloadBytes = limit.maxPayloadBytes;
+    this.#worker = limit.worker;
     this.#onOutpaced = onOutpaced;
   }
 
@@ -90,7 +93,7 @@ export class ExecutionOutbox {
   overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
     const limit = this.#maxPayloadBytes;
     if (bytes.length <= limit) return undefined;
-    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (maxPayloadBytes)`, {
+    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the limit of ${this.#worker} of ${formatBytes(limit, bytes.length)} (its maxPayloadBytes)`, {
       details: { path, reason: 'too-large', bytes: bytes.length, limit },
     });
   }
