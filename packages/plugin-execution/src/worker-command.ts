@@ -157,5 +157,11 @@ function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number, liftExitG
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // Closed by itself (its own machinery failed, said as a warning): a failure, for a supervisor to restart it.
+    void worker.closed.then(() => {
+      if (signals > 0) return;
+      process.stderr.write(`ERROR: worker ${worker.id} stopped by itself (see the warning above): start it again\n`);
+      resolve(1);
+    });
   });
 }

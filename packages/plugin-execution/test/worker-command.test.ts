@@ -202,6 +202,26 @@ it("kb-plugin-exec worker keeps its login from its handlers: the NATS_* variable
   }
 });
 
+it('kb-plugin-exec worker whose own machinery a plugin broke (in-process: JSON.stringify replaced) stops taking tasks and exits 1, saying so, for its supervisor to restart it', async () => {
+  const poison = path.resolve(here, 'fixtures', 'plugins', 'poison');
+  const pool = `cli-poison-${randomBytes(4).toString('hex')}`;
+  const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', pool], {}, poison);
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [poison], workspace: false });
+  try {
+    expectOk(await backend.execute({ pluginId: '@cli-test/poison', handlerId: 'poison' }, { timeoutMs: 20_000 }));
+    const after = await backend.execute({ pluginId: '@cli-test/poison', handlerId: 'echo', input: 1 }, { timeoutMs: 5_000 });
+    expect(after.ok).toBe(false);
+    // Before: it stayed in the pool, taking every task and running none, each caller told TIMEOUT.
+    const code = await Promise.race([exited, new Promise<string>((resolve) => setTimeout(() => resolve('still serving'), 15_000))]);
+    expect(code, output()).toBe(1);
+    expect(output()).toContain('[KB_PLUGIN_WORKER_INTERNAL]');
+    expect(output()).toMatch(/^ERROR: worker \S+ stopped by itself \(see the warning above\): start it again$/m);
+  } finally {
+    child.kill('SIGKILL');
+    await backend.shutdown({ timeoutMs: 1000 });
+  }
+}, 60_000);
+
 // An NKey user made for this test (not a secret anywhere): its seed, and the public key the server knows it by.
 const TEST_SEED = 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UM';
 const TEST_NKEY = 'UAP5ICZ55ZI3MFGS73675ZZQPLUNRDUU4ATEX4JXZN4TKOL53VD5ZSM5';

@@ -42,3 +42,18 @@ export function declaredByAll(registry: PluginRegistry): PermissionSpec {
   }
   return grant;
 }
+
+/**
+ * What makes the worker's local backends (one with workspaces, one without): of `type`, with the
+ * operator's options, the worker's registry and concurrency, and declaredByAll for a grant unset.
+ */
+export async function localBackendFactory(
+  backend: { type: LocalBackendType } & Record<string, unknown>,
+  registry: PluginRegistry,
+  shared: { workspace: BackendOptions['workspace']; concurrency: number },
+): Promise<(workspace: boolean) => IExecutionBackend> {
+  const Backend = await loadLocalBackend(backend.type);
+  const { type: _type, ...options } = backend;
+  const permissions = (options.permissions as PermissionSpec | undefined) ?? declaredByAll(registry);
+  return (workspace) => new Backend({ ...options, registry, workspace: workspace ? shared.workspace : false, permissions, maxConcurrency: shared.concurrency });
+}

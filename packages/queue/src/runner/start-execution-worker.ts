@@ -16,7 +16,7 @@ import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
-import { declaredByAll, loadLocalBackend } from './local-backend.js';
+import { localBackendFactory } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
 import { WorkerExecution } from './worker-execution.js';
@@ -41,7 +41,7 @@ export interface ExecutionWorker {
   drain(options?: { timeoutMs?: number }): Promise<void>;
   /** Stop what runs now and close: local backend, connection, timers. */
   close(): Promise<void>;
-  /** Settles once it is closed. */
+  /** Settles once it is closed: by drain() or close(), or by itself once its own machinery failed (a KB_PLUGIN_WORKER_INTERNAL warning). */
   readonly closed: Promise<void>;
 }
 
@@ -65,16 +65,7 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
   const registry = new PluginRegistry();
   await registry.addAll(o.plugins);
   await refuseUnusableWorkspaceRoot(o);
-  const Backend = await loadLocalBackend(o.backend.type);
-  const { type: _type, ...backendOptions } = o.backend;
-  const makeBackend = (workspace: boolean): IExecutionBackend =>
-    new Backend({
-      ...backendOptions,
-      registry,
-      workspace: workspace ? o.workspace : false,
-      permissions: backendOptions.permissions ?? declaredByAll(registry),
-      maxConcurrency: o.concurrency,
-    });
+  const makeBackend = await localBackendFactory(o.backend, registry, { workspace: o.workspace, concurrency: o.concurrency });
   const unusable = (error: unknown) => serverProblem('The worker', o.connection, error);
   const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`, new PoolSubjects(o.subjectPrefix, o.pool).inbox('worker')).catch((error: unknown) => {
     throw unusable(error);
@@ -240,13 +231,19 @@ class QueueWorker implements ExecutionWorker {
     // A task delivered again while its first delivery runs here keeps the first one's messages
     // (its caller refuses the second's start).
     if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
-    // run() never rejects; should it, the worker goes on (the task, unacknowledged, comes again).
-    void execution.run().catch((error: unknown) => process.emitWarning(`Worker ${this.id}: execution ${execution.id} failed in the worker itself: ${String(error)}`, { code: 'KB_PLUGIN_WORKER_INTERNAL' })).finally(() => {
+    // run() never rejects. Should it (a plugin on an in-process worker broke a global the worker
+    // uses), the worker is broken: it drains and closes, for its supervisor to start it anew.
+    void execution.run().catch((error: unknown) => this.#broken(execution, error)).finally(() => {
       this.#running--;
       if (this.#executions.get(execution.key) === execution) this.#executions.delete(execution.key);
       if (this.#running === 0) this.#idle?.();
       this.#puller.topUp();
     });
+  }
+
+  #broken(execution: WorkerExecution, error: unknown): void {
+    process.emitWarning(`Worker ${this.id}: execution ${execution.id} failed in the worker itself (${String(error)}): it takes nothing more, and closes once what runs is done`, { code: 'KB_PLUGIN_WORKER_INTERNAL' });
+    void this.drain();
   }
 
   #fromCaller(msg: Msg): void {
