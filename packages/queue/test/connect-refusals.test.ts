@@ -36,9 +36,12 @@ describe('options that cannot work', () => {
   it("a pool or prefix that would put a deployment's subjects under another's (a layout word: prefix kbexec.a with pool worker), or in NATS's reply subjects (_INBOX), is refused by host and worker", async () => {
     const layout = 'words of the subjects\' layout: its subjects would lie under another pool\'s, whose users could read them';
     const cases: Array<[string, string, { path: string; message: string }]> = [
-      ['worker', 'kbexec.a', { path: 'pool', message: `must not be "tasks", "caller", "worker" or "presence" (${layout})` }],
-      ['presence', 'kbexec', { path: 'pool', message: `must not be "tasks", "caller", "worker" or "presence" (${layout})` }],
-      ['p', 'kbexec.a.caller', { path: 'subjectPrefix', message: `must not have, after its first token, "tasks", "caller", "worker" or "presence" (${layout})` }],
+      ['worker', 'kbexec.a', { path: 'pool', message: `must not be "tasks", "caller", "worker", "presence" or "host" (${layout})` }],
+      ['presence', 'kbexec', { path: 'pool', message: `must not be "tasks", "caller", "worker", "presence" or "host" (${layout})` }],
+      // Its hosts' inbox, _INBOX.kbexec.p.host.host, lies under pool p's hosts' _INBOX.kbexec.p.host.>.
+      ['host', 'kbexec.p', { path: 'pool', message: `must not be "tasks", "caller", "worker", "presence" or "host" (${layout})` }],
+      ['p', 'kbexec.p.host', { path: 'subjectPrefix', message: `must not have, after its first token, "tasks", "caller", "worker", "presence" or "host" (${layout})` }],
+      ['p', 'kbexec.a.caller', { path: 'subjectPrefix', message: `must not have, after its first token, "tasks", "caller", "worker", "presence" or "host" (${layout})` }],
       ['p', '_INBOX', { path: 'subjectPrefix', message: 'must not start with "_INBOX" (the subjects of NATS replies, which request-reply clients may all read)' }],
     ];
     for (const [pool, subjectPrefix, issue] of cases) {

@@ -82,12 +82,14 @@ export function ownerOfStream(subjects: PoolSubjects, taken: string): { prefix: 
 }
 
 /**
- * The words of the layout after `<prefix>.<pool>`. As a pool, or a prefix's token after its first,
- * one would put a deployment's subjects under another's (prefix `kbexec.a` with pool `worker` sends
- * its tasks on `kbexec.a.worker.tasks`, which pool "a"'s workers may read as `kbexec.a.worker.*`).
+ * The words of the layout after `<prefix>.<pool>` (and of the inboxes, `_INBOX.<prefix>.<pool>.host`
+ * and `.worker`). As a pool, or a prefix's token after its first, one would put a deployment's
+ * subjects under another's (prefix `kbexec.a` with pool `worker` sends its tasks on
+ * `kbexec.a.worker.tasks`, which pool "a"'s workers may read as `kbexec.a.worker.*`; with pool
+ * `host`, its hosts' replies come under `_INBOX.kbexec.a.host.>`, which pool "a"'s hosts read).
  */
-const LAYOUT_WORDS = ['tasks', 'caller', 'worker', 'presence'];
-const LAYOUT_WORDS_SAID = '"tasks", "caller", "worker" or "presence" (words of the subjects\' layout: its subjects would lie under another pool\'s, whose users could read them)';
+const LAYOUT_WORDS = ['tasks', 'caller', 'worker', 'presence', 'host'];
+const LAYOUT_WORDS_SAID = '"tasks", "caller", "worker", "presence" or "host" (words of the subjects\' layout: its subjects would lie under another pool\'s, whose users could read them)';
 
 /** A pool name's option: one subject token, checked before it reaches NATS, with the other options. */
 export const poolOption = () =>
