@@ -168,7 +168,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     let upgraded = false;
     try {
       const bogus = handshakeRefusal(request);
-      if (bogus) return this.#reject(socket, bogus.status, bogus.message);
+      if (bogus) return this.#reject(socket, bogus.status, bogus.message, bogus.headers);
       const verdict = await this.#admit(upgrade);
       if (verdict.status !== undefined) return this.#reject(socket, verdict.status, verdict.message);
       if (socket.destroyed) return;
@@ -219,9 +219,9 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     return alive - this.#closing - this.#departed.size - this.#refused.size >= maxConnections || alive >= 2 * maxConnections;
   }
 
-  #reject(socket: Duplex, status: number, message?: string): void {
+  #reject(socket: Duplex, status: number, message?: string, headers?: Record<string, string>): void {
     this.#upgradesRejected[status] = (this.#upgradesRejected[status] ?? 0) + 1;
-    rejectUpgrade(socket, status, message);
+    rejectUpgrade(socket, status, message, headers);
   }
 
   #open({ entry, request, path, params, query }: ChannelUpgrade, ws: WebSocket, identity: unknown): void {

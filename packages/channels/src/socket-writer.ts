@@ -55,7 +55,7 @@ export class SocketWriter {
    * the socket closes first or `ended` aborts (the execution that waits is over): what a handler's
    * `await ctx.channel.send()` waits for, so that one streaming to a slower client is paced
    * instead of cut off at the cap. Every send waiting on this socket shares one look at the
-   * backlog: at the socket's `drain`, and on a timer that backs off from DRAIN_POLL_MS to
+   * backlog: at the socket's `drain` or close, and on a timer that backs off from DRAIN_POLL_MS to
    * MAX_DRAIN_POLL_MS, so that a client that stopped reading costs a few looks a second.
    */
   drained(ended?: AbortSignal): Promise<boolean> {
@@ -86,6 +86,8 @@ export class SocketWriter {
     this.#pollMs = DRAIN_POLL_MS;
     this.#drainSocket = (this.#ws as unknown as { _socket?: Duplex | null })._socket ?? undefined;
     this.#drainSocket?.on('drain', this.#look);
+    // Closed meanwhile: said false at once, not at the next look.
+    this.#ws.on('close', this.#look);
     this.#pollTimer = setTimeout(this.#look, this.#pollMs);
   }
 
@@ -94,6 +96,7 @@ export class SocketWriter {
     this.#pollTimer = undefined;
     this.#drainSocket?.off('drain', this.#look);
     this.#drainSocket = undefined;
+    this.#ws.off('close', this.#look);
   }
 
   readonly #look = (): void => {

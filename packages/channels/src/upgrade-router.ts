@@ -99,8 +99,8 @@ export class UpgradeRouter {
   }
 }
 
-/** Answer an upgrade request over plain HTTP and close the socket. */
-export function rejectUpgrade(socket: Duplex, status: number, message?: string): void {
+/** Answer an upgrade request over plain HTTP (with `headers` of its own) and close the socket. */
+export function rejectUpgrade(socket: Duplex, status: number, message?: string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   // The client may reset the connection while we answer; that must not become an uncaught error.
   socket.on('error', () => socket.destroy());
@@ -113,6 +113,6 @@ export function rejectUpgrade(socket: Duplex, status: number, message?: string):
   const body = message ?? text;
   socket.once('finish', () => socket.destroy());
   socket.end(
-    `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${text}\r\n${Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')}Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }

@@ -12,7 +12,7 @@ import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawRequestStatus, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawRequestStatus, rawResponseHead, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -663,13 +663,19 @@ describe('routing', () => {
       [request('GET', `Upgrade: h2c\r\n${key}Sec-WebSocket-Version: 13\r\n`), 400],
       [request('GET', 'Upgrade: websocket\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n'), 400],
       [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 99\r\n`), 400],
+      // ws refuses these too, after the handshake's other checks: a subprotocol list with an empty or repeated name.
+      [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat,,x\r\n`), 400],
+      [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, chat\r\n`), 400],
     ];
     const statuses = await Promise.all(bogus.map(([text]) => rawRequestStatus(h.url('/'), text)));
     expect(statuses).toEqual(bogus.map(([, status]) => status));
     // Before: authenticate ran for each, and the two first held both places: a real client got 503.
     expect(calls).toBe(0);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
-    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 3, 405: 1 });
+    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 5, 405: 1 });
+    // What the refusals say besides: the methods a WebSocket takes, and the versions this server speaks (RFC 6455 §4.4), as ws's own refusal did.
+    expect((await rawResponseHead(h.url('/'), bogus[0]![0])).headers).toContain('Allow: GET');
+    expect((await rawResponseHead(h.url('/'), bogus[3]![0])).headers).toContain('Sec-WebSocket-Version: 13, 8');
   });
 
   it('an upgrade whose client resets while a slow authenticate runs frees its place under maxConnections at once; twice maxConnections of those still running refuse more (503)', async () => {

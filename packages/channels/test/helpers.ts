@@ -148,6 +148,11 @@ export function rawTargetStatus(url: string, target: string): Promise<number> {
 
 /** The status the server at `url` answers the raw HTTP `request` with (0 if none). */
 export async function rawRequestStatus(url: string, request: string): Promise<number> {
+  return (await rawResponseHead(url, request)).status;
+}
+
+/** The status and header lines the server at `url` answers the raw HTTP `request` with. */
+export async function rawResponseHead(url: string, request: string): Promise<{ status: number; headers: string[] }> {
   const server = new URL(url);
   const socket = net.connect({ port: Number(server.port), host: server.hostname });
   socket.on('error', () => undefined);
@@ -155,10 +160,11 @@ export async function rawRequestStatus(url: string, request: string): Promise<nu
   let received = '';
   for await (const chunk of socket) {
     received += (chunk as Buffer).toString('latin1');
-    if (received.includes('\r\n')) break;
+    if (received.includes('\r\n\r\n')) break;
   }
   socket.destroy();
-  return Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1] ?? 0);
+  const [first = '', ...headers] = received.split('\r\n\r\n')[0]!.split('\r\n');
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(first)?.[1] ?? 0), headers };
 }
 
 /** Poll until `check` holds (for state the server changes asynchronously), or fail naming `what`. */

@@ -1,0 +1,71 @@
+// The writer's pacing on its own, over a stand-in for ws's WebSocket (an EventEmitter with its
+// readyState and bufferedAmount): what a waiting send is told, without the network's timing.
+import { EventEmitter } from 'node:events';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { WebSocket } from 'ws';
+import { SocketWriter } from '../src/socket-writer.js';
+
+class StandInSocket extends EventEmitter {
+  readonly OPEN = 1;
+  readyState = 1;
+  bufferedAmount = 0;
+}
+
+const LIMIT = 1024;
+
+function writer(ws: StandInSocket): SocketWriter {
+  return new SocketWriter(ws as unknown as WebSocket, LIMIT, () => undefined);
+}
+
+describe('SocketWriter.drained', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('says false as soon as the socket closes, not at its next look at the backlog', async () => {
+    vi.useFakeTimers();
+    const ws = new StandInSocket();
+    ws.bufferedAmount = LIMIT;
+    let told: boolean | undefined;
+    void writer(ws).drained().then((drained) => (told = drained));
+    // Three looks, the backlog still full: the next is 40 ms away.
+    await vi.advanceTimersByTimeAsync(5 + 10 + 20);
+    expect(told).toBeUndefined();
+    ws.readyState = 3;
+    ws.emit('close');
+    await Promise.resolve();
+    // Before: told at the next look only (up to 200 ms later).
+    expect(told).toBe(false);
+    expect(ws.listenerCount('close')).toBe(0);
+  });
+
+  it('says true once the backlog is at most half the cap, its looks backing off to 200 ms; every waiting send shares them', async () => {
+    vi.useFakeTimers();
+    const ws = new StandInSocket();
+    ws.bufferedAmount = LIMIT;
+    const paced = writer(ws);
+    const told: boolean[] = [];
+    for (let i = 0; i < 50; i++) void paced.drained().then((drained) => told.push(drained));
+    const looks = vi.getTimerCount();
+    // One timer for the fifty.
+    expect(looks).toBe(1);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(told).toEqual([]);
+    expect(vi.getTimerCount()).toBe(1);
+    ws.bufferedAmount = LIMIT / 2;
+    await vi.advanceTimersByTimeAsync(200);
+    expect(told).toEqual(Array.from({ length: 50 }, () => true));
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('says false to a send whose execution ended while it waited, and true at once when nothing waits', async () => {
+    const ws = new StandInSocket();
+    const paced = writer(ws);
+    expect(await paced.drained()).toBe(true);
+    ws.bufferedAmount = LIMIT;
+    const ended = new AbortController();
+    const waiting = paced.drained(ended.signal);
+    ended.abort();
+    expect(await waiting).toBe(false);
+  });
+});
