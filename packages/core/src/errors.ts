@@ -185,7 +185,10 @@ const HANDLER_MAY_REPORT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HANDLER_
 export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] = []): KnownExecutionError {
   if (!isExecutionError(thrown) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
   if (HANDLER_MAY_REPORT.has(thrown.code)) return withReportedDetails(toHandlerError(thrown));
-  return new HandlerError(truncate(`The handler threw ${thrown.name} (${thrown.code}): ${thrown.message}`), { details: { name: thrown.name, code: thrown.code }, cause: thrown });
+  // Read safely: a forged one (another copy's brand on a plugin's object) may have no name, or getters.
+  const code = safeString(readProp(thrown, 'code'));
+  const name = safeString(readProp(thrown, 'name')) || (isErrorCode(code) ? ERROR_CLASSES[code].name : 'ExecutionError');
+  return new HandlerError(truncate(`The handler threw ${name} (${code}): ${safeString(readProp(thrown, 'message'))}`), { details: { name, code }, cause: thrown });
 }
 
 /**

@@ -493,6 +493,14 @@ describe('two copies of the package (ESM and CJS builds loaded together)', () =>
 });
 
 describe('handlerThrew: what a handler may report keeps the shape docs/errors.md gives its code', () => {
+  it('an object that only carries the brand (no name, a code of ours or an unknown one) is named by its code, read safely', () => {
+    const brand = Symbol.for('@kb-labs/plugin-execution/error');
+    const forged = { [brand]: true, code: 'TIMEOUT', message: 'late' };
+    // Before: "The handler threw undefined (TIMEOUT): late".
+    expect(handlerThrew(forged).message).toBe('The handler threw TimeoutError (TIMEOUT): late');
+    const newer = { [brand]: true, code: 'SOME_NEWER_CODE', message: 'm' };
+    expect(handlerThrew(newer)).toMatchObject({ code: 'HANDLER_ERROR', message: 'The handler threw ExecutionError (SOME_NEWER_CODE): m', details: { name: 'ExecutionError', code: 'SOME_NEWER_CODE' } });
+  });
   it('passes well-formed details of ctx\'s own errors as they are', () => {
     const denied = new PermissionDeniedError('no kv', { details: { resource: 'platform.kv.get', phase: 'platform', service: 'kv', method: 'get' } });
     expect(handlerThrew(denied)).toBe(denied);
