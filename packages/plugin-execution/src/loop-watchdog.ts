@@ -84,7 +84,8 @@ interface Watch {
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
 function blockedNotice({ pluginId, handlerId, limitMs, json }: LoopWatchdogOptions, workspaceDir: string | undefined): { stderr: string; stdout?: string } {
   const message =
-    `Handler "${handlerId}" of plugin "${pluginId}" did not finish within ${limitMs} ms and keeps the event loop blocked, ` +
+    // Not "did not finish": a timer it left may block the loop after it returned, before its result is in.
+    `Handler "${handlerId}" of plugin "${pluginId}" keeps the event loop blocked past its time limit of ${limitMs} ms, ` +
     'which the in-process backend cannot stop: the process was ended (--backend worker-pool or subprocess stops such a handler)';
   const error = new TimeoutError(message, { details: { timeoutMs: limitMs } });
   // Its stack would show the CLI's own frames, where the handler was never seen.

@@ -314,7 +314,7 @@ describe('kb-plugin-exec CLI', () => {
         expect((await readdir(workspaces)).some((name) => name.startsWith('kbx-'))).toBe(true);
         child.kill('SIGINT');
         expect(await exited).toBe('SIGKILL');
-        expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" did not finish within 300 ms and keeps the event loop blocked, which the in-process backend cannot stop/m);
+        expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" keeps the event loop blocked past its time limit of 300 ms, which the in-process backend cannot stop/m);
         const left = await readdir(workspaces);
         if (json) expect(JSON.parse(stdout)).toMatchObject({ ok: false, error: { code: 'TIMEOUT', details: { timeoutMs: 300 } }, meta: { backend: 'in-process', handlerId: 'spin' } });
         else expect(stdout).toBe('');
