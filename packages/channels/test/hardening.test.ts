@@ -666,13 +666,17 @@ describe('routing', () => {
       // ws refuses these too, after the handshake's other checks: a subprotocol list with an empty or repeated name.
       [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat,,x\r\n`), 400],
       [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, chat\r\n`), 400],
+      // A no-break space after a name: String.trim took it, ws does not.
+      [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\u00a0\r\n`), 400],
     ];
     const statuses = await Promise.all(bogus.map(([text]) => rawRequestStatus(h.url('/'), text)));
     expect(statuses).toEqual(bogus.map(([, status]) => status));
     // Before: authenticate ran for each, and the two first held both places: a real client got 503.
     expect(calls).toBe(0);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
-    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 5, 405: 1 });
+    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 6, 405: 1 });
+    // What ws takes gets through: a version it reads as 13, a subprotocol list with spaces and tabs around names.
+    expect(await rawRequestStatus(h.url('/'), request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 013\r\nSec-WebSocket-Protocol: chat ,\tsuperchat\r\n`))).toBe(101);
     // What the refusals say besides: the methods a WebSocket takes, and the versions this server speaks (RFC 6455 §4.4), as ws's own refusal did.
     expect((await rawResponseHead(h.url('/'), bogus[0]![0])).headers).toContain('Allow: GET');
     expect((await rawResponseHead(h.url('/'), bogus[3]![0])).headers).toContain('Sec-WebSocket-Version: 13, 8');

@@ -156,7 +156,8 @@ export async function rawResponseHead(url: string, request: string): Promise<{ s
   const server = new URL(url);
   const socket = net.connect({ port: Number(server.port), host: server.hostname });
   socket.on('error', () => undefined);
-  socket.write(request);
+  // One byte per character, as a raw client may send (a no-break space is the byte 0xA0).
+  socket.write(Buffer.from(request, 'latin1'));
   let received = '';
   for await (const chunk of socket) {
     received += (chunk as Buffer).toString('latin1');
