@@ -183,10 +183,11 @@ const HANDLER_MAY_REPORT: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['HANDLER_
  * (`details.name`, `details.code`; the error itself as `cause`), anything else as toHandlerError.
  */
 export function handlerThrew(thrown: unknown, alsoAllowed: readonly ErrorCode[] = []): KnownExecutionError {
-  if (!isExecutionError(thrown) || alsoAllowed.includes(thrown.code)) return toHandlerError(thrown);
-  if (HANDLER_MAY_REPORT.has(thrown.code)) return withReportedDetails(toHandlerError(thrown));
-  // Read safely: a forged one (another copy's brand on a plugin's object) may have no name, or getters.
+  if (!isExecutionError(thrown)) return toHandlerError(thrown);
+  // Read once, safely: a forged one (another copy's brand on a plugin's object) may have getters that throw, or no name.
   const code = safeString(readProp(thrown, 'code'));
+  if (isErrorCode(code) && alsoAllowed.includes(code)) return toHandlerError(thrown);
+  if (isErrorCode(code) && HANDLER_MAY_REPORT.has(code)) return withReportedDetails(toHandlerError(thrown));
   const name = safeString(readProp(thrown, 'name')) || (isErrorCode(code) ? ERROR_CLASSES[code].name : 'ExecutionError');
   return new HandlerError(truncate(`The handler threw ${name} (${code}): ${safeString(readProp(thrown, 'message'))}`), { details: { name, code }, cause: thrown });
 }
@@ -224,7 +225,9 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
 function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknown>): KnownExecutionError {
   const details = withDetails ?? readProp(shaped, 'details');
   const cause = readProp(shaped, 'cause');
-  const Class = ERROR_CLASSES[shaped.code] as new (message?: string, options?: ExecutionErrorOptions<object>) => KnownExecutionError;
+  // Read again, safely: a getter may answer another code this time (then it is the handler's own error).
+  const code = safeString(readProp(shaped, 'code'));
+  const Class = (isErrorCode(code) ? ERROR_CLASSES[code] : HandlerError) as new (message?: string, options?: ExecutionErrorOptions<object>) => KnownExecutionError;
   const error = new Class(safeString(readProp(shaped, 'message')), {
     details: typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {},
     ...(cause !== undefined ? { cause } : {}),

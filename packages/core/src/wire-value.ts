@@ -44,7 +44,16 @@ export function readProp(target: object, key: string): unknown {
   try {
     return (target as Record<string, unknown>)[key];
   } catch (error) {
-    return `[Getter threw: ${error instanceof Error ? error.message : 'unknown'}]`;
+    return `[Getter threw: ${thrownMessage(error)}]`;
+  }
+}
+
+/** The message of what a getter threw, never throwing itself (its own message may be a getter that throws). */
+function thrownMessage(error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.message) : 'unknown';
+  } catch {
+    return 'unknown';
   }
 }
 

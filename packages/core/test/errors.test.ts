@@ -500,6 +500,12 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     expect(handlerThrew(forged).message).toBe('The handler threw TimeoutError (TIMEOUT): late');
     const newer = { [brand]: true, code: 'SOME_NEWER_CODE', message: 'm' };
     expect(handlerThrew(newer)).toMatchObject({ code: 'HANDLER_ERROR', message: 'The handler threw ExecutionError (SOME_NEWER_CODE): m', details: { name: 'ExecutionError', code: 'SOME_NEWER_CODE' } });
+    // A code getter that throws, or answers one code and then another: the handler's own error, never a throw here (in-process said INTERNAL_ERROR).
+    const throwing = Object.defineProperty({ [brand]: true, message: 'm' }, 'code', { get: () => { throw new Error('no code'); } });
+    expect(handlerThrew(throwing)).toMatchObject({ code: 'HANDLER_ERROR', details: { code: '[Getter threw: no code]' } });
+    let reads = 0;
+    const shifty = Object.defineProperty({ [brand]: true, name: 'ValidationError', message: 'm' }, 'code', { get: () => (reads++ === 0 ? 'VALIDATION_ERROR' : 'NOT_A_CODE') });
+    expect(() => handlerThrew(shifty)).not.toThrow();
   });
   it('passes well-formed details of ctx\'s own errors as they are', () => {
     const denied = new PermissionDeniedError('no kv', { details: { resource: 'platform.kv.get', phase: 'platform', service: 'kv', method: 'get' } });
