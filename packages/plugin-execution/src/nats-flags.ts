@@ -27,6 +27,11 @@ it lists), as --tls-ca does.
 
 type NatsFlagValues = { [K in keyof typeof NATS_FLAGS]?: string | undefined };
 
+/** Each flag's variable (the NATS CLI's name). */
+const FLAG_VARIABLES = { creds: 'NATS_CREDS', nkey: 'NATS_NKEY', 'tls-ca': 'NATS_CA', 'tls-cert': 'NATS_CERT', 'tls-key': 'NATS_KEY' } as const satisfies Record<keyof typeof NATS_FLAGS, string>;
+/** The variables a login comes from with no flag of its own. */
+const LOGIN_VARIABLES = ['NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN'] as const;
+
 /** The connection options (besides `servers`) the flags and the environment give. */
 export interface NatsAuth {
   user?: string;
@@ -55,19 +60,20 @@ export function natsServers(value: string): string[] {
  * flag or the variable: a variable left from another setup is as likely as a typo.
  */
 export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = process.env): NatsAuth {
-  const given = (flag: keyof typeof NATS_FLAGS, variable: string): { value: string; named: string } | undefined => {
+  const given = (flag: keyof typeof NATS_FLAGS): { value: string; named: string } | undefined => {
     if (values[flag] !== undefined) return { value: values[flag]!, named: `--${flag}` };
+    const variable = FLAG_VARIABLES[flag];
     return env[variable] ? { value: env[variable]!, named: variable } : undefined;
   };
   const user = env.NATS_USER || undefined;
   const pass = env.NATS_PASSWORD || undefined;
   if ((user === undefined) !== (pass === undefined)) throw new NatsFlagError(user === undefined ? 'NATS_PASSWORD is set without NATS_USER: give both, or NATS_TOKEN' : 'NATS_USER is set without NATS_PASSWORD: give both, or NATS_TOKEN');
   const token = env.NATS_TOKEN ? { value: env.NATS_TOKEN, named: 'NATS_TOKEN' } : undefined;
-  const creds = given('creds', 'NATS_CREDS');
-  const nkey = given('nkey', 'NATS_NKEY');
+  const creds = given('creds');
+  const nkey = given('nkey');
   const logins = [user !== undefined ? 'NATS_USER' : undefined, token?.named, creds?.named, nkey?.named].filter((named) => named !== undefined);
   if (logins.length > 1) throw new NatsFlagError(`${logins.join(' and ')} are ${logins.length === 2 ? 'both' : 'all'} given: give one way to log in`);
-  const tls = { caFile: given('tls-ca', 'NATS_CA'), certFile: given('tls-cert', 'NATS_CERT'), keyFile: given('tls-key', 'NATS_KEY') };
+  const tls = { caFile: given('tls-ca'), certFile: given('tls-cert'), keyFile: given('tls-key') };
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     const [one, other] = tls.certFile ? [tls.certFile.named, '--tls-key or NATS_KEY'] : [tls.keyFile!.named, '--tls-cert or NATS_CERT'];
     throw new NatsFlagError(`${one} needs ${other} (a client certificate and its key go together)`);
@@ -84,15 +90,12 @@ export function natsAuth(values: NatsFlagValues, env: NodeJS.ProcessEnv = proces
   };
 }
 
-/** The variables natsAuth reads a login and TLS files from. */
-const NATS_VARIABLES = ['NATS_USER', 'NATS_PASSWORD', 'NATS_TOKEN', 'NATS_CREDS', 'NATS_NKEY', 'NATS_CA', 'NATS_CERT', 'NATS_KEY'];
-
 /**
  * Once read: out of this process's environment, where a plugin would find them (an in-process
  * handler's process.env, or a subprocess handler that declares the names and is granted them).
  */
 export function forgetNatsVariables(env: NodeJS.ProcessEnv = process.env): void {
-  for (const name of NATS_VARIABLES) delete env[name];
+  for (const name of [...LOGIN_VARIABLES, ...Object.values(FLAG_VARIABLES)]) delete env[name];
 }
 
 /** The text of a file given by `named` (a flag or a variable); a usage error naming it when it cannot be read. */
