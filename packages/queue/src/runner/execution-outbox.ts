@@ -1,7 +1,7 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { HELD_OUTPUT_BYTES, type Courier, type OutputTally } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { encode, formatBytes, namedAs, type Kind } from '../shared/wire.js';
+import { encode, formatBytes, namedAs, type Kind, type WorkerIdentity } from '../shared/wire.js';
 
 /**
  * What one execution on a worker sends its caller besides its result, in the order made: logs,
@@ -14,7 +14,7 @@ export class ExecutionOutbox {
   readonly #caller: string;
   readonly #id: string;
   readonly #maxPayloadBytes: number;
-  readonly #worker: string;
+  readonly #worker: WorkerIdentity;
   /** Its log lines and events on the wire, which its result carries (courier.ts, OutputTally). */
   readonly tally: OutputTally = { sent: 0 };
   /** Settles once every message posted so far has been taken (set while a large one is in flight). */
@@ -24,8 +24,8 @@ export class ExecutionOutbox {
   readonly #onOutpaced: () => void;
 
   /** `onOutpaced`: more than HELD_OUTPUT_BYTES of its output would wait (a handler that does not wait for its pace): stop it. */
-  /** `worker`: this worker as its limit names it ("worker w1 (vm-3)"): a host's limit may be another. */
-  constructor(courier: Courier, caller: string, executionId: string, limit: { maxPayloadBytes: number; worker: string }, onOutpaced: () => void) {
+  /** `worker`: this worker, whose limit an over-limit message names (a host's may be another). */
+  constructor(courier: Courier, caller: string, executionId: string, limit: { maxPayloadBytes: number; worker: WorkerIdentity }, onOutpaced: () => void) {
     this.#courier = courier;
     this.#caller = caller;
     this.#id = executionId;
@@ -93,7 +93,7 @@ export class ExecutionOutbox {
   overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
     const limit = this.#maxPayloadBytes;
     if (bytes.length <= limit) return undefined;
-    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the limit of ${this.#worker} of ${formatBytes(limit, bytes.length)} (its maxPayloadBytes)`, {
+    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the limit of worker ${this.#worker.id} (${this.#worker.host}) of ${formatBytes(limit, bytes.length)} (its maxPayloadBytes)`, {
       details: { path, reason: 'too-large', bytes: bytes.length, limit },
     });
   }

@@ -82,7 +82,7 @@ export class WorkerExecution implements Watched {
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
     this.key = executionKey(this.#claim.caller, this.id);
-    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, { maxPayloadBytes: worker.maxPayloadBytes, worker: `worker ${worker.identity.id} (${worker.identity.host})` }, () => this.outpaced());
+    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, { maxPayloadBytes: worker.maxPayloadBytes, worker: worker.identity }, () => this.outpaced());
     this.#calls = new RemoteCalls((message) => {
       // Named as the other backends name it, with where in its arguments a refused value is.
       const what = `${message.target === 'platform' ? `platform.${message.service}.${message.method}` : `ctx.channel.${message.method}`} arguments`;
