@@ -7,7 +7,7 @@ import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
-import { sandboxFilter } from './seccomp-filter.js';
+import { NETWORK_FILTER, SET_ID_FILTER, isolationArgs } from './sandbox-isolation.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
 
@@ -51,17 +51,9 @@ export interface Launch {
   user: SandboxUser | undefined;
   /** Whether the command is bubblewrap (its status on STATUS_FD, a signal death as exit 128+N). */
   sandboxed: boolean;
-  /** What to write to its standard input, then end it: bubblewrap reads its system-call filter there (SECCOMP_ARGS). */
+  /** What to write to its standard input, then end it: bubblewrap reads its system-call filter there (sandbox-isolation.ts). */
   stdin?: Buffer;
 }
-
-/**
- * The system-call filters for this machine (seccomp-filter.ts), read by bubblewrap from fd 0,
- * which it then closes: a child granted the network may make Unix sockets, one not may not.
- */
-const SET_ID_FILTER = sandboxFilter(false);
-const NETWORK_FILTER = sandboxFilter(true);
-const SECCOMP_ARGS = SET_ID_FILTER ? ['--seccomp', '0'] : [];
 
 /**
  * The OS sandbox of the subprocess backend: every child in a bubblewrap container of its own
@@ -239,45 +231,6 @@ export class Sandbox {
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
   }
-}
-
-/** A child's own /dev/shm, as a container's: 64 MiB (each writable tmpfs would take up to half the RAM). */
-const SHM_BYTES = 64 * 1024 * 1024;
-/**
- * Namespaces and privileges: its own of everything (the network too unless granted), no
- * capabilities (a root host's child would otherwise remount its read-only folders), no user
- * namespaces inside, a session of its own (no terminal to inject input into), and gone when the
- * host is. Node runs as pid 2 under bubblewrap's init, which ends when Node does and takes every
- * process of the namespace with it; as pid 2 Node keeps the default action of SIGTERM (an init
- * ignores signals it has no handler for, so a busy loop would outlast it).
- */
-function isolationArgs(network: boolean): string[] {
-  return [
-    '--unshare-all',
-    '--unshare-user',
-    ...(network ? ['--share-net'] : []),
-    '--disable-userns',
-    '--cap-drop',
-    'ALL',
-    '--new-session',
-    '--die-with-parent',
-    '--hostname',
-    'sandbox',
-    '--tmpfs',
-    '/tmp',
-    '--proc',
-    '/proc',
-    '--dev',
-    '/dev',
-    // /dev read-only, but for its own /dev/shm.
-    '--size',
-    String(SHM_BYTES),
-    '--tmpfs',
-    '/dev/shm',
-    '--remount-ro',
-    '/dev',
-    ...SECCOMP_ARGS,
-  ];
 }
 
 const SET_GID = 0o2000;
