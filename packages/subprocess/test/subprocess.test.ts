@@ -372,6 +372,25 @@ describe('permissions (Node permission model)', () => {
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it.each([
+    ['*', 'wildcard-in-path'],
+    [',', 'comma-in-path'],
+  ])('a workspace root whose path holds "%s", which Node\'s permission flags cannot express, fails the execution with VALIDATION_ERROR; nothing is written beside it', async (char, reason) => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-subprocess-odd-root-'));
+    try {
+      // Node reads `/base/star*/root` as every path starting `/base/star`: a grant of /base/starOUT.txt.
+      const target = path.join(base, 'starOUT.txt');
+      const backend = make({ sandbox: 'off', workspace: { root: path.join(base, `star${char}`, 'root') } });
+      const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'write-outside', input: { path: target } });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.details).toMatchObject({ reason });
+      await backend.shutdown();
+      await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
   it('node:sqlite, which the model does not check, is off in the child (Node 22 and 24; Node 20 has none): no database file is made outside the grants', async () => {
     const target = path.join(outside, 'made-by-plugin.db');
     const result = await make({ sandbox: 'off' }).execute({ pluginId: PROBE, handlerId: 'sqlite', input: { path: target } });

@@ -177,10 +177,12 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   if (!model) return flags;
   const { read, write } = grants;
   for (const p of [...read, ...write]) {
-    // Node 20 splits these flag values on commas: "/a,/etc" would grant /etc.
-    if (p.includes(',')) {
-      throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing a comma`, {
-        details: { path: p, reason: 'comma-in-path' },
+    // Node 20 splits these flag values on commas ("/a,/etc" would grant /etc), and reads a `*`
+    // anywhere in one as a wildcard ("/w/star*/root" would grant "/w/starOUT.txt"): neither escapes.
+    const odd = p.includes(',') ? 'comma' : p.includes('*') ? 'wildcard' : undefined;
+    if (odd) {
+      throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing ${odd === 'comma' ? 'a comma' : 'a `*` (read as a wildcard)'}; move it to a path without one`, {
+        details: { path: p, reason: `${odd}-in-path` },
       });
     }
   }
