@@ -197,6 +197,16 @@ describe('loading a plugin folder', () => {
     expect(error.message).toContain('handlers.run.entry: ./lib is a folder; name the module file in it (./lib/index.js, say)');
   });
 
+  it('refuses an entry that is a FIFO or a device (an import would wait on it for good), naming the handler', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ pipe: { entry: './pipe.mjs' }, zero: { entry: './zero.mjs' } })));
+    execFileSync('mkfifo', [path.join(dir, 'pipe.mjs')]);
+    await symlink('/dev/zero', path.join(dir, 'zero.mjs')).catch(() => undefined);
+    const error = await validationFailure(new PluginRegistry().load(dir));
+    expect(error.message).toContain('handlers.pipe.entry: ./pipe.mjs is a FIFO, not a module file');
+    // A link to /dev/zero leads out of the folder first; either way it is refused.
+    expect(error.message).toMatch(/handlers\.zero\.entry: \.\/zero\.mjs (is a link to \/dev\/zero|is a device)/);
+  });
+
   it('refuses an invalid manifest, naming the JSON path of every problem', async () => {
     const dir = await pluginFolder(
       JSON.stringify({

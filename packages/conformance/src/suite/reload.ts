@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,6 +113,36 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     const result = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain(`./handlers/version.mjs is a link to ${path.join(elsewhere, HANDLER)}, outside the plugin folder`);
+  });
+
+  it('an entry made a FIFO after registration is refused when its module loads (VALIDATION_ERROR naming it), never imported: the backend goes on serving', async () => {
+    const dir = await copyPlugin();
+    await rm(path.join(dir, HANDLER));
+    const backend = reloading(make({ plugins: [dir] }));
+    expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }), 'HANDLER_NOT_FOUND');
+    execFileSync('mkfifo', [path.join(dir, HANDLER)]);
+    for (let i = 0; i < 4; i++) {
+      const result = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }, { timeoutMs: 10_000 });
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toContain('./handlers/version.mjs is a FIFO, not a module file');
+    }
+    await rm(path.join(dir, HANDLER));
+    await cp(path.join(fixturePlugins.reloadable, HANDLER), path.join(dir, HANDLER));
+    expect(await versionOf(backend, 'version')).toBe('v1');
+  });
+
+  it('an entry that did not parse, fixed on disk, is loaded as it is now without a reload (Node keeps a failed import for its URL)', async () => {
+    const dir = await copyPlugin();
+    const fixed = await readFile(path.join(dir, HANDLER), 'utf8');
+    await writeFile(path.join(dir, HANDLER), 'export default async function version( {');
+    const backend = reloading(make({ plugins: [dir] }));
+    for (let i = 0; i < 2; i++) {
+      const broken = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+      expectError(broken, 'HANDLER_ERROR');
+      expect(broken.error.message).toContain('does not parse');
+    }
+    await writeFile(path.join(dir, HANDLER), fixed);
+    expect(await versionOf(backend, 'version')).toBe('v1');
   });
 
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {

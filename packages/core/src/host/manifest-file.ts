@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { ValidationError } from '../errors.js';
+import { notModuleFile } from '../module-file.js';
 import { parseWith, validationError, type ValidationIssue } from '../validation.js';
 import { duplicateJsonKeys } from './json-duplicate-keys.js';
 import { jsonSyntaxProblem } from './json-syntax.js';
@@ -107,7 +108,7 @@ export function parseManifest(root: string, manifest: unknown, file: string | un
 /**
  * Entries that lead out of the plugin folder through a symbolic link (the manifest's paths stay
  * inside it, and so must the files they name: an OS sandbox shows a child only the plugin's
- * folder), and entries that are folders, not module files. An entry that does not exist yet is
+ * folder), and entries that are no module file (a folder, a FIFO, a device: notModuleFile). An entry that does not exist yet is
  * left to the execution to report.
  */
 function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[] {
@@ -133,8 +134,9 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
     } else if (written) {
       const message = `${spec.entry} leads into the declared fs.write folder "${written.declared}" (through a link): a handler that writes it could rewrite this code; keep code out of write folders`;
       issues.push({ path: `handlers.${handlerId}.entry`, message });
-    } else if (fs.statSync(real, { throwIfNoEntry: false })?.isDirectory()) {
-      issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a folder; name the module file in it (./${path.posix.join(spec.entry.replace(/^\.\//, ''), 'index.js')}, say)` });
+    } else {
+      const problem = notModuleFile(spec.entry, fs.statSync(real, { throwIfNoEntry: false }));
+      if (problem) issues.push({ path: `handlers.${handlerId}.entry`, message: problem });
     }
   }
   return issues;

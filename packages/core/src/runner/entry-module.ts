@@ -1,5 +1,7 @@
 import path from 'node:path';
+import type { Stats } from 'node:fs';
 import { ValidationError } from '../errors.js';
+import { notModuleFile } from '../module-file.js';
 // Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
 const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
 
@@ -110,4 +112,17 @@ function realOrUndefined(file: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * An entry that is no module file (a FIFO, a device, a folder, one past 2 GiB), made so after the
+ * manifest was read (registration refuses one that is there then): a ValidationError naming it,
+ * before the import, which would hold a FIFO's read for good.
+ */
+export function refuseNonModuleFile(entryPath: string, stats: Stats | undefined, task: { pluginId: string; handlerId: string; pluginRoot: string }): void {
+  const problem = notModuleFile(`./${path.relative(task.pluginRoot, entryPath).split(path.sep).join('/')}`, stats);
+  if (problem === undefined) return;
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${problem}`, {
+    details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
+  });
 }

@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-handler.js';
 import { functionsOf, isDefinedHandler } from '../define-handler.js';
 import { isSerializedError } from '../error-wire.js';
@@ -9,8 +10,8 @@ import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
 import { loadError } from './load-errors.js';
-import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder } from './entry-module.js';
-import { handlerModuleUrl } from './plugin-generations.js';
+import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
+import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
@@ -165,13 +166,17 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
 
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
   // Its size and time before the import: a file an editor saves meanwhile is seen changing.
-  const before = await fileState(entryPath);
+  const found = await statOf(entryPath);
+  const before = fileState(found);
   refuseBackslashPath(entryPath, task);
   refuseLinkOutOfFolder(entryPath, task.pluginRoot, task);
+  refuseNonModuleFile(entryPath, found, task);
   let mod: Record<string, unknown>;
+  const url = handlerModuleUrl(entryPath, task.pluginRoot, load);
   try {
-    mod = (await importNamespace(handlerModuleUrl(entryPath, task.pluginRoot, load))).namespace;
+    mod = (await importNamespace(retryUrl(url, found))).namespace;
   } catch (error) {
+    importFailed(url, found);
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
       throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${entryPath} does not exist`, {
@@ -188,7 +193,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   }
   // Not names a module exports itself: a transpiled module's flag, and (Node 23+) a CommonJS module's whole `module.exports`.
   const available = Object.keys(mod).filter((k) => k !== '__esModule' && k !== 'module.exports');
-  if (savedHalfWay(before, await fileState(entryPath))) {
+  if (savedHalfWay(before, fileState(await statOf(entryPath)))) {
     // A save caught between an editor's truncate and its write (empty when it was read, or written
     // again while it was imported): the module is broken, not missing.
     throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
@@ -236,8 +241,12 @@ interface FileState {
   mtimeMs: number;
 }
 
-function fileState(file: string): Promise<FileState | undefined> {
-  return new Promise((resolve) => stat(file, (error, stats) => resolve(!error && stats.isFile() ? { size: stats.size, mtimeMs: stats.mtimeMs } : undefined)));
+function statOf(file: string): Promise<Stats | undefined> {
+  return new Promise((resolve) => stat(file, (error, stats) => resolve(error ? undefined : stats)));
+}
+
+function fileState(stats: Stats | undefined): FileState | undefined {
+  return stats?.isFile() ? { size: stats.size, mtimeMs: stats.mtimeMs } : undefined;
 }
 
 /** Empty before or after the import, or changed while it was imported. */

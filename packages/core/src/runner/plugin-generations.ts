@@ -1,3 +1,4 @@
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -67,4 +68,37 @@ function forgetCommonJsModules(pluginRoot: string): void {
   for (const file of Object.keys(cache)) {
     if (file.startsWith(prefix) && !file.slice(prefix.length).split(path.sep).includes('node_modules')) delete cache[file];
   }
+}
+
+/**
+ * Imports that failed, by handlerModuleUrl's URL: the entry as it was then, and how many times it
+ * has been tried again under a URL of its own. Node keeps a failed import's outcome for its URL
+ * (the wrapper's link error for an entry that did not exist yet, the entry's own parse error), so
+ * an entry made or fixed on disk since would fail as before until a reload. Tried again only once
+ * the entry has changed: a plugin that stays broken adds no module to the runner per execution.
+ * (A module the entry imports, fixed on its own, is not seen: ES modules are cached by their URLs.)
+ */
+const failedImports = new Map<string, { state: string; tries: number }>();
+
+/** The URL to import handlerModuleUrl's `url` from, the entry file being `stats` (undefined: missing) now. */
+export function retryUrl(url: string, stats: Stats | undefined): string {
+  const failed = failedImports.get(url);
+  if (!failed) return url;
+  const state = entryState(stats);
+  if (failed.state !== state) {
+    failed.state = state;
+    failed.tries++;
+  }
+  return failed.tries === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}retry=${failed.tries}`;
+}
+
+/** An import of handlerModuleUrl's `url` failed, the entry file being `stats` when it was tried. */
+export function importFailed(url: string, stats: Stats | undefined): void {
+  const failed = failedImports.get(url);
+  if (failed) failed.state = entryState(stats);
+  else failedImports.set(url, { state: entryState(stats), tries: 0 });
+}
+
+function entryState(stats: Stats | undefined): string {
+  return stats ? `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}` : 'missing';
 }
