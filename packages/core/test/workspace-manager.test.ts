@@ -519,6 +519,50 @@ describe('a workspace root that is a symbolic link', () => {
   });
 });
 
+describe('a workspace root given oddly', () => {
+  it('a link that leads nowhere is said so, with where it points (not a bare ENOENT of the root, which is there)', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-odd-'));
+    try {
+      await symlink(path.join(base, 'nowhere'), path.join(base, 'dangling'));
+      const manager = new WorkspaceManager({ root: path.join(base, 'dangling') });
+      expect(await manager.rootProblem()).toBe(`Cannot create workspace root ${manager.root}: it is a symbolic link to ${path.join(base, 'nowhere')}, which does not exist`);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(process.platform === 'linux')('a path so long that no workspace fits under it is named in rootProblem() (health), shown by its two ends', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-odd-'));
+    try {
+      let root = base;
+      while (Buffer.byteLength(root) < 4094 - 250) root = path.join(root, 'd'.repeat(250));
+      root = path.join(root, 'e'.repeat(4094 - 1 - Buffer.byteLength(root)));
+      const manager = new WorkspaceManager({ root });
+      const problem = (await manager.rootProblem())!;
+      expect(problem).toContain('its path is 4094 bytes long: a workspace under it (about 96 bytes more) would pass the 4095 bytes this system takes in a path');
+      expect(problem).toContain(`Cannot create workspace root ${root.slice(0, 100)}…(4094 characters)…${root.slice(-100)}:`);
+      const error = await manager.acquire('x').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkspaceError);
+      expect((error as WorkspaceError).details).toMatchObject({ root, code: 'ENAMETOOLONG' });
+      // Not made: a tree no workspace fits under would only be left behind.
+      await expect(stat(path.dirname(root))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it('a file: URL string is the folder it names (as plugins take it), not a relative path "file:/…" under the working directory', async () => {
+    const dir = await freshRoot();
+    const manager = new WorkspaceManager({ root: pathToFileURL(dir).href });
+    expect(manager.root).toBe(dir);
+    const lease = await manager.acquire('from-url');
+    expect(path.dirname(lease.dir)).toBe(dir);
+    await lease.release();
+    expect(() => new WorkspaceManager({ root: 'file://elsewhere/x' })).toThrow(WorkspaceError);
+    expect(() => new WorkspaceManager({ root: 'file://elsewhere/x' })).toThrow(/Workspace root file:\/\/elsewhere\/x is not a usable file: URL/);
+  });
+});
+
 describe('listArtifacts', () => {
   it('leaves out names that are not valid UTF-8 (a lossy string would name no file), and lists the rest', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-artifacts-'));

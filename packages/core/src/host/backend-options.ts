@@ -24,8 +24,8 @@ export interface BackendOptions {
   /** Share one registry between backends instead of `plugins`. @default a new PluginRegistry */
   registry?: PluginRegistry;
   /**
-   * Per-execution directory: a WorkspaceManager, `{ root }` (a relative root is taken from the working directory when
-   * the backend is created), or `false` for none (`ctx.workspace` is then undefined).
+   * Per-execution directory: a WorkspaceManager, `{ root }` (a path or a `file:` URL string; a relative root is taken
+   * from the working directory when the backend is created), or `false` for none (`ctx.workspace` is then undefined).
    * @default a WorkspaceManager rooted in the OS temp directory
    */
   workspace?: WorkspaceManager | { root: string } | false;

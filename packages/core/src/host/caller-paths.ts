@@ -19,7 +19,7 @@ export function absolutePluginSource<T>(source: T): T {
  * backend's constructor takes them: what is plain data (`permissions`, `workspace`, limits …)
  * copied whole, so that a caller that changes its own objects afterwards (a grant widened in a
  * shared template) does not change the backend's; relative paths made absolute against the
- * working directory now (`plugins`, `workspace.root`): see absolutePluginSource. `platform`, and
+ * working directory now (`plugins`, `workspace.root`; `file:` URLs are left as they are): see absolutePluginSource. `platform`, and
  * anything with a function or an object of a class in it (a logger), is kept as given.
  */
 export function withAbsolutePaths(options: Record<string, unknown>): Record<string, unknown> {
@@ -31,7 +31,7 @@ export function withAbsolutePaths(options: Record<string, unknown>): Record<stri
   });
   readable('workspace', () => {
     const workspace = copy.workspace;
-    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '') copy.workspace = { ...workspace, root: resolve(workspace.root) };
+    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '' && !workspace.root.startsWith('file:')) copy.workspace = { ...workspace, root: resolve(workspace.root) };
   });
   return copy;
 }

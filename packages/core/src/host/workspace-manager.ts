@@ -14,7 +14,7 @@ const os = process.getBuiltinModule('node:os');
 export type { SweepResult } from './workspace-sweep.js';
 
 export interface WorkspaceManagerOptions {
-  /** Folder under which execution directories are created (made 0700 if missing). */
+  /** Folder under which execution directories are created (made 0700 if missing): a path, or a `file:` URL string. */
   root: string;
 }
 
@@ -65,7 +65,7 @@ export class WorkspaceManager {
     if (!options || typeof options.root !== 'string' || options.root.length === 0 || options.root.includes('\0')) {
       throw new WorkspaceError('WorkspaceManager needs { root: <non-empty path> }', { details: { field: 'root' } });
     }
-    this.root = path.resolve(options.root);
+    this.root = path.resolve(options.root.startsWith('file:') ? rootFromUrl(options.root) : options.root);
   }
 
   /** The lease directories of every manager in this thread not released yet (each worker thread has its own): what it leaves behind if the process ends now. */
@@ -80,11 +80,13 @@ export class WorkspaceManager {
   }
 
   #ensureRoot(): Promise<void> {
-    this.#rootReady ??= makeDirectories(this.root, 0o700)
+    // A root no workspace fits under is not made at all.
+    const tooLong = pathTooLong(this.root);
+    this.#rootReady ??= (tooLong ? Promise.reject(Object.assign(new Error(tooLong), { code: 'ENAMETOOLONG' })) : makeDirectories(this.root, 0o700))
       .then(() => this.#checkRoot())
       .catch((error: unknown) => {
         this.#rootReady = undefined;
-        throw new WorkspaceError(`Cannot create workspace root ${this.root}: ${fileOnTheWay(this.root, error) ?? (error as Error).message}`, {
+        throw new WorkspaceError(`Cannot create workspace root ${shortened(this.root)}: ${fileOnTheWay(this.root, error) ?? (error as Error).message}`, {
           details: { root: this.root, code: (error as NodeJS.ErrnoException).code },
           cause: error,
         });
@@ -102,7 +104,7 @@ export class WorkspaceManager {
     const notOurs = (what: string, owner: number) => Object.assign(new Error(`${what} is owned by uid ${owner}, not by this process (uid ${uid})`), { code: 'EPERM' });
     const link = await fs.promises.lstat(this.root);
     if (link.isSymbolicLink() && uid !== undefined && link.uid !== uid) throw notOurs('it is a symbolic link that', link.uid);
-    const info = link.isSymbolicLink() ? await fs.promises.stat(this.root) : link;
+    const info = link.isSymbolicLink() ? await fs.promises.stat(this.root).catch((error: NodeJS.ErrnoException) => brokenLink(this.root, error)) : link;
     if (!info.isDirectory()) throw Object.assign(new Error('it is not a directory'), { code: 'ENOTDIR' });
     if (uid !== undefined && info.uid !== uid) throw notOurs(link.isSymbolicLink() ? 'the directory it links to' : 'it', info.uid);
     // Ours, yet nothing can be made in it (mode 0500, a read-only mount): said now, and in health().
@@ -320,4 +322,37 @@ function listByPath(dir: string, visit: (child: string, kind: EntryKind) => bool
     async (at, name) => ({ at: path.join(at, name.toString('utf8')), leave }),
     visit,
   );
+}
+
+/** A root given as a `file:` URL string (as `plugins` takes folders), as a path. */
+function rootFromUrl(url: string): string {
+  try {
+    return process.getBuiltinModule('node:url').fileURLToPath(url);
+  } catch (error) {
+    throw new WorkspaceError(`Workspace root ${url} is not a usable file: URL: ${(error as Error).message}`, { details: { field: 'root' }, cause: error });
+  }
+}
+
+/** The longest path the system takes (PATH_MAX less its NUL), where known. */
+const PATH_MAX_BYTES = process.platform === 'linux' ? 4095 : process.platform === 'darwin' ? 1023 : Number.POSITIVE_INFINITY;
+/** What a workspace adds to the root's path: `/kbx-<owner>-<uuid>-<2 hex><6 random>`, and a file in it. */
+const LEASE_PATH_BYTES = 96;
+
+/** Why no workspace fits under `root` (its path is too long for one more), or undefined. */
+function pathTooLong(root: string): string | undefined {
+  const bytes = Buffer.byteLength(root);
+  if (bytes + LEASE_PATH_BYTES <= PATH_MAX_BYTES) return undefined;
+  return `its path is ${bytes} bytes long: a workspace under it (about ${LEASE_PATH_BYTES} bytes more) would pass the ${PATH_MAX_BYTES} bytes this system takes in a path; choose a shorter root`;
+}
+
+/** A root that is a symbolic link which cannot be followed, said so with where it points. */
+async function brokenLink(root: string, error: NodeJS.ErrnoException): Promise<never> {
+  const target = await fs.promises.readlink(root).catch(() => '?');
+  const why = error.code === 'ENOENT' ? 'which does not exist' : `which cannot be followed (${error.code ?? error.message})`;
+  throw Object.assign(new Error(`it is a symbolic link to ${target}, ${why}`), { code: error.code });
+}
+
+/** A path for a message: one of thousands of characters shows its two ends (the error's details keep it whole). */
+function shortened(p: string): string {
+  return p.length <= 240 ? p : `${p.slice(0, 100)}…(${p.length} characters)…${p.slice(-100)}`;
 }
