@@ -13,6 +13,7 @@ import { goneWithin, grandchildMarker, newToken, processesWithMarker, requireBub
 import type { ExecuteOptions, ExecutionEvent, ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { SubprocessBackend } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { PROBE, probePlugin } from './helpers.js';
 import { hostFailure, startHost, type HostProcess } from './sandbox-helpers.js';
 
 let root: string;
@@ -87,6 +88,21 @@ describe.skipIf(!sandboxPlatform)(`a detached grandchild under bubblewrap (Linux
     expect(host.child.signalCode).toBe('SIGKILL');
     expect(await goneWithin(marker), 'grandchildren still alive 5 s after the host was SIGKILLed').toEqual([]);
   }, 90_000);
+});
+
+describe.runIf(process.platform === 'linux')('a grandchild in an unsandboxed child\'s process group', () => {
+  it('dies when the host process is SIGKILLed (the child, whose channel closed, kills its own group: the host cannot)', async () => {
+    const token = newToken();
+    const marker = `kb-grandchild:${token}`;
+    markers.push(marker);
+    const host = startHost('sandbox-host-grandchild.mjs', { plugin: probePlugin, root, token, sandbox: 'off', pluginId: PROBE, handlerId: 'grandchild' });
+    hosts.push(host);
+    expect(await host.waitFor('started', 30_000), hostFailure(host, 'the grandchild started')).toEqual({ started: true });
+    expect(processesWithMarker(marker).length, 'the grandchild was running before the host was killed').toBe(1);
+    host.child.kill('SIGKILL');
+    await host.exited;
+    expect(await goneWithin(marker), 'grandchildren still alive 5 s after the host was SIGKILLed').toEqual([]);
+  }, 60_000);
 });
 
 describe.runIf(process.platform === 'linux')('a host that exits without shutdown()', () => {

@@ -35,7 +35,10 @@ const maxFrameBytes = Number(process.argv[2]) > 0 ? Number(process.argv[2]) : DE
 // Captured before any plugin code runs: a handler may replace process.exit, not our exit path.
 const exit = process.exit.bind(process);
 // One no 'exit' listener nor a replaced process.reallyExit can hold up (the stop past the time limit).
-const killSelf = process.kill.bind(process, process.pid, 'SIGKILL');
+const signal = process.kill.bind(process);
+const hostPid = process.ppid;
+/** How long after its channel closes the child looks whether its host is gone (then reparented) or closed nothing. */
+const HOST_GONE_LOOK_MS = 50;
 
 // Node 20's permission model does not check where process.report writes (22 and later refuse
 // it): a plugin could truncate and write any file the host's user may. Closed there.
@@ -101,7 +104,7 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
     exit(EXIT_PROTOCOL);
   },
   // The host closed the pipe or died (nobody is waiting for this child any more), or the plugin closed fd 3.
-  onClose: () => exit(EXIT_CHANNEL_CLOSED),
+  onClose: () => setTimeout(() => (process.ppid !== hostPid ? killOwnGroup() : exit(EXIT_CHANNEL_CLOSED)), HOST_GONE_LOOK_MS),
 });
 
 // An error outside the handler's promise ends this process (Node prints it and exits with 1);
@@ -183,8 +186,22 @@ function stopPastTimeLimit(task: ChildRunMessage['task'], running: RunnerSession
       details: { pluginId: task.pluginId, handlerId: task.handlerId, timeoutMs: task.timeoutMs },
     });
     running.handle({ type: 'cancel', reason: serializeError(reason) });
-    setTimeout(killSelf, BACKSTOP_GRACE_MS).unref();
+    setTimeout(killOwnGroup, BACKSTOP_GRACE_MS).unref();
   }, task.timeoutMs + BACKSTOP_AFTER_MS).unref();
+}
+
+/**
+ * This child and what it started: where the host cannot (it died, so it never kills the child's
+ * process group; it is stopped, past the time limit). Unsandboxed, the child leads a process group
+ * of its own (child-runner.ts), so the processes a handler started (bar `setsid` ones) go with it;
+ * itself alone where it leads none. Sandboxed, its pid namespace takes the rest in any case.
+ */
+function killOwnGroup(): void {
+  try {
+    signal(-process.pid, 'SIGKILL');
+  } catch {
+    signal(process.pid, 'SIGKILL');
+  }
 }
 
 /**
