@@ -3,7 +3,8 @@
  * nats-server and real signals: the guarantees of docs/backends/queue.md's failure table.
  * Each test has a pool (and, where it breaks things, a server or proxy) of its own.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -826,12 +827,10 @@ describe('the network between the host and the server', () => {
 });
 
 describe('a caller that dies mid-execution', () => {
-  it('its execution is aborted on the worker (the handler\'s ctx.signal fires)', async () => {
-    const pool = newPool('orphan');
-    await worker(server.url, pool);
-    const file = path.join(markers, 'orphan.log');
+  /** A caller process (fixtures/caller.mjs) whose `mark` execution has started on a worker. */
+  async function runningCaller(pool: string, file: string, executionId?: string): Promise<ChildProcess> {
     const caller = spawn(process.execPath, [path.join(here, 'fixtures', 'caller.mjs')], {
-      env: { PATH: process.env.PATH ?? '', KB_NATS_URL: server.url, KB_POOL: pool, KB_PLUGIN: QUEUE_PLUGIN, KB_MARK_FILE: file },
+      env: { PATH: process.env.PATH ?? '', KB_NATS_URL: server.url, KB_POOL: pool, KB_PLUGIN: QUEUE_PLUGIN, KB_MARK_FILE: file, ...(executionId ? { KB_EXECUTION_ID: executionId } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -841,8 +840,30 @@ describe('a caller that dies mid-execution', () => {
     await waitFor(() => output.includes('running'), 20_000).catch(() => {
       throw new Error(`the caller never started its execution:\n${output}`);
     });
-    caller.kill('SIGKILL');
+    return caller;
+  }
+
+  it('its execution is aborted on the worker (the handler\'s ctx.signal fires)', async () => {
+    const pool = newPool('orphan');
+    await worker(server.url, pool);
+    const file = path.join(markers, 'orphan.log');
+    (await runningCaller(pool, file)).kill('SIGKILL');
     await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 15_000);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toHaveLength(1);
+  });
+
+  it("a host restarted at once that retries the dead one's execution id runs it there: the worker asks the dead caller now and stops its execution first (not VALIDATION_ERROR duplicate)", async () => {
+    const pool = newPool('retryid');
+    await worker(server.url, pool, 2);
+    const file = path.join(markers, 'retryid.log');
+    const caller = await runningCaller(pool, file, 'job-7');
+    caller.kill('SIGKILL');
+    await once(caller, 'exit');
+    const retried = await host(server.url, pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 'again', executionId: 'job-7' }, { timeoutMs: 20_000 });
+    expectOk(retried);
+    expect(retried.data).toBe('again');
+    // The dead host's execution was stopped (its ctx.signal fired), and ran once.
+    expect((await marks(file)).some((line) => line.includes(' signal '))).toBe(true);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toHaveLength(1);
   });
 });

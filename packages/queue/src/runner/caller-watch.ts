@@ -1,4 +1,5 @@
 import { AbortedError } from '@kb-labs/plugin-execution-core';
+import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Courier } from '../shared/courier.js';
 import { decode, encode } from '../shared/wire.js';
 
@@ -15,6 +16,9 @@ export interface Watched {
 
 /** The fastest heartbeat pace an impatient caller gets. */
 const MIN_INTERVAL_MS = 25;
+
+/** How long a task waits for an execution of its id whose caller is gone to stop here (freed), before it is refused as a duplicate. */
+const ID_FREED_WITHIN_MS = 5000;
 
 /** Heartbeat requests to one caller that may be unanswered at once (a slow link: answers come a round trip late). */
 const MAX_ASKING = 3;
@@ -92,6 +96,19 @@ export class CallerWatch {
   answering(caller: string): boolean {
     const entry = this.#callers.get(caller);
     return !entry || performance.now() - entry.lastAnswer <= entry.lostMs;
+  }
+
+  /**
+   * Whether the id of `other`, an execution running here, is free for another host's task: its
+   * caller, asked now (not at the next beat), no longer waits for it (a host that died, restarted
+   * and retried the id at once), so it is stopped here, and it is over within ID_FREED_WITHIN_MS.
+   * One its caller still waits for keeps the id.
+   */
+  async freed(other: { id: string; claim: { caller: string }; handlerOver: Promise<void> }): Promise<boolean> {
+    const entry = this.#callers.get(other.claim.caller);
+    if (entry?.executions.has(other.id) && !this.#closed) await this.#ask(other.claim.caller, entry);
+    if (this.#callers.get(other.claim.caller)?.executions.has(other.id)) return false;
+    return settlesWithin(other.handlerOver, ID_FREED_WITHIN_MS);
   }
 
   close(): void {

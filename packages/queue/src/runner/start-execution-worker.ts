@@ -147,9 +147,9 @@ class QueueWorker implements ExecutionWorker {
       subjects: this.#subjects,
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
-      idTakenBefore: (execution) => {
-        for (const each of this.#executions.values()) if (each.id === execution.id) return each !== execution;
-        return false;
+      idFreeFor: async (execution) => {
+        const first = [...this.#executions.values()].find((each) => each.id === execution.id);
+        return first === undefined || first === execution || (await this.#services.watch.freed(first));
       },
       earlierUnderKey: (execution) => [this.#executions.get(execution.key)].some((first) => first && first !== execution && first.taskId !== execution.taskId),
     };

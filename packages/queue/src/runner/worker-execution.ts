@@ -10,7 +10,6 @@ import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
 import type { WorkerServices } from './worker-services.js';
 
-
 /**
  * The worker's own time limit runs this much past the caller's deadline: it is the backstop for a
  * cancel that never arrives (and clocks a little apart), while the caller's cancel, which comes
@@ -48,7 +47,8 @@ export class WorkerExecution implements Watched {
   readonly key: string;
   readonly #msg: TaskMessage;
   readonly #worker: WorkerServices;
-  readonly #claim: Claim;
+  /** Who asked for it (its caller's subject), how long that caller waits for a silent worker, in which protocol. */
+  readonly claim: Claim;
   readonly #abort = new AbortController();
   readonly #calls: RemoteCalls;
   #input: DeferredBytes | undefined;
@@ -76,13 +76,13 @@ export class WorkerExecution implements Watched {
     this.#worker = worker;
     this.id = msg.headers?.get(HEADER.executionId) ?? '';
     this.taskId = msg.headers?.get('Nats-Msg-Id') ?? '';
-    this.#claim = {
+    this.claim = {
       caller: msg.headers?.get(HEADER.reply) ?? '',
       lostMs: Number(msg.headers?.get(HEADER.lostMs) ?? 3000),
       protocol: Number(msg.headers?.get(HEADER.protocol)),
     };
-    this.key = executionKey(this.#claim.caller, this.id);
-    this.#out = new ExecutionOutbox(worker.courier, this.#claim.caller, this.id, { maxPayloadBytes: worker.maxPayloadBytes, worker: worker.identity }, () => this.outpaced());
+    this.key = executionKey(this.claim.caller, this.id);
+    this.#out = new ExecutionOutbox(worker.courier, this.claim.caller, this.id, { maxPayloadBytes: worker.maxPayloadBytes, worker: worker.identity }, () => this.outpaced());
     this.#calls = new RemoteCalls((message) => {
       // Named as the other backends name it, with where in its arguments a refused value is.
       const what = `${message.target === 'platform' ? `platform.${message.service}.${message.method}` : `ctx.channel.${message.method}`} arguments`;
@@ -101,12 +101,12 @@ export class WorkerExecution implements Watched {
   }
 
   async #claimRunReport(): Promise<void> {
-    const { caller } = this.#claim;
+    const { caller } = this.claim;
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
     // A caller that is no host of this pool, or a patience no host has: a peer's forgery, which
     // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever.
-    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.#claim.lostMs >= 100)) return void this.#msg.term();
+    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.claim.lostMs >= 100)) return void this.#msg.term();
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that
     // cannot be read is claimed and reported.
     let task: TaskBody | undefined;
@@ -121,7 +121,7 @@ export class WorkerExecution implements Watched {
     // An earlier one of its caller under this id runs here (lost to it in a restart): this one waits in the stream.
     if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
     if (!(await this.#start())) return;
-    this.#worker.watch.add(caller, this.#claim.lostMs, this);
+    this.#worker.watch.add(caller, this.claim.lostMs, this);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
       if (!task) throw unreadable;
@@ -170,26 +170,26 @@ export class WorkerExecution implements Watched {
    */
   async #start(): Promise<boolean> {
     let reply: StartedReply;
-    const { lostMs } = this.#claim;
+    const { lostMs } = this.claim;
     const askedAt = performance.now();
     try {
-      const msg = await this.#worker.courier.request(this.#claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
+      const msg = await this.#worker.courier.request(this.claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
       reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
       if ((error as { isNoResponders?: () => boolean })?.isNoResponders?.()) {
-        this.#worker.silentCallers.answered(this.#claim.caller);
+        this.#worker.silentCallers.answered(this.claim.caller);
         this.#msg.term();
         return false;
       }
-      this.#worker.silentCallers.silent(this.#claim.caller);
+      this.#worker.silentCallers.silent(this.claim.caller);
       // A caller that did hear (late: its event loop was blocked, say) may have accepted it: it
       // reads this right after that `started` (same connection) and takes another worker's.
-      void this.#worker.courier.post(this.#claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
+      void this.#worker.courier.post(this.claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
       this.#msg.nak();
       return false;
     }
-    this.#worker.silentCallers.answered(this.#claim.caller);
+    this.#worker.silentCallers.answered(this.claim.caller);
     if (!reply.accept) {
       if (reply.retry) this.#msg.nak(HAND_BACK_DELAY_MS);
       else this.#msg.term();
@@ -208,15 +208,15 @@ export class WorkerExecution implements Watched {
   }
 
   async #runTask(task: TaskBody): Promise<ExecutionResult> {
-    const refusal = taskRefusal(task, { id: this.id, protocol: this.#claim.protocol, idTaken: this.#worker.idTakenBefore(this) }, this.#worker);
+    const refusal = taskRefusal(task, { id: this.id, protocol: this.claim.protocol, idTaken: !(await this.#worker.idFreeFor(this)) }, this.#worker);
     if (refusal) throw refusal;
     const bytes = this.#input ? await this.#input.promise : undefined;
     // Stopped while its input was on its way: what stopped it is the answer (lost, if stopped here).
     if (this.#abort.signal.aborted) throw this.#stoppedHere ? this.#stoppedError(task) : this.#abort.signal.reason;
     const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
-    if (!this.#worker.watch.answering(this.#claim.caller)) {
-      const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.#claim.lostMs}) before the handler began`;
+    if (!this.#worker.watch.answering(this.claim.caller)) {
+      const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.claim.lostMs}) before the handler began`;
       throw this.#didNotRun(why);
     }
     const backend = await this.#worker.localBackend(task.workspace);
@@ -231,7 +231,7 @@ export class WorkerExecution implements Watched {
       onLog: (entry) => this.#out.post('log', encode({ level: entry.level, message: entry.message, fields: entry.fields, stream: entry.stream }, 'log fields')),
       onEvent: (event) => this.#out.postEvent(event.event),
       // A caller behind on this worker's output: the handler waits (on a worker-pool or subprocess backend).
-      outputPace: () => this.#out.backlog ?? this.#worker.courier.outputWaits(this.#claim.caller),
+      outputPace: () => this.#out.backlog ?? this.#worker.courier.outputWaits(this.claim.caller),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
@@ -307,7 +307,7 @@ export class WorkerExecution implements Watched {
     // Rejects when a large one does not get through: its caller is gone, its limit is lower than
     // this worker's (TransferRefusedError), or the connection dropped under it.
     const { courier } = this.#worker;
-    await courier.post(this.#claim.caller, 'result', this.id, bytes, { timeoutMs: RESULT_TIMEOUT_MS, tally: this.#out.tally });
+    await courier.post(this.claim.caller, 'result', this.id, bytes, { timeoutMs: RESULT_TIMEOUT_MS, tally: this.#out.tally });
     // In parts, each answered: the last part's answer says the caller has it.
     if (!courier.fitsOneMessage(bytes)) return;
     this.#result = bytes;

@@ -22,8 +22,11 @@ export interface WorkerServices {
   readonly subjects: PoolSubjects;
   readonly maxPayloadBytes: number;
   localBackend(workspace: boolean): Promise<IExecutionBackend>;
-  /** Whether an execution of the same id, taken before this one, is here (from another host). */
-  idTakenBefore(execution: WorkerExecution): boolean;
+  /**
+   * Whether no other execution of the same id (from another host) runs here, or, after its caller
+   * was asked now (a host that died, restarted and retried the id at once), it stopped soon.
+   */
+  idFreeFor(execution: WorkerExecution): Promise<boolean>;
   /** Another task of its caller under its id (not a redelivery of its own) runs here. */
   earlierUnderKey(execution: WorkerExecution): boolean;
 }
