@@ -82,13 +82,35 @@ function plainIdentity(identity: unknown): unknown {
   return JSON.parse(text) as unknown;
 }
 
-/** Normalise what `authenticate` returned; identity is copied through JSON so it is plain data. */
+/**
+ * Normalise what `authenticate` returned; identity is copied through JSON so it is plain data.
+ * A verdict of another shape (`{ allowed: true }`, `1`, a status that is no HTTP error) is the
+ * host's mistake: thrown, so that the upgrade gets 500 and `onError` names it, not a silent 401.
+ */
 function readVerdict(result: AuthenticateResult): UpgradeVerdict {
   if (result === true) return {};
-  if (result === false || result === null || result === undefined || typeof result !== 'object') return { status: 401 };
+  if (result === false || result === null || result === undefined) return { status: 401 };
+  const wrong = verdictProblem(result);
+  if (wrong) throw new TypeError(`authenticate() returned ${wrong}: return true, false, { allow: true, identity? } or { allow: false, status?, message? }`);
   if (result.allow === true) {
     return result.identity === undefined ? {} : { identity: plainIdentity(result.identity) };
   }
-  const status = result.status === 403 ? 403 : 401;
-  return { status, ...(typeof result.message === 'string' ? { message: result.message } : {}) };
+  return { status: result.status ?? 401, ...(result.message !== undefined ? { message: result.message } : {}) };
+}
+
+const VERDICT_KEYS = new Set(['allow', 'identity', 'status', 'message']);
+
+/** What is wrong with a verdict that is not `true`, `false`, `null` or `undefined`, or undefined when nothing is. */
+function verdictProblem(result: unknown): string | undefined {
+  if (typeof result !== 'object' || Array.isArray(result)) return `${Array.isArray(result) ? 'an array' : `a ${typeof result}`} (${String(result).slice(0, 40)})`;
+  const verdict = result as Record<string, unknown>;
+  const unknown = Object.keys(verdict).find((key) => !VERDICT_KEYS.has(key));
+  if (unknown !== undefined) return `an object with the unknown key ${JSON.stringify(unknown)}`;
+  if (typeof verdict.allow !== 'boolean') return `an object whose allow is ${verdict.allow === undefined ? 'missing' : `not a boolean (${typeof verdict.allow})`}`;
+  if (verdict.allow && (verdict.status !== undefined || verdict.message !== undefined)) return 'allow: true with a status or message (those are for a refusal)';
+  if (!verdict.allow && verdict.identity !== undefined) return 'allow: false with an identity (that is for an acceptance)';
+  const status = verdict.status;
+  if (status !== undefined && !(Number.isInteger(status) && (status as number) >= 400 && (status as number) <= 599)) return `status ${JSON.stringify(status)}, which is no HTTP error status (400-599)`;
+  if (verdict.message !== undefined && typeof verdict.message !== 'string') return `a message that is not a string (${typeof verdict.message})`;
+  return undefined;
 }

@@ -1,6 +1,7 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { readCloseArguments } from './close-codes.js';
 import { encodeFrame } from './frames.js';
+import { roomOf } from './route.js';
 
 /** What is known about one WebSocket connection; JSON-serialisable, and what handlers see as `ctx.context.host.connection`. */
 export interface ConnectionInfo {
@@ -44,7 +45,7 @@ export interface ChannelConnection {
 export interface BroadcastOptions {
   /** Connection ids that do not get the message. @default [] */
   exclude?: readonly string[];
-  /** Only connections on this exact request path (one room of a "/rooms/:room" channel). @default every path of the channel */
+  /** Only connections on this request path (one room of a "/rooms/:room" channel), however the path is spelt (`/rooms/lobby/`, `/rooms/lobb%79`: the same params). @default every path of the channel */
   path?: string;
 }
 
@@ -72,6 +73,8 @@ export interface ConnectionRegistryStats {
 export class ConnectionRegistry {
   readonly #byId = new Map<string, ChannelConnection>();
   readonly #byChannel = new Map<string, Map<string, ChannelConnection>>();
+  /** Each connection's path as a room (roomOf), for `broadcast({ path })`. */
+  readonly #rooms = new WeakMap<ChannelConnection, string>();
   #registeredTotal = 0;
   #messagesSent = 0;
   #broadcasts = 0;
@@ -87,6 +90,7 @@ export class ConnectionRegistry {
       this.#byChannel.set(connection.channel, channel);
     }
     channel.set(connection.id, connection);
+    this.#rooms.set(connection, roomOf(connection.info.path));
     this.#registeredTotal++;
   }
 
@@ -155,11 +159,12 @@ export class ConnectionRegistry {
     // and a large frame to clients that read slowly held once per client.
     const frame = members.size > 1 ? Buffer.from(text) : text;
     const exclude = options.exclude && options.exclude.length > 0 ? new Set(options.exclude) : undefined;
+    const room = options.path === undefined ? undefined : roomOf(options.path);
     let delivered = 0;
     // A copy: a send over the buffer limit closes (and later unregisters) its connection.
     for (const connection of [...members.values()]) {
       if (exclude?.has(connection.id)) continue;
-      if (options.path !== undefined && connection.info.path !== options.path) continue;
+      if (room !== undefined && this.#rooms.get(connection) !== room) continue;
       if (this.#deliver(connection, frame)) delivered++;
     }
     return delivered;

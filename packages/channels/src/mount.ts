@@ -270,13 +270,32 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
 
   #reportError(error: unknown, info: ChannelErrorInfo): void {
     if (!this.#options.onError) return this.#warnOnce(error, info);
+    // A host hook that throws must not take the connection down, nor silence what it was told.
+    const failed = (hookError: unknown) => this.#onErrorFailed(hookError, error, info);
     try {
-      const returned: unknown = this.#options.onError?.(error, info);
-      // An async hook's rejection is ignored as a throw is, not left unhandled (which Node makes the host's end).
-      if (returned instanceof Promise) returned.catch(() => undefined);
-    } catch {
-      // A host hook that throws must not take the connection down.
+      const returned: unknown = this.#options.onError(error, info);
+      // An async hook's rejection is taken as a throw is, not left unhandled (which Node makes the host's end).
+      if (returned instanceof Promise) returned.catch(failed);
+    } catch (hookError) {
+      failed(hookError);
     }
+  }
+
+  /** `onError` threw or rejected: said once, and what it was given is warned of as without one (a bug in an error sink should not hide every failure). */
+  #onErrorFailed(hookError: unknown, error: unknown, info: ChannelErrorInfo): void {
+    if (!this.#warned.has('onError')) {
+      this.#warned.add('onError');
+      let what: string;
+      try {
+        what = hookError instanceof Error ? `${hookError.name}: ${hookError.message}` : String(hookError);
+      } catch {
+        what = 'a value that cannot be shown';
+      }
+      process.emitWarning(`The onError hook given to mountWebSocketChannels() threw or rejected (${what.slice(0, 500)}); the failures it is given are also warned of here (once per phase and error code). Said once per mount.`, {
+        code: 'KB_PLUGIN_CALLBACK_FAILED',
+      });
+    }
+    this.#warnOnce(error, info);
   }
 
   /**

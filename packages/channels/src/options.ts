@@ -17,14 +17,17 @@ export interface UpgradeInfo {
  * - `true`, or `{ allow: true, identity? }`: accept; `identity` (JSON-serialisable) goes to
  *   `ctx.context.host.identity` and `ConnectionInfo.identity`.
  * - `false`, `null`, `undefined`, or `{ allow: false, status?, message? }`: refuse before the
- *   handshake with HTTP `status` (401 or 403; default 401). Forgetting to return refuses.
+ *   handshake with HTTP `status` (an error status, 400-599: 401 or 403, 429 for a client over its
+ *   rate; default 401). Forgetting to return refuses.
+ * - Anything else (`{ allowed: true }`, a status that is no error) is refused with 500 and named
+ *   to `onError` (`phase: 'authenticate'`).
  */
 export type AuthenticateResult =
   | boolean
   | null
   | undefined
   | { allow: true; identity?: unknown }
-  | { allow: false; status?: 401 | 403; message?: string };
+  | { allow: false; status?: number; message?: string };
 
 /** Where something went wrong, for `onError`. */
 export type ChannelErrorPhase = 'upgrade' | 'authenticate' | 'context' | 'connect' | 'message' | 'disconnect' | 'send';

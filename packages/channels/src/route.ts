@@ -87,3 +87,21 @@ function splitPath(path: string): string[] {
 function stripTrailingSlash(path: string): string {
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
+
+/**
+ * A request path as one room of a channel, whatever its spelling: each segment percent-decoded
+ * and encoded again (`lobb%79` and `lobby` alike), no trailing slash. matchRoute gives the same
+ * params for every spelling of a path; a broadcast to a room reaches them all.
+ */
+export function roomOf(path: string): string {
+  return stripTrailingSlash(path)
+    .split('/')
+    .map((part) => {
+      try {
+        return encodeURIComponent(decodeURIComponent(part));
+      } catch {
+        return part;
+      }
+    })
+    .join('/');
+}

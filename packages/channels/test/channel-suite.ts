@@ -204,6 +204,18 @@ function describeAcrossConnections(setup: ReturnType<typeof useChannelHarness>):
       expect(a1.frames.filter((f) => f.type === 'message')).toEqual([]);
     });
 
+    it('a room is one whatever the spelling of its path (a trailing slash, percent-encoding): the same params, the same scope "path"', async () => {
+      const h = await setup();
+      const plain = await h.connect('/rooms/lobby');
+      const spelt = [await h.connect('/rooms/lobby/'), await h.connect('/rooms/lobb%79'), await h.connect('/rooms/%6C%6F%62%62%79')];
+      const other = await h.connect('/rooms/lobby2');
+      expect(await spelt[1]!.request(1, { broadcast: 'to the lobby', scope: 'path' })).toMatchObject({ data: { reached: 3 } });
+      for (const each of [plain, spelt[0]!, spelt[2]!]) expect(await each.next((f) => f.type === 'message')).toEqual({ type: 'message', data: 'to the lobby' });
+      expect(h.mount.registry.broadcast('/rooms/:room', 'from host', { path: '/rooms/lobby' })).toBe(4);
+      await delay(50);
+      expect(other.frames.filter((f) => f.type === 'message')).toEqual([]);
+    });
+
     it('closes another connection of the channel, and runs its disconnect handler', async () => {
       const h = await setup();
       const ann = await h.connect('/chat');

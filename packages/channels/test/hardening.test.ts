@@ -63,28 +63,61 @@ describe('authentication on upgrade', () => {
     expect(h.mount.registry.get(client.connectionId)?.info.identity).toEqual({ user: 'ann', roles: ['admin'], since: '1970-01-01T00:00:00.000Z' });
   });
 
-  it('an async onError whose promise rejects is ignored, not left unhandled', async () => {
+  it.each([
+    ['rejects', async () => Promise.reject(new Error('error sink down'))],
+    ['throws', () => {
+      throw new Error('error sink down');
+    }],
+  ])('an onError that %s is not left unhandled, and does not silence failures: a warning says it failed, once, and each failure is warned of as without onError', async (_how, failing) => {
     const unhandled: unknown[] = [];
+    const warnings: Array<{ code?: string; message: string }> = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    const onWarning = (warning: Error & { code?: string }) => warnings.push({ code: warning.code, message: warning.message });
     process.on('unhandledRejection', onUnhandled);
+    process.on('warning', onWarning);
     try {
       let reported = 0;
       const h = await setup({
         authenticate,
-        onError: async () => {
+        onError: (() => {
           reported++;
-          throw new Error('error sink down');
-        },
+          return failing();
+        }) as () => void,
       });
       expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer boom' })).status).toBe(500);
+      expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer boom' })).status).toBe(500);
+      await eventually(() => warnings.length >= 2, 'the warnings');
       await delay(20);
-      expect(reported).toBe(1);
+      expect(warnings.map((w) => w.code)).toEqual(['KB_PLUGIN_CALLBACK_FAILED', 'KB_PLUGIN_CHANNEL_ERROR']);
+      expect(reported).toBe(2);
       expect(unhandled).toEqual([]);
+      expect(warnings[0]!.message).toContain('The onError hook given to mountWebSocketChannels() threw or rejected (Error: error sink down)');
+      expect(warnings[1]!.message).toContain('authenticate: Error: auth store down');
       const client = await h.connect('/echo', { headers: { authorization: 'Bearer good' } });
       expect(client.connectionId).toBeTruthy();
     } finally {
       process.off('unhandledRejection', onUnhandled);
+      process.off('warning', onWarning);
     }
+  });
+
+  it.each([
+    ['a misspelt key', { allowed: true, identity: { id: 'u1' } }, 'an object with the unknown key "allowed"'],
+    ['a misspelt identity', { allow: true, identiy: { id: 'u1' } }, 'an object with the unknown key "identiy"'],
+    ['allow as a string', { allow: 'true' }, 'an object whose allow is not a boolean (string)'],
+    ['a number', 1, 'a number (1)'],
+    ['a success status', { allow: false, status: 200 }, 'status 200, which is no HTTP error status (400-599)'],
+    ['an identity on a refusal', { allow: false, identity: { id: 'u1' } }, 'allow: false with an identity'],
+  ])('a verdict of another shape (%s) is refused with 500 and named to onError, not taken for a silent 401', async (_what, verdict, said) => {
+    const errors: Array<{ phase: string; message: string }> = [];
+    const h = await setup({ authenticate: (() => verdict) as never, onError: (error, info) => errors.push({ phase: info.phase, message: (error as Error).message }) });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(500);
+    expect(errors).toEqual([{ phase: 'authenticate', message: expect.stringContaining(`authenticate() returned ${said}`) }]);
+  });
+
+  it('a refusal may answer any HTTP error status (429 for a client over its rate), with its message', async () => {
+    const h = await setup({ authenticate: () => ({ allow: false as const, status: 429, message: 'slow down' }) });
+    expect(await upgradeStatus(h.url('/echo'))).toEqual({ status: 429, body: 'slow down' });
   });
 
   it('lets a manifest require an identity: anonymous verdicts and a missing hook both get 401', async () => {
