@@ -415,7 +415,8 @@ describe('permissions (Node permission model)', () => {
     expect(JSON.stringify(result)).not.toContain('host secret');
   });
 
-  it('reads inside its own plugin folder are allowed; declared fs.write folders are writable, others are not', async () => {
+  it('reads inside its own plugin folder are allowed; declared fs.write folders are writable (one not made yet too: its own wildcard grant is no `*` path), others are not', async () => {
+    await rm(path.join(probePlugin, 'out'), { recursive: true, force: true });
     const backend = make({ permissions: { fs: { read: ['data'], write: ['out'] } } });
     const read = await backend.execute({ pluginId: PROBE, handlerId: 'read-data', input: { path: 'data/answer.json' } });
     expectOk(read);

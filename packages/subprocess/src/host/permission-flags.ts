@@ -179,7 +179,7 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   for (const p of [...read, ...write]) {
     // Node 20 splits these flag values on commas ("/a,/etc" would grant /etc), and reads a `*`
     // anywhere in one as a wildcard ("/w/star*/root" would grant "/w/starOUT.txt"): neither escapes.
-    const odd = p.includes(',') ? 'comma' : p.includes('*') ? 'wildcard' : undefined;
+    const odd = p.includes(',') ? 'comma' : ownPath(p).includes('*') ? 'wildcard' : undefined;
     if (odd) {
       throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing ${odd === 'comma' ? 'a comma' : 'a `*` (read as a wildcard)'}; move it to a path without one`, {
         details: { path: p, reason: `${odd}-in-path` },
@@ -207,6 +207,12 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   }
   if (profile.network && supportsNetFlag()) flags.push('--allow-net');
   return flags;
+}
+
+/** A grant without the `/*` grantFolder gives a folder that does not exist yet (its own wildcard, the only one meant). */
+function ownPath(grant: string): string {
+  const folder = grant.slice(0, -2);
+  return grant.endsWith(`${path.sep}*`) && !existsSync(folder) ? folder : grant;
 }
 
 /**
