@@ -145,6 +145,17 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     expect(await versionOf(backend, 'version')).toBe('v1');
   });
 
+  it('an entry that was empty when first run (a build not written yet), written since, is loaded as it is now without a reload', async () => {
+    const dir = await copyPlugin();
+    const written = await readFile(path.join(dir, HANDLER), 'utf8');
+    await writeFile(path.join(dir, HANDLER), '');
+    const backend = reloading(make({ plugins: [dir] }));
+    const empty = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+    expect(empty.ok).toBe(false);
+    await writeFile(path.join(dir, HANDLER), written);
+    expect(await versionOf(backend, 'version')).toBe('v1');
+  });
+
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {
     const dir = await copyPlugin();
     const backend = reloading(make({ plugins: [dir] }));

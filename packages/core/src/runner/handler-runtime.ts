@@ -167,16 +167,25 @@ function loadHandler(entryPath: string, exportName: string, task: RunnerTask): P
 async function importHandler(entryPath: string, exportName: string, task: RunnerTask, load: number): Promise<LoadedHandler> {
   // Its size and time before the import: a file an editor saves meanwhile is seen changing.
   const found = await statOf(entryPath);
-  const before = fileState(found);
   refuseBackslashPath(entryPath, task);
   refuseLinkOutOfFolder(entryPath, task.pluginRoot, task);
   refuseNonModuleFile(entryPath, found, task);
-  let mod: Record<string, unknown>;
   const url = handlerModuleUrl(entryPath, task.pluginRoot, load);
   try {
-    mod = (await importNamespace(retryUrl(url, found))).namespace;
+    const mod = await importEntry(retryUrl(url, found, task.pluginRoot), entryPath, task);
+    return await handlerIn(mod, { entryPath, exportName, task, load, before: fileState(found) });
   } catch (error) {
+    // Node keeps what this URL gave (its failure, or a module without the handler): the entry is
+    // imported again under another URL once it has changed (plugin-generations.ts).
     importFailed(url, found);
+    throw error;
+  }
+}
+
+async function importEntry(url: string, entryPath: string, task: RunnerTask): Promise<Record<string, unknown>> {
+  try {
+    return (await importNamespace(url)).namespace;
+  } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
       throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${entryPath} does not exist`, {
@@ -185,6 +194,11 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
     }
     throw loadError(error, entryPath, task);
   }
+}
+
+/** The handler the entry's module `mod` exports, or why it has none. */
+async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; exportName: string; task: RunnerTask; load: number; before: FileState | undefined }): Promise<LoadedHandler> {
+  const { entryPath, exportName, task, load } = at;
   const exported = pickExport(mod, exportName);
   if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, load };
   if (isDefinedHandler(exported)) {
@@ -193,7 +207,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   }
   // Not names a module exports itself: a transpiled module's flag, and (Node 23+) a CommonJS module's whole `module.exports`.
   const available = Object.keys(mod).filter((k) => k !== '__esModule' && k !== 'module.exports');
-  if (savedHalfWay(before, fileState(await statOf(entryPath)))) {
+  if (savedHalfWay(at.before, fileState(await statOf(entryPath)))) {
     // A save caught between an editor's truncate and its write (empty when it was read, or written
     // again while it was imported): the module is broken, not missing.
     throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });

@@ -74,20 +74,26 @@ function forgetCommonJsModules(pluginRoot: string): void {
  * Imports that failed, by handlerModuleUrl's URL: the entry as it was then, and how many times it
  * has been tried again under a URL of its own. Node keeps a failed import's outcome for its URL
  * (the wrapper's link error for an entry that did not exist yet, the entry's own parse error), so
- * an entry made or fixed on disk since would fail as before until a reload. Tried again only once
+ * an entry made or fixed on disk since would fail as before until a reload (as would one that
+ * imported but did not export the handler: empty, a stub). Tried again only once
  * the entry has changed: a plugin that stays broken adds no module to the runner per execution.
  * (A module the entry imports, fixed on its own, is not seen: ES modules are cached by their URLs.)
  */
 const failedImports = new Map<string, { state: string; tries: number }>();
 
-/** The URL to import handlerModuleUrl's `url` from, the entry file being `stats` (undefined: missing) now. */
-export function retryUrl(url: string, stats: Stats | undefined): string {
+/**
+ * The URL to import handlerModuleUrl's `url` from, the entry file being `stats` (undefined:
+ * missing) now. Tried again, the plugin's own CommonJS modules are dropped from Node's require
+ * cache too (as for a reload): a CommonJS entry is cached by its path, whatever the URL.
+ */
+export function retryUrl(url: string, stats: Stats | undefined, pluginRoot: string): string {
   const failed = failedImports.get(url);
   if (!failed) return url;
   const state = entryState(stats);
   if (failed.state !== state) {
     failed.state = state;
     failed.tries++;
+    forgetCommonJsModules(realPath(pluginRoot));
   }
   return failed.tries === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}retry=${failed.tries}`;
 }
