@@ -560,6 +560,8 @@ describe('a workspace root given oddly', () => {
     await lease.release();
     expect(() => new WorkspaceManager({ root: 'file://elsewhere/x' })).toThrow(WorkspaceError);
     expect(() => new WorkspaceManager({ root: 'file://elsewhere/x' })).toThrow(/Workspace root file:\/\/elsewhere\/x is not a usable file: URL/);
+    // Not a URL: a relative folder of that name, as it always was (not "/rel-dir").
+    expect(new WorkspaceManager({ root: 'file:rel-dir' }).root).toBe(path.resolve('file:rel-dir'));
   });
 });
 

@@ -147,7 +147,9 @@ function extraArguments(usage: string, rest: string[], takes: number, hint = '')
 
 async function sweepCommand(given: string | undefined, foreignOlderThan: string | undefined): Promise<number> {
   // Without --workspace-root, the root every backend uses by default (nothing there yet: nothing to sweep).
-  const root = given ?? WorkspaceManager.default().root;
+  // A file: URL is taken as the backends take it (the manager makes it a path).
+  const manager = given === undefined ? WorkspaceManager.default() : new WorkspaceManager({ root: given });
+  const root = manager.root;
   const foreignOlderThanMs = foreignOlderThan === undefined ? undefined : /^\d+$/.test(foreignOlderThan) ? Number(foreignOlderThan) : NaN;
   if (foreignOlderThanMs !== undefined && !Number.isSafeInteger(foreignOlderThanMs)) {
     throw new UsageError(`--foreign-older-than must be a whole number of milliseconds, got "${foreignOlderThan}"`);
@@ -158,7 +160,7 @@ async function sweepCommand(given: string | undefined, foreignOlderThan: string 
     return 1;
   }
   if (given !== undefined && !statSync(root).isDirectory()) throw new UsageError(`--workspace-root ${root} is not a folder`);
-  const result = await new WorkspaceManager({ root }).sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
+  const result = await manager.sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return result.failed.length ? 1 : 0;
 }

@@ -518,6 +518,8 @@ describe('kb-plugin-exec CLI', () => {
       // Marked kept, as one kept after a result: a sweep leaves it (before, it was swept).
       expect((await readdir(workspaces)).sort()).toEqual([path.basename(keptDir), `${path.basename(keptDir)}.kept`]);
       expect(JSON.parse(run(['sweep', '--workspace-root', workspaces]).stdout)).toMatchObject({ removed: [], kept: [keptDir] });
+      // The root as a file: URL, as run and worker take it.
+      expect(JSON.parse(run(['sweep', '--workspace-root', pathToFileURL(workspaces).href]).stdout)).toMatchObject({ removed: [], kept: [keptDir] });
       await rm(keptDir, { recursive: true });
       await rm(`${keptDir}.kept`);
       const uncaught = run(['run', fixturePlugins.hostile, 'throw-in-timer', '--workspace-root', workspaces]);

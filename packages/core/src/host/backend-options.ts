@@ -24,7 +24,7 @@ export interface BackendOptions {
   /** Share one registry between backends instead of `plugins`. @default a new PluginRegistry */
   registry?: PluginRegistry;
   /**
-   * Per-execution directory: a WorkspaceManager, `{ root }` (a path or a `file:` URL string; a relative root is taken
+   * Per-execution directory: a WorkspaceManager, `{ root }` (a path or a `file:///` URL string; a relative root is taken
    * from the working directory when the backend is created), or `false` for none (`ctx.workspace` is then undefined).
    * @default a WorkspaceManager rooted in the OS temp directory
    */

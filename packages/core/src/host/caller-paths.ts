@@ -31,7 +31,7 @@ export function withAbsolutePaths(options: Record<string, unknown>): Record<stri
   });
   readable('workspace', () => {
     const workspace = copy.workspace;
-    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '' && !workspace.root.startsWith('file:')) copy.workspace = { ...workspace, root: resolve(workspace.root) };
+    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '' && !workspace.root.startsWith('file:/')) copy.workspace = { ...workspace, root: resolve(workspace.root) };
   });
   return copy;
 }

@@ -14,7 +14,7 @@ const os = process.getBuiltinModule('node:os');
 export type { SweepResult } from './workspace-sweep.js';
 
 export interface WorkspaceManagerOptions {
-  /** Folder under which execution directories are created (made 0700 if missing): a path, or a `file:` URL string. */
+  /** Folder under which execution directories are created (made 0700 if missing): a path, or a `file:///` URL string. */
   root: string;
 }
 
@@ -65,7 +65,8 @@ export class WorkspaceManager {
     if (!options || typeof options.root !== 'string' || options.root.length === 0 || options.root.includes('\0')) {
       throw new WorkspaceError('WorkspaceManager needs { root: <non-empty path> }', { details: { field: 'root' } });
     }
-    this.root = path.resolve(options.root.startsWith('file:') ? rootFromUrl(options.root) : options.root);
+    // `file:/…` and `file:///…`: a URL; `file:x` stays a relative folder of that name (as it was).
+    this.root = path.resolve(options.root.startsWith('file:/') ? rootFromUrl(options.root) : options.root);
   }
 
   /** The lease directories of every manager in this thread not released yet (each worker thread has its own): what it leaves behind if the process ends now. */
@@ -324,7 +325,7 @@ function listByPath(dir: string, visit: (child: string, kind: EntryKind) => bool
   );
 }
 
-/** A root given as a `file:` URL string (as `plugins` takes folders), as a path. */
+/** A root given as a `file:///` URL string (as `plugins` takes folders), as a path. */
 function rootFromUrl(url: string): string {
   try {
     return process.getBuiltinModule('node:url').fileURLToPath(url);
