@@ -1260,6 +1260,26 @@ describe('delivery', () => {
     }
   }, 30_000);
 
+  it('two live hosts sending one id at the same moment: one runs it, the other is refused as a duplicate (not made to wait and run it after)', async () => {
+    const sharedPool = newPool('same-id-at-once');
+    const worker = await startWorker({ natsUrl: server!.url, pool: sharedPool, backend: 'in-process', concurrency: 2 });
+    try {
+      const host = () => make({ pool: sharedPool, platform: { kv: { get: async () => 'v' } }, permissions: { platform: { kv: true } } });
+      const [first, second] = [host(), host()];
+      await Promise.all([first, second].map(async (host) => expectOk(await host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }))));
+      for (let round = 0; round < 3; round++) {
+        const request = { pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'k', afterMs: 1500 }, executionId: `at-once-${round}` };
+        const results = await Promise.all([first, second].map((host) => host.execute(request, { timeoutMs: 10_000 })));
+        const refused = results.filter((result) => !result.ok);
+        expect(refused, JSON.stringify(results.map((r) => (r.ok ? 'ok' : r.error.message)))).toHaveLength(1);
+        expectError(refused[0]!, 'VALIDATION_ERROR');
+        expect(refused[0]!.error.details).toMatchObject({ path: 'executionId', reason: 'duplicate' });
+      }
+    } finally {
+      await worker.stop();
+    }
+  }, 60_000);
+
   it('a worker whose clock is a minute ahead of the host\'s, or behind, runs an execution for the time the host gives it', async () => {
     for (const clockOffsetMs of [60_000, -60_000]) {
       const skewedPool = newPool('clock');

@@ -44,6 +44,8 @@ interface Caller {
  */
 export class CallerWatch {
   readonly #callers = new Map<string, Caller>();
+  /** Executions stopped here because their caller no longer waits for them (freed). */
+  readonly #orphaned = new WeakSet<Watched>();
   readonly #courier: Courier;
   readonly #workerId: string;
   readonly #heartbeatMs: number;
@@ -101,14 +103,13 @@ export class CallerWatch {
   /**
    * Whether the id of `other`, an execution running here, is free for another host's task: its
    * caller, asked now (not at the next beat), no longer waits for it (a host that died, restarted
-   * and retried the id at once), so it is stopped here, and it is over within ID_FREED_WITHIN_MS.
-   * One its caller still waits for keeps the id.
+   * and retried the id at once), so it was stopped here, and it is over within ID_FREED_WITHIN_MS.
+   * One its caller still waits for, or has not accepted yet (two hosts sent the id at once), keeps it.
    */
-  async freed(other: { id: string; claim: { caller: string }; handlerOver: Promise<void> }): Promise<boolean> {
+  async freed(other: Watched & { claim: { caller: string }; handlerOver: Promise<void> }): Promise<boolean> {
     const entry = this.#callers.get(other.claim.caller);
-    if (entry?.executions.has(other.id) && !this.#closed) await this.#ask(other.claim.caller, entry);
-    if (this.#callers.get(other.claim.caller)?.executions.has(other.id)) return false;
-    return settlesWithin(other.handlerOver, ID_FREED_WITHIN_MS);
+    if (entry?.executions.get(other.id) === other && !this.#closed) await this.#ask(other.claim.caller, entry);
+    return this.#orphaned.has(other) && (await settlesWithin(other.handlerOver, ID_FREED_WITHIN_MS));
   }
 
   close(): void {
@@ -174,6 +175,7 @@ export class CallerWatch {
       if (!execution) continue;
       entry.executions.delete(id);
       if (execution.resultSentOn !== undefined) continue;
+      this.#orphaned.add(execution);
       execution.orphan(new AbortedError(`Execution ${id} stopped on worker ${this.#workerId}: ${why}`, { details: { phase: 'running' } }));
     }
     // Nothing left of that caller's: not watched on (a host that called once and exited was kept, and asked, for ever).
