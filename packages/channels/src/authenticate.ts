@@ -90,27 +90,36 @@ function plainIdentity(identity: unknown): unknown {
 function readVerdict(result: AuthenticateResult): UpgradeVerdict {
   if (result === true) return {};
   if (result === false || result === null || result === undefined) return { status: 401 };
-  const wrong = verdictProblem(result);
-  if (wrong) throw new TypeError(`authenticate() returned ${wrong}: return true, false, { allow: true, identity? } or { allow: false, status?, message? }`);
-  if (result.allow === true) {
-    return result.identity === undefined ? {} : { identity: plainIdentity(result.identity) };
+  // Read once, as plain values: a getter or Proxy of the host's answers one way to the check and another to the use.
+  const verdict = verdictFields(result);
+  const wrong = typeof verdict === 'string' ? verdict : verdictProblem(verdict);
+  if (typeof verdict === 'string' || wrong) throw new TypeError(`authenticate() returned ${wrong}: return true, false, { allow: true, identity? } or { allow: false, status?, message? }`);
+  if (verdict.allow === true) {
+    return verdict.identity === undefined ? {} : { identity: plainIdentity(verdict.identity) };
   }
-  return { status: result.status ?? 401, ...(result.message !== undefined ? { message: result.message } : {}) };
+  return { status: (verdict.status as number | undefined) ?? 401, ...(verdict.message !== undefined ? { message: verdict.message as string } : {}) };
 }
 
-const VERDICT_KEYS = new Set(['allow', 'identity', 'status', 'message']);
+const VERDICT_KEYS = ['allow', 'identity', 'status', 'message'];
 
-/** What is wrong with a verdict that is not `true`, `false`, `null` or `undefined`, or undefined when nothing is. */
-function verdictProblem(result: unknown): string | undefined {
+/** The verdict's own keys (an unknown one named), each read once; a value of another kind is said as such. */
+function verdictFields(result: unknown): Record<string, unknown> | string {
   if (typeof result !== 'object' || Array.isArray(result)) return `${Array.isArray(result) ? 'an array' : `a ${typeof result}`} (${String(result).slice(0, 40)})`;
-  const verdict = result as Record<string, unknown>;
-  const unknown = Object.keys(verdict).find((key) => !VERDICT_KEYS.has(key));
-  if (unknown !== undefined) return `an object with the unknown key ${JSON.stringify(unknown)}`;
+  const keys = Reflect.ownKeys(result as object);
+  const unknown = keys.find((key) => typeof key !== 'string' || !VERDICT_KEYS.includes(key));
+  if (unknown !== undefined) return `an object with the unknown key ${String(typeof unknown === 'string' ? JSON.stringify(unknown) : unknown.toString())}`;
+  const fields: Record<string, unknown> = {};
+  for (const key of keys as string[]) fields[key] = (result as Record<string, unknown>)[key];
+  return fields;
+}
+
+/** What is wrong with a verdict's fields (verdictFields), or undefined when nothing is. */
+function verdictProblem(verdict: Record<string, unknown>): string | undefined {
   if (typeof verdict.allow !== 'boolean') return `an object whose allow is ${verdict.allow === undefined ? 'missing' : `not a boolean (${typeof verdict.allow})`}`;
   if (verdict.allow && (verdict.status !== undefined || verdict.message !== undefined)) return 'allow: true with a status or message (those are for a refusal)';
   if (!verdict.allow && verdict.identity !== undefined) return 'allow: false with an identity (that is for an acceptance)';
   const status = verdict.status;
-  if (status !== undefined && !(Number.isInteger(status) && (status as number) >= 400 && (status as number) <= 599)) return `status ${JSON.stringify(status)}, which is no HTTP error status (400-599)`;
+  if (status !== undefined && !(Number.isInteger(status) && (status as number) >= 400 && (status as number) <= 599)) return `status ${typeof status === 'string' ? JSON.stringify(status) : String(status)}, which is no HTTP error status (400-599)`;
   if (verdict.message !== undefined && typeof verdict.message !== 'string') return `a message that is not a string (${typeof verdict.message})`;
   return undefined;
 }

@@ -310,7 +310,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     this.#warned.add(kind);
     const message = String((error as Error | null)?.message ?? error);
     process.emitWarning(
-      `Channel ${info.channel ?? '(none)'}, ${info.phase}: ${code}: ${message} (said once per phase and error code; pass onError to mountWebSocketChannels() to see each one)`,
+      `Channel ${info.channel ?? '(none)'}, ${info.phase}: ${code}: ${message} (said once per phase and error code; ${this.#options.onError ? 'the onError hook given failed' : 'pass onError to mountWebSocketChannels() to see each one'})`,
       { code: 'KB_PLUGIN_CHANNEL_ERROR' },
     );
   }

@@ -92,7 +92,7 @@ describe('authentication on upgrade', () => {
       expect(reported).toBe(2);
       expect(unhandled).toEqual([]);
       expect(warnings[0]!.message).toContain('The onError hook given to mountWebSocketChannels() threw or rejected (Error: error sink down)');
-      expect(warnings[1]!.message).toContain('authenticate: Error: auth store down');
+      expect(warnings[1]!.message).toContain('authenticate: Error: auth store down (said once per phase and error code; the onError hook given failed)');
       const client = await h.connect('/echo', { headers: { authorization: 'Bearer good' } });
       expect(client.connectionId).toBeTruthy();
     } finally {
@@ -108,11 +108,20 @@ describe('authentication on upgrade', () => {
     ['a number', 1, 'a number (1)'],
     ['a success status', { allow: false, status: 200 }, 'status 200, which is no HTTP error status (400-599)'],
     ['an identity on a refusal', { allow: false, identity: { id: 'u1' } }, 'allow: false with an identity'],
+    ['a NaN status', { allow: false, status: Number.NaN }, 'status NaN, which is no HTTP error status'],
   ])('a verdict of another shape (%s) is refused with 500 and named to onError, not taken for a silent 401', async (_what, verdict, said) => {
     const errors: Array<{ phase: string; message: string }> = [];
     const h = await setup({ authenticate: (() => verdict) as never, onError: (error, info) => errors.push({ phase: info.phase, message: (error as Error).message }) });
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(500);
     expect(errors).toEqual([{ phase: 'authenticate', message: expect.stringContaining(`authenticate() returned ${said}`) }]);
+  });
+
+  it('a verdict is read once: a status getter that says 401, then 101, refuses with 401 (never a bare "101 Switching Protocols")', async () => {
+    let reads = 0;
+    const verdict = Object.defineProperties({ allow: false }, { status: { enumerable: true, get: () => (reads++ === 0 ? 401 : 101) } });
+    const h = await setup({ authenticate: (() => verdict) as never });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(401);
+    expect(reads).toBe(1);
   });
 
   it('a refusal may answer any HTTP error status (429 for a client over its rate), with its message', async () => {
