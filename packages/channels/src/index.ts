@@ -9,6 +9,7 @@ export {
 } from './connection-registry.js';
 export type {
   AuthenticateResult,
+  ConnectionContextFields,
   ChannelErrorInfo,
   ChannelErrorPhase,
   MountWebSocketChannelsOptions,

@@ -29,6 +29,13 @@ export type AuthenticateResult =
   | { allow: true; identity?: unknown }
   | { allow: false; status?: number; message?: string };
 
+/**
+ * A connection's context descriptor fields, bar `host` (the channel's). Not `Omit<…, 'host'>`:
+ * over a type with an index signature that keeps only the signature, and every field would
+ * type-check as `unknown` (`requestId: 42` compiled, then the mount refused it).
+ */
+export type ConnectionContextFields = { [K in keyof ContextDescriptor as K extends 'host' ? never : K]: ContextDescriptor[K] };
+
 /** Where something went wrong, for `onError`. */
 export type ChannelErrorPhase = 'upgrade' | 'authenticate' | 'context' | 'connect' | 'message' | 'disconnect' | 'send';
 
@@ -64,7 +71,7 @@ export interface MountWebSocketChannelsOptions {
    * config …), or a function computing them once per connection. `host` is always set by the mounter.
    * @default {}
    */
-  context?: Omit<ContextDescriptor, 'host'> | ((connection: ConnectionInfo, request: IncomingMessage) => Omit<ContextDescriptor, 'host'>);
+  context?: ConnectionContextFields | ((connection: ConnectionInfo, request: IncomingMessage) => ConnectionContextFields);
   /**
    * Largest accepted client frame in bytes; bigger closes with 1009. A manifest's `maxPayload` may
    * lower it for its channel, never raise it: the host's figure is a ceiling. @default 1048576 (1 MiB)
