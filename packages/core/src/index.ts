@@ -49,7 +49,7 @@ export { BACKEND_PACKAGES, type BuiltInBackendType } from './host/backend-packag
 export type { ChannelBridge, ContextDescriptor, ExecuteOptions, ExecutionEvent, ExecutionRequest, LogEntry } from './host/request.js';
 export { MANIFEST_FILE, pluginManifestSchema, type ChannelSpec, type HandlerSpec, type PluginManifest, type PluginManifestInput } from './host/manifest.js';
 export { mergePermissions, missingPermissions, permissionSpecSchema, type PermissionSpec } from './host/permissions.js';
-export { PluginRegistry, type PluginReloadListener, type PluginSource, type RegisteredPlugin } from './host/plugin-registry.js';
+export { PluginRegistry, type PluginLoadFailure, type PluginReloadListener, type PluginSource, type RegisteredPlugin, type ResolvedHandler } from './host/plugin-registry.js';
 export type { PluginReloadEvent, WatchOptions } from './host/plugin-watcher.js';
 export { WorkspaceManager, type SweepResult, type WorkspaceLease, type WorkspaceManagerOptions } from './host/workspace-manager.js';
 export type { Platform } from './host/platform-gateway.js';
