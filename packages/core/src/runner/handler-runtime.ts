@@ -172,8 +172,9 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   refuseNonModuleFile(entryPath, found, task);
   const url = handlerModuleUrl(entryPath, task.pluginRoot, load);
   try {
-    const mod = await importEntry(retryUrl(url, found, task.pluginRoot), entryPath, task);
-    return await handlerIn(mod, { entryPath, exportName, task, load, before: fileState(found) });
+    // Boxed all the way (importNamespace): a module that exports `then` is no promise's value.
+    const { namespace } = await importEntry(retryUrl(url, found, task.pluginRoot), entryPath, task);
+    return await handlerIn(namespace, { entryPath, exportName, task, load, before: fileState(found) });
   } catch (error) {
     // Node keeps what this URL gave (its failure, or a module without the handler): the entry is
     // imported again under another URL once it has changed (plugin-generations.ts).
@@ -182,9 +183,9 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   }
 }
 
-async function importEntry(url: string, entryPath: string, task: RunnerTask): Promise<Record<string, unknown>> {
+async function importEntry(url: string, entryPath: string, task: RunnerTask): Promise<{ namespace: Record<string, unknown> }> {
   try {
-    return (await importNamespace(url)).namespace;
+    return await importNamespace(url);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
