@@ -176,10 +176,11 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   const model = options.enforce ? detectPermissionFlag() : null;
   if (!model) return flags;
   const { read, write } = grants;
-  for (const p of [...read, ...write]) {
+  const granted = new Set([...read, ...write]);
+  for (const p of granted) {
     // Node 20 splits these flag values on commas ("/a,/etc" would grant /etc), and reads a `*`
     // anywhere in one as a wildcard ("/w/star*/root" would grant "/w/starOUT.txt"): neither escapes.
-    const odd = p.includes(',') ? 'comma' : ownPath(p).includes('*') ? 'wildcard' : undefined;
+    const odd = p.includes(',') ? 'comma' : ownPath(p, granted).includes('*') ? 'wildcard' : undefined;
     if (odd) {
       throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing ${odd === 'comma' ? 'a comma' : 'a `*` (read as a wildcard)'}; move it to a path without one`, {
         details: { path: p, reason: `${odd}-in-path` },
@@ -209,10 +210,10 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   return flags;
 }
 
-/** A grant without the `/*` grantFolder gives a folder that does not exist yet (its own wildcard, the only one meant). */
-function ownPath(grant: string): string {
+/** A grant without the `/*` grantFolder gives a folder not made yet, beside the folder itself (its own wildcard, the only one meant). */
+function ownPath(grant: string, granted: Set<string>): string {
   const folder = grant.slice(0, -2);
-  return grant.endsWith(`${path.sep}*`) && !existsSync(folder) ? folder : grant;
+  return grant.endsWith(`${path.sep}*`) && granted.has(folder) ? folder : grant;
 }
 
 /**
