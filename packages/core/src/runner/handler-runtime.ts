@@ -173,7 +173,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   const url = handlerModuleUrl(entryPath, task.pluginRoot, load);
   try {
     // Boxed all the way (importNamespace): a module that exports `then` is no promise's value.
-    const { namespace } = await importEntry(retryUrl(url, found, task.pluginRoot), entryPath, task);
+    const { namespace } = await importEntry(retryUrl(url, found), entryPath, task);
     return await handlerIn(namespace, { entryPath, exportName, task, load, before: fileState(found) });
   } catch (error) {
     // Node keeps what this URL gave (its failure, or a module without the handler): the entry is

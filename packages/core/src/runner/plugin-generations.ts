@@ -4,7 +4,7 @@ import path from 'node:path';
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { realpathSync } = process.getBuiltinModule('node:fs');
 const { createRequire } = process.getBuiltinModule('node:module');
-const { pathToFileURL } = process.getBuiltinModule('node:url');
+const { fileURLToPath, pathToFileURL } = process.getBuiltinModule('node:url');
 
 /**
  * Which loads of each plugin's code this runner (a thread, a process, the in-process host) has
@@ -83,17 +83,18 @@ const failedImports = new Map<string, { state: string; tries: number }>();
 
 /**
  * The URL to import handlerModuleUrl's `url` from, the entry file being `stats` (undefined:
- * missing) now. Tried again, the plugin's own CommonJS modules are dropped from Node's require
- * cache too (as for a reload): a CommonJS entry is cached by its path, whatever the URL.
+ * missing) now. Tried again, a CommonJS entry is dropped from Node's require cache too (it is
+ * cached by its path, whatever the URL); the modules it requires are not (other handlers share
+ * them, and their state).
  */
-export function retryUrl(url: string, stats: Stats | undefined, pluginRoot: string): string {
+export function retryUrl(url: string, stats: Stats | undefined): string {
   const failed = failedImports.get(url);
   if (!failed) return url;
   const state = entryState(stats);
   if (failed.state !== state) {
     failed.state = state;
     failed.tries++;
-    forgetCommonJsModules(realPath(pluginRoot));
+    forgetCommonJsEntry(url);
   }
   return failed.tries === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}retry=${failed.tries}`;
 }
@@ -107,4 +108,9 @@ export function importFailed(url: string, stats: Stats | undefined): void {
 
 function entryState(stats: Stats | undefined): string {
   return stats ? `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}` : 'missing';
+}
+
+function forgetCommonJsEntry(url: string): void {
+  const file = fileURLToPath(url);
+  delete createRequire(file).cache[file];
 }
