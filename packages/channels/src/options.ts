@@ -34,7 +34,7 @@ export type AuthenticateResult =
  * over a type with an index signature that keeps only the signature, and every field would
  * type-check as `unknown` (`requestId: 42` compiled, then the mount refused it).
  */
-export type ConnectionContextFields = { [K in keyof ContextDescriptor as K extends 'host' ? never : K]: ContextDescriptor[K] };
+export type ConnectionContextFields = { [K in keyof ContextDescriptor as K extends 'host' ? never : K]: ContextDescriptor[K] } & { host?: never };
 
 /** Where something went wrong, for `onError`. */
 export type ChannelErrorPhase = 'upgrade' | 'authenticate' | 'context' | 'connect' | 'message' | 'disconnect' | 'send';

@@ -9,3 +9,5 @@ export const fields: ContextOption = { requestId: 'r-1', tenantId: 't-1', region
 export const numberId: ContextOption = { requestId: 42 };
 // @ts-expect-error tenantId is a string
 export const computed: ContextOption = () => ({ tenantId: 7 });
+// @ts-expect-error host is the channel's own field
+export const withHost: ContextOption = { host: { kind: 'ws' } };
