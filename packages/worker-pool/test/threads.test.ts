@@ -703,9 +703,10 @@ describe('worker-pool: thread reuse and hygiene', () => {
 
   it("caps a Worker a handler starts at its thread's heap (the handler's memoryMb): it cannot grow the host past it; a smaller cap it asks for stays", async () => {
     const backend = backends.make({ maxThreads: 1 });
-    // Before: V8's default, some 4 GB, whatever the handler's memoryMb (64 here).
+    // Before: V8's default, some 4 GB, whatever the handler's memoryMb (64 here). Now the thread's
+    // own: 64 MB of old generation and V8's young generation (112 MB in all on Node 20 and 22, 256 on Node 24).
     const nested = okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap' })) as number;
-    expect(nested).toBeLessThan(200);
+    expect(nested).toBeLessThan(300);
     const asked = okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap', input: { askMb: 16 } })) as number;
     expect(asked).toBeLessThan(nested);
     expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-heap', input: { askMb: 100_000 } }))).toBe(nested);
