@@ -217,6 +217,39 @@ describe('Scheduler', () => {
     expect(() => s.acquire('k')).toThrow(reason);
     (free as { release(): void }).release();
   });
+
+  it('enqueue() tells its waiter inside the release that frees a slot, first in first out, and refused waiters are told the reason', () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 5 });
+    const first = now(s);
+    expect(s.take('k')).toBeUndefined();
+    const told: string[] = [];
+    let second: Slot | undefined;
+    s.enqueue('k', undefined, (slot) => ((second = slot), told.push('second')), () => told.push('second refused'));
+    const controller = new AbortController();
+    s.enqueue('k', controller.signal, () => told.push('third'), (error) => told.push(`third ${error.code}`));
+    s.enqueue('k', undefined, (slot) => (told.push('fourth'), slot.release()), () => told.push('fourth refused'));
+    expect([s.active, s.queued]).toEqual([1, 3]);
+    first.release();
+    // Synchronously, within release(): no turn of the loop in between.
+    expect(told).toEqual(['second']);
+    controller.abort();
+    expect(told).toEqual(['second', 'third ABORTED']);
+    second!.release();
+    expect(told).toEqual(['second', 'third ABORTED', 'fourth']);
+    expect([s.active, s.queued]).toEqual([0, 0]);
+  });
+
+  it('a waiter whose slot is given back inside its own grant passes it on after the queue is settled: nobody is skipped', () => {
+    const s = new Scheduler({ concurrency: 2, maxQueue: 5 });
+    const running = [now(s), now(s)];
+    const told: string[] = [];
+    // The first waiter's dispatch fails at once and gives its slot back while the release that granted it still runs.
+    s.enqueue('k', undefined, (slot) => (told.push('a'), slot.release()), () => undefined);
+    for (const label of ['b', 'c']) s.enqueue('k', undefined, () => told.push(label), () => undefined);
+    for (const slot of running) slot.release();
+    expect(told).toEqual(['a', 'b', 'c']);
+    expect([s.active, s.queued]).toEqual([2, 0]);
+  });
 });
 
 describe('LatencyRecorder', () => {

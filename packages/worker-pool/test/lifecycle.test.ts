@@ -35,6 +35,22 @@ describe('worker-pool: stats, shutdown, leaks', () => {
     expect((stats.runners as { threads: number }).threads).toBeGreaterThanOrEqual(1);
   });
 
+  it('an execution waiting for a slot (no workspace to make) is handed to the thread that answered before the caller of that answer hears of it', async () => {
+    const backend = backends.make({ maxThreads: 1, workspace: false });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+    for (let round = 0; round < 3; round++) {
+      const first = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'first' });
+      const second = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'second' });
+      // Taken once the call has returned: no earlier than the second execution's own start of the clock.
+      const secondCalled = performance.now();
+      const firstHeard = await first.then(() => performance.now());
+      const waited = await second;
+      expectOk(waited);
+      // Handed over (its queue wait ends) before the first's caller heard: not some turns of the loop later.
+      expect(secondCalled + waited.meta.queueWaitMs).toBeLessThanOrEqual(firstHeard);
+    }
+  });
+
   it('shutdown() lets running executions finish, stops the rest after its timeout, and leaves no thread, handle or timer', async () => {
     await sleep(100);
     const threadsBefore = osThreads();

@@ -110,9 +110,7 @@ export class Execution {
       // awaited only when it is not, since most executions take that path.
       const prepared = this.#prepare(request, opts);
       const task = prepared instanceof Promise ? await prepared : prepared;
-      const admitted = this.#admit(task, opts);
-      if (admitted) await admitted;
-      outcome = await this.#dispatch(task, opts);
+      outcome = await this.#admitAndDispatch(task, opts);
     } catch (error) {
       outcome = { ok: false, error: this.#internal(error) };
       this.#nameFromRequest(request);
@@ -166,7 +164,7 @@ export class Execution {
   /** Validate the request, resolve the handler, check its permissions: the task, without a workspace yet. */
   #prepare(request: ExecutionRequest, opts: ExecuteOptions): RunnerTask | Promise<RunnerTask> {
     const host = this.#host;
-    if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } });
+    if (host.stopping()) throw new ShuttingDownError(`The ${host.type} backend is shutting down or shut down; it takes no new executions`, { details: { phase: 'queued' } });
     const parsed = parseExecutionRequest(request);
     // Copied now, at the call, as postMessage would: the caller may change its input (or context)
     // object while this waits for its plugins, a slot or a workspace.
@@ -225,52 +223,58 @@ export class Execution {
     };
   }
 
-  /** A slot, then a workspace lease (in admission order), each held as soon as it is taken. */
-  #admit(task: RunnerTask, opts: ExecuteOptions): Promise<void> | undefined {
-    const host = this.#host;
+  /**
+   * A slot, then a workspace lease (in admission order), each held as soon as it is taken, then the
+   * hand-over. A slot waited for comes inside the release that frees it, and the task goes to its
+   * runner there and then, not turns of the loop later (docs/benchmarks.md).
+   */
+  #admitAndDispatch(task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     throwIfAborted(opts.signal);
-    const pending = host.scheduler.acquire(task.pluginId, opts.signal);
-    if (pending instanceof Promise || host.workspace) return this.#admitLater(pending, task, opts);
-    this.#held.hold(() => pending.release());
-    this.#admitted(opts);
-    return undefined;
+    const slot = this.#host.scheduler.take(task.pluginId, opts.signal);
+    if (slot) return this.#admitted(slot, task, opts);
+    const queued = this.#telemetry?.queued(task.pluginId);
+    return new Promise<Outcome>((resolve, reject) => {
+      const granted = (given: Slot): void => {
+        queued?.();
+        try {
+          resolve(this.#admitted(given, task, opts));
+        } catch (error) {
+          reject(error);
+        }
+      };
+      this.#host.scheduler.enqueue(task.pluginId, opts.signal, granted, (error) => (queued?.(), reject(error)));
+    });
   }
 
-  async #admitLater(pending: Slot | Promise<Slot>, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
-    const host = this.#host;
-    const slot = pending instanceof Promise ? await (this.#telemetry ? this.#queued(pending, task.pluginId) : pending) : pending;
+  /** Its slot taken (and held): a workspace lease where the backend makes them, then the hand-over. */
+  #admitted(slot: Slot, task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     this.#held.hold(() => slot.release());
-    if (host.workspace) {
-      const { turn, done } = host.takeTurn();
-      try {
-        const lease = await host.workspace.acquire(task.executionId);
-        this.#held.hold(() => this.#releaseLease?.());
-        this.#releaseLease = async () => {
-          this.#releaseLease = undefined;
-          await (this.#keepWorkspace ? lease.keep() : lease.release());
-        };
-        this.#leaseDir = task.workspaceDir = lease.dir;
-        await turn;
-      } finally {
-        // Never before the one admitted earlier has had its turn.
-        void turn.then(done);
-      }
-    }
-    this.#admitted(opts);
+    if (this.#host.workspace) return this.#leaseWorkspace(this.#host.workspace, task, opts).then(() => this.#dispatch(task, opts));
+    this.#checkAdmitted(opts);
+    return this.#dispatch(task, opts);
   }
 
-  /** A wait in the queue, counted as such while it lasts. */
-  async #queued(pending: Promise<Slot>, pluginId: string): Promise<Slot> {
-    const done = this.#telemetry!.queued(pluginId);
+  /** A workspace, made in admission order (dispatches follow it). */
+  async #leaseWorkspace(workspace: WorkspaceManager, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
+    const { turn, done } = this.#host.takeTurn();
     try {
-      return await pending;
+      const lease = await workspace.acquire(task.executionId);
+      this.#held.hold(() => this.#releaseLease?.());
+      this.#releaseLease = async () => {
+        this.#releaseLease = undefined;
+        await (this.#keepWorkspace ? lease.keep() : lease.release());
+      };
+      this.#leaseDir = task.workspaceDir = lease.dir;
+      await turn;
     } finally {
-      done();
+      // Never before the one admitted earlier has had its turn.
+      void turn.then(done);
     }
+    this.#checkAdmitted(opts);
   }
 
   /** Shutdown's wait may have ended, or an abort come, while it waited for its slot or its workspace. */
-  #admitted(opts: ExecuteOptions): void {
+  #checkAdmitted(opts: ExecuteOptions): void {
     if (this.#host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
     // An abort while the workspace was made fired before anyone listened for it.
     throwIfAborted(opts.signal);
@@ -322,6 +326,8 @@ export class Execution {
         if (performance.now() > control.endsAt) return control.stop(this.#timeoutError(task));
         control.end();
         decide(outcome);
+        // Answered: the slot goes back now, and one waiting for it is on its way (#admitAndDispatch).
+        if (this.#leaseDir === undefined) this.#held.releaseAll();
       };
       dispatched.then(
         (data) => settle({ ok: true, data }),

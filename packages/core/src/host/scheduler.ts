@@ -63,6 +63,11 @@ export class Scheduler {
 
   /** A slot now (synchronously, the fast path), or a promise of one; QUEUE_FULL / ABORTED otherwise. */
   acquire(key: string, signal?: AbortSignal): Slot | Promise<Slot> {
+    return this.take(key, signal) ?? new Promise<Slot>((resolve, reject) => this.enqueue(key, signal, resolve, reject));
+  }
+
+  /** A slot now, or undefined when one must be waited for (`enqueue`); QUEUE_FULL / ABORTED otherwise. */
+  take(key: string, signal?: AbortSignal): Slot | undefined {
     // An 'abort' listener added now would never fire: without this the waiter would stay queued.
     if (signal?.aborted) {
       throw new AbortedError('Execution aborted before it was queued; it never ran', { details: { phase: 'queued' } });
@@ -79,23 +84,30 @@ export class Scheduler {
         details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency, ...(Number.isFinite(this.perKeyConcurrency) ? { perPluginConcurrency: this.perKeyConcurrency } : {}) },
       });
     }
-    return new Promise<Slot>((resolve, reject) => {
-      const waiter: Waiter = { key, resolve, reject, done: false };
-      if (signal) {
-        const abort = () => {
-          if (waiter.done) return;
-          waiter.done = true;
-          this.#queued--;
-          // Out of the queue now, not at the next release (a slot may stay held for a handler's whole
-          // time limit while callers give up by the thousand): swept once those gone outnumber those left.
-          if (this.#queue.length > 2 * this.#queued + 16) this.#queue = this.#queue.filter((each) => !each.done);
-          reject(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
-        };
-        waiter.cleanup = onAbort(signal, abort);
-      }
-      this.#queue.push(waiter);
-      this.#queued++;
-    });
+    return undefined;
+  }
+
+  /**
+   * Wait for a slot, after `take` found none: `granted` is called with it inside the release that
+   * frees it (the next execution is on its way before anything else runs), `refused` with the
+   * ABORTED or shutdown error that takes it out of the queue instead.
+   */
+  enqueue(key: string, signal: AbortSignal | undefined, granted: (slot: Slot) => void, refused: (error: ExecutionError) => void): void {
+    const waiter: Waiter = { key, resolve: granted, reject: refused, done: false };
+    if (signal) {
+      const abort = () => {
+        if (waiter.done) return;
+        waiter.done = true;
+        this.#queued--;
+        // Out of the queue now, not at the next release (a slot may stay held for a handler's whole
+        // time limit while callers give up by the thousand): swept once those gone outnumber those left.
+        if (this.#queue.length > 2 * this.#queued + 16) this.#queue = this.#queue.filter((each) => !each.done);
+        refused(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
+      };
+      waiter.cleanup = onAbort(signal, abort);
+    }
+    this.#queue.push(waiter);
+    this.#queued++;
   }
 
   /** Reject everything still waiting, and from now on refuse with `error` whoever would have to wait (shutdown); free slots are still given. */
@@ -137,6 +149,8 @@ export class Scheduler {
       if (this.#queue.length) this.#queue = [];
       return;
     }
+    // Told once the queue is settled: a waiter's own code (a dispatch that fails and gives its slot back) may pump again.
+    const granted: Array<[Waiter, Slot]> = [];
     let i = 0;
     while (i < this.#queue.length && this.#active < this.concurrency) {
       const waiter = this.#queue[i]!;
@@ -152,7 +166,8 @@ export class Scheduler {
       waiter.done = true;
       waiter.cleanup?.();
       this.#queued--;
-      waiter.resolve(this.#grant(waiter.key));
+      granted.push([waiter, this.#grant(waiter.key)]);
     }
+    for (const [waiter, slot] of granted) waiter.resolve(slot);
   }
 }
