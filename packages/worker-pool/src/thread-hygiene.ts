@@ -6,7 +6,6 @@
  * `Function.prototype.call` or `Reflect.apply` cannot blind them.
  */
 import type { MessagePort } from 'node:worker_threads';
-import type { FdWatch } from './fd-watch.js';
 import type { LeftBehind } from './later-watch.js';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
@@ -361,13 +360,14 @@ function liveResources(): number {
 export const LATER_KEPT_EXECUTIONS = 64;
 
 /**
- * The retire decision after an execution, or undefined to keep the thread: what it left behind,
- * or its quota of executions. Code left to run later keeps the thread for the same handler
+ * The retire decision after an execution, or undefined to keep the thread: what it left behind
+ * (`handlesLeft`: handles above the thread's baseline, or more descriptors open than FdWatch
+ * lets a thread keep), or its quota of executions. Code left to run later keeps the thread for the same handler
  * (`laterRuns`: executions since the first that left some), as what it did to the thread's
  * globals does: both are looked at when another handler's task comes (worker-entry.ts).
  */
-export function retireReason(watches: { handles: HandleWatch; fds: FdWatch }, left: LeftBehind, laterRuns: number, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
-  if (left === 'resource' || laterRuns > LATER_KEPT_EXECUTIONS || watches.handles.leftover() || watches.fds.leftOpen()) return 'handles-left';
+export function retireReason(handlesLeft: boolean, left: LeftBehind, laterRuns: number, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
+  if (left === 'resource' || laterRuns > LATER_KEPT_EXECUTIONS || handlesLeft) return 'handles-left';
   if (maxExecutions > 0 && executions >= maxExecutions) return 'recycled';
   return undefined;
 }

@@ -266,15 +266,17 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
   // (which would retire the thread after every such execution). Not when what it left retires the
   // thread anyway (an unref'd immediate: it would run in those turns).
-  for (let turn = 0, holding = early && watches.later.pending() !== 'resource'; turn < LEFTOVER_TURNS && holding; turn++) {
+  let handlesLeft = early;
+  for (let turn = 0; turn < LEFTOVER_TURNS && handlesLeft && watches.later.pending() !== 'resource'; turn++) {
     await new Promise((resolve) => immediate(resolve));
-    holding = watches.handles.leftover();
+    handlesLeft = watches.handles.leftover();
   }
   current = undefined;
   executions++;
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
-  const retire = retireReason(watches, left, laterRuns, executions, config.maxExecutions);
+  // handlesLeft is what the handles are now: nothing has run since it was looked at.
+  const retire = retireReason(handlesLeft || watches.fds.leftOpen(), left, laterRuns, executions, config.maxExecutions);
   // Answered before its handler's children are collected: while the loop turns for them, what the
   // handler left may run, and crash the thread; its execution is settled by then, never taken for
   // one that had not begun (and run again elsewhere). The host waits for `reaped` to end it.
@@ -322,7 +324,8 @@ function verdictOf(retire: ThreadRetireReason | undefined, reaping: boolean): Th
 /** What an earlier handler set as the exit code does not become this one's (`process.exit()` with no code uses it). */
 function clearExitCode(): void {
   try {
-    process.exitCode = undefined;
+    // Read first: the setter validates and writes more than the getter reads.
+    if (process.exitCode !== undefined) process.exitCode = undefined;
   } catch {
     // Made unwritable by plugin code: the process checks retire such a thread.
   }
