@@ -163,14 +163,53 @@ describe('handshake', () => {
   it('a child that exits before ready → WORKER_CRASHED (handshake) with its exit code and stderr tail', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
     try {
+      // Answers the backend's question of which Node it is (node -e …) as this Node, then fails to start a child.
       const fake = path.join(dir, 'fake-node');
-      await writeFile(fake, '#!/bin/sh\necho "fake node cannot start" >&2\nexit 3\n');
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" = "-e" ]; then exec ${JSON.stringify(process.execPath)} "$@"; fi\necho "fake node cannot start" >&2\nexit 3\n`);
       await chmod(fake, 0o755);
       const backend = make({ execPath: fake });
       const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
       expectError(result, 'WORKER_CRASHED');
       expect(result.error.details).toMatchObject({ reason: 'start-failed', exitCode: 3 });
       expect(result.error.details.stderrTail).toContain('fake node cannot start');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('an execPath that is no Node is refused when the backend is made, naming it and with what it said', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      const fake = path.join(dir, 'not-node');
+      await writeFile(fake, '#!/bin/sh\necho "no node here" >&2\nexit 3\n');
+      await chmod(fake, 0o755);
+      expect(() => make({ execPath: fake })).toThrow(`execPath ${fake} did not say which Node it is and which flags it takes (no node here): execPath must be a Node binary`);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("the children's Node flags are chosen from the Node at execPath, not from the host's", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-other-node-'));
+    try {
+      // This Node, saying it is an older one that knows neither --disable-warning nor --no-experimental-sqlite
+      // (a Node 22 child of a Node 20 host was given the host's choice: node:sqlite stayed on, writing outside its grants).
+      const older = path.join(dir, 'older-node');
+      const ask = 'process.stdout.write(JSON.stringify({ version: "v20.0.0", flags: [...process.allowedNodeEnvironmentFlags].filter((f) => !["--disable-warning", "--no-experimental-sqlite"].includes(f)) }))';
+      await writeFile(older, `#!/bin/sh\nif [ "$1" = "-e" ]; then exec ${JSON.stringify(process.execPath)} -e '${ask}'; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(older, 0o755);
+      const execArgv = async (backend: SubprocessBackend): Promise<string[]> => {
+        const result = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+        expectOk(result);
+        return (result.data as { execArgv: string[] }).execArgv;
+      };
+      const own = await execArgv(make({ sandbox: 'off' }));
+      const other = await execArgv(make({ sandbox: 'off', execPath: older }));
+      const model = detectPermissionFlag()!;
+      expect(own).toContain(model);
+      expect(other).toContain(model);
+      if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) expect(own).toContain('--disable-warning=ExperimentalWarning');
+      expect(other.filter((flag) => flag.startsWith('--disable-warning') || flag === '--no-experimental-sqlite')).toEqual([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -657,7 +696,7 @@ await idle.shutdown();`;
       ['WORKER_CRASHED', 'sandbox'],
       ['health', 'problems'],
     ]);
-    for (const r of said) expect(r.message).toContain("the host process runs under Node's permission model (--permission) without --allow-child-process");
+    for (const r of said) expect(r.message).toContain(`the host process runs under Node's permission model (${detectPermissionFlag()}) without --allow-child-process`);
   });
 });
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { type BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 import { DEFAULT_BASE_ENV } from './child-env.js';
+import { childNode } from './child-node.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../framing.js';
 import type { FlagOptions } from './permission-flags.js';
 import type { SandboxMode, SandboxUser } from './sandbox.js';
@@ -171,6 +172,7 @@ export function resolveOptions(o: SubprocessBackendOptions): Resolved {
     baseEnv: o.baseEnv ?? DEFAULT_BASE_ENV,
     flags: {
       enforce: o.enforcePermissions ?? true,
+      accepted: childNode(o.execPath ?? process.execPath).flags,
       extraReadPaths: o.allowRead ?? [],
       readAncestorNodeModules: o.readDependencyFolders ?? true,
     },

@@ -10,18 +10,9 @@ import { dependencyFolders, packageScopeFile, runtimePaths, uniquePaths, withRea
  */
 export type PermissionFlag = '--permission' | '--experimental-permission';
 
-let detected: PermissionFlag | null | undefined;
-
-export function detectPermissionFlag(): PermissionFlag | null {
-  if (detected !== undefined) return detected;
-  const known = process.allowedNodeEnvironmentFlags;
-  detected = known.has('--permission') ? '--permission' : known.has('--experimental-permission') ? '--experimental-permission' : null;
-  return detected;
-}
-
-/** Node 25+ restricts the network under the permission model and takes `--allow-net` to lift it. */
-function supportsNetFlag(): boolean {
-  return process.allowedNodeEnvironmentFlags.has('--allow-net');
+/** The spelling a Node that accepts `known` flags takes (this Node's by default; a child's on another Node: ChildNode.flags). */
+export function detectPermissionFlag(known: ReadonlySet<string> = process.allowedNodeEnvironmentFlags): PermissionFlag | null {
+  return known.has('--permission') ? '--permission' : known.has('--experimental-permission') ? '--experimental-permission' : null;
 }
 
 /** Everything the child's Node flags depend on. Two tasks with equal profiles can share a warm spare. */
@@ -61,6 +52,8 @@ export function profileKey(profile: ChildProfile): string {
 export interface FlagOptions {
   /** Use Node's permission model at all. */
   enforce: boolean;
+  /** The flags the children's Node accepts (ChildNode.flags): theirs, not the host's, decide. */
+  accepted: ReadonlySet<string>;
   /** Extra folders every child may read (host-configured). */
   extraReadPaths: readonly string[];
   /** Also let the plugin read the `node_modules` folders above its root. */
@@ -173,7 +166,8 @@ export function fsGrants(profile: ChildProfile, options: Omit<FlagOptions, 'enfo
 export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: FsGrants): string[] {
   const flags: string[] = [];
   if (profile.memoryMb !== undefined) flags.push(`--max-old-space-size=${Math.max(8, Math.floor(profile.memoryMb))}`);
-  const model = options.enforce ? detectPermissionFlag() : null;
+  const accepted = options.accepted;
+  const model = options.enforce ? detectPermissionFlag(accepted) : null;
   if (!model) return flags;
   const { read, write } = grants;
   const granted = new Set([...read, ...write]);
@@ -190,10 +184,10 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   flags.push(model);
   // node:sqlite (unflagged on Node 22.13+ and 24) opens, creates and attaches database files
   // anywhere, unchecked by the model: off, where this Node can turn it off.
-  if (process.allowedNodeEnvironmentFlags.has('--no-experimental-sqlite')) flags.push('--no-experimental-sqlite');
+  if (accepted.has('--no-experimental-sqlite')) flags.push('--no-experimental-sqlite');
   // The model prints an ExperimentalWarning on every start on Node 20; it is noise in the
   // handler's captured stderr, not information.
-  if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
+  if (accepted.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
   // `/` granted (allowRead: ['/']) covers every read: Node 20's permission tree denies `/` itself
   // when other paths are granted beside it. (The sandbox still shows each granted path.)
   for (const p of read.includes(path.sep) ? [path.sep] : read) flags.push(`--allow-fs-read=${p}`);
@@ -204,9 +198,10 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
     flags.push('--allow-child-process', '--allow-worker');
     // Node says so (a SecurityWarning per flag) in every such child's stderr: the host granted it
     // knowingly (docs/backends/subprocess.md), and each execution's output would carry the lines.
-    if (process.allowedNodeEnvironmentFlags.has('--disable-warning')) flags.push('--disable-warning=SecurityWarning');
+    if (accepted.has('--disable-warning')) flags.push('--disable-warning=SecurityWarning');
   }
-  if (profile.network && supportsNetFlag()) flags.push('--allow-net');
+  // Node 25+ restricts the network under the permission model and takes `--allow-net` to lift it.
+  if (profile.network && accepted.has('--allow-net')) flags.push('--allow-net');
   return flags;
 }
 

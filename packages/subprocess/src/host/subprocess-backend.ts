@@ -9,6 +9,7 @@ import { FrameTooLargeError, encodeFrame } from '../framing.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
+import { childNode } from './child-node.js';
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { hiddenPackageNote } from './hidden-dependencies.js';
 import { childEntryPath, oncePerFolder } from './runtime-paths.js';
@@ -76,9 +77,10 @@ export class SubprocessBackend extends BaseBackend {
     super('subprocess', options, { concurrency: os.availableParallelism(), optionsSchema: subprocessOptionsSchema() });
     try {
       this.#o = resolveOptions(options);
-      if (this.#o.flags.enforce && !detectPermissionFlag()) {
-        throw new ValidationError('This Node has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted', {
-          details: { node: process.version },
+      if (this.#o.flags.enforce && !detectPermissionFlag(this.#o.flags.accepted)) {
+        const node = childNode(this.#o.execPath).version;
+        throw new ValidationError(`The children's Node (${node}) has no permission model (--permission / --experimental-permission); pass enforcePermissions: false to run children unrestricted`, {
+          details: { node },
         });
       }
       this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
@@ -271,7 +273,7 @@ export class SubprocessBackend extends BaseBackend {
   protected override runnerStats(): SubprocessRunnerStats {
     const spares = this.#pool.counts();
     return {
-      permissionModel: this.#o.flags.enforce ? detectPermissionFlag() : 'off',
+      permissionModel: this.#o.flags.enforce ? detectPermissionFlag(this.#o.flags.accepted) : 'off',
       sandboxed: this.#sandbox.state?.active === true,
       live: this.#children.size,
       running: [...this.#children].filter((c) => c.running).length,
