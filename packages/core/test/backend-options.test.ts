@@ -88,6 +88,15 @@ describe('parseOptions', () => {
     ]);
   });
 
+  it("points piscina's and workerpool's names for the thread counts at this pool's", () => {
+    const pool = schema.extend({ minThreads: option.int(0, 64).optional() });
+    const error = failure(() => parseOptions(pool, { maxWorkers: 2, minWorkers: 1 }, 'x options'));
+    expect(error.details.issues).toEqual([
+      { path: 'maxWorkers', message: 'unknown option; did you mean "maxThreads"?' },
+      { path: 'minWorkers', message: 'unknown option; did you mean "minThreads"?' },
+    ]);
+  });
+
   it("a backend's options: one that only other backend types take is said as theirs", () => {
     const backendSchema = backendOptionsSchema();
     const error = failure(() => parseOptions(backendSchema, { prespawn: 1, cancelGraceMs: 5, pool: 'p', maxQueu: 1 }, 'in-process backend options', true));

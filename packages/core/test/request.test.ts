@@ -208,6 +208,17 @@ describe('validateExecuteOptions', () => {
     expect(failure(() => validateExecuteOptions(changing)).message).toContain('timeoutMs: must be a whole, positive number of milliseconds');
   });
 
+  it('says a BigInt timeoutMs is one (its number alone read as if that number were refused)', () => {
+    expect(failure(() => validateExecuteOptions({ timeoutMs: 10n })).message).toContain('got the BigInt 10n');
+  });
+
+  it("points the names of other pools' options at the ones meant here", () => {
+    expect(failure(() => validateExecuteOptions({ abortSignal: new AbortController().signal, onProgress: () => undefined })).details.issues).toEqual([
+      { path: 'abortSignal', message: 'unknown option; did you mean "signal"?' },
+      { path: 'onProgress', message: 'unknown option; did you mean "onEvent"?' },
+    ]);
+  });
+
   it('refuses options that are not an object', () => {
     expect(failure(() => validateExecuteOptions('fast')).message).toContain('string');
   });

@@ -100,7 +100,7 @@ console.log(JSON.stringify({ code: 'health', message: (await lazy.health()).prob
 await lazy.shutdown();`;
     const run = spawnSync(process.execPath, [flag, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
     const [said, health] = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { code: string; message: string });
-    const refusal = "the host process runs under Node's permission model (--permission) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well";
+    const refusal = `the host process runs under Node's permission model (${flag}) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well`;
     expect(said).toEqual({ code: 'VALIDATION_ERROR', message: `The worker-pool backend cannot run here: ${refusal}` });
     expect(health).toEqual({ code: 'health', message: refusal });
   });

@@ -1,5 +1,5 @@
 /**
- * A host started under Node's permission model (`--permission`) may not start threads or
+ * A host started under Node's permission model (`--permission`, Node 20's `--experimental-permission`) may not start threads or
  * processes unless it was also given the flag that allows them: Node's own error then says
  * "Access to this API has been restricted". Said as what it is, naming the flag the host lacks.
  */
@@ -12,7 +12,9 @@ type Scope = keyof typeof SCOPES;
 
 function refusal(scope: Scope, what: string = SCOPES[scope].what): string {
   const { flag } = SCOPES[scope];
-  return `the host process runs under Node's permission model (--permission) without ${flag}, so it cannot start ${what}: start it with ${flag} as well`;
+  // The model's flag as this Node spells it (Node 20: --experimental-permission).
+  const model = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+  return `the host process runs under Node's permission model (${model}) without ${flag}, so it cannot start ${what}: start it with ${flag} as well`;
 }
 
 /** `error` is the permission model's refusal to start what `scope` names: said so; else undefined. */

@@ -197,7 +197,7 @@ class LazyBackend implements LazyExecutionBackend {
       // in its stats as any refusal after it, not only answered here.
       const closing = await this.#closingKnown;
       if (closing) return closing.execute<T>(request, options);
-      return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0, telemetry);
+      return this.#failure(taken ? request : undefined, new ShuttingDownError(`The ${this.type} backend is shutting down or shut down; it takes no new executions`, { details: { phase: 'queued' } }), startedAt, t0, telemetry);
     }
     let backend: Loadable;
     try {

@@ -31,8 +31,19 @@ export function firstUnknownKey(given: object, known: readonly string[]): string
   return Object.keys(given).find((key) => !known.includes(key));
 }
 
-/** Names a host writes for an option that is spelt otherwise, and another option's name is nearer. */
-const MEANT: Record<string, string> = { timeout: 'defaultTimeoutMs', timeoutms: 'defaultTimeoutMs' };
+/**
+ * Names a host writes for an option that is spelt otherwise, and another option's name is nearer,
+ * or that it brings from another pool (piscina, workerpool, execa): the option here that does that.
+ */
+const MEANT: Record<string, string> = {
+  timeout: 'defaultTimeoutMs',
+  timeoutms: 'defaultTimeoutMs',
+  maxworkers: 'maxThreads',
+  minworkers: 'minThreads',
+  abortsignal: 'signal',
+  onprogress: 'onEvent',
+  env: 'baseEnv',
+};
 
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);

@@ -220,7 +220,7 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   const add = (path: string, message: string) => issues.push({ path, message });
   // Whole, as every other time limit (a manifest's, defaultTimeoutMs, shutdown's, the CLI's --timeout).
   if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isInteger(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMER_MS)) {
-    add('timeoutMs', `must be a whole, positive number of milliseconds up to ${MAX_TIMER_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : String(o.timeoutMs)}`);
+    add('timeoutMs', `must be a whole, positive number of milliseconds up to ${MAX_TIMER_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : typeof o.timeoutMs === 'bigint' ? `the BigInt ${o.timeoutMs}n` : String(o.timeoutMs)}`);
   }
   if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');

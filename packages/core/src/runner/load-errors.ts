@@ -88,8 +88,11 @@ function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): H
   if (e?.code !== 'ERR_UNKNOWN_FILE_EXTENSION' || typeof e.message !== 'string') return undefined;
   const file = /for (.+\.[cm]?ts)$/.exec(e.message)?.[1];
   if (!file) return undefined;
+  // A Node that can strip types with stripping off (turned off, or not yet on by default before 22.18): the flag says it.
+  const canStrip = (process.features as { typescript?: unknown }).typescript === false && process.allowedNodeEnvironmentFlags.has('--experimental-strip-types');
+  const why = canStrip ? `which Node ${process.version} runs only with type stripping on (--experimental-strip-types; it is off here)` : `which Node ${process.version} does not run`;
   return new HandlerError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is TypeScript, which Node ${process.version} does not run. ` +
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is TypeScript, ${why}. ` +
       `Build the plugin to JavaScript and point the handler's entry at the output (Node 22.18 and later run .ts files as they are)`,
     { details: { name: 'TypeError', file }, cause: error },
   );
