@@ -23,6 +23,18 @@ describe('time limits and the process lifetime', () => {
     expect(printed.ms).toBeGreaterThanOrEqual(299);
   });
 
+  it("an execution that waited for a slot runs in its own caller's async context, not in that of the execution that freed the slot", () => {
+    const result = run(`${backend}
+      const { AsyncLocalStorage } = await import('node:async_hooks');
+      const store = (globalThis.kbTestStore = new AsyncLocalStorage());
+      const one = new InProcessBackend({ plugins: [root], workspace: false, maxConcurrency: 1 });
+      const calls = [1, 2, 3, 4].map((id) => store.run({ id }, () => one.execute({ pluginId: '@test/lifetime', handlerId: 'store' })));
+      console.log(JSON.stringify((await Promise.all(calls)).map((r) => (r.ok ? r.data : r.error.code))));
+      await Promise.all([one.shutdown(), backend.shutdown()]);`);
+    expect(result.stderr).toBe('');
+    expect(JSON.parse(result.stdout.trim())).toEqual([{ id: 1 }, { id: 2 }, { id: 3 }, { id: 4 }]);
+  });
+
   it('once every execution has ended, its limit no longer keeps the process alive', () => {
     const result = run(`${backend}
       const r = await backend.execute({ pluginId: '@test/lifetime', handlerId: 'quick' });

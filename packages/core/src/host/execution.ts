@@ -22,6 +22,8 @@ import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from '.
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
 const newExecutionId = (): string => (randomUUID ??= process.getBuiltinModule('node:crypto').randomUUID)();
+/** `granted`, bound to the async context it is made in (AsyncResource.bind), node:async_hooks looked up on first use. */
+const inCallersContext = (granted: (slot: Slot) => void): ((slot: Slot) => void) => process.getBuiltinModule('node:async_hooks').AsyncResource.bind(granted);
 
 /** How long a stopped execution's result waits for its runner to be gone, and then for its release, before returning anyway. */
 const STOP_SETTLE_MS = 1000;
@@ -223,11 +225,7 @@ export class Execution {
     };
   }
 
-  /**
-   * A slot, then a workspace lease (in admission order), each held as soon as it is taken, then the
-   * hand-over. A slot waited for comes inside the release that frees it, and the task goes to its
-   * runner there and then, not turns of the loop later (docs/benchmarks.md).
-   */
+  /** A slot, then a workspace lease (in admission order), each held as soon as taken, then the hand-over; a slot waited for comes inside the release that frees it (docs/benchmarks.md). */
   #admitAndDispatch(task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     throwIfAborted(opts.signal);
     const slot = this.#host.scheduler.take(task.pluginId, opts.signal);
@@ -242,7 +240,8 @@ export class Execution {
           reject(error);
         }
       };
-      this.#host.scheduler.enqueue(task.pluginId, opts.signal, granted, (error) => (queued?.(), reject(error)));
+      // Told inside another execution's release: run in this caller's async context (its AsyncLocalStorage stores, seen by an in-process handler and the host's services).
+      this.#host.scheduler.enqueue(task.pluginId, opts.signal, inCallersContext(granted), (error) => (queued?.(), reject(error)));
     });
   }
 
