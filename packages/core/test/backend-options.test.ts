@@ -97,6 +97,12 @@ describe('parseOptions', () => {
     ]);
   });
 
+  it("another backend's option that is another pool's name for one of this backend's says both (subprocess `env` → `baseEnv`)", () => {
+    const subprocessLike = backendOptionsSchema().extend({ baseEnv: z.array(z.string()).optional() });
+    const error = failure(() => parseOptions(subprocessLike, { env: { A: '1' } }, 'subprocess backend options', true));
+    expect(error.details.issues).toEqual([{ path: 'env', message: 'not an option of this backend; it is an option of the worker-pool backend; or did you mean "baseEnv"?' }]);
+  });
+
   it("a backend's options: one that only other backend types take is said as theirs", () => {
     const backendSchema = backendOptionsSchema();
     const error = failure(() => parseOptions(backendSchema, { prespawn: 1, cancelGraceMs: 5, pool: 'p', maxQueu: 1 }, 'in-process backend options', true));

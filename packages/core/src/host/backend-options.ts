@@ -8,7 +8,7 @@ import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
 import { distinctIssues, formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
 import { MAX_TIMER_MS } from './deadlines.js';
-import { nearest, unknownKeyMessage } from './nearest-name.js';
+import { meantBy, nearest, unknownKeyMessage } from './nearest-name.js';
 import { backendKeyOfExecute, optionOfOtherBackends } from './backend-own-options.js';
 import { WorkspaceManager } from './workspace-manager.js';
 
@@ -156,7 +156,8 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
       // of execute() or of the request is said as that, with the near name (`timeoutMs`).
       const top = backendOptions && issue.path.length === 0;
       const other = top ? optionOfOtherBackends(key) : undefined;
-      if (other) return { path: formatPath([...issue.path, key]), message: `not an option of this backend; it is ${other}` };
+      // Said as theirs, and as what it is here when it is another pool's name for one of ours (subprocess `env` → `baseEnv`).
+      if (other) return { path: formatPath([...issue.path, key]), message: unknownKeyMessage(`not an option of this backend; it is ${other}`, meantBy(key, known)) };
       return { path: formatPath([...issue.path, key]), message: unknownKeyMessage(top ? backendKeyOfExecute(key) : undefined, nearest(key, known)) };
     });
   });

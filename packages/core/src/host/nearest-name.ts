@@ -5,8 +5,8 @@
  */
 export function nearest(name: string, known: readonly string[]): string | undefined {
   // What a host means by it, whatever name spells closer (`idleTimeoutMs` holds "timeout" too).
-  const meant = MEANT[name.toLowerCase()];
-  if (meant !== undefined && known.includes(meant)) return meant;
+  const meant = meantBy(name, known);
+  if (meant !== undefined) return meant;
   let best: string | undefined;
   let bestDistance = Infinity;
   const lower = name.toLowerCase();
@@ -18,6 +18,12 @@ export function nearest(name: string, known: readonly string[]): string | undefi
   if (lower.length < 5) return undefined;
   const holding = known.filter((candidate) => candidate.toLowerCase().includes(lower));
   return holding.sort((a, b) => a.length - b.length)[0];
+}
+
+/** The known option a host means by `name` when it is another's (MEANT), whatever is spelt nearer. */
+export function meantBy(name: string, known: readonly string[]): string | undefined {
+  const meant = MEANT[name.toLowerCase()];
+  return meant !== undefined && known.includes(meant) ? meant : undefined;
 }
 
 /** `; did you mean "<the nearest known name>"?`, or '' when none is near `name`. */
