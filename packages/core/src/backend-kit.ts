@@ -28,4 +28,4 @@ export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } 
 export { tightenViews } from './tight-views.js';
 export { CONTROLS_BEYOND_C0, shownControls } from './shown-controls.js';
 export { serializeErrorForRunner } from './error-wire.js';
-export { hostPermissionProblem, refusedByHostPermissions } from './host/host-permissions.js';
+export { hostPermissionProblem, permissionModelFlag, refusedByHostPermissions, type PermissionFlag } from './host/host-permissions.js';

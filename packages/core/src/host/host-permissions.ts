@@ -10,11 +10,22 @@ const SCOPES = {
 
 type Scope = keyof typeof SCOPES;
 
+/** How Node's permission model is spelt: `--permission` (Node 22.13+ / 23.5+) or `--experimental-permission` (Node 20). */
+export type PermissionFlag = '--permission' | '--experimental-permission';
+
+/**
+ * The spelling a Node that accepts `known` flags takes (this Node's by default; a subprocess
+ * child's on another Node), or null if it has no permission model. From the flags it knows, never
+ * from its version number, so a backport or a future rename is picked up.
+ */
+export function permissionModelFlag(known: ReadonlySet<string> = process.allowedNodeEnvironmentFlags): PermissionFlag | null {
+  return known.has('--permission') ? '--permission' : known.has('--experimental-permission') ? '--experimental-permission' : null;
+}
+
 function refusal(scope: Scope, what: string = SCOPES[scope].what): string {
   const { flag } = SCOPES[scope];
-  // The model's flag as this Node spells it (Node 20: --experimental-permission).
-  const model = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
-  return `the host process runs under Node's permission model (${model}) without ${flag}, so it cannot start ${what}: start it with ${flag} as well`;
+  // Asked only of a host that runs under the model, so it has one of the spellings.
+  return `the host process runs under Node's permission model (${permissionModelFlag() ?? '--permission'}) without ${flag}, so it cannot start ${what}: start it with ${flag} as well`;
 }
 
 /** `error` is the permission model's refusal to start what `scope` names: said so; else undefined. */

@@ -1,19 +1,12 @@
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
+import { permissionModelFlag, type PermissionFlag } from '@kb-labs/plugin-execution-core/backend-kit';
 import { dependencyFolders, packageScopeFile, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
 
-/**
- * Which spelling of Node's permission model the running Node accepts: `--permission` (Node
- * 22.13+ / 23.5+) or `--experimental-permission` (Node 20). Detected from the flags this Node
- * knows, never from its version number, so a backport or a future rename is picked up.
- */
-export type PermissionFlag = '--permission' | '--experimental-permission';
-
-/** The spelling a Node that accepts `known` flags takes (this Node's by default; a child's on another Node: ChildNode.flags). */
-export function detectPermissionFlag(known: ReadonlySet<string> = process.allowedNodeEnvironmentFlags): PermissionFlag | null {
-  return known.has('--permission') ? '--permission' : known.has('--experimental-permission') ? '--experimental-permission' : null;
-}
+/** Which spelling of Node's permission model a Node takes (core's permissionModelFlag; a child's on another Node: ChildNode.flags). */
+export const detectPermissionFlag = permissionModelFlag;
+export type { PermissionFlag };
 
 /** Everything the child's Node flags depend on. Two tasks with equal profiles can share a warm spare. */
 export interface ChildProfile {
