@@ -22,8 +22,17 @@ import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from '.
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
 const newExecutionId = (): string => (randomUUID ??= process.getBuiltinModule('node:crypto').randomUUID)();
-/** `granted`, bound to the async context it is made in (AsyncResource.bind), node:async_hooks looked up on first use. */
-const inCallersContext = (granted: (slot: Slot) => void): ((slot: Slot) => void) => process.getBuiltinModule('node:async_hooks').AsyncResource.bind(granted);
+/** node:async_hooks's AsyncResource, looked up on first use. */
+let AsyncResourceClass: typeof import('node:async_hooks').AsyncResource | undefined;
+/**
+ * `granted`, run in the async context it is made in. Not AsyncResource.bind: on Node 20 each bind
+ * also makes two deprecate() wrappers for its `asyncResource` property, a tenth of the host's CPU
+ * per queued execution in the worker-pool bench (docs/benchmarks.md).
+ */
+const inCallersContext = (granted: (slot: Slot) => void): ((slot: Slot) => void) => {
+  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_QUEUED_EXECUTION');
+  return (slot) => context.runInAsyncScope(granted, undefined, slot);
+};
 
 /** How long a stopped execution's result waits for its runner to be gone, and then for its release, before returning anyway. */
 const STOP_SETTLE_MS = 1000;
