@@ -42,6 +42,33 @@ report('in-process: execute() p50', backendP50, 'µs');
 report('in-process: execute() overhead per call p50', overhead, 'µs');
 report('structuredClone(input) + structuredClone(result) p50', cloneP50, 'µs');
 report('in-process: overhead / the two clones', overhead / cloneP50, 'x', { op: '<=', value: 1.0 });
+
+// CPU per execution under a load that changes: many in flight, then one at a time, then many
+// again. A host's collections of live executions once kept every execution's objects past the
+// young-generation collections once the load had changed (core's live-list.ts): every phase after
+// the first then cost several times as much.
+async function cpuPerExecution(inFlight, total) {
+  let started = 0;
+  const before = process.cpuUsage();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (started < total) {
+        started++;
+        const r = await backend.execute(request);
+        if (!r.ok) throw r.error;
+      }
+    }),
+  );
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / total;
+}
+heading('in-process backend: CPU per execution as the load changes (echo, 50,000 each)');
+const phases = [
+  ['64 in flight', 64],
+  ['then one at a time', 1],
+  ['then 64 in flight again', 64],
+];
+for (const [label, inFlight] of phases) report(`in-process: CPU per execution, ${label}`, await cpuPerExecution(inFlight, 50_000), 'µs');
 await backend.shutdown();
 
 const root = await mkdtemp(path.join(os.tmpdir(), 'kb-bench-ws-'));

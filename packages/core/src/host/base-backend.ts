@@ -12,6 +12,7 @@ import { PluginChanges } from './plugin-changes.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
+import { LiveList } from './live-list.js';
 import { settlesWithin } from '../settles-within.js';
 import { missingPluginFiles } from './plugin-files.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
@@ -292,7 +293,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     if (this.#tally.inflight > 0) await deadline.within(this.#tally.idle());
     this.#closing = true;
     const running = this.#host.running;
-    for (const execution of [...running]) {
+    for (const execution of running.values()) {
       // One no runner had taken yet (a queue task still in the stream) never ran.
       const stopped = execution.taken ? new ShuttingDownError(`The ${this.type} backend shut down while this execution was running`, { details: { phase: 'running' } }) : this.#neverStarted();
       execution.stop(stopped);
@@ -350,7 +351,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       defaultTimeoutMs: this.defaultTimeoutMs,
       releaseSlotOnStop: defaults.releaseSlotOnStop ?? false,
       remoteRunners: defaults.remoteRunners ?? false,
-      running: new Set(),
+      running: new LiveList(),
       idsInUse: new Set(),
       stopping: () => this.#stopping,
       closing: () => this.#closing,

@@ -1,10 +1,12 @@
+import { LiveList, type LiveEntry } from './live-list.js';
+
 /**
  * The time limits of running executions, on one timer per distinct limit instead of a timer per
  * execution. Executions with the same limit expire in the order they started, so each limit keeps
- * an insertion-ordered set whose first entry is the next to expire; its timer is armed for that
+ * an insertion-ordered list whose first entry is the next to expire; its timer is armed for that
  * entry and re-armed, when it fires, for the next one. Starting and ending an execution are then a
- * Set insert and delete, where a timer of its own costs an allocation, a timer-list insert and an
- * unenroll (docs/benchmarks.md, in-process overhead).
+ * list insert and unlink, where a timer of its own costs an allocation, a timer-list insert and an
+ * unenroll (docs/benchmarks.md, in-process overhead). A list, not a Set: live-list.ts.
  *
  * While a limit has executions its timer keeps the process alive, as a timer of their own would;
  * once it has none, its timer no longer does, and it is kept for the next execution of that limit
@@ -14,16 +16,21 @@
 /** Node's longest timer (about 24.8 days): the longest time limit any option, manifest or execute() takes. */
 export const MAX_TIMER_MS = 2_147_483_647;
 
-export interface Deadline {
+interface Expiry {
   /** `performance.now()` at which it expires. */
   readonly at: number;
   readonly expire: () => void;
 }
 
+/** One execution's time limit, as `add` gives it and `cancel` takes it. */
+export type Deadline = LiveEntry<Expiry>;
+
 interface LimitTimers {
   readonly limitMs: number;
-  readonly pending: Set<Deadline>;
+  readonly pending: LiveList<Expiry>;
   timer: NodeJS.Timeout | undefined;
+  /** Its place among the idle limits, while it has nothing pending. */
+  idle: LiveEntry<LimitTimers> | undefined;
 }
 
 /** Limits without executions whose timers are kept for their next execution, the last ones used. */
@@ -32,17 +39,16 @@ const IDLE_LIMITS_KEPT = 8;
 export class Deadlines {
   readonly #byLimit = new Map<number, LimitTimers>();
   /** Of `#byLimit`, those with nothing pending, the longest idle first. */
-  readonly #idle = new Set<LimitTimers>();
+  readonly #idle = new LiveList<LimitTimers>();
 
   /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
   add(limitMs: number, now: number, expire: () => void): Deadline {
     let limit = this.#byLimit.get(limitMs);
-    if (!limit) this.#byLimit.set(limitMs, (limit = { limitMs, pending: new Set(), timer: undefined }));
-    const deadline: Deadline = { at: now + limitMs, expire };
+    if (!limit) this.#byLimit.set(limitMs, (limit = { limitMs, pending: new LiveList(), timer: undefined, idle: undefined }));
     const wasEmpty = limit.pending.size === 0;
-    limit.pending.add(deadline);
+    const deadline = limit.pending.add({ at: now + limitMs, expire });
     // An armed timer fires no later than this deadline: it was armed for one that started earlier.
-    if (wasEmpty) this.#idle.delete(limit);
+    if (wasEmpty) this.#notIdle(limit);
     if (!limit.timer) limit.timer = setTimeout(() => this.#fire(limit), limitMs);
     else if (wasEmpty) limit.timer.ref();
     return deadline;
@@ -50,12 +56,12 @@ export class Deadlines {
 
   cancel(limitMs: number, deadline: Deadline): void {
     const limit = this.#byLimit.get(limitMs);
-    if (!limit?.pending.delete(deadline) || limit.pending.size > 0) return;
+    if (!limit?.pending.remove(deadline) || limit.pending.size > 0) return;
     limit.timer?.unref();
-    this.#idle.add(limit);
+    limit.idle = this.#idle.add(limit);
     if (this.#idle.size <= IDLE_LIMITS_KEPT) return;
-    const oldest: LimitTimers = this.#idle.values().next().value!;
-    this.#idle.delete(oldest);
+    const oldest = this.#idle.first!.value;
+    this.#notIdle(oldest);
     clearTimeout(oldest.timer);
     this.#byLimit.delete(oldest.limitMs);
   }
@@ -63,22 +69,26 @@ export class Deadlines {
   #fire(limit: LimitTimers): void {
     limit.timer = undefined;
     const now = performance.now();
-    for (const deadline of limit.pending) {
-      if (deadline.at > now) break;
-      limit.pending.delete(deadline);
+    for (let first = limit.pending.first; first && first.value.at <= now; first = limit.pending.first) {
+      limit.pending.remove(first);
       try {
-        deadline.expire();
+        first.value.expire();
       } catch {
         // One expiry that throws must not keep the others from expiring.
       }
     }
     // An expiry may have started another execution (and armed a timer for it): arm for the first.
     clearTimeout(limit.timer);
-    const first: Deadline | undefined = limit.pending.values().next().value;
-    if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.at - performance.now())));
+    const first = limit.pending.first;
+    if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.value.at - performance.now())));
     else if (this.#byLimit.get(limit.limitMs) === limit) {
       this.#byLimit.delete(limit.limitMs);
-      this.#idle.delete(limit);
+      this.#notIdle(limit);
     }
+  }
+
+  #notIdle(limit: LimitTimers): void {
+    if (limit.idle) this.#idle.remove(limit.idle);
+    limit.idle = undefined;
   }
 }

@@ -14,6 +14,7 @@ import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, typ
 import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
+import type { LiveList } from './live-list.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
@@ -69,8 +70,8 @@ export interface ExecutionHost {
   finished(result: ExecutionResult, dispatched: boolean): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
   track(release: Promise<unknown>): void;
-  /** Shutdown's way to stop what runs. */
-  running: Set<Execution>;
+  /** Shutdown's way to stop what runs (a LiveList, not a Set: live-list.ts). */
+  running: LiveList<Execution>;
   /** The ids callers chose for executions not finished yet: one may not be given to two at once. */
   readonly idsInUse: Set<string>;
 }
@@ -302,7 +303,7 @@ export class Execution {
       const decide = (outcome: Outcome) => {
         deadlines.cancel(limitMs, deadline);
         stopListening?.();
-        host.running.delete(this);
+        host.running.remove(running);
         const decidedAt = (this.#decidedAt = performance.now());
         // Remote runners: the wait for a worker to take its task (in the stream) is queue wait, not run.
         let ranFrom = startedAt;
@@ -314,10 +315,10 @@ export class Execution {
         telemetry?.decided(outcome.ok ? undefined : outcome.error);
         resolve(outcome);
       };
+      const running = host.running.add(this);
       control.onStop((error) => decide({ ok: false, error }));
       const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
       const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
-      host.running.add(this);
       telemetry?.dispatched(task.pluginId, task.handlerId);
       let dispatched: Promise<unknown>;
       try {
