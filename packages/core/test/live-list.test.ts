@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LiveList } from '../src/host/live-list.js';
+import { LiveList, LiveMap } from '../src/host/live-list.js';
 
 describe('LiveList', () => {
   it('keeps what is added in order, takes out any entry once, and leaves a removed entry pointing at nothing', () => {
@@ -38,5 +38,32 @@ describe('LiveList', () => {
     }
     expect(seen).toEqual([1, 2, 3, 4]);
     expect(one.values()).toEqual([1]);
+  });
+
+  it('LiveMap: a Map of string keys in insertion order, a key set again keeping its place, keys that are no names included', () => {
+    const map = new LiveMap<number>();
+    for (const key of ['b', '10', '__proto__', 'constructor', '2', 'a']) map.set(key, key.length);
+    // Not an object's order (integer-like keys first): the order they came in, as a Map keeps it.
+    expect(map.keys()).toEqual(['b', '10', '__proto__', 'constructor', '2', 'a']);
+    expect(map.get('__proto__')).toBe(9);
+    expect(map.get('toString')).toBeUndefined();
+    expect(map.has('constructor')).toBe(true);
+    map.set('b', 99);
+    expect(map.entries()[0]).toEqual(['b', 99]);
+    expect(map.delete('10')).toBe(true);
+    expect(map.delete('10')).toBe(false);
+    expect(map.size).toBe(5);
+    map.set('10', 1);
+    expect(map.keys().at(-1)).toBe('10');
+    const seen: string[] = [];
+    for (const [key] of map) {
+      seen.push(key);
+      map.delete(key);
+    }
+    expect(seen).toEqual(['b', '__proto__', 'constructor', '2', 'a', '10']);
+    expect(map.size).toBe(0);
+    map.set('x', 1);
+    map.clear();
+    expect([map.size, map.values()]).toEqual([0, []]);
   });
 });

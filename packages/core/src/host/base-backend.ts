@@ -12,7 +12,7 @@ import { PluginChanges } from './plugin-changes.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
 import { Scheduler } from './scheduler.js';
-import { LiveList } from './live-list.js';
+import { LiveList, LiveMap } from './live-list.js';
 import { settlesWithin } from '../settles-within.js';
 import { missingPluginFiles } from './plugin-files.js';
 import { ShutdownDeadline } from './shutdown-deadline.js';
@@ -352,7 +352,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       releaseSlotOnStop: defaults.releaseSlotOnStop ?? false,
       remoteRunners: defaults.remoteRunners ?? false,
       running: new LiveList(),
-      idsInUse: new Set(),
+      idsInUse: new LiveMap(),
       stopping: () => this.#stopping,
       closing: () => this.#closing,
       ready: () => {

@@ -1,4 +1,4 @@
-import { LiveList, type LiveEntry } from './live-list.js';
+import { LiveList, LiveMap, type LiveEntry } from './live-list.js';
 
 /**
  * The time limits of running executions, on one timer per distinct limit instead of a timer per
@@ -37,14 +37,15 @@ interface LimitTimers {
 const IDLE_LIMITS_KEPT = 8;
 
 export class Deadlines {
-  readonly #byLimit = new Map<number, LimitTimers>();
+  /** By limit (its ms as a string): a LiveMap, since a host may give each execution a limit of its own. */
+  readonly #byLimit = new LiveMap<LimitTimers>();
   /** Of `#byLimit`, those with nothing pending, the longest idle first. */
   readonly #idle = new LiveList<LimitTimers>();
 
   /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
   add(limitMs: number, now: number, expire: () => void): Deadline {
-    let limit = this.#byLimit.get(limitMs);
-    if (!limit) this.#byLimit.set(limitMs, (limit = { limitMs, pending: new LiveList(), timer: undefined, idle: undefined }));
+    let limit = this.#byLimit.get(String(limitMs));
+    if (!limit) this.#byLimit.set(String(limitMs), (limit = { limitMs, pending: new LiveList(), timer: undefined, idle: undefined }));
     const wasEmpty = limit.pending.size === 0;
     const deadline = limit.pending.add({ at: now + limitMs, expire });
     // An armed timer fires no later than this deadline: it was armed for one that started earlier.
@@ -55,7 +56,7 @@ export class Deadlines {
   }
 
   cancel(limitMs: number, deadline: Deadline): void {
-    const limit = this.#byLimit.get(limitMs);
+    const limit = this.#byLimit.get(String(limitMs));
     if (!limit?.pending.remove(deadline) || limit.pending.size > 0) return;
     limit.timer?.unref();
     limit.idle = this.#idle.add(limit);
@@ -63,7 +64,7 @@ export class Deadlines {
     const oldest = this.#idle.first!.value;
     this.#notIdle(oldest);
     clearTimeout(oldest.timer);
-    this.#byLimit.delete(oldest.limitMs);
+    this.#byLimit.delete(String(oldest.limitMs));
   }
 
   #fire(limit: LimitTimers): void {
@@ -81,8 +82,8 @@ export class Deadlines {
     clearTimeout(limit.timer);
     const first = limit.pending.first;
     if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.value.at - performance.now())));
-    else if (this.#byLimit.get(limit.limitMs) === limit) {
-      this.#byLimit.delete(limit.limitMs);
+    else if (this.#byLimit.get(String(limit.limitMs)) === limit) {
+      this.#byLimit.delete(String(limit.limitMs));
       this.#notIdle(limit);
     }
   }

@@ -14,7 +14,7 @@ import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, typ
 import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
-import type { LiveList } from './live-list.js';
+import type { LiveList, LiveMap } from './live-list.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
@@ -73,7 +73,7 @@ export interface ExecutionHost {
   /** Shutdown's way to stop what runs (a LiveList, not a Set: live-list.ts). */
   running: LiveList<Execution>;
   /** The ids callers chose for executions not finished yet: one may not be given to two at once. */
-  readonly idsInUse: Set<string>;
+  readonly idsInUse: LiveMap<true>;
 }
 
 /**
@@ -201,7 +201,7 @@ export class Execution {
         details: { path: 'executionId', reason: 'duplicate' },
       });
     }
-    inUse.add(id);
+    inUse.set(id, true);
     this.#held.hold(() => inUse.delete(id));
   }
 

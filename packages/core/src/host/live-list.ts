@@ -62,3 +62,78 @@ export class LiveList<T> implements Iterable<T> {
     return this.values()[Symbol.iterator]();
   }
 }
+
+interface LiveMapEntry<V> {
+  value: V;
+  readonly place: LiveEntry<string>;
+}
+
+/**
+ * A Map of string keys for what comes and goes once per execution (executions by id, requests by
+ * token): the same API where this project uses it, the same insertion order, none of a Map's
+ * rehashed tables (LiveList). Keys are held in an object without a prototype, put in dictionary
+ * mode at once, whose tables point at nothing when replaced.
+ */
+export class LiveMap<V> implements Iterable<[string, V]> {
+  readonly #byKey: Record<string, LiveMapEntry<V>> = dictionary();
+  readonly #order = new LiveList<string>();
+
+  get size(): number {
+    return this.#order.size;
+  }
+
+  get(key: string): V | undefined {
+    return this.#byKey[key]?.value;
+  }
+
+  has(key: string): boolean {
+    return this.#byKey[key] !== undefined;
+  }
+
+  /** A key already here keeps its place, as in a Map. */
+  set(key: string, value: V): this {
+    const entry = this.#byKey[key];
+    if (entry) entry.value = value;
+    else this.#byKey[key] = { value, place: this.#order.add(key) };
+    return this;
+  }
+
+  delete(key: string): boolean {
+    const entry = this.#byKey[key];
+    if (!entry) return false;
+    delete this.#byKey[key];
+    this.#order.remove(entry.place);
+    return true;
+  }
+
+  clear(): void {
+    for (const key of this.#order.values()) this.delete(key);
+  }
+
+  /** The keys now, in the order added: a copy (so are values() and entries()), free to change the map meanwhile. */
+  keys(): string[] {
+    return this.#order.values();
+  }
+
+  values(): V[] {
+    return this.#order.values().map((key) => this.#byKey[key]!.value);
+  }
+
+  entries(): Array<[string, V]> {
+    return this.#order.values().map((key) => [key, this.#byKey[key]!.value]);
+  }
+
+  [Symbol.iterator](): Iterator<[string, V]> {
+    return this.entries()[Symbol.iterator]();
+  }
+}
+
+/** An object without a prototype, in dictionary mode from the start (deleting a property other than the last one added puts it there). */
+function dictionary<V>(): Record<string, V> {
+  const object = Object.create(null) as Record<string, unknown>;
+  object.a = 0;
+  object.b = 0;
+  delete object.a;
+  delete object.b;
+  return object as Record<string, V>;
+}

@@ -1,5 +1,6 @@
 import { AbortedError, QueueFullError, type ExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
+import { LiveMap } from './live-list.js';
 
 export interface SchedulerOptions {
   /** Executions running at once. */
@@ -36,7 +37,8 @@ export class Scheduler {
   #queue: Waiter[] = [];
   /** Set by closeQueue(): what an execution that would have to wait gets from then on. */
   #closedWith: ExecutionError | undefined;
-  readonly #perKey = new Map<string, number>();
+  /** Running executions per key: a LiveMap (live-list.ts), since a key comes and goes with its executions. */
+  readonly #perKey = new LiveMap<number>();
 
   constructor(options: SchedulerOptions) {
     this.concurrency = options.concurrency;
