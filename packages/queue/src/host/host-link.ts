@@ -1,5 +1,5 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
-import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
@@ -30,7 +30,7 @@ const STREAM_CHECK_MS = 5000;
  * workers report), the pool's presence, and the watch over running executions' heartbeats.
  */
 export class HostLink implements ExecutionLink {
-  readonly executions = new Map<string, RemoteExecution>();
+  readonly executions = new LiveMap<RemoteExecution>();
   readonly workers: WorkerDirectory;
   /** Why the pool's stream does not keep tasks as `streamStorage` asks (health() says it). */
   storageProblem: string | undefined;

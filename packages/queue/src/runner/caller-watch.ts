@@ -1,5 +1,5 @@
 import { AbortedError } from '@kb-labs/plugin-execution-core';
-import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Courier } from '../shared/courier.js';
 import { decode, encode } from '../shared/wire.js';
 
@@ -24,7 +24,7 @@ const ID_FREED_WITHIN_MS = 5000;
 const MAX_ASKING = 3;
 
 interface Caller {
-  executions: Map<string, Watched>;
+  executions: LiveMap<Watched>;
   lostMs: number;
   /** When the caller last said anything to this worker: a heartbeat's answer, a part's, a message. */
   lastAnswer: number;
@@ -43,7 +43,7 @@ interface Caller {
  * than its workers does not take them for lost.
  */
 export class CallerWatch {
-  readonly #callers = new Map<string, Caller>();
+  readonly #callers = new LiveMap<Caller>();
   /** Executions stopped here because their caller no longer waits for them (freed). */
   readonly #orphaned = new WeakSet<Watched>();
   readonly #courier: Courier;
@@ -66,11 +66,17 @@ export class CallerWatch {
   add(caller: string, lostMs: number, execution: Watched): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
-      this.#callers.set(caller, (entry = { executions: new Map(), lostMs, lastAnswer: performance.now(), asking: 0 }));
+      this.#callers.set(caller, (entry = { executions: new LiveMap(), lostMs, lastAnswer: performance.now(), asking: 0 }));
       this.#pace();
     }
     entry.lastAnswer = performance.now();
     entry.executions.set(execution.id, execution);
+  }
+
+  /** The execution of `sent` has ended, its result sent as one message: watched on as that alone, until its caller has it. */
+  ended(caller: string, sent: Watched): void {
+    const entry = this.#callers.get(caller);
+    if (entry?.executions.has(sent.id)) entry.executions.set(sent.id, sent);
   }
 
   delete(caller: string, executionId: string): void {

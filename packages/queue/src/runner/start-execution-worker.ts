@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
-import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
@@ -95,7 +95,7 @@ class QueueWorker implements ExecutionWorker {
   readonly #makeBackend: (workspace: boolean) => IExecutionBackend;
   readonly #backends = new Map<boolean, IExecutionBackend>();
   /** Executions here, by caller and id (executionKey), in the order they came. */
-  readonly #executions = new Map<string, WorkerExecution>();
+  readonly #executions = new LiveMap<WorkerExecution>();
   readonly #parts: PartsAssembler;
   readonly #puller: TaskPuller;
   readonly #subscriptions: Subscription[] = [];

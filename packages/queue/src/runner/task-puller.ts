@@ -1,4 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { LiveMap } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf } from '../shared/connection.js';
 import { PULL_EXPIRES_MS } from '../shared/pool-consumer.js';
 
@@ -44,7 +45,7 @@ export class TaskPuller {
   readonly #take: (msg: TaskMessage) => void;
   readonly #inbox: string;
   /** Requests not known to be over: their size and when they were made. */
-  readonly #requests = new Map<string, { batch: number; at: number }>();
+  readonly #requests = new LiveMap<{ batch: number; at: number }>();
   #subscription: Subscription | undefined;
   /** Tasks the requests in flight may still bring. */
   #asked = 0;

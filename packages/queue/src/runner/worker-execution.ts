@@ -5,6 +5,7 @@ import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
 import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
+import { RESULT_TIMEOUT_MS, SentResult } from './sent-result.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
@@ -27,9 +28,6 @@ const HAND_BACK_DELAY_MS = 250;
  * while the task waits out this delay no worker can take it, a peer with a free slot included.
  */
 const WAIT_FOR_PEER_DELAY_MS = 100;
-const RESULT_TIMEOUT_MS = 10_000;
-/** How many times a result its caller did not get goes again (see resendResult). */
-const RESULT_RESENDS = 3;
 
 type Claim = { caller: string; lostMs: number; protocol: number };
 
@@ -54,11 +52,8 @@ export class WorkerExecution implements Watched {
   #input: DeferredBytes | undefined;
   /** Logs, events and calls to the caller, in order. */
   readonly #out: ExecutionOutbox;
-  /** A result sent as one message, until its caller is known to have it (see resendResult). */
-  #result: Uint8Array | undefined;
-  #resultResends = 0;
-  /** The worker's connection (Courier.connection) the result went on. */
-  resultSentOn: number | undefined;
+  /** Its result, once it went as one message: the watch keeps that, not this, until its caller has it. */
+  #sent: SentResult | undefined;
   /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
@@ -132,8 +127,9 @@ export class WorkerExecution implements Watched {
     } catch (error) {
       await this.#reportFailure(error);
     } finally {
-      // A result sent as one message is watched until its caller has it (resendResult).
-      if (this.resultSentOn === undefined) this.#worker.watch.delete(caller, this.id);
+      // A result sent as one message is watched until its caller has it (SentResult).
+      if (this.#sent) this.#worker.watch.ended(caller, this.#sent);
+      else this.#worker.watch.delete(caller, this.id);
       this.#calls.close();
     }
   }
@@ -310,22 +306,16 @@ export class WorkerExecution implements Watched {
     await courier.post(this.claim.caller, 'result', this.id, bytes, { timeoutMs: RESULT_TIMEOUT_MS, tally: this.#out.tally });
     // In parts, each answered: the last part's answer says the caller has it.
     if (!courier.fitsOneMessage(bytes)) return;
-    this.#result = bytes;
-    this.resultSentOn = courier.connection;
+    this.#sent = new SentResult(this.id, courier, this.claim.caller, bytes, this.#out.tally);
   }
 
-  /**
-   * Its result went as one message on a connection that dropped since, and a heartbeat's answer
-   * still counts it as running: the drop took the result (published, not yet at the server), so it
-   * goes again. False once it went RESULT_RESENDS times: the caller reports this worker lost.
-   */
+  /** The worker's connection its result went on as one message (SentResult), while the watch still holds this execution. */
+  get resultSentOn(): number | undefined {
+    return this.#sent?.resultSentOn;
+  }
+
   resendResult(): boolean {
-    const result = this.#result;
-    if (!result || this.#resultResends >= RESULT_RESENDS) return false;
-    this.#resultResends++;
-    this.resultSentOn = undefined;
-    void this.#sendResult(result).catch(() => undefined);
-    return true;
+    return this.#sent?.resendResult() ?? false;
   }
 
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { LiveMap } from '@kb-labs/plugin-execution-core/backend-kit';
 import { PartsWindow } from './parts-window.js';
 import { ReplyInbox } from './reply-inbox.js';
 import { HEADER, encode, formatBytes, makeHeaders, type Kind } from './wire.js';
@@ -81,7 +82,7 @@ export class Courier {
   /** Fail the part requests waiting for their answers (see hold()). */
   readonly #partsInFlight = new Set<(error: Error) => void>();
   /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
-  readonly #paces = new Map<string, { sinceAck: number; held: Held | undefined }>();
+  readonly #paces = new LiveMap<{ sinceAck: number; held: Held | undefined }>();
 
   /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
   constructor(nc: NatsConnection, caller?: string, events: CourierEvents = {}) {

@@ -1,4 +1,5 @@
 import { RequestError, TimeoutError, createInbox, errors, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { LiveMap } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf, refusedPublish } from './connection.js';
 
 /**
@@ -15,7 +16,7 @@ import { inboxPrefixOf, refusedPublish } from './connection.js';
 export class ReplyInbox {
   readonly #nc: NatsConnection;
   readonly #prefix: string;
-  readonly #waiting = new Map<string, Waiting>();
+  readonly #waiting = new LiveMap<Waiting>();
   #count = 0;
   /** The server refused the inbox's subscription (not permitted): no answer can ever come. */
   #refused: Error | undefined;
