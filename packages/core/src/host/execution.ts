@@ -14,6 +14,7 @@ import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, typ
 import { cloneForWire } from '../wire-clone.js';
 import type { Scheduler, Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
+import { inCallersContext } from './callers-context.js';
 import type { LiveList, LiveMap } from './live-list.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
@@ -23,17 +24,6 @@ import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from '.
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
 const newExecutionId = (): string => (randomUUID ??= process.getBuiltinModule('node:crypto').randomUUID)();
-/** node:async_hooks's AsyncResource, looked up on first use. */
-let AsyncResourceClass: typeof import('node:async_hooks').AsyncResource | undefined;
-/**
- * `granted`, run in the async context it is made in. Not AsyncResource.bind: on Node 20 each bind
- * also makes two deprecate() wrappers for its `asyncResource` property, a tenth of the host's CPU
- * per queued execution in the worker-pool bench (docs/benchmarks.md).
- */
-const inCallersContext = (granted: (slot: Slot) => void): ((slot: Slot) => void) => {
-  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_QUEUED_EXECUTION');
-  return (slot) => context.runInAsyncScope(granted, undefined, slot);
-};
 
 /** How long a stopped execution's result waits for its runner to be gone, and then for its release, before returning anyway. */
 const STOP_SETTLE_MS = 1000;

@@ -1,0 +1,15 @@
+import type { Slot } from './scheduler.js';
+
+/** node:async_hooks's AsyncResource, looked up on first use: importing core does not load it. */
+let AsyncResourceClass: typeof import('node:async_hooks').AsyncResource | undefined;
+
+/**
+ * `granted`, run in the async context it is made in (the caller's AsyncLocalStorage stores), for
+ * a queued execution handed its slot inside another's release. Not AsyncResource.bind: on Node 20
+ * each bind also makes two deprecate() wrappers for its `asyncResource` property, a tenth of the
+ * host's CPU per queued execution in the worker-pool bench (docs/benchmarks.md).
+ */
+export function inCallersContext(granted: (slot: Slot) => void): (slot: Slot) => void {
+  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_QUEUED_EXECUTION');
+  return (slot) => context.runInAsyncScope(granted, undefined, slot);
+}
