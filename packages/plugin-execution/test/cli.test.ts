@@ -344,7 +344,9 @@ describe('kb-plugin-exec CLI', () => {
     const { openSync, closeSync, statSync } = await import('node:fs');
     const fd = openSync(out, 'w');
     try {
-      const result = spawnSync(process.execPath, [cli, 'run', blocking, 'bytes', '--input', '{"n":20000000}', '--timeout', '200', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 120_000 });
+      // 600 ms: room for the handler's 20 MB and its copy on a loaded machine (200 ms was not, in CI), and still far below the
+      // seconds of printing, so that a watchdog left armed past the handler's return ends the process (checked so).
+      const result = spawnSync(process.execPath, [cli, 'run', blocking, 'bytes', '--input', '{"n":20000000}', '--timeout', '600', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 120_000 });
       expect(result.signal, result.stderr).toBeNull();
       expect(result.status, result.stderr).toBe(0);
     } finally {
