@@ -7,6 +7,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { LeftBehind } from './later-watch.js';
+import type { ListenerWatch } from './listener-watch.js';
 import type { ThreadRetireReason } from './thread-protocol.js';
 
 const apply = Reflect.apply;
@@ -20,9 +21,6 @@ const postMessage = (globalThis as unknown as { MessagePort: typeof MessagePort 
 const hasOwn = Object.hasOwn;
 const keysOf = Object.keys;
 const activeResources = process.getActiveResourcesInfo.bind(process);
-const rawListeners = process.rawListeners.bind(process) as (event: string | symbol) => unknown[];
-const eventNames = process.eventNames.bind(process);
-const hasCaptureCallback = process.hasUncaughtExceptionCaptureCallback.bind(process);
 
 /**
  * Intrinsics whose identity must survive an execution, by holder: what the thread's own runtime,
@@ -308,41 +306,6 @@ export class HandleWatch {
   leftover(): boolean {
     return liveResources() > this.#baseline;
   }
-}
-
-/**
- * Listeners a handler left on `process`: an 'uncaughtException' one would receive the next
- * plugin's errors (and turn its crash into a TIMEOUT), an 'exit' one would run its code later.
- * Compared one by one with the thread's own, taken before its first execution: one of the
- * runtime's swapped for the handler's own (the same number) is a change too.
- */
-export class ListenerWatch {
-  /** The listeners of each event on `process` when the thread was clean, one by one. */
-  #baseline: Map<string | symbol, readonly unknown[]> | undefined;
-
-  /** Call when the thread is idle and clean (before its first execution). */
-  mark(): void {
-    this.#baseline ??= new Map(eventNames().map((event) => [event, rawListeners(event)]));
-  }
-
-  /**
-   * A listener added, removed or swapped on any event of `process` (not only the error events: a
-   * `'worker'`, `'newListener'` or `'workerMessage'` listener runs its code during a later
-   * execution), or an uncaught-exception capture callback set (it would take the next plugin's crashes).
-   */
-  changed(): boolean {
-    const baseline = this.#baseline!;
-    const names = eventNames();
-    for (const event of names) if (!sameListeners(rawListeners(event), baseline.get(event))) return true;
-    for (const [event, before] of baseline) if (before.length > 0 && !names.includes(event)) return true;
-    return hasCaptureCallback();
-  }
-}
-
-function sameListeners(now: readonly unknown[], before: readonly unknown[] = []): boolean {
-  if (now.length !== before.length) return false;
-  for (let i = 0; i < now.length; i++) if (now[i] !== before[i]) return false;
-  return true;
 }
 
 /** Resources keeping the loop alive, less those already closing (a module load leaves a CloseReq behind for a moment). */

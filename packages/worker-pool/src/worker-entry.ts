@@ -11,11 +11,12 @@ import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
+import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
 import { closeInspector } from './inspector-lock.js';
 import { forgetSharedState, watchGlobalSymbols } from './shared-state.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
-import { EnvGate, HandleWatch, ListenerWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
+import { EnvGate, HandleWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread. A channel closed (by plugin code that
@@ -318,7 +319,7 @@ function idleSoon(): void {
  */
 function verdictOf(retire: ThreadRetireReason | undefined, reaping: boolean): ThreadVerdict {
   if (retire) return reaping ? { retire, reaping } : { retire };
-  return laterRuns > 0 || watches.listeners.changed() ? { bound: true } : {};
+  return laterRuns > 0 || watches.listeners.changedSinceLastLook() ? { bound: true } : {};
 }
 
 /** What an earlier handler set as the exit code does not become this one's (`process.exit()` with no code uses it). */

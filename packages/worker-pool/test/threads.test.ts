@@ -132,6 +132,19 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect((await runners(backend)).retired['globals-tampered']).toBe(1);
   });
 
+  it.each(['events-object', 'watch-removed'])('a listener left on process without process saying so (%s) is still found before another handler\'s task runs: declined, thread retired', async (how) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'listens-quietly', input: { how } });
+    expect(okData(left)).toBe(1);
+    // Its own handler again meets only what it left itself: the same thread.
+    const again = await backend.execute({ pluginId: POOL, handlerId: 'listens-quietly', input: { how } });
+    expect(again.meta.workerId).toBe(left.meta.workerId);
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+    expect(okData(other)).toBe('other');
+    expect(other.meta.workerId).not.toBe(left.meta.workerId);
+    expect(await runners(backend)).toMatchObject({ started: 2, crashed: 0, retired: { 'globals-tampered': 1 } });
+  });
+
   it('a handler that leaves a listener on process (as node:domain does) keeps its thread while another handler\'s tasks take another: taking turns starts no thread per execution', async () => {
     const backend = backends.make({ maxThreads: 3 });
     for (let i = 0; i < 5; i++) {
