@@ -5,6 +5,7 @@ import { Courier, courierPartBytes } from '../src/shared/courier.js';
 import { TransferRefusedError } from '../src/shared/transfer-refused.js';
 import { PartsAssembler, WORKER_PARTS } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
+import { readHeaders } from '../src/shared/wire.js';
 import { natsServer, newPool } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -40,7 +41,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
         arrived++;
         // The first parts are answered at once (the sender learns the link is fast); the rest are held.
         const take = () => {
-          const body = assembler.take(msg, 'exec-1');
+          const body = assembler.take(msg, readHeaders(msg), 'exec-1');
           if (body) {
             whole = body;
             msg.respond(new TextEncoder().encode('done'));
@@ -80,7 +81,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived++;
-        assembler.take(msg, 'exec-2');
+        assembler.take(msg, readHeaders(msg), 'exec-2');
       },
     });
     await receiver.flush();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { decode, encode, type TaskBody } from '../src/shared/wire.js';
+import { headers } from '@nats-io/transport-node';
+import { decode, encode, HEADER, makeHeaders, readHeaders, taskHeaders, type TaskBody } from '../src/shared/wire.js';
 
 // A host and its workers may run different Node majors (a fleet upgraded one machine at a time).
 // Bodies are v8.serialize'd: this is a task body as Node 20.20, 22.23 and 24.22 all encode it
@@ -37,5 +38,29 @@ describe('the wire format across Node majors', () => {
     expect(input.bytes).toEqual(new Uint8Array([1, 2, 3]));
     expect(input.err).toBeInstanceOf(RangeError);
     expect((input.err as Error).message).toBe('boom');
+  });
+});
+
+describe('headers', () => {
+  it('reads ours and the task id in one pass, each one\'s first value as MsgHdrs.get() gives it, and nothing else', () => {
+    const h = taskHeaders('e-1', '_INBOX.caller', 3000);
+    h.append('Nats-Msg-Id', 'task-1');
+    h.append(HEADER.executionId, 'e-2');
+    h.append('X-Other', 'ignored');
+    const read = readHeaders({ headers: h });
+    expect(read).toEqual({ kind: 'task', executionId: 'e-1', reply: '_INBOX.caller', lostMs: '3000', protocol: '2', msgId: 'task-1', part: undefined, transfer: undefined, outputSent: undefined, refused: undefined });
+    for (const [field, name] of Object.entries(HEADER)) expect(read[field as keyof typeof HEADER] ?? '').toBe(h.get(name));
+  });
+
+  it('reads a message without headers, or with none of ours, as all undefined', () => {
+    expect(Object.values(readHeaders({})).every((value) => value === undefined)).toBe(true);
+    const other = headers();
+    other.append('kb-kind', 'task');
+    expect(readHeaders({ headers: other }).kind).toBeUndefined();
+  });
+
+  it('makes each header once', () => {
+    const h = makeHeaders('result', 'e-1');
+    expect([...h].map(([name, values]) => [name, values.length])).toEqual([[HEADER.kind, 1], [HEADER.executionId, 1]]);
   });
 });

@@ -10,7 +10,7 @@ import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { encode, executionKey, HEADER, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, executionKey, readHeaders, type Kind, type PresenceBody, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
@@ -248,13 +248,14 @@ class QueueWorker implements ExecutionWorker {
 
   #fromCaller(msg: Msg): void {
     try {
-      const caller = msg.headers?.get(HEADER.reply) ?? '';
+      const headers = readHeaders(msg);
+      const caller = headers.reply ?? '';
       // Any word from a caller, a part of a large input included, says it is there.
       this.#services.watch.heard(caller);
-      const key = executionKey(caller, msg.headers?.get(HEADER.executionId) ?? '');
+      const key = executionKey(caller, headers.executionId ?? '');
       const execution = this.#executions.get(key);
-      const body = this.#parts.take(msg, execution ? key : undefined);
-      if (body) execution?.take((msg.headers?.get(HEADER.kind) ?? '') as Kind, body);
+      const body = this.#parts.take(msg, headers, execution ? key : undefined);
+      if (body) execution?.take((headers.kind ?? '') as Kind, body);
     } catch {
       // Undecodable: dropped.
     }

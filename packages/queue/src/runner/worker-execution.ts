@@ -2,7 +2,7 @@ import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, 
 import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, HEADER, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
+import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
 import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
 import { RESULT_TIMEOUT_MS, SentResult } from './sent-result.js';
@@ -69,13 +69,11 @@ export class WorkerExecution implements Watched {
     this.handlerOver = new Promise((resolve) => (this.#handlerOver = resolve));
     this.#msg = msg;
     this.#worker = worker;
-    this.id = msg.headers?.get(HEADER.executionId) ?? '';
-    this.taskId = msg.headers?.get('Nats-Msg-Id') ?? '';
-    this.claim = {
-      caller: msg.headers?.get(HEADER.reply) ?? '',
-      lostMs: Number(msg.headers?.get(HEADER.lostMs) ?? 3000),
-      protocol: Number(msg.headers?.get(HEADER.protocol)),
-    };
+    const headers = readHeaders(msg);
+    this.id = headers.executionId ?? '';
+    this.taskId = headers.msgId ?? '';
+    // A task without a protocol header is refused as protocol 0 (taskRefusal).
+    this.claim = { caller: headers.reply ?? '', lostMs: Number(headers.lostMs ?? 3000), protocol: Number(headers.protocol ?? 0) };
     this.key = executionKey(this.claim.caller, this.id);
     this.#out = new ExecutionOutbox(worker.courier, this.claim.caller, this.id, { maxPayloadBytes: worker.maxPayloadBytes, worker: worker.identity }, () => this.outpaced());
     this.#calls = new RemoteCalls((message) => {

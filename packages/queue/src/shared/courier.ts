@@ -188,7 +188,7 @@ export class Courier {
   /** A result's headers carry its execution's tally as it goes (what went before it is counted by then). */
   #headers(kind: Kind, executionId: string | undefined, tally: OutputTally | undefined): MsgHdrs {
     const headers = makeHeaders(kind, executionId, this.#caller);
-    if (kind === 'result' && tally) headers.set(HEADER.outputSent, String(tally.sent));
+    if (kind === 'result' && tally) headers.append(HEADER.outputSent, String(tally.sent));
     return headers;
   }
 
@@ -288,8 +288,8 @@ export class Courier {
         if (this.#held) throw new Error(DROPPED);
         signal?.throwIfAborted();
         const headers = this.#headers(kind, executionId, tally);
-        headers.set(HEADER.part, `${next}/${count}`);
-        headers.set(HEADER.transfer, transfer);
+        headers.append(HEADER.part, `${next}/${count}`);
+        headers.append(HEADER.transfer, transfer);
         const part = body.subarray(next * size, Math.min(body.length, (next + 1) * size));
         const answer = this.#partAnswered(this.replies.request(subject, part, { headers, timeout: timeoutMs }));
         // Those still waiting when an earlier one fails are not awaited.

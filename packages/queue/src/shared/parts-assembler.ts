@@ -1,5 +1,5 @@
 import { headers as natsHeaders, type Msg } from '@nats-io/transport-node';
-import { HEADER } from './wire.js';
+import { HEADER, type WireHeaders } from './wire.js';
 
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -43,27 +43,27 @@ export class PartsAssembler {
 
   /**
    * The whole body when `msg` completes one (or is not a part); undefined while parts are missing.
-   * `execution`: the key of the execution it is for, if the receiver has it.
+   * `headers`: its headers (readHeaders). `execution`: the key of the execution it is for, if the receiver has it.
    */
-  take(msg: Msg, execution: string | undefined): Uint8Array | undefined {
-    const part = msg.headers?.get(HEADER.part);
+  take(msg: Msg, headers: WireHeaders, execution: string | undefined): Uint8Array | undefined {
+    const part = headers.part;
     if (!part) return msg.data;
     const [index, count] = part.split('/').map(Number) as [number, number];
     if (execution === undefined) {
       if (index < count - 1) msg.respond();
       return undefined;
     }
-    const id = msg.headers!.get(HEADER.transfer);
+    const id = headers.transfer ?? '';
     let transfer = this.#transfers.get(id);
     if (index === 0) {
-      const lane = this.#policy.lane(msg.headers!.get(HEADER.kind));
+      const lane = this.#policy.lane(headers.kind ?? '');
       if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#transfers.delete(other);
       this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: performance.now() }));
     }
     if (transfer && transfer.bytes + msg.data.length > this.#maxPayloadBytes + ENVELOPE_BYTES) {
       this.#transfers.delete(id);
       const refused = natsHeaders();
-      refused.set(HEADER.refused, String(this.#maxPayloadBytes));
+      refused.append(HEADER.refused, String(this.#maxPayloadBytes));
       msg.respond(undefined, { headers: refused });
       return undefined;
     }

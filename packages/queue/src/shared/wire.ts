@@ -165,19 +165,43 @@ export function cancelReason(body: Uint8Array): unknown {
   }
 }
 
+/** A message's headers. Made fresh, each name once: appended (set() first looks for the name to replace). */
 export function makeHeaders(kind: Kind, executionId?: string, caller?: string): MsgHdrs {
   const h = natsHeaders();
-  h.set(HEADER.kind, kind);
-  if (executionId !== undefined) h.set(HEADER.executionId, executionId);
-  if (caller !== undefined) h.set(HEADER.reply, caller);
+  h.append(HEADER.kind, kind);
+  if (executionId !== undefined) h.append(HEADER.executionId, executionId);
+  if (caller !== undefined) h.append(HEADER.reply, caller);
   return h;
 }
+
+/** The headers read from messages: ours, and the task's id in the stream (its Nats-Msg-Id, pool-stream.ts). */
+const READ_HEADERS = { ...HEADER, msgId: 'Nats-Msg-Id' } as const;
+
+/** The headers a message carries (each one's first value), by field of READ_HEADERS; undefined where it has none. */
+export type WireHeaders = { -readonly [K in keyof typeof READ_HEADERS]: string | undefined };
+
+/**
+ * A message's headers of ours, read in one pass over them: MsgHdrs.get() lists and filters every
+ * name the message has for each name it is asked, and a message is read for three or four.
+ */
+export function readHeaders(msg: { readonly headers?: MsgHdrs }): WireHeaders {
+  const read: WireHeaders = { executionId: undefined, kind: undefined, reply: undefined, lostMs: undefined, protocol: undefined, part: undefined, transfer: undefined, outputSent: undefined, refused: undefined, msgId: undefined };
+  const headers = msg.headers;
+  if (headers === undefined) return read;
+  for (const [name, values] of headers) {
+    const field = FIELD_OF_HEADER.get(name);
+    if (field !== undefined && read[field] === undefined) read[field] = values[0];
+  }
+  return read;
+}
+
+const FIELD_OF_HEADER = new Map(Object.entries(READ_HEADERS).map(([field, name]) => [name as string, field as keyof typeof READ_HEADERS]));
 
 /** A task's headers: its caller, how long that caller waits without a heartbeat, and the protocol. */
 export function taskHeaders(executionId: string, caller: string, lostMs: number): MsgHdrs {
   const h = makeHeaders('task', executionId, caller);
-  h.set(HEADER.lostMs, String(lostMs));
-  h.set(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
+  h.append(HEADER.lostMs, String(lostMs));
+  h.append(HEADER.protocol, String(QUEUE_PROTOCOL_VERSION));
   return h;
 }
 
