@@ -12,7 +12,7 @@ import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
 import { fullQueue } from './publish-refusal.js';
-import { decode, encode, readHeaders, taskHeaders, type WireHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, readHeaders, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
@@ -267,15 +267,14 @@ export class HostLink implements ExecutionLink {
   }
 
   #fromWorker(msg: Msg): void {
-    let body: Uint8Array | undefined;
     const headers = readHeaders(msg);
     const executionId = headers.executionId ?? '';
     try {
       // Any word from its worker (a part of a large result: heartbeats wait behind those on a slow link) says it is there.
       const execution = this.executions.get(executionId);
       execution?.heard();
-      body = this.#parts.take(msg, headers, execution ? executionId : undefined);
-      if (body) this.#route(headers, executionId, body, msg);
+      const body = this.#parts.take(msg, headers, execution ? executionId : undefined);
+      if (body) this.#route(headers.kind ?? '', executionId, body, msg, headers.outputSent);
     } catch (error) {
       // A message for an execution that this host cannot read (a value of a newer Node) fails it
       // saying so; any other that does not decode is dropped (its execution's watch reports a silent worker).
@@ -285,8 +284,7 @@ export class HostLink implements ExecutionLink {
     }
   }
 
-  #route(headers: WireHeaders, executionId: string, body: Uint8Array, msg: Msg): void {
-    const kind = headers.kind ?? '';
+  #route(kind: string, executionId: string, body: Uint8Array, msg: Msg, outputSent: string | undefined): void {
     if (kind === 'heartbeat') return void this.#heartbeat(decode<HeartbeatBody>(body), msg);
     const found = this.executions.get(executionId);
     const execution = found?.accepted || kind === 'started' || kind === 'withdrawn' || kind === 'input-wanted' ? found : undefined;
@@ -312,7 +310,7 @@ export class HostLink implements ExecutionLink {
         execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
         break;
       case 'result':
-        execution?.result(decode(body, "The handler's result", 'by the host'), headers.outputSent);
+        execution?.result(decode(body, "The handler's result", 'by the host'), outputSent);
         break;
     }
     // The last part of a large message is a request: the sender waits for this.
