@@ -27,6 +27,8 @@ export type Deadline = LiveEntry<Expiry>;
 
 interface LimitTimers {
   readonly limitMs: number;
+  /** Its key in `#byLimit`: the limit's ms as a string. */
+  readonly key: string;
   readonly pending: LiveList<Expiry>;
   timer: NodeJS.Timeout | undefined;
   /** Its place among the idle limits, while it has nothing pending. */
@@ -44,8 +46,9 @@ export class Deadlines {
 
   /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
   add(limitMs: number, now: number, expire: () => void): Deadline {
-    let limit = this.#byLimit.get(String(limitMs));
-    if (!limit) this.#byLimit.set(String(limitMs), (limit = { limitMs, pending: new LiveList(), timer: undefined, idle: undefined }));
+    const key = String(limitMs);
+    let limit = this.#byLimit.get(key);
+    if (!limit) this.#byLimit.set(key, (limit = { limitMs, key, pending: new LiveList(), timer: undefined, idle: undefined }));
     const wasEmpty = limit.pending.size === 0;
     const deadline = limit.pending.add({ at: now + limitMs, expire });
     // An armed timer fires no later than this deadline: it was armed for one that started earlier.
@@ -64,7 +67,7 @@ export class Deadlines {
     const oldest = this.#idle.first!.value;
     this.#notIdle(oldest);
     clearTimeout(oldest.timer);
-    this.#byLimit.delete(String(oldest.limitMs));
+    this.#byLimit.delete(oldest.key);
   }
 
   #fire(limit: LimitTimers): void {
@@ -82,8 +85,8 @@ export class Deadlines {
     clearTimeout(limit.timer);
     const first = limit.pending.first;
     if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.value.at - performance.now())));
-    else if (this.#byLimit.get(String(limit.limitMs)) === limit) {
-      this.#byLimit.delete(String(limit.limitMs));
+    else if (this.#byLimit.get(limit.key) === limit) {
+      this.#byLimit.delete(limit.key);
       this.#notIdle(limit);
     }
   }
