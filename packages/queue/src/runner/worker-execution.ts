@@ -5,7 +5,7 @@ import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
 import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
-import { RESULT_TIMEOUT_MS, SentResult } from './sent-result.js';
+import { SentResult } from './sent-result.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import type { TaskMessage } from './task-puller.js';
@@ -298,13 +298,11 @@ export class WorkerExecution implements Watched {
    * larger than one message still goes as acknowledged parts.
    */
   async #sendResult(bytes: Uint8Array): Promise<void> {
-    // Rejects when a large one does not get through: its caller is gone, its limit is lower than
-    // this worker's (TransferRefusedError), or the connection dropped under it.
     const { courier } = this.#worker;
-    await courier.post(this.claim.caller, 'result', this.id, bytes, { timeoutMs: RESULT_TIMEOUT_MS, tally: this.#out.tally });
+    const result = new SentResult(this.id, courier, this.claim.caller, bytes, this.#out.tally);
+    await result.send();
     // In parts, each answered: the last part's answer says the caller has it.
-    if (!courier.fitsOneMessage(bytes)) return;
-    this.#sent = new SentResult(this.id, courier, this.claim.caller, bytes, this.#out.tally);
+    if (courier.fitsOneMessage(bytes)) this.#sent = result;
   }
 
   /** The worker's connection its result went on as one message (SentResult), while the watch still holds this execution. */
