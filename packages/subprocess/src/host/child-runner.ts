@@ -5,7 +5,8 @@ import crossSpawn from 'cross-spawn';
 import { crashError, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
-import { EXIT_CHANNEL_CLOSED, childMessageProblem, type ChildCrashMessage } from '../messages.js';
+import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
+import { childMessageProblem } from './child-message.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -33,7 +34,7 @@ const STDERR_TAIL = 8 * 1024;
 
 /**
  * The host's side of one child process, from spawn to exit. A child serves at most one
- * execution. Everything it sends is checked before use (messages.ts); if it breaks the
+ * execution. Everything it sends is checked before use (child-message.ts); if it breaks the
  * protocol, stalls before its handshake or dies, the run fails with WORKER_CRASHED and the
  * host carries on. A run settles only once no process of the child's group can run another
  * instruction: after its result (and SIGKILL to the group), or after its exit.

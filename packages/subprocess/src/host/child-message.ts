@@ -1,0 +1,15 @@
+import { describeShape, runnerMessageProblem } from '@kb-labs/plugin-execution-core/backend-kit';
+
+const CRASH_REASONS = new Set(['uncaught-exception', 'unhandled-rejection']);
+
+/**
+ * Shape check of a message from a child: core's check of the protocol's messages, plus the
+ * child's last words. Returns the problem, or undefined when the message is acceptable.
+ */
+export function childMessageProblem(message: unknown): string | undefined {
+  const m = message as Record<string, unknown> | null;
+  if (typeof m !== 'object' || m === null || m.type !== 'crash') return runnerMessageProblem(message);
+  if (typeof m.reason !== 'string' || !CRASH_REASONS.has(m.reason)) return `crash with an unknown reason ${describeShape(m.reason)}`;
+  if (typeof m.error !== 'object' || m.error === null) return 'crash without an error';
+  return undefined;
+}
