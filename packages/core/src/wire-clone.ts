@@ -4,7 +4,9 @@ import { formatPath } from './validation.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { types } = process.getBuiltinModule('node:util');
-const v8 = process.getBuiltinModule('node:v8');
+// node:v8 only when a refused value is looked at: loading it loads Node's streams with it, ~5 ms of
+// every host's start-up. Node's lookup is taken now, before any plugin code could replace it.
+const getBuiltinModule = process.getBuiltinModule.bind(process);
 
 /**
  * Structured-clone a value that is about to cross (or, in-process, would cross) a boundary.
@@ -186,7 +188,7 @@ function descendTo(value: unknown, refused: (value: unknown) => boolean): Proper
 
 function refusedAsHostObject(value: unknown): boolean {
   try {
-    v8.serialize(value);
+    getBuiltinModule('node:v8').serialize(value);
     return false;
   } catch (error) {
     return refusedKinds(error).hostObjects;

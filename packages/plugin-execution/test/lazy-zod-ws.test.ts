@@ -13,7 +13,7 @@ const heavy = /[\\/]node_modules[\\/](zod|ws)[\\/]/;
 function run(args: string[]) {
   const result = spawnSync(process.execPath, args, { cwd: path.resolve(here, '..'), env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 30_000 });
   expect(result.status, result.stderr).toBe(0);
-  return { out: JSON.parse(result.stdout) as { atImport: string[]; afterUse: string[]; kitsAtImport?: string[] }, stderr: result.stderr };
+  return { out: JSON.parse(result.stdout) as { atImport: string[]; afterUse: string[]; kitsAtImport?: string[]; v8AtImport: boolean; v8AfterUse: boolean }, stderr: result.stderr };
 }
 
 const names = (files: string[]) => [...new Set(files.map((file) => heavy.exec(file)?.[1]))].sort();
@@ -29,6 +29,8 @@ describe("importing the umbrella loads neither zod, ws nor core's backend kit", 
     expect(resolvedAtImport.filter((line) => line.includes('backend-kit'))).toEqual([]);
     expect(out.atImport).toEqual([]);
     expect(names(out.afterUse)).toEqual(['ws', 'zod']);
+    // Nor node:v8, which loads Node's streams (true once the fixture takes it itself).
+    expect([out.v8AtImport, out.v8AfterUse]).toEqual([false, true]);
   });
 
   it('CommonJS build: neither is in require.cache until a schema and a mount are used', () => {
@@ -36,5 +38,6 @@ describe("importing the umbrella loads neither zod, ws nor core's backend kit", 
     expect(out.atImport).toEqual([]);
     expect(out.kitsAtImport).toEqual(['host-kit.cjs']);
     expect(names(out.afterUse)).toEqual(['ws', 'zod']);
+    expect([out.v8AtImport, out.v8AfterUse]).toEqual([false, true]);
   });
 });
