@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -216,6 +217,25 @@ function cancellationTests(suite: SuiteContext): void {
     } finally {
       process.off('warning', onWarning);
     }
+  });
+
+  it("leaves no listener on the caller's signal once an execution settles, however it ended", async () => {
+    // A host may give the next execution the same signal (channels reuse a message's controller).
+    const backend = make({ maxConcurrency: 1 });
+    const signal = new AbortController().signal;
+    const listening = () => getEventListeners(signal, 'abort').length;
+    const options = { signal };
+    const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 200 } }, options);
+    // Waits in the queue behind the first, then runs.
+    const queued = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'queued' }, options);
+    await waitFor(() => listening() > 0);
+    expectOk(await first);
+    expectOk(await queued);
+    expect(listening()).toBe(0);
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'throws' }, options), 'HANDLER_ERROR');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal, timeoutMs: 100 }), 'TIMEOUT');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'no-such-handler' }, options), 'HANDLER_NOT_FOUND');
+    expect(listening()).toBe(0);
   });
 }
 
