@@ -190,9 +190,8 @@ export class ChildRunner {
   }
 
   /**
-   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (for an
-   * abort; none for a timeout or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. A child that
-   * finishes in the meantime is discarded as usual.
+   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (for an abort; none for a timeout
+   * or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. One that finishes meanwhile is discarded as usual.
    */
   stop(reason: unknown): void {
     if (this.#finished || this.#stopped) return;
@@ -273,10 +272,7 @@ export class ChildRunner {
     }
   }
 
-  /**
-   * A frame it sent is too deep to rebuild here. It may have been the answer: the execution fails
-   * with VALIDATION_ERROR (as a worker thread's does), and the child is discarded.
-   */
+  /** A frame it sent is too deep to rebuild here; it may have been the answer: VALIDATION_ERROR (as a thread's), the child discarded. */
   #unreadableFrame(frame: UnreadableFrame): void {
     if (!this.#handshaken || !this.#session) return this.#violate(`an unreadable frame (${frame.error.message})`);
     if (this.#result || this.#finished || this.#unreadable) return;
