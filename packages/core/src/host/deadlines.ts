@@ -26,7 +26,6 @@ interface Expiry {
 export type Deadline = LiveEntry<Expiry>;
 
 interface LimitTimers {
-  readonly limitMs: number;
   /** Its key in `#byLimit`: the limit's ms as a string. */
   readonly key: string;
   readonly pending: LiveList<Expiry>;
@@ -48,7 +47,7 @@ export class Deadlines {
   add(limitMs: number, now: number, expire: () => void): Deadline {
     const key = String(limitMs);
     let limit = this.#byLimit.get(key);
-    if (!limit) this.#byLimit.set(key, (limit = { limitMs, key, pending: new LiveList(), timer: undefined, idle: undefined }));
+    if (!limit) this.#byLimit.set(key, (limit = { key, pending: new LiveList(), timer: undefined, idle: undefined }));
     const wasEmpty = limit.pending.size === 0;
     const deadline = limit.pending.add({ at: now + limitMs, expire });
     // An armed timer fires no later than this deadline: it was armed for one that started earlier.
