@@ -14,7 +14,7 @@ import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
 import { readUpTo, stripByteOrderMark } from './read-text.js';
-import { printableText, terminalSafeJson } from './terminal-text.js';
+import { logLine, printableText, terminalSafeJson } from './terminal-text.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
 export class UsageError extends Error {}
@@ -47,20 +47,6 @@ export type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPosit
 /** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report them. */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
-/**
- * `run`: one execution on a backend made for it. Success: the handler's data on stdout (the
- * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
- * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
- */
-/**
- * A log entry as `--logs` prints it: where from, its level, its message, and what was logged with
- * it, on one line whatever the handler put in it (its control characters written out).
- */
-function logLine(entry: LogEntry): string {
-  const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printableJson(entry.fields)}` : '';
-  return `${printableText(`[${entry.stream}:${entry.level}] ${entry.message}${fields}`)}\n`;
-}
-
 /** The flags of `run` that go together (or not), checked before anything loads: the queue's options and the timeout. */
 function checkedFlags(values: RunValues, type: BuiltInBackendType) {
   const queueFlags = (['nats', 'pool', 'prefix', ...(Object.keys(NATS_FLAGS) as Array<keyof typeof NATS_FLAGS>)] as const).filter((name) => values[name] !== undefined);
@@ -86,6 +72,11 @@ function queueConnection(values: RunValues) {
   }
 }
 
+/**
+ * `run`: one execution on a backend made for it. Success: the handler's data on stdout (the
+ * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
+ * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
+ */
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
   const { queue, timeoutMs } = checkedFlags(values, type);
@@ -135,17 +126,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     watchdog?.returned();
     liftExitGuard();
     restoreStdout?.();
-    // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
-    // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
-    // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
-    const refused = !result.ok && result.meta.runnerId === undefined;
-    const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
-    if (mistake) throw new UsageError(mistake);
-    const printed = report(result, values.json === true);
-    // A signal seen only once the handler had returned or thrown (it blocked the event loop
-    // meanwhile) stopped nothing: the result it printed stands, and so does its exit code.
-    const stoppedBy = !result.ok && result.error.code === 'ABORTED' ? signals.stoppedBy() : undefined;
-    return stoppedBy ? SIGNAL_EXIT[stoppedBy] : result.ok && printed ? 0 : 1;
+    return exitCodeFor(result, values, signals.stoppedBy);
   } finally {
     // From here until the process exits, what blocks the loop is what the handler left running.
     watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
@@ -155,6 +136,21 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     await backend.shutdown({ timeoutMs: 2000 });
     signals.remove();
   }
+}
+
+/** The result printed (or the command line's mistake it shows thrown), and the exit code it makes. */
+function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => keyof typeof SIGNAL_EXIT | undefined): number {
+  // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
+  // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
+  // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
+  const refused = !result.ok && result.meta.runnerId === undefined;
+  const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
+  if (mistake) throw new UsageError(mistake);
+  const printed = report(result, values.json === true);
+  // A signal seen only once the handler had returned or thrown (it blocked the event loop
+  // meanwhile) stopped nothing: the result it printed stands, and so does its exit code.
+  const signal = !result.ok && result.error.code === 'ABORTED' ? stoppedBy() : undefined;
+  return signal ? SIGNAL_EXIT[signal] : result.ok && printed ? 0 : 1;
 }
 
 /**

@@ -1,4 +1,6 @@
+import type { LogEntry } from '@kb-labs/plugin-execution-core';
 import { CONTROLS_BEYOND_C0, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import { printableJson } from './printable-json.js';
 
 /** What JSON.stringify leaves raw of the control characters (it escapes the C0 ones itself). */
 const RAW_IN_JSON = new RegExp(`[${CONTROLS_BEYOND_C0}]`, 'g');
@@ -20,4 +22,13 @@ export function printableText(text: string, { keepNewlines = false } = {}): stri
  */
 export function terminalSafeJson(json: string): string {
   return json.replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * A log entry as `--logs` prints it: where from, its level, its message, and what was logged with
+ * it, on one line whatever the handler put in it (its control characters written out).
+ */
+export function logLine(entry: LogEntry): string {
+  const fields = entry.fields && Object.keys(entry.fields).length > 0 ? ` ${printableJson(entry.fields)}` : '';
+  return `${printableText(`[${entry.stream}:${entry.level}] ${entry.message}${fields}`)}\n`;
 }
