@@ -22,12 +22,35 @@ export function formatPath(path: readonly PropertyKey[], root = ''): string {
  * said one by one, with the nearest key it takes there (`timeoutMS` → did you mean "timeoutMs"?).
  */
 export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): ValidationIssue[] {
-  const issues = withinUnions(error.issues).flatMap((issue) => {
+  const issues = tightestBounds(withinUnions(error.issues)).flatMap((issue) => {
     if (!schema || issue.code !== 'unrecognized_keys') return [issueOf(issue, root)];
     const known = keysAt(schema, issue.path);
     return issue.keys.map((key) => ({ path: formatPath(issue.path, root), message: `unknown key ${JSON.stringify(key)}${didYouMean(key, known)}` }));
   });
   return distinctIssues(issues);
+}
+
+/**
+ * Of two bounds a value breaks on one path, the one that decides: zod's int() refuses 1e20 as
+ * above 2**53 - 1 beside the schema's own max(), which is the one to say.
+ */
+function tightestBounds(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  const bound = (issue: z.core.$ZodIssue): number | undefined => {
+    const i = issue as { minimum?: number | bigint; maximum?: number | bigint };
+    if (issue.code === 'too_big' && i.maximum !== undefined) return Number(i.maximum);
+    if (issue.code === 'too_small' && i.minimum !== undefined) return -Number(i.minimum);
+    return undefined;
+  };
+  const tightest = new Map<string, number>();
+  for (const issue of issues) {
+    const b = bound(issue);
+    const key = `${issue.code}\0${issue.path.map(String).join('\0')}`;
+    if (b !== undefined && !(tightest.get(key)! <= b)) tightest.set(key, b);
+  }
+  return issues.filter((issue) => {
+    const b = bound(issue);
+    return b === undefined || tightest.get(`${issue.code}\0${issue.path.map(String).join('\0')}`) === b;
+  });
 }
 
 /** Each issue once: two checks may refuse a value in the same words (zod's int() and max() both refuse 2**53). */

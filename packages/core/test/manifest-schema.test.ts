@@ -104,6 +104,18 @@ describe('manifest top-level keys', () => {
     );
   });
 
+  it('says the bound a number breaks that decides, once: a handler timeoutMs of 1e20 is above the longest timer (not also above 2**53 - 1)', () => {
+    for (const timeoutMs of [1e20, 3e9]) {
+      let error: unknown;
+      try {
+        new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, handlers: { h: { entry: './h.mjs', timeoutMs } } } });
+      } catch (e) {
+        error = e;
+      }
+      expect((error as ValidationError).details.issues).toEqual([{ path: 'handlers.h.timeoutMs', message: 'must be at most 2147483647' }]);
+    }
+  });
+
   it('accepts "$schema" (for editors) and ignores it at run time', () => {
     const plugin = new PluginRegistry().register({ root: process.cwd(), manifest: { $schema: './node_modules/@kb-labs/plugin-execution-core/kb.plugin.schema.json', ...base } });
     expect(plugin.id).toBe('@x/strict');

@@ -89,6 +89,14 @@ describe('executionRequestSchema', () => {
     expect(parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { hosts: 1, perms: 2 } }).context).toEqual({ hosts: 1, perms: 2 });
   });
 
+  it('names the key meant for a misspelt one inside context.permissions, as it does in the backend\'s permissions option', () => {
+    const error = failure(() => parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { permissions: { fs: { raed: [] }, Platform: {} } } }));
+    expect(error.details.issues).toEqual([
+      { path: 'context.permissions.fs', message: 'unknown key "raed"; did you mean "read"?' },
+      { path: 'context.permissions', message: 'unknown key "Platform"; did you mean "platform"?' },
+    ]);
+  });
+
   it('refuses context.permissions given as undefined (a tenant with no grant would run under the backend\'s wider one); left out, the backend\'s grant applies', () => {
     const error = failure(() => parseExecutionRequest({ pluginId: '@a/b', handlerId: 'run', context: { tenantId: 't', permissions: undefined } }));
     expect(error.message).toContain("context.permissions: is undefined: leave the key out for the backend's grant, or give {} to grant nothing");

@@ -215,6 +215,11 @@ describe('handshake', () => {
     }
   });
 
+  it('takes the output limits in the same ranges as the worker-pool backend', () => {
+    expect(() => make({ maxOutputPerStream: 1_000_000_001 })).toThrow(/maxOutputPerStream: must be an integer from 0 to 1000000000, got 1000000001/);
+    expect(() => make({ maxLogLineLength: 79 })).toThrow(/maxLogLineLength: must be an integer from 80 to 100000000, got 79/);
+  });
+
   it('an execPath that is not an executable file is refused when the backend is made', () => {
     expect(() => make({ execPath: path.join(os.tmpdir(), 'kb-no-such-node', 'node') })).toThrow(/execPath: must be the path of an executable file/);
     expect(() => make({ execPath: os.tmpdir() })).toThrow(/execPath: must be the path of an executable file/);

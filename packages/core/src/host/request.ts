@@ -78,7 +78,7 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
   const unknown = typeof request === 'object' && request !== null && !Array.isArray(request) ? unknownFieldIssues(request as Record<string, unknown>) : [];
   const result = executionRequestSchema().safeParse(request);
   if (result.success && unknown.length === 0) return result.data;
-  throw validationError('Invalid execution request', [...(result.success ? [] : issuesOf(result.error)), ...unknown]);
+  throw validationError('Invalid execution request', [...(result.success ? [] : issuesOf(result.error, '', executionRequestSchema())), ...unknown]);
 }
 
 

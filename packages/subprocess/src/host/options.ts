@@ -152,7 +152,7 @@ export const subprocessOptionsSchema = lazySchema((z) => {
       .refine(isExecutableFile, { error: 'must be the path of an executable file (the Node binary children run on)' })
       .optional(),
     maxLogLineLength: option.int(80, 100_000_000).optional(),
-    maxOutputPerStream: option.int(0).optional(),
+    maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
     sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
     bwrapPath: option.text().optional(),
     sandboxUser: z
