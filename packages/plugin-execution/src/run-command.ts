@@ -44,6 +44,9 @@ export const RUN_OPTIONS = {
 
 export type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof RUN_OPTIONS }>>['values'];
 
+/** Where this command line grants permissions: --grant, a "permissions" field in --context (which then replaces it), or nowhere. */
+type GrantFlag = 'grant' | 'context' | undefined;
+
 /** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report them. */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
@@ -126,7 +129,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     watchdog?.returned();
     liftExitGuard();
     restoreStdout?.();
-    return exitCodeFor(result, values, signals.stoppedBy);
+    return exitCodeFor(result, values, signals.stoppedBy, Object.hasOwn(read.context, 'permissions') ? 'context' : read.grant ? 'grant' : undefined);
   } finally {
     // From here until the process exits, what blocks the loop is what the handler left running.
     watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
@@ -139,14 +142,14 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
 }
 
 /** The result printed (or the command line's mistake it shows thrown), and the exit code it makes. */
-function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => keyof typeof SIGNAL_EXIT | undefined): number {
+function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => keyof typeof SIGNAL_EXIT | undefined, grantIn: GrantFlag): number {
   // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
   // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
   // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
   const refused = !result.ok && result.meta.runnerId === undefined;
   const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
   if (mistake) throw new UsageError(mistake);
-  const printed = report(result, values.json === true);
+  const printed = report(result, values.json === true, grantIn);
   // A signal seen only once the handler had returned or thrown (it blocked the event loop
   // meanwhile) stopped nothing: the result it printed stands, and so does its exit code.
   const signal = !result.ok && result.error.code === 'ABORTED' ? stoppedBy() : undefined;
@@ -173,13 +176,15 @@ function abortOnSignals(): { signal: AbortSignal; stoppedBy(): keyof typeof SIGN
 
 /** The JSON values of the command line: --grant, --context, --input (each a text, @file or @-). */
 async function readValues(values: RunValues): Promise<{ grant: PermissionSpec | undefined; context: Record<string, unknown>; input: unknown }> {
-  return {
-    grant: values.grant === undefined ? undefined : await readGrant(values.grant),
-    // Without --context, only what kind of host runs it; not the command line, whose flag values
-    // (a --grant, an --input) may be secrets the handler has no business reading.
-    context: values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context),
-    input: await readJson(values.input, 'input'),
-  };
+  const grant = values.grant === undefined ? undefined : await readGrant(values.grant);
+  // Without --context, only what kind of host runs it; not the command line, whose flag values
+  // (a --grant, an --input) may be secrets the handler has no business reading.
+  const context = values.context === undefined ? { host: { kind: 'cli' } } : await readContext(values.context);
+  // A request's permissions replace the backend's grant: --grant would be silently ignored.
+  if (grant !== undefined && Object.hasOwn(context, 'permissions')) {
+    throw new UsageError('--grant and a "permissions" field in --context both grant, and the request\'s would replace --grant: give one of them');
+  }
+  return { grant, context, input: await readJson(values.input, 'input') };
 }
 
 /** Sends what is written to stdout to stderr until the returned function is called. */
@@ -193,13 +198,13 @@ function stdoutToStderr(): () => void {
 }
 
 /** Prints the result; false when it could not be printed (the command then fails, exit 1). */
-function report(result: ExecutionResult, json: boolean): boolean {
+function report(result: ExecutionResult, json: boolean, grantIn: GrantFlag): boolean {
   // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
   let printed = true;
   if (json) printed = writeJson(result.ok ? result : { ...result, error: serializeError(result.error) });
   else if (result.ok) printed = writeJson(result.data);
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
-  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}`, { keepNewlines: true })}${commandLineHint(result.error)}\n`);
+  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}`, { keepNewlines: true })}${commandLineHint(result.error, grantIn)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
   if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
   return printed;
@@ -254,10 +259,11 @@ async function readGrant(value: string): Promise<PermissionSpec> {
 }
 
 /** What to add on this command line for a failure whose message speaks of a host's options. */
-function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error']): string {
+function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error'], grantIn: GrantFlag): string {
   const details = error.details as { phase?: unknown; missing?: unknown } | undefined;
   if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
-    return `\n(on this command line: --grant '${JSON.stringify(grantFor(details.missing as string[]))}')`;
+    const grant = JSON.stringify(grantFor(details.missing as string[]));
+    return `\n(on this command line: ${grantIn === 'context' ? `add ${grant} to "permissions" in --context` : grantIn === 'grant' ? `add ${grant} to --grant` : `--grant '${grant}'`})`;
   }
   if (/The host's platform has no method /.test(error.message)) {
     return '\n(on this command line: --platform <module> gives the handler the services it calls)';

@@ -130,6 +130,18 @@ describe('kb-plugin-exec CLI', () => {
     expect(noService.stderr).toContain('(on this command line: --platform <module> gives the handler the services it calls)');
   });
 
+  it('grants from --grant or from "permissions" in --context, never both (the request\'s would replace --grant), and says where to add what is missing', () => {
+    const both = run(['run', fixturePlugins.guarded, 'needs-kv', '--grant', '{"platform":{"kv":["get"]}}', '--context', '{"permissions":{}}', '--workspace-root', root]);
+    expect(both.status).toBe(2);
+    expect(both.stderr.split('\n')[0]).toBe('--grant and a "permissions" field in --context both grant, and the request\'s would replace --grant: give one of them');
+    const inGrant = run(['run', fixturePlugins.guarded, 'needs-kv', '--grant', '{"env":["HOME"]}', '--workspace-root', root]);
+    expect(inGrant.status).toBe(1);
+    expect(inGrant.stderr).toContain('(on this command line: add {"platform":{"kv":["get"]}} to --grant)');
+    const inContext = run(['run', fixturePlugins.guarded, 'needs-kv', '--context', '{"permissions":{}}', '--workspace-root', root]);
+    expect(inContext.status).toBe(1);
+    expect(inContext.stderr).toContain('(on this command line: add {"platform":{"kv":["get"]}} to "permissions" in --context)');
+  });
+
   it('prints null, valid JSON, for a handler that returns nothing', () => {
     const result = run(['run', fixturePlugins.basic, 'echo', '--no-workspace']);
     expect(result.status).toBe(0);
