@@ -3,7 +3,9 @@
 /**
  * How long a thread has to exit once terminated. V8 stops JavaScript at once, but not a
  * synchronous call into the system (opening a FIFO nobody writes to, execSync of a long command,
- * a long scryptSync): the thread goes only when that call returns, which may be never.
+ * a long scryptSync), nor one call of a built-in that loops without looking for termination
+ * (`Array.prototype.indexOf.call({ length: 2 ** 53 - 1 })`): the thread goes only when that call
+ * returns, which may be never.
  */
 export const STOP_WITHIN_MS = 2000;
 /** How long a thread's termination waits for a spawn() under way there to return (and list its child): terminated in between, the child would outlive it. */
