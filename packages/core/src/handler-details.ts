@@ -5,6 +5,7 @@
  * says the execution was refused before it ran.
  */
 import type { ValidationIssue } from './error-details.js';
+import { MAX_KEYS } from './wire-value.js';
 
 type Details = Record<string, unknown>;
 
@@ -19,14 +20,27 @@ export function reportedDetails(code: string, details: Details): Details {
   return details;
 }
 
+/**
+ * What a plugin's list holds at its first MAX_KEYS places (as many as the wire carries of an
+ * array), holes left out, and whether that is all of it: a list a billion long (or a sparse one)
+ * costs no more than a short one, and every backend keeps the same items.
+ */
+export function firstItems(list: readonly unknown[]): { items: unknown[]; whole: boolean } {
+  const end = Math.min(list.length, MAX_KEYS);
+  const items: unknown[] = [];
+  for (let i = 0; i < end; i++) if (Object.hasOwn(list, i)) items.push(list[i]);
+  return { items, whole: items.length === list.length };
+}
+
 function validationDetails(details: Details): Details {
   const { issues, phase, path, reason } = details;
-  const issuesFit = issues === undefined || (Array.isArray(issues) && issues.every(isIssue));
+  const first = Array.isArray(issues) ? firstItems(issues) : undefined;
+  const issuesFit = issues === undefined || (first !== undefined && first.whole && first.items.every(isIssue));
   const stringsFit = [phase, path, reason].every((value) => value === undefined || typeof value === 'string');
   if (issuesFit && stringsFit) return details;
   const out: Details = { ...details };
   if (!issuesFit) {
-    const kept = Array.isArray(issues) ? issues.filter(isIssue) : [];
+    const kept = first ? first.items.filter(isIssue) : [];
     if (kept.length > 0) out.issues = kept;
     else delete out.issues;
   }

@@ -1,6 +1,7 @@
 import type { z } from 'zod';
 import { HandlerError, ValidationError } from './errors.js';
 import { didYouMean } from './host/nearest-name.js';
+import { firstItems } from './handler-details.js';
 
 import type { ValidationIssue } from './error-details.js';
 
@@ -220,8 +221,9 @@ export function describeGiven(value: unknown): string {
   return keys.length === 0 ? 'an object with no keys' : `an object with ${keys.slice(0, 5).join(', ')}${keys.length > 5 ? ' …' : ''}`;
 }
 
+/** A schema's issues, as many as every backend carries (firstItems): a list with holes, or millions long, is the plugin's. */
 function issueList(issues: unknown): ValidationIssue[] {
-  const list = Array.isArray(issues) ? issues.map(toIssue) : [];
+  const list = Array.isArray(issues) ? firstItems(issues).items.map(toIssue) : [];
   return list.length > 0 ? list : [{ path: 'input', message: 'invalid' }];
 }
 

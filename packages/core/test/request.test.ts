@@ -298,6 +298,21 @@ describe('validateWithForeignSchema (a handler’s input schema)', () => {
       expect(error.details.phase).toBe('input');
     }
   });
+
+  it('keeps a schema\'s issues as every backend carries them: holes left out, the first 100 places read, whatever the list\'s length', () => {
+    const issue = (i: number) => ({ message: 'm', path: ['a', i] });
+    const holey = failure(() => validateWithForeignSchema({ '~standard': { validate: () => ({ issues: [, issue(1)] }) } }, 1, 'handler "h" of plugin "p"'));
+    expect(holey.details.issues).toEqual([{ path: 'input.a[1]', message: 'm' }]);
+    const many = failure(() => validateWithForeignSchema({ '~standard': { validate: () => ({ issues: Array.from({ length: 100_000 }, (_, i) => issue(i)) }) } }, 1, 'handler "h" of plugin "p"'));
+    expect(many.details.issues).toHaveLength(100);
+    expect(many.details.issues![99]).toEqual({ path: 'input.a[99]', message: 'm' });
+    // A billion places, one filled far out: read no further than the first 100 (a walk of them all took the host's loop for ~18 s).
+    const sparse: unknown[] = [];
+    sparse.length = 1e9;
+    sparse[5e8] = issue(0);
+    const far = failure(() => validateWithForeignSchema({ '~standard': { validate: () => ({ issues: sparse }) } }, 1, 'handler "h" of plugin "p"'));
+    expect(far.details.issues).toEqual([{ path: 'input', message: 'invalid' }]);
+  });
 });
 
 describe('cloneForWire', () => {
