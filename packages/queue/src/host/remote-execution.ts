@@ -309,7 +309,7 @@ export class RemoteExecution {
     const what = !present
       ? `sent no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs})`
       : this.#confirmed
-        ? `is still there but has named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): its end (the result) may have been lost on the way`
+        ? `was last seen ${Math.round(now - seen!)} ms ago but has named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): its end (the result) may have been lost on the way, or the worker has gone since`
         : `was accepted to start it, and named it in no heartbeat for ${silentFor} ms (workerLostMs: ${lostMs}): the answer to its start may have been lost on the way`;
     const hostCut = serverSilentMs > 0 ? `; the NATS server has not answered this host for ${Math.round(serverSilentMs)} ms either: the host's own link to it may be cut` : '';
     this.fail(this.#lost(what + hostCut));
