@@ -58,7 +58,14 @@ function permissionDetails(details: Details): Details {
   const out: Details = {};
   for (const key of PERMISSION_STRINGS) if (typeof details[key] === 'string') out[key] = details[key];
   const { missing, phase } = details;
-  if (Array.isArray(missing) && missing.every((item) => typeof item === 'string')) out.missing = missing;
+  if (Array.isArray(missing)) {
+    // Cut as a VALIDATION_ERROR's issues are (firstItems): a list of a billion places is read no further than the wire carries.
+    const first = firstItems(missing);
+    const named = first.items.filter((item) => typeof item === 'string');
+    if (first.whole && named.length === first.items.length) out.missing = missing;
+    else if (named.length > 0) out.missing = named;
+  }
   if (HANDLER_PHASES.has(phase)) out.phase = phase;
-  return Object.keys(out).length === Object.keys(details).length ? details : out;
+  const kept = Object.keys(out);
+  return kept.length === Object.keys(details).length && kept.every((key) => out[key] === details[key]) ? details : out;
 }

@@ -524,10 +524,14 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     const someIssues = new ValidationError('bad', { details: { issues: [{ path: 'a', message: 'm' }, 'junk', { path: 1 }] as never } });
     expect(handlerThrew(someIssues).details).toEqual({ issues: [{ path: 'a', message: 'm' }] });
     // Holes, and a list longer than the wire carries (100), are cut to what every backend keeps.
-    const holey = new ValidationError('bad', { details: { issues: [, { path: 'a', message: 'm' }] } });
+    const holey = new ValidationError('bad', { details: { issues: [, { path: 'a', message: 'm' }] as never } });
     expect(handlerThrew(holey).details).toEqual({ issues: [{ path: 'a', message: 'm' }] });
     const long = new ValidationError('bad', { details: { issues: Array.from({ length: 1000 }, (_, i) => ({ path: `p${i}`, message: 'm' })) } });
     expect((handlerThrew(long).details as { issues: unknown[] }).issues).toHaveLength(100);
+    const sparse: unknown[] = [];
+    sparse.length = 1e9;
+    sparse[1] = 'network';
+    expect(handlerThrew(new PermissionDeniedError('denied', { details: { missing: sparse as string[] } })).details).toEqual({ missing: ['network'] });
     const forgedPreflight = new PermissionDeniedError('denied', { details: { phase: 'preflight', missing: ['network'], resource: { evil: true } as never, extra: 1 } as never });
     const reported = handlerThrew(forgedPreflight);
     expect(reported).toBeInstanceOf(PermissionDeniedError);
