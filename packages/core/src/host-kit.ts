@@ -5,7 +5,7 @@
  * entry so that importing those packages does not load the backend machinery (about a third of
  * a host's start-up, docs/benchmarks.md); the backend kit re-exports all of it.
  */
-export { DEFAULT_TIMEOUT_MS, MAX_TIMER_MS, option, parseOptions } from './host/backend-options.js';
+export { DEFAULT_TIMEOUT_MS, MAX_TIMER_MS, option, outputLimits, parseOptions } from './host/backend-options.js';
 export { nearest } from './host/nearest-name.js';
 export { channelPathParts, repeatedParam, type ChannelPathParts } from './host/channel-path.js';
 export { lazySchema, type Zod } from './host/lazy-zod.js';

@@ -36,22 +36,16 @@ export function issuesOf(error: z.ZodError, root = '', schema?: z.ZodType): Vali
  * above 2**53 - 1 beside the schema's own max(), which is the one to say.
  */
 function tightestBounds(issues: z.core.$ZodIssue[]): z.core.$ZodIssue[] {
-  const bound = (issue: z.core.$ZodIssue): number | undefined => {
+  const boundOf = (issue: z.core.$ZodIssue): number | undefined => {
     const i = issue as { minimum?: number | bigint; maximum?: number | bigint };
     if (issue.code === 'too_big' && i.maximum !== undefined) return Number(i.maximum);
     if (issue.code === 'too_small' && i.minimum !== undefined) return -Number(i.minimum);
     return undefined;
   };
+  const keyed = issues.map((issue) => ({ issue, key: `${issue.code}\0${issue.path.map(String).join('\0')}`, bound: boundOf(issue) }));
   const tightest = new Map<string, number>();
-  for (const issue of issues) {
-    const b = bound(issue);
-    const key = `${issue.code}\0${issue.path.map(String).join('\0')}`;
-    if (b !== undefined && !(tightest.get(key)! <= b)) tightest.set(key, b);
-  }
-  return issues.filter((issue) => {
-    const b = bound(issue);
-    return b === undefined || tightest.get(`${issue.code}\0${issue.path.map(String).join('\0')}`) === b;
-  });
+  for (const { key, bound } of keyed) if (bound !== undefined && !(tightest.get(key)! <= bound)) tightest.set(key, bound);
+  return keyed.filter(({ key, bound }) => bound === undefined || tightest.get(key) === bound).map(({ issue }) => issue);
 }
 
 /** Each issue once: two checks may refuse a value in the same words (zod's int() and max() both refuse 2**53). */

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 import { type BackendOptions, type ValidationIssue } from '@kb-labs/plugin-execution-core';
-import { backendOptionsSchema, lazySchema, option, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { backendOptionsSchema, lazySchema, option, outputLimits, validationError } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** Options of the worker-pool backend: the common ones plus the pool's own (docs/backends/worker-pool.md). */
 export interface WorkerPoolBackendOptions extends BackendOptions {
@@ -65,8 +65,7 @@ export const workerPoolOptionsSchema = lazySchema((z) => {
     cancelGraceMs: option.int(0).optional(),
     env: z.record(z.string(), z.string({ error: 'must be a string' }).optional(), { error: 'must be an object of strings' }).optional(),
     execArgv: z.array(z.string(), { error: 'must be an array of strings' }).optional(),
-    maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
-    maxLogLineLength: option.int(80, 100_000_000).optional(),
+    ...outputLimits.schema(),
     // Removed with the pool of its own: a named refusal says what to do, where "unknown option" would not.
     abortGraceMs: z.never({ error: 'was renamed: use cancelGraceMs (the same option and rule on every backend)' }).optional(),
     spinWaitUs: z.never({ error: 'was removed: idle threads no longer busy-wait for their next execution; drop this option' }).optional(),
@@ -100,7 +99,6 @@ export function resolvePoolOptions(o: WorkerPoolBackendOptions) {
     cancelGraceMs: o.cancelGraceMs ?? 500,
     env,
     execArgv: o.execArgv ? [...o.execArgv] : (undefined as string[] | undefined),
-    maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,
-    maxLogLineLength: o.maxLogLineLength ?? 16_384,
+    ...outputLimits.resolve(o),
   };
 }

@@ -76,6 +76,15 @@ export const option = {
   oneOf: <const T extends readonly [string, ...string[]]>(values: T) => zod().enum(values, { error: (issue) => oneOfMessage(values, issue.input) }),
 };
 
+/**
+ * How much of a handler's stdout and stderr a backend that captures them delivers (worker-pool,
+ * subprocess): one check and one default for both, so that the two cannot drift apart.
+ */
+export const outputLimits = {
+  schema: () => ({ maxOutputPerStream: option.int(0, 1_000_000_000).optional(), maxLogLineLength: option.int(80, 100_000_000).optional() }),
+  resolve: (o: { maxOutputPerStream?: number; maxLogLineLength?: number }) => ({ maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000, maxLogLineLength: o.maxLogLineLength ?? 16_384 }),
+};
+
 /** ", got 1.5" (what an option was given, as the caller would write it), or nothing when the input is not at hand. */
 function given(input: unknown): string {
   if (input === undefined) return '';

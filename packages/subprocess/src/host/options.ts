@@ -1,7 +1,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { type BackendOptions } from '@kb-labs/plugin-execution-core';
-import { backendOptionsSchema, lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
+import { backendOptionsSchema, lazySchema, option, outputLimits } from '@kb-labs/plugin-execution-core/backend-kit';
 import { DEFAULT_BASE_ENV } from './child-env.js';
 import { childNode } from './child-node.js';
 import { DEFAULT_MAX_FRAME_BYTES } from '../framing.js';
@@ -151,8 +151,7 @@ export const subprocessOptionsSchema = lazySchema((z) => {
       .text()
       .refine(isExecutableFile, { error: 'must be the path of an executable file (the Node binary children run on)' })
       .optional(),
-    maxLogLineLength: option.int(80, 100_000_000).optional(),
-    maxOutputPerStream: option.int(0, 1_000_000_000).optional(),
+    ...outputLimits.schema(),
     sandbox: option.oneOf(['auto', 'required', 'off']).optional(),
     bwrapPath: option.text().optional(),
     sandboxUser: z
@@ -178,8 +177,7 @@ export function resolveOptions(o: SubprocessBackendOptions): Resolved {
     },
     defaultMemoryMb: o.defaultMemoryMb,
     execPath: o.execPath ?? process.execPath,
-    maxLogLineLength: o.maxLogLineLength ?? 16_384,
-    maxOutputPerStream: o.maxOutputPerStream ?? 1_000_000,
+    ...outputLimits.resolve(o),
     sandbox: o.sandbox ?? 'auto',
     bwrapPath: o.bwrapPath,
     // Only root can start a child as another user; a host that is not root needs no drop.
