@@ -9,6 +9,7 @@ import type { BackendOptions, IExecutionBackend } from '@kb-labs/plugin-executio
 import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { fixturePlugins } from './fixtures.js';
 import type { BackendFactory, ConformanceCapabilities, SuiteContext } from './suite-context.js';
+import { describeBeginBy } from './suite/begin-by.js';
 import { describeErrors } from './suite/errors.js';
 import { describeCrashes, describeGlobalState } from './suite/isolation.js';
 import { describeLifecycle } from './suite/lifecycle.js';
@@ -57,6 +58,7 @@ export function describeConformance(name: string, create: BackendFactory, capabi
     describeValidation(suite);
     describeErrors(suite);
     describeTimeLimits(suite);
+    describeBeginBy(suite);
     describeWorkspace(suite);
     describeLogsAndEvents(suite);
     describePermissions(suite);

@@ -13,6 +13,8 @@ export const PROTOCOL_VERSION = 1;
 export type HostToRunner =
   | { type: 'run'; task: RunnerTask }
   | { type: 'cancel'; reason: SerializedError }
+  /** The answer to `may-begin`: whether the handler may begin now. */
+  | { type: 'begin'; ok: boolean }
   | { type: 'rpc-reply'; id: number; ok: true; value: unknown }
   | { type: 'rpc-reply'; id: number; ok: false; error: SerializedError };
 
@@ -21,6 +23,8 @@ export type RunnerToHost =
   | { type: 'log'; level: LogEntry['level']; message: string; fields?: Record<string, unknown> }
   | { type: 'event'; event: unknown }
   | { type: 'rpc'; id: number; target: 'platform' | 'channel'; service: string; method: string; args: unknown[] }
+  /** Its task's `beginBy` passed before the handler began: may it still begin? (ExecuteOptions.beginBy) */
+  | { type: 'may-begin' }
   | RunnerResult;
 
 export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type: 'result'; ok: false; error: SerializedError };
@@ -49,6 +53,7 @@ export function runnerMessageProblem(message: unknown): string | undefined {
       if (m.fields !== undefined && (typeof m.fields !== 'object' || m.fields === null)) return 'log with non-object fields';
       return undefined;
     case 'event':
+    case 'may-begin':
       return undefined;
     case 'rpc':
       if (!Number.isSafeInteger(m.id)) return 'rpc without an integer id';

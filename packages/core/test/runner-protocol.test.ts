@@ -49,7 +49,7 @@ afterEach(() => {
  * Both ends of the protocol over a real MessageChannel, as a worker-pool backend wires them:
  * the host posts `run`, the runner answers with logs/events/rpc and one `result`.
  */
-function connect(exportName: string, options: { input?: unknown; channel?: boolean; permissions?: PermissionSpec } = {}) {
+function connect(exportName: string, options: { input?: unknown; channel?: boolean; permissions?: PermissionSpec; beginBy?: number; mayBegin?: () => boolean } = {}) {
   const { port1: hostPort, port2: runnerPort } = new MessageChannel();
   ports.push(hostPort, runnerPort);
   const cache = new HostCache();
@@ -68,6 +68,7 @@ function connect(exportName: string, options: { input?: unknown; channel?: boole
     timeoutMs: 10_000,
     memoryMb: undefined,
     ...(options.channel ? { channel: { connectionId: 'conn-1', path: '/chat' } } : {}),
+    ...(options.beginBy !== undefined ? { beginBy: options.beginBy } : {}),
   };
 
   // Runner side.
@@ -103,6 +104,7 @@ function connect(exportName: string, options: { input?: unknown; channel?: boole
         channelCalls.push([method, args]);
         return method === 'broadcast' ? 3 : undefined;
       },
+      mayBegin: options.mayBegin ?? (() => true),
     },
     (message) => {
       sentToRunner.push(message);
@@ -277,6 +279,44 @@ describe('RunnerSession ⇄ HostSession over a MessageChannel', () => {
   });
 });
 
+describe('a task with beginBy', () => {
+  it('begins without asking the host while its beginBy is ahead', async () => {
+    let asked = 0;
+    const run = connect('roundTrip', { input: 1, beginBy: Date.now() + 60_000, mayBegin: () => (asked++, false) });
+    expect((await run.result).ok).toBe(true);
+    expect(asked).toBe(0);
+    expect(run.fromRunner.some((m) => m.type === 'may-begin')).toBe(false);
+  });
+
+  it('asks the host once its beginBy has passed, and begins when the host says it may', async () => {
+    let asked = 0;
+    const run = connect('roundTrip', { input: 1, beginBy: Date.now() - 1, mayBegin: () => (asked++, true) });
+    expect((await run.result).ok).toBe(true);
+    expect(asked).toBe(1);
+    expect(run.sentToRunner).toContainEqual({ type: 'begin', ok: true });
+  });
+
+  it('does not begin the handler when the host says no: no log, event or platform call, an ABORTED result', async () => {
+    const run = connect('roundTrip', { input: 1, beginBy: Date.now() - 1, mayBegin: () => false });
+    const result = await run.result;
+    expect(result.ok).toBe(false);
+    expect(() => unwrapRunnerResult(result)).toThrow(/not begun/);
+    expect(run.logs).toEqual([]);
+    expect(run.events).toEqual([]);
+    expect(run.cache.store.size).toBe(0);
+    expect(run.fromRunner.map((m) => m.type)).toEqual(['may-begin', 'result']);
+  });
+
+  it('does not begin the handler when a cancel comes while the runner waits for the answer', async () => {
+    const run = connect('roundTrip', { input: 1, beginBy: Date.now() - 1, mayBegin: () => true });
+    // The cancel is posted before the host's answer can reach the runner: it settles the question as a no.
+    run.hostPort.postMessage({ type: 'cancel', reason: serializeError(new AbortedError('stop')) } satisfies HostToRunner);
+    const result = await run.result;
+    expect(result.ok).toBe(false);
+    expect(run.cache.store.size).toBe(0);
+  });
+});
+
 describe('HostSession on its own', () => {
   it('ignores unknown or malformed messages, and returns the result message', () => {
     const sent: HostToRunner[] = [];
@@ -286,6 +326,7 @@ describe('HostSession on its own', () => {
         emit: () => undefined,
         callPlatform: async () => undefined,
         callChannel: async () => undefined,
+        mayBegin: () => true,
       },
       (m) => sent.push(m),
     );
@@ -297,6 +338,15 @@ describe('HostSession on its own', () => {
     expect(sent).toEqual([]);
   });
 
+  it('answers may-begin once: a runner asks once per execution, and more are not left to pile up replies', () => {
+    const sent: HostToRunner[] = [];
+    let asked = 0;
+    const host = new HostSession({ log: () => undefined, emit: () => undefined, callPlatform: async () => undefined, callChannel: async () => undefined, mayBegin: () => (asked++, true) }, (m) => sent.push(m));
+    for (let i = 0; i < 3; i++) expect(host.handle({ type: 'may-begin' })).toBeUndefined();
+    expect(sent).toEqual([{ type: 'begin', ok: true }]);
+    expect(asked).toBe(1);
+  });
+
   it('answers a result that cannot be sent with a ValidationError reply', async () => {
     const sent: HostToRunner[] = [];
     const host = new HostSession(
@@ -305,6 +355,7 @@ describe('HostSession on its own', () => {
         emit: () => undefined,
         callPlatform: async () => () => 'a function',
         callChannel: async () => undefined,
+        mayBegin: () => true,
       },
       (m) => {
         structuredClone(m);

@@ -120,6 +120,11 @@ class InProcessRuntime implements RuntimeEnvironment {
     return window;
   }
 
+  /** Its task's beginBy passed (a long load): the host's own answer, at once. */
+  mayBegin(): boolean {
+    return this.#control.mayBegin();
+  }
+
   /** Platform calls the handler fired and did not await start before its result goes. */
   allCallsStarted(): Promise<void> | undefined {
     return this.#window?.allSent();

@@ -38,7 +38,7 @@ describe('CallerWatch', () => {
       const orphaned: string[] = [];
       for (let n = 0; n < 10; n++) {
         // Its result went as one message: watched until the caller is heard to have it.
-        watch.add(`kbexec.${pool}.caller.h${n}`, 3000, { id: `e${n}`, resultSentOn: 0, orphan: () => orphaned.push(`e${n}`), resendResult: () => true });
+        watch.add(`kbexec.${pool}.caller.h${n}`, 3000, { id: `e${n}`, resultSentOn: 0, orphan: () => orphaned.push(`e${n}`), resendResult: () => true }, performance.now());
       }
       // No one subscribes to those subjects: each heartbeat gets "no responders".
       await sleep(500);

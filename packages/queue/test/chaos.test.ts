@@ -154,6 +154,27 @@ describe('a worker that dies mid-execution', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'thawed' }));
   });
 
+  it.each(['worker-pool', 'in-process'])('SIGSTOP while its handler\'s module loads (%s): when it runs again, the handler is not begun', async (backendType) => {
+    const pool = newPool('sigstopload');
+    const frozen = await worker(server.url, pool, 1, backendType);
+    const backend = host(server.url, pool);
+    const file = path.join(markers, `sigstop-load-${backendType}.log`);
+    let accepted!: () => void;
+    const started = new Promise<void>((resolve) => (accepted = resolve));
+    const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'slow-load', input: { file } }, { timeoutMs: 60_000, onStart: () => accepted() });
+    await started;
+    // Its module takes 1.5 s to load: stopped in the middle, for longer than the caller's workerLostMs (3 s).
+    await sleep(300);
+    frozen.child.kill('SIGSTOP');
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    frozen.child.kill('SIGCONT');
+    // Back, the load ends at once (its timer is overdue) and the runner asks whether it may begin: it may not.
+    await sleep(3000);
+    expect(await marks(file)).toEqual([]);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'thawed' }));
+  }, 60_000);
+
   it('SIGSTOP while idle: a task it had fetched waits for the consumer\'s ack wait, and a time limit shorter than that says so, not only that slots were free', async () => {
     const pool = newPool('sigstopidle');
     const frozen = await worker(server.url, pool, 1);

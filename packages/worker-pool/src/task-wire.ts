@@ -10,7 +10,7 @@ import type { RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 type HandlerFields = Pick<RunnerTask, 'pluginId' | 'handlerId' | 'pluginRoot' | 'entryPath' | 'exportName' | 'permissions' | 'memoryMb' | 'generation' | 'moduleKey'>;
 
 /** One execution's part, in a fixed order. */
-type OwnFields = [RunnerTask['executionId'], RunnerTask['input'], RunnerTask['context'], RunnerTask['workspaceDir'], RunnerTask['timeoutMs'], RunnerTask['traceparent'], RunnerTask['channel']];
+type OwnFields = [RunnerTask['executionId'], RunnerTask['input'], RunnerTask['context'], RunnerTask['workspaceDir'], RunnerTask['timeoutMs'], RunnerTask['traceparent'], RunnerTask['channel'], RunnerTask['beginBy']];
 
 export interface PackedTask {
   /** The handler's number on this thread. */
@@ -33,7 +33,7 @@ export class TaskPacker {
   last: string | undefined;
 
   pack(task: RunnerTask): PackedTask {
-    const own: OwnFields = [task.executionId, task.input, task.context, task.workspaceDir, task.timeoutMs, task.traceparent, task.channel];
+    const own: OwnFields = [task.executionId, task.input, task.context, task.workspaceDir, task.timeoutMs, task.traceparent, task.channel, task.beginBy];
     const key = handlerKey(task);
     this.last = key;
     const sent = this.#sent.get(key);
@@ -81,7 +81,7 @@ export class TaskUnpacker {
   unpack(packed: PackedTask): RunnerTask {
     if (packed.d) this.#handlers.set(packed.h, packed.d);
     const d = this.#handlers.get(packed.h)!;
-    const [executionId, input, context, workspaceDir, timeoutMs, traceparent, channel] = packed.own;
+    const [executionId, input, context, workspaceDir, timeoutMs, traceparent, channel, beginBy] = packed.own;
     return {
       executionId,
       pluginId: d.pluginId,
@@ -99,6 +99,7 @@ export class TaskUnpacker {
       moduleKey: d.moduleKey,
       traceparent,
       channel,
+      beginBy,
     };
   }
 }

@@ -1,4 +1,5 @@
-import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
+import { AbortedError, InternalError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
+import { wallClockMs } from '../wall-clock.js';
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PluginManifest } from './manifest.js';
@@ -210,6 +211,35 @@ export class ExecutionControl implements DispatchControl {
     this.#meta.artifacts = workspace.artifacts;
     if (workspace.truncated) this.#meta.artifactsTruncated = true;
     if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
+  }
+
+  /** The time its handler must begin by (ExecuteOptions.beginBy), for its runner's task; one the option fails to give is asked for again at the begin (mayBegin). */
+  beginBy(): number | undefined {
+    try {
+      const by = this.#options.beginBy?.();
+      return typeof by === 'number' && !Number.isNaN(by) ? by : undefined;
+    } catch {
+      return Number.NEGATIVE_INFINITY;
+    }
+  }
+
+  mayBegin(): boolean {
+    if (this.#over) return false;
+    const task = this.#task;
+    let by: unknown;
+    try {
+      by = this.#options.beginBy?.();
+    } catch (error) {
+      this.stop(new InternalError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: its execute() option beginBy threw`, { cause: error }));
+      return false;
+    }
+    // The option itself may have stopped it (a queue worker that gives up on it aborts it).
+    if (this.#over) return false;
+    const late = typeof by === 'number' ? wallClockMs() - by : Number.NaN;
+    if (!(late > 0)) return true;
+    const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: the time it had to begin by (execute() option beginBy) passed ${Math.round(late)} ms before its runner was ready`;
+    this.stop(new AbortedError(message, { details: { phase: 'queued' } }));
+    return false;
   }
 
   outputPace(): Promise<void> | undefined {

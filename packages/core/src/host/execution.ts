@@ -310,6 +310,7 @@ export class Execution {
       const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
       const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
       telemetry?.dispatched(task.pluginId, task.handlerId);
+      if (opts.beginBy) task.beginBy = control.beginBy();
       let dispatched: Promise<unknown>;
       try {
         // In the execution span's context: an in-process handler's own spans nest under it.

@@ -10,6 +10,8 @@ export interface HostServices {
   emit(event: unknown): void;
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown>;
   callChannel(method: string, args: unknown[]): Promise<unknown>;
+  /** Whether a handler whose `beginBy` passed may still begin (ExecuteOptions.beginBy); false stops the execution. */
+  mayBegin(): boolean;
 }
 
 /**
@@ -21,6 +23,7 @@ export class HostSession {
   readonly #services: HostServices;
   readonly #send: (message: HostToRunner) => void;
   #closed = false;
+  #beginAsked = false;
 
   constructor(services: HostServices, send: (message: HostToRunner) => void) {
     this.#services = services;
@@ -39,6 +42,9 @@ export class HostSession {
       case 'rpc':
         this.#answer(message);
         return undefined;
+      case 'may-begin':
+        this.#answerBegin();
+        return undefined;
       case 'result':
         this.#closed = true;
         return message;
@@ -50,6 +56,17 @@ export class HostSession {
   /** Stop answering (the execution is over or the runner is gone). */
   close(): void {
     this.#closed = true;
+  }
+
+  /** A runner asks once per execution; more (plugin code writing to a child's channel) are not answered, so they cannot pile replies up in the host. */
+  #answerBegin(): void {
+    if (this.#closed || this.#beginAsked) return;
+    this.#beginAsked = true;
+    try {
+      this.#send({ type: 'begin', ok: this.#services.mayBegin() });
+    } catch {
+      // The transport itself is gone; the execution's own failure path reports it.
+    }
   }
 
   #answer(message: Extract<RunnerToHost, { type: 'rpc' }>): void {

@@ -5,4 +5,4 @@
 export const REQUEST_FIELDS: ReadonlySet<string> = new Set(['pluginId', 'handlerId', 'input', 'context', 'executionId']);
 
 /** Every option execute() takes (ExecuteOptions). */
-export const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'onStart', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'outputPace', 'traceparent'];
+export const EXECUTE_OPTIONS: readonly string[] = ['signal', 'timeoutMs', 'onLog', 'onEvent', 'onStart', 'keepWorkspace', 'channel', 'platform', 'platformForward', 'outputPace', 'beginBy', 'traceparent'];

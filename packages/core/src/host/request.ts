@@ -179,6 +179,17 @@ export interface ExecuteOptions {
    */
   outputPace?: () => Promise<void> | undefined;
   /**
+   * The latest time the handler may begin, in milliseconds since the epoch on this machine's
+   * clock (`performance.timeOrigin + performance.now()`), asked when the execution is handed to
+   * its runner and asked again by a runner that is not ready to begin by then (its modules took
+   * long to load, or its process was stopped meanwhile). Past it, the handler is not begun: the
+   * execution stops with ABORTED (`details.phase: 'queued'`). A queue worker bounds its local
+   * executions by when their caller may have written them off. Not for the queue backend (its
+   * runners are other machines). For runners that forward executions; hosts rarely set it.
+   * @default none: the handler begins whenever its runner is ready
+   */
+  beginBy?: () => number;
+  /**
    * A W3C `traceparent` to continue: the execution's span becomes a child of this (remote)
    * parent instead of the caller's active context. For a runner that received the trace over
    * the wire (a queue worker passes its caller's here). Without an OpenTelemetry SDK registered
@@ -232,6 +243,8 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
   if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
   if (o.outputPace !== undefined && typeof o.outputPace !== 'function') add('outputPace', 'must be a function () => Promise | undefined');
+  if (o.beginBy !== undefined && typeof o.beginBy !== 'function') add('beginBy', 'must be a function () => number (milliseconds since the epoch)');
+  else if (o.beginBy !== undefined && backend?.remoteRunners) add('beginBy', `a ${backend.type} backend's runners are other machines, whose clocks this time is not on`);
   if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
     add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${JSON.stringify(String(o.traceparent)).slice(0, 80)}`);
   }

@@ -9,6 +9,7 @@ import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
+import { wallClockMs } from '../wall-clock.js';
 import { loadError } from './load-errors.js';
 import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
 import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
@@ -52,6 +53,8 @@ export interface RunnerTask {
   channel?: { connectionId: string; path: string };
   /** The W3C traceparent of the execution's span (`ctx.traceparent`); undefined when not traced. */
   traceparent?: string | undefined;
+  /** Past this time (wallClockMs), the handler begins only if the host still says it may (ExecuteOptions.beginBy). */
+  beginBy?: number | undefined;
 }
 
 /** What a runner provides around the handler: its side of logs, events, platform and channel. */
@@ -64,6 +67,8 @@ export interface RuntimeEnvironment {
   readonly platform: Platform;
   /** Performs `ctx.channel.<method>(...args)`; absent when the task has no channel. */
   channelCall?: (method: string, args: unknown[]) => Promise<unknown>;
+  /** Asks the host whether a handler whose task's `beginBy` has passed may still begin (false: the host has stopped it). */
+  mayBegin?: () => boolean | Promise<boolean>;
 }
 
 type HandlerFunction = (input: unknown, ctx: HandlerContext) => unknown;
@@ -120,6 +125,8 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
     // handler must not begin now (the load path only: a warm one has nothing to wait for).
     if (env.signal.aborted) throw stoppedWhileLoading(env.signal.reason);
   }
+  // Not ready by the time its host gave it (a long load, a process stopped meanwhile): the host says whether it still may begin.
+  if (task.beginBy !== undefined && wallClockMs() > task.beginBy && !(await env.mayBegin?.())) throw notBegun();
   const input = handler.schema === undefined ? task.input : validInput(handler.schema, task);
   const ctx = new ExecutionContext(task, env);
   try {
@@ -140,6 +147,10 @@ function validInput(schema: unknown, task: RunnerTask): unknown {
 
 function stoppedWhileLoading(reason: unknown): unknown {
   return isExecutionError(reason) ? reason : new AbortedError("The execution was stopped while its handler's modules loaded; the handler did not run", { details: { phase: 'running' } });
+}
+
+function notBegun(): AbortedError {
+  return new AbortedError('The handler was not begun: the time it had to begin by (ExecuteOptions.beginBy) had passed', { details: { phase: 'queued' } });
 }
 
 function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {

@@ -36,6 +36,8 @@ export class RunnerSession implements RuntimeEnvironment {
   #window: CallWindow | undefined;
   #finished = false;
   #platform: Platform | undefined;
+  /** Settles `mayBegin()`'s question with the host's answer (a cancel answers no). */
+  #beginAnswer: ((ok: boolean) => void) | undefined;
 
   constructor(task: RunnerTask, send: (message: RunnerToHost) => void) {
     this.#task = task;
@@ -51,9 +53,12 @@ export class RunnerSession implements RuntimeEnvironment {
       if (pending.windowed) this.#window!.leave();
       if (message.ok) pending.resolve(message.value);
       else pending.reject(deserializeError(message.error));
+    } else if (message.type === 'begin') {
+      this.#answerBegin(message.ok === true);
     } else if (message.type === 'cancel') {
       if (this.#cancelled) return;
       this.#cancelled = true;
+      this.#answerBegin(false);
       this.#cancelReason = deserializeError(message.reason);
       // The host refuses calls from here on: none still waiting is sent, nor waited for at the end.
       this.#window?.clear();
@@ -98,6 +103,21 @@ export class RunnerSession implements RuntimeEnvironment {
   /** `ctx.emit()` (RuntimeEnvironment). */
   emit(event: unknown): void {
     this.#post({ type: 'event', event }, 'ctx.emit() event', event);
+  }
+
+  /** Whether a handler whose `beginBy` passed may still begin (RuntimeEnvironment): the host's answer. */
+  mayBegin(): Promise<boolean> {
+    if (this.#cancelled) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      this.#beginAnswer = resolve;
+      this.#send({ type: 'may-begin' });
+    });
+  }
+
+  #answerBegin(ok: boolean): void {
+    const answer = this.#beginAnswer;
+    this.#beginAnswer = undefined;
+    answer?.(ok);
   }
 
   /** `ctx.channel` calls (RuntimeEnvironment); runHandler only uses it for a task with a channel. */

@@ -28,6 +28,12 @@ interface Caller {
   lostMs: number;
   /** When the caller last said anything to this worker: a heartbeat's answer, a part's, a message. */
   lastAnswer: number;
+  /**
+   * When this worker sent the latest heartbeat (or accepted start) the caller answered: the
+   * caller heard from it no earlier, so it waits at least its `workerLostMs` from then. Not when
+   * the answer was read, which after a stop (SIGSTOP) may be long after the caller wrote it off.
+   */
+  provenAt: number;
   /** Heartbeat requests not answered yet. */
   asking: number;
 }
@@ -62,14 +68,15 @@ export class CallerWatch {
     this.#timer = setInterval(() => this.#beat(), heartbeatMs);
   }
 
-  /** `execution`, which `caller` has just accepted (an answer: the caller is there). */
-  add(caller: string, lostMs: number, execution: Watched): void {
+  /** `execution`, whose start this worker asked `caller` for at `askedAt` and which it accepted (an answer: the caller is there). */
+  add(caller: string, lostMs: number, execution: Watched, askedAt: number): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
-      this.#callers.set(caller, (entry = { executions: new LiveMap(), lostMs, lastAnswer: performance.now(), asking: 0 }));
+      this.#callers.set(caller, (entry = { executions: new LiveMap(), lostMs, lastAnswer: performance.now(), provenAt: askedAt, asking: 0 }));
       this.#pace();
     }
     entry.lastAnswer = performance.now();
+    entry.provenAt = Math.max(entry.provenAt, askedAt);
     entry.executions.set(execution.id, execution);
   }
 
@@ -104,6 +111,16 @@ export class CallerWatch {
   answering(caller: string): boolean {
     const entry = this.#callers.get(caller);
     return !entry || performance.now() - entry.lastAnswer <= entry.lostMs;
+  }
+
+  /**
+   * Until when (wallClockMs) a handler of `caller`'s may begin here: its caller waits at least its
+   * `workerLostMs` from the latest heartbeat it answered. A worker stopped (SIGSTOP) past that
+   * reads, when it resumes, what came meanwhile before its timers run: this is not left to them.
+   */
+  beginBy(caller: string): number {
+    const entry = this.#callers.get(caller);
+    return entry ? performance.timeOrigin + entry.provenAt + entry.lostMs : Number.NEGATIVE_INFINITY;
   }
 
   /**
@@ -151,6 +168,7 @@ export class CallerWatch {
 
   async #ask(caller: string, entry: Caller): Promise<void> {
     entry.asking++;
+    const askedAt = performance.now();
     try {
       // Waits as long as the caller waits for this worker: a slow answer is still an answer.
       // Ended before this heartbeat: a result that went on this connection reached the caller
@@ -161,6 +179,7 @@ export class CallerWatch {
       const asked = all.filter((execution) => execution.resultSentOn === undefined || execution.resultSentOn < connection).map((execution) => execution.id);
       const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: asked }, 'heartbeat'), entry.lostMs);
       entry.lastAnswer = performance.now();
+      entry.provenAt = Math.max(entry.provenAt, askedAt);
       const { unknown } = decode<{ unknown: string[] }>(reply.data);
       for (const execution of ended) {
         const received = execution.resultSentOn === connection || unknown.includes(execution.id);

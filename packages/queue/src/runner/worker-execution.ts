@@ -1,5 +1,5 @@
 import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
+import { MAX_TIMER_MS, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
@@ -113,8 +113,9 @@ export class WorkerExecution implements Watched {
     if (this.#passesOver(caller)) return;
     // An earlier one of its caller under this id runs here (lost to it in a restart): this one waits in the stream.
     if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
-    if (!(await this.#start())) return;
-    this.#worker.watch.add(caller, this.claim.lostMs, this);
+    const askedAt = performance.now();
+    if (!(await this.#start(askedAt))) return;
+    this.#worker.watch.add(caller, this.claim.lostMs, this, askedAt);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
       if (!task) throw unreadable;
@@ -162,10 +163,9 @@ export class WorkerExecution implements Watched {
    * An accept that took the caller's whole patience (`workerLostMs`) is not acted on (the caller
    * may have reported it lost); a slow one (a third of it) is followed at once by a heartbeat.
    */
-  async #start(): Promise<boolean> {
+  async #start(askedAt: number): Promise<boolean> {
     let reply: StartedReply;
     const { lostMs } = this.claim;
-    const askedAt = performance.now();
     try {
       const msg = await this.#worker.courier.request(this.claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
       reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
@@ -209,10 +209,7 @@ export class WorkerExecution implements Watched {
     if (this.#abort.signal.aborted) throw this.#stoppedHere ? this.#stoppedError(task) : this.#abort.signal.reason;
     const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
-    if (!this.#worker.watch.answering(this.claim.caller)) {
-      const why = `it was paused or cut off for longer than its caller's workerLostMs (${this.claim.lostMs}) before the handler began`;
-      throw this.#didNotRun(why);
-    }
+    if (!this.#worker.watch.answering(this.claim.caller)) throw this.#didNotRun(this.#pausedTooLong());
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
       timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS),
@@ -226,10 +223,25 @@ export class WorkerExecution implements Watched {
       onEvent: (event) => this.#out.postEvent(event.event),
       // A caller behind on this worker's output: the handler waits (on a worker-pool or subprocess backend).
       outputPace: () => this.#out.backlog ?? this.#worker.courier.outputWaits(this.claim.caller),
+      beginBy: () => this.#beginBy(),
       ...(task.channel ? { channel: { ...task.channel, call: (method: string, args: unknown[]) => this.#calls.call('channel', '', method, args) } } : {}),
       ...(task.traceparent ? { traceparent: task.traceparent } : {}),
     };
     return backend.execute({ pluginId: task.pluginId, handlerId: task.handlerId, input, context: task.context, executionId: task.executionId }, options);
+  }
+
+  /** Until when its handler may begin on the local backend (asked at the hand-over, and again by a runner not ready by then): past that, its caller may have reported it lost, and it is stopped here unbegun. */
+  #beginBy(): number {
+    const by = this.#worker.watch.beginBy(this.claim.caller);
+    if (wallClockMs() > by) {
+      const error = this.#didNotRun(this.#pausedTooLong());
+      this.#stopHere(error.message, 'runner-lost', error);
+    }
+    return by;
+  }
+
+  #pausedTooLong(): string {
+    return `it was paused or cut off for longer than its caller's workerLostMs (${this.claim.lostMs}) before the handler began`;
   }
 
   /** The worker did not run it, for fear its caller has already reported it lost (`why`). */

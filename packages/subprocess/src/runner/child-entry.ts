@@ -68,7 +68,7 @@ for (const fd of (process.argv[3] ?? '').split(',')) {
 
 let session: RunnerSession | undefined;
 let started = false;
-const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' }>> = [];
+const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' | 'begin' }>> = [];
 
 const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
   maxFrameBytes,
@@ -86,7 +86,7 @@ const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writab
       else void booted.then(() => start(m));
       return;
     }
-    if (m?.type !== 'cancel' && m?.type !== 'rpc-reply') return;
+    if (m?.type !== 'cancel' && m?.type !== 'rpc-reply' && m?.type !== 'begin') return;
     // A cancel can overtake the start (abort right after the spawn): it is handed over then.
     if (session) session.handle(m);
     else early.push(m);

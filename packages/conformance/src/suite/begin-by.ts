@@ -1,0 +1,102 @@
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { ExecuteOptions } from '@kb-labs/plugin-execution-core';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectError, expectOk } from '../expect-result.js';
+import { BASIC } from '../fixtures.js';
+import type { SuiteContext } from '../suite-context.js';
+
+const PLUGIN = '@x/begin-by';
+/** How long the `slow` handler's module takes to load (a top-level await). */
+const LOAD_MS = 300;
+
+/**
+ * `ExecuteOptions.beginBy`: a handler whose runner was not ready to begin by then (a long load,
+ * its process stopped meanwhile) begins only if the option, asked again, says it still may.
+ */
+export function describeBeginBy(suite: SuiteContext): void {
+  describe('beginBy (the latest time a handler may begin)', () => {
+    it('is refused unless it is a function', async () => {
+      const backend = suite.make();
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { beginBy: Date.now() + 1000 } as unknown as ExecuteOptions);
+      expectError(result, 'VALIDATION_ERROR');
+      expect(result.error.message).toMatch(/beginBy/);
+    });
+
+    if (suite.name === 'queue') {
+      it("is refused by a backend whose runners are other machines (their clocks are not the host's)", async () => {
+        const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo' }, { beginBy: () => Date.now() + 60_000 });
+        expectError(result, 'VALIDATION_ERROR');
+        expect(result.error.message).toMatch(/beginBy.*other machines/);
+      });
+      return;
+    }
+    localRunnerTests(suite);
+  });
+}
+
+function localRunnerTests(suite: SuiteContext): void {
+  let dir: string;
+  let out: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'kb-begin-by-'));
+    out = path.join(dir, 'out');
+    await mkdir(out);
+    // Each handler leaves a file named by its input when it begins.
+    const begin = `(input) => { writeFileSync(${JSON.stringify(out)} + '/' + input, ''); return input; }`;
+    await writeFile(path.join(dir, 'quick.mjs'), `import { writeFileSync } from 'node:fs';\nexport default ${begin};\n`);
+    const slow = `import { writeFileSync } from 'node:fs';\nawait new Promise((resolve) => setTimeout(resolve, ${LOAD_MS}));\nexport default ${begin};\n`;
+    await writeFile(path.join(dir, 'slow.mjs'), slow);
+    await writeFile(path.join(dir, 'slow-too.mjs'), slow);
+    const handlers = { quick: { entry: './quick.mjs' }, slow: { entry: './slow.mjs' }, 'slow-too': { entry: './slow-too.mjs' } };
+    const manifest = { id: PLUGIN, version: '1.0.0', permissions: { fs: { write: ['out'] } }, handlers };
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify(manifest));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const make = () => suite.make({ plugins: [dir], permissions: { fs: { write: ['out'] } } });
+  const begun = async () => (await readdir(out)).sort();
+
+  it('a handler whose time to begin by has passed is not begun: ABORTED, whether its module was loaded before or not', async () => {
+    const backend = make();
+    const past = () => Date.now() - 1;
+    const cold = await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'cold' }, { beginBy: past });
+    expectError(cold, 'ABORTED');
+    expect(cold.error.message).toMatch(/not begun/);
+    expect(cold.error.details).toMatchObject({ phase: 'queued' });
+    expectOk(await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'warm-up' }));
+    expectError(await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'warm' }, { beginBy: past }), 'ABORTED');
+    expect(await begun()).toEqual(['warm-up']);
+    // Nothing is held: the backend runs the next one.
+    expectOk(await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'after' }, { beginBy: () => Date.now() + 60_000 }));
+    expect(await begun()).toEqual(['after', 'warm-up']);
+  });
+
+  it('a load that outlasts it is asked about again: the handler begins if the answer is later, and not if it is past', async () => {
+    const backend = make();
+    let asked = 0;
+    // The first answer passes while the module loads; the second, asked then, is a minute ahead.
+    const extended = await backend.execute({ pluginId: PLUGIN, handlerId: 'slow', input: 'extended' }, { beginBy: () => Date.now() + (asked++ === 0 ? 50 : 60_000) });
+    expectOk(extended);
+    expect(asked).toBe(2);
+    expect(await begun()).toEqual(['extended']);
+    const by = Date.now() + 50;
+    expectError(await backend.execute({ pluginId: PLUGIN, handlerId: 'slow-too', input: 'fixed' }, { beginBy: () => by }), 'ABORTED');
+    expect(await begun()).toEqual(['extended']);
+  });
+
+  it('one that throws is a host failure: INTERNAL_ERROR, and the handler is not begun', async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'thrown' }, {
+      beginBy: () => {
+        throw new Error('no clock');
+      },
+    });
+    expectError(result, 'INTERNAL_ERROR');
+    expect(result.error.message).toMatch(/beginBy/);
+    expect(existsSync(path.join(out, 'thrown'))).toBe(false);
+  });
+}
