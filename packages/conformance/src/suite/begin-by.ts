@@ -88,6 +88,13 @@ function localRunnerTests(suite: SuiteContext): void {
     expect(await begun()).toEqual(['extended']);
   });
 
+  it('one that gives no number (an async function) is refused naming it, and the handler is not begun', async () => {
+    const result = await make().execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'promised' }, { beginBy: (async () => Date.now() + 60_000) as unknown as () => number });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/beginBy must return a number .*returned a promise/);
+    expect(existsSync(path.join(out, 'promised'))).toBe(false);
+  });
+
   it('one that throws is a host failure: INTERNAL_ERROR, and the handler is not begun', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'thrown' }, {

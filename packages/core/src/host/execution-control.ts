@@ -213,11 +213,11 @@ export class ExecutionControl implements DispatchControl {
     if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
   }
 
-  /** The time its handler must begin by (ExecuteOptions.beginBy), for its runner's task; one the option fails to give is asked for again at the begin (mayBegin). */
-  beginBy(): number | undefined {
+  /** The time its handler must begin by (ExecuteOptions.beginBy), for its runner's task; one the option fails to give (it throws, or gives no number) has the runner ask (mayBegin), which says why. */
+  beginBy(): number {
     try {
       const by = this.#options.beginBy?.();
-      return typeof by === 'number' && !Number.isNaN(by) ? by : undefined;
+      return typeof by === 'number' && !Number.isNaN(by) ? by : Number.NEGATIVE_INFINITY;
     } catch {
       return Number.NEGATIVE_INFINITY;
     }
@@ -225,18 +225,26 @@ export class ExecutionControl implements DispatchControl {
 
   mayBegin(): boolean {
     if (this.#over) return false;
+    const beginBy = this.#options.beginBy;
+    // Asked with no such option: a runner's protocol forged by plugin code; nothing to refuse.
+    if (!beginBy) return true;
     const task = this.#task;
     let by: unknown;
     try {
-      by = this.#options.beginBy?.();
+      by = beginBy();
     } catch (error) {
       this.stop(new InternalError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: its execute() option beginBy threw`, { cause: error }));
       return false;
     }
     // The option itself may have stopped it (a queue worker that gives up on it aborts it).
     if (this.#over) return false;
-    const late = typeof by === 'number' ? wallClockMs() - by : Number.NaN;
-    if (!(late > 0)) return true;
+    if (typeof by !== 'number' || Number.isNaN(by)) {
+      const message = `must return a number (milliseconds since the epoch), returned ${kindOf(by)}`;
+      this.stop(new ValidationError(`Invalid execute() options: beginBy ${message}`, { details: { phase: 'options', issues: [{ path: 'beginBy', message }] } }));
+      return false;
+    }
+    const late = wallClockMs() - by;
+    if (late <= 0) return true;
     const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: the time it had to begin by (execute() option beginBy) passed ${Math.round(late)} ms before its runner was ready`;
     this.stop(new AbortedError(message, { details: { phase: 'queued' } }));
     return false;
@@ -349,6 +357,12 @@ export class ExecutionControl implements DispatchControl {
 }
 
 function noop(): void {}
+
+/** What a callback returned, named for a message: `a promise` for an async function's. */
+function kindOf(value: unknown): string {
+  if (value === null || Number.isNaN(value)) return String(value);
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function' ? 'a promise' : typeof value;
+}
 
 /**
  * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
