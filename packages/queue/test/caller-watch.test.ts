@@ -4,7 +4,8 @@ import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CallerWatch } from '../src/runner/caller-watch.js';
 import { Courier } from '../src/shared/courier.js';
-import type { Kind } from '../src/shared/wire.js';
+import { encode, type Kind } from '../src/shared/wire.js';
+import { wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import { natsServer, newPool } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -28,6 +29,31 @@ describe('CallerWatch', () => {
   afterAll(async () => {
     await nc?.close();
     await server?.stop();
+  });
+
+  it("bounds when a caller's handlers may begin by when the heartbeats it answered were sent, not when their answers were read", async () => {
+    const courier = new CountingCourier(nc);
+    const watch = new CallerWatch(courier, 'w-2', 100);
+    const caller = `kbexec.${newPool('slow')}.caller.h`;
+    // A caller that answers every heartbeat 400 ms late (a slow link, or answers that waited in the socket of a stopped worker).
+    const sub = nc.subscribe(caller, { callback: (_error, msg) => void sleep(400).then(() => msg.respond(encode({ unknown: [] }, 'reply'))) });
+    try {
+      const lostMs = 1200;
+      // A start accepted long ago: the caller may have written it off already.
+      watch.add(`${caller}.old`, lostMs, { id: 'e-old', orphan: () => undefined }, performance.now() - 5000);
+      expect(watch.beginBy(`${caller}.old`)).toBeLessThan(wallClockMs());
+      watch.add(caller, lostMs, { id: 'e-1', orphan: () => undefined }, performance.now());
+      expect(watch.beginBy(caller) - wallClockMs()).toBeGreaterThan(lostMs - 100);
+      await sleep(1500);
+      const ahead = watch.beginBy(caller) - wallClockMs();
+      // Counted from when the answered heartbeat went (some 400-500 ms ago), not from when its answer came (under 100 ms ago).
+      expect(ahead).toBeLessThan(lostMs - 300);
+      expect(ahead).toBeGreaterThan(0);
+      expect(courier.asked.filter((subject) => subject === caller).length).toBeGreaterThan(5);
+    } finally {
+      sub.unsubscribe();
+      watch.close();
+    }
   });
 
   it('lets go of a caller that is gone once its executions are dropped: ten hosts that called once and exited are not asked about for ever', async () => {
