@@ -347,6 +347,18 @@ describe('HostSession on its own', () => {
     expect(asked).toBe(1);
   });
 
+  it('does not answer may-begin after a log line, an event or a call: only a begun handler sends those, so the question is not its runtime\'s', () => {
+    for (const first of [{ type: 'log', level: 'info', message: 'x' }, { type: 'event', event: 1 }, { type: 'rpc', id: 1, target: 'platform', service: 's', method: 'm', args: [] }] as RunnerToHost[]) {
+      const sent: HostToRunner[] = [];
+      let asked = 0;
+      const host = new HostSession({ log: () => undefined, emit: () => undefined, callPlatform: async () => undefined, callChannel: async () => undefined, mayBegin: () => (asked++, false) }, (m) => sent.push(m));
+      host.handle(first);
+      host.handle({ type: 'may-begin' });
+      expect(sent.filter((m) => m.type === 'begin')).toEqual([]);
+      expect(asked).toBe(0);
+    }
+  });
+
   it('answers a result that cannot be sent with a ValidationError reply', async () => {
     const sent: HostToRunner[] = [];
     const host = new HostSession(

@@ -33,7 +33,7 @@ const WATCHED: Record<string, string> = {
     'Map Set WeakMap WeakSet WeakRef Error TypeError RangeError SyntaxError ReferenceError EvalError URIError AggregateError Date RegExp Math ' +
     'ArrayBuffer SharedArrayBuffer DataView Uint8Array Int32Array Float64Array Atomics Proxy Buffer setTimeout clearTimeout setInterval ' +
     'clearInterval setImmediate clearImmediate queueMicrotask process console URL URLSearchParams TextEncoder TextDecoder AbortController ' +
-    'AbortSignal EventTarget Event MessageChannel MessagePort fetch',
+    'AbortSignal EventTarget Event MessageChannel MessagePort fetch Intl',
   JSON: 'parse stringify',
   Promise: 'resolve reject all allSettled race any',
   'Promise.prototype': 'then catch finally constructor',
@@ -58,7 +58,8 @@ const WATCHED: Record<string, string> = {
   'Set.prototype': 'add has delete clear [Symbol.iterator]',
   'WeakMap.prototype': 'get set has',
   'WeakSet.prototype': 'add has',
-  Error: 'captureStackTrace prepareStackTrace stackTraceLimit',
+  Error: 'captureStackTrace prepareStackTrace stackTraceLimit [Symbol.hasInstance]',
+  Intl: 'DateTimeFormat NumberFormat Collator PluralRules RelativeTimeFormat ListFormat Segmenter',
   'Error.prototype': 'toString',
   Date: 'now',
   'Date.prototype': 'getTime toISOString toJSON',

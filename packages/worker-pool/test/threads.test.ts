@@ -79,8 +79,8 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(({} as Record<string, unknown>).hidden).toBeUndefined();
   });
 
-  it.each(['Array.prototype.reverse', 'Date.prototype.getFullYear', '%TypedArray%.prototype.set', 'AsyncFunction.prototype.constructor', 'TextDecoder.prototype.decode'])(
-    'a handler that replaces %s (a common prototype\'s method outside the watched list) reaches no other plugin: its task runs on a fresh thread',
+  it.each(['Array.prototype.reverse', 'Date.prototype.getFullYear', '%TypedArray%.prototype.set', 'AsyncFunction.prototype.constructor', 'TextDecoder.prototype.decode', 'Intl.DateTimeFormat', 'Error[Symbol.hasInstance]'])(
+    'a handler that replaces %s (a common prototype\'s method, an Intl constructor, an instanceof hook) reaches no other plugin: its task runs on a fresh thread',
     async (target) => {
       const backend = backends.make({ maxThreads: 1 });
       const replaced = await backend.execute({ pluginId: POOL, handlerId: 'replaces-method', input: { target } });

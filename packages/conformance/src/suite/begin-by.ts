@@ -9,6 +9,23 @@ import { BASIC } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
 const PLUGIN = '@x/begin-by';
+/** A handler that begins (an event), then, past `input.at`, writes `may-begin` to a child's channel as its runtime would (subprocess's framing). */
+const FORGE = `import { writeSync } from 'node:fs';
+import v8 from 'node:v8';
+export default async (input, ctx) => {
+  ctx.emit({ begun: true });
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, input.at - Date.now()) + 50));
+  if (input.channel) {
+    const payload = v8.serialize({ type: 'may-begin' });
+    const header = Buffer.from([0x4b, 0x42, 1, 0, 0, 0, 0, 0]);
+    header.writeUInt32BE(payload.length, 4);
+    header[3] = (header[0] ^ header[1] ^ header[2] ^ header[4] ^ header[5] ^ header[6] ^ header[7] ^ 0xa5) & 0xff;
+    writeSync(3, Buffer.concat([header, payload]));
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return 'ran';
+};
+`;
 /** How long the `slow` handler's module takes to load (a top-level await). */
 const LOAD_MS = 300;
 
@@ -50,7 +67,8 @@ function localRunnerTests(suite: SuiteContext): void {
     const slow = `import { writeFileSync } from 'node:fs';\nawait new Promise((resolve) => setTimeout(resolve, ${LOAD_MS}));\nexport default ${begin};\n`;
     await writeFile(path.join(dir, 'slow.mjs'), slow);
     await writeFile(path.join(dir, 'slow-too.mjs'), slow);
-    const handlers = { quick: { entry: './quick.mjs' }, slow: { entry: './slow.mjs' }, 'slow-too': { entry: './slow-too.mjs' } };
+    await writeFile(path.join(dir, 'forge.mjs'), FORGE);
+    const handlers = { quick: { entry: './quick.mjs' }, slow: { entry: './slow.mjs' }, 'slow-too': { entry: './slow-too.mjs' }, forge: { entry: './forge.mjs' } };
     const manifest = { id: PLUGIN, version: '1.0.0', permissions: { fs: { write: ['out'] } }, handlers };
     await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify(manifest));
   });
@@ -65,8 +83,8 @@ function localRunnerTests(suite: SuiteContext): void {
     const past = () => Date.now() - 1;
     const cold = await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'cold' }, { beginBy: past });
     expectError(cold, 'ABORTED');
-    expect(cold.error.message).toMatch(/not begun/);
-    expect(cold.error.details).toMatchObject({ phase: 'queued' });
+    expect(cold.error.message).toMatch(/was stopped: its runner was ready to begin it \d+ ms after the time execute\(\) option beginBy gave/);
+    expect(cold.error.details).toMatchObject({ phase: 'running' });
     expectOk(await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'warm-up' }));
     expectError(await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'warm' }, { beginBy: past }), 'ABORTED');
     expect(await begun()).toEqual(['warm-up']);
@@ -86,6 +104,15 @@ function localRunnerTests(suite: SuiteContext): void {
     const by = Date.now() + 50;
     expectError(await backend.execute({ pluginId: PLUGIN, handlerId: 'slow-too', input: 'fixed' }, { beginBy: () => by }), 'ABORTED');
     expect(await begun()).toEqual(['extended']);
+  });
+
+  it("a begun handler that asks to begin itself, once the time has passed, is not stopped as one that had not begun", async () => {
+    const backend = make();
+    const at = Date.now() + 300;
+    // A child's handler can write the runtime's question to its channel (fd 3); a thread's has no way to its channel, and in-process there is none.
+    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'forge', input: { at, channel: suite.name === 'subprocess' } }, { beginBy: () => at });
+    expectOk(result);
+    expect(result.data).toBe('ran');
   });
 
   it('one that gives no number (an async function) is refused naming it, and the handler is not begun', async () => {

@@ -245,8 +245,10 @@ export class ExecutionControl implements DispatchControl {
     }
     const late = wallClockMs() - by;
     if (late <= 0) return true;
-    const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: the time it had to begin by (execute() option beginBy) passed ${Math.round(late)} ms before its runner was ready`;
-    this.stop(new AbortedError(message, { details: { phase: 'queued' } }));
+    // Said as what the host saw, and `running` as for any stop once a runner took it: a runner
+    // whose plugin writes to its channel could ask after its handler began.
+    const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" was stopped: its runner was ready to begin it ${Math.round(late)} ms after the time execute() option beginBy gave`;
+    this.stop(new AbortedError(message, { details: { phase: 'running' } }));
     return false;
   }
 

@@ -23,6 +23,7 @@ export class HostSession {
   readonly #services: HostServices;
   readonly #send: (message: HostToRunner) => void;
   #closed = false;
+  /** A `may-begin` came, or something only a begun handler sends (a log line, an event, a call): no `may-begin` is answered after that. */
   #beginAsked = false;
 
   constructor(services: HostServices, send: (message: HostToRunner) => void) {
@@ -34,12 +35,15 @@ export class HostSession {
   handle(message: RunnerToHost): RunnerResult | undefined {
     switch (message?.type) {
       case 'log':
+        this.#beginAsked = true;
         this.#services.log(message.level, logText(String(message.message)), message.fields, 'logger');
         return undefined;
       case 'event':
+        this.#beginAsked = true;
         this.#services.emit(message.event);
         return undefined;
       case 'rpc':
+        this.#beginAsked = true;
         this.#answer(message);
         return undefined;
       case 'may-begin':
@@ -58,7 +62,11 @@ export class HostSession {
     this.#closed = true;
   }
 
-  /** A runner asks once per execution; more (plugin code writing to a child's channel) are not answered, so they cannot pile replies up in the host. */
+  /**
+   * The runtime asks once per execution, before its handler can send anything. A question after
+   * that, or a second one, is plugin code writing to a child's channel: not answered (its handler
+   * has begun, so it cannot be refused as one that had not; nor can replies pile up in the host).
+   */
   #answerBegin(): void {
     if (this.#closed || this.#beginAsked) return;
     this.#beginAsked = true;

@@ -180,10 +180,11 @@ export interface ExecuteOptions {
   outputPace?: () => Promise<void> | undefined;
   /**
    * The latest time the handler may begin, in milliseconds since the epoch on this machine's
-   * clock (`performance.timeOrigin + performance.now()`), asked when the execution is handed to
+   * clock (as `Date.now()` gives it), asked when the execution is handed to
    * its runner and asked again by a runner that is not ready to begin by then (its modules took
    * long to load, or its process was stopped meanwhile). Past it, the handler is not begun: the
-   * execution stops with ABORTED (`details.phase: 'queued'`). A queue worker bounds its local
+   * execution stops with ABORTED (`details.phase: 'running'`, as for any stop once a runner took
+   * it). A queue worker bounds its local
    * executions by when their caller may have written them off. Not for the queue backend (its
    * runners are other machines). For runners that forward executions; hosts rarely set it.
    * @default none: the handler begins whenever its runner is ready

@@ -150,7 +150,7 @@ function stoppedWhileLoading(reason: unknown): unknown {
 }
 
 function notBegun(): AbortedError {
-  return new AbortedError('The handler was not begun: the time it had to begin by (ExecuteOptions.beginBy) had passed', { details: { phase: 'queued' } });
+  return new AbortedError('The handler was not begun: the time it had to begin by (ExecuteOptions.beginBy) had passed', { details: { phase: 'running' } });
 }
 
 function loadHandler(entryPath: string, exportName: string, task: RunnerTask): Promise<LoadedHandler> {

@@ -1,5 +1,5 @@
 import { AbortedError } from '@kb-labs/plugin-execution-core';
-import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { LiveMap, settlesWithin, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Courier } from '../shared/courier.js';
 import { decode, encode } from '../shared/wire.js';
 
@@ -120,7 +120,7 @@ export class CallerWatch {
    */
   beginBy(caller: string): number {
     const entry = this.#callers.get(caller);
-    return entry ? performance.timeOrigin + entry.provenAt + entry.lostMs : Number.NEGATIVE_INFINITY;
+    return entry ? wallClockMs() + (entry.provenAt + entry.lostMs - performance.now()) : Number.NEGATIVE_INFINITY;
   }
 
   /**
