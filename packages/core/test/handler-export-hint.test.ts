@@ -53,9 +53,11 @@ describe('a handler export that is not there', () => {
     expect(failure.message).toMatch(/^Handler "greet" of plugin "@t\/hint": \S+many\.mjs has no export "build" \(exports: (greet, helper|helper, greet)\); set "export": "greet" on handler "greet" in kb\.plugin\.json$/);
   });
 
-  it('gives no hint when no export is clearly the one meant, or it is no handler', async () => {
-    const several = await failureOf('several.mjs', 'export const a = () => 0;\nexport const b = () => 0;\n', 'greet');
-    expect(several.message).toMatch(/has no export "default" \(exports: a, b\)$/);
+  it('lists the handlers to choose from when none is named as the handler, and gives no hint when it is no handler', async () => {
+    const several = await failureOf('several.mjs', 'export const a = () => 0;\nexport const b = () => 0;\nexport const c = 1;\n', 'greet');
+    expect(several.message).toMatch(/has no export "default" \(exports: a, b, c\); set "export" on handler "greet" in kb\.plugin\.json to the one it runs: "a", "b"$/);
+    const object = await failureOf('object.mjs', 'export default { a: () => 0, b: () => 0 };\n', 'greet');
+    expect(object.message).toMatch(/got an object of several functions \(a, b\), not one handler\); set "export" on handler "greet" in kb\.plugin\.json to the one it runs: "a", "b"$/);
     const notFunction = await failureOf('value.mjs', 'export const greeting = "hi";\n', 'greet');
     expect(notFunction.message).toMatch(/has no export "default" \(exports: greeting\)$/);
     const none = await failureOf('none.mjs', 'const x = 1;\nexport {};\n', 'greet');
@@ -70,6 +72,9 @@ describe('a handler export that is not there', () => {
     });
     const esm = await failureOf('multi.mjs', 'const run = async () => 1;\nconst lint = async () => 2;\nexport default { run, lint };\n', 'lint');
     expect(esm.message).toMatch(/got an object of several functions \(run, lint\), not one handler\); set "export": "lint" on handler "lint" in kb\.plugin\.json$/);
+    // An ES module's default object of one function: the hint a CommonJS module's gets.
+    const one = await failureOf('one.mjs', 'export default { build: async () => "built" };\n', 'one');
+    expect(one.message).toMatch(/got object\); set "export": "build" on handler "one" in kb\.plugin\.json$/);
     // What the hint says works: the default object's own property.
     const entryPath = path.join(root, 'multi.mjs');
     const task = { executionId: 'exec-lint', pluginId: '@t/hint', handlerId: 'lint', pluginRoot: root, entryPath, exportName: 'lint', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };

@@ -229,21 +229,25 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   throw new HandlerNotFoundError(
     exported === undefined
       ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
-      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 1 ? (exported as Record<string, unknown>) : mod, several.length > 1 ? several : available, task.handlerId)}`,
+      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 0 ? (exported as Record<string, unknown>) : mod, several.length > 0 ? several : available, task.handlerId)}`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
   );
 }
 
 /**
- * The manifest field that would call the handler the file does export: one named as the handler's
- * id, else its only export (`export async function hello()` under a manifest with no "export").
+ * The manifest field that would call a handler the file does export (`mod`: its namespace, or the
+ * object its export is): the one named as the handler's id, else its only handler
+ * (`export async function hello()` under a manifest with no "export"), else the ones to choose from.
  */
 function exportHint(mod: Record<string, unknown>, available: readonly string[], handlerId: string): string {
   // A CommonJS module's namespace has its module.exports object as `default` beside its names.
   const named = typeof mod.default === 'object' && mod.default !== null ? available.filter((name) => name !== 'default') : available;
-  const meant = named.includes(handlerId) ? handlerId : named.length === 1 ? named[0]! : undefined;
-  if (meant === undefined || !(typeof mod[meant] === 'function' || isDefinedHandler(mod[meant]))) return '';
-  return `; set "export": ${JSON.stringify(meant)} on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
+  const handlers = named.filter((name) => typeof mod[name] === 'function' || isDefinedHandler(mod[name]));
+  const meant = handlers.includes(handlerId) ? handlerId : handlers.length === 1 ? handlers[0]! : undefined;
+  const field = `on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
+  if (meant !== undefined) return `; set "export": ${JSON.stringify(meant)} ${field}`;
+  if (handlers.length === 0) return '';
+  return `; set "export" ${field} to the one it runs: ${handlers.slice(0, 10).map((name) => JSON.stringify(name)).join(', ')}${handlers.length > 10 ? ', …' : ''}`;
 }
 
 /**
