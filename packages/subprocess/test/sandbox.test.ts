@@ -434,6 +434,10 @@ describe.runIf(linux)('inside the sandbox', () => {
       const undeclared = await make({ sandbox: 'required', permissions: { network: true } }).execute({ pluginId: PROBE, handlerId: 'connect-undeclared', input: target });
       expectOk(undeclared);
       expect(undeclared.data).toMatchObject({ connected: false });
+      // What a plugin developed on another backend meets: `fetch failed`, and why.
+      const fetched = await make({ sandbox: 'required', permissions: { network: true } }).execute({ pluginId: PROBE, handlerId: 'fetch-undeclared', input: { url: `http://127.0.0.1:${port}/` } });
+      expectError(fetched, 'HANDLER_ERROR');
+      expect(fetched.error.message).toMatch(/fetch failed.*; it failed on the network \(ECONNREFUSED\) in the sandbox, which gives a handler whose manifest does not declare "network": true a network of its own/s);
       const notGranted = await make({ sandbox: 'required' }).execute({ pluginId: PROBE, handlerId: 'connect', input: target });
       expectError(notGranted, 'PERMISSION_DENIED');
       expect(connections).toBe(0);

@@ -15,6 +15,7 @@ import { hiddenPackageNote } from './hidden-dependencies.js';
 import { childEntryPath, oncePerFolder } from './runtime-paths.js';
 import { Sandbox, STATUS_FD } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
+import { noNetworkNote } from './network-note.js';
 import { SparePool } from './spare-pool.js';
 
 /** underOwnMount, once per folder: asked at every execution, of a workspace root and plugin folders that stay put. */
@@ -149,15 +150,15 @@ export class SubprocessBackend extends BaseBackend {
       if (warm) this.#pool.served();
       return data;
     } catch (error) {
-      throw this.#counted(this.#withHiddenPackageNote(error, task), task, control);
+      throw this.#counted(this.#withSandboxNote(error, task), task, control);
     }
   }
 
-  /** A HANDLER_ERROR of a package the sandbox hides from the child (a link out of a node_modules folder), said so. */
-  #withHiddenPackageNote(error: unknown, task: RunnerTask): unknown {
+  /** A HANDLER_ERROR the sandbox explains (a package it hides from the child: a link out of a node_modules folder; the network a handler did not declare), said so. */
+  #withSandboxNote(error: unknown, task: RunnerTask): unknown {
     if (!this.#sandbox.state?.active || !isExecutionError(error) || error.code !== 'HANDLER_ERROR') return error;
     const shown = fsGrants(profileOf(task, this.workspace?.root, this.#o.defaultMemoryMb), this.#o.flags).read;
-    const note = hiddenPackageNote(task.pluginRoot, error.message, shown);
+    const note = hiddenPackageNote(task.pluginRoot, error.message, shown) || noNetworkNote(error, task.permissions);
     return note ? new HandlerError(`${error.message}${note}`, { details: error.details, cause: error.cause }) : error;
   }
 
