@@ -1,5 +1,5 @@
-import { AbortedError, InternalError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
-import { wallClockMs } from '../wall-clock.js';
+import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
+import { beginByOf, beginRefusal } from './begin-by.js';
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PluginManifest } from './manifest.js';
@@ -213,43 +213,21 @@ export class ExecutionControl implements DispatchControl {
     if (workspace.dir !== undefined) this.#meta.workspaceDir = workspace.dir;
   }
 
-  /** The time its handler must begin by (ExecuteOptions.beginBy), for its runner's task; one the option fails to give (it throws, or gives no number) has the runner ask (mayBegin), which says why. */
+  /** The time its handler must begin by (ExecuteOptions.beginBy), for its runner's task. */
   beginBy(): number {
-    try {
-      const by = this.#options.beginBy?.();
-      return typeof by === 'number' && !Number.isNaN(by) ? by : Number.NEGATIVE_INFINITY;
-    } catch {
-      return Number.NEGATIVE_INFINITY;
-    }
+    return beginByOf(this.#options);
   }
 
   mayBegin(): boolean {
-    if (this.#over) return false;
     const beginBy = this.#options.beginBy;
+    if (this.#over) return false;
     // Asked with no such option: a runner's protocol forged by plugin code; nothing to refuse.
     if (!beginBy) return true;
-    const task = this.#task;
-    let by: unknown;
-    try {
-      by = beginBy();
-    } catch (error) {
-      this.stop(new InternalError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" was not begun: its execute() option beginBy threw`, { cause: error }));
-      return false;
-    }
+    const refusal = beginRefusal(beginBy, this.#task);
     // The option itself may have stopped it (a queue worker that gives up on it aborts it).
     if (this.#over) return false;
-    if (typeof by !== 'number' || Number.isNaN(by)) {
-      const message = `must return a number (milliseconds since the epoch), returned ${kindOf(by)}`;
-      this.stop(new ValidationError(`Invalid execute() options: beginBy ${message}`, { details: { phase: 'options', issues: [{ path: 'beginBy', message }] } }));
-      return false;
-    }
-    const late = wallClockMs() - by;
-    if (late <= 0) return true;
-    // Said as what the host saw, and `running` as for any stop once a runner took it: a runner
-    // whose plugin writes to its channel could ask after its handler began.
-    const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" was stopped: its runner was ready to begin it ${Math.round(late)} ms after the time execute() option beginBy gave`;
-    this.stop(new AbortedError(message, { details: { phase: 'running' } }));
-    return false;
+    if (refusal) this.stop(refusal);
+    return !refusal;
   }
 
   outputPace(): Promise<void> | undefined {
@@ -359,12 +337,6 @@ export class ExecutionControl implements DispatchControl {
 }
 
 function noop(): void {}
-
-/** What a callback returned, named for a message: `a promise` for an async function's. */
-function kindOf(value: unknown): string {
-  if (value === null || Number.isNaN(value)) return String(value);
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function' ? 'a promise' : typeof value;
-}
 
 /**
  * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
