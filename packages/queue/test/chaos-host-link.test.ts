@@ -1,0 +1,167 @@
+/**
+ * What a caller sees when the link between its host and the server is cut (a TCP proxy between
+ * them that stops forwarding): that row of docs/backends/queue.md's failure table.
+ */
+import path from 'node:path';
+import { BASIC, expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
+import type { QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOST_WITHIN_MS, SLACK_MS, host, markers, marks, server, startMark, useChaosKit, worker } from './chaos-kit.js';
+import { QUEUE_PROBE, newPool } from './helpers.js';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+
+useChaosKit();
+
+describe('the network between the host and the server', () => {
+  let proxy: TcpProxy;
+
+  beforeAll(async () => {
+    proxy = await startTcpProxy(Number(new URL(server.url).port));
+  });
+  afterAll(() => proxy?.close());
+
+  it('cut: the execution in flight fails saying the host\'s own link may be cut, health() says the server does not answer, then that the connection is made again; restored, executions run', async () => {
+    const pool = newPool('hostcut');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    const file = path.join(markers, 'hostcut.log');
+    const { result } = await startMark(backend, file);
+    const cutAt = performance.now();
+    proxy.cut();
+    const outcome = await result;
+    expectError(outcome, 'WORKER_CRASHED');
+    expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
+    expect(outcome.error.message).toMatch(/has not answered this host for \d+ ms either: the host's own link to it may be cut/);
+    expect(performance.now() - cutAt).toBeLessThan(LOST_WITHIN_MS + SLACK_MS);
+    // Not "no worker is connected": the host cannot hear any, and says why.
+    const silent = await backend.health();
+    expect(silent.ok).toBe(false);
+    expect(silent.problems?.join('\n')).toMatch(/has not answered this host's ping within \d+ ms: the host's link to it may be cut/);
+    // A new execution never reaches the server: its TIMEOUT says why, not that workers were busy.
+    const unsent = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut' }, { timeoutMs: 2000 });
+    expectError(unsent, 'TIMEOUT');
+    expect(unsent.error.message).toMatch(/it never started \(the NATS server has not answered this host for \d+ ms: the host's own link to it may be cut\)/);
+    // One with time to spare is given up on once its hand-over has waited its bound: said, not a bare "timeout".
+    const handedOver = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut, patient' }, { timeoutMs: 30_000 });
+    // A connection silent for 10 to 15 s is given up (nats.js's own default would take minutes).
+    await waitFor(async () => /reconnecting/.test((await backend.health()).problems?.join('\n') ?? ''), 25_000);
+    const notHanded = await handedOver;
+    expectError(notHanded, 'WORKER_CRASHED');
+    expect(notHanded.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
+    // Which words depend on whether its hand-over timed out before the connection was given up.
+    expect(notHanded.error.message).toMatch(
+      /(the server did not confirm the task in time \(10000 ms at most, one retry\): this host's link to it may be cut; no worker will run it|has been down for the 10000 ms a task waits to be handed over; nothing ran|lost its connection to the NATS server \([^)]+\) while the execution was in flight \(not started yet\))$/,
+    );
+    proxy.restore();
+    const after = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'reconnected' }, { timeoutMs: 30_000 });
+    expectOk(after);
+    // The worker stopped the execution its caller lost, and nothing ran twice.
+    await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 20_000);
+    expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
+  }, 60_000);
+
+  it('reset while tasks wait for a worker: they fail as never run, and once the host is back their tasks leave the stream (they held the bound: QUEUE_FULL for nothing)', async () => {
+    const pool = newPool('hostreset');
+    const backend = host(proxy.url, pool, { queueBound: 3 });
+    // No worker: the three wait in the stream, which is full.
+    const waiting = [0, 1, 2].map((i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 60_000 }));
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);
+    proxy.reset();
+    for (const result of await Promise.all(waiting)) {
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
+    }
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 0, 20_000);
+    // Room again: a new one waits for a worker (its time limit), not QUEUE_FULL.
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 1000 }), 'TIMEOUT');
+  }, 60_000);
+
+  it("ten tasks with 240 KB inputs (each inside its task message) over a host link of 256 KiB/s all run, and the execution running meanwhile keeps its heartbeats", async () => {
+    const pool = newPool('slowtasks');
+    await worker(server.url, pool, 4);
+    const backend = host(proxy.url, pool);
+    const beside = await startMark(backend, path.join(markers, 'slowtasks.log'), 14_000);
+    proxy.bandwidth(256 * 1024);
+    try {
+      // Before: ~9 s of tasks queued at once ahead of the host's heartbeat answers: the worker
+      // stopped the execution beside them, and some tasks were not confirmed in time.
+      const input = 'i'.repeat(240 * 1024);
+      const results = await Promise.all(Array.from({ length: 10 }, () => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 60_000 })));
+      for (const result of results) {
+        expectOk(result);
+        expect(result.data).toEqual({ length: input.length });
+      }
+      expectOk(await beside.result);
+    } finally {
+      proxy.bandwidth(0);
+    }
+  }, 90_000);
+
+  it('cut just before an execution whose time limit is shorter than workerLostMs: its TIMEOUT names the host\'s own link, not the workers', async () => {
+    const pool = newPool('hostcutshort');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    proxy.cut();
+    try {
+      const outcome = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'cut' }, { timeoutMs: 2000 });
+      expectError(outcome, 'TIMEOUT');
+      // Before: "no worker of pool … took it: 1 connected, 0 of their 2 slots busy …", the server silent for under workerLostMs (3 s).
+      expect(outcome.error.message).toMatch(/it never started \(the NATS server has not answered this host for \d+ ms: the host's own link to it may be cut\)/);
+    } finally {
+      proxy.restore();
+    }
+  }, 60_000);
+
+  it('cut: stats() gives no queueDepth (its read does not come back) rather than an old figure, and health() keeps saying the server does not answer, not that no worker is connected', async () => {
+    const pool = newPool('hostcutstats');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    expect(((await backend.stats()).runners as QueueRunnerStats).queueDepth).toBe(0);
+    proxy.cut();
+    try {
+      const until = performance.now() + 10_000;
+      while (performance.now() < until) {
+        const runners = (await backend.stats()).runners as QueueRunnerStats;
+        if (runners.connection === 'connected') expect(runners.queueDepth).toBeUndefined();
+        const problems = (await backend.health()).problems?.join('\n') ?? '';
+        expect(problems).not.toMatch(/no worker of pool/);
+      }
+    } finally {
+      proxy.restore();
+    }
+  }, 60_000);
+
+  it("cut with its tasks waiting in the stream: a worker passes that host over after its first unanswered start, and another host's executions run meanwhile, not starved behind tasks nobody can start", async () => {
+    const pool = newPool('hostcutstarve');
+    const silentHost = host(proxy.url, pool);
+    const waiting = Array.from({ length: 8 }, (_, i) => silentHost.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 60_000 }));
+    await waitFor(async () => ((await silentHost.stats()).runners as QueueRunnerStats).queueDepth === 8, 10_000);
+    proxy.cut();
+    await worker(server.url, pool, 2, 'in-process');
+    const other = host(server.url, pool);
+    const results = await Promise.all(Array.from({ length: 4 }, (_, i) => other.execute({ pluginId: BASIC, handlerId: 'echo', input: `other ${i}` }, { timeoutMs: 12_000 })));
+    results.forEach((result, i) => {
+      expectOk(result);
+      expect(result.data).toBe(`other ${i}`);
+    });
+    proxy.restore();
+    void Promise.allSettled(waiting);
+  }, 60_000);
+
+  it('cut while an execution runs: shutdown({ timeoutMs }) resolves about two seconds after its timeout (the stop\'s grace), not once the worker is taken for lost', async () => {
+    const pool = newPool('hostcutshutdown');
+    await worker(server.url, pool);
+    // A worker taken for lost only after 20 s: a shutdown that waited for that verdict would take as long.
+    const backend = host(proxy.url, pool, { workerLostMs: 20_000 });
+    const { result } = await startMark(backend, path.join(markers, 'hostcutshutdown.log'));
+    proxy.cut();
+    const shutdownAt = performance.now();
+    await backend.shutdown({ timeoutMs: 500 });
+    expect(performance.now() - shutdownAt).toBeLessThan(500 + 2000 + SLACK_MS);
+    expectError(await result, 'SHUTTING_DOWN');
+    proxy.restore();
+  }, 60_000);
+});
+
