@@ -1,6 +1,7 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { HELD_OUTPUT_BYTES, type Courier, type OutputTally } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
+import { encodedAtLeast } from '../shared/encoded-size.js';
 import { encode, formatBytes, namedAs, type Kind, type WorkerIdentity } from '../shared/wire.js';
 
 /**
@@ -74,12 +75,10 @@ export class ExecutionOutbox {
     const warning = (why: ValidationError) => encode({ level: 'warn', message: `${why.message}: it was not delivered`, stream: 'logger' }, 'log fields');
     let bytes: Uint8Array;
     try {
-      bytes = encode({ type: 'event', event }, 'ctx.emit() event', event);
+      bytes = this.encodeWithin({ type: 'event', event }, 'ctx.emit() event', event);
     } catch (error) {
       return this.post('log', warning(error as ValidationError));
     }
-    const refused = this.overLimit(bytes, 'ctx.emit() event');
-    if (refused) return this.post('log', warning(refused));
     // Refused by the caller at its turn: the warning goes then, before what was posted after the event.
     this.post('event', bytes, (by) => void this.#courier.post(this.#caller, 'log', this.#id, warning(this.refusedBy('ctx.emit() event', by)), { tally: this.tally }));
   }
@@ -89,12 +88,24 @@ export class ExecutionOutbox {
     return refused.toValidationError(what, "the calling host's limit", `this worker's is ${formatBytes(this.#maxPayloadBytes)}`);
   }
 
-  /** What the caller refuses to assemble: a message over maxPayloadBytes (`path`: where it is, in the error's details). */
-  overLimit(bytes: Uint8Array, what: string, path = what): ValidationError | undefined {
+  /**
+   * `message` encoded, where `value` is the plugin's part of it (`path`: where that is, in an
+   * error's details). Throws what the caller would refuse to assemble, a message over
+   * maxPayloadBytes: found before encoding when `value`'s strings and binary data alone are over
+   * it (encodedAtLeast), and otherwise once encoded; or what cannot be encoded.
+   */
+  encodeWithin(message: unknown, what: string, value: unknown, path = what): Uint8Array {
+    const atLeast = encodedAtLeast(value);
+    if (atLeast > this.#maxPayloadBytes) throw this.#overLimit(atLeast, what, path, 'at least ');
+    const bytes = encode(message, what, value);
+    if (bytes.length > this.#maxPayloadBytes) throw this.#overLimit(bytes.length, what, path, '');
+    return bytes;
+  }
+
+  #overLimit(bytes: number, what: string, path: string, atLeast: string): ValidationError {
     const limit = this.#maxPayloadBytes;
-    if (bytes.length <= limit) return undefined;
-    return new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the limit of worker ${this.#worker.id} (${this.#worker.host}) of ${formatBytes(limit, bytes.length)} (its maxPayloadBytes)`, {
-      details: { path, reason: 'too-large', bytes: bytes.length, limit },
+    return new ValidationError(`${namedAs(what)} ${atLeast}${formatBytes(bytes, limit)} encoded, over the limit of worker ${this.#worker.id} (${this.#worker.host}) of ${formatBytes(limit, bytes)} (its maxPayloadBytes)`, {
+      details: { path, reason: 'too-large', bytes, limit },
     });
   }
 

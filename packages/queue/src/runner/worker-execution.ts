@@ -79,10 +79,8 @@ export class WorkerExecution implements Watched {
     this.#calls = new RemoteCalls((message) => {
       // Named as the other backends name it, with where in its arguments a refused value is.
       const what = `${message.target === 'platform' ? `platform.${message.service}.${message.method}` : `ctx.channel.${message.method}`} arguments`;
-      const bytes = encode(message, what, message.args);
       // Thrown: the handler's call fails with it (the caller would drop a message this large).
-      const refused = this.#out.overLimit(bytes, what);
-      if (refused) throw refused;
+      const bytes = this.#out.encodeWithin(message, what, message.args);
       // Over the caller's own limit (it may be lower than this worker's): the call fails with that.
       this.#out.post('rpc', bytes, (by) => this.#calls.reply({ type: 'rpc-reply', id: message.id, ok: false, error: serializeError(this.#out.refusedBy(what, by)) }));
     });
@@ -263,9 +261,7 @@ export class WorkerExecution implements Watched {
       const outpaced = this.#stoppedHere?.reason === 'protocol' ? this.#stoppedError(task) : undefined;
       const error = outpaced ?? (result.ok ? undefined : this.#asReported(result.error, task));
       const body: ResultBody = error ? { ok: false, error: serializeError(error), meta } : { ok: true, data: (result as { data?: unknown }).data, meta };
-      bytes = encode(body, 'handler result', error ? undefined : (result as { data?: unknown }).data);
-      const refused = this.#out.overLimit(bytes, 'handler result', 'result');
-      if (refused) throw refused;
+      bytes = this.#out.encodeWithin(body, 'handler result', error ? undefined : (result as { data?: unknown }).data, 'result');
     } catch (error) {
       bytes = encode({ ok: false, error: serializeError(error), meta } satisfies ResultBody, 'error');
     }
