@@ -725,7 +725,7 @@ describe('kb-plugin-exec CLI', () => {
     const endless = run(['run', fixturePlugins.basic, 'echo', '--input', '@/dev/zero']);
     expect(endless.status).toBe(2);
     expect(endless.stderr.split('\n')[0]).toMatch(/^--input @\/dev\/zero: cannot read \/dev\/zero: it is larger than \d+ bytes, the longest string Node makes$/);
-  });
+  }, 120_000); // Some forty CLI processes, one after another: ~10 s on a quiet machine, over 30 s on a loaded one.
 
   it('a flag of one value given twice, or two flags reading standard input, is a usage error (the last was taken without a word)', () => {
     const twice = run(['run', fixturePlugins.basic, 'echo', '--input', '"first"', '--input', '"second"', '--no-workspace']);

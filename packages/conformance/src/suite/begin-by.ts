@@ -108,11 +108,15 @@ function localRunnerTests(suite: SuiteContext): void {
 
   it("a begun handler that asks to begin itself, once the time has passed, is not stopped as one that had not begun", async () => {
     const backend = make();
-    const at = Date.now() + 300;
+    // A minute ahead when its task is made (the handler begins however slow its runner is that
+    // time), past when asked again: a forged question the host answered would stop it.
+    let asked = 0;
+    const beginBy = () => (asked++ === 0 ? Date.now() + 60_000 : Date.now() - 1);
     // A child's handler can write the runtime's question to its channel (fd 3); a thread's has no way to its channel, and in-process there is none.
-    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'forge', input: { at, channel: suite.name === 'subprocess' } }, { beginBy: () => at });
+    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'forge', input: { at: 0, channel: suite.name === 'subprocess' } }, { beginBy });
     expectOk(result);
     expect(result.data).toBe('ran');
+    expect(asked).toBe(1);
   });
 
   it('one that gives no number (an async function) is refused naming it, and the handler is not begun', async () => {
