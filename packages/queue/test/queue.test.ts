@@ -566,7 +566,7 @@ describe('plugins on the worker', () => {
     const manifest = { ...(await probeManifest()), version: '2.0.0' };
     const backend = make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] });
     // Said by health() before any execution fails on it.
-    expect((await backend.health()).problems).toContain(`no connected worker of pool "${pool}" has ${QUEUE_PROBE} 2.0.0, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin); deploy the same version to both`);
+    expect((await backend.health()).problems).toContain(`no connected worker of pool "${pool}" has ${QUEUE_PROBE} 2.0.0, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin or its handlers' files: not built there); deploy the same version, built, to both`);
     const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' });
     expectError(result, 'VALIDATION_ERROR');
     expect(result.error.message).toContain('version "2.0.0" on the host');
@@ -614,6 +614,27 @@ describe('plugins on the worker', () => {
     expect(result.error.details).toMatchObject({ reason: 'plugin-manifest-mismatch', pluginId: QUEUE_PROBE, handlerId: 'kv-get' });
     // The same copy on both: it runs.
     expectOk(await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }));
+  });
+
+  it("a worker where the plugin is not built (its manifest there, its handlers' files not) hands its tasks back to the workers that have it built, and does not say it has it", async () => {
+    const unbuiltRoot = await mkdtemp(path.join(os.tmpdir(), 'kb-queue-unbuilt-'));
+    const plugins = [{ root: unbuiltRoot, manifest: await probeManifest() }];
+    const unbuilt = await startExecutionWorker({ connection: { servers: server!.url }, pool, plugins, backend: { type: 'in-process' }, concurrency: 4 });
+    // Alone in a pool of its own: its host says no worker has the plugin, before any execution fails.
+    const alonePool = newPool('unbuilt-alone');
+    const alone = await startExecutionWorker({ connection: { servers: server!.url }, pool: alonePool, plugins, backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      const backend = make();
+      const results = await Promise.all(Array.from({ length: 12 }, (_, i) => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: `run ${i}` })));
+      expect(results.map((r) => (r.ok ? 'ok' : `${r.error.code}: ${r.error.message}`))).toEqual(results.map(() => 'ok'));
+      expect(results.map((r) => r.meta.runnerId)).not.toContain(unbuilt.id);
+      const aloneHost = make({ pool: alonePool });
+      await waitFor(async () => (await aloneHost.health()).problems?.some((problem) => problem.startsWith(`no connected worker of pool "${alonePool}" has `) && problem.includes(`${QUEUE_PROBE} 1.0.0,`)) ?? false, 10_000);
+      expectError(await aloneHost.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 20_000 }), 'HANDLER_NOT_FOUND');
+    } finally {
+      await Promise.all([unbuilt.close(), alone.close()]);
+      await rm(unbuiltRoot, { recursive: true, force: true });
+    }
   });
 
   it('in a rolling upgrade, a worker with another version of the plugin hands its tasks back unclaimed: they run on the workers that have the host\'s', async () => {

@@ -245,7 +245,7 @@ export class QueueBackend extends BaseBackend {
     const missing = this.registry.list().filter((plugin) => !alive.some((worker) => worker.plugins?.includes(pluginVersionKey(plugin.id, plugin.manifest.version))));
     if (missing.length === 0) return [];
     const which = missing.map((plugin) => `${plugin.id} ${plugin.manifest.version}`).join(', ');
-    return [`no connected worker of pool "${this.#o.pool}" has ${which}, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin); deploy the same version to both`];
+    return [`no connected worker of pool "${this.#o.pool}" has ${which}, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin or its handlers' files: not built there); deploy the same version, built, to both`];
   }
 
   /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */

@@ -15,7 +15,8 @@ import { readPresence } from '../shared/presence.js';
 import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
-import { PeerPlugins, pluginVersionKey } from './peer-plugins.js';
+import { PeerPlugins } from './peer-plugins.js';
+import { UnbuiltEntries } from './unbuilt-entries.js';
 import { localBackendFactory } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
@@ -142,6 +143,7 @@ class QueueWorker implements ExecutionWorker {
       watch: new CallerWatch(courier, o.id, o.heartbeatMs),
       registry,
       peers: new PeerPlugins(o.id),
+      unbuilt: new UnbuiltEntries(registry),
       silentCallers: new SilentCallers(),
       platform: o.platform,
       subjects: this.#subjects,
@@ -170,8 +172,8 @@ class QueueWorker implements ExecutionWorker {
   async start(): Promise<void> {
     void this.#watchStatus();
     const next = await this.#nextSubject();
-    // Made now: the first execution does not pay for it, and presence can say what isolation handlers get.
-    const { isolation, problems } = await this.#backend(true).health();
+    // Made now: the first execution does not pay for it, and presence can say what isolation handlers get (and what is built).
+    const [{ isolation, problems }] = await Promise.all([this.#backend(true).health(), this.#services.unbuilt.refresh()]);
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
     // A plugin not built, a sandbox not available: said before it takes work, not at each task.
     if (problems.length) process.emitWarning(`Worker ${this.id} starts with problems its executions will meet: ${problems.join('; ')}`, { code: 'KB_PLUGIN_WORKER_PROBLEMS' });
@@ -181,9 +183,8 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
     this.#puller.subscribe();
-    // What it publishes besides acks and results (a claim to a caller, its presence, the presence
-    // query that has the others say which plugin versions they have now, not at their next
-    // presence: PeerPlugins), refused at once if not permitted.
+    // What it publishes besides acks and results (a claim, its presence, the presence query that has
+    // the others say their plugin versions now: PeerPlugins), refused at once if not permitted.
     this.#nc.publish(this.#subjects.caller(PERMISSION_PROBE));
     // And its pulls: a pull request with no reply subject is one JetStream drops unread.
     this.#nc.publish(next);
@@ -193,6 +194,7 @@ class QueueWorker implements ExecutionWorker {
     await confirmSubscriptions(this.#nc, () => this.#refused);
     this.#presenceTimer = setInterval(() => {
       this.#announce();
+      void this.#services.unbuilt.refresh();
       // Large inputs whose caller went quiet halfway (a reset link) are not kept for ever.
       this.#parts.sweep(PARTS_IDLE_MS);
     }, this.#o.heartbeatMs);
@@ -313,7 +315,7 @@ class QueueWorker implements ExecutionWorker {
       ...(this.#isolation ? { isolation: this.#isolation } : {}),
       ...(closing ? { closing } : {}),
       ...(this.#draining && !closing ? { draining: true } : {}),
-      plugins: this.#services.registry.list().map((plugin) => pluginVersionKey(plugin.id, plugin.manifest.version)),
+      plugins: this.#services.unbuilt.builtPlugins(),
     };
     if (!this.#nc.isClosed() && !this.#nc.isDraining()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
   }
