@@ -76,6 +76,18 @@ describe('a host and a worker with different maxPayloadBytes', () => {
     }
   });
 
+  it("a platform call's result over the host's own limit fails the call naming that limit, not sent for the worker to refuse", async () => {
+    const platform = { kv: { get: async () => 'v'.repeat(MB5) } };
+    const host = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], platform, permissions: { platform: { kv: true } }, maxPayloadBytes: MiB3 });
+    try {
+      const called = await host.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['big'] } }, { timeoutMs: 30_000 });
+      expectOk(called);
+      expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^The platform call result is 4\.8 MiB encoded, over the queue backend's limit of 3 MiB \(maxPayloadBytes: 3145728\)$/) });
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+    }
+  });
+
   it("what a worker sends over the calling host's lower limit: the result and call arguments fail naming both limits, an event becomes a warning", async () => {
     const host = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [QUEUE_PLUGIN], platform: testPlatform(), permissions: { platform: { kv: true } }, maxPayloadBytes: MiB3 });
     try {

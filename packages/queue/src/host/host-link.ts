@@ -15,7 +15,8 @@ import { fullQueue } from './publish-refusal.js';
 import { decode, encode, readHeaders, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
-import type { ExecutionLink, RemoteExecution } from './remote-execution.js';
+import type { ExecutionLink } from './execution-link.js';
+import type { RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
@@ -337,8 +338,7 @@ export class HostLink implements ExecutionLink {
 
   #watchHeartbeats(): void {
     const now = performance.now();
-    // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket.
-    // Judge after they were read, not before.
+    // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket. Judge after they were read.
     const late = now - this.#lastWatch > 2 * this.watchEveryMs;
     this.#lastWatch = now;
     if (late) return;

@@ -4,25 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
-
-/** What one remote execution needs from the host's connection (HostLink). */
-export interface ExecutionLink {
-  readonly maxPayloadBytes: number;
-  /** The largest body one message carries. */
-  readonly partBytes: number;
-  /** The largest input the task message carries itself (see HostLink). */
-  readonly inlineInputBytes: number;
-  readonly workerLostMs: number;
-  /** Whether executions get a workspace on the worker. */
-  readonly workspace: boolean;
-  /** Put the task on the pool's stream; resolves with its stream sequence. */
-  publishTask(executionId: string, taskId: string, encode: () => Uint8Array): Promise<number>;
-  /** Remove a task not yet started from the stream (best effort: a worker may have it already). */
-  deleteTask(seq: number, taskId: string): void;
-  toWorker(workerId: string, kind: Kind, executionId: string, body: Uint8Array, signal?: AbortSignal): Promise<void> | undefined;
-  /** When a worker process last said it is there (its presence), if it did. */
-  workerSeenAt(worker: WorkerIdentity): number | undefined;
-}
+import type { ExecutionLink } from './execution-link.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
 const INPUT_LOST_BEATS = 2;
@@ -72,11 +54,19 @@ export class RemoteExecution {
     this.#session = new HostSession(control, (message) => {
       // What structured clone refuses, v8's serialiser would write as {} (a URL on Node 22): refused as on the other backends.
       refuseWhatCloneRefuses(message);
-      this.#toWorker('rpc-reply', encode(message, 'platform call result'), (refused) => {
-        // The handler's call fails with it, rather than waiting for a reply the worker dropped.
-        const error = serializeError(this.#refusedBy('platform call result', refused));
+      // The handler's call fails with what refuses it, rather than waiting for a reply the worker dropped.
+      const fail = (why: ValidationError) => {
+        const error = serializeError(why);
         this.#toWorker('rpc-reply', encode({ type: 'rpc-reply', id: message.type === 'rpc-reply' ? message.id : 0, ok: false, error }, 'error'));
-      });
+      };
+      const bytes = encode(message, 'platform call result');
+      try {
+        // Over this host's own limit: refused here, as an input is (not sent for the worker to refuse).
+        this.#checkSize(bytes, 'platform call result');
+      } catch (error) {
+        return fail(error as ValidationError);
+      }
+      this.#toWorker('rpc-reply', bytes, (refused) => fail(this.#refusedBy('platform call result', refused)));
     });
   }
 
@@ -379,7 +369,8 @@ export class RemoteExecution {
   /** The worker's limit, lower than this host's, refused what this host sent it. */
   #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
     const worker = this.#worker;
-    return refused.toValidationError(what, `the limit of worker ${worker?.id} (${worker?.host})`, `this host's is ${formatBytes(this.#link.maxPayloadBytes)}`, ': give hosts and workers the same limit');
+    const advice = refused.limit < this.#link.maxPayloadBytes ? ': give hosts and workers the same limit' : '';
+    return refused.toValidationError(what, `the limit of worker ${worker?.id} (${worker?.host})`, `this host's is ${formatBytes(this.#link.maxPayloadBytes)}`, advice);
   }
 
   #finish(data: unknown, error?: unknown): void {
