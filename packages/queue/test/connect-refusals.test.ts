@@ -113,6 +113,22 @@ describe('options that cannot work', () => {
     }
   });
 
+  it('a port number alone (what `--nats 14222` gives), which the client would dial as the IPv4 address 0.0.55.142, is refused by host and worker, with the URL to give', async () => {
+    for (const servers of ['14222', ['nats://127.0.0.1:4222', ' 4223 ']]) {
+      const port = Array.isArray(servers) ? '4223' : '14222';
+      const said = [{ path: 'connection.servers', message: `"${port}" is a port number alone, which the NATS client would read as an IPv4 address: give the server's URL, nats://127.0.0.1:${port} for one on this machine` }];
+      let thrown: unknown;
+      try {
+        new QueueBackend({ connection: { servers }, plugins: [fixturePlugins.basic] });
+      } catch (error) {
+        thrown = error;
+      }
+      expect((thrown as ValidationError).details.issues).toEqual(said);
+      const refused = await startExecutionWorker({ connection: { servers }, plugins: [fixturePlugins.basic] }).catch((error: unknown) => error);
+      expect((refused as ValidationError).details.issues).toEqual(said);
+    }
+  });
+
   it('a server that is no URL (blank, no host, a port past 65535, a list joined with a trailing comma) is refused by host and worker, naming it', async () => {
     for (const servers of [' ', 'nats://', 'nats://127.0.0.1:99999', 'nats://127.0.0.1:4222,', ['nats://127.0.0.1:4222', 'a,b']]) {
       const bad = Array.isArray(servers) ? servers[1] : servers;

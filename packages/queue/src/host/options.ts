@@ -1,6 +1,6 @@
 import type { BackendOptions } from '@kb-labs/plugin-execution-core';
 import { backendOptionsSchema, lazySchema, option, parseOptions } from '@kb-labs/plugin-execution-core/backend-kit';
-import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
+import { connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption } from '../shared/subjects.js';
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024;

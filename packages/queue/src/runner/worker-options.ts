@@ -2,7 +2,7 @@ import os from 'node:os';
 import { WorkspaceManager, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
 import { isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
-import { connectionSchema, type NatsConnectionOptions } from '../shared/connection.js';
+import { connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
 import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
