@@ -13,7 +13,7 @@ export const WORKER_USAGE = `Usage:
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]
 
 Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
-backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains: takes
+backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains (and says so): takes
 nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0. A second
 signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT) or 143
 (SIGTERM); a third exits at once. A handler that ends the process (--backend in-process:
@@ -144,8 +144,12 @@ function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number, liftExitG
     const onSignal = (signal: NodeJS.Signals) => {
       const code = 128 + (os.constants.signals[signal] ?? 0);
       signals++;
-      if (signals === 1) void worker.drain({ timeoutMs: drainTimeoutMs }).then(() => resolve(0));
-      else if (signals === 2) {
+      if (signals === 1) {
+        // Said, so that an operator does not take the wait for a hang (and stop what runs with a second signal).
+        const running = worker.running === 0 ? 'nothing runs' : `waiting up to ${drainTimeoutMs} ms for the ${worker.running} execution(s) running`;
+        process.stderr.write(`${signal}: draining: taking nothing new, ${running}; ${signal} again stops them now\n`);
+        void worker.drain({ timeoutMs: drainTimeoutMs }).then(() => resolve(0));
+      } else if (signals === 2) {
         process.stderr.write(`${signal} again: stopping what runs now\n`);
         void worker.close().then(() => resolve(code));
       } else {

@@ -90,6 +90,8 @@ it('kb-plugin-exec worker: a second signal while it drains stops what runs now (
     const result = await running;
     expect(result.ok).toBe(false);
     expect(result.ok ? undefined : result.error.code).toBe('WORKER_CRASHED');
+    // The first said what it does, so that the wait is not taken for a hang.
+    expect(output()).toMatch(/SIGINT: draining: taking nothing new, waiting up to 30000 ms for the 1 execution\(s\) running; SIGINT again stops them now\n/);
     expect(output()).toContain('SIGINT again: stopping what runs now');
     expect(await readdir(root)).toEqual([]);
   } finally {
