@@ -82,6 +82,22 @@ describe('where it runs', () => {
     expect(workers.some((w) => dir.startsWith(w.workspaceRoot))).toBe(true);
   });
 
+  it('execute() options a local backend takes and a queue host cannot honour are refused at once, naming them: keepWorkspace without workspaces, outputPace', async () => {
+    const noWorkspaces = make({ workspace: false });
+    const kept = await noWorkspaces.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { keepWorkspace: true, timeoutMs: 20_000 });
+    expectError(kept, 'VALIDATION_ERROR');
+    expect(kept.error.details).toMatchObject({ phase: 'options', issues: [{ path: 'keepWorkspace', message: 'this queue backend runs without workspaces (workspace: false): there is none to keep' }] });
+    const paced = await make().execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { outputPace: () => undefined });
+    expectError(paced, 'VALIDATION_ERROR');
+    expect(paced.error.details).toMatchObject({ phase: 'options', issues: [{ path: 'outputPace', message: "a queue backend's handlers run on other machines, whose workers pace their output to this host themselves" }] });
+    // With workspaces (on the worker), one is kept there.
+    const keeps = await make().execute({ pluginId: BASIC, handlerId: 'writes-workspace', input: { text: 'kept' } }, { keepWorkspace: true });
+    expectOk(keeps);
+    expect(keeps.meta.workspaceDir).toBeDefined();
+    await rm(keeps.meta.workspaceDir!, { recursive: true, force: true });
+    await rm(`${keeps.meta.workspaceDir!}.kept`, { force: true });
+  });
+
   it('stats() and health(): connection, queue depth, workers seen, isolation behind the network', async () => {
     const backend = make();
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));

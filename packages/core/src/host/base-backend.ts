@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 import { DEFAULT_TIMEOUT_MS, backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
 import { ShuttingDownError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
-import { Execution, type ExecutionHost } from './execution.js';
+import { Execution } from './execution.js';
+import type { ExecutionHost } from './execution-host.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
@@ -40,6 +41,8 @@ export interface BackendDefaults {
   releaseSlotOnStop?: boolean;
   /** The runners are on other machines (queue): each execution's OpenTelemetry span is a CLIENT span, not INTERNAL (docs/observability.md). @default false */
   remoteRunners?: boolean;
+  /** Those runners give executions workspaces there (queue: unless its `workspace` is false): `keepWorkspace` is not refused for want of one here. @default false */
+  remoteWorkspaces?: boolean;
 }
 
 const DEFAULT_MAX_QUEUE = 1000;
@@ -351,6 +354,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       defaultTimeoutMs: this.defaultTimeoutMs,
       releaseSlotOnStop: defaults.releaseSlotOnStop ?? false,
       remoteRunners: defaults.remoteRunners ?? false,
+      remoteWorkspaces: defaults.remoteWorkspaces ?? false,
       running: new LiveList(),
       idsInUse: new LiveMap(),
       stopping: () => this.#stopping,

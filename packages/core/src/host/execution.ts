@@ -5,17 +5,16 @@ import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
+import type { ExecutionHost } from './execution-host.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
-import { assertGranted, type PermissionSpec } from './permissions.js';
-import type { Platform } from './platform-gateway.js';
+import { assertGranted } from './permissions.js';
 import type { PluginManifest } from './manifest.js';
-import type { PluginRegistry, ResolvedHandler } from './plugin-registry.js';
+import type { ResolvedHandler } from './plugin-registry.js';
 import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, type ExecutionRequest, type ParsedExecutionRequest } from './request.js';
 import { cloneForWire } from '../wire-clone.js';
-import type { Scheduler, Slot } from './scheduler.js';
+import type { Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
 import { inCallersContext } from './callers-context.js';
-import type { LiveList, LiveMap } from './live-list.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
@@ -31,40 +30,6 @@ const STOP_SETTLE_MS = 1000;
 const deadlines = new Deadlines();
 
 export type Outcome = { ok: true; data: unknown } | { ok: false; error: KnownExecutionError };
-
-/** What the lifecycle needs from its backend (BaseBackend gives it; see there). */
-export interface ExecutionHost {
-  readonly type: string;
-  readonly registry: PluginRegistry;
-  readonly platform: Platform;
-  readonly workspace: WorkspaceManager | undefined;
-  readonly scheduler: Scheduler;
-  readonly grant: PermissionSpec;
-  readonly defaultTimeoutMs: number;
-  /** The backend cannot stop its runner: give the slot back at a stop without waiting for it. */
-  readonly releaseSlotOnStop: boolean;
-  /** The runners are on other machines: the execution span is a CLIENT span (else INTERNAL). */
-  readonly remoteRunners: boolean;
-  /** Whether shutdown has begun refusing new work: calls from now on, and any execution that would have to queue. */
-  stopping(): boolean;
-  /** Whether shutdown's wait for the executions called before it is over: one not yet handed to its runner never is. */
-  closing(): boolean;
-  /** Plugins loaded (or their loading failed: it throws that). */
-  ready(): Promise<void> | undefined;
-  /** Orders workspace creation: dispatches follow admission order. */
-  takeTurn(): { turn: Promise<void>; done: () => void };
-  dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
-  /** Why an execution handed over has no runner yet, for the TIMEOUT of one that never started (undefined: no more to say). */
-  unstartedReason(): string | undefined;
-  /** The result, just before the caller gets it (stats); `dispatched`: it reached a runner. */
-  finished(result: ExecutionResult, dispatched: boolean): void;
-  /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
-  track(release: Promise<unknown>): void;
-  /** Shutdown's way to stop what runs (a LiveList, not a Set: live-list.ts). */
-  running: LiveList<Execution>;
-  /** The ids callers chose for executions not finished yet: one may not be given to two at once. */
-  readonly idsInUse: LiveMap<true>;
-}
 
 /**
  * One `execute()` call, from validation to its result: admission (slot), workspace lease, time

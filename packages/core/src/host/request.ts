@@ -213,7 +213,7 @@ export interface ChannelBridge {
 }
 
 /** Checks `ExecuteOptions` by hand: it carries functions and a signal, which zod would only slow down. */
-export function validateExecuteOptions(options: unknown, backend?: { readonly type: string; readonly workspace?: unknown; readonly remoteRunners?: boolean }): ExecuteOptions {
+export function validateExecuteOptions(options: unknown, backend?: { readonly type: string; readonly workspace?: unknown; readonly remoteRunners?: boolean; readonly remoteWorkspaces?: boolean }): ExecuteOptions {
   if (options === undefined || options === null) return {};
   if (typeof options !== 'object' || Array.isArray(options)) {
     const message = `must be an object, got ${Array.isArray(options) ? 'an array' : typeof options}`;
@@ -240,10 +240,11 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   if (o.onStart !== undefined && typeof o.onStart !== 'function') add('onStart', 'must be a function');
   if (o.keepWorkspace !== undefined && typeof o.keepWorkspace !== 'boolean') add('keepWorkspace', 'must be a boolean');
   // Checked, never ignored: with no workspaces, one to keep is a mistake to say.
-  if (o.keepWorkspace === true && backend && backend.workspace === undefined && !backend.remoteRunners) add('keepWorkspace', `this ${backend.type} backend runs without workspaces (workspace: false): there is none to keep`);
+  if (o.keepWorkspace === true && backend && backend.workspace === undefined && !backend.remoteWorkspaces) add('keepWorkspace', `this ${backend.type} backend runs without workspaces (workspace: false): there is none to keep`);
   if (o.platform !== undefined && (typeof o.platform !== 'object' || o.platform === null)) add('platform', 'must be an object of services');
   if (o.platformForward !== undefined && typeof o.platformForward !== 'function') add('platformForward', 'must be a function (service, method, args) => Promise');
   if (o.outputPace !== undefined && typeof o.outputPace !== 'function') add('outputPace', 'must be a function () => Promise | undefined');
+  else if (o.outputPace !== undefined && backend?.remoteRunners) add('outputPace', `a ${backend.type} backend's handlers run on other machines, whose workers pace their output to this host themselves`);
   if (o.beginBy !== undefined && typeof o.beginBy !== 'function') add('beginBy', 'must be a function () => number (milliseconds since the epoch)');
   else if (o.beginBy !== undefined && backend?.remoteRunners) add('beginBy', `a ${backend.type} backend's runners are other machines, whose clocks this time is not on`);
   if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
