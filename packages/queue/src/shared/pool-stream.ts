@@ -187,7 +187,7 @@ function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | unde
   if (owner && !(config.subjects ?? []).includes(subjects.tasks)) {
     return (
       `The stream ${subjects.stream} belongs to subject prefix "${owner.prefix}" and pool "${owner.pool}" (its subject ${owner.prefix}.${owner.pool}.tasks), ` +
-      `not to subject prefix "${subjects.prefix}" and pool "${subjects.pool}": another deployment uses it (a stream's name is the prefix upper-cased, "." as "_", then the pool). ` +
+      `not to subject prefix "${subjects.prefix}" and pool "${subjects.pool}": another deployment uses it, or used it and left it (a stream's name is the prefix upper-cased, "." as "_", then the pool). ` +
       `Choose a subjectPrefix or pool whose stream name differs from ${subjects.stream}`
     );
   }
