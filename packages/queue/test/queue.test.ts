@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BASIC, GUARDED, HOSTILE, TIMEOUT_OPTION_REFUSALS, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
-import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
+import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PermissionSpec, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
@@ -743,6 +743,29 @@ describe('calls back to the calling host', () => {
     const result = await make().execute({ pluginId: GUARDED, handlerId: 'needs-kv' });
     expectError(result, 'PERMISSION_DENIED');
     expect((await backends[0]!.stats()).runners).toMatchObject({ inFlight: 0 });
+  });
+
+  it("a worker's cap (its local backend's permissions) holds whatever the host grants, its backend's permissions or the request's context.permissions: PERMISSION_DENIED naming the worker, nothing run", async () => {
+    const cappedPool = newPool('capped');
+    const capped = await startExecutionWorker({ connection: { servers: server!.url }, pool: cappedPool, plugins: [fixturePlugins.guarded, fixturePlugins.basic], backend: { type: 'in-process', permissions: { platform: { kv: ['get'] } } }, concurrency: 2 });
+    try {
+      const grant: PermissionSpec = { platform: { kv: true, secrets: true }, env: ['KB_TOKEN'], network: true };
+      const hostGrants = make({ pool: cappedPool, permissions: grant });
+      const requestGrants = make({ pool: cappedPool });
+      const said = `Handler "needs-secrets" of plugin "@conformance/guarded" needs permissions worker ${capped.id} (`;
+      for (const [backend, context] of [[hostGrants, undefined], [requestGrants, { permissions: grant }]] as const) {
+        const refused = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-secrets', ...(context ? { context } : {}) }, { timeoutMs: 20_000 });
+        expectError(refused, 'PERMISSION_DENIED');
+        expect(refused.error.message.startsWith(said), refused.error.message).toBe(true);
+        expect(refused.error.message).toContain('env:KB_TOKEN');
+        expect(refused.error.message).toMatch(/whatever the calling host grants\); it did not run$/);
+        expect(refused.error.details).toMatchObject({ pluginId: GUARDED, handlerId: 'needs-secrets', phase: 'preflight' });
+      }
+      // What the cap covers runs.
+      expectOk(await hostGrants.execute({ pluginId: GUARDED, handlerId: 'needs-kv' }, { timeoutMs: 20_000 }));
+    } finally {
+      await capped.close();
+    }
   });
 
   it('ctx.channel calls reach the channel bridge of the calling host', async () => {

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { PluginRegistry, ShuttingDownError, type IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution-core';
 import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -145,6 +145,7 @@ class QueueWorker implements ExecutionWorker {
       peers: new PeerPlugins(o.id),
       unbuilt: new UnbuiltEntries(registry),
       silentCallers: new SilentCallers(),
+      cap: o.backend.permissions as PermissionSpec | undefined,
       platform: o.platform,
       subjects: this.#subjects,
       maxPayloadBytes: o.maxPayloadBytes,
@@ -230,8 +231,7 @@ class QueueWorker implements ExecutionWorker {
   #take(msg: TaskMessage): void {
     const execution = new WorkerExecution(msg, this.#services);
     this.#running++;
-    // A task delivered again while its first delivery runs here keeps the first one's messages
-    // (its caller refuses the second's start).
+    // A task delivered again while its first delivery runs here keeps the first one's messages (its caller refuses the second's start).
     if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
     // run() never rejects. Should it (a plugin on an in-process worker broke a global the worker
     // uses), the worker is broken: it drains and closes, for its supervisor to start it anew.
@@ -325,8 +325,7 @@ class QueueWorker implements ExecutionWorker {
       this.#notices.take(status, this.#closing !== undefined);
       this.#refused ??= refusedByPermissions(status);
       if (status.type === 'disconnect') {
-        // What executions send waits for the connection (a result included); a call in flight,
-        // or its reply, may be lost with it: the handler is told, not left waiting.
+        // What executions send waits for the connection (a result included); a call in flight, or its reply, may be lost: the handler is told.
         this.#linkDown = true;
         for (const call of this.#onLinkDown.splice(0)) call();
         this.#services.courier.hold();

@@ -8,6 +8,7 @@ import { RemoteCalls } from './remote-calls.js';
 import { SentResult } from './sent-result.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
+import { capRefusal } from './worker-cap.js';
 import type { TaskMessage } from './task-puller.js';
 import type { WorkerServices } from './worker-services.js';
 
@@ -211,6 +212,8 @@ export class WorkerExecution implements Watched {
     const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
     if (!this.#worker.watch.answering(this.claim.caller)) throw this.#didNotRun(this.#pausedTooLong());
+    const capped = capRefusal(this.#worker.cap, task, this.#worker.registry, this.#worker.identity);
+    if (capped) throw capped;
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
       timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS),

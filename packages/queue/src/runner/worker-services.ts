@@ -1,4 +1,4 @@
-import type { IExecutionBackend, Platform, PluginRegistry } from '@kb-labs/plugin-execution-core';
+import type { IExecutionBackend, PermissionSpec, Platform, PluginRegistry } from '@kb-labs/plugin-execution-core';
 import type { Courier } from '../shared/courier.js';
 import type { PoolSubjects } from '../shared/subjects.js';
 import type { WorkerIdentity } from '../shared/wire.js';
@@ -20,6 +20,8 @@ export interface WorkerServices {
   readonly unbuilt: UnbuiltEntries;
   /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
   readonly silentCallers: SilentCallers;
+  /** The operator's cap on what handlers are granted here (its local backend's `permissions`), if set (worker-cap.ts). */
+  readonly cap: PermissionSpec | undefined;
   /** The worker's own services, used before the caller's. */
   readonly platform: Platform | undefined;
   readonly subjects: PoolSubjects;
