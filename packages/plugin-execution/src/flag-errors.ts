@@ -8,6 +8,7 @@ const FLAG_OF_OPTION: Readonly<Record<string, string>> = {
   concurrency: '--concurrency',
   id: '--id',
   'workspace.root': '--workspace-root',
+  maxPayloadBytes: '--max-payload-bytes',
 };
 
 /**

@@ -249,7 +249,7 @@ async function readContext(value: string): Promise<Record<string, unknown>> {
 }
 
 /** `--grant`: checked here, so that a mistake in it is said as one in --grant, not in backend options the user never wrote. */
-async function readGrant(value: string): Promise<PermissionSpec> {
+export async function readGrant(value: string): Promise<PermissionSpec> {
   const grant = await readJson(value, 'grant');
   const schema = permissionSpecSchema();
   const parsed = schema.safeParse(grant);

@@ -7,6 +7,7 @@ import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsAuth, natsServers } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
+import { readGrant } from './run-command.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 
 export const WORKER_USAGE = `Usage:
@@ -35,6 +36,10 @@ Options for worker:
   --id <id>                 this worker's id in the pool             (default: host-pid-random)
   --drain-timeout <ms>      how long a drain waits for running work, 0 to 2147483647
                                                                      (default: 30000)
+  --grant <json|@file>      the most handlers are granted here (the worker's cap), whatever
+                            a host grants         (default: everything its plugins declare)
+  --max-payload-bytes <n>   the largest input, result, log line or event, as the pool's hosts
+                            set it, 1024 to 1073741824           (default: 20971520, 20 MiB)
 ${NATS_FLAGS_USAGE}`;
 
 /** Thrown for a command line that cannot be run: the caller prints it with the usage, exit code 2. */
@@ -66,6 +71,8 @@ export const WORKER_OPTIONS = {
   'workspace-root': { type: 'string' },
   id: { type: 'string' },
   'drain-timeout': { type: 'string' },
+  grant: { type: 'string' },
+  'max-payload-bytes': { type: 'string' },
   ...NATS_FLAGS,
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -102,6 +109,8 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
   const drainTimeoutMs = drainTimeout(values['drain-timeout']);
+  const cap = values.grant === undefined ? undefined : await readGrant(values.grant);
+  const maxPayloadBytes = positiveInt(values['max-payload-bytes'], '--max-payload-bytes');
   let connection: { servers: string[] } & ReturnType<typeof natsAuth>;
   try {
     connection = { servers: natsServers(values.nats), ...natsAuth(values) };
@@ -113,7 +122,8 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   const worker = await startExecutionWorker({
     connection,
     plugins,
-    backend: { type: localBackend(values.backend) },
+    backend: { type: localBackend(values.backend), ...(cap ? { permissions: cap } : {}) },
+    ...(maxPayloadBytes ? { maxPayloadBytes } : {}),
     ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),
     ...(values.pool ? { pool: values.pool } : {}),
     ...(values.prefix ? { subjectPrefix: values.prefix } : {}),

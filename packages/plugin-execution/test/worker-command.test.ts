@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BASIC, HOSTILE, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import { createExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -306,3 +306,33 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+it('kb-plugin-exec worker --grant caps what handlers get there, whatever a host grants; --max-payload-bytes sets its limit; bad values are usage errors', async () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const { child, exited } = await startCliWorker([fixturePlugins.basic, '--backend', 'in-process', '--pool', pool, '--grant', '{"platform":{"kv":["get"]}}', '--max-payload-bytes', '4096'], {}, fixturePlugins.guarded);
+  const grant: PermissionSpec = { platform: { kv: true, secrets: true }, env: ['KB_TOKEN'], network: true };
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.guarded, fixturePlugins.basic], permissions: grant, workspace: false });
+  try {
+    const refused = await backend.execute({ pluginId: '@conformance/guarded', handlerId: 'needs-secrets' }, { timeoutMs: 20_000 });
+    expect(refused.ok ? 'ok' : refused.error.code).toBe('PERMISSION_DENIED');
+    expect(refused.ok ? '' : refused.error.message).toMatch(/needs permissions worker \S+ \(\S+\) does not grant: .*env:KB_TOKEN/);
+    // Its result, over the worker's limit (an input in the task message itself is taken whatever the limit: the server's max_payload bounds it).
+    const large = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(10_000) }, { timeoutMs: 20_000 });
+    expect(large.ok ? 'ok' : large.error.code).toBe('VALIDATION_ERROR');
+    expect(large.ok ? '' : large.error.message).toMatch(/^The handler result is .* over the limit of worker \S+ \(\S+\) of 4 KiB/);
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
+    await backend.shutdown({ timeoutMs: 1000 });
+  }
+  for (const [flags, said] of [
+    [['--grant', '{nope'], /^--grant is not valid JSON/],
+    [['--grant', '{"fs":{"read":"data"}}'], /^--grant is not a permissions object/],
+    [['--max-payload-bytes', '20MB'], /^--max-payload-bytes must be a positive integer, got "20MB"/],
+    [['--max-payload-bytes', '100'], /^--max-payload-bytes: /],
+  ] as const) {
+    const bad = spawnSync(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', fixturePlugins.guarded, ...flags], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 20_000 });
+    expect(bad.status, bad.stderr).toBe(2);
+    expect(bad.stderr).toMatch(said);
+  }
+}, 60_000);
