@@ -15,6 +15,7 @@ import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
 import { closeInspector } from './inspector-lock.js';
 import { forgetSharedState, watchGlobalSymbols } from './shared-state.js';
+import { watchModuleHooks } from './module-hooks.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
@@ -28,6 +29,7 @@ watchPortClose((port) => {
 closeInspector();
 const guard = captureIntrinsics();
 const globalSymbols = watchGlobalSymbols();
+const moduleHooks = watchModuleHooks();
 // Before LaterWatch wraps diagnostics_channel: its own subscription is not a handler's.
 const children = new ChildReaper();
 const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
@@ -102,7 +104,7 @@ function onTask(message: TaskMessage): void {
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
   if (lastHandler !== undefined && packed.h !== lastHandler) {
-    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed()) return decline(message.k, 'globals-tampered');
+    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
     // What the last handler left, also what it set up after its answer (a few awaits on) and after the checks.
     if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover()) return decline(message.k, 'handles-left');
     try {

@@ -92,6 +92,20 @@ describe('worker-pool: thread reuse and hygiene', () => {
     },
   );
 
+  it("a handler that registers module loader hooks (module.registerHooks, or module.register on Node 20) reaches no other plugin's code: that plugin's task runs on a fresh thread", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const hooked = await backend.execute({ pluginId: POOL, handlerId: 'registers-module-hooks' });
+    const moduleApi = (await import('node:module')) as { registerHooks?: unknown };
+    expect(okData(hooked)).toBe(typeof moduleApi.registerHooks === 'function' ? 'registerHooks' : 'register');
+    // Before: on Node 22 and 24, the basic plugin's entry, loaded next on that thread, was the hooks' code ("hijacked by another plugin").
+    const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'its own code' });
+    expect(okData(other)).toBe('its own code');
+    expect(other.meta.workerId).not.toBe(hooked.meta.workerId);
+    // module.register also starts the hooks' own thread, which the thread may be retired for first.
+    const { retired } = await runners(backend);
+    expect(retired['globals-tampered'] + retired['handles-left']).toBe(1);
+  });
+
   it('the same handler again keeps its thread and meets what it did itself (as its module state); another handler\'s task is declined there and runs on a fresh thread', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const first = await backend.execute({ pluginId: POOL, handlerId: 'hidden-pollution' });
