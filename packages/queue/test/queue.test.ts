@@ -815,7 +815,7 @@ describe('sizes', () => {
     const output = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes: big } }, { timeoutMs: 60_000 });
     expectError(output, 'VALIDATION_ERROR');
     // The worker's limit, named as the worker's (before: "the queue backend's limit", the host's option's name).
-    expect(output.error.message).toMatch(/^The handler result is 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB \(its maxPayloadBytes\)$/);
+    expect(output.error.message).toMatch(/^The handler result is at least 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB \(its maxPayloadBytes\)$/);
     // A host's lower limit holds for an input small enough for one stream message too.
     const small = await make({ maxPayloadBytes: 1024 * 1024 }).execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'i'.repeat(2_000_000) });
     expectError(small, 'VALIDATION_ERROR');
@@ -825,10 +825,10 @@ describe('sizes', () => {
   it('an event over the limit reaches the caller as a warning in its place; platform call arguments over it fail the call in the handler', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const big = 21 * 1024 * 1024;
-    await expectEventWarnedInItsPlace(backend, big, /^The ctx\.emit\(\) event is 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB \(its maxPayloadBytes\): it was not delivered$/);
+    await expectEventWarnedInItsPlace(backend, big, /^The ctx\.emit\(\) event is at least 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB \(its maxPayloadBytes\): it was not delivered$/);
     const called = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: big } }, { timeoutMs: 60_000 });
     expectOk(called);
-    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/platform\.kv\.echo arguments are 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB/) });
+    expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/platform\.kv\.echo arguments are at least 21 MiB encoded, over the limit of worker \S+ \(\S+\) of 20 MiB/) });
   });
   it("what v8's serialiser refuses (shared memory) is refused where it is, named as on the other backends: an event by a warning in its place, a call's arguments and a result by VALIDATION_ERROR with its path", async () => {
     const backend = make({ permissions: { platform: { kv: true } } });

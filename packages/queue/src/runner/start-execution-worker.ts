@@ -16,7 +16,7 @@ import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
 import { PeerPlugins } from './peer-plugins.js';
-import { UnbuiltEntries } from './unbuilt-entries.js';
+import { UnbuiltPlugins } from './unbuilt-plugins.js';
 import { localBackendFactory } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
@@ -143,7 +143,7 @@ class QueueWorker implements ExecutionWorker {
       watch: new CallerWatch(courier, o.id, o.heartbeatMs),
       registry,
       peers: new PeerPlugins(o.id),
-      unbuilt: new UnbuiltEntries(registry),
+      unbuilt: new UnbuiltPlugins(registry),
       silentCallers: new SilentCallers(),
       cap: o.backend.permissions as PermissionSpec | undefined,
       platform: o.platform,

@@ -134,15 +134,15 @@ export class WorkerExecution implements Watched {
 
   /**
    * A task for a plugin this worker lacks, or has in another version (a rolling upgrade, workers
-   * with other plugin folders), or not built (UnbuiltEntries), is put back in the stream,
+   * with other plugin folders), or not built here (UnbuiltPlugins), is put back in the stream,
    * unclaimed, for a worker that has it:
    * for as long as another live worker of the pool says it has it (its presence), and otherwise
    * HAND_BACK_TIMES deliveries, HAND_BACK_DELAY_MS apart. After that it is claimed here and fails
    * naming what is wrong (no worker of the pool has it).
    */
   #handsBack(task: TaskBody): boolean {
-    // Its handler's entry file not here (not built on this machine): as if it lacked the plugin.
-    const unbuilt = this.#worker.unbuilt.missing(task.pluginId, task.pluginVersion, task.handlerId);
+    // Not built on this machine (none of its entry files here): as if it lacked the plugin.
+    const unbuilt = this.#worker.unbuilt.unbuilt(task.pluginId, task.pluginVersion);
     if (!unbuilt && !pluginRefusal(task, this.#worker)) return false;
     // Its version here but not the handler: the peers that say they have that version have that build too.
     const otherVersion = this.#worker.registry.get(task.pluginId)?.manifest.version !== task.pluginVersion;

@@ -5,7 +5,7 @@ import type { WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch } from './caller-watch.js';
 import type { PeerPlugins } from './peer-plugins.js';
 import type { SilentCallers } from './silent-callers.js';
-import type { UnbuiltEntries } from './unbuilt-entries.js';
+import type { UnbuiltPlugins } from './unbuilt-plugins.js';
 import type { WorkerExecution } from './worker-execution.js';
 
 /** What one execution needs from its worker. */
@@ -16,8 +16,8 @@ export interface WorkerServices {
   readonly registry: PluginRegistry;
   /** The plugin versions the pool's other workers have. */
   readonly peers: PeerPlugins;
-  /** The handlers whose entry file is not on this worker (not built here). */
-  readonly unbuilt: UnbuiltEntries;
+  /** The plugins not built on this worker (none of their entry files here). */
+  readonly unbuilt: UnbuiltPlugins;
   /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
   readonly silentCallers: SilentCallers;
   /** The operator's cap on what handlers are granted here (its local backend's `permissions`), if set (worker-cap.ts). */
