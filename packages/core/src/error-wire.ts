@@ -122,6 +122,8 @@ function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): S
   return out;
 }
 
+const SUPPRESSED_KEYS = ['error', 'suppressed'];
+
 /** An error's fields the wire form carries apart from its props. */
 const SKIP_PROPS = new Set(['name', 'message', 'stack', 'cause']);
 
@@ -135,6 +137,8 @@ function ownProps(e: object, seen: WeakSet<object>, depth: number, codeCarried: 
   let keys: string[];
   try {
     keys = Object.keys(e);
+    // A SuppressedError's (what `using` throws, Node 24) `error` and `suppressed` are own but not enumerable.
+    if (readProp(e, 'name') === 'SuppressedError') keys.push(...SUPPRESSED_KEYS.filter((key) => hasOwnSafe(e, key) && !keys.includes(key)));
   } catch {
     return undefined;
   }

@@ -158,6 +158,29 @@ describe('wire form of errors a handler throws', () => {
     }
   });
 
+  it("keeps a SuppressedError's error and suppressed (own, not enumerable: what `using` throws on Node 24)", () => {
+    // Node 24's own class where there is one; on every Node, one made as the standard makes it.
+    class ShapedSuppressedError extends Error {
+      constructor(error: unknown, suppressed: unknown, message: string) {
+        super(message);
+        this.name = 'SuppressedError';
+        Object.defineProperty(this, 'error', { value: error, writable: true, configurable: true });
+        Object.defineProperty(this, 'suppressed', { value: suppressed, writable: true, configurable: true });
+      }
+    }
+    const Native = (globalThis as { SuppressedError?: new (error: unknown, suppressed: unknown, message: string) => Error }).SuppressedError;
+    for (const Suppressed of Native ? [ShapedSuppressedError, Native] : [ShapedSuppressedError]) {
+      const thrown = new Suppressed(new TypeError('disposing failed'), new RangeError('the body failed'), 'both failed');
+      expect(Object.keys(thrown)).not.toContain('error');
+      for (const trip of Object.values(TRIPS)) {
+        const back = trip(thrown) as Error & { error?: unknown; suppressed?: unknown };
+        expect(back).toMatchObject({ name: 'SuppressedError', message: 'both failed' });
+        expect(back.error).toMatchObject({ name: 'TypeError', message: 'disposing failed' });
+        expect(back.suppressed).toMatchObject({ name: 'RangeError', message: 'the body failed' });
+      }
+    }
+  });
+
   it('serialises an error that appears twice (not a cycle) both times', () => {
     const shared = new TypeError('shared');
     const agg = new AggregateError([shared, shared], 'twice', { cause: shared });
