@@ -113,6 +113,11 @@ interface RefusedKinds {
 
 const PLATFORM_OBJECT_REFUSAL = /unsupported type|needs transfer/i;
 
+const objectTag = Object.prototype.toString;
+/** An array's, a map's, a string's iterator, an iterator helper's (`.values().map(…)`), `Iterator.from`'s: refused, named only "#<Object>". */
+const ITERATOR_TAG = /^\[object (?:[\w ]+ )?Iterator(?: Helper)?\]$/;
+const isIterator = (value: object): boolean => ITERATOR_TAG.test(Reflect.apply(objectTag, value, []) as string);
+
 function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undefined {
   if (refuses.hostObjects) {
     const found = descendTo(value, refusedAsHostObject);
@@ -131,7 +136,7 @@ function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undef
     seen.add(v);
     let children: Array<[PropertyKey, () => unknown]>;
     try {
-      if (types.isProxy(v) || types.isGeneratorObject(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
+      if (types.isProxy(v) || types.isGeneratorObject(v) || isIterator(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
       if (refuses.shared && (v instanceof SharedArrayBuffer || (ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer))) return pathOf(at);
       if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
       if (isDetached(v)) return pathOf(at);

@@ -232,6 +232,17 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     }
   });
 
+  it('names where an iterator is (an array\'s, a map\'s, a string\'s, an iterator helper\'s): structured clone names it only "#<Object>"', () => {
+    // Iterator helpers from Node 22 on.
+    const helpers = typeof (Object.getPrototypeOf(Object.getPrototypeOf([].values())) as { map?: unknown }).map === 'function';
+    const iterators: unknown[] = [[1, 2].values(), new Map([[1, 2]]).keys(), 'ab'[Symbol.iterator](), 'ab'.matchAll(/a/g), ...(helpers ? [([1, 2].values() as unknown as { map(f: (x: number) => number): unknown }).map((x) => x * 2)] : [])];
+    for (const iterator of iterators) {
+      const value = { items: [1, { lazy: iterator }] };
+      const error = unserializableError('handler result', cloneError(value), value);
+      expect(error.details).toMatchObject({ reason: 'not-serializable', path: 'result.items[1].lazy' });
+    }
+  });
+
   it('does not blame shared memory that was fine when a function is what was refused', () => {
     const value = { s: new SharedArrayBuffer(2), f: () => 1 };
     let thrown: unknown;
