@@ -89,7 +89,7 @@ export class QueueBackend extends BaseBackend {
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
-    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), remoteRunners: true, remoteWorkspaces: options.workspace !== false });
+    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), remoteRunners: true, remoteWorkspaces: options?.workspace !== false });
     try {
       this.#o = resolveQueueOptions(options);
     } catch (error) {
