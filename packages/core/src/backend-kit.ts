@@ -27,6 +27,7 @@ export { describeThrown, describeValue, isError, toWireValue } from './wire-valu
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { wallClockMs } from './wall-clock.js';
+export { missingFilesOf } from './host/plugin-files.js';
 // Collections of what is live, for what comes and goes once per execution (not a Set or Map: live-list.ts).
 export { LiveList, LiveMap, type LiveEntry } from './host/live-list.js';
 export { CONTROLS_BEYOND_C0, shownControls } from './shown-controls.js';

@@ -11,7 +11,7 @@ import type { ExecuteOptions } from './request.js';
 export function beginByOf(options: ExecuteOptions): number {
   try {
     const by = options.beginBy?.();
-    return typeof by === 'number' && !Number.isNaN(by) ? by : Number.NEGATIVE_INFINITY;
+    return isTime(by) ? by : Number.NEGATIVE_INFINITY;
   } catch {
     return Number.NEGATIVE_INFINITY;
   }
@@ -31,13 +31,18 @@ export function beginRefusal(beginBy: () => number, task: RunnerTask): KnownExec
   } catch (error) {
     return new InternalError(`${handler} was not begun: its execute() option beginBy threw`, { cause: error });
   }
-  if (typeof by !== 'number' || Number.isNaN(by)) {
+  if (!isTime(by)) {
     const message = `must return a number (milliseconds since the epoch), returned ${kindOf(by)}`;
     return new ValidationError(`Invalid execute() options: beginBy ${message}`, { details: { phase: 'options', issues: [{ path: 'beginBy', message }] } });
   }
   const late = wallClockMs() - by;
   if (late <= 0) return undefined;
   return new AbortedError(`${handler} was stopped: its runner was ready to begin it ${Math.round(late)} ms after the time execute() option beginBy gave`, { details: { phase: 'running' } });
+}
+
+/** What `beginBy` must give: a number of milliseconds (NaN is none). */
+function isTime(value: unknown): value is number {
+  return typeof value === 'number' && !Number.isNaN(value);
 }
 
 /** What a callback returned, named for a message: `a promise` for an async function's. */

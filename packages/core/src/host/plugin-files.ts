@@ -14,7 +14,8 @@ export async function missingPluginFiles(plugins: readonly RegisteredPlugin[]): 
   return problems.filter((problem): problem is string => problem !== undefined);
 }
 
-async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
+/** What health() says of one plugin whose code is not there (its folder gone, or none of its entries in it); undefined when some is. */
+export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
   if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${plugin.root} does not exist`;
   const entries = [...new Set(Object.values(plugin.manifest.handlers).map((spec) => spec.entry))];
   const found = await Promise.all(entries.map((entry) => exists(path.resolve(plugin.root, entry))));

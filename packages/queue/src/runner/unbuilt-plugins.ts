@@ -1,6 +1,5 @@
-import { access } from 'node:fs/promises';
-import path from 'node:path';
 import type { PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { missingFilesOf } from '@kb-labs/plugin-execution-core/backend-kit';
 import { pluginVersionKey } from './peer-plugins.js';
 
 /**
@@ -43,19 +42,11 @@ export class UnbuiltPlugins {
 
   async #look(): Promise<void> {
     const unbuilt = new Set<string>();
+    // As health() judges it: its folder gone, or none of its entries there.
     const looks = this.#registry.list().map(async (plugin) => {
-      const entries = [...new Set(Object.values(plugin.manifest.handlers).map((spec) => path.resolve(plugin.root, spec.entry)))];
-      const found = await Promise.all(entries.map(exists));
-      if (!found.includes(true)) unbuilt.add(pluginVersionKey(plugin.id, plugin.manifest.version));
+      if ((await missingFilesOf(plugin)) !== undefined) unbuilt.add(pluginVersionKey(plugin.id, plugin.manifest.version));
     });
     await Promise.all(looks);
     this.#unbuilt = unbuilt;
   }
-}
-
-function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
 }
