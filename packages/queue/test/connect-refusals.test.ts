@@ -83,7 +83,7 @@ describe('options that cannot work', () => {
     ].join('\n');
     const ran = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
     expect(ran.status).toBe(0);
-    const said = ran.stderr.split('\n').filter((line) => line.includes('[KB_QUEUE_WORKSPACE_ROOT]'));
+    const said = ran.stderr.split('\n').filter((line) => line.includes('[KB_PLUGIN_QUEUE_WORKSPACE_ROOT]'));
     expect(said).toEqual([
       expect.stringContaining("Warning: A queue backend's host does not use its workspace option's root: executions get their workspace on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root). Said once per process."),
     ]);

@@ -53,6 +53,6 @@ console.log(JSON.stringify({ pid: process.pid, results, before, after }));
     expect(seen.results).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'ok']);
     expect(seen.after).toBe(seen.before);
     // What is left (bubblewrap's own, when a handler's process exits by itself) is said, with the way out.
-    expect(ran.stderr).toMatch(/\[KB_SANDBOX_PID_1\] Warning: This host is pid 1 of its pid namespace: .*Run the host under an init that collects them \(docker run --init, tini, dumb-init\)/);
+    expect(ran.stderr).toMatch(/\[KB_PLUGIN_SANDBOX_PID_1\] Warning: This host is pid 1 of its pid namespace: .*Run the host under an init that collects them \(docker run --init, tini, dumb-init\)/);
   });
 });

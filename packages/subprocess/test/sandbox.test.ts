@@ -164,7 +164,7 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
       expect(health.isolation.reason).toContain('bubblewrap not found');
       expect((await first.stats()).runners).toMatchObject({ sandboxed: false });
     });
-    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_UNAVAILABLE' && w.message.includes('bubblewrap not found ("bwrap" on PATH)'));
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_UNAVAILABLE' && w.message.includes('bubblewrap not found ("bwrap" on PATH)'));
     expect(ours).toHaveLength(1);
   });
 
@@ -368,7 +368,7 @@ describe.runIf(linux)('inside the sandbox', () => {
         expect(result.error.message).toContain('linked-dependency');
       }
     });
-    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_HIDDEN_DEPENDENCIES');
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES');
     expect(ours).toHaveLength(1);
     expect(ours[0]!.message).toContain(`node_modules/linked-dependency -> ${dependency} lead(s) outside the plugin folder`);
     expect(ours[0]!.message).toContain('npm install --install-links');
@@ -412,7 +412,7 @@ describe.runIf(linux)('inside the sandbox', () => {
       expectOk(result);
       expect(result.data).toBe('from the store');
     });
-    expect(warnings.filter((w) => (w as { code?: string }).code === 'KB_SANDBOX_HIDDEN_DEPENDENCIES')).toEqual([]);
+    expect(warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES')).toEqual([]);
   });
 
   it('a process killed by a signal is reported as that signal, not as bubblewrap’s exit code 128+N', async () => {

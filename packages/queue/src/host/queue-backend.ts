@@ -28,7 +28,7 @@ function warnWorkspaceRootUnused(): void {
   workspaceRootWarned = true;
   process.emitWarning(
     "A queue backend's host does not use its workspace option's root: executions get their workspace on the worker, under the worker's root (startExecutionWorker({ workspace: { root } }), or kb-plugin-exec worker --workspace-root). Said once per process.",
-    { code: 'KB_QUEUE_WORKSPACE_ROOT' },
+    { code: 'KB_PLUGIN_QUEUE_WORKSPACE_ROOT' },
   );
 }
 

@@ -30,7 +30,7 @@ export function warnOfHiddenDependencies(pluginRoot: string, shown: readonly str
     `Plugin folder ${pluginRoot}: ${named.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
       'so its handlers cannot load them there. Install the dependencies into the plugin folder (npm install --install-links, pnpm deploy). ' +
       'See docs/backends/subprocess.md.',
-    { code: 'KB_SANDBOX_HIDDEN_DEPENDENCIES' },
+    { code: 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES' },
   );
 }
 

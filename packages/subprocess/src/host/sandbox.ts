@@ -116,7 +116,7 @@ export class Sandbox {
       }
       this.#state = state;
       if (!state.active && this.#config.mode === 'auto') warnOnce(state.reason);
-      if (state.active && process.pid === 1) warnOnce(PID_1, 'This host is pid 1 of its pid namespace', 'KB_SANDBOX_PID_1');
+      if (state.active && process.pid === 1) warnOnce(PID_1, 'This host is pid 1 of its pid namespace', 'KB_PLUGIN_SANDBOX_PID_1');
       return state;
     });
     return this.#probe;
@@ -346,7 +346,7 @@ const PID_1 =
 const warned = new Set<string>();
 const MAX_REMEMBERED = 256;
 
-function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox', code = 'KB_SANDBOX_UNAVAILABLE'): void {
+function warnOnce(reason: string, what = 'Subprocess children run without the bubblewrap sandbox', code = 'KB_PLUGIN_SANDBOX_UNAVAILABLE'): void {
   if (warned.has(reason)) return;
   if (warned.size >= MAX_REMEMBERED) warned.delete(warned.values().next().value!);
   warned.add(reason);
