@@ -197,6 +197,26 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it("a queue host's option given to a worker (queueBound, maxConcurrency, permissions …) is said as the host's and where the worker's own is, not only as unknown", async () => {
+    const refused = await startExecutionWorker({
+      connection: { servers: 'nats://127.0.0.1:1' },
+      plugins: [fixturePlugins.basic],
+      queueBound: 100,
+      workerLostMs: 3000,
+      maxConcurrency: 4,
+      permissions: {},
+      concurency: 2,
+    } as never).catch((error: unknown) => error);
+    const hosts = "an option of the queue backend's host, not of a worker: ";
+    expect((refused as ValidationError).details.issues).toEqual([
+      { path: 'queueBound', message: `${hosts}createExecutionBackend({ type: 'queue', queueBound })` },
+      { path: 'workerLostMs', message: `${hosts}createExecutionBackend({ type: 'queue', workerLostMs })` },
+      { path: 'maxConcurrency', message: `${hosts}the worker's own limit is its \`concurrency\` option` },
+      { path: 'permissions', message: `${hosts}a worker's cap is its local backend's: backend: { type, permissions }` },
+      { path: 'concurency', message: 'unknown option; did you mean "concurrency"?' },
+    ]);
+  });
+
   it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
     const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
     for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {

@@ -144,8 +144,16 @@ function otherCopy(input: unknown, name: string): string {
  * with its path, and an option the schema does not know is refused with the nearest known name
  * (`prespwn` → "did you mean \"prespawn\"?"), never silently ignored. `backendOptions`: a backend's
  * own options, where one of another backend type is said as that (backend-own-options.ts).
+ * `elsewhere`: where a top-level key these options do not take goes instead, as a whole phrase
+ * (a queue worker given its host's `queueBound`), or undefined.
  */
-export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, subject: string, backendOptions = false): z.output<S> {
+export function parseOptions<S extends z.ZodObject>(
+  schema: S,
+  value: unknown,
+  subject: string,
+  backendOptions = false,
+  elsewhere: (key: string) => string | undefined = () => undefined,
+): z.output<S> {
   let result: ReturnType<S['safeParse']>;
   try {
     // Left out is none given; null is a mistake (a setting read as null), refused as any non-object.
@@ -165,6 +173,8 @@ export function parseOptions<S extends z.ZodObject>(schema: S, value: unknown, s
       // of execute() or of the request is said as that, with the near name (`timeoutMs`).
       const top = backendOptions && issue.path.length === 0;
       const other = top ? optionOfOtherBackends(key) : undefined;
+      const given = issue.path.length === 0 ? elsewhere(key) : undefined;
+      if (given) return { path: formatPath([key]), message: unknownKeyMessage(given, undefined) };
       // Said as theirs, and as what it is here when it is another pool's name for one of ours (subprocess `env` → `baseEnv`).
       if (other) return { path: formatPath([...issue.path, key]), message: unknownKeyMessage(`not an option of this backend; it is ${other}`, meantBy(key, known)) };
       return { path: formatPath([...issue.path, key]), message: unknownKeyMessage(top ? backendKeyOfExecute(key) : undefined, nearest(key, known)) };

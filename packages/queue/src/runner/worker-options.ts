@@ -69,6 +69,22 @@ function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIss
   }
 }
 
+/** What a queue backend's host takes and a worker does not, and where it goes. */
+const HOST_ONLY: Record<string, string> = {
+  maxConcurrency: "the worker's own limit is its `concurrency` option",
+  permissions: "a worker's cap is its local backend's: backend: { type, permissions }",
+  defaultTimeoutMs: "each execution's time limit comes from its caller, with the task",
+  registry: "a worker's plugins are its `plugins` option",
+};
+const HOST_OPTIONS = ['queueBound', 'workerLostMs', 'streamStorage', 'maxQueue', 'perPluginConcurrency', 'watch'];
+
+/** A queue backend host's option given to a worker: said as the host's, not only as unknown. */
+function hostOptionGivenToWorker(key: string): string | undefined {
+  if (Object.hasOwn(HOST_ONLY, key)) return `an option of the queue backend's host, not of a worker: ${HOST_ONLY[key]}`;
+  if (HOST_OPTIONS.includes(key)) return `an option of the queue backend's host, not of a worker: createExecutionBackend({ type: 'queue', ${key} })`;
+  return undefined;
+}
+
 const workerOptionsSchema = lazySchema((z) =>
   z.object({
     connection: connectionSchema().optional(),
@@ -110,7 +126,7 @@ export interface ResolvedWorkerOptions {
 }
 
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
-  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options');
+  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options', false, hostOptionGivenToWorker);
   // The host name cut, not the pid and random part: two workers of a machine with a long host name differ.
   const own = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const id = o.id ?? `${subjectToken(os.hostname()).slice(0, 63 - own.length)}-${own}`;
