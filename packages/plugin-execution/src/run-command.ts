@@ -10,6 +10,7 @@ import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
 import { watchLoop } from './loop-watchdog.js';
 import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth, natsServers } from './nats-flags.js';
+import { commandLineHint, type GrantFlag } from './command-line-hint.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
@@ -43,9 +44,6 @@ export const RUN_OPTIONS = {
 } as const;
 
 export type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof RUN_OPTIONS }>>['values'];
-
-/** Where this command line grants permissions: --grant, a "permissions" field in --context (which then replaces it), or nowhere. */
-type GrantFlag = 'grant' | 'context' | undefined;
 
 /** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report them. */
 const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -256,38 +254,6 @@ export async function readGrant(value: string): Promise<PermissionSpec> {
   if (parsed.success) return parsed.data;
   const lines = issuesOf(parsed.error, '', schema).map((issue) => `  - ${issue.path || '(the grant)'}: ${issue.message}`);
   throw new UsageError(`--grant is not a permissions object ({ platform, fs, env, network, childProcess }):\n${lines.join('\n')}`);
-}
-
-/** What to add on this command line for a failure whose message speaks of a host's options. */
-function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error'], grantIn: GrantFlag): string {
-  const details = error.details as { phase?: unknown; missing?: unknown } | undefined;
-  if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
-    const grant = JSON.stringify(grantFor(details.missing as string[]));
-    return `\n(on this command line: ${grantIn === 'context' ? `add ${grant} to "permissions" in --context` : grantIn === 'grant' ? `add ${grant} to --grant` : `--grant '${grant}'`})`;
-  }
-  if (/The host's platform has no method /.test(error.message)) {
-    return '\n(on this command line: --platform <module> gives the handler the services it calls)';
-  }
-  return '';
-}
-
-/** A grant of what a PERMISSION_DENIED's `details.missing` lists (`platform.kv.get`, `fs.read:data`, `env:TOKEN`, `network` …). */
-function grantFor(missing: readonly string[]): PermissionSpec {
-  const grant: { platform?: Record<string, true | string[]>; fs?: { read?: string[]; write?: string[] }; env?: string[]; network?: true; childProcess?: true } = {};
-  for (const item of missing) {
-    const fs = /^fs\.(read|write):(.+)$/.exec(item);
-    const platform = /^platform\.([^.\s]+)(?:\.([^.\s]+))?/.exec(item);
-    if (fs) ((grant.fs ??= {})[fs[1] as 'read' | 'write'] ??= []).push(fs[2]!);
-    else if (item.startsWith('env:')) (grant.env ??= []).push(item.slice(4));
-    else if (item === 'network' || item === 'childProcess') grant[item] = true;
-    else if (platform) {
-      const services = (grant.platform ??= {});
-      const [, service, method] = platform as unknown as [string, string, string | undefined];
-      const had = services[service];
-      services[service] = !method || method === '*' || had === true ? true : [...(had ?? []), method];
-    }
-  }
-  return grant;
 }
 
 export async function readJson(value: string | undefined, what: string): Promise<unknown> {

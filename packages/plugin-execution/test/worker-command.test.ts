@@ -316,6 +316,15 @@ it('kb-plugin-exec worker --grant caps what handlers get there, whatever a host 
     const refused = await backend.execute({ pluginId: '@conformance/guarded', handlerId: 'needs-secrets' }, { timeoutMs: 20_000 });
     expect(refused.ok ? 'ok' : refused.error.code).toBe('PERMISSION_DENIED');
     expect(refused.ok ? '' : refused.error.message).toMatch(/needs permissions worker \S+ \(\S+\) does not grant: .*env:KB_TOKEN/);
+    // `run --backend queue` says the cap is the worker's: its own --grant does not reach past it.
+    const ran = spawnSync(process.execPath, [cli, 'run', fixturePlugins.guarded, 'needs-secrets', '--backend', 'queue', '--nats', server.url, '--pool', pool, '--no-workspace', '--timeout', '15000', '--grant', JSON.stringify(grant)], {
+      env: { PATH: process.env.PATH ?? '' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(ran.status, ran.stderr).toBe(1);
+    expect(ran.stderr).toMatch(/does not grant: .*env:KB_TOKEN/);
+    expect(ran.stderr).toContain(`(the worker's cap: its operator widens it, adding {"platform":{"secrets":true},"env":["KB_TOKEN"],"network":true} to kb-plugin-exec worker --grant)`);
     // Its result, over the worker's limit (an input in the task message itself is taken whatever the limit: the server's max_payload bounds it).
     const large = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(10_000) }, { timeoutMs: 20_000 });
     expect(large.ok ? 'ok' : large.error.code).toBe('VALIDATION_ERROR');

@@ -759,7 +759,7 @@ describe('calls back to the calling host', () => {
         expect(refused.error.message.startsWith(said), refused.error.message).toBe(true);
         expect(refused.error.message).toContain('env:KB_TOKEN');
         expect(refused.error.message).toMatch(/whatever the calling host grants\); it did not run$/);
-        expect(refused.error.details).toMatchObject({ pluginId: GUARDED, handlerId: 'needs-secrets', phase: 'preflight' });
+        expect(refused.error.details).toMatchObject({ pluginId: GUARDED, handlerId: 'needs-secrets', phase: 'preflight', worker: capped.id });
       }
       // What the cap covers runs.
       expectOk(await hostGrants.execute({ pluginId: GUARDED, handlerId: 'needs-kv' }, { timeoutMs: 20_000 }));

@@ -16,6 +16,6 @@ export function capRefusal(cap: PermissionSpec | undefined, task: TaskBody, regi
   return new PermissionDeniedError(
     `Handler "${handlerId}" of plugin "${pluginId}" needs permissions worker ${worker.id} (${worker.host}) does not grant: ${missing.join(', ')} ` +
       "(the worker's cap: its local backend's `permissions` option, whatever the calling host grants); it did not run",
-    { details: { pluginId, handlerId, missing, phase: 'preflight' } },
+    { details: { pluginId, handlerId, missing, phase: 'preflight', worker: worker.id } },
   );
 }

@@ -1,0 +1,38 @@
+import type { ExecutionResult, PermissionSpec } from '@kb-labs/plugin-execution-core';
+
+/** Where this command line grants permissions: --grant, a "permissions" field in --context (which then replaces it), or nowhere. */
+export type GrantFlag = 'grant' | 'context' | undefined;
+
+/** What to add on this command line for a failure whose message speaks of a host's options. */
+export function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error'], grantIn: GrantFlag): string {
+  const details = error.details as { phase?: unknown; missing?: unknown; worker?: unknown } | undefined;
+  if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
+    const grant = JSON.stringify(grantFor(details.missing as string[]));
+    // A queue worker's cap refused it: what this command line grants does not reach past that.
+    if (typeof details.worker === 'string') return `\n(the worker's cap: its operator widens it, adding ${grant} to kb-plugin-exec worker --grant)`;
+    return `\n(on this command line: ${grantIn === 'context' ? `add ${grant} to "permissions" in --context` : grantIn === 'grant' ? `add ${grant} to --grant` : `--grant '${grant}'`})`;
+  }
+  if (/The host's platform has no method /.test(error.message)) {
+    return '\n(on this command line: --platform <module> gives the handler the services it calls)';
+  }
+  return '';
+}
+
+/** A grant of what a PERMISSION_DENIED's `details.missing` lists (`platform.kv.get`, `fs.read:data`, `env:TOKEN`, `network` …). */
+function grantFor(missing: readonly string[]): PermissionSpec {
+  const grant: { platform?: Record<string, true | string[]>; fs?: { read?: string[]; write?: string[] }; env?: string[]; network?: true; childProcess?: true } = {};
+  for (const item of missing) {
+    const fs = /^fs\.(read|write):(.+)$/.exec(item);
+    const platform = /^platform\.([^.\s]+)(?:\.([^.\s]+))?/.exec(item);
+    if (fs) ((grant.fs ??= {})[fs[1] as 'read' | 'write'] ??= []).push(fs[2]!);
+    else if (item.startsWith('env:')) (grant.env ??= []).push(item.slice(4));
+    else if (item === 'network' || item === 'childProcess') grant[item] = true;
+    else if (platform) {
+      const services = (grant.platform ??= {});
+      const [, service, method] = platform as unknown as [string, string, string | undefined];
+      const had = services[service];
+      services[service] = !method || method === '*' || had === true ? true : [...(had ?? []), method];
+    }
+  }
+  return grant;
+}
