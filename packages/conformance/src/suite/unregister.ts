@@ -67,6 +67,31 @@ export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<s
     expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' }), 'HANDLER_NOT_FOUND');
   });
 
+  it('registerPlugin() and reloadPlugin() after an unregisterPlugin() not awaited: in the order made, the same folder or a new one; an execution called after the unregister, in the same tick, gets HANDLER_NOT_FOUND', async () => {
+    const dir = await copyPlugin();
+    const backend = reloading(make({ plugins: [dir] }));
+    expect(await versionOf(backend)).toBe('v1');
+    const before = backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+    const [unregistered, registered] = [backend.unregisterPlugin(RELOADABLE), backend.registerPlugin(dir)];
+    const after = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
+    expectError(after, 'HANDLER_NOT_FOUND');
+    expect(after.error.message).toContain(`"${RELOADABLE}" is not registered: an unregisterPlugin() of it was called before this execution`);
+    expect(await unregistered).toBe(true);
+    expect(await registered).toMatchObject({ id: RELOADABLE, root: dir, generation: 0 });
+    expect(await before).toMatchObject({ ok: true, data: 'v1' });
+    expect(await versionOf(backend)).toBe('v1');
+
+    // A release switch to a new folder, with a reload after it, none awaited in between.
+    const other = await copyPlugin();
+    await edit(other, HANDLER, "'v1'", "'v2'");
+    const calls = [backend.unregisterPlugin(RELOADABLE), backend.registerPlugin(other), backend.reloadPlugin(RELOADABLE)] as const;
+    expect(await calls[0]).toBe(true);
+    expect(await calls[1]).toMatchObject({ root: other, generation: 0 });
+    expect(await calls[2]).toMatchObject({ root: other, generation: 1 });
+    expect(await versionOf(backend)).toBe('v2');
+    expect((await backend.health()).problems).toEqual([]);
+  });
+
   it('watch: an unregistered plugin is no longer watched: its folder edited or deleted reloads nothing and is no problem of health()', async () => {
     const dir = await copyPlugin();
     const events: PluginReloadEvent[] = [];

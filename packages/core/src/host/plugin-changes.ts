@@ -15,59 +15,81 @@ export interface PluginChangesHost {
 }
 
 /**
- * A BaseBackend's registerPlugin, reloadPlugin and unregisterPlugin: each waits for the `plugins`
- * option to be loaded (which would otherwise undo it), an unregister also for the registrations
- * called before it (calls take effect in the order made), and each is refused once shutdown began.
+ * A BaseBackend's registerPlugin, reloadPlugin and unregisterPlugin. They take effect in the order
+ * called: each waits for the changes called before it to settle (`unregisterPlugin(id)` then
+ * `registerPlugin(folder)`, not awaited in between, unregisters first), and for the `plugins`
+ * option to be loaded (which would otherwise undo it); each is refused once shutdown began.
  */
 export class PluginChanges {
   readonly #host: PluginChangesHost;
-  /** registerPlugin() calls not settled yet. */
-  readonly #registrations = new Set<Promise<unknown>>();
+  /** The last change called, settled either way: the next one begins after it. */
+  #last: Promise<unknown> = Promise.resolve();
 
   constructor(host: PluginChangesHost) {
     this.#host = host;
   }
 
   register(source: PluginSource): Promise<RegisteredPlugin> {
-    const registration = this.#register(source);
-    const settled: Promise<unknown> = registration.then(
-      () => this.#registrations.delete(settled),
-      () => this.#registrations.delete(settled),
-    );
-    this.#registrations.add(settled);
+    const refused = this.#refusedAtTheCall('register');
+    if (refused) return refused;
+    // From the call on: an execute() of the plugin meanwhile is told to await this.
+    const registered = this.#host.registry.loading();
+    const registration = this.#inTurn(() => this.#register(source));
+    registration.then(registered, registered);
     return registration;
   }
 
-  async reload(pluginId: string): Promise<RegisteredPlugin> {
-    await this.#pluginsLoaded(pluginId, 'reload');
-    return this.#host.registry.reload(pluginId);
+  reload(pluginId: string): Promise<RegisteredPlugin> {
+    const refused = this.#refusedAtTheCall('reload', pluginId);
+    if (refused) return refused;
+    return this.#inTurn(async () => {
+      await this.#pluginsLoaded(pluginId, 'reload');
+      return this.#host.registry.reload(pluginId);
+    });
   }
 
-  async unregister(pluginId: string): Promise<boolean> {
-    const registering = [...this.#registrations];
-    await this.#pluginsLoaded(pluginId, 'unregister');
-    await Promise.all(registering);
-    return this.#host.registry.unregister(pluginId);
+  unregister(pluginId: string): Promise<boolean> {
+    const refused = this.#refusedAtTheCall('unregister', pluginId);
+    if (refused) return refused;
+    // From the call on, executions of the plugin get HANDLER_NOT_FOUND, whatever it waits for.
+    const unregistered = this.#host.registry.unregistering(pluginId);
+    const removal = this.#inTurn(async () => {
+      await this.#pluginsLoaded(pluginId, 'unregister');
+      return this.#host.registry.unregister(pluginId);
+    });
+    removal.then(unregistered, unregistered);
+    return removal;
+  }
+
+  /** A call refused before it waits for anything: a bad plugin id, or shutdown begun. */
+  #refusedAtTheCall(action: 'register' | 'reload' | 'unregister', pluginId?: string): Promise<never> | undefined {
+    try {
+      if (action !== 'register') checkPluginIdArgument(pluginId, action);
+      this.#refuseOnceShutDown(action === 'register' ? 'register a plugin' : `${action} plugin "${pluginId}"`);
+      return undefined;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Run `change` once every change called before it has settled. */
+  #inTurn<T>(change: () => Promise<T>): Promise<T> {
+    const turn = this.#last.then(change);
+    this.#last = turn.then(noop, noop);
+    return turn;
   }
 
   async #register(source: PluginSource): Promise<RegisteredPlugin> {
     const { registry, watcher } = this.#host;
     this.#refuseOnceShutDown('register a plugin');
-    // From the call on: an execute() of the plugin meanwhile is told to await this.
-    const registered = registry.loading();
-    try {
-      await this.#host.ensureReady();
-      this.#refuseOnceShutDown('register a plugin');
-      const plugin = typeof source === 'string' || source instanceof URL ? await registry.load(source) : registry.register(source);
-      await watcher?.watch(plugin);
-      return plugin;
-    } finally {
-      registered();
-    }
+    await this.#host.ensureReady();
+    this.#refuseOnceShutDown('register a plugin');
+    const plugin = typeof source === 'string' || source instanceof URL ? await registry.load(source) : registry.register(source);
+    await watcher?.watch(plugin);
+    return plugin;
   }
 
   async #pluginsLoaded(pluginId: string, action: 'reload' | 'unregister'): Promise<void> {
-    checkPluginIdArgument(pluginId, action);
     this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
     await this.#host.ensureReady();
     this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
@@ -79,3 +101,5 @@ export class PluginChanges {
     if (state) throw new ShuttingDownError(`Cannot ${what}: the ${this.#host.type} backend is ${state === 'closed' ? 'shut down' : 'shutting down'}`);
   }
 }
+
+function noop(): void {}

@@ -86,6 +86,8 @@ export class PluginRegistry {
   readonly #manifestFiles = new Map<string, string>();
   readonly #reloadListeners = new Set<PluginReloadListener>();
   readonly #unregisterListeners = new Set<PluginReloadListener>();
+  /** Plugins an unregisterPlugin() was called for and has not removed yet, with how many such calls. */
+  readonly #unregistering = new Map<string, number>();
   /** Each plugin's reload under way, settled: the next one waits for it. */
   readonly #reloads = new Map<string, Promise<void>>();
 
@@ -104,6 +106,13 @@ export class PluginRegistry {
   loading(): () => void {
     this.#loading++;
     return () => void this.#loading--;
+  }
+
+  /** An unregister of `pluginId` has been called (it waits for changes called before it): it resolves as unregistered from now on. Call what it returns once it is over. */
+  unregistering(pluginId: string): () => void {
+    const calls = this.#unregistering;
+    calls.set(pluginId, (calls.get(pluginId) ?? 0) + 1);
+    return () => void (calls.get(pluginId) === 1 ? calls.delete(pluginId) : calls.set(pluginId, calls.get(pluginId)! - 1));
   }
 
   /**
@@ -325,6 +334,11 @@ export class PluginRegistry {
 
   /** Resolve or throw HandlerNotFoundError naming what was asked and what exists (and, `remoteRunners`, that a queue host needs the plugins too). */
   resolve(pluginId: string, handlerId: string, remoteRunners = false): ResolvedHandler {
+    if (this.#unregistering.size > 0 && this.#unregistering.has(pluginId)) {
+      throw new HandlerNotFoundError(`Plugin "${pluginId}" is not registered: an unregisterPlugin() of it was called before this execution`, {
+        details: { pluginId, handlerId, availablePlugins: [...this.#plugins.keys()].filter((id) => !this.#unregistering.has(id)) },
+      });
+    }
     const handlers = this.#handlers.get(pluginId);
     if (!handlers) {
       // Its folder was given but failed to load: that failure is the answer.
