@@ -7,6 +7,8 @@ import { serializeErrorAt } from './error-wire.js';
 
 /** Depth and width caps, the same on the way out and on the way back in. */
 export const MAX_DEPTH = 8;
+/** Where an error's `details.thrown.value` sits in its wire form: details, thrown, value. */
+const THROWN_VALUE_DEPTH = 3;
 export const MAX_KEYS = 100;
 const MAX_STRING = 64 * 1024;
 
@@ -126,7 +128,9 @@ export function describeValue(value: unknown): { type: string; value?: unknown }
   }
   const type = value === null ? 'null' : isArray ? 'array' : typeof value;
   if (value === undefined) return { type };
-  return { type, value: toWireValue(value, new WeakSet(), 0) };
+  // Cut as deep as it is cut in an error's `details.thrown.value` on the wire (3 levels in), so
+  // that it is the same on every backend: in-process keeps it where the others send it.
+  return { type, value: toWireValue(value, new WeakSet(), THROWN_VALUE_DEPTH) };
 }
 
 /**

@@ -128,4 +128,13 @@ function thrownValueTests(suite: SuiteContext): void {
     expectError(result, 'HANDLER_ERROR');
     expect(result.error.message).toContain(fragment);
   });
+
+  it("a thrown plain object nested 40 levels deep: details.thrown.value is cut at the same depth on every backend", async () => {
+    const result = await make().execute({ pluginId: BASIC, handlerId: 'throws-non-error', input: { kind: 'deep' } });
+    expectError(result, 'HANDLER_ERROR');
+    let value = (result.error.details as { thrown: { type: string; value: unknown } }).thrown.value;
+    let depth = 0;
+    for (; value !== null && typeof value === 'object'; depth++) value = (value as { o: unknown }).o;
+    expect([depth, value]).toEqual([5, '[Truncated]']);
+  });
 }
