@@ -59,11 +59,39 @@ describe('reserved platform names, in the runtime and in the JSON Schema alike',
   });
 });
 
+describe('entries and fs paths: what the JSON Schema can say of them, it says as the runtime does', () => {
+  const handler = shipped.properties.handlers.additionalProperties;
+  const entryPattern = new RegExp(handler.properties.entry.pattern, 'u');
+  const fsPattern = new RegExp(shipped.properties.permissions.properties.fs.properties.read.items.pattern, 'u');
+  const register = (entry: string, fs?: unknown) =>
+    new PluginRegistry().register({ root: process.cwd(), manifest: { id: '@x/paths', version: '1.0.0', ...(fs ? { permissions: { fs } } : {}), handlers: { run: { entry } } } });
+
+  it.each(['../run.mjs', '..', './../run.mjs', '/etc/run.mjs', 'C:/run.mjs', 'a\\run.mjs', 'a\0.mjs', '.', './', 'dist/'])('an entry %j: refused by both', (entry) => {
+    expect(entryPattern.test(entry)).toBe(false);
+    expect(() => register(entry)).toThrow(/handlers\.run\.entry/);
+  });
+
+  it.each(['run.mjs', './dist/run.mjs', 'a/b/../c.mjs', '..hidden.mjs', 'a:b.mjs'])('an entry %j: taken by the JSON Schema', (entry) => {
+    expect(entryPattern.test(entry)).toBe(true);
+  });
+
+  it.each(['../data', '/etc', '\\\\server\\share', 'C:\\data', 'data/*', 'a\0b'])('an fs path %j: refused by both', (p) => {
+    expect(fsPattern.test(p)).toBe(false);
+    expect(() => register('run.mjs', { read: [p] })).toThrow(/permissions\.fs\.read/);
+  });
+
+  it.each(['data', './data', 'data/sub', '.'])('an fs.read path %j: taken by both', (p) => {
+    expect(fsPattern.test(p)).toBe(true);
+    expect(() => register('run.mjs', { read: [p] })).not.toThrow();
+  });
+});
+
 describe('manifest top-level keys', () => {
   const base = { id: '@x/strict', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } };
 
-  it.each(['   ', ' 1.0.0', '1.0.0 ', '1.0.0\n'])('refuses a version that is blank or starts or ends with a space (%j): a queue worker compares it as it is', (version) => {
-    expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version } })).toThrow(/- version: must not be blank nor start or end with a space/);
+  it.each(['   ', ' 1.0.0', '1.0.0 ', '1.0.0\n', '1.0.0\n-rc.1'])('refuses a version that is blank, spans lines or starts or ends with a space (%j), as the JSON Schema does: a queue worker compares it as it is', (version) => {
+    expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version } })).toThrow(/- version: must be one line, not blank, and not start or end with a space/);
+    expect(new RegExp(shipped.properties.version.pattern, 'u').test(version)).toBe(false);
   });
 
   it('takes a version with spaces inside it', () => {

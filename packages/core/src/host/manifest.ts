@@ -34,7 +34,9 @@ export const handlerSpecSchema = lazySchema((z) => {
       // `..` alone (or `a/../..`) normalises to `..` without a trailing slash and names the parent folder.
       const n = path.posix.normalize(p.replaceAll('\\', '/'));
       return n !== '..' && !n.startsWith('../');
-    }, 'must stay inside the plugin folder');
+    }, 'must stay inside the plugin folder')
+    // What of the above a JSON Schema can say, for editors: no ".." first, not absolute, no "\\" nor NUL, not "." nor a folder ("dist/").
+    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?!(?:\.\/)*\.?\/?$)(?!\/)(?![A-Za-z]:\/)(?!.*\/$)[^\\\x00]*$/.source });
   return z.strictObject({
     /** Module path relative to the plugin folder (ESM or CJS). */
     entry: entryPath.describe('Module file relative to the plugin folder (ES module or CommonJS).'),
@@ -94,7 +96,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         .string()
         .min(1)
         .max(256)
-        .regex(/^\S(.*\S)?$/s, 'must not be blank nor start or end with a space (a queue worker compares it with the host\'s as it is)')
+        .regex(/^\S(.*\S)?$/, 'must be one line, not blank, and not start or end with a space (a queue worker compares it with the host\'s as it is)')
         .describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
       description: z.string().max(10_000).optional(),
       permissions: permissionSpecSchema().optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),

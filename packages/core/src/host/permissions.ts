@@ -32,7 +32,9 @@ export const permissionSpecSchema = lazySchema((z) => {
     .min(1)
     .refine((p) => !p.includes('\0'), 'must not contain NUL')
     .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
-    .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder');
+    .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder')
+    // What of these (and of the "*" refused for the manifest) a JSON Schema can say, for editors: no ".." first, not absolute, no "*" nor NUL.
+    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?![/\\])(?![A-Za-z]:[/\\])[^*\x00]*$/.source });
   const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
   return z.strictObject({
     platform: z
