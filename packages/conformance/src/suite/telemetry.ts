@@ -210,6 +210,14 @@ function failureTests(suite: SuiteContext, sdk: () => TestSdk): void {
     });
   }
 
+  it("a long error message is cut in the span's status to 1,024 characters, saying how many were left out (the result keeps its own)", async () => {
+    const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'throws', input: { message: 'm'.repeat(100_000) } });
+    expectError(result, 'HANDLER_ERROR');
+    const whole = `HANDLER_ERROR: ${result.error.message}`;
+    const status = executionSpan(sdk().spans(), result).status.message!;
+    expect(status).toBe(`${whole.slice(0, 1024)}… (${whole.length - 1024} characters left out)`);
+  });
+
   it('a span ended before its handler was resolved (an input that cannot be sent) still carries the ids it is named after', async () => {
     const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => undefined } });
     expectError(result, 'VALIDATION_ERROR');

@@ -249,7 +249,7 @@ export class ExecutionTelemetry {
     span.setAttribute(ATTR.errorType, code);
     // A host service may throw what is not an Error: said as the handler is told it (describeThrown).
     const message = isError(error) ? (error as Error).message : describeThrown(error, 'The service');
-    span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: typeof message === 'string' ? `${code}: ${message}` : code });
+    span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: statusMessage(typeof message === 'string' ? `${code}: ${message}` : code) });
   }
 
   /** Epoch milliseconds of a `performance.now()` reading (what the API's TimeInput takes). */
@@ -318,3 +318,11 @@ function clip(name: string): string {
 }
 
 function noop(): void {}
+
+/** The longest span status message: a handler's error message may be 64 KiB, more than many tracing backends keep of a span. */
+const STATUS_MESSAGE_MAX = 1024;
+
+/** `message`, cut to STATUS_MESSAGE_MAX characters saying how many were left out. */
+function statusMessage(message: string): string {
+  return message.length > STATUS_MESSAGE_MAX ? `${message.slice(0, STATUS_MESSAGE_MAX)}… (${message.length - STATUS_MESSAGE_MAX} characters left out)` : message;
+}
