@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
-import { crashError, type ChildEnd } from './crash.js';
+import { crashError, spawnedWithoutPipes, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
 import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
@@ -102,6 +102,8 @@ export class ChildRunner {
       windowsHide: true,
       ...(launch.user ?? {}),
     });
+    const noPipes = spawnedWithoutPipes(child);
+    if (noPipes) throw noPipes;
     this.#child = child;
     if (launch.stdin) child.stdin?.on('error', () => undefined).end(launch.stdin);
     this.pid = child.pid;

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { WorkerCrashedError, deserializeError, type CrashReason, type SerializedError } from '@kb-labs/plugin-execution-core';
 import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 
@@ -94,4 +95,18 @@ function lastLines(text: string, chars: number): string {
   const end = text.slice(-chars);
   const lineStart = end.indexOf('\n');
   return lineStart >= 0 && lineStart < end.length - 1 ? end.slice(lineStart + 1) : end;
+}
+
+/**
+ * A spawn that failed before its pipes were made (EMFILE, ENFILE: the host is out of file
+ * descriptors): Node reports it with an 'error' event on the next tick, which, with no listener,
+ * would end the host, and there is no child to watch. The start's failure, to throw; else undefined.
+ */
+export function spawnedWithoutPipes(child: ChildProcess): WorkerCrashedError | undefined {
+  if (child.stdio !== undefined && child.stdout !== null) return undefined;
+  child.once('error', () => undefined);
+  const message =
+    'A child process could not be started: the host has no file descriptors left for its pipes (the spawn failed with EMFILE or ENFILE): ' +
+    'raise the open-file limit (ulimit -n, LimitNOFILE=) or run fewer executions at once (maxConcurrency)';
+  return new WorkerCrashedError(message, { details: { reason: 'start-failed', message } });
 }

@@ -216,13 +216,20 @@ export class SubprocessBackend extends BaseBackend {
       return this.#spawn(profileOf(task, task.workspaceDir, this.#o.defaultMemoryMb), task.workspaceDir ?? task.pluginRoot, false);
     } catch (error) {
       const refused = refusedByHostPermissions(error, 'child');
-      if (!refused) throw error;
+      if (!refused) throw error instanceof WorkerCrashedError ? this.#startFailed(error) : error;
       const { pluginId, handlerId } = task;
       throw new WorkerCrashedError(`The subprocess backend cannot run handler "${handlerId}" of plugin "${pluginId}": ${refused}`, {
         details: { reason: 'start-failed', message: refused, pluginId, handlerId },
         cause: error,
       });
     }
+  }
+
+  /** A child that could not be started at all (spawnedWithoutPipes): counted as one that failed to. */
+  #startFailed(error: WorkerCrashedError): WorkerCrashedError {
+    this.#crashed['start-failed']++;
+    recordRunnerCrash('subprocess', 'start-failed');
+    return error;
   }
 
   #spawn(profile: ChildProfile, cwd: string, spare: boolean): ChildRunner {
