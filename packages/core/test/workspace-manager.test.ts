@@ -519,6 +519,47 @@ describe('a workspace root that is a symbolic link', () => {
   });
 });
 
+describe('a workspace root that changes after it was found good', () => {
+  it('replaced by a file: the next acquire fails saying so, as at the start, and health() says it; put back, it serves', async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-later-'));
+    try {
+      const manager = new WorkspaceManager({ root: path.join(base, 'ws') });
+      await (await manager.acquire('first')).release();
+      expect(await manager.rootProblem()).toBeUndefined();
+      await rm(manager.root, { recursive: true });
+      await writeFile(manager.root, 'not a folder');
+      const error = await manager.acquire('second').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkspaceError);
+      expect((error as Error).message).toBe(`Cannot create workspace root ${manager.root}: it is not a directory`);
+      expect(await manager.rootProblem()).toBe(`Cannot create workspace root ${manager.root}: it is not a directory`);
+      await rm(manager.root);
+      await (await manager.acquire('third')).release();
+      expect(await manager.rootProblem()).toBeUndefined();
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+
+  it.runIf(process.getuid?.() === 0)("swapped for a link to another user's directory: refused, and nothing is made there", async () => {
+    const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-swapped-'));
+    try {
+      const manager = new WorkspaceManager({ root: path.join(base, 'ws') });
+      await (await manager.acquire('first')).release();
+      await mkdir(path.join(base, 'theirs'));
+      await chown(path.join(base, 'theirs'), 65534, 65534);
+      await rm(manager.root, { recursive: true });
+      await symlink(path.join(base, 'theirs'), manager.root);
+      const error = await manager.acquire('second').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkspaceError);
+      expect((error as Error).message).toBe(`Cannot create workspace root ${manager.root}: the directory it links to is owned by uid 65534, not by this process (uid 0)`);
+      expect(await readdir(path.join(base, 'theirs'))).toEqual([]);
+      expect(await manager.rootProblem()).toMatch(/owned by uid 65534/);
+    } finally {
+      await rm(base, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('a workspace root given oddly', () => {
   it('a link that leads nowhere is said so, with where it points (not a bare ENOENT of the root, which is there)', async () => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'kb-root-odd-'));

@@ -56,6 +56,8 @@ export function unsafeExecutionIdReason(id: unknown): string | undefined {
 export class WorkspaceManager {
   readonly root: string;
   #rootReady: Promise<void> | undefined;
+  /** The root directory #checkRoot found ours (`dev:ino`): a workspace made elsewhere (the root swapped for a link since) is not used. */
+  #rootIdentity = '';
   /** Leases whose directory could not be removed: how many, and the last one's error. */
   readonly #leftBehind = { count: 0, last: '' };
   readonly #unmarked = { count: 0, last: '' };
@@ -108,15 +110,18 @@ export class WorkspaceManager {
     const info = link.isSymbolicLink() ? await fs.promises.stat(this.root).catch((error: NodeJS.ErrnoException) => brokenLink(this.root, error)) : link;
     if (!info.isDirectory()) throw Object.assign(new Error('it is not a directory'), { code: 'ENOTDIR' });
     if (uid !== undefined && info.uid !== uid) throw notOurs(link.isSymbolicLink() ? 'the directory it links to' : 'it', info.uid);
+    this.#rootIdentity = `${info.dev}:${info.ino}`;
     // Ours, yet nothing can be made in it (mode 0500, a read-only mount): said now, and in health().
     await fs.promises.access(this.root, fs.constants.W_OK | fs.constants.X_OK).catch((error: NodeJS.ErrnoException) => {
       throw Object.assign(new Error(`no folder can be made in it (${error.code ?? error.message})`), { code: error.code });
     });
   }
 
-  /** Why no workspace can be made under the root (health()), or undefined when one can. */
+  /** Why no workspace can be made under the root (health()), or undefined when one can: looked at anew each time. */
   async rootProblem(): Promise<string | undefined> {
     try {
+      await this.#rootReady?.catch(() => undefined);
+      this.#rootReady = undefined;
       await this.#ensureRoot();
       return undefined;
     } catch (error) {
@@ -141,15 +146,18 @@ export class WorkspaceManager {
       CREATING.add(prefix);
       try {
         // mkdtemp adds 6 random characters and creates the directory with mode 0700, atomically.
-        dir = await fs.promises.mkdtemp(prefix);
-        LIVE.add(dir);
+        const made = await fs.promises.mkdtemp(prefix);
+        LIVE.add(made);
+        await this.#stillUnderRoot(made);
+        dir = made;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          this.#rootReady = undefined;
-          if (attempt < 2) continue;
-        }
-        throw new WorkspaceError(`Cannot create workspace for ${executionId}: ${(error as Error).message}`, {
+        // The root changed since it was looked at (removed, made read-only, swapped): looked at again.
+        this.#rootReady = undefined;
+        if ((code === 'ENOENT' || code === 'EXDEV') && attempt < 2) continue;
+        const rootProblem = code === 'ENOENT' ? undefined : await this.rootProblem();
+        // Said as at the start when the root is what is wrong now.
+        throw new WorkspaceError(rootProblem ?? `Cannot create workspace for ${executionId}: ${(error as Error).message}`, {
           details: { root: this.root, executionId, code },
           cause: error,
         });
@@ -158,6 +166,15 @@ export class WorkspaceManager {
       }
     }
     return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#markFailed(error) : this.#releaseFailed(error)));
+  }
+
+  /** A workspace made under a root that is no longer the one found ours (swapped for a link meanwhile) is removed: EXDEV. */
+  async #stillUnderRoot(dir: string): Promise<void> {
+    const now = await fs.promises.stat(this.root).catch(() => undefined);
+    if (now && `${now.dev}:${now.ino}` === this.#rootIdentity) return;
+    LIVE.delete(dir);
+    await fs.promises.rmdir(dir).catch(() => undefined);
+    throw Object.assign(new Error(`the workspace root ${shortened(this.root)} changed after it was checked`), { code: 'EXDEV' });
   }
 
   /**
