@@ -6,8 +6,13 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution';
 
-/** Codes whose message is for the client (what it sent, or what the handler said); the rest stay on the server. */
-const CLIENT_MESSAGES = new Set(['HANDLER_ERROR', 'VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
+/**
+ * Codes whose message is for the client (what it sent, a limit it met); the rest stay on the
+ * server. Not HANDLER_ERROR: its message is what the handler threw (a service's error it passed
+ * on included), or why its module did not load, naming its files: add it for plugins whose
+ * messages are written for your clients.
+ */
+const CLIENT_MESSAGES = new Set(['VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
 
 /** The HTTP side, on any backend. */
 export function buildServer(backend) {
@@ -22,15 +27,17 @@ export function buildServer(backend) {
     const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
     if (result.ok) return { data: result.data, meta: result.meta };
     const { code } = result.error;
-    // The others' messages can name server paths (a missing module, a crashed child's stderr):
+    // The others' messages can name server paths (a missing module, a crashed child's stderr) or carry what a service said:
     // the client gets the code and a plain message; the host's log keeps the whole error.
     const message = CLIENT_MESSAGES.has(code) ? result.error.message : `The execution failed (${code}); see the server's log for ${result.meta.executionId}`;
     if (!CLIENT_MESSAGES.has(code)) request.log.error({ err: result.error, executionId: result.meta.executionId }, 'execution failed');
     return reply.code(httpStatusOf(code)).send({ code, message, executionId: result.meta.executionId });
   });
+  // Ready while the backend serves: a problem of one plugin (in `problems`, for alerts) does not
+  // take the whole host out of a load balancer's rotation.
   app.get('/health', async (_request, reply) => {
     const health = await backend.health();
-    return reply.code(health.ok ? 200 : 503).send(health);
+    return reply.code(health.state === 'ready' ? 200 : 503).send(health);
   });
   // Stop taking requests first, then let the backend finish or stop what runs.
   app.addHook('onClose', async () => backend.shutdown({ timeoutMs: 5000 }));

@@ -42,7 +42,9 @@ it('the error code as the HTTP status: 404, 400, 403, 500, 504', async () => {
     expect(response.status, code).toBe(status);
     expect(response.json).toMatchObject({ code });
   }
-  // A message that can name the server's paths stays on the server.
+  // A message that can name the server's paths, or say what the handler threw, stays on the server.
+  const threw = await post({ pluginId: BASIC, handlerId: 'throws' });
+  expect(threw.json).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringMatching(/^The execution failed \(HANDLER_ERROR\); see the server's log for \S+$/) });
   const missing = await post({ pluginId: BASIC, handlerId: 'missing-module' });
   expect(missing.status).toBe(404);
   expect(missing.json).toMatchObject({ code: 'HANDLER_NOT_FOUND', message: expect.stringMatching(/^The execution failed \(HANDLER_NOT_FOUND\); see the server's log for \S+$/) });

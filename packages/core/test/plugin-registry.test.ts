@@ -667,3 +667,28 @@ describe('reloading a plugin', () => {
     expect((error as HandlerNotFoundError).message).toBe(`Cannot reload plugin "@t/nope": it is not registered (registered: ${SAMPLE_ID})`);
   });
 });
+
+describe("a caller's ids in HANDLER_NOT_FOUND", () => {
+  it('are said with their control characters written out (an ANSI escape or a NUL would reach a terminal that shows the log)', () => {
+    const registry = new PluginRegistry();
+    registry.register({ root: process.cwd(), manifest: { id: '@x/ids', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } } });
+    const unknownPlugin = (() => {
+      try {
+        registry.resolve('@x/\u001b[31mred\u0000', 'run');
+      } catch (error) {
+        return error as Error;
+      }
+    })();
+    const unknownHandler = (() => {
+      try {
+        registry.resolve('@x/ids', 'r\u001b[2Jun');
+      } catch (error) {
+        return error as Error;
+      }
+    })();
+    expect(unknownPlugin).toBeInstanceOf(HandlerNotFoundError);
+    expect(unknownPlugin!.message).toContain('Plugin "@x/\\x1b[31mred\\x00" is not registered');
+    expect(unknownHandler!.message).toContain('has no handler "r\\x1b[2Jun"');
+    for (const error of [unknownPlugin!, unknownHandler!]) expect(error.message).not.toMatch(/[\u0000-\u0008\u000b-\u001f]/);
+  });
+});

@@ -3,6 +3,7 @@ import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExec
 import { folderPath, parseManifest, readFolder, readManifest } from './manifest-file.js';
 import { MANIFEST_FILE, type PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
+import { shownControls } from '../shown-controls.js';
 import { validationError } from '../validation.js';
 import { readSource } from './plugin-source.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
@@ -335,7 +336,7 @@ export class PluginRegistry {
   /** Resolve or throw HandlerNotFoundError naming what was asked and what exists (and, `remoteRunners`, that a queue host needs the plugins too). */
   resolve(pluginId: string, handlerId: string, remoteRunners = false): ResolvedHandler {
     if (this.#unregistering.size > 0 && this.#unregistering.has(pluginId)) {
-      throw new HandlerNotFoundError(`Plugin "${pluginId}" is not registered: an unregisterPlugin() of it was called before this execution`, {
+      throw new HandlerNotFoundError(`Plugin "${shownControls(pluginId, '')}" is not registered: an unregisterPlugin() of it was called before this execution`, {
         details: { pluginId, handlerId, availablePlugins: [...this.#plugins.keys()].filter((id) => !this.#unregistering.has(id)) },
       });
     }
@@ -352,7 +353,7 @@ export class PluginRegistry {
       const loading = this.#loading ? '; a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()' : '';
       const none = loading || unloaded ? ' (none is yet)' : `${NONE_REGISTERED}${remoteRunners ? NONE_REGISTERED_REMOTE : ''})`;
       throw new HandlerNotFoundError(
-        `Plugin "${pluginId}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,
+        `Plugin "${shownControls(pluginId, '')}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
@@ -362,7 +363,8 @@ export class PluginRegistry {
       // Another folder claiming the id was refused: the handler may be that copy's.
       const copy = this.#failures.find((f) => f.pluginId === pluginId);
       const refused = copy ? `; another copy of the plugin was refused (${copy.source}: ${copy.error.message})` : '';
-      throw new HandlerNotFoundError(`Plugin "${pluginId}" has no handler "${handlerId}" (handlers: ${known.join(', ')})${refused}`, {
+      // The caller's ids as they are, but for control characters (a log read in a terminal).
+      throw new HandlerNotFoundError(`Plugin "${pluginId}" has no handler "${shownControls(handlerId, '')}" (handlers: ${known.join(', ')})${refused}`, {
         details: { pluginId, handlerId, availableHandlers: known },
       });
     }
