@@ -87,6 +87,26 @@ function timeoutTests(suite: SuiteContext): void {
     expect(result.meta.durationMs).toBeLessThan(200 + SLACK_MS);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
+
+  // Not the queue: a host held up for seconds is a caller lost to its workers (queue.md).
+  it.runIf(capabilities.preemptsSyncCode && capabilities.runsHostPlugins !== false)(
+    "an answer its thread or process sent within the time limit, read only past it because the host's own loop was held up, is the result, not TIMEOUT",
+    async () => {
+      const backend = make();
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+      let began!: () => void;
+      const begun = new Promise<void>((resolve) => (began = resolve));
+      // Its `started` event: the handler runs (a child that has not been handed its task yet waits for the host).
+      const pending = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 100 } }, { timeoutMs: 2500, onEvent: () => began() });
+      await begun;
+      // The host's loop held past the limit (a long synchronous task): the handler answers meanwhile.
+      const until = Date.now() + 3500;
+      while (Date.now() < until);
+      const result = await pending;
+      expectOk(result);
+      expect(result.meta.durationMs).toBeGreaterThan(2500);
+    },
+  );
 }
 
 /** The caller's signal, before and during an execution and while it is queued. */

@@ -37,7 +37,7 @@ export interface BackendDefaults {
    */
   optionsSchema?: z.ZodObject;
   maxQueue?: number;
-  /** Give the slot back as soon as an execution is timed out or aborted, without waiting for its runner to stop (in-process: it cannot stop one). */
+  /** Give the slot back as soon as an execution is timed out or aborted, without waiting for its runner to stop (in-process: it cannot stop one, whose handler runs on the host's own loop: an answer after the time limit is a TIMEOUT). */
   releaseSlotOnStop?: boolean;
   /** The runners are on other machines (queue): each execution's OpenTelemetry span is a CLIENT span, not INTERNAL (docs/observability.md). @default false */
   remoteRunners?: boolean;

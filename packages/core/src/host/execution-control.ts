@@ -72,6 +72,12 @@ export interface DispatchControl extends HostServices {
   outputPace(): Promise<void> | undefined;
   /** The plugin's manifest as registered when the execution was called: a reload or unregister since changes nothing of it. */
   readonly manifest: PluginManifest;
+  /**
+   * The runner's answer is in hand, and `dispatch` settles once the backend has read what the
+   * runner sent before it (its output, bounded): a time limit that runs out meanwhile no longer
+   * stops it (a caller's abort or shutdown still does).
+   */
+  answered(): void;
 }
 
 /** An AbortSignal that fires with the stop reason, for runners whose APIs want one (e.g. `ctx.signal` in the host). */
@@ -90,6 +96,7 @@ export function stopSignal(control: DispatchControl): AbortSignal {
  */
 export class ExecutionControl implements DispatchControl {
   #over = false;
+  #answered = false;
   #stopReason: KnownExecutionError | undefined;
   #first: StopListener | undefined;
   #more: StopListener[] | undefined;
@@ -134,6 +141,15 @@ export class ExecutionControl implements DispatchControl {
   /** Whether the result is decided (ended or stopped). */
   get over(): boolean {
     return this.#over;
+  }
+
+  /** The backend has the runner's answer in hand (DispatchControl.answered). */
+  get hasAnswer(): boolean {
+    return this.#answered;
+  }
+
+  answered(): void {
+    this.#answered = true;
   }
 
   onStop(listener: StopListener): () => void {

@@ -18,7 +18,7 @@ export interface ExecutionHost {
   readonly scheduler: Scheduler;
   readonly grant: PermissionSpec;
   readonly defaultTimeoutMs: number;
-  /** The backend cannot stop its runner: give the slot back at a stop without waiting for it. */
+  /** The backend cannot stop its runner (it runs on the host's own loop: in-process): give the slot back at a stop without waiting for it, and an answer after the time limit is a TIMEOUT. */
   readonly releaseSlotOnStop: boolean;
   /** The runners are on other machines: the execution span is a CLIENT span (else INTERNAL). */
   readonly remoteRunners: boolean;

@@ -272,7 +272,10 @@ export class Execution {
       };
       const running = host.running.add(this);
       control.onStop((error) => decide({ ok: false, error }));
-      const deadline = deadlines.add(limitMs, startedAt, () => control.stop(this.#timeoutError(task)));
+      // Expired after the loop's next read of its input: an answer that came meanwhile, while the
+      // host's own loop was held up past the limit (a long synchronous task, a pause), is read first.
+      const expire = () => void (control.hasAnswer || control.stop(this.#timeoutError(task)));
+      const deadline = deadlines.add(limitMs, startedAt, () => void setImmediate(expire));
       const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
       telemetry?.dispatched(task.pluginId, task.handlerId);
       if (opts.beginBy) task.beginBy = control.beginBy();
@@ -286,9 +289,11 @@ export class Execution {
       this.#dispatched = dispatched;
       const settle = (outcome: Outcome) => {
         if (control.over) return;
-        // After its time limit (a handler that held the host's own loop past it, in-process): a
-        // timeout, as where the runner is stopped at the limit, whatever it answered.
-        if (performance.now() > control.endsAt) return control.stop(this.#timeoutError(task));
+        // After its time limit, from a runner on the host's own loop (in-process: a handler that
+        // held it past the limit): a timeout, as where the runner is stopped at the limit. One from
+        // a thread or a process read before the expiry is taken: it is what the runner answered
+        // while the host, held up, could not stop it.
+        if (host.releaseSlotOnStop && performance.now() > control.endsAt) return control.stop(this.#timeoutError(task));
         control.end();
         decide(outcome);
         // Answered: the slot goes back now, and one waiting for it is on its way (#admitAndDispatch).

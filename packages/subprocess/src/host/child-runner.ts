@@ -6,7 +6,7 @@ import { crashError, spawnedWithoutPipes, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
 import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
-import { childMessageProblem } from './child-message.js';
+import { answerInItsOwnRight, childMessageProblem } from './child-message.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
 import type { Launch, SandboxUser } from './sandbox.js';
@@ -109,8 +109,7 @@ export class ChildRunner {
     this.pid = child.pid;
     this.user = launch.user;
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;
-    const closed = (stream: NodeJS.EventEmitter | null | undefined) =>
-      stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve();
+    const closed = (stream: NodeJS.EventEmitter | null | undefined) => (stream ? new Promise((resolve) => stream.once('close', resolve)) : Promise.resolve());
     this.#outputClosed = Promise.all([closed(child.stdout), closed(child.stderr)]);
     this.#pipesClosed = Promise.all([this.#outputClosed, closed(child.stdio[3] as Socket | null), closed(child.stdio[4] as Socket | null)]);
     const capture = (stream: 'stdout' | 'stderr') => ({
@@ -263,6 +262,7 @@ export class ChildRunner {
     if (!result) this.#readPace.after(this.#control!);
     if (result) {
       this.#result = result;
+      if (answerInItsOwnRight(result)) this.#control?.answered();
       this.#session.close();
       // The execution is over; the child (and anything it started) is discarded at once.
       this.#killGroup('SIGKILL');
