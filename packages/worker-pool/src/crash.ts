@@ -81,10 +81,18 @@ export function startFailureError(error: unknown, thread: PoolThread | undefined
     ...(thread ? { runnerId: `thread:${thread.id}` } : {}),
     ...exitCodeOf(thread?.exitCode),
   };
-  return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}`, {
+  return new WorkerCrashedError(`A worker thread failed to start, so handler "${task.handlerId}" of plugin "${task.pluginId}" could not run: ${message}${systemLimit(error)}`, {
     details: { ...details },
     ...(error !== undefined ? { cause: error } : {}),
   });
+}
+
+/** What the system's own code for a refused thread (EMFILE, EAGAIN) means, to say with it; '' for another. */
+function systemLimit(error: unknown): string {
+  const said = `${(error as { code?: unknown })?.code ?? ''} ${error instanceof Error ? error.message : ''}`;
+  if (/\bE[MN]FILE\b/.test(said)) return ' (the host is out of file descriptors: raise its open-file limit, ulimit -n or LimitNOFILE=, or lower maxThreads)';
+  if (/\bEAGAIN\b/.test(said)) return ' (the system refused a new thread: too many threads or processes for this user, ulimit -u, or not enough memory for its stack)';
+  return '';
 }
 
 /** Why the pool cannot be made: its first threads could not start (host permissions, the system, a flag of `execArgv`). */
