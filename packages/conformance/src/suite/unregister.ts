@@ -59,6 +59,12 @@ export function unregisterTests(suite: SuiteContext, copyPlugin: () => Promise<s
     await refusals();
   });
 
+  unregisterOrderTests(suite, copyPlugin);
+}
+
+/** Plugin changes called without awaiting each other (in the order called), and the watcher. */
+function unregisterOrderTests(suite: SuiteContext, copyPlugin: () => Promise<string>): void {
+  const { make } = suite;
   it('unregisterPlugin() after a registerPlugin() not awaited: the calls take effect in the order made', async () => {
     const backend = reloading(make());
     const registering = backend.registerPlugin(await copyPlugin());
