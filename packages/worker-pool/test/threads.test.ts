@@ -231,7 +231,8 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(figures.redispatched).toBe(0);
     // What the test is about: reading the task took the thread longer than the pool's one second.
     expect(performance.now() - started).toBeGreaterThan(1000);
-  });
+    // Copying a million records each way: ~12 s on a quiet 2-core machine, several times that beside two other test lanes.
+  }, 120_000);
 
   it('a thread left spinning by a handler that answered is ended even when nothing more is handed to it, and replaced', async () => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });

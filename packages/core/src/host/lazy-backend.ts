@@ -242,21 +242,25 @@ class LazyBackend implements LazyExecutionBackend {
     return backend.registerPlugin(source);
   }
 
-  async reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
-    return (await this.#changing(pluginId, 'reload')).reloadPlugin!(pluginId);
+  reloadPlugin(pluginId: string): Promise<RegisteredPlugin> {
+    return this.#changing(pluginId, 'reload', (backend) => backend.reloadPlugin!(pluginId));
   }
 
-  async unregisterPlugin(pluginId: string): Promise<boolean> {
-    return (await this.#changing(pluginId, 'unregister')).unregisterPlugin!(pluginId);
+  unregisterPlugin(pluginId: string): Promise<boolean> {
+    return this.#changing(pluginId, 'unregister', (backend) => backend.unregisterPlugin!(pluginId));
   }
 
-  /** The loaded backend, to `action` the plugin `pluginId` on: the id checked first, refused once shut down, or where the backend cannot. */
-  async #changing(pluginId: string, action: 'reload' | 'unregister'): Promise<Loadable> {
-    checkPluginIdArgument(pluginId, action);
-    if (this.#stopping) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": shutdown() was called on the ${this.type} backend`);
-    const backend = await this.#load();
-    if (typeof backend[`${action}Plugin`] !== 'function') throw new ValidationError(`The ${this.type} backend cannot ${action} plugins`);
-    return backend;
+  /** `change` on the loaded backend (the id checked first, refused once shut down): in this turn when loaded, as registerPlugin, so calls reach it in the order made. */
+  #changing<T>(pluginId: string, action: 'reload' | 'unregister', change: (backend: Loadable) => Promise<T>): Promise<T> {
+    const onto = (backend: Loadable): Promise<T> =>
+      typeof backend[`${action}Plugin`] === 'function' ? change(backend) : Promise.reject(new ValidationError(`The ${this.type} backend cannot ${action} plugins`));
+    try {
+      checkPluginIdArgument(pluginId, action);
+      if (this.#stopping) throw new ShuttingDownError(`Cannot ${action} plugin "${pluginId}": shutdown() was called on the ${this.type} backend`);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#backend ? onto(this.#backend) : this.#load().then(onto);
   }
 
   async stats(): Promise<BackendStats> {
