@@ -58,6 +58,8 @@ export type ErrorDetailsByCode = {
     method?: string;
     /** `preflight`: refused before running; `runtime`: the OS or Node refused a call; `platform`: a ctx.platform call. */
     phase?: 'preflight' | 'runtime' | 'platform';
+    /** The queue worker whose cap (its local backend's `permissions`) refused it (preflight there). */
+    worker?: string;
   };
   /**
    * From `execute()`: the queue's bound was reached. Inside a handler, a `ctx.platform` or
