@@ -11,7 +11,7 @@ export { channelPathParts, repeatedParam, type ChannelPathParts } from './host/c
 export { lazySchema, type Zod } from './host/lazy-zod.js';
 export { lazyExecutionBackend } from './host/lazy-backend.js';
 export { backendLoader, backendLoadError, installCommand, lockFileManager, type BackendConstructor, type BackendLoader } from './host/backend-packages.js';
-export { BACKEND_OWN_OPTIONS, isBackendOption, isExecuteOptionOrRequestField } from './host/backend-own-options.js';
+export { BACKEND_OWN_OPTIONS, backendTakes, isBackendOption, isExecuteOptionOrRequestField } from './host/backend-own-options.js';
 export { handlerThrew, toHandlerError, toInternalError } from './errors.js';
 export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
 export { settlesWithin } from './settles-within.js';

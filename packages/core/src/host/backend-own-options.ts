@@ -72,6 +72,11 @@ const COMMON_OPTIONS: Record<keyof BackendOptions, true> = {
 /** Every option name some backend type takes (every backend's, and each backend's own). */
 export const BACKEND_OPTION_NAMES: readonly string[] = Object.freeze([...Object.keys(COMMON_OPTIONS), ...Object.keys(BACKEND_OWN_OPTIONS)]);
 
+/** Whether a backend of `type` takes option `key` (every backend's, or one of its own). */
+export function backendTakes(type: BuiltInBackendType, key: string): boolean {
+  return Object.hasOwn(COMMON_OPTIONS, key) || (typesTaking(key)?.includes(type) ?? false);
+}
+
 /** Whether `key` is an option of some backend type (every backend's, or some backend's own). */
 export function isBackendOption(key: string): boolean {
   return Object.hasOwn(COMMON_OPTIONS, key) || Object.hasOwn(BACKEND_OWN_OPTIONS, key);

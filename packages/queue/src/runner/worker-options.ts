@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { WorkspaceManager, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
-import { isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
+import { backendTakes, isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
@@ -69,19 +69,18 @@ function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIss
   }
 }
 
-/** What a queue backend's host takes and a worker does not, and where it goes. */
+/** Options of a queue backend's host a worker does not take, whose place on a worker is elsewhere. */
 const HOST_ONLY: Record<string, string> = {
   maxConcurrency: "the worker's own limit is its `concurrency` option",
   permissions: "a worker's cap is its local backend's: backend: { type, permissions }",
   defaultTimeoutMs: "each execution's time limit comes from its caller, with the task",
   registry: "a worker's plugins are its `plugins` option",
 };
-const HOST_OPTIONS = ['queueBound', 'workerLostMs', 'streamStorage', 'maxQueue', 'perPluginConcurrency', 'watch'];
 
-/** A queue backend host's option given to a worker: said as the host's, not only as unknown. */
+/** A queue backend host's option given to a worker (one the worker does not take): said as the host's, not only as unknown. */
 function hostOptionGivenToWorker(key: string): string | undefined {
   if (Object.hasOwn(HOST_ONLY, key)) return `an option of the queue backend's host, not of a worker: ${HOST_ONLY[key]}`;
-  if (HOST_OPTIONS.includes(key)) return `an option of the queue backend's host, not of a worker: createExecutionBackend({ type: 'queue', ${key} })`;
+  if (backendTakes('queue', key)) return `an option of the queue backend's host, not of a worker: createExecutionBackend({ type: 'queue', ${key} })`;
   return undefined;
 }
 
