@@ -43,7 +43,7 @@ export class PluginChanges {
     const refused = this.#refusedAtTheCall('reload', pluginId);
     if (refused) return refused;
     return this.#inTurn(async () => {
-      await this.#pluginsLoaded(pluginId, 'reload');
+      await this.#pluginsLoaded(`reload plugin "${pluginId}"`);
       return this.#host.registry.reload(pluginId);
     });
   }
@@ -54,7 +54,7 @@ export class PluginChanges {
     // From the call on, executions of the plugin get HANDLER_NOT_FOUND, whatever it waits for.
     const unregistered = this.#host.registry.unregistering(pluginId);
     const removal = this.#inTurn(async () => {
-      await this.#pluginsLoaded(pluginId, 'unregister');
+      await this.#pluginsLoaded(`unregister plugin "${pluginId}"`);
       return this.#host.registry.unregister(pluginId);
     });
     removal.then(unregistered, unregistered);
@@ -81,18 +81,17 @@ export class PluginChanges {
 
   async #register(source: PluginSource): Promise<RegisteredPlugin> {
     const { registry, watcher } = this.#host;
-    this.#refuseOnceShutDown('register a plugin');
-    await this.#host.ensureReady();
-    this.#refuseOnceShutDown('register a plugin');
+    await this.#pluginsLoaded('register a plugin');
     const plugin = typeof source === 'string' || source instanceof URL ? await registry.load(source) : registry.register(source);
     await watcher?.watch(plugin);
     return plugin;
   }
 
-  async #pluginsLoaded(pluginId: string, action: 'reload' | 'unregister'): Promise<void> {
-    this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
+  /** Once the `plugins` option is loaded, unless shutdown began before or meanwhile: SHUTTING_DOWN naming `what` was asked. */
+  async #pluginsLoaded(what: string): Promise<void> {
+    this.#refuseOnceShutDown(what);
     await this.#host.ensureReady();
-    this.#refuseOnceShutDown(`${action} plugin "${pluginId}"`);
+    this.#refuseOnceShutDown(what);
   }
 
   /** SHUTTING_DOWN, naming what was asked and the backend, once its shutdown has begun. */

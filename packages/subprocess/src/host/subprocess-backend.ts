@@ -174,10 +174,13 @@ export class SubprocessBackend extends BaseBackend {
       return error;
     }
     if (!stop && (!existsSync(task.pluginRoot) || missingAtStart(crash.details.stderrTail, task.pluginRoot))) return folderGone(task, crash);
-    const reason = crash.details.reason as ChildCrashReason;
+    this.#countCrash(crash.details.reason as ChildCrashReason);
+    return error;
+  }
+
+  #countCrash(reason: ChildCrashReason): void {
     if (reason in this.#crashed) this.#crashed[reason]++;
     recordRunnerCrash('subprocess', reason);
-    return error;
   }
 
   /**
@@ -227,8 +230,7 @@ export class SubprocessBackend extends BaseBackend {
 
   /** A child that could not be started at all (spawnedWithoutPipes): counted as one that failed to. */
   #startFailed(error: WorkerCrashedError): WorkerCrashedError {
-    this.#crashed['start-failed']++;
-    recordRunnerCrash('subprocess', 'start-failed');
+    this.#countCrash('start-failed');
     return error;
   }
 
