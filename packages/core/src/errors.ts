@@ -57,10 +57,19 @@ export class ExecutionError extends Error {
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (ownCopy(this, value)) return true;
     const code = brandedCode(value);
-    return code !== undefined && ((this as unknown) === ExecutionError || (isErrorCode(code) && (ERROR_CLASSES[code] as unknown) === this));
+    return code !== undefined && namesClass(code, this);
   }
 }
 Object.defineProperty(ExecutionError.prototype, BRAND, { value: true });
+
+/**
+ * `code` is one `Class` stands for: any code for ExecutionError itself, its own for a subclass.
+ * Outside the class body: a class that names itself inside is renamed by the bundler
+ * (`class _ExecutionError`), and its instances' `name` with it.
+ */
+function namesClass(code: string, Class: unknown): boolean {
+  return Class === ExecutionError || (isErrorCode(code) && (ERROR_CLASSES[code] as unknown) === Class);
+}
 
 /** `value` made by `Class` of this copy of the package (plain `instanceof`, the prototype chain). */
 function ownCopy(Class: abstract new (...args: never[]) => unknown, value: unknown): boolean {

@@ -78,8 +78,7 @@ export class WorkspaceManager {
 
   /** A manager rooted in the OS temp directory (one folder per OS user). */
   static default(): WorkspaceManager {
-    const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
-    return new WorkspaceManager({ root: path.join(os.tmpdir(), `kb-plugin-workspaces-${uid}`) });
+    return defaultManager();
   }
 
   #ensureRoot(): Promise<void> {
@@ -373,4 +372,10 @@ async function brokenLink(root: string, error: NodeJS.ErrnoException): Promise<n
 /** A path for a message: one of thousands of characters shows its two ends (the error's details keep it whole). */
 function shortened(p: string): string {
   return p.length <= 240 ? p : `${p.slice(0, 100)}…(${p.length} characters)…${p.slice(-100)}`;
+}
+
+/** WorkspaceManager.default(), outside the class: a class that names itself inside is renamed by the bundler (`class _WorkspaceManager`). */
+function defaultManager(): WorkspaceManager {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 'user';
+  return new WorkspaceManager({ root: path.join(os.tmpdir(), `kb-plugin-workspaces-${uid}`) });
 }
