@@ -27,12 +27,16 @@ export interface StartNatsServerOptions {
   accounts?: string;
   /** JetStream's `max_memory_store` in bytes (all memory streams together). @default the server's */
   maxMemoryStore?: number;
+  /** A member of a cluster: its route port and the others' (startNatsCluster gives them). @default a server alone */
+  cluster?: { name: string; port: number; routes: number[] };
 }
 
 export interface NatsServer {
   /** `nats://127.0.0.1:PORT` */
   readonly url: string;
   readonly port: number;
+  /** Its server_name: what JetStream calls it (a stream's cluster leader and replicas). */
+  readonly name: string;
   /** The server's pid; a new one after `restart()`. */
   readonly pid: number;
   readonly storeDir: string;
@@ -50,3 +54,13 @@ export declare function startNatsServer(options?: StartNatsServerOptions): Promi
 export declare function natsServerAvailable(): boolean;
 export declare function natsServerBinary(): string | null;
 export declare function freeLoopbackPort(): Promise<number>;
+
+export interface NatsCluster {
+  readonly servers: NatsServer[];
+  readonly urls: string[];
+  /** Stop every server. */
+  stop(): Promise<void>;
+}
+
+/** `size` nats-servers routed to each other, each with JetStream; their JetStream leaders are elected a few seconds after this resolves. */
+export declare function startNatsCluster(options?: Omit<StartNatsServerOptions, 'cluster' | 'port' | 'storeDir'> & { size?: number }): Promise<NatsCluster>;

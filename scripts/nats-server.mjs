@@ -80,7 +80,7 @@ function validatePayload(maxPayload) {
   throw new TypeError(`maxPayload: expected a byte count or a size such as '8MB', got ${JSON.stringify(maxPayload)}`);
 }
 
-function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore }) {
+function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore, cluster }) {
   // JSON string quoting is valid in the NATS config format (and escapes Windows backslashes).
   // A fixed server_name: the same server, as JetStream sees it, before and after a restart.
   const lines = [`server_name: ${JSON.stringify(name)}`, `listen: 127.0.0.1:${port}`, `max_payload: ${maxPayload}`];
@@ -93,6 +93,10 @@ function writeConfig(file, { name, port, maxPayload, storeDir, jetstream, maxSub
   }
   if (authorization) lines.push(`authorization ${authorization}`);
   if (accounts) lines.push(`accounts ${accounts}`);
+  if (cluster) {
+    const routes = cluster.routes.map((routePort) => JSON.stringify(`nats-route://127.0.0.1:${routePort}`));
+    lines.push(`cluster {`, `  name: ${JSON.stringify(cluster.name)}`, `  listen: 127.0.0.1:${cluster.port}`, `  routes: [${routes.join(', ')}]`, `}`);
+  }
   lines.push('');
   writeFileSync(file, lines.join('\n'));
 }
@@ -248,11 +252,11 @@ const delay = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * undefined (another is picked if that one is taken before the server binds it), else
  * `fixedPort`, retried for `retryBusyMs` (after a restart the old socket may linger a moment).
  */
-async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore }, fixedPort, retryBusyMs) {
+async function launch(binary, { configFile, name, maxPayload, storeDir, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore, cluster }, fixedPort, retryBusyMs) {
   const until = Date.now() + retryBusyMs;
   for (let attempt = 1; ; attempt++) {
     const port = fixedPort ?? (await freeLoopbackPort());
-    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore });
+    writeConfig(configFile, { name, port, maxPayload, storeDir, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore, cluster });
     try {
       return { ...(await spawnServer(binary, configFile, readyTimeoutMs)), port };
     } catch (error) {
@@ -278,8 +282,9 @@ async function launch(binary, { configFile, name, maxPayload, storeDir, readyTim
  * @param {string} [options.authorization] the body of an `authorization { … }` block (users and their permissions), as nats-server's config reads it; @default none
  * @param {string} [options.accounts] the body of an `accounts { … }` block (accounts, their JetStream limits and users); @default none
  * @param {number} [options.maxMemoryStore] JetStream's `max_memory_store`, in bytes (all memory streams together); @default the server's (a share of the machine's memory)
+ * @param {{ name: string, port: number, routes: number[] }} [options.cluster] a member of a cluster: its route port, and the route ports of the others (see startNatsCluster); @default a server alone
  */
-export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore } = {}) {
+export async function startNatsServer({ port, storeDir, maxPayload = '8MB', readyTimeoutMs = 10_000, stopGraceMs = 5_000, jetstream = true, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore, cluster } = {}) {
   const binary = natsServerBinary();
   if (!binary) {
     const where = process.env.NATS_SERVER_BIN ? `NATS_SERVER_BIN (${process.env.NATS_SERVER_BIN}) is not an executable` : 'nats-server is not on PATH';
@@ -293,7 +298,7 @@ export async function startNatsServer({ port, storeDir, maxPayload = '8MB', read
   const store = storeDir ?? path.join(dir, 'store');
   mkdirSync(store, { recursive: true });
   const configFile = path.join(dir, 'nats.conf');
-  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore };
+  const settings = { configFile, name: path.basename(dir), maxPayload: payload, storeDir: store, readyTimeoutMs, jetstream, maxSubscriptions, maxConnections, tls, authorization, accounts, maxMemoryStore, cluster };
   const entry = { child: null, dir };
 
   let current;
@@ -311,6 +316,8 @@ export async function startNatsServer({ port, storeDir, maxPayload = '8MB', read
   const server = {
     url: `nats://127.0.0.1:${chosenPort}`,
     port: chosenPort,
+    /** Its server_name (what JetStream names it by: a stream's cluster leader and replicas). */
+    name: settings.name,
     storeDir: store,
     configFile,
     /** The server's pid (a new one after `restart()`). */
@@ -347,3 +354,28 @@ export async function startNatsServer({ port, storeDir, maxPayload = '8MB', read
   if (Symbol.asyncDispose) server[Symbol.asyncDispose] = () => server.stop();
   return server;
 }
+
+/**
+ * A cluster of `size` nats-servers on 127.0.0.1, routed to each other (JetStream on each, so a
+ * stream may have up to `size` replicas). Resolves once every server is ready; JetStream elects
+ * its leaders a few seconds later (a client's JetStream requests time out until then).
+ * @param {object} [options] `size` (@default 3), and what startNatsServer takes for each server
+ * @returns {Promise<{ servers: object[], urls: string[], stop(): Promise<void> }>}
+ */
+export async function startNatsCluster({ size = 3, ...options } = {}) {
+  const routePorts = [];
+  for (let i = 0; i < size; i++) routePorts.push(await freeLoopbackPort());
+  const name = `kb-test-${process.pid}-${routePorts[0]}`;
+  const started = await Promise.allSettled(
+    routePorts.map((port) => startNatsServer({ ...options, cluster: { name, port, routes: routePorts.filter((other) => other !== port) } })),
+  );
+  const servers = started.filter((result) => result.status === 'fulfilled').map((result) => result.value);
+  const stop = () => Promise.all(servers.map((server) => server.stop())).then(() => undefined);
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return { servers, urls: servers.map((server) => server.url), stop };
+}
+

@@ -89,6 +89,21 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it('streamReplicas above 1 on a server that is no cluster: executions and health() say a cluster is needed, naming the option; out of range is refused', async () => {
+    const server = await natsServer();
+    const backend = new QueueBackend({ connection: { servers: server.url }, pool: newPool('replicas'), streamReplicas: 3, plugins: [fixturePlugins.basic] });
+    try {
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 10_000 });
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.message).toMatch(/^The queue backend cannot make the pool's stream with the copies streamReplicas asks for \(replicas > 1 not supported in non-clustered mode\): more than 1 needs a JetStream cluster/);
+      expect((await backend.health()).problems.join('\n')).toMatch(/streamReplicas asks for/);
+    } finally {
+      await backend.shutdown();
+      await server.stop();
+    }
+    expect(() => new QueueBackend({ streamReplicas: 6, plugins: [fixturePlugins.basic] })).toThrow(/streamReplicas: must be an integer from 1 to 5, got 6/);
+  });
+
   it("a host shut down before it ever connected says its connection is closed, as one that had connected does", async () => {
     const backend = new QueueBackend({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [fixturePlugins.basic] });
     expect((await backend.stats()).runners).toMatchObject({ connection: 'not-connected' });
@@ -341,7 +356,7 @@ describe('health() while the first connection is still being made', () => {
       proxy.cut();
       const health = await backend.health();
       expect(health.ok).toBe(false);
-      expect(health.problems).toContain(`the connection to the NATS server (${proxy.url}) is still being made: no answer within 2000 ms (it is given up after 5 s)`);
+      expect(health.problems).toContain(`the connection to the NATS server (${proxy.url}) is still being made, or the pool's stream read after it: no answer within 2000 ms (it is given up after 5 s)`);
       expect(health.isolation).toMatchObject({ active: 'unknown', reason: 'not connected to the NATS server' });
       // The attempt was not given up: once the server's words come through, the connection is made.
       expect(proxy.connections()).toBe(1);

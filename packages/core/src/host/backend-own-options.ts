@@ -40,6 +40,7 @@ export const BACKEND_OWN_OPTIONS = Object.freeze({
   workerLostMs: ['queue'],
   maxPayloadBytes: ['queue'],
   streamStorage: ['queue'],
+  streamReplicas: ['queue'],
 } as const satisfies Record<string, readonly BuiltInBackendType[]>);
 
 /** The backend types that take option `key` of their own; undefined for one none takes alone. */

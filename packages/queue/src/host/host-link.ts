@@ -1,9 +1,10 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, fromPeer, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
-import { serverProblem } from '../shared/server-problem.js';
+import { closeConnection, connectNats, describeServers, fromPeer, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, STREAM_SILENT } from '../shared/connection.js';
+import { serverProblem, streamSilence } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
@@ -11,18 +12,21 @@ import { StreamTasks } from './stream-tasks.js';
 import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { fullQueue } from './publish-refusal.js';
+import { fullQueue, notHandedOver } from './publish-refusal.js';
 import { decode, encode, readHeaders, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink } from './execution-link.js';
 import type { RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
+import { deliver } from './worker-message.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
 /** How long a publish waits for the stream's acknowledgement. */
 const PUBLISH_TIMEOUT_MS = 5000;
+/** A task no stream took ("no responders": nothing stored) is offered again this often, within the hand-over's bound. */
+const NO_STREAM_RETRY_MS = 250;
 /** How often a host reads the pool's stream (checkStream): a stream deleted or made again by a worker is noticed within this. */
 const STREAM_CHECK_MS = 5000;
 
@@ -37,6 +41,8 @@ export class HostLink implements ExecutionLink {
   storageProblem: string | undefined;
   /** Why the pool's stream cannot be used, as last checked (health() says it); undefined when it can. */
   streamProblem: string | undefined;
+  /** The pool's stream did not answer its last read, the connection up (its server down, a cluster without quorum): health() and a TIMEOUT say it. */
+  streamSilence: string | undefined;
   /** What the server refused this host's user, last (health() says it): a task's publish until one goes, answers to workers for good. */
   permissionProblem: string | undefined;
   readonly maxPayloadBytes: number;
@@ -101,7 +107,7 @@ export class HostLink implements ExecutionLink {
     const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`, subjects.inbox('host'), wanted);
     try {
       const jsm = await jetstreamManager(nc);
-      const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage }, 'host');
+      const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage, replicas: o.streamReplicas }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
       // What it publishes besides tasks (to workers, and the presence query), refused at once if not permitted.
       nc.publish(subjects.worker(PERMISSION_PROBE));
@@ -118,8 +124,10 @@ export class HostLink implements ExecutionLink {
       warnBoundHeld(subjects, stream);
       return link;
     } catch (error) {
+      const connectedTo = nc.getServer();
       await closeConnection(nc);
-      throw error;
+      // Connected, but the stream does not answer: not "could not connect … timeout".
+      throw STREAM_SILENT.test(messageOf(error)) ? serverProblem('The queue backend', o.connection, error, connectedTo) : error;
     }
   }
 
@@ -133,16 +141,14 @@ export class HostLink implements ExecutionLink {
     const headers = taskHeaders(executionId, this.#callerSubject, this.workerLostMs);
     let ack;
     let retried = false;
+    let unanswered = 0;
     // One bound for the whole hand-over, the waits for a reconnection and the retry included (not its turn at the gate).
     let giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
     const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
-      if (this.state === 'reconnecting') {
-        const what = `the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`;
-        throw new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${what}`, { details: { reason: 'runner-lost', phase: 'queued', message: what } });
-      }
+      if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`);
       const body = encode();
       // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
       const turnFrom = performance.now();
@@ -154,11 +160,16 @@ export class HostLink implements ExecutionLink {
         break;
       } catch (error) {
         const failure = this.#publishError(error);
+        if (failure instanceof QueueFullError) throw failure;
+        // No stream took it (nothing stored): deleted, made again first; or its server restarts (a cluster's stream leader), tried again within the bound.
+        if (/no responders/i.test(messageOf(error)) && left() > NO_STREAM_RETRY_MS) {
+          if (unanswered++) await sleep(NO_STREAM_RETRY_MS);
+          await settlesWithin(this.checkStream(), left());
+          continue;
+        }
         // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so).
-        if (retried || failure instanceof QueueFullError) throw failure;
+        if (retried) throw failure;
         retried = true;
-        // No stream took it: it was deleted; make it again first.
-        if (/no responders/i.test(failure.message)) await this.checkStream();
       }
     }
     return ack.seq;
@@ -170,18 +181,14 @@ export class HostLink implements ExecutionLink {
   }
 
   #publishError(error: unknown): Error {
-    const message = String((error as Error)?.message ?? error);
     const full = fullQueue(error, { pool: this.#o.pool, stream: this.subjects.stream, queueBound: this.queueBound, maxBytes: this.#stream?.maxBytes ?? -1, details: this.#queueFullDetails() });
     if (full) return full;
-    if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${message}); docs/backends/queue.md, "Security", lists the subjects`;
-    // nats.js says only "timeout": what waited, how long, and what it means.
-    const said = /^timeout$/i.test(message.trim()) ? `the server did not confirm the task in time (${2 * PUBLISH_TIMEOUT_MS} ms at most, one retry): this host's link to it may be cut; no worker will run it` : message;
-    const why = this.streamProblem ? `${said} (${this.streamProblem})` : said;
-    return new WorkerCrashedError(`Could not hand the execution to the NATS server (${describeServers(this.#o.connection)}): ${why}`, {
-      // Whether the server stored it or not, no worker runs it: a start is accepted only from an execution still waiting.
-      details: { reason: 'runner-lost', phase: 'queued', message },
-      cause: error,
-    });
+    if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${messageOf(error)}); docs/backends/queue.md, "Security", lists the subjects`;
+    return this.#notHandedOver(error);
+  }
+
+  #notHandedOver(error: unknown): WorkerCrashedError {
+    return notHandedOver(error, { servers: describeServers(this.#o.connection), waitedMs: 2 * PUBLISH_TIMEOUT_MS, streamProblem: this.streamProblem ?? this.streamSilence });
   }
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */
@@ -219,10 +226,11 @@ export class HostLink implements ExecutionLink {
     if (this.state !== 'connected') return Promise.resolve();
     const readAt = performance.now();
     this.#lastStreamCheck = readAt;
-    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage }, 'host-check')
+    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage, replicas: this.#o.streamReplicas }, 'host-check')
       .then(
         async (stream) => {
           this.#stream = stream;
+          this.streamSilence = undefined;
           this.streamReadAt = performance.now();
           for (const execution of this.executions.values()) execution.checkInStream(stream, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
@@ -232,6 +240,8 @@ export class HostLink implements ExecutionLink {
           // Only what stays wrong until someone fixes it; a read that timed out says nothing.
           if (error instanceof PoolStreamError) this.streamProblem = error.message;
           else if (refusedByServer(error)) this.streamProblem = serverProblem('The queue backend', this.#o.connection, error).message;
+          // Unless it says nothing for as long as a read waits, the connection up: its server down, a cluster without quorum.
+          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error))) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
         },
       )
       .finally(() => (this.#checking = undefined));
@@ -289,33 +299,7 @@ export class HostLink implements ExecutionLink {
     if (kind === 'heartbeat') return void this.#heartbeat(decode<HeartbeatBody>(body), msg);
     const found = this.executions.get(executionId);
     const execution = found?.accepted || kind === 'started' || kind === 'withdrawn' || kind === 'input-wanted' ? found : undefined;
-    switch (kind) {
-      case 'started':
-        if (execution) execution.started(decode<{ worker: WorkerIdentity; task?: unknown }>(body), msg);
-        else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
-        return;
-      case 'withdrawn':
-        execution?.withdrawn(decode<{ worker: WorkerIdentity }>(body).worker.id);
-        break;
-      case 'input-wanted':
-        execution?.inputWanted(decode<{ worker: WorkerIdentity }>(body).worker.id);
-        break;
-      case 'input-taken':
-        execution?.inputTaken(decode<{ worker: WorkerIdentity }>(body).worker.id);
-        break;
-      case 'log':
-        execution?.log(decode(body, "A log line of the handler's", 'by the host'));
-        break;
-      case 'event':
-      case 'rpc':
-        execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
-        break;
-      case 'result':
-        execution?.result(decode(body, "The handler's result", 'by the host'), outputSent);
-        break;
-    }
-    // The last part of a large message is a request: the sender waits for this.
-    if (msg.reply) msg.respond();
+    deliver(kind, execution, body, msg, outputSent);
   }
 
   #heartbeat(body: HeartbeatBody, msg: Msg): void {

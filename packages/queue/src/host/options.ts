@@ -43,6 +43,12 @@ export interface QueueBackendOptions extends BackendOptions {
    * whose caller gave up is refused at its start. @default 'memory'
    */
   streamStorage?: 'memory' | 'file';
+  /**
+   * Copies of the pool's stream in a JetStream cluster (`num_replicas`; at most the cluster's
+   * servers, 5 at most): with 3, the stream and its waiting tasks outlive one server of the three.
+   * Fixed when the stream is made, by whoever comes first (a worker makes it with 1). @default 1
+   */
+  streamReplicas?: number;
 }
 
 export const queueOptionsSchema = lazySchema(() =>
@@ -55,6 +61,7 @@ export const queueOptionsSchema = lazySchema(() =>
     workerLostMs: option.int(100, 600_000).optional(),
     maxPayloadBytes: option.int(1024, 1024 * 1024 * 1024).optional(),
     streamStorage: option.oneOf(['memory', 'file'] as const).optional(),
+    streamReplicas: option.int(1, 5).optional(),
   }),
 );
 
@@ -67,6 +74,7 @@ export interface ResolvedQueueOptions {
   workerLostMs: number;
   maxPayloadBytes: number;
   streamStorage: 'memory' | 'file';
+  streamReplicas: number;
   /** Executions get a workspace (on the worker). */
   workspace: boolean;
 }
@@ -83,6 +91,7 @@ export function resolveQueueOptions(options: QueueBackendOptions): ResolvedQueue
     workerLostMs: o.workerLostMs ?? 3000,
     maxPayloadBytes: o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES,
     streamStorage: o.streamStorage ?? 'memory',
+    streamReplicas: o.streamReplicas ?? 1,
     workspace: o.workspace !== false,
   };
   checkStreamName(resolved.subjectPrefix, resolved.pool, 'queue backend options');

@@ -1,4 +1,4 @@
-import { QueueFullError } from '@kb-labs/plugin-execution-core';
+import { QueueFullError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 
 /** What a host knows of its pool when the server refuses a task: for the QUEUE_FULL it becomes. */
 export interface RefusalContext {
@@ -39,4 +39,17 @@ export function fullQueue(error: unknown, at: RefusalContext): QueueFullError | 
     return full(`The stream ${at.stream} of pool "${at.pool}" refused the task: ${message} (a limit set on it by hand, not by a host)`);
   }
   return undefined;
+}
+
+/**
+ * A task the server did not take or confirm, as the WORKER_CRASHED (phase `queued`) it becomes:
+ * whether the server stored it or not, no worker runs it (a start is accepted only from an
+ * execution still waiting). nats.js says only "timeout": what waited, how long, and what it means.
+ */
+export function notHandedOver(error: unknown, at: { servers: string; waitedMs: number; streamProblem: string | undefined }): WorkerCrashedError {
+  const message = String((error as Error)?.message ?? error);
+  const said = /^timeout$/i.test(message.trim()) ? `the server did not confirm the task in time (${at.waitedMs} ms at most, one retry): this host's link to it may be cut; no worker will run it` : message;
+  const why = at.streamProblem ? `${said} (${at.streamProblem})` : said;
+  const cause = error instanceof Error ? { cause: error } : {};
+  return new WorkerCrashedError(`Could not hand the execution to the NATS server (${at.servers}): ${why}`, { details: { reason: 'runner-lost', phase: 'queued', message }, ...cause });
 }

@@ -216,7 +216,7 @@ export class QueueBackend extends BaseBackend {
   async #connectForProbe(): Promise<HostLink | string> {
     const connecting = this.#connect();
     if (!(await settlesWithin(connecting, PROBE_MS))) {
-      return `the connection to the NATS server (${describeServers(this.#o.connection)}) is still being made: no answer within ${PROBE_MS} ms (it is given up after 5 s)`;
+      return `the connection to the NATS server (${describeServers(this.#o.connection)}) is still being made, or the pool's stream read after it: no answer within ${PROBE_MS} ms (it is given up after 5 s)`;
     }
     return connecting.catch((error: unknown) => (error as Error).message);
   }
@@ -230,7 +230,7 @@ export class QueueBackend extends BaseBackend {
     const silence = await link.serverSilence(PROBE_MS);
     if (silence) return [silence];
     await settlesWithin(link.checkStream(), PROBE_MS);
-    const problems = [link.streamProblem, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
+    const problems = [link.streamProblem, link.streamSilence, link.storageProblem, link.permissionProblem].filter((p): p is string => p !== undefined);
     await link.workers.heardWithin(PROBE_MS);
     const alive = link.workers.alive();
     if (alive.length > 0 && alive.every((worker) => worker.draining === true)) {
@@ -257,6 +257,7 @@ export class QueueBackend extends BaseBackend {
     const silentMs = Math.round(link.serverSilentMs(performance.now()));
     // A ping unanswered for half a watch tick is already more than a server takes; not only past workerLostMs (a time limit may be shorter).
     if (silentMs > Math.min(link.workerLostMs, link.watchEveryMs / 2)) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
+    if (link.streamSilence) return link.streamSilence;
     const alive = link.workers.alive();
     if (alive.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
     const workers = alive.filter((worker) => worker.draining !== true);

@@ -18,9 +18,13 @@ export class ConnectionNotices {
   #streamFailing = false;
   #answersRefusedSaid = false;
 
-  constructor(workerId: string, connection: NatsConnectionOptions) {
+  readonly #server: () => string;
+
+  /** `server`: the server connected to now. */
+  constructor(workerId: string, connection: NatsConnectionOptions, server: () => string) {
     this.#workerId = workerId;
     this.#connection = connection;
+    this.#server = server;
   }
 
   /** A status of the connection (nats.js `status()`); `closing`: the worker closes it (its drops are no news). */
@@ -43,7 +47,7 @@ export class ConnectionNotices {
   streamFailed(error: unknown): void {
     if (this.#streamFailing || this.#down) return;
     this.#streamFailing = true;
-    this.#say(`takes no tasks: ${serverProblem('it', this.#connection, error).message}; it tries again`);
+    this.#say(`takes no tasks: ${serverProblem('it', this.#connection, error, this.#server()).message}; it tries again`);
   }
 
   /** The pool's stream and consumer are there (again). */

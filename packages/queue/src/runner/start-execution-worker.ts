@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type Permiss
 import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, fromPeer, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions } from '../shared/connection.js';
+import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
 import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
@@ -67,9 +67,8 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
   await registry.addAll(o.plugins);
   await refuseUnusableWorkspaceRoot(o);
   const makeBackend = await localBackendFactory(o.backend, registry, { workspace: o.workspace, concurrency: o.concurrency });
-  const unusable = (error: unknown) => serverProblem('The worker', o.connection, error);
   const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`, new PoolSubjects(o.subjectPrefix, o.pool).inbox('worker')).catch((error: unknown) => {
-    throw unusable(error);
+    throw serverProblem('The worker', o.connection, error);
   });
   let worker: QueueWorker | undefined;
   try {
@@ -78,9 +77,11 @@ export async function startExecutionWorker(options: ExecutionWorkerOptions): Pro
     await worker.start();
     return worker;
   } catch (error) {
+    // Connected, but the stream does not answer (its server down, a cluster without quorum): said so, not as a bare nats.js "timeout".
+    const connectedTo = nc.getServer();
     worker?.abandon();
     await closeConnection(nc);
-    throw refusedByServer(error) || error instanceof PoolStreamError ? unusable(error) : error;
+    throw refusedByServer(error) || error instanceof PoolStreamError || STREAM_SILENT.test(messageOf(error)) ? serverProblem('The worker', o.connection, error, connectedTo) : error;
   }
 }
 
@@ -129,7 +130,7 @@ class QueueWorker implements ExecutionWorker {
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#parts = new PartsAssembler(o.maxPayloadBytes, WORKER_PARTS);
-    this.#notices = new ConnectionNotices(o.id, o.connection);
+    this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer());
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
     const courier = new Courier(nc, undefined, {

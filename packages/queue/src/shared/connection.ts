@@ -118,6 +118,13 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
 
 export const SUBSCRIPTION_LIMIT = /maximum subscriptions exceeded/i;
 
+/**
+ * What JetStream's API says, through a connection that is up, when the pool's stream does not
+ * answer: nats.js's bare "timeout", or the server's words for a stream whose server is down or
+ * whose cluster has no quorum (a JetStream cluster; a single server says them while it starts).
+ */
+export const STREAM_SILENT = /^\s*timeout\s*$|stream is offline|temporarily unavailable/i;
+
 /** What a server says of a login it refuses (a user, password, token or key it does not take). */
 export const LOGIN_REFUSED = /authorization violation|authentication/i;
 

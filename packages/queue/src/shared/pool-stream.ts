@@ -11,6 +11,8 @@ export interface StreamSettings {
   /** Largest stream message, headers included (JetStream counts them): the server's `max_payload`. */
   maxMessageBytes: number;
   storage: 'memory' | 'file';
+  /** Copies in a JetStream cluster (`num_replicas`), when the stream is made; a worker makes it with 1. */
+  replicas?: number;
 }
 
 /** The stream's description says who made it: a host's settings replace a worker's (see ensureStream). */
@@ -27,6 +29,7 @@ function streamConfig(subjects: PoolSubjects, settings: StreamSettings, madeBy: 
     discard: DiscardPolicy.New,
     max_msg_size: settings.maxMessageBytes,
     storage: settings.storage === 'file' ? StorageType.File : StorageType.Memory,
+    num_replicas: settings.replicas ?? 1,
     duplicate_window: nanos(DUPLICATE_WINDOW_MS),
   };
 }
@@ -109,7 +112,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const held = takeOver && info.state.messages > 0 && config.max_msgs! < (current.max_msgs < 0 ? Infinity : current.max_msgs);
   const bound = held ? current.max_msgs : config.max_msgs!;
   const boundHeld = held ? { wanted: config.max_msgs!, waiting: info.state.messages } : undefined;
-  const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard! } : {};
+  const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard!, num_replicas: config.num_replicas! } : {};
   const wanted: Partial<StreamConfig> = { ...SAME_FOR_EVERY_HOST, ...owned };
   const reported = current as unknown as Record<string, unknown>;
   // A server that does not report a limit does not have it.

@@ -1,4 +1,4 @@
-import { ACCOUNT_LIMIT, CREDENTIALS_UNUSABLE, describeServers, LOGIN_REFUSED, messageOf, NO_JETSTREAM, NOT_ALLOWED, SUBSCRIPTION_LIMIT, type NatsConnectionOptions } from './connection.js';
+import { ACCOUNT_LIMIT, CREDENTIALS_UNUSABLE, describeServers, LOGIN_REFUSED, messageOf, NO_JETSTREAM, NOT_ALLOWED, STREAM_SILENT, SUBSCRIPTION_LIMIT, type NatsConnectionOptions } from './connection.js';
 
 /** What is wrong with the pool's server, as `QueueServerError.problem` says it. */
 export type QueueServerProblem = 'unreachable' | 'auth-failed' | 'no-jetstream' | 'not-permitted' | 'limit-reached' | 'misconfigured';
@@ -27,12 +27,17 @@ export class QueueServerError extends Error {
  * Why `who` cannot use the pool's server: nats.js says only "jetstream is not enabled" of a
  * server started without JetStream, which a new user meets first.
  */
-export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown): QueueServerError {
+export function serverProblem(who: string, options: NatsConnectionOptions, error: unknown, connectedTo?: string): QueueServerError {
+  if (error instanceof QueueServerError) return error;
   const message = messageOf(error);
   const servers = describeServers(options);
   const problem = (problem: QueueServerProblem, text: string) => new QueueServerError(text, problem, servers, { cause: error });
+  if (connectedTo !== undefined && STREAM_SILENT.test(message)) return problem('unreachable', streamSilence(who, connectedTo, message));
   if ((error as Error)?.name === 'PoolStreamError') {
     return problem((error as { problem?: QueueServerProblem }).problem ?? 'misconfigured', `${who} cannot use the pool's stream on the NATS server (${servers}): ${message}`);
+  }
+  if (REPLICAS_REFUSED.test(message)) {
+    return problem('misconfigured', `${who} cannot make the pool's stream with the copies streamReplicas asks for (${message}): more than 1 needs a JetStream cluster with at least that many servers up`);
   }
   if (NO_JETSTREAM.test(message)) {
     if (/account/i.test(message)) {
@@ -70,6 +75,17 @@ export function serverProblem(who: string, options: NatsConnectionOptions, error
   if (tls) return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${tls}`);
   return problem('unreachable', `${who} could not connect to the NATS server (${servers}): ${message}`);
 }
+
+/** The pool's stream does not answer `who`, which is connected (see STREAM_SILENT). */
+export function streamSilence(who: string, connectedTo: string, message: string): string {
+  return (
+    `${who} is connected to the NATS server (${connectedTo}), but the pool's JetStream stream does not answer (${message.trim()}): ` +
+    'the server that holds it is down or starting, or a JetStream cluster has lost its quorum (docs/backends/queue.md, "A JetStream cluster")'
+  );
+}
+
+/** The server's words for a stream's num_replicas it cannot give: a single server, or fewer servers in the cluster (up) than copies. */
+const REPLICAS_REFUSED = /replicas > 1 not supported in non-clustered mode|insufficient resources.*peers|no suitable peers for placement/i;
 
 /** What went wrong with TLS, with what to do, when `message` says it did (undefined otherwise). */
 function tlsFailure(options: NatsConnectionOptions, message: string): string | undefined {

@@ -1,0 +1,38 @@
+import type { Msg } from '@nats-io/transport-node';
+import { decode, encode, type WorkerIdentity } from '../shared/wire.js';
+import type { RemoteExecution } from './remote-execution.js';
+
+/**
+ * A worker's message (`kind`, its body read whole) to the execution it is about: `execution` is
+ * undefined where this host waits for no such execution, or has not accepted its start yet and
+ * the message is not about starting. A start nobody waits for is refused.
+ */
+export function deliver(kind: string, execution: RemoteExecution | undefined, body: Uint8Array, msg: Msg, outputSent: string | undefined): void {
+  switch (kind) {
+    case 'started':
+      if (execution) execution.started(decode<{ worker: WorkerIdentity; task?: unknown }>(body), msg);
+      else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
+      return;
+    case 'withdrawn':
+      execution?.withdrawn(decode<{ worker: WorkerIdentity }>(body).worker.id);
+      break;
+    case 'input-wanted':
+      execution?.inputWanted(decode<{ worker: WorkerIdentity }>(body).worker.id);
+      break;
+    case 'input-taken':
+      execution?.inputTaken(decode<{ worker: WorkerIdentity }>(body).worker.id);
+      break;
+    case 'log':
+      execution?.log(decode(body, "A log line of the handler's", 'by the host'));
+      break;
+    case 'event':
+    case 'rpc':
+      execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
+      break;
+    case 'result':
+      execution?.result(decode(body, "The handler's result", 'by the host'), outputSent);
+      break;
+  }
+  // The last part of a large message is a request: the sender waits for this.
+  if (msg.reply) msg.respond();
+}
