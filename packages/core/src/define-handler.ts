@@ -79,16 +79,16 @@ export interface HandlerContext<P = PlatformServices> {
   readonly traceparent?: string | undefined;
 }
 
-export interface HandlerDefinition<S extends z.ZodType | undefined = undefined, O = unknown> {
+export interface HandlerDefinition<S extends z.ZodType | undefined = undefined, O = unknown, P = PlatformServices> {
   /** Validates (and may transform) the input before `run`; failures give VALIDATION_ERROR. */
   input?: S;
-  /** `ctx.platform` is typed by the `PlatformServices` declaration (see there). */
-  run(input: S extends z.ZodType ? z.output<S> : unknown, ctx: HandlerContext): O | Promise<O>;
+  /** `ctx.platform` is typed by the `PlatformServices` declaration (see there), or by `ctx: HandlerContext<MyPlatform>` written here. */
+  run(input: S extends z.ZodType ? z.output<S> : unknown, ctx: HandlerContext<P>): O | Promise<O>;
 }
 
 const HANDLER_BRAND = Symbol.for('@kb-labs/plugin-execution/handler');
 
-export type DefinedHandler<S extends z.ZodType | undefined = undefined, O = unknown> = Readonly<HandlerDefinition<S, O>> & {
+export type DefinedHandler<S extends z.ZodType | undefined = undefined, O = unknown, P = PlatformServices> = Readonly<HandlerDefinition<S, O, P>> & {
   readonly [HANDLER_BRAND]: true;
 };
 
@@ -96,9 +96,9 @@ export type DefinedHandler<S extends z.ZodType | undefined = undefined, O = unkn
  * Declare a handler: `export default defineHandler({ input: z.object({...}), async run(input, ctx) {...} })`.
  * Its mistakes are said where the plugin's module calls it (a TypeError naming what it was given).
  */
-export function defineHandler<S extends z.ZodType | undefined = undefined, O = unknown>(
-  definition: HandlerDefinition<S, O>,
-): DefinedHandler<S, O> {
+export function defineHandler<S extends z.ZodType | undefined = undefined, O = unknown, P = PlatformServices>(
+  definition: HandlerDefinition<S, O, P>,
+): DefinedHandler<S, O, P> {
   // Called by the runtime with (input, ctx): the module exported defineHandler itself.
   const ctx = arguments[1] as { executionId?: unknown; logger?: unknown } | undefined;
   if (ctx !== null && typeof ctx === 'object' && typeof ctx.executionId === 'string' && ctx.logger !== undefined) {

@@ -5,7 +5,7 @@ import type { ExecuteOptions, ExecutionRequest } from './host/request.js';
  * A backend's name, as `meta.backend` and `stats().backend` report it. Open: a backend built on
  * core's kit names itself (the built-in ones are listed for completion).
  */
-export type BackendType = 'in-process' | 'worker-pool' | 'subprocess' | (string & {});
+export type BackendType = 'in-process' | 'worker-pool' | 'subprocess' | 'queue' | (string & {});
 
 /** Facts about one execution, present on success and failure alike. */
 export interface ExecutionMeta {

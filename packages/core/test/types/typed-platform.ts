@@ -27,3 +27,17 @@ export default async function plain(input: { n: number }, ctx: HandlerContext): 
   const value = await ctx.platform.kv.get(String(input.n));
   return value === undefined ? 0 : value.length;
 }
+
+/** A handler that names another platform type than the declared one (a shared helper's, a test double's): defineHandler takes it from `ctx`. */
+interface BlobPlatform {
+  blob: { put(name: string, bytes: Uint8Array): Promise<void> };
+}
+
+export const stored = defineHandler({
+  async run(_input, ctx: HandlerContext<BlobPlatform>) {
+    await ctx.platform.blob.put('a', new Uint8Array(1));
+    // @ts-expect-error the platform named here is the one the handler gets
+    await ctx.platform.kv.get('x');
+    return 1;
+  },
+});
