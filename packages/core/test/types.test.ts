@@ -5,11 +5,18 @@ import { describe, expect, it } from 'vitest';
 
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 const project = fileURLToPath(new URL('./types/tsconfig.json', import.meta.url));
+const exactProject = fileURLToPath(new URL('./types-exact/tsconfig.json', import.meta.url));
 
 describe('compile-time checks (tsc on test/types)', () => {
   it('a misspelt error code does not compile, checking a code narrows the error and its details, and ctx.platform is typed by the plugin\'s declaration', () => {
     const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', project], { encoding: 'utf8' });
     // Each `@ts-expect-error` that meets no error is itself an error, so this fails both ways.
+    expect(run.stdout + run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
+
+  it('under exactOptionalPropertyTypes, a request compiles as execute() takes it: context.permissions given as undefined does not', () => {
+    const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', exactProject], { encoding: 'utf8' });
     expect(run.stdout + run.stderr).toBe('');
     expect(run.status).toBe(0);
   });

@@ -45,7 +45,17 @@ export const executionRequestSchema = lazySchema((z) =>
   ),
 );
 
-export type ExecutionRequest = z.input<ReturnType<typeof executionRequestSchema>>;
+type RequestInput = z.input<ReturnType<typeof executionRequestSchema>>;
+type ContextInput = NonNullable<RequestInput['context']>;
+
+/**
+ * What `execute()` takes. `context.permissions` may be left out (the backend's grant) but not
+ * given as undefined, which is refused (a tenant's missing grant would run under the backend's
+ * wider one): under `exactOptionalPropertyTypes` that does not compile either.
+ */
+export type ExecutionRequest = Omit<RequestInput, 'context'> & {
+  context?: (Omit<ContextInput, 'permissions'> & { permissions?: Exclude<ContextInput['permissions'], undefined> }) | undefined;
+};
 export type ParsedExecutionRequest = z.output<ReturnType<typeof executionRequestSchema>>;
 
 /**
