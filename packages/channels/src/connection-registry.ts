@@ -44,9 +44,9 @@ export interface ChannelConnection {
 
 export interface BroadcastOptions {
   /** Connection ids that do not get the message. @default [] */
-  exclude?: readonly string[];
+  exclude?: readonly string[] | undefined;
   /** Only connections on this request path (one room of a "/rooms/:room" channel), however the path is spelt (`/rooms/lobby/`, `/rooms/lobb%79`: the same params). @default every path of the channel */
-  path?: string;
+  path?: string | undefined;
 }
 
 export interface ConnectionRegistryStats {

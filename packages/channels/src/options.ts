@@ -49,44 +49,44 @@ export interface MountWebSocketChannelsOptions {
   /** The backend that runs the channel handlers; the plugin must be registered on it. */
   backend: IExecutionBackend;
   /** Where connections are registered; share one to push to channels from the host. @default a new ConnectionRegistry (see `mount.registry`) */
-  connectionRegistry?: ConnectionRegistry;
+  connectionRegistry?: ConnectionRegistry | undefined;
   /**
    * Prefix of every channel path, e.g. "/ws" mounts a "/chat" channel at "/ws/chat". Upgrade requests
    * under it that match no channel get 404. Requests outside it are left to other 'upgrade'
    * listeners (or get 404 when there is none, rather than hanging).
    * @default "" (channels at their manifest paths)
    */
-  basePath?: string;
+  basePath?: string | undefined;
   /**
    * Runs on every upgrade before the WebSocket handshake; its refusal answers 401/403 over plain HTTP.
    * A hook that throws answers 500 (and reaches `onError`). Channels whose manifest says
    * `auth: "required"` also need an `identity` in the verdict.
    * @default undefined (every upgrade is accepted; "required" channels refuse all)
    */
-  authenticate?: (request: IncomingMessage, info: UpgradeInfo) => AuthenticateResult | Promise<AuthenticateResult>;
+  authenticate?: ((request: IncomingMessage, info: UpgradeInfo) => AuthenticateResult | Promise<AuthenticateResult>) | undefined;
   /** How long `authenticate` may take before the upgrade is answered 503. @default 10000 */
-  authenticateTimeoutMs?: number;
+  authenticateTimeoutMs?: number | undefined;
   /**
    * Extra context descriptor fields for the executions of a connection (tenantId, permissions,
    * config …), or a function computing them once per connection. `host` is always set by the mounter.
    * @default {}
    */
-  context?: ConnectionContextFields | ((connection: ConnectionInfo, request: IncomingMessage) => ConnectionContextFields);
+  context?: (ConnectionContextFields | ((connection: ConnectionInfo, request: IncomingMessage) => ConnectionContextFields)) | undefined;
   /**
    * Largest accepted client frame in bytes; bigger closes with 1009. A manifest's `maxPayload` may
    * lower it for its channel, never raise it: the host's figure is a ceiling. @default 1048576 (1 MiB)
    */
-  maxPayload?: number;
+  maxPayload?: number | undefined;
   /** Messages of one connection handled at once when the manifest gives no `concurrency`; 1 keeps them in order. @default 1 */
-  concurrencyPerConnection?: number;
+  concurrencyPerConnection?: number | undefined;
   /** Messages of one connection running or waiting (a ceiling a manifest's `maxInFlight` may only lower); one more gets a QUEUE_FULL error frame. @default 16 */
-  maxInFlightPerConnection?: number;
+  maxInFlightPerConnection?: number | undefined;
   /** Time limit of each execution when the manifest's channel gives none. @default the handler's `timeoutMs`, else the backend's default */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** Ping interval; a peer that has not answered the previous ping is terminated. 0 disables. @default 30000 */
-  heartbeatIntervalMs?: number;
+  heartbeatIntervalMs?: number | undefined;
   /** A connection whose unsent bytes would pass this is terminated (a client that does not read). @default 4194304 (4 MiB) */
-  maxBufferedBytes?: number;
+  maxBufferedBytes?: number | undefined;
   /**
    * Connections open (or in `authenticate`) across this mount's channels; more upgrades get 503.
    * A connection that has closed stops counting at once, though messages it sent or its disconnect
@@ -94,42 +94,42 @@ export interface MountWebSocketChannelsOptions {
    * too: with twice this many connections alive in all, open or closing, upgrades also get 503.
    * @default Infinity
    */
-  maxConnections?: number;
+  maxConnections?: number | undefined;
   /** Request headers copied into the connection descriptor (lower-case names). @default ["origin", "user-agent"] */
-  allowedHeaders?: readonly string[];
+  allowedHeaders?: readonly string[] | undefined;
   /** On unmount, how long clients get to answer the 1001 close before their sockets are destroyed. @default 1000 */
-  closeTimeoutMs?: number;
+  closeTimeoutMs?: number | undefined;
   /** Send `{ type: 'ready', connectionId }` once the connect handler accepted. @default true */
-  sendReady?: boolean;
+  sendReady?: boolean | undefined;
   /**
    * When a client disconnects, abort its running executions and drop its queued messages.
    * Off, messages received before the close still run (their replies are dropped).
    * @default false
    */
-  abortOnClose?: boolean;
+  abortOnClose?: boolean | undefined;
   /**
    * Turns a failed execution into what the error frame says. The default passes code and message for
    * client-caused codes (HANDLER_ERROR, VALIDATION_ERROR, PERMISSION_DENIED, TIMEOUT, QUEUE_FULL,
    * ABORTED, SHUTTING_DOWN) and hides the message of server-side ones, which can name server paths.
    * @default see above
    */
-  formatError?: (error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string };
+  formatError?: ((error: ExecutionError, info: ChannelErrorInfo) => { code: string; message: string }) | undefined;
   /**
    * Told about failed executions, throwing hooks and unsendable replies. Not awaited; what it
    * throws, or the rejection of the promise it returns, is ignored. Without it, the first failure
    * of each phase and error code is a process warning (`KB_PLUGIN_CHANNEL_ERROR`).
    * @default undefined
    */
-  onError?: (error: unknown, info: ChannelErrorInfo) => void;
+  onError?: ((error: unknown, info: ChannelErrorInfo) => void) | undefined;
   /** Receives the handlers' `ctx.logger` lines. @default undefined */
-  onLog?: (entry: LogEntry, connection: ConnectionInfo) => void;
+  onLog?: ((entry: LogEntry, connection: ConnectionInfo) => void) | undefined;
   /** Receives the handlers' `ctx.emit()` events. @default undefined */
-  onEvent?: (event: ExecutionEvent, connection: ConnectionInfo) => void;
+  onEvent?: ((event: ExecutionEvent, connection: ConnectionInfo) => void) | undefined;
 }
 
 export interface UnmountOptions {
   /** How long running executions and disconnect handlers may take before they are aborted: a whole number of ms from 0 to 2147483647. @default 5000 */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 export const DEFAULTS = {

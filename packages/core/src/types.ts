@@ -115,7 +115,7 @@ export interface BackendHealth {
 
 export interface ShutdownOptions {
   /** How long running executions may take to finish before they are stopped. @default 10000 */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /** The one interface every backend implements. */

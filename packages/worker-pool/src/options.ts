@@ -6,29 +6,29 @@ import { backendOptionsSchema, lazySchema, option, outputLimits, validationError
 /** Options of the worker-pool backend: the common ones plus the pool's own (docs/backends/worker-pool.md). */
 export interface WorkerPoolBackendOptions extends BackendOptions {
   /** Threads at most, and so executions at once (`maxConcurrency` may lower that). @default `maxConcurrency` if set, else `os.availableParallelism()` */
-  maxThreads?: number;
+  maxThreads?: number | undefined;
   /** Threads started with the backend and kept when idle. @default 1 */
-  minThreads?: number;
+  minThreads?: number | undefined;
   /** How long a thread beyond `minThreads` may stay idle, in ms. @default 30000 */
-  idleTimeoutMs?: number;
+  idleTimeoutMs?: number | undefined;
   /** V8 limits of every thread; `maxOldGenerationSizeMb` is the heap cap (a handler's manifest `memoryMb` replaces it for that handler). @default Node's */
-  resourceLimits?: ResourceLimits;
+  resourceLimits?: ResourceLimits | undefined;
   /** Replace a thread after this many executions (0 = never): bounds what slow leaks in plugin code pile up. @default 0 */
-  maxExecutionsPerThread?: number;
+  maxExecutionsPerThread?: number | undefined;
   /**
    * After the caller aborts a running execution, how long its handler has to honour `ctx.signal`
    * before the thread is terminated, in ms (a timeout or a shutdown terminates it at once). The
    * same option and rule as on the subprocess backend. Was `abortGraceMs`. @default 500
    */
-  cancelGraceMs?: number;
+  cancelGraceMs?: number | undefined;
   /** The threads' starting environment (each thread has its own copy; a handler sees only what its manifest declares). @default a copy of `process.env` */
-  env?: Record<string, string | undefined>;
+  env?: Record<string, string | undefined> | undefined;
   /** Node flags for the threads (loaders such as `--import tsx`). @default `process.execArgv` */
-  execArgv?: string[];
+  execArgv?: string[] | undefined;
   /** Characters of stdout, and of stderr, delivered to `onLog` per execution; the rest is dropped, with one notice. @default 1000000 */
-  maxOutputPerStream?: number;
+  maxOutputPerStream?: number | undefined;
   /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
-  maxLogLineLength?: number;
+  maxLogLineLength?: number | undefined;
 }
 
 const MIN_STACK_MB = 1;

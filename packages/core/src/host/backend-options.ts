@@ -15,37 +15,37 @@ import { WorkspaceManager } from './workspace-manager.js';
 /** Options every backend accepts. Backend packages extend this with their own. */
 export interface BackendOptions {
   /** The host's services, reached by handlers as `ctx.platform` (permission-checked). @default {} */
-  platform?: Platform;
+  platform?: Platform | undefined;
   /**
    * Plugin folders (each with a kb.plugin.json) or `{ root, manifest }` objects. Loaded on first
    * use; a relative path is taken from the working directory when the backend is created. @default []
    */
-  plugins?: readonly PluginSource[];
+  plugins?: readonly PluginSource[] | undefined;
   /** Share one registry between backends instead of `plugins`. @default a new PluginRegistry */
-  registry?: PluginRegistry;
+  registry?: PluginRegistry | undefined;
   /**
    * Per-execution directory: a WorkspaceManager, `{ root }` (a path or a `file:///` URL string; a relative root is taken
    * from the working directory when the backend is created), or `false` for none (`ctx.workspace` is then undefined).
    * @default a WorkspaceManager rooted in the OS temp directory
    */
-  workspace?: WorkspaceManager | { root: string } | false;
+  workspace?: WorkspaceManager | { root: string } | false | undefined;
   /** What the host grants when a request's `context.permissions` is absent. @default {} (nothing beyond the plugin folder and workspace) */
-  permissions?: PermissionSpec;
+  permissions?: PermissionSpec | undefined;
   /** Time limit when neither the request nor the manifest sets one. @default 30000 */
-  defaultTimeoutMs?: number;
+  defaultTimeoutMs?: number | undefined;
   /** Executions running at once. @default backend-specific (in-process 64, worker-pool = maxThreads, subprocess = CPU count) */
-  maxConcurrency?: number;
+  maxConcurrency?: number | undefined;
   /** Executions allowed to wait for a slot; one more gets QUEUE_FULL at once. @default 1000 */
-  maxQueue?: number;
+  maxQueue?: number | undefined;
   /** Executions of one plugin running at once. @default unlimited (up to maxConcurrency) */
-  perPluginConcurrency?: number;
+  perPluginConcurrency?: number | undefined;
   /**
    * For development: reload a plugin (`reloadPlugin`) when files in its folder change, debounced;
    * node_modules and dot-folders are ignored. `true`, or `{ debounceMs, onReload }` to tune it and
    * hear of each reload. Folders are watched once the plugins are loaded (first use) and until
    * shutdown. See docs/plugins.md. @default false
    */
-  watch?: boolean | WatchOptions;
+  watch?: boolean | WatchOptions | undefined;
 }
 
 export { MAX_TIMER_MS };

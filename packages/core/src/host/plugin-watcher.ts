@@ -11,7 +11,7 @@ const fs = process.getBuiltinModule('node:fs');
 /** The `watch` option's object form. */
 export interface WatchOptions {
   /** Quiet time after the last change in a plugin's folder before the plugin is reloaded. @default 100 */
-  debounceMs?: number;
+  debounceMs?: number | undefined;
   /**
    * Told the outcome of every reload the watcher makes, for the host to log. A failed reload
    * leaves the previous version serving. @default none: a failure is reported by `health()`
@@ -19,7 +19,7 @@ export interface WatchOptions {
    * awaited; what it throws, or the rejection of the promise it returns, is a process warning
    * (code `KB_PLUGIN_RELOAD_CALLBACK`).
    */
-  onReload?: (event: PluginReloadEvent) => void;
+  onReload?: ((event: PluginReloadEvent) => void) | undefined;
 }
 
 /** One reload made by the watcher: what changed (relative to the plugin folder), and the outcome. */

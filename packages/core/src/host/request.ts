@@ -145,40 +145,40 @@ export interface ExecutionEvent {
 
 export interface ExecuteOptions {
   /** Cancels the execution: queued → removed without running; running → `ctx.signal` fires. Result: ABORTED. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Time limit, counted from the execution's hand-over to its runner (a thread's or child's start counts; the wait in the backend's queue does not). @default handler's manifest `timeoutMs`, else the backend's `defaultTimeoutMs` (30 000). */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /**
    * Receives `ctx.logger` lines (and captured stdout/stderr on the subprocess backend). Not
    * awaited; what it throws, or the rejection of the promise it returns, is ignored.
    */
-  onLog?: (entry: LogEntry) => void;
+  onLog?: ((entry: LogEntry) => void) | undefined;
   /** Receives `ctx.emit(...)` events while the handler runs. Not awaited; what it throws, or the rejection of the promise it returns, is ignored. */
-  onEvent?: (event: ExecutionEvent) => void;
+  onEvent?: ((event: ExecutionEvent) => void) | undefined;
   /**
    * Called once when a runner takes the execution (a thread, a child process, a queue worker): from
    * then on it runs — an abort fires its `ctx.signal`, its time limit counts — where before it
    * waited in the backend's queue, and an abort removed it unrun. Not awaited; what it throws, or
    * the rejection of the promise it returns, is ignored. Never called for one that never started.
    */
-  onStart?: () => void;
+  onStart?: (() => void) | undefined;
   /** Keep the workspace directory after the execution (its path is in `meta.workspaceDir`). @default false */
-  keepWorkspace?: boolean;
+  keepWorkspace?: boolean | undefined;
   /** Set by the WebSocket channel mounter: where `ctx.channel` calls go. Hosts rarely set this themselves. */
-  channel?: ChannelBridge;
+  channel?: ChannelBridge | undefined;
   /**
    * The services `ctx.platform` reaches for this execution only, instead of the backend's
    * `platform` option (a queue worker routes them back to the calling host). The handler's
    * permissions are checked the same way. @default the backend's `platform`
    */
-  platform?: Platform;
+  platform?: Platform | undefined;
   /**
    * Where `ctx.platform` calls to services that `platform` does not have go instead, unchecked
    * here: to a gateway that checks them itself (a queue worker forwards them to the calling
    * host, whose governed gateway decides, so that a refusal is the host's, with its span).
    * @default none: such a call is refused here
    */
-  platformForward?: (service: string, method: string, args: unknown[]) => Promise<unknown>;
+  platformForward?: ((service: string, method: string, args: unknown[]) => Promise<unknown>) | undefined;
   /**
    * Asked after each log line or event the handler sends: a promise while whoever takes them is
    * behind (a queue worker's caller, over the network), and the backend reads no more of the
@@ -199,7 +199,7 @@ export interface ExecuteOptions {
    * runners are other machines). For runners that forward executions; hosts rarely set it.
    * @default none: the handler begins whenever its runner is ready
    */
-  beginBy?: () => number;
+  beginBy?: (() => number) | undefined;
   /**
    * A W3C `traceparent` to continue: the execution's span becomes a child of this (remote)
    * parent instead of the caller's active context. For a runner that received the trace over
@@ -207,7 +207,7 @@ export interface ExecuteOptions {
    * nothing is recorded and the handler's `ctx.traceparent` is this value unchanged.
    * @default the caller's active OpenTelemetry context at `execute()`
    */
-  traceparent?: string;
+  traceparent?: string | undefined;
 }
 
 /**

@@ -17,38 +17,38 @@ export const DEFAULT_MAX_PAYLOAD_BYTES = 20 * 1024 * 1024;
  */
 export interface QueueBackendOptions extends BackendOptions {
   /** How to reach NATS: servers, auth (user/pass, token, NKey seed, creds file), TLS, name. @default { servers: 'nats://127.0.0.1:4222' } */
-  connection?: NatsConnectionOptions;
+  connection?: NatsConnectionOptions | undefined;
   /** The worker pool to send executions to (a stream and consumer of their own). @default 'default' */
-  pool?: string;
+  pool?: string | undefined;
   /** First token(s) of every subject and of the stream name: separates deployments on one server. @default 'kbexec' */
-  subjectPrefix?: string;
+  subjectPrefix?: string | undefined;
   /**
    * Tasks waiting in the pool for a worker, all hosts together: the stream's `max_msgs` with
    * `discard: new`, enforced by the server. One more execution gets QUEUE_FULL. @default 1000
    */
-  queueBound?: number;
+  queueBound?: number | undefined;
   /**
    * How often this host looks for started executions whose worker went silent (at least three
    * times per `workerLostMs`). How often workers report is each worker's own `heartbeatMs`
    * (`startExecutionWorker`), not this. @default 1000
    */
-  heartbeatMs?: number;
+  heartbeatMs?: number | undefined;
   /** No heartbeat from the worker of a started execution for this long → WORKER_CRASHED (`details.reason: 'runner-lost'`). @default 3000 */
-  workerLostMs?: number;
+  workerLostMs?: number | undefined;
   /** Largest input, result, event or platform-call value, encoded; larger → VALIDATION_ERROR naming the limit. @default 20971520 (20 MiB) */
-  maxPayloadBytes?: number;
+  maxPayloadBytes?: number | undefined;
   /**
    * Where the stream keeps waiting tasks. `memory`: a server restart drops them (their callers
    * have already been failed by then); `file`: they survive it, and a worker that claims one
    * whose caller gave up is refused at its start. @default 'memory'
    */
-  streamStorage?: 'memory' | 'file';
+  streamStorage?: 'memory' | 'file' | undefined;
   /**
    * Copies of the pool's stream in a JetStream cluster (`num_replicas`; at most the cluster's
    * servers, 5 at most): with 3, the stream and its waiting tasks outlive one server of the three.
    * Fixed when the stream is made, by whoever comes first (a worker makes it with 1). @default 1
    */
-  streamReplicas?: number;
+  streamReplicas?: number | undefined;
 }
 
 export const queueOptionsSchema = lazySchema(() =>

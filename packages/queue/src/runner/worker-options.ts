@@ -12,31 +12,31 @@ export type LocalBackendOptions = { type: LocalBackendType } & Record<string, un
 
 export interface ExecutionWorkerOptions {
   /** How to reach NATS (as for the queue backend). @default { servers: 'nats://127.0.0.1:4222' } */
-  connection?: NatsConnectionOptions;
+  connection?: NatsConnectionOptions | undefined;
   /** The pool whose tasks this worker takes. @default 'default' */
-  pool?: string;
+  pool?: string | undefined;
   /** As the hosts of the pool set it. @default 'kbexec' */
-  subjectPrefix?: string;
+  subjectPrefix?: string | undefined;
   /**
    * Where executions run on this machine, with that backend's options (`maxThreads`,
    * `sandbox`, `permissions` …): its isolation is what a handler gets. `permissions` caps what
    * handlers may be granted here. @default { type: 'worker-pool' }
    */
-  backend?: LocalBackendOptions;
+  backend?: LocalBackendOptions | undefined;
   /** The plugins this worker runs, from its own folders (at least one); hosts must know the same manifests (same versions). */
   plugins: readonly PluginSource[];
   /** Services of the worker itself, used instead of the calling host's for the services they name. @default {} (every call goes to the caller) */
-  platform?: Platform;
+  platform?: Platform | undefined;
   /** Executions at once. @default os.availableParallelism() */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /** The worker's workspaces: `{ root }`, or the OS temp directory. @default a WorkspaceManager in the OS temp directory */
-  workspace?: { root: string };
+  workspace?: { root: string } | undefined;
   /** This worker's id in the pool (letters, digits, "_" and "-"). @default `<host name>-<pid>-<random>` */
-  id?: string;
+  id?: string | undefined;
   /** How often it sends heartbeats and its presence. @default 1000 */
-  heartbeatMs?: number;
+  heartbeatMs?: number | undefined;
   /** Largest result (encoded) it sends; larger → VALIDATION_ERROR naming the limit. @default 20971520 (20 MiB) */
-  maxPayloadBytes?: number;
+  maxPayloadBytes?: number | undefined;
 }
 
 /**

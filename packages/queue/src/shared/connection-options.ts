@@ -3,21 +3,21 @@ import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
 /** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
 export interface NatsConnectionOptions {
   /** Server URLs, e.g. `nats://10.0.0.5:4222`; several for a cluster. @default 'nats://127.0.0.1:4222' */
-  servers?: string | string[];
+  servers?: string | string[] | undefined;
   /** User name, with `pass`. @default undefined */
-  user?: string;
+  user?: string | undefined;
   /** Password, with `user`. @default undefined */
-  pass?: string;
+  pass?: string | undefined;
   /** Token authentication. @default undefined */
-  token?: string;
+  token?: string | undefined;
   /** An NKey seed (`SU…`) to sign the server's nonce with. @default undefined */
-  seed?: string;
+  seed?: string | undefined;
   /** A `.creds` file (JWT + NKey seed), read at connect time. @default undefined */
-  credsFile?: string;
+  credsFile?: string | undefined;
   /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined: TLS when a server URL says `tls://` (then required, never plain), else as the server asks */
-  tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean };
+  tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean } | undefined;
   /** Connection name the server shows in its monitoring. @default 'kb-plugin-exec host' / 'kb-plugin-exec worker <id>' */
-  name?: string;
+  name?: string | undefined;
 }
 
 const NO_SERVER = 'must be a server URL (nats://host:4222) or a non-empty array of them';

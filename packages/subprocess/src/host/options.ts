@@ -18,53 +18,53 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * execution exists): see docs/backends/subprocess.md before turning it on for untrusted plugins.
    * @default 0
    */
-  prespawn?: number;
+  prespawn?: number | undefined;
   /**
    * After the caller's abort: how long the handler has, after `ctx.signal` fires in the child,
    * before SIGTERM goes to its process group (a timeout or a shutdown gets none: the handler has
    * had its time). The same option and rule on every backend that can stop a runner. @default 250
    */
-  cancelGraceMs?: number;
+  cancelGraceMs?: number | undefined;
   /** Between SIGTERM and SIGKILL of the child's process group. @default 1000 */
-  killGraceMs?: number;
+  killGraceMs?: number | undefined;
   /** A child that has not said `ready` within this is killed (WORKER_CRASHED, reason `start-failed`). @default 10000 */
-  handshakeTimeoutMs?: number;
+  handshakeTimeoutMs?: number | undefined;
   /**
    * Largest protocol frame either side accepts (one message: an input, a result, a platform call
    * or reply). A child sending a larger one is killed (reason `protocol`); a larger input or
    * result is a VALIDATION_ERROR. The host may buffer up to this much per child.
    * @default 268435456 (256 MiB)
    */
-  maxFrameBytes?: number;
+  maxFrameBytes?: number | undefined;
   /**
    * Host environment variables every child boots with. A handler additionally gets the
    * variables its manifest declares in `permissions.env` (and the host granted), never the rest.
    * `NODE_OPTIONS` and other variables Node reads at start-up are always left out.
    * @default ['PATH', 'SYSTEMROOT', 'TZ', 'LANG', 'LC_ALL']
    */
-  baseEnv?: readonly string[];
+  baseEnv?: readonly string[] | undefined;
   /**
    * Run children under Node's permission model (fs read/write, child processes, workers
    * restricted to what the handler declared). Off means no OS-level restriction at all.
    * @default true
    */
-  enforcePermissions?: boolean;
+  enforcePermissions?: boolean | undefined;
   /** Extra folders every child may read (absolute), e.g. a shared dependency folder outside the plugin. @default [] */
-  allowRead?: readonly string[];
+  allowRead?: readonly string[] | undefined;
   /**
    * Let a plugin read the `node_modules` folders above its own folder, where its bare imports
    * resolve when it lives inside a monorepo. Off when every plugin ships its dependencies inside its folder.
    * @default true
    */
-  readDependencyFolders?: boolean;
+  readDependencyFolders?: boolean | undefined;
   /** Heap limit (`--max-old-space-size`, MB) for handlers whose manifest sets no `memoryMb`. @default undefined (V8's own limit) */
-  defaultMemoryMb?: number;
+  defaultMemoryMb?: number | undefined;
   /** The Node executable children run on. @default process.execPath */
-  execPath?: string;
+  execPath?: string | undefined;
   /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
-  maxLogLineLength?: number;
+  maxLogLineLength?: number | undefined;
   /** Characters of stdout, and of stderr, delivered to `onLog` per execution; the rest is drained and dropped. @default 1000000 */
-  maxOutputPerStream?: number;
+  maxOutputPerStream?: number | undefined;
   /**
    * Run every child (cold and spare) under bubblewrap: its own user, pid, network, ipc, uts and
    * cgroup namespaces, no capabilities, a file system holding only the Node runtime, the child
@@ -81,12 +81,12 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * - `'off'`: Node's permission model alone (docs/backends/subprocess.md: what it leaves open).
    * @default 'auto'
    */
-  sandbox?: SandboxMode;
+  sandbox?: SandboxMode | undefined;
   /**
    * The bubblewrap executable: a name looked up on PATH, or a path. Given and not found, the
    * backend is not made (ValidationError), whatever `sandbox` is but 'off'. @default 'bwrap'
    */
-  bwrapPath?: string;
+  bwrapPath?: string | undefined;
   /**
    * On a host running as root, the unprivileged user and group sandboxed children run as (each
    * execution's workspace, and the plugin's declared write folders, are handed to it), so that
@@ -94,7 +94,7 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * (still without capabilities, inside a user namespace). Ignored on a host not running as root.
    * @default { uid: 65534, gid: 65534 } (nobody/nogroup)
    */
-  sandboxUser?: SandboxUser | false;
+  sandboxUser?: SandboxUser | false | undefined;
 }
 
 export interface Resolved {
