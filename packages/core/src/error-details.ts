@@ -110,7 +110,8 @@ export type ErrorDetailsByCode = {
     /** The code of one of our errors the handler threw that a handler may not report (TIMEOUT, WORKER_CRASHED …): see docs/errors.md. */
     code?: string;
   };
-  SHUTTING_DOWN: { phase: Phase };
+  /** `phase` names where an execution was; absent for what is not an execution (a plugin change, `ready()`) refused by a shutdown. */
+  SHUTTING_DOWN: { phase?: Phase };
   WORKSPACE_ERROR: { root?: string; dir?: string; executionId?: string; field?: string; reason?: string; code?: string | null };
   BACKEND_NOT_INSTALLED: { type: string; package: string; reason: 'not-installed' | 'load-failed' };
   /** A failure of the host side (this library or the host's own code), not of the handler. */

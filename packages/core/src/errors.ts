@@ -87,11 +87,17 @@ function brandedCode(value: unknown): string | undefined {
   }
 }
 
+/**
+ * A subclass's constructor arguments: `details` may be left out only where every field of its
+ * code's details is optional (a TimeoutError without its `timeoutMs` would lie to whoever reads it).
+ */
+type ErrorArgs<D> = {} extends D ? [message?: string, options?: ExecutionErrorOptions<D>] : [message: string | undefined, options: ExecutionErrorOptions<D> & { details: D }];
+
 function errorClass<C extends keyof ErrorDetailsByCode>(code: C, defaultMessage: string) {
   return class extends ExecutionError {
     declare readonly code: C;
     declare details: ErrorDetailsByCode[C];
-    constructor(message: string = defaultMessage, options?: ExecutionErrorOptions<ErrorDetailsByCode[C]>) {
+    constructor(...[message = defaultMessage, options]: ErrorArgs<ErrorDetailsByCode[C]>) {
       super(code, message, options as ExecutionErrorOptions);
     }
   };
@@ -136,7 +142,7 @@ export const ERROR_CLASSES = {
   WORKSPACE_ERROR: WorkspaceError,
   BACKEND_NOT_INSTALLED: BackendNotInstalledError,
   INTERNAL_ERROR: InternalError,
-} as const satisfies { [C in keyof ErrorDetailsByCode]: new (message?: string, options?: ExecutionErrorOptions<ErrorDetailsByCode[C]>) => ExecutionError & { code: C } };
+} as const satisfies { [C in keyof ErrorDetailsByCode]: new (message: string | undefined, options: ExecutionErrorOptions<ErrorDetailsByCode[C]> & { details: ErrorDetailsByCode[C] }) => ExecutionError & { code: C } };
 
 /** Every error code this version knows. */
 export type ErrorCode = keyof typeof ERROR_CLASSES;

@@ -310,7 +310,7 @@ describe('a task with beginBy', () => {
   it('does not begin the handler when a cancel comes while the runner waits for the answer', async () => {
     const run = connect('roundTrip', { input: 1, beginBy: Date.now() - 1, mayBegin: () => true });
     // The cancel is posted before the host's answer can reach the runner: it settles the question as a no.
-    run.hostPort.postMessage({ type: 'cancel', reason: serializeError(new AbortedError('stop')) } satisfies HostToRunner);
+    run.hostPort.postMessage({ type: 'cancel', reason: serializeError(new AbortedError('stop', { details: { phase: 'running' } })) } satisfies HostToRunner);
     const result = await run.result;
     expect(result.ok).toBe(false);
     expect(run.cache.store.size).toBe(0);

@@ -84,7 +84,7 @@ describe('Scheduler', () => {
     expect((error as QueueFullError).code).toBe('QUEUE_FULL');
     expect((error as QueueFullError).details).toMatchObject({ maxQueue: 2, active: 1, concurrency: 1 });
     expect(s.queued).toBe(2);
-    s.closeQueue(new ShuttingDownError());
+    s.closeQueue(new ShuttingDownError(undefined, { details: { phase: 'queued' } }));
     return Promise.allSettled(waiting);
   });
 
@@ -162,7 +162,7 @@ describe('Scheduler', () => {
     }
     expect((thrown as Error).message).toBe('Queue is full (1 waiting, 1 running; plugin "a" has its perPluginConcurrency, 1, running)');
     expect((thrown as { details: unknown }).details).toEqual({ maxQueue: 1, active: 1, concurrency: 4, perPluginConcurrency: 1 });
-    s.closeQueue(new QueueFullError('closed'));
+    s.closeQueue(new QueueFullError('closed', { details: { maxQueue: 1, active: 1, concurrency: 4 } }));
   });
 
   it('a per-key cap skips a capped key in the queue and serves the next key', async () => {
@@ -199,7 +199,7 @@ describe('Scheduler', () => {
     const order: string[] = [];
     const controller = new AbortController();
     const waiting = [later(s, 'k', order, 'a'), later(s, 'k', order, 'b', controller.signal)];
-    const reason = new ShuttingDownError('closing');
+    const reason = new ShuttingDownError('closing', { details: { phase: 'queued' } });
     s.closeQueue(reason);
     const results = await Promise.allSettled(waiting);
     expect(results.map((r) => (r.status === 'rejected' ? r.reason : r.value))).toEqual([reason, reason]);

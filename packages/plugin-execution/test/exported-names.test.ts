@@ -61,7 +61,7 @@ describe('exported classes keep their names in the builds', () => {
     expect(String(error)).toBe('ExecutionError: from a newer worker');
     expect(core.serializeError(error).name).toBe('ExecutionError');
     expect(core.deserializeError(core.serializeError(error)).name).toBe('ExecutionError');
-    expect(new core.TimeoutError('late').name).toBe('TimeoutError');
+    expect(new core.TimeoutError('late', { details: { timeoutMs: 1 } }).name).toBe('TimeoutError');
   });
 
   it("the subprocess backend's host build imports core's runner, not a copy of it (one family of error classes)", () => {

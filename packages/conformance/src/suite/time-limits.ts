@@ -134,7 +134,7 @@ function cancellationTests(suite: SuiteContext): void {
   it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours', async () => {
     const backend = make();
     const ownWords = new AbortController();
-    const mine = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: ownWords.signal, onEvent: () => ownWords.abort(new AbortedError('stopped: the user left the page')) });
+    const mine = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: ownWords.signal, onEvent: () => ownWords.abort(new AbortedError('stopped: the user left the page', { details: { phase: 'running' } })) });
     const result = await mine;
     expectError(result, 'ABORTED');
     expect(result.error.message).toBe('stopped: the user left the page');

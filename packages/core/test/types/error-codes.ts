@@ -1,6 +1,6 @@
 // Compile-time checks of the error types, run by types.test.ts with `tsc --noEmit`: every
 // `@ts-expect-error` below must meet an error, and everything else must compile.
-import { TimeoutError, type ErrorCode, type ExecutionResult, type WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+import { HandlerNotFoundError, TimeoutError, type ErrorCode, type ExecutionResult, type WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 
 declare const result: ExecutionResult<{ count: number }>;
 
@@ -43,3 +43,9 @@ void bad;
 
 // @ts-expect-error a TimeoutError's details need the limit
 new TimeoutError('late', { details: { pluginId: 'p' } });
+
+// A class whose code has required details takes them (a TimeoutError without timeoutMs would lie to its reader); one whose details are all optional does not need them.
+// @ts-expect-error details.timeoutMs is required
+new TimeoutError('late');
+new TimeoutError('late', { details: { timeoutMs: 5 } });
+new HandlerNotFoundError('gone');
