@@ -236,16 +236,21 @@ export class HostLink implements ExecutionLink {
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects, this.#poolNeeds(stream));
         },
-        (error: unknown) => {
+        async (error: unknown) => {
           // Only what stays wrong until someone fixes it; a read that timed out says nothing.
           if (error instanceof PoolStreamError) this.streamProblem = error.message;
           else if (refusedByServer(error)) this.streamProblem = serverProblem('The queue backend', this.#o.connection, error).message;
-          // Unless it says nothing for as long as a read waits, the connection up: its server down, a cluster without quorum.
-          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error))) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
+          // Unless it says nothing for as long as a read waits while the server answers pings: its server down, a cluster without quorum (not this host's link).
+          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error)) && (await this.#serverAnswers())) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
         },
       )
       .finally(() => (this.#checking = undefined));
     return this.#checking;
+  }
+
+  /** Whether the server answers a ping within a second (a stream read that timed out then is the stream's silence, not the link's). */
+  #serverAnswers(): Promise<boolean> {
+    return Promise.race([this.#nc.flush().then(() => true, () => false), sleep(1000, false, { ref: false })]);
   }
 
   /** What the pool's consumer must allow: the stream's bound, and the largest pull of a worker this host knows. */

@@ -48,7 +48,9 @@ export function fullQueue(error: unknown, at: RefusalContext): QueueFullError | 
  */
 export function notHandedOver(error: unknown, at: { servers: string; waitedMs: number; streamProblem: string | undefined }): WorkerCrashedError {
   const message = String((error as Error)?.message ?? error);
-  const said = /^timeout$/i.test(message.trim()) ? `the server did not confirm the task in time (${at.waitedMs} ms at most, one retry): this host's link to it may be cut; no worker will run it` : message;
+  const timedOut = /^timeout$/i.test(message.trim());
+  // Unconfirmed with the stream known not to answer: that is why, not a cut link.
+  const said = timedOut ? `the server did not confirm the task in time (${at.waitedMs} ms at most, one retry)${at.streamProblem ? '' : ": this host's link to it may be cut; no worker will run it"}` : message;
   const why = at.streamProblem ? `${said} (${at.streamProblem})` : said;
   const cause = error instanceof Error ? { cause: error } : {};
   return new WorkerCrashedError(`Could not hand the execution to the NATS server (${at.servers}): ${why}`, { details: { reason: 'runner-lost', phase: 'queued', message }, ...cause });
