@@ -4,7 +4,7 @@
 // up. Real servers, routed on loopback; one is stopped with SIGKILL, as a machine is lost.
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, QueueServerError, startExecutionWorker, type ExecutionWorker, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { DiscardPolicy, RetentionPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsCluster, type NatsCluster, type NatsServer } from '../../../scripts/nats-server.mjs';
@@ -86,6 +86,8 @@ describe('queue backend on a JetStream cluster', () => {
       const second = host(urls, { pool, streamReplicas: 3 });
       expectOk(await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }, { timeoutMs: 20_000 }));
       killServer(leader);
+      // The two left elect a new leader (seconds; an execution sent meanwhile may find its 10 s hand-over over): then the pool goes on.
+      await waitFor(() => jsm.streams.info(`KBEXEC_${pool}`).then((info) => info.cluster?.leader !== undefined && info.cluster.leader !== leader.name, () => false), 60_000);
       const after = await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 30_000 });
       expectOk(after);
       expect(after.data).toBe('after');
@@ -94,6 +96,23 @@ describe('queue backend on a JetStream cluster', () => {
       await restartLost();
     }
   }, 120_000);
+
+  it('a stream made by hand with three copies keeps them under a host that asks for fewer (the default, 1); one asking for more raises them', async () => {
+    const { nc, jsm } = await jetStreamOf(cluster.urls);
+    try {
+      const pool = newPool('by-hand');
+      // Three copies need all three servers current: a server restarted by the test before may still be catching up.
+      await waitFor(() => jsm.streams.add({ name: `KBEXEC_${pool}`, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000, num_replicas: 3 }).then(() => true, () => false), 30_000);
+      await host(cluster.urls, { pool }).health();
+      expect((await jsm.streams.info(`KBEXEC_${pool}`)).config.num_replicas).toBe(3);
+      const raised = newPool('raised');
+      await jsm.streams.add({ name: `KBEXEC_${raised}`, subjects: [`kbexec.${raised}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000 });
+      await host(cluster.urls, { pool: raised, streamReplicas: 3 }).health();
+      await waitFor(() => jsm.streams.info(`KBEXEC_${raised}`).then((info) => info.config.num_replicas === 3, () => false), 30_000);
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 
   it('a stream with one copy, its server lost: health(), a new worker and an execution say the stream does not answer, not that nothing connects', async () => {
     const pool = newPool('one-copy');

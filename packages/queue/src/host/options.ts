@@ -46,7 +46,7 @@ export interface QueueBackendOptions extends BackendOptions {
   /**
    * Copies of the pool's stream in a JetStream cluster (`num_replicas`; at most the cluster's
    * servers, 5 at most): with 3, the stream and its waiting tasks outlive one server of the three.
-   * Fixed when the stream is made, by whoever comes first (a worker makes it with 1). @default 1
+   * A host raises an existing stream's copies to this, never lowers them (a worker makes it with 1). @default 1
    */
   streamReplicas?: number | undefined;
 }

@@ -112,7 +112,9 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const held = takeOver && info.state.messages > 0 && config.max_msgs! < (current.max_msgs < 0 ? Infinity : current.max_msgs);
   const bound = held ? current.max_msgs : config.max_msgs!;
   const boundHeld = held ? { wanted: config.max_msgs!, waiting: info.state.messages } : undefined;
-  const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard!, num_replicas: config.num_replicas! } : {};
+  // Copies are raised to the host's, never lowered: a stream made by hand with more keeps them.
+  const copies = config.num_replicas! > (current.num_replicas ?? 1) ? { num_replicas: config.num_replicas! } : {};
+  const owned = takeOver ? { description: config.description!, max_msgs: bound, max_msg_size: config.max_msg_size!, discard: config.discard!, ...copies } : {};
   const wanted: Partial<StreamConfig> = { ...SAME_FOR_EVERY_HOST, ...owned };
   const reported = current as unknown as Record<string, unknown>;
   // A server that does not report a limit does not have it.
