@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { HandlerNotFoundError, MANIFEST_FILE, PluginRegistry, ValidationError, serializeError } from '@kb-labs/plugin-execution-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -171,6 +171,14 @@ describe('loading a plugin folder', () => {
     expect(extra.message).toContain('- manifests: is not taken; did you mean "manifest"?');
     const throwing = { root: tmp, get manifest(): unknown { throw new Error('getter failed'); } };
     expect((await validationFailure(() => new PluginRegistry().register(throwing))).message).toContain('- manifest: its getter threw: getter failed');
+  });
+
+  it('register() given a folder path (or file: URL) says load() reads a folder, not that a folder path is taken', async () => {
+    for (const given of [tmp, pathToFileURL(tmp)]) {
+      const error = await validationFailure(() => new PluginRegistry().register(given as never));
+      expect(error.message).toContain('register() was given a folder path');
+      expect(error.message).toContain(`- root: is a folder: register() takes { root, manifest }; load("${String(given)}") reads the folder's kb.plugin.json`);
+    }
   });
 
   it('reads a manifest saved with a byte-order mark, as Windows editors save one', async () => {

@@ -356,15 +356,17 @@ describe('kb-plugin-exec CLI', () => {
     const { openSync, closeSync, statSync } = await import('node:fs');
     const fd = openSync(out, 'w');
     try {
-      // 600 ms: room for the handler's 20 MB and its copy on a loaded machine (200 ms was not, in CI), and still far below the
-      // seconds of printing, so that a watchdog left armed past the handler's return ends the process (checked so).
-      const result = spawnSync(process.execPath, [cli, 'run', blocking, 'bytes', '--input', '{"n":20000000}', '--timeout', '600', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 120_000 });
+      // 2 s: room for the handler's 30 MB and its copy on a loaded machine (their first touch of fresh memory took 0.2 s here
+      // quiet, and over 600 ms in CI beside the other lanes), and a watchdog left armed past the handler's return ends the
+      // process once the loop is blocked for 2 s + BLOCKED_GRACE_MS: printing 30 million numbers blocks it about 10 s here
+      // (checked so: without the watchdog's returned(), this test fails with SIGKILL).
+      const result = spawnSync(process.execPath, [cli, 'run', blocking, 'bytes', '--input', '{"n":30000000}', '--timeout', '2000', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', fd, 'pipe'], encoding: 'utf8', timeout: 120_000 });
       expect(result.signal, result.stderr).toBeNull();
       expect(result.status, result.stderr).toBe(0);
     } finally {
       closeSync(fd);
     }
-    expect(statSync(out).size).toBeGreaterThan(20_000_000);
+    expect(statSync(out).size).toBeGreaterThan(30_000_000);
   }, 120_000);
 
   it("runs under Node's permission model without --allow-worker (the loop's watching thread is not started there)", () => {

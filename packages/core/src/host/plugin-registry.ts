@@ -123,6 +123,10 @@ export class PluginRegistry {
    * `{ root, manifest }` has no file to read a changed manifest from).
    */
   register(given: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
+    if (typeof given === 'string' || given instanceof URL) {
+      const message = `is a folder: register() takes { root, manifest }; load("${String(given)}") reads the folder's ${MANIFEST_FILE}`;
+      throw validationError('register() was given a folder path', [{ path: 'root', message }]);
+    }
     const source = readSource(given);
     if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
       throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
