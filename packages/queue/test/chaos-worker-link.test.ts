@@ -46,6 +46,25 @@ describe('the network between a worker and the server', () => {
     expectOk(after);
   });
 
+  it("cut while idle: the worker never says the pool's stream does not answer (its reads time out for the link's sake); it says it lost its connection, then that it is back, and takes tasks", async () => {
+    const pool = newPool('idlecut');
+    const idle = await worker(proxy.url, pool);
+    const backend = host(server.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }, { timeoutMs: 30_000 }));
+    proxy.cut();
+    // Two things race (10-15 s in): nats.js's pings find the link dead (it drops the connection), and
+    // the worker's pulls go unanswered, so it reads the stream again, which times out. A worker that
+    // then took the read's timeout for the stream's silence said so, while its link was what was gone.
+    await waitFor(() => /lost its connection to the NATS server/.test(idle.output()), 45_000);
+    expect(idle.output()).not.toMatch(/stream does not answer/);
+    const noTasks = idle.output().split('\n').find((line) => line.includes('takes no tasks:'));
+    if (noTasks !== undefined) expect(noTasks, idle.output()).toMatch(/does not answer it \(the pool's stream timed out, and a ping went unanswered for a second\): its link to the server may be cut; it tries again$/);
+    proxy.restore();
+    await waitFor(() => /is connected to the NATS server again/.test(idle.output()), 45_000);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 30_000 }));
+    expect(idle.output()).not.toMatch(/stream does not answer/);
+  }, 150_000);
+
   /** A worker (drain timeout 0.5 s) running an execution; `fault` on its link, then SIGTERM: how long until it exits, and the caller's result. */
   async function drainAfter(name: string, fault: () => void): Promise<{ exitCode: number | null; exitMs: number; result: ExecutionResult }> {
     const pool = newPool(name);

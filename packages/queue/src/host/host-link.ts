@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, fromPeer, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, STREAM_SILENT } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, fromPeer, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem, streamSilence } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
@@ -241,16 +241,11 @@ export class HostLink implements ExecutionLink {
           if (error instanceof PoolStreamError) this.streamProblem = error.message;
           else if (refusedByServer(error)) this.streamProblem = serverProblem('The queue backend', this.#o.connection, error).message;
           // Unless it says nothing for as long as a read waits while the server answers pings: its server down, a cluster without quorum (not this host's link).
-          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error)) && (await this.#serverAnswers())) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
+          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error)) && (await serverAnswers(this.#nc))) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
         },
       )
       .finally(() => (this.#checking = undefined));
     return this.#checking;
-  }
-
-  /** Whether the server answers a ping within a second (a stream read that timed out then is the stream's silence, not the link's). */
-  #serverAnswers(): Promise<boolean> {
-    return Promise.race([this.#nc.flush().then(() => true, () => false), sleep(1000, false, { ref: false })]);
   }
 
   /** What the pool's consumer must allow: the stream's bound, and the largest pull of a worker this host knows. */

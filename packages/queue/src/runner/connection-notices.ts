@@ -1,5 +1,5 @@
 import type { Status } from '@nats-io/transport-node';
-import { LOGIN_REFUSED, messageOf, refusedAnswer, type NatsConnectionOptions } from '../shared/connection.js';
+import { LOGIN_REFUSED, messageOf, refusedAnswer, STREAM_SILENT, type NatsConnectionOptions } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 
 const CODE = 'KB_PLUGIN_WORKER_CONNECTION';
@@ -16,15 +16,19 @@ export class ConnectionNotices {
   #down = false;
   #loginRefused = false;
   #streamFailing = false;
+  /** The failure was said (its words wait for a ping's answer): only then is the recovery news. */
+  #streamFailureSaid = false;
   #answersRefusedSaid = false;
 
   readonly #server: () => string;
+  readonly #serverAnswers: () => Promise<boolean>;
 
-  /** `server`: the server connected to now. */
-  constructor(workerId: string, connection: NatsConnectionOptions, server: () => string) {
+  /** `server`: the server connected to now; `serverAnswers`: whether it answers a ping within a second. */
+  constructor(workerId: string, connection: NatsConnectionOptions, server: () => string, serverAnswers: () => Promise<boolean>) {
     this.#workerId = workerId;
     this.#connection = connection;
     this.#server = server;
+    this.#serverAnswers = serverAnswers;
   }
 
   /** A status of the connection (nats.js `status()`); `closing`: the worker closes it (its drops are no news). */
@@ -47,13 +51,31 @@ export class ConnectionNotices {
   streamFailed(error: unknown): void {
     if (this.#streamFailing || this.#down) return;
     this.#streamFailing = true;
-    this.#say(`takes no tasks: ${serverProblem('it', this.#connection, error, this.#server()).message}; it tries again`);
+    void this.#whyStreamFailed(error).then((why) => {
+      if (!this.#streamFailing || this.#down) return;
+      this.#streamFailureSaid = true;
+      this.#say(`takes no tasks: ${why}; it tries again`);
+    });
+  }
+
+  /**
+   * A stream read that timed out says the stream is silent only if the server answers a ping: a
+   * link cut without a word (no reset) looks connected to nats.js until its own pings fail, minutes on.
+   */
+  async #whyStreamFailed(error: unknown): Promise<string> {
+    const server = this.#server();
+    if (STREAM_SILENT.test(messageOf(error)) && !(await this.#serverAnswers())) {
+      return `the NATS server (${server}) does not answer it (the pool's stream timed out, and a ping went unanswered for a second): its link to the server may be cut`;
+    }
+    return serverProblem('it', this.#connection, error, server).message;
   }
 
   /** The pool's stream and consumer are there (again). */
   streamReady(): void {
     if (!this.#streamFailing) return;
     this.#streamFailing = false;
+    if (!this.#streamFailureSaid) return;
+    this.#streamFailureSaid = false;
     this.#say("can use the pool's stream again and takes tasks");
   }
 

@@ -3,7 +3,7 @@ import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type Permiss
 import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, STREAM_SILENT } from '../shared/connection.js';
+import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
 import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
@@ -130,7 +130,7 @@ class QueueWorker implements ExecutionWorker {
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#parts = new PartsAssembler(o.maxPayloadBytes, WORKER_PARTS);
-    this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer());
+    this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer(), () => serverAnswers(nc));
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
     const courier = new Courier(nc, undefined, {

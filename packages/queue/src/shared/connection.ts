@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
 import { createConnection } from 'node:net';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnectionOptions } from './connection-options.js';
 
 export type { NatsConnectionOptions } from './connection-options.js';
@@ -64,6 +64,11 @@ const MIN_SERVER_PAYLOAD = 1024;
 
 /** What nats.js says of a connection that the other end closed before its INFO, or that began with something else. */
 const NOT_NATS_ERROR = /node provided an undefined error|unexpected response from server/i;
+
+/** Whether the server answers a ping within `waitMs` (a stream read that timed out then is the stream's silence, not the link's). */
+export function serverAnswers(nc: NatsConnection, waitMs = 1000): Promise<boolean> {
+  return Promise.race([nc.flush().then(() => true, () => false), sleep(waitMs, false, { ref: false })]);
+}
 
 /**
  * Whether a peer's message may be taken: one asking for an answer anywhere but an inbox is not a
