@@ -1,7 +1,33 @@
-import type { ExecutionWorker, ExecutionWorkerOptions, QueueServerError as QueueServerErrorClass } from '@kb-labs/plugin-execution-queue';
+import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
+import type { ExecutionWorker, ExecutionWorkerOptions as UntypedWorkerOptions, QueueServerError as QueueServerErrorClass } from '@kb-labs/plugin-execution-queue';
+import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';
+import type { WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
 import { loadStartExecutionWorker } from './backend-loaders.js';
 
-export type { ExecutionWorker, ExecutionWorkerOptions, LocalBackendOptions, LocalBackendType, QueueServerProblem } from '@kb-labs/plugin-execution-queue';
+export type { ExecutionWorker, LocalBackendType, QueueServerProblem } from '@kb-labs/plugin-execution-queue';
+
+/** Options every backend takes that a worker sets on its local backend itself (refused inside `backend`, naming where they go). */
+type SetByTheWorker = 'workspace' | 'platform' | 'plugins' | 'registry' | 'maxConcurrency' | 'defaultTimeoutMs';
+
+/**
+ * The local backend a worker runs executions on, typed per `type` as createExecutionBackend's
+ * options are (a misspelt option does not compile), less what the worker sets itself. The queue
+ * package's own type is looser (`Record<string, unknown>`): its backends are optional peers.
+ */
+export type LocalBackendOptions =
+  | ({ type: 'in-process' } & Omit<InProcessBackendOptions, SetByTheWorker>)
+  | ({ type: 'worker-pool' } & Omit<WorkerPoolBackendOptions, SetByTheWorker>)
+  | ({ type: 'subprocess' } & Omit<SubprocessBackendOptions, SetByTheWorker>);
+
+/** The queue package's worker options, with `backend` typed per backend. */
+export interface ExecutionWorkerOptions extends Omit<UntypedWorkerOptions, 'backend'> {
+  /**
+   * Where executions run on this machine, with that backend's options (`maxThreads`,
+   * `sandbox`, `permissions` …): its isolation is what a handler gets. `permissions` caps what
+   * handlers may be granted here. @default { type: 'worker-pool' }
+   */
+  backend?: LocalBackendOptions | undefined;
+}
 
 /**
  * What `startExecutionWorker` rejects with when the NATS server refuses the worker: here a type

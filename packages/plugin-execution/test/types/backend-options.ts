@@ -18,3 +18,17 @@ createExecutionBackend({ type: 'worker-pool', prespawn: 1 });
 createExecutionBackend({ type: 'subprocess', sandbox: 'sometimes' });
 // @ts-expect-error an unknown backend type
 createExecutionBackend({ type: 'docker' });
+
+// startExecutionWorker's local backend is typed per `type` too, less what the worker sets itself.
+import { startExecutionWorker } from '@kb-labs/plugin-execution';
+
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'subprocess', prespawn: 1, sandbox: 'required', permissions: { network: false } } });
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'worker-pool', maxThreads: 2 }, concurrency: 2 });
+// @ts-expect-error maxThread is not an option of the worker-pool backend (maxThreads is)
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'worker-pool', maxThread: 2 } });
+// @ts-expect-error prespawn belongs to the subprocess backend
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'in-process', prespawn: 1 } });
+// @ts-expect-error maxConcurrency is set by the worker (its `concurrency` option)
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'worker-pool', maxConcurrency: 2 } });
+// @ts-expect-error a worker runs on a local backend, not on another queue
+void startExecutionWorker({ plugins: ['./plugins/a'], backend: { type: 'queue' } });
