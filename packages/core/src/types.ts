@@ -21,7 +21,11 @@ export interface ExecutionMeta {
   queueWaitMs: number;
   /** Time from handler dispatch (the queue backend: a worker taking it) to its result being decided. */
   runMs: number;
-  /** Time limit applied (ms). */
+  /**
+   * Time limit applied (ms): the call's, else the handler's manifest's, else the backend's
+   * `defaultTimeoutMs`. 0 when the execution was refused before its handler was known (an invalid
+   * request, HANDLER_NOT_FOUND, a backend shut down or not installed).
+   */
   timeoutMs: number;
   /** Who ran it: a thread id, a pid, a remote worker's name (see `DispatchControl.setRunner`). */
   runnerId?: string;

@@ -27,6 +27,10 @@ function preflightTests(suite: SuiteContext): void {
     // And how to grant it.
     expect(result.error.message).toContain("the backend's `permissions` option, or for one request with context.permissions");
     expect(platform.calls).toEqual([]);
+    // Refused once its handler is known: meta says the limit it would have had (it said 0).
+    const limited = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-kv' }, { timeoutMs: 4321 });
+    expectError(limited, 'PERMISSION_DENIED');
+    expect(limited.meta.timeoutMs).toBe(4321);
   });
 
   it('runs when the backend option grants it, or the request context does', async () => {

@@ -168,8 +168,9 @@ export class Execution {
     const handler: ResolvedHandler = host.registry.resolve(parsed.pluginId, parsed.handlerId, host.remoteRunners);
     this.#manifest = handler.plugin.manifest;
     telemetry?.pluginVersion(handler.plugin.manifest.version);
-    assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
+    // Known once the handler is: a PERMISSION_DENIED says the limit it would have had.
     meta.timeoutMs = opts.timeoutMs ?? handler.timeoutMs ?? host.defaultTimeoutMs;
+    assertGranted(handler.permissions, parsed.context?.permissions ?? host.grant, { pluginId: handler.pluginId, handlerId: handler.handlerId });
     return {
       executionId: meta.executionId,
       pluginId: handler.pluginId,
