@@ -86,7 +86,10 @@ describe('queue backend on a JetStream cluster', () => {
       const second = host(urls, { pool, streamReplicas: 3 });
       expectOk(await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }, { timeoutMs: 20_000 }));
       killServer(leader);
-      // The two left elect a new leader (seconds; an execution sent meanwhile may find its 10 s hand-over over): then the pool goes on.
+      // Sent at once: the two left elect a new leader (about 5 s here), within the 20 s a task of a replicated stream may take to be handed over.
+      const during = await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 'during' }, { timeoutMs: 60_000 });
+      expectOk(during);
+      expect(during.data).toBe('during');
       await waitFor(() => jsm.streams.info(`KBEXEC_${pool}`).then((info) => info.cluster?.leader !== undefined && info.cluster.leader !== leader.name, () => false), 60_000);
       const after = await second.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 30_000 });
       expectOk(after);

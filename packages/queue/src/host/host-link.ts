@@ -25,6 +25,15 @@ export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
 /** How long a publish waits for the stream's acknowledgement. */
 const PUBLISH_TIMEOUT_MS = 5000;
+/** How long a task may take to be handed over, waits for a reconnection and retries included. */
+const HAND_OVER_MS = 2 * PUBLISH_TIMEOUT_MS;
+/**
+ * The same for a stream with copies in a JetStream cluster: losing the server that leads it, the
+ * others elect a new leader first. A follower waits 4–9 s (nats-server's raft election timeout,
+ * random) before it campaigns: 20 s takes a full wait, a second round and the answer (about 5 s
+ * on a quiet loopback cluster; over 10 s seen under load).
+ */
+const REPLICATED_HAND_OVER_MS = 4 * PUBLISH_TIMEOUT_MS;
 /** A task no stream took ("no responders": nothing stored) is offered again this often, within the hand-over's bound. */
 const NO_STREAM_RETRY_MS = 250;
 /** How often a host reads the pool's stream (checkStream): a stream deleted or made again by a worker is noticed within this. */
@@ -143,12 +152,13 @@ export class HostLink implements ExecutionLink {
     let retried = false;
     let unanswered = 0;
     // One bound for the whole hand-over, the waits for a reconnection and the retry included (not its turn at the gate).
-    let giveUpAt = performance.now() + 2 * PUBLISH_TIMEOUT_MS;
+    const handOverMs = this.#handOverMs();
+    let giveUpAt = performance.now() + handOverMs;
     const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
-      if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${2 * PUBLISH_TIMEOUT_MS} ms a task waits to be handed over; nothing ran`);
+      if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${handOverMs} ms a task waits to be handed over; nothing ran`);
       const body = encode();
       // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
       const turnFrom = performance.now();
@@ -167,8 +177,9 @@ export class HostLink implements ExecutionLink {
           await settlesWithin(this.checkStream(), left());
           continue;
         }
-        // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so).
-        if (retried) throw failure;
+        // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so);
+        // a replicated stream electing its leader answers no publish meanwhile: again within the bound.
+        if (retried && !(handOverMs === REPLICATED_HAND_OVER_MS && left() > NO_STREAM_RETRY_MS)) throw failure;
         retried = true;
       }
     }
@@ -188,7 +199,12 @@ export class HostLink implements ExecutionLink {
   }
 
   #notHandedOver(error: unknown): WorkerCrashedError {
-    return notHandedOver(error, { servers: describeServers(this.#o.connection), waitedMs: 2 * PUBLISH_TIMEOUT_MS, streamProblem: this.streamProblem ?? this.streamSilence });
+    return notHandedOver(error, { servers: describeServers(this.#o.connection), waitedMs: this.#handOverMs(), streamProblem: this.streamProblem ?? this.streamSilence });
+  }
+
+  /** The hand-over's bound: longer for a stream with copies (the host's streamReplicas, or a stream made with more). */
+  #handOverMs(): number {
+    return Math.max(this.#o.streamReplicas, this.#stream?.replicas ?? 1) > 1 ? REPLICATED_HAND_OVER_MS : HAND_OVER_MS;
   }
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */

@@ -52,6 +52,8 @@ export interface PoolStream {
   boundHeld?: { wanted: number; waiting: number };
   /** When the server made the stream (its `created`): a stream made anew counts its messages from 1 again. */
   created?: string;
+  /** Its copies in a JetStream cluster (`num_replicas`; 1 on a single server). */
+  replicas: number;
 }
 
 /** A duplicate publish (same execution id) within this window is dropped by the server. */
@@ -98,12 +100,12 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
         'not-permitted',
       );
     });
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false };
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false, replicas: settings.replicas ?? 1 };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
   if (wrong) throw new PoolStreamError(wrong);
-  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old, created: info.created };
+  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old, created: info.created, replicas: current.num_replicas ?? 1 };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
   // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not),
@@ -123,7 +125,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
   const widened = (current.subjects ?? []).length !== 1;
   if (!differs && !widened) return { ...read, boundHeld };
   await jsm.streams.update(subjects.stream, { ...current, ...wanted, subjects: [subjects.tasks] });
-  return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs, boundHeld };
+  return { ...read, maxMessages: wanted.max_msgs ?? current.max_msgs, boundHeld, replicas: wanted.num_replicas ?? read.replicas };
 }
 
 /** A JetStream duration (ns) in ms. */
