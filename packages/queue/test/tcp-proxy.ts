@@ -74,7 +74,8 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
       const { chunk } = queue.due.shift()!;
       if (!to.destroyed) write(to, chunk);
     }
-    if (queue.due.length > 0) queue.timer = setTimeout(() => pump(to), queue.due[0]!.at - Date.now());
+    // Not below 0: `at` has fractions of a millisecond (crossMs), so it can be just past by now; Node 23+ warns (TimeoutNegativeWarning) of a negative delay.
+    if (queue.due.length > 0) queue.timer = setTimeout(() => pump(to), Math.max(0, queue.due[0]!.at - Date.now()));
   };
   const send = (to: net.Socket, chunk: Buffer) => {
     if (delayMs === 0 && bytesPerSecond === 0 && !queues.get(to)?.due.length) return void write(to, chunk);
@@ -84,7 +85,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     const crossMs = bytesPerSecond ? (chunk.length * 1000) / bytesPerSecond : 0;
     queue.lastAt = Math.max(Date.now() + delayMs, queue.lastAt) + crossMs;
     queue.due.push({ at: queue.lastAt, chunk });
-    queue.timer ??= setTimeout(() => pump(to), queue.due[0]!.at - Date.now());
+    queue.timer ??= setTimeout(() => pump(to), Math.max(0, queue.due[0]!.at - Date.now()));
   };
   const forward = (link: Link, from: net.Socket, to: net.Socket) =>
     from.on('data', (chunk: Buffer) => {
