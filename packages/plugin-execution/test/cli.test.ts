@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -20,6 +20,18 @@ async function oneHandlerPlugin(name: string, id: string, source: string): Promi
   await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id, version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
   await writeFile(path.join(dir, 'run.mjs'), source);
   return dir;
+}
+
+/**
+ * Resolves once process `pid` reads its standard input. On Linux that is when Node has made the
+ * pipe non-blocking, as it does when process.stdin is first used: the CLI does so right after it
+ * listens for SIGINT and SIGTERM. Not a guessed delay: loading the CLI's modules took 1.2 s here
+ * beside another test run, and a signal that comes before its listeners kills it. Elsewhere, 1.5 s.
+ */
+async function readingStandardInput(pid: number): Promise<void> {
+  if (!existsSync('/proc/self/fdinfo')) return void (await new Promise((resolve) => setTimeout(resolve, 1500)));
+  const flags = async () => Number.parseInt(/^flags:\s*(\d+)/m.exec(await readFile(`/proc/${pid}/fdinfo/0`, 'utf8').catch(() => ''))?.[1] ?? '0', 8);
+  await waitFor(async () => ((await flags()) & constants.O_NONBLOCK) !== 0, 15_000);
 }
 
 function run(args: string[]) {
@@ -410,7 +422,7 @@ describe('kb-plugin-exec CLI', () => {
         child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
         const exited = new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
         // Once the CLI has loaded its modules and reached the read (its listeners are in place).
-        await new Promise((resolve) => setTimeout(resolve, 1500));
+        await readingStandardInput(child.pid!);
         child.kill(signal);
         const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
         expect(await exited, signal).toBe(code);
@@ -513,7 +525,8 @@ describe('kb-plugin-exec CLI', () => {
     } finally {
       await rm(parent, { recursive: true, force: true });
     }
-  });
+    // Eight Node processes one after the other, tsc among them: 5 s on a quiet machine, past 30 s with a third of a core.
+  }, 120_000);
 
   it("an in-process handler's process.exit(0) (or 2, the usage error's code) is a failure: WORKER_CRASHED, exit 1, the workspace removed; so is an uncaught exception from its timer", async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-exit-'));

@@ -233,9 +233,15 @@ describe('a slow or flaky link between a worker and the server', () => {
     proxy.bandwidth(512 * 1024);
     const backend = host(proxy.url, pool);
     const input = 'i'.repeat(2 * 1024 * 1024);
-    const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 30_000 });
-    // Started (its input follows in parts, ~4 s at this rate), then the host's loop is blocked past workerLostMs.
-    await sleep(700);
+    let accepted!: () => void;
+    const started = new Promise<void>((resolve) => (accepted = resolve));
+    const result = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input }, { timeoutMs: 30_000, onStart: () => accepted() });
+    // Started (its input follows in parts, ~4 s at this rate), then the host's loop is blocked past
+    // workerLostMs. From the worker's start, not from the call: a loaded machine can take longer
+    // than a guessed 700 ms to connect and hand the task over, and a loop blocked before that only
+    // delays the execution. The moment after it lets the host's answer to the start go out.
+    await started;
+    await sleep(300);
     await expectStoppedForSilence(result);
   });
 

@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, expectError, expectOk, grown, osThreads, poolPlugin, resources, runners, sleep, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, allIdle, expectError, expectOk, grown, osThreads, poolPlugin, resources, runners, sleep, useBackends, waitFor } from './helpers.js';
 
 function collectGarbage(): void {
   v8.setFlagsFromString('--expose-gc');
@@ -16,7 +16,10 @@ describe('worker-pool: stats, shutdown, leaks', () => {
   const backends = useBackends();
 
   it('reports queue depth, active, utilisation, per-code counts, wait and run percentiles, and threads', async () => {
-    const backend = backends.make({ maxThreads: 2 });
+    // Both threads up first: started as executions come, on a loaded machine the second can come
+    // up only after the first has run all three, and two are never busy at once.
+    const backend = backends.make({ maxThreads: 2, minThreads: 2 });
+    await allIdle(backend);
     const running = [0, 1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } }));
     await waitFor(async () => (await backend.stats()).queued === 1);
     const busy = await backend.stats();

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, useBackends, waitFor } from './helpers.js';
 /** Slack for a shared, loaded CI machine on top of a stated bound. */
 const SLACK_MS = 3000;
 
@@ -12,6 +12,9 @@ describe('worker-pool: time limits, cancellation, queue', () => {
 
   it('stops a `while (true) {}` handler within timeout + 1 s, replaces its thread, and serves others meanwhile', async () => {
     const backend = backends.make({ maxThreads: 2 });
+    // A thread up first, for the loop: its limit counts from the hand-over, and a thread that is
+    // still starting on a loaded machine when the 500 ms are over never runs the loop at all.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
     const looping = backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 500 });
     await waitFor(async () => (await backend.stats()).active === 1);
     const served: Array<number | undefined> = [];
@@ -55,23 +58,24 @@ describe('worker-pool: time limits, cancellation, queue', () => {
   });
 
   it('an abort does not lengthen the time limit: cancelGraceMs ends at the execution\'s own limit', async () => {
-    // Ten minutes of grace, a limit of 300 ms: the thread is ended at the limit, not in ten minutes.
+    // Ten minutes of grace, a limit of 1 s: the thread is ended at the limit, not in ten minutes.
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 600_000 });
+    // Its thread started first: the limit counts from the hand-over, and a thread's start (over
+    // 300 ms on a loaded machine) then the handler's import would use it up before the abort came.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
     const controller = new AbortController();
-    const pending = backend.execute({ pluginId: POOL, handlerId: 'ignores-abort' }, { signal: controller.signal, timeoutMs: 300, onEvent: () => controller.abort() });
+    const pending = backend.execute({ pluginId: POOL, handlerId: 'ignores-abort' }, { signal: controller.signal, timeoutMs: 1000, onEvent: () => controller.abort() });
     expectError(await pending, 'ABORTED');
-    await waitFor(async () => (await runners(backend)).terminated === 1);
+    await waitFor(async () => (await runners(backend)).terminated === 1, 10_000);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
   });
 
   it('keeps the thread of a running execution that honours the abort (ctx.signal fires in the thread)', async () => {
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 5000 });
     const controller = new AbortController();
-    const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal });
-    await waitFor(async () => (await runners(backend)).busy === 1);
-    await sleep(100);
-    controller.abort();
-    const result = await pending;
+    // Aborted once the handler says it listens, not after a guessed delay: on a loaded machine its
+    // module may still load then, and a handler aborted before it begins never sees its signal.
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, onEvent: () => controller.abort() });
     expectError(result, 'ABORTED');
     expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
     const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import timers from 'node:timers';
 import { fileURLToPath } from 'node:url';
-import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { fixturePlugins, testPlatform } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
 import { LATER_KEPT_EXECUTIONS } from '../src/thread-hygiene.js';
 import { BASIC, HOSTILE, POOL, allIdle, expectError, expectOk, okData, runners, sleep, useBackends, waitFor } from './helpers.js';
@@ -757,8 +757,10 @@ describe('worker-pool: thread reuse and hygiene', () => {
   });
 
   it('stops threads beyond minThreads once idle for idleTimeoutMs, back to the minimum', async () => {
-    const backend = backends.make({ maxThreads: 3, minThreads: 1, idleTimeoutMs: 50 });
-    const results = await Promise.all([1, 2, 3].map(() => backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 200 } })));
+    // Three that meet inside their handlers, so on three threads: three of 200 ms each all went to
+    // the thread already up on a loaded machine, free again each time before the others had started.
+    const backend = backends.make({ maxThreads: 3, minThreads: 1, idleTimeoutMs: 50, platform: testPlatform(), permissions: { platform: { meet: true } } });
+    const results = await Promise.all([1, 2, 3].map(() => backend.execute({ pluginId: BASIC, handlerId: 'meet', input: { group: 'three', size: 3 } })));
     for (const r of results) expectOk(r);
     expect(new Set(results.map((r) => r.meta.workerId)).size).toBe(3);
     await waitFor(async () => (await runners(backend)).threads === 1);
