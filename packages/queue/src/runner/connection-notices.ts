@@ -60,7 +60,8 @@ export class ConnectionNotices {
 
   /**
    * A stream read that timed out says the stream is silent only if the server answers a ping: a
-   * link cut without a word (no reset) looks connected to nats.js until its own pings fail, minutes on.
+   * link cut without a word (no reset) looks connected to nats.js until two of its pings go
+   * unanswered (10-15 s: connection.ts), and a stream read may time out first.
    */
   async #whyStreamFailed(error: unknown): Promise<string> {
     const server = this.#server();
