@@ -61,7 +61,8 @@ export function describeHostileMatrix(type: MatrixBackend, create: BackendFactor
         it.skip(`${name} — needs the bubblewrap OS sandbox, which runs on Linux only (this is ${process.platform})`, () => {});
         continue;
       }
-      it(name, () => runCell(type, create, cell, outcome.codes, dirs), 120_000);
+      // Past the longest time limit of a cell (the event flood's), with room for the run after it.
+      it(name, () => runCell(type, create, cell, outcome.codes, dirs), 180_000);
     }
   });
 }

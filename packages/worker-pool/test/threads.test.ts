@@ -190,8 +190,9 @@ describe('worker-pool: thread reuse and hygiene', () => {
 
   it('threads that all ran a handler that changed the globals decline another handler\'s task one after another, and it still runs, on a fresh thread', async () => {
     const backend = backends.make({ maxThreads: 4 });
-    // Three at once: three threads, each left hooked.
-    const hooked = await Promise.all([0, 1, 2].map(() => backend.execute({ pluginId: POOL, handlerId: 'hooks-next-task', input: { waitMs: 200 } })));
+    // Three at once: three threads, each left hooked. Each holds its thread 2 s: holding it 200 ms,
+    // two ran on one thread on a loaded machine, free again before the third thread had started.
+    const hooked = await Promise.all([0, 1, 2].map(() => backend.execute({ pluginId: POOL, handlerId: 'hooks-next-task', input: { waitMs: 2000 } })));
     expect(new Set(hooked.map((r) => r.meta.workerId)).size).toBe(3);
     const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { secret: 'x' } });
     expect(okData(other)).toEqual({ secret: 'x' });
