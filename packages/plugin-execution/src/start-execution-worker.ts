@@ -1,13 +1,10 @@
 import type { InProcessBackendOptions } from '@kb-labs/plugin-execution-in-process';
-import type { ExecutionWorker, ExecutionWorkerOptions as UntypedWorkerOptions, QueueServerError as QueueServerErrorClass } from '@kb-labs/plugin-execution-queue';
+import type { ExecutionWorker, ExecutionWorkerOptions as UntypedWorkerOptions, QueueServerError as QueueServerErrorClass, SetByTheWorker } from '@kb-labs/plugin-execution-queue';
 import type { SubprocessBackendOptions } from '@kb-labs/plugin-execution-subprocess';
 import type { WorkerPoolBackendOptions } from '@kb-labs/plugin-execution-worker-pool';
 import { loadStartExecutionWorker } from './backend-loaders.js';
 
 export type { ExecutionWorker, LocalBackendType, QueueServerProblem } from '@kb-labs/plugin-execution-queue';
-
-/** Options every backend takes that a worker sets on its local backend itself (refused inside `backend`, naming where they go). */
-type SetByTheWorker = 'workspace' | 'platform' | 'plugins' | 'registry' | 'maxConcurrency' | 'defaultTimeoutMs';
 
 /**
  * The local backend a worker runs executions on, typed per `type` as createExecutionBackend's

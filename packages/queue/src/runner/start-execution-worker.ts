@@ -24,7 +24,7 @@ import { WorkerExecution } from './worker-execution.js';
 import type { WorkerServices } from './worker-services.js';
 import { refuseUnusableWorkspaceRoot, resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
-export type { ExecutionWorkerOptions, LocalBackendOptions } from './worker-options.js';
+export type { ExecutionWorkerOptions, LocalBackendOptions, SetByTheWorker } from './worker-options.js';
 
 /** A running worker of a pool. */
 export interface ExecutionWorker {

@@ -43,14 +43,17 @@ export interface ExecutionWorkerOptions {
  * Options every backend takes that the worker sets on its local backend itself: given inside
  * `backend`, they would be overridden without a word, so they are refused there, saying where they go.
  */
-const SET_BY_THE_WORKER: Record<string, string> = {
+const SET_BY_THE_WORKER = {
   workspace: "give it as the worker's own `workspace` option",
   platform: "give it as the worker's own `platform` option",
   plugins: "give them as the worker's own `plugins` option",
   registry: "the worker's own `plugins` option makes it",
   maxConcurrency: "give it as the worker's own `concurrency` option",
   defaultTimeoutMs: "each execution's time limit comes from its caller, with the task",
-};
+} as const satisfies Record<string, string>;
+
+/** The options every backend takes that a worker sets itself: refused inside `backend`. */
+export type SetByTheWorker = keyof typeof SET_BY_THE_WORKER;
 
 /**
  * A key inside `backend` that is no backend's option but is near one the worker sets (`timeoutMs`,
@@ -65,7 +68,7 @@ function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIss
     }
     if (key === 'type' || Object.hasOwn(SET_BY_THE_WORKER, key) || isBackendOption(key)) continue;
     const near = nearest(key, Object.keys(SET_BY_THE_WORKER));
-    if (near) ctx.addIssue({ code: 'custom', path: [key], message: `unknown option; "${near}" is near it, and set by the worker: ${SET_BY_THE_WORKER[near]}` });
+    if (near) ctx.addIssue({ code: 'custom', path: [key], message: `unknown option; "${near}" is near it, and set by the worker: ${SET_BY_THE_WORKER[near as SetByTheWorker]}` });
   }
 }
 
