@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { HandlerNotFoundError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
-import { folderPath, parseManifest, readFolder, readManifest } from './manifest-file.js';
-import { MANIFEST_FILE, type PluginManifest } from './manifest.js';
+import { parseManifest, readFolder, readManifest } from './manifest-file.js';
+import type { PluginManifest } from './manifest.js';
 import { mergePermissions, type PermissionSpec } from './permissions.js';
 import { shownControls } from '../shown-controls.js';
 import { validationError } from '../validation.js';
-import { readSource } from './plugin-source.js';
+import { checkedSource, isFolder, sourceRoot, type PluginSource } from './plugin-source.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
@@ -15,12 +15,7 @@ const NONE_REGISTERED = " (no plugins are registered: give the backend the plugi
 /** Said too when the runners are on other machines (a queue backend's host): the host needs the plugins as well. */
 const NONE_REGISTERED_REMOTE = '; a queue backend\'s host needs them as its workers do';
 
-/**
- * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
- * resolves from the process's working directory — or a `file:` URL, e.g. `new URL('./plugins/x',
- * import.meta.url)`), or a folder plus an in-memory manifest.
- */
-export type PluginSource = string | URL | { root: string; manifest: unknown };
+export type { PluginSource };
 
 export interface RegisteredPlugin {
   readonly id: string;
@@ -123,20 +118,7 @@ export class PluginRegistry {
    * `{ root, manifest }` has no file to read a changed manifest from).
    */
   register(given: { root: string; manifest: unknown }, file?: string): RegisteredPlugin {
-    if (typeof given === 'string' || given instanceof URL) {
-      const message = `is a folder: register() takes { root, manifest }; load("${String(given)}") reads the folder's ${MANIFEST_FILE}`;
-      throw validationError('register() was given a folder path', [{ path: 'root', message }]);
-    }
-    const source = readSource(given);
-    if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
-      throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
-        details: { issues: [{ path: 'root', message: 'must be a non-empty path string' }] },
-      });
-    }
-    if (source.manifest === undefined) {
-      const message = `is required (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`;
-      throw validationError('A plugin given as { root, manifest } needs its manifest', [{ path: 'manifest', message }]);
-    }
+    const source = checkedSource(given);
     const root = path.resolve(source.root);
     const manifest = parseManifest(root, source.manifest, file);
     const existing = this.#plugins.get(manifest.id);
@@ -373,21 +355,6 @@ export class PluginRegistry {
       });
     }
     return handler;
-  }
-}
-
-function isFolder(source: PluginSource): source is string | URL {
-  return typeof source === 'string' || source instanceof URL;
-}
-
-/** The folder a source names, resolved; undefined for one that names none usable. */
-function sourceRoot(source: PluginSource): string | undefined {
-  try {
-    if (isFolder(source)) return path.resolve(folderPath(source));
-    const root = (source as { root?: unknown } | null)?.root;
-    return typeof root === 'string' && root.length > 0 ? path.resolve(root) : undefined;
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,8 +1,56 @@
+import path from 'node:path';
+import { ValidationError } from '../errors.js';
 import { validationError } from '../validation.js';
+import { folderPath } from './manifest-file.js';
+import { MANIFEST_FILE } from './manifest.js';
 import { describeThrown } from '../wire-value.js';
 import { didYouMean, firstUnknownKey } from './nearest-name.js';
 
 const SOURCE_KEYS = ['root', 'manifest'];
+
+/**
+ * A plugin as the host gives it: a folder holding `kb.plugin.json` (a path — a relative one
+ * resolves from the process's working directory — or a `file:` URL, e.g. `new URL('./plugins/x',
+ * import.meta.url)`), or a folder plus an in-memory manifest.
+ */
+export type PluginSource = string | URL | { root: string; manifest: unknown };
+
+export function isFolder(source: PluginSource): source is string | URL {
+  return typeof source === 'string' || source instanceof URL;
+}
+
+/** The folder a source names, resolved; undefined for one that names none usable. */
+export function sourceRoot(source: PluginSource): string | undefined {
+  try {
+    if (isFolder(source)) return path.resolve(folderPath(source));
+    const root = (source as { root?: unknown } | null)?.root;
+    return typeof root === 'string' && root.length > 0 ? path.resolve(root) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What register() was given, checked: `{ root, manifest }` with a non-empty root and a manifest
+ * (a folder path alone is load()'s), each field read once (readSource).
+ */
+export function checkedSource(given: { root: string; manifest: unknown }): { root: string; manifest: unknown } {
+  if (typeof given === 'string' || given instanceof URL) {
+    const message = `is a folder: register() takes { root, manifest }; load("${String(given)}") reads the folder's ${MANIFEST_FILE}`;
+    throw validationError('register() was given a folder path', [{ path: 'root', message }]);
+  }
+  const source = readSource(given);
+  if (!source || typeof source !== 'object' || typeof source.root !== 'string' || source.root.length === 0) {
+    throw new ValidationError('A plugin must be a folder path or { root: string, manifest: object }', {
+      details: { issues: [{ path: 'root', message: 'must be a non-empty path string' }] },
+    });
+  }
+  if (source.manifest === undefined) {
+    const message = `is required (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`;
+    throw validationError('A plugin given as { root, manifest } needs its manifest', [{ path: 'manifest', message }]);
+  }
+  return source;
+}
 
 /**
  * A `{ root, manifest }` source's two fields, each read once: a key it does not take (`watch`,

@@ -12,7 +12,7 @@ import { StreamTasks } from './stream-tasks.js';
 import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
-import { fullQueue, notHandedOver } from './publish-refusal.js';
+import { fullQueue, handOverBound, notHandedOver, PUBLISH_TIMEOUT_MS } from './publish-refusal.js';
 import { decode, encode, readHeaders, taskHeaders, type HeartbeatBody, type Kind, type WorkerIdentity } from '../shared/wire.js';
 import { readPresence } from '../shared/presence.js';
 import type { ResolvedQueueOptions } from './options.js';
@@ -23,17 +23,6 @@ import { deliver } from './worker-message.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
-/** How long a publish waits for the stream's acknowledgement. */
-const PUBLISH_TIMEOUT_MS = 5000;
-/** How long a task may take to be handed over, waits for a reconnection and retries included. */
-const HAND_OVER_MS = 2 * PUBLISH_TIMEOUT_MS;
-/**
- * The same for a stream with copies in a JetStream cluster: losing the server that leads it, the
- * others elect a new leader first. A follower waits 4–9 s (nats-server's raft election timeout,
- * random) before it campaigns: 20 s takes a full wait, a second round and the answer (about 5 s
- * on a quiet loopback cluster; over 10 s seen under load).
- */
-const REPLICATED_HAND_OVER_MS = 4 * PUBLISH_TIMEOUT_MS;
 /** A task no stream took ("no responders": nothing stored) is offered again this often, within the hand-over's bound. */
 const NO_STREAM_RETRY_MS = 250;
 /** How often a host reads the pool's stream (checkStream): a stream deleted or made again by a worker is noticed within this. */
@@ -152,7 +141,8 @@ export class HostLink implements ExecutionLink {
     let retried = false;
     let unanswered = 0;
     // One bound for the whole hand-over, the waits for a reconnection and the retry included (not its turn at the gate).
-    const handOverMs = this.#handOverMs();
+    const replicated = this.#replicated();
+    const handOverMs = handOverBound(replicated);
     let giveUpAt = performance.now() + handOverMs;
     const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
     for (;;) {
@@ -179,7 +169,7 @@ export class HostLink implements ExecutionLink {
         }
         // Lost in a reconnection: once more (a copy that did land is dropped by its msgID, and said so);
         // a replicated stream electing its leader answers no publish meanwhile: again within the bound.
-        if (retried && !(handOverMs === REPLICATED_HAND_OVER_MS && left() > NO_STREAM_RETRY_MS)) throw failure;
+        if (retried && !(replicated && left() > NO_STREAM_RETRY_MS)) throw failure;
         retried = true;
       }
     }
@@ -199,12 +189,12 @@ export class HostLink implements ExecutionLink {
   }
 
   #notHandedOver(error: unknown): WorkerCrashedError {
-    return notHandedOver(error, { servers: describeServers(this.#o.connection), waitedMs: this.#handOverMs(), streamProblem: this.streamProblem ?? this.streamSilence });
+    return notHandedOver(error, { servers: describeServers(this.#o.connection), waitedMs: handOverBound(this.#replicated()), streamProblem: this.streamProblem ?? this.streamSilence });
   }
 
-  /** The hand-over's bound: longer for a stream with copies (the host's streamReplicas, or a stream made with more). */
-  #handOverMs(): number {
-    return Math.max(this.#o.streamReplicas, this.#stream?.replicas ?? 1) > 1 ? REPLICATED_HAND_OVER_MS : HAND_OVER_MS;
+  /** A stream with copies (the host's streamReplicas, or a stream made with more): its hand-over gets the longer bound (handOverBound). */
+  #replicated(): boolean {
+    return Math.max(this.#o.streamReplicas, this.#stream?.replicas ?? 1) > 1;
   }
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */

@@ -1,5 +1,21 @@
 import { QueueFullError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 
+/** How long a publish waits for the stream's acknowledgement. */
+export const PUBLISH_TIMEOUT_MS = 5000;
+/** How long a task may take to be handed over, waits for a reconnection and retries included. */
+const HAND_OVER_MS = 2 * PUBLISH_TIMEOUT_MS;
+/**
+ * The same for a stream with copies in a JetStream cluster: losing the server that leads it, the
+ * others elect a new leader first. A follower waits 4–9 s (nats-server's raft election timeout,
+ * random) before it campaigns: 20 s takes a full wait, a second round and the answer (about 5 s
+ * on a quiet loopback cluster; over 10 s seen under load).
+ */
+const REPLICATED_HAND_OVER_MS = 4 * PUBLISH_TIMEOUT_MS;
+/** How long a task may take to be handed over: the longer bound for a stream with copies. */
+export function handOverBound(replicated: boolean): number {
+  return replicated ? REPLICATED_HAND_OVER_MS : HAND_OVER_MS;
+}
+
 /** What a host knows of its pool when the server refuses a task: for the QUEUE_FULL it becomes. */
 export interface RefusalContext {
   pool: string;
