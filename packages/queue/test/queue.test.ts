@@ -1122,6 +1122,8 @@ describe('delivery', () => {
       expectOk(behind);
       expect(behind.meta.queueWaitMs).toBeGreaterThan(800);
       expect(behind.meta.runMs).toBeLessThan(behind.meta.queueWaitMs);
+      // Its run counts from when a worker took it (a reply or two away), not from the hand-over, nor nothing at all.
+      expect(behind.meta.runMs).toBeGreaterThan(0);
     } finally {
       await worker.close();
     }

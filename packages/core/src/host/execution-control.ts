@@ -199,12 +199,13 @@ export class ExecutionControl implements DispatchControl {
     this.#ended?.abort();
   }
 
-  /** When a runner first took it (setRunner), `performance.now()`. */
+  /** When a runner first took it (setRunner), `performance.now()`; noted only where runners are remote (`timesRunner`): the wait for one is queue wait there. */
   runnerTookAt: number | undefined;
+  timesRunner = false;
 
   setRunner(runner: RunnerInfo): void {
     const first = this.#meta.runnerId === undefined;
-    this.runnerTookAt ??= performance.now();
+    if (this.timesRunner) this.runnerTookAt ??= performance.now();
     this.#meta.runnerId = runner.id;
     if (runner.pid !== undefined) this.#meta.pid = runner.pid;
     if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;

@@ -251,16 +251,17 @@ export class Execution {
     const host = this.#host;
     const telemetry = this.#telemetry;
     const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, this.#manifest!, telemetry));
+    control.timesRunner = host.remoteRunners;
     const startedAt = performance.now();
     this.meta.queueWaitMs = round(startedAt - this.#t0);
     const limitMs = task.timeoutMs;
     control.endsAt = startedAt + limitMs;
     return new Promise<Outcome>((resolve) => {
-      const decide = (outcome: Outcome) => {
+      const decide = (outcome: Outcome, now = performance.now()) => {
         deadlines.cancel(limitMs, deadline);
         stopListening?.();
         host.running.remove(running);
-        const decidedAt = (this.#decidedAt = performance.now());
+        const decidedAt = (this.#decidedAt = now);
         // Remote runners: the wait for a worker to take its task (in the stream) is queue wait, not run.
         let ranFrom = startedAt;
         if (host.remoteRunners) {
@@ -294,9 +295,10 @@ export class Execution {
         // held it past the limit): a timeout, as where the runner is stopped at the limit. One from
         // a thread or a process read before the expiry is taken: it is what the runner answered
         // while the host, held up, could not stop it.
-        if (host.releaseSlotOnStop && performance.now() > control.endsAt) return control.stop(this.#timeoutError(task));
+        const now = performance.now();
+        if (host.releaseSlotOnStop && now > control.endsAt) return control.stop(this.#timeoutError(task));
         control.end();
-        decide(outcome);
+        decide(outcome, now);
         // Answered: the slot goes back now, and one waiting for it is on its way (#admitAndDispatch).
         if (this.#leaseDir === undefined) this.#held.releaseAll();
       };
