@@ -49,3 +49,25 @@ it.each([
   expect(said.done).toBe(true);
   expect(await readdir(ws)).toEqual([]);
 });
+
+it.each(['auto', 'required'])(
+  "a sandbox probe that finds no file descriptor left (sandbox '%s') is a passing shortage: nothing runs unsandboxed, and once descriptors are back the next execution probes again and runs sandboxed",
+  async (sandbox) => {
+    const ws = await mkdtemp(path.join(root, 'ws-'));
+    // No warm-up: the starved execution is the first, the one that probes the sandbox.
+    const ran = spawnSync('prlimit', ['--nofile=128:128', process.execPath, host, JSON.stringify({ plugin: fixturePlugins.basic, root: ws, sandbox, prespawn: 0, warm: false })], {
+      env: { PATH: process.env.PATH ?? '' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(ran.status, ran.stderr).toBe(0);
+    const said = Object.assign({}, ...ran.stdout.trim().split('\n').map((line) => JSON.parse(line) as object));
+    expect(said.starved).toMatchObject({ code: 'WORKER_CRASHED', reason: 'sandbox' });
+    expect(said.starved.message).toContain('a passing shortage');
+    // Before: the probe's EMFILE settled the sandbox as unavailable for good: under 'auto' every
+    // later child ran without it (as root, on a root host), under 'required' every one failed.
+    expect(said.again).toEqual({ ok: 'again' });
+    expect(said.isolation).toBe('bubblewrap');
+    expect(said.done).toBe(true);
+  },
+);

@@ -282,8 +282,16 @@ function unavailableReason(bwrapPath: string, found: string | undefined): string
 
 const probes = new Map<string, Promise<SandboxState>>();
 
-/** What bubblewrap (or the kernel under it) says when it is short of processes or memory for a moment: EAGAIN, ENOMEM. */
-const SHORTAGE = /Resource temporarily unavailable|Cannot allocate memory|EAGAIN|ENOMEM/i;
+/**
+ * What bubblewrap (or the kernel under it) says when it is short of processes, memory or file
+ * descriptors for a moment: EAGAIN, ENOMEM, EMFILE, ENFILE ("Too many open files [in system]").
+ * A host out of descriptors (its own limit, or the system's, which a sandboxed plugin's processes
+ * can fill) fails the probe's spawn with EMFILE or ENFILE: taken for good, that would run every
+ * later child of the configuration unsandboxed under 'auto', and fail every one under 'required'.
+ */
+const SHORTAGE = /Resource temporarily unavailable|Cannot allocate memory|Too many open files|EAGAIN|ENOMEM|EMFILE|ENFILE/i;
+/** The same shortages as a spawn error's code. */
+const SHORTAGE_CODES = new Set(['EAGAIN', 'ENOMEM', 'EMFILE', 'ENFILE']);
 
 /** Run `node -e 0` with the full argument set, as the sandbox user: cached per configuration. */
 function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
@@ -316,14 +324,19 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
           const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
           const as = user ? ` as uid ${user.uid}` : '';
           const timedOut = (error as { killed?: boolean }).killed === true;
-          if (timedOut || SHORTAGE.test(said)) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
-          const execPath = execPathProblem(config.execPath, String(stderr).trim(), (error as { code?: unknown }).code);
+          const code = (error as { code?: unknown }).code;
+          if (timedOut || SHORTAGE.test(said) || (typeof code === 'string' && SHORTAGE_CODES.has(code))) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
+          const execPath = execPathProblem(config.execPath, String(stderr).trim(), code);
           resolve({ active: false, reason: execPath ?? `bubblewrap cannot create a sandbox here${as}: ${said}` });
         },
       );
     } catch (error) {
       // Thrown at once: the host may not start processes at all (Node's permission model).
       const refused = refusedByHostPermissions(error, 'child', 'bubblewrap or any child process');
+      const code = (error as { code?: unknown } | undefined)?.code;
+      if (!refused && typeof code === 'string' && SHORTAGE_CODES.has(code)) {
+        return resolve({ active: false, reason: `bubblewrap could not be started just now: ${(error as Error).message}`, transient: true });
+      }
       // Thrown by spawn as the sandbox user (EINVAL, EPERM: a uid this process cannot take): say which.
       const as = user ? ` as uid ${user.uid} (sandboxUser; \`sandboxUser: false\` runs children as the host's user)` : '';
       return resolve({ active: false, reason: refused ?? `bubblewrap cannot be started${as}: ${(error as Error)?.message ?? String(error)}` });
