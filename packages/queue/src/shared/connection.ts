@@ -26,6 +26,34 @@ export const SILENT_CONNECTION_DROPPED = `after ${(PING_INTERVAL_MS * MAX_PINGS_
 export async function closeConnection(nc: NatsConnection): Promise<void> {
   await nextTurn();
   await nc.close().catch(() => undefined);
+  discardDial(nc);
+}
+
+/** What closeConnection reaches of nats.js's protocol (3.4): its transport, and the reconnection loop in progress. */
+interface DialingProtocol {
+  transport?: { discard?: () => void };
+  connectPromise?: Promise<void> | null;
+}
+
+/**
+ * nats.js (3.4) closes a transport only once it has connected: a reconnection attempt in progress
+ * at the close, against a server that took the connection and says nothing (stopped with SIGSTOP,
+ * a half-open link), keeps its socket open until that server speaks or closes it, and with it the
+ * process. Discard that transport now, and whatever the reconnection loop dials before it notices
+ * the close (it ends within one connect timeout).
+ */
+function discardDial(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: DialingProtocol }).protocol;
+  if (!protocol) return;
+  const discard = () => {
+    try {
+      protocol.transport?.discard?.();
+    } catch {
+      // Already gone.
+    }
+  };
+  discard();
+  void protocol.connectPromise?.then(discard, discard);
 }
 
 /**
