@@ -28,8 +28,12 @@ export function compileRoute(basePath: string, channelPath: string): Route {
   return { pattern: joined, segments: parts.segments, shape: parts.shape, paramCount: parts.params.length };
 }
 
-/** Params of `pathname` if it matches, else undefined. Parameter values are percent-decoded. */
-export function matchRoute(route: Route, pathname: string): Record<string, string> | undefined {
+/**
+ * Params of `pathname` if it matches, else undefined. Parameter values are percent-decoded;
+ * literal segments are compared as sent, or, with `decodeLiterals`, percent-decoded too (to find
+ * a spelling of a static path: UpgradeRouter refuses those).
+ */
+export function matchRoute(route: Route, pathname: string, decodeLiterals = false): Record<string, string> | undefined {
   const parts = splitPath(stripTrailingSlash(pathname));
   if (parts.length !== route.segments.length) return undefined;
   const params: Record<string, string> = {};
@@ -37,15 +41,11 @@ export function matchRoute(route: Route, pathname: string): Record<string, strin
     const segment = route.segments[i]!;
     const part = parts[i]!;
     if ('literal' in segment) {
-      if (segment.literal !== part) return undefined;
+      if (segment.literal !== part && !(decodeLiterals && part.includes('%') && decodeSegment(part) === segment.literal)) return undefined;
     } else {
       if (part.length === 0) return undefined;
-      let value: string;
-      try {
-        value = decodeURIComponent(part);
-      } catch {
-        return undefined;
-      }
+      const value = decodeSegment(part);
+      if (value === undefined) return undefined;
       // Defined, not assigned: a parameter named `__proto__` would otherwise set the object's prototype (or, for a string, do nothing).
       Object.defineProperty(params, segment.param, { value, enumerable: true, writable: true, configurable: true });
     }
@@ -78,6 +78,15 @@ export function splitTarget(target: string): { pathname: string; search: string 
   }
   const q = rest.indexOf('?');
   return q === -1 ? { pathname: rest, search: '' } : { pathname: rest.slice(0, q), search: rest.slice(q + 1) };
+}
+
+/** A path segment percent-decoded, or undefined when its percent-encoding is malformed. */
+function decodeSegment(part: string): string | undefined {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return undefined;
+  }
 }
 
 function splitPath(path: string): string[] {

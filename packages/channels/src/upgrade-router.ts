@@ -81,6 +81,17 @@ export class UpgradeRouter {
         if ((best === undefined || route.paramCount < best.params) && matchRoute(route, pathname)) best = { target, params: route.paramCount };
       }
     }
+    // A spelling of a path whose static segments are percent-encoded ("/rooms/lobb%79" where
+    // "/rooms/lobby" is mounted) goes to no channel: not to the static one (matched as sent, as a
+    // proxy's rule on the target sees it), nor to a parameterised one it shadows ("/rooms/:room"),
+    // which would get the very value the static one owns, past that one's `auth` and mount.
+    if (pathname.includes('%')) {
+      for (const target of this.#targets) {
+        for (const route of target.routes) {
+          if ((best === undefined || route.paramCount < best.params) && matchRoute(route, pathname, true)) return undefined;
+        }
+      }
+    }
     return best?.target;
   }
 
