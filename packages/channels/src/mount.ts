@@ -200,7 +200,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
           reportError: (error, info) => this.#reportError(error, info),
         })
       : {};
-    if (verdict.status === undefined && entry.mounted.auth === 'required' && verdict.identity == null) {
+    if (verdict.status === undefined && entry.mounted.auth === 'required' && (verdict.identity == null || verdict.identity === false)) {
+      // `identity: lookup(token) ?? false`: a lookup that found no one, as null would say.
       return { status: 401, message: 'This channel requires authentication' };
     }
     return verdict;

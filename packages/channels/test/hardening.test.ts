@@ -28,6 +28,9 @@ describe('authentication on upgrade', () => {
       case 'Bearer nobody':
         // A lookup that found no one: an identity of null is no identity.
         return { allow: true as const, identity: null };
+      case 'Bearer none':
+        // The same written `lookup(token) ?? false`.
+        return { allow: true as const, identity: false };
       case 'Bearer boom':
         throw new Error('auth store down');
       case 'Bearer hang':
@@ -133,6 +136,7 @@ describe('authentication on upgrade', () => {
     const h = await setup({ authenticate });
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer anonymous' })).status).toBe(401);
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer nobody' })).status).toBe(401);
+    expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer none' })).status).toBe(401);
     expect((await upgradeStatus(h.url('/echo'), { authorization: 'Bearer anonymous' })).status).toBe(101);
     expect((await upgradeStatus(h.url('/private'), { authorization: 'Bearer good' })).status).toBe(101);
 
