@@ -8,7 +8,7 @@ import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec } from './permissions.js';
 import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
-import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+import { PluginRegistry, passingLoadFailure, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
 import { PluginChanges } from './plugin-changes.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
@@ -67,6 +67,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   #ready: Promise<void> | undefined;
   #readyError: KnownExecutionError | undefined;
   readonly #pendingSources: readonly PluginSource[];
+  /** Indices in #pendingSources of the folders the last read could not read for a passing shortage: read again. */
+  #unreadFor: readonly number[] = [];
   #shutdown: Promise<void> | undefined;
   #shutdownDeadline: ShutdownDeadline | undefined;
   readonly #shutdownHooks = new ShutdownHooks();
@@ -326,13 +328,19 @@ export abstract class BaseBackend implements IExecutionBackend {
   }
 
   #ensureReady(): Promise<void> | undefined {
-    if (this.#state === 'ready') return undefined;
+    if (this.#state === 'ready' && this.#unreadFor.length === 0) return undefined;
     // A plugin that fails to load fails only its own executions (the registry keeps its error).
-    this.#ready ??= this.registry.addEach(this.#pendingSources).then(
-      async () => {
+    // One whose folder could not be read for a passing shortage (the process out of descriptors
+    // at its first execution) is read again by the next execution, or health(): taken for good,
+    // that plugin would fail every execution for the rest of the process.
+    const again = this.#unreadFor;
+    this.#ready ??= this.registry.addEach(again.length ? again.map((i) => this.#pendingSources[i]!) : this.#pendingSources, again.length ? again : undefined).then(
+      async (failures) => {
+        this.#unreadFor = failures.filter((f) => passingLoadFailure(f) !== undefined).map((f) => Number(/\d+/.exec(f.source)![0]));
         // Watching from here on: a change before this was read with the plugins.
         await this.#watcher?.watchAll(this.registry.list());
         if (this.#state === 'starting') this.#state = 'ready';
+        if (this.#unreadFor.length > 0) this.#ready = undefined;
       },
       (error: unknown) => {
         this.#readyError = isExecutionError(error) ? error : new ValidationError(String(error), { cause: error });

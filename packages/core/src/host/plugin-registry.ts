@@ -58,6 +58,17 @@ export interface ResolvedHandler {
   readonly plugin: RegisteredPlugin;
 }
 
+/**
+ * Why a plugin's folder could not be read, when that is a passing shortage of the process (out of
+ * file descriptors: EMFILE, ENFILE; of memory or processes: ENOMEM, EAGAIN), not something of the
+ * folder's: worth reading again later. Undefined otherwise.
+ */
+export function passingLoadFailure(failure: PluginLoadFailure): string | undefined {
+  const code = (failure.error.cause as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && PASSING_CODES.has(code) ? code : undefined;
+}
+const PASSING_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
 /** A plugin source that could not be registered, and the id its manifest claimed when it got that far. */
 export interface PluginLoadFailure {
   /** `plugins[<index>]` of the backend's options. */
@@ -259,15 +270,17 @@ export class PluginRegistry {
   /**
    * Load or register each source on its own: the good ones are registered whatever happens to
    * the others, and the failures are kept (resolve() names them, `failures` lists them).
+   * `indices`: where each source is in the backend's `plugins` option (what a failure's `source`
+   * names), when these are some of them read again; by default their positions here.
    */
-  async addEach(sources: readonly PluginSource[]): Promise<readonly PluginLoadFailure[]> {
-    const results = await this.#registerInOrder(sources);
+  async addEach(sources: readonly PluginSource[], indices?: readonly number[]): Promise<readonly PluginLoadFailure[]> {
+    const results = await this.#registerInOrder(sources, indices);
     const failures = results.flatMap((r, i): PluginLoadFailure[] => {
       if (r.ok) return [];
       const error = isExecutionError(r.error) ? r.error : new ValidationError(String(r.error), { cause: r.error });
       const pluginId = (error.details as { pluginId?: unknown } | undefined)?.pluginId;
       const root = sourceRoot(sources[i]!);
-      return [{ source: `plugins[${i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error, ...(root ? { root } : {}) }];
+      return [{ source: `plugins[${indices?.[i] ?? i}]`, pluginId: typeof pluginId === 'string' ? pluginId : undefined, error, ...(root ? { root } : {}) }];
     });
     // Added to those of earlier calls (another backend sharing this registry loads its own list): a
     // folder that fails again replaces its earlier failure.
@@ -277,8 +290,8 @@ export class PluginRegistry {
   }
 
   /** Folders read side by side, then everything registered in the order given: of two copies of one plugin, the first listed wins. */
-  async #registerInOrder(sources: readonly PluginSource[]): Promise<Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }>> {
-    const read = await Promise.allSettled(sources.map((source, i) => (isFolder(source) ? readFolder(source, `plugins[${i}]`) : { source, file: undefined })));
+  async #registerInOrder(sources: readonly PluginSource[], indices?: readonly number[]): Promise<Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }>> {
+    const read = await Promise.allSettled(sources.map((source, i) => (isFolder(source) ? readFolder(source, `plugins[${indices?.[i] ?? i}]`) : { source, file: undefined })));
     return read.map((r) => {
       try {
         if (r.status === 'rejected') throw r.reason;

@@ -5,6 +5,7 @@ import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from 
 import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
 import { CREATING, KEPT_SUFFIX, LIVE, ownerTag, sweepRoot, type SweepResult } from './workspace-sweep.js';
+import { LeftBehind } from './left-behind.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -58,9 +59,8 @@ export class WorkspaceManager {
   #rootReady: Promise<void> | undefined;
   /** The root directory #checkRoot found ours (`dev:ino`): a workspace made elsewhere (the root swapped for a link since) is not used. */
   #rootIdentity = '';
-  /** Leases whose directory could not be removed: how many, and the last one's error. */
-  readonly #leftBehind = { count: 0, last: '' };
-  readonly #unmarked = { count: 0, last: '' };
+  /** Leases whose directory could not be removed, or whose `.kept` mark could not be written. */
+  readonly #trouble = new LeftBehind();
 
   constructor(options: WorkspaceManagerOptions) {
     refuseUnknownKeys(options, ['root'], 'WorkspaceManager');
@@ -164,7 +164,10 @@ export class WorkspaceManager {
         CREATING.delete(prefix);
       }
     }
-    return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#markFailed(error) : this.#releaseFailed(error)));
+    // A workspace could be made: what a passing condition (a read-only remount, the process out of
+    // descriptors for longer than removeTree waits) kept from being removed is tried again.
+    this.#trouble.retry();
+    return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#trouble.unmarked(error) : this.#trouble.left(dir, error)));
   }
 
   /** A workspace made under a root that is no longer the one found ours (swapped for a link meanwhile) is removed: EXDEV. */
@@ -181,24 +184,7 @@ export class WorkspaceManager {
    * the background of an execution's result). health() lists it; said once as a process warning.
    */
   leftBehind(): string | undefined {
-    const { count, last } = this.#leftBehind;
-    const unmarked = this.#unmarked;
-    const said = [
-      ...(count ? [`${count} workspace director${count === 1 ? 'y' : 'ies'} under ${this.root} could not be removed (the last: ${last}); \`kb-plugin-exec sweep --workspace-root <root>\` retries`] : []),
-      ...(unmarked.count ? [`${unmarked.count} kept workspace director${unmarked.count === 1 ? 'y' : 'ies'} under ${this.root} could not be marked as kept (the last: ${unmarked.last}): a sweep() once this process is gone would remove ${unmarked.count === 1 ? 'it' : 'them'}; move ${unmarked.count === 1 ? 'it' : 'them'} elsewhere, or write the \`<dir>.kept\` file`] : []),
-    ];
-    return said.length ? said.join('; ') : undefined;
-  }
-
-  /** A kept lease whose `.kept` mark could not be written (a full disk, a read-only mount): this process leaves it, a later sweep would not. */
-  #markFailed(error: WorkspaceError): void {
-    if (this.#unmarked.count++ === 0) process.emitWarning(`${error.message}: a sweep() once this process is gone would remove it`, { code: 'KB_PLUGIN_WORKSPACE_UNMARKED' });
-    this.#unmarked.last = error.message;
-  }
-
-  #releaseFailed(error: WorkspaceError): void {
-    if (this.#leftBehind.count++ === 0) process.emitWarning(`A workspace directory could not be removed: ${error.message}`, { code: 'KB_PLUGIN_WORKSPACE_LEFT' });
-    this.#leftBehind.last = error.message;
+    return this.#trouble.describe(this.root);
   }
 
   /**

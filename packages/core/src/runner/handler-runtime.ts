@@ -12,7 +12,7 @@ import { validateWithForeignSchema } from '../validation.js';
 import { wallClockMs } from '../wall-clock.js';
 import { loadError } from './load-errors.js';
 import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
-import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
+import { handlerModuleUrl, importFailed, passingShortage, retryUrl } from './plugin-generations.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
@@ -189,7 +189,7 @@ async function importHandler(entryPath: string, exportName: string, task: Runner
   } catch (error) {
     // Node keeps what this URL gave (its failure, or a module without the handler): the entry is
     // imported again under another URL once it has changed (plugin-generations.ts).
-    importFailed(url, found);
+    importFailed(url, found, passingShortage(error));
     throw error;
   }
 }

@@ -99,11 +99,30 @@ export function retryUrl(url: string, stats: Stats | undefined): string {
   return failed.tries === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}retry=${failed.tries}`;
 }
 
-/** An import of handlerModuleUrl's `url` failed, the entry file being `stats` when it was tried. */
-export function importFailed(url: string, stats: Stats | undefined): void {
+/**
+ * An import of handlerModuleUrl's `url` failed, the entry file being `stats` when it was tried.
+ * `passing`: for a shortage of the process (passingShortage), nothing of the entry's: the next
+ * execution imports it again, under a URL of its own, changed or not (else Node's kept EMFILE
+ * would fail every execution of the handler for the rest of the process).
+ */
+export function importFailed(url: string, stats: Stats | undefined, passing = false): void {
+  const state = passing ? PASSING : entryState(stats);
   const failed = failedImports.get(url);
-  if (failed) failed.state = entryState(stats);
-  else failedImports.set(url, { state: entryState(stats), tries: 0 });
+  if (failed) failed.state = state;
+  else failedImports.set(url, { state, tries: 0 });
+}
+
+/** A state no entry file has: the next retryUrl() gives a URL of its own. */
+const PASSING = 'a passing shortage';
+const SHORTAGE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
+
+/** Whether `error` (or what caused it) is the process out of descriptors, memory or processes for now. */
+export function passingShortage(error: unknown): boolean {
+  let e = error as { code?: unknown; cause?: unknown } | null | undefined;
+  for (let depth = 0; e && typeof e === 'object' && depth < 4; depth++, e = e.cause as typeof e) {
+    if (typeof e.code === 'string' && SHORTAGE_CODES.has(e.code)) return true;
+  }
+  return false;
 }
 
 function entryState(stats: Stats | undefined): string {
