@@ -52,10 +52,14 @@ export function watchGlobalSymbols(): { changed(): boolean } {
  */
 export function forgetSharedState(): void {
   const pooled = (Buffer.poolSize >>> 1) - 1;
-  if (pooled > 0 && pooled <= MAX_ROLLED_POOL / 2) {
+  if (pooled > 0) {
+    const old = allocUnsafe(1).buffer;
     // At most three allocations of just under half a pool reach a new one: each takes half, or starts one.
-    const first = allocUnsafe(pooled).buffer;
-    for (let i = 0; i < 3 && allocUnsafe(pooled).buffer === first; i++);
+    if (pooled <= MAX_ROLLED_POOL / 2) for (let i = 0; i < 3 && allocUnsafe(pooled).buffer === old; i++);
+    // Node sizes a pool by Buffer.poolSize when it makes it, and decides what is pooled by Buffer.poolSize
+    // now: a pool made while a handler had raised it (and set it back since) is larger than these
+    // allocations reach, and the next handler's Buffers would land in it. The caller retires the thread.
+    if (allocUnsafe(1).buffer === old) throw new Error('the Buffer pool could not be renewed');
   }
   for (const clear of clearEntries) apply(clear, timeline, []);
 }

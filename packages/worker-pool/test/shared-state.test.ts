@@ -20,6 +20,16 @@ describe('worker-pool: state shared on a thread without patching anything', () =
     expect((await runners(backend)).started).toBe(1);
   });
 
+  it('nor through a pool it had Node make larger under a raised Buffer.poolSize, set back at once: the thread is retired first', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'read-big-pool' }));
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'pool-secret', input: { secret: 'hunter2-only-mine' } }));
+    const seen = okData(await backend.execute({ pluginId: POOL, handlerId: 'read-big-pool' })) as string[];
+    // Before: ['svc:hunter2-only-mine'], on the same thread, which was never retired.
+    expect(seen.join('\n')).not.toContain('hunter2');
+    expect(await runners(backend)).toMatchObject({ redispatched: 1, retired: { 'globals-tampered': 1 } });
+  });
+
   it("a handler's performance marks are gone before another handler runs on the thread; its own next execution still sees them", async () => {
     const backend = backends.make({ maxThreads: 1 });
     expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'perf-marks', input: { name: 'token=secret' } }))).toEqual(['token=secret']);
