@@ -81,7 +81,7 @@ function unregisterOrderTests(suite: SuiteContext, copyPlugin: () => Promise<str
     const [unregistered, registered] = [backend.unregisterPlugin(RELOADABLE), backend.registerPlugin(dir)];
     const after = await backend.execute({ pluginId: RELOADABLE, handlerId: 'version' });
     expectError(after, 'HANDLER_NOT_FOUND');
-    expect(after.error.message).toContain(`"${RELOADABLE}" is not registered: an unregisterPlugin() of it was called before this execution`);
+    expect(after.error.message).toContain(`"${RELOADABLE}" is not registered: an unregisterPlugin() of it is under way`);
     expect(await unregistered).toBe(true);
     expect(await registered).toMatchObject({ id: RELOADABLE, root: dir, generation: 0 });
     expect(await before).toMatchObject({ ok: true, data: 'v1' });

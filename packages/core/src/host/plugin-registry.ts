@@ -335,7 +335,7 @@ export class PluginRegistry {
   /** Resolve or throw HandlerNotFoundError naming what was asked and what exists (and, `remoteRunners`, that a queue host needs the plugins too). */
   resolve(pluginId: string, handlerId: string, remoteRunners = false): ResolvedHandler {
     if (this.#unregistering.size > 0 && this.#unregistering.has(pluginId)) {
-      throw new HandlerNotFoundError(`Plugin "${shownControls(pluginId, '')}" is not registered: an unregisterPlugin() of it was called before this execution`, {
+      throw new HandlerNotFoundError(`Plugin "${shownControls(pluginId, '')}" is not registered: an unregisterPlugin() of it is under way`, {
         details: { pluginId, handlerId, availablePlugins: [...this.#plugins.keys()].filter((id) => !this.#unregistering.has(id)) },
       });
     }
