@@ -451,6 +451,15 @@ describe('permissions (Node permission model)', () => {
     expect(await readFile(target, 'utf8')).toBe('the host file');
   });
 
+  it("V8 flags set at run time, which open files the model does not check (--redirect-code-traces-to), write nothing outside the grants → PERMISSION_DENIED", async () => {
+    const target = path.join(outside, 'code-trace-target.txt');
+    await writeFile(target, 'the host file');
+    const result = await make({ sandbox: 'off' }).execute({ pluginId: PROBE, handlerId: 'v8-flags', input: { path: target } });
+    expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.details).toMatchObject({ resource: 'fs.write:v8.setFlagsFromString' });
+    expect(await readFile(target, 'utf8')).toBe('the host file');
+  });
+
   it('a read outside the plugin folder and workspace → PERMISSION_DENIED naming the file', async () => {
     const target = path.join(outside, 'secret.txt');
     const result = await make().execute({ pluginId: PROBE, handlerId: 'read-file', input: { path: target } });

@@ -6,7 +6,9 @@
  * package through node_modules another ~2 ms.
  */
 import { closeSync, writeSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import net from 'node:net';
+import v8 from 'node:v8';
 import {
   PermissionDeniedError,
   PROTOCOL_VERSION,
@@ -50,6 +52,23 @@ if ((process as { permission?: unknown }).permission !== undefined && Number(pro
       throw Object.assign(new Error(message), { code: 'ERR_ACCESS_DENIED', permission: 'FileSystemWrite', resource: 'process.report' });
     },
   });
+}
+
+// V8's own flags open files that no permission model checks, on every Node: set at run time,
+// `--redirect-code-traces-to=<file>` with `--trace-deopt` truncates and writes any file the
+// host's user may (`--trace-turbo-cfg-file`, `--logfile` and others alike). Closed under the model.
+if ((process as { permission?: unknown }).permission !== undefined) {
+  Object.defineProperty(v8, 'setFlagsFromString', {
+    enumerable: true,
+    writable: false,
+    configurable: false,
+    value: function setFlagsFromString(): never {
+      const message = "v8.setFlagsFromString is not available to a plugin (V8's flags open files the permission model does not check)";
+      throw Object.assign(new Error(message), { code: 'ERR_ACCESS_DENIED', permission: 'FileSystemWrite', resource: 'v8.setFlagsFromString' });
+    },
+  });
+  // `import { setFlagsFromString } from 'node:v8'` sees the same.
+  syncBuiltinESMExports();
 }
 
 // bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
