@@ -63,3 +63,52 @@ export function forgetSharedState(): void {
   }
   for (const clear of clearEntries) apply(clear, timeline, []);
 }
+
+/**
+ * Settings a handler can write on `process` itself, no intrinsic replaced, that change how later
+ * code on the thread runs: `process.throwDeprecation = true` turns the next plugin's first call of
+ * a deprecated API (Node's, or a library's `util.deprecate`) into an uncaught exception, a
+ * WORKER_CRASHED blamed on it; `noDeprecation` and `traceDeprecation` silence or reshape its
+ * warnings. Compared as properties (value or accessors, or absent) with the thread's start.
+ */
+const PROCESS_SETTINGS = ['throwDeprecation', 'noDeprecation', 'traceDeprecation', 'traceProcessWarnings'] as const;
+
+export function watchProcessSettings(): { changed(): boolean } {
+  const processObject = process;
+  const baseline = PROCESS_SETTINGS.map((key) => getOwnPropertyDescriptor(processObject, key));
+  return {
+    changed(): boolean {
+      for (let i = 0; i < PROCESS_SETTINGS.length; i++) {
+        const before = baseline[i];
+        const after = getOwnPropertyDescriptor(processObject, PROCESS_SETTINGS[i]!);
+        if (before?.value !== after?.value || before?.get !== after?.get || before?.set !== after?.set || !before !== !after) return true;
+      }
+      return false;
+    },
+  };
+}
+
+/**
+ * The thread's environment data (`worker_threads.setEnvironmentData`): what `getEnvironmentData`
+ * answers to every later caller on the thread, another plugin's included (a config object, an
+ * endpoint), and what every Worker started from the thread is given. Node can neither list nor
+ * reset it, so a thread counts as changed once a handler set any: the setter is wrapped here,
+ * before any plugin code runs (and Node's ES module view of `node:worker_threads` brought in
+ * line), and the wrapper replaced or removed counts too.
+ */
+export function watchEnvironmentData(): { changed(): boolean } {
+  const workerThreads = process.getBuiltinModule('node:worker_threads') as unknown as Record<string, unknown>;
+  const original = workerThreads.setEnvironmentData;
+  let set = false;
+  const wrapper = function setEnvironmentData(this: unknown, ...args: unknown[]): unknown {
+    set = true;
+    return apply(original as (...a: unknown[]) => unknown, this, args);
+  };
+  workerThreads.setEnvironmentData = wrapper;
+  (process.getBuiltinModule('node:module') as unknown as { syncBuiltinESMExports(): void }).syncBuiltinESMExports();
+  return {
+    changed(): boolean {
+      return set || workerThreads.setEnvironmentData !== wrapper;
+    },
+  };
+}

@@ -14,7 +14,7 @@ import { LaterWatch } from './later-watch.js';
 import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
 import { closeInspector } from './inspector-lock.js';
-import { forgetSharedState, watchGlobalSymbols } from './shared-state.js';
+import { forgetSharedState, watchEnvironmentData, watchGlobalSymbols, watchProcessSettings } from './shared-state.js';
 import { watchModuleHooks } from './module-hooks.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
@@ -29,6 +29,8 @@ watchPortClose((port) => {
 closeInspector();
 const guard = captureIntrinsics();
 const globalSymbols = watchGlobalSymbols();
+const processSettings = watchProcessSettings();
+const environmentData = watchEnvironmentData();
 const moduleHooks = watchModuleHooks();
 // Before LaterWatch wraps diagnostics_channel: its own subscription is not a handler's.
 const children = new ChildReaper();
@@ -104,7 +106,7 @@ function onTask(message: TaskMessage): void {
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
   if (lastHandler !== undefined && packed.h !== lastHandler) {
-    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
+    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || processSettings.changed() || environmentData.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
     // What the last handler left, also what it set up after its answer (a few awaits on) and after the checks.
     if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover()) return decline(message.k, 'handles-left');
     try {

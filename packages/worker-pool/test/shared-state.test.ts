@@ -52,4 +52,21 @@ describe('worker-pool: state shared on a thread without patching anything', () =
       server.close();
     }
   });
+
+  it("process.throwDeprecation one handler sets does not turn another handler's deprecated call into a crash: the thread is retired first", async () => {
+    // Without vitest's --require suppress-warnings.cjs, which replaces process.emitWarning on every thread.
+    const backend = backends.make({ maxThreads: 1, execArgv: [] });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'throws-deprecations' }))).toBe('set');
+    // Before: WORKER_CRASHED, reason 'uncaught-exception' ('callsDeprecated: old API'), on the same thread.
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'calls-deprecated' }))).toBe('fine');
+    expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 1, retired: { 'globals-tampered': 1 } });
+  });
+
+  it("environment data one handler sets (worker_threads.setEnvironmentData) reaches no other handler's getEnvironmentData: the thread is retired first", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'sets-environment-data' }))).toBe('set');
+    // Before: { endpoint: 'https://attacker.invalid' }, on the same thread.
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'reads-environment-data' }))).toBeNull();
+    expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 1, retired: { 'globals-tampered': 1 } });
+  });
 });
