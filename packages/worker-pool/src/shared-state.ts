@@ -112,3 +112,60 @@ export function watchEnvironmentData(): { changed(): boolean } {
     },
   };
 }
+
+/**
+ * V8's promise hooks: functions called for every promise the thread makes, resolves or awaits,
+ * another plugin's included (its promises, and through them their values). `v8.promiseHooks.onInit`
+ * sets them with no async hook made (which LaterWatch sees), and so does the deprecated
+ * `process.binding('async_wrap').setPromiseHooks`. Compared with the thread's start through
+ * V8's own getter, taken before any plugin code runs; any hook present where there was none counts.
+ */
+export function watchPromiseHooks(): { changed(): boolean } {
+  // process.binding() warns (DEP0111) on first use: not a warning of any plugin's.
+  const quiet = getOwnPropertyDescriptor(process, 'noDeprecation');
+  (process as { noDeprecation?: boolean }).noDeprecation = true;
+  let get: (() => unknown[]) | undefined;
+  try {
+    const asyncWrap = (process as unknown as { binding(name: string): { getPromiseHooks?: () => unknown[] } }).binding('async_wrap');
+    if (typeof asyncWrap.getPromiseHooks === 'function') get = asyncWrap.getPromiseHooks.bind(asyncWrap);
+  } catch {
+    // No binding (a later Node): nothing to compare.
+  } finally {
+    if (quiet) Object.defineProperty(process, 'noDeprecation', quiet);
+    else delete (process as { noDeprecation?: boolean }).noDeprecation;
+  }
+  const baseline = get?.() ?? [];
+  const called = wrapPromiseHookSetters();
+  return {
+    changed(): boolean {
+      if (called()) return true;
+      if (!get) return false;
+      const now = get();
+      for (let i = 0; i < 4; i++) if (now[i] !== baseline[i]) return true;
+      return false;
+    },
+  };
+}
+
+const PROMISE_HOOK_SETTERS = ['onInit', 'onSettled', 'onBefore', 'onAfter', 'createHook'] as const;
+
+/**
+ * `v8.promiseHooks`' setters wrapped, before any plugin code runs: whether one was called, or a
+ * wrapper replaced since. Node 24 has no `async_wrap` binding to read the hooks back from
+ * (watchPromiseHooks), and these are what a plugin reaches there.
+ */
+function wrapPromiseHookSetters(): () => boolean {
+  const hooks = process.getBuiltinModule('node:v8').promiseHooks as unknown as Record<string, unknown>;
+  let used = false;
+  const wrappers = new Map<string, unknown>();
+  for (const name of PROMISE_HOOK_SETTERS) {
+    const original = hooks[name];
+    if (typeof original !== 'function') continue;
+    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
+      used = true;
+      return apply(original as (...a: unknown[]) => unknown, this, args);
+    };
+    wrappers.set(name, (hooks[name] = wrapper));
+  }
+  return () => used || [...wrappers].some(([name, wrapper]) => hooks[name] !== wrapper);
+}

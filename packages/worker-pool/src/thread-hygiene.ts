@@ -167,6 +167,8 @@ const COMMON_PROTOTYPES: readonly object[] = [
   BigInt.prototype,
   Promise.prototype,
   Error.prototype,
+  // Their `name` (or a getter put there) is read when any plugin's TypeError is reported.
+  ...[TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, AggregateError].map((constructor) => constructor.prototype),
   Map.prototype,
   Set.prototype,
   RegExp.prototype,
