@@ -3,9 +3,11 @@
  * hosts, servers and workers that are stopped after each test, newest first. A test file calls
  * `useChaosKit()` once at its top level; `server` and `markers` are set before its first test.
  */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
@@ -92,4 +94,18 @@ export async function expectStoppedForSilence(result: Promise<ExecutionResult>):
   expectError(outcome, 'WORKER_CRASHED');
   expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });
   expect(outcome.error.message).toMatch(/stopped on worker \S+: its caller has not answered heartbeats for \d+ ms/);
+}
+
+/**
+ * A process that embeds a host or a worker (`fixtures/<fixture>`, given `args`) and closes it when
+ * a line comes on its standard input: what it says (stdout and stderr), and its exit code once it
+ * ends by itself. Nothing but what it embeds keeps it up.
+ */
+export function embeddingProcess(fixture: string, args: string[]): { child: ChildProcessWithoutNullStreams; said: () => string; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, [path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', fixture), ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, said: () => output, exited };
 }

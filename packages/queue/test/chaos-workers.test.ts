@@ -14,7 +14,7 @@ import type { QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { describe, expect, it } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import {
-  LOST_WITHIN_MS, REDELIVERY_WINDOW_MS, SLACK_MS, expectStoppedForSilence, host, markers, marks, ownServer, server, sleep, startMark, stopAfterTest, useChaosKit, worker,
+  LOST_WITHIN_MS, REDELIVERY_WINDOW_MS, SLACK_MS, embeddingProcess, expectStoppedForSilence, host, markers, marks, ownServer, server, sleep, startMark, stopAfterTest, useChaosKit, worker,
 } from './chaos-kit.js';
 import { QUEUE_PLUGIN, QUEUE_PROBE, newPool, startWorker } from './helpers.js';
 
@@ -401,21 +401,17 @@ describe('a worker closed while the NATS server is away', () => {
     stopAfterTest(async () => {
       if (!stopped) await own.stop();
     });
-    const child = spawn(process.execPath, [path.join(here, 'fixtures', 'close-while-down.mjs'), own.url, fixturePlugins.basic], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const { child, said, exited } = embeddingProcess('close-while-down.mjs', [own.url, fixturePlugins.basic]);
     try {
-      await waitFor(() => output.includes('ready'), 15_000);
+      await waitFor(() => said().includes('ready'), 15_000);
       await own.stop();
       stopped = true;
       child.stdin.write('close\n');
       // Before: close() resolved with the connection still draining and reconnecting, which kept the
       // process up for as long as the server was away (and a publish on it threw once it was back).
       const ended = await Promise.race([exited, sleep(20_000).then(() => 'still running')]);
-      expect(ended, output).toBe(0);
-      expect(output).toContain('closed');
+      expect(ended, said()).toBe(0);
+      expect(said()).toContain('closed');
     } finally {
       child.kill('SIGKILL');
     }

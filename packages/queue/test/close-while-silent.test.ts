@@ -3,15 +3,10 @@
  * connections and says nothing (a stopped server, a half-open link): shutdown() and close()
  * resolve, and the process that embeds it ends by itself, not once that server speaks again.
  */
-import { spawn } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { describe, expect, it } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+import { embeddingProcess, sleep } from './chaos-kit.js';
 
 /** Past the 10 to 15 s of silence after which the client drops its connection and dials again (each dial waits up to 5 s for the stopped server). */
 const RECONNECTING_AFTER_MS = 17_000;
@@ -20,19 +15,15 @@ describe('closed while reconnecting to a silent server', () => {
   for (const role of ['host', 'worker'] as const) {
     it(`a ${role}'s process ends by itself, without waiting for the server to speak again`, async () => {
       const own = await startNatsServer();
-      const child = spawn(process.execPath, [path.join(here, 'fixtures', 'close-while-silent.mjs'), role, own.url, fixturePlugins.basic], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const { child, said, exited } = embeddingProcess('close-while-silent.mjs', [role, own.url, fixturePlugins.basic]);
       try {
-        await waitFor(() => output.includes('ready'), 15_000);
+        await waitFor(() => said().includes('ready'), 15_000);
         process.kill(own.pid, 'SIGSTOP');
         await sleep(RECONNECTING_AFTER_MS);
         child.stdin.write('close\n');
         const ended = await Promise.race([exited, sleep(10_000).then(() => 'still running')]);
-        expect(ended, output).toBe(0);
-        expect(output).toContain('closed');
+        expect(ended, said()).toBe(0);
+        expect(said()).toContain('closed');
       } finally {
         child.kill('SIGKILL');
         process.kill(own.pid, 'SIGCONT');
