@@ -75,7 +75,7 @@ describe('entries and fs paths: what the JSON Schema can say of them, it says as
     expect(entryPattern.test(entry)).toBe(true);
   });
 
-  it.each(['../data', '/etc', '\\\\server\\share', 'C:\\data', 'data/*', 'a\0b'])('an fs path %j: refused by both', (p) => {
+  it.each(['../data', '/etc', '\\\\server\\share', 'C:\\data', 'data/*', 'a\0b', 'data\\x/../kb.plugin.json'])('an fs path %j: refused by both', (p) => {
     expect(fsPattern.test(p)).toBe(false);
     expect(() => register('run.mjs', { read: [p] })).toThrow(/permissions\.fs\.read/);
   });

@@ -54,6 +54,10 @@ describe('mergePermissions', () => {
 });
 
 describe('missingPermissions', () => {
+  it('a needed fs path with a "\\" is never covered: checked as "/", it is part of a name on a POSIX system ("data\\x/../kb.plugin.json" is the manifest there)', () => {
+    expect(missingPermissions({ fs: { write: ['data\\x/../kb.plugin.json'] } }, { fs: { write: ['data'] } })).toEqual(['fs.write:data\\x/../kb.plugin.json']);
+    expect(missingPermissions({ fs: { read: ['data\\x/..'] } }, { fs: { read: ['data'] } })).toEqual(['fs.read:data\\x/..']);
+  });
   it('needs nothing, misses nothing', () => {
     expect(missingPermissions({}, undefined)).toEqual([]);
     expect(missingPermissions({}, {})).toEqual([]);

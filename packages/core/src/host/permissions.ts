@@ -32,9 +32,12 @@ export const permissionSpecSchema = lazySchema((z) => {
     .min(1)
     .refine((p) => !p.includes('\0'), 'must not contain NUL')
     .refine((p) => !path.isAbsolute(p) && !path.win32.isAbsolute(p), 'must be relative to the plugin folder')
+    // As for `entry`: on Linux "\" is a character of a name, so "data\x/../kb.plugin.json" (checked as
+    // "data/kb.plugin.json") would name the manifest, beside the folder granted.
+    .regex(/^[^\\]*$/, 'must use "/" between folders, not "\\"')
     .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder')
     // What of these (and of the "*" refused for the manifest) a JSON Schema can say, for editors: no ".." first, not absolute, no "*" nor NUL.
-    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?![/\\])(?![A-Za-z]:[/\\])[^*\x00]*$/.source });
+    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?![/\\])(?![A-Za-z]:[/\\])[^*\\\x00]*$/.source });
   const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
   return z.strictObject({
     platform: z
@@ -102,7 +105,8 @@ function pathCovered(need: string, granted: readonly string[] | undefined): bool
   if (!granted) return false;
   // A path outside the plugin folder is never covered, not even by ".": this check must hold for
   // specs that did not come through permissionSpecSchema().
-  if (typeof need !== 'string' || need.includes('\0') || path.isAbsolute(need) || path.win32.isAbsolute(need)) return false;
+  // Nor one with a "\": normalised, "data\x/../y" reads as "data/y", but a POSIX child is given <root>/y.
+  if (typeof need !== 'string' || need.includes('\0') || need.includes('\\') || path.isAbsolute(need) || path.win32.isAbsolute(need)) return false;
   const n = normalizeRelative(need);
   if (n === '..' || n.startsWith('../')) return false;
   return granted.some((g) => {

@@ -70,6 +70,13 @@ export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRe
   const root = realOf(path.resolve(profile.pluginRoot));
   const inside = (access: 'read' | 'write') => (rel: string) => {
     const folder = path.resolve(profile.pluginRoot, rel);
+    // The host checked the text with "\" read as "/" ("data\x/../y" as "data/y"); here it is a
+    // character of a name, and the path something else (<root>/y): refused unless both agree.
+    if (rel.includes('\\') && path.sep === '/') {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" contains "\\", which the permission check reads as "/" and this system as part of a name: refused`, {
+        details: { resource: `fs.${access}:${rel}`, path: folder },
+      });
+    }
     const real = realOf(folder);
     if (real !== root && !real.startsWith(root + path.sep)) {
       throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" leads outside the plugin folder (to ${real}, through a symbolic link): refused`, {
