@@ -119,7 +119,21 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
     return [];
   }
   const issues: ValidationIssue[] = [];
-  const writeFolders = declaredWriteFolders(manifest).map((declared) => ({ declared, real: realOrAsIs(path.resolve(realRoot, declared)) }));
+  // Real path → the first declared write folder there; an entry is looked up by its folders, not
+  // compared with each (handlers × write folders held the event loop for minutes at 100,000 handlers).
+  const writeFolders = new Map<string, string>();
+  for (const declared of new Set(declaredWriteFolders(manifest))) {
+    const real = realOrAsIs(path.resolve(realRoot, declared));
+    if (!writeFolders.has(real)) writeFolders.set(real, declared);
+  }
+  const writtenAt = (real: string): { declared: string } | undefined => {
+    // Not the file system's root: a write folder that leads there (`out` → `/`) is left to the backends, as before.
+    for (let at = real; path.dirname(at) !== at; at = path.dirname(at)) {
+      const declared = writeFolders.get(at);
+      if (declared !== undefined) return { declared };
+    }
+    return undefined;
+  };
   for (const [handlerId, spec] of Object.entries(manifest.handlers)) {
     let real: string;
     try {
@@ -128,7 +142,7 @@ function entryProblems(root: string, manifest: PluginManifest): ValidationIssue[
       continue;
     }
     const relative = path.relative(realRoot, real);
-    const written = writeFolders.find((folder) => real === folder.real || real.startsWith(`${folder.real}${path.sep}`));
+    const written = writtenAt(real);
     if (relative === '..' || relative.startsWith(`..${path.sep}`) || path.isAbsolute(relative)) {
       issues.push({ path: `handlers.${handlerId}.entry`, message: `${spec.entry} is a link to ${real}, outside the plugin folder; copy the file into the folder` });
     } else if (written) {

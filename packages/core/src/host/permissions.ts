@@ -178,10 +178,11 @@ export interface NestedPathIssue {
  */
 export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>, loaded: ReadonlyArray<{ file: string; what: string }> = []): NestedPathIssue[] {
   const issues: NestedPathIssue[] = [];
+  const loadedTree = pathTree(loaded.map(({ file }) => file));
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
-        const problem = p.includes('*') ? 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' : kind === 'write' ? writePathProblem(normalizeRelative(p), loaded) : undefined;
+        const problem = p.includes('*') ? 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' : kind === 'write' ? writePathProblem(normalizeRelative(p), loaded, loadedTree) : undefined;
         if (problem) issues.push({ path: [...at, 'fs', kind, index], message: problem });
       });
     }
@@ -190,10 +191,12 @@ export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | n
 }
 
 /** Why a declared fs.write path (`n`, normalised) may not be one, if it may not. */
-function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what: string }>): string | undefined {
+function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what: string }>, loadedTree: PathNode): string | undefined {
   if (n.split('/').includes('node_modules')) return "is in a node_modules folder: the plugin's bare imports resolve there, so a handler that writes it could rewrite code the host loads";
   if (n === '.') return 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"';
-  const held = loaded.find(({ file }) => file === n || file.startsWith(`${n}/`));
+  // The first loaded file that is `n` or lies below it.
+  const below = n.split('/').reduce<PathNode | undefined>((at, part) => at?.parts.get(part), loadedTree)?.below;
+  const held = below === undefined ? undefined : loaded[below];
   return held ? `${held.file === n ? 'is' : 'holds'} ${held.what}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"` : undefined;
 }
 
@@ -207,12 +210,24 @@ function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what:
 function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
   const writeFolders: Array<{ folder: string; declared: string }> = [];
   for (const { spec } of specs) for (const p of fsList(spec, 'write')) writeFolders.push({ folder: normalizeRelative(p), declared: p });
+  // By their parts, not compared pairwise: a manifest of 100,000 handlers each with a write folder
+  // held the host's event loop for minutes.
+  const tree = pathTree(writeFolders.map(({ folder }) => folder));
   const issues: NestedPathIssue[] = [];
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
         const n = normalizeRelative(p);
-        const outer = writeFolders.find(({ folder }) => folder !== n && (folder === '.' || n.startsWith(`${folder}/`)));
+        // The first write folder that is "." or a folder above `n`.
+        let first = n === '.' ? undefined : tree.parts.get('.')?.here;
+        let node: PathNode | undefined = tree;
+        const parts = n.split('/');
+        for (const part of parts.slice(0, -1)) {
+          node = node.parts.get(part);
+          if (!node) break;
+          if (node.here !== undefined && (first === undefined || node.here < first)) first = node.here;
+        }
+        const outer = first === undefined ? undefined : writeFolders[first];
         if (!outer) return;
         issues.push({
           path: [...at, 'fs', kind, index],
@@ -224,6 +239,28 @@ function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | numbe
     }
   }
   return issues;
+}
+
+/** Paths by their "/"-separated parts; each node knows the first path (its index) that ends there (`here`), and that ends there or below (`below`). */
+interface PathNode {
+  parts: Map<string, PathNode>;
+  here?: number;
+  below?: number;
+}
+
+function pathTree(paths: readonly string[]): PathNode {
+  const root: PathNode = { parts: new Map() };
+  paths.forEach((p, index) => {
+    let node = root;
+    for (const part of p.split('/')) {
+      let next = node.parts.get(part);
+      if (!next) node.parts.set(part, (next = { parts: new Map() }));
+      node = next;
+      node.below ??= index;
+    }
+    node.here ??= index;
+  });
+  return root;
 }
 
 /** `spec.fs[kind]`'s strings, read defensively (the manifest may be partly invalid). */
