@@ -7,7 +7,8 @@
  * wrapped here, before any plugin code runs (and Node's ES module view of `node:module` brought in
  * line), and a wrapper replaced or removed counts too.
  */
-const apply = Reflect.apply;
+import { watchCalls } from './call-watch.js';
+
 const HOOK_FUNCTIONS = ['registerHooks', 'register'] as const;
 
 export interface ModuleHooksWatch {
@@ -17,25 +18,7 @@ export interface ModuleHooksWatch {
 
 export function watchModuleHooks(): ModuleHooksWatch {
   const moduleApi = process.getBuiltinModule('node:module') as unknown as Record<string, unknown> & { syncBuiltinESMExports(): void };
-  let registered = false;
-  const names: string[] = [];
-  const wrappers: unknown[] = [];
-  for (const name of HOOK_FUNCTIONS) {
-    const original = moduleApi[name];
-    if (typeof original !== 'function') continue;
-    const wrapper = function registerWatched(this: unknown, ...args: unknown[]): unknown {
-      registered = true;
-      return apply(original, this, args);
-    };
-    moduleApi[name] = wrapper;
-    names.push(name);
-    wrappers.push(wrapper);
-  }
+  const registered = watchCalls(moduleApi, HOOK_FUNCTIONS);
   moduleApi.syncBuiltinESMExports();
-  return {
-    registered() {
-      for (let i = 0; i < names.length; i++) if (moduleApi[names[i]!] !== wrappers[i]) return true;
-      return registered;
-    },
-  };
+  return { registered };
 }

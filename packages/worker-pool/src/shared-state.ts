@@ -3,6 +3,8 @@
  * made fresh when a task of another handler than the last one comes (worker-entry.ts). Captured
  * before any plugin code runs, as the intrinsics are (thread-hygiene.ts).
  */
+import { watchCalls } from './call-watch.js';
+
 const ownSymbols = Object.getOwnPropertySymbols;
 const getOwnPropertyDescriptor = Reflect.getOwnPropertyDescriptor;
 const apply = Reflect.apply;
@@ -97,21 +99,16 @@ export function watchProcessSettings(): { changed(): boolean } {
  * line), and the wrapper replaced or removed counts too.
  */
 export function watchEnvironmentData(): { changed(): boolean } {
-  const workerThreads = process.getBuiltinModule('node:worker_threads') as unknown as Record<string, unknown>;
-  const original = workerThreads.setEnvironmentData;
-  let set = false;
-  const wrapper = function setEnvironmentData(this: unknown, ...args: unknown[]): unknown {
-    set = true;
-    return apply(original as (...a: unknown[]) => unknown, this, args);
-  };
-  workerThreads.setEnvironmentData = wrapper;
+  const changed = watchCalls(process.getBuiltinModule('node:worker_threads') as unknown as Record<string, unknown>, ['setEnvironmentData']);
   (process.getBuiltinModule('node:module') as unknown as { syncBuiltinESMExports(): void }).syncBuiltinESMExports();
-  return {
-    changed(): boolean {
-      return set || workerThreads.setEnvironmentData !== wrapper;
-    },
-  };
+  return { changed };
 }
+
+/**
+ * `v8.promiseHooks`' setters (an object of Node's own, not a module's ES view): wrapped as Node 24
+ * has no `async_wrap` binding to read the hooks back from, and these are what a plugin reaches there.
+ */
+const PROMISE_HOOK_SETTERS = ['onInit', 'onSettled', 'onBefore', 'onAfter', 'createHook'] as const;
 
 /**
  * V8's promise hooks: functions called for every promise the thread makes, resolves or awaits,
@@ -135,7 +132,7 @@ export function watchPromiseHooks(): { changed(): boolean } {
     else delete (process as { noDeprecation?: boolean }).noDeprecation;
   }
   const baseline = get?.() ?? [];
-  const called = wrapPromiseHookSetters();
+  const called = watchCalls(process.getBuiltinModule('node:v8').promiseHooks as unknown as Record<string, unknown>, PROMISE_HOOK_SETTERS);
   return {
     changed(): boolean {
       if (called()) return true;
@@ -145,27 +142,4 @@ export function watchPromiseHooks(): { changed(): boolean } {
       return false;
     },
   };
-}
-
-const PROMISE_HOOK_SETTERS = ['onInit', 'onSettled', 'onBefore', 'onAfter', 'createHook'] as const;
-
-/**
- * `v8.promiseHooks`' setters wrapped, before any plugin code runs: whether one was called, or a
- * wrapper replaced since. Node 24 has no `async_wrap` binding to read the hooks back from
- * (watchPromiseHooks), and these are what a plugin reaches there.
- */
-function wrapPromiseHookSetters(): () => boolean {
-  const hooks = process.getBuiltinModule('node:v8').promiseHooks as unknown as Record<string, unknown>;
-  let used = false;
-  const wrappers = new Map<string, unknown>();
-  for (const name of PROMISE_HOOK_SETTERS) {
-    const original = hooks[name];
-    if (typeof original !== 'function') continue;
-    const wrapper = function (this: unknown, ...args: unknown[]): unknown {
-      used = true;
-      return apply(original as (...a: unknown[]) => unknown, this, args);
-    };
-    wrappers.set(name, (hooks[name] = wrapper));
-  }
-  return () => used || [...wrappers].some(([name, wrapper]) => hooks[name] !== wrapper);
 }
