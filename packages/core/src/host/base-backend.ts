@@ -8,7 +8,8 @@ import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PermissionSpec } from './permissions.js';
 import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
-import { PluginRegistry, passingLoadFailure, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
+import { passingShortage } from '../passing-shortage.js';
 import { PluginChanges } from './plugin-changes.js';
 import { PluginWatcher } from './plugin-watcher.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
@@ -336,7 +337,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     const again = this.#unreadFor;
     this.#ready ??= this.registry.addEach(again.length ? again.map((i) => this.#pendingSources[i]!) : this.#pendingSources, again.length ? again : undefined).then(
       async (failures) => {
-        this.#unreadFor = failures.filter((f) => passingLoadFailure(f) !== undefined).map((f) => Number(/\d+/.exec(f.source)![0]));
+        this.#unreadFor = failures.filter((f) => passingShortage(f.error)).map((f) => Number(/\d+/.exec(f.source)![0]));
         // Watching from here on: a change before this was read with the plugins.
         await this.#watcher?.watchAll(this.registry.list());
         if (this.#state === 'starting') this.#state = 'ready';

@@ -58,17 +58,6 @@ export interface ResolvedHandler {
   readonly plugin: RegisteredPlugin;
 }
 
-/**
- * Why a plugin's folder could not be read, when that is a passing shortage of the process (out of
- * file descriptors: EMFILE, ENFILE; of memory or processes: ENOMEM, EAGAIN), not something of the
- * folder's: worth reading again later. Undefined otherwise.
- */
-export function passingLoadFailure(failure: PluginLoadFailure): string | undefined {
-  const code = (failure.error.cause as NodeJS.ErrnoException | undefined)?.code;
-  return typeof code === 'string' && PASSING_CODES.has(code) ? code : undefined;
-}
-const PASSING_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
-
 /** A plugin source that could not be registered, and the id its manifest claimed when it got that far. */
 export interface PluginLoadFailure {
   /** `plugins[<index>]` of the backend's options. */

@@ -12,7 +12,8 @@ import { validateWithForeignSchema } from '../validation.js';
 import { wallClockMs } from '../wall-clock.js';
 import { loadError } from './load-errors.js';
 import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
-import { handlerModuleUrl, importFailed, passingShortage, retryUrl } from './plugin-generations.js';
+import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
+import { passingShortage } from '../passing-shortage.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).

@@ -114,16 +114,6 @@ export function importFailed(url: string, stats: Stats | undefined, passing = fa
 
 /** A state no entry file has: the next retryUrl() gives a URL of its own. */
 const PASSING = 'a passing shortage';
-const SHORTAGE_CODES = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN']);
-
-/** Whether `error` (or what caused it) is the process out of descriptors, memory or processes for now. */
-export function passingShortage(error: unknown): boolean {
-  let e = error as { code?: unknown; cause?: unknown } | null | undefined;
-  for (let depth = 0; e && typeof e === 'object' && depth < 4; depth++, e = e.cause as typeof e) {
-    if (typeof e.code === 'string' && SHORTAGE_CODES.has(e.code)) return true;
-  }
-  return false;
-}
 
 function entryState(stats: Stats | undefined): string {
   return stats ? `${stats.ino}:${stats.size}:${stats.mtimeMs}:${stats.ctimeMs}` : 'missing';
