@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, closeSync, constants, existsSync, fchmodSync, fstatSync, lchownSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
-import { refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { passingShortage, refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
@@ -290,8 +290,6 @@ const probes = new Map<string, Promise<SandboxState>>();
  * later child of the configuration unsandboxed under 'auto', and fail every one under 'required'.
  */
 const SHORTAGE = /Resource temporarily unavailable|Cannot allocate memory|Too many open files|EAGAIN|ENOMEM|EMFILE|ENFILE/i;
-/** The same shortages as a spawn error's code. */
-const SHORTAGE_CODES = new Set(['EAGAIN', 'ENOMEM', 'EMFILE', 'ENFILE']);
 
 /** Run `node -e 0` with the full argument set, as the sandbox user: cached per configuration. */
 function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
@@ -324,17 +322,15 @@ function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
           const said = String(stderr).trim().split('\n').slice(-2).join(' ') || (error as Error).message;
           const as = user ? ` as uid ${user.uid}` : '';
           const timedOut = (error as { killed?: boolean }).killed === true;
-          const code = (error as { code?: unknown }).code;
-          if (timedOut || SHORTAGE.test(said) || (typeof code === 'string' && SHORTAGE_CODES.has(code))) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
-          const execPath = execPathProblem(config.execPath, String(stderr).trim(), code);
+          if (timedOut || SHORTAGE.test(said) || passingShortage(error)) return resolve({ active: false, reason: `bubblewrap could not create a sandbox just now${as}: ${timedOut ? `no answer in ${PROBE_TIMEOUT_MS} ms` : said}`, transient: true });
+          const execPath = execPathProblem(config.execPath, String(stderr).trim(), (error as { code?: unknown }).code);
           resolve({ active: false, reason: execPath ?? `bubblewrap cannot create a sandbox here${as}: ${said}` });
         },
       );
     } catch (error) {
       // Thrown at once: the host may not start processes at all (Node's permission model).
       const refused = refusedByHostPermissions(error, 'child', 'bubblewrap or any child process');
-      const code = (error as { code?: unknown } | undefined)?.code;
-      if (!refused && typeof code === 'string' && SHORTAGE_CODES.has(code)) {
+      if (!refused && passingShortage(error)) {
         return resolve({ active: false, reason: `bubblewrap could not be started just now: ${(error as Error).message}`, transient: true });
       }
       // Thrown by spawn as the sandbox user (EINVAL, EPERM: a uid this process cannot take): say which.
