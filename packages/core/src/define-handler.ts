@@ -54,6 +54,18 @@ export interface ChannelContext {
 // eslint-disable-next-line @typescript-eslint/no-empty-interface -- filled by declaration merging
 export interface PlatformServices {}
 
+/** A method as the host implements it: the declared parameters, its value returned or a promise of it (the plugin always gets a promise). */
+type HostMethod<M> = M extends (...args: infer A) => infer R ? (...args: A) => Awaited<R> | PromiseLike<Awaited<R>> : M;
+
+/**
+ * The host's `platform` option as the compiler checks it: the services declared in
+ * `PlatformServices` (each optional) with their methods as declared, any other service as well.
+ * With nothing declared, any object of services.
+ */
+export type HostPlatform = {
+  [S in keyof PlatformServices]?: { [M in keyof PlatformServices[S]]?: HostMethod<PlatformServices[S][M]> };
+} & Record<string, unknown>;
+
 export interface HandlerContext<P = PlatformServices> {
   readonly executionId: string;
   readonly pluginId: string;

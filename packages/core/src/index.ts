@@ -62,5 +62,6 @@ export {
   type HandlerContext,
   type HandlerDefinition,
   type HandlerLogger,
+  type HostPlatform,
   type PlatformServices,
 } from './define-handler.js';

@@ -3,7 +3,7 @@ import type { ValidationIssue } from '../error-details.js';
 import type { PermissionSpec } from './permissions.js';
 import { lazySchema, zod } from './lazy-zod.js';
 import { permissionSpecSchema } from './permissions.js';
-import type { Platform } from './platform-gateway.js';
+import type { HostPlatform } from '../define-handler.js';
 import { PluginRegistry, type PluginSource } from './plugin-registry.js';
 import type { WatchOptions } from './plugin-watcher.js';
 import { distinctIssues, formatPath, issueOf, keysAt, validationError, withinUnions } from '../validation.js';
@@ -14,8 +14,11 @@ import { WorkspaceManager } from './workspace-manager.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
 export interface BackendOptions {
-  /** The host's services, reached by handlers as `ctx.platform` (permission-checked). @default {} */
-  platform?: Platform | undefined;
+  /**
+   * The host's services, reached by handlers as `ctx.platform` (permission-checked). Services
+   * declared in `PlatformServices` are checked against their declaration. @default {}
+   */
+  platform?: HostPlatform | undefined;
   /**
    * Plugin folders (each with a kb.plugin.json) or `{ root, manifest }` objects. Loaded on first
    * use; a relative path is taken from the working directory when the backend is created. @default []

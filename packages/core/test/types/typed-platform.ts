@@ -1,6 +1,6 @@
 // A TypeScript plugin under `strict`: the services it uses are declared once, and `ctx.platform`
 // is typed by that declaration (checked by types.test.ts with `tsc --noEmit`).
-import { defineHandler, type HandlerContext } from '@kb-labs/plugin-execution-core';
+import { defineHandler, type BackendOptions, type HandlerContext } from '@kb-labs/plugin-execution-core';
 import { z } from 'zod';
 
 declare module '@kb-labs/plugin-execution-core' {
@@ -41,3 +41,15 @@ export const stored = defineHandler({
     return 1;
   },
 });
+
+/** The host's side of the same declaration: its `platform` option is checked against it; a method may answer synchronously. */
+const store = new Map<string, string>();
+export const hostOptions: BackendOptions = { platform: { kv: { get: (key) => store.get(key) } } };
+export const asyncHost: BackendOptions = { platform: { kv: { get: async (key: string) => store.get(key) }, mail: undefined } };
+export const otherServices: BackendOptions = { platform: { mail: { send: (to: string) => to.length } } };
+// @ts-expect-error the declared method takes a string
+export const wrongParameter: BackendOptions = { platform: { kv: { get: (key: number) => String(key) } } };
+// @ts-expect-error the declared method answers a string or undefined
+export const wrongAnswer: BackendOptions = { platform: { kv: { get: async (key: string) => key.length } } };
+// @ts-expect-error a declared service is an object of methods
+export const notAService: BackendOptions = { platform: { kv: 'store' } };

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { WorkspaceManager, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
+import { WorkspaceManager, type HostPlatform, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
 import { backendTakes, isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
@@ -26,7 +26,7 @@ export interface ExecutionWorkerOptions {
   /** The plugins this worker runs, from its own folders (at least one); hosts must know the same manifests (same versions). */
   plugins: readonly PluginSource[];
   /** Services of the worker itself, used instead of the calling host's for the services they name. @default {} (every call goes to the caller) */
-  platform?: Platform | undefined;
+  platform?: HostPlatform | undefined;
   /** Executions at once. @default os.availableParallelism() */
   concurrency?: number | undefined;
   /** The worker's workspaces: `{ root }`, or the OS temp directory. @default a WorkspaceManager in the OS temp directory */
