@@ -100,8 +100,24 @@ export class ChildTable {
     for (let i = 0; i < CHILD_SLOTS; i++) if (load(this.shared, this.base + 2 * i) === pid) store(this.shared, this.base + 2 * i, 0);
   }
 
+  /**
+   * Host side, as the host process exits with the thread still there (process.exit(), an uncaught
+   * exception): no spawn() may begin from now on, one under way is waited for (SPAWN_WAIT_MS at
+   * most: the exit cannot wait for a promise), and each child listed is killed.
+   */
+  killAtHostExit(): void {
+    const until = performance.now() + SPAWN_WAIT_MS;
+    for (let spawning = Atomics.or(this.shared, SPAWNING, ENDING) | ENDING; spawning !== ENDING; spawning = load(this.shared, SPAWNING)) {
+      const left = until - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(this.shared, SPAWNING, spawning, left);
+    }
+    this.killLeft();
+  }
+
   /** Host side, once the thread is gone: SIGKILL each child still listed that is still the host's and the same process. */
   killLeft(): number {
+    liveTables.delete(this);
     let killed = 0;
     for (let i = 0; i < CHILD_SLOTS; i++) {
       const pid = load(this.shared, this.base + 2 * i);
@@ -116,6 +132,30 @@ export class ChildTable {
     }
     return killed;
   }
+}
+
+/** The tables of the threads still there, whose children go when the host process exits. */
+const liveTables = new Set<ChildTable>();
+let exitHooked = false;
+
+/**
+ * Host side: kill the children listed in `table` if the host process exits while its thread is
+ * there (a host that ends by process.exit() or an uncaught exception without shutdown(): its
+ * threads end with it, and their children would run on), until the thread is gone (`killLeft()`).
+ * One 'exit' listener per process. Not a host killed by a signal, which runs no listener. Returns `table`.
+ */
+export function killChildrenAtExit(table: ChildTable): ChildTable {
+  if (!exitHooked) {
+    exitHooked = true;
+    // A function of the module's: one made here would keep this call's scope for good.
+    process.on('exit', killLiveTables);
+  }
+  liveTables.add(table);
+  return table;
+}
+
+function killLiveTables(): void {
+  for (const table of liveTables) table.killAtHostExit();
 }
 
 /** Clock ticks since boot now (as /proc gives a process's start time: USER_HZ, 100 on Linux), less a second for the two clocks' rounding; undefined without /proc. */

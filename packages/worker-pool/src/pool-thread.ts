@@ -4,7 +4,7 @@ import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unread
 import { LOAD_WAIT_MS, STOPPED, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { HandOff } from './hand-off.js';
 import { TaskPacker } from './task-wire.js';
-import { ChildTable } from './child-table.js';
+import { ChildTable, killChildrenAtExit } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
 import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict, StaleReason } from './thread-protocol.js';
@@ -241,7 +241,7 @@ export class PoolThread<Lane = unknown> {
     this.port = message.port;
     this.#wake = new Int32Array(message.wake);
     this.#handOff = new HandOff(this.#wake);
-    this.#children = new ChildTable(this.#wake);
+    this.#children = killChildrenAtExit(new ChildTable(this.#wake));
     if (typeof message.heapLimitMb === 'number' && Number.isFinite(message.heapLimitMb)) this.heapLimitMb = message.heapLimitMb;
     this.port.on('message', (m: unknown) => this.#onMessage(m));
     this.port.on('messageerror', (error: Error) => this.#unreadable(error));
