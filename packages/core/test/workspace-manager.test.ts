@@ -182,7 +182,7 @@ describe('WorkspaceManager', () => {
     expect((await stat(lease.dir)).isDirectory()).toBe(true);
     expect(lease.executionId).toBe('exec-1');
     expect(path.isAbsolute(lease.dir)).toBe(true);
-    expect(path.basename(lease.dir)).toMatch(new RegExp(`^kbx-${process.pid}\\.[0-9a-f]{8}-exec-1-`));
+    expect(path.basename(lease.dir)).toMatch(new RegExp(`^kbx-${process.pid}\\.[0-9a-f]{8}(\\.s\\d+)?-exec-1-`));
     expect(lease.released).toBe(false);
     await lease.release();
     expect(lease.released).toBe(true);
@@ -580,7 +580,7 @@ describe('a workspace root given oddly', () => {
       root = path.join(root, 'e'.repeat(4094 - 1 - Buffer.byteLength(root)));
       const manager = new WorkspaceManager({ root });
       const problem = (await manager.rootProblem())!;
-      expect(problem).toContain('its path is 4094 bytes long: a workspace under it (about 96 bytes more) would pass the 4095 bytes this system takes in a path');
+      expect(problem).toContain('its path is 4094 bytes long: a workspace under it (about 110 bytes more) would pass the 4095 bytes this system takes in a path');
       expect(problem).toContain(`Cannot create workspace root ${root.slice(0, 100)}…(4094 characters)…${root.slice(-100)}:`);
       const error = await manager.acquire('x').catch((e: unknown) => e);
       expect(error).toBeInstanceOf(WorkspaceError);
@@ -797,10 +797,31 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     await rm(unrelated, { recursive: true });
   });
 
+  it.runIf(process.platform === 'linux')("removes a dead host's directory whose pid a later process has taken, and keeps one of the process that holds it", async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const mine = await manager.acquire('here');
+    const tag = /^kbx-\d+\.([0-9a-f]{8})[.-]/.exec(path.basename(mine.dir))![1]!;
+    await mine.release();
+    const alive = livePid();
+    const stat = await readFile(`/proc/${alive}/stat`, 'latin1');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    // Made by a process that had the pid before: it started earlier than the one holding it now.
+    const leftByEarlier = path.join(root, `kbx-${alive}.${tag}.s${start - 1}-earlier-abcdef12`);
+    const ofHolder = path.join(root, `kbx-${alive}.${tag}.s${start}-holder-abcdef12`);
+    await mkdir(leftByEarlier);
+    await mkdir(ofHolder);
+
+    const result = await manager.sweep();
+    expect(result).toEqual({ removed: [leftByEarlier], failed: [], foreign: [], kept: [] });
+    expect(await exists(leftByEarlier)).toBe(false);
+    expect(await exists(ofHolder)).toBe(true);
+    await rm(ofHolder, { recursive: true });
+  });
+
   it('keeps directories another machine or PID namespace made, whose pids mean nothing here', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     const mine = await manager.acquire('mine');
-    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(mine.dir))![1]!;
+    const tag = /^kbx-\d+\.([0-9a-f]{8})[.-]/.exec(path.basename(mine.dir))![1]!;
     const dead = await deadPid();
     const foreign = path.join(root, `kbx-${dead}.${tag === '00000000' ? '11111111' : '00000000'}-there-abcdef12`);
     const staleHere = path.join(root, `kbx-${dead}.${tag}-here-abcdef12`);
@@ -866,7 +887,7 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     expect(WorkspaceManager.liveLeases()).not.toContain(kept.dir);
     // One a host that is gone kept, as its directory and mark are left.
     const dead = await deadPid();
-    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(kept.dir))![1]!;
+    const tag = /^kbx-\d+\.([0-9a-f]{8})[.-]/.exec(path.basename(kept.dir))![1]!;
     const keptByDead = path.join(root, `kbx-${dead}.${tag}-kept-there-abcdef12`);
     await mkdir(keptByDead);
     await writeFile(`${keptByDead}.kept`, '');

@@ -868,7 +868,7 @@ describe('kb-plugin-exec CLI', () => {
     const keptPlainDir = /^workspace kept at (\S+)$/m.exec(keptPlain.stderr)?.[1];
     expect(keptPlainDir && (await stat(keptPlainDir)).isDirectory()).toBe(true);
     await rm(keptPlainDir!, { recursive: true });
-    const tag = /^kbx-\d+\.([0-9a-f]{8})-/.exec(path.basename(keptDir))![1]!;
+    const tag = /^kbx-\d+\.([0-9a-f]{8})[.-]/.exec(path.basename(keptDir))![1]!;
     const other = tag === '00000000' ? '11111111' : '00000000';
     const left = path.join(sweepRoot, `kbx-${dead}.${tag}-left-abcdef12`);
     const foreign = path.join(sweepRoot, `kbx-${dead}.${other}-there-abcdef12`);

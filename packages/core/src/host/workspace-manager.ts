@@ -338,8 +338,8 @@ function rootFromUrl(url: string): string {
 
 /** The longest path the system takes (PATH_MAX less its NUL), where known. */
 const PATH_MAX_BYTES = process.platform === 'linux' ? 4095 : process.platform === 'darwin' ? 1023 : Number.POSITIVE_INFINITY;
-/** What a workspace adds to the root's path: `/kbx-<owner>-<uuid>-<2 hex><6 random>`, and a file in it. */
-const LEASE_PATH_BYTES = 96;
+/** What a workspace adds to the root's path: `/kbx-<owner>-<uuid>-<2 hex><6 random>` (the owner up to ~40: pid, host, thread, start), and a file in it. */
+const LEASE_PATH_BYTES = 110;
 
 /** Why no workspace fits under `root` (its path is too long for one more), or undefined. */
 function pathTooLong(root: string): string | undefined {

@@ -20,17 +20,42 @@ export interface SweepResult {
 }
 
 /**
- * `kbx-<pid>.<host>[.t<thread>]-<executionId>-<random>`: the pid tells a stale directory from a
- * live one, `<host>` (hostTag) whose pids those are, and `<thread>` which worker thread of that
- * process made it (none: the main thread), whose leases only it knows. Directories of older
- * versions have no `.<host>`.
+ * `kbx-<pid>.<host>[.t<thread>][.s<start>]-<executionId>-<random>`: the pid tells a stale directory
+ * from a live one, `<host>` (hostTag) whose pids those are, `<thread>` which worker thread of that
+ * process made it (none: the main thread), whose leases only it knows, and `<start>` when that
+ * process started (Linux: clock ticks since boot), so that a process that took the pid since is not
+ * taken for it. Directories of older versions have no `.<host>`, or no `.s<start>`.
  */
-const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?(?:\.t(\d+))?-/;
+const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?(?:\.t(\d+))?(?:\.s(\d+))?-/;
 
 /** The name's part after `kbx-` up to the execution id, for a directory made by this thread now. */
 export function ownerTag(): string {
   const { threadId } = process.getBuiltinModule('node:worker_threads');
-  return `${process.pid}.${hostTag()}${threadId ? `.t${threadId}` : ''}`;
+  ownStart ??= startTicksOf(process.pid) ?? null;
+  return `${process.pid}.${hostTag()}${threadId ? `.t${threadId}` : ''}${ownStart === null ? '' : `.s${ownStart}`}`;
+}
+
+/** This process's start (startTicksOf), once read; null where it cannot be read. */
+let ownStart: number | null | undefined;
+
+/** When `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22); undefined without /proc or once it is gone. */
+function startTicksOf(pid: number): number | undefined {
+  try {
+    // The fields after the command's closing parenthesis (the last one): state is the first, start time the twentieth.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isSafeInteger(start) ? start : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that made a directory named for `pid` (started at `start`, if the name says) still runs. */
+function creatorAlive(pid: number, start: string | undefined): boolean {
+  if (!processAlive(pid)) return false;
+  const now = start === undefined ? undefined : startTicksOf(pid);
+  // Another process that took the pid since started later: the one that made it is gone.
+  return now === undefined || now === Number(start);
 }
 
 /**
@@ -87,7 +112,8 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
       continue;
     }
     const pid = Number(match[1]);
-    const stale = foreign || (pid === process.pid ? ownUnleased(dir, Number(match[3] ?? 0)) : !processAlive(pid));
+    const alive = !foreign && creatorAlive(pid, match[4]);
+    const stale = foreign || (pid === process.pid && alive ? ownUnleased(dir, Number(match[3] ?? 0)) : !alive);
     if (!stale) continue;
     try {
       // Gone since the root was read (its lease released it): not this sweep's doing.
