@@ -252,6 +252,24 @@ describe('WorkspaceManager', () => {
     expect(JSON.parse(out)).toEqual({ failed: null, left: false, leftBehind: null });
   });
 
+  it('removes a folder of 120,000 files reading a few names at a time: in little memory (a 24 MB heap), not every name in one array', async () => {
+    // Before, the whole folder was read into one array (120,000 Buffers made in one turn of the
+    // event loop, which that held for a second and more), and this host ran out of memory there.
+    const coreRoot = path.dirname(require.resolve('@kb-labs/plugin-execution-core/package.json'));
+    const script = `
+      const fs = await import('node:fs');
+      const { WorkspaceManager } = await import(${JSON.stringify(pathToFileURL(path.join(coreRoot, 'dist', 'index.js')).href)});
+      const lease = await new WorkspaceManager({ root: ${JSON.stringify(await freshRoot())} }).acquire('many-files');
+      fs.mkdirSync(lease.dir + '/out');
+      for (let i = 0; i < 120000; i++) fs.writeFileSync(lease.dir + '/out/f' + i, '');
+      await lease.release();
+      process.stdout.write(JSON.stringify({ gone: !fs.existsSync(lease.dir) }));
+    `;
+    const child = spawn(process.execPath, ['--max-old-space-size=24', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    expect(JSON.parse(await reportOf(child))).toEqual({ gone: true });
+    expect(await readdir(root)).toEqual([]);
+  }, 120_000);
+
   it('removes a read-only nested tree', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     const lease = await manager.acquire('readonly');

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { WorkspaceError } from '../errors.js';
 import { didYouMean, firstUnknownKey } from './nearest-name.js';
-import { anchoredTreesAvailable, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
+import { anchoredTreesAvailable, folderEntries, listAnchored, visitTree, type EntryKind } from './anchored-tree.js';
 import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
 import { CREATING, KEPT_SUFFIX, LIVE, ownerTag, sweepRoot, type SweepResult } from './workspace-sweep.js';
@@ -321,7 +321,7 @@ function listByPath(dir: string, visit: (child: string, kind: EntryKind) => bool
   const leave = async (): Promise<void> => {};
   return visitTree(
     dir,
-    (at) => fs.promises.readdir(at, { withFileTypes: true, encoding: 'buffer' }),
+    folderEntries,
     async (at, name) => ({ at: path.join(at, name.toString('utf8')), leave }),
     visit,
   );
