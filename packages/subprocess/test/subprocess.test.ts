@@ -760,4 +760,24 @@ describe('ExecuteOptions.outputPace (a queue worker whose caller is behind)', ()
     expect(whenOpened).toBeGreaterThanOrEqual(100);
     expect(whenOpened).toBeLessThan(1000);
   });
+
+  it('a pace that gives a thenable whose then() throws is the host\'s mistake, thrown nowhere: no message of the child is lost, every event arrives', async () => {
+    const outputPace = () => ({ then: () => { throw new Error('the pace broke'); } }) as unknown as Promise<void>;
+    const thrown: unknown[] = [];
+    const onUncaught = (error: unknown) => void thrown.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const n = 2000;
+      let delivered = 0;
+      const result = await make().execute(
+        { pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } },
+        { timeoutMs: 30_000, onEvent: () => void delivered++, outputPace },
+      );
+      expectOk(result);
+      expect(delivered).toBe(n);
+      expect(thrown).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+  });
 });

@@ -38,6 +38,16 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     expect(gate.seen.whenOpened).toBeLessThan(100 + 4096);
   });
 
+  it('a pace that gives a thenable whose then() throws is the host\'s mistake, not the thread\'s: the execution goes on, every event arrives', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const n = 2000;
+    let delivered = 0;
+    const outputPace = () => ({ then: () => { throw new Error('the pace broke'); } }) as unknown as Promise<void>;
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } }, { timeoutMs: 30_000, onEvent: () => void delivered++, outputPace });
+    expectOk(result);
+    expect(delivered).toBe(n);
+  });
+
   it('an execution that ends while the pace is still pending leaves its thread the whole window for the next one', async () => {
     const backend = backends.make({ maxThreads: 1 });
     // Paced at its last event: it sends nothing more, and answers (an answer is never held).

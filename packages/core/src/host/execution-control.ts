@@ -252,7 +252,9 @@ export class ExecutionControl implements DispatchControl {
     if (!pace || this.#over) return undefined;
     try {
       const waiting = pace();
-      return waiting !== undefined && typeof waiting?.then === 'function' ? waiting : undefined;
+      // As a promise of our own: a thenable whose then() throws (or returns nothing) rejects it, where
+      // calling that then() would throw in the backend's reading of the runner's messages.
+      return waiting !== undefined && typeof waiting?.then === 'function' ? Promise.resolve(waiting) : undefined;
     } catch {
       return undefined;
     }
