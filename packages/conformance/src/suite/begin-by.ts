@@ -126,6 +126,15 @@ function localRunnerTests(suite: SuiteContext): void {
     expect(existsSync(path.join(out, 'promised'))).toBe(false);
   });
 
+  it('one that gives a value whose every read throws (a revoked Proxy) is refused naming it, at once: the handler is not begun', async () => {
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const result = await make().execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'unreadable' }, { timeoutMs: 20_000, beginBy: (() => proxy) as unknown as () => number });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/beginBy must return a number .*returned object/);
+    expect(existsSync(path.join(out, 'unreadable'))).toBe(false);
+  });
+
   it('one that throws is a host failure: INTERNAL_ERROR, and the handler is not begun', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'quick', input: 'thrown' }, {

@@ -48,5 +48,11 @@ function isTime(value: unknown): value is number {
 /** What a callback returned, named for a message: `a promise` for an async function's. */
 function kindOf(value: unknown): string {
   if (value === null || Number.isNaN(value)) return String(value);
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function' ? 'a promise' : typeof value;
+  let isPromise = false;
+  try {
+    isPromise = typeof (value as { then?: unknown } | undefined)?.then === 'function';
+  } catch {
+    // A value that cannot be read (a revoked Proxy): not a promise; it is refused as what it is.
+  }
+  return isPromise ? 'a promise' : typeof value;
 }
