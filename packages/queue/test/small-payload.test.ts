@@ -76,13 +76,17 @@ describe('a host and a worker with different maxPayloadBytes', () => {
     }
   });
 
-  it("a platform call's result over the host's own limit fails the call naming that limit, not sent for the worker to refuse", async () => {
-    const platform = { kv: { get: async () => 'v'.repeat(MB5) } };
+  it("a platform call's result over the host's own limit fails the call naming that limit, found before it is encoded, not sent for the worker to refuse", async () => {
+    // Its strings alone are over the limit: refused unencoded (a 200 MB answer encoded held the host's
+    // event loop for seconds, and the heartbeats of its executions with it: each was written off by its worker).
+    const platform = { kv: { get: async (key: string) => (key === 'wrapped' ? { blob: 'v'.repeat(MB5) } : 'v'.repeat(MB5)) } };
     const host = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], platform, permissions: { platform: { kv: true } }, maxPayloadBytes: MiB3 });
     try {
-      const called = await host.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['big'] } }, { timeoutMs: 30_000 });
-      expectOk(called);
-      expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^The platform call result is 4\.8 MiB encoded, over the queue backend's limit of 3 MiB \(maxPayloadBytes: 3145728\)$/) });
+      for (const key of ['big', 'wrapped']) {
+        const called = await host.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: [key] } }, { timeoutMs: 30_000 });
+        expectOk(called);
+        expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^The platform call result is at least 4\.8 MiB encoded, over the queue backend's limit of 3 MiB \(maxPayloadBytes: 3145728\)$/) });
+      }
     } finally {
       await host.shutdown({ timeoutMs: 2000 });
     }

@@ -2,6 +2,7 @@ import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutio
 import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
+import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
@@ -52,13 +53,21 @@ export class RemoteExecution {
     this.#plugin = plugin;
     this.#deadline = performance.now() + task.timeoutMs;
     this.#session = new HostSession(control, (message) => {
-      // What structured clone refuses, v8's serialiser would write as {} (a URL on Node 22): refused as on the other backends.
-      refuseWhatCloneRefuses(message);
       // The handler's call fails with what refuses it, rather than waiting for a reply the worker dropped.
       const fail = (why: ValidationError) => {
         const error = serializeError(why);
         this.#toWorker('rpc-reply', encode({ type: 'rpc-reply', id: message.type === 'rpc-reply' ? message.id : 0, ok: false, error }, 'error'));
       };
+      try {
+        // Over this host's own limit by its strings and binary data alone: refused before it is copied
+        // or encoded (a service's 200 MB answer held the host's event loop for seconds, and with it
+        // the heartbeats of every execution it has on the queue: each was written off by its worker).
+        this.#checkSize(encodedAtLeast(message.type === 'rpc-reply' && message.ok ? message.value : undefined), 'platform call result');
+      } catch (error) {
+        return fail(error as ValidationError);
+      }
+      // What structured clone refuses, v8's serialiser would write as {} (a URL on Node 22): refused as on the other backends.
+      refuseWhatCloneRefuses(message);
       const bytes = encode(message, 'platform call result');
       try {
         // Over this host's own limit: refused here, as an input is (not sent for the worker to refuse).
@@ -124,10 +133,12 @@ export class RemoteExecution {
     };
   }
 
-  #checkSize(bytes: Uint8Array, what: string, limit = this.#link.maxPayloadBytes, name = `maxPayloadBytes: ${limit}`): Uint8Array {
-    if (bytes.length <= limit) return bytes;
-    throw new ValidationError(`${namedAs(what)} ${formatBytes(bytes.length, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes.length)} (${name})`, {
-      details: { path: what, reason: 'too-large', bytes: bytes.length, limit },
+  /** `encoded`, or the ValidationError naming `what` when it is over `limit`; a number is what it takes at least, before encoding (encodedAtLeast). */
+  #checkSize<T extends Uint8Array | number>(encoded: T, what: string, limit = this.#link.maxPayloadBytes, name = `maxPayloadBytes: ${limit}`): T {
+    const bytes = typeof encoded === 'number' ? encoded : encoded.length;
+    if (bytes <= limit) return encoded;
+    throw new ValidationError(`${namedAs(what)} ${typeof encoded === 'number' ? 'at least ' : ''}${formatBytes(bytes, limit)} encoded, over the queue backend's limit of ${formatBytes(limit, bytes)} (${name})`, {
+      details: { path: what, reason: 'too-large', bytes, limit },
     });
   }
 
