@@ -223,6 +223,38 @@ describe('PluginWatcher', () => {
     }
   });
 
+  it.each([
+    ['throws a null-prototype object', () => { throw Object.create(null); }],
+    ['rejects with a revoked Proxy', async () => {
+      const { proxy, revoke } = Proxy.revocable({}, {});
+      revoke();
+      throw proxy;
+    }],
+    ['throws an Error whose message cannot be read', () => {
+      throw Object.defineProperty(new Error('x'), 'message', { get: () => { throw new Error('unreadable'); } });
+    }],
+  ])('an onReload that %s (no string can be made of it) is still a process warning, not an unhandled rejection', async (_, onReload) => {
+    const warnings: Error[] = [];
+    const unhandled: unknown[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('warning', onWarning);
+    process.on('unhandledRejection', onUnhandled);
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload }, async () => plugin());
+    try {
+      await watcher.watch(plugin());
+      await writeFile(path.join(dir, 'index.js'), '');
+      await waitFor(() => warnings.length + unhandled.length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_CALLBACK', message: expect.stringMatching(/^The watch option's onReload callback threw/) });
+    } finally {
+      process.off('warning', onWarning);
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('reloads nothing after close()', async () => {
     let calls = 0;
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {
