@@ -100,6 +100,8 @@ export function safeFormatError(options: MountWebSocketChannelsOptions): Session
   return (error, info) => {
     try {
       const shown: unknown = formatError(error, info);
+      // An async one answers too late to be used; its rejection is handled here, not left unhandled (which Node makes the host's end).
+      if (shown instanceof Promise) shown.catch(() => undefined);
       const { code, message } = (shown ?? {}) as { code?: unknown; message?: unknown };
       if (typeof code === 'string' && typeof message === 'string') return { code, message };
     } catch {

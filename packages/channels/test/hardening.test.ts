@@ -611,6 +611,21 @@ describe('bad frames', () => {
     expect(await client.request('t', 'throw')).toMatchObject({ type: 'error', code: 'HANDLER_ERROR', message: expect.any(String), replyTo: 't' });
   });
 
+  it('a formatError that is async and rejects gives way to the default, and its rejection is not left unhandled (the host\'s end)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const h = await setup({ formatError: (async () => Promise.reject(new Error('the formatter is down'))) as never });
+      const client = await h.connect('/echo');
+      expect(await client.request('t', 'throw')).toMatchObject({ type: 'error', code: 'HANDLER_ERROR', message: expect.any(String), replyTo: 't' });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('lets the host reword error frames, and hides server-side messages by default', async () => {
     const h = await setup({ formatError: (error) => ({ code: error.code, message: 'redacted' }) });
     const client = await h.connect('/echo');
