@@ -358,8 +358,15 @@ async function loadPlatform(spec: string): Promise<Platform> {
 /** Why a module failed to load, with where when its stack says (an ES module's SyntaxError names no file: Node prints none). */
 function loadFailure(error: unknown): string {
   const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
-  const said = e && typeof e.message === 'string' ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}` : String(error);
-  const stack = typeof e?.stack === 'string' ? e.stack : '';
+  let said: string;
+  let stack: string;
+  try {
+    said = e && typeof e.message === 'string' ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}` : String(error);
+    stack = typeof e?.stack === 'string' ? e.stack : '';
+  } catch {
+    // What no string can be made of (a null-prototype object, a revoked Proxy, a getter that throws).
+    return `${typeof e === 'function' ? 'a function' : 'an object'} that cannot be shown`;
+  }
   // A CommonJS module's SyntaxError begins with its "file:line"; else the first frame in a file (not Node's own, node:internal/…).
   const where = /^((?:file:\/\/)?\/\S*:\d+)\n/.exec(stack)?.[1] ?? /^\s+at (?:.*\()?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?$/m.exec(stack)?.[1];
   return where ? `${said} (at ${where})` : said;

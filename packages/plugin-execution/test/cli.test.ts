@@ -227,6 +227,12 @@ describe('kb-plugin-exec CLI', () => {
     const thrown = run(['run', fixturePlugins.basic, 'echo', '--platform', factory, '--no-workspace']);
     expect(thrown.status).toBe(2);
     expect(thrown.stderr.split('\n')[0]).toBe(`--platform: the function ${factory} exports threw: Error: factory boom (at ${pathToFileURL(factory).href}:2:9)`);
+    // One that throws what no string can be made of (a null-prototype object): still the flag named, exit 2 (before, "TypeError: Cannot convert object to primitive value", exit 1).
+    const unprintable = path.join(root, 'platform-unprintable.mjs');
+    await writeFile(unprintable, 'export const platform = () => {\n  throw Object.create(null);\n};\n');
+    const thrownUnprintable = run(['run', fixturePlugins.basic, 'echo', '--platform', unprintable, '--no-workspace']);
+    expect(thrownUnprintable.status).toBe(2);
+    expect(thrownUnprintable.stderr.split('\n')[0]).toBe(`--platform: the function ${unprintable} exports threw: an object that cannot be shown`);
     // A factory whose promise never settles: the process ran out of work (before, exit 0 with nothing printed).
     const never = path.join(root, 'platform-never.mjs');
     await writeFile(never, 'export const platform = () => new Promise(() => {});\n');
