@@ -43,5 +43,14 @@ export const TIMEOUT_OPTION_REFUSALS: ReadonlyArray<readonly [unknown, string]> 
     },
     'timeoutMs: could not be read: not now',
   ],
+  [
+    {
+      // What no string can be made of (before, a TypeError "Cannot convert object to primitive value" instead of this).
+      get timeoutMs(): number {
+        throw Object.create(null);
+      },
+    },
+    'timeoutMs: could not be read: a non-Error object: {}',
+  ],
   [new Proxy({}, { ownKeys: () => { throw new Error('no keys'); } }), '(options): could not be read: no keys'],
 ];

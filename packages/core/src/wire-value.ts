@@ -91,6 +91,19 @@ export function defineData(target: Record<string, unknown>, key: string, value: 
   Object.defineProperty(target, key, { value, configurable: true, writable: true, enumerable: true });
 }
 
+/**
+ * What a caller's getter, Proxy trap or callback threw, for a message: its `message`, else the value
+ * as a string, else what it is when no string can be made of it (a null-prototype object, a
+ * revoked Proxy). Never throws.
+ */
+export function thrownText(error: unknown): string {
+  try {
+    return String((error as Error)?.message ?? error);
+  } catch {
+    return describeThrown(error, '').replace(/^ threw /, '');
+  }
+}
+
 /** A short, human description of a thrown non-Error, for messages; `who` threw it. */
 export function describeThrown(value: unknown, who = 'Handler'): string {
   if (value === undefined) return `${who} threw undefined`;

@@ -32,6 +32,9 @@ describe('parseOptions', () => {
     expect(inArray.details.issues).toEqual([{ path: 'list[1].a', message: 'could not be read: boom' }]);
     const proxy = failure(() => parseOptions(nested, { platform: new Proxy({}, { ownKeys: boom }) }, 'x options'));
     expect(proxy.details.issues).toEqual([{ path: 'platform', message: 'could not be read: boom' }]);
+    // What no string can be made of (a null-prototype object), said as what it is (before, a TypeError escaped).
+    const unprintable = failure(() => parseOptions(nested, { platform: { get cache() { throw Object.create(null); } } }, 'x options'));
+    expect(unprintable.details.issues).toEqual([{ path: 'platform.cache', message: 'could not be read: a non-Error object: {}' }]);
   });
 
   it('names every bad option with its path and a message a host can act on', () => {

@@ -57,6 +57,9 @@ describe('createExecutionBackend', () => {
       expect(() => createExecutionBackend(throwing(key) as never)).toThrow(ValidationError);
       expect(() => createExecutionBackend(throwing(key) as never)).toThrow(`createExecutionBackend() could not read option "${key}": no setting`);
     }
+    // One that throws what no string can be made of (a null-prototype object), named all the same (before, a TypeError).
+    const unprintable = Object.defineProperty({ type: 'in-process' }, 'plugins', { enumerable: true, get: () => { throw Object.create(null); } });
+    expect(() => createExecutionBackend(unprintable as never)).toThrow('createExecutionBackend() could not read option "plugins": a non-Error object: {}');
     // Inside the options whose paths are made absolute at the call (plugins, workspace.root) as well.
     const inside: Array<[string, Record<string, unknown>]> = [
       ['workspace', { workspace: { get root(): string { throw new Error('no root'); } } }],

@@ -11,6 +11,7 @@ import { MAX_TIMER_MS } from './deadlines.js';
 import { meantBy, nearest, unknownKeyMessage } from './nearest-name.js';
 import { backendKeyOfExecute, optionOfOtherBackends } from './backend-own-options.js';
 import { WorkspaceManager } from './workspace-manager.js';
+import { thrownText } from '../wire-value.js';
 
 /** Options every backend accepts. Backend packages extend this with their own. */
 export interface BackendOptions {
@@ -164,7 +165,7 @@ export function parseOptions<S extends z.ZodObject>(
   } catch (error) {
     // A getter or a Proxy among the options threw as it was read: named by where it is.
     const found = unreadableAt(value, '') ?? { path: '(options)', error };
-    throw validationError(`Invalid ${subject}`, [{ path: found.path, message: `could not be read: ${String((found.error as Error)?.message ?? found.error)}` }], { phase: 'options' });
+    throw validationError(`Invalid ${subject}`, [{ path: found.path, message: `could not be read: ${thrownText(found.error)}` }], { phase: 'options' });
   }
   // `.strict()` changes what is accepted, not what comes out.
   if (result.success) return result.data as z.output<S>;

@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.js';
+import { thrownText } from '../wire-value.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { resolve } = process.getBuiltinModule('node:path');
@@ -46,7 +47,7 @@ function readable<T>(option: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    throw new ValidationError(`Option "${option}" could not be read: ${String((error as Error)?.message ?? error)}`, { details: { path: option }, cause: error });
+    throw new ValidationError(`Option "${option}" could not be read: ${thrownText(error)}`, { details: { path: option }, cause: error });
   }
 }
 

@@ -1,5 +1,6 @@
 import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
+import { thrownText } from '../wire-value.js';
 import { validationError } from '../validation.js';
 import { setOwn, withAbsolutePaths } from './caller-paths.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
@@ -111,7 +112,7 @@ function reading<T>(what: string, path: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    throw new ValidationError(`createExecutionBackend() could not read ${what}: ${(error as Error)?.message ?? String(error)}`, { details: { path }, cause: error });
+    throw new ValidationError(`createExecutionBackend() could not read ${what}: ${thrownText(error)}`, { details: { path }, cause: error });
   }
 }
 

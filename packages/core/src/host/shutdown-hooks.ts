@@ -1,5 +1,6 @@
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
+import { thrownText } from '../wire-value.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { nearest, unknownKeyMessage } from './nearest-name.js';
 import type { ShutdownDeadline } from './shutdown-deadline.js';
@@ -82,7 +83,7 @@ function readOption<T>(call: string, path: string, read: () => T): T {
   try {
     return read();
   } catch (error) {
-    throw validationError(`Invalid ${call} options`, [{ path, message: `could not be read: ${String((error as Error)?.message ?? error)}` }], { phase: 'options' });
+    throw validationError(`Invalid ${call} options`, [{ path, message: `could not be read: ${thrownText(error)}` }], { phase: 'options' });
   }
 }
 
