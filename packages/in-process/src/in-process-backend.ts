@@ -160,11 +160,23 @@ class InProcessRuntime implements RuntimeEnvironment {
  */
 function asAnswered(call: Promise<unknown>, called: string): Promise<unknown> {
   return call.then(
-    (value) => cloneForWire(value, `${called} result`),
+    (value) => {
+      try {
+        return cloneForWire(value, `${called} result`);
+      } catch (error) {
+        // Refused here, in the host: its stack is cut to the call as well.
+        throw hostErrorCopy(error, called);
+      }
+    },
     (error: unknown) => {
-      throw deserializeError(serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`));
+      throw hostErrorCopy(error, called);
     },
   );
+}
+
+/** What the host's side of a call threw, as the handler gets it: a copy, its stack cut to the call. */
+function hostErrorCopy(error: unknown, called: string): unknown {
+  return deserializeError(serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`));
 }
 
 function deferred(): { promise: Promise<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void } {

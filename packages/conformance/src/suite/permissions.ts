@@ -185,6 +185,8 @@ function platformCallTests(suite: SuiteContext): void {
     expect(JSON.stringify(result.data)).not.toContain('host secret');
     // Said once, whatever the transport said on its way.
     expect(message.split('cannot be sent').length, message).toBe(2);
+    // Refused in the host, so its stack is cut to the call as a service's own error is: no host frames (files, layout).
+    expect((result.data as { stack: string }).stack).toBe(`ValidationError: ${message}\n    at platform.kv.unsendable (the host)`);
   });
 
   it.runIf(cloneRefusesUrl())('a host service result holding a URL (Node 22 and later do not clone one) is an error there naming where, on every backend, not an empty object', async () => {
