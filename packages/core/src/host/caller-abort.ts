@@ -1,5 +1,6 @@
 import { AbortedError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
+import { onAbort } from './abort-listeners.js';
 
 /**
  * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue
@@ -18,4 +19,31 @@ export function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boole
 
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
+}
+
+/**
+ * What `taking` gives, or ABORTED (`queued`) once the caller aborts while it is still pending (a
+ * workspace whose making hangs: a file system that does not answer, a host's WorkspaceManager that
+ * never settles). What it gives after that is handed to `giveBack`.
+ */
+export function untilAborted<T>(taking: Promise<T>, signal: AbortSignal | undefined, giveBack: (taken: T) => unknown): Promise<T> {
+  if (!signal) return taking;
+  return new Promise<T>((resolve, reject) => {
+    let abandoned = false;
+    const stopListening = onAbort(signal, () => {
+      abandoned = true;
+      reject(new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }));
+    });
+    taking.then(
+      (taken) => {
+        stopListening();
+        if (!abandoned) return resolve(taken);
+        void Promise.resolve(taken).then(giveBack).catch(() => undefined);
+      },
+      (error: unknown) => {
+        stopListening();
+        reject(error);
+      },
+    );
+  });
 }

@@ -1,6 +1,6 @@
 import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
-import { callersAbort, throwIfAborted } from './caller-abort.js';
+import { callersAbort, throwIfAborted, untilAborted } from './caller-abort.js';
 import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -223,7 +223,8 @@ export class Execution {
   async #leaseWorkspace(workspace: WorkspaceManager, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
     const { turn, done } = this.#host.takeTurn();
     try {
-      const lease = await workspace.acquire(task.executionId);
+      // An abort ends the wait (a lease made after it is released): the time limit counts from the hand-over, after this.
+      const lease = await untilAborted(workspace.acquire(task.executionId), opts.signal, (late) => late.release());
       this.#held.hold(() => this.#releaseLease?.());
       this.#releaseLease = async () => {
         this.#releaseLease = undefined;

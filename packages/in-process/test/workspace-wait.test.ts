@@ -1,0 +1,56 @@
+/**
+ * A workspace whose making does not end (a file system that does not answer, a host's own
+ * WorkspaceManager that never settles): the caller's abort still ends that execution, those admitted
+ * after it are not held behind it, and a lease made after the abort is released.
+ */
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { WorkspaceManager, type WorkspaceLease } from '@kb-labs/plugin-execution-core';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
+import { afterEach, expect, it } from 'vitest';
+
+/** Its first acquire waits for `open()`; the others are as usual. */
+class FirstAcquireWaits extends WorkspaceManager {
+  #first = true;
+  #open!: () => void;
+  readonly #opened = new Promise<void>((resolve) => (this.#open = resolve));
+  open(): void {
+    this.#open();
+  }
+  override acquire(executionId: string): Promise<WorkspaceLease> {
+    if (!this.#first) return super.acquire(executionId);
+    this.#first = false;
+    return this.#opened.then(() => super.acquire(executionId));
+  }
+}
+
+const pending = <T>(promise: Promise<T>): Promise<T | 'still pending'> => Promise.race([promise, new Promise<'still pending'>((resolve) => setTimeout(() => resolve('still pending'), 10_000).unref())]);
+let root: string | undefined;
+let backend: InProcessBackend | undefined;
+
+afterEach(async () => {
+  await backend?.shutdown({ timeoutMs: 1000 });
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+it('the caller\'s abort ends an execution whose workspace is still being made, and the next one runs', async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-workspace-wait-'));
+  const workspace = new FirstAcquireWaits({ root });
+  backend = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace });
+  const caller = new AbortController();
+  const stuck = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' }, { signal: caller.signal });
+  const next = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  caller.abort();
+  const aborted = await pending(stuck);
+  expect(aborted).not.toBe('still pending');
+  expectError(aborted as Exclude<typeof aborted, 'still pending'>, 'ABORTED');
+  const ran = await pending(next);
+  expect(ran).not.toBe('still pending');
+  expectOk(ran as Exclude<typeof ran, 'still pending'>);
+  // The workspace made after the abort is removed: nothing is left under the root.
+  workspace.open();
+  await waitFor(async () => (await readdir(root!)).length === 0);
+});
