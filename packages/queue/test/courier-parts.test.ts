@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { Courier, courierPartBytes } from '../src/shared/courier.js';
 import { TransferRefusedError } from '../src/shared/transfer-refused.js';
-import { PartsAssembler, WORKER_PARTS } from '../src/shared/parts-assembler.js';
+import { PartsAssembler, workerParts } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { readHeaders } from '../src/shared/wire.js';
 import { natsServer, newPool } from './helpers.js';
@@ -31,7 +31,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
 
   it('several parts wait for their answers at once, at most PartsWindow.MAX_PARTS, and the body arrives whole and in order', async () => {
     const subject = `parts.${newPool('window')}`;
-    const assembler = new PartsAssembler(64 * 1024 * 1024, WORKER_PARTS);
+    const assembler = new PartsAssembler(64 * 1024 * 1024, workerParts(() => 0));
     const held: Array<() => void> = [];
     let arrived = 0;
     let answeredAtOnce = 4;
@@ -76,7 +76,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
   it('a receiver whose limit the body passes refuses it at that part: the sender stops there with TransferRefusedError', async () => {
     const subject = `parts.${newPool('refused')}`;
     const partBytes = courierPartBytes(sender);
-    const assembler = new PartsAssembler(partBytes * 2, WORKER_PARTS);
+    const assembler = new PartsAssembler(partBytes * 2, workerParts(() => 0));
     let arrived = 0;
     receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
@@ -94,6 +94,39 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     // Refused at the third part; what the window had sent beside it, and nothing after.
     expect(arrived).toBeGreaterThanOrEqual(3);
     expect(arrived).toBeLessThanOrEqual(3 + PartsWindow.MAX_PARTS);
+  });
+
+  it("replies side by side are held no more than the execution's calls in flight: a new one takes the place of the oldest (one a dropped link cut off), and none is held for an execution with no call", async () => {
+    const subject = `parts.${newPool('replies')}`;
+    let callsPending = 1;
+    const assembler = new PartsAssembler(64 * 1024 * 1024, workerParts(() => callsPending));
+    const whole: string[] = [];
+    receiver.subscribe(subject, {
+      callback: (_error, msg) => {
+        const body = assembler.take(msg, readHeaders(msg), 'exec-3');
+        if (body) whole.push(new TextDecoder().decode(body));
+        else if (msg.reply) msg.respond();
+      },
+    });
+    await receiver.flush();
+    const part = (transfer: string, index: number, text: string) => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'rpc-reply', 'Kb-Exec-Id': 'exec-3', 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
+      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+    };
+    // One cut off halfway (its call failed with the link), then the reply to the call made again.
+    part('cut-off', 0, 'lost ');
+    part('again', 0, 'an ');
+    part('again', 1, 'answer');
+    // No call in flight: a reply is not held.
+    await sender.flush();
+    await sleep(200);
+    callsPending = 0;
+    part('unasked', 0, 'not ');
+    part('unasked', 1, 'held');
+    await sender.flush();
+    await sleep(200);
+    expect(whole).toEqual(['an answer']);
   });
 });
 

@@ -28,11 +28,11 @@ function host(pool: string): QueueBackend {
 }
 
 /** A task as a host publishes it, whose answers go to `caller`. */
-async function forgeTask(pool: string, caller: string, extra: Record<string, string> = {}): Promise<string> {
-  const id = `forged-${Math.random().toString(16).slice(2)}`;
+async function forgeTask(pool: string, caller: string, extra: Record<string, string> = {}, forgedBody?: (id: string) => unknown): Promise<string> {
+  const id = extra['Kb-Exec-Id'] ?? `forged-${Math.random().toString(16).slice(2)}`;
   const h = headers();
   for (const [name, value] of Object.entries({ 'Kb-Kind': 'task', 'Kb-Exec-Id': id, 'Kb-Reply': caller, 'Kb-Lost-Ms': '3000', 'Kb-Protocol': '2', ...extra })) h.set(name, value);
-  const body = { executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false };
+  const body = forgedBody ? forgedBody(id) : { executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false };
   await peer.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: h, timeout: 5000 });
   return id;
 }
@@ -88,7 +88,7 @@ describe('a task a peer forged with headers no host sends', () => {
     const onCaller = peer.subscribe(caller, { callback: () => void askedCaller++ });
     try {
       await forgeTask(pool, `kbexec.${pool}.tasks`);
-      for (const lostMs of ['-1', '0.001', 'soon']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
+      for (const lostMs of ['-1', '0.001', 'soon', '1e12']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
       await forgeTask(pool, 'somewhere.else');
       await sleep(3000);
     } finally {
@@ -96,7 +96,7 @@ describe('a task a peer forged with headers no host sends', () => {
       onCaller.unsubscribe();
     }
     // Before: the worker sent its `started` into the tasks subject, then `withdrawn`, and handed the task back, again and again.
-    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task']);
+    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task']);
     expect(askedCaller).toBe(0);
     const jsm = await jetstreamManager(peer);
     expect((await jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
@@ -126,6 +126,36 @@ describe('a presence a peer forged', () => {
     const health = await backend.health();
     expect(health.ok).toBe(true);
     expect((await backend.stats()).runners).toMatchObject({ workersSeen: 1 });
+  }, 30_000);
+});
+
+describe('an input a peer sends a worker for a task that carries its own', () => {
+  it('is not taken: the handler gets the input its task carries (a peer with a host\'s credentials replaced it)', async () => {
+    const pool = newPool('forged-input');
+    const running = await worker(pool);
+    const caller = `kbexec.${pool}.caller.evil`;
+    let result: unknown;
+    const sub = peer.subscribe(caller, {
+      callback: (_error, msg) => {
+        const kind = msg.headers?.get('Kb-Kind');
+        if (kind === 'started') {
+          // Ahead of the accept, on the same connection: the worker reads it first.
+          const h = headers();
+          for (const [name, value] of Object.entries({ 'Kb-Kind': 'input', 'Kb-Exec-Id': msg.headers?.get('Kb-Exec-Id') ?? '', 'Kb-Reply': caller })) h.set(name, value);
+          peer.publish(`kbexec.${pool}.worker.${running.id}`, v8.serialize('forged'), { headers: h });
+          msg.respond(v8.serialize({ accept: true, remainingMs: 10_000 }));
+        } else if (kind === 'heartbeat') msg.respond(v8.serialize({ unknown: [] }));
+        else if (kind === 'result') result = v8.deserialize(msg.data);
+      },
+    });
+    try {
+      await forgeTask(pool, caller);
+      await expect.poll(() => result, { timeout: 20_000 }).toBeDefined();
+    } finally {
+      sub.unsubscribe();
+    }
+    // forgeTask's task echoes its input, 1.
+    expect(result).toMatchObject({ ok: true, data: 1 });
   }, 30_000);
 });
 
@@ -179,6 +209,46 @@ describe('a body in parts a peer sends a host', () => {
   }, 120_000);
 });
 
+describe('a body in parts a peer sends a worker', () => {
+  it("is held for an execution's replies no more than its handler has calls in flight: a peer with a host's credentials had reply after reply held", async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const pool = newPool('forged-replies');
+    const running = await worker(pool);
+    const caller = `kbexec.${pool}.caller.evil`;
+    let started = false;
+    const sub = peer.subscribe(caller, {
+      callback: (_error, msg) => {
+        const kind = msg.headers?.get('Kb-Kind');
+        if (kind === 'started') msg.respond(v8.serialize({ accept: true, remainingMs: 60_000 }));
+        else if (kind === 'heartbeat') msg.respond(v8.serialize({ unknown: [] }));
+        else if (msg.reply) msg.respond();
+        if (kind === 'started') started = true;
+      },
+    });
+    // Its own execution, whose handler makes no call.
+    const executionId = 'replies-held';
+    const task = headers();
+    for (const [name, value] of Object.entries({ 'Kb-Kind': 'task', 'Kb-Exec-Id': executionId, 'Kb-Reply': caller, 'Kb-Lost-Ms': '3000', 'Kb-Protocol': '2' })) task.set(name, value);
+    const body = { executionId, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'slow', input: { ms: 60_000 }, inputFollows: false, context: {}, timeoutMs: 60_000, workspace: false, keepWorkspace: false };
+    await peer.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: task, timeout: 5000 });
+    await expect.poll(() => started, { timeout: 10_000 }).toBe(true);
+    const part = new Uint8Array(512 * 1024).fill(7);
+    gc();
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 300; i++) {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'rpc-reply', 'Kb-Exec-Id': executionId, 'Kb-Reply': caller, 'Kb-Part': '0/30', 'Kb-Transfer': `reply-${i}` })) h.set(name, value);
+      await peer.request(`kbexec.${pool}.worker.${running.id}`, part, { headers: h, timeout: 5000 });
+    }
+    gc();
+    const held = process.memoryUsage().arrayBuffers - before;
+    sub.unsubscribe();
+    // Before, some 150 MB until the worker's sweep (a minute after the last part).
+    expect(held).toBeLessThan(40 * 1024 * 1024);
+  }, 60_000);
+});
+
 describe('a log line or result a peer forged for a running execution', () => {
   it('of another shape than workers send fails it as a protocol fault (WORKER_CRASHED), not as a handler that threw undefined or a log line without a level', async () => {
     const pool = newPool('forged-output');
@@ -207,4 +277,41 @@ describe('a log line or result a peer forged for a running execution', () => {
     }
     onTasks.unsubscribe();
   }, 60_000);
+});
+
+describe('a task a peer forged with a body no host sends', () => {
+  it('is claimed and refused, naming the field (VALIDATION_ERROR), not run: each `workspace` value made the worker a local backend of its own, never shut down', async () => {
+    const pool = newPool('forged-body');
+    await worker(pool);
+    const caller = `kbexec.${pool}.caller.evil`;
+    const results = new Map<string, unknown>();
+    const sub = peer.subscribe(caller, {
+      callback: (_error, msg) => {
+        const kind = msg.headers?.get('Kb-Kind');
+        if (kind === 'started') msg.respond(v8.serialize({ accept: true, remainingMs: 10_000 }));
+        else if (kind === 'heartbeat') msg.respond(v8.serialize({ unknown: [] }));
+        else if (kind === 'result') results.set(msg.headers?.get('Kb-Exec-Id') ?? '', v8.deserialize(msg.data));
+      },
+    });
+    const task = (id: string, fields: Record<string, unknown>) => ({ executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false, ...fields });
+    const malformed = (path: string) => ({ path, reason: 'malformed-task' });
+    const forged: Array<[string, (id: string) => unknown, Record<string, string>, Record<string, string>?]> = [
+      ['workspace-3', (id) => task(id, { workspace: 3 }), malformed('workspace')],
+      ['workspace-x', (id) => task(id, { workspace: 'x' }), malformed('workspace')],
+      ['plugin-object', (id) => task(id, { pluginId: {} }), malformed('pluginId')],
+      ['another-id', () => task('someone-elses', {}), malformed('executionId')],
+      // Before: "Handler threw undefined".
+      ['null', () => null, malformed('task')],
+      // Another protocol's task is refused as such, whatever its body.
+      ['other-protocol', (id) => task(id, { workspace: 3 }), { reason: 'protocol-mismatch' }, { 'Kb-Protocol': '1' }],
+    ];
+    try {
+      for (const [id, body, , extra] of forged) await forgeTask(pool, caller, { 'Kb-Exec-Id': id, ...extra }, body);
+      await expect.poll(() => results.size, { timeout: 20_000 }).toBe(forged.length);
+    } finally {
+      sub.unsubscribe();
+    }
+    for (const [id, , details] of forged) expect(results.get(id), id).toMatchObject({ ok: false, error: { name: 'ValidationError', details } });
+    expectOk(await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 3 }, { timeoutMs: 20_000 }));
+  }, 40_000);
 });

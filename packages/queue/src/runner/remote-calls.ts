@@ -19,6 +19,11 @@ export class RemoteCalls {
     this.#send = send;
   }
 
+  /** Calls sent and not answered yet. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
   call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#closed) return Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { phase: 'ended', service, method } }));
     const id = this.#nextId++;

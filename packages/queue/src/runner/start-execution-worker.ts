@@ -6,7 +6,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
-import { WORKER_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
+import { PartsAssembler, workerParts } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -129,7 +129,7 @@ class QueueWorker implements ExecutionWorker {
     this.#jsm = jsm;
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes, WORKER_PARTS);
+    this.#parts = new PartsAssembler(o.maxPayloadBytes, workerParts((key) => this.#executions.get(key)?.callsPending ?? 0));
     this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer(), () => serverAnswers(nc));
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.

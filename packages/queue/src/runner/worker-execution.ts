@@ -2,7 +2,7 @@ import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, 
 import { MAX_TIMER_MS, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
+import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, taskOfShape, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
 import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
 import { SentResult } from './sent-result.js';
@@ -97,14 +97,14 @@ export class WorkerExecution implements Watched {
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
     // A caller that is no host of this pool, or a patience no host has: a peer's forgery, which
-    // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever.
-    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.claim.lostMs >= 100)) return void this.#msg.term();
+    // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever, or time each heartbeat past Node's longest timer.
+    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.claim.lostMs >= 100 && this.claim.lostMs <= MAX_TIMER_MS)) return void this.#msg.term();
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that
     // cannot be read is claimed and reported.
     let task: TaskBody | undefined;
     let unreadable: unknown;
     try {
-      task = decode<TaskBody>(this.#msg.data, 'The task (its input, its context)', `on worker ${this.#worker.identity.id}`);
+      task = taskOfShape(decode(this.#msg.data, 'The task (its input, its context)', `on worker ${this.#worker.identity.id}`), { id: this.id, protocol: this.claim.protocol }, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       unreadable = error;
     }
@@ -112,14 +112,14 @@ export class WorkerExecution implements Watched {
     if (this.#passesOver(caller)) return;
     // An earlier one of its caller under this id runs here (lost to it in a restart): this one waits in the stream.
     if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
+    // Its caller sends an input too large for the task right behind its accept, often before this worker has read the accept (see take).
+    if (task?.inputFollows) this.#input = deferredBytes();
     const askedAt = performance.now();
     if (!(await this.#start(askedAt))) return;
     this.#worker.watch.add(caller, this.claim.lostMs, this, askedAt);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
     try {
       if (!task) throw unreadable;
-      // Its caller sends the input with its accept: it may have come already (see take).
-      if (task.inputFollows) this.#input ??= deferredBytes();
       const result = await this.#runTask(task).finally(this.#handlerOver);
       await this.#report(task, result);
     } catch (error) {
@@ -328,11 +328,15 @@ export class WorkerExecution implements Watched {
     return this.#sent?.resendResult() ?? false;
   }
 
+  /** Its handler's platform and channel calls waiting for their replies. */
+  get callsPending(): number {
+    return this.#calls.pending;
+  }
+
   /** A message from the caller for this execution: a cancel, a call's reply, the input. */
   take(kind: Kind, body: Uint8Array): void {
-    // An input that follows the task comes right behind the caller's accept, often before this
-    // worker has read the accept: kept until the task asks for it.
-    if (kind === 'input') (this.#input ??= deferredBytes()).resolve(body);
+    // Kept until the task asks for it; only for a task whose input follows (a peer's for another took the place of its input).
+    if (kind === 'input') this.#input?.resolve(body);
     else if (kind === 'rpc-reply') this.#calls.replyWith(body, `on worker ${this.#worker.identity.id}`);
     else if (kind === 'cancel') this.#cancel(cancelReason(body));
   }

@@ -13,6 +13,8 @@ const ENVELOPE_BYTES = 64 * 1024;
  */
 export interface PartsPolicy {
   lane(kind: string): string | undefined;
+  /** How many bodies of a kind without a lane `execution` may have on their way at once; undefined: no bound. */
+  most?(kind: string, execution: string): number;
 }
 
 interface Transfer {
@@ -56,7 +58,14 @@ export class PartsAssembler {
     const id = headers.transfer ?? '';
     let transfer = this.#transfers.get(id);
     if (index === 0) {
-      const lane = this.#policy.lane(headers.kind ?? '');
+      const kind = headers.kind ?? '';
+      const lane = this.#policy.lane(kind);
+      if (lane === undefined && !this.#makeRoom(execution, this.#policy.most?.(kind, execution) ?? Infinity)) {
+        // A body the execution waits for none of (a peer's flood): dropped, as a stray part is.
+        this.#transfers.delete(id);
+        if (index < count - 1) msg.respond();
+        return undefined;
+      }
       if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#transfers.delete(other);
       this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: performance.now() }));
     }
@@ -83,6 +92,17 @@ export class PartsAssembler {
     return Buffer.concat(transfer.parts, transfer.bytes);
   }
 
+  /**
+   * Room for one more body without a lane for `execution`, of `most` side by side: the oldest
+   * go (one cut off by a drop of the link, whose call has failed since); false when `most` is 0.
+   */
+  #makeRoom(execution: string, most: number): boolean {
+    if (most <= 0) return false;
+    const unlaned = [...this.#transfers].filter(([, each]) => each.execution === execution && each.lane === undefined);
+    for (const [other] of unlaned.slice(0, Math.max(0, unlaned.length - most + 1))) this.#transfers.delete(other);
+    return true;
+  }
+
   /** Forget transfers not touched for `idleMs`. */
   sweep(idleMs: number): void {
     const before = performance.now() - idleMs;
@@ -100,7 +120,10 @@ export const HOST_PARTS: PartsPolicy = { lane: (kind) => (kind === 'result' ? 'r
 
 /**
  * A worker's: its caller sends an execution's input once (again whole if its link dropped), and
- * its replies to the handler's platform calls side by side, as many as the calls in flight (a
- * host's credentials run plugins: no bound of its own).
+ * its replies to the handler's platform calls side by side, no more than the calls it has in
+ * flight (`callsPending`, by execution key): a peer with a host's credentials sending reply after
+ * reply for one execution had each held, up to its limit, until its sweep.
  */
-export const WORKER_PARTS: PartsPolicy = { lane: (kind) => (kind === 'input' ? 'input' : undefined) };
+export function workerParts(callsPending: (execution: string) => number): PartsPolicy {
+  return { lane: (kind) => (kind === 'input' ? 'input' : undefined), most: (_kind, execution) => callsPending(execution) };
+}

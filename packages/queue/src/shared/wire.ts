@@ -1,5 +1,5 @@
 import v8 from 'node:v8';
-import { AbortedError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
+import { AbortedError, ValidationError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
 import { deserializeLikeClone, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
@@ -59,6 +59,28 @@ export interface TaskBody {
   channel?: { connectionId: string; path: string };
   /** The W3C traceparent of the host's execution span: the worker's execution continues that trace. */
   traceparent?: string;
+}
+
+/** The task fields a worker acts on before the local backend checks the request, and the type each has as hosts send them. */
+const TASK_FIELD_TYPES = { executionId: 'string', pluginId: 'string', pluginVersion: 'string', handlerId: 'string', inputFollows: 'boolean', workspace: 'boolean', keepWorkspace: 'boolean' } as const;
+
+/**
+ * `task` as hosts send it; a ValidationError naming the first field that is not (a peer's forgery:
+ * each `workspace` value made the worker a local backend of its own, never shut down), or an
+ * execution id other than its message's (`claim.id`, its Kb-Exec-Id header). A task of another
+ * protocol is refused as such (taskRefusal), whatever its shape.
+ */
+export function taskOfShape(task: unknown, claim: { id: string; protocol: number }, where: string): TaskBody {
+  const executionId = claim.id;
+  if (claim.protocol !== QUEUE_PROTOCOL_VERSION) return task as TaskBody;
+  const malformed = (what: string, path: string) => new ValidationError(`The task ${where} ${what}: not a task a host sends`, { details: { path, reason: 'malformed-task' } });
+  if (typeof task !== 'object' || task === null) throw malformed(`is ${task === null ? 'null' : `a ${typeof task}`}, not an object`, 'task');
+  const body = task as Record<string, unknown>;
+  for (const [field, type] of Object.entries(TASK_FIELD_TYPES)) {
+    if (typeof body[field] !== type) throw malformed(`has a ${field} that is a ${typeof body[field]}, not a ${type}`, field);
+  }
+  if (body.executionId !== executionId) throw malformed(`names execution "${String(body.executionId)}", its message "${executionId}"`, 'executionId');
+  return task as TaskBody;
 }
 
 /**
