@@ -54,3 +54,19 @@ it('the caller\'s abort ends an execution whose workspace is still being made, a
   workspace.open();
   await waitFor(async () => (await readdir(root!)).length === 0);
 });
+
+it('shutdown() ends an execution whose workspace is still being made (SHUTTING_DOWN, never started), and the workspace made later is released', async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-workspace-wait-'));
+  const workspace = new FirstAcquireWaits({ root });
+  const closing = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace });
+  const stuck = closing.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const shutDown = await pending(closing.shutdown({ timeoutMs: 200 }));
+  expect(shutDown).not.toBe('still pending');
+  const ended = await pending(stuck);
+  expect(ended).not.toBe('still pending');
+  expectError(ended as Exclude<typeof ended, 'still pending'>, 'SHUTTING_DOWN');
+  expect((ended as Exclude<typeof ended, 'still pending'>).error.details).toMatchObject({ phase: 'queued' });
+  workspace.open();
+  await waitFor(async () => (await readdir(root!)).length === 0);
+});

@@ -24,25 +24,28 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 /**
  * What `taking` gives, or ABORTED (`queued`) once the caller aborts while it is still pending (a
  * workspace whose making hangs: a file system that does not answer, a host's WorkspaceManager that
- * never settles). What it gives after that is handed to `giveBack`.
+ * never settles), or the error given to the `stop` handed to `settingStop` (shutdown). What it
+ * gives after that is handed to `giveBack`.
  */
-export function untilAborted<T>(taking: Promise<T>, signal: AbortSignal | undefined, giveBack: (taken: T) => unknown): Promise<T> {
-  if (!signal) return taking;
+export function untilStopped<T>(taking: Promise<T>, signal: AbortSignal | undefined, settingStop: (stop: (error: unknown) => void) => void, giveBack: (taken: T) => unknown): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let abandoned = false;
-    const stopListening = onAbort(signal, () => {
+    const stop = (error: unknown) => {
+      if (abandoned) return;
       abandoned = true;
-      reject(new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }));
-    });
+      reject(error);
+    };
+    settingStop(stop);
+    const stopListening = signal ? onAbort(signal, () => stop(new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }))) : undefined;
     taking.then(
       (taken) => {
-        stopListening();
+        stopListening?.();
         if (!abandoned) return resolve(taken);
         void Promise.resolve(taken).then(giveBack).catch(() => undefined);
       },
       (error: unknown) => {
-        stopListening();
-        reject(error);
+        stopListening?.();
+        stop(error);
       },
     );
   });

@@ -39,7 +39,7 @@ export interface ExecutionHost {
   finished(result: ExecutionResult, dispatched: boolean): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */
   track(release: Promise<unknown>): void;
-  /** Shutdown's way to stop what runs (a LiveList, not a Set: live-list.ts). */
+  /** Shutdown's way to stop what runs, and what waits for its workspace (a LiveList, not a Set: live-list.ts). */
   running: LiveList<Execution>;
   /** The ids callers chose for executions not finished yet: one may not be given to two at once. */
   readonly idsInUse: LiveMap<true>;

@@ -1,6 +1,6 @@
 import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
-import { callersAbort, throwIfAborted, untilAborted } from './caller-abort.js';
+import { callersAbort, throwIfAborted, untilStopped } from './caller-abort.js';
 import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -53,6 +53,8 @@ export class Execution {
   #manifest: PluginManifest | undefined;
   /** Removes the workspace (unless kept), once: held with the rest, or called on its own (#releaseLater). */
   #releaseLease: (() => Promise<void>) | undefined;
+  /** Ends the wait for its workspace (shutdown), while it waits. */
+  #stopWaiting: ((reason: KnownExecutionError) => void) | undefined;
   /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
   readonly #telemetry: ExecutionTelemetry | undefined;
 
@@ -118,9 +120,10 @@ export class Execution {
     return toInternalError(error, `the ${this.#host.type} backend`);
   }
 
-  /** Stop it now with `reason` (shutdown); a no-op once its result is decided. */
+  /** Stop it now with `reason` (shutdown), also while its workspace is being made; a no-op once its result is decided. */
   stop(reason: KnownExecutionError): void {
-    this.#control?.stop(reason);
+    if (this.#control) this.#control.stop(reason);
+    else this.#stopWaiting?.(reason);
   }
 
   /** Whether a runner has taken it (the backend said who runs it): stopped before that, it never started. */
@@ -222,9 +225,11 @@ export class Execution {
   /** A workspace, made in admission order (dispatches follow it). */
   async #leaseWorkspace(workspace: WorkspaceManager, task: RunnerTask, opts: ExecuteOptions): Promise<void> {
     const { turn, done } = this.#host.takeTurn();
+    // Shutdown stops it too, as one that runs: a workspace that is never made holds no caller for good.
+    const waiting = this.#host.running.add(this);
     try {
       // An abort ends the wait (a lease made after it is released): the time limit counts from the hand-over, after this.
-      const lease = await untilAborted(workspace.acquire(task.executionId), opts.signal, (late) => late.release());
+      const lease = await untilStopped(workspace.acquire(task.executionId), opts.signal, (stop) => (this.#stopWaiting = stop), (late) => late.release());
       this.#held.hold(() => this.#releaseLease?.());
       this.#releaseLease = async () => {
         this.#releaseLease = undefined;
@@ -233,6 +238,8 @@ export class Execution {
       this.#leaseDir = task.workspaceDir = lease.dir;
       await turn;
     } finally {
+      this.#stopWaiting = undefined;
+      this.#host.running.remove(waiting);
       // Never before the one admitted earlier has had its turn.
       void turn.then(done);
     }
