@@ -195,12 +195,7 @@ describe('PluginWatcher', () => {
   });
 
   it('an onReload that throws, or is async and rejects, is a process warning, not an unhandled rejection', async () => {
-    const warnings: Error[] = [];
-    const unhandled: unknown[] = [];
-    const onWarning = (warning: Error) => warnings.push(warning);
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('warning', onWarning);
-    process.on('unhandledRejection', onUnhandled);
+    const { warnings, unhandled, stop } = processWarningsAndRejections();
     watcher = new PluginWatcher(
       {
         debounceMs: DEBOUNCE_MS,
@@ -218,8 +213,7 @@ describe('PluginWatcher', () => {
       await new Promise((resolve) => setTimeout(resolve, 20));
       expect(unhandled).toEqual([]);
     } finally {
-      process.off('warning', onWarning);
-      process.off('unhandledRejection', onUnhandled);
+      stop();
     }
   });
 
@@ -234,12 +228,7 @@ describe('PluginWatcher', () => {
       throw Object.defineProperty(new Error('x'), 'message', { get: () => { throw new Error('unreadable'); } });
     }],
   ])('an onReload that %s (no string can be made of it) is still a process warning, not an unhandled rejection', async (_, onReload) => {
-    const warnings: Error[] = [];
-    const unhandled: unknown[] = [];
-    const onWarning = (warning: Error) => warnings.push(warning);
-    const onUnhandled = (reason: unknown) => unhandled.push(reason);
-    process.on('warning', onWarning);
-    process.on('unhandledRejection', onUnhandled);
+    const { warnings, unhandled, stop } = processWarningsAndRejections();
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload }, async () => plugin());
     try {
       await watcher.watch(plugin());
@@ -250,8 +239,7 @@ describe('PluginWatcher', () => {
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_CALLBACK', message: expect.stringMatching(/^The watch option's onReload callback threw/) });
     } finally {
-      process.off('warning', onWarning);
-      process.off('unhandledRejection', onUnhandled);
+      stop();
     }
   });
 
@@ -268,3 +256,14 @@ describe('PluginWatcher', () => {
     expect(calls).toBe(0);
   });
 });
+
+/** The process warnings and unhandled rejections from now until `stop()`. */
+function processWarningsAndRejections(): { warnings: Error[]; unhandled: unknown[]; stop: () => void } {
+  const warnings: Error[] = [];
+  const unhandled: unknown[] = [];
+  const onWarning = (warning: Error) => warnings.push(warning);
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('warning', onWarning);
+  process.on('unhandledRejection', onUnhandled);
+  return { warnings, unhandled, stop: () => (process.off('warning', onWarning), process.off('unhandledRejection', onUnhandled)) };
+}
