@@ -65,8 +65,9 @@ it('shutdown() ends an execution whose workspace is still being made (SHUTTING_D
   expect(shutDown).not.toBe('still pending');
   const ended = await pending(stuck);
   expect(ended).not.toBe('still pending');
-  expectError(ended as Exclude<typeof ended, 'still pending'>, 'SHUTTING_DOWN');
-  expect((ended as Exclude<typeof ended, 'still pending'>).error.details).toMatchObject({ phase: 'queued' });
+  const result = ended as Exclude<typeof ended, 'still pending'>;
+  expectError(result, 'SHUTTING_DOWN');
+  expect(result.error.details).toMatchObject({ phase: 'queued' });
   workspace.open();
   await waitFor(async () => (await readdir(root!)).length === 0);
 });
