@@ -161,6 +161,13 @@ function describeMessages(setup: ReturnType<typeof useChannelHarness>): void {
       expect(await client.request('m', 'bad-method')).toEqual({ type: 'reply', replyTo: 'm', data: { rejected: 'VALIDATION_ERROR' } });
       expect(h.mount.stats()).toMatchObject({ failedExecutions: 1, errorFrames: 1 });
     });
+
+    it('a ctx.channel call with a value that cannot cross (a function) rejects the promise it returned, never throws where it is called', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      expect(await client.request('u', 'uncloneable')).toEqual({ type: 'reply', replyTo: 'u', data: { rejected: 'VALIDATION_ERROR' } });
+      expect(h.mount.stats()).toMatchObject({ failedExecutions: 0, errorFrames: 0 });
+    });
   });
 }
 

@@ -568,6 +568,33 @@ describe('a handler whose execution ended while it waited on a push', () => {
   });
 });
 
+describe('a handler that calls ctx.channel after its execution ended', () => {
+  const hook = Symbol.for('kb-test:late-close');
+  afterEach(() => {
+    delete (globalThis as Record<symbol, unknown>)[hook];
+  });
+
+  it('from a timer it left, without catching: refused, reaching no connection, and not an unhandled rejection in the host (as out of process)', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let ran = false;
+      (globalThis as Record<symbol, unknown>)[hook] = () => (ran = true);
+      const h = await setup();
+      const client = await h.connect('/echo');
+      expect(await client.request('l', 'late-close')).toEqual({ type: 'reply', replyTo: 'l', data: 'scheduled' });
+      await eventually(() => ran, 'the timer the handler left ran');
+      // A turn for the refusal to settle, and for Node to say a rejection nobody handled.
+      await delay(50);
+      expect(unhandled).toEqual([]);
+      expect(client.ws.readyState).toBe(WebSocket.OPEN);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
+
 describe('bad frames', () => {
   it('answers malformed frames with VALIDATION_ERROR error frames and stays open', async () => {
     const h = await setup();

@@ -146,9 +146,15 @@ class InProcessRuntime implements RuntimeEnvironment {
     if (!this.#decided && !this.#control.stopReason) this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
-  /** As a platform call (asAnswered). */
+  /**
+   * As a platform call (asAnswered). One made once its result is decided (from a timer the handler
+   * left) is refused, and, as out of process, not an unhandled rejection that takes the host down
+   * when the handler does not catch it.
+   */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    return asAnswered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
+    const answer = asAnswered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
+    if (this.#decided || this.#control.stopReason) answer.catch(() => undefined);
+    return answer;
   }
 }
 

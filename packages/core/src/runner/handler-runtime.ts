@@ -369,7 +369,16 @@ function logText(value: unknown): string {
   }
 }
 
-function createChannelContext(info: { connectionId: string; path: string }, call: (method: string, args: unknown[]) => Promise<unknown>): ChannelContext {
+function createChannelContext(info: { connectionId: string; path: string }, callRuntime: (method: string, args: unknown[]) => Promise<unknown>): ChannelContext {
+  // Async on every backend: arguments that cannot cross (a function) are a rejection, as out of
+  // process, not a throw where in-process copies them (a `.catch()` on the call would miss it).
+  const call = (method: string, args: unknown[]): Promise<unknown> => {
+    try {
+      return callRuntime(method, args);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
   return Object.freeze({
     connectionId: info.connectionId,
     path: info.path,
