@@ -59,11 +59,11 @@ type HostMethod<M> = M extends (...args: infer A) => infer R ? (...args: A) => A
 
 /**
  * The host's `platform` option as the compiler checks it: the services declared in
- * `PlatformServices` (each optional) with their methods as declared, any other service as well.
- * With nothing declared, any object of services.
+ * `PlatformServices` (each optional, or `undefined`: not provided) with their methods as declared,
+ * any other service as well. With nothing declared, any object of services.
  */
 export type HostPlatform = {
-  [S in keyof PlatformServices]?: { [M in keyof PlatformServices[S]]?: HostMethod<PlatformServices[S][M]> };
+  [S in keyof PlatformServices]?: { [M in keyof PlatformServices[S]]?: HostMethod<PlatformServices[S][M]> | undefined } | undefined;
 } & Record<string, unknown>;
 
 export interface HandlerContext<P = PlatformServices> {

@@ -4,7 +4,7 @@ import { issuesOf, validationError, type ValidationIssue } from '../validation.j
 import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema, type Zod } from './lazy-zod.js';
 import { parseTraceparent } from './traceparent.js';
-import type { Platform } from './platform-gateway.js';
+import type { HostPlatform } from '../define-handler.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
 import { contextDescriptorSchema } from './context-descriptor.js';
 import { didYouMean, nearest, unknownKeyMessage } from './nearest-name.js';
@@ -169,9 +169,10 @@ export interface ExecuteOptions {
   /**
    * The services `ctx.platform` reaches for this execution only, instead of the backend's
    * `platform` option (a queue worker routes them back to the calling host). The handler's
-   * permissions are checked the same way. @default the backend's `platform`
+   * permissions are checked the same way; services declared in `PlatformServices` are checked
+   * against their declaration, as the backend's option is. @default the backend's `platform`
    */
-  platform?: Platform | undefined;
+  platform?: HostPlatform | undefined;
   /**
    * Where `ctx.platform` calls to services that `platform` does not have go instead, unchecked
    * here: to a gateway that checks them itself (a queue worker forwards them to the calling

@@ -21,3 +21,9 @@ createExecutionBackend({ type: 'in-process', platform: { kv: { get: (key: number
 createExecutionBackend({ platform: { kv: { get: async () => 42 } } });
 // @ts-expect-error a worker's own services are checked the same way
 void startExecutionWorker({ plugins: ['./plugins/a'], platform: { kv: { get: (key: string) => key.length } } });
+
+// One execution's own services (ExecuteOptions.platform) are checked the same way.
+const backend = createExecutionBackend({ type: 'in-process' });
+void backend.execute({ pluginId: 'p', handlerId: 'h' }, { platform: { kv: { get: (key) => store.get(key) }, mail: { send: () => true } } });
+// @ts-expect-error an execution's own services are checked against the declaration too
+void backend.execute({ pluginId: 'p', handlerId: 'h' }, { platform: { kv: { get: (key: number) => String(key) } } });
