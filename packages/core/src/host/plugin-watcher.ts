@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
 import { declaredWriteFolders } from './manifest.js';
-import { describeThrown } from '../wire-value.js';
+import { thrownText } from '../wire-value.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -264,7 +264,7 @@ export class PluginWatcher {
   }
 
   #report(event: PluginReloadEvent): void {
-    const threw = (error: unknown) => process.emitWarning(reloadCallbackThrew(error), { code: 'KB_PLUGIN_RELOAD_CALLBACK' });
+    const threw = (error: unknown) => process.emitWarning(`The watch option's onReload callback threw: ${thrownText(error)}`, { code: 'KB_PLUGIN_RELOAD_CALLBACK' });
     try {
       if (this.#onReload) {
         const returned: unknown = this.#onReload(event);
@@ -277,15 +277,6 @@ export class PluginWatcher {
       return;
     }
     if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version stays registered): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
-  }
-}
-
-/** The warning for what onReload threw: its message, or what it was when no string can be made of it (a null-prototype object, a revoked Proxy). */
-function reloadCallbackThrew(error: unknown): string {
-  try {
-    return `The watch option's onReload callback threw: ${String((error as Error)?.message ?? error)}`;
-  } catch {
-    return describeThrown(error, "The watch option's onReload callback");
   }
 }
 
