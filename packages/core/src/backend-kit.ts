@@ -14,7 +14,7 @@ export { ShutdownHooks, type ShutdownListener } from './host/shutdown-hooks.js';
 export { recordRunnerCrash, recordRunnerStart } from './host/execution-metrics.js';
 // Running a handler, and the protocol between the host and a runner elsewhere.
 export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
-export { HostSession, type HostServices } from './host/host-session.js';
+export { HostSession, hostCallError, type HostServices } from './host/host-session.js';
 export { OutputPacer } from './host/output-pacer.js';
 export { PROTOCOL_VERSION, describeShape, runnerMessageProblem, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';

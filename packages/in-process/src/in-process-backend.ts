@@ -1,5 +1,5 @@
 import { AbortedError, deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, describeThrown, isError, runHandler, serializeErrorForRunner, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -86,7 +86,7 @@ class InProcessRuntime implements RuntimeEnvironment {
     return (this.#platform ??= createPlatformProxy((service, method, args) => {
       const called = `platform.${service}.${method}`;
       const copy = cloneForWire(args, `${called} arguments`);
-      return asAnswered(this.#inWindow(() => control.callPlatform(service, method, copy)), called);
+      return this.#answered(this.#inWindow(() => control.callPlatform(service, method, copy)), called);
     }));
   }
 
@@ -97,9 +97,8 @@ class InProcessRuntime implements RuntimeEnvironment {
     window.enter(() => {
       const stopped = this.#control.stopReason;
       if (stopped) {
-        // Waited past a timeout or an abort: refused as the host refuses it, and not an
-        // unhandled rejection in the host's process if the handler never awaited it.
-        promise.catch(() => undefined);
+        // Waited past a timeout or an abort: refused as the host refuses it (#answered keeps it
+        // from being an unhandled rejection in the host's process if the handler never awaited it).
         window.leave();
         reject(new AbortedError('The execution was stopped while this call waited for its turn', { details: { phase: 'rpc' } }));
         return;
@@ -146,43 +145,28 @@ class InProcessRuntime implements RuntimeEnvironment {
     if (!this.#decided && !this.#control.stopReason) this.#control.emit(cloneForWire(event, 'ctx.emit() event'));
   }
 
-  /**
-   * As a platform call (asAnswered). One made once its result is decided (from a timer the handler
-   * left) is refused, and, as out of process, not an unhandled rejection that takes the host down
-   * when the handler does not catch it.
-   */
+  /** As a platform call (#answered). */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    const answer = asAnswered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
-    if (this.#decided || this.#control.stopReason) answer.catch(() => undefined);
+    return this.#answered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
+  }
+
+  /**
+   * A platform or channel call's answer as the handler gets it on the other backends: the result a
+   * copy, and a rejection a copy too, its stack cut to the call (`at platform.db.query (the host)`):
+   * the host's own error object, its frames and paths, stay the host's. One refused once the
+   * execution is over (stopped, or its result decided: a call that waited its turn past a timeout,
+   * one from a timer the handler left) is, as out of process, no unhandled rejection that takes the
+   * host down when the handler never awaited it; a handler that does await it still sees it.
+   */
+  #answered(call: Promise<unknown>, called: string): Promise<unknown> {
+    const answer: Promise<unknown> = call
+      .then((value) => cloneForWire(value, `${called} result`))
+      .catch((error: unknown) => {
+        if (this.#decided || this.#control.stopReason) void answer.catch(() => undefined);
+        throw deserializeError(hostCallError(error, called));
+      });
     return answer;
   }
-}
-
-/**
- * A platform or channel call's answer as the handler gets it on the other backends: the result a
- * copy, and a rejection a copy too, its stack cut to the call (`at platform.db.query (the host)`):
- * the host's own error object, its frames and paths, stay the host's (a rejection with a
- * non-Error, a service that throws a string, say, an Error saying so).
- */
-function asAnswered(call: Promise<unknown>, called: string): Promise<unknown> {
-  return call.then(
-    (value) => {
-      try {
-        return cloneForWire(value, `${called} result`);
-      } catch (error) {
-        // Refused here, in the host: its stack is cut to the call as well.
-        throw hostErrorCopy(error, called);
-      }
-    },
-    (error: unknown) => {
-      throw hostErrorCopy(error, called);
-    },
-  );
-}
-
-/** What the host's side of a call threw, as the handler gets it: a copy, its stack cut to the call. */
-function hostErrorCopy(error: unknown, called: string): unknown {
-  return deserializeError(serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`));
 }
 
 function deferred(): { promise: Promise<unknown>; resolve: (value: unknown) => void; reject: (error: unknown) => void } {

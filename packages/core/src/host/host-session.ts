@@ -1,4 +1,4 @@
-import { serializeErrorForRunner } from '../error-wire.js';
+import { serializeErrorForRunner, type SerializedError } from '../error-wire.js';
 import { describeThrown, isError } from '../wire-value.js';
 import { ValidationError } from '../errors.js';
 import type { LogEntry } from './request.js';
@@ -88,7 +88,7 @@ export class HostSession {
         : this.#services.callPlatform(String(service), String(method), args);
     call.then(
       (value) => this.#reply({ type: 'rpc-reply', id, ok: true, value }, id, called),
-      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`) }, id, called),
+      (error: unknown) => this.#reply({ type: 'rpc-reply', id, ok: false, error: hostCallError(error, called) }, id, called),
     );
   }
 
@@ -113,4 +113,13 @@ export class HostSession {
 /** A log message as the runtime would have cut it; one longer than that was sent past the runtime (plugin code on the runner's channel). */
 function logText(text: string): string {
   return text.length > MAX_LOG_MESSAGE + 64 ? `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]` : text;
+}
+
+/**
+ * What the host's side of a platform or channel call (`called`: `platform.kv.get`) threw, as the
+ * handler gets it: serialised with its stack cut to the call (`at platform.kv.get (the host)`), so
+ * the host's frames and paths stay the host's; a non-Error thrown, an Error saying what it was.
+ */
+export function hostCallError(error: unknown, called: string): SerializedError {
+  return serializeErrorForRunner(isError(error) ? error : new Error(describeThrown(error, called)), `${called} (the host)`);
 }
