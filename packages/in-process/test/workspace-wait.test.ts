@@ -26,6 +26,15 @@ class FirstAcquireWaits extends WorkspaceManager {
   }
 }
 
+/** Each lease is handed over 300 ms after its directory is made (a slow path check, a loaded machine). */
+class HandsOverLate extends WorkspaceManager {
+  override async acquire(executionId: string): Promise<WorkspaceLease> {
+    const lease = await super.acquire(executionId);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return lease;
+  }
+}
+
 const pending = <T>(promise: Promise<T>): Promise<T | 'still pending'> => Promise.race([promise, new Promise<'still pending'>((resolve) => setTimeout(() => resolve('still pending'), 10_000).unref())]);
 let root: string | undefined;
 let backend: InProcessBackend | undefined;
@@ -53,6 +62,17 @@ it('the caller\'s abort ends an execution whose workspace is still being made, a
   // The workspace made after the abort is removed: nothing is left under the root.
   workspace.open();
   await waitFor(async () => (await readdir(root!)).length === 0);
+});
+
+it('an abort that comes once the directory is made but before the lease is handed over: the result comes after the directory is gone', async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-workspace-wait-'));
+  backend = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace: new HandsOverLate({ root }) });
+  const caller = new AbortController();
+  const aborted = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'late' }, { signal: caller.signal });
+  await waitFor(async () => (await readdir(root!)).length === 1);
+  caller.abort();
+  expectError(await aborted, 'ABORTED');
+  expect(await readdir(root)).toEqual([]);
 });
 
 it('shutdown() ends an execution whose workspace is still being made (SHUTTING_DOWN, never started), and the workspace made later is released', async () => {

@@ -22,30 +22,59 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /**
+ * How long a stopped wait still waits for what it was taking. As a rule it comes a moment later (the
+ * workspace's directory made, its path being checked, when the abort came) and is given back before
+ * the caller hears of the stop, so that nothing it made outlives the result; one that does not come
+ * by then (a file system that does not answer) is let go, and given back whenever it comes.
+ */
+const GIVE_BACK_WAIT_MS = 1000;
+
+/**
  * What `taking` gives, or ABORTED (`queued`) once the caller aborts while it is still pending (a
  * workspace whose making hangs: a file system that does not answer, a host's WorkspaceManager that
  * never settles), or the error given to the `stop` handed to `settingStop` (shutdown). What it
- * gives after that is handed to `giveBack`.
+ * gives after a stop is handed to `giveBack`: awaited when it comes within GIVE_BACK_WAIT_MS, else
+ * handed to `track` (shutdown waits for what it tracks).
  */
-export function untilStopped<T>(taking: Promise<T>, signal: AbortSignal | undefined, settingStop: (stop: (error: unknown) => void) => void, giveBack: (taken: T) => unknown): Promise<T> {
+export function untilStopped<T>(
+  taking: Promise<T>,
+  signal: AbortSignal | undefined,
+  settingStop: (stop: (error: unknown) => void) => void,
+  giveBack: (taken: T) => unknown,
+  track: (givingBack: Promise<unknown>) => void,
+): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    let abandoned = false;
-    const stop = (error: unknown) => {
-      if (abandoned) return;
-      abandoned = true;
+    let stoppedBy: { error: unknown } | undefined;
+    let settled = false;
+    let letGo: ReturnType<typeof setTimeout> | undefined;
+    const end = (error: unknown) => {
+      clearTimeout(letGo);
+      if (settled) return;
+      settled = true;
       reject(error);
+    };
+    const stop = (error: unknown) => {
+      if (stoppedBy || settled) return;
+      stoppedBy = { error };
+      letGo = setTimeout(() => end(error), GIVE_BACK_WAIT_MS);
     };
     settingStop(stop);
     const stopListening = signal ? onAbort(signal, () => stop(new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }))) : undefined;
     taking.then(
       (taken) => {
         stopListening?.();
-        if (!abandoned) return resolve(taken);
-        void Promise.resolve(taken).then(giveBack).catch(() => undefined);
+        if (!stoppedBy) {
+          settled = true;
+          return resolve(taken);
+        }
+        const { error } = stoppedBy;
+        const givingBack = Promise.resolve(taken).then(giveBack).catch(() => undefined);
+        track(givingBack);
+        void givingBack.then(() => end(error));
       },
       (error: unknown) => {
         stopListening?.();
-        stop(error);
+        end(stoppedBy ? stoppedBy.error : error);
       },
     );
   });

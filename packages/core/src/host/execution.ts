@@ -228,8 +228,8 @@ export class Execution {
     // Shutdown stops it too, as one that runs: a workspace that is never made holds no caller for good.
     const waiting = this.#host.running.add(this);
     try {
-      // An abort ends the wait (a lease made after it is released): the time limit counts from the hand-over, after this.
-      const lease = await untilStopped(workspace.acquire(task.executionId), opts.signal, (stop) => (this.#stopWaiting = stop), (late) => late.release());
+      // An abort ends the wait (a lease made after it is released first): the time limit counts from the hand-over, after this.
+      const lease = await untilStopped(workspace.acquire(task.executionId), opts.signal, (stop) => (this.#stopWaiting = stop), (late) => late.release(), (givingBack) => this.#host.track(givingBack));
       this.#held.hold(() => this.#releaseLease?.());
       this.#releaseLease = async () => {
         this.#releaseLease = undefined;
