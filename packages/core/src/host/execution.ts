@@ -362,16 +362,20 @@ export class Execution {
    * neither its result nor shutdown waits long for its workspace's removal (STOP_SETTLE_MS at
    * most; a handler that writes on there races it). What it wrote meanwhile goes once it settles.
    */
-  #releaseAfterHandler(settled: Promise<void>): Promise<void> | undefined {
+  async #releaseAfterHandler(settled: Promise<void>): Promise<void> {
     const releaseLease = this.#releaseLease;
     this.#releaseLease = undefined;
+    let removed: Promise<boolean> | undefined;
     if (releaseLease) {
       const dir = this.#leaseDir!;
       const removing = releaseLease().catch(noop);
-      this.#host.track(settlesWithin(removing, STOP_SETTLE_MS));
+      this.#host.track((removed = settlesWithin(removing, STOP_SETTLE_MS)));
       if (!this.#keepWorkspace) void Promise.all([removing, settled]).then(() => removeTree(dir)).catch(noop);
     }
-    return this.#held.releaseAll();
+    const released = this.#held.releaseAll();
+    // The result waits (bounded) for the removal, as a stop's does on the backends that end their runner.
+    await removed;
+    await released;
   }
 }
 
