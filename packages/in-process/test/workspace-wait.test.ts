@@ -91,3 +91,30 @@ it('shutdown() ends an execution whose workspace is still being made (SHUTTING_D
   workspace.open();
   await waitFor(async () => (await readdir(root!)).length === 0);
 });
+
+it("one whose workspace is made, waiting its turn behind one whose workspace is still being made: its caller's abort ends it, its workspace gone when the result comes", async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-workspace-wait-'));
+  const leased: string[] = [];
+  const workspace = new (class extends FirstAcquireWaits {
+    override async acquire(executionId: string): Promise<WorkspaceLease> {
+      const lease = await super.acquire(executionId);
+      leased.push(executionId);
+      return lease;
+    }
+  })({ root });
+  backend = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace });
+  const stuck = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' });
+  const caller = new AbortController();
+  const behind = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'behind', executionId: 'behind' }, { signal: caller.signal });
+  await waitFor(() => leased.includes('behind'));
+  caller.abort();
+  const aborted = await pending(behind.then(async (result) => ({ result, left: await readdir(root!) })));
+  expect(aborted).not.toBe('still pending');
+  const { result, left } = aborted as Exclude<typeof aborted, 'still pending'>;
+  expectError(result, 'ABORTED');
+  expect(result.error.details).toMatchObject({ phase: 'queued' });
+  expect(left).toEqual([]);
+  // The one ahead of it goes on once its workspace is made.
+  workspace.open();
+  expectOk(await stuck);
+});

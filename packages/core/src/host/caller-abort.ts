@@ -17,8 +17,10 @@ export function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boole
   return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase } });
 }
 
+const abortedBeforeStart = (): AbortedError => new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
+
 export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } });
+  if (signal?.aborted) throw abortedBeforeStart();
 }
 
 /**
@@ -59,7 +61,7 @@ export function untilStopped<T>(
       letGo = setTimeout(() => end(error), GIVE_BACK_WAIT_MS);
     };
     settingStop(stop);
-    const stopListening = signal ? onAbort(signal, () => stop(new AbortedError('Execution aborted before it started', { details: { phase: 'queued' } }))) : undefined;
+    const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
     taking.then(
       (taken) => {
         stopListening?.();
@@ -77,5 +79,26 @@ export function untilStopped<T>(
         end(stoppedBy ? stoppedBy.error : error);
       },
     );
+  });
+}
+
+/**
+ * `turn`, or ABORTED (`queued`) once the caller aborts while it is still pending, or the error
+ * given to the `stop` handed to `settingStop` (shutdown): a wait that takes nothing (an
+ * execution's turn behind one whose workspace is still being made) ends at once.
+ */
+export function untilTurn(turn: Promise<void>, signal: AbortSignal | undefined, settingStop: (stop: (error: unknown) => void) => void): Promise<void> {
+  if (signal?.aborted) return Promise.reject(abortedBeforeStart());
+  return new Promise<void>((resolve, reject) => {
+    const stop = (error: unknown) => {
+      stopListening?.();
+      reject(error);
+    };
+    const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
+    settingStop(stop);
+    void turn.then(() => {
+      stopListening?.();
+      resolve();
+    });
   });
 }

@@ -1,6 +1,6 @@
 import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
-import { callersAbort, throwIfAborted, untilStopped } from './caller-abort.js';
+import { callersAbort, throwIfAborted, untilStopped, untilTurn } from './caller-abort.js';
 import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -236,7 +236,8 @@ export class Execution {
         await (this.#keepWorkspace ? lease.keep() : lease.release());
       };
       this.#leaseDir = task.workspaceDir = lease.dir;
-      await turn;
+      // Behind one whose workspace is still being made: an abort or shutdown ends this wait too (its lease released first, #release).
+      await untilTurn(turn, opts.signal, (stop) => (this.#stopWaiting = stop));
     } finally {
       this.#stopWaiting = undefined;
       this.#host.running.remove(waiting);
