@@ -42,9 +42,9 @@ how to add the package with the project's package manager when none is installed
 `;
 
 const SWEEP_TEXT = `sweep removes the directories a killed host left under <dir> (default: the backends' default
-root, <OS temp dir>/kb-plugin-workspaces-<uid>), and prints what it did as JSON (a <dir> given
-that does not exist is an error, exit 1: a mistyped root is not "nothing left"); workspaces kept
-with --keep-workspace stay.
+root, <OS temp dir>/kb-plugin-workspaces-<uid>), and prints what it did as JSON ({ removed,
+failed, foreign, kept }; exit 1 when one could not be removed, and for a <dir> given that does
+not exist: a mistyped root is not "nothing left"); workspaces kept with --keep-workspace stay.
 Directories another machine or container sharing <dir> made are kept ("foreign"), unless
 --foreign-older-than <ms> is given and they have not changed for that long.
 `;
@@ -58,9 +58,9 @@ const RUN_OPTIONS_TEXT = `Options for run:
                             queue: credentials and TLS, as for worker (worker --help); a user
                             and password or a token from NATS_USER/NATS_PASSWORD or NATS_TOKEN
   --input <json|@file|@->   handler input (@-: standard input)       (default: none)
-  --context <json|@file>    context descriptor, a JSON object        (default: { host: { kind: "cli" } };
+  --context <json|@file|@-> context descriptor, a JSON object        (default: { host: { kind: "cli" } };
                             nothing of the command line: its flag values may be secrets)
-  --grant <json|@file>      permissions granted to the handler       (default: none)
+  --grant <json|@file|@->   permissions granted to the handler       (default: none)
   --platform <module>       a module exporting the host's services (\`platform\`, or default;
                             an object or a function returning one)   (default: none)
   --timeout <ms>            time limit                               (default: manifest, else 30000)

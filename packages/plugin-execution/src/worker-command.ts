@@ -36,7 +36,7 @@ Options for worker:
   --id <id>                 this worker's id in the pool             (default: host-pid-random)
   --drain-timeout <ms>      how long a drain waits for running work, 0 to 2147483647
                                                                      (default: 30000)
-  --grant <json|@file>      the most handlers are granted here (the worker's cap), whatever
+  --grant <json|@file|@->   the most handlers are granted here (the worker's cap), whatever
                             a host grants         (default: everything its plugins declare)
   --max-payload-bytes <n>   the largest input, result, log line or event, as the pool's hosts
                             set it, 1024 to 1073741824           (default: 20971520, 20 MiB)

@@ -16,7 +16,7 @@ export interface NatsConnectionOptions {
   credsFile?: string | undefined;
   /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined: TLS when a server URL says `tls://` (then required, never plain), else as the server asks */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean } | undefined;
-  /** Connection name the server shows in its monitoring. @default 'kb-plugin-exec host' / 'kb-plugin-exec worker <id>' */
+  /** Connection name the server shows in its monitoring. @default 'kb-plugin-exec host <id>' / 'kb-plugin-exec worker <id>' */
   name?: string | undefined;
 }
 
