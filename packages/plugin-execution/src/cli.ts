@@ -54,6 +54,8 @@ const RUN_OPTIONS_TEXT = `Options for run:
   --nats <url>              queue: the NATS server(s), comma-separated     (default: nats://127.0.0.1:4222)
   --pool <name>             queue: the worker pool                         (default: default)
   --prefix <subjects>       queue: subject prefix, as the workers' --prefix (default: kbexec)
+  --max-payload-bytes <n>   queue: the largest input, result or event, as the workers'
+                            --max-payload-bytes, 1024 to 1073741824     (default: 20971520, 20 MiB)
   --creds, --nkey, --tls-ca, --tls-cert, --tls-key <file>
                             queue: credentials and TLS, as for worker (worker --help); a user
                             and password or a token from NATS_USER/NATS_PASSWORD or NATS_TOKEN

@@ -26,6 +26,8 @@ export const RUN_OPTIONS = {
   pool: { type: 'string' },
   /** queue: the subject prefix, as the workers were given it. */
   prefix: { type: 'string' },
+  /** queue: the largest input, result or event, as the pool's workers were given it. */
+  'max-payload-bytes': { type: 'string' },
   ...NATS_FLAGS,
   input: { type: 'string' },
   context: { type: 'string' },
@@ -50,12 +52,18 @@ const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
 /** The flags of `run` that go together (or not), checked before anything loads: the queue's options and the timeout. */
 function checkedFlags(values: RunValues, type: BuiltInBackendType) {
-  const queueFlags = (['nats', 'pool', 'prefix', ...(Object.keys(NATS_FLAGS) as Array<keyof typeof NATS_FLAGS>)] as const).filter((name) => values[name] !== undefined);
+  const queueFlags = (['nats', 'pool', 'prefix', 'max-payload-bytes', ...(Object.keys(NATS_FLAGS) as Array<keyof typeof NATS_FLAGS>)] as const).filter((name) => values[name] !== undefined);
   if (type !== 'queue' && queueFlags.length) throw new UsageError(`${queueFlags.map((name) => `--${name}`).join(' and ')} ${queueFlags.length > 1 ? 'are' : 'is'} for --backend queue`);
   const withWorkspace = ['keep-workspace', 'workspace-root'].filter((name) => values[name as 'keep-workspace' | 'workspace-root'] !== undefined);
   if (values['no-workspace'] && withWorkspace.length) throw new UsageError(`--no-workspace runs without a workspace: it does not go with --${withWorkspace.join(' or --')}`);
   if (type === 'queue' && values['workspace-root'] !== undefined) throw new UsageError("--workspace-root is the worker's with --backend queue (the workspace is made on the worker): give it to kb-plugin-exec worker");
-  const queue = type === 'queue' ? { connection: queueConnection(values), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}) } : {};
+  const maxPayloadBytes = values['max-payload-bytes'] === undefined ? undefined : /^\d+$/.test(values['max-payload-bytes']) ? Number(values['max-payload-bytes']) : NaN;
+  // Its range is the backend's to check (a refusal there is said as this flag's, flag-errors.ts).
+  if (Number.isNaN(maxPayloadBytes)) throw new UsageError(`--max-payload-bytes must be a whole number of bytes, got ${JSON.stringify(values['max-payload-bytes'])}`);
+  const queue =
+    type === 'queue'
+      ? { connection: queueConnection(values), ...(values.pool ? { pool: values.pool } : {}), ...(values.prefix ? { subjectPrefix: values.prefix } : {}), ...(maxPayloadBytes !== undefined ? { maxPayloadBytes } : {}) }
+      : {};
   // Digits only: Number() would also take 1.5, 0x10 and 1e3.
   const timeoutMs = values.timeout === undefined ? undefined : /^\d+$/.test(values.timeout) ? Number(values.timeout) : NaN;
   if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMER_MS)) {

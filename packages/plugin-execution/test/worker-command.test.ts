@@ -307,6 +307,26 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
   }
 });
 
+it('kb-plugin-exec run --backend queue --max-payload-bytes takes the limit the pool\'s workers were given (the CLI host had 20 MiB, whatever they had)', () => {
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const run = (flags: string[]) =>
+    spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--no-workspace', '--timeout', '15000', ...flags], { env: { PATH: process.env.PATH ?? '' }, encoding: 'utf8', timeout: 30_000 });
+  const queue = ['--backend', 'queue', '--nats', server.url, '--pool', pool];
+  // Refused by the host before any worker is asked, naming the limit given (was: "unknown option --max-payload-bytes", exit 2).
+  const over = run([...queue, '--max-payload-bytes', '4096', '--input', JSON.stringify('x'.repeat(5000))]);
+  expect(over.status, over.stderr).toBe(1);
+  expect(over.stderr).toMatch(/^VALIDATION_ERROR: The input is at least 4\.9 KiB encoded, over the queue backend's limit of 4 KiB/);
+  for (const [flags, said] of [
+    [[...queue, '--max-payload-bytes', '100'], /^--max-payload-bytes: must be an integer from 1024 to 1073741824, got 100$/m],
+    [[...queue, '--max-payload-bytes', '20MB'], /^--max-payload-bytes must be a whole number of bytes, got "20MB"$/m],
+    [['--max-payload-bytes', '4096'], /^--max-payload-bytes is for --backend queue$/m],
+  ] as const) {
+    const bad = run([...flags]);
+    expect(bad.status, bad.stderr).toBe(2);
+    expect(bad.stderr).toMatch(said);
+  }
+}, 60_000);
+
 it('kb-plugin-exec worker --grant caps what handlers get there, whatever a host grants; --max-payload-bytes sets its limit; bad values are usage errors', async () => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const { child, exited } = await startCliWorker([fixturePlugins.basic, '--backend', 'in-process', '--pool', pool, '--grant', '{"platform":{"kv":["get"]}}', '--max-payload-bytes', '4096'], {}, fixturePlugins.guarded);
