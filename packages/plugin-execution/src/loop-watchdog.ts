@@ -8,6 +8,7 @@ export const BLOCKED_GRACE_MS = 2000;
 const BEAT_MS = 100;
 
 export interface LoopWatchdogOptions {
+  executionId: string;
   pluginId: string;
   handlerId: string;
   /** The execution's time limit. */
@@ -82,15 +83,16 @@ interface Watch {
 }
 
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
-function blockedNotice({ pluginId, handlerId, limitMs, json }: LoopWatchdogOptions, workspaceDir: string | undefined): { stderr: string; stdout?: string } {
+function blockedNotice({ executionId, pluginId, handlerId, limitMs, json }: LoopWatchdogOptions, workspaceDir: string | undefined): { stderr: string; stdout?: string } {
   const message =
     // Not "did not finish": a timer it left may block the loop after it returned, before its result is in.
     `Handler "${handlerId}" of plugin "${pluginId}" keeps the event loop blocked past its time limit of ${limitMs} ms, ` +
     'which the in-process backend cannot stop: the process was ended (--backend worker-pool or subprocess stops such a handler)';
-  const error = new TimeoutError(message, { details: { timeoutMs: limitMs } });
+  // The details and meta a TIMEOUT of the backend's own has (docs/errors.md), as far as the thread can know them.
+  const error = new TimeoutError(message, { details: { timeoutMs: limitMs, pluginId, handlerId } });
   // Its stack would show the CLI's own frames, where the handler was never seen.
   const { stack: _stack, ...wire } = serializeError(error);
-  const meta = { backend: 'in-process', pluginId, handlerId, ...(workspaceDir !== undefined ? { workspaceDir } : {}) };
+  const meta = { executionId, backend: 'in-process', pluginId, handlerId, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}) };
   const stdout = json ? `${printableJson({ ok: false, error: wire, meta }, 2)}\n` : undefined;
   return { stderr: `TIMEOUT: ${message}\n`, ...(stdout !== undefined ? { stdout } : {}) };
 }

@@ -113,7 +113,9 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   });
   // In-process, a handler that blocks the loop is out of reach of the time limit and the signals: ended by this thread.
   const limitMs = timeoutMs ?? plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const watchdog = type === 'in-process' ? watchLoop({ pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
+  // Made here so that the watchdog's TIMEOUT names the execution as its result would.
+  const executionId = crypto.randomUUID();
+  const watchdog = type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
   const onStart = watchdog ? () => watchdog.started(WorkspaceManager.liveLeases(), values['keep-workspace'] === true) : undefined;
   const signals = abortOnSignals();
   // An in-process handler writes to this process's stdout, which is for the result alone (a
@@ -122,7 +124,7 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
   try {
     const result = await backend.execute(
-      { pluginId: plugin.id, handlerId, input: read.input, context: read.context },
+      { executionId, pluginId: plugin.id, handlerId, input: read.input, context: read.context },
       {
         signal: signals.signal,
         ...(timeoutMs ? { timeoutMs } : {}),

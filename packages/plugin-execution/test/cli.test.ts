@@ -346,8 +346,14 @@ describe('kb-plugin-exec CLI', () => {
         expect(await exited).toBe('SIGKILL');
         expect(stderr).toMatch(/^TIMEOUT: Handler "spin" of plugin "@cli-test\/blocking" keeps the event loop blocked past its time limit of 300 ms, which the in-process backend cannot stop/m);
         const left = await readdir(workspaces);
-        if (json) expect(JSON.parse(stdout)).toMatchObject({ ok: false, error: { code: 'TIMEOUT', details: { timeoutMs: 300 } }, meta: { backend: 'in-process', handlerId: 'spin' } });
-        else expect(stdout).toBe('');
+        // The details and meta of a TIMEOUT as the backend's own carry them (docs/errors.md): they had only timeoutMs, and no executionId.
+        if (json) {
+          expect(JSON.parse(stdout)).toMatchObject({
+            ok: false,
+            error: { code: 'TIMEOUT', details: { timeoutMs: 300, pluginId: '@cli-test/blocking', handlerId: 'spin' } },
+            meta: { executionId: expect.stringMatching(/^[0-9a-f-]{36}$/), backend: 'in-process', pluginId: '@cli-test/blocking', handlerId: 'spin', timeoutMs: 300 },
+          });
+        } else expect(stdout).toBe('');
         // A kept workspace is named in the JSON too, as a result's would be.
         if (json) expect(JSON.parse(stdout).meta.workspaceDir).toBe(keep ? path.join(workspaces, left[0]!) : undefined);
         if (keep) {
