@@ -36,6 +36,31 @@ const manifest = (handlers: Record<string, unknown>, extra: Record<string, unkno
   ...extra,
 });
 
+describe('many plugins at once', () => {
+  it('gives the event loop turns while it registers thousands of plugins, and registers them all', async () => {
+    const root = await pluginFolder(undefined);
+    await writeFile(path.join(root, 'h.mjs'), 'export default async (input) => input;');
+    const handlers = { a: { entry: './h.mjs' }, b: { entry: './h.mjs' }, c: { entry: './h.mjs' } };
+    const sources = Array.from({ length: 3000 }, (_, i) => ({ root, manifest: manifest(handlers, { id: `@t/many-${i}` }) }));
+    // A host's own work (its HTTP server, timers) waiting while the registry registers: counted by setImmediate turns.
+    let turns = 0;
+    let registering = true;
+    const tick = () => {
+      if (!registering) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const registry = new PluginRegistry();
+    const failures = await registry.addEach(sources);
+    registering = false;
+    expect(failures).toEqual([]);
+    expect(registry.list().map((p) => p.id)).toEqual(sources.map((s) => s.manifest.id));
+    expect(turns).toBeGreaterThan(0);
+  });
+});
+
+
 async function validationFailure(promise: Promise<unknown> | (() => unknown)): Promise<ValidationError> {
   const error = await (typeof promise === 'function' ? Promise.resolve().then(promise) : promise).then(
     () => undefined,

@@ -10,6 +10,9 @@ import { checkedSource, isFolder, sourceRoot, type PluginSource } from './plugin
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
 
+/** Longest the registration of many plugins at once (a backend's `plugins`) holds the event loop before it gives it a turn. */
+const REGISTRATION_TURN_MS = 10;
+
 /** What a host that registered nothing is told, with what to do about it. */
 const NONE_REGISTERED = " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin()";
 /** Said too when the runners are on other machines (a queue backend's host): the host needs the plugins as well. */
@@ -281,14 +284,23 @@ export class PluginRegistry {
   /** Folders read side by side, then everything registered in the order given: of two copies of one plugin, the first listed wins. */
   async #registerInOrder(sources: readonly PluginSource[], indices?: readonly number[]): Promise<Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }>> {
     const read = await Promise.allSettled(sources.map((source, i) => (isFolder(source) ? readFolder(source, `plugins[${indices?.[i] ?? i}]`) : { source, file: undefined })));
-    return read.map((r) => {
+    const results: Array<{ ok: true; plugin: RegisteredPlugin } | { ok: false; error: unknown }> = [];
+    let turnStarted = performance.now();
+    for (const r of read) {
+      // Each registration validates a manifest and looks at its entries on disk: 5,000 plugins in
+      // one turn held the event loop for most of a second. The host's own work gets turns between.
+      if (performance.now() - turnStarted > REGISTRATION_TURN_MS) {
+        await new Promise((resume) => setImmediate(resume));
+        turnStarted = performance.now();
+      }
       try {
         if (r.status === 'rejected') throw r.reason;
-        return { ok: true, plugin: this.register(r.value.source, r.value.file) };
+        results.push({ ok: true, plugin: this.register(r.value.source, r.value.file) });
       } catch (error) {
-        return { ok: false, error };
+        results.push({ ok: false, error });
       }
-    });
+    }
+    return results;
   }
 
   /** The sources given to addEach() that could not be registered, and have not been since. */
