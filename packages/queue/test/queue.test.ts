@@ -913,6 +913,31 @@ describe('a handler that outruns its caller', () => {
     return { result, delivered };
   }
 
+  it("reaches a caller that was behind in turns of a few hundred lines, not the thousands 256 KiB of short lines makes", async () => {
+    // Which turn of the host's event loop each line reached onLog in (a setImmediate chain counts the turns).
+    let turn = 0;
+    let counting = true;
+    const tick = () => {
+      if (!counting) return;
+      turn++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const linesInTurn = new Map<number, number>();
+    const onLog = () => {
+      // The host's event loop stalls for 2 s at the first line: the worker's output piles up meanwhile.
+      if (linesInTurn.size === 0) for (const until = Date.now() + 2000; Date.now() < until; );
+      linesInTurn.set(turn, (linesInTurn.get(turn) ?? 0) + 1);
+    };
+    const count = 20_000;
+    const input = { waitMs: 0, count, bytes: 80, afterMs: 0 };
+    const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'flood', input }, { timeoutMs: 60_000, onLog });
+    counting = false;
+    expectOk(result);
+    expect([...linesInTurn.values()].reduce((a, b) => a + b, 0)).toBe(count);
+    expect(Math.max(...linesInTurn.values())).toBeLessThanOrEqual(1000);
+  });
+
   it('waits on a worker-pool worker while the caller is behind: every event arrives', async () => {
     const { result, delivered } = await flood(make({ plugins: [fixturePlugins.hostile], workerLostMs: 8000 }), 40_000);
     expectOk(result);

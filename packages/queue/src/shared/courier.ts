@@ -32,6 +32,12 @@ export const HELD_OUTPUT_BYTES = 16 * 1024 * 1024;
  * lost, or they it; nor does its memory fill with their backlog.
  */
 const PACE_BYTES = 256 * 1024;
+/**
+ * And every this many log lines and events, however short: each is a message the receiver takes
+ * in its own callback, and 256 KiB of 100-character lines is some 2,000 of them, taken in one turn
+ * of a host's event loop (measured: 0.5 s held, a worker's backlog reaching a host that was behind).
+ */
+const PACE_MESSAGES = 256;
 /** How long such an acknowledgement is waited for before what waits goes anyway. */
 const PACE_TIMEOUT_MS = 10_000;
 
@@ -82,7 +88,7 @@ export class Courier {
   /** Fail the part requests waiting for their answers (see hold()). */
   readonly #partsInFlight = new Set<(error: Error) => void>();
   /** Logs and events posted to each receiver since its last acknowledgement, and the wait for the next (see PACE_BYTES). */
-  readonly #paces = new LiveMap<{ sinceAck: number; held: Held | undefined }>();
+  readonly #paces = new LiveMap<{ sinceAck: number; messagesSinceAck: number; held: Held | undefined }>();
 
   /** `caller`: a host's own subject, sent with every message (HEADER.reply); a worker sends none. */
   constructor(nc: NatsConnection, caller?: string, events: CourierEvents = {}) {
@@ -137,7 +143,7 @@ export class Courier {
   }
 
   /**
-   * While more than PACE_BYTES of logs and events wait for `subject` (its acknowledgement, or the
+   * While PACE_BYTES or PACE_MESSAGES of logs and events wait for `subject` (its acknowledgement, or the
    * connection): a promise that settles when they go. The local backend that runs the handler
    * reads no more of its output until then (ExecuteOptions.outputPace), so the handler waits
    * instead of filling HELD_OUTPUT_BYTES.
@@ -146,10 +152,10 @@ export class Courier {
     return this.#backlog(subject) ? this.#caughtUp(subject) : undefined;
   }
 
-  /** What waits for `subject`, if PACE_BYTES or more of output does. */
+  /** What waits for `subject`, if PACE_BYTES or PACE_MESSAGES or more of output does. */
   #backlog(subject: string): Held | undefined {
     const held = this.#held ?? this.#paces.get(subject)?.held;
-    return held && held.outputBytes >= PACE_BYTES ? held : undefined;
+    return held && (held.outputBytes >= PACE_BYTES || held.outputMessages >= PACE_MESSAGES) ? held : undefined;
   }
 
   /**
@@ -192,13 +198,15 @@ export class Courier {
     return headers;
   }
 
-  /** Counts `bytes` of output to `subject`; true when this one is to be acknowledged (every PACE_BYTES). */
+  /** Counts `bytes` of output to `subject`; true when this one is to be acknowledged (every PACE_BYTES, or PACE_MESSAGES). */
   #dueForAck(subject: string, bytes: number): boolean {
     let pace = this.#paces.get(subject);
-    if (!pace) this.#paces.set(subject, (pace = { sinceAck: 0, held: undefined }));
+    if (!pace) this.#paces.set(subject, (pace = { sinceAck: 0, messagesSinceAck: 0, held: undefined }));
     pace.sinceAck += bytes;
-    if (pace.sinceAck < PACE_BYTES) return false;
+    pace.messagesSinceAck++;
+    if (pace.sinceAck < PACE_BYTES && pace.messagesSinceAck < PACE_MESSAGES) return false;
     pace.sinceAck = 0;
+    pace.messagesSinceAck = 0;
     return true;
   }
 
@@ -211,7 +219,7 @@ export class Courier {
       .then(() => {
         pace.held = undefined;
         held.open();
-        if (pace.sinceAck === 0) this.#paces.delete(subject);
+        if (pace.messagesSinceAck === 0) this.#paces.delete(subject);
       });
   }
 
@@ -225,6 +233,7 @@ export class Courier {
       return this.#drop(held, subject, kind, executionId, tally);
     }
     held.outputBytes += body.length;
+    held.outputMessages++;
     // A connection closed for good (not made again) makes the publish throw: nothing waits for it.
     held.until.then(() => this.post(subject, kind, executionId, body, { tally })).catch(() => undefined);
     return undefined;
@@ -324,7 +333,7 @@ export class Courier {
 function newHeld(why: string, paced = false): Held {
   let open!: () => void;
   const until = new Promise<void>((resolve) => (open = resolve));
-  return { until, open, why, paced, outputBytes: 0, dropped: new Map() };
+  return { until, open, why, paced, outputBytes: 0, outputMessages: 0, dropped: new Map() };
 }
 
 /** How many of one execution's log lines and events went on the wire (see PostOptions). */
@@ -376,6 +385,8 @@ interface Held {
   paced: boolean;
   /** Bytes of logs and events held. */
   outputBytes: number;
+  /** Log lines and events held. */
+  outputMessages: number;
   /** What was dropped over the bound, by caller subject and execution id. */
   dropped: Map<string, Dropped>;
 }
