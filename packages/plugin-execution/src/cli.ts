@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 import { existsSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { printVersion } from './cli-version.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
 import { initCommand } from './init-command.js';
 import { inCliTerms } from './nats-flags.js';
@@ -95,11 +95,7 @@ async function main(argv: string[]): Promise<number> {
   const repeated = repeatedFlagMessage(args, RUN_OPTIONS);
   if (repeated) throw new UsageError(repeated);
   const [command, ...rest] = positionals;
-  if (values.version) {
-    const { version } = createRequire(import.meta.url)('../package.json') as { version: string };
-    process.stdout.write(`kb-plugin-exec ${version}\n`);
-    return 0;
-  }
+  if (values.version) return printVersion();
   if (values.help || command === 'help') {
     const topic = command === 'help' ? rest[0] : command;
     // `help worker` as `worker --help`.

@@ -2,6 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
+import { printVersion } from './cli-version.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
@@ -40,6 +41,8 @@ Options for worker:
                             a host grants         (default: everything its plugins declare)
   --max-payload-bytes <n>   the largest input, result, log line or event, as the pool's hosts
                             set it, 1024 to 1073741824           (default: 20971520, 20 MiB)
+  --version                 print the version
+  -h, --help                show this help
 ${NATS_FLAGS_USAGE}`;
 
 /** Thrown for a command line that cannot be run: the caller prints it with the usage, exit code 2. */
@@ -74,6 +77,7 @@ export const WORKER_OPTIONS = {
   grant: { type: 'string' },
   'max-payload-bytes': { type: 'string' },
   ...NATS_FLAGS,
+  version: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -100,6 +104,7 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
     process.stdout.write(WORKER_USAGE);
     return 0;
   }
+  if (values.version) return printVersion();
   const plugins = [...(values.plugins ?? []), ...positionals].map((dir) => path.resolve(dir));
   if (!values.nats) throw new WorkerUsageError('worker needs --nats <url>');
   if (plugins.length === 0) throw new WorkerUsageError('worker needs --plugins <dir>');

@@ -67,9 +67,12 @@ describe('kb-plugin-exec CLI', () => {
 
   it('--version prints the package version', async () => {
     const { version } = JSON.parse(await readFile(path.resolve(path.dirname(cli), '..', 'package.json'), 'utf8')) as { version: string };
-    const result = run(['--version']);
-    expect(result.status).toBe(0);
-    expect(result.stdout.trim()).toBe(`kb-plugin-exec ${version}`);
+    // The worker command's too (it said "unknown option --version: it is an option of `kb-plugin-exec run`").
+    for (const args of [['--version'], ['worker', '--version']]) {
+      const result = run(args);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toBe(`kb-plugin-exec ${version}\n`);
+    }
   });
 
   it('<command> --help and help <command> print that command\'s part of the help; --help alone prints all of it', () => {
