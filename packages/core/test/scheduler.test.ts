@@ -322,3 +322,83 @@ describe('waiters aborted while a slot stays held', () => {
     expect(order).toEqual(['next']);
   });
 });
+
+describe('with a per-key cap, each key waits in a line of its own', () => {
+  /** What the scheduler must do, the plain way: a free slot goes to the first waiter, in arrival order, whose key has room. */
+  function grantsOfPlainQueue(ops: Array<['wait', string] | ['release', number] | ['abort', number]>, concurrency: number, cap: number): string[] {
+    const running: string[] = [];
+    const queue: Array<{ key: string; label: string }> = [];
+    const granted: string[] = [];
+    const room = (key: string) => running.length < concurrency && running.filter((each) => each.split('#')[0] === key).length < cap;
+    const pump = () => {
+      for (let i = 0; i < queue.length && running.length < concurrency; ) {
+        if (!room(queue[i]!.key)) {
+          i++;
+          continue;
+        }
+        const [next] = queue.splice(i, 1);
+        running.push(next!.label);
+        granted.push(next!.label);
+      }
+    };
+    ops.forEach((op, n) => {
+      if (op[0] === 'wait') {
+        const label = `${op[1]}#${n}`;
+        if (!room(op[1])) queue.push({ key: op[1], label });
+        else {
+          running.push(label);
+          granted.push(label);
+        }
+      } else if (op[0] === 'release' && running.length) {
+        running.splice(op[1] % running.length, 1);
+        pump();
+      } else if (op[0] === 'abort' && queue.length) queue.splice(op[1] % queue.length, 1);
+    });
+    return granted;
+  }
+
+  it('grants as one queue walked in arrival order would, over random waits, releases and aborts', async () => {
+    for (let round = 0; round < 20; round++) {
+      let seed = round + 1;
+      const random = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+      const ops = Array.from({ length: 400 }, (): ['wait', string] | ['release', number] | ['abort', number] => {
+        const kind = random(10);
+        return kind < 5 ? ['wait', 'abc'[random(3)]!] : kind < 9 ? ['release', random(1000)] : ['abort', random(1000)];
+      });
+      const s = new Scheduler({ concurrency: 3, maxQueue: 1000, perKeyConcurrency: 2 });
+      const granted: string[] = [];
+      const running: Array<{ label: string; slot: Slot }> = [];
+      const waiting: Array<{ label: string; controller: AbortController }> = [];
+      for (const [n, op] of ops.entries()) {
+        if (op[0] === 'wait') {
+          const label = `${op[1]}#${n}`;
+          const controller = new AbortController();
+          const given = s.acquire(op[1], controller.signal);
+          const take = (slot: Slot) => {
+            granted.push(label);
+            running.push({ label, slot });
+            const at = waiting.findIndex((each) => each.label === label);
+            if (at >= 0) waiting.splice(at, 1);
+          };
+          if (given instanceof Promise) {
+            waiting.push({ label, controller });
+            given.then(take, () => undefined);
+          } else take(given);
+        } else if (op[0] === 'release' && running.length) running.splice(op[1] % running.length, 1)[0]!.slot.release();
+        else if (op[0] === 'abort' && waiting.length) waiting.splice(op[1] % waiting.length, 1)[0]!.controller.abort();
+        await flush();
+      }
+      expect(granted, `round ${round}`).toEqual(grantsOfPlainQueue(ops, 3, 2));
+    }
+  });
+
+  it('closeQueue refuses the waiters of every line, in the order they came', async () => {
+    const s = new Scheduler({ concurrency: 1, maxQueue: 10, perKeyConcurrency: 1 });
+    now(s, 'x');
+    const refused: string[] = [];
+    for (const label of ['a1', 'b1', 'a2', 'c1', 'b2']) (s.acquire(label[0]!) as Promise<Slot>).catch(() => refused.push(label));
+    s.closeQueue(new ShuttingDownError('closing'));
+    await flush();
+    expect(refused).toEqual(['a1', 'b1', 'a2', 'c1', 'b2']);
+  });
+});

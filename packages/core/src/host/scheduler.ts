@@ -18,15 +18,63 @@ export interface Slot {
 
 interface Waiter {
   key: string;
+  /** Its place in the order of arrival, across keys. */
+  seq: number;
   resolve: (slot: Slot) => void;
   reject: (error: ExecutionError) => void;
   done: boolean;
   cleanup?: () => void;
 }
 
+/** The waiters of one line, oldest first; those gone (aborted) are passed over, and swept out once they outnumber the rest. */
+class WaitingLine {
+  #items: Waiter[] = [];
+  #head = 0;
+  #live = 0;
+
+  push(waiter: Waiter): void {
+    this.#items.push(waiter);
+    this.#live++;
+  }
+
+  /** The oldest still waiting. */
+  first(): Waiter | undefined {
+    const items = this.#items;
+    while (this.#head < items.length && items[this.#head]!.done) this.#head++;
+    return items[this.#head];
+  }
+
+  /** `first()` is leaving the line (granted). */
+  shift(): void {
+    this.#head++;
+    this.#live--;
+    // Cut once most of the array is behind the front.
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  /** One of it was aborted: out of the line now, not when it comes to the front (callers may give up by the thousand while a slot stays held). */
+  left(): void {
+    this.#live--;
+    if (this.#items.length - this.#head > 2 * this.#live + 16) {
+      this.#items = this.#items.slice(this.#head).filter((each) => !each.done);
+      this.#head = 0;
+    }
+  }
+
+  *waiting(): Iterable<Waiter> {
+    for (let i = this.#head; i < this.#items.length; i++) if (!this.#items[i]!.done) yield this.#items[i]!;
+  }
+}
+
 /**
  * Admission control for a backend: a concurrency limit, an optional per-plugin cap and a bounded
- * FIFO queue. Aborted waiters leave the queue at once and never run.
+ * FIFO queue. Aborted waiters leave the queue at once and never run. With a per-plugin cap each
+ * plugin waits in a line of its own, and a free slot goes to the oldest waiter at the front of a
+ * line whose plugin has room (one line for all without a cap): a slot freed never walks past the
+ * thousands a capped plugin has waiting.
  */
 export class Scheduler {
   readonly concurrency: number;
@@ -34,7 +82,9 @@ export class Scheduler {
   readonly perKeyConcurrency: number;
   #active = 0;
   #queued = 0;
-  #queue: Waiter[] = [];
+  #arrivals = 0;
+  /** Waiting lines by key (by plugin with a per-plugin cap; one line, '', without). */
+  readonly #lines = new Map<string, WaitingLine>();
   /** Set by closeQueue(): what an execution that would have to wait gets from then on. */
   #closedWith: ExecutionError | undefined;
   /** Running executions per key: a LiveMap (live-list.ts), since a key comes and goes with its executions. */
@@ -95,34 +145,35 @@ export class Scheduler {
    * ABORTED or shutdown error that takes it out of the queue instead.
    */
   enqueue(key: string, signal: AbortSignal | undefined, granted: (slot: Slot) => void, refused: (error: ExecutionError) => void): void {
-    const waiter: Waiter = { key, resolve: granted, reject: refused, done: false };
+    const waiter: Waiter = { key, seq: this.#arrivals++, resolve: granted, reject: refused, done: false };
+    const lineKey = Number.isFinite(this.perKeyConcurrency) ? key : '';
+    let line = this.#lines.get(lineKey);
+    if (!line) this.#lines.set(lineKey, (line = new WaitingLine()));
     if (signal) {
       const abort = () => {
         if (waiter.done) return;
         waiter.done = true;
         this.#queued--;
-        // Out of the queue now, not at the next release (a slot may stay held for a handler's whole
-        // time limit while callers give up by the thousand): swept once those gone outnumber those left.
-        if (this.#queue.length > 2 * this.#queued + 16) this.#queue = this.#queue.filter((each) => !each.done);
+        line.left();
         refused(new AbortedError('Execution aborted while queued; it never ran', { details: { phase: 'queued' } }));
       };
       waiter.cleanup = onAbort(signal, abort);
     }
-    this.#queue.push(waiter);
+    line.push(waiter);
     this.#queued++;
   }
 
   /** Reject everything still waiting, and from now on refuse with `error` whoever would have to wait (shutdown); free slots are still given. */
   closeQueue(error: ExecutionError): void {
     this.#closedWith = error;
-    for (const waiter of this.#queue) {
-      if (waiter.done) continue;
+    const waiting = [...this.#lines.values()].flatMap((line) => [...line.waiting()]).sort((a, b) => a.seq - b.seq);
+    this.#lines.clear();
+    this.#queued = 0;
+    for (const waiter of waiting) {
       waiter.done = true;
       waiter.cleanup?.();
       waiter.reject(error);
     }
-    this.#queue = [];
-    this.#queued = 0;
   }
 
   #hasRoom(key: string): boolean {
@@ -148,28 +199,36 @@ export class Scheduler {
 
   #pump(): void {
     if (this.#queued === 0) {
-      if (this.#queue.length) this.#queue = [];
+      // Only the aborted are left, if anyone.
+      if (this.#lines.size) this.#lines.clear();
       return;
     }
-    // Told once the queue is settled: a waiter's own code (a dispatch that fails and gives its slot back) may pump again.
+    // Told once the lines are settled: a waiter's own code (a dispatch that fails and gives its slot back) may pump again.
     const granted: Array<[Waiter, Slot]> = [];
-    let i = 0;
-    while (i < this.#queue.length && this.#active < this.concurrency) {
-      const waiter = this.#queue[i]!;
-      if (waiter.done) {
-        this.#queue.splice(i, 1);
-        continue;
-      }
-      if (!this.#hasRoom(waiter.key)) {
-        i++;
-        continue;
-      }
-      this.#queue.splice(i, 1);
+    while (this.#queued > 0 && this.#active < this.concurrency) {
+      const next = this.#oldestWithRoom();
+      if (!next) break;
+      const [line, waiter] = next;
+      line.shift();
       waiter.done = true;
       waiter.cleanup?.();
       this.#queued--;
       granted.push([waiter, this.#grant(waiter.key)]);
     }
     for (const [waiter, slot] of granted) waiter.resolve(slot);
+  }
+
+  /** The oldest waiter at the front of a line whose key has room; lines left empty are dropped. */
+  #oldestWithRoom(): [WaitingLine, Waiter] | undefined {
+    let oldest: [WaitingLine, Waiter] | undefined;
+    for (const [key, line] of this.#lines) {
+      const first = line.first();
+      if (!first) {
+        this.#lines.delete(key);
+        continue;
+      }
+      if (this.#hasRoom(first.key) && (!oldest || first.seq < oldest[1].seq)) oldest = [line, first];
+    }
+    return oldest;
   }
 }
