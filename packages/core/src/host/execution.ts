@@ -148,7 +148,12 @@ export class Execution {
     // Before it takes a place among those waiting for the plugins to load (QUEUE_FULL past them).
     throwIfAborted(opts.signal);
     const ready = host.ready();
-    return ready ? ready.then(() => this.#task(parsed, opts)) : this.#task(parsed, opts);
+    if (!ready) return this.#task(parsed, opts);
+    return ready.then(() => {
+      // Loaded once shutdown's wait was over: it never started, and takes no slot nor workspace.
+      if (host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+      return this.#task(parsed, opts);
+    });
   }
 
   /** A caller's id names one execution at a time (its workspace, its logs, its spans). */
