@@ -1,6 +1,7 @@
 import { AbortedError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { onAbort } from './abort-listeners.js';
+import { SLOW_RELEASE_MS } from './slow-releases.js';
 
 /**
  * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue
@@ -59,6 +60,9 @@ export function untilStopped<T>(
       if (stoppedBy || settled) return;
       stoppedBy = { error };
       letGo = setTimeout(() => end(error), GIVE_BACK_WAIT_MS);
+      // Tracked from now, not only once it comes: a shutdown() meanwhile waits for it (bounded), and
+      // nothing is made after it resolved. One that takes longer is a hang, not a release (health).
+      track(settledOrAfter(taking, SLOW_RELEASE_MS));
     };
     settingStop(stop);
     const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
@@ -79,6 +83,19 @@ export function untilStopped<T>(
         end(stoppedBy ? stoppedBy.error : error);
       },
     );
+  });
+}
+
+/** Settles when `promise` does, or after `ms` on a timer that keeps no process alive (what it bounds may never settle). */
+function settledOrAfter(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    promise.then(done, done);
   });
 }
 
