@@ -19,6 +19,10 @@ class FirstAcquireWaits extends WorkspaceManager {
   open(): void {
     this.#open();
   }
+  /** Its first acquire was asked for, and waits (a fixed delay would race the plugins' load under a busy CI). */
+  get waiting(): boolean {
+    return !this.#first;
+  }
   override acquire(executionId: string): Promise<WorkspaceLease> {
     if (!this.#first) return super.acquire(executionId);
     this.#first = false;
@@ -51,7 +55,7 @@ it('the caller\'s abort ends an execution whose workspace is still being made, a
   const caller = new AbortController();
   const stuck = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' }, { signal: caller.signal });
   const next = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' });
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await waitFor(() => workspace.waiting);
   caller.abort();
   const aborted = await pending(stuck);
   expect(aborted).not.toBe('still pending');
@@ -80,7 +84,7 @@ it('shutdown() ends an execution whose workspace is still being made (SHUTTING_D
   const workspace = new FirstAcquireWaits({ root });
   const closing = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace });
   const stuck = closing.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' });
-  await new Promise((resolve) => setTimeout(resolve, 50));
+  await waitFor(() => workspace.waiting);
   const shutDown = await pending(closing.shutdown({ timeoutMs: 200 }));
   expect(shutDown).not.toBe('still pending');
   const ended = await pending(stuck);
