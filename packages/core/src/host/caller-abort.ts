@@ -1,6 +1,7 @@
 import { AbortedError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { onAbort } from './abort-listeners.js';
+import { settlesWithin } from '../settles-within.js';
 import { SLOW_RELEASE_MS } from './slow-releases.js';
 
 /**
@@ -62,7 +63,7 @@ export function untilStopped<T>(
       letGo = setTimeout(() => end(error), GIVE_BACK_WAIT_MS);
       // Tracked from now, not only once it comes: a shutdown() meanwhile waits for it (bounded), and
       // nothing is made after it resolved. One that takes longer is a hang, not a release (health).
-      track(settledOrAfter(taking, SLOW_RELEASE_MS));
+      track(settlesWithin(taking, SLOW_RELEASE_MS, false));
     };
     settingStop(stop);
     const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
@@ -83,19 +84,6 @@ export function untilStopped<T>(
         end(stoppedBy ? stoppedBy.error : error);
       },
     );
-  });
-}
-
-/** Settles when `promise` does, or after `ms` on a timer that keeps no process alive (what it bounds may never settle). */
-function settledOrAfter(promise: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    timer.unref();
-    const done = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    promise.then(done, done);
   });
 }
 
