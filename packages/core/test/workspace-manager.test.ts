@@ -1,6 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -939,6 +939,24 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     } finally {
       process.off('warning', onWarning);
     }
+  });
+
+  it('stops saying a kept directory could not be marked once the host has marked it or moved it away', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const [marked, moved] = [await manager.acquire('marked-later'), await manager.acquire('moved-later')];
+    for (const lease of [marked, moved]) {
+      // Where the mark goes, a folder: writing it fails, as on a full disk.
+      await mkdir(`${lease.dir}.kept`);
+      await expect(lease.keep()).rejects.toThrow(WorkspaceError);
+    }
+    expect(manager.leftBehind()).toMatch(/^2 kept workspace directories .* could not be marked as kept/);
+    // What health() tells the host to do: write the mark itself...
+    await rm(`${marked.dir}.kept`, { recursive: true });
+    await writeFile(`${marked.dir}.kept`, '');
+    expect(manager.leftBehind()).toMatch(/^1 kept workspace directory .* could not be marked as kept \(the last: Cannot mark workspace .*moved-later/);
+    // ...or move the folder elsewhere. Before: both were still said, health() failing for good.
+    await rename(moved.dir, `${moved.dir}-moved`);
+    expect(manager.leftBehind()).toBeUndefined();
   });
 
   it('removes a stale entry that is a symlink without following it', async () => {

@@ -167,7 +167,7 @@ export class WorkspaceManager {
     // A workspace could be made: what a passing condition (a read-only remount, the process out of
     // descriptors for longer than removeTree waits) kept from being removed is tried again.
     this.#trouble.retry();
-    return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#trouble.unmarked(error) : this.#trouble.left(dir, error)));
+    return new Lease(executionId, dir, (error, keeping) => (keeping ? this.#trouble.unmarked(dir, error) : this.#trouble.left(dir, error)));
   }
 
   /** A workspace made under a root that is no longer the one found ours (swapped for a link meanwhile) is removed: EXDEV. */
