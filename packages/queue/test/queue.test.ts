@@ -1002,6 +1002,8 @@ describe('stops', () => {
       await started;
       const rest = [1, 2, 3].map(() => backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 1500 } }, { timeoutMs: 30_000 }));
       await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 3, 10_000);
+      // What docs/backends/queue.md says of these figures: the stream's depth is runners.queueDepth; queued is this host's own queue.
+      expect(await backend.stats()).toMatchObject({ active: 4, queued: 0 });
       const shutdownAt = performance.now();
       const shutdown = backend.shutdown({ timeoutMs: 20_000 });
       for (const result of await Promise.all(rest)) {
