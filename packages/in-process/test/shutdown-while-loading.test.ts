@@ -7,22 +7,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import { PluginRegistry, WorkspaceManager, type PluginLoadFailure, type PluginSource, type WorkspaceLease } from '@kb-labs/plugin-execution-core';
+import { WorkspaceManager, type WorkspaceLease } from '@kb-labs/plugin-execution-core';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, expect, it } from 'vitest';
-
-/** Loads its plugins once `open()` is called (a plugin folder on a file system that is slow to answer). */
-class LoadsWhenOpened extends PluginRegistry {
-  #open!: () => void;
-  readonly #opened = new Promise<void>((resolve) => (this.#open = resolve));
-  open(): void {
-    this.#open();
-  }
-  override async addEach(sources: readonly PluginSource[], indices?: readonly number[]): Promise<readonly PluginLoadFailure[]> {
-    await this.#opened;
-    return super.addEach(sources, indices);
-  }
-}
+import { LoadsWhenOpened } from './loads-when-opened.js';
 
 /** Counts the workspaces asked for. */
 class CountsAcquires extends WorkspaceManager {

@@ -26,6 +26,7 @@ import { backendClosed, backendOpened } from './backend-census.js';
 import { slowReleases } from './slow-releases.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
+import { untilLoaded } from './caller-abort.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -368,16 +369,14 @@ export abstract class BaseBackend implements IExecutionBackend {
       idsInUse: new LiveMap(),
       stopping: () => this.#stopping,
       closing: () => this.#closing,
-      ready: () => {
+      ready: (signal) => {
         const ready = this.#ensureReady();
         if (ready) {
           // One that could neither run nor wait once they load is QUEUE_FULL now, not then.
           this.#scheduler.refuseBeyond(this.#waitingForPlugins, 'waiting for the plugins to load');
           this.#waitingForPlugins++;
-          return ready.then(() => {
-            this.#waitingForPlugins--;
-            this.#throwIfNotReady();
-          });
+          // The caller's abort ends its wait, and its place among those waiting, at once.
+          return untilLoaded(ready, signal, () => this.#waitingForPlugins--).then(() => this.#throwIfNotReady());
         }
         this.#throwIfNotReady();
         return undefined;

@@ -107,3 +107,34 @@ export function untilTurn(turn: Promise<void>, signal: AbortSignal | undefined, 
     });
   });
 }
+
+/**
+ * `loading` (the plugins, on a backend's first use), or ABORTED (`queued`) once the caller aborts
+ * while it is still pending: a plugin folder slow to read holds no caller that gave up. `left` is
+ * called once, when the wait ends either way (it no longer holds a place in the queue).
+ */
+export function untilLoaded(loading: Promise<void>, signal: AbortSignal | undefined, left: () => void): Promise<void> {
+  let waiting = true;
+  const leave = () => {
+    if (!waiting) return;
+    waiting = false;
+    left();
+  };
+  // One way with a signal or without: those waiting are told in the order they called (admission order).
+  return new Promise<void>((resolve, reject) => {
+    const stopListening = signal
+      ? onAbort(signal, () => {
+          leave();
+          reject(abortedBeforeStart());
+        })
+      : undefined;
+    const ended = () => {
+      stopListening?.();
+      leave();
+    };
+    loading.then(
+      () => (ended(), resolve()),
+      (error: unknown) => (ended(), reject(error)),
+    );
+  });
+}

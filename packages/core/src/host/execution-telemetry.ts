@@ -125,11 +125,11 @@ export class ExecutionTelemetry {
     return this.#context ? runOnceIn(this.#api, this.#context, fn) : fn();
   }
 
-  /** It waits in the queue for a slot: counted as queued until the returned function is called. */
-  queued(pluginId: string): () => void {
+  /** It waits in the queue for a slot (or for the plugins to load: no `pluginId` yet): counted as queued until the returned function is called. */
+  queued(pluginId: string | undefined): () => void {
     const queued = this.#instruments?.queued;
     if (!queued) return noop;
-    const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId };
+    const attributes: Attributes = pluginId === undefined ? { [ATTR.backend]: this.#backend } : { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId };
     let added = false;
     recordQuietly(() => {
       queued.add(1, attributes);

@@ -147,9 +147,11 @@ export class Execution {
     if (parsed.executionId !== undefined) this.#claimId(parsed.executionId);
     // Before it takes a place among those waiting for the plugins to load (QUEUE_FULL past them).
     throwIfAborted(opts.signal);
-    const ready = host.ready();
+    const ready = host.ready(opts.signal);
     if (!ready) return this.#task(parsed, opts);
-    return ready.then(() => {
+    // Waiting for them holds a place in the queue (stats().queued, maxQueue): in the metric too, without a plugin id not yet known to be registered.
+    const queued = this.#telemetry?.queued(undefined);
+    return ready.finally(queued).then(() => {
       // Loaded once shutdown's wait was over: it never started, and takes no slot nor workspace.
       if (host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
       return this.#task(parsed, opts);
