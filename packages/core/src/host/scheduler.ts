@@ -28,9 +28,14 @@ interface Waiter {
 
 /** The waiters of one line, oldest first; those gone (aborted) are passed over, and swept out once they outnumber the rest. */
 class WaitingLine {
+  readonly key: string;
   #items: Waiter[] = [];
   #head = 0;
   #live = 0;
+
+  constructor(key: string) {
+    this.key = key;
+  }
 
   push(waiter: Waiter): void {
     this.#items.push(waiter);
@@ -148,7 +153,7 @@ export class Scheduler {
     const waiter: Waiter = { key, seq: this.#arrivals++, resolve: granted, reject: refused, done: false };
     const lineKey = Number.isFinite(this.perKeyConcurrency) ? key : '';
     let line = this.#lines.get(lineKey);
-    if (!line) this.#lines.set(lineKey, (line = new WaitingLine()));
+    if (!line) this.#lines.set(lineKey, (line = new WaitingLine(lineKey)));
     if (signal) {
       const abort = () => {
         if (waiter.done) return;
@@ -206,9 +211,9 @@ export class Scheduler {
     // Told once the lines are settled: a waiter's own code (a dispatch that fails and gives its slot back) may pump again.
     const granted: Array<[Waiter, Slot]> = [];
     while (this.#queued > 0 && this.#active < this.concurrency) {
-      const next = this.#oldestWithRoom();
-      if (!next) break;
-      const [line, waiter] = next;
+      const line = this.#lineToServe();
+      if (!line) break;
+      const waiter = line.first()!;
       line.shift();
       waiter.done = true;
       waiter.cleanup?.();
@@ -218,17 +223,22 @@ export class Scheduler {
     for (const [waiter, slot] of granted) waiter.resolve(slot);
   }
 
-  /** The oldest waiter at the front of a line whose key has room; lines left empty are dropped. */
-  #oldestWithRoom(): [WaitingLine, Waiter] | undefined {
-    let oldest: [WaitingLine, Waiter] | undefined;
-    for (const [key, line] of this.#lines) {
-      const first = line.first();
-      if (!first) {
-        this.#lines.delete(key);
-        continue;
-      }
-      if (this.#hasRoom(first.key) && (!oldest || first.seq < oldest[1].seq)) oldest = [line, first];
+  /** The line whose front waiter came first among those whose key has room (one line without a cap); lines left empty are dropped. */
+  #lineToServe(): WaitingLine | undefined {
+    if (!Number.isFinite(this.perKeyConcurrency)) {
+      const line = this.#lines.get('');
+      return line?.first() ? line : undefined;
     }
-    return oldest;
+    let serve: WaitingLine | undefined;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const line of this.#lines.values()) {
+      const first = line.first();
+      if (!first) this.#lines.delete(line.key);
+      else if (first.seq < oldest && this.#hasRoom(first.key)) {
+        serve = line;
+        oldest = first.seq;
+      }
+    }
+    return serve;
   }
 }
