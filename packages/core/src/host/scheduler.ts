@@ -29,7 +29,8 @@ interface Waiter {
 /** The waiters of one line, oldest first; those gone (aborted) are passed over, and swept out once they outnumber the rest. */
 class WaitingLine {
   readonly key: string;
-  #items: Waiter[] = [];
+  /** Those passed are `undefined`: up to `#head`. */
+  #items: Array<Waiter | undefined> = [];
   #head = 0;
   #live = 0;
 
@@ -45,13 +46,14 @@ class WaitingLine {
   /** The oldest still waiting. */
   first(): Waiter | undefined {
     const items = this.#items;
-    while (this.#head < items.length && items[this.#head]!.done) this.#head++;
+    // Those passed are let go at once (a waiter holds its execution's callbacks, and with them the execution).
+    while (this.#head < items.length && items[this.#head]!.done) items[this.#head++] = undefined;
     return items[this.#head];
   }
 
   /** `first()` is leaving the line (granted). */
   shift(): void {
-    this.#head++;
+    this.#items[this.#head++] = undefined;
     this.#live--;
     // Cut once most of the array is behind the front.
     if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
@@ -64,13 +66,16 @@ class WaitingLine {
   left(): void {
     this.#live--;
     if (this.#items.length - this.#head > 2 * this.#live + 16) {
-      this.#items = this.#items.slice(this.#head).filter((each) => !each.done);
+      this.#items = this.#items.slice(this.#head).filter((each) => each !== undefined && !each.done);
       this.#head = 0;
     }
   }
 
   *waiting(): Iterable<Waiter> {
-    for (let i = this.#head; i < this.#items.length; i++) if (!this.#items[i]!.done) yield this.#items[i]!;
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const waiter = this.#items[i];
+      if (waiter && !waiter.done) yield waiter;
+    }
   }
 }
 
