@@ -26,7 +26,7 @@ import { backendClosed, backendOpened } from './backend-census.js';
 import { slowReleases } from './slow-releases.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
-import { untilLoaded } from './caller-abort.js';
+import { untilAborted } from './caller-abort.js';
 
 /** What a backend tells the base class about itself. */
 export interface BackendDefaults {
@@ -376,7 +376,7 @@ export abstract class BaseBackend implements IExecutionBackend {
           this.#scheduler.refuseBeyond(this.#waitingForPlugins, 'waiting for the plugins to load');
           this.#waitingForPlugins++;
           // The caller's abort ends its wait, and its place among those waiting, at once.
-          return untilLoaded(ready, signal, () => this.#waitingForPlugins--).then(() => this.#throwIfNotReady());
+          return untilAborted(ready, signal).finally(() => this.#waitingForPlugins--).then(() => this.#throwIfNotReady());
         }
         this.#throwIfNotReady();
         return undefined;

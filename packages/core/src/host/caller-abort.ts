@@ -88,11 +88,13 @@ export function untilStopped<T>(
 }
 
 /**
- * `turn`, or ABORTED (`queued`) once the caller aborts while it is still pending, or the error
- * given to the `stop` handed to `settingStop` (shutdown): a wait that takes nothing (an
- * execution's turn behind one whose workspace is still being made) ends at once.
+ * `waiting`, or ABORTED (`queued`) once the caller aborts while it is still pending, or the error
+ * given to the `stop` handed to `settingStop` (shutdown). For waits that take nothing: an
+ * execution's turn behind one whose workspace is still being made, the plugins loading on a
+ * backend's first use (a plugin folder slow to read holds no caller that gave up). Those waiting
+ * are told in the order they called, with a signal or without (admission order).
  */
-export function untilTurn(turn: Promise<void>, signal: AbortSignal | undefined, settingStop: (stop: (error: unknown) => void) => void): Promise<void> {
+export function untilAborted(waiting: Promise<void>, signal: AbortSignal | undefined, settingStop: (stop: (error: unknown) => void) => void = () => {}): Promise<void> {
   if (signal?.aborted) return Promise.reject(abortedBeforeStart());
   return new Promise<void>((resolve, reject) => {
     const stop = (error: unknown) => {
@@ -101,40 +103,9 @@ export function untilTurn(turn: Promise<void>, signal: AbortSignal | undefined, 
     };
     const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
     settingStop(stop);
-    void turn.then(() => {
+    waiting.then(() => {
       stopListening?.();
       resolve();
-    });
-  });
-}
-
-/**
- * `loading` (the plugins, on a backend's first use), or ABORTED (`queued`) once the caller aborts
- * while it is still pending: a plugin folder slow to read holds no caller that gave up. `left` is
- * called once, when the wait ends either way (it no longer holds a place in the queue).
- */
-export function untilLoaded(loading: Promise<void>, signal: AbortSignal | undefined, left: () => void): Promise<void> {
-  let waiting = true;
-  const leave = () => {
-    if (!waiting) return;
-    waiting = false;
-    left();
-  };
-  // One way with a signal or without: those waiting are told in the order they called (admission order).
-  return new Promise<void>((resolve, reject) => {
-    const stopListening = signal
-      ? onAbort(signal, () => {
-          leave();
-          reject(abortedBeforeStart());
-        })
-      : undefined;
-    const ended = () => {
-      stopListening?.();
-      leave();
-    };
-    loading.then(
-      () => (ended(), resolve()),
-      (error: unknown) => (ended(), reject(error)),
-    );
+    }, stop);
   });
 }

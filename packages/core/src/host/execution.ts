@@ -1,6 +1,6 @@
 import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
-import { callersAbort, throwIfAborted, untilStopped, untilTurn } from './caller-abort.js';
+import { callersAbort, throwIfAborted, untilAborted, untilStopped } from './caller-abort.js';
 import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
 import { ExecutionControl } from './execution-control.js';
@@ -244,7 +244,7 @@ export class Execution {
       };
       this.#leaseDir = task.workspaceDir = lease.dir;
       // Behind one whose workspace is still being made: an abort or shutdown ends this wait too (its lease released first, #release).
-      await untilTurn(turn, opts.signal, (stop) => (this.#stopWaiting = stop));
+      await untilAborted(turn, opts.signal, (stop) => (this.#stopWaiting = stop));
     } finally {
       this.#stopWaiting = undefined;
       this.#host.running.remove(waiting);
