@@ -221,6 +221,28 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
     expect(String(result.error.details.stderrTail)).toContain('No space left on device');
     expect((await backend.stats()).runners).toMatchObject({ crashed: { sandbox: 1, 'start-failed': 0 } });
   });
+  it('an execution stopped while the first sandbox probe runs starts no child once the probe is done', async () => {
+    // bubblewrap that answers only once `go` is there: the probe waits, the execution waits for it.
+    // A folder the probe may write in (it runs as the sandbox user on a root host).
+    const marks = await mkdtemp(path.join(scratch, 'probe-marks-'));
+    await chmod(marks, 0o777);
+    const go = path.join(marks, 'go');
+    const probing = path.join(marks, 'probing');
+    const waitingBwrap = path.join(scratch, 'waiting-bwrap');
+    const real = spawnSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).stdout.trim();
+    await writeFile(waitingBwrap, `#!/bin/sh\ntouch ${probing}\nwhile [ ! -e ${go} ]; do sleep 0.02; done\nexec ${real} "$@"\n`);
+    await chmod(waitingBwrap, 0o755);
+    const backend = make({ sandbox: 'required', bwrapPath: waitingBwrap });
+    const controller = new AbortController();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { signal: controller.signal });
+    // The probe is made on first use: the execution waits for it now.
+    while (!(await stat(probing).catch(() => undefined))) await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort();
+    expectError(await pending, 'ABORTED');
+    await writeFile(go, '');
+    // stats() waits for the probe, after the execution that waited for it first.
+    expect((await backend.stats()).runners).toMatchObject({ spawned: 0, killed: 0, live: 0 });
+  });
 });
 
 describe.runIf(linux)('inside the sandbox', () => {

@@ -110,6 +110,8 @@ export class SubprocessBackend extends BaseBackend {
 
     // Known after the first probe: no execution waits for it again.
     const sandbox = this.#sandbox.state ?? (await this.#sandbox.ready());
+    // Stopped while it waited for that first probe: no child is started for it.
+    if (control.stopReason) throw control.stopReason;
     const refusal = this.#sandbox.refusal(sandbox);
     if (refusal) throw sandboxRefusedError(refusal, task, !sandbox.active && sandbox.transient === true);
     // Before a spare is taken or refilled for it: a declared folder leading outside the plugin's.
