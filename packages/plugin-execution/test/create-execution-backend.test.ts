@@ -148,8 +148,8 @@ describe('createExecutionBackend', () => {
     expect(health).toMatchObject({ ok: false, state: 'closed' });
     expect(health.problems.join('\n')).toContain('maxQueue');
     await expect(backend.ready()).rejects.toThrow(/maxQueue/);
-    // Before: stats() rejected, so a monitor polling it had a rejection to handle.
-    expect(await backend.stats()).toMatchObject({ backend: 'in-process', state: 'closed', active: 0, queued: 0, maxQueue: 0, total: 0 });
+    // Before: stats() rejected, so a monitor polling it had a rejection to handle. Its two refusals counted (before: total 0).
+    expect(await backend.stats()).toMatchObject({ backend: 'in-process', state: 'closed', active: 0, queued: 0, maxQueue: 0, total: 2, byOutcome: { ok: 0, VALIDATION_ERROR: 2 } });
     await backend.shutdown();
   });
 
@@ -284,6 +284,19 @@ describe('createExecutionBackend', () => {
     expect(refused.error.details).toMatchObject({ phase: 'queued' });
     await Promise.all([ready, stopped]);
     expect(await loading.stats()).toMatchObject({ state: 'closed', total: 1, byOutcome: { SHUTTING_DOWN: 1 } });
+  });
+
+  it('a backend shut down before it loaded counts the executions it answered in stats(); those answered before a load (refused options too) are timed to the microsecond as every result is', async () => {
+    const request = { pluginId: BASIC, handlerId: 'echo', input: 1 };
+    const closed = createExecutionBackend({ type: 'worker-pool', plugins: [fixturePlugins.basic], workspace: false });
+    await closed.shutdown();
+    const refused = [await closed.execute(request), await closed.execute(request)];
+    const broken = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false, maxConcurrency: -1 });
+    refused.push(await broken.execute(request));
+    for (const result of refused) expect(result.meta.durationMs).toBe(Math.round(result.meta.durationMs * 1000) / 1000);
+    expect(await closed.stats()).toMatchObject({ state: 'closed', total: 2, byOutcome: { ok: 0, SHUTTING_DOWN: 2 } });
+    expectError(refused[2]!, 'VALIDATION_ERROR');
+    await broken.shutdown();
   });
 
   it('onShutdown(): listeners run first, while the backend still serves; one that throws does not stop the shutdown', async () => {

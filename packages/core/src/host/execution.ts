@@ -14,6 +14,7 @@ import { parseExecutionRequest, validateExecuteOptions, type ExecuteOptions, typ
 import { cloneForWire } from '../wire-clone.js';
 import type { Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
+import { roundMs } from './latency-recorder.js';
 import { inCallersContext } from './callers-context.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
@@ -84,13 +85,13 @@ export class Execution {
       outcome = { ok: false, error: this.#internal(error) };
       this.#nameFromRequest(request);
       // Stopped while it waited for its slot: all of that was queue wait.
-      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = round(performance.now() - this.#t0);
+      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = roundMs(performance.now() - this.#t0);
     }
     const released = this.#release();
     // Whatever went wrong in giving back, the result stands and nothing stays held.
     if (released) await released.catch(() => this.#held.releaseAll());
     // Released on the spot (the common case): the end is when the result was decided.
-    this.meta.durationMs = round((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
+    this.meta.durationMs = roundMs((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = newExecutionId();
     const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
     this.#host.finished(result, this.#control !== undefined);
@@ -269,7 +270,7 @@ export class Execution {
     const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, this.#manifest!, telemetry));
     control.timesRunner = host.remoteRunners;
     const startedAt = performance.now();
-    this.meta.queueWaitMs = round(startedAt - this.#t0);
+    this.meta.queueWaitMs = roundMs(startedAt - this.#t0);
     const limitMs = task.timeoutMs;
     control.endsAt = startedAt + limitMs;
     return new Promise<Outcome>((resolve) => {
@@ -282,9 +283,9 @@ export class Execution {
         let ranFrom = startedAt;
         if (host.remoteRunners) {
           ranFrom = control.runnerTookAt ?? decidedAt;
-          this.meta.queueWaitMs = round(ranFrom - this.#t0);
+          this.meta.queueWaitMs = roundMs(ranFrom - this.#t0);
         }
-        this.meta.runMs = round(decidedAt - ranFrom);
+        this.meta.runMs = roundMs(decidedAt - ranFrom);
         telemetry?.decided(outcome.ok ? undefined : outcome.error);
         resolve(outcome);
       };
@@ -385,10 +386,6 @@ export class Execution {
     await removed;
     await released;
   }
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }
 
 function noop(): void {}

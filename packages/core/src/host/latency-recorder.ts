@@ -19,11 +19,12 @@ export class LatencyRecorder {
   summary(): LatencySummary {
     if (this.#count === 0) return { count: 0, p50: 0, p95: 0, p99: 0, max: 0 };
     const sorted = this.#samples.slice(0, this.#count).sort();
-    const at = (q: number) => round(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!);
-    return { count: this.#count, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: round(sorted[sorted.length - 1]!) };
+    const at = (q: number) => roundMs(sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!);
+    return { count: this.#count, p50: at(0.5), p95: at(0.95), p99: at(0.99), max: roundMs(sorted[sorted.length - 1]!) };
   }
 }
 
-function round(ms: number): number {
+/** `ms` to the microsecond, as results and stats give times. */
+export function roundMs(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }

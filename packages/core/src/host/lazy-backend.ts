@@ -1,13 +1,10 @@
 import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
-import { thrownText } from '../wire-value.js';
-import { validationError } from '../validation.js';
-import { setOwn, withAbsolutePaths } from './caller-paths.js';
+import { withAbsolutePaths } from './caller-paths.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
 import type { BackendOptions } from './backend-options.js';
-import { nearest } from './nearest-name.js';
-import { BACKEND_PACKAGES, type BackendLoader, type BuiltInBackendType } from './backend-packages.js';
+import type { BackendLoader, BuiltInBackendType } from './backend-packages.js';
 import type { PluginSource, RegisteredPlugin } from './plugin-registry.js';
 import { checkPluginIdArgument } from './plugin-id-argument.js';
 import type { ExecuteOptions, ExecutionRequest } from './request.js';
@@ -17,7 +14,9 @@ import { ShutdownDeadline } from './shutdown-deadline.js';
 import { ShutdownHooks, shutdownTimeout, type ShutdownListener } from './shutdown-hooks.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
-import { BACKEND_OPTION_NAMES } from './backend-own-options.js';
+import { ExecutionTally } from './execution-tally.js';
+import { roundMs } from './latency-recorder.js';
+import { takeBackendOptions } from './lazy-backend-options.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -45,51 +44,8 @@ export interface LazyExecutionBackend extends IExecutionBackend {
  * `type` or a non-object options argument — a misuse of the API.
  */
 export function lazyExecutionBackend(options: ExecutionBackendOptions = {}, load: BackendLoader): LazyExecutionBackend {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new ValidationError(`createExecutionBackend() needs an options object, got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options}`);
-  }
-  const keys = ownKeysOf(options);
-  const type = (readOption(options, 'type') ?? 'in-process') as BuiltInBackendType;
-  const problem = typeProblem(options, keys);
-  if (problem) throw validationError('Invalid backend options', [{ path: 'type', message: problem }]);
-  return new LazyBackend(type, withAbsolutePaths(optionsAsGiven(options, keys)), load);
-}
-
-/** The options' own enumerable keys; a Proxy whose `ownKeys` throws is the caller's mistake, named. */
-function ownKeysOf(options: ExecutionBackendOptions): string[] {
-  return reading("its options' keys", '(options)', () => Object.keys(options));
-}
-
-/**
- * What is wrong with `options.type`, if anything. Only a type left out means in-process: `type:
- * null` (a setting read as null) is a mistake, and so is `type: undefined` (a setting that is not
- * set, `process.env.BACKEND`): the backend that isolates nothing must be chosen, not fallen into.
- */
-function typeProblem(options: ExecutionBackendOptions, keys: readonly string[]): string | undefined {
-  const types = Object.keys(BACKEND_PACKAGES);
-  const named = types.map((t) => `"${t}"`).join(', ');
-  const { type } = options;
-  if (type === undefined) {
-    if (keys.includes('type')) return `is undefined (a setting that is not set?): name one of ${named}, or leave "type" out for the in-process backend, which does not isolate handlers`;
-    // A misspelt "type" would fall into the backend that isolates nothing.
-    const misspelt = keys.find((key) => key.length <= 6 && nearest(key, ['type']) === 'type');
-    return misspelt ? `is missing, and "${misspelt}" is not an option: did you mean "type"? (left out, it means the in-process backend, which does not isolate handlers)` : undefined;
-  }
-  if (Object.hasOwn(BACKEND_PACKAGES, type)) return undefined;
-  const near = typeof type === 'string' ? nearest(type, types) : undefined;
-  return `must be one of ${named}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
-}
-
-/**
- * The options but `type`, read now as a backend's constructor reads them: its own enumerable
- * keys, and every option name a backend takes however it is given (a class's getter, a
- * prototype's property). A getter that throws is the caller's mistake, named.
- */
-function optionsAsGiven(options: ExecutionBackendOptions, keys: readonly string[]): Record<string, unknown> {
-  const given: Record<string, unknown> = {};
-  for (const key of keys) if (key !== 'type') setOwn(given, key, readOption(options, key));
-  for (const key of BACKEND_OPTION_NAMES) if (!Object.hasOwn(given, key) && reading(`option "${key}"`, key, () => key in options)) given[key] = readOption(options, key);
-  return given;
+  const { type, given } = takeBackendOptions(options);
+  return new LazyBackend(type, withAbsolutePaths(given), load);
 }
 
 /** A new error of the same class, message, details (copied) and cause; `error` itself if it cannot be made. */
@@ -100,19 +56,6 @@ function ownCopy(error: KnownExecutionError): KnownExecutionError {
     return copy.code === error.code ? copy : error;
   } catch {
     return error;
-  }
-}
-
-function readOption(options: ExecutionBackendOptions, key: string): unknown {
-  return reading(`option "${key}"`, key, () => options[key]);
-}
-
-/** `read()`, a getter or Proxy trap of the caller's that throws said as a ValidationError naming `what`. */
-function reading<T>(what: string, path: string, read: () => T): T {
-  try {
-    return read();
-  } catch (error) {
-    throw new ValidationError(`createExecutionBackend() could not read ${what}: ${thrownText(error)}`, { details: { path }, cause: error });
   }
 }
 
@@ -136,6 +79,8 @@ class LazyBackend implements LazyExecutionBackend {
   #closingKnown: Promise<Loadable | undefined> | undefined;
   #stopped: Promise<void> | undefined;
   readonly #shutdownHooks = new ShutdownHooks();
+  /** The executions answered here, never seen by a loaded backend: counted by stats() while none is loaded. */
+  readonly #refused = new ExecutionTally();
   /** Set once shutdown() has run its hooks: no new execution is taken from then on. */
   #stopping = false;
 
@@ -224,7 +169,7 @@ class LazyBackend implements LazyExecutionBackend {
         pluginId: typeof r.pluginId === 'string' ? r.pluginId : '',
         handlerId: typeof r.handlerId === 'string' ? r.handlerId : '',
         startedAt,
-        durationMs: performance.now() - t0,
+        durationMs: roundMs(performance.now() - t0),
         queueWaitMs: 0,
         runMs: 0,
         timeoutMs: 0,
@@ -232,6 +177,8 @@ class LazyBackend implements LazyExecutionBackend {
       },
     };
     telemetry?.finish(result);
+    this.#refused.begun();
+    this.#refused.finished(result, false);
     return result;
   }
 
@@ -265,14 +212,14 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async stats(): Promise<BackendStats> {
-    if (this.#closedUnloaded()) return closedStats(this.type, this.#options);
+    if (this.#closedUnloaded()) return closedStats(this.type, this.#options, this.#refused);
     let backend: Loadable;
     try {
       backend = await this.#load();
     } catch {
       // It never runs anything (every execute() fails with why; health() and ready() say it): a
       // monitor that polls stats() gets figures, not a rejection to handle.
-      return closedStats(this.type, {});
+      return closedStats(this.type, {}, this.#refused);
     }
     const stats = await backend.stats();
     return { ...stats, state: this.#stateSeen(stats.state) };
@@ -349,9 +296,8 @@ class LazyBackend implements LazyExecutionBackend {
   }
 }
 
-/** The stats of a backend shut down before it was loaded, or that could not load: nothing ran; its limits as its options gave them, else 0. */
-function closedStats(type: BuiltInBackendType, options: Record<string, unknown>): BackendStats {
-  const none = { count: 0, p50: 0, p95: 0, p99: 0, max: 0 };
+/** The stats of a backend shut down before it was loaded, or that could not load: nothing ran; the executions it answered itself counted; its limits as its options gave them, else 0. */
+function closedStats(type: BuiltInBackendType, options: Record<string, unknown>, refused: ExecutionTally): BackendStats {
   const given = (value: unknown) => (typeof value === 'number' ? value : 0);
   return {
     backend: type,
@@ -361,9 +307,7 @@ function closedStats(type: BuiltInBackendType, options: Record<string, unknown>)
     concurrency: given(options.maxConcurrency),
     maxQueue: given(options.maxQueue),
     utilization: 0,
-    total: 0,
-    byOutcome: {},
-    latency: { total: { ...none }, wait: { ...none }, run: { ...none } },
+    ...refused.figures(),
   };
 }
 
