@@ -7,6 +7,7 @@ import type { Watched } from './caller-watch.js';
 import { RemoteCalls } from './remote-calls.js';
 import { SentResult } from './sent-result.js';
 import { ExecutionOutbox } from './execution-outbox.js';
+import { deferredBytes, type DeferredBytes } from './deferred-bytes.js';
 import { pluginRefusal, taskRefusal } from './task-refusal.js';
 import { capRefusal } from './worker-cap.js';
 import type { TaskMessage } from './task-puller.js';
@@ -387,18 +388,4 @@ function sameLimit(error: KnownExecutionError, task: TaskBody): KnownExecutionEr
   return new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`, {
     details: { ...error.details, timeoutMs: task.timeoutMs },
   });
-}
-
-/** `came`: resolved (the input came, or is no longer waited for). */
-type DeferredBytes = { resolve: (bytes: Uint8Array) => void; promise: Promise<Uint8Array>; came: boolean };
-
-function deferredBytes(): DeferredBytes {
-  const deferred = { came: false } as DeferredBytes;
-  deferred.promise = new Promise<Uint8Array>((resolve) => {
-    deferred.resolve = (bytes) => {
-      deferred.came = true;
-      resolve(bytes);
-    };
-  });
-  return deferred;
 }
