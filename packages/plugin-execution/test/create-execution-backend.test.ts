@@ -509,6 +509,32 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('health() over more plugins than it looks at together names every one whose code is not there, in the order they were registered', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'kb-many-missing-'));
+    try {
+      const folders: string[] = [];
+      for (let i = 0; i < 150; i++) {
+        const dir = path.join(root, `p${i}`);
+        await mkdir(dir);
+        await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: `@many/p${i}`, version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+        await writeFile(path.join(dir, 'run.mjs'), 'export default () => 1;\n');
+        folders.push(dir);
+      }
+      await using backend = createExecutionBackend({ type: 'in-process', plugins: folders, workspace: false });
+      expect((await backend.health()).problems).toEqual([]);
+      await rm(path.join(folders[140]!, 'run.mjs'));
+      await rm(folders[70]!, { recursive: true });
+      await rm(path.join(folders[2]!, 'run.mjs'));
+      expect((await backend.health()).problems).toEqual([
+        expect.stringMatching(/^plugin "@many\/p2": none of its handlers' entries exists/),
+        `plugin "@many/p70": its folder ${folders[70]} does not exist`,
+        expect.stringMatching(/^plugin "@many\/p140": none of its handlers' entries exists/),
+      ]);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it("times its first executions from the call, the backend package's load included: meta.startedAt is when execute() was called", async () => {
     const backend = createExecutionBackend({ type: 'worker-pool', plugins: [fixturePlugins.basic], workspace: false });
     try {

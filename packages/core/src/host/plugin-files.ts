@@ -10,16 +10,23 @@ import type { RegisteredPlugin } from './plugin-registry.js';
  * handler's executions to report.)
  */
 export async function missingPluginFiles(plugins: readonly RegisteredPlugin[]): Promise<string[]> {
-  const problems = await Promise.all(plugins.map(missingFilesOf));
-  return problems.filter((problem): problem is string => problem !== undefined);
+  const problems: string[] = [];
+  // A few plugins at a time: thousands of answers landing together held the host's loop (5,000 plugins: ~150 ms).
+  for (let at = 0; at < plugins.length; at += PLUGINS_AT_A_TIME) {
+    for (const problem of await Promise.all(plugins.slice(at, at + PLUGINS_AT_A_TIME).map(missingFilesOf))) if (problem !== undefined) problems.push(problem);
+  }
+  return problems;
 }
+
+const PLUGINS_AT_A_TIME = 64;
 
 /** What health() says of one plugin whose code is not there (its folder gone, or none of its entries in it); undefined when some is. */
 export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
-  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${plugin.root} does not exist`;
   const entries = [...new Set(Object.values(plugin.manifest.handlers).map((spec) => spec.entry))];
+  // The folder is looked at only when no entry is there (one look per plugin as a rule).
   const found = await Promise.all(entries.map((entry) => exists(path.resolve(plugin.root, entry))));
   if (found.some(Boolean)) return undefined;
+  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${plugin.root} does not exist`;
   return `plugin "${plugin.id}": none of its handlers' entries exists in ${plugin.root} (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ' …' : ''}): is it built?`;
 }
 
