@@ -1,6 +1,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { RegisteredPlugin } from './plugin-registry.js';
+import { settledInGroups } from './settled-in-groups.js';
 
 /**
  * What health() says of plugins whose code is not where their manifest says: a folder gone
@@ -10,15 +11,10 @@ import type { RegisteredPlugin } from './plugin-registry.js';
  * handler's executions to report.)
  */
 export async function missingPluginFiles(plugins: readonly RegisteredPlugin[]): Promise<string[]> {
-  const problems: string[] = [];
   // A few plugins at a time: thousands of answers landing together held the host's loop (5,000 plugins: ~150 ms).
-  for (let at = 0; at < plugins.length; at += PLUGINS_AT_A_TIME) {
-    for (const problem of await Promise.all(plugins.slice(at, at + PLUGINS_AT_A_TIME).map(missingFilesOf))) if (problem !== undefined) problems.push(problem);
-  }
-  return problems;
+  const settled = await settledInGroups(plugins, 64, missingFilesOf);
+  return settled.flatMap((s) => (s.status === 'fulfilled' && s.value !== undefined ? [s.value] : []));
 }
-
-const PLUGINS_AT_A_TIME = 64;
 
 /** What health() says of one plugin whose code is not there (its folder gone, or none of its entries in it); undefined when some is. */
 export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
