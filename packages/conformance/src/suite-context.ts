@@ -40,6 +40,12 @@ export interface ConformanceCapabilities {
    * @default true
    */
   reloadsPlugins?: boolean;
+  /**
+   * What a handler writes to stdout and stderr reaches `onLog` (stream `stdout` / `stderr`). Not
+   * so in-process, where it is the host's own output.
+   * @default true
+   */
+  capturesOutput?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;

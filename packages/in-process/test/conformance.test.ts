@@ -10,4 +10,5 @@ describeConformance('in-process', (options) => new InProcessBackend(options), {
   isolatesCrashes: false,
   isolatesGlobals: false,
   loadsModulesWithNode: false,
+  capturesOutput: false,
 });

@@ -591,4 +591,5 @@ describeConformance('in-process', (options) => createExecutionBackend({ ...optio
   isolatesCrashes: false,
   isolatesGlobals: false,
   loadsModulesWithNode: false,
+  capturesOutput: false,
 });

@@ -4,8 +4,12 @@
  * OutputLines as on every backend, instead of landing on the host's terminal. Captured here, not
  * from Worker's `stdout: true` streams on the host, so that the lines travel on the thread's
  * channel in order with the execution's other messages, before its answer. Writes never apply
- * backpressure: a handler spamming its output cannot flood the host.
+ * backpressure: a handler spamming its output cannot flood the host. What is written is taken as
+ * the bytes a pipe would carry and read back as UTF-8, as the subprocess backend reads a child's
+ * pipes: a character cut between two Buffer writes (a stream piped to stdout) arrives whole, and
+ * what is not UTF-8 (a lone surrogate, a cut character left at the end) as U+FFFD.
  */
+import { StringDecoder } from 'node:string_decoder';
 import { OutputLines, type OutputLimits } from '@kb-labs/plugin-execution-core/runner';
 
 type Stream = 'stdout' | 'stderr';
@@ -14,6 +18,7 @@ type Write = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean
 export class OutputTap {
   #sink: ((stream: Stream, lines: string[]) => void) | undefined;
   readonly #lines: Record<Stream, OutputLines>;
+  readonly #decoders: Record<Stream, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
   constructor(limits: OutputLimits) {
     const to = (stream: Stream) => (lines: string[]) => this.#sink?.(stream, lines);
@@ -24,7 +29,7 @@ export class OutputTap {
       target.write = function write(this: unknown, chunk: unknown, encoding?: unknown, callback?: unknown): boolean {
         // Between executions output is nobody's, and goes nowhere: on the host's own stdout it
         // would be taken for the host's (a CLI printing its result there, say).
-        if (tap.#sink) tap.#lines[stream].push(typeof chunk === 'string' ? chunk : text(chunk, encoding));
+        if (tap.#sink) tap.#lines[stream].push(tap.#decoders[stream].write(bytes(chunk, encoding)));
         const done = typeof encoding === 'function' ? encoding : callback;
         if (typeof done === 'function') queueMicrotask(() => (done as () => void)());
         return true;
@@ -39,13 +44,18 @@ export class OutputTap {
 
   /** Deliver trailing partial lines and the truncation notices, then stop capturing. */
   end(): void {
-    this.#lines.stdout.finish();
-    this.#lines.stderr.finish();
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const cut = this.#decoders[stream].end();
+      if (cut) this.#lines[stream].push(cut);
+      this.#lines[stream].finish();
+    }
     this.#sink = undefined;
   }
 }
 
-function text(chunk: unknown, encoding: unknown): string {
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk).toString(typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
-  return String(chunk);
+/** The bytes a write puts on a stream: a string in its encoding (UTF-8 unless one is named), a Uint8Array as it is. */
+function bytes(chunk: unknown, encoding: unknown): Buffer {
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  const named = typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8';
+  return Buffer.from(String(chunk), named);
 }

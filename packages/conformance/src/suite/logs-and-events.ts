@@ -79,6 +79,18 @@ function streamTests(suite: SuiteContext): void {
     expect(events.map((e) => (e.event as { type: string }).type)).toEqual(['after']);
   });
 
+  it.runIf(suite.capabilities.capturesOutput !== false)('stdout and stderr are read as UTF-8 bytes: a character cut between two writes arrives whole, what is not UTF-8 as U+FFFD', async () => {
+    const backend = make();
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'prints-bytes' }, { onLog: (l) => logs.push(l) });
+    expectOk(result);
+    const lines = (stream: string) => logs.filter((l) => l.stream === stream).map((l) => l.message);
+    // Before, on worker-pool (the subprocess backend reads pipes, and did not): 'price: 5 \uFFFD\uFFFD\uFFFD', then a hex
+    // string taken as text ('6f6b0a\uFFFD'), and the lone surrogate kept as it was written.
+    expect(lines('stdout')).toEqual(['price: 5 €', 'ok', '\uFFFD']);
+    expect(lines('stderr')).toEqual(['lone \uFFFD surrogate']);
+  });
+
   it('ignores host callbacks that throw', async () => {
     const backend = make();
     const result = await backend.execute(
