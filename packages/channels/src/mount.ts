@@ -1,13 +1,14 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { ShuttingDownError, ValidationError, pluginManifestSchema, type ContextDescriptor, type PluginManifest, type PluginManifestInput, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { parseWith, settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
+import { ShuttingDownError, ValidationError, type ContextDescriptor, type PluginManifest } from '@kb-labs/plugin-execution-core';
+import { settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
 import { ChannelSession } from './channel-session.js';
 import { connectionContext, describeConnection } from './connection-context.js';
 import { ConnectionRegistry } from './connection-registry.js';
+import { mountedManifest, type ManifestSource } from './mount-manifest.js';
 import { mountChannels, safeFormatError, type ChannelEntry, type MountedChannel } from './mounted-channel.js';
 import { DEFAULTS, validateOptions, type ChannelErrorInfo, type MountWebSocketChannelsOptions, type UnmountOptions } from './options.js';
 import { matchRoute, normaliseBasePath, type Route } from './route.js';
@@ -51,8 +52,6 @@ export interface ChannelMount extends AsyncDisposable {
   unmount(options?: UnmountOptions): Promise<void>;
 }
 
-type ManifestSource = PluginManifestInput | PluginManifest | RegisteredPlugin;
-
 /**
  * Serve the channels a plugin manifest declares on `server`'s WebSocket upgrades, running their
  * handler on `options.backend` (any backend). The backend's shutdown unmounts it first (see
@@ -67,7 +66,7 @@ export function mountWebSocketChannels(server: HttpServer | HttpsServer | Upgrad
   if (isShutDown(validated.backend)) {
     throw new ShuttingDownError(`Cannot mount channels on a backend that is shut down (its ${validated.backend.type} backend takes no executions)`);
   }
-  const parsed = parseWith(pluginManifestSchema(), isRegisteredPlugin(manifest) ? manifest.manifest : manifest, 'Invalid plugin manifest for mountWebSocketChannels()');
+  const parsed = mountedManifest(manifest);
   if (!parsed.channels || parsed.channels.length === 0) {
     throw new ValidationError(`Plugin "${parsed.id}" declares no "channels" to mount`, { details: { pluginId: parsed.id } });
   }
@@ -391,10 +390,6 @@ function isShutDown(backend: MountWebSocketChannelsOptions['backend']): boolean 
     ran = true;
   })();
   return ran;
-}
-
-function isRegisteredPlugin(value: unknown): value is RegisteredPlugin {
-  return typeof value === 'object' && value !== null && 'manifest' in value && 'root' in value && typeof (value as { manifest: unknown }).manifest === 'object';
 }
 
 function noop(): void {}

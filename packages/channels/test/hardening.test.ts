@@ -840,6 +840,29 @@ describe('routing', () => {
     expect(h.server.listenerCount('upgrade')).toBe(1);
   });
 
+  it('refuses a plugin folder path or file: URL given as the manifest (what a backend takes), saying to give the parsed kb.plugin.json', async () => {
+    const h = await setup();
+    const refusal = (source: unknown): ValidationError => {
+      try {
+        mountWebSocketChannels(h.server, source as never, { backend: h.backend, basePath: '/path' });
+      } catch (error) {
+        return error as ValidationError;
+      }
+      throw new Error('mounted');
+    };
+    const folder = refusal('./plugins/chat/');
+    expect(folder).toBeInstanceOf(ValidationError);
+    expect(folder.details.issues).toEqual([
+      {
+        path: '(root)',
+        message:
+          'is a path ("./plugins/chat/"), not a manifest: give the manifest object, its kb.plugin.json parsed (JSON.parse(fs.readFileSync("./plugins/chat/kb.plugin.json", \'utf8\'))), or a registered plugin',
+      },
+    ]);
+    expect(refusal(new URL('file:///srv/plugins/chat/kb.plugin.json')).message).toContain('(JSON.parse(fs.readFileSync(new URL("file:///srv/plugins/chat/kb.plugin.json"), \'utf8\')))');
+    expect(h.server.listenerCount('upgrade')).toBe(1);
+  });
+
   it('refuses at mount a static context every execution would refuse, naming the field: a wrong type, a misspelt permissions, a host of its own, a value that cannot reach a runner', async () => {
     const h = await setup();
     const mount = (context: unknown) => () => mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: '/ctx', context: context as never });

@@ -154,6 +154,22 @@ describe('loading a plugin folder', () => {
     expect(error.message).toBe(`Plugin folder ${path.join(dir, MANIFEST_FILE)} is a file; give the folder that holds its ${MANIFEST_FILE} (${dir})`);
   });
 
+  it('says of a missing folder given as a relative path that it was read from the working directory, and of one with "\\" that it is no separator', async () => {
+    const relative = await validationFailure(new PluginRegistry().load('./plugins/report'));
+    expect(relative.message).toBe(
+      `Plugin folder ${path.resolve('plugins/report')} does not exist (the relative path "./plugins/report" is resolved from the working directory, ${process.cwd()}, ` +
+        `not from the host's module: new URL("./plugins/report/", import.meta.url), or path.join(__dirname, "./plugins/report") in CommonJS, names one beside it)`,
+    );
+    const absolute = await validationFailure(new PluginRegistry().load(path.join(tmp, 'missing')));
+    expect(absolute.message).toBe(`Plugin folder ${path.join(tmp, 'missing')} does not exist`);
+    const url = await validationFailure(new PluginRegistry().load(pathToFileURL(path.join(tmp, 'missing'))));
+    expect(url.message).toBe(`Plugin folder ${path.join(tmp, 'missing')} does not exist`);
+    if (path.sep === '/') {
+      const windows = await validationFailure(new PluginRegistry().load('.\\plugins\\report'));
+      expect(windows.message).toBe(`Plugin folder ${path.resolve('.\\plugins\\report')} does not exist ("\\" separates no folders on ${process.platform}: write the path with "/")`);
+    }
+  });
+
   it('refuses an empty or non-string folder', async () => {
     await validationFailure(new PluginRegistry().load(''));
     await validationFailure(new PluginRegistry().load(42 as unknown as string));
@@ -207,6 +223,15 @@ describe('loading a plugin folder', () => {
     expect(extra.message).toContain('- manifests: is not taken; did you mean "manifest"?');
     const throwing = { root: tmp, get manifest(): unknown { throw new Error('getter failed'); } };
     expect((await validationFailure(() => new PluginRegistry().register(throwing))).message).toContain('- manifest: its getter threw: getter failed');
+  });
+
+  it('a { root, manifest } source whose manifest is a string (its file\'s path, or its JSON unparsed) says so and what to give, not "(root): must be an object"', async () => {
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: './run.mjs' } })));
+    const folderAlone = `the plugin's folder alone (${JSON.stringify(dir)}) in place of { root, manifest }, and its kb.plugin.json is read`;
+    const asPath = await validationFailure(() => new PluginRegistry().register({ root: dir, manifest: './plugins/greeter/kb.plugin.json' }));
+    expect(asPath.details.issues).toEqual([{ path: 'manifest', message: `is a string ("./plugins/greeter/kb.plugin.json"), not a manifest object: give ${folderAlone}` }]);
+    const [failure] = await new PluginRegistry().addEach([{ root: dir, manifest: ` ${JSON.stringify(manifest({ run: { entry: './run.mjs' } }))}` }]);
+    expect((failure!.error as ValidationError).details.issues).toEqual([{ path: 'manifest', message: `is JSON text, not a manifest object: give JSON.parse() of it, or ${folderAlone}` }]);
   });
 
   it('register() given a folder path (or file: URL) says load() reads a folder, not that a folder path is taken', async () => {

@@ -360,9 +360,17 @@ async function loadPlatform(spec: string): Promise<Platform> {
     throw new UsageError(`--platform: the function ${spec} exports threw: ${loadFailure(error)}`);
   }
   if (services === null || typeof services !== 'object') {
-    throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one`);
+    throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one${exportsSaid(mod)}`);
   }
   return services as Platform;
+}
+
+/** What a --platform module exports instead, for the refusal: " (it exports `platfrom`; rename `platfrom` to `platform`)", or " (it exports nothing)". */
+function exportsSaid(mod: object): string {
+  const names = Object.keys(mod).filter((name) => name !== 'default');
+  if (names.length === 0) return 'default' in mod ? '' : ' (it exports nothing)';
+  const near = nearest('platform', names);
+  return ` (it exports ${names.slice(0, 5).map((name) => `\`${name}\``).join(', ')}${names.length > 5 ? ', …' : ''}${near ? `; rename \`${near}\` to \`platform\`` : ''})`;
 }
 
 /** Why a module failed to load, with where when its stack says (an ES module's SyntaxError names no file: Node prints none). */

@@ -479,6 +479,20 @@ describe('kb-plugin-exec CLI', () => {
     expect(cjs.stderr.split('\n')[0]).toBe(`--platform: ${brokenCjs} failed to load: SyntaxError: Unexpected end of input (at ${brokenCjs}:3)`);
   });
 
+  it('a --platform module with no `platform` or default export exits 2 saying what it exports instead (a near name, or nothing)', async () => {
+    const misspelt = path.join(root, 'platform-misspelt.mjs');
+    const empty = path.join(root, 'platform-empty.mjs');
+    await writeFile(misspelt, 'export const platfrom = {};\nexport const store = new Map();\n');
+    await writeFile(empty, 'const platform = {};\n');
+    const near = run(['run', fixturePlugins.basic, 'echo', '--platform', misspelt, '--no-workspace']);
+    expect(near.status).toBe(2);
+    const refused = `--platform: ${misspelt} must export \`platform\` (or a default export): an object of services, or a function that returns one`;
+    expect(near.stderr.split('\n')[0]).toBe(`${refused} (it exports \`platfrom\`, \`store\`; rename \`platfrom\` to \`platform\`)`);
+    const none = run(['run', fixturePlugins.basic, 'echo', '--platform', empty, '--no-workspace']);
+    expect(none.status).toBe(2);
+    expect(none.stderr.split('\n')[0]).toBe(`--platform: ${empty} must export \`platform\` (or a default export): an object of services, or a function that returns one (it exports nothing)`);
+  });
+
   it('a reader of stdout that goes away (| head -c 1) is not a failure: the exit code stays the command\'s own', async () => {
     const input = path.join(root, 'big-input.json');
     await writeFile(input, JSON.stringify({ text: 'x'.repeat(200_000) }));

@@ -509,6 +509,14 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('a relative plugin folder that is not there is said to resolve from the working directory, though createExecutionBackend() made it absolute when called', async () => {
+    await using backend = createExecutionBackend({ type: 'in-process', plugins: ['./no-such-plugins/report'], workspace: false });
+    expect((await backend.health()).problems).toEqual([
+      `plugins[0] failed to load: Plugin folder ${path.resolve('no-such-plugins/report')} does not exist (a relative path is resolved from the working directory, ${process.cwd()}, ` +
+        `not from the host's module: new URL("./no-such-plugins/report/", import.meta.url), or path.join(__dirname, "./no-such-plugins/report") in CommonJS, names one beside it)`,
+    ]);
+  });
+
   it('health() over more plugins than it looks at together names every one whose code is not there, in the order they were registered', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'kb-many-missing-'));
     try {

@@ -232,6 +232,25 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it("a connection option given beside it (servers, credsFile) or the server's URL under another name (nats, url) is said as the connection's by host and worker, not only as unknown", async () => {
+    const given = { servers: 'nats://127.0.0.1:1', credsFile: '/etc/kb/host.creds', nats: 'nats://127.0.0.1:1', url: 'nats://127.0.0.1:1', plugins: [fixturePlugins.basic] };
+    const said = [
+      { path: 'servers', message: "not an option here; it is one of the connection's: connection: { servers }" },
+      { path: 'credsFile', message: "not an option here; it is one of the connection's: connection: { credsFile }" },
+      { path: 'nats', message: "not an option; the NATS server's URL is the connection's servers: connection: { servers: 'nats://host:4222' }" },
+      { path: 'url', message: "not an option; the NATS server's URL is the connection's servers: connection: { servers: 'nats://host:4222' }" },
+    ];
+    let thrown: unknown;
+    try {
+      new QueueBackend(given as never);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as ValidationError).details.issues).toEqual(said);
+    const refused = await startExecutionWorker(given as never).catch((error: unknown) => error);
+    expect((refused as ValidationError).details.issues).toEqual(said);
+  });
+
   it('a client certificate without its key (or a key without its certificate) is refused by host and worker, naming connection.tls', async () => {
     const said = [{ path: 'connection.tls', message: 'a client certificate (certFile or cert) and its key (keyFile or key) go together: give both, or neither' }];
     for (const tls of [{ certFile: '/etc/kb/client.pem' }, { key: 'a key' }]) {

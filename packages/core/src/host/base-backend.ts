@@ -1,4 +1,3 @@
-import type { z } from 'zod';
 import { DEFAULT_TIMEOUT_MS, backendOptionsSchema, parseOptions, type BackendOptions } from './backend-options.js';
 import { ShuttingDownError, ValidationError, isExecutionError, type KnownExecutionError } from '../errors.js';
 import { Execution } from './execution.js';
@@ -27,25 +26,8 @@ import { slowReleases } from './slow-releases.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
 import { untilAborted } from './caller-abort.js';
-
-/** What a backend tells the base class about itself. */
-export interface BackendDefaults {
-  /** The default for `maxConcurrency`. */
-  concurrency: number;
-  /**
-   * The backend's whole option schema (`backendOptionsSchema().extend({...})`, built in the
-   * constructor from a lazySchema): the constructor validates the options with it, once, unknown
-   * options refused. @default backendOptionsSchema()
-   */
-  optionsSchema?: z.ZodObject;
-  maxQueue?: number;
-  /** Give the slot back as soon as an execution is timed out or aborted, without waiting for its runner to stop (in-process: it cannot stop one, whose handler runs on the host's own loop: an answer after the time limit is a TIMEOUT). */
-  releaseSlotOnStop?: boolean;
-  /** The runners are on other machines (queue): each execution's OpenTelemetry span is a CLIENT span, not INTERNAL (docs/observability.md). @default false */
-  remoteRunners?: boolean;
-  /** Those runners give executions workspaces there (queue: unless its `workspace` is false): `keepWorkspace` is not refused for want of one here. @default false */
-  remoteWorkspaces?: boolean;
-}
+import type { BackendDefaults } from './backend-defaults.js';
+export type { BackendDefaults } from './backend-defaults.js';
 
 const DEFAULT_MAX_QUEUE = 1000;
 /** How long shutdown waits, past its own timeout, for stopped executions to release what they held before it closes the runners. */
@@ -92,7 +74,7 @@ export abstract class BaseBackend implements IExecutionBackend {
 
   protected constructor(type: BackendType, options: BackendOptions | undefined, defaults: BackendDefaults) {
     this.type = type;
-    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? backendOptionsSchema(), options, `${type} backend options`, true);
+    const o: BackendOptions = parseOptions(defaults.optionsSchema ?? backendOptionsSchema(), options, `${type} backend options`, true, defaults.optionElsewhere);
     this.registry = o.registry ?? new PluginRegistry();
     this.platform = (options?.platform ?? {}) as Platform;
     this.workspace =

@@ -13,7 +13,24 @@ const { fileURLToPath } = process.getBuiltinModule('node:url');
 export async function readFolder(dir: string | URL, at?: string): Promise<{ source: { root: string; manifest: unknown }; file: string }> {
   const root = path.resolve(folderPath(dir, at));
   const file = path.join(root, MANIFEST_FILE);
-  return { source: { root, manifest: await readManifest(root, file) }, file };
+  return { source: { root, manifest: await readManifest(root, file, dir) }, file };
+}
+
+/**
+ * Why a missing plugin folder may not be where the host meant: a `\`, which separates no folders
+ * outside Windows, or a relative path, which resolves from the working directory rather than
+ * beside the host's module (`given` as the host gave it; a folder under the working directory may
+ * have been given so: createExecutionBackend() resolves its paths when it is called). Empty when neither.
+ */
+function missingFolderHint(root: string, given: string | URL | undefined): string {
+  if (path.sep === '/' && root.includes('\\')) return ` ("\\" separates no folders on ${process.platform}: write the path with "/")`;
+  const cwd = process.cwd();
+  const relative = typeof given === 'string' && !given.startsWith('file:') && !path.isAbsolute(given);
+  if (!relative && !root.startsWith(cwd + path.sep)) return '';
+  const shown = relative ? (given as string) : `./${path.relative(cwd, root)}`;
+  const beside = `new URL(${JSON.stringify(`${shown.replace(/\/+$/, '')}/`)}, import.meta.url)`;
+  const which = relative ? `the relative path ${JSON.stringify(shown)} is` : 'a relative path is';
+  return ` (${which} resolved from the working directory, ${cwd}, not from the host's module: ${beside}, or path.join(__dirname, ${JSON.stringify(shown)}) in CommonJS, names one beside it)`;
 }
 
 /**
@@ -46,8 +63,11 @@ function utf8Text(bytes: Buffer): string {
   }
 }
 
-/** The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or not JSON. */
-export async function readManifest(root: string, file: string): Promise<unknown> {
+/**
+ * The JSON of a plugin folder's manifest file; ValidationError when it is missing, unreadable or
+ * not JSON. `given`: the folder as the host gave it, for what a missing one may be (missingFolderHint).
+ */
+export async function readManifest(root: string, file: string, given?: string | URL): Promise<unknown> {
   let text: string;
   try {
     text = await readRegularFile(file);
@@ -56,7 +76,7 @@ export async function readManifest(root: string, file: string): Promise<unknown>
     const notFolder = code === 'ENOTDIR' ? `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}` : undefined;
     throw new ValidationError(
       notFolder ??
-        (code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist`),
+        (code !== 'ENOENT' ? `Cannot read ${file}: ${(error as Error).message}` : fs.existsSync(root) ? `No ${MANIFEST_FILE} in plugin folder ${root}` : `Plugin folder ${root} does not exist${missingFolderHint(root, given)}`),
       { details: { file, reason: code ?? 'unreadable' }, cause: error },
     );
   }
@@ -93,6 +113,8 @@ export function parseManifest(root: string, manifest: unknown, file: string | un
   const claimed = (manifest as { id?: unknown } | null)?.id;
   const claimedId = typeof claimed === 'string' ? { pluginId: claimed } : {};
   const details = { file: file ?? null, root, ...claimedId };
+  // `{ root, manifest }` given the manifest's path, or its file's text unparsed: "(root): must be an object" would read as the `root` field's fault.
+  if (file === undefined && typeof manifest === 'string') throw validationError(`Invalid plugin manifest (${label})`, [stringManifestIssue(root, manifest)], details);
   // JSON.parse makes "__proto__" an own key, which the schema's records pass over without a word.
   const reserved = protoKeys(manifest, 'manifest');
   if (reserved.length > 0) {
@@ -103,6 +125,14 @@ export function parseManifest(root: string, manifest: unknown, file: string | un
   const badEntries = entryProblems(root, parsed);
   if (badEntries.length > 0) throw validationError(`Invalid plugin manifest (${label})`, badEntries, details);
   return parsed;
+}
+
+/** The issue of a `{ root, manifest }` source whose manifest is a string: JSON text to parse, or (a path) the folder to give alone. */
+function stringManifestIssue(root: string, manifest: string): ValidationIssue {
+  const folder = `the plugin's folder alone (${JSON.stringify(root)}) in place of { root, manifest }, and its ${MANIFEST_FILE} is read`;
+  if (manifest.trimStart().startsWith('{')) return { path: 'manifest', message: `is JSON text, not a manifest object: give JSON.parse() of it, or ${folder}` };
+  const shown = manifest.length > 200 ? `${manifest.slice(0, 200)}…` : manifest;
+  return { path: 'manifest', message: `is a string (${JSON.stringify(shown)}), not a manifest object: give ${folder}` };
 }
 
 /**

@@ -5,6 +5,7 @@ import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, ty
 import { serverProblem } from '../shared/server-problem.js';
 import { describeServers } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
+import { connectionKeyElsewhere } from '../shared/connection-options.js';
 import { DEFAULT_SUBJECT_PREFIX, subjectToken } from '../shared/subjects.js';
 import { ACK_WAIT_MS } from '../shared/pool-consumer.js';
 import { HostLink } from './host-link.js';
@@ -89,7 +90,7 @@ export class QueueBackend extends BaseBackend {
 
   constructor(options: QueueBackendOptions = {}) {
     // The workspace is the worker's: no lease on the host (the option only says whether there is one).
-    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), remoteRunners: true, remoteWorkspaces: options?.workspace !== false });
+    super('queue', { ...options, workspace: false }, { concurrency: DEFAULT_CONCURRENCY, optionsSchema: queueOptionsSchema(), optionElsewhere: connectionKeyElsewhere, remoteRunners: true, remoteWorkspaces: options?.workspace !== false });
     try {
       this.#o = resolveQueueOptions(options);
     } catch (error) {

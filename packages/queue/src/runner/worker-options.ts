@@ -2,7 +2,7 @@ import os from 'node:os';
 import { WorkspaceManager, type HostPlatform, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
 import { backendTakes, isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
-import { connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
+import { connectionKeyElsewhere, connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
 import { LOCAL_BACKEND_PACKAGES, type LocalBackendType } from './local-backend.js';
@@ -128,7 +128,7 @@ export interface ResolvedWorkerOptions {
 }
 
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
-  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options', false, hostOptionGivenToWorker);
+  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options', false, (key) => hostOptionGivenToWorker(key) ?? connectionKeyElsewhere(key));
   // The host name cut, not the pid and random part: two workers of a machine with a long host name differ.
   const own = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const id = o.id ?? `${subjectToken(os.hostname()).slice(0, 63 - own.length)}-${own}`;

@@ -114,3 +114,19 @@ function loginsOf(connection: Record<string, unknown>): string[] {
     .filter(([, value]) => value !== undefined)
     .map(([name]) => name);
 }
+
+/** The connection's own options a host or worker may put beside it: a record, so that the compiler keeps it equal to the type (`name` is left out: a top-level `name` may mean anything). */
+const CONNECTION_KEYS: Record<Exclude<keyof NatsConnectionOptions, 'name'>, true> = { servers: true, user: true, pass: true, token: true, seed: true, credsFile: true, tls: true };
+/** Names other NATS setups give the server's URL by. */
+const SERVER_URL_NAMES = new Set(['nats', 'natsUrl', 'url', 'urls', 'server']);
+
+/**
+ * Where a key given at the top of a queue host's or worker's options goes when it is the
+ * connection's (`servers`, `credsFile`), or the server's URL under another name (`nats`, `url`),
+ * as a whole phrase; else undefined.
+ */
+export function connectionKeyElsewhere(key: string): string | undefined {
+  if (Object.hasOwn(CONNECTION_KEYS, key)) return `not an option here; it is one of the connection's: connection: { ${key} }`;
+  if (SERVER_URL_NAMES.has(key)) return "not an option; the NATS server's URL is the connection's servers: connection: { servers: 'nats://host:4222' }";
+  return undefined;
+}
