@@ -110,3 +110,44 @@ describe('without @opentelemetry/api installed', () => {
     }
   });
 });
+
+describe('with the host registering through an older copy of @opentelemetry/api than core loads', () => {
+  let tree: string;
+  let olderApi: string;
+
+  beforeAll(async () => {
+    tree = await mkdtemp(path.join(os.tmpdir(), 'kb-otel-two-copies-'));
+    const core = path.join(tree, 'node_modules', '@kb-labs', 'plugin-execution-core');
+    await mkdir(core, { recursive: true });
+    await cp(path.join(coreDir, 'dist'), path.join(core, 'dist'), { recursive: true });
+    await cp(path.join(coreDir, 'package.json'), path.join(core, 'package.json'));
+    await symlink(path.dirname(requireFromCore.resolve('zod/package.json')), path.join(tree, 'node_modules', 'zod'), 'dir');
+    // Beside core: the API as installed. The host's own: a copy of it saying it is 1.3.0, an earlier
+    // minor, whose registrations core's copy does not accept (the API's own version rule).
+    await mkdir(path.join(tree, 'node_modules', '@opentelemetry'));
+    await symlink(await realpath(path.join(coreDir, 'node_modules', '@opentelemetry', 'api')), path.join(tree, 'node_modules', '@opentelemetry', 'api'), 'dir');
+    olderApi = path.join(tree, 'host-api');
+    await cp(await realpath(path.join(coreDir, 'node_modules', '@opentelemetry', 'api')), olderApi, { recursive: true, dereference: true });
+    await writeFile(path.join(olderApi, 'build', 'src', 'version.js'), "'use strict';\nObject.defineProperty(exports, '__esModule', { value: true });\nexports.VERSION = '1.3.0';\n");
+    const plugin = path.join(tree, 'plugin');
+    await mkdir(plugin);
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@test/traced', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+    await writeFile(path.join(plugin, 'run.mjs'), "export default async (_input, ctx) => { ctx.logger.info('hi'); return { traceparent: ctx.traceparent ?? null }; };\n");
+    for (const [name, source] of Object.entries(HOSTS)) await writeFile(path.join(tree, name), source);
+  });
+
+  afterAll(async () => {
+    await rm(tree, { recursive: true, force: true });
+  });
+
+  it.each(Object.keys(HOSTS))('%s: executions succeed untraced, with one warning naming the host copy\'s version', async (file) => {
+    const args = [path.join(tree, file), olderApi, requireFromCore.resolve('@opentelemetry/sdk-trace-base'), path.join(tree, 'plugin')];
+    const { stdout } = await run(process.execPath, args, { cwd: tree, env: { PATH: process.env.PATH ?? '' } });
+    const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as HostReport;
+    expect(report).toMatchObject({ ok: true, data: { traceparent: null }, logTraceId: null, spans: [] });
+    // Before: no warning at all; the host saw no spans and nothing said why.
+    expect(report.warnings).toHaveLength(1);
+    expect(report.warnings[0]).toContain('KB_PLUGIN_EXECUTION_OTEL');
+    expect(report.warnings[0]).toContain('registered through @opentelemetry/api 1.3.0');
+  });
+});

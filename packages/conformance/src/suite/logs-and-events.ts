@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { ExecutionEvent, LogEntry } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectOk } from '../expect-result.js';
@@ -7,6 +8,23 @@ import type { SuiteContext } from '../suite-context.js';
 export function describeLogsAndEvents(suite: SuiteContext): void {
   describe('logs and events', () => {
     streamTests(suite);
+    callersContextTests(suite);
+  });
+}
+
+/** A host that keeps a request's id in an AsyncLocalStorage reads it in its callbacks, as around its execute() call. */
+function callersContextTests(suite: SuiteContext): void {
+  it("onStart, onLog and onEvent run in the caller's async context (its AsyncLocalStorage store), never another caller's", async () => {
+    const store = new AsyncLocalStorage<string>();
+    const backend = suite.make({ maxConcurrency: 1 });
+    for (const request of ['first', 'second', 'third']) {
+      const seen: string[] = [];
+      const record = (which: string) => () => void seen.push(`${which} ${store.getStore()}`);
+      const result = await store.run(request, () => backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { onStart: record('onStart'), onLog: record('onLog'), onEvent: record('onEvent') }));
+      expectOk(result);
+      // Before: on the queue backend every callback ran in the first request's store; on worker-pool, in none.
+      expect([...new Set(seen)].sort()).toEqual([`onEvent ${request}`, `onLog ${request}`, `onStart ${request}`]);
+    }
   });
 }
 

@@ -126,6 +126,26 @@ function spanTreeTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expect(line).toMatchObject({ traceId: caller.traceId, spanId: execution.spanContext().spanId });
   });
 
+  it("onStart, onLog and onEvent run with the execution's own span active, never another execution's", async () => {
+    const backend = suite.make({ maxConcurrency: 1 });
+    const tracer = trace.getTracer('conformance');
+    for (let i = 0; i < 3; i++) {
+      const active: string[] = [];
+      const seen = (which: string) => () => void active.push(`${which} ${trace.getActiveSpan()?.spanContext().spanId ?? 'none'}`);
+      const result = await tracer.startActiveSpan(`caller-${i}`, async (span) => {
+        const executed = await backend.execute({ pluginId: BASIC, handlerId: 'emits' }, { onStart: seen('onStart'), onLog: seen('onLog'), onEvent: seen('onEvent') });
+        span.end();
+        return executed;
+      });
+      expectOk(result);
+      const own = executionSpan(sdk().spans(), result).spanContext().spanId;
+      // Before: on the queue backend every callback after the first execution's ran in that
+      // execution's span (another caller's trace); on worker-pool, onLog and onEvent in none.
+      expect(new Set(active.map((entry) => entry.split(' ')[0]))).toEqual(new Set(['onStart', 'onLog', 'onEvent']));
+      expect(active.filter((entry) => !entry.endsWith(` ${own}`))).toEqual([]);
+    }
+  });
+
   it("a platform call's span says what a host service threw that is not an Error, as the handler is told", async () => {
     const platform = { kv: { fail: async () => Promise.reject('a string of the host') } };
     const backend = suite.make({ platform, permissions: { platform: { kv: true } } });

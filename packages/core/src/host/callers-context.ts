@@ -13,3 +13,16 @@ export function inCallersContext(granted: (slot: Slot) => void): (slot: Slot) =>
   const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_QUEUED_EXECUTION');
   return (slot) => context.runInAsyncScope(granted, undefined, slot);
 }
+
+/** Runs a function in the async context its scope was made in. */
+export type CallersScope = <T>(fn: () => T) => T;
+
+/**
+ * A scope of the async context it is made in (the caller's AsyncLocalStorage stores), for the
+ * caller's callbacks (onLog, onEvent, onStart): a runner's messages arrive in the context its
+ * thread, process or connection was made in, another caller's or none.
+ */
+export function callersScope(): CallersScope {
+  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_EXECUTION_CALLBACKS');
+  return (fn) => context.runInAsyncScope(fn);
+}

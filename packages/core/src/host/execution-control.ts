@@ -1,5 +1,7 @@
 import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
 import { beginByOf, beginRefusal } from './begin-by.js';
+import { callersScope, type CallersScope } from './callers-context.js';
+import { callbackFailed, settleQuietly } from './host-callbacks.js';
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PluginManifest } from './manifest.js';
@@ -107,6 +109,8 @@ export class ExecutionControl implements DispatchControl {
   readonly #platform: Platform;
   /** Set when an OpenTelemetry SDK records this execution: platform calls become child spans, log entries carry the ids. */
   readonly #telemetry: ExecutionTelemetry | undefined;
+  /** Runs the caller's onStart, onLog and onEvent in the async context of its execute() call (made only when it gave one). */
+  readonly #callersScope: CallersScope | undefined;
   /** Platform calls of this execution started in the host and not yet settled. */
   #callsInHost = 0;
   /** Aborted once the execution is over, for the channel calls still waiting on the host (a paced send); made with the first. */
@@ -124,6 +128,7 @@ export class ExecutionControl implements DispatchControl {
     this.#meta = meta;
     this.#platform = options.platform ?? platform;
     this.#telemetry = telemetry;
+    this.#callersScope = options.onLog || options.onEvent || options.onStart ? callersScope() : undefined;
   }
 
   get stopReason(): KnownExecutionError | undefined {
@@ -218,10 +223,16 @@ export class ExecutionControl implements DispatchControl {
     const onStart = this.#options.onStart;
     if (!onStart || this.#over) return;
     try {
-      settleQuietly(onStart(), 'onStart');
+      settleQuietly(this.#inCallersContext(onStart), 'onStart');
     } catch (error) {
       callbackFailed('onStart', error);
     }
+  }
+
+  /** A host callback, in the caller's async context (its AsyncLocalStorage stores), with the execution span active when traced: not in the one a runner's message arrives in (another execution's). */
+  #inCallersContext<T>(callback: () => T): T {
+    const inSpan = this.#telemetry ? () => this.#telemetry!.within(callback) : callback;
+    return this.#callersScope ? this.#callersScope(inSpan) : inSpan();
   }
 
   reportWorkspace(workspace: RunnerWorkspace): void {
@@ -265,7 +276,7 @@ export class ExecutionControl implements DispatchControl {
     if (!onLog || this.#over) return;
     try {
       const ids = this.#telemetry?.logIds;
-      settleQuietly(onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids }), 'onLog');
+      settleQuietly(this.#inCallersContext(() => onLog({ level, message, ...(fields ? { fields } : {}), stream, executionId: this.#task.executionId, time: Date.now(), ...ids })), 'onLog');
     } catch (error) {
       // A host callback that throws must not fail the execution; it is said once.
       callbackFailed('onLog', error);
@@ -277,7 +288,7 @@ export class ExecutionControl implements DispatchControl {
     if (!onEvent || this.#over) return;
     const task = this.#task;
     try {
-      settleQuietly(onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event }), 'onEvent');
+      settleQuietly(this.#inCallersContext(() => onEvent({ executionId: task.executionId, pluginId: task.pluginId, handlerId: task.handlerId, time: Date.now(), event })), 'onEvent');
     } catch (error) {
       callbackFailed('onEvent', error);
     }
@@ -358,14 +369,6 @@ export class ExecutionControl implements DispatchControl {
 function noop(): void {}
 
 /**
- * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
- * unhandled, which Node makes the host process's end.
- */
-function settleQuietly(returned: unknown, which: HostCallback): void {
-  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
-}
-
-/**
  * What tells the channel calls still waiting on the host (a paced send) that their execution is
  * over: each listens to it, as many as the plugin's call window lets wait, and a burst of them is
  * no leak for Node to warn the host of.
@@ -374,24 +377,4 @@ function endedController(): AbortController {
   const controller = new AbortController();
   process.getBuiltinModule('node:events').setMaxListeners(0, controller.signal);
   return controller;
-}
-
-const callbacksWarned = new Set<string>();
-
-/** The execute() callbacks a host gives: what they throw never fails the execution. */
-type HostCallback = 'onLog' | 'onEvent' | 'onStart';
-
-/** A host's onLog / onEvent / onStart threw or rejected: the execution goes on; the first time per callback, a process warning says so (a bug in a log sink should not vanish). */
-function callbackFailed(which: HostCallback, error: unknown): void {
-  if (callbacksWarned.has(which)) return;
-  callbacksWarned.add(which);
-  let what: string;
-  try {
-    what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-  } catch {
-    what = 'a value that cannot be shown';
-  }
-  process.emitWarning(`An execute() ${which} callback threw or rejected (${what.slice(0, 500)}); the execution went on without it. Said once per process.`, {
-    code: 'KB_PLUGIN_CALLBACK_FAILED',
-  });
 }

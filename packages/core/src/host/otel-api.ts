@@ -17,6 +17,17 @@ export const INSTRUMENTATION_NAME = '@kb-labs/plugin-execution';
  */
 const GLOBAL_KEY = Symbol.for('opentelemetry.js.api.1');
 
+/** What every copy of the API 1.x registered globally: the registering copy's version and the providers. */
+interface GlobalRegistry {
+  version?: unknown;
+  trace?: unknown;
+  metrics?: unknown;
+}
+
+function globalRegistry(): GlobalRegistry | undefined {
+  return (globalThis as { [GLOBAL_KEY]?: GlobalRegistry })[GLOBAL_KEY];
+}
+
 /** The API once loaded: `null` when it is not installed (or failed to load), `undefined` before the first try. */
 let loaded: OtelApi | null | undefined;
 /** This copy's no-op tracer provider and no-op meter class: what "no SDK registered" looks like. */
@@ -30,7 +41,7 @@ let noop: { tracerProvider: TracerProvider; meterClass: abstract new () => Meter
  * warning says why, once: a provider is registered, so the host meant them to be traced.
  */
 export function otelApi(): OtelApi | undefined {
-  const registry = (globalThis as { [GLOBAL_KEY]?: { trace?: unknown; metrics?: unknown } })[GLOBAL_KEY];
+  const registry = globalRegistry();
   if (registry === undefined || (registry.trace === undefined && registry.metrics === undefined)) return undefined;
   if (loaded === undefined) loaded = load();
   return loaded ?? undefined;
@@ -67,7 +78,9 @@ export function activeTracer(api: OtelApi): Tracer | undefined {
   const proxy = api.trace.getTracerProvider() as TracerProvider & { getDelegate?: () => TracerProvider };
   const provider = typeof proxy.getDelegate === 'function' ? proxy.getDelegate() : proxy;
   if (tracerOf?.provider !== provider) {
-    tracerOf = { provider, tracer: provider === noop!.tracerProvider ? undefined : provider.getTracer(INSTRUMENTATION_NAME) };
+    const unseen = provider === noop!.tracerProvider;
+    if (unseen) warnIfRefused('tracer', proxy, globalRegistry()?.trace);
+    tracerOf = { provider, tracer: unseen ? undefined : provider.getTracer(INSTRUMENTATION_NAME) };
   }
   return tracerOf.tracer;
 }
@@ -81,9 +94,30 @@ export function activeMeter(api: OtelApi): Meter | undefined {
   const provider = api.metrics.getMeterProvider();
   if (meterOf?.provider !== provider) {
     const meter = provider.getMeter(INSTRUMENTATION_NAME);
-    meterOf = { provider, meter: meter instanceof noop!.meterClass ? undefined : meter };
+    const unseen = meter instanceof noop!.meterClass;
+    if (unseen) warnIfRefused('meter', provider, globalRegistry()?.metrics);
+    meterOf = { provider, meter: unseen ? undefined : meter };
   }
   return meterOf.meter;
+}
+
+let refusalReported = false;
+
+/**
+ * The API core loaded gives it another provider (`seen`, its no-op) than the one registered
+ * globally (`registered`): another copy of the API registered it, one of an earlier minor version
+ * than core's, which core's copy does not accept (a copy uses only what copies of its own or a
+ * later minor registered). Executions then go unrecorded: said once, with the registering copy's version.
+ */
+function warnIfRefused(signal: 'tracer' | 'meter', seen: unknown, registered: unknown): void {
+  if (registered === undefined || registered === seen || refusalReported) return;
+  refusalReported = true;
+  const version = globalRegistry()?.version;
+  const by = typeof version === 'string' ? `@opentelemetry/api ${version}` : 'another copy of @opentelemetry/api';
+  process.emitWarning(
+    `An OpenTelemetry ${signal} provider is registered through ${by}, which the copy @kb-labs/plugin-execution-core loads does not accept (it is of a later minor version), so plugin executions are not recorded: give the host and core one copy of @opentelemetry/api (npm ls @opentelemetry/api)`,
+    { code: 'KB_PLUGIN_EXECUTION_OTEL' },
+  );
 }
 
 let reported = false;

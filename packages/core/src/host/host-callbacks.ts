@@ -1,0 +1,29 @@
+/** The execute() callbacks a host gives (onLog, onEvent, onStart): what they throw or reject never fails the execution. */
+
+/**
+ * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
+ * unhandled, which Node makes the host process's end.
+ */
+export function settleQuietly(returned: unknown, which: HostCallback): void {
+  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
+}
+
+const callbacksWarned = new Set<string>();
+
+/** The execute() callbacks a host gives: what they throw never fails the execution. */
+export type HostCallback = 'onLog' | 'onEvent' | 'onStart';
+
+/** A host's onLog / onEvent / onStart threw or rejected: the execution goes on; the first time per callback, a process warning says so (a bug in a log sink should not vanish). */
+export function callbackFailed(which: HostCallback, error: unknown): void {
+  if (callbacksWarned.has(which)) return;
+  callbacksWarned.add(which);
+  let what: string;
+  try {
+    what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch {
+    what = 'a value that cannot be shown';
+  }
+  process.emitWarning(`An execute() ${which} callback threw or rejected (${what.slice(0, 500)}); the execution went on without it. Said once per process.`, {
+    code: 'KB_PLUGIN_CALLBACK_FAILED',
+  });
+}
