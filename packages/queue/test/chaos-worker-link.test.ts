@@ -88,6 +88,29 @@ describe('the network between a worker and the server', () => {
     proxy.restore();
   });
 
+  it('cut while a large result crosses, then SIGTERM: the worker exits about a second after its drain timeout too, not five (the parts waiting for answers that cannot come are not waited for)', async () => {
+    const pool = newPool('netcutresult');
+    const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 500, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
+    stopAfterTest(() => drained.stop());
+    // A narrow link: the result's 16 parts would take 16 s to cross, and the cut comes early in the transfer.
+    proxy.bandwidth(256 * 1024);
+    let crossing!: () => void;
+    const transferBegun = new Promise<void>((resolve) => (crossing = resolve));
+    const result = host(server.url, pool).execute({ pluginId: QUEUE_PROBE, handlerId: 'big-result', input: { returnBytes: 4 * 1024 * 1024 } }, { timeoutMs: 60_000, onEvent: () => crossing() });
+    await transferBegun;
+    await sleep(300);
+    proxy.cut();
+    const exited = new Promise<number | null>((resolve) => drained.child.once('exit', resolve));
+    const signalledAt = performance.now();
+    drained.child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    // The drain's 500 ms, the connection's last second, and slack for a loaded machine: under the 6.5 s it took before.
+    expect(performance.now() - signalledAt).toBeLessThan(4000);
+    expectError(await result, 'WORKER_CRASHED');
+    proxy.bandwidth(0);
+    proxy.restore();
+  });
+
   it('reset and turned away, its handler stopped by the worker (its caller written off), then SIGTERM: the worker exits without waiting out its drain timeout for a result that cannot go', async () => {
     const pool = newPool('netcutstopped');
     const drained = await startWorker({ natsUrl: proxy.url, pool, concurrency: 1, drainMs: 20_000, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });

@@ -1096,6 +1096,29 @@ describe('stops', () => {
       await worker.close();
     }
   });
+
+  it('drain() called again with a shorter timeoutMs while it drains stops what runs by then (as a second SIGTERM does), not at the first call\'s timeout', async () => {
+    const own = newPool('drain-again');
+    const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => (started = resolve));
+      const file = path.join(markers, 'drain-again.log');
+      const busy = make({ pool: own }).execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 120_000, onEvent: () => started() });
+      await running;
+      const first = worker.drain({ timeoutMs: 120_000 });
+      // Well within the test's own time limit: before, it waited for the first call's two minutes.
+      await worker.drain({ timeoutMs: 0 });
+      await first;
+      const result = await busy;
+      expectError(result, 'WORKER_CRASHED');
+      expect(result.error.details).toMatchObject({ reason: 'runner-lost' });
+      expect(result.error.message).toMatch(/is closing/);
+      expect(await marks(file)).toEqual([`${result.meta.executionId} started`, `${result.meta.executionId} signal ABORTED`]);
+    } finally {
+      await worker.close();
+    }
+  });
 });
 
 describe('delivery', () => {

@@ -15,6 +15,7 @@ import { readPresence } from '../shared/presence.js';
 import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
+import { CONNECTION_DRAIN_MS, untilStoppedReported } from './stopped-reports.js';
 import { PeerPlugins } from './peer-plugins.js';
 import { UnbuiltPlugins } from './unbuilt-plugins.js';
 import { localBackendFactory } from './local-backend.js';
@@ -26,33 +27,12 @@ import { refuseUnusableWorkspaceRoot, resolveWorkerOptions, type ExecutionWorker
 
 export type { ExecutionWorkerOptions, LocalBackendOptions, SetByTheWorker } from './worker-options.js';
 
-/** A running worker of a pool. */
-export interface ExecutionWorker {
-  /** Its id in the pool (`meta.runnerId` of what it runs). */
-  readonly id: string;
-  /** The machine's host name (`meta.runnerHost`). */
-  readonly host: string;
-  /** Executions running now. */
-  readonly running: number;
-  /**
-   * Take nothing new, let what runs finish (up to `timeoutMs`, then stop it), then close. A
-   * `timeoutMs` that is not a whole number of ms from 0 to 2147483647, or an unknown option,
-   * rejects with VALIDATION_ERROR and drains nothing (checked on every call). @default timeoutMs 30000
-   */
-  drain(options?: { timeoutMs?: number }): Promise<void>;
-  /** Stop what runs now and close: local backend, connection, timers. */
-  close(): Promise<void>;
-  /** Settles once it is closed: by drain() or close(), or by itself once its own machinery failed (a KB_PLUGIN_WORKER_INTERNAL warning). */
-  readonly closed: Promise<void>;
-}
+import type { ExecutionWorker } from './execution-worker.js';
+export type { ExecutionWorker } from './execution-worker.js';
 
 /** JetStream's API subjects (the default prefix, as `jetstreamManager()` uses). */
 const JS_API = '$JS.API';
 
-/** How long close() waits for stopped executions to report before it closes the connection. */
-const STOP_WAIT_MS = 5000;
-/** How long close() lets the connection send what it holds and the server confirm its unsubscriptions (ms on a working link); also the wait for stopped handlers with the link down. */
-const CONNECTION_DRAIN_MS = 1000;
 /** A large input none of whose parts came for this long is dropped (its caller has given up on it). */
 const PARTS_IDLE_MS = 60_000;
 
@@ -353,7 +333,12 @@ class QueueWorker implements ExecutionWorker {
     } catch (error) {
       return Promise.reject(error);
     }
-    return (this.#draining ??= (async () => {
+    // Draining already: a shorter timeoutMs stops what runs by then (the first call's still holds).
+    if (this.#draining) {
+      const stop = setTimeout(() => void this.close(), timeoutMs);
+      return this.#draining.finally(() => clearTimeout(stop));
+    }
+    return (this.#draining = (async () => {
       await this.#puller.stop();
       // Its peers stop handing tasks back for it (PeerPlugins).
       this.#announce();
@@ -371,16 +356,15 @@ class QueueWorker implements ExecutionWorker {
       await this.#puller.stop();
       const reason = new ShuttingDownError(`Worker ${this.id} is closing`, { details: { phase: 'running' } });
       for (const execution of this.#executions.values()) execution.orphan(reason);
-      // With the link down, their reports cannot go: a second for their handlers to stop, not five.
-      await settlesWithin(this.#whenIdle(), this.#linkDown ? CONNECTION_DRAIN_MS : STOP_WAIT_MS);
+      const { linkWorks } = await untilStoppedReported(this.#whenIdle(), this.#nc, this.#linkDown);
       clearInterval(this.#presenceTimer);
       this.#services.watch.close();
       await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
-      // Not with the link down, and bounded: a drain waits for the server, and one that failed leaves
-      // the connection draining and reconnecting for ever (closed whatever the drain did).
-      if (!this.#linkDown) await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS);
+      // Not with the link down or silent, and bounded: a drain waits for the server, and one that failed
+      // leaves the connection draining and reconnecting for ever (closed whatever the drain did).
+      if (linkWorks && !this.#linkDown) await settlesWithin(this.#nc.drain().catch(() => undefined), CONNECTION_DRAIN_MS);
       if (!this.#nc.isClosed()) await closeConnection(this.#nc);
       this.#markClosed();
     })();
