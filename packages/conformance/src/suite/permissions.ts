@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { CALLS_IN_FLIGHT, PermissionDeniedError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
@@ -68,6 +69,17 @@ function platformCallTests(suite: SuiteContext): void {
     const echo = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'echo', args: [big] } });
     expectOk(echo);
     expect((echo.data as { value: string }).value.length).toBe(big.length);
+  });
+
+  it("runs the host's platform service in the caller's async context (its AsyncLocalStorage store: the request's tenant), never another caller's", async () => {
+    const tenant = new AsyncLocalStorage<string>();
+    const backend = make({ maxConcurrency: 1, platform: { kv: { get: async () => tenant.getStore() ?? 'none' } }, permissions: { platform: { kv: true } } });
+    for (const request of ['first', 'second', 'third']) {
+      const result = await tenant.run(request, () => backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['k'] } }));
+      expectOk(result);
+      // Before: 'none' on worker-pool (the thread's messages arrive in no caller's context).
+      expect(result.data).toEqual({ ok: true, value: request });
+    }
   });
 
   it('denies undeclared platform calls inside the handler, naming service and method', async () => {

@@ -109,7 +109,7 @@ export class ExecutionControl implements DispatchControl {
   readonly #platform: Platform;
   /** Set when an OpenTelemetry SDK records this execution: platform calls become child spans, log entries carry the ids. */
   readonly #telemetry: ExecutionTelemetry | undefined;
-  /** Runs the caller's onStart, onLog and onEvent in the async context of its execute() call (made only when it gave one). */
+  /** Runs host code for this execution (the caller's onStart, onLog, onEvent, its platform services, channel calls) in the async context of its execute() call: made only where some may run. */
   readonly #callersScope: CallersScope | undefined;
   /** Platform calls of this execution started in the host and not yet settled. */
   #callsInHost = 0;
@@ -128,7 +128,9 @@ export class ExecutionControl implements DispatchControl {
     this.#meta = meta;
     this.#platform = options.platform ?? platform;
     this.#telemetry = telemetry;
-    this.#callersScope = options.onLog || options.onEvent || options.onStart ? callersScope() : undefined;
+    // Made only where host code may be called for it: the caller's callbacks, its platform services, a channel.
+    const callsHost = options.platformForward !== undefined || options.channel !== undefined || Object.keys(task.permissions.platform ?? {}).length > 0;
+    this.#callersScope = options.onLog || options.onEvent || options.onStart || callsHost ? callersScope() : undefined;
   }
 
   get stopReason(): KnownExecutionError | undefined {
@@ -231,8 +233,12 @@ export class ExecutionControl implements DispatchControl {
 
   /** A host callback, in the caller's async context (its AsyncLocalStorage stores), with the execution span active when traced: not in the one a runner's message arrives in (another execution's). */
   #inCallersContext<T>(callback: () => T): T {
-    const inSpan = this.#telemetry ? () => this.#telemetry!.within(callback) : callback;
-    return this.#callersScope ? this.#callersScope(inSpan) : inSpan();
+    return this.#inCallersScope(this.#telemetry ? () => this.#telemetry!.within(callback) : callback);
+  }
+
+  /** Host code run for this execution (its callbacks, platform services, channel) in the caller's async context: a service reading an AsyncLocalStorage (the tenant of a request) reads the caller's. */
+  #inCallersScope<T>(fn: () => T): T {
+    return this.#callersScope ? this.#callersScope(fn) : fn();
   }
 
   reportWorkspace(workspace: RunnerWorkspace): void {
@@ -305,7 +311,8 @@ export class ExecutionControl implements DispatchControl {
         : () => invokePlatform(this.#platform, this.#permissions, subject, service, method, args);
     const telemetry = this.#telemetry;
     const called = `platform.${String(service)}.${String(method)}`;
-    return this.#admit(called, () => this.#held(called, args, telemetry ? () => telemetry.platformCall(service, method, call) : call));
+    const traced = telemetry ? () => telemetry.platformCall(service, method, call) : call;
+    return this.#admit(called, () => this.#held(called, args, () => this.#inCallersScope(traced)));
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
@@ -313,7 +320,7 @@ export class ExecutionControl implements DispatchControl {
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
     const ended = (this.#ended ??= endedController()).signal;
-    return this.#held(`channel.${String(method)}`, args, () => channel.call(method, args, ended));
+    return this.#held(`channel.${String(method)}`, args, () => this.#inCallersScope(() => channel.call(method, args, ended)));
   }
 
   /** `start()` with its arguments counted against the plugin's MAX_HELD_CALL_BYTES until it settles. */
