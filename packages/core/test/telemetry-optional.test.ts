@@ -60,22 +60,28 @@ interface HostReport {
   warnings: string[];
 }
 
+/** A project of its own with core copied in (zod beside it), the traced plugin and the two hosts. */
+async function treeWithCore(prefix: string): Promise<string> {
+  const tree = await mkdtemp(path.join(os.tmpdir(), prefix));
+  // A copy, not a link: Node resolves a link to its real path, where the API would be found.
+  const core = path.join(tree, 'node_modules', '@kb-labs', 'plugin-execution-core');
+  await mkdir(core, { recursive: true });
+  await cp(path.join(coreDir, 'dist'), path.join(core, 'dist'), { recursive: true });
+  await cp(path.join(coreDir, 'package.json'), path.join(core, 'package.json'));
+  await symlink(path.dirname(requireFromCore.resolve('zod/package.json')), path.join(tree, 'node_modules', 'zod'), 'dir');
+  const plugin = path.join(tree, 'plugin');
+  await mkdir(plugin);
+  await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@test/traced', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
+  await writeFile(path.join(plugin, 'run.mjs'), "export default async (_input, ctx) => { ctx.logger.info('hi'); return { traceparent: ctx.traceparent ?? null }; };\n");
+  for (const [name, source] of Object.entries(HOSTS)) await writeFile(path.join(tree, name), source);
+  return tree;
+}
+
 describe('without @opentelemetry/api installed', () => {
   let tree: string;
 
   beforeAll(async () => {
-    tree = await mkdtemp(path.join(os.tmpdir(), 'kb-otel-optional-'));
-    // A copy, not a link: Node resolves a link to its real path, where the API would be found.
-    const core = path.join(tree, 'node_modules', '@kb-labs', 'plugin-execution-core');
-    await mkdir(core, { recursive: true });
-    await cp(path.join(coreDir, 'dist'), path.join(core, 'dist'), { recursive: true });
-    await cp(path.join(coreDir, 'package.json'), path.join(core, 'package.json'));
-    await symlink(path.dirname(requireFromCore.resolve('zod/package.json')), path.join(tree, 'node_modules', 'zod'), 'dir');
-    const plugin = path.join(tree, 'plugin');
-    await mkdir(plugin);
-    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@test/traced', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
-    await writeFile(path.join(plugin, 'run.mjs'), "export default async (_input, ctx) => { ctx.logger.info('hi'); return { traceparent: ctx.traceparent ?? null }; };\n");
-    for (const [name, source] of Object.entries(HOSTS)) await writeFile(path.join(tree, name), source);
+    tree = await treeWithCore('kb-otel-optional-');
   });
 
   afterAll(async () => {
@@ -116,12 +122,7 @@ describe('with the host registering through an older copy of @opentelemetry/api 
   let olderApi: string;
 
   beforeAll(async () => {
-    tree = await mkdtemp(path.join(os.tmpdir(), 'kb-otel-two-copies-'));
-    const core = path.join(tree, 'node_modules', '@kb-labs', 'plugin-execution-core');
-    await mkdir(core, { recursive: true });
-    await cp(path.join(coreDir, 'dist'), path.join(core, 'dist'), { recursive: true });
-    await cp(path.join(coreDir, 'package.json'), path.join(core, 'package.json'));
-    await symlink(path.dirname(requireFromCore.resolve('zod/package.json')), path.join(tree, 'node_modules', 'zod'), 'dir');
+    tree = await treeWithCore('kb-otel-two-copies-');
     // Beside core: the API as installed. The host's own: a copy of it saying it is 1.3.0, an earlier
     // minor, whose registrations core's copy does not accept (the API's own version rule).
     await mkdir(path.join(tree, 'node_modules', '@opentelemetry'));
@@ -129,11 +130,6 @@ describe('with the host registering through an older copy of @opentelemetry/api 
     olderApi = path.join(tree, 'host-api');
     await cp(await realpath(path.join(coreDir, 'node_modules', '@opentelemetry', 'api')), olderApi, { recursive: true, dereference: true });
     await writeFile(path.join(olderApi, 'build', 'src', 'version.js'), "'use strict';\nObject.defineProperty(exports, '__esModule', { value: true });\nexports.VERSION = '1.3.0';\n");
-    const plugin = path.join(tree, 'plugin');
-    await mkdir(plugin);
-    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@test/traced', version: '1.0.0', handlers: { run: { entry: './run.mjs' } } }));
-    await writeFile(path.join(plugin, 'run.mjs'), "export default async (_input, ctx) => { ctx.logger.info('hi'); return { traceparent: ctx.traceparent ?? null }; };\n");
-    for (const [name, source] of Object.entries(HOSTS)) await writeFile(path.join(tree, name), source);
   });
 
   afterAll(async () => {
