@@ -393,9 +393,8 @@ export class RemoteExecution {
     this.#input = undefined;
     this.#inputSend?.abort();
     this.#session.close();
-    const stopped = this.#control.stopReason;
-    if (stopped) settle.reject(stopped);
-    else if (error !== undefined) settle.reject(error);
+    const failed = this.#control.stopReason ?? error;
+    if (failed !== undefined) settle.reject(failed);
     else settle.resolve(data);
   }
 }
