@@ -649,6 +649,21 @@ describe('warm spares (prespawn)', () => {
     expect(stats.killed).toBe(stats.cold - 1 + stats.spares.used);
   });
 
+  it('the spares of a plugin unregistered are killed: no process is kept booted for it, the spares go to the profiles still in use', async () => {
+    const before = new Set(hasProc ? childrenOf() : []);
+    const backend = make({ prespawn: 2 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
+    const pids = hasProc ? childrenOf().filter((pid) => !before.has(pid)) : [];
+    expect(await backend.unregisterPlugin(BASIC)).toBe(true);
+    // Before: both stayed booted for a plugin no execution can name any more, until shutdown.
+    expect(await eventually(async () => (await runners(backend)).live === 0)).toBe(true);
+    expect((await runners(backend)).spares).toMatchObject({ ready: 0, booting: 0, discarded: 2 });
+    for (const pid of pids) expect(isAlive(pid)).toBe(false);
+    expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
+  });
+
   it('spares follow the profile in use and are killed on shutdown', async () => {
     const before = new Set(hasProc ? childrenOf() : []);
     const backend = make({ prespawn: 2 });

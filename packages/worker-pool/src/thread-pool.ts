@@ -1,4 +1,3 @@
-import type { ResourceLimits } from 'node:worker_threads';
 import { ShuttingDownError } from '@kb-labs/plugin-execution-core';
 import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, crashReason, noThreadStarts, startFailureError } from './crash.js';
@@ -9,33 +8,18 @@ import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-cont
 import { handlerKey } from './task-wire.js';
 import { oldLoadFirst, ownTaskFirst, takeIdle } from './idle-choice.js';
 import { StaleWait } from './stale-wait.js';
+import { newLane, type Lane } from './thread-lane.js';
 import type { RetireReason, StaleReason } from './thread-protocol.js';
 import { poolProblems, stuckThreads, unstartedReason } from './pool-problems.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
 
-/** Threads of one heap cap (a thread's `resourceLimits` are fixed when it starts). */
-interface Lane {
-  readonly label: string;
-  readonly heapLimitMb: number | undefined;
-  readonly resourceLimits: ResourceLimits | undefined;
-  readonly minThreads: number;
-  /** Ready threads with nothing to run, the one used last at the end. */
-  readonly idle: Array<PoolThread<Lane>>;
-  /** Executions waiting for a thread of this lane (FIFO). */
-  readonly waiting: Execution[];
-  /** Threads alive: starting, idle, running or on their way out. */
-  threads: number;
-  /** Threads that have not said hello yet. */
-  starting: number;
-}
-
 /**
- * The backend's threads: one execution per thread at a time, at most `maxThreads` per lane. An
+ * The backend's threads: one execution per thread at a time, at most `maxThreads` in all. An
  * execution goes to an idle thread of its lane, else waits (FIFO) for one started for it.
- * BaseBackend hands over no more executions than `maxThreads` run at once, so one always comes;
- * idle threads of other lanes may exist beside them until their idle timeout.
+ * BaseBackend hands over no more executions than `maxThreads` run at once, so one always comes:
+ * an idle thread of another lane goes to make room for it (#makeRoom).
  */
 export class ThreadPool {
   readonly #options: ResolvedPoolOptions;
@@ -206,7 +190,18 @@ export class ThreadPool {
 
   /** One thread starting per waiting execution, as far as the lane has room (its threads on their way out make room as they go). */
   #grow(lane: Lane): void {
-    while (!this.#closing && lane.waiting.length > lane.starting && lane.threads < this.#options.maxThreads) this.#start(lane);
+    while (!this.#closing && lane.waiting.length > lane.starting && lane.threads < this.#options.maxThreads) {
+      this.#makeRoom(lane);
+      this.#start(lane);
+    }
+  }
+
+  /** At most `maxThreads` in the pool: before one starts past that, another lane's thread idle longest goes (one beyond its lane's minimum first). */
+  #makeRoom(lane: Lane): void {
+    if (this.#staying() < this.#options.maxThreads) return;
+    const others = [...this.#lanes.values()].filter((other) => other !== lane && other.idle.length > 0);
+    const from = others.find((other) => this.#staying(other) > other.minThreads) ?? others[0];
+    from?.idle.shift()!.end({ kind: 'stopped' });
   }
 
   /** Start a thread; one that cannot even be made fails a waiting execution. */
@@ -263,8 +258,9 @@ export class ThreadPool {
       if (thread.bound && handlerKey(lane.waiting[0]!.task) !== thread.lastHandler && lane.starting >= lane.waiting.length) break;
       if (this.#handTo(thread, lane.waiting.shift()!)) return;
     }
-    // Idle once the pool closes (its verdict came after close() began): it goes.
-    if (this.#closing) return thread.end({ kind: 'stopped' });
+    // Idle once the pool closes (its verdict came after close() began), or beyond maxThreads in the pool
+    // (another lane started one while this one's verdict was still coming): it goes.
+    if (this.#closing || this.#staying() > this.#options.maxThreads) return thread.end({ kind: 'stopped' });
     lane.idle.push(thread);
     if (lane.threads <= lane.minThreads) return;
     // One timer per thread, re-armed for each idle spell; it may find the thread busy or gone.
@@ -289,10 +285,10 @@ export class ThreadPool {
     thread.end({ kind: 'stopped' });
   }
 
-  /** The lane's threads that are not on their way out. */
-  #staying(lane: Lane): number {
+  /** The lane's threads (without a lane: the pool's) that are not on their way out. */
+  #staying(lane?: Lane): number {
     let staying = 0;
-    for (const each of this.#threads) if (each.lane === lane && !each.endedBy) staying++;
+    for (const each of this.#threads) if ((lane === undefined || each.lane === lane) && !each.endedBy) staying++;
     return staying;
   }
 
@@ -347,7 +343,8 @@ export class ThreadPool {
     if (execution) this.#onRunnerGone(thread, execution);
     this.#grow(lane);
     // Back to the minimum after a thread that had started (a start that fails is not retried by itself).
-    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#draining; n--) this.#start(lane);
+    // Not past maxThreads in the pool: a thread of another lane took its place (#makeRoom).
+    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#draining && this.#staying() < this.#options.maxThreads; n--) this.#start(lane);
   }
 
   /**
@@ -381,9 +378,7 @@ export class ThreadPool {
   }
 
   #lane(key: number | 'default', minThreads: number, heapLimitMb: number | undefined): Lane {
-    const base = this.#options.resourceLimits;
-    const resourceLimits = heapLimitMb === undefined ? base : { ...base, maxOldGenerationSizeMb: heapLimitMb };
-    const lane: Lane = { label: key === 'default' ? key : `memoryMb=${key}`, heapLimitMb, resourceLimits, minThreads, idle: [], waiting: [], threads: 0, starting: 0 };
+    const lane = newLane(key, minThreads, heapLimitMb, this.#options.resourceLimits);
     this.#lanes.set(key, lane);
     return lane;
   }

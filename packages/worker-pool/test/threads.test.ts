@@ -757,6 +757,22 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'check-prototype' }));
   });
 
+  it('keeps at most maxThreads threads across lanes: a handler of another memoryMb makes an idle thread of another lane go', async () => {
+    const backend = backends.make({ maxThreads: 2, idleTimeoutMs: 60_000 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    for (const handlerId of ['counter-40', 'counter-56', 'counter-72', 'counter-40']) {
+      // Two at once on each lane: both of its threads, and none of the other lanes' kept beside them.
+      for (const r of await Promise.all([1, 2].map(() => backend.execute({ pluginId: POOL, handlerId })))) expectOk(r);
+      // The threads made to go are gone once they exit; before, each lane kept its own until idleTimeoutMs.
+      await waitFor(async () => (await runners(backend)).threads <= 2).catch(() => undefined);
+      const { threads, lanes } = await runners(backend);
+      expect(threads, `${handlerId}: ${JSON.stringify(lanes)}`).toBeLessThanOrEqual(2);
+      expect(lanes[`memoryMb=${handlerId.slice(-2)}`]?.threads).toBeGreaterThanOrEqual(1);
+    }
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    expect((await runners(backend)).threads).toBeLessThanOrEqual(2);
+  });
+
   it('stops threads beyond minThreads once idle for idleTimeoutMs, back to the minimum', async () => {
     // Three that meet inside their handlers, so on three threads: three of 200 ms each all went to
     // the thread already up on a loaded machine, free again each time before the others had started.

@@ -78,6 +78,20 @@ export class SparePool {
     this.#fill();
   }
 
+  /** The plugin at `pluginRoot` is gone (unregistered): its spares are killed, and the others take its share. */
+  forget(pluginRoot: string): void {
+    this.#recent = this.#recent.filter((r) => r.profile.pluginRoot !== pluginRoot);
+    for (const [key, list] of this.#spares) {
+      if (list[0]?.pluginRoot !== pluginRoot) continue;
+      this.#spares.delete(key);
+      for (const { runner } of list) {
+        if (runner.available) this.#discarded++;
+        runner.kill();
+      }
+    }
+    this.#fill();
+  }
+
   /** A spare served its execution: the ones that boot keep working. */
   served(): void {
     this.#failuresInARow = 0;
@@ -140,7 +154,7 @@ export class SparePool {
     // Before the spawn: a folder replaced while the spare boots is caught at its take.
     const view = viewIdentity(profile.pluginRoot);
     const runner = this.#spawn(profile);
-    const spare = { runner, view };
+    const spare = { runner, view, pluginRoot: profile.pluginRoot };
     this.#spawned++;
     void runner.ended.then(() => {
       if (this.#closed) return;
@@ -159,6 +173,7 @@ export class SparePool {
 
 interface Spare {
   readonly runner: ChildRunner;
+  readonly pluginRoot: string;
   /** viewIdentity of its profile's plugin when it booted. */
   readonly view: string | undefined;
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats } from '@kb-labs/plugin-execution-core';
+import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
@@ -261,6 +261,11 @@ export class SubprocessBackend extends BaseBackend {
     recordRunnerStart('subprocess');
     void runner.ended.then(() => this.#children.delete(runner));
     return runner;
+  }
+
+  /** A subprocess child never keeps a plugin, but spares booted for one would wait for it for ever. */
+  protected override pluginUnregistered(plugin: RegisteredPlugin): void {
+    this.#pool.forget(plugin.root);
   }
 
   protected async closeRunners(): Promise<void> {
