@@ -20,7 +20,16 @@ export interface UpgradeTarget {
   tryAccept(request: IncomingMessage, socket: Duplex, head: Buffer, pathname: string, search: string): boolean;
 }
 
-const routers = new WeakMap<object, UpgradeRouter>();
+/**
+ * The router of each server, one for the process: shared through a global symbol, so that mounts
+ * made by both builds of this package (an ES host whose dependency `require()`s it) or by two
+ * installs of it share one router too. Two routers would each answer an upgrade the other's
+ * mount takes with 404 under a base path they share, and both take one their routes both match.
+ */
+const routers = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/upgrade-routers')] ??= new WeakMap<object, UpgradeRouter>()) as WeakMap<
+  object,
+  UpgradeRouter
+>;
 
 /**
  * One 'upgrade' listener per server, shared by every mount on it, so that "no channel matches"
@@ -41,7 +50,7 @@ export class UpgradeRouter {
       router = new UpgradeRouter(server);
       routers.set(server, router);
     }
-    router.#add(target);
+    router.add(target);
     return router;
   }
 
@@ -54,7 +63,8 @@ export class UpgradeRouter {
     }
   }
 
-  #add(target: UpgradeTarget): void {
+  /** Another mount on the server (public: the router may be of another copy of this package than the mount). */
+  add(target: UpgradeTarget): void {
     for (const other of this.#targets) {
       for (const route of target.routes) {
         const clash = other.routes.find((r) => r.shape === route.shape);

@@ -1,4 +1,5 @@
 import type { BackendType } from '../types.js';
+import { processShared } from './process-shared.js';
 
 /**
  * How many backends of one type may be open at once (created, `shutdown()` not called) before the
@@ -8,8 +9,9 @@ import type { BackendType } from '../types.js';
  */
 export const OPEN_BACKENDS_WARNING_AT = 20;
 
-const open = new Map<BackendType, number>();
-const warned = new Set<BackendType>();
+// For the process, every copy of core in it (both builds, two installs): their backends are all open in it.
+const open = processShared('open-backends', () => new Map<BackendType, number>());
+const warned = processShared('open-backends-warned', () => new Set<BackendType>());
 
 /** A backend was created; warns once per type when OPEN_BACKENDS_WARNING_AT are open at once. */
 export function backendOpened(type: BackendType): void {

@@ -1,4 +1,5 @@
 import { QueueFullError, ValidationError } from '../errors.js';
+import { processShared } from './process-shared.js';
 
 /**
  * Most a plugin's platform and channel calls may hold in the host while they are pending: their
@@ -10,8 +11,8 @@ import { QueueFullError, ValidationError } from '../errors.js';
  */
 export const MAX_HELD_CALL_BYTES = 64 * 1024 * 1024;
 
-/** What each plugin's pending calls hold in this process, by plugin id (absent: nothing). */
-const heldByPlugin = new Map<string, number>();
+/** What each plugin's pending calls hold in this process (every copy of core in it), by plugin id (absent: nothing). */
+const heldByPlugin = processShared('held-call-bytes', () => new Map<string, number>());
 
 /**
  * Count what `args` hold against the plugin's allowance; returns the bytes to give back with

@@ -1,3 +1,5 @@
+import { processShared } from './process-shared.js';
+
 /** The execute() callbacks a host gives (onLog, onEvent, onStart): what they throw or reject never fails the execution. */
 
 /**
@@ -8,7 +10,8 @@ export function settleQuietly(returned: unknown, which: HostCallback): void {
   if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
 }
 
-const callbacksWarned = new Set<string>();
+/** Which callbacks' failures the process has been warned of, by every copy of core in it (both builds, two installs). */
+const callbacksWarned = processShared('callbacks-warned', () => new Set<string>());
 
 /** The execute() callbacks a host gives: what they throw never fails the execution. */
 export type HostCallback = 'onLog' | 'onEvent' | 'onStart';

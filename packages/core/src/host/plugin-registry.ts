@@ -7,6 +7,7 @@ import { shownControls } from '../shown-controls.js';
 import { validationError } from '../validation.js';
 import { checkedSource, isFolder, sourceRoot, type PluginSource } from './plugin-source.js';
 import { settledInGroups } from './settled-in-groups.js';
+import { hostPluginLoads } from '../plugin-loads.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { isDeepStrictEqual } = process.getBuiltinModule('node:util');
@@ -32,10 +33,11 @@ export interface RegisteredPlugin {
 }
 
 /**
- * The next ResolvedHandler.moduleKey: counted for the process, not per plugin or registry, so two
- * registries (two backends) or two ids given the same folder never share a load of old code.
+ * Where the next ResolvedHandler.moduleKey is counted: for the process (every copy of core in it),
+ * not per plugin or registry, so two registries (two backends) or two ids given the same folder
+ * never share a load of old code.
  */
-let nextModuleKey = 0;
+const pluginLoads = hostPluginLoads();
 
 /** Told of each reload of a plugin of the registry (`PluginRegistry.onReload`), or of each plugin unregistered (`onUnregister`). */
 export type PluginReloadListener = (plugin: RegisteredPlugin) => void;
@@ -220,7 +222,7 @@ export class PluginRegistry {
 
   /** Make `manifest` the plugin's registered version: its handlers resolved once, both maps swapped together. */
   #install(root: string, manifest: PluginManifest, generation: number): RegisteredPlugin {
-    const moduleKey = nextModuleKey++;
+    const moduleKey = pluginLoads.next++;
     const plugin: RegisteredPlugin = Object.freeze({ id: manifest.id, root, manifest, generation, moduleKey });
     const handlers = new Map<string, ResolvedHandler>();
     for (const [handlerId, spec] of Object.entries(manifest.handlers)) {

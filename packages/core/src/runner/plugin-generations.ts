@@ -1,5 +1,6 @@
 import type { Stats } from 'node:fs';
 import path from 'node:path';
+import { hostPluginLoadsIfAny, type ImportedPlugin } from '../plugin-loads.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { realpathSync } = process.getBuiltinModule('node:fs');
@@ -19,18 +20,23 @@ const { fileURLToPath, pathToFileURL } = process.getBuiltinModule('node:url');
  * for a path for the life of the process, so a plugin folder or entry that is a symbolic link,
  * pointed elsewhere since (a release switched by its `current` link), would load the old target.
  */
-interface ImportedPlugin {
-  newest: number;
-  /** The URL query each load was imported with. */
-  queries: Map<number, string>;
-}
+let runnerImports: Map<string, ImportedPlugin> | undefined;
 
-const imported = new Map<string, ImportedPlugin>();
+/**
+ * This runner's imports, by plugin root: the host's table (every copy of core in the process, as
+ * Node's module cache is) when the runner is the host's own process, else one of its own. Taken at
+ * the first load, before any plugin code has run here, so no plugin can put a table of its own there.
+ */
+function importedPlugins(): Map<string, ImportedPlugin> {
+  runnerImports ??= hostPluginLoadsIfAny()?.imported ?? new Map();
+  return runnerImports;
+}
 
 /** The URL to import the module of a handler of load `moduleKey` from (see above). */
 export function handlerModuleUrl(entryPath: string, pluginRoot: string, moduleKey: number): string {
   const root = realPath(pluginRoot);
   const href = pathToFileURL(realPath(entryPath)).href;
+  const imported = importedPlugins();
   const plugin = imported.get(root);
   if (!plugin) {
     imported.set(root, { newest: moduleKey, queries: new Map([[moduleKey, '']]) });
