@@ -358,7 +358,9 @@ export abstract class BaseBackend implements IExecutionBackend {
           this.#scheduler.refuseBeyond(this.#waitingForPlugins, 'waiting for the plugins to load');
           this.#waitingForPlugins++;
           // The caller's abort ends its wait, and its place among those waiting, at once.
-          return untilAborted(ready, signal).finally(() => this.#waitingForPlugins--).then(() => this.#throwIfNotReady());
+          // One step after the wait, not .finally()'s more: an unregisterPlugin() called after this execute() is still under way when it resolves its handler.
+          const left = () => this.#waitingForPlugins--;
+          return untilAborted(ready, signal).then(() => (left(), this.#throwIfNotReady()), (error: unknown) => (left(), Promise.reject(error)));
         }
         this.#throwIfNotReady();
         return undefined;
