@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
+import { processShared } from '@kb-labs/plugin-execution-core/host-kit';
 import { isUnder, matchRoute, splitTarget, type Route } from './route.js';
 
 /** The part of an http/https server the router uses. */
@@ -26,10 +27,7 @@ export interface UpgradeTarget {
  * installs of it share one router too. Two routers would each answer an upgrade the other's
  * mount takes with 404 under a base path they share, and both take one their routes both match.
  */
-const routers = ((globalThis as Record<symbol, unknown>)[Symbol.for('@kb-labs/plugin-execution/upgrade-routers')] ??= new WeakMap<object, UpgradeRouter>()) as WeakMap<
-  object,
-  UpgradeRouter
->;
+const routers = processShared('upgrade-routers', () => new WeakMap<object, UpgradeRouter>());
 
 /**
  * One 'upgrade' listener per server, shared by every mount on it, so that "no channel matches"

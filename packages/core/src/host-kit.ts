@@ -19,3 +19,4 @@ export { checkTimeoutOptions } from './host/shutdown-hooks.js';
 export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
 export { checkContextDescriptor } from './host/context-descriptor.js';
+export { processShared } from './host/process-shared.js';

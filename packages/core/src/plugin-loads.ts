@@ -1,3 +1,5 @@
+import { processShared, processSharedIfMade } from './host/process-shared.js';
+
 /**
  * The loads of plugin code in this process, kept once for every copy of core in it: a host may
  * have both builds loaded (an ES host whose dependency `require()`s a backend) or two installs, and
@@ -17,14 +19,12 @@ export interface PluginLoads {
   readonly imported: Map<string, ImportedPlugin>;
 }
 
-const KEY = Symbol.for('@kb-labs/plugin-execution/plugin-loads');
-
 /** The process's table, made by the first copy of core that registers a plugin. */
 export function hostPluginLoads(): PluginLoads {
-  return ((globalThis as Record<symbol, unknown>)[KEY] ??= { next: 0, imported: new Map() }) as PluginLoads;
+  return processShared<PluginLoads>('plugin-loads', () => ({ next: 0, imported: new Map() }));
 }
 
 /** The host's table when this runner runs in the host's process (in-process); undefined in a thread or child of its own. */
 export function hostPluginLoadsIfAny(): PluginLoads | undefined {
-  return (globalThis as Record<symbol, unknown>)[KEY] as PluginLoads | undefined;
+  return processSharedIfMade<PluginLoads>('plugin-loads');
 }

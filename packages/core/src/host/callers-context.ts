@@ -10,7 +10,7 @@ let AsyncResourceClass: typeof import('node:async_hooks').AsyncResource | undefi
  * host's CPU per queued execution in the worker-pool bench (docs/benchmarks.md).
  */
 export function inCallersContext(granted: (slot: Slot) => void): (slot: Slot) => void {
-  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_QUEUED_EXECUTION');
+  const context = callersResource('KB_QUEUED_EXECUTION');
   return (slot) => context.runInAsyncScope(granted, undefined, slot);
 }
 
@@ -23,6 +23,11 @@ export type CallersScope = <T>(fn: () => T) => T;
  * thread, process or connection was made in, another caller's or none.
  */
 export function callersScope(): CallersScope {
-  const context = new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)('KB_EXECUTION_CALLBACKS');
+  const context = callersResource('KB_EXECUTION_CALLBACKS');
   return (fn) => context.runInAsyncScope(fn);
+}
+
+/** An AsyncResource of the async context it is made in (node:async_hooks loaded on first use). */
+function callersResource(type: string): import('node:async_hooks').AsyncResource {
+  return new (AsyncResourceClass ??= process.getBuiltinModule('node:async_hooks').AsyncResource)(type);
 }

@@ -6,5 +6,14 @@
  * by `make` for the first copy that asks. Host-side state only: a runner's globals are its plugins'.
  */
 export function processShared<T>(name: string, make: () => T): T {
-  return ((globalThis as Record<symbol, unknown>)[Symbol.for(`@kb-labs/plugin-execution/${name}`)] ??= make()) as T;
+  return ((globalThis as Record<symbol, unknown>)[sharedKey(name)] ??= make()) as T;
+}
+
+/** The value `processShared(name, …)` made, if a copy has made it; nothing is made here. */
+export function processSharedIfMade<T>(name: string): T | undefined {
+  return (globalThis as Record<symbol, unknown>)[sharedKey(name)] as T | undefined;
+}
+
+function sharedKey(name: string): symbol {
+  return Symbol.for(`@kb-labs/plugin-execution/${name}`);
 }
