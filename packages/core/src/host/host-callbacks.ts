@@ -1,7 +1,5 @@
 import { processShared } from './process-shared.js';
 
-/** The execute() callbacks a host gives (onLog, onEvent, onStart): what they throw or reject never fails the execution. */
-
 /**
  * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
  * unhandled, which Node makes the host process's end.
