@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -1044,10 +1044,11 @@ describe('stops', () => {
 
   it('an execution stopped before a worker started it never runs', async () => {
     const backend = make();
-    // Every slot of both workers busy until released.
+    // Every slot of both workers busy until released (by a file: a fixed time could run out on a loaded machine before the two below are stopped).
+    const release = path.join(markers, 'release-busy');
     let running = 0;
     const busy = Array.from({ length: 4 }, (_, i) =>
-      backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, `busy-${i}.log`), ms: 1500 } }, { onEvent: () => running++ }),
+      backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, `busy-${i}.log`), release } }, { onEvent: () => running++ }),
     );
     await waitFor(() => running === 4, 10_000);
     const timedOut = path.join(markers, 'never-timeout.log');
@@ -1066,6 +1067,7 @@ describe('stops', () => {
     expect(timeout!.error.details).toMatchObject({ phase: 'queued' });
     expect(abort!.error.details).toMatchObject({ phase: 'queued' });
     expect(abort!.error.message).toMatch(/never started/);
+    await writeFile(release, '');
     for (const result of await Promise.all(busy)) expectOk(result);
     // The slots are free again and the stream is empty: nothing of the two ran, nor will.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
