@@ -34,7 +34,8 @@ BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it
 "[Circular: <path>]" (the path in the printed JSON, $ its top), an array with holes as
 { "[sparse array]": { "length": <n>, "items": { "<index>": <value>, … } } }. A result too large
 (or too deeply nested) to print as JSON fails: "VALIDATION_ERROR: handler result cannot be
-printed as JSON: …" on stderr, nothing on stdout, exit 1.
+printed as JSON: …" on stderr, nothing on stdout, exit 1; so does a result stdout cannot take
+(a full disk: "ERROR: standard output could not take …", exit 1).
 `;
 
 const INIT_TEXT = `init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
@@ -169,25 +170,27 @@ const PARSE_ERRORS = new Set(['ERR_PARSE_ARGS_UNKNOWN_OPTION', 'ERR_PARSE_ARGS_I
 /**
  * The command is done: exit once stdout and stderr have taken what was written. Not by waiting
  * for the event loop to empty: an in-process handler's leftover timer (or one still running after
- * its abort) would keep the process alive after its result.
+ * its abort) would keep the process alive after its result. Output stdout could not take (a full
+ * disk under `> result.json`) is lost: said, and a failure (exit 1), not a silent exit 0.
  */
 function exit(code: number): void {
   process.exitCode = code;
-  let pending = 2;
-  const done = () => {
-    if (--pending === 0) process.exit(code);
-  };
-  process.stdout.write('', done);
-  process.stderr.write('', done);
+  process.stdout.write('', () => {
+    // The stream's own error (a later write's is only "destroyed"); EPIPE, a reader gone, is no failure.
+    const lost = process.stdout.errored as NodeJS.ErrnoException | null;
+    const failed = lost !== null && lost.code !== 'EPIPE';
+    const final = failed && code === 0 ? 1 : code;
+    process.exitCode = final;
+    process.stderr.write(failed ? `ERROR: standard output could not take what the command printed (${lost.message}): it is lost\n` : '', () => process.exit(final));
+  });
 }
 
 // A reader that went away (`| head -c 1`) is not the command's failure: what it did not read is
 // dropped, and the exit code stays the command's own (Node would otherwise die of the EPIPE).
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-  });
-}
+// Nor is another write error a crash (a worker serves on): stdout's is said as the command ends.
+process.stdout.on('error', () => {});
+// Where stderr fails, nothing can be said.
+process.stderr.on('error', () => {});
 
 let settled = false;
 // The event loop empty with the command still pending (a --platform factory whose promise never

@@ -50,8 +50,8 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   if (root.includes(',')) process.stderr.write(`Note: the subprocess backend cannot run a plugin in ${root}: Node's permission flags cannot name a path with a comma. Its test leaves that backend out; move the folder to run it there.\n`);
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
-      `Run it:   npx ${installed && pkg === UMBRELLA ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${shellWord(dir)} hello --input '{"name":"Ada"}'\n` +
-      `Test it:  cd ${shellWord(dir)} && ${install}${testCommand(userAgent)}\n`,
+      `Run it:   npx ${installed && pkg === UMBRELLA ? '' : `--package ${UMBRELLA} `}kb-plugin-exec run ${folderWord(dir)} hello --input '{"name":"Ada"}'\n` +
+      `Test it:  cd ${folderWord(dir)} && ${install}${testCommand(userAgent)}\n`,
   );
   return 0;
 }
@@ -151,6 +151,11 @@ const SKIP_MISSING = `      if (!result.ok && result.error.code === 'BACKEND_NOT
 /** `word` as one shell word, quoted only when it has to be (a folder name with a space …). */
 function shellWord(word: string): string {
   return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", "'\\''")}'`;
+}
+
+/** The folder as typed, as a shell word that no command takes for an option: `-greeter` as `./-greeter`. */
+function folderWord(dir: string): string {
+  return shellWord(dir.startsWith('-') ? `./${dir}` : dir);
 }
 
 /** The backends the test runs the plugin on: not subprocess from a folder it cannot run (a comma in its path). */

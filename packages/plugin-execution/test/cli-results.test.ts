@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +50,10 @@ export async function sparse() {
   return { huge, holey: [1, , 3], dense: [1, 2, 3] };
 }
 
+export async function hello() {
+  return { hello: 'world' };
+}
+
 // 95 million characters that JSON writes as \\u0001 each: longer than a string can be.
 export async function tooLarge() {
   return '\\u0001'.repeat(95_000_000);
@@ -60,7 +65,7 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-results-'));
     // Readable by the subprocess backend's sandbox user, which would otherwise warn on stderr.
     await chmod(plugin, 0o755);
-    const handlers = Object.fromEntries(['forged', 'sparse', 'tooLarge'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
+    const handlers = Object.fromEntries(['forged', 'sparse', 'tooLarge', 'hello'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
     const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
     await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify(manifest));
     await writeFile(path.join(plugin, 'handlers.mjs'), HANDLERS);
@@ -105,5 +110,27 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     expect(result.status, result.stderr).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toMatch(/^VALIDATION_ERROR: handler result cannot be printed as JSON: it is too large \(its JSON is longer than the longest string Node makes, \d+ characters\)\n$/);
+  });
+
+  // `> result.json` on a full disk: the result never reached the file, and a script must not read exit 0.
+  it('output stdout cannot take (ENOSPC) is said as lost and fails the command, exit 1; a failure keeps its code', () => {
+    const full = openSync('/dev/full', 'w');
+    try {
+      const runFull = (args: string[]) => {
+        const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 60_000, stdio: ['ignore', full, 'pipe'] });
+        return { status: result.status, stderr: result.stderr };
+      };
+      const lost = 'ERROR: standard output could not take what the command printed (ENOSPC: no space left on device, write): it is lost\n';
+      for (const args of [['run', plugin, 'hello', '--no-workspace'], ['run', plugin, 'hello', '--json', '--no-workspace'], ['--help']]) {
+        const result = runFull(args);
+        expect(result.status, `${args.join(' ')}: ${result.stderr}`).toBe(1);
+        expect(result.stderr).toBe(lost);
+      }
+      const failed = runFull(['run', plugin, 'forged', '--json', '--no-workspace']);
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toBe(`VALIDATION_ERROR: Invalid execution request:\n  - context.tenantId: must be a string, got number\n${lost}`);
+    } finally {
+      closeSync(full);
+    }
   });
 });

@@ -71,4 +71,16 @@ describe('kb-plugin-exec init: what the project installed', () => {
     expect(own.stdout).toMatch(/^# pass 1$/m);
     expect(own.stdout).toMatch(/^ok \d+ - hello on the worker-pool backend # SKIP The "worker-pool" backend needs the package @kb-labs\/plugin-execution-worker-pool, which is not installed/m);
   });
+
+  it('prints commands that run as printed for a folder whose name starts with a dash (not taken for an option)', () => {
+    const result = spawnSync(process.execPath, [cli, 'init', '--', '-greeter'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(result.status, result.stderr).toBe(0);
+    const runIt = /^Run it: +npx --package @kb-labs\/plugin-execution kb-plugin-exec (.+)$/m.exec(result.stdout)?.[1];
+    // Before: `run -greeter hello`, "unknown option -g"; and `cd -greeter`, an option of cd.
+    expect(runIt).toBe(`run ./-greeter hello --input '{"name":"Ada"}'`);
+    expect(/^Test it: +(.+)$/m.exec(result.stdout)?.[1]).toBe('cd ./-greeter && npm install @kb-labs/plugin-execution && npm test');
+    const ran = spawnSync('sh', ['-c', `"$0" "$1" ${runIt}`, process.execPath, cli], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(ran.status, ran.stderr).toBe(0);
+    expect(JSON.parse(ran.stdout)).toEqual({ message: 'Hello, Ada!' });
+  });
 });
