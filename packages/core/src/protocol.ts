@@ -29,7 +29,7 @@ export type RunnerToHost =
 
 export type RunnerResult = { type: 'result'; ok: true; data: unknown } | { type: 'result'; ok: false; error: SerializedError };
 
-export { unserializableError } from './wire-clone.js';
+export { taskUnserializableError, unserializableError } from './wire-clone.js';
 
 /** The longest `ctx.logger` message, in characters: the runtime cuts a longer one, and the host cuts one a runner sent past the runtime. */
 export const MAX_LOG_MESSAGE = 64 * 1024;

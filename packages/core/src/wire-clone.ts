@@ -61,6 +61,18 @@ export function unserializableError(what: string, error: unknown, value?: unknow
 }
 
 /**
+ * A task's refusal by a wire that sends its input and context as one message (the subprocess and
+ * queue backends): named as the one that holds what was refused, with where in it (`context.tenant.key`),
+ * not always as the input; as the input when neither walk finds it.
+ */
+export function taskUnserializableError(error: unknown, task: { readonly input?: unknown; readonly context?: unknown }): ValidationError {
+  const inInput = unserializableError('input', error, task.input);
+  if (inInput.details?.path !== undefined) return inInput;
+  const inContext = unserializableError('context', error, task.context);
+  return inContext.details?.path !== undefined ? inContext : inInput;
+}
+
+/**
  * The clone's refusal as a DataCloneError on every backend (node:v8's serialiser, the subprocess
  * and queue wires, throws a plain Error where structured clone throws a DOMException), saying
  * what kind of value was refused rather than quoting it: the text of a function is its source,

@@ -1,4 +1,4 @@
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { isExecutionError } from '@kb-labs/plugin-execution-core';
@@ -183,6 +183,22 @@ function resolutionTests(suite: SuiteContext): void {
       expectError(selfCause, 'VALIDATION_ERROR');
     }
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it("a context holding shared memory is shared in one process, and refused by a wire between processes (subprocess, queue) naming the context and where in it, not the input", async () => {
+    const backend = make();
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: { fine: true }, context: { tenant: { scratch: new SharedArrayBuffer(4) } } });
+    if (suite.name === 'in-process' || suite.name === 'worker-pool') {
+      expectOk(result);
+      return;
+    }
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/^context cannot be sent across the execution boundary: .*SharedArrayBuffer.* \(at context\.tenant\.scratch\)$/);
+    expect(result.error.details).toMatchObject({ what: 'context', reason: 'not-serializable', path: 'context.tenant.scratch' });
+    // In the input, it is the input's.
+    const inInput = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { list: [new SharedArrayBuffer(4)] } });
+    expectError(inInput, 'VALIDATION_ERROR');
+    expect(inInput.error.details).toMatchObject({ what: 'input', path: 'input.list[0]' });
   });
 
   it('rejects an input that cannot cross a boundary with VALIDATION_ERROR naming where in it', async () => {

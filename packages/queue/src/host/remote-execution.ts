@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { encode, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, encodeTask, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
@@ -96,7 +96,7 @@ export class RemoteExecution {
     // Over the limit by its strings and binary data alone: refused unencoded (a 200 MB one held the loop ~1.8 s).
     this.#checkSize(encodedAtLeast(this.#task.input), 'input');
     const body = this.#taskBody();
-    const whole = encode(body, 'input', this.#task.input);
+    const whole = encodeTask(body);
     // This host's own limit, whether or not the input fits in one stream message.
     if (whole.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
     // Decided as it goes out, for the server it goes to: larger than a courier part, the input

@@ -1,6 +1,6 @@
 import v8 from 'node:v8';
 import { AbortedError, ValidationError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { deserializeLikeClone, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { deserializeLikeClone, taskUnserializableError, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -162,6 +162,15 @@ export function encode(value: unknown, what: string, named?: unknown): Uint8Arra
     return v8.serialize(value);
   } catch (error) {
     throw unserializableError(what, error, named);
+  }
+}
+
+/** A task's body: what v8's serialiser refuses in it is named as the input or the context, whichever holds it. */
+export function encodeTask(body: TaskBody): Uint8Array {
+  try {
+    return v8.serialize(body);
+  } catch (error) {
+    throw taskUnserializableError(error, body);
   }
 }
 

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, unserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
@@ -105,7 +105,7 @@ export class SubprocessBackend extends BaseBackend {
           details: { path: 'input', reason: 'too-large', bytes: error.bytes, limit: error.limit },
         });
       }
-      throw unserializableError('input', error, task.input);
+      throw taskUnserializableError(error, task);
     }
 
     // Known after the first probe: no execution waits for it again.
