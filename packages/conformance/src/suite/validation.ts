@@ -104,6 +104,17 @@ function requestValidationTests(suite: SuiteContext): void {
     expect(again.data).toBe(3);
   });
 
+  it("a signal-like object whose addEventListener throws fails the execution with what it threw (INTERNAL_ERROR), and leaves no workspace behind", async () => {
+    const backend = make();
+    // Its plugins loaded: the signal is first listened to while the workspace is being made.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+    const signal = { aborted: false, reason: undefined, addEventListener: () => { throw new Error('the host signal refused a listener'); }, removeEventListener: () => {} };
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { signal: signal as unknown as AbortSignal });
+    expectError(result, 'INTERNAL_ERROR');
+    expect(result.error.message).toContain('the host signal refused a listener');
+    expect(await readdir(suite.root())).toEqual([]);
+  });
+
   it('rejects bad execute() options with VALIDATION_ERROR', async () => {
     const backend = make();
     for (const options of [{ timeoutMs: -1 }, { timeoutMs: Number.NaN }, { signal: {} }, { onLog: 'x' }]) {

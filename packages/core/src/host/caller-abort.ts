@@ -66,7 +66,14 @@ export function untilStopped<T>(
       track(settlesWithin(taking, SLOW_RELEASE_MS, false));
     };
     settingStop(stop);
-    const stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
+    let stopListening: (() => void) | undefined;
+    try {
+      stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
+    } catch (error) {
+      // A signal-like object of the host's whose addEventListener throws: the call fails with
+      // that, and what is being taken (a workspace already being made) is given back first.
+      stop(error);
+    }
     taking.then(
       (taken) => {
         stopListening?.();
