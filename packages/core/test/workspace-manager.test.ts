@@ -474,6 +474,25 @@ console.log(JSON.stringify({ problem, acquired }));`;
     expect(JSON.parse(run.stdout)).toEqual({ problem: `Cannot create workspace root ${root}: no folder can be made in it (EROFS)`, acquired: 'WORKSPACE_ERROR' });
   });
 
+  it.runIf(process.platform === 'linux')('removes a workspace, files and folders in it, in a host under Node\'s permission model whose grants cover the root but not /proc', async () => {
+    const root = await freshRoot();
+    const repo = path.resolve(new URL('../../..', import.meta.url).pathname);
+    const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import fs from 'node:fs';
+const { WorkspaceManager } = await import(${JSON.stringify(dist)});
+process.on('warning', (w) => console.log(JSON.stringify({ warning: w.name + ': ' + w.message })));
+const lease = await new WorkspaceManager({ root: ${JSON.stringify(root)} }).acquire('x');
+fs.mkdirSync(lease.dir + '/sub/deeper', { recursive: true });
+fs.writeFileSync(lease.dir + '/sub/deeper/out.txt', 'x');
+const released = await lease.release().then(() => 'ok', (error) => error.message);
+console.log(JSON.stringify({ released, left: fs.readdirSync(${JSON.stringify(root)}) }));`;
+    const run = spawnSync(process.execPath, [flag, `--allow-fs-read=${repo}`, `--allow-fs-read=${base}`, `--allow-fs-write=${base}`, '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    // Before: "Cannot remove workspace …: Access to this API has been restricted", the folder left behind (KB_PLUGIN_WORKSPACE_LEFT) on every execution.
+    expect(run.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual([{ released: 'ok', left: [] }]);
+  });
+
   it('wraps a failure to create the root in WorkspaceError', async () => {
     const file = path.join(await freshRoot());
     await mkdir(path.dirname(file), { recursive: true });

@@ -26,10 +26,21 @@ const MAX_IDLE_PASSES = 100;
 
 let available: boolean | undefined;
 
-/** Whether this system names an open folder by path (Linux with /proc): otherwise the path-based walk is used. */
+/**
+ * Whether this system names an open folder by path (Linux with /proc) and this process may use
+ * such names: otherwise the path-based walk is used. Under Node's permission model a name under
+ * `/proc/self/fd` is checked as the path it spells, which the host's `--allow-fs-*` grants do not
+ * cover (and granting them would grant every file an open descriptor leads to): there `existsSync`
+ * itself throws ERR_ACCESS_DENIED.
+ */
 export function anchoredTreesAvailable(): boolean {
-  available ??= process.platform === 'linux' && fs.existsSync('/proc/self/fd');
+  available ??= process.platform === 'linux' && mayUseProcFolders() && fs.existsSync('/proc/self/fd');
   return available;
+}
+
+function mayUseProcFolders(): boolean {
+  const permission = (process as { permission?: { has(scope: string, reference?: string): boolean } }).permission;
+  return !permission || (permission.has('fs.read', '/proc/self/fd') && permission.has('fs.write', '/proc/self/fd'));
 }
 
 /** The open folder `fd`, or `name` in it, as a path. */
