@@ -10,6 +10,11 @@ const MAX_DRAIN_POLL_MS = 200;
 interface DrainWaiter {
   resolve(drained: boolean): void;
   ended: AbortSignal | undefined;
+}
+
+/** The sends of one execution waiting on this socket, and the one listener its `ended` signal has for them all. */
+interface EndedWatch {
+  waiters: Set<DrainWaiter>;
   onEnded(): void;
 }
 
@@ -24,6 +29,12 @@ export class SocketWriter {
   #corkedSocket: Duplex | undefined;
   #idleFrame = 0;
   readonly #waiters = new Set<DrainWaiter>();
+  /**
+   * The waiting sends by the `ended` signal they were given: one listener per execution, not one
+   * per send. Node's EventTarget walks all of a signal's listeners to add or remove one, so 250 000
+   * sends a handler fired without awaiting held the host's event loop for seconds at a time.
+   */
+  readonly #byEnded = new Map<AbortSignal, EndedWatch>();
   #pollMs = DRAIN_POLL_MS;
   #pollTimer: NodeJS.Timeout | undefined;
   #drainSocket: Duplex | undefined;
@@ -62,11 +73,23 @@ export class SocketWriter {
     const at = this.#drainedNow(ended);
     if (at !== undefined) return Promise.resolve(at);
     return new Promise((resolve) => {
-      const waiter: DrainWaiter = { resolve, ended, onEnded: () => this.#settle(waiter, false) };
-      ended?.addEventListener('abort', waiter.onEnded, { once: true });
+      const waiter: DrainWaiter = { resolve, ended };
+      if (ended) this.#watchEnded(ended).waiters.add(waiter);
       this.#waiters.add(waiter);
       if (this.#waiters.size === 1) this.#watchBacklog();
     });
+  }
+
+  /** Where the sends waiting on `ended` are kept, with its one listener, which says false to them all. */
+  #watchEnded(ended: AbortSignal): EndedWatch {
+    let watch = this.#byEnded.get(ended);
+    if (!watch) {
+      const waiters = new Set<DrainWaiter>();
+      watch = { waiters, onEnded: () => waiters.forEach((waiter) => this.#settle(waiter, false)) };
+      ended.addEventListener('abort', watch.onEnded, { once: true });
+      this.#byEnded.set(ended, watch);
+    }
+    return watch;
   }
 
   /** false: closed, or the wait is over; true: at most half the cap waits; undefined: not yet. */
@@ -77,7 +100,12 @@ export class SocketWriter {
 
   #settle(waiter: DrainWaiter, drained: boolean): void {
     if (!this.#waiters.delete(waiter)) return;
-    waiter.ended?.removeEventListener('abort', waiter.onEnded);
+    const { ended } = waiter;
+    const watch = ended ? this.#byEnded.get(ended) : undefined;
+    if (ended && watch?.waiters.delete(waiter) && watch.waiters.size === 0) {
+      ended.removeEventListener('abort', watch.onEnded);
+      this.#byEnded.delete(ended);
+    }
     waiter.resolve(drained);
     if (this.#waiters.size === 0) this.#stopWatching();
   }

@@ -1,6 +1,6 @@
 // The writer's pacing on its own, over a stand-in for ws's WebSocket (an EventEmitter with its
 // readyState and bufferedAmount): what a waiting send is told, without the network's timing.
-import { EventEmitter } from 'node:events';
+import { EventEmitter, getEventListeners } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { WebSocket } from 'ws';
 import { SocketWriter } from '../src/socket-writer.js';
@@ -67,5 +67,29 @@ describe('SocketWriter.drained', () => {
     const waiting = paced.drained(ended.signal);
     ended.abort();
     expect(await waiting).toBe(false);
+  });
+
+  it("listens once to an execution's end however many of its sends wait (a flood of sends a handler does not await)", async () => {
+    const ws = new StandInSocket();
+    ws.bufferedAmount = LIMIT;
+    const paced = writer(ws);
+    const ended = new AbortController();
+    const other = new AbortController();
+    const told: boolean[] = [];
+    for (let i = 0; i < 20_000; i++) void paced.drained(ended.signal).then((drained) => told.push(drained));
+    const another = paced.drained(other.signal);
+    // Before: a listener per waiting send, each added and removed by a walk over all the others
+    // (250 000 un-awaited ctx.channel.send() held a host's event loop for seconds at a time).
+    expect(getEventListeners(ended.signal, 'abort')).toHaveLength(1);
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(1);
+    ended.abort();
+    await Promise.resolve();
+    expect(told).toEqual(Array.from({ length: 20_000 }, () => false));
+    expect(getEventListeners(ended.signal, 'abort')).toHaveLength(0);
+    // Another execution's send waits on.
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(1);
+    ws.bufferedAmount = 0;
+    expect(await another).toBe(true);
+    expect(getEventListeners(other.signal, 'abort')).toHaveLength(0);
   });
 });
