@@ -146,6 +146,11 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     }
   }
 
+  /** Its server closed: unmounted, so that its backend holds it no longer (a failure is unmount()'s to return). */
+  serverClosed(): void {
+    this.unmount().catch(noop);
+  }
+
   get unmounted(): boolean {
     return this.#unmounting !== undefined;
   }

@@ -19,6 +19,8 @@ export interface UpgradeTarget {
   readonly routes: readonly Route[];
   /** Take the upgrade if a channel of this mount matches; false to let the router look further. */
   tryAccept(request: IncomingMessage, socket: Duplex, head: Buffer, pathname: string, search: string): boolean;
+  /** The server has closed (optional: a mount of an older copy of this package has none). */
+  serverClosed?(): void;
 }
 
 /**
@@ -37,6 +39,10 @@ export class UpgradeRouter {
   readonly #server: UpgradeServer;
   readonly #targets: UpgradeTarget[] = [];
   readonly #listener: UpgradeListener = (request, socket, head) => this.#route(request, socket, head);
+  /** A closed server takes no more upgrades: its mounts are told, and unmount (one listener per server, however many mounts). */
+  readonly #closeListener = (): void => {
+    for (const target of [...this.#targets]) target.serverClosed?.();
+  };
 
   private constructor(server: UpgradeServer) {
     this.#server = server;
@@ -57,6 +63,7 @@ export class UpgradeRouter {
     if (index !== -1) this.#targets.splice(index, 1);
     if (this.#targets.length === 0 && routers.get(this.#server) === this) {
       this.#server.off('upgrade', this.#listener);
+      closeEvents(this.#server)?.off('close', this.#closeListener);
       routers.delete(this.#server);
     }
   }
@@ -74,7 +81,10 @@ export class UpgradeRouter {
       }
     }
     this.#targets.push(target);
-    if (this.#targets.length === 1) this.#server.on('upgrade', this.#listener);
+    if (this.#targets.length === 1) {
+      this.#server.on('upgrade', this.#listener);
+      closeEvents(this.#server)?.once('close', this.#closeListener);
+    }
   }
 
   /**
@@ -116,6 +126,12 @@ export class UpgradeRouter {
       rejectUpgrade(socket, 500);
     }
   }
+}
+
+/** The server's 'close' events: an http or https server's; none for a server of the host's own that has no once/off. */
+function closeEvents(server: UpgradeServer): Pick<NodeJS.EventEmitter, 'once' | 'off'> | undefined {
+  const emitter = server as Partial<Pick<NodeJS.EventEmitter, 'once' | 'off'>>;
+  return typeof emitter.once === 'function' && typeof emitter.off === 'function' ? (emitter as Pick<NodeJS.EventEmitter, 'once' | 'off'>) : undefined;
 }
 
 /** Answer an upgrade request over plain HTTP (with `headers` of its own) and close the socket. */

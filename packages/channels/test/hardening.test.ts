@@ -7,12 +7,12 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { TIMEOUT_OPTION_REFUSALS } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
-import { mountWebSocketChannels } from '@kb-labs/plugin-execution-channels';
+import { mountWebSocketChannels, type ChannelMount } from '@kb-labs/plugin-execution-channels';
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { useChannelHarness } from './channel-suite.js';
-import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, rawClient, rawRequestStatus, rawResponseHead, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
+import { TestClient, clientFrame, delay, eventually, halfOpenRawClient, labManifest, labPlatform, labPlugin, rawClient, rawRequestStatus, rawResponseHead, rawTargetStatus, startServer, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -988,6 +988,35 @@ describe('closing', () => {
     expect(timers()).toBeLessThan(during);
     expect(h.server.listenerCount('upgrade')).toBe(0);
     expect(h.mount.stats().connections).toBe(0);
+  });
+
+  it('a server that closes unmounts its mount: a long-lived backend keeps nothing of servers that came and went', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const lab = labPlatform();
+    await using backend = new InProcessBackend({ plugins: [labPlugin], workspace: false, platform: lab.platform, permissions: { platform: { events: true } } });
+    const mounts: Array<WeakRef<ChannelMount>> = [];
+    for (let cycle = 0; cycle < 20; cycle++) {
+      const { server, url, close } = await startServer();
+      // More mounts on the server than an emitter's default listener limit (10): one 'close' listener for them all.
+      const mounted = Array.from({ length: 12 }, (_, n) => mountWebSocketChannels(server, labManifest as never, { backend, basePath: `/ws${n}` }));
+      expect(server.listenerCount('close')).toBe(1);
+      const client = await TestClient.connect(url('/ws0/echo'));
+      expect((await client.request(1, 'hi')).data).toMatchObject({ echo: 'hi' });
+      await client.close();
+      await close();
+      await eventually(() => mounted.every((mount) => mount.unmounted), `the mounts of server ${cycle} unmounted once it closed`);
+      expect(server.listenerCount('close')).toBe(0);
+      expect(server.listenerCount('upgrade')).toBe(0);
+      mounts.push(...mounted.map((mount) => new WeakRef(mount)));
+    }
+    // Each one's disconnect handler ran on the backend, as on an unmount.
+    await eventually(() => lab.events.length === 20, 'every disconnect handler ran');
+    // Before: each mount stayed subscribed to the backend's shutdown (with its heartbeat timer) until it shut down.
+    await eventually(() => {
+      gc();
+      return mounts.every((mount) => mount.deref() === undefined);
+    }, 'every mount collected');
   });
 });
 
