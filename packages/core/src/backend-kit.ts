@@ -33,4 +33,4 @@ export { passingShortage } from './passing-shortage.js';
 export { LiveList, LiveMap, type LiveEntry } from './host/live-list.js';
 export { CONTROLS_BEYOND_C0, shownControls } from './shown-controls.js';
 export { serializeErrorForRunner } from './error-wire.js';
-export { hostPermissionProblem, permissionModelFlag, refusedByHostPermissions, type PermissionFlag } from './host/host-permissions.js';
+export { hostMayAccess, hostPermissionProblem, permissionModelFlag, refusedByHostPermissions, type PermissionFlag } from './host/host-permissions.js';

@@ -727,6 +727,49 @@ await idle.shutdown();`;
     ]);
     for (const r of said) expect(r.message).toContain(`the host process runs under Node's permission model (${detectPermissionFlag()}) without --allow-child-process`);
   });
+
+  it('with --allow-child-process and read grants of its own project only (not /node_modules above it): the execution runs', () => {
+    const project = path.resolve(new URL('../../..', import.meta.url).pathname);
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { SubprocessBackend } from ${JSON.stringify(entry)};
+const backend = new SubprocessBackend({ sandbox: 'off', plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+const r = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
+console.log(JSON.stringify(r.ok ? { ok: true, data: r.data } : { code: r.error.code, message: r.error.message }));
+await backend.shutdown();`;
+    const run = spawnSync(process.execPath, [detectPermissionFlag()!, `--allow-fs-read=${project}`, '--allow-child-process', '--no-warnings', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      timeout: 30_000,
+    });
+    expect(run.stderr).toBe('');
+    // Before: WORKER_CRASHED "… without --allow-child-process …", which it had: existsSync('/node_modules') threw ERR_ACCESS_DENIED.
+    expect(JSON.parse(run.stdout.trim())).toEqual({ ok: true, data: 1 });
+  });
+});
+
+describe("a host under Node's permission model that may not read every file", () => {
+  it.runIf(process.platform === 'linux')('the sandbox says why it cannot be set up (not "bubblewrap not found; install the bubblewrap package"): required refuses, auto runs children unsandboxed saying so', () => {
+    const project = path.resolve(new URL('../../..', import.meta.url).pathname);
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { SubprocessBackend } from ${JSON.stringify(entry)};
+process.on('warning', () => {});
+try { new SubprocessBackend({ sandbox: 'required' }); console.log(JSON.stringify({ required: 'made' })); } catch (e) { console.log(JSON.stringify({ required: e.code, message: e.message })); }
+const backend = new SubprocessBackend({ sandbox: 'auto', plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+console.log(JSON.stringify({ auto: (await backend.health()).isolation.active, reason: (await backend.health()).isolation.reason }));
+await backend.shutdown();`;
+    const run = spawnSync(process.execPath, [detectPermissionFlag()!, `--allow-fs-read=${project}`, '--allow-child-process', '--no-warnings', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '' },
+      timeout: 30_000,
+    });
+    expect(run.stderr).toBe('');
+    const reason = `the host process runs under Node's permission model (${detectPermissionFlag()}) without --allow-fs-read=*, and setting up bubblewrap's sandbox reads files outside its grants (bwrap on PATH, Node and the libraries it loads): start it with --allow-fs-read=* as well, or set sandbox: 'off'`;
+    // Before: "bubblewrap not found ("bwrap" on PATH); install the bubblewrap package", on a host where it is installed.
+    expect(run.stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual([
+      { required: 'VALIDATION_ERROR', message: `sandbox: 'required' cannot work here: ${reason}` },
+      { auto: 'process', reason },
+    ]);
+  });
 });
 
 describe('options', () => {

@@ -1,3 +1,5 @@
+import { hostMayAccess } from './host-permissions.js';
+
 // By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
 const fs = process.getBuiltinModule('node:fs');
 
@@ -34,13 +36,8 @@ let available: boolean | undefined;
  * itself throws ERR_ACCESS_DENIED.
  */
 export function anchoredTreesAvailable(): boolean {
-  available ??= process.platform === 'linux' && mayUseProcFolders() && fs.existsSync('/proc/self/fd');
+  available ??= process.platform === 'linux' && hostMayAccess('fs.read', '/proc/self/fd') && hostMayAccess('fs.write', '/proc/self/fd') && fs.existsSync('/proc/self/fd');
   return available;
-}
-
-function mayUseProcFolders(): boolean {
-  const permission = (process as { permission?: { has(scope: string, reference?: string): boolean } }).permission;
-  return !permission || (permission.has('fs.read', '/proc/self/fd') && permission.has('fs.write', '/proc/self/fd'));
 }
 
 /** The open folder `fd`, or `name` in it, as a path. */

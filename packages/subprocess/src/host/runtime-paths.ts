@@ -2,6 +2,7 @@ import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { hostMayAccess } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /**
  * The child's entry script, built next to this module (tinypool-style: found relative to our
@@ -65,7 +66,9 @@ function findDependencyFolders(dir: string): string[] {
     current = parent;
     if (path.basename(current) === 'node_modules') continue;
     const candidate = path.join(current, 'node_modules');
-    if (existsSync(candidate)) out.push(...withRealPath(candidate));
+    // Not one the host itself may not read under Node's permission model (a host granted its own
+    // project's folders has no /node_modules to pass on): a plugin is never granted what its host was not.
+    if (hostMayAccess('fs.read', candidate) && existsSync(candidate)) out.push(...withRealPath(candidate));
   }
   return out;
 }

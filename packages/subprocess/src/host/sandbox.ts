@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { chmodSync, closeSync, constants, existsSync, fchmodSync, fstatSync, lchownSync, mkdirSync, openSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
-import { passingShortage, refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
+import { hostMayAccess, passingShortage, permissionModelFlag, refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
@@ -79,7 +79,7 @@ export class Sandbox {
     }
     const bwrapPath = config.bwrapPath ?? 'bwrap';
     this.#bwrap = findExecutable(bwrapPath);
-    if (!this.#bwrap && config.bwrapPath !== undefined) throw bwrapNotFound(bwrapPath);
+    if (!this.#bwrap && config.bwrapPath !== undefined && !hostReadsTooLittle()) throw bwrapNotFound(bwrapPath);
     const missing = unavailableReason(bwrapPath, this.#bwrap);
     if (!missing) return;
     if (config.mode === 'required') {
@@ -276,8 +276,20 @@ function bwrapNotFound(bwrapPath: string): ValidationError {
 /** Why bubblewrap cannot be used at all (`found`: where it was found), decided without running anything; undefined when it may. */
 function unavailableReason(bwrapPath: string, found: string | undefined): string | undefined {
   if (process.platform !== 'linux') return `bubblewrap runs on Linux only (this is ${process.platform})`;
+  const tooLittle = hostReadsTooLittle();
+  if (tooLittle) return tooLittle;
   if (!found) return `bubblewrap not found (${bwrapPath.includes('/') ? bwrapPath : `"${bwrapPath}" on PATH`}); install the bubblewrap package`;
   return undefined;
+}
+
+/**
+ * A host under Node's permission model that may not read every file: the sandbox is set up from
+ * files anywhere (bwrap on PATH, Node and the libraries it loads, shown inside), which such a
+ * host finds missing, so it would say "bubblewrap not found" where it is installed.
+ */
+function hostReadsTooLittle(): string | undefined {
+  if (hostMayAccess('fs.read', path.sep)) return undefined;
+  return `the host process runs under Node's permission model (${permissionModelFlag() ?? '--permission'}) without --allow-fs-read=*, and setting up bubblewrap's sandbox reads files outside its grants (bwrap on PATH, Node and the libraries it loads): start it with --allow-fs-read=* as well, or set sandbox: 'off'`;
 }
 
 const probes = new Map<string, Promise<SandboxState>>();
