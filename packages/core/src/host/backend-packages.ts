@@ -112,7 +112,20 @@ export function lockFileManager(folder: string): string | undefined {
 }
 
 /** True in the CommonJS build, whose chunks are `.cjs` files (tsup shims `import.meta.url` there). */
-const commonJs = import.meta.url.endsWith('.cjs');
+const commonJs = ownModuleUrl().endsWith('.cjs');
+
+/**
+ * This module's URL. A bundler that writes core into a CommonJS bundle of the host's leaves
+ * `import.meta` empty, and core finds nothing of its own there (zod, the backends, the runners'
+ * entry files): said at load, naming the fix, rather than as a TypeError from inside core.
+ */
+function ownModuleUrl(): string {
+  const url: unknown = import.meta.url;
+  if (typeof url === 'string') return url;
+  throw new Error(
+    "@kb-labs/plugin-execution-core was bundled into a CommonJS file, where import.meta.url is empty and it cannot find its own files: keep '@kb-labs/*' external in the bundler (esbuild --external:'@kb-labs/*', webpack externals, Rollup external) and install the packages beside the bundle",
+  );
+}
 
 /**
  * Import a backend package for core's own `createExecutionBackend`: first as core itself resolves
