@@ -87,9 +87,11 @@ export function startFailureError(error: unknown, thread: PoolThread | undefined
   });
 }
 
-/** What the system's own code for a refused thread (EMFILE, EAGAIN) means, to say with it; '' for another. */
+/** What the system's own code for a refused thread (EMFILE, EAGAIN, uv_cwd) means, to say with it; '' for another. */
 function systemLimit(error: unknown): string {
   const said = `${(error as { code?: unknown })?.code ?? ''} ${error instanceof Error ? error.message : ''}`;
+  // Node starts no thread while the process's working directory is gone (Node 20 says only "ENOENT: … uv_cwd").
+  if (/\buv_cwd\b/.test(said)) return " (the host's working directory was removed: no worker thread starts until the host changes to one that exists, process.chdir())";
   if (/\bE[MN]FILE\b/.test(said)) return ' (the host is out of file descriptors: raise its open-file limit, ulimit -n or LimitNOFILE=, or lower maxThreads)';
   if (/\bEAGAIN\b/.test(said)) return ' (the system refused a new thread: too many threads or processes for this user, ulimit -u, or not enough memory for its stack)';
   return '';

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
+import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
 import { describe, expect, it } from 'vitest';
@@ -106,3 +107,30 @@ await lazy.shutdown();`;
   });
 });
 
+
+describe('worker-pool: a host whose working directory was removed', () => {
+  it('says so, not only ENOENT uv_cwd, and runs again once the host changes to a folder that exists', () => {
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+const { WorkerPoolBackend } = await import(${JSON.stringify(entry)});
+const gone = fs.mkdtempSync(path.join(os.tmpdir(), 'kb-wp-cwd-'));
+process.chdir(gone);
+fs.rmdirSync(gone);
+const backend = new WorkerPoolBackend({ minThreads: 0, plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+const request = { pluginId: '@conformance/basic', handlerId: 'echo', input: 1 };
+const first = await backend.execute(request);
+process.chdir(os.tmpdir());
+const second = await backend.execute(request);
+console.log(JSON.stringify([first, second].map((r) => (r.ok ? { ok: true } : { code: r.error.code, reason: r.error.details.reason, message: r.error.message }))));
+await backend.shutdown();`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    const [first, second] = JSON.parse(run.stdout) as { code: string; reason: string; message: string }[];
+    expect(first).toMatchObject({ code: 'WORKER_CRASHED', reason: 'start-failed' });
+    // Before: "… could not run: ENOENT: no such file or directory, uv_cwd" on Node 20, nothing said of the host's working directory.
+    expect(first!.message).toContain("(the host's working directory was removed: no worker thread starts until the host changes to one that exists, process.chdir())");
+    expect(second).toEqual({ ok: true });
+  });
+});
