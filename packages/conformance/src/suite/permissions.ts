@@ -123,6 +123,24 @@ function platformCallTests(suite: SuiteContext): void {
     expect((await bare.health()).problems.join('\n')).not.toContain('declares');
   });
 
+  it("a platform method whose getter on the host's service throws fails each call with what it threw, and health() says so instead of rejecting", async () => {
+    const kv = {
+      echo: async (value: unknown) => value,
+      get get(): never {
+        throw new Error('the kv client is not connected');
+      },
+    };
+    const backend = make({ platform: { kv }, permissions: { platform: { kv: true } } });
+    const called = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['k'] } });
+    expectOk(called);
+    expect(called.data).toMatchObject({ ok: false, message: 'the kv client is not connected' });
+    if (capabilities.runsHostPlugins === false) return;
+    const health = await backend.health();
+    expect(health.ok).toBe(false);
+    expect(health.problems).toContainEqual(expect.stringMatching(/^plugin @conformance\/basic declares platform\.kv\.get \(the kv client is not connected\), whose getter on the backend's platform option throws/));
+    expect(health.problems.join('\n')).not.toContain('platform.kv.echo');
+  });
+
   it('reports a denied platform call the handler lets escape as PERMISSION_DENIED', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'delete', rethrow: true } });

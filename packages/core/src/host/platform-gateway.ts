@@ -1,6 +1,7 @@
 import { InternalError, PermissionDeniedError, ValidationError } from '../errors.js';
 import { allowsPlatformCall, mergePermissions, type PermissionSpec, type PermissionSubject } from './permissions.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
+import { thrownText } from '../wire-value.js';
 
 import type { Platform } from '../runner/platform-proxy.js';
 
@@ -86,11 +87,20 @@ export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], 
   const problems: string[] = [];
   for (const plugin of plugins) {
     const missing = new Set<string>();
+    const unreadable = new Set<string>();
     for (const handler of Object.values(plugin.manifest.handlers)) {
       const declared = mergePermissions(plugin.manifest.permissions, handler.permissions).platform ?? {};
       for (const [service, methods] of Object.entries(declared)) {
         const target = Object.hasOwn(platform, service) ? platform[service] : undefined;
-        const has = (method: string) => isService(target) && typeof (target as Record<string, unknown>)[method] === 'function';
+        const has = (method: string) => {
+          try {
+            return isService(target) && typeof (target as Record<string, unknown>)[method] === 'function';
+          } catch (error) {
+            // A getter of the host's that throws (a client not connected yet): there, but each call fails with what it throws.
+            unreadable.add(`platform.${service}.${method} (${thrownText(error)})`);
+            return true;
+          }
+        };
         if (methods === true) {
           if (grant.platform?.[service] === true && !isService(target)) missing.add(`platform.${service}`);
           continue;
@@ -99,6 +109,7 @@ export function unprovidedPlatformMethods(plugins: readonly RegisteredPlugin[], 
       }
     }
     if (missing.size > 0) problems.push(`plugin ${plugin.id} declares ${[...missing].join(', ')}, which the backend's permissions grant but its platform option does not have: each call fails (INTERNAL_ERROR) unless its execution brings it (ExecuteOptions.platform)`);
+    if (unreadable.size > 0) problems.push(`plugin ${plugin.id} declares ${[...unreadable].join(', ')}, whose getter on the backend's platform option throws: each call fails with what it throws`);
   }
   return problems;
 }
