@@ -95,6 +95,20 @@ function boundaryTests(suite: SuiteContext): void {
     expect(result.data).not.toBe(input);
   });
 
+  it("a SharedArrayBuffer in the input is shared with the handler, not copied, where one process runs both (in-process, worker-pool): what it writes there is in the host's memory; between processes it is refused, naming where", async () => {
+    const backend = make();
+    const shared = new SharedArrayBuffer(8);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'writes-shared', input: { shared } });
+    if (suite.name === 'in-process' || suite.name === 'worker-pool') {
+      expectOk(result);
+      expect(new Int32Array(shared)[0]).toBe(7);
+      return;
+    }
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error.details).toMatchObject({ what: 'input', path: 'input.shared' });
+    expect(new Int32Array(shared)[0]).toBe(0);
+  });
+
   it('a Buffer crosses as structured clone makes it, a plain Uint8Array, both ways', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'bytes', input: { bytes: Buffer.from('sent') } });
