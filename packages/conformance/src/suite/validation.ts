@@ -113,6 +113,10 @@ function requestValidationTests(suite: SuiteContext): void {
     expectError(result, 'INTERNAL_ERROR');
     expect(result.error.message).toContain('the host signal refused a listener');
     expect(await readdir(suite.root())).toEqual([]);
+    // Given again, it is refused again: not taken for a signal listened to, whose abort would never be heard.
+    const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { signal: signal as unknown as AbortSignal });
+    expectError(again, 'INTERNAL_ERROR');
+    expect(await readdir(suite.root())).toEqual([]);
   });
 
   it('rejects bad execute() options with VALIDATION_ERROR', async () => {

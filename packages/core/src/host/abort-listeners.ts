@@ -21,9 +21,11 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
       for (const each of set) each();
       set.clear();
     };
+    // Listening first: a signal-like object of the host's whose addEventListener throws leaves no
+    // entry behind, which a later execution given it would take for a listener that is there.
+    signal.addEventListener('abort', fire, { once: true });
     listeners = { set, fire };
     bySignal.set(signal, listeners);
-    signal.addEventListener('abort', fire, { once: true });
   }
   // A wrapper per call: the same function may listen twice and be removed once.
   const own = (): void => listener();
