@@ -104,6 +104,34 @@ function platformCallTests(suite: SuiteContext): void {
     expect(platform.calls.filter((c) => c.method !== 'get')).toEqual([]);
   });
 
+  it("a service declared whole (true) answers its own and its class's methods, never Object's or Function's built-ins; a `__proto__` key of the arguments reaches it as an own key, as JSON.parse makes it", async () => {
+    const seen: Array<{ ownKey: boolean; plainPrototype: boolean; hostPolluted: boolean }> = [];
+    class Store {
+      async inherited() {
+        return 'from the class';
+      }
+    }
+    class Whole extends Store {
+      async keys(arg: object) {
+        seen.push({ ownKey: Object.hasOwn(arg, '__proto__'), plainPrototype: Object.getPrototypeOf(arg) === Object.prototype, hostPolluted: 'polluted' in {} });
+        return Object.keys(arg);
+      }
+    }
+    const backend = make({ platform: { whole: new Whole() }, permissions: { platform: { whole: true } } });
+    const call = async (method: string, args: unknown[] = []) => {
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-whole', input: { service: 'whole', method, args } });
+      expectOk(result);
+      return result.data;
+    };
+    expect(await call('inherited')).toEqual({ ok: true, value: 'from the class' });
+    expect(await call('keys', [JSON.parse('{"__proto__":{"polluted":true},"a":1}')])).toEqual({ ok: true, value: ['__proto__', 'a'] });
+    expect(seen).toEqual([{ ownKey: true, plainPrototype: true, hostPolluted: false }]);
+    for (const method of ['hasOwnProperty', 'isPrototypeOf', 'propertyIsEnumerable', '__lookupGetter__', 'constructor']) {
+      expect(await call(method), method).toMatchObject({ ok: false, code: 'PERMISSION_DENIED', message: expect.stringContaining(`platform.whole.${method}`) });
+    }
+    expect(await call('bind')).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringContaining('platform.whole.bind is not a method') });
+  });
+
   it("a platform method declared and granted that the host's platform lacks is the host's failure (INTERNAL_ERROR, not the caller's VALIDATION_ERROR), and health() says so", async () => {
     const backend = make({ platform: { kv: { get: () => 'v' } }, permissions: { platform: { kv: true } } });
     const caught = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'set', args: ['k', 1] } });
