@@ -282,7 +282,7 @@ function countingEcho() {
 
 /** CALLS_IN_FLIGHT: what one execution can have in the host's services at once. */
 function platformBoundTests(suite: SuiteContext): void {
-  const { make } = suite;
+  const { make, capabilities } = suite;
   it(`runs at most ${CALLS_IN_FLIGHT} of one execution's platform calls in the host at once, the rest in the order made`, async () => {
     const echo = countingEcho();
     const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });
@@ -316,6 +316,38 @@ function platformBoundTests(suite: SuiteContext): void {
     const echoed = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 3, await: true, arg: big } }, { timeoutMs: 20_000 });
     expectOk(echoed);
     expect((echoed.data as string[]).map((each) => each === big)).toEqual([true, true, true]);
+  });
+
+  it("sends an execution's large platform answers in turns of the host's event loop of their own, so that its timers (time limits among them) run between them", async () => {
+    // In-process, the handler's runtime copies each answer itself (on the host's thread: its own risk).
+    if (!capabilities.isolatesCrashes) return;
+    const payload = 'p'.repeat(2 * 1024 * 1024);
+    // For each answer, as it is first read to be sent: whether the host's event loop turned since the last was.
+    const turnedBefore: boolean[] = [];
+    let turned = true;
+    const kv = {
+      echo: async (i: number) => {
+        let read = false;
+        return {
+          i,
+          get payload() {
+            if (!read) {
+              read = true;
+              turnedBefore.push(turned);
+              turned = false;
+              setImmediate(() => (turned = true));
+            }
+            return payload;
+          },
+        };
+      },
+    };
+    const backend = make({ platform: { kv }, permissions: { platform: { kv: ['echo'] } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 4, await: true } }, { timeoutMs: 60_000 });
+    expectOk(result);
+    expect((result.data as Array<{ i: number; payload: string }>).map((each) => [each.i, each.payload === payload])).toEqual([0, 1, 2, 3].map((i) => [i, true]));
+    // Before: [true, false, false, false], the four encoded back to back (16 answers of 50 MB held a host's loop for 25 s).
+    expect(turnedBefore).toEqual([true, true, true, true]);
   });
 
   it('platform calls a handler fires and does not await reach the host before its result', async () => {
