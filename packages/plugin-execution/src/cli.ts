@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { WorkspaceManager } from '@kb-labs/plugin-execution-core';
 import { nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { printVersion } from './cli-version.js';
-import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage, unexpandedHomeMessage } from './flag-values.js';
 import { initCommand } from './init-command.js';
 import { inCliTerms } from './nats-flags.js';
 import { handlerIdsOf } from './plugin-folders.js';
@@ -95,6 +95,8 @@ async function main(argv: string[]): Promise<number> {
   if (empty) throw new UsageError(emptyFlagMessage(empty));
   const repeated = repeatedFlagMessage(args, RUN_OPTIONS);
   if (repeated) throw new UsageError(repeated);
+  const home = unexpandedHomeMessage(values);
+  if (home) throw new UsageError(home);
   const [command, ...rest] = positionals;
   if (values.version) return printVersion();
   if (values.help || command === 'help') {

@@ -53,3 +53,14 @@ export function repeatedFlagMessage(argv: readonly string[], options: Readonly<R
   }
   return fromStdin.length > 1 ? `${fromStdin.join(' and ')} both read standard input (@-), which is read once: give one of them a file (@<file>) or the text itself` : undefined;
 }
+
+/**
+ * A `--workspace-root` that starts with a `~` the shell left as typed (quoted, or after `=` in
+ * sh): taken as it is, it would make a folder named "~" in the working directory (which a later
+ * `rm -rf ~` meant for it would take for the home folder). Refused, saying what to give.
+ */
+export function unexpandedHomeMessage(values: Record<string, unknown>): string | undefined {
+  const root = values['workspace-root'];
+  if (typeof root !== 'string' || !root.startsWith('~')) return undefined;
+  return `--workspace-root ${JSON.stringify(root)} starts with a ~ the shell did not expand (it was quoted, or came after "="): give the path itself${/^~(\/|$)/.test(root) ? ` (${root.replace('~', '$HOME')})` : ''}, or ./${root} for a folder named so`;
+}

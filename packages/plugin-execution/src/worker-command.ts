@@ -5,7 +5,7 @@ import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { printVersion } from './cli-version.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
-import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage } from './flag-values.js';
+import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage, unexpandedHomeMessage } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsAuth, natsServers } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { readGrant } from './run-command.js';
@@ -100,6 +100,8 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   if (empty) throw new WorkerUsageError(emptyFlagMessage(empty));
   const repeated = repeatedFlagMessage(args, WORKER_OPTIONS);
   if (repeated) throw new WorkerUsageError(repeated);
+  const home = unexpandedHomeMessage(values);
+  if (home) throw new WorkerUsageError(home);
   if (values.help) {
     process.stdout.write(WORKER_USAGE);
     return 0;

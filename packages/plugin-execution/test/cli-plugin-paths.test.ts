@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -79,5 +79,23 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     expect(named.first).toBe(
       `HANDLER_NOT_FOUND: Handler "hello" of plugin "@t/named": ${path.join(root, 'named', 'h.mjs')} has no export "default" (exports: hello); set "export": "hello" on handler "hello" in kb.plugin.json`,
     );
+  });
+
+  it('a --workspace-root starting with a ~ the shell did not expand (quoted, or after "=") is a usage error, not a folder named "~" made here', async () => {
+    const said = (given: string, path: string) => `--workspace-root "${given}" starts with a ~ the shell did not expand (it was quoted, or came after "="): give the path itself${path}, or ./${given} for a folder named so`;
+    const quoted = run(['run', './good', 'hello', '--workspace-root', '~/kb-ws']);
+    expect(quoted.status).toBe(2);
+    expect(quoted.first).toBe(said('~/kb-ws', ' ($HOME/kb-ws)'));
+    expect(quoted.stdout).toBe('');
+    expect(run(['sweep', '--workspace-root=~']).first).toBe(said('~', ' ($HOME)'));
+    const worker = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', './good', '--workspace-root', '~kb/ws']);
+    expect(worker.status).toBe(2);
+    expect(worker.first).toBe(said('~kb/ws', ''));
+    // Before: the run made ./~/kb-ws/… and exited 0.
+    expect((await readdir(root)).filter((name) => name.startsWith('~'))).toEqual([]);
+    // A folder that is named so, written as a path.
+    const meant = run(['run', './good', 'hello', '--workspace-root', './~/kb-ws']);
+    expect(meant.status, meant.stderr).toBe(0);
+    await rm(path.join(root, '~'), { recursive: true });
   });
 });
