@@ -121,6 +121,9 @@ const CLI_TERMS: ReadonlyArray<readonly [string, string]> = [
   ['check connection.seed (an NKey seed, "SU…") or credsFile', 'check --nkey (a file holding an NKey seed, "SU…") or --creds'],
   ['a file connection.tls names cannot be read', 'a file --tls-ca, --tls-cert or --tls-key names cannot be read'],
   ['check its caFile, certFile and keyFile', 'check those flags (or NATS_CA, NATS_CERT, NATS_KEY)'],
+  // A payload over a limit: the option is --max-payload-bytes on run and worker alike.
+  ['(maxPayloadBytes: ', '(--max-payload-bytes '],
+  ['(its maxPayloadBytes', '(its --max-payload-bytes'],
 ];
 
 /** A queue message said in the command line's terms: its flags and variables, not the API's options, which a CLI user cannot set. */
