@@ -377,8 +377,8 @@ function noop(): void {}
 
 /**
  * What tells the channel calls still waiting on the host (a paced send) that their execution is
- * over: each listens to it, as many as the plugin's call window lets wait, and a burst of them is
- * no leak for Node to warn the host of.
+ * over: each connection they wait on listens to it once (channels' SocketWriter), and one that
+ * sends to many connections (`sendTo`) is no leak for Node to warn the host of.
  */
 function endedController(): AbortController {
   const controller = new AbortController();
