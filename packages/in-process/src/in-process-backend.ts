@@ -1,5 +1,5 @@
 import { AbortedError, deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, CallWindow, LargeAnswerTurns, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, isLargeAnswer, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -70,6 +70,8 @@ class InProcessRuntime implements RuntimeEnvironment {
   #platform: Platform | undefined;
   #window: CallWindow | undefined;
   #decided = false;
+  /** Answers copied in the order they settle, a large one in a turn of the event loop of its own. */
+  readonly #turns = new LargeAnswerTurns();
 
   constructor(control: DispatchControl) {
     this.#control = control;
@@ -160,12 +162,34 @@ class InProcessRuntime implements RuntimeEnvironment {
    */
   #answered(call: Promise<unknown>, called: string): Promise<unknown> {
     const answer: Promise<unknown> = call
-      .then((value) => cloneForWire(value, `${called} result`))
+      .then((value) => this.#copiedInTurn(value, called))
       .catch((error: unknown) => {
         if (this.#decided || this.#control.stopReason) void answer.catch(() => undefined);
         throw deserializeError(hostCallError(error, called));
       });
     return answer;
+  }
+
+  /**
+   * A copy of the answer: now, unless a large one was copied in this turn of the event loop; then
+   * in order once it has turned, and not at all if the execution was stopped meanwhile.
+   */
+  #copiedInTurn(value: unknown, called: string): unknown {
+    let outcome: { copy: unknown } | { error: unknown } | undefined;
+    let waiting: ReturnType<typeof deferred> | undefined;
+    this.#turns.run((waited) => {
+      try {
+        if (waited && this.#control.stopReason) throw new AbortedError('The execution was stopped while this answer waited for its turn', { details: { phase: 'rpc' } });
+        outcome = { copy: cloneForWire(value, `${called} result`) };
+      } catch (error) {
+        outcome = { error };
+      }
+      if (waiting) 'copy' in outcome ? waiting.resolve(outcome.copy) : waiting.reject(outcome.error);
+      return 'copy' in outcome && isLargeAnswer(outcome.copy);
+    });
+    if (outcome === undefined) return (waiting = deferred()).promise;
+    if ('error' in outcome) throw outcome.error;
+    return outcome.copy;
   }
 }
 

@@ -282,7 +282,7 @@ function countingEcho() {
 
 /** CALLS_IN_FLIGHT: what one execution can have in the host's services at once. */
 function platformBoundTests(suite: SuiteContext): void {
-  const { make, capabilities } = suite;
+  const { make } = suite;
   it(`runs at most ${CALLS_IN_FLIGHT} of one execution's platform calls in the host at once, the rest in the order made`, async () => {
     const echo = countingEcho();
     const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });
@@ -319,8 +319,6 @@ function platformBoundTests(suite: SuiteContext): void {
   });
 
   it("sends an execution's large platform answers in turns of the host's event loop of their own, so that its timers (time limits among them) run between them", async () => {
-    // In-process, the handler's runtime copies each answer itself (on the host's thread: its own risk).
-    if (!capabilities.isolatesCrashes) return;
     const payload = 'p'.repeat(2 * 1024 * 1024);
     // For each answer, as it is first read to be sent: whether the host's event loop turned since the last was.
     const turnedBefore: boolean[] = [];

@@ -2,7 +2,7 @@ import { serializeErrorForRunner, type SerializedError } from '../error-wire.js'
 import { describeThrown, isError } from '../wire-value.js';
 import { ValidationError } from '../errors.js';
 import type { LogEntry } from './request.js';
-import { approximateBytes } from './held-calls.js';
+import { LargeAnswerTurns, isLargeAnswer } from './large-answer-turns.js';
 import { MAX_LOG_MESSAGE, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
 /** Host-side services an out-of-process backend wires a runner's messages to. */
@@ -14,16 +14,6 @@ export interface HostServices {
   /** Whether a handler whose `beginBy` passed may still begin (ExecuteOptions.beginBy); false stops the execution. */
   mayBegin(): boolean;
 }
-
-/**
- * An answer about this large (approximately: see approximateBytes) goes out in a turn of the
- * event loop of its own: the answers of an execution's calls that come after it wait for the next
- * turn. Encoding one takes the host's thread a while (a 50 MB string: over a second), and answers
- * that settle together were all encoded in one run of microtasks: a handler that asked for 16 of
- * them at once held the host's event loop for 25 s, its time limit and every other execution's
- * timers with it.
- */
-const LARGE_REPLY_BYTES = 1024 * 1024;
 
 type Reply = Extract<HostToRunner, { type: 'rpc-reply' }>;
 
@@ -38,8 +28,8 @@ export class HostSession {
   #closed = false;
   /** A `may-begin` came, or something only a begun handler sends (a log line, an event, a call): no `may-begin` is answered after that. */
   #beginAsked = false;
-  /** Set once a large reply went in this turn: the replies that wait for the next (LARGE_REPLY_BYTES). */
-  #nextTurn: Array<{ reply: Reply; called: string }> | undefined;
+  /** Replies in the order their calls settle, a large one in a turn of the event loop of its own. */
+  readonly #turns = new LargeAnswerTurns();
 
   constructor(services: HostServices, send: (message: HostToRunner) => void) {
     this.#services = services;
@@ -107,28 +97,13 @@ export class HostSession {
     );
   }
 
-  /** Replies now, unless a large reply went in this turn: then in order, once the event loop has turned. */
+  /** Replies now, unless a large reply went in this turn: then in order, once the event loop has turned (not at all once the execution is over). */
   #inTurn(reply: Reply, called: string): void {
-    if (this.#nextTurn) return void this.#nextTurn.push({ reply, called });
-    if (this.#replyWasLarge(reply, called)) this.#waitForNextTurn([]);
-  }
-
-  #waitForNextTurn(waiting: Array<{ reply: Reply; called: string }>): void {
-    this.#nextTurn = waiting;
-    setImmediate(() => {
-      const due = this.#nextTurn ?? [];
-      this.#nextTurn = undefined;
-      for (let i = 0; i < due.length; i++) {
-        if (this.#replyWasLarge(due[i]!.reply, due[i]!.called)) return this.#waitForNextTurn(due.slice(i + 1));
-      }
+    this.#turns.run(() => {
+      if (this.#closed) return false;
+      this.#reply(reply, reply.id, called);
+      return reply.ok && isLargeAnswer(reply.value);
     });
-  }
-
-  /** Sends it (unless the execution is over); whether it carried a large value. */
-  #replyWasLarge(reply: Reply, called: string): boolean {
-    if (this.#closed) return false;
-    this.#reply(reply, reply.id, called);
-    return reply.ok && approximateBytes(reply.value, LARGE_REPLY_BYTES) > LARGE_REPLY_BYTES;
   }
 
   #reply(message: HostToRunner, id: number, called: string): void {
