@@ -21,7 +21,7 @@ const SYNOPSIS = {
 
 const RUN_TEXT = `Runs one handler of the plugin in <plugin-dir> (a folder with kb.plugin.json) and prints what it
 returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
-(what an in-process handler prints goes to stderr). Exits 0 on success; on
+(what an in-process handler or a --platform module prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error, a <plugin-dir>
 that does not exist or has no kb.plugin.json included; 130/143 when SIGINT/SIGTERM stopped it:
 the execution is aborted and its workspace removed). A handler that

@@ -1,4 +1,4 @@
-/** What `stream` holds as UTF-8 text; one longer than `limit` bytes (a device such as /dev/zero never ends) is refused once it is past it. */
+/** What `stream` holds as text (textOf); one longer than `limit` bytes (a device such as /dev/zero never ends) is refused once it is past it. */
 export async function readUpTo(stream: AsyncIterable<unknown> & { destroy(): void }, limit: number): Promise<string> {
   const chunks: Buffer[] = [];
   let bytes = 0;
@@ -10,10 +10,22 @@ export async function readUpTo(stream: AsyncIterable<unknown> & { destroy(): voi
     }
     chunks.push(chunk as Buffer);
   }
-  return Buffer.concat(chunks).toString('utf8');
+  return textOf(Buffer.concat(chunks));
 }
 
-/** A byte-order mark (files saved by Notepad or PowerShell) is not part of the JSON. */
-export function stripByteOrderMark(text: string): string {
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+/**
+ * `bytes` as text: UTF-8, or UTF-16 when a byte-order mark says so (Windows PowerShell's `>`,
+ * Notepad's "Unicode"); a byte-order mark (files saved by Notepad or PowerShell) is not part of
+ * the JSON. Bytes that are not such text (a file saved as Latin-1) are refused, where: decoded,
+ * they would reach the handler as U+FFFD, silently.
+ */
+export function textOf(bytes: Buffer): string {
+  const encoding = bytes[0] === 0xff && bytes[1] === 0xfe ? 'utf-16le' : bytes[0] === 0xfe && bytes[1] === 0xff ? 'utf-16be' : 'utf-8';
+  try {
+    return new TextDecoder(encoding, { fatal: true }).decode(bytes);
+  } catch {
+    const text = new TextDecoder(encoding).decode(bytes);
+    const before = text.slice(0, Math.max(text.indexOf('\ufffd'), 0)).split('\n');
+    throw new Error(`it is not ${encoding === 'utf-8' ? 'UTF-8' : 'UTF-16'} text (line ${before.length}, column ${before.at(-1)!.length + 1}): save it as UTF-8`);
+  }
 }

@@ -14,7 +14,7 @@ import { commandLineHint, type GrantFlag } from './command-line-hint.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
-import { readUpTo, stripByteOrderMark } from './read-text.js';
+import { readUpTo } from './read-text.js';
 import { logLine, printableText, terminalSafeJson } from './terminal-text.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
@@ -88,10 +88,24 @@ function queueConnection(values: RunValues) {
  */
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
-  const { queue, timeoutMs } = checkedFlags(values, type);
+  const flags = checkedFlags(values, type);
   // A <plugin-dir> that is not there (or holds no kb.plugin.json) is a typo on the command line: exit 2.
   const folderMistake = pluginFolderMistake(pluginDir);
   if (folderMistake) throw new UsageError(folderMistake);
+  // Stdout is for the result alone (a caller pipes it to jq): what other code in this process
+  // prints goes to stderr, a --platform module (as it loads, and its services on every backend)
+  // and an in-process handler. Other backends capture what their handlers print.
+  const restoreStdout = stdoutToStderr();
+  try {
+    return await loadAndRun(pluginDir, handlerId, values, { type, ...flags }, restoreStdout);
+  } finally {
+    restoreStdout();
+  }
+}
+
+/** runCommand's execution, stdout sent to stderr until `restoreStdout` is called (before the result is printed). */
+async function loadAndRun(pluginDir: string, handlerId: string, values: RunValues, checked: ReturnType<typeof checkedFlags> & { type: BuiltInBackendType }, restoreStdout: () => void): Promise<number> {
+  const { type, queue, timeoutMs } = checked;
   const platform = values.platform ? await loadPlatform(values.platform) : undefined;
 
   const registry = new PluginRegistry();
@@ -118,9 +132,6 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
   const watchdog = type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
   const onStart = watchdog ? () => watchdog.started(WorkspaceManager.liveLeases(), values['keep-workspace'] === true) : undefined;
   const signals = abortOnSignals();
-  // An in-process handler writes to this process's stdout, which is for the result alone (a
-  // caller pipes it to jq): what the handler prints goes to stderr. Other backends capture it.
-  const restoreStdout = type === 'in-process' ? stdoutToStderr() : undefined;
   const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
   try {
     const result = await backend.execute(
@@ -136,13 +147,13 @@ export async function runCommand(pluginDir: string, handlerId: string, values: R
     // The handler is over: printing a large result blocks the loop for the CLI's own work.
     watchdog?.returned();
     liftExitGuard();
-    restoreStdout?.();
+    restoreStdout();
     return exitCodeFor(result, values, signals.stoppedBy, Object.hasOwn(read.context, 'permissions') ? 'context' : read.grant ? 'grant' : undefined);
   } finally {
     // From here until the process exits, what blocks the loop is what the handler left running.
     watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
     liftExitGuard();
-    restoreStdout?.();
+    restoreStdout();
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });
     signals.remove();
@@ -290,7 +301,7 @@ async function readArgumentFile(file: string, what: string): Promise<string> {
   }
   if (file === '') throw new UsageError(`--${what} @: no file name after the @ (@<file> reads a file, @- standard input)`);
   try {
-    return stripByteOrderMark(await readUpTo(createReadStream(file), constants.MAX_STRING_LENGTH));
+    return await readUpTo(createReadStream(file), constants.MAX_STRING_LENGTH);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
     throw new UsageError(`--${what} @${file}: cannot read ${path.resolve(file)}: ${reason}`);
@@ -323,10 +334,8 @@ async function readStandardInput(): Promise<string> {
     process.off('SIGINT', onInt).off('SIGTERM', onTerm);
   }
   if (stoppedBy) throw new StoppedWhileReading(stoppedBy);
-  // A byte-order mark (files saved by Notepad or PowerShell) is not part of the JSON.
-  return stripByteOrderMark(text);
+  return text;
 }
-
 
 /**
  * `--platform <module>`: a host module (a file, or a package resolved from the working directory)

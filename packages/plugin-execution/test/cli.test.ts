@@ -212,6 +212,18 @@ describe('kb-plugin-exec CLI', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ ok: false, code: 'INTERNAL_ERROR' });
   });
 
+  it('keeps stdout for the result on every backend: what a --platform module prints, as it loads and from its services, goes to stderr', async () => {
+    const services = path.join(root, 'platform-prints.mjs');
+    await writeFile(services, "console.log('platform loaded');\nexport const platform = { kv: { async get(key) { console.log(`kv.get ${key}`); return `value of ${key}`; } } };\n");
+    for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+      const result = run(['run', fixturePlugins.basic, 'platform-call', '--backend', backend, '--platform', services, '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--no-workspace']);
+      expect(result.status, `${backend}: ${result.stderr}`).toBe(0);
+      // Before: "platform loaded" (and, off in-process, "kv.get k") on stdout above the JSON.
+      expect(JSON.parse(result.stdout), backend).toEqual({ ok: true, value: 'value of k' });
+      expect(result.stderr, backend).toContain('platform loaded\nkv.get k\n');
+    }
+  });
+
   it('--platform loads the host services from a module, so real plugins run', async () => {
     const services = path.join(root, 'platform.mjs');
     await writeFile(services, "export const platform = { kv: { async get(key) { return `value of ${key}`; } } };\n");
@@ -458,6 +470,30 @@ describe('kb-plugin-exec CLI', () => {
     expect(JSON.parse(fromFile.stdout)).toEqual({ bom: 1 });
     const piped = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--no-workspace'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, input: '\ufeff[1]', timeout: 30_000 });
     expect(JSON.parse(piped.stdout)).toEqual([1]);
+  });
+
+  it('an input file in UTF-16 (Windows PowerShell\'s `>`, Notepad\'s "Unicode") reads as its JSON; one that is not UTF-8 (Latin-1) is refused where, not passed on as U+FFFD', async () => {
+    const json = '{"name":"José"}\r\n';
+    const little = path.join(root, 'utf16le.json');
+    await writeFile(little, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(json, 'utf16le')]));
+    const big = path.join(root, 'utf16be.json');
+    await writeFile(big, Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(json, 'utf16le').swap16()]));
+    for (const file of [little, big]) {
+      // Before: "is not valid JSON: unexpected text at line 1, column 1".
+      const read = run(['run', fixturePlugins.basic, 'echo', '--input', `@${file}`, '--no-workspace']);
+      expect(read.stderr).toBe('');
+      expect(JSON.parse(read.stdout)).toEqual({ name: 'José' });
+    }
+    const latin1 = path.join(root, 'latin1.json');
+    await writeFile(latin1, Buffer.from('{\n  "name": "José"\n}', 'latin1'));
+    // Before: exit 0, the handler given "Jos\ufffd".
+    const refused = run(['run', fixturePlugins.basic, 'echo', '--input', `@${latin1}`, '--no-workspace']);
+    expect(refused.status).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr.split('\n')[0]).toBe(`--input @${latin1}: cannot read ${latin1}: it is not UTF-8 text (line 2, column 15): save it as UTF-8`);
+    const piped = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--no-workspace'], { env: { PATH: process.env.PATH ?? '' }, input: Buffer.from('"José"', 'latin1'), timeout: 30_000 });
+    expect(piped.status).toBe(2);
+    expect(piped.stderr.toString().split('\n')[0]).toBe('--input @-: cannot read standard input: it is not UTF-8 text (line 1, column 5): save it as UTF-8');
   });
 
   it('a --platform module that throws or does not parse exits 2 naming the flag, the module and where', async () => {
