@@ -16,7 +16,8 @@ export const WORKER_USAGE = `Usage:
 
 Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
 backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains (and says so): takes
-nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0. A second
+nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0 (1 if its
+standard output failed meanwhile: "ERROR: standard output could not take …"). A second
 signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT) or 143
 (SIGTERM); a third exits at once. A handler that ends the process (--backend in-process:
 process.exit, an uncaught exception) ends the worker: exit 1, "WORKER_CRASHED: …" on stderr.
