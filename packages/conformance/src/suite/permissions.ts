@@ -6,6 +6,7 @@ import { BASIC, GUARDED } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { cloneRefusesUrl } from '../node-differences.js';
 import { testPlatform } from '../test-platform.js';
+import { TURN_WATCH_PAYLOAD, turnWatchingPlatform } from '../turn-watch.js';
 
 export function describePermissions(suite: SuiteContext): void {
   describe('permissions and platform', () => {
@@ -319,33 +320,13 @@ function platformBoundTests(suite: SuiteContext): void {
   });
 
   it("sends an execution's large platform answers in turns of the host's event loop of their own, so that its timers (time limits among them) run between them", async () => {
-    const payload = 'p'.repeat(2 * 1024 * 1024);
-    // For each answer, as it is first read to be sent: whether the host's event loop turned since the last was.
-    const turnedBefore: boolean[] = [];
-    let turned = true;
-    const kv = {
-      echo: async (i: number) => {
-        let read = false;
-        return {
-          i,
-          get payload() {
-            if (!read) {
-              read = true;
-              turnedBefore.push(turned);
-              turned = false;
-              setImmediate(() => (turned = true));
-            }
-            return payload;
-          },
-        };
-      },
-    };
-    const backend = make({ platform: { kv }, permissions: { platform: { kv: ['echo'] } } });
+    const watch = turnWatchingPlatform();
+    const backend = make({ platform: watch.platform, permissions: { platform: { kv: ['echo'] } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-burst', input: { n: 4, await: true } }, { timeoutMs: 60_000 });
     expectOk(result);
-    expect((result.data as Array<{ i: number; payload: string }>).map((each) => [each.i, each.payload === payload])).toEqual([0, 1, 2, 3].map((i) => [i, true]));
+    expect((result.data as Array<{ i: number; payload: string }>).map((each) => [each.i, each.payload === TURN_WATCH_PAYLOAD])).toEqual([0, 1, 2, 3].map((i) => [i, true]));
     // Before: [true, false, false, false], the four encoded back to back (16 answers of 50 MB held a host's loop for 25 s).
-    expect(turnedBefore).toEqual([true, true, true, true]);
+    expect(watch.turnedBefore).toEqual([true, true, true, true]);
   });
 
   it('platform calls a handler fires and does not await reach the host before its result', async () => {
