@@ -103,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
     const topic = command === 'help' ? rest[0] : command;
     // `help worker` as `worker --help`.
     if (topic === 'worker') return runWorkerCommand(['--help']);
+    // `help rnu`: not the whole help and exit 0, as if it had been understood.
+    if (topic !== undefined && topic !== 'help' && !Object.hasOwn(COMMAND_HELP, topic)) throw new UsageError(unknownCommand(topic));
     process.stdout.write((topic !== undefined && Object.hasOwn(COMMAND_HELP, topic) ? COMMAND_HELP[topic] : undefined) ?? USAGE);
     return 0;
   }
@@ -119,10 +121,7 @@ async function main(argv: string[]): Promise<number> {
     onlyFlags('init', values, []);
     return initCommand(rest[0], (message) => new UsageError(message));
   }
-  if (command !== 'run') {
-    const near = nearest(command, ['run', 'init', 'sweep', 'worker']);
-    throw new UsageError(`unknown command "${command}"${near ? `; did you mean "${near}"?` : ''}`);
-  }
+  if (command !== 'run') throw new UsageError(unknownCommand(command));
   onlyFlags('run', values, Object.keys(RUN_OPTIONS).filter((flag) => flag !== 'foreign-older-than'));
   const [pluginDir, handlerId] = rest;
   if (!pluginDir || !handlerId) {
@@ -164,6 +163,11 @@ async function sweepCommand(given: string | undefined, foreignOlderThan: string 
   const result = await manager.sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return result.failed.length ? 1 : 0;
+}
+
+function unknownCommand(command: string): string {
+  const near = nearest(command, ['run', 'init', 'sweep', 'worker']);
+  return `unknown command "${command}"${near ? `; did you mean "${near}"?` : ''}`;
 }
 
 /** node:util parseArgs's words for a command line it cannot take. */

@@ -31,7 +31,7 @@ Options for worker:
   --nats <url>              NATS server URL(s), comma-separated      (required)
   --plugins <dir>           a plugin folder; repeat it, or list more folders after it
   --backend <type>          in-process | worker-pool | subprocess    (default: worker-pool)
-  --concurrency <n>         executions at once                       (default: CPU count)
+  --concurrency <n>         executions at once, 1 to 10000           (default: CPU count)
   --pool <name>             the pool to serve                        (default: default)
   --prefix <subjects>       subject prefix, as the hosts set it      (default: kbexec)
   --workspace-root <dir>    where execution directories go  (default: <OS temp dir>/kb-plugin-workspaces-<uid>)

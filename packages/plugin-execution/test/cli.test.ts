@@ -666,6 +666,13 @@ describe('kb-plugin-exec CLI', () => {
     expect(help.status).toBe(0);
     expect(help.stdout).toContain('Options for run:');
     expect(run(['help', 'worker']).stdout).toMatch(/^Usage:\n {2}kb-plugin-exec worker --nats <url>/);
+    // Help on a command that is not one: said so (before: the whole help, exit 0).
+    for (const args of [['help', 'rnu'], ['rnu', '--help']]) {
+      const unknown = run(args);
+      expect(unknown.status).toBe(2);
+      expect(unknown.stdout).toBe('');
+      expect(unknown.stderr.split('\n')[0]).toBe('unknown command "rnu"; did you mean "run"?');
+    }
     const badJson = run(['run', fixturePlugins.basic, 'echo', '--input', '{nope']);
     expect(badJson.status).toBe(2);
     expect(badJson.stderr).toMatch(/^--input is not valid JSON: [^\n]+ at line 1, column 2\n/);
