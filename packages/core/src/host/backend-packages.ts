@@ -67,7 +67,10 @@ export function backendLoadError(type: BuiltInBackendType, error: unknown, what 
       cause: error,
     });
   }
-  return new BackendNotInstalledError(`${what} (${pkg}) failed to load: ${String((error as Error)?.message ?? error)}`, {
+  const said = String((error as Error)?.message ?? error);
+  // esbuild's ES output of a CommonJS dependency: the package was bundled into the host's file.
+  const bundled = /^Dynamic require of ".*" is not supported/.test(said) ? `; it was bundled into the host's own file: ${KEEP_EXTERNAL}` : '';
+  return new BackendNotInstalledError(`${what} (${pkg}) failed to load: ${said}${bundled}`, {
     details: { type, package: pkg, reason: 'load-failed' },
     cause: error,
   });
@@ -111,6 +114,9 @@ export function lockFileManager(folder: string): string | undefined {
   return undefined;
 }
 
+/** What a host bundled with the packages in it is told to do. */
+const KEEP_EXTERNAL = "keep '@kb-labs/*' external in the bundler (esbuild --external:'@kb-labs/*', webpack externals, Rollup external) and install the packages beside the bundle";
+
 /** True in the CommonJS build, whose chunks are `.cjs` files (tsup shims `import.meta.url` there). */
 const commonJs = ownModuleUrl().endsWith('.cjs');
 
@@ -123,7 +129,7 @@ function ownModuleUrl(): string {
   const url: unknown = import.meta.url;
   if (typeof url === 'string') return url;
   throw new Error(
-    "@kb-labs/plugin-execution-core was bundled into a CommonJS file, where import.meta.url is empty and it cannot find its own files: keep '@kb-labs/*' external in the bundler (esbuild --external:'@kb-labs/*', webpack externals, Rollup external) and install the packages beside the bundle",
+    `@kb-labs/plugin-execution-core was bundled into a CommonJS file, where import.meta.url is empty and it cannot find its own files: ${KEEP_EXTERNAL}`,
   );
 }
 
