@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
@@ -128,6 +128,54 @@ describe('PluginWatcher', () => {
     expect(events.at(-1)).toMatchObject({ changed: ['real.js'] });
   });
 
+  it('the folder holding a symlinked plugin folder deleted and made again (a branch without it, then back): a later switch of the link is heard', async () => {
+    const plugins = path.join(dir, 'plugins');
+    const root = path.join(plugins, 'current');
+    await mkdir(path.join(dir, 'v1'));
+    await mkdir(path.join(dir, 'v2'));
+    await mkdir(plugins);
+    await symlink(path.join(dir, 'v1'), root);
+    const linked = (): RegisteredPlugin => ({ ...plugin(), root });
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => {
+      await stat(root);
+      return linked();
+    });
+    await watcher.watch(linked());
+    await rm(plugins, { recursive: true });
+    await waitFor(() => events.some((e) => !e.ok));
+    await mkdir(plugins);
+    await symlink(path.join(dir, 'v1'), root);
+    await waitFor(() => events.at(-1)?.ok === true);
+    // A deploy's switch (ln -sfn v2 current): the link made anew and renamed over the old one.
+    await symlink(path.join(dir, 'v2'), `${root}.next`);
+    await rename(`${root}.next`, root);
+    await waitFor(() => events.at(-1)?.changed.includes('.') === true && events.length >= 3);
+    const seen = events.length;
+    await writeFile(path.join(dir, 'v2', 'in-v2.js'), '1');
+    await waitFor(() => events.length > seen);
+    expect(events.at(-1)).toMatchObject({ ok: true, changed: ['in-v2.js'] });
+  });
+
+  it('a folder above the plugin folder swapped for another (mv app app.old && mv app.new app): the plugin is reloaded, and changes in the new tree are heard', async () => {
+    const root = path.join(dir, 'app', 'plugins', 'x');
+    await mkdir(root, { recursive: true });
+    await mkdir(path.join(dir, 'app.new', 'plugins', 'x'), { recursive: true });
+    const nested = (): RegisteredPlugin => ({ ...plugin(), root });
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => nested());
+    await watcher.watch(nested());
+    await rename(path.join(dir, 'app'), path.join(dir, 'app.old'));
+    await rename(path.join(dir, 'app.new'), path.join(dir, 'app'));
+    await waitFor(() => events.length >= 1);
+    expect(events[0]).toMatchObject({ ok: true, changed: ['.'] });
+    await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 4));
+    const seen = events.length;
+    await writeFile(path.join(root, 'in-new.js'), '1');
+    await waitFor(() => events.length > seen);
+    expect(events.at(-1)).toMatchObject({ ok: true, changed: ['in-new.js'] });
+  });
+
   it('watches a sub-folder deleted and made again (rm -rf dist, then a build): later changes in it are heard', async () => {
     const events: PluginReloadEvent[] = [];
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
@@ -143,6 +191,19 @@ describe('PluginWatcher', () => {
     await writeFile(path.join(dir, 'dist', 'b.js'), '3');
     await waitFor(() => events.length > seen);
     expect(events.at(-1)).toMatchObject({ ok: true, changed: [path.join('dist', 'b.js')] });
+  });
+
+  it('a folder made in a sub-folder of the same name (src/src) is watched, not taken for the sub-folder itself deleted', async () => {
+    await mkdir(path.join(dir, 'src'));
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await watcher.watch(plugin());
+    await mkdir(path.join(dir, 'src', 'src'));
+    await waitFor(() => events.length === 1);
+    expect(events[0]).toMatchObject({ ok: true, changed: [path.join('src', 'src')] });
+    await writeFile(path.join(dir, 'src', 'src', 'util.js'), '1');
+    await waitFor(() => events.length === 2);
+    expect(events[1]).toMatchObject({ ok: true, changed: [path.join('src', 'src', 'util.js')] });
   });
 
   it('reloads once more when files change during a reload, never two reloads of one plugin at once', async () => {
@@ -189,6 +250,42 @@ describe('PluginWatcher', () => {
       fail = false;
       await writeFile(path.join(dir, 'kb.plugin.json'), '{}');
       await waitFor(() => watcher!.problems().length === 0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('without onReload, the same failure again after another save is not warned again; another failure, or one after a success, is', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    let failure: string | undefined = 'kb.plugin.json: Unexpected end of JSON input';
+    let reloads = 0;
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS }, async () => {
+      reloads++;
+      if (failure) throw new ValidationError(failure);
+      return plugin();
+    });
+    const saved = async (content: string): Promise<void> => {
+      const before = reloads;
+      await writeFile(path.join(dir, 'kb.plugin.json'), content);
+      await waitFor(() => reloads > before);
+      await new Promise((resolve) => setTimeout(resolve, DEBOUNCE_MS * 2));
+    };
+    try {
+      await watcher.watch(plugin());
+      for (const content of ['{', '{"id"', '{"id":']) await saved(content);
+      expect(warnings.map((w) => w.message)).toEqual(['Plugin "@t/w" was not reloaded (its previous version stays registered): kb.plugin.json: Unexpected end of JSON input']);
+      failure = 'kb.plugin.json: id: must be a string';
+      await saved('{"id":1}');
+      expect(warnings).toHaveLength(2);
+      expect(warnings[1]!.message).toContain('id: must be a string');
+      failure = undefined;
+      await saved('{}');
+      failure = 'kb.plugin.json: id: must be a string';
+      await saved('{"id":1}');
+      expect(warnings).toHaveLength(3);
+      expect(watcher.problems()).toHaveLength(1);
     } finally {
       process.off('warning', onWarning);
     }

@@ -16,7 +16,8 @@ export interface WatchOptions {
   /**
    * Told the outcome of every reload the watcher makes, for the host to log. A failed reload
    * leaves the previous version serving. @default none: a failure is reported by `health()`
-   * and as a process warning (`process.emitWarning`, code `KB_PLUGIN_RELOAD_FAILED`). Not
+   * and as a process warning (`process.emitWarning`, code `KB_PLUGIN_RELOAD_FAILED`; the same
+   * failure again, at a later save, is not warned of again). Not
    * awaited; what it throws, or the rejection of the promise it returns, is a process warning
    * (code `KB_PLUGIN_RELOAD_CALLBACK`).
    */
@@ -47,8 +48,8 @@ interface WatchedPlugin {
   awaiting: NodeJS.Timeout | undefined;
   /** Its folder itself was deleted or moved: the watchers may be on a folder that is gone. */
   rootReplaced: boolean;
-  /** The watcher of the folder holding it, which sees its name replaced (a symlink's removal is not seen through the link). */
-  parent: FSWatcher | undefined;
+  /** The watchers of the folders above it, each for the name of the next one down: they see a folder on its path replaced (a symlink's removal is not seen through the link). */
+  pathWatchers: FSWatcher[];
   /** The folders its manifest says its handlers write (`permissions.fs.write`): their changes are its own work, not a new version. */
   writes: string[];
   /** Unregistered: no longer watched, and nothing under way for it goes on. */
@@ -97,32 +98,44 @@ export class PluginWatcher {
       failure: undefined,
       awaiting: undefined,
       rootReplaced: false,
-      parent: undefined,
+      pathWatchers: [],
       writes: writeFolders(plugin),
       removed: false,
     };
     this.#plugins.set(plugin.id, watched);
-    this.#watchParent(watched);
+    this.#watchPath(watched);
     await this.#watchTree(watched, plugin.root);
   }
 
   /**
    * Watch the folder that holds the plugin's for its name: the folder deleted and made again, or
    * a symlink to it made, removed or pointed elsewhere. The watchers of the folder itself follow
-   * a symlink to its target and see none of that (the target is untouched).
+   * a symlink to its target and see none of that (the target is untouched). The folders above
+   * are watched for their names made, deleted or moved (not for their contents): a folder on the
+   * way replaced (`mv app app.old && mv app.new app`, a `current` link above it switched) leaves
+   * the watchers on the old tree.
    */
-  #watchParent(plugin: WatchedPlugin): void {
-    const name = path.basename(plugin.root);
-    try {
-      const parent = fs.watch(path.dirname(plugin.root), { persistent: false }, (_event, changed) => {
-        if (changed === null || changed.toString() !== name) return;
-        plugin.rootReplaced = true;
-        this.#changed(plugin, plugin.root, 'change', null);
-      });
-      parent.on('error', () => parent.close());
-      plugin.parent = parent;
-    } catch {
-      // The folder above cannot be watched (no read permission): a replaced root is found as before, when it is gone.
+  #watchPath(plugin: WatchedPlugin): void {
+    // Watched afresh when the plugin folder is: those folders may have been made again too
+    // (a branch without them, then back), and the old watchers are on the folders that were deleted.
+    for (const watcher of plugin.pathWatchers) watcher.close();
+    plugin.pathWatchers = [];
+    if (this.#done(plugin)) return;
+    for (let child = plugin.root; path.dirname(child) !== child; child = path.dirname(child)) {
+      const name = path.basename(child);
+      const holdsRoot = child === plugin.root;
+      try {
+        const watcher = fs.watch(path.dirname(child), { persistent: false }, (event, changed) => {
+          // Above the plugin's folder, only a name made, deleted or moved: a 'change' there is the folder's metadata (a sub-folder made in it).
+          if (changed === null || changed.toString() !== name || (!holdsRoot && event !== 'rename')) return;
+          plugin.rootReplaced = true;
+          this.#changed(plugin, plugin.root, 'change', null);
+        });
+        watcher.on('error', () => watcher.close());
+        plugin.pathWatchers.push(watcher);
+      } catch {
+        // A folder above that cannot be watched (no read permission): a replaced root is found as before, when it is gone.
+      }
     }
   }
 
@@ -177,8 +190,9 @@ export class PluginWatcher {
 
   #changed(plugin: WatchedPlugin, folder: string, event: string, name: string | Buffer | null): void {
     if (this.#done(plugin)) return;
-    // A watched folder itself deleted or moved: its watcher reports the folder's own name.
-    const self = name !== null && name.toString() === path.basename(folder);
+    // A watched folder itself deleted or moved: its watcher reports the folder's own name, as it
+    // does for an entry of that name made in it (`src/src`), which is there to be seen.
+    const self = name !== null && name.toString() === path.basename(folder) && !fs.existsSync(path.join(folder, name.toString()));
     if (self && folder === plugin.root) plugin.rootReplaced = true;
     const file = name === null || self ? folder : path.join(folder, name.toString());
     if (ignored(plugin, file)) return;
@@ -222,6 +236,7 @@ export class PluginWatcher {
     }
     const changed = [...plugin.changed].sort();
     plugin.changed.clear();
+    const failedBefore = plugin.failure;
     let event: PluginReloadEvent;
     try {
       event = { ok: true, pluginId: plugin.id, changed, plugin: await this.#reload(plugin.id) };
@@ -236,7 +251,8 @@ export class PluginWatcher {
     plugin.reloading = false;
     // Shut down or unregistered meanwhile: a reload that failed for that is no news.
     if (this.#done(plugin)) return;
-    this.#report(event);
+    // The same failure again (another save of a manifest still broken) was warned of already.
+    this.#report(event, event.ok || event.error.message !== failedBefore);
     if (plugin.again) {
       plugin.again = false;
       void this.#reloadNow(plugin);
@@ -257,13 +273,18 @@ export class PluginWatcher {
     }, ROOT_POLL_MS).unref();
   }
 
-  /** Drop the plugin's watchers and watch its folder afresh. */
+  /** Drop the plugin's watchers and watch its folder, and the folder holding it, afresh. */
   async #rewatch(plugin: WatchedPlugin): Promise<void> {
+    // Back (seen by the watcher of the folder holding it before the look-out found it): the look-out is done.
+    clearInterval(plugin.awaiting);
+    plugin.awaiting = undefined;
+    this.#watchPath(plugin);
     this.#unwatchTree(plugin, plugin.root);
     await this.#watchTree(plugin, plugin.root);
   }
 
-  #report(event: PluginReloadEvent): void {
+  /** Tell onReload of the reload; without one, a failure is a process warning when `newFailure`. */
+  #report(event: PluginReloadEvent, newFailure: boolean): void {
     const threw = (error: unknown) => process.emitWarning(`The watch option's onReload callback threw: ${thrownText(error)}`, { code: 'KB_PLUGIN_RELOAD_CALLBACK' });
     try {
       if (this.#onReload) {
@@ -276,7 +297,7 @@ export class PluginWatcher {
       threw(error);
       return;
     }
-    if (!event.ok) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version stays registered): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
+    if (!event.ok && newFailure) process.emitWarning(`Plugin "${event.pluginId}" was not reloaded (its previous version stays registered): ${event.error.message}`, { code: 'KB_PLUGIN_RELOAD_FAILED' });
   }
 }
 
@@ -285,7 +306,8 @@ function stopWatching(plugin: WatchedPlugin): void {
   clearTimeout(plugin.timer);
   clearInterval(plugin.awaiting);
   plugin.awaiting = undefined;
-  plugin.parent?.close();
+  for (const watcher of plugin.pathWatchers) watcher.close();
+  plugin.pathWatchers = [];
   for (const watcher of plugin.folders.values()) watcher.close();
   plugin.folders.clear();
 }
