@@ -1,30 +1,14 @@
-import { ValidationError, type ContextDescriptor, type ExecuteOptions, type ExecutionError } from '@kb-labs/plugin-execution-core';
-import { toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
+import { ValidationError, type ContextDescriptor, type ExecuteOptions } from '@kb-labs/plugin-execution-core';
+import type { Duplex } from 'node:stream';
 import type { RawData, WebSocket } from 'ws';
 import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, closeCodeForProtocolError, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
 import { HandedMessages } from './handed-message.js';
-import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type ServerFrame } from './frames.js';
+import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type QueuedMessage, type ServerFrame, type WaitingMessage } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
-import type { CloseCause, SessionRuntime } from './session-runtime.js';
+import { runChannelHandler, type CloseCause, type Outcome, type SessionRuntime } from './session-runtime.js';
 import { SocketWriter } from './socket-writer.js';
-
-type Outcome = { ok: true; data: unknown } | { ok: false; error: ExecutionError };
-interface QueuedMessage {
-  id: FrameId | undefined;
-  data: unknown;
-}
-
-/**
- * A message waiting for its turn: its frame's text, read again when it runs. Parsed, a frame of
- * small objects holds some twenty times its size on the heap; `maxInFlight` × `maxPayload`
- * bounds what a client can make the host hold only while messages wait as text.
- */
-interface WaitingMessage {
-  id: FrameId | undefined;
-  text: string;
-}
 
 /**
  * One WebSocket connection of a channel: turns connect, each message and disconnect into
@@ -107,8 +91,12 @@ export class ChannelSession implements ChannelConnection {
     return this.#socketClosed;
   }
 
-  start(): void {
+  /** `socket`: the one the upgrade came on. */
+  start(socket: Duplex): void {
     const ws = this.#ws;
+    // A client that ends its side (FIN) without a close: ws ends the socket only once what waits
+    // for it is written, which a client that no longer reads never lets happen; nor is it pinged.
+    socket.once('end', () => this.#closeWithin());
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(data, isBinary));
     ws.on('pong', () => (this.#alive = true));
     // ws ends a client that pings and does not read the pongs (maxPendingAutoPongs): backpressure.
@@ -146,8 +134,13 @@ export class ChannelSession implements ChannelConnection {
       ws.close(1000);
       this.#serverClose = { code: 1000, reason: '' };
     }
+    this.#closeWithin();
+  }
+
+  /** Closing from now on: a socket not closed within `closeTimeoutMs` is destroyed. */
+  #closeWithin(): void {
     this.#resolveClosing();
-    setTimeout(() => this.#socketClosed || ws.terminate(), this.#rt.closeTimeoutMs).unref();
+    setTimeout(() => this.#socketClosed || this.#ws.terminate(), this.#rt.closeTimeoutMs).unref();
   }
 
   /**
@@ -301,10 +294,11 @@ export class ChannelSession implements ChannelConnection {
         if ((id !== undefined || result.data !== undefined) && !this.#sendFrame({ type: 'reply', replyTo, data: result.data ?? null }, 'message')) {
           this.#sendError('VALIDATION_ERROR', 'The handler returned a value that JSON cannot carry', replyTo);
         }
-      } else if (!message.dropped && !(this.#socketClosed && this.#closeCause === undefined && result.error.code === 'ABORTED')) {
+      } else if (!message.dropped && !(this.#socketClosed && this.#rt.abortOnClose && this.#closeCause !== 'unmount' && result.error.code === 'ABORTED')) {
         // (One its client left behind, aborted for that (abortOnClose), is neither a server
-        // problem worth reporting nor answerable, as for connect; one an unmount stopped while
-        // it ran is. One an unmount dropped before it started is not, as those waiting here.)
+        // problem worth reporting nor answerable, as for connect, also when the server only
+        // noticed it had gone (heartbeat, backpressure); one an unmount stopped while it ran is.
+        // One an unmount dropped before it started is not, as those waiting here.)
         this.#report(result.error, 'message');
         const shown = this.#rt.formatError(result.error, { phase: 'message', channel: this.channel, connectionId: this.id });
         this.#sendError(shown.code, shown.message, replyTo);
@@ -368,14 +362,8 @@ export class ChannelSession implements ChannelConnection {
     return outcome;
   }
 
-  async #attempt(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
-    try {
-      const result = await this.#rt.backend.execute({ pluginId: this.#rt.pluginId, handlerId: this.#rt.handlerId, input, context: this.#context }, options);
-      return result.ok ? { ok: true, data: result.data } : { ok: false, error: result.error };
-    } catch (error) {
-      // The interface promises execute() never rejects; a foreign backend might.
-      return { ok: false, error: toHandlerError(error) };
-    }
+  #attempt(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
+    return runChannelHandler(this.#rt, this.#context, input, options);
   }
 
   /** False when the frame cannot be encoded (it is then reported, not sent). */

@@ -130,3 +130,19 @@ export function encodeFrame(frame: ServerFrame): string | undefined {
     return undefined;
   }
 }
+
+/** A client's message as its handler's execution takes it: the frame's id and data. */
+export interface QueuedMessage {
+  id: FrameId | undefined;
+  data: unknown;
+}
+
+/**
+ * A message waiting for its turn: its frame's text, read again when it runs. Parsed, a frame of
+ * small objects holds some twenty times its size on the heap; `maxInFlight` × `maxPayload`
+ * bounds what a client can make the host hold only while messages wait as text.
+ */
+export interface WaitingMessage {
+  id: FrameId | undefined;
+  text: string;
+}

@@ -229,7 +229,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     rejectUpgrade(socket, status, message, headers);
   }
 
-  #open({ entry, request, path, params, query }: ChannelUpgrade, ws: WebSocket, identity: unknown): void {
+  #open({ entry, request, socket, path, params, query }: ChannelUpgrade, ws: WebSocket, identity: unknown): void {
     // ws reports a client's protocol violation (oversize frame → 1009, bad UTF-8 → 1007, an
     // unmasked frame) as 'error', then closes: without a listener that error would crash the host,
     // whatever becomes of the connection (one whose context throws is closed, but still reads).
@@ -258,7 +258,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       this.#closing--;
     });
     try {
-      session.start();
+      session.start(socket);
     } catch (error) {
       this.#reportError(error, { phase: 'connect', channel: info.channel, connectionId: info.id });
       ws.terminate();

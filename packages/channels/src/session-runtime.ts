@@ -1,9 +1,9 @@
-import type { ExecutionError, IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import type { ContextDescriptor, ExecuteOptions, ExecutionError, IExecutionBackend } from '@kb-labs/plugin-execution-core';
+import { toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
 import type { ConnectionRegistry } from './connection-registry.js';
 import type { ChannelErrorInfo, MountWebSocketChannelsOptions } from './options.js';
 
-/** Why the server ended a connection on its own, told to the disconnect handler as `cause`. */
-/** Why the server ended a connection; `protocol`: the client broke the WebSocket protocol (a frame too large, bad UTF-8, an unmasked frame), which ws answers by closing. */
+/** Why the server ended a connection on its own, told to the disconnect handler as `cause`; `protocol`: the client broke the WebSocket protocol (a frame too large, bad UTF-8, an unmasked frame), which ws answers by closing. */
 export type CloseCause = 'heartbeat-timeout' | 'backpressure' | 'unmount' | 'protocol';
 
 /** The limits that apply to one channel, after manifest values and host defaults are merged. */
@@ -63,4 +63,17 @@ export interface SessionRuntime {
   reportError: (error: unknown, info: ChannelErrorInfo) => void;
   onLog: MountWebSocketChannelsOptions['onLog'];
   onEvent: MountWebSocketChannelsOptions['onEvent'];
+}
+
+/** What one execution of a channel's handler came to. */
+export type Outcome = { ok: true; data: unknown } | { ok: false; error: ExecutionError };
+
+/** One execution of the channel's handler; never rejects (the interface promises execute() never does; a foreign backend might). */
+export async function runChannelHandler(rt: SessionRuntime, context: ContextDescriptor, input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
+  try {
+    const result = await rt.backend.execute({ pluginId: rt.pluginId, handlerId: rt.handlerId, input, context }, options);
+    return result.ok ? { ok: true, data: result.data } : { ok: false, error: result.error };
+  } catch (error) {
+    return { ok: false, error: toHandlerError(error) };
+  }
 }

@@ -296,6 +296,23 @@ describe('connections the client closes', () => {
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
     client.socket.destroy();
   });
+  it('one whose client ends its TCP side without a close while a reply still waits to go out to it, and reads no more, loses its socket after closeTimeoutMs: its place of maxConnections is freed and its disconnect handler runs', async () => {
+    const h = await setup({ maxConnections: 1, closeTimeoutMs: 300 });
+    const client = halfOpenRawClient(h.url('/flood'), true);
+    await eventually(() => h.mount.registry.count('/flood') === 1, 'the client connected');
+    client.socket.pause();
+    const { id } = h.mount.registry.list('/flood')[0]!;
+    // One frame always goes out on an idle socket: 32 MiB, more than the kernel's buffers hold.
+    client.socket.write(clientFrame(0x1, Buffer.from(JSON.stringify({ id: 1, data: { size: 32 * 1024 * 1024, count: 1 } }))));
+    await eventually(() => (h.mount.registry.get(id)?.bufferedAmount ?? 0) > 0, 'the reply waits to go out');
+    client.socket.end();
+    // Before: ws ends the socket only once the reply is written, so it stayed open for good
+    // (CLOSING, so never pinged either), holding the only place, its disconnect never run.
+    await eventually(() => h.mount.stats().connections === 0, 'the socket ended after closeTimeoutMs', 5_000);
+    expect(h.mount.stats().executions).toBe(3);
+    expect((await upgradeStatus(h.url('/flood'))).status).toBe(101);
+    client.socket.destroy();
+  });
 });
 
 describe('messages waiting for their turn', () => {
@@ -947,6 +964,20 @@ describe('closing', () => {
     expect(errors).toEqual([]);
     // Nothing was sent to the client that had gone.
     expect(h.mount.stats().errorFrames).toBe(framesBefore);
+  });
+
+  it('with abortOnClose, a message aborted because its client went silent (heartbeat-timeout) is not reported as a failure either: the client left, the server only noticed', async () => {
+    const errors: Array<{ phase: string; code: unknown }> = [];
+    const h = await setup({ abortOnClose: true, heartbeatIntervalMs: 200, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+    // A raw client answers no ping: a link that died without a FIN or RST, as the server sees it.
+    const silent = rawClient(h.url('/slow'), clientFrame(0x1, Buffer.from(JSON.stringify({ id: 1, data: { gate: 'never', n: 1 } }))));
+    await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+    await eventually(() => h.lab.events.some((e) => e.event === 'disconnect'), 'the disconnect handler ran');
+    expect(h.lab.events.filter((e) => e.event === 'disconnect').map((e) => e.cause)).toEqual(['heartbeat-timeout']);
+    expect(h.mount.stats()).toMatchObject({ heartbeatTimeouts: 1, failedExecutions: 1 });
+    // Before: [{ phase: 'message', code: 'ABORTED' }], and a KB_PLUGIN_CHANNEL_ERROR warning without an onError.
+    expect(errors).toEqual([]);
+    await silent.closed;
   });
 
   it('unmount() refuses a timeoutMs setTimeout cannot take (Infinity, 2 ** 31, -1, "5000") or a misspelt option, and unmounts nothing', async () => {
