@@ -216,18 +216,21 @@ describe('a host slower than its workers', () => {
 
 
 describe('a caller that dies mid-execution', () => {
-  /** A caller process (fixtures/caller.mjs) whose `mark` execution has started on a worker. */
-  async function runningCaller(pool: string, file: string, executionId?: string): Promise<ChildProcess> {
+  /** A caller process (fixtures/caller.mjs) whose `mark` execution has started on a worker (and, with `queued`, that many more wait in the stream). */
+  async function runningCaller(pool: string, file: string, executionId?: string, queued?: number): Promise<ChildProcess> {
     const caller = spawn(process.execPath, [path.join(here, 'fixtures', 'caller.mjs')], {
-      env: { PATH: process.env.PATH ?? '', KB_NATS_URL: server.url, KB_POOL: pool, KB_PLUGIN: QUEUE_PLUGIN, KB_MARK_FILE: file, ...(executionId ? { KB_EXECUTION_ID: executionId } : {}) },
+      env: {
+        PATH: process.env.PATH ?? '', KB_NATS_URL: server.url, KB_POOL: pool, KB_PLUGIN: QUEUE_PLUGIN, KB_MARK_FILE: file,
+        ...(executionId ? { KB_EXECUTION_ID: executionId } : {}), ...(queued ? { KB_QUEUED: String(queued) } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
     caller.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     caller.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     stopAfterTest(async () => caller.kill('SIGKILL'));
-    await waitFor(() => output.includes('running'), 20_000).catch(() => {
-      throw new Error(`the caller never started its execution:\n${output}`);
+    await waitFor(() => output.includes(queued ? 'queued' : 'running'), 30_000).catch(() => {
+      throw new Error(`the caller never started its execution${queued ? ` and queued ${queued} more` : ''}:\n${output}`);
     });
     return caller;
   }
@@ -239,6 +242,23 @@ describe('a caller that dies mid-execution', () => {
     (await runningCaller(pool, file)).kill('SIGKILL');
     await waitFor(async () => (await marks(file)).some((line) => line.includes(' signal ')), 15_000);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toHaveLength(1);
+  });
+
+  it("its tasks still waiting in the stream never run for nobody: they leave it as a worker reaches them, and another host's execution sent after them runs at once", async () => {
+    const pool = newPool('orphanq');
+    await worker(server.url, pool);
+    const file = path.join(markers, 'orphanq.log');
+    // Its one running execution holds the worker's one slot: the 200 others wait in the stream.
+    const caller = await runningCaller(pool, file, undefined, 200);
+    caller.kill('SIGKILL');
+    await once(caller, 'exit');
+    const other = host(server.url, pool);
+    const result = await other.execute({ pluginId: BASIC, handlerId: 'echo', input: 'mine' }, { timeoutMs: 20_000 });
+    expectOk(result);
+    await waitFor(async () => ((await other.stats()).runners as QueueRunnerStats).queueDepth === 0, 10_000);
+    const lines = await marks(file);
+    expect(lines.filter((line) => line.endsWith(' started'))).toHaveLength(1);
+    expect(lines.some((line) => line.includes(' signal '))).toBe(true);
   });
 
   it("a host restarted at once that retries the dead one's execution id runs it there: the worker asks the dead caller now and stops its execution first (not VALIDATION_ERROR duplicate)", async () => {
