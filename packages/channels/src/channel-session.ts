@@ -5,6 +5,7 @@ import { performChannelCall } from './channel-calls.js';
 import { closeCodeForConnectFailure, closeCodeForProtocolError, readDenial } from './close-codes.js';
 import type { ChannelConnection, ConnectionInfo } from './connection-registry.js';
 import { HandedMessages } from './handed-message.js';
+import { PeerLiveness } from './peer-liveness.js';
 import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type QueuedMessage, type ServerFrame, type WaitingMessage } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
 import { runChannelHandler, type CloseCause, type Outcome, type SessionRuntime } from './session-runtime.js';
@@ -47,7 +48,7 @@ export class ChannelSession implements ChannelConnection {
   #accepted = false;
   #registered = false;
   #socketClosed = false;
-  #alive = true;
+  readonly #liveness = new PeerLiveness();
   #closeCause: CloseCause | undefined;
   /** The code ws closed with for the client's protocol violation, if it did. */
   #protocolCloseCode: number | undefined;
@@ -94,11 +95,12 @@ export class ChannelSession implements ChannelConnection {
   /** `socket`: the one the upgrade came on. */
   start(socket: Duplex): void {
     const ws = this.#ws;
+    this.#liveness.watch(socket);
     // A client that ends its side (FIN) without a close: ws ends the socket only once what waits
     // for it is written, which a client that no longer reads never lets happen; nor is it pinged.
     socket.once('end', () => this.#closeWithin());
     ws.on('message', (data: RawData, isBinary: boolean) => this.#onFrame(data, isBinary));
-    ws.on('pong', () => (this.#alive = true));
+    ws.on('pong', () => this.#liveness.heard());
     // ws ends a client that pings and does not read the pongs (maxPendingAutoPongs): backpressure.
     ws.on('ping', () => ws.readyState === ws.CLOSING && !this.#serverClose && this.#closeCause === undefined && this.terminate('backpressure'));
     // ws closes the connection after the error it reports for a client's protocol violation, with a
@@ -167,14 +169,13 @@ export class ChannelSession implements ChannelConnection {
     this.#ws.terminate();
   }
 
-  /** One heartbeat tick: terminate a peer that did not answer the previous ping, else ping it. */
+  /** One heartbeat tick: terminate a peer that showed no life since the previous one (PeerLiveness), else ping it. */
   heartbeat(): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return;
-    if (!this.#alive) {
+    if (!this.#liveness.tick()) {
       this.terminate('heartbeat-timeout');
       return;
     }
-    this.#alive = false;
     this.#ws.ping();
   }
 
@@ -229,7 +230,7 @@ export class ChannelSession implements ChannelConnection {
   }
 
   #onFrame(raw: RawData, isBinary: boolean): void {
-    this.#alive = true;
+    this.#liveness.heard();
     this.#rt.counters.framesIn++;
     if (this.#ws.readyState !== this.#ws.OPEN) return;
     if (isBinary) return this.#badFrame(BINARY_FRAME);

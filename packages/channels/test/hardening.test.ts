@@ -401,6 +401,28 @@ describe('heartbeat', () => {
     expect((await lively.request('still', 1)).type).toBe('reply');
     expect(h.mount.stats().heartbeatTimeouts).toBe(1);
   });
+  it('keeps a client that is still taking what is sent to it, though its pong waits behind what it has yet to read (a stream to a slow link)', async () => {
+    const h = await setup({ heartbeatIntervalMs: 300, maxBufferedBytes: 256 * 1024 });
+    // It answers no ping at all: only the bytes it takes can show it alive.
+    const client = await h.connect('/flood', { autoPong: false });
+    let pings = 0;
+    client.ws.on('ping', () => pings++);
+    // Reads in sips, a little every few ms, as a slow link delivers.
+    const sips = setInterval(() => {
+      client.ws.resume();
+      setImmediate(() => client.ws.pause());
+    }, 20);
+    client.send({ id: 1, data: { size: 16 * 1024, count: 20_000 } });
+    // Before: terminated at the tick after its first ping, as a dead peer, while it read the stream.
+    await eventually(() => pings >= 4 || h.mount.stats().heartbeatTimeouts > 0, 'four heartbeat ticks, or a timeout');
+    expect(h.mount.stats().heartbeatTimeouts).toBe(0);
+    // Once it takes nothing more, it is a dead peer: cut off as one.
+    clearInterval(sips);
+    setImmediate(() => client.ws.pause());
+    await eventually(() => h.mount.stats().heartbeatTimeouts === 1, 'the client that took nothing more was cut off');
+    expect(h.mount.registry.count('/flood')).toBe(0);
+    client.terminate();
+  });
 });
 
 describe('backpressure', () => {
