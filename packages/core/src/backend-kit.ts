@@ -21,6 +21,7 @@ export { PROTOCOL_VERSION, describeShape, runnerMessageProblem, taskUnserializab
 export { RunnerSession } from './runner/runner-session.js';
 export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';
 export { CALLS_IN_FLIGHT, CallWindow } from './runner/call-window.js';
+export { callAfterEnd, callCutShort, callName, type CallTarget } from './runner/call-errors.js';
 export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';
 // Values from untrusted runners.

@@ -234,7 +234,7 @@ describe('invokePlatform', () => {
       const error = await invokePlatform(platform, narrow, subject, service, method, ['k', 1]).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PermissionDeniedError);
       expect((error as PermissionDeniedError).message).toContain(`platform.${service}.${method}`);
-      expect((error as PermissionDeniedError).details).toMatchObject({ ...subject, service, method, resource: `platform.${service}.${method}` });
+      expect((error as PermissionDeniedError).details).toMatchObject({ ...subject, service, method, resource: `platform.${service}.${method}`, phase: 'platform' });
     }
     expect(cache.calls).toEqual([]);
   });
@@ -251,6 +251,7 @@ describe('invokePlatform', () => {
         const error = await invokePlatform(platform, all, subject, service!, method!, []).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(PermissionDeniedError);
         expect((error as Error).message).toContain(`platform.${service}.${method}`);
+        expect((error as PermissionDeniedError).details.phase).toBe('platform');
       }
     },
   );

@@ -187,6 +187,8 @@ describe('RunnerSession ⇄ HostSession over a MessageChannel', () => {
     expect(unwrapRunnerResult(result)).toBe('returned early');
     const outcome = await (globalThis as { __kbProtocolPending?: Promise<Record<string, unknown>> }).__kbProtocolPending;
     expect(outcome).toMatchObject({ settled: 'rejected', code: 'ABORTED', name: 'AbortedError' });
+    // It names the call it ended, in its message and its details (docs/errors.md: ABORTED).
+    expect(outcome).toMatchObject({ message: 'The execution ended while platform.cache.slow was pending', details: { phase: 'rpc', service: 'cache', method: 'slow' } });
 
     // The host answers late: HostSession is closed and sends nothing.
     run.cache.slowCall.resolve('too late');
@@ -196,7 +198,9 @@ describe('RunnerSession ⇄ HostSession over a MessageChannel', () => {
 
     // A platform call made after the end never leaves the runner.
     const platform = (globalThis as { __kbProtocolPlatform?: { cache: { get(k: string): Promise<unknown> } } }).__kbProtocolPlatform!;
-    await expect(platform.cache.get('k')).rejects.toBeInstanceOf(AbortedError);
+    const late = await platform.cache.get('k').catch((error: unknown) => error);
+    expect(late).toBeInstanceOf(AbortedError);
+    expect(late).toMatchObject({ message: 'platform.cache.get was called after the execution ended', details: { phase: 'ended', service: 'cache', method: 'get' } });
     expect(run.fromRunner.filter((m) => m.type === 'rpc')).toHaveLength(1);
   });
 

@@ -1,5 +1,5 @@
-import { AbortedError, deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, LargeAnswerTurns, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, isLargeAnswer, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, CallWindow, callCutShort, type CallTarget, LargeAnswerTurns, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, isLargeAnswer, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -88,12 +88,12 @@ class InProcessRuntime implements RuntimeEnvironment {
     return (this.#platform ??= createPlatformProxy((service, method, args) => {
       const called = `platform.${service}.${method}`;
       const copy = cloneForWire(args, `${called} arguments`);
-      return this.#answered(this.#inWindow(() => control.callPlatform(service, method, copy)), called);
+      return this.#answered(this.#inWindow(() => control.callPlatform(service, method, copy), service, method), called, ['platform', service, method]);
     }));
   }
 
   /** As out of process: at most CALLS_IN_FLIGHT platform calls in the host, the rest wait their turn. */
-  #inWindow(start: () => Promise<unknown>): Promise<unknown> {
+  #inWindow(start: () => Promise<unknown>, service: string, method: string): Promise<unknown> {
     const window = this.#window ?? this.#openWindow();
     const { promise, resolve, reject } = deferred();
     window.enter(() => {
@@ -102,7 +102,7 @@ class InProcessRuntime implements RuntimeEnvironment {
         // Waited past a timeout or an abort: refused as the host refuses it (#answered keeps it
         // from being an unhandled rejection in the host's process if the handler never awaited it).
         window.leave();
-        reject(new AbortedError('The execution was stopped while this call waited for its turn', { details: { phase: 'rpc' } }));
+        reject(callCutShort('platform', service, method, (call) => `The execution was stopped while ${call} waited for its turn`));
         return;
       }
       start().then(
@@ -149,7 +149,7 @@ class InProcessRuntime implements RuntimeEnvironment {
 
   /** As a platform call (#answered). */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    return this.#answered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`);
+    return this.#answered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`, ['channel', '', method]);
   }
 
   /**
@@ -160,9 +160,9 @@ class InProcessRuntime implements RuntimeEnvironment {
    * one from a timer the handler left) is, as out of process, no unhandled rejection that takes the
    * host down when the handler never awaited it; a handler that does await it still sees it.
    */
-  #answered(call: Promise<unknown>, called: string): Promise<unknown> {
+  #answered(call: Promise<unknown>, called: string, which: [CallTarget, string, string]): Promise<unknown> {
     const answer: Promise<unknown> = call
-      .then((value) => this.#copiedInTurn(value, called))
+      .then((value) => this.#copiedInTurn(value, called, which))
       .catch((error: unknown) => {
         if (this.#decided || this.#control.stopReason) void answer.catch(() => undefined);
         throw deserializeError(hostCallError(error, called));
@@ -174,12 +174,12 @@ class InProcessRuntime implements RuntimeEnvironment {
    * A copy of the answer: now, unless a large one was copied in this turn of the event loop; then
    * in order once it has turned, and not at all if the execution was stopped meanwhile.
    */
-  #copiedInTurn(value: unknown, called: string): unknown {
+  #copiedInTurn(value: unknown, called: string, which: [CallTarget, string, string]): unknown {
     let outcome: { copy: unknown } | { error: unknown } | undefined;
     let waiting: ReturnType<typeof deferred> | undefined;
     this.#turns.run((waited) => {
       try {
-        if (waited && this.#control.stopReason) throw new AbortedError('The execution was stopped while this answer waited for its turn', { details: { phase: 'rpc' } });
+        if (waited && this.#control.stopReason) throw callCutShort(...which, (call) => `The execution was stopped while the answer of ${call} waited for its turn`);
         outcome = { copy: cloneForWire(value, `${called} result`) };
       } catch (error) {
         outcome = { error };

@@ -38,6 +38,8 @@ it('once its plugins load after shutdown() resolved, it answers SHUTTING_DOWN an
   const result = await waiting;
   expectError(result, 'SHUTTING_DOWN');
   expect(result.error.details).toMatchObject({ phase: 'queued' });
+  // Worded as every other backend's refusal of an execution that never started: naming the backend.
+  expect(result.error.message).toBe('The in-process backend shut down before this execution started');
   expect(workspace.acquired).toBe(0);
   expect(await readdir(root)).toEqual([]);
 });

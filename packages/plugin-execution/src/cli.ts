@@ -225,8 +225,14 @@ function usageMessage(error: Error & { code?: string }, worker: boolean): string
   // An option of the other command (`run --concurrency`, `worker --input`): said where it goes.
   const other = worker ? RUN_OPTIONS : WORKER_OPTIONS;
   if (Object.hasOwn(other, bare)) return `unknown option ${name}: it is an option of \`kb-plugin-exec ${worker ? 'run' : 'worker'}\``;
-  const near = nearest(bare, Object.keys(worker ? WORKER_OPTIONS : RUN_OPTIONS));
+  const known = Object.keys(worker ? WORKER_OPTIONS : RUN_OPTIONS);
+  const near = nearest(bare, known) ?? widened(bare, known);
   return `unknown option ${name}${near ? `; did you mean --${near}?` : ''}`;
+}
+
+/** The option `bare` is with a word added (`--timeout-ms`, `--input-file`, `--drain-timeout-ms`): the longest one it starts with. */
+function widened(bare: string, known: readonly string[]): string | undefined {
+  return known.filter((option) => bare.startsWith(`${option}-`)).sort((a, b) => b.length - a.length)[0];
 }
 
 /** Say why the command failed; the exit code: 2 for a usage error, else 1. */

@@ -19,6 +19,19 @@ afterAll(async () => {
 });
 
 describe('a host bundled with the packages in it', () => {
+  it('an ES host bundled into one CommonJS file (a TypeScript host built with --format=cjs) fails at load saying to keep @kb-labs/* external', async () => {
+    const entry = path.join(dir, 'host-of-core.mjs');
+    const core = fileURLToPath(new URL('../../core/dist/index.js', import.meta.url));
+    await writeFile(entry, `import { createExecutionBackend } from ${JSON.stringify(core)};\nconsole.log(typeof createExecutionBackend);\n`);
+    const bundle = path.join(dir, 'host.cjs');
+    await esbuild.build({ entryPoints: [entry], bundle: true, platform: 'node', format: 'cjs', outfile: bundle, logLevel: 'silent' });
+    const run = spawnSync(process.execPath, [bundle], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
+    expect(run.status).toBe(1);
+    // Before: "TypeError: Cannot read properties of undefined (reading 'endsWith')", from inside core.
+    expect(run.stderr).not.toContain('TypeError');
+    expect(run.stderr).toContain("Error: @kb-labs/plugin-execution-core was bundled into a CommonJS file, where import.meta.url is empty and it cannot find its own files: keep '@kb-labs/*' external in the bundler");
+  });
+
   it('an ES host bundled whole (esbuild --format=esm, nothing external): a backend that cannot load there says it was bundled and what to keep external', async () => {
     const entry = path.join(dir, 'host.mjs');
     const umbrella = fileURLToPath(new URL('../dist/index.js', import.meta.url));

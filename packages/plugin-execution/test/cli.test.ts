@@ -714,6 +714,10 @@ describe('kb-plugin-exec CLI', () => {
     const typo = run(['run', fixturePlugins.basic, 'echo', '--inptu', '{}']);
     expect(typo.status).toBe(2);
     expect(typo.stderr.split('\n')[0]).toBe('unknown option --inptu; did you mean --input?');
+    // An option with a word added (the API's unit, a file): the option it starts with.
+    expect(run(['run', fixturePlugins.basic, 'echo', '--timeout-ms', '5']).stderr.split('\n')[0]).toBe('unknown option --timeout-ms; did you mean --timeout?');
+    expect(run(['run', fixturePlugins.basic, 'echo', '--input-file', 'in.json']).stderr.split('\n')[0]).toBe('unknown option --input-file; did you mean --input?');
+    expect(run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--drain-timeout-ms', '5']).stderr.split('\n')[0]).toBe('unknown option --drain-timeout-ms; did you mean --drain-timeout?');
     const workerTypo = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugin', fixturePlugins.basic]);
     expect(workerTypo.status).toBe(2);
     expect(workerTypo.stderr.split('\n')[0]).toBe('unknown option --plugin; did you mean --plugins?');

@@ -9,6 +9,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { natsServer, newPool } from './helpers.js';
+import { QUEUE_PROTOCOL_VERSION } from '../src/shared/wire.js';
 
 let server: Awaited<ReturnType<typeof natsServer>>;
 let peer: NatsConnection;
@@ -295,7 +296,7 @@ describe('a task a peer forged with a body no host sends', () => {
     });
     const task = (id: string, fields: Record<string, unknown>) => ({ executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false, ...fields });
     const malformed = (path: string) => ({ path, reason: 'malformed-task' });
-    const forged: Array<[string, (id: string) => unknown, Record<string, string>, Record<string, string>?]> = [
+    const forged: Array<[string, (id: string) => unknown, Record<string, unknown>, Record<string, string>?]> = [
       ['workspace-3', (id) => task(id, { workspace: 3 }), malformed('workspace')],
       ['workspace-x', (id) => task(id, { workspace: 'x' }), malformed('workspace')],
       ['plugin-object', (id) => task(id, { pluginId: {} }), malformed('pluginId')],
@@ -303,7 +304,7 @@ describe('a task a peer forged with a body no host sends', () => {
       // Before: "Handler threw undefined".
       ['null', () => null, malformed('task')],
       // Another protocol's task is refused as such, whatever its body.
-      ['other-protocol', (id) => task(id, { workspace: 3 }), { reason: 'protocol-mismatch' }, { 'Kb-Protocol': '1' }],
+      ['other-protocol', (id) => task(id, { workspace: 3 }), { reason: 'protocol-mismatch', hostProtocol: 1, workerProtocol: QUEUE_PROTOCOL_VERSION }, { 'Kb-Protocol': '1' }],
     ];
     try {
       for (const [id, body, , extra] of forged) await forgeTask(pool, caller, { 'Kb-Exec-Id': id, ...extra }, body);

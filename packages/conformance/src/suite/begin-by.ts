@@ -143,7 +143,9 @@ function localRunnerTests(suite: SuiteContext): void {
       },
     });
     expectError(result, 'INTERNAL_ERROR');
-    expect(result.error.message).toMatch(/beginBy/);
+    // Says what it threw, and has the `where` and `what` every INTERNAL_ERROR has (docs/errors.md).
+    expect(result.error.message).toBe(`Handler "quick" of plugin "${PLUGIN}" was not begun: its execute() option beginBy threw (no clock)`);
+    expect(result.error.details).toEqual({ where: 'beginBy', what: 'no clock' });
     expect(existsSync(path.join(out, 'thrown'))).toBe(false);
   });
 }

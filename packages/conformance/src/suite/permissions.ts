@@ -174,6 +174,7 @@ function platformCallTests(suite: SuiteContext): void {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'delete', rethrow: true } });
     expectError(result, 'PERMISSION_DENIED');
+    expect(result.error.details).toMatchObject({ phase: 'platform', resource: 'platform.kv.delete', service: 'kv', method: 'delete' });
   });
 
   it('carries a host service error back to the handler', async () => {

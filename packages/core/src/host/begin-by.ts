@@ -1,6 +1,7 @@
 import { AbortedError, InternalError, ValidationError, type KnownExecutionError } from '../errors.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import { wallClockMs } from '../wall-clock.js';
+import { thrownText } from '../wire-value.js';
 import type { ExecuteOptions } from './request.js';
 
 /**
@@ -29,7 +30,8 @@ export function beginRefusal(beginBy: () => number, task: RunnerTask): KnownExec
   try {
     by = beginBy();
   } catch (error) {
-    return new InternalError(`${handler} was not begun: its execute() option beginBy threw`, { cause: error });
+    const what = thrownText(error).slice(0, 500);
+    return new InternalError(`${handler} was not begun: its execute() option beginBy threw (${what})`, { details: { where: 'beginBy', what }, cause: error });
   }
   if (!isTime(by)) {
     const message = `must return a number (milliseconds since the epoch), returned ${kindOf(by)}`;

@@ -1,8 +1,9 @@
-import { AbortedError, ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
+import { ValidationError, WorkerCrashedError, type KnownExecutionError } from '../errors.js';
 import { beginByOf, beginRefusal } from './begin-by.js';
 import { callersScope, type CallersScope } from './callers-context.js';
 import { callbackFailed, settleQuietly } from './host-callbacks.js';
 import { CALLS_IN_FLIGHT } from '../runner/call-window.js';
+import { callAfterEnd } from '../runner/call-errors.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
 import type { PluginManifest } from './manifest.js';
 import type { PermissionSpec, PermissionSubject } from './permissions.js';
@@ -301,7 +302,7 @@ export class ExecutionControl implements DispatchControl {
   }
 
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown> {
-    if (this.#over) return Promise.reject(new AbortedError('platform call after the execution ended', { details: { phase: 'ended', service, method } }));
+    if (this.#over) return Promise.reject(callAfterEnd('platform', service, method));
     const subject: PermissionSubject = { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId };
     const forward = this.#options.platformForward;
     // A service this execution's platform lacks goes to the gateway that forwards it (which checks it).
@@ -316,7 +317,7 @@ export class ExecutionControl implements DispatchControl {
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
-    if (this.#over) return Promise.reject(new AbortedError('channel call after the execution ended', { details: { phase: 'ended', method } }));
+    if (this.#over) return Promise.reject(callAfterEnd('channel', '', method));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
     const ended = (this.#ended ??= endedController()).signal;

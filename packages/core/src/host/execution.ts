@@ -154,7 +154,7 @@ export class Execution {
     const queued = this.#telemetry?.queued(undefined);
     return ready.finally(queued).then(() => {
       // Loaded once shutdown's wait was over: it never started, and takes no slot nor workspace.
-      if (host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+      if (host.closing()) throw new ShuttingDownError(`The ${host.type} backend shut down before this execution started`, { details: { phase: 'queued' } });
       return this.#task(parsed, opts);
     });
   }
@@ -257,7 +257,7 @@ export class Execution {
 
   /** Shutdown's wait may have ended, or an abort come, while it waited for its slot or its workspace. */
   #checkAdmitted(opts: ExecuteOptions): void {
-    if (this.#host.closing()) throw new ShuttingDownError('Backend shut down before this execution started', { details: { phase: 'queued' } });
+    if (this.#host.closing()) throw new ShuttingDownError(`The ${this.#host.type} backend shut down before this execution started`, { details: { phase: 'queued' } });
     // An abort while the workspace was made fired before anyone listened for it.
     throwIfAborted(opts.signal);
     this.#keepWorkspace = opts.keepWorkspace === true;

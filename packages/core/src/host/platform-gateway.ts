@@ -43,20 +43,20 @@ export async function invokePlatform(
 ): Promise<unknown> {
   if (typeof service !== 'string' || typeof method !== 'string' || RESERVED_KEYS.has(service) || service in Object.prototype || RESERVED_KEYS.has(method)) {
     throw new PermissionDeniedError(`platform.${String(service)}.${String(method)} is not a callable platform method`, {
-      details: { ...subject, service: String(service), method: String(method), resource: `platform.${String(service)}.${String(method)}` },
+      details: { ...subject, service: String(service), method: String(method), resource: `platform.${String(service)}.${String(method)}`, phase: 'platform' },
     });
   }
   if (!allowsPlatformCall(need, service, method)) {
     throw new PermissionDeniedError(
       `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" may not call platform.${service}.${method}: not declared in its manifest permissions`,
-      { details: { ...subject, service, method, resource: `platform.${service}.${method}` } },
+      { details: { ...subject, service, method, resource: `platform.${service}.${method}`, phase: 'platform' } },
     );
   }
   const target = platform && Object.hasOwn(platform, service) ? platform[service] : undefined;
   const fn = isService(target) ? (target as Record<string, unknown>)[method] : undefined;
   if (isBuiltinMethod(fn, method)) {
     throw new PermissionDeniedError(`platform.${service}.${method} is not a callable platform method`, {
-      details: { ...subject, service, method, resource: `platform.${service}.${method}` },
+      details: { ...subject, service, method, resource: `platform.${service}.${method}`, phase: 'platform' },
     });
   }
   if (typeof fn !== 'function' && need.platform?.[service] === true && isService(target)) {

@@ -1,10 +1,10 @@
 import { serializeError, deserializeError } from '../error-wire.js';
-import { AbortedError } from '../errors.js';
 import type { LogEntry } from '../host/request.js';
 import { unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 import { runHandler, type RunnerTask, type RuntimeEnvironment } from './handler-runtime.js';
 import { createPlatformProxy, type Platform } from './platform-proxy.js';
 import { CallWindow } from './call-window.js';
+import { callAfterEnd, callCutShort, type CallTarget } from './call-errors.js';
 
 /** A platform or channel call awaiting the host's reply, or (`windowed`, a platform call) its turn to be sent. */
 interface PendingCall {
@@ -13,6 +13,8 @@ interface PendingCall {
   /** Held so that, at the end, a call the handler never awaited is marked handled. */
   promise?: Promise<unknown>;
   windowed: boolean;
+  /** What the call was, for the error that ends it when the execution ends first. */
+  called: [CallTarget, string, string];
 }
 
 /**
@@ -137,11 +139,11 @@ export class RunnerSession implements RuntimeEnvironment {
 
   #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
     if (this.#finished) {
-      return handled(Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { phase: 'ended', service, method } })));
+      return handled(Promise.reject(callAfterEnd(target, service, method)));
     }
     const id = this.#nextId++;
     const pending = (this.#pending ??= new Map());
-    const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject, windowed: target === 'platform' }));
+    const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject, windowed: target === 'platform', called: [target, service, method] }));
     pending.get(id)!.promise = promise;
     if (target === 'channel') this.#sendCall(id, target, service, method, args);
     else (this.#window ??= new CallWindow()).enter(() => this.#sendCall(id, target, service, method, args));
@@ -165,12 +167,11 @@ export class RunnerSession implements RuntimeEnvironment {
     this.#window?.clear();
     const pending = this.#pending;
     if (!pending || pending.size === 0) return;
-    const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
-    for (const { reject, promise } of pending.values()) {
+    for (const { reject, promise, called } of pending.values()) {
       // A call the handler fired and never awaited must not become an unhandled rejection that
       // takes the runner down after the result is in; a handler that does await still sees it.
       if (promise) handled(promise);
-      reject(error);
+      reject(callCutShort(...called));
     }
     pending.clear();
   }

@@ -1,5 +1,5 @@
-import { AbortedError, WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
-import type { HostToRunner, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { WorkerCrashedError, deserializeError } from '@kb-labs/plugin-execution-core';
+import { callAfterEnd, callCutShort, type CallTarget, type HostToRunner, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import { decode } from '../shared/wire.js';
 
 type RpcReply = Extract<HostToRunner, { type: 'rpc-reply' }>;
@@ -11,7 +11,7 @@ type RpcReply = Extract<HostToRunner, { type: 'rpc-reply' }>;
  */
 export class RemoteCalls {
   readonly #send: (message: Extract<RunnerToHost, { type: 'rpc' }>) => void;
-  readonly #pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void }>();
+  readonly #pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: unknown) => void; called: [CallTarget, string, string] }>();
   #nextId = 1;
   #closed = false;
 
@@ -25,10 +25,10 @@ export class RemoteCalls {
   }
 
   call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
-    if (this.#closed) return Promise.reject(new AbortedError(`${target} call after the execution ended`, { details: { phase: 'ended', service, method } }));
+    if (this.#closed) return Promise.reject(callAfterEnd(target, service, method));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
+      this.#pending.set(id, { resolve, reject, called: [target, service, method] });
       try {
         this.#send({ type: 'rpc', id, target, service, method, args });
       } catch (error) {
@@ -84,8 +84,7 @@ export class RemoteCalls {
   close(): void {
     this.#closed = true;
     if (this.#pending.size === 0) return;
-    const error = new AbortedError('The execution ended while this call was pending', { details: { phase: 'rpc' } });
-    for (const { reject } of this.#pending.values()) reject(error);
+    for (const { reject, called } of this.#pending.values()) reject(callCutShort(...called));
     this.#pending.clear();
   }
 }

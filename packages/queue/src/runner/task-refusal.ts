@@ -16,7 +16,7 @@ export function taskRefusal(task: TaskBody, claim: { id: string; protocol: numbe
   const who = workerName(worker);
   const { protocol } = claim;
   if (protocol !== QUEUE_PROTOCOL_VERSION) {
-    return new ValidationError(`The host speaks queue protocol ${protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch' } });
+    return new ValidationError(`The host speaks queue protocol ${protocol}, ${who} speaks ${QUEUE_PROTOCOL_VERSION}: upgrade them together`, { details: { reason: 'protocol-mismatch', hostProtocol: protocol, workerProtocol: QUEUE_PROTOCOL_VERSION } });
   }
   if (claim.idTaken) {
     return new ValidationError(
