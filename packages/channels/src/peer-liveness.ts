@@ -1,4 +1,4 @@
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -14,9 +14,13 @@ export class PeerLiveness {
   #takenAtTick = 0;
   #backloggedAtTick = false;
 
-  /** `socket`: the one the upgrade came on (a net.Socket or a TLS one; another kind is not watched). */
+  /**
+   * `socket`: the one the upgrade came on (a net.Socket or a TLS one: what counts the bytes it wrote;
+   * another kind is not watched). Told by its counters, not by `instanceof`: importing node:net
+   * for that would load it with the umbrella, at every host's start-up.
+   */
   watch(socket: Duplex): void {
-    this.#socket = socket instanceof Socket ? socket : undefined;
+    this.#socket = typeof (socket as Partial<Socket>).bytesWritten === 'number' ? (socket as Socket) : undefined;
   }
 
   heard(): void {
