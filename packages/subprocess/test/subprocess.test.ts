@@ -700,6 +700,15 @@ describe('shutdown', () => {
   });
 });
 
+/** Runs an ES module script in a Node of its own under the permission model with these grants (stdout, stderr). */
+function runUnderPermissionModel(grants: string[], script: string, timeout = 30_000) {
+  return spawnSync(process.execPath, [detectPermissionFlag()!, ...grants, '--no-warnings', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '' },
+    timeout,
+  });
+}
+
 describe("a host under Node's permission model", () => {
   it('without --allow-child-process: each sandbox setting fails the execution saying so and naming the flag (not INTERNAL_ERROR), and health() says it before any', () => {
     const entry = new URL('../dist/index.js', import.meta.url).href;
@@ -713,11 +722,7 @@ for (const sandbox of ['off', 'auto', 'required']) {
 const idle = new SubprocessBackend({ sandbox: 'off' });
 console.log(JSON.stringify({ code: 'health', reason: 'problems', message: (await idle.health()).problems.join(' | ') }));
 await idle.shutdown();`;
-    const run = spawnSync(process.execPath, [detectPermissionFlag()!, '--allow-fs-read=*', '--allow-fs-write=*', '--no-warnings', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '' },
-      timeout: 60_000,
-    });
+    const run = runUnderPermissionModel(['--allow-fs-read=*', '--allow-fs-write=*'], script, 60_000);
     const said = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { code: string; reason: string; message: string });
     expect(said.map((r) => [r.code, r.reason])).toEqual([
       ['WORKER_CRASHED', 'start-failed'],
@@ -736,11 +741,7 @@ const backend = new SubprocessBackend({ sandbox: 'off', plugins: [${JSON.stringi
 const r = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
 console.log(JSON.stringify(r.ok ? { ok: true, data: r.data } : { code: r.error.code, message: r.error.message }));
 await backend.shutdown();`;
-    const run = spawnSync(process.execPath, [detectPermissionFlag()!, `--allow-fs-read=${project}`, '--allow-child-process', '--no-warnings', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '' },
-      timeout: 30_000,
-    });
+    const run = runUnderPermissionModel([`--allow-fs-read=${project}`, '--allow-child-process'], script);
     expect(run.stderr).toBe('');
     // Before: WORKER_CRASHED "… without --allow-child-process …", which it had: existsSync('/node_modules') threw ERR_ACCESS_DENIED.
     expect(JSON.parse(run.stdout.trim())).toEqual({ ok: true, data: 1 });
@@ -757,11 +758,7 @@ try { new SubprocessBackend({ sandbox: 'required' }); console.log(JSON.stringify
 const backend = new SubprocessBackend({ sandbox: 'auto', plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
 console.log(JSON.stringify({ auto: (await backend.health()).isolation.active, reason: (await backend.health()).isolation.reason }));
 await backend.shutdown();`;
-    const run = spawnSync(process.execPath, [detectPermissionFlag()!, `--allow-fs-read=${project}`, '--allow-child-process', '--no-warnings', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      env: { PATH: process.env.PATH ?? '' },
-      timeout: 30_000,
-    });
+    const run = runUnderPermissionModel([`--allow-fs-read=${project}`, '--allow-child-process'], script);
     expect(run.stderr).toBe('');
     const reason = `the host process runs under Node's permission model (${detectPermissionFlag()}) without --allow-fs-read=*, and setting up bubblewrap's sandbox reads files outside its grants (bwrap on PATH, Node and the libraries it loads): start it with --allow-fs-read=* as well, or set sandbox: 'off'`;
     // Before: "bubblewrap not found ("bwrap" on PATH); install the bubblewrap package", on a host where it is installed.
