@@ -10,6 +10,7 @@ import { inCliTerms } from './nats-flags.js';
 import { handlerIdsOf } from './plugin-folders.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
+import { endProcess } from './stop-signals.js';
 
 /** The command lines, one per command (`worker`'s options are its own help). */
 const SYNOPSIS = {
@@ -23,8 +24,8 @@ const RUN_TEXT = `Runs one handler of the plugin in <plugin-dir> (a folder with 
 returned as JSON on stdout (the whole result, with meta, with --json); stdout holds nothing else
 (what an in-process handler or a --platform module prints goes to stderr). Exits 0 on success; on
 failure prints "<CODE>: <message>" on stderr and exits 1 (2 for a usage error, a <plugin-dir>
-that does not exist or has no kb.plugin.json included; 130/143 when SIGINT/SIGTERM stopped it:
-the execution is aborted and its workspace removed). A handler that
+that does not exist or has no kb.plugin.json included; 130/143/129 when SIGINT/SIGTERM/SIGHUP (its
+terminal closed: it ends by the signal once done) stopped it: the execution is aborted and its workspace removed). A handler that
 ends this process (in-process: process.exit(), an uncaught exception or rejection) is a failure:
 WORKER_CRASHED.
 What JSON has no form for is printed as: nothing returned (undefined) as null (with --json: no
@@ -187,7 +188,7 @@ function exit(code: number): void {
     const failed = lost !== null && lost.code !== 'EPIPE';
     const final = failed && code === 0 ? 1 : code;
     process.exitCode = final;
-    process.stderr.write(failed ? `ERROR: standard output could not take what the command printed (${lost.message}): it is lost\n` : '', () => process.exit(final));
+    process.stderr.write(failed ? `ERROR: standard output could not take what the command printed (${lost.message}): it is lost\n` : '', () => endProcess(final));
   });
 }
 

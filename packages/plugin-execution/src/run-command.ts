@@ -16,6 +16,7 @@ import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
 import { readUpTo } from './read-text.js';
 import { logLine, printableText, terminalSafeJson } from './terminal-text.js';
+import { SIGNAL_EXIT, onStopSignals, type StopSignal } from './stop-signals.js';
 
 /** A mistake in the command line: the CLI prints it with the usage and exits 2. */
 export class UsageError extends Error {}
@@ -46,9 +47,6 @@ export const RUN_OPTIONS = {
 } as const;
 
 export type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof RUN_OPTIONS }>>['values'];
-
-/** Exit codes of a run stopped by a signal: 128 + the signal's number, as shells report them. */
-const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
 
 /** The flags of `run` that go together (or not), checked before anything loads: the queue's options and the timeout. */
 function checkedFlags(values: RunValues, type: BuiltInBackendType) {
@@ -84,7 +82,7 @@ function queueConnection(values: RunValues) {
 /**
  * `run`: one execution on a backend made for it. Success: the handler's data on stdout (the
  * whole result with --json). Failure: "CODE: message" on stderr (and the result on stdout with
- * --json), exit 1. SIGINT/SIGTERM abort the execution, remove its workspace, exit 130/143.
+ * --json), exit 1. SIGINT/SIGTERM/SIGHUP abort the execution, remove its workspace, exit 130/143/129.
  */
 export async function runCommand(pluginDir: string, handlerId: string, values: RunValues): Promise<number> {
   const type = backendType(values.backend);
@@ -161,7 +159,7 @@ async function loadAndRun(pluginDir: string, handlerId: string, values: RunValue
 }
 
 /** The result printed (or the command line's mistake it shows thrown), and the exit code it makes. */
-function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => keyof typeof SIGNAL_EXIT | undefined, grantIn: GrantFlag): number {
+function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => StopSignal | undefined, grantIn: GrantFlag): number {
   // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
   // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
   // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
@@ -176,21 +174,18 @@ function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () =
 }
 
 /**
- * SIGINT and SIGTERM abort the execution (exit 130 / 143). Listened to with `on`, not `once`, until
- * removed after the backend's shutdown: a second Ctrl-C while the first one's cleanup runs (at most
- * 2 s) would otherwise end the process and leave the workspace behind.
+ * SIGINT, SIGTERM and SIGHUP abort the execution (exit 130 / 143 / 129). Listened to with `on`, not
+ * `once`, until removed after the backend's shutdown: a second Ctrl-C while the first one's cleanup
+ * runs (at most 2 s) would otherwise end the process and leave the workspace behind.
  */
-function abortOnSignals(): { signal: AbortSignal; stoppedBy(): keyof typeof SIGNAL_EXIT | undefined; remove(): void } {
+function abortOnSignals(): { signal: AbortSignal; stoppedBy(): StopSignal | undefined; remove(): void } {
   const controller = new AbortController();
-  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
-  const stop = (signal: keyof typeof SIGNAL_EXIT) => () => {
+  let stoppedBy: StopSignal | undefined;
+  const remove = onStopSignals((signal) => {
     stoppedBy ??= signal;
     controller.abort();
-  };
-  const onInt = stop('SIGINT');
-  const onTerm = stop('SIGTERM');
-  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
-  return { signal: controller.signal, stoppedBy: () => stoppedBy, remove: () => process.off('SIGINT', onInt).off('SIGTERM', onTerm) };
+  });
+  return { signal: controller.signal, stoppedBy: () => stoppedBy, remove };
 }
 
 /** The JSON values of the command line: --grant, --context, --input (each a text, @file or @-). */
@@ -308,30 +303,27 @@ async function readArgumentFile(file: string, what: string): Promise<string> {
   }
 }
 
-/** SIGINT or SIGTERM came while the command line's values were still being read. */
+/** A stop signal came while the command line's values were still being read. */
 class StoppedWhileReading extends Error {
-  constructor(readonly signal: keyof typeof SIGNAL_EXIT) {
+  constructor(readonly signal: StopSignal) {
     super(`stopped by ${signal} while reading standard input`);
   }
 }
 
-/** All of standard input, as text; a SIGINT or SIGTERM meanwhile (nobody is typing it) ends the read with StoppedWhileReading. */
+/** All of standard input, as text; a stop signal meanwhile (nobody is typing it) ends the read with StoppedWhileReading. */
 async function readStandardInput(): Promise<string> {
-  let stoppedBy: keyof typeof SIGNAL_EXIT | undefined;
-  const stopOn = (signal: keyof typeof SIGNAL_EXIT) => () => {
+  let stoppedBy: StopSignal | undefined;
+  const remove = onStopSignals((signal) => {
     stoppedBy ??= signal;
     process.stdin.destroy();
-  };
-  const onInt = stopOn('SIGINT');
-  const onTerm = stopOn('SIGTERM');
-  process.on('SIGINT', onInt).on('SIGTERM', onTerm);
+  });
   let text = '';
   try {
     text = await readUpTo(process.stdin, constants.MAX_STRING_LENGTH);
   } catch (error) {
     if (!stoppedBy) throw error;
   } finally {
-    process.off('SIGINT', onInt).off('SIGTERM', onTerm);
+    remove();
   }
   if (stoppedBy) throw new StoppedWhileReading(stoppedBy);
   return text;

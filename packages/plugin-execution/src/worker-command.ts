@@ -10,16 +10,18 @@ import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsA
 import { pluginFolderMistake } from './plugin-folders.js';
 import { readGrant } from './run-command.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
+import { endProcess, onStopSignals } from './stop-signals.js';
 
 export const WORKER_USAGE = `Usage:
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]
 
 Runs a queue worker: takes executions of its pool from NATS JetStream and runs them on a local
-backend. Prints "ready <worker id>" once it takes work. On SIGTERM or SIGINT it drains (and says so): takes
+backend. Prints "ready <worker id>" once it takes work. On SIGTERM, SIGINT or SIGHUP it drains (and says so): takes
 nothing new, lets what runs finish (up to --drain-timeout, then stops it), and exits 0 (1 if its
-standard output failed meanwhile: "ERROR: standard output could not take …"). A second
-signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT) or 143
-(SIGTERM); a third exits at once. A handler that ends the process (--backend in-process:
+standard output failed meanwhile: "ERROR: standard output could not take …"); after a SIGHUP
+(its terminal closed) it ends by that signal instead, once done (129 in a shell). A second
+signal stops what runs at once (its callers get WORKER_CRASHED) and exits 130 (SIGINT), 143
+(SIGTERM) or 129 (SIGHUP); a third exits at once. A handler that ends the process (--backend in-process:
 process.exit, an uncaught exception) ends the worker: exit 1, "WORKER_CRASHED: …" on stderr.
 Exits 2 for a usage error, and 1 when it cannot start: "<CODE>: <message>" on stderr, where a
 NATS server it cannot use is QUEUE_SERVER_UNREACHABLE, QUEUE_SERVER_AUTH_FAILED,
@@ -174,11 +176,11 @@ function untilStopped(worker: ExecutionWorker, drainTimeoutMs: number, liftExitG
         // At once, with the executions still running: their workspaces go now (their handlers with the process).
         liftExitGuard();
         removeLiveWorkspaces();
-        process.exit(code);
+        endProcess(code);
       }
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
+    // SIGHUP too: its terminal closed (a worker started by hand over ssh) ended it on the spot.
+    onStopSignals(onSignal);
     // Closed by itself (its own machinery failed, said as a warning): a failure, for a supervisor to restart it.
     void worker.closed.then(() => {
       if (signals > 0) return;

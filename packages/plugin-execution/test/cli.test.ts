@@ -296,17 +296,19 @@ describe('kb-plugin-exec CLI', () => {
     expect(failed.stderr).toBe('HANDLER_ERROR: bad \\x1b[2J thing\nsecond line\n');
   });
 
-  it('SIGINT aborts the execution, removes its workspace and exits 130', async () => {
+  // SIGHUP (the terminal closed): before, Node's default action ended the process on the spot, the
+  // workspace left behind. Now it ends by SIGHUP itself once done (its terminal may be gone: see endProcess).
+  it.each([['SIGINT', 130], ['SIGHUP', 'SIGHUP']] as const)('%s aborts the execution, removes its workspace and ends (%s)', async (signal, end) => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-sigint-'));
     try {
       const child = spawn(process.execPath, [cli, 'run', fixturePlugins.basic, 'respects-signal', '--workspace-root', workspaces, '--logs'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      const exited = new Promise<number | string | null>((resolve) => child.once('exit', (code, endedBy) => resolve(code ?? endedBy)));
       // Once its workspace exists, the execution is running.
       await waitFor(async () => (await readdir(workspaces)).some((name) => name.startsWith('kbx-')), 15_000);
-      child.kill('SIGINT');
-      expect(await exited, stderr).toBe(130);
+      child.kill(signal);
+      expect(await exited, stderr).toBe(end);
       expect(stderr).toMatch(/ABORTED: /);
       expect(await readdir(workspaces)).toEqual([]);
     } finally {
@@ -439,15 +441,15 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
-  it('SIGINT or SIGTERM while --input @- waits for standard input ends the command (130, 143): nothing ran', async () => {
+  it('SIGINT, SIGTERM or SIGHUP while --input @- waits for standard input ends the command (130, 143, by SIGHUP): nothing ran', async () => {
     const workspaces = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-stdin-'));
     try {
-      for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 'SIGHUP']] as const) {
         // Standard input stays open, with nothing written: a user who forgot to pipe the input.
         const child = spawn(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '@-', '--workspace-root', workspaces], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
         let stdout = '';
         child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-        const exited = new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+        const exited = new Promise<number | string | null>((resolve) => child.once('exit', (exitCode, endedBy) => resolve(exitCode ?? endedBy)));
         // Once the CLI has loaded its modules and reached the read (its listeners are in place).
         await readingStandardInput(child.pid!);
         child.kill(signal);

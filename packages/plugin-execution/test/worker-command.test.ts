@@ -24,7 +24,7 @@ afterAll(async () => {
 });
 
 /** `kb-plugin-exec worker …args` on the test's server, resolved once it says it is ready. */
-async function startCliWorker(args: string[], env: Record<string, string> = {}, plugins = fixturePlugins.basic): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | null>; output: () => string }> {
+async function startCliWorker(args: string[], env: Record<string, string> = {}, plugins = fixturePlugins.basic): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | NodeJS.Signals | null>; output: () => string }> {
   const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', plugins, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,7 +32,8 @@ async function startCliWorker(args: string[], env: Record<string, string> = {}, 
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Its exit code, or the signal that ended it.
+  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
   try {
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', () => /ready \S+/.test(output) && resolve());
@@ -45,7 +46,9 @@ async function startCliWorker(args: string[], env: Record<string, string> = {}, 
   return { child, exited, output: () => output };
 }
 
-it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finishes, then it exits 0', async () => {
+// SIGHUP (its terminal closed) too: before, Node's default action ended it on the spot, what ran
+// written off. Drained, it ends by SIGHUP itself (its terminal may be gone: see endProcess).
+it.each([['SIGTERM', 0], ['SIGHUP', 'SIGHUP']] as const)('kb-plugin-exec worker serves a pool, and drains on %s: what runs finishes, then it ends (%s)', async (signal, end) => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--concurrency', '2', '--pool', pool]);
   const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workspace: false });
@@ -62,10 +65,11 @@ it('kb-plugin-exec worker serves a pool, and drains on SIGTERM: what runs finish
     let started = false;
     const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 500 } }, { onEvent: () => (started = true) });
     while (!started) await new Promise((resolve) => setTimeout(resolve, 10));
-    child.kill('SIGTERM');
+    child.kill(signal);
     const result = await running;
     expectOk(result);
-    expect(await exited, output()).toBe(0);
+    expect(await exited, output()).toBe(end);
+    expect(output()).toContain(`${signal}: draining`);
   } finally {
     child.kill('SIGKILL');
     await backend.shutdown({ timeoutMs: 1000 });
