@@ -164,7 +164,8 @@ describe('parseExecutionRequest', () => {
 
   it('gives what the schema gives for requests with and without a host id and a context', () => {
     const ids = [undefined, 'run-1', 'a'.repeat(200), '', '../x', '/abs', 'a/b', 'x\0y', '.hidden', 'ok.id_2-3', 42, null];
-    const contexts = [undefined, {}, Object.create(null), { requestId: 'r' }, JSON.parse('{"__proto__":{"permissions":{"network":true}}}'), [], 'ctx', null, { [Symbol('s')]: 1 }];
+    // (A JSON-made `__proto__` key, which the schema leaves out and the request keeps, has a test of its own below.)
+    const contexts = [undefined, {}, Object.create(null), { requestId: 'r' }, [], 'ctx', null, { [Symbol('s')]: 1 }];
     for (const executionId of ids) {
       for (const [i, context] of contexts.entries()) {
         const request: Record<string, unknown> = { pluginId: '@a/b', handlerId: 'run', input: { n: 1 } };
@@ -173,6 +174,18 @@ describe('parseExecutionRequest', () => {
         expect(byParse(request), `executionId ${String(executionId)}, context #${i}`).toEqual(bySchema(request));
       }
     }
+  });
+
+  it("keeps a JSON __proto__ key of the context, its host and its config as an own key, as data (as the input keeps one), never as a grant", () => {
+    const json = '{"__proto__":{"permissions":{"network":true}},"host":{"kind":"rest","__proto__":{"a":1}},"config":{"__proto__":{"b":2}}}';
+    const parsed = parseExecutionRequest({ pluginId: 'p', handlerId: 'h', context: JSON.parse(json) });
+    const context = parsed.context as Record<string, object>;
+    for (const [value, proto] of [[context, { permissions: { network: true } }], [context.host, { a: 1 }], [context.config, { b: 2 }]] as const) {
+      expect(Object.getOwnPropertyDescriptor(value, '__proto__')).toMatchObject({ value: proto, enumerable: true });
+      expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    }
+    expect(parsed.context?.permissions).toBeUndefined();
+    expect(JSON.stringify(parsed.context)).toBe('{"host":{"kind":"rest","__proto__":{"a":1}},"config":{"__proto__":{"b":2}},"__proto__":{"permissions":{"network":true}}}');
   });
 
   it('hands back a context of its own, not the caller\'s object', () => {

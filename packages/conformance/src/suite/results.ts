@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { expectOk } from '../expect-result.js';
-import { BASIC, CJS } from '../fixtures.js';
+import { expectError, expectOk } from '../expect-result.js';
+import { BASIC, CJS, GUARDED } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { testPlatform } from '../test-platform.js';
 
@@ -53,6 +53,22 @@ function resultShapeTests(suite: SuiteContext): void {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: null, context });
     expectOk(result);
     expect((result.data as { context: unknown }).context).toEqual(context);
+  });
+
+  it("keeps a context's own `__proto__` keys, as JSON.parse makes them, as it keeps an input's: data, never a prototype or a grant", async () => {
+    const backend = make();
+    const json = '{"__proto__":{"permissions":{"platform":{"kv":["get"]}}},"host":{"kind":"rest","__proto__":{"a":1}},"config":{"__proto__":{"b":2}},"x":1}';
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: JSON.parse(json), context: JSON.parse(json) });
+    expectOk(result);
+    const seen = (result.data as { context: { host: object; config: object } }).context;
+    const own = (value: object) => ({ proto: Object.getOwnPropertyDescriptor(value, '__proto__')?.value, plain: Object.getPrototypeOf(value) === Object.prototype });
+    expect(own(seen)).toEqual({ proto: { permissions: { platform: { kv: ['get'] } } }, plain: true });
+    expect(own(seen.host)).toEqual({ proto: { a: 1 }, plain: true });
+    expect(own(seen.config)).toEqual({ proto: { b: 2 }, plain: true });
+    expect(Object.keys(seen).sort()).toEqual(['__proto__', 'config', 'host', 'x']);
+    // Never taken as the context's prototype: its `permissions` grant nothing.
+    const denied = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-kv', context: JSON.parse(json) });
+    expectError(denied, 'PERMISSION_DENIED');
   });
 }
 

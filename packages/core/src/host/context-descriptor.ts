@@ -36,6 +36,26 @@ export const contextDescriptorSchema = lazySchema((z) =>
 export type ContextDescriptor = z.output<ReturnType<typeof contextDescriptorSchema>>;
 
 /**
+ * Put back the own `__proto__` keys (as `JSON.parse` makes them) that the schema's parse leaves
+ * out of the objects it rebuilds (the context, its `host` and `config`): the handler sees them as
+ * it sees an input's, as data, never as a prototype.
+ */
+export function keepProtoKeys(given: unknown, parsed: ContextDescriptor | undefined): void {
+  if (parsed === undefined) return;
+  const pairs: Array<[unknown, object | undefined]> = [[given, parsed]];
+  if (isObject(given)) pairs.push([given.host, parsed.host], [given.config, parsed.config]);
+  for (const [from, to] of pairs) {
+    if (isObject(from) && to !== undefined && Object.hasOwn(from, '__proto__') && !Object.hasOwn(to, '__proto__')) {
+      Object.defineProperty(to, '__proto__', { value: from['__proto__'], enumerable: true, writable: true, configurable: true });
+    }
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
+/**
  * Check a context descriptor a host gives once for many executions (a channel mount's static
  * context), where each execution would otherwise refuse it alike: the issues name `<what>.<field>`,
  * and a value that cannot cross to a runner is named as an input's would be.

@@ -6,7 +6,7 @@ import { lazySchema, type Zod } from './lazy-zod.js';
 import { parseTraceparent } from './traceparent.js';
 import type { HostPlatform } from '../define-handler.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
-import { contextDescriptorSchema } from './context-descriptor.js';
+import { contextDescriptorSchema, keepProtoKeys } from './context-descriptor.js';
 import { didYouMean, nearest, unknownKeyMessage } from './nearest-name.js';
 import { executeKeyElsewhere } from './backend-own-options.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
@@ -87,7 +87,10 @@ export function parseExecutionRequest(request: unknown): ParsedExecutionRequest 
   }
   const unknown = typeof request === 'object' && request !== null && !Array.isArray(request) ? unknownFieldIssues(request as Record<string, unknown>) : [];
   const result = executionRequestSchema().safeParse(request);
-  if (result.success && unknown.length === 0) return result.data;
+  if (result.success && unknown.length === 0) {
+    keepProtoKeys((request as Record<string, unknown>).context, result.data.context);
+    return result.data;
+  }
   throw validationError('Invalid execution request', [...(result.success ? [] : issuesOf(result.error, '', executionRequestSchema())), ...unknown]);
 }
 
