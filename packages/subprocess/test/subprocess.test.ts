@@ -130,6 +130,16 @@ describe('protocol', () => {
     expect(await runners(backend)).toMatchObject({ spawned: 0 });
   });
 
+  it('names a context that made the run frame larger than maxFrameBytes (path context), not the input', async () => {
+    const backend = make({ maxFrameBytes: 64 * 1024 });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'small', context: { notes: 'y'.repeat(100 * 1024) } });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toMatch(/^The context is \d+ bytes encoded: it exceeds the frame limit of 65536 bytes \(maxFrameBytes\)$/);
+    expect(result.error.details).toMatchObject({ path: 'context', reason: 'too-large', limit: 64 * 1024 });
+    expect(result.error.details.bytes).toBeGreaterThan(100 * 1024);
+    expect(await runners(backend)).toMatchObject({ spawned: 0 });
+  });
+
   it('a result larger than maxFrameBytes is VALIDATION_ERROR saying so (reason too-large, the limit), not that it cannot be serialised', async () => {
     const backend = make({ maxFrameBytes: 64 * 1024 });
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'returns-big', input: { bytes: 100 * 1024 } });

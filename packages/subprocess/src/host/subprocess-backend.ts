@@ -96,15 +96,11 @@ export class SubprocessBackend extends BaseBackend {
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     // Encode first: an input that cannot cross the boundary costs no process.
     let frame: Buffer;
+    const run: ChildRunMessage = { type: 'run', task, env: handlerEnvironment(task.permissions.env) };
     try {
-      const run: ChildRunMessage = { type: 'run', task, env: handlerEnvironment(task.permissions.env) };
       frame = encodeFrame(run, this.#o.maxFrameBytes);
     } catch (error) {
-      if (error instanceof FrameTooLargeError) {
-        throw new ValidationError(`The input is ${error.bytes} bytes encoded: it exceeds the frame limit of ${error.limit} bytes (maxFrameBytes)`, {
-          details: { path: 'input', reason: 'too-large', bytes: error.bytes, limit: error.limit },
-        });
-      }
+      if (error instanceof FrameTooLargeError) throw frameTooLargeError(error, run);
       throw taskUnserializableError(error, task);
     }
 
@@ -357,5 +353,21 @@ function folderGone(task: RunnerTask, crash: unknown): HandlerNotFoundError {
   return new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": its plugin folder ${task.pluginRoot} does not exist (moved or deleted while the host runs)`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId },
     cause: crash,
+  });
+}
+
+/**
+ * The run frame over maxFrameBytes, named by what made it so: the context when the frame is over
+ * the limit without the input too (its size then what the frame takes without the input), the input otherwise.
+ */
+function frameTooLargeError(error: FrameTooLargeError, run: ChildRunMessage): ValidationError {
+  let tooLarge: { path: 'input' | 'context'; bytes: number } = { path: 'input', bytes: error.bytes };
+  try {
+    encodeFrame({ ...run, task: { ...run.task, input: undefined } }, error.limit);
+  } catch (withoutInput) {
+    if (withoutInput instanceof FrameTooLargeError) tooLarge = { path: 'context', bytes: withoutInput.bytes };
+  }
+  return new ValidationError(`The ${tooLarge.path} is ${tooLarge.bytes} bytes encoded: it exceeds the frame limit of ${error.limit} bytes (maxFrameBytes)`, {
+    details: { path: tooLarge.path, reason: 'too-large', bytes: tooLarge.bytes, limit: error.limit },
   });
 }
