@@ -37,7 +37,7 @@ function perform(caller: ChannelConnection, registry: ConnectionRegistry, method
       return true;
     }
     default:
-      throw new ValidationError(`ctx.channel has no method "${String(method)}"`);
+      throw new ValidationError(`ctx.channel has no method "${String(method)}"`, { details: { method: String(method), reason: 'no-such-method' } });
   }
 }
 
