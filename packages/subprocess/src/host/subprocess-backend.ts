@@ -235,8 +235,14 @@ export class SubprocessBackend extends BaseBackend {
   #spawn(profile: ChildProfile, cwd: string, spare: boolean): ChildRunner {
     const sandboxed = this.#sandbox.state?.active === true;
     this.#sandbox.createWriteFolders(profile);
-    // argv of the child entry: frame limit, descriptors to close, whether bubblewrap started it.
-    const childArgs = [String(this.#o.maxFrameBytes), inheritedDescriptors(sandboxed ? STATUS_FD + 1 : STATUS_FD).join(','), sandboxed ? 'sandboxed' : 'plain'];
+    // argv of the child entry: frame limit, descriptors to close, whether bubblewrap started it,
+    // whether the host maps stack traces to sources (a child starts with none of its flags).
+    const childArgs = [
+      String(this.#o.maxFrameBytes),
+      inheritedDescriptors(sandboxed ? STATUS_FD + 1 : STATUS_FD).join(','),
+      sandboxed ? 'sandboxed' : 'plain',
+      process.sourceMapsEnabled ? 'source-maps' : 'no-source-maps',
+    ];
     // What the child may read and write, named once for both layers: Node's flags and the sandbox's view.
     const grants = this.#o.flags.enforce || sandboxed ? fsGrants(profile, this.#o.flags) : NO_GRANTS;
     const node = { flags: nodeFlags(profile, this.#o.flags, grants), entry: this.#entry, args: childArgs };

@@ -74,6 +74,12 @@ if ((process as { permission?: unknown }).permission !== undefined) {
 // bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
 if (process.argv[4] === 'sandboxed') delete process.env.PWD;
 
+// A host run with source maps on (`--enable-source-maps`, in its command line or NODE_OPTIONS)
+// has its in-process and worker-pool handlers' stacks name their sources (a TypeScript build's
+// `src/run.ts:11`): so do a child's. Turned on here, after the runtime loaded, so that only the
+// plugin's modules have their maps read (the flag would read this script's too, at every start).
+if (process.argv[5] === 'source-maps') process.setSourceMapsEnabled(true);
+
 // Descriptors the host inherited without close-on-exec and passed on (argv[3], "5,9"): closed
 // before any plugin code can use them.
 for (const fd of (process.argv[3] ?? '').split(',')) {
