@@ -88,6 +88,25 @@ describe('a handler export that is not there', () => {
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: { got: 3 } });
   });
 
+  it('a class exported as the handler is HANDLER_NOT_FOUND naming the file, the export and the class, not a TypeError from inside the runner', async () => {
+    // Before: HANDLER_ERROR "Class constructor Handler cannot be invoked without 'new'", its stack
+    // only the runner's frames, on every backend: nothing said which file or export.
+    const esm = await failureOf('klass.mjs', 'export default class Handler { async run() { return 1; } }\n', 'greet');
+    expect(esm).toEqual({
+      code: 'HANDLER_NOT_FOUND',
+      message:
+        `Handler "greet" of plugin "@t/hint": export "default" of ${path.join(root, 'klass.mjs')} is a class (Handler), which cannot be called without new: ` +
+        'export a function that calls it, such as (input, ctx) => new Handler().run(input, ctx)',
+    });
+    const cjs = await failureOf('klass.cjs', 'module.exports = class extends Object {};\n', 'greet');
+    expect(cjs).toMatchObject({ code: 'HANDLER_NOT_FOUND', message: expect.stringContaining(`export "default" of ${path.join(root, 'klass.cjs')} is a class (anonymous), which cannot be called without new`) });
+    // A function that is no class is called as before, whatever its source says.
+    const entryPath = path.join(root, 'fn.mjs');
+    await writeFile(entryPath, 'export default async function classy() { return "class"; }\n');
+    const task = { executionId: 'exec-fn', pluginId: '@t/hint', handlerId: 'fn', pluginRoot: root, entryPath, exportName: 'default', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 'class' });
+  });
+
   it('a module that was empty, or written again while it was imported (an editor saving it), is HANDLER_ERROR, not a missing export', async () => {
     const empty = await failureOf('empty.mjs', '', 'greet');
     expect(empty).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('empty.mjs is empty or was being saved as it was loaded (saved half-way?)') });

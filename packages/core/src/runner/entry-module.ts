@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Stats } from 'node:fs';
-import { ValidationError } from '../errors.js';
+import { HandlerNotFoundError, ValidationError } from '../errors.js';
 import { notModuleFile } from '../module-file.js';
 // Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
 const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
@@ -125,4 +125,21 @@ export function refuseNonModuleFile(entryPath: string, stats: Stats | undefined,
   throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${problem}`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
   });
+}
+
+/**
+ * A class exported as the handler (`export default class Handler { run() {} }`): called as a
+ * function, it throws "Class constructor Handler cannot be invoked without 'new'" from inside the
+ * runner, naming neither the file nor the export. HANDLER_NOT_FOUND saying so, as for an export
+ * that is no function.
+ */
+export function refuseClassExport(exported: (...args: never[]) => unknown, at: { entryPath: string; exportName: string; task: { pluginId: string; handlerId: string } }): void {
+  if (!/^class\b/.test(Function.prototype.toString.call(exported))) return;
+  const { entryPath, exportName, task } = at;
+  const name = exported.name || 'anonymous';
+  throw new HandlerNotFoundError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is a class (${name}), which cannot be called without new: ` +
+      `export a function that calls it, such as (input, ctx) => new ${exported.name || 'Handler'}().run(input, ctx)`,
+    { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName } },
+  );
 }

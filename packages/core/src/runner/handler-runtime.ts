@@ -11,7 +11,7 @@ import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
 import { wallClockMs } from '../wall-clock.js';
 import { loadError } from './load-errors.js';
-import { importNamespace, refuseBackslashPath, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
+import { importNamespace, refuseBackslashPath, refuseClassExport, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
 import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
 import { passingShortage } from '../passing-shortage.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
@@ -213,7 +213,10 @@ async function importEntry(url: string, entryPath: string, task: RunnerTask): Pr
 async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; exportName: string; task: RunnerTask; load: number; before: FileState | undefined }): Promise<LoadedHandler> {
   const { entryPath, exportName, task, load } = at;
   const exported = pickExport(mod, exportName);
-  if (typeof exported === 'function') return { run: exported as HandlerFunction, schema: undefined, load };
+  if (typeof exported === 'function') {
+    refuseClassExport(exported as HandlerFunction, at);
+    return { run: exported as HandlerFunction, schema: undefined, load };
+  }
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
     return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
