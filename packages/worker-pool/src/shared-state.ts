@@ -3,6 +3,7 @@
  * made fresh when a task of another handler than the last one comes (worker-entry.ts). Captured
  * before any plugin code runs, as the intrinsics are (thread-hygiene.ts).
  */
+import { getPriority } from 'node:os';
 import { watchCalls } from './call-watch.js';
 
 const ownSymbols = Object.getOwnPropertySymbols;
@@ -88,6 +89,24 @@ export function watchProcessSettings(): { changed(): boolean } {
       return false;
     },
   };
+}
+
+/**
+ * The thread's CPU priority (its nice value): on Linux each thread has its own, which
+ * `os.setPriority(n)` (pid 0) sets for the calling thread, and every later execution on it would
+ * run at what a plugin left there (a CPU-heavy job lowering its own, as it would in a process of
+ * its own). Raising it back takes a privilege (CAP_SYS_NICE) a host seldom has, so a change counts.
+ */
+export function watchThreadPriority(): { changed(): boolean } {
+  const priorityNow = (): number | undefined => {
+    try {
+      return getPriority();
+    } catch {
+      return undefined;
+    }
+  };
+  const baseline = priorityNow();
+  return { changed: () => priorityNow() !== baseline };
 }
 
 /**

@@ -14,7 +14,7 @@ import { LaterWatch } from './later-watch.js';
 import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
 import { closeInspector } from './inspector-lock.js';
-import { forgetSharedState, watchEnvironmentData, watchGlobalSymbols, watchProcessSettings, watchPromiseHooks } from './shared-state.js';
+import { forgetSharedState, watchEnvironmentData, watchGlobalSymbols, watchProcessSettings, watchPromiseHooks, watchThreadPriority } from './shared-state.js';
 import { watchModuleHooks } from './module-hooks.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
@@ -30,6 +30,7 @@ closeInspector();
 const guard = captureIntrinsics();
 const globalSymbols = watchGlobalSymbols();
 const processSettings = watchProcessSettings();
+const threadPriority = watchThreadPriority();
 const environmentData = watchEnvironmentData();
 const moduleHooks = watchModuleHooks();
 const promiseHooks = watchPromiseHooks();
@@ -107,7 +108,7 @@ function onTask(message: TaskMessage): void {
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
   if (lastHandler !== undefined && packed.h !== lastHandler) {
-    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || processSettings.changed() || environmentData.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
+    if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || processSettings.changed() || threadPriority.changed() || environmentData.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
     // What the last handler left, also what it set up after its answer (a few awaits on) and after the checks.
     if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover() || promiseHooks.changed()) return decline(message.k, 'handles-left');
     try {

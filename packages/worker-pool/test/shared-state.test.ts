@@ -69,4 +69,14 @@ describe('worker-pool: state shared on a thread without patching anything', () =
     expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'reads-environment-data' }))).toBeNull();
     expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 1, retired: { 'globals-tampered': 1 } });
   });
+
+  it.runIf(process.platform === 'linux')("a thread's CPU priority one handler lowers (os.setPriority) is not another handler's: the thread is retired first", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const started = okData(await backend.execute({ pluginId: POOL, handlerId: 'reads-priority' })) as number;
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'lowers-priority' }))).toBe(Math.min(started + 10, 19));
+    // Before: started + 10, on the same thread (on Linux a thread's nice value is its own, and
+    // raising it back takes privileges a host seldom has).
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'reads-priority' }))).toBe(started);
+    expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 1, retired: { 'globals-tampered': 1 } });
+  });
 });
