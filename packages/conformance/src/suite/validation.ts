@@ -1,6 +1,8 @@
 import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { isExecutionError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectOk } from '../expect-result.js';
@@ -117,6 +119,26 @@ function requestValidationTests(suite: SuiteContext): void {
     const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { signal: signal as unknown as AbortSignal });
     expectError(again, 'INTERNAL_ERROR');
     expect(await readdir(suite.root())).toEqual([]);
+  });
+
+  it('a signal-like object whose addEventListener throws leaves nothing running without a workspace either: its execution is not kept until its time limit', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const backend = make({ workspace: false });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));
+    const signals: Array<WeakRef<object>> = [];
+    for (let i = 0; i < 50; i++) {
+      const signal = { aborted: false, reason: undefined, addEventListener: () => { throw new Error('the host signal refused a listener'); }, removeEventListener: () => {} };
+      signals.push(new WeakRef(signal));
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { signal: signal as unknown as AbortSignal, timeoutMs: 600_000 });
+      expectError(result, 'INTERNAL_ERROR');
+      expect(result.error.message).toContain('the host signal refused a listener');
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    // Before, each stayed in the backend's running list, its 10-minute time limit pending, and held its signal.
+    expect(signals.filter((ref) => ref.deref() !== undefined).length).toBeLessThanOrEqual(5);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
   it('rejects bad execute() options with VALIDATION_ERROR', async () => {

@@ -289,13 +289,15 @@ export class Execution {
         telemetry?.decided(outcome.ok ? undefined : outcome.error);
         resolve(outcome);
       };
+      // Listened to first: a signal-like object of the host's whose addEventListener throws fails the
+      // execution with that (INTERNAL_ERROR) before it is in the running list, with no deadline left behind.
+      const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
       const running = host.running.add(this);
       control.onStop((error) => decide({ ok: false, error }));
       // Expired after the loop's next read of its input: an answer that came meanwhile, while the
       // host's own loop was held up past the limit (a long synchronous task, a pause), is read first.
       const expire = () => void (control.hasAnswer || control.stop(this.#timeoutError(task)));
       const deadline = deadlines.add(limitMs, startedAt, () => void setImmediate(expire));
-      const stopListening = opts.signal ? onAbort(opts.signal, () => control.stop(callersAbort(task, opts.signal!, this.taken))) : undefined;
       telemetry?.dispatched(task.pluginId, task.handlerId);
       if (opts.beginBy) task.beginBy = control.beginBy();
       let dispatched: Promise<unknown>;
