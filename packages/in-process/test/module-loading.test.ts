@@ -100,10 +100,31 @@ describe('in-process module loading, in a plain Node process', () => {
     expect(printed.message).toBe(`Handler "run" of plugin "@x/backslash": ${path.join(backslash, 'run.mjs')} has a backslash in its path, and Node imports no module from such a path; move the plugin to a folder without one`);
   });
 
+  // Node 22.18+ runs a .ts entry by stripping its types, and refuses what it cannot strip (an enum)
+  // with a SyntaxError whose stack begins with the file and line: its URL, in an ES module scope.
+  it.runIf((process.features as { typescript?: unknown }).typescript === 'strip')('names a TypeScript file that does not strip by its path and line, as for a module that does not parse', async () => {
+    const ts = path.join(typeless, 'ts');
+    await mkdir(ts);
+    await writeFile(path.join(ts, 'kb.plugin.json'), JSON.stringify({ id: '@x/ts', version: '1', handlers: { run: { entry: 'run.ts' } } }));
+    await writeFile(path.join(ts, 'package.json'), JSON.stringify({ type: 'module' }));
+    await writeFile(path.join(ts, 'run.ts'), 'const offset: number = 1;\n\nenum Color { Red, Green }\nexport default async (): Promise<number> => Color.Green + offset;\n');
+    const printed = runInNode('run', { dir: ts, id: '@x/ts' });
+    expect(printed.code).toBe('HANDLER_ERROR');
+    // Before: "file:///…/run.ts:3 does not parse", and details.file the URL where every other load error has the path.
+    expect(printed.message).toMatch(new RegExp(`^Handler "run" of plugin "@x/ts": ${path.join(ts, 'run.ts').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3 does not parse: SyntaxError: `));
+    expect(printed.details).toEqual({ name: 'SyntaxError', file: path.join(ts, 'run.ts') });
+  });
+
   it('names the file of a handler module that does not parse', () => {
     const printed = runInNode('broken');
     expect(printed.code).toBe('HANDLER_ERROR');
     expect(printed.message).toContain(`${path.join(dir, 'broken.mjs')} (or a module it imports) does not parse: SyntaxError: `);
     expect(printed.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'broken.mjs') });
+  });
+
+  it("says how to find the line of an ES module that does not parse, which Node's error does not give", () => {
+    const printed = runInNode('broken');
+    // Before: only "… does not parse: SyntaxError: Unexpected token ';'", no line to go to.
+    expect(printed.message).toMatch(new RegExp(`does not parse: SyntaxError: .+ \\(Node names no line for an ES module: node --check <file> shows where, in ${path.join(dir, 'broken.mjs').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} or a module it imports\\)$`));
   });
 });

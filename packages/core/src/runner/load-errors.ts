@@ -29,13 +29,18 @@ function commonJsScopeError(error: unknown, entryPath: string, task: RunnerTask)
   );
 }
 
-/** A SyntaxError from loading a module: its message, its stack, and its "file:line" when it has one (a CommonJS module's stack starts with it; an ES module's names none). */
+/**
+ * A SyntaxError from loading a module: its message, its stack, and its "file:line" when it has one
+ * (a CommonJS module's stack starts with it; an ES module's names none, except TypeScript that
+ * Node cannot strip, whose stack starts with the module's URL: the file is said as a path all the same).
+ */
 function syntaxErrorOf(error: unknown): { message: string; stack: string; file?: string; line?: string } | undefined {
   const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
   if (e?.name !== 'SyntaxError' || typeof e.message !== 'string') return undefined;
   const stack = typeof e.stack === 'string' ? e.stack : '';
   const at = /^(.+):(\d+)$/.exec(stack.split('\n', 1)[0]!);
-  return { message: e.message, stack, ...(at ? { file: at[1]!, line: at[2]! } : {}) };
+  if (!at) return { message: e.message, stack };
+  return { message: e.message, stack, file: at[1]!.startsWith('file:') ? fileURLToPath(at[1]!) : at[1]!, line: at[2]! };
 }
 
 /**
@@ -73,7 +78,9 @@ function parseError(error: unknown, entryPath: string, task: RunnerTask): Handle
   const syntax = syntaxErrorOf(error);
   if (!syntax?.stack || syntax.stack.split('\n').slice(1).some((frame) => frame.includes(task.pluginRoot))) return undefined;
   const where = syntax.file ? `${syntax.file}:${syntax.line}` : `${entryPath} (or a module it imports)`;
-  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${syntax.message}`, {
+  // Node keeps an ES module's line to itself (it prints it only for an error nobody caught).
+  const findLine = syntax.file ? '' : ` (Node names no line for an ES module: node --check <file> shows where, in ${entryPath} or a module it imports)`;
+  return new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${where} does not parse: SyntaxError: ${syntax.message}${findLine}`, {
     details: { name: 'SyntaxError', file: syntax.file ?? entryPath },
     cause: error,
   });
