@@ -65,7 +65,7 @@ export type WorkerPoolRunnerStats = {
   stopped: number;
   redispatched: number;
   failedToStart: number;
-  /** Threads terminated that have not exited: blocked in a synchronous call (PoolThread.abandoned), not counted in `threads`. */
+  /** Threads terminated that have not exited: blocked in a synchronous call, or waiting for their work on Node's thread pool (PoolThread.abandoned), not counted in `threads`. */
   abandoned: number;
   lanes: Record<string, { threads: number; busy: number; heapLimitMb?: number }>;
 };

@@ -28,5 +28,5 @@ export function unstartedReason(failing: StartFailures, stuckInPlace: number): s
 
 export function stuckThreads(count: number): string {
   const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
-  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler, or a Worker it started, is' : 'their handlers, or Workers they started, are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command, one call of a JavaScript built-in over a huge array-like …), or still freeing a heap of gigabytes`;
+  return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler, or a Worker it started, is' : 'their handlers, or Workers they started, are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command, one call of a JavaScript built-in over a huge array-like …), or waits for work it left running on Node's thread pool (a crypto.pbkdf2 or scrypt of a high cost, zlib over a huge buffer: a thread exits only once that work has ended), or still freeing a heap of gigabytes`;
 }

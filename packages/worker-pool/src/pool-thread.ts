@@ -51,7 +51,8 @@ export class PoolThread<Lane = unknown> {
   readonly done: Promise<void>;
   /**
    * Terminated, it did not exit within STOP_WITHIN_MS: its handler is in a synchronous call no
-   * terminate interrupts. The pool no longer counts it (another thread takes its place); it exits
+   * terminate interrupts, or left work running on Node's thread pool (a thread's loop closes only
+   * once that work has ended). The pool no longer counts it (another thread takes its place); it exits
    * when that call returns, and until then the host process cannot exit either (Node joins every
    * thread on the way out).
    */

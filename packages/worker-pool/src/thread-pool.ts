@@ -313,7 +313,7 @@ export class ThreadPool {
       setTimeout(() => {
         if (warnedStuck || !this.#abandoned.has(thread)) return;
         warnedStuck = true;
-        process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns (Node waits for every thread on its way out). Said once per process.`, {
+        process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns, or that work ends (Node waits for every thread on its way out). Said once per process.`, {
           code: 'KB_PLUGIN_THREAD_STUCK',
         });
       }, STUCK_WARNING_AFTER_MS).unref();
