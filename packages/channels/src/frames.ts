@@ -114,7 +114,8 @@ export function parseFrameText(text: string): ParsedClientFrame {
   }
   let unknown: string[] | undefined;
   for (const key in frame) {
-    if (!CLIENT_KEYS.has(key)) (unknown ??= []).push(key);
+    // Own fields only: a key a library added to the host's Object.prototype is no field of the client's.
+    if (!CLIENT_KEYS.has(key) && Object.hasOwn(frame, key)) (unknown ??= []).push(key);
   }
   if (unknown) {
     return { ok: false, message: `Unknown frame field(s): ${unknown.slice(0, 5).join(', ')}; a frame is { id?, type?, data }`, replyTo };

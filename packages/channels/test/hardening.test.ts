@@ -660,6 +660,20 @@ describe('bad frames', () => {
     expect(await client.request('fine', 'still open')).toMatchObject({ type: 'reply', data: { echo: 'still open' } });
   });
 
+  it("a host whose Object.prototype a library extended (an enumerable `Object.prototype.x = 1`) still has its frames answered: only a frame's own fields are checked", async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    const prototype = Object.prototype as Record<string, unknown>;
+    prototype.addedByALibrary = 1;
+    try {
+      // Before: every frame was refused, "Unknown frame field(s): addedByALibrary".
+      expect(await client.request('p', 'polluted host')).toMatchObject({ type: 'reply', replyTo: 'p', data: { echo: 'polluted host' } });
+      expect(h.mount.stats().badFrames).toBe(0);
+    } finally {
+      delete prototype.addedByALibrary;
+    }
+  });
+
   it('answers VALIDATION_ERROR when the reply cannot be JSON', async () => {
     const h = await setup();
     const client = await h.connect('/echo');
