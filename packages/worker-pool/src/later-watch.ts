@@ -145,7 +145,9 @@ export class LaterWatch {
   }
 
   #replace(holder: Record<string, unknown>, method: string, wrapper: unknown): void {
-    holder[method] = wrapper;
+    // A holder frozen by --frozen-intrinsics (which threads inherit; Atomics): its method stays
+    // unwatched, and no handler can replace it either.
+    if (!Reflect.set(holder, method, wrapper)) return;
     this.#wrapped.push([holder, method, wrapper]);
   }
 

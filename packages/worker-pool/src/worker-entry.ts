@@ -88,8 +88,12 @@ onHandlerLoading((loading) => {
 });
 // What Node runs between two of its own callbacks (timers, immediates): the nextTick queue, the
 // microtasks, then the rejections nobody handled. Undocumented but on every Node this package
-// supports; without it, every execution waits for an event-loop turn instead (idleSoon).
-const runTicksAndRejections = (process as { _tickCallback?: () => void })._tickCallback;
+// supports; without it, every execution waits for an event-loop turn instead (idleSoon). Not when
+// the host runs with --pending-deprecation: Node then gives it as a deprecated wrapper (DEP0134)
+// whose first call warns on the thread's stderr (a handler's output), or throws with
+// --throw-deprecation and ends the thread.
+const tickCallback = (process as { _tickCallback?: () => void })._tickCallback;
+const runTicksAndRejections = tickCallback?.name === 'deprecated' ? undefined : tickCallback;
 
 /** Event-loop turns a handle or request may stay listed after the callback that answered from it (execute()). */
 const LEFTOVER_TURNS = 3;

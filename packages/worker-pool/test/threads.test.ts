@@ -648,6 +648,24 @@ describe('worker-pool: thread reuse and hygiene', () => {
     },
   );
 
+  it('a host run with --frozen-intrinsics (which its threads inherit): handlers run, and a busy loop is still stopped', () => {
+    const script = `
+      import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(fixturePlugins.basic)}, ${JSON.stringify(fixturePlugins.hostile)}], workspace: false, maxThreads: 1 });
+      const out = [];
+      for (const [pluginId, handlerId, input] of [[${JSON.stringify(BASIC)}, 'echo', 'frozen'], [${JSON.stringify(HOSTILE)}, 'busy-loop'], [${JSON.stringify(BASIC)}, 'echo', 'after']]) {
+        const r = await backend.execute({ pluginId, handlerId, input }, { timeoutMs: 1000 });
+        out.push(r.ok ? r.data : r.error.code);
+      }
+      await backend.shutdown();
+      process.stdout.write(JSON.stringify(out));
+    `;
+    const child = spawnSync(process.execPath, ['--frozen-intrinsics', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 20_000 });
+    expect(child.stderr).toBe('');
+    // Before: WORKER_CRASHED each, "A worker thread failed to start ...: Cannot assign to read only property 'waitAsync' of object '[object Atomics]'".
+    expect(JSON.parse(child.stdout)).toEqual(['frozen', 'TIMEOUT', 'after']);
+  });
+
   it('still catches tampering where code generation from strings is disabled', () => {
     // The check compiles itself with new Function; a host running with
     // --disallow-code-generation-from-strings (process-wide, threads inherit it) gets the plain loop.
@@ -670,6 +688,27 @@ describe('worker-pool: thread reuse and hygiene', () => {
     });
     expect(child.stderr).toBe('');
     expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 }]);
+  });
+
+  it("a host run with --pending-deprecation --throw-deprecation: its threads run handlers, and nothing of ours reaches a handler's output as a deprecation", () => {
+    // Under --pending-deprecation Node wraps process._tickCallback in a deprecation (DEP0134).
+    const script = `
+      import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
+      const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false, maxThreads: 1 });
+      const out = [];
+      for (const input of ['first', 'second']) {
+        const lines = [];
+        const r = await backend.execute({ pluginId: ${JSON.stringify(BASIC)}, handlerId: 'echo', input }, { onLog: (line) => lines.push(line.message) });
+        out.push(r.ok ? { data: r.data, lines } : r.error.code + ': ' + r.error.message);
+      }
+      await backend.shutdown();
+      process.stdout.write(JSON.stringify(out));
+    `;
+    const child = spawnSync(process.execPath, ['--pending-deprecation', '--throw-deprecation', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 20_000 });
+    expect(child.stderr).toBe('');
+    // Before: WORKER_CRASHED, "died of an uncaught exception: process._tickCallback() is deprecated"
+    // (without --throw-deprecation, a DeprecationWarning on the first handler's stderr on each thread).
+    expect(JSON.parse(child.stdout)).toEqual([{ data: 'first', lines: [] }, { data: 'second', lines: [] }]);
   });
 
   it('keeps the thread when nothing was tampered with', async () => {
