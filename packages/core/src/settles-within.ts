@@ -1,3 +1,4 @@
+import { clearTimeout, setTimeout } from './real-timers.js';
 /**
  * Whether `promise` settles (either way) within `ms`; the timer is cleared either way, so none is
  * left behind. `keepAlive: false`: the timer does not keep the process alive meanwhile (what it

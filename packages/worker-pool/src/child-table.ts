@@ -10,6 +10,7 @@
  */
 import { FLOW_SLOTS, add, load, notify, store, waitAsync } from './flow-control.js';
 import { SPAWN_WAIT_MS } from './thread-deadlines.js';
+import { clearTimeout, monotonicNow, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 
 // The thread's side runs after plugin code, which may replace any global or prototype method:
 // each it uses is taken at load, so that none is handed the shared buffer or can forge a child.
@@ -60,10 +61,10 @@ export class ChildTable {
     }
   }
 
-  /** Host side: call `then` (which terminates the thread) once no spawn() is under way on it, at `until` (performance.now()) at the latest. */
-  whenNotSpawning(then: () => void, until = performance.now() + SPAWN_WAIT_MS): void {
+  /** Host side: call `then` (which terminates the thread) once no spawn() is under way on it, at `until` (monotonicNow()) at the latest. */
+  whenNotSpawning(then: () => void, until = monotonicNow() + SPAWN_WAIT_MS): void {
     const spawning = Atomics.or(this.shared, SPAWNING, ENDING) | ENDING;
-    const left = until - performance.now();
+    const left = until - monotonicNow();
     if (spawning === ENDING || left <= 0) return then();
     const waited = waitAsync(this.shared, SPAWNING, spawning, left);
     if (!waited.async) return this.whenNotSpawning(then, until);
@@ -106,9 +107,9 @@ export class ChildTable {
    * most: the exit cannot wait for a promise), and each child listed is killed.
    */
   killAtHostExit(): void {
-    const until = performance.now() + SPAWN_WAIT_MS;
+    const until = monotonicNow() + SPAWN_WAIT_MS;
     for (let spawning = Atomics.or(this.shared, SPAWNING, ENDING) | ENDING; spawning !== ENDING; spawning = load(this.shared, SPAWNING)) {
-      const left = until - performance.now();
+      const left = until - monotonicNow();
       if (left <= 0) break;
       Atomics.wait(this.shared, SPAWNING, spawning, left);
     }

@@ -1,4 +1,5 @@
 import { BEGUN, LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK } from './flow-control.js';
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /**
  * The host's count of the tasks it handed one thread, against what the thread's runtime says of
@@ -7,7 +8,7 @@ import { BEGUN, LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK } from './flow-control.
  */
 export class HandOff {
   readonly #wake: Int32Array;
-  /** Tasks posted to it, and when the last one was (performance.now()). */
+  /** Tasks posted to it, and when the last one was (monotonicNow()). */
   #handed = 0;
   #handedAt = 0;
   /** LOOKED_FOR_TASK as it was just before the last task was posted. */
@@ -29,7 +30,7 @@ export class HandOff {
     Atomics.add(this.#wake, 0, 1);
     Atomics.notify(this.#wake, 0);
     this.#handed++;
-    this.#handedAt = performance.now();
+    this.#handedAt = monotonicNow();
   }
 
   /** It took the last task handed to it (one it never took never began there). */

@@ -1,6 +1,6 @@
 import { Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import type { ExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, OutputPacer, serializeErrorForRunner, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearTimeout, HostSession, OutputPacer, serializeErrorForRunner, setTimeout, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
 import { LOAD_WAIT_MS, STOPPED, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { HandOff } from './hand-off.js';
 import { TaskPacker } from './task-wire.js';

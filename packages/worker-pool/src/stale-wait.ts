@@ -1,4 +1,5 @@
 import { ofOldLoad, type StaleThread } from './idle-choice.js';
+import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** How long a stale thread with nothing of its old load waiting waits for one more before it goes. */
 const STALE_WAIT_MS = 100;

@@ -1,5 +1,5 @@
 import { ShuttingDownError } from '@kb-labs/plugin-execution-core';
-import { recordRunnerCrash, recordRunnerStart, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, monotonicNow, recordRunnerCrash, recordRunnerStart, setInterval, setTimeout, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { crashError, crashReason, noThreadStarts, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
@@ -124,7 +124,7 @@ export class ThreadPool {
    * task for TAKE_WITHIN_MS (checks in a row) is ended too: it would spin a core for as long as it is kept.
    */
   #checkTaken(): void {
-    const now = performance.now();
+    const now = monotonicNow();
     for (const thread of this.#threads) {
       if (thread.leftBusy(now, TAKE_WITHIN_MS)) thread.end({ kind: 'retired', reason: 'left-busy' });
       else if (thread.idleSpinning(1 + TAKE_WITHIN_MS / TAKE_CHECK_EVERY_MS)) {

@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { AbortedError, TimeoutError, WorkspaceManager, type ExecutionEvent } from '@kb-labs/plugin-execution-core';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, HOSTILE } from '../fixtures.js';
 import { SLACK_MS, type SuiteContext } from '../suite-context.js';
@@ -19,6 +19,7 @@ export function describeTimeLimits(suite: SuiteContext): void {
     cancellationTests(suite);
     loadStopTests(suite);
     queueTests(suite);
+    hostFakeTimersTests(suite);
   });
 }
 
@@ -325,6 +326,42 @@ function loadStopTests(suite: SuiteContext): void {
       expect(existsSync(path.join(out, 'ran'))).toBe(false);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+/** Taken when the suite loads, before any test fakes the timers: how long a faked host waits at most. */
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+
+/** `promise`, or a failure naming `what` once 10 s of real time have passed without it settling. */
+function settledInRealTime<T>(promise: Promise<T>, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = realSetTimeout(() => reject(new Error(`${what}: not settled after 10 s of real time under the host's fake timers`)), 10_000);
+    promise.then(resolve, reject).finally(() => realClearTimeout(timer));
+  });
+}
+
+/** A host whose test suite fakes the timers once the backend runs (vitest's vi.useFakeTimers(), @sinonjs/fake-timers). */
+function hostFakeTimersTests(suite: SuiteContext): void {
+  const { make, capabilities } = suite;
+  it("time limits and shutdown() keep real time under a host's fake timers (every timer, Date and performance faked, the clock never moved)", async () => {
+    const backend = make();
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'before' }));
+    vi.useFakeTimers();
+    try {
+      expectOk(await settledInRealTime(backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'faked' }), 'echo'));
+      // Before: the limit's timer was the host's fake one, and the execution never ended.
+      const result = await settledInRealTime(backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 150 }), 'never-resolves, timeoutMs 150');
+      expectError(result, 'TIMEOUT');
+      // Measured on the real clock, not the host's stopped one (before: 0).
+      expect(result.meta.durationMs).toBeGreaterThanOrEqual(140);
+      if (capabilities.preemptsSyncCode) {
+        expectError(await settledInRealTime(backend.execute({ pluginId: HOSTILE, handlerId: 'busy-loop' }, { timeoutMs: 150 }), 'busy-loop, timeoutMs 150'), 'TIMEOUT');
+      }
+      await settledInRealTime(backend.shutdown({ timeoutMs: 500 }), 'shutdown()');
+    } finally {
+      vi.useRealTimers();
     }
   });
 }

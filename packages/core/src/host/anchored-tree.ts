@@ -1,4 +1,5 @@
 import { hostMayAccess } from './host-permissions.js';
+import { setImmediate } from '../real-timers.js';
 
 // By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
 const fs = process.getBuiltinModule('node:fs');

@@ -27,6 +27,7 @@ import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
 import { untilAborted } from './caller-abort.js';
 import type { BackendDefaults } from './backend-defaults.js';
+import { monotonicNow } from '../real-timers.js';
 export type { BackendDefaults } from './backend-defaults.js';
 
 const DEFAULT_MAX_QUEUE = 1000;
@@ -60,7 +61,7 @@ export abstract class BaseBackend implements IExecutionBackend {
   #stopping = false;
   /** Set once shutdown() has waited for the executions called before it: the rest are stopped. */
   #closing = false;
-  /** Releases that outlive their results (ExecutionHost.track), with when each began (`performance.now()`). */
+  /** Releases that outlive their results (ExecutionHost.track), with when each began (`monotonicNow()`). */
   readonly #releases = new Map<Promise<unknown>, number>();
   readonly #tally = new ExecutionTally();
   /** Executions waiting for the plugins to load (first use): counted as queued. */
@@ -375,7 +376,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       unstartedReason: () => this.unstartedReason(),
       finished: (result, dispatched) => this.#tally.finished(result, dispatched),
       track: (release) => {
-        this.#releases.set(release, performance.now());
+        this.#releases.set(release, monotonicNow());
         void release.finally(() => this.#releases.delete(release));
       },
     };

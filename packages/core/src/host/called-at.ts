@@ -1,4 +1,5 @@
-/** When an `execute()` was called: `Date.now()` and `performance.now()` then. */
+import { monotonicNow } from '../real-timers.js';
+/** When an `execute()` was called: `Date.now()` and `monotonicNow()` then. */
 export interface CalledAt {
   startedAt: number;
   t0: number;

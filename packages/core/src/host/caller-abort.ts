@@ -3,6 +3,7 @@ import type { RunnerTask } from '../runner/handler-runtime.js';
 import { onAbort } from './abort-listeners.js';
 import { settlesWithin } from '../settles-within.js';
 import { SLOW_RELEASE_MS } from './slow-releases.js';
+import { clearTimeout, setTimeout } from '../real-timers.js';
 
 /**
  * The ABORTED of a caller's abort. A caller that aborts with an ABORTED error of its own (a queue

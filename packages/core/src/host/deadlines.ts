@@ -1,4 +1,5 @@
 import { LiveList, LiveMap, type LiveEntry } from './live-list.js';
+import { clearTimeout, monotonicNow, setTimeout } from '../real-timers.js';
 
 /**
  * The time limits of running executions, on one timer per distinct limit instead of a timer per
@@ -17,7 +18,7 @@ import { LiveList, LiveMap, type LiveEntry } from './live-list.js';
 export const MAX_TIMER_MS = 2_147_483_647;
 
 interface Expiry {
-  /** `performance.now()` at which it expires. */
+  /** `monotonicNow()` at which it expires. */
   readonly at: number;
   readonly expire: () => void;
 }
@@ -43,7 +44,7 @@ export class Deadlines {
   /** Of `#byLimit`, those with nothing pending, the longest idle first. */
   readonly #idle = new LiveList<LimitTimers>();
 
-  /** Call `expire` once `limitMs` have passed since `now` (`performance.now()`), unless `cancel` is called with what this returns first. */
+  /** Call `expire` once `limitMs` have passed since `now` (`monotonicNow()`), unless `cancel` is called with what this returns first. */
   add(limitMs: number, now: number, expire: () => void): Deadline {
     const key = String(limitMs);
     let limit = this.#byLimit.get(key);
@@ -71,7 +72,7 @@ export class Deadlines {
 
   #fire(limit: LimitTimers): void {
     limit.timer = undefined;
-    const now = performance.now();
+    const now = monotonicNow();
     for (let first = limit.pending.first; first && first.value.at <= now; first = limit.pending.first) {
       limit.pending.remove(first);
       try {
@@ -83,7 +84,7 @@ export class Deadlines {
     // An expiry may have started another execution (and armed a timer for it): arm for the first.
     clearTimeout(limit.timer);
     const first = limit.pending.first;
-    if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.value.at - performance.now())));
+    if (first) limit.timer = setTimeout(() => this.#fire(limit), Math.max(1, Math.ceil(first.value.at - monotonicNow())));
     else if (this.#byLimit.get(limit.key) === limit) {
       this.#byLimit.delete(limit.key);
       this.#notIdle(limit);

@@ -13,6 +13,7 @@ import type { ExecuteOptions, LogEntry } from './request.js';
 import type { HostServices } from './host-session.js';
 import type { ExecutionMeta } from '../types.js';
 import type { ExecutionTelemetry } from './execution-telemetry.js';
+import { monotonicNow } from '../real-timers.js';
 
 /** Who runs an execution, as `meta` reports it. */
 export interface RunnerInfo {
@@ -116,7 +117,7 @@ export class ExecutionControl implements DispatchControl {
   #callsInHost = 0;
   /** Aborted once the execution is over, for the channel calls still waiting on the host (a paced send); made with the first. */
   #ended: AbortController | undefined;
-  /** When its time limit runs out (performance.now()), once it was dispatched. */
+  /** When its time limit runs out (monotonicNow()), once it was dispatched. */
   endsAt = Number.POSITIVE_INFINITY;
 
   readonly manifest: PluginManifest;
@@ -139,7 +140,7 @@ export class ExecutionControl implements DispatchControl {
   }
 
   abortGraceMs(cancelGraceMs: number): number {
-    return Math.max(0, Math.min(cancelGraceMs, Math.ceil(this.endsAt - performance.now())));
+    return Math.max(0, Math.min(cancelGraceMs, Math.ceil(this.endsAt - monotonicNow())));
   }
 
   get keepWorkspace(): boolean {
@@ -207,13 +208,13 @@ export class ExecutionControl implements DispatchControl {
     this.#ended?.abort();
   }
 
-  /** When a runner first took it (setRunner), `performance.now()`; noted only where runners are remote (`timesRunner`): the wait for one is queue wait there. */
+  /** When a runner first took it (setRunner), `monotonicNow()`; noted only where runners are remote (`timesRunner`): the wait for one is queue wait there. */
   runnerTookAt: number | undefined;
   timesRunner = false;
 
   setRunner(runner: RunnerInfo): void {
     const first = this.#meta.runnerId === undefined;
-    if (this.timesRunner) this.runnerTookAt ??= performance.now();
+    if (this.timesRunner) this.runnerTookAt ??= monotonicNow();
     this.#meta.runnerId = runner.id;
     if (runner.pid !== undefined) this.#meta.pid = runner.pid;
     if (runner.threadId !== undefined) this.#meta.workerId = runner.threadId;

@@ -6,6 +6,7 @@ import { activeMeter, activeTracer, otelApi, recordQuietly, reportTelemetryFailu
 import { ATTR, EVENT } from './telemetry-names.js';
 import { describeThrown, isError } from '../wire-value.js';
 import { formatTraceparent, parseTraceparent } from './traceparent.js';
+import { monotonicNow, monotonicOrigin } from '../real-timers.js';
 
 /** A platform service or method name as it goes into a span (a handler chooses it: bounded). */
 const MAX_NAME = 64;
@@ -29,7 +30,7 @@ export class ExecutionTelemetry {
   readonly #instruments: ExecutionInstruments | undefined;
   readonly #backend: string;
   readonly #kind: SpanKind;
-  /** `performance.now()` at execute(). */
+  /** `monotonicNow()` at execute(). */
   readonly #t0: number;
   /** The caller's active context at execute(). */
   readonly #parent: Context;
@@ -252,9 +253,9 @@ export class ExecutionTelemetry {
     span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: statusMessage(typeof message === 'string' ? `${code}: ${message}` : code) });
   }
 
-  /** Epoch milliseconds of a `performance.now()` reading (what the API's TimeInput takes). */
+  /** Epoch milliseconds of a `monotonicNow()` reading (what the API's TimeInput takes). */
   #epoch(at: number): number {
-    return performance.timeOrigin + at;
+    return monotonicOrigin + at;
   }
 }
 

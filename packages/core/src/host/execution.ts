@@ -20,6 +20,7 @@ import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
 import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
+import { monotonicNow, setImmediate } from '../real-timers.js';
 
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
 let randomUUID: (() => string) | undefined;
@@ -47,7 +48,7 @@ export class Execution {
   /** What dispatch returned: a stopped execution's release waits for it to settle. */
   #dispatched: Promise<unknown> | undefined;
   #keepWorkspace = false;
-  /** `performance.now()` when the result was decided, once dispatched. */
+  /** `monotonicNow()` when the result was decided, once dispatched. */
   #decidedAt: number | undefined;
   #leaseDir: string | undefined;
   /** The plugin's manifest as registered at the call (a reload or unregister since changes nothing of this execution). */
@@ -62,7 +63,7 @@ export class Execution {
   /** `calledAt`: when the caller called, if before now (a lazy backend's first use, which loaded the backend first). */
   constructor(host: ExecutionHost, calledAt?: CalledAt) {
     this.#host = host;
-    this.#t0 = calledAt?.t0 ?? performance.now();
+    this.#t0 = calledAt?.t0 ?? monotonicNow();
     this.meta = { executionId: '', backend: host.type, pluginId: '', handlerId: '', startedAt: calledAt?.startedAt ?? Date.now(), durationMs: 0, queueWaitMs: 0, runMs: 0, timeoutMs: 0, artifacts: [] };
     // Decided once, here, in the caller's context: the caller's active span is the parent.
     this.#telemetry = ExecutionTelemetry.begin(host.type, host.remoteRunners, this.#t0);
@@ -85,13 +86,13 @@ export class Execution {
       outcome = { ok: false, error: this.#internal(error) };
       this.#nameFromRequest(request);
       // Stopped while it waited for its slot: all of that was queue wait.
-      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = roundMs(performance.now() - this.#t0);
+      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = roundMs(monotonicNow() - this.#t0);
     }
     const released = this.#release();
     // Whatever went wrong in giving back, the result stands and nothing stays held.
     if (released) await released.catch(() => this.#held.releaseAll());
     // Released on the spot (the common case): the end is when the result was decided.
-    this.meta.durationMs = roundMs((released ? performance.now() : (this.#decidedAt ?? performance.now())) - this.#t0);
+    this.meta.durationMs = roundMs((released ? monotonicNow() : (this.#decidedAt ?? monotonicNow())) - this.#t0);
     if (!this.meta.executionId) this.meta.executionId = newExecutionId();
     const result: ExecutionResult = outcome.ok ? { ok: true, data: outcome.data, meta: this.meta } : { ok: false, error: outcome.error, meta: this.meta };
     this.#host.finished(result, this.#control !== undefined);
@@ -269,12 +270,12 @@ export class Execution {
     const telemetry = this.#telemetry;
     const control = (this.#control = new ExecutionControl(task, opts, this.meta, host.platform, this.#manifest!, telemetry));
     control.timesRunner = host.remoteRunners;
-    const startedAt = performance.now();
+    const startedAt = monotonicNow();
     this.meta.queueWaitMs = roundMs(startedAt - this.#t0);
     const limitMs = task.timeoutMs;
     control.endsAt = startedAt + limitMs;
     return new Promise<Outcome>((resolve) => {
-      const decide = (outcome: Outcome, now = performance.now()) => {
+      const decide = (outcome: Outcome, now = monotonicNow()) => {
         deadlines.cancel(limitMs, deadline);
         stopListening?.();
         host.running.remove(running);
@@ -314,7 +315,7 @@ export class Execution {
         // held it past the limit): a timeout, as where the runner is stopped at the limit. One from
         // a thread or a process read before the expiry is taken: it is what the runner answered
         // while the host, held up, could not stop it.
-        const now = performance.now();
+        const now = monotonicNow();
         if (host.releaseSlotOnStop && now > control.endsAt) return control.stop(this.#timeoutError(task));
         control.end();
         decide(outcome, now);

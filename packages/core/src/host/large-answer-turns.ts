@@ -1,4 +1,5 @@
 import { approximateBytes } from './held-calls.js';
+import { setImmediate } from '../real-timers.js';
 
 /**
  * A platform answer about this large (approximately: see approximateBytes) is encoded or copied in

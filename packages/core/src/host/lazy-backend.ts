@@ -17,6 +17,7 @@ import { ExecutionTelemetry } from './execution-telemetry.js';
 import { ExecutionTally } from './execution-tally.js';
 import { roundMs } from './latency-recorder.js';
 import { takeBackendOptions } from './lazy-backend-options.js';
+import { monotonicNow } from '../real-timers.js';
 
 /**
  * Options of `createExecutionBackend`: `type` plus the common BackendOptions and whatever the
@@ -135,7 +136,7 @@ class LazyBackend implements LazyExecutionBackend {
       options = callersOptions;
     }
     const startedAt = Date.now();
-    const t0 = performance.now();
+    const t0 = monotonicNow();
     // Begun at the call (the caller's active context is the span's parent), used only if it fails here.
     const telemetry = ExecutionTelemetry.begin(this.type, this.type === 'queue', t0);
     if (this.#stopping) {
@@ -169,7 +170,7 @@ class LazyBackend implements LazyExecutionBackend {
         pluginId: typeof r.pluginId === 'string' ? r.pluginId : '',
         handlerId: typeof r.handlerId === 'string' ? r.handlerId : '',
         startedAt,
-        durationMs: roundMs(performance.now() - t0),
+        durationMs: roundMs(monotonicNow() - t0),
         queueWaitMs: 0,
         runMs: 0,
         timeoutMs: 0,

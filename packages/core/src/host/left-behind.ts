@@ -1,6 +1,7 @@
 import type { WorkspaceError } from '../errors.js';
 import { removeTree } from './remove-tree.js';
 import { KEPT_SUFFIX } from './workspace-sweep.js';
+import { monotonicNow } from '../real-timers.js';
 const fs = process.getBuiltinModule('node:fs');
 
 /** How often the directories left behind are tried again at most (on the next workspace made). */
@@ -44,8 +45,8 @@ export class LeftBehind {
 
   /** Try removing the directories left behind again, in the background (at most every RETRY_EVERY_MS). */
   retry(): void {
-    if (this.#dirs.size === 0 || this.#retrying || performance.now() - this.#retriedAt < RETRY_EVERY_MS) return;
-    this.#retriedAt = performance.now();
+    if (this.#dirs.size === 0 || this.#retrying || monotonicNow() - this.#retriedAt < RETRY_EVERY_MS) return;
+    this.#retriedAt = monotonicNow();
     this.#retrying = (async () => {
       for (const dir of [...this.#dirs]) {
         try {

@@ -4,6 +4,7 @@ import { ValidationError, isExecutionError, type KnownExecutionError } from '../
 import type { RegisteredPlugin } from './plugin-registry.js';
 import { declaredWriteFolders } from './manifest.js';
 import { thrownText } from '../wire-value.js';
+import { clearInterval, clearTimeout, setInterval, setTimeout } from '../real-timers.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.

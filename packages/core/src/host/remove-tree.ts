@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { anchoredTreesAvailable, removeAnchored } from './anchored-tree.js';
+import { setTimeout } from '../real-timers.js';
 // By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
 const fs = process.getBuiltinModule('node:fs');
 

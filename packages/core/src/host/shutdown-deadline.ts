@@ -1,3 +1,4 @@
+import { clearTimeout, monotonicNow, setTimeout } from '../real-timers.js';
 /**
  * When a shutdown stops waiting: its first call's `timeoutMs` from then, brought forward by a
  * later call with a shorter one (a host's second Ctrl-C, say), never pushed back.
@@ -8,12 +9,12 @@ export class ShutdownDeadline {
   #timer: NodeJS.Timeout | undefined;
 
   constructor(timeoutMs: number) {
-    this.#at = Date.now() + timeoutMs;
+    this.#at = monotonicNow() + timeoutMs;
   }
 
   /** Bring the deadline forward to `timeoutMs` from now, if that is sooner. */
   tighten(timeoutMs: number): void {
-    const at = Date.now() + timeoutMs;
+    const at = monotonicNow() + timeoutMs;
     if (at >= this.#at) return;
     this.#at = at;
     if (this.#waiters.size > 0) this.#arm();
@@ -21,7 +22,7 @@ export class ShutdownDeadline {
 
   /** What is left of it, in whole ms. */
   remainingMs(): number {
-    return Math.max(0, Math.ceil(this.#at - Date.now()));
+    return Math.max(0, Math.ceil(this.#at - monotonicNow()));
   }
 
   /** Whether `promise` settles (either way) before the deadline; no timer is left either way. */
@@ -46,6 +47,6 @@ export class ShutdownDeadline {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       for (const passed of [...this.#waiters]) passed();
-    }, Math.max(0, this.#at - Date.now()));
+    }, Math.max(0, this.#at - monotonicNow()));
   }
 }

@@ -1,8 +1,9 @@
+import { monotonicNow } from '../real-timers.js';
 /** Releases past this long are said in health(): each holds its execution's slot. */
 export const SLOW_RELEASE_MS = 5000;
 
 /** What health() says of them: releases that began more than SLOW_RELEASE_MS before `now`. */
-export function slowReleases(releases: ReadonlyMap<unknown, number>, now = performance.now()): string[] {
+export function slowReleases(releases: ReadonlyMap<unknown, number>, now = monotonicNow()): string[] {
   const slow = [...releases.values()].filter((since) => now - since > SLOW_RELEASE_MS);
   if (slow.length === 0) return [];
   const oldest = Math.round((now - Math.min(...slow)) / 1000);

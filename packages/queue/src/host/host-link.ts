@@ -1,6 +1,6 @@
 import { QueueFullError, ValidationError, WorkerCrashedError } from '@kb-labs/plugin-execution-core';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, LiveMap, monotonicNow, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, describeServers, fromPeer, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
@@ -62,12 +62,12 @@ export class HostLink implements ExecutionLink {
   readonly #watch: NodeJS.Timeout;
   /** How often it watches heartbeats and pings the server. */
   readonly watchEveryMs: number;
-  #lastWatch = performance.now();
+  #lastWatch = monotonicNow();
   /** The pool's stream as last read (see checkStream). */
   #stream: PoolStream | undefined;
   readonly #tasks: StreamTasks;
   #checking: Promise<void> | undefined;
-  #lastStreamCheck = performance.now();
+  #lastStreamCheck = monotonicNow();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
   #pingSentAt: number | undefined;
   /** A subscription the server refused (see confirmSubscriptions). */
@@ -143,17 +143,17 @@ export class HostLink implements ExecutionLink {
     // One bound for the whole hand-over, the waits for a reconnection and the retry included (not its turn at the gate).
     const replicated = this.#replicated();
     const handOverMs = handOverBound(replicated);
-    let giveUpAt = performance.now() + handOverMs;
-    const left = () => Math.max(1, Math.round(giveUpAt - performance.now()));
+    let giveUpAt = monotonicNow() + handOverMs;
+    const left = () => Math.max(1, Math.round(giveUpAt - monotonicNow()));
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
       if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${handOverMs} ms a task waits to be handed over; nothing ran`);
       const body = encode();
       // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
-      const turnFrom = performance.now();
+      const turnFrom = monotonicNow();
       if (this.#courier.gate.gates(body.length)) await this.#courier.gate.admit(body.length);
-      giveUpAt += performance.now() - turnFrom;
+      giveUpAt += monotonicNow() - turnFrom;
       try {
         ack = await publishToStream(this.#courier.replies, this.subjects.tasks, body, { msgId: taskId, headers, timeout: Math.min(PUBLISH_TIMEOUT_MS, left()) });
         if (this.permissionProblem?.includes(this.subjects.tasks)) this.permissionProblem = undefined;
@@ -210,7 +210,7 @@ export class HostLink implements ExecutionLink {
     return this.#courier.post(this.subjects.worker(workerId), kind, executionId, body, { signal });
   }
 
-  /** When the stream was last read (`performance.now()`; see checkStream). */
+  /** When the stream was last read (`monotonicNow()`; see checkStream). */
   streamReadAt: number | undefined;
   /** Tasks waiting in the stream, as last read (see checkStream). */
   get queueDepth(): number | undefined {
@@ -230,14 +230,14 @@ export class HostLink implements ExecutionLink {
    */
   checkStream(): Promise<void> {
     if (this.state !== 'connected') return Promise.resolve();
-    const readAt = performance.now();
+    const readAt = monotonicNow();
     this.#lastStreamCheck = readAt;
     this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage, replicas: this.#o.streamReplicas }, 'host-check')
       .then(
         async (stream) => {
           this.#stream = stream;
           this.streamSilence = undefined;
-          this.streamReadAt = performance.now();
+          this.streamReadAt = monotonicNow();
           for (const execution of this.executions.values()) execution.checkInStream(stream, readAt);
           this.storageProblem = storageProblem(this.subjects, this.#o.streamStorage, stream.storage);
           this.streamProblem = await checkConsumer(this.#jsm, this.subjects, this.#poolNeeds(stream));
@@ -266,7 +266,7 @@ export class HostLink implements ExecutionLink {
 
   /** Why the server does not answer a ping within `waitMs`, if it does not (for health()). */
   serverSilence(waitMs: number): Promise<string | undefined> {
-    return serverSilence(this.#nc, this.server, () => this.serverSilentMs(performance.now()), waitMs);
+    return serverSilence(this.#nc, this.server, () => this.serverSilentMs(monotonicNow()), waitMs);
   }
 
   get server(): string {
@@ -327,7 +327,7 @@ export class HostLink implements ExecutionLink {
   }
 
   #watchHeartbeats(): void {
-    const now = performance.now();
+    const now = monotonicNow();
     // This process was busy (or paused) past a tick: heartbeats may be waiting in its socket. Judge after they were read.
     const late = now - this.#lastWatch > 2 * this.watchEveryMs;
     this.#lastWatch = now;

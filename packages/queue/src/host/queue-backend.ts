@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, recordRunnerCrash, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, clearTimeout, monotonicNow, recordRunnerCrash, setTimeout, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/server-problem.js';
 import { describeServers } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
@@ -255,7 +255,7 @@ export class QueueBackend extends BaseBackend {
     if (!link) return 'the connection to the NATS server was not open yet';
     if (link.state !== 'connected') return `the connection to the NATS server is ${link.state}`;
     // Its link cut without a reset: the connection looks open until nats.js gives up on it.
-    const silentMs = Math.round(link.serverSilentMs(performance.now()));
+    const silentMs = Math.round(link.serverSilentMs(monotonicNow()));
     // A ping unanswered for half a watch tick is already more than a server takes; not only past workerLostMs (a time limit may be shorter).
     if (silentMs > Math.min(link.workerLostMs, link.watchEveryMs / 2)) return `the NATS server has not answered this host for ${silentMs} ms: the host's own link to it may be cut`;
     if (link.streamSilence) return link.streamSilence;

@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, monotonicNow, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
@@ -22,7 +22,7 @@ export class RemoteExecution {
   readonly #link: ExecutionLink;
   /** The host's copy of the plugin: its version, and what the handler declares (declaredPermissionsKey). */
   readonly #plugin: { version: string; permissions: string | undefined };
-  /** When its time runs out, on this host's monotonic clock (`performance.now()`). */
+  /** When its time runs out, on this host's monotonic clock (`monotonicNow()`). */
   readonly #deadline: number;
   readonly #session: HostSession;
   #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
@@ -30,7 +30,7 @@ export class RemoteExecution {
   #seq: number | undefined;
   /** Its task's Nats-Msg-Id: its id and a nonce of this call (an id may be used again once its execution is over, as on a local backend). */
   readonly #taskId: string;
-  /** When the stream acknowledged its task (`performance.now()`). */
+  /** When the stream acknowledged its task (`monotonicNow()`). */
   #publishedAt: number | undefined;
   #input: Uint8Array | undefined;
   /** Stops the input's transfer in flight (one sent again, a withdrawn start, the end). */
@@ -51,7 +51,7 @@ export class RemoteExecution {
     this.#control = control;
     this.#link = link;
     this.#plugin = plugin;
-    this.#deadline = performance.now() + task.timeoutMs;
+    this.#deadline = monotonicNow() + task.timeoutMs;
     this.#session = new HostSession(control, (message) => {
       // The handler's call fails with what refuses it, rather than waiting for a reply the worker dropped.
       const fail = (why: ValidationError) => {
@@ -111,7 +111,7 @@ export class RemoteExecution {
     };
     const seq = await this.#link.publishTask(this.id, this.#taskId, forServer);
     this.#seq = seq;
-    this.#publishedAt = performance.now();
+    this.#publishedAt = monotonicNow();
     // Stopped while it was being published: it must never run.
     if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq, this.#taskId);
   }
@@ -156,10 +156,10 @@ export class RemoteExecution {
     // later delivery (to that worker or another): taken away now, the task would never run.
     if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`, true);
     if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
-    const remainingMs = Math.ceil(this.#deadline - performance.now());
+    const remainingMs = Math.ceil(this.#deadline - monotonicNow());
     if (remainingMs <= 0) return void refuse('its time ran out before it started');
     this.#worker = worker;
-    this.#lastHeard = performance.now();
+    this.#lastHeard = monotonicNow();
     this.#control.setRunner({ id: worker.id, host: worker.host, pid: worker.pid });
     msg.respond(encode({ accept: true, remainingMs } satisfies StartedReply, 'reply'));
     // Kept until the end: a worker that withdraws its start (below) leaves it to another.
@@ -213,7 +213,7 @@ export class RemoteExecution {
    */
   heartbeat(workerId: string): boolean {
     if (this.#worker?.id !== workerId || !this.#settle) return false;
-    this.#lastHeard = performance.now();
+    this.#lastHeard = monotonicNow();
     this.#confirmed = true;
     const stopped = this.#control.stopReason;
     if (stopped) this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(stopped, 'the host') }, 'cancel'));
@@ -225,11 +225,11 @@ export class RemoteExecution {
 
   /** Its worker said something about it (a message, a part of one). */
   heard(): void {
-    if (this.#worker) this.#lastHeard = performance.now();
+    if (this.#worker) this.#lastHeard = monotonicNow();
   }
 
   log(body: unknown): void {
-    this.#lastHeard = performance.now();
+    this.#lastHeard = monotonicNow();
     this.#outputHeard++;
     if (isLogBody(body)) this.#control.log(body.level, body.message, body.fields, body.stream);
     else this.#malformed('log line');
@@ -237,7 +237,7 @@ export class RemoteExecution {
 
   /** An event or a platform/channel call, in the runner protocol's terms. */
   relay(message: RunnerToHost): void {
-    this.#lastHeard = performance.now();
+    this.#lastHeard = monotonicNow();
     if (message.type === 'event') this.#outputHeard++;
     this.#session.handle(message);
   }

@@ -1,5 +1,5 @@
 import type { IsolationReport } from '@kb-labs/plugin-execution-core';
-import { recordRunnerStart } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearTimeout, monotonicNow, recordRunnerStart, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { PresenceBody } from '../shared/wire.js';
 
 /** What a host knows of the pool's workers, from their presence messages. */
@@ -14,7 +14,7 @@ export class WorkerDirectory {
   }
 
   /**
-   * When the worker process `worker` names last said it is there (`performance.now()`), if it did:
+   * When the worker process `worker` names last said it is there (`monotonicNow()`), if it did:
    * a process of the same id but another pid or machine (one restarted under a fixed id) is not it.
    */
   seenAt(worker: { id: string; host: string; pid: number }): number | undefined {
@@ -29,7 +29,7 @@ export class WorkerDirectory {
     }
     // A worker joining the pool, as this host sees it, is a runner start (telemetry).
     if (!this.#workers.has(presence.id)) recordRunnerStart('queue');
-    this.#workers.set(presence.id, { presence, seen: performance.now() });
+    this.#workers.set(presence.id, { presence, seen: monotonicNow() });
     this.#firstSeen?.();
   }
 
@@ -38,7 +38,7 @@ export class WorkerDirectory {
    * three of a worker's own presence intervals (a host more impatient than its workers still sees them).
    */
   alive(): PresenceBody[] {
-    const now = performance.now();
+    const now = monotonicNow();
     const out: PresenceBody[] = [];
     for (const [id, { presence, seen }] of this.#workers) {
       if (now - seen <= Math.max(this.#lostMs, 3 * (presence.heartbeatMs || 0))) out.push(presence);

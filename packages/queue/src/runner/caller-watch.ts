@@ -1,5 +1,5 @@
 import { AbortedError } from '@kb-labs/plugin-execution-core';
-import { LiveMap, settlesWithin, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, LiveMap, monotonicNow, setInterval, settlesWithin, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Courier } from '../shared/courier.js';
 import { decode, encode } from '../shared/wire.js';
 
@@ -58,7 +58,7 @@ export class CallerWatch {
   #timer: NodeJS.Timeout;
   #intervalMs: number;
   #closed = false;
-  #lastBeat = performance.now();
+  #lastBeat = monotonicNow();
 
   constructor(courier: Courier, workerId: string, heartbeatMs: number) {
     this.#courier = courier;
@@ -72,10 +72,10 @@ export class CallerWatch {
   add(caller: string, lostMs: number, execution: Watched, askedAt: number): void {
     let entry = this.#callers.get(caller);
     if (!entry) {
-      this.#callers.set(caller, (entry = { executions: new LiveMap(), lostMs, lastAnswer: performance.now(), provenAt: askedAt, asking: 0 }));
+      this.#callers.set(caller, (entry = { executions: new LiveMap(), lostMs, lastAnswer: monotonicNow(), provenAt: askedAt, asking: 0 }));
       this.#pace();
     }
-    entry.lastAnswer = performance.now();
+    entry.lastAnswer = monotonicNow();
     entry.provenAt = Math.max(entry.provenAt, askedAt);
     entry.executions.set(execution.id, execution);
   }
@@ -98,7 +98,7 @@ export class CallerWatch {
   /** `caller` said something (a reply to a part, a cancel, a call's reply): it is there. */
   heard(caller: string): void {
     const entry = this.#callers.get(caller);
-    if (entry) entry.lastAnswer = performance.now();
+    if (entry) entry.lastAnswer = monotonicNow();
   }
 
   /** A heartbeat to `caller` now, not at the next beat (a start whose accept came back late). */
@@ -110,7 +110,7 @@ export class CallerWatch {
   /** Whether `caller` still answered within its lost window (checked before a late start). */
   answering(caller: string): boolean {
     const entry = this.#callers.get(caller);
-    return !entry || performance.now() - entry.lastAnswer <= entry.lostMs;
+    return !entry || monotonicNow() - entry.lastAnswer <= entry.lostMs;
   }
 
   /**
@@ -120,7 +120,7 @@ export class CallerWatch {
    */
   beginBy(caller: string): number {
     const entry = this.#callers.get(caller);
-    return entry ? wallClockMs() + (entry.provenAt + entry.lostMs - performance.now()) : Number.NEGATIVE_INFINITY;
+    return entry ? wallClockMs() + (entry.provenAt + entry.lostMs - monotonicNow()) : Number.NEGATIVE_INFINITY;
   }
 
   /**
@@ -152,7 +152,7 @@ export class CallerWatch {
   }
 
   #beat(): void {
-    const now = performance.now();
+    const now = monotonicNow();
     // This process was busy (or stopped) past a beat: answers may be waiting in its socket.
     const late = now - this.#lastBeat > 2 * this.#intervalMs;
     this.#lastBeat = now;
@@ -168,7 +168,7 @@ export class CallerWatch {
 
   async #ask(caller: string, entry: Caller): Promise<void> {
     entry.asking++;
-    const askedAt = performance.now();
+    const askedAt = monotonicNow();
     try {
       // Waits as long as the caller waits for this worker: a slow answer is still an answer.
       // Ended before this heartbeat: a result that went on this connection reached the caller
@@ -178,7 +178,7 @@ export class CallerWatch {
       const ended = all.filter((execution) => execution.resultSentOn !== undefined);
       const asked = all.filter((execution) => execution.resultSentOn === undefined || execution.resultSentOn < connection).map((execution) => execution.id);
       const reply = await this.#courier.request(caller, 'heartbeat', undefined, encode({ worker: this.#workerId, executions: asked }, 'heartbeat'), entry.lostMs);
-      entry.lastAnswer = performance.now();
+      entry.lastAnswer = monotonicNow();
       entry.provenAt = Math.max(entry.provenAt, askedAt);
       const { unknown } = decode<{ unknown: string[] }>(reply.data);
       for (const execution of ended) {

@@ -1,4 +1,5 @@
 import type { PresenceBody } from '../shared/wire.js';
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** A peer is taken for gone once it has been silent for this many of its own presence periods. */
 const SILENT_PERIODS = 3;
@@ -26,13 +27,13 @@ export class PeerPlugins {
       return;
     }
     const periodMs = Number.isFinite(presence.heartbeatMs) && presence.heartbeatMs > 0 ? presence.heartbeatMs : 1000;
-    this.#peers.set(presence.id, { plugins: new Set(presence.plugins.filter((p) => typeof p === 'string')), seenAt: performance.now(), periodMs });
+    this.#peers.set(presence.id, { plugins: new Set(presence.plugins.filter((p) => typeof p === 'string')), seenAt: monotonicNow(), periodMs });
   }
 
   /** Whether a live peer has `pluginId` at `version`. */
   has(pluginId: string, version: string): boolean {
     const wanted = pluginVersionKey(pluginId, version);
-    const now = performance.now();
+    const now = monotonicNow();
     for (const [id, peer] of this.#peers) {
       if (now - peer.seenAt > SILENT_PERIODS * peer.periodMs) this.#peers.delete(id);
       else if (peer.plugins.has(wanted)) return true;

@@ -1,3 +1,4 @@
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 /** How long a caller that did not answer a `started` is first passed over; each silence after doubles it. */
 const FIRST_PASS_OVER_MS = 2000;
 const MAX_PASS_OVER_MS = 10_000;
@@ -16,13 +17,13 @@ export class SilentCallers {
   readonly #passedOver = new Map<string, { until: number; forMs: number }>();
 
   /** Whether `caller`'s tasks are passed over now, and for how much longer (ms). */
-  passOverFor(caller: string, now = performance.now()): number {
+  passOverFor(caller: string, now = monotonicNow()): number {
     const entry = this.#passedOver.get(caller);
     return entry === undefined ? 0 : Math.max(0, entry.until - now);
   }
 
   /** `caller` did not answer a `started` in time. */
-  silent(caller: string, now = performance.now()): void {
+  silent(caller: string, now = monotonicNow()): void {
     const last = this.#passedOver.get(caller)?.forMs;
     const forMs = last === undefined ? FIRST_PASS_OVER_MS : Math.min(MAX_PASS_OVER_MS, last * 2);
     this.#passedOver.set(caller, { until: now + forMs, forMs });

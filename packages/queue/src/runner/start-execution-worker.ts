@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution-core';
-import { LiveMap, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, clearTimeout, LiveMap, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';

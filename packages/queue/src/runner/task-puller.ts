@@ -1,5 +1,5 @@
 import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { LiveMap } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, clearTimeout, LiveMap, monotonicNow, setInterval, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf } from '../shared/connection.js';
 import { PULL_EXPIRES_MS } from '../shared/pool-consumer.js';
 
@@ -84,13 +84,13 @@ export class TaskPuller {
   async #pull(batch: number): Promise<void> {
     const id = String(++this.#count);
     this.#asked += batch;
-    this.#requests.set(id, { batch, at: performance.now() });
+    this.#requests.set(id, { batch, at: monotonicNow() });
     try {
       const subject = await this.#nextSubject();
       if (this.#stopped || !this.#requests.has(id)) return;
       this.subscribe();
       this.#watchdog ??= setInterval(() => this.#watch(), PULL_GRACE_MS).unref();
-      this.#heard = performance.now();
+      this.#heard = monotonicNow();
       this.#nc.publish(subject, JSON.stringify({ batch, expires: PULL_EXPIRES_MS * 1_000_000 }), { reply: `${this.#inbox}.${id}` });
     } catch {
       this.#end(id);
@@ -99,7 +99,7 @@ export class TaskPuller {
   }
 
   #onMessage(msg: Msg): void {
-    this.#heard = performance.now();
+    this.#heard = monotonicNow();
     // A status, not a task (a task carries the subject it is acknowledged on): its request is over.
     if (!msg.reply) {
       const id = msg.subject.slice(this.#inbox.length + 1);
@@ -134,7 +134,7 @@ export class TaskPuller {
    * restarted, the consumer is gone): check the consumer again and ask afresh.
    */
   #watch(): void {
-    const now = performance.now();
+    const now = monotonicNow();
     const over = now - PULL_EXPIRES_MS - PULL_GRACE_MS;
     for (const [id, request] of this.#requests) if (request.at < over) this.#requests.delete(id);
     if (this.#asked > 0 && this.#heard < over) {

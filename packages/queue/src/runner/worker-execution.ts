@@ -1,5 +1,5 @@
 import { TimeoutError, WorkerCrashedError, serializeError, type ExecuteOptions, type ExecutionResult, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { MAX_TIMER_MS, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
+import { MAX_TIMER_MS, monotonicNow, wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
 import { HELD_OUTPUT_BYTES } from '../shared/courier.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { cancelReason, decode, decodeStartedReply, encode, executionKey, formatBytes, readHeaders, taskOfShape, type Kind, type ResultBody, type StartedReply, type TaskBody } from '../shared/wire.js';
@@ -56,7 +56,7 @@ export class WorkerExecution implements Watched {
   readonly #out: ExecutionOutbox;
   /** Its result, once it went as one message: the watch keeps that, not this, until its caller has it. */
   #sent: SentResult | undefined;
-  /** The caller's deadline on this worker's monotonic clock (`performance.now()`), from its answer to `started`. */
+  /** The caller's deadline on this worker's monotonic clock (`monotonicNow()`), from its answer to `started`. */
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
   #slowStart = false;
@@ -115,7 +115,7 @@ export class WorkerExecution implements Watched {
     if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
     // Its caller sends an input too large for the task right behind its accept, often before this worker has read the accept (see take).
     if (task?.inputFollows) this.#input = deferredBytes();
-    const askedAt = performance.now();
+    const askedAt = monotonicNow();
     if (!(await this.#start(askedAt))) return;
     this.#worker.watch.add(caller, this.claim.lostMs, this, askedAt);
     if (this.#slowStart) this.#worker.watch.beatNow(caller);
@@ -193,13 +193,13 @@ export class WorkerExecution implements Watched {
       return false;
     }
     this.#msg.ack();
-    const tookMs = Math.round(performance.now() - askedAt);
+    const tookMs = Math.round(monotonicNow() - askedAt);
     if (tookMs >= lostMs) {
       const why = `its caller's answer to its start took ${tookMs} ms, the caller's whole workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
       await this.#reportFailure(this.#didNotRun(why));
       return false;
     }
-    this.#deadline = performance.now() + reply.remainingMs;
+    this.#deadline = monotonicNow() + reply.remainingMs;
     this.#slowStart = tookMs > lostMs / 3;
     return true;
   }
@@ -217,7 +217,7 @@ export class WorkerExecution implements Watched {
     if (capped) throw capped;
     const backend = await this.#worker.localBackend(task.workspace);
     const options: ExecuteOptions = {
-      timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.#deadline - performance.now())) + DEADLINE_MARGIN_MS),
+      timeoutMs: Math.min(MAX_TIMER_MS, Math.max(1, Math.ceil(this.#deadline - monotonicNow())) + DEADLINE_MARGIN_MS),
       signal: this.#abort.signal,
       keepWorkspace: task.keepWorkspace,
       // The worker's own services here (checked here); every other service to the caller, whose

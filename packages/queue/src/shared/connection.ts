@@ -4,6 +4,7 @@ import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, typ
 import { createConnection } from 'node:net';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnectionOptions } from './connection-options.js';
+import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 
 export type { NatsConnectionOptions } from './connection-options.js';
 

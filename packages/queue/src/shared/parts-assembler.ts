@@ -1,5 +1,6 @@
 import { headers as natsHeaders, type Msg } from '@nats-io/transport-node';
 import { HEADER, type WireHeaders } from './wire.js';
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** Room over a receiver's maxPayloadBytes for the envelope around a body (the result's meta, a log line's fields). */
 const ENVELOPE_BYTES = 64 * 1024;
@@ -67,7 +68,7 @@ export class PartsAssembler {
         return undefined;
       }
       if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#transfers.delete(other);
-      this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: performance.now() }));
+      this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: monotonicNow() }));
     }
     if (transfer && transfer.bytes + msg.data.length > this.#maxPayloadBytes + ENVELOPE_BYTES) {
       this.#transfers.delete(id);
@@ -83,7 +84,7 @@ export class PartsAssembler {
     }
     transfer.parts.push(msg.data);
     transfer.bytes += msg.data.length;
-    transfer.touched = performance.now();
+    transfer.touched = monotonicNow();
     if (index < count - 1) {
       msg.respond();
       return undefined;
@@ -105,7 +106,7 @@ export class PartsAssembler {
 
   /** Forget transfers not touched for `idleMs`. */
   sweep(idleMs: number): void {
-    const before = performance.now() - idleMs;
+    const before = monotonicNow() - idleMs;
     for (const [id, transfer] of this.#transfers) if (transfer.touched < before) this.#transfers.delete(id);
   }
 }

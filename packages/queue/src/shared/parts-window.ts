@@ -1,3 +1,4 @@
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 /**
  * How many parts of a large body may wait for their answers at once. One at a time, a body
  * crosses at one part per round trip whatever the link's bandwidth: 20 MB over a link of 100 ms
@@ -25,14 +26,14 @@ export class PartsWindow {
   allows(waiting: number): boolean {
     if (waiting === 0) return true;
     if (this.#startedAt === undefined || this.#answeredBytes === 0) return false;
-    const elapsedMs = Math.max(1, performance.now() - this.#startedAt);
+    const elapsedMs = Math.max(1, monotonicNow() - this.#startedAt);
     const bytesPerMs = this.#answeredBytes / elapsedMs;
     const parts = Math.floor((bytesPerMs * PartsWindow.QUEUED_MS) / this.#partBytes);
     return waiting < Math.min(PartsWindow.MAX_PARTS, Math.max(1, parts));
   }
 
   sent(): void {
-    this.#startedAt ??= performance.now();
+    this.#startedAt ??= monotonicNow();
   }
 
   answered(bytes: number): void {

@@ -1,5 +1,5 @@
 import { RequestError, TimeoutError, createInbox, errors, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
-import { LiveMap } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearTimeout, LiveMap, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf, refusedPublish } from './connection.js';
 
 /**

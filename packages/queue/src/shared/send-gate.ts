@@ -1,4 +1,4 @@
-import { settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { monotonicNow, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { PartsWindow } from './parts-window.js';
 
 /** The most the gate lets wait on a fast link, however fast it measures. */
@@ -54,13 +54,13 @@ export class SendGate {
   #confirm(): Promise<void> {
     this.#confirming ??= (async () => {
       const bytes = this.#unconfirmed;
-      const started = performance.now();
+      const started = monotonicNow();
       const flushed = this.#flush().then(() => true, () => false);
       const answered = (await settlesWithin(flushed, FLUSH_WAIT_MS)) && (await flushed);
       this.#unconfirmed = Math.max(0, this.#unconfirmed - bytes);
       if (answered) {
         this.#confirmedBytes += bytes;
-        this.#confirmingMs += Math.max(1, performance.now() - started);
+        this.#confirmingMs += Math.max(1, monotonicNow() - started);
       }
       this.#confirming = undefined;
     })();

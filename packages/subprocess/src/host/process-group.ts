@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { SandboxStatus } from './sandbox-status.js';
+import { setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** How long bubblewrap's outer process has to collect the killed init and exit, before its group is killed too. */
 const OUTER_EXIT_WITHIN_MS = 2000;
