@@ -6,11 +6,16 @@ import path from 'node:path';
 import { BASIC, expectError, expectOk, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOST_WITHIN_MS, SLACK_MS, host, markers, marks, server, startMark, useChaosKit, worker } from './chaos-kit.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { LOST_WITHIN_MS, SLACK_MS, host, markers, marks, server, startMark, stopAfterTest, useChaosKit, worker } from './chaos-kit.js';
 import { QUEUE_PROBE, newPool } from './helpers.js';
+import { PoolSubjects } from '../src/shared/subjects.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 useChaosKit();
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('the network between the host and the server', () => {
   let proxy: TcpProxy;
@@ -149,6 +154,48 @@ describe('the network between the host and the server', () => {
     proxy.restore();
     void Promise.allSettled(waiting);
   }, 60_000);
+
+  it("cut with its tasks waiting in the stream: while a worker passes that host over, each of its tasks comes round once, not every second; when the pass-over ends, one task asks it again, not every free slot; restored, they all run", async () => {
+    const pool = newPool('hostcutonce');
+    const subjects = new PoolSubjects('kbexec', pool);
+    const silentHost = host(proxy.url, pool);
+    const count = 40;
+    const waiting = Array.from({ length: count }, (_, i) => silentHost.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 90_000 }));
+    await waitFor(async () => ((await silentHost.stats()).runners as QueueRunnerStats).queueDepth === count, 10_000);
+    // What the worker sends the host, seen from beside it: the server delivers it there too.
+    const watcher = await connect({ servers: server.url });
+    stopAfterTest(() => watcher.close());
+    const jsm = await jetstreamManager(watcher);
+    const deliveries = async () => (await jsm.consumers.info(subjects.stream, subjects.consumer)).delivered.consumer_seq;
+    let asked = 0;
+    let withdrawn = 0;
+    watcher.subscribe(subjects.caller('*'), { callback: (_error, msg) => {
+      const kind = msg.headers?.get('Kb-Kind');
+      if (kind === 'started') asked++;
+      else if (kind === 'withdrawn') withdrawn++;
+    } });
+    await watcher.flush();
+    proxy.cut();
+    await worker(server.url, pool, 2, 'in-process');
+    // Both slots ask it, and hear nothing within 3 s: it is passed over (4 s: 2, then twice as long).
+    await waitFor(() => withdrawn >= 2, 20_000);
+    expect(asked).toBe(2);
+    await sleep(500);
+    const deliveredBefore = await deliveries();
+    await sleep(1000);
+    // Before: each came round every second (a task due again goes ahead of any newer one).
+    expect(await deliveries() - deliveredBefore).toBeLessThan(count / 4);
+    await waitFor(() => asked > 2, 20_000);
+    await sleep(1500);
+    // Before: both free slots asked it at once.
+    expect(asked).toBe(3);
+    proxy.restore();
+    const results = await Promise.all(waiting);
+    results.forEach((result, i) => {
+      expectOk(result);
+      expect(result.data).toBe(i);
+    });
+  }, 120_000);
 
   it('cut while an execution runs: shutdown({ timeoutMs }) resolves about two seconds after its timeout (the stop\'s grace), not once the worker is taken for lost', async () => {
     const pool = newPool('hostcutshutdown');

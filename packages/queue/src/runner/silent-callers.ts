@@ -2,6 +2,8 @@ import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 /** How long a caller that did not answer a `started` is first passed over; each silence after doubles it. */
 const FIRST_PASS_OVER_MS = 2000;
 const MAX_PASS_OVER_MS = 10_000;
+/** A task handed back while its caller is asked waits this much past the ask's own time limit: by then the ask is settled. */
+const ASK_SETTLES_MS = 500;
 
 /**
  * Callers (hosts) that did not answer a worker's `started` in time: frozen (SIGSTOP, a paused
@@ -10,16 +12,33 @@ const MAX_PASS_OVER_MS = 10_000;
  * and go back to the stream to be taken again at once, over and over, while other hosts' tasks
  * wait behind them. For a while after such a silence their tasks are handed back unasked: the
  * first silence passes the caller over for 2 s, each one after for twice as long as the last (up
- * to 10 s: a caller that is back waits that long at most before a worker asks it again, while one
- * that stays silent costs a slot 3 s in 13); a caller that answers a `started` is heard at once.
+ * to 10 s). Each task handed back waits in the stream until the pass-over ends (JetStream gives
+ * a task whose wait is over before any newer one: tasks that came round every second would keep
+ * other hosts' tasks behind them for the whole pass-over). When it ends, one task asks the caller
+ * again; the others that come meanwhile wait until that ask is settled. A caller that is back
+ * waits 10 s at most before a worker asks it again, and then for that ask; one that stays silent
+ * costs one slot of the worker a `started` time limit in every pass-over; a caller that answers a
+ * `started` is heard at once.
  */
 export class SilentCallers {
-  readonly #passedOver = new Map<string, { until: number; forMs: number }>();
+  readonly #passedOver = new Map<string, { until: number; forMs: number; askedUntil?: number }>();
 
-  /** Whether `caller`'s tasks are passed over now, and for how much longer (ms). */
-  passOverFor(caller: string, now = monotonicNow()): number {
+  /**
+   * How long a task of `caller` delivered now is to wait in the stream before it comes again: 0 if
+   * it may ask its caller. While `caller` is passed over, until the pass-over ends; after that,
+   * while one of its tasks asks it, until that ask is settled.
+   */
+  handBackFor(caller: string, now = monotonicNow()): number {
     const entry = this.#passedOver.get(caller);
-    return entry === undefined ? 0 : Math.max(0, entry.until - now);
+    if (entry === undefined) return 0;
+    if (entry.until > now) return entry.until - now;
+    return entry.askedUntil !== undefined && entry.askedUntil > now ? entry.askedUntil - now : 0;
+  }
+
+  /** A task of `caller` asks it now, for at most `forMs`: if `caller` was passed over, its other tasks wait for the answer. */
+  asking(caller: string, forMs: number, now = monotonicNow()): void {
+    const entry = this.#passedOver.get(caller);
+    if (entry) entry.askedUntil = now + forMs + ASK_SETTLES_MS;
   }
 
   /** `caller` did not answer a `started` in time. */

@@ -20,8 +20,6 @@ import type { WorkerServices } from './worker-services.js';
  */
 const DEADLINE_MARGIN_MS = 1000;
 const STARTED_TIMEOUT_MS = 5000;
-/** The longest a task of a caller passed over (SilentCallers) waits in the stream before it is delivered again. */
-const PASSED_OVER_DELAY_MS = 1000;
 /** How many deliveries of a task for a plugin it lacks (or has in another version) a worker hands back when no peer has it (see #handsBack). */
 const HAND_BACK_TIMES = 4;
 const HAND_BACK_DELAY_MS = 250;
@@ -100,6 +98,8 @@ export class WorkerExecution implements Watched {
     // A caller that is no host of this pool, or a patience no host has: a peer's forgery, which
     // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever, or time each heartbeat past Node's longest timer.
     if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.claim.lostMs >= 100 && this.claim.lostMs <= MAX_TIMER_MS)) return void this.#msg.term();
+    // Before its body is read: while its caller is passed over, each of its tasks comes round once.
+    if (this.#passesOver(caller)) return;
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that
     // cannot be read is claimed and reported.
     let task: TaskBody | undefined;
@@ -110,7 +110,6 @@ export class WorkerExecution implements Watched {
       unreadable = error;
     }
     if (task && this.#handsBack(task)) return;
-    if (this.#passesOver(caller)) return;
     // An earlier one of its caller under this id runs here (lost to it in a restart): this one waits in the stream.
     if (this.#worker.earlierUnderKey(this)) return void this.#msg.nak(HAND_BACK_DELAY_MS);
     // Its caller sends an input too large for the task right behind its accept, often before this worker has read the accept (see take).
@@ -153,11 +152,11 @@ export class WorkerExecution implements Watched {
     return true;
   }
 
-  /** Its caller did not answer another task's `started` a moment ago (SilentCallers): back to the stream, unasked. */
+  /** Its caller did not answer another task's `started` a moment ago, or another task asks it again now (SilentCallers): back to the stream, unasked, until then. */
   #passesOver(caller: string): boolean {
-    const forMs = this.#worker.silentCallers.passOverFor(caller);
-    if (forMs <= 0) return false;
-    this.#msg.nak(Math.min(forMs, PASSED_OVER_DELAY_MS));
+    const waitMs = this.#worker.silentCallers.handBackFor(caller);
+    if (waitMs <= 0) return false;
+    this.#msg.nak(Math.ceil(waitMs));
     return true;
   }
 
@@ -169,8 +168,10 @@ export class WorkerExecution implements Watched {
   async #start(askedAt: number): Promise<boolean> {
     let reply: StartedReply;
     const { lostMs } = this.claim;
+    const askMs = Math.min(STARTED_TIMEOUT_MS, lostMs);
+    this.#worker.silentCallers.asking(this.claim.caller, askMs);
     try {
-      const msg = await this.#worker.courier.request(this.claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), Math.min(STARTED_TIMEOUT_MS, lostMs));
+      const msg = await this.#worker.courier.request(this.claim.caller, 'started', this.id, encode({ worker: this.#worker.identity, task: this.taskId || undefined }, 'started'), askMs);
       reply = decodeStartedReply(msg.data, `on worker ${this.#worker.identity.id}`);
     } catch (error) {
       // No caller: nobody waits for it. No answer: it may not have heard; another worker may try.
