@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuthenticateResult, ChannelErrorInfo, MountWebSocketChannelsOptions, UpgradeInfo } from './options.js';
+import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/host-kit';
 
 /** What an upgrade is answered with: refused with an HTTP `status`, or accepted with an optional identity. */
 export interface UpgradeVerdict {

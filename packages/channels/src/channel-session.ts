@@ -10,6 +10,7 @@ import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type
 import type { ChannelErrorPhase } from './options.js';
 import { runChannelHandler, type CloseCause, type Outcome, type SessionRuntime } from './session-runtime.js';
 import { SocketWriter } from './socket-writer.js';
+import { setTimeout } from '@kb-labs/plugin-execution-core/host-kit';
 
 /**
  * One WebSocket connection of a channel: turns connect, each message and disconnect into

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ShuttingDownError, ValidationError, type ContextDescriptor, type PluginManifest } from '@kb-labs/plugin-execution-core';
-import { settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
+import { clearInterval, monotonicNow, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
 import { ChannelSession } from './channel-session.js';
@@ -365,14 +365,14 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     for (const session of sessions) session.closeFor('unmount', 1001, 'server shutting down');
     // All of it within `timeoutMs` (a backend's shutdown stops waiting for its unmount then), half
     // of it at most for the close: the disconnect handlers that follow run on the live backend.
-    const started = performance.now();
+    const started = monotonicNow();
     const closeTimeoutMs = Math.min(this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, Math.floor(timeoutMs / 2));
     if (!(await settlesWithin(Promise.all(sessions.map((s) => s.closed)), closeTimeoutMs))) {
       // Clients that do not answer the close handshake lose their socket now, not after ws's 30 s.
       for (const session of sessions) if (!session.isSocketClosed) session.terminate('unmount');
       await Promise.all(sessions.map((s) => s.closed));
     }
-    const left = Math.max(0, timeoutMs - (performance.now() - started));
+    const left = Math.max(0, timeoutMs - (monotonicNow() - started));
     if (!(await settlesWithin(Promise.all(sessions.map((s) => s.done)), left))) {
       for (const session of sessions) session.hardStop();
       await Promise.all(sessions.map((s) => s.done));

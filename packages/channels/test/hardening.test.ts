@@ -119,6 +119,20 @@ describe('authentication on upgrade', () => {
     expect(errors).toEqual([{ phase: 'authenticate', message: expect.stringContaining(`authenticate() returned ${said}`) }]);
   });
 
+  it("a host's fake timers (vi.useFakeTimers()) do not stop authenticateTimeoutMs: a hook that never answers is refused 503 on the real clock", async () => {
+    const h = await setup({ authenticate, authenticateTimeoutMs: 300 });
+    const realSetTimeout = globalThis.setTimeout;
+    vi.useFakeTimers();
+    try {
+      const refused = upgradeStatus(h.url('/echo'), { authorization: 'Bearer hang' }).then(({ status }) => status);
+      const stuck = new Promise<string>((resolve) => realSetTimeout(() => resolve('no answer after 10 s of real time'), 10_000).unref());
+      // Before: the upgrade waited on the host's fake clock for ever.
+      expect(await Promise.race([refused, stuck])).toBe(503);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('a verdict is read once: a status getter that says 401, then 101, refuses with 401 (never a bare "101 Switching Protocols")', async () => {
     let reads = 0;
     const verdict = Object.defineProperties({ allow: false }, { status: { enumerable: true, get: () => (reads++ === 0 ? 401 : 101) } });

@@ -15,6 +15,8 @@ export { BACKEND_OWN_OPTIONS, backendTakes, isBackendOption, isExecuteOptionOrRe
 export { handlerThrew, toHandlerError, toInternalError } from './errors.js';
 export { formatPath, issuesOf, parseWith, validationError } from './validation.js';
 export { settlesWithin } from './settles-within.js';
+// Timers a host's fake timers installed later do not replace (real-timers.ts): time limits and grace periods use these.
+export { clearImmediate, clearInterval, clearTimeout, monotonicNow, setImmediate, setInterval, setTimeout } from './real-timers.js';
 export { checkTimeoutOptions } from './host/shutdown-hooks.js';
 export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
