@@ -83,11 +83,14 @@ describe('parseOptions', () => {
   });
 
   it('refuses unknown options, with the nearest known name when one is close', () => {
-    const error = failure(() => parseOptions(schema, { maxThread: 2, defaultTimeoutMS: 5, somethingElse: true }, 'x options'));
+    const error = failure(() => parseOptions(schema, { maxThread: 2, defaultTimeoutMS: 5, somethingElse: true, concurency: 2, threds: 2 }, 'x options'));
     expect(error.details.issues).toEqual([
       { path: 'maxThread', message: 'unknown option; did you mean "maxThreads"?' },
       { path: 'defaultTimeoutMS', message: 'unknown option; did you mean "defaultTimeoutMs"?' },
       { path: 'somethingElse', message: 'unknown option' },
+      // A typo of an option's last words (`concurrency` of maxConcurrency, `threads` of maxThreads), not of all of it.
+      { path: 'concurency', message: 'unknown option; did you mean "maxConcurrency"?' },
+      { path: 'threds', message: 'unknown option; did you mean "maxThreads"?' },
     ]);
   });
 

@@ -250,6 +250,13 @@ describe('validateExecuteOptions', () => {
       { path: 'keepWorkspaces', message: 'unknown option; did you mean "keepWorkspace"?' },
       { path: 'colour', message: 'unknown option' },
     ]);
+    // A backend's option misspelt here: the one meant, and where it goes.
+    const backends = 'not an option of execute(); it is an option of the backend, given when it is made: createExecutionBackend';
+    expect(failure(() => validateExecuteOptions({ maxConcurency: 2, concurency: 2, defaultTimeoutMS: 5 })).details.issues).toEqual([
+      { path: 'maxConcurency', message: `unknown option; did you mean "maxConcurrency"? (${backends}({ type, maxConcurrency }))` },
+      { path: 'concurency', message: `unknown option; did you mean "maxConcurrency"? (${backends}({ type, maxConcurrency }))` },
+      { path: 'defaultTimeoutMS', message: `unknown option; did you mean "defaultTimeoutMs"? (${backends}({ type, defaultTimeoutMs }))` },
+    ]);
   });
 
   it("says where a backend's option or a request's field goes when it is given as an execute() option", () => {

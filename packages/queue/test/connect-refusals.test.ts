@@ -221,6 +221,8 @@ describe('options that cannot work', () => {
       maxConcurrency: 4,
       permissions: {},
       concurency: 2,
+      maxConcurency: 4,
+      timeoutMS: 100,
     } as never).catch((error: unknown) => error);
     const hosts = "an option of the queue backend's host, not of a worker: ";
     expect((refused as ValidationError).details.issues).toEqual([
@@ -229,6 +231,9 @@ describe('options that cannot work', () => {
       { path: 'maxConcurrency', message: `${hosts}the worker's own limit is its \`concurrency\` option` },
       { path: 'permissions', message: `${hosts}a worker's cap is its local backend's: backend: { type, permissions }` },
       { path: 'concurency', message: 'unknown option; did you mean "concurrency"?' },
+      // Near none of the worker's own: the host's option it is near, and the worker's own in its place.
+      { path: 'maxConcurency', message: `unknown option; did you mean "maxConcurrency"? (${hosts}the worker's own limit is its \`concurrency\` option)` },
+      { path: 'timeoutMS', message: `unknown option; did you mean "defaultTimeoutMs"? (${hosts}each execution's time limit comes from its caller, with the task)` },
     ]);
   });
 

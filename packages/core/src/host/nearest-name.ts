@@ -17,7 +17,27 @@ export function nearest(name: string, known: readonly string[]): string | undefi
   if (bestDistance <= Math.max(2, Math.floor(name.length / 4))) return best;
   if (lower.length < 5) return undefined;
   const holding = known.filter((candidate) => candidate.toLowerCase().includes(lower));
-  return holding.sort((a, b) => a.length - b.length)[0];
+  return holding.sort((a, b) => a.length - b.length)[0] ?? nearestByTail(lower, known);
+}
+
+/**
+ * The shortest known name whose last words (`concurrency` of `maxConcurrency`) are a typo of
+ * `lower` (`concurency`): one or two edits, by their length.
+ */
+function nearestByTail(lower: string, known: readonly string[]): string | undefined {
+  const near = known.filter((candidate) =>
+    tailsOf(candidate).some((tail) => tail.length >= 6 && editDistance(lower, tail) <= Math.max(1, Math.floor(tail.length / 6))),
+  );
+  return near.sort((a, b) => a.length - b.length)[0];
+}
+
+/** `maxConcurrency` → `concurrency`; `perPluginConcurrency` → `pluginconcurrency`, `concurrency`. */
+function tailsOf(name: string): string[] {
+  const tails: string[] = [];
+  for (let i = 1; i < name.length; i++) {
+    if (name[i]! >= 'A' && name[i]! <= 'Z') tails.push(name.slice(i).toLowerCase());
+  }
+  return tails;
 }
 
 /** The known option a host means by `name` when it is another's (MEANT), whatever is spelt nearer. */

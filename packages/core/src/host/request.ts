@@ -8,7 +8,7 @@ import type { HostPlatform } from '../define-handler.js';
 import { unsafeExecutionIdReason } from './workspace-manager.js';
 import { contextDescriptorSchema, keepProtoKeys } from './context-descriptor.js';
 import { didYouMean, nearest, unknownKeyMessage } from './nearest-name.js';
-import { executeKeyElsewhere } from './backend-own-options.js';
+import { BACKEND_OPTION_NAMES, executeKeyElsewhere } from './backend-own-options.js';
 import { EXECUTE_OPTIONS, REQUEST_FIELDS } from './request-fields.js';
 
 export { contextDescriptorSchema, type ContextDescriptor } from './context-descriptor.js';
@@ -274,7 +274,10 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
     if (EXECUTE_OPTIONS.includes(key)) continue;
     // A misspelt option silently ignored would be a surprise (`timeout: 1000` running for 30 s).
     const near = nearest(key, EXECUTE_OPTIONS);
-    add(key, unknownKeyMessage(executeKeyElsewhere(key), near));
+    const elsewhere = executeKeyElsewhere(key);
+    // A backend's option misspelt here (`maxConcurency`): the one meant, and where it goes.
+    const backendsNear = near || elsewhere ? undefined : nearest(key, BACKEND_OPTION_NAMES);
+    add(key, backendsNear ? `unknown option; did you mean "${backendsNear}"? (${executeKeyElsewhere(backendsNear)!})` : unknownKeyMessage(elsewhere, near));
   }
   if (issues.length) {
     throw validationError('Invalid execute() options', issues, { phase: 'options' });

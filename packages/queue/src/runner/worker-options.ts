@@ -84,7 +84,9 @@ const HOST_ONLY: Record<string, string> = {
 function hostOptionGivenToWorker(key: string): string | undefined {
   if (Object.hasOwn(HOST_ONLY, key)) return `an option of the queue backend's host, not of a worker: ${HOST_ONLY[key]}`;
   if (backendTakes('queue', key)) return `an option of the queue backend's host, not of a worker: createExecutionBackend({ type: 'queue', ${key} })`;
-  return undefined;
+  // Misspelt (`maxConcurency`), and near none of the worker's own options: the host's it is near, and where it goes.
+  const near = nearest(key, Object.keys(workerOptionsSchema().shape)) ? undefined : nearest(key, Object.keys(HOST_ONLY));
+  return near ? `unknown option; did you mean "${near}"? (an option of the queue backend's host, not of a worker: ${HOST_ONLY[near]!})` : undefined;
 }
 
 const workerOptionsSchema = lazySchema((z) =>
