@@ -29,8 +29,6 @@ export { describeThrown, describeValue, isError, toWireValue } from './wire-valu
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { wallClockMs } from './wall-clock.js';
-// Timers a host's fake timers installed later do not replace (real-timers.ts): a backend's time limits and grace periods use these.
-export { clearImmediate, clearInterval, clearTimeout, monotonicNow, setImmediate, setInterval, setTimeout } from './real-timers.js';
 export { missingFilesOf } from './host/plugin-files.js';
 export { passingShortage } from './passing-shortage.js';
 // Collections of what is live, for what comes and goes once per execution (not a Set or Map: live-list.ts).

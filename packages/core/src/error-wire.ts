@@ -4,7 +4,7 @@
  * use and caps nesting, so arbitrary JSON gives an Error, never a TypeError or a stack overflow.
  */
 import { ERROR_CLASSES, ExecutionError, HandlerError, isErrorCode, isExecutionError, type ExecutionErrorOptions } from './errors.js';
-import { MAX_DEPTH, MAX_KEYS, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, safeString, toWireValue, truncate } from './wire-value.js';
+import { MAX_DEPTH, MAX_KEYS, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, toWireValue, truncate } from './wire-value.js';
 
 /** JSON-safe form of any error, ours or foreign, with its cause chain. */
 export interface SerializedError {
@@ -76,7 +76,7 @@ function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): S
     name: safeString(readProp(e, 'name')) || 'Error',
     message: safeString(readProp(e, 'message')),
   };
-  const stack = readProp(e, 'stack');
+  const stack = readStack(e);
   if (typeof stack === 'string') out.stack = truncate(stack);
   const code = readProp(e, 'code');
   if (typeof code === 'string') out.code = code;

@@ -6,7 +6,7 @@
  * `serializeError`, error-wire.ts) and comes back as the same class via `deserializeError`.
  */
 import type { ErrorDetailsByCode } from './error-details.js';
-import { describeThrown, describeValue, isError, readProp, safeString, toWireValue, truncate } from './wire-value.js';
+import { describeThrown, describeValue, isError, readProp, readStack, safeString, throwsOnRead, toWireValue, truncate } from './wire-value.js';
 import { serializeError, type SerializedError } from './error-wire.js';
 import { reportedDetails } from './handler-details.js';
 
@@ -219,11 +219,10 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
   if (isExecutionError(thrown)) return ownCopy(ExecutionError, thrown) ? thrown : asOurs(thrown);
   if (isError(thrown)) {
     const e = thrown as Error;
-    const error = new HandlerError(safeString(readProp(e, 'message')) || safeString(readProp(e, 'name')) || 'Handler threw', {
-      details: { name: safeString(readProp(e, 'name')) || 'Error' },
-      cause: e,
-    });
-    const stack = readProp(e, 'stack');
+    const name = safeString(readProp(e, 'name')) || 'Error';
+    const message = throwsOnRead(e, 'message') ? `The handler threw ${name}, whose message could not be read: ${safeString(readProp(e, 'message'))}` : safeString(readProp(e, 'message'));
+    const error = new HandlerError(message || safeString(readProp(e, 'name')) || 'Handler threw', { details: { name }, cause: e });
+    const stack = readStack(e);
     if (typeof stack === 'string') {
       Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
     }
@@ -247,7 +246,7 @@ function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknow
     details: typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {},
     ...(cause !== undefined ? { cause } : {}),
   });
-  const stack = readProp(shaped, 'stack');
+  const stack = readStack(shaped);
   if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
   return error;
 }

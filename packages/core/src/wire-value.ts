@@ -50,6 +50,55 @@ export function readProp(target: object, key: string): unknown {
   }
 }
 
+/**
+ * An error's `stack`, as readProp reads it. V8 writes a stack at its first read, from the error's
+ * name and message: a getter of either that throws makes that read throw, and the frames were
+ * lost. They are read again with each such field shadowed, for that one read, by what reading it
+ * gives ("[Getter threw: …]"), which the stack's first line then says; the fields are put back.
+ */
+export function readStack(error: object): unknown {
+  try {
+    return (error as { stack?: unknown }).stack;
+  } catch (thrown) {
+    return stackWithHeaderShadowed(error) ?? `[Getter threw: ${thrownMessage(thrown)}]`;
+  }
+}
+
+function stackWithHeaderShadowed(error: object): unknown {
+  const restore: Array<() => unknown> = [];
+  try {
+    for (const key of ['name', 'message']) {
+      if (!throwsOnRead(error, key)) continue;
+      const own = Object.getOwnPropertyDescriptor(error, key);
+      // Frozen, sealed, or a field the error holds fast: the stack stays unread.
+      if (!Reflect.defineProperty(error, key, { value: readProp(error, key), configurable: true, writable: true, enumerable: false })) return undefined;
+      restore.push(() => (own ? Reflect.defineProperty(error, key, own) : Reflect.deleteProperty(error, key)));
+    }
+    return restore.length > 0 ? (error as { stack?: unknown }).stack : undefined;
+  } catch {
+    // A Proxy whose traps throw, or a stack getter of the error's own that throws.
+    return undefined;
+  } finally {
+    for (const undo of restore.reverse()) {
+      try {
+        undo();
+      } catch {
+        // As above: nothing more can be done with it.
+      }
+    }
+  }
+}
+
+/** Whether reading `target[key]` throws (a getter, a Proxy trap). */
+export function throwsOnRead(target: object, key: string): boolean {
+  try {
+    void (target as Record<string, unknown>)[key];
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /** The message of what a getter threw, never throwing itself (its own message may be a getter that throws). */
 function thrownMessage(error: unknown): string {
   try {

@@ -236,6 +236,21 @@ describe('wire form of errors a handler throws', () => {
     }
   });
 
+  it("keeps the stack's frames of an error whose message or name getter throws (V8 writes the stack from both), and puts the getter back", () => {
+    for (const key of ['message', 'name']) {
+      const nasty = new Error('placeholder');
+      const getter = { get: () => { throw new Error(`no ${key}`); }, configurable: true };
+      Object.defineProperty(nasty, key, getter);
+      const wire = serializeError(nasty);
+      expect(wire.stack).toContain(`[Getter threw: no ${key}]`);
+      expect(wire.stack).toContain('errors.test.ts');
+      expect(Object.getOwnPropertyDescriptor(nasty, key)?.get).toBe(getter.get);
+      // Frozen, the error cannot be read around: what could not be read is said, as before, and nothing throws.
+      const frozen = Object.freeze(Object.defineProperty(new Error('placeholder'), key, getter));
+      expect(serializeError(frozen).stack).toBe(`[Getter threw: no ${key}]`);
+    }
+  });
+
   it('bounds huge messages and marks the cut; keeps large ones exactly', () => {
     const large = 'm'.repeat(60_000);
     expect(TRIPS.json(new Error(large)).message).toBe(large);

@@ -19,7 +19,9 @@ beforeAll(async () => {
   await writeFile(path.join(esmDir, 'named.cjs'), 'exports.build = async () => 1;\n');
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' }, 'dependency-string': { entry: 'imports-string-thrower.mjs' } } }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' }, 'dependency-string': { entry: 'imports-string-thrower.mjs' }, json: { entry: 'imports-json.mjs' } } }));
+  await writeFile(path.join(dir, 'imports-json.mjs'), "import data from './data.json';\nexport default async () => data;\n");
+  await writeFile(path.join(dir, 'data.json'), '{ "a": 1 }\n');
   await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
   await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
@@ -70,6 +72,16 @@ describe('in-process module loading, in a plain Node process', () => {
     const printed = runInNode('named', { dir: esmDir, id: '@x/esm-scope' });
     expect(printed.code).toBe('HANDLER_NOT_FOUND');
     expect(printed.message).toMatch(/; set "export": "build" on handler "named" in kb\.plugin\.json$/);
+  });
+
+  it("a JSON module imported without with { type: 'json' }: HANDLER_ERROR naming it, the handler's module and the fix", () => {
+    const printed = runInNode('json');
+    expect(printed.code, printed.message).toBe('HANDLER_ERROR');
+    expect(printed.message).toBe(
+      `Handler "json" of plugin "@x/cjs-scope": ${path.join(dir, 'data.json')} is a JSON module, imported (by ${path.join(dir, 'imports-json.mjs')} or a module it imports) without the import attribute Node requires of one. ` +
+        "Import it as import data from './data.json' with { type: 'json' }",
+    );
+    expect(printed.details).toMatchObject({ name: 'TypeError', file: path.join(dir, 'data.json') });
   });
 
   // Node 20 also leaves the error as a rejection nobody handled (nodejs/node#51603), which ended the host.

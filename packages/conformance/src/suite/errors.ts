@@ -40,6 +40,26 @@ function thrownValueTests(suite: SuiteContext): void {
     expect(((again.cause as Error).cause as Error).cause).toBeInstanceOf(TypeError);
   });
 
+  it.each(['message', 'name', 'cause'])("an Error whose %s getter throws keeps its stack's frames and the fields that can be read, and says what could not", async (field) => {
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'throw-value', input: { kind: `unreadable-${field}` } });
+    expectError(result, 'HANDLER_ERROR');
+    const unread = `[Getter threw: no ${field} for you]`;
+    // In-process the cause is the thrown error itself, whose field still throws when read: only the others are read here.
+    const cause = result.error.cause as Error & { detail?: unknown };
+    for (const stack of [result.error.stack, cause.stack]) {
+      expect(stack).toContain('throw-value.mjs');
+      expect(stack!.split('\n', 1)[0]).toBe(field === 'message' ? `UnreadableError: ${unread}` : field === 'name' ? `${unread}: the message` : 'UnreadableError: the message');
+    }
+    expect(cause.detail).toBe('kept');
+    if (field === 'message') {
+      expect(result.error.message).toBe(`The handler threw UnreadableError, whose message could not be read: ${unread}`);
+      expect(result.error.details).toEqual({ name: 'UnreadableError' });
+    } else {
+      expect(result.error.message).toBe('the message');
+      expect(result.error.details).toEqual({ name: field === 'name' ? unread : 'UnreadableError' });
+    }
+  });
+
   it('cuts a message of 100,000 characters once, to 64 KiB with the count of what was left out, however many hops it makes', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'throws', input: { message: 'm'.repeat(100_000) } });

@@ -389,6 +389,26 @@ function pluginFolderTests(suite: SuiteContext): void {
     }
   });
 
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)("a JSON module imported without with { type: 'json' } is HANDLER_ERROR naming it, the handler's module and the fix", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-json-import-'));
+    try {
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/json-import', version: '1', handlers: { run: { entry: 'handlers/run.mjs' } } }));
+      await mkdir(path.join(dir, 'handlers'));
+      await writeFile(path.join(dir, 'config.json'), '{ "greeting": "hi" }\n');
+      await writeFile(path.join(dir, 'handlers', 'run.mjs'), "import config from '../config.json';\nexport default async () => config.greeting;\n");
+      const result = await make({ plugins: [dir] }).execute({ pluginId: '@x/json-import', handlerId: 'run' });
+      expectError(result, 'HANDLER_ERROR');
+      // Before: Node's own 'Module "file:///…/config.json" needs an import attribute of "type: json"', naming neither the importer nor the fix.
+      expect(result.error.message).toBe(
+        `Handler "run" of plugin "@x/json-import": ${path.join(dir, 'config.json')} is a JSON module, imported (by ${path.join(dir, 'handlers', 'run.mjs')} or a module it imports) without the import attribute Node requires of one. ` +
+          "Import it as import data from '../config.json' with { type: 'json' }",
+      );
+      expect(result.error.details).toMatchObject({ name: 'TypeError', file: path.join(dir, 'config.json') });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('an empty handler module (a save caught half-way) is HANDLER_ERROR saying so, not HANDLER_NOT_FOUND', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-empty-module-'));
     try {

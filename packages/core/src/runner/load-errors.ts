@@ -7,10 +7,11 @@ import type { RunnerTask } from './handler-runtime.js';
 import { mayLoadAsCommonJs, moduleTypeAdvice, commonJsAdvice } from './nearest-package.js';
 
 const { fileURLToPath } = process.getBuiltinModule('node:url');
+const path = process.getBuiltinModule('node:path');
 
 /** The error to throw for `error`, met importing the handler's module `entryPath`: one of those below, or `error` as it is. */
 export function loadError(error: unknown, entryPath: string, task: RunnerTask): unknown {
-  return moduleScopeError(error, entryPath, task) ?? commonJsScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? error;
+  return moduleScopeError(error, entryPath, task) ?? commonJsScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? jsonAttributeError(error, entryPath, task) ?? error;
 }
 
 /**
@@ -105,3 +106,23 @@ function typeScriptError(error: unknown, entryPath: string, task: RunnerTask): H
   );
 }
 
+
+/**
+ * A JSON module imported without `with { type: 'json' }`: Node's TypeError names the JSON file, by
+ * its URL, but neither the module that imports it nor the fix (ERR_IMPORT_ATTRIBUTE_MISSING; on
+ * Node 20, ERR_IMPORT_ASSERTION_TYPE_MISSING).
+ */
+function jsonAttributeError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const e = error as { code?: unknown; message?: unknown } | null;
+  if ((e?.code !== 'ERR_IMPORT_ATTRIBUTE_MISSING' && e?.code !== 'ERR_IMPORT_ASSERTION_TYPE_MISSING') || typeof e.message !== 'string') return undefined;
+  const url = /^Module "(file:[^"]+\.json)" needs an import (attribute|assertion)/.exec(e.message)?.[1];
+  if (!url) return undefined;
+  const file = fileURLToPath(url);
+  const relative = path.relative(path.dirname(entryPath), file).split(path.sep).join('/');
+  const specifier = relative.startsWith('../') ? relative : `./${relative}`;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${file} is a JSON module, imported (by ${entryPath} or a module it imports) without the import attribute Node requires of one. ` +
+      `Import it as import data from '${specifier}' with { type: 'json' }`,
+    { details: { name: 'TypeError', file }, cause: error },
+  );
+}
