@@ -1,6 +1,6 @@
 // System packages the tests need, installed where they are missing and can be: bubblewrap (the
-// subprocess backend's sandbox, tested for real) and nats-server (the queue backend's tests start
-// their own on a free port). Debian/Ubuntu as root: apt-get. Elsewhere it says what to install;
+// subprocess backend's sandbox, tested for real), nats-server (the queue backend's tests start
+// their own on a free port) and openssl (the queue's TLS tests make their certificates with it). Debian/Ubuntu as root: apt-get. Elsewhere it says what to install;
 // the tests that need a missing one fail rather than skip.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -24,6 +24,7 @@ const needed = [
   { name: 'bubblewrap', debian: 'bubblewrap', linuxOnly: true, present: () => onPath('bwrap') },
   // Debian installs it in /usr/sbin, which natsServerAvailable() also looks in.
   { name: 'nats-server', debian: 'nats-server', present: natsServerAvailable, hint: NATS_SERVER_INSTALL_HINT },
+  { name: 'openssl', debian: 'openssl', present: () => onPath('openssl'), hint: 'install OpenSSL (its openssl command on PATH)' },
 ];
 
 if (process.env.NATS_SERVER_BIN && !natsServerAvailable()) {

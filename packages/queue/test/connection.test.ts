@@ -37,6 +37,12 @@ describe('serverProblem', () => {
       "The worker could not connect to the NATS server (nats://10.0.0.5:4222): a file connection.tls names cannot be read (/etc/kb/client.pem doesn't exist); check its caFile, certFile and keyFile",
       'nats://10.0.0.5:4222',
     ]);
+    // A client key that is not the certificate's (recorded from Node's TLS against nats-server 2.9): the key is named, not the server's certificate.
+    expect(problem('The worker', { ...servers, tls: { certFile: '/etc/kb/client.pem', keyFile: '/etc/kb/old-client.key' } } as never, new Error('error:05800074:x509 certificate routines::key values mismatch'))).toEqual([
+      'unreachable',
+      'The worker could not connect to the NATS server (nats://10.0.0.5:4222): TLS failed: error:05800074:x509 certificate routines::key values mismatch; the client key (connection.tls keyFile or key) is not the key of the client certificate (certFile or cert)',
+      'nats://10.0.0.5:4222',
+    ]);
     expect(problem('The worker', servers, new Error('jetstream is not enabled'))).toEqual(['no-jetstream', expect.stringMatching(/JetStream is not enabled there; start nats-server with -js/), 'nats://10.0.0.5:4222']);
     expect(problem('The worker', { servers: ['nats://a:1', 'nats://b:2'] }, 'connection refused')).toEqual([
       'unreachable',

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { clearInterval, LiveMap, monotonicNow, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Status, Subscription } from '@nats-io/transport-node';
-import { closeConnection, connectNats, describeServers, fromPeer, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
+import { closeConnection, connectNats, describeServers, fromPeer, LOGIN_REFUSED, messageOf, notPermitted, PERMISSION_PROBE, refusedAnswer, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem, streamSilence } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
@@ -52,6 +52,7 @@ export class HostLink implements ExecutionLink {
   readonly workspace: boolean;
   readonly subjects: PoolSubjects;
   state: ConnectionState = 'connected';
+  #loginRefused: string | undefined; // the server's refusal of this host's login as it reconnects (a password changed under it)
   readonly #o: ResolvedQueueOptions;
   readonly #nc: NatsConnection;
   readonly #jsm: JetStreamManager;
@@ -148,7 +149,7 @@ export class HostLink implements ExecutionLink {
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
       if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
-      if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${handOverMs} ms a task waits to be handed over; nothing ran`);
+      if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${handOverMs} ms a task waits to be handed over${this.#refusalSaid()}; nothing ran`);
       const body = encode();
       // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
       const turnFrom = monotonicNow();
@@ -273,6 +274,15 @@ export class HostLink implements ExecutionLink {
     return this.#nc.getServer();
   }
 
+  /** What health() and an unstarted execution's TIMEOUT say of the connection while it is not up (and why, when the server refuses the login). */
+  get connectionProblem(): string {
+    return `the connection to the NATS server is ${this.state}${this.#refusalSaid()}`;
+  }
+
+  #refusalSaid(): string {
+    return this.#loginRefused === undefined || this.state !== 'reconnecting' ? '' : `: the server refuses this host's login as it reconnects (${this.#loginRefused}); it keeps trying: check the server's users and connection.user/pass, token, seed or credsFile`;
+  }
+
   /** Close the connection and every timer and subscription; executions still here fail. */
   async close(): Promise<void> {
     clearInterval(this.#watch);
@@ -347,12 +357,14 @@ export class HostLink implements ExecutionLink {
     for await (const status of this.#nc.status()) {
       this.#refused ??= refusedByPermissions(status);
       this.#answersRefused(status);
+      if (status.type === 'error' && LOGIN_REFUSED.test(messageOf(status.error))) this.#loginRefused = messageOf(status.error);
       if (status.type === 'disconnect' && this.state === 'connected') {
         this.state = 'reconnecting';
         this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
         this.#failAll(`lost its connection to the NATS server (${status.server}) while the execution was in flight`);
       } else if (status.type === 'reconnect') {
         if (this.state === 'reconnecting') this.state = 'connected';
+        this.#loginRefused = undefined;
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
         void this.#tasks.reconnected(this.#stream?.created);

@@ -225,7 +225,7 @@ export class QueueBackend extends BaseBackend {
   protected override async runnerProblems(): Promise<string[]> {
     const link = await this.#connectForProbe();
     if (typeof link === 'string') return [link];
-    if (link.state === 'reconnecting') return [`the connection to the NATS server is ${link.state}`];
+    if (link.state === 'reconnecting') return [link.connectionProblem];
     if (link.state === 'closed') return [];
     // Workers are heard through the server: a server that does not answer says nothing of them.
     const silence = await link.serverSilence(PROBE_MS);
@@ -253,7 +253,7 @@ export class QueueBackend extends BaseBackend {
   protected override unstartedReason(): string {
     const link = this.#opened;
     if (!link) return 'the connection to the NATS server was not open yet';
-    if (link.state !== 'connected') return `the connection to the NATS server is ${link.state}`;
+    if (link.state !== 'connected') return link.connectionProblem;
     // Its link cut without a reset: the connection looks open until nats.js gives up on it.
     const silentMs = Math.round(link.serverSilentMs(monotonicNow()));
     // A ping unanswered for half a watch tick is already more than a server takes; not only past workerLostMs (a time limit may be shorter).

@@ -12,7 +12,7 @@ export interface NatsConnectionOptions {
   token?: string | undefined;
   /** An NKey seed (`SU…`) to sign the server's nonce with. @default undefined */
   seed?: string | undefined;
-  /** A `.creds` file (JWT + NKey seed), read at connect time. @default undefined */
+  /** A `.creds` file (JWT + NKey seed), read at each connection attempt (a file replaced on disk is used at the next reconnection). @default undefined */
   credsFile?: string | undefined;
   /** TLS options, passed through (`caFile`, `certFile`, `keyFile`, `ca`, `cert`, `key`, `handshakeFirst`). @default undefined: TLS when a server URL says `tls://` (then required, never plain), else as the server asks */
   tls?: { caFile?: string; certFile?: string; keyFile?: string; ca?: string; cert?: string; key?: string; handshakeFirst?: boolean } | undefined;

@@ -1,7 +1,8 @@
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
-import { createConnection } from 'node:net';
+import { createConnection, isIP } from 'node:net';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnectionOptions } from './connection-options.js';
 import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
@@ -121,7 +122,7 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
   const authenticator: Authenticator[] = [];
   // Read from a file, a seed keeps its line break: not part of it.
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
-  if (options.credsFile) authenticator.push(credsAuthenticator(await readCredsFile(options.credsFile)));
+  if (options.credsFile) authenticator.push(credsAuthenticator(await credsReader(options.credsFile)));
   // Read by nats.js only once a server asks for TLS: one that does not would hide a wrong path.
   for (const key of ['caFile', 'certFile', 'keyFile'] as const) if (options.tls?.[key]) await unreadable(options.tls[key], `connection.tls.${key}`);
   return connect({
@@ -132,7 +133,7 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
     // nats.js goes by what the server's INFO asks, whatever the URL says: a `tls://` URL would
     // send the password and every input in clear to a server (or a man in the middle) that does
     // not ask for TLS. Given any `tls` option, nats.js insists on TLS.
-    ...(options.tls || saysTls(options) ? { tls: options.tls ?? {} } : {}),
+    ...(options.tls || saysTls(options) ? { tls: { ...options.tls, ...ipServerCheck(options) } } : {}),
     name: options.name ?? defaultName,
     // The pool's and the role's own, not `_INBOX`: a user may subscribe to its own answers only (docs/backends/queue.md, "Security").
     inboxPrefix,
@@ -197,6 +198,34 @@ export async function confirmSubscriptions(nc: NatsConnection, refused: () => Er
 function serverList(options: NatsConnectionOptions): string[] {
   const servers = options.servers ?? 'nats://127.0.0.1:4222';
   return Array.isArray(servers) ? servers : [servers];
+}
+
+/**
+ * nats.js (3.4) gives Node no server name for a server given by IP address, and Node then checks
+ * its certificate against "localhost": one naming the server's address was refused, one naming
+ * "localhost" taken from any address. The check of such a certificate, against the addresses given.
+ */
+function ipServerCheck(options: NatsConnectionOptions): { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
+  const hosts = serverList(options).map(hostOf);
+  const addresses = hosts.filter((host) => isIP(host) !== 0);
+  if (addresses.length === 0) return {};
+  const names = hosts.includes('localhost') ? [...addresses, 'localhost'] : addresses;
+  return {
+    checkServerIdentity: (host, cert) => {
+      if (host !== 'localhost') return checkServerIdentity(host, cert);
+      const refusals = names.map((name) => checkServerIdentity(name, cert));
+      return refusals.includes(undefined) ? undefined : refusals[0];
+    },
+  };
+}
+
+/** A server URL's host name or address (an IPv6 one without its brackets); '' when it is not a URL. */
+function hostOf(url: string): string {
+  try {
+    return new URL(url.includes('://') ? url.trim() : `nats://${url.trim()}`).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return '';
+  }
 }
 
 /** Whether a server URL asks for TLS (`tls://`). */
@@ -316,6 +345,23 @@ async function readCredsFile(file: string): Promise<Uint8Array> {
   } catch (error) {
     throw unusableFile(file, 'connection.credsFile', error);
   }
+}
+
+/**
+ * `connection.credsFile`'s bytes at each connection attempt: a file replaced on disk (credentials
+ * rotated) is what the next reconnection logs in with. While it cannot be read (mid-rotation), the
+ * bytes last read.
+ */
+async function credsReader(file: string): Promise<() => Uint8Array> {
+  let last = await readCredsFile(file);
+  return () => {
+    try {
+      last = readFileSync(file);
+    } catch {
+      // The bytes last read: a reconnection refused with them is said and tried again.
+    }
+    return last;
+  };
 }
 
 /** Throws an error naming `option` when `file` cannot be read. */

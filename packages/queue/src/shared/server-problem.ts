@@ -99,6 +99,9 @@ function tlsFailure(options: NatsConnectionOptions, message: string): string | u
   if (/DECODER routines|PEM routines/i.test(message)) {
     return `TLS failed: ${message}; the client certificate or key (connection.tls certFile/keyFile, cert/key) cannot be read as one`;
   }
+  if (/key values mismatch/i.test(message)) {
+    return `TLS failed: ${message}; the client key (connection.tls keyFile or key) is not the key of the client certificate (certFile or cert)`;
+  }
   if (options.tls?.handshakeFirst && /wrong version number/i.test(message)) {
     return `TLS failed: the server does not begin with TLS (${message}); drop connection.tls.handshakeFirst, or give the server handshake_first`;
   }
