@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { InternalError, PermissionDeniedError, ValidationError, mergePermissions, missingPermissions, type PermissionSpec, type Platform } from '../src/index.js';
 import { createPlatformProxy, parseWith } from '../src/backend-kit.js';
 import { allowsPlatformCall, assertGranted, permissionSpecSchema } from '../src/host/permissions.js';
@@ -360,5 +361,18 @@ describe('host services with method names that shadow built-ins', () => {
       await expect(invokePlatform(platform, declared, who, 'plain', method, [])).rejects.toBeInstanceOf(PermissionDeniedError);
     }
     await expect(invokePlatform(platform, declared, who, 'plain', 'call', [])).rejects.toBeInstanceOf(InternalError);
+  });
+});
+
+describe('a process whose Object.prototype has an enumerable key added (a library\'s Object.prototype.x = …)', () => {
+  it('is told that this is why no schema can be built (zod takes the key for its own), naming the key, not a TypeError from inside zod', () => {
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `Object.prototype.addedByALibrary = 1;
+const { permissionSpecSchema } = await import(${JSON.stringify(entry)});
+try { permissionSpecSchema(); console.log('built'); } catch (error) { console.log(error.message); }`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
+    expect(run.stderr).toBe('');
+    // Before: "Cannot read properties of undefined (reading 'get')", thrown from zod's util.js.
+    expect(run.stdout).toMatch(/^zod, which validates options and requests, cannot build its schemas in a process whose Object\.prototype has enumerable keys added to it \("addedByALibrary", by the host or a library it loads: Object\.prototype\.x = …\): define them with Object\.defineProperty \(not enumerable\), or remove them \(.+\)\n$/);
   });
 });

@@ -52,7 +52,27 @@ function load(): Zod {
 export function lazySchema<T>(build: (z: Zod) => T): () => T {
   let schema: T | undefined;
   return () => {
-    schema ??= build(zod());
+    schema ??= buildSaying(build);
     return schema;
   };
+}
+
+/**
+ * zod (4.6) walks its own tables with `for…in`, which takes a key someone added to
+ * `Object.prototype` as enumerable (a library's `Object.prototype.x = …`) for one of its own, and
+ * fails building any schema with a TypeError from inside it: said as the cause it is.
+ */
+function buildSaying<T>(build: (z: Zod) => T): T {
+  try {
+    return build(zod());
+  } catch (error) {
+    const added: string[] = [];
+    for (const key in {}) added.push(key);
+    if (added.length === 0) throw error;
+    const keys = added.map((key) => JSON.stringify(key)).join(', ');
+    throw new Error(
+      `zod, which validates options and requests, cannot build its schemas in a process whose Object.prototype has enumerable keys added to it (${keys}, by the host or a library it loads: Object.prototype.x = …): define them with Object.defineProperty (not enumerable), or remove them (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
 }
