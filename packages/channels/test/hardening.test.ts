@@ -434,7 +434,8 @@ describe('heartbeat', () => {
     clearInterval(sips);
     setImmediate(() => client.ws.pause());
     await eventually(() => h.mount.stats().heartbeatTimeouts === 1, 'the client that took nothing more was cut off');
-    expect(h.mount.registry.count('/flood')).toBe(0);
+    // Its place goes at its socket's close, which follows the cut (later on a busy machine).
+    await eventually(() => h.mount.registry.count('/flood') === 0, 'the cut client gone from the registry');
     client.terminate();
   });
 });
