@@ -1,5 +1,4 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { pbkdf2Sync } from 'node:crypto';
 import { closeSync, constants, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -219,22 +218,26 @@ describe('worker-pool: crashes', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 }));
   });
 
-  it("a thread whose handler left work running on Node's thread pool (one long crypto.pbkdf2) cannot exit before it ends: abandoned, and health() says why", async () => {
-    // About 4 s of pbkdf2 on this machine, measured now (terminated at 0.3 s, a thread is
-    // abandoned 2 s on): one call holds one of libuv's threads, not the others this process's own
-    // file-system calls use.
-    const began = performance.now();
-    pbkdf2Sync('password', 'salt', 20_000, 64, 'sha512');
-    const iterations = Math.ceil((20_000 * 4000) / Math.max(performance.now() - began, 1));
+  it("a thread whose handler left work waiting on Node's thread pool (an open of a FIFO, as a long crypto.pbkdf2) cannot exit before it ends: abandoned, and health() says why", async () => {
+    // The FIFO holds one of libuv's threads until it has a writer, not the others this process's
+    // own file-system calls use, and takes no core meanwhile.
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-pool-work-'));
+    const fifo = path.join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
     const backend = backends.make({ maxThreads: 1 });
-    expectError(await backend.execute({ pluginId: POOL, handlerId: 'queues-pool-work', input: { iterations } }, { timeoutMs: 300 }), 'TIMEOUT');
-    await waitFor(async () => (await runners(backend)).abandoned === 1, 10_000);
-    // Before: only "… is in a synchronous call that no terminate interrupts (…), or still freeing a heap of gigabytes".
-    expect((await backend.health()).problems.join('\n')).toContain("or waits for work it left running on Node's thread pool");
-    // Gone once that work is done (later on a loaded machine: the call gets a share of a core).
-    await waitFor(async () => (await runners(backend)).abandoned === 0, 100_000);
+    try {
+      expectError(await backend.execute({ pluginId: POOL, handlerId: 'queues-pool-work', input: { fifo } }, { timeoutMs: 300 }), 'TIMEOUT');
+      await waitFor(async () => (await runners(backend)).abandoned === 1, 10_000);
+      // Before: only "… is in a synchronous call that no terminate interrupts (…), or still freeing a heap of gigabytes".
+      expect((await backend.health()).problems.join('\n')).toContain("or waits for work it left running on Node's thread pool");
+    } finally {
+      // The open returns once the FIFO has a writer: the thread exits then.
+      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+    }
+    await waitFor(async () => (await runners(backend)).abandoned === 0, 10_000);
     expect((await backend.health()).ok).toBe(true);
-  }, 120_000);
+    await rm(dir, { recursive: true });
+  });
 
   it('a thread whose handler is blocked in a synchronous call (terminate cannot stop it) is abandoned and replaced: later executions and shutdown() do not wait for it', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-fifo-'));
