@@ -218,27 +218,6 @@ describe('worker-pool: crashes', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 }));
   });
 
-  it("a thread whose handler left work waiting on Node's thread pool (an open of a FIFO, as a long crypto.pbkdf2) cannot exit before it ends: abandoned, and health() says why", async () => {
-    // The FIFO holds one of libuv's threads until it has a writer, not the others this process's
-    // own file-system calls use, and takes no core meanwhile.
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-pool-work-'));
-    const fifo = path.join(dir, 'fifo');
-    execFileSync('mkfifo', [fifo]);
-    const backend = backends.make({ maxThreads: 1 });
-    try {
-      expectError(await backend.execute({ pluginId: POOL, handlerId: 'queues-pool-work', input: { fifo } }, { timeoutMs: 300 }), 'TIMEOUT');
-      await waitFor(async () => (await runners(backend)).abandoned === 1, 10_000);
-      // Before: only "… is in a synchronous call that no terminate interrupts (…), or still freeing a heap of gigabytes".
-      expect((await backend.health()).problems.join('\n')).toContain("or waits for work it left running on Node's thread pool");
-    } finally {
-      // The open returns once the FIFO has a writer: the thread exits then.
-      closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
-    }
-    await waitFor(async () => (await runners(backend)).abandoned === 0, 10_000);
-    expect((await backend.health()).ok).toBe(true);
-    await rm(dir, { recursive: true });
-  });
-
   it('a thread whose handler is blocked in a synchronous call (terminate cannot stop it) is abandoned and replaced: later executions and shutdown() do not wait for it', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'wp-fifo-'));
     const fifo = path.join(dir, 'fifo');

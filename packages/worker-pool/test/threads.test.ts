@@ -654,13 +654,14 @@ describe('worker-pool: thread reuse and hygiene', () => {
       const backend = new WorkerPoolBackend({ plugins: [${JSON.stringify(fixturePlugins.basic)}, ${JSON.stringify(fixturePlugins.hostile)}], workspace: false, maxThreads: 1 });
       const out = [];
       for (const [pluginId, handlerId, input] of [[${JSON.stringify(BASIC)}, 'echo', 'frozen'], [${JSON.stringify(HOSTILE)}, 'busy-loop'], [${JSON.stringify(BASIC)}, 'echo', 'after']]) {
-        const r = await backend.execute({ pluginId, handlerId, input }, { timeoutMs: 1000 });
+        // The busy loop's limit is short; the others' long: a thread started after a TIMEOUT may take seconds on a busy machine.
+        const r = await backend.execute({ pluginId, handlerId, input }, { timeoutMs: handlerId === 'busy-loop' ? 1000 : 10_000 });
         out.push(r.ok ? r.data : r.error.code);
       }
       await backend.shutdown();
       process.stdout.write(JSON.stringify(out));
     `;
-    const child = spawnSync(process.execPath, ['--frozen-intrinsics', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 20_000 });
+    const child = spawnSync(process.execPath, ['--frozen-intrinsics', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 25_000 });
     expect(child.stderr).toBe('');
     // Before: WORKER_CRASHED each, "A worker thread failed to start ...: Cannot assign to read only property 'waitAsync' of object '[object Atomics]'".
     expect(JSON.parse(child.stdout)).toEqual(['frozen', 'TIMEOUT', 'after']);
