@@ -51,10 +51,9 @@ export class PoolThread<Lane = unknown> {
   readonly done: Promise<void>;
   /**
    * Terminated, it did not exit within STOP_WITHIN_MS: its handler is in a synchronous call no
-   * terminate interrupts, or left work running on Node's thread pool (a thread's loop closes only
-   * once that work has ended). The pool no longer counts it (another thread takes its place); it exits
-   * when that call returns, and until then the host process cannot exit either (Node joins every
-   * thread on the way out).
+   * terminate interrupts, or left work running on Node's thread pool (its loop closes only once that
+   * ends). The pool no longer counts it (another takes its place); it exits when that call returns,
+   * and until then the host process cannot exit either (Node joins every thread on the way out).
    */
   abandoned = false;
   readonly #worker: Worker;
