@@ -1,4 +1,5 @@
 import { lazySchema, option } from '@kb-labs/plugin-execution-core/backend-kit';
+import { parseServerUrl } from './server-url.js';
 
 /** How to reach the NATS server (or cluster): passed to `@nats-io/transport-node`'s `connect`. */
 export interface NatsConnectionOptions {
@@ -39,12 +40,8 @@ function portAlone(servers: string | string[]): string | undefined {
 /** The first of `servers` that names no server ("nats://", " ", a port past 65535, "host:4222," from a list joined with a trailing comma). */
 function unusableServer(servers: string | string[]): string | undefined {
   return (Array.isArray(servers) ? servers : [servers]).find((url) => {
-    try {
-      const { hostname } = new URL(url.includes('://') ? url.trim() : `nats://${url.trim()}`);
-      return hostname === '' || hostname.includes(',');
-    } catch {
-      return true;
-    }
+    const hostname = parseServerUrl(url)?.hostname;
+    return hostname === undefined || hostname === '' || hostname.includes(',');
   });
 }
 

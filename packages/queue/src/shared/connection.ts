@@ -6,6 +6,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnectionOptions } from './connection-options.js';
 import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
+import { parseServerUrl, serverHost } from './server-url.js';
 
 export type { NatsConnectionOptions } from './connection-options.js';
 
@@ -206,7 +207,7 @@ function serverList(options: NatsConnectionOptions): string[] {
  * "localhost" taken from any address. The check of such a certificate, against the addresses given.
  */
 function ipServerCheck(options: NatsConnectionOptions): { checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined } {
-  const hosts = serverList(options).map(hostOf);
+  const hosts = serverList(options).map(serverHost);
   const addresses = hosts.filter((host) => isIP(host) !== 0);
   if (addresses.length === 0) return {};
   const names = hosts.includes('localhost') ? [...addresses, 'localhost'] : addresses;
@@ -217,15 +218,6 @@ function ipServerCheck(options: NatsConnectionOptions): { checkServerIdentity?: 
       return refusals.includes(undefined) ? undefined : refusals[0];
     },
   };
-}
-
-/** A server URL's host name or address (an IPv6 one without its brackets); '' when it is not a URL. */
-function hostOf(url: string): string {
-  try {
-    return new URL(url.includes('://') ? url.trim() : `nats://${url.trim()}`).hostname.replace(/^\[|\]$/g, '');
-  } catch {
-    return '';
-  }
 }
 
 /** Whether a server URL asks for TLS (`tls://`). */
@@ -258,16 +250,12 @@ const PROBE_POKE_MS = 300;
  * word). Undefined when it says nothing, or cannot be reached.
  */
 function whatServerSays(url: string): Promise<string | undefined> {
-  let address: URL;
-  try {
-    address = new URL(url.includes('://') ? url : `nats://${url}`);
-  } catch {
-    return Promise.resolve(undefined);
-  }
+  const address = parseServerUrl(url);
+  if (address === undefined) return Promise.resolve(undefined);
   return new Promise((resolve) => {
     let heard = '';
     let connected = false;
-    const socket = createConnection({ host: address.hostname.replace(/^\[|\]$/g, ''), port: Number(address.port || 4222) }, () => (connected = true));
+    const socket = createConnection({ host: serverHost(url), port: Number(address.port || 4222) }, () => (connected = true));
     const verdict = () => (heard.length > 0 && !heard.startsWith('INFO ') ? notNats(heard) : undefined);
     // Accepted, then closed (or reset) before a word: a NATS server sends its INFO first.
     const ended = () => (connected && heard.length === 0 ? CLOSED_AT_ONCE : verdict());
