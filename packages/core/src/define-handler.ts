@@ -60,11 +60,13 @@ type HostMethod<M> = M extends (...args: infer A) => infer R ? (...args: A) => A
 /**
  * The host's `platform` option as the compiler checks it: the services declared in
  * `PlatformServices` (each optional, or `undefined`: not provided) with their methods as declared,
- * any other service as well. With nothing declared, any object of services.
+ * any other service as well. With nothing declared, any object of services. An object literal
+ * is taken with services beyond the declared ones (the `Record`), and so is a value the host typed
+ * by an interface of its own, which has no index signature (the `object`).
  */
 export type HostPlatform = {
   [S in keyof PlatformServices]?: { [M in keyof PlatformServices[S]]?: HostMethod<PlatformServices[S][M]> | undefined } | undefined;
-} & Record<string, unknown>;
+} & (Record<string, unknown> | object);
 
 export interface HandlerContext<P = PlatformServices> {
   readonly executionId: string;

@@ -53,3 +53,17 @@ export const wrongParameter: BackendOptions = { platform: { kv: { get: (key: num
 export const wrongAnswer: BackendOptions = { platform: { kv: { get: async (key: string) => key.length } } };
 // @ts-expect-error a declared service is an object of methods
 export const notAService: BackendOptions = { platform: { kv: 'store' } };
+
+/** A host whose platform object is typed by an interface of its own (no index signature): taken, and still checked against the declaration. */
+interface AppPlatform {
+  kv: { get(key: string): Promise<string | undefined> };
+  mail: { send(to: string): Promise<void> };
+}
+declare const appPlatform: AppPlatform;
+export const interfaceHost: BackendOptions = { platform: appPlatform };
+interface MisdeclaredPlatform {
+  kv: { get(key: number): Promise<string> };
+}
+declare const misdeclared: MisdeclaredPlatform;
+// @ts-expect-error an interface-typed platform is checked against the declared services too
+export const wrongInterface: BackendOptions = { platform: misdeclared };
