@@ -289,7 +289,7 @@ export async function readJson(value: string | undefined, what: string): Promise
 async function readArgumentFile(file: string, what: string): Promise<string> {
   // At most one flag reads it: two are refused before anything is read (repeatedFlagMessage).
   if (file === '-') {
-    return readStandardInput().catch((error: unknown) => {
+    return readStandardInput(what).catch((error: unknown) => {
       if (error instanceof StoppedWhileReading) throw error;
       throw new UsageError(`--${what} @-: cannot read standard input: ${(error as Error)?.message ?? String(error)}`);
     });
@@ -310,8 +310,12 @@ class StoppedWhileReading extends Error {
   }
 }
 
-/** All of standard input, as text; a stop signal meanwhile (nobody is typing it) ends the read with StoppedWhileReading. */
-async function readStandardInput(): Promise<string> {
+/**
+ * All of standard input, as text; a stop signal meanwhile (nobody is typing it) ends the read with
+ * StoppedWhileReading. At a terminal it says first what it waits for: the command would seem hung.
+ */
+async function readStandardInput(what: string): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write(`reading --${what} from the terminal: type it, then Ctrl-D on a line of its own (Ctrl-Z, Enter on Windows)\n`);
   let stoppedBy: StopSignal | undefined;
   const remove = onStopSignals((signal) => {
     stoppedBy ??= signal;
