@@ -177,13 +177,10 @@ export class HostLink implements ExecutionLink {
     return ack.seq;
   }
 
-  /** QUEUE_FULL's details: the stream's bound, this host's executions, the slots of the workers it knows. */
-  #queueFullDetails(): { maxQueue: number; active: number; concurrency: number } {
-    return { maxQueue: this.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) };
-  }
-
   #publishError(error: unknown): Error {
-    const full = fullQueue(error, { pool: this.#o.pool, stream: this.subjects.stream, queueBound: this.queueBound, maxBytes: this.#stream?.maxBytes ?? -1, details: this.#queueFullDetails() });
+    // QUEUE_FULL's details: the stream's bound, this host's executions, the slots of the workers it knows.
+    const details = { maxQueue: this.queueBound, active: this.executions.size, concurrency: this.workers.alive().reduce((n, w) => n + w.concurrency, 0) };
+    const full = fullQueue(error, { pool: this.#o.pool, stream: this.subjects.stream, queueBound: this.queueBound, maxBytes: this.#stream?.maxBytes ?? -1, details });
     if (full) return full;
     if (notPermitted(error)) this.permissionProblem = `its NATS user may not publish the pool's tasks (${messageOf(error)}); docs/backends/queue.md, "Security", lists the subjects`;
     return this.#notHandedOver(error);
