@@ -1,7 +1,8 @@
 /**
- * An execution still waiting for its plugins to load when shutdown() has ended its own wait: once
- * they load it answers SHUTTING_DOWN (it never started) without taking a slot or making a
- * workspace, which would otherwise be made (and removed) after shutdown() had resolved.
+ * An execution still waiting for its plugins to load when shutdown() has ended its own wait
+ * answers SHUTTING_DOWN (it never started) before shutdown() resolves, whenever they load, and
+ * takes no slot nor workspace, which would otherwise be made (and removed) after shutdown() had
+ * resolved.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -27,14 +28,20 @@ afterEach(async () => {
   if (root) await rm(root, { recursive: true, force: true });
 });
 
-it('once its plugins load after shutdown() resolved, it answers SHUTTING_DOWN and makes no workspace', async () => {
+it('its plugins still loading when shutdown() resolves, it has answered SHUTTING_DOWN already and makes no workspace once they load', async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'kb-shutdown-loading-'));
   const registry = new LoadsWhenOpened();
   const workspace = new CountsAcquires({ root });
   const backend = new InProcessBackend({ plugins: [fixturePlugins.basic], registry, workspace });
-  const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'late' });
+  let settled = false;
+  const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'late' }).finally(() => (settled = true));
   await backend.shutdown({ timeoutMs: 0 });
+  // A host that awaited shutdown() holds every result of the executions it called before.
+  expect(settled).toBe(true);
   registry.open();
+  await registry.loaded;
+  // What the backend does once they are read comes in the turns after.
+  await new Promise((resolve) => setImmediate(resolve));
   const result = await waiting;
   expectError(result, 'SHUTTING_DOWN');
   expect(result.error.details).toMatchObject({ phase: 'queued' });
