@@ -44,6 +44,8 @@ export interface LoopWatchdog {
  * (Node's permission model without --allow-worker), nothing watches.
  */
 export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
+  // The execution is called right after this: its meta.startedAt, as the backend would say it.
+  const calledAt = Date.now();
   // [0] the loop's beat, [1] 1 while the CLI's own work runs (not watched).
   const state = new Int32Array(new SharedArrayBuffer(8));
   const beat = setInterval(() => Atomics.add(state, 0, 1), BEAT_MS);
@@ -67,23 +69,29 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
     Atomics.store(state, 1, 0);
   };
   return {
-    started: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined) }),
+    started: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined, calledAt) }),
     returned: () => Atomics.store(state, 1, 1),
     closing: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: BLOCKED_GRACE_MS, stderr: leftoverNotice(options) }),
   };
 }
 
-/** What the watching thread is told: how long a blocked loop may last, what to remove or name, what to say. */
+/**
+ * What the watching thread is told: how long a blocked loop may last, what to remove or name, what
+ * to say; `result`, the --json result to print, whose meta's `durationMs` and `runMs` it sets then
+ * (`runFrom`: when the runner took the execution).
+ */
 interface Watch {
   dirs: string[];
   keep: boolean;
   blockedMs: number;
   stderr: string;
-  stdout?: string;
+  result?: { meta: Record<string, unknown> };
+  runFrom?: number;
 }
 
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
-function blockedNotice({ executionId, pluginId, handlerId, limitMs, json }: LoopWatchdogOptions, workspaceDir: string | undefined): { stderr: string; stdout?: string } {
+function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | undefined, calledAt: number): Pick<Watch, 'stderr' | 'result' | 'runFrom'> {
+  const { executionId, pluginId, handlerId, limitMs, json } = options;
   const message =
     // Not "did not finish": a timer it left may block the loop after it returned, before its result is in.
     `Handler "${handlerId}" of plugin "${pluginId}" keeps the event loop blocked past its time limit of ${limitMs} ms, ` +
@@ -92,9 +100,12 @@ function blockedNotice({ executionId, pluginId, handlerId, limitMs, json }: Loop
   const error = new TimeoutError(message, { details: { timeoutMs: limitMs, pluginId, handlerId } });
   // Its stack would show the CLI's own frames, where the handler was never seen.
   const { stack: _stack, ...wire } = serializeError(error);
-  const meta = { executionId, backend: 'in-process', pluginId, handlerId, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}) };
-  const stdout = json ? `${printableJson({ ok: false, error: wire, meta }, 2)}\n` : undefined;
-  return { stderr: `TIMEOUT: ${message}\n`, ...(stdout !== undefined ? { stdout } : {}) };
+  const runFrom = Date.now();
+  // Every field a result's meta has (ExecutionMeta), in its order; the durations are set as the process is ended.
+  const meta = { executionId, backend: 'in-process', pluginId, handlerId, startedAt: calledAt, durationMs: 0, queueWaitMs: runFrom - calledAt, runMs: 0, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}), artifacts: [] };
+  // Through printableJson now: the thread prints it with JSON.stringify, which gives the same for these fields.
+  const result = json ? (JSON.parse(printableJson({ ok: false, error: wire, meta })) as Watch['result']) : undefined;
+  return { stderr: `TIMEOUT: ${message}\n`, ...(result !== undefined ? { result, runFrom } : {}) };
 }
 
 /** What is said when what a handler left running blocks the loop after its result (printed already). */
@@ -128,7 +139,12 @@ for (;;) {
       if (watch.keep) kept += 'workspace kept at ' + dir + '\\n';
       else try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
     }
-    try { if (watch.stdout !== undefined) fs.writeSync(1, watch.stdout); } catch {}
+    if (watch.result !== undefined) {
+      const now = Date.now();
+      watch.result.meta.durationMs = now - watch.result.meta.startedAt;
+      watch.result.meta.runMs = now - watch.runFrom;
+      try { fs.writeSync(1, JSON.stringify(watch.result, null, 2) + '\\n'); } catch {}
+    }
     try { fs.writeSync(2, watch.stderr + kept); } catch {}
     process.kill(process.pid, 'SIGKILL');
   }

@@ -368,8 +368,13 @@ describe('kb-plugin-exec CLI', () => {
           expect(JSON.parse(stdout)).toMatchObject({
             ok: false,
             error: { code: 'TIMEOUT', details: { timeoutMs: 300, pluginId: '@cli-test/blocking', handlerId: 'spin' } },
-            meta: { executionId: expect.stringMatching(/^[0-9a-f-]{36}$/), backend: 'in-process', pluginId: '@cli-test/blocking', handlerId: 'spin', timeoutMs: 300 },
+            meta: { executionId: expect.stringMatching(/^[0-9a-f-]{36}$/), backend: 'in-process', pluginId: '@cli-test/blocking', handlerId: 'spin', timeoutMs: 300, artifacts: [] },
           });
+          // Every field of a result's meta (they had no startedAt nor durations): ended past the limit and the grace.
+          const { meta } = JSON.parse(stdout);
+          expect(meta.startedAt).toBeGreaterThan(Date.now() - 120_000);
+          expect(meta.runMs).toBeGreaterThanOrEqual(300 + 2000);
+          expect(meta.durationMs).toBe(meta.queueWaitMs + meta.runMs);
         } else expect(stdout).toBe('');
         // A kept workspace is named in the JSON too, as a result's would be.
         if (json) expect(JSON.parse(stdout).meta.workspaceDir).toBe(keep ? path.join(workspaces, left[0]!) : undefined);
