@@ -38,6 +38,16 @@ export function testPlatform() {
         record('unsendable', []);
         return { label: 'has a function', format: () => 'the host secret' };
       },
+      /** A result with a getter that throws (an ORM record read after its session closed): it cannot be read, so it cannot cross. */
+      async unreadable() {
+        record('unreadable', []);
+        return Object.defineProperty({ label: 'has a getter that throws' }, 'owner', {
+          enumerable: true,
+          get() {
+            throw new Error('the session is closed');
+          },
+        });
+      },
       /** A result holding a URL: Node 22 and later do not clone one (Node 20 makes it {}). */
       async link() {
         record('link', []);

@@ -249,6 +249,17 @@ function platformCallTests(suite: SuiteContext): void {
     expect((result.data as { stack: string }).stack).toBe(`ValidationError: ${message}\n    at platform.kv.unsendable (the host)`);
   });
 
+  it('a host service result with a getter that throws is an error in the handler naming the call and where, and the host and the next execution carry on', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'unreadable' } });
+    expectOk(result);
+    // Before: the host weighed the answer again after its send had failed on the getter, and the getter's throw ended the host's process.
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(/^platform\.kv\.unreadable result cannot be sent across the execution boundary: .*the session is closed.* \(at result\.owner\)$/) });
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['greeting'] } });
+    expectOk(next);
+    expect(next.data).toEqual({ ok: true, value: 'hello' });
+  });
+
   it.runIf(cloneRefusesUrl())('a host service result holding a URL (Node 22 and later do not clone one) is an error there naming where, on every backend, not an empty object', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'link' } });

@@ -10,9 +10,18 @@ import { setImmediate } from '../real-timers.js';
  */
 export const LARGE_ANSWER_BYTES = 1024 * 1024;
 
-/** Whether `value` is a large answer (LARGE_ANSWER_BYTES). */
+/**
+ * Whether `value` is a large answer (LARGE_ANSWER_BYTES). Never throws: an answer a getter or a
+ * Proxy trap of which throws (the host's own service's, read after its send already failed on it
+ * and told the handler so) counts as large, so the answers after it only wait a turn; a throw here
+ * ran in a promise callback of no one's and ended the host's process (an unhandled rejection).
+ */
 export function isLargeAnswer(value: unknown): boolean {
-  return approximateBytes(value, LARGE_ANSWER_BYTES) > LARGE_ANSWER_BYTES;
+  try {
+    return approximateBytes(value, LARGE_ANSWER_BYTES) > LARGE_ANSWER_BYTES;
+  } catch {
+    return true;
+  }
 }
 
 /**
