@@ -11,6 +11,7 @@ import { handlerIdsOf } from './plugin-folders.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 import { endProcess } from './stop-signals.js';
+import { printableText } from './terminal-text.js';
 
 /** The command lines, one per command (`worker`'s options are its own help). */
 const SYNOPSIS = {
@@ -243,7 +244,7 @@ function reportFailure(error: unknown): number {
     const worker = process.argv[2] === 'worker';
     const usage = worker ? WORKER_USAGE : USAGE;
     const help = worker ? 'kb-plugin-exec worker --help' : 'kb-plugin-exec --help';
-    process.stderr.write(`${inCliTerms(usageMessage(error as Error & { code?: string }, worker))}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
+    process.stderr.write(`${shownMessage(usageMessage(error as Error & { code?: string }, worker))}\n\n${usage.slice(0, usage.indexOf('\n\n') + 1)}\n${help} lists the options.\n`);
     return 2;
   }
   const e = error as { code?: string; name?: string; problem?: string; message?: string };
@@ -251,6 +252,15 @@ function reportFailure(error: unknown): number {
   // QUEUE_SERVER_UNREACHABLE, …_AUTH_FAILED, …_NO_JETSTREAM (worker --help lists them).
   const serverProblem = e?.name === 'QueueServerError' && e.problem ? `QUEUE_SERVER_${e.problem.toUpperCase().replaceAll('-', '_')}` : undefined;
   const label = e?.code ?? serverProblem ?? (e?.name && e.name !== 'Error' ? e.name : 'ERROR');
-  process.stderr.write(`${label}: ${inCliTerms(e?.message ?? String(error))}\n`);
+  process.stderr.write(`${label}: ${shownMessage(e?.message ?? String(error))}\n`);
   return 1;
+}
+
+/**
+ * A failure's message as the terminal is shown it: it may quote what a plugin folder holds (a
+ * manifest's keys, a file's name), so its control characters are written out (`\x1b`, `\u009b`,
+ * `\u202e`), its line breaks kept.
+ */
+function shownMessage(message: string): string {
+  return printableText(inCliTerms(message), { keepNewlines: true });
 }

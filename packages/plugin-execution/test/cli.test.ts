@@ -296,6 +296,28 @@ describe('kb-plugin-exec CLI', () => {
     expect(failed.stderr).toBe('HANDLER_ERROR: bad \\x1b[2J thing\nsecond line\n');
   });
 
+  it("a failure that quotes a plugin folder's text (a manifest's keys, a file's name) reaches the terminal without its escape sequences", async () => {
+    // A key JSON.stringify leaves as it is: a C1 CSI (\u009b) and a right-to-left override.
+    const manifest = await oneHandlerPlugin('c1-key', '@t/c1-key', 'export default async () => 1;\n');
+    await writeFile(path.join(manifest, 'kb.plugin.json'), JSON.stringify({ id: '@t/c1-key', version: '1.0.0', handlers: { run: { entry: './run.mjs' } }, '\u009b2J\u202eyek': 1 }));
+    const invalid = run(['run', manifest, 'run', '--no-workspace']);
+    expect(invalid.status).toBe(1);
+    expect(invalid.stderr).toContain('unknown key "\\x9b2J\\u202eyek"');
+    // A file named like a manifest, in a folder that has none.
+    const misnamed = path.join(root, 'escape-name');
+    await mkdir(misnamed);
+    await writeFile(path.join(misnamed, 'kb.plugin\x1b]0;owned\x07\x1b[2J.json'), '{}');
+    // The handler ids of a manifest, listed when the command line names none.
+    const keys = path.join(root, 'escape-keys');
+    await mkdir(keys);
+    await writeFile(path.join(keys, 'kb.plugin.json'), JSON.stringify({ id: 'k', version: '1.0.0', handlers: { 'a\x1b]52;c;b3duZWQ=\x07': { entry: './run.mjs' } } }));
+    const failures = [invalid, run(['run', misnamed, 'run']), run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', misnamed]), run(['run', keys])];
+    expect(failures.map((failure) => failure.status)).toEqual([1, 2, 2, 2]);
+    for (const failure of failures) expect(failure.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(failures[1]!.stderr).toContain('(it has kb.plugin\\x1b]0;owned\\x07\\x1b[2J.json: name it kb.plugin.json)');
+    expect(failures[3]!.stderr).toContain('(the handlers of');
+  });
+
   // SIGHUP (the terminal closed): before, Node's default action ended the process on the spot, the
   // workspace left behind. Now it ends by SIGHUP itself once done (its terminal may be gone: see endProcess).
   it.each([['SIGINT', 130], ['SIGHUP', 'SIGHUP']] as const)('%s aborts the execution, removes its workspace and ends (%s)', async (signal, end) => {
