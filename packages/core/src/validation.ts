@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { HandlerError, ValidationError } from './errors.js';
 import { didYouMean } from './host/nearest-name.js';
 import { firstItems } from './handler-details.js';
+import { shownControls } from './shown-controls.js';
 
 import type { ValidationIssue } from './error-details.js';
 
@@ -148,7 +149,10 @@ function houseMessage(issue: z.core.$ZodIssue): string {
 /** A ValidationError whose message lists every problem with its path, and whose details keep them. */
 export function validationError(subject: string, issues: ValidationIssue[], extra: Record<string, unknown> = {}): ValidationError {
   const shown = issues.slice(0, 20);
-  const lines = shown.map((i) => `  - ${i.path}: ${i.message}`);
+  // One line per issue, whatever the keys and values it quotes hold: a manifest's key with a C1
+  // control or a bidirectional override (JSON.stringify leaves those raw), a foreign schema's
+  // message with a line break, is written out in the message (details keep them as they came).
+  const lines = shown.map((i) => shownControls(`  - ${i.path}: ${i.message}`, ''));
   if (issues.length > shown.length) lines.push(`  - … and ${issues.length - shown.length} more`);
   return new ValidationError(`${subject}:\n${lines.join('\n')}`, { details: { ...extra, issues } });
 }

@@ -358,6 +358,33 @@ describe('loading a plugin folder', () => {
     ]);
   });
 
+  it("an issue reaches the error's message on one line, with no control a terminal acts on (C1, bidirectional, line break); details keep it as it was", async () => {
+    // JSON.stringify (how keys are quoted) writes out C0 controls but leaves a C1 CSI and a right-to-left override raw.
+    const dir = await pluginFolder(JSON.stringify(manifest({ run: { entry: './a.js' }, 'r\u009b31m': { entry: './a.js' } }, { '\u009b2J\u202eyek': 1 })));
+    const invalid = await validationFailure(() => new PluginRegistry().load(dir));
+    expect(invalid.message).not.toMatch(/[\u007f-\u009f\u202e]/);
+    expect(invalid.message.split('\n').slice(1)).toEqual([
+      expect.stringMatching(/^ {2}- handlers\["r\\x9b31m"\]: is not a valid key: /),
+      '  - (root): unknown key "\\x9b2J\\u202eyek"',
+    ]);
+    expect(invalid.details.issues).toContainEqual({ path: '(root)', message: 'unknown key "\u009b2J\u202eyek"' });
+    // An entry path quoted as it is (an ESC, a line break that would forge an issue line).
+    const entries = await pluginFolder(JSON.stringify(manifest({ run: { entry: './x\x1b]0;owned\x07\n  - id: forged' } })));
+    await mkdir(path.join(entries, 'x\x1b]0;owned\x07\n  - id: forged'));
+    const folder = await validationFailure(() => new PluginRegistry().load(entries));
+    expect(folder.message.split('\n').slice(1)).toEqual([expect.stringMatching(/^ {2}- handlers\.run\.entry: \.\/x\\x1b\]0;owned\\x07\\n {2}- id: forged is a folder/)]);
+    // A message quoted in an issue (a getter's error) cannot forge an issue line of its own.
+    const source = {
+      root: tmp,
+      get manifest(): never {
+        throw new Error('gone\n  - id: forged');
+      },
+    };
+    const unread = await validationFailure(() => new PluginRegistry().register(source as never));
+    expect(unread.message.split('\n')).toEqual([expect.any(String), '  - manifest: its getter threw: gone\\n  - id: forged']);
+    expect(unread.details.issues).toEqual([{ path: 'manifest', message: 'its getter threw: gone\n  - id: forged' }]);
+  });
+
   it('says a { root } without its manifest lacks the manifest (not that the root is missing)', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp } as never));
     expect(error.message).toMatch(/needs its manifest/);
