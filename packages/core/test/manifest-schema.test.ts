@@ -194,6 +194,21 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: ['data', 'handlers-data'], read: ['handlers'] } } } } }).id).toBe('@x/nested');
   });
 
+  it('a write path that names what the host loads in other letter case, or another Unicode form, is refused too: a file system that ignores them (macOS\'s, Windows\' by default) opens the same file', () => {
+    const write = (paths: string[], entry = './handlers/run.mjs') => () => register({ handlers: { run: { entry, permissions: { fs: { write: paths } } } } });
+    // Before: all accepted, and on such a file system a handler granted "HANDLERS" rewrote ./handlers/run.mjs.
+    expect(write(['HANDLERS'])).toThrow(/fs\.write\[0\]: holds handler "run"'s code \(\.\/handlers\/run\.mjs\), named in other letter case or Unicode form \(a file system that ignores those, as macOS's and Windows' do by default, opens the same file\):/);
+    expect(write(['KB.Plugin.JSON'])).toThrow(/fs\.write\[0\]: is the manifest, named in other letter case/);
+    expect(write(['Package.json'])).toThrow(/fs\.write\[0\]: is the package\.json, named in other letter case/);
+    expect(write(['lib/Node_Modules'])).toThrow(/fs\.write\[0\]: is in a node_modules folder/);
+    expect(write(['cafe\u0301'], './caf\u00e9/run.mjs')).toThrow(/fs\.write\[0\]: holds handler "run"'s code/);
+    expect(() => register({ permissions: { fs: { write: ['Data'] } }, handlers: { run: { entry: 'run.mjs', permissions: { fs: { read: ['data/inner'] } } } } })).toThrow(
+      /handlers\.run\.permissions\.fs\.read\[0\]: lies inside the declared fs\.write folder "Data"/,
+    );
+    // Names that differ in more than case stay apart.
+    expect(register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: ['handlers2', 'Data'], read: ['DATA2'] } } } } }).id).toBe('@x/nested');
+  });
+
   it('a write folder of "." is refused, as is a "*"; the same folder declared twice, or read and written, is fine', () => {
     expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { write: ['.'], read: ['config'] } } } } })).toThrow(
       /handlers\.run\.permissions\.fs\.write\[0\]: is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"/,

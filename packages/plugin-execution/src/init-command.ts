@@ -16,10 +16,8 @@ export async function initCommand(dir: string, usage: (message: string) => Error
     throw error;
   });
   if (existing.length > 0) throw usage(`init: ${root} exists and is not empty; give a new folder`);
-  // "My Plugin ü" → "my-plugin": what is not a letter or digit at either end goes with the rest.
-  // Accents dropped, not their letters: "Über" is "uber", not "ber".
-  const name = path.basename(root).normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '') || 'my-plugin';
-  const id = `@my-org/${name}`;
+  const name = pluginName(root);
+  const id = `${SCOPE}${name}`;
   const { pkg, schema, installed } = installedPackage(root);
   // Not mkdir's recursive form: under /proc it retries for ever.
   await makeDirectories(root, 0o755).catch((error: NodeJS.ErrnoException) => {
@@ -57,6 +55,20 @@ export async function initCommand(dir: string, usage: (message: string) => Error
 }
 
 const UMBRELLA = '@kb-labs/plugin-execution';
+const SCOPE = '@my-org/';
+/** The longest plugin id a manifest takes (and npm's longest package name). */
+const MAX_ID_LENGTH = 214;
+
+/**
+ * The plugin's name, from its folder's: "My Plugin ü" → "my-plugin": what is not a letter or digit
+ * at either end goes with the rest. Accents dropped, not their letters: "Über" is "uber", not
+ * "ber". Cut to what fits in an id after the scope (a folder name may have up to 255 bytes).
+ */
+function pluginName(root: string): string {
+  const words = path.basename(root).normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-');
+  const name = words.replace(/^[^a-z0-9]+/, '').slice(0, MAX_ID_LENGTH - SCOPE.length).replace(/[^a-z0-9]+$/, '');
+  return name || 'my-plugin';
+}
 const CORE = '@kb-labs/plugin-execution-core';
 
 /**

@@ -57,6 +57,21 @@ describe('kb-plugin-exec init: what the project installed', () => {
     expect(JSON.parse(await readFile(path.join(project, 'Über Plugin.v2', 'kb.plugin.json'), 'utf8')).id).toBe('@my-org/uber-plugin.v2');
   });
 
+  it('makes an id the manifest takes from a folder name too long for one (up to 255 bytes), and a plugin that runs as created', async () => {
+    const folder = `${'long-name.'.repeat(24)}x`;
+    const result = spawnSync(process.execPath, [cli, 'init', folder], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(result.status, result.stderr).toBe(0);
+    const { id } = JSON.parse(await readFile(path.join(project, folder, 'kb.plugin.json'), 'utf8')) as { id: string };
+    const { name } = JSON.parse(await readFile(path.join(project, folder, 'package.json'), 'utf8')) as { name: string };
+    // At most 214 characters (the manifest's and npm's limit), ending on a letter or digit as a shorter one does.
+    expect(id).toBe(`@my-org/${folder.slice(0, 206).replace(/[^a-z0-9]+$/, '')}`);
+    expect(name).toBe(id.slice('@my-org/'.length));
+    // Before: "VALIDATION_ERROR: … id: must be at most 214 characters" from the command init printed.
+    const run = spawnSync(process.execPath, [cli, 'run', folder, 'hello', '--input', '{"name":"Ada"}', '--no-workspace'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual(expect.anything());
+  });
+
   it('with only core (and a backend) installed: no install step, and a test that imports core, runs on the backend there and skips the others', async () => {
     await install('@kb-labs/plugin-execution-core');
     await install('@kb-labs/plugin-execution-in-process');

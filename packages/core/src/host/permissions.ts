@@ -178,7 +178,7 @@ export interface NestedPathIssue {
  */
 export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>, loaded: ReadonlyArray<{ file: string; what: string }> = []): NestedPathIssue[] {
   const issues: NestedPathIssue[] = [];
-  const loadedTree = pathTree(loaded.map(({ file }) => file));
+  const loadedTree = pathTree(loaded.map(({ file }) => folded(file)));
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
@@ -190,14 +190,25 @@ export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | n
   return [...issues, ...pathsInsideWriteFolders(specs)];
 }
 
+/**
+ * A path as a file system that ignores letter case and Unicode form compares names (macOS's and
+ * Windows' by default): a manifest is read alike on every OS, and there "DIST" opens "dist".
+ */
+function folded(p: string): string {
+  return p.normalize('NFC').toLowerCase();
+}
+
 /** Why a declared fs.write path (`n`, normalised) may not be one, if it may not. */
 function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what: string }>, loadedTree: PathNode): string | undefined {
-  if (n.split('/').includes('node_modules')) return "is in a node_modules folder: the plugin's bare imports resolve there, so a handler that writes it could rewrite code the host loads";
+  const key = folded(n);
+  if (key.split('/').includes('node_modules')) return "is in a node_modules folder: the plugin's bare imports resolve there, so a handler that writes it could rewrite code the host loads";
   if (n === '.') return 'is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"';
-  // The first loaded file that is `n` or lies below it.
-  const below = n.split('/').reduce<PathNode | undefined>((at, part) => at?.parts.get(part), loadedTree)?.below;
+  // The first loaded file that is `n` or lies below it, letter case and Unicode form aside.
+  const below = key.split('/').reduce<PathNode | undefined>((at, part) => at?.parts.get(part), loadedTree)?.below;
   const held = below === undefined ? undefined : loaded[below];
-  return held ? `${held.file === n ? 'is' : 'holds'} ${held.what}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"` : undefined;
+  if (!held) return undefined;
+  const spelt = held.file === n || held.file.startsWith(`${n}/`) ? '' : ', named in other letter case or Unicode form (a file system that ignores those, as macOS\'s and Windows\' do by default, opens the same file)';
+  return `${folded(held.file) === key ? 'is' : 'holds'} ${held.what}${spelt}: a handler that writes it could rewrite what the host loads; declare a folder of its own, such as "data"`;
 }
 
 /**
@@ -209,7 +220,7 @@ function writePathProblem(n: string, loaded: ReadonlyArray<{ file: string; what:
  */
 function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>): NestedPathIssue[] {
   const writeFolders: Array<{ folder: string; declared: string }> = [];
-  for (const { spec } of specs) for (const p of fsList(spec, 'write')) writeFolders.push({ folder: normalizeRelative(p), declared: p });
+  for (const { spec } of specs) for (const p of fsList(spec, 'write')) writeFolders.push({ folder: folded(normalizeRelative(p)), declared: p });
   // By their parts, not compared pairwise: a manifest of 100,000 handlers each with a write folder
   // held the host's event loop for minutes.
   const tree = pathTree(writeFolders.map(({ folder }) => folder));
@@ -217,8 +228,8 @@ function pathsInsideWriteFolders(specs: ReadonlyArray<{ at: Array<string | numbe
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
-        const n = normalizeRelative(p);
-        // The first write folder that is "." or a folder above `n`.
+        const n = folded(normalizeRelative(p));
+        // The first write folder that is "." or a folder above `n` (letter case and Unicode form aside).
         let first = n === '.' ? undefined : tree.parts.get('.')?.here;
         let node: PathNode | undefined = tree;
         const parts = n.split('/');
