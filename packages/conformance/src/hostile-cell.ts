@@ -1,5 +1,5 @@
 /** One cell of the hostile-plugin matrix: a misbehaving handler, what each backend does about it, and how to check that. */
-import type { ExecutionEvent, ExecutionResult } from '@kb-labs/plugin-execution-core';
+import type { ExecutionEvent, ExecutionResult, LogEntry } from '@kb-labs/plugin-execution-core';
 
 /**
  * The backends the matrix has a column for (a new backend adds its column to every row). `queue`
@@ -52,6 +52,7 @@ export interface CellEnv {
 export interface CellRun {
   input: unknown;
   onEvent?: (event: ExecutionEvent) => void;
+  onLog?: (line: LogEntry) => void;
   verify?: (result: ExecutionResult) => void | Promise<void>;
   close?: () => unknown;
 }

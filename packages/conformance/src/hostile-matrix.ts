@@ -82,7 +82,7 @@ async function runCell(type: MatrixBackend, create: BackendFactory, cell: Matrix
     run = await cell.prepare?.(env);
     const result = await backend.execute(
       { pluginId: HOSTILE, handlerId: cell.handler, input: run ? run.input : cell.input },
-      { timeoutMs: cell.timeoutMs ?? 10_000, ...(run?.onEvent ? { onEvent: run.onEvent } : {}) },
+      { timeoutMs: cell.timeoutMs ?? 10_000, ...(run?.onEvent ? { onEvent: run.onEvent } : {}), ...(run?.onLog ? { onLog: run.onLog } : {}) },
     );
     const got = result.ok ? 'ok' : result.error.code;
     expect(codes, result.ok ? 'ok' : `${result.error.code}: ${result.error.message}`).toContain(got);

@@ -14,6 +14,9 @@ const escapedFile = (env: CellEnv): string => path.join(env.outside, `escaped-${
 /** The host file `symlink-out` links to from its workspace. */
 const preciousFile = (env: CellEnv): string => path.join(env.outside, 'precious.txt');
 
+/** Above what one walk of a value writes (4 Mi characters, MAX_WALK_CHARS), with the JSON around them. */
+const WALK_BOUND = 5 * 1024 * 1024;
+
 export const HOST_CANARY_ENV = 'KB_HOSTILE_MATRIX_CANARY';
 
 /**
@@ -59,6 +62,41 @@ export const HOSTILE_ROWS: MatrixCell[] = [
     check: (result) => {
       if (!result.ok) expect(result.error.message).toContain('Circular');
     },
+  },
+  {
+    id: 'throw-shared-value',
+    title: 'throw an object holding one 60 KB string under 10,000 paths (600 MB written out)',
+    handler: 'shared-value',
+    input: { as: 'throw' },
+    expect: all(code('HANDLER_ERROR', 'what the error carries of the value is cut to MAX_WALK_CHARS')),
+    check: (result) => {
+      if (result.ok) return;
+      // Before: the whole 600 MB crossed (worker-pool: the host's event loop held 4 s, its memory at 1.4 GB).
+      expect(JSON.stringify(result.error).length).toBeLessThan(WALK_BOUND);
+      expect(result.error.message).toMatch(/^Handler threw a non-Error object: \{"k0":\{"k0":"yyy/);
+    },
+  },
+  {
+    id: 'log-shared-value',
+    title: "log fields holding one 60 KB string under 10,000 paths (600 MB written out)",
+    handler: 'shared-value',
+    prepare: () => {
+      const fields: unknown[] = [];
+      return {
+        input: { as: 'log' },
+        onLog: (line) => {
+          if (line.stream === 'logger') fields.push(line.fields);
+        },
+        verify: () => {
+          // Before: a TIMEOUT on worker-pool (the thread stuck sending the 600 MB), the whole 600 MB in-process.
+          expect(fields).toHaveLength(1);
+          const json = JSON.stringify(fields[0]);
+          expect(json.length).toBeLessThan(WALK_BOUND);
+          expect(json).toContain('[Truncated]');
+        },
+      };
+    },
+    expect: all(ok('the fields are cut to MAX_WALK_CHARS')),
   },
   { id: 'return-function', title: 'return a function', handler: 'return-value', input: { kind: 'function' }, expect: all(code('VALIDATION_ERROR')) },
   { id: 'return-symbol', title: 'return a symbol', handler: 'return-value', input: { kind: 'symbol' }, expect: all(code('VALIDATION_ERROR')) },

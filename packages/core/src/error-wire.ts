@@ -4,7 +4,7 @@
  * use and caps nesting, so arbitrary JSON gives an Error, never a TypeError or a stack overflow.
  */
 import { ERROR_CLASSES, ExecutionError, HandlerError, isErrorCode, isExecutionError, type ExecutionErrorOptions } from './errors.js';
-import { MAX_DEPTH, MAX_KEYS, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, toWireValue, truncate } from './wire-value.js';
+import { MAX_DEPTH, MAX_KEYS, defineData, spendOnWalk, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, toWireValue, truncate } from './wire-value.js';
 
 /** JSON-safe form of any error, ours or foreign, with its cause chain. */
 export interface SerializedError {
@@ -59,6 +59,9 @@ export function serializeErrorAt(error: unknown, seen: WeakSet<object>, depth: n
   if (!isError(error)) {
     return { $error: 1, name: 'Error', message: describeThrown(error) };
   }
+  // An AggregateError listing one error 100 times, each listing it again, is 100^8 errors: each
+  // counts against the walk's budget, with what its name, message and stack take.
+  if (!spendOnWalk(seen, 0)) return { $error: 1, name: 'Error', message: '[Truncated]' };
   const e = error as Error & { code?: unknown; details?: unknown; errors?: unknown };
   // `seen` holds the errors on the path from the root only, so a cycle is cut but an error that
   // appears twice (in `errors` and as `cause`, say) is written both times.
@@ -71,13 +74,13 @@ export function serializeErrorAt(error: unknown, seen: WeakSet<object>, depth: n
 }
 
 function serializeErrorFields(e: Error, seen: WeakSet<object>, depth: number): SerializedError {
-  const out: SerializedError = {
-    $error: 1,
-    name: safeString(readProp(e, 'name')) || 'Error',
-    message: safeString(readProp(e, 'message')),
-  };
+  const name = safeString(readProp(e, 'name')) || 'Error';
+  const message = safeString(readProp(e, 'message'));
+  const kept = spendOnWalk(seen, name.length + message.length);
+  const out: SerializedError = { $error: 1, name: kept ? name : 'Error', message: kept ? message : '[Truncated]' };
   const stack = readStack(e);
-  if (typeof stack === 'string') out.stack = truncate(stack);
+  const stackText = typeof stack === 'string' ? truncate(stack) : undefined;
+  if (stackText !== undefined && spendOnWalk(seen, stackText.length)) out.stack = stackText;
   const code = readProp(e, 'code');
   if (typeof code === 'string') out.code = code;
   if (isExecutionError(e)) {

@@ -11,6 +11,28 @@ export const MAX_DEPTH = 8;
 const THROWN_VALUE_DEPTH = 3;
 export const MAX_KEYS = 100;
 const MAX_STRING = 64 * 1024;
+/**
+ * Most values, and characters of strings, one walk writes (a walk: one `seen` set, from the value
+ * a caller hands over). Depth and width alone do not bound it: `seen` holds the path only, so an
+ * object met under many keys is written each time, and 100 keys each holding one object of 100
+ * 60 KB strings (a few KB of the plugin's memory) wrote 600 MB, held the host's event loop for 4 s
+ * (7 s in-process) and took it to 1.4 GB. What is past either is written '[Truncated]'.
+ */
+const MAX_WALK_VALUES = 100_000;
+const MAX_WALK_CHARS = 4 * 1024 * 1024;
+const TRUNCATED = '[Truncated]';
+/** What each walk has left to write, by its `seen` set (a walk a getter starts inside another has its own). */
+const walkBudgets = new WeakMap<WeakSet<object>, { values: number; chars: number }>();
+
+/** Take one value of `chars` characters from the walk's budget; false (nothing taken) once it would go past it. */
+export function spendOnWalk(seen: WeakSet<object>, chars: number): boolean {
+  let budget = walkBudgets.get(seen);
+  if (!budget) walkBudgets.set(seen, (budget = { values: MAX_WALK_VALUES, chars: MAX_WALK_CHARS }));
+  if (budget.values < 1 || budget.chars < chars) return false;
+  budget.values--;
+  budget.chars -= chars;
+  return true;
+}
 
 function isErrorLike(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
@@ -197,12 +219,16 @@ export function describeValue(value: unknown): { type: string; value?: unknown }
 
 /**
  * Turn any value into something JSON and structured clone both accept: cycles become
- * '[Circular]', functions/symbols/bigints become strings, depth and width are capped.
+ * '[Circular]', functions/symbols/bigints become strings, depth and width are capped, and so is
+ * all one walk writes (MAX_WALK_VALUES, MAX_WALK_CHARS).
  */
 export function toWireValue(value: unknown, seen: WeakSet<object> = new WeakSet(), depth = 0): unknown {
+  if (typeof value === 'string') {
+    const text = truncate(value);
+    return spendOnWalk(seen, text.length) ? text : TRUNCATED;
+  }
+  if (!spendOnWalk(seen, 0)) return TRUNCATED;
   switch (typeof value) {
-    case 'string':
-      return truncate(value);
     case 'number':
       return Number.isFinite(value) ? value : String(value);
     case 'boolean':
@@ -221,7 +247,7 @@ export function toWireValue(value: unknown, seen: WeakSet<object> = new WeakSet(
   if (value === null) return null;
   const obj = value as object;
   if (seen.has(obj)) return '[Circular]';
-  if (depth >= MAX_DEPTH) return '[Truncated]';
+  if (depth >= MAX_DEPTH) return TRUNCATED;
   if (isError(obj)) return serializeErrorAt(obj, seen, depth + 1);
   seen.add(obj);
   try {

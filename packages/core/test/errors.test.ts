@@ -222,6 +222,23 @@ describe('wire form of errors a handler throws', () => {
     expect(node).toBe('[Truncated]');
   });
 
+  it('bounds what one error writes when it meets the same value under many paths (shared, not circular)', () => {
+    // An AggregateError listing one error 100 times, each listing the next the same way, 8 deep: 100^8 errors written out.
+    let shared: Error = new Error('leaf');
+    for (let i = 0; i < 8; i++) shared = new AggregateError(Array.from({ length: 100 }, () => shared), `level ${i}`);
+    // One 60,000-character string under 10,000 paths of an own prop: 600 MB written out.
+    const text = 'y'.repeat(60_000);
+    const inner = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, text]));
+    const wide = Object.assign(new Error('wide'), { table: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, inner])) });
+    for (const error of [shared, wide]) {
+      const json = JSON.stringify(serializeError(error));
+      expect(json.length).toBeLessThan(16 * 1024 * 1024);
+      expect(json).toContain('[Truncated]');
+    }
+    const back = deserializeError(serializeError(wide)) as Error & { table: Record<string, Record<string, string>> };
+    expect(back.table.k0!.k0).toBe(text);
+  });
+
   it('survives getters that throw', () => {
     const error = new Error('getters');
     Object.defineProperty(error, 'boom', { enumerable: true, get: () => { throw new Error('no reading'); } });
