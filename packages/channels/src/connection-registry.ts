@@ -1,6 +1,7 @@
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { readCloseArguments } from './close-codes.js';
 import { encodeFrame } from './frames.js';
+import { MAX_PUSH_JSON_CHARS, jsonLongerThan } from './push-size.js';
 import { roomOf } from './route.js';
 
 /** What is known about one WebSocket connection; JSON-serialisable, and what handlers see as `ctx.context.host.connection`. */
@@ -211,6 +212,12 @@ export function encodePush(data: unknown): string {
   if (data === undefined || typeof data === 'function' || typeof data === 'symbol') {
     const what = data === undefined ? 'undefined' : typeof data === 'function' ? 'a function' : 'a symbol';
     throw new ValidationError(`Channel message data is ${what}, which JSON has no form for (send null for a message without data)`, { details: { reason: 'not-serializable' } });
+  }
+  if (jsonLongerThan(data, MAX_PUSH_JSON_CHARS)) {
+    throw new ValidationError(
+      `Channel message data is over ${MAX_PUSH_JSON_CHARS / (1024 * 1024)} MiB written as JSON, the most a push takes (an object held once in memory is written at every key that holds it)`,
+      { details: { reason: 'too-large', limit: MAX_PUSH_JSON_CHARS } },
+    );
   }
   const text = encodeFrame({ type: 'message', data });
   if (text === undefined) {

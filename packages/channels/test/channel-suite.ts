@@ -152,6 +152,20 @@ function describeMessages(setup: ReturnType<typeof useChannelHarness>): void {
       expect(await client.next()).toEqual({ type: 'reply', replyTo: 'p', data: 'after-push' });
     });
 
+    it('a ctx.channel.send of data small in memory but over 64 MiB as JSON (one object under many keys) rejects in the handler, and nothing is pushed', async () => {
+      const h = await setup();
+      const client = await h.connect('/echo');
+      // Before: the host wrote it out, a 70 MB frame (60 KB strings: 480 MB, its event loop held 12 s).
+      expect(await client.request('s', 'shared-push')).toEqual({
+        type: 'reply',
+        replyTo: 's',
+        data: { rejected: 'VALIDATION_ERROR', message: expect.stringMatching(/^Channel message data is over 64 MiB written as JSON/) },
+      });
+      expect(client.frames.filter((f) => f.type === 'message')).toEqual([]);
+      client.send({ id: 'p', data: 'push' });
+      expect(await client.next((f) => f.type === 'message')).toEqual({ type: 'message', data: { pushed: true } });
+    });
+
     it('turns a failed execution into an error frame and keeps the connection open', async () => {
       const h = await setup();
       const client = await h.connect('/echo');
