@@ -64,6 +64,14 @@ describe('a handler export that is not there', () => {
     expect(none.message).toMatch(/has no export "default" \(exports: none\)$/);
   });
 
+  it('never hints an export name kb.plugin.json\'s "export" refuses (a string export such as "my-handler"): it says to export the handler under a name it takes', async () => {
+    // Before: 'set "export": "my-handler"', which loading the manifest then refused ("must be an export name").
+    const only = await failureOf('string-name.mjs', 'const h = async () => 1;\nexport { h as "my-handler" };\n', 'my-handler');
+    expect(only.message).toMatch(/\(exports: my-handler\); "export" in kb\.plugin\.json takes a name such as "run", not "my-handler": export the handler under one too \(export \{ handler as run \}\)$/);
+    const mixed = await failureOf('mixed-names.mjs', 'const h = async () => 1;\nexport { h as "my-handler", h as myHandler };\n', 'my-handler');
+    expect(mixed.message).toMatch(/; set "export": "myHandler" on handler "my-handler" in kb\.plugin\.json$/);
+  });
+
   it("an object of several functions (a CommonJS module's exports, an ESM default object) is not taken for the handler its `run` is: the one named after the handler is hinted", async () => {
     const cjs = await failureOf('multi.cjs', 'exports.run = async () => "I am run";\nexports.build = async () => "I am build";\n', 'build');
     expect(cjs).toEqual({

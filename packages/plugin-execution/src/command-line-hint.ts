@@ -1,4 +1,5 @@
 import type { ExecutionResult, PermissionSpec } from '@kb-labs/plugin-execution-core';
+import { terminalSafeJson } from './terminal-text.js';
 
 /** Where this command line grants permissions: --grant, a "permissions" field in --context (which then replaces it), or nowhere. */
 export type GrantFlag = 'grant' | 'context' | undefined;
@@ -7,10 +8,11 @@ export type GrantFlag = 'grant' | 'context' | undefined;
 export function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['error'], grantIn: GrantFlag): string {
   const details = error.details as { phase?: unknown; missing?: unknown; worker?: unknown } | undefined;
   if (error.code === 'PERMISSION_DENIED' && details?.phase === 'preflight' && Array.isArray(details.missing)) {
-    const grant = JSON.stringify(grantFor(details.missing as string[]));
+    // The manifest's paths as they are, in JSON a terminal shows without acting on (a C1 control written \u009b).
+    const grant = terminalSafeJson(JSON.stringify(grantFor(details.missing as string[])));
     // A queue worker's cap refused it: what this command line grants does not reach past that.
     if (typeof details.worker === 'string') return `\n(the worker's cap: its operator widens it, adding ${grant} to kb-plugin-exec worker --grant)`;
-    return `\n(on this command line: ${grantIn === 'context' ? `add ${grant} to "permissions" in --context` : grantIn === 'grant' ? `add ${grant} to --grant` : `--grant '${grant}'`})`;
+    return `\n(on this command line: ${grantIn === 'context' ? `add ${grant} to "permissions" in --context` : grantIn === 'grant' ? `add ${grant} to --grant` : `--grant ${shellQuoted(grant)}`})`;
   }
   if (/The host's platform has no method /.test(error.message)) {
     return '\n(on this command line: --platform <module> gives the handler the services it calls)';
@@ -35,4 +37,12 @@ function grantFor(missing: readonly string[]): PermissionSpec {
     }
   }
   return grant;
+}
+
+/**
+ * `text` as one single-quoted shell word, its own `'` written `'\''`: a path a manifest declares
+ * (`data'$(…)'`) stays inside the quotes of the command a user pastes, never run by the shell.
+ */
+function shellQuoted(text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`;
 }

@@ -157,6 +157,24 @@ describe('kb-plugin-exec CLI', () => {
     expect(inContext.stderr).toContain('(on this command line: add {"platform":{"kv":["get"]}} to "permissions" in --context)');
   });
 
+  it("the --grant it suggests for a manifest's paths is one shell word, whatever they hold ('$( …), and shows no control character; pasted, it grants them and runs nothing else", async () => {
+    const dir = await oneHandlerPlugin('quoted-grant', '@t/quoted-grant', 'export default async () => "ran";\n');
+    const marker = path.join(root, 'pasted-ran');
+    const written = `data'$(touch ${marker})'`;
+    const read = 'r\u009b2J\u202eev';
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/quoted-grant', version: '1.0.0', permissions: { fs: { write: [written], read: [read] } }, handlers: { run: { entry: './run.mjs' } } }));
+    const denied = run(['run', dir, 'run', '--no-workspace']);
+    expect(denied.status).toBe(1);
+    expect(denied.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    const hinted = /\(on this command line: (--grant .+)\)$/m.exec(denied.stderr)?.[1];
+    expect(hinted).toBeDefined();
+    // The command as a user pastes it into sh. Before: the quote closed early, and the shell ran `touch`.
+    const pasted = spawnSync('sh', ['-c', `"$0" "$1" run "$2" run --no-workspace ${hinted!}`, process.execPath, cli, dir], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(existsSync(marker)).toBe(false);
+    expect(pasted.status, pasted.stderr).toBe(0);
+    expect(JSON.parse(pasted.stdout)).toBe('ran');
+  });
+
   it('prints null, valid JSON, for a handler that returns nothing', () => {
     const result = run(['run', fixturePlugins.basic, 'echo', '--no-workspace']);
     expect(result.status).toBe(0);

@@ -238,6 +238,9 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   );
 }
 
+/** What a manifest's "export" takes (its schema, host/manifest.ts). */
+const EXPORT_NAME = /^[A-Za-z_$][\w$]*$/;
+
 /**
  * The manifest field that would call a handler the file does export (`mod`: its namespace, or the
  * object its export is): the one named as the handler's id, else its only handler
@@ -246,7 +249,10 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
 function exportHint(mod: Record<string, unknown>, available: readonly string[], handlerId: string): string {
   // A CommonJS module's namespace has its module.exports object as `default` beside its names.
   const named = typeof mod.default === 'object' && mod.default !== null ? available.filter((name) => name !== 'default') : available;
-  const handlers = named.filter((name) => typeof mod[name] === 'function' || isDefinedHandler(mod[name]));
+  const found = named.filter((name) => typeof mod[name] === 'function' || isDefinedHandler(mod[name]));
+  // Only a name the manifest's "export" takes is hinted: a module may export under any string ("my-handler").
+  const handlers = found.filter((name) => EXPORT_NAME.test(name));
+  if (handlers.length === 0 && found.length > 0) return `; "export" in kb.plugin.json takes a name such as "run", not ${JSON.stringify(found[0])}: export the handler under one too (export { handler as run })`;
   const meant = handlers.includes(handlerId) ? handlerId : handlers.length === 1 ? handlers[0]! : undefined;
   const field = `on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
   if (meant !== undefined) return `; set "export": ${JSON.stringify(meant)} ${field}`;
