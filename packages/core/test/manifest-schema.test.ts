@@ -94,6 +94,12 @@ describe('manifest top-level keys', () => {
     expect(new RegExp(shipped.properties.version.pattern, 'u').test(version)).toBe(false);
   });
 
+  it.each(['1.0.0\x1b[2J', '1.0.0\u009b2J', '1.0.0\u202e', '1.0.0\r', '1.0\t0'])('refuses a version with a control character (%j), as the JSON Schema does: it is quoted in messages a terminal shows and set on spans', (version) => {
+    // Before: taken, and quoted as it was in a queue's plugin-version-mismatch message (JSON leaves C1 and bidi controls raw).
+    expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version } })).toThrow(/- version: must be one line, not blank, and not start or end with a space, with no control characters/);
+    expect(new RegExp(shipped.properties.version.pattern, 'u').test(version)).toBe(false);
+  });
+
   it('takes a version with spaces inside it', () => {
     expect(new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, version: '1.0.0 (beta 2)' } }).manifest.version).toBe('1.0.0 (beta 2)');
   });

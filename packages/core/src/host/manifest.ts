@@ -3,7 +3,14 @@ import type { z } from 'zod';
 import { channelPathParts, repeatedParam } from './channel-path.js';
 import { MAX_TIMER_MS } from './deadlines.js';
 import { lazySchema } from './lazy-zod.js';
+import { CONTROLS_BEYOND_C0 } from '../shown-controls.js';
 import { declaredPathProblems, permissionSpecSchema } from './permissions.js';
+
+/**
+ * A plugin version: one line, not blank, no space at either end, and no control character (an
+ * escape sequence, a C1 control, a bidirectional override): it is quoted in messages a terminal shows.
+ */
+const VERSION = new RegExp(`^(?!.*[\\u0000-\\u001f${CONTROLS_BEYOND_C0}])\\S(.*\\S)?$`);
 
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
@@ -96,7 +103,7 @@ export const pluginManifestSchema = lazySchema((z) =>
         .string()
         .min(1)
         .max(256)
-        .regex(/^\S(.*\S)?$/, 'must be one line, not blank, and not start or end with a space (a queue worker compares it with the host\'s as it is)')
+        .regex(VERSION, 'must be one line, not blank, and not start or end with a space, with no control characters (a queue worker compares it with the host\'s as it is)')
         .describe('The plugin version (a queue worker refuses a version other than the host\'s).'),
       description: z.string().max(10_000).optional(),
       permissions: permissionSpecSchema().optional().describe('What every handler of the plugin needs (least privilege): platform services, files, env, network, child processes.'),
