@@ -4,7 +4,7 @@
  * use and caps nesting, so arbitrary JSON gives an Error, never a TypeError or a stack overflow.
  */
 import { ERROR_CLASSES, ExecutionError, HandlerError, isErrorCode, isExecutionError, type ExecutionErrorOptions } from './errors.js';
-import { MAX_DEPTH, MAX_KEYS, defineData, spendOnWalk, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, toWireValue, truncate } from './wire-value.js';
+import { MAX_DEPTH, MAX_KEYS, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, spendOnWalk, toWireValue, truncate } from './wire-value.js';
 
 /** JSON-safe form of any error, ours or foreign, with its cause chain. */
 export interface SerializedError {
