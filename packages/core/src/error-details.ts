@@ -46,6 +46,8 @@ export type ErrorDetailsByCode = {
     timeoutMs: number;
     /** `queued`: no runner had taken it when the time ran out (a queue backend with no free worker); absent when it ran. */
     phase?: 'queued';
+    /** The platform calls (`platform.kv.get`) the host had not answered when the time ran out: what the handler was waiting for. */
+    waitingFor?: string[];
   };
   PERMISSION_DENIED: Subject & {
     /** What was refused: `fs.read:/etc/passwd`, `platform.kv.get`, `env:HOME`, `childProcess`, `network` … */

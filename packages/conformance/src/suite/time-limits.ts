@@ -43,6 +43,18 @@ function timeoutTests(suite: SuiteContext): void {
     expect(result.error.details).toMatchObject({ timeoutMs: 150 });
   });
 
+  it('a handler timed out while the host had not answered its platform call says which one (a host service waiting for what waits for this one)', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    let answer!: () => void;
+    const kv = { get: () => new Promise<null>((resolve) => (answer = () => resolve(null))) };
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { service: 'kv', method: 'get', args: ['k'] } }, { platform: { kv } as never, timeoutMs: 1500 });
+    answer();
+    expectError(result, 'TIMEOUT');
+    expect(result.error.message).toContain('did not finish within 1500 ms: the host had not answered its platform.kv.get');
+    expect(result.error.details).toMatchObject({ timeoutMs: 1500, waitingFor: ['platform.kv.get'] });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
   it('counts the manifest timeout when the request sets none', async () => {
     // The backend's default is far longer and the handler waits for longer still: only the
     // manifest's limit can end it, and the error and meta both name that limit.

@@ -113,8 +113,8 @@ export class ExecutionControl implements DispatchControl {
   readonly #telemetry: ExecutionTelemetry | undefined;
   /** Runs host code for this execution (the caller's onStart, onLog, onEvent, its platform services, channel calls) in the async context of its execute() call: made only where some may run. */
   readonly #callersScope: CallersScope | undefined;
-  /** Platform calls of this execution started in the host and not yet settled. */
-  #callsInHost = 0;
+  /** Platform calls of this execution started in the host and not yet settled, by name (`platform.kv.get`); made with the first. */
+  #pendingCalls: string[] | undefined;
   /** Aborted once the execution is over, for the channel calls still waiting on the host (a paced send); made with the first. */
   #ended: AbortController | undefined;
   /** When its time limit runs out (monotonicNow()), once it was dispatched. */
@@ -352,7 +352,7 @@ export class ExecutionControl implements DispatchControl {
    * broke the protocol, and its runner with it, before its calls can pile up in the host.
    */
   #admit(called: string, start: () => Promise<unknown>): Promise<unknown> {
-    if (this.#callsInHost >= CALLS_IN_FLIGHT) {
+    if ((this.#pendingCalls?.length ?? 0) >= CALLS_IN_FLIGHT) {
       const error = new WorkerCrashedError(`The runner sent ${called} with ${CALLS_IN_FLIGHT} calls of this execution already in flight; a runner keeps to ${CALLS_IN_FLIGHT} and makes the rest wait`, {
         details: { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId, reason: 'protocol', protocolError: `more than ${CALLS_IN_FLIGHT} platform calls in flight` },
       });
@@ -365,14 +365,19 @@ export class ExecutionControl implements DispatchControl {
     } catch (error) {
       return Promise.reject(error);
     }
-    this.#callsInHost++;
-    promise.then(this.#callSettled, this.#callSettled);
+    const calls = (this.#pendingCalls ??= []);
+    calls.push(called);
+    const settled = (): void => {
+      calls.splice(calls.indexOf(called), 1);
+    };
+    promise.then(settled, settled);
     return promise;
   }
 
-  readonly #callSettled = (): void => {
-    this.#callsInHost--;
-  };
+  /** The platform calls the host has not answered yet (`platform.kv.get`), each once: what a timed-out handler was waiting for. */
+  pendingCalls(): string[] {
+    return [...new Set(this.#pendingCalls)];
+  }
 }
 
 function noop(): void {}

@@ -333,6 +333,9 @@ export class Execution {
   #timeoutError(task: RunnerTask): TimeoutError {
     const message = `Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms`;
     const details = { timeoutMs: task.timeoutMs, pluginId: task.pluginId, handlerId: task.handlerId };
+    const waitingFor = this.#control?.pendingCalls() ?? [];
+    // A host service that never answered (one waiting for an execution that waits for this one's slot) is said.
+    if (waitingFor.length > 0) return new TimeoutError(`${message}: the host had not answered its ${waitingFor.join(', ')}`, { details: { ...details, waitingFor } });
     if (this.meta.runnerId !== undefined) return new TimeoutError(message, { details });
     const why = this.#host.unstartedReason() ?? 'no runner took it in that time';
     return new TimeoutError(`${message}: it never started (${why})`, { details: { ...details, phase: 'queued' } });
