@@ -249,6 +249,17 @@ function platformCallTests(suite: SuiteContext): void {
     expect((result.data as { stack: string }).stack).toBe(`ValidationError: ${message}\n    at platform.kv.unsendable (the host)`);
   });
 
+  it('a platform call with more arguments than a service is passed (60,000) rejects in the handler with VALIDATION_ERROR saying so, on every backend', async () => {
+    const backend = make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'echo', args: new Array(60_000).fill(0) } });
+    expectOk(result);
+    // Before: in-process, a bare RangeError (Maximum call stack size exceeded) "at platform.kv.echo (the host)", as if the service threw it; worker-pool called the service.
+    expect(result.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: 'platform.kv.echo was called with 60000 arguments; a service is passed at most 10000 (pass them as one array)' });
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'echo', args: [1, 2] } });
+    expectOk(next);
+    expect(next.data).toEqual({ ok: true, value: 1 });
+  });
+
   it('a host service result with a getter that throws is an error in the handler naming the call and where, and the host and the next execution carry on', async () => {
     const backend = make({ permissions: { platform: { kv: true } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'unreadable' } });

@@ -7,6 +7,13 @@ import type { Platform } from '../runner/platform-proxy.js';
 
 export type { Platform } from '../runner/platform-proxy.js';
 
+/**
+ * Most arguments a service method is called with. Each is a slot on the host's stack while it is
+ * called: in-process, where the handler's own spread is still on that stack, 60,000 overflowed it,
+ * and the handler got a bare RangeError said to be the service's, where worker-pool called it.
+ */
+const MAX_PLATFORM_ARGUMENTS = 10_000;
+
 /** Names that reach an object's machinery rather than a service method, whatever the service is. */
 // `caller` and `arguments`: a function service's (reading them throws on most functions).
 const RESERVED_KEYS = new Set(['constructor', '__proto__', 'prototype', '__defineGetter__', '__defineSetter__', '__lookupGetter__', '__lookupSetter__', 'caller', 'arguments']);
@@ -72,6 +79,12 @@ export async function invokePlatform(
     });
   }
   if (!Array.isArray(args)) throw new ValidationError('platform call arguments must be an array');
+  if (args.length > MAX_PLATFORM_ARGUMENTS) {
+    throw new ValidationError(
+      `platform.${service}.${method} was called with ${args.length} arguments; a service is passed at most ${MAX_PLATFORM_ARGUMENTS} (pass them as one array)`,
+      { details: { ...subject, service, method, reason: 'too-many-arguments', limit: MAX_PLATFORM_ARGUMENTS } },
+    );
+  }
   return await (fn as (...a: unknown[]) => unknown).apply(target, args);
 }
 
