@@ -18,6 +18,8 @@ export class ConnectionNotices {
   #streamFailing = false;
   /** The failure was said (its words wait for a ping's answer): only then is the recovery news. */
   #streamFailureSaid = false;
+  /** A read of the stream timed out once since it last answered: the next one that does is a spell. */
+  #timedOutOnce = false;
   #answersRefusedSaid = false;
 
   readonly #server: () => string;
@@ -50,6 +52,13 @@ export class ConnectionNotices {
   /** The pool's stream or consumer could not be made or read (a server back without JetStream). */
   streamFailed(error: unknown): void {
     if (this.#streamFailing || this.#down) return;
+    // One read that timed out is no spell yet: one made while the link was cut (before nats.js
+    // noticed) times out after the reconnection, and a busy server may answer one late. The
+    // worker reads again at its next pull; a stream that is silent times that one out too.
+    if (STREAM_SILENT.test(messageOf(error)) && !this.#timedOutOnce) {
+      this.#timedOutOnce = true;
+      return;
+    }
     this.#streamFailing = true;
     void this.#whyStreamFailed(error).then((why) => {
       if (!this.#streamFailing || this.#down) return;
@@ -73,6 +82,7 @@ export class ConnectionNotices {
 
   /** The pool's stream and consumer are there (again). */
   streamReady(): void {
+    this.#timedOutOnce = false;
     if (!this.#streamFailing) return;
     this.#streamFailing = false;
     if (!this.#streamFailureSaid) return;
