@@ -66,9 +66,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   readonly #tally = new ExecutionTally();
   /** Executions waiting for the plugins to load (first use): counted as queued. */
   #waitingForPlugins = 0;
-  /** Rejects once shutdown() has waited for the executions called before it: those still waiting for the plugins end then, before it resolves. */
-  #endPluginWaits: (error: ShuttingDownError) => void = () => {};
-  readonly #pluginWaitsEnded = new Promise<never>((_, reject) => (this.#endPluginWaits = reject));
+  /** The stops of the executions waiting for the plugins to load: called once shutdown() has waited for the executions called before it, before it resolves. */
+  readonly #pluginWaits = new Set<(error: unknown) => void>();
   /** Settles when the execution admitted last has had its workspace made (see ExecutionHost.takeTurn). */
   #turn: Promise<void> = Promise.resolve();
   /** The `watch` option's folder watchers, when it is on. */
@@ -285,8 +284,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.shutdownBegun(this.#neverStarted());
     if (this.#tally.inflight > 0) await deadline.within(this.#tally.idle());
     this.#closing = true;
-    void this.#pluginWaitsEnded.catch(() => {});
-    this.#endPluginWaits(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
+    for (const stop of this.#pluginWaits) stop(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
     const running = this.#host.running;
     for (const execution of running.values()) {
       // One no runner had taken yet (a queue task still in the stream) never ran.
@@ -365,8 +363,9 @@ export abstract class BaseBackend implements IExecutionBackend {
           this.#waitingForPlugins++;
           // The caller's abort ends its wait, and its place among those waiting, at once.
           // One step after the wait, not .finally()'s more: an unregisterPlugin() called after this execute() is still under way when it resolves its handler.
-          const left = () => this.#waitingForPlugins--;
-          const waited = Promise.race([untilAborted(ready, signal), this.#pluginWaitsEnded]);
+          let stopWait: (error: unknown) => void = () => {};
+          const waited = untilAborted(ready, signal, (stop) => this.#pluginWaits.add((stopWait = stop)));
+          const left = () => (this.#waitingForPlugins--, this.#pluginWaits.delete(stopWait));
           return waited.then(() => (left(), this.#throwIfNotReady()), (error: unknown) => (left(), Promise.reject(error)));
         }
         this.#throwIfNotReady();
