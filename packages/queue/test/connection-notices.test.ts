@@ -48,3 +48,24 @@ describe("a worker's notices of the pool's stream", () => {
     expect(refused[0]).toMatch(/^Worker w1 takes no tasks: /);
   });
 });
+
+describe("a worker's notices of the pool's stream across a reconnection", () => {
+  it('a read begun before the connection dropped or came back says nothing when it fails after (nats.js keeps the request across it)', async () => {
+    const said = await warningsDuring(async (notices) => {
+      const before = notices.linkEpoch;
+      notices.take({ type: 'disconnect', server: '127.0.0.1:4222' } as never, false);
+      notices.take({ type: 'reconnect', server: '127.0.0.1:4222' } as never, false);
+      notices.streamFailed(timeout, before);
+      notices.streamFailed(timeout, before);
+    });
+    expect(said).toEqual([expect.stringMatching(/lost its connection/), expect.stringMatching(/is connected to the NATS server again/)]);
+    // Reads begun on the new link that fail twice are said.
+    const fresh = await warningsDuring((notices) => {
+      notices.take({ type: 'disconnect', server: '127.0.0.1:4222' } as never, false);
+      notices.take({ type: 'reconnect', server: '127.0.0.1:4222' } as never, false);
+      notices.streamFailed(timeout, notices.linkEpoch);
+      notices.streamFailed(timeout, notices.linkEpoch);
+    });
+    expect(fresh.filter((line) => /stream does not answer/.test(line))).toHaveLength(1);
+  });
+});

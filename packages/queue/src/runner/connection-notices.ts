@@ -20,6 +20,8 @@ export class ConnectionNotices {
   #streamFailureSaid = false;
   /** A read of the stream timed out once since it last answered: the next one that does is a spell. */
   #timedOutOnce = false;
+  /** Counts the connection's drops and returns: a read begun before the last one failed for the old link's sake. */
+  #linkEpoch = 0;
   #answersRefusedSaid = false;
 
   readonly #server: () => string;
@@ -37,6 +39,10 @@ export class ConnectionNotices {
   take(status: Status, closing: boolean): void {
     this.#answersRefused(status);
     if (closing) return;
+    if (status.type === 'disconnect' || status.type === 'reconnect') {
+      this.#linkEpoch++;
+      this.#timedOutOnce = false;
+    }
     if (status.type === 'disconnect' && !this.#down) {
       this.#down = true;
       this.#say(`lost its connection to the NATS server (${status.server}); it reconnects, and takes no tasks until then`);
@@ -49,9 +55,18 @@ export class ConnectionNotices {
     }
   }
 
-  /** The pool's stream or consumer could not be made or read (a server back without JetStream). */
-  streamFailed(error: unknown): void {
-    if (this.#streamFailing || this.#down) return;
+  /** Which link a read of the stream begins on: give it to streamFailed() if the read fails. */
+  get linkEpoch(): number {
+    return this.#linkEpoch;
+  }
+
+  /**
+   * The pool's stream or consumer could not be made or read (a server back without JetStream), by
+   * a read begun on link `epoch` (linkEpoch): one begun before the connection dropped or came back
+   * (nats.js keeps a request across a reconnection, and it times out after) says nothing.
+   */
+  streamFailed(error: unknown, epoch = this.#linkEpoch): void {
+    if (this.#streamFailing || this.#down || epoch !== this.#linkEpoch) return;
     // One read that timed out is no spell yet: one made while the link was cut (before nats.js
     // noticed) times out after the reconnection, and a busy server may answer one late. The
     // worker reads again at its next pull; a stream that is silent times that one out too.

@@ -192,7 +192,9 @@ class QueueWorker implements ExecutionWorker {
 
   /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
   #nextSubject(): Promise<string> {
-    this.#pullSubject ??= (async () => {
+    if (this.#pullSubject) return this.#pullSubject;
+    const epoch = this.#notices.linkEpoch;
+    this.#pullSubject = (async () => {
       const stream = await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: maxPayload(this.#nc), storage: 'memory' }, 'worker');
       await ensureConsumer(this.#jsm, this.#subjects, { maxMessages: stream.maxMessages, largestPull: this.#o.concurrency });
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
@@ -203,7 +205,7 @@ class QueueWorker implements ExecutionWorker {
       (error: unknown) => {
         this.#pullSubject = undefined;
         // At start the failure is start()'s own (it rejects, naming the problem): no "it tries again".
-        if (this.#serving) this.#notices.streamFailed(error);
+        if (this.#serving) this.#notices.streamFailed(error, epoch);
       },
     );
     return this.#pullSubject;
