@@ -219,9 +219,10 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
   if (isExecutionError(thrown)) return ownCopy(ExecutionError, thrown) ? thrown : asOurs(thrown);
   if (isError(thrown)) {
     const e = thrown as Error;
-    const name = safeString(readProp(e, 'name')) || 'Error';
+    const ownName = safeString(readProp(e, 'name'));
+    const name = ownName || 'Error';
     const message = throwsOnRead(e, 'message') ? `The handler threw ${name}, whose message could not be read: ${safeString(readProp(e, 'message'))}` : safeString(readProp(e, 'message'));
-    const error = new HandlerError(message || safeString(readProp(e, 'name')) || 'Handler threw', { details: { name }, cause: e });
+    const error = new HandlerError(message || ownName || 'Handler threw', { details: { name }, cause: e });
     const stack = readStack(e);
     if (typeof stack === 'string') {
       Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });

@@ -64,9 +64,10 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** Releases that outlive their results (ExecutionHost.track), with when each began (`monotonicNow()`). */
   readonly #releases = new Map<Promise<unknown>, number>();
   readonly #tally = new ExecutionTally();
-  /** Executions waiting for the plugins to load (first use): counted as queued. */
-  #waitingForPlugins = 0;
-  /** The stops of the executions waiting for the plugins to load: called once shutdown() has waited for the executions called before it, before it resolves. */
+  /**
+   * The stops of the executions waiting for the plugins to load (first use), one each: counted as
+   * queued, and called once shutdown() has waited for the executions called before it, before it resolves.
+   */
   readonly #pluginWaits = new Set<(error: unknown) => void>();
   /** Settles when the execution admitted last has had its workspace made (see ExecutionHost.takeTurn). */
   #turn: Promise<void> = Promise.resolve();
@@ -212,7 +213,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       backend: this.type,
       state: this.#state,
       active: s.active,
-      queued: s.queued + this.#waitingForPlugins,
+      queued: s.queued + this.#pluginWaits.size,
       concurrency: s.concurrency,
       maxQueue: s.maxQueue,
       utilization: s.concurrency > 0 ? s.active / s.concurrency : 0,
@@ -240,7 +241,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       ...slowReleases(this.#releases),
     ];
     if (this.#state === 'shutting-down' || this.#state === 'closed') problems.push(`backend is ${this.#state}`);
-    return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued + this.#waitingForPlugins, isolation };
+    return { ok: problems.length === 0, backend: this.type, state: this.#state, problems, active: this.#scheduler.active, queued: this.#scheduler.queued + this.#pluginWaits.size, isolation };
   }
 
   shutdown(options?: ShutdownOptions): Promise<void> {
@@ -359,13 +360,12 @@ export abstract class BaseBackend implements IExecutionBackend {
         const ready = this.#ensureReady();
         if (ready) {
           // One that could neither run nor wait once they load is QUEUE_FULL now, not then.
-          this.#scheduler.refuseBeyond(this.#waitingForPlugins, 'waiting for the plugins to load');
-          this.#waitingForPlugins++;
+          this.#scheduler.refuseBeyond(this.#pluginWaits.size, 'waiting for the plugins to load');
           // The caller's abort ends its wait, and its place among those waiting, at once.
           // One step after the wait, not .finally()'s more: an unregisterPlugin() called after this execute() is still under way when it resolves its handler.
           let stopWait: (error: unknown) => void = () => {};
           const waited = untilAborted(ready, signal, (stop) => this.#pluginWaits.add((stopWait = stop)));
-          const left = () => (this.#waitingForPlugins--, this.#pluginWaits.delete(stopWait));
+          const left = () => this.#pluginWaits.delete(stopWait);
           return waited.then(() => (left(), this.#throwIfNotReady()), (error: unknown) => (left(), Promise.reject(error)));
         }
         this.#throwIfNotReady();
