@@ -6,13 +6,22 @@ import { expectError, expectOk } from '../expect-result.js';
 import { BASIC, fixturePlugins } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 
+/** Runs `test` in a fresh folder under the OS's temporary folder (`prefix`), removed afterwards whatever happens. */
+async function inFreshFolder(prefix: string, test: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  try {
+    await test(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Plugin folders that cannot be loaded, or whose modules Node cannot load as written. */
 export function pluginFolderTests(suite: SuiteContext): void {
   const { make } = suite;
-  it('reports a bad plugin folder as VALIDATION_ERROR on its executions and in health(), and keeps serving the good ones', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-bad-plugin-'));
-    const unreadable = path.join(dir, 'no-such-folder');
-    try {
+  it('reports a bad plugin folder as VALIDATION_ERROR on its executions and in health(), and keeps serving the good ones', () =>
+    inFreshFolder('kb-bad-plugin-', async (dir) => {
+      const unreadable = path.join(dir, 'no-such-folder');
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/bad', version: '1', handlers: { run: { entry: 42 } } }));
       const backend = make({ plugins: [fixturePlugins.basic, dir, unreadable] });
       const result = await backend.execute({ pluginId: '@x/bad', handlerId: 'run' });
@@ -28,14 +37,10 @@ export function pluginFolderTests(suite: SuiteContext): void {
       expect(health.ok).toBe(false);
       expect(health.problems.join('\n')).toMatch(/plugins\[1\] failed to load: [\s\S]*handlers\.run\.entry/);
       expect(health.problems.join('\n')).toMatch(/plugins\[2\] failed to load: Plugin folder \S+no-such-folder does not exist/);
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
-    try {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', () =>
+    inFreshFolder('kb-cjs-scope-', async (dir) => {
       await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' } } }));
       await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
@@ -46,14 +51,10 @@ export function pluginFolderTests(suite: SuiteContext): void {
       expect(result.error.message).toContain('uses ES module syntax (import/export) but Node loads it as CommonJS');
       expect(result.error.message).toContain(path.join(dir, 'run.js'));
       expect(result.error.details).toMatchObject({ name: 'SyntaxError', file: path.join(dir, 'run.js') });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('runs a TypeScript handler where Node strips types, and elsewhere says to build it', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-ts-entry-'));
-    try {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('runs a TypeScript handler where Node strips types, and elsewhere says to build it', () =>
+    inFreshFolder('kb-ts-entry-', async (dir) => {
       await mkdir(path.join(dir, 'src'));
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/ts-entry', version: '1', handlers: { run: { entry: 'src/run.ts' } } }));
       await writeFile(path.join(dir, 'src', 'run.ts'), 'export default async function run(input: number): Promise<number> {\n  return input * 2;\n}\n');
@@ -66,14 +67,10 @@ export function pluginFolderTests(suite: SuiteContext): void {
         expectError(result, 'HANDLER_ERROR');
         expect(result.error.message).toContain(`${path.join(dir, 'src', 'run.ts')} is TypeScript, which Node ${process.version} does not run. Build the plugin to JavaScript`);
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('names the file of a handler module that does not parse', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-no-parse-'));
-    try {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('names the file of a handler module that does not parse', () =>
+    inFreshFolder('kb-no-parse-', async (dir) => {
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/no-parse', version: '1', handlers: { esm: { entry: 'esm.mjs' }, cjs: { entry: 'cjs.cjs' }, json: { entry: 'json.mjs' } } }));
       await writeFile(path.join(dir, 'esm.mjs'), 'export default (input) => input +;\n');
       await writeFile(path.join(dir, 'cjs.cjs'), 'module.exports = (input) => {\n  return input +;\n};\n');
@@ -91,14 +88,10 @@ export function pluginFolderTests(suite: SuiteContext): void {
       expectError(json, 'HANDLER_ERROR');
       expect(json.error.message).not.toContain('does not parse');
       expect(json.error.details).toMatchObject({ name: 'SyntaxError' });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)("a JSON module imported without with { type: 'json' } is HANDLER_ERROR naming it, the handler's module and the fix", async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-json-import-'));
-    try {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)("a JSON module imported without with { type: 'json' } is HANDLER_ERROR naming it, the handler's module and the fix", () =>
+    inFreshFolder('kb-json-import-', async (dir) => {
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/json-import', version: '1', handlers: { run: { entry: 'handlers/run.mjs' } } }));
       await mkdir(path.join(dir, 'handlers'));
       await writeFile(path.join(dir, 'config.json'), '{ "greeting": "hi" }\n');
@@ -111,14 +104,10 @@ export function pluginFolderTests(suite: SuiteContext): void {
           "Import it as import data from '../config.json' with { type: 'json' }",
       );
       expect(result.error.details).toMatchObject({ name: 'TypeError', file: path.join(dir, 'config.json') });
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 
-  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('an empty handler module (a save caught half-way) is HANDLER_ERROR saying so, not HANDLER_NOT_FOUND', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-empty-module-'));
-    try {
+  it.runIf(suite.capabilities.loadsModulesWithNode !== false && suite.capabilities.runsHostPlugins !== false)('an empty handler module (a save caught half-way) is HANDLER_ERROR saying so, not HANDLER_NOT_FOUND', () =>
+    inFreshFolder('kb-empty-module-', async (dir) => {
       await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/empty', version: '1', handlers: { esm: { entry: 'esm.mjs' }, cjs: { entry: 'cjs.cjs' } } }));
       await writeFile(path.join(dir, 'esm.mjs'), '');
       await writeFile(path.join(dir, 'cjs.cjs'), '');
@@ -129,8 +118,5 @@ export function pluginFolderTests(suite: SuiteContext): void {
         expectError(result, 'HANDLER_ERROR');
         expect(result.error.message).toContain(`${path.join(dir, `${handlerId}.${handlerId === 'esm' ? 'mjs' : 'cjs'}`)} is empty`);
       }
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  });
+    }));
 }
