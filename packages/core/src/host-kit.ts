@@ -22,3 +22,4 @@ export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
 export { checkContextDescriptor } from './host/context-descriptor.js';
 export { processShared } from './host/process-shared.js';
+export { MAX_PLUGIN_ID_LENGTH } from './host/manifest.js';

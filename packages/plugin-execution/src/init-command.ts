@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { installCommand, lockFileManager, makeDirectories } from '@kb-labs/plugin-execution-core/host-kit';
+import { installCommand, lockFileManager, makeDirectories, MAX_PLUGIN_ID_LENGTH } from '@kb-labs/plugin-execution-core/host-kit';
 
 /**
  * `init <dir>`: a plugin that runs as created on every backend — a manifest, one handler typed
@@ -56,8 +56,6 @@ export async function initCommand(dir: string, usage: (message: string) => Error
 
 const UMBRELLA = '@kb-labs/plugin-execution';
 const SCOPE = '@my-org/';
-/** The longest plugin id a manifest takes (and npm's longest package name). */
-const MAX_ID_LENGTH = 214;
 
 /**
  * The plugin's name, from its folder's: "My Plugin ü" → "my-plugin": what is not a letter or digit
@@ -66,7 +64,7 @@ const MAX_ID_LENGTH = 214;
  */
 function pluginName(root: string): string {
   const words = path.basename(root).normalize('NFKD').replace(/[\u0300-\u036f]/g, '').toLowerCase().replace(/[^a-z0-9._-]+/g, '-');
-  const name = words.replace(/^[^a-z0-9]+/, '').slice(0, MAX_ID_LENGTH - SCOPE.length).replace(/[^a-z0-9]+$/, '');
+  const name = words.replace(/^[^a-z0-9]+/, '').slice(0, MAX_PLUGIN_ID_LENGTH - SCOPE.length).replace(/[^a-z0-9]+$/, '');
   return name || 'my-plugin';
 }
 const CORE = '@kb-labs/plugin-execution-core';

@@ -15,10 +15,13 @@ const VERSION = new RegExp(`^(?!.*[\\u0000-\\u001f${CONTROLS_BEYOND_C0}])\\S(.*\
 /** The manifest's file name inside a plugin folder. */
 export const MANIFEST_FILE = 'kb.plugin.json';
 
+/** The longest plugin id a manifest takes (npm's longest package name). */
+export const MAX_PLUGIN_ID_LENGTH = 214;
+
 export const pluginIdSchema = lazySchema((z) =>
   z
     .string()
-    .max(214)
+    .max(MAX_PLUGIN_ID_LENGTH)
     .regex(/^(@[A-Za-z0-9][\w.-]*\/)?[A-Za-z0-9][\w.-]*$/, 'must be a package-style id such as "@my-org/my-plugin"'),
 );
 
