@@ -10,7 +10,8 @@
  */
 export { PROTOCOL_VERSION, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';
-export { onHandlerLoading, runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
+export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/handler-runtime.js';
+export { onHandlerLoading } from './runner/handler-loader.js';
 export { ExecutionError, HandlerError, PermissionDeniedError, TimeoutError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
 export { OutputLines, type OutputLimits } from './output-lines.js';

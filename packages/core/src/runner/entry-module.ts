@@ -3,7 +3,7 @@ import type { Stats } from 'node:fs';
 import { HandlerNotFoundError, ValidationError } from '../errors.js';
 import { notModuleFile } from '../module-file.js';
 import { setImmediate } from '../real-timers.js';
-// Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
+// Node's built-ins by getBuiltinModule, as in handler-loader.ts: no ES facade built at start-up.
 const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
 
 /**

@@ -1,4 +1,4 @@
-// Node's built-ins by getBuiltinModule, as in handler-runtime.ts: no ES facade built at start-up.
+// Node's built-ins by getBuiltinModule, as in handler-loader.ts: no ES facade built at start-up.
 const { readFileSync } = process.getBuiltinModule('node:fs');
 const path = process.getBuiltinModule('node:path');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
