@@ -3,6 +3,7 @@ import type { Stats } from 'node:fs';
 import { HandlerNotFoundError, ValidationError } from '../errors.js';
 import { notModuleFile } from '../module-file.js';
 import { setImmediate } from '../real-timers.js';
+import { shownControls } from '../shown-controls.js';
 // Node's built-ins by getBuiltinModule, as in handler-loader.ts: no ES facade built at start-up.
 const { lstatSync, readlinkSync, realpathSync } = process.getBuiltinModule('node:fs');
 
@@ -59,7 +60,7 @@ function hushLoaderEcho(error: unknown): void {
 /** Node refuses a file URL with an encoded backslash: a module whose path has one (outside Windows) cannot be imported at all. */
 export function refuseBackslashPath(entryPath: string, task: { pluginId: string; handlerId: string }): void {
   if (path.sep !== '/' || !entryPath.includes('\\')) return;
-  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has a backslash in its path, and Node imports no module from such a path; move the plugin to a folder without one`, {
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shownControls(entryPath, '')} has a backslash in its path, and Node imports no module from such a path; move the plugin to a folder without one`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
   });
 }
@@ -73,7 +74,7 @@ export function refuseLinkOutOfFolder(entryPath: string, pluginRoot: string, tas
   const target = linkOutOfFolder(entryPath, pluginRoot);
   if (target === undefined) return;
   const entry = `./${path.relative(pluginRoot, entryPath).split(path.sep).join('/')}`;
-  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entry} is a link to ${target}, outside the plugin folder; copy the file into the folder`, {
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shownControls(entry, '')} is a link to ${shownControls(target, '')}, outside the plugin folder; copy the file into the folder`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, target },
   });
 }
@@ -123,7 +124,7 @@ function realOrUndefined(file: string): string | undefined {
 export function refuseNonModuleFile(entryPath: string, stats: Stats | undefined, task: { pluginId: string; handlerId: string; pluginRoot: string }): void {
   const problem = notModuleFile(`./${path.relative(task.pluginRoot, entryPath).split(path.sep).join('/')}`, stats);
   if (problem === undefined) return;
-  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${problem}`, {
+  throw new ValidationError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shownControls(problem, '')}`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
   });
 }
@@ -137,10 +138,11 @@ export function refuseNonModuleFile(entryPath: string, stats: Stats | undefined,
 export function refuseClassExport(exported: (...args: never[]) => unknown, at: { entryPath: string; exportName: string; task: { pluginId: string; handlerId: string } }): void {
   if (!/^class\b/.test(Function.prototype.toString.call(exported))) return;
   const { entryPath, exportName, task } = at;
-  const name = exported.name || 'anonymous';
+  // The file's path and the class's name are the plugin's text: written out as the loader's other messages (handler-loader.ts, shown).
+  const name = shownControls(String(exported.name || 'anonymous'), '');
   throw new HandlerNotFoundError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is a class (${name}), which cannot be called without new: ` +
-      `export a function that calls it, such as (input, ctx) => new ${exported.name || 'Handler'}().run(input, ctx)`,
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shownControls(entryPath, '')} is a class (${name}), which cannot be called without new: ` +
+      `export a function that calls it, such as (input, ctx) => new ${exported.name ? name : 'Handler'}().run(input, ctx)`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName } },
   );
 }

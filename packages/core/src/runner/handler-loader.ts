@@ -12,6 +12,7 @@ import { loadError } from './load-errors.js';
 import { importNamespace, refuseBackslashPath, refuseClassExport, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
 import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
 import { passingShortage } from '../passing-shortage.js';
+import { shownControls } from '../shown-controls.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
@@ -116,7 +117,7 @@ async function importEntry(url: string, entryPath: string, task: RunnerTask): Pr
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
-      throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${entryPath} does not exist`, {
+      throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${shown(entryPath)} does not exist`, {
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
@@ -141,16 +142,25 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   if (savedHalfWay(at.before, fileState(await statOf(entryPath)))) {
     // A save caught between an editor's truncate and its write (empty when it was read, or written
     // again while it was imported): the module is broken, not missing.
-    throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
+    throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shown(entryPath)} is empty or was being saved as it was loaded (saved half-way?)`, { details: { name: 'Error', file: entryPath } });
   }
   const several = typeof exported === 'object' && exported !== null ? functionsOf(exported) : [];
-  const what = several.length > 1 ? `an object of several functions (${several.slice(0, 10).join(', ')}), not one handler` : exported === null ? 'null' : typeof exported;
+  const what = several.length > 1 ? `an object of several functions (${several.slice(0, 10).map(shown).join(', ')}), not one handler` : exported === null ? 'null' : typeof exported;
   throw new HandlerNotFoundError(
     exported === undefined
-      ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} has no export "${exportName}" (exports: ${available.join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
-      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${entryPath} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 0 ? (exported as Record<string, unknown>) : mod, several.length > 0 ? several : available, task.handlerId)}`,
+      ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shown(entryPath)} has no export "${exportName}" (exports: ${available.map(shown).join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
+      : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shown(entryPath)} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 0 ? (exported as Record<string, unknown>) : mod, several.length > 0 ? several : available, task.handlerId)}`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
   );
+}
+
+/**
+ * A plugin folder's text as a message quotes it (its path, its modules' export names): a host may
+ * print the message to a terminal, which would act on an escape sequence, a C1 control or a
+ * bidirectional override; JSON quoting leaves the last two as they are. Details keep them.
+ */
+function shown(text: string): string {
+  return shownControls(text, '');
 }
 
 /** What a manifest's "export" takes (its schema, host/manifest.ts). */
@@ -167,7 +177,7 @@ function exportHint(mod: Record<string, unknown>, available: readonly string[], 
   const found = named.filter((name) => typeof mod[name] === 'function' || isDefinedHandler(mod[name]));
   // Only a name the manifest's "export" takes is hinted: a module may export under any string ("my-handler").
   const handlers = found.filter((name) => EXPORT_NAME.test(name));
-  if (handlers.length === 0 && found.length > 0) return `; "export" in kb.plugin.json takes a name such as "run", not ${JSON.stringify(found[0])}: export the handler under one too (export { handler as run })`;
+  if (handlers.length === 0 && found.length > 0) return `; "export" in kb.plugin.json takes a name such as "run", not ${shown(JSON.stringify(found[0]))}: export the handler under one too (export { handler as run })`;
   const meant = handlers.includes(handlerId) ? handlerId : handlers.length === 1 ? handlers[0]! : undefined;
   const field = `on handler ${JSON.stringify(handlerId)} in kb.plugin.json`;
   if (meant !== undefined) return `; set "export": ${JSON.stringify(meant)} ${field}`;
