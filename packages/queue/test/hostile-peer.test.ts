@@ -128,6 +128,26 @@ describe('a presence a peer forged', () => {
     expect(health.ok).toBe(true);
     expect((await backend.stats()).runners).toMatchObject({ workersSeen: 1 });
   }, 30_000);
+
+  it("one with a worker's id and a host name holding control characters: the worker's warning writes them out", async () => {
+    const pool = newPool('forged-twin');
+    const running = await worker(pool);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      // ESC sets a terminal's title, CSI (a C1 control) starts an escape sequence as ESC does, U+202E turns the rest of the line round.
+      const forged = { id: running.id, host: 'evil\x1b]0;x\x07\u009b31m\u202e', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: 'in-process' };
+      peer.publish(`kbexec.${pool}.presence`, v8.serialize(forged));
+      await peer.flush();
+      await expect.poll(() => warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_WORKER_ID_IN_USE').length, { timeout: 5000 }).toBe(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    const warning = warnings.find((w) => (w as { code?: string }).code === 'KB_PLUGIN_WORKER_ID_IN_USE')!;
+    expect(warning.message).toContain('(pid 1 on evil\\x1b]0;x\\x07\\x9b31m\\u202e): hosts take the two for one');
+    expect(warning.message).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+  }, 30_000);
 });
 
 describe('an input a peer sends a worker for a task that carries its own', () => {

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution-core';
-import { clearInterval, clearTimeout, LiveMap, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, clearTimeout, LiveMap, setInterval, setTimeout, settlesWithin, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
@@ -263,8 +263,9 @@ class QueueWorker implements ExecutionWorker {
     if (this.#twinSeen) return;
     if (presence.id !== this.id || presence.closing || (presence.pid === process.pid && presence.host === this.host)) return;
     this.#twinSeen = true;
+    // The peer's host name is read off the wire (any client of the pool may send a presence): its control characters written out, not sent to the terminal that shows the warning.
     process.emitWarning(
-      `Another worker of pool "${this.#o.pool}" has this worker's id "${this.id}" (pid ${presence.pid} on ${presence.host}): hosts take the two ` +
+      `Another worker of pool "${this.#o.pool}" has this worker's id "${this.id}" (pid ${presence.pid} on ${shownControls(presence.host, '')}): hosts take the two ` +
         'for one (their stats, where they send a running execution\'s messages). Give each worker an id of its own, or leave id unset',
       { code: 'KB_PLUGIN_WORKER_ID_IN_USE' },
     );
