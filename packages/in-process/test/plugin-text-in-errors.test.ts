@@ -1,6 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runHostScript } from './node-host.js';
 
@@ -56,5 +57,20 @@ describe("HANDLER_NOT_FOUND quoting a plugin folder's text", () => {
     expect(classy!.code).toBe('HANDLER_NOT_FOUND');
     expect(classy!.message).toContain('is a class (\\x9b31m), which cannot be called without new: export a function that calls it, such as (input, ctx) => new \\x9b31m().run(input, ctx)');
     for (const failure of [named, hinted, missing, classy]) expect(failure!.message).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+  });
+});
+
+describe("health() quoting a manifest's entries", () => {
+  it('writes out their control characters when none of them exists', async () => {
+    const unbuilt = path.join(dir, 'unbuilt');
+    await mkdir(unbuilt);
+    await writeFile(path.join(unbuilt, 'kb.plugin.json'), JSON.stringify({ id: '@x/unbuilt', version: '1', handlers: { run: { entry: `dist/run${TITLE}\u009b31m\u202e.mjs` } } }));
+    const backend = new InProcessBackend({ plugins: [unbuilt], workspace: false });
+    try {
+      const { problems } = await backend.health();
+      expect(problems).toEqual([`plugin "@x/unbuilt": none of its handlers' entries exists in ${unbuilt} (dist/run\\x1b]0;x\\x07\\x9b31m\\u202e.mjs): is it built?`]);
+    } finally {
+      await backend.shutdown();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { shownControls } from '../shown-controls.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
 import { settledInGroups } from './settled-in-groups.js';
 
@@ -22,8 +23,11 @@ export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string |
   // The folder is looked at only when no entry is there (one look per plugin as a rule).
   const found = await Promise.all(entries.map((entry) => exists(path.resolve(plugin.root, entry))));
   if (found.some(Boolean)) return undefined;
-  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${plugin.root} does not exist`;
-  return `plugin "${plugin.id}": none of its handlers' entries exists in ${plugin.root} (${entries.slice(0, 3).join(', ')}${entries.length > 3 ? ' …' : ''}): is it built?`;
+  // The folder's path and its manifest's entries written out: a host prints health() (a terminal would act on an escape sequence in them).
+  const root = shownControls(plugin.root, '');
+  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${root} does not exist`;
+  const shown = entries.slice(0, 3).map((entry) => shownControls(entry, ''));
+  return `plugin "${plugin.id}": none of its handlers' entries exists in ${root} (${shown.join(', ')}${entries.length > 3 ? ' …' : ''}): is it built?`;
 }
 
 function exists(file: string): Promise<boolean> {
