@@ -396,6 +396,24 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(ours[0]!.message).toContain('npm install --install-links');
   });
 
+  it("the warning of a link out of the plugin folder writes out the control characters of the link's name and where it leads", async () => {
+    const plugin = path.join(scratch, 'odd-link-plugin');
+    // A name a plugin ships (ESC sets a terminal's title), leading to a folder whose name holds a C1 control and a right-to-left override.
+    const dependency = path.join(scratch, 'odd\u009b31m\u202edependency');
+    await mkdir(path.join(plugin, 'node_modules'), { recursive: true });
+    await mkdir(dependency, { recursive: true });
+    await symlink(dependency, path.join(plugin, 'node_modules', 'dep\x1b]0;x\x07'));
+    await writeFile(path.join(plugin, 'handler.mjs'), 'export default () => 1;\n');
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@probe/odd-link', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    const warnings = await warningsDuring(async () => {
+      expectOk(await make({ sandbox: 'required', plugins: [plugin] }).execute({ pluginId: '@probe/odd-link', handlerId: 'run' }));
+    });
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES');
+    expect(ours).toHaveLength(1);
+    expect(ours[0]!.message).toContain(`node_modules/dep\\x1b]0;x\\x07 -> ${path.join(scratch, 'odd\\x9b31m\\u202edependency')} lead(s) outside the plugin folder`);
+    expect(ours[0]!.message).not.toMatch(/[\x00-\x1f\x7f-\x9f\u202e]/);
+  });
+
   it('a dependency linked from outside into a node_modules folder above the plugin (a workspace package of the host) fails to load, and the error says where it is on the host and why the sandbox does not show it', async () => {
     const project = path.join(scratch, 'project-with-link');
     const dependency = path.join(scratch, 'workspace-package');

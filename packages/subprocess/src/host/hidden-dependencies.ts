@@ -1,5 +1,6 @@
 import { lstatSync, readdirSync, realpathSync } from 'node:fs';
 import path from 'node:path';
+import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** How many entries of `node_modules` are looked at, at most (a plugin's own dependencies, and their scopes). */
 const MAX_ENTRIES = 2000;
@@ -24,10 +25,12 @@ export function warnOfHiddenDependencies(pluginRoot: string, shown: readonly str
   const visible = shown.map((p) => (p.endsWith(`${path.sep}*`) ? p.slice(0, -2) : p));
   const links = linksOutOf(pluginRoot).filter((link) => !visible.some((dir) => link.to === dir || link.to.startsWith(`${dir}${path.sep}`)));
   if (links.length === 0) return;
-  const named = links.slice(0, 5).map((l) => `${l.at} -> ${l.to}`);
+  // Names the plugin ships (and where they lead), written out: Node prints a warning to stderr, whose terminal would act on an escape sequence in them.
+  const written = (text: string) => shownControls(text, '');
+  const named = links.slice(0, 5).map((l) => `${written(l.at)} -> ${written(l.to)}`);
   const more = links.length > named.length ? ` and ${links.length - named.length} more` : '';
   process.emitWarning(
-    `Plugin folder ${pluginRoot}: ${named.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
+    `Plugin folder ${written(pluginRoot)}: ${named.join(', ')}${more} lead(s) outside the plugin folder, which the bubblewrap sandbox does not show, ` +
       'so its handlers cannot load them there. Install the dependencies into the plugin folder (npm install --install-links, pnpm deploy). ' +
       'See docs/backends/subprocess.md.',
     { code: 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES' },
