@@ -74,3 +74,23 @@ describe("health() quoting a manifest's entries", () => {
     }
   });
 });
+
+describe("PERMISSION_DENIED quoting a manifest's fs paths", () => {
+  it('writes out the control characters of a declared path the host did not grant', async () => {
+    const declaring = path.join(dir, 'declaring');
+    await mkdir(declaring);
+    const handlers = { run: { entry: 'run.mjs', permissions: { fs: { read: [`data${TITLE}\u009b31m\u202e`] } } } };
+    await writeFile(path.join(declaring, 'kb.plugin.json'), JSON.stringify({ id: '@x/declaring', version: '1', handlers }));
+    await writeFile(path.join(declaring, 'run.mjs'), 'export default async () => 1;\n');
+    const backend = new InProcessBackend({ plugins: [declaring], workspace: false });
+    try {
+      const result = await backend.execute({ pluginId: '@x/declaring', handlerId: 'run' });
+      expect(result.ok ? 'ok' : result.error.code).toBe('PERMISSION_DENIED');
+      const error = result.ok ? undefined : result.error;
+      expect(error?.message).toContain('needs permissions the host did not grant: fs.read:data\\x1b]0;x\\x07\\x9b31m\\u202e (a host grants them');
+      expect(error?.details).toMatchObject({ missing: [`fs.read:data${TITLE}\u009b31m\u202e`] });
+    } finally {
+      await backend.shutdown();
+    }
+  });
+});

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { PermissionDeniedError } from '../errors.js';
 import { LANGUAGE_HOOK_NAMES } from '../runner/platform-proxy.js';
+import { shownControls } from '../shown-controls.js';
 import { lazySchema } from './lazy-zod.js';
 
 /**
@@ -149,8 +150,10 @@ export interface PermissionSubject {
 export function assertGranted(need: PermissionSpec, grant: PermissionSpec | undefined, subject: PermissionSubject): void {
   const missing = missingPermissions(need, grant);
   if (missing.length === 0) return;
+  // A manifest's fs paths are its own text: written out in the message a host prints (details keep them).
+  const shown = missing.map((each) => shownControls(each, ''));
   throw new PermissionDeniedError(
-    `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" needs permissions the host did not grant: ${missing.join(', ')} ` +
+    `Handler "${subject.handlerId}" of plugin "${subject.pluginId}" needs permissions the host did not grant: ${shown.join(', ')} ` +
       "(a host grants them with the backend's `permissions` option, or for one request with context.permissions)",
     { details: { ...subject, missing, phase: 'preflight' } },
   );

@@ -1,7 +1,7 @@
 import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
-import { permissionModelFlag, type PermissionFlag } from '@kb-labs/plugin-execution-core/backend-kit';
+import { permissionModelFlag, shownControls, type PermissionFlag } from '@kb-labs/plugin-execution-core/backend-kit';
 import { dependencyFolders, packageScopeFile, runtimePaths, uniquePaths, withRealPath } from './runtime-paths.js';
 
 /** Which spelling of Node's permission model a Node takes (core's permissionModelFlag; a child's on another Node: ChildNode.flags). */
@@ -70,16 +70,18 @@ export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRe
   const root = realOf(path.resolve(profile.pluginRoot));
   const inside = (access: 'read' | 'write') => (rel: string) => {
     const folder = path.resolve(profile.pluginRoot, rel);
+    // The manifest's path, and where it leads, as a message quotes them: their control characters written out (details keep them).
+    const quoted = shownControls(rel, '');
     // The host checked the text with "\" read as "/" ("data\x/../y" as "data/y"); here it is a
     // character of a name, and the path something else (<root>/y): refused unless both agree.
     if (rel.includes('\\') && path.sep === '/') {
-      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" contains "\\", which the permission check reads as "/" and this system as part of a name: refused`, {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${quoted}" contains "\\", which the permission check reads as "/" and this system as part of a name: refused`, {
         details: { resource: `fs.${access}:${rel}`, path: folder },
       });
     }
     const real = realOf(folder);
     if (real !== root && !real.startsWith(root + path.sep)) {
-      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" leads outside the plugin folder (to ${real}, through a symbolic link): refused`, {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${quoted}" leads outside the plugin folder (to ${shownControls(real, '')}, through a symbolic link): refused`, {
         details: { resource: `fs.${access}:${rel}`, path: real },
       });
     }
@@ -88,7 +90,7 @@ export function declaredFolders(profile: Pick<ChildProfile, 'pluginRoot' | 'fsRe
     // path lies in such a folder (`lnk/sub` being `out/sub`).
     const link = linkOnTheWay(profile.pluginRoot, folder);
     if (link) {
-      throw new PermissionDeniedError(`The plugin's fs.${access} path "${rel}" passes through a symbolic link (${link}): declared paths may not, since where a link leads can change before it is used: refused`, {
+      throw new PermissionDeniedError(`The plugin's fs.${access} path "${quoted}" passes through a symbolic link (${shownControls(link, '')}): declared paths may not, since where a link leads can change before it is used: refused`, {
         details: { resource: `fs.${access}:${rel}`, path: link },
       });
     }
@@ -109,7 +111,7 @@ function checkWritableFile(rel: string, file: string): void {
   if (!stat || stat.isDirectory()) return;
   const problem = !stat.isFile() ? 'is not a regular file (a FIFO, a socket or a device)' : stat.nlink > 1 ? `is a hard link (a file with ${stat.nlink} names: writing it writes the others, which may lie outside the plugin folder)` : undefined;
   if (!problem) return;
-  throw new PermissionDeniedError(`The plugin's fs.write path "${rel}" ${problem}: refused`, { details: { resource: `fs.write:${rel}`, path: file } });
+  throw new PermissionDeniedError(`The plugin's fs.write path "${shownControls(rel, '')}" ${problem}: refused`, { details: { resource: `fs.write:${rel}`, path: file } });
 }
 
 /** The first part of `folder`, below `pluginRoot`, that is a symbolic link; undefined when none is (parts not made yet are not). */
@@ -176,7 +178,7 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
     // anywhere in one as a wildcard ("/w/star*/root" would grant "/w/starOUT.txt"): neither escapes.
     const odd = p.includes(',') ? 'comma' : ownPath(p, granted).includes('*') ? 'wildcard' : undefined;
     if (odd) {
-      throw new ValidationError(`Cannot restrict a child to ${JSON.stringify(p)}: Node's permission flags cannot express a path containing ${odd === 'comma' ? 'a comma' : 'a `*` (read as a wildcard)'}; move it to a path without one`, {
+      throw new ValidationError(`Cannot restrict a child to ${shownControls(JSON.stringify(p), '')}: Node's permission flags cannot express a path containing ${odd === 'comma' ? 'a comma' : 'a `*` (read as a wildcard)'}; move it to a path without one`, {
         details: { path: p, reason: `${odd}-in-path` },
       });
     }
