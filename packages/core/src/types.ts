@@ -17,7 +17,7 @@ export interface ExecutionMeta {
   startedAt: number;
   /** From `execute()` call to result. */
   durationMs: number;
-  /** Time spent waiting for a free slot (queue) and workspace; on the queue backend also for a worker to take the task. */
+  /** Time spent waiting for a free slot (queue) and workspace; on the queue backend also for a worker to take the task. All of `durationMs` for one refused or stopped before its hand-over (it waited, if at all, for the backend or its plugins to load, a slot, a workspace). */
   queueWaitMs: number;
   /** Time from handler dispatch (the queue backend: a worker taking it) to its result being decided. */
   runMs: number;

@@ -294,6 +294,8 @@ describe('createExecutionBackend', () => {
     const broken = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false, maxConcurrency: -1 });
     refused.push(await broken.execute(request));
     for (const result of refused) expect(result.meta.durationMs).toBe(Math.round(result.meta.durationMs * 1000) / 1000);
+    // Never handed to a runner: all of their time, the package's failed load included, was queue wait (before: 0, however long the load took).
+    for (const result of refused) expect(result.meta).toMatchObject({ queueWaitMs: result.meta.durationMs, runMs: 0 });
     expect(await closed.stats()).toMatchObject({ state: 'closed', total: 2, byOutcome: { ok: 0, SHUTTING_DOWN: 2 } });
     expectError(refused[2]!, 'VALIDATION_ERROR');
     await broken.shutdown();

@@ -39,6 +39,21 @@ function resultShapeTests(suite: SuiteContext): void {
     expect(result.meta.durationMs).toBeGreaterThanOrEqual(result.meta.runMs);
   });
 
+  it('counts all the time of one refused before its hand-over as queue wait: durationMs is queueWaitMs + runMs', async () => {
+    const backend = make();
+    // The first executions wait for the backend's plugins to load (stats().queued counts them), then are refused.
+    const [unknown, denied] = await Promise.all([
+      backend.execute({ pluginId: BASIC, handlerId: 'no-such-handler' }),
+      backend.execute({ pluginId: GUARDED, handlerId: 'needs-kv', context: { permissions: {} } }),
+    ]);
+    expectError(unknown, 'HANDLER_NOT_FOUND');
+    expectError(denied, 'PERMISSION_DENIED');
+    for (const { meta } of [unknown, denied]) {
+      expect(meta.runMs).toBe(0);
+      expect(meta.queueWaitMs).toBe(meta.durationMs);
+    }
+  });
+
   it('accepts undefined input and a host-chosen execution id', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', executionId: 'my-run-1', context: { requestId: 'r-1' } });

@@ -48,7 +48,7 @@ export class Execution {
   /** What dispatch returned: a stopped execution's release waits for it to settle. */
   #dispatched: Promise<unknown> | undefined;
   #keepWorkspace = false;
-  /** `monotonicNow()` when the result was decided, once dispatched. */
+  /** `monotonicNow()` when the result was decided: once dispatched, or when it was refused before. */
   #decidedAt: number | undefined;
   #leaseDir: string | undefined;
   /** The plugin's manifest as registered at the call (a reload or unregister since changes nothing of this execution). */
@@ -85,8 +85,9 @@ export class Execution {
     } catch (error) {
       outcome = { ok: false, error: this.#internal(error) };
       this.#nameFromRequest(request);
-      // Stopped while it waited for its slot: all of that was queue wait.
-      if (!this.#control && (outcome.error.details as { phase?: unknown } | undefined)?.phase === 'queued') this.meta.queueWaitMs = roundMs(monotonicNow() - this.#t0);
+      // Refused or stopped before its hand-over: all of its time was queue wait, as a dispatched
+      // one's is up to the hand-over (the backend's load, the plugins', a slot, a workspace).
+      if (!this.#control) this.meta.queueWaitMs = roundMs((this.#decidedAt = monotonicNow()) - this.#t0);
     }
     const released = this.#release();
     // Whatever went wrong in giving back, the result stands and nothing stays held.

@@ -161,6 +161,8 @@ class LazyBackend implements LazyExecutionBackend {
   /** A result for an execution the backend never saw: recorded (a span, the metrics) as the backend records its own refusals. */
   #failure<T>(request: ExecutionRequest | undefined, error: KnownExecutionError, startedAt: number, t0: number, telemetry: ExecutionTelemetry | undefined): ExecutionResult<T> {
     const r = (request ?? {}) as Partial<ExecutionRequest>;
+    // All of it was spent waiting for the backend (its load, or its shutdown): queue wait, as a loaded backend counts a refusal's.
+    const waitedMs = roundMs(monotonicNow() - t0);
     const result: ExecutionResult<T> = {
       ok: false,
       error,
@@ -170,8 +172,8 @@ class LazyBackend implements LazyExecutionBackend {
         pluginId: typeof r.pluginId === 'string' ? r.pluginId : '',
         handlerId: typeof r.handlerId === 'string' ? r.handlerId : '',
         startedAt,
-        durationMs: roundMs(monotonicNow() - t0),
-        queueWaitMs: 0,
+        durationMs: waitedMs,
+        queueWaitMs: waitedMs,
         runMs: 0,
         timeoutMs: 0,
         artifacts: [],
