@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import vm from 'node:vm';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PluginWatcher } from '../src/host/plugin-watcher.js';
@@ -335,6 +336,24 @@ describe('PluginWatcher', () => {
       expect(unhandled).toEqual([]);
       expect(warnings).toHaveLength(1);
       expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_CALLBACK', message: expect.stringMatching(/^The watch option's onReload callback threw/) });
+    } finally {
+      stop();
+    }
+  });
+
+  it("an onReload whose promise is another realm's (a vm context) and rejects is a process warning, not the end of the host", async () => {
+    const { warnings, unhandled, stop } = processWarningsAndRejections();
+    const realm = vm.createContext({});
+    const onReload = () => vm.runInContext('(async () => { throw new Error("dashboard down") })()', realm) as Promise<void>;
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload }, async () => plugin());
+    try {
+      await watcher.watch(plugin());
+      await writeFile(path.join(dir, 'index.js'), '');
+      await waitFor(() => warnings.length + unhandled.length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(unhandled).toEqual([]);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatchObject({ code: 'KB_PLUGIN_RELOAD_CALLBACK', message: "The watch option's onReload callback threw: dashboard down" });
     } finally {
       stop();
     }

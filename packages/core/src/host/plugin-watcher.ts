@@ -290,8 +290,10 @@ export class PluginWatcher {
     try {
       if (this.#onReload) {
         const returned: unknown = this.#onReload(event);
-        // An async callback's rejection is reported as a throw is, not left unhandled.
-        if (returned instanceof Promise) returned.catch(threw);
+        // An async callback's rejection is reported as a throw is, not left unhandled. Any thenable,
+        // not `instanceof Promise`: one of another realm (a vm context, a test runner's sandbox) is
+        // a promise too, and left unhandled it ends the host's process.
+        if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') (returned as PromiseLike<unknown>).then(undefined, threw);
         return;
       }
     } catch (error) {
