@@ -279,8 +279,9 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     const failed = (hookError: unknown) => this.#onErrorFailed(hookError, error, info);
     try {
       const returned: unknown = this.#options.onError(error, info);
-      // An async hook's rejection is taken as a throw is, not left unhandled (which Node makes the host's end).
-      if (returned instanceof Promise) returned.catch(failed);
+      // An async hook's rejection is taken as a throw is, not left unhandled (which Node makes the host's end);
+      // any thenable, as a promise of another realm (a vm context, a test runner's sandbox) is no `instanceof Promise`.
+      if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') (returned as PromiseLike<unknown>).then(undefined, failed);
     } catch (hookError) {
       failed(hookError);
     }

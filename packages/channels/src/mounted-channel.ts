@@ -101,7 +101,8 @@ export function safeFormatError(options: MountWebSocketChannelsOptions): Session
     try {
       const shown: unknown = formatError(error, info);
       // An async one answers too late to be used; its rejection is handled here, not left unhandled (which Node makes the host's end).
-      if (shown instanceof Promise) shown.catch(() => undefined);
+      // Any thenable: a promise of another realm (a vm context, a test runner's sandbox) is no `instanceof Promise`.
+      if (typeof (shown as PromiseLike<unknown> | undefined)?.then === 'function') (shown as PromiseLike<unknown>).then(undefined, () => undefined);
       const { code, message } = (shown ?? {}) as { code?: unknown; message?: unknown };
       if (typeof code === 'string' && typeof message === 'string') return { code, message };
     } catch {

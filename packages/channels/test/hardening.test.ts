@@ -68,6 +68,7 @@ describe('authentication on upgrade', () => {
 
   it.each([
     ['rejects', async () => Promise.reject(new Error('error sink down'))],
+    ["rejects with another realm's promise (a vm context)", () => vm.runInNewContext('Promise.reject(new Error("error sink down"))')],
     ['throws', () => {
       throw new Error('error sink down');
     }],
@@ -706,12 +707,15 @@ describe('bad frames', () => {
     expect(await client.request('t', 'throw')).toMatchObject({ type: 'error', code: 'HANDLER_ERROR', message: expect.any(String), replyTo: 't' });
   });
 
-  it('a formatError that is async and rejects gives way to the default, and its rejection is not left unhandled (the host\'s end)', async () => {
+  it.each([
+    ['is async and rejects', async () => Promise.reject(new Error('the formatter is down'))],
+    ["returns another realm's promise (a vm context) that rejects", () => vm.runInNewContext('Promise.reject(new Error("the formatter is down"))')],
+  ])('a formatError that %s gives way to the default, and its rejection is not left unhandled (the host\'s end)', async (_what, formatError) => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => void unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
     try {
-      const h = await setup({ formatError: (async () => Promise.reject(new Error('the formatter is down'))) as never });
+      const h = await setup({ formatError: formatError as never });
       const client = await h.connect('/echo');
       expect(await client.request('t', 'throw')).toMatchObject({ type: 'error', code: 'HANDLER_ERROR', message: expect.any(String), replyTo: 't' });
       await new Promise((resolve) => setTimeout(resolve, 50));
