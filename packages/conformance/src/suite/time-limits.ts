@@ -160,6 +160,15 @@ function cancellationTests(suite: SuiteContext): void {
     expect(other.error.cause).toBeUndefined();
   });
 
+  it.each(['message', 'details'])('a caller that aborts with an ABORTED error whose %s cannot be read gets ABORTED in our words, at once (not its time limit, nor an uncaught exception)', async (key) => {
+    const backend = make();
+    const controller = new AbortController();
+    const unreadable = Object.defineProperty(new AbortedError('unread', { details: { phase: 'running' } }), key, { get: () => { throw new Error(`${key} getter`); } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, timeoutMs: 5000, onEvent: () => controller.abort(unreadable) });
+    expectError(result, 'ABORTED');
+    expect(result.error.message).toContain('aborted by the caller');
+  });
+
   it('ABORTED for a signal aborted before the call, and the handler never runs', async () => {
     const backend = make();
     const events: ExecutionEvent[] = [];

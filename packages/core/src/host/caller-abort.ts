@@ -12,10 +12,16 @@ import { clearTimeout, setTimeout } from '../real-timers.js';
  * an abort too: its handler gets ctx.signal and the cancel grace, where a local TIMEOUT stops it at once.)
  */
 export function callersAbort(task: RunnerTask, signal: AbortSignal, taken: boolean): KnownExecutionError {
-  const reason: unknown = signal.reason;
   // Handed to the backend but taken by no runner yet (a queue task still in the stream): it never ran.
   const phase = taken ? 'running' : 'queued';
-  if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase }, cause: reason });
+  try {
+    const reason: unknown = signal.reason;
+    if (isExecutionError(reason) && reason.code === 'ABORTED') return new AbortedError(reason.message, { details: { ...reason.details, phase }, cause: reason });
+  } catch {
+    // A reason whose words cannot be read (a getter or a Proxy that throws): thrown here, inside the
+    // signal's 'abort' dispatch, it would be the host's uncaught exception, and the execution would
+    // run on to its time limit. The message is ours, as for any other reason.
+  }
   const never = taken ? '' : ' before any runner took it; it never started';
   return new AbortedError(`Execution of "${task.handlerId}" (plugin "${task.pluginId}") aborted by the caller${never}`, { details: { phase } });
 }
