@@ -237,6 +237,23 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it("a local backend's own option given to the worker itself (sandbox, minThreads, cancelGraceMs …) is said with where it goes, inside backend, not only as unknown", async () => {
+    const refused = await startExecutionWorker({
+      connection: { servers: 'nats://127.0.0.1:1' },
+      plugins: [fixturePlugins.basic],
+      backend: { type: 'subprocess' },
+      sandbox: 'required',
+      minThreads: 2,
+      cancelGraceMs: 100,
+    } as never).catch((error: unknown) => error);
+    const runsOn = 'the worker runs executions on, not of the worker: backend:';
+    expect((refused as ValidationError).details.issues).toEqual([
+      { path: 'sandbox', message: `an option of the subprocess backend ${runsOn} { type: 'subprocess', sandbox }` },
+      { path: 'minThreads', message: `an option of the worker-pool backend ${runsOn} { type: 'worker-pool', minThreads }` },
+      { path: 'cancelGraceMs', message: `an option of the worker-pool and subprocess backends ${runsOn} { type, cancelGraceMs }` },
+    ]);
+  });
+
   it("a connection option given beside it (servers, credsFile) or the server's URL under another name (nats, url) is said as the connection's by host and worker, not only as unknown", async () => {
     const given = { servers: 'nats://127.0.0.1:1', credsFile: '/etc/kb/host.creds', nats: 'nats://127.0.0.1:1', url: 'nats://127.0.0.1:1', plugins: [fixturePlugins.basic] };
     const said = [

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import { WorkspaceManager, type HostPlatform, type Platform, type PluginSource } from '@kb-labs/plugin-execution-core';
 import { validationError } from '@kb-labs/plugin-execution-core/host-kit';
-import { backendTakes, isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BACKEND_OWN_OPTIONS, backendTakes, isBackendOption, isExecuteOptionOrRequestField, lazySchema, nearest, option, parseOptions, pluginSourcesSchema } from '@kb-labs/plugin-execution-core/backend-kit';
 import { connectionKeyElsewhere, connectionSchema, type NatsConnectionOptions } from '../shared/connection-options.js';
 import { DEFAULT_POOL, DEFAULT_SUBJECT_PREFIX, checkStreamName, poolOption, subjectPrefixOption, subjectToken } from '../shared/subjects.js';
 import { DEFAULT_MAX_PAYLOAD_BYTES } from '../host/options.js';
@@ -80,6 +80,17 @@ const HOST_ONLY: Record<string, string> = {
   registry: "a worker's plugins are its `plugins` option",
 };
 
+/**
+ * An option of a local backend of its own (`sandbox`, `minThreads`, `cancelGraceMs`) given to the
+ * worker itself: said with where it goes, inside `backend`, not only as unknown.
+ */
+function localBackendOptionGivenToWorker(key: string): string | undefined {
+  const types = Object.hasOwn(BACKEND_OWN_OPTIONS, key) ? BACKEND_OWN_OPTIONS[key as keyof typeof BACKEND_OWN_OPTIONS].filter((type) => type !== 'queue') : [];
+  if (types.length === 0) return undefined;
+  const named = types.length === 1 ? `the ${types[0]} backend` : `the ${types.join(' and ')} backends`;
+  return `an option of ${named} the worker runs executions on, not of the worker: backend: { ${types.length === 1 ? `type: '${types[0]}'` : 'type'}, ${key} }`;
+}
+
 /** A queue backend host's option given to a worker (one the worker does not take): said as the host's, not only as unknown. */
 function hostOptionGivenToWorker(key: string): string | undefined {
   if (Object.hasOwn(HOST_ONLY, key)) return `an option of the queue backend's host, not of a worker: ${HOST_ONLY[key]}`;
@@ -130,7 +141,7 @@ export interface ResolvedWorkerOptions {
 }
 
 export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedWorkerOptions {
-  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options', false, (key) => hostOptionGivenToWorker(key) ?? connectionKeyElsewhere(key));
+  const o = parseOptions(workerOptionsSchema(), options, 'execution worker options', false, (key) => hostOptionGivenToWorker(key) ?? localBackendOptionGivenToWorker(key) ?? connectionKeyElsewhere(key));
   // The host name cut, not the pid and random part: two workers of a machine with a long host name differ.
   const own = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   const id = o.id ?? `${subjectToken(os.hostname()).slice(0, 63 - own.length)}-${own}`;
