@@ -125,6 +125,12 @@ export function defineHandler<S extends z.ZodType | undefined = undefined, O = u
   if (input !== undefined && !isSchema(input)) {
     throw new TypeError(`defineHandler(): "input" must be a schema (a zod schema, or one with ~standard.validate), and is ${describeGiven(input)}`);
   }
+  // A schema under another name (`inputSchema`, `schema`, `inputs`) would be ignored, and every
+  // input run unchecked: said here, as a misspelt option is, rather than found in production.
+  const misnamed = input === undefined ? Object.keys(definition).find((key) => isSchema((definition as unknown as Record<string, unknown>)[key])) : undefined;
+  if (misnamed !== undefined) {
+    throw new TypeError(`defineHandler(): ${JSON.stringify(misnamed)} holds a schema, which nothing uses: only the one named "input" validates the input (defineHandler({ input, run }))`);
+  }
   return Object.freeze({ ...definition, [HANDLER_BRAND]: true as const });
 }
 

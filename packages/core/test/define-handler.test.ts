@@ -27,6 +27,15 @@ describe('defineHandler', () => {
     expect(() => defineHandler({ input: input as never, run: () => 1 })).toThrow(new TypeError(`defineHandler(): "input" must be a schema (a zod schema, or one with ~standard.validate), and is ${said}`));
   });
 
+  it.each(['inputSchema', 'schema', 'inputs'])('refuses a schema named %s, which would be ignored and leave the input unchecked', (name) => {
+    const definition = { [name]: z.object({ n: z.number() }), run: () => 1 };
+    expect(() => defineHandler(definition as never)).toThrow(
+      new TypeError(`defineHandler(): "${name}" holds a schema, which nothing uses: only the one named "input" validates the input (defineHandler({ input, run }))`),
+    );
+    // Beside an input, another schema is the plugin's own business.
+    expect(defineHandler({ input: z.object({ n: z.number() }), output: z.number(), run: () => 1 } as never)).toBeDefined();
+  });
+
   it('says so when the module exported defineHandler itself and the runtime calls it as the handler', () => {
     const ctx = { executionId: 'e-1', logger: {} };
     expect(() => (defineHandler as (input: unknown, ctx: unknown) => unknown)({ any: 1 }, ctx)).toThrow(/^The module exports defineHandler itself, not a handler made with it/);
