@@ -315,12 +315,14 @@ class StoppedWhileReading extends Error {
  * StoppedWhileReading. At a terminal it says first what it waits for: the command would seem hung.
  */
 async function readStandardInput(what: string): Promise<string> {
-  if (process.stdin.isTTY) process.stderr.write(`reading --${what} from the terminal: type it, then Ctrl-D on a line of its own (Ctrl-Z, Enter on Windows)\n`);
   let stoppedBy: StopSignal | undefined;
+  // Listening before process.stdin is first touched: that makes its stream (a pipe turns
+  // non-blocking), and a signal that came between the two would end the process by its default.
   const remove = onStopSignals((signal) => {
     stoppedBy ??= signal;
     process.stdin.destroy();
   });
+  if (process.stdin.isTTY) process.stderr.write(`reading --${what} from the terminal: type it, then Ctrl-D on a line of its own (Ctrl-Z, Enter on Windows)\n`);
   let text = '';
   try {
     text = await readUpTo(process.stdin, constants.MAX_STRING_LENGTH);
