@@ -674,6 +674,26 @@ describe('warm spares (prespawn)', () => {
     expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
   });
 
+  it.runIf(hasProc)('spares that die while idle do not switch prespawn off while spares in between serve executions that fail', async () => {
+    const backend = make({ prespawn: 1 });
+    const before = new Set(childrenOf());
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    for (let death = 1; death <= 4; death++) {
+      // (The waits are not asserted: switched off, no spare boots, and the checks at the end say so.)
+      await eventually(async () => (await runners(backend)).spares.ready === 1);
+      // The idle spare dies (an OOM killer, a supervisor's sweep), and a new one boots in its place.
+      const { spawned } = (await runners(backend)).spares;
+      for (const pid of childrenOf().filter((p) => !before.has(p))) process.kill(pid, 'SIGKILL');
+      await eventually(async () => (await runners(backend)).spares.spawned > spawned);
+      await eventually(async () => (await runners(backend)).spares.ready === 1);
+      // A spare serves an execution whose handler fails: it booted and ran, so spares work.
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: 'throws' }), 'HANDLER_ERROR');
+    }
+    // Before: only a succeeding execution reset the count, and the third death switched prespawn off.
+    expect((await backend.health()).problems ?? []).not.toContainEqual(expect.stringContaining('prespawn switched off'));
+    expect((await runners(backend)).fromSpare).toBe(4);
+  });
+
   it('spares follow the profile in use and are killed on shutdown', async () => {
     const before = new Set(hasProc ? childrenOf() : []);
     const backend = make({ prespawn: 2 });

@@ -144,11 +144,14 @@ export class SubprocessBackend extends BaseBackend {
     const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId }, control);
     if (spareProfile) this.#refillAfter(task.executionId, spareProfile);
     try {
-      const data = await running;
-      if (warm) this.#pool.served();
-      return data;
+      return await running;
     } catch (error) {
       throw this.#counted(this.#withSandboxNote(error, task), task, control);
+    } finally {
+      // A spare that booted served, whatever its handler did (a HANDLER_ERROR, a TIMEOUT): spares
+      // are not failing to boot. Only a succeeding one counted before, so with a plugin that fails
+      // the deaths of idle spares added up over hours and switched prespawn off.
+      if (warm && runner.handshaken) this.#pool.served();
     }
   }
 
