@@ -125,13 +125,24 @@ export function defineHandler<S extends z.ZodType | undefined = undefined, O = u
   if (input !== undefined && !isSchema(input)) {
     throw new TypeError(`defineHandler(): "input" must be a schema (a zod schema, or one with ~standard.validate), and is ${describeGiven(input)}`);
   }
-  // A schema under another name (`inputSchema`, `schema`, `inputs`) would be ignored, and every
-  // input run unchecked: said here, as a misspelt option is, rather than found in production.
-  const misnamed = input === undefined ? Object.keys(definition).find((key) => isSchema((definition as unknown as Record<string, unknown>)[key])) : undefined;
-  if (misnamed !== undefined) {
-    throw new TypeError(`defineHandler(): ${JSON.stringify(misnamed)} holds a schema, which nothing uses: only the one named "input" validates the input (defineHandler({ input, run }))`);
-  }
+  const misnamed = misnamedInputSchema(definition);
+  if (misnamed !== undefined) throw new TypeError(`defineHandler(): ${misnamedSchemaText(misnamed)} (defineHandler({ input, run }))`);
   return Object.freeze({ ...definition, [HANDLER_BRAND]: true as const });
+}
+
+/**
+ * The key of a schema a handler's definition gives under another name than `input` (`inputSchema`,
+ * `schema`, `inputs`) when it has no `input`: ignored, it would leave every input unchecked, so it
+ * is said where the definition is made (defineHandler) or loaded (a plain `{ run }` object).
+ */
+export function misnamedInputSchema(definition: object): string | undefined {
+  const fields = definition as Record<string, unknown>;
+  return fields.input === undefined ? Object.keys(fields).find((key) => isSchema(fields[key])) : undefined;
+}
+
+/** The words for misnamedInputSchema's finding. */
+export function misnamedSchemaText(key: string): string {
+  return `${JSON.stringify(key)} holds a schema, which nothing uses: only the one named "input" validates the input`;
 }
 
 function isSchema(value: unknown): boolean {

@@ -19,9 +19,11 @@ beforeAll(async () => {
   await writeFile(path.join(esmDir, 'named.cjs'), 'exports.build = async () => 1;\n');
   dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cjs-scope-'));
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ type: 'commonjs' }));
-  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' }, 'dependency-string': { entry: 'imports-string-thrower.mjs' }, json: { entry: 'imports-json.mjs' } } }));
+  await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/cjs-scope', version: '1', handlers: { run: { entry: 'run.js' }, broken: { entry: 'broken.mjs' }, dependency: { entry: 'imports-failing.mjs' }, 'dependency-string': { entry: 'imports-string-thrower.mjs' }, json: { entry: 'imports-json.mjs' }, 'plain-misnamed': { entry: 'plain-misnamed.mjs' } } }));
   await writeFile(path.join(dir, 'imports-json.mjs'), "import data from './data.json';\nexport default async () => data;\n");
   await writeFile(path.join(dir, 'data.json'), '{ "a": 1 }\n');
+  // A plain { run } object (no defineHandler) whose schema is under another name than input: a Standard Schema that refuses everything.
+  await writeFile(path.join(dir, 'plain-misnamed.mjs'), "const refuses = { '~standard': { version: 1, vendor: 'x', validate: () => ({ issues: [{ message: 'refused' }] }) } };\nexport default { inputSchema: refuses, run: async (input) => input };\n");
   await writeFile(path.join(dir, 'run.js'), "import { helper } from './helper.js';\nexport default async () => helper();\n");
   await writeFile(path.join(dir, 'helper.js'), 'export const helper = () => 1;\n');
   await writeFile(path.join(dir, 'broken.mjs'), 'export default (input) => input +;\n');
@@ -51,6 +53,13 @@ function runInNode(handlerId: string, plugin = { dir, id: '@x/cjs-scope' }): { c
 }
 
 describe('in-process module loading, in a plain Node process', () => {
+  it('refuses a plain { run } object whose schema is under another name than input (it ran every input unchecked), as defineHandler() does', () => {
+    const printed = runInNode('plain-misnamed');
+    expect(printed.code).toBe('HANDLER_ERROR');
+    expect(printed.message).toContain('"inputSchema" holds a schema, which nothing uses: only the one named "input" validates the input');
+    expect(printed.details).toMatchObject({ name: 'TypeError', file: path.join(dir, 'plain-misnamed.mjs') });
+  });
+
   it('says so, naming the file, when a handler uses ES module syntax in a CommonJS scope', () => {
     const printed = runInNode('run');
     expect(printed.code).toBe('HANDLER_ERROR');

@@ -5,7 +5,7 @@
  */
 import type { Stats } from 'node:fs';
 import type { HandlerContext } from '../define-handler.js';
-import { functionsOf, isDefinedHandler } from '../define-handler.js';
+import { functionsOf, isDefinedHandler, misnamedInputSchema, misnamedSchemaText } from '../define-handler.js';
 import { HandlerError, HandlerNotFoundError, toHandlerError } from '../errors.js';
 import type { RunnerTask } from './handler-runtime.js';
 import { loadError } from './load-errors.js';
@@ -135,6 +135,13 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   }
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
+    // A plain `{ run, inputSchema }` (no defineHandler to say it): refused as defineHandler refuses it.
+    const misnamed = misnamedInputSchema(def);
+    if (misnamed !== undefined) {
+      throw new HandlerError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shown(entryPath)}: ${misnamedSchemaText(shown(misnamed))} ({ input, run })`, {
+        details: { name: 'TypeError', file: entryPath },
+      });
+    }
     return { run: (input, ctx) => def.run(input, ctx), schema: def.input, load };
   }
   // Not names a module exports itself: a transpiled module's flag, and (Node 23+) a CommonJS module's whole `module.exports`.
