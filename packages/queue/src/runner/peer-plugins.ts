@@ -14,6 +14,8 @@ const SILENT_PERIODS = 3;
 export class PeerPlugins {
   readonly #self: string;
   readonly #peers = new Map<string, { plugins: Set<string>; seenAt: number; periodMs: number }>();
+  /** When silent peers were last let go of as presences came in. */
+  #sweptAt = 0;
 
   constructor(selfId: string) {
     this.#self = selfId;
@@ -27,7 +29,14 @@ export class PeerPlugins {
       return;
     }
     const periodMs = Number.isFinite(presence.heartbeatMs) && presence.heartbeatMs > 0 ? presence.heartbeatMs : 1000;
-    this.#peers.set(presence.id, { plugins: new Set(presence.plugins.filter((p) => typeof p === 'string')), seenAt: monotonicNow(), periodMs });
+    const now = monotonicNow();
+    this.#peers.set(presence.id, { plugins: new Set(presence.plugins.filter((p) => typeof p === 'string')), seenAt: now, periodMs });
+    // Peers that went silent (killed, their machine gone) are let go of here too, not only when a
+    // task asks (`has`, a rare path): a long-lived worker kept one for every peer that ever crashed.
+    if (now - this.#sweptAt >= SWEEP_EVERY_MS) {
+      this.#sweptAt = now;
+      for (const [id, peer] of this.#peers) if (isSilent(peer, now)) this.#peers.delete(id);
+    }
   }
 
   /** Whether a live peer has `pluginId` at `version`. */
@@ -35,11 +44,23 @@ export class PeerPlugins {
     const wanted = pluginVersionKey(pluginId, version);
     const now = monotonicNow();
     for (const [id, peer] of this.#peers) {
-      if (now - peer.seenAt > SILENT_PERIODS * peer.periodMs) this.#peers.delete(id);
+      if (isSilent(peer, now)) this.#peers.delete(id);
       else if (peer.plugins.has(wanted)) return true;
     }
     return false;
   }
+
+  /** How many peers it knows of now (silent ones not yet let go of included). */
+  get known(): number {
+    return this.#peers.size;
+  }
+}
+
+/** How often, at most, presences coming in let go of silent peers. */
+const SWEEP_EVERY_MS = 1000;
+
+function isSilent(peer: { seenAt: number; periodMs: number }, now: number): boolean {
+  return now - peer.seenAt > SILENT_PERIODS * peer.periodMs;
 }
 
 /** How presence names a plugin version: `id@version`. */
