@@ -232,7 +232,7 @@ export class RemoteExecution {
     this.#lastHeard = monotonicNow();
     this.#outputHeard++;
     if (isLogBody(body)) this.#control.log(body.level, body.message, body.fields, body.stream);
-    else this.#malformed('log line');
+    else this.malformed('log line');
   }
 
   /** An event or a platform/channel call, in the runner protocol's terms. */
@@ -253,7 +253,7 @@ export class RemoteExecution {
 
   /** `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
   result(body: unknown, outputSent?: string): void {
-    if (!isResultBody(body)) return this.#malformed('result');
+    if (!isResultBody(body)) return this.malformed('result');
     this.#lostOutput(Number(outputSent));
     const { meta } = body;
     this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], truncated: meta?.artifactsTruncated === true, ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
@@ -287,16 +287,16 @@ export class RemoteExecution {
     this.#finish(undefined, error);
   }
 
-  /** Its worker sent a `what` of another shape than workers send (a peer's forgery): it fails so (WORKER_CRASHED, protocol), and its worker stops it. */
-  #malformed(what: string): void {
+  /** Its worker (a worker, for a start) sent a `what` of another shape than workers send (a peer's forgery; `problem`: how): it fails so (WORKER_CRASHED, protocol), and its worker stops it. */
+  malformed(what: string, problem?: string): void {
     if (!this.#settle) return;
     const { pluginId, handlerId } = this.#task;
-    const why = `sent a ${what} of another shape than workers send`;
-    const error = new WorkerCrashedError(`Worker ${this.#worker?.id} (${this.#worker?.host}) running handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
+    const why = `sent a ${what} of another shape than workers send${problem === undefined ? '' : `: ${problem}`}`;
+    const error = new WorkerCrashedError(`${this.#worker ? `Worker ${this.#worker.id} (${this.#worker.host}) running` : 'A worker starting'} handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
       details: { reason: 'protocol', runnerId: this.#worker?.id, pluginId, handlerId, message: why },
     });
     this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
-    this.#finish(undefined, error);
+    this.fail(error);
   }
 
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */

@@ -1,6 +1,7 @@
 import type { Msg } from '@nats-io/transport-node';
 import { decode, encode, type WorkerIdentity } from '../shared/wire.js';
 import type { RemoteExecution } from './remote-execution.js';
+import { startProblem } from './worker-bodies.js';
 
 /**
  * A worker's message (`kind`, its body read whole) to the execution it is about: `execution` is
@@ -9,10 +10,18 @@ import type { RemoteExecution } from './remote-execution.js';
  */
 export function deliver(kind: string, execution: RemoteExecution | undefined, body: Uint8Array, msg: Msg, outputSent: string | undefined): void {
   switch (kind) {
-    case 'started':
-      if (execution) execution.started(decode<{ worker: WorkerIdentity; task?: unknown }>(body), msg);
-      else msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
+    case 'started': {
+      const start = decode<{ worker: WorkerIdentity; task?: unknown }>(body);
+      const problem = execution && startProblem(start);
+      if (!execution) msg.respond(encode({ accept: false, reason: 'no caller waits for this execution' }, 'reply'));
+      else if (problem === undefined) execution.started(start, msg);
+      else {
+        msg.respond(encode({ accept: false, reason: `its start is not of the shape workers send: ${problem}` }, 'reply'));
+        // Not started by another worker: it fails now, saying why, not at its time limit (a worker of another version would send each such start).
+        if (!execution.accepted) execution.malformed('start', problem);
+      }
       return;
+    }
     case 'withdrawn':
       execution?.withdrawn(decode<{ worker: WorkerIdentity }>(body).worker.id);
       break;

@@ -1,0 +1,30 @@
+/** A worker's id as workers have it (worker-options.ts: a token of the subjects sent to it). */
+const WORKER_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * What is wrong with a `started` body (`{ worker: { id, host, pid }, task? }`) for the shape
+ * workers send, undefined when nothing is. Its identity is what this host keeps of the worker: it
+ * names the subject the execution's messages go to, and its meta and messages quote it (a host
+ * that was an object without a toString threw in the heartbeat watch, at every tick, for good).
+ */
+export function startProblem(body: unknown): string | undefined {
+  if (!isObject(body)) return `it is ${kindOf(body)}, not an object`;
+  const worker = (body as { worker?: unknown }).worker;
+  if (!isObject(worker)) return `its worker is ${kindOf(worker)}, not an object`;
+  const { id, host, pid } = worker as Record<string, unknown>;
+  if (typeof id !== 'string' || !WORKER_ID.test(id)) return `its worker.id is ${kindOf(id)}, not a worker's id (letters, digits, "_" and "-", 64 at most)`;
+  if (typeof host !== 'string' || host.length === 0 || host.length > 256) return `its worker.host is ${kindOf(host)}, not a host name (1 to 256 characters)`;
+  if (!Number.isSafeInteger(pid) || (pid as number) < 0) return `its worker.pid is ${kindOf(pid)}, not a process id`;
+  return undefined;
+}
+
+const isObject = (value: unknown): boolean => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** What a value read off the wire is, in words that quote none of it. */
+function kindOf(value: unknown): string {
+  if (value === null || value === undefined) return String(value);
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `a string of ${value.length} character(s)`;
+  if (typeof value === 'number') return Number.isFinite(value) ? 'a number' : String(value);
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}

@@ -1,0 +1,92 @@
+// What a peer on the pool's account (or a worker of another version) can send a host about its
+// executions in bodies of another shape than workers send: the execution fails saying what was
+// wrong, or the message is dropped; the host itself goes on.
+import v8 from 'node:v8';
+import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { QueueBackend } from '@kb-labs/plugin-execution-queue';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { natsServer, newPool } from './helpers.js';
+
+let server: Awaited<ReturnType<typeof natsServer>>;
+let peer: NatsConnection;
+const closing: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  server = await natsServer();
+  peer = await connect({ servers: server.url });
+});
+
+afterEach(async () => {
+  await Promise.all(closing.splice(0).map((close) => close()));
+});
+
+afterAll(async () => {
+  await peer?.close();
+  await server?.stop();
+});
+
+/** A host of a pool no worker serves, and its caller subject and tasks' ids as anyone who sees its tasks learns them. */
+async function lonelyHost(name: string): Promise<{ backend: QueueBackend; caller: () => Promise<string>; taskIds: Map<string, string> }> {
+  const pool = newPool(name);
+  const taskIds = new Map<string, string>();
+  let caller = '';
+  const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, {
+    callback: (_error, msg) => {
+      caller ||= msg.headers?.get('Kb-Reply') ?? '';
+      taskIds.set(msg.headers?.get('Kb-Exec-Id') ?? '', msg.headers?.get('Nats-Msg-Id') ?? '');
+    },
+  });
+  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 1000 });
+  closing.push(async () => {
+    onTasks.unsubscribe();
+    await backend.shutdown({ timeoutMs: 2000 });
+  });
+  const known = async () => {
+    await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
+    return caller;
+  };
+  return { backend, caller: known, taskIds };
+}
+
+function forged(kind: string, executionId: string): ReturnType<typeof headers> {
+  const h = headers();
+  h.set('Kb-Kind', kind);
+  h.set('Kb-Exec-Id', executionId);
+  return h;
+}
+
+describe('a `started` whose worker is not of the shape workers send', () => {
+  it('is refused, and the execution fails at once naming the field (WORKER_CRASHED, protocol): a host without a toString threw in the heartbeat watch at every tick, for good', async () => {
+    const { backend, caller } = await lonelyHost('forged-start');
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    const cases: Array<[unknown, string]> = [
+      [{ worker: { id: 'w1', host: { toString: null }, pid: 1 } }, 'worker.host'],
+      [{ worker: { id: 42, host: 'h', pid: 1 } }, 'worker.id'],
+      [{ worker: { id: 'a.b.>', host: 'h', pid: 1 } }, 'worker.id'],
+      [{ worker: { id: 'w1', host: 'h', pid: 'p' } }, 'worker.pid'],
+      [{ worker: { id: 'w1', host: 'h', pid: Number.NaN } }, 'worker.pid'],
+      [{ worker: null }, 'worker'],
+      [['w1'], 'an array'],
+    ];
+    try {
+      for (const [n, [body, named]] of cases.entries()) {
+        const executionId = `forged-start-${n}`;
+        const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+        const answer = await peer.request(await caller(), v8.serialize(body), { headers: forged('started', executionId), timeout: 5000 });
+        expect(v8.deserialize(answer.data), named).toMatchObject({ accept: false, reason: expect.stringContaining(named) });
+        const result = await running;
+        expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
+        expect(result.meta.runnerId, named).toBeUndefined();
+      }
+      // The heartbeat watch ticks on without throwing.
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+    } finally {
+      process.off('uncaughtException', onUncaught);
+    }
+    expect(uncaught).toEqual([]);
+    expect((await backend.stats()).active).toBe(0);
+  }, 60_000);
+});
