@@ -3,7 +3,7 @@
 // wrong, or the message is dropped; the host itself goes on.
 import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import { QueueBackend } from '@kb-labs/plugin-execution-queue';
+import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { natsServer, newPool } from './helpers.js';
@@ -88,5 +88,36 @@ describe('a `started` whose worker is not of the shape workers send', () => {
     }
     expect(uncaught).toEqual([]);
     expect((await backend.stats()).active).toBe(0);
+  }, 60_000);
+});
+
+describe("an event or a platform call of another type than its kind's", () => {
+  it('fails the execution as a protocol fault (WORKER_CRASHED): a { type: "result" } closed its session, a { type: "log" } logged a line of level "nonsense"', async () => {
+    const pool = newPool('forged-relay');
+    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
+    closing.push(() => worker.close());
+    let caller = '';
+    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    closing.push(async () => onTasks.unsubscribe());
+    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+    const cases: Array<[string, unknown]> = [
+      ['rpc', { type: 'log', level: 'nonsense', message: 'forged' }],
+      ['event', { type: 'result', ok: true, data: 'forged' }],
+      ['rpc', { type: 'may-begin' }],
+      ['event', null],
+    ];
+    for (const [n, [kind, body]] of cases.entries()) {
+      const logs: unknown[] = [];
+      const executionId = `forged-relay-${n}`;
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 3000 }, executionId }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
+      await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      peer.publish(caller, v8.serialize(body), { headers: forged(kind, executionId) });
+      const result = await running;
+      const what = `${kind} ${JSON.stringify(body)}`;
+      expect(result.ok ? undefined : result.error, what).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'protocol' } });
+      expect(logs, what).toEqual([]);
+    }
   }, 60_000);
 });

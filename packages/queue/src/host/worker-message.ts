@@ -1,3 +1,4 @@
+import type { RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { decode, encode, type WorkerIdentity } from '../shared/wire.js';
 import type { RemoteExecution } from './remote-execution.js';
@@ -35,9 +36,13 @@ export function deliver(kind: string, execution: RemoteExecution | undefined, bo
       execution?.log(decode(body, "A log line of the handler's", 'by the host'));
       break;
     case 'event':
-    case 'rpc':
-      execution?.relay(decode(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host'));
+    case 'rpc': {
+      const message = decode<RunnerToHost | null>(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host');
+      // Only the message its kind carries: a { type: 'result' } closed the execution's session (its handler's calls went unanswered), a { type: 'log' } passed the log line's check by.
+      if (message?.type === kind) execution?.relay(message);
+      else execution?.malformed(kind === 'rpc' ? 'platform or channel call' : 'event');
       break;
+    }
     case 'result':
       execution?.result(decode(body, "The handler's result", 'by the host'), outputSent);
       break;
