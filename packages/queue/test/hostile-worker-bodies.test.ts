@@ -121,3 +121,30 @@ describe("an event or a platform call of another type than its kind's", () => {
     }
   }, 60_000);
 });
+
+describe("a result whose meta is not of the shape workers send", () => {
+  it('fails the execution as a protocol fault naming the field, where its artifacts, pid and workspace went to the caller as they came', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('forged-meta');
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ artifacts: ['a.txt', 1, { a: 1 }] }, 'meta.artifacts[1]'],
+      [{ artifacts: 'a.txt' }, 'meta.artifacts'],
+      [{ artifacts: [], workspaceDir: { toString: null } }, 'meta.workspaceDir'],
+      [{ artifacts: [], pid: '12' }, 'meta.pid'],
+      [{ artifacts: [], threadId: -1 }, 'meta.threadId'],
+      [{ artifacts: [], pid: Number.POSITIVE_INFINITY }, 'meta.pid'],
+    ];
+    for (const [n, [meta, named]] of cases.entries()) {
+      const executionId = `forged-meta-${n}`;
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+      const to = await caller();
+      await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+      const answer = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+      peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: forged('result', executionId) });
+      const result = await running;
+      expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
+      expect(result.meta, named).toMatchObject({ artifacts: [], runnerId: 'w1', pid: 1 });
+      expect(result.meta.workspaceDir, named).toBeUndefined();
+    }
+  }, 60_000);
+});

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { encode, encodeTask, formatBytes, namedAs, isLogBody, isResultBody, type Kind, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
@@ -251,9 +251,8 @@ export class RemoteExecution {
     return this.#worker !== undefined;
   }
 
-  /** `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
-  result(body: unknown, outputSent?: string): void {
-    if (!isResultBody(body)) return this.malformed('result');
+  /** `body`: of the shape workers send (worker-message.ts, resultProblem); `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
+  result(body: ResultBody, outputSent?: string): void {
     this.#lostOutput(Number(outputSent));
     const { meta } = body;
     this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], truncated: meta?.artifactsTruncated === true, ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });

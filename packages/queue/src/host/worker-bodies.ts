@@ -14,10 +14,34 @@ export function startProblem(body: unknown): string | undefined {
   const { id, host, pid } = worker as Record<string, unknown>;
   if (typeof id !== 'string' || !WORKER_ID.test(id)) return `its worker.id is ${kindOf(id)}, not a worker's id (letters, digits, "_" and "-", 64 at most)`;
   if (typeof host !== 'string' || host.length === 0 || host.length > 256) return `its worker.host is ${kindOf(host)}, not a host name (1 to 256 characters)`;
-  if (!Number.isSafeInteger(pid) || (pid as number) < 0) return `its worker.pid is ${kindOf(pid)}, not a process id`;
+  if (!isId(pid)) return `its worker.pid is ${kindOf(pid)}, not a process id`;
   return undefined;
 }
 
+/**
+ * What is wrong with a result for the shape workers send (ok with its data, or not with its error;
+ * its meta's fields of their types), undefined when nothing is. Its meta is the execution's (a
+ * list of artifacts holding numbers and objects, a pid that was a text, went to the caller as they came).
+ */
+export function resultProblem(body: unknown): string | undefined {
+  if (!isObject(body)) return `it is ${kindOf(body)}, not an object`;
+  const { ok, error, meta } = body as Record<string, unknown>;
+  if (ok !== true && ok !== false) return `its ok is ${kindOf(ok)}, not true or false`;
+  if (ok === false && !isObject(error)) return `it is not ok, and its error is ${kindOf(error)}, not an object`;
+  // Absent from none a worker sends; tolerated, as it was.
+  if (meta === undefined) return undefined;
+  if (!isObject(meta)) return `its meta is ${kindOf(meta)}, not an object`;
+  const { artifacts, workspaceDir, pid, threadId } = meta as Record<string, unknown>;
+  if (artifacts !== undefined && !Array.isArray(artifacts)) return `its meta.artifacts is ${kindOf(artifacts)}, not a list`;
+  const odd = Array.isArray(artifacts) ? artifacts.findIndex((each) => typeof each !== 'string') : -1;
+  if (odd >= 0) return `its meta.artifacts[${odd}] is ${kindOf((artifacts as unknown[])[odd])}, not a file name`;
+  if (workspaceDir !== undefined && typeof workspaceDir !== 'string') return `its meta.workspaceDir is ${kindOf(workspaceDir)}, not a path`;
+  if (pid !== undefined && !isId(pid)) return `its meta.pid is ${kindOf(pid)}, not a process id`;
+  if (threadId !== undefined && !isId(threadId)) return `its meta.threadId is ${kindOf(threadId)}, not a thread id`;
+  return undefined;
+}
+
+const isId = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
 const isObject = (value: unknown): boolean => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** What a value read off the wire is, in words that quote none of it. */

@@ -1,8 +1,8 @@
 import type { RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
-import { decode, encode, type WorkerIdentity } from '../shared/wire.js';
+import { decode, encode, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { RemoteExecution } from './remote-execution.js';
-import { startProblem } from './worker-bodies.js';
+import { resultProblem, startProblem } from './worker-bodies.js';
 
 /**
  * A worker's message (`kind`, its body read whole) to the execution it is about: `execution` is
@@ -43,9 +43,13 @@ export function deliver(kind: string, execution: RemoteExecution | undefined, bo
       else execution?.malformed(kind === 'rpc' ? 'platform or channel call' : 'event');
       break;
     }
-    case 'result':
-      execution?.result(decode(body, "The handler's result", 'by the host'), outputSent);
+    case 'result': {
+      const result = decode<ResultBody>(body, "The handler's result", 'by the host');
+      const problem = execution && resultProblem(result);
+      if (problem === undefined) execution?.result(result, outputSent);
+      else execution?.malformed('result', problem);
       break;
+    }
   }
   // The last part of a large message is a request: the sender waits for this.
   if (msg.reply) msg.respond();

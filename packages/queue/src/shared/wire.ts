@@ -123,12 +123,6 @@ export function isLogBody(value: unknown): value is LogBody {
   return typeof body === 'object' && body !== null && LOG_LEVELS.has(body.level) && LOG_STREAMS.has(body.stream) && typeof body.message === 'string' && (body.fields === undefined || (typeof body.fields === 'object' && body.fields !== null));
 }
 
-/** A result as workers send it: ok with its data, or not with its error. */
-export function isResultBody(value: unknown): value is ResultBody {
-  const body = value as Record<string, unknown> | null;
-  return typeof body === 'object' && body !== null && (body.ok === true || (body.ok === false && typeof body.error === 'object' && body.error !== null));
-}
-
 /** The end of an execution on a worker, with what `meta` needs from there. */
 export type ResultBody = ({ ok: true; data: unknown } | { ok: false; error: SerializedError }) & {
   meta: { artifacts: string[]; artifactsTruncated?: true; workspaceDir?: string; pid?: number; threadId?: number };
