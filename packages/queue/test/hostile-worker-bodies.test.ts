@@ -148,3 +148,47 @@ describe("a result whose meta is not of the shape workers send", () => {
     }
   }, 60_000);
 });
+
+describe('text a worker sends, quoted in messages and health()', () => {
+  // ESC sets a terminal's title, CSI (a C1 control) starts an escape sequence as ESC does, U+202E turns the rest of the line round.
+  const evil = 'evil\x1b]0;x\x07\u009b31m\u202e';
+  const shown = 'evil\\x1b]0;x\\x07\\x9b31m\\u202e';
+  const raw = /[\x00-\x1f\x7f-\x9f\u202e]/;
+
+  it("a worker's host name: a WORKER_CRASHED message writes its control characters out, its meta keeps it as it came", async () => {
+    const { backend, caller, taskIds } = await lonelyHost('shown-host');
+    const executionId = 'shown-host';
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    await peer.request(to, v8.serialize({ worker: { id: 'w1', host: evil, pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    // No heartbeat follows: lost after workerLostMs.
+    const result = await running;
+    const error = result.ok ? undefined : result.error;
+    expect(error).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'runner-lost' } });
+    expect(error?.message).toContain(`Worker w1 (${shown}) running handler`);
+    expect(error?.message).not.toMatch(raw);
+    expect(result.meta.runnerHost).toBe(evil);
+  }, 30_000);
+
+  it("a presence's id, backend and isolation reason: health() writes their control characters out", async () => {
+    const pool = newPool('shown-presence');
+    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+    await backend.health();
+    const presence = (id: string, active: string) => ({ id, host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: `in-process${evil}`, isolation: { active, layers: [], reason: `reason${evil}` } });
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence(`one${evil}`, 'none')));
+    await peer.flush();
+    await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 1 });
+    const alone = (await backend.health()).isolation?.reason ?? '';
+    expect(alone).toContain(`each on its local in-process${shown} backend: reason${shown}`);
+    expect(alone).not.toMatch(raw);
+    // Two workers that differ: each named by its id and backend.
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence(`two${evil}`, 'process')));
+    await peer.flush();
+    await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 2 });
+    const differ = (await backend.health()).isolation?.reason ?? '';
+    expect(differ).toContain(`none: one${shown} (in-process${shown})`);
+    expect(differ).not.toMatch(raw);
+  }, 30_000);
+});

@@ -6,6 +6,7 @@ import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
+import { shownWorker } from './worker-bodies.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
 const INPUT_LOST_BEATS = 2;
@@ -274,7 +275,7 @@ export class RemoteExecution {
   #lostOutput(sent: number): void {
     const lost = sent - this.#outputHeard;
     if (!this.#settle || !Number.isSafeInteger(sent) || lost <= 0) return;
-    const worker = this.#worker ? `worker ${this.#worker.id} (${this.#worker.host})` : 'its worker';
+    const worker = this.#worker ? `worker ${shownWorker(this.#worker)}` : 'its worker';
     const message = `${lost} of the ${sent} log line(s) and event(s) of this execution did not reach this host: lost on the way from ${worker}, as when a connection to the NATS server drops while it runs`;
     this.#control.log('warn', message, { lost, sent, workerId: this.#worker?.id }, 'logger');
   }
@@ -291,7 +292,7 @@ export class RemoteExecution {
     if (!this.#settle) return;
     const { pluginId, handlerId } = this.#task;
     const why = `sent a ${what} of another shape than workers send${problem === undefined ? '' : `: ${problem}`}`;
-    const error = new WorkerCrashedError(`${this.#worker ? `Worker ${this.#worker.id} (${this.#worker.host}) running` : 'A worker starting'} handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
+    const error = new WorkerCrashedError(`${this.#worker ? `Worker ${shownWorker(this.#worker)} running` : 'A worker starting'} handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
       details: { reason: 'protocol', runnerId: this.#worker?.id, pluginId, handlerId, message: why },
     });
     this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
@@ -353,7 +354,7 @@ export class RemoteExecution {
 
   #lost(what: string): WorkerCrashedError {
     const { pluginId, handlerId } = this.#task;
-    return new WorkerCrashedError(`Worker ${this.#worker?.id} (${this.#worker?.host}) running handler "${handlerId}" of plugin "${pluginId}" ${what}`, {
+    return new WorkerCrashedError(`Worker ${shownWorker(this.#worker)} running handler "${handlerId}" of plugin "${pluginId}" ${what}`, {
       details: { reason: 'runner-lost', runnerId: this.#worker?.id, pluginId, handlerId, message: what },
     });
   }
@@ -382,7 +383,7 @@ export class RemoteExecution {
   #refusedBy(what: string, refused: TransferRefusedError): ValidationError {
     const worker = this.#worker;
     const advice = refused.limit < this.#link.maxPayloadBytes ? ': give hosts and workers the same limit' : '';
-    return refused.toValidationError(what, `the limit of worker ${worker?.id} (${worker?.host})`, `this host's is ${formatBytes(this.#link.maxPayloadBytes)}`, advice);
+    return refused.toValidationError(what, `the limit of worker ${shownWorker(worker)}`, `this host's is ${formatBytes(this.#link.maxPayloadBytes)}`, advice);
   }
 
   #finish(data: unknown, error?: unknown): void {

@@ -1,3 +1,6 @@
+import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { WorkerIdentity } from '../shared/wire.js';
+
 /** A worker's id as workers have it (worker-options.ts: a token of the subjects sent to it). */
 const WORKER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -39,6 +42,11 @@ export function resultProblem(body: unknown): string | undefined {
   if (pid !== undefined && !isId(pid)) return `its meta.pid is ${kindOf(pid)}, not a process id`;
   if (threadId !== undefined && !isId(threadId)) return `its meta.threadId is ${kindOf(threadId)}, not a thread id`;
   return undefined;
+}
+
+/** A worker as messages name it, `id (host)`: its host name (any text, where its id is a token: startProblem) with its control characters written out. */
+export function shownWorker(worker: WorkerIdentity | undefined): string {
+  return `${worker?.id} (${shownControls(String(worker?.host), '')})`;
 }
 
 const isId = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;

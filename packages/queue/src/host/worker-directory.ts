@@ -1,5 +1,5 @@
 import type { IsolationReport } from '@kb-labs/plugin-execution-core';
-import { clearTimeout, monotonicNow, recordRunnerStart, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearTimeout, monotonicNow, recordRunnerStart, setTimeout, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { PresenceBody } from '../shared/wire.js';
 
 /** What a host knows of the pool's workers, from their presence messages. */
@@ -67,9 +67,9 @@ export class WorkerDirectory {
     const layers = ['remote-worker', ...(weakest.isolation?.layers ?? [])];
     const actives = new Set(workers.map(activeOf));
     if (actives.size === 1) {
-      return { requested: 'remote workers', active, layers, reason: `handlers run on workers of pool "${pool}" (${workers.length} seen), each on its local ${weakest.backend} backend: ${weakest.isolation?.reason ?? 'it did not say'}` };
+      return { requested: 'remote workers', active, layers, reason: `handlers run on workers of pool "${pool}" (${workers.length} seen), each on its local ${shown(weakest.backend)} backend: ${shown(weakest.isolation?.reason ?? 'it did not say')}` };
     }
-    const byActive = [...actives].sort((a, b) => STRENGTH[a]! - STRENGTH[b]!).map((each) => `${each}: ${workers.filter((w) => activeOf(w) === each).map((w) => `${w.id} (${w.backend})`).join(', ')}`);
+    const byActive = [...actives].sort((a, b) => STRENGTH[a]! - STRENGTH[b]!).map((each) => `${each}: ${workers.filter((w) => activeOf(w) === each).map((w) => `${shown(w.id)} (${shown(w.backend)})`).join(', ')}`);
     return {
       requested: 'remote workers',
       active,
@@ -88,6 +88,9 @@ function activeOf(worker: PresenceBody): Active {
   const active = worker.isolation?.active ?? 'unknown';
   return (active in STRENGTH ? active : 'unknown') as Active;
 }
+
+/** Text of a presence's, as health() quotes it: its control characters written out (a worker's text, read off the wire). */
+const shown = (text: string): string => shownControls(text, '');
 
 function strength(worker: PresenceBody): number {
   return STRENGTH[activeOf(worker)]!;
