@@ -3,9 +3,10 @@
 // wrong, or the message is dropped; the host itself goes on.
 import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { QueueBackend, startExecutionWorker, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readPresence } from '../src/shared/presence.js';
 import { natsServer, newPool } from './helpers.js';
 
 let server: Awaited<ReturnType<typeof natsServer>>;
@@ -171,24 +172,59 @@ describe('text a worker sends, quoted in messages and health()', () => {
     expect(result.meta.runnerHost).toBe(evil);
   }, 30_000);
 
-  it("a presence's id, backend and isolation reason: health() writes their control characters out", async () => {
+  it("a presence's backend and isolation reason: health() writes their control characters out (its id, a worker's id, has none: readPresence)", async () => {
     const pool = newPool('shown-presence');
     const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
     closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
     await backend.health();
     const presence = (id: string, active: string) => ({ id, host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: `in-process${evil}`, isolation: { active, layers: [], reason: `reason${evil}` } });
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence(`one${evil}`, 'none')));
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('one', 'none')));
     await peer.flush();
     await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 1 });
     const alone = (await backend.health()).isolation?.reason ?? '';
     expect(alone).toContain(`each on its local in-process${shown} backend: reason${shown}`);
     expect(alone).not.toMatch(raw);
     // Two workers that differ: each named by its id and backend.
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence(`two${evil}`, 'process')));
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('two', 'process')));
     await peer.flush();
     await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 2 });
     const differ = (await backend.health()).isolation?.reason ?? '';
-    expect(differ).toContain(`none: one${shown} (in-process${shown})`);
+    expect(differ).toContain(`none: one (in-process${shown})`);
     expect(differ).not.toMatch(raw);
   }, 30_000);
+});
+
+describe('a presence of figures or text beyond what workers send', () => {
+  const presence = (id: string, more: Record<string, unknown> = {}) => ({ id, host: 'h', pid: 1, concurrency: 4, running: 0, heartbeatMs: 60_000, backend: 'in-process', ...more });
+
+  it("is dropped, or its isolation reason cut: a worker of 1e9 slots was listed in stats(), a 100,000-character reason quoted whole in health()", async () => {
+    const pool = newPool('presence-bounds');
+    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+    await backend.health();
+    const beyond = [
+      presence('slots', { concurrency: 1e9 }),
+      presence('busy', { running: 20_000 }),
+      presence('a.b.>'),
+      presence('x'.repeat(65)),
+      presence('active', { isolation: { active: 'x'.repeat(1000), layers: [], reason: 'r' } }),
+    ];
+    for (const body of beyond) peer.publish(`kbexec.${pool}.presence`, v8.serialize(body));
+    // Published last, heard last: once it is listed, the others were read.
+    const reason = 'r'.repeat(100_000);
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('long', { isolation: { active: 'thread', layers: ['worker thread'], reason } })));
+    await peer.flush();
+    const runners = async () => (await backend.stats()).runners as QueueRunnerStats;
+    await expect.poll(async () => (await runners()).workersSeen, { timeout: 5000 }).toBeGreaterThan(0);
+    expect((await runners()).workers.map((worker) => worker.id)).toEqual(['long']);
+    const shown = (await backend.health()).isolation?.reason ?? '';
+    expect(shown).toContain(`${'r'.repeat(4096)}… [${100_000 - 4096} more characters]`);
+    expect(shown.length).toBeLessThan(5000);
+  }, 30_000);
+
+  it('is kept of the fields workers send only: the host held unknown keys for its lost-worker window', () => {
+    const sent = presence('w1', { isolation: { active: 'thread', layers: ['worker thread'], reason: 'r', extra: 'x'.repeat(1000) }, draining: true, plugins: ['p@1.0.0'] });
+    const kept = readPresence(v8.serialize({ ...sent, extra: 'x'.repeat(100_000), more: { deep: [1, 2, 3] } }));
+    expect(kept).toStrictEqual({ ...sent, isolation: { active: 'thread', layers: ['worker thread'], reason: 'r' } });
+  });
 });

@@ -1,8 +1,6 @@
 import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import { WORKER_ID } from '../shared/presence.js';
 import type { WorkerIdentity } from '../shared/wire.js';
-
-/** A worker's id as workers have it (worker-options.ts: a token of the subjects sent to it). */
-const WORKER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /**
  * What is wrong with a `started` body (`{ worker: { id, host, pid }, task? }`) for the shape
