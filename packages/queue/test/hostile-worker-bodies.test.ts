@@ -228,3 +228,28 @@ describe('a presence of figures or text beyond what workers send', () => {
     expect(kept).toStrictEqual({ ...sent, isolation: { active: 'thread', layers: ['worker thread'], reason: 'r' } });
   });
 });
+
+describe("a result's Kb-Output-Sent header of more log lines and events than its worker could have sent", () => {
+  it('is taken as absent: a forged 1e15 made the host warn "1000000000000000 of the 1000000000000000 … lost"; a count that could be is still said', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('output-sent');
+    const cases: Array<[string, string | undefined]> = [
+      ['1000000000000000', undefined],
+      ['9007199254740991', undefined],
+      ['3', '3 of the 3 log line(s) and event(s) of this execution did not reach this host'],
+    ];
+    for (const [n, [sent, said]] of cases.entries()) {
+      const executionId = `output-sent-${n}`;
+      const warnings: string[] = [];
+      const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void (entry.level === 'warn' && warnings.push(entry.message)) });
+      const to = await caller();
+      await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+      const answer = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+      const h = forged('result', executionId);
+      h.set('Kb-Output-Sent', sent);
+      peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: h });
+      expect(await running, sent).toMatchObject({ ok: true, data: 'forged' });
+      expect(warnings, sent).toEqual(said === undefined ? [] : [expect.stringContaining(said)]);
+    }
+  }, 60_000);
+});

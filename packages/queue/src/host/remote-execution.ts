@@ -6,7 +6,7 @@ import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
-import { shownWorker } from './worker-bodies.js';
+import { outputSentOf, shownWorker } from './worker-bodies.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
 const INPUT_LOST_BEATS = 2;
@@ -254,7 +254,7 @@ export class RemoteExecution {
 
   /** `body`: of the shape workers send (worker-message.ts, resultProblem); `outputSent`: how many log lines and events its worker sent before the result (absent from older workers). */
   result(body: ResultBody, outputSent?: string): void {
-    this.#lostOutput(Number(outputSent));
+    this.#lostOutput(outputSentOf(outputSent, monotonicNow() - this.#deadline + this.#task.timeoutMs));
     const { meta } = body;
     this.#control.reportWorkspace({ artifacts: Array.isArray(meta?.artifacts) ? meta.artifacts : [], truncated: meta?.artifactsTruncated === true, ...(meta?.workspaceDir ? { dir: meta.workspaceDir } : {}) });
     if (this.#worker && (meta?.pid !== undefined || meta?.threadId !== undefined)) {
@@ -272,9 +272,9 @@ export class RemoteExecution {
    * takes what was on the wire, not yet at the server (the result goes again; they do not). Said,
    * not lost silently, before the result.
    */
-  #lostOutput(sent: number): void {
+  #lostOutput(sent: number | undefined): void {
+    if (!this.#settle || sent === undefined || sent <= this.#outputHeard) return;
     const lost = sent - this.#outputHeard;
-    if (!this.#settle || !Number.isSafeInteger(sent) || lost <= 0) return;
     const worker = this.#worker ? `worker ${shownWorker(this.#worker)}` : 'its worker';
     const message = `${lost} of the ${sent} log line(s) and event(s) of this execution did not reach this host: lost on the way from ${worker}, as when a connection to the NATS server drops while it runs`;
     this.#control.log('warn', message, { lost, sent, workerId: this.#worker?.id }, 'logger');
