@@ -34,6 +34,15 @@ export { taskUnserializableError, unserializableError } from './wire-clone.js';
 /** The longest `ctx.logger` message, in characters: the runtime cuts a longer one, and the host cuts one a runner sent past the runtime. */
 export const MAX_LOG_MESSAGE = 64 * 1024;
 
+/**
+ * A `ctx.logger` message as the runtime would have cut it (its own cut, and what it says of it, let
+ * through): one longer than that was sent past the runtime (plugin code on the runner's channel, a
+ * queue worker's message forged or of another version), and the host cuts it.
+ */
+export function hostLogMessage(text: string): string {
+  return text.length > MAX_LOG_MESSAGE + 64 ? `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]` : text;
+}
+
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
 
 /**

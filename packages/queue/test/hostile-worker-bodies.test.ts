@@ -253,3 +253,29 @@ describe("a result's Kb-Output-Sent header of more log lines and events than its
     }
   }, 60_000);
 });
+
+describe('a log line of a longer logger message than the runtime lets through', () => {
+  it('is cut by the host, as on local backends: a forged (or older) worker\'s 100,000 characters reached onLog whole; one the runtime cut, and a stdout line, come as they are', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('log-cut');
+    const executionId = 'log-cut';
+    const logs: Array<{ message: string; stream: string }> = [];
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void logs.push(entry) });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    const cutByRuntime = `${'c'.repeat(64 * 1024)}… [${100_000 - 64 * 1024} more characters]`;
+    const lines = [
+      { level: 'info', message: 'x'.repeat(100_000), stream: 'logger' },
+      { level: 'info', message: cutByRuntime, stream: 'logger' },
+      { level: 'info', message: 'o'.repeat(100_000), stream: 'stdout' },
+    ];
+    for (const line of lines) peer.publish(to, v8.serialize(line), { headers: forged('log', executionId) });
+    peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    expect(await running).toMatchObject({ ok: true });
+    expect(logs.map(({ message, stream }) => ({ message, stream }))).toEqual([
+      { message: `${'x'.repeat(64 * 1024)}… [truncated by the host]`, stream: 'logger' },
+      { message: cutByRuntime, stream: 'logger' },
+      { message: 'o'.repeat(100_000), stream: 'stdout' },
+    ]);
+  }, 30_000);
+});

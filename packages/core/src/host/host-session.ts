@@ -3,7 +3,7 @@ import { describeThrown, isError } from '../wire-value.js';
 import { ValidationError } from '../errors.js';
 import type { LogEntry } from './request.js';
 import { LargeAnswerTurns, isLargeAnswer } from './large-answer-turns.js';
-import { MAX_LOG_MESSAGE, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
+import { hostLogMessage, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
 /** Host-side services an out-of-process backend wires a runner's messages to. */
 export interface HostServices {
@@ -41,7 +41,7 @@ export class HostSession {
     switch (message?.type) {
       case 'log':
         this.#beginAsked = true;
-        this.#services.log(message.level, logText(String(message.message)), message.fields, 'logger');
+        this.#services.log(message.level, hostLogMessage(String(message.message)), message.fields, 'logger');
         return undefined;
       case 'event':
         this.#beginAsked = true;
@@ -122,11 +122,6 @@ export class HostSession {
       }
     }
   }
-}
-
-/** A log message as the runtime would have cut it; one longer than that was sent past the runtime (plugin code on the runner's channel). */
-function logText(text: string): string {
-  return text.length > MAX_LOG_MESSAGE + 64 ? `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]` : text;
 }
 
 /**

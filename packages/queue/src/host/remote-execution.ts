@@ -6,7 +6,7 @@ import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
-import { outputSentOf, shownWorker } from './worker-bodies.js';
+import { logMessageOf, outputSentOf, shownWorker } from './worker-bodies.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
 const INPUT_LOST_BEATS = 2;
@@ -232,7 +232,7 @@ export class RemoteExecution {
   log(body: unknown): void {
     this.#lastHeard = monotonicNow();
     this.#outputHeard++;
-    if (isLogBody(body)) this.#control.log(body.level, body.message, body.fields, body.stream);
+    if (isLogBody(body)) this.#control.log(body.level, logMessageOf(body), body.fields, body.stream);
     else this.malformed('log line');
   }
 

@@ -1,6 +1,6 @@
-import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import { hostLogMessage, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 import { WORKER_ID } from '../shared/presence.js';
-import type { WorkerIdentity } from '../shared/wire.js';
+import type { LogBody, WorkerIdentity } from '../shared/wire.js';
 
 /**
  * What is wrong with a `started` body (`{ worker: { id, host, pid }, task? }`) for the shape
@@ -58,6 +58,16 @@ const MOST_OUTPUT_PER_MS = 1000;
 export function outputSentOf(header: string | undefined, elapsedMs: number): number | undefined {
   const sent = header === undefined ? Number.NaN : Number(header);
   return Number.isSafeInteger(sent) && sent >= 0 && sent <= Math.max(1, elapsedMs) * MOST_OUTPUT_PER_MS ? sent : undefined;
+}
+
+/**
+ * A log line's message as the caller gets it: a `ctx.logger` one cut as on local backends (its
+ * worker's runtime cuts its own; one forged, or of a worker of another version, reached onLog
+ * whole). A captured stdout or stderr line is cut by the worker's own `maxLogLineLength`, which
+ * this host does not know: it comes as it is.
+ */
+export function logMessageOf(body: LogBody): string {
+  return body.stream === 'logger' ? hostLogMessage(body.message) : body.message;
 }
 
 /** A worker as messages name it, `id (host)`: its host name (any text, where its id is a token: startProblem) with its control characters written out. */
