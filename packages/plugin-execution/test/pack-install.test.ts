@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from '../../../scripts/nats-server.mjs';
-import { PUBLISHED, fromRepo, packPublished, repo, run, runOk, type Manifest, type Run } from './packed.js';
+import { PUBLISHED, fromRepo, packPublished, readmeBlock, repo, run, runOk, type Manifest, type Run } from './packed.js';
 
 // What a user gets from the registry: every published package packed as `pnpm publish` packs it,
 // installed with npm (its flat layout, third-party dependencies from the registry) into projects
@@ -327,6 +327,24 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     expect(check.stdout + check.stderr).toBe('');
     expect(check.status).toBe(0);
   }, 180_000); // tsc: ~15 s here, several times that on a busy machine
+
+  it("the README's quick start as written: its tsconfig.json and host.mts compile with tsc, and the compiled host runs its plugin", async () => {
+    // Before, the README named the tsconfig's options but not "module": TypeScript 5's default (CommonJS) refused host.mts's top-level await (TS1378).
+    const quickStart = path.join(full, 'quick-start');
+    const plugin = path.join(quickStart, 'plugins', 'my-plugin');
+    await mkdir(path.join(plugin, 'dist'), { recursive: true });
+    await writeFile(path.join(quickStart, 'tsconfig.json'), await readmeBlock('json', '{ "compilerOptions"'));
+    await writeFile(path.join(quickStart, 'host.mts'), await readmeBlock('ts', '// host.mts'));
+    await writeFile(path.join(plugin, 'kb.plugin.json'), await readmeBlock('json', '{\n  "id": "@my-org/my-plugin"'));
+    await writeFile(path.join(plugin, 'package.json'), await readmeBlock('json', '{ "type": "module" }'));
+    await writeFile(path.join(plugin, 'dist', 'run.js'), await readmeBlock('js', '// plugins/my-plugin/dist/run.js'));
+    const compiled = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], quickStart);
+    expect(compiled.stdout + compiled.stderr).toBe('');
+    const host = await run(process.execPath, ['host.mjs'], quickStart);
+    expect(host.status, host.stderr).toBe(0);
+    // onLog's message, onEvent's event, then the result's data.
+    expect(host.stdout).toMatch(/^running\n\{ type: 'progress', percent: 50 \}\n\{\n {2}args: \[ '--verbose' \],\n {2}cached: 'yesterday',/);
+  }, 180_000);
 
   it("TypeScript's older resolution (node10, the default of module: commonjs) finds every package's types, core's subpaths (the backend kit, the manifest's JSON Schema) included", async () => {
     const check = await run(process.execPath, [tsc, '-p', 'tsconfig.node10.json'], full);

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,4 +74,12 @@ export async function packPublished(dest: string): Promise<Map<string, string>> 
   const tarballs = new Map(PUBLISHED.map(({ manifest }) => [manifest.name, path.join(dest, `${manifest.name.slice(1).replace('/', '-')}-${manifest.version}.tgz`)]));
   expect((await readdir(dest)).sort()).toEqual([...tarballs.values()].map((file) => path.basename(file)).sort());
   return tarballs;
+}
+
+/** The README's fenced block of `lang` whose first line starts with `first`. */
+export async function readmeBlock(lang: string, first: string): Promise<string> {
+  const readme = await readFile(path.join(repo, 'README.md'), 'utf8');
+  const block = [...readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))].map((m) => m[1]!).find((code) => code.startsWith(first));
+  expect(block, `README.md has a \`\`\`${lang} block starting ${first}`).toBeDefined();
+  return block!;
 }

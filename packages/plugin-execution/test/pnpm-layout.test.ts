@@ -5,20 +5,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
-import { packPublished, pnpm, projectEnv, repo, run, runOk } from './packed.js';
+import { packPublished, pnpm, projectEnv, readmeBlock, repo, run, runOk } from './packed.js';
 
 // pnpm's strict node_modules: a project sees only the packages it installed itself, not their
 // dependencies. The README's plugin, as the README writes it, in a project that installed what
 // the README's quick start says (the umbrella and zod), run by the quick start's host.
 const zodVersion = (createRequire(path.join(repo, 'packages', 'core', 'package.json'))('zod/package.json') as { version: string }).version;
-
-/** The README's fenced block of `lang` whose first line is `first`. */
-async function readmeBlock(lang: string, first: string): Promise<string> {
-  const readme = await readFile(path.join(repo, 'README.md'), 'utf8');
-  const block = [...readme.matchAll(new RegExp(`\`\`\`${lang}\\n([\\s\\S]*?)\`\`\``, 'g'))].map((m) => m[1]!).find((code) => code.startsWith(first));
-  expect(block, `README.md has a \`\`\`${lang} block starting ${first}`).toBeDefined();
-  return block!;
-}
 
 const HOST = `import { createExecutionBackend } from '@kb-labs/plugin-execution';
 const store = new Map([['last-run', 'yesterday']]);
