@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +96,25 @@ it('every JavaScript snippet of the README, docs/ and the package READMEs is val
     await writeFile(file, code);
     const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8' });
     expect(check.status, `${where}:\n${code}\n${check.stderr}`).toBe(0);
+  }
+});
+
+it('every JavaScript snippet of a package README loads as the file its first line names, in a project npm init -y made ("type": "commonjs")', async () => {
+  // What the registry shows, read without the repository around it: a snippet that names no file
+  // was saved as host.js, which such a project loads as CommonJS ("Cannot use import statement outside a module").
+  const snippets = (await snippetsOf(/```(?:js|javascript)\n([\s\S]*?)```/g)).filter(({ where }) => where.startsWith('packages/'));
+  expect(snippets.length).toBeGreaterThanOrEqual(7);
+  dir ??= await mkdtemp(path.join(here, '.doc-snippets-'));
+  for (const [i, { where, code }] of snippets.entries()) {
+    const project = path.join(dir, `commonjs-project-${i}`);
+    const file = path.join(project, /^\/\/ (\S+\.[cm]?js)\b/.exec(code)?.[1] ?? 'host.js');
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(path.join(project, 'package.json'), JSON.stringify({ name: 'host', version: '1.0.0', type: 'commonjs' }));
+    // A .js file the snippet says is in a folder whose package.json makes it a module.
+    if (/^\/\/.*"type": "module"/.test(code)) await writeFile(path.join(path.dirname(file), 'package.json'), '{ "type": "module" }');
+    await writeFile(file, code);
+    const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8' });
+    expect(check.status, `${where}, saved as ${path.relative(project, file)}:\n${code}\n${check.stderr}`).toBe(0);
   }
 });
 
