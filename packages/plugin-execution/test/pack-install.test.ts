@@ -157,6 +157,19 @@ async function main(): Promise<void> {
 void main();
 `;
 
+/** The README's plugin on a backend made with `await using`, which shuts it down at the end of its block. */
+const USING_HOST = `import { createExecutionBackend, type IExecutionBackend } from '@kb-labs/plugin-execution';
+
+let made: IExecutionBackend | undefined;
+{
+  await using backend = createExecutionBackend({ type: 'in-process', plugins: ['./plugins/my-plugin'], platform: { kv: { get: async () => 'yesterday' } }, workspace: false });
+  made = backend;
+  const result = await backend.execute({ pluginId: '@my-org/my-plugin', handlerId: 'run', input: { args: [] }, context: { permissions: { platform: { kv: ['get'] } } } });
+  console.log(result.ok ? (result.data as { cached: string }).cached : result.error.message);
+}
+console.log('shut down:', (await made.health()).state);
+`;
+
 /** A project outside the workspace with the fixture plugin and the hosts, `npm install`ing `specs`. */
 /**
  * `in`: the folder the project is moved to once installed (npm's flat node_modules has no paths in
@@ -338,12 +351,18 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     await writeFile(path.join(plugin, 'kb.plugin.json'), await readmeBlock('json', '{\n  "id": "@my-org/my-plugin"'));
     await writeFile(path.join(plugin, 'package.json'), await readmeBlock('json', '{ "type": "module" }'));
     await writeFile(path.join(plugin, 'dist', 'run.js'), await readmeBlock('js', '// plugins/my-plugin/dist/run.js'));
+    // The README's `await using backend = createExecutionBackend(...)`, compiled with the same tsconfig: before, it had no
+    // target, which TypeScript 5 takes from nodenext as esnext, and kept `await using` (Node 20 and 22: SyntaxError).
+    await writeFile(path.join(quickStart, 'using.mts'), USING_HOST);
     const compiled = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], quickStart);
     expect(compiled.stdout + compiled.stderr).toBe('');
     const host = await run(process.execPath, ['host.mjs'], quickStart);
     expect(host.status, host.stderr).toBe(0);
     // onLog's message, onEvent's event, then the result's data.
     expect(host.stdout).toMatch(/^running\n\{ type: 'progress', percent: 50 \}\n\{\n {2}args: \[ '--verbose' \],\n {2}cached: 'yesterday',/);
+    const using = await run(process.execPath, ['using.mjs'], quickStart);
+    expect(using.status, using.stderr).toBe(0);
+    expect(using.stdout).toBe('yesterday\nshut down: closed\n');
   }, 180_000);
 
   it("TypeScript's older resolution (node10, the default of module: commonjs) finds every package's types, core's subpaths (the backend kit, the manifest's JSON Schema) included", async () => {
