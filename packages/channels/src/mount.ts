@@ -2,7 +2,7 @@ import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
 import { ShuttingDownError, ValidationError, type ContextDescriptor, type PluginManifest } from '@kb-labs/plugin-execution-core';
-import { clearInterval, monotonicNow, setInterval, setTimeout, settlesWithin } from '@kb-labs/plugin-execution-core/host-kit';
+import { clearInterval, monotonicNow, setInterval, setTimeout, settlesWithin, whenRejected } from '@kb-labs/plugin-execution-core/host-kit';
 import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
 import { ChannelSession } from './channel-session.js';
@@ -279,9 +279,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     const failed = (hookError: unknown) => this.#onErrorFailed(hookError, error, info);
     try {
       const returned: unknown = this.#options.onError(error, info);
-      // An async hook's rejection is taken as a throw is, not left unhandled (which Node makes the host's end);
-      // any thenable, as a promise of another realm (a vm context, a test runner's sandbox) is no `instanceof Promise`.
-      if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') (returned as PromiseLike<unknown>).then(undefined, failed);
+      // An async hook's rejection is taken as a throw is, not left unhandled.
+      whenRejected(returned, failed);
     } catch (hookError) {
       failed(hookError);
     }

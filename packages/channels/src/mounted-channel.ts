@@ -1,4 +1,5 @@
 import { ValidationError, type ChannelSpec, type PluginManifest } from '@kb-labs/plugin-execution-core';
+import { whenRejected } from '@kb-labs/plugin-execution-core/host-kit';
 import type { ServerOptions, WebSocketServer } from 'ws';
 import { DEFAULTS, defaultFormatError, type MountWebSocketChannelsOptions } from './options.js';
 import { compileRoute, type Route } from './route.js';
@@ -100,9 +101,8 @@ export function safeFormatError(options: MountWebSocketChannelsOptions): Session
   return (error, info) => {
     try {
       const shown: unknown = formatError(error, info);
-      // An async one answers too late to be used; its rejection is handled here, not left unhandled (which Node makes the host's end).
-      // Any thenable: a promise of another realm (a vm context, a test runner's sandbox) is no `instanceof Promise`.
-      if (typeof (shown as PromiseLike<unknown> | undefined)?.then === 'function') (shown as PromiseLike<unknown>).then(undefined, () => undefined);
+      // An async one answers too late to be used; its rejection is handled here, not left unhandled.
+      whenRejected(shown, () => undefined);
       const { code, message } = (shown ?? {}) as { code?: unknown; message?: unknown };
       if (typeof code === 'string' && typeof message === 'string') return { code, message };
     } catch {

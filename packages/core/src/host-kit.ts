@@ -22,4 +22,5 @@ export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
 export { checkContextDescriptor } from './host/context-descriptor.js';
 export { processShared } from './host/process-shared.js';
+export { whenRejected } from './host/when-rejected.js';
 export { MAX_PLUGIN_ID_LENGTH } from './host/manifest.js';

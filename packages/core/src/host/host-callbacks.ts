@@ -1,11 +1,12 @@
 import { processShared } from './process-shared.js';
+import { whenRejected } from './when-rejected.js';
 
 /**
  * What an `async` onLog / onEvent / onStart returns: its rejection is handled as a throw is, not left
  * unhandled, which Node makes the host process's end.
  */
 export function settleQuietly(returned: unknown, which: HostCallback): void {
-  if (returned !== undefined && typeof (returned as Promise<unknown>)?.then === 'function') (returned as Promise<unknown>).then(undefined, (error: unknown) => callbackFailed(which, error));
+  whenRejected(returned, (error) => callbackFailed(which, error));
 }
 
 /** Which callbacks' failures the process has been warned of, by every copy of core in it (both builds, two installs). */

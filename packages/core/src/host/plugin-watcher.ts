@@ -5,6 +5,7 @@ import type { RegisteredPlugin } from './plugin-registry.js';
 import { declaredWriteFolders } from './manifest.js';
 import { thrownText } from '../wire-value.js';
 import { clearInterval, clearTimeout, setInterval, setTimeout } from '../real-timers.js';
+import { whenRejected } from './when-rejected.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -290,10 +291,8 @@ export class PluginWatcher {
     try {
       if (this.#onReload) {
         const returned: unknown = this.#onReload(event);
-        // An async callback's rejection is reported as a throw is, not left unhandled. Any thenable,
-        // not `instanceof Promise`: one of another realm (a vm context, a test runner's sandbox) is
-        // a promise too, and left unhandled it ends the host's process.
-        if (typeof (returned as PromiseLike<unknown> | undefined)?.then === 'function') (returned as PromiseLike<unknown>).then(undefined, threw);
+        // An async callback's rejection is reported as a throw is, not left unhandled.
+        whenRejected(returned, threw);
         return;
       }
     } catch (error) {
