@@ -34,5 +34,6 @@ export { passingShortage } from './passing-shortage.js';
 // Collections of what is live, for what comes and goes once per execution (not a Set or Map: live-list.ts).
 export { LiveList, LiveMap, type LiveEntry } from './host/live-list.js';
 export { CONTROLS_BEYOND_C0, shownControls } from './shown-controls.js';
+export { cutText } from './cut-text.js';
 export { serializeErrorForRunner } from './error-wire.js';
 export { hostMayAccess, hostPermissionProblem, permissionModelFlag, refusedByHostPermissions, type PermissionFlag } from './host/host-permissions.js';

@@ -2,6 +2,7 @@ import type { ChannelContext, HandlerContext, HandlerLogger } from '../define-ha
 import { isSerializedError } from '../error-wire.js';
 import { AbortedError, handlerThrew, isExecutionError } from '../errors.js';
 import { toWireValue } from '../wire-value.js';
+import { cutText } from '../cut-text.js';
 import { MAX_LOG_MESSAGE } from '../protocol.js';
 import type { PermissionSpec } from '../host/permissions.js';
 import type { Platform } from '../host/platform-gateway.js';
@@ -105,12 +106,9 @@ function notBegun(): AbortedError {
   return new AbortedError('The handler was not begun: the time it had to begin by (ExecuteOptions.beginBy) had passed', { details: { phase: 'running' } });
 }
 
-
 function createLogger(env: RuntimeEnvironment): HandlerLogger {
   const log = (level: LogEntry['level']) => (message: unknown, fields?: unknown) => {
-    let text = typeof message === 'string' ? message : logText(message);
-    if (text.length > MAX_LOG_MESSAGE) text = `${text.slice(0, MAX_LOG_MESSAGE)}… [${text.length - MAX_LOG_MESSAGE} more characters]`;
-    env.log(level, text, logFields(fields));
+    env.log(level, cutText(typeof message === 'string' ? message : logText(message), MAX_LOG_MESSAGE), logFields(fields));
   };
   return Object.freeze({ debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') });
 }

@@ -1,5 +1,6 @@
 import { hostLogMessage, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
-import { WORKER_ID } from '../shared/presence.js';
+import { isCount, isName } from '../shared/presence.js';
+import { isSubjectToken } from '../shared/subjects.js';
 import type { LogBody, WorkerIdentity } from '../shared/wire.js';
 
 /**
@@ -13,9 +14,9 @@ export function startProblem(body: unknown): string | undefined {
   const worker = (body as { worker?: unknown }).worker;
   if (!isObject(worker)) return `its worker is ${kindOf(worker)}, not an object`;
   const { id, host, pid } = worker as Record<string, unknown>;
-  if (typeof id !== 'string' || !WORKER_ID.test(id)) return `its worker.id is ${kindOf(id)}, not a worker's id (letters, digits, "_" and "-", 64 at most)`;
-  if (typeof host !== 'string' || host.length === 0 || host.length > 256) return `its worker.host is ${kindOf(host)}, not a host name (1 to 256 characters)`;
-  if (!isId(pid)) return `its worker.pid is ${kindOf(pid)}, not a process id`;
+  if (!isSubjectToken(id)) return `its worker.id is ${kindOf(id)}, not a worker's id (letters, digits, "_" and "-", 64 at most)`;
+  if (!isName(host)) return `its worker.host is ${kindOf(host)}, not a host name (1 to 256 characters)`;
+  if (!isCount(pid)) return `its worker.pid is ${kindOf(pid)}, not a process id`;
   return undefined;
 }
 
@@ -37,8 +38,8 @@ export function resultProblem(body: unknown): string | undefined {
   const odd = Array.isArray(artifacts) ? artifacts.findIndex((each) => typeof each !== 'string') : -1;
   if (odd >= 0) return `its meta.artifacts[${odd}] is ${kindOf((artifacts as unknown[])[odd])}, not a file name`;
   if (workspaceDir !== undefined && typeof workspaceDir !== 'string') return `its meta.workspaceDir is ${kindOf(workspaceDir)}, not a path`;
-  if (pid !== undefined && !isId(pid)) return `its meta.pid is ${kindOf(pid)}, not a process id`;
-  if (threadId !== undefined && !isId(threadId)) return `its meta.threadId is ${kindOf(threadId)}, not a thread id`;
+  if (pid !== undefined && !isCount(pid)) return `its meta.pid is ${kindOf(pid)}, not a process id`;
+  if (threadId !== undefined && !isCount(threadId)) return `its meta.threadId is ${kindOf(threadId)}, not a thread id`;
   return undefined;
 }
 
@@ -75,7 +76,6 @@ export function shownWorker(worker: WorkerIdentity | undefined): string {
   return `${worker?.id} (${shownControls(String(worker?.host), '')})`;
 }
 
-const isId = (value: unknown): boolean => Number.isSafeInteger(value) && (value as number) >= 0;
 const isObject = (value: unknown): boolean => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** What a value read off the wire is, in words that quote none of it. */

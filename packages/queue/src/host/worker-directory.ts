@@ -69,7 +69,7 @@ export class WorkerDirectory {
     if (actives.size === 1) {
       return { requested: 'remote workers', active, layers, reason: `handlers run on workers of pool "${pool}" (${workers.length} seen), each on its local ${shown(weakest.backend)} backend: ${shown(weakest.isolation?.reason ?? 'it did not say')}` };
     }
-    const byActive = [...actives].sort((a, b) => STRENGTH[a]! - STRENGTH[b]!).map((each) => `${each}: ${workers.filter((w) => activeOf(w) === each).map((w) => `${shown(w.id)} (${shown(w.backend)})`).join(', ')}`);
+    const byActive = [...actives].sort((a, b) => STRENGTH[a]! - STRENGTH[b]!).map((each) => `${each}: ${workers.filter((w) => activeOf(w) === each).map((w) => `${w.id} (${shown(w.backend)})`).join(', ')}`);
     return {
       requested: 'remote workers',
       active,

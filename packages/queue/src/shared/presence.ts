@@ -1,7 +1,6 @@
+import { cutText } from '@kb-labs/plugin-execution-core/backend-kit';
+import { isSubjectToken } from './subjects.js';
 import { decode, type PresenceBody } from './wire.js';
-
-/** A worker's id as workers have it (worker-options.ts: a token of the subjects sent to it). */
-export const WORKER_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The longest a worker says it waits between presences (its `heartbeatMs` option's bound). */
 const MAX_HEARTBEAT_MS = 60_000;
@@ -14,8 +13,10 @@ const MAX_CONCURRENCY = 10_000;
  */
 const MAX_REASON = 4096;
 
-const isName = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= 256;
-const isCount = (value: unknown, most = Number.MAX_SAFE_INTEGER): value is number => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= most;
+/** A name a worker gives itself on the wire (its host name, its backend): 1 to 256 characters. */
+export const isName = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= 256;
+/** A whole number from 0 to `most` (a pid, a count). */
+export const isCount = (value: unknown, most = Number.MAX_SAFE_INTEGER): value is number => Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= most;
 const isTexts = (value: unknown, most: number): value is string[] => Array.isArray(value) && value.length <= most && value.every((each) => typeof each === 'string' && each.length <= 1024);
 const isFlag = (value: unknown): boolean => value === undefined || typeof value === 'boolean';
 
@@ -24,8 +25,7 @@ function isolationOf(value: unknown): PresenceBody['isolation'] | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const { active, layers, reason } = value as Record<string, unknown>;
   if (!isName(active) || active.length > 64 || !isTexts(layers, 64) || typeof reason !== 'string') return undefined;
-  const cut = reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON)}… [${reason.length - MAX_REASON} more characters]` : reason;
-  return { active, layers: [...layers], reason: cut };
+  return { active, layers: [...layers], reason: cutText(reason, MAX_REASON) };
 }
 
 /**
@@ -43,7 +43,8 @@ export function readPresence(data: Uint8Array): PresenceBody | undefined {
   }
   if (typeof presence !== 'object' || presence === null) return undefined;
   const { id, host, pid, concurrency, running, heartbeatMs, backend, isolation, closing, draining, plugins } = presence;
-  const worker = typeof id === 'string' && WORKER_ID.test(id) && isName(host) && isCount(pid) && isName(backend);
+  // A worker's id is a token of the subjects sent to it (worker-options.ts).
+  const worker = isSubjectToken(id) && isName(host) && isCount(pid) && isName(backend);
   const figures = isCount(concurrency, MAX_CONCURRENCY) && isCount(running, MAX_CONCURRENCY) && isCount(heartbeatMs, MAX_HEARTBEAT_MS);
   const isolated = isolation === undefined ? undefined : isolationOf(isolation);
   const rest = (isolation === undefined || isolated !== undefined) && isFlag(closing) && isFlag(draining) && (plugins === undefined || isTexts(plugins, 100_000));

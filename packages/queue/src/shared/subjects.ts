@@ -6,6 +6,9 @@ export const DEFAULT_POOL = 'default';
 
 const TOKEN = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Whether `value` is one token of a subject as ours are made (a pool, a worker's id): 1 to 64 letters, digits, "_" or "-". */
+export const isSubjectToken = (value: unknown): value is string => typeof value === 'string' && TOKEN.test(value);
+
 /**
  * Every NATS name one pool uses, derived from the prefix and the pool name, so that a host and
  * its workers agree without configuration beyond those two:
