@@ -16,10 +16,12 @@ export interface HostProcess {
 
 /**
  * Starts `fixtures/<script>` with an explicit minimal env (PATH only: nothing of this test
- * process's environment reaches it) and `config` as JSON in argv[2].
+ * process's environment reaches it) and `config` as JSON in argv[2]. `launcher`: a command that
+ * sets something up and then runs the host (`exec`s the command line it is given after its own).
  */
-export function startHost(script: string, config: unknown, stdio: StdioOptions = ['ignore', 'pipe', 'pipe']): HostProcess {
-  const child = spawn(process.execPath, [path.join(fixturesDir, script), JSON.stringify(config)], { stdio, env: process.env.PATH ? { PATH: process.env.PATH } : {} });
+export function startHost(script: string, config: unknown, stdio: StdioOptions = ['ignore', 'pipe', 'pipe'], launcher: string[] = []): HostProcess {
+  const command = [...launcher, process.execPath, path.join(fixturesDir, script), JSON.stringify(config)];
+  const child = spawn(command[0]!, command.slice(1), { stdio, env: process.env.PATH ? { PATH: process.env.PATH } : {} });
   const lines: Record<string, unknown>[] = [];
   let pending = '';
   let stderr = '';

@@ -574,7 +574,7 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(result.data).toEqual({ setuid: 'EPERM', setgid: 'EPERM', created: 'EPERM', shell: expect.stringMatching(/Operation not permitted/), plain: 'done' });
     expect((await stat(path.join(plugin, 'out', 'prog'))).mode & 0o7777).toBe(0o750);
     await expect(stat(path.join(plugin, 'out', 'created'))).rejects.toThrow(/ENOENT/);
-    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files, no Unix or vsock sockets without network');
+    expect((await backend.health()).isolation?.layers).toContain('seccomp: no setuid or setgid files, no kernel keyrings, no Unix or vsock sockets without network');
   });
 
   it('a write folder made under a setgid folder does not pass the bit on: folders made in it can be chmod-ed and copied as anywhere else', async () => {

@@ -227,7 +227,7 @@ export class Sandbox {
     return {
       requested: this.#config.mode,
       active: 'bubblewrap',
-      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no Unix or vsock sockets without network'] : []), ...user, ...model, 'env allow-list'],
+      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no kernel keyrings, no Unix or vsock sockets without network'] : []), ...user, ...model, 'env allow-list'],
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
   }

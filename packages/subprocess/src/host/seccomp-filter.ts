@@ -17,6 +17,11 @@
  * needs. `socketpair` makes stream and seqpacket pairs only (how Node wires a child's stdio):
  * a datagram pair's sockets may `sendto()` any socket file (the journal's, syslog's), and an
  * AF_UNIX `SOCK_RAW` pair is one (the kernel makes it `SOCK_DGRAM`).
+ * The kernel's keyrings (add_key, request_key, keyctl) answer ENOSYS, as on a kernel built
+ * without them: they are not namespaced, so a child would keep the host's session keyring
+ * through bubblewrap's user namespace and possess its keys whatever its uid (a systemd
+ * service's, a container's, a login shell's): read them, and leave keys there for every later
+ * execution of any plugin.
  * Everything else is allowed: the sandbox's other layers do the rest.
  */
 
@@ -73,6 +78,9 @@ interface Arch {
 
 const IO_URING = [425, 426, 427];
 const OPENAT2 = 437;
+/** add_key, request_key, keyctl. */
+const KEYRING_X64 = [248, 249, 250];
+const KEYRING_ARM64 = [217, 218, 219];
 
 const ARCHES: Record<string, Arch> = {
   x64: {
@@ -90,7 +98,7 @@ const ARCHES: Record<string, Arch> = {
       { nr: 2, modeArg: 2, flagsArg: 1 }, // open
       { nr: 257, modeArg: 3, flagsArg: 2 }, // openat
     ],
-    absent: [OPENAT2, ...IO_URING],
+    absent: [OPENAT2, ...IO_URING, ...KEYRING_X64],
     otherAbiFrom: 0x40000000,
   },
   arm64: {
@@ -104,7 +112,7 @@ const ARCHES: Record<string, Arch> = {
       { nr: 33, modeArg: 2 }, // mknodat
       { nr: 56, modeArg: 3, flagsArg: 2 }, // openat
     ],
-    absent: [OPENAT2, ...IO_URING],
+    absent: [OPENAT2, ...IO_URING, ...KEYRING_ARM64],
   },
 };
 
