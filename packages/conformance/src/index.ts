@@ -10,3 +10,4 @@ export { testPlatform } from './test-platform.js';
 export { TURN_WATCH_PAYLOAD, turnWatchingPlatform } from './turn-watch.js';
 export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';
 export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';
+export { canLimitPids, runInPidsCgroup } from './pids-cgroup.js';

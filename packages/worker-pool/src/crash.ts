@@ -93,7 +93,7 @@ function systemLimit(error: unknown): string {
   // Node starts no thread while the process's working directory is gone (Node 20 says only "ENOENT: … uv_cwd").
   if (/\buv_cwd\b/.test(said)) return " (the host's working directory was removed: no worker thread starts until the host changes to one that exists, process.chdir())";
   if (/\bE[MN]FILE\b/.test(said)) return ' (the host is out of file descriptors: raise its open-file limit, ulimit -n or LimitNOFILE=, or lower maxThreads)';
-  if (/\bEAGAIN\b/.test(said)) return ' (the system refused a new thread: too many threads or processes for this user, ulimit -u, or not enough memory for its stack)';
+  if (/\bEAGAIN\b/.test(said)) return " (the system refused a new thread: too many threads or processes for this user, ulimit -u, or in the host's cgroup, pids.max, or not enough memory for its stack)";
   return '';
 }
 
@@ -102,11 +102,14 @@ export function noThreadStarts(error: unknown): ValidationError {
   const code = (error as { code?: unknown })?.code;
   const refused = refusedByHostPermissions(error, 'worker');
   if (refused) return new ValidationError(`The worker-pool backend cannot run here: ${refused}`, { details: { phase: 'options', code }, cause: error });
-  // The system's own word for it says nothing of which option, if any, asked too much.
-  const why = code === 'EAGAIN' ? ' (the system refused a new thread: too many threads or processes, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
+  // The system's own word for it says nothing of which option, if any, asked too much. Node
+  // throws ERR_WORKER_INIT_FAILED with libuv's code as its message ("EAGAIN").
+  const refusedBySystem = /\bEAGAIN\b/.test(`${code ?? ''} ${(error as Error)?.message ?? ''}`);
+  const why = refusedBySystem ? ' (the system refused a new thread: too many threads or processes, ulimit -u or a cgroup\'s pids.max, or not enough memory for its stack: see resourceLimits.stackSizeMb)' : '';
   // Node names the flags it refuses, not the option they came from.
   const execArgv = code === 'ERR_WORKER_INVALID_EXEC_ARGV' ? 'execArgv: ' : '';
-  return new ValidationError(`Invalid worker-pool backend options: ${execArgv}no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
+  const what = refusedBySystem ? 'The worker-pool backend cannot start' : 'Invalid worker-pool backend options';
+  return new ValidationError(`${what}: ${execArgv}no worker thread can be started: ${(error as Error)?.message ?? String(error)}${why}`, {
     details: { phase: 'options', code: code ?? null, ...(execArgv ? { path: 'execArgv' } : {}) },
     cause: error,
   });
