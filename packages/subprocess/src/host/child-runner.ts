@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { clearTimeout, HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, setTimeout, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
-import { crashError, spawnedWithoutPipes, type ChildEnd } from './crash.js';
+import { crashError, spawnRefusal, spawnedWithoutPipes, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
 import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
@@ -338,7 +338,7 @@ export class ChildRunner {
       const bySignal = signalOfExitCode(exitCode);
       if (bySignal) [exitCode, signal] = [null, bySignal];
     } else if (this.#sandbox && signal === null) {
-      sandboxError = `bubblewrap could not set up the sandbox (exit code ${exitCode})`;
+      sandboxError = this.#spawnError ? `bubblewrap could not be started: ${spawnRefusal(this.#spawnError)}` : `bubblewrap could not set up the sandbox (exit code ${exitCode})`;
     }
     return {
       exitCode,
@@ -350,7 +350,7 @@ export class ChildRunner {
       ...(sandboxError ? { sandboxError } : {}),
       ...(this.#crash ? { crash: { reason: this.#crash.reason, error: this.#crash.error } } : {}),
       ...(!this.#handshaken
-        ? { handshakeError: this.#handshakeError ?? this.#spawnError?.message ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`} before its ready message` }
+        ? { handshakeError: this.#handshakeError ?? (this.#spawnError && spawnRefusal(this.#spawnError)) ?? `it ${signal ? `was killed by ${signal}` : `exited with code ${exitCode}`} before its ready message` }
         : {}),
     };
   }

@@ -98,6 +98,18 @@ function lastLines(text: string, chars: number): string {
 }
 
 /**
+ * A spawn the system refused (Node's 'error' event, no process made): its message, with what the
+ * system's code means where it is a shortage of the host's rather than a fault of the command
+ * (sandboxed, bubblewrap never ran: this is all there is to tell).
+ */
+export function spawnRefusal(error: Error): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EAGAIN') return `${error.message} (the system refused a new process: too many processes or threads for this user, ulimit -u, or in the host's cgroup, pids.max)`;
+  if (code === 'ENOMEM') return `${error.message} (the system has no memory left for a new process)`;
+  return error.message;
+}
+
+/**
  * A spawn that failed before its pipes were made (EMFILE, ENFILE: the host is out of file
  * descriptors): Node reports it with an 'error' event on the next tick, which, with no listener,
  * would end the host, and there is no child to watch. The start's failure, to throw; else undefined.
