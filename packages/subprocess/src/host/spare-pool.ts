@@ -1,10 +1,18 @@
 import { realpathSync, statSync } from 'node:fs';
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { ChildRunner } from './child-runner.js';
 import { profileKey, type ChildProfile } from './permission-flags.js';
 import { dependencyFolders, packageScopeFile } from './runtime-paths.js';
 
 /** Spares that die before they serve anything, in a row, before prespawning is switched off. */
 const MAX_SPARE_FAILURES = 3;
+
+/**
+ * How long prespawning stays switched off before a child that starts gives it another try: spares
+ * that died of a passing shortage (a pids limit reached, memory) would otherwise stay off for the
+ * host's life, and one that keeps dying costs a spare per this long.
+ */
+export const SPARES_RETRY_AFTER_MS = 5_000;
 
 /**
  * Warm spares: children booted with the runtime loaded and no plugin code, waiting for their
@@ -28,6 +36,8 @@ export class SparePool {
   /** Most recently used profiles first, at most `size` of them. */
   #recent: Array<{ key: string; profile: ChildProfile }> = [];
   #failuresInARow = 0;
+  /** When prespawning was last switched off (monotonicNow). */
+  #switchedOffAt = 0;
   #closed = false;
   #spawned = 0;
   #used = 0;
@@ -97,6 +107,15 @@ export class SparePool {
     this.#failuresInARow = 0;
   }
 
+  /**
+   * A cold child started: children start again. Switched off a while ago, prespawning gets one
+   * more try: the next execution refills a spare, and that one's death switches it off again.
+   */
+  childStarted(): void {
+    if (this.#failuresInARow < MAX_SPARE_FAILURES || monotonicNow() - this.#switchedOffAt < SPARES_RETRY_AFTER_MS) return;
+    this.#failuresInARow = MAX_SPARE_FAILURES - 1;
+  }
+
   counts(): { ready: number; booting: number; spawned: number; used: number; discarded: number } {
     let ready = 0;
     let booting = 0;
@@ -164,7 +183,7 @@ export class SparePool {
       if (index < 0) return;
       // Died while waiting: not something the next execution should inherit.
       list!.splice(index, 1);
-      this.#failuresInARow++;
+      if (++this.#failuresInARow === MAX_SPARE_FAILURES) this.#switchedOffAt = monotonicNow();
       this.#fill();
     });
     return spare;

@@ -152,6 +152,7 @@ export class SubprocessBackend extends BaseBackend {
       // are not failing to boot. Only a succeeding one counted before, so with a plugin that fails
       // the deaths of idle spares added up over hours and switched prespawn off.
       if (warm && runner.handshaken) this.#pool.served();
+      else if (runner.handshaken) this.#pool.childStarted();
     }
   }
 
