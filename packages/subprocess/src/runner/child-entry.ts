@@ -259,11 +259,18 @@ const PERMISSION_NAMES: Record<string, (resource: string) => string> = {
   FileSystemWrite: (r) => `fs.write:${r}`,
   ChildProcess: () => 'childProcess',
   WorkerThreads: () => 'worker',
+  Addon: () => 'addon',
+};
+
+/** What a child never gets, whatever its manifest declares (docs/backends/subprocess.md, Permissions): said so, not "not within what its manifest declares". */
+const NEVER_GRANTED: Record<string, string> = {
+  Addon: 'load a native addon (a .node file)',
 };
 
 /**
  * Node's permission model throws ERR_ACCESS_DENIED (with `permission` and `resource`) for a
- * blocked call. The runtime reports it as the handler's own error; the API promises
+ * blocked call, and ERR_DLOPEN_DISABLED (with neither) for a native addon (`require('./x.node')`,
+ * `process.dlopen`). The runtime reports either as the handler's own error; the API promises
  * PERMISSION_DENIED naming the resource, with the original kept as the cause.
  */
 function accessDeniedAsPermission(result: RunnerResult, task: ChildRunMessage['task']): RunnerResult {
@@ -271,24 +278,25 @@ function accessDeniedAsPermission(result: RunnerResult, task: ChildRunMessage['t
   const denied = findAccessDenied(result.error);
   if (!denied) return result;
   const path = typeof denied.props?.resource === 'string' ? denied.props.resource : '';
-  let permission = typeof denied.props?.permission === 'string' ? denied.props.permission : '';
+  let permission = denied.code === 'ERR_DLOPEN_DISABLED' ? 'Addon' : typeof denied.props?.permission === 'string' ? denied.props.permission : '';
   // Some calls are refused as a whole ("fs.symlink API requires full fs.read and fs.write
   // permissions"), with no permission or resource set: name the API instead.
   if (!permission) permission = /^(\S+) API requires/.exec(denied.message)?.[1] ?? 'unknown';
   const resource = (PERMISSION_NAMES[permission] ?? ((r: string) => (r ? `${permission}:${r}` : permission)))(path);
-  const error = new PermissionDeniedError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}" was denied ${resource}: not within what its manifest declares (its plugin folder, its workspace, and its fs, childProcess and env permissions)`,
-    {
-      details: { pluginId: task.pluginId, handlerId: task.handlerId, resource, permission, ...(path ? { path } : {}), phase: 'runtime' },
-      cause: result.error.cause && 'message' in result.error.cause ? deserializeError(result.error.cause) : deserializeError(result.error),
-    },
-  );
+  const never = NEVER_GRANTED[permission];
+  const why = never
+    ? `the subprocess backend lets no child ${never}, whatever the manifest declares; run the plugin on another backend`
+    : 'not within what its manifest declares (its plugin folder, its workspace, and its fs, childProcess and env permissions)';
+  const error = new PermissionDeniedError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" was denied ${resource}: ${why}`, {
+    details: { pluginId: task.pluginId, handlerId: task.handlerId, resource, permission, ...(path ? { path } : {}), phase: 'runtime' },
+    cause: result.error.cause && 'message' in result.error.cause ? deserializeError(result.error.cause) : deserializeError(result.error),
+  });
   return { type: 'result', ok: false, error: serializeError(error) };
 }
 
 function findAccessDenied(error: SerializedError | undefined, depth = 0): SerializedError | undefined {
   if (!error || depth > 8) return undefined;
-  if (error.code === 'ERR_ACCESS_DENIED') return error;
+  if (error.code === 'ERR_ACCESS_DENIED' || error.code === 'ERR_DLOPEN_DISABLED') return error;
   const cause = error.cause;
   return cause && '$error' in cause ? findAccessDenied(cause, depth + 1) : undefined;
 }
