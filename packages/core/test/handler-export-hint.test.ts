@@ -115,6 +115,20 @@ describe('a handler export that is not there', () => {
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 'class' });
   });
 
+  it('a class whose run is static is told to call that run, not an instance\'s', async () => {
+    // Before: "such as (input, ctx) => new Handler().run(input, ctx)", which throws "run is not a function": an instance has no static run.
+    const statics = await failureOf('static-run.mjs', 'export default class Handler { static async run(input) { return input; } }\n', 'greet');
+    expect(statics).toEqual({
+      code: 'HANDLER_NOT_FOUND',
+      message:
+        `Handler "greet" of plugin "@t/hint": export "default" of ${path.join(root, 'static-run.mjs')} is a class (Handler), which cannot be called without new: ` +
+        'export a function that calls it, such as (input, ctx) => Handler.run(input, ctx)',
+    });
+    // A static getter named run is not called to find out: the usual hint.
+    const getter = await failureOf('static-getter.mjs', "export default class Handler { static get run() { throw new Error('ran'); } }\n", 'greet');
+    expect(getter.message).toContain('such as (input, ctx) => new Handler().run(input, ctx)');
+  });
+
   it('a module that was empty, or written again while it was imported (an editor saving it), is HANDLER_ERROR, not a missing export', async () => {
     const empty = await failureOf('empty.mjs', '', 'greet');
     expect(empty).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('empty.mjs is empty or was being saved as it was loaded (saved half-way?)') });

@@ -130,6 +130,14 @@ export function refuseNonModuleFile(entryPath: string, stats: Stats | undefined,
 }
 
 /**
+ * A class's own static `run` (`class Handler { static async run() {} }`), which an instance does
+ * not have. Read by its descriptor: a static getter of the plugin's is not run here.
+ */
+function staticRun(klass: object): boolean {
+  return typeof Object.getOwnPropertyDescriptor(klass, 'run')?.value === 'function';
+}
+
+/**
  * A class exported as the handler (`export default class Handler { run() {} }`): called as a
  * function, it throws "Class constructor Handler cannot be invoked without 'new'" from inside the
  * runner, naming neither the file nor the export. HANDLER_NOT_FOUND saying so, as for an export
@@ -140,9 +148,10 @@ export function refuseClassExport(exported: (...args: never[]) => unknown, at: {
   const { entryPath, exportName, task } = at;
   // The file's path and the class's name are the plugin's text: written out as the loader's other messages (handler-loader.ts, shown).
   const name = shownControls(String(exported.name || 'anonymous'), '');
+  const called = exported.name ? name : 'Handler';
   throw new HandlerNotFoundError(
     `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shownControls(entryPath, '')} is a class (${name}), which cannot be called without new: ` +
-      `export a function that calls it, such as (input, ctx) => new ${exported.name ? name : 'Handler'}().run(input, ctx)`,
+      `export a function that calls it, such as (input, ctx) => ${staticRun(exported) ? called : `new ${called}()`}.run(input, ctx)`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName } },
   );
 }
