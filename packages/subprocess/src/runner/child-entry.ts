@@ -265,6 +265,8 @@ const PERMISSION_NAMES: Record<string, (resource: string) => string> = {
 /** What a child never gets, whatever its manifest declares (docs/backends/subprocess.md, Permissions): said so, not "not within what its manifest declares". */
 const NEVER_GRANTED: Record<string, string> = {
   Addon: 'load a native addon (a .node file)',
+  WASI: 'use WASI (node:wasi)',
+  Inspector: "open Node's inspector",
 };
 
 /**
