@@ -674,6 +674,24 @@ describe('warm spares (prespawn)', () => {
     expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
   });
 
+  it('a plugin unregistered while its execution runs on a spare gets no spare booted for it when that execution ends', async () => {
+    const backend = make({ prespawn: 1 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    let started = false;
+    // Shorter than the refill's 100 ms: the spare it took is refilled once its result is out.
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 50 } }, { onEvent: () => (started = true) });
+    expect(await eventually(() => started)).toBe(true);
+    expect(await backend.unregisterPlugin(BASIC)).toBe(true);
+    expectOk(await running);
+    // Before: the refill booted a spare for the unregistered plugin's folder, kept until another profile was used.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const stats = await runners(backend);
+    expect(stats.fromSpare).toBe(1);
+    expect(stats.spares).toMatchObject({ ready: 0, booting: 0 });
+    expect(stats.live).toBe(0);
+  });
+
   it.runIf(hasProc)('spares that die while idle do not switch prespawn off while spares in between serve executions that fail', async () => {
     const backend = make({ prespawn: 1 });
     const before = new Set(childrenOf());

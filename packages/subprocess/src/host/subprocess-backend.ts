@@ -142,7 +142,7 @@ export class SubprocessBackend extends BaseBackend {
     }
     if (runner.pid !== undefined) control.setRunner({ id: `pid:${runner.pid}`, pid: runner.pid });
     const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId }, control);
-    if (spareProfile) this.#refillAfter(task.executionId, spareProfile);
+    if (spareProfile) this.#refillAfter(task, spareProfile);
     try {
       return await running;
     } catch (error) {
@@ -204,11 +204,12 @@ export class SubprocessBackend extends BaseBackend {
    * into it, whichever comes first: a Node boot takes a CPU for tens of milliseconds, and a short
    * execution would otherwise share its CPU with the spare meant for the next one.
    */
-  #refillAfter(executionId: string, profile: ChildProfile): void {
+  #refillAfter({ executionId, pluginId }: RunnerTask, profile: ChildProfile): void {
     const refill = () => {
       if (!this.#refills.delete(executionId)) return;
       clearTimeout(timer);
-      this.#pool.touch(profile);
+      // Unregistered meanwhile (its spares killed): a spare booted for it now would wait for ever.
+      if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
