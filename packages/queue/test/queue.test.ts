@@ -590,6 +590,20 @@ describe('plugins on the worker', () => {
     expect(result.error.details).toMatchObject({ reason: 'plugin-version-mismatch', hostVersion: '2.0.0', workerVersion: '1.0.0' });
   });
 
+  it("a host reloaded to a version no worker has yet: a time limit shorter than the workers' hand-backs ends in a TIMEOUT naming both versions", async () => {
+    const manifest = await probeManifest();
+    const backend = make({ plugins: [{ root: QUEUE_PLUGIN, manifest }] });
+    expectOk(await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }));
+    // The same root with another manifest: the plugin's next generation, as a reload.
+    expect(await backend.registerPlugin({ root: QUEUE_PLUGIN, manifest: { ...manifest, version: '2.0.0' } })).toMatchObject({ generation: 1 });
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: 'x' }, { timeoutMs: 400 });
+    expectError(result, 'TIMEOUT');
+    // Before: "… no worker of pool … took it: 2 connected, 0 of their 4 slots busy when last heard; a worker that fetched it and then went silent …".
+    expect(result.error.message).toBe(
+      `Handler "sized" of plugin "${QUEUE_PROBE}" did not finish within 400 ms: it never started (no connected worker of pool "${pool}" has plugin "${QUEUE_PROBE}" version "2.0.0", the host's: they have version "1.0.0"; deploy the same version, built, to both)`,
+    );
+  });
+
   it.each([
     ['unregistered', false],
     ['unregistered and registered again at another version', true],

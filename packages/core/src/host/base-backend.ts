@@ -5,6 +5,7 @@ import type { ExecutionHost } from './execution-host.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { DispatchControl } from './execution-control.js';
 import type { RunnerTask } from '../runner/handler-runtime.js';
+import type { PluginManifest } from './manifest.js';
 import type { PermissionSpec } from './permissions.js';
 import { unprovidedPlatformMethods, type Platform } from './platform-gateway.js';
 import { PluginRegistry, type PluginSource, type RegisteredPlugin } from './plugin-registry.js';
@@ -136,8 +137,12 @@ export abstract class BaseBackend implements IExecutionBackend {
   protected get runsPluginFilesHere(): boolean {
     return true;
   }
-  /** Why executions handed to `dispatch` have no runner yet (no worker connected, all busy …): the TIMEOUT of one that never started says it. Undefined: no more than "no runner took it". */
-  protected unstartedReason(): string | undefined {
+  /**
+   * Why `task`, handed to `dispatch`, has no runner yet (no worker connected, all busy, none with
+   * its plugin's version …): the TIMEOUT of one that never started says it. `manifest`: its
+   * plugin's as it was called (a reload since changes nothing of it). Undefined: no more than "no runner took it".
+   */
+  protected unstartedReason(_task: RunnerTask, _manifest: PluginManifest): string | undefined {
     return undefined;
   }
   /**
@@ -378,7 +383,7 @@ export abstract class BaseBackend implements IExecutionBackend {
         return { turn, done };
       },
       dispatch: (task, control) => this.dispatch(task, control),
-      unstartedReason: () => this.unstartedReason(),
+      unstartedReason: (task, manifest) => this.unstartedReason(task, manifest),
       finished: (result, dispatched) => this.#tally.finished(result, dispatched),
       track: (release) => {
         this.#releases.set(release, monotonicNow());

@@ -3,6 +3,7 @@ import type { ExecutionResult } from '../types.js';
 import type { Execution } from './execution.js';
 import type { ExecutionControl } from './execution-control.js';
 import type { LiveList, LiveMap } from './live-list.js';
+import type { PluginManifest } from './manifest.js';
 import type { PermissionSpec } from './permissions.js';
 import type { Platform } from './platform-gateway.js';
 import type { PluginRegistry } from './plugin-registry.js';
@@ -33,8 +34,8 @@ export interface ExecutionHost {
   /** Orders workspace creation: dispatches follow admission order. */
   takeTurn(): { turn: Promise<void>; done: () => void };
   dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;
-  /** Why an execution handed over has no runner yet, for the TIMEOUT of one that never started (undefined: no more to say). */
-  unstartedReason(): string | undefined;
+  /** Why an execution handed over has no runner yet, for the TIMEOUT of one that never started (undefined: no more to say); `manifest`: its plugin's as it was called. */
+  unstartedReason(task: RunnerTask, manifest: PluginManifest): string | undefined;
   /** The result, just before the caller gets it (stats); `dispatched`: it reached a runner. */
   finished(result: ExecutionResult, dispatched: boolean): void;
   /** A release that outlives the result (a stopped runner not gone yet): shutdown waits for it. */

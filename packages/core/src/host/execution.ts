@@ -338,7 +338,7 @@ export class Execution {
     // A host service that never answered (one waiting for an execution that waits for this one's slot) is said.
     if (waitingFor.length > 0) return new TimeoutError(`${message}: the host had not answered its ${waitingFor.join(', ')}`, { details: { ...details, waitingFor } });
     if (this.meta.runnerId !== undefined) return new TimeoutError(message, { details });
-    const why = this.#host.unstartedReason() ?? 'no runner took it in that time';
+    const why = (this.#control && this.#host.unstartedReason(task, this.#control.manifest)) ?? 'no runner took it in that time';
     return new TimeoutError(`${message}: it never started (${why})`, { details: { ...details, phase: 'queued' } });
   }
 

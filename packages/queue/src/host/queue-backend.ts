@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, clearTimeout, monotonicNow, recordRunnerCrash, setTimeout, settlesWithin, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type PluginManifest, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
+import { BaseBackend, clearTimeout, monotonicNow, recordRunnerCrash, setTimeout, settlesWithin, shownControls, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/server-problem.js';
 import { describeServers } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
@@ -250,7 +250,7 @@ export class QueueBackend extends BaseBackend {
   }
 
   /** For the TIMEOUT of an execution no worker started: what the host knew of the pool then. */
-  protected override unstartedReason(): string {
+  protected override unstartedReason(task: RunnerTask, manifest: PluginManifest): string {
     const link = this.#opened;
     if (!link) return 'the connection to the NATS server was not open yet';
     if (link.state !== 'connected') return link.connectionProblem;
@@ -263,12 +263,29 @@ export class QueueBackend extends BaseBackend {
     if (alive.length === 0) return `no worker of pool "${this.#o.pool}"${this.#prefixNamed()} is connected`;
     const workers = alive.filter((worker) => worker.draining !== true);
     if (workers.length === 0) return `no worker of pool "${this.#o.pool}" took it: the ${alive.length} connected ${alive.length === 1 ? 'was' : 'were'} draining (taking nothing new)`;
+    const versionless = this.#versionNoneHas(workers, task.pluginId, manifest.version);
+    if (versionless) return versionless;
     const slots = workers.reduce((n, w) => n + w.concurrency, 0);
     const busy = workers.reduce((n, w) => n + w.running, 0);
     // Slots free: a worker that took it and went silent (stopped, its link cut) holds it until the consumer's ack wait is over.
     const held = busy < slots ? `; a worker that fetched it and then went silent (stopped, or its link cut) holds it for up to ${ACK_WAIT_MS / 1000} s before another may take it` : '';
     const draining = alive.length - workers.length;
     return `no worker of pool "${this.#o.pool}" took it: ${alive.length} connected${draining ? ` (${draining} draining, their slots not counted)` : ''}, ${busy} of their ${slots} slots busy when last heard${held}`;
+  }
+
+  /**
+   * The workers hand a task back unclaimed while a live one says it has the task's plugin version,
+   * and fail it after a few hand-backs (~1 s) when none does: a shorter time limit (a reload on the
+   * host not deployed to the workers yet) ends it first, and then this is why.
+   */
+  #versionNoneHas(workers: readonly PresenceBody[], pluginId: string, version: string): string | undefined {
+    if (workers.some((worker) => worker.plugins?.includes(pluginVersionKey(pluginId, version)))) return undefined;
+    const prefix = pluginVersionKey(pluginId, '');
+    // What the workers say they have (their presences), quoted as a version in a message is.
+    const theirs = [...new Set(workers.flatMap((worker) => worker.plugins?.filter((p) => typeof p === 'string' && p.startsWith(prefix)) ?? []))];
+    const shown = theirs.slice(0, 5).map((p) => shownControls(JSON.stringify(p.slice(prefix.length)), ''));
+    const have = shown.length ? `they have version ${shown.join(', ')}${theirs.length > 5 ? ', …' : ''}` : "none has the plugin, or its handlers' files (not built there)";
+    return `no connected worker of pool "${this.#o.pool}" has plugin "${pluginId}" version ${JSON.stringify(version)}, the host's: ${have}; deploy the same version, built, to both`;
   }
 
   /** The subject prefix, when not the default: workers started with another one serve another pool of the same name. */
