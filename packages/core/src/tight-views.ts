@@ -27,6 +27,13 @@ const VIEW_TYPES: ReadonlyArray<new (buffer: ArrayBuffer) => ArrayBufferView> = 
   ...optionalViewType('Float16Array'),
 ];
 const sliceBuffer = ArrayBuffer.prototype.slice;
+/**
+ * A typed array's type by its name, read from the array itself (`%TypedArray%.prototype[@@toStringTag]`),
+ * not by instanceof: a view made in another realm (a vm context; a host's test file under Jest,
+ * whose structuredClone and messages are Node's realm) is an instance of none of VIEW_TYPES.
+ */
+const typedArrayName = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!.get!;
+const VIEW_TYPE_NAMES: ReadonlyArray<string> = VIEW_TYPES.map((type) => type.name);
 
 function optionalViewType(name: string): Array<new (buffer: ArrayBuffer) => ArrayBufferView> {
   const Type = (globalThis as Record<string, unknown>)[name];
@@ -42,7 +49,7 @@ function isLoose(view: ArrayBufferView): boolean {
 export function tightCopy(view: ArrayBufferView): ArrayBufferView {
   const bytes = sliceBuffer.call(view.buffer, view.byteOffset, view.byteOffset + view.byteLength) as ArrayBuffer;
   if (types.isDataView(view)) return new DataView(bytes);
-  const Type = VIEW_TYPES.find((type) => view instanceof type) ?? Uint8Array;
+  const Type = VIEW_TYPES[VIEW_TYPE_NAMES.indexOf(typedArrayName.call(view) as string)] ?? Uint8Array;
   return new Type(bytes);
 }
 
@@ -107,11 +114,16 @@ class ViewWalk {
       this.#seen.add(container);
     }
     this.#budget--;
-    if (container instanceof Map) {
+    // A plain object (most of a value) costs no more than its prototype's look. A Map or Set is
+    // told by its brand, not instanceof: one decoded by Node for a host run in a vm context (a
+    // test file under Jest) is of Node's realm, and its views were left loose.
+    const proto = Object.getPrototypeOf(container);
+    const plain = proto === Object.prototype || proto === null;
+    if (!plain && types.isMap(container)) {
       this.#budget -= 2 * container.size;
       return this.#visitMap(container);
     }
-    if (container instanceof Set) {
+    if (!plain && types.isSet(container)) {
       this.#budget -= container.size;
       return this.#visitSet(container);
     }
@@ -125,8 +137,7 @@ class ViewWalk {
     // A plain object's keys are all enumerable in a clone; an Error's `cause` is not, so other
     // objects give every own name. A small array's keys include what structured clone keeps
     // beside its indices; a sparse one (length 2**32 - 1, nothing in it) has next to none.
-    const proto = Object.getPrototypeOf(container);
-    const keys = proto === Object.prototype || proto === null || Array.isArray(container) ? Object.keys(container) : Object.getOwnPropertyNames(container);
+    const keys = plain || Array.isArray(container) ? Object.keys(container) : Object.getOwnPropertyNames(container);
     this.#budget -= keys.length;
     for (let i = 0; i < keys.length; i++) this.#property(container as Record<string, unknown>, keys[i]!);
   }

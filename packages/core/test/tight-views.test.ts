@@ -1,4 +1,5 @@
 import v8 from 'node:v8';
+import vm from 'node:vm';
 import { cloneForWire, deserializeLikeClone, tightenViews } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
@@ -114,6 +115,23 @@ describe('views cross with their own bytes only', () => {
     at.back = root;
     tightenViews(root);
     expectTight(at.view as Uint8Array, 'bottom');
+  });
+
+  it("a value made in another realm (a host's test file under Jest, a vm context): views in its Maps and Sets are cut down, each keeping its type", () => {
+    // Jest runs a test file, and the library it imports, in a vm context of its own, while what Node
+    // decodes (structuredClone, a thread's messages) is of Node's realm: instanceof Map finds none.
+    const value = vm.runInContext(
+      `const around = (text) => new TextEncoder().encode('SECRET-BEFORE|' + text + '|SECRET-AFTER').subarray(14, 14 + text.length);
+       ({ map: new Map([['key', around('in map')]]), set: new Set([around('in set')]), floats: new Float64Array([1.5, 2.5, 3.5, 4.5]).subarray(1) })`,
+      vm.createContext({ TextEncoder }),
+    ) as { map: Map<string, Uint8Array>; set: Set<Uint8Array>; floats: Float64Array };
+    expect(value.map).not.toBeInstanceOf(Map);
+    tightenViews(value);
+    expectTight(value.map.get('key')!, 'in map');
+    expectTight([...value.set][0]!, 'in set');
+    expect(value.floats).toBeInstanceOf(Float64Array);
+    expect([...value.floats]).toEqual([2.5, 3.5, 4.5]);
+    expect(value.floats.buffer.byteLength).toBe(24);
   });
 
   it("deserializeLikeClone: a view gets its own buffer, not a window on the message's bytes", () => {
