@@ -1,3 +1,4 @@
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { MAX_HELD_CALL_BYTES, approximateBytes, heldCallBytes, holdCall, releaseCall } from '../src/host/held-calls.js';
 
@@ -11,6 +12,18 @@ describe('approximateBytes', () => {
   it('counts what Maps, Sets, objects and Errors hold', () => {
     const big = 'y'.repeat(5000);
     for (const value of [new Map([[1, big]]), new Set([big]), { a: { b: big } }, new Error(big)]) {
+      expect(approximateBytes(value, Infinity)).toBeGreaterThanOrEqual(5000);
+    }
+  });
+
+  it("counts them in a value of another realm too (a thread's message decoded by Node, for a host's test file run by Jest in a vm context)", () => {
+    const values = vm.runInContext(
+      `const big = 'y'.repeat(5000);
+       [new Map([[1, big]]), new Set([big]), new Error(big), new ArrayBuffer(5000), new SharedArrayBuffer(5000)]`,
+      vm.createContext({}),
+    ) as unknown[];
+    expect(values[0]).not.toBeInstanceOf(Map);
+    for (const value of values) {
       expect(approximateBytes(value, Infinity)).toBeGreaterThanOrEqual(5000);
     }
   });

@@ -1,5 +1,7 @@
 import { QueueFullError, ValidationError } from '../errors.js';
 import { processShared } from './process-shared.js';
+// Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
+const { types } = process.getBuiltinModule('node:util');
 
 /**
  * Most a plugin's platform and channel calls may hold in the host while they are pending: their
@@ -69,22 +71,37 @@ export function approximateBytes(value: unknown, limit: number): number {
     seen ??= new Set();
     if (seen.has(item)) continue;
     seen.add(item);
-    if (item instanceof ArrayBuffer || item instanceof SharedArrayBuffer) total += item.byteLength;
-    else if (ArrayBuffer.isView(item)) total += item.buffer.byteLength;
-    else if (item instanceof Map) for (const [key, entry] of item) pending.push(key, entry);
-    else if (item instanceof Set) for (const entry of item) pending.push(entry);
-    else if (item instanceof Error) pending.push(item.message, item.stack, ...Object.values(item));
-    else if (Array.isArray(item)) {
+    if (Array.isArray(item)) {
       // A slot each up front: a sparse array a billion long is over the limit before it is walked.
       total += 8 * item.length;
       if (total <= limit) for (let i = 0; i < item.length; i++) pending.push(item[i]);
-    } else {
+      continue;
+    }
+    const proto = Object.getPrototypeOf(item);
+    const held = proto === Object.prototype || proto === null ? undefined : heldBy(item, pending);
+    if (held !== undefined) total += held;
+    else {
       const keys = Object.keys(item);
       total += 8 * keys.length;
       for (let i = 0; i < keys.length && total <= limit; i++) pending.push(keys[i], (item as Record<string, unknown>)[keys[i]!]);
     }
   }
   return total;
+}
+
+/**
+ * The bytes a buffer or view holds, or 0 with what a Map, Set or Error holds queued on `pending`;
+ * undefined for another object. Told by their brand, not instanceof: a thread's message, decoded by
+ * Node for a host run in a vm context (a test file under Jest), is of Node's realm.
+ */
+function heldBy(item: object, pending: unknown[]): number | undefined {
+  if (types.isAnyArrayBuffer(item)) return item.byteLength;
+  if (ArrayBuffer.isView(item)) return item.buffer.byteLength;
+  if (types.isMap(item)) for (const [key, entry] of item) pending.push(key, entry);
+  else if (types.isSet(item)) for (const entry of item) pending.push(entry);
+  else if (item instanceof Error || types.isNativeError(item)) pending.push(item.message, item.stack, ...Object.values(item));
+  else return undefined;
+  return 0;
 }
 
 function formatMiB(bytes: number): string {
