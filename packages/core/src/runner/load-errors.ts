@@ -11,7 +11,33 @@ const path = process.getBuiltinModule('node:path');
 
 /** The error to throw for `error`, met importing the handler's module `entryPath`: one of those below, or `error` as it is. */
 export function loadError(error: unknown, entryPath: string, task: RunnerTask): unknown {
-  return moduleScopeError(error, entryPath, task) ?? commonJsScopeError(error, entryPath, task) ?? parseError(error, entryPath, task) ?? typeScriptError(error, entryPath, task) ?? jsonAttributeError(error, entryPath, task) ?? error;
+  return (
+    moduleScopeError(error, entryPath, task) ??
+    commonJsScopeError(error, entryPath, task) ??
+    parseError(error, entryPath, task) ??
+    typeScriptError(error, entryPath, task) ??
+    jsonAttributeError(error, entryPath, task) ??
+    vmImportError(error, entryPath, task) ??
+    error
+  );
+}
+
+/**
+ * An in-process host whose code runs in a vm context that imports no modules: Jest runs each test
+ * file, and the packages it requires, so, unless Node runs with --experimental-vm-modules. Every
+ * handler then failed with Node's "A dynamic import callback was invoked without
+ * --experimental-vm-modules", as if the plugin were at fault, and a CommonJS one too (handlers are
+ * imported, never required). Say what it is, and the two ways out.
+ */
+function vmImportError(error: unknown, entryPath: string, task: RunnerTask): HandlerError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING_FLAG' && code !== 'ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING') return undefined;
+  return new HandlerError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${entryPath} could not be imported: the host's code runs in a vm context that imports no modules ` +
+      `(Jest runs test files so unless Node has --experimental-vm-modules: NODE_OPTIONS=--experimental-vm-modules npx jest), and the in-process backend imports each handler's module, a CommonJS one too. ` +
+      `Run the host with that flag, or the plugin on the worker-pool or subprocess backend, which import it in a thread or process of their own`,
+    { details: { name: 'TypeError', file: entryPath }, cause: error },
+  );
 }
 
 /**
