@@ -1,6 +1,10 @@
 import { ValidationError } from './errors.js';
 import { tightenViews } from './tight-views.js';
 import { formatPath } from './validation.js';
+// An Error of any realm (instanceof, else its tag): what structuredClone and node:v8 throw is of
+// Node's realm, and a host whose code runs in a vm context of its own (a test file under Jest) has
+// other Error classes, where instanceof Error found none and a refused function's source went out.
+import { isError } from './wire-value.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 const { types } = process.getBuiltinModule('node:util');
@@ -40,7 +44,7 @@ export function cloneForWire<T>(value: T, what: string): T {
  * too deeply for the serialiser's stack is said so (`reason: 'too-deep'`), without a walk.
  */
 export function unserializableError(what: string, error: unknown, value?: unknown): ValidationError {
-  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+  if (isError(error) && error.name === 'RangeError' && /call stack/i.test(error.message)) {
     return new ValidationError(`${what} cannot be sent across the execution boundary: it is nested too deeply to be serialised (${error.message})`, {
       details: { what, reason: 'too-deep' },
       cause: error,
@@ -48,7 +52,7 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   }
   // Over a size limit (a subprocess frame's: a RangeError with its bytes and limit): not its kind, its size.
   const { bytes, limit } = error as { bytes?: unknown; limit?: unknown };
-  if (error instanceof RangeError && typeof bytes === 'number' && typeof limit === 'number') {
+  if (isError(error) && error.name === 'RangeError' && typeof bytes === 'number' && typeof limit === 'number') {
     return new ValidationError(`${what} cannot be sent across the execution boundary: ${error.message}`, { details: { what, reason: 'too-large', bytes, limit }, cause: error });
   }
   const path = refusedAt(value, refusedKinds(error));
@@ -79,11 +83,16 @@ export function taskUnserializableError(error: unknown, task: { readonly input?:
  * and a host service's (its code, a secret written in it) must not reach the plugin that called it.
  */
 function asDataCloneError(error: unknown): unknown {
-  if (!(error instanceof Error) || (error.constructor !== Error && error.name !== 'DataCloneError')) return error;
+  if (!isError(error) || (error.constructor !== Error && error.name !== 'DataCloneError' && !isNodeRealmError(error))) return error;
   const refused = /^([\s\S]*) could not be cloned\.$/.exec(error.message)?.[1];
   if (refused === undefined) return error;
   const kind = /^(?:#<|\[object )/.test(refused) ? refused : refused.startsWith('Symbol(') ? 'A symbol' : FUNCTION_TEXT.test(refused) ? 'A function' : 'A value';
   return new DOMException(`${kind} could not be cloned.`, 'DataCloneError');
+}
+
+/** A plain Error (node:v8's refusal) made by another realm's Error, whose constructor is not this one's. */
+function isNodeRealmError(error: unknown): boolean {
+  return !(error instanceof Error) && types.isNativeError(error) && error.name === 'Error';
 }
 
 /** How a function's text starts (`function`, `async`, `class`, an arrow's, a method's `save() {`, a getter's): its source, never shown. */
@@ -129,6 +138,7 @@ const objectTag = Object.prototype.toString;
 /** An array's, a map's, a string's iterator, an iterator helper's (`.values().map(…)`), `Iterator.from`'s: refused, named only "#<Object>". */
 const ITERATOR_TAG = /^\[object (?:[\w ]+ )?Iterator(?: Helper)?\]$/;
 const isIterator = (value: object): boolean => ITERATOR_TAG.test(Reflect.apply(objectTag, value, []) as string);
+const isWeakRef = (value: object): boolean => Reflect.apply(objectTag, value, []) === '[object WeakRef]';
 
 function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undefined {
   if (refuses.hostObjects) {
@@ -148,8 +158,9 @@ function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undef
     seen.add(v);
     let children: Array<[PropertyKey, () => unknown]>;
     try {
-      if (types.isProxy(v) || types.isGeneratorObject(v) || isIterator(v) || v instanceof Promise || v instanceof WeakMap || v instanceof WeakSet || v instanceof WeakRef) return pathOf(at);
-      if (refuses.shared && (v instanceof SharedArrayBuffer || (ArrayBuffer.isView(v) && v.buffer instanceof SharedArrayBuffer))) return pathOf(at);
+      // By brand, not instanceof, here and in childrenOf: a value of another realm (see isError) is walked alike.
+      if (types.isProxy(v) || types.isGeneratorObject(v) || isIterator(v) || types.isPromise(v) || types.isWeakMap(v) || types.isWeakSet(v) || isWeakRef(v)) return pathOf(at);
+      if (refuses.shared && (types.isSharedArrayBuffer(v) || (ArrayBuffer.isView(v) && types.isSharedArrayBuffer(v.buffer)))) return pathOf(at);
       if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
       if (isDetached(v)) return pathOf(at);
       children = childrenOf(v, budget);
@@ -229,7 +240,7 @@ function pathOf(step: Step | undefined): PropertyKey[] {
 
 /** An ArrayBuffer (or a view of one) transferred away: clone refuses it. Empty ones only are tried (Node 20 has no `detached`). */
 function isDetached(v: object): boolean {
-  const buffer = v instanceof ArrayBuffer ? v : ArrayBuffer.isView(v) && v.buffer instanceof ArrayBuffer ? v.buffer : undefined;
+  const buffer = types.isArrayBuffer(v) ? v : ArrayBuffer.isView(v) && types.isArrayBuffer(v.buffer) ? v.buffer : undefined;
   if (buffer === undefined || buffer.byteLength > 0) return false;
   try {
     structuredClone(buffer);
@@ -243,15 +254,15 @@ function isDetached(v: object): boolean {
 function childrenOf(v: object, limit: number): Array<[PropertyKey, () => unknown]> {
   const children: Array<[PropertyKey, () => unknown]> = [];
   // Numbers only, and Object.keys would name each index of one of millions (seconds).
-  if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return children;
-  if (v instanceof Set) {
+  if (ArrayBuffer.isView(v) || types.isAnyArrayBuffer(v)) return children;
+  if (types.isSet(v)) {
     for (const item of v) {
       if (children.length >= limit) break;
       children.push([children.length, () => item]);
     }
     return children;
   }
-  if (Array.isArray(v) || v instanceof Map) {
+  if (Array.isArray(v) || types.isMap(v)) {
     for (const [key, item] of v.entries()) {
       if (children.length >= limit) break;
       children.push([key as PropertyKey, () => item]);

@@ -34,10 +34,17 @@ export function spendOnWalk(seen: WeakSet<object>, chars: number): boolean {
   return true;
 }
 
+/**
+ * An Error by its tag, whatever its realm. A DOMException's tag is its own: one of Node's realm
+ * (`signal.throwIfAborted()`, structuredClone's refusal) thrown by a handler run in a vm context of
+ * its own (in-process, under Jest) is no instance of that context's Error, and was taken for a
+ * non-Error object ("{}"), its name and message lost.
+ */
 function isErrorLike(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
   try {
-    return Object.prototype.toString.call(value) === '[object Error]';
+    const tag = Object.prototype.toString.call(value);
+    return tag === '[object Error]' || tag === '[object DOMException]';
   } catch {
     return false;
   }
@@ -60,7 +67,8 @@ export function isInstance(value: unknown, Ctor: abstract new (...args: never[])
   }
 }
 
-export function isError(value: unknown): boolean {
+/** An Error of any realm: an instance of this one's, or by its tag (isErrorLike). */
+export function isError(value: unknown): value is Error {
   return isInstance(value, Error) || isErrorLike(value);
 }
 
