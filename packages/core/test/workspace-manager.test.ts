@@ -915,6 +915,34 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     expect(await exists(inside.dir)).toBe(true);
   });
 
+  // A host in a time namespace of its own (`unshare --time`), in the same PID namespace: /proc
+  // shows each reader process start times shifted by the reader's own boot-time offset.
+  const timeNamespaces = process.platform === 'linux' && isRoot && spawnSync('unshare', ['--time', '--boottime', '100000', 'true']).status === 0;
+  it.runIf(timeNamespaces)('keeps the live lease of a host in another time namespace (its start times are shifted)', async () => {
+    const root = await freshRoot();
+    const coreEntry = pathToFileURL(require.resolve('@kb-labs/plugin-execution-core')).href.replace(/\.cjs$/, '.js');
+    const host = `import { WorkspaceManager } from ${JSON.stringify(coreEntry)};
+      const lease = await new WorkspaceManager({ root: ${JSON.stringify(root)} }).acquire('in-time-namespace');
+      console.log(JSON.stringify({ dir: lease.dir }));
+      setInterval(() => {}, 1000);`;
+    const child = spawn('unshare', ['--time', '--boottime', '100000', process.execPath, '--input-type=module', '-e', host], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    children.push(child);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
+    child.stderr!.on('data', (chunk: Buffer) => (err += chunk));
+    const deadline = Date.now() + 15_000;
+    while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(err).toBe('');
+    const inside = JSON.parse(out) as { dir: string };
+    // Before: its name's start (11284104, say) was not the one read from here (1284104): taken for a process that took its pid, and removed mid-execution.
+    expect(await new WorkspaceManager({ root }).sweep()).toEqual({ removed: [], failed: [], foreign: [], kept: [] });
+    expect(await exists(inside.dir)).toBe(true);
+  });
+
   it('never removes a kept workspace, in this process or once its process is gone; its mark goes when the host removed it', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     const kept = await manager.acquire('kept-here');

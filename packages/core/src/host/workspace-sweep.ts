@@ -38,15 +38,33 @@ export function ownerTag(): string {
 /** This process's start (startTicksOf), once read; null where it cannot be read. */
 let ownStart: number | null | undefined;
 
-/** When `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22); undefined without /proc or once it is gone. */
+/**
+ * When `pid` started, in clock ticks since boot (/proc/<pid>/stat, field 22) as the machine counts
+ * them; undefined without /proc or once it is gone. The kernel adds the reader's time namespace's
+ * boot-time offset to what it shows there (`unshare --time`): taken off again, so that a host in
+ * another time namespace, and a sweep outside it, name and read the same start.
+ */
 function startTicksOf(pid: number): number | undefined {
   try {
     // The fields after the command's closing parenthesis (the last one): state is the first, start time the twentieth.
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) - (bootOffset ??= bootOffsetTicks());
     return Number.isSafeInteger(start) ? start : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** This process's time namespace's boot-time offset in clock ticks (USER_HZ, 100), once read. */
+let bootOffset: number | undefined;
+
+/** The `boottime` line of /proc/self/timens_offsets (Linux 5.6 on), in clock ticks; 0 where there is none. */
+function bootOffsetTicks(): number {
+  try {
+    const line = /^boottime\s+(-?\d+)\s+(\d+)/m.exec(fs.readFileSync('/proc/self/timens_offsets', 'latin1'));
+    return line ? Number(line[1]) * 100 + Math.floor(Number(line[2]) / 10_000_000) : 0;
+  } catch {
+    return 0;
   }
 }
 
