@@ -162,14 +162,21 @@ export class TaskPuller {
     this.topUp();
   }
 
-  /** Take nothing more; tasks delivered after this are handed back (and never acknowledged ones go to another worker). */
+  /**
+   * Take nothing more; tasks delivered after this are handed back (and never acknowledged ones go
+   * to another worker). The subscription is drained, not dropped: the server may have given a
+   * request of ours a task before it hears that we stopped listening, and a task dropped unanswered
+   * would wait out the consumer's ack wait (5 s) while other workers were free. Not awaited: the
+   * drain's round trip waits for a link that may be down (closing the connection ends it).
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#retry);
     clearInterval(this.#watchdog);
     this.#requests.clear();
     this.#asked = 0;
-    this.#subscription?.unsubscribe();
+    const subscription = this.#subscription;
+    if (subscription && !subscription.isClosed() && !subscription.isDraining()) void subscription.drain().catch(() => undefined);
   }
 }
 
