@@ -13,12 +13,22 @@ const SILENT_PERIODS = 3;
  */
 export class PeerPlugins {
   readonly #self: string;
+  /** This worker's own presence period: how long it gives its peers to be heard once it listens. */
+  readonly #periodMs: number;
   readonly #peers = new Map<string, { plugins: Set<string>; seenAt: number; periodMs: number }>();
   /** When silent peers were last let go of as presences came in. */
   #sweptAt = 0;
+  /** When it began to hear the pool's presences (`listening`). */
+  #listeningSince: number | undefined;
 
-  constructor(selfId: string) {
+  constructor(selfId: string, periodMs = 1000) {
     this.#self = selfId;
+    this.#periodMs = periodMs;
+  }
+
+  /** It hears the pool's presences from now on (and has asked its peers for theirs). */
+  listening(): void {
+    this.#listeningSince ??= monotonicNow();
   }
 
   /** A presence message of the pool (this worker's own and those without a plugin list are ignored). */
@@ -39,7 +49,14 @@ export class PeerPlugins {
     }
   }
 
-  /** Whether a live peer has `pluginId` at `version`. */
+  /**
+   * Whether a live peer has `pluginId` at `version`, or may have: a worker that began to listen
+   * less than SILENT_PERIODS of its own presence period ago may not have heard every peer yet (the
+   * answers to its presence query cross the network, as slowly as a peer's link): it takes none of
+   * them for gone sooner than it would a peer it heard. (Before, a worker just started took the
+   * tasks that its upgraded peers had handed back for a busy worker of the host's version, and
+   * failed them as a version mismatch before that worker's presence reached it.)
+   */
   has(pluginId: string, version: string): boolean {
     const wanted = pluginVersionKey(pluginId, version);
     const now = monotonicNow();
@@ -47,7 +64,7 @@ export class PeerPlugins {
       if (isSilent(peer, now)) this.#peers.delete(id);
       else if (peer.plugins.has(wanted)) return true;
     }
-    return false;
+    return this.#listeningSince !== undefined && !isSilent({ seenAt: this.#listeningSince, periodMs: this.#periodMs }, now);
   }
 
   /** How many peers it knows of now (silent ones not yet let go of included). */

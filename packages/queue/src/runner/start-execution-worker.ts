@@ -123,7 +123,7 @@ class QueueWorker implements ExecutionWorker {
       courier,
       watch: new CallerWatch(courier, o.id, o.heartbeatMs),
       registry,
-      peers: new PeerPlugins(o.id),
+      peers: new PeerPlugins(o.id, o.heartbeatMs),
       unbuilt: new UnbuiltPlugins(registry),
       silentCallers: new SilentCallers(),
       cap: o.backend.permissions as PermissionSpec | undefined,
@@ -164,6 +164,7 @@ class QueueWorker implements ExecutionWorker {
       this.#nc.subscribe(this.#subjects.presenceQuery, { callback: () => this.#announce() }),
       this.#nc.subscribe(this.#subjects.presence, { callback: (error, msg) => void (error ?? this.#presence(msg)) }),
     );
+    this.#services.peers.listening();
     this.#puller.subscribe();
     // What it publishes besides acks and results (a claim, its presence, the presence query that has
     // the others say their plugin versions now: PeerPlugins), refused at once if not permitted.
