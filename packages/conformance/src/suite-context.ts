@@ -46,6 +46,13 @@ export interface ConformanceCapabilities {
    * @default true
    */
   capturesOutput?: boolean;
+  /**
+   * The handler runs in the host's own process (in-process, worker-pool), so a SharedArrayBuffer
+   * in the input or context reaches it as the same shared memory. Where a wire between processes
+   * carries the task (subprocess, queue), it is refused instead, naming where.
+   * @default false
+   */
+  sharesMemory?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;

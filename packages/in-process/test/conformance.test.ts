@@ -11,4 +11,5 @@ describeConformance('in-process', (options) => new InProcessBackend(options), {
   isolatesGlobals: false,
   loadsModulesWithNode: false,
   capturesOutput: false,
+  sharesMemory: true,
 });

@@ -602,4 +602,5 @@ describeConformance('in-process', (options) => createExecutionBackend({ ...optio
   isolatesGlobals: false,
   loadsModulesWithNode: false,
   capturesOutput: false,
+  sharesMemory: true,
 });

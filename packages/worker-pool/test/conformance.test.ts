@@ -7,4 +7,5 @@ describeConformance('worker-pool', (options) => new WorkerPoolBackend({ maxThrea
   preemptsSyncCode: true,
   isolatesCrashes: true,
   isolatesGlobals: true,
+  sharesMemory: true,
 });

@@ -130,7 +130,7 @@ function boundaryTests(suite: SuiteContext): void {
     const backend = make();
     const shared = new SharedArrayBuffer(8);
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'writes-shared', input: { shared } });
-    if (suite.name === 'in-process' || suite.name === 'worker-pool') {
+    if (suite.capabilities.sharesMemory === true) {
       expectOk(result);
       expect(new Int32Array(shared)[0]).toBe(7);
       return;

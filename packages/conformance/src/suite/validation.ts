@@ -224,7 +224,7 @@ function resolutionTests(suite: SuiteContext): void {
   it("a context holding shared memory is shared in one process, and refused by a wire between processes (subprocess, queue) naming the context and where in it, not the input", async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: { fine: true }, context: { tenant: { scratch: new SharedArrayBuffer(4) } } });
-    if (suite.name === 'in-process' || suite.name === 'worker-pool') {
+    if (suite.capabilities.sharesMemory === true) {
       expectOk(result);
       return;
     }
