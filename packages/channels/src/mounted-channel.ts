@@ -60,12 +60,31 @@ export function mountChannels(manifest: PluginManifest, basePath: string, option
     // A client that sent its close and keeps its TCP side open loses it after closeTimeoutMs, as
     // one that does not answer the server's close does (ChannelSession.close), not after ws's 30 s.
     // (closeTimeout: ws 8.19 and later, not yet in @types/ws.)
-    const serverOptions: ServerOptions & { closeTimeout: number } = { noServer: true, clientTracking: false, maxPayload, perMessageDeflate: false, handleProtocols: () => false, closeTimeout: shared.closeTimeoutMs };
+    const serverOptions: ServerOptions & { closeTimeout: number } = {
+      noServer: true,
+      clientTracking: false,
+      maxPayload,
+      maxBufferedChunks: maxFramePieces(maxPayload),
+      perMessageDeflate: false,
+      handleProtocols: () => false,
+      closeTimeout: shared.closeTimeoutMs,
+    };
     const wss = new (ws().WebSocketServer)(serverOptions);
     const runtime: SessionRuntime = { ...shared, pluginId: manifest.id, handlerId: spec.handler, limits };
     return { route, mounted, wss, runtime };
   });
   return entries.sort((a, b) => a.route.paramCount - b.route.paramCount);
+}
+
+/**
+ * How many pieces (socket reads) of one frame ws holds before it closes the connection with 1008.
+ * Each piece costs the host some 650 bytes however small it is, so ws's own 262,144 let a client
+ * that trickles a frame in one-byte TCP segments make the host hold ~170 MB per connection for
+ * 256 KB sent. A client's stack cuts a frame at the segment size (536 bytes at the least): twice
+ * the pieces that takes, and no fewer than 64, leave every real client its frames.
+ */
+function maxFramePieces(maxPayload: number): number {
+  return Math.max(64, Math.ceil(maxPayload / 256));
 }
 
 function routeOf(basePath: string, spec: ChannelSpec, index: number): Route {
