@@ -1,6 +1,6 @@
 // System packages the tests need, installed where they are missing and can be: bubblewrap (the
 // subprocess backend's sandbox, tested for real), nats-server (the queue backend's tests start
-// their own on a free port) and openssl (the queue's TLS tests make their certificates with it). Debian/Ubuntu as root: apt-get. Elsewhere it says what to install;
+// their own on a free port) openssl (the queue's TLS tests make their certificates with it) and tzdata (the sandbox's time-zone test). Debian/Ubuntu as root: apt-get. Elsewhere it says what to install;
 // the tests that need a missing one fail rather than skip.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
@@ -25,6 +25,8 @@ const needed = [
   // Debian installs it in /usr/sbin, which natsServerAvailable() also looks in.
   { name: 'nats-server', debian: 'nats-server', present: natsServerAvailable, hint: NATS_SERVER_INSTALL_HINT },
   { name: 'openssl', debian: 'openssl', present: () => onPath('openssl'), hint: 'install OpenSSL (its openssl command on PATH)' },
+  // The sandbox's time-zone test points a host's /etc/localtime at a zone of tzdata's.
+  { name: 'tzdata', debian: 'tzdata', linuxOnly: true, present: () => existsSync('/usr/share/zoneinfo/Asia/Tokyo'), hint: 'install the tzdata package (/usr/share/zoneinfo)' },
 ];
 
 if (process.env.NATS_SERVER_BIN && !natsServerAvailable()) {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, openSync, readSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, openSync, readSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -74,6 +74,36 @@ export const SYSTEM_FOLDERS: readonly string[] = ['/usr', '/bin', '/sbin', '/lib
 
 /** Name resolution for a handler granted `network`: what the C library and Node read to look a host up. */
 export const NETWORK_FILES: readonly string[] = ['/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/gai.conf', '/etc/host.conf'];
+
+/**
+ * The host's time zone as the C library and Node's ICU find it when `TZ` is not set:
+ * `/etc/localtime`, a link into the zoneinfo folder whose name ICU takes for the zone's id
+ * (`…/zoneinfo/Asia/Tokyo`). Without it a sandboxed child keeps time in UTC where every other
+ * backend's handler keeps the host's local time. Shown read-only: one more bind (the zone's own
+ * file) and the link. Left out when others may not read it: the sandbox user opens every bound
+ * path, and one it cannot would make the probe, and every child, run as the host's user.
+ */
+export function timeZoneFiles(): readonly string[] {
+  timeZoneCache ??= readableByAll(LOCAL_TIME) ? [LOCAL_TIME] : [];
+  return timeZoneCache;
+}
+
+const LOCAL_TIME = '/etc/localtime';
+let timeZoneCache: readonly string[] | undefined;
+
+/** The file `p` leads to is readable by others, and every folder above it passable by them. */
+function readableByAll(p: string): boolean {
+  try {
+    const real = realpathSync(p);
+    if ((statSync(real).mode & 0o004) === 0) return false;
+    for (let dir = path.dirname(real); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+      if ((statSync(dir).mode & 0o001) === 0) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The bubblewrap executable: `bwrapPath` as given when it contains a slash, else the first

@@ -6,7 +6,7 @@ import { hostMayAccess, passingShortage, permissionModelFlag, refusedByHostPermi
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
-import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS } from './sandbox-runtime.js';
+import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS, timeZoneFiles } from './sandbox-runtime.js';
 import { NETWORK_FILTER, SET_ID_FILTER, isolationArgs } from './sandbox-isolation.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
@@ -256,10 +256,10 @@ function writeFolders(profile: ChildProfile): string[] {
   return declaredFolders(profile).write;
 }
 
-/** A view holding the Node runtime: what every sandboxed child, and the probe, starts from. */
+/** A view holding the Node runtime and the host's time zone: what every sandboxed child, and the probe, starts from. */
 function runtimeView(execPath: string): SandboxView {
   const view = new SandboxView();
-  for (const file of runtimeFiles(execPath)) view.readOnly(file);
+  for (const file of [...runtimeFiles(execPath), ...timeZoneFiles()]) view.readOnly(file);
   return view;
 }
 
