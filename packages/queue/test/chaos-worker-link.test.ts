@@ -266,6 +266,8 @@ describe('a slow or flaky link between a worker and the server', () => {
     await started;
     await sleep(300);
     await expectStoppedForSilence(result);
+    // Its handler never began: safe to send again (docs/errors.md); before, nothing told it from one stopped midway.
+    expect(((await result) as { error: { details: unknown } }).error.details).toMatchObject({ phase: 'queued' });
   });
 
   it('a large result whose transfer the link drops halfway is sent again, whole, as soon as the worker is back (not after its part timeout of 10 s)', async () => {

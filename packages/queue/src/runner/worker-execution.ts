@@ -210,7 +210,7 @@ export class WorkerExecution implements Watched {
     if (refusal) throw refusal;
     const bytes = this.#input ? await this.#input.promise : undefined;
     // Stopped while its input was on its way: what stopped it is the answer (lost, if stopped here).
-    if (this.#abort.signal.aborted) throw this.#stoppedHere ? this.#stoppedError(task) : this.#abort.signal.reason;
+    if (this.#abort.signal.aborted) throw this.#stoppedHere ? this.#stoppedError(task, true) : this.#abort.signal.reason;
     const input = bytes ? decode(bytes, 'The input', `on worker ${this.#worker.identity.id}`) : task.input;
     // Started, then paused (SIGSTOP) past the caller's patience: it has reported this lost.
     if (!this.#worker.watch.answering(this.claim.caller)) throw this.#didNotRun(this.#pausedTooLong());
@@ -253,7 +253,7 @@ export class WorkerExecution implements Watched {
   /** The worker did not run it, for fear its caller has already reported it lost (`why`). */
   #didNotRun(why: string): WorkerCrashedError {
     const { id, host } = this.#worker.identity;
-    return new WorkerCrashedError(`Worker ${id} (${host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why } });
+    return new WorkerCrashedError(`Worker ${id} (${host}) did not run execution ${this.id}: ${why}`, { details: { reason: 'runner-lost', message: why, phase: 'queued' } });
   }
 
   async #report(task: TaskBody, result: ExecutionResult): Promise<void> {
@@ -293,13 +293,15 @@ export class WorkerExecution implements Watched {
    * the caller, which never aborted it, its worker was lost (WORKER_CRASHED), not ABORTED.
    */
   #asReported(error: KnownExecutionError, task: TaskBody): KnownExecutionError {
-    if (this.#stoppedHere && error.code === 'ABORTED') return this.#stoppedError(task);
+    // Stopped before its handler began on the local backend (waiting for a slot, its runner): it never ran.
+    if (this.#stoppedHere && error.code === 'ABORTED') return this.#stoppedError(task, error.details?.phase === 'queued');
     return sameLimit(error, task);
   }
 
-  #stoppedError(task: TaskBody): WorkerCrashedError {
+  /** `neverRan`: its handler had not begun (docs/errors.md: `phase: 'queued'`, safe to send again). */
+  #stoppedError(task: TaskBody, neverRan = false): WorkerCrashedError {
     const { message, reason } = this.#stoppedHere!;
-    return new WorkerCrashedError(message, { details: { reason, runnerId: this.#worker.identity.id, pluginId: task.pluginId, handlerId: task.handlerId, message } });
+    return new WorkerCrashedError(message, { details: { reason, runnerId: this.#worker.identity.id, pluginId: task.pluginId, handlerId: task.handlerId, message, ...(neverRan ? { phase: 'queued' } : {}) } });
   }
 
   async #reportFailure(error: unknown): Promise<void> {
