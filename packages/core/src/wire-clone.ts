@@ -44,7 +44,7 @@ export function cloneForWire<T>(value: T, what: string): T {
  * too deeply for the serialiser's stack is said so (`reason: 'too-deep'`), without a walk.
  */
 export function unserializableError(what: string, error: unknown, value?: unknown): ValidationError {
-  if (isError(error) && error.name === 'RangeError' && /call stack/i.test(error.message)) {
+  if (isRangeError(error) && /call stack/i.test(error.message)) {
     return new ValidationError(`${what} cannot be sent across the execution boundary: it is nested too deeply to be serialised (${error.message})`, {
       details: { what, reason: 'too-deep' },
       cause: error,
@@ -52,7 +52,7 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   }
   // Over a size limit (a subprocess frame's: a RangeError with its bytes and limit): not its kind, its size.
   const { bytes, limit } = error as { bytes?: unknown; limit?: unknown };
-  if (isError(error) && error.name === 'RangeError' && typeof bytes === 'number' && typeof limit === 'number') {
+  if (isRangeError(error) && typeof bytes === 'number' && typeof limit === 'number') {
     return new ValidationError(`${what} cannot be sent across the execution boundary: ${error.message}`, { details: { what, reason: 'too-large', bytes, limit }, cause: error });
   }
   const path = refusedAt(value, refusedKinds(error));
@@ -88,6 +88,14 @@ function asDataCloneError(error: unknown): unknown {
   if (refused === undefined) return error;
   const kind = /^(?:#<|\[object )/.test(refused) ? refused : refused.startsWith('Symbol(') ? 'A symbol' : FUNCTION_TEXT.test(refused) ? 'A function' : 'A value';
   return new DOMException(`${kind} could not be cloned.`, 'DataCloneError');
+}
+
+/**
+ * A RangeError of this realm, a subclass included (subprocess's FrameTooLargeError, whose name is
+ * its own), or of another by its name (what node:v8 throws for a host under Jest).
+ */
+function isRangeError(error: unknown): error is RangeError {
+  return error instanceof RangeError || (isError(error) && error.name === 'RangeError');
 }
 
 /** A plain Error (node:v8's refusal) made by another realm's Error, whose constructor is not this one's. */
