@@ -10,7 +10,7 @@ import { describeThrown, describeValue, isError, readProp, readStack, safeString
 import { serializeError, type SerializedError } from './error-wire.js';
 import { reportedDetails } from './handler-details.js';
 
-const { isProxy } = process.getBuiltinModule('node:util').types;
+const { isDeepStrictEqual, types: { isProxy } } = process.getBuiltinModule('node:util');
 
 /** Marks our errors across copies of this package (ESM + CJS builds, two installs). */
 const BRAND = Symbol.for('@kb-labs/plugin-execution/error');
@@ -223,9 +223,11 @@ export function toHandlerError(thrown: unknown): KnownExecutionError {
     const name = ownName || 'Error';
     const message = throwsOnRead(e, 'message') ? `The handler threw ${name}, whose message could not be read: ${safeString(readProp(e, 'message'))}` : safeString(readProp(e, 'message'));
     const error = new HandlerError(message || ownName || 'Handler threw', { details: { name }, cause: e });
+    // Cut as its message is (and as the wire cuts both): the error's own fields stay bounded on every
+    // backend, in-process too, whose `cause` is the thrown error itself, whole.
     const stack = readStack(e);
     if (typeof stack === 'string') {
-      Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
+      Object.defineProperty(error, 'stack', { value: truncate(stack), configurable: true, writable: true, enumerable: false });
     }
     return error;
   }
@@ -248,26 +250,46 @@ function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknow
     ...(cause !== undefined ? { cause } : {}),
   });
   const stack = readStack(shaped);
-  if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: stack, configurable: true, writable: true, enumerable: false });
+  if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: truncate(stack), configurable: true, writable: true, enumerable: false });
   return error;
 }
 
-/** A VALIDATION_ERROR or PERMISSION_DENIED a handler reported, its details kept to that code's shape (handler-details.ts). */
+/**
+ * A VALIDATION_ERROR or PERMISSION_DENIED (or HANDLER_ERROR) a handler reported, its details kept
+ * to that code's shape (handler-details.ts) and to what the wire carries of them: a BigInt as
+ * `"1n"`, a Map as `{}`, a cycle cut, a getter read once. On a thread, a child or a queue worker the
+ * wire does that anyway; in-process the host got the plugin's own values, and a host that wrote
+ * `error.details` as JSON (an HTTP 400 body) threw there alone. The error itself is passed on when
+ * its details already are what the wire would carry.
+ */
 function withReportedDetails(error: KnownExecutionError): KnownExecutionError {
   const details = readProp(error, 'details');
+  let plain = false;
   try {
-    if (typeof details === 'object' && details !== null && !Array.isArray(details) && !isProxy(details)) {
-      const reported = reportedDetails(error.code, details as Record<string, unknown>);
-      return reported === details ? error : asOurs(error, reported);
-    }
+    plain = typeof details === 'object' && details !== null && !Array.isArray(details) && !isProxy(details);
   } catch {
-    // A getter that throws: read as the wire reads it, below.
+    // Read as the wire reads it, below.
   }
-  // Not a plain object (null, a string, a Proxy, getters that throw): what the wire would carry
-  // of it, so that in-process reports what every other backend does.
-  const wired = toWireValue(details);
+  // Depth 1: where the wire puts an error's details, so that it is cut where the other backends cut it.
+  const wired = toWireValue(details, new WeakSet(), 1);
   const record = typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
-  return asOurs(error, reportedDetails(error.code, record));
+  const reported = reportedDetails(error.code, record);
+  try {
+    if (plain && isDeepStrictEqual(reported, details) && fitsTheWire(error)) return error;
+  } catch {
+    // A getter that throws as it is compared: the copy read above is what is reported.
+  }
+  return asOurs(error, reported);
+}
+
+/**
+ * Its message and stack as the wire carries them, uncut: else the copy asOurs makes, cut as every
+ * other backend reports it (in-process handed the host a plugin's 10 MB message, twice in a log line).
+ */
+function fitsTheWire(error: object): boolean {
+  const message = readProp(error, 'message');
+  const stack = readStack(error);
+  return typeof message === 'string' && truncate(message) === message && (typeof stack !== 'string' || truncate(stack) === stack);
 }
 
 /**

@@ -3,6 +3,7 @@ import { HandlerError, ValidationError } from './errors.js';
 import { didYouMean } from './host/nearest-name.js';
 import { firstItems } from './handler-details.js';
 import { shownControls } from './shown-controls.js';
+import { truncate } from './wire-value.js';
 
 import type { ValidationIssue } from './error-details.js';
 
@@ -154,7 +155,9 @@ export function validationError(subject: string, issues: ValidationIssue[], extr
   // message with a line break, is written out in the message (details keep them as they came).
   const lines = shown.map((i) => shownControls(`  - ${i.path}: ${i.message}`, ''));
   if (issues.length > shown.length) lines.push(`  - … and ${issues.length - shown.length} more`);
-  return new ValidationError(`${subject}:\n${lines.join('\n')}`, { details: { ...extra, issues } });
+  // Cut as the wire cuts a message (64 Ki characters): a caller's key or value of 10 MB (a client's
+  // JSON spread into a request) is in `details` once, not again in the message and the stack.
+  return new ValidationError(truncate(`${subject}:\n${lines.join('\n')}`), { details: { ...extra, issues } });
 }
 
 /** Parse with a zod schema or throw a ValidationError naming each path. */

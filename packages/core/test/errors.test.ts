@@ -420,6 +420,18 @@ describe('toHandlerError', () => {
     expect(error.details).toEqual({ name: 'QuotaError' });
   });
 
+  it("cuts its own stack as it cuts its own message, the thrown error kept whole as cause (a host that logs error.stack writes 64 KiB, not the handler's 10 MB message again)", () => {
+    const thrown = new Error('m'.repeat(1_000_000));
+    const error = toHandlerError(thrown);
+    expect(error.cause).toBe(thrown);
+    expect(error.message.length).toBeLessThanOrEqual(64 * 1024);
+    expect(error.stack!.length).toBeLessThanOrEqual(64 * 1024);
+    expect(error.stack).toMatch(/^Error: m+… \[\d+ more chars\]$/);
+    // The same for an error only shaped like ours (a plugin's own install of the package).
+    const foreign = new cjs.ValidationError('v'.repeat(1_000_000), { details: {} });
+    expect(toHandlerError(foreign).stack!.length).toBeLessThanOrEqual(64 * 1024);
+  });
+
   it('uses the name when an Error has no message', () => {
     class Silent extends Error {
       override name = 'Silent';
@@ -570,6 +582,17 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     expect(handlerThrew(invalid)).toBe(invalid);
   });
 
+  it("cuts the message and stack of an error a handler reports as the wire cuts them (64 Ki characters), in-process too", () => {
+    for (const thrown of [new ValidationError('v'.repeat(1_000_000), { details: { issues: [{ path: 'a', message: 'm' }] } }), new PermissionDeniedError('p'.repeat(1_000_000), { details: { phase: 'platform' } })]) {
+      const reported = handlerThrew(thrown);
+      expect(reported).toBeInstanceOf(thrown.constructor as typeof ExecutionError);
+      expect(reported.message.length).toBeLessThanOrEqual(64 * 1024);
+      expect(reported.stack!.length).toBeLessThanOrEqual(64 * 1024);
+      expect(reported.details).toEqual(thrown.details);
+      expect(reported.message).toBe(TRIPS.json(thrown).message);
+    }
+  });
+
   it('drops what a plugin put in details that the code\'s type does not allow, on every path a handler error takes', () => {
     const forgedIssues = Object.assign(new Error('bad'), { name: 'ValidationError', code: 'VALIDATION_ERROR', details: { issues: 5, phase: 7, note: 'kept' } });
     for (const thrown of [forgedIssues, TRIPS.json(forgedIssues)]) {
@@ -593,6 +616,22 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     expect(reported).toBeInstanceOf(PermissionDeniedError);
     expect(reported.details).toEqual({ missing: ['network'] });
     expect(reported.message).toBe('denied');
+  });
+
+  it('details a plugin filled with what JSON cannot write (a BigInt, a Map, a Date, a cycle, a function) come out as the wire carries them: JSON.stringify(error.details) works in-process too', () => {
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    const odd = { issues: [{ path: 'a', message: 'm', size: 2n }], bytes: 10n, seen: new Map([[1, 2]]), at: new Date(0), loop, fn() {} };
+    const wired = { issues: [{ path: 'a', message: 'm', size: '2n' }], bytes: '10n', seen: {}, at: '1970-01-01T00:00:00.000Z', loop: { a: 1, self: '[Circular]' }, fn: '[Function fn]' };
+    const thrown = [new ValidationError('bad', { details: odd as never }), new HandlerError('bad', { details: { name: 'X', ...odd } as never }), new cjs.ValidationError('other copy', { details: odd as never })];
+    for (const error of thrown) {
+      const reported = handlerThrew(error);
+      expect(reported.code).toBe(error.code);
+      expect(() => JSON.stringify(reported.details)).not.toThrow();
+      expect(reported.details).toMatchObject(wired);
+      // The same details as a backend that carries the error over the wire reports.
+      expect(reported.details).toEqual((TRIPS.json(error) as ExecutionError).details);
+    }
   });
 
   it('details a plugin made hostile or not an object (null, a string, a getter that throws, a Proxy) come out as the wire would carry them, never as a throw', () => {

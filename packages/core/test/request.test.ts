@@ -35,6 +35,20 @@ describe('formatPath and validationError', () => {
     expect(lines.at(-1)).toBe('  - … and 5 more');
     expect(error.details).toEqual({ extra: 1, issues });
   });
+
+  it("cuts its message as the wire cuts one (64 Ki characters): a caller's 10 MB key or value is not written twice more (message and stack) for a host to log", () => {
+    const huge = 'k'.repeat(10_000_000);
+    const unknownField = failure(() => parseExecutionRequest({ pluginId: 'p', handlerId: 'h', [huge]: 1 }));
+    const badValue = failure(() => validateExecuteOptions({ timeoutMs: huge }));
+    for (const error of [unknownField, badValue]) {
+      expect(error.message.length).toBeLessThanOrEqual(64 * 1024);
+      expect(error.stack!.length).toBeLessThan(80 * 1024);
+    }
+    expect(unknownField.message).toMatch(/^Invalid execution request:\n {2}- k+… \[\d+ more chars\]$/);
+    expect(badValue.message).toMatch(/^Invalid execute\(\) options:\n {2}- timeoutMs: must be a whole, positive number of milliseconds up to \d+, got the string "k+… \[\d+ more chars\]$/);
+    // details keep the issues as they came.
+    expect((unknownField.details.issues as Array<{ path: string }>)[0]!.path).toBe(huge);
+  });
 });
 
 describe('parseWith: messages in one wording', () => {

@@ -72,6 +72,9 @@ function thrownValueTests(suite: SuiteContext): void {
       expect(cut, message.slice(-40)).not.toBeNull();
       expect(cut![1]!.length + Number(cut![2])).toBe(100_000);
     }
+    // The error's own stack, whose first line is that message, is cut as the message is: a host
+    // that logs `error.stack` (pino, Sentry) writes 64 KiB on every backend, in-process too.
+    expect(result.error.stack!.length).toBeLessThanOrEqual(64 * 1024);
     // Not between the halves of a surrogate pair: 50,000 emoji are cut before one, not inside it.
     const emoji = await backend.execute({ pluginId: BASIC, handlerId: 'throws', input: { message: '😀'.repeat(50_000) } });
     expectError(emoji, 'HANDLER_ERROR');
@@ -103,6 +106,20 @@ function thrownValueTests(suite: SuiteContext): void {
     expectError(result, code as 'VALIDATION_ERROR');
     expect(result.error).toBeInstanceOf(ExecutionError);
     expect(result.error.details).toEqual(kept);
+  });
+
+  it.each([
+    ['VALIDATION_ERROR', 'ValidationError'],
+    ['HANDLER_ERROR', 'HandlerError'],
+  ])('a %s a handler reports with a BigInt, a Map and a cycle in its details: the host gets them as JSON can write them, on every backend', async (code, name) => {
+    const loop: Record<string, unknown> = { a: 1 };
+    loop.self = loop;
+    const details = { issues: [{ path: 'a', message: 'm', size: 2n }], bytes: 10n, seen: new Map([[1, 2]]), loop };
+    const result = await make().execute({ pluginId: HOSTILE, handlerId: 'forged-error', input: { code, name, details } });
+    expectError(result, code as 'VALIDATION_ERROR');
+    // A host that answers `{ code, details }` as JSON (an HTTP 400 body) must not throw on one backend alone.
+    expect(() => JSON.stringify(result.error.details)).not.toThrow();
+    expect(result.error.details).toEqual({ issues: [{ path: 'a', message: 'm', size: '2n' }], bytes: '10n', seen: {}, loop: { a: 1, self: '[Circular]' } });
   });
 
   it('keeps a thrown error\'s own code that is not a string and its details, on its cause', async () => {
