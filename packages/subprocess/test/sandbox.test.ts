@@ -336,12 +336,16 @@ describe.runIf(linux)('inside the sandbox', () => {
   it('host files outside the grants do not exist for the plugin (even with the permission model off)', async () => {
     const backend = make({ sandbox: 'required', enforcePermissions: false });
     const secret = path.join(outside, 'secret.txt');
-    const result = await backend.execute({ pluginId: PROBE, handlerId: 'look-around', input: { paths: [secret, '/etc/passwd', os.homedir(), probePlugin] } });
+    const input = { paths: [secret, '/etc/group', os.homedir(), probePlugin], read: ['/etc/passwd', '/etc/hosts'] };
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'look-around', input });
     expectOk(result);
-    const data = result.data as { root: string[]; etc: string[]; exists: Record<string, boolean>; hostname: string };
-    expect(data.exists).toEqual({ [secret]: false, '/etc/passwd': false, [os.homedir()]: false, [probePlugin]: true });
-    // Of the host's /etc, only its time zone (the link /etc/localtime, where the host has one).
-    expect(data.etc).toEqual(existsSync('/etc/localtime') ? ['localtime'] : []);
+    const data = result.data as { root: string[]; etc: string[]; exists: Record<string, boolean>; texts: Record<string, string>; hostname: string };
+    expect(data.exists).toEqual({ [secret]: false, '/etc/group': false, [os.homedir()]: false, [probePlugin]: true });
+    // Of the host's /etc, only its time zone (the link /etc/localtime, where the host has one);
+    // /etc/passwd and /etc/hosts are the sandbox's own, naming its one user and its own lo.
+    expect(data.etc).toEqual(existsSync('/etc/localtime') ? ['hosts', 'localtime', 'passwd'] : ['hosts', 'passwd']);
+    const user = process.getuid!() === 0 ? 'nobody:x:65534:65534:nobody' : `sandbox:x:${process.getuid!()}:${process.getgid!()}:sandbox`;
+    expect(data.texts).toEqual({ '/etc/passwd': `${user}:/tmp:/bin/sh\n`, '/etc/hosts': '127.0.0.1\tlocalhost\n::1\tlocalhost\n' });
     expect(data.root).not.toContain('home');
     expect(data.root).not.toContain('root');
     expect(data.hostname).toBe('sandbox');

@@ -1,3 +1,5 @@
+import { SANDBOX_HOME } from './sandbox-identity.js';
+
 /** What every child gets from the host's environment unless configured otherwise. */
 export const DEFAULT_BASE_ENV: readonly string[] = ['PATH', 'SYSTEMROOT', 'TZ', 'LANG', 'LC_ALL'];
 
@@ -40,4 +42,13 @@ function lookup(source: NodeJS.ProcessEnv, name: string): string | undefined {
   const upper = name.toUpperCase();
   for (const key of Object.keys(source)) if (key.toUpperCase() === upper) return source[key];
   return undefined;
+}
+
+/**
+ * A sandboxed child's environment: a HOME the host configured (`baseEnv`) or granted (a declared
+ * `env`) is the host's path, which the sandbox does not show, or shows read-only, and names the
+ * host's user: the child's HOME is the sandbox's own instead, the home its /etc/passwd names.
+ */
+export function withSandboxHome(env: Record<string, string>): Record<string, string> {
+  return Object.hasOwn(env, 'HOME') ? { ...env, HOME: SANDBOX_HOME } : env;
 }

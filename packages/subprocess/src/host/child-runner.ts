@@ -9,7 +9,7 @@ import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
 import { answerInItsOwnRight, childMessageProblem } from './child-message.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
-import type { Launch, SandboxUser } from './sandbox.js';
+import { FIRST_FILE_FD, type Launch, type SandboxUser } from './sandbox.js';
 
 export interface ChildRunnerOptions {
   /** The command line: Node with its flags and the entry script, or bubblewrap around them. */
@@ -93,10 +93,9 @@ export class ChildRunner {
     const child = crossSpawn(launch.command, launch.args, {
       cwd: options.cwd,
       env: options.env,
-      // fd 3 is the protocol pipe. Not Node's 'ipc' channel: bytes a child writes to that one are
-      // parsed by the parent, and malformed ones make it throw and exit (nodejs/node#61312).
-      // Sandboxed: fd 4 is bubblewrap's status, fd 0 its system-call filter (it closes both before Node starts).
-      stdio: [launch.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(launch.sandboxed ? ['pipe' as const] : [])],
+      // fd 3 is the protocol pipe, not Node's 'ipc' channel, whose malformed bytes make the parent throw (nodejs/node#61312).
+      // Sandboxed: fd 4 is bubblewrap's status, fd 0 its system-call filter, fds 5… files it shows (closed before Node starts).
+      stdio: [launch.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(launch.sandboxed ? ['pipe' as const] : []), ...(launch.files ?? []).map(() => 'pipe' as const)],
       // Its own process group, so a stop reaches every process it started (POSIX only).
       detached: process.platform !== 'win32',
       windowsHide: true,
@@ -106,6 +105,7 @@ export class ChildRunner {
     if (noPipes) throw noPipes;
     this.#child = child;
     if (launch.stdin) child.stdin?.on('error', () => undefined).end(launch.stdin);
+    launch.files?.forEach((data, index) => (child.stdio[FIRST_FILE_FD + index] as Socket | null)?.on('error', () => undefined).end(data));
     this.pid = child.pid;
     this.user = launch.user;
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;

@@ -30,6 +30,13 @@ export class SandboxView {
     if (real !== undefined && !OWN_MOUNTS.some((own) => within(real, own))) this.#binds.set(real, true);
   }
 
+  /** Whether `p` is shown already: inside a bound folder (the host's `/` too), or at or under a recreated link. */
+  holds(p: string): boolean {
+    for (const real of this.#binds.keys()) if (within(p, real)) return true;
+    for (const at of this.#links.keys()) if (within(p, at)) return true;
+    return false;
+  }
+
   /** Every bound real path, with whether it is writable. */
   binds(): IterableIterator<[string, boolean]> {
     return this.#binds.entries();

@@ -8,6 +8,7 @@ import { declaredFolders, type ChildProfile, type FsGrants } from './permission-
 import { withRealPath } from './runtime-paths.js';
 import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS, timeZoneFiles } from './sandbox-runtime.js';
 import { NETWORK_FILTER, SET_ID_FILTER, isolationArgs } from './sandbox-isolation.js';
+import { identityArgs, identityFiles } from './sandbox-identity.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
 
@@ -35,13 +36,16 @@ export type SandboxState = { active: true; bwrap: string } | { active: false; re
 
 /** The descriptor on which bubblewrap reports the sandbox's pid (stdio 0-2, protocol 3). */
 export const STATUS_FD = 4;
+/** The first of the descriptors bubblewrap reads a sandboxed child's own files from (sandbox-identity.ts). */
+export const FIRST_FILE_FD = STATUS_FD + 1;
 const PROBE_TIMEOUT_MS = 15_000;
 
 /** Node's part of a child's command line. */
 export interface ChildCommand {
   flags: readonly string[];
   entry: string;
-  args: readonly string[];
+  /** The entry's arguments, given the first descriptor the child is not handed (any the host holds from there on would be inherited). */
+  args: (firstFreeFd: number) => readonly string[];
 }
 
 /** How a child is started: the command line and the user it runs as. */
@@ -53,6 +57,8 @@ export interface Launch {
   sandboxed: boolean;
   /** What to write to its standard input, then end it: bubblewrap reads its system-call filter there (sandbox-isolation.ts). */
   stdin?: Buffer;
+  /** What bubblewrap reads from descriptors FIRST_FILE_FD, FIRST_FILE_FD + 1… (the sandbox's own /etc/passwd and /etc/hosts), each written then ended. */
+  files?: readonly Buffer[];
 }
 
 /**
@@ -125,12 +131,12 @@ export class Sandbox {
   /**
    * The command line for a child of `profile`. Sandboxed, its view holds what `grants` names
    * (read-only or read-write as granted), the Node runtime, and, by the handler's own grants,
-   * the system's programs (`childProcess`) or the host's network and resolver files (`network`).
+   * the system's programs (`childProcess`) or the host's network and resolver files (`network`),
+   * and a user and `localhost` of its own where the host shows none (sandbox-identity.ts).
    * `spare`: the workspace grant is the workspace root, where the lease is handed over later.
    */
   launch(profile: ChildProfile, grants: FsGrants, node: ChildCommand, cwd: string, spare: boolean): Launch {
-    const command = [...node.flags, node.entry, ...node.args];
-    if (!this.#state?.active) return { command: this.#config.execPath, args: command, user: undefined, sandboxed: false };
+    if (!this.#state?.active) return { command: this.#config.execPath, args: [...node.flags, node.entry, ...node.args(STATUS_FD)], user: undefined, sandboxed: false };
     warnOfHiddenDependencies(profile.pluginRoot, grants.read);
     const { handed, passOnly } = this.#prepareFolders(profile, spare);
     const view = runtimeView(this.#config.execPath);
@@ -141,11 +147,14 @@ export class Sandbox {
     for (const p of grants.write) if (!p.endsWith(`${path.sep}*`)) view.writable(p);
     const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)), profile.pluginRoot);
     for (const dir of handed) this.handOver(dir, user);
+    const files = identityFiles(view, user?.uid ?? process.getuid!(), user?.gid ?? process.getgid!());
+    const command = [...node.flags, node.entry, ...node.args(FIRST_FILE_FD + files.length)];
     return {
       command: this.#state.bwrap,
-      args: [...view.rootArgs(), ...isolationArgs(profile.network), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
+      args: [...view.rootArgs(), ...isolationArgs(profile.network), ...identityArgs(files, FIRST_FILE_FD), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
       user,
       sandboxed: true,
+      files: files.map((file) => file.data),
       ...(SET_ID_FILTER ? { stdin: profile.network ? NETWORK_FILTER : SET_ID_FILTER } : {}),
     };
   }

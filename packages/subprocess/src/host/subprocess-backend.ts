@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, clearTimeout, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, setImmediate, setTimeout, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
-import { baseEnvironment, handlerEnvironment } from './child-env.js';
+import { baseEnvironment, handlerEnvironment, withSandboxHome } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
 import { FrameTooLargeError, encodeFrame } from '../framing.js';
@@ -13,7 +13,7 @@ import { childNode } from './child-node.js';
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { hiddenPackageNote } from './hidden-dependencies.js';
 import { childEntryPath, oncePerFolder } from './runtime-paths.js';
-import { Sandbox, STATUS_FD } from './sandbox.js';
+import { Sandbox } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
 import { noNetworkNote } from './network-note.js';
 import { SparePool } from './spare-pool.js';
@@ -64,6 +64,8 @@ export class SubprocessBackend extends BaseBackend {
   readonly #o: Resolved;
   readonly #entry = childEntryPath();
   readonly #env: Record<string, string>;
+  /** The same for a sandboxed child: a configured HOME is the sandbox's own (child-env.ts). */
+  readonly #sandboxEnv: Record<string, string>;
   readonly #pool: SparePool;
   readonly #children = new Set<ChildRunner>();
   /** Spare refills waiting for their execution to be over, by execution id. */
@@ -86,6 +88,7 @@ export class SubprocessBackend extends BaseBackend {
       }
       this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
       this.#env = baseEnvironment(this.#o.baseEnv);
+      this.#sandboxEnv = withSandboxHome(this.#env);
       this.#pool = new SparePool(this.#o.prespawn, (profile) => this.#spawn(profile, profile.pluginRoot, true));
     } catch (error) {
       this.constructionFailed();
@@ -95,14 +98,8 @@ export class SubprocessBackend extends BaseBackend {
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
     // Encode first: an input that cannot cross the boundary costs no process.
-    let frame: Buffer;
     const run: ChildRunMessage = { type: 'run', task, env: handlerEnvironment(task.permissions.env) };
-    try {
-      frame = encodeFrame(run, this.#o.maxFrameBytes);
-    } catch (error) {
-      if (error instanceof FrameTooLargeError) throw frameTooLargeError(error, run);
-      throw taskUnserializableError(error, task);
-    }
+    let frame = this.#encode(run);
 
     // Known after the first probe: no execution waits for it again.
     const sandbox = this.#sandbox.state ?? (await this.#sandbox.ready());
@@ -110,6 +107,8 @@ export class SubprocessBackend extends BaseBackend {
     if (control.stopReason) throw control.stopReason;
     const refusal = this.#sandbox.refusal(sandbox);
     if (refusal) throw sandboxRefusedError(refusal, task, !sandbox.active && sandbox.transient === true);
+    // A granted HOME is the host's path, which the sandbox does not show writable, if at all.
+    if (sandbox.active && run.env.HOME !== undefined) frame = this.#encode({ ...run, env: withSandboxHome(run.env) });
     // Before a spare is taken or refilled for it: a declared folder leading outside the plugin's.
     declaredFolders(profileOf(task, undefined, undefined));
     const hidden = this.#hiddenFromSandbox(task.pluginRoot);
@@ -242,9 +241,9 @@ export class SubprocessBackend extends BaseBackend {
     this.#sandbox.createWriteFolders(profile);
     // argv of the child entry: frame limit, descriptors to close, whether bubblewrap started it,
     // whether the host maps stack traces to sources (a child starts with none of its flags).
-    const childArgs = [
+    const childArgs = (firstFreeFd: number) => [
       String(this.#o.maxFrameBytes),
-      inheritedDescriptors(sandboxed ? STATUS_FD + 1 : STATUS_FD).join(','),
+      inheritedDescriptors(firstFreeFd).join(','),
       sandboxed ? 'sandboxed' : 'plain',
       process.sourceMapsEnabled ? 'source-maps' : 'no-source-maps',
     ];
@@ -254,7 +253,7 @@ export class SubprocessBackend extends BaseBackend {
     const runner = new ChildRunner({
       launch: this.#sandbox.launch(profile, grants, node, cwd, spare),
       cwd: sandboxed ? '/' : cwd,
-      env: this.#env,
+      env: sandboxed ? this.#sandboxEnv : this.#env,
       maxFrameBytes: this.#o.maxFrameBytes,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
       cancelGraceMs: this.#o.cancelGraceMs,
@@ -268,6 +267,16 @@ export class SubprocessBackend extends BaseBackend {
     recordRunnerStart('subprocess');
     void runner.ended.then(() => this.#children.delete(runner));
     return runner;
+  }
+
+  /** The run message as a frame, or the VALIDATION_ERROR saying why it cannot be one. */
+  #encode(run: ChildRunMessage): Buffer {
+    try {
+      return encodeFrame(run, this.#o.maxFrameBytes);
+    } catch (error) {
+      if (error instanceof FrameTooLargeError) throw frameTooLargeError(error, run);
+      throw taskUnserializableError(error, run.task);
+    }
   }
 
   /** A subprocess child never keeps a plugin, but spares booted for one would wait for it for ever. */
