@@ -20,6 +20,19 @@ let root: string;
 let counter = 0;
 const children: ChildProcess[] = [];
 
+/** The first line a host `child` prints, as JSON, once it has printed one (15 s at most); nothing on its stderr. Kept in `children` to be killed after the test. */
+async function firstLine(child: ChildProcess): Promise<unknown> {
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk));
+  const deadline = Date.now() + 15_000;
+  while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(err).toBe('');
+  return JSON.parse(out);
+}
+
 beforeAll(async () => {
   base = await mkdtemp(path.join(os.tmpdir(), 'kb-core-ws-test-'));
 });
@@ -899,15 +912,7 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
       ['--pid', '--fork', '--mount-proc', '--kill-child', 'sh', '-c', `echo ${last} > /proc/sys/kernel/ns_last_pid && "$0" --input-type=module -e "$1"`, process.execPath, host],
       { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } },
     );
-    children.push(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
-    child.stderr!.on('data', (chunk: Buffer) => (err += chunk));
-    const deadline = Date.now() + 15_000;
-    while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(err).toBe('');
-    const inside = JSON.parse(out) as { pid: number; dir: string };
+    const inside = (await firstLine(child)) as { pid: number; dir: string };
     expect(inside.pid).toBe(last + 1);
     expect(pidInUse(inside.pid)).toBe(false);
     const result = await new WorkspaceManager({ root }).sweep();
@@ -929,15 +934,7 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { PATH: process.env.PATH ?? '' },
     });
-    children.push(child);
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
-    child.stderr!.on('data', (chunk: Buffer) => (err += chunk));
-    const deadline = Date.now() + 15_000;
-    while (!out.includes('\n') && child.exitCode === null && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(err).toBe('');
-    const inside = JSON.parse(out) as { dir: string };
+    const inside = (await firstLine(child)) as { dir: string };
     // Before: its name's start (11284104, say) was not the one read from here (1284104): taken for a process that took its pid, and removed mid-execution.
     expect(await new WorkspaceManager({ root }).sweep()).toEqual({ removed: [], failed: [], foreign: [], kept: [] });
     expect(await exists(inside.dir)).toBe(true);
