@@ -6,6 +6,13 @@ import { printableJson } from './printable-json.js';
 export const BLOCKED_GRACE_MS = 2000;
 /** How often the loop says it turns. */
 const BEAT_MS = 100;
+/**
+ * Milliseconds on the machine's monotonic clock (CLOCK_MONOTONIC), which every thread of the
+ * process reads alike: how long the loop was blocked, and the durations said, never move with a
+ * wall clock that steps (an NTP step, `date -s`, a resumed VM). Taken before any handler runs.
+ */
+const { bigint: monotonicNanos } = process.hrtime;
+const monotonicMs = (): number => Number(monotonicNanos()) / 1e6;
 
 export interface LoopWatchdogOptions {
   executionId: string;
@@ -45,7 +52,7 @@ export interface LoopWatchdog {
  */
 export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
   // The execution is called right after this: its meta.startedAt, as the backend would say it.
-  const calledAt = Date.now();
+  const calledAt = { startedAt: Date.now(), at: monotonicMs() };
   // [0] the loop's beat, [1] 1 while the CLI's own work runs (not watched).
   const state = new Int32Array(new SharedArrayBuffer(8));
   const beat = setInterval(() => Atomics.add(state, 0, 1), BEAT_MS);
@@ -78,7 +85,7 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
 /**
  * What the watching thread is told: how long a blocked loop may last, what to remove or name, what
  * to say; `result`, the --json result to print, whose meta's `durationMs` and `runMs` it sets then
- * (`runFrom`: when the runner took the execution).
+ * (`runFrom`: when the runner took the execution, on the monotonic clock, monotonicMs).
  */
 interface Watch {
   dirs: string[];
@@ -90,7 +97,7 @@ interface Watch {
 }
 
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
-function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | undefined, calledAt: number): Pick<Watch, 'stderr' | 'result' | 'runFrom'> {
+function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | undefined, calledAt: { startedAt: number; at: number }): Pick<Watch, 'stderr' | 'result' | 'runFrom'> {
   const { executionId, pluginId, handlerId, limitMs, json } = options;
   const message =
     // Not "did not finish": a timer it left may block the loop after it returned, before its result is in.
@@ -100,9 +107,9 @@ function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | unde
   const error = new TimeoutError(message, { details: { timeoutMs: limitMs, pluginId, handlerId } });
   // Its stack would show the CLI's own frames, where the handler was never seen.
   const { stack: _stack, ...wire } = serializeError(error);
-  const runFrom = Date.now();
+  const runFrom = monotonicMs();
   // Every field a result's meta has (ExecutionMeta), in its order; the durations are set as the process is ended.
-  const meta = { executionId, backend: 'in-process', pluginId, handlerId, startedAt: calledAt, durationMs: 0, queueWaitMs: runFrom - calledAt, runMs: 0, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}), artifacts: [] };
+  const meta = { executionId, backend: 'in-process', pluginId, handlerId, startedAt: calledAt.startedAt, durationMs: 0, queueWaitMs: Math.round(runFrom - calledAt.at), runMs: 0, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}), artifacts: [] };
   // Through printableJson now: the thread prints it with JSON.stringify, which gives the same for these fields.
   const result = json ? (JSON.parse(printableJson({ ok: false, error: wire, meta })) as Watch['result']) : undefined;
   return { stderr: `TIMEOUT: ${message}\n`, ...(result !== undefined ? { result, runFrom } : {}) };
@@ -116,33 +123,36 @@ function leftoverNotice({ pluginId, handlerId }: LoopWatchdogOptions): string {
   );
 }
 
-/** The watching thread (CommonJS, evaluated): wakes every BEAT_MS × 2 and reads the beat. */
+/**
+ * The watching thread (CommonJS, evaluated): wakes every BEAT_MS × 2 and reads the beat. Its times
+ * are the monotonic clock's (monotonicMs), as the main thread's `runFrom` is.
+ */
 const WATCHER = `
 const fs = require('node:fs');
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { port } = workerData;
 const state = new Int32Array(workerData.state);
+const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
 let last = Atomics.load(state, 0);
-let since = Date.now();
+let since = monotonicMs();
 let watch;
 for (;;) {
   Atomics.wait(state, 0, last, ${BEAT_MS * 2});
   const paused = Atomics.load(state, 1) === 1;
-  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) watch = { ...m.message, at: Date.now() };
+  for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) watch = { ...m.message, at: monotonicMs() };
   const now = Atomics.load(state, 0);
   if (now !== last || paused) {
     last = now;
-    since = Date.now();
-  } else if (watch && Date.now() - Math.max(since, watch.at) >= watch.blockedMs) {
+    since = monotonicMs();
+  } else if (watch && monotonicMs() - Math.max(since, watch.at) >= watch.blockedMs) {
     let kept = '';
     for (const dir of watch.dirs) {
       if (watch.keep) kept += 'workspace kept at ' + dir + '\\n';
       else try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
     }
     if (watch.result !== undefined) {
-      const now = Date.now();
-      watch.result.meta.durationMs = now - watch.result.meta.startedAt;
-      watch.result.meta.runMs = now - watch.runFrom;
+      watch.result.meta.runMs = Math.round(monotonicMs() - watch.runFrom);
+      watch.result.meta.durationMs = watch.result.meta.queueWaitMs + watch.result.meta.runMs;
       try { fs.writeSync(1, JSON.stringify(watch.result, null, 2) + '\\n'); } catch {}
     }
     try { fs.writeSync(2, watch.stderr + kept); } catch {}
