@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -56,4 +56,12 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     if (Date.now() > until) return false;
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/** Whether every folder above `p` lets others pass (x for others): what uid 65534 needs to reach it. */
+export function passableByOthers(p: string): boolean {
+  for (let dir = path.dirname(p); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+  }
+  return true;
 }

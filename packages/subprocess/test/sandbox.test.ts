@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { chmod, copyFile, cp, link, mkdir, mkdtemp, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -9,7 +9,7 @@ import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { SubprocessBackend, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PROBE, probePlugin } from './helpers.js';
+import { PROBE, passableByOthers, probePlugin } from './helpers.js';
 
 // The bubblewrap sandbox, for real: a real bwrap, real namespaces, real processes. On Linux these
 // tests need bubblewrap installed (the README's test command installs it) and fail without it.
@@ -44,13 +44,6 @@ async function outFolderPlugin(name: string, mode: number, permissions: Record<s
 async function sparesReady(backend: SubprocessBackend, count: number): Promise<void> {
   const until = Date.now() + 10_000;
   while (((await backend.stats()).runners as SubprocessRunnerStats).spares.ready < count && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-}
-
-function passableByOthers(p: string): boolean {
-  for (let dir = path.dirname(p); dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if ((statSync(dir).mode & 0o001) === 0) return false;
-  }
-  return true;
 }
 
 let workspaceRoot: string;

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import path from 'node:path';
+import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { SandboxUser } from './sandbox.js';
 
 /**
@@ -8,6 +9,7 @@ import type { SandboxUser } from './sandbox.js';
  * as it: every folder on the way must let it pass, and the path itself must let it read (or
  * write) — except `exempt` ones, which the host hands to it. Decided from the mode bits (owner, group, others; not ACLs or supplementary groups).
  * A folder's answer is kept for `CACHE_MS`: a spawn checks a dozen paths, most of them the same.
+ * Timed on the monotonic clock: a wall clock stepped back would keep an answer for as long as the step.
  */
 export function unusableBy(user: SandboxUser, binds: Iterable<[string, boolean]>, exempt: ReadonlySet<string>): { path: string; why: string } | undefined {
   for (const [p, writable] of binds) {
@@ -31,7 +33,7 @@ const cache = new Map<string, { at: number; allowed: boolean }>();
 /** Whether `user` has permission bits `bits` (1 x, 2 w, 4 r) on `p`. */
 function allows(user: SandboxUser, p: string, bits: number): boolean {
   const key = `${user.uid}:${user.gid}:${bits}:${p}`;
-  const now = Date.now();
+  const now = monotonicNow();
   const hit = cache.get(key);
   if (hit && now - hit.at < CACHE_MS) return hit.allowed;
   let allowed: boolean;
