@@ -194,6 +194,20 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
   });
 
+  it('a pool stream that denies message deletes (deny_delete, which no update can cancel): executions fail, health() and a worker say so, rather than leaving tasks no worker will run in the stream', async () => {
+    const pool = newPool('stream-deny-delete');
+    const stream = await addStream(pool, { deny_delete: true });
+    const backend = host({ pool });
+    // No worker: a host takes a timed-out task off the stream, which this one would refuse.
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 2000 });
+    expectError(result, 'WORKER_CRASHED');
+    const said = 'denies message deletes (deny_delete): the tasks of executions that will never run (timed out, stopped) could not be taken off it';
+    expect(result.error.message).toContain(`The stream ${stream} ${said} and would hold places under its bound; delete it while the pool is idle (nats stream rm ${stream})`);
+    expect((await backend.health()).problems.join('\n')).toContain(said);
+    await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
+    expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+  });
+
   it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
     const pool = newPool('stream-bytes');
     await addStream(pool, { max_bytes: 2000 });

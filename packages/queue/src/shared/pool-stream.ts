@@ -187,6 +187,10 @@ function wrongShape(subjects: PoolSubjects, config: StreamConfig): string | unde
   }
   // An update cannot remove it: the server refuses to change a republish.
   if (config.republish) return `The stream ${subjects.stream} republishes what it stores to ${config.republish.dest}: every task's input would be copied there; ${fix}`;
+  // Nor a deny_delete (the server refuses to cancel it): a host takes the tasks of executions that will never run off the stream.
+  if (config.deny_delete) {
+    return `The stream ${subjects.stream} denies message deletes (deny_delete): the tasks of executions that will never run (timed out, stopped) could not be taken off it and would hold places under its bound; ${fix}`;
+  }
   if (config.retention !== RetentionPolicy.Workqueue) {
     return `The stream ${subjects.stream} has retention "${config.retention}", not "workqueue": taken tasks would stay in it and fill its bound; ${fix}`;
   }
