@@ -208,6 +208,19 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     expect((await jsm.streams.info(stream)).state.messages).toBe(0);
   });
 
+  it("a pool stream whose max_consumers other consumers fill: the worker and the host name the stream's limit, not the account's, and executions fail rather than wait for workers that cannot pull", async () => {
+    const pool = newPool('stream-max-consumers');
+    const stream = await addStream(pool, { max_consumers: 1 });
+    await jsm.consumers.add(stream, { durable_name: 'audit', ack_policy: AckPolicy.Explicit });
+    const said = `The stream ${stream} allows 1 consumer(s) (its max_consumers, set by hand, which NATS cannot change) and has 1 already, none of them the pool's consumer ${pool}-workers`;
+    await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
+    const backend = host({ pool });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 2000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.message).toContain(`cannot use pool "${pool}": ${said}, which its workers pull tasks from; delete the stream while the pool is idle (nats stream rm ${stream})`);
+    expect((await backend.health()).problems.join('\n')).toContain(said);
+  });
+
   it("a stream's max_bytes reached is QUEUE_FULL naming it, as its bound reached is", async () => {
     const pool = newPool('stream-bytes');
     await addStream(pool, { max_bytes: 2000 });

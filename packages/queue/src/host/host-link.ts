@@ -254,7 +254,7 @@ export class HostLink implements ExecutionLink {
 
   /** What the pool's consumer must allow: the stream's bound, and the largest pull of a worker this host knows. */
   #poolNeeds(stream: PoolStream): PoolNeeds {
-    return { maxMessages: stream.maxMessages, largestPull: Math.max(1, ...this.workers.alive().map((w) => w.concurrency)) };
+    return { maxMessages: stream.maxMessages, largestPull: Math.max(1, ...this.workers.alive().map((w) => w.concurrency)), maxConsumers: stream.maxConsumers, consumers: stream.consumers };
   }
 
   /** How long the server has left this host's last ping unanswered (0: it answered). */

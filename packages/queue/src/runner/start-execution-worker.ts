@@ -197,7 +197,7 @@ class QueueWorker implements ExecutionWorker {
     const epoch = this.#notices.linkEpoch;
     this.#pullSubject = (async () => {
       const stream = await ensureStream(this.#jsm, this.#subjects, { maxMessages: 1000, maxMessageBytes: maxPayload(this.#nc), storage: 'memory' }, 'worker');
-      await ensureConsumer(this.#jsm, this.#subjects, { maxMessages: stream.maxMessages, largestPull: this.#o.concurrency });
+      await ensureConsumer(this.#jsm, this.#subjects, { maxMessages: stream.maxMessages, largestPull: this.#o.concurrency, maxConsumers: stream.maxConsumers, consumers: stream.consumers });
       return `${JS_API}.CONSUMER.MSG.NEXT.${this.#subjects.stream}.${this.#subjects.consumer}`;
     })();
     // Failed (no server, no JetStream yet): the next pull tries again.

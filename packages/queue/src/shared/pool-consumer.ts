@@ -12,6 +12,9 @@ export const PULL_EXPIRES_MS = 5000;
 export interface PoolNeeds {
   maxMessages: number;
   largestPull: number;
+  /** The stream's `max_consumers` (-1: none of its own) and the consumers it has, as last read (PoolStream). */
+  maxConsumers?: number;
+  consumers?: number;
 }
 
 /**
@@ -31,7 +34,11 @@ export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjec
       await jsm.consumers.add(subjects.stream, made);
       return;
     } catch (error) {
-      config = await jsm.consumers.info(subjects.stream, subjects.consumer).then((info) => info.config, () => Promise.reject(error));
+      const full = noRoom(subjects, pool);
+      config = await jsm.consumers.info(subjects.stream, subjects.consumer).then(
+        (info) => info.config,
+        () => Promise.reject(full ? new PoolStreamError(full) : error),
+      );
     }
   }
   const wrong = consumerProblem(subjects, config, pool);
@@ -48,9 +55,24 @@ export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubject
   try {
     config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
   } catch {
-    return undefined;
+    // Missing, as before a pool's first worker: no worker could make it in a stream with no room.
+    return noRoom(subjects, pool);
   }
   return consumerProblem(subjects, config, pool);
+}
+
+/**
+ * A stream made by hand with a `max_consumers` (which NATS cannot change) that other consumers
+ * fill: the pool's consumer cannot be made, and the server's refusal ("maximum consumers limit
+ * reached") reads as the account's limit. Said only where the pool's consumer is missing.
+ */
+function noRoom(subjects: PoolSubjects, { maxConsumers = -1, consumers = 0 }: PoolNeeds): string | undefined {
+  if (maxConsumers <= 0 || consumers < maxConsumers) return undefined;
+  return (
+    `The stream ${subjects.stream} allows ${maxConsumers} consumer(s) (its max_consumers, set by hand, which NATS cannot change) and has ${consumers} already, ` +
+    `none of them the pool's consumer ${subjects.consumer}, which its workers pull tasks from; delete the stream while the pool is idle (nats stream rm ${subjects.stream}) ` +
+    'and the next host makes it as the pool needs'
+  );
 }
 
 /**

@@ -54,6 +54,9 @@ export interface PoolStream {
   created?: string;
   /** Its copies in a JetStream cluster (`num_replicas`; 1 on a single server). */
   replicas: number;
+  /** The consumers it allows (`max_consumers`, -1: as many as the account does) and has, as read. */
+  maxConsumers: number;
+  consumers: number;
 }
 
 /** A duplicate publish (same execution id) within this window is dropped by the server. */
@@ -100,12 +103,12 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
         'not-permitted',
       );
     });
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false, replicas: settings.replicas ?? 1 };
+    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false, replicas: settings.replicas ?? 1, maxConsumers: -1, consumers: 0 };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
   if (wrong) throw new PoolStreamError(wrong);
-  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old, created: info.created, replicas: current.num_replicas ?? 1 };
+  const read = { storage: storageOf(current), messages: info.state.messages, maxMessages: current.max_msgs, firstSeq: info.state.first_seq, lastSeq: info.state.last_seq, maxAgeMs: millis(current.max_age ?? 0), maxBytes: current.max_bytes ?? -1, discardOld: current.discard === DiscardPolicy.Old, created: info.created, replicas: current.num_replicas ?? 1, maxConsumers: current.max_consumers ?? -1, consumers: info.state.consumer_count ?? 0 };
   if (as === 'worker') return read;
   const takeOver = as === 'host' || current.description === MADE_BY_WORKER;
   // The server keeps a lower max_msgs by dropping the oldest waiting tasks (discard: new or not),
