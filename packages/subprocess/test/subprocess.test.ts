@@ -187,6 +187,31 @@ describe('handshake', () => {
     }
   });
 
+  it('children that fail to start are named by health() (how the last failed, its stderr) until one starts', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, but unable to start a child while `broken` is there.
+      const fake = path.join(dir, 'fake-node');
+      const broken = path.join(dir, 'broken');
+      await writeFile(broken, '');
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(broken)} ]; then echo "fake node cannot start" >&2; exit 3; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off' });
+      expect((await backend.health()).problems).toEqual([]);
+      for (let i = 0; i < 2; i++) expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'WORKER_CRASHED');
+      const health = await backend.health();
+      expect(health.ok).toBe(false);
+      expect(health.problems).toEqual([
+        'child processes fail to start (the last 2 did): The child process running handler "echo" of plugin "@conformance/basic" did not start: it exited with code 3 before its ready message (its stderr ends: fake node cannot start)',
+      ]);
+      await rm(broken);
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }));
+      expect((await backend.health()).problems).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an execPath that is no Node is refused when the backend is made, naming it and with what it said', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
     try {

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { clearTimeout, HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, setTimeout, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import crossSpawn from 'cross-spawn';
-import { crashError, spawnRefusal, spawnedWithoutPipes, type ChildEnd } from './crash.js';
+import { bwrapSetupFailure, crashError, spawnRefusal, spawnedWithoutPipes, type ChildEnd } from './crash.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
 import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
@@ -332,18 +332,18 @@ export class ChildRunner {
   /** How the child ended, in the terms of a plain Node child whether or not it was sandboxed. */
   #endOf(exitCode: number | null, signal: NodeJS.Signals | null): ChildEnd {
     let sandboxError: string | undefined;
+    const stderrTail = this.#stderr.tail();
     const closedUnderIt = exitCode === EXIT_CHANNEL_CLOSED && this.#channelClosedTimer !== undefined && !this.#result; // fd 3 closed, then its runtime exited
     if (this.#sandbox?.started) {
-      // bubblewrap reports its child's death by signal N as its own exit code 128+N.
+      // bubblewrap reports its child's death by signal N as exit 128+N; a setup failing after it named the sandbox's init (`Can't fork for pid 1`), as exit 1 saying why.
       const bySignal = signalOfExitCode(exitCode);
       if (bySignal) [exitCode, signal] = [null, bySignal];
+      else if (!this.#handshaken && exitCode === 1) sandboxError = bwrapSetupFailure(stderrTail);
     } else if (this.#sandbox && signal === null) {
-      sandboxError = this.#spawnError ? `bubblewrap could not be started: ${spawnRefusal(this.#spawnError)}` : `bubblewrap could not set up the sandbox (exit code ${exitCode})`;
+      sandboxError = this.#spawnError ? `bubblewrap could not be started: ${spawnRefusal(this.#spawnError)}` : bwrapSetupFailure(stderrTail) ?? `bubblewrap could not set up the sandbox (exit code ${exitCode})`;
     }
     return {
-      exitCode,
-      signal,
-      stderrTail: this.#stderr.tail(),
+      exitCode, signal, stderrTail,
       pid: this.pid,
       memoryMb: this.#options.memoryMb,
       ...(this.#protocolError || closedUnderIt ? { protocolError: this.#protocolError ?? 'it closed its channel to the host (fd 3)' } : {}),

@@ -97,16 +97,33 @@ function lastLines(text: string, chars: number): string {
   return lineStart >= 0 && lineStart < end.length - 1 ? end.slice(lineStart + 1) : end;
 }
 
+/** What a shortage of the host's means, by the system's code and by the words its C library prints for it (bubblewrap's own messages). */
+const SHORTAGES: Array<{ code: string; words: string; meaning: string }> = [
+  { code: 'EAGAIN', words: 'Resource temporarily unavailable', meaning: "the system refused a new process: too many processes or threads for this user, ulimit -u, or in the host's cgroup, pids.max" },
+  { code: 'ENOMEM', words: 'Cannot allocate memory', meaning: 'the system has no memory left for a new process' },
+];
+
 /**
  * A spawn the system refused (Node's 'error' event, no process made): its message, with what the
  * system's code means where it is a shortage of the host's rather than a fault of the command
  * (sandboxed, bubblewrap never ran: this is all there is to tell).
  */
 export function spawnRefusal(error: Error): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'EAGAIN') return `${error.message} (the system refused a new process: too many processes or threads for this user, ulimit -u, or in the host's cgroup, pids.max)`;
-  if (code === 'ENOMEM') return `${error.message} (the system has no memory left for a new process)`;
-  return error.message;
+  const shortage = SHORTAGES.find((s) => s.code === (error as NodeJS.ErrnoException).code);
+  return shortage ? `${error.message} (${shortage.meaning})` : error.message;
+}
+
+/**
+ * bubblewrap failed to set the sandbox up, in its own words (its last `bwrap: …` line: `Can't fork
+ * for pid 1`, `Creating new namespace failed` …) and with what a shortage it names means; undefined
+ * when it said nothing. Before the child's ready message nothing of the plugin has run, so such a
+ * line is bubblewrap's own.
+ */
+export function bwrapSetupFailure(stderrTail: string): string | undefined {
+  const said = [...stderrTail.matchAll(/^bwrap: (.+)$/gm)].at(-1)?.[1]?.trim();
+  if (!said) return undefined;
+  const shortage = SHORTAGES.find((s) => said.endsWith(s.words));
+  return `bubblewrap could not set up the sandbox: ${shownControls(shortage ? `${said} (${shortage.meaning})` : said)}`;
 }
 
 /**

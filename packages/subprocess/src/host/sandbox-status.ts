@@ -43,7 +43,7 @@ export class SandboxStatus {
     }
   }
 
-  /** Whether the sandbox was set up and Node started in it. */
+  /** Whether bubblewrap made the sandbox's init (the sandbox's setup follows: one that fails exits 1, saying why on stderr). */
   get started(): boolean {
     return this.#childPid !== undefined;
   }

@@ -17,6 +17,7 @@ import { Sandbox } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
 import { noNetworkNote } from './network-note.js';
 import { SparePool } from './spare-pool.js';
+import { StartFailures } from './start-failures.js';
 
 /** underOwnMount, once per folder: asked at every execution, of a workspace root and plugin folders that stay put. */
 const ownMountOf = oncePerFolder(underOwnMount);
@@ -72,6 +73,7 @@ export class SubprocessBackend extends BaseBackend {
   readonly #refills = new Map<string, () => void>();
   readonly #crashed: Record<ChildCrashReason, number> = { exit: 0, signal: 0, oom: 0, 'uncaught-exception': 0, 'unhandled-rejection': 0, protocol: 0, 'start-failed': 0, sandbox: 0 };
   readonly #sandbox: Sandbox;
+  readonly #startFailures = new StartFailures();
   #cold = 0;
   #fromSpare = 0;
   #killed = 0;
@@ -150,6 +152,7 @@ export class SubprocessBackend extends BaseBackend {
       // A spare that booted served, whatever its handler did (a HANDLER_ERROR, a TIMEOUT): spares
       // are not failing to boot. Only a succeeding one counted before, so with a plugin that fails
       // the deaths of idle spares added up over hours and switched prespawn off.
+      if (runner.handshaken) this.#startFailures.started();
       if (warm && runner.handshaken) this.#pool.served();
       else if (runner.handshaken) this.#pool.childStarted();
     }
@@ -176,6 +179,7 @@ export class SubprocessBackend extends BaseBackend {
     }
     if (!stop && (!existsSync(task.pluginRoot) || missingAtStart(crash.details.stderrTail, task.pluginRoot))) return folderGone(task, crash);
     this.#countCrash(crash.details.reason as ChildCrashReason);
+    if (crash.details.reason === 'start-failed' || crash.details.reason === 'sandbox') this.#startFailures.failed(crash);
     return error;
   }
 
@@ -233,6 +237,7 @@ export class SubprocessBackend extends BaseBackend {
   /** A child that could not be started at all (spawnedWithoutPipes): counted as one that failed to. */
   #startFailed(error: WorkerCrashedError): WorkerCrashedError {
     this.#countCrash('start-failed');
+    this.#startFailures.failed(error);
     return error;
   }
 
@@ -350,6 +355,7 @@ export class SubprocessBackend extends BaseBackend {
       if (hidden && !problems.includes(hidden.message)) problems.push(hidden.message);
     }
     if (this.#pool.problem) problems.push(this.#pool.problem);
+    if (this.#startFailures.problem) problems.push(this.#startFailures.problem);
     return problems;
   }
 
