@@ -115,6 +115,29 @@ describe('a handler export that is not there', () => {
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 'class' });
   });
 
+  it('a bound class or a Proxy of a class exported as the handler is HANDLER_NOT_FOUND naming the file, the export and the class, as a plain class is', async () => {
+    // Before: HANDLER_ERROR "Class constructor Handler cannot be invoked without 'new'" (V8's, from
+    // the call): their source reads "function () { [native code] }", so the class check missed them.
+    const hint = (file: string, kind: string, name: string, call: string) =>
+      `Handler "greet" of plugin "@t/hint": export "default" of ${path.join(root, file)} is ${kind} (${name}), which cannot be called without new: export a function that calls it, such as (input, ctx) => ${call}.run(input, ctx)`;
+    const bound = await failureOf('bound.mjs', 'class Handler { async run() { return 1; } }\nexport default Handler.bind(null);\n', 'greet');
+    expect(bound).toEqual({ code: 'HANDLER_NOT_FOUND', message: hint('bound.mjs', 'a bound class', 'Handler', 'new Handler()') });
+    const twice = await failureOf('bound-twice.cjs', 'module.exports = (class {}).bind(null).bind(null);\n', 'greet');
+    expect(twice).toEqual({ code: 'HANDLER_NOT_FOUND', message: hint('bound-twice.cjs', 'a bound class', 'anonymous', 'new Handler()') });
+    const proxied = await failureOf('proxied.mjs', 'class Handler { static async run() { return 1; } }\nexport default new Proxy(Handler, {});\n', 'greet');
+    expect(proxied).toEqual({ code: 'HANDLER_NOT_FOUND', message: hint('proxied.mjs', 'a Proxy of a class', 'Handler', 'Handler') });
+    // What a bound function's own code throws is the handler's, the same TypeError included.
+    const inner = await failureOf('bound-fn.mjs', 'class Other {}\nfunction handler() { return Other(); }\nexport default handler.bind(null);\n', 'greet');
+    expect(inner).toEqual({ code: 'HANDLER_ERROR', message: "Class constructor Other cannot be invoked without 'new'" });
+    const thrownHere = await failureOf('proxy-throws.mjs', "class Handler {}\nexport default new Proxy(Handler, { apply() { throw new TypeError(\"Class constructor Other cannot be invoked without 'new'\"); } });\n", 'greet');
+    expect(thrownHere.code).toBe('HANDLER_ERROR');
+    // A bound function and a Proxy of one are called as before.
+    const entryPath = path.join(root, 'bound-ok.mjs');
+    await writeFile(entryPath, 'export default new Proxy(async function (input) { return [this?.tag, input]; }.bind({ tag: "bound" }), {});\n');
+    const task = { executionId: 'exec-bound-ok', pluginId: '@t/hint', handlerId: 'ok', pluginRoot: root, entryPath, exportName: 'default', input: 2, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: ['bound', 2] });
+  });
+
   it('a class whose run is static is told to call that run, not an instance\'s', async () => {
     // Before: "such as (input, ctx) => new Handler().run(input, ctx)", which throws "run is not a function": an instance has no static run.
     const statics = await failureOf('static-run.mjs', 'export default class Handler { static async run(input) { return input; } }\n', 'greet');

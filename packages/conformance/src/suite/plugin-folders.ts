@@ -119,4 +119,21 @@ export function pluginFolderTests(suite: SuiteContext): void {
         expect(result.error.message).toContain(`${path.join(dir, `${handlerId}.${handlerId === 'esm' ? 'mjs' : 'cjs'}`)} is empty`);
       }
     }));
+
+  it.runIf(suite.capabilities.runsHostPlugins !== false)('a bound class or a Proxy of a class exported as a handler is HANDLER_NOT_FOUND naming the file and export, as a class is', () =>
+    inFreshFolder('kb-hidden-class-', async (dir) => {
+      // Before: HANDLER_ERROR "Class constructor Handler cannot be invoked without 'new'", naming no file or export.
+      await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@x/classes', version: '1', handlers: { bound: { entry: 'bound.mjs' }, proxied: { entry: 'proxied.cjs' } } }));
+      await writeFile(path.join(dir, 'bound.mjs'), 'class Handler { async run() { return 1; } }\nexport default Handler.bind(null);\n');
+      await writeFile(path.join(dir, 'proxied.cjs'), 'class Handler { async run() { return 1; } }\nmodule.exports = new Proxy(Handler, {});\n');
+      await chmod(dir, 0o755);
+      const backend = make({ plugins: [dir] });
+      for (const [handlerId, file, kind] of [['bound', 'bound.mjs', 'a bound class'], ['proxied', 'proxied.cjs', 'a Proxy of a class']] as const) {
+        const result = await backend.execute({ pluginId: '@x/classes', handlerId });
+        expectError(result, 'HANDLER_NOT_FOUND');
+        expect(result.error.message).toBe(
+          `Handler "${handlerId}" of plugin "@x/classes": export "default" of ${path.join(dir, file)} is ${kind} (Handler), which cannot be called without new: export a function that calls it, such as (input, ctx) => new Handler().run(input, ctx)`,
+        );
+      }
+    }));
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Stats } from 'node:fs';
+import { types } from 'node:util';
 import { HandlerNotFoundError, ValidationError } from '../errors.js';
 import { notModuleFile } from '../module-file.js';
 import { setImmediate } from '../real-timers.js';
@@ -143,15 +144,61 @@ function staticRun(klass: object): boolean {
  * runner, naming neither the file nor the export. HANDLER_NOT_FOUND saying so, as for an export
  * that is no function.
  */
-export function refuseClassExport(exported: (...args: never[]) => unknown, at: { entryPath: string; exportName: string; task: { pluginId: string; handlerId: string } }): void {
-  if (!/^class\b/.test(Function.prototype.toString.call(exported))) return;
+export function refuseClassExport(exported: (...args: never[]) => unknown, at: ClassExportAt): void {
+  if (/^class\b/.test(Function.prototype.toString.call(exported))) throw classExportError(exported, 'a class', at);
+}
+
+interface ClassExportAt {
+  entryPath: string;
+  exportName: string;
+  task: { pluginId: string; handlerId: string };
+}
+
+function classExportError(exported: (...args: never[]) => unknown, kind: string, at: ClassExportAt): HandlerNotFoundError {
   const { entryPath, exportName, task } = at;
   // The file's path and the class's name are the plugin's text: written out as the loader's other messages (handler-loader.ts, shown).
-  const name = shownControls(String(exported.name || 'anonymous'), '');
-  const called = exported.name ? name : 'Handler';
-  throw new HandlerNotFoundError(
-    `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shownControls(entryPath, '')} is a class (${name}), which cannot be called without new: ` +
+  const className = String(exported.name).replace(/^(bound )+/, ''); // a bound class's is "bound Handler"
+  const name = shownControls(className || 'anonymous', '');
+  const called = className ? name : 'Handler';
+  return new HandlerNotFoundError(
+    `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shownControls(entryPath, '')} is ${kind} (${name}), which cannot be called without new: ` +
       `export a function that calls it, such as (input, ctx) => ${staticRun(exported) ? called : `new ${called}()`}.run(input, ctx)`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName } },
   );
+}
+
+/** The HANDLER_NOT_FOUND errors of `callingHiddenClass`: what the runtime reports as they are, not as the handler's. */
+const classCallRefusals = new WeakSet<object>();
+
+export function isClassCallRefusal(error: unknown): error is HandlerNotFoundError {
+  return typeof error === 'object' && error !== null && classCallRefusals.has(error);
+}
+
+/**
+ * A callable whose source cannot be read (`function () { [native code] }`): a bound class
+ * (`Handler.bind(null)`) or a Proxy of one is known for a class only when calling it throws V8's
+ * "Class constructor Handler cannot be invoked without 'new'" before any of its code runs. That
+ * TypeError, thrown by the call itself (synchronously, naming the export's class), becomes the
+ * HANDLER_NOT_FOUND a plain class gets; what else it throws is the handler's. Other exports are
+ * returned as they are: nothing is added to their calls.
+ */
+export function callingHiddenClass<F extends (input: unknown, ctx: never) => unknown>(exported: F, at: ClassExportAt): F {
+  if (!/\{\s*\[native code\]\s*\}\s*$/.test(Function.prototype.toString.call(exported))) return exported;
+  return ((input: unknown, ctx: never) => {
+    try {
+      return exported(input, ctx);
+    } catch (error) {
+      // Read on this path only: a Proxy's traps are the plugin's code.
+      if (!calledAsClass(error, exported)) throw error;
+      const refusal = classExportError(exported, types.isProxy(exported) ? 'a Proxy of a class' : 'a bound class', at);
+      classCallRefusals.add(refusal);
+      throw refusal;
+    }
+  }) as F;
+}
+
+/** V8's TypeError for a call of the class `exported` names (an anonymous class's says "Class constructors"). */
+function calledAsClass(error: unknown, exported: (...args: never[]) => unknown): boolean {
+  const className = String(exported.name).replace(/^(bound )+/, '');
+  return error instanceof TypeError && error.message === (className ? `Class constructor ${className} cannot be invoked without 'new'` : "Class constructors cannot be invoked without 'new'");
 }

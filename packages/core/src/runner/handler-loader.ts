@@ -9,7 +9,7 @@ import { functionsOf, isDefinedHandler, misnamedInputSchema, misnamedSchemaText 
 import { HandlerError, HandlerNotFoundError, toHandlerError } from '../errors.js';
 import type { RunnerTask } from './handler-runtime.js';
 import { loadError } from './load-errors.js';
-import { importNamespace, refuseBackslashPath, refuseClassExport, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
+import { callingHiddenClass, importNamespace, refuseBackslashPath, refuseClassExport, refuseLinkOutOfFolder, refuseNonModuleFile } from './entry-module.js';
 import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
 import { passingShortage } from '../passing-shortage.js';
 import { shownControls } from '../shown-controls.js';
@@ -131,7 +131,7 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   const exported = pickExport(mod, exportName);
   if (typeof exported === 'function') {
     refuseClassExport(exported as HandlerFunction, at);
-    return { run: exported as HandlerFunction, schema: undefined, load };
+    return { run: callingHiddenClass(exported as HandlerFunction, at), schema: undefined, load };
   }
   if (isDefinedHandler(exported)) {
     const def = exported as { run: HandlerFunction; input?: unknown };
