@@ -699,6 +699,26 @@ describe('warm spares (prespawn)', () => {
     expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
   });
 
+  it('two plugin ids registered from one folder: unregistering one keeps the spares the other uses', async () => {
+    const manifest = JSON.parse(await readFile(path.join(fixturePlugins.basic, 'kb.plugin.json'), 'utf8')) as { id: string };
+    const twin = '@conformance/basic-twin';
+    const backend = make({ prespawn: 1, plugins: [fixturePlugins.basic, { root: fixturePlugins.basic, manifest: { ...manifest, id: twin } }] });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    // The twin's executions share the spares of the profile: same folder, same permissions.
+    expectOk(await backend.execute({ pluginId: twin, handlerId: 'echo', input: 2 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    expect(await backend.unregisterPlugin(BASIC)).toBe(true);
+    // Before: the spare was killed with the folder's, and the twin's next execution started cold.
+    expect((await runners(backend)).spares).toMatchObject({ ready: 1, discarded: 0 });
+    expectOk(await backend.execute({ pluginId: twin, handlerId: 'echo', input: 3 }));
+    expect(await runners(backend)).toMatchObject({ cold: 1, fromSpare: 2 });
+    // The twin gone too, nothing is kept booted for the folder.
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    expect(await backend.unregisterPlugin(twin)).toBe(true);
+    expect(await eventually(async () => (await runners(backend)).live === 0)).toBe(true);
+  });
+
   it('a plugin unregistered while its execution runs on a spare gets no spare booted for it when that execution ends', async () => {
     const backend = make({ prespawn: 1 });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));

@@ -33,8 +33,12 @@ export class SparePool {
   readonly #size: number;
   readonly #spawn: (profile: ChildProfile) => ChildRunner;
   readonly #spares = new Map<string, Spare[]>();
-  /** Most recently used profiles first, at most `size` of them. */
-  #recent: Array<{ key: string; profile: ChildProfile }> = [];
+  /**
+   * Most recently used profiles first, at most `size` of them, with the plugins that used each: a
+   * profile names a folder, and plugins registered from one folder (a `{ root, manifest }` each)
+   * share its spares, which no plugin code has touched.
+   */
+  #recent: Array<{ key: string; profile: ChildProfile; pluginIds: Set<string> }> = [];
   #failuresInARow = 0;
   /** When prespawning was last switched off (monotonicNow). */
   #switchedOffAt = 0;
@@ -80,19 +84,25 @@ export class SparePool {
     return undefined;
   }
 
-  /** Note that `profile` is in use and refill: the spares follow the most recently used profiles. */
-  touch(profile: ChildProfile): void {
+  /** Note that `profile` is in use by plugin `pluginId` and refill: the spares follow the most recently used profiles. */
+  touch(profile: ChildProfile, pluginId: string): void {
     if (!this.enabled) return;
     const key = profileKey(profile);
-    this.#recent = [{ key, profile }, ...this.#recent.filter((r) => r.key !== key)].slice(0, this.#size);
+    const pluginIds = this.#recent.find((r) => r.key === key)?.pluginIds ?? new Set<string>();
+    pluginIds.add(pluginId);
+    this.#recent = [{ key, profile, pluginIds }, ...this.#recent.filter((r) => r.key !== key)].slice(0, this.#size);
     this.#fill();
   }
 
-  /** The plugin at `pluginRoot` is gone (unregistered): its spares are killed, and the others take its share. */
-  forget(pluginRoot: string): void {
-    this.#recent = this.#recent.filter((r) => r.profile.pluginRoot !== pluginRoot);
+  /**
+   * Plugin `pluginId`, at `pluginRoot`, is gone (unregistered): the spares of its folder that no
+   * other plugin of that folder used are killed, and the others take their share.
+   */
+  forget(pluginId: string, pluginRoot: string): void {
+    for (const r of this.#recent) if (r.profile.pluginRoot === pluginRoot) r.pluginIds.delete(pluginId);
+    this.#recent = this.#recent.filter((r) => r.pluginIds.size > 0);
     for (const [key, list] of this.#spares) {
-      if (list[0]?.pluginRoot !== pluginRoot) continue;
+      if (list[0]?.pluginRoot !== pluginRoot || this.#recent.some((r) => r.key === key)) continue;
       this.#spares.delete(key);
       for (const { runner } of list) {
         if (runner.available) this.#discarded++;

@@ -212,7 +212,7 @@ export class SubprocessBackend extends BaseBackend {
       if (!this.#refills.delete(executionId)) return;
       clearTimeout(timer);
       // Unregistered meanwhile (its spares killed): a spare booted for it now would wait for ever.
-      if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile);
+      if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile, pluginId);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
@@ -286,7 +286,7 @@ export class SubprocessBackend extends BaseBackend {
 
   /** A subprocess child never keeps a plugin, but spares booted for one would wait for it for ever. */
   protected override pluginUnregistered(plugin: RegisteredPlugin): void {
-    this.#pool.forget(plugin.root);
+    this.#pool.forget(plugin.id, plugin.root);
   }
 
   protected async closeRunners(): Promise<void> {
