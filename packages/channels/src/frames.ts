@@ -84,11 +84,24 @@ export function idOfRefused(text: string): FrameId | null {
   const leading = LEADING_ID.exec(text.slice(0, 1600));
   if (!leading) return null;
   try {
-    const id = JSON.parse(leading[1]!) as FrameId;
-    return typeof id === 'string' && id.length > MAX_ID_LENGTH ? null : id;
+    const id: unknown = JSON.parse(leading[1]!);
+    return idIsEchoable(id) && id !== undefined ? id : null;
   } catch {
     return null;
   }
+}
+
+const ID_PROBLEM = `Frame "id" must be a string of at most ${MAX_ID_LENGTH} characters or a number of at most 2^53 - 1 either side of 0 (a JSON integer past that comes back rounded; send such an id as a string)`;
+
+/**
+ * An id the reply can carry back as the client wrote it: a string, or a number within 2^53 - 1 of
+ * 0. Past that, an integer (a Python or Go int, a BigInt written out) is rounded by JSON.parse, and
+ * `replyTo` would name no message the client sent. Fractions stay allowed (a `Math.random()` id
+ * comes back as sent).
+ */
+function idIsEchoable(id: unknown): id is FrameId | undefined {
+  if (typeof id === 'number') return Math.abs(id) <= Number.MAX_SAFE_INTEGER;
+  return id === undefined || (typeof id === 'string' && id.length <= MAX_ID_LENGTH);
 }
 
 /** Parse one client frame's text (parseClientFrame). */
@@ -104,10 +117,7 @@ export function parseFrameText(text: string): ParsedClientFrame {
   }
   const frame = value as Record<string, unknown>;
   const id = frame.id;
-  const idOk = id === undefined || (typeof id === 'string' && id.length <= MAX_ID_LENGTH) || (typeof id === 'number' && Number.isFinite(id));
-  if (!idOk) {
-    return { ok: false, message: `Frame "id" must be a string of at most ${MAX_ID_LENGTH} characters or a finite number`, replyTo: null };
-  }
+  if (!idIsEchoable(id)) return { ok: false, message: ID_PROBLEM, replyTo: null };
   const replyTo = (id as FrameId | undefined) ?? null;
   if (frame.type !== undefined && frame.type !== 'message') {
     return { ok: false, message: `Unknown frame type ${JSON.stringify(frame.type)}; the only client frame type is "message"`, replyTo };

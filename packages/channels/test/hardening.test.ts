@@ -676,6 +676,24 @@ describe('bad frames', () => {
     expect(await client.request('fine', 'still open')).toMatchObject({ type: 'reply', data: { echo: 'still open' } });
   });
 
+  it('a numeric id past 2^53 - 1 is refused naming the field, not echoed rounded; safe integers and strings are echoed as sent', async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    // Before: a reply with replyTo 9007199254740992 (JSON.parse rounds), which a client that sent
+    // 9007199254740993 (a Python or Go int, a JavaScript BigInt written out) could match to nothing.
+    for (const raw of ['{"id":9007199254740993,"data":1}', '{"id":-9007199254740993,"data":1}', '{"id":1e300,"data":1}']) {
+      client.ws.send(raw);
+      const frame = await client.next((f) => f.type === 'error' || f.type === 'reply');
+      expect(frame).toMatchObject({ type: 'error', code: 'VALIDATION_ERROR', replyTo: null });
+      expect(frame.message).toBe('Frame "id" must be a string of at most 256 characters or a number of at most 2^53 - 1 either side of 0 (a JSON integer past that comes back rounded; send such an id as a string)');
+    }
+    expect(h.mount.stats().badFrames).toBe(3);
+    // A fraction comes back as sent (a client's Math.random() id).
+    for (const id of [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0, 0.4257195830174624, '9007199254740993']) {
+      expect(await client.request(id, 'kept')).toMatchObject({ type: 'reply', replyTo: id, data: { echo: 'kept' } });
+    }
+  });
+
   it("a host whose Object.prototype a library extended (an enumerable `Object.prototype.x = 1`) still has its frames answered: only a frame's own fields are checked", async () => {
     const h = await setup();
     const client = await h.connect('/echo');
