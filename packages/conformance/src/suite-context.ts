@@ -53,6 +53,21 @@ export interface ConformanceCapabilities {
    * @default false
    */
   sharesMemory?: boolean;
+  /**
+   * The runners are other machines (queue; `remoteRunners` of the backend kit's defaults): the
+   * `beginBy` option, a time on the host's clock, is refused naming it, and its other cases are
+   * skipped.
+   * @default false
+   */
+  remoteRunners?: boolean;
+  /**
+   * The handler's process holds its runner's channel to the host on fd 3, in the subprocess
+   * backend's framing (subprocess): the suite has a handler write the runtime's own `may-begin`
+   * there, to prove that the host does not take it for the runtime's. Elsewhere a handler has no
+   * way to its channel, and that handler only runs.
+   * @default false
+   */
+  channelOnFd3?: boolean;
 }
 
 export type BackendFactory = (options: BackendOptions & Record<string, unknown>) => IExecutionBackend;

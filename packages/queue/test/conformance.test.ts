@@ -27,4 +27,5 @@ describeConformance('queue', (options) => new QueueBackend({ connection: { serve
   sandboxesFs: true,
   workspaceOnRunner: true,
   runsHostPlugins: false,
+  remoteRunners: true,
 });

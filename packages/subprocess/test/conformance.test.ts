@@ -9,4 +9,5 @@ describeConformance('subprocess', (options) => new SubprocessBackend(options), {
   isolatesCrashes: true,
   isolatesGlobals: true,
   sandboxesFs: true,
+  channelOnFd3: true,
 });

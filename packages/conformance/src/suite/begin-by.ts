@@ -42,7 +42,7 @@ export function describeBeginBy(suite: SuiteContext): void {
       expect(result.error.message).toMatch(/beginBy/);
     });
 
-    if (suite.name === 'queue') {
+    if (suite.capabilities.remoteRunners) {
       it("is refused by a backend whose runners are other machines (their clocks are not the host's)", async () => {
         const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo' }, { beginBy: () => Date.now() + 60_000 });
         expectError(result, 'VALIDATION_ERROR');
@@ -113,7 +113,7 @@ function localRunnerTests(suite: SuiteContext): void {
     let asked = 0;
     const beginBy = () => (asked++ === 0 ? Date.now() + 60_000 : Date.now() - 1);
     // A child's handler can write the runtime's question to its channel (fd 3); a thread's has no way to its channel, and in-process there is none.
-    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'forge', input: { at: 0, channel: suite.name === 'subprocess' } }, { beginBy });
+    const result = await backend.execute({ pluginId: PLUGIN, handlerId: 'forge', input: { at: 0, channel: suite.capabilities.channelOnFd3 === true } }, { beginBy });
     expectOk(result);
     expect(result.data).toBe('ran');
     expect(asked).toBe(1);

@@ -89,7 +89,7 @@ function requestValidationTests(suite: SuiteContext): void {
 
   it('refuses an executionId that an unfinished execution has, naming it; once that one finished, the id is free again', async () => {
     const backend = make();
-    // Its own each run: a queue's stream remembers the ids it took for 2 minutes.
+    // Its own each run, as a caller's job id would be.
     const id = `chosen-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
     const first = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 200 }, executionId: id });
     const second = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2, executionId: id });
@@ -99,7 +99,6 @@ function requestValidationTests(suite: SuiteContext): void {
     const done = await first;
     expectOk(done);
     expect(done.meta.executionId).toBe(id);
-    if (suite.name === 'queue') return; // The stream refuses an id it had in the last 2 minutes (docs/backends/queue.md).
     const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3, executionId: id });
     expectOk(again);
     expect(again.data).toBe(3);
