@@ -9,6 +9,9 @@ import type { ExecutionEvent, ExecutionResult, LogEntry } from '@kb-labs/plugin-
  */
 export type MatrixBackend = 'in-process' | 'worker-pool' | 'subprocess' | 'queue';
 
+/** The matrix's columns, in its order. */
+export const MATRIX_BACKENDS: readonly MatrixBackend[] = ['in-process', 'worker-pool', 'subprocess', 'queue'];
+
 export type Code = 'ok' | 'TIMEOUT' | 'WORKER_CRASHED' | 'HANDLER_ERROR' | 'VALIDATION_ERROR' | 'PERMISSION_DENIED';
 
 /** What a backend does for a cell: an outcome (any of `codes`), or an honest "cannot defend". */
@@ -40,8 +43,10 @@ export interface MatrixCell {
 }
 
 export interface CellEnv {
-  /** The backend the cell runs on. */
+  /** The column the backend is held to: its own type for a built-in backend, else the one its author named. */
   type: MatrixBackend;
+  /** The type of the backend the cell runs on (`backend.type`). */
+  name: string;
   /** A host folder outside every grant, holding `precious.txt` ("keep me"). */
   outside: string;
   /** The backend's children were confirmed to run under bubblewrap. */

@@ -12,11 +12,12 @@ import type { IExecutionBackend } from '@kb-labs/plugin-execution-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk } from './expect-result.js';
 import { BASIC, HOSTILE, fixturePlugins } from './fixtures.js';
-import type { CellEnv, CellRun, Code, MatrixBackend, MatrixCell } from './hostile-cell.js';
+import { MATRIX_BACKENDS, type CellEnv, type CellRun, type Code, type MatrixBackend, type MatrixCell } from './hostile-cell.js';
 import { HOST_CANARY_ENV, HOSTILE_ROWS } from './hostile-rows.js';
 import { SANDBOX_ROWS, requireBubblewrap, sandboxPlatform } from './hostile-sandbox-rows.js';
 import type { BackendFactory } from './suite-context.js';
 
+export { MATRIX_BACKENDS } from './hostile-cell.js';
 export type { CellEnv, CellOutcome, CellRun, Code, MatrixBackend, MatrixCell } from './hostile-cell.js';
 export { HOST_CANARY_ENV } from './hostile-rows.js';
 export { SANDBOX_ROWS, goneWithin, grandchildMarker, newToken, processesWithMarker, requireBubblewrap, sandboxPlatform } from './hostile-sandbox-rows.js';
@@ -30,14 +31,29 @@ interface MatrixDirs {
   outside: string;
 }
 
-/** Run every cell of the matrix on one backend. */
-export function describeHostileMatrix(type: MatrixBackend, create: BackendFactory): void {
-  describe(`hostile matrix: ${type}`, () => {
+/** How a backend that is not one of the matrix's columns is held to it. */
+export interface HostileMatrixOptions {
+  /**
+   * The built-in backend whose column yours is held to: the one whose defences it has (a
+   * backend whose handlers run on the host's thread: `in-process`; in a thread of their own:
+   * `worker-pool`; in a child process: `subprocess`). Its cells' options for that column
+   * (`backendOptions`) are given to your backend too. Needed unless `type` is a built-in one.
+   */
+  column?: MatrixBackend;
+}
+
+/**
+ * Run every cell of the matrix on one backend: `type` is `backend.type`; `create`, as
+ * `describeConformance`'s, makes one from the options a cell gives.
+ */
+export function describeHostileMatrix(type: string, create: BackendFactory, options: HostileMatrixOptions = {}): void {
+  const column = matrixColumn(type, options);
+  describe(`hostile matrix: ${type}${column === type ? '' : ` (the ${column} column)`}`, () => {
     const dirs: MatrixDirs = { root: '', outside: '' };
     const previousCanary = process.env[HOST_CANARY_ENV];
 
     beforeAll(async () => {
-      dirs.root = await mkdtemp(path.join(os.tmpdir(), `kb-hostile-${type}-`));
+      dirs.root = await mkdtemp(path.join(os.tmpdir(), `kb-hostile-${type.replace(/[^\w.-]/g, '_')}-`));
       dirs.outside = await mkdtemp(path.join(os.tmpdir(), 'kb-hostile-outside-'));
       await writeFile(path.join(dirs.outside, 'precious.txt'), 'keep me');
       process.env[HOST_CANARY_ENV] = 'host-secret';
@@ -51,7 +67,7 @@ export function describeHostileMatrix(type: MatrixBackend, create: BackendFactor
     });
 
     for (const cell of HOSTILE_MATRIX) {
-      const outcome = cell.expect[type];
+      const outcome = cell.expect[column];
       if ('undefended' in outcome) {
         it.skip(`${cell.title} — not defended on ${type}: ${outcome.undefended}`, () => {});
         continue;
@@ -62,20 +78,33 @@ export function describeHostileMatrix(type: MatrixBackend, create: BackendFactor
         continue;
       }
       // Past the longest time limit of a cell (the event flood's), with room for the run after it.
-      it(name, () => runCell(type, create, cell, outcome.codes, dirs), 180_000);
+      const env = { type: column, name: type };
+      it(name, () => runCell(env, create, cell, outcome.codes, dirs), 180_000);
     }
   });
 }
 
+/** The column `type` is held to; a type of no column, or a column the matrix does not have, is refused at once, naming the columns. */
+function matrixColumn(type: string, options: HostileMatrixOptions): MatrixBackend {
+  const known = MATRIX_BACKENDS.join(', ');
+  const column = options.column ?? MATRIX_BACKENDS.find((builtIn) => builtIn === type);
+  if (column === undefined) {
+    throw new TypeError(`describeHostileMatrix: "${type}" is not a column of the matrix (${known}): give { column } naming the built-in backend whose defences yours has`);
+  }
+  if (!MATRIX_BACKENDS.includes(column)) throw new TypeError(`describeHostileMatrix: column "${String(column)}" is not one of ${known}`);
+  return column;
+}
+
 /** One cell on one backend: the outcome, the cell's checks, a healthy backend after it, nothing leaked. */
-async function runCell(type: MatrixBackend, create: BackendFactory, cell: MatrixCell, codes: Code[], dirs: MatrixDirs): Promise<void> {
+async function runCell(target: Pick<CellEnv, 'type' | 'name'>, create: BackendFactory, cell: MatrixCell, codes: Code[], dirs: MatrixDirs): Promise<void> {
   const backend: IExecutionBackend = create({
     plugins: [fixturePlugins.basic, fixturePlugins.hostile],
     workspace: { root: dirs.root },
     ...cell.options,
-    ...cell.backendOptions?.[type],
+    ...cell.backendOptions?.[target.type],
   });
-  const env: CellEnv = { type, outside: dirs.outside, sandboxed: cell.needsSandbox === true };
+  expect(backend.type).toBe(target.name);
+  const env: CellEnv = { ...target, outside: dirs.outside, sandboxed: cell.needsSandbox === true };
   let run: CellRun | undefined;
   try {
     if (cell.needsSandbox) await requireBubblewrap(backend);
