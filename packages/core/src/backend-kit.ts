@@ -23,7 +23,7 @@ export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.
 export { CALLS_IN_FLIGHT, CallWindow } from './runner/call-window.js';
 export { callAfterEnd, callCutShort, callName, type CallTarget } from './runner/call-errors.js';
 export { cloneForWire } from './wire-clone.js';
-export { OutputLines, type OutputLimits } from './output-lines.js';
+export { OutputLines, type DeprecatedOutputLimits, type OutputLimits, type StreamOutputLimits } from './output-lines.js';
 // Values from untrusted runners.
 export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';

@@ -1,10 +1,24 @@
-/** Caps on what one stream (a runner's stdout or stderr) delivers to `onLog` in one execution. */
-export interface OutputLimits {
+/**
+ * Caps on what one stream (a runner's stdout or stderr) delivers to `onLog` in one execution,
+ * named as the backend options that set them: `outputLimits.resolve(options)` is one.
+ */
+export interface StreamOutputLimits {
   /** Longest line delivered, in characters; a longer one is cut and marked. */
-  maxLineLength: number;
+  maxLogLineLength: number;
   /** Characters one stream delivers per execution; what comes after is dropped, and said once. */
+  maxOutputPerStream: number;
+}
+
+/** @deprecated The names the caps had before they took the options' own: give `maxLogLineLength` and `maxOutputPerStream` (`StreamOutputLimits`). */
+export interface DeprecatedOutputLimits {
+  /** @deprecated Use `maxLogLineLength`. */
+  maxLineLength: number;
+  /** @deprecated Use `maxOutputPerStream`. */
   maxChars: number;
 }
+
+/** What `OutputLines` takes: `StreamOutputLimits`, or the deprecated names it had before. */
+export type OutputLimits = StreamOutputLimits | DeprecatedOutputLimits;
 
 /**
  * Turns the text a runner writes to one stream into the lines `onLog` gets, with one rule on
@@ -18,9 +32,10 @@ export interface OutputLimits {
  * - delivery never throws: a host callback that throws is its own problem.
  */
 export class OutputLines {
-  readonly #limits: OutputLimits;
+  readonly #maxLineLength: number;
+  readonly #maxChars: number;
   readonly #deliver: (lines: string[]) => void;
-  /** The line so far, up to `maxLineLength` characters; `#beyond` counts the rest of it. */
+  /** The line so far, up to `maxLogLineLength` characters; `#beyond` counts the rest of it. */
   #partial = '';
   #beyond = 0;
   /** The line's last character so far is a `\r` (kept or counted). */
@@ -29,7 +44,9 @@ export class OutputLines {
   #dropped = 0;
 
   constructor(limits: OutputLimits, deliver: (lines: string[]) => void) {
-    this.#limits = limits;
+    const named = 'maxLogLineLength' in limits;
+    this.#maxLineLength = named ? limits.maxLogLineLength : limits.maxLineLength;
+    this.#maxChars = named ? limits.maxOutputPerStream : limits.maxChars;
     this.#deliver = deliver;
   }
 
@@ -52,14 +69,14 @@ export class OutputLines {
   finish(): void {
     const lines: string[] = [];
     if (this.#partial || this.#beyond) this.#endLine(lines);
-    if (this.#dropped > 0) lines.push(`[output truncated: ${this.#dropped} characters not delivered past the ${this.#limits.maxChars}-character cap]`);
+    if (this.#dropped > 0) lines.push(`[output truncated: ${this.#dropped} characters not delivered past the ${this.#maxChars}-character cap]`);
     this.#delivered = 0;
     this.#dropped = 0;
     this.#send(lines);
   }
 
   #append(text: string, from: number, to: number): void {
-    const room = Math.max(0, this.#limits.maxLineLength - this.#partial.length);
+    const room = Math.max(0, this.#maxLineLength - this.#partial.length);
     const kept = Math.min(room, to - from);
     if (kept > 0) this.#partial += text.slice(from, from + kept);
     this.#beyond += to - from - kept;
@@ -81,7 +98,7 @@ export class OutputLines {
 
   #take(line: string, beyond: number, into: string[]): void {
     const length = line.length + beyond;
-    if (this.#delivered >= this.#limits.maxChars) {
+    if (this.#delivered >= this.#maxChars) {
       this.#dropped += length + 1;
       return;
     }

@@ -14,6 +14,6 @@ export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/h
 export { onHandlerLoading } from './runner/handler-loader.js';
 export { ExecutionError, HandlerError, PermissionDeniedError, TimeoutError, ValidationError, WorkerCrashedError, isExecutionError, toHandlerError } from './errors.js';
 export { deserializeError, serializeError, type SerializedError } from './error-wire.js';
-export { OutputLines, type OutputLimits } from './output-lines.js';
+export { OutputLines, type DeprecatedOutputLimits, type OutputLimits, type StreamOutputLimits } from './output-lines.js';
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';

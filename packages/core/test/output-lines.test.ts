@@ -1,4 +1,5 @@
 import { OutputLines } from '@kb-labs/plugin-execution-core/backend-kit';
+import { outputLimits } from '@kb-labs/plugin-execution-core/host-kit';
 import { describe, expect, it } from 'vitest';
 
 function collect(limits: { maxLineLength: number; maxChars: number }) {
@@ -62,5 +63,21 @@ describe('OutputLines (the one output rule of every backend)', () => {
     again.finish();
     again.push('new\n');
     expect(lines).toEqual(['abc', '[output truncated: 2 characters not delivered past the 4-character cap]', 'new']);
+  });
+});
+
+describe('OutputLines, given its caps as the backend options name them', () => {
+  it('takes what outputLimits.resolve() gives: the options maxLogLineLength and maxOutputPerStream, or their defaults', () => {
+    const lines: string[] = [];
+    const out = new OutputLines(outputLimits.resolve({ maxLogLineLength: 80, maxOutputPerStream: 200 }), (batch) => lines.push(...batch));
+    out.push(`${'x'.repeat(100)}\n`);
+    for (let i = 0; i < 5; i++) out.push(`${String(i).repeat(50)}\n`);
+    out.finish();
+    expect(lines).toEqual([`${'x'.repeat(80)}… [20 more characters]`, '0'.repeat(50), '1'.repeat(50), '[output truncated: 153 characters not delivered past the 200-character cap]']);
+    const byDefault: string[] = [];
+    const plain = new OutputLines(outputLimits.resolve({}), (batch) => byDefault.push(...batch));
+    plain.push(`${'y'.repeat(20_000)}\n`);
+    plain.finish();
+    expect(byDefault).toEqual([`${'y'.repeat(16_384)}… [3616 more characters]`]);
   });
 });

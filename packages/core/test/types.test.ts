@@ -9,7 +9,7 @@ const exactProject = fileURLToPath(new URL('./types-exact/tsconfig.json', import
 
 // tsc takes ~10 s here, and more than the suite's 30 s on a machine busy with other work.
 describe('compile-time checks (tsc on test/types)', { timeout: 120_000 }, () => {
-  it('a misspelt error code does not compile, checking a code narrows the error and its details, and ctx.platform is typed by the plugin\'s declaration', () => {
+  it('a misspelt error code does not compile, checking a code narrows the error and its details, and ctx.platform is typed by the plugin\'s declaration; OutputLines takes what outputLimits.resolve() gives', () => {
     const run = spawnSync(process.execPath, [tsc, '--noEmit', '-p', project], { encoding: 'utf8' });
     // Each `@ts-expect-error` that meets no error is itself an error, so this fails both ways.
     expect(run.stdout + run.stderr).toBe('');

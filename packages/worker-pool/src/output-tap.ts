@@ -10,7 +10,7 @@
  * what is not UTF-8 (a lone surrogate, a cut character left at the end) as U+FFFD.
  */
 import { StringDecoder } from 'node:string_decoder';
-import { OutputLines, type OutputLimits } from '@kb-labs/plugin-execution-core/runner';
+import { OutputLines, type StreamOutputLimits } from '@kb-labs/plugin-execution-core/runner';
 
 type Stream = 'stdout' | 'stderr';
 type Write = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean;
@@ -20,7 +20,7 @@ export class OutputTap {
   readonly #lines: Record<Stream, OutputLines>;
   readonly #decoders: Record<Stream, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
 
-  constructor(limits: OutputLimits) {
+  constructor(limits: StreamOutputLimits) {
     const to = (stream: Stream) => (lines: string[]) => this.#sink?.(stream, lines);
     this.#lines = { stdout: new OutputLines(limits, to('stdout')), stderr: new OutputLines(limits, to('stderr')) };
     for (const stream of ['stdout', 'stderr'] as const) {

@@ -9,7 +9,7 @@
  * time; `k` names it, so that a late cancel or platform reply never reaches the next one.
  */
 import type { SerializedError } from '@kb-labs/plugin-execution-core';
-import type { HostToRunner, OutputLimits, RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { HostToRunner, RunnerToHost, StreamOutputLimits } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { MessagePort } from 'node:worker_threads';
 import type { PackedTask } from './task-wire.js';
 
@@ -18,7 +18,7 @@ export interface ThreadConfig {
   /** Retire after this many executions (0 = never). */
   maxExecutions: number;
   /** What stdout and stderr deliver per execution (see OutputTap). */
-  output: OutputLimits;
+  output: StreamOutputLimits;
 }
 
 /** The thread's first message, on its parentPort. */

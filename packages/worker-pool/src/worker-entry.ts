@@ -41,7 +41,7 @@ const env = new EnvGate(process.env);
 // Copied before any plugin code runs: `workerData` is reachable from it, and changed in place it
 // would lift or cut the host's limits for every later handler on the thread.
 const given = workerData as ThreadConfig;
-const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { maxChars: given.output.maxChars, maxLineLength: given.output.maxLineLength } };
+const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { maxOutputPerStream: given.output.maxOutputPerStream, maxLogLineLength: given.output.maxLogLineLength } };
 const output = new OutputTap(config.output);
 const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);

@@ -113,8 +113,8 @@ export class ChildRunner {
     this.#outputClosed = Promise.all([closed(child.stdout), closed(child.stderr)]);
     this.#pipesClosed = Promise.all([this.#outputClosed, closed(child.stdio[3] as Socket | null), closed(child.stdio[4] as Socket | null)]);
     const capture = (stream: 'stdout' | 'stderr') => ({
-      maxLineLength: options.maxLogLineLength,
-      maxChars: options.maxOutputPerStream,
+      maxLogLineLength: options.maxLogLineLength,
+      maxOutputPerStream: options.maxOutputPerStream,
       tailChars: STDERR_TAIL,
       onLine: (line: string) => this.#lineSink?.(stream, line),
     });

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
-import { OutputLines, type OutputLimits } from '@kb-labs/plugin-execution-core/backend-kit';
+import { OutputLines, type StreamOutputLimits } from '@kb-labs/plugin-execution-core/backend-kit';
 
-export interface OutputCaptureOptions extends OutputLimits {
+export interface OutputCaptureOptions extends StreamOutputLimits {
   /** How much of the end of the stream to keep for crash reports. */
   tailChars: number;
   onLine: (line: string) => void;
