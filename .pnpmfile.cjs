@@ -2,8 +2,8 @@
 // `pnpm publish` put in a tarball; the package.json files in the repository stay as they are.
 module.exports = {
   hooks: {
-    // devDependencies are for working on this repository: a consumer never installs them, and
-    // they name the private conformance package, which is not on the registry.
+    // devDependencies are for working on this repository (the test tools, the conformance suite
+    // every backend's tests run): a consumer never installs them.
     beforePacking(manifest) {
       delete manifest.devDependencies;
       return manifest;

@@ -11,6 +11,8 @@ import { PUBLISHED, fromRepo, packPublished, readmeBlock, repo, run, runOk, type
 const tsc = fromRepo.resolve('typescript/bin/tsc');
 const typesNodeVersion = (fromRepo('@types/node/package.json') as { version: string }).version;
 const LOCAL_BACKENDS = ['in-process', 'worker-pool', 'subprocess'] as const;
+/** For a backend author's tests (it needs vitest), not a host's: its project is conformance-package.test.ts's. */
+const CONFORMANCE = '@kb-labs/plugin-execution-conformance';
 
 const PLUGIN_MANIFEST = {
   id: '@fixture/greeter',
@@ -188,6 +190,11 @@ async function createProject(dir: string, specs: string[], files: Record<string,
   return options.in;
 }
 
+/** The tarballs of every published package a host installs: all but the conformance suite. */
+function hostTarballs(tarballs: Map<string, string>): string[] {
+  return [...tarballs].filter(([name]) => name !== CONFORMANCE).map(([, tarball]) => tarball);
+}
+
 /** The @kb-labs packages a project's node_modules holds, each with where npm installed it from. */
 async function installedKbPackages(project: string): Promise<Record<string, string>> {
   const lock = JSON.parse(await readFile(path.join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { resolved?: string }> };
@@ -222,7 +229,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     for (const [name, tarball] of await packPublished(packed)) tarballs.set(name, tarball);
     const tarball = (name: string) => tarballs.get(name)!;
     [full, coreOnly] = await Promise.all([
-      createProject(path.join(root, 'full'), [...tarballs.values(), `@types/node@${typesNodeVersion}`], {
+      createProject(path.join(root, 'full'), [...hostTarballs(tarballs), `@types/node@${typesNodeVersion}`], {
         'host.mjs': ESM_HOST,
         'host.cjs': CJS_HOST,
         'channel-host.mjs': CHANNEL_HOST,
@@ -258,8 +265,8 @@ describe('the packed packages, installed with npm outside the workspace', () => 
       expect(await tarballText(tarball, 'LICENSE'), manifest.name).toBe(license);
       const packed = JSON.parse(await tarballText(tarball, 'package.json')) as Manifest;
       expect(packed.license, manifest.name).toBe('SEE LICENSE IN LICENSE');
-      // No specifier only the workspace understands; no devDependencies (they name the private conformance package).
-      expect(JSON.stringify(packed), manifest.name).not.toMatch(/workspace:|catalog:|plugin-execution-conformance/);
+      // No specifier only the workspace understands; no devDependencies (tools for working on the repository).
+      expect(JSON.stringify(packed), manifest.name).not.toMatch(/workspace:|catalog:/);
       expect(packed.devDependencies, manifest.name).toBeUndefined();
       const readme = await tarballText(tarball, 'README.md');
       // A link is absolute (a URL) or an anchor: a relative one points into the repository, not the tarball.
@@ -289,7 +296,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     await writeFile(manifestFile, JSON.stringify({ ...JSON.parse(await readFile(manifestFile, 'utf8')), version: patchVersion }, null, 2));
     const patchedTarball = path.join(patched, `worker-pool-${patchVersion}.tgz`);
     await runOk('tar', ['-czf', patchedTarball, 'package'], patched);
-    const others = [...tarballs].filter(([name]) => name !== manifest.name).map(([, tarball]) => tarball);
+    const others = hostTarballs(tarballs).filter((tarball) => tarball !== tarballs.get(manifest.name));
     const project = await createProject(path.join(root, 'patched'), [...others, patchedTarball], { 'host.mjs': ESM_HOST });
     const lock = JSON.parse(await readFile(path.join(project, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> };
     expect(Object.keys(lock.packages).filter((key) => key.endsWith('/@kb-labs/plugin-execution-core'))).toEqual(['node_modules/@kb-labs/plugin-execution-core']);
@@ -300,7 +307,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
 
   it('installs the tarballs themselves, not packages of the same name from the registry', async () => {
     const installed = await installedKbPackages(full);
-    expect(Object.keys(installed).sort()).toEqual(PUBLISHED.map(({ manifest }) => manifest.name).sort());
+    expect(Object.keys(installed).sort()).toEqual(PUBLISHED.map(({ manifest }) => manifest.name).filter((name) => name !== CONFORMANCE).sort());
     for (const [name, resolved] of Object.entries(installed)) expect(resolved, name).toMatch(/^file:.*\.tgz$/);
   });
 
