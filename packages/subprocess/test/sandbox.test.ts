@@ -394,6 +394,28 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(ours[0]!.message).toContain('npm install --install-links');
   });
 
+  it('a linked dependency one backend shows (allowRead) and another in the same process hides is warned of for the second', async () => {
+    const plugin = path.join(scratch, 'shared-linked-plugin');
+    const dependency = path.join(scratch, 'shared-linked-dependency');
+    await mkdir(path.join(plugin, 'node_modules'), { recursive: true });
+    await mkdir(dependency, { recursive: true });
+    await writeFile(path.join(dependency, 'package.json'), JSON.stringify({ name: 'shared-linked-dependency', version: '1.0.0', main: 'index.js' }));
+    await writeFile(path.join(dependency, 'index.js'), "module.exports = 'from the linked dependency';\n");
+    await symlink(dependency, path.join(plugin, 'node_modules', 'shared-linked-dependency'));
+    await writeFile(path.join(plugin, 'handler.mjs'), "import value from 'shared-linked-dependency';\nexport default () => value;\n");
+    await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@probe/shared-linked', version: '1.0.0', handlers: { run: { entry: './handler.mjs' } } }));
+    const warnings = await warningsDuring(async () => {
+      // Granted: it loads, and nothing is hidden from this backend.
+      const showing = await make({ sandbox: 'required', plugins: [plugin], allowRead: [dependency] }).execute({ pluginId: '@probe/shared-linked', handlerId: 'run' });
+      expectOk(showing);
+      // Not granted on the other backend of the host: it fails there, and is said (before, not: the folder had been checked once).
+      for (let i = 0; i < 2; i++) expectError(await make({ sandbox: 'required', plugins: [plugin] }).execute({ pluginId: '@probe/shared-linked', handlerId: 'run' }), 'HANDLER_ERROR');
+    });
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_HIDDEN_DEPENDENCIES');
+    expect(ours).toHaveLength(1);
+    expect(ours[0]!.message).toContain(`node_modules/shared-linked-dependency -> ${dependency} lead(s) outside the plugin folder`);
+  });
+
   it("the warning of a link out of the plugin folder writes out the control characters of the link's name and where it leads", async () => {
     const plugin = path.join(scratch, 'odd-link-plugin');
     // A name a plugin ships (ESC sets a terminal's title), leading to a folder whose name holds a C1 control and a right-to-left override.

@@ -5,26 +5,37 @@ import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 /** How many entries of `node_modules` are looked at, at most (a plugin's own dependencies, and their scopes). */
 const MAX_ENTRIES = 2000;
 
-/** The plugin folders checked (the last MAX_CHECKED: a host that deploys each release to a new folder checks a new one each time). */
-const checked = new Set<string>();
+/**
+ * The links out of each plugin folder, read once per folder (the last MAX_CHECKED: a host that
+ * deploys each release to a new folder checks a new one each time), and those warned of. What is
+ * hidden depends on what the child is shown (the backend's `allowRead`, the handler's grants), so
+ * that a link one backend shows and another in the same process hides is warned of for the second.
+ */
+const checked = new Map<string, { links: ReadonlyArray<{ at: string; to: string }>; warned: Set<string> }>();
 const MAX_CHECKED = 256;
 
 /**
  * A sandboxed child sees its plugin's folder, not what links in it lead to (a plugin may not
  * show itself the host's files by shipping a link), so a dependency linked in from elsewhere (an
  * npm or pnpm workspace, `npm link`, a `file:` dependency) cannot be loaded there: the handler
- * fails with "Cannot find package". Said once per plugin folder, naming the links, when its first
- * sandboxed child starts.
+ * fails with "Cannot find package". Said once per plugin folder and link, naming the links, when
+ * the first sandboxed child that does not see it starts.
  */
 export function warnOfHiddenDependencies(pluginRoot: string, shown: readonly string[] = []): void {
-  if (checked.has(pluginRoot)) return;
-  if (checked.size >= MAX_CHECKED) checked.delete(checked.values().next().value!);
-  checked.add(pluginRoot);
+  let folder = checked.get(pluginRoot);
+  if (!folder) {
+    if (checked.size >= MAX_CHECKED) checked.delete(checked.keys().next().value!);
+    folder = { links: linksOutOf(pluginRoot), warned: new Set() };
+    checked.set(pluginRoot, folder);
+  }
+  if (folder.links.length === 0) return;
   // A link into a folder the child reads anyway (core, a node_modules folder above the plugin's,
   // `allowRead`) loads there: pnpm's links into its store, in a monorepo, are not hidden.
   const visible = shown.map((p) => (p.endsWith(`${path.sep}*`) ? p.slice(0, -2) : p));
-  const links = linksOutOf(pluginRoot).filter((link) => !visible.some((dir) => link.to === dir || link.to.startsWith(`${dir}${path.sep}`)));
+  const { warned } = folder;
+  const links = folder.links.filter((link) => !warned.has(link.at) && !visible.some((dir) => link.to === dir || link.to.startsWith(`${dir}${path.sep}`)));
   if (links.length === 0) return;
+  for (const link of links) warned.add(link.at);
   // Names the plugin ships (and where they lead), written out: Node prints a warning to stderr, whose terminal would act on an escape sequence in them.
   const written = (text: string) => shownControls(text, '');
   const named = links.slice(0, 5).map((l) => `${written(l.at)} -> ${written(l.to)}`);
