@@ -14,11 +14,14 @@ import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution'
  */
 const CLIENT_MESSAGES = new Set(['VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
 
-/** The HTTP side, on any backend. */
-export function buildServer(backend) {
+/**
+ * The HTTP side, on any backend. `options` go to Fastify (a `logger` of your own, say); the
+ * default logs to stdout, where the failed executions' errors go (their clients are sent there).
+ */
+export function buildServer(backend, options = {}) {
   // On close, connections still open are closed too (their executions are then aborted, below),
   // rather than waiting for clients that keep them alive.
-  const app = Fastify({ forceCloseConnections: true });
+  const app = Fastify({ logger: true, forceCloseConnections: true, ...options });
   app.post('/execute', async (request, reply) => {
     const { pluginId, handlerId, input, timeoutMs } = request.body ?? {};
     const controller = new AbortController();

@@ -1,5 +1,6 @@
 import { BASIC, GUARDED, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildServer } from '../server.mjs';
 
@@ -7,10 +8,18 @@ import { buildServer } from '../server.mjs';
 let app: ReturnType<typeof buildServer>;
 let backend: ReturnType<typeof createExecutionBackend>;
 let url: string;
+/** What the server logged, one parsed JSON line each (Fastify's logger, written here rather than to stdout). */
+const logged: any[] = [];
+const logStream = new Writable({
+  write(chunk, _encoding, callback) {
+    for (const line of String(chunk).split('\n').filter(Boolean)) logged.push(JSON.parse(line));
+    callback();
+  },
+});
 
 beforeAll(async () => {
   backend = createExecutionBackend({ type: 'worker-pool', maxThreads: 2, plugins: [fixturePlugins.basic, fixturePlugins.guarded], workspace: false });
-  app = buildServer(backend);
+  app = buildServer(backend, { logger: { stream: logStream } });
   url = await app.listen({ port: 0, host: '127.0.0.1' });
 });
 
@@ -48,6 +57,12 @@ it('the error code as the HTTP status: 404, 400, 403, 500, 504', async () => {
   const missing = await post({ pluginId: BASIC, handlerId: 'missing-module' });
   expect(missing.status).toBe(404);
   expect(missing.json).toMatchObject({ code: 'HANDLER_NOT_FOUND', message: expect.stringMatching(/^The execution failed \(HANDLER_NOT_FOUND\); see the server's log for \S+$/) });
+  // ...and the server's log has it, under the execution id the client was given.
+  for (const response of [threw, missing]) {
+    const entry = logged.find((line) => line.executionId === response.json.executionId);
+    expect(entry, response.json.code).toMatchObject({ level: 50, msg: 'execution failed', err: { code: response.json.code } });
+  }
+  expect(logged.find((line) => line.executionId === threw.json.executionId).err.message).toMatch(/^quota exceeded/);
 });
 
 it('health: 200 while the backend is healthy', async () => {
