@@ -2,6 +2,7 @@
 // answers 200 { data, meta }, or the status httpStatusOf(code) gives with { code, message }.
 // A client that goes away aborts its execution. `node server.mjs` serves the example plugins.
 import path from 'node:path';
+import { finished } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution';
@@ -19,14 +20,20 @@ const CLIENT_MESSAGES = new Set(['VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEO
  * default logs to stdout, where the failed executions' errors go (their clients are sent there).
  */
 export function buildServer(backend, options = {}) {
-  // On close, connections still open are closed too (their executions are then aborted, below),
-  // rather than waiting for clients that keep them alive.
+  // On close, every request in flight is answered first (below); then the connections still open
+  // are closed, rather than waiting for clients that keep them alive (or never send a request).
   const app = Fastify({ logger: true, forceCloseConnections: true, ...options });
+  /** The responses of the executions in flight, which a close waits for. */
+  const answering = new Set();
   app.post('/execute', async (request, reply) => {
     const { pluginId, handlerId, input, timeoutMs } = request.body ?? {};
     const controller = new AbortController();
+    answering.add(reply.raw);
     // The connection closed before the answer was written: nobody waits for it any more.
-    reply.raw.once('close', () => reply.raw.writableFinished || controller.abort());
+    reply.raw.once('close', () => {
+      answering.delete(reply.raw);
+      if (!reply.raw.writableFinished) controller.abort();
+    });
     const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
     if (result.ok) return { data: result.data, meta: result.meta };
     const { code } = result.error;
@@ -42,8 +49,13 @@ export function buildServer(backend, options = {}) {
     const health = await backend.health();
     return reply.code(health.state === 'ready' ? 200 : 503).send(health);
   });
-  // Stop taking requests first, then let the backend finish or stop what runs.
-  app.addHook('onClose', async () => backend.shutdown({ timeoutMs: 5000 }));
+  // On close (SIGTERM), before any connection is closed: new requests already get 503 from Fastify,
+  // and the backend lets what runs finish, stopping what is left at 5 s (SHUTTING_DOWN, 503), so
+  // every request in flight gets its answer rather than a connection cut under it.
+  app.addHook('preClose', async () => {
+    await backend.shutdown({ timeoutMs: 5000 });
+    await Promise.all([...answering].map((response) => finished(response).catch(() => undefined)));
+  });
   return app;
 }
 

@@ -1,5 +1,7 @@
 import { BASIC, GUARDED, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
+import { once } from 'node:events';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildServer } from '../server.mjs';
@@ -85,4 +87,27 @@ it('a client that goes away aborts its execution (ABORTED, which a host would lo
   await request;
   await waitFor(async () => ((await backend.stats()).byOutcome.ABORTED ?? 0) === before + 1);
   expect((await backend.stats()).active).toBe(0);
+});
+
+it('close (SIGTERM): a request in flight gets its answer, one still queued 503, before connections close', async () => {
+  const ownBackend = createExecutionBackend({ type: 'worker-pool', maxThreads: 1, plugins: [fixturePlugins.basic], workspace: false });
+  const ownApp = buildServer(ownBackend, { logger: false });
+  const ownUrl = await ownApp.listen({ port: 0, host: '127.0.0.1' });
+  const send = (body: unknown) =>
+    fetch(`${ownUrl}/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+      async (response) => ({ status: response.status, json: await response.json() }),
+      (error: unknown) => ({ status: 0, json: String((error as Error).cause ?? error) }),
+    );
+  const running = send({ pluginId: BASIC, handlerId: 'slow', input: { ms: 500 } });
+  await waitFor(async () => (await ownBackend.stats()).active === 1);
+  const queued = send({ pluginId: BASIC, handlerId: 'echo', input: {} });
+  await waitFor(async () => (await ownBackend.stats()).queued === 1);
+  // A connection that never sends a request (a load balancer's spare one) does not hold the close up.
+  const silent = net.connect(new URL(ownUrl).port, '127.0.0.1');
+  await once(silent, 'connect');
+  await ownApp.close();
+  expect(silent.destroyed || (await once(silent, 'close'), true)).toBe(true);
+  expect(await running).toMatchObject({ status: 200, json: { data: { waited: 500 } } });
+  expect(await queued).toMatchObject({ status: 503, json: { code: 'SHUTTING_DOWN' } });
+  expect((await ownBackend.health()).state).not.toBe('ready');
 });
