@@ -22,7 +22,12 @@ const CLIENT_MESSAGES = new Set(['VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEO
 export function buildServer(backend, options = {}) {
   // On close, every request in flight is answered first (below); then the connections still open
   // are closed, rather than waiting for clients that keep them alive (or never send a request).
-  const app = Fastify({ logger: true, forceCloseConnections: true, ...options });
+  // A request must arrive whole within 30 s: Fastify's default (0) lets a client that sends its
+  // body a byte at a time (slowloris) hold a connection, and hold up a close, for ever.
+  const app = Fastify({ logger: true, forceCloseConnections: true, requestTimeout: 30_000, ...options });
+  // Node checks requestTimeout only while headersTimeout (60 s unless given) is no longer than it;
+  // Fastify sets requestTimeout after creating the server, so Node's own clamp does not apply.
+  if (app.server.requestTimeout > 0) app.server.headersTimeout = Math.min(app.server.headersTimeout, app.server.requestTimeout);
   /** The responses of the executions in flight, which a close waits for. */
   const answering = new Set();
   app.post('/execute', async (request, reply) => {

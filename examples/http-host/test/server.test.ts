@@ -111,3 +111,24 @@ it('close (SIGTERM): a request in flight gets its answer, one still queued 503, 
   expect(await queued).toMatchObject({ status: 503, json: { code: 'SHUTTING_DOWN' } });
   expect((await ownBackend.health()).state).not.toBe('ready');
 });
+
+it('a client sending its request a byte at a time is cut off (408), not held for ever (slowloris)', async () => {
+  // The default: a whole request within a bounded time (Fastify's own default is no limit).
+  expect(app.server.requestTimeout).toBeGreaterThan(0);
+  expect(app.server.requestTimeout).toBeLessThanOrEqual(60_000);
+  expect(app.server.headersTimeout).toBeLessThanOrEqual(app.server.requestTimeout);
+  // The same limit, shortened here (and checked more often than Node's 30 s) to see it answer.
+  const ownBackend = createExecutionBackend({ type: 'worker-pool', maxThreads: 1, plugins: [fixturePlugins.basic], workspace: false });
+  const ownApp = buildServer(ownBackend, { logger: false, requestTimeout: 300, http: { connectionsCheckingInterval: 50 } });
+  const ownUrl = new URL(await ownApp.listen({ port: 0, host: '127.0.0.1' }));
+  const slow = net.connect(Number(ownUrl.port), '127.0.0.1').on('error', () => undefined);
+  await once(slow, 'connect');
+  slow.write('POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{');
+  const dribble = setInterval(() => slow.write(' '), 50);
+  let answer = '';
+  slow.on('data', (chunk) => (answer += chunk));
+  await once(slow, 'close');
+  clearInterval(dribble);
+  expect(answer).toMatch(/^HTTP\/1\.1 408/);
+  await ownApp.close();
+});
