@@ -46,6 +46,8 @@ export function buildServer(backend, options = {}) {
     // the client gets the code and a plain message; the host's log keeps the whole error.
     const message = CLIENT_MESSAGES.has(code) ? result.error.message : `The execution failed (${code}); see the server's log for ${result.meta.executionId}`;
     if (!CLIENT_MESSAGES.has(code)) request.log.error({ err: result.error, executionId: result.meta.executionId }, 'execution failed');
+    // A full queue passes: a client may try again shortly.
+    if (code === 'QUEUE_FULL') reply.header('retry-after', '1');
     return reply.code(httpStatusOf(code)).send({ code, message, executionId: result.meta.executionId });
   });
   // Ready while the backend serves: a problem of one plugin (in `problems`, for alerts) does not
@@ -66,10 +68,14 @@ export function buildServer(backend, options = {}) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const here = path.dirname(fileURLToPath(import.meta.url));
+  // The host's kv (in memory here), granted to the plugins that declare it (toolbox's `remember`):
+  // a service given in `platform` but never granted would answer every call PERMISSION_DENIED.
+  const store = new Map();
   const backend = createExecutionBackend({
     type: 'worker-pool',
     plugins: ['hello', 'toolbox'].map((name) => path.join(here, '..', 'plugins', name)),
-    platform: { kv: { get: async () => null, set: async () => undefined } },
+    platform: { kv: { get: async (key) => store.get(key) ?? null, set: async (key, value) => void store.set(key, value) } },
+    permissions: { platform: { kv: ['get', 'set'] } },
   });
   const app = buildServer(backend);
   const address = await app.listen({ port: Number(process.env.PORT ?? 3000), host: '127.0.0.1' });

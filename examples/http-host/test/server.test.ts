@@ -132,3 +132,21 @@ it('a client sending its request a byte at a time is cut off (408), not held for
   expect(answer).toMatch(/^HTTP\/1\.1 408/);
   await ownApp.close();
 });
+
+it('a full queue is 429 QUEUE_FULL with Retry-After, so that a client tries again shortly', async () => {
+  const ownBackend = createExecutionBackend({ type: 'worker-pool', maxThreads: 1, maxQueue: 0, plugins: [fixturePlugins.basic], workspace: false });
+  const ownApp = buildServer(ownBackend, { logger: false });
+  const ownUrl = await ownApp.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const send = (body: unknown) => fetch(`${ownUrl}/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const running = send({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    await waitFor(async () => (await ownBackend.stats()).active === 1);
+    const refused = await send({ pluginId: BASIC, handlerId: 'echo', input: {} });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(await refused.json()).toMatchObject({ code: 'QUEUE_FULL' });
+    expect((await running).status).toBe(200);
+  } finally {
+    await ownApp.close();
+  }
+});
