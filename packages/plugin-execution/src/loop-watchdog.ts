@@ -124,8 +124,16 @@ function leftoverNotice({ pluginId, handlerId }: LoopWatchdogOptions): string {
 }
 
 /**
+ * How much longer than asked the watching thread may sleep before that is taken for the whole
+ * process stopped (SIGSTOP, Ctrl-Z, a container frozen), not for a loop the handler blocks.
+ */
+const STOPPED_AFTER_MS = 1000;
+
+/**
  * The watching thread (CommonJS, evaluated): wakes every BEAT_MS × 2 and reads the beat. Its times
- * are the monotonic clock's (monotonicMs), as the main thread's `runFrom` is.
+ * are the monotonic clock's (monotonicMs), as the main thread's `runFrom` is. A wake far later than
+ * asked is left out of the time blocked: this thread did not run either (the process was stopped),
+ * so the loop could not beat, and a resumed process whose loop turns is not ended as blocked.
  */
 const WATCHER = `
 const fs = require('node:fs');
@@ -135,9 +143,17 @@ const state = new Int32Array(workerData.state);
 const monotonicMs = () => Number(process.hrtime.bigint()) / 1e6;
 let last = Atomics.load(state, 0);
 let since = monotonicMs();
+let woke = since;
 let watch;
 for (;;) {
   Atomics.wait(state, 0, last, ${BEAT_MS * 2});
+  const awake = monotonicMs();
+  const overslept = awake - woke - ${BEAT_MS * 2};
+  woke = awake;
+  if (overslept > ${STOPPED_AFTER_MS}) {
+    since += overslept;
+    if (watch) watch.at += overslept;
+  }
   const paused = Atomics.load(state, 1) === 1;
   for (let m = receiveMessageOnPort(port); m; m = receiveMessageOnPort(port)) watch = { ...m.message, at: monotonicMs() };
   const now = Atomics.load(state, 0);
