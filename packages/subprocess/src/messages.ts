@@ -32,3 +32,11 @@ export interface ChildCrashMessage {
   reason: 'uncaught-exception' | 'unhandled-rejection';
   error: SerializedError;
 }
+
+/**
+ * The child stopped its handler at its time limit itself, its host not there to (stopped, its loop
+ * held up): the host, once it runs, reports its own TIMEOUT, not how the child then ended.
+ */
+export interface ChildStoppedItselfMessage {
+  type: 'stopped-itself';
+}

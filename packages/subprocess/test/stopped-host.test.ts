@@ -45,6 +45,8 @@ describe.runIf(hasProc)('a child whose host is stopped past the time limit', () 
   it.each([
     ['a handler that waits', 'respects-signal'],
     ["a handler that holds up its process's exit (process.reallyExit replaced, an 'exit' listener that throws)", 'holds-exit'],
+    // It answers its abort with the timer's AbortError: before, that answer went to the host as the result (HANDLER_ERROR).
+    ['a handler that rejects once its signal fires (AbortError)', 'rejects-on-signal'],
   ])('cancels %s (ctx.signal: TIMEOUT) and ends on its own; the host, resumed, reports TIMEOUT', async (_, handlerId) => {
     // Room for a cold child's start (the sandbox, Node's boot) on a loaded machine before the handler runs.
     const timeoutMs = 3000;
@@ -67,6 +69,26 @@ describe.runIf(hasProc)('a child whose host is stopped past the time limit', () 
         process.kill(host.child.pid!, 'SIGCONT');
         host.child.kill('SIGKILL');
       }
+    }
+  });
+});
+
+describe.runIf(hasProc)('a child whose host holds up its own loop past the time limit', () => {
+  it.each([
+    ['a handler that waits', 'respects-signal'],
+    ['a handler that rejects once its signal fires (AbortError)', 'rejects-on-signal'],
+  ])('cancels %s, and the host, its loop free again, reports TIMEOUT (not how the child then ended)', async (_, handlerId) => {
+    const timeoutMs = 3000;
+    // Past the limit, the child's 2 s backstop and its 1 s grace: the child is gone when the loop turns again.
+    const blockMs = timeoutMs + 2000 + 1000 + 2000;
+    const host = startHost('stopped-host.mjs', { plugin: probePlugin, root, timeoutMs, handlerId, blockMs });
+    try {
+      // Before: WORKER_CRASHED (killed by SIGKILL) for the one that waits, HANDLER_ERROR (its AbortError) for the other.
+      expect(await host.waitFor('result', 40_000), hostFailure(host, 'the result')).toEqual({ result: 'TIMEOUT' });
+      await host.exited;
+      expect(host.child.exitCode).toBe(0);
+    } finally {
+      if (host.child.exitCode === null && host.child.signalCode === null) host.child.kill('SIGKILL');
     }
   });
 });

@@ -1,15 +1,15 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { clearTimeout, HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, setTimeout, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
-import crossSpawn from 'cross-spawn';
-import { bwrapSetupFailure, crashError, spawnRefusal, spawnedWithoutPipes, type ChildEnd } from './crash.js';
+import { bwrapSetupFailure, crashError, spawnRefusal, type ChildEnd } from './crash.js';
+import { spawnLaunch } from './child-spawn.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
 import { FramedChannel, UnreadableFrame, type ProtocolError } from '../framing.js';
-import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage } from '../messages.js';
+import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage, type ChildStoppedItselfMessage } from '../messages.js';
 import { answerInItsOwnRight, childMessageProblem } from './child-message.js';
 import { OutputCapture } from './output-capture.js';
 import { SandboxStatus, signalOfExitCode } from './sandbox-status.js';
-import { FIRST_FILE_FD, type Launch, type SandboxUser } from './sandbox.js';
+import type { Launch, SandboxUser } from './sandbox.js';
 
 export interface ChildRunnerOptions {
   /** The command line: Node with its flags and the entry script, or bubblewrap around them. */
@@ -62,6 +62,8 @@ export class ChildRunner {
   #protocolError: string | undefined;
   /** What the child said of the error that is ending it (its last words), if it said. */
   #crash: ChildCrashMessage | undefined;
+  /** It stopped its handler at its time limit itself (its host held up): this host's own stop decides the result. */
+  #stoppedItself = false;
   #spawnError: Error | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
   #stopTimers: NodeJS.Timeout[] = [];
@@ -90,22 +92,8 @@ export class ChildRunner {
     this.ready = new Promise((resolve) => (this.#resolveReady = resolve));
     this.ended = new Promise((resolve) => (this.#resolveEnded = resolve));
     const { launch } = options;
-    const child = crossSpawn(launch.command, launch.args, {
-      cwd: options.cwd,
-      env: options.env,
-      // fd 3 is the protocol pipe, not Node's 'ipc' channel, whose malformed bytes make the parent throw (nodejs/node#61312).
-      // Sandboxed: fd 4 is bubblewrap's status, fd 0 its system-call filter, fds 5… files it shows (closed before Node starts).
-      stdio: [launch.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe', 'pipe', ...(launch.sandboxed ? ['pipe' as const] : []), ...(launch.files ?? []).map(() => 'pipe' as const)],
-      // Its own process group, so a stop reaches every process it started (POSIX only).
-      detached: process.platform !== 'win32',
-      windowsHide: true,
-      ...(launch.user ?? {}),
-    });
-    const noPipes = spawnedWithoutPipes(child);
-    if (noPipes) throw noPipes;
+    const child = spawnLaunch(launch, options.cwd, options.env);
     this.#child = child;
-    if (launch.stdin) child.stdin?.on('error', () => undefined).end(launch.stdin);
-    launch.files?.forEach((data, index) => (child.stdio[FIRST_FILE_FD + index] as Socket | null)?.on('error', () => undefined).end(data));
     this.pid = child.pid;
     this.user = launch.user;
     this.#sandbox = launch.sandboxed ? new SandboxStatus(child.stdio[4] as Socket) : undefined;
@@ -195,9 +183,11 @@ export class ChildRunner {
    * or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. One that finishes meanwhile is discarded as usual.
    */
   stop(reason: unknown): void {
-    if (this.#finished || this.#stopped) return;
+    if (this.#stopped || (this.#finished && !this.#stoppedItself)) return;
     this.#stopped = true;
     this.#stopReason = reason;
+    // Gone after it stopped itself at its time limit: its end waited for this stop (#settleRun).
+    if (this.#finished) return this.#settleRun();
     if (this.#result) return;
     if (this.#session) {
       // What the child wrote before the stop is the execution's, a last line without its newline
@@ -237,7 +227,7 @@ export class ChildRunner {
     if (raw instanceof UnreadableFrame) return this.#unreadableFrame(raw);
     const problem = childMessageProblem(raw);
     if (problem) return this.#violate(problem);
-    const message = raw as RunnerToHost | ChildCrashMessage;
+    const message = raw as RunnerToHost | ChildCrashMessage | ChildStoppedItselfMessage;
     if (!this.#handshaken) {
       if (message.type !== 'ready') return this.#violate(`expected a ready message first, got ${message.type}`);
       if (message.version !== PROTOCOL_VERSION) {
@@ -256,6 +246,10 @@ export class ChildRunner {
     if (!this.#session) return this.#violate(`a ${message.type} message before it was given an execution`);
     if (message.type === 'crash') {
       this.#crash ??= message;
+      return;
+    }
+    if (message.type === 'stopped-itself') {
+      this.#stoppedItself = true;
       return;
     }
     const result = this.#session.handle(message);
@@ -360,6 +354,9 @@ export class ChildRunner {
     const end = this.#end;
     const haveResult = this.#result !== undefined && !this.#protocolError;
     if (!settle || (!end && !haveResult)) return;
+    // Gone after it stopped itself at its time limit, its host held up meanwhile: not a crash; the
+    // host's own expiry, due by now, decides (TIMEOUT), as would a caller's abort or shutdown.
+    if (!haveResult && this.#stoppedItself && !this.#stopped && !this.#protocolError && !this.#unreadable) return;
     this.#settle = undefined;
     if (haveResult) {
       this.#finishOutput();

@@ -22,7 +22,7 @@ import {
   type SerializedError,
 } from '@kb-labs/plugin-execution-core/runner';
 import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, UnreadableFrame, encodeFrame } from '../framing.js';
-import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage, type ChildRunMessage, type HostToChild } from '../messages.js';
+import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage, type ChildRunMessage, type ChildStoppedItselfMessage, type HostToChild } from '../messages.js';
 import { resultStandIns } from './result-stand-ins.js';
 
 /** Exit code of the child's own failures (distinct from a handler's process.exit); EXIT_CHANNEL_CLOSED is another. */
@@ -92,6 +92,8 @@ for (const fd of (process.argv[3] ?? '').split(',')) {
 }
 
 let session: RunnerSession | undefined;
+/** This child stopped its handler at its time limit itself, its host not there to (stopPastTimeLimit). */
+let stoppedPastLimit = false;
 let started = false;
 const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' | 'begin' }>> = [];
 
@@ -177,6 +179,10 @@ async function start(message: ChildRunMessage): Promise<void> {
   // before the result can be read after it; closed here, they end now rather than when the
   // kernel has torn this process down after the host's SIGKILL.
   closeOutput();
+  // Stopped by its own time limit, its host not there to: no result goes, whatever the handler made
+  // of its cancel (an AbortError thrown, a value returned), which the host would take for its answer
+  // (HANDLER_ERROR). Told so, the host reports its own TIMEOUT once it runs.
+  if (stoppedPastLimit) return;
   sendResult(result);
   // Stay alive: the host kills this child (and its process group) once it has the result.
 }
@@ -210,6 +216,8 @@ function stopPastTimeLimit(task: ChildRunMessage['task'], running: RunnerSession
     const reason = new TimeoutError(`Handler "${task.handlerId}" of plugin "${task.pluginId}" did not finish within ${task.timeoutMs} ms, and its host did not stop it: its process stopped itself`, {
       details: { pluginId: task.pluginId, handlerId: task.handlerId, timeoutMs: task.timeoutMs },
     });
+    stoppedPastLimit = true;
+    channel.send({ type: 'stopped-itself' } satisfies ChildStoppedItselfMessage);
     running.handle({ type: 'cancel', reason: serializeError(reason) });
     setTimeout(killOwnGroup, BACKSTOP_GRACE_MS).unref();
   }, task.timeoutMs + BACKSTOP_AFTER_MS).unref();
