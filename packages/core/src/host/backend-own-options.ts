@@ -32,6 +32,7 @@ export const BACKEND_OWN_OPTIONS = Object.freeze({
   sandbox: ['subprocess'],
   bwrapPath: ['subprocess'],
   sandboxUser: ['subprocess'],
+  sandboxTmpMb: ['subprocess'],
   connection: ['queue'],
   pool: ['queue'],
   subjectPrefix: ['queue'],

@@ -95,6 +95,13 @@ export interface SubprocessBackendOptions extends BackendOptions {
    * @default { uid: 65534, gid: 65534 } (nobody/nogroup)
    */
   sandboxUser?: SandboxUser | false | undefined;
+  /**
+   * Size of a sandboxed child's private /tmp (MiB): a tmpfs, so what is written there is the
+   * machine's memory, outside the heap limit. Past it, a write fails with ENOSPC. A child's
+   * /dev/shm is 64 MiB. Ignored when children do not run sandboxed.
+   * @default 256
+   */
+  sandboxTmpMb?: number | undefined;
 }
 
 export interface Resolved {
@@ -114,9 +121,16 @@ export interface Resolved {
   bwrapPath: string | undefined;
   /** Who sandboxed children run as; undefined keeps the host's user. */
   sandboxUser: SandboxUser | undefined;
+  sandboxTmpMb: number;
 }
 
 const NOBODY: SandboxUser = { uid: 65534, gid: 65534 };
+/**
+ * Node itself writes nothing to /tmp; a plugin's temporary files, or a tool's cache under its
+ * home (/tmp), get as much as one protocol frame at its default (maxFrameBytes): a handler can
+ * spool its largest input or result there. Memory only as it is used.
+ */
+const DEFAULT_SANDBOX_TMP_MB = 256;
 
 /** Checked up front: a wrong execPath would otherwise show first as a sandbox probe that fails, blaming bubblewrap. */
 function isExecutableFile(file: string): boolean {
@@ -157,6 +171,8 @@ export const subprocessOptionsSchema = lazySchema((z) => {
     sandboxUser: z
       .union([z.object({ uid: id, gid: id }).strict(), z.literal(false)], { error: 'must be { uid, gid } with integers from 1 to 4294967294, or false' })
       .optional(),
+    // Up to 1 TiB: more is no bound, and a typo (bytes for MiB) should be caught.
+    sandboxTmpMb: option.int(1, 1_048_576).optional(),
   });
 });
 
@@ -182,5 +198,6 @@ export function resolveOptions(o: SubprocessBackendOptions): Resolved {
     bwrapPath: o.bwrapPath,
     // Only root can start a child as another user; a host that is not root needs no drop.
     sandboxUser: process.getuid?.() === 0 && o.sandboxUser !== false ? (o.sandboxUser ?? NOBODY) : undefined,
+    sandboxTmpMb: o.sandboxTmpMb ?? DEFAULT_SANDBOX_TMP_MB,
   };
 }

@@ -7,7 +7,7 @@ import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
 import { withRealPath } from './runtime-paths.js';
 import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS, timeZoneFiles } from './sandbox-runtime.js';
-import { NETWORK_FILTER, SET_ID_FILTER, isolationArgs } from './sandbox-isolation.js';
+import { NETWORK_FILTER, SET_ID_FILTER, SHM_MB, isolationArgs } from './sandbox-isolation.js';
 import { identityArgs, identityFiles } from './sandbox-identity.js';
 import { unusableBy } from './sandbox-user.js';
 import { SandboxView } from './sandbox-view.js';
@@ -28,6 +28,8 @@ export interface SandboxConfig {
   /** Who children run as when the host is root; undefined keeps the host's user. */
   user: SandboxUser | undefined;
   execPath: string;
+  /** Size of each child's private /tmp, MiB (sandboxTmpMb). */
+  tmpMb: number;
 }
 
 /** What is in force: the sandbox, or why not. */
@@ -151,7 +153,7 @@ export class Sandbox {
     const command = [...node.flags, node.entry, ...node.args(FIRST_FILE_FD + files.length)];
     return {
       command: this.#state.bwrap,
-      args: [...view.rootArgs(), ...isolationArgs(profile.network), ...identityArgs(files, FIRST_FILE_FD), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
+      args: [...view.rootArgs(), ...isolationArgs(profile.network, this.#config.tmpMb), ...identityArgs(files, FIRST_FILE_FD), ...view.args(), '--chdir', cwd, '--json-status-fd', String(STATUS_FD), '--', this.#config.execPath, ...command],
       user,
       sandboxed: true,
       files: files.map((file) => file.data),
@@ -236,7 +238,7 @@ export class Sandbox {
     return {
       requested: this.#config.mode,
       active: 'bubblewrap',
-      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no kernel keyrings, no Unix or vsock sockets without network'] : []), ...user, ...model, 'env allow-list'],
+      layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', `own /tmp of ${this.#config.tmpMb} MiB, /dev/shm of ${SHM_MB} MiB`, ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no kernel keyrings, no Unix or vsock sockets without network'] : []), ...user, ...model, 'env allow-list'],
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
   }
@@ -314,7 +316,7 @@ const SHORTAGE = /Resource temporarily unavailable|Cannot allocate memory|Too ma
 
 /** Run `node -e 0` with the full argument set, as the sandbox user: cached per configuration. */
 function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
-  const key = JSON.stringify([bwrap, config.execPath, config.user]);
+  const key = JSON.stringify([bwrap, config.execPath, config.user, config.tmpMb]);
   let cached = probes.get(key);
   if (!cached) {
     const probed = (cached = runProbe(bwrap, config));
@@ -327,7 +329,7 @@ function probe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
 
 function runProbe(bwrap: string, config: SandboxConfig): Promise<SandboxState> {
   const view = runtimeView(config.execPath);
-  const args = [...view.rootArgs(), ...isolationArgs(false), ...view.args(), '--', config.execPath, '-e', '0'];
+  const args = [...view.rootArgs(), ...isolationArgs(false, config.tmpMb), ...view.args(), '--', config.execPath, '-e', '0'];
   // A Node the sandbox user cannot reach (nvm or npx under a 0700 /root) is probed as the host's
   // user: each child then runs sandboxed as that user, and says so (Sandbox.#userFor).
   const user = config.user && !unusableBy(config.user, view.binds(), new Set()) ? config.user : undefined;

@@ -88,7 +88,7 @@ export class SubprocessBackend extends BaseBackend {
           details: { node },
         });
       }
-      this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath });
+      this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath, tmpMb: this.#o.sandboxTmpMb });
       this.#env = baseEnvironment(this.#o.baseEnv);
       this.#sandboxEnv = withSandboxHome(this.#env);
       this.#pool = new SparePool(this.#o.prespawn, (profile) => this.#spawn(profile, profile.pluginRoot, true));
