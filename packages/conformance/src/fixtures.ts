@@ -9,6 +9,8 @@ export const fixturePlugins = {
   hostile: path.resolve(here, '../fixtures/plugins/hostile'),
   guarded: path.resolve(here, '../fixtures/plugins/guarded'),
   cjs: path.resolve(here, '../fixtures/plugins/cjs'),
+  /** The fuzz driver's plugin (src/fuzz): one handler whose input says what it does. */
+  fuzz: path.resolve(here, '../fixtures/plugins/fuzz'),
   /** Not loaded by the suite's backends: the reload tests copy it and edit the copy. */
   reloadable: path.resolve(here, '../fixtures/plugins/reloadable'),
 } as const;

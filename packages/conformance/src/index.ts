@@ -11,3 +11,4 @@ export { TURN_WATCH_PAYLOAD, turnWatchingPlatform } from './turn-watch.js';
 export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';
 export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';
 export { canLimitPids, runInPidsCgroup } from './pids-cgroup.js';
+export { describeFuzz, fuzzSeeds, runFuzzSeed, type FuzzBackendFactory, type FuzzCapabilities } from './fuzz/describe-fuzz.js';
