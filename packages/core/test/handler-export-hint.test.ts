@@ -138,6 +138,22 @@ describe('a handler export that is not there', () => {
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: ['bound', 2] });
   });
 
+  it("a bound class run for two handler ids of one file names the id run, not the first one's", async () => {
+    // Before: the second said 'Handler "first"' (and details.handlerId "first"): the refusal was made
+    // when the export was loaded, for the task that loaded it, and the loaded export is shared by
+    // every handler id of its file and export.
+    const source = 'class Handler { async run() { return 1; } }\nexport default Handler.bind(null);\n';
+    const first = await failureOf('bound-shared.mjs', source, 'first');
+    expect(first.message).toMatch(/^Handler "first" of plugin "@t\/hint": export "default" of \S+bound-shared\.mjs is a bound class \(Handler\)/);
+    const entryPath = path.join(root, 'bound-shared.mjs');
+    const task: RunnerTask = { executionId: 'exec-bound-second', pluginId: '@t/hint', handlerId: 'second', pluginRoot: root, entryPath, exportName: 'default', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const second = (await new RunnerSession(task, () => undefined).run()) as RunnerResult & { ok: false; error: { code: unknown; message: string; details: Record<string, unknown> } };
+    expect(second.ok).toBe(false);
+    expect(second.error.code).toBe('HANDLER_NOT_FOUND');
+    expect(second.error.message).toMatch(/^Handler "second" of plugin "@t\/hint": export "default" of \S+bound-shared\.mjs is a bound class \(Handler\)/);
+    expect(second.error.details).toMatchObject({ handlerId: 'second', export: 'default' });
+  });
+
   it('a class whose run is static is told to call that run, not an instance\'s', async () => {
     // Before: "such as (input, ctx) => new Handler().run(input, ctx)", which throws "run is not a function": an instance has no static run.
     const statics = await failureOf('static-run.mjs', 'export default class Handler { static async run(input) { return input; } }\n', 'greet');

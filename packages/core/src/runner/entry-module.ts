@@ -167,11 +167,16 @@ function classExportError(exported: (...args: never[]) => unknown, kind: string,
   );
 }
 
-/** The HANDLER_NOT_FOUND errors of `callingHiddenClass`: what the runtime reports as they are, not as the handler's. */
-const classCallRefusals = new WeakSet<object>();
+/**
+ * The HANDLER_NOT_FOUND errors of `callingHiddenClass`, each with how to say it for a task: the
+ * loaded export is shared by every handler id of its file and export, the task that loaded it is
+ * only the first of them.
+ */
+const classCallRefusals = new WeakMap<object, (task: ClassExportAt['task']) => HandlerNotFoundError>();
 
-export function isClassCallRefusal(error: unknown): error is HandlerNotFoundError {
-  return typeof error === 'object' && error !== null && classCallRefusals.has(error);
+/** The refusal `error` is, said for `task` (what the runtime reports, not as the handler's), else undefined. */
+export function classCallRefusal(error: unknown, task: ClassExportAt['task']): HandlerNotFoundError | undefined {
+  return typeof error === 'object' && error !== null ? classCallRefusals.get(error)?.(task) : undefined;
 }
 
 /**
@@ -190,8 +195,9 @@ export function callingHiddenClass<F extends (input: unknown, ctx: never) => unk
     } catch (error) {
       // Read on this path only: a Proxy's traps are the plugin's code.
       if (!calledAsClass(error, exported)) throw error;
-      const refusal = classExportError(exported, types.isProxy(exported) ? 'a Proxy of a class' : 'a bound class', at);
-      classCallRefusals.add(refusal);
+      const kind = types.isProxy(exported) ? 'a Proxy of a class' : 'a bound class';
+      const refusal = classExportError(exported, kind, at);
+      classCallRefusals.set(refusal, (task) => classExportError(exported, kind, { ...at, task }));
       throw refusal;
     }
   }) as F;

@@ -9,7 +9,7 @@ import type { Platform } from '../host/platform-gateway.js';
 import type { ContextDescriptor, LogEntry } from '../host/request.js';
 import { validateWithForeignSchema } from '../validation.js';
 import { wallClockMs } from '../wall-clock.js';
-import { isClassCallRefusal } from './entry-module.js';
+import { classCallRefusal } from './entry-module.js';
 import { loadedHandler, loadHandler } from './handler-loader.js';
 
 /**
@@ -86,7 +86,7 @@ export async function runHandler(task: RunnerTask, env: RuntimeEnvironment): Pro
   try {
     return await handler.run(input, ctx);
   } catch (error) {
-    throw isClassCallRefusal(error) ? error : handlerThrew(error);
+    throw classCallRefusal(error, task) ?? handlerThrew(error);
   }
 }
 
