@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { clearTimeout, HostSession, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, setTimeout, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearTimeout, HostSession, monotonicNow, OutputPacer, PROTOCOL_VERSION, refuseWhatCloneRefuses, serializeErrorForRunner, setTimeout, settlesWithin, unreadableMessageError, unwrapRunnerResult, type DispatchControl, type RunnerResult, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import { bwrapSetupFailure, crashError, spawnRefusal, type ChildEnd } from './crash.js';
 import { spawnLaunch } from './child-spawn.js';
 import { killAtExit, signalChildGroup } from './process-group.js';
@@ -73,6 +73,8 @@ export class ChildRunner {
   readonly #readPace: OutputPacer;
   readonly #forgetAtExit: () => void;
   #subject: { pluginId: string; handlerId: string } | undefined;
+  /** When its time limit is past (monotonicNow): a child stops itself no sooner (stopped-itself). */
+  #limitPastAt = 0;
   #result: RunnerResult | undefined;
   /** A message it sent could not be read here (UnreadableFrame): the execution's answer. */
   #unreadable: Error | undefined;
@@ -156,9 +158,10 @@ export class ChildRunner {
    * been sent SIGKILL) or an ExecutionError (once the child is gone). `control.onStop` stops
    * it: cancel message, then SIGTERM, then SIGKILL.
    */
-  run(runFrame: Buffer, subject: { pluginId: string; handlerId: string }, control: DispatchControl): Promise<unknown> {
+  run(runFrame: Buffer, subject: { pluginId: string; handlerId: string; timeoutMs: number }, control: DispatchControl): Promise<unknown> {
     if (this.#session) return Promise.reject(new Error('ChildRunner serves one execution only'));
     this.#subject = subject;
+    this.#limitPastAt = monotonicNow() + subject.timeoutMs;
     this.#session = new HostSession(control, (message) => {
       refuseWhatCloneRefuses(message);
       this.#channel.send(message);
@@ -248,10 +251,9 @@ export class ChildRunner {
       this.#crash ??= message;
       return;
     }
-    if (message.type === 'stopped-itself') {
-      this.#stoppedItself = true;
-      return;
-    }
+    // A stop at its own limit is said by the runtime past that limit only: sooner, the handler forged it (fd 3) to be waited for.
+    if (message.type === 'stopped-itself' && monotonicNow() < this.#limitPastAt) return this.#violate('a stopped-itself message before its time limit');
+    if (message.type === 'stopped-itself') return void (this.#stoppedItself = true);
     const result = this.#session.handle(message);
     if (!result) this.#readPace.after(this.#control!);
     if (result) {

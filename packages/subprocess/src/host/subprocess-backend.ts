@@ -142,7 +142,7 @@ export class SubprocessBackend extends BaseBackend {
       this.#cold++;
     }
     if (runner.pid !== undefined) control.setRunner({ id: `pid:${runner.pid}`, pid: runner.pid });
-    const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId }, control);
+    const running = runner.run(frame, { pluginId: task.pluginId, handlerId: task.handlerId, timeoutMs: task.timeoutMs }, control);
     if (spareProfile) this.#refillAfter(task, spareProfile);
     try {
       return await running;
