@@ -34,10 +34,12 @@ export async function ensureConsumer(jsm: JetStreamManager, subjects: PoolSubjec
       await jsm.consumers.add(subjects.stream, made);
       return;
     } catch (error) {
-      const full = noRoom(subjects, pool);
       config = await jsm.consumers.info(subjects.stream, subjects.consumer).then(
         (info) => info.config,
-        () => Promise.reject(full ? new PoolStreamError(full) : error),
+        (unread: unknown) => {
+          const full = consumerNotFound(unread) ? noRoom(subjects, pool) : undefined;
+          return Promise.reject(full ? new PoolStreamError(full) : error);
+        },
       );
     }
   }
@@ -54,11 +56,18 @@ export async function checkConsumer(jsm: JetStreamManager, subjects: PoolSubject
   let config;
   try {
     config = (await jsm.consumers.info(subjects.stream, subjects.consumer)).config;
-  } catch {
+  } catch (error) {
     // Missing, as before a pool's first worker: no worker could make it in a stream with no room.
-    return noRoom(subjects, pool);
+    // Unread otherwise (no answer in time, a cluster electing its leader, no permission), it may be
+    // one of the consumers counted: nothing is said of it.
+    return consumerNotFound(error) ? noRoom(subjects, pool) : undefined;
   }
   return consumerProblem(subjects, config, pool);
+}
+
+/** The consumer does not exist (JetStream's "consumer not found", 10014); a read that failed otherwise is not that. */
+function consumerNotFound(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 10014 || /consumer not found/i.test(String((error as Error | null)?.message ?? error));
 }
 
 /**
