@@ -12,3 +12,4 @@ export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixt
 export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';
 export { canLimitPids, runInPidsCgroup } from './pids-cgroup.js';
 export { describeFuzz, fuzzSeeds, runFuzzSeed, type FuzzBackendFactory, type FuzzCapabilities } from './fuzz/describe-fuzz.js';
+export { FUZZ_A, FUZZ_B, fuzzPluginSource } from './fuzz/fuzz-plugins.js';

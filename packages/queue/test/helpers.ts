@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
-import type { ExecutionEvent, IExecutionBackend, LogEntry } from '@kb-labs/plugin-execution-core';
+import type { ExecutionEvent, IExecutionBackend, LogEntry, PluginSource } from '@kb-labs/plugin-execution-core';
 import { expect, inject } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -14,7 +14,7 @@ export const QUEUE_PLUGIN = path.join(here, 'fixtures', 'plugins', 'queue-probe'
 export const QUEUE_PROBE = '@queue/probe';
 
 /** The plugins every test worker loads. */
-export const WORKER_PLUGINS = [fixturePlugins.basic, fixturePlugins.hostile, fixturePlugins.guarded, fixturePlugins.cjs, QUEUE_PLUGIN];
+export const WORKER_PLUGINS: PluginSource[] = [fixturePlugins.basic, fixturePlugins.hostile, fixturePlugins.guarded, fixturePlugins.cjs, QUEUE_PLUGIN];
 
 /** A fresh pool name: each test file's workers and backends meet only each other. */
 export const newPool = (name: string): string => `${name}-${randomBytes(4).toString('hex')}`;
@@ -53,7 +53,8 @@ export interface WorkerSpec {
   backendOptions?: Record<string, unknown>;
   concurrency?: number;
   id?: string;
-  plugins?: string[];
+  /** Its plugins: folders, or `{ root, manifest }` (a folder under another id). */
+  plugins?: PluginSource[];
   heartbeatMs?: number;
   /** It writes a view type its hosts cannot read, as a worker on a newer Node would (fixtures/worker.mjs). */
   writesNewerViews?: boolean;
@@ -74,7 +75,7 @@ export async function startWorker(spec: WorkerSpec): Promise<WorkerProcess> {
     KB_POOL: spec.pool,
     KB_BACKEND: spec.backend ?? 'worker-pool',
     KB_BACKEND_OPTIONS: JSON.stringify(spec.backendOptions ?? {}),
-    KB_PLUGINS: (spec.plugins ?? WORKER_PLUGINS).join(path.delimiter),
+    KB_PLUGINS: JSON.stringify(spec.plugins ?? WORKER_PLUGINS),
     KB_CONCURRENCY: String(spec.concurrency ?? 4),
     KB_WORKSPACE_ROOT: workspaceRoot,
     ...(spec.id ? { KB_WORKER_ID: spec.id } : {}),

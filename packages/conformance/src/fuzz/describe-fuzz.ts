@@ -52,6 +52,8 @@ export async function runFuzzSeed(seed: number, create: FuzzBackendFactory, capa
   // What the backend makes in the temporary directory is made here, and must be gone after.
   process.env.TMPDIR = tmp;
   const threadsBefore = await threadCount();
+  // Children the test runs itself (a queue backend's worker processes) are not the backend's.
+  const childrenBefore = new Set(await childProcesses());
   const resourcesBefore = activeResources().length;
   const run: FuzzRun = { seed, log: [], executions: [], hits: new Map(), pluginsLoaded: false, loadingWaiters: new Set(), snapshots: [], changeErrors: [] };
   let backend: FuzzedBackend | undefined;
@@ -61,7 +63,7 @@ export async function runFuzzSeed(seed: number, create: FuzzBackendFactory, capa
     run.finalStats = await backend.stats();
     run.finalHealth = await backend.health();
     const problems = fuzzRunProblems(run);
-    problems.push(...(await leftovers(root, tmp, threadsBefore, resourcesBefore)));
+    problems.push(...(await leftovers(root, tmp, childrenBefore, threadsBefore, resourcesBefore)));
     return { problems, run };
   } finally {
     // A run that threw half-way still leaves nothing running.
@@ -94,9 +96,9 @@ function limitsOf(seed: number): { maxConcurrency: number; maxQueue: number; per
   return random.chance(0.3) ? { ...limits, perPluginConcurrency: 1 } : limits;
 }
 
-async function leftovers(root: string, tmp: string, threadsBefore: number, resourcesBefore: number): Promise<string[]> {
+async function leftovers(root: string, tmp: string, childrenBefore: Set<string>, threadsBefore: number, resourcesBefore: number): Promise<string[]> {
   const problems: string[] = [];
-  const children = await untilNoneLeft(childProcesses, 3000);
+  const children = await untilNoneLeft(async () => (await childProcesses()).filter((child) => !childrenBefore.has(child)), 3000);
   if (children.length > 0) problems.push(`child processes left: ${children.join(', ')}`);
   const workspaces = await untilNoneLeft(() => readdir(root), 3000);
   if (workspaces.length > 0) problems.push(`workspaces left: ${workspaces.join(', ')}`);
