@@ -63,7 +63,7 @@ export function crashError(end: ChildEnd, subject: { pluginId: string; handlerId
   }
   // The plugin's bytes, in a message a host logs or prints: its control characters (a terminal's
   // escape sequences) shown, not sent. `details.stderrTail` keeps them as they came.
-  const tail = shownControls(lastLines(end.stderrTail.trim(), 1000));
+  const tail = shownStderrEnd(end.stderrTail);
   if (tail && reason !== 'protocol') message += `\n--- end of its stderr ---\n${tail}`;
   return new WorkerCrashedError(message, {
     details: {
@@ -90,6 +90,14 @@ export function sandboxRefusedError(reason: string, subject: { pluginId: string;
 }
 
 /** The end of `text`, up to `chars` characters, from the start of a line (a longer last line: its end). */
+/**
+ * The end of a child's stderr as a message quotes it: its last lines, up to 1,000 characters, the
+ * plugin's control characters (a terminal's escape sequences) shown, not sent.
+ */
+export function shownStderrEnd(stderrTail: string): string {
+  return shownControls(lastLines(stderrTail.trim(), 1000));
+}
+
 function lastLines(text: string, chars: number): string {
   if (text.length <= chars) return text;
   const end = text.slice(-chars);

@@ -1,3 +1,6 @@
+import type { WorkerCrashedError } from '@kb-labs/plugin-execution-core';
+import { shownStderrEnd } from './crash.js';
+
 /**
  * Children that failed to start, in a row (for health().problems): an execPath that cannot start,
  * bubblewrap that cannot set a sandbox up, a host out of processes or descriptors. Each failure
@@ -9,7 +12,7 @@ export class StartFailures {
   #last = '';
 
   /** A child that never became ready, `error` its execution's WORKER_CRASHED. */
-  failed(error: unknown): void {
+  failed(error: WorkerCrashedError): void {
     this.#streak++;
     this.#last = howItFailed(error);
   }
@@ -23,10 +26,11 @@ export class StartFailures {
   }
 }
 
-/** The crash's first line, and the last line of the stderr it quotes (its control characters already written out). */
-function howItFailed(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const [first = '', ...rest] = message.split('\n');
-  const stderr = rest.includes('--- end of its stderr ---') ? rest.filter((line) => line.trim() !== '').at(-1)?.trim() : undefined;
+/** The crash's first line, and the last line of the stderr it quotes (shownStderrEnd, as its message does). */
+function howItFailed(error: WorkerCrashedError): string {
+  const first = error.message.split('\n', 1)[0] ?? '';
+  const { stderrTail } = error.details as { stderrTail?: unknown };
+  const lines = typeof stderrTail === 'string' ? shownStderrEnd(stderrTail).split('\n') : [];
+  const stderr = lines.filter((line) => line.trim() !== '').at(-1)?.trim();
   return stderr && !first.includes(stderr) ? `${first} (its stderr ends: ${stderr})` : first;
 }
