@@ -6,24 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let root: string;
 
+/** A task of plugin "@t/hint" running export `exportName` (default "default") of `entryPath` as handler `handlerId`. */
+function hintTask(executionId: string, entryPath: string, handlerId: string, more: Partial<Pick<RunnerTask, 'exportName' | 'input' | 'context'>> = {}): RunnerTask {
+  return { executionId, pluginId: '@t/hint', handlerId, pluginRoot: root, entryPath, exportName: 'default', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined, ...more };
+}
+
 /** The message of the result of running handler `handlerId` (export `exportName`) of a module whose source is `source`. */
 async function failureOf(file: string, source: string, handlerId: string, exportName = 'default'): Promise<{ code: unknown; message: unknown }> {
   const entryPath = path.join(root, file);
   await writeFile(entryPath, source);
-  const task: RunnerTask = {
-    executionId: `exec-${file}`,
-    pluginId: '@t/hint',
-    handlerId,
-    pluginRoot: root,
-    entryPath,
-    exportName,
-    input: undefined,
-    context: { host: { kind: 'test' } },
-    workspaceDir: undefined,
-    permissions: {},
-    timeoutMs: 10_000,
-    memoryMb: undefined,
-  };
+  const task = hintTask(`exec-${file}`, entryPath, handlerId, { exportName, context: { host: { kind: 'test' } } });
   const result = (await new RunnerSession(task, () => undefined).run()) as RunnerResult & { ok: false; error: { code: unknown; message: unknown } };
   expect(result.ok).toBe(false);
   return { code: result.error.code, message: result.error.message };
@@ -85,14 +77,14 @@ describe('a handler export that is not there', () => {
     expect(one.message).toMatch(/got object\); set "export": "build" on handler "one" in kb\.plugin\.json$/);
     // What the hint says works: the default object's own property.
     const entryPath = path.join(root, 'multi.mjs');
-    const task = { executionId: 'exec-lint', pluginId: '@t/hint', handlerId: 'lint', pluginRoot: root, entryPath, exportName: 'lint', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const task = hintTask('exec-lint', entryPath, 'lint', { exportName: 'lint' });
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 2 });
   });
 
   it('a plain { input, run } object (not made by defineHandler) is still a handler', async () => {
     const entryPath = path.join(root, 'plain.mjs');
     await writeFile(entryPath, 'export default { input: { safeParse: (v) => ({ success: true, data: v }) }, run: async (input) => ({ got: input }) };\n');
-    const task = { executionId: 'exec-plain', pluginId: '@t/hint', handlerId: 'plain', pluginRoot: root, entryPath, exportName: 'default', input: 3, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const task = hintTask('exec-plain', entryPath, 'plain', { input: 3 });
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: { got: 3 } });
   });
 
@@ -111,7 +103,7 @@ describe('a handler export that is not there', () => {
     // A function that is no class is called as before, whatever its source says.
     const entryPath = path.join(root, 'fn.mjs');
     await writeFile(entryPath, 'export default async function classy() { return "class"; }\n');
-    const task = { executionId: 'exec-fn', pluginId: '@t/hint', handlerId: 'fn', pluginRoot: root, entryPath, exportName: 'default', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const task = hintTask('exec-fn', entryPath, 'fn');
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: 'class' });
   });
 
@@ -134,7 +126,7 @@ describe('a handler export that is not there', () => {
     // A bound function and a Proxy of one are called as before.
     const entryPath = path.join(root, 'bound-ok.mjs');
     await writeFile(entryPath, 'export default new Proxy(async function (input) { return [this?.tag, input]; }.bind({ tag: "bound" }), {});\n');
-    const task = { executionId: 'exec-bound-ok', pluginId: '@t/hint', handlerId: 'ok', pluginRoot: root, entryPath, exportName: 'default', input: 2, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const task = hintTask('exec-bound-ok', entryPath, 'ok', { input: 2 });
     expect(await new RunnerSession(task, () => undefined).run()).toMatchObject({ ok: true, data: ['bound', 2] });
   });
 
@@ -146,7 +138,7 @@ describe('a handler export that is not there', () => {
     const first = await failureOf('bound-shared.mjs', source, 'first');
     expect(first.message).toMatch(/^Handler "first" of plugin "@t\/hint": export "default" of \S+bound-shared\.mjs is a bound class \(Handler\)/);
     const entryPath = path.join(root, 'bound-shared.mjs');
-    const task: RunnerTask = { executionId: 'exec-bound-second', pluginId: '@t/hint', handlerId: 'second', pluginRoot: root, entryPath, exportName: 'default', input: undefined, context: {}, workspaceDir: undefined, permissions: {}, timeoutMs: 10_000, memoryMb: undefined };
+    const task = hintTask('exec-bound-second', entryPath, 'second');
     const second = (await new RunnerSession(task, () => undefined).run()) as RunnerResult & { ok: false; error: { code: unknown; message: string; details: Record<string, unknown> } };
     expect(second.ok).toBe(false);
     expect(second.error.code).toBe('HANDLER_NOT_FOUND');
