@@ -157,7 +157,7 @@ interface ClassExportAt {
 function classExportError(exported: (...args: never[]) => unknown, kind: string, at: ClassExportAt): HandlerNotFoundError {
   const { entryPath, exportName, task } = at;
   // The file's path and the class's name are the plugin's text: written out as the loader's other messages (handler-loader.ts, shown).
-  const className = String(exported.name).replace(/^(bound )+/, ''); // a bound class's is "bound Handler"
+  const className = classNameOf(exported);
   const name = shownControls(className || 'anonymous', '');
   const called = className ? name : 'Handler';
   return new HandlerNotFoundError(
@@ -205,6 +205,11 @@ export function callingHiddenClass<F extends (input: unknown, ctx: never) => unk
 
 /** V8's TypeError for a call of the class `exported` names (an anonymous class's says "Class constructors"). */
 function calledAsClass(error: unknown, exported: (...args: never[]) => unknown): boolean {
-  const className = String(exported.name).replace(/^(bound )+/, '');
+  const className = classNameOf(exported);
   return error instanceof TypeError && error.message === (className ? `Class constructor ${className} cannot be invoked without 'new'` : "Class constructors cannot be invoked without 'new'");
+}
+
+/** The name of the class `exported` is, or calls: a bound class's own name is "bound Handler". */
+function classNameOf(exported: (...args: never[]) => unknown): string {
+  return String(exported.name).replace(/^(bound )+/, '');
 }
