@@ -1,6 +1,7 @@
 /**
- * A host process may hold descriptors it inherited without close-on-exec (here: fd 5, a pipe its
- * own parent gave it). A child must not get them: with the sandbox and without it.
+ * A host process may hold descriptors it inherited without close-on-exec (here: fd 40, a pipe its
+ * own parent gave it). A child must not get them: with the sandbox and without it. (Node marks
+ * descriptors 3-16 close-on-exec when it starts, so one of those would reach no child anyway.)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,12 +12,14 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostFailure, startHost, type HostProcess } from './sandbox-helpers.js';
 
 interface FdReport {
-  hostFd5?: { ino: number; mode: number };
+  hostFd?: { ino: number; mode: number };
   isolation?: { active?: string };
   fds?: { fd: number; ino: number; mode: number }[];
   error?: string;
 }
 
+/** The host's descriptor number for the pipe it is started with. */
+const PASSED = 40;
 let root: string;
 const hosts: HostProcess[] = [];
 
@@ -32,9 +35,10 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-/** Runs the fds host with `sandbox`, an extra inherited pipe on its fd 5. */
+/** Runs the fds host with `sandbox`, an extra inherited pipe on its fd PASSED. */
 async function reportFor(sandbox: 'required' | 'off'): Promise<FdReport> {
-  const host = startHost('sandbox-host-fds.mjs', { plugin: fixturePlugins.hostile, root, sandbox }, ['ignore', 'pipe', 'pipe', 'ignore', 'ignore', 'pipe']);
+  const stdio = [...['ignore', 'pipe', 'pipe'], ...Array<'ignore'>(PASSED - 3).fill('ignore'), 'pipe'];
+  const host = startHost('sandbox-host-fds.mjs', { plugin: fixturePlugins.hostile, root, sandbox, passed: PASSED }, stdio);
   hosts.push(host);
   const line = await host.waitFor('fds', 60_000);
   expect(line, hostFailure(host, 'the child descriptors')).toBeDefined();
@@ -44,8 +48,8 @@ async function reportFor(sandbox: 'required' | 'off'): Promise<FdReport> {
 
 function expectNoInheritedFd(report: FdReport): void {
   expect(report.error, `the host failed: ${report.error}`).toBeUndefined();
-  const hostIno = report.hostFd5?.ino;
-  expect(hostIno, 'the host had fd 5 open').toBeGreaterThan(0);
+  const hostIno = report.hostFd?.ino;
+  expect(hostIno, `the host had fd ${PASSED} open`).toBeGreaterThan(0);
   const fds = report.fds ?? [];
   expect(fds.map((f) => f.fd)).toEqual(expect.arrayContaining([0, 1, 2, 3]));
   expect(fds.filter((f) => f.ino === hostIno), `child descriptors: ${JSON.stringify(fds)}`).toEqual([]);
