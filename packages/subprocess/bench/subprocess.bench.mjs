@@ -8,6 +8,7 @@
 //     slower than a child boots). Back-to-back executions with no pause are reported too.
 // Rounds interleave the contenders so that they share the machine's noise.
 import { fork } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_BASE_ENV, SubprocessBackend } from '@kb-labs/plugin-execution-subprocess';
@@ -89,6 +90,16 @@ for (let i = 0; i < ROUNDS; i++) {
 for (const [mode, { warm }] of Object.entries(backends)) {
   for (let i = 0; i < 20; i++) samples[mode].backToBack.push(await timed(() => execute(warm)));
 }
+// A host serving many connections holds thousands of descriptors: a cold start should not grow
+// with them beyond what fork() itself pays (its copy of the descriptor table, in the raw figure too).
+const BUSY_FDS = 2000;
+const held = Array.from({ length: BUSY_FDS }, () => openSync('/dev/null', 'r'));
+const busy = { raw: [], cold: [] };
+for (let i = 0; i < ROUNDS / 2; i++) {
+  busy.raw.push(await timed(rawFork));
+  busy.cold.push(await timed(() => execute(backends.off.cold)));
+}
+for (const fd of held) closeSync(fd);
 const stats = await backends.off.warm.stats();
 const sandboxed = (await backends.required.cold.health()).isolation;
 await Promise.all(Object.values(backends).flatMap(({ cold, warm }) => [cold.shutdown(), warm.shutdown()]));
@@ -108,3 +119,6 @@ for (const [mode, target] of Object.entries(modes)) {
   report(`${target.label}: prespawn 1 sequential p50 / raw fork p50`, warmP50 / rawP50, 'x', { op: '<=', value: target.warm });
   report(`${target.label}: prespawn 1, back-to-back (spare still booting): p50`, percentile(backToBack, 0.5), 'ms');
 }
+report(`no sandbox, host holding ${BUSY_FDS} more descriptors: raw fork p50`, percentile(busy.raw, 0.5), 'ms');
+report(`no sandbox, host holding ${BUSY_FDS} more descriptors: cold p50`, percentile(busy.cold, 0.5), 'ms');
+report(`no sandbox, host holding ${BUSY_FDS} more descriptors: cold p50 / raw fork p50`, percentile(busy.cold, 0.5) / percentile(busy.raw, 0.5), 'x');
