@@ -9,6 +9,7 @@ import { initCommand } from './init-command.js';
 import { inCliTerms } from './nats-flags.js';
 import { handlerIdsOf } from './plugin-folders.js';
 import { RUN_OPTIONS, UsageError, runCommand } from './run-command.js';
+import { VALIDATE_FLAGS, validateCommand } from './validate-command.js';
 import { WORKER_OPTIONS, WORKER_USAGE, WorkerUsageError, runWorkerCommand } from './worker-command.js';
 import { endProcess } from './stop-signals.js';
 import { printableText } from './terminal-text.js';
@@ -16,6 +17,7 @@ import { printableText } from './terminal-text.js';
 /** The command lines, one per command (`worker`'s options are its own help). */
 const SYNOPSIS = {
   run: `  kb-plugin-exec run <plugin-dir> <handler> [options]`,
+  validate: `  kb-plugin-exec validate <plugin-dir> [<plugin-dir> …] [--backend <type>] [--json]`,
   init: `  kb-plugin-exec init <dir>`,
   sweep: `  kb-plugin-exec sweep [--workspace-root <dir>] [--foreign-older-than <ms>]`,
   worker: `  kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]   (see: worker --help)`,
@@ -38,6 +40,17 @@ BigInt as "10n", NaN and ±Infinity as strings, a reference back to an object it
 (or too deeply nested) to print as JSON fails: "VALIDATION_ERROR: handler result cannot be
 printed as JSON: …" on stderr, nothing on stdout, exit 1; so does a result stdout cannot take
 (a full disk: "ERROR: standard output could not take …", exit 1).
+`;
+
+const VALIDATE_TEXT = `validate checks each <plugin-dir> without running a handler: its kb.plugin.json (each bad field
+named by its path, the permissions included), and that each handler's module exists, loads and
+exports what the manifest names (HANDLER_NOT_FOUND with the export it may mean). The modules load
+on --backend, as run loads them: in-process | worker-pool | subprocess (default: in-process, where a
+module's top-level code runs in this process, as with run); a queue's handlers load on its workers:
+validate with the backend they run. Prints a line per plugin on stdout, "<plugin-dir>: ok (…)", or
+its problems, one a line under it (with --json: { ok, backend, plugins: [{ dir, pluginId, version,
+ok, handlers, problems: [{ handlerId, code, message, details }] }] }). Exits 0 when every plugin is
+valid, 1 otherwise, 2 for a usage error (a <plugin-dir> that does not exist or has no kb.plugin.json).
 `;
 
 const INIT_TEXT = `init <dir> creates a plugin there (manifest, one handler, a test) that runs as created, and says
@@ -80,11 +93,12 @@ const RUN_OPTIONS_TEXT = `Options for run:
   -h, --help                show this help
 `;
 
-const USAGE = `Usage:\n${Object.values(SYNOPSIS).join('\n')}\n\n${RUN_TEXT}${INIT_TEXT}${SWEEP_TEXT}\n${RUN_OPTIONS_TEXT}`;
+const USAGE = `Usage:\n${Object.values(SYNOPSIS).join('\n')}\n\n${RUN_TEXT}${VALIDATE_TEXT}${INIT_TEXT}${SWEEP_TEXT}\n${RUN_OPTIONS_TEXT}`;
 
 /** `<command> --help` and `help <command>`: that command's part of the help. */
 const COMMAND_HELP: Record<string, string> = {
   run: `Usage:\n${SYNOPSIS.run}\n\n${RUN_TEXT}\n${RUN_OPTIONS_TEXT}`,
+  validate: `Usage:\n${SYNOPSIS.validate}\n\n${VALIDATE_TEXT}`,
   init: `Usage:\n${SYNOPSIS.init}\n\n${INIT_TEXT}`,
   sweep: `Usage:\n${SYNOPSIS.sweep}\n\n${SWEEP_TEXT}`,
 };
@@ -111,11 +125,16 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   // A usage error as any other: on stderr, the synopsis, exit 2.
-  if (!command) throw new UsageError('give a command: run, init, sweep or worker');
+  if (!command) throw new UsageError('give a command: run, validate, init, sweep or worker');
   if (command === 'sweep') {
     extraArguments('sweep', rest, 0);
     onlyFlags('sweep', values, ['workspace-root', 'foreign-older-than']);
     return sweepCommand(values['workspace-root'], values['foreign-older-than']);
+  }
+  if (command === 'validate') {
+    if (rest.length === 0) throw new UsageError('validate needs <plugin-dir> (one or more)');
+    onlyFlags('validate', values, VALIDATE_FLAGS);
+    return validateCommand(rest, values);
   }
   if (command === 'init') {
     if (!rest[0]) throw new UsageError('init needs <dir>');
@@ -168,7 +187,7 @@ async function sweepCommand(given: string | undefined, foreignOlderThan: string 
 }
 
 function unknownCommand(command: string): string {
-  const near = nearest(command, ['run', 'init', 'sweep', 'worker']);
+  const near = nearest(command, ['run', 'validate', 'init', 'sweep', 'worker']);
   return `unknown command "${command}"${near ? `; did you mean "${near}"?` : ''}`;
 }
 

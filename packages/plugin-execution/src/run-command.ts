@@ -202,7 +202,7 @@ async function readValues(values: RunValues): Promise<{ grant: PermissionSpec | 
 }
 
 /** Sends what is written to stdout to stderr until the returned function is called. */
-function stdoutToStderr(): () => void {
+export function stdoutToStderr(): () => void {
   const stdout = process.stdout;
   const write = stdout.write;
   stdout.write = process.stderr.write.bind(process.stderr) as typeof stdout.write;
@@ -246,7 +246,7 @@ function writeJson(value: unknown): boolean {
 
 const BACKEND_TYPES: readonly BuiltInBackendType[] = ['in-process', 'worker-pool', 'subprocess', 'queue'];
 
-function backendType(given: string | undefined): BuiltInBackendType {
+export function backendType(given: string | undefined): BuiltInBackendType {
   if (given === undefined) return 'in-process';
   if ((BACKEND_TYPES as readonly string[]).includes(given)) return given as BuiltInBackendType;
   const near = nearest(given, BACKEND_TYPES);
@@ -381,7 +381,7 @@ function exportsSaid(mod: object): string {
 }
 
 /** Why a module failed to load, with where when its stack says (an ES module's SyntaxError names no file: Node prints none). */
-function loadFailure(error: unknown): string {
+export function loadFailure(error: unknown): string {
   const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
   let said: string;
   let stack: string;

@@ -706,7 +706,7 @@ describe('kb-plugin-exec CLI', () => {
     const bare = run([]);
     expect(bare.status).toBe(2);
     expect(bare.stdout).toBe('');
-    expect(bare.stderr.split('\n')[0]).toBe('give a command: run, init, sweep or worker');
+    expect(bare.stderr.split('\n')[0]).toBe('give a command: run, validate, init, sweep or worker');
     expect(bare.stderr).toContain('kb-plugin-exec --help lists the options.');
     // `help` is what a newcomer types: the help, not "unknown command".
     const help = run(['help']);

@@ -1,0 +1,125 @@
+import { PluginRegistry, type BuiltInBackendType, type ExecutionBackend, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { createExecutionBackend } from './create-execution-backend.js';
+import { guardExit } from './exit-guard.js';
+import { inCliTerms } from './nats-flags.js';
+import { pluginFolderMistake } from './plugin-folders.js';
+import { UsageError, backendType, loadFailure, stdoutToStderr } from './run-command.js';
+import { printableText, terminalSafeJson } from './terminal-text.js';
+
+/** The flags `validate` takes (of the command line's, cli.ts). */
+export const VALIDATE_FLAGS = ['backend', 'json'] as const;
+
+/** One thing wrong with a plugin: its manifest (no handlerId), or one handler's module. */
+interface Problem {
+  handlerId?: string;
+  code: string;
+  message: string;
+  details?: unknown;
+}
+
+/** What `validate` says of one plugin folder. */
+interface PluginReport {
+  dir: string;
+  pluginId?: string;
+  version?: string;
+  ok: boolean;
+  handlers: string[];
+  problems: Problem[];
+}
+
+/**
+ * `validate <plugin-dir> …`: each plugin's manifest read as a backend reads it (the registry), then
+ * each handler's module loaded on the backend `--backend` names, as an execution loads it, but
+ * not begun: the execution is given a time to begin by that has passed (`ExecuteOptions.beginBy`),
+ * so its runner loads the module, resolves the export (HANDLER_NOT_FOUND with its hint, a load's
+ * HANDLER_ERROR) and then asks to begin, which the backend refuses (ABORTED). Exit 0 when every
+ * plugin is valid, 1 otherwise.
+ */
+export async function validateCommand(dirs: readonly string[], values: { backend?: string | undefined; json?: boolean | undefined }): Promise<number> {
+  const type = backendType(values.backend);
+  // A queue backend's runners are its workers, which load the plugins themselves (and beginBy, on other machines' clocks, is refused).
+  if (type === 'queue') throw new UsageError("validate loads handlers where this command runs; a queue's handlers load on its workers: give --backend the backend the workers run (kb-plugin-exec worker --backend)");
+  for (const dir of dirs) {
+    const mistake = pluginFolderMistake(dir);
+    if (mistake) throw new UsageError(mistake);
+  }
+  // Stdout is for the report: what a plugin's top-level code prints in this process goes to stderr.
+  const restoreStdout = stdoutToStderr();
+  let reports: PluginReport[];
+  try {
+    reports = await checkedPlugins(dirs, type);
+  } finally {
+    restoreStdout();
+  }
+  const ok = reports.every((report) => report.ok);
+  process.stdout.write(values.json ? `${terminalSafeJson(JSON.stringify({ ok, backend: type, plugins: reports }, null, 2))}\n` : reports.map(reportLines).join(''));
+  return ok ? 0 : 1;
+}
+
+/** Every folder's manifest registered, then every handler of those that registered loaded on one backend of `type`. */
+async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType): Promise<PluginReport[]> {
+  const registry = new PluginRegistry();
+  const loaded: Array<{ report: PluginReport; plugin?: RegisteredPlugin }> = [];
+  for (const dir of dirs) {
+    try {
+      const plugin = await registry.load(dir);
+      loaded.push({ report: { dir, pluginId: plugin.id, version: plugin.manifest.version, ok: true, handlers: Object.keys(plugin.manifest.handlers), problems: [] }, plugin });
+    } catch (error) {
+      loaded.push({ report: { dir, ok: false, handlers: [], problems: [problemOf(error)] } });
+    }
+  }
+  if (!loaded.some((entry) => entry.plugin)) return loaded.map((entry) => entry.report);
+  // No workspace: nothing runs that would use one.
+  const backend = createExecutionBackend({ type, registry, workspace: false });
+  try {
+    for (const { report, plugin } of loaded) {
+      if (!plugin) continue;
+      for (const handlerId of report.handlers) {
+        const problem = await handlerProblem({ backend, registry, type }, plugin, handlerId);
+        if (problem) report.problems.push(problem);
+      }
+      report.ok = report.problems.length === 0;
+    }
+  } finally {
+    await backend.shutdown({ timeoutMs: 2000 });
+  }
+  return loaded.map((entry) => entry.report);
+}
+
+/** Why the handler's module does not load as the manifest says, or undefined when it does. */
+async function handlerProblem(on: { backend: ExecutionBackend; registry: PluginRegistry; type: BuiltInBackendType }, plugin: RegisteredPlugin, handlerId: string): Promise<Problem | undefined> {
+  // Granted what it declares, so that the permission preflight (before any plugin code) lets the load happen.
+  const { permissions } = on.registry.resolve(plugin.id, handlerId);
+  // In-process, a module that calls process.exit() as it loads ends this process: said as run says it (WORKER_CRASHED, exit 1).
+  const liftExitGuard = guardExit({ backend: on.type, pluginId: plugin.id, handlerId, json: false, platform: false, keepWorkspace: false });
+  let result;
+  try {
+    result = await on.backend.execute({ pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0 });
+  } finally {
+    liftExitGuard();
+  }
+  if (result.ok) return undefined;
+  const { error } = result;
+  // Loaded, the export a handler, and refused the begin: what a valid handler gets.
+  if (error.code === 'ABORTED' && /beginBy/.test(error.message)) return undefined;
+  // The handler did not run: a HANDLER_ERROR is what its module threw as it loaded, said with where.
+  const message = error.code === 'HANDLER_ERROR' ? `its module failed to load: ${loadFailure({ name: (error.details as { name?: unknown } | undefined)?.name ?? 'Error', message: error.message, stack: error.stack })}` : error.message;
+  return { handlerId, ...problemOf({ code: error.code, message, details: error.details }) };
+}
+
+/** A thrown error (the registry's ValidationError, say) as a report's problem. */
+function problemOf(error: unknown): Problem {
+  const e = error as { code?: unknown; name?: unknown; message?: unknown; details?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.name === 'string' ? e.name : 'ERROR';
+  return { code, message: typeof e?.message === 'string' ? e.message : String(error), ...(e?.details !== undefined ? { details: e.details } : {}) };
+}
+
+/** A plugin's line ("<dir>: ok (…)", or "<dir>: N problems") and a line under it for each problem, its control characters written out. */
+function reportLines(report: PluginReport): string {
+  const shown = (text: string) => printableText(inCliTerms(text), { keepNewlines: true });
+  const id = report.pluginId ? `${report.pluginId}@${report.version}` : undefined;
+  if (report.ok) return `${shown(report.dir)}: ok (${shown(id ?? '')}, handlers: ${shown(report.handlers.join(', '))})\n`;
+  const count = `${report.problems.length} problem${report.problems.length > 1 ? 's' : ''}`;
+  const problems = report.problems.map((p) => `  - ${p.handlerId !== undefined ? `handler "${p.handlerId}": ` : ''}${p.code}: ${p.message}`.replaceAll('\n', '\n    '));
+  return `${shown(report.dir)}: ${count}${id ? ` (${shown(id)})` : ''}\n${shown(problems.join('\n'))}\n`;
+}

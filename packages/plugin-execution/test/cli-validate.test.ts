@@ -1,0 +1,123 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+let root: string;
+
+function run(args: string[]) {
+  const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: root, env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, first: result.stderr.split('\n')[0] };
+}
+
+/** A plugin folder `name` with the manifest `manifest` and its files (name → text). */
+async function plugin(name: string, manifest: unknown, files: Record<string, string> = {}): Promise<void> {
+  const dir = path.join(root, name);
+  await mkdir(dir);
+  await writeFile(path.join(dir, 'kb.plugin.json'), typeof manifest === 'string' ? manifest : JSON.stringify(manifest));
+  for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, file), text);
+}
+
+/** A handler that leaves a file named `ran-<id>` in the test's folder when it runs: validate must never run one. */
+const handler = (id: string) => `import { writeFileSync } from 'node:fs';\nexport default () => writeFileSync(${JSON.stringify(path.join(root, 'RAN', `ran-${id}`))}, '');\n`;
+
+describe('kb-plugin-exec validate', () => {
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-validate-'));
+    await mkdir(path.join(root, 'RAN'));
+    await mkdir(path.join(root, 'empty'));
+    // Declares a permission: granted what it declares, the preflight lets its module load.
+    await plugin('valid', { id: '@t/valid', version: '1.2.0', permissions: { env: ['HOME'] }, handlers: { hello: { entry: './h.mjs' }, named: { entry: './n.cjs', export: 'build' } } }, { 'h.mjs': handler('valid'), 'n.cjs': 'exports.build = () => 2;\n' });
+    await plugin('bad-manifest', { id: '@t/bad-manifest', version: '1.0.0', permissions: { fs: { raed: ['data'] } }, handlers: { hello: { entry: './h.mjs', timeoutMs: '5' } } }, { 'h.mjs': handler('bad') });
+    await plugin('no-file', { id: '@t/no-file', version: '1.0.0', handlers: { hello: { entry: './h.mjs' }, gone: { entry: './dist/gone.mjs' } } }, { 'h.mjs': handler('no-file') });
+    await plugin('no-export', { id: '@t/no-export', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': 'export function hello() { return 1; }\n' });
+    await plugin('throws', { id: '@t/throws', version: '1.0.0', handlers: { hello: { entry: './h.cjs' } } }, { 'h.cjs': 'throw new Error("no config at load");\n' });
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+    it(`--backend ${backend}: a line per plugin, the problems of each by handler, exit 1; no handler runs`, () => {
+      const result = run(['validate', './valid', './bad-manifest', './no-file', './no-export', './throws', '--backend', backend]);
+      expect(result.status).toBe(1);
+      const lines = result.stdout.split('\n');
+      expect(lines[0]).toBe('./valid: ok (@t/valid@1.2.0, handlers: hello, named)');
+      expect(lines.slice(1, 5)).toEqual([
+        './bad-manifest: 1 problem',
+        `  - VALIDATION_ERROR: Invalid plugin manifest (${path.join(root, 'bad-manifest', 'kb.plugin.json')}):`,
+        '      - permissions.fs: unknown key "raed"; did you mean "read"?',
+        '      - handlers.hello.timeoutMs: must be a number, got string',
+      ]);
+      expect(lines.slice(5, 7)).toEqual(['./no-file: 1 problem (@t/no-file@1.0.0)', `  - handler "gone": HANDLER_NOT_FOUND: Handler "gone" of plugin "@t/no-file": module ${path.join(root, 'no-file', 'dist', 'gone.mjs')} does not exist`]);
+      expect(lines.slice(7, 9)).toEqual([
+        './no-export: 1 problem (@t/no-export@1.0.0)',
+        `  - handler "hello": HANDLER_NOT_FOUND: Handler "hello" of plugin "@t/no-export": ${path.join(root, 'no-export', 'h.mjs')} has no export "default" (exports: hello); set "export": "hello" on handler "hello" in kb.plugin.json`,
+      ]);
+      expect(lines.slice(9, 11)).toEqual(['./throws: 1 problem (@t/throws@1.0.0)', `  - handler "hello": HANDLER_ERROR: its module failed to load: Error: no config at load (at ${path.join(root, 'throws', 'h.cjs')}:1:7)`]);
+      expect(lines.slice(11)).toEqual(['']);
+      expect(existsSync(path.join(root, 'RAN', 'ran-valid'))).toBe(false);
+    });
+  }
+
+  it('exit 0 when every plugin is valid; --json gives the same as an object', () => {
+    const ok = run(['validate', 'valid', '--backend', 'worker-pool']);
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toBe('valid: ok (@t/valid@1.2.0, handlers: hello, named)\n');
+    const json = run(['validate', 'valid', 'no-export', 'bad-manifest', '--json']);
+    expect(json.status).toBe(1);
+    const report = JSON.parse(json.stdout) as { ok: boolean; backend: string; plugins: Array<Record<string, unknown>> };
+    expect(report).toMatchObject({ ok: false, backend: 'in-process' });
+    expect(report.plugins[0]).toEqual({ dir: 'valid', pluginId: '@t/valid', version: '1.2.0', ok: true, handlers: ['hello', 'named'], problems: [] });
+    expect(report.plugins[1]).toMatchObject({ dir: 'no-export', ok: false, problems: [{ handlerId: 'hello', code: 'HANDLER_NOT_FOUND', details: { export: 'default', exports: ['hello'] } }] });
+    expect(report.plugins[2]).toMatchObject({ dir: 'bad-manifest', ok: false, handlers: [], problems: [{ code: 'VALIDATION_ERROR', details: { issues: [{ path: 'permissions.fs' }, { path: 'handlers.hello.timeoutMs' }] } }] });
+    expect(existsSync(path.join(root, 'RAN', 'ran-valid'))).toBe(false);
+  });
+
+  it('what a module prints as it loads in-process goes to stderr: stdout is the report', async () => {
+    await plugin('chatty', { id: '@t/chatty', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': 'console.log("loading chatty");\nexport default () => 1;\n' });
+    const result = run(['validate', 'chatty']);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toBe('chatty: ok (@t/chatty@1.0.0, handlers: hello)\n');
+    expect(result.stderr).toContain('loading chatty');
+  });
+
+  it('a module that calls process.exit() as it loads in-process: WORKER_CRASHED naming the handler, exit 1 (not the exit code it gave)', async () => {
+    await plugin('exits', { id: '@t/exits', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': 'process.exit(0);\nexport default () => 1;\n' });
+    const result = run(['validate', 'exits']);
+    expect(result.status).toBe(1);
+    expect(result.first).toMatch(/^WORKER_CRASHED: handler "hello" of plugin "@t\/exits" called process.exit\(0\)/);
+  });
+
+  it('usage errors exit 2: no folder, a folder without kb.plugin.json, --backend queue, a flag of run, a mistyped backend', () => {
+    const cases: Array<[string[], string]> = [
+      [['validate'], 'validate needs <plugin-dir> (one or more)'],
+      [['validate', 'valid', './nope'], `Plugin folder ${path.join(root, 'nope')} does not exist`],
+      [['validate', 'empty'], `No kb.plugin.json in plugin folder ${path.join(root, 'empty')}`],
+      [['validate', 'valid', '--backend', 'queue'], "validate loads handlers where this command runs; a queue's handlers load on its workers: give --backend the backend the workers run (kb-plugin-exec worker --backend)"],
+      [['validate', 'valid', '--input', '1'], '--input is not an option of validate (it takes --backend, --json)'],
+      [['validate', 'valid', '--backend', 'subproces'], '--backend must be one of in-process, worker-pool, subprocess, queue, got "subproces"; did you mean "subprocess"?'],
+      [['validat', 'valid'], 'unknown command "validat"; did you mean "validate"?'],
+    ];
+    for (const [args, first] of cases) {
+      const result = run(args);
+      expect({ args, status: result.status, first: result.first, stdout: result.stdout }).toEqual({ args, status: 2, first, stdout: '' });
+    }
+  });
+
+  it('validate --help and help validate print its part of the help; --help lists it', () => {
+    const [asFlag, asTopic] = [run(['validate', '--help']), run(['help', 'validate'])];
+    expect([asFlag.status, asTopic.status]).toEqual([0, 0]);
+    expect(asTopic.stdout).toBe(asFlag.stdout);
+    expect(asFlag.stdout.startsWith('Usage:\n  kb-plugin-exec validate <plugin-dir> [<plugin-dir> …] [--backend <type>] [--json]\n\nvalidate checks each <plugin-dir> without running a handler')).toBe(true);
+    expect(asFlag.stdout).toContain("(default: in-process, where a\nmodule's top-level code runs in this process, as with run)");
+    expect(asFlag.stdout).not.toContain('Options for run:');
+    const all = run(['--help']).stdout;
+    expect(all).toContain('  kb-plugin-exec validate <plugin-dir>');
+    expect(all).toContain('validate checks each <plugin-dir> without running a handler');
+  });
+});
