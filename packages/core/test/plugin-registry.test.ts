@@ -58,6 +58,30 @@ describe('many plugins at once', () => {
     expect(registry.list().map((p) => p.id)).toEqual(sources.map((s) => s.manifest.id));
     expect(turns).toBeGreaterThan(0);
   });
+
+  it('an unknown id among thousands of plugins is told with the first 20 of them and how many more, not a message naming every one (details keep them all)', async () => {
+    const root = await pluginFolder(undefined);
+    await writeFile(path.join(root, 'h.mjs'), 'export default async (input) => input;');
+    const registry = new PluginRegistry();
+    const ids = Array.from({ length: 2000 }, (_, i) => `@t/listed-${i}`);
+    for (const id of ids) registry.register({ root, manifest: manifest({ run: { entry: './h.mjs' } }, { id }) });
+    const first = ids.slice(0, 20).join(', ');
+    let error: unknown;
+    try {
+      registry.resolve('@t/typo', 'run');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(HandlerNotFoundError);
+    const notFound = error as HandlerNotFoundError;
+    expect(notFound.message).toBe(`Plugin "@t/typo" is not registered (registered: ${first}; and 1980 more (its details.availablePlugins names every one))`);
+    expect(notFound.details).toMatchObject({ pluginId: '@t/typo', handlerId: 'run', availablePlugins: ids });
+    await expect(registry.reload('@t/typo')).rejects.toThrow(`Cannot reload plugin "@t/typo": it is not registered (registered: ${first}; and 1980 more (its details.availablePlugins names every one))`);
+    // Twenty or fewer are all named, as before.
+    const few = new PluginRegistry();
+    for (const id of ids.slice(0, 20)) few.register({ root, manifest: manifest({ run: { entry: './h.mjs' } }, { id }) });
+    expect(() => few.resolve('@t/typo', 'run')).toThrow(`Plugin "@t/typo" is not registered (registered: ${first})`);
+  });
 });
 
 

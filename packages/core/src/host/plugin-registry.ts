@@ -7,6 +7,7 @@ import { shownControls } from '../shown-controls.js';
 import { validationError } from '../validation.js';
 import { checkedSource, isFolder, sourceRoot, type PluginSource } from './plugin-source.js';
 import { settledInGroups } from './settled-in-groups.js';
+import { listedNames } from './listed-names.js';
 import { hostPluginLoads } from '../plugin-loads.js';
 import { monotonicNow, setImmediate } from '../real-timers.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
@@ -20,6 +21,8 @@ const REGISTRATION_TURN_MS = 10;
 const NONE_REGISTERED = " (no plugins are registered: give the backend the plugins' folders in its `plugins` option, or call registerPlugin()";
 /** Said too when the runners are on other machines (a queue backend's host): the host needs the plugins as well. */
 const NONE_REGISTERED_REMOTE = '; a queue backend\'s host needs them as its workers do';
+/** Where a HANDLER_NOT_FOUND's message says the registered plugins it leaves out are. */
+const AVAILABLE_PLUGINS = 'its details.availablePlugins names every one';
 
 export type { PluginSource };
 
@@ -216,7 +219,7 @@ export class PluginRegistry {
     if (plugin) return plugin;
     const known = [...this.#plugins.keys()];
     throw new HandlerNotFoundError(
-      `Cannot ${action} plugin ${JSON.stringify(pluginId)}: it is not registered${known.length ? ` (registered: ${known.join(', ')})` : ' (no plugins are registered)'}`,
+      `Cannot ${action} plugin ${JSON.stringify(pluginId)}: it is not registered${known.length ? ` (registered: ${listedNames(known, AVAILABLE_PLUGINS)})` : ' (no plugins are registered)'}`,
       { details: { pluginId: String(pluginId), availablePlugins: known } },
     );
   }
@@ -358,7 +361,7 @@ export class PluginRegistry {
       const loading = this.#loading ? '; a plugin is still being registered (a registerPlugin() not awaited yet): await it before execute()' : '';
       const none = loading || unloaded ? ' (none is yet)' : `${NONE_REGISTERED}${remoteRunners ? NONE_REGISTERED_REMOTE : ''})`;
       throw new HandlerNotFoundError(
-        `Plugin "${shownControls(pluginId, '')}" is not registered${known.length ? ` (registered: ${known.join(', ')})` : none}${loading}${unloaded}`,
+        `Plugin "${shownControls(pluginId, '')}" is not registered${known.length ? ` (registered: ${listedNames(known, AVAILABLE_PLUGINS)})` : none}${loading}${unloaded}`,
         { details: { pluginId, handlerId, availablePlugins: known } },
       );
     }
