@@ -7,6 +7,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 import type { NatsConnectionOptions } from './connection-options.js';
 import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import { parseServerUrl, serverHost } from './server-url.js';
+import { closingSocketsOnFailure } from './attempt-sockets.js';
 
 export type { NatsConnectionOptions } from './connection-options.js';
 
@@ -67,7 +68,7 @@ function discardDial(nc: NatsConnection): void {
  */
 export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string, wanted: () => boolean = () => true): Promise<NatsConnection> {
   try {
-    const nc = await connectOnce(options, defaultName, inboxPrefix);
+    const nc = await closingSocketsOnFailure(() => connectOnce(options, defaultName, inboxPrefix));
     const most = nc.info?.max_payload;
     if (most !== undefined && most < MIN_SERVER_PAYLOAD) {
       await closeConnection(nc);
