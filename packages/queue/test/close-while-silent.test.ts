@@ -80,8 +80,11 @@ async function answersNoSyn(): Promise<SilentPeer> {
 }
 
 describe('a first connection that times out', () => {
-  const peers = { 'accepts and says nothing': acceptsAndSaysNothing, 'answers no SYN': answersNoSyn };
-  for (const [kind, start] of Object.entries(peers)) {
+  const peers = {
+    'accepts and says nothing': { start: acceptsAndSaysNothing, said: 'what answers there accepted the connection but said nothing in 5 s' },
+    'answers no SYN': { start: answersNoSyn, said: 'nothing answered the connection in 5 s (no reply to its SYN, neither an acceptance nor a refusal)' },
+  };
+  for (const [kind, { start, said: reason }] of Object.entries(peers)) {
     for (const role of ['host', 'worker'] as const) {
       it(`against something that ${kind}: a ${role} reports it, naming the server, and its process ends by itself`, async () => {
         const peer = await start();
@@ -89,7 +92,7 @@ describe('a first connection that times out', () => {
         try {
           // The attempt gives up after 5 s and its look at the server takes 1 s more.
           await waitFor(() => said().includes('closed'), 15_000);
-          const failure = role === 'host' ? `WORKER_CRASHED: The queue backend could not connect to the NATS server (${peer.url})` : `unreachable: The worker could not connect to the NATS server (${peer.url})`;
+          const failure = role === 'host' ? `WORKER_CRASHED: The queue backend could not connect to the NATS server (${peer.url}): ${reason}` : `unreachable: The worker could not connect to the NATS server (${peer.url}): ${reason}`;
           expect(said()).toContain(failure);
           const ended = await Promise.race([exited, sleep(5_000).then(() => 'still running')]);
           expect(ended, said()).toBe(0);

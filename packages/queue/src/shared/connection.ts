@@ -267,8 +267,8 @@ function whatServerSays(url: string): Promise<string | undefined> {
       resolve(said);
     };
     const poke = setTimeout(() => heard || socket.write('PING\r\n'), PROBE_POKE_MS);
-    // Accepted, and silent all along (and through the probe's own second).
-    const timer = setTimeout(() => done(connected && heard.length === 0 ? SILENT : verdict()), PROBE_MS);
+    // Accepted, and silent all along (and through the probe's own second); or not even accepted.
+    const timer = setTimeout(() => done(!connected ? UNANSWERED : heard.length === 0 ? SILENT : verdict()), PROBE_MS);
     socket.on('data', (chunk: Buffer) => {
       heard += chunk.toString('latin1');
       const refusal = /^-ERR '?([^'\r\n]*)'?/m.exec(heard);
@@ -287,6 +287,10 @@ const CLOSED_AT_ONCE =
 const SILENT =
   `what answers there accepted the connection but said nothing in ${CONNECT_TIMEOUT_MS / 1000} s, where a NATS server first sends its INFO: ` +
   'the server may be stopped or overloaded, or this is not a NATS port (check the host and port: a NATS client port, 4222 by default)';
+
+const UNANSWERED =
+  `nothing answered the connection in ${CONNECT_TIMEOUT_MS / 1000} s (no reply to its SYN, neither an acceptance nor a refusal): ` +
+  "the server's machine may be down or unreachable, a firewall may drop the packets, or the server takes no more connections (check the host and port)";
 
 function notNats(heard: string): string {
   const first = heard.split(/\r?\n/, 1)[0]!.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
