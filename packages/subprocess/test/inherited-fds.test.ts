@@ -6,6 +6,7 @@
  */
 import { openSync, closeSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { StdioOptions } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -38,7 +39,7 @@ describe('descriptors a child is told to close', () => {
     let host: HostProcess;
     try {
       // Node marks descriptors 3-16 close-on-exec when it starts: one above them stays inherited.
-      const stdio = [...['ignore', 'pipe', 'pipe'], ...Array<'ignore'>(PASSED - 3).fill('ignore'), passed];
+      const stdio: StdioOptions = ['ignore', 'pipe', 'pipe', ...Array<'ignore'>(PASSED - 3).fill('ignore'), passed];
       host = startHost('inherited-fds-host.mjs', { plugin: probePlugin, root, passed: PASSED }, stdio);
     } finally {
       closeSync(passed);

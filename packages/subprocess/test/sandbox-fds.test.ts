@@ -4,6 +4,7 @@
  * descriptors 3-16 close-on-exec when it starts, so one of those would reach no child anyway.)
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import type { StdioOptions } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -37,7 +38,7 @@ afterAll(async () => {
 
 /** Runs the fds host with `sandbox`, an extra inherited pipe on its fd PASSED. */
 async function reportFor(sandbox: 'required' | 'off'): Promise<FdReport> {
-  const stdio = [...['ignore', 'pipe', 'pipe'], ...Array<'ignore'>(PASSED - 3).fill('ignore'), 'pipe'];
+  const stdio: StdioOptions = ['ignore', 'pipe', 'pipe', ...Array<'ignore'>(PASSED - 3).fill('ignore'), 'pipe'];
   const host = startHost('sandbox-host-fds.mjs', { plugin: fixturePlugins.hostile, root, sandbox, passed: PASSED }, stdio);
   hosts.push(host);
   const line = await host.waitFor('fds', 60_000);
