@@ -144,7 +144,8 @@ export interface IExecutionBackend extends AsyncDisposable {
    * let shutdown wait for it (within its timeout): for what is built on the backend and must
    * close first, such as a WebSocket channel mount. It is given the shutdown's `timeoutMs`
    * (what it may take). Returns a function that removes it. A listener that throws does not stop
-   * the shutdown; one added after shutdown began runs at once.
+   * the shutdown; one added after shutdown began runs at once; one that calls `shutdown()` (in its
+   * async context, awaiting it or not) is waited for no longer from that call.
    */
   onShutdown(listener: (info: { timeoutMs: number }) => void | Promise<void>): () => void;
 }

@@ -103,6 +103,25 @@ function lifecycleTests(suite: SuiteContext): void {
     expect((await backend.stats()).state).toBe('closed');
   });
 
+  it("an onShutdown() listener that awaits its own backend's shutdown() is not waited for by it: both settle long before timeoutMs", async () => {
+    const backend = make();
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    let listenerDone = false;
+    backend.onShutdown(async () => {
+      // After an await of its own, as a host's close-everything calls it.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await backend.shutdown();
+      listenerDone = true;
+    });
+    const started = performance.now();
+    await backend.shutdown({ timeoutMs: 15_000 });
+    await waitFor(() => listenerDone);
+    // Before: the shutdown waited for the listener, and the listener for it, until the timeout (10 s: the listener's own call brought it forward).
+    expect(performance.now() - started).toBeLessThan(7_500);
+    expect((await backend.stats()).state).toBe('closed');
+    expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
+  });
+
   it('shutdown() lets running executions finish within its timeout', async () => {
     const backend = make();
     let started = false;

@@ -254,8 +254,9 @@ export abstract class BaseBackend implements IExecutionBackend {
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
     if (this.#shutdown) {
-      // A second call may cut the wait shorter (a second Ctrl-C), never longer.
+      // A second call may cut the wait shorter (a second Ctrl-C), never longer; one from a listener is not waited for.
       this.#shutdownDeadline?.tighten(timeoutMs);
+      this.#shutdownHooks.standDownCaller();
       return this.#shutdown;
     }
     const deadline = (this.#shutdownDeadline = new ShutdownDeadline(timeoutMs));

@@ -256,8 +256,9 @@ class LazyBackend implements LazyExecutionBackend {
     const timeoutMs = shutdownTimeout(options);
     if (typeof timeoutMs !== 'number') return timeoutMs;
     if (this.#shutdown) {
-      // As BaseBackend: a second call may cut the wait shorter, never longer.
+      // As BaseBackend: a second call may cut the wait shorter, never longer; one from a listener is not waited for.
       this.#shutdownDeadline?.tighten(timeoutMs);
+      this.#shutdownHooks.standDownCaller();
       void this.#closing?.shutdown({ timeoutMs: this.#shutdownDeadline!.remainingMs() });
       return this.#shutdown;
     }

@@ -1,3 +1,4 @@
+import type { AsyncLocalStorage } from 'node:async_hooks';
 import type { ShutdownOptions } from '../types.js';
 import { validationError, type ValidationIssue } from '../validation.js';
 import { thrownText } from '../wire-value.js';
@@ -15,12 +16,15 @@ export type ShutdownListener = (info: ShutdownInfo) => void | Promise<void>;
 /**
  * What `onShutdown()` registers: run once, when shutdown() is first called, before the backend
  * stops taking work. A listener that throws or rejects does not stop the shutdown; one that hangs
- * is waited for at most the shutdown's own timeout.
+ * is waited for at most the shutdown's own timeout; one that calls its backend's shutdown() again
+ * is waited for until that call (standDownCaller).
  */
 export class ShutdownHooks {
   readonly #listeners = new Set<ShutdownListener>();
   /** The shutdown's timeout, once it ran. */
   #ran: number | undefined;
+  /** While the listeners run: in each one's async context, what stands it down (standDownCaller). */
+  #inListener: AsyncLocalStorage<() => void> | undefined;
 
   add(listener: ShutdownListener): () => void {
     if (typeof listener !== 'function') throw new TypeError('onShutdown() needs a function');
@@ -44,8 +48,31 @@ export class ShutdownHooks {
     const listeners = [...this.#listeners];
     this.#listeners.clear();
     if (listeners.length === 0) return undefined;
-    const settled = Promise.allSettled(listeners.map((listener) => Promise.resolve().then(() => listener({ timeoutMs }))));
-    return deadline.within(settled).then(() => undefined);
+    const inListener = (this.#inListener = new (process.getBuiltinModule('node:async_hooks').AsyncLocalStorage)());
+    const settled = Promise.allSettled(listeners.map((listener) => this.#runOne(inListener, listener, timeoutMs)));
+    return deadline.within(settled).then(() => {
+      // Only while listeners run: on Node 20 and 22 an enabled AsyncLocalStorage costs every promise of the process a hook.
+      inListener.disable();
+      this.#inListener = undefined;
+    });
+  }
+
+  /**
+   * Called by a shutdown() that finds one under way: when it runs inside one of the listeners (in
+   * its async context, also after its awaits), that listener is no longer waited for, so that one
+   * awaiting its own backend's shutdown() (a host's close-everything) lets the shutdown go on
+   * instead of waiting for itself until the timeout, as a re-entrant close does in Node's APIs.
+   */
+  standDownCaller(): void {
+    this.#inListener?.getStore()?.();
+  }
+
+  /** One listener, settled when it settles or stands down. */
+  #runOne(inListener: AsyncLocalStorage<() => void>, listener: ShutdownListener, timeoutMs: number): Promise<void> {
+    return new Promise<void>((standDown) => {
+      const ran = Promise.resolve().then(() => inListener.run(standDown, () => listener({ timeoutMs })));
+      ran.then(() => standDown(), () => standDown());
+    });
   }
 }
 
