@@ -751,8 +751,15 @@ describe('worker-pool: thread reuse and hygiene', () => {
       const backend = backends.make({ maxThreads: 1, permissions: { env: ['WP_ALLOWED'] } });
       const undeclared = await backend.execute({ pluginId: POOL, handlerId: 'env-undeclared', input: { set: 'WP_LEAK' } });
       expect(okData(undeclared)).toEqual({ names: [], allowed: null, secret: null });
+      // A declared variable the host does not have, set by the handler, is gone by its next execution.
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'env', input: { set: 'WP_ALLOWED' } }))).toEqual({ names: [], allowed: null, secret: null });
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'env' }))).toEqual({ names: [], allowed: null, secret: null });
       const scoped = backends.make({ maxThreads: 1, env: { WP_ALLOWED: 'yes', WP_SECRET: 's3cret' }, permissions: { env: ['WP_ALLOWED'] } });
       expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env', input: { set: 'WP_LEAK' } }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
+      // Next on the thread, a handler that declares variables too: what the last one set is gone,
+      // a declared variable it changed has the host's value again.
+      expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env', input: { set: 'WP_ALLOWED' } }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
+      expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env' }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
       expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env-undeclared' }))).toEqual({ names: [], allowed: null, secret: null });
       expect(okData(await scoped.execute({ pluginId: POOL, handlerId: 'env' }))).toEqual({ names: ['WP_ALLOWED'], allowed: 'yes', secret: null });
       // Same thread throughout: the environment was reset, not the thread replaced.
