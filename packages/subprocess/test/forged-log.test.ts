@@ -1,0 +1,30 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expectOk } from '@kb-labs/plugin-execution-conformance';
+import type { LogEntry } from '@kb-labs/plugin-execution-core';
+import { SubprocessBackend } from '@kb-labs/plugin-execution-subprocess';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROBE, probePlugin } from './helpers.js';
+
+let root: string;
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-forged-log-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('a log message a handler writes to its channel (fd 3) itself, past what ctx.logger lets through', () => {
+  it('is cut by the host to 64 Ki characters, saying so', async () => {
+    await using backend = new SubprocessBackend({ plugins: [probePlugin], workspace: { root }, sandbox: 'off', prespawn: 0 });
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'forged-log' } }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
+    expectOk(result);
+    const forged = logs.filter((entry) => entry.message.startsWith('yyy'));
+    expect(forged).toHaveLength(1);
+    // Before the host's cut: all 100,000 characters reached onLog.
+    expect(forged[0]!.message).toBe(`${'y'.repeat(64 * 1024)}… [truncated by the host]`);
+  });
+});
