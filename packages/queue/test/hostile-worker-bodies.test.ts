@@ -279,3 +279,25 @@ describe('a log line of a longer logger message than the runtime lets through', 
     ]);
   }, 30_000);
 });
+
+describe('a `started` for an execution another worker has started', () => {
+  it('is refused (the task is put back, not run): a redelivery or a peer never runs the handler a second time', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('started-twice');
+    const executionId = 'started-twice';
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    const start = async (worker: string, task = taskIds.get(executionId)) => {
+      const answer = await peer.request(to, v8.serialize({ worker: { id: worker, host: 'h1', pid: 1 }, task }), { headers: forged('started', executionId), timeout: 5000 });
+      return v8.deserialize(answer.data) as unknown;
+    };
+    // The task of an earlier execution under the same id would run that one's input for this one.
+    expect(await start('w0', 'an-earlier-task')).toMatchObject({ accept: false, reason: expect.stringContaining('earlier execution') });
+    expect(await start('w1')).toMatchObject({ accept: true });
+    expect(await start('w2')).toMatchObject({ accept: false, retry: true, reason: expect.stringContaining('already started by worker w1') });
+    expect(await start('w1')).toMatchObject({ accept: false });
+    peer.publish(to, v8.serialize({ ok: true, data: 'once', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    const result = await running;
+    expect(result).toMatchObject({ ok: true, data: 'once', meta: { runnerId: 'w1' } });
+  }, 60_000);
+});
