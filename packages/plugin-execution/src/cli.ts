@@ -46,7 +46,8 @@ const VALIDATE_TEXT = `validate checks each <plugin-dir> without running a handl
 named by its path, the permissions included), and that each handler's module exists, loads and
 exports what the manifest names (HANDLER_NOT_FOUND with the export it may mean). The modules load
 on --backend, as run loads them: in-process | worker-pool | subprocess (default: in-process, where a
-module's top-level code runs in this process, as with run); a queue's handlers load on its workers:
+module's top-level code runs in this process, as with run, and one that blocks the loop as it loads
+ends the process past the handler's time limit: TIMEOUT, 137); a queue's handlers load on its workers:
 validate with the backend they run. Prints a line per plugin on stdout, "<plugin-dir>: ok (…)", or
 its problems, one a line under it (with --json: { ok, backend, plugins: [{ dir, pluginId, version,
 ok, handlers, problems: [{ handlerId, code, message, details }] }] }). Exits 0 when every plugin is

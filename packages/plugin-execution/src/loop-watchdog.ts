@@ -38,6 +38,8 @@ export interface LoopWatchdog {
    * BLOCKED_GRACE_MS would hang the command after its result. Watched until the process exits.
    */
   closing(dirs: readonly string[], keep: boolean): void;
+  /** Nothing more to watch, the process going on to other work (`validate`, one handler after another): the thread ends. */
+  stop(): void;
 }
 
 /**
@@ -64,7 +66,7 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
   } catch {
     clearInterval(beat);
     port1.close();
-    return { started: () => undefined, returned: () => undefined, closing: () => undefined };
+    return { started: () => undefined, returned: () => undefined, closing: () => undefined, stop: () => undefined };
   }
   // Should it fail, the run goes on unwatched, as where no thread can be started.
   worker.on('error', () => undefined);
@@ -79,6 +81,11 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
     started: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined, calledAt) }),
     returned: () => Atomics.store(state, 1, 1),
     closing: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: BLOCKED_GRACE_MS, stderr: leftoverNotice(options) }),
+    stop: () => {
+      clearInterval(beat);
+      port1.close();
+      void worker.terminate();
+    },
   };
 }
 

@@ -1,6 +1,8 @@
 import { PluginRegistry, type BuiltInBackendType, type ExecutionBackend, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { DEFAULT_TIMEOUT_MS } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
 import { guardExit } from './exit-guard.js';
+import { watchLoop } from './loop-watchdog.js';
 import { inCliTerms } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { UsageError, backendType, loadFailure, stdoutToStderr } from './run-command.js';
@@ -92,10 +94,16 @@ async function handlerProblem(on: { backend: ExecutionBackend; registry: PluginR
   const { permissions } = on.registry.resolve(plugin.id, handlerId);
   // In-process, a module that calls process.exit() as it loads ends this process: said as run says it (WORKER_CRASHED, exit 1).
   const liftExitGuard = guardExit({ backend: on.type, pluginId: plugin.id, handlerId, json: false, platform: false, keepWorkspace: false });
+  // In-process, a module that blocks the loop as it loads (a `while (true)` at its top) is out of reach of the time limit: ended as run ends it (TIMEOUT, exit 137).
+  const executionId = crypto.randomUUID();
+  const limitMs = plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs, json: false }) : undefined;
   let result;
   try {
-    result = await on.backend.execute({ pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0 });
+    const onStart = watchdog && (() => watchdog.started([], false));
+    result = await on.backend.execute({ executionId, pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0, ...(onStart ? { onStart } : {}) });
   } finally {
+    watchdog?.stop();
     liftExitGuard();
   }
   if (result.ok) return undefined;

@@ -11,7 +11,7 @@ let root: string;
 
 function run(args: string[]) {
   const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd: root, env: { PATH: process.env.PATH ?? '' }, timeout: 60_000 });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr, first: result.stderr.split('\n')[0] };
+  return { status: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr, first: result.stderr.split('\n')[0] };
 }
 
 /** A plugin folder `name` with the manifest `manifest` and its files (name → text). */
@@ -93,6 +93,13 @@ describe('kb-plugin-exec validate', () => {
     expect(result.first).toMatch(/^WORKER_CRASHED: handler "hello" of plugin "@t\/exits" called process.exit\(0\)/);
   });
 
+  it('a module that blocks the loop as it loads in-process: ended past its time limit, TIMEOUT naming the handler, the process ended by SIGKILL (137 in a shell), as run ends one', async () => {
+    await plugin('spins', { id: '@t/spins', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'while (true) {}\nexport default () => 1;\n' });
+    const result = run(['validate', 'spins']);
+    expect(result.signal).toBe('SIGKILL');
+    expect(result.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/spins" keeps the event loop blocked past its time limit of 300 ms/);
+  });
+
   it('usage errors exit 2: no folder, a folder without kb.plugin.json, --backend queue, a flag of run, a mistyped backend', () => {
     const cases: Array<[string[], string]> = [
       [['validate'], 'validate needs <plugin-dir> (one or more)'],
@@ -114,7 +121,7 @@ describe('kb-plugin-exec validate', () => {
     expect([asFlag.status, asTopic.status]).toEqual([0, 0]);
     expect(asTopic.stdout).toBe(asFlag.stdout);
     expect(asFlag.stdout.startsWith('Usage:\n  kb-plugin-exec validate <plugin-dir> [<plugin-dir> …] [--backend <type>] [--json]\n\nvalidate checks each <plugin-dir> without running a handler')).toBe(true);
-    expect(asFlag.stdout).toContain("(default: in-process, where a\nmodule's top-level code runs in this process, as with run)");
+    expect(asFlag.stdout).toContain("(default: in-process, where a\nmodule's top-level code runs in this process, as with run, and one that blocks the loop as it loads\nends the process past the handler's time limit: TIMEOUT, 137)");
     expect(asFlag.stdout).not.toContain('Options for run:');
     const all = run(['--help']).stdout;
     expect(all).toContain('  kb-plugin-exec validate <plugin-dir>');
