@@ -73,11 +73,12 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType)
   if (!loaded.some((entry) => entry.plugin)) return loaded.map((entry) => entry.report);
   // No workspace: nothing runs that would use one.
   const backend = createExecutionBackend({ type, registry, workspace: false });
+  const on = { backend, registry, type, stuckModules: new Map<string, string>() };
   try {
     for (const { report, plugin } of loaded) {
       if (!plugin) continue;
       for (const handlerId of report.handlers) {
-        const problem = await handlerProblem({ backend, registry, type }, plugin, handlerId);
+        const problem = await handlerProblem(on, plugin, handlerId);
         if (problem) report.problems.push(problem);
       }
       report.ok = report.problems.length === 0;
@@ -88,20 +89,33 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType)
   return loaded.map((entry) => entry.report);
 }
 
+/** What the handlers are checked on; `stuckModules`: the modules whose load timed out, each with the handler that found it. */
+interface CheckedOn {
+  backend: ExecutionBackend;
+  registry: PluginRegistry;
+  type: BuiltInBackendType;
+  stuckModules: Map<string, string>;
+}
+
 /** Why the handler's module does not load as the manifest says, or undefined when it does. */
-async function handlerProblem(on: { backend: ExecutionBackend; registry: PluginRegistry; type: BuiltInBackendType }, plugin: RegisteredPlugin, handlerId: string): Promise<Problem | undefined> {
+async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, handlerId: string): Promise<Problem | undefined> {
   // Granted what it declares, so that the permission preflight (before any plugin code) lets the load happen.
-  const { permissions } = on.registry.resolve(plugin.id, handlerId);
+  const { permissions, timeoutMs: manifestTimeoutMs, entryPath } = on.registry.resolve(plugin.id, handlerId);
+  // Only the load is timed: a module whose import never settles (a top-level await) is reported after
+  // the default limit at most, not after what the manifest allows the handler's own run (an hour, say);
+  // and once: the other handlers of that module would each wait as long again.
+  const timeoutMs = Math.min(manifestTimeoutMs ?? DEFAULT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS);
+  const stuckFor = on.stuckModules.get(entryPath);
+  if (stuckFor !== undefined) return { handlerId, code: 'TIMEOUT', message: `its module did not finish loading for handler "${stuckFor}" (not tried again)` };
   // In-process, a module that calls process.exit() as it loads ends this process: said as run says it (WORKER_CRASHED, exit 1).
   const liftExitGuard = guardExit({ backend: on.type, pluginId: plugin.id, handlerId, json: false, platform: false, keepWorkspace: false });
   // In-process, a module that blocks the loop as it loads (a `while (true)` at its top) is out of reach of the time limit: ended as run ends it (TIMEOUT, exit 137).
   const executionId = crypto.randomUUID();
-  const limitMs = plugin.manifest.handlers[handlerId]?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs, json: false }) : undefined;
+  const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs: timeoutMs, json: false }) : undefined;
   let result;
   try {
     const onStart = watchdog && (() => watchdog.started([], false));
-    result = await on.backend.execute({ executionId, pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0, ...(onStart ? { onStart } : {}) });
+    result = await on.backend.execute({ executionId, pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0, timeoutMs, ...(onStart ? { onStart } : {}) });
   } finally {
     watchdog?.stop();
     liftExitGuard();
@@ -111,6 +125,10 @@ async function handlerProblem(on: { backend: ExecutionBackend; registry: PluginR
   // Loaded, the export a handler, and refused the begin: what a valid handler gets.
   if (error.code === 'ABORTED' && /beginBy/.test(error.message)) return undefined;
   // The handler did not run: a HANDLER_ERROR is what its module threw as it loaded, said with where.
+  if (error.code === 'TIMEOUT') {
+    on.stuckModules.set(entryPath, handlerId);
+    return { handlerId, code: error.code, message: `its module did not finish loading within ${timeoutMs} ms (an import or top-level await that never settles?)`, details: error.details };
+  }
   const message = error.code === 'HANDLER_ERROR' ? `its module failed to load: ${loadFailure({ name: (error.details as { name?: unknown } | undefined)?.name ?? 'Error', message: error.message, stack: error.stack })}` : error.message;
   return { handlerId, ...problemOf({ code: error.code, message, details: error.details }) };
 }

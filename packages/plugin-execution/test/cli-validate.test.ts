@@ -100,6 +100,19 @@ describe('kb-plugin-exec validate', () => {
     expect(result.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/spins" keeps the event loop blocked past its time limit of 300 ms/);
   });
 
+  it("a module whose import never settles is reported within the default 30 s, once for its handlers, not after the hour its manifest allows each handler's run", async () => {
+    const handlers = { report: { entry: './h.mjs', timeoutMs: 3_600_000 }, summary: { entry: './h.mjs', export: 'summary' } };
+    await plugin('hangs', { id: '@t/hangs', version: '1.0.0', handlers }, { 'h.mjs': 'await new Promise(() => setInterval(() => {}, 1000));\nexport default () => 1;\nexport const summary = () => 2;\n' });
+    // Before: validate waited the manifest's hour (spawnSync's 60 s cut it: status null), then 30 s more for the other handler.
+    const result = run(['validate', 'hangs', '--backend', 'worker-pool']);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe(
+      'hangs: 2 problems (@t/hangs@1.0.0)\n' +
+        '  - handler "report": TIMEOUT: its module did not finish loading within 30000 ms (an import or top-level await that never settles?)\n' +
+        '  - handler "summary": TIMEOUT: its module did not finish loading for handler "report" (not tried again)\n',
+    );
+  }, 90_000);
+
   it('usage errors exit 2: no folder, a folder without kb.plugin.json, --backend queue, a flag of run, a mistyped backend', () => {
     const cases: Array<[string[], string]> = [
       [['validate'], 'validate needs <plugin-dir> (one or more)'],
