@@ -81,14 +81,16 @@ async function answersNoSyn(): Promise<SilentPeer> {
 
 describe('a first connection that times out', () => {
   const peers = {
-    'accepts and says nothing': { start: acceptsAndSaysNothing, said: 'what answers there accepted the connection but said nothing in 5 s' },
-    'answers no SYN': { start: answersNoSyn, said: 'nothing answered the connection in 5 s (no reply to its SYN, neither an acceptance nor a refusal)' },
+    'accepts and says nothing': { start: acceptsAndSaysNothing, said: 'what answers there accepted the connection but said nothing in 5 s', mode: [] },
+    'answers no SYN': { start: answersNoSyn, said: 'nothing answered the connection in 5 s (no reply to its SYN, neither an acceptance nor a refusal)', mode: [] },
+    // The TLS socket tls.connect dials itself is on no channel of Node's (before: the process stayed up).
+    'accepts and says nothing, the connection beginning with TLS (handshakeFirst)': { start: acceptsAndSaysNothing, said: 'what answers there accepted the connection but said nothing in 5 s', mode: ['tls-first'] },
   };
-  for (const [kind, { start, said: reason }] of Object.entries(peers)) {
+  for (const [kind, { start, said: reason, mode }] of Object.entries(peers)) {
     for (const role of ['host', 'worker'] as const) {
       it(`against something that ${kind}: a ${role} reports it, naming the server, and its process ends by itself`, async () => {
         const peer = await start();
-        const { child, said, exited } = embeddingProcess('first-connect-silent.mjs', [role, peer.url, fixturePlugins.basic]);
+        const { child, said, exited } = embeddingProcess('first-connect-silent.mjs', [role, peer.url, fixturePlugins.basic, ...mode]);
         try {
           // The attempt gives up after 5 s and its look at the server takes 1 s more.
           await waitFor(() => said().includes('closed'), 15_000);

@@ -25,15 +25,19 @@ function onClientSocket(message: unknown): void {
  * accepted it and never spoke (a stopped server, not a NATS port), or whose SYNs go unanswered,
  * leaves its socket open, and with it the process, until the other end closes it. The sockets are
  * known by Node's own channel, in the attempt's async context, not by nats.js's internals; the
- * channel is listened to only while an attempt is under way.
+ * channel is listened to only while an attempt is under way. A TLS socket that `tls.connect()`
+ * dials itself (`handshakeFirst`) is on no channel: `connect` gives it `signal` (tls.connect's own
+ * option), aborted when the attempt fails.
  */
-export async function closingSocketsOnFailure<T>(connect: () => Promise<T>): Promise<T> {
+export async function closingSocketsOnFailure<T>(connect: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const attempt: Attempt = { sockets: new Set(), settled: false };
+  const failed = new AbortController();
   if (attemptsUnderWay++ === 0) subscribe(CLIENT_SOCKET_CHANNEL, onClientSocket);
   try {
-    return await current.run(attempt, connect);
+    return await current.run(attempt, connect, failed.signal);
   } catch (error) {
     for (const socket of attempt.sockets) socket.destroy();
+    failed.abort();
     throw error;
   } finally {
     attempt.settled = true;

@@ -68,7 +68,7 @@ function discardDial(nc: NatsConnection): void {
  */
 export async function connectNats(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string, wanted: () => boolean = () => true): Promise<NatsConnection> {
   try {
-    const nc = await closingSocketsOnFailure(() => connectOnce(options, defaultName, inboxPrefix));
+    const nc = await closingSocketsOnFailure((failed) => connectOnce(options, defaultName, inboxPrefix, failed));
     const most = nc.info?.max_payload;
     if (most !== undefined && most < MIN_SERVER_PAYLOAD) {
       await closeConnection(nc);
@@ -120,7 +120,8 @@ export function inboxPrefixOf(nc: NatsConnection): string | undefined {
   return inboxPrefixes.get(nc);
 }
 
-async function connectOnce(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string): Promise<NatsConnection> {
+/** `failed`: aborted if this first attempt fails, destroying a TLS socket it dialled (closingSocketsOnFailure). */
+async function connectOnce(options: NatsConnectionOptions, defaultName: string, inboxPrefix: string, failed: AbortSignal): Promise<NatsConnection> {
   const authenticator: Authenticator[] = [];
   // Read from a file, a seed keeps its line break: not part of it.
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
@@ -135,7 +136,7 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
     // nats.js goes by what the server's INFO asks, whatever the URL says: a `tls://` URL would
     // send the password and every input in clear to a server (or a man in the middle) that does
     // not ask for TLS. Given any `tls` option, nats.js insists on TLS.
-    ...(options.tls || saysTls(options) ? { tls: { ...options.tls, ...ipServerCheck(options) } } : {}),
+    ...(options.tls || saysTls(options) ? { tls: { ...options.tls, ...ipServerCheck(options), ...destroyedOn(failed) } } : {}),
     name: options.name ?? defaultName,
     // The pool's and the role's own, not `_INBOX`: a user may subscribe to its own answers only (docs/backends/queue.md, "Security").
     inboxPrefix,
@@ -200,6 +201,11 @@ export async function confirmSubscriptions(nc: NatsConnection, refused: () => Er
 function serverList(options: NatsConnectionOptions): string[] {
   const servers = options.servers ?? 'nats://127.0.0.1:4222';
   return Array.isArray(servers) ? servers : [servers];
+}
+
+/** The TLS option (passed on by nats.js to Node's tls.connect, though its type does not name it) that destroys a socket when `signal` aborts. */
+function destroyedOn(signal: AbortSignal): { signal: AbortSignal } {
+  return { signal };
 }
 
 /**
