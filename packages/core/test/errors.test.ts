@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import * as esm from '@kb-labs/plugin-execution-core';
 import { AbortedError, BackendNotInstalledError, ERROR_CODES, ExecutionError, HandlerError, HandlerNotFoundError, InternalError, PermissionDeniedError, QueueFullError, ShuttingDownError, TimeoutError, ValidationError, WorkerCrashedError, WorkspaceError, deserializeError, isExecutionError, isSerializedError, serializeError, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { handlerThrew, toInternalError, toHandlerError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { handlerThrew, toInternalError, toHandlerError, toWireValue } from '@kb-labs/plugin-execution-core/backend-kit';
 import { describe, expect, it } from 'vitest';
 
 type Core = typeof esm;
@@ -281,6 +281,15 @@ describe('wire form of errors a handler throws', () => {
     expect(back.message.startsWith('h'.repeat(1000))).toBe(true);
   });
 
+  it('cuts a huge message between the halves of no surrogate pair (an emoji), wherever the cut falls', () => {
+    for (const lead of [0, 1]) {
+      const { message } = serializeError(new Error('a'.repeat(lead) + '😀'.repeat(40_000)));
+      expect(message).toMatch(/more chars\]$/);
+      // A lone half of a pair becomes U+FFFD once written as UTF-8.
+      expect(message, `lead ${lead}`).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/);
+    }
+  });
+
   it('makes details JSON- and clone-safe: cycles, bigint, functions, symbols, dates, errors', () => {
     const cyclic: Record<string, unknown> = { name: 'loop' };
     cyclic.self = cyclic;
@@ -324,6 +333,47 @@ describe('wire form of errors a handler throws', () => {
     expect(deserializeError(payload.result.error)).toMatchObject({ code: 'PERMISSION_DENIED', details: { service: 'cache' } });
   });
 
+});
+
+/**
+ * The caps the wire form itself keeps (docs/errors.md, README "cut to 8 levels, 100 keys a level"),
+ * read on what is sent, not after a trip: deserializeError caps again on the way in, which hid
+ * any of these being lost on the way out (a worker of this version talking to a host of another).
+ */
+describe('wire form caps, as sent', () => {
+  it('carries a cause chain 8 links below the error, then "[Truncated]"', () => {
+    let chain: Error = new Error('e0');
+    for (let i = 1; i < 50; i++) chain = new Error(`e${i}`, { cause: chain });
+    let node: unknown = serializeError(chain);
+    const messages: string[] = [];
+    while (isSerializedError(node)) {
+      messages.push(node.message);
+      node = node.cause;
+    }
+    expect(messages).toEqual(Array.from({ length: 9 }, (_, i) => `e${49 - i}`));
+    expect(node).toEqual({ $value: '[Truncated]' });
+  });
+
+  it('cuts a value 8 levels down, and an object past 100 keys saying how many more', () => {
+    type Nested = { next?: Nested | string };
+    const deep: Nested = {};
+    let at = deep;
+    for (let i = 0; i < 20; i++) at = at.next = {};
+    let node = toWireValue(deep) as Nested | string;
+    let levels = 0;
+    for (; typeof node === 'object'; levels++) node = node.next!;
+    expect([levels, node]).toEqual([8, '[Truncated]']);
+    const wide = toWireValue(Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`k${i}`, i]))) as Record<string, unknown>;
+    expect(Object.keys(wide)).toHaveLength(101);
+    expect(wide['…']).toBe('50 more keys');
+  });
+
+  it("keeps 100 of an error's own properties, and 100 of an AggregateError's errors", () => {
+    const wide = Object.assign(new Error('wide'), Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`p${i}`, i])));
+    expect(Object.keys(serializeError(wide).props!)).toHaveLength(100);
+    const many = new AggregateError(Array.from({ length: 150 }, (_, i) => new Error(`inner ${i}`)), 'many');
+    expect(serializeError(many).errors).toHaveLength(100);
+  });
 });
 
 describe('toInternalError', () => {
