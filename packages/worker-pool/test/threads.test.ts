@@ -159,6 +159,17 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(await runners(backend)).toMatchObject({ started: 2, crashed: 0, retired: { 'globals-tampered': 1 } });
   });
 
+  it.each(['exit', 'uncaughtExceptionMonitor'])("a handler that takes off the runtime's own %s listener of process (adding none) gets its thread retired before another handler's task runs there", async (event) => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'takes-off-listeners', input: { event } });
+    expect(okData(left)).toBe(0);
+    // Without the runtime's listener, the next plugin's crash would reach the host without its report.
+    const next = await backend.execute({ pluginId: HOSTILE, handlerId: 'throw-in-timer' }, { timeoutMs: 5000 });
+    expectError(next, 'WORKER_CRASHED');
+    expect(next.meta.workerId).not.toBe(left.meta.workerId);
+    expect((await runners(backend)).retired['globals-tampered']).toBe(1);
+  });
+
   it('a handler that leaves a listener on process (as node:domain does) keeps its thread while another handler\'s tasks take another: taking turns starts no thread per execution', async () => {
     const backend = backends.make({ maxThreads: 3 });
     for (let i = 0; i < 5; i++) {
