@@ -1170,6 +1170,8 @@ describe('delivery', () => {
     expect(codes.filter((c) => c === 'TIMEOUT')).toHaveLength(5);
     const full = (await Promise.all(burst)).find((r) => !r.ok && r.error.code === 'QUEUE_FULL');
     expect(full && !full.ok && full.error.details).toMatchObject({ maxQueue: 5 });
+    // Said as the bound the hosts set, not as a limit someone set on the stream by hand (JetStream's other "maximum … exceeded").
+    expect(full && !full.ok && full.error.message).toMatch(/^The queue of pool "[^"]+" is full: 5 executions wait for a worker \(the stream's queueBound\); nothing ran$/);
     // None ran: the refused and those that timed out waiting in the stream count in byOutcome only, not as run times.
     for (const host of hosts) {
       const stats = await host.stats();
