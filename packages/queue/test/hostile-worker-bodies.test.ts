@@ -301,3 +301,32 @@ describe('a `started` for an execution another worker has started', () => {
     expect(result).toMatchObject({ ok: true, data: 'once', meta: { runnerId: 'w1' } });
   }, 60_000);
 });
+
+describe('a heartbeat naming an execution another worker runs', () => {
+  it("keeps nothing alive: the host answers that it does not know the execution, and once its own worker is silent past workerLostMs it fails WORKER_CRASHED, not at its time limit", async () => {
+    const { backend, caller, taskIds } = await lonelyHost('heartbeat-other');
+    const executionId = 'heartbeat-other';
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000 });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    const started = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    expect(v8.deserialize(started.data)).toMatchObject({ accept: true });
+    const beat = async (worker: string) => {
+      const h = headers();
+      h.set('Kb-Kind', 'heartbeat');
+      const answer = await peer.request(to, v8.serialize({ worker, executions: [executionId] }), { headers: h, timeout: 5000 });
+      return v8.deserialize(answer.data) as { unknown: string[] };
+    };
+    expect(await beat('w2')).toEqual({ unknown: [executionId] });
+    expect(await beat('w1')).toEqual({ unknown: [] });
+    // w1 falls silent; another worker's heartbeats for it go on (before: each one kept it alive until its time limit).
+    let settled = false;
+    void running.finally(() => (settled = true));
+    while (!settled) {
+      await beat('w2');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const result = await running;
+    expect(result).toMatchObject({ ok: false, error: { code: 'WORKER_CRASHED', details: { reason: 'runner-lost' } } });
+  }, 60_000);
+});
