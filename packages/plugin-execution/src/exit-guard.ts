@@ -127,7 +127,7 @@ function writeMarkQuietly(file: string): void {
 }
 
 /** A write on the way out: a reader that went away is no reason to fail the exit. */
-function writeQuietly(fd: number, text: string): void {
+export function writeQuietly(fd: number, text: string): void {
   try {
     fs.writeSync(fd, text);
   } catch {

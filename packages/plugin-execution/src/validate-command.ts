@@ -1,7 +1,7 @@
 import { PluginRegistry, type BuiltInBackendType, type ExecutionBackend, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { DEFAULT_TIMEOUT_MS } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
-import { guardExit } from './exit-guard.js';
+import { guardExit, writeQuietly } from './exit-guard.js';
 import { watchLoop } from './loop-watchdog.js';
 import { inCliTerms } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
@@ -46,20 +46,59 @@ export async function validateCommand(dirs: readonly string[], values: { backend
     if (mistake) throw new UsageError(mistake);
   }
   // Stdout is for the report: what a plugin's top-level code prints in this process goes to stderr.
+  const toStdout = process.stdout.write.bind(process.stdout);
+  const progress: Progress = { reports: [] };
+  // Without --json each plugin's lines are said as soon as it is checked, so that a module which
+  // ends this process as it loads (in-process) does not take the lines of those before it along.
+  const onChecked = (report: PluginReport) => {
+    progress.reports.push(report);
+    if (!values.json) toStdout(reportLines(report));
+  };
+  const liftEndReport = reportAtProcessEnd(progress, values.json === true, type);
   const restoreStdout = stdoutToStderr();
-  let reports: PluginReport[];
   try {
-    reports = await checkedPlugins(dirs, type);
+    await checkedPlugins(dirs, type, onChecked, progress);
   } finally {
     restoreStdout();
+    liftEndReport();
   }
-  const ok = reports.every((report) => report.ok);
-  process.stdout.write(values.json ? `${terminalSafeJson(JSON.stringify({ ok, backend: type, plugins: reports }, null, 2))}\n` : reports.map(reportLines).join(''));
+  const ok = progress.reports.every((report) => report.ok);
+  if (values.json) process.stdout.write(jsonReport(ok, type, progress.reports));
   return ok ? 0 : 1;
 }
 
+/** The plugins checked so far, and the handler whose module is loading. */
+interface Progress {
+  reports: PluginReport[];
+  loading?: { report: PluginReport; handlerId: string };
+}
+
+function jsonReport(ok: boolean, backend: BuiltInBackendType, plugins: PluginReport[]): string {
+  return `${terminalSafeJson(JSON.stringify({ ok, backend, plugins }, null, 2))}\n`;
+}
+
+/**
+ * When a module loading in this process ends it (process.exit() at its top, in-process): the
+ * plugin being checked is said with that handler's problem, WORKER_CRASHED as the line on stderr
+ * says it, and with --json the whole report so far. Returns the function that lifts it.
+ */
+function reportAtProcessEnd(progress: Progress, json: boolean, backend: BuiltInBackendType): () => void {
+  const onExit = () => {
+    const loading = progress.loading;
+    if (!loading) return;
+    loading.report.problems.push({ handlerId: loading.handlerId, code: 'WORKER_CRASHED', message: 'its module ended this process as it loaded (said on stderr); the plugins after it were not checked' });
+    loading.report.ok = false;
+    if (!json) return writeQuietly(1, reportLines(loading.report));
+    writeQuietly(1, jsonReport(false, backend, [...progress.reports, loading.report]));
+  };
+  process.on('exit', onExit);
+  return () => {
+    process.off('exit', onExit);
+  };
+}
+
 /** Every folder's manifest registered, then every handler of those that registered loaded on one backend of `type`. */
-async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType): Promise<PluginReport[]> {
+async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType, onChecked: (report: PluginReport) => void, progress: Progress): Promise<void> {
   const registry = new PluginRegistry();
   const loaded: Array<{ report: PluginReport; plugin?: RegisteredPlugin }> = [];
   for (const dir of dirs) {
@@ -70,23 +109,31 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType)
       loaded.push({ report: { dir, ok: false, handlers: [], problems: [problemOf(error)] } });
     }
   }
-  if (!loaded.some((entry) => entry.plugin)) return loaded.map((entry) => entry.report);
+  if (!loaded.some((entry) => entry.plugin)) {
+    for (const entry of loaded) onChecked(entry.report);
+    return;
+  }
   // No workspace: nothing runs that would use one.
   const backend = createExecutionBackend({ type, registry, workspace: false });
   const on = { backend, registry, type, stuckModules: new Map<string, string>() };
   try {
     for (const { report, plugin } of loaded) {
-      if (!plugin) continue;
+      if (!plugin) {
+        onChecked(report);
+        continue;
+      }
       for (const handlerId of report.handlers) {
+        progress.loading = { report, handlerId };
         const problem = await handlerProblem(on, plugin, handlerId);
         if (problem) report.problems.push(problem);
       }
+      progress.loading = undefined;
       report.ok = report.problems.length === 0;
+      onChecked(report);
     }
   } finally {
     await backend.shutdown({ timeoutMs: 2000 });
   }
-  return loaded.map((entry) => entry.report);
 }
 
 /** What the handlers are checked on; `stuckModules`: the modules whose load timed out, each with the handler that found it. */

@@ -88,9 +88,25 @@ describe('kb-plugin-exec validate', () => {
 
   it('a module that calls process.exit() as it loads in-process: WORKER_CRASHED naming the handler, exit 1 (not the exit code it gave)', async () => {
     await plugin('exits', { id: '@t/exits', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': 'process.exit(0);\nexport default () => 1;\n' });
-    const result = run(['validate', 'exits']);
+    const result = run(['validate', 'valid', 'exits', 'no-export']);
     expect(result.status).toBe(1);
     expect(result.first).toMatch(/^WORKER_CRASHED: handler "hello" of plugin "@t\/exits" called process.exit\(0\)/);
+    // The plugins checked before it keep their lines; the one that ended the process says so.
+    expect(result.stdout).toBe(
+      'valid: ok (@t/valid@1.2.0, handlers: hello, named)\n' +
+        'exits: 1 problem (@t/exits@1.0.0)\n' +
+        '  - handler "hello": WORKER_CRASHED: its module ended this process as it loaded (said on stderr); the plugins after it were not checked\n',
+    );
+    const json = run(['validate', 'valid', 'exits', 'no-export', '--json']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      backend: 'in-process',
+      plugins: [
+        { dir: 'valid', ok: true },
+        { dir: 'exits', ok: false, problems: [{ handlerId: 'hello', code: 'WORKER_CRASHED' }] },
+      ],
+    });
   });
 
   it('a module that blocks the loop as it loads in-process: ended past its time limit, TIMEOUT naming the handler, the process ended by SIGKILL (137 in a shell), as run ends one', async () => {
