@@ -75,7 +75,7 @@ describe('entries and fs paths: what the JSON Schema can say of them, it says as
     expect(entryPattern.test(entry)).toBe(true);
   });
 
-  it.each(['../data', '/etc', '\\\\server\\share', 'C:\\data', 'data/*', 'a\0b', 'data\\x/../kb.plugin.json'])('an fs path %j: refused by both', (p) => {
+  it.each(['../data', '/etc', '\\\\server\\share', 'C:\\data', 'data/*', 'a\0b', 'data\\x/../kb.plugin.json', 'data,etc'])('an fs path %j: refused by both', (p) => {
     expect(fsPattern.test(p)).toBe(false);
     expect(() => register('run.mjs', { read: [p] })).toThrow(/permissions\.fs\.read/);
   });
@@ -215,7 +215,7 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(register({ handlers: { run: { entry: './handlers/run.mjs', permissions: { fs: { write: ['handlers2', 'Data'], read: ['DATA2'] } } } } }).id).toBe('@x/nested');
   });
 
-  it('a write folder of "." is refused, as is a "*"; the same folder declared twice, or read and written, is fine', () => {
+  it('a write folder of "." is refused, as is a "*" or a ","; the same folder declared twice, or read and written, is fine', () => {
     expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { write: ['.'], read: ['config'] } } } } })).toThrow(
       /handlers\.run\.permissions\.fs\.write\[0\]: is the plugin folder itself: its handlers could rewrite the manifest and code the host loads; declare a folder inside it, such as "data"/,
     );
@@ -223,6 +223,12 @@ describe('declared fs paths inside a declared fs.write folder', () => {
     expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { read: ['data/*'] } } } } })).toThrow(
       /handlers\.run\.permissions\.fs\.read\[0\]: must not contain "\*" \(Node's permission model reads it as a wildcard\)/,
     );
+    // Before: taken here, run on in-process and worker-pool, and refused on subprocess at every execution
+    // ("Cannot restrict a child to "<root>/a,b": … a comma"), since Node's flags split "a,b" in two.
+    expect(() => register({ handlers: { run: { entry: 'run.mjs', permissions: { fs: { read: ['a,b'] } } } } })).toThrow(
+      /handlers\.run\.permissions\.fs\.read\[0\]: must not contain "," \(Node's permission flags split a path at a comma/,
+    );
+    expect(() => register({ permissions: { fs: { write: ['out,etc'] } }, handlers: { run: { entry: 'run.mjs' } } })).toThrow(/permissions\.fs\.write\[0\]: must not contain ","/);
     const plugin = register({
       permissions: { fs: { write: ['out'] } },
       handlers: { a: { entry: 'run.mjs', permissions: { fs: { read: ['out', 'output'], write: ['out/'] } } }, b: { entry: 'run.mjs', permissions: { fs: { write: ['outer'] } } } },

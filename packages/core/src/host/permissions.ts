@@ -37,8 +37,8 @@ export const permissionSpecSchema = lazySchema((z) => {
     // "data/kb.plugin.json") would name the manifest, beside the folder granted.
     .regex(/^[^\\]*$/, 'must use "/" between folders, not "\\"')
     .refine((p) => !normalizeRelative(p).startsWith('..'), 'must stay inside the plugin folder')
-    // What of these (and of the "*" refused for the manifest) a JSON Schema can say, for editors: no ".." first, not absolute, no "*" nor NUL.
-    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?![/\\])(?![A-Za-z]:[/\\])[^*\\\x00]*$/.source });
+    // What of these (and of the "*" and "," refused for the manifest) a JSON Schema can say, for editors: no ".." first, not absolute, no "*", "," nor NUL.
+    .meta({ pattern: /^(?!(?:\.\/)*\.\.(?:\/|$))(?![/\\])(?![A-Za-z]:[/\\])[^*,\\\x00]*$/.source });
   const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
   return z.strictObject({
     platform: z
@@ -176,7 +176,8 @@ export interface NestedPathIssue {
 /**
  * Declared fs paths a plugin may not have: the plugin folder itself as a write folder (its
  * handlers could rewrite the manifest and code the host loads, and the subprocess sandbox hands
- * a write folder to its user for good), a "*" (Node's permission model reads it as a wildcard),
+ * a write folder to its user for good), a "*" (Node's permission model reads it as a wildcard), a ","
+ * (Node's permission flags split their value at commas: the subprocess backend could only refuse it, at run time),
  * what writePathProblem refuses, and paths inside a declared write folder (pathsInsideWriteFolders).
  */
 export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | number>; spec: unknown }>, loaded: ReadonlyArray<{ file: string; what: string }> = []): NestedPathIssue[] {
@@ -185,7 +186,13 @@ export function declaredPathProblems(specs: ReadonlyArray<{ at: Array<string | n
   for (const { at, spec } of specs) {
     for (const kind of ['read', 'write'] as const) {
       fsList(spec, kind).forEach((p, index) => {
-        const problem = p.includes('*') ? 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder' : kind === 'write' ? writePathProblem(normalizeRelative(p), loaded, loadedTree) : undefined;
+        const problem = p.includes('*')
+          ? 'must not contain "*" (Node\'s permission model reads it as a wildcard): name the folder'
+          : p.includes(',')
+            ? 'must not contain "," (Node\'s permission flags split a path at a comma, and the subprocess backend cannot grant it): rename the folder'
+            : kind === 'write'
+              ? writePathProblem(normalizeRelative(p), loaded, loadedTree)
+              : undefined;
         if (problem) issues.push({ path: [...at, 'fs', kind, index], message: problem });
       });
     }
