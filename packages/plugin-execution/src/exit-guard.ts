@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { WorkerCrashedError, WorkspaceManager, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
 import { printableJson } from './printable-json.js';
+import { printableText } from './terminal-text.js';
 
 export interface ExitGuardOptions {
   backend: BuiltInBackendType;
@@ -29,7 +30,7 @@ export function guardExit(options: ExitGuardOptions): () => void {
       const meta = { backend: options.backend, pluginId: options.pluginId, handlerId: options.handlerId, ...(kept ? { workspaceDir: kept } : {}) };
       writeQuietly(1, `${printableJson({ ok: false, error: serializeError(error), meta }, 2)}\n`);
     }
-    writeQuietly(2, `${error.code}: ${error.message}\n${!options.json && kept ? `workspace kept at ${kept}\n` : ''}`);
+    writeQuietly(2, `${error.code}: ${error.message}\n${!options.json && kept ? `workspace kept at ${printableText(kept)}\n` : ''}`);
   });
 }
 

@@ -220,7 +220,8 @@ function report(result: ExecutionResult, json: boolean, grantIn: GrantFlag): boo
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
   if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}`, { keepNewlines: true })}${commandLineHint(result.error, grantIn)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
-  if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${result.meta.workspaceDir}\n`);
+  // The path on one line, as typed (a root with a newline or an escape sequence in its name is written out).
+  if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${printableText(result.meta.workspaceDir)}\n`);
   return printed;
 }
 

@@ -187,12 +187,17 @@ function problemOf(error: unknown): Problem {
   return { code, message: typeof e?.message === 'string' ? e.message : String(error), ...(e?.details !== undefined ? { details: e.details } : {}) };
 }
 
-/** A plugin's line ("<dir>: ok (…)", or "<dir>: N problems") and a line under it for each problem, its control characters written out. */
+/**
+ * A plugin's line ("<dir>: ok (…)", or "<dir>: N problems") and a line under it for each problem, its
+ * control characters written out: a line break in a folder's name too (`\n`), so that each plugin
+ * stays on one line whatever its folder is called.
+ */
 function reportLines(report: PluginReport): string {
   const shown = (text: string) => printableText(inCliTerms(text), { keepNewlines: true });
+  const dir = printableText(report.dir);
   const id = report.pluginId ? `${report.pluginId}@${report.version}` : undefined;
-  if (report.ok) return `${shown(report.dir)}: ok (${shown(id ?? '')}, handlers: ${shown(report.handlers.join(', '))})\n`;
+  if (report.ok) return `${dir}: ok (${shown(id ?? '')}, handlers: ${shown(report.handlers.join(', '))})\n`;
   const count = `${report.problems.length} problem${report.problems.length > 1 ? 's' : ''}`;
   const problems = report.problems.map((p) => `  - ${p.handlerId !== undefined ? `handler "${p.handlerId}": ` : ''}${p.code}: ${p.message}`.replaceAll('\n', '\n    '));
-  return `${shown(report.dir)}: ${count}${id ? ` (${shown(id)})` : ''}\n${shown(problems.join('\n'))}\n`;
+  return `${dir}: ${count}${id ? ` (${shown(id)})` : ''}\n${shown(problems.join('\n'))}\n`;
 }

@@ -98,4 +98,19 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     expect(meant.status, meant.stderr).toBe(0);
     await rm(path.join(root, '~'), { recursive: true });
   });
+
+  it('a plugin folder or workspace root named with a line break or an escape sequence: validate keeps each plugin on one line, and "workspace kept at" the path on one, written out', async () => {
+    const odd = 'line\nbreak\x1b[31m';
+    await plugin(odd, { id: '@t/odd', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, 'export default async () => 1;\n');
+    await mkdir(path.join(root, `ws-${odd}`));
+    // Before: "./line" and "break<ESC>[31m: ok (…)" on two lines, the escape sent to the terminal raw.
+    const validated = run(['validate', `./${odd}`, './good']);
+    expect(validated.status, validated.stderr).toBe(0);
+    expect(validated.stdout).toBe('./line\\nbreak\\x1b[31m: ok (@t/odd@1.0.0, handlers: hello)\n./good: ok (@t/good@1.0.0, handlers: hello)\n');
+    // Before: "workspace kept at <root>/ws-line" and "break<ESC>[31m/kbx-…" on the next line.
+    const kept = run(['run', `./${odd}`, 'hello', '--keep-workspace', '--workspace-root', `./ws-${odd}`]);
+    expect(kept.status, kept.stderr).toBe(0);
+    const [workspace] = await readdir(path.join(root, `ws-${odd}`));
+    expect(kept.stderr).toBe(`workspace kept at ${path.join(root, 'ws-line\\nbreak\\x1b[31m', workspace!)}\n`);
+  });
 });
