@@ -24,3 +24,4 @@ export { checkContextDescriptor } from './host/context-descriptor.js';
 export { processShared } from './host/process-shared.js';
 export { whenRejected } from './host/when-rejected.js';
 export { MAX_PLUGIN_ID_LENGTH } from './host/manifest.js';
+export { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from './host/working-directory.js';

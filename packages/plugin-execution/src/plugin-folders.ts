@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
+import { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from '@kb-labs/plugin-execution-core/host-kit';
 
 const MANIFEST_FILE = 'kb.plugin.json';
 
@@ -13,7 +14,7 @@ const MANIFEST_FILE = 'kb.plugin.json';
 export function pluginFolderMistake(dir: string): string | undefined {
   const root = path.resolve(dir);
   const folder = statOrCode(root);
-  if (folder === 'ENOENT') return `Plugin folder ${root} does not exist`;
+  if (folder === 'ENOENT') return `Plugin folder ${root} does not exist${unnamedHint(dir, root)}`;
   if (typeof folder === 'string') return undefined;
   if (!folder.isDirectory()) {
     return `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}`;
@@ -53,4 +54,10 @@ export function handlerIdsOf(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** Why a relative folder that is there reads as missing: the working directory's path is not UTF-8 text (core's unnamedWorkingDirectory). */
+function unnamedHint(dir: string, root: string): string {
+  const unnamed = path.isAbsolute(dir) ? undefined : unnamedWorkingDirectory();
+  return unnamed && root.startsWith(unnamed) ? ` (${unnamedWorkingDirectoryProblem(unnamed)})` : '';
 }

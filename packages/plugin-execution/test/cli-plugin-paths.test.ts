@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -112,5 +113,17 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     expect(kept.status, kept.stderr).toBe(0);
     const [workspace] = await readdir(path.join(root, `ws-${odd}`));
     expect(kept.stderr).toBe(`workspace kept at ${path.join(root, 'ws-line\\nbreak\\x1b[31m', workspace!)}\n`);
+  });
+
+  it.runIf(process.platform === 'linux')('run: a relative <plugin-dir> from a working directory whose path is not UTF-8 says why it cannot be found, not only that it does not exist', async () => {
+    const dir = Buffer.concat([Buffer.from(`${root}/`), Buffer.from([0x78, 0xff, 0x79]), Buffer.from('/p')]); // "x\xffy/p": made by bytes, as a string cannot name it
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(Buffer.concat([dir, Buffer.from('/kb.plugin.json')]), JSON.stringify({ id: '@t/cwd', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }));
+    const result = spawnSync('sh', ['-c', 'cd "$1/$(printf "x\\377y")" && exec "$2" "$3" run ./p hello', 'sh', root, process.execPath, cli], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(result.status).toBe(2);
+    // Before: "Plugin folder <root>/x\ufffdy/p does not exist", of a folder that is there.
+    expect(result.stderr.split('\n')[0]).toBe(
+      `Plugin folder ${root}/x\ufffdy/p does not exist (the working directory's path is not UTF-8 text (Node reads it as "${root}/x\ufffdy", a "\ufffd" for each byte it cannot read, which names no folder), so no path under it can be named: rename the folder whose name is not UTF-8, or work from another directory)`,
+    );
   });
 });

@@ -1,8 +1,9 @@
 import { ValidationError } from '../errors.js';
 import { thrownText } from '../wire-value.js';
+import { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from './working-directory.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
-const { resolve } = process.getBuiltinModule('node:path');
+const { isAbsolute, resolve } = process.getBuiltinModule('node:path');
 
 /**
  * A plugin source with a relative folder made absolute against the working directory now, when
@@ -30,11 +31,21 @@ export function withAbsolutePaths(options: Record<string, unknown>): Record<stri
   readable('plugins', () => {
     if (Array.isArray(copy.plugins)) copy.plugins = copy.plugins.map(absolutePluginSource);
   });
+  let refused: ValidationError | undefined;
   readable('workspace', () => {
     const workspace = copy.workspace;
-    if (isPlainObject(workspace) && typeof workspace.root === 'string' && workspace.root !== '' && !workspace.root.startsWith('file:/')) copy.workspace = { ...workspace, root: resolve(workspace.root) };
+    if (!isPlainObject(workspace) || typeof workspace.root !== 'string' || workspace.root === '' || workspace.root.startsWith('file:/')) return;
+    refused = unnamedRootError(workspace.root);
+    copy.workspace = { ...workspace, root: resolve(workspace.root) };
   });
+  if (refused) throw refused;
   return copy;
+}
+
+/** A relative `workspace.root` refused when the working directory cannot be named (as WorkspaceManager refuses it): resolved, it would name another folder. */
+function unnamedRootError(root: string): ValidationError | undefined {
+  const unnamed = isAbsolute(root) ? undefined : unnamedWorkingDirectory();
+  return unnamed ? new ValidationError(`Option "workspace.root" (${JSON.stringify(root)}) is relative, and ${unnamedWorkingDirectoryProblem(unnamed)}`, { details: { path: 'workspace.root' } }) : undefined;
 }
 
 /**

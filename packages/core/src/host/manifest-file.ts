@@ -5,6 +5,7 @@ import { parseWith, validationError, type ValidationIssue } from '../validation.
 import { duplicateJsonKeys } from './json-duplicate-keys.js';
 import { jsonSyntaxProblem } from './json-syntax.js';
 import { MANIFEST_FILE, declaredWriteFolders, pluginManifestSchema, type PluginManifest } from './manifest.js';
+import { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from './working-directory.js';
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
 const fs = process.getBuiltinModule('node:fs');
 const { fileURLToPath } = process.getBuiltinModule('node:url');
@@ -24,6 +25,8 @@ export async function readFolder(dir: string | URL, at?: string): Promise<{ sour
  */
 function missingFolderHint(root: string, given: string | URL | undefined): string {
   if (path.sep === '/' && root.includes('\\')) return ` ("\\" separates no folders on ${process.platform}: write the path with "/")`;
+  const unnamed = unnamedWorkingDirectory();
+  if (unnamed && root.startsWith(unnamed)) return ` (${unnamedWorkingDirectoryProblem(unnamed)})`;
   const cwd = process.cwd();
   const relative = typeof given === 'string' && !given.startsWith('file:') && !path.isAbsolute(given);
   if (!relative && !root.startsWith(cwd + path.sep)) return '';

@@ -6,6 +6,7 @@ import { makeDirectories } from './make-directories.js';
 import { removeTree } from './remove-tree.js';
 import { CREATING, KEPT_SUFFIX, LIVE, ownerTag, sweepRoot, type SweepResult } from './workspace-sweep.js';
 import { LeftBehind } from './left-behind.js';
+import { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from './working-directory.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs/promises on first use (`fs.promises`): Node loads it on demand, ~5 ms, and importing core should not.
@@ -68,7 +69,11 @@ export class WorkspaceManager {
       throw new WorkspaceError('WorkspaceManager needs { root: <non-empty path> }', { details: { field: 'root' } });
     }
     // `file:/…` and `file:///…`: a URL; `file:x` stays a relative folder of that name (as it was).
-    this.root = path.resolve(options.root.startsWith('file:/') ? rootFromUrl(options.root) : options.root);
+    const given = options.root.startsWith('file:/') ? rootFromUrl(options.root) : options.root;
+    // Resolved from a working directory Node cannot name, the root would be made as another folder.
+    const unnamed = path.isAbsolute(given) ? undefined : unnamedWorkingDirectory();
+    if (unnamed) throw new WorkspaceError(`WorkspaceManager root ${JSON.stringify(given)} is relative, and ${unnamedWorkingDirectoryProblem(unnamed)}`, { details: { field: 'root', root: given, reason: 'working-directory-not-utf8' } });
+    this.root = path.resolve(given);
   }
 
   /** The lease directories of every manager in this thread not released yet (each worker thread has its own): what it leaves behind if the process ends now. */
