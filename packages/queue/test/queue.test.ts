@@ -1081,6 +1081,9 @@ describe('stops', () => {
     expect(timeout!.error.details).toMatchObject({ phase: 'queued' });
     expect(abort!.error.details).toMatchObject({ phase: 'queued' });
     expect(abort!.error.message).toMatch(/never started/);
+    // Taken off the stream when stopped, every slot still busy: not left there holding a place
+    // under queueBound until a worker gets to it and is refused.
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 0);
     await writeFile(release, '');
     for (const result of await Promise.all(busy)) expectOk(result);
     // The slots are free again and the stream is empty: nothing of the two ran, nor will.
