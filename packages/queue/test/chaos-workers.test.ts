@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
@@ -36,6 +37,8 @@ describe('a worker that dies mid-execution', () => {
     const detectedMs = performance.now() - killedAt;
     expectError(outcome, 'WORKER_CRASHED');
     expect(outcome.error.details).toMatchObject({ reason: 'runner-lost', runnerId: expect.stringContaining(doomed.id) });
+    // Lost before any result came: meta still names the worker the execution ran on, as the start said.
+    expect(outcome.meta).toMatchObject({ runnerId: expect.stringContaining(doomed.id), runnerHost: os.hostname() });
     expect(detectedMs).toBeLessThan(LOST_WITHIN_MS + SLACK_MS);
     await sleep(REDELIVERY_WINDOW_MS);
     expect(await marks(file)).toEqual([`${outcome.meta.executionId} started`]);
@@ -280,16 +283,17 @@ describe('a caller that dies mid-execution', () => {
 describe('a worker asked to stop (SIGTERM)', () => {
   it('drains: finishes what runs, takes nothing new, then exits 0', async () => {
     const pool = newPool('drain');
-    const draining = await worker(server.url, pool);
+    // Two slots: one left free while it drains, so that taking nothing new is the drain's doing, not a full worker's.
+    const draining = await worker(server.url, pool, 2);
     const backend = host(server.url, pool);
     const file = path.join(markers, 'drain.log');
     const { result: inFlight } = await startMark(backend, file, 4000);
     const exited = new Promise<number | null>((resolve) => draining.child.once('exit', (code) => resolve(code)));
     draining.child.kill('SIGTERM');
-    // Sent while it drains: it must wait for another worker, not go to the draining one.
-    const later = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'later' }, { timeoutMs: 30_000 });
     // The host says so while it drains: health(), and the TIMEOUT of one nobody could take.
     await waitFor(async () => ((await backend.health()).problems ?? []).some((p) => p.includes('(1) is draining, taking nothing new')), 3000);
+    // Sent once it drains (not before it has heard the signal): it must wait for another worker, not go to the draining one.
+    const later = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'later' }, { timeoutMs: 30_000 });
     const untaken = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'untaken' }, { timeoutMs: 300 });
     expectError(untaken, 'TIMEOUT');
     expect(untaken.error.message).toContain('the 1 connected was draining (taking nothing new)');
