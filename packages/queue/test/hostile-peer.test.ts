@@ -16,6 +16,24 @@ let peer: NatsConnection;
 const closing: Array<() => Promise<unknown>> = [];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const HELD_BOUND = 40 * 1024 * 1024;
+
+/**
+ * ArrayBuffer bytes held past `before`, collected first. On Node 24 V8 frees buffers' memory after
+ * a collection, concurrently, so `arrayBuffers` read at once may still count what is garbage (13 MB
+ * here, over 40 MB on a loaded machine): read again after short pauses, up to 2 s, until under
+ * HELD_BOUND. What a host or worker really holds stays until its sweep (10 s and a minute).
+ */
+async function heldSince(before: number, gc: () => void): Promise<number> {
+  let held = Infinity;
+  for (let i = 0; i < 20 && held >= HELD_BOUND; i++) {
+    if (i > 0) await sleep(100);
+    gc();
+    held = process.memoryUsage().arrayBuffers - before;
+  }
+  return held;
+}
+
 async function worker(pool: string): Promise<ExecutionWorker> {
   const started = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
   closing.push(() => started.close());
@@ -207,8 +225,7 @@ describe('a body in parts a peer sends a host', () => {
       gc();
       const before = process.memoryUsage().arrayBuffers;
       await flood();
-      gc();
-      return process.memoryUsage().arrayBuffers - before;
+      return heldSince(before, gc);
     };
     // For its own execution: what a worker sends comes in two lanes (its outbox, its result), each
     // body begun anew taking the place of the last: 300 fresh transfers hold one part each at most.
@@ -219,7 +236,7 @@ describe('a body in parts a peer sends a host', () => {
     const none = await heldAfter(async () => {
       for (let i = 0; i < 300; i++) await send('no-such-execution', `t-${i}`);
     });
-    expect({ own: own < 40 * 1024 * 1024, none: none < 40 * 1024 * 1024 }).toEqual({ own: true, none: true });
+    expect({ own: own < HELD_BOUND, none: none < HELD_BOUND }).toEqual({ own: true, none: true });
     // A part past the host's limit for one body is refused, naming it.
     const h = headers();
     for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'held-open', 'Kb-Part': '0/3', 'Kb-Transfer': 'too-big' })) h.set(name, value);
@@ -262,11 +279,10 @@ describe('a body in parts a peer sends a worker', () => {
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'rpc-reply', 'Kb-Exec-Id': executionId, 'Kb-Reply': caller, 'Kb-Part': '0/30', 'Kb-Transfer': `reply-${i}` })) h.set(name, value);
       await peer.request(`kbexec.${pool}.worker.${running.id}`, part, { headers: h, timeout: 5000 });
     }
-    gc();
-    const held = process.memoryUsage().arrayBuffers - before;
+    const held = await heldSince(before, gc);
     sub.unsubscribe();
     // Before, some 150 MB until the worker's sweep (a minute after the last part).
-    expect(held).toBeLessThan(40 * 1024 * 1024);
+    expect(held).toBeLessThan(HELD_BOUND);
   }, 60_000);
 });
 
