@@ -28,7 +28,12 @@ it.runIf(canLimitPids)('spares switched off while the system refused new process
   const said = Object.assign({}, ...ran.stdout.trim().split('\n').map((line) => JSON.parse(line) as object));
   expect(said.warm).toEqual({ ok: 'warm' });
   expect(said.switchedOff).toEqual([expect.stringMatching(/^prespawn switched off/)]);
-  for (const outcome of said.starved) if (!('ok' in outcome)) expect(outcome).toMatchObject({ code: 'WORKER_CRASHED', reason: 'start-failed' });
+  // A child that cannot start is start-failed; the spare, started before the cap, may run its
+  // execution (Node 20) or, on Node 22 and 24, which start a thread of the child's as it runs one,
+  // be aborted by Node when the system refuses that thread (SIGABRT, reason "signal").
+  const [first, ...rest] = said.starved;
+  if (!('ok' in first)) expect(first).toMatchObject({ code: 'WORKER_CRASHED', reason: expect.stringMatching(/^(start-failed|signal)$/) });
+  for (const outcome of rest) if (!('ok' in outcome)) expect(outcome).toMatchObject({ code: 'WORKER_CRASHED', reason: 'start-failed' });
   expect(said.cold).toEqual({ ok: 'cold' });
   expect(said.after).toEqual([0, 1, 2, 3].map((i) => ({ ok: `after-${i}` })));
   expect(said.servedBySpares).toBeGreaterThanOrEqual(2);
