@@ -274,6 +274,8 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'exit', input: { code: 0 } });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'exit', exitCode: 0, signal: null });
+    // The message says how it ended, for a host that logs only the message.
+    expect(result.error.message).toMatch(/^The child process running handler "exit" of plugin "[^"]+" exited with code 0 before returning a result/);
     expect(result.meta.runnerId).toMatch(/^pid:\d+$/);
     expect(result.error.details.runnerId).toBe(result.meta.runnerId);
   });
@@ -310,6 +312,7 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
     expectError(result, 'WORKER_CRASHED');
     expect(result.error.details).toMatchObject({ reason: 'signal', signal: 'SIGKILL' });
+    expect(result.error.message).toMatch(/^The child process running handler "kill-self" of plugin "[^"]+" was killed by SIGKILL before returning a result/);
   });
 
   it('running out of its memoryMb heap → WORKER_CRASHED (oom)', async () => {
@@ -421,6 +424,19 @@ describe('process group (sandbox off)', () => {
     expectOk(result);
     const { pid } = result.data as { pid: number };
     expect(await eventually(() => !isAlive(pid))).toBe(true);
+  });
+
+  it('a handler that ignores SIGTERM is ended by SIGKILL killGraceMs later, not left running', async () => {
+    const backend = make({ cancelGraceMs: 50, killGraceMs: 200 });
+    const controller = new AbortController();
+    // Aborted once the handler says its SIGTERM listener is in place (its event), not after a guessed delay.
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'ignores-sigterm' }, { signal: controller.signal, timeoutMs: 20_000, onEvent: () => controller.abort() });
+    expectError(result, 'ABORTED');
+    const pid = result.meta.pid!;
+    expect(pid).toBeGreaterThan(0);
+    // Checked before the afterEach shutdown, which would SIGKILL whatever is left anyway.
+    expect(await eventually(() => !isAlive(pid))).toBe(true);
+    expect(await runners(backend)).toMatchObject({ killed: 1 });
   });
 
   it('abort: ctx.signal fires in the child first, then SIGTERM ends a handler that ignores it', async () => {
