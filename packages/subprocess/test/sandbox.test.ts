@@ -161,6 +161,23 @@ describe.runIf(linux)('where the sandbox cannot run', () => {
     expect(ours).toHaveLength(1);
   });
 
+  it("'auto' where the probe fails: children run unsandboxed, the host is warned once why, and health() says so", async () => {
+    const refusing = path.join(scratch, 'refusing-bwrap-auto');
+    await writeFile(refusing, '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n');
+    await chmod(refusing, 0o755);
+    const warnings = await warningsDuring(async () => {
+      const backend = make({ sandbox: 'auto', bwrapPath: refusing });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'still runs' }));
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'again' }));
+      const health = await backend.health();
+      expect(health.ok).toBe(true);
+      expect(health.isolation).toMatchObject({ requested: 'auto', active: 'process' });
+      expect(health.isolation.reason).toContain('setting up uid map: Permission denied');
+    });
+    const ours = warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_SANDBOX_UNAVAILABLE' && w.message.includes('setting up uid map: Permission denied'));
+    expect(ours).toHaveLength(1);
+  });
+
   it("'required' where the probe fails: every execute() is WORKER_CRASHED (reason sandbox) naming why; health() is not ok", async () => {
     // A real executable that refuses, as bwrap does where namespaces are not allowed.
     const refusing = path.join(scratch, 'refusing-bwrap');
