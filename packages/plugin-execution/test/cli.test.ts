@@ -57,6 +57,14 @@ describe('kb-plugin-exec CLI', () => {
     expect(result).toMatchObject({ ok: true, data: { args: ['--verbose'] }, meta: { backend: 'in-process', handlerId: 'echo' } });
   });
 
+  it('--backend runs the handler on the backend it names (meta.backend of the --json result)', () => {
+    for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+      const result = run(['run', fixturePlugins.basic, 'echo', '--input', '"where"', '--backend', backend, '--no-workspace', '--json']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ ok: true, data: 'where', meta: { backend } });
+    }
+  });
+
   it("keeps stdout for the result: what an in-process handler prints goes to stderr", async () => {
     const dir = await oneHandlerPlugin('prints', '@t/prints', "export default async () => { console.log('from console.log'); process.stdout.write('from stdout.write\\n'); return { done: true }; };\n");
     const { status, stdout, stderr } = run(['run', dir, 'run', '--json', '--no-workspace']);

@@ -76,6 +76,25 @@ it.each([['SIGTERM', 0], ['SIGHUP', 'SIGHUP']] as const)('kb-plugin-exec worker 
   }
 });
 
+it('kb-plugin-exec worker --concurrency 1 runs one execution at a time, however many wait', async () => {
+  // A handler that says how many of its executions ran in the worker's process when it began (in-process: one module instance).
+  const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-overlap-'));
+  await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@t/overlap', version: '1.0.0', handlers: { overlap: { entry: './overlap.mjs' } } }));
+  await writeFile(path.join(plugin, 'overlap.mjs'), 'let running = 0;\nexport default async () => {\n  const atStart = ++running;\n  await new Promise((resolve) => setTimeout(resolve, 1000));\n  running--;\n  return atStart;\n};\n');
+  const pool = `cli-${randomBytes(4).toString('hex')}`;
+  const { child } = await startCliWorker(['--backend', 'in-process', '--concurrency', '1', '--pool', pool], {}, plugin);
+  const backend = createExecutionBackend({ type: 'queue', connection: { servers: server.url }, pool, plugins: [plugin], workspace: false });
+  try {
+    const results = await Promise.all([1, 2].map(() => backend.execute({ pluginId: '@t/overlap', handlerId: 'overlap' })));
+    for (const result of results) expectOk(result);
+    expect(results.map((result) => result.data)).toEqual([1, 1]);
+  } finally {
+    child.kill('SIGKILL');
+    await backend.shutdown({ timeoutMs: 1000 });
+    await rm(plugin, { recursive: true, force: true });
+  }
+});
+
 it('kb-plugin-exec worker: a second signal while it drains stops what runs now (its caller told WORKER_CRASHED) and exits 130; nothing is left in its workspace root', async () => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const root = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-drain-'));
