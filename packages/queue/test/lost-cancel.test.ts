@@ -39,10 +39,12 @@ it('the worker stops a handler whose cancel never came at the caller\'s deadline
   const sub = caller.subscribe(subject, {
     callback: (_error, msg: Msg) => {
       const kind = msg.headers?.get('Kb-Kind');
-      if (kind === 'started') return msg.respond(v8.serialize({ accept: true, remainingMs: 300 }));
-      if (kind === 'heartbeat') return msg.respond(v8.serialize({ unknown: [] }));
-      if (kind === 'result') result = v8.deserialize(msg.data);
-      if (msg.reply) msg.respond();
+      if (kind === 'started') msg.respond(v8.serialize({ accept: true, remainingMs: 300 }));
+      else if (kind === 'heartbeat') msg.respond(v8.serialize({ unknown: [] }));
+      else {
+        if (kind === 'result') result = v8.deserialize(msg.data);
+        if (msg.reply) msg.respond();
+      }
     },
   });
   try {
