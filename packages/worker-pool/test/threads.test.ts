@@ -815,6 +815,18 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expectOk(await backend.execute({ pluginId: HOSTILE, handlerId: 'check-prototype' }));
   });
 
+  it("runs a handler whose memoryMb is below the pool's own heap cap on a thread of its cap, not on one of the pool's larger heap", async () => {
+    const backend = backends.make({ maxThreads: 2, minThreads: 1, resourceLimits: { maxOldGenerationSizeMb: 128 } });
+    const roomy = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectOk(roomy);
+    const capped = await backend.execute({ pluginId: POOL, handlerId: 'counter-40' });
+    expectOk(capped);
+    expect(capped.meta.workerId).not.toBe(roomy.meta.workerId);
+    const { lanes } = await runners(backend);
+    expect(lanes['memoryMb=40']).toMatchObject({ heapLimitMb: 40, threads: 1 });
+    expect(lanes.default).toMatchObject({ heapLimitMb: 128 });
+  });
+
   it('keeps at most maxThreads threads across lanes: a handler of another memoryMb makes an idle thread of another lane go', async () => {
     const backend = backends.make({ maxThreads: 2, idleTimeoutMs: 60_000 });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
