@@ -205,6 +205,10 @@ describe('worker-pool: crashes', () => {
     const health = await backend.health();
     expect(health.ok).toBe(false);
     expect(health.problems.join('\n')).toContain('fail to start');
+    // Counted as start failures (one per execution at least), not as crashes of threads that ran.
+    const figures = await runners(backend);
+    expect(figures).toMatchObject({ crashed: 0, threads: 0 });
+    expect(figures.failedToStart).toBeGreaterThanOrEqual(3);
   });
 
   it('a TIMEOUT that came while the thread was still starting says the execution never started', async () => {
@@ -214,6 +218,10 @@ describe('worker-pool: crashes', () => {
     expectError(result, 'TIMEOUT');
     expect(result.error.message).toContain('did not finish within 300 ms: it never started (it waited for a worker thread to start)');
     expect(result.error.details).toMatchObject({ timeoutMs: 300, phase: 'queued' });
+    // An outcome, not a latency: no runner ever had it (its 300 ms were all a wait for a thread).
+    const stats = await backend.stats();
+    expect(stats.byOutcome).toMatchObject({ TIMEOUT: 1 });
+    expect(stats.latency.total.count).toBe(0);
     // The thread started for it serves the next one.
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' }, { timeoutMs: 20_000 }));
   });

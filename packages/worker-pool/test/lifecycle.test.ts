@@ -38,6 +38,23 @@ describe('worker-pool: stats, shutdown, leaks', () => {
     expect((stats.runners as { threads: number }).threads).toBeGreaterThanOrEqual(1);
   });
 
+  it('starts minThreads threads up front and keeps them past idleTimeoutMs: the minimum is never stopped for being idle', async () => {
+    const backend = backends.make({ maxThreads: 4, minThreads: 3, idleTimeoutMs: 50 });
+    await waitFor(async () => (await runners(backend)).idle === 3);
+    await sleep(300);
+    expect(await runners(backend)).toMatchObject({ threads: 3, idle: 3, busy: 0, started: 3, stopped: 0 });
+  });
+
+  it('counts an execution waiting for its thread to start in startingWait, and not once it runs', async () => {
+    const slowStart = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'preload', 'slow-start.cjs');
+    const backend = backends.make({ maxThreads: 1, minThreads: 0, execArgv: ['--require', slowStart] });
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'waited' }, { timeoutMs: 20_000 });
+    await waitFor(async () => (await runners(backend)).startingWait === 1);
+    expect(await runners(backend)).toMatchObject({ threads: 1, busy: 0, idle: 0 });
+    expectOk(await pending);
+    expect(await runners(backend)).toMatchObject({ startingWait: 0 });
+  });
+
   it('an execution waiting for a slot (no workspace to make) is handed to the thread that answered before the caller of that answer hears of it', async () => {
     const backend = backends.make({ maxThreads: 1, workspace: false });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'warm' }));

@@ -32,6 +32,18 @@ function lifecycleTests(suite: SuiteContext): void {
     expect(health).toMatchObject({ ok: true, backend: name, state: 'ready' });
   });
 
+  it('health() says how many executions run and how many wait, as stats() does', async () => {
+    const backend = make({ maxConcurrency: 1 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
+    const controller = new AbortController();
+    const pending = [1, 2].map(() => backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 }));
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    expect(await backend.health()).toMatchObject({ active: 1, queued: 1 });
+    controller.abort();
+    for (const result of await Promise.all(pending)) expectError(result, 'ABORTED');
+    expect(await backend.health()).toMatchObject({ active: 0, queued: 0 });
+  });
+
   it('its methods work taken off it: const { execute } = backend, .then(backend.execute)', async () => {
     const backend = make();
     const { execute, stats, health } = backend;
