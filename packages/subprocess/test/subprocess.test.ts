@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -470,12 +470,21 @@ describe('permissions (Node permission model)', () => {
   it.each([
     ['*', 'wildcard-in-path'],
     [',', 'comma-in-path'],
-  ])('a workspace root whose path holds "%s", which Node\'s permission flags cannot express, fails the execution with VALIDATION_ERROR; nothing is written beside it', async (char, reason) => {
+  ])('a workspace root whose path holds "%s", which Node\'s permission flags cannot express: VALIDATION_ERROR from the constructor; made a link to such a path later, the execution fails with VALIDATION_ERROR; nothing is written beside it', async (char, reason) => {
     const base = await mkdtemp(path.join(os.tmpdir(), 'kb-subprocess-odd-root-'));
     try {
       // Node reads `/base/star*/root` as every path starting `/base/star`: a grant of /base/starOUT.txt.
       const target = path.join(base, 'starOUT.txt');
-      const backend = make({ sandbox: 'off', workspace: { root: path.join(base, `star${char}`, 'root') } });
+      const odd = path.join(base, `star${char}`, 'root');
+      expect(() => make({ sandbox: 'off', workspace: { root: odd } })).toThrow(expect.objectContaining({ code: 'VALIDATION_ERROR', details: expect.objectContaining({ path: 'workspace.root', reason }) }));
+      // The constructor's check is not the only one: a root that is a link re-pointed since is refused at each start.
+      const link = path.join(base, 'link');
+      await mkdir(path.join(base, 'plain'));
+      await symlink(path.join(base, 'plain'), link);
+      const backend = make({ sandbox: 'off', workspace: { root: link } });
+      await mkdir(odd, { recursive: true });
+      await rm(link);
+      await symlink(odd, link);
       const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'write-outside', input: { path: target } });
       expectError(result, 'VALIDATION_ERROR');
       expect(result.error.details).toMatchObject({ reason });

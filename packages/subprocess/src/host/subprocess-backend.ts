@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type PluginSource, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, clearTimeout, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, setImmediate, setTimeout, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment, withSandboxHome } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
 import { FrameTooLargeError, encodeFrame } from '../framing.js';
+import { frameTooLargeError } from './frame-too-large.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
@@ -18,6 +19,7 @@ import { underOwnMount } from './sandbox-view.js';
 import { noNetworkNote } from './network-note.js';
 import { SparePool } from './spare-pool.js';
 import { StartFailures } from './start-failures.js';
+import { refuseUngrantableOptions, ungrantablePluginError, ungrantablePluginProblems } from './ungrantable-paths.js';
 
 /** underOwnMount, once per folder: asked at every execution, of a workspace root and plugin folders that stay put. */
 const ownMountOf = oncePerFolder(underOwnMount);
@@ -88,6 +90,8 @@ export class SubprocessBackend extends BaseBackend {
           details: { node },
         });
       }
+      // Paths no child could be granted: said now, naming the option, not by every execution.
+      refuseUngrantableOptions(this.#o.flags.enforce, { workspaceRoot: this.workspace?.root, allowRead: this.#o.flags.extraReadPaths, plugins: options.plugins ?? [] });
       this.#sandbox = new Sandbox({ mode: this.#o.sandbox, bwrapPath: this.#o.bwrapPath, user: this.#o.sandboxUser, execPath: this.#o.execPath, tmpMb: this.#o.sandboxTmpMb });
       this.#env = baseEnvironment(this.#o.baseEnv);
       this.#sandboxEnv = withSandboxHome(this.#env);
@@ -96,6 +100,12 @@ export class SubprocessBackend extends BaseBackend {
       this.constructionFailed();
       throw error;
     }
+  }
+
+  /** A plugin whose folder no child could be granted is refused here, its folder and character named (see ungrantable-paths.ts). */
+  override registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
+    const refused = ungrantablePluginError(this.#o.flags.enforce, source);
+    return refused ? Promise.reject(refused) : super.registerPlugin(source);
   }
 
   protected async dispatch(task: RunnerTask, control: DispatchControl): Promise<unknown> {
@@ -354,6 +364,7 @@ export class SubprocessBackend extends BaseBackend {
       const hidden = this.#hiddenFromSandbox(pluginRoot);
       if (hidden && !problems.includes(hidden.message)) problems.push(hidden.message);
     }
+    problems.push(...ungrantablePluginProblems(this.#o.flags.enforce, this.registry.list()));
     if (this.#pool.problem) problems.push(this.#pool.problem);
     if (this.#startFailures.problem) problems.push(this.#startFailures.problem);
     return problems;
@@ -379,21 +390,5 @@ function folderGone(task: RunnerTask, crash: unknown): HandlerNotFoundError {
   return new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": its plugin folder ${task.pluginRoot} does not exist (moved or deleted while the host runs)`, {
     details: { pluginId: task.pluginId, handlerId: task.handlerId },
     cause: crash,
-  });
-}
-
-/**
- * The run frame over maxFrameBytes, named by what made it so: the context when the frame is over
- * the limit without the input too (its size then what the frame takes without the input), the input otherwise.
- */
-function frameTooLargeError(error: FrameTooLargeError, run: ChildRunMessage): ValidationError {
-  let tooLarge: { path: 'input' | 'context'; bytes: number } = { path: 'input', bytes: error.bytes };
-  try {
-    encodeFrame({ ...run, task: { ...run.task, input: undefined } }, error.limit);
-  } catch (withoutInput) {
-    if (withoutInput instanceof FrameTooLargeError) tooLarge = { path: 'context', bytes: withoutInput.bytes };
-  }
-  return new ValidationError(`The ${tooLarge.path} is ${tooLarge.bytes} bytes encoded: it exceeds the frame limit of ${error.limit} bytes (maxFrameBytes)`, {
-    details: { path: tooLarge.path, reason: 'too-large', bytes: tooLarge.bytes, limit: error.limit },
   });
 }
