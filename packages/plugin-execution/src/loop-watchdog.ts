@@ -1,6 +1,7 @@
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { TimeoutError, serializeError } from '@kb-labs/plugin-execution-core';
 import { printableJson } from './printable-json.js';
+import { printableText } from './terminal-text.js';
 
 /** How long past its time limit a handler may keep the loop blocked before the process is ended. */
 export const BLOCKED_GRACE_MS = 2000;
@@ -78,9 +79,9 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
     Atomics.store(state, 1, 0);
   };
   return {
-    started: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined, calledAt) }),
+    started: (dirs, keep) => arm({ dirs: [...dirs], keep, kept: keptNotice(dirs, keep), blockedMs: options.limitMs + BLOCKED_GRACE_MS, ...blockedNotice(options, keep ? dirs[0] : undefined, calledAt) }),
     returned: () => Atomics.store(state, 1, 1),
-    closing: (dirs, keep) => arm({ dirs: [...dirs], keep, blockedMs: BLOCKED_GRACE_MS, stderr: leftoverNotice(options) }),
+    closing: (dirs, keep) => arm({ dirs: [...dirs], keep, kept: keptNotice(dirs, keep), blockedMs: BLOCKED_GRACE_MS, stderr: leftoverNotice(options) }),
     stop: () => {
       clearInterval(beat);
       port1.close();
@@ -97,6 +98,8 @@ export function watchLoop(options: LoopWatchdogOptions): LoopWatchdog {
 interface Watch {
   dirs: string[];
   keep: boolean;
+  /** The `workspace kept at` lines, written out here: the thread prints it as it is. */
+  kept: string;
   blockedMs: number;
   stderr: string;
   result?: { meta: Record<string, unknown> };
@@ -120,6 +123,11 @@ function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | unde
   // Through printableJson now: the thread prints it with JSON.stringify, which gives the same for these fields.
   const result = json ? (JSON.parse(printableJson({ ok: false, error: wire, meta })) as Watch['result']) : undefined;
   return { stderr: `TIMEOUT: ${message}\n`, ...(result !== undefined ? { result, runFrom } : {}) };
+}
+
+/** What is said of `dirs` kept (--keep-workspace), each path as the CLI prints one (printableText): a control character in it is written out, not sent to the terminal. */
+function keptNotice(dirs: readonly string[], keep: boolean): string {
+  return keep ? dirs.map((dir) => `workspace kept at ${printableText(dir)}\n`).join('') : '';
 }
 
 /** What is said when what a handler left running blocks the loop after its result (printed already). */
@@ -168,17 +176,13 @@ for (;;) {
     last = now;
     since = monotonicMs();
   } else if (watch && monotonicMs() - Math.max(since, watch.at) >= watch.blockedMs) {
-    let kept = '';
-    for (const dir of watch.dirs) {
-      if (watch.keep) kept += 'workspace kept at ' + dir + '\\n';
-      else try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
-    }
+    if (!watch.keep) for (const dir of watch.dirs) try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
     if (watch.result !== undefined) {
       watch.result.meta.runMs = Math.round(monotonicMs() - watch.runFrom);
       watch.result.meta.durationMs = watch.result.meta.queueWaitMs + watch.result.meta.runMs;
       try { fs.writeSync(1, JSON.stringify(watch.result, null, 2) + '\\n'); } catch {}
     }
-    try { fs.writeSync(2, watch.stderr + kept); } catch {}
+    try { fs.writeSync(2, watch.stderr + watch.kept); } catch {}
     process.kill(process.pid, 'SIGKILL');
   }
 }

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { unnamedWorkingDirectory, unnamedWorkingDirectoryProblem } from '@kb-labs/plugin-execution-core/host-kit';
+import { printableText } from './terminal-text.js';
 
 const MANIFEST_FILE = 'kb.plugin.json';
 
@@ -13,15 +14,17 @@ const MANIFEST_FILE = 'kb.plugin.json';
  */
 export function pluginFolderMistake(dir: string): string | undefined {
   const root = path.resolve(dir);
+  // The path as typed may hold a line break: written out, so that the mistake is one line (worker says one per folder).
+  const shown = printableText(root);
   const folder = statOrCode(root);
-  if (folder === 'ENOENT') return `Plugin folder ${root} does not exist${unnamedHint(dir, root)}`;
+  if (folder === 'ENOENT') return `Plugin folder ${shown} does not exist${unnamedHint(dir, root)}`;
   if (typeof folder === 'string') return undefined;
   if (!folder.isDirectory()) {
-    return `Plugin folder ${root} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${path.dirname(root)})` : ''}`;
+    return `Plugin folder ${shown} is a file; give the folder that holds its ${MANIFEST_FILE}${path.basename(root) === MANIFEST_FILE ? ` (${printableText(path.dirname(root))})` : ''}`;
   }
   const manifest = statOrCode(path.join(root, MANIFEST_FILE));
-  if (manifest === 'ENOENT') return `No ${MANIFEST_FILE} in plugin folder ${root}${lookAlike(root)}`;
-  return typeof manifest !== 'string' && manifest.isDirectory() ? `${path.join(root, MANIFEST_FILE)} is a folder, not a plugin's manifest` : undefined;
+  if (manifest === 'ENOENT') return `No ${MANIFEST_FILE} in plugin folder ${shown}${lookAlike(root)}`;
+  return typeof manifest !== 'string' && manifest.isDirectory() ? `${path.join(shown, MANIFEST_FILE)} is a folder, not a plugin's manifest` : undefined;
 }
 
 /** `file`'s stats, or the error code that stat failed with (only ENOENT is the path's mistake). */

@@ -115,6 +115,25 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     expect(kept.stderr).toBe(`workspace kept at ${path.join(root, 'ws-line\\nbreak\\x1b[31m', workspace!)}\n`);
   });
 
+  it('an in-process handler blocking the loop past its time limit with --keep-workspace under a root named with a line break or an escape sequence: "workspace kept at" the path on one line, written out', async () => {
+    const odd = 'blocked\nroot\x1b[31m';
+    await plugin('spins', { id: '@t/spins', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, 'export default async () => { for (;;) {} };\n');
+    await mkdir(path.join(root, `ws-${odd}`));
+    const kept = run(['run', './spins', 'hello', '--timeout', '300', '--keep-workspace', '--workspace-root', `./ws-${odd}`]);
+    expect(kept.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/spins" keeps the event loop blocked past its time limit of 300 ms/);
+    const [workspace] = await readdir(path.join(root, `ws-${odd}`));
+    // Before: "workspace kept at <root>/ws-blocked" and "root<ESC>[31m/kbx-…" on the next line, from the watching thread.
+    expect(kept.stderr.split('\n').slice(1)).toEqual([`workspace kept at ${path.join(root, 'ws-blocked\\nroot\\x1b[31m', workspace!)}`, '']);
+  });
+
+  it('run and worker: a <plugin-dir> named with a line break that does not exist is said on one line, written out', () => {
+    // Before: "Plugin folder <root>/no" and "such<ESC>[31m does not exist" on the next line (the escape written out, the line break kept).
+    expect(run(['run', './no\nsuch\x1b[31m', 'hello']).first).toBe(`Plugin folder ${path.join(root, 'no\\nsuch\\x1b[31m')} does not exist`);
+    const worker = run(['worker', '--nats', 'nats://127.0.0.1:1', '--plugins', './no\nsuch', '--plugins', './nor\rthis']);
+    expect(worker.status).toBe(2);
+    expect(worker.stderr.split('\n').slice(0, 2)).toEqual([`Plugin folder ${path.join(root, 'no\\nsuch')} does not exist`, `Plugin folder ${path.join(root, 'nor\\rthis')} does not exist`]);
+  });
+
   it.runIf(process.platform === 'linux')('run: a relative <plugin-dir> from a working directory whose path is not UTF-8 says why it cannot be found, not only that it does not exist', async () => {
     const dir = Buffer.concat([Buffer.from(`${root}/`), Buffer.from([0x78, 0xff, 0x79]), Buffer.from('/p')]); // "x\xffy/p": made by bytes, as a string cannot name it
     mkdirSync(dir, { recursive: true });
