@@ -376,6 +376,12 @@ function describeConnectAndDisconnect(setup: ReturnType<typeof useChannelHarness
       // A reason past the close frame's 123 bytes is cut between characters, never inside an emoji.
       const long = await h.connect('/deny?mode=emoji', { ready: false });
       expect(await long.closed).toEqual({ code: 4403, reason: '😀'.repeat(30) });
+      // A connection connect refused never was one: no disconnect handler runs for it, only for the one let in.
+      await eventually(() => h.mount.stats().connections === 1, 'the refused connections are done');
+      expect(h.lab.events).toEqual([]);
+      await accepted.close();
+      await eventually(() => h.lab.events.length === 1, 'the accepted connection disconnected');
+      expect(h.lab.events).toEqual([{ event: 'disconnect', connectionId: accepted.connectionId }]);
     });
 
     it('closes with 1008 when connect fails with PERMISSION_DENIED and 1011 when it crashes', async () => {
@@ -390,6 +396,20 @@ function describeConnectAndDisconnect(setup: ReturnType<typeof useChannelHarness
         { phase: 'connect', code: 'HANDLER_ERROR' },
       ]);
       expect(h.mount.registry.count()).toBe(0);
+    });
+
+    it('a client that leaves while connect runs is never registered, though connect then accepts; its disconnect handler runs', async () => {
+      const h = await setup();
+      const client = await h.connect('/deny?mode=held', { ready: false });
+      await eventually(() => h.lab.entered.includes('connect'), 'connect started');
+      await client.close(4100, 'not waiting');
+      await eventually(() => h.mount.stats().closingConnections === 1, 'the server saw it close');
+      h.lab.open('connect');
+      await eventually(() => h.lab.events.length === 1, 'disconnect handler ran');
+      await eventually(() => h.mount.stats().connections === 0, 'session gone');
+      // Before: registered after its socket had closed, it stayed in the registry for good.
+      expect(h.mount.registry.count()).toBe(0);
+      expect(h.mount.registry.stats()).toMatchObject({ connections: 0, registeredTotal: 0 });
     });
 
     it('runs the disconnect handler with the close code once the client leaves', async () => {

@@ -26,6 +26,22 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
       expect(result).toMatchObject({ ok: true, data: { echo: 'still here' } });
     });
 
+    it('is idempotent: a second unmount() (a shorter timeoutMs, say) is the first one, and stops nothing that one lets finish', async () => {
+      const h = await setup();
+      const client = await h.connect('/slow');
+      client.send({ id: 1, data: { gate: 'held-through', n: 1 } });
+      await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+      const first = h.mount.unmount({ timeoutMs: 5000 });
+      const second = h.mount.unmount({ timeoutMs: 50 });
+      expect(second).toBe(first);
+      expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+      // Past the second call's 50 ms: the running message and the disconnect after it are still the first's to bound.
+      await delay(300);
+      h.lab.open('held-through');
+      await first;
+      expect(h.lab.events).toMatchObject([{ event: 'disconnect', cause: 'unmount' }]);
+    });
+
     it("a client that left before the unmount (its message still running) is not said to have been closed by it: its disconnect has no cause", async () => {
       const h = await setup();
       const client = await h.connect('/slow');
