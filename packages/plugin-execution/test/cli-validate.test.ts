@@ -129,6 +129,17 @@ describe('kb-plugin-exec validate', () => {
     );
   }, 90_000);
 
+  it('loads the handlers on the backend --backend names: a module that will not load on a worker thread fails on worker-pool only', async () => {
+    await plugin('main-thread-only', { id: '@t/main-thread-only', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, {
+      'h.mjs': "import { isMainThread } from 'node:worker_threads';\nif (!isMainThread) throw new Error('refuses to load on a worker thread');\nexport default () => 1;\n",
+    });
+    const inProcess = run(['validate', './main-thread-only', '--backend', 'in-process']);
+    expect(inProcess.status, inProcess.stdout + inProcess.stderr).toBe(0);
+    const workerPool = run(['validate', './main-thread-only', '--backend', 'worker-pool']);
+    expect(workerPool.status).toBe(1);
+    expect(workerPool.stdout + workerPool.stderr).toContain('refuses to load on a worker thread');
+  });
+
   it('usage errors exit 2: no folder, a folder without kb.plugin.json, --backend queue, a flag of run, a mistyped backend', () => {
     const cases: Array<[string[], string]> = [
       [['validate'], 'validate needs <plugin-dir> (one or more)'],

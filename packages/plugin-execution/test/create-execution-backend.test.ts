@@ -263,6 +263,21 @@ describe('createExecutionBackend', () => {
     }
   });
 
+  it('stats() and health() say shutting-down while its onShutdown() listeners run, before the loaded backend hears of it', async () => {
+    const backend = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
+    await backend.ready();
+    let release!: () => void;
+    const listening = new Promise<void>((resolve) => (release = resolve));
+    backend.onShutdown(() => listening);
+    const stopped = backend.shutdown({ timeoutMs: 5000 });
+    const health = await backend.health();
+    expect([(await backend.stats()).state, health.state]).toEqual(['shutting-down', 'shutting-down']);
+    expect(health).toMatchObject({ ok: false, problems: ['backend is shutting-down'] });
+    release();
+    await stopped;
+    expect((await backend.stats()).state).toBe('closed');
+  });
+
   it('an execute() refused in the first moments of shutdown() (before its loaded backend heard of it), or while its package still loads, is counted in stats() as every later refusal is', async () => {
     const request = { pluginId: BASIC, handlerId: 'echo', input: 1 };
     const used = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], workspace: false });
