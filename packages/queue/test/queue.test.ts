@@ -1036,6 +1036,35 @@ describe('stops', () => {
     }
   });
 
+  it('shutdown({ timeoutMs }) running out before the second a task in the stream has: the one a worker runs gets SHUTTING_DOWN phase running, the one still in the stream phase queued (it never started)', async () => {
+    const own = newPool('shutdown-short');
+    const busyFile = path.join(markers, 'shutdown-short-busy.log');
+    const waitingFile = path.join(markers, 'shutdown-short-waiting.log');
+    const single = await startExecutionWorker({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], backend: { type: 'in-process' }, concurrency: 1 });
+    try {
+      const backend = new QueueBackend({ connection: { servers: server!.url }, pool: own, plugins: [QUEUE_PLUGIN], workspace: false });
+      let running!: () => void;
+      const started = new Promise<void>((resolve) => (running = resolve));
+      // Runs until its ctx.signal fires: still running at the shutdown's timeout.
+      const busy = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: busyFile } }, { onEvent: () => running() });
+      await started;
+      const waiting = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: waitingFile, ms: 0 } });
+      await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 1, 10_000);
+      // Shorter than the second a task in the stream has to be taken: both are stopped by the timeout itself.
+      await backend.shutdown({ timeoutMs: 200 });
+      const [ran, never] = await Promise.all([busy, waiting]);
+      expectError(ran, 'SHUTTING_DOWN');
+      expect(ran.error.details).toMatchObject({ phase: 'running' });
+      expectError(never, 'SHUTTING_DOWN');
+      expect(never.error.details).toMatchObject({ phase: 'queued' });
+      expect(never.error.message).toMatch(/never started/);
+    } finally {
+      await single.close();
+    }
+    // The worker, free once the busy one was stopped, did not take the one stopped in the stream.
+    expect(await marks(waitingFile)).toEqual([]);
+  });
+
   it('TIMEOUT reaches the worker: the handler\'s ctx.signal fires there (an abort of its local execution)', async () => {
     const file = path.join(markers, 'timeout.log');
     const result = await make().execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file } }, { timeoutMs: 400 });
