@@ -83,6 +83,24 @@ describe('worker-pool: reloading a plugin recycles the threads that ran it', () 
     expect(stats.retired['plugin-reloaded']).toBe(1);
   });
 
+  it('a thread that never ran the plugin, handed an execution of its old load (called before the reload, waiting), has the old code loaded: it is retired after it', async () => {
+    const dir = await writePlugin();
+    const backend = backends.make({ maxThreads: 1, workspace: false, plugins: [fixturePlugins.basic, dir] });
+    let started = false;
+    const busy = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } }, { onEvent: () => (started = true) });
+    await waitFor(() => started);
+    const waiting = backend.execute({ pluginId: PLUGIN, handlerId: 'run' });
+    await setVersion(dir, 'v2');
+    await backend.reloadPlugin(PLUGIN);
+    okData(await busy);
+    // Read from disk now (the files say v2), but under the old load's module key: not the current load.
+    okData(await waiting);
+    expect(okData(await backend.execute({ pluginId: PLUGIN, handlerId: 'run' }))).toBe('v2');
+    const figures = await runners(backend);
+    expect(figures.retired['plugin-reloaded']).toBe(1);
+    expect(figures.started).toBe(2);
+  });
+
   it('keeps threads that never ran the plugin', async () => {
     const dir = await writePlugin();
     const backend = backends.make({ maxThreads: 1, plugins: [fixturePlugins.basic, dir] });
