@@ -229,6 +229,20 @@ describe('validateExecuteOptions', () => {
     expect(error.details.issues).toHaveLength(6);
   });
 
+  it('names each bad callback or service option by its own name, as each is checked', () => {
+    const error = failure(() =>
+      validateExecuteOptions({ onStart: 'x', platform: 1, platformForward: {}, outputPace: 5, beginBy: Date.now() + 1000 }),
+    );
+    expect(error.details).toMatchObject({ phase: 'options' });
+    expect(error.details.issues).toEqual([
+      { path: 'onStart', message: 'must be a function' },
+      { path: 'platform', message: 'must be an object of services' },
+      { path: 'platformForward', message: 'must be a function (service, method, args) => Promise' },
+      { path: 'outputPace', message: 'must be a function () => Promise | undefined' },
+      { path: 'beginBy', message: 'must be a function () => number (milliseconds since the epoch)' },
+    ]);
+  });
+
   it.each([0, -1, Infinity, 2 ** 31, '100', 0.001, 10.5])('refuses timeoutMs %o (a whole number of ms, as every other time limit)', (timeoutMs) => {
     expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain(`timeoutMs: must be a whole, positive number of milliseconds up to 2147483647, got ${typeof timeoutMs === 'string' ? `the string "${timeoutMs}"` : String(timeoutMs)}`);
   });
