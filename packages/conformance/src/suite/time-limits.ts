@@ -135,13 +135,19 @@ function cancellationTests(suite: SuiteContext): void {
     const controller = new AbortController();
     // Abort once the handler listens (however long its runner takes to start), not after a guess.
     const logs: string[] = [];
-    const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, onEvent: () => controller.abort(), onLog: (entry) => logs.push(entry.message) });
+    const events: unknown[] = [];
+    const onEvent = (entry: { event: unknown }) => {
+      events.push(entry.event);
+      controller.abort();
+    };
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, onEvent, onLog: (entry) => logs.push(entry.message) });
     const result = await pending;
     expectError(result, 'ABORTED');
     expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
-    // What its listener logs comes after the result was decided: dropped on every backend.
+    // What its listener logs or emits comes after the result was decided: dropped on every backend.
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(logs).not.toContain('signal fired');
+    expect(events).toEqual([{ listening: true }]);
   });
 
   it('a caller that aborts with an ABORTED error of its own gets its words in the result; any other reason gets ours', async () => {
