@@ -415,6 +415,12 @@ describe('loading a plugin folder', () => {
     expect(error.details.issues).toEqual([{ path: 'manifest', message: expect.stringMatching(/^is required/) }]);
   });
 
+  it.runIf(path.sep === '/')('refuses a plugin folder with a "\\" in its path, from which Node imports no module, naming root (not at each execution)', async () => {
+    const error = await validationFailure(() => new PluginRegistry().register({ root: path.join(tmp, 'back\\slash'), manifest: manifest({ run: { entry: 'run.mjs' } }) }));
+    expect(error.message).toBe(`Plugin folder ${path.join(tmp, 'back\\slash')} cannot be loaded:\n  - root: has a "\\" in its path, and Node imports no module from such a path: move the plugin to a folder without one`);
+    expect(error.details.issues).toEqual([{ path: 'root', message: expect.stringMatching(/^has a "\\" in its path/) }]);
+  });
+
   it('refuses a manifest without handlers', async () => {
     const error = await validationFailure(() => new PluginRegistry().register({ root: tmp, manifest: manifest({}) }));
     expect(error.message).toContain('handlers');

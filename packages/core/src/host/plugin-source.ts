@@ -4,6 +4,7 @@ import { validationError } from '../validation.js';
 import { folderPath } from './manifest-file.js';
 import { MANIFEST_FILE } from './manifest.js';
 import { describeThrown } from '../wire-value.js';
+import { shownControls } from '../shown-controls.js';
 import { didYouMean, firstUnknownKey } from './nearest-name.js';
 
 const SOURCE_KEYS = ['root', 'manifest'];
@@ -48,6 +49,13 @@ export function checkedSource(given: { root: string; manifest: unknown }): { roo
   if (source.manifest === undefined) {
     const message = `is required (the folder's ${MANIFEST_FILE} is read when the folder path alone is given: "${source.root}")`;
     throw validationError('A plugin given as { root, manifest } needs its manifest', [{ path: 'manifest', message }]);
+  }
+  // Outside Windows a "\" is a character of a name, and Node imports no module from a path that
+  // holds one (its file URL is refused): no handler of the plugin could ever load. Said now, not at
+  // each execution (which still refuses one, entry-module.ts).
+  if (path.sep === '/' && source.root.includes('\\')) {
+    const message = 'has a "\\" in its path, and Node imports no module from such a path: move the plugin to a folder without one';
+    throw validationError(`Plugin folder ${shownControls(source.root, '')} cannot be loaded`, [{ path: 'root', message }]);
   }
   return source;
 }
