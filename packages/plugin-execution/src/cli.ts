@@ -178,10 +178,10 @@ async function sweepCommand(given: string | undefined, foreignOlderThan: string 
   }
   // A mistyped root would otherwise report, truthfully but unhelpfully, that nothing was removed.
   if (given !== undefined && !existsSync(root)) {
-    process.stderr.write(`WORKSPACE_ERROR: --workspace-root ${root} does not exist: nothing to sweep\n`);
+    process.stderr.write(`WORKSPACE_ERROR: --workspace-root ${printableText(root)} does not exist: nothing to sweep\n`);
     return 1;
   }
-  if (given !== undefined && !statSync(root).isDirectory()) throw new UsageError(`--workspace-root ${root} is not a folder`);
+  if (given !== undefined && !statSync(root).isDirectory()) throw new UsageError(`--workspace-root ${printableText(root)} is not a folder`);
   const result = await manager.sweep(foreignOlderThanMs === undefined ? {} : { foreignOlderThanMs });
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   return result.failed.length ? 1 : 0;

@@ -114,7 +114,7 @@ function readSeed(file: string, named: string): string {
   return seed;
 }
 
-/** What the queue's messages call the connection options, and what a command line gives instead. */
+/** What the queue's (and the backends') messages call the options, and what a command line gives instead. */
 const CLI_TERMS: ReadonlyArray<readonly [string, string]> = [
   ['check connection.user/pass, token, seed or credsFile', 'check NATS_USER and NATS_PASSWORD, NATS_TOKEN, --nkey or --creds'],
   ['give them as connection.user and connection.pass, or connection.token', 'give them as NATS_USER and NATS_PASSWORD, or NATS_TOKEN'],
@@ -124,6 +124,8 @@ const CLI_TERMS: ReadonlyArray<readonly [string, string]> = [
   // A payload over a limit: the option is --max-payload-bytes on run and worker alike.
   ['(maxPayloadBytes: ', '(--max-payload-bytes '],
   ['(its maxPayloadBytes', '(its --max-payload-bytes'],
+  // A root the subprocess backend cannot grant (a "," or "*"), refused when it is made: the CLI's flag gave it.
+  ['workspace.root "', '--workspace-root "'],
 ];
 
 /** A queue message said in the command line's terms: its flags and variables, not the API's options, which a CLI user cannot set. */

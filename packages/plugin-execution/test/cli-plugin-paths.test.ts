@@ -145,4 +145,15 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
       `Plugin folder ${root}/x\ufffdy/p does not exist (the working directory's path is not UTF-8 text (Node reads it as "${root}/x\ufffdy", a "\ufffd" for each byte it cannot read, which names no folder), so no path under it can be named: rename the folder whose name is not UTF-8, or work from another directory)`,
     );
   });
+
+  it("run --backend subprocess: a --workspace-root no child could be granted (a ',') is named by its flag; sweep says a root named with a line break on one line", () => {
+    // Before: "VALIDATION_ERROR: workspace.root …", an option a CLI user never set.
+    const comma = run(['run', './good', 'hello', '--backend', 'subprocess', '--workspace-root', './ws,comma']);
+    expect(comma.status).toBe(1);
+    expect(comma.first).toBe(`VALIDATION_ERROR: --workspace-root "${path.join(root, 'ws,comma')}" contains ",", which the subprocess backend cannot grant a child (Node's permission flags split a path at a comma): move it to a path without one`);
+    // Before: "WORKSPACE_ERROR: --workspace-root <root>/no" and "such does not exist: …" on the next line.
+    const swept = run(['sweep', '--workspace-root', './no\nsuch']);
+    expect(swept.status).toBe(1);
+    expect(swept.stderr).toBe(`WORKSPACE_ERROR: --workspace-root ${path.join(root, 'no\\nsuch')} does not exist: nothing to sweep\n`);
+  });
 });
