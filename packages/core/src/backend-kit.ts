@@ -30,6 +30,7 @@ export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } 
 export { tightenViews } from './tight-views.js';
 export { wallClockMs } from './wall-clock.js';
 export { missingFilesOf } from './host/plugin-files.js';
+export { sourceRoot } from './host/plugin-source.js';
 export { passingShortage } from './passing-shortage.js';
 // Collections of what is live, for what comes and goes once per execution (not a Set or Map: live-list.ts).
 export { LiveList, LiveMap, type LiveEntry } from './host/live-list.js';

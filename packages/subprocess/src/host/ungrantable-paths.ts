@@ -1,7 +1,6 @@
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ValidationError, type PluginSource, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import { shownControls, sourceRoot } from '@kb-labs/plugin-execution-core/backend-kit';
 import { withRealPath } from './runtime-paths.js';
 
 /** A path's character no child can be granted it with, and why (nodeFlags refuses the same at each start: the backstop). */
@@ -25,17 +24,6 @@ function ungrantable(p: string, permissionModel: boolean, pluginFolder: boolean,
   return undefined;
 }
 
-/** The folder a plugin source names (a path, a `file:` URL, `{ root }`); undefined for one core refuses itself. */
-function folderOf(source: PluginSource): string | undefined {
-  try {
-    const given = typeof source === 'string' || source instanceof URL ? source : (source as { root?: unknown }).root;
-    if (given instanceof URL || (typeof given === 'string' && given.startsWith('file:'))) return path.resolve(fileURLToPath(given));
-    return typeof given === 'string' && given !== '' ? path.resolve(given) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
  * The constructor's check: a workspace root and `allowRead` folders only the permission model
  * cannot grant, and each plugin of the `plugins` option (`plugins[i]`). A VALIDATION_ERROR naming
@@ -48,7 +36,7 @@ export function refuseUngrantableOptions(
   const named: Array<[string, string | undefined, boolean]> = [
     ['workspace.root', given.workspaceRoot, false],
     ...given.allowRead.map((p, i): [string, string, boolean] => [`allowRead[${i}]`, p, false]),
-    ...given.plugins.map((source, i): [string, string | undefined, boolean] => [`plugins[${i}]`, folderOf(source), true]),
+    ...given.plugins.map((source, i): [string, string | undefined, boolean] => [`plugins[${i}]`, sourceRoot(source), true]),
   ];
   for (const [option, p, pluginFolder] of named) {
     const problem = p === undefined ? undefined : ungrantable(p, permissionModel, pluginFolder);
@@ -58,7 +46,7 @@ export function refuseUngrantableOptions(
 
 /** registerPlugin()'s check of the folder it is given: a VALIDATION_ERROR naming it, or undefined. */
 export function ungrantablePluginError(permissionModel: boolean, source: PluginSource): ValidationError | undefined {
-  const folder = folderOf(source);
+  const folder = sourceRoot(source);
   const problem = folder === undefined ? undefined : ungrantable(folder, permissionModel, true);
   return problem ? ungrantableError('plugin folder', folder!, problem) : undefined;
 }
