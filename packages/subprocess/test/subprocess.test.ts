@@ -696,6 +696,34 @@ describe('warm spares (prespawn)', () => {
     await expect(stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('a spare that dies while it boots is not used: the execution that took it starts a child of its own', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, except that the first child started while `dies` is there exits in its boot, a second after it began.
+      const fake = path.join(dir, 'fake-node');
+      const dies = path.join(dir, 'dies');
+      const node = JSON.stringify(process.execPath);
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && mv ${JSON.stringify(dies)} ${JSON.stringify(`${dies}.taken`)} 2>/dev/null; then sleep 1; exit 3; fi\nexec ${node} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1 });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      // The booted spare serves the next execution; the spare started in its place is the one that dies.
+      await writeFile(dies, '');
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+      expect(await eventually(async () => (await runners(backend)).spares.booting === 1)).toBe(true);
+      const third = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3 });
+      expectOk(third);
+      expect(third.data).toBe(3);
+      await expect(stat(`${dies}.taken`)).resolves.toBeTruthy();
+      const stats = await runners(backend);
+      expect(stats).toMatchObject({ cold: 2, fromSpare: 1 });
+      expect(stats.spares.used).toBe(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an execution stopped while the spare taken for it still boots is counted as killed, as one stopped on its child is', async () => {
     const backend = make({ prespawn: 1 });
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
