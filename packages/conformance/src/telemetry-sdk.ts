@@ -5,7 +5,7 @@
  */
 import { ROOT_CONTEXT, context, metrics, trace, type Attributes, type Context, type ContextManager } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality, DataPointType, MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 
 /** A reader that collects when asked (the SDK's own tests use the same). */
@@ -23,11 +23,23 @@ export interface Point {
   value: number | Histogram;
 }
 
+/** A metric instrument as the SDK exports it. */
+export interface Instrument {
+  scope: string;
+  name: string;
+  /** `HISTOGRAM`, `COUNTER` or `UP_DOWN_COUNTER` (from its data points' type and monotonicity). */
+  type: string;
+  unit: string;
+  boundaries?: number[];
+}
+
 export interface TestSdk {
   /** Every span ended so far. */
   spans(): ReadableSpan[];
   /** The data points of `name` now (cumulative since install). */
   points(name: string): Promise<Point[]>;
+  /** Every instrument recorded so far: its meter's name, its kind and unit, and a histogram's bucket boundaries. */
+  instruments(): Promise<Instrument[]>;
   uninstall(): Promise<void>;
 }
 
@@ -48,6 +60,15 @@ export function installTestSdk(): TestSdk {
       const found = resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).filter((metric) => metric.descriptor.name === name);
       return found.flatMap((metric) => (metric.dataPoints as Array<DataPoint<number | Histogram>>).map(({ attributes, value }) => ({ attributes, value })));
     },
+    async instruments() {
+      const { resourceMetrics } = await reader.collect();
+      return resourceMetrics.scopeMetrics.flatMap((scope) =>
+        scope.metrics.map((metric) => {
+          const buckets = (metric.dataPoints[0]?.value as Histogram | undefined)?.buckets;
+          return { scope: scope.scope.name, name: metric.descriptor.name, type: instrumentType(metric), unit: metric.descriptor.unit, ...(buckets ? { boundaries: buckets.boundaries } : {}) };
+        }),
+      );
+    },
     async uninstall() {
       trace.disable();
       metrics.disable();
@@ -56,6 +77,13 @@ export function installTestSdk(): TestSdk {
       await Promise.all([tracerProvider.shutdown(), meterProvider.shutdown()]);
     },
   };
+}
+
+/** The kind of instrument that recorded `metric`, as its data says it. */
+function instrumentType(metric: MetricData): string {
+  if (metric.dataPointType === DataPointType.HISTOGRAM) return 'HISTOGRAM';
+  if (metric.dataPointType === DataPointType.SUM) return metric.isMonotonic ? 'COUNTER' : 'UP_DOWN_COUNTER';
+  return DataPointType[metric.dataPointType];
 }
 
 /** The sum of the values (or histogram counts) of the points whose attributes include `match`. */

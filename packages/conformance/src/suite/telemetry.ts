@@ -6,6 +6,7 @@ import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, GUARDED, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { installFailingSdk, installHalfBrokenSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
+import { recordTests } from './telemetry-records.js';
 import { testPlatform } from '../test-platform.js';
 
 const PLUGIN = 'kb.plugin_execution.plugin.id';
@@ -31,6 +32,7 @@ export function describeTelemetry(suite: SuiteContext): void {
       spanTreeTests(suite, () => sdk);
       failureTests(suite, () => sdk);
       metricTests(suite, () => sdk);
+      recordTests(suite, () => sdk);
     });
     withoutSdkTests(suite);
     failingSdkTests(suite);
