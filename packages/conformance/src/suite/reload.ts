@@ -181,11 +181,18 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     expect((await backend.reloadPlugin(RELOADABLE)).generation).toBe(1);
   });
 
-  it('reloadPlugin(): HANDLER_NOT_FOUND for an unknown plugin, SHUTTING_DOWN after shutdown', async () => {
+  it('reloadPlugin(): HANDLER_NOT_FOUND for an unknown plugin, VALIDATION_ERROR naming what was given for an id that is not a non-empty string, SHUTTING_DOWN after shutdown', async () => {
     const backend = reloading(make());
     const unknown = await backend.reloadPlugin('@conformance/nope').catch((e: unknown) => e);
     expect(unknown).toMatchObject({ code: 'HANDLER_NOT_FOUND' });
     expect((unknown as Error).message).toContain('"@conformance/nope"');
+    // As unregisterPlugin() refuses them (docs/plugins.md): not told as a plugin that is not registered.
+    for (const [id, says] of [['', 'got an empty string'], [42, 'got a number (42)'], [null, 'got null']] as const) {
+      const error = await backend.reloadPlugin(id as string).catch((e: unknown) => e);
+      expect(error).toMatchObject({ code: 'VALIDATION_ERROR', details: { path: 'pluginId' } });
+      expect((error as Error).message).toMatch(/^reloadPlugin\(\) needs the id of a registered plugin/);
+      expect((error as Error).message).toContain(says);
+    }
     await backend.shutdown();
     expect(await backend.reloadPlugin(RELOADABLE).catch((e: unknown) => e)).toMatchObject({ code: 'SHUTTING_DOWN' });
   });
