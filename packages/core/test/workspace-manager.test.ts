@@ -169,9 +169,10 @@ describe('execution ids', () => {
 });
 
 describe('WorkspaceManager', () => {
-  it('refuses a missing, empty or NUL root', () => {
+  it('refuses a missing, empty or NUL root, naming the field', () => {
     for (const options of [undefined, {}, { root: '' }, { root: 'a\0b' }, { root: 42 }]) {
       expect(() => new WorkspaceManager(options as never)).toThrow(WorkspaceError);
+      expect(() => new WorkspaceManager(options as never)).toThrow(expect.objectContaining({ code: 'WORKSPACE_ERROR', details: { field: 'root' } }));
     }
   });
 
@@ -653,6 +654,8 @@ describe('a workspace root given oddly', () => {
     expect(() => new WorkspaceManager({ root: 'file://elsewhere/x' })).toThrow(/Workspace root file:\/\/elsewhere\/x is not a usable file: URL/);
     // Not a URL: a relative folder of that name, as it always was (not "/rel-dir").
     expect(new WorkspaceManager({ root: 'file:rel-dir' }).root).toBe(path.resolve('file:rel-dir'));
+    // The one-slash form is a URL too (what new URL() takes), not a folder "file:" under the working directory.
+    expect(new WorkspaceManager({ root: `file:${dir}` }).root).toBe(dir);
   });
 });
 
