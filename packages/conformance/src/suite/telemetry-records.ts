@@ -69,6 +69,24 @@ export function recordTests(suite: SuiteContext, sdk: () => TestSdk): void {
     for (const [key, value] of Object.entries(runner)) expect(span.attributes[key], key).toBe(value);
   });
 
+  it("a platform call's span says the service and method a handler chose cut at 64 characters each, in its name and attributes", async () => {
+    const method = 'm'.repeat(100);
+    const result = await suite.make({ permissions: { platform: { kv: true } } }).execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method } });
+    expectOk(result);
+    const execution = executionSpan(sdk().spans(), result).spanContext().spanId;
+    const calls = sdk().spans().filter((span) => span.parentSpanContext?.spanId === execution && span.name.startsWith('platform '));
+    expect(calls.map((span) => span.name)).toEqual([`platform kv.${'m'.repeat(64)}…`]);
+    expect(calls[0]!.attributes).toMatchObject({ 'kb.plugin_execution.platform.service': 'kv', 'kb.plugin_execution.platform.method': `${'m'.repeat(64)}…` });
+  });
+
+  it("a request too malformed to name a handler: a span named `execute` alone, VALIDATION_ERROR on it", async () => {
+    const result = await suite.make().execute({ handlerId: 'echo' } as never);
+    expectError(result, 'VALIDATION_ERROR');
+    const span = executionSpan(sdk().spans(), result);
+    expect(span.name).toBe('execute');
+    expect(span.attributes).toMatchObject({ 'error.type': 'VALIDATION_ERROR', [OUTCOME]: 'VALIDATION_ERROR' });
+  });
+
   it('a timeout, an abort and a crash: each event says what stopped it (the time limit, the crash reason)', async () => {
     const backend = suite.make();
     const timedOut = await backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 10_000 } }, { timeoutMs: 200 });
