@@ -42,6 +42,8 @@ function callbackProblems(record: ExecuteRecord): string[] {
   if (record.starts.length > 1) problems.push(`onStart called ${record.starts.length} times`);
   const code = record.result!.ok ? 'ok' : record.result!.error.code;
   if (record.starts.length > 0 && (code === 'HANDLER_NOT_FOUND' || code === 'QUEUE_FULL')) problems.push(`onStart called, yet ${code}`);
+  const phase = record.result!.ok ? undefined : (record.result!.error.details as { phase?: string } | undefined)?.phase;
+  if (record.starts.length > 0 && phase === 'queued') problems.push(`onStart called, yet ${code} says it never started (phase 'queued')`);
   const late = [...record.starts, ...record.logs, ...record.events].filter((at) => at > settledAt);
   if (late.length > 0) problems.push(`${late.length} callback(s) after its result`);
   return problems;
