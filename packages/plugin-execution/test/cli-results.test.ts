@@ -50,6 +50,27 @@ export async function sparse() {
   return { huge, holey: [1, , 3], dense: [1, 2, 3] };
 }
 
+// What the help's printing rules name beyond the plain cases: an Error's cause,
+// boxed primitives, raw bytes, a Date that is none, and references back from inside a Map's value
+// and a sparse array's element (their paths as printed).
+export async function shapes() {
+  const error = new Error('high', { cause: new Error('low') });
+  const held = { name: 'held' };
+  held.back = held;
+  const item = { i: 1 };
+  item.self = item;
+  const bytes = new Uint8Array([1, 2, 3]);
+  return {
+    error,
+    boxed: [new String('s'), new Number(2), new Boolean(false), Object(3n)],
+    buffer: bytes.buffer,
+    view: new DataView(bytes.buffer, 1, 2),
+    never: new Date(NaN),
+    map: new Map([['k', held]]),
+    holes: [, item],
+  };
+}
+
 export async function hello() {
   return { hello: 'world' };
 }
@@ -65,7 +86,7 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-results-'));
     // Readable by the subprocess backend's sandbox user, which would otherwise warn on stderr.
     await chmod(plugin, 0o755);
-    const handlers = Object.fromEntries(['forged', 'sparse', 'tooLarge', 'hello'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
+    const handlers = Object.fromEntries(['forged', 'sparse', 'shapes', 'tooLarge', 'hello'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
     const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
     await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify(manifest));
     await writeFile(path.join(plugin, 'handlers.mjs'), HANDLERS);
@@ -103,6 +124,22 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
         dense: [1, 2, 3],
       });
     }
+  });
+
+  it("prints an Error's cause, boxed primitives as their value, an ArrayBuffer and a DataView as bytes, an invalid Date as words, and the path of a reference back from inside a Map or a sparse array", () => {
+    // In-process: the value as the handler made it (what another backend's wire carries of it is its own matter).
+    const result = run(['run', plugin, 'shapes', '--no-workspace']);
+    expect(result.status, result.stderr).toBe(0);
+    const stack = (message: string) => expect.stringMatching(new RegExp(`^Error: ${message}\\n`));
+    expect(JSON.parse(result.stdout)).toEqual({
+      error: { name: 'Error', message: 'high', stack: stack('high'), cause: { name: 'Error', message: 'low', stack: stack('low') } },
+      boxed: ['s', 2, false, '3n'],
+      buffer: [1, 2, 3],
+      view: [2, 3],
+      never: 'Invalid Date',
+      map: [['k', { name: 'held', back: '[Circular: $.map[0][1]]' }]],
+      holes: { '[sparse array]': { length: 2, items: { '1': { i: 1, self: '[Circular: $.holes["[sparse array]"].items["1"]]' } } } },
+    });
   });
 
   it('a result too large to print as JSON fails the command with VALIDATION_ERROR saying so, exit 1, nothing on stdout', () => {
