@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,5 +33,20 @@ describe('kb-plugin-exec run: what its flags change', () => {
     expect(made.status, made.stderr).toBe(0);
     expect(JSON.parse(made.stdout)).toMatchObject({ hasWorkspace: true });
     expect(await readdir(workspaces)).toEqual([]);
+  });
+
+  it('--platform takes the services from a default export too: an object, or a function (sync or async) that returns one', async () => {
+    const modules: Array<[string, string, string]> = [
+      ['platform-default.mjs', 'export default { kv: { async get(key) { return `default ${key}`; } } };\n', 'default k'],
+      ['platform-default-factory.mjs', 'export default () => ({ kv: { async get(key) { return `default factory ${key}`; } } });\n', 'default factory k'],
+      ['platform-async-factory.mjs', 'export const platform = async () => ({ kv: { async get(key) { return `async factory ${key}`; } } });\n', 'async factory k'],
+    ];
+    for (const [file, text, value] of modules) {
+      const services = path.join(root, file);
+      await writeFile(services, text);
+      const result = run(['run', fixturePlugins.basic, 'platform-call', '--platform', services, '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--no-workspace']);
+      expect(result.status, `${file}: ${result.stderr}`).toBe(0);
+      expect(JSON.parse(result.stdout), file).toEqual({ ok: true, value });
+    }
   });
 });
