@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,5 +48,17 @@ describe('kb-plugin-exec run: what its flags change', () => {
       expect(result.status, `${file}: ${result.stderr}`).toBe(0);
       expect(JSON.parse(result.stdout), file).toEqual({ ok: true, value });
     }
+  });
+
+  it('--platform takes a package name, resolved from the working directory', async () => {
+    const project = await mkdtemp(path.join(root, 'project-'));
+    const pkg = path.join(project, 'node_modules', 'host-services');
+    await mkdir(pkg, { recursive: true });
+    await writeFile(path.join(pkg, 'package.json'), JSON.stringify({ name: 'host-services', version: '1.0.0', type: 'module', exports: './index.js' }));
+    await writeFile(path.join(pkg, 'index.js'), 'export const platform = { kv: { async get(key) { return `package ${key}`; } } };\n');
+    const result = run(['run', fixturePlugins.basic, 'platform-call', '--platform', 'host-services', '--grant', '{"platform":{"kv":true}}', '--input', '{"method":"get","args":["k"]}', '--no-workspace'], project);
+    // Before (only a file taken): "--platform: no file or package "host-services"", exit 2.
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ ok: true, value: 'package k' });
   });
 });
