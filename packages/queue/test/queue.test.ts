@@ -151,7 +151,7 @@ describe('where it runs', () => {
     );
   });
 
-  it('an NKey seed read from a file with its line break logs in; a password without a user, a user without a password, or two ways to log in are refused, named', async () => {
+  it('an NKey seed read from a file with its line break logs in, and so does a token; a password without a user, a user without a password, or two ways to log in are refused, named', async () => {
     // An NKey user made for this test (not a secret anywhere).
     const seed = 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UM';
     const guarded = await startNatsServer({ authorization: '{ users = [ { nkey: UAP5ICZ55ZI3MFGS73675ZZQPLUNRDUU4ATEX4JXZN4TKOL53VD5ZSM5 } ] }' });
@@ -166,6 +166,21 @@ describe('where it runs', () => {
       }
     } finally {
       await guarded.stop();
+    }
+    // A token, on a server that takes nothing else (before, nothing here logged in with connection.token).
+    const tokenOnly = await startNatsServer({ authorization: '{ token: "kb-token" }' });
+    try {
+      const own = newPool('token');
+      const worker = await startExecutionWorker({ connection: { servers: tokenOnly.url, token: 'kb-token' }, pool: own, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+      try {
+        const result = await make({ connection: { servers: tokenOnly.url, token: 'kb-token' }, pool: own }).execute({ pluginId: BASIC, handlerId: 'echo', input: 'token' });
+        expectOk(result);
+        expect(result.data).toBe('token');
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await tokenOnly.stop();
     }
     expect(() => make({ connection: { servers: server!.url, pass: 'alone' } })).toThrow(/connection\.pass: is given without connection\.user: give both, or connection\.token/);
     expect(() => make({ connection: { servers: server!.url, user: 'alone' } })).toThrow(/connection\.user: is given without connection\.pass: give both, or connection\.token/);
