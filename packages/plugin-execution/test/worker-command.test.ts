@@ -24,8 +24,8 @@ afterAll(async () => {
 });
 
 /** `kb-plugin-exec worker …args` on the test's server, resolved once it says it is ready. */
-async function startCliWorker(args: string[], env: Record<string, string> = {}, plugins = fixturePlugins.basic): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | NodeJS.Signals | null>; output: () => string }> {
-  const child = spawn(process.execPath, [cli, 'worker', '--nats', server.url, '--plugins', plugins, ...args], {
+async function startCliWorker(args: string[], env: Record<string, string> = {}, plugins = fixturePlugins.basic, nats = server.url): Promise<{ child: ReturnType<typeof spawn>; exited: Promise<number | NodeJS.Signals | null>; output: () => string }> {
+  const child = spawn(process.execPath, [cli, 'worker', '--nats', nats, '--plugins', plugins, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -288,6 +288,49 @@ it('kb-plugin-exec worker and run log in with a password from NATS_USER/NATS_PAS
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+it('kb-plugin-exec worker and run log in with a token from NATS_TOKEN, or a .creds file from --creds or NATS_CREDS; a wrong token is QUEUE_SERVER_AUTH_FAILED', async () => {
+  const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as { startNatsServer: (o: { authorization: string }) => Promise<typeof server> };
+  const tokenServer = await startNatsServer({ authorization: '{ token: "kb-token" }' });
+  const nkeyServer = await startNatsServer({ authorization: `{ users = [ { nkey: ${TEST_NKEY} } ] }` });
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-nats-'));
+  // A server without an operator goes by the NKey alone; the JWT a creds file carries is not read.
+  const credsFile = path.join(dir, 'pool.creds');
+  await writeFile(credsFile, `-----BEGIN NATS USER JWT-----\nunused.by.this.server\n------END NATS USER JWT------\n\n-----BEGIN USER NKEY SEED-----\n${TEST_SEED}\n------END USER NKEY SEED------\n`);
+  const logins: Array<[string, { url: string }, string[], Record<string, string>]> = [
+    ['NATS_TOKEN', tokenServer, [], { NATS_TOKEN: 'kb-token' }],
+    ['--creds', nkeyServer, ['--creds', credsFile], {}],
+    ['NATS_CREDS', nkeyServer, [], { NATS_CREDS: credsFile }],
+  ];
+  try {
+    for (const [login, guarded, flags, env] of logins) {
+      const pool = `cli-login-${randomBytes(4).toString('hex')}`;
+      // Before (the login not passed on): the worker exited 1, QUEUE_SERVER_AUTH_FAILED, never ready.
+      const { child, exited, output } = await startCliWorker(['--backend', 'in-process', '--pool', pool, ...flags], env, fixturePlugins.basic, guarded.url);
+      try {
+        const run = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', guarded.url, '--pool', pool, '--input', JSON.stringify(login), '--timeout', '15000', ...flags], {
+          env: { PATH: process.env.PATH ?? '', ...env },
+          encoding: 'utf8',
+          timeout: 20_000,
+        });
+        expect(run.status, `${login}: ${run.stderr}`).toBe(0);
+        expect(JSON.parse(run.stdout)).toBe(login);
+        child.kill('SIGTERM');
+        expect(await exited, output()).toBe(0);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    }
+    const wrong = spawnSync(process.execPath, [cli, 'worker', '--nats', tokenServer.url, '--plugins', fixturePlugins.basic, '--backend', 'in-process'], { env: { PATH: process.env.PATH ?? '', NATS_TOKEN: 'not-it' }, encoding: 'utf8', timeout: 20_000 });
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/^QUEUE_SERVER_AUTH_FAILED: /);
+    expect(wrong.stderr).not.toContain('not-it');
+  } finally {
+    await tokenServer.stop();
+    await nkeyServer.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 90_000);
 
 it('credentials and TLS flags that cannot work are usage errors (exit 2) naming them: a password without a user, a certificate without its key, an --nkey file without a seed, a queue flag on another backend', async () => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-nats-'));
