@@ -150,6 +150,19 @@ describe('manifest top-level keys', () => {
     }
   });
 
+  it('refuses an export that is no identifier, naming the field', () => {
+    expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, handlers: { run: { entry: 'run.mjs', export: '1run' } } } })).toThrow(/- handlers\.run\.export: must be an export name/);
+    expect(new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, handlers: { run: { entry: 'run.mjs', export: '$run_1' } } } }).manifest.handlers.run!.export).toBe('$run_1');
+  });
+
+  it('refuses a channel whose handler is a name every object has (toString, constructor), not one of its handlers', () => {
+    for (const handler of ['toString', 'constructor']) {
+      expect(() => new PluginRegistry().register({ root: process.cwd(), manifest: { ...base, channels: [{ path: '/chat', handler }] } }), handler).toThrow(
+        `channels[0].handler: names handler "${handler}", which is not in "handlers"`,
+      );
+    }
+  });
+
   it('accepts "$schema" (for editors) and ignores it at run time', () => {
     const plugin = new PluginRegistry().register({ root: process.cwd(), manifest: { $schema: './node_modules/@kb-labs/plugin-execution-core/kb.plugin.schema.json', ...base } });
     expect(plugin.id).toBe('@x/strict');
