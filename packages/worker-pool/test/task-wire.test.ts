@@ -44,18 +44,43 @@ describe('worker-pool: tasks on the wire', () => {
     expect(other.d).toBeDefined();
     expect(other.h).not.toBe(first.h);
     expect(unpacker.unpack(cross(other))).toEqual(task('e3', { handlerId: 'other' }));
+    // So does a handler of the same name in another plugin, and the first is still sent by its number.
+    const namesake = packer.pack(task('e4', { pluginId: '@a/c', pluginRoot: '/plugins/c', entryPath: '/plugins/c/run.mjs' }));
+    expect(namesake.d).toBeDefined();
+    expect(namesake.h).not.toBe(first.h);
+    expect(packer.pack(task('e5')).d).toBeUndefined();
   });
 
   it('sends the fields again when the handler changed (a reload, other permissions) and the thread takes the new ones', () => {
     const packer = new TaskPacker();
     const unpacker = new TaskUnpacker();
-    unpacker.unpack(cross(packer.pack(task('e1'))));
+    const before = packer.pack(task('e1'));
+    unpacker.unpack(cross(before));
     const reloaded = packer.pack(task('e2', { generation: 1, entryPath: '/plugins/b/run2.mjs' }));
     expect(reloaded.d).toMatchObject({ generation: 1 });
+    // Under its number: the thread replaces what it had, and keeps no stale copy besides.
+    expect(reloaded.h).toBe(before.h);
     expect(unpacker.unpack(cross(reloaded))).toEqual(task('e2', { generation: 1, entryPath: '/plugins/b/run2.mjs' }));
     const regranted = packer.pack(task('e3', { generation: 1, entryPath: '/plugins/b/run2.mjs', permissions: { env: [] } }));
     expect(regranted.d).toBeDefined();
     expect(unpacker.unpack(cross(regranted)).permissions).toEqual({ env: [] });
+  });
+
+  it.each([
+    ['generation', { generation: 1 }],
+    ['moduleKey', { moduleKey: 2 }],
+    ['pluginRoot', { pluginRoot: '/plugins/c' }],
+    ['entryPath', { entryPath: '/plugins/b/run2.mjs' }],
+    ['exportName', { exportName: 'other' }],
+    ['permissions', { permissions: { env: ['HOME'] } }],
+    ['memoryMb', { memoryMb: 64 }],
+  ] as const)('sends the fields again when only %s changed: the thread never runs the handler it had', (_field, changes) => {
+    const packer = new TaskPacker();
+    const unpacker = new TaskUnpacker();
+    unpacker.unpack(cross(packer.pack(task('e1'))));
+    const changed = packer.pack(task('e2', changes));
+    expect(changed.d).toBeDefined();
+    expect(unpacker.unpack(cross(changed))).toEqual(task('e2', changes));
   });
 
   it('a task that could not be posted does not count as sent: the next one carries the fields', () => {
