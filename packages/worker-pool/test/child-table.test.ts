@@ -1,0 +1,26 @@
+/**
+ * The table of a thread's children still running (child-table.ts), which the host reads to kill
+ * them once the thread is gone: a child that exited leaves it, so the table holds what runs now,
+ * not the first 64 children the thread ever started.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { POOL, okData, useBackends, waitFor } from './helpers.js';
+
+describe.runIf(process.platform === 'linux')('worker-pool: the children a thread lists for the host', () => {
+  const backends = useBackends();
+
+  it('children left after a hundred that came and went are still listed: the host kills them when their thread cannot (it loops after its answer)', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { exitedFirst: 100, n: 3, loopAfter: true } }, { timeoutMs: 20_000 });
+    const pids = okData(left) as number[];
+    await backend.shutdown();
+    // Killed: gone, or a zombie of the host (no thread is left to collect it), once the signal has landed.
+    const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
+    await waitFor(() => running().length === 0, 2000).catch(() => undefined);
+    const survivors = running();
+    for (const pid of survivors) process.kill(pid, 'SIGKILL');
+    // Before (exited children kept their slots): the table was full, these three were never listed, and ran on.
+    expect(survivors).toEqual([]);
+  });
+});
