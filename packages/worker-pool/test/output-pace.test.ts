@@ -102,6 +102,25 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     },
   );
 
+  it.each([
+    ['key', 5],
+    ['regexp', 5],
+    ['negative-bigint', 5],
+  ] as const)('an event weighed by more than its values\' text (%s) weighs what crosses: while the host is busy, only a window of them is sent ahead', async (as, most) => {
+    const backend = backends.make({ maxThreads: 1 });
+    let busyUntil = 0;
+    const sentWhileBusy: number[] = [];
+    const onEvent = ({ event }: { event: unknown }) => {
+      const { i, sentAt } = event as { i: number; sentAt: number };
+      if (i === 0) for (busyUntil = Date.now() + 1000; Date.now() < busyUntil; );
+      else if (sentAt < busyUntil - 100) sentWhileBusy.push(i);
+    };
+    const result = await backend.execute({ pluginId: POOL, handlerId: 'hidden-weight-events', input: { n: 24, as } }, { timeoutMs: 60_000, onEvent });
+    expect(okData(result)).toBe(24);
+    // Before (weighed as one unit): all 23 after the first were sent while the host was busy.
+    expect(sentWhileBusy.length, `events sent while the host was busy: ${sentWhileBusy.join(', ')}`).toBeLessThanOrEqual(most);
+  });
+
   it('an event of a thousand views over one 8 MB buffer weighs the buffer once, as it crosses once: it arrives (it weighed past any message, and was taken for a forged one)', async () => {
     const backend = backends.make({ maxThreads: 1 });
     const events: unknown[] = [];
