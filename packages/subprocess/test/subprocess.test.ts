@@ -308,6 +308,14 @@ describe('crashes and hostile handlers: each has a stated outcome', () => {
     expect(result.error.details.stderrTail).toContain('\u001b[31mred');
   });
 
+  it('a child that floods its stderr before it dies is reported with the end of it, not the start', async () => {
+    const text = `${'x'.repeat(20_000)}\nthe last words`;
+    const result = await make().execute({ pluginId: PROBE, handlerId: 'stderr-exit', input: { text } });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details.stderrTail).toContain('the last words');
+    expect(result.error.message).toContain('the last words');
+  });
+
   it('SIGKILL of itself → WORKER_CRASHED (signal)', async () => {
     const result = await make().execute({ pluginId: HOSTILE, handlerId: 'kill-self' });
     expectError(result, 'WORKER_CRASHED');
