@@ -746,6 +746,7 @@ describe('bad frames', () => {
     ['returns a string', () => 'oops'],
     ['is async', async () => ({ code: 'X', message: 'y' })],
     ['returns a code that is not a string', () => ({ code: 5, message: 'm' })],
+    ['returns a message that is not a string', () => ({ code: 'X', message: 42 })],
   ])('a formatError that %s gives way to the default: the client still gets its error frame, with code and message', async (_what, formatError) => {
     const h = await setup({ formatError: formatError as never });
     const client = await h.connect('/echo');
@@ -847,6 +848,56 @@ describe('routing', () => {
     }
   });
 
+  it('among channels of two mounts that match a path with as many parameters, the mount made first takes it', async () => {
+    const h = await setup();
+    // The lab mount (made first) has /rooms/:room (echo); this one /:place/kitchen (chat): one parameter each.
+    const later = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/:place/kitchen', handler: 'chat' }] } as never, { backend: h.backend, heartbeatIntervalMs: 0 });
+    try {
+      const kitchen = await h.connect('/rooms/kitchen');
+      const elsewhere = await h.connect('/garden/kitchen');
+      expect(await kitchen.request(1, 'x')).toMatchObject({ data: { echo: 'x' } });
+      expect(await elsewhere.request(1, { text: 'hi' })).toMatchObject({ data: { sent: 0 } });
+    } finally {
+      await later.unmount();
+    }
+  });
+
+  it('lets go of the socket of a refused upgrade once its answer is written, though the client keeps its side open', async () => {
+    const h = await setup();
+    const connections = () => new Promise<number>((resolve, reject) => h.server.getConnections((error, count) => (error ? reject(error) : resolve(count))));
+    const client = halfOpenRawClient(h.url('/nowhere'), true);
+    await eventually(() => client.received().startsWith('HTTP/1.1 404'), 'the 404');
+    // Before: the server only ended its side, and held the socket for as long as the client held its own.
+    await eventually(async () => (await connections()) === 0, 'the socket let go');
+    client.socket.destroy();
+  });
+
+  it('a static path of a mount wins over its parameterised one whichever the manifest lists first', async () => {
+    const h = await setup({ basePath: '/lab' });
+    const listedAfter = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/rooms/:room', handler: 'echo' }, { path: '/rooms/lobby', handler: 'chat' }] } as never, { backend: h.backend, heartbeatIntervalMs: 0 });
+    try {
+      const inLobby = await h.connect('/rooms/lobby');
+      const elsewhere = await h.connect('/rooms/kitchen');
+      expect(await inLobby.request(1, { text: 'hi' })).toMatchObject({ data: { sent: 0 } });
+      expect(await elsewhere.request(1, 'x')).toMatchObject({ data: { echo: 'x' } });
+    } finally {
+      await listedAfter.unmount();
+    }
+  });
+
+  it("a channel's own timeoutMs in the manifest wins over the host's timeoutMs option", async () => {
+    const h = await setup({ basePath: '/lab' });
+    const limited = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/held', handler: 'slow', timeoutMs: 300 }] } as never, { backend: h.backend, heartbeatIntervalMs: 0, timeoutMs: 60_000, onError: () => undefined });
+    try {
+      const client = await h.connect('/held');
+      client.send({ id: 1, data: { gate: 'never', n: 1 } });
+      expect(await client.next((f) => f.type === 'error' && f.replyTo === 1, 10_000)).toMatchObject({ code: 'TIMEOUT' });
+    } finally {
+      h.lab.openAll();
+      await limited.unmount();
+    }
+  });
+
   it('refuses upgrades past maxConnections with 503', async () => {
     const h = await setup({ maxConnections: 1 });
     await h.connect('/echo');
@@ -885,6 +936,13 @@ describe('routing', () => {
     // What the refusals say besides: the methods a WebSocket takes, and the versions this server speaks (RFC 6455 §4.4), as ws's own refusal did.
     expect((await rawResponseHead(h.url('/'), bogus[0]![0])).headers).toContain('Allow: GET');
     expect((await rawResponseHead(h.url('/'), bogus[3]![0])).headers).toContain('Sec-WebSocket-Version: 13, 8');
+  });
+
+  it('takes an upgrade of version 8 as ws does: the versions its refusals name are 13 and 8', async () => {
+    const h = await setup();
+    const { host } = new URL(h.url('/'));
+    const request = `GET /echo HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n`;
+    expect(await rawRequestStatus(h.url('/'), request)).toBe(101);
   });
 
   it('an upgrade whose client resets while a slow authenticate runs frees its place under maxConnections at once; twice maxConnections of those still running refuse more (503)', async () => {
@@ -1044,9 +1102,12 @@ describe('closing', () => {
     client.send({ id: 2, data: { n: 2 } });
     await eventually(() => h.lab.entered.includes(1), 'message 1 started');
     await client.close();
+    const framesOut = h.mount.stats().framesOut;
     h.lab.open('late');
     await eventually(() => h.lab.entered.includes(2), 'message 2 ran after the close');
     await eventually(() => h.mount.stats().connections === 0, 'session drained');
+    // Their replies had no one to go to: dropped, not counted as frames sent.
+    expect(h.mount.stats().framesOut).toBe(framesOut);
   });
 
   it('with abortOnClose, aborts what is running and drops what waits; an abort its client caused by leaving is not reported as a failure (as for connect)', async () => {
@@ -1118,6 +1179,8 @@ describe('closing', () => {
     expect((await pending).status).toBe(503);
     expect(timers()).toBeLessThan(during);
     expect(h.server.listenerCount('upgrade')).toBe(0);
+    // Nor its 'close' listener: a host that mounts and unmounts on a long-lived server would pile them up.
+    expect(h.server.listenerCount('close')).toBe(0);
     expect(h.mount.stats().connections).toBe(0);
   });
 

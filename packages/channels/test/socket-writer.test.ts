@@ -39,6 +39,24 @@ describe('SocketWriter.drained', () => {
     expect(ws.listenerCount('close')).toBe(0);
   });
 
+  it("says true at the socket's drain, not at its next look at the backlog", async () => {
+    vi.useFakeTimers();
+    const ws = new StandInSocket();
+    const socket = new EventEmitter();
+    // ws's own socket, where the writer hears of a drain (it has no public handle on it).
+    Object.assign(ws, { _socket: socket });
+    ws.bufferedAmount = LIMIT;
+    let told: boolean | undefined;
+    void writer(ws).drained().then((drained) => (told = drained));
+    await vi.advanceTimersByTimeAsync(5 + 10 + 20);
+    ws.bufferedAmount = 0;
+    socket.emit('drain');
+    await Promise.resolve();
+    // Before: told at the next look only (40 ms on here, up to 200 ms later).
+    expect(told).toBe(true);
+    expect(socket.listenerCount('drain')).toBe(0);
+  });
+
   it('says true once the backlog is at most half the cap, its looks backing off to 200 ms; every waiting send shares them', async () => {
     vi.useFakeTimers();
     const ws = new StandInSocket();
@@ -91,5 +109,54 @@ describe('SocketWriter.drained', () => {
     ws.bufferedAmount = 0;
     expect(await another).toBe(true);
     expect(getEventListeners(other.signal, 'abort')).toHaveLength(0);
+  });
+});
+
+/** A stand-in that also takes frames: ws's `send(data, [options], callback)`, whose callback says a frame was written. */
+class StandInSender extends StandInSocket {
+  readonly written: Array<() => void> = [];
+  send(_data: unknown, optionsOrCallback: unknown, callback?: () => void): void {
+    this.written.push((callback ?? optionsOrCallback) as () => void);
+  }
+}
+
+describe('SocketWriter.send', () => {
+  it('counts, besides the bytes waiting, only the frames sent since the buffer was last seen empty: frames the kernel took that ws has not said written yet do not cut the client off', () => {
+    const ws = new StandInSender();
+    let cut = 0;
+    const sender = new SocketWriter(ws as unknown as WebSocket, LIMIT, () => cut++);
+    // Ten frames the kernel takes at once (nothing waits in the buffer); ws says them written a tick later.
+    for (let i = 0; i < 10; i++) expect(sender.send('x')).toBe(true);
+    // Then one small frame waits: 10 bytes and its 256. Before: the ten taken counted 256 each too (2570 > 1024).
+    ws.bufferedAmount = 10;
+    expect(sender.send('y')).toBe(true);
+    expect(cut).toBe(0);
+  });
+
+  it('weighs the frame to send with its 256 bytes of overhead too, against the cap', () => {
+    const ws = new StandInSender();
+    let cut = 0;
+    const sender = new SocketWriter(ws as unknown as WebSocket, LIMIT, () => cut++);
+    expect(sender.send('a')).toBe(true);
+    // That frame waits: 500 bytes and its 256, 756 of the 1024. 20 more bytes fit; with their 256 they do not.
+    ws.bufferedAmount = 500;
+    expect(sender.send('b'.repeat(20))).toBe(false);
+    expect(cut).toBe(1);
+    expect(ws.written).toHaveLength(1);
+  });
+
+  it('no longer counts a frame ws has said written, though the buffer never emptied (a client that reads as fast as frames come)', () => {
+    const ws = new StandInSender();
+    let cut = 0;
+    const sender = new SocketWriter(ws as unknown as WebSocket, LIMIT, () => cut++);
+    expect(sender.send('a')).toBe(true);
+    ws.bufferedAmount = 100;
+    expect(sender.send('b')).toBe(true);
+    expect(sender.send('c')).toBe(true);
+    // a and b are written; c waits: 100 bytes and its 256. Before: all three counted (868), and d (257) passed the cap.
+    ws.written[0]!();
+    ws.written[1]!();
+    expect(sender.send('d')).toBe(true);
+    expect(cut).toBe(0);
   });
 });
