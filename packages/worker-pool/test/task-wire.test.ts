@@ -66,7 +66,7 @@ describe('worker-pool: tasks on the wire', () => {
     expect(unpacker.unpack(cross(regranted)).permissions).toEqual({ env: [] });
   });
 
-  it.each([
+  it.each<[string, Partial<RunnerTask>]>([
     ['generation', { generation: 1 }],
     ['moduleKey', { moduleKey: 2 }],
     ['pluginRoot', { pluginRoot: '/plugins/c' }],
@@ -74,7 +74,7 @@ describe('worker-pool: tasks on the wire', () => {
     ['exportName', { exportName: 'other' }],
     ['permissions', { permissions: { env: ['HOME'] } }],
     ['memoryMb', { memoryMb: 64 }],
-  ] as const)('sends the fields again when only %s changed: the thread never runs the handler it had', (_field, changes) => {
+  ])('sends the fields again when only %s changed: the thread never runs the handler it had', (_field, changes) => {
     const packer = new TaskPacker();
     const unpacker = new TaskUnpacker();
     unpacker.unpack(cross(packer.pack(task('e1'))));
