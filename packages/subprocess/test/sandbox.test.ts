@@ -724,6 +724,33 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect((await backend.health()).isolation.reason).not.toContain('not as uid');
   });
 
+  it("the package.json of a folder above the plugin is shown to the child, unless it is a link: where that leads is never bound", async () => {
+    const secret = await mkdtemp(path.join(scratch, 'secret-'));
+    await writeFile(path.join(secret, 'secret.txt'), 'host secret');
+    const read = "import { readFileSync } from 'node:fs';\nexport default (input) => { try { return readFileSync(input.file, 'utf8'); } catch (error) { return error.code; } };\n";
+    const releases: Record<string, string> = {};
+    for (const kind of ['file', 'link'] as const) {
+      const release = await mkdtemp(path.join(scratch, `scope-${kind}-`));
+      await chmod(release, 0o755);
+      const plugin = path.join(release, 'plugin');
+      await mkdir(plugin, { mode: 0o755 });
+      await writeFile(path.join(plugin, 'handler.mjs'), read);
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: `@sandbox-test/scope-${kind}`, version: '1.0.0', handlers: { read: { entry: './handler.mjs' } } }));
+      if (kind === 'file') await writeFile(path.join(release, 'package.json'), JSON.stringify({ name: 'release', type: 'module' }));
+      else await symlink(path.join(secret, 'secret.txt'), path.join(release, 'package.json'));
+      releases[kind] = release;
+    }
+    const backend = make({ sandbox: 'required', plugins: [path.join(releases.file!, 'plugin'), path.join(releases.link!, 'plugin')] });
+    const shown = await backend.execute({ pluginId: '@sandbox-test/scope-file', handlerId: 'read', input: { file: path.join(releases.file!, 'package.json') } });
+    expectOk(shown);
+    expect(shown.data).toBe(JSON.stringify({ name: 'release', type: 'module' }));
+    const linked = await backend.execute({ pluginId: '@sandbox-test/scope-link', handlerId: 'read', input: { file: path.join(releases.link!, 'package.json') } });
+    expectOk(linked);
+    // Neither bound nor granted: not there in the sandbox's view, and refused by the permission model.
+    expect(linked.data).not.toBe('host secret');
+    expect(linked.data).toMatch(/^(ENOENT|ERR_ACCESS_DENIED)$/);
+  });
+
   it.runIf(root)("a folder the plugin ships that the sandbox user cannot read is refused (PERMISSION_DENIED), never a reason to run the child as the host's user", async () => {
     const plugin = await mkdtemp(path.join(scratch, 'closed-plugin-'));
     await chmod(plugin, 0o755);
