@@ -412,14 +412,22 @@ describe('worker-pool: thread reuse and hygiene', () => {
     'a child process a handler leaves running (unref: %s) is killed and collected as its thread is retired: no zombie stays in the host, and its exit listener does not run',
     async (unref) => {
       const backend = backends.make({ maxThreads: 1 });
-      const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-child', input: { seconds: 30, unref } });
-      const pid = okData(left) as number;
-      expect(typeof pid).toBe('number');
-      // Gone from the process table: neither running nor a zombie waiting to be collected.
-      await waitFor(() => !existsSync(`/proc/${pid}`), 5000);
-      await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
-      expect((await runners(backend)).crashed).toBe(0);
-      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'kb-wp-left-child-'));
+      // Written by the child's 'exit' listener, were it to run: the handler's code, after its execution.
+      const marker = path.join(dir, 'exit-listener-ran');
+      try {
+        const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-child', input: { seconds: 30, unref, marker } });
+        const pid = okData(left) as number;
+        expect(typeof pid).toBe('number');
+        // Gone from the process table: neither running nor a zombie waiting to be collected.
+        await waitFor(() => !existsSync(`/proc/${pid}`), 5000);
+        await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+        expect((await runners(backend)).crashed).toBe(0);
+        expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+        expect(existsSync(marker)).toBe(false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   );
 
