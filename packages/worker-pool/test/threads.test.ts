@@ -799,6 +799,13 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
+  it('keeps the execArgv a handler gives a Worker it starts (the inspector preload is added to them, not put in their place)', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const flags = okData(await backend.execute({ pluginId: POOL, handlerId: 'nested-worker-exec-argv' })) as string[];
+    expect(flags).toContain('--no-deprecation');
+    expect(flags).toContain('--require');
+  });
+
   it("caps a Worker a handler starts at its thread's heap (the handler's memoryMb): it cannot grow the host past it; a smaller cap it asks for stays", async () => {
     const backend = backends.make({ maxThreads: 1 });
     // Before: V8's default, some 4 GB, whatever the handler's memoryMb (64 here). Now the thread's
