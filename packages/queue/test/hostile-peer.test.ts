@@ -104,18 +104,20 @@ describe('a task a peer forged with headers no host sends', () => {
     const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
     const caller = `kbexec.${pool}.caller.evil`;
     let askedCaller = 0;
-    const onCaller = peer.subscribe(caller, { callback: () => void askedCaller++ });
+    // Every subject under the pool's callers: one of more than one token after `caller.` is no host's.
+    const onCaller = peer.subscribe(`kbexec.${pool}.caller.>`, { callback: () => void askedCaller++ });
     try {
       await forgeTask(pool, `kbexec.${pool}.tasks`);
       for (const lostMs of ['-1', '0.001', 'soon', '1e12']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
       await forgeTask(pool, 'somewhere.else');
+      await forgeTask(pool, `${caller}.more`);
       await sleep(3000);
     } finally {
       onTasks.unsubscribe();
       onCaller.unsubscribe();
     }
     // Before: the worker sent its `started` into the tasks subject, then `withdrawn`, and handed the task back, again and again.
-    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task']);
+    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task', 'task']);
     expect(askedCaller).toBe(0);
     const jsm = await jetstreamManager(peer);
     expect((await jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
