@@ -3,7 +3,7 @@
 // drop it, and go on serving everyone else.
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, startExecutionWorker, type ExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
@@ -147,6 +147,20 @@ describe('a presence a peer forged', () => {
     const health = await backend.health();
     expect(health.ok).toBe(true);
     expect((await backend.stats()).runners).toMatchObject({ workersSeen: 1 });
+  }, 30_000);
+
+  it("one that does not say its isolation, beside a worker whose handlers share its thread: health() says none is in force, not unknown", async () => {
+    const pool = newPool('silent-presence');
+    await worker(pool);
+    const backend = host(pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 20_000 }));
+    const silent = { id: 'silent', host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: 'x', plugins: [] };
+    peer.publish(`kbexec.${pool}.presence`, v8.serialize(silent));
+    await peer.flush();
+    await waitFor(async () => (await backend.health()).isolation.reason.includes('differ'), 5000);
+    const { isolation } = await backend.health();
+    expect(isolation.active).toBe('none');
+    expect(isolation.reason).toContain('unknown: silent (x)');
   }, 30_000);
 
   it("one with a worker's id and a host name holding control characters: the worker's warning writes them out", async () => {
