@@ -168,4 +168,18 @@ describe('a handler export that is not there', () => {
     const rewritten = await failureOf('rewritten.mjs', "import { appendFileSync } from 'node:fs';\nappendFileSync(new URL(import.meta.url), '// saved again\\n');\n", 'greet');
     expect(rewritten).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringContaining('rewritten.mjs is empty or was being saved as it was loaded') });
   });
+
+  it("a transpiled CommonJS module's names: __esModule and its module.exports object (default) are not listed as exports, nor hinted", async () => {
+    const transpiled = await failureOf('transpiled.cjs', '"use strict";\nObject.defineProperty(exports, "__esModule", { value: true });\nexports.greet = async function greet() { return 1; };\n', 'greet', 'build');
+    expect(transpiled.message).toMatch(/transpiled\.cjs has no export "build" \(exports: default, greet\); set "export": "greet" on handler "greet" in kb\.plugin\.json$/);
+    // Its exports object has a run, as a { run } handler has: still not one to set "export" to.
+    const exportsRun = await failureOf('exports-run.cjs', 'exports.run = async function run() { return 1; };\n', 'greet', 'build');
+    expect(exportsRun.message).toMatch(/exports-run\.cjs has no export "build" \(exports: default, run\); set "export": "run" on handler "greet" in kb\.plugin\.json$/);
+  });
+
+  it('lists ten handlers to choose from at most, saying there are more', async () => {
+    const source = Array.from({ length: 12 }, (_, i) => `export const h${String(i).padStart(2, '0')} = () => 0;`).join('\n');
+    const many = await failureOf('twelve.mjs', `${source}\n`, 'greet');
+    expect(many.message).toMatch(/to the one it runs: "h00", "h01", "h02", "h03", "h04", "h05", "h06", "h07", "h08", "h09", …$/);
+  });
 });
