@@ -28,6 +28,20 @@ describe('approximateBytes', () => {
     }
   });
 
+  it("counts an Error's stack and own properties, not only its message", () => {
+    const big = 'y'.repeat(5000);
+    expect(approximateBytes(Object.assign(new Error('m'), { data: big }), Infinity)).toBeGreaterThanOrEqual(5000);
+    const error = new Error('m');
+    error.stack = big;
+    expect(approximateBytes(error, Infinity)).toBeGreaterThanOrEqual(5000);
+  });
+
+  it('stops counting once over the limit: the rest of a value is not walked', () => {
+    const strings = Array.from({ length: 100 }, () => 'z'.repeat(1000));
+    expect(approximateBytes(strings, 1000)).toBeGreaterThan(1000);
+    expect(approximateBytes(strings, 1000)).toBeLessThan(10_000);
+  });
+
   it('stops at the limit: a sparse array a billion long, a cycle, a value nested 200 000 deep', () => {
     expect(approximateBytes(new Array(1e9), 1000)).toBeGreaterThan(1000);
     const cyclic: Record<string, unknown> = { s: 'abc' };
