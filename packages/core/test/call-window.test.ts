@@ -28,6 +28,29 @@ describe('CallWindow', () => {
     expect(sent).toBe(CALLS_IN_FLIGHT + 200_000);
   });
 
+  it('allSent() settles once the calls that waited are sent, as earlier ones are answered', async () => {
+    const window = new CallWindow();
+    for (let i = 0; i < CALLS_IN_FLIGHT + 2; i++) window.enter(() => undefined);
+    let allSent = false;
+    void window.allSent().then(() => (allSent = true));
+    window.leave();
+    await Promise.resolve();
+    expect(allSent).toBe(false);
+    window.leave();
+    await Promise.resolve();
+    expect(allSent).toBe(true);
+  });
+
+  it(`flush() counts what it sent as in flight: once those are answered, ${CALLS_IN_FLIGHT} are sent at once again, not more`, () => {
+    const window = new CallWindow();
+    for (let i = 0; i < CALLS_IN_FLIGHT + 10; i++) window.enter(() => undefined);
+    window.flush();
+    for (let i = 0; i < CALLS_IN_FLIGHT + 10; i++) window.leave();
+    let sent = 0;
+    for (let i = 0; i < CALLS_IN_FLIGHT + 10; i++) window.enter(() => sent++);
+    expect(sent).toBe(CALLS_IN_FLIGHT);
+  });
+
   it('allSent() settles once nothing waits; flush() sends what waits whatever the bound; clear() forgets it', async () => {
     const window = new CallWindow();
     await window.allSent();
