@@ -39,4 +39,14 @@ describe("a handler's module that fails to load, in terms its author can act on"
     expect(failure.code).toBe('HANDLER_ERROR');
     expect(failure.message).toMatch(/ Import it as import data from '\.\.\/data\.json' with \{ type: 'json' \}$/);
   });
+
+  it('CommonJS in a module the handler imports, in an ES module scope: HANDLER_ERROR naming that module, not the handler\'s', async () => {
+    const scope = path.join(root, 'esm-scope');
+    await mkdir(scope);
+    await writeFile(path.join(scope, 'package.json'), '{ "type": "module" }\n');
+    await writeFile(path.join(scope, 'lib.js'), 'module.exports = { answer: 42 };\n');
+    const failure = await loadFailure(path.join('esm-scope', 'entry.js'), "import './lib.js';\nexport default () => 1;\n");
+    expect(failure.code).toBe('HANDLER_ERROR');
+    expect(failure.message).toContain(`Handler "run" of plugin "@t/load": ${path.join(scope, 'lib.js')} uses CommonJS (module) but Node loads it as an ES module. `);
+  });
 });
