@@ -1,15 +1,12 @@
 import { SpanKind } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { expect, it } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
 import { BASIC, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { total, type TestSdk } from '../telemetry-sdk.js';
+import { HANDLER, OUTCOME, PLUGIN, executionSpan } from './telemetry-spans.js';
 
-const PLUGIN = 'kb.plugin_execution.plugin.id';
-const HANDLER = 'kb.plugin_execution.handler.id';
-const OUTCOME = 'kb.plugin_execution.outcome';
 const SCOPE = '@kb-labs/plugin-execution';
 
 /** Every attribute docs/observability.md lists for the execution span: nothing else (no input, context or environment) goes on it. */
@@ -38,12 +35,6 @@ const INSTRUMENTS: Record<string, { type: string; unit: string }> = {
   'kb.plugin_execution.running': { type: 'UP_DOWN_COUNTER', unit: '{execution}' },
   'kb.plugin_execution.queued': { type: 'UP_DOWN_COUNTER', unit: '{execution}' },
 };
-
-function executionSpan(spans: ReadableSpan[], result: ExecutionResult): ReadableSpan {
-  const found = spans.filter((span) => span.attributes['kb.plugin_execution.execution.id'] === result.meta.executionId);
-  expect(found, `one execution span for ${result.meta.executionId}`).toHaveLength(1);
-  return found[0]!;
-}
 
 /** The attributes of the execution's event named `name`, which it must have once. */
 function eventAttributes(span: ReadableSpan, name: string): Record<string, unknown> {

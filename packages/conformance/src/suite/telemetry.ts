@@ -7,11 +7,9 @@ import { BASIC, GUARDED, HOSTILE } from '../fixtures.js';
 import type { SuiteContext } from '../suite-context.js';
 import { installFailingSdk, installHalfBrokenSdk, installTestSdk, total, type TestSdk } from '../telemetry-sdk.js';
 import { recordTests } from './telemetry-records.js';
+import { HANDLER, OUTCOME, PLUGIN, executionSpan } from './telemetry-spans.js';
 import { testPlatform } from '../test-platform.js';
 
-const PLUGIN = 'kb.plugin_execution.plugin.id';
-const HANDLER = 'kb.plugin_execution.handler.id';
-const OUTCOME = 'kb.plugin_execution.outcome';
 /** A remote caller's span, as a queue worker receives it. */
 const REMOTE_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const REMOTE_SPAN = '00f067aa0ba902b7';
@@ -74,12 +72,6 @@ function failingSdkTests(suite: SuiteContext): void {
       await sdk.uninstall();
     }
   });
-}
-
-function executionSpan(spans: ReadableSpan[], result: ExecutionResult): ReadableSpan {
-  const found = spans.filter((span) => span.attributes['kb.plugin_execution.execution.id'] === result.meta.executionId);
-  expect(found, `one execution span for ${result.meta.executionId}`).toHaveLength(1);
-  return found[0]!;
 }
 
 function parentOf(span: ReadableSpan): string | undefined {
