@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -29,14 +30,7 @@ const api = require(apiPath);
 const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require(sdkPath);
 const exporter = new InMemorySpanExporter();
 api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
-class TinyBackend extends kit.BaseBackend {
-  constructor(options) { super('tiny', options, { concurrency: 1 }); }
-  dispatch(task, control) {
-    return kit.runHandler(task, { signal: new AbortController().signal, platform: {}, log: (level, message, fields) => control.log(level, message, fields), emit: () => {} });
-  }
-  async closeRunners() {}
-  isolation() { return { requested: 'none', active: 'none', layers: [], reason: 'test' }; }
-}
+${TINY_BACKEND_SOURCE}
 async function main() {
   const backend = new TinyBackend({ plugins: [pluginDir], workspace: false });
   const logs = [];

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
 const run = promisify(execFile);
 const coreDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,14 +27,7 @@ const exporter = new InMemorySpanExporter();
 const failing = { onStart() {}, onEnd() { throw new Error('the exporter is down'); }, forceFlush: async () => {}, shutdown: async () => {} };
 const processor = ${JSON.stringify(sdk)} === 'failing' ? failing : new SimpleSpanProcessor(exporter);
 if (${JSON.stringify(sdk)} !== 'none') trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [processor] }));
-class TinyBackend extends kit.BaseBackend {
-  constructor(options) { super('tiny', options, { concurrency: 1 }); }
-  dispatch(task, control) {
-    return kit.runHandler(task, { signal: new AbortController().signal, platform: {}, log: (level, message, fields) => control.log(level, message, fields), emit: () => {} });
-  }
-  async closeRunners() {}
-  isolation() { return { requested: 'none', active: 'none', layers: [], reason: 'test' }; }
-}
+${TINY_BACKEND_SOURCE}
 const backend = new TinyBackend({ plugins: [${JSON.stringify(pluginDir)}], workspace: false });
 const results = [];
 for (let i = 0; i < 3; i++) results.push((await backend.execute({ pluginId: '@test/warned', handlerId: 'run', input: i })).ok);
