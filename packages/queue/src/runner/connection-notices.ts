@@ -76,7 +76,13 @@ export class ConnectionNotices {
     }
     this.#streamFailing = true;
     void this.#whyStreamFailed(error).then((why) => {
-      if (!this.#streamFailing || this.#down) return;
+      if (!this.#streamFailing) return;
+      // The link dropped while a ping was asked (or sooner): not said, so not failing either, or
+      // a failure that goes on once the connection is back would never be said.
+      if (this.#down || epoch !== this.#linkEpoch) {
+        this.#streamFailing = false;
+        return;
+      }
       this.#streamFailureSaid = true;
       this.#say(`takes no tasks: ${why}; it tries again`);
     });
