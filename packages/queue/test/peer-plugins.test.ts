@@ -29,4 +29,27 @@ describe('PeerPlugins', () => {
     expect(peers.known).toBe(1);
     expect(peers.has('@x/p', '1.0.0')).toBe(true);
   });
+
+  it('takes a peer for gone past three of its own presence periods, one whose period is no number as saying every second, and one draining at once', async () => {
+    const peers = new PeerPlugins('self');
+    peers.saw(presence('quick', 200, ['@x/quick@1.0.0']));
+    for (const [id, heartbeatMs] of [['zero', 0], ['negative', -5], ['nan', Number.NaN]] as const) peers.saw(presence(id, heartbeatMs, [`@x/${id}@1.0.0`]));
+    peers.saw({ ...presence('draining', 1000, ['@x/draining@1.0.0']), draining: true });
+    expect(peers.has('@x/quick', '1.0.0')).toBe(true);
+    expect(peers.has('@x/draining', '1.0.0')).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    expect(peers.has('@x/quick', '1.0.0')).toBe(false);
+    for (const id of ['zero', 'negative', 'nan']) expect(peers.has(`@x/${id}`, '1.0.0')).toBe(true);
+  });
+
+  it('once it listens, may have any version for three of its own periods (its peers may not have been heard yet), then only what it heard', async () => {
+    const peers = new PeerPlugins('self', 200);
+    expect(peers.has('@x/p', '2.0.0')).toBe(false);
+    peers.listening();
+    expect(peers.has('@x/p', '2.0.0')).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    // Listening again (a reconnection) does not start the wait again.
+    peers.listening();
+    expect(peers.has('@x/p', '2.0.0')).toBe(false);
+  });
 });
