@@ -78,4 +78,31 @@ describe('CallerWatch', () => {
       watch.close();
     }
   });
+
+  it('stops on the worker what its caller no longer waits for: named in a heartbeat answer, a caller silent for its lost window, a caller gone (no responders); the rest runs on', async () => {
+    const watch = new CallerWatch(new Courier(nc), 'w-3', 100);
+    const pool = newPool('orphans');
+    const [waiting, silent, gone] = ['waiting', 'silent', 'gone'].map((name) => `kbexec.${pool}.caller.${name}`) as [string, string, string];
+    const answering = nc.subscribe(waiting, { callback: (_error, msg) => void msg.respond(encode({ unknown: ['e-dropped'] }, 'reply')) });
+    const mute = nc.subscribe(silent, { callback: () => undefined });
+    const stopped = new Map<string, string>();
+    const execution = (id: string) => ({ id, orphan: (reason: Error) => void stopped.set(id, reason.message) });
+    try {
+      watch.add(waiting, 3000, execution('e-dropped'), performance.now());
+      watch.add(waiting, 3000, execution('e-kept'), performance.now());
+      watch.add(silent, 300, execution('e-silent'), performance.now());
+      watch.add(gone, 3000, execution('e-gone'), performance.now());
+      for (let waited = 0; stopped.size < 3 && waited < 10_000; waited += 50) await sleep(50);
+      await sleep(300);
+      expect(Object.fromEntries(stopped)).toEqual({
+        'e-dropped': 'Execution e-dropped stopped on worker w-3: its caller no longer waits for it',
+        'e-silent': expect.stringMatching(/^Execution e-silent stopped on worker w-3: its caller has not answered heartbeats for \d+ ms/),
+        'e-gone': 'Execution e-gone stopped on worker w-3: its calling host is gone',
+      });
+    } finally {
+      answering.unsubscribe();
+      mute.unsubscribe();
+      watch.close();
+    }
+  });
 });
