@@ -52,6 +52,9 @@ describe('serverProblem', () => {
     // A URL's credentials are never shown.
     expect(problem('The worker', { servers: 'nats://kb:secret@10.0.0.5:4222' }, new Error('Authorization Violation'))[2]).toBe('nats://***@10.0.0.5:4222');
     expect(problem('The worker', { servers: ['kb:secret@10.0.0.5:4222', ' nats://kb:se/cr@et@10.0.0.6:4222'] }, new Error('Authorization Violation'))[2]).toBe('***@10.0.0.5:4222, nats://***@10.0.0.6:4222');
+    // One said already (a caller's catch that passes on what an inner call explained) is passed on as it is, not said again as unreachable.
+    const said = serverProblem('The worker', servers, new Error('Permissions Violation for Publish to "$JS.API.INFO"'));
+    expect(serverProblem('The worker', servers, said)).toBe(said);
   });
 });
 
