@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { Courier, courierPartBytes } from '../src/shared/courier.js';
 import { TransferRefusedError } from '../src/shared/transfer-refused.js';
-import { PartsAssembler, workerParts } from '../src/shared/parts-assembler.js';
+import { HOST_PARTS, PartsAssembler, workerParts } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { readHeaders } from '../src/shared/wire.js';
 import { natsServer, newPool } from './helpers.js';
@@ -118,6 +118,8 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     part('cut-off', 0, 'lost ');
     part('again', 0, 'an ');
     part('again', 1, 'answer');
+    // The one cut off was let go for it: its last part, late, completes nothing.
+    part('cut-off', 1, 'reply');
     // No call in flight: a reply is not held.
     await sender.flush();
     await sleep(200);
@@ -127,6 +129,96 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     await sender.flush();
     await sleep(200);
     expect(whole).toEqual(['an answer']);
+  });
+
+  it('a lane holds one body: one begun anew takes the place of the one before, whose late parts complete nothing', async () => {
+    const subject = `parts.${newPool('lane')}`;
+    const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
+    const whole: string[] = [];
+    receiver.subscribe(subject, {
+      callback: (_error, msg) => {
+        const body = assembler.take(msg, readHeaders(msg), 'exec-4');
+        if (body) whole.push(new TextDecoder().decode(body));
+      },
+    });
+    await receiver.flush();
+    const part = (transfer: string, index: number, text: string) => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'exec-4', 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
+      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+    };
+    // A result cut off halfway, sent again whole: the first one's rest comes late.
+    part('first', 0, 'lost ');
+    part('again', 0, 'the ');
+    part('first', 1, 'result');
+    part('again', 1, 'result');
+    await sender.flush();
+    await sleep(200);
+    expect(whole).toEqual(['the result']);
+  });
+
+  it('a part for no execution here is answered and dropped (its sender does not wait out its timeout), and a transfer goes to no execution but its own', async () => {
+    const subject = `parts.${newPool('stray')}`;
+    const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
+    const whole: string[] = [];
+    receiver.subscribe(subject, {
+      callback: (_error, msg) => {
+        const wire = readHeaders(msg);
+        const body = assembler.take(msg, wire, wire.executionId === 'gone' ? undefined : wire.executionId);
+        if (body) whole.push(new TextDecoder().decode(body));
+      },
+    });
+    await receiver.flush();
+    const part = (transfer: string, execution: string, index: number, text: string) => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': execution, 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
+      return sender.request(subject, new TextEncoder().encode(text), { headers: h, timeout: 5000 });
+    };
+    await expect(part('stray', 'gone', 0, 'nobody ')).resolves.toBeDefined();
+    // A transfer begun for one execution and ended under another's name is not the other's body.
+    await part('mixed', 'exec-5', 0, 'not ');
+    sender.publish(subject, new TextEncoder().encode('mine'), { headers: (() => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'exec-6', 'Kb-Part': '1/2', 'Kb-Transfer': 'mixed' })) h.set(name, value);
+      return h;
+    })() });
+    await sender.flush();
+    await sleep(200);
+    expect(whole).toEqual([]);
+  });
+
+  it('sweep() forgets the transfers idle for longer than it is given, and only those', async () => {
+    const subject = `parts.${newPool('sweep')}`;
+    const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
+    const whole: string[] = [];
+    receiver.subscribe(subject, {
+      callback: (_error, msg) => {
+        const wire = readHeaders(msg);
+        const body = assembler.take(msg, wire, wire.executionId);
+        if (body) whole.push(new TextDecoder().decode(body));
+      },
+    });
+    await receiver.flush();
+    const part = (execution: string, index: number, text: string) => {
+      const h = headers();
+      for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': execution, 'Kb-Part': `${index}/3`, 'Kb-Transfer': `t-${execution}` })) h.set(name, value);
+      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+    };
+    part('idle', 0, 'swept ');
+    part('busy', 0, 'kept ');
+    part('idle', 1, 'right ');
+    await sender.flush();
+    await sleep(300);
+    // Begun as long ago as the idle one, but a part came since.
+    part('busy', 1, 'all ');
+    await sender.flush();
+    await receiver.flush();
+    assembler.sweep(150);
+    part('idle', 2, 'away');
+    part('busy', 2, 'through');
+    await sender.flush();
+    await sleep(200);
+    expect(whole).toEqual(['kept all through']);
   });
 });
 
