@@ -5,6 +5,7 @@ import { ReplyInbox } from '../src/shared/reply-inbox.js';
 import { ensureStream, publishToStream } from '../src/shared/pool-stream.js';
 import { PoolSubjects } from '../src/shared/subjects.js';
 import { natsServer, newPool } from './helpers.js';
+import { startNatsServer } from '../../../scripts/nats-server.mjs';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array) => new TextDecoder().decode(data);
@@ -123,5 +124,49 @@ describe('publishToStream, on a real nats-server', () => {
     await jsm.streams.delete(subjects.stream);
     // No stream takes the subject any more.
     await expect(publishToStream(inbox, subjects.tasks, bytes('d'), { msgId: 'id-4', headers: headers(), timeout: 2_000 })).rejects.toThrow(/no stream takes subject .* \(no responders\)/);
+  });
+});
+
+describe('ReplyInbox, as a user the server refuses some subjects', () => {
+  const users = `{ users = [
+    { user: narrow, password: narrow-secret, permissions: { publish: ["ok.>"], subscribe: ["_INBOX.>", "ok.>"], allow_responses: true } },
+    { user: deaf, password: deaf-secret, permissions: { publish: ["ok.>"], subscribe: ["ok.>"], allow_responses: true } },
+  ] }`;
+  let guarded: Awaited<ReturnType<typeof startNatsServer>>;
+  beforeAll(async () => {
+    guarded = await startNatsServer({ authorization: users });
+  });
+  afterAll(async () => {
+    await guarded?.stop();
+  });
+
+  it('a publish refused fails the requests to that subject at once, and only those: one to a permitted subject still gets its answer', async () => {
+    const own = await connect({ servers: guarded.url, user: 'narrow', pass: 'narrow-secret' });
+    const ownInbox = new ReplyInbox(own);
+    const sub = own.subscribe('ok.slow', { callback: (_error, msg) => void setTimeout(() => msg.respond(bytes('answered')), 300) });
+    await own.flush();
+    const permitted = ownInbox.request('ok.slow', bytes('x'), { timeout: 10_000 }).then((msg) => text(msg.data));
+    const refused = await ownInbox.request('denied.here', bytes('x'), { timeout: 10_000 }).catch((e: unknown) => e);
+    expect((refused as Error).name).toBe('RequestError');
+    expect((refused as Error).message).toMatch(/permissions violation/i);
+    await expect(permitted).resolves.toBe('answered');
+    sub.unsubscribe();
+    await own.close();
+  });
+
+  it('an inbox the server will not let it subscribe to fails its requests at once, and the later ones too, not at their timeouts', async () => {
+    const own = await connect({ servers: guarded.url, user: 'deaf', pass: 'deaf-secret' });
+    const ownInbox = new ReplyInbox(own);
+    const sub = own.subscribe('ok.echo', { callback: (_error, msg) => void msg.respond(bytes('echo')) });
+    await own.flush();
+    const first = await ownInbox.request('ok.echo', bytes('x'), { timeout: 20_000 }).catch((e: unknown) => e);
+    expect((first as Error).message).toMatch(/permissions violation/i);
+    const started = performance.now();
+    const later = await ownInbox.request('ok.echo', bytes('y'), { timeout: 20_000 }).catch((e: unknown) => e);
+    expect((later as Error).message).toMatch(/permissions violation/i);
+    // Generous: refused at once rather than at its 20 s timeout.
+    expect(performance.now() - started).toBeLessThan(10_000);
+    sub.unsubscribe();
+    await own.close();
   });
 });
