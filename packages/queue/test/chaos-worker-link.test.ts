@@ -171,6 +171,19 @@ describe('a slow or flaky link between a worker and the server', () => {
     expectOk(await beside.result);
   }, 90_000);
 
+  it('a result in parts over a worker link of 256 KiB/s arrives', async () => {
+    const pool = newPool('slowresult');
+    await worker(proxy.url, pool, 1);
+    const backend = host(server.url, pool);
+    proxy.bandwidth(256 * 1024);
+    // Three parts of 256 KiB at most, ~2.4 s of the link (docs/backends/queue.md: a link of 256 KiB/s works as a fast one):
+    // the wait for each part's answer (sent-result.ts) must outlast a part's time on such a link.
+    const returnBytes = 600 * 1024;
+    const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'sized', input: { returnBytes } }, { timeoutMs: 30_000 });
+    expectOk(result);
+    expect(result.data).toHaveLength(returnBytes);
+  });
+
   it('a round trip of 1.6 s (half the default workerLostMs): a 5 s execution runs to its end (late answers are still answers)', async () => {
     const pool = newPool('slowlink');
     proxy.latency(800);
