@@ -156,6 +156,17 @@ function reloadTests(suite: SuiteContext, copyPlugin: () => Promise<string>): vo
     expect(await versionOf(backend, 'version')).toBe('v1');
   });
 
+  it('a CommonJS entry that exported no handler when first run (a stub), written since, is loaded as it is now without a reload (Node caches it by its path too)', async () => {
+    const dir = await copyPlugin();
+    const entry = path.join(dir, 'handlers', 'version.cjs');
+    const written = await readFile(entry, 'utf8');
+    await writeFile(entry, 'module.exports = {};\n');
+    const backend = reloading(make({ plugins: [dir] }));
+    expectError(await backend.execute({ pluginId: RELOADABLE, handlerId: 'version-cjs' }), 'HANDLER_NOT_FOUND');
+    await writeFile(entry, written);
+    expect(await versionOf(backend, 'version-cjs')).toBe('v1');
+  });
+
   it('reloadPlugin(): a CommonJS handler and the modules it requires are loaded anew', async () => {
     const dir = await copyPlugin();
     const backend = reloading(make({ plugins: [dir] }));
