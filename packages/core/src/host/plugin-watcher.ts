@@ -176,7 +176,10 @@ export class PluginWatcher {
     try {
       watcher = fs.watch(folder, { persistent: false }, (event, name) => this.#changed(plugin, folder, event, name));
     } catch (error) {
-      if (folder === plugin.root) plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
+      if (folder !== plugin.root) return;
+      plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
+      // Not there (yet): looked for until it is, as a folder deleted is.
+      if (!fs.existsSync(folder)) this.#awaitRoot(plugin);
       return;
     }
     // The folder was removed (or became unreadable): its watcher is done.
@@ -248,8 +251,10 @@ export class PluginWatcher {
       const error = isExecutionError(thrown) ? thrown : new ValidationError(String(thrown), { cause: thrown });
       event = { ok: false, pluginId: plugin.id, changed, error };
       plugin.failure = error.message;
-      if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
     }
+    // Gone, even where the reload did not need it (a plugin registered as { root, manifest }): looked
+    // for until it is back. The watchers of the folders above may be on folders gone with it.
+    if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
     plugin.reloading = false;
     // Shut down or unregistered meanwhile: a reload that failed for that is no news.
     if (this.#done(plugin)) return;
