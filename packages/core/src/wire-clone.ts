@@ -168,7 +168,8 @@ function refusedAt(value: unknown, refuses: RefusedKinds): PropertyKey[] | undef
     try {
       // By brand, not instanceof, here and in childrenOf: a value of another realm (see isError) is walked alike.
       if (types.isProxy(v) || types.isGeneratorObject(v) || isIterator(v) || types.isPromise(v) || types.isWeakMap(v) || types.isWeakSet(v) || isWeakRef(v)) return pathOf(at);
-      if (refuses.shared && (types.isSharedArrayBuffer(v) || (ArrayBuffer.isView(v) && types.isSharedArrayBuffer(v.buffer)))) return pathOf(at);
+      // The buffer only: v8's serialiser copies a view's bytes, of shared memory too, and a view named here hid the buffer refused.
+      if (refuses.shared && types.isSharedArrayBuffer(v)) return pathOf(at);
       if (refuses.hostObjects && typeof Blob === 'function' && v instanceof Blob) return pathOf(at);
       if (isDetached(v)) return pathOf(at);
       children = childrenOf(v, budget);

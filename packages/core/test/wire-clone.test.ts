@@ -61,6 +61,9 @@ describe('cloneForWire', () => {
     ['a symbol member', { s: Symbol('x') }],
     ['a proxy', new Proxy({ a: 1 }, {})],
     ['a getter that throws', throwingGetter],
+    // Not objects, so not for the fast copy: a handler's whole result can be one.
+    ['a symbol, whole', Symbol('x')],
+    ['a function, whole', () => 1],
   ])('refuses %s with a ValidationError, as structuredClone refuses it', (_name, value) => {
     expect(reference(value).ok).toBe(false);
     expect(() => cloneForWire(value, 'test value')).toThrow(ValidationError);
@@ -148,6 +151,20 @@ describe('unserializableError, for what only a process boundary refuses', () => 
     expect(error).toBeInstanceOf(ValidationError);
     expect(error.details).toMatchObject({ what: 'input', reason: 'not-serializable', path });
     expect(error.message).toContain(`(at ${path})`);
+  });
+
+  it("names the SharedArrayBuffer v8's serialiser refused, not a view of shared memory beside it, which it copies", async () => {
+    const v8 = await import('node:v8');
+    const scratch = new SharedArrayBuffer(8);
+    const value = { counters: new Int32Array(scratch, 4, 1), scratch };
+    expect(() => v8.serialize({ counters: value.counters })).not.toThrow();
+    let thrown: unknown;
+    try {
+      v8.serialize(value);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(unserializableError('input', thrown, value).details).toMatchObject({ reason: 'not-serializable', path: 'input.scratch' });
   });
 
   // Structured clone refuses these with a message that names nothing: "Cannot clone object of
@@ -241,6 +258,23 @@ describe('unserializableError, for what only a process boundary refuses', () => 
       const error = unserializableError('handler result', cloneError(value), value);
       expect(error.details).toMatchObject({ reason: 'not-serializable', path: 'result.items[1].lazy' });
     }
+  });
+
+  it.each([
+    ['a Proxy', () => new Proxy({ fine: 1 }, {})],
+    ['a Promise', () => Promise.resolve(1)],
+    ['a WeakMap', () => new WeakMap()],
+    ['a WeakSet', () => new WeakSet()],
+    ['a WeakRef', () => new WeakRef({})],
+    ['a generator', () => (function* steps() {})()],
+  ])('names where %s is, deep in a value structured clone refuses for it', (_name, make) => {
+    const value = { when: new Date(0), items: [1, { held: make() }] };
+    expect(() => cloneForWire(value, 'handler result')).toThrow(expect.objectContaining({ details: { what: 'handler result', reason: 'not-serializable', path: 'result.items[1].held' } }));
+  });
+
+  it('names the first refused value in key order, the one structured clone stopped at', () => {
+    const value = { when: new Date(0), first: () => 1, list: [1, Symbol('second')], last: () => 3 };
+    expect(() => cloneForWire(value, 'input')).toThrow(expect.objectContaining({ details: expect.objectContaining({ path: 'input.first' }) }));
   });
 
   it('does not blame shared memory that was fine when a function is what was refused', () => {
