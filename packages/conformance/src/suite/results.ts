@@ -140,6 +140,14 @@ function boundaryTests(suite: SuiteContext): void {
     expect(new Int32Array(shared)[0]).toBe(0);
   });
 
+  it("a typed array on a SharedArrayBuffer: shared where one process runs both; between processes it arrives as a copy (v8's serialiser copies a view's bytes), and what the handler writes stays there", async () => {
+    const backend = make();
+    const shared = new SharedArrayBuffer(8);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'writes-shared', input: { shared: new Int32Array(shared) } });
+    expectOk(result);
+    expect(new Int32Array(shared)[0]).toBe(suite.capabilities.sharesMemory === true ? 7 : 0);
+  });
+
   it('a Buffer crosses as structured clone makes it, a plain Uint8Array, both ways', async () => {
     const backend = make();
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'bytes', input: { bytes: Buffer.from('sent') } });
