@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { isDefinedHandler } from '../src/define-handler.js';
 import { defineHandler } from '../src/index.js';
 
 describe('defineHandler', () => {
@@ -39,5 +40,22 @@ describe('defineHandler', () => {
   it('says so when the module exported defineHandler itself and the runtime calls it as the handler', () => {
     const ctx = { executionId: 'e-1', logger: {} };
     expect(() => (defineHandler as (input: unknown, ctx: unknown) => unknown)({ any: 1 }, ctx)).toThrow(/^The module exports defineHandler itself, not a handler made with it/);
+  });
+  it('takes a Standard Schema that is a function (an ArkType type is callable)', () => {
+    const callable = Object.assign((value: unknown) => value, { '~standard': { version: 1, vendor: 'x', validate: (value: unknown) => ({ value }) } });
+    expect(defineHandler({ input: callable as never, run: () => 1 }).input).toBe(callable);
+  });
+
+  it('gives back a frozen definition, which stays a handler beside helper functions of its own', () => {
+    const defined = defineHandler({ run: () => 1, describe: () => 'helper' } as never);
+    expect(Object.isFrozen(defined)).toBe(true);
+    // The brand says it is one handler; a plain object of two functions is a module's exports.
+    expect(isDefinedHandler(defined)).toBe(true);
+    expect(isDefinedHandler({ run: () => 1, describe: () => 'helper' })).toBe(false);
+  });
+
+  it('is not mistaken for the runtime calling it when its second argument has an executionId but no logger', () => {
+    const run = () => 1;
+    expect((defineHandler as (definition: unknown, ctx: unknown) => { run: unknown })({ run }, { executionId: 'e-1' }).run).toBe(run);
   });
 });
