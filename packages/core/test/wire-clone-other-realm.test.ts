@@ -1,10 +1,13 @@
+import { serialize } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import type { cloneForWire as CloneForWire } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { cloneForWire as CloneForWire, unserializableError as UnserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { loadInJestLikeRealm } from './jest-like-realm.js';
 
 // A host's test file under Jest runs core in a vm context of its own, while structuredClone, which
 // Jest hands it from Node, throws errors of Node's realm: instanceof Error finds none of them.
-const { cloneForWire } = loadInJestLikeRealm<{ cloneForWire: typeof CloneForWire }>('@kb-labs/plugin-execution-core/backend-kit');
+const { cloneForWire, unserializableError } = loadInJestLikeRealm<{ cloneForWire: typeof CloneForWire; unserializableError: typeof UnserializableError }>(
+  '@kb-labs/plugin-execution-core/backend-kit',
+);
 
 function refusal(value: unknown, what: string): { message: string; details: Record<string, unknown> } {
   try {
@@ -34,5 +37,18 @@ describe('cloneForWire in a host run in a vm context (a test file under Jest)', 
     let deep: Record<string, unknown> = { when: new Date(0) };
     for (let i = 0; i < 100_000; i++) deep = { deep };
     expect(refusal(deep, 'input').details).toEqual({ what: 'input', reason: 'too-deep' });
+  });
+  it("refuses node:v8's plain Error (what the subprocess and queue wires throw, of Node's realm) without quoting the function's source", () => {
+    const answer = { secretFn: function leak() { return 'API_KEY=hunter2'; } };
+    let thrown: unknown;
+    try {
+      serialize(answer);
+    } catch (error) {
+      thrown = error;
+    }
+    expect((thrown as Error).message).toContain('hunter2');
+    const error = unserializableError('platform.kv.get result', thrown, answer);
+    expect(error.message).toBe('platform.kv.get result cannot be sent across the execution boundary: A function could not be cloned. (at result.secretFn)');
+    expect((error.cause as Error).message).not.toContain('hunter2');
   });
 });
