@@ -100,6 +100,15 @@ describe('views cross with their own bytes only', () => {
     expectTight(copy.refs[0]![999_999] as Uint8Array, 'end');
   });
 
+  it('one view met twice stays one when the value is too large for the first walk: the second walk keeps the copy the first made', () => {
+    const view = windowOn('twice');
+    // The tail's view is copied first; the list (60 000 places) ends the first walk before its own.
+    const value = { list: [{ view }, ...new Array<number>(60_000).fill(0)], tail: { view } };
+    tightenViews(value);
+    expectTight(value.tail.view, 'twice');
+    expect((value.list[0] as { view: Uint8Array }).view).toBe(value.tail.view);
+  });
+
   it('a view that is already tight, and a shared buffer, are left as they are', () => {
     const own = new Uint8Array([1, 2, 3]);
     expect(tightenViews({ own }).own).toBe(own);
