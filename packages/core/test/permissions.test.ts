@@ -319,6 +319,36 @@ describe('invokePlatform', () => {
     expect(error).toBeInstanceOf(RangeError);
     expect((error as Error).message).toBe('host failure');
   });
+
+  it('passes a service up to 10,000 arguments and refuses one more, naming the limit', async () => {
+    const platform = { kv: { count: (...values: unknown[]) => values.length } } as unknown as Platform;
+    const whole: PermissionSpec = { platform: { kv: true } };
+    await expect(invokePlatform(platform, whole, subject, 'kv', 'count', new Array(10_000).fill(0))).resolves.toBe(10_000);
+    const error = await invokePlatform(platform, whole, subject, 'kv', 'count', new Array(10_001).fill(0)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect((error as ValidationError).details).toMatchObject({ reason: 'too-many-arguments', limit: 10_000 });
+  });
+});
+
+describe('unprovidedPlatformMethods (health)', () => {
+  const plugin = (platform: PermissionSpec['platform']) => [{ id: '@t/plugin', manifest: { handlers: { run: { permissions: { platform } } } } }] as never;
+
+  it('names a service declared and granted whole that the platform option does not have', () => {
+    const platform = { kv: { get: () => 1 } } as unknown as Platform;
+    expect(unprovidedPlatformMethods(plugin({ db: true }), platform, { platform: { db: true } })).toEqual([
+      expect.stringMatching(/^plugin @t\/plugin declares platform\.db, which the backend's permissions grant but its platform option does not have/),
+    ]);
+  });
+
+  it("says a method whose getter throws once, as unreadable, not also as missing", () => {
+    const kv = {
+      get get(): never {
+        throw new Error('not connected');
+      },
+    };
+    const problems = unprovidedPlatformMethods(plugin({ kv: ['get'] }), { kv } as unknown as Platform, { platform: { kv: true } });
+    expect(problems).toEqual([expect.stringMatching(/^plugin @t\/plugin declares platform\.kv\.get \(not connected\), whose getter on the backend's platform option throws/)]);
+  });
 });
 
 describe('createPlatformProxy', () => {
