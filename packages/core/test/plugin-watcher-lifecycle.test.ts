@@ -1,12 +1,12 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PluginWatcher } from '../src/host/plugin-watcher.js';
+import { DEBOUNCE_MS, registeredAt, sleep, waitFor } from './watch-helpers.js';
 
 // What watch(), unwatch() and close() promise, and what one reload reports.
-const DEBOUNCE_MS = 30;
 let dir: string;
 let watcher: PluginWatcher | undefined;
 
@@ -19,17 +19,8 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const plugin = (manifest: object = {}): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, moduleKey: 0, manifest: { id: '@t/w', version: '1', handlers: {}, ...manifest } as never });
+const plugin = (manifest: object = {}): RegisteredPlugin => registeredAt(dir, '@t/w', manifest);
 
-async function waitFor(check: () => boolean): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await sleep(5);
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A negative: give a reload every chance to happen. */
 const settle = () => sleep(DEBOUNCE_MS * 5);
 
@@ -56,7 +47,7 @@ describe('PluginWatcher: watch, unwatch and close', () => {
     expect(watcher.problems()).toEqual([]);
   });
 
-  it('a reload under way at close(), or at unwatch(), is not reported when it ends', async () => {
+  it('a reload under way at close(), or at unwatch(), is not reported when it ends, nor left in problems()', async () => {
     for (const stop of [(w: PluginWatcher) => w.close(), (w: PluginWatcher) => w.unwatch('@t/w')]) {
       const events: PluginReloadEvent[] = [];
       let release!: () => void;
@@ -73,6 +64,7 @@ describe('PluginWatcher: watch, unwatch and close', () => {
       release();
       await settle();
       expect(events).toEqual([]);
+      expect(watcher.problems()).toEqual([]);
       watcher.close();
     }
   });
@@ -161,5 +153,37 @@ describe('PluginWatcher: watch, unwatch and close', () => {
     await sleep(debounceMs * 2);
     expect(events).toHaveLength(1);
     expect(events[0]!.changed).toEqual(['f0.js', 'f1.js', 'f2.js', 'f3.js', 'f4.js']);
+  });
+
+  it("an editor's save by rename (x.mjs.tmp written, then renamed over x.mjs) is one reload naming x.mjs", async () => {
+    await writeFile(path.join(dir, 'x.mjs'), 'export default () => 1;');
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await watcher.watch(plugin());
+    await writeFile(path.join(dir, 'x.mjs.tmp'), 'export default () => 2;');
+    await rename(path.join(dir, 'x.mjs.tmp'), path.join(dir, 'x.mjs'));
+    await waitFor(() => events.length === 1);
+    await settle();
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ ok: true, changed: expect.arrayContaining(['x.mjs']) });
+    // Watched as before: the file replaced is no folder, and the next save is heard.
+    await writeFile(path.join(dir, 'x.mjs'), 'export default () => 3;');
+    await waitFor(() => events.length === 2);
+    expect(events[1]).toMatchObject({ ok: true, changed: ['x.mjs'] });
+  });
+
+  it('close() called twice, and unwatch() of an id never watched, throw nothing; the last leaves the watched plugin watched', async () => {
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await watcher.watch(plugin());
+    watcher.unwatch('@t/never-watched');
+    await writeFile(path.join(dir, 'a.js'), '1');
+    await waitFor(() => events.length === 1);
+    watcher.close();
+    watcher.close();
+    await writeFile(path.join(dir, 'a.js'), '2');
+    await settle();
+    expect(events).toHaveLength(1);
+    expect(watcher.problems()).toEqual([]);
   });
 });

@@ -4,9 +4,9 @@ import path from 'node:path';
 import type { PluginReloadEvent, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PluginWatcher } from '../src/host/plugin-watcher.js';
+import { DEBOUNCE_MS, registeredAt, waitFor } from './watch-helpers.js';
 
 // A plugin registered as { root, manifest } reloads without its folder: the folder missing is no failure of the reload.
-const DEBOUNCE_MS = 30;
 let dir: string;
 let watcher: PluginWatcher | undefined;
 
@@ -19,22 +19,15 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function waitFor(check: () => boolean): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
-
 describe('PluginWatcher: a plugin folder that does not exist', () => {
   it('one whose folder, and the folder above it, are made later (each on its own): watched once there, and reloaded', async () => {
     const root = path.join(dir, 'plugins', 'later');
-    const plugin = (): RegisteredPlugin => ({ id: '@t/w', root, generation: 0, moduleKey: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
+    const plugin = (): RegisteredPlugin => registeredAt(root);
     const events: PluginReloadEvent[] = [];
     watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
     await watcher.watch(plugin());
-    expect(watcher.problems()).toEqual([expect.stringContaining(`its folder cannot be watched: ENOENT`)]);
+    // Nothing changed yet, and nothing was reloaded: not "was not reloaded after a change".
+    expect(watcher.problems()).toEqual([expect.stringMatching(/^plugin "@t\/w" is not watched: its folder cannot be watched: ENOENT/)]);
     // The folder above first: a reload that succeeds while the plugin folder is still missing.
     await mkdir(path.dirname(root));
     await waitFor(() => events.length === 1);

@@ -46,6 +46,8 @@ interface WatchedPlugin {
   again: boolean;
   /** Why the last reload failed, until one succeeds. */
   failure: string | undefined;
+  /** Why its folder cannot be watched, until it is. */
+  unwatchable: string | undefined;
   /** Its folder is gone: looked for every ROOT_POLL_MS until it is back. */
   awaiting: NodeJS.Timeout | undefined;
   /** Its folder itself was deleted or moved: the watchers may be on a folder that is gone. */
@@ -98,6 +100,7 @@ export class PluginWatcher {
       reloading: false,
       again: false,
       failure: undefined,
+      unwatchable: undefined,
       awaiting: undefined,
       rootReplaced: false,
       pathWatchers: [],
@@ -145,6 +148,7 @@ export class PluginWatcher {
   problems(): string[] {
     const problems: string[] = [];
     for (const plugin of this.#plugins.values()) {
+      if (plugin.unwatchable) problems.push(`plugin "${plugin.id}" is not watched: its folder cannot be watched: ${plugin.unwatchable}`);
       if (plugin.failure) problems.push(`plugin "${plugin.id}" was not reloaded after a change in ${plugin.root} (its previous version stays registered): ${plugin.failure}`);
     }
     return problems;
@@ -177,7 +181,7 @@ export class PluginWatcher {
       watcher = fs.watch(folder, { persistent: false }, (event, name) => this.#changed(plugin, folder, event, name));
     } catch (error) {
       if (folder !== plugin.root) return;
-      plugin.failure = `its folder cannot be watched: ${(error as Error).message}`;
+      plugin.unwatchable = (error as Error).message;
       // Not there (yet): looked for until it is, as a folder deleted is.
       if (!fs.existsSync(folder)) this.#awaitRoot(plugin);
       return;
@@ -189,6 +193,7 @@ export class PluginWatcher {
       if (folder === plugin.root) this.#awaitRoot(plugin);
     });
     plugin.folders.set(folder, watcher);
+    if (folder === plugin.root) plugin.unwatchable = undefined;
     const entries = await fs.promises.readdir(folder, { withFileTypes: true }).catch(() => []);
     await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => this.#watchTree(plugin, path.join(folder, entry.name))));
   }
@@ -245,19 +250,18 @@ export class PluginWatcher {
     let event: PluginReloadEvent;
     try {
       event = { ok: true, pluginId: plugin.id, changed, plugin: await this.#reload(plugin.id) };
-      plugin.failure = undefined;
-      plugin.writes = writeFolders(event.plugin);
     } catch (thrown) {
       const error = isExecutionError(thrown) ? thrown : new ValidationError(String(thrown), { cause: thrown });
       event = { ok: false, pluginId: plugin.id, changed, error };
-      plugin.failure = error.message;
     }
     // Gone, even where the reload did not need it (a plugin registered as { root, manifest }): looked
     // for until it is back. The watchers of the folders above may be on folders gone with it.
     if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
     plugin.reloading = false;
-    // Shut down or unregistered meanwhile: a reload that failed for that is no news.
+    // Shut down or unregistered meanwhile: a reload that failed for that is no news, in problems() either.
     if (this.#done(plugin)) return;
+    plugin.failure = event.ok ? undefined : event.error.message;
+    if (event.ok) plugin.writes = writeFolders(event.plugin);
     // The same failure again (another save of a manifest still broken) was warned of already.
     this.#report(event, event.ok || event.error.message !== failedBefore);
     if (plugin.again) {
