@@ -5,9 +5,9 @@ import path from 'node:path';
 import type { PluginReloadEvent, RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PluginWatcher } from '../src/host/plugin-watcher.js';
+import { DEBOUNCE_MS, registeredAt, waitFor } from './watch-helpers.js';
 
 // Sub-folders of a plugin deleted and made again: the OS gives the new ones new watchers to find.
-const DEBOUNCE_MS = 30;
 let dir: string;
 let watcher: PluginWatcher | undefined;
 
@@ -20,15 +20,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const plugin = (): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, moduleKey: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
-
-async function waitFor(check: () => boolean): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+const plugin = (): RegisteredPlugin => registeredAt(dir);
 
 /** Watch the plugin; resolves with its reload events, once the first change written by `change` has been reloaded and all is quiet. */
 async function watchedThrough(change: () => void | Promise<void>): Promise<PluginReloadEvent[]> {

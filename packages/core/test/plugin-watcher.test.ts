@@ -5,8 +5,8 @@ import vm from 'node:vm';
 import { ValidationError, type PluginReloadEvent, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PluginWatcher } from '../src/host/plugin-watcher.js';
+import { DEBOUNCE_MS, registeredAt, waitFor } from './watch-helpers.js';
 
-const DEBOUNCE_MS = 30;
 let dir: string;
 let watcher: PluginWatcher | undefined;
 
@@ -18,15 +18,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const plugin = (): RegisteredPlugin => ({ id: '@t/w', root: dir, generation: 0, moduleKey: 0, manifest: { id: '@t/w', version: '1', handlers: {} } as never });
-
-async function waitFor(check: () => boolean): Promise<void> {
-  const until = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > until) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+const plugin = (): RegisteredPlugin => registeredAt(dir);
 
 describe('PluginWatcher', () => {
   it('watches folders made after it started, and reports what changed relative to the plugin folder', async () => {
