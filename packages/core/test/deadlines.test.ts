@@ -78,4 +78,37 @@ describe('Deadlines', () => {
       hook.disable();
     }
   });
+
+  it('a limit used again while among the idle ones is no longer idle: limits going idle after it do not drop its pending execution', async () => {
+    const deadlines = new Deadlines();
+    deadlines.cancel(40, deadlines.add(40, performance.now(), () => undefined));
+    const expired: string[] = [];
+    deadlines.add(40, performance.now(), () => expired.push('used again'));
+    // More limits going idle than are kept: the longest idle is dropped, its timer cleared.
+    for (let i = 0; i < 10; i++) deadlines.cancel(60_000 + i, deadlines.add(60_000 + i, performance.now(), () => undefined));
+    await sleep(150);
+    expect(expired).toEqual(['used again']);
+  });
+
+  it("a limit's timer keeps the process alive while it has executions, and only then", () => {
+    const timers: NodeJS.Timeout[] = [];
+    const hook = createHook({ init: (_id, type, _trigger, resource) => void (type === 'Timeout' && timers.push(resource as NodeJS.Timeout)) }).enable();
+    const deadlines = new Deadlines();
+    let deadline: ReturnType<Deadlines['add']>;
+    try {
+      deadline = deadlines.add(60_000, performance.now(), () => undefined);
+    } finally {
+      hook.disable();
+    }
+    expect(timers).toHaveLength(1);
+    const [timer] = timers as [NodeJS.Timeout];
+    expect(timer.hasRef()).toBe(true);
+    deadlines.cancel(60_000, deadline);
+    expect(timer.hasRef()).toBe(false);
+    // Used again, the kept timer is the one armed, and holds the process again.
+    deadline = deadlines.add(60_000, performance.now(), () => undefined);
+    expect(timer.hasRef()).toBe(true);
+    deadlines.cancel(60_000, deadline);
+    expect(timer.hasRef()).toBe(false);
+  });
 });
