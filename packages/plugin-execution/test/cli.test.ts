@@ -861,6 +861,10 @@ describe('kb-plugin-exec CLI', () => {
     // After --, words are positionals as typed.
     const afterDashes = run(['run', fixturePlugins.basic, 'echo', '--', '--timeout', '-5']);
     expect(afterDashes.stderr.split('\n')[0]).toBe('run <plugin-dir> <handler> takes no more arguments, got "--timeout" "-5"');
+    // A flag followed by another flag, not a number: its value is missing, not the next flag.
+    const missing = run(['run', fixturePlugins.basic, 'echo', '--timeout', '--no-workspace']);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("Did you forget to specify the option argument for '--timeout'?");
     const noFileName = run(['run', fixturePlugins.basic, 'echo', '--input', '@']);
     expect(noFileName.status).toBe(2);
     expect(noFileName.stderr.split('\n')[0]).toBe('--input @: no file name after the @ (@<file> reads a file, @- standard input)');
