@@ -1,12 +1,12 @@
 // A worker's heartbeats to the hosts it runs executions for (runner/caller-watch.ts), on a real
 // nats-server: a host that is gone is let go, not asked again every beat for the life of the worker.
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Msg } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import { CallerWatch } from '../src/runner/caller-watch.js';
 import { Courier } from '../src/shared/courier.js';
 import { encode, type Kind } from '../src/shared/wire.js';
 import { wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, serverConnection } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -20,23 +20,14 @@ class CountingCourier extends Courier {
 }
 
 describe('CallerWatch', () => {
-  let server: Awaited<ReturnType<typeof natsServer>>;
-  let nc: NatsConnection;
-  beforeAll(async () => {
-    server = await natsServer();
-    nc = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await nc?.close();
-    await server?.stop();
-  });
+  const link = serverConnection();
 
   it("bounds when a caller's handlers may begin by when the heartbeats it answered were sent, not when their answers were read", async () => {
-    const courier = new CountingCourier(nc);
+    const courier = new CountingCourier(link.nc);
     const watch = new CallerWatch(courier, 'w-2', 100);
     const caller = `kbexec.${newPool('slow')}.caller.h`;
     // A caller that answers every heartbeat 400 ms late (a slow link, or answers that waited in the socket of a stopped worker).
-    const sub = nc.subscribe(caller, { callback: (_error, msg) => void sleep(400).then(() => msg.respond(encode({ unknown: [] }, 'reply'))) });
+    const sub = link.nc.subscribe(caller, { callback: (_error, msg) => void sleep(400).then(() => msg.respond(encode({ unknown: [] }, 'reply'))) });
     try {
       const lostMs = 1200;
       // A start accepted long ago: the caller may have written it off already.
@@ -57,7 +48,7 @@ describe('CallerWatch', () => {
   });
 
   it('lets go of a caller that is gone once its executions are dropped: ten hosts that called once and exited are not asked about for ever', async () => {
-    const courier = new CountingCourier(nc);
+    const courier = new CountingCourier(link.nc);
     const watch = new CallerWatch(courier, 'w-1', 50);
     try {
       const pool = newPool('gone');
@@ -80,11 +71,11 @@ describe('CallerWatch', () => {
   });
 
   it('stops on the worker what its caller no longer waits for: named in a heartbeat answer, a caller silent for its lost window, a caller gone (no responders); the rest runs on', async () => {
-    const watch = new CallerWatch(new Courier(nc), 'w-3', 100);
+    const watch = new CallerWatch(new Courier(link.nc), 'w-3', 100);
     const pool = newPool('orphans');
     const [waiting, silent, gone] = ['waiting', 'silent', 'gone'].map((name) => `kbexec.${pool}.caller.${name}`) as [string, string, string];
-    const answering = nc.subscribe(waiting, { callback: (_error, msg) => void msg.respond(encode({ unknown: ['e-dropped'] }, 'reply')) });
-    const mute = nc.subscribe(silent, { callback: () => undefined });
+    const answering = link.nc.subscribe(waiting, { callback: (_error, msg) => void msg.respond(encode({ unknown: ['e-dropped'] }, 'reply')) });
+    const mute = link.nc.subscribe(silent, { callback: () => undefined });
     const stopped = new Map<string, string>();
     const execution = (id: string) => ({ id, orphan: (reason: Error) => void stopped.set(id, reason.message) });
     try {

@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionEvent, IExecutionBackend, LogEntry, PluginSource } from '@kb-labs/plugin-execution-core';
-import { expect, inject } from 'vitest';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const WORKER_SCRIPT = path.join(here, 'fixtures', 'worker.mjs');
@@ -34,6 +35,20 @@ export async function natsServer(): Promise<NatsServerHandle> {
   const script = path.resolve(here, '../../../scripts/nats-server.mjs');
   const { startNatsServer } = (await import(script)) as { startNatsServer: (o?: { maxPayload?: string }) => Promise<NatsServerHandle> };
   return startNatsServer({ maxPayload: '8MB' });
+}
+
+/** The tests' NATS server and one connection to it, made before the file's (or describe block's) tests and closed after: `link.nc`. */
+export function serverConnection(): { nc: NatsConnection } {
+  const link = {} as { nc: NatsConnection; server: NatsServerHandle };
+  beforeAll(async () => {
+    link.server = await natsServer();
+    link.nc = await connect({ servers: link.server.url });
+  });
+  afterAll(async () => {
+    await link.nc?.close();
+    await link.server?.stop();
+  });
+  return link;
 }
 
 export interface WorkerProcess {

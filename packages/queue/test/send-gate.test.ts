@@ -1,26 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import { SendGate } from '../src/shared/send-gate.js';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, serverConnection } from './helpers.js';
 
 // A connection's results of one message each wait at its SendGate while what went before them is
 // not known to be at the server. What a flush confirms stops counting: a worker that has sent more
 // over its connection's life than the gate ever lets wait at once (8 MiB) still sends.
-let server: Awaited<ReturnType<typeof natsServer>>;
-let nc: NatsConnection;
-beforeAll(async () => {
-  server = await natsServer();
-  nc = await connect({ servers: server.url });
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
+const link = serverConnection();
 
 describe('SendGate, on a real nats-server', () => {
   it("lets through more than it ever lets wait at once, over a connection's life: what each flush confirms no longer counts", async () => {
     const subject = `gate.${newPool('gate')}`;
-    const gate = new SendGate(() => nc.flush(), () => 64 * 1024);
+    const gate = new SendGate(() => link.nc.flush(), () => 64 * 1024);
     const bytes = 240 * 1024;
     expect(gate.gates(bytes)).toBe(true);
     let admitted = 0;
@@ -28,7 +18,7 @@ describe('SendGate, on a real nats-server', () => {
       // 40 results of 240 KB: 9.6 MB in all.
       for (let i = 0; i < 40; i++) {
         await gate.admit(bytes);
-        nc.publish(subject, new Uint8Array(bytes));
+        link.nc.publish(subject, new Uint8Array(bytes));
         admitted++;
       }
     })();
