@@ -76,6 +76,25 @@ describe('a host and a worker with different maxPayloadBytes', () => {
     }
   });
 
+  it("a platform call's result whose value is at the worker's lower limit, its encoding just over it, reaches the handler", async () => {
+    // The worker takes a body in parts up to its limit plus room for the envelope around the
+    // value (the reply's type, id and ok): the host checked the value, not the whole message.
+    const MiB1 = 1024 * 1024;
+    const edgePool = newPool('edge-worker');
+    const plugins = [QUEUE_PLUGIN];
+    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool: edgePool, plugins, backend: { type: 'in-process' }, concurrency: 1, maxPayloadBytes: MiB1 });
+    const platform = { kv: { get: async () => 'v'.repeat(MiB1) } };
+    const host = new QueueBackend({ connection: { servers: server.url }, pool: edgePool, plugins, platform, permissions: { platform: { kv: true } } });
+    try {
+      const called = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'kv-get', input: { key: 'edge', lengthOnly: true } }, { timeoutMs: 30_000 });
+      expectOk(called);
+      expect(called.data).toEqual({ ok: true, length: MiB1 });
+    } finally {
+      await host.shutdown({ timeoutMs: 2000 });
+      await worker.close();
+    }
+  });
+
   it("a platform call's result over the host's own limit fails the call naming that limit, found before it is encoded, not sent for the worker to refuse", async () => {
     // Its strings alone are over the limit: refused unencoded (a 200 MB answer encoded held the host's
     // event loop for seconds, and the heartbeats of its executions with it: each was written off by its worker).
