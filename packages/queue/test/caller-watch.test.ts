@@ -6,7 +6,7 @@ import { CallerWatch } from '../src/runner/caller-watch.js';
 import { Courier } from '../src/shared/courier.js';
 import { encode, type Kind } from '../src/shared/wire.js';
 import { wallClockMs } from '@kb-labs/plugin-execution-core/backend-kit';
-import { newPool, serverConnection } from './helpers.js';
+import { newPool, serverConnections } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -20,7 +20,7 @@ class CountingCourier extends Courier {
 }
 
 describe('CallerWatch', () => {
-  const link = serverConnection();
+  const link = serverConnections('nc');
 
   it("bounds when a caller's handlers may begin by when the heartbeats it answered were sent, not when their answers were read", async () => {
     const courier = new CountingCourier(link.nc);

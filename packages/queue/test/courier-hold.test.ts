@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import type { Msg } from '@nats-io/transport-node';
 import { Courier, courierPartBytes } from '../src/shared/courier.js';
 import { PartsAssembler, workerParts } from '../src/shared/parts-assembler.js';
 import { readHeaders } from '../src/shared/wire.js';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, serverConnections } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const text = (value: string) => new TextEncoder().encode(value);
@@ -19,50 +19,38 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 // A worker's courier while its connection is down (hold()) and once it is back (resume()): the
 // connection here stays up, so what the courier lets go while held would arrive, and be seen.
 describe('Courier: held while its connection is down, on a real nats-server', () => {
-  let server: Awaited<ReturnType<typeof natsServer>>;
-  let sender: NatsConnection;
-  let receiver: NatsConnection;
-  beforeAll(async () => {
-    server = await natsServer();
-    sender = await connect({ servers: server.url });
-    receiver = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await sender?.close();
-    await receiver?.close();
-    await server?.stop();
-  });
+  const link = serverConnections('sender', 'receiver');
 
   /** What arrives on a new subject, as `kind:body`, each request answered. */
   async function listen(name: string): Promise<{ subject: string; arrived: string[] }> {
     const subject = `hold.${newPool(name)}`;
     const arrived: string[] = [];
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived.push(`${readHeaders(msg).kind}:${new TextDecoder().decode(msg.data)}`);
         if (msg.reply) msg.respond();
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     return { subject, arrived };
   }
 
   it('sends nothing while held, however often the drop is told, and everything once resumed, in order', async () => {
     const { subject, arrived } = await listen('held');
-    const courier = new Courier(sender);
+    const courier = new Courier(link.sender);
     courier.hold();
     courier.post(subject, 'log', 'exec-1', text('first'));
     // A second drop told before the connection is back: the same outage, and what it holds is kept.
     courier.hold();
     courier.post(subject, 'event', 'exec-1', text('second'));
     const result = courier.post(subject, 'result', 'exec-1', text('third'));
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(arrived).toEqual([]);
     expect(courier.connection).toBe(1);
     courier.resume();
     await within(Promise.resolve(result), 5000);
-    await sender.flush();
+    await link.sender.flush();
     await expect.poll(() => arrived, { timeout: 5000 }).toEqual(['log:first', 'event:second', 'result:third']);
   });
 
@@ -70,10 +58,10 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
     const subject = `hold.${newPool('in-flight')}`;
     let arrived = 0;
     // A receiver that takes parts and answers none (its answers lost with the connection).
-    receiver.subscribe(subject, { callback: () => void arrived++ });
-    await receiver.flush();
-    const courier = new Courier(sender);
-    const body = randomBytes(courierPartBytes(sender) * 3);
+    link.receiver.subscribe(subject, { callback: () => void arrived++ });
+    await link.receiver.flush();
+    const courier = new Courier(link.sender);
+    const body = randomBytes(courierPartBytes(link.sender) * 3);
     const sent = courier.request(subject, 'input', 'exec-2', body, 60_000).catch((error: unknown) => error);
     await expect.poll(() => arrived, { timeout: 5000 }).toBe(1);
     courier.hold();
@@ -85,19 +73,19 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
     const subject = `hold.${newPool('between')}`;
     const assembler = new PartsAssembler(64 * 1024 * 1024, workerParts(() => 0));
     let arrived = 0;
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived++;
         if (assembler.take(msg, readHeaders(msg), 'exec-3')) msg.respond(text('done'));
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     // Told as the first part's answer is taken: no other part waits for an answer then.
-    const courier: Courier = new Courier(sender, undefined, { onPartTaken: () => courier.hold() });
-    const body = randomBytes(courierPartBytes(sender) * 3);
+    const courier: Courier = new Courier(link.sender, undefined, { onPartTaken: () => courier.hold() });
+    const body = randomBytes(courierPartBytes(link.sender) * 3);
     const error = await within(courier.request(subject, 'input', 'exec-3', body, 10_000).catch((e: unknown) => e), 5000);
     expect(error).toMatchObject({ message: 'the connection to the NATS server dropped while this body was being sent' });
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(arrived).toBe(1);
   });
@@ -106,13 +94,13 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
     const subject = `hold.${newPool('paced')}`;
     const arrived: string[] = [];
     // A receiver that acknowledges nothing: the acknowledgement asked for would come after PACE_TIMEOUT_MS (10 s).
-    receiver.subscribe(subject, { callback: (_error, msg: Msg) => void arrived.push(new TextDecoder().decode(msg.data)) });
-    await receiver.flush();
-    const courier = new Courier(sender);
+    link.receiver.subscribe(subject, { callback: (_error, msg: Msg) => void arrived.push(new TextDecoder().decode(msg.data)) });
+    await link.receiver.flush();
+    const courier = new Courier(link.sender);
     // PACE_MESSAGES (256) log lines: the last one asks to be acknowledged, and what follows waits for it.
     for (let n = 0; n < 256; n++) courier.post(subject, 'log', 'exec-4', text(`line ${n}`));
     courier.post(subject, 'log', 'exec-4', text('after'));
-    await sender.flush();
+    await link.sender.flush();
     await expect.poll(() => arrived.length, { timeout: 5000 }).toBe(256);
     await sleep(100);
     expect(arrived).not.toContain('after');
@@ -128,7 +116,7 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
   it('holds 16 MiB of log lines and events while the connection is down: what is over it is dropped and said in one notice, and no execution is failed for it', async () => {
     const { subject, arrived } = await listen('held-bound');
     const outpaced: string[] = [];
-    const courier = new Courier(sender, undefined, { onOutpaced: (_subject, executionId) => void outpaced.push(executionId) });
+    const courier = new Courier(link.sender, undefined, { onOutpaced: (_subject, executionId) => void outpaced.push(executionId) });
     courier.hold();
     for (let n = 0; n < HELD_EVENTS + 2; n++) courier.post(subject, 'event', 'exec-5', new Uint8Array(EVENT_BYTES));
     // A result is always held, however much output waits (this one would not fit beside it).
@@ -147,7 +135,7 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
     let arrived = 0;
     let asked = 0;
     let answer: () => void = () => undefined;
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived++;
         if (!msg.reply) return;
@@ -155,8 +143,8 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
         answer = () => msg.respond();
       },
     });
-    await receiver.flush();
-    const courier = new Courier(sender);
+    await link.receiver.flush();
+    const courier = new Courier(link.sender);
     for (let n = 0; n < 256 + 255; n++) courier.post(subject, 'log', 'exec-7', text(`line ${n}`));
     await expect.poll(() => asked, { timeout: 5000 }).toBe(1);
     expect(courier.outputWaits(subject)).toBeUndefined();
@@ -175,10 +163,10 @@ describe('Courier: held while its connection is down, on a real nats-server', ()
   it("fails the execution of an event that finds 16 MiB waiting for the receiver's acknowledgement (onOutpaced)", async () => {
     const subject = `hold.${newPool('outpaced')}`;
     // A receiver that acknowledges nothing.
-    receiver.subscribe(subject, { callback: () => undefined });
-    await receiver.flush();
+    link.receiver.subscribe(subject, { callback: () => undefined });
+    await link.receiver.flush();
     const outpaced: string[] = [];
-    const courier = new Courier(sender, undefined, { onOutpaced: (_subject, executionId) => void outpaced.push(executionId) });
+    const courier = new Courier(link.sender, undefined, { onOutpaced: (_subject, executionId) => void outpaced.push(executionId) });
     // The second event asks to be acknowledged (PACE_BYTES), and the rest wait for it: 16 MiB of them, then two more.
     for (let n = 0; n < HELD_EVENTS + 4; n++) courier.post(subject, 'event', 'exec-6', new Uint8Array(EVENT_BYTES));
     expect([...new Set(outpaced)]).toEqual(['exec-6']);

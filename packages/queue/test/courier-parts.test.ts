@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
+import { headers, type Msg } from '@nats-io/transport-node';
 import { Courier, courierPartBytes } from '../src/shared/courier.js';
 import { TransferRefusedError } from '../src/shared/transfer-refused.js';
 import { HOST_PARTS, PartsAssembler, workerParts } from '../src/shared/parts-assembler.js';
 import { PartsWindow } from '../src/shared/parts-window.js';
 import { readHeaders } from '../src/shared/wire.js';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, serverConnections } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -15,19 +15,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 // per round trip; never more than the window's bound, so that a receiver that stops answering
 // holds the sender back.
 describe('Courier: a large body in parts, on a real nats-server', () => {
-  let server: Awaited<ReturnType<typeof natsServer>>;
-  let sender: NatsConnection;
-  let receiver: NatsConnection;
-  beforeAll(async () => {
-    server = await natsServer();
-    sender = await connect({ servers: server.url });
-    receiver = await connect({ servers: server.url });
-  });
-  afterAll(async () => {
-    await sender?.close();
-    await receiver?.close();
-    await server?.stop();
-  });
+  const link = serverConnections('sender', 'receiver');
 
   it('several parts wait for their answers at once, at most PartsWindow.MAX_PARTS, and the body arrives whole and in order', async () => {
     const subject = `parts.${newPool('window')}`;
@@ -36,7 +24,7 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     let arrived = 0;
     let answeredAtOnce = 4;
     let whole: Uint8Array | undefined;
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg) => {
         arrived++;
         // The first parts are answered at once (the sender learns the link is fast); the rest are held.
@@ -51,10 +39,10 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
         else held.push(take);
       },
     });
-    await receiver.flush();
-    const partBytes = courierPartBytes(sender);
+    await link.receiver.flush();
+    const partBytes = courierPartBytes(link.sender);
     const body = randomBytes(partBytes * 20 + 123);
-    const reply = new Courier(sender).request(subject, 'input', 'exec-1', body, 10_000);
+    const reply = new Courier(link.sender).request(subject, 'input', 'exec-1', body, 10_000);
     await sleep(500);
     // The four answered, then as many more as the window let go: more than one, never past the bound.
     const waitingAtOnce = arrived - 4;
@@ -75,18 +63,18 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
 
   it('a receiver whose limit the body passes refuses it at that part: the sender stops there with TransferRefusedError', async () => {
     const subject = `parts.${newPool('refused')}`;
-    const partBytes = courierPartBytes(sender);
+    const partBytes = courierPartBytes(link.sender);
     const assembler = new PartsAssembler(partBytes * 2, workerParts(() => 0));
     let arrived = 0;
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg: Msg) => {
         arrived++;
         assembler.take(msg, readHeaders(msg), 'exec-2');
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     const body = randomBytes(partBytes * 40);
-    const error = await new Courier(sender).request(subject, 'input', 'exec-2', body, 10_000).catch((e: unknown) => e);
+    const error = await new Courier(link.sender).request(subject, 'input', 'exec-2', body, 10_000).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TransferRefusedError);
     expect((error as TransferRefusedError).limit).toBe(partBytes * 2);
     expect((error as TransferRefusedError).bytes).toBe(body.length);
@@ -101,18 +89,18 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     let callsPending = 1;
     const assembler = new PartsAssembler(64 * 1024 * 1024, workerParts(() => callsPending));
     const whole: string[] = [];
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg) => {
         const body = assembler.take(msg, readHeaders(msg), 'exec-3');
         if (body) whole.push(new TextDecoder().decode(body));
         else if (msg.reply) msg.respond();
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     const part = (transfer: string, index: number, text: string) => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'rpc-reply', 'Kb-Exec-Id': 'exec-3', 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
-      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+      link.sender.publish(subject, new TextEncoder().encode(text), { headers: h });
     };
     // One cut off halfway (its call failed with the link), then the reply to the call made again.
     part('cut-off', 0, 'lost ');
@@ -121,12 +109,12 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     // The one cut off was let go for it: its last part, late, completes nothing.
     part('cut-off', 1, 'reply');
     // No call in flight: a reply is not held.
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     callsPending = 0;
     part('unasked', 0, 'not ');
     part('unasked', 1, 'held');
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(whole).toEqual(['an answer']);
   });
@@ -135,24 +123,24 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     const subject = `parts.${newPool('lane')}`;
     const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
     const whole: string[] = [];
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg) => {
         const body = assembler.take(msg, readHeaders(msg), 'exec-4');
         if (body) whole.push(new TextDecoder().decode(body));
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     const part = (transfer: string, index: number, text: string) => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'exec-4', 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
-      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+      link.sender.publish(subject, new TextEncoder().encode(text), { headers: h });
     };
     // A result cut off halfway, sent again whole: the first one's rest comes late.
     part('first', 0, 'lost ');
     part('again', 0, 'the ');
     part('first', 1, 'result');
     part('again', 1, 'result');
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(whole).toEqual(['the result']);
   });
@@ -161,28 +149,28 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     const subject = `parts.${newPool('stray')}`;
     const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
     const whole: string[] = [];
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg) => {
         const wire = readHeaders(msg);
         const body = assembler.take(msg, wire, wire.executionId === 'gone' ? undefined : wire.executionId);
         if (body) whole.push(new TextDecoder().decode(body));
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     const part = (transfer: string, execution: string, index: number, text: string) => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': execution, 'Kb-Part': `${index}/2`, 'Kb-Transfer': transfer })) h.set(name, value);
-      return sender.request(subject, new TextEncoder().encode(text), { headers: h, timeout: 5000 });
+      return link.sender.request(subject, new TextEncoder().encode(text), { headers: h, timeout: 5000 });
     };
     await expect(part('stray', 'gone', 0, 'nobody ')).resolves.toBeDefined();
     // A transfer begun for one execution and ended under another's name is not the other's body.
     await part('mixed', 'exec-5', 0, 'not ');
-    sender.publish(subject, new TextEncoder().encode('mine'), { headers: (() => {
+    link.sender.publish(subject, new TextEncoder().encode('mine'), { headers: (() => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'exec-6', 'Kb-Part': '1/2', 'Kb-Transfer': 'mixed' })) h.set(name, value);
       return h;
     })() });
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(whole).toEqual([]);
   });
@@ -191,32 +179,32 @@ describe('Courier: a large body in parts, on a real nats-server', () => {
     const subject = `parts.${newPool('sweep')}`;
     const assembler = new PartsAssembler(64 * 1024 * 1024, HOST_PARTS);
     const whole: string[] = [];
-    receiver.subscribe(subject, {
+    link.receiver.subscribe(subject, {
       callback: (_error, msg) => {
         const wire = readHeaders(msg);
         const body = assembler.take(msg, wire, wire.executionId);
         if (body) whole.push(new TextDecoder().decode(body));
       },
     });
-    await receiver.flush();
+    await link.receiver.flush();
     const part = (execution: string, index: number, text: string) => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': execution, 'Kb-Part': `${index}/3`, 'Kb-Transfer': `t-${execution}` })) h.set(name, value);
-      sender.publish(subject, new TextEncoder().encode(text), { headers: h });
+      link.sender.publish(subject, new TextEncoder().encode(text), { headers: h });
     };
     part('idle', 0, 'swept ');
     part('busy', 0, 'kept ');
     part('idle', 1, 'right ');
-    await sender.flush();
+    await link.sender.flush();
     await sleep(300);
     // Begun as long ago as the idle one, but a part came since.
     part('busy', 1, 'all ');
-    await sender.flush();
-    await receiver.flush();
+    await link.sender.flush();
+    await link.receiver.flush();
     assembler.sweep(150);
     part('idle', 2, 'away');
     part('busy', 2, 'through');
-    await sender.flush();
+    await link.sender.flush();
     await sleep(200);
     expect(whole).toEqual(['kept all through']);
   });

@@ -37,18 +37,22 @@ export async function natsServer(): Promise<NatsServerHandle> {
   return startNatsServer({ maxPayload: '8MB' });
 }
 
-/** The tests' NATS server and one connection to it, made before the file's (or describe block's) tests and closed after: `link.nc`. */
-export function serverConnection(): { nc: NatsConnection } {
-  const link = {} as { nc: NatsConnection; server: NatsServerHandle };
+/**
+ * The tests' NATS server and a connection to it for each name, made before the file's (or describe
+ * block's) tests and closed after: `serverConnections('sender', 'receiver').sender`.
+ */
+export function serverConnections<Name extends string>(...names: Name[]): Record<Name, NatsConnection> {
+  const links = {} as Record<Name, NatsConnection>;
+  let server: NatsServerHandle | undefined;
   beforeAll(async () => {
-    link.server = await natsServer();
-    link.nc = await connect({ servers: link.server.url });
+    server = await natsServer();
+    for (const name of names) links[name] = await connect({ servers: server.url });
   });
   afterAll(async () => {
-    await link.nc?.close();
-    await link.server?.stop();
+    for (const name of names) await links[name]?.close();
+    await server?.stop();
   });
-  return link;
+  return links;
 }
 
 export interface WorkerProcess {

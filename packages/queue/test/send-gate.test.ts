@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { SendGate } from '../src/shared/send-gate.js';
-import { newPool, serverConnection } from './helpers.js';
+import { newPool, serverConnections } from './helpers.js';
 
 // A connection's results of one message each wait at its SendGate while what went before them is
 // not known to be at the server. What a flush confirms stops counting: a worker that has sent more
 // over its connection's life than the gate ever lets wait at once (8 MiB) still sends.
-const link = serverConnection();
+const link = serverConnections('nc');
 
 describe('SendGate, on a real nats-server', () => {
   it("lets through more than it ever lets wait at once, over a connection's life: what each flush confirms no longer counts", async () => {
