@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionEvent, IExecutionBackend, LogEntry, PluginSource } from '@kb-labs/plugin-execution-core';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 
@@ -53,6 +54,34 @@ export function serverConnections<Name extends string>(...names: Name[]): Record
     await server?.stop();
   });
   return links;
+}
+
+/** The tests' server, a connection to it and that connection's JetStream manager. */
+export interface TestServer {
+  url: string;
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+}
+
+/**
+ * The tests' server with one connection (a peer's, or the one a test makes streams by hand with)
+ * and its JetStream manager, filled in before a file's (or describe block's) tests and closed
+ * after: `const nats = testServer();` then `nats.url`, `nats.nc`, `nats.jsm` inside the tests.
+ */
+export function testServer(): TestServer {
+  const shared = {} as TestServer;
+  let server: NatsServerHandle | undefined;
+  beforeAll(async () => {
+    server = await natsServer();
+    shared.url = server.url;
+    shared.nc = await connect({ servers: server.url });
+    shared.jsm = await jetstreamManager(shared.nc);
+  });
+  afterAll(async () => {
+    await shared.nc?.close();
+    await server?.stop();
+  });
+  return shared;
 }
 
 export interface WorkerProcess {

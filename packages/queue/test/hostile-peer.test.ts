@@ -5,14 +5,13 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { BASIC, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, startExecutionWorker, type ExecutionWorker } from '@kb-labs/plugin-execution-queue';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { natsServer, newPool } from './helpers.js';
+import { headers } from '@nats-io/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newPool, testServer } from './helpers.js';
 import { QUEUE_PROTOCOL_VERSION } from '../src/shared/wire.js';
 
-let server: Awaited<ReturnType<typeof natsServer>>;
-let peer: NatsConnection;
+/** `nats.nc` is the peer's connection: it has the pool's credentials, as a host or worker would. */
+const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -35,13 +34,13 @@ async function heldSince(before: number, gc: () => void): Promise<number> {
 }
 
 async function worker(pool: string): Promise<ExecutionWorker> {
-  const started = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
+  const started = await startExecutionWorker({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
   closing.push(() => started.close());
   return started;
 }
 
 function host(pool: string): QueueBackend {
-  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 3000 });
+  const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 3000 });
   closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
   return backend;
 }
@@ -52,22 +51,12 @@ async function forgeTask(pool: string, caller: string, extra: Record<string, str
   const h = headers();
   for (const [name, value] of Object.entries({ 'Kb-Kind': 'task', 'Kb-Exec-Id': id, 'Kb-Reply': caller, 'Kb-Lost-Ms': '3000', 'Kb-Protocol': '2', ...extra })) h.set(name, value);
   const body = forgedBody ? forgedBody(id) : { executionId: id, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'echo', input: 1, inputFollows: false, context: {}, timeoutMs: 5000, workspace: false, keepWorkspace: false };
-  await peer.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: h, timeout: 5000 });
+  await nats.nc.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: h, timeout: 5000 });
   return id;
 }
 
-beforeAll(async () => {
-  server = await natsServer();
-  peer = await connect({ servers: server.url });
-});
-
 afterEach(async () => {
   await Promise.all(closing.splice(0).map((close) => close()));
-});
-
-afterAll(async () => {
-  await peer?.close();
-  await server?.stop();
 });
 
 describe('a peer answering a worker as a caller would not', () => {
@@ -77,7 +66,7 @@ describe('a peer answering a worker as a caller would not', () => {
     const answers = [v8.serialize(null), v8.serialize({ accept: true }), v8.serialize({ accept: 'yes', remainingMs: 1000 })];
     let asked = 0;
     const caller = `kbexec.${pool}.caller.evil`;
-    const sub = peer.subscribe(caller, {
+    const sub = nats.nc.subscribe(caller, {
       callback: (_error, msg) => {
         if (msg.headers?.get('Kb-Kind') === 'started') msg.respond(answers[asked++ % answers.length]!);
       },
@@ -101,11 +90,11 @@ describe('a task a peer forged with headers no host sends', () => {
     const pool = newPool('forged-reply');
     await worker(pool);
     const kinds: string[] = [];
-    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
+    const onTasks = nats.nc.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void kinds.push(msg.headers?.get('Kb-Kind') ?? '?') });
     const caller = `kbexec.${pool}.caller.evil`;
     let askedCaller = 0;
     // Every subject under the pool's callers: one of more than one token after `caller.` is no host's.
-    const onCaller = peer.subscribe(`kbexec.${pool}.caller.>`, { callback: () => void askedCaller++ });
+    const onCaller = nats.nc.subscribe(`kbexec.${pool}.caller.>`, { callback: () => void askedCaller++ });
     try {
       await forgeTask(pool, `kbexec.${pool}.tasks`);
       for (const lostMs of ['-1', '0.001', 'soon', '1e12']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
@@ -119,8 +108,7 @@ describe('a task a peer forged with headers no host sends', () => {
     // Before: the worker sent its `started` into the tasks subject, then `withdrawn`, and handed the task back, again and again.
     expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task', 'task']);
     expect(askedCaller).toBe(0);
-    const jsm = await jetstreamManager(peer);
-    expect((await jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
+    expect((await nats.jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
     const result = await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { timeoutMs: 20_000 });
     expectOk(result);
   }, 30_000);
@@ -139,9 +127,9 @@ describe('a presence a peer forged', () => {
       null,
       'not a presence',
     ];
-    for (const body of forged) peer.publish(`kbexec.${pool}.presence`, v8.serialize(body));
-    peer.publish(`kbexec.${pool}.presence`, new Uint8Array([1, 2, 3]));
-    await peer.flush();
+    for (const body of forged) nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(body));
+    nats.nc.publish(`kbexec.${pool}.presence`, new Uint8Array([1, 2, 3]));
+    await nats.nc.flush();
     await sleep(500);
     // Before, the first made health() reject (a TypeError) for as long as it was listed: for ever.
     const health = await backend.health();
@@ -155,8 +143,8 @@ describe('a presence a peer forged', () => {
     const backend = host(pool);
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 20_000 }));
     const silent = { id: 'silent', host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: 'x', plugins: [] };
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(silent));
-    await peer.flush();
+    nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(silent));
+    await nats.nc.flush();
     await waitFor(async () => (await backend.health()).isolation.reason.includes('differ'), 5000);
     const { isolation } = await backend.health();
     expect(isolation.active).toBe('none');
@@ -172,8 +160,8 @@ describe('a presence a peer forged', () => {
     try {
       // ESC sets a terminal's title, CSI (a C1 control) starts an escape sequence as ESC does, U+202E turns the rest of the line round.
       const forged = { id: running.id, host: 'evil\x1b]0;x\x07\u009b31m\u202e', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: 'in-process' };
-      peer.publish(`kbexec.${pool}.presence`, v8.serialize(forged));
-      await peer.flush();
+      nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(forged));
+      await nats.nc.flush();
       await expect.poll(() => warnings.filter((w) => (w as { code?: string }).code === 'KB_PLUGIN_WORKER_ID_IN_USE').length, { timeout: 5000 }).toBe(1);
     } finally {
       process.off('warning', onWarning);
@@ -190,14 +178,14 @@ describe('an input a peer sends a worker for a task that carries its own', () =>
     const running = await worker(pool);
     const caller = `kbexec.${pool}.caller.evil`;
     let result: unknown;
-    const sub = peer.subscribe(caller, {
+    const sub = nats.nc.subscribe(caller, {
       callback: (_error, msg) => {
         const kind = msg.headers?.get('Kb-Kind');
         if (kind === 'started') {
           // Ahead of the accept, on the same connection: the worker reads it first.
           const h = headers();
           for (const [name, value] of Object.entries({ 'Kb-Kind': 'input', 'Kb-Exec-Id': msg.headers?.get('Kb-Exec-Id') ?? '', 'Kb-Reply': caller })) h.set(name, value);
-          peer.publish(`kbexec.${pool}.worker.${running.id}`, v8.serialize('forged'), { headers: h });
+          nats.nc.publish(`kbexec.${pool}.worker.${running.id}`, v8.serialize('forged'), { headers: h });
           msg.respond(v8.serialize({ accept: true, remainingMs: 10_000 }));
         } else if (kind === 'heartbeat') msg.respond(v8.serialize({ unknown: [] }));
         else if (kind === 'result') result = v8.deserialize(msg.data);
@@ -222,8 +210,8 @@ describe('a body in parts a peer sends a host', () => {
     await worker(pool);
     // The host's subject, as anyone who sees its tasks learns it.
     let caller = '';
-    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
-    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], maxPayloadBytes: 1024 * 1024 });
+    const onTasks = nats.nc.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], maxPayloadBytes: 1024 * 1024 });
     closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
     const stop = new AbortController();
     // Running until the test stops it: the floods below took over 30 s with a third of a core.
@@ -234,7 +222,7 @@ describe('a body in parts a peer sends a host', () => {
     const send = async (executionId: string, transfer: string, kind = 'result', index = 0) => {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': kind, 'Kb-Exec-Id': executionId, 'Kb-Part': `${index}/30`, 'Kb-Transfer': transfer })) h.set(name, value);
-      const answer = await peer.request(caller, part, { headers: h, timeout: 5000 });
+      const answer = await nats.nc.request(caller, part, { headers: h, timeout: 5000 });
       return answer.headers?.get('Kb-Refused') ?? 'taken';
     };
     const heldAfter = async (flood: () => Promise<unknown>) => {
@@ -256,7 +244,7 @@ describe('a body in parts a peer sends a host', () => {
     // A part past the host's limit for one body is refused, naming it.
     const h = headers();
     for (const [name, value] of Object.entries({ 'Kb-Kind': 'result', 'Kb-Exec-Id': 'held-open', 'Kb-Part': '0/3', 'Kb-Transfer': 'too-big' })) h.set(name, value);
-    const refused = await peer.request(caller, new Uint8Array(2 * 1024 * 1024), { headers: h, timeout: 5000 });
+    const refused = await nats.nc.request(caller, new Uint8Array(2 * 1024 * 1024), { headers: h, timeout: 5000 });
     expect(refused.headers?.get('Kb-Refused')).toBe(String(1024 * 1024));
     stop.abort();
     expect((await running).ok).toBe(false);
@@ -271,7 +259,7 @@ describe('a body in parts a peer sends a worker', () => {
     const running = await worker(pool);
     const caller = `kbexec.${pool}.caller.evil`;
     let started = false;
-    const sub = peer.subscribe(caller, {
+    const sub = nats.nc.subscribe(caller, {
       callback: (_error, msg) => {
         const kind = msg.headers?.get('Kb-Kind');
         if (kind === 'started') msg.respond(v8.serialize({ accept: true, remainingMs: 60_000 }));
@@ -285,7 +273,7 @@ describe('a body in parts a peer sends a worker', () => {
     const task = headers();
     for (const [name, value] of Object.entries({ 'Kb-Kind': 'task', 'Kb-Exec-Id': executionId, 'Kb-Reply': caller, 'Kb-Lost-Ms': '3000', 'Kb-Protocol': '2' })) task.set(name, value);
     const body = { executionId, pluginId: BASIC, pluginVersion: '1.0.0', handlerId: 'slow', input: { ms: 60_000 }, inputFollows: false, context: {}, timeoutMs: 60_000, workspace: false, keepWorkspace: false };
-    await peer.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: task, timeout: 5000 });
+    await nats.nc.request(`kbexec.${pool}.tasks`, v8.serialize(body), { headers: task, timeout: 5000 });
     await expect.poll(() => started, { timeout: 10_000 }).toBe(true);
     const part = new Uint8Array(512 * 1024).fill(7);
     gc();
@@ -293,7 +281,7 @@ describe('a body in parts a peer sends a worker', () => {
     for (let i = 0; i < 300; i++) {
       const h = headers();
       for (const [name, value] of Object.entries({ 'Kb-Kind': 'rpc-reply', 'Kb-Exec-Id': executionId, 'Kb-Reply': caller, 'Kb-Part': '0/30', 'Kb-Transfer': `reply-${i}` })) h.set(name, value);
-      await peer.request(`kbexec.${pool}.worker.${running.id}`, part, { headers: h, timeout: 5000 });
+      await nats.nc.request(`kbexec.${pool}.worker.${running.id}`, part, { headers: h, timeout: 5000 });
     }
     const held = await heldSince(before, gc);
     sub.unsubscribe();
@@ -307,13 +295,13 @@ describe('a log line or result a peer forged for a running execution', () => {
     const pool = newPool('forged-output');
     await worker(pool);
     let caller = '';
-    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    const onTasks = nats.nc.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
     const backend = host(pool);
     const forge = (executionId: string, kind: string, body: unknown) => {
       const h = headers();
       h.set('Kb-Kind', kind);
       h.set('Kb-Exec-Id', executionId);
-      peer.publish(caller, v8.serialize(body), { headers: h });
+      nats.nc.publish(caller, v8.serialize(body), { headers: h });
     };
     const cases: Array<[string, unknown]> = [['log', {}], ['log', { level: 'nonsense', message: { a: 1 }, stream: 42 }], ['result', {}], ['result', { ok: false }]];
     for (const [n, [kind, body]] of cases.entries()) {
@@ -338,7 +326,7 @@ describe('a task a peer forged with a body no host sends', () => {
     await worker(pool);
     const caller = `kbexec.${pool}.caller.evil`;
     const results = new Map<string, unknown>();
-    const sub = peer.subscribe(caller, {
+    const sub = nats.nc.subscribe(caller, {
       callback: (_error, msg) => {
         const kind = msg.headers?.get('Kb-Kind');
         if (kind === 'started') msg.respond(v8.serialize({ accept: true, remainingMs: 10_000 }));

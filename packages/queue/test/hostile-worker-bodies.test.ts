@@ -4,27 +4,17 @@
 import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend, startExecutionWorker, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { headers } from '@nats-io/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
 import { readPresence } from '../src/shared/presence.js';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, testServer } from './helpers.js';
 
-let server: Awaited<ReturnType<typeof natsServer>>;
-let peer: NatsConnection;
+/** `nats.nc` is the peer's connection: it has the pool's credentials, as a host or worker would. */
+const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
-
-beforeAll(async () => {
-  server = await natsServer();
-  peer = await connect({ servers: server.url });
-});
 
 afterEach(async () => {
   await Promise.all(closing.splice(0).map((close) => close()));
-});
-
-afterAll(async () => {
-  await peer?.close();
-  await server?.stop();
 });
 
 /** A host of a pool no worker serves, and its caller subject and tasks' ids as anyone who sees its tasks learns them. */
@@ -32,13 +22,13 @@ async function lonelyHost(name: string): Promise<{ backend: QueueBackend; caller
   const pool = newPool(name);
   const taskIds = new Map<string, string>();
   let caller = '';
-  const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, {
+  const onTasks = nats.nc.subscribe(`kbexec.${pool}.tasks`, {
     callback: (_error, msg) => {
       caller ||= msg.headers?.get('Kb-Reply') ?? '';
       taskIds.set(msg.headers?.get('Kb-Exec-Id') ?? '', msg.headers?.get('Nats-Msg-Id') ?? '');
     },
   });
-  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 1000 });
+  const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], workerLostMs: 1000 });
   closing.push(async () => {
     onTasks.unsubscribe();
     await backend.shutdown({ timeoutMs: 2000 });
@@ -76,7 +66,7 @@ describe('a `started` whose worker is not of the shape workers send', () => {
       for (const [n, [body, named]] of cases.entries()) {
         const executionId = `forged-start-${n}`;
         const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
-        const answer = await peer.request(await caller(), v8.serialize(body), { headers: forged('started', executionId), timeout: 5000 });
+        const answer = await nats.nc.request(await caller(), v8.serialize(body), { headers: forged('started', executionId), timeout: 5000 });
         expect(v8.deserialize(answer.data), named).toMatchObject({ accept: false, reason: expect.stringContaining(named) });
         const result = await running;
         expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
@@ -95,12 +85,12 @@ describe('a `started` whose worker is not of the shape workers send', () => {
 describe("an event or a platform call of another type than its kind's", () => {
   it('fails the execution as a protocol fault (WORKER_CRASHED): a { type: "result" } closed its session, a { type: "log" } logged a line of level "nonsense"', async () => {
     const pool = newPool('forged-relay');
-    const worker = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
+    const worker = await startExecutionWorker({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2 });
     closing.push(() => worker.close());
     let caller = '';
-    const onTasks = peer.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
+    const onTasks = nats.nc.subscribe(`kbexec.${pool}.tasks`, { callback: (_error, msg) => void (caller ||= msg.headers?.get('Kb-Reply') ?? '') });
     closing.push(async () => onTasks.unsubscribe());
-    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
     closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
     const cases: Array<[string, unknown]> = [
       ['rpc', { type: 'log', level: 'nonsense', message: 'forged' }],
@@ -114,7 +104,7 @@ describe("an event or a platform call of another type than its kind's", () => {
       const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 3000 }, executionId }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
       await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
       await new Promise((resolve) => setTimeout(resolve, 500));
-      peer.publish(caller, v8.serialize(body), { headers: forged(kind, executionId) });
+      nats.nc.publish(caller, v8.serialize(body), { headers: forged(kind, executionId) });
       const result = await running;
       const what = `${kind} ${JSON.stringify(body)}`;
       expect(result.ok ? undefined : result.error, what).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'protocol' } });
@@ -139,9 +129,9 @@ describe("a result whose meta is not of the shape workers send", () => {
       const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
       const to = await caller();
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-      const answer = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
-      peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: forged('result', executionId) });
+      nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: forged('result', executionId) });
       const result = await running;
       expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
       expect(result.meta, named).toMatchObject({ artifacts: [], runnerId: 'w1', pid: 1 });
@@ -162,7 +152,7 @@ describe('text a worker sends, quoted in messages and health()', () => {
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    await peer.request(to, v8.serialize({ worker: { id: 'w1', host: evil, pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: evil, pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
     // No heartbeat follows: lost after workerLostMs.
     const result = await running;
     const error = result.ok ? undefined : result.error;
@@ -174,19 +164,19 @@ describe('text a worker sends, quoted in messages and health()', () => {
 
   it("a presence's backend and isolation reason: health() writes their control characters out (its id, a worker's id, has none: readPresence)", async () => {
     const pool = newPool('shown-presence');
-    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
     closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
     await backend.health();
     const presence = (id: string, active: string) => ({ id, host: 'h', pid: 1, concurrency: 1, running: 0, heartbeatMs: 1000, backend: `in-process${evil}`, isolation: { active, layers: [], reason: `reason${evil}` } });
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('one', 'none')));
-    await peer.flush();
+    nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(presence('one', 'none')));
+    await nats.nc.flush();
     await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 1 });
     const alone = (await backend.health()).isolation?.reason ?? '';
     expect(alone).toContain(`each on its local in-process${shown} backend: reason${shown}`);
     expect(alone).not.toMatch(raw);
     // Two workers that differ: each named by its id and backend.
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('two', 'process')));
-    await peer.flush();
+    nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(presence('two', 'process')));
+    await nats.nc.flush();
     await expect.poll(async () => (await backend.stats()).runners, { timeout: 5000 }).toMatchObject({ workersSeen: 2 });
     const differ = (await backend.health()).isolation?.reason ?? '';
     expect(differ).toContain(`none: one (in-process${shown})`);
@@ -199,7 +189,7 @@ describe('a presence of figures or text beyond what workers send', () => {
 
   it("is dropped, or its isolation reason cut: a worker of 1e9 slots was listed in stats(), a 100,000-character reason quoted whole in health()", async () => {
     const pool = newPool('presence-bounds');
-    const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+    const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
     closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
     await backend.health();
     const beyond = [
@@ -209,11 +199,11 @@ describe('a presence of figures or text beyond what workers send', () => {
       presence('x'.repeat(65)),
       presence('active', { isolation: { active: 'x'.repeat(1000), layers: [], reason: 'r' } }),
     ];
-    for (const body of beyond) peer.publish(`kbexec.${pool}.presence`, v8.serialize(body));
+    for (const body of beyond) nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(body));
     // Published last, heard last: once it is listed, the others were read.
     const reason = 'r'.repeat(100_000);
-    peer.publish(`kbexec.${pool}.presence`, v8.serialize(presence('long', { isolation: { active: 'thread', layers: ['worker thread'], reason } })));
-    await peer.flush();
+    nats.nc.publish(`kbexec.${pool}.presence`, v8.serialize(presence('long', { isolation: { active: 'thread', layers: ['worker thread'], reason } })));
+    await nats.nc.flush();
     const runners = async () => (await backend.stats()).runners as QueueRunnerStats;
     await expect.poll(async () => (await runners()).workersSeen, { timeout: 5000 }).toBeGreaterThan(0);
     expect((await runners()).workers.map((worker) => worker.id)).toEqual(['long']);
@@ -243,11 +233,11 @@ describe("a result's Kb-Output-Sent header of more log lines and events than its
       const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void (entry.level === 'warn' && warnings.push(entry.message)) });
       const to = await caller();
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-      const answer = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
       const h = forged('result', executionId);
       h.set('Kb-Output-Sent', sent);
-      peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: h });
+      nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: h });
       expect(await running, sent).toMatchObject({ ok: true, data: 'forged' });
       expect(warnings, sent).toEqual(said === undefined ? [] : [expect.stringContaining(said)]);
     }
@@ -262,15 +252,15 @@ describe('a log line of a longer logger message than the runtime lets through', 
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void logs.push(entry) });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
     const cutByRuntime = `${'c'.repeat(64 * 1024)}… [${100_000 - 64 * 1024} more characters]`;
     const lines = [
       { level: 'info', message: 'x'.repeat(100_000), stream: 'logger' },
       { level: 'info', message: cutByRuntime, stream: 'logger' },
       { level: 'info', message: 'o'.repeat(100_000), stream: 'stdout' },
     ];
-    for (const line of lines) peer.publish(to, v8.serialize(line), { headers: forged('log', executionId) });
-    peer.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    for (const line of lines) nats.nc.publish(to, v8.serialize(line), { headers: forged('log', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
     expect(await running).toMatchObject({ ok: true });
     expect(logs.map(({ message, stream }) => ({ message, stream }))).toEqual([
       { message: `${'x'.repeat(64 * 1024)}… [truncated by the host]`, stream: 'logger' },
@@ -288,7 +278,7 @@ describe('a `started` for an execution another worker has started', () => {
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
     const start = async (worker: string, task = taskIds.get(executionId)) => {
-      const answer = await peer.request(to, v8.serialize({ worker: { id: worker, host: 'h1', pid: 1 }, task }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: worker, host: 'h1', pid: 1 }, task }), { headers: forged('started', executionId), timeout: 5000 });
       return v8.deserialize(answer.data) as unknown;
     };
     // The task of an earlier execution under the same id would run that one's input for this one.
@@ -296,7 +286,7 @@ describe('a `started` for an execution another worker has started', () => {
     expect(await start('w1')).toMatchObject({ accept: true });
     expect(await start('w2')).toMatchObject({ accept: false, retry: true, reason: expect.stringContaining('already started by worker w1') });
     expect(await start('w1')).toMatchObject({ accept: false });
-    peer.publish(to, v8.serialize({ ok: true, data: 'once', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'once', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
     const result = await running;
     expect(result).toMatchObject({ ok: true, data: 'once', meta: { runnerId: 'w1' } });
   }, 60_000);
@@ -309,12 +299,12 @@ describe('a heartbeat naming an execution another worker runs', () => {
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000 });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    const started = await peer.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    const started = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
     expect(v8.deserialize(started.data)).toMatchObject({ accept: true });
     const beat = async (worker: string) => {
       const h = headers();
       h.set('Kb-Kind', 'heartbeat');
-      const answer = await peer.request(to, v8.serialize({ worker, executions: [executionId] }), { headers: h, timeout: 5000 });
+      const answer = await nats.nc.request(to, v8.serialize({ worker, executions: [executionId] }), { headers: h, timeout: 5000 });
       return v8.deserialize(answer.data) as { unknown: string[] };
     };
     expect(await beat('w2')).toEqual({ unknown: [executionId] });

@@ -3,41 +3,27 @@
 // pulling from a consumer that loses hand-backs or a stream that never gets the pool's tasks.
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { startExecutionWorker } from '@kb-labs/plugin-execution-queue';
-import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { natsServer, newPool } from './helpers.js';
+import { AckPolicy, DiscardPolicy, RetentionPolicy } from '@nats-io/jetstream';
+import { describe, expect, it } from 'vitest';
+import { newPool, testServer } from './helpers.js';
 
-let server: Awaited<ReturnType<typeof natsServer>>;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+const nats = testServer();
 
 function worker(pool: string) {
-  return startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+  return startExecutionWorker({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
 }
 
 async function addStream(pool: string): Promise<string> {
   const stream = `KBEXEC_${pool}`;
-  await jsm.streams.add({ name: stream, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000 });
+  await nats.jsm.streams.add({ name: stream, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000 });
   return stream;
 }
-
-beforeAll(async () => {
-  server = await natsServer();
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
-});
 
 describe("a pool consumer made by hand that does not take the pool's task subject", () => {
   it("a filter other than the pool's task subject: the worker fails its start, naming the filter", async () => {
     const pool = newPool('filtered');
     const stream = await addStream(pool);
-    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, filter_subject: `kbexec.${pool}.*` });
+    await nats.jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, filter_subject: `kbexec.${pool}.*` });
     await expect(worker(pool)).rejects.toMatchObject({
       problem: 'misconfigured',
       message: expect.stringContaining(`takes only kbexec.${pool}.*, not the pool's task subject kbexec.${pool}.tasks`),
@@ -49,7 +35,7 @@ describe("a pool stream made by hand that never gets the pool's tasks", () => {
   it("on another subject: the worker fails its start, naming the stream's subjects", async () => {
     const pool = newPool('elsewhere');
     const stream = `KBEXEC_${pool}`;
-    await jsm.streams.add({ name: stream, subjects: [`elsewhere.${pool}`], retention: RetentionPolicy.Workqueue });
+    await nats.jsm.streams.add({ name: stream, subjects: [`elsewhere.${pool}`], retention: RetentionPolicy.Workqueue });
     await expect(worker(pool)).rejects.toMatchObject({
       problem: 'misconfigured',
       message: expect.stringContaining(`The stream ${stream} does not take the pool's task subject kbexec.${pool}.tasks (its subjects: elsewhere.${pool})`),
@@ -59,9 +45,9 @@ describe("a pool stream made by hand that never gets the pool's tasks", () => {
   it('a mirror of another stream: the worker fails its start, naming the mirrored stream', async () => {
     const pool = newPool('mirror');
     const source = `SRC_${pool}`;
-    await jsm.streams.add({ name: source, subjects: [`source.${pool}`] });
+    await nats.jsm.streams.add({ name: source, subjects: [`source.${pool}`] });
     const stream = `KBEXEC_${pool}`;
-    await jsm.streams.add({ name: stream, mirror: { name: source } });
+    await nats.jsm.streams.add({ name: stream, mirror: { name: source } });
     await expect(worker(pool)).rejects.toMatchObject({
       problem: 'misconfigured',
       message: expect.stringContaining(`The stream ${stream} mirrors the stream ${source}`),

@@ -4,30 +4,28 @@
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
-import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstreamManager, type ConsumerConfig, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { natsServer, newPool } from './helpers.js';
+import { AckPolicy, DiscardPolicy, RetentionPolicy, type ConsumerConfig, type StreamConfig } from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newPool, testServer } from './helpers.js';
 
-let server: Awaited<ReturnType<typeof natsServer>>;
-let nc: NatsConnection;
-let jsm: JetStreamManager;
+const nats = testServer();
 const backends: QueueBackend[] = [];
 
 function host(options: QueueBackendOptions): QueueBackend {
-  const backend = new QueueBackend({ connection: { servers: server.url }, plugins: [fixturePlugins.basic], ...options });
+  const backend = new QueueBackend({ connection: { servers: nats.url }, plugins: [fixturePlugins.basic], ...options });
   backends.push(backend);
   return backend;
 }
 
 function worker(options: { pool: string; subjectPrefix?: string; concurrency?: number }) {
-  return startExecutionWorker({ connection: { servers: server.url }, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, ...options });
+  return startExecutionWorker({ connection: { servers: nats.url }, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, ...options });
 }
 
 /** The pool's stream as a host makes it, by hand. */
 async function addStream(pool: string, extra: Record<string, unknown> = {}): Promise<string> {
   const stream = `KBEXEC_${pool}`;
-  await jsm.streams.add({ name: stream, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000, ...extra });
+  await nats.jsm.streams.add({ name: stream, subjects: [`kbexec.${pool}.tasks`], retention: RetentionPolicy.Workqueue, discard: DiscardPolicy.New, max_msgs: 1000, ...extra });
   return stream;
 }
 
@@ -40,24 +38,13 @@ async function changedUnderHost(name: string, change: Partial<StreamConfig>): Pr
   const stream = `KBEXEC_${pool}`;
   const backend = host({ pool });
   await backend.health();
-  const { config } = await jsm.streams.info(stream);
-  await jsm.streams.update(stream, { ...config, ...change });
+  const { config } = await nats.jsm.streams.info(stream);
+  await nats.jsm.streams.update(stream, { ...config, ...change });
   return { stream, backend };
 }
 
-beforeAll(async () => {
-  server = await natsServer();
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-});
-
 afterEach(async () => {
   await Promise.all(backends.splice(0).map((b) => b.shutdown({ timeoutMs: 2000 })));
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
 });
 
 describe("a pool consumer made by hand with limits the pool's hand-backs and pulls cannot work with", () => {
@@ -71,7 +58,7 @@ describe("a pool consumer made by hand with limits the pool's hand-backs and pul
   it.each(cases)('%s: the worker fails its start and the host its executions, naming the setting and how to fix it', async (_name, setting, said) => {
     const pool = newPool('consumer-limit');
     const stream = await addStream(pool);
-    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ...setting });
+    await nats.jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ...setting });
     const fix = `; delete it (nats consumer rm ${stream} ${pool}-workers) and the next worker makes it as the pool needs`;
     await expect(worker({ pool, concurrency: 2 })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
     const backend = host({ pool });
@@ -87,7 +74,7 @@ describe("a pool consumer made by hand with limits the pool's hand-backs and pul
   it('max_batch below a worker\'s concurrency: that worker fails its start, naming it; one whose concurrency is within it serves', async () => {
     const pool = newPool('consumer-batch');
     const stream = await addStream(pool);
-    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, max_batch: 2 });
+    await nats.jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, max_batch: 2 });
     await expect(worker({ pool, concurrency: 3 })).rejects.toMatchObject({
       problem: 'misconfigured',
       message: expect.stringContaining(`The consumer ${pool}-workers of stream ${stream} has max_batch 2: a worker asks for as many tasks as it has free slots (up to its concurrency, 3 here)`),
@@ -103,7 +90,7 @@ describe("a pool consumer made by hand with limits the pool's hand-backs and pul
   it('one made with the nats CLI\'s defaults (pull, explicit acks, ack_wait 30 s, max_ack_pending 1000, max_waiting 512) serves the pool', async () => {
     const pool = newPool('consumer-defaults');
     const stream = await addStream(pool);
-    await jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000, max_waiting: 512 });
+    await nats.jsm.consumers.add(stream, { durable_name: `${pool}-workers`, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_ack_pending: 1000, max_waiting: 512 });
     const running = await worker({ pool });
     try {
       const backend = host({ pool });
@@ -120,24 +107,24 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     const pool = newPool('stream-age');
     // The server shortens the duplicate window to a max_age under it.
     const stream = await addStream(pool, { max_age: nanos(1000), max_msgs_per_subject: 5, max_bytes: 1_000_000 });
-    expect((await jsm.streams.info(stream)).config.duplicate_window).toBe(nanos(1000));
+    expect((await nats.jsm.streams.info(stream)).config.duplicate_window).toBe(nanos(1000));
     await host({ pool, queueBound: 10 }).health();
-    const { config } = await jsm.streams.info(stream);
+    const { config } = await nats.jsm.streams.info(stream);
     expect(config).toMatchObject({ max_age: 0, max_msgs_per_subject: -1, duplicate_window: nanos(120_000), max_msgs: 10, max_bytes: 1_000_000 });
   });
 
   it('no_ack (the server would confirm no task: a host could neither know one was in the pool nor hear QUEUE_FULL) is removed when a host takes the stream over, and under a running host at its next read', async () => {
     const pool = newPool('stream-noack');
     const stream = await addStream(pool, { no_ack: true });
-    expect((await jsm.streams.info(stream)).config.no_ack).toBe(true);
+    expect((await nats.jsm.streams.info(stream)).config.no_ack).toBe(true);
     const backend = host({ pool, queueBound: 2 });
     await backend.health();
-    expect((await jsm.streams.info(stream)).config.no_ack).toBeFalsy();
+    expect((await nats.jsm.streams.info(stream)).config.no_ack).toBeFalsy();
     // A bound reached is QUEUE_FULL again (before: tasks dropped without a word, callers left to time out).
     const results = await Promise.all([1, 2, 3].map((n) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: n }, { timeoutMs: 3_000 })));
     expect(results.filter((r) => !r.ok && r.error.code === 'QUEUE_FULL')).toHaveLength(1);
     const { stream: again } = await changedUnderHost('stream-noack-later', { no_ack: true });
-    await waitFor(async () => !(await jsm.streams.info(again)).config.no_ack, 15_000);
+    await waitFor(async () => !(await nats.jsm.streams.info(again)).config.no_ack, 15_000);
   });
 
   it('a task dropped by a max_age set under a running host fails saying it expired, and the host removes the max_age', async () => {
@@ -149,19 +136,19 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
       'Handler "echo" of plugin "@conformance/basic" did not run: its task expired in the pool\'s stream before any worker took it ' +
         "(the stream's max_age, 1000 ms, set on it by hand: this host has now removed it): it never ran",
     );
-    expect((await jsm.streams.info(stream)).config).toMatchObject({ max_age: 0, duplicate_window: nanos(120_000) });
+    expect((await nats.jsm.streams.info(stream)).config).toMatchObject({ max_age: 0, duplicate_window: nanos(120_000) });
   }, 40_000);
 
   it("discard: old, set by hand under a running host (a full stream would drop waiting tasks for new ones), is made discard: new again at the host's next read", async () => {
     const { stream, backend } = await changedUnderHost('stream-discard', { discard: DiscardPolicy.Old, max_msgs: 2 });
-    expect((await jsm.streams.info(stream)).config.discard).toBe(DiscardPolicy.Old);
+    expect((await nats.jsm.streams.info(stream)).config.discard).toBe(DiscardPolicy.Old);
     // No worker: the third task makes the full stream drop the first.
     const sent = [0, 1, 2].map((i) => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: i }, { timeoutMs: 12_000 }));
     const dropped = await sent[0]!;
     expectError(dropped, 'WORKER_CRASHED');
     expect(dropped.error.message).toContain("was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran");
     // The host reads the stream every 5 s.
-    await waitFor(async () => (await jsm.streams.info(stream)).config.discard === DiscardPolicy.New, 15_000);
+    await waitFor(async () => (await nats.jsm.streams.info(stream)).config.discard === DiscardPolicy.New, 15_000);
     await Promise.all(sent);
   }, 40_000);
 
@@ -169,13 +156,13 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     const pool = newPool('stream-widened');
     const stream = await addStream(pool, { subjects: [`kbexec.${pool}.tasks`, `other.${pool}.>`] });
     await host({ pool }).health();
-    expect((await jsm.streams.info(stream)).config.subjects).toEqual([`kbexec.${pool}.tasks`]);
+    expect((await nats.jsm.streams.info(stream)).config.subjects).toEqual([`kbexec.${pool}.tasks`]);
     const later = newPool('stream-widened-later');
     await host({ pool: later }).health();
     const running = `KBEXEC_${later}`;
-    await jsm.streams.update(running, { subjects: [`kbexec.${later}.tasks`, `inject.${later}`] });
-    expect((await jsm.streams.info(running)).config.subjects).toHaveLength(2);
-    await waitFor(async () => (await jsm.streams.info(running)).config.subjects?.length === 1, 15_000);
+    await nats.jsm.streams.update(running, { subjects: [`kbexec.${later}.tasks`, `inject.${later}`] });
+    expect((await nats.jsm.streams.info(running)).config.subjects).toHaveLength(2);
+    await waitFor(async () => (await nats.jsm.streams.info(running)).config.subjects?.length === 1, 15_000);
   }, 30_000);
 
   it.each([
@@ -185,7 +172,7 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
   ])('a %s pool stream: executions fail, health() and a worker say so and how to fix it', async (name, settings, said) => {
     const pool = newPool(`stream-${name}`);
     const stream = name === 'sealed' ? await addStream(pool) : await addStream(pool, settings);
-    if (name === 'sealed') await jsm.streams.update(stream, settings as never);
+    if (name === 'sealed') await nats.jsm.streams.update(stream, settings as never);
     const backend = host({ pool });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
     expectError(result, 'WORKER_CRASHED');
@@ -205,13 +192,13 @@ describe('a pool stream made by hand with limits that drop or refuse waiting tas
     expect(result.error.message).toContain(`The stream ${stream} ${said} and would hold places under its bound; delete it while the pool is idle (nats stream rm ${stream})`);
     expect((await backend.health()).problems.join('\n')).toContain(said);
     await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
-    expect((await jsm.streams.info(stream)).state.messages).toBe(0);
+    expect((await nats.jsm.streams.info(stream)).state.messages).toBe(0);
   });
 
   it("a pool stream whose max_consumers other consumers fill: the worker and the host name the stream's limit, not the account's, and executions fail rather than wait for workers that cannot pull", async () => {
     const pool = newPool('stream-max-consumers');
     const stream = await addStream(pool, { max_consumers: 1 });
-    await jsm.consumers.add(stream, { durable_name: 'audit', ack_policy: AckPolicy.Explicit });
+    await nats.jsm.consumers.add(stream, { durable_name: 'audit', ack_policy: AckPolicy.Explicit });
     const said = `The stream ${stream} allows 1 consumer(s) (its max_consumers, set by hand, which NATS cannot change) and has 1 already, none of them the pool's consumer ${pool}-workers`;
     await expect(worker({ pool })).rejects.toMatchObject({ name: 'QueueServerError', problem: 'misconfigured', message: expect.stringContaining(said) });
     const backend = host({ pool });
@@ -259,6 +246,6 @@ describe('two deployments whose subject prefixes name the same stream', () => {
     expect(result.error.message).not.toContain('nats stream rm');
     await expect(worker({ pool: pool2, subjectPrefix: second })).rejects.toMatchObject({ problem: 'misconfigured', message: expect.stringContaining(said) });
     // The first deployment's stream is untouched.
-    expect((await jsm.streams.info(stream)).config.subjects).toEqual([`${first}.${pool1}.tasks`]);
+    expect((await nats.jsm.streams.info(stream)).config.subjects).toEqual([`${first}.${pool1}.tasks`]);
   });
 });

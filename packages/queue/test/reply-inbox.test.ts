@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, headers } from '@nats-io/transport-node';
 import { ReplyInbox } from '../src/shared/reply-inbox.js';
 import { ensureStream, publishToStream } from '../src/shared/pool-stream.js';
 import { PoolSubjects } from '../src/shared/subjects.js';
-import { natsServer, newPool } from './helpers.js';
+import { newPool, testServer } from './helpers.js';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -13,31 +12,24 @@ const text = (data: Uint8Array) => new TextDecoder().decode(data);
 // The requests of the host (its task publishes) and of the workers (claims, heartbeats, parts) go
 // through one inbox per connection instead of nats.js's request(): what a caller sees of a reply,
 // a missing listener, a silence or a closed connection must stay what nats.js gave.
-let server: Awaited<ReturnType<typeof natsServer>>;
-let nc: NatsConnection;
+const nats = testServer();
 let inbox: ReplyInbox;
-beforeAll(async () => {
-  server = await natsServer();
-  nc = await connect({ servers: server.url });
-  inbox = new ReplyInbox(nc);
-});
-afterAll(async () => {
-  await nc?.close();
-  await server?.stop();
+beforeAll(() => {
+  inbox = new ReplyInbox(nats.nc);
 });
 
 describe('ReplyInbox, on a real nats-server', () => {
 
   it('gives each request its own answer, many at once and out of order', async () => {
     const subject = `echo.${newPool('inbox')}`;
-    const sub = nc.subscribe(subject, {
+    const sub = nats.nc.subscribe(subject, {
       callback: (_error, msg) => {
         const n = Number(text(msg.data));
         // Answer the even ones later than the odd ones.
         setTimeout(() => msg.respond(bytes(`re:${n}:${msg.headers?.get('x-n')}`)), n % 2 === 0 ? 20 : 0);
       },
     });
-    await nc.flush();
+    await nats.nc.flush();
     const asked = Array.from({ length: 200 }, (_, n) => {
       const h = headers();
       h.set('x-n', String(n));
@@ -59,40 +51,40 @@ describe('ReplyInbox, on a real nats-server', () => {
   it('a listener that never answers: a TimeoutError after the timeout, and a late answer is dropped', async () => {
     const subject = `slow.${newPool('inbox')}`;
     let late: (() => void) | undefined;
-    const sub = nc.subscribe(subject, { callback: (_error, msg) => {
+    const sub = nats.nc.subscribe(subject, { callback: (_error, msg) => {
         late = () => msg.respond(bytes('too late'));
       },
     });
-    await nc.flush();
+    await nats.nc.flush();
     const asked = inbox.request(subject, bytes('x'), { timeout: 150 }).catch((e: unknown) => e);
     // The request reached the listener (on a loaded machine, maybe only past the 150 ms): its answer can be given late.
     await expect.poll(() => late, { timeout: 10_000 }).toBeDefined();
     const error = await asked;
     expect((error as Error).name).toBe('TimeoutError');
     late!();
-    await nc.flush();
+    await nats.nc.flush();
     // The next request on the same inbox gets its own answer, not the late one.
-    const next = nc.subscribe(`${subject}.next`, { callback: (_e, msg) => {
+    const next = nats.nc.subscribe(`${subject}.next`, { callback: (_e, msg) => {
         msg.respond(bytes('mine'));
       },
     });
-    await nc.flush();
+    await nats.nc.flush();
     expect(text((await inbox.request(`${subject}.next`, bytes('y'), { timeout: 2_000 })).data)).toBe('mine');
     sub.unsubscribe();
     next.unsubscribe();
   });
 
   it('a body over the server\'s max_payload rejects at once and leaves nothing waiting', async () => {
-    const big = new Uint8Array((nc.info?.max_payload ?? 1024 * 1024) + 1);
+    const big = new Uint8Array((nats.nc.info?.max_payload ?? 1024 * 1024) + 1);
     await expect(inbox.request(`any.${newPool('big')}`, big, { timeout: 5_000 })).rejects.toThrow();
   });
 
   it('a connection closed while requests wait fails them at once, and later ones too', async () => {
-    const own = await connect({ servers: server.url });
+    const own = await connect({ servers: nats.url });
     const ownInbox = new ReplyInbox(own);
     const subject = `silent.${newPool('inbox')}`;
-    const sub = nc.subscribe(subject, { callback: () => undefined });
-    await nc.flush();
+    const sub = nats.nc.subscribe(subject, { callback: () => undefined });
+    await nats.nc.flush();
     const waiting = ownInbox.request(subject, bytes('x'), { timeout: 30_000 }).catch((e: unknown) => e);
     await own.flush();
     const started = performance.now();
@@ -109,19 +101,18 @@ describe('publishToStream, on a real nats-server', () => {
 
   it('stores a task, names its sequence, and says when the same msg id came again', async () => {
     const subjects = new PoolSubjects('kbexec', newPool('publish'));
-    const jsm = await jetstreamManager(nc);
-    await ensureStream(jsm, subjects, { maxMessages: 2, maxMessageBytes: 1024 * 1024, storage: 'memory' }, 'host');
+    await ensureStream(nats.jsm, subjects, { maxMessages: 2, maxMessageBytes: 1024 * 1024, storage: 'memory' }, 'host');
     const first = await publishToStream(inbox, subjects.tasks, bytes('a'), { msgId: 'id-1', headers: headers(), timeout: 2_000 });
     const second = await publishToStream(inbox, subjects.tasks, bytes('b'), { msgId: 'id-2', headers: headers(), timeout: 2_000 });
     expect(second.seq).toBe(first.seq + 1);
     expect([first.duplicate, second.duplicate]).toEqual([false, false]);
     const again = await publishToStream(inbox, subjects.tasks, bytes('a'), { msgId: 'id-1', headers: headers(), timeout: 2_000 });
     expect(again).toEqual({ seq: first.seq, duplicate: true });
-    const stored = await jsm.streams.getMessage(subjects.stream, { seq: first.seq });
+    const stored = await nats.jsm.streams.getMessage(subjects.stream, { seq: first.seq });
     expect(stored?.header?.get('Nats-Msg-Id')).toBe('id-1');
     // The stream's bound (2 tasks, discard new): the server's own words, which the host turns into QUEUE_FULL.
     await expect(publishToStream(inbox, subjects.tasks, bytes('c'), { msgId: 'id-3', headers: headers(), timeout: 2_000 })).rejects.toThrow(/maximum messages/);
-    await jsm.streams.delete(subjects.stream);
+    await nats.jsm.streams.delete(subjects.stream);
     // No stream takes the subject any more.
     await expect(publishToStream(inbox, subjects.tasks, bytes('d'), { msgId: 'id-4', headers: headers(), timeout: 2_000 })).rejects.toThrow(/no stream takes subject .* \(no responders\)/);
   });
