@@ -399,10 +399,15 @@ describe('a process whose Object.prototype has an enumerable key added (a librar
     const entry = new URL('../dist/index.js', import.meta.url).href;
     const script = `Object.prototype.addedByALibrary = 1;
 const { permissionSpecSchema } = await import(${JSON.stringify(entry)});
-try { permissionSpecSchema(); console.log('built'); } catch (error) { console.log(error.message); }`;
+try { permissionSpecSchema(); console.log('built'); } catch (error) { console.log(error.message); console.log(\`cause: \${error.cause?.name}: \${error.cause?.message}\`); }`;
     const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
     expect(run.stderr).toBe('');
     // Before: "Cannot read properties of undefined (reading 'get')", thrown from zod's util.js.
-    expect(run.stdout).toMatch(/^zod, which validates options and requests, cannot build its schemas in a process whose Object\.prototype has enumerable keys added to it \("addedByALibrary", by the host or a library it loads: Object\.prototype\.x = …\): define them with Object\.defineProperty \(not enumerable\), or remove them \(.+\)\n$/);
+    expect(run.stdout).toMatch(/^zod, which validates options and requests, cannot build its schemas in a process whose Object\.prototype has enumerable keys added to it \("addedByALibrary", by the host or a library it loads: Object\.prototype\.x = …\): define them with Object\.defineProperty \(not enumerable\), or remove them \(.+\)\ncause: /);
+    // zod's own TypeError stays the cause (its stack shows where in zod), the message it quotes.
+    const [said, cause] = run.stdout.split('\n');
+    const causeMessage = /^cause: TypeError: (.+)$/.exec(cause!)?.[1];
+    expect(causeMessage).toBeDefined();
+    expect(said!.endsWith(`(${causeMessage})`)).toBe(true);
   });
 });
