@@ -805,6 +805,20 @@ describe('routing', () => {
     }
   });
 
+  it("without a basePath, leaves the paths of no channel to the server's other 'upgrade' listeners", async () => {
+    const h = await setup();
+    const teapot = (request: IncomingMessage, socket: import('node:stream').Duplex) => {
+      if (request.url === '/elsewhere') socket.end("HTTP/1.1 418 I'm a Teapot\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    };
+    h.server.on('upgrade', teapot);
+    try {
+      expect((await upgradeStatus(h.url('/elsewhere'))).status).toBe(418);
+      expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+    } finally {
+      h.server.off('upgrade', teapot);
+    }
+  });
+
   it('routes an absolute-form target (http://host/path) by its path as sent, as the same request in origin-form: "..", "%2e%2e" and backslashes are not resolved into another channel', async () => {
     const h = await setup({ basePath: '/ws' });
     const host = new URL(h.url('/')).host;
@@ -918,6 +932,8 @@ describe('routing', () => {
       [request('POST', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\n`), 405],
       [request('GET', `Upgrade: h2c\r\n${key}Sec-WebSocket-Version: 13\r\n`), 400],
       [request('GET', 'Upgrade: websocket\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n'), 400],
+      // A key of the right length without its padding: ws would refuse it too, after authenticate.
+      [request('GET', 'Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ\r\nSec-WebSocket-Version: 13\r\n'), 400],
       [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 99\r\n`), 400],
       // ws refuses these too, after the handshake's other checks: a subprotocol list with an empty or repeated name.
       [request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat,,x\r\n`), 400],
@@ -930,18 +946,25 @@ describe('routing', () => {
     // Before: authenticate ran for each, and the two first held both places: a real client got 503.
     expect(calls).toBe(0);
     expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
-    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 6, 405: 1 });
+    expect(h.mount.stats().upgradesRejected).toEqual({ 400: 7, 405: 1 });
     // What ws takes gets through: a version it reads as 13, a subprotocol list with spaces and tabs around names.
     expect(await rawRequestStatus(h.url('/'), request('GET', `Upgrade: websocket\r\n${key}Sec-WebSocket-Version: 013\r\nSec-WebSocket-Protocol: chat ,\tsuperchat\r\n`))).toBe(101);
     // What the refusals say besides: the methods a WebSocket takes, and the versions this server speaks (RFC 6455 §4.4), as ws's own refusal did.
     expect((await rawResponseHead(h.url('/'), bogus[0]![0])).headers).toContain('Allow: GET');
-    expect((await rawResponseHead(h.url('/'), bogus[3]![0])).headers).toContain('Sec-WebSocket-Version: 13, 8');
+    expect((await rawResponseHead(h.url('/'), bogus[4]![0])).headers).toContain('Sec-WebSocket-Version: 13, 8');
   });
 
   it('takes an upgrade of version 8 as ws does: the versions its refusals name are 13 and 8', async () => {
     const h = await setup();
     const { host } = new URL(h.url('/'));
     const request = `GET /echo HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n`;
+    expect(await rawRequestStatus(h.url('/'), request)).toBe(101);
+  });
+
+  it('takes an Upgrade header in any case ("WebSocket", as some clients send it), as HTTP and ws do', async () => {
+    const h = await setup();
+    const { host } = new URL(h.url('/'));
+    const request = `GET /echo HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
     expect(await rawRequestStatus(h.url('/'), request)).toBe(101);
   });
 
