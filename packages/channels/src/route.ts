@@ -66,6 +66,7 @@ const SCHEME_AND_AUTHORITY = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
  * ("http://host/path") loses only its scheme and authority, as text: a URL parser would resolve
  * "..", "%2e%2e" and backslashes in its path, and route `http://h/ws/a/%2e%2e/b` where `/ws/a/%2e%2e/b`,
  * the same request in origin-form, does not go (a proxy's rule on the target would not see it).
+ * A target in neither form (`*`) has the path "", which no channel has.
  */
 export function splitTarget(target: string): { pathname: string; search: string } {
   let rest = target;

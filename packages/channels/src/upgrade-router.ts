@@ -116,7 +116,8 @@ export class UpgradeRouter {
   #route(request: IncomingMessage, socket: Duplex, head: Buffer): void {
     try {
       const { pathname, search } = splitTarget(request.url ?? '/');
-      const target = this.#bestMatch(pathname);
+      // "" is a target with no path (`*`, which only OPTIONS takes): no channel's, not the root's.
+      const target = pathname === '' ? undefined : this.#bestMatch(pathname);
       if (target?.tryAccept(request, socket, head, pathname, search)) return;
       // Under a claimed prefix, or with nobody else listening, answering beats leaving the client hanging.
       if (this.#targets.some((t) => isUnder(t.basePath, pathname)) || this.#server.listenerCount('upgrade') <= 1) {

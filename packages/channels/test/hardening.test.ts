@@ -833,6 +833,19 @@ describe('routing', () => {
     }
   });
 
+  it('a target that is no path (`*`, the asterisk-form only OPTIONS takes) reaches no channel, not one mounted at the root', async () => {
+    const h = await setup();
+    const root = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/', handler: 'echo' }] } as never, { backend: h.backend, heartbeatIntervalMs: 0 });
+    try {
+      expect(await rawTargetStatus(h.url('/'), '/')).toBe(101);
+      expect(await rawTargetStatus(h.url('/'), `http://${new URL(h.url('/')).host}`)).toBe(101);
+      // Before: read as the path "", which is the root's: 101.
+      expect(await rawTargetStatus(h.url('/'), '*')).toBe(404);
+    } finally {
+      await root.unmount();
+    }
+  });
+
   it('shares one server between mounts and refuses a path that is already mounted', async () => {
     const h = await setup({ basePath: '/v1' });
     const second = mountWebSocketChannels(h.server, labManifest as never, { backend: h.backend, basePath: '/v2', heartbeatIntervalMs: 0 });
