@@ -1163,6 +1163,17 @@ describe('closing', () => {
     expect(h.mount.stats().errorFrames).toBe(framesBefore);
   });
 
+  it('with abortOnClose, a connect its client left during is aborted, and that abort is not reported as a failure either', async () => {
+    const errors: Array<{ phase: string; code: unknown }> = [];
+    const h = await setup({ abortOnClose: true, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+    const client = await h.connect('/deny?mode=held', { ready: false });
+    await eventually(() => h.lab.entered.includes('connect'), 'connect started');
+    client.terminate();
+    await eventually(() => h.mount.stats().failedExecutions === 1, 'connect aborted');
+    await eventually(() => h.mount.stats().connections === 0, 'session gone');
+    expect(errors).toEqual([]);
+  });
+
   it('with abortOnClose, a message aborted because its client went silent (heartbeat-timeout) is not reported as a failure either: the client left, the server only noticed', async () => {
     const errors: Array<{ phase: string; code: unknown }> = [];
     const h = await setup({ abortOnClose: true, heartbeatIntervalMs: 200, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
