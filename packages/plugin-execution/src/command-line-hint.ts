@@ -24,7 +24,8 @@ export function commandLineHint(error: Extract<ExecutionResult, { ok: false }>['
 function grantFor(missing: readonly string[]): PermissionSpec {
   const grant: { platform?: Record<string, true | string[]>; fs?: { read?: string[]; write?: string[] }; env?: string[]; network?: true; childProcess?: true } = {};
   for (const item of missing) {
-    const fs = /^fs\.(read|write):(.+)$/.exec(item);
+    // `s`: a manifest's path may hold a line break (or U+2028), which `.` alone does not take.
+    const fs = /^fs\.(read|write):(.+)$/s.exec(item);
     const platform = /^platform\.([^.\s]+)(?:\.([^.\s]+))?/.exec(item);
     if (fs) ((grant.fs ??= {})[fs[1] as 'read' | 'write'] ??= []).push(fs[2]!);
     else if (item.startsWith('env:')) (grant.env ??= []).push(item.slice(4));

@@ -170,7 +170,9 @@ describe('kb-plugin-exec CLI', () => {
     const marker = path.join(root, 'pasted-ran');
     const written = `data'$(touch ${marker})'`;
     const read = 'r\u009b2J\u202eev';
-    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/quoted-grant', version: '1.0.0', permissions: { fs: { write: [written], read: [read] } }, handlers: { run: { entry: './run.mjs' } } }));
+    // A line break or separator in a path (a manifest may hold one) is in the grant too.
+    const broken = 'line\nbreak\u2028sep';
+    await writeFile(path.join(dir, 'kb.plugin.json'), JSON.stringify({ id: '@t/quoted-grant', version: '1.0.0', permissions: { fs: { write: [written], read: [read, broken] } }, handlers: { run: { entry: './run.mjs' } } }));
     const denied = run(['run', dir, 'run', '--no-workspace']);
     expect(denied.status).toBe(1);
     expect(denied.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
