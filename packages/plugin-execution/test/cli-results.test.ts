@@ -71,6 +71,12 @@ export async function shapes() {
   };
 }
 
+export async function logsFields(input, ctx) {
+  ctx.logger.info('bare', {});
+  ctx.logger.info('with', { a: 1 });
+  return 'logged';
+}
+
 export async function hello() {
   return { hello: 'world' };
 }
@@ -81,13 +87,18 @@ export async function tooLarge() {
 }
 `;
 
+/** What the handler `needy` declares: every kind a grant has. */
+const NEEDY = { platform: { kv: ['get', 'set'], cache: true }, fs: { read: ['in'], write: ['out'] }, env: ['TOKEN'], network: true, childProcess: true };
+
 describe('kb-plugin-exec run: what it reports of a result', () => {
   beforeAll(async () => {
     plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-results-'));
     // Readable by the subprocess backend's sandbox user, which would otherwise warn on stderr.
     await chmod(plugin, 0o755);
-    const handlers = Object.fromEntries(['forged', 'sparse', 'shapes', 'tooLarge', 'hello'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
-    const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
+    const handlers = Object.fromEntries(['forged', 'sparse', 'shapes', 'tooLarge', 'hello', 'logsFields'].map((name) => [name, { entry: './handlers.mjs', export: name }]));
+    // Declares one of each kind of permission, for the --grant a denial suggests.
+    const needy = { entry: './handlers.mjs', export: 'hello', permissions: NEEDY };
+    const manifest = { id: '@t/results', version: '1.0.0', handlers: { ...handlers, needy, rethrow: { entry: './rethrow.mjs', export: 'rethrow' } } };
     await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify(manifest));
     await writeFile(path.join(plugin, 'handlers.mjs'), HANDLERS);
     await writeFile(path.join(plugin, 'rethrow.mjs'), RETHROW);
@@ -112,6 +123,24 @@ describe('kb-plugin-exec run: what it reports of a result', () => {
     const refused = run(['run', plugin, 'forged', '--context', '{"tenantId":5}', '--no-workspace']);
     expect(refused.status).toBe(2);
     expect(refused.stderr.split('\n').slice(0, 2)).toEqual(["--context is not a context descriptor ({ requestId, tenantId, host, permissions, config, …fields of the host's own }):", '  - tenantId: must be a string, got number']);
+  });
+
+  it('the --grant a denial suggests grants every kind of permission the handler declares: run with it, the handler runs', () => {
+    const denied = run(['run', plugin, 'needy', '--no-workspace']);
+    expect(denied.status).toBe(1);
+    expect(denied.stderr).toMatch(/^PERMISSION_DENIED: /);
+    const hinted = /\(on this command line: --grant '(.+)'\)$/m.exec(denied.stderr)?.[1];
+    expect(hinted, denied.stderr).toBeDefined();
+    expect(JSON.parse(hinted!)).toEqual(NEEDY);
+    const granted = run(['run', plugin, 'needy', '--no-workspace', '--grant', hinted!]);
+    expect(granted.status, granted.stderr).toBe(0);
+    expect(JSON.parse(granted.stdout)).toEqual({ hello: 'world' });
+  });
+
+  it('--logs prints what was logged with a line after it, and nothing for a line logged with no fields ({})', () => {
+    const result = run(['run', plugin, 'logsFields', '--logs', '--no-workspace']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr.split('\n').filter((line) => line.startsWith('['))).toEqual(['[logger:info] bare', '[logger:info] with {"a":1}']);
   });
 
   it('prints an array with holes as its length and its elements by index, however long it is; a dense one stays an array', () => {
