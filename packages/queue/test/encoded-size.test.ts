@@ -16,6 +16,8 @@ describe('encodedAtLeast', () => {
     ['numbers', [1, 2, 3]],
     ['null', null],
     ['an empty object', {}],
+    // v8 writes own properties only: a large inherited string would otherwise refuse a small body.
+    ['an object inheriting a large string', Object.create({ inherited: 'x'.repeat(100_000) })],
   ];
 
   it.each(values)('is never more than v8 writes: %s', (_, value) => {
@@ -26,6 +28,18 @@ describe('encodedAtLeast', () => {
     expect(encodedAtLeast('x'.repeat(1_000_000))).toBe(1_000_000);
     expect(encodedAtLeast({ a: 'x'.repeat(600_000), b: ['y'.repeat(600_000)], c: new Uint8Array(400_000) })).toBe(1 + 600_000 + 1 + 0 + 1 + 400_000);
     expect(encodedAtLeast(['x'.repeat(500_000), Buffer.alloc(500_000)])).toBe(1_000_000);
+    expect(encodedAtLeast(new ArrayBuffer(1_000_000))).toBe(1_000_000);
+  });
+
+  it('reads only the first entries of a large array or object: its cost does not grow with the body', () => {
+    const readsOf = (target: object) => {
+      let reads = 0;
+      const counted = new Proxy(target, { get: (t, key, receiver) => (typeof key === 'string' && key !== 'length' && reads++, Reflect.get(t, key, receiver)) });
+      encodedAtLeast(counted);
+      return reads;
+    };
+    expect(readsOf(Array.from({ length: 10_000 }, () => 'x'))).toBeLessThan(1000);
+    expect(readsOf(Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`k${i}`, 'x'])))).toBeLessThan(1000);
   });
 
   it('is 0, not a throw, for a getter or proxy that throws (encoding then says what it makes of it)', () => {
