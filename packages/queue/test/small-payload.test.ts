@@ -119,6 +119,8 @@ describe('a host and a worker with different maxPayloadBytes', () => {
       expectError(result, 'VALIDATION_ERROR');
       expect(result.error.message).toMatch(/^The handler result is 4\.8 MiB encoded, /);
       expect(result.error.message).toMatch(limits);
+      // What was too large, by the name a result's path has, not the words of the message.
+      expect(result.error.details).toMatchObject({ path: 'result', reason: 'too-large', limit: MiB3 });
       const called = await host.execute({ pluginId: QUEUE_PROBE, handlerId: 'big-call', input: { bytes: MB5 } }, { timeoutMs: 30_000 });
       expectOk(called);
       expect(called.data).toMatchObject({ ok: false, code: 'VALIDATION_ERROR', message: expect.stringMatching(limits) });
