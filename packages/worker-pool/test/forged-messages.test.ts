@@ -38,6 +38,18 @@ describe('worker-pool: messages a handler forges on its thread channel', () => {
     ['a well-formed decline for an execution the thread is not running (unpaced)', [{ k: 987_654, declined: 'recycled' }], `a decline its runtime did not send (${FORGED})`],
     ['a reaped from a thread that is not retiring (unpaced)', [{ reaped: true }], `a reaped its runtime did not send (${FORGED})`],
     ['a reaped that is not true', [{ reaped: 1 }], 'reaped number where the runtime says true'],
+    // Each shape check says what is wrong, before the message is taken (one taken would be said otherwise).
+    ['an execution number that is not one', [{ k: -1, units: 1, out: 'stdout', lines: [] }], 'k is not an execution number (number)'],
+    ['output of a stream that is not stdout or stderr', [{ k: 'each', units: 1, out: 'stdin', lines: [] }], 'output of an unknown stream "stdin"'],
+    ['a decline for no known reason', [{ k: 987_654, declined: 'bored' }], 'declined for an unknown reason "bored"'],
+    ['a verdict that is no object', [{ k: 'each', verdict: 5 }], 'a verdict that is not an object (number)'],
+    ['a verdict reaping a thread it does not retire', [{ k: 'each', verdict: { reaping: true } }], 'reaping without a retire'],
+    ['a verdict binding a thread it retires', [{ k: 'each', verdict: { retire: 'recycled', bound: true } }], 'bound on a thread that goes, or not true'],
+    ['a crash report weighed as paced', [{ crash: { k: 1, reason: 'exit' }, units: 1 }], 'a crash report with units'],
+    ['a crash report whose error is no object', [{ crash: { k: 1, reason: 'exit', error: 'boom' } }], 'crash report with an error that is not an object'],
+    ['a crash report whose exit code is no integer', [{ crash: { k: 1, reason: 'exit', exitCode: 1.5 } }], 'crash report with an exit code that is not an integer'],
+    ['pending on an answer that carries a verdict', [{ k: 'each', pending: true, retire: 'recycled', m: { type: 'result', ok: true, data: 'forged' } }], 'pending on what is not an answer without a verdict'],
+    ['a ready message, the hello a thread says on its parentPort', [{ k: 'each', units: 1, m: { type: 'ready' } }], 'a ready message (a thread says hello on its parentPort)'],
     ['crash reports, kept by the host for the thread\'s life', Array.from({ length: 10 }, () => ({ crash: { k: -1, reason: 'exit' } })), 'more crash reports than a dying thread sends'],
   ])('%s: WORKER_CRASHED protocol, the host unaffected, the next execution runs', async (name, posts, problem) => {
     const backend = backends.make({ maxThreads: 1 });
