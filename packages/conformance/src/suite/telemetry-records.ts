@@ -36,6 +36,11 @@ const INSTRUMENTS: Record<string, { type: string; unit: string }> = {
   'kb.plugin_execution.queued': { type: 'UP_DOWN_COUNTER', unit: '{execution}' },
 };
 
+/** An OpenTelemetry HrTime ([seconds, nanoseconds]) in milliseconds. */
+function milliseconds([seconds, nanos]: [number, number]): number {
+  return seconds * 1000 + nanos / 1e6;
+}
+
 /** The attributes of the execution's event named `name`, which it must have once. */
 function eventAttributes(span: ReadableSpan, name: string): Record<string, unknown> {
   const events = span.events.filter((event) => event.name === name);
@@ -60,14 +65,46 @@ export function recordTests(suite: SuiteContext, sdk: () => TestSdk): void {
     for (const [key, value] of Object.entries(runner)) expect(span.attributes[key], key).toBe(value);
   });
 
+  it('the span runs from the execute() call to the result: its start is that of execute(), its length meta.durationMs', async () => {
+    // The first execution of a new backend: it waits for the plugins to load before its handler is known.
+    // Read from the clock the span's times come from (Date.now() may be slewed apart from it).
+    const before = performance.timeOrigin + performance.now();
+    const result = await suite.make().execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 20_000 });
+    expectOk(result);
+    const span = executionSpan(sdk().spans(), result);
+    // Both ends are set from the one clock meta is measured by: equal up to float rounding (well under a microsecond).
+    expect(Math.abs(milliseconds(span.duration) - result.meta.durationMs)).toBeLessThan(0.002);
+    expect(milliseconds(span.startTime)).toBeGreaterThanOrEqual(before - 0.01);
+  });
+
   it("a platform call's span says the service and method a handler chose cut at 64 characters each, in its name and attributes", async () => {
     const method = 'm'.repeat(100);
-    const result = await suite.make({ permissions: { platform: { kv: true } } }).execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method } });
+    const backend = suite.make({ permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method } });
     expectOk(result);
     const execution = executionSpan(sdk().spans(), result).spanContext().spanId;
     const calls = sdk().spans().filter((span) => span.parentSpanContext?.spanId === execution && span.name.startsWith('platform '));
     expect(calls.map((span) => span.name)).toEqual([`platform kv.${'m'.repeat(64)}…`]);
     expect(calls[0]!.attributes).toMatchObject({ 'kb.plugin_execution.platform.service': 'kv', 'kb.plugin_execution.platform.method': `${'m'.repeat(64)}…` });
+    // A service name too: one the handler may not call is refused, its span recorded all the same.
+    const service = 's'.repeat(100);
+    const refused = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { service, method: 'get' } });
+    expectOk(refused);
+    const refusedExecution = executionSpan(sdk().spans(), refused).spanContext().spanId;
+    const refusedCalls = sdk().spans().filter((span) => span.parentSpanContext?.spanId === refusedExecution && span.name.startsWith('platform '));
+    expect(refusedCalls.map((span) => span.name)).toEqual([`platform ${'s'.repeat(64)}….get`]);
+    expect(refusedCalls[0]!.attributes).toMatchObject({ 'kb.plugin_execution.platform.service': `${'s'.repeat(64)}…`, 'kb.plugin_execution.platform.method': 'get', 'kb.plugin_execution.permission_denied': true });
+  });
+
+  it("a platform call's span names what a host service threw by its error's name, cut at 64 characters as the names it says", async () => {
+    const name = 'E'.repeat(100);
+    const fail = async () => Promise.reject(Object.assign(new Error('refused by the host'), { name }));
+    const backend = suite.make({ platform: { kv: { fail } }, permissions: { platform: { kv: true } } });
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'fail' } });
+    expectOk(result);
+    const execution = executionSpan(sdk().spans(), result).spanContext().spanId;
+    const call = sdk().spans().find((span) => span.parentSpanContext?.spanId === execution && span.name === 'platform kv.fail');
+    expect(call?.attributes).toMatchObject({ [OUTCOME]: `${'E'.repeat(64)}…`, 'error.type': `${'E'.repeat(64)}…` });
   });
 
   it("a request too malformed to name a handler: a span named `execute` alone, VALIDATION_ERROR on it", async () => {
