@@ -360,6 +360,10 @@ describe('loading a plugin folder', () => {
       { path: 'handlers.run', message: 'is given twice (JSON keeps only the last)' },
       { path: 'channels[1].path', message: 'is given twice (JSON keeps only the last)' },
     ]);
+    // A key given thrice is named once; one written with white space before its colon is a key all the same.
+    const spaced = await pluginFolder('{ "id": "@t/spaced", "version": "1.0.0", "handlers": { "run" : { "entry": "./a.js" }, "run"\n: { "entry": "./b.js" }, "run"\t:{ "entry": "./c.js" } } }');
+    const spacedError = await validationFailure(new PluginRegistry().load(spaced));
+    expect(spacedError.details.issues).toEqual([{ path: 'handlers.run', message: 'is given twice (JSON keeps only the last)' }]);
     // The same key in different objects is no mistake.
     const apart = await pluginFolder('{ "id": "@t/apart", "version": "1.0.0", "handlers": { "run": { "entry": "./a.js" }, "entry": { "entry": "./a.js" } } }');
     expect((await new PluginRegistry().load(apart)).id).toBe('@t/apart');
