@@ -115,6 +115,19 @@ function lifecycleTests(suite: SuiteContext): void {
     expect((await backend.stats()).state).toBe('closed');
   });
 
+  it('a second shutdown() with a longer timeoutMs does not push the first one\'s deadline back; both settle by it', async () => {
+    const backend = make();
+    let started = false;
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { timeoutMs: 600_000, onEvent: () => (started = true) });
+    await waitFor(async () => started || (await backend.stats()).active === 1);
+    const first = backend.shutdown({ timeoutMs: 100 });
+    // Were it to take this one's ten minutes, both would outlive the test's own timeout.
+    const second = backend.shutdown({ timeoutMs: 600_000 });
+    await Promise.all([first, second]);
+    expectError(await running, 'SHUTTING_DOWN');
+    expect((await backend.stats()).state).toBe('closed');
+  });
+
   it("an onShutdown() listener that awaits its own backend's shutdown() is not waited for by it: both settle long before timeoutMs", async () => {
     const backend = make();
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
