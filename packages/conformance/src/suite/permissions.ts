@@ -320,13 +320,13 @@ function platformBoundTests(suite: SuiteContext): void {
     expect(echo.most()).toBeGreaterThan(1);
   });
 
-  it("ctx.platform and its services printed as debug code does (String(), a template, JSON.stringify) start no platform call: the one real call is the only one the host sees", async () => {
+  it("ctx.platform and its services printed as debug code does (String(), a template, JSON.stringify, toLocaleString) start no platform call: the one real call is the only one the host sees", async () => {
     const echo = countingEcho();
     const backend = make({ platform: echo.platform, permissions: { platform: { kv: ['echo'] } } });
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'platform-printed' }, { timeoutMs: 20_000 });
     // Before: toString/toJSON taken for methods, refused calls nobody awaited (in-process: the host's own process crashed).
     expectOk(result);
-    expect(result.data).toEqual({ printed: ['[ctx.platform.kv]', '[ctx.platform]', '{"kv":{},"platform":{}}'], answer: 'real' });
+    expect(result.data).toEqual({ printed: ['[ctx.platform.kv]', '[ctx.platform]', '{"kv":{},"platform":{}}', '[ctx.platform.kv],[ctx.platform]'], answer: 'real' });
     expect(echo.seen).toEqual(['real']);
   });
 
