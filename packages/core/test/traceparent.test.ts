@@ -19,6 +19,7 @@ describe('W3C traceparent', () => {
   it.each([
     ['version ff', `ff-${TRACE}-${SPAN}-01`],
     ['00 with extra fields', `00-${TRACE}-${SPAN}-01-extra`],
+    ['a later version whose flags run on without a dash', `01-${TRACE}-${SPAN}-01x`],
     ['all-zero trace id', `00-${'0'.repeat(32)}-${SPAN}-01`],
     ['all-zero span id', `00-${TRACE}-${'0'.repeat(16)}-01`],
     ['upper case', `00-${TRACE.toUpperCase()}-${SPAN}-01`],
