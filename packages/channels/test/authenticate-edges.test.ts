@@ -6,6 +6,11 @@ import { eventually, rawClient, upgradeStatus } from './helpers.js';
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
 describe('authenticate at its edges', () => {
+  it('gives a hook its documented 10 s when authenticateTimeoutMs is not given: one that answers after ~1.5 s lets its client in', async () => {
+    const h = await setup({ authenticate: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 1500)) });
+    expect((await upgradeStatus(h.url('/echo'))).status).toBe(101);
+  });
+
   it('an upgrade whose client reset while its hook ran stops counting once the hook answers: a new client is taken again', async () => {
     const answers: Array<() => void> = [];
     let held = true;

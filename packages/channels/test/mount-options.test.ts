@@ -2,7 +2,7 @@ import { mountWebSocketChannels, type MountWebSocketChannelsOptions } from '@kb-
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { describe, expect, it } from 'vitest';
 import { useChannelHarness } from './channel-suite.js';
-import { labManifest, upgradeStatus } from './helpers.js';
+import { delay, eventually, labManifest, labPlugin, upgradeStatus } from './helpers.js';
 
 const setup = useChannelHarness((options) => new InProcessBackend(options));
 
@@ -40,6 +40,23 @@ describe('defaults', () => {
     const h = await setup();
     expect(h.mount.channels.find((c) => c.channel === '/echo')).toMatchObject({ maxPayload: 1024 * 1024, concurrency: 1, maxInFlight: 16, timeoutMs: undefined, auth: 'optional' });
   });
+
+  it('unmount() with no options gives running messages its documented 5000 ms: one held ~1 s finishes, and its disconnect handler runs', async () => {
+    const h = await setup();
+    const client = await h.connect('/slow');
+    client.send({ id: 1, data: { gate: 'default-unmount', n: 1 } });
+    await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+    let settled = false;
+    const unmount = h.mount.unmount().finally(() => (settled = true));
+    expect(await client.closed).toEqual({ code: 1001, reason: 'server shutting down' });
+    // Well past a tenth of the default, well short of it: the unmount is still waiting for the message.
+    await delay(1000);
+    expect(settled).toBe(false);
+    h.lab.open('default-unmount');
+    await unmount;
+    expect(h.lab.events).toEqual([{ event: 'disconnect', connectionId: client.connectionId, cause: 'unmount' }]);
+    expect(h.mount.stats()).toMatchObject({ executions: 3, failedExecutions: 0 });
+  });
 });
 
 describe('allowedHeaders', () => {
@@ -52,6 +69,27 @@ describe('allowedHeaders', () => {
     const mixedCase = await setup({ allowedHeaders: ['X-Trace'] });
     const traced = await mixedCase.connect('/echo', { headers });
     expect(mixedCase.mount.registry.get(traced.connectionId)?.info.headers).toEqual({ 'x-trace': 'tr-1' });
+  });
+
+  it('copies every value of a header the request repeats (Node keeps set-cookie as a list), joined as Node joins the others', async () => {
+    const h = await setup({ allowedHeaders: ['set-cookie'] });
+    // ws's client types allow one string per header; http.request sends each value of a list.
+    const client = await h.connect('/echo', { headers: { 'set-cookie': ['a=1', 'b=2'] } as never });
+    expect(h.mount.registry.get(client.connectionId)?.info.headers).toEqual({ 'set-cookie': 'a=1, b=2' });
+  });
+});
+
+describe('the plugin given', () => {
+  it('takes a registered plugin ({ id, root, manifest }) as well as its manifest', async () => {
+    const h = await setup();
+    const registered = { id: labManifest.id, root: labPlugin, manifest: labManifest };
+    const mount = mountWebSocketChannels(h.server, registered as never, { backend: h.backend, basePath: '/registered', heartbeatIntervalMs: 0 });
+    try {
+      expect(mount.channels.map((c) => c.channel)).toContain('/registered/echo');
+      expect((await upgradeStatus(h.url('/registered/echo'))).status).toBe(101);
+    } finally {
+      await mount.unmount();
+    }
   });
 });
 
