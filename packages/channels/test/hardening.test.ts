@@ -276,6 +276,26 @@ describe('connections the server closes', () => {
     await Promise.all(closed);
     expect(Date.now() - started).toBeLessThan(5000);
   });
+
+  it('without closeTimeoutMs, one refused whose client never answers the close loses its socket after the default (1 s), not ws\'s 30 s', async () => {
+    const h = await setup();
+    const { closed } = rawClient(h.url('/deny'));
+    await eventually(() => h.mount.stats().denied === 1, 'refused by the connect handler');
+    // A generous bound: 1 s is the default, ten times it would not fit.
+    await eventually(() => h.mount.stats().connections === 0, 'its socket destroyed', 5_000);
+    await closed;
+  });
+
+  it("one the host closes through its ChannelConnection with a code or reason ws refuses is closed plainly (1000), not left open with the host's call throwing", async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    const connection = h.mount.registry.get(client.connectionId)!;
+    // registry.close() checks these; the connection's own close() is what the mount calls.
+    expect(() => connection.close(999, 'bad code')).not.toThrow();
+    expect(await client.closed).toEqual({ code: 1000, reason: '' });
+    await eventually(() => h.lab.events.length === 1, 'the disconnect ran');
+    expect(h.lab.events[0]).toMatchObject({ connectionId: client.connectionId, code: 1000, reason: '' });
+  });
 });
 
 describe('the disconnect of a connection the server closed', () => {
@@ -327,6 +347,19 @@ describe('connections the client closes', () => {
     expect(h.mount.stats().executions).toBe(3);
     expect((await upgradeStatus(h.url('/flood'))).status).toBe(101);
     client.socket.destroy();
+  });
+
+  it('one whose id the host took over in the registry (unregistered it, registered a connection of its own under that id) leaves the host\'s connection registered when it goes', async () => {
+    const h = await setup();
+    const client = await h.connect('/echo');
+    const session = h.mount.registry.get(client.connectionId)!;
+    const own = { id: session.id, channel: session.channel, info: session.info, isOpen: true, bufferedAmount: 0, sendText: () => true, close: () => undefined };
+    h.mount.registry.unregister(session.id);
+    h.mount.registry.register(own);
+    await client.close();
+    await eventually(() => h.mount.stats().connections === 0, 'the session ended');
+    expect(h.mount.registry.get(session.id)).toBe(own);
+    h.mount.registry.unregister(session.id);
   });
 });
 
@@ -1172,6 +1205,17 @@ describe('closing', () => {
     await eventually(() => h.mount.stats().failedExecutions === 1, 'connect aborted');
     await eventually(() => h.mount.stats().connections === 0, 'session gone');
     expect(errors).toEqual([]);
+  });
+
+  it('with abortOnClose, a message an unmount stopped when its time ran out is reported: the server closed the connection, no client left', async () => {
+    const errors: Array<{ phase: string; code: unknown }> = [];
+    const h = await setup({ abortOnClose: true, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+    const client = await h.connect('/slow');
+    client.send({ id: 1, data: { gate: 'never', n: 1 } });
+    await eventually(() => h.lab.entered.includes(1), 'message 1 started');
+    await h.mount.unmount({ timeoutMs: 200 });
+    expect((await client.closed).code).toBe(1001);
+    expect(errors).toContainEqual({ phase: 'message', code: 'ABORTED' });
   });
 
   it('with abortOnClose, a message aborted because its client went silent (heartbeat-timeout) is not reported as a failure either: the client left, the server only noticed', async () => {
