@@ -33,4 +33,18 @@ describe('a static path and the spellings of it', () => {
       await lobby.unmount();
     }
   });
+
+  it('a parameter segment left empty (/pair//b) or with a percent escape that is not UTF-8 (%E0%A4%A, %FF) matches no channel: 404, not a connection with "" or a garbled value', async () => {
+    const h = await setup();
+    const pair = mountWebSocketChannels(h.server, { ...labManifest, channels: [{ path: '/pair/:a/:b', handler: 'echo' }] } as never, { backend: h.backend, heartbeatIntervalMs: 0 });
+    try {
+      for (const target of ['/pair//b', '/pair/a//', '/pair/%E0%A4%A/b', '/pair/a/%FF']) {
+        expect(await rawTargetStatus(h.url('/'), target), target).toBe(404);
+      }
+      expect((await upgradeStatus(h.url('/pair/a/b'))).status).toBe(101);
+      expect(h.mount.stats().upgradesAccepted + pair.stats().upgradesAccepted).toBe(1);
+    } finally {
+      await pair.unmount();
+    }
+  });
 });
