@@ -27,7 +27,7 @@ it('a throwing onLog and a rejecting onEvent do not fail the execution, and each
           },
           onEvent: async () => {
             events++;
-            throw new TypeError('the event bus is down');
+            throw new TypeError(`the event bus is down${' (retrying)'.repeat(200)}`);
           },
         },
       );
@@ -39,8 +39,32 @@ it('a throwing onLog and a rejecting onEvent do not fail the execution, and each
     const ours = warnings.filter((w) => w.code === 'KB_PLUGIN_CALLBACK_FAILED').map((w) => w.message);
     expect(ours).toEqual([
       expect.stringContaining('An execute() onLog callback threw or rejected (Error: the log sink is down); the execution went on without it'),
-      expect.stringContaining('An execute() onEvent callback threw or rejected (TypeError: the event bus is down)'),
+      expect.stringContaining('An execute() onEvent callback threw or rejected (TypeError: the event bus is down (retrying) (retrying)'),
     ]);
+    // The 2 000-character message is cut: what the warning quotes is at most 500 characters of it.
+    expect(ours[1]).not.toContain(' (retrying)'.repeat(50));
+  } finally {
+    process.off('warning', listener);
+  }
+});
+
+it('an async onStart that rejects with a value that cannot be shown (no toString) is said as such, not left to end the process', async () => {
+  const warnings: Array<Error & { code?: string }> = [];
+  const listener = (warning: Error) => warnings.push(warning);
+  process.on('warning', listener);
+  try {
+    const result = await backend.execute(
+      { pluginId: BASIC, handlerId: 'echo', input: 1 },
+      {
+        onStart: async () => {
+          throw Object.create(null);
+        },
+      },
+    );
+    expectOk(result);
+    await new Promise((resolve) => setImmediate(resolve));
+    const ours = warnings.filter((w) => w.code === 'KB_PLUGIN_CALLBACK_FAILED').map((w) => w.message);
+    expect(ours).toEqual([expect.stringContaining('An execute() onStart callback threw or rejected (a value that cannot be shown); the execution went on without it')]);
   } finally {
     process.off('warning', listener);
   }
