@@ -1,25 +1,31 @@
 import { describe, expect, it } from 'vitest';
 import { HOSTILE, POOL, expectOk, okData, useBackends } from './helpers.js';
 
-/** A gate for ExecuteOptions.outputPace: closed at the `at`-th event, opened `forMs` later (never, if undefined). */
+/**
+ * A gate for ExecuteOptions.outputPace: closed at the `at`-th event, opened `forMs` later (never, if
+ * undefined; or by `open()`). `asked` counts the outputPace calls that found it closed.
+ */
 function gateAt(at: number, forMs?: number) {
-  const seen = { delivered: 0, whenOpened: -1 };
+  const seen = { delivered: 0, whenOpened: -1, asked: 0 };
   let gate: Promise<void> | undefined;
+  let opener: (() => void) | undefined;
+  const open = () => {
+    seen.whenOpened = seen.delivered;
+    gate = undefined;
+    opener?.();
+  };
   return {
     seen,
+    open,
     onEvent: () => {
       if (++seen.delivered !== at) return;
-      let open!: () => void;
-      gate = new Promise((resolve) => (open = resolve));
-      if (forMs !== undefined) {
-        setTimeout(() => {
-          seen.whenOpened = seen.delivered;
-          gate = undefined;
-          open();
-        }, forMs);
-      }
+      gate = new Promise((resolve) => (opener = resolve));
+      if (forMs !== undefined) setTimeout(open, forMs);
     },
-    outputPace: () => gate,
+    outputPace: () => {
+      if (gate) seen.asked++;
+      return gate;
+    },
   };
 }
 
@@ -60,6 +66,34 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     expectOk(second);
     expect(second.meta.workerId).toBe(first.meta.workerId);
     expect(delivered).toBe(8000);
+  });
+
+  it('one wait at a time: while the pace is pending, the messages the thread had already sent do not ask outputPace again', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const gate = gateAt(100, 500);
+    const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n: 5000, kb: 1 } }, { timeoutMs: 30_000, onEvent: gate.onEvent, outputPace: gate.outputPace });
+    expectOk(result);
+    expect(gate.seen.delivered).toBe(5000);
+    expect(gate.seen.asked).toBe(1);
+  });
+
+  it("the wait of an execution that ended, settling later, does not end the next execution's wait on that thread", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const stale = gateAt(3000);
+    const first = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n: 3000, kb: 1 } }, { onEvent: stale.onEvent, outputPace: stale.outputPace });
+    expectOk(first);
+    const gate = gateAt(100, 1000);
+    const onEvent = () => {
+      gate.onEvent();
+      // The first execution's pace settles while the second's is pending.
+      if (gate.seen.delivered === 100) setTimeout(stale.open, 300);
+    };
+    const second = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n: 5000, kb: 1 } }, { timeoutMs: 30_000, onEvent, outputPace: gate.outputPace });
+    expectOk(second);
+    expect(second.meta.workerId).toBe(first.meta.workerId);
+    expect(gate.seen.delivered).toBe(5000);
+    // Released only when its own pace settled: asked once, not again on a message sent after the stale one let the thread go.
+    expect(gate.seen.asked).toBe(1);
   });
 
   it('an event of thousands of separate strings weighs what it holds: while the host is busy, only a window of them (16 MB, and the message that crosses it) is sent ahead', async () => {
