@@ -14,12 +14,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
 const run = promisify(execFile);
+/** What the host registers: no SDK, a working one, one whose span processor throws, or a working one under a context manager whose with() throws (before or after its function) or skips it. */
+type Sdk = 'none' | 'working' | 'failing' | 'with-throws' | 'with-throws-after' | 'with-skips';
+
 const coreDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A host on core's built backend kit (imported by the package's own name) with `sdk` registered, three executions, then what it saw. */
-const host = (sdk: 'none' | 'working' | 'failing', pluginDir: string) => `
+const host = (sdk: Sdk, pluginDir: string) => `
 import * as kit from '@kb-labs/plugin-execution-core/backend-kit';
-import { trace } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 const warnings = [];
 process.on('warning', (warning) => warnings.push({ code: warning.code, message: warning.message }));
@@ -27,6 +30,9 @@ const exporter = new InMemorySpanExporter();
 const failing = { onStart() {}, onEnd() { throw new Error('the exporter is down'); }, forceFlush: async () => {}, shutdown: async () => {} };
 const processor = ${JSON.stringify(sdk)} === 'failing' ? failing : new SimpleSpanProcessor(exporter);
 if (${JSON.stringify(sdk)} !== 'none') trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [processor] }));
+// A context manager that breaks its contract: with() throws before or after calling its function, or returns without calling it.
+const brokenWith = { 'with-throws': () => { throw new Error('the context manager is down'); }, 'with-skips': () => undefined, 'with-throws-after': (_c, fn, thisArg, ...args) => { fn.apply(thisArg, args); throw new Error('the context manager broke after it'); } }[${JSON.stringify(sdk)}];
+if (brokenWith) context.setGlobalContextManager({ active: () => ROOT_CONTEXT, with: brokenWith, bind: (_c, target) => target, enable() { return this; }, disable() { return this; } });
 ${TINY_BACKEND_SOURCE}
 const backend = new TinyBackend({ plugins: [${JSON.stringify(pluginDir)}], workspace: false });
 const results = [];
@@ -48,7 +54,7 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function hostRun(sdk: 'none' | 'working' | 'failing'): Promise<{ results: boolean[]; spans: number; warnings: Array<{ code: string; message: string }> }> {
+async function hostRun(sdk: Sdk): Promise<{ results: boolean[]; spans: number; warnings: Array<{ code: string; message: string }> }> {
   // A file in core's folder, so that it resolves core by its own name and the API and SDK core's tests use.
   const file = path.join(coreDir, `.telemetry-warning-${process.pid}-${sdk}.mjs`);
   await writeFile(file, host(sdk, tmp));
@@ -65,6 +71,16 @@ describe('telemetry process warnings', () => {
     const report = await hostRun('failing');
     expect(report.results).toEqual([true, true, true]);
     expect(report.warnings).toEqual([{ code: 'KB_PLUGIN_EXECUTION_OTEL', message: 'OpenTelemetry recording failed; executions go on: the exporter is down' }]);
+  });
+
+  it.each([
+    ['throws before calling its function', 'with-throws', 'the context manager is down'],
+    ['throws after calling its function', 'with-throws-after', 'the context manager broke after it'],
+    ['returns without calling its function', 'with-skips', "the context manager's with() returned without calling its function"],
+  ] as const)('a context manager whose with() %s: every execution succeeds, and one warning says so', async (_label, sdk, said) => {
+    const report = await hostRun(sdk);
+    // (No span reaches the exporter: the SDK's own SimpleSpanProcessor exports inside context.with().)
+    expect({ results: report.results, warnings: report.warnings }).toEqual({ results: [true, true, true], warnings: [{ code: 'KB_PLUGIN_EXECUTION_OTEL', message: `OpenTelemetry recording failed; executions go on: ${said}` }] });
   });
 
   it.each([['no', 'none'], ['a working', 'working']] as const)('with %s SDK registered: no warning at all', async (_label, sdk) => {
