@@ -292,6 +292,47 @@ describe('a `started` for an execution another worker has started', () => {
   }, 60_000);
 });
 
+describe('a `started` of the shape workers send, for an execution this host does not wait for', () => {
+  it('is refused, not retried, so that the worker drops the task (an empty answer would have it take the caller for silent, hand the task back and pass the host over)', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('started-unknown');
+    const executionId = 'started-over';
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    const start = async (id: string) => {
+      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(id) }), { headers: forged('started', id), timeout: 5000 });
+      // Empty, the worker cannot read it as an answer and takes the caller for one that did not answer.
+      expect(answer.data.length, id).toBeGreaterThan(0);
+      return v8.deserialize(answer.data) as unknown;
+    };
+    expect(await start(executionId)).toMatchObject({ accept: true });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'over', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    expect(await running).toMatchObject({ ok: true, data: 'over' });
+    // One it no longer knows (a redelivered task of an execution that is over), one it never had.
+    for (const id of [executionId, 'started-never-asked']) {
+      expect(await start(id), id).toEqual({ accept: false, reason: 'no caller waits for this execution' });
+    }
+  }, 30_000);
+});
+
+describe('a `started` of another shape for an execution another worker has started', () => {
+  it('is refused, and that worker\'s execution goes on to its result: a start a peer forges does not fail it', async () => {
+    const { backend, caller, taskIds } = await lonelyHost('malformed-after-accept');
+    const executionId = 'malformed-after-accept';
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
+    const to = await caller();
+    await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
+    const start = async (worker: unknown) => {
+      const answer = await nats.nc.request(to, v8.serialize({ worker, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      return v8.deserialize(answer.data) as unknown;
+    };
+    expect(await start({ id: 'w1', host: 'h1', pid: 1 })).toMatchObject({ accept: true });
+    expect(await start({ id: 42, host: 'h2', pid: 2 })).toMatchObject({ accept: false, reason: expect.stringContaining('worker.id') });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'kept', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    expect(await running).toMatchObject({ ok: true, data: 'kept', meta: { runnerId: 'w1' } });
+  }, 30_000);
+});
+
 describe('a heartbeat naming an execution another worker runs', () => {
   it("keeps nothing alive: the host answers that it does not know the execution, and once its own worker is silent past workerLostMs it fails WORKER_CRASHED, not at its time limit", async () => {
     const { backend, caller, taskIds } = await lonelyHost('heartbeat-other');
