@@ -87,6 +87,11 @@ describe('where it runs', () => {
     const kept = await noWorkspaces.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { keepWorkspace: true, timeoutMs: 20_000 });
     expectError(kept, 'VALIDATION_ERROR');
     expect(kept.error.details).toMatchObject({ phase: 'options', issues: [{ path: 'keepWorkspace', message: 'this queue backend runs without workspaces (workspace: false): there is none to keep' }] });
+    // Run without one, as that host says: the worker makes none for it (its own workspaces are for hosts that want them).
+    const bare = await noWorkspaces.execute({ pluginId: BASIC, handlerId: 'writes-workspace', input: { text: 'none' } }, { timeoutMs: 20_000 });
+    expectOk(bare);
+    expect(bare.data).toEqual({ workspace: null });
+    expect(bare.meta.workspaceDir).toBeUndefined();
     const paced = await make().execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { outputPace: () => undefined });
     expectError(paced, 'VALIDATION_ERROR');
     expect(paced.error.details).toMatchObject({ phase: 'options', issues: [{ path: 'outputPace', message: "a queue backend's handlers run on other machines, whose workers pace their output to this host themselves" }] });
@@ -1247,6 +1252,20 @@ describe('delivery', () => {
       await worker.close();
     }
   });
+
+  it("a worker runs as many tasks at once as its concurrency, past its local backend's own default (in-process: 64)", async () => {
+    const wide = newPool('wide');
+    const slots = 65;
+    const worker = await startExecutionWorker({ connection: { servers: server!.url }, pool: wide, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: slots });
+    try {
+      const backend = make({ pool: wide, maxConcurrency: slots, permissions: { platform: { meet: true } } });
+      // Each waits inside its handler until all of them are: one held back by the worker's local backend fails them all.
+      const results = await Promise.all(Array.from({ length: slots }, () => backend.execute({ pluginId: BASIC, handlerId: 'meet', input: { group: 'wide', size: slots } }, { timeoutMs: 30_000 })));
+      expect(results.map((result) => (result.ok ? result.data : result.error.message))).toEqual(Array.from({ length: slots }, () => ({ met: slots })));
+    } finally {
+      await worker.close();
+    }
+  }, 60_000);
 
   it('a busy worker holds no task it has no slot for: one that starts later takes it at once', async () => {
     const slotPool = newPool('slots');
