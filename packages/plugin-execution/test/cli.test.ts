@@ -1050,6 +1050,15 @@ describe('kb-plugin-exec CLI', () => {
     const leftThere = path.join(defaultRoot, `kbx-${dead}.${tag}-left-abcdef12`);
     await mkdir(leftThere, { recursive: true });
     expect(JSON.parse(sweepDefault().stdout)).toEqual({ removed: [leftThere], failed: [], foreign: [], kept: [] });
+    // That default root unusable (a file there) and --workspace-root not given: the backend's
+    // WORKSPACE_ERROR as it is (exit 1), not said as a mistake in a flag nobody typed (exit 2).
+    const fileTmp = path.join(root, 'tmpdir-root-is-a-file');
+    await mkdir(fileTmp);
+    const fileDefaultRoot = path.join(fileTmp, `kb-plugin-workspaces-${process.getuid!()}`);
+    await writeFile(fileDefaultRoot, '');
+    const runDefaultRoot = spawnSync(process.execPath, [cli, 'run', fixturePlugins.basic, 'echo', '--input', '1'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', TMPDIR: fileTmp }, timeout: 30_000 });
+    expect(runDefaultRoot.status).toBe(1);
+    expect(runDefaultRoot.stderr.split('\n')[0]).toBe(`WORKSPACE_ERROR: Cannot create workspace root ${fileDefaultRoot}: it is not a directory`);
     // Another command's flag is refused, not ignored.
     const initFlag = run(['init', path.join(root, 'never-made'), '--backend', 'subprocess']);
     expect(initFlag.status).toBe(2);
