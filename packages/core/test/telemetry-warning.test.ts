@@ -14,8 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
 const run = promisify(execFile);
-/** What the host registers: no SDK, a working one, one whose span processor throws, or a working one under a context manager whose with() throws (before or after its function) or skips it. */
-type Sdk = 'none' | 'working' | 'failing' | 'with-throws' | 'with-throws-after' | 'with-skips';
+/**
+ * What the host registers: no SDK, a working one, one whose span processor throws, or a working one
+ * under a context manager whose with() throws (before or after its function) or skips it; or a
+ * working one under a host whose onLog throws (run with the execution span active).
+ */
+type Sdk = 'none' | 'working' | 'failing' | 'with-throws' | 'with-throws-after' | 'with-skips' | 'onlog-throws';
 
 const coreDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -29,6 +33,7 @@ process.on('warning', (warning) => warnings.push({ code: warning.code, message: 
 const exporter = new InMemorySpanExporter();
 const failing = { onStart() {}, onEnd() { throw new Error('the exporter is down'); }, forceFlush: async () => {}, shutdown: async () => {} };
 const processor = ${JSON.stringify(sdk)} === 'failing' ? failing : new SimpleSpanProcessor(exporter);
+const onLog = ${JSON.stringify(sdk)} === 'onlog-throws' ? () => { throw new Error('the log sink is down'); } : undefined;
 if (${JSON.stringify(sdk)} !== 'none') trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [processor] }));
 // A context manager that breaks its contract: with() throws before or after calling its function, or returns without calling it.
 const brokenWith = { 'with-throws': () => { throw new Error('the context manager is down'); }, 'with-skips': () => undefined, 'with-throws-after': (_c, fn, thisArg, ...args) => { fn.apply(thisArg, args); throw new Error('the context manager broke after it'); } }[${JSON.stringify(sdk)}];
@@ -36,7 +41,7 @@ if (brokenWith) context.setGlobalContextManager({ active: () => ROOT_CONTEXT, wi
 ${TINY_BACKEND_SOURCE}
 const backend = new TinyBackend({ plugins: [${JSON.stringify(pluginDir)}], workspace: false });
 const results = [];
-for (let i = 0; i < 3; i++) results.push((await backend.execute({ pluginId: '@test/warned', handlerId: 'run', input: i })).ok);
+for (let i = 0; i < 3; i++) results.push((await backend.execute({ pluginId: '@test/warned', handlerId: 'run', input: i }, { onLog })).ok);
 await backend.shutdown();
 await new Promise((resolve) => setImmediate(resolve));
 console.log(JSON.stringify({ results, spans: exporter.getFinishedSpans().length, warnings }));
@@ -47,7 +52,7 @@ let tmp: string;
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'kb-telemetry-warning-'));
   await writeFile(path.join(tmp, 'kb.plugin.json'), JSON.stringify({ id: '@test/warned', version: '1.0.0', handlers: { run: { entry: 'run.mjs' } } }));
-  await writeFile(path.join(tmp, 'run.mjs'), 'export default async (input) => input;\n');
+  await writeFile(path.join(tmp, 'run.mjs'), 'export default async (input, ctx) => { ctx.logger.info(\'running\'); return input; };\n');
 });
 
 afterAll(async () => {
@@ -81,6 +86,14 @@ describe('telemetry process warnings', () => {
     const report = await hostRun(sdk);
     // (No span reaches the exporter: the SDK's own SimpleSpanProcessor exports inside context.with().)
     expect({ results: report.results, warnings: report.warnings }).toEqual({ results: [true, true, true], warnings: [{ code: 'KB_PLUGIN_EXECUTION_OTEL', message: `OpenTelemetry recording failed; executions go on: ${said}` }] });
+  });
+
+  it('a host onLog that throws while the execution span is active: its own warning, never an OpenTelemetry one', async () => {
+    const report = await hostRun('onlog-throws');
+    expect(report.results).toEqual([true, true, true]);
+    expect(report.spans).toBe(3);
+    expect(report.warnings.map((warning) => warning.code)).toEqual(['KB_PLUGIN_CALLBACK_FAILED']);
+    expect(report.warnings[0]!.message).toContain('the log sink is down');
   });
 
   it.each([['no', 'none'], ['a working', 'working']] as const)('with %s SDK registered: no warning at all', async (_label, sdk) => {
