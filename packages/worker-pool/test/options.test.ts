@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { WorkerPoolBackend } from '@kb-labs/plugin-execution-worker-pool';
@@ -104,6 +106,27 @@ await lazy.shutdown();`;
     const refusal = `the host process runs under Node's permission model (${flag}) without --allow-worker, so it cannot start worker threads: start it with --allow-worker as well`;
     expect(said).toEqual({ code: 'VALIDATION_ERROR', message: `The worker-pool backend cannot run here: ${refusal}` });
     expect(health).toEqual({ code: 'health', message: refusal });
+  });
+
+  it('with --allow-worker but no read access to the thread\'s entry file: the thread fails to start on that, not on a missing --allow-worker', () => {
+    const flag = process.allowedNodeEnvironmentFlags.has('--permission') ? '--permission' : '--experimental-permission';
+    const packageDir = fileURLToPath(new URL('..', import.meta.url));
+    const rootDir = path.resolve(packageDir, '../..');
+    // What the host itself reads (the backend's main entry, core, the dependencies, the plugin), but not dist/worker-entry.*.
+    const readable = [path.join(packageDir, 'dist/index.js'), path.join(packageDir, 'package.json'), path.join(packageDir, 'node_modules'), path.join(rootDir, 'packages/core'), path.join(rootDir, 'node_modules'), fixturePlugins.basic];
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { WorkerPoolBackend } from ${JSON.stringify(entry)};
+const backend = new WorkerPoolBackend({ minThreads: 0, plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+const result = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
+await backend.shutdown();
+console.log(JSON.stringify({ ok: result.ok, error: result.ok ? undefined : { code: result.error.code, reason: result.error.details.reason, message: result.error.message, permission: result.error.cause?.permission } }));`;
+    const grants = readable.map((where) => `--allow-fs-read=${where}`);
+    const run = spawnSync(process.execPath, [flag, '--allow-worker', ...grants, '--no-warnings', '--input-type=module', '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(run.stderr).toBe('');
+    const said = JSON.parse(run.stdout.trim()) as { ok: boolean; error: { code: string; reason: string; message: string; permission: string } };
+    // Before, had the permission's kind not been checked: "… runs under Node's permission model without --allow-worker …", a flag it has.
+    expect(said).toMatchObject({ ok: false, error: { code: 'WORKER_CRASHED', reason: 'start-failed', permission: 'FileSystemRead' } });
+    expect(said.error.message).not.toMatch(/allow-worker/);
   });
 });
 
