@@ -83,6 +83,16 @@ function platformCallTests(suite: SuiteContext): void {
     }
   });
 
+  it("runs the host's platform service in the caller's async context for an execution that waited for its slot (handed it inside another's release)", async () => {
+    const tenant = new AsyncLocalStorage<string>();
+    const backend = make({ maxConcurrency: 1, platform: { kv: { get: async () => tenant.getStore() ?? 'none' } }, permissions: { platform: { kv: true } } });
+    // Called together: the second and third wait in the queue and start when the one before them ends.
+    const requests = ['first', 'second', 'third'];
+    const results = await Promise.all(requests.map((request) => tenant.run(request, () => backend.execute({ pluginId: BASIC, handlerId: 'platform-call', input: { method: 'get', args: ['k'] } }))));
+    // Before, had the queued one been started in the context of the release that freed its slot: 'first' for the second.
+    expect(results.map((result) => (result.ok ? result.data : result.error.code))).toEqual(requests.map((request) => ({ ok: true, value: request })));
+  });
+
   it('denies undeclared platform calls inside the handler, naming service and method', async () => {
     const platform = testPlatform();
     const backend = make({ platform, permissions: { platform: { kv: true } } });
