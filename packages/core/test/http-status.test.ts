@@ -15,6 +15,24 @@ describe('HTTP statuses of error codes', () => {
     expect(httpStatusOf('HANDLER_ERROR')).toBe(500);
   });
 
+  it('is the table docs/errors.md gives, code by code', () => {
+    expect({ ...HTTP_STATUS_BY_CODE }).toEqual({
+      VALIDATION_ERROR: 400,
+      PERMISSION_DENIED: 403,
+      HANDLER_NOT_FOUND: 404,
+      QUEUE_FULL: 429,
+      ABORTED: 499,
+      HANDLER_ERROR: 500,
+      WORKSPACE_ERROR: 500,
+      INTERNAL_ERROR: 500,
+      BACKEND_NOT_INSTALLED: 500,
+      WORKER_CRASHED: 502,
+      SHUTTING_DOWN: 503,
+      TIMEOUT: 504,
+    });
+    for (const code of ERROR_CODES) expect(httpStatusOf(code)).toBe(HTTP_STATUS_BY_CODE[code]);
+  });
+
   it('answers 500 for a code this version does not know, and for inherited names', () => {
     expect(httpStatusOf('SOME_FUTURE_CODE')).toBe(500);
     expect(httpStatusOf('toString')).toBe(500);
