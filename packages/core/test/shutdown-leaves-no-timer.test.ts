@@ -4,17 +4,11 @@
  * the shutdown's `timeoutMs` was. Each host is a Node process of its own, started on core's built
  * backend kit.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
-
-const run = promisify(execFile);
-const coreDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { runHostProgram, TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
 /** A host that shuts down while its one execution runs, with a deadline far longer than the test, and `listener` registered as an onShutdown hook (or none). */
 const host = (pluginDir: string, listener: boolean) => `
@@ -45,16 +39,8 @@ describe('shutdown deadline', () => {
   it.each([['no hook', false], ['an onShutdown hook', true]] as const)(
     'with %s: once the running execution ended and shutdown() resolved, the host process exits on its own (no 10-minute deadline timer keeps it)',
     async (_label, listener) => {
-      // A file in core's folder, so that it resolves core by its own name.
-      const file = path.join(coreDir, `.shutdown-timer-${process.pid}-${listener}.mjs`);
-      await writeFile(file, host(tmp, listener));
-      try {
-        // Before: the deadline's timer stayed armed after the wait ended, and the process lived on until it fired (killed here at 20 s).
-        const { stdout } = await run(process.execPath, [file], { cwd: coreDir, env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
-        expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ ok: true });
-      } finally {
-        await rm(file, { force: true });
-      }
+      // Before: the deadline's timer stayed armed after the wait ended, and the process lived on until it fired (killed at 20 s).
+      expect(await runHostProgram(`shutdown-timer-${listener}`, host(tmp, listener))).toEqual({ ok: true });
     },
     30_000,
   );

@@ -4,16 +4,12 @@
  * executions meet it, and never fails one; with no SDK, or a working one, nothing is said. Each
  * host is a Node process of its own: the warning is once per process.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
+import { runHostProgram, TINY_BACKEND_SOURCE } from './tiny-backend-source.js';
 
-const run = promisify(execFile);
 /**
  * What the host registers: no SDK, a working one, one whose span processor throws, or a working one
  * under a context manager whose with() throws (before or after its function) or skips it; or a
@@ -21,7 +17,6 @@ const run = promisify(execFile);
  */
 type Sdk = 'none' | 'working' | 'failing' | 'with-throws' | 'with-throws-after' | 'with-skips' | 'onlog-throws';
 
-const coreDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** A host on core's built backend kit (imported by the package's own name) with `sdk` registered, three executions, then what it saw. */
 const host = (sdk: Sdk, pluginDir: string) => `
@@ -59,16 +54,15 @@ afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-async function hostRun(sdk: Sdk): Promise<{ results: boolean[]; spans: number; warnings: Array<{ code: string; message: string }> }> {
-  // A file in core's folder, so that it resolves core by its own name and the API and SDK core's tests use.
-  const file = path.join(coreDir, `.telemetry-warning-${process.pid}-${sdk}.mjs`);
-  await writeFile(file, host(sdk, tmp));
-  try {
-    const { stdout } = await run(process.execPath, [file], { cwd: coreDir, env: { PATH: process.env.PATH ?? '' }, timeout: 20_000 });
-    return JSON.parse(stdout.trim().split('\n').at(-1)!);
-  } finally {
-    await rm(file, { force: true });
-  }
+/** What a host saw: each execution's `ok`, the spans exported, the process warnings. */
+interface HostReport {
+  results: boolean[];
+  spans: number;
+  warnings: Array<{ code: string; message: string }>;
+}
+
+async function hostRun(sdk: Sdk): Promise<HostReport> {
+  return (await runHostProgram(`telemetry-warning-${sdk}`, host(sdk, tmp))) as HostReport;
 }
 
 describe('telemetry process warnings', () => {
