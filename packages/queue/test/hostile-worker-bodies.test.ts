@@ -47,6 +47,11 @@ function forged(kind: string, executionId: string): ReturnType<typeof headers> {
   return h;
 }
 
+/** A worker's `started` for `executionId` (its stream message's id `task`), sent to the caller subject `to` as a worker sends it: the host's answer, raw. */
+function sendStarted(to: string, executionId: string, task: string | undefined, worker: unknown = { id: 'w1', host: 'h1', pid: 1 }) {
+  return nats.nc.request(to, v8.serialize({ worker, task }), { headers: forged('started', executionId), timeout: 5000 });
+}
+
 describe('a `started` whose worker is not of the shape workers send', () => {
   it('is refused, and the execution fails at once naming the field (WORKER_CRASHED, protocol): a host without a toString threw in the heartbeat watch at every tick, for good', async () => {
     const { backend, caller } = await lonelyHost('forged-start');
@@ -129,7 +134,7 @@ describe("a result whose meta is not of the shape workers send", () => {
       const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
       const to = await caller();
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await sendStarted(to, executionId, taskIds.get(executionId));
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
       nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: forged('result', executionId) });
       const result = await running;
@@ -152,7 +157,7 @@ describe('text a worker sends, quoted in messages and health()', () => {
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: evil, pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    await sendStarted(to, executionId, taskIds.get(executionId), { id: 'w1', host: evil, pid: 1 });
     // No heartbeat follows: lost after workerLostMs.
     const result = await running;
     const error = result.ok ? undefined : result.error;
@@ -233,7 +238,7 @@ describe("a result's Kb-Output-Sent header of more log lines and events than its
       const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void (entry.level === 'warn' && warnings.push(entry.message)) });
       const to = await caller();
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await sendStarted(to, executionId, taskIds.get(executionId));
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
       const h = forged('result', executionId);
       h.set('Kb-Output-Sent', sent);
@@ -252,7 +257,7 @@ describe('a log line of a longer logger message than the runtime lets through', 
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000, onLog: (entry) => void logs.push(entry) });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    await sendStarted(to, executionId, taskIds.get(executionId));
     const cutByRuntime = `${'c'.repeat(64 * 1024)}… [${100_000 - 64 * 1024} more characters]`;
     const lines = [
       { level: 'info', message: 'x'.repeat(100_000), stream: 'logger' },
@@ -278,7 +283,7 @@ describe('a `started` for an execution another worker has started', () => {
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
     const start = async (worker: string, task = taskIds.get(executionId)) => {
-      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: worker, host: 'h1', pid: 1 }, task }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await sendStarted(to, executionId, task, { id: worker, host: 'h1', pid: 1 });
       return v8.deserialize(answer.data) as unknown;
     };
     // The task of an earlier execution under the same id would run that one's input for this one.
@@ -300,7 +305,7 @@ describe('a `started` of the shape workers send, for an execution this host does
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
     const start = async (id: string) => {
-      const answer = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(id) }), { headers: forged('started', id), timeout: 5000 });
+      const answer = await sendStarted(to, id, taskIds.get(id));
       // Empty, the worker cannot read it as an answer and takes the caller for one that did not answer.
       expect(answer.data.length, id).toBeGreaterThan(0);
       return v8.deserialize(answer.data) as unknown;
@@ -323,7 +328,7 @@ describe('a `started` of another shape for an execution another worker has start
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
     const start = async (worker: unknown) => {
-      const answer = await nats.nc.request(to, v8.serialize({ worker, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+      const answer = await sendStarted(to, executionId, taskIds.get(executionId), worker);
       return v8.deserialize(answer.data) as unknown;
     };
     expect(await start({ id: 'w1', host: 'h1', pid: 1 })).toMatchObject({ accept: true });
@@ -340,7 +345,7 @@ describe('a heartbeat naming an execution another worker runs', () => {
     const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000 });
     const to = await caller();
     await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
-    const started = await nats.nc.request(to, v8.serialize({ worker: { id: 'w1', host: 'h1', pid: 1 }, task: taskIds.get(executionId) }), { headers: forged('started', executionId), timeout: 5000 });
+    const started = await sendStarted(to, executionId, taskIds.get(executionId));
     expect(v8.deserialize(started.data)).toMatchObject({ accept: true });
     const beat = async (worker: string) => {
       const h = headers();
