@@ -247,9 +247,10 @@ export function describeUnmount(setup: ReturnType<typeof useChannelHarness>, cre
       expect(errors.filter((e) => e.phase === 'message')).toEqual([{ phase: 'message', code: expect.stringMatching(/^(ABORTED|SHUTTING_DOWN)$/) }]);
     });
 
-    it('aborts executions still running when unmount runs out of time', async () => {
+    // With abortOnClose too: the server closed the connection, no client left, so the abort is reported.
+    it.each([false, true])('aborts executions still running when unmount runs out of time, and reports them (abortOnClose: %s)', async (abortOnClose) => {
       const errors: Array<{ phase: string; code: unknown }> = [];
-      const h = await setup({ onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
+      const h = await setup({ abortOnClose, onError: (error, info) => errors.push({ phase: info.phase, code: (error as { code?: unknown }).code }) });
       const client = await h.connect('/slow');
       client.send({ id: 1, data: { gate: 'never', n: 1 } });
       await eventually(() => h.lab.entered.includes(1), 'message started');
