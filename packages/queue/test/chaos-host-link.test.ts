@@ -210,5 +210,23 @@ describe('the network between the host and the server', () => {
     expectError(await result, 'SHUTTING_DOWN');
     proxy.restore();
   }, 60_000);
+  it('cut, then dropped while health() waits for its ping: the ping failed is not taken for an answer (health() says the server did not answer, not that no worker is connected)', async () => {
+    const pool = newPool('hostcutdrop');
+    const backend = host(proxy.url, pool);
+    expect((await backend.health()).problems?.join('\n')).toMatch(/no worker of pool/);
+    proxy.cut();
+    try {
+      const probing = backend.health();
+      await sleep(300);
+      proxy.refuse(true);
+      proxy.reset();
+      const problems = (await probing).problems?.join('\n') ?? '';
+      expect(problems).toMatch(/has not answered this host's ping within \d+ ms: the host's link to it may be cut/);
+      expect(problems).not.toMatch(/no worker of pool/);
+    } finally {
+      proxy.refuse(false);
+      proxy.restore();
+    }
+  }, 30_000);
 });
 
