@@ -11,13 +11,15 @@ interface IdleThread {
 /**
  * An idle thread for a task of handler `key`: the one that ran that handler last, else a fresh
  * one, else one used before. A thread bound to another handler (code it left to run later) is
- * handed the task only when no other thread can start (`canGrow` false): it would decline it and
+ * handed the task only when no other thread can start (`canGrow()` false): it would decline it and
  * be retired, so while the pool has room a new thread starts instead, and two handlers that take
  * turns keep a thread each; when it has none, the bound thread idle longest is handed it. One ended since (its idle time up, found spinning, shutdown) is on
  * its way out: not handed anything.
  */
-export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: boolean): T | undefined {
+export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: () => boolean): T | undefined {
   let chosen = -1;
+  // Asked only when a bound thread is met (seldom), and once.
+  let grows: boolean | undefined;
   for (let i = idle.length - 1; i >= 0; i--) {
     const thread = idle[i]!;
     if (thread.endedBy) continue;
@@ -25,7 +27,7 @@ export function takeIdle<T extends IdleThread>(idle: T[], key: string, canGrow: 
       chosen = i;
       break;
     }
-    if (thread.bound && canGrow) continue;
+    if (thread.bound && (grows ??= canGrow())) continue;
     const [mine, best] = [rank(thread), chosen < 0 ? Infinity : rank(idle[chosen]!)];
     // Among bound ones (the pool cannot grow), the one idle longest goes: kept, a thread bound to a
     // handler not called since would have each other task declined by the one used last.

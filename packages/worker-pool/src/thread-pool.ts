@@ -165,7 +165,7 @@ export class ThreadPool {
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
     // A thread still starting counts as room: the task waits for it rather than go to a bound one.
-    const thread = this.#staleWait.take(execution.task, (stale) => stale.lane === lane, this.#currentLoad) ?? takeIdle(lane.idle, handlerKey(execution.task), lane.threads < this.#options.maxThreads || lane.starting > lane.waiting.length);
+    const thread = this.#staleWait.take(execution.task, (stale) => stale.lane === lane, this.#currentLoad) ?? takeIdle(lane.idle, handlerKey(execution.task), () => this.#canGrow(lane));
     if (thread) {
       if (!this.#handTo(thread, execution)) this.#onIdle(thread);
       return;
@@ -180,6 +180,18 @@ export class ThreadPool {
       this.#fail(execution, reason);
     });
     this.#grow(lane);
+  }
+
+  /**
+   * A thread can start for `lane` within maxThreads in the pool (not its lane alone): one starting that nothing waits
+   * for yet, room, or another lane's idle thread to make go (#makeRoom). Else a thread started beside an idle bound one is one too many.
+   */
+  #canGrow(lane: Lane): boolean {
+    if (lane.starting > lane.waiting.length) return true;
+    if (lane.threads >= this.#options.maxThreads) return false;
+    if (this.#staying() < this.#options.maxThreads) return true;
+    for (const other of this.#lanes.values()) if (other !== lane && other.idle.length > 0) return true;
+    return false;
   }
 
   #fail(execution: Execution, error: unknown): void {
