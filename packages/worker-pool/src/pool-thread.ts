@@ -89,6 +89,8 @@ export class PoolThread<Lane = unknown> {
   #graceTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
   #reapTimer: NodeJS.Timeout | undefined;
+  /** Set while a stopped execution's modules load (#endOnceLoaded): keeps the host up, and ends the thread after. */
+  #loadTimer: NodeJS.Timeout | undefined;
   /** The execution it answered `pending`: its verdict (stay or go) is still to come, and it takes nothing meanwhile. */
   #verdictFor: number | undefined;
   #markDone!: () => void;
@@ -121,7 +123,7 @@ export class PoolThread<Lane = unknown> {
       this.#taskPort?.close();
       // Children its handlers left that it could not collect itself (it looped, crashed, or was terminated) go with it.
       this.#children?.killLeft();
-      for (const timer of [this.#graceTimer, this.#stuckTimer, this.idleTimer]) clearTimeout(timer);
+      for (const timer of [this.#graceTimer, this.#stuckTimer, this.idleTimer, this.#loadTimer]) clearTimeout(timer);
       events.gone(this);
       this.#markDone();
     });
@@ -334,12 +336,12 @@ export class PoolThread<Lane = unknown> {
     }, CHANNEL_CLOSED_GRACE_MS).unref();
   }
 
-  /** It sent what the pool's runner never sends (plugin code on its port): ended, and its execution fails WORKER_CRASHED `protocol`. */
   /** An unpaced message (answer, verdict, reaped) not waited for, which a loop would pile up in the host: it ends a thread in service (one on its way out goes soon). */
   #forged(what: string): void {
     if (this.endedBy === undefined) this.#violate(`${what} its runtime did not send (${FORGED})`);
   }
 
+  /** It sent what the pool's runner never sends (plugin code on its port): ended, and its execution fails WORKER_CRASHED `protocol`. */
   #violate(problem: string): void {
     this.protocolError = problem;
     this.end({ kind: 'terminated' });
@@ -387,14 +389,12 @@ export class PoolThread<Lane = unknown> {
     const stopped = this.execution;
     const loaded = loadEnded(this.#wake!);
     if (!loaded) return this.end({ kind: 'terminated' });
-    // Ref'd: the executions queued behind this one have no timer of their own yet to keep the host up.
-    const keepAlive = setTimeout(() => undefined, LOAD_WAIT_MS + ANSWER_WITHIN_MS);
+    // Ref'd: the executions queued behind this one have no timer of their own yet to keep the host up. Cleared once the thread is gone (one that dies loading never says its load ended).
+    this.#loadTimer = setTimeout(() => undefined, LOAD_WAIT_MS + ANSWER_WITHIN_MS);
     void loaded.then(() => {
-      // Its answer comes right after the load: ended only if it has not answered by then.
-      setTimeout(() => {
-        clearTimeout(keepAlive);
-        if (this.execution === stopped) this.end({ kind: 'terminated' });
-      }, ANSWER_WITHIN_MS);
+      clearTimeout(this.#loadTimer);
+      // Its answer comes right after the load: ended only if it has not answered by then (one gone meanwhile is left alone).
+      if (this.alive) this.#loadTimer = setTimeout(() => this.execution === stopped && this.end({ kind: 'terminated' }), ANSWER_WITHIN_MS);
     });
   }
 }

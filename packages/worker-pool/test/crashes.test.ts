@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { BASIC, HOSTILE, POOL, expectError, expectOk, osThreads, poolPlugin, runners, useBackends, waitFor } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, grown, osThreads, poolPlugin, resources, runners, useBackends, waitFor } from './helpers.js';
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -102,6 +102,25 @@ describe('worker-pool: crashes', () => {
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(await readFile(marker, 'utf8').catch(() => '')).toBe('');
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
+  });
+
+  it('a thread that dies while its stopped execution\'s modules still load leaves no timer behind: shutdown() after it leaves none', async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-dies-loading-'));
+    try {
+      // Its top level waits 5 s, and its thread dies 300 ms in (what the module started throws).
+      await writeFile(path.join(plugin, 'dies.mjs'), "setTimeout(() => { throw new Error('died loading'); }, 300);\nawait new Promise((resolve) => setTimeout(resolve, 5000));\nexport default async () => 'ran';\n");
+      await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@wp/dies-loading', version: '1.0.0', handlers: { dies: { entry: './dies.mjs' } } }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const before = resources();
+      const backend = backends.make({ plugins: [plugin], maxThreads: 1, minThreads: 1 });
+      // Stopped at 100 ms, as its modules load: the host waits for the load to end before it ends the thread.
+      expectError(await backend.execute({ pluginId: '@wp/dies-loading', handlerId: 'dies' }, { timeoutMs: 100 }), 'TIMEOUT');
+      await waitFor(async () => (await runners(backend)).crashed === 1);
+      await backend.shutdown({ timeoutMs: 1000 });
+      expect(grown(before, resources())).toEqual([]);
     } finally {
       await rm(plugin, { recursive: true, force: true });
     }
