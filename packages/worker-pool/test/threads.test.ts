@@ -246,6 +246,16 @@ describe('worker-pool: thread reuse and hygiene', () => {
     // Copying a million records each way: ~12 s on a quiet 2-core machine, several times that beside two other test lanes.
   }, 120_000);
 
+  it('a thread its handler keeps busy for a moment after answering (well under the pool\'s second) is not taken for a thread left busy: the next execution runs there', async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const busy = await backend.execute({ pluginId: POOL, handlerId: 'busy-after-answer', input: { ms: 250 } });
+    expect(okData(busy)).toBe('answered');
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'same thread' });
+    expect(okData(next)).toBe('same thread');
+    expect(next.meta.workerId).toBe(busy.meta.workerId);
+    expect(await runners(backend)).toMatchObject({ redispatched: 0, retired: { 'left-busy': 0 } });
+  });
+
   it('a thread left spinning by a handler that answered is ended even when nothing more is handed to it, and replaced', async () => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });
     const looping = await backend.execute({ pluginId: POOL, handlerId: 'loops-after-answer' });
