@@ -76,8 +76,8 @@ describe('backend package not installed', () => {
     await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
   });
 
-  it('resolves BACKEND_NOT_INSTALLED naming the package, for ESM and CJS hosts', async () => {
-    // A real install layout with the umbrella, core and in-process, but no worker-pool package.
+  // A real install layout with the umbrella, core and in-process, but no worker-pool or queue package.
+  async function installWithoutBackends(): Promise<string> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-not-installed-'));
     dirs.push(dir);
     const scope = path.join(dir, 'node_modules', '@kb-labs');
@@ -90,6 +90,11 @@ describe('backend package not installed', () => {
       const real = path.dirname(requireFromUmbrella.resolve(`@kb-labs/${name}/package.json`));
       await symlink(real, path.join(scope, name), 'dir');
     }
+    return dir;
+  }
+
+  it('resolves BACKEND_NOT_INSTALLED naming the package, for ESM and CJS hosts', async () => {
+    const dir = await installWithoutBackends();
     const esm = `
       import { createExecutionBackend, BackendNotInstalledError } from '@kb-labs/plugin-execution';
       const backend = createExecutionBackend({ type: 'worker-pool' });
@@ -117,5 +122,19 @@ describe('backend package not installed', () => {
       const result = spawnSync(process.execPath, [path.join(dir, 'esm.mjs')], { cwd: dir, env: { ...env, npm_config_user_agent: agent }, encoding: 'utf8', timeout: 30_000 });
       expect(JSON.parse(result.stdout).message).toContain(`Add it: ${command} @kb-labs/plugin-execution-worker-pool`);
     }
+  });
+
+  it('startExecutionWorker rejects with BACKEND_NOT_INSTALLED naming the queue package when it is missing', async () => {
+    const dir = await installWithoutBackends();
+    const esm = `
+      import { startExecutionWorker, BackendNotInstalledError } from '@kb-labs/plugin-execution';
+      const error = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [] }).then(() => undefined, (e) => e);
+      console.log(JSON.stringify({ code: error?.code, message: error?.message, instance: error instanceof BackendNotInstalledError }));`;
+    await writeFile(path.join(dir, 'worker.mjs'), esm);
+    const { status, stdout, stderr } = runNode([path.join(dir, 'worker.mjs')], dir);
+    expect(status, stderr).toBe(0);
+    const out = JSON.parse(stdout);
+    expect(out).toMatchObject({ code: 'BACKEND_NOT_INSTALLED', instance: true });
+    expect(out.message).toContain('Add it: npm install @kb-labs/plugin-execution-queue');
   });
 });
