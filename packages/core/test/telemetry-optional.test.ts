@@ -23,13 +23,15 @@ const requireFromCore = createRequire(path.join(coreDir, 'package.json'));
 
 /** The host's side, the same in both module systems: its own API copy and SDK, a backend built on core's kit. */
 const HOST_BODY = `
-const [apiPath, sdkPath, pluginDir] = process.argv.slice(2);
+const [apiPath, sdkPath, pluginDir, withMeter] = process.argv.slice(2);
 const warnings = [];
 process.on('warning', (warning) => warnings.push(String(warning.code) + ': ' + warning.message));
 const api = require(apiPath);
 const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require(sdkPath);
 const exporter = new InMemorySpanExporter();
 api.trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+// A meter provider too, when asked: core never takes a meter from one its copy of the API refused.
+if (withMeter === 'meter') api.metrics.setGlobalMeterProvider({ getMeter() { throw new Error('core took a meter from a refused provider'); } });
 ${TINY_BACKEND_SOURCE}
 async function main() {
   const backend = new TinyBackend({ plugins: [pluginDir], workspace: false });
@@ -130,14 +132,25 @@ describe('with the host registering through an older copy of @opentelemetry/api 
     await rm(tree, { recursive: true, force: true });
   });
 
-  it.each(Object.keys(HOSTS))('%s: executions succeed untraced, with one warning naming the host copy\'s version', async (file) => {
-    const args = [path.join(tree, file), olderApi, requireFromCore.resolve('@opentelemetry/sdk-trace-base'), path.join(tree, 'plugin')];
+  async function runHost(file: string, ...extra: string[]): Promise<HostReport> {
+    const args = [path.join(tree, file), olderApi, requireFromCore.resolve('@opentelemetry/sdk-trace-base'), path.join(tree, 'plugin'), ...extra];
     const { stdout } = await run(process.execPath, args, { cwd: tree, env: { PATH: process.env.PATH ?? '' } });
-    const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as HostReport;
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as HostReport;
+  }
+
+  it.each(Object.keys(HOSTS))('%s: executions succeed untraced, with one warning naming the host copy\'s version', async (file) => {
+    const report = await runHost(file);
     expect(report).toMatchObject({ ok: true, data: { traceparent: null }, logTraceId: null, spans: [] });
     // Before: no warning at all; the host saw no spans and nothing said why.
     expect(report.warnings).toHaveLength(1);
     expect(report.warnings[0]).toContain('KB_PLUGIN_EXECUTION_OTEL');
+    expect(report.warnings[0]).toContain('registered through @opentelemetry/api 1.3.0');
+  });
+
+  it('a host that registers a meter provider through it as well still gets one warning, not one per provider', async () => {
+    const report = await runHost('host.mjs', 'meter');
+    expect(report).toMatchObject({ ok: true, spans: [] });
+    expect(report.warnings).toHaveLength(1);
     expect(report.warnings[0]).toContain('registered through @opentelemetry/api 1.3.0');
   });
 });
