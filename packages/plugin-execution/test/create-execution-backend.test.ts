@@ -102,6 +102,24 @@ describe('createExecutionBackend', () => {
     expectError(await execute({ pluginId: BASIC, handlerId: 'echo' }), 'SHUTTING_DOWN');
   });
 
+  it.each([
+    ['a backend class', () => new InProcessBackend({ workspace: false })],
+    ['createExecutionBackend', () => createExecutionBackend({ workspace: false })],
+  ])('%s: its plugin methods and onShutdown work taken off it too: const { registerPlugin, reloadPlugin, unregisterPlugin, onShutdown } = backend', async (_what, make) => {
+    const backend = make();
+    const { registerPlugin, reloadPlugin, unregisterPlugin, onShutdown, shutdown } = backend;
+    // Before (one left off the bound list): a TypeError about a private field, from a method that promises a result.
+    expect((await registerPlugin(fixturePlugins.basic)).id).toBe(BASIC);
+    expect((await reloadPlugin(BASIC)).generation).toBe(1);
+    expect(await unregisterPlugin(BASIC)).toBe(true);
+    let heard = 0;
+    onShutdown(() => {
+      heard++;
+    });
+    await shutdown();
+    expect(heard).toBe(1);
+  });
+
   it("a backend's methods taken off it still go through its class's prototype: a spy or an instrumentation wrapping it later is called; dispose works taken off too", async () => {
     const backend = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace: false });
     const { stats } = backend;
