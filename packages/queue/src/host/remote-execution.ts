@@ -199,13 +199,14 @@ export class RemoteExecution {
   /**
    * The worker this host accepted gave up waiting for the acceptance (it came too late: this
    * host's event loop was blocked, say) and put the task back in the stream without running it:
-   * the next worker's `started` is accepted.
+   * the next worker's `started` is accepted. Stopped meanwhile (its cancel went to that worker), it ends now.
    */
   withdrawn(workerId: string): void {
     if (this.#worker?.id !== workerId || !this.#settle) return;
     this.#worker = undefined;
     this.#confirmed = false;
     this.#inputSend?.abort();
+    if (this.#control.stopReason) this.#stop(this.#control.stopReason);
   }
 
   /**
