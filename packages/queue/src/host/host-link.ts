@@ -8,7 +8,7 @@ import { serverProblem, streamSilence } from '../shared/server-problem.js';
 import { Courier, courierPartBytes, maxPayload, partBytes } from '../shared/courier.js';
 import { HOST_PARTS, PartsAssembler } from '../shared/parts-assembler.js';
 import { checkConsumer, type PoolNeeds } from '../shared/pool-consumer.js';
-import { StreamTasks } from './stream-tasks.js';
+import { StreamTasks, type QueuedTask } from './stream-tasks.js';
 import { serverSilence } from './server-silence.js';
 import { ensureStream, PoolStreamError, publishToStream, storageProblem, warnBoundHeld, type PoolStream } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -131,7 +131,7 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Put a task in the stream; `encode` makes its body for the server connected to when it goes (its max_payload may have changed in a reconnection). */
-  async publishTask(executionId: string, taskId: string, encode: () => Uint8Array): Promise<number> {
+  async publishTask(executionId: string, taskId: string, encode: () => Uint8Array): Promise<QueuedTask> {
     // Known to be unusable (made by hand with other settings): said at once, not as a TIMEOUT. Read again first: it may be fixed since.
     if (this.streamProblem) await this.checkStream();
     if (this.streamProblem) {
@@ -174,7 +174,7 @@ export class HostLink implements ExecutionLink {
         retried = true;
       }
     }
-    return ack.seq;
+    return { seq: ack.seq, taskId, streamCreated: this.#stream?.created };
   }
 
   #publishError(error: unknown): Error {
@@ -196,9 +196,8 @@ export class HostLink implements ExecutionLink {
   }
 
   /** Take a task off the stream (StreamTasks); while the connection is down, once it is back. */
-  deleteTask(seq: number, taskId: string): void {
-    this.#tasks.delete(seq, taskId, this.state === 'connected', this.#stream?.created);
-  }
+  deleteTask(task: QueuedTask): void { this.#tasks.delete(task, this.state === 'connected'); } // prettier-ignore
+  holdsTask(task: QueuedTask): Promise<boolean | undefined> { return this.#tasks.holds(task); } // prettier-ignore
 
   workerSeenAt(worker: WorkerIdentity): number | undefined {
     return this.workers.seenAt(worker);
@@ -230,7 +229,8 @@ export class HostLink implements ExecutionLink {
     if (this.state !== 'connected') return Promise.resolve();
     const readAt = monotonicNow();
     this.#lastStreamCheck = readAt;
-    this.#checking ??= ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage, replicas: this.#o.streamReplicas }, 'host-check')
+    this.#checking ??= this.#tasks.settled() // (a stopped execution's task is not read as waiting still)
+      .then(() => ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage, replicas: this.#o.streamReplicas }, 'host-check'))
       .then(
         async (stream) => {
           this.#stream = stream;
@@ -287,6 +287,7 @@ export class HostLink implements ExecutionLink {
     this.#markReconnected();
     this.#failAll('closed its connection to the NATS server (shutdown)');
     for (const sub of this.#subscriptions) sub.unsubscribe();
+    await this.#tasks.settled(); // the tasks of executions stopped just before (those no worker started, at shutdown) go off the stream first
     await closeConnection(this.#nc);
   }
 
@@ -364,7 +365,7 @@ export class HostLink implements ExecutionLink {
         this.#loginRefused = undefined;
         // A server that restarted without its store has lost the stream.
         await this.checkStream();
-        void this.#tasks.reconnected(this.#stream?.created);
+        this.#tasks.reconnected();
         this.#markReconnected();
         if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery); // (closed meanwhile, a publish would throw)
       } else if (status.type === 'close') {

@@ -6,6 +6,8 @@ import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
 import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
+import { taskGone, type QueuedTask } from './stream-tasks.js';
+import type { PoolStream } from '../shared/pool-stream.js';
 import { logMessageOf, outputSentOf, shownWorker } from './worker-bodies.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
@@ -28,7 +30,8 @@ export class RemoteExecution {
   readonly #session: HostSession;
   #settle: { resolve: (value: unknown) => void; reject: (error: unknown) => void } | undefined;
   #worker: WorkerIdentity | undefined;
-  #seq: number | undefined;
+  /** Its task in the pool's stream, once the stream took it. */
+  #queued: QueuedTask | undefined;
   /** Its task's Nats-Msg-Id: its id and a nonce of this call (an id may be used again once its execution is over, as on a local backend). */
   readonly #taskId: string;
   /** When the stream acknowledged its task (`monotonicNow()`). */
@@ -81,9 +84,7 @@ export class RemoteExecution {
   }
 
   /** The worker running it, once it started. */
-  get worker(): WorkerIdentity | undefined {
-    return this.#worker;
-  }
+  get worker(): WorkerIdentity | undefined { return this.#worker; } // prettier-ignore
 
   /** Send it and wait for its end. */
   run(): Promise<unknown> {
@@ -110,11 +111,10 @@ export class RemoteExecution {
       this.#input = this.#checkSize(encode(this.#task.input, 'input'), 'input');
       return this.#checkSize(encode({ ...body, input: undefined, inputFollows: true }, 'context'), 'context', partBytes, "one message of the server's max_payload");
     };
-    const seq = await this.#link.publishTask(this.id, this.#taskId, forServer);
-    this.#seq = seq;
+    const queued = (this.#queued = await this.#link.publishTask(this.id, this.#taskId, forServer));
     this.#publishedAt = monotonicNow();
     // Stopped while it was being published: it must never run.
-    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(seq, this.#taskId);
+    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(queued);
   }
 
   #taskBody(): TaskBody {
@@ -320,31 +320,29 @@ export class RemoteExecution {
   }
 
   /**
-   * The pool's stream, read after its task was put there (`readAt`), no longer holds the task,
-   * and no worker took it: someone purged the stream or deleted the message, or the stream was
-   * made anew. It fails now, saying so, rather than as a TIMEOUT blaming the workers. (A worker
-   * acknowledges a task only once this host accepted its start, so a task it took is never
-   * missing while `#worker` is unset.)
+   * The pool's stream, read after its task was put there (`readAt`), no longer holds the task, and
+   * no worker took it (a worker acknowledges a task only once this host accepted its start): the
+   * stream purged, the message deleted, the stream made anew. It fails now, saying so, rather than
+   * as a TIMEOUT blaming the workers.
    */
-  checkInStream(stream: { firstSeq: number; lastSeq: number; maxAgeMs: number; discardOld: boolean }, readAt: number): void {
-    const seq = this.#seq;
-    if (this.#worker || seq === undefined || this.#publishedAt === undefined || this.#publishedAt >= readAt) return;
-    if (seq >= stream.firstSeq && seq <= stream.lastSeq) return;
+  checkInStream(stream: PoolStream, readAt: number): void {
+    const queued = this.#queued;
+    if (this.#worker || !queued || this.#publishedAt === undefined || this.#publishedAt >= readAt) return;
     const { pluginId, handlerId } = this.#task;
-    // A max_age set on the stream by hand (the host removes it when it reads the stream) drops what waited that long.
-    const expired = stream.maxAgeMs > 0 && readAt - this.#publishedAt >= stream.maxAgeMs;
-    const what = expired
-      ? `its task expired in the pool's stream before any worker took it (the stream's max_age, ${stream.maxAgeMs} ms, set on it by hand: this host has now removed it): it never ran`
-      : stream.discardOld
-        ? `its task was dropped from the pool's stream, full, for a newer one before any worker took it (the stream's discard: old, set on it by hand: this host has now set discard: new): it never ran`
-        : `its task was removed from the pool's stream before any worker took it (the stream was purged, the message deleted, its max_msgs lowered below the tasks waiting, or the stream made anew): it never ran`;
-    this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', phase: 'queued', pluginId, handlerId, message: what } }));
+    const gone = (what = taskGone(stream, readAt - this.#publishedAt!)) => this.fail(new WorkerCrashedError(`Handler "${handlerId}" of plugin "${pluginId}" did not run: ${what}`, { details: { reason: 'runner-lost', phase: 'queued', pluginId, handlerId, message: what } }));
+    if (queued.seq < stream.firstSeq || queued.seq > stream.lastSeq) return gone();
+    if (stream.created === queued.streamCreated) return;
+    // Made anew since it went (deleted by hand, lost with its server): another host's task may hold its sequence there now.
+    void this.#link.holdsTask(queued).then((held) => {
+      if (held) queued.streamCreated = stream.created;
+      else if (held === false && !this.#worker) gone();
+    });
   }
 
   /** End it now with `error` (its worker or the connection is lost); a stop's reason wins. */
   fail(error: KnownExecutionError): void {
     // Not started: its task would take a place in the stream (queueBound) for nothing.
-    if (!this.#worker && this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.#taskId);
+    if (!this.#worker && this.#queued) this.#link.deleteTask(this.#queued);
     this.#finish(undefined, error);
   }
 
@@ -363,7 +361,7 @@ export class RemoteExecution {
   #stop(reason: KnownExecutionError): void {
     if (!this.#worker) {
       // Not started: take it off the stream; a worker that has it already is refused at its start.
-      if (this.#seq !== undefined) this.#link.deleteTask(this.#seq, this.#taskId);
+      if (this.#queued) this.#link.deleteTask(this.#queued);
       this.#finish(undefined, reason);
       return;
     }

@@ -103,7 +103,7 @@ export async function ensureStream(jsm: JetStreamManager, subjects: PoolSubjects
         'not-permitted',
       );
     });
-    if (!info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false, replicas: settings.replicas ?? 1, maxConsumers: -1, consumers: 0 };
+    if ('made' in info) return { storage: settings.storage, messages: 0, maxMessages: settings.maxMessages, firstSeq: 0, lastSeq: 0, maxAgeMs: 0, maxBytes: -1, discardOld: false, created: info.made, replicas: settings.replicas ?? 1, maxConsumers: -1, consumers: 0 };
   }
   const current = info.config;
   const wrong = wrongShape(subjects, current);
@@ -137,14 +137,13 @@ function millis(nanoseconds: number): number {
 }
 
 /**
- * Make the stream; undefined when this call made it. Hosts and workers of a new pool often start
+ * Make the stream; `made`, its `created`, when this call made it. Hosts and workers of a new pool often start
  * together, each finding it missing: the server refuses all but the first one's `add` (another
  * configuration, or "subjects overlap"), and the losers read and check the one that was made.
  */
-async function addOrRead(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<StreamInfo | undefined> {
+async function addOrRead(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<StreamInfo | { made: string }> {
   try {
-    await jsm.streams.add(config);
-    return undefined;
+    return { made: (await jsm.streams.add(config)).created };
   } catch (error) {
     try {
       return await jsm.streams.info(config.name);
