@@ -227,7 +227,8 @@ export class Execution {
   /** Its slot taken (and held): a workspace lease where the backend makes them, then the hand-over. */
   #admitted(slot: Slot, task: RunnerTask, opts: ExecuteOptions): Promise<Outcome> {
     this.#held.hold(() => slot.release());
-    if (this.#host.workspace) return this.#leaseWorkspace(this.#host.workspace, task, opts).then(() => this.#dispatch(task, opts));
+    // Checked in the same turn as the hand-over, which listens from there: an abort in a turn between them was heard by neither.
+    if (this.#host.workspace) return this.#leaseWorkspace(this.#host.workspace, task, opts).then(() => (this.#checkAdmitted(opts), this.#dispatch(task, opts)));
     this.#checkAdmitted(opts);
     return this.#dispatch(task, opts);
   }
@@ -254,7 +255,6 @@ export class Execution {
       // Never before the one admitted earlier has had its turn.
       void turn.then(done);
     }
-    this.#checkAdmitted(opts);
   }
 
   /** Shutdown's wait may have ended, or an abort come, while it waited for its slot or its workspace. */
