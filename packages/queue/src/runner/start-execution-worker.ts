@@ -6,7 +6,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
 import { serverProblem } from '../shared/server-problem.js';
 import { Courier, maxPayload, partBytes } from '../shared/courier.js';
-import { PartsAssembler, workerParts } from '../shared/parts-assembler.js';
+import { answeredByTake, PartsAssembler, workerParts } from '../shared/parts-assembler.js';
 import { ensureConsumer } from '../shared/pool-consumer.js';
 import { ensureStream, PoolStreamError } from '../shared/pool-stream.js';
 import { PoolSubjects } from '../shared/subjects.js';
@@ -233,8 +233,11 @@ class QueueWorker implements ExecutionWorker {
   }
 
   #fromCaller(msg: Msg): void {
+    // A part before the last is answered by take(): answered here too, its sender got a second answer, for nothing.
+    let answered = false;
     try {
       const headers = readHeaders(msg);
+      answered = answeredByTake(headers);
       const caller = headers.reply ?? '';
       // Any word from a caller, a part of a large input included, says it is there.
       this.#services.watch.heard(caller);
@@ -245,7 +248,7 @@ class QueueWorker implements ExecutionWorker {
     } catch {
       // Undecodable: dropped.
     }
-    if (msg.reply) msg.respond();
+    if (msg.reply && !answered) msg.respond();
   }
 
   /** Another worker's presence: which plugin versions it has (PeerPlugins), and whether it has this worker's id. */

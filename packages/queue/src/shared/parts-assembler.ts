@@ -112,6 +112,17 @@ export class PartsAssembler {
 }
 
 /**
+ * Whether `PartsAssembler.take` answers `headers`' message itself: a part before the last (its
+ * sender waits for that answer to send more). The last part, or a whole message, is its receiver's
+ * to answer once it has handled the body.
+ */
+export function answeredByTake(headers: WireHeaders): boolean {
+  if (!headers.part) return false;
+  const [index, count] = headers.part.split('/').map(Number) as [number, number];
+  return index < count - 1;
+}
+
+/**
  * A host's: what a worker sends of an execution comes in two lanes, its outbox (log lines, events,
  * platform calls, one after another) and its result (sent once that outbox is empty, and again
  * whole if its link dropped): two bodies at most. A peer with a worker's credentials (a plugin on a
