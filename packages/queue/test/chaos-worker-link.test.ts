@@ -404,14 +404,20 @@ describe('a slow or flaky link between a worker and the server', () => {
     await worker(proxy.url, pool);
     const backend = host(server.url, pool, { workerLostMs: 8000 });
     const file = path.join(markers, 'lastpart.log');
-    // 1 MB: four parts of 256 KiB, each answered by the worker with an empty publish to the host's inbox.
+    // 1 MB: four parts of 256 KiB, each answered once by the worker with an empty publish to the
+    // host's inbox (its only publishes there): the fourth is the last part's answer.
     proxy.resetOn('PUB _INBOX.', 4);
+    const before = proxy.toClients();
     // Longer than the 10 s a part waits for its answer, and then two heartbeats.
     const result = await backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file, ms: 14_000, pad: 'p'.repeat(1_000_000) } }, { timeoutMs: 40_000 });
     expect(proxy.resets()).toBe(1);
     expectOk(result);
     expect(result.data).toEqual({ done: true });
     expect(await marks(file)).toEqual([`${result.meta.executionId} started`]);
+    // The worker, which had it all, said so (input-taken): the input crossed once. A reset that
+    // came before the last part (the worker asked for it again) or a worker that asks for one it
+    // has sends it twice, some 2 MB.
+    expect(proxy.toClients() - before).toBeLessThan(1_500_000);
   }, 60_000);
 
   /** A handler logs 40 000 lines of 1 KB; the worker's link drops once it has begun and stays down 4 s. */
