@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution-core';
-import { clearInterval, clearTimeout, LiveMap, setInterval, setTimeout, settlesWithin, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import { clearInterval, clearTimeout, setInterval, setTimeout, settlesWithin, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { closeConnection, connectNats, fromPeer, messageOf, PERMISSION_PROBE, refusedByServer, refusedByPermissions, confirmSubscriptions, serverAnswers, STREAM_SILENT } from '../shared/connection.js';
@@ -22,6 +22,7 @@ import { localBackendFactory } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
 import { WorkerExecution } from './worker-execution.js';
+import { WorkerExecutions } from './worker-executions.js';
 import type { WorkerServices } from './worker-services.js';
 import { refuseUnusableWorkspaceRoot, resolveWorkerOptions, type ExecutionWorkerOptions, type ResolvedWorkerOptions } from './worker-options.js';
 
@@ -77,7 +78,7 @@ class QueueWorker implements ExecutionWorker {
   readonly #makeBackend: (workspace: boolean) => IExecutionBackend;
   readonly #backends = new Map<boolean, IExecutionBackend>();
   /** Executions here, by caller and id (executionKey), in the order they came. */
-  readonly #executions = new LiveMap<WorkerExecution>();
+  readonly #executions = new WorkerExecutions();
   readonly #parts: PartsAssembler;
   readonly #puller: TaskPuller;
   readonly #subscriptions: Subscription[] = [];
@@ -109,14 +110,14 @@ class QueueWorker implements ExecutionWorker {
     this.#jsm = jsm;
     this.#makeBackend = makeBackend;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
-    this.#parts = new PartsAssembler(o.maxPayloadBytes, workerParts((key) => this.#executions.get(key)?.callsPending ?? 0));
+    this.#parts = new PartsAssembler(o.maxPayloadBytes, workerParts((key) => this.#executions.callsPending(key)));
     this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer(), () => serverAnswers(nc));
     const identity: WorkerIdentity = { id: o.id, host: this.host, pid: process.pid };
     // A part of a large result that its caller took says the caller is there, as an answer to a heartbeat does.
     const courier = new Courier(nc, undefined, {
       onPartTaken: (caller) => this.#services.watch.heard(caller),
       // Its handler outran its caller by more than the worker holds: stopped, not its output lost.
-      onOutpaced: (caller, executionId) => this.#executions.get(executionKey(caller, executionId))?.outpaced(),
+      onOutpaced: (caller, executionId) => this.#executions.forKey(executionKey(caller, executionId), (execution) => execution.outpaced()),
     });
     this.#services = {
       identity,
@@ -132,10 +133,12 @@ class QueueWorker implements ExecutionWorker {
       maxPayloadBytes: o.maxPayloadBytes,
       localBackend: async (workspace) => this.#backend(workspace),
       idFreeFor: async (execution) => {
-        const first = [...this.#executions.values()].find((each) => each.id === execution.id);
-        return first === undefined || first === execution || (await this.#services.watch.freed(first));
+        const first = this.#executions.values().find((each) => each.id === execution.id);
+        // Under its own key: itself, or another delivery of its own task here, whose start its caller did not accept (it accepted this one).
+        return first === undefined || first.key === execution.key || (await this.#services.watch.freed(first));
       },
-      earlierUnderKey: (execution) => [this.#executions.get(execution.key)].some((first) => first && first !== execution && first.taskId !== execution.taskId),
+      earlierUnderKey: (execution) => [this.#executions.first(execution.key)].some((first) => first && first !== execution && first.taskId !== execution.taskId),
+      acceptedHere: (execution) => this.#executions.acceptedOther(execution),
     };
     this.#puller = new TaskPuller(
       nc,
@@ -215,13 +218,12 @@ class QueueWorker implements ExecutionWorker {
   #take(msg: TaskMessage): void {
     const execution = new WorkerExecution(msg, this.#services);
     this.#running++;
-    // A task delivered again while its first delivery runs here keeps the first one's messages (its caller refuses the second's start).
-    if (!this.#executions.has(execution.key)) this.#executions.set(execution.key, execution);
+    this.#executions.add(execution);
     // run() never rejects. Should it (a plugin on an in-process worker broke a global the worker
     // uses), the worker is broken: it drains and closes, for its supervisor to start it anew.
     void execution.run().catch((error: unknown) => this.#broken(execution, error)).finally(() => {
       this.#running--;
-      if (this.#executions.get(execution.key) === execution) this.#executions.delete(execution.key);
+      this.#executions.delete(execution);
       if (this.#running === 0) this.#idle?.();
       this.#puller.topUp();
     });
@@ -242,9 +244,9 @@ class QueueWorker implements ExecutionWorker {
       // Any word from a caller, a part of a large input included, says it is there.
       this.#services.watch.heard(caller);
       const key = executionKey(caller, headers.executionId ?? '');
-      const execution = this.#executions.get(key);
-      const body = this.#parts.take(msg, headers, execution ? key : undefined);
-      if (body) execution?.take((headers.kind ?? '') as Kind, body);
+      const body = this.#parts.take(msg, headers, this.#executions.first(key) ? key : undefined);
+      // Each delivery of its task here: the caller's message is for the one it accepted.
+      if (body) this.#executions.forKey(key, (execution) => execution.take((headers.kind ?? '') as Kind, body));
     } catch {
       // Undecodable: dropped.
     }

@@ -58,6 +58,8 @@ export class WorkerExecution implements Watched {
   #deadline = 0;
   /** The caller's accept took long to come back (see #start). */
   #slowStart = false;
+  /** Its caller accepted its start (and it acknowledged its task message): `accepted`. */
+  #accepted = false;
   /** Why this worker stopped it on its own (its caller went silent, the worker closes, it outran its caller), if it did. */
   #stoppedHere: { message: string; reason: 'runner-lost' | 'protocol' } | undefined;
 
@@ -182,8 +184,9 @@ export class WorkerExecution implements Watched {
       }
       this.#worker.silentCallers.silent(this.claim.caller);
       // A caller that did hear (late: its event loop was blocked, say) may have accepted it: it
-      // reads this right after that `started` (same connection) and takes another worker's.
-      void this.#worker.courier.post(this.claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
+      // reads this right after that `started` (same connection) and takes another worker's. Not when it accepted
+      // another delivery of this task here: it knows a start by its worker alone (it would drop the one that runs).
+      if (!this.#worker.acceptedHere(this)) void this.#worker.courier.post(this.claim.caller, 'withdrawn', this.id, encode({ worker: this.#worker.identity }, 'withdrawn'))?.catch(() => undefined);
       this.#msg.nak();
       return false;
     }
@@ -194,6 +197,7 @@ export class WorkerExecution implements Watched {
       return false;
     }
     this.#msg.ack();
+    this.#accepted = true;
     const tookMs = Math.round(monotonicNow() - askedAt);
     if (tookMs >= lostMs) {
       const why = `its caller's answer to its start took ${tookMs} ms, the caller's whole workerLostMs (${lostMs}): not run, since the caller may have reported it lost`;
@@ -331,6 +335,8 @@ export class WorkerExecution implements Watched {
   resendResult(): boolean {
     return this.#sent?.resendResult() ?? false;
   }
+
+  get accepted(): boolean { return this.#accepted; } // prettier-ignore
 
   /** Its handler's platform and channel calls waiting for their replies. */
   get callsPending(): number {

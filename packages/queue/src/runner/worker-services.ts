@@ -34,4 +34,6 @@ export interface WorkerServices {
   idFreeFor(execution: WorkerExecution): Promise<boolean>;
   /** Another task of its caller under its id (not a redelivery of its own) runs here. */
   earlierUnderKey(execution: WorkerExecution): boolean;
+  /** Its caller accepted another delivery of its task here (one delivered again while it asked). */
+  acceptedHere(execution: WorkerExecution): boolean;
 }
