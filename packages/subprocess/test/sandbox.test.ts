@@ -899,6 +899,25 @@ describe.runIf(linux)('inside the sandbox', () => {
     }
   }, 60_000);
 
+  it('a workspace root removed behind the host (a tmp cleaner) and made anew by the next lease: a warm spare bound to the old one is not used, the execution sees its workspace', async () => {
+    const ownRoot = path.join(scratch, 'root-made-anew');
+    const backend = make({ sandbox: 'required', prespawn: 1, workspace: { root: ownRoot } });
+    expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));
+    await sparesReady(backend, 1);
+    // Empty between executions, as a tmp cleaner finds it; core's next lease makes the root again.
+    await rm(ownRoot, { recursive: true });
+    const after = await backend.execute({ pluginId: PROBE, handlerId: 'whoami' });
+    expectOk(after);
+    const data = after.data as { cwd: string; workspace: string };
+    // Before: the spare's sandbox held the removed root, where the lease made since is not: the
+    // handler ran outside its workspace (cwd where it booted), and one writing there failed.
+    expect(data.cwd).toBe(data.workspace);
+    expect(((await backend.stats()).runners as SubprocessRunnerStats).spares.discarded).toBe(1);
+    const writes = await backend.execute({ pluginId: BASIC, handlerId: 'writes-workspace' }, { timeoutMs: 10_000 });
+    expectOk(writes);
+    expect(writes.meta.artifacts).toContain('summary.json');
+  });
+
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {
     const backend = make({ sandbox: 'required', prespawn: 1 });
     expectOk(await backend.execute({ pluginId: PROBE, handlerId: 'whoami' }));

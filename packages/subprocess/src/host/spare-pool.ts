@@ -27,7 +27,8 @@ export const SPARES_RETRY_AFTER_MS = 5_000;
  * `current` link re-pointed, a new folder renamed over the old one, `npm ci` making node_modules
  * anew) puts other folders at the same paths, so each spare keeps their identity from its boot
  * (viewIdentity) and is only taken while the paths still lead there; one that no longer matches
- * is discarded.
+ * is discarded. So with the workspace root, its grant: a root removed behind the host's back (a
+ * tmp cleaner) is made anew by the next lease, which a spare bound to the old one cannot see.
  */
 export class SparePool {
   readonly #size: number;
@@ -67,7 +68,7 @@ export class SparePool {
   take(profile: ChildProfile): ChildRunner | undefined {
     const list = this.#spares.get(profileKey(profile));
     if (!list) return undefined;
-    const view = viewIdentity(profile.pluginRoot);
+    const view = viewIdentity(profile);
     // Prefer one that has finished booting.
     list.sort((a, b) => Number(b.runner.handshaken) - Number(a.runner.handshaken));
     while (list.length > 0) {
@@ -181,7 +182,7 @@ export class SparePool {
 
   #boot(profile: ChildProfile): Spare {
     // Before the spawn: a folder replaced while the spare boots is caught at its take.
-    const view = viewIdentity(profile.pluginRoot);
+    const view = viewIdentity(profile);
     const runner = this.#spawn(profile);
     const spare = { runner, view, pluginRoot: profile.pluginRoot };
     this.#spawned++;
@@ -203,17 +204,19 @@ export class SparePool {
 interface Spare {
   readonly runner: ChildRunner;
   readonly pluginRoot: string;
-  /** viewIdentity of its profile's plugin when it booted. */
+  /** viewIdentity of its profile when it booted. */
   readonly view: string | undefined;
 }
 
 /**
- * What the plugin's paths lead to now: the real path and inode of its folder, of the node_modules
- * folders above it and of its package scope file; undefined if its folder is gone.
+ * What the profile's paths lead to now: the real path and inode of its plugin's folder, of the
+ * node_modules folders above it, of its package scope file and of its workspace grant (a spare's:
+ * the workspace root); undefined if one is gone.
  */
-function viewIdentity(pluginRoot: string): string | undefined {
+function viewIdentity({ pluginRoot, workspaceGrant }: ChildProfile): string | undefined {
   try {
-    return [pluginRoot, ...dependencyFolders(pluginRoot), ...packageScopeFile(pluginRoot)].map(identityOf).join('|');
+    const paths = [pluginRoot, ...dependencyFolders(pluginRoot), ...packageScopeFile(pluginRoot), ...(workspaceGrant ? [workspaceGrant] : [])];
+    return paths.map(identityOf).join('|');
   } catch {
     return undefined;
   }
