@@ -9,7 +9,7 @@ import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { SubprocessBackend, type SubprocessBackendOptions, type SubprocessRunnerStats } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { PROBE, passableByOthers, probePlugin } from './helpers.js';
+import { PROBE, eventually, passableByOthers, probePlugin } from './helpers.js';
 
 // The bubblewrap sandbox, for real: a real bwrap, real namespaces, real processes. On Linux these
 // tests need bubblewrap installed (the README's test command installs it) and fail without it.
@@ -916,6 +916,34 @@ describe.runIf(linux)('inside the sandbox', () => {
     const writes = await backend.execute({ pluginId: BASIC, handlerId: 'writes-workspace' }, { timeoutMs: 10_000 });
     expectOk(writes);
     expect(writes.meta.artifacts).toContain('summary.json');
+  });
+
+  it.runIf(root)('a spare whose lease cannot be handed to its user (gone meanwhile, a chown refused) is killed with the failed execution, not left waiting for a run', async () => {
+    // bwrap, a second late while the `slow` file is there: the spare taken below is still booting.
+    const slow = path.join(scratch, 'slow-spares');
+    const slowBwrap = path.join(scratch, 'slow-bwrap');
+    const real = spawnSync('sh', ['-c', 'command -v bwrap'], { encoding: 'utf8' }).stdout.trim();
+    await writeFile(slowBwrap, `#!/bin/sh\nif [ -e ${slow} ]; then sleep 1; fi\nexec ${real} "$@"\n`);
+    await chmod(slowBwrap, 0o755);
+    const ownRoot = path.join(scratch, 'lease-gone');
+    const backend = make({ sandbox: 'required', prespawn: 1, bwrapPath: slowBwrap, workspace: { root: ownRoot } });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    await sparesReady(backend, 1);
+    await writeFile(slow, '');
+    // Served by the ready spare; the one booted in its place takes a second.
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+    const failing = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3 });
+    // Its lease removed while the spare taken for it boots: handing it over to the spare's user fails.
+    let lease: string | undefined;
+    for (const until = Date.now() + 5000; !lease && Date.now() < until; await new Promise((r) => setTimeout(r, 5))) lease = (await readdir(ownRoot))[0];
+    await rm(path.join(ownRoot, lease!), { recursive: true });
+    const failed = await failing;
+    expectError(failed, 'INTERNAL_ERROR');
+    expect(failed.error.message).toContain('lchown');
+    await rm(slow);
+    // Before: the spare stayed alive (and kept the host's event loop alive) until shutdown.
+    const stats = async () => (await backend.stats()).runners as SubprocessRunnerStats;
+    expect(await eventually(async () => (await stats()).live === 0), JSON.stringify(await stats())).toBe(true);
   });
 
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {

@@ -126,27 +126,11 @@ export class SubprocessBackend extends BaseBackend {
     const hidden = this.#hiddenFromSandbox(task.pluginRoot);
     if (hidden) throw new ValidationError(hidden.message, { details: { path: hidden.path, reason: 'hidden-by-sandbox' } });
 
-    let runner: ChildRunner | undefined;
-    let spareProfile: ChildProfile | undefined;
-    if (this.#pool.enabled) {
-      spareProfile = profileOf(task, this.workspace?.root, this.#o.defaultMemoryMb);
-      runner = this.#pool.take(spareProfile);
-      runner?.claim();
-      if (runner && !(await runner.ready)) runner = undefined;
-      if (control.stopReason) {
-        // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so).
-        if (runner) {
-          runner.kill();
-          this.#killed++;
-        }
-        throw control.stopReason;
-      }
-    }
+    const spareProfile = this.#pool.enabled ? profileOf(task, this.workspace?.root, this.#o.defaultMemoryMb) : undefined;
+    let runner = spareProfile ? await this.#takeSpare(spareProfile, task, control) : undefined;
     const warm = runner !== undefined;
     if (runner) {
       this.#fromSpare++;
-      // A spare's view holds the workspace root; the lease it now serves becomes its user's.
-      if (task.workspaceDir) this.#sandbox.handOver(task.workspaceDir, runner.user);
     } else {
       runner = this.#spawnCold(task);
       this.#cold++;
@@ -166,6 +150,31 @@ export class SubprocessBackend extends BaseBackend {
       if (warm && runner.handshaken) this.#pool.served();
       else if (runner.handshaken) this.#pool.childStarted();
     }
+  }
+
+  /** A booted spare of `profile` for `task`, or undefined; a spare taken for it is killed if the execution stops, or the spare cannot have its lease, meanwhile. */
+  async #takeSpare(profile: ChildProfile, task: RunnerTask, control: DispatchControl): Promise<ChildRunner | undefined> {
+    let runner = this.#pool.take(profile);
+    runner?.claim();
+    if (runner && !(await runner.ready)) runner = undefined;
+    if (control.stopReason) {
+      // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so).
+      if (runner) {
+        runner.kill();
+        this.#killed++;
+      }
+      throw control.stopReason;
+    }
+    if (!runner || !task.workspaceDir) return runner;
+    try {
+      // A spare's view holds the workspace root; the lease it now serves becomes its user's.
+      this.#sandbox.handOver(task.workspaceDir, runner.user);
+    } catch (error) {
+      // The lease gone, a chown refused: out of the pool, the spare would wait for a run for the host's life.
+      runner.kill();
+      throw error;
+    }
+    return runner;
   }
 
   /** A HANDLER_ERROR the sandbox explains (a package it hides from the child: a link out of a node_modules folder; the network a handler did not declare), said so. */
