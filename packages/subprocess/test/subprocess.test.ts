@@ -745,6 +745,36 @@ describe('warm spares (prespawn)', () => {
     expect(stats.killed).toBe(stats.cold - 1 + stats.spares.used);
   });
 
+  it('an execution stopped while the spare taken for it boots has that spare replaced: prespawn is kept booted, not left a spare short', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, a second late to start while `slow` is there.
+      const fake = path.join(dir, 'fake-node');
+      const slow = path.join(dir, 'slow');
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(slow)} ]; then sleep 1; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1 });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      await writeFile(slow, '');
+      // Served by the ready spare; the one booted in its place takes a second, and is taken by the next.
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+      const controller = new AbortController();
+      const aborted = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal });
+      expect(await eventually(async () => (await runners(backend)).spares.used === 2)).toBe(true);
+      controller.abort();
+      expectError(await aborted, 'ABORTED');
+      await rm(slow);
+      // Killed once it has booted (its execution's slot waits for that).
+      expect(await eventually(async () => (await runners(backend)).killed === 1)).toBe(true);
+      // Before: the spare killed with it was not replaced, and no spare was booted until the next execution.
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      expect(await runners(backend)).toMatchObject({ fromSpare: 1, cold: 1 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the spares of a plugin unregistered are killed: no process is kept booted for it, the spares go to the profiles still in use', async () => {
     const before = new Set(hasProc ? childrenOf() : []);
     const backend = make({ prespawn: 2 });

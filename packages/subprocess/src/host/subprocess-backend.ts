@@ -1,12 +1,12 @@
-import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { HandlerError, HandlerNotFoundError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type PluginSource, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
+import { HandlerError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type PluginSource, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { BaseBackend, clearTimeout, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, setImmediate, setTimeout, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment, withSandboxHome } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
 import { FrameTooLargeError, encodeFrame } from '../framing.js';
 import { frameTooLargeError } from './frame-too-large.js';
+import { folderGoneError } from './folder-gone.js';
 import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
@@ -154,15 +154,17 @@ export class SubprocessBackend extends BaseBackend {
 
   /** A booted spare of `profile` for `task`, or undefined; a spare taken for it is killed if the execution stops, or the spare cannot have its lease, meanwhile. */
   async #takeSpare(profile: ChildProfile, task: RunnerTask, control: DispatchControl): Promise<ChildRunner | undefined> {
-    let runner = this.#pool.take(profile);
-    runner?.claim();
-    if (runner && !(await runner.ready)) runner = undefined;
+    const taken = this.#pool.take(profile);
+    taken?.claim();
+    const runner = taken && (await taken.ready) ? taken : undefined;
     if (control.stopReason) {
-      // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so).
+      // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so),
+      // and replaced, as one that served is.
       if (runner) {
         runner.kill();
         this.#killed++;
       }
+      if (taken) this.#refill(task.pluginId, profile);
       throw control.stopReason;
     }
     if (!runner || !task.workspaceDir) return runner;
@@ -196,7 +198,8 @@ export class SubprocessBackend extends BaseBackend {
       if (stop) this.#killed++;
       return error;
     }
-    if (!stop && (!existsSync(task.pluginRoot) || missingAtStart(crash.details.stderrTail, task.pluginRoot))) return folderGone(task, crash);
+    const gone = !stop && folderGoneError(task, crash);
+    if (gone) return gone;
     this.#countCrash(crash.details.reason as ChildCrashReason);
     if (crash.details.reason === 'start-failed' || crash.details.reason === 'sandbox') this.#startFailures.failed(crash);
     return error;
@@ -230,12 +233,16 @@ export class SubprocessBackend extends BaseBackend {
     const refill = () => {
       if (!this.#refills.delete(executionId)) return;
       clearTimeout(timer);
-      // Unregistered meanwhile (its spares killed): a spare booted for it now would wait for ever.
-      if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile, pluginId);
+      this.#refill(pluginId, profile);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
     this.#refills.set(executionId, refill);
+  }
+
+  /** Boot spares of `profile` again; not for a plugin unregistered meanwhile (its spares killed): one booted for it now would wait for ever. */
+  #refill(pluginId: string, profile: ChildProfile): void {
+    if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile, pluginId);
   }
 
   /** A child for `task` now; one the host's own permissions forbid (Node's permission model) is WORKER_CRASHED start-failed, saying so. */
@@ -383,21 +390,4 @@ export class SubprocessBackend extends BaseBackend {
     await this.#sandbox.ready();
     return this.#sandbox.report(this.#o.flags.enforce);
   }
-}
-
-/** bubblewrap said, as the child started, that the plugin's folder was not there (it may be back by now). */
-function missingAtStart(stderrTail: unknown, pluginRoot: string): boolean {
-  return typeof stderrTail === 'string' && /bwrap: Can't (chdir to|find source path) /.test(stderrTail) && stderrTail.includes(pluginRoot);
-}
-
-/**
- * A child that could not start or load because its plugin's folder was gone (moved or deleted
- * under the running host: a deploy that swaps folders, a branch switch): the plugin is not there,
- * no runner crashed.
- */
-function folderGone(task: RunnerTask, crash: unknown): HandlerNotFoundError {
-  return new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": its plugin folder ${task.pluginRoot} does not exist (moved or deleted while the host runs)`, {
-    details: { pluginId: task.pluginId, handlerId: task.handlerId },
-    cause: crash,
-  });
 }
