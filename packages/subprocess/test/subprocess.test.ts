@@ -775,6 +775,38 @@ describe('warm spares (prespawn)', () => {
     }
   });
 
+  it.runIf(hasProc)('a spare taken by an execution stopped while it boots is killed at the stop, not once it has booted: nothing waits on for that execution', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, half a minute late to start while `slow` is there (a stalled start: a loaded machine, a hung mount).
+      const fake = path.join(dir, 'fake-node');
+      const slow = path.join(dir, 'slow');
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(slow)} ]; then sleep 30; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1, handshakeTimeoutMs: 60_000 });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      await writeFile(slow, '');
+      const before = new Set(childrenOf());
+      // Served by the ready spare; the one started in its place stalls, and is taken by the next.
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+      expect(await eventually(() => childrenOf().some((pid) => !before.has(pid)))).toBe(true);
+      const stalled = childrenOf().filter((pid) => !before.has(pid));
+      const controller = new AbortController();
+      const aborted = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal });
+      expect(await eventually(async () => (await runners(backend)).spares.used === 2)).toBe(true);
+      controller.abort();
+      expectError(await aborted, 'ABORTED');
+      await rm(slow);
+      // Before: it stalled on until its start ended (here 30 s; up to handshakeTimeoutMs), and the
+      // stopped execution's slot and workspace were held until then.
+      expect(await eventually(() => stalled.every((pid) => !isAlive(pid)))).toBe(true);
+      expect(await eventually(async () => (await runners(backend)).killed === 1)).toBe(true);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('the spares of a plugin unregistered are killed: no process is kept booted for it, the spares go to the profiles still in use', async () => {
     const before = new Set(hasProc ? childrenOf() : []);
     const backend = make({ prespawn: 2 });

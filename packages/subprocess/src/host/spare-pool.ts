@@ -1,5 +1,5 @@
 import { realpathSync, statSync } from 'node:fs';
-import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
+import { monotonicNow, type DispatchControl } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { ChildRunner } from './child-runner.js';
 import { profileKey, type ChildProfile } from './permission-flags.js';
 import { dependencyFolders, packageScopeFile } from './runtime-paths.js';
@@ -199,6 +199,17 @@ export class SparePool {
     });
     return spare;
   }
+}
+
+/** Whether a spare taken for an execution said it is ready (false: it ended first), or false once that execution is stopped, whichever comes first. */
+export function bootedOrStopped(spare: ChildRunner, control: DispatchControl): Promise<boolean> {
+  return new Promise((resolve) => {
+    const unsubscribe = control.onStop(() => resolve(false));
+    void spare.ready.then((ready) => {
+      unsubscribe();
+      resolve(ready);
+    });
+  });
 }
 
 interface Spare {
