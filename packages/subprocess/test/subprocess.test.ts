@@ -822,6 +822,30 @@ describe('warm spares (prespawn)', () => {
     expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
   });
 
+  it("a reload that changes how a handler's children start (its heap limit: its spares' profile) kills the spares booted for the old one: the spares go to the profile in use", async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-reloaded-profile-'));
+    try {
+      const manifest = (memoryMb: number) => JSON.stringify({ id: '@test/reloaded-profile', version: '1.0.0', handlers: { run: { entry: './run.mjs', memoryMb } } });
+      await writeFile(path.join(plugin, 'run.mjs'), 'export default async (input) => { await new Promise((r) => setTimeout(r, input.ms)); return process.pid; };\n');
+      await writeFile(path.join(plugin, 'kb.plugin.json'), manifest(128));
+      const backend = make({ prespawn: 2, plugins: [plugin] });
+      const run = (ms: number) => backend.execute({ pluginId: '@test/reloaded-profile', handlerId: 'run', input: { ms } });
+      expectOk(await run(0));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
+      await writeFile(path.join(plugin, 'kb.plugin.json'), manifest(160));
+      await backend.reloadPlugin('@test/reloaded-profile');
+      // The first under the new manifest starts cold (no spare has its profile); the spares follow it.
+      expectOk(await run(0));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 2)).toBe(true);
+      const { fromSpare } = await runners(backend);
+      // Before: one of the two was still the old profile's, which no execution can take: one of these ran cold.
+      for (const result of await Promise.all([run(300), run(300)])) expectOk(result);
+      expect((await runners(backend)).fromSpare - fromSpare).toBe(2);
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+    }
+  });
+
   it('two plugin ids registered from one folder: unregistering one keeps the spares the other uses', async () => {
     const manifest = JSON.parse(await readFile(path.join(fixturePlugins.basic, 'kb.plugin.json'), 'utf8')) as { id: string };
     const twin = '@conformance/basic-twin';

@@ -96,11 +96,12 @@ export class SparePool {
   }
 
   /**
-   * Plugin `pluginId`, at `pluginRoot`, is gone (unregistered): the spares of its folder that no
-   * other plugin of that folder used are killed, and the others take their share.
+   * Plugin `pluginId`, at `pluginRoot`, is gone (unregistered), or its handlers now have only the
+   * profiles `kept` (reloaded): the spares of its folder's other profiles that no other plugin of
+   * that folder used are killed, and the others take their share.
    */
-  forget(pluginId: string, pluginRoot: string): void {
-    for (const r of this.#recent) if (r.profile.pluginRoot === pluginRoot) r.pluginIds.delete(pluginId);
+  forget(pluginId: string, pluginRoot: string, kept?: ReadonlySet<string>): void {
+    for (const r of this.#recent) if (r.profile.pluginRoot === pluginRoot && !kept?.has(r.key)) r.pluginIds.delete(pluginId);
     this.#recent = this.#recent.filter((r) => r.pluginIds.size > 0);
     for (const [key, list] of this.#spares) {
       if (list[0]?.pluginRoot !== pluginRoot || this.#recent.some((r) => r.key === key)) continue;

@@ -11,7 +11,7 @@ import { inheritedDescriptors } from './inherited-fds.js';
 import type { ChildRunMessage } from '../messages.js';
 import { resolveOptions, subprocessOptionsSchema, type Resolved, type SubprocessBackendOptions } from './options.js';
 import { childNode } from './child-node.js';
-import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
+import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileKey, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { hiddenPackageNote } from './hidden-dependencies.js';
 import { childEntryPath, oncePerFolder } from './runtime-paths.js';
 import { Sandbox } from './sandbox.js';
@@ -313,6 +313,12 @@ export class SubprocessBackend extends BaseBackend {
   /** A subprocess child never keeps a plugin, but spares booted for one would wait for it for ever. */
   protected override pluginUnregistered(plugin: RegisteredPlugin): void {
     this.#pool.forget(plugin.id, plugin.root);
+  }
+
+  /** So would spares booted for a profile its handlers no longer have (a heap limit or a grant changed by the reload). */
+  protected override pluginReloaded(plugin: RegisteredPlugin): void {
+    const profiles = Object.keys(plugin.manifest.handlers).map((handlerId) => profileOf(this.registry.resolve(plugin.id, handlerId), this.workspace?.root, this.#o.defaultMemoryMb));
+    this.#pool.forget(plugin.id, plugin.root, new Set(profiles.map(profileKey)));
   }
 
   protected async closeRunners(): Promise<void> {
