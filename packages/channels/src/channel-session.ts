@@ -152,8 +152,11 @@ export class ChannelSession implements ChannelConnection {
    * delivered, and the disconnect handler would wait behind them.
    */
   closeFor(cause: CloseCause, code: number, reason: string): void {
-    // A client that left first left of its own accord: its disconnect handler is told no cause.
-    if (!this.#socketClosed) this.#closeCause ??= cause;
+    // Only a close of its own is the cause. One already closing (its client sent its close or
+    // ended its side, or the server closed it on its own) was not ended by this: a client that
+    // left first left of its own accord (abortOnClose treats it so), and a server's close keeps
+    // what its disconnect handler is told.
+    if (this.isOpen) this.#closeCause ??= cause;
     if (cause === 'unmount') {
       this.#queue.length = 0;
       this.#handed.dropWaiting();
@@ -161,10 +164,10 @@ export class ChannelSession implements ChannelConnection {
     this.close(code, reason);
   }
 
-  /** Destroy the socket without a closing handshake. */
-  terminate(cause: CloseCause): void {
+  /** Destroy the socket without a closing handshake; `cause`: why, when that is what ends the connection (without one, it keeps the cause it had, if any). */
+  terminate(cause?: CloseCause): void {
     if (this.#socketClosed) return;
-    this.#closeCause ??= cause;
+    if (cause) this.#closeCause ??= cause;
     if (cause === 'backpressure') this.#rt.counters.backpressureCloses++;
     if (cause === 'heartbeat-timeout') this.#rt.counters.heartbeatTimeouts++;
     this.#ws.terminate();

@@ -368,8 +368,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     const started = monotonicNow();
     const closeTimeoutMs = Math.min(this.#options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs, Math.floor(timeoutMs / 2));
     if (!(await settlesWithin(Promise.all(sessions.map((s) => s.closed)), closeTimeoutMs))) {
-      // Clients that do not answer the close handshake lose their socket now, not after ws's 30 s.
-      for (const session of sessions) if (!session.isSocketClosed) session.terminate('unmount');
+      // Clients that do not answer the close handshake lose their socket now, not after ws's 30 s (the cause, if any, is closeFor's).
+      for (const session of sessions) if (!session.isSocketClosed) session.terminate();
       await Promise.all(sessions.map((s) => s.closed));
     }
     const left = Math.max(0, timeoutMs - (monotonicNow() - started));
