@@ -43,7 +43,7 @@ export class ChannelSession implements ChannelConnection {
   /** Aborts the disconnect execution (only a hard stop does). */
   readonly #final = new AbortController();
   readonly #queue: WaitingMessage[] = [];
-  /** Its messages handed to the backend and not settled: running, or waiting in the backend's queue. */
+  /** Its connect and messages handed to the backend and not settled: running, or waiting in the backend's queue. */
   readonly #handed: HandedMessages;
   #running = 0;
   #accepted = false;
@@ -209,7 +209,12 @@ export class ChannelSession implements ChannelConnection {
   }
 
   async #runConnect(): Promise<void> {
-    const result = await this.#execute({ event: 'connect', connectionId: this.id }, { signal: this.#work.signal, ...this.#hooks });
+    // Handed as a message is: an unmount drops it while it waits in the backend's queue (its
+    // connection closed, no ready frame could go, and a disconnect would follow it for nothing).
+    const connect = this.#handed.hand(this.#work.signal.aborted);
+    const input = { event: 'connect', connectionId: this.id };
+    const result = await this.#execute(input, { signal: connect.signal, onStart: connect.started, ...this.#hooks }).finally(() => this.#handed.settled(connect));
+    if (connect.dropped) return this.#uncount(result);
     if (!result.ok) {
       this.#queue.length = 0;
       // A client that left while connect ran (abortOnClose) is not a server problem worth reporting.
@@ -288,11 +293,7 @@ export class ChannelSession implements ChannelConnection {
     } finally {
       this.#handed.settled(message);
     }
-    if (message.dropped) {
-      // Dropped unrun by an unmount, as one waiting here is: no execution, and no failure, in the counters.
-      this.#rt.counters.executions--;
-      if (!result.ok) this.#rt.counters.failedExecutions--;
-    }
+    if (message.dropped) this.#uncount(result);
     const replyTo = id ?? null;
     try {
       if (result.ok) {
@@ -353,6 +354,12 @@ export class ChannelSession implements ChannelConnection {
     }
     if (!result.ok) this.#rt.counters.failedExecutions++;
     return result;
+  }
+
+  /** Dropped unrun by an unmount, as a message waiting here is: no execution, and no failure, in the counters. */
+  #uncount(result: Outcome): void {
+    this.#rt.counters.executions--;
+    if (!result.ok) this.#rt.counters.failedExecutions--;
   }
 
   #idle(): Promise<void> {
