@@ -745,27 +745,41 @@ describe('warm spares (prespawn)', () => {
     expect(stats.killed).toBe(stats.cold - 1 + stats.spares.used);
   });
 
-  it('an execution stopped while the spare taken for it boots has that spare replaced: prespawn is kept booted, not left a spare short', async () => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
-    try {
-      // This Node, a second late to start while `slow` is there.
-      const fake = path.join(dir, 'fake-node');
-      const slow = path.join(dir, 'slow');
-      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(slow)} ]; then sleep 1; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
-      await chmod(fake, 0o755);
-      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1 });
-      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
-      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+  /**
+   * A backend with `prespawn: 1` whose Node starts `stallSeconds` late once `stall()` is called,
+   * its one spare served: the spare booted in its place stalls, and the next execution takes it.
+   */
+  async function stallingSpares(dir: string, stallSeconds: number, options: SubprocessBackendOptions = {}) {
+    const fake = path.join(dir, 'fake-node');
+    const slow = path.join(dir, 'slow');
+    await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(slow)} ]; then sleep ${stallSeconds}; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+    await chmod(fake, 0o755);
+    const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1, ...options });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+    /** From now on a Node starts late; the ready spare serves one more execution, and the one booted in its place stalls. */
+    const stall = async () => {
       await writeFile(slow, '');
-      // Served by the ready spare; the one booted in its place takes a second, and is taken by the next.
       expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+    };
+    /** An execution that takes the stalled spare, stopped while the spare boots. */
+    const stoppedWhileBooting = async () => {
       const controller = new AbortController();
       const aborted = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal });
       expect(await eventually(async () => (await runners(backend)).spares.used === 2)).toBe(true);
       controller.abort();
       expectError(await aborted, 'ABORTED');
       await rm(slow);
-      // Killed once it has booted (its execution's slot waits for that).
+    };
+    return { backend, stall, stoppedWhileBooting };
+  }
+
+  it('an execution stopped while the spare taken for it boots has that spare replaced: prespawn is kept booted, not left a spare short', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      const { backend, stall, stoppedWhileBooting } = await stallingSpares(dir, 1);
+      await stall();
+      await stoppedWhileBooting();
       expect(await eventually(async () => (await runners(backend)).killed === 1)).toBe(true);
       // Before: the spare killed with it was not replaced, and no spare was booted until the next execution.
       expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
@@ -778,26 +792,13 @@ describe('warm spares (prespawn)', () => {
   it.runIf(hasProc)('a spare taken by an execution stopped while it boots is killed at the stop, not once it has booted: nothing waits on for that execution', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
     try {
-      // This Node, half a minute late to start while `slow` is there (a stalled start: a loaded machine, a hung mount).
-      const fake = path.join(dir, 'fake-node');
-      const slow = path.join(dir, 'slow');
-      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ] && [ -e ${JSON.stringify(slow)} ]; then sleep 30; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
-      await chmod(fake, 0o755);
-      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1, handshakeTimeoutMs: 60_000 });
-      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
-      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
-      await writeFile(slow, '');
+      // Half a minute late to start (a stalled start: a loaded machine, a hung mount).
+      const { backend, stall, stoppedWhileBooting } = await stallingSpares(dir, 30, { handshakeTimeoutMs: 60_000 });
       const before = new Set(childrenOf());
-      // Served by the ready spare; the one started in its place stalls, and is taken by the next.
-      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }));
+      await stall();
       expect(await eventually(() => childrenOf().some((pid) => !before.has(pid)))).toBe(true);
       const stalled = childrenOf().filter((pid) => !before.has(pid));
-      const controller = new AbortController();
-      const aborted = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal });
-      expect(await eventually(async () => (await runners(backend)).spares.used === 2)).toBe(true);
-      controller.abort();
-      expectError(await aborted, 'ABORTED');
-      await rm(slow);
+      await stoppedWhileBooting();
       // Before: it stalled on until its start ended (here 30 s; up to handshakeTimeoutMs), and the
       // stopped execution's slot and workspace were held until then.
       expect(await eventually(() => stalled.every((pid) => !isAlive(pid)))).toBe(true);
