@@ -95,6 +95,8 @@ let session: RunnerSession | undefined;
 /** This child stopped its handler at its time limit itself, its host not there to (stopPastTimeLimit). */
 let stoppedPastLimit = false;
 let started = false;
+/** The result, decided while stdout and stderr drain (start): not sent yet. */
+let unsent: RunnerResult | undefined;
 const early: Array<Extract<HostToChild, { type: 'cancel' | 'rpc-reply' | 'begin' }>> = [];
 
 const channel = new FramedChannel(new net.Socket({ fd: 3, readable: true, writable: true }), {
@@ -148,6 +150,14 @@ process.on('uncaughtExceptionMonitor', (error, origin) => {
   }
 });
 
+// A callback the handler left that ends the process (process.exit, an uncaught throw) while its
+// output drains still finds its result decided: sent now (the channel writes at once), as a
+// thread's result is posted before such a callback runs, not lost for "exited before a result".
+process.on('exit', () => {
+  if (unsent !== undefined && !stoppedPastLimit) sendResult(unsent);
+  unsent = undefined;
+});
+
 const booted = import(new URL('./warmup.js', import.meta.url).href)
   .catch(() => {
     // Only a start-up optimisation; the handler import brings the loader up otherwise.
@@ -172,9 +182,11 @@ async function start(message: ChildRunMessage): Promise<void> {
   const running = session.run();
   for (const m of early.splice(0)) session.handle(m);
   const result = accessDeniedAsPermission(await running, task);
+  unsent = result;
   // The host stops reading stdout and stderr soon after the result: hand them to the OS first
-  // (they are asynchronous pipes on some platforms).
+  // (they are asynchronous pipes on some platforms, Linux's too once the host is behind).
   await Promise.all([drained(process.stdout), drained(process.stderr)]);
+  unsent = undefined;
   // And close them: the host settles the execution once both have ended, so that no line written
   // before the result can be read after it; closed here, they end now rather than when the
   // kernel has torn this process down after the host's SIGKILL.
