@@ -305,7 +305,7 @@ async function readArgumentFile(file: string, what: string): Promise<string> {
 }
 
 /** A stop signal came while the command line's values were still being read. */
-class StoppedWhileReading extends Error {
+export class StoppedWhileReading extends Error {
   constructor(readonly signal: StopSignal) {
     super(`stopped by ${signal} while reading standard input`);
   }

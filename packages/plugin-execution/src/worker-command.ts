@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { PermissionSpec } from '@kb-labs/plugin-execution-core';
 import { MAX_TIMER_MS, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { printVersion } from './cli-version.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
@@ -8,7 +9,7 @@ import { guardWorkerExit, removeLiveWorkspaces } from './exit-guard.js';
 import { emptyFlag, emptyFlagMessage, joinNegativeValues, repeatedFlagMessage, unexpandedHomeMessage } from './flag-values.js';
 import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsAuth, natsServers } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
-import { readGrant } from './run-command.js';
+import { StoppedWhileReading, readGrant } from './run-command.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
 import { endProcess, onStopSignals } from './stop-signals.js';
 
@@ -95,6 +96,22 @@ function localBackend(given: string | undefined): LocalBackendType {
   throw new WorkerUsageError(`--backend must be one of ${LOCAL_BACKENDS.join(', ')}, got ${JSON.stringify(given)}${why}`);
 }
 
+/**
+ * `--grant`, the most handlers are granted here. A stop signal while `--grant @-` waits for
+ * standard input is the worker's first signal with nothing to drain (exit 0; after a SIGHUP, by
+ * that signal): said, and 'stopped'. Not a failure ("ERROR: stopped by SIGTERM …", exit 1), which
+ * a supervisor stopping a worker that had not started yet would log as one.
+ */
+async function readCap(grant: string | undefined): Promise<PermissionSpec | undefined | 'stopped'> {
+  try {
+    return grant === undefined ? undefined : await readGrant(grant);
+  } catch (error) {
+    if (!(error instanceof StoppedWhileReading)) throw error;
+    process.stderr.write(`${error.signal}: stopped while --grant @- waited for standard input, before the worker joined its pool: nothing ran\n`);
+    return 'stopped';
+  }
+}
+
 /** `kb-plugin-exec worker …`: resolves with the exit code once the worker has drained. */
 export async function runWorkerCommand(argv: string[]): Promise<number> {
   const args = joinNegativeValues(argv, WORKER_OPTIONS);
@@ -119,7 +136,8 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   // Every flag is checked before the worker joins the pool: one that joins and then exits on a
   // usage error takes tasks it never runs (they wait for their redelivery).
   const drainTimeoutMs = drainTimeout(values['drain-timeout']);
-  const cap = values.grant === undefined ? undefined : await readGrant(values.grant);
+  const cap = await readCap(values.grant);
+  if (cap === 'stopped') return 0;
   const maxPayloadBytes = positiveInt(values['max-payload-bytes'], '--max-payload-bytes');
   let connection: { servers: string[] } & ReturnType<typeof natsAuth>;
   try {

@@ -519,6 +519,23 @@ describe('kb-plugin-exec CLI', () => {
     }
   });
 
+  it('worker: SIGTERM, SIGINT or SIGHUP while --grant @- waits for standard input is its first signal with nothing to drain (0, by SIGHUP), not a failure', async () => {
+    for (const [signal, code] of [['SIGTERM', 0], ['SIGINT', 0], ['SIGHUP', 'SIGHUP']] as const) {
+      // No server is reached: it stops before it connects.
+      const child = spawn(process.execPath, [cli, 'worker', '--nats', 'nats://127.0.0.1:1', '--plugins', fixturePlugins.basic, '--grant', '@-'], { env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const exited = new Promise<number | string | null>((resolve) => child.once('exit', (exitCode, endedBy) => resolve(exitCode ?? endedBy)));
+      await readingStandardInput(child.pid!);
+      child.kill(signal);
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      // Before: "ERROR: stopped by SIGTERM while reading standard input", exit 1.
+      expect(await exited, `${signal}: ${stderr}`).toBe(code);
+      clearTimeout(killer);
+      expect(stderr).toBe(`${signal}: stopped while --grant @- waited for standard input, before the worker joined its pool: nothing ran\n`);
+    }
+  });
+
   it('an input file that starts with a byte-order mark (Notepad, PowerShell) reads as its JSON', async () => {
     const file = path.join(root, 'bom.json');
     await writeFile(file, '\ufeff{"bom":1}');
