@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { WorkerCrashedError, WorkspaceManager, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
 import { printableJson } from './printable-json.js';
+import { commandEnding } from './stop-signals.js';
 import { printableText } from './terminal-text.js';
 
 export interface ExitGuardOptions {
@@ -34,6 +35,24 @@ export function guardExit(options: ExitGuardOptions): () => void {
   });
 }
 
+/**
+ * From the execution's end until the command ends the process itself (endProcess): a callback the
+ * handler left running in this process (in-process), or a --platform service's, that calls
+ * process.exit(0) or throws meanwhile (while a large result still drains to a slow reader of
+ * stdout, or the backend shuts down) would end the command with its exit code, the result cut
+ * short, and no word. Said on stderr as WORKER_CRASHED, exit code 1. Never lifted: the command's
+ * own exit passes.
+ */
+export function guardExitAfterResult(options: ExitGuardOptions): void {
+  const { backend, pluginId, handlerId } = options;
+  onProcessEnd((code, uncaught) => {
+    const how = uncaught ? `${uncaughtWords(uncaught)} (Node prints it with its stack)` : `process.exit(${code})`;
+    const by = backend === 'in-process' ? `a callback it left running in the CLI's process${options.platform ? ' (or a --platform service)' : ''}` : 'a --platform service';
+    const hint = backend === 'in-process' ? ' (--backend worker-pool or subprocess runs the handler in a thread or process of its own)' : '';
+    writeQuietly(2, `WORKER_CRASHED: handler "${handlerId}" of plugin "${pluginId}" was over, but ${by} ended the CLI by ${how} before the command had written its result and ended: what was still to be written is lost${hint}\n`);
+  }, commandEnding);
+}
+
 type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
 
 /** How an uncaught one is said: "an unhandled promise rejection" or "an uncaught exception". */
@@ -44,14 +63,15 @@ function uncaughtWords(uncaught: Uncaught): string {
 /**
  * Run `said` in the process's 'exit' listener, told the exit code and whether an uncaught exception
  * or rejection is what ends it, after setting the exit code to 1 (a failure, whatever code ended
- * it). Returns the function that takes both listeners off.
+ * it), unless `ownExit` says the command itself ends it. Returns the function that takes both listeners off.
  */
-function onProcessEnd(said: (code: number, uncaught: Uncaught | undefined) => void): () => void {
+function onProcessEnd(said: (code: number, uncaught: Uncaught | undefined) => void, ownExit: () => boolean = () => false): () => void {
   let uncaught: Uncaught | undefined;
   const onUncaught = (_error: unknown, origin: string) => {
     uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';
   };
   const onExit = (code: number) => {
+    if (ownExit()) return;
     process.exitCode = 1;
     said(code, uncaught);
   };

@@ -7,7 +7,7 @@ import type { parseArgs } from 'node:util';
 import { PluginRegistry, WorkspaceManager, permissionSpecSchema, serializeError, type BuiltInBackendType, type ExecutionResult, type LogEntry, type PermissionSpec, type Platform } from '@kb-labs/plugin-execution-core';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMER_MS, issuesOf, jsonSyntaxProblem, nearest } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
-import { guardExit } from './exit-guard.js';
+import { guardExit, guardExitAfterResult } from './exit-guard.js';
 import { watchLoop } from './loop-watchdog.js';
 import { NATS_FLAGS, NatsFlagError, inCliTerms, natsAuth, natsServers } from './nats-flags.js';
 import { commandLineHint, type GrantFlag } from './command-line-hint.js';
@@ -130,7 +130,8 @@ async function loadAndRun(pluginDir: string, handlerId: string, values: RunValue
   const watchdog = type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs, json: values.json === true }) : undefined;
   const onStart = watchdog ? () => watchdog.started(WorkspaceManager.liveLeases(), values['keep-workspace'] === true) : undefined;
   const signals = abortOnSignals();
-  const liftExitGuard = guardExit({ backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true });
+  const guarded = { backend: type, pluginId: plugin.id, handlerId, json: values.json === true, platform: platform !== undefined, keepWorkspace: values['keep-workspace'] === true };
+  const liftExitGuard = guardExit(guarded);
   try {
     const result = await backend.execute(
       { executionId, pluginId: plugin.id, handlerId, input: read.input, context: read.context },
@@ -151,6 +152,7 @@ async function loadAndRun(pluginDir: string, handlerId: string, values: RunValue
     // From here until the process exits, what blocks the loop is what the handler left running.
     watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
     liftExitGuard();
+    guardExitAfterResult(guarded); // until the command ends the process: what the handler left running may end it first
     restoreStdout();
     // Also what removes the workspace of an execution a signal stopped.
     await backend.shutdown({ timeoutMs: 2000 });
@@ -225,10 +227,7 @@ function report(result: ExecutionResult, json: boolean, grantIn: GrantFlag): boo
   return printed;
 }
 
-/**
- * `value` as JSON on stdout; one that JSON cannot hold (longer than a string can be, or nested
- * deeper than the stack goes) is said on stderr as a VALIDATION_ERROR instead, and false returned.
- */
+/** `value` as JSON on stdout; one that JSON cannot hold (longer than a string can be, or nested deeper than the stack goes) is said on stderr as a VALIDATION_ERROR instead, and false returned. */
 function writeJson(value: unknown): boolean {
   let text: string;
   try {

@@ -9,6 +9,8 @@ export type StopSignal = keyof typeof SIGNAL_EXIT;
 export const STOP_SIGNALS = Object.keys(SIGNAL_EXIT) as StopSignal[];
 
 let hungUp = false;
+/** endProcess was called: an 'exit' from now on is the command's own. */
+let ending = false;
 
 /** Whether a SIGHUP came: the command's terminal may be gone (see endProcess). */
 export function hangupSeen(): boolean {
@@ -28,6 +30,11 @@ export function onStopSignals(stop: (signal: StopSignal) => void): () => void {
   };
 }
 
+/** Whether the command itself is ending the process (endProcess), not code it ran (a handler's timer calling process.exit). */
+export function commandEnding(): boolean {
+  return ending;
+}
+
 /**
  * Ends the process with `code`; after a SIGHUP, by that signal itself (129 in a shell), its
  * cleanup done: its terminal may be gone, and process.exit() would give the terminal back its
@@ -35,6 +42,7 @@ export function onStopSignals(stop: (signal: StopSignal) => void): () => void {
  * dump where they are kept).
  */
 export function endProcess(code: number): void {
+  ending = true;
   if (!hungUp) return void process.exit(code);
   process.removeAllListeners('SIGHUP');
   process.kill(process.pid, 'SIGHUP');
