@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { fixturePlugins } from './fixtures.js';
 import type { BackendFactory, ConformanceCapabilities, SuiteContext } from './suite-context.js';
 import { describeBeginBy } from './suite/begin-by.js';
+import { describeCallsOfAborted } from './suite/calls-of-aborted.js';
 import { describeErrors } from './suite/errors.js';
 import { describeCrashes, describeGlobalState } from './suite/isolation.js';
 import { describeLifecycle } from './suite/lifecycle.js';
@@ -66,6 +67,7 @@ export function describeConformance(name: string, create: BackendFactory, capabi
     describeLogsAndEvents(suite);
     describeOutputOrder(suite);
     describePermissions(suite);
+    describeCallsOfAborted(suite);
     describeLifecycle(suite);
     describeStartCallback(suite);
     describeShutdownMeetsLimit(suite);

@@ -1,5 +1,5 @@
 import { deserializeError, type BackendOptions, type IsolationReport, type LogEntry, type Platform } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, CallWindow, callCutShort, type CallTarget, LargeAnswerTurns, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, isLargeAnswer, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, CallWindow, callAfterEnd, callCutShort, type CallTarget, LargeAnswerTurns, backendOptionsSchema, cloneForWire, createPlatformProxy, hostCallError, isLargeAnswer, runHandler, stopSignal, type DispatchControl, type RunnerTask, type RuntimeEnvironment } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /** The host process is the runner of every execution. */
 const RUNNER = Object.freeze({ id: `pid:${process.pid}`, pid: process.pid });
@@ -94,6 +94,9 @@ class InProcessRuntime implements RuntimeEnvironment {
 
   /** As out of process: at most CALLS_IN_FLIGHT platform calls in the host, the rest wait their turn. */
   #inWindow(start: () => Promise<unknown>, service: string, method: string): Promise<unknown> {
+    // Made once stopped (from a ctx.signal listener): refused now, as the host refuses it, not
+    // queued behind calls in flight that the host's services may never answer.
+    if (this.#control.stopReason) return Promise.reject(callAfterEnd('platform', service, method));
     const window = this.#window ?? this.#openWindow();
     const { promise, resolve, reject } = deferred();
     window.enter(() => {

@@ -13,6 +13,8 @@ interface PendingCall {
   /** Held so that, at the end, a call the handler never awaited is marked handled. */
   promise?: Promise<unknown>;
   windowed: boolean;
+  /** Handed to the transport (a platform call that has not waits its turn in the window). */
+  sent: boolean;
   /** What the call was, for the error that ends it when the execution ends first. */
   called: [CallTarget, string, string];
 }
@@ -63,7 +65,7 @@ export class RunnerSession implements RuntimeEnvironment {
       this.#answerBegin(false);
       this.#cancelReason = deserializeError(message.reason);
       // The host refuses calls from here on: none still waiting is sent, nor waited for at the end.
-      this.#window?.clear();
+      this.#refuseWaitingCalls();
       this.#controller?.abort(this.#cancelReason);
     }
   }
@@ -138,20 +140,25 @@ export class RunnerSession implements RuntimeEnvironment {
   }
 
   #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
-    if (this.#finished) {
+    // Stopped: refused here as the host would refuse it, not queued behind calls the host may never answer.
+    if (this.#finished || this.#cancelled) {
       return handled(Promise.reject(callAfterEnd(target, service, method)));
     }
     const id = this.#nextId++;
     const pending = (this.#pending ??= new Map());
-    const promise = new Promise((resolve, reject) => pending.set(id, { resolve, reject, windowed: target === 'platform', called: [target, service, method] }));
-    pending.get(id)!.promise = promise;
-    if (target === 'channel') this.#sendCall(id, target, service, method, args);
-    else (this.#window ??= new CallWindow()).enter(() => this.#sendCall(id, target, service, method, args));
+    let call!: PendingCall;
+    const promise = new Promise((resolve, reject) => (call = { resolve, reject, windowed: target === 'platform', sent: false, called: [target, service, method] }));
+    call.promise = promise;
+    pending.set(id, call);
+    if (target === 'channel') this.#sendCall(id, call, args);
+    else (this.#window ??= new CallWindow()).enter(() => this.#sendCall(id, call, args));
     return promise;
   }
 
   /** Sends a call the window let through; one that cannot be sent is rejected and frees its place. */
-  #sendCall(id: number, target: 'platform' | 'channel', service: string, method: string, args: unknown[]): void {
+  #sendCall(id: number, call: PendingCall, args: unknown[]): void {
+    const [target, service, method] = call.called;
+    call.sent = true;
     try {
       this.#send({ type: 'rpc', id, target, service, method, args });
     } catch (error) {
@@ -159,6 +166,23 @@ export class RunnerSession implements RuntimeEnvironment {
       this.#pending?.delete(id);
       if (entry?.windowed) this.#window!.leave();
       entry?.reject(unserializableError(`${target === 'platform' ? `platform.${service}.${method}` : `ctx.channel.${method}`} arguments`, error, args));
+    }
+  }
+
+  /**
+   * The execution was stopped: the platform calls still waiting their turn are never sent, and
+   * each is refused now (as in-process), not left pending, so that a handler that honours
+   * `ctx.signal` and awaits one can still finish within its grace.
+   */
+  #refuseWaitingCalls(): void {
+    if (!this.#window) return;
+    this.#window.clear();
+    for (const [id, call] of this.#pending!) {
+      if (call.sent) continue;
+      this.#pending!.delete(id);
+      // Marked handled: a call fired and never awaited must not take the runner down.
+      handled(call.promise!);
+      call.reject(callCutShort(...call.called, (name) => `The execution was stopped while ${name} waited for its turn`));
     }
   }
 
