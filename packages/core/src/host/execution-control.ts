@@ -303,7 +303,8 @@ export class ExecutionControl implements DispatchControl {
   }
 
   callPlatform(service: string, method: string, args: unknown[]): Promise<unknown> {
-    if (this.#over) return Promise.reject(callAfterEnd('platform', service, method));
+    // Being stopped counts: in-process, a stop's listener fires ctx.signal, whose listeners may call from inside the stop.
+    if (this.#over || this.#stopReason) return Promise.reject(callAfterEnd('platform', service, method));
     const subject: PermissionSubject = { pluginId: this.#task.pluginId, handlerId: this.#task.handlerId };
     const forward = this.#options.platformForward;
     // A service this execution's platform lacks goes to the gateway that forwards it (which checks it).
@@ -318,7 +319,7 @@ export class ExecutionControl implements DispatchControl {
   }
 
   callChannel(method: string, args: unknown[]): Promise<unknown> {
-    if (this.#over) return Promise.reject(callAfterEnd('channel', '', method));
+    if (this.#over || this.#stopReason) return Promise.reject(callAfterEnd('channel', '', method));
     const channel = this.#options.channel;
     if (!channel) return Promise.reject(new ValidationError('This execution has no WebSocket channel'));
     const ended = (this.#ended ??= endedController()).signal;
