@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect } from 'vitest';
 import { fixturePlugins } from './fixtures.js';
 import type { BackendFactory, ConformanceCapabilities, SuiteContext } from './suite-context.js';
 import { describeBeginBy } from './suite/begin-by.js';
+import { describeCallsFromResult } from './suite/calls-from-result.js';
 import { describeCallsOfAborted } from './suite/calls-of-aborted.js';
 import { describeErrors } from './suite/errors.js';
 import { describeCrashes, describeGlobalState } from './suite/isolation.js';
@@ -68,6 +69,7 @@ export function describeConformance(name: string, create: BackendFactory, capabi
     describeOutputOrder(suite);
     describePermissions(suite);
     describeCallsOfAborted(suite);
+    describeCallsFromResult(suite);
     describeLifecycle(suite);
     describeStartCallback(suite);
     describeShutdownMeetsLimit(suite);

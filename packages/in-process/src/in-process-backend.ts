@@ -94,9 +94,10 @@ class InProcessRuntime implements RuntimeEnvironment {
 
   /** As out of process: at most CALLS_IN_FLIGHT platform calls in the host, the rest wait their turn. */
   #inWindow(start: () => Promise<unknown>, service: string, method: string): Promise<unknown> {
-    // Made once stopped (from a ctx.signal listener): refused now, as the host refuses it, not
-    // queued behind calls in flight that the host's services may never answer.
-    if (this.#control.stopReason) return Promise.reject(callAfterEnd('platform', service, method));
+    // Made once stopped (from a ctx.signal listener), or once the handler's result is decided (a
+    // getter of the result, read as it is copied): refused now, as the host refuses it where the
+    // handler runs in another thread or process, not started, nor queued behind calls in flight.
+    if (this.#decided || this.#control.stopReason) return Promise.reject(callAfterEnd('platform', service, method));
     const window = this.#window ?? this.#openWindow();
     const { promise, resolve, reject } = deferred();
     window.enter(() => {
@@ -152,7 +153,9 @@ class InProcessRuntime implements RuntimeEnvironment {
 
   /** As a platform call (#answered). */
   channelCall(method: string, args: unknown[]): Promise<unknown> {
-    return this.#answered(this.#control.callChannel(method, cloneForWire(args, `ctx.channel.${method} arguments`)), `channel.${method}`, ['channel', '', method]);
+    const copy = cloneForWire(args, `ctx.channel.${method} arguments`);
+    const call = this.#decided ? Promise.reject(callAfterEnd('channel', '', method)) : this.#control.callChannel(method, copy);
+    return this.#answered(call, `channel.${method}`, ['channel', '', method]);
   }
 
   /**
