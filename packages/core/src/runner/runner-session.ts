@@ -39,6 +39,8 @@ export class RunnerSession implements RuntimeEnvironment {
   /** Keeps calls sent and unanswered to CALLS_IN_FLIGHT; made with the first call. */
   #window: CallWindow | undefined;
   #finished = false;
+  /** The handler has returned or thrown: its result is decided (#finished follows once its fired calls are sent). */
+  #returned = false;
   #platform: Platform | undefined;
   /** Settles `mayBegin()`'s question with the host's answer (a cancel answers no). */
   #beginAnswer: ((ok: boolean) => void) | undefined;
@@ -79,6 +81,9 @@ export class RunnerSession implements RuntimeEnvironment {
     } catch (error) {
       result = { type: 'result', ok: false, error: serializeError(error) };
     }
+    // Its result is decided: a call it makes from here on (a callback of a call it fired) is
+    // refused, as after the end, while those it fired before go out.
+    this.#returned = true;
     // Platform calls the handler fired and did not await go before its result (CALLS_IN_FLIGHT).
     if (this.#window) await this.#window.allSent();
     this.#finish();
@@ -131,7 +136,8 @@ export class RunnerSession implements RuntimeEnvironment {
 
   /** Send `message`; one that cannot be sent is a ValidationError naming `what`, and where in `named` (its event, its fields) the refused value is. */
   #post(message: RunnerToHost, what: string, named: unknown): void {
-    if (this.#finished) return;
+    // Once its result is decided, dropped (as in-process), though its fired calls still go out first.
+    if (this.#returned) return;
     try {
       this.#send(message);
     } catch (error) {
@@ -140,8 +146,8 @@ export class RunnerSession implements RuntimeEnvironment {
   }
 
   #call(target: 'platform' | 'channel', service: string, method: string, args: unknown[]): Promise<unknown> {
-    // Stopped: refused here as the host would refuse it, not queued behind calls the host may never answer.
-    if (this.#finished || this.#cancelled) {
+    // Stopped, or its result decided: refused here as the host would refuse it, not queued behind calls the host may never answer.
+    if (this.#returned || this.#cancelled) {
       return handled(Promise.reject(callAfterEnd(target, service, method)));
     }
     const id = this.#nextId++;
