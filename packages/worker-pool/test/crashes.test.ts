@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { closeSync, constants, openSync, readdirSync, readlinkSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -110,15 +110,20 @@ describe('worker-pool: crashes', () => {
   it('a thread that dies while its stopped execution\'s modules still load leaves no timer behind: shutdown() after it leaves none', async () => {
     const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-wp-dies-loading-'));
     try {
-      // Its top level waits 5 s, and its thread dies 300 ms in (what the module started throws).
-      await writeFile(path.join(plugin, 'dies.mjs'), "setTimeout(() => { throw new Error('died loading'); }, 300);\nawait new Promise((resolve) => setTimeout(resolve, 5000));\nexport default async () => 'ran';\n");
+      // Its top level says it loads, waits 5 s, and its thread dies a second in (what the module started throws).
+      const source = "import { writeFileSync } from 'node:fs';\nwriteFileSync(new URL('./loading', import.meta.url), '');\nsetTimeout(() => { throw new Error('died loading'); }, 1000);\nawait new Promise((resolve) => setTimeout(resolve, 5000));\nexport default async () => 'ran';\n";
+      await writeFile(path.join(plugin, 'dies.mjs'), source);
       await writeFile(path.join(plugin, 'kb.plugin.json'), JSON.stringify({ id: '@wp/dies-loading', version: '1.0.0', handlers: { dies: { entry: './dies.mjs' } } }));
       await new Promise((resolve) => setTimeout(resolve, 100));
       const before = resources();
       const backend = backends.make({ plugins: [plugin], maxThreads: 1, minThreads: 1 });
-      // Stopped at 100 ms, as its modules load: the host waits for the load to end before it ends the thread.
-      expectError(await backend.execute({ pluginId: '@wp/dies-loading', handlerId: 'dies' }, { timeoutMs: 100 }), 'TIMEOUT');
-      await waitFor(async () => (await runners(backend)).crashed === 1);
+      // Stopped as its modules load (however long its thread took to start): the host waits for the load to end before it ends the thread.
+      const caller = new AbortController();
+      const stopped = backend.execute({ pluginId: '@wp/dies-loading', handlerId: 'dies' }, { signal: caller.signal });
+      await waitFor(() => existsSync(path.join(plugin, 'loading')), 30_000);
+      caller.abort();
+      expectError(await stopped, 'ABORTED');
+      await waitFor(async () => (await runners(backend)).crashed === 1, 30_000);
       await backend.shutdown({ timeoutMs: 1000 });
       expect(grown(before, resources())).toEqual([]);
     } finally {
