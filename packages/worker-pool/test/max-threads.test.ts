@@ -10,7 +10,7 @@ describe('worker-pool: maxThreads across lanes', () => {
     expectOk(await backend.execute({ pluginId: POOL, handlerId: 'listens-on-process', input: { event: 'worker' } }));
     await allIdle(backend);
     // The pool's other place, taken by a thread of another lane for as long as this runs.
-    const long = backend.execute({ pluginId: POOL, handlerId: 'sleeps-40', input: { ms: 3000 } });
+    const long = backend.execute({ pluginId: POOL, handlerId: 'sleeps-40', input: { ms: 6000 } });
     await waitFor(async () => (await runners(backend)).busy === 1);
     const slow = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 400 } });
     await waitFor(async () => (await runners(backend)).busy === 2);
