@@ -86,12 +86,29 @@ export class ChildTable {
     if (typeof pid !== 'number' || !isSafeInteger(pid) || pid <= 0 || notBefore === undefined) return;
     const start = startTimeOf(pid, hostPid);
     if (start === undefined || start < notBefore) return;
+    const at = this.#freeSlot() ?? (this.#forgetGone(), this.#freeSlot());
+    if (at === undefined) return;
+    store(this.shared, at + 1, start | 0);
+    store(this.shared, at, pid);
+  }
+
+  #freeSlot(): number | undefined {
+    for (let i = 0; i < CHILD_SLOTS; i++) if (load(this.shared, this.base + 2 * i) === 0) return this.base + 2 * i;
+    return undefined;
+  }
+
+  /**
+   * Free the slots of children that are gone (collected: no longer the host's child started then).
+   * A child leaves its slot at its 'exit' (remove), which plugin code can keep the runtime from
+   * hearing (its listeners taken off before it is killed): its slot would be held for good, and
+   * once all were, no child started after would be listed. Only when the table is full.
+   */
+  #forgetGone(): void {
     for (let i = 0; i < CHILD_SLOTS; i++) {
       const at = this.base + 2 * i;
-      if (load(this.shared, at) !== 0) continue;
-      store(this.shared, at + 1, start | 0);
-      store(this.shared, at, pid);
-      return;
+      const pid = load(this.shared, at);
+      const start = startTimeOf(pid, hostPid);
+      if (start === undefined || (start | 0) !== load(this.shared, at + 1)) store(this.shared, at, 0);
     }
   }
 

@@ -16,11 +16,27 @@ describe.runIf(process.platform === 'linux')('worker-pool: the children a thread
     const pids = okData(left) as number[];
     await backend.shutdown();
     // Killed: gone, or a zombie of the host (no thread is left to collect it), once the signal has landed.
-    const running = () => pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
-    await waitFor(() => running().length === 0, 2000).catch(() => undefined);
-    const survivors = running();
+    await waitFor(() => running(pids).length === 0, 2000).catch(() => undefined);
+    const survivors = running(pids);
     for (const pid of survivors) process.kill(pid, 'SIGKILL');
     // Before (exited children kept their slots): the table was full, these three were never listed, and ran on.
     expect(survivors).toEqual([]);
   });
+
+  it("children left after seventy its handler killed with their 'exit' listeners taken off are still listed: the host kills them when their thread cannot", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    const left = await backend.execute({ pluginId: POOL, handlerId: 'leaves-children', input: { killedFirst: 70, n: 3, loopAfter: true } }, { timeoutMs: 20_000 });
+    const pids = okData(left) as number[];
+    await backend.shutdown();
+    await waitFor(() => running(pids).length === 0, 2000).catch(() => undefined);
+    const survivors = running(pids);
+    for (const pid of survivors) process.kill(pid, 'SIGKILL');
+    // Before (a child whose 'exit' the runtime no longer heard kept its slot): the table was full, these three were never listed, and ran on.
+    expect(survivors).toEqual([]);
+  });
 });
+
+/** Those of `pids` still running: not gone, nor a zombie of the host. */
+function running(pids: number[]): number[] {
+  return pids.filter((pid) => existsSync(`/proc/${pid}`) && readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]![0] !== 'Z');
+}
