@@ -133,6 +133,12 @@ export class ChildTable {
     this.killLeft();
   }
 
+  /** Host side: whether a child is listed, one the thread has not seen exit. */
+  listsAny(): boolean {
+    for (let i = 0; i < CHILD_SLOTS; i++) if (load(this.shared, this.base + 2 * i) !== 0) return true;
+    return false;
+  }
+
   /** Host side, once the thread is gone: SIGKILL each child still listed that is still the host's and the same process. */
   killLeft(): number {
     liveTables.delete(this);

@@ -1,4 +1,5 @@
 import { BEGUN, LOOKED_FOR_TASK, TAKEN, WAITING_FOR_TASK } from './flow-control.js';
+import type { MessagePort } from 'node:worker_threads';
 import { monotonicNow } from '@kb-labs/plugin-execution-core/backend-kit';
 
 /**
@@ -31,6 +32,13 @@ export class HandOff {
     Atomics.notify(this.#wake, 0);
     this.#handed++;
     this.#handedAt = monotonicNow();
+  }
+
+  /** Post `message` on the thread's task port, where it looks when it wakes (a request it takes as it would a task), and wake it. */
+  post(port: MessagePort, message: unknown): void {
+    this.posting();
+    port.postMessage(message);
+    this.posted();
   }
 
   /** It took the last task handed to it (one it never took never began there). */

@@ -3,11 +3,12 @@ import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import { clearTimeout, HostSession, OutputPacer, serializeErrorForRunner, setTimeout, tightenViews, unreadableMessageError, unserializableError, unwrapRunnerResult } from '@kb-labs/plugin-execution-core/backend-kit';
 import { LOAD_WAIT_MS, STOPPED, answeredBy, countedAsSent, holdSending, loadEnded, markRead, verdictBy } from './flow-control.js';
 import { HandOff } from './hand-off.js';
+import { ReapWait, endedWhileWaiting } from './reap-wait.js';
 import { TaskPacker } from './task-wire.js';
 import { ChildTable, killChildrenAtExit } from './child-table.js';
 import { threadMessageProblem } from './thread-message.js';
 import type { Execution, ThreadEndedBy, ThreadEvents, ThreadSettings } from './pool-contract.js';
-import type { CrashReport, HostToThread, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict, StaleReason } from './thread-protocol.js';
+import type { CrashReport, HostToThread, ReapRequest, TaskMessage, ThreadHello, ThreadToHost, ThreadVerdict, StaleReason } from './thread-protocol.js';
 import { ANSWER_WITHIN_MS, CHANNEL_CLOSED_GRACE_MS, REAP_WAIT_MS, STOP_WITHIN_MS } from './thread-deadlines.js';
 
 const MAX_CRASH_REPORTS = 4; // A thread sends one crash report as it dies, and an `exit` after it: more are forged.
@@ -88,7 +89,7 @@ export class PoolThread<Lane = unknown> {
   readonly #tasks = new TaskPacker();
   #graceTimer: NodeJS.Timeout | undefined;
   #stuckTimer: NodeJS.Timeout | undefined;
-  #reapTimer: NodeJS.Timeout | undefined;
+  readonly #reap = new ReapWait(() => this.endedBy && this.end(this.endedBy));
   /** Set while a stopped execution's modules load (#endOnceLoaded): keeps the host up, and ends the thread after. */
   #loadTimer: NodeJS.Timeout | undefined;
   /** The execution it answered `pending`: its verdict (stay or go) is still to come, and it takes nothing meanwhile. */
@@ -191,7 +192,7 @@ export class PoolThread<Lane = unknown> {
   end(why: ThreadEndedBy): void {
     if (this.alive) this.endedBy ??= why;
     // Terminated once: each terminate() adds an 'exit' listener, and a stuck thread is ended again at every check.
-    if (!this.alive || this.#stuckTimer !== undefined) return;
+    if (!this.alive || this.#stuckTimer !== undefined || this.#reapsFirst()) return;
     if (this.#children) this.#children.whenNotSpawning(() => void this.#worker.terminate());
     else void this.#worker.terminate();
     this.#stuckTimer ??= setTimeout(() => {
@@ -201,24 +202,23 @@ export class PoolThread<Lane = unknown> {
     }, STOP_WITHIN_MS).unref();
   }
 
-  /**
-   * Retired, it collects its handler's children before it goes (ChildReaper): ended once it says
-   * so, or REAP_WAIT_MS on. It takes nothing meanwhile (`endedBy` is set).
-   */
+  /** Retired, it collects its handler's children before it goes (ChildReaper, ReapWait); it takes nothing meanwhile (`endedBy` is set). */
   #endOnceReaped(why: ThreadEndedBy): void {
     this.endedBy ??= why;
-    this.#reapTimer = setTimeout(() => this.#reaped(), REAP_WAIT_MS).unref();
+    this.#reap.begin();
   }
 
-  #reaped(): void {
-    clearTimeout(this.#reapTimer);
-    this.#reapTimer = undefined;
-    if (this.endedBy) this.end(this.endedBy);
+  /** Idle with children listed (started by its handler's code a few awaits after the verdict): it collects them first, or they stay zombies of the host. */
+  #reapsFirst(): boolean {
+    if (this.#reap.given || this.execution || this.#verdictFor !== undefined || !endedWhileWaiting(this.endedBy!) || !this.#children?.listsAny()) return false;
+    this.#handOff!.post(this.#taskPort!, { reap: true } satisfies ReapRequest);
+    this.#endOnceReaped(this.endedBy!);
+    return true;
   }
 
   /** Shutdown: ended now, or once it has settled what its handler left (its verdict, its children: they must not outlive the backend), REAP_WAIT_MS at most. */
   stop(): void {
-    if (this.#reapTimer === undefined && this.#verdictFor === undefined) return this.end({ kind: 'stopped' });
+    if (!this.#reap.waiting && this.#verdictFor === undefined) return this.end({ kind: 'stopped' });
     setTimeout(() => this.end({ kind: 'stopped' }), REAP_WAIT_MS).unref();
   }
 
@@ -274,7 +274,7 @@ export class PoolThread<Lane = unknown> {
       this.reports.push(message.crash);
       return;
     }
-    if ('reaped' in message) return this.endedBy === undefined ? this.#forged('a reaped') : this.#reaped();
+    if ('reaped' in message) return this.endedBy === undefined ? this.#forged('a reaped') : this.#reap.done();
     if ('verdict' in message) return this.#onVerdict(message.k, message.verdict);
     const execution = this.execution;
     if (execution?.k !== message.k) {

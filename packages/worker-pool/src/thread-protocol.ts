@@ -62,6 +62,15 @@ export interface TaskMessage {
   task: PackedTask;
 }
 
+/**
+ * On the task port, to an idle thread the host ends whose handlers' children are listed (one
+ * started after its last verdict, a few awaits after an answer): it collects them, says `reaped`,
+ * and takes nothing more.
+ */
+export interface ReapRequest {
+  reap: true;
+}
+
 /** On the channel. */
 export type HostToThread = { k: number; m: HostToRunner };
 

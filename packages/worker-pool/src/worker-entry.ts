@@ -18,7 +18,7 @@ import { forgetSharedState, watchEnvironmentData, watchGlobalSymbols, watchProce
 import { watchModuleHooks } from './module-hooks.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
 import { EnvGate, HandleWatch, captureIntrinsics, globalsTampered, pristinePost, retireReason, watchPortClose } from './thread-hygiene.js';
-import type { CrashReport, HostToThread, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
+import type { CrashReport, HostToThread, ReapRequest, TaskMessage, ThreadConfig, ThreadRetireReason, ThreadHello, ThreadToHost, ThreadVerdict } from './thread-protocol.js';
 
 // First, before any plugin code can run on this thread. A channel closed (by plugin code that
 // found it among the thread's handles) carries nothing more: the thread takes no more tasks, and
@@ -107,8 +107,9 @@ let inWaitLoop = false;
 /** It asked to be retired: the host terminates it, and it takes no more tasks. */
 let retiring = false;
 
-function onTask(message: TaskMessage): void {
+function onTask(message: TaskMessage | ReapRequest): void {
   add(wake, TAKEN, 1);
+  if ('reap' in message) return reapThenPark();
   const packed = message.task;
   // Before anything of the task is read: unpacking it runs code a handler may have replaced.
   if (lastHandler !== undefined && packed.h !== lastHandler) {
@@ -132,7 +133,7 @@ function onTask(message: TaskMessage): void {
 function lookForTask(): boolean {
   add(wake, LOOKED_FOR_TASK, 1);
   const entry = receive(taskPort);
-  if (entry) onTask(entry.message as TaskMessage);
+  if (entry) onTask(entry.message as TaskMessage | ReapRequest);
   return entry !== undefined;
 }
 
@@ -303,11 +304,16 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
     if (!inWaitLoop) idleSoon();
     return;
   }
-  if (verdict.reaping) {
-    await children.reap();
+  if (verdict.reaping) reapThenPark();
+  else park();
+}
+
+/** Kill and collect its handlers' children, then say so (the host ends it then), and take nothing more. */
+function reapThenPark(): void {
+  void retireSoon().then(() => {
     send({ reaped: true });
-  }
-  park();
+    park();
+  });
 }
 
 /**
