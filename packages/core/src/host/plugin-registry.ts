@@ -185,6 +185,10 @@ export class PluginRegistry {
     // read is not its manifest.
     const now = this.#registered(pluginId, 'reload');
     if (now.root !== current.root || this.#manifestFiles.get(pluginId) !== file) return now;
+    // Registered again from its folder meanwhile (unregistered then loaded, or loaded again with
+    // a changed manifest): that read may have come after this one, whose manifest may be older.
+    // Read once more, after it, so that what is installed last was read last.
+    if (now !== current) return this.#reloadNow(pluginId);
     return this.#nextGeneration(now, file ? manifest : now.manifest);
   }
 
