@@ -181,10 +181,7 @@ export class PoolThread<Lane = unknown> {
     return this.execution !== undefined && this.alive && this.#handOff!.leftBusy(now, ms);
   }
 
-  /**
-   * Idle (no execution), and not waiting for a task at `checks` checks in a row: what a handler
-   * left running after its answer keeps it busy, though nothing is handed to it.
-   */
+  /** Idle (no execution), and not waiting for a task at `checks` checks in a row: what a handler left running after its answer keeps it busy, though nothing is handed to it. */
   idleSpinning(checks: number): boolean {
     return this.#handOff?.idleSpinning(this.execution === undefined && this.alive, checks) ?? false;
   }
@@ -369,6 +366,7 @@ export class PoolThread<Lane = unknown> {
     const execution = this.execution;
     if (!execution) return;
     execution.stop = reason;
+    this.#pacer.release(); // its output reaches no one now: held at its next message, the handler could not see ctx.signal in its grace
     // A handler whose modules still load never starts, whatever grace an abort gives the running one.
     Atomics.store(this.#wake!, STOPPED, execution.k | 0);
     const graceMs = reason.code === 'ABORTED' ? execution.control.abortGraceMs(this.#cancelGraceMs) : 0;

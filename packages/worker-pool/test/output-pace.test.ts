@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HOSTILE, POOL, expectOk, okData, useBackends } from './helpers.js';
+import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, useBackends } from './helpers.js';
 
 /**
  * A gate for ExecuteOptions.outputPace: closed at the `at`-th event, opened `forMs` later (never, if
@@ -165,3 +165,26 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
   });
 });
 
+
+describe('worker-pool: an abort while the pace is pending', () => {
+  const backends = useBackends();
+
+  it('the handler sees ctx.signal and answers within its grace, though its caller is still behind: its output is no one\'s now, and the thread is kept', async () => {
+    const backend = backends.make({ maxThreads: 1, cancelGraceMs: 5000 });
+    const controller = new AbortController();
+    // Behind from the handler's first event on, never caught up: the thread is held at its next message.
+    let behind: Promise<void> | undefined;
+    const onEvent = () => {
+      behind = new Promise(() => {});
+      // After the thread was held (the pace is asked once the event was delivered).
+      setTimeout(() => controller.abort(), 100);
+    };
+    // respects-signal logs a line as the signal fires, before it writes its file and resolves.
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'respects-signal' }, { signal: controller.signal, timeoutMs: 20_000, onEvent, outputPace: () => behind });
+    expectError(result, 'ABORTED');
+    expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
+    const next = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expect(next.meta.workerId).toBe(result.meta.workerId);
+    expect((await runners(backend)).terminated).toBe(0);
+  });
+});
