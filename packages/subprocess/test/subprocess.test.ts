@@ -1058,6 +1058,27 @@ describe('ExecuteOptions.outputPace (a queue worker whose caller is behind)', ()
     expect(whenOpened).toBeLessThan(1000);
   });
 
+  for (const [which, pluginId, handlerId] of [['', BASIC, 'respects-signal'], [', its half line delivered at the stop', PROBE, 'respects-signal-mid-line']] as const) {
+    it(`an abort while the pace is pending${which}: a child that honours ctx.signal and answers is read, and discarded then, not left running to the end of its grace`, async () => {
+      // A grace as long as the time limit: held, the child's answer would be read only once SIGTERM ended it.
+      const backend = make({ cancelGraceMs: 60_000 });
+      const controller = new AbortController();
+      let behind: Promise<void> | undefined;
+      const onEvent = () => {
+        // Behind from its first event on, never caught up; aborted once its pipes are no longer read.
+        behind = new Promise(() => {});
+        setTimeout(() => controller.abort(), 100);
+      };
+      const logs: LogEntry[] = [];
+      const result = await backend.execute({ pluginId, handlerId }, { signal: controller.signal, timeoutMs: 60_000, onEvent, onLog: (entry) => void logs.push(entry), outputPace: () => behind });
+      expectError(result, 'ABORTED');
+      expect(result.meta.artifacts).toEqual(['signal-ABORTED.txt']);
+      // It answered: the host read that, and discarded it then.
+      expect(await eventually(() => !isAlive(result.meta.pid!))).toBe(true);
+      if (handlerId === 'respects-signal-mid-line') expect(logs.map((entry) => entry.message)).toEqual(['half a line']);
+    });
+  }
+
   it('a pace that gives a thenable whose then() throws is the host\'s mistake, thrown nowhere: no message of the child is lost, every event arrives', async () => {
     const outputPace = () => ({ then: () => { throw new Error('the pace broke'); } }) as unknown as Promise<void>;
     const thrown: unknown[] = [];

@@ -181,10 +181,7 @@ export class ChildRunner {
     return done;
   }
 
-  /**
-   * Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (for an abort; none for a timeout
-   * or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. One that finishes meanwhile is discarded as usual.
-   */
+  /** Stop the execution: `cancel` (ctx.signal fires in the child), after `cancelGraceMs` (for an abort; none for a timeout or shutdown) SIGTERM to the whole group, after `killGraceMs` more SIGKILL. One that finishes meanwhile is discarded as usual. */
   stop(reason: unknown): void {
     if (this.#stopped || (this.#finished && !this.#stoppedItself)) return;
     this.#stopped = true;
@@ -202,6 +199,8 @@ export class ChildRunner {
         // The pipe is gone: the signals below do the job.
       }
     }
+    // Its output reaches no one now (its last half line, just delivered, was the last): read on, so that its answer to the cancel is read.
+    this.#readPace.release();
     const { cancelGraceMs, killGraceMs } = this.#options;
     const term = () => {
       this.#killGroup('SIGTERM');
