@@ -235,16 +235,16 @@ class QueueWorker implements ExecutionWorker {
   }
 
   #fromCaller(msg: Msg): void {
-    // A part before the last is answered by take(): answered here too, its sender got a second answer, for nothing.
+    // A part that completes no body is answered by take(): answered here too, its sender got a second answer, for nothing.
     let answered = false;
     try {
       const headers = readHeaders(msg);
-      answered = answeredByTake(headers);
       const caller = headers.reply ?? '';
       // Any word from a caller, a part of a large input included, says it is there.
       this.#services.watch.heard(caller);
       const key = executionKey(caller, headers.executionId ?? '');
       const body = this.#parts.take(msg, headers, this.#executions.first(key) ? key : undefined);
+      answered = answeredByTake(headers, body);
       // Each delivery of its task here: the caller's message is for the one it accepted.
       if (body) this.#executions.forKey(key, (execution) => execution.take((headers.kind ?? '') as Kind, body));
     } catch {

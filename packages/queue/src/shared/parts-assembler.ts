@@ -45,17 +45,15 @@ export class PartsAssembler {
   }
 
   /**
-   * The whole body when `msg` completes one (or is not a part); undefined while parts are missing.
+   * The whole body when `msg` completes one (or is not a part); undefined while parts are missing,
+   * or when `msg` was dropped. Each part but the one that completes a body is answered here.
    * `headers`: its headers (readHeaders). `execution`: the key of the execution it is for, if the receiver has it.
    */
   take(msg: Msg, headers: WireHeaders, execution: string | undefined): Uint8Array | undefined {
     const part = headers.part;
     if (!part) return msg.data;
     const [index, count] = part.split('/').map(Number) as [number, number];
-    if (execution === undefined) {
-      if (index < count - 1) msg.respond();
-      return undefined;
-    }
+    if (execution === undefined) return dropped(msg);
     const id = headers.transfer ?? '';
     let transfer = this.#transfers.get(id);
     if (index === 0) {
@@ -64,8 +62,7 @@ export class PartsAssembler {
       if (lane === undefined && !this.#makeRoom(execution, this.#policy.most?.(kind, execution) ?? Infinity)) {
         // A body the execution waits for none of (a peer's flood): dropped, as a stray part is.
         this.#transfers.delete(id);
-        if (index < count - 1) msg.respond();
-        return undefined;
+        return dropped(msg);
       }
       if (lane !== undefined) for (const [other, each] of this.#transfers) if (each.execution === execution && each.lane === lane) this.#transfers.delete(other);
       this.#transfers.set(id, (transfer = { execution, lane, parts: [], bytes: 0, touched: monotonicNow() }));
@@ -79,8 +76,7 @@ export class PartsAssembler {
     }
     if (!transfer || transfer.parts.length !== index || transfer.execution !== execution) {
       this.#transfers.delete(id);
-      if (index < count - 1) msg.respond();
-      return undefined;
+      return dropped(msg);
     }
     transfer.parts.push(msg.data);
     transfer.bytes += msg.data.length;
@@ -112,14 +108,23 @@ export class PartsAssembler {
 }
 
 /**
- * Whether `PartsAssembler.take` answers `headers`' message itself: a part before the last (its
- * sender waits for that answer to send more). The last part, or a whole message, is its receiver's
- * to answer once it has handled the body.
+ * A part dropped (for no execution the receiver has, of no transfer it holds, or its flood): still
+ * answered, the last one too, as its sender waits for that answer (a worker's copy of a result its
+ * host took already, sent again after a drop took the answer to its last part, waited its whole
+ * part timeout for it, its slot taken meanwhile).
  */
-export function answeredByTake(headers: WireHeaders): boolean {
-  if (!headers.part) return false;
-  const [index, count] = headers.part.split('/').map(Number) as [number, number];
-  return index < count - 1;
+function dropped(msg: Msg): undefined {
+  msg.respond();
+  return undefined;
+}
+
+/**
+ * Whether `PartsAssembler.take` answered `headers`' message itself: a part that did not complete a
+ * body (`body`, what take returned; its sender waits for that answer to send more, or in vain).
+ * The last part of a body, or a whole message, is its receiver's to answer once it has handled the body.
+ */
+export function answeredByTake(headers: WireHeaders, body: Uint8Array | undefined): boolean {
+  return headers.part !== undefined && body === undefined;
 }
 
 /**
