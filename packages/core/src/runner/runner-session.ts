@@ -38,8 +38,7 @@ export class RunnerSession implements RuntimeEnvironment {
   #nextId = 1;
   /** Keeps calls sent and unanswered to CALLS_IN_FLIGHT; made with the first call. */
   #window: CallWindow | undefined;
-  #finished = false;
-  /** The handler has returned or thrown: its result is decided (#finished follows once its fired calls are sent). */
+  /** The handler has returned or thrown: its result is decided (#finish follows once its fired calls are sent). */
   #returned = false;
   #platform: Platform | undefined;
   /** Settles `mayBegin()`'s question with the host's answer (a cancel answers no). */
@@ -193,7 +192,6 @@ export class RunnerSession implements RuntimeEnvironment {
   }
 
   #finish(): void {
-    this.#finished = true;
     this.#window?.clear();
     const pending = this.#pending;
     if (!pending || pending.size === 0) return;
