@@ -65,6 +65,23 @@ describe('the network between the host and the server', () => {
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
   }, 60_000);
 
+  it("reset again while its reconnection waits for a read of the stream: an execution sent once it is back is not failed for that earlier drop", async () => {
+    const pool = newPool('hostreread');
+    await worker(server.url, pool);
+    const backend = host(proxy.url, pool);
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'connected' }, { timeoutMs: 30_000 }));
+    // The host's next read of the stream (every 5 s) goes with its connection: the reconnection waits for that read (its 5 s timeout).
+    const resets = proxy.resets();
+    proxy.resetOn('STREAM.INFO');
+    await waitFor(() => proxy.resets() > resets && proxy.connections() === 1, 20_000);
+    // Dropped again meanwhile, and back.
+    proxy.reset();
+    await waitFor(() => proxy.connections() === 1, 10_000);
+    const { result } = await startMark(backend, path.join(markers, 'hostreread.log'), 7000);
+    const outcome = await result;
+    expectOk(outcome);
+  }, 60_000);
+
   it('reset while tasks wait for a worker: they fail as never run, and once the host is back their tasks leave the stream (they held the bound: QUEUE_FULL for nothing)', async () => {
     const pool = newPool('hostreset');
     const backend = host(proxy.url, pool, { queueBound: 3 });

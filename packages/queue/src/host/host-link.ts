@@ -19,6 +19,7 @@ import type { ResolvedQueueOptions } from './options.js';
 import type { ExecutionLink } from './execution-link.js';
 import type { RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
+import { Reconnection } from './reconnection.js';
 import { deliver } from './worker-message.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
@@ -73,9 +74,8 @@ export class HostLink implements ExecutionLink {
   #pingSentAt: number | undefined;
   /** A subscription the server refused (see confirmSubscriptions). */
   #refused: Error | undefined;
-  /** Settles at the next reconnection (once the stream is there again). */
-  #reconnected: Promise<void> = Promise.resolve();
-  #markReconnected: () => void = () => {};
+  /** What waits for the connection to come back (once the stream is there again). */
+  readonly #reconnection = new Reconnection();
 
   private constructor(o: ResolvedQueueOptions, nc: NatsConnection, jsm: JetStreamManager, hostId: string) {
     this.#o = o;
@@ -148,7 +148,7 @@ export class HostLink implements ExecutionLink {
     const left = () => Math.max(1, Math.round(giveUpAt - monotonicNow()));
     for (;;) {
       // Reconnecting: the task waits for the connection (and the stream made again); published meanwhile, nats.js would drop it.
-      if (this.state === 'reconnecting') await settlesWithin(this.#reconnected, left());
+      while (this.state === 'reconnecting' && left() > 1) await this.#reconnection.wait(left());
       if (this.state === 'reconnecting') throw this.#notHandedOver(`the connection to it has been down for the ${handOverMs} ms a task waits to be handed over${this.#refusalSaid()}; nothing ran`);
       const body = encode();
       // Tasks with inputs just under a part each, many at once, would queue megabytes ahead of this host's heartbeat answers on a slow link.
@@ -284,7 +284,7 @@ export class HostLink implements ExecutionLink {
   async close(): Promise<void> {
     clearInterval(this.#watch);
     this.state = 'closed';
-    this.#markReconnected();
+    this.#reconnection.release();
     this.#failAll('closed its connection to the NATS server (shutdown)');
     for (const sub of this.#subscriptions) sub.unsubscribe();
     await this.#tasks.settled(); // the tasks of executions stopped just before (those no worker started, at shutdown) go off the stream first
@@ -358,15 +358,13 @@ export class HostLink implements ExecutionLink {
       if (status.type === 'error' && LOGIN_REFUSED.test(messageOf(status.error))) this.#loginRefused = messageOf(status.error);
       if (status.type === 'disconnect' && this.state === 'connected') {
         this.state = 'reconnecting';
-        this.#reconnected = new Promise((resolve) => (this.#markReconnected = resolve));
+        this.#reconnection.dropped();
         this.#failAll(`lost its connection to the NATS server (${status.server}) while the execution was in flight`);
       } else if (status.type === 'reconnect') {
         if (this.state === 'reconnecting') this.state = 'connected';
         this.#loginRefused = undefined;
-        // A server that restarted without its store has lost the stream.
-        await this.checkStream();
-        this.#tasks.reconnected();
-        this.#markReconnected();
+        // A server that restarted without its store has lost the stream. Not awaited here: a drop during the read is one at once.
+        void this.#reconnection.back(() => this.checkStream(), () => this.#tasks.reconnected());
         if (!this.#nc.isClosed()) this.#nc.publish(this.subjects.presenceQuery); // (closed meanwhile, a publish would throw)
       } else if (status.type === 'close') {
         this.state = 'closed';
