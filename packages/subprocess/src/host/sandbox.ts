@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, closeSync, constants, existsSync, fchmodSync, fstatSync, lchownSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { PermissionDeniedError, ValidationError, type IsolationReport } from '@kb-labs/plugin-execution-core';
 import { hostMayAccess, passingShortage, permissionModelFlag, refusedByHostPermissions } from '@kb-labs/plugin-execution-core/backend-kit';
 import { warnOfHiddenDependencies } from './hidden-dependencies.js';
 import { declaredFolders, type ChildProfile, type FsGrants } from './permission-flags.js';
+import { handOverFolder, makeFolder } from './sandbox-folders.js';
 import { withRealPath } from './runtime-paths.js';
 import { execPathProblem, findExecutable, NETWORK_FILES, runtimeFiles, SYSTEM_FOLDERS, timeZoneFiles } from './sandbox-runtime.js';
 import { NETWORK_FILTER, SET_ID_FILTER, SHM_MB, isolationArgs } from './sandbox-isolation.js';
@@ -148,7 +149,8 @@ export class Sandbox {
     for (const p of grants.read) if (!p.endsWith(`${path.sep}*`)) view.readOnly(p);
     for (const p of grants.write) if (!p.endsWith(`${path.sep}*`)) view.writable(p);
     const user = this.#userFor(view, new Set([...handed, ...passOnly].flatMap(withRealPath)), profile.pluginRoot);
-    for (const dir of handed) this.handOver(dir, user);
+    // A declared folder from the plugin folder on (a folder on its way may be another's to write); the lease from its parent.
+    for (const dir of handed) this.handOver(dir, user, dir === profile.workspaceGrant ? undefined : profile.pluginRoot);
     const files = identityFiles(view, user?.uid ?? process.getuid!(), user?.gid ?? process.getgid!());
     const command = [...node.flags, node.entry, ...node.args(FIRST_FILE_FD + files.length)];
     return {
@@ -189,18 +191,17 @@ export class Sandbox {
    * declared path that is a file is bound as it is, as Node's flags allow it unsandboxed.
    */
   createWriteFolders(profile: ChildProfile): void {
-    if (this.#state?.active) for (const dir of writeFolders(profile)) if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+    if (this.#state?.active) for (const dir of writeFolders(profile)) makeFolder(profile.pluginRoot, dir);
   }
 
   /**
    * A folder the child writes (a lease, a declared write folder), handed to the user it runs as
-   * (if any). One that inherited setgid from a setgid parent would pass it to every folder made in
-   * it, and the system-call filter refuses the chmods and copies that keep such a bit
-   * (seccomp-filter.ts): it is cleared. Never through a link: what is handed over is the folder itself.
+   * (if any), its setgid bit cleared (sandbox-folders.ts). Never through a link, from `base` (the
+   * plugin folder for a declared one; the lease's parent, the host's, for a lease) on: what is
+   * handed over is the folder itself.
    */
-  handOver(dir: string, user: SandboxUser | undefined): void {
-    if (user) lchownSync(dir, user.uid, user.gid);
-    clearSetGid(dir);
+  handOver(dir: string, user: SandboxUser | undefined, base = path.dirname(dir)): void {
+    handOverFolder(base, dir, user);
   }
 
   /**
@@ -241,24 +242,6 @@ export class Sandbox {
       layers: ['bubblewrap', 'namespaces: user pid net ipc uts cgroup mount', 'no capabilities', `own /tmp of ${this.#config.tmpMb} MiB, /dev/shm of ${SHM_MB} MiB`, ...(SET_ID_FILTER ? ['seccomp: no setuid or setgid files, no kernel keyrings, no Unix or vsock sockets without network'] : []), ...user, ...model, 'env allow-list'],
       reason: `every child runs under ${state.bwrap}${this.#userProblem ? `; not as uid ${this.#config.user!.uid}: ${this.#userProblem}` : ''}`,
     };
-  }
-}
-
-const SET_GID = 0o2000;
-
-/** Clear a folder's setgid bit, on the folder itself (opened without following a link); a file or a link is left as it is. */
-function clearSetGid(dir: string): void {
-  let fd: number;
-  try {
-    fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
-  } catch {
-    return;
-  }
-  try {
-    const { mode } = fstatSync(fd);
-    if (mode & SET_GID) fchmodSync(fd, mode & 0o7777 & ~SET_GID);
-  } finally {
-    closeSync(fd);
   }
 }
 
