@@ -367,7 +367,9 @@ async function loadPlatform(spec: string): Promise<Platform> {
     throw new UsageError(`--platform: the function ${spec} exports threw: ${loadFailure(error)}`);
   }
   if (services === null || typeof services !== 'object') {
-    throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one${exportsSaid(mod)}`);
+    // A `platform` (or default) export that is there but no object: say what it is, not a name to rename.
+    const said = exported === undefined && !('platform' in mod) ? exportsSaid(mod) : ` (${typeof exported === 'function' ? 'the function it exports returned' : 'it exports'} ${services == null ? String(services) : `a ${typeof services}`})`;
+    throw new UsageError(`--platform: ${spec} must export \`platform\` (or a default export): an object of services, or a function that returns one${said}`);
   }
   return services as Platform;
 }

@@ -61,4 +61,20 @@ describe('kb-plugin-exec run: what its flags change', () => {
     expect(result.status, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual({ ok: true, value: 'package k' });
   });
+
+  it('a --platform module whose `platform` is no object says what it is, never "rename `platform` to `platform`"', async () => {
+    const modules: Array<[string, string, string]> = [
+      ['platform-number.mjs', 'export const platform = 5;\n', 'it exports a number'],
+      ['platform-no-return.mjs', 'export function platform() {\n  ({ kv: {} });\n}\n', 'the function it exports returned undefined'],
+      ['platform-unset.mjs', 'export let platform;\n', 'it exports undefined'],
+    ];
+    for (const [file, text, said] of modules) {
+      const services = path.join(root, file);
+      await writeFile(services, text);
+      const result = run(['run', fixturePlugins.basic, 'platform-call', '--platform', services, '--no-workspace']);
+      expect(result.status, file).toBe(2);
+      // Before: "… (it exports `platform`; rename `platform` to `platform`)".
+      expect(result.stderr.split('\n')[0], file).toBe(`--platform: ${services} must export \`platform\` (or a default export): an object of services, or a function that returns one (${said})`);
+    }
+  });
 });
