@@ -182,4 +182,15 @@ describe('a handler export that is not there', () => {
     const many = await failureOf('twelve.mjs', `${source}\n`, 'greet');
     expect(many.message).toMatch(/to the one it runs: "h00", "h01", "h02", "h03", "h04", "h05", "h06", "h07", "h08", "h09", …$/);
   });
+
+  it('an export that is there but undefined is named as such, never "has no export" of a name the exports listed hold', async () => {
+    // Before: '… has no export "default" (exports: default, x)'.
+    const esm = await failureOf('undefined-default.mjs', 'export let x;\nexport default undefined;\n', 'greet');
+    expect(esm).toEqual({
+      code: 'HANDLER_NOT_FOUND',
+      message: `Handler "greet" of plugin "@t/hint": export "default" of ${path.join(root, 'undefined-default.mjs')} is not a handler (a function or defineHandler({ run }) was expected, got undefined)`,
+    });
+    const cjs = await failureOf('undefined-run.cjs', 'exports.run = undefined;\n', 'greet', 'run');
+    expect(cjs.message).toMatch(/: export "run" of \S+undefined-run\.cjs is not a handler \(a function or defineHandler\(\{ run \}\) was expected, got undefined\)$/);
+  });
 });

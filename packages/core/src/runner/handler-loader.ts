@@ -153,8 +153,9 @@ async function handlerIn(mod: Record<string, unknown>, at: { entryPath: string; 
   }
   const several = typeof exported === 'object' && exported !== null ? functionsOf(exported) : [];
   const what = several.length > 1 ? `an object of several functions (${several.slice(0, 10).map(shown).join(', ')}), not one handler` : exported === null ? 'null' : typeof exported;
+  // An export that is there but undefined (`export default undefined`) is no handler, not a missing one.
   throw new HandlerNotFoundError(
-    exported === undefined
+    exported === undefined && !available.includes(exportName)
       ? `Handler "${task.handlerId}" of plugin "${task.pluginId}": ${shown(entryPath)} has no export "${exportName}" (exports: ${available.map(shown).join(', ') || 'none'})${exportHint(mod, available, task.handlerId)}`
       : `Handler "${task.handlerId}" of plugin "${task.pluginId}": export "${exportName}" of ${shown(entryPath)} is not a handler (a function or defineHandler({ run }) was expected, got ${what})${exportHint(several.length > 0 ? (exported as Record<string, unknown>) : mod, several.length > 0 ? several : available, task.handlerId)}`,
     { details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath, export: exportName, exports: available } },
