@@ -79,6 +79,27 @@ describe('createExecutionBackend', () => {
     const keyless = new Proxy({ type: 'in-process' }, { ownKeys: () => { throw new Error('no keys'); } });
     expect(() => createExecutionBackend(keyless as never)).toThrow("createExecutionBackend() could not read its options' keys: no keys");
     expect(() => createExecutionBackend({ type: null as never })).toThrow(/type: must be one of "in-process", "worker-pool", "subprocess", "queue", got null/);
+    // A type no JSON can say is refused as any other, naming it (before, a TypeError or the toJSON's own error escaped; a symbol was "got undefined").
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const unsaid: Array<[unknown, string]> = [
+      [1n, 'got the BigInt 1n'],
+      [circular, 'got an object'],
+      [{ toJSON: () => { throw new Error('no JSON'); } }, 'got an object'],
+      [Symbol('in-process'), 'got a symbol'],
+      [() => 'in-process', 'got a function'],
+      ['x'.repeat(10_000), `got "${'x'.repeat(40)}…"`],
+    ];
+    for (const [type, got] of unsaid) {
+      let refused: unknown;
+      try {
+        createExecutionBackend({ type } as never);
+      } catch (error) {
+        refused = error;
+      }
+      expect(refused).toBeInstanceOf(ValidationError);
+      expect(refused).toMatchObject({ details: { issues: [{ path: 'type', message: `must be one of "in-process", "worker-pool", "subprocess", "queue", ${got}` }] } });
+    }
     // A setting that is not set (process.env.BACKEND) does not fall back to the backend that isolates nothing.
     expect(() => createExecutionBackend({ type: undefined })).toThrow(/type: is undefined \(a setting that is not set\?\): name one of "in-process"/);
     expect(createExecutionBackend({}).type).toBe('in-process');

@@ -45,7 +45,15 @@ function typeProblem(options: ExecutionBackendOptions, keys: readonly string[]):
   }
   if (Object.hasOwn(BACKEND_PACKAGES, type)) return undefined;
   const near = typeof type === 'string' ? nearest(type, types) : undefined;
-  return `must be one of ${named}, got ${JSON.stringify(type)}${near ? `; did you mean "${near}"?` : ''}`;
+  return `must be one of ${named}, got ${shownType(type)}${near ? `; did you mean "${near}"?` : ''}`;
+}
+
+/** A `type` that is none, as the caller would write it: a BigInt, a cycle or a throwing toJSON() said (JSON.stringify throws on them), a symbol or function not said "undefined". */
+function shownType(type: unknown): string {
+  if (typeof type === 'string') return JSON.stringify(type.length > 40 ? `${type.slice(0, 40)}…` : type);
+  if (typeof type === 'bigint') return `the BigInt ${type}n`;
+  if (typeof type === 'number' || typeof type === 'boolean' || type === null) return String(type);
+  return typeof type === 'object' ? 'an object' : `a ${typeof type}`;
 }
 
 /**
