@@ -247,6 +247,16 @@ describe('validateExecuteOptions', () => {
     expect(failure(() => validateExecuteOptions({ timeoutMs })).message).toContain(`timeoutMs: must be a whole, positive number of milliseconds up to 2147483647, got ${typeof timeoutMs === 'string' ? `the string "${timeoutMs}"` : String(timeoutMs)}`);
   });
 
+  it("a traceparent or timeoutMs with no text (a null-prototype object, a toString() that throws) is refused naming it, not thrown out as the backend's own error", () => {
+    const textless = [Object.create(null), { toString: () => { throw new Error('no text'); } }];
+    for (const value of textless) {
+      for (const key of ['traceparent', 'timeoutMs']) {
+        const error = failure(() => validateExecuteOptions({ [key]: value }));
+        expect(error.details.issues).toEqual([{ path: key, message: expect.stringMatching(/, got an object that cannot be shown as text$/) }]);
+      }
+    }
+  });
+
   it('reads each option once: a getter that answers the check one thing and the use another cannot slip a bad value past', () => {
     let reads = 0;
     const shifty = Object.defineProperty({}, 'traceparent', { enumerable: true, get: () => (reads++ === 0 ? undefined : 'garbage') });

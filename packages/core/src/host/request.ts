@@ -246,7 +246,7 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   const add = (path: string, message: string) => issues.push({ path, message });
   // Whole, as every other time limit (a manifest's, defaultTimeoutMs, shutdown's, the CLI's --timeout).
   if (o.timeoutMs !== undefined && (typeof o.timeoutMs !== 'number' || !Number.isInteger(o.timeoutMs) || o.timeoutMs <= 0 || o.timeoutMs > MAX_TIMER_MS)) {
-    add('timeoutMs', `must be a whole, positive number of milliseconds up to ${MAX_TIMER_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : typeof o.timeoutMs === 'bigint' ? `the BigInt ${o.timeoutMs}n` : String(o.timeoutMs)}`);
+    add('timeoutMs', `must be a whole, positive number of milliseconds up to ${MAX_TIMER_MS}, got ${typeof o.timeoutMs === 'string' ? `the string ${JSON.stringify(o.timeoutMs)}` : typeof o.timeoutMs === 'bigint' ? `the BigInt ${o.timeoutMs}n` : said(o.timeoutMs)}`);
   }
   if (o.signal !== undefined && !isAbortSignal(o.signal)) add('signal', 'must be an AbortSignal');
   if (o.onLog !== undefined && typeof o.onLog !== 'function') add('onLog', 'must be a function');
@@ -262,7 +262,7 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   if (o.beginBy !== undefined && typeof o.beginBy !== 'function') add('beginBy', 'must be a function () => number (milliseconds since the epoch)');
   else if (o.beginBy !== undefined && backend?.remoteRunners) add('beginBy', `a ${backend.type} backend's runners are other machines, whose clocks this time is not on`);
   if (o.traceparent !== undefined && (typeof o.traceparent !== 'string' || !parseTraceparent(o.traceparent))) {
-    add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${JSON.stringify(String(o.traceparent)).slice(0, 80)}`);
+    add('traceparent', `must be a W3C traceparent ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), got ${typeof o.traceparent === 'string' ? JSON.stringify(o.traceparent).slice(0, 80) : said(o.traceparent)}`);
   }
   if (o.channel !== undefined) {
     const c = o.channel as Partial<ChannelBridge> | null;
@@ -285,6 +285,14 @@ export function validateExecuteOptions(options: unknown, backend?: { readonly ty
   return o as ExecuteOptions;
 }
 
+/** `String(value)` for a message, and said so for a value with no text (a null-prototype object, a toString() that throws): the option is named, not the backend failed. */
+function said(value: unknown): string {
+  try {
+    return String(value);
+  } catch {
+    return 'an object that cannot be shown as text';
+  }
+}
 
 function isAbortSignal(value: unknown): value is AbortSignal {
   return (
