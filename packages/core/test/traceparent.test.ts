@@ -12,6 +12,12 @@ describe('W3C traceparent', () => {
     expect(formatTraceparent(TRACE, SPAN, 0)).toBe(`00-${TRACE}-${SPAN}-00`);
   });
 
+  it('formats ids an SDK gives in upper case (valid to the API) in lower case, as a traceparent has them', () => {
+    const formatted = formatTraceparent(TRACE.toUpperCase(), SPAN.toUpperCase(), 1);
+    expect(formatted).toBe(`00-${TRACE}-${SPAN}-01`);
+    expect(parseTraceparent(formatted)).toEqual({ traceId: TRACE, spanId: SPAN, traceFlags: 1 });
+  });
+
   it('accepts a later version with more fields, as the spec asks', () => {
     expect(parseTraceparent(`01-${TRACE}-${SPAN}-01-what-comes-next`)).toEqual({ traceId: TRACE, spanId: SPAN, traceFlags: 1 });
   });

@@ -6,7 +6,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { SpanKind, trace } from '@opentelemetry/api';
+import { SpanKind, context, trace } from '@opentelemetry/api';
 import { BASIC, expectOk, fixturePlugins, installTestSdk, waitFor, type TestSdk } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -63,6 +63,25 @@ it("continues the caller's trace on the worker: the worker's execution span is a
     expect(remote.traceId).toBe(traceId);
     expect(remote.parentSpanId).toBe(spanId);
     expect(remote.attributes['kb.plugin_execution.execution.id']).toBe(result.meta.executionId);
+  } finally {
+    await backend.shutdown({ timeoutMs: 2000 });
+    await sdk?.uninstall();
+    sdk = undefined;
+  }
+});
+
+it("continues a caller's trace whose ids are upper-case hex (as a B3 or other propagator may give them): the task carries a W3C traceparent the worker takes", async () => {
+  let sdk: TestSdk | undefined = installTestSdk();
+  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], workspace: false });
+  try {
+    // The API takes upper-case hex ids as valid; a W3C traceparent has them lower-case only.
+    const parent = trace.setSpanContext(context.active(), { traceId: '4BF92F3577B34DA6A3CE929D0E0E4736', spanId: '00F067AA0BA902B7', traceFlags: 1, isRemote: true });
+    const result = await context.with(parent, () => backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'upper' }));
+    expectOk(result);
+    expect(result.data).toBe('upper');
+    await waitFor(async () => (await workerSpans()).some((span) => span.attributes['kb.plugin_execution.execution.id'] === result.meta.executionId), 10_000);
+    const remote = (await workerSpans()).find((span) => span.attributes['kb.plugin_execution.execution.id'] === result.meta.executionId)!;
+    expect(remote.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
   } finally {
     await backend.shutdown({ timeoutMs: 2000 });
     await sdk?.uninstall();

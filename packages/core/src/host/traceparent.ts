@@ -29,7 +29,10 @@ export function parseTraceparent(value: string): TraceParent | undefined {
   return { traceId, spanId, traceFlags: parseInt(flags, 16) };
 }
 
-/** The version 00 traceparent of a span. */
+/**
+ * The version 00 traceparent of a span, its ids in lower case as the format has them: the API takes
+ * upper-case hex ids as valid, and a span has them so under a parent a propagator (B3) read so.
+ */
 export function formatTraceparent(traceId: string, spanId: string, traceFlags: number): string {
-  return `00-${traceId}-${spanId}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+  return `00-${traceId.toLowerCase()}-${spanId.toLowerCase()}-${(traceFlags & 0xff).toString(16).padStart(2, '0')}`;
 }
