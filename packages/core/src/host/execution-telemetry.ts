@@ -11,6 +11,9 @@ import { monotonicNow, monotonicOrigin } from '../real-timers.js';
 /** A platform service or method name as it goes into a span (a handler chooses it: bounded). */
 const MAX_NAME = 64;
 
+/** A platform call's outcome when the execution ended before the host answered it. */
+const UNANSWERED = 'unanswered';
+
 /** The trace and span ids `onLog` entries carry. */
 export interface LogTraceIds {
   readonly traceId: string;
@@ -43,6 +46,8 @@ export class ExecutionTelemetry {
   #dispatched = false;
   /** Its handler was resolved (pluginVersion): its ids name a registered handler. */
   #resolved = false;
+  /** Spans of platform calls the host has not answered yet: ended with the execution if still open then (made with the first). */
+  #openCalls: Set<Span> | undefined;
 
   /**
    * Called synchronously by `execute()`: undefined when neither a tracer nor a meter is
@@ -184,33 +189,64 @@ export class ExecutionTelemetry {
     } catch (error) {
       pending = Promise.reject(error);
     }
+    (this.#openCalls ??= new Set()).add(span);
     // What the span records is the SDK's business: one that throws (a processor's onEnd) leaves the call's own outcome as it was.
     return pending.then(
       (value) => {
-        recordQuietly(() => {
-          span.setAttribute(ATTR.outcome, 'ok');
-          span.end();
-        });
+        this.#callEnded(span, () => span.setAttribute(ATTR.outcome, 'ok'));
         return value;
       },
       (error: unknown) => {
-        recordQuietly(() => {
+        this.#callEnded(span, () => {
           const code = errorCode(error);
           span.setAttribute(ATTR.outcome, code);
           if (code === 'PERMISSION_DENIED') span.setAttribute(ATTR.permissionDenied, true);
           this.#failed(span, code, error);
-          span.end();
         });
         throw error;
       },
     );
   }
 
+  /** A platform call's span gets its outcome and ends, unless the execution's end ended it first (an answer after that). */
+  #callEnded(span: Span, record: () => void): void {
+    if (!this.#openCalls!.delete(span)) return;
+    recordQuietly(() => {
+      record();
+      span.end();
+    });
+  }
+
+  /**
+   * The execution ended with calls the host had not answered: their spans end with it (a span never
+   * ended is never exported), so that the trace shows what a failed execution waited for (a service
+   * that hangs). An error only when the execution failed: one that returned without awaiting a call
+   * (fire and forget) did not wait for it.
+   */
+  #endUnanswered(meta: ExecutionMeta, code: string | undefined): void {
+    const open = this.#openCalls;
+    if (!open?.size) return;
+    for (const span of open) {
+      recordQuietly(() => {
+        span.setAttribute(ATTR.outcome, UNANSWERED);
+        if (code !== undefined) {
+          span.setAttribute(ATTR.errorType, UNANSWERED);
+          span.setStatus({ code: this.#api.SpanStatusCode.ERROR, message: `${UNANSWERED}: the host had not answered when the execution ended (${code})` });
+        }
+        span.end(this.#epoch(this.#t0 + meta.durationMs));
+      });
+    }
+    open.clear();
+  }
+
   /** The result: the span gets its outcome, runner and timings and ends; the metrics record it. */
   finish(result: ExecutionResult): void {
     const code = result.ok ? undefined : result.error.code;
     // The span and the metrics apart: one that throws does not keep the other from being recorded.
-    if (this.#tracer) recordQuietly(() => this.#endSpan(result.meta, code, result.ok ? undefined : result.error));
+    if (this.#tracer) {
+      this.#endUnanswered(result.meta, code);
+      recordQuietly(() => this.#endSpan(result.meta, code, result.ok ? undefined : result.error));
+    }
     if (this.#instruments) recordQuietly(() => this.#recordMetrics(this.#instruments!, result.meta, code));
   }
 
