@@ -24,7 +24,9 @@ export type ValidationIssue = {
  * - `sandbox`: the OS sandbox could not be set up (nothing of the plugin ran);
  * - `runner-lost`: a remote runner stopped answering (queue backend).
  */
-export type CrashReason = 'exit' | 'signal' | 'oom' | 'uncaught-exception' | 'unhandled-rejection' | 'protocol' | 'start-failed' | 'sandbox' | 'runner-lost';
+export type CrashReason = (typeof CRASH_REASONS)[number];
+/** The CrashReason words (a metric attribute takes only these: see recordRunnerCrash). */
+export const CRASH_REASONS = ['exit', 'signal', 'oom', 'uncaught-exception', 'unhandled-rejection', 'protocol', 'start-failed', 'sandbox', 'runner-lost'] as const;
 
 /** Which handler an error is about, where the error knows it. */
 type Subject = { pluginId?: string; handlerId?: string };

@@ -49,4 +49,17 @@ describe('runner counters recorded through the backend kit', () => {
     expect(crashes.map((point) => Object.keys(point.attributes))).toStrictEqual([['kb.plugin_execution.backend'], ['kb.plugin_execution.backend', 'kb.plugin_execution.crash.reason']]);
     expect(crashes[1]).toStrictEqual({ attributes: { 'kb.plugin_execution.backend': 'tiny', 'kb.plugin_execution.crash.reason': 'exit' }, value: 1 });
   });
+
+  it("a reason that is no CrashReason (a remote runner's, over the wire) is counted as 'other': a metric's attribute values stay a few", async () => {
+    const reader = new OnDemandReader();
+    provider = new MeterProvider({ readers: [reader] });
+    metrics.setGlobalMeterProvider(provider);
+    for (let i = 0; i < 3; i++) recordRunnerCrash('queue', `forged-${i}-${'x'.repeat(1000)}`);
+    recordRunnerCrash('queue', 'runner-lost');
+    const crashes = await points(reader, 'kb.plugin_execution.runner.crashes');
+    // Before: a series per word, each 1 KB long.
+    expect(crashes).toHaveLength(2);
+    expect(crashes).toContainEqual({ attributes: { 'kb.plugin_execution.backend': 'queue', 'kb.plugin_execution.crash.reason': 'other' }, value: 3 });
+    expect(crashes).toContainEqual({ attributes: { 'kb.plugin_execution.backend': 'queue', 'kb.plugin_execution.crash.reason': 'runner-lost' }, value: 1 });
+  });
 });

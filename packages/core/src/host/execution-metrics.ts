@@ -1,6 +1,7 @@
 import type { Counter, Histogram, Meter, UpDownCounter } from '@opentelemetry/api';
 import { activeMeter, otelApi, recordQuietly } from './otel-api.js';
 import { ATTR, METRIC } from './telemetry-names.js';
+import { CRASH_REASONS } from '../error-details.js';
 
 /** The metric instruments of one meter (docs/observability.md lists them with their attributes). */
 export interface ExecutionInstruments {
@@ -59,9 +60,12 @@ export function recordRunnerStart(backend: string): void {
 
 /**
  * For backends with runners of their own (backend kit): a runner died without being asked to
- * (`reason`: a `CrashReason` such as `exit`, `oom`, `signal`, where known).
+ * (`reason`: a `CrashReason` such as `exit`, `oom`, `signal`, where known). Any other word (a queue
+ * worker of another version, a forged peer's: remote runners' reasons come over the wire) is
+ * counted as `other`: a metric's attribute values stay a few.
  */
 export function recordRunnerCrash(backend: string, reason?: string): void {
+  if (reason !== undefined && !(CRASH_REASONS as readonly string[]).includes(reason)) reason = 'other';
   recordQuietly(() => currentInstruments()?.runnerCrashes.add(1, reason === undefined ? { [ATTR.backend]: backend } : { [ATTR.backend]: backend, [ATTR.crashReason]: reason }));
 }
 
