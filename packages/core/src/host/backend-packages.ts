@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { BackendNotInstalledError } from '../errors.js';
 import type { IExecutionBackend } from '../types.js';
+import { thrownText } from '../wire-value.js';
 import type { BackendOptions } from './backend-options.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
@@ -67,7 +68,8 @@ export function backendLoadError(type: BuiltInBackendType, error: unknown, what 
       cause: error,
     });
   }
-  const said = String((error as Error)?.message ?? error);
+  // (A thrown value with no text, Object.create(null), is said, not a TypeError in its place.)
+  const said = thrownText(error);
   // esbuild's ES output of a CommonJS dependency: the package was bundled into the host's file.
   const bundled = /^Dynamic require of ".*" is not supported/.test(said) ? `; it was bundled into the host's own file: ${KEEP_EXTERNAL}` : '';
   return new BackendNotInstalledError(`${what} (${pkg}) failed to load: ${said}${bundled}`, {
@@ -78,9 +80,14 @@ export function backendLoadError(type: BuiltInBackendType, error: unknown, what 
 
 /** The resolution error is about `pkg` itself, not a module inside it or one of its dependencies. */
 function isMissingPackage(error: unknown, pkg: string): boolean {
-  const code = (error as NodeJS.ErrnoException)?.code;
+  let code: unknown;
+  try {
+    code = (error as NodeJS.ErrnoException | null | undefined)?.code;
+  } catch {
+    return false; // (a getter that throws: no resolution error of Node's)
+  }
   if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'MODULE_NOT_FOUND') return false;
-  const message = String((error as Error)?.message ?? '');
+  const message = thrownText(error);
   // `pkg/package.json` is what the fallback resolves in the ES build (importFrom).
   return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/package.json'`) || (message.includes(pkg) && !message.includes(`${pkg}/`));
 }

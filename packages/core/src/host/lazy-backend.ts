@@ -1,5 +1,6 @@
 import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
+import { thrownText } from '../wire-value.js';
 import { withAbsolutePaths } from './caller-paths.js';
 import { EXECUTE_CALLED_AT, type CalledAt } from './called-at.js';
 import type { BackendHealth, BackendStats, IExecutionBackend, ShutdownOptions } from '../types.js';
@@ -244,7 +245,7 @@ class LazyBackend implements LazyExecutionBackend {
     } catch (error) {
       // A load that failed is not retried: the backend will never run anything, so it is not "starting".
       const isolation = { requested: 'unknown', active: 'unknown' as const, layers: [], reason: 'the backend could not be loaded' };
-      return { ok: false, backend: this.type, state: 'closed', problems: [String((error as Error)?.message ?? error)], active: 0, queued: 0, isolation };
+      return { ok: false, backend: this.type, state: 'closed', problems: [thrownText(error)], active: 0, queued: 0, isolation };
     }
     const health = await backend.health();
     const state = this.#stateSeen(health.state);
