@@ -3,6 +3,7 @@
  * WorkspaceManager that never settles): the caller's abort still ends that execution, those admitted
  * after it are not held behind it, and a lease made after the abort is released.
  */
+import { getEventListeners } from 'node:events';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -121,4 +122,17 @@ it("one whose workspace is made, waiting its turn behind one whose workspace is 
   // The one ahead of it goes on once its workspace is made.
   workspace.open();
   expectOk(await stuck);
+});
+
+it("shutdown() ends an execution whose workspace is never made: the caller's signal keeps no listener of it", async () => {
+  root = await mkdtemp(path.join(os.tmpdir(), 'kb-workspace-wait-'));
+  const workspace = new FirstAcquireWaits({ root });
+  const closing = new InProcessBackend({ plugins: [fixturePlugins.basic], workspace });
+  // A signal that outlives the backend (one for a batch, a server's own).
+  const caller = new AbortController();
+  const stuck = closing.execute({ pluginId: BASIC, handlerId: 'echo', input: 'stuck' }, { signal: caller.signal });
+  await waitFor(() => workspace.waiting);
+  await closing.shutdown({ timeoutMs: 200 });
+  expectError(await stuck, 'SHUTTING_DOWN');
+  expect(getEventListeners(caller.signal, 'abort')).toHaveLength(0);
 });

@@ -58,6 +58,7 @@ export function untilStopped<T>(
     let stoppedBy: { error: unknown } | undefined;
     let settled = false;
     let letGo: ReturnType<typeof setTimeout> | undefined;
+    let stopListening: (() => void) | undefined;
     const end = (error: unknown) => {
       clearTimeout(letGo);
       if (settled) return;
@@ -67,13 +68,15 @@ export function untilStopped<T>(
     const stop = (error: unknown) => {
       if (stoppedBy || settled) return;
       stoppedBy = { error };
+      // Stopped by shutdown while what it takes never comes: the caller's signal, which may outlive
+      // the host's backend (one for a whole batch, a server's own), keeps no listener of it.
+      stopListening?.();
       letGo = setTimeout(() => end(error), GIVE_BACK_WAIT_MS);
       // Tracked from now, not only once it comes: a shutdown() meanwhile waits for it (bounded), and
       // nothing is made after it resolved. One that takes longer is a hang, not a release (health).
       track(settlesWithin(taking, SLOW_RELEASE_MS, false));
     };
     settingStop(stop);
-    let stopListening: (() => void) | undefined;
     try {
       stopListening = signal ? onAbort(signal, () => stop(abortedBeforeStart())) : undefined;
     } catch (error) {
