@@ -1,8 +1,9 @@
-import { ShuttingDownError, TimeoutError, ValidationError, toInternalError, type KnownExecutionError } from '../errors.js';
+import { ShuttingDownError, TimeoutError, toInternalError, type KnownExecutionError } from '../errors.js';
 import { onAbort } from './abort-listeners.js';
 import { callersAbort, throwIfAborted, untilAborted, untilStopped } from './caller-abort.js';
 import type { CalledAt } from './called-at.js';
 import { Deadlines } from './deadlines.js';
+import { claimExecutionId } from './execution-ids.js';
 import { ExecutionControl } from './execution-control.js';
 import { ExecutionTelemetry } from './execution-telemetry.js';
 import type { ExecutionHost } from './execution-host.js';
@@ -55,6 +56,8 @@ export class Execution {
   #manifest: PluginManifest | undefined;
   /** Removes the workspace (unless kept), once: held with the rest, or called on its own (#releaseLater). */
   #releaseLease: (() => Promise<void>) | undefined;
+  /** Frees the executionId the caller gave it (claimExecutionId), once. */
+  #freeId: (() => void) | undefined;
   /** Ends the wait for its workspace (shutdown), while it waits. */
   #stopWaiting: ((reason: KnownExecutionError) => void) | undefined;
   /** Undefined unless an OpenTelemetry SDK is registered: then its span and metrics (execution-telemetry.ts). */
@@ -147,7 +150,7 @@ export class Execution {
     meta.pluginId = parsed.pluginId;
     meta.handlerId = parsed.handlerId;
     meta.executionId = parsed.executionId ?? newExecutionId();
-    if (parsed.executionId !== undefined) this.#claimId(parsed.executionId);
+    if (parsed.executionId !== undefined) this.#held.hold((this.#freeId = claimExecutionId(this.#host.idsInUse, parsed.executionId)));
     // Before it takes a place among those waiting for the plugins to load (QUEUE_FULL past them).
     throwIfAborted(opts.signal);
     const ready = host.ready(opts.signal);
@@ -159,18 +162,6 @@ export class Execution {
       if (host.closing()) throw new ShuttingDownError(`The ${host.type} backend shut down before this execution started`, { details: { phase: 'queued' } });
       return this.#task(parsed, opts);
     });
-  }
-
-  /** A caller's id names one execution at a time (its workspace, its logs, its spans). */
-  #claimId(id: string): void {
-    const inUse = this.#host.idsInUse;
-    if (inUse.has(id)) {
-      throw new ValidationError(`executionId "${id}" belongs to an execution of this backend that has not finished; give each execution its own id`, {
-        details: { path: 'executionId', reason: 'duplicate' },
-      });
-    }
-    inUse.set(id, true);
-    this.#held.hold(() => inUse.delete(id));
   }
 
   #task(parsed: ParsedExecutionRequest, opts: ExecuteOptions): RunnerTask {
@@ -368,6 +359,8 @@ export class Execution {
     // minutes, to remove): the rest goes on in the background, the slot held until it is done,
     // and shutdown waits for it (bounded).
     const release = async () => this.#held.releaseAll();
+    // Its runner gone, its caller may give its id to another (a retry) while the removal goes on.
+    if (runnerGone) this.#freeId?.();
     const releasing = runnerGone ? release() : settled.then(release);
     this.#host.track(releasing);
     if (runnerGone) await settlesWithin(releasing, STOP_SETTLE_MS);
