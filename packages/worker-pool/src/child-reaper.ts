@@ -63,8 +63,13 @@ export class ChildReaper {
     return this.#running.size > 0;
   }
 
-  /** Kill the children still running, with their listeners taken off (the handler's code does not run for it), and wait for them to be collected. */
+  /**
+   * Kill the children still running, with their listeners taken off (the handler's code does not
+   * run for it), and wait for them to be collected. No child starts from then on: one that code
+   * a handler left (an interval) started while these are collected would never be.
+   */
   async reap(): Promise<void> {
+    this.#table?.refuseSpawns();
     if (this.#running.size === 0) return;
     const left = [...this.#running];
     this.#running.clear();

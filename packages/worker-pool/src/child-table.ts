@@ -53,12 +53,17 @@ export class ChildTable {
   spawning<T>(spawn: () => T): T {
     const before = add(this.shared, SPAWNING, 1);
     try {
-      if (before & ENDING) throw new Error('The worker thread is being ended (its execution was stopped): no process is started from it now');
+      if (before & ENDING) throw new Error('The worker thread is being ended (its execution was stopped, or it is retired): no process is started from it now');
       return spawn();
     } finally {
       add(this.shared, SPAWNING, -1);
       notify(this.shared, SPAWNING);
     }
+  }
+
+  /** Thread side, as it retires: no spawn() starts a child from now on (one started while it collects the others would be left a zombie). */
+  refuseSpawns(): void {
+    Atomics.or(this.shared, SPAWNING, ENDING);
   }
 
   /** Host side: call `then` (which terminates the thread) once no spawn() is under way on it, at `until` (monotonicNow()) at the latest. */

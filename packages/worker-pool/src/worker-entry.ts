@@ -78,6 +78,7 @@ const wait = Atomics.wait;
 const receive = receiveMessageOnPort;
 const immediate = setImmediate;
 const notify = Atomics.notify;
+const onProcess = process.on.bind(process);
 onHandlerLoading((loading) => {
   store(wake, LOADING, loading ? 1 : 0);
   if (loading) return;
@@ -242,6 +243,9 @@ function decline(k: number, reason: ThreadRetireReason): void {
  */
 function retireSoon(): Promise<void> {
   retiring = true;
+  // What a handler left may run while they are collected (a child it starts now is refused, and
+  // throws): its execution is answered, and ended by that, the thread would leave them zombies.
+  onProcess('uncaughtException', () => undefined);
   return children.reap();
 }
 
