@@ -39,6 +39,8 @@ const ABSOLUTE_MAX_FRAME_BYTES = 0x7fff_ffff;
 /** The peer broke the framing: oversized or undecodable frame. */
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
+  /** The messages of the same chunk whose frames came whole before the break (FrameDecoder.push). */
+  decoded: unknown[] = [];
 }
 
 /** The first byte of what v8's serializer writes (its version header). */
@@ -137,12 +139,22 @@ export class FrameDecoder {
     this.#max = Math.min(Math.max(1, Math.floor(maxFrameBytes)), ABSOLUTE_MAX_FRAME_BYTES);
   }
 
-  /** Feed bytes; returns the messages completed by them. Throws ProtocolError on a broken stream (and stays broken). */
+  /** Feed bytes; returns the messages completed by them. Throws ProtocolError on a broken stream (and stays broken), with the messages before the break. */
   push(chunk: Buffer): unknown[] {
     if (this.#failed) throw new ProtocolError('stream already failed');
     this.#chunks.push(chunk);
     this.#buffered += chunk.length;
     const out: unknown[] = [];
+    try {
+      this.#decodeInto(out);
+    } catch (error) {
+      if (error instanceof ProtocolError) error.decoded = out;
+      throw error;
+    }
+    return out;
+  }
+
+  #decodeInto(out: unknown[]): void {
     for (;;) {
       if (this.#need < 0) {
         if (this.#buffered < HEADER_BYTES) break;
@@ -172,7 +184,6 @@ export class FrameDecoder {
       }
       out.push(message);
     }
-    return out;
   }
 
   #fail(reason: string): never {
@@ -266,16 +277,21 @@ export class FramedChannel {
     socket.on('data', (chunk: Buffer) => {
       if (this.#closed) return;
       let messages: unknown[];
+      let broken: ProtocolError | undefined;
       try {
         messages = this.#decoder.push(chunk);
       } catch (error) {
-        this.#closed = true;
-        options.onProtocolError(error instanceof ProtocolError ? error : new ProtocolError(String(error)));
-        return;
+        broken = error instanceof ProtocolError ? error : new ProtocolError(String(error));
+        messages = broken.decoded;
       }
+      // The frames that came whole before a break are delivered first: a result among them is the answer.
       for (const message of messages) {
         if (this.#closed) return;
         options.onMessage(message);
+      }
+      if (broken && !this.#closed) {
+        this.#closed = true;
+        options.onProtocolError(broken);
       }
     });
     // A peer that vanishes mid-write gives EPIPE/ECONNRESET; the process exit path reports it.

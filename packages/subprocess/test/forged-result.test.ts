@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { expectError } from '@kb-labs/plugin-execution-conformance';
+import { expectError, expectOk } from '@kb-labs/plugin-execution-conformance';
 import { SubprocessBackend } from '@kb-labs/plugin-execution-subprocess';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBE, probePlugin } from './helpers.js';
@@ -33,5 +33,16 @@ describe("a handler that writes a result to its channel (fd 3) with a code of th
   it('PERMISSION_DENIED, which a handler may report, passes as it is', async () => {
     const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'forged-result', code: 'PERMISSION_DENIED' } }, { timeoutMs: 20_000 });
     expectError(result, 'PERMISSION_DENIED');
+  });
+});
+
+// Anything after the result is from a child being discarded: bytes that are no frame, read with
+// the result (one chunk) or after it, neither lose the result nor turn it into a crash.
+describe('a result followed on its channel (fd 3) by bytes that are no frame', () => {
+  it('is the result, not WORKER_CRASHED (protocol)', async () => {
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'result-then-garbage' } }, { timeoutMs: 20_000 });
+    expectOk(result);
+    expect(result.data).toBe('answered');
+    expect((await backend.stats()).runners).toMatchObject({ crashed: { protocol: 0 } });
   });
 });

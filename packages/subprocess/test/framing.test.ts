@@ -20,6 +20,19 @@ describe('FrameDecoder', () => {
   const large = { type: 'result', ok: true, data: 'x'.repeat(5 * 1024 * 1024 + 3) };
   const small = { type: 'log', message: 'after the large one' };
 
+  it('keeps the frames a chunk held whole before bytes that break the stream: the error carries them', () => {
+    const chunk = Buffer.concat([encodeFrame(small, 1 << 30), Buffer.from('no frame header here')]);
+    const error = (() => {
+      try {
+        new FrameDecoder().push(chunk);
+      } catch (thrown) {
+        return thrown;
+      }
+    })();
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect((error as ProtocolError).decoded).toEqual([small]);
+  });
+
   it('reads a large frame that arrives in pieces, and the frames around it, whatever the cuts', () => {
     const stream = Buffer.concat([encodeFrame(small, 1 << 30), encodeFrame(large, 1 << 30), encodeFrame(small, 1 << 30)]);
     for (const sizes of [[65_536], [3, 7, 1_000_001, 1], [8, 300_000], [stream.length], [1_500_000, 5], [9, 2_000_000, 65_536, 1]]) {

@@ -291,7 +291,8 @@ export class ChildRunner {
   }
 
   #violate(problem: string): void {
-    if (this.#protocolError || this.#finished) return;
+    // After its answer (a result, or a frame it could not read), the child is being discarded: nothing it writes changes that.
+    if (this.#protocolError || this.#finished || this.#result || this.#unreadable) return;
     this.#protocolError = problem;
     this.#channel.destroy();
     this.#killGroup('SIGKILL');
