@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, readdir, realpath, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BASIC, HOSTILE, expectError, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
@@ -904,6 +904,43 @@ describe('warm spares (prespawn)', () => {
     // Before: only a succeeding execution reset the count, and the third death switched prespawn off.
     expect((await backend.health()).problems ?? []).not.toContainEqual(expect.stringContaining('prespawn switched off'));
     expect((await runners(backend)).fromSpare).toBe(4);
+  });
+
+  it('spares that die while an execution waits for their boot count towards switching prespawn off, as spares dying idle do', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, except that a spare (started outside the workspace root) waits for a `release`
+      // file, takes it, and exits in its boot: each release ends one spare, taken for an execution by then.
+      const fake = path.join(dir, 'fake-node');
+      const release = path.join(dir, 'release');
+      const workspaces = await realpath(root);
+      const script = [
+        '#!/bin/sh',
+        `case "$(pwd -P)/" in ${JSON.stringify(`${workspaces}/`)}*) ;; *) if [ "$1" != "-e" ]; then`,
+        `  until mv ${JSON.stringify(release)} ${JSON.stringify(`${release}.taken`)} 2>/dev/null; do sleep 0.02; done; exit 3`,
+        'fi ;; esac',
+        `exec ${JSON.stringify(process.execPath)} "$@"`,
+      ];
+      await writeFile(fake, `${script.join('\n')}\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1 });
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 0 }));
+      for (let death = 1; death <= 3; death++) {
+        expect(await eventually(async () => (await runners(backend)).spares.booting === 1)).toBe(true);
+        const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: death });
+        expect(await eventually(async () => (await runners(backend)).spares.used === death)).toBe(true);
+        await writeFile(release, '');
+        // The execution runs on a child of its own once the spare it took is gone.
+        expectOk(await running);
+      }
+      // Before: a spare taken while it booted was never counted, however many died: prespawn stayed on,
+      // and every execution waited for one more spare to die before it started a child of its own.
+      expect((await backend.health()).problems ?? []).toContainEqual(expect.stringMatching(/^prespawn switched off/));
+      expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 4 }));
+      expect(await runners(backend)).toMatchObject({ cold: 5, fromSpare: 0, spares: { used: 3, booting: 0 } });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('spares follow the profile in use and are killed on shutdown', async () => {

@@ -73,7 +73,11 @@ export class SparePool {
     list.sort((a, b) => Number(b.runner.handshaken) - Number(a.runner.handshaken));
     while (list.length > 0) {
       const { runner, view: bootedWith } = list.shift()!;
-      if (!runner.available) continue;
+      // Ended before the pool heard (its `ended` waits for its pipes): counted here, out of the list.
+      if (!runner.available) {
+        this.diedBeforeServing();
+        continue;
+      }
       if (view !== undefined && bootedWith === view) {
         this.#used++;
         return runner;
@@ -112,6 +116,27 @@ export class SparePool {
       }
     }
     this.#fill();
+  }
+
+  /**
+   * Whether a spare taken for an execution said it is ready (false: it ended first, a spare that
+   * died before serving, out of the list since its take), or false once that execution is
+   * stopped, whichever comes first.
+   */
+  bootedOrStopped(spare: ChildRunner, control: DispatchControl): Promise<boolean> {
+    return new Promise((resolve) => {
+      const unsubscribe = control.onStop(() => resolve(false));
+      void spare.ready.then((ready) => {
+        unsubscribe();
+        if (!ready && !control.stopReason) this.diedBeforeServing();
+        resolve(ready);
+      });
+    });
+  }
+
+  /** A spare ended before it served anything: idle, or taken by an execution that waited for its boot. */
+  diedBeforeServing(): void {
+    if (++this.#failuresInARow === MAX_SPARE_FAILURES) this.#switchedOffAt = monotonicNow();
   }
 
   /** A spare served its execution: the ones that boot keep working. */
@@ -195,22 +220,11 @@ export class SparePool {
       if (index < 0) return;
       // Died while waiting: not something the next execution should inherit.
       list!.splice(index, 1);
-      if (++this.#failuresInARow === MAX_SPARE_FAILURES) this.#switchedOffAt = monotonicNow();
+      this.diedBeforeServing();
       this.#fill();
     });
     return spare;
   }
-}
-
-/** Whether a spare taken for an execution said it is ready (false: it ended first), or false once that execution is stopped, whichever comes first. */
-export function bootedOrStopped(spare: ChildRunner, control: DispatchControl): Promise<boolean> {
-  return new Promise((resolve) => {
-    const unsubscribe = control.onStop(() => resolve(false));
-    void spare.ready.then((ready) => {
-      unsubscribe();
-      resolve(ready);
-    });
-  });
 }
 
 interface Spare {

@@ -17,7 +17,7 @@ import { childEntryPath, oncePerFolder } from './runtime-paths.js';
 import { Sandbox } from './sandbox.js';
 import { underOwnMount } from './sandbox-view.js';
 import { noNetworkNote } from './network-note.js';
-import { SparePool, bootedOrStopped } from './spare-pool.js';
+import { SparePool } from './spare-pool.js';
 import { StartFailures } from './start-failures.js';
 import { refuseUngrantableOptions, ungrantablePluginError, ungrantablePluginProblems } from './ungrantable-paths.js';
 
@@ -156,7 +156,7 @@ export class SubprocessBackend extends BaseBackend {
   async #takeSpare(profile: ChildProfile, task: RunnerTask, control: DispatchControl): Promise<ChildRunner | undefined> {
     const taken = this.#pool.take(profile);
     taken?.claim();
-    const runner = taken && (await bootedOrStopped(taken, control)) ? taken : undefined;
+    const runner = taken && (await this.#pool.bootedOrStopped(taken, control)) ? taken : undefined;
     if (control.stopReason) {
       // Stopped while its spare booted: the spare, taken for it, is killed with it (counted so)
       // now, not once booted (the execution's slot and workspace wait for it), and replaced.
