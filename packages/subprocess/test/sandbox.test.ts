@@ -918,7 +918,7 @@ describe.runIf(linux)('inside the sandbox', () => {
     expect(writes.meta.artifacts).toContain('summary.json');
   });
 
-  it.runIf(root)('a spare whose lease cannot be handed to its user (gone meanwhile, a chown refused) is killed with the failed execution, not left waiting for a run', async () => {
+  it.runIf(root)('a spare whose lease cannot be handed to its user (gone meanwhile, a chown refused) is killed with the failed execution, not left waiting for a run, and replaced', async () => {
     // bwrap, a second late while the `slow` file is there: the spare taken below is still booting.
     const slow = path.join(scratch, 'slow-spares');
     const slowBwrap = path.join(scratch, 'slow-bwrap');
@@ -943,7 +943,10 @@ describe.runIf(linux)('inside the sandbox', () => {
     await rm(slow);
     // Before: the spare stayed alive (and kept the host's event loop alive) until shutdown.
     const stats = async () => (await backend.stats()).runners as SubprocessRunnerStats;
-    expect(await eventually(async () => (await stats()).live === 0), JSON.stringify(await stats())).toBe(true);
+    // Gone, and another booted in its place: before, none was until an execution of the profile ran cold.
+    expect(await eventually(async () => (await stats()).spares.ready === 1 && (await stats()).live === 1), JSON.stringify(await stats())).toBe(true);
+    expect(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 4 })).toMatchObject({ ok: true });
+    expect(await stats()).toMatchObject({ fromSpare: 2 });
   });
 
   it('warm spares run sandboxed too, and the lease they serve is theirs', async () => {

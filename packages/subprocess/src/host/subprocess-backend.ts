@@ -172,8 +172,9 @@ export class SubprocessBackend extends BaseBackend {
       // A spare's view holds the workspace root; the lease it now serves becomes its user's.
       this.#sandbox.handOver(task.workspaceDir, runner.user);
     } catch (error) {
-      // The lease gone, a chown refused: out of the pool, the spare would wait for a run for the host's life.
+      // The lease gone, a chown refused: out of the pool, the spare would wait for a run for the host's life; it is replaced.
       runner.kill();
+      this.#refill(task.pluginId, profile);
       throw error;
     }
     return runner;
