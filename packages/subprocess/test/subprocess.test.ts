@@ -848,6 +848,47 @@ describe('warm spares (prespawn)', () => {
     }
   });
 
+  it('a reload that changes a handler\'s profile while an execution waits for the spare it took: that execution\'s stop boots no spare for the old profile', async () => {
+    const plugin = await mkdtemp(path.join(os.tmpdir(), 'kb-reloaded-profile-'));
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      const id = '@test/reloaded-while-booting';
+      const manifest = (memoryMb: number) => JSON.stringify({ id, version: '1.0.0', handlers: { run: { entry: './run.mjs', memoryMb } } });
+      await writeFile(path.join(plugin, 'run.mjs'), 'export default async () => process.pid;\n');
+      await writeFile(path.join(plugin, 'kb.plugin.json'), manifest(128));
+      // This Node, except that one started while `slow` is there waits until it is gone.
+      const fake = path.join(dir, 'fake-node');
+      const slow = path.join(dir, 'slow');
+      await writeFile(fake, `#!/bin/sh\nif [ "$1" != "-e" ]; then while [ -e ${JSON.stringify(slow)} ]; do sleep 0.02; done; fi\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1, plugins: [plugin] });
+      expectOk(await backend.execute({ pluginId: id, handlerId: 'run' }));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      await writeFile(slow, '');
+      // Served by the ready spare; the one booted in its place waits, and the next execution takes it.
+      expectOk(await backend.execute({ pluginId: id, handlerId: 'run' }));
+      const controller = new AbortController();
+      const aborted = backend.execute({ pluginId: id, handlerId: 'run' }, { signal: controller.signal });
+      expect(await eventually(async () => (await runners(backend)).spares.used === 2)).toBe(true);
+      await writeFile(path.join(plugin, 'kb.plugin.json'), manifest(160));
+      await backend.reloadPlugin(id);
+      await rm(slow);
+      controller.abort();
+      expectError(await aborted, 'ABORTED');
+      // Before: the stop refilled the old profile's spare, kept booted for a profile no execution has.
+      expect(await eventually(async () => (await runners(backend)).live === 0), JSON.stringify((await runners(backend)).spares)).toBe(true);
+      expect((await runners(backend)).spares).toMatchObject({ ready: 0, booting: 0, spawned: 2 });
+      // The new profile's first execution runs cold; the spares follow it.
+      expectOk(await backend.execute({ pluginId: id, handlerId: 'run' }));
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1)).toBe(true);
+      expectOk(await backend.execute({ pluginId: id, handlerId: 'run' }));
+      expect(await runners(backend)).toMatchObject({ cold: 2, fromSpare: 2 });
+    } finally {
+      await rm(plugin, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('two plugin ids registered from one folder: unregistering one keeps the spares the other uses', async () => {
     const manifest = JSON.parse(await readFile(path.join(fixturePlugins.basic, 'kb.plugin.json'), 'utf8')) as { id: string };
     const twin = '@conformance/basic-twin';

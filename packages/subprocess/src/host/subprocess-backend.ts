@@ -13,16 +13,13 @@ import { resolveOptions, subprocessOptionsSchema, type Resolved, type Subprocess
 import { childNode } from './child-node.js';
 import { declaredFolders, detectPermissionFlag, fsGrants, nodeFlags, profileKey, profileOf, type ChildProfile, type FsGrants, type PermissionFlag } from './permission-flags.js';
 import { hiddenPackageNote } from './hidden-dependencies.js';
-import { childEntryPath, oncePerFolder } from './runtime-paths.js';
+import { childEntryPath } from './runtime-paths.js';
 import { Sandbox } from './sandbox.js';
-import { underOwnMount } from './sandbox-view.js';
+import { hiddenFromSandbox } from './hidden-from-sandbox.js';
 import { noNetworkNote } from './network-note.js';
 import { SparePool } from './spare-pool.js';
 import { StartFailures } from './start-failures.js';
 import { refuseUngrantableOptions, ungrantablePluginError, ungrantablePluginProblems } from './ungrantable-paths.js';
-
-/** underOwnMount, once per folder: asked at every execution, of a workspace root and plugin folders that stay put. */
-const ownMountOf = oncePerFolder(underOwnMount);
 
 export type { SubprocessBackendOptions } from './options.js';
 
@@ -164,7 +161,7 @@ export class SubprocessBackend extends BaseBackend {
         taken.kill();
         this.#killed++;
       }
-      if (taken) this.#refill(task.pluginId, profile);
+      if (taken) this.#refill(task, profile);
       throw control.stopReason;
     }
     if (!runner || !task.workspaceDir) return runner;
@@ -174,7 +171,7 @@ export class SubprocessBackend extends BaseBackend {
     } catch (error) {
       // The lease gone, a chown refused: out of the pool, the spare would wait for a run for the host's life; it is replaced.
       runner.kill();
-      this.#refill(task.pluginId, profile);
+      this.#refill(task, profile);
       throw error;
     }
     return runner;
@@ -230,20 +227,31 @@ export class SubprocessBackend extends BaseBackend {
    * into it, whichever comes first: a Node boot takes a CPU for tens of milliseconds, and a short
    * execution would otherwise share its CPU with the spare meant for the next one.
    */
-  #refillAfter({ executionId, pluginId }: RunnerTask, profile: ChildProfile): void {
+  #refillAfter(task: RunnerTask, profile: ChildProfile): void {
+    const { executionId } = task;
     const refill = () => {
       if (!this.#refills.delete(executionId)) return;
       clearTimeout(timer);
-      this.#refill(pluginId, profile);
+      this.#refill(task, profile);
     };
     const timer = setTimeout(refill, REFILL_DELAY_MS);
     timer.unref();
     this.#refills.set(executionId, refill);
   }
 
-  /** Boot spares of `profile` again; not for a plugin unregistered meanwhile (its spares killed): one booted for it now would wait for ever. */
-  #refill(pluginId: string, profile: ChildProfile): void {
-    if (this.registry.get(pluginId)?.root === profile.pluginRoot) this.#pool.touch(profile, pluginId);
+  /**
+   * Boot spares of `profile` again; not for a plugin unregistered meanwhile (its spares killed), nor
+   * for a handler a reload gave another profile meanwhile: one booted for it now would wait for ever.
+   */
+  #refill({ pluginId, handlerId }: RunnerTask, profile: ChildProfile): void {
+    const plugin = this.registry.get(pluginId);
+    if (plugin?.root !== profile.pluginRoot || !Object.hasOwn(plugin.manifest.handlers, handlerId)) return;
+    if (profileKey(this.#profileOf(plugin.id, handlerId)) === profileKey(profile)) this.#pool.touch(profile, pluginId);
+  }
+
+  /** The profile the spares of a registered handler have now. */
+  #profileOf(pluginId: string, handlerId: string): ChildProfile {
+    return profileOf(this.registry.resolve(pluginId, handlerId), this.workspace?.root, this.#o.defaultMemoryMb);
   }
 
   /** A child for `task` now; one the host's own permissions forbid (Node's permission model) is WORKER_CRASHED start-failed, saying so. */
@@ -318,8 +326,7 @@ export class SubprocessBackend extends BaseBackend {
 
   /** So would spares booted for a profile its handlers no longer have (a heap limit or a grant changed by the reload). */
   protected override pluginReloaded(plugin: RegisteredPlugin): void {
-    const profiles = Object.keys(plugin.manifest.handlers).map((handlerId) => profileOf(this.registry.resolve(plugin.id, handlerId), this.workspace?.root, this.#o.defaultMemoryMb));
-    this.#pool.forget(plugin.id, plugin.root, new Set(profiles.map(profileKey)));
+    this.#pool.forget(plugin.id, plugin.root, new Set(Object.keys(plugin.manifest.handlers).map((handlerId) => profileKey(this.#profileOf(plugin.id, handlerId)))));
   }
 
   protected async closeRunners(): Promise<void> {
@@ -357,23 +364,9 @@ export class SubprocessBackend extends BaseBackend {
     };
   }
 
-  /**
-   * A workspace root or plugin folder under /dev or /proc, which a sandboxed child sees as the
-   * sandbox's own: its handlers could never run (they would fail as WORKER_CRASHED every time).
-   */
+  /** A workspace root or plugin folder the sandbox replaces with its own (hidden-from-sandbox.ts), when children run sandboxed. */
   #hiddenFromSandbox(pluginRoot?: string): { message: string; path: string } | undefined {
-    if (this.#sandbox.state?.active !== true) return undefined;
-    const root = this.workspace?.root;
-    const rootUnder = root !== undefined ? ownMountOf(root) : undefined;
-    if (root !== undefined && rootUnder) {
-      const message = `The workspace root ${root} lies under ${rootUnder}, which the bubblewrap sandbox replaces with its own: no handler could see its workspace. Choose a root elsewhere (workspace: { root }), or use sandbox: 'off'`;
-      return { message, path: 'workspace.root' };
-    }
-    const pluginUnder = pluginRoot !== undefined ? ownMountOf(pluginRoot) : undefined;
-    if (pluginRoot !== undefined && pluginUnder) {
-      return { message: `The plugin folder ${pluginRoot} lies under ${pluginUnder}, which the bubblewrap sandbox replaces with its own: its handlers cannot load there. Keep plugins elsewhere, or use sandbox: 'off'`, path: 'pluginRoot' };
-    }
-    return undefined;
+    return this.#sandbox.state?.active === true ? hiddenFromSandbox(this.workspace?.root, pluginRoot) : undefined;
   }
 
   protected override async runnerProblems(): Promise<string[]> {
