@@ -8,7 +8,7 @@ import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type Re
 import type { ExecutionLink } from './execution-link.js';
 import { taskGone, type QueuedTask } from './stream-tasks.js';
 import type { PoolStream } from '../shared/pool-stream.js';
-import { logMessageOf, outputSentOf, shownWorker } from './worker-bodies.js';
+import { logMessageOf, lostOutputMessage, outputSentOf, shownWorker } from './worker-bodies.js';
 
 /** Heartbeats of its worker after an input's transfer failed, none asking for it again, before the execution fails. */
 const INPUT_LOST_BEATS = 2;
@@ -190,7 +190,7 @@ export class RemoteExecution {
     this.#inputFailure = undefined;
     this.#link.toWorker(worker.id, 'input', this.id, this.#input, send.signal)?.catch((error: unknown) => {
       if (send.signal.aborted) return;
-      if (error instanceof TransferRefusedError) return this.fail(this.#refusedBy('input', error));
+      if (error instanceof TransferRefusedError) return this.#failThere(this.#refusedBy('input', error));
       // Its worker reconnecting (no responders, parts lost) asks for it again; see heartbeat().
       this.#inputFailure = { message: (error as Error)?.message, beats: 0 };
     });
@@ -221,7 +221,7 @@ export class RemoteExecution {
     if (stopped) this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(stopped, 'the host') }, 'cancel'));
     // An input that did not get through, and its worker, there all along, does not ask for it again.
     const failure = this.#inputFailure;
-    if (failure && ++failure.beats > INPUT_LOST_BEATS) this.fail(this.#lost(`could not be sent the input: ${failure.message}`));
+    if (failure && ++failure.beats > INPUT_LOST_BEATS) this.#failThere(this.#lost(`could not be sent the input: ${failure.message}`));
     return true;
   }
 
@@ -276,16 +276,12 @@ export class RemoteExecution {
   #lostOutput(sent: number | undefined): void {
     if (!this.#settle || sent === undefined || sent <= this.#outputHeard) return;
     const lost = sent - this.#outputHeard;
-    const worker = this.#worker ? `worker ${shownWorker(this.#worker)}` : 'its worker';
-    const message = `${lost} of the ${sent} log line(s) and event(s) of this execution did not reach this host: lost on the way from ${worker}, as when a connection to the NATS server drops while it runs`;
-    this.#control.log('warn', message, { lost, sent, workerId: this.#worker?.id }, 'logger');
+    this.#control.log('warn', lostOutputMessage(lost, sent, this.#worker), { lost, sent, workerId: this.#worker?.id }, 'logger');
   }
 
   /** Something its worker sent for it cannot be read here (shared/wire.ts decode): it fails so, and its worker stops it. */
   unreadable(error: ValidationError): void {
-    if (!this.#settle) return;
-    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
-    this.#finish(undefined, error);
+    if (this.#settle) this.#failThere(error);
   }
 
   /** Its worker (a worker, for a start) sent a `what` of another shape than workers send (a peer's forgery; `problem`: how): it fails so (WORKER_CRASHED, protocol), and its worker stops it. */
@@ -296,8 +292,7 @@ export class RemoteExecution {
     const error = new WorkerCrashedError(`${this.#worker ? `Worker ${shownWorker(this.#worker)} running` : 'A worker starting'} handler "${handlerId}" of plugin "${pluginId}" ${why}`, {
       details: { reason: 'protocol', runnerId: this.#worker?.id, pluginId, handlerId, message: why },
     });
-    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
-    this.fail(error);
+    this.#failThere(error);
   }
 
   /** Fail it with WORKER_CRASHED if its worker has been silent for longer than allowed. */
@@ -344,6 +339,12 @@ export class RemoteExecution {
     // Not started: its task would take a place in the stream (queueBound) for nothing.
     if (!this.#worker && this.#queued) this.#link.deleteTask(this.#queued);
     this.#finish(undefined, error);
+  }
+
+  /** Fail it with `error` and stop it on its worker, whose slot would stay taken until the answer to its next heartbeat. */
+  #failThere(error: KnownExecutionError): void {
+    this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(error, 'the host') }, 'cancel'));
+    this.fail(error);
   }
 
   /** Its host is shutting down: one no worker has started is taken off the stream and fails with `reason`. */

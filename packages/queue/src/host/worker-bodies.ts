@@ -61,6 +61,12 @@ export function outputSentOf(header: string | undefined, elapsedMs: number): num
   return Number.isSafeInteger(sent) && sent >= 0 && sent <= Math.max(1, elapsedMs) * MOST_OUTPUT_PER_MS ? sent : undefined;
 }
 
+/** The warning that `lost` of the `sent` log lines and events of an execution on `worker` did not reach this host. */
+export function lostOutputMessage(lost: number, sent: number, worker: WorkerIdentity | undefined): string {
+  const from = worker ? `worker ${shownWorker(worker)}` : 'its worker';
+  return `${lost} of the ${sent} log line(s) and event(s) of this execution did not reach this host: lost on the way from ${from}, as when a connection to the NATS server drops while it runs`;
+}
+
 /**
  * A log line's message as the caller gets it: a `ctx.logger` one cut as on local backends (its
  * worker's runtime cuts its own; one forged, or of a worker of another version, reached onLog
