@@ -2,7 +2,7 @@
 // execution was stopped meanwhile: the cancel went to a worker that never ran it, and the task is
 // back in the stream. The worker here is a peer that speaks as a worker does on the caller subject.
 import v8 from 'node:v8';
-import { BASIC, expectError, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { headers } from '@nats-io/transport-node';
 import { afterAll, expect, it } from 'vitest';
@@ -46,4 +46,32 @@ it('an execution stopped after it accepted a start that its worker then withdraw
   const again = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'y', executionId }, { timeoutMs: 300 });
   expectError(again, 'TIMEOUT');
   expect((await backend.stats()).active).toBe(0);
+}, 30_000);
+
+it('a start by a second worker, after the first named the execution in a heartbeat (it runs there), is refused for good: not handed back to retry while it runs', async () => {
+  const pool = newPool('confirmed-start');
+  const stream = `KBEXEC_${pool}`;
+  const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
+  backends.push(backend);
+  const executionId = `confirmed-${Math.random().toString(16).slice(2)}`;
+  const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000 });
+  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
+  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
+  const caller = task.header.get('Kb-Reply');
+  const taskId = task.header.get('Nats-Msg-Id');
+  const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
+  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  // The first worker names it in a heartbeat: it took the start and runs it (no withdrawal is coming).
+  const beat = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
+  expect(v8.deserialize(beat.data)).toEqual({ unknown: [] });
+  // Another delivery of its task (the first worker's ack lost) reaches a second worker.
+  const second = { id: 'peer-worker-2', host: 'peer-host', pid: 4343 };
+  const refused = await nats.nc.request(caller, v8.serialize({ worker: second, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  const answer = v8.deserialize(refused.data) as { accept: boolean; retry?: boolean };
+  expect(answer).toMatchObject({ accept: false });
+  expect(answer.retry).not.toBe(true);
+  // The first worker's result ends it.
+  nats.nc.publish(caller, v8.serialize({ ok: true, data: 'x', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
+  expectOk(await running);
 }, 30_000);

@@ -153,9 +153,9 @@ export class RemoteExecution {
   started({ worker, task: taskId }: { worker: WorkerIdentity; task?: unknown }, msg: Msg): void {
     const refuse = (reason: string, retry = false) => msg.respond(encode({ accept: false, reason, ...(retry ? { retry } : {}) } satisfies StartedReply, 'reply'));
     if (taskId !== undefined && taskId !== this.#taskId) return void refuse('its task is that of an earlier execution under the same id');
-    // The start accepted may be one its worker withdraws (its answer came too late), and this a
-    // later delivery (to that worker or another): taken away now, the task would never run.
-    if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`, true);
+    // The start accepted may be one its worker withdraws (its answer came too late; not once it named it in a heartbeat),
+    // and this a later delivery (to that worker or another): taken away now, the task would never run; put back after, it comes round until the end.
+    if (this.#worker) return void refuse(`already started by worker ${this.#worker.id}`, !this.#confirmed);
     if (this.#control.stopReason || !this.#settle) return void refuse('the execution was stopped before it started');
     const remainingMs = Math.ceil(this.#deadline - monotonicNow());
     if (remainingMs <= 0) return void refuse('its time ran out before it started');
