@@ -98,6 +98,19 @@ describe('the network between the host and the server', () => {
     expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }, { timeoutMs: 1000 }), 'TIMEOUT');
   }, 60_000);
 
+  it("reset as the server's acknowledgement of a task comes back: the execution fails as never run, and its task, which the server has, leaves the stream once the host's retry confirms it", async () => {
+    const pool = newPool('hostackreset');
+    const backend = host(proxy.url, pool);
+    // Connected, the pool's stream made (no worker: a task would wait in the stream).
+    await backend.health();
+    proxy.resetOn(`{"stream":"KBEXEC_${pool}"`, 1, true);
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x' }, { timeoutMs: 60_000 });
+    expectError(result, 'WORKER_CRASHED');
+    expect(result.error.details).toMatchObject({ reason: 'runner-lost', phase: 'queued' });
+    // Its hand-over goes on after the reconnection (one retry, its copy dropped by its msgID): the task it confirms must not wait in the stream for a worker.
+    await waitFor(async () => ((await backend.stats()).runners as QueueRunnerStats).queueDepth === 0, 15_000);
+  }, 60_000);
+
   it("ten tasks with 240 KB inputs (each inside its task message) over a host link of 256 KiB/s all run, and the execution running meanwhile keeps its heartbeats", async () => {
     const pool = newPool('slowtasks');
     await worker(server.url, pool, 4);

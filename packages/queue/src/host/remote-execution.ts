@@ -113,8 +113,8 @@ export class RemoteExecution {
     };
     const queued = (this.#queued = await this.#link.publishTask(this.id, this.#taskId, forServer));
     this.#publishedAt = monotonicNow();
-    // Stopped while it was being published: it must never run.
-    if (this.#control.stopReason && !this.#worker) this.#link.deleteTask(queued);
+    // Stopped, or failed (its host's connection dropped as it went: the retry confirmed it), while it was being published: it must never run.
+    if ((this.#control.stopReason || !this.#settle) && !this.#worker) this.#link.deleteTask(queued);
   }
 
   #taskBody(): TaskBody {
