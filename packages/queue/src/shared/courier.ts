@@ -177,6 +177,8 @@ export class Courier {
    */
   post(subject: string, kind: Kind, executionId: string | undefined, body: Uint8Array, options: PostOptions = {}): Promise<void> | undefined {
     const { timeoutMs = 10_000, signal, tally } = options;
+    // Closed under it (a worker closing while one of its tasks asks a caller over a cut link): nothing goes, as when a drop takes it.
+    if (this.#nc.isClosed()) return undefined;
     const output = kind === 'log' || kind === 'event';
     const held = this.#held ?? this.#paces.get(subject)?.held;
     if (held && output && body.length <= this.#partBytes) return this.#holdOutput(held, subject, kind, executionId, body, tally);
