@@ -245,8 +245,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     try {
       context = connectionContext(info, request, this.#options.context);
     } catch (error) {
-      this.#reportError(error, { phase: 'context', channel: info.channel, connectionId: info.id });
       this.#refuse(ws);
+      this.#reportError(error, { phase: 'context', channel: info.channel, connectionId: info.id });
       return;
     }
     const session = new ChannelSession(ws, info, context, runtime);
@@ -265,7 +265,7 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
     }
   }
 
-  /** Close with 1011; a client that does not answer the close loses its socket after closeTimeoutMs, not after ws's 30 s. */
+  /** Close with 1011 (before the failure is reported: an onError that unmounts ends it too); a client that does not answer the close loses its socket after closeTimeoutMs, not after ws's 30 s. */
   #refuse(ws: WebSocket): void {
     this.#refused.add(ws);
     ws.once('close', () => this.#refused.delete(ws));
