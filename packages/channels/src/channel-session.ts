@@ -8,7 +8,7 @@ import { HandedMessages } from './handed-message.js';
 import { PeerLiveness } from './peer-liveness.js';
 import { BINARY_FRAME, encodeFrame, frameText, idOfRefused, parseFrameText, type FrameId, type ParsedClientFrame, type QueuedMessage, type ServerFrame, type WaitingMessage } from './frames.js';
 import type { ChannelErrorPhase } from './options.js';
-import { runChannelHandler, type CloseCause, type Outcome, type SessionRuntime } from './session-runtime.js';
+import { runChannelHandler, runWhileQueueFull, type CloseCause, type Outcome, type SessionRuntime } from './session-runtime.js';
 import { SocketWriter } from './socket-writer.js';
 import { setTimeout } from '@kb-labs/plugin-execution-core/host-kit';
 
@@ -346,12 +346,7 @@ export class ChannelSession implements ChannelConnection {
   async #disconnect(input: Record<string, unknown>): Promise<Outcome> {
     // One execution in the counters, however many tries the backend's full queue took.
     this.#rt.counters.executions++;
-    const options = { signal: this.#final.signal, ...this.#hooks };
-    let result = await this.#attempt(input, options);
-    for (let waitMs = 10; !result.ok && result.error.code === 'QUEUE_FULL' && !this.#final.signal.aborted; waitMs = Math.min(waitMs * 2, 500)) {
-      await new Promise((resolve) => setTimeout(resolve, waitMs + Math.random() * waitMs));
-      result = await this.#attempt(input, options);
-    }
+    const result = await runWhileQueueFull(this.#rt, this.#context, input, { signal: this.#final.signal, ...this.#hooks });
     if (!result.ok) this.#rt.counters.failedExecutions++;
     return result;
   }

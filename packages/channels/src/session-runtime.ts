@@ -1,5 +1,5 @@
 import type { ContextDescriptor, ExecuteOptions, ExecutionError, IExecutionBackend } from '@kb-labs/plugin-execution-core';
-import { toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
+import { settlesWithin, toHandlerError } from '@kb-labs/plugin-execution-core/host-kit';
 import type { ConnectionRegistry } from './connection-registry.js';
 import type { ChannelErrorInfo, MountWebSocketChannelsOptions } from './options.js';
 
@@ -76,4 +76,21 @@ export async function runChannelHandler(rt: SessionRuntime, context: ContextDesc
   } catch (error) {
     return { ok: false, error: toHandlerError(error) };
   }
+}
+
+/**
+ * One execution of the channel's handler, tried again after a growing pause while the backend's
+ * queue is full, until it runs or `options.signal` aborts: a hard stop ends a pause too (an
+ * unmount waits for what it stopped, and a try after the abort would only be aborted).
+ */
+export async function runWhileQueueFull(rt: SessionRuntime, context: ContextDescriptor, input: Record<string, unknown>, options: ExecuteOptions & { signal: AbortSignal }): Promise<Outcome> {
+  const { signal } = options;
+  let result = await runChannelHandler(rt, context, input, options);
+  let stopped: Promise<unknown> | undefined;
+  for (let waitMs = 10; !result.ok && result.error.code === 'QUEUE_FULL' && !signal.aborted; waitMs = Math.min(waitMs * 2, 500)) {
+    stopped ??= new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+    if (await settlesWithin(stopped, waitMs + Math.random() * waitMs)) break;
+    result = await runChannelHandler(rt, context, input, options);
+  }
+  return result;
 }
