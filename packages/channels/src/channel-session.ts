@@ -217,8 +217,8 @@ export class ChannelSession implements ChannelConnection {
     if (connect.dropped) return this.#uncount(result);
     if (!result.ok) {
       this.#queue.length = 0;
-      // A client that left while connect ran (abortOnClose) is not a server problem worth reporting.
-      if (!(this.#socketClosed && result.error.code === 'ABORTED')) this.#report(result.error, 'connect');
+      // A client that left while connect ran (abortOnClose) is not a server problem worth reporting; one an unmount stopped is, as for a message.
+      if (!(this.#socketClosed && this.#rt.abortOnClose && this.#closeCause !== 'unmount' && result.error.code === 'ABORTED')) this.#report(result.error, 'connect');
       this.close(closeCodeForConnectFailure(result.error.code), result.error.code);
       return;
     }
