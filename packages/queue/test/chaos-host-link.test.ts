@@ -82,6 +82,22 @@ describe('the network between the host and the server', () => {
     expectOk(outcome);
   }, 60_000);
 
+  it("reset with its read of the stream: that read's timeout after the reconnection is not taken for the stream's silence (an execution's TIMEOUT says no worker is connected, not that the stream does not answer)", async () => {
+    const pool = newPool('hostlostread');
+    // Its watch (and with it the stream's read) every 10 s: a silence said after the lost read would stand until the next.
+    const backend = host(proxy.url, pool, { heartbeatMs: 10_000, workerLostMs: 30_000 });
+    expect((await backend.health()).problems?.join('\n')).toMatch(/no worker of pool/);
+    const resets = proxy.resets();
+    proxy.resetOn('STREAM.INFO');
+    // Back (not asked by health() or stats(): each reads the stream afresh).
+    await waitFor(() => proxy.resets() > resets && proxy.connections() === 1, 20_000);
+    // Its time limit ends after the lost read timed out (5 s after it went), before the host's next read.
+    const unstarted = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after the reset' }, { timeoutMs: 6500 });
+    expectError(unstarted, 'TIMEOUT');
+    expect(unstarted.error.message).not.toMatch(/stream does not answer/);
+    expect(unstarted.error.message).toMatch(/no worker of pool "[^"]+" is connected/);
+  }, 60_000);
+
   it('reset while tasks wait for a worker: they fail as never run, and once the host is back their tasks leave the stream (they held the bound: QUEUE_FULL for nothing)', async () => {
     const pool = newPool('hostreset');
     const backend = host(proxy.url, pool, { queueBound: 3 });

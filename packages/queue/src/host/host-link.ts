@@ -20,14 +20,13 @@ import type { ExecutionLink } from './execution-link.js';
 import type { RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
 import { Reconnection } from './reconnection.js';
+import { StreamReads } from './stream-reads.js';
 import { deliver } from './worker-message.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
 /** A task no stream took ("no responders": nothing stored) is offered again this often, within the hand-over's bound. */
 const NO_STREAM_RETRY_MS = 250;
-/** How often a host reads the pool's stream (checkStream): a stream deleted or made again by a worker is noticed within this. */
-const STREAM_CHECK_MS = 5000;
 
 /**
  * One host's connection to its pool: the stream it publishes tasks to, its caller subject (where
@@ -68,14 +67,13 @@ export class HostLink implements ExecutionLink {
   /** The pool's stream as last read (see checkStream). */
   #stream: PoolStream | undefined;
   readonly #tasks: StreamTasks;
-  #checking: Promise<void> | undefined;
-  #lastStreamCheck = monotonicNow();
   /** When the ping this host has out to the server went; undefined while none is unanswered. */
   #pingSentAt: number | undefined;
   /** A subscription the server refused (see confirmSubscriptions). */
   #refused: Error | undefined;
   /** What waits for the connection to come back (once the stream is there again). */
   readonly #reconnection = new Reconnection();
+  readonly #reads = new StreamReads(() => this.#reconnection.drops);
 
   private constructor(o: ResolvedQueueOptions, nc: NatsConnection, jsm: JetStreamManager, hostId: string) {
     this.#o = o;
@@ -227,9 +225,13 @@ export class HostLink implements ExecutionLink {
    */
   checkStream(): Promise<void> {
     if (this.state !== 'connected') return Promise.resolve();
+    return this.#reads.run((sameLink) => this.#readStream(sameLink));
+  }
+
+  /** One read of the stream (checkStream); `sameLink()`: no drop since it began. */
+  #readStream(sameLink: () => boolean): Promise<void> {
     const readAt = monotonicNow();
-    this.#lastStreamCheck = readAt;
-    this.#checking ??= this.#tasks.settled() // (a stopped execution's task is not read as waiting still)
+    return this.#tasks.settled() // (a stopped execution's task is not read as waiting still)
       .then(() => ensureStream(this.#jsm, this.subjects, { maxMessages: this.#o.queueBound, maxMessageBytes: maxPayload(this.#nc), storage: this.#o.streamStorage, replicas: this.#o.streamReplicas }, 'host-check'))
       .then(
         async (stream) => {
@@ -244,12 +246,10 @@ export class HostLink implements ExecutionLink {
           // Only what stays wrong until someone fixes it; a read that timed out says nothing.
           if (error instanceof PoolStreamError) this.streamProblem = error.message;
           else if (refusedByServer(error)) this.streamProblem = serverProblem('The queue backend', this.#o.connection, error).message;
-          // Unless it says nothing for as long as a read waits while the server answers pings: its server down, a cluster without quorum (not this host's link).
-          else if (this.state === 'connected' && STREAM_SILENT.test(messageOf(error)) && (await serverAnswers(this.#nc))) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
+          // Unless it says nothing for as long as a read waits while the server answers pings: its server down, a cluster without quorum (not this host's link, nor a read its drop took).
+          else if (this.state === 'connected' && sameLink() && STREAM_SILENT.test(messageOf(error)) && (await serverAnswers(this.#nc)) && sameLink()) this.streamSilence = streamSilence('The queue backend', this.server, messageOf(error));
         },
-      )
-      .finally(() => (this.#checking = undefined));
-    return this.#checking;
+      );
   }
 
   /** What the pool's consumer must allow: the stream's bound, and the largest pull of a worker this host knows. */
@@ -347,7 +347,7 @@ export class HostLink implements ExecutionLink {
     for (const execution of this.executions.values()) execution.checkLost(now, silentMs);
     this.#pingServer(now);
     this.#parts.sweep(this.workerLostMs * 2);
-    if (now - this.#lastStreamCheck >= STREAM_CHECK_MS) void this.checkStream();
+    if (this.#reads.due(now)) void this.checkStream();
   }
 
   /** A lost connection fails what is in flight (clearly, at once); the reconnection serves new executions. */

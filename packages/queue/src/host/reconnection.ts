@@ -19,6 +19,11 @@ export class Reconnection {
     this.#back = new Promise((resolve) => (this.#release = resolve));
   }
 
+  /** How many times the connection has dropped so far. */
+  get drops(): number {
+    return this.#drops;
+  }
+
   /** Settles once what waits is released (see dropped()), or after `ms`. */
   wait(ms: number): Promise<boolean> {
     return settlesWithin(this.#back, ms);
