@@ -1,18 +1,16 @@
 import { constants, readFileSync } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, nkeyAuthenticator, type Authenticator, type Msg, type NatsConnection, type Status } from '@nats-io/transport-node';
-import { createConnection, isIP } from 'node:net';
+import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { NatsConnectionOptions } from './connection-options.js';
-import { clearTimeout, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
-import { parseServerUrl, serverHost } from './server-url.js';
+import { serverHost, withoutCredentials } from './server-url.js';
+import { CONNECT_TIMEOUT_MS, whatServerSays, whatServersSay } from './server-probe.js';
 import { closingSocketsOnFailure } from './attempt-sockets.js';
 
 export type { NatsConnectionOptions } from './connection-options.js';
 
-/** How long the first connection attempt may take before it fails. */
-const CONNECT_TIMEOUT_MS = 5000;
 /** The client pings the server this often, and drops a connection after two pings go unanswered. */
 const PING_INTERVAL_MS = 5000;
 const MAX_PINGS_OUT = 2;
@@ -83,10 +81,13 @@ export async function connectNats(options: NatsConnectionOptions, defaultName: s
     // max_connections reached), and on something that is not a NATS server at all; of one that
     // closes at once or sends something else, it says only "node provided an undefined error"
     // or "unexpected response from server".
-    if ((error as Error)?.name !== 'TimeoutError' && !NOT_NATS_ERROR.test(messageOf(error))) throw error;
+    // Of several servers, nats.js says only what the last one it tried did ("connection refused"), not what took the time.
+    const servers = serverList(options);
+    const several = servers.length > 1 && CONNECTION_REFUSED.test(messageOf(error));
+    if ((error as Error)?.name !== 'TimeoutError' && !NOT_NATS_ERROR.test(messageOf(error)) && !several) throw error;
     // Given up on by its owner (a backend shut down meanwhile): no further connection to ask why.
     if (!wanted()) throw error;
-    const said = await whatServerSays(serverList(options)[0]!);
+    const said = servers.length > 1 ? await whatServersSay(servers) : await whatServerSays(servers[0]!);
     throw said ? new Error(said, { cause: error }) : error;
   }
 }
@@ -96,6 +97,8 @@ const MIN_SERVER_PAYLOAD = 1024;
 
 /** What nats.js says of a connection that the other end closed before its INFO, or that began with something else. */
 const NOT_NATS_ERROR = /node provided an undefined error|unexpected response from server/i;
+/** What nats.js says of a server that refused the TCP connection. */
+const CONNECTION_REFUSED = /connection refused/i;
 
 /** Whether the server answers a ping within `waitMs` (a stream read that timed out then is the stream's silence, not the link's). */
 export function serverAnswers(nc: NatsConnection, waitMs = 1000): Promise<boolean> {
@@ -235,72 +238,6 @@ function saysTls(options: NatsConnectionOptions): boolean {
 /** The servers, for messages: credentials in a URL (refused by the options, but a message may come first) are never shown. */
 export function describeServers(options: NatsConnectionOptions): string {
   return serverList(options).map(withoutCredentials).join(', ');
-}
-
-/** `url` with what comes before its last `@` after the scheme (`user:pass`, with or without a scheme, with a "/" in the password) as `***`. */
-function withoutCredentials(url: string): string {
-  const at = url.lastIndexOf('@');
-  if (at < 0) return url;
-  const scheme = /^\s*[a-z][\w+.-]*:\/\//i.exec(url)?.[0] ?? '';
-  return `${scheme.trim()}***@${url.slice(at + 1)}`;
-}
-
-/** How long the look at a server whose connection timed out waits for its first words. */
-const PROBE_MS = 1000;
-/** A NATS server sends its INFO at once; one silent this long is poked (an HTTP server then answers). */
-const PROBE_POKE_MS = 300;
-
-/**
- * What a server whose connection failed says when connected to: a NATS server's error right
- * after its INFO (e.g. "maximum connections exceeded"), or that it is not a NATS server (its first
- * bytes, e.g. an HTTP answer from the monitoring port, or that it closed the connection without a
- * word). Undefined when it says nothing, or cannot be reached.
- */
-function whatServerSays(url: string): Promise<string | undefined> {
-  const address = parseServerUrl(url);
-  if (address === undefined) return Promise.resolve(undefined);
-  return new Promise((resolve) => {
-    let heard = '';
-    let connected = false;
-    const socket = createConnection({ host: serverHost(url), port: Number(address.port || 4222) }, () => (connected = true));
-    const verdict = () => (heard.length > 0 && !heard.startsWith('INFO ') ? notNats(heard) : undefined);
-    // Accepted, then closed (or reset) before a word: a NATS server sends its INFO first.
-    const ended = () => (connected && heard.length === 0 ? CLOSED_AT_ONCE : verdict());
-    const done = (said: string | undefined) => {
-      clearTimeout(poke);
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(said);
-    };
-    const poke = setTimeout(() => heard || socket.write('PING\r\n'), PROBE_POKE_MS);
-    // Accepted, and silent all along (and through the probe's own second); or not even accepted.
-    const timer = setTimeout(() => done(!connected ? UNANSWERED : heard.length === 0 ? SILENT : verdict()), PROBE_MS);
-    socket.on('data', (chunk: Buffer) => {
-      heard += chunk.toString('latin1');
-      const refusal = /^-ERR '?([^'\r\n]*)'?/m.exec(heard);
-      if (refusal && heard.startsWith('INFO ')) done(`the server refused the connection: ${refusal[1]}`);
-      else if (heard.length >= 5 && !heard.startsWith('INFO ')) done(verdict());
-    });
-    socket.on('error', () => done(connected ? ended() : undefined));
-    socket.on('close', () => done(ended()));
-  });
-}
-
-const CLOSED_AT_ONCE =
-  'what answers there closed the connection without a word, where a NATS server first sends its INFO: check the host and port ' +
-  '(a NATS client port, 4222 by default), and any proxy or load balancer in front of the server (one with no server behind it does this)';
-
-const SILENT =
-  `what answers there accepted the connection but said nothing in ${CONNECT_TIMEOUT_MS / 1000} s, where a NATS server first sends its INFO: ` +
-  'the server may be stopped or overloaded, or this is not a NATS port (check the host and port: a NATS client port, 4222 by default)';
-
-const UNANSWERED =
-  `nothing answered the connection in ${CONNECT_TIMEOUT_MS / 1000} s (no reply to its SYN, neither an acceptance nor a refusal): ` +
-  "the server's machine may be down or unreachable, a firewall may drop the packets, or the server takes no more connections (check the host and port)";
-
-function notNats(heard: string): string {
-  const first = heard.split(/\r?\n/, 1)[0]!.replace(/[^\x20-\x7e]/g, '?').slice(0, 60);
-  return `what answers there is not a NATS server (its first words: "${first}"): check the host and port (a NATS client port, 4222 by default, not the monitoring port)`;
 }
 
 /** The server's words for JetStream off: for the whole server ("jetstream is not enabled"), or for the user's account ("JetStream not enabled for account"). */

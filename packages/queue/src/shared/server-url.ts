@@ -15,3 +15,11 @@ export function parseServerUrl(url: string): URL | undefined {
 export function serverHost(url: string): string {
   return parseServerUrl(url)?.hostname.replace(/^\[|\]$/g, '') ?? '';
 }
+
+/** `url` with what comes before its last `@` after the scheme (`user:pass`, with or without a scheme, with a "/" in the password) as `***`. */
+export function withoutCredentials(url: string): string {
+  const at = url.lastIndexOf('@');
+  if (at < 0) return url;
+  const scheme = /^\s*[a-z][\w+.-]*:\/\//i.exec(url)?.[0] ?? '';
+  return `${scheme.trim()}***@${url.slice(at + 1)}`;
+}
