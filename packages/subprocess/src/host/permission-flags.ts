@@ -192,8 +192,8 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   if (accepted.has('--disable-warning')) flags.push('--disable-warning=ExperimentalWarning');
   // `/` granted (allowRead: ['/']) covers every read: Node 20's permission tree denies `/` itself
   // when other paths are granted beside it. (The sandbox still shows each granted path.)
-  for (const p of read.includes(path.sep) ? [path.sep] : read) flags.push(`--allow-fs-read=${p}`);
-  for (const p of write) flags.push(`--allow-fs-write=${p}`);
+  for (const p of read.includes(path.sep) ? [path.sep] : wildcardAlone(read, model)) flags.push(`--allow-fs-read=${p}`);
+  for (const p of wildcardAlone(write, model)) flags.push(`--allow-fs-write=${p}`);
   if (profile.childProcess) {
     // Node's permission model does not follow a process into its children or its worker
     // threads: granting either lifts every restriction for the code that runs there.
@@ -207,6 +207,16 @@ export function nodeFlags(profile: ChildProfile, options: FlagOptions, grants: F
   return flags;
 }
 
+/**
+ * Node 20's model (spelled `--experimental-permission`) takes a folder that exists as its wildcard
+ * and aborts at start-up (an assertion in its path tree) given both: a folder not there when the
+ * flags were made (grantFolder) may be by the time the child's Node reads them, made meanwhile by
+ * another execution's handler. There its wildcard alone covers the folder, itself included.
+ */
+function wildcardAlone(grants: string[], model: PermissionFlag): string[] {
+  return model === '--experimental-permission' ? grants.filter((p) => !grants.includes(`${p}${path.sep}*`)) : grants;
+}
+
 /** A grant without the `/*` grantFolder gives a folder not made yet, beside the folder itself (its own wildcard, the only one meant). */
 function ownPath(grant: string, granted: Set<string>): string {
   const folder = grant.slice(0, -2);
@@ -217,7 +227,8 @@ function ownPath(grant: string, granted: Set<string>): string {
  * Grant entries for a folder. One that exists is granted as itself (and its real path). One
  * that does not exist yet (an `out` folder the handler creates) would be taken by Node as a
  * single file, so its contents are granted with a wildcard too — only then: Node 20 aborts at
- * start-up (a failed assertion in its path tree) when given an existing folder and its wildcard.
+ * start-up (a failed assertion in its path tree) when given an existing folder and its wildcard,
+ * and takes the wildcard alone for both (wildcardAlone).
  */
 function grantFolder(folder: string): string[] {
   return existsSync(folder) ? withRealPath(folder) : [folder, `${folder}${path.sep}*`];
