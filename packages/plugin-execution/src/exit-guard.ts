@@ -53,10 +53,10 @@ export function guardExitAfterResult(options: ExitGuardOptions): void {
   }, commandEnding);
 }
 
-type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
+export type Uncaught = 'uncaught-exception' | 'unhandled-rejection';
 
 /** How an uncaught one is said: "an unhandled promise rejection" or "an uncaught exception". */
-function uncaughtWords(uncaught: Uncaught): string {
+export function uncaughtWords(uncaught: Uncaught): string {
   return uncaught === 'unhandled-rejection' ? 'an unhandled promise rejection' : 'an uncaught exception';
 }
 
@@ -65,7 +65,7 @@ function uncaughtWords(uncaught: Uncaught): string {
  * or rejection is what ends it, after setting the exit code to 1 (a failure, whatever code ended
  * it), unless `ownExit` says the command itself ends it. Returns the function that takes both listeners off.
  */
-function onProcessEnd(said: (code: number, uncaught: Uncaught | undefined) => void, ownExit: () => boolean = () => false): () => void {
+export function onProcessEnd(said: (code: number, uncaught: Uncaught | undefined) => void, ownExit: () => boolean = () => false): () => void {
   let uncaught: Uncaught | undefined;
   const onUncaught = (_error: unknown, origin: string) => {
     uncaught ??= origin === 'unhandledRejection' ? 'unhandled-rejection' : 'uncaught-exception';

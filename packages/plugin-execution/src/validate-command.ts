@@ -1,7 +1,8 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { PluginRegistry, type BuiltInBackendType, type ExecutionBackend, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
 import { DEFAULT_TIMEOUT_MS } from '@kb-labs/plugin-execution-core/host-kit';
 import { createExecutionBackend } from './create-execution-backend.js';
-import { guardExit, writeQuietly } from './exit-guard.js';
+import { onProcessEnd, uncaughtWords, writeQuietly, type Uncaught } from './exit-guard.js';
 import { watchLoop } from './loop-watchdog.js';
 import { inCliTerms } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
@@ -67,10 +68,22 @@ export async function validateCommand(dirs: readonly string[], values: { backend
   return ok ? 0 : 1;
 }
 
+/** A handler whose module is loaded: what the callbacks that module leaves carry with them (`loads`). */
+interface Load {
+  report: PluginReport;
+  handlerId: string;
+}
+
+/**
+ * Around each module's load: a timer its top-level code sets keeps the load it was set in, so that
+ * the 'exit' listener, run by the process.exit() of such a callback, tells which module's it was.
+ */
+const loads = new AsyncLocalStorage<Load>();
+
 /** The plugins checked so far, and the handler whose module is loading. */
 interface Progress {
   reports: PluginReport[];
-  loading?: { report: PluginReport; handlerId: string };
+  loading?: Load;
 }
 
 function jsonReport(ok: boolean, backend: BuiltInBackendType, plugins: PluginReport[]): string {
@@ -78,23 +91,48 @@ function jsonReport(ok: boolean, backend: BuiltInBackendType, plugins: PluginRep
 }
 
 /**
- * When a module loading in this process ends it (process.exit() at its top, in-process): the
- * plugin being checked is said with that handler's problem, WORKER_CRASHED as the line on stderr
- * says it, and with --json the whole report so far. Returns the function that lifts it.
+ * When this process ends as a module loads (in-process: process.exit() or an uncaught throw at its
+ * top, or in a callback a module loaded earlier left running): exit 1, said on stderr as
+ * WORKER_CRASHED naming the module whose code ended it, the plugin being checked said with that
+ * problem, the one whose callback it was too, and with --json the whole report so far. Returns
+ * the function that lifts it.
  */
 function reportAtProcessEnd(progress: Progress, json: boolean, backend: BuiltInBackendType): () => void {
-  const onExit = () => {
-    const loading = progress.loading;
-    if (!loading) return;
-    loading.report.problems.push({ handlerId: loading.handlerId, code: 'WORKER_CRASHED', message: 'its module ended this process as it loaded (said on stderr); the plugins after it were not checked' });
-    loading.report.ok = false;
-    if (!json) return writeQuietly(1, reportLines(loading.report));
-    writeQuietly(1, jsonReport(false, backend, [...progress.reports, loading.report]));
-  };
-  process.on('exit', onExit);
-  return () => {
-    process.off('exit', onExit);
-  };
+  return onProcessEnd(
+    (code, uncaught) => {
+      const loading = progress.loading as Load;
+      const by = loads.getStore() ?? loading;
+      writeQuietly(2, `WORKER_CRASHED: ${printableText(loadEndedWords(loading, by, backend, uncaught ? uncaughtWords(uncaught) : undefined, code))}\n`);
+      const self = by.report === loading.report && by.handlerId === loading.handlerId;
+      if (!self) {
+        by.report.problems.push({ handlerId: by.handlerId, code: 'WORKER_CRASHED', message: 'a callback its module left running ended this process as a later module loaded (said on stderr)' });
+        by.report.ok = false;
+      }
+      const message = self
+        ? 'its module ended this process as it loaded (said on stderr); the plugins after it were not checked'
+        : `not checked: this process ended as its module loaded, by a callback the module of ${subject(by)} left running; the plugins after it were not checked either`;
+      loading.report.problems.push({ handlerId: loading.handlerId, code: 'WORKER_CRASHED', message });
+      loading.report.ok = false;
+      const said = by.report === loading.report || !progress.reports.includes(by.report) ? [loading.report] : [by.report, loading.report];
+      if (!json) return writeQuietly(1, said.map(reportLines).join(''));
+      writeQuietly(1, jsonReport(false, backend, [...progress.reports, loading.report]));
+    },
+    // Between loads, nothing of a plugin's runs here: the exit is left as it is.
+    () => progress.loading === undefined,
+  );
+}
+
+/** The stderr line's words for a load's end: by the loading module itself, or by what one loaded earlier left running. */
+function loadEndedWords(loading: Load, by: Load, backend: BuiltInBackendType, uncaught: string | undefined, code: number): string {
+  const ended = uncaught ? `ended the CLI's process by ${uncaught} (Node prints it with its stack)` : `called process.exit(${code})`;
+  const where = backend === 'in-process' ? "in-process, in the CLI's own process" : `on the ${backend} backend`;
+  const hint = backend === 'in-process' ? ' (--backend worker-pool or subprocess loads each module in a thread or process of its own)' : '';
+  const who = by.report === loading.report && by.handlerId === loading.handlerId ? `${subject(loading)} ${ended} as its module loaded` : `a callback the module of ${subject(by)} left running ${ended} as ${subject(loading)} loaded`;
+  return `${who} ${where}: the CLI ended with it${hint}`;
+}
+
+function subject(load: Load): string {
+  return `handler "${load.handlerId}" of plugin "${load.report.pluginId}"`;
 }
 
 /** Every folder's manifest registered, then every handler of those that registered loaded on one backend of `type`. */
@@ -123,8 +161,9 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType,
         continue;
       }
       for (const handlerId of report.handlers) {
-        progress.loading = { report, handlerId };
-        const problem = await handlerProblem(on, plugin, handlerId);
+        const load = { report, handlerId };
+        progress.loading = load;
+        const problem = await loads.run(load, () => handlerProblem(on, plugin, handlerId));
         if (problem) report.problems.push(problem);
       }
       progress.loading = undefined;
@@ -154,8 +193,6 @@ async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, handlerId
   const timeoutMs = Math.min(manifestTimeoutMs ?? DEFAULT_TIMEOUT_MS, DEFAULT_TIMEOUT_MS);
   const stuckFor = on.stuckModules.get(entryPath);
   if (stuckFor !== undefined) return { handlerId, code: 'TIMEOUT', message: `its module did not finish loading for handler "${stuckFor}" (not tried again)` };
-  // In-process, a module that calls process.exit() as it loads ends this process: said as run says it (WORKER_CRASHED, exit 1).
-  const liftExitGuard = guardExit({ backend: on.type, pluginId: plugin.id, handlerId, json: false, platform: false, keepWorkspace: false });
   // In-process, a module that blocks the loop as it loads (a `while (true)` at its top) is out of reach of the time limit: ended as run ends it (TIMEOUT, exit 137).
   const executionId = crypto.randomUUID();
   const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs: timeoutMs, json: false }) : undefined;
@@ -165,7 +202,6 @@ async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, handlerId
     result = await on.backend.execute({ executionId, pluginId: plugin.id, handlerId, context: { host: { kind: 'cli' }, permissions } }, { beginBy: () => 0, timeoutMs, ...(onStart ? { onStart } : {}) });
   } finally {
     watchdog?.stop();
-    liftExitGuard();
   }
   if (result.ok) return undefined;
   const { error } = result;

@@ -109,6 +109,31 @@ describe('kb-plugin-exec validate', () => {
     });
   });
 
+  it("a callback an earlier module left ends the process as a later one loads in-process: the earlier one is named, not the one loading", async () => {
+    // A leaves a timer that calls process.exit(0) once B has begun to load (B marks it at its top); B's load never settles.
+    await plugin('leaves', { id: '@t/leaves', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': 'setInterval(() => { if (globalThis.kbLateLoading) process.exit(0); }, 5);\nexport default () => 1;\n' });
+    await plugin('late', { id: '@t/late', version: '1.0.0', handlers: { hi: { entry: './h.mjs' } } }, { 'h.mjs': 'globalThis.kbLateLoading = true;\nawait new Promise(() => {});\nexport default () => 1;\n' });
+    const result = run(['validate', 'leaves', 'late', 'valid']);
+    expect(result.status).toBe(1);
+    expect(result.first).toMatch(/^WORKER_CRASHED: a callback the module of handler "hello" of plugin "@t\/leaves" left running called process\.exit\(0\) as handler "hi" of plugin "@t\/late" loaded/);
+    expect(result.stdout).toBe(
+      'leaves: ok (@t/leaves@1.0.0, handlers: hello)\n' +
+        'leaves: 1 problem (@t/leaves@1.0.0)\n' +
+        '  - handler "hello": WORKER_CRASHED: a callback its module left running ended this process as a later module loaded (said on stderr)\n' +
+        'late: 1 problem (@t/late@1.0.0)\n' +
+        '  - handler "hi": WORKER_CRASHED: not checked: this process ended as its module loaded, by a callback the module of handler "hello" of plugin "@t/leaves" left running; the plugins after it were not checked either\n',
+    );
+    const json = run(['validate', 'leaves', 'late', 'valid', '--json']);
+    expect(json.status).toBe(1);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      plugins: [
+        { dir: 'leaves', ok: false, problems: [{ handlerId: 'hello', code: 'WORKER_CRASHED' }] },
+        { dir: 'late', ok: false, problems: [{ handlerId: 'hi', code: 'WORKER_CRASHED', message: expect.stringMatching(/^not checked/) }] },
+      ],
+    });
+  });
+
   it('a module that blocks the loop as it loads in-process: ended past its time limit, TIMEOUT naming the handler, the process ended by SIGKILL (137 in a shell), as run ends one', async () => {
     await plugin('spins', { id: '@t/spins', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'while (true) {}\nexport default () => 1;\n' });
     const result = run(['validate', 'spins']);
