@@ -11,7 +11,7 @@ import { NATS_FLAGS, NATS_FLAGS_USAGE, NatsFlagError, forgetNatsVariables, natsA
 import { pluginFolderMistake } from './plugin-folders.js';
 import { StoppedWhileReading, readGrant } from './run-command.js';
 import { startExecutionWorker, type ExecutionWorker, type LocalBackendType } from './start-execution-worker.js';
-import { endProcess, onStopSignals } from './stop-signals.js';
+import { SIGNAL_EXIT, endProcess, onStopSignals, type StopSignal } from './stop-signals.js';
 
 export const WORKER_USAGE = `Usage:
   kb-plugin-exec worker --nats <url> --plugins <dir> [<dir> …] [options]
@@ -147,27 +147,56 @@ export async function runWorkerCommand(argv: string[]): Promise<number> {
   } catch (error) {
     throw error instanceof NatsFlagError ? new WorkerUsageError(error.message) : error;
   }
-  const worker = await startExecutionWorker({
-    connection,
-    plugins,
-    backend: { type: localBackend(values.backend), ...(cap ? { permissions: cap } : {}) },
-    ...(maxPayloadBytes ? { maxPayloadBytes } : {}),
-    ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),
-    ...(values.pool ? { pool: values.pool } : {}),
-    ...(values.prefix ? { subjectPrefix: values.prefix } : {}),
-    ...(values['workspace-root'] ? { workspace: { root: values['workspace-root'] } } : {}),
-    ...(values.id ? { id: values.id } : {}),
-  }).catch((error: unknown) => {
-    // A --nats, --pool, --prefix or --id the worker refused: the command line's mistake, named as its flag.
-    const mistake = flagMistake(error, givenFlags(values));
-    throw mistake ? new WorkerUsageError(mistake) : error;
-  });
+  const backend = localBackend(values.backend);
+  const started = await startUnlessStopped(() =>
+    startExecutionWorker({
+      connection,
+      plugins,
+      backend: { type: backend, ...(cap ? { permissions: cap } : {}) },
+      ...(maxPayloadBytes ? { maxPayloadBytes } : {}),
+      ...(values.concurrency ? { concurrency: positiveInt(values.concurrency, '--concurrency') } : {}),
+      ...(values.pool ? { pool: values.pool } : {}),
+      ...(values.prefix ? { subjectPrefix: values.prefix } : {}),
+      ...(values['workspace-root'] ? { workspace: { root: values['workspace-root'] } } : {}),
+      ...(values.id ? { id: values.id } : {}),
+    }),
+    givenFlags(values),
+  );
+  if (started === 'stopped') return 0;
+  const { worker, stopping } = started;
+  const lift = guardWorkerExit(worker, backend);
+  // Stopped as it joined: what it may have taken meanwhile drains, and it exits as a first signal's drain does.
+  if (stopping) return worker.drain({ timeoutMs: drainTimeoutMs }).then(() => 0).finally(lift);
   // Listening before "ready" is out: a supervisor that stops it as soon as it reads that line
   // met Node's default (killed, no drain) about one time in four.
-  const lift = guardWorkerExit(worker, localBackend(values.backend));
   const stopped = untilStopped(worker, drainTimeoutMs, lift);
   process.stdout.write(`ready ${worker.id}\n`);
   return stopped.finally(lift);
+}
+
+/**
+ * The worker started by `start`, listening for a stop signal meanwhile (connecting to its servers,
+ * loading its plugins): before, Node's default ended it there by the signal, silently, where a
+ * first signal is documented to drain, say so and exit 0. The first is said, and the start let
+ * end ('stopped' if it fails then: nothing ran); a second ends the process at once by its code.
+ */
+async function startUnlessStopped(start: () => Promise<ExecutionWorker>, flags: ReturnType<typeof givenFlags>): Promise<{ worker: ExecutionWorker; stopping: boolean } | 'stopped'> {
+  let stopping: StopSignal | undefined;
+  const lift = onStopSignals((signal) => {
+    if (stopping) return endProcess(SIGNAL_EXIT[signal]);
+    stopping = signal;
+    process.stderr.write(`${signal}: stopping before the worker has joined its pool (nothing runs): once its start ends; ${signal} again stops it now\n`);
+  });
+  try {
+    return { worker: await start(), stopping: stopping !== undefined };
+  } catch (error) {
+    if (stopping) return 'stopped';
+    // A --nats, --pool, --prefix or --id the worker refused: the command line's mistake, named as its flag.
+    const mistake = flagMistake(error, flags);
+    throw mistake ? new WorkerUsageError(mistake) : error;
+  } finally {
+    lift();
+  }
 }
 
 /**

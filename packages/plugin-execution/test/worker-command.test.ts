@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -431,3 +432,40 @@ it('kb-plugin-exec worker --grant caps what handlers get there, whatever a host 
     expect(bad.stderr).toMatch(said);
   }
 }, 60_000);
+
+it('kb-plugin-exec worker stopped by SIGTERM while it joins its pool (before "ready"): says so and exits 0, as its first signal does, instead of dying by the signal', async () => {
+  // A NATS "server" that takes the connection and says nothing: the worker waits there, not yet ready.
+  const sockets = new Set<import('node:net').Socket>();
+  let onConnection = () => {};
+  const connected = new Promise<void>((resolve) => (onConnection = resolve));
+  const silent = net.createServer((socket) => {
+    sockets.add(socket);
+    onConnection();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const { port } = silent.address() as import('node:net').AddressInfo;
+  const child = spawn(process.execPath, [cli, 'worker', '--nats', `nats://127.0.0.1:${port}`, '--plugins', fixturePlugins.basic], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  let onSaid = () => {};
+  const said = new Promise<void>((resolve) => (onSaid = resolve));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    if (/^SIGTERM: /m.test(output)) onSaid();
+  });
+  const exited = new Promise<number | NodeJS.Signals | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal)));
+  try {
+    await connected;
+    child.kill('SIGTERM');
+    await Promise.race([said, exited]);
+    // Its start ends now (the server went away).
+    for (const socket of sockets) socket.destroy();
+    silent.close();
+    expect(await exited, output).toBe(0);
+    expect(output).toMatch(/^SIGTERM: stopping before the worker has joined its pool \(nothing runs\)/m);
+    expect(output).not.toMatch(/ready /);
+  } finally {
+    child.kill('SIGKILL');
+    silent.close();
+  }
+});
