@@ -1036,6 +1036,24 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     await mkdir(fromEsm.dir);
     expect((await new cjs.WorkspaceManager({ root }).sweep()).removed).toEqual([fromEsm.dir]);
   });
+
+  it('keeps live leases of a manager whose root is the same folder by another path (a symbolic link to it)', async () => {
+    const real = await freshRoot();
+    await mkdir(real);
+    const link = `${real}-link`;
+    await symlink(real, link);
+    const byLink = await new WorkspaceManager({ root: link }).acquire('by-link');
+    const byReal = await new WorkspaceManager({ root: real }).acquire('by-real');
+    expect((await new WorkspaceManager({ root: real }).sweep()).removed).toEqual([]);
+    expect((await new WorkspaceManager({ root: link }).sweep()).removed).toEqual([]);
+    expect(await exists(byLink.dir)).toBe(true);
+    expect(await exists(byReal.dir)).toBe(true);
+    await byLink.release();
+    await byReal.release();
+    // Released, a directory under either name is stale and swept, by either path.
+    await mkdir(byLink.dir);
+    expect((await new WorkspaceManager({ root: real }).sweep()).removed).toEqual([path.join(real, path.basename(byLink.dir))]);
+  });
 });
 
 async function makeReadOnlyTree(dir: string): Promise<void> {

@@ -197,7 +197,13 @@ export function hostTag(): string {
  */
 function ownUnleased(dir: string, thread: number): boolean {
   if (thread !== process.getBuiltinModule('node:worker_threads').threadId) return false;
-  return !LIVE.has(dir) && !CREATING.has(dir.slice(0, -MKDTEMP_SUFFIX));
+  // By name, not by path: a manager given the root by another path (a symbolic link to it) leases
+  // the same directories under other paths. Names are this thread's own, unique under any root.
+  const name = path.basename(dir);
+  const making = name.slice(0, -MKDTEMP_SUFFIX);
+  for (const live of LIVE) if (path.basename(live) === name) return false;
+  for (const prefix of CREATING) if (path.basename(prefix) === making) return false;
+  return true;
 }
 
 function processAlive(pid: number): boolean {
