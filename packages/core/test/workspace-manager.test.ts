@@ -1007,6 +1007,20 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     expect(manager.leftBehind()).toBeUndefined();
   });
 
+  it('keep() never writes through a link put where its mark goes (a spare\'s handler may write the root): the file it leads to is untouched', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const lease = await manager.acquire('mark-through-link');
+    const hostFile = path.join(base, `host-file-${counter}`);
+    await writeFile(hostFile, 'the host\'s own data');
+    await symlink(hostFile, `${lease.dir}.kept`);
+    const keeping = await lease.keep().then(() => 'marked through the link', (error: unknown) => error);
+    expect(await readFile(hostFile, 'utf8')).toBe('the host\'s own data');
+    expect(keeping).toBeInstanceOf(WorkspaceError);
+    // Kept all the same: a sweep leaves it, the link beside it (what sweep looks for) in place.
+    expect((await manager.sweep()).kept).toEqual([lease.dir]);
+    expect(await exists(lease.dir)).toBe(true);
+  });
+
   it('removes a stale entry that is a symlink without following it', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     await mkdir(root, { recursive: true });

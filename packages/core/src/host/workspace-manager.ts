@@ -254,7 +254,7 @@ class Lease implements WorkspaceLease {
   }
 
   keep(): Promise<void> {
-    this.#releasing ??= fs.promises.writeFile(`${this.dir}${KEPT_SUFFIX}`, '', { mode: 0o600 }).then(
+    this.#releasing ??= markKept(this.dir).then(
       () => {
         LIVE.delete(this.dir);
       },
@@ -271,6 +271,17 @@ class Lease implements WorkspaceLease {
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
   }
+}
+
+/**
+ * The empty `<dir>.kept` mark, made if missing. Never through a link put there, never truncating
+ * what is there, never waiting on a FIFO: a spare's handler may write the root (docs/backends/subprocess.md),
+ * and a link there would have the host empty the file it leads to.
+ */
+async function markKept(dir: string): Promise<void> {
+  const { O_WRONLY, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+  const mark = await fs.promises.open(`${dir}${KEPT_SUFFIX}`, O_WRONLY | O_CREAT | (O_NOFOLLOW ?? 0) | (O_NONBLOCK ?? 0), 0o600);
+  await mark.close();
 }
 
 /** For mkdir's ENOTDIR (a path through a file): which folder on the way is a file, said plainly. */
