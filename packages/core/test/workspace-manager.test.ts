@@ -1021,6 +1021,21 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     expect(await exists(lease.dir)).toBe(true);
   });
 
+  it('leaves what only looks like a workspace by its first part (a root given in a folder of the user\'s own): only names a lease ends with are swept', async () => {
+    const root = await freshRoot();
+    await mkdir(root);
+    const dead = await deadPid();
+    const notes = path.join(root, `kbx-${dead}-notes`);
+    await mkdir(notes);
+    await writeFile(path.join(notes, 'todo.txt'), 'the user\'s own');
+    await writeFile(path.join(root, `kbx-${dead}-plan.md`), 'the user\'s own');
+    const stale = path.join(root, `kbx-${dead}-left-abcdef12`);
+    await mkdir(stale);
+    expect(await new WorkspaceManager({ root }).sweep()).toEqual({ removed: [stale], failed: [], foreign: [], kept: [] });
+    expect(await readFile(path.join(notes, 'todo.txt'), 'utf8')).toBe('the user\'s own');
+    expect(await readFile(path.join(root, `kbx-${dead}-plan.md`), 'utf8')).toBe('the user\'s own');
+  });
+
   it('removes a stale entry that is a symlink without following it', async () => {
     const manager = new WorkspaceManager({ root: await freshRoot() });
     await mkdir(root, { recursive: true });

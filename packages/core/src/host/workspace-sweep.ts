@@ -27,6 +27,12 @@ export interface SweepResult {
  * taken for it. Directories of older versions have no `.<host>`, or no `.s<start>`.
  */
 const DIR_PATTERN = /^kbx-(\d+)(?:\.([0-9a-f]{8}))?(?:\.t(\d+))?(?:\.s(\d+))?-/;
+/**
+ * How every lease's name ends, in every version: `-`, 2 hex characters, and the 6 letters and
+ * digits mkdtemp adds. A name that only begins as one does (`kbx-2024-notes`, in a root given
+ * in a folder of the user's own) is no workspace, and no sweep's to remove.
+ */
+const LEASE_END = /-[0-9a-f]{2}[A-Za-z0-9]{6}$/;
 
 /** The name's part after `kbx-` up to the execution id, for a directory made by this thread now. */
 export function ownerTag(): string {
@@ -112,7 +118,7 @@ export async function sweepRoot(root: string, foreignOlderThanMs: number | undef
   const present = new Set(names);
   for (const name of names) {
     const match = DIR_PATTERN.exec(name);
-    if (!match) continue;
+    if (!match || !LEASE_END.test(name.endsWith(KEPT_SUFFIX) ? name.slice(0, -KEPT_SUFFIX.length) : name)) continue;
     const dir = path.join(root, name);
     if (name.endsWith(KEPT_SUFFIX)) {
       // The host removed the workspace it kept: its mark goes too.
