@@ -50,6 +50,21 @@ describe('PluginWatcher: the writes its manifest declares', () => {
     await waitFor(() => events.length === 1);
     expect(events[0]).toMatchObject({ ok: true, changed: ['database.js'] });
   });
+
+  it('a folder the reloaded manifest no longer lets its handlers write (data) is watched from then on', async () => {
+    await mkdir(path.join(dir, 'data'));
+    const events: PluginReloadEvent[] = [];
+    watcher = new PluginWatcher({ debounceMs: DEBOUNCE_MS, onReload: (event) => events.push(event) }, async () => plugin());
+    await watcher.watch(plugin('@t/w', dir, { permissions: { fs: { write: ['data'] } } }));
+    // The manifest saved without the write: the reload installs it.
+    await writeFile(path.join(dir, 'kb.plugin.json'), '{}');
+    await waitFor(() => events.length === 1);
+    // Written before the marker: seen first, in the marker's reload or one before it.
+    await writeFile(path.join(dir, 'data', 'helper.mjs'), 'export default 1;');
+    await writeFile(path.join(dir, 'marker.js'), '1');
+    await waitFor(() => events.some((event) => event.changed.includes('marker.js')));
+    expect(events.slice(1).flatMap((event) => event.changed)).toContain(path.join('data', 'helper.mjs'));
+  });
 });
 
 /**

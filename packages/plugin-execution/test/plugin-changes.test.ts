@@ -51,4 +51,29 @@ describe('registerPlugin(), reloadPlugin() and unregisterPlugin() on a backend m
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  // docs/plugins.md: the folders its manifest lets its handlers write are not watched, and the rest of its folder is.
+  it('with watch on, a plugin registered again with other fs.write folders is watched by its new manifest', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-registered-writes-'));
+    try {
+      await mkdir(path.join(dir, 'data'));
+      await mkdir(path.join(dir, 'logs'));
+      await writeFile(path.join(dir, 'run.mjs'), 'export default () => 1;');
+      const writing = (write: string[]) => ({ root: dir, manifest: { id: '@t/writes', version: '1.0.0', permissions: { fs: { write } }, handlers: { run: { entry: 'run.mjs' } } } });
+      const events: PluginReloadEvent[] = [];
+      await using backend = createExecutionBackend({ type: 'in-process', workspace: false, watch: { debounceMs: 30, onReload: (event) => events.push(event) } });
+      await backend.registerPlugin(writing(['data']));
+      // Its next generation: `data` holds code now (a helper the handler imports), `logs` is what it writes.
+      await backend.registerPlugin(writing(['logs']));
+      await writeFile(path.join(dir, 'data', 'helper.mjs'), 'export default 2;');
+      await writeFile(path.join(dir, 'logs', 'run.log'), 'ran');
+      // Written last: its reload comes after any the two before it make.
+      await writeFile(path.join(dir, 'marker.js'), '1');
+      const until = Date.now() + 5000;
+      while (!events.some((event) => event.changed.includes('marker.js')) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(events.flatMap((event) => event.changed).sort()).toEqual([path.join('data', 'helper.mjs'), 'marker.js']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

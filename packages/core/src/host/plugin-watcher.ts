@@ -88,9 +88,11 @@ export class PluginWatcher {
     await Promise.all(plugins.map((plugin) => this.watch(plugin)));
   }
 
-  /** Start watching one plugin's folder (once per plugin id). */
+  /** Start watching one plugin's folder (once per plugin id; watched already, registered again: the folders its manifest now writes). */
   async watch(plugin: RegisteredPlugin): Promise<void> {
-    if (this.#closed || this.#plugins.has(plugin.id)) return;
+    const known = this.#plugins.get(plugin.id);
+    if (known?.root === plugin.root && !this.#closed) await this.#followWrites(known, writeFolders(plugin));
+    if (this.#closed || known) return;
     const watched: WatchedPlugin = {
       id: plugin.id,
       root: plugin.root,
@@ -257,17 +259,29 @@ export class PluginWatcher {
     // Gone, even where the reload did not need it (a plugin registered as { root, manifest }): looked
     // for until it is back. The watchers of the folders above may be on folders gone with it.
     if (!fs.existsSync(plugin.root)) this.#awaitRoot(plugin);
+    if (event.ok) await this.#followWrites(plugin, writeFolders(event.plugin));
     plugin.reloading = false;
     // Shut down or unregistered meanwhile: a reload that failed for that is no news, in problems() either.
     if (this.#done(plugin)) return;
     plugin.failure = event.ok ? undefined : event.error.message;
-    if (event.ok) plugin.writes = writeFolders(event.plugin);
     // The same failure again (another save of a manifest still broken) was warned of already.
     this.#report(event, event.ok || event.error.message !== failedBefore);
     if (plugin.again) {
       plugin.again = false;
       void this.#reloadNow(plugin);
     }
+  }
+
+  /**
+   * The write folders of the plugin's manifest as it is now (reloaded, or registered again): one it
+   * no longer lets its handlers write holds code again and is watched from now on (it never was); one it now lets them write is not.
+   */
+  async #followWrites(plugin: WatchedPlugin, writes: string[]): Promise<void> {
+    const freed = plugin.writes.filter((folder) => !writes.includes(folder));
+    plugin.writes = writes;
+    for (const folder of writes) this.#unwatchTree(plugin, folder);
+    const folders = await Promise.all(freed.map((folder) => fs.promises.stat(folder).then((stat) => stat.isDirectory(), () => false)));
+    await Promise.all(freed.filter((_, i) => folders[i]).map((folder) => this.#watchTree(plugin, folder)));
   }
 
   /**
