@@ -35,6 +35,8 @@ const MIN_STACK_MB = 1;
 const MAX_STACK_MB = 1024;
 /** The least heap cap a thread starts with; the manifest's `memoryMb` has the same minimum. */
 const MIN_HEAP_MB = 8;
+/** A code range of gigabytes is never what was meant (V8 sizes its own, some 128 MB, when none is given). */
+const MAX_CODE_RANGE_MB = 1024;
 
 /** The options with their defaults, checked against each other. */
 export type ResolvedPoolOptions = ReturnType<typeof resolvePoolOptions>;
@@ -50,13 +52,17 @@ export const workerPoolOptionsSchema = lazySchema((z) => {
   // the manifest's own minimum for `memoryMb` (and subprocess's for defaultMemoryMb).
   const heapRange = `must be a number of MB from ${MIN_HEAP_MB} (a thread cannot even start on much less)`;
   const heapMegabytes = z.number({ error: heapRange }).min(MIN_HEAP_MB, { error: heapRange }).optional();
+  // V8 reserves the code range when a thread starts: one past the address space (a petabyte, say)
+  // is a fatal OOM of the whole process, not an error of the thread.
+  const codeRange = `must be a number of MB above 0, up to ${MAX_CODE_RANGE_MB}`;
+  const codeRangeMegabytes = z.number({ error: codeRange }).positive({ error: codeRange }).max(MAX_CODE_RANGE_MB, { error: codeRange }).optional();
   return backendOptionsSchema().extend({
     maxThreads: option.int(1, 1024).optional(),
     minThreads: option.int(0, 1024).optional(),
     idleTimeoutMs: option.int(0).optional(),
     resourceLimits: z
       .object(
-        { maxOldGenerationSizeMb: heapMegabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: megabytes, stackSizeMb: stackMegabytes },
+        { maxOldGenerationSizeMb: heapMegabytes, maxYoungGenerationSizeMb: megabytes, codeRangeSizeMb: codeRangeMegabytes, stackSizeMb: stackMegabytes },
         { error: 'must be an object of limits in MB' },
       )
       .strict()

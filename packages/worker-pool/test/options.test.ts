@@ -23,6 +23,9 @@ describe('worker-pool: options', () => {
     // Under ~0.25 MB the thread overflows its stack while Node starts it, and the host process dies.
     [{ resourceLimits: { stackSizeMb: 0.1 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
     [{ resourceLimits: { stackSizeMb: 100_000 } }, 'resourceLimits.stackSizeMb: must be a number of MB from 1 to 1024'],
+    // V8 reserves the code range up front: one larger than the address space ends the host process
+    // (a fatal OOM) when the first thread starts. No thread starts here, so the head's miss shows as no error.
+    [{ minThreads: 0, resourceLimits: { codeRangeSizeMb: 1e9 } }, 'resourceLimits.codeRangeSizeMb: must be a number of MB above 0, up to 1024'],
     [{ env: { A: 1 } }, 'env.A'],
     [{ execArgv: '--inspect' }, 'execArgv'],
     [{ maxThreds: 2 }, 'maxThreds: unknown option; did you mean "maxThreads"?'],
