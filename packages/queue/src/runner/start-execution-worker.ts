@@ -304,7 +304,7 @@ class QueueWorker implements ExecutionWorker {
       backend: this.#o.backend.type,
       ...(this.#isolation ? { isolation: this.#isolation } : {}),
       ...(closing ? { closing } : {}),
-      ...(this.#draining && !closing ? { draining: true } : {}),
+      ...((this.#draining || this.#closing) && !closing ? { draining: true } : {}),
       plugins: this.#services.unbuilt.builtPlugins(),
     };
     if (!this.#nc.isClosed() && !this.#nc.isDraining()) this.#nc.publish(this.#subjects.presence, encode(presence, 'presence'));
@@ -363,6 +363,8 @@ class QueueWorker implements ExecutionWorker {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       await this.#puller.stop();
+      // It takes nothing new: its peers stop handing tasks back for it, hosts count its slots out (as drain() says).
+      this.#announce();
       const reason = new ShuttingDownError(`Worker ${this.id} is closing`, { details: { phase: 'running' } });
       for (const execution of this.#executions.values()) execution.orphan(reason);
       const { linkWorks } = await untilStoppedReported(this.#whenIdle(), this.#nc, this.#linkDown);
