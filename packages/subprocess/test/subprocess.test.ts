@@ -255,6 +255,24 @@ describe('handshake', () => {
     expect(() => make({ maxLogLineLength: 79 })).toThrow(/maxLogLineLength: must be an integer from 80 to 100000000, got 79/);
   });
 
+  it("a relative execPath is taken from the host's working directory, as its check when the backend is made, not from each child's workspace", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-relative-node-'));
+    const cwd = process.cwd();
+    try {
+      await symlink(process.execPath, path.join(dir, 'node'));
+      process.chdir(dir);
+      const backend = make({ sandbox: 'off', execPath: './node' });
+      process.chdir(cwd);
+      const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'ran' });
+      expectOk(result);
+      expect(result.data).toBe('ran');
+      expect((await backend.health()).problems).toEqual([]);
+    } finally {
+      process.chdir(cwd);
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an execPath that is not an executable file is refused when the backend is made', () => {
     expect(() => make({ execPath: path.join(os.tmpdir(), 'kb-no-such-node', 'node') })).toThrow(/execPath: must be the path of an executable file/);
     expect(() => make({ execPath: os.tmpdir() })).toThrow(/execPath: must be the path of an executable file/);

@@ -59,7 +59,7 @@ export interface SubprocessBackendOptions extends BackendOptions {
   readDependencyFolders?: boolean | undefined;
   /** Heap limit (`--max-old-space-size`, MB) for handlers whose manifest sets no `memoryMb`. @default undefined (V8's own limit) */
   defaultMemoryMb?: number | undefined;
-  /** The Node executable children run on. @default process.execPath */
+  /** The Node executable children run on; a relative path is taken from the working directory when the backend is created. @default process.execPath */
   execPath?: string | undefined;
   /** Longest stdout/stderr line delivered to `onLog`; longer ones are cut. @default 16384 */
   maxLogLineLength?: number | undefined;
@@ -178,6 +178,8 @@ export const subprocessOptionsSchema = lazySchema((z) => {
 
 /** Defaults filled in; `o` has passed subprocessOptionsSchema() (the base class's constructor checks it first). */
 export function resolveOptions(o: SubprocessBackendOptions): Resolved {
+  // Checked from the host's working directory: a child would otherwise look it up from its own (the workspace).
+  const execPath = o.execPath === undefined ? process.execPath : path.resolve(o.execPath);
   return {
     prespawn: o.prespawn ?? 0,
     cancelGraceMs: o.cancelGraceMs ?? 250,
@@ -187,12 +189,12 @@ export function resolveOptions(o: SubprocessBackendOptions): Resolved {
     baseEnv: o.baseEnv ?? DEFAULT_BASE_ENV,
     flags: {
       enforce: o.enforcePermissions ?? true,
-      accepted: childNode(o.execPath ?? process.execPath).flags,
+      accepted: childNode(execPath).flags,
       extraReadPaths: o.allowRead ?? [],
       readAncestorNodeModules: o.readDependencyFolders ?? true,
     },
     defaultMemoryMb: o.defaultMemoryMb,
-    execPath: o.execPath ?? process.execPath,
+    execPath,
     ...outputLimits.resolve(o),
     sandbox: o.sandbox ?? 'auto',
     bwrapPath: o.bwrapPath,
