@@ -364,13 +364,9 @@ export class ChannelSession implements ChannelConnection {
 
   async #execute(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
     this.#rt.counters.executions++;
-    const outcome = await this.#attempt(input, options);
+    const outcome = await runChannelHandler(this.#rt, this.#context, input, options);
     if (!outcome.ok) this.#rt.counters.failedExecutions++;
     return outcome;
-  }
-
-  #attempt(input: Record<string, unknown>, options: ExecuteOptions): Promise<Outcome> {
-    return runChannelHandler(this.#rt, this.#context, input, options);
   }
 
   /** False when the frame cannot be encoded (it is then reported, not sent). */
