@@ -20,6 +20,7 @@ export { clearImmediate, clearInterval, clearTimeout, monotonicNow, setImmediate
 export { checkTimeoutOptions } from './host/shutdown-hooks.js';
 export { jsonSyntaxProblem } from './host/json-syntax.js';
 export { makeDirectories } from './host/make-directories.js';
+export { removeTreeSync } from './host/remove-tree-sync.js';
 export { checkContextDescriptor } from './host/context-descriptor.js';
 export { processShared } from './host/process-shared.js';
 export { whenRejected } from './host/when-rejected.js';

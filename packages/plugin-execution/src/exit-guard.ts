@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { WorkerCrashedError, WorkspaceManager, serializeError, type BuiltInBackendType } from '@kb-labs/plugin-execution-core';
+import { removeTreeSync } from '@kb-labs/plugin-execution-core/host-kit';
 import { printableJson } from './printable-json.js';
 import { commandEnding } from './stop-signals.js';
 import { printableText } from './terminal-text.js';
@@ -128,11 +129,15 @@ function ownWorkspaces(keep: boolean): string | undefined {
   return undefined;
 }
 
-/** Remove this process's leases not released yet, as it exits without giving the backend a turn to (a worker's third signal). */
+/**
+ * Remove this process's leases not released yet, as it exits without giving the backend a turn to
+ * (a worker's third signal). What runs them may still be running (a sandboxed child, a thread),
+ * swapping folders for links: never followed (removeTreeSync).
+ */
 export function removeLiveWorkspaces(leases: readonly string[] = WorkspaceManager.liveLeases()): void {
   for (const lease of leases) {
     try {
-      fs.rmSync(lease, { recursive: true, force: true });
+      removeTreeSync(lease);
     } catch {
       // What cannot be removed now, `kb-plugin-exec sweep` removes later.
     }

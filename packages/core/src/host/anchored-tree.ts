@@ -17,15 +17,15 @@ const fs = process.getBuiltinModule('node:fs');
 
 /** Linux's O_PATH: a descriptor that names a folder without reading it (it may be mode 000). */
 const O_PATH = 0o10000000;
-const FOLDER_FLAGS = O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
+export const FOLDER_FLAGS = O_PATH | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW;
 /** Folders held open at once along one branch; deeper ones are moved up to the top (removal) or not listed. */
 export const MAX_HELD_DEPTH = 64;
 /** Passes over the tree before a removal gives up (a tree deeper than 64 folders needs one per 64 levels). */
-const MAX_PASSES = 10_000;
+export const MAX_PASSES = 10_000;
 /** Entries of a folder unlinked at once. */
 const UNLINK_BATCH = 32;
 /** Passes in a row that remove nothing before it gives up (an immutable file; or what still runs keeps moving things). */
-const MAX_IDLE_PASSES = 100;
+export const MAX_IDLE_PASSES = 100;
 
 let available: boolean | undefined;
 
@@ -42,12 +42,12 @@ export function anchoredTreesAvailable(): boolean {
 }
 
 /** The open folder `fd`, or `name` in it, as a path. */
-function inFolder(fd: number, name?: Buffer): Buffer {
+export function inFolder(fd: number, name?: Buffer): Buffer {
   const folder = Buffer.from(`/proc/self/fd/${fd}`);
   return name ? Buffer.concat([folder, Buffer.from('/'), name]) : folder;
 }
 
-const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException)?.code;
+export const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException)?.code;
 
 /** The folder at `at`, held open; undefined when it is not a folder (now: a link, a file, gone). `writable`: made 0700 first. */
 async function openFolder(at: Buffer, writable: boolean) {
