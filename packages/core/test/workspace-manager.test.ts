@@ -1,5 +1,6 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { chmod, chown, cp, lchown, lstat, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -922,6 +923,32 @@ import(workerData.dist).then(async ({ WorkspaceManager }) => {
     const result = await new WorkspaceManager({ root }).sweep();
     expect(result).toEqual({ removed: [], failed: [], foreign: [inside.dir], kept: [] });
     expect(await exists(inside.dir)).toBe(true);
+  });
+
+  // Machines made from one image share a host name, and the first PID namespace's id is the same on
+  // every machine: two such hosts sharing a root (a network file system) told apart by their machine id.
+  it.runIf(process.platform === 'linux' && isRoot && existsSync('/etc/machine-id'))('keeps what a host on another machine of the same host name made (another /etc/machine-id), whose pids mean nothing here', async () => {
+    const root = await freshRoot();
+    const coreEntry = pathToFileURL(require.resolve('@kb-labs/plugin-execution-core')).href.replace(/\.cjs$/, '.js');
+    const otherId = path.join(base, `machine-id-${counter++}`);
+    await writeFile(otherId, `${'ab'.repeat(16)}\n`);
+    // Its lease left as a host ended by SIGKILL would leave it; its pid is gone here (there it would run on).
+    const host = `import { WorkspaceManager } from ${JSON.stringify(coreEntry)};
+      const lease = await new WorkspaceManager({ root: ${JSON.stringify(root)} }).acquire('other-machine');
+      console.log(JSON.stringify({ dir: lease.dir }));
+      process.exit(0);`;
+    const child = spawn('unshare', ['--mount', 'sh', '-c', 'mount --bind "$1" /etc/machine-id && exec "$0" --input-type=module -e "$2"', process.execPath, otherId, host], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    const exited = once(child, 'exit');
+    const there = (await firstLine(child)) as { dir: string };
+    await exited;
+    const mine = await new WorkspaceManager({ root }).acquire('here');
+    expect(path.basename(there.dir).split('-')[1]!.split('.')[1]).not.toBe(path.basename(mine.dir).split('-')[1]!.split('.')[1]);
+    expect(await new WorkspaceManager({ root }).sweep()).toEqual({ removed: [], failed: [], foreign: [there.dir], kept: [] });
+    expect(await exists(there.dir)).toBe(true);
+    await mine.release();
   });
 
   // A host in a time namespace of its own (`unshare --time`), in the same PID namespace: /proc

@@ -181,19 +181,28 @@ let tag: string | undefined;
 
 /**
  * Whose pids a directory's name holds: 8 hex characters of a hash of the host name and, on Linux,
- * the PID namespace (two containers on one machine share neither pids nor, by default, a name).
+ * the machine's id (/etc/machine-id: machines made from one image share a host name, and the
+ * first PID namespace's id is the same on every machine) and the PID namespace (two containers on
+ * one machine share neither pids nor, by default, a name).
  */
 export function hostTag(): string {
-  if (tag === undefined) {
-    let namespace = '';
-    try {
-      namespace = fs.readlinkSync('/proc/self/ns/pid');
-    } catch {
-      // Not Linux, or no /proc: the host name alone.
-    }
-    tag = process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${namespace}`).digest('hex').slice(0, 8);
-  }
+  tag ??= process.getBuiltinModule('node:crypto').createHash('sha256').update(`${os.hostname()}\n${firstLineOf('/proc/self/ns/pid', true)}${machineId()}`).digest('hex').slice(0, 8);
   return tag;
+}
+
+/** The machine's id, as `\n<id>`; empty where there is none (not Linux, a container that has none: its PID namespace tells it apart). */
+function machineId(): string {
+  const id = firstLineOf('/etc/machine-id') || firstLineOf('/var/lib/dbus/machine-id');
+  return id ? `\n${id}` : '';
+}
+
+/** A file's first line (or a link's target); empty when it cannot be read. */
+function firstLineOf(file: string, link = false): string {
+  try {
+    return link ? fs.readlinkSync(file) : fs.readFileSync(file, 'utf8').split('\n', 1)[0]!.trim();
+  } catch {
+    return '';
+  }
 }
 
 /**
