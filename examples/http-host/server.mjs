@@ -39,6 +39,11 @@ export function buildServer(backend, options = {}) {
       answering.delete(reply.raw);
       if (!reply.raw.writableFinished) controller.abort();
     });
+    // ...or closed already, while a hook before this handler ran (an auth check): its 'close' is past.
+    if (reply.raw.destroyed) {
+      answering.delete(reply.raw);
+      controller.abort();
+    }
     const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
     if (result.ok) return { data: result.data, meta: result.meta };
     const { code } = result.error;

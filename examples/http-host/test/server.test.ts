@@ -150,3 +150,31 @@ it('a full queue is 429 QUEUE_FULL with Retry-After, so that a client tries agai
     await ownApp.close();
   }
 });
+
+it('a client that goes away before the handler starts (during an async auth hook) has its execution aborted too', async () => {
+  const ownBackend = createExecutionBackend({ type: 'worker-pool', maxThreads: 1, plugins: [fixturePlugins.basic], workspace: false });
+  const ownApp = buildServer(ownBackend, { logger: false });
+  // A host's own check before the route's handler (an auth lookup), still running when the client leaves.
+  let checking = false;
+  ownApp.addHook('preHandler', async (_request, reply) => {
+    checking = true;
+    if (!reply.raw.destroyed) await once(reply.raw, 'close');
+  });
+  const ownUrl = await ownApp.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const client = new AbortController();
+    const request = fetch(`${ownUrl}/execute`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pluginId: BASIC, handlerId: 'never-resolves', timeoutMs: 20_000 }),
+      signal: client.signal,
+    }).catch((error: unknown) => error);
+    await waitFor(() => checking);
+    client.abort();
+    await request;
+    await waitFor(async () => ((await ownBackend.stats()).byOutcome.ABORTED ?? 0) === 1);
+    expect((await ownBackend.stats()).active).toBe(0);
+  } finally {
+    await ownApp.close();
+  }
+});
