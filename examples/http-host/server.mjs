@@ -16,6 +16,12 @@ import { createExecutionBackend, httpStatusOf } from '@kb-labs/plugin-execution'
 const CLIENT_MESSAGES = new Set(['VALIDATION_ERROR', 'PERMISSION_DENIED', 'TIMEOUT', 'QUEUE_FULL', 'ABORTED', 'SHUTTING_DOWN']);
 
 /**
+ * The longest time limit a client may ask for: its `timeoutMs` overrides the handler's own (the
+ * manifest's), so a longer one would let any client hold a thread for up to Node's longest timer.
+ */
+const MAX_TIMEOUT_MS = 60_000;
+
+/**
  * The HTTP side, on any backend. `options` go to Fastify (a `logger` of your own, say); the
  * default logs to stdout, where the failed executions' errors go (their clients are sent there).
  */
@@ -44,7 +50,9 @@ export function buildServer(backend, options = {}) {
       answering.delete(reply.raw);
       controller.abort();
     }
-    const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs });
+    // Not a number: passed on as it is, for the backend's VALIDATION_ERROR (400) to say what is wrong.
+    const limit = typeof timeoutMs === 'number' ? Math.min(timeoutMs, MAX_TIMEOUT_MS) : timeoutMs;
+    const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs: limit });
     if (result.ok) return { data: result.data, meta: result.meta };
     const { code } = result.error;
     // The others' messages can name server paths (a missing module, a crashed child's stderr) or carry what a service said:

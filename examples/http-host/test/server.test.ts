@@ -178,3 +178,9 @@ it('a client that goes away before the handler starts (during an async auth hook
     await ownApp.close();
   }
 });
+
+it('a timeoutMs the client sends is clamped to the host\'s limit, not passed on as it is (a request\'s overrides the manifest\'s)', async () => {
+  const { status, json } = await post({ pluginId: BASIC, handlerId: 'echo', input: {}, timeoutMs: 2_000_000_000 });
+  expect(status).toBe(200);
+  expect(json.meta.timeoutMs).toBeLessThanOrEqual(60_000);
+});
