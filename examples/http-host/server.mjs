@@ -1,5 +1,6 @@
 // An HTTP host: POST /execute { pluginId, handlerId, input } runs the handler on a backend and
-// answers 200 { data, meta }, or the status httpStatusOf(code) gives with { code, message }.
+// answers 200 { data, meta }, or the status httpStatusOf(code) gives with { code, message } (a result
+// JSON cannot write, such as a BigInt, is HANDLER_ERROR).
 // A client that goes away aborts its execution. `node server.mjs` serves the example plugins.
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
@@ -53,15 +54,17 @@ export function buildServer(backend, options = {}) {
     // Not a number: passed on as it is, for the backend's VALIDATION_ERROR (400) to say what is wrong.
     const limit = typeof timeoutMs === 'number' ? Math.min(timeoutMs, MAX_TIMEOUT_MS) : timeoutMs;
     const result = await backend.execute({ pluginId, handlerId, input, context: { host: { kind: 'http' } } }, { signal: controller.signal, timeoutMs: limit });
-    if (result.ok) return { data: result.data, meta: result.meta };
-    const { code } = result.error;
-    // The others' messages can name server paths (a missing module, a crashed child's stderr) or carry what a service said:
-    // the client gets the code and a plain message; the host's log keeps the whole error.
-    const message = CLIENT_MESSAGES.has(code) ? result.error.message : `The execution failed (${code}); see the server's log for ${result.meta.executionId}`;
-    if (!CLIENT_MESSAGES.has(code)) request.log.error({ err: result.error, executionId: result.meta.executionId }, 'execution failed');
-    // A full queue passes: a client may try again shortly.
-    if (code === 'QUEUE_FULL') reply.header('retry-after', '1');
-    return reply.code(httpStatusOf(code)).send({ code, message, executionId: result.meta.executionId });
+    const { executionId } = result.meta;
+    if (!result.ok) return answerFailure(request, reply, result.error.code, result.error, executionId);
+    // A result JSON cannot write (a BigInt, a cycle: the backends carry both) is the handler's failure,
+    // answered as one, rather than Fastify's 500 telling the client about the handler's data.
+    let body;
+    try {
+      body = JSON.stringify({ data: result.data, meta: result.meta });
+    } catch (error) {
+      return answerFailure(request, reply, 'HANDLER_ERROR', error, executionId);
+    }
+    return reply.type('application/json').send(body);
   });
   // Ready while the backend serves: a problem of one plugin (in `problems`, for alerts) does not
   // take the whole host out of a load balancer's rotation.
@@ -77,6 +80,17 @@ export function buildServer(backend, options = {}) {
     await Promise.all([...answering].map((response) => finished(response).catch(() => undefined)));
   });
   return app;
+}
+
+/** The failed execution's answer: its code as the status, and a message only for the codes that are the client's. */
+function answerFailure(request, reply, code, error, executionId) {
+  // The others' messages can name server paths (a missing module, a crashed child's stderr) or carry what a service said:
+  // the client gets the code and a plain message; the host's log keeps the whole error.
+  const message = CLIENT_MESSAGES.has(code) ? error.message : `The execution failed (${code}); see the server's log for ${executionId}`;
+  if (!CLIENT_MESSAGES.has(code)) request.log.error({ err: error, executionId }, 'execution failed');
+  // A full queue passes: a client may try again shortly.
+  if (code === 'QUEUE_FULL') reply.header('retry-after', '1');
+  return reply.code(httpStatusOf(code)).send({ code, message, executionId });
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -1,4 +1,4 @@
-import { BASIC, GUARDED, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, GUARDED, HOSTILE, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { createExecutionBackend } from '@kb-labs/plugin-execution';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -183,4 +183,29 @@ it('a timeoutMs the client sends is clamped to the host\'s limit, not passed on 
   const { status, json } = await post({ pluginId: BASIC, handlerId: 'echo', input: {}, timeoutMs: 2_000_000_000 });
   expect(status).toBe(200);
   expect(json.meta.timeoutMs).toBeLessThanOrEqual(60_000);
+});
+
+it('a result JSON cannot write (a BigInt, a cycle: the backend carries both) is answered as the handler\'s failure, its message on the server', async () => {
+  const ownBackend = createExecutionBackend({ type: 'worker-pool', maxThreads: 1, plugins: [fixturePlugins.hostile], workspace: false });
+  const ownLogged: any[] = [];
+  const ownLog = new Writable({
+    write(chunk, _encoding, callback) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) ownLogged.push(JSON.parse(line));
+      callback();
+    },
+  });
+  const ownApp = buildServer(ownBackend, { logger: { stream: ownLog } });
+  const ownUrl = await ownApp.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    for (const kind of ['bigint', 'circular']) {
+      const body = JSON.stringify({ pluginId: HOSTILE, handlerId: 'return-value', input: { kind } });
+      const response = await fetch(`${ownUrl}/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const json = await response.json();
+      expect(response.status, kind).toBe(500);
+      expect(json, kind).toMatchObject({ code: 'HANDLER_ERROR', message: expect.stringMatching(/^The execution failed \(HANDLER_ERROR\); see the server's log for \S+$/) });
+      expect(ownLogged.find((line) => line.executionId === json.executionId), kind).toMatchObject({ level: 50, err: { type: 'TypeError' } });
+    }
+  } finally {
+    await ownApp.close();
+  }
 });
