@@ -21,6 +21,7 @@ async function demo() {
   const url = process.env.KB_NATS_URL ?? server.url;
   const pool = `demo-${randomBytes(3).toString('hex')}`;
   const workers = await Promise.all([0, 1].map(() => startWorker(url, pool)));
+  console.log(`workers ready: ${workers.map((w) => w.id).join(', ')}`);
   const backend = createExecutionBackend({ type: 'queue', connection: { servers: url }, pool, plugins });
   try {
     const runs = [
@@ -45,19 +46,24 @@ async function demo() {
   }
 }
 
-/** A worker process (explicit environment), resolved once it says it is ready. */
+/**
+ * A worker process (explicit environment), resolved once it says it is ready. Its IPC channel
+ * closes when this process dies, however it dies (killed midway, SIGKILL included): the worker
+ * then drains and exits rather than staying behind.
+ */
 async function startWorker(url, pool) {
   const child = spawn(process.execPath, [path.join(here, 'queue-worker.mjs')], {
     env: { PATH: process.env.PATH ?? '', KB_NATS_URL: url, KB_POOL: pool, KB_PLUGINS: plugins.join(',') },
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  await new Promise((resolve, reject) => {
+  const id = await new Promise((resolve, reject) => {
     let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk) && /ready \S+/.test(output) && resolve());
+    child.stdout.on('data', (chunk) => (output += chunk) && /ready (\S+)/.test(output) && resolve(/ready (\S+)/.exec(output)[1]));
     child.once('exit', (code) => reject(new Error(`a demo worker exited (${code}) before it was ready`)));
   });
   return {
+    id,
     stop: async () => {
       child.kill('SIGTERM');
       await exited;

@@ -1,5 +1,6 @@
 // One worker of the demo's queue pool: runs the example plugins on its own worker-pool backend,
-// prints "ready <id>" once it takes executions, and drains on SIGTERM.
+// prints "ready <id>" once it takes executions, and drains on SIGTERM or when the demo that
+// started it goes (its IPC channel closes).
 import { startExecutionWorker } from '@kb-labs/plugin-execution';
 
 const env = process.env;
@@ -11,5 +12,7 @@ const worker = await startExecutionWorker({
   platform: {},
   concurrency: 2,
 });
-process.once('SIGTERM', () => void worker.drain({ timeoutMs: 5000 }).then(() => process.exit(0)));
+const stop = () => void worker.drain({ timeoutMs: 5000 }).then(() => process.exit(0));
+process.once('SIGTERM', stop);
+process.once('disconnect', stop);
 process.stdout.write(`ready ${worker.id}\n`);
