@@ -20,3 +20,25 @@ describe('a backend package whose import throws a value with no text', () => {
     expect((error as Error).message).toMatch(/^The "worker-pool" backend \(@kb-labs\/plugin-execution-worker-pool\) failed to load: /);
   });
 });
+
+describe('a backend package of another version, whose class has no execute() (or stats, health, shutdown)', () => {
+  it('is BACKEND_NOT_INSTALLED load-failed on every execute(), which never throws nor rejects; stats() and health() still answer', async () => {
+    const { lazyExecutionBackend } = await import('../src/host/lazy-backend.js');
+    const backend = lazyExecutionBackend({}, backendLoader(async () => ({ InProcessBackend: class {} })));
+    const call = () => {
+      try {
+        return backend.execute({ pluginId: 'p', handlerId: 'h', input: 1 }).then((result) => result, (error: unknown) => ({ rejected: error }));
+      } catch (error) {
+        return { thrown: error };
+      }
+    };
+    // The first loads the package; the second takes the hot path of a loaded backend.
+    for (const result of [await call(), await call()]) {
+      // Before: a TypeError, rejected the first time and thrown synchronously after ("this.#backend.execute is not a function").
+      expect(result).toMatchObject({ ok: false, error: { code: 'BACKEND_NOT_INSTALLED', details: { reason: 'load-failed', package: '@kb-labs/plugin-execution-in-process' } } });
+    }
+    await expect(backend.stats()).resolves.toMatchObject({ state: 'closed', active: 0 });
+    await expect(backend.health()).resolves.toMatchObject({ ok: false, state: 'closed', problems: [expect.stringMatching(/has no execute\(\)/)] });
+    await backend.shutdown();
+  });
+});

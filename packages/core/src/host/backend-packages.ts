@@ -27,10 +27,16 @@ export type BackendConstructor = new (options: BackendOptions & Record<string, u
 /** Loads a backend's class; rejects with BackendNotInstalledError when its package is missing or broken. */
 export type BackendLoader = (type: BuiltInBackendType) => Promise<BackendConstructor>;
 
+/** What every backend class has: one of another version without them would throw from execute() (which never throws) or stats(). */
+const BACKEND_CLASS_METHODS = ['execute', 'stats', 'health', 'shutdown'] as const;
+
 /** The backend class in a loaded backend package. */
 function backendClassOf(mod: unknown, type: BuiltInBackendType): BackendConstructor {
   const Backend = (mod as Record<string, unknown>)[CLASS_NAMES[type]];
   if (typeof Backend !== 'function') throw new TypeError(`the package does not export ${CLASS_NAMES[type]}`);
+  const prototype = (Backend as { prototype?: Record<string, unknown> }).prototype;
+  const missing = BACKEND_CLASS_METHODS.find((method) => typeof prototype?.[method] !== 'function');
+  if (missing) throw new TypeError(`its ${CLASS_NAMES[type]} has no ${missing}() (a version of the package this core does not know: install matching versions)`);
   return Backend as BackendConstructor;
 }
 
