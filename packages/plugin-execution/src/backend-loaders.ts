@@ -18,7 +18,10 @@ type StartExecutionWorker = (typeof import('@kb-labs/plugin-execution-queue'))['
 /** The queue package's `startExecutionWorker`, loaded on first use like a backend (BACKEND_NOT_INSTALLED when it is missing). */
 export async function loadStartExecutionWorker(): Promise<StartExecutionWorker> {
   try {
-    return (await imports.queue()).startExecutionWorker;
+    const { startExecutionWorker } = await imports.queue();
+    // A queue package of another version without it: said as one that failed to load, not as a TypeError from the call.
+    if (typeof startExecutionWorker !== 'function') throw new TypeError('the package does not export startExecutionWorker (a version of it this package does not know: install matching versions)');
+    return startExecutionWorker;
   } catch (error) {
     throw backendLoadError('queue', error);
   }

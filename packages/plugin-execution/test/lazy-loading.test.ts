@@ -137,4 +137,23 @@ describe('backend package not installed', () => {
     expect(out).toMatchObject({ code: 'BACKEND_NOT_INSTALLED', instance: true });
     expect(out.message).toContain('Add it: npm install @kb-labs/plugin-execution-queue');
   });
+
+  it('startExecutionWorker with a queue package of another version, which exports no startExecutionWorker, rejects with BACKEND_NOT_INSTALLED load-failed naming it', async () => {
+    const dir = await installWithoutBackends();
+    const queue = path.join(dir, 'node_modules', '@kb-labs', 'plugin-execution-queue');
+    await mkdir(queue);
+    await writeFile(path.join(queue, 'package.json'), JSON.stringify({ name: '@kb-labs/plugin-execution-queue', version: '0.0.1', type: 'module', exports: { '.': './index.js' } }));
+    await writeFile(path.join(queue, 'index.js'), 'export class QueueBackend {}\nexport function startWorker() {}\n');
+    const esm = `
+      import { startExecutionWorker, BackendNotInstalledError } from '@kb-labs/plugin-execution';
+      const error = await startExecutionWorker({ connection: { servers: 'nats://127.0.0.1:1' }, plugins: [] }).then(() => undefined, (e) => e);
+      console.log(JSON.stringify({ name: error?.name, code: error?.code, details: error?.details, message: error?.message, instance: error instanceof BackendNotInstalledError }));`;
+    await writeFile(path.join(dir, 'worker.mjs'), esm);
+    const { status, stdout, stderr } = runNode([path.join(dir, 'worker.mjs')], dir);
+    expect(status, stderr).toBe(0);
+    // Before: a TypeError, "startExecutionWorker is not a function".
+    const out = JSON.parse(stdout);
+    expect(out).toMatchObject({ code: 'BACKEND_NOT_INSTALLED', details: { type: 'queue', package: '@kb-labs/plugin-execution-queue', reason: 'load-failed' }, instance: true });
+    expect(out.message).toContain('does not export startExecutionWorker');
+  });
 });
