@@ -7,50 +7,19 @@ import type { WebSocket } from 'ws';
 import { authenticateUpgrade, type UpgradeVerdict } from './authenticate.js';
 import { ChannelSession } from './channel-session.js';
 import { connectionContext, describeConnection } from './connection-context.js';
+import type { ChannelMount, ChannelMountStats } from './channel-mount.js';
 import { ConnectionRegistry } from './connection-registry.js';
 import { mountedManifest, type ManifestSource } from './mount-manifest.js';
 import { mountChannels, safeFormatError, type ChannelEntry, type MountedChannel } from './mounted-channel.js';
 import { DEFAULTS, validateOptions, type ChannelErrorInfo, type MountWebSocketChannelsOptions, type UnmountOptions } from './options.js';
 import { matchRoute, normaliseBasePath, type Route } from './route.js';
-import { createMountCounters, type MountCounters } from './session-runtime.js';
+import { createMountCounters } from './session-runtime.js';
 import { handshakeRefusal } from './handshake-check.js';
 import { checkUnmountOptions } from './unmount-options.js';
 import { UpgradeRouter, rejectUpgrade, type UpgradeServer, type UpgradeTarget } from './upgrade-router.js';
 
 export type { MountedChannel } from './mounted-channel.js';
-
-/** The session counters (frames, executions, refusals, closes) plus the mount's own. */
-export interface ChannelMountStats extends MountCounters {
-  /** Connections alive: connecting, open, closed with executions still draining, or refused (their `context` threw) and not yet answered. */
-  connections: number;
-  /** Upgrades waiting for the host's `authenticate` (they count towards `maxConnections` too). */
-  authenticating: number;
-  /** Of `connections`, those closed, or closed by the server and not yet answered (a client has closeTimeoutMs to), whose received messages or disconnect handler still run; and sockets closed because `context` threw, until their client answers the close (none counted against `maxConnections`, all against twice it). */
-  closingConnections: number;
-  upgradesAccepted: number;
-  /** Refused upgrades by HTTP status. */
-  upgradesRejected: Record<string, number>;
-}
-
-/**
- * What `mountWebSocketChannels` returns. The mount owns its connections. It unmounts itself when
- * its backend shuts down (through the backend's `onShutdown()`, before the backend stops taking
- * work, so that disconnect handlers still run); `unmount()` closes it earlier.
- */
-export interface ChannelMount extends AsyncDisposable {
-  readonly registry: ConnectionRegistry;
-  readonly channels: readonly MountedChannel[];
-  /** True once unmount() started. */
-  readonly unmounted: boolean;
-  stats(): ChannelMountStats;
-  /**
-   * Close every connection with 1001, remove the 'upgrade' listener and every timer, let running
-   * executions and disconnect handlers finish (bounded by `timeoutMs`, then aborted). Idempotent.
-   * A `timeoutMs` that is not a whole number of ms from 0 to 2147483647, or an unknown option,
-   * rejects with VALIDATION_ERROR and unmounts nothing.
-   */
-  unmount(options?: UnmountOptions): Promise<void>;
-}
+export type { ChannelMount, ChannelMountStats } from './channel-mount.js';
 
 /**
  * Serve the channels a plugin manifest declares on `server`'s WebSocket upgrades, running their
