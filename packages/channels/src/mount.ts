@@ -143,7 +143,8 @@ class WebSocketChannelMount implements ChannelMount, UpgradeTarget {
       const bogus = handshakeRefusal(request);
       if (bogus) return this.#reject(socket, bogus.status, bogus.message, bogus.headers);
       const verdict = await this.#admit(upgrade);
-      if (verdict.status !== undefined) return this.#reject(socket, verdict.status, verdict.message);
+      // Refused with 503 too when an unmount began meanwhile (not sent a 101 and then cut off).
+      if (verdict.status !== undefined || this.#unmounting) return this.#reject(socket, verdict.status ?? 503, verdict.message);
       if (socket.destroyed) return;
       entry.wss.handleUpgrade(request, socket, head, (ws) => {
         upgraded = true;
