@@ -246,12 +246,26 @@ function asOurs(shaped: KnownExecutionError, withDetails?: Record<string, unknow
   const code = safeString(readProp(shaped, 'code'));
   const Class = (isErrorCode(code) ? ERROR_CLASSES[code] : HandlerError) as new (message?: string, options?: ExecutionErrorOptions<object>) => KnownExecutionError;
   const error = new Class(safeString(readProp(shaped, 'message')), {
-    details: typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {},
+    details: copiedDetails(details),
     ...(cause !== undefined ? { cause } : {}),
   });
   const stack = readStack(shaped);
   if (typeof stack === 'string') Object.defineProperty(error, 'stack', { value: truncate(stack), configurable: true, writable: true, enumerable: false });
   return error;
+}
+
+/**
+ * A copy of an error's `details` record (`{}` for what is not one). Read as the wire reads it when
+ * copying it throws (a plugin's getter, a Proxy trap, a revoked Proxy): what threw is said
+ * (`[Getter threw: …]`), not thrown, which in-process made the plugin's error an INTERNAL_ERROR.
+ */
+function copiedDetails(details: unknown): Record<string, unknown> {
+  try {
+    return typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {};
+  } catch {
+    const wired = toWireValue(details, new WeakSet(), 1);
+    return typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
+  }
 }
 
 /**

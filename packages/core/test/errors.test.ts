@@ -715,4 +715,20 @@ describe('handlerThrew: what a handler may report keeps the shape docs/errors.md
     });
     expect(handlerThrew(getterDetails).details).toEqual({});
   });
+
+  it("details whose getter or Proxy trap throws, on an error of another copy of the package or only shaped like ours, are read as the wire reads them, never as a throw", () => {
+    const getter = () => Object.defineProperty({ issues: [] }, 'why', { enumerable: true, get: () => { throw new Error('no why'); } });
+    const trap = () => new Proxy({}, { ownKeys: () => { throw new Error('trap'); } });
+    const shaped = (details: unknown) => Object.assign(new Error('refused'), { name: 'ValidationError', code: 'VALIDATION_ERROR', details });
+    for (const make of [getter, trap]) {
+      for (const thrown of [new cjs.ValidationError('refused', { details: make() }), shaped(make())]) {
+        // Before: the getter's or the trap's error was thrown here (in-process: INTERNAL_ERROR; elsewhere HANDLER_ERROR "no why").
+        const reported = handlerThrew(thrown);
+        expect(reported).toBeInstanceOf(ValidationError);
+        expect(reported.message).toBe('refused');
+        expect(() => JSON.stringify(reported.details)).not.toThrow();
+      }
+    }
+    expect(handlerThrew(shaped(getter())).details).toEqual({ issues: [], why: '[Getter threw: no why]' });
+  });
 });
