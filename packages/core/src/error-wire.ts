@@ -4,7 +4,7 @@
  * use and caps nesting, so arbitrary JSON gives an Error, never a TypeError or a stack overflow.
  */
 import { ERROR_CLASSES, ExecutionError, HandlerError, isErrorCode, isExecutionError, type ExecutionErrorOptions } from './errors.js';
-import { MAX_DEPTH, MAX_KEYS, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, spendOnWalk, toWireValue, truncate } from './wire-value.js';
+import { MAX_DEPTH, MAX_KEYS, MAX_WALK_VALUES, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, spendOnWalk, toWireValue, truncate } from './wire-value.js';
 
 /** JSON-safe form of any error, ours or foreign, with its cause chain. */
 export interface SerializedError {
@@ -159,14 +159,25 @@ export function deserializeError(wire: unknown): Error {
   if (!isSerializedError(wire)) {
     return new HandlerError(describeThrown(wire), { details: { thrown: describeValue(wire) } });
   }
-  return deserializeAt(wire, 0);
+  return deserializeAt(wire, 0, { left: MAX_WALK_VALUES });
+}
+
+/**
+ * How many more errors one deserializeError may revive: no more than a wire form serializeError
+ * wrote holds (MAX_WALK_VALUES). A message keeps an object listed twice one object (structured
+ * clone, v8's serialiser), so a few KB listing one error 100 times at each of 8 levels was 100^8
+ * errors revived, the host's event loop held for good; past the bound, they are left out.
+ */
+interface Revival {
+  left: number;
 }
 
 // The wire may come from a hostile runner: every field is checked before use, and nesting is
 // capped as on the way out, so arbitrary JSON gives an Error and never a TypeError or a stack overflow.
-function deserializeAt(wire: SerializedError, depth: number): Error {
+function deserializeAt(wire: SerializedError, depth: number, revival: Revival): Error {
+  revival.left--;
   const hasCause = wire.cause !== undefined;
-  const cause = hasCause ? reviveCause(wire.cause, depth) : undefined;
+  const cause = hasCause ? reviveCause(wire.cause, depth, revival) : undefined;
   const name = typeof wire.name === 'string' && wire.name ? wire.name : 'Error';
   const code = typeof wire.code === 'string' ? wire.code : undefined;
   const details = isPlainRecord(wire.details) ? wire.details : wire.details === undefined ? undefined : {};
@@ -183,11 +194,12 @@ function deserializeAt(wire: SerializedError, depth: number): Error {
     const Ctor = builtinErrorClass(name);
     if (Ctor === AggregateError) {
       const inner = Array.isArray(wire.errors) && depth < MAX_DEPTH ? wire.errors.slice(0, MAX_KEYS) : [];
-      error = new AggregateError(
-        inner.map((item: unknown) => (isSerializedError(item) ? deserializeAt(item, depth + 1) : deserializeError(item))),
-        wire.message,
-        hasCause ? { cause } : undefined,
-      );
+      const errors: Error[] = [];
+      for (const item of inner) {
+        if (revival.left <= 0) break;
+        errors.push(isSerializedError(item) ? deserializeAt(item, depth + 1, revival) : (revival.left--, deserializeError(item)));
+      }
+      error = new AggregateError(errors, wire.message, hasCause ? { cause } : undefined);
     } else {
       error = new Ctor(wire.message, hasCause ? { cause } : undefined);
     }
@@ -208,8 +220,8 @@ function deserializeAt(wire: SerializedError, depth: number): Error {
   return error;
 }
 
-function reviveCause(cause: unknown, depth: number): unknown {
-  if (isSerializedError(cause)) return depth >= MAX_DEPTH ? '[Truncated]' : deserializeAt(cause, depth + 1);
+function reviveCause(cause: unknown, depth: number, revival: Revival): unknown {
+  if (isSerializedError(cause)) return depth >= MAX_DEPTH || revival.left <= 0 ? '[Truncated]' : deserializeAt(cause, depth + 1, revival);
   if (typeof cause === 'object' && cause !== null && Object.hasOwn(cause, '$value')) return (cause as { $value: unknown }).$value;
   return cause;
 }

@@ -18,7 +18,7 @@ const MAX_STRING = 64 * 1024;
  * 60 KB strings (a few KB of the plugin's memory) wrote 600 MB, held the host's event loop for 4 s
  * (7 s in-process) and took it to 1.4 GB. What is past either is written '[Truncated]'.
  */
-const MAX_WALK_VALUES = 100_000;
+export const MAX_WALK_VALUES = 100_000;
 const MAX_WALK_CHARS = 4 * 1024 * 1024;
 const TRUNCATED = '[Truncated]';
 /** What each walk has left to write, by its `seen` set (a walk a getter starts inside another has its own). */

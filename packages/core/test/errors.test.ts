@@ -571,6 +571,33 @@ describe('deserializeError of a malformed wire error (a hostile runner controls 
     expect(depth).toBeLessThan(20);
     expect(() => JSON.stringify(serializeError(error))).not.toThrow();
   });
+
+  it('revives at most as many errors as a wire form carries (100,000), however often one error object is listed', () => {
+    // Structured clone and v8 keep an object listed twice one object: a message of a few KB lists
+    // one error 100 times at each of 8 levels, 100^8 errors revived (a subprocess handler writing
+    // it to its pipe held the host's event loop for good). `name` is read twice for each revived.
+    let reads = 0;
+    let node: Record<string, unknown> = { $error: 1, message: 'leaf' };
+    Object.defineProperty(node, 'name', {
+      enumerable: true,
+      get() {
+        if (++reads > 2 * 200_000) throw new Error(`revived over 200,000 errors (${reads / 2})`);
+        return 'Error';
+      },
+    });
+    for (let level = 0; level < 8; level++) node = { $error: 1, name: 'AggregateError', message: `level ${level}`, errors: Array(100).fill(node) };
+    const error = deserializeError(node);
+    let revived = 0;
+    const pending: unknown[] = [error];
+    while (pending.length > 0) {
+      const next = pending.pop();
+      if (!(next instanceof Error)) continue;
+      revived++;
+      pending.push(...((next as AggregateError).errors ?? []));
+    }
+    expect(revived).toBeLessThanOrEqual(100_001);
+    expect(error.message).toBe('level 7');
+  });
 });
 
 describe('two copies of the package (ESM and CJS builds loaded together)', () => {
