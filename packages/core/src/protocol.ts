@@ -2,6 +2,7 @@ import { deserializeError, type SerializedError } from './error-wire.js';
 import { handlerThrew, toHandlerError } from './errors.js';
 import type { LogEntry } from './host/request.js';
 import type { RunnerTask } from './runner/handler-runtime.js';
+import { toWireValue, withinOneWalk } from './wire-value.js';
 
 /**
  * The host⇄runner protocol, shared by every out-of-process backend (worker threads, child
@@ -41,6 +42,17 @@ export const MAX_LOG_MESSAGE = 64 * 1024;
  */
 export function hostLogMessage(text: string): string {
   return text.length > MAX_LOG_MESSAGE + 64 ? `${text.slice(0, MAX_LOG_MESSAGE)}… [truncated by the host]` : text;
+}
+
+/**
+ * A log line's fields as the runtime would have cut them (toWireValue): what it cuts passes as it
+ * is; fields a runner sent past the runtime (plugin code on the runner's channel) bigger than that,
+ * or listing one object many times over (a few KB that JSON writes out as 100^8 objects), the host cuts.
+ */
+export function hostLogFields(fields: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (fields === undefined || withinOneWalk(fields)) return fields;
+  const cut = toWireValue(fields);
+  return typeof cut === 'object' && cut !== null && !Array.isArray(cut) ? (cut as Record<string, unknown>) : { value: cut };
 }
 
 const LEVELS = new Set(['debug', 'info', 'warn', 'error']);

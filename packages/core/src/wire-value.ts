@@ -226,6 +226,29 @@ export function describeValue(value: unknown): { type: string; value?: unknown }
 }
 
 /**
+ * Whether `value` is plain data no bigger than what toWireValue writes in one walk, with room for
+ * what it says of what it cut: visited as JSON writes it (an object listed twice counted twice, a
+ * cycle until the count runs out), stopping once past. For what a runner says its runtime cut
+ * already (a log line's fields), which plugin code may have written to the runner's channel itself.
+ */
+export function withinOneWalk(value: unknown): boolean {
+  let values = 0;
+  let chars = 0;
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const item = pending.pop();
+    if (++values > 2 * MAX_WALK_VALUES) return false;
+    if (typeof item === 'string' && (item.length > MAX_STRING || (chars += item.length) > 2 * MAX_WALK_CHARS)) return false;
+    if (typeof item !== 'object' || item === null) continue;
+    // A plain object of any realm (a host under Jest reads a thread's messages as Node's): its prototype, if any, has none.
+    const proto: unknown = Object.getPrototypeOf(item);
+    if (!Array.isArray(item) && proto !== null && Object.getPrototypeOf(proto) !== null) return false;
+    for (const key of Object.keys(item)) pending.push((item as Record<string, unknown>)[key]);
+  }
+  return true;
+}
+
+/**
  * Turn any value into something JSON and structured clone both accept: cycles become
  * '[Circular]', functions/symbols/bigints become strings, depth and width are capped, and so is
  * all one walk writes (MAX_WALK_VALUES, MAX_WALK_CHARS).

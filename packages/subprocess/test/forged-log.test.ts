@@ -27,4 +27,16 @@ describe('a log message a handler writes to its channel (fd 3) itself, past what
     // Before the host's cut: all 100,000 characters reached onLog.
     expect(forged[0]!.message).toBe(`${'y'.repeat(64 * 1024)}… [truncated by the host]`);
   });
+
+  it("its fields are cut by the host as ctx.logger cuts them, whatever they list", async () => {
+    await using backend = new SubprocessBackend({ plugins: [probePlugin], workspace: { root }, sandbox: 'off', prespawn: 0 });
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'forged-log-fields' } }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
+    expectOk(result);
+    const forged = logs.find((entry) => entry.message === 'fields');
+    // Before: all 100,000 characters, and one object listed 100^8 times over (JSON.stringify of the line never ended).
+    const big = String(forged?.fields?.big);
+    expect({ length: big.length, end: big.slice(-20) }).toEqual({ length: 64 * 1024 - 1, end: '… [34485 more chars]' });
+    expect(JSON.stringify(forged?.fields).length).toBeLessThan(5 * 1024 * 1024);
+  });
 });

@@ -3,7 +3,7 @@ import { describeThrown, isError } from '../wire-value.js';
 import { ValidationError } from '../errors.js';
 import type { LogEntry } from './request.js';
 import { LargeAnswerTurns, isLargeAnswer } from './large-answer-turns.js';
-import { hostLogMessage, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
+import { hostLogFields, hostLogMessage, unserializableError, type HostToRunner, type RunnerResult, type RunnerToHost } from '../protocol.js';
 
 /** Host-side services an out-of-process backend wires a runner's messages to. */
 export interface HostServices {
@@ -41,7 +41,7 @@ export class HostSession {
     switch (message?.type) {
       case 'log':
         this.#beginAsked = true;
-        this.#services.log(message.level, hostLogMessage(String(message.message)), message.fields, 'logger');
+        this.#services.log(message.level, hostLogMessage(String(message.message)), hostLogFields(message.fields), 'logger');
         return undefined;
       case 'event':
         this.#beginAsked = true;
