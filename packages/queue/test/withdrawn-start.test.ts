@@ -75,3 +75,33 @@ it('a start by a second worker, after the first named the execution in a heartbe
   nats.nc.publish(caller, v8.serialize({ ok: true, data: 'x', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
   expectOk(await running);
 }, 30_000);
+
+it("a start withdrawn after shutdown's first second is not accepted again from another worker: the execution fails SHUTTING_DOWN (queued) and its task leaves the stream", async () => {
+  const pool = newPool('withdrawn-shutdown');
+  const stream = `KBEXEC_${pool}`;
+  const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
+  backends.push(backend);
+  const executionId = `withdrawn-late-${Math.random().toString(16).slice(2)}`;
+  const taken = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000 });
+  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
+  // One nobody takes: its SHUTTING_DOWN says shutdown's first second is over.
+  const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'y' }, { timeoutMs: 30_000 });
+  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
+  const caller = task.header.get('Kb-Reply');
+  const taskId = task.header.get('Nats-Msg-Id');
+  const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
+  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  const shutdown = backend.shutdown({ timeoutMs: 20_000 });
+  expectError(await waiting, 'SHUTTING_DOWN');
+  // The first worker withdraws its start now (the answer came too late for it): the task is back in the stream.
+  nats.nc.publish(caller, v8.serialize({ worker: first }), { headers: asWorker('withdrawn', executionId) });
+  const second = { id: 'peer-worker-2', host: 'peer-host', pid: 4343 };
+  const again = await nats.nc.request(caller, v8.serialize({ worker: second, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  expect(v8.deserialize(again.data)).toMatchObject({ accept: false });
+  const result = await taken;
+  expectError(result, 'SHUTTING_DOWN');
+  expect(result.error.details).toMatchObject({ phase: 'queued' });
+  await shutdown;
+  expect((await nats.jsm.streams.info(stream)).state.messages).toBe(0);
+}, 30_000);

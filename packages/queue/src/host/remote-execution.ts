@@ -4,8 +4,9 @@ import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
+import { taskBody } from './task-body.js';
 import { taskGone, type QueuedTask } from './stream-tasks.js';
 import type { PoolStream } from '../shared/pool-stream.js';
 import { logMessageOf, lostOutputMessage, outputSentOf, shownWorker } from './worker-bodies.js';
@@ -44,6 +45,8 @@ export class RemoteExecution {
   #lastHeard = 0;
   /** Its worker named it in a heartbeat: it took the start this host accepted. */
   #confirmed = false;
+  /** Its host is shutting down: a start withdrawn from now on is not taken again (refuseStart). */
+  #startRefused: KnownExecutionError | undefined;
   /** Its log lines and events that arrived (see lostOutput()). */
   #outputHeard = 0;
 
@@ -97,7 +100,7 @@ export class RemoteExecution {
   async #publish(): Promise<void> {
     // Over the limit by its strings and binary data alone: refused unencoded (a 200 MB one held the loop ~1.8 s).
     this.#checkSize(encodedAtLeast(this.#task.input), 'input');
-    const body = this.#taskBody();
+    const body = taskBody(this.#task, this.#plugin, this.#link.workspace, this.#control.keepWorkspace);
     const whole = encodeTask(body);
     // This host's own limit, whether or not the input fits in one stream message.
     if (whole.length > this.#link.maxPayloadBytes) this.#checkSize(encode(this.#task.input, 'input'), 'input');
@@ -115,25 +118,6 @@ export class RemoteExecution {
     this.#publishedAt = monotonicNow();
     // Stopped, or failed (its host's connection dropped as it went: the retry confirmed it), while it was being published: it must never run.
     if ((this.#control.stopReason || !this.#settle) && !this.#worker) this.#link.deleteTask(queued);
-  }
-
-  #taskBody(): TaskBody {
-    const task = this.#task;
-    return {
-      executionId: task.executionId,
-      pluginId: task.pluginId,
-      pluginVersion: this.#plugin.version,
-      ...(this.#plugin.permissions !== undefined ? { declaredPermissions: this.#plugin.permissions } : {}),
-      handlerId: task.handlerId,
-      input: task.input,
-      inputFollows: false,
-      context: task.context,
-      timeoutMs: task.timeoutMs,
-      workspace: this.#link.workspace,
-      keepWorkspace: this.#control.keepWorkspace,
-      ...(task.channel ? { channel: task.channel } : {}),
-      ...(task.traceparent ? { traceparent: task.traceparent } : {}),
-    };
   }
 
   /** `encoded`, or the ValidationError naming `what` when it is over `limit`; a number is what it takes at least, before encoding (encodedAtLeast). */
@@ -199,14 +183,16 @@ export class RemoteExecution {
   /**
    * The worker this host accepted gave up waiting for the acceptance (it came too late: this
    * host's event loop was blocked, say) and put the task back in the stream without running it:
-   * the next worker's `started` is accepted. Stopped meanwhile (its cancel went to that worker), it ends now.
+   * the next worker's `started` is accepted. Stopped meanwhile (its cancel went to that worker), or
+   * its host past shutdown's first second (refuseStart), it ends now: it would start only to be stopped.
    */
   withdrawn(workerId: string): void {
     if (this.#worker?.id !== workerId || !this.#settle) return;
     this.#worker = undefined;
     this.#confirmed = false;
     this.#inputSend?.abort();
-    if (this.#control.stopReason) this.#stop(this.#control.stopReason);
+    const stopped = this.#control.stopReason ?? this.#startRefused;
+    if (stopped) this.#stop(stopped);
   }
 
   /**
@@ -347,8 +333,9 @@ export class RemoteExecution {
     this.fail(error);
   }
 
-  /** Its host is shutting down: one no worker has started is taken off the stream and fails with `reason`. */
+  /** Its host is shutting down: one no worker has started (or whose start is withdrawn later) is taken off the stream and fails with `reason`. */
   refuseStart(reason: KnownExecutionError): void {
+    this.#startRefused = reason;
     if (!this.#worker && this.#settle) this.#stop(reason);
   }
 
