@@ -156,7 +156,7 @@ export class RemoteExecution {
    * lost with it, so the input goes again, whole (the transfer in flight is dropped).
    */
   inputWanted(workerId: string): void {
-    if (this.#worker?.id === workerId && this.#settle) this.#sendInput();
+    if (this.#worker?.id === workerId && this.#settle && !this.#control.stopReason) this.#sendInput();
   }
 
   /** Its worker has the whole input (its answer to the last part may have been lost in a drop): the transfer's end, whatever it says, changes nothing. */
@@ -350,11 +350,11 @@ export class RemoteExecution {
     if (!this.#worker) {
       // Not started: take it off the stream; a worker that has it already is refused at its start.
       if (this.#queued) this.#link.deleteTask(this.#queued);
-      this.#finish(undefined, reason);
-      return;
+      return this.#finish(undefined, reason);
     }
     // Started: the worker stops it (ctx.signal, then its local backend's stop) and reports its
-    // end, with the artifacts; the heartbeat watch bounds the wait.
+    // end, with the artifacts; the heartbeat watch bounds the wait. Its input is wanted no more.
+    this.#inputSend?.abort();
     this.#toWorker('cancel', encode({ reason: serializeErrorForRunner(reason, 'the host') }, 'cancel'));
   }
 
