@@ -105,3 +105,31 @@ it("a start withdrawn after shutdown's first second is not accepted again from a
   await shutdown;
   expect((await nats.jsm.streams.info(stream)).state.messages).toBe(0);
 }, 30_000);
+
+it('a withdrawal of a start its worker has named in a heartbeat (it runs there) is ignored: a later start by another worker is still refused, and the first worker still owns it', async () => {
+  const pool = newPool('confirmed-withdrawn');
+  const stream = `KBEXEC_${pool}`;
+  const backend = new QueueBackend({ connection: { servers: nats.url }, pool, plugins: [fixturePlugins.basic] });
+  backends.push(backend);
+  const executionId = `confirmed-withdrawn-${Math.random().toString(16).slice(2)}`;
+  const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000 });
+  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
+  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
+  const caller = task.header.get('Kb-Reply');
+  const taskId = task.header.get('Nats-Msg-Id');
+  const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
+  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  const beat = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
+  expect(v8.deserialize(beat.data)).toEqual({ unknown: [] });
+  // A withdrawal under the first worker's id after that (a forgery, or another worker given the same id whose start went unanswered).
+  nats.nc.publish(caller, v8.serialize({ worker: first }), { headers: asWorker('withdrawn', executionId) });
+  const second = { id: 'peer-worker-2', host: 'peer-host', pid: 4343 };
+  const refused = await nats.nc.request(caller, v8.serialize({ worker: second, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  expect(v8.deserialize(refused.data)).toMatchObject({ accept: false });
+  // The first worker still runs it: its heartbeat is answered with it known, and its result ends it.
+  const again = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
+  expect(v8.deserialize(again.data)).toEqual({ unknown: [] });
+  nats.nc.publish(caller, v8.serialize({ ok: true, data: 'x', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
+  expectOk(await running);
+}, 30_000);

@@ -185,11 +185,11 @@ export class RemoteExecution {
    * host's event loop was blocked, say) and put the task back in the stream without running it:
    * the next worker's `started` is accepted. Stopped meanwhile (its cancel went to that worker), or
    * its host past shutdown's first second (refuseStart), it ends now: it would start only to be stopped.
+   * Not once it named it in a heartbeat: it runs there (a forgery, or a worker of the same id), not to start twice.
    */
   withdrawn(workerId: string): void {
-    if (this.#worker?.id !== workerId || !this.#settle) return;
+    if (this.#worker?.id !== workerId || this.#confirmed || !this.#settle) return;
     this.#worker = undefined;
-    this.#confirmed = false;
     this.#inputSend?.abort();
     const stopped = this.#control.stopReason ?? this.#startRefused;
     if (stopped) this.#stop(stopped);
