@@ -6,6 +6,8 @@ import net, { type AddressInfo } from 'node:net';
 import { BASIC, expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { describe, expect, it, vi } from 'vitest';
 import { startNatsServer } from '../../../scripts/nats-server.mjs';
 import { natsServer, newPool } from './helpers.js';
@@ -354,6 +356,35 @@ describe('shutdown while the first connection is still being made', () => {
       // The server answers after all: the connection opens, and is closed by the backend shut down.
       proxy.restore();
       await vi.waitFor(() => expect(proxy.connections()).toBe(0), { timeout: 10_000, interval: 20 });
+    } finally {
+      await proxy.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('a first connection that opens after shutdown', () => {
+  it('makes nothing on the server (no pool stream): it is closed as soon as it opens', async () => {
+    const server = await natsServer();
+    const proxy = await startTcpProxy(Number(new URL(server.url).port));
+    const pool = newPool('opens-after-shutdown');
+    try {
+      // The server's INFO is held: the host's connection is made, not yet opened.
+      proxy.cut();
+      const backend = new QueueBackend({ connection: { servers: proxy.url }, pool, plugins: [fixturePlugins.basic] });
+      const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }, { timeoutMs: 15_000 });
+      await vi.waitFor(() => expect(proxy.connections()).toBe(1), { timeout: 5_000, interval: 10 });
+      await backend.shutdown({ timeoutMs: 100 });
+      expectError(await pending, 'SHUTTING_DOWN');
+      proxy.restore();
+      await vi.waitFor(() => expect(proxy.connections()).toBe(0), { timeout: 10_000, interval: 20 });
+      const nc = await connect({ servers: server.url });
+      try {
+        const jsm = await jetstreamManager(nc);
+        expect(await jsm.streams.names().next()).not.toContain(`KBEXEC_${pool}`);
+      } finally {
+        await nc.close();
+      }
     } finally {
       await proxy.close();
       await server.stop();

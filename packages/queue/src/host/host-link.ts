@@ -103,6 +103,8 @@ export class HostLink implements ExecutionLink {
     const subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     const nc = await connectNats(o.connection, `kb-plugin-exec host ${hostId}`, subjects.inbox('host'), wanted);
     try {
+      // Its backend shut down while it was being made: closed as it opens, making nothing on the server (the pool's stream).
+      if (!wanted()) throw new Error('the queue backend was shut down while its first connection was being made');
       const jsm = await jetstreamManager(nc);
       const stream = await ensureStream(jsm, subjects, { maxMessages: o.queueBound, maxMessageBytes: maxPayload(nc), storage: o.streamStorage, replicas: o.streamReplicas }, 'host');
       const link = new HostLink(o, nc, jsm, hostId);
