@@ -354,9 +354,10 @@ export class ThreadPool {
     const execution = thread.release();
     if (execution) this.#onRunnerGone(thread, execution);
     this.#grow(lane);
-    // Back to the minimum after a thread that had started (a start that fails is not retried by itself).
-    // Not past maxThreads in the pool: a thread of another lane took its place (#makeRoom).
-    for (let n = lane.minThreads - lane.threads; n > 0 && thread.ready && !this.#draining && this.#staying() < this.#options.maxThreads; n--) this.#start(lane);
+    // Back to the minimum after a thread that had started (a start that fails is not retried by itself): its lane's, and
+    // the default lane's, whose thread may have gone for this one (#makeRoom). Not past maxThreads: another lane's took the place.
+    if (!thread.ready || this.#draining) return;
+    for (const each of new Set([lane, this.#lanes.get('default')!])) for (let n = each.minThreads - each.threads; n > 0 && this.#staying() < this.#options.maxThreads; n--) this.#start(each);
   }
 
   /**

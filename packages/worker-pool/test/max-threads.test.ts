@@ -23,3 +23,22 @@ describe('worker-pool: maxThreads across lanes', () => {
     expectOk(await long);
   });
 });
+
+describe('worker-pool: minThreads after another lane took the place', () => {
+  const backends = useBackends();
+
+  it("the default lane's thread stopped to make room for another lane's starts again once that lane's thread idles out", async () => {
+    const backend = backends.make({ maxThreads: 1, minThreads: 1, idleTimeoutMs: 100 });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }));
+    // The pool is full: the default lane's idle thread goes for the 40 MB lane's.
+    expectOk(await backend.execute({ pluginId: POOL, handlerId: 'sleeps-40', input: { ms: 1 } }));
+    // That lane keeps no thread when idle: its thread goes after idleTimeoutMs.
+    await waitFor(async () => {
+      const { lanes } = await runners(backend);
+      return Object.entries(lanes).every(([label, lane]) => label === 'default' || lane.threads === 0);
+    });
+    // Its place is free again: the default lane is back to its minimum (started as the other went).
+    const { lanes } = await runners(backend);
+    expect(lanes.default?.threads, JSON.stringify(lanes)).toBe(1);
+  });
+});
