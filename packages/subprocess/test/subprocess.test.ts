@@ -1071,6 +1071,19 @@ await idle.shutdown();`;
     for (const r of said) expect(r.message).toContain(`the host process runs under Node's permission model (${detectPermissionFlag()}) without --allow-child-process`);
   });
 
+  it("without --allow-child-process: a refused start is counted in stats().runners.crashed['start-failed'], as every other child that could not start", () => {
+    const entry = new URL('../dist/index.js', import.meta.url).href;
+    const script = `import { SubprocessBackend } from ${JSON.stringify(entry)};
+const backend = new SubprocessBackend({ sandbox: 'off', plugins: [${JSON.stringify(fixturePlugins.basic)}], workspace: false });
+const r = await backend.execute({ pluginId: '@conformance/basic', handlerId: 'echo', input: 1 });
+const { runners } = await backend.stats();
+console.log(JSON.stringify({ reason: r.ok ? 'ok' : r.error.details.reason, crashed: runners.crashed['start-failed'] }));
+await backend.shutdown();`;
+    const run = runUnderPermissionModel(['--allow-fs-read=*', '--allow-fs-write=*'], script);
+    // Before: { reason: 'start-failed', crashed: 0 }: the refusal was thrown past the count.
+    expect(JSON.parse(run.stdout.trim())).toEqual({ reason: 'start-failed', crashed: 1 });
+  });
+
   it('with --allow-child-process and read grants of its own project only (not /node_modules above it): the execution runs', () => {
     const project = path.resolve(new URL('../../..', import.meta.url).pathname);
     const entry = new URL('../dist/index.js', import.meta.url).href;

@@ -262,14 +262,16 @@ export class SubprocessBackend extends BaseBackend {
       const refused = refusedByHostPermissions(error, 'child');
       if (!refused) throw error instanceof WorkerCrashedError ? this.#startFailed(error) : error;
       const { pluginId, handlerId } = task;
-      throw new WorkerCrashedError(`The subprocess backend cannot run handler "${handlerId}" of plugin "${pluginId}": ${refused}`, {
-        details: { reason: 'start-failed', message: refused, pluginId, handlerId },
-        cause: error,
-      });
+      throw this.#startFailed(
+        new WorkerCrashedError(`The subprocess backend cannot run handler "${handlerId}" of plugin "${pluginId}": ${refused}`, {
+          details: { reason: 'start-failed', message: refused, pluginId, handlerId },
+          cause: error,
+        }),
+      );
     }
   }
 
-  /** A child that could not be started at all (spawnedWithoutPipes): counted as one that failed to. */
+  /** A child that could not be started at all (spawnedWithoutPipes, the host's permissions): counted as one that failed to. */
   #startFailed(error: WorkerCrashedError): WorkerCrashedError {
     this.#countCrash('start-failed');
     this.#startFailures.failed(error);
