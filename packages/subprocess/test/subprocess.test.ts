@@ -212,6 +212,25 @@ describe('handshake', () => {
     }
   });
 
+  it('a spare that boots ends the start-failure streak health() names, as the child of an execution does', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
+    try {
+      // This Node, but unable to start a child in a workspace (an execution's cold child); a spare starts in its plugin's folder.
+      const fake = path.join(dir, 'fake-node');
+      const workspaces = `${await realpath(root)}/`;
+      await writeFile(fake, `#!/bin/sh\ncase "$(pwd -P)/" in ${JSON.stringify(workspaces)}*) echo "fake node cannot start" >&2; exit 3;; esac\nexec ${JSON.stringify(process.execPath)} "$@"\n`);
+      await chmod(fake, 0o755);
+      const backend = make({ execPath: fake, sandbox: 'off', prespawn: 1 });
+      expectError(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }), 'WORKER_CRASHED');
+      // The spare refilled behind it boots, and stays: prespawn is not switched off.
+      expect(await eventually(async () => (await runners(backend)).spares.ready === 1, 10_000)).toBe(true);
+      // Before: 'child processes fail to start (the last one did): …' until an execution's child started.
+      expect((await backend.health()).problems).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('an execPath that is no Node is refused when the backend is made, naming it and with what it said', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-fake-node-'));
     try {

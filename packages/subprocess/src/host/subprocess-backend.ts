@@ -143,7 +143,6 @@ export class SubprocessBackend extends BaseBackend {
       // A spare that booted served, whatever its handler did (a HANDLER_ERROR, a TIMEOUT): spares
       // are not failing to boot. Only a succeeding one counted before, so with a plugin that fails
       // the deaths of idle spares added up over hours and switched prespawn off.
-      if (runner.handshaken) this.#startFailures.started();
       if (warm && runner.handshaken) this.#pool.served();
       else if (runner.handshaken) this.#pool.childStarted();
     }
@@ -306,6 +305,8 @@ export class SubprocessBackend extends BaseBackend {
       spare,
     });
     this.#children.add(runner);
+    // A child that starts ends the start-failure streak: an execution's, or a spare that may serve none for a while.
+    void runner.ready.then((ready) => ready && this.#startFailures.started());
     recordRunnerStart('subprocess');
     void runner.ended.then(() => this.#children.delete(runner));
     return runner;
