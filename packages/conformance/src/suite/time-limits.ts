@@ -315,14 +315,20 @@ function queueTests(suite: SuiteContext): void {
     expect(order).toEqual(['first', 'second', 'third']);
   });
 
-  it('QUEUE_FULL at once when the queue bound is reached', async () => {
+  it('QUEUE_FULL at once when the queue bound is reached, while the queue is still full', async () => {
     const backend = make({ maxConcurrency: 1, maxQueue: 1 });
-    const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });
+    const controller = new AbortController();
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, { signal: controller.signal, timeoutMs: 60_000 });
     const queued = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 10 } });
     await waitFor(async () => (await backend.stats()).queued === 1);
-    const rejected = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    // The queue stays full until the abort below: a refusal held until it has room never comes.
+    let held: NodeJS.Timeout | undefined;
+    const rejected = await Promise.race([backend.execute({ pluginId: BASIC, handlerId: 'echo' }), new Promise<'held'>((resolve) => (held = setTimeout(resolve, SLACK_MS, 'held')))]);
+    clearTimeout(held);
+    if (rejected === 'held') throw new Error(`QUEUE_FULL not given within ${SLACK_MS} ms while the queue was full`);
     expectError(rejected, 'QUEUE_FULL');
-    expectOk(await running);
+    controller.abort();
+    expectError(await running, 'ABORTED');
     expectOk(await queued);
   });
 }
