@@ -78,6 +78,22 @@ function lifecycleTests(suite: SuiteContext): void {
     expect(codes).toEqual(['ok', 'ok', 'ok', ...Array(7).fill('QUEUE_FULL')]);
   });
 
+  it("QUEUE_FULL's details name the bound and what filled it, refused while the plugins load or once they run (docs/errors.md)", async () => {
+    const backend = make({ maxConcurrency: 1, maxQueue: 1 });
+    const controller = new AbortController();
+    const options = { signal: controller.signal, timeoutMs: 60_000 };
+    const [running, queued, early] = [1, 2, 3].map(() => backend.execute({ pluginId: BASIC, handlerId: 'never-resolves' }, options));
+    const refusedEarly = await early!;
+    expectError(refusedEarly, 'QUEUE_FULL');
+    expect(refusedEarly.error.details).toMatchObject({ maxQueue: 1, active: expect.any(Number), concurrency: 1 });
+    await waitFor(async () => (await backend.stats()).queued === 1);
+    const refused = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(refused, 'QUEUE_FULL');
+    expect(refused.error.details).toEqual({ maxQueue: 1, active: 1, concurrency: 1 });
+    controller.abort();
+    for (const result of await Promise.all([running!, queued!])) expectError(result, 'ABORTED');
+  });
+
   it('after shutdown(), new calls get SHUTTING_DOWN and nothing is left', async () => {
     const backend = make();
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo' }));
