@@ -45,6 +45,19 @@ function preflightTests(suite: SuiteContext): void {
     expectOk(b);
   });
 
+  // Queue workers read a declared name from their own environment, not the host's (docs/backends/queue.md).
+  it.runIf(!suite.capabilities.remoteRunners)("a name the handler declares in permissions.env and the host grants reaches it with the host's value", async () => {
+    process.env.KB_CONFORMANCE_GRANTED = 'granted-value';
+    try {
+      const backend = make({ permissions: { platform: { kv: true }, env: ['KB_CONFORMANCE_GRANTED'] } });
+      const result = await backend.execute({ pluginId: GUARDED, handlerId: 'reads-env' });
+      expectOk(result);
+      expect(result.data).toEqual({ value: 'granted-value' });
+    } finally {
+      delete process.env.KB_CONFORMANCE_GRANTED;
+    }
+  });
+
   it('names every missing permission', async () => {
     const backend = make({ permissions: { platform: { kv: true, secrets: true } } });
     const result = await backend.execute({ pluginId: GUARDED, handlerId: 'needs-secrets' });
