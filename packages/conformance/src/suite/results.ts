@@ -17,9 +17,15 @@ function resultShapeTests(suite: SuiteContext): void {
   it('runs a handler and returns data with meta', async () => {
     const backend = make();
     expect(backend.type).toBe(name);
-    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { args: ['--verbose'], n: 1 } });
+    const before = Date.now();
+    const pending = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { args: ['--verbose'], n: 1 } });
+    const called = Date.now();
+    const result = await pending;
     expectOk(result);
     expect(result.data).toEqual({ args: ['--verbose'], n: 1 });
+    // Epoch ms when execute() was called: on the host's clock, not a monotonic one, nor when the handler began.
+    expect(result.meta.startedAt).toBeGreaterThanOrEqual(before);
+    expect(result.meta.startedAt).toBeLessThanOrEqual(called);
     expect(result.meta).toMatchObject({ backend: name, pluginId: BASIC, handlerId: 'echo', artifacts: [] });
     expect(result.meta.executionId).toMatch(/^[\w-]+$/);
     for (const key of ['durationMs', 'queueWaitMs', 'runMs', 'timeoutMs', 'startedAt'] as const) {
@@ -68,6 +74,8 @@ function resultShapeTests(suite: SuiteContext): void {
     const result = await backend.execute({ pluginId: BASIC, handlerId: 'context', input: null, context });
     expectOk(result);
     expect((result.data as { context: unknown }).context).toEqual(context);
+    // An id the backend made, not the host: the handler's ctx.executionId is the one meta reports.
+    expect((result.data as { executionId: unknown }).executionId).toBe(result.meta.executionId);
   });
 
   it("keeps a context's own `__proto__` keys, as JSON.parse makes them, as it keeps an input's: data, never a prototype or a grant", async () => {
