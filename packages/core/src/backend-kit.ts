@@ -17,7 +17,7 @@ export { runHandler, type RunnerTask, type RuntimeEnvironment } from './runner/h
 export { HostSession, hostCallError, type HostServices } from './host/host-session.js';
 export { OutputPacer } from './host/output-pacer.js';
 export { LargeAnswerTurns, isLargeAnswer } from './host/large-answer-turns.js';
-export { PROTOCOL_VERSION, describeShape, hostLogMessage, runnerMessageProblem, taskUnserializableError, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
+export { PROTOCOL_VERSION, describeShape, hostLogFields, hostLogMessage, runnerMessageProblem, taskUnserializableError, unserializableError, unwrapRunnerResult, type HostToRunner, type RunnerResult, type RunnerToHost } from './protocol.js';
 export { RunnerSession } from './runner/runner-session.js';
 export { createPlatformProxy, type PlatformCall } from './runner/platform-proxy.js';
 export { CALLS_IN_FLIGHT, CallWindow } from './runner/call-window.js';

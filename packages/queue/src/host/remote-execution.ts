@@ -1,5 +1,5 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
-import { HostSession, monotonicNow, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { HostSession, hostLogFields, monotonicNow, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
@@ -219,7 +219,8 @@ export class RemoteExecution {
   log(body: unknown): void {
     this.#lastHeard = monotonicNow();
     this.#outputHeard++;
-    if (isLogBody(body)) this.#control.log(body.level, logMessageOf(body), body.fields, body.stream);
+    // Its fields cut as its worker's runtime cuts them (those of a line forged, or of a worker of another version, reached onLog whole).
+    if (isLogBody(body)) this.#control.log(body.level, logMessageOf(body), hostLogFields(body.fields), body.stream);
     else this.malformed('log line');
   }
 
