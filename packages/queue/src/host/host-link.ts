@@ -303,10 +303,10 @@ export class HostLink implements ExecutionLink {
       const body = this.#parts.take(msg, headers, execution ? executionId : undefined);
       if (body) this.#route(headers.kind ?? '', executionId, body, msg, headers.outputSent);
     } catch (error) {
-      // A message for an execution that this host cannot read (a value of a newer Node) fails it
-      // saying so; any other that does not decode is dropped (its execution's watch reports a silent worker).
+      // A start, or a message for an execution a worker started, that this host cannot read (a value of a newer Node) fails it saying so; any
+      // other is dropped (before its start, it is of another execution under its id, as one read is: accepted; a silent worker: its watch).
       const execution = this.executions.get(executionId);
-      if (execution && error instanceof ValidationError) execution.unreadable(error);
+      if (execution && (execution.accepted || headers.kind === 'started') && error instanceof ValidationError) execution.unreadable(error);
       if (msg.reply) msg.respond();
     }
   }
