@@ -1,4 +1,4 @@
-import type { RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
+import { runnerMessageProblem, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { Msg } from '@nats-io/transport-node';
 import { decode, encode, type ResultBody, type WorkerIdentity } from '../shared/wire.js';
 import type { RemoteExecution } from './remote-execution.js';
@@ -39,8 +39,10 @@ export function deliver(kind: string, execution: RemoteExecution | undefined, bo
     case 'rpc': {
       const message = decode<RunnerToHost | null>(body, kind === 'rpc' ? "A platform or channel call of the handler's" : "An event of the handler's", 'by the host');
       // Only the message its kind carries: a { type: 'result' } closed the execution's session (its handler's calls went unanswered), a { type: 'log' } passed the log line's check by.
-      if (message?.type === kind) execution?.relay(message);
-      else execution?.malformed(kind === 'rpc' ? 'platform or channel call' : 'event');
+      // And of the shape runners send, as a child's or a thread's is (a call with an id that is no integer, an unknown target or no argument list was made).
+      const problem = message?.type === kind ? runnerMessageProblem(message) : undefined;
+      if (message?.type === kind && problem === undefined) execution?.relay(message);
+      else execution?.malformed(kind === 'rpc' ? 'platform or channel call' : 'event', problem);
       break;
     }
     case 'result': {
