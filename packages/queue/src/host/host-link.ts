@@ -21,7 +21,7 @@ import type { RemoteExecution } from './remote-execution.js';
 import { WorkerDirectory } from './worker-directory.js';
 import { Reconnection } from './reconnection.js';
 import { StreamReads } from './stream-reads.js';
-import { deliver } from './worker-message.js';
+import { deliver, namedOnce } from './worker-message.js';
 
 export type ConnectionState = 'connected' | 'reconnecting' | 'closed';
 
@@ -319,7 +319,7 @@ export class HostLink implements ExecutionLink {
   }
 
   #heartbeat(body: HeartbeatBody, msg: Msg): void {
-    const unknown = body.executions.filter((id) => !this.executions.get(id)?.heartbeat(body.worker));
+    const unknown = namedOnce(body.executions).filter((id) => !this.executions.get(id)?.heartbeat(body.worker));
     msg.respond(encode({ unknown }, 'reply'));
   }
 

@@ -56,3 +56,11 @@ export function deliver(kind: string, execution: RemoteExecution | undefined, bo
   // The last part of a large message is a request: the sender waits for this.
   if (msg.reply) msg.respond();
 }
+
+/**
+ * A heartbeat's executions, each once, as workers list them: one listed 30,000 times (a peer with a
+ * worker's id) had the host send a stopped execution's cancel 30,000 times, and count as many beats.
+ */
+export function namedOnce(executions: string[]): string[] {
+  return Array.isArray(executions) ? [...new Set(executions)] : executions;
+}
