@@ -5,9 +5,8 @@
 import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
-import { headers } from '@nats-io/transport-node';
 import { afterEach, expect, it } from 'vitest';
-import { newPool, testServer } from './helpers.js';
+import { asWorker, newPool, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -15,13 +14,6 @@ const closing: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(closing.splice(0).map((close) => close()));
 });
-
-function asWorker(kind: string, executionId: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', executionId);
-  return h;
-}
 
 it('a call of another shape than workers send fails the execution as a protocol fault (WORKER_CRASHED), not answered as one the handler made', async () => {
   const pool = newPool('forged-call');

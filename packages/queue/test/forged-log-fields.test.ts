@@ -5,9 +5,8 @@ import v8 from 'node:v8';
 import type { LogEntry } from '@kb-labs/plugin-execution-core';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
-import { headers } from '@nats-io/transport-node';
 import { afterEach, expect, it } from 'vitest';
-import { newPool, testServer } from './helpers.js';
+import { asWorker, newPool, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -15,13 +14,6 @@ const closing: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(closing.splice(0).map((close) => close()));
 });
-
-function forged(kind: string, executionId: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', executionId);
-  return h;
-}
 
 it("a forged log line's fields are cut by the host as ctx.logger cuts them: 100,000 characters reached onLog whole, and one object listed 100 times at each of 8 levels was a line no JSON.stringify finishes", async () => {
   const pool = newPool('log-fields');
@@ -35,14 +27,14 @@ it("a forged log line's fields are cut by the host as ctx.logger cuts them: 100,
   const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
   const to = task.header.get('Kb-Reply');
   const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-  const answer = await nats.nc.request(to, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: forged('started', executionId), timeout: 5000 });
+  const answer = await nats.nc.request(to, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
   expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
   let listed: unknown = { s: 'z' };
   for (let level = 0; level < 8; level++) listed = { [`k${level}`]: Array(100).fill(listed) };
-  nats.nc.publish(to, v8.serialize({ level: 'info', message: 'fields', fields: { big: 'y'.repeat(100_000), listed }, stream: 'logger' }), { headers: forged('log', executionId) });
+  nats.nc.publish(to, v8.serialize({ level: 'info', message: 'fields', fields: { big: 'y'.repeat(100_000), listed }, stream: 'logger' }), { headers: asWorker('log', executionId) });
   // What a worker's runtime sends (already cut, small) comes as it is.
-  nats.nc.publish(to, v8.serialize({ level: 'info', message: 'small', fields: { a: [1, { b: 'c' }] }, stream: 'logger' }), { headers: forged('log', executionId) });
-  nats.nc.publish(to, v8.serialize({ ok: true, data: 'done', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+  nats.nc.publish(to, v8.serialize({ level: 'info', message: 'small', fields: { a: [1, { b: 'c' }] }, stream: 'logger' }), { headers: asWorker('log', executionId) });
+  nats.nc.publish(to, v8.serialize({ ok: true, data: 'done', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
   expect(await running).toMatchObject({ ok: true, data: 'done' });
   const line = logs.find((entry) => entry.message === 'fields');
   const big = String(line?.fields?.big);

@@ -5,9 +5,8 @@
 import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
-import { headers } from '@nats-io/transport-node';
 import { afterEach, expect, it } from 'vitest';
-import { newPool, testServer } from './helpers.js';
+import { asWorker, newPool, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -15,13 +14,6 @@ const closing: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   await Promise.all(closing.splice(0).map((close) => close()));
 });
-
-function asWorker(kind: string, executionId: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', executionId);
-  return h;
-}
 
 it("a heartbeat naming a stopped execution 1,000 times sends its cancel once, as one naming it once does", async () => {
   const pool = newPool('named-twice');

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionEvent, IExecutionBackend, LogEntry, PluginSource } from '@kb-labs/plugin-execution-core';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -20,6 +20,14 @@ export const WORKER_PLUGINS: PluginSource[] = [fixturePlugins.basic, fixturePlug
 
 /** A fresh pool name: each test file's workers and backends meet only each other. */
 export const newPool = (name: string): string => `${name}-${randomBytes(4).toString('hex')}`;
+
+/** The headers a worker's message to its caller has: `kind` about execution `id` (a test playing a worker, or a peer forging one). */
+export function asWorker(kind: string, id: string): ReturnType<typeof headers> {
+  const h = headers();
+  h.set('Kb-Kind', kind);
+  h.set('Kb-Exec-Id', id);
+  return h;
+}
 
 interface NatsServerHandle {
   url: string;

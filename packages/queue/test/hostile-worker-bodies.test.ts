@@ -7,7 +7,7 @@ import { QueueBackend, startExecutionWorker, type QueueRunnerStats } from '@kb-l
 import { headers } from '@nats-io/transport-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readPresence } from '../src/shared/presence.js';
-import { newPool, testServer } from './helpers.js';
+import { asWorker, newPool, testServer } from './helpers.js';
 
 /** `nats.nc` is the peer's connection: it has the pool's credentials, as a host or worker would. */
 const nats = testServer();
@@ -40,16 +40,9 @@ async function lonelyHost(name: string): Promise<{ backend: QueueBackend; caller
   return { backend, caller: known, taskIds };
 }
 
-function forged(kind: string, executionId: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', executionId);
-  return h;
-}
-
 /** A worker's `started` for `executionId` (its stream message's id `task`), sent to the caller subject `to` as a worker sends it: the host's answer, raw. */
 function sendStarted(to: string, executionId: string, task: string | undefined, worker: unknown = { id: 'w1', host: 'h1', pid: 1 }) {
-  return nats.nc.request(to, v8.serialize({ worker, task }), { headers: forged('started', executionId), timeout: 5000 });
+  return nats.nc.request(to, v8.serialize({ worker, task }), { headers: asWorker('started', executionId), timeout: 5000 });
 }
 
 describe('a `started` whose worker is not of the shape workers send', () => {
@@ -71,7 +64,7 @@ describe('a `started` whose worker is not of the shape workers send', () => {
       for (const [n, [body, named]] of cases.entries()) {
         const executionId = `forged-start-${n}`;
         const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 8000 });
-        const answer = await nats.nc.request(await caller(), v8.serialize(body), { headers: forged('started', executionId), timeout: 5000 });
+        const answer = await nats.nc.request(await caller(), v8.serialize(body), { headers: asWorker('started', executionId), timeout: 5000 });
         expect(v8.deserialize(answer.data), named).toMatchObject({ accept: false, reason: expect.stringContaining(named) });
         const result = await running;
         expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
@@ -109,7 +102,7 @@ describe("an event or a platform call of another type than its kind's", () => {
       const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 3000 }, executionId }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
       await expect.poll(() => caller, { timeout: 10_000 }).not.toBe('');
       await new Promise((resolve) => setTimeout(resolve, 500));
-      nats.nc.publish(caller, v8.serialize(body), { headers: forged(kind, executionId) });
+      nats.nc.publish(caller, v8.serialize(body), { headers: asWorker(kind, executionId) });
       const result = await running;
       const what = `${kind} ${JSON.stringify(body)}`;
       expect(result.ok ? undefined : result.error, what).toMatchObject({ code: 'WORKER_CRASHED', details: { reason: 'protocol' } });
@@ -136,7 +129,7 @@ describe("a result whose meta is not of the shape workers send", () => {
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
       const answer = await sendStarted(to, executionId, taskIds.get(executionId));
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
-      nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: forged('result', executionId) });
+      nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta }), { headers: asWorker('result', executionId) });
       const result = await running;
       expect(result.ok ? undefined : result.error, named).toMatchObject({ code: 'WORKER_CRASHED', message: expect.stringContaining(named), details: { reason: 'protocol' } });
       expect(result.meta, named).toMatchObject({ artifacts: [], runnerId: 'w1', pid: 1 });
@@ -240,7 +233,7 @@ describe("a result's Kb-Output-Sent header of more log lines and events than its
       await expect.poll(() => taskIds.get(executionId), { timeout: 5000 }).toBeDefined();
       const answer = await sendStarted(to, executionId, taskIds.get(executionId));
       expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
-      const h = forged('result', executionId);
+      const h = asWorker('result', executionId);
       h.set('Kb-Output-Sent', sent);
       nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: h });
       expect(await running, sent).toMatchObject({ ok: true, data: 'forged' });
@@ -264,8 +257,8 @@ describe('a log line of a longer logger message than the runtime lets through', 
       { level: 'info', message: cutByRuntime, stream: 'logger' },
       { level: 'info', message: 'o'.repeat(100_000), stream: 'stdout' },
     ];
-    for (const line of lines) nats.nc.publish(to, v8.serialize(line), { headers: forged('log', executionId) });
-    nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    for (const line of lines) nats.nc.publish(to, v8.serialize(line), { headers: asWorker('log', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'forged', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
     expect(await running).toMatchObject({ ok: true });
     expect(logs.map(({ message, stream }) => ({ message, stream }))).toEqual([
       { message: `${'x'.repeat(64 * 1024)}… [truncated by the host]`, stream: 'logger' },
@@ -291,7 +284,7 @@ describe('a `started` for an execution another worker has started', () => {
     expect(await start('w1')).toMatchObject({ accept: true });
     expect(await start('w2')).toMatchObject({ accept: false, retry: true, reason: expect.stringContaining('already started by worker w1') });
     expect(await start('w1')).toMatchObject({ accept: false });
-    nats.nc.publish(to, v8.serialize({ ok: true, data: 'once', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'once', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
     const result = await running;
     expect(result).toMatchObject({ ok: true, data: 'once', meta: { runnerId: 'w1' } });
   }, 60_000);
@@ -311,7 +304,7 @@ describe('a `started` of the shape workers send, for an execution this host does
       return v8.deserialize(answer.data) as unknown;
     };
     expect(await start(executionId)).toMatchObject({ accept: true });
-    nats.nc.publish(to, v8.serialize({ ok: true, data: 'over', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'over', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
     expect(await running).toMatchObject({ ok: true, data: 'over' });
     // One it no longer knows (a redelivered task of an execution that is over), one it never had.
     for (const id of [executionId, 'started-never-asked']) {
@@ -333,7 +326,7 @@ describe('a `started` of another shape for an execution another worker has start
     };
     expect(await start({ id: 'w1', host: 'h1', pid: 1 })).toMatchObject({ accept: true });
     expect(await start({ id: 42, host: 'h2', pid: 2 })).toMatchObject({ accept: false, reason: expect.stringContaining('worker.id') });
-    nats.nc.publish(to, v8.serialize({ ok: true, data: 'kept', meta: { artifacts: [] } }), { headers: forged('result', executionId) });
+    nats.nc.publish(to, v8.serialize({ ok: true, data: 'kept', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
     expect(await running).toMatchObject({ ok: true, data: 'kept', meta: { runnerId: 'w1' } });
   }, 30_000);
 });

@@ -8,7 +8,7 @@ import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEFAULT_SUBJECT_PREFIX, PoolSubjects } from '../src/shared/subjects.js';
-import { natsServer, newPool, QUEUE_PLUGIN, QUEUE_PROBE } from './helpers.js';
+import { asWorker, natsServer, newPool, QUEUE_PLUGIN, QUEUE_PROBE } from './helpers.js';
 
 let server: Awaited<ReturnType<typeof natsServer>>;
 let nc: NatsConnection;
@@ -22,14 +22,6 @@ afterAll(async () => {
   await nc?.close();
   await server?.stop();
 });
-
-/** What a worker sends its caller: `kind` about execution `id`. */
-function asWorker(kind: string, id: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', id);
-  return h;
-}
 
 it("an input its worker refuses fails the execution and stops it on that worker: the worker's slot is free again before its next heartbeat", async () => {
   const pool = newPool('refused-input');

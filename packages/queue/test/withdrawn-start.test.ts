@@ -4,9 +4,8 @@
 import v8 from 'node:v8';
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
-import { headers } from '@nats-io/transport-node';
 import { afterAll, expect, it } from 'vitest';
-import { newPool, testServer } from './helpers.js';
+import { asWorker, newPool, testServer } from './helpers.js';
 
 const nats = testServer();
 const backends: QueueBackend[] = [];
@@ -14,14 +13,6 @@ const backends: QueueBackend[] = [];
 afterAll(async () => {
   await Promise.all(backends.map((backend) => backend.shutdown({ timeoutMs: 2000 })));
 });
-
-/** What a worker sends its caller: `kind` about execution `id`, its body v8-serialised. */
-function asWorker(kind: string, id: string): ReturnType<typeof headers> {
-  const h = headers();
-  h.set('Kb-Kind', kind);
-  h.set('Kb-Exec-Id', id);
-  return h;
-}
 
 it('an execution stopped after it accepted a start that its worker then withdraws ends there: its task off the stream, its id and slot free again', async () => {
   const pool = newPool('withdrawn-stopped');
