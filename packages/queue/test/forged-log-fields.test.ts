@@ -6,7 +6,7 @@ import type { LogEntry } from '@kb-labs/plugin-execution-core';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { afterEach, expect, it } from 'vitest';
-import { asWorker, newPool, testServer } from './helpers.js';
+import { asWorker, firstTask, newPool, startedAs, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -23,12 +23,9 @@ it("a forged log line's fields are cut by the host as ctx.logger cuts them: 100,
   const executionId = `log-fields-${Math.random().toString(16).slice(2)}`;
   const logs: LogEntry[] = [];
   const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000, onLog: (entry) => void logs.push(entry) });
-  await expect.poll(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages, { timeout: 10_000 }).toBe(1);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const to = task.header.get('Kb-Reply');
+  const { caller: to, taskId } = await firstTask(nats.jsm, stream);
   const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-  const answer = await nats.nc.request(to, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, to, worker, taskId, executionId)).toMatchObject({ accept: true });
   let listed: unknown = { s: 'z' };
   for (let level = 0; level < 8; level++) listed = { [`k${level}`]: Array(100).fill(listed) };
   nats.nc.publish(to, v8.serialize({ level: 'info', message: 'fields', fields: { big: 'y'.repeat(100_000), listed }, stream: 'logger' }), { headers: asWorker('log', executionId) });

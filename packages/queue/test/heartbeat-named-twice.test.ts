@@ -6,7 +6,7 @@ import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { afterEach, expect, it } from 'vitest';
-import { asWorker, newPool, testServer } from './helpers.js';
+import { asWorker, firstTask, newPool, startedAs, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -23,12 +23,9 @@ it("a heartbeat naming a stopped execution 1,000 times sends its cancel once, as
   const executionId = `named-twice-${Math.random().toString(16).slice(2)}`;
   const stop = new AbortController();
   const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000, signal: stop.signal });
-  await expect.poll(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages, { timeout: 10_000 }).toBe(1);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const to = task.header.get('Kb-Reply');
+  const { caller: to, taskId } = await firstTask(nats.jsm, stream);
   const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-  const answer = await nats.nc.request(to, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, to, worker, taskId, executionId)).toMatchObject({ accept: true });
   let cancels = 0;
   const onWorker = nats.nc.subscribe(`kbexec.${pool}.>`, { callback: (_error, msg) => void (msg.headers?.get('Kb-Kind') === 'cancel' && msg.headers.get('Kb-Exec-Id') === executionId && cancels++) });
   closing.push(async () => onWorker.unsubscribe());

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import v8 from 'node:v8';
+import { expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionEvent, IExecutionBackend, LogEntry, PluginSource } from '@kb-labs/plugin-execution-core';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
@@ -27,6 +28,19 @@ export function asWorker(kind: string, id: string): ReturnType<typeof headers> {
   h.set('Kb-Kind', kind);
   h.set('Kb-Exec-Id', id);
   return h;
+}
+
+/** The first task in `stream`, once it is there: the subject its host takes a worker's messages on (`caller`), and the task's id. */
+export async function firstTask(jsm: JetStreamManager, stream: string): Promise<{ caller: string; taskId: string }> {
+  await waitFor(async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
+  const task = (await jsm.streams.getMessage(stream, { seq: 1 }))!;
+  return { caller: task.header.get('Kb-Reply'), taskId: task.header.get('Nats-Msg-Id') };
+}
+
+/** A worker's `started` for task `taskId` of execution `executionId`, sent to its host as a worker sends it: the host's answer. */
+export async function startedAs(nc: NatsConnection, caller: string, worker: { id: string; host: string; pid: number }, taskId: string, executionId: string): Promise<unknown> {
+  const answer = await nc.request(caller, v8.serialize({ worker, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
+  return v8.deserialize(answer.data);
 }
 
 interface NatsServerHandle {

@@ -8,7 +8,7 @@ import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEFAULT_SUBJECT_PREFIX, PoolSubjects } from '../src/shared/subjects.js';
-import { asWorker, natsServer, newPool, QUEUE_PLUGIN, QUEUE_PROBE } from './helpers.js';
+import { asWorker, firstTask, natsServer, newPool, QUEUE_PLUGIN, QUEUE_PROBE, startedAs } from './helpers.js';
 
 let server: Awaited<ReturnType<typeof natsServer>>;
 let nc: NatsConnection;
@@ -48,13 +48,10 @@ it('an input that could not be sent, its worker naming the execution in heartbea
     const executionId = `lost-input-${Math.random().toString(16).slice(2)}`;
     // Larger than a task message carries: it follows, once started, to the worker's subject.
     const result = host.execute({ pluginId: BASIC, handlerId: 'echo', input: 'i'.repeat(1_000_000), executionId }, { timeoutMs: 30_000 });
-    await waitFor(async () => (await jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
-    const task = (await jsm.streams.getMessage(stream, { seq: 1 }))!;
-    const caller = task.header.get('Kb-Reply');
+    const { caller, taskId } = await firstTask(jsm, stream);
     // A worker (a peer speaking as one) not yet listening on its subject: the input's transfer finds nobody there.
     const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-    const answer = await nc.request(caller, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-    expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+    expect(await startedAs(nc, caller, worker, taskId, executionId)).toMatchObject({ accept: true });
     // Its heartbeats name the execution, and it never asks for the input again.
     const beat = () => nc.request(caller, v8.serialize({ worker: worker.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
     // The answer to one comes after the server had the input's parts (the host sent them first): it listens from then on.

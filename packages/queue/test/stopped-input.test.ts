@@ -6,7 +6,7 @@ import { BASIC, expectError, fixturePlugins, waitFor } from '@kb-labs/plugin-exe
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import type { Msg } from '@nats-io/transport-node';
 import { afterAll, expect, it } from 'vitest';
-import { asWorker, newPool, testServer } from './helpers.js';
+import { asWorker, firstTask, newPool, startedAs, testServer } from './helpers.js';
 
 const nats = testServer();
 const backends: QueueBackend[] = [];
@@ -38,11 +38,8 @@ it("a stopped execution's large input stops going to its worker once the cancel 
     const stop = new AbortController();
     // 2 MB: eight parts of 256 KiB, one at a time until the first is answered.
     const result = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x'.repeat(2 * 1024 * 1024), executionId }, { timeoutMs: 30_000, signal: stop.signal });
-    await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
-    const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-    const caller = task.header.get('Kb-Reply');
-    const answer = await nats.nc.request(caller, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-    expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+    const { caller, taskId } = await firstTask(nats.jsm, stream);
+    expect(await startedAs(nats.nc, caller, worker, taskId, executionId)).toMatchObject({ accept: true });
     await waitFor(() => parts.length === 1, 10_000);
     stop.abort();
     await waitFor(() => cancelled, 10_000);

@@ -6,7 +6,7 @@ import v8 from 'node:v8';
 import { BASIC, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { afterEach, expect, it } from 'vitest';
-import { asWorker, newPool, testServer } from './helpers.js';
+import { asWorker, firstTask, newPool, startedAs, testServer } from './helpers.js';
 
 const nats = testServer();
 const closing: Array<() => Promise<unknown>> = [];
@@ -22,15 +22,12 @@ it('an unreadable result, event or withdrawal for an execution no worker has sta
   closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
   const executionId = `unreadable-early-${Math.random().toString(16).slice(2)}`;
   const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1, executionId }, { timeoutMs: 20_000 });
-  await expect.poll(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages, { timeout: 10_000 }).toBe(1);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const to = task.header.get('Kb-Reply');
+  const { caller: to, taskId } = await firstTask(nats.jsm, stream);
   const garbage = new TextEncoder().encode('not a v8 value');
   for (const kind of ['result', 'event', 'withdrawn']) nats.nc.publish(to, garbage, { headers: asWorker(kind, executionId) });
   // Its start, after those (one connection: they reached the host first), is accepted, and its result ends it.
   const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-  const answer = await nats.nc.request(to, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, to, worker, taskId, executionId)).toMatchObject({ accept: true });
   nats.nc.publish(to, v8.serialize({ ok: true, data: 'ran', meta: { artifacts: [] } }), { headers: asWorker('result', executionId) });
   expect(await running).toMatchObject({ ok: true, data: 'ran' });
 }, 30_000);

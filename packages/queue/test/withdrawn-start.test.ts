@@ -5,7 +5,7 @@ import v8 from 'node:v8';
 import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { QueueBackend } from '@kb-labs/plugin-execution-queue';
 import { afterAll, expect, it } from 'vitest';
-import { asWorker, newPool, testServer } from './helpers.js';
+import { asWorker, firstTask, newPool, startedAs, testServer } from './helpers.js';
 
 const nats = testServer();
 const backends: QueueBackend[] = [];
@@ -22,12 +22,9 @@ it('an execution stopped after it accepted a start that its worker then withdraw
   const executionId = `withdrawn-${Math.random().toString(16).slice(2)}`;
   const stop = new AbortController();
   const stopped = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000, signal: stop.signal });
-  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const caller = task.header.get('Kb-Reply');
+  const { caller, taskId } = await firstTask(nats.jsm, stream);
   const worker = { id: 'peer-worker', host: 'peer-host', pid: 4242 };
-  const answer = await nats.nc.request(caller, v8.serialize({ worker, task: task.header.get('Nats-Msg-Id') }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(answer.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, caller, worker, taskId, executionId)).toMatchObject({ accept: true });
   // Stopped now: its cancel goes to the worker, which had given up waiting for that answer and withdraws.
   stop.abort();
   nats.nc.publish(caller, v8.serialize({ worker }), { headers: asWorker('withdrawn', executionId) });
@@ -46,13 +43,9 @@ it('a start by a second worker, after the first named the execution in a heartbe
   backends.push(backend);
   const executionId = `confirmed-${Math.random().toString(16).slice(2)}`;
   const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000 });
-  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const caller = task.header.get('Kb-Reply');
-  const taskId = task.header.get('Nats-Msg-Id');
+  const { caller, taskId } = await firstTask(nats.jsm, stream);
   const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
-  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, caller, first, taskId, executionId)).toMatchObject({ accept: true });
   // The first worker names it in a heartbeat: it took the start and runs it (no withdrawal is coming).
   const beat = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
   expect(v8.deserialize(beat.data)).toEqual({ unknown: [] });
@@ -81,15 +74,13 @@ it("a start withdrawn after shutdown's first second is not accepted again from a
   const caller = task.header.get('Kb-Reply');
   const taskId = task.header.get('Nats-Msg-Id');
   const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
-  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, caller, first, taskId, executionId)).toMatchObject({ accept: true });
   const shutdown = backend.shutdown({ timeoutMs: 20_000 });
   expectError(await waiting, 'SHUTTING_DOWN');
   // The first worker withdraws its start now (the answer came too late for it): the task is back in the stream.
   nats.nc.publish(caller, v8.serialize({ worker: first }), { headers: asWorker('withdrawn', executionId) });
   const second = { id: 'peer-worker-2', host: 'peer-host', pid: 4343 };
-  const again = await nats.nc.request(caller, v8.serialize({ worker: second, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(again.data)).toMatchObject({ accept: false });
+  expect(await startedAs(nats.nc, caller, second, taskId, executionId)).toMatchObject({ accept: false });
   const result = await taken;
   expectError(result, 'SHUTTING_DOWN');
   expect(result.error.details).toMatchObject({ phase: 'queued' });
@@ -104,20 +95,15 @@ it('a withdrawal of a start its worker has named in a heartbeat (it runs there) 
   backends.push(backend);
   const executionId = `confirmed-withdrawn-${Math.random().toString(16).slice(2)}`;
   const running = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'x', executionId }, { timeoutMs: 30_000 });
-  await waitFor(async () => (await nats.jsm.streams.info(stream).catch(() => undefined))?.state.messages === 1, 10_000);
-  const task = (await nats.jsm.streams.getMessage(stream, { seq: 1 }))!;
-  const caller = task.header.get('Kb-Reply');
-  const taskId = task.header.get('Nats-Msg-Id');
+  const { caller, taskId } = await firstTask(nats.jsm, stream);
   const first = { id: 'peer-worker-1', host: 'peer-host', pid: 4242 };
-  const accepted = await nats.nc.request(caller, v8.serialize({ worker: first, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(accepted.data)).toMatchObject({ accept: true });
+  expect(await startedAs(nats.nc, caller, first, taskId, executionId)).toMatchObject({ accept: true });
   const beat = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
   expect(v8.deserialize(beat.data)).toEqual({ unknown: [] });
   // A withdrawal under the first worker's id after that (a forgery, or another worker given the same id whose start went unanswered).
   nats.nc.publish(caller, v8.serialize({ worker: first }), { headers: asWorker('withdrawn', executionId) });
   const second = { id: 'peer-worker-2', host: 'peer-host', pid: 4343 };
-  const refused = await nats.nc.request(caller, v8.serialize({ worker: second, task: taskId }), { headers: asWorker('started', executionId), timeout: 5000 });
-  expect(v8.deserialize(refused.data)).toMatchObject({ accept: false });
+  expect(await startedAs(nats.nc, caller, second, taskId, executionId)).toMatchObject({ accept: false });
   // The first worker still runs it: its heartbeat is answered with it known, and its result ends it.
   const again = await nats.nc.request(caller, v8.serialize({ worker: first.id, executions: [executionId] }), { headers: asWorker('heartbeat', ''), timeout: 5000 });
   expect(v8.deserialize(again.data)).toEqual({ unknown: [] });
