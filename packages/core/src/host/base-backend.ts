@@ -365,7 +365,7 @@ export abstract class BaseBackend implements IExecutionBackend {
       ready: (signal) => {
         const ready = this.#ensureReady();
         if (ready) {
-          // One that could neither run nor wait once they load is QUEUE_FULL now, not then.
+          // One that could neither run nor wait once they load is QUEUE_FULL now, not then (with those running meanwhile: a folder read again).
           this.#scheduler.refuseBeyond(this.#pluginWaits.size, 'waiting for the plugins to load');
           // The caller's abort ends its wait, and its place among those waiting, at once.
           // One step after the wait, not .finally()'s more: an unregisterPlugin() called after this execute() is still under way when it resolves its handler.

@@ -115,10 +115,15 @@ export class Scheduler {
     return this.#queued;
   }
 
-  /** QUEUE_FULL for one more of `waiting` executions not yet admitted (`why` they wait) when those already fill every slot and the queue. */
+  /**
+   * QUEUE_FULL for one more of `waiting` executions not yet admitted (`why` they wait) when those,
+   * with the ones running and waiting for a slot here, already fill every slot and the queue.
+   */
   refuseBeyond(waiting: number, why: string): void {
-    if (waiting < this.concurrency + this.maxQueue) return;
-    throw new QueueFullError(`Queue is full (${waiting} ${why}: ${this.concurrency} can run and ${this.maxQueue} wait)`, {
+    const admitted = this.#active + this.#queued;
+    if (waiting + admitted < this.concurrency + this.maxQueue) return;
+    const here = admitted > 0 ? `, ${this.#active} running and ${this.#queued} waiting for a slot` : '';
+    throw new QueueFullError(`Queue is full (${waiting} ${why}${here}: ${this.concurrency} can run and ${this.maxQueue} wait)`, {
       details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
     });
   }
