@@ -4,7 +4,7 @@
  * use and caps nesting, so arbitrary JSON gives an Error, never a TypeError or a stack overflow.
  */
 import { ERROR_CLASSES, ExecutionError, HandlerError, isErrorCode, isExecutionError, type ExecutionErrorOptions } from './errors.js';
-import { MAX_DEPTH, MAX_KEYS, MAX_WALK_VALUES, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, spendOnWalk, toWireValue, truncate } from './wire-value.js';
+import { MAX_DEPTH, MAX_KEYS, MAX_WALK_VALUES, defineData, describeThrown, describeValue, hasOwnSafe, isError, isInstance, readProp, readStack, safeString, spendOnWalk, toWireValue, truncate, withinOneWalk } from './wire-value.js';
 
 /** JSON-safe form of any error, ours or foreign, with its cause chain. */
 export interface SerializedError {
@@ -159,7 +159,7 @@ export function deserializeError(wire: unknown): Error {
   if (!isSerializedError(wire)) {
     return new HandlerError(describeThrown(wire), { details: { thrown: describeValue(wire) } });
   }
-  return deserializeAt(wire, 0, { left: MAX_WALK_VALUES });
+  return deserializeAt(wire, 0, { left: MAX_WALK_VALUES, cut: withinOneWalk(wire) ? undefined : new WeakSet() });
 }
 
 /**
@@ -170,6 +170,19 @@ export function deserializeError(wire: unknown): Error {
  */
 interface Revival {
   left: number;
+  /**
+   * Set when the wire form is bigger than one walk of serializeError writes, or lists one object
+   * many times over (a forged one: a child writing to its fd 3, a peer speaking as a queue worker):
+   * its details, props and causes that are no error are cut as serializeError cuts them, in one
+   * walk (this `seen`). Else a 100,000-character string, or one object listed 100 times at each of
+   * 8 levels, reached the caller whole.
+   */
+  cut: WeakSet<object> | undefined;
+}
+
+/** A value of a wire form as serializeError would have written it at `depth` (Revival.cut). */
+function asWritten(value: unknown, depth: number, revival: Revival): unknown {
+  return revival.cut ? toWireValue(value, revival.cut, depth) : value;
 }
 
 // The wire may come from a hostile runner: every field is checked before use, and nesting is
@@ -180,7 +193,8 @@ function deserializeAt(wire: SerializedError, depth: number, revival: Revival): 
   const cause = hasCause ? reviveCause(wire.cause, depth, revival) : undefined;
   const name = typeof wire.name === 'string' && wire.name ? wire.name : 'Error';
   const code = typeof wire.code === 'string' ? wire.code : undefined;
-  const details = isPlainRecord(wire.details) ? wire.details : wire.details === undefined ? undefined : {};
+  const written = isPlainRecord(wire.details) ? asWritten(wire.details, depth + 1, revival) : wire.details;
+  const details = isPlainRecord(written) ? written : written === undefined ? undefined : {};
   let error: Error;
   const Known = code !== undefined && isErrorCode(code) ? ERROR_CLASSES[code] : undefined;
   if (Known && details !== undefined) {
@@ -210,7 +224,7 @@ function deserializeAt(wire: SerializedError, depth: number, revival: Revival): 
     if (isPlainRecord(wire.props)) {
       for (const [key, value] of Object.entries(wire.props)) {
         if (SHADOW_KEYS.has(key) || (key === 'code' && code !== undefined) || (key === 'errors' && Ctor === AggregateError)) continue;
-        defineData(error as unknown as Record<string, unknown>, key, value);
+        defineData(error as unknown as Record<string, unknown>, key, asWritten(value, depth + 1, revival));
       }
     }
   }
@@ -222,7 +236,7 @@ function deserializeAt(wire: SerializedError, depth: number, revival: Revival): 
 
 function reviveCause(cause: unknown, depth: number, revival: Revival): unknown {
   if (isSerializedError(cause)) return depth >= MAX_DEPTH || revival.left <= 0 ? '[Truncated]' : deserializeAt(cause, depth + 1, revival);
-  if (typeof cause === 'object' && cause !== null && Object.hasOwn(cause, '$value')) return (cause as { $value: unknown }).$value;
+  if (typeof cause === 'object' && cause !== null && Object.hasOwn(cause, '$value')) return asWritten((cause as { $value: unknown }).$value, depth + 1, revival);
   return cause;
 }
 
