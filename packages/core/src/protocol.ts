@@ -50,7 +50,8 @@ export function hostLogMessage(text: string): string {
  * or listing one object many times over (a few KB that JSON writes out as 100^8 objects), the host cuts.
  */
 export function hostLogFields(fields: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-  if (fields === undefined || withinOneWalk(fields)) return fields;
+  // A list (which the runtime sends as `{ value: [...] }`) is no record: cut and wrapped as the runtime does.
+  if (fields === undefined || (!Array.isArray(fields) && withinOneWalk(fields))) return fields;
   const cut = toWireValue(fields);
   return typeof cut === 'object' && cut !== null && !Array.isArray(cut) ? (cut as Record<string, unknown>) : { value: cut };
 }

@@ -39,4 +39,13 @@ describe('a log message a handler writes to its channel (fd 3) itself, past what
     expect({ length: big.length, end: big.slice(-20) }).toEqual({ length: 64 * 1024 - 1, end: '… [34485 more chars]' });
     expect(JSON.stringify(forged?.fields).length).toBeLessThan(5 * 1024 * 1024);
   });
+
+  it('fields that are a list reach onLog as ctx.logger sends them: a record, the list as its value', async () => {
+    await using backend = new SubprocessBackend({ plugins: [probePlugin], workspace: { root }, sandbox: 'off', prespawn: 0 });
+    const logs: LogEntry[] = [];
+    const result = await backend.execute({ pluginId: PROBE, handlerId: 'pipe-garbage', input: { kind: 'forged-log-list' } }, { timeoutMs: 20_000, onLog: (entry) => logs.push(entry) });
+    expectOk(result);
+    // Before: the list itself, where LogEntry.fields is a record.
+    expect(logs.find((entry) => entry.message === 'list')?.fields).toEqual({ value: ['a', 'b'] });
+  });
 });
