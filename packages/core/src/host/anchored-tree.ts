@@ -49,14 +49,27 @@ export function inFolder(fd: number, name?: Buffer): Buffer {
 
 export const codeOf = (error: unknown): string | undefined => (error as NodeJS.ErrnoException)?.code;
 
+/** Whether opening a folder failed for there being none there now (gone, a file, a link not followed): else the error is the caller's to throw. */
+export function notAFolderNow(error: unknown): boolean {
+  const code = codeOf(error);
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP';
+}
+
+/** What an unlink's error says: gone all the same (true), or a folder, or not ours to unlink (false); anything else is thrown. */
+export function unlinkFailed(error: unknown): boolean {
+  const code = codeOf(error);
+  if (code === 'ENOENT') return true;
+  if (code === 'EISDIR' || code === 'EPERM') return false;
+  throw error;
+}
+
 /** The folder at `at`, held open; undefined when it is not a folder (now: a link, a file, gone). `writable`: made 0700 first. */
 async function openFolder(at: Buffer, writable: boolean) {
   let folder;
   try {
     folder = await fs.promises.open(at, FOLDER_FLAGS);
   } catch (error) {
-    const code = codeOf(error);
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return undefined;
+    if (notAFolderNow(error)) return undefined;
     throw error;
   }
   // Through the descriptor: the very folder, never a link put in its place.
@@ -70,10 +83,7 @@ async function unlinked(at: Buffer): Promise<boolean> {
     await fs.promises.unlink(at);
     return true;
   } catch (error) {
-    const code = codeOf(error);
-    if (code === 'ENOENT') return true;
-    if (code === 'EISDIR' || code === 'EPERM') return false;
-    throw error;
+    return unlinkFailed(error);
   }
 }
 
@@ -110,7 +120,7 @@ export async function removeAnchored(dir: string): Promise<void> {
 }
 
 /** One removal's count of what it moved up (the names it gives them) and of everything it changed. */
-interface Walk {
+export interface Walk {
   hoisted: number;
   changed: number;
 }

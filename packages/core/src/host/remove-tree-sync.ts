@@ -1,4 +1,4 @@
-import { FOLDER_FLAGS, MAX_HELD_DEPTH, MAX_IDLE_PASSES, MAX_PASSES, anchoredTreesAvailable, codeOf, inFolder } from './anchored-tree.js';
+import { FOLDER_FLAGS, MAX_HELD_DEPTH, MAX_IDLE_PASSES, MAX_PASSES, anchoredTreesAvailable, codeOf, inFolder, notAFolderNow, unlinkFailed, type Walk } from './anchored-tree.js';
 
 // By getBuiltinModule, as in workspace-manager.ts: no ES facade of node:fs built at start-up.
 const fs = process.getBuiltinModule('node:fs');
@@ -12,7 +12,7 @@ const fs = process.getBuiltinModule('node:fs');
  */
 export function removeTreeSync(dir: string): void {
   if (!anchoredTreesAvailable()) return fs.rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
-  const walk = { hoisted: 0, changed: 0 };
+  const walk: Walk = { hoisted: 0, changed: 0 };
   let last: unknown;
   for (let pass = 0, idle = 0; pass < MAX_PASSES && idle < MAX_IDLE_PASSES; pass++) {
     try {
@@ -43,7 +43,7 @@ function openFolderSync(at: Buffer): number | undefined {
   try {
     fd = fs.openSync(at, FOLDER_FLAGS);
   } catch (error) {
-    if (['ENOENT', 'ENOTDIR', 'ELOOP'].includes(codeOf(error) ?? '')) return undefined;
+    if (notAFolderNow(error)) return undefined;
     throw error;
   }
   try {
@@ -60,10 +60,7 @@ function unlinkedSync(at: Buffer): boolean {
     fs.unlinkSync(at);
     return true;
   } catch (error) {
-    const code = codeOf(error);
-    if (code === 'ENOENT') return true;
-    if (code === 'EISDIR' || code === 'EPERM') return false;
-    throw error;
+    return unlinkFailed(error);
   }
 }
 
@@ -72,7 +69,7 @@ function unlinkedSync(at: Buffer): boolean {
  * unlinked; each folder is emptied through its own descriptor and removed, or past MAX_HELD_DEPTH
  * moved up into the top folder for the next pass. What changed meanwhile, the next pass meets.
  */
-function emptyHeldSync(fd: number, top: number, depth: number, walk: { hoisted: number; changed: number }): void {
+function emptyHeldSync(fd: number, top: number, depth: number, walk: Walk): void {
   const folders: Buffer[] = [];
   let reader;
   try {
