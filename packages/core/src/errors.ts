@@ -263,9 +263,14 @@ function copiedDetails(details: unknown): Record<string, unknown> {
   try {
     return typeof details === 'object' && details !== null && !Array.isArray(details) ? { ...details } : {};
   } catch {
-    const wired = toWireValue(details, new WeakSet(), 1);
-    return typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
+    return detailsAsWired(details);
   }
+}
+
+/** An error's details as the wire carries them (depth 1: where it puts them), a record; `{}` for what is not one. */
+function detailsAsWired(details: unknown): Record<string, unknown> {
+  const wired = toWireValue(details, new WeakSet(), 1);
+  return typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
 }
 
 /**
@@ -284,10 +289,8 @@ function withReportedDetails(error: KnownExecutionError): KnownExecutionError {
   } catch {
     // Read as the wire reads it, below.
   }
-  // Depth 1: where the wire puts an error's details, so that it is cut where the other backends cut it.
-  const wired = toWireValue(details, new WeakSet(), 1);
-  const record = typeof wired === 'object' && wired !== null && !Array.isArray(wired) ? (wired as Record<string, unknown>) : {};
-  const reported = reportedDetails(error.code, record);
+  // Where the wire puts an error's details, so that it is cut where the other backends cut it.
+  const reported = reportedDetails(error.code, detailsAsWired(details));
   try {
     if (plain && isDeepStrictEqual(reported, details) && fitsTheWire(error)) return error;
   } catch {
