@@ -17,10 +17,11 @@ import type { Slot } from './scheduler.js';
 import { Holdings } from './holdings.js';
 import { roundMs } from './latency-recorder.js';
 import { inCallersContext } from './callers-context.js';
+import { nameFromRequest } from './name-from-request.js';
 import { removeTree } from './remove-tree.js';
 import { settlesWithin } from '../settles-within.js';
 import type { ExecutionMeta, ExecutionResult } from '../types.js';
-import { listArtifacts, unsafeExecutionIdReason, type WorkspaceManager } from './workspace-manager.js';
+import { listArtifacts, type WorkspaceManager } from './workspace-manager.js';
 import { monotonicNow, setImmediate } from '../real-timers.js';
 
 /** node:crypto's randomUUID, looked up on first use: importing core does not load node:crypto (start-up, issue 15). */
@@ -87,7 +88,7 @@ export class Execution {
       outcome = await this.#admitAndDispatch(task, opts);
     } catch (error) {
       outcome = { ok: false, error: this.#internal(error) };
-      this.#nameFromRequest(request);
+      nameFromRequest(this.meta, request);
       // Refused or stopped before its hand-over: all of its time was queue wait, as a dispatched
       // one's is up to the hand-over (the backend's load, the plugins', a slot, a workspace).
       if (!this.#control) this.meta.queueWaitMs = roundMs((this.#decidedAt = monotonicNow()) - this.#t0);
@@ -102,23 +103,6 @@ export class Execution {
     this.#host.finished(result, this.#control !== undefined);
     this.#telemetry?.finish(result);
     return result;
-  }
-
-  /**
-   * Refused before its request was read through (an input that cannot be sent, an unknown option):
-   * `meta` still names what the caller named, where each is a usable name, so that the caller can
-   * match the result with its own id.
-   */
-  #nameFromRequest(request: ExecutionRequest): void {
-    const meta = this.meta;
-    try {
-      const { pluginId, handlerId, executionId } = request as Partial<Record<'pluginId' | 'handlerId' | 'executionId', unknown>>;
-      if (!meta.pluginId && typeof pluginId === 'string') meta.pluginId = pluginId.slice(0, 200);
-      if (!meta.handlerId && typeof handlerId === 'string') meta.handlerId = handlerId.slice(0, 200);
-      if (!meta.executionId && typeof executionId === 'string' && unsafeExecutionIdReason(executionId) === undefined) meta.executionId = executionId;
-    } catch {
-      // Not an object, or a getter that throws: the request's problem, already reported.
-    }
   }
 
   /** A failure of this backend's own code (ours pass through as they are): never the handler's fault. */
