@@ -648,6 +648,26 @@ describe('telemetry of a backend that never loaded', () => {
       await sdk.uninstall();
     }
   });
+
+  it('such a refusal given ExecuteOptions.traceparent is a span under that remote parent, as a loaded backend records its own', async () => {
+    const sdk = installTestSdk();
+    try {
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const misspelt = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic], maxThreadz: 1 } as never);
+      expectError(await misspelt.execute({ pluginId: BASIC, handlerId: 'echo' }, { traceparent }), 'VALIDATION_ERROR');
+      const unused = createExecutionBackend({ type: 'in-process', plugins: [fixturePlugins.basic] });
+      await unused.shutdown();
+      expectError(await unused.execute({ pluginId: BASIC, handlerId: 'echo' }, { traceparent }), 'SHUTTING_DOWN');
+      // Before: each the root of a trace of its own.
+      const spans = sdk.spans().map((span) => [span.attributes['kb.plugin_execution.outcome'], span.spanContext().traceId, span.parentSpanContext?.spanId]);
+      expect(spans).toEqual([
+        ['VALIDATION_ERROR', '4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'],
+        ['SHUTTING_DOWN', '4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'],
+      ]);
+    } finally {
+      await sdk.uninstall();
+    }
+  });
 });
 
 describeConformance('in-process', (options) => createExecutionBackend({ ...options, type: 'in-process' }), {

@@ -240,6 +240,21 @@ function failureTests(suite: SuiteContext, sdk: () => TestSdk): void {
     expect(span.attributes).toMatchObject({ [PLUGIN]: BASIC, [HANDLER]: 'echo' });
   });
 
+  it('a span ended before its handler was resolved (an input that cannot be sent, a backend shut down) is a child of the remote parent given as ExecuteOptions.traceparent', async () => {
+    const traceparent = `00-${REMOTE_TRACE}-${REMOTE_SPAN}-01`;
+    const backend = suite.make();
+    const unsendable = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: { fn: () => undefined } }, { traceparent });
+    expectError(unsendable, 'VALIDATION_ERROR');
+    await backend.shutdown();
+    const refused = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { traceparent });
+    expectError(refused, 'SHUTTING_DOWN');
+    for (const result of [unsendable, refused]) {
+      const span = executionSpan(sdk().spans(), result);
+      // Before: the root of a trace of its own (a queue worker's refusal cut from its caller's trace).
+      expect({ traceId: span.spanContext().traceId, parent: parentOf(span) }, result.error.code).toEqual({ traceId: REMOTE_TRACE, parent: REMOTE_SPAN });
+    }
+  });
+
   it('an execution aborted while it waits in the queue has the abort event too', async () => {
     const backend = suite.make({ maxConcurrency: 1 });
     const running = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 300 } });

@@ -35,8 +35,8 @@ export class ExecutionTelemetry {
   readonly #kind: SpanKind;
   /** `monotonicNow()` at execute(). */
   readonly #t0: number;
-  /** The caller's active context at execute(). */
-  readonly #parent: Context;
+  /** The caller's active context at execute(), with the remote parent it names once known (`continues`). */
+  #parent: Context;
   #span: Span | undefined;
   /** The parent context with the execution span set: where platform calls and in-process handlers run. */
   #context: Context | undefined;
@@ -84,6 +84,16 @@ export class ExecutionTelemetry {
   }
 
   /**
+   * The remote span the caller named (`ExecuteOptions.traceparent`) is the execution span's parent,
+   * also of a span ended before it started (a request refused, a backend shut down): a trace carried
+   * over the wire is not cut there. What is no traceparent is left out (a VALIDATION_ERROR elsewhere).
+   */
+  continues(traceparent: unknown): void {
+    const remote = typeof traceparent === 'string' ? parseTraceparent(traceparent) : undefined;
+    if (remote) this.#parent = this.#api.trace.setSpanContext(this.#parent, { ...remote, isRemote: true });
+  }
+
+  /**
    * Start the execution span, named `execute {pluginId}/{handlerId}`, from the time of
    * execute(): a child of `traceparent` (a remote caller's span, `ExecuteOptions.traceparent`)
    * if given, else of the caller's active context. Returns the traceparent the handler gets as
@@ -102,8 +112,8 @@ export class ExecutionTelemetry {
 
   #start(tracer: Tracer, pluginId: string, handlerId: string, executionId: string, traceparent: string | undefined): string | undefined {
     const api = this.#api;
-    const remote = traceparent === undefined ? undefined : parseTraceparent(traceparent);
-    const parent = remote ? api.trace.setSpanContext(this.#parent, { ...remote, isRemote: true }) : this.#parent;
+    this.continues(traceparent);
+    const parent = this.#parent;
     const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId, [ATTR.executionId]: executionId };
     const span = tracer.startSpan(spanName(pluginId, handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes }, parent);
     this.#span = span;

@@ -81,6 +81,7 @@ export class Execution {
       // gives its ids as two strings, not options of the wrong kind.
       if (typeof request !== 'object' || request === null) parseExecutionRequest(request);
       const opts = validateExecuteOptions(options, this.#host);
+      this.#telemetry?.continues(opts.traceparent);
       // Each step is synchronous where it can be (plugins loaded, a free slot, no workspace):
       // awaited only when it is not, since most executions take that path.
       const prepared = this.#prepare(request, opts);

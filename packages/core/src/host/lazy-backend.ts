@@ -140,6 +140,7 @@ class LazyBackend implements LazyExecutionBackend {
     const t0 = monotonicNow();
     // Begun at the call (the caller's active context is the span's parent), used only if it fails here.
     const telemetry = ExecutionTelemetry.begin(this.type, this.type === 'queue', t0);
+    if (taken) telemetry?.continues(options?.traceparent);
     if (this.#stopping) {
       // Loaded (or loading): refused by that backend once it is told to shut down, and counted
       // in its stats as any refusal after it, not only answered here.
