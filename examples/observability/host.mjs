@@ -36,7 +36,6 @@ await tracer.startActiveSpan('GET /quote', async (request) => {
   request.end();
 });
 
-// 4. At exit: stop the backend, then flush what the SDK holds.
+// 4. At exit: stop the backend, then the SDK (each provider's shutdown exports what it still holds, once).
 await backend.shutdown();
-await meterProvider.forceFlush();
 await Promise.all([meterProvider.shutdown(), tracerProvider.shutdown()]);
