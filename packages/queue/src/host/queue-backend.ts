@@ -112,8 +112,9 @@ export class QueueBackend extends BaseBackend {
     try {
       return await execution.run();
     } catch (error) {
-      // A runner on a worker that died (its child, its thread) or a worker lost (telemetry).
-      if (!control.stopReason && isExecutionError(error) && error.code === 'WORKER_CRASHED') recordRunnerCrash('queue', error.details.reason);
+      // A runner on a worker that died (its child, its thread) or a worker lost (telemetry); not a
+      // task no worker took (phase 'queued': the stream lost it, the server refused it), where no runner died.
+      if (!control.stopReason && isExecutionError(error) && error.code === 'WORKER_CRASHED' && error.details.phase !== 'queued') recordRunnerCrash('queue', error.details.reason);
       throw error;
     } finally {
       link.executions.delete(task.executionId);
