@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { installCommand, lockFileManager, makeDirectories, MAX_PLUGIN_ID_LENGTH } from '@kb-labs/plugin-execution-core/host-kit';
 
@@ -19,6 +19,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   const name = pluginName(root);
   const id = `${SCOPE}${name}`;
   const { pkg, schema, installed } = installedPackage(root);
+  const made = missingFolders(root);
   // Not mkdir's recursive form: under /proc it retries for ever.
   await makeDirectories(root, 0o755).catch((error: NodeJS.ErrnoException) => {
     throw usage(`init: cannot make ${root}: ${error.message}; give a folder that can be made`);
@@ -44,7 +45,7 @@ export async function initCommand(dir: string, usage: (message: string) => Error
   // fetch whatever is named kb-plugin-exec.
   const userAgent = userAgentOf(root);
   const install = installed ? '' : `${installCommand(UMBRELLA, userAgent)} && `;
-  for (const [file, text] of Object.entries(files)) await writeFile(path.join(root, file), text, { flag: 'wx' });
+  await writeAll(root, files, made);
   if (root.includes(',')) process.stderr.write(`Note: the subprocess backend cannot run a plugin in ${root}: Node's permission flags cannot name a path with a comma. Its test leaves that backend out; move the folder to run it there.\n`);
   process.stdout.write(
     `Created plugin ${id} in ${root}:\n  ${Object.keys(files).join(', ')}\n` +
@@ -52,6 +53,34 @@ export async function initCommand(dir: string, usage: (message: string) => Error
       `Test it:  cd ${folderWord(dir)} && ${install}${testCommand(userAgent)}\n`,
   );
   return 0;
+}
+
+/**
+ * The plugin's files written, or none: one that cannot be written (a full disk, a file size limit)
+ * takes those written before it along, and the folders init made, so that what is left is no
+ * half plugin (a test without its handler, a file cut short) that a second `init` refuses as a
+ * folder not empty. A file someone else made meanwhile (`wx`: EEXIST) is theirs, and stays.
+ */
+async function writeAll(root: string, files: Record<string, string>, made: readonly string[]): Promise<void> {
+  const written: string[] = [];
+  for (const [file, text] of Object.entries(files)) {
+    try {
+      await writeFile(path.join(root, file), text, { flag: 'wx' });
+      written.push(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') written.push(file);
+      for (const done of written) await unlink(path.join(root, done)).catch(() => undefined);
+      for (const dir of made) await rmdir(dir).catch(() => undefined);
+      throw new Error(`init: cannot write ${file} in ${root} (${(error as Error).message}): what it wrote there is removed`, { cause: error });
+    }
+  }
+}
+
+/** The folders `makeDirectories(root)` is to make, `root` first: those not there yet. */
+function missingFolders(root: string): string[] {
+  const missing: string[] = [];
+  for (let dir = root; !existsSync(dir) && dir !== path.dirname(dir); dir = path.dirname(dir)) missing.push(dir);
+  return missing;
 }
 
 const UMBRELLA = '@kb-labs/plugin-execution';

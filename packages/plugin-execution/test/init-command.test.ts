@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -85,6 +86,17 @@ describe('kb-plugin-exec init: what the project installed', () => {
     expect(own.status, own.stdout + own.stderr).toBe(0);
     expect(own.stdout).toMatch(/^# pass 1$/m);
     expect(own.stdout).toMatch(/^ok \d+ - hello on the worker-pool backend # SKIP The "worker-pool" backend needs the package @kb-labs\/plugin-execution-worker-pool, which is not installed/m);
+  });
+
+  it('leaves nothing half-written when a file cannot be written (a file size limit: EFBIG): the folders it made go too, and init runs there again', () => {
+    // sh's `ulimit -f` counts 512-byte blocks: hello.test.mjs (over 800 bytes) is cut short and refused, after the three files before it.
+    const limited = spawnSync('sh', ['-c', 'ulimit -f 1 && exec "$0" "$@"', process.execPath, cli, 'init', 'plugins/greeter'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(limited.status, limited.stderr).toBe(1);
+    expect(limited.stderr).toMatch(/^ERROR: init: cannot write hello\.test\.mjs in \S+greeter \(EFBIG: [^\n]*\): what it wrote there is removed\n$/);
+    // Before: package.json, kb.plugin.json, hello.mjs and 512 bytes of hello.test.mjs were left, and init there again was refused ("exists and is not empty").
+    expect(existsSync(path.join(project, 'plugins'))).toBe(false);
+    const again = spawnSync(process.execPath, [cli, 'init', 'plugins/greeter'], { cwd: project, encoding: 'utf8', env: { PATH: process.env.PATH ?? '' }, timeout: 30_000 });
+    expect(again.status, again.stderr).toBe(0);
   });
 
   it('prints commands that run as printed for a folder whose name starts with a dash (not taken for an option)', () => {
