@@ -23,6 +23,8 @@ export interface LoopWatchdogOptions {
   limitMs: number;
   /** --json: the result goes to stdout as JSON too. */
   json: boolean;
+  /** What else goes to stdout as the process is ended: `validate`'s report of the plugins checked, this one's TIMEOUT with them. */
+  stdout?: string;
 }
 
 export interface LoopWatchdog {
@@ -102,12 +104,13 @@ interface Watch {
   kept: string;
   blockedMs: number;
   stderr: string;
+  stdout?: string;
   result?: { meta: Record<string, unknown> };
   runFrom?: number;
 }
 
 /** What is said as the process is ended: the TIMEOUT, on stderr, and as the --json result on stdout. */
-function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | undefined, calledAt: { startedAt: number; at: number }): Pick<Watch, 'stderr' | 'result' | 'runFrom'> {
+function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | undefined, calledAt: { startedAt: number; at: number }): Pick<Watch, 'stderr' | 'stdout' | 'result' | 'runFrom'> {
   const { executionId, pluginId, handlerId, limitMs, json } = options;
   const message =
     // Not "did not finish": a timer it left may block the loop after it returned, before its result is in.
@@ -122,7 +125,7 @@ function blockedNotice(options: LoopWatchdogOptions, workspaceDir: string | unde
   const meta = { executionId, backend: 'in-process', pluginId, handlerId, startedAt: calledAt.startedAt, durationMs: 0, queueWaitMs: Math.round(runFrom - calledAt.at), runMs: 0, timeoutMs: limitMs, ...(workspaceDir !== undefined ? { workspaceDir } : {}), artifacts: [] };
   // Through printableJson now: the thread prints it with JSON.stringify, which gives the same for these fields.
   const result = json ? (JSON.parse(printableJson({ ok: false, error: wire, meta })) as Watch['result']) : undefined;
-  return { stderr: `TIMEOUT: ${message}\n`, ...(result !== undefined ? { result, runFrom } : {}) };
+  return { stderr: `TIMEOUT: ${message}\n`, ...(options.stdout !== undefined ? { stdout: options.stdout } : {}), ...(result !== undefined ? { result, runFrom } : {}) };
 }
 
 /** What is said of `dirs` kept (--keep-workspace), each path as the CLI prints one (printableText): a control character in it is written out, not sent to the terminal. */
@@ -177,6 +180,7 @@ for (;;) {
     since = monotonicMs();
   } else if (watch && monotonicMs() - Math.max(since, watch.at) >= watch.blockedMs) {
     if (!watch.keep) for (const dir of watch.dirs) try { fs.rmSync(dir, { recursive: true, force: true }); } catch {}
+    if (watch.stdout !== undefined) try { fs.writeSync(1, watch.stdout); } catch {}
     if (watch.result !== undefined) {
       watch.result.meta.runMs = Math.round(monotonicMs() - watch.runFrom);
       watch.result.meta.durationMs = watch.result.meta.queueWaitMs + watch.result.meta.runMs;

@@ -58,7 +58,7 @@ export async function validateCommand(dirs: readonly string[], values: { backend
   const liftEndReport = reportAtProcessEnd(progress, values.json === true, type);
   const restoreStdout = stdoutToStderr();
   try {
-    await checkedPlugins(dirs, type, onChecked, progress);
+    await checkedPlugins(dirs, type, onChecked, progress, blockedReport(progress, values.json === true, type));
   } finally {
     restoreStdout();
     liftEndReport();
@@ -122,6 +122,18 @@ function reportAtProcessEnd(progress: Progress, json: boolean, backend: BuiltInB
   );
 }
 
+/**
+ * What stdout is given when a module blocks the loop as it loads in-process and the watching thread
+ * ends the process (loop-watchdog.ts): as for an exit (reportAtProcessEnd), the plugin being
+ * checked with that problem, and with --json the whole report so far, never an empty stdout.
+ */
+function blockedReport(progress: Progress, json: boolean, backend: BuiltInBackendType): (load: Load, problem: Problem) => string {
+  return (load, problem) => {
+    const report = { ...load.report, ok: false, problems: [...load.report.problems, problem] };
+    return json ? jsonReport(false, backend, [...progress.reports, report]) : reportLines(report);
+  };
+}
+
 /** The stderr line's words for a load's end: by the loading module itself, or by what one loaded earlier left running. */
 function loadEndedWords(loading: Load, by: Load, backend: BuiltInBackendType, uncaught: string | undefined, code: number): string {
   const ended = uncaught ? `ended the CLI's process by ${uncaught} (Node prints it with its stack)` : `called process.exit(${code})`;
@@ -136,7 +148,7 @@ function subject(load: Load): string {
 }
 
 /** Every folder's manifest registered, then every handler of those that registered loaded on one backend of `type`. */
-async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType, onChecked: (report: PluginReport) => void, progress: Progress): Promise<void> {
+async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType, onChecked: (report: PluginReport) => void, progress: Progress, blocked: CheckedOn['blockedReport']): Promise<void> {
   const registry = new PluginRegistry();
   const loaded: Array<{ report: PluginReport; plugin?: RegisteredPlugin }> = [];
   for (const dir of dirs) {
@@ -153,7 +165,7 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType,
   }
   // No workspace: nothing runs that would use one.
   const backend = createExecutionBackend({ type, registry, workspace: false });
-  const on = { backend, registry, type, stuckModules: new Map<string, string>() };
+  const on = { backend, registry, type, stuckModules: new Map<string, string>(), blockedReport: blocked };
   try {
     for (const { report, plugin } of loaded) {
       if (!plugin) {
@@ -163,7 +175,7 @@ async function checkedPlugins(dirs: readonly string[], type: BuiltInBackendType,
       for (const handlerId of report.handlers) {
         const load = { report, handlerId };
         progress.loading = load;
-        const problem = await loads.run(load, () => handlerProblem(on, plugin, handlerId));
+        const problem = await loads.run(load, () => handlerProblem(on, plugin, load));
         if (problem) report.problems.push(problem);
       }
       progress.loading = undefined;
@@ -181,10 +193,13 @@ interface CheckedOn {
   registry: PluginRegistry;
   type: BuiltInBackendType;
   stuckModules: Map<string, string>;
+  /** What stdout is given when the module blocks the loop as it loads in-process and the process is ended. */
+  blockedReport: (load: Load, problem: Problem) => string;
 }
 
 /** Why the handler's module does not load as the manifest says, or undefined when it does. */
-async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, handlerId: string): Promise<Problem | undefined> {
+async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, load: Load): Promise<Problem | undefined> {
+  const { handlerId } = load;
   // Granted what it declares, so that the permission preflight (before any plugin code) lets the load happen.
   const { permissions, timeoutMs: manifestTimeoutMs, entryPath } = on.registry.resolve(plugin.id, handlerId);
   // Only the load is timed: a module whose import never settles (a top-level await) is reported after
@@ -195,7 +210,8 @@ async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, handlerId
   if (stuckFor !== undefined) return { handlerId, code: 'TIMEOUT', message: `its module did not finish loading for handler "${stuckFor}" (not tried again)` };
   // In-process, a module that blocks the loop as it loads (a `while (true)` at its top) is out of reach of the time limit: ended as run ends it (TIMEOUT, exit 137).
   const executionId = crypto.randomUUID();
-  const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs: timeoutMs, json: false }) : undefined;
+  const blocked = { handlerId, code: 'TIMEOUT', message: `its module kept the event loop blocked past its time limit of ${timeoutMs} ms as it loaded (said on stderr): the process was ended; the plugins after it were not checked` };
+  const watchdog = on.type === 'in-process' ? watchLoop({ executionId, pluginId: plugin.id, handlerId, limitMs: timeoutMs, json: false, stdout: on.blockedReport(load, blocked) }) : undefined;
   let result;
   try {
     const onStart = watchdog && (() => watchdog.started([], false));

@@ -141,6 +141,27 @@ describe('kb-plugin-exec validate', () => {
     expect(result.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/spins" keeps the event loop blocked past its time limit of 300 ms/);
   });
 
+  it('a module that blocks the loop as it loads in-process: the report is still printed, the plugins before it and its TIMEOUT (--json: the JSON report, not an empty stdout)', async () => {
+    await plugin('blocks', { id: '@t/blocks', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'while (true) {}\nexport default () => 1;\n' });
+    const problem = 'TIMEOUT: its module kept the event loop blocked past its time limit of 300 ms as it loaded (said on stderr): the process was ended; the plugins after it were not checked';
+    const result = run(['validate', 'valid', 'blocks', 'no-export']);
+    expect(result.signal).toBe('SIGKILL');
+    expect(result.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/blocks" keeps the event loop blocked/);
+    // Before: the valid plugin's line alone, nothing of the one that blocked.
+    expect(result.stdout).toBe(`valid: ok (@t/valid@1.2.0, handlers: hello, named)\nblocks: 1 problem (@t/blocks@1.0.0)\n  - handler "hello": ${problem}\n`);
+    const json = run(['validate', 'valid', 'blocks', 'no-export', '--json']);
+    expect(json.signal).toBe('SIGKILL');
+    // Before: an empty stdout, which no JSON reader takes.
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: false,
+      backend: 'in-process',
+      plugins: [
+        { dir: 'valid', pluginId: '@t/valid', version: '1.2.0', ok: true, handlers: ['hello', 'named'], problems: [] },
+        { dir: 'blocks', pluginId: '@t/blocks', version: '1.0.0', ok: false, handlers: ['hello'], problems: [{ handlerId: 'hello', code: 'TIMEOUT', message: problem.slice('TIMEOUT: '.length) }] },
+      ],
+    });
+  });
+
   it("a module whose import never settles is reported within the default 30 s, once for its handlers, not after the hour its manifest allows each handler's run", async () => {
     const handlers = { report: { entry: './h.mjs', timeoutMs: 3_600_000 }, summary: { entry: './h.mjs', export: 'summary' } };
     await plugin('hangs', { id: '@t/hangs', version: '1.0.0', handlers }, { 'h.mjs': 'await new Promise(() => setInterval(() => {}, 1000));\nexport default () => 1;\nexport const summary = () => 2;\n' });
