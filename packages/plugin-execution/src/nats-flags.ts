@@ -121,6 +121,14 @@ const CLI_TERMS: ReadonlyArray<readonly [string, string]> = [
   ['check connection.seed (an NKey seed, "SU…") or credsFile', 'check --nkey (a file holding an NKey seed, "SU…") or --creds'],
   ['a file connection.tls names cannot be read', 'a file --tls-ca, --tls-cert or --tls-key names cannot be read'],
   ['check its caFile, certFile and keyFile', 'check those flags (or NATS_CA, NATS_CERT, NATS_KEY)'],
+  // A TLS handshake that failed (a private CA not given, a client certificate the server wants): what to give is a flag.
+  ['give connection.tls (caFile for a private CA; certFile and keyFile if it wants a client certificate)', 'give --tls-ca (the CA that signed its certificate, for a private CA; --tls-cert and --tls-key if it wants a client certificate)'],
+  ['check connection.tls: caFile must hold', 'check --tls-ca (or NATS_CA): it must hold'],
+  ['which connection.tls requires', 'which --tls-ca, --tls-cert or --tls-key (or NATS_CA, NATS_CERT, NATS_KEY) requires'],
+  ['(connection.tls certFile/keyFile, cert/key)', '(--tls-cert and --tls-key, or NATS_CERT and NATS_KEY)'],
+  ['(connection.tls keyFile or key) is not the key of the client certificate (certFile or cert)', '(--tls-key or NATS_KEY) is not the key of the client certificate (--tls-cert or NATS_CERT)'],
+  ['check that connection.tls.certFile is signed', 'check that --tls-cert (or NATS_CERT) is signed'],
+  ['give connection.tls certFile and keyFile', 'give --tls-cert and --tls-key'],
   // A payload over a limit: the option is --max-payload-bytes on run and worker alike.
   ['(maxPayloadBytes: ', '(--max-payload-bytes '],
   ['(its maxPayloadBytes', '(its --max-payload-bytes'],

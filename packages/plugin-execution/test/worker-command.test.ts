@@ -373,6 +373,43 @@ it('credentials and TLS flags that cannot work are usage errors (exit 2) naming 
   }
 });
 
+it("a TLS server the worker and run cannot use is said with the command line's flags (--tls-ca), not the API's connection.tls and caFile", async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-cli-tls-'));
+  const openssl = (...args: string[]) => {
+    const made = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${made.stderr}`);
+  };
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const { startNatsServer } = (await import(path.resolve(here, '../../../scripts/nats-server.mjs'))) as { startNatsServer: (options: unknown) => Promise<typeof server> };
+  let tlsServer: typeof server | undefined;
+  try {
+    // A private CA, and the server's certificate it signed (for 127.0.0.1); another CA that signed nothing.
+    openssl('req', '-x509', ...ec, '-keyout', 'ca-key.pem', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=kb test CA');
+    openssl('req', '-x509', ...ec, '-keyout', 'other-key.pem', '-out', 'other-ca.pem', '-days', '2', '-subj', '/CN=kb other CA');
+    openssl('req', ...ec, '-keyout', 'server-key.pem', '-out', 'server.csr', '-subj', '/CN=server');
+    await writeFile(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca-key.pem', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'server.ext');
+    tlsServer = await startNatsServer({ tls: { certFile: path.join(dir, 'server.pem'), keyFile: path.join(dir, 'server-key.pem') } });
+    const url = tlsServer.url.replace(/^nats:/, 'tls:');
+    const env = { PATH: process.env.PATH ?? '' };
+    const said = (args: string[]) => {
+      const result = spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8', timeout: 20_000 });
+      expect(result.status, result.stderr).toBe(1);
+      // Before: "… give connection.tls (caFile for a private CA; …)", options a command line cannot set.
+      expect(result.stderr).not.toMatch(/connection\.tls|caFile/);
+      return result.stderr.split('\n')[0];
+    };
+    const noCa = /: TLS failed: unable to verify the first certificate; the server asks for TLS, or presents a certificate Node does not trust: give --tls-ca \(the CA that signed its certificate, for a private CA; --tls-cert and --tls-key if it wants a client certificate\)$/;
+    expect(said(['worker', '--nats', url, '--plugins', fixturePlugins.basic])).toMatch(new RegExp(`^QUEUE_SERVER_UNREACHABLE: The worker could not connect.*${noCa.source}`));
+    expect(said(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', url, '--input', '1'])).toMatch(noCa);
+    const wrongCa = said(['worker', '--nats', url, '--plugins', fixturePlugins.basic, '--tls-ca', path.join(dir, 'other-ca.pem')]);
+    expect(wrongCa).toMatch(/; check --tls-ca \(or NATS_CA\): it must hold the CA that signed the server's certificate, and the certificate must name the host in the server URL$/);
+  } finally {
+    await tlsServer?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
 it('kb-plugin-exec run --backend queue --max-payload-bytes takes the limit the pool\'s workers were given (the CLI host had 20 MiB, whatever they had)', () => {
   const pool = `cli-${randomBytes(4).toString('hex')}`;
   const run = (flags: string[]) =>
