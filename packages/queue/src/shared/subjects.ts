@@ -51,10 +51,14 @@ export class PoolSubjects {
     return `${this.#base}.caller.${hostId}`;
   }
 
-  /** Whether `subject` is a host's of this pool (one token after `caller.`): a task that names another is a peer's forgery. */
+  /**
+   * Whether `subject` is a host's of this pool (one token after `caller.`, of the letters and length
+   * of a host's id): a task that names another is a peer's forgery. Asked, a longer token could pass
+   * the server's control line (4 KiB), for which the server closes the worker's connection.
+   */
   isCaller(subject: string): boolean {
     const start = `${this.#base}.caller.`;
-    return subject.length > start.length && subject.startsWith(start) && !/[.*>\s]/.test(subject.slice(start.length));
+    return subject.startsWith(start) && isSubjectToken(subject.slice(start.length));
   }
 
   worker(workerId: string): string {
