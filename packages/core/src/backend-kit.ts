@@ -29,6 +29,7 @@ export { describeThrown, describeValue, isError, toWireValue } from './wire-valu
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { wallClockMs } from './wall-clock.js';
+export { MAX_EXECUTION_ID_LENGTH } from './host/workspace-manager.js';
 export { missingFilesOf } from './host/plugin-files.js';
 export { sourceRoot } from './host/plugin-source.js';
 export { passingShortage } from './passing-shortage.js';

@@ -1,10 +1,9 @@
 import { ValidationError, WorkerCrashedError, serializeError, type KnownExecutionError } from '@kb-labs/plugin-execution-core';
 import { HostSession, hostLogFields, monotonicNow, refuseWhatCloneRefuses, serializeErrorForRunner, unwrapRunnerResult, type DispatchControl, type RunnerTask, type RunnerToHost } from '@kb-labs/plugin-execution-core/backend-kit';
-import { randomUUID } from 'node:crypto';
 import type { Msg } from '@nats-io/transport-node';
 import { encodedAtLeast } from '../shared/encoded-size.js';
 import { TransferRefusedError } from '../shared/transfer-refused.js';
-import { encode, encodeTask, formatBytes, namedAs, isLogBody, type Kind, type ResultBody, type StartedReply, type WorkerIdentity } from '../shared/wire.js';
+import { encode, encodeTask, formatBytes, namedAs, isLogBody, newTaskId, type Kind, type ResultBody, type StartedReply, type WorkerIdentity } from '../shared/wire.js';
 import type { ExecutionLink } from './execution-link.js';
 import { taskBody } from './task-body.js';
 import { taskGone, type QueuedTask } from './stream-tasks.js';
@@ -52,8 +51,7 @@ export class RemoteExecution {
 
   constructor(task: RunnerTask, control: DispatchControl, link: ExecutionLink, plugin: { version: string; permissions: string | undefined }) {
     this.id = task.executionId;
-    // A nonce of this call: 48 random bits, from randomUUID's buffered bytes (randomBytes(6) made a call into the random source per execution, ~10 µs of the host's CPU).
-    this.#taskId = `${task.executionId}:${randomUUID().slice(-12)}`;
+    this.#taskId = newTaskId(task.executionId);
     this.#task = task;
     this.#control = control;
     this.#link = link;

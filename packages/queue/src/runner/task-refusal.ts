@@ -1,11 +1,27 @@
 import { HandlerNotFoundError, ValidationError, type KnownExecutionError, type PluginRegistry } from '@kb-labs/plugin-execution-core';
+import { MAX_EXECUTION_ID_LENGTH, MAX_TIMER_MS } from '@kb-labs/plugin-execution-core/backend-kit';
 import { declaredPermissionsKey } from '../shared/declared-permissions.js';
-import { QUEUE_PROTOCOL_VERSION, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
+import type { PoolSubjects } from '../shared/subjects.js';
+import { MAX_TASK_ID_LENGTH, QUEUE_PROTOCOL_VERSION, type TaskBody, type WorkerIdentity } from '../shared/wire.js';
 
 /** What a worker knows to judge a task by. */
 export interface RefusalContext {
   identity: WorkerIdentity;
   registry: PluginRegistry;
+}
+
+/**
+ * Whether a task's headers are none a host of this pool sends: a peer's forgery, removed unasked. A
+ * caller that is no host of the pool would have this worker ask anywhere (its own tasks' subject)
+ * and hand the task back for ever; a patience no host has would time each heartbeat past Node's
+ * longest timer; an execution id or task id longer than a host's would make the worker's
+ * `started`, which carries both, larger than a server whose max_payload is under JetStream's 64 KiB
+ * of headers takes, though the task was not.
+ */
+export function forgedClaim(task: { id: string; taskId: string; claim: { caller: string; lostMs: number } }, subjects: PoolSubjects): boolean {
+  const { id, taskId, claim } = task;
+  const idsOfHost = id.length > 0 && id.length <= MAX_EXECUTION_ID_LENGTH && taskId.length <= MAX_TASK_ID_LENGTH;
+  return !idsOfHost || !subjects.isCaller(claim.caller) || !(claim.lostMs >= 100 && claim.lostMs <= MAX_TIMER_MS);
 }
 
 /**

@@ -8,7 +8,7 @@ import { RemoteCalls } from './remote-calls.js';
 import { SentResult } from './sent-result.js';
 import { ExecutionOutbox } from './execution-outbox.js';
 import { deferredBytes, type DeferredBytes } from './deferred-bytes.js';
-import { pluginRefusal, taskRefusal } from './task-refusal.js';
+import { forgedClaim, pluginRefusal, taskRefusal } from './task-refusal.js';
 import { capRefusal } from './worker-cap.js';
 import type { TaskMessage } from './task-puller.js';
 import type { WorkerServices } from './worker-services.js';
@@ -97,9 +97,7 @@ export class WorkerExecution implements Watched {
     const { caller } = this.claim;
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
-    // A caller that is no host of this pool, or a patience no host has: a peer's forgery, which
-    // would have this worker ask anywhere (its own tasks' subject) and hand the task back for ever, or time each heartbeat past Node's longest timer.
-    if (!this.id || !this.#worker.subjects.isCaller(caller) || !(this.claim.lostMs >= 100 && this.claim.lostMs <= MAX_TIMER_MS)) return void this.#msg.term();
+    if (forgedClaim(this, this.#worker.subjects)) return void this.#msg.term();
     // Before its body is read: while its caller is passed over, each of its tasks comes round once.
     if (this.#passesOver(caller)) return;
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that

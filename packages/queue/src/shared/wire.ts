@@ -1,6 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import v8 from 'node:v8';
 import { AbortedError, ValidationError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { deserializeLikeClone, taskUnserializableError, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { MAX_EXECUTION_ID_LENGTH, deserializeLikeClone, taskUnserializableError, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -39,6 +40,18 @@ export interface WorkerIdentity {
   host: string;
   pid: number;
 }
+
+/**
+ * A task's id in the stream (its Nats-Msg-Id): its execution id and a nonce of this call, 48 random
+ * bits from randomUUID's buffered bytes (randomBytes(6) made a call into the random source per
+ * execution, ~10 µs of the host's CPU).
+ */
+export function newTaskId(executionId: string): string {
+  return `${executionId}:${randomUUID().slice(-12)}`;
+}
+
+/** The longest task id a host makes (newTaskId of the longest execution id core takes). */
+export const MAX_TASK_ID_LENGTH = MAX_EXECUTION_ID_LENGTH + 13;
 
 /** The stream message: what a worker needs to run the handler from its own copy of the plugin. */
 export interface TaskBody {
