@@ -36,4 +36,18 @@ describe('SilentCallers', () => {
     callers.asking('h2', 3000, 2000);
     expect(callers.handBackFor('h2', 2000)).toBe(0);
   });
+
+  it('lets go of callers no task asks any more (a peer named 1,000 of its own, one task each, which it then removed): a long-lived worker kept each', () => {
+    const callers = new SilentCallers();
+    for (let i = 0; i < 1000; i++) callers.silent(`forged-${i}`, i);
+    // A caller whose tasks come back as its pass-over ends, and is silent again: kept, its pass-over doubled.
+    callers.silent('h1', 10_000);
+    callers.asking('h1', 3000, 12_000);
+    expect(callers.known).toBe(1001);
+    // 10 s after the forged callers' pass-overs (and their asks) ended, a new silence.
+    callers.silent('h2', 13_000);
+    expect(callers.known).toBe(2);
+    callers.silent('h1', 15_500);
+    expect(callers.handBackFor('h1', 15_500)).toBe(4000);
+  });
 });

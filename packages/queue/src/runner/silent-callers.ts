@@ -4,6 +4,13 @@ const FIRST_PASS_OVER_MS = 2000;
 const MAX_PASS_OVER_MS = 10_000;
 /** A task handed back while its caller is asked waits this much past the ask's own time limit: by then the ask is settled. */
 const ASK_SETTLES_MS = 500;
+/**
+ * A caller none of whose tasks came this long after its pass-over (and ask) ended is forgotten: its
+ * tasks come back as the pass-over ends, so one still in the stream asks well within it.
+ */
+const FORGOTTEN_AFTER_MS = MAX_PASS_OVER_MS;
+/** How often, at most, a new silence lets go of callers forgotten so. */
+const SWEEP_EVERY_MS = 1000;
 
 /**
  * Callers (hosts) that did not answer a worker's `started` in time: frozen (SIGSTOP, a paused
@@ -22,6 +29,7 @@ const ASK_SETTLES_MS = 500;
  */
 export class SilentCallers {
   readonly #passedOver = new Map<string, { until: number; forMs: number; askedUntil?: number }>();
+  #sweptAt = Number.NEGATIVE_INFINITY;
 
   /**
    * How long a task of `caller` delivered now is to wait in the stream before it comes again: 0 if
@@ -46,6 +54,16 @@ export class SilentCallers {
     const last = this.#passedOver.get(caller)?.forMs;
     const forMs = last === undefined ? FIRST_PASS_OVER_MS : Math.min(MAX_PASS_OVER_MS, last * 2);
     this.#passedOver.set(caller, { until: now + forMs, forMs });
+    // Callers no task asks any more (a peer's forged ones, each named by one task it then removed;
+    // a host whose tasks another worker found gone) are let go of: kept, one per caller for ever.
+    if (now - this.#sweptAt < SWEEP_EVERY_MS) return;
+    this.#sweptAt = now;
+    for (const [each, entry] of this.#passedOver) if (now - Math.max(entry.until, entry.askedUntil ?? 0) > FORGOTTEN_AFTER_MS) this.#passedOver.delete(each);
+  }
+
+  /** How many callers it knows of now (passed over, or whose pass-over has not been forgotten yet). */
+  get known(): number {
+    return this.#passedOver.size;
   }
 
   /** `caller` answered a `started` (or is gone: its tasks are ended on their next delivery). */
