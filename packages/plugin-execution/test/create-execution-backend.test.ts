@@ -289,6 +289,28 @@ describe('createExecutionBackend', () => {
     await expect(used.ready()).rejects.toMatchObject({ code: 'SHUTTING_DOWN', message: 'The in-process backend is shut down' });
   });
 
+  it('stats() and health() called by an onShutdown() listener of a backend never used load nothing: it says shutting-down, then closed', async () => {
+    const loaded: string[] = [];
+    const backend = lazyExecutionBackend({ type: 'queue', maxConcurrency: 3 }, async (type) => {
+      loaded.push(type);
+      return InProcessBackend as never;
+    });
+    const seen: unknown[] = [];
+    // A host's close-everything that reports its components' figures as it goes.
+    backend.onShutdown(async () => {
+      seen.push(await backend.stats(), await backend.health());
+    });
+    await backend.shutdown();
+    // Before: the package loaded and the backend made (a queue backend connecting to its server) only to be shut down, loaded ['queue'].
+    expect(loaded).toEqual([]);
+    expect(seen).toMatchObject([
+      { backend: 'queue', state: 'shutting-down', active: 0, queued: 0, concurrency: 3, total: 0 },
+      { ok: false, backend: 'queue', state: 'shutting-down', problems: ['backend is shutting-down'], active: 0, queued: 0 },
+    ]);
+    expect(await backend.stats()).toMatchObject({ state: 'closed', total: 0 });
+    expect(loaded).toEqual([]);
+  });
+
   it('stats() and health() say shutting-down from the moment shutdown() is called, not ready', async () => {
     for (const type of ['in-process', 'worker-pool'] as const) {
       const backend = createExecutionBackend({ type, plugins: [fixturePlugins.basic], workspace: false });

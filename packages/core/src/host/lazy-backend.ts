@@ -102,9 +102,14 @@ class LazyBackend implements LazyExecutionBackend {
     return this.#loading;
   }
 
-  /** Shut down before it was ever loaded: nothing is loaded now (a backend loaded then would never be shut down). */
-  #closedUnloaded(): boolean {
-    return this.#stopping && !this.#loading;
+  /**
+   * shutdown() called before it was ever loaded: stats() and health() load nothing now (after it, a
+   * backend loaded would never be shut down; while its onShutdown() listeners run, it would be loaded,
+   * a queue backend connected, only to be shut down). Its state then, or undefined.
+   */
+  #unloadedShutdown(): 'shutting-down' | 'closed' | undefined {
+    if (!this.#shutdownDeadline || this.#loading) return undefined;
+    return this.#stopping ? 'closed' : 'shutting-down';
   }
 
   async ready(): Promise<void> {
@@ -217,7 +222,8 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async stats(): Promise<BackendStats> {
-    if (this.#closedUnloaded()) return closedStats(this.type, this.#options, this.#refused);
+    const unloaded = this.#unloadedShutdown();
+    if (unloaded) return closedStats(this.type, this.#options, this.#refused, unloaded);
     let backend: Loadable;
     try {
       backend = await this.#load();
@@ -236,9 +242,10 @@ class LazyBackend implements LazyExecutionBackend {
   }
 
   async health(): Promise<BackendHealth> {
-    if (this.#closedUnloaded()) {
+    const unloaded = this.#unloadedShutdown();
+    if (unloaded) {
       const isolation = { requested: 'unknown', active: 'unknown' as const, layers: [], reason: 'the backend was shut down before it was loaded' };
-      return { ok: false, backend: this.type, state: 'closed', problems: ['backend is closed'], active: 0, queued: 0, isolation };
+      return { ok: false, backend: this.type, state: unloaded, problems: [`backend is ${unloaded}`], active: 0, queued: 0, isolation };
     }
     let backend: Loadable;
     try {
@@ -303,11 +310,11 @@ class LazyBackend implements LazyExecutionBackend {
 }
 
 /** The stats of a backend shut down before it was loaded, or that could not load: nothing ran; the executions it answered itself counted; its limits as its options gave them, else 0. */
-function closedStats(type: BuiltInBackendType, options: Record<string, unknown>, refused: ExecutionTally): BackendStats {
+function closedStats(type: BuiltInBackendType, options: Record<string, unknown>, refused: ExecutionTally, state: 'shutting-down' | 'closed' = 'closed'): BackendStats {
   const given = (value: unknown) => (typeof value === 'number' ? value : 0);
   return {
     backend: type,
-    state: 'closed',
+    state,
     active: 0,
     queued: 0,
     concurrency: given(options.maxConcurrency),
