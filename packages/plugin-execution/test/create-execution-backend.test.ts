@@ -192,6 +192,32 @@ describe('createExecutionBackend', () => {
     await backend.shutdown();
   });
 
+  it('a failed load: each ready() (and registerPlugin, reloadPlugin) rejects with its own error; one the host annotates changes no later ready() nor execute()', async () => {
+    const backend = createExecutionBackend({ type: 'in-process', maxQueue: -5 });
+    const first = (await backend.ready().catch((error: unknown) => error)) as ValidationError;
+    expect(first).toBeInstanceOf(ValidationError);
+    expect(first.message).toContain('maxQueue');
+    const message = first.message;
+    // A start-up that says where it failed, on the error it was given.
+    first.message = `starting the job runner: ${first.message}`;
+    (first.details as Record<string, unknown>).component = 'job-runner';
+    const second = (await backend.ready().catch((error: unknown) => error)) as ValidationError;
+    // Before: the same object, annotated (and every execute() result copied from it said so too).
+    expect(second).not.toBe(first);
+    expect(second).toBeInstanceOf(ValidationError);
+    expect(second.message).toBe(message);
+    expect(second.details).not.toHaveProperty('component');
+    const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo' });
+    expectError(result, 'VALIDATION_ERROR');
+    expect(result.error.message).toBe(message);
+    expect(result.error.details).not.toHaveProperty('component');
+    const registering = (await backend.registerPlugin(fixturePlugins.basic).catch((error: unknown) => error)) as ValidationError;
+    const reloading = (await backend.reloadPlugin(BASIC).catch((error: unknown) => error)) as ValidationError;
+    expect(new Set([first, second, registering, reloading]).size).toBe(4);
+    expect([registering.message, reloading.message]).toEqual([message, message]);
+    await backend.shutdown();
+  });
+
   it('shutdown() before first use loads nothing and later calls get SHUTTING_DOWN', async () => {
     const backend = createExecutionBackend({ type: 'in-process' });
     await backend.shutdown();

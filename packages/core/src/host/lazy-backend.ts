@@ -1,4 +1,4 @@
-import { ShuttingDownError, ValidationError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
+import { ShuttingDownError, ValidationError, isExecutionError, toInternalError, type ExecutionErrorOptions, type KnownExecutionError } from '../errors.js';
 import { cloneForWire } from '../wire-clone.js';
 import { thrownText } from '../wire-value.js';
 import { withAbsolutePaths } from './caller-paths.js';
@@ -61,6 +61,11 @@ function ownCopy(error: KnownExecutionError): KnownExecutionError {
   }
 }
 
+/** A failed load's error as ready() and the plugin methods reject with it: a copy each time, so that a host that annotates one changes no other (nor the copies execute() gives). */
+function ownLoadError(error: unknown): unknown {
+  return isExecutionError(error) ? ownCopy(error) : error;
+}
+
 interface Loadable extends IExecutionBackend {
   registerPlugin?(source: PluginSource): Promise<RegisteredPlugin>;
   reloadPlugin?(pluginId: string): Promise<RegisteredPlugin>;
@@ -115,7 +120,11 @@ class LazyBackend implements LazyExecutionBackend {
   async ready(): Promise<void> {
     // Shut down, used or not: not ready (a host that checks it to see whether to send work).
     if (this.#stopping) throw new ShuttingDownError(`The ${this.type} backend is shut down${this.#loading ? '' : '; it loads nothing more'}`);
-    await this.#load();
+    try {
+      await this.#load();
+    } catch (error) {
+      throw ownLoadError(error);
+    }
   }
 
   execute<T = unknown>(request: ExecutionRequest, options?: ExecuteOptions): Promise<ExecutionResult<T>> {
@@ -195,7 +204,12 @@ class LazyBackend implements LazyExecutionBackend {
   async registerPlugin(source: PluginSource): Promise<RegisteredPlugin> {
     if (this.#stopping) throw new ShuttingDownError(`Cannot register a plugin: shutdown() was called on the ${this.type} backend`);
     // Loaded: handed over in this turn, so that an execute() right after it hears of it.
-    const backend = this.#backend ?? (await this.#load());
+    let backend = this.#backend;
+    try {
+      backend ??= await this.#load();
+    } catch (error) {
+      throw ownLoadError(error);
+    }
     if (typeof backend.registerPlugin !== 'function') throw new ValidationError(`The ${this.type} backend cannot register plugins after creation`);
     return backend.registerPlugin(source);
   }
@@ -218,7 +232,7 @@ class LazyBackend implements LazyExecutionBackend {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.#backend ? onto(this.#backend) : this.#load().then(onto);
+    return this.#backend ? onto(this.#backend) : this.#load().then(onto, (error: unknown) => Promise.reject(ownLoadError(error)));
   }
 
   async stats(): Promise<BackendStats> {
