@@ -26,7 +26,7 @@ import { backendClosed, backendOpened } from './backend-census.js';
 import { slowReleases } from './slow-releases.js';
 import { bindBackendMethods } from './bound-methods.js';
 import { ExecutionTally } from './execution-tally.js';
-import { untilAborted } from './caller-abort.js';
+import { PluginWaits } from './plugin-waits.js';
 import type { BackendDefaults } from './backend-defaults.js';
 import { monotonicNow } from '../real-timers.js';
 export type { BackendDefaults } from './backend-defaults.js';
@@ -65,11 +65,8 @@ export abstract class BaseBackend implements IExecutionBackend {
   /** Releases that outlive their results (ExecutionHost.track), with when each began (`monotonicNow()`). */
   readonly #releases = new Map<Promise<unknown>, number>();
   readonly #tally = new ExecutionTally();
-  /**
-   * The stops of the executions waiting for the plugins to load (first use), one each: counted as
-   * queued, and called once shutdown() has waited for the executions called before it, before it resolves.
-   */
-  readonly #pluginWaits = new Set<(error: unknown) => void>();
+  /** The executions waiting for the plugins to load (first use): stopped once shutdown() has waited for the executions called before it, before it resolves. */
+  readonly #pluginWaits = new PluginWaits();
   /** Settles when the execution admitted last has had its workspace made (see ExecutionHost.takeTurn). */
   #turn: Promise<void> = Promise.resolve();
   /** The `watch` option's folder watchers, when it is on. */
@@ -291,7 +288,7 @@ export abstract class BaseBackend implements IExecutionBackend {
     this.shutdownBegun(this.#neverStarted());
     if (this.#tally.inflight > 0) await deadline.within(this.#tally.idle());
     this.#closing = true;
-    for (const stop of this.#pluginWaits) stop(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
+    this.#pluginWaits.stopAll(new ShuttingDownError(`The ${this.type} backend shut down before this execution started`, { details: { phase: 'queued' } }));
     const running = this.#host.running;
     for (const execution of running.values()) {
       // One no runner had taken yet (a queue task still in the stream) never ran.
@@ -368,11 +365,7 @@ export abstract class BaseBackend implements IExecutionBackend {
           // One that could neither run nor wait once they load is QUEUE_FULL now, not then (with those running meanwhile: a folder read again).
           this.#scheduler.refuseBeyond(this.#pluginWaits.size, 'waiting for the plugins to load');
           // The caller's abort ends its wait, and its place among those waiting, at once.
-          // One step after the wait, not .finally()'s more: an unregisterPlugin() called after this execute() is still under way when it resolves its handler.
-          let stopWait: (error: unknown) => void = () => {};
-          const waited = untilAborted(ready, signal, (stop) => this.#pluginWaits.add((stopWait = stop)));
-          const left = () => this.#pluginWaits.delete(stopWait);
-          return waited.then(() => (left(), this.#throwIfNotReady()), (error: unknown) => (left(), Promise.reject(error)));
+          return this.#pluginWaits.wait(ready, signal, () => this.#throwIfNotReady());
         }
         this.#throwIfNotReady();
         return undefined;
