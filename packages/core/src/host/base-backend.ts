@@ -359,13 +359,14 @@ export abstract class BaseBackend implements IExecutionBackend {
       idsInUse: new LiveMap(),
       stopping: () => this.#stopping,
       closing: () => this.#closing,
-      ready: (signal) => {
+      ready: (pluginId, signal) => {
         const ready = this.#ensureReady();
         if (ready) {
           // One that could neither run nor wait once they load is QUEUE_FULL now, not then (with those running meanwhile: a folder read again).
-          this.#scheduler.refuseBeyond(this.#pluginWaits.size, 'waiting for the plugins to load');
+          const waits = this.#pluginWaits;
+          this.#scheduler.refuseBeyond(waits.size, 'waiting for the plugins to load', pluginId, waits.of(pluginId));
           // The caller's abort ends its wait, and its place among those waiting, at once.
-          return this.#pluginWaits.wait(ready, signal, () => this.#throwIfNotReady());
+          return waits.wait(ready, signal, pluginId, () => this.#throwIfNotReady());
         }
         this.#throwIfNotReady();
         return undefined;

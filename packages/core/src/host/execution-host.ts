@@ -29,8 +29,8 @@ export interface ExecutionHost {
   stopping(): boolean;
   /** Whether shutdown's wait for the executions called before it is over: one not yet handed to its runner never is. */
   closing(): boolean;
-  /** Plugins loaded (or their loading failed: it throws that); ABORTED once `signal` aborts while they load. */
-  ready(signal?: AbortSignal): Promise<void> | undefined;
+  /** Plugins loaded (or their loading failed: it throws that) for an execution of `pluginId`; ABORTED once `signal` aborts while they load. */
+  ready(pluginId: string, signal?: AbortSignal): Promise<void> | undefined;
   /** Orders workspace creation: dispatches follow admission order. */
   takeTurn(): { turn: Promise<void>; done: () => void };
   dispatch(task: RunnerTask, control: ExecutionControl): Promise<unknown>;

@@ -138,7 +138,7 @@ export class Execution {
     if (parsed.executionId !== undefined) this.#held.hold((this.#freeId = claimExecutionId(this.#host.idsInUse, parsed.executionId)));
     // Before it takes a place among those waiting for the plugins to load (QUEUE_FULL past them).
     throwIfAborted(opts.signal);
-    const ready = host.ready(opts.signal);
+    const ready = host.ready(parsed.pluginId, opts.signal);
     if (!ready) return this.#task(parsed, opts);
     // Waiting for them holds a place in the queue (stats().queued, maxQueue): in the metric too, without a plugin id not yet known to be registered.
     const queued = this.#telemetry?.queued(undefined);

@@ -116,15 +116,23 @@ export class Scheduler {
   }
 
   /**
-   * QUEUE_FULL for one more of `waiting` executions not yet admitted (`why` they wait) when those,
-   * with the ones running and waiting for a slot here, already fill every slot and the queue.
+   * QUEUE_FULL for one more of `waiting` executions not yet admitted (`why` they wait), of `key`
+   * (`waitingOfKey` of them), when it could neither run nor wait once they are admitted: those,
+   * with the ones running and waiting for a slot here, already fill every slot and the queue; or
+   * its key's cap is taken by its own running and waiting, and those over that cap fill the queue.
    */
-  refuseBeyond(waiting: number, why: string): void {
+  refuseBeyond(waiting: number, why: string, key: string, waitingOfKey: number): void {
     const admitted = this.#active + this.#queued;
-    if (waiting + admitted < this.concurrency + this.maxQueue) return;
     const here = admitted > 0 ? `, ${this.#active} running and ${this.#queued} waiting for a slot` : '';
-    throw new QueueFullError(`Queue is full (${waiting} ${why}${here}: ${this.concurrency} can run and ${this.maxQueue} wait)`, {
-      details: { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency },
+    const capped = Number.isFinite(this.perKeyConcurrency);
+    const details = { maxQueue: this.maxQueue, active: this.#active, concurrency: this.concurrency, ...(capped ? { perPluginConcurrency: this.perKeyConcurrency } : {}) };
+    if (waiting + admitted >= this.concurrency + this.maxQueue) {
+      throw new QueueFullError(`Queue is full (${waiting} ${why}${here}: ${this.concurrency} can run and ${this.maxQueue} wait)`, { details });
+    }
+    const ofKey = (this.#perKey.get(key) ?? 0) + waitingOfKey;
+    if (!capped || ofKey < this.perKeyConcurrency || this.#queued + ofKey - this.perKeyConcurrency < this.maxQueue) return;
+    throw new QueueFullError(`Queue is full (${waiting} ${why}, ${waitingOfKey} of them of plugin "${key}"${here}: its perPluginConcurrency, ${this.perKeyConcurrency}, can run and ${this.maxQueue} wait)`, {
+      details,
     });
   }
 
