@@ -1,13 +1,13 @@
-// Runs every package's tests (built first: `turbo run build` before this) in three lanes side by
-// side, one step at a time in each. The queue package's tests mostly wait on timers, heartbeats
-// and a broker, so they run as two steps in two lanes (its chaos files, and the rest), each beside
-// packages whose tests keep a core busy: on two cores the same tests as one lane after another
-// take about twice as long. Within a step nothing changes: a package's test files run as its
-// vitest config says (the queue's one file at a time). A package that fails does not stop the
-// others (--continue): every package's counts are printed.
+// Runs every package's tests (built first: `turbo run build` before this) as steps taken by three
+// lanes side by side: each lane takes the next step of the list as it finishes one, the longest
+// first, so that no lane ends with a long step while the others are idle. A step is one package's
+// tests, or part of them (the umbrella's are two: its CLI's files, which start a process each, and
+// the rest). Within a step nothing changes: a package's test files run as its vitest config says
+// (the queue's three at a time: they mostly wait on timers, heartbeats and a broker). A step that
+// fails does not stop the others (--continue): every package's counts are printed.
 //
 //   node scripts/test-lanes.mjs            # what `npm test` runs after building
-//   node scripts/test-lanes.mjs --serial   # the lanes one after the other (a loaded machine)
+//   node scripts/test-lanes.mjs --serial   # one lane: the steps one after the other (a loaded machine)
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -28,10 +28,21 @@ const step = ({ packages = [], except = [], vitest = [] }) => [
   ...except.map((name) => `--filter=!${name}`),
   ...(vitest.length ? ['--', ...vitest] : []),
 ];
-const lanes = [
-  [step({ packages: [QUEUE], vitest: ['test/chaos-'] }), step({ packages: [UMBRELLA] })],
-  [step({ packages: [QUEUE], vitest: ['--exclude', '**/chaos-*.test.ts'] }), step({ packages: [CORE, CHANNELS] })],
-  [step({ except: [QUEUE, UMBRELLA, CORE, CHANNELS] })],
+// The umbrella's CLI files: by name as vitest filters them (a part of the path), and as globs to leave them out.
+const CLI_FILES = ['test/cli', 'test/worker-command.test.ts'];
+const CLI_GLOBS = ['**/test/cli*.test.ts', '**/test/worker-command.test.ts'];
+/** Longest first, as measured on a 2-core machine: the order a lane takes them in. */
+const steps = [
+  step({ packages: ['@kb-labs/plugin-execution-subprocess'] }),
+  step({ packages: [UMBRELLA], vitest: CLI_GLOBS.flatMap((glob) => ['--exclude', glob]) }),
+  step({ packages: ['@kb-labs/plugin-execution-worker-pool'] }),
+  step({ packages: [UMBRELLA], vitest: CLI_FILES }),
+  step({ packages: [CORE] }),
+  step({ packages: [QUEUE] }),
+  step({ packages: ['@kb-labs/plugin-execution-in-process'] }),
+  step({ packages: [CHANNELS] }),
+  // The rest: conformance (its own unit tests), the examples.
+  step({ except: [QUEUE, UMBRELLA, CORE, CHANNELS, '@kb-labs/plugin-execution-subprocess', '@kb-labs/plugin-execution-worker-pool', '@kb-labs/plugin-execution-in-process'] }),
 ];
 
 /** Run one step; its output goes out line by line (two lanes never cut into each other's lines). Resolves its exit code. */
@@ -54,18 +65,14 @@ function runStep(args) {
   });
 }
 
-/** Run a lane's steps one after the other (all of them, whatever fails). Resolves 1 if any failed. */
-async function runLane(steps) {
+/** A lane: takes the next step not yet taken until none is left. Resolves 1 if any it ran failed. */
+async function runLane(queue) {
   let failed = false;
-  for (const args of steps) failed = (await runStep(args)) !== 0 || failed;
+  for (let args = queue.shift(); args; args = queue.shift()) failed = (await runStep(args)) !== 0 || failed;
   return failed ? 1 : 0;
 }
 
-const serial = process.argv.includes('--serial');
-const codes = [];
-if (serial) {
-  for (const lane of lanes) codes.push(await runLane(lane));
-} else {
-  codes.push(...(await Promise.all(lanes.map(runLane))));
-}
+const queue = [...steps];
+const lanes = process.argv.includes('--serial') ? 1 : 3;
+const codes = await Promise.all(Array.from({ length: lanes }, () => runLane(queue)));
 process.exitCode = codes.some((code) => code !== 0) ? 1 : 0;
