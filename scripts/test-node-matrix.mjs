@@ -30,7 +30,7 @@ for (const major of wanted) {
   }
   const version = spawnSync(path.join(bin, 'node'), ['--version'], { encoding: 'utf8' }).stdout.trim();
   console.log(`\n=== Node ${version} ===`);
-  // The same two lanes as `npm test` (scripts/test-lanes.mjs), every package run even when one fails.
+  // The same lanes as `npm test` (scripts/test-lanes.mjs), every package run even when one fails.
   const run = spawnSync(process.execPath, [path.join(repo, 'scripts', 'test-lanes.mjs')], {
     cwd: repo,
     stdio: 'inherit',
