@@ -2,6 +2,7 @@ import { createInbox, type Msg, type MsgHdrs, type NatsConnection, type Subscrip
 import { clearInterval, clearTimeout, LiveMap, monotonicNow, setInterval, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf } from '../shared/connection.js';
 import { PULL_EXPIRES_MS } from '../shared/pool-consumer.js';
+import { headersOf } from '../shared/wire.js';
 
 /** A request is over this long after its expiry, whatever happened to it; the watchdog's period too. */
 const PULL_GRACE_MS = 2000;
@@ -103,9 +104,9 @@ export class TaskPuller {
     // A status, not a task (a task carries the subject it is acknowledged on): its request is over.
     if (!msg.reply) {
       const id = msg.subject.slice(this.#inbox.length + 1);
-      const code = msg.headers?.code ?? 0;
+      const code = headersOf(msg)?.code ?? 0;
       if (code < 400) return;
-      const pending = Number(msg.headers?.get('Nats-Pending-Messages'));
+      const pending = Number(headersOf(msg)?.get('Nats-Pending-Messages'));
       this.#end(id, Number.isInteger(pending) ? pending : undefined);
       // 408: it expired, the usual end of a request that found too few tasks.
       if (code === 408) return this.topUp();
@@ -194,7 +195,8 @@ function taskMessage(msg: Msg): TaskMessage {
   };
   return {
     data: msg.data,
-    headers: msg.headers,
+    // Undecodable: read as none, the task is a forgery the worker removes unasked (forgedClaim).
+    headers: headersOf(msg),
     deliveries: deliveriesOf(msg.reply ?? ''),
     ack: () => answer(ACK),
     nak: (delayMs) => answer(delayMs ? `${NAK} ${JSON.stringify({ delay: delayMs * 1_000_000 })}` : NAK),

@@ -1,6 +1,7 @@
 import { RequestError, TimeoutError, createInbox, errors, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { clearTimeout, LiveMap, setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
 import { inboxPrefixOf, refusedPublish } from './connection.js';
+import { headersOf } from './wire.js';
 
 /**
  * Request and reply on one subscription for the life of a connection: each request publishes
@@ -68,7 +69,7 @@ export class ReplyInbox {
     const waiting = this.#settle(msg.subject.slice(this.#prefix.length + 1));
     if (!waiting) return;
     // The server's status when nobody subscribes to the subject (nats.js asks for it at connect).
-    if (msg.data.length === 0 && msg.headers?.code === 503) {
+    if (msg.data.length === 0 && headersOf(msg)?.code === 503) {
       const cause = new errors.NoRespondersError(waiting.subject);
       waiting.reject(new RequestError(cause.message, { cause }));
     } else waiting.resolve(msg);

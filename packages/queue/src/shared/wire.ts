@@ -224,13 +224,27 @@ export type WireHeaders = { -readonly [K in keyof typeof READ_HEADERS]: string |
  */
 export function readHeaders(msg: { readonly headers?: MsgHdrs }): WireHeaders {
   const read: WireHeaders = { executionId: undefined, kind: undefined, reply: undefined, lostMs: undefined, protocol: undefined, part: undefined, transfer: undefined, outputSent: undefined, refused: undefined, msgId: undefined };
-  const headers = msg.headers;
+  const headers = headersOf(msg);
   if (headers === undefined) return read;
   for (const [name, values] of headers) {
     const field = FIELD_OF_HEADER.get(name);
     if (field !== undefined && read[field] === undefined) read[field] = values[0];
   }
   return read;
+}
+
+/**
+ * A message's headers, or undefined for those nats.js cannot decode: it decodes them when first
+ * read, and throws on a value with a lone line feed (which a client writing the protocol itself
+ * may send, and the server passes on). Thrown in a subscription's callback, that would end the
+ * connection's reader for good: the connection, still up, would read nothing more.
+ */
+export function headersOf(msg: { readonly headers?: MsgHdrs }): MsgHdrs | undefined {
+  try {
+    return msg.headers;
+  } catch {
+    return undefined;
+  }
 }
 
 const FIELD_OF_HEADER = new Map(Object.entries(READ_HEADERS).map(([field, name]) => [name as string, field as keyof typeof READ_HEADERS]));
