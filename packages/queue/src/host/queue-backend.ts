@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { WorkerCrashedError, isExecutionError, type BackendStats, type IsolationReport, type PluginManifest, type ShuttingDownError } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, clearTimeout, monotonicNow, recordRunnerCrash, setTimeout, settlesWithin, shownControls, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, clearTimeout, monotonicNow, setTimeout, settlesWithin, shownControls, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { serverProblem } from '../shared/server-problem.js';
 import { describeServers } from '../shared/connection.js';
 import { PoolStreamError } from '../shared/pool-stream.js';
@@ -114,7 +114,7 @@ export class QueueBackend extends BaseBackend {
     } catch (error) {
       // A runner on a worker that died (its child, its thread) or a worker lost (telemetry); not a
       // task no worker took (phase 'queued': the stream lost it, the server refused it), where no runner died.
-      if (!control.stopReason && isExecutionError(error) && error.code === 'WORKER_CRASHED' && error.details.phase !== 'queued') recordRunnerCrash('queue', error.details.reason);
+      if (!control.stopReason && isExecutionError(error) && error.code === 'WORKER_CRASHED' && error.details.phase !== 'queued') link.workers.crashed(execution.worker, error.details.reason);
       throw error;
     } finally {
       link.executions.delete(task.executionId);

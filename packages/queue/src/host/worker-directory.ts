@@ -1,11 +1,16 @@
 import type { IsolationReport } from '@kb-labs/plugin-execution-core';
-import { clearTimeout, monotonicNow, recordRunnerStart, setTimeout, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
-import type { PresenceBody } from '../shared/wire.js';
+import { clearTimeout, monotonicNow, recordRunnerCrash, recordRunnerStart, setTimeout, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
+import type { PresenceBody, WorkerIdentity } from '../shared/wire.js';
+
+/** How long a worker process's loss, counted, is remembered: its other executions fail with it (within a watch tick), not later. */
+const LOSS_COUNTED_MS = 60_000;
 
 /** What a host knows of the pool's workers, from their presence messages. */
 export class WorkerDirectory {
   readonly #workers = new Map<string, { presence: PresenceBody; seen: number }>();
   readonly #lostMs: number;
+  /** Worker processes (workerKey) whose loss was counted (telemetry), and when. */
+  readonly #lost = new Map<string, number>();
   #firstSeen: (() => void) | undefined;
   readonly #first = new Promise<void>((resolve) => (this.#firstSeen = resolve));
 
@@ -27,10 +32,25 @@ export class WorkerDirectory {
       this.#workers.delete(presence.id);
       return;
     }
-    // A worker joining the pool, as this host sees it, is a runner start (telemetry).
-    if (!this.#workers.has(presence.id)) recordRunnerStart('queue');
+    // A worker joining the pool, as this host sees it, is a runner start (telemetry); so is one whose loss was counted, heard again.
+    if (this.#lost.delete(workerKey(presence)) || !this.#workers.has(presence.id)) recordRunnerStart('queue');
     this.#workers.set(presence.id, { presence, seen: monotonicNow() });
     this.#firstSeen?.();
+  }
+
+  /**
+   * A runner died under an execution of `worker` (telemetry, docs/observability.md): a worker lost
+   * (`runner-lost`) is one runner, counted once however many executions it ran; a runner of its
+   * local backend (a child, a thread: `exit`, `oom` …) is one per execution.
+   */
+  crashed(worker: WorkerIdentity | undefined, reason: string | undefined): void {
+    if (reason === 'runner-lost' && worker) {
+      const now = monotonicNow();
+      for (const [key, at] of this.#lost) if (now - at > LOSS_COUNTED_MS) this.#lost.delete(key);
+      if (this.#lost.has(workerKey(worker))) return;
+      this.#lost.set(workerKey(worker), now);
+    }
+    recordRunnerCrash('queue', reason);
   }
 
   /**
@@ -80,6 +100,11 @@ export class WorkerDirectory {
 }
 
 type Active = IsolationReport['active'];
+
+/** One worker process: a restart under a fixed id is another. */
+function workerKey(worker: WorkerIdentity): string {
+  return `${worker.id}\n${worker.host}\n${worker.pid}`;
+}
 
 /** Weakest first: a worker that does not say ranks above `none` (it may be anything) and below every known boundary. */
 const STRENGTH: Record<string, number> = { none: 0, unknown: 1, thread: 2, process: 3, bubblewrap: 4 };
