@@ -35,6 +35,12 @@ const PACE_BYTES = 256 * 1024;
 const PACE_MESSAGES = 256;
 /** How long such an acknowledgement is waited for before what waits goes anyway. */
 const PACE_TIMEOUT_MS = 10_000;
+/**
+ * How many receivers' paces a courier keeps before it lets go of those that wait for no
+ * acknowledgement: a worker serves many hosts in its life (each backend instance is a subject of
+ * its own), and most of them get fewer than PACE_MESSAGES from it before they are gone.
+ */
+const PACED_RECEIVERS = 1024;
 
 const DROPPED = 'the connection to the NATS server dropped while this body was being sent';
 
@@ -175,13 +181,26 @@ export class Courier {
   /** Counts `bytes` of output to `subject`; true when this one is to be acknowledged (every PACE_BYTES, or PACE_MESSAGES). */
   #dueForAck(subject: string, bytes: number): boolean {
     let pace = this.#paces.get(subject);
-    if (!pace) this.#paces.set(subject, (pace = { sinceAck: 0, messagesSinceAck: 0, held: undefined }));
+    if (!pace) {
+      if (this.#paces.size >= PACED_RECEIVERS) this.#forgetUnheldPaces();
+      this.#paces.set(subject, (pace = { sinceAck: 0, messagesSinceAck: 0, held: undefined }));
+    }
     pace.sinceAck += bytes;
     pace.messagesSinceAck++;
     if (pace.sinceAck < PACE_BYTES && pace.messagesSinceAck < PACE_MESSAGES) return false;
     pace.sinceAck = 0;
     pace.messagesSinceAck = 0;
     return true;
+  }
+
+  /** Each forgets less than PACE_BYTES (and PACE_MESSAGES) counted: its next acknowledgement is asked for that much later, once. */
+  #forgetUnheldPaces(): void {
+    for (const [subject, pace] of this.#paces) if (!pace.held) this.#paces.delete(subject);
+  }
+
+  /** Receivers whose pace this courier keeps now (PACED_RECEIVERS). */
+  get pacedReceivers(): number {
+    return this.#paces.size;
   }
 
   /** What is posted to `subject` waits for `acknowledged` (answered, refused or timed out), then goes in order. */
