@@ -16,6 +16,7 @@ import { CallerWatch } from './caller-watch.js';
 import { ConnectionNotices } from './connection-notices.js';
 import { checkDrainOptions } from './drain-options.js';
 import { CONNECTION_DRAIN_MS, untilStoppedReported } from './stopped-reports.js';
+import { PeerForgeries } from './peer-forgeries.js';
 import { PeerPlugins } from './peer-plugins.js';
 import { UnbuiltPlugins } from './unbuilt-plugins.js';
 import { localBackendFactory } from './local-backend.js';
@@ -127,6 +128,7 @@ class QueueWorker implements ExecutionWorker {
       peers: new PeerPlugins(o.id, o.heartbeatMs),
       unbuilt: new UnbuiltPlugins(registry),
       silentCallers: new SilentCallers(),
+      forgeries: new PeerForgeries(o.id),
       cap: o.backend.permissions as PermissionSpec | undefined,
       platform: o.platform,
       subjects: this.#subjects,
@@ -248,7 +250,7 @@ class QueueWorker implements ExecutionWorker {
       // Each delivery of its task here: the caller's message is for the one it accepted.
       if (body) this.#executions.forKey(key, (execution) => execution.take((headers.kind ?? '') as Kind, body));
     } catch {
-      // Undecodable: dropped.
+      this.#services.forgeries.message();
     }
     if (msg.reply && !answered) msg.respond();
   }

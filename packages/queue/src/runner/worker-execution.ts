@@ -97,7 +97,7 @@ export class WorkerExecution implements Watched {
     const { caller } = this.claim;
     // Not judged by the task's deadline: this machine's clock may be off the caller's, whose
     // answer to `started` refuses an execution that ran out of time.
-    if (forgedClaim(this, this.#worker.subjects)) return void this.#msg.term();
+    if (forgedClaim(this, this.#worker.subjects)) return this.#worker.forgeries.task(this.#msg);
     // Before its body is read: while its caller is passed over, each of its tasks comes round once.
     if (this.#passesOver(caller)) return;
     // Read once, before the claim (a task for a plugin this worker lacks is handed back); one that

@@ -3,6 +3,7 @@ import type { Courier } from '../shared/courier.js';
 import type { PoolSubjects } from '../shared/subjects.js';
 import type { WorkerIdentity } from '../shared/wire.js';
 import type { CallerWatch } from './caller-watch.js';
+import type { PeerForgeries } from './peer-forgeries.js';
 import type { PeerPlugins } from './peer-plugins.js';
 import type { SilentCallers } from './silent-callers.js';
 import type { UnbuiltPlugins } from './unbuilt-plugins.js';
@@ -20,6 +21,8 @@ export interface WorkerServices {
   readonly unbuilt: UnbuiltPlugins;
   /** Callers that did not answer a `started`: their tasks are handed back unasked for a while. */
   readonly silentCallers: SilentCallers;
+  /** What peers sent that no host writes: dropped, counted, said (a rate-limited warning). */
+  readonly forgeries: PeerForgeries;
   /** The operator's cap on what handlers are granted here (its local backend's `permissions`), if set (worker-cap.ts). */
   readonly cap: PermissionSpec | undefined;
   /** The worker's own services, used before the caller's. */
