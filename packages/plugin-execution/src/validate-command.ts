@@ -228,8 +228,18 @@ async function handlerProblem(on: CheckedOn, plugin: RegisteredPlugin, load: Loa
     on.stuckModules.set(entryPath, handlerId);
     return { handlerId, code: error.code, message: `its module did not finish loading within ${timeoutMs} ms (an import or top-level await that never settles?)`, details: error.details };
   }
-  const message = error.code === 'HANDLER_ERROR' ? `its module failed to load: ${loadFailure({ name: (error.details as { name?: unknown } | undefined)?.name ?? 'Error', message: error.message, stack: error.stack })}` : error.message;
+  const message = error.code === 'HANDLER_ERROR' ? `its module failed to load: ${loadFailure(thrownAtLoad(error))}` : error.message;
   return { handlerId, ...problemOf({ code: error.code, message, details: error.details }) };
+}
+
+/**
+ * What a module threw as it loaded, with its stack for where; but a failure the runtime named the
+ * file of (`details.file`: a module that does not parse, a JSON import without its attribute, a .ts
+ * entry on Node 20) is said by its message alone: its stack is the runtime's own, in this package's dist/.
+ */
+function thrownAtLoad(error: { message: string; stack?: string; details?: unknown }): { name: unknown; message: string; stack?: string } {
+  const details = error.details as { name?: unknown; file?: unknown } | undefined;
+  return { name: details?.name ?? 'Error', message: error.message, ...(typeof details?.file === 'string' ? {} : { stack: error.stack }) };
 }
 
 /** A thrown error (the registry's ValidationError, say) as a report's problem. */

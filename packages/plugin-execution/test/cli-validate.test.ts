@@ -186,6 +186,19 @@ describe('kb-plugin-exec validate', () => {
     expect(workerPool.stdout + workerPool.stderr).toContain('refuses to load on a worker thread');
   });
 
+  it("a load failure the runtime names the file of (a JSON import without its attribute) is said without an \"(at …)\" into the package's own dist/, on every backend", async () => {
+    await plugin('json-import', { id: '@t/json-import', version: '1.0.0', handlers: { hello: { entry: './h.mjs' } } }, { 'h.mjs': "import data from './data.json';\nexport default () => data;\n", 'data.json': '{}' });
+    const file = path.join(root, 'json-import', 'data.json');
+    for (const backend of ['in-process', 'worker-pool', 'subprocess']) {
+      const result = run(['validate', './json-import', '--backend', backend]);
+      expect(result.status, result.stdout + result.stderr).toBe(1);
+      // Before: each line ended "(at …/plugin-execution-core/dist/chunk-….js:224:10)" (worker-pool: a core .cjs chunk; subprocess: its child-entry.cjs).
+      expect(result.stdout.split('\n')[1], backend).toBe(
+        `  - handler "hello": HANDLER_ERROR: its module failed to load: TypeError: Handler "hello" of plugin "@t/json-import": ${file} is a JSON module, imported (by ${path.join(root, 'json-import', 'h.mjs')} or a module it imports) without the import attribute Node requires of one. Import it as import data from './data.json' with { type: 'json' }`,
+      );
+    }
+  }, 90_000);
+
   it('usage errors exit 2: no folder, a folder without kb.plugin.json, --backend queue, a flag of run, a mistyped backend', () => {
     const cases: Array<[string[], string]> = [
       [['validate'], 'validate needs <plugin-dir> (one or more)'],
