@@ -31,14 +31,18 @@ const step = ({ packages = [], except = [], vitest = [] }) => [
 // The umbrella's CLI files: by name as vitest filters them (a part of the path), and as globs to leave them out.
 const CLI_FILES = ['test/cli', 'test/worker-command.test.ts'];
 const CLI_GLOBS = ['**/test/cli*.test.ts', '**/test/worker-command.test.ts'];
-/** Longest first, as measured on a 2-core machine: the order a lane takes them in. */
+/**
+ * The order the lanes take them in: the queue first, whose files mostly wait (7 minutes, three
+ * files at a time using under one core of a 2-core machine): taken last, it was the run's tail,
+ * alone; then the others longest first.
+ */
 const steps = [
+  step({ packages: [QUEUE] }),
   step({ packages: ['@kb-labs/plugin-execution-subprocess'] }),
   step({ packages: [UMBRELLA], vitest: CLI_GLOBS.flatMap((glob) => ['--exclude', glob]) }),
   step({ packages: ['@kb-labs/plugin-execution-worker-pool'] }),
   step({ packages: [UMBRELLA], vitest: CLI_FILES }),
   step({ packages: [CORE] }),
-  step({ packages: [QUEUE] }),
   step({ packages: ['@kb-labs/plugin-execution-in-process'] }),
   step({ packages: [CHANNELS] }),
   // The rest: conformance (its own unit tests), the examples.
