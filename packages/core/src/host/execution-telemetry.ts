@@ -95,8 +95,8 @@ export class ExecutionTelemetry {
 
   /**
    * Start the execution span, named `execute {pluginId}/{handlerId}`, from the time of
-   * execute(): a child of `traceparent` (a remote caller's span, `ExecuteOptions.traceparent`)
-   * if given, else of the caller's active context. Returns the traceparent the handler gets as
+   * execute(): a child of the remote caller's span `continues()` was given
+   * (`ExecuteOptions.traceparent`), else of the caller's active context. Returns the traceparent the handler gets as
    * `ctx.traceparent`: the span's, or `traceparent` unchanged when nothing is traced.
    */
   start(pluginId: string, handlerId: string, executionId: string, traceparent: string | undefined): string | undefined {
@@ -112,7 +112,6 @@ export class ExecutionTelemetry {
 
   #start(tracer: Tracer, pluginId: string, handlerId: string, executionId: string, traceparent: string | undefined): string | undefined {
     const api = this.#api;
-    this.continues(traceparent);
     const parent = this.#parent;
     const attributes = { [ATTR.backend]: this.#backend, [ATTR.pluginId]: pluginId, [ATTR.handlerId]: handlerId, [ATTR.executionId]: executionId };
     const span = tracer.startSpan(spanName(pluginId, handlerId), { kind: this.#kind, startTime: this.#epoch(this.#t0), attributes }, parent);
