@@ -1,6 +1,7 @@
 import { createHook } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { Deadlines } from '../src/host/deadlines.js';
+import { waitFor } from './watch-helpers.js';
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -51,7 +52,10 @@ describe('Deadlines', () => {
       expired.push('second');
       deadlines.add(30, performance.now(), () => expired.push('added inside'));
     });
-    await sleep(150);
+    // Until both have fired, not a fixed time: a process stalled past the first 30 ms adds the
+    // inner one late, and a fixed sleep could end before it is due.
+    await waitFor(() => expired.length >= 2);
+    await sleep(50);
     expect(expired).toEqual(['second', 'added inside']);
   });
 
