@@ -488,7 +488,8 @@ describe('a slow or flaky link between a worker and the server', () => {
     const { lines, notices, count } = await logThroughOutage('worker-pool');
     expect(notices).toEqual([]);
     expect(lines).toHaveLength(count);
-  });
+    // 40 MB of lines and a 4 s outage: past the default 30 s on a loaded machine (a bound on hanging, not a speed).
+  }, 90_000);
 
   it('an in-process one, which cannot wait: the worker holds at most 16 MiB, and the caller is told how many lines were dropped, beside every line that came', async () => {
     const { lines, notices, count } = await logThroughOutage('in-process');
@@ -497,6 +498,6 @@ describe('a slow or flaky link between a worker and the server', () => {
     expect(dropped).toBeGreaterThan(0);
     // Every line is accounted for: delivered, or counted in the notice.
     expect(lines.length + dropped).toBe(count);
-  });
+  }, 90_000);
 });
 

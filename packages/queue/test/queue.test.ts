@@ -1274,7 +1274,9 @@ describe('delivery', () => {
     try {
       const backend = make({ pool: slotPool });
       let running = false;
-      const long = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slots.log'), ms: 4000 } }, { onEvent: () => (running = true) });
+      // Held until released, not for a fixed time: on a loaded machine the second worker's start took longer than 4 s.
+      const release = path.join(markers, 'slots.release');
+      const long = backend.execute({ pluginId: QUEUE_PROBE, handlerId: 'mark', input: { file: path.join(markers, 'slots.log'), release } }, { onEvent: () => (running = true) });
       await waitFor(() => running, 10_000);
       const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'next' });
       // The waiting task stays in the stream: delivered to nobody, acknowledged by nobody.
@@ -1284,10 +1286,10 @@ describe('delivery', () => {
       expect(consumer.num_ack_pending).toBe(0);
       const second = await startWorker({ natsUrl: server!.url, pool: slotPool, backend: 'in-process', concurrency: 1 });
       try {
-        const next = await Promise.race([waiting, long.then(() => 'the long one finished first' as const)]);
-        expect(next).not.toBe('the long one finished first');
-        expectOk(next as ExecutionResult);
-        expect((next as ExecutionResult).meta.runnerId).toBe(second.id);
+        const next = await waiting;
+        expectOk(next);
+        expect(next.meta.runnerId).toBe(second.id);
+        await writeFile(release, '');
         expectOk(await long);
       } finally {
         await second.stop();
