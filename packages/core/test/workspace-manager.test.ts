@@ -185,6 +185,28 @@ describe('WorkspaceManager', () => {
     );
   });
 
+  it('refuses a sweep() given the age alone (plain JavaScript), naming its options, instead of sweeping as with none and keeping every foreign folder', async () => {
+    const manager = new WorkspaceManager({ root: await freshRoot() });
+    const mine = await manager.acquire('mine');
+    const tag = /^kbx-\d+\.([0-9a-f]{8})[.-]/.exec(path.basename(mine.dir))![1]!;
+    const foreign = path.join(root, `kbx-${await deadPid()}.${tag === '00000000' ? '11111111' : '00000000'}-there-abcdef12`);
+    await mkdir(foreign);
+    const old = new Date(Date.now() - 3 * 3600_000);
+    await utimes(foreign, old, old);
+    for (const given of [2 * 3600_000, '7200000', [2 * 3600_000]]) {
+      await expect(manager.sweep(given as never), String(given)).rejects.toMatchObject({
+        code: 'WORKSPACE_ERROR',
+        message: expect.stringContaining('sweep() takes its options as an object such as { foreignOlderThanMs: 3600000 }'),
+        details: { field: '(options)' },
+      });
+    }
+    expect(await exists(foreign)).toBe(true);
+    // No options (undefined or null) is still a sweep with none; the object form removes it.
+    expect((await manager.sweep(null as never)).foreign).toEqual([foreign]);
+    expect(await manager.sweep({ foreignOlderThanMs: 2 * 3600_000 })).toEqual({ removed: [foreign], failed: [], foreign: [], kept: [] });
+    await mine.release();
+  });
+
   it('creates a missing root (0700), the missing folders above it as mkdir -p does (0755 within the umask), and a private 0700 directory per lease', async () => {
     const nested = path.join(await freshRoot(), 'deeper', 'still');
     const manager = new WorkspaceManager({ root: nested });

@@ -202,6 +202,10 @@ export class WorkspaceManager {
    * share): give it more than any execution lasts.
    */
   async sweep(options: { foreignOlderThanMs?: number } = {}): Promise<SweepResult> {
+    // `sweep(3_600_000)` from plain JavaScript: the age alone, which read as no options would keep every foreign folder.
+    if (options !== null && (typeof options !== 'object' || Array.isArray(options))) {
+      throw new WorkspaceError(`sweep() takes its options as an object such as { foreignOlderThanMs: 3600000 }, got ${Array.isArray(options) ? 'an array' : `a ${typeof options}`}`, { details: { field: '(options)' } });
+    }
     refuseUnknownKeys(options, ['foreignOlderThanMs'], 'sweep()');
     const olderThan = options?.foreignOlderThanMs;
     if (olderThan !== undefined && !(typeof olderThan === 'number' && olderThan >= 0 && Number.isFinite(olderThan))) {
