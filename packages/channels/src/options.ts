@@ -97,7 +97,11 @@ export interface MountWebSocketChannelsOptions {
   maxConnections?: number | undefined;
   /** Request headers copied into the connection descriptor (lower-case names). @default ["origin", "user-agent"] */
   allowedHeaders?: readonly string[] | undefined;
-  /** On unmount, how long clients get to answer the 1001 close before their sockets are destroyed. @default 1000 */
+  /**
+   * Whenever the server closes a connection (unmount's 1001, a connect handler's refusal,
+   * `ctx.channel.close()`, a `context` that threw), how long its client gets to answer the close
+   * before its socket is destroyed. @default 1000
+   */
   closeTimeoutMs?: number | undefined;
   /** Send `{ type: 'ready', connectionId }` once the connect handler accepted. @default true */
   sendReady?: boolean | undefined;

@@ -37,7 +37,7 @@ export interface BackendOptions {
   permissions?: PermissionSpec | undefined;
   /** Time limit when neither the request nor the manifest sets one. @default 30000 */
   defaultTimeoutMs?: number | undefined;
-  /** Executions running at once. @default backend-specific (in-process 64, worker-pool = maxThreads, subprocess = CPU count) */
+  /** Executions running at once. @default backend-specific (in-process 64, worker-pool = maxThreads, subprocess = CPU count, queue 1000 in flight from this host) */
   maxConcurrency?: number | undefined;
   /** Executions allowed to wait for a slot; one more gets QUEUE_FULL at once. @default 1000 */
   maxQueue?: number | undefined;
