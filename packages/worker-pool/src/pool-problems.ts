@@ -1,4 +1,5 @@
-import { STOP_WITHIN_MS } from './thread-deadlines.js';
+import { setTimeout } from '@kb-labs/plugin-execution-core/backend-kit';
+import { STOP_WITHIN_MS, STUCK_WARNING_AFTER_MS } from './thread-deadlines.js';
 
 /** Start failures since the last thread that started, and the last one's message. */
 export interface StartFailures {
@@ -29,4 +30,22 @@ export function unstartedReason(failing: StartFailures, stuckInPlace: number): s
 export function stuckThreads(count: number): string {
   const subject = count === 1 ? 'a worker thread' : `${count} worker threads`;
   return `${subject} did not exit within ${STOP_WITHIN_MS} ms of being terminated: ${count === 1 ? 'its handler, or a Worker it started, is' : 'their handlers, or Workers they started, are'} in a synchronous call that no terminate interrupts (a FIFO nobody writes to, execSync of a long command, one call of a JavaScript built-in over a huge array-like …), or waits for work it left running on Node's thread pool (a crypto.pbkdf2 or scrypt of a high cost, zlib over a huge buffer: a thread exits only once that work has ended), or still freeing a heap of gigabytes`;
+}
+
+let warnedStuck = false;
+
+/**
+ * A thread was abandoned, another taking its place: KB_PLUGIN_THREAD_STUCK, said once per process,
+ * and only if it is still there (`stillThere()`) a while later: one freeing a heap of gigabytes
+ * also outlasts STOP_WITHIN_MS, and goes within seconds.
+ */
+export function warnStuckLater(stillThere: () => boolean): void {
+  if (warnedStuck) return;
+  setTimeout(() => {
+    if (warnedStuck || !stillThere()) return;
+    warnedStuck = true;
+    process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns, or that work ends (Node waits for every thread on its way out). Said once per process.`, {
+      code: 'KB_PLUGIN_THREAD_STUCK',
+    });
+  }, STUCK_WARNING_AFTER_MS).unref();
 }

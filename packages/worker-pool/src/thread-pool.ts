@@ -3,14 +3,15 @@ import { clearInterval, monotonicNow, recordRunnerCrash, recordRunnerStart, setI
 import { crashError, crashReason, noThreadStarts, startFailureError } from './crash.js';
 import type { ResolvedPoolOptions } from './options.js';
 import { PoolThread } from './pool-thread.js';
-import { CLOSE_WAIT_MS, STUCK_WARNING_AFTER_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
+import { CLOSE_WAIT_MS, TAKE_CHECK_EVERY_MS, TAKE_WITHIN_MS } from './thread-deadlines.js';
 import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-contract.js';
 import { handlerKey } from './task-wire.js';
 import { oldLoadFirst, ownTaskFirst, takeIdle } from './idle-choice.js';
 import { StaleWait } from './stale-wait.js';
 import { newLane, type Lane } from './thread-lane.js';
 import type { RetireReason, StaleReason } from './thread-protocol.js';
-import { poolProblems, stuckThreads, unstartedReason } from './pool-problems.js';
+import { poolProblems, unstartedReason, warnStuckLater } from './pool-problems.js';
+import { poolStats } from './pool-stats.js';
 
 /** How often an execution whose thread died before beginning it goes to another thread. */
 const MAX_REDISPATCH = 2;
@@ -147,18 +148,7 @@ export class ThreadPool {
   }
 
   stats(): WorkerPoolRunnerStats {
-    const lanes: WorkerPoolRunnerStats['lanes'] = {};
-    let [busy, idle, waiting] = [0, 0, 0];
-    for (const lane of this.#lanes.values()) {
-      let laneBusy = 0;
-      for (const thread of this.#threads) if (thread.lane === lane && thread.execution) laneBusy++;
-      busy += laneBusy;
-      idle += lane.idle.length;
-      waiting += lane.waiting.length;
-      lanes[lane.label] = { threads: lane.threads, busy: laneBusy, ...(lane.heapLimitMb !== undefined ? { heapLimitMb: lane.heapLimitMb } : {}) };
-    }
-    const { minThreads, maxThreads } = this.#options;
-    return { threads: this.#threads.size, busy, idle, startingWait: waiting, minThreads, maxThreads, ...this.#counts, retired: { ...this.#retired }, abandoned: this.#abandoned.size, lanes };
+    return poolStats(this.#lanes.values(), this.#threads, this.#options, { ...this.#counts, retired: { ...this.#retired }, abandoned: this.#abandoned.size });
   }
 
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
@@ -319,17 +309,7 @@ export class ThreadPool {
     }
     this.#abandoned.add(thread);
     this.#onGone(thread);
-    // Said once per process, and only of a thread still there a while later: one freeing a heap of
-    // gigabytes also outlasts STOP_WITHIN_MS, and goes within seconds.
-    if (!warnedStuck) {
-      setTimeout(() => {
-        if (warnedStuck || !this.#abandoned.has(thread)) return;
-        warnedStuck = true;
-        process.emitWarning(`${stuckThreads(1)}; another took its place. The host process cannot exit until that call returns, or that work ends (Node waits for every thread on its way out). Said once per process.`, {
-          code: 'KB_PLUGIN_THREAD_STUCK',
-        });
-      }, STUCK_WARNING_AFTER_MS).unref();
-    }
+    warnStuckLater(() => this.#abandoned.has(thread));
   }
 
   #onGone(thread: PoolThread<Lane>): void {
@@ -396,5 +376,3 @@ export class ThreadPool {
     return lane;
   }
 }
-
-let warnedStuck = false;
