@@ -14,8 +14,9 @@ export class HandOff {
   #handedAt = 0;
   /** LOOKED_FOR_TASK as it was just before the last task was posted. */
   #lookedBefore = 0;
-  /** Checks in a row that found it idle but not waiting for a task (see idleSpinning). */
+  /** Checks in a row that found it idle but not waiting for a task (see idleSpinning), and TAKEN as the last one saw it. */
   #notWaiting = 0;
+  #takenSeen = 0;
 
   constructor(wake: Int32Array) {
     this.#wake = wake;
@@ -57,9 +58,15 @@ export class HandOff {
     return Atomics.load(this.#wake, TAKEN) !== this.#handed && Atomics.load(this.#wake, LOOKED_FOR_TASK) === this.#lookedBefore;
   }
 
-  /** One more check of an idle thread: true once it was found not waiting for a task `checks` times in a row. */
+  /**
+   * One more check of an idle thread: true once it was found not waiting for a task `checks` times
+   * in a row, taking none in between. One that took a task since the last check is not spinning:
+   * its handler keeps it busy a moment after each answer, and each next task waits for its verdict.
+   */
   idleSpinning(idle: boolean, checks: number): boolean {
-    if (!idle || Atomics.load(this.#wake, WAITING_FOR_TASK) === 1) {
+    const taken = Atomics.load(this.#wake, TAKEN);
+    if (!idle || taken !== this.#takenSeen || Atomics.load(this.#wake, WAITING_FOR_TASK) === 1) {
+      this.#takenSeen = taken;
       this.#notWaiting = 0;
       return false;
     }

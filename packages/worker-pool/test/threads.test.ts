@@ -256,6 +256,17 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(await runners(backend)).toMatchObject({ redispatched: 0, retired: { 'left-busy': 0 } });
   });
 
+  it('a thread its handler keeps busy for a moment after each answer, each next task waiting for it, is not taken for a thread left busy either: it runs them all', async () => {
+    // One thread: each next execution waits for its verdict, which comes once the timer is done, and is handed to it
+    // then. Eight in a row keep it from waiting for a task for seconds, over many of the pool's checks (TAKE_CHECK_EVERY_MS).
+    const backend = backends.make({ maxThreads: 1 });
+    const results = [];
+    for (let i = 0; i < 8; i++) results.push(await backend.execute({ pluginId: POOL, handlerId: 'busy-after-answer', input: { ms: 300 } }));
+    for (const result of results) expect(okData(result)).toBe('answered');
+    expect(new Set(results.map((result) => result.meta.workerId)).size).toBe(1);
+    expect(await runners(backend)).toMatchObject({ started: 1, redispatched: 0, retired: { 'left-busy': 0 } });
+  });
+
   it('a thread left spinning by a handler that answered is ended even when nothing more is handed to it, and replaced', async () => {
     const backend = backends.make({ maxThreads: 1, minThreads: 1 });
     const looping = await backend.execute({ pluginId: POOL, handlerId: 'loops-after-answer' });
