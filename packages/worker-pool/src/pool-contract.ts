@@ -8,6 +8,7 @@ import type { ExecutionError } from '@kb-labs/plugin-execution-core';
 import type { DispatchControl, RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import type { PoolThread } from './pool-thread.js';
 import type { RetireReason, ThreadConfig } from './thread-protocol.js';
+import type { OwedVerdict } from './verdict-wait.js';
 
 /** One execution handed to the pool; `k` names it on its thread's channel. */
 export interface Execution {
@@ -22,6 +23,8 @@ export interface Execution {
   redispatches: number;
   /** Removes the stop listener of whoever holds it now (the lane's queue, then its thread). */
   stopListening?: (() => void) | undefined;
+  /** Queued, it waits for this thread's verdict (VerdictWaits) rather than for a thread started for it. */
+  onVerdict?: OwedVerdict | undefined;
 }
 
 export interface ThreadSettings {
@@ -37,6 +40,10 @@ export interface ThreadSettings {
 export interface ThreadEvents {
   ready(thread: PoolThread): void;
   idle(thread: PoolThread): void;
+  /** It answered `pending`: its verdict, stay or go, is still to come. */
+  owing(thread: PoolThread): void;
+  /** That verdict came (after `idle`, if it stays). */
+  verdict(thread: PoolThread): void;
   /** `thread.execution`, if set, is still unsettled. */
   gone(thread: PoolThread): void;
   /** Ended, it has not exited within STOP_WITHIN_MS (see PoolThread.abandoned); `gone` may still follow. */

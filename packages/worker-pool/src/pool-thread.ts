@@ -298,8 +298,9 @@ export class PoolThread<Lane = unknown> {
       } catch (error) {
         execution.reject(error);
       }
-      if (message.pending) this.#verdictFor = message.k;
-      else this.#takeVerdict(message);
+      if (!message.pending) return this.#takeVerdict(message);
+      this.#verdictFor = message.k;
+      this.#events.owing(this);
     } else {
       this.#session ??= new HostSession(execution.control, (m) => this.port!.postMessage({ k: execution.k, m } satisfies HostToThread));
       this.#session.handle(tightenViews(message.m));
@@ -312,6 +313,7 @@ export class PoolThread<Lane = unknown> {
     if (this.#verdictFor !== k || !verdictBy(this.#wake!, k)) return this.#forged('a verdict');
     this.#verdictFor = undefined;
     this.#takeVerdict(verdict);
+    this.#events.verdict(this);
   }
 
   /** What the thread said of itself after an execution: it goes (collecting its handler's children first), or is idle again, bound to its handler or not. */

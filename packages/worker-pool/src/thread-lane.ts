@@ -1,6 +1,7 @@
 import type { ResourceLimits } from 'node:worker_threads';
 import type { Execution } from './pool-contract.js';
 import type { PoolThread } from './pool-thread.js';
+import { VerdictWaits } from './verdict-wait.js';
 
 /** Threads of one heap cap (a thread's `resourceLimits` are fixed when it starts). */
 export interface Lane {
@@ -16,10 +17,19 @@ export interface Lane {
   threads: number;
   /** Threads that have not said hello yet. */
   starting: number;
+  /** Threads whose verdict is still to come, and the executions in `waiting` that wait for one of them. */
+  readonly verdicts: VerdictWaits;
+}
+
+/** The execution at `index` in the lane's queue, taken out of it (and no longer counted against a verdict). */
+export function takeWaiting(lane: Lane, index: number): Execution {
+  const execution = index === 0 ? lane.waiting.shift()! : lane.waiting.splice(index, 1)[0]!;
+  lane.verdicts.release(execution);
+  return execution;
 }
 
 /** A lane for `key` (a `memoryMb`, or the default lane), its threads capped at `heapLimitMb` on top of the pool's `resourceLimits`. */
 export function newLane(key: number | 'default', minThreads: number, heapLimitMb: number | undefined, base: ResourceLimits | undefined): Lane {
   const resourceLimits = heapLimitMb === undefined ? base : { ...base, maxOldGenerationSizeMb: heapLimitMb };
-  return { label: key === 'default' ? key : `memoryMb=${key}`, heapLimitMb, resourceLimits, minThreads, idle: [], waiting: [], threads: 0, starting: 0 };
+  return { label: key === 'default' ? key : `memoryMb=${key}`, heapLimitMb, resourceLimits, minThreads, idle: [], waiting: [], threads: 0, starting: 0, verdicts: new VerdictWaits() };
 }

@@ -8,7 +8,7 @@ import type { Execution, ThreadEvents, WorkerPoolRunnerStats } from './pool-cont
 import { handlerKey } from './task-wire.js';
 import { oldLoadFirst, ownTaskFirst, takeIdle } from './idle-choice.js';
 import { StaleWait } from './stale-wait.js';
-import { newLane, type Lane } from './thread-lane.js';
+import { newLane, takeWaiting, type Lane } from './thread-lane.js';
 import type { RetireReason, StaleReason } from './thread-protocol.js';
 import { poolProblems, unstartedReason, warnStuckLater } from './pool-problems.js';
 import { poolStats } from './pool-stats.js';
@@ -56,6 +56,8 @@ export class ThreadPool {
         this.#onIdle(thread as PoolThread<Lane>);
       },
       idle: (thread) => this.#onIdle(thread as PoolThread<Lane>),
+      owing: (thread) => (thread as PoolThread<Lane>).lane.verdicts.owe(thread),
+      verdict: (thread) => this.#onVerdict(thread as PoolThread<Lane>),
       gone: (thread) => {
         this.#stuckInPlace.delete(thread as PoolThread<Lane>);
         if (!this.#abandoned.delete(thread as PoolThread<Lane>)) this.#onGone(thread as PoolThread<Lane>);
@@ -91,7 +93,7 @@ export class ThreadPool {
     this.#closing = this.#draining = true;
     clearInterval(this.#takenCheck);
     const closed = new ShuttingDownError('The worker-pool backend shut down before this execution started', { details: { phase: 'queued' } });
-    for (const lane of this.#lanes.values()) for (const execution of lane.waiting.splice(0)) this.#fail(execution, closed);
+    for (const lane of this.#lanes.values()) while (lane.waiting.length > 0) this.#fail(takeWaiting(lane, 0), closed);
     const threads = [...this.#threads];
     for (const thread of threads) thread.stop();
     await settlesWithin(Promise.all(threads.map((thread) => thread.done)), CLOSE_WAIT_MS);
@@ -154,30 +156,31 @@ export class ThreadPool {
   /** To an idle thread of its lane, else into the lane's queue (`first`: at its head). */
   #place(execution: Execution, first: boolean): void {
     const lane = this.#laneFor(execution.task.memoryMb);
+    const key = handlerKey(execution.task);
     // A thread still starting counts as room: the task waits for it rather than go to a bound one.
-    const thread = this.#staleWait.take(execution.task, (stale) => stale.lane === lane, this.#currentLoad) ?? takeIdle(lane.idle, handlerKey(execution.task), () => this.#canGrow(lane));
+    const thread = this.#staleWait.take(execution.task, (stale) => stale.lane === lane, this.#currentLoad) ?? takeIdle(lane.idle, key, () => this.#canGrow(lane));
     if (thread) {
       if (!this.#handTo(thread, execution)) this.#onIdle(thread);
       return;
     }
     if (first) lane.waiting.unshift(execution);
     else lane.waiting.push(execution);
+    // A thread of its handler whose verdict is still to come takes it then (#onIdle), as a thread starting would.
+    lane.verdicts.wait(execution, key);
     // Stopped while it waits: it never runs.
     execution.stopListening = execution.control.onStop((reason) => {
       const i = lane.waiting.indexOf(execution);
-      if (i < 0) return;
-      lane.waiting.splice(i, 1);
-      this.#fail(execution, reason);
+      if (i >= 0) this.#fail(takeWaiting(lane, i), reason);
     });
     this.#grow(lane);
   }
 
   /**
    * A thread can start for `lane` within maxThreads in the pool (not its lane alone): one starting that nothing waits
-   * for yet, room, or another lane's idle thread to make go (#makeRoom). Else a thread started beside an idle bound one is one too many.
+   * for yet (nor is awaited: VerdictWaits), room, or another lane's idle thread to make go (#makeRoom). Else a thread started beside an idle bound one is one too many.
    */
   #canGrow(lane: Lane): boolean {
-    if (lane.starting > lane.waiting.length) return true;
+    if (lane.starting + lane.verdicts.awaited > lane.waiting.length) return true;
     if (lane.threads >= this.#options.maxThreads) return false;
     if (this.#staying() < this.#options.maxThreads) return true;
     for (const other of this.#lanes.values()) if (other !== lane && other.idle.length > 0) return true;
@@ -190,9 +193,9 @@ export class ThreadPool {
     execution.reject(error);
   }
 
-  /** One thread starting per waiting execution, as far as the lane has room (its threads on their way out make room as they go). */
+  /** One thread starting per waiting execution not waiting for a verdict, as far as the lane has room (its threads on their way out make room as they go). */
   #grow(lane: Lane): void {
-    while (!this.#closing && lane.waiting.length > lane.starting && lane.threads < this.#options.maxThreads) {
+    while (!this.#closing && lane.waiting.length > lane.starting + lane.verdicts.awaited && lane.threads < this.#options.maxThreads) {
       this.#makeRoom(lane);
       this.#start(lane);
     }
@@ -229,9 +232,9 @@ export class ThreadPool {
   #startFailed(lane: Lane, error: unknown, thread: PoolThread<Lane> | undefined): void {
     this.#counts.failedToStart++;
     this.#failing = { streak: this.#failing.streak + 1, last: error instanceof Error ? error.message : error !== undefined ? String(error) : `exited with code ${thread?.exitCode}` };
-    // One failed start, one execution that gets no thread.
-    if (lane.waiting.length <= lane.starting) return;
-    const execution = lane.waiting.shift()!;
+    // One failed start, one execution that gets no thread (of those not waiting for a verdict).
+    if (lane.waiting.length <= lane.starting + lane.verdicts.awaited) return;
+    const execution = takeWaiting(lane, lane.waiting.findIndex((each) => each.onVerdict === undefined));
     this.#fail(execution, startFailureError(error, thread, execution.task));
   }
 
@@ -257,8 +260,8 @@ export class ThreadPool {
     ownTaskFirst(lane.waiting, thread, (waiting) => handlerKey(waiting.task));
     while (lane.waiting.length > 0) {
       // Another handler's task would be declined on a bound thread: left to the threads starting for them.
-      if (thread.bound && handlerKey(lane.waiting[0]!.task) !== thread.lastHandler && lane.starting >= lane.waiting.length) break;
-      if (this.#handTo(thread, lane.waiting.shift()!)) return;
+      if (thread.bound && handlerKey(lane.waiting[0]!.task) !== thread.lastHandler && lane.starting + lane.verdicts.awaited >= lane.waiting.length) break;
+      if (this.#handTo(thread, takeWaiting(lane, 0))) return;
     }
     // Idle once the pool closes (its verdict came after close() began), or beyond maxThreads in the pool
     // (another lane started one while this one's verdict was still coming): it goes.
@@ -270,9 +273,18 @@ export class ThreadPool {
     else thread.idleTimer = setTimeout(() => this.#idleTimeout(thread), this.#options.idleTimeoutMs).unref();
   }
 
+  /** Its verdict came (after #onIdle, if it stays): an execution that waited for it and is still queued (the thread went, or took another) gets a thread started. */
+  #onVerdict(thread: PoolThread<Lane>): void {
+    thread.lane.verdicts.settled(thread);
+    this.#grow(thread.lane);
+  }
+
   /** A stale thread takes what waits for the old load it has (oldLoadFirst), and what comes for it a little later (StaleWait), then goes. */
   #drainOldLoad(thread: PoolThread<Lane>, again: boolean): void {
-    for (let next; !thread.endedBy && (next = oldLoadFirst(thread.lane.waiting, thread, this.#currentLoad)); ) if (this.#handTo(thread, next)) return;
+    for (let next; !thread.endedBy && (next = oldLoadFirst(thread.lane.waiting, thread, this.#currentLoad)); ) {
+      thread.lane.verdicts.release(next);
+      if (this.#handTo(thread, next)) return;
+    }
     if (thread.endedBy) return;
     if (again) this.#staleWait.wait(thread, () => this.#drainOldLoad(thread, false));
     else thread.end({ kind: 'retired', reason: thread.stale! });
@@ -305,7 +317,9 @@ export class ThreadPool {
       this.#stuckInPlace.add(thread);
       const execution = thread.release();
       if (execution) this.#onRunnerGone(thread, execution);
-      return;
+      // Nor will its verdict come, if it owed one.
+      thread.lane.verdicts.settled(thread);
+      return this.#grow(thread.lane);
     }
     this.#abandoned.add(thread);
     this.#onGone(thread);
@@ -316,6 +330,8 @@ export class ThreadPool {
     const lane = thread.lane;
     this.#threads.delete(thread);
     this.#staleWait.forget(thread);
+    // Gone before its verdict: what waited for it gets a thread started (#grow below).
+    lane.verdicts.settled(thread);
     lane.threads--;
     const i = lane.idle.indexOf(thread);
     if (i >= 0) lane.idle.splice(i, 1);
