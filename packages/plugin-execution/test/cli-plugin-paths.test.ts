@@ -1,5 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -155,5 +157,30 @@ describe('kb-plugin-exec: plugin folders typed on the command line', () => {
     const swept = run(['sweep', '--workspace-root', './no\nsuch']);
     expect(swept.status).toBe(1);
     expect(swept.stderr).toBe(`WORKSPACE_ERROR: --workspace-root ${path.join(root, 'no\\nsuch')} does not exist: nothing to sweep\n`);
+  });
+
+  it("worker --backend subprocess: a --workspace-root no child could be granted is a usage error naming its flag, said before it connects (its --nats gets no connection) or makes the root", async () => {
+    let connections = 0;
+    const listener = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    try {
+      const nats = `nats://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+      // Not spawnSync: the listener takes connections meanwhile.
+      const child = spawn(process.execPath, [cli, 'worker', '--nats', nats, '--plugins', './good', '--backend', 'subprocess', '--workspace-root', './worker-ws,comma'], { cwd: root, env: { PATH: process.env.PATH ?? '' } });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const [status] = (await once(child, 'close')) as [number | null];
+      // Before: QUEUE_SERVER_UNREACHABLE (exit 1) after a connection, the root made; with a server, "VALIDATION_ERROR: workspace.root …", an option a CLI user never set.
+      expect(status, stderr).toBe(2);
+      expect(stderr.split('\n')[0]).toBe(`--workspace-root: "${path.join(root, 'worker-ws,comma')}" contains ",", which the subprocess backend cannot grant a child (Node's permission flags split a path at a comma): move it to a path without one`);
+      expect(connections).toBe(0);
+      expect(existsSync(path.join(root, 'worker-ws,comma'))).toBe(false);
+    } finally {
+      listener.close();
+    }
   });
 });

@@ -1,5 +1,6 @@
 import { mergePermissions, type BackendOptions, type IExecutionBackend, type PermissionSpec, type PluginRegistry } from '@kb-labs/plugin-execution-core';
 import { backendLoader } from '@kb-labs/plugin-execution-core/backend-kit';
+import { asWorkerOptionsError } from './backend-refusal.js';
 
 /** The backends a worker can run executions on, and their packages (optional peer dependencies). */
 export const LOCAL_BACKEND_PACKAGES = {
@@ -44,16 +45,42 @@ export function declaredByAll(registry: PluginRegistry): PermissionSpec {
 }
 
 /**
- * What makes the worker's local backends (one with workspaces, one without): of `type`, with the
- * operator's options, the worker's registry and concurrency, and declaredByAll for a grant unset.
+ * The worker's local backends, of `backend.type` with the operator's options, the worker's registry
+ * and concurrency, and declaredByAll for a grant unset: one with workspaces, and one without (for
+ * the executions whose callers want none), each made on first use. The first is made here, before
+ * the worker connects: its constructor checks the operator's options, and a worker given a misspelt
+ * one is refused at once, naming it as given (`backend.prespwn`), with no server needed.
  */
-export async function localBackendFactory(
-  backend: { type: LocalBackendType } & Record<string, unknown>,
-  registry: PluginRegistry,
-  shared: { workspace: BackendOptions['workspace']; concurrency: number },
-): Promise<(workspace: boolean) => IExecutionBackend> {
+export async function localBackends(backend: { type: LocalBackendType } & Record<string, unknown>, registry: PluginRegistry, shared: { workspace: BackendOptions['workspace']; concurrency: number }): Promise<LocalBackends> {
   const Backend = await loadLocalBackend(backend.type);
-  const { type: _type, ...options } = backend;
+  const { type, ...options } = backend;
   const permissions = (options.permissions as PermissionSpec | undefined) ?? declaredByAll(registry);
-  return (workspace) => new Backend({ ...options, registry, workspace: workspace ? shared.workspace : false, permissions, maxConcurrency: shared.concurrency });
+  const backends = new LocalBackends((workspace) => new Backend({ ...options, registry, workspace: workspace ? shared.workspace : false, permissions, maxConcurrency: shared.concurrency }));
+  try {
+    backends.get(true);
+  } catch (error) {
+    throw asWorkerOptionsError(error, type);
+  }
+  return backends;
+}
+
+export class LocalBackends {
+  readonly #made = new Map<boolean, IExecutionBackend>();
+  readonly #make: (workspace: boolean) => IExecutionBackend;
+
+  constructor(make: (workspace: boolean) => IExecutionBackend) {
+    this.#make = make;
+  }
+
+  /** The one with workspaces (`workspace`) or the one without, made now if not yet. */
+  get(workspace: boolean): IExecutionBackend {
+    let backend = this.#made.get(workspace);
+    if (!backend) this.#made.set(workspace, (backend = this.#make(workspace)));
+    return backend;
+  }
+
+  /** Every one made so far shut down; settles (never rejects) once they all are. */
+  async shutdown(timeoutMs: number): Promise<void> {
+    await Promise.allSettled([...this.#made.values()].map((backend) => backend.shutdown({ timeoutMs })));
+  }
 }

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { PluginRegistry, ShuttingDownError, type IExecutionBackend, type PermissionSpec } from '@kb-labs/plugin-execution-core';
+import { PluginRegistry, ShuttingDownError, type PermissionSpec } from '@kb-labs/plugin-execution-core';
 import { clearInterval, clearTimeout, setInterval, setTimeout, settlesWithin, shownControls } from '@kb-labs/plugin-execution-core/backend-kit';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -19,7 +19,7 @@ import { CONNECTION_DRAIN_MS, untilStoppedReported } from './stopped-reports.js'
 import { PeerForgeries } from './peer-forgeries.js';
 import { PeerPlugins } from './peer-plugins.js';
 import { UnbuiltPlugins } from './unbuilt-plugins.js';
-import { localBackendFactory } from './local-backend.js';
+import { localBackends, type LocalBackends } from './local-backend.js';
 import { TaskPuller, type TaskMessage } from './task-puller.js';
 import { SilentCallers } from './silent-callers.js';
 import { WorkerExecution } from './worker-execution.js';
@@ -41,28 +41,36 @@ const PARTS_IDLE_MS = 60_000;
 /**
  * Start a worker: it takes tasks of `pool` from NATS JetStream, as many at once as `concurrency`,
  * and runs each on its local backend (`backend.type`), whose isolation holds here. Plugin folders
- * are loaded (and checked) before it takes anything.
+ * are loaded (and checked) before it takes anything; every option, the local backend's included
+ * (which that backend checks as it is made), before it makes its workspace root or connects.
  */
 export async function startExecutionWorker(options: ExecutionWorkerOptions): Promise<ExecutionWorker> {
   const o = resolveWorkerOptions(options);
   const registry = new PluginRegistry();
   await registry.addAll(o.plugins);
-  await refuseUnusableWorkspaceRoot(o);
-  const makeBackend = await localBackendFactory(o.backend, registry, { workspace: o.workspace, concurrency: o.concurrency });
-  const nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`, new PoolSubjects(o.subjectPrefix, o.pool).inbox('worker')).catch((error: unknown) => {
-    throw serverProblem('The worker', o.connection, error);
-  });
+  // Its options checked (by its constructor) before the workspace root is made and the server reached.
+  const backends = await localBackends(o.backend, registry, { workspace: o.workspace, concurrency: o.concurrency });
+  let nc: NatsConnection;
+  try {
+    await refuseUnusableWorkspaceRoot(o);
+    nc = await connectNats(o.connection, `kb-plugin-exec worker ${o.id}`, new PoolSubjects(o.subjectPrefix, o.pool).inbox('worker')).catch((error: unknown) => {
+      throw serverProblem('The worker', o.connection, error);
+    });
+  } catch (error) {
+    await backends.shutdown(1000);
+    throw error;
+  }
   let worker: QueueWorker | undefined;
   try {
     const jsm = await jetstreamManager(nc);
-    worker = new QueueWorker(o, registry, makeBackend, nc, jsm);
+    worker = new QueueWorker(o, registry, backends, nc, jsm);
     await worker.start();
     return worker;
   } catch (error) {
     // Connected, but the stream does not answer (its server down, a cluster without quorum): said so, not as a bare nats.js "timeout".
     const connectedTo = nc.getServer();
     worker?.abandon();
-    await closeConnection(nc);
+    await Promise.all([closeConnection(nc), backends.shutdown(1000)]);
     throw refusedByServer(error) || error instanceof PoolStreamError || STREAM_SILENT.test(messageOf(error)) ? serverProblem('The worker', o.connection, error, connectedTo) : error;
   }
 }
@@ -76,8 +84,7 @@ class QueueWorker implements ExecutionWorker {
   readonly #jsm: JetStreamManager;
   readonly #subjects: PoolSubjects;
   readonly #services: WorkerServices;
-  readonly #makeBackend: (workspace: boolean) => IExecutionBackend;
-  readonly #backends = new Map<boolean, IExecutionBackend>();
+  readonly #backends: LocalBackends;
   /** Executions here, by caller and id (executionKey), in the order they came. */
   readonly #executions = new WorkerExecutions();
   readonly #parts: PartsAssembler;
@@ -104,12 +111,12 @@ class QueueWorker implements ExecutionWorker {
   #abandoned = false;
   #markClosed!: () => void;
 
-  constructor(o: ResolvedWorkerOptions, registry: PluginRegistry, makeBackend: (workspace: boolean) => IExecutionBackend, nc: NatsConnection, jsm: JetStreamManager) {
+  constructor(o: ResolvedWorkerOptions, registry: PluginRegistry, backends: LocalBackends, nc: NatsConnection, jsm: JetStreamManager) {
     this.id = o.id;
     this.#o = o;
     this.#nc = nc;
     this.#jsm = jsm;
-    this.#makeBackend = makeBackend;
+    this.#backends = backends;
     this.#subjects = new PoolSubjects(o.subjectPrefix, o.pool);
     this.#parts = new PartsAssembler(o.maxPayloadBytes, workerParts((key) => this.#executions.callsPending(key)));
     this.#notices = new ConnectionNotices(o.id, o.connection, () => nc.getServer(), () => serverAnswers(nc));
@@ -133,7 +140,7 @@ class QueueWorker implements ExecutionWorker {
       platform: o.platform,
       subjects: this.#subjects,
       maxPayloadBytes: o.maxPayloadBytes,
-      localBackend: async (workspace) => this.#backend(workspace),
+      localBackend: async (workspace) => this.#backends.get(workspace),
       idFreeFor: async (execution) => {
         const first = this.#executions.values().find((each) => each.id === execution.id);
         // Under its own key: itself, or another delivery of its own task here, whose start its caller did not accept (it accepted this one).
@@ -160,7 +167,7 @@ class QueueWorker implements ExecutionWorker {
     void this.#watchStatus();
     const next = await this.#nextSubject();
     // Made now: the first execution does not pay for it, and presence can say what isolation handlers get (and what is built).
-    const [{ isolation, problems }] = await Promise.all([this.#backend(true).health(), this.#services.unbuilt.refresh()]);
+    const [{ isolation, problems }] = await Promise.all([this.#backends.get(true).health(), this.#services.unbuilt.refresh()]);
     this.#isolation = { active: isolation.active, layers: isolation.layers, reason: isolation.reason };
     // A plugin not built, a sandbox not available: said before it takes work, not at each task.
     if (problems.length) process.emitWarning(`Worker ${this.id} starts with problems its executions will meet: ${problems.join('; ')}`, { code: 'KB_PLUGIN_WORKER_PROBLEMS' });
@@ -188,12 +195,6 @@ class QueueWorker implements ExecutionWorker {
     }, this.#o.heartbeatMs);
     this.#puller.topUp();
     this.#serving = true;
-  }
-
-  #backend(workspace: boolean): IExecutionBackend {
-    let backend = this.#backends.get(workspace);
-    if (!backend) this.#backends.set(workspace, (backend = this.#makeBackend(workspace)));
-    return backend;
   }
 
   /** The pool's consumer's next-message subject, the consumer made (with the stream, if no host made it yet) when missing. */
@@ -290,8 +291,6 @@ class QueueWorker implements ExecutionWorker {
     this.#services.watch.close();
     for (const sub of this.#subscriptions) sub.unsubscribe();
     void this.#puller.stop().catch(() => undefined);
-    // The local backend start() made (for its isolation) is shut down with it.
-    for (const backend of this.#backends.values()) void backend.shutdown({ timeoutMs: 1000 }).catch(() => undefined);
   }
 
   #announce(closing = false): void {
@@ -372,7 +371,7 @@ class QueueWorker implements ExecutionWorker {
       const { linkWorks } = await untilStoppedReported(this.#whenIdle(), this.#nc, this.#linkDown);
       clearInterval(this.#presenceTimer);
       this.#services.watch.close();
-      await Promise.allSettled([...this.#backends.values()].map((backend) => backend.shutdown({ timeoutMs: 2000 })));
+      await this.#backends.shutdown(2000);
       this.#announce(true);
       for (const sub of this.#subscriptions) sub.unsubscribe();
       // Not with the link down or silent, and bounded: a drain waits for the server, and one that failed
