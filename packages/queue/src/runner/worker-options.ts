@@ -27,7 +27,7 @@ export interface ExecutionWorkerOptions {
   plugins: readonly PluginSource[];
   /** Services of the worker itself, used instead of the calling host's for the services they name. @default {} (every call goes to the caller) */
   platform?: HostPlatform | undefined;
-  /** Executions at once. @default os.availableParallelism() */
+  /** Executions at once. @default os.availableParallelism(), and no more than `backend.maxThreads` on worker-pool */
   concurrency?: number | undefined;
   /** The worker's workspaces: `{ root }`, or the OS temp directory. @default a WorkspaceManager in the OS temp directory */
   workspace?: { root: string } | undefined;
@@ -152,7 +152,7 @@ export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedW
     backend: (options.backend ?? { type: 'worker-pool' }) as LocalBackendOptions,
     plugins: o.plugins as PluginSource[],
     platform: options.platform,
-    concurrency: o.concurrency ?? os.availableParallelism(),
+    concurrency: o.concurrency ?? defaultConcurrency(options.backend),
     workspace: o.workspace,
     id,
     heartbeatMs: o.heartbeatMs ?? 1000,
@@ -160,6 +160,16 @@ export function resolveWorkerOptions(options: ExecutionWorkerOptions): ResolvedW
   };
   checkStreamName(resolved.subjectPrefix, resolved.pool, 'execution worker options');
   return resolved;
+}
+
+/**
+ * One execution per CPU, but no more than a worker-pool backend's threads: the worker gives its
+ * concurrency to its backend as `maxConcurrency`, which that backend refuses above `maxThreads`.
+ */
+function defaultConcurrency(backend: ExecutionWorkerOptions['backend']): number {
+  const threads = backend?.type === 'worker-pool' ? backend.maxThreads : undefined;
+  // One that is no thread count is left for the backend to refuse, naming it.
+  return typeof threads === 'number' && Number.isInteger(threads) && threads > 0 ? Math.min(threads, os.availableParallelism()) : os.availableParallelism();
 }
 
 /**
