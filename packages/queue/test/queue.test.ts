@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -579,6 +579,40 @@ describe('where it runs', () => {
       problem: 'auth-failed',
       message: `The worker cannot use its credentials: connection.credsFile ${JSON.stringify(missing)} cannot be read (ENOENT); check connection.seed (an NKey seed, "SU…") or credsFile`,
     });
+  });
+
+  it('a seed that is no NKey seed, or a creds file that holds none, is auth-failed naming it before any connection: with no server, the worker and the host say it, not the connection', async () => {
+    let connections = 0;
+    const listener = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'kb-creds-'));
+    try {
+      const servers = `nats://127.0.0.1:${(listener.address() as AddressInfo).port}`;
+      const creds = path.join(dir, 'worker.creds');
+      await writeFile(creds, 'not a creds file\n');
+      const said = 'cannot use its credentials: ';
+      for (const [connection, problem] of [
+        [{ servers, seed: 'not-a-seed' }, 'nkeys: invalid encoded key; check connection.seed (an NKey seed, "SU…") or credsFile'],
+        // A seed's last character changed: its checksum is wrong.
+        [{ servers, seed: 'SUAEF4NQGW2WZLEZLJIVPIULUYU3DTWJIHLA6Y3YWX2FM3LXUHSKMWA6UX' }, 'nkeys: invalid checksum; check connection.seed (an NKey seed, "SU…") or credsFile'],
+        [{ servers, credsFile: creds }, 'unable to parse credentials; check connection.seed (an NKey seed, "SU…") or credsFile'],
+      ] as const) {
+        // Before: "The worker could not connect to the NATS server (…): what answers there closed the connection …", after connecting.
+        const started = startExecutionWorker({ connection, pool: newPool('bad-seed'), plugins: [fixturePlugins.basic], backend: { type: 'in-process' } });
+        await expect(started).rejects.toMatchObject({ name: 'QueueServerError', problem: 'auth-failed', message: `The worker ${said}${problem}` });
+        const result = await make({ connection }).execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+        expectError(result, 'WORKER_CRASHED');
+        expect(result.error.message).toContain(`The queue backend ${said}${problem}`);
+      }
+      expect(connections).toBe(0);
+    } finally {
+      listener.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a TLS file that cannot be read is said naming its option, even where the server offers no TLS (which would have hidden it)', async () => {

@@ -129,6 +129,9 @@ async function connectOnce(options: NatsConnectionOptions, defaultName: string, 
   // Read from a file, a seed keeps its line break: not part of it.
   if (options.seed) authenticator.push(nkeyAuthenticator(new TextEncoder().encode(options.seed.trim())));
   if (options.credsFile) authenticator.push(credsAuthenticator(await credsReader(options.credsFile)));
+  // nats.js reads the seed (or the creds file's) only once a server answers: one that is none would
+  // be said after a connection, or, with no server, never (the connection's failure said instead).
+  for (const authenticate of authenticator) authenticate();
   // Read by nats.js only once a server asks for TLS: one that does not would hide a wrong path.
   for (const key of ['caFile', 'certFile', 'keyFile'] as const) if (options.tls?.[key]) await unreadable(options.tls[key], `connection.tls.${key}`);
   return connect({
