@@ -214,6 +214,18 @@ describe('options that cannot work', () => {
     ]);
   });
 
+  it("one of the worker's own options given inside backend (pool, heartbeatMs, concurrency …) is said as the worker's, before it connects, not as the queue backend's", async () => {
+    const refused = await startExecutionWorker({
+      connection: { servers: 'nats://127.0.0.1:1' },
+      plugins: [fixturePlugins.basic],
+      backend: { type: 'worker-pool', pool: 'reports', heartbeatMs: 500, maxPayloadBytes: 4096, concurrency: 2, connection: { servers: 'nats://127.0.0.1:1' } },
+    }).catch((error: unknown) => error);
+    // Before: the worker connected first; then its local backend said "backend.pool: … an option of the queue backend".
+    const own = (key: string) => ({ path: `backend.${key}`, message: `the worker's own option, not its local backend's: startExecutionWorker({ ${key}, backend })` });
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).details.issues).toEqual(['pool', 'heartbeatMs', 'maxPayloadBytes', 'concurrency', 'connection'].map(own));
+  });
+
   it("a queue host's option given to a worker (queueBound, maxConcurrency, permissions …) is said as the host's and where the worker's own is, not only as unknown", async () => {
     const refused = await startExecutionWorker({
       connection: { servers: 'nats://127.0.0.1:1' },

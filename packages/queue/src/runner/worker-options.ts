@@ -58,7 +58,8 @@ export type SetByTheWorker = keyof typeof SET_BY_THE_WORKER;
 /**
  * A key inside `backend` that is no backend's option but is near one the worker sets (`timeoutMs`,
  * `maxConcurency`) is said here: the local backend would point at that option, which is refused.
- * One of execute()'s (`onLog`) or of a request's (`pluginId`) too: the worker makes those itself.
+ * One of execute()'s (`onLog`) or of a request's (`pluginId`) too: the worker makes those itself;
+ * and one of the worker's own (`pool`, `heartbeatMs`), which a local backend would say is the queue backend's.
  */
 function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIssue(issue: { code: 'custom'; path: string[]; message: string }): void }): void {
   for (const key of Object.keys(backend)) {
@@ -66,7 +67,12 @@ function namedNearSetByTheWorker(backend: Record<string, unknown>, ctx: { addIss
       ctx.addIssue({ code: 'custom', path: [key], message: "not an option of a backend: the worker makes each execution's request and execute() options from its task (what its caller gave)" });
       continue;
     }
-    if (key === 'type' || Object.hasOwn(SET_BY_THE_WORKER, key) || isBackendOption(key)) continue;
+    if (key === 'type' || Object.hasOwn(SET_BY_THE_WORKER, key)) continue;
+    if (key !== 'backend' && Object.hasOwn(workerOptionsSchema().shape, key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `the worker's own option, not its local backend's: startExecutionWorker({ ${key}, backend })` });
+      continue;
+    }
+    if (isBackendOption(key)) continue;
     const near = nearest(key, Object.keys(SET_BY_THE_WORKER));
     if (near) ctx.addIssue({ code: 'custom', path: [key], message: `unknown option; "${near}" is near it, and set by the worker: ${SET_BY_THE_WORKER[near as SetByTheWorker]}` });
   }
