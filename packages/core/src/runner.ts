@@ -17,3 +17,5 @@ export { deserializeError, serializeError, type SerializedError } from './error-
 export { OutputLines, type DeprecatedOutputLimits, type OutputLimits, type StreamOutputLimits } from './output-lines.js';
 export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
+// The timers as core found them (real-timers.ts), for a runner that must not load the backend kit.
+export { clearTimeout, monotonicNow, setTimeout } from './real-timers.js';
