@@ -46,7 +46,7 @@ describe('a handler that returns leaving a tree in its workspace that takes seco
     const deep = mkdtempSync(path.join(os.tmpdir(), 'kb-in-process-deep-'));
     const backend = new InProcessBackend({ plugins: [plugin], workspace: { root: deep }, maxConcurrency: 1 });
     try {
-      const result = await backend.execute({ pluginId: '@test/lifetime', handlerId: 'deep-tree', input: { chains: 300 } }, { timeoutMs: 30_000 });
+      const result = await backend.execute({ pluginId: '@test/lifetime', handlerId: 'deep-tree', input: { chains: 60 } }, { timeoutMs: 30_000 });
       expectOk(result);
       // Before, the result waited for the whole removal (seconds to minutes past the handler's return).
       expect(readdirSync(deep)).toHaveLength(1);
