@@ -5,12 +5,17 @@ import type { PresenceBody, WorkerIdentity } from '../shared/wire.js';
 /** How long a worker process's loss, counted, is remembered: its other executions fail with it (within a watch tick), not later. */
 const LOSS_COUNTED_MS = 60_000;
 
+/** How often, at most, presences coming in let go of silent workers. */
+const SWEEP_EVERY_MS = 1000;
+
 /** What a host knows of the pool's workers, from their presence messages. */
 export class WorkerDirectory {
   readonly #workers = new Map<string, { presence: PresenceBody; seen: number }>();
   readonly #lostMs: number;
   /** Worker processes (workerKey) whose loss was counted (telemetry), and when. */
   readonly #lost = new Map<string, number>();
+  /** When silent workers were last let go of as presences came in. */
+  #sweptAt = 0;
   #firstSeen: (() => void) | undefined;
   readonly #first = new Promise<void>((resolve) => (this.#firstSeen = resolve));
 
@@ -34,8 +39,16 @@ export class WorkerDirectory {
     }
     // A worker joining the pool, as this host sees it, is a runner start (telemetry); so is one whose loss was counted, heard again.
     if (this.#lost.delete(workerKey(presence)) || !this.#workers.has(presence.id)) recordRunnerStart('queue');
-    this.#workers.set(presence.id, { presence, seen: monotonicNow() });
+    const now = monotonicNow();
+    this.#workers.set(presence.id, { presence, seen: now });
     this.#firstSeen?.();
+    // Workers gone silent (killed, their machine gone: no closing presence) are let go of here too,
+    // not only when health() or stats() asks: a pool whose workers restart under new ids (the
+    // default id names the process) kept one for every worker that ever died.
+    if (now - this.#sweptAt >= SWEEP_EVERY_MS) {
+      this.#sweptAt = now;
+      this.alive();
+    }
   }
 
   /**
@@ -55,7 +68,8 @@ export class WorkerDirectory {
 
   /**
    * Workers heard from within the lost-worker window, newest state each; the window is at least
-   * three of a worker's own presence intervals (a host more impatient than its workers still sees them).
+   * three of a worker's own presence intervals (a host more impatient than its workers still sees
+   * them). Those silent past it are let go of.
    */
   alive(): PresenceBody[] {
     const now = monotonicNow();
