@@ -7,6 +7,7 @@ export { describeConformance } from './describe-conformance.js';
 export type { BackendFactory, ConformanceCapabilities } from './suite-context.js';
 export { TIMEOUT_OPTION_REFUSALS, expectError, expectOk, waitFor } from './expect-result.js';
 export { testPlatform } from './test-platform.js';
+export { holdEventLoop } from './hold-event-loop.js';
 export { TURN_WATCH_PAYLOAD, turnWatchingPlatform } from './turn-watch.js';
 export { fixturePlugins, BASIC, CJS, GUARDED, HOSTILE, RELOADABLE } from './fixtures.js';
 export { installTestSdk, total, type TestSdk, type Point } from './telemetry-sdk.js';

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { holdEventLoop } from '@kb-labs/plugin-execution-conformance';
 import { BASIC, HOSTILE, POOL, expectError, expectOk, okData, runners, useBackends } from './helpers.js';
 
 /**
@@ -103,7 +104,7 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     const onEvent = (event: { event: unknown }) => {
       const { i, sentAt } = event.event as { i: number; sentAt: number };
       // The host's event loop is busy for 1 s at the first event.
-      if (i === 0) for (busyUntil = Date.now() + 1000; Date.now() < busyUntil; );
+      if (i === 0) busyUntil = holdEventLoop(1000);
       else if (sentAt < busyUntil - 100) sentWhileBusy.push(i);
     };
     // 40 events of 4000 1 KB strings: 4 MB (8 MB as two-byte text) each.
@@ -124,7 +125,7 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
         const v = e.v as { byteLength?: number; length?: number; message?: string; size?: number } | string | bigint;
         if (typeof v === 'bigint') bytes += v > 1n << 1024n ? 4 * 1024 * 1024 : 0;
         else bytes += typeof v === 'string' ? v.length : (v.byteLength ?? v.message?.length ?? (v instanceof Set ? [...v][0].length : 0));
-        if (e.i === 0) for (busyUntil = Date.now() + 1000; Date.now() < busyUntil; );
+        if (e.i === 0) busyUntil = holdEventLoop(1000);
         else if (e.sentAt < busyUntil - 100) sentWhileBusy.push(e.i);
       };
       const result = await backend.execute({ pluginId: POOL, handlerId: 'hidden-weight-events', input: { n: 24, as } }, { timeoutMs: 60_000, onEvent });
@@ -146,7 +147,7 @@ describe('worker-pool: ExecuteOptions.outputPace (a queue worker whose caller is
     const sentWhileBusy: number[] = [];
     const onEvent = ({ event }: { event: unknown }) => {
       const { i, sentAt } = event as { i: number; sentAt: number };
-      if (i === 0) for (busyUntil = Date.now() + 1000; Date.now() < busyUntil; );
+      if (i === 0) busyUntil = holdEventLoop(1000);
       else if (sentAt < busyUntil - 100) sentWhileBusy.push(i);
     };
     const result = await backend.execute({ pluginId: POOL, handlerId: 'hidden-weight-events', input: { n: 24, as } }, { timeoutMs: 60_000, onEvent });

@@ -24,6 +24,8 @@ async function withHttpServer(body: string, fn: (url: string) => Promise<void>):
 }
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/** The environment of a host process a test starts: PATH, and nothing of this one's it does not need (NODE_EXTRA_CA_CERTS alone adds some 40 ms of CPU to a Node start). */
+const childEnv = () => ({ PATH: process.env.PATH ?? '' });
 
 describe('worker-pool: thread reuse and hygiene', () => {
   const backends = useBackends();
@@ -709,7 +711,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       await backend.shutdown();
       process.stdout.write(JSON.stringify(out));
     `;
-    const child = spawnSync(process.execPath, ['--frozen-intrinsics', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 25_000 });
+    const child = spawnSync(process.execPath, ['--frozen-intrinsics', '--no-warnings', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 25_000, env: childEnv() });
     expect(child.stderr).toBe('');
     // Before: WORKER_CRASHED each, "A worker thread failed to start ...: Cannot assign to read only property 'waitAsync' of object '[object Atomics]'".
     expect(JSON.parse(child.stdout)).toEqual(['frozen', 'TIMEOUT', 'after']);
@@ -734,6 +736,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       cwd: packageDir,
       encoding: 'utf8',
       timeout: 20_000,
+      env: childEnv(),
     });
     expect(child.stderr).toBe('');
     expect(JSON.parse(child.stdout)).toEqual([{ tampered: true }, { polluted: true }, { polluted: false }, { 'globals-tampered': 2, 'handles-left': 0, recycled: 0, 'plugin-reloaded': 0, 'plugin-unregistered': 0, 'left-busy': 0 }]);
@@ -753,7 +756,7 @@ describe('worker-pool: thread reuse and hygiene', () => {
       await backend.shutdown();
       process.stdout.write(JSON.stringify(out));
     `;
-    const child = spawnSync(process.execPath, ['--pending-deprecation', '--throw-deprecation', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 20_000 });
+    const child = spawnSync(process.execPath, ['--pending-deprecation', '--throw-deprecation', '--input-type=module', '-e', script], { cwd: packageDir, encoding: 'utf8', timeout: 20_000, env: childEnv() });
     expect(child.stderr).toBe('');
     // Before: WORKER_CRASHED, "died of an uncaught exception: process._tickCallback() is deprecated"
     // (without --throw-deprecation, a DeprecationWarning on the first handler's stderr on each thread).

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { AbortedError, TimeoutError, WorkspaceManager, type ExecutionEvent } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it, vi } from 'vitest';
 import { expectError, expectOk, waitFor } from '../expect-result.js';
+import { holdEventLoop } from '../hold-event-loop.js';
 import { BASIC, HOSTILE } from '../fixtures.js';
 import { SLACK_MS, type SuiteContext } from '../suite-context.js';
 
@@ -118,8 +119,7 @@ function heldUpHostTests(suite: SuiteContext): void {
       const pending = backend.execute({ pluginId: BASIC, handlerId: 'slow', input: { ms: 100 } }, { timeoutMs: 2500, onEvent: () => began() });
       await begun;
       // The host's loop held past the limit (a long synchronous task): the handler answers meanwhile.
-      const until = Date.now() + 3500;
-      while (Date.now() < until);
+      holdEventLoop(3500);
       const result = await pending;
       expectOk(result);
       expect(result.meta.durationMs).toBeGreaterThan(2500);
