@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { expectError, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
+import { expectError, fixturePlugins, holdEventLoop } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, type QueueBackendOptions } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
@@ -88,8 +88,7 @@ export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(r
 
 /** Block this host's event loop for 5 s (past workerLostMs): its worker stops `result`'s execution, and the caller, which never aborted, gets WORKER_CRASHED (runner-lost). */
 export async function expectStoppedForSilence(result: Promise<ExecutionResult>): Promise<void> {
-  const until = Date.now() + 5000;
-  while (Date.now() < until);
+  holdEventLoop(5000);
   const outcome = await result;
   expectError(outcome, 'WORKER_CRASHED');
   expect(outcome.error.details).toMatchObject({ reason: 'runner-lost' });

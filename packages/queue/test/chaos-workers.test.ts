@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BASIC, expectError, expectOk, fixturePlugins, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, expectError, expectOk, fixturePlugins, holdEventLoop, waitFor } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
 import type { QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { describe, expect, it } from 'vitest';
@@ -136,8 +136,7 @@ describe('a host whose event loop is blocked', () => {
     await sleep(150);
     // Blocked past the worker's wait for `started` (3 s, the default workerLostMs): the worker
     // takes the task once its slot frees, asks, hears nothing, and puts the task back, twice.
-    const until = Date.now() + 7000;
-    while (Date.now() < until);
+    holdEventLoop(7000);
     expectOk(await first.result);
     const outcome = await second;
     expectOk(outcome);
@@ -157,8 +156,7 @@ describe('a host whose event loop is blocked', () => {
     await sleep(1);
     // Blocked past the worker's wait for `started`: its `withdrawn` waits behind the flood's
     // unacknowledged output while the task goes back to the stream and comes to it again.
-    const until = Date.now() + 4000;
-    while (Date.now() < until);
+    holdEventLoop(4000);
     const outcome = await second;
     expectOk(outcome);
     expect((await marks(file)).filter((line) => line.endsWith(' started'))).toEqual([`${outcome.meta.executionId} started`]);
@@ -183,9 +181,12 @@ describe('a host slower than its workers', () => {
     await Promise.all([0, 1, 2, 3].map(() => worker(server.url, pool, 1)));
     // The flood holds the host's loop for 16 s and more: heartbeats must be answered all through
     // it. 10 s without one is what fails it, not the 3 s a test machine's other lanes can take
-    // from a host busy-waiting in its onLog.
+    // from a host held in its onLog. The 16 s are 4 × 5,000 lines at 0.8 ms each: the paces (a
+    // 256 KiB window is some 130 of these lines) put well under a second of them ahead of a
+    // heartbeat, where without them all 16 s would be. 20,000 at 0.2 ms held it as long, for four
+    // times the messages to send, carry and read.
     const backend = host(server.url, pool, { workerLostMs: 10_000 });
-    const count = 20_000;
+    const count = 5_000;
     const received: number[] = [0, 0, 0, 0];
     const notices: string[] = [];
     const results = await Promise.all(
@@ -197,9 +198,8 @@ describe('a host slower than its workers', () => {
             onLog: (entry) => {
               if (entry.level === 'warn') return void notices.push(entry.message);
               received[i]!++;
-              // A synchronous log sink: 0.2 ms a line.
-              const until = performance.now() + 0.2;
-              while (performance.now() < until);
+              // A synchronous log sink: 0.8 ms a line.
+              holdEventLoop(0.8);
             },
           },
         ),
@@ -212,7 +212,7 @@ describe('a host slower than its workers', () => {
     // The handlers waited for the host (their threads at their windows): every line delivered, none dropped.
     expect(notices).toEqual([]);
     expect(received).toEqual([count, count, count, count]);
-    // 30 s here beside another test run (16 s of it the onLog's own busy-waiting), and past 90 s
+    // 30 s here beside another test run (16 s of it the onLog's own holding), and past 90 s
     // with a third of a core left to the host, its workers and the server.
   }, 180_000);
 });
@@ -309,21 +309,18 @@ describe('a worker asked to stop (SIGTERM)', () => {
 
   it('with its link up, a drain delivers all a handler over still has to send to a host that reads slowly: every log line and the result', async () => {
     const pool = newPool('drainslow');
-    // A drain that may wait a minute: the host's onLog busy-waits 6 s over the 3000 lines, and with
+    // A drain that may wait a minute: the host's onLog holds its loop 6 s over the 3000 lines, and with
     // a third of a core their reading took past the fixture's default 10 s, the worker's exit then
     // taking what was left with it.
     const draining = await startWorker({ natsUrl: server.url, pool, backend: 'in-process', concurrency: 1, drainMs: 60_000, plugins: [fixturePlugins.basic, QUEUE_PLUGIN] });
     stopAfterTest(() => draining.stop());
     const backend = host(server.url, pool);
     let lines = 0;
-    const spin = (ms: number) => {
-      for (const end = performance.now() + ms; performance.now() < end; );
-    };
     let ready!: () => void;
     const readyNow = new Promise<void>((resolve) => (ready = resolve));
     const result = backend.execute(
       { pluginId: QUEUE_PROBE, handlerId: 'flood', input: { waitMs: 0, count: 3000, bytes: 1000, afterMs: 0 } },
-      { timeoutMs: 60_000, onEvent: () => ready(), onLog: () => void (lines++, spin(2)) },
+      { timeoutMs: 60_000, onEvent: () => ready(), onLog: () => void (lines++, holdEventLoop(2)) },
     );
     await readyNow;
     const exited = new Promise<number | null>((resolve) => draining.child.once('exit', resolve));
