@@ -142,7 +142,8 @@ describe('kb-plugin-exec validate', () => {
   });
 
   it('a module that blocks the loop as it loads in-process: the report is still printed, the plugins before it and its TIMEOUT (--json: the JSON report, not an empty stdout)', async () => {
-    await plugin('blocks', { id: '@t/blocks', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'while (true) {}\nexport default () => 1;\n' });
+    // Blocked asleep (Atomics.wait, for good), not spinning as the test above: the loop is as blocked, without a core burnt to SIGKILL twice.
+    await plugin('blocks', { id: '@t/blocks', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\nexport default () => 1;\n' });
     const problem = 'TIMEOUT: its module kept the event loop blocked past its time limit of 300 ms as it loaded (said on stderr): the process was ended; the plugins after it were not checked';
     const result = run(['validate', 'valid', 'blocks', 'no-export']);
     expect(result.signal).toBe('SIGKILL');

@@ -371,7 +371,8 @@ describe('kb-plugin-exec CLI', () => {
     try {
       for (const where of [['--workspace-root', workspaces], ['--no-workspace']]) {
         const marker = path.join(root, `spinning-${where[0]}`);
-        const input = JSON.stringify({ marker, ms: 1000 });
+        // Asleep (Atomics.wait): the signal comes while the loop is blocked, however it is blocked.
+        const input = JSON.stringify({ marker, ms: 1000, asleep: true });
         const child = spawn(process.execPath, [cli, 'run', blocking, 'spin', '--input', input, ...where], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -383,7 +384,7 @@ describe('kb-plugin-exec CLI', () => {
         expect(await exited, where[0]).toBe(0);
         expect(JSON.parse(stdout)).toBe('spun');
         // The same for a handler that failed: its HANDLER_ERROR's exit code, 1 (it was 130 with a workspace).
-        const failing = spawn(process.execPath, [cli, 'run', blocking, 'spin', '--input', JSON.stringify({ marker: `${marker}-throws`, ms: 1000, throws: true }), ...where], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        const failing = spawn(process.execPath, [cli, 'run', blocking, 'spin', '--input', JSON.stringify({ marker: `${marker}-throws`, ms: 1000, throws: true, asleep: true }), ...where], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
         const failed = new Promise<number | null>((resolve) => failing.once('exit', (code) => resolve(code)));
         await waitFor(() => existsSync(`${marker}-throws`), 15_000);
         failing.kill('SIGINT');
@@ -400,7 +401,10 @@ describe('kb-plugin-exec CLI', () => {
     try {
       for (const [json, keep] of [[false, false], [true, false], [false, true], [true, true]]) {
         const marker = path.join(root, `blocked-${json}-${keep}`);
-        const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000 }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : []), ...(keep ? ['--keep-workspace'] : [])];
+        // The first spins (CPU-bound code, beside the watching thread); the others block the loop asleep, which
+        // the watchdog sees alike (the loop's beat stops), without a core burnt for the 2.3 s to SIGKILL.
+        const asleep = json || keep;
+        const args = ['run', blocking, 'spin', '--input', JSON.stringify({ marker, ms: 120_000, asleep }), '--timeout', '300', '--workspace-root', workspaces, ...(json ? ['--json'] : []), ...(keep ? ['--keep-workspace'] : [])];
         const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
