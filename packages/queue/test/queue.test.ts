@@ -6,7 +6,7 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { BASIC, GUARDED, HOSTILE, TIMEOUT_OPTION_REFUSALS, expectError, expectOk, fixturePlugins, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
+import { BASIC, GUARDED, HOSTILE, TIMEOUT_OPTION_REFUSALS, expectError, expectOk, fixturePlugins, holdEventLoop, testPlatform, waitFor } from '@kb-labs/plugin-execution-conformance';
 import { ValidationError, type ExecutionEvent, type ExecutionResult, type LogEntry, type PermissionSpec, type PluginManifestInput } from '@kb-labs/plugin-execution-core';
 import { QueueBackend, startExecutionWorker, type QueueBackendOptions, type QueueRunnerStats } from '@kb-labs/plugin-execution-queue';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -975,7 +975,7 @@ describe('a handler that outruns its caller', () => {
   async function flood(backend: QueueBackend, n: number): Promise<{ result: ExecutionResult; delivered: number }> {
     let delivered = 0;
     const onEvent = () => {
-      if (delivered++ === 0) for (const until = Date.now() + 2000; Date.now() < until; );
+      if (delivered++ === 0) holdEventLoop(2000);
     };
     const result = await backend.execute({ pluginId: HOSTILE, handlerId: 'event-flood', input: { n, kb: 1 } }, { timeoutMs: 60_000, onEvent });
     return { result, delivered };
@@ -994,7 +994,7 @@ describe('a handler that outruns its caller', () => {
     const linesInTurn = new Map<number, number>();
     const onLog = () => {
       // The host's event loop stalls for 2 s at the first line: the worker's output piles up meanwhile.
-      if (linesInTurn.size === 0) for (const until = Date.now() + 2000; Date.now() < until; );
+      if (linesInTurn.size === 0) holdEventLoop(2000);
       linesInTurn.set(turn, (linesInTurn.get(turn) ?? 0) + 1);
     };
     const count = 20_000;
