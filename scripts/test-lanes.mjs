@@ -1,4 +1,4 @@
-// Runs every package's tests (built first: `turbo run build` before this) as steps taken by three
+// Runs every package's tests (built first: `turbo run build` before this) as steps taken by four
 // lanes side by side: each lane takes the next step of the list as it finishes one, the longest
 // first, so that no lane ends with a long step while the others are idle. A step is one package's
 // tests, or part of them (the umbrella's are two: its CLI's files, which start a process each, and
@@ -99,6 +99,9 @@ async function runLane(queue) {
 }
 
 const queue = [...steps];
-const lanes = process.argv.includes('--serial') ? 1 : 3;
+// Four, on two cores: a quarter of the CPU was idle with three (the queue's and the subprocess
+// backend's files mostly wait), and the run took 909 s against 987 s with three, the same tests
+// passing (session 83, one run each, a fresh clone).
+const lanes = process.argv.includes('--serial') ? 1 : 4;
 const codes = await Promise.all(Array.from({ length: lanes }, () => runLane(queue)));
 process.exitCode = codes.some((code) => code !== 0) ? 1 : 0;
