@@ -47,7 +47,7 @@ export class WorkerDirectory {
     // default id names the process) kept one for every worker that ever died.
     if (now - this.#sweptAt >= SWEEP_EVERY_MS) {
       this.#sweptAt = now;
-      this.alive();
+      this.#letGoOfSilent(now);
     }
   }
 
@@ -72,13 +72,13 @@ export class WorkerDirectory {
    * them). Those silent past it are let go of.
    */
   alive(): PresenceBody[] {
-    const now = monotonicNow();
-    const out: PresenceBody[] = [];
-    for (const [id, { presence, seen }] of this.#workers) {
-      if (now - seen <= Math.max(this.#lostMs, 3 * (presence.heartbeatMs || 0))) out.push(presence);
-      else this.#workers.delete(id);
-    }
-    return out;
+    this.#letGoOfSilent(monotonicNow());
+    return [...this.#workers.values()].map(({ presence }) => presence);
+  }
+
+  /** Forget the workers silent past their window at `now`: `lostMs`, or three of their own presence intervals if longer. */
+  #letGoOfSilent(now: number): void {
+    for (const [id, { presence, seen }] of this.#workers) if (now - seen > Math.max(this.#lostMs, 3 * (presence.heartbeatMs || 0))) this.#workers.delete(id);
   }
 
   /** Settles once a worker was heard from, or after `ms`. */
