@@ -100,8 +100,8 @@ async function runLane(queue) {
 
 const queue = [...steps];
 // Four, on two cores: a quarter of the CPU was idle with three (the queue's and the subprocess
-// backend's files mostly wait), and the run took 909 s against 987 s with three, the same tests
-// passing (session 83, one run each, a fresh clone).
+// backend's files mostly wait), and the run took 909 and 899 s against 987 s with three, the same
+// tests passing (session 83, fresh clones).
 const lanes = process.argv.includes('--serial') ? 1 : 4;
 const codes = await Promise.all(Array.from({ length: lanes }, () => runLane(queue)));
 process.exitCode = codes.some((code) => code !== 0) ? 1 : 0;

@@ -10,7 +10,7 @@
  */
 import { FLOW_SLOTS, add, load, notify, store, waitAsync } from './flow-control.js';
 import { SPAWN_WAIT_MS } from './thread-deadlines.js';
-// From the runner's entry: a thread that loads this table must not load the backend kit (~35 ms a thread).
+// From the runner's entry: a thread that loads this table must not load the backend kit (15–25 ms of CPU a thread).
 import { clearTimeout, monotonicNow, setTimeout } from '@kb-labs/plugin-execution-core/runner';
 
 // The thread's side runs after plugin code, which may replace any global or prototype method:
