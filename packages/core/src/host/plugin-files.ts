@@ -1,5 +1,6 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
+import { extensionLeftOut } from '../entry-extension.js';
 import { shownControls } from '../shown-controls.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
 import { settledInGroups } from './settled-in-groups.js';
@@ -27,7 +28,9 @@ export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string |
   const root = shownControls(plugin.root, '');
   if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${root} does not exist`;
   const shown = entries.slice(0, 3).map((entry) => shownControls(entry, ''));
-  return `plugin "${plugin.id}": none of its handlers' entries exists in ${root} (${shown.join(', ')}${entries.length > 3 ? ' …' : ''}): is it built?`;
+  const extension = await extensionLeftOut(path.resolve(plugin.root, entries[0]!));
+  const fix = extension === undefined ? 'is it built?' : `${shown[0]}${extension} is there: give each entry in kb.plugin.json with its extension (Node adds none)`;
+  return `plugin "${plugin.id}": none of its handlers' entries exists in ${root} (${shown.join(', ')}${entries.length > 3 ? ' …' : ''}): ${fix}`;
 }
 
 function exists(file: string): Promise<boolean> {

@@ -13,6 +13,7 @@ import { callingHiddenClass, importNamespace, refuseBackslashPath, refuseClassEx
 import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.js';
 import { passingShortage } from '../passing-shortage.js';
 import { shownControls } from '../shown-controls.js';
+import { extensionLeftOut } from '../entry-extension.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
@@ -117,7 +118,9 @@ async function importEntry(url: string, entryPath: string, task: RunnerTask): Pr
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
-      throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${shown(entryPath)} does not exist`, {
+      const extension = await extensionLeftOut(entryPath);
+      const hint = extension === undefined ? '' : `; ${shown(entryPath + extension)} does: Node adds no extension to a module's path, so give the entry in kb.plugin.json with its "${extension}"`;
+      throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${shown(entryPath)} does not exist${hint}`, {
         details: { pluginId: task.pluginId, handlerId: task.handlerId, entry: entryPath },
       });
     }
