@@ -10,6 +10,19 @@ describe('nearest (the "did you mean" name)', () => {
     expect(nearest('foo', ['bar'])).toBeUndefined();
   });
 
+  it('takes one edit for a name of up to 4 letters, two letters swapped counting as one', () => {
+    // Two edits of a 3- or 4-letter name leave one or two of its letters: execute({ foo: 1 }) was
+    // told 'did you mean "pool"? (… an option of the queue backend …)', and { port } the same.
+    expect(nearest('foo', ['timeoutMs', 'pool'])).toBeUndefined();
+    expect(nearest('port', ['pool'])).toBeUndefined();
+    expect(nearest('pol', ['pool'])).toBe('pool');
+    expect(nearest('rnu', ['run'])).toBe('run');
+    expect(nearest('raed', ['read', 'write'])).toBe('read');
+    // Past 4 letters a swap is one edit of the two a typo may have.
+    expect(nearest('tiemoutMs', ['timeoutMs'])).toBe('timeoutMs');
+    expect(nearest('tiemuotMs', ['timeoutMs'])).toBe('timeoutMs');
+  });
+
   it('takes the shortest known name holding a name of 5 characters or more whole, never a shorter one', () => {
     expect(nearest('concurrency', ['maxConcurrencyPerPlugin', 'maxConcurrency'])).toBe('maxConcurrency');
     expect(nearest('limit', ['maxLimitValue'])).toBe('maxLimitValue');

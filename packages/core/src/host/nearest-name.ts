@@ -14,7 +14,7 @@ export function nearest(name: string, known: readonly string[]): string | undefi
     const d = editDistance(lower, candidate.toLowerCase());
     if (d < bestDistance) [best, bestDistance] = [candidate, d];
   }
-  if (bestDistance <= Math.max(2, Math.floor(name.length / 4))) return best;
+  if (bestDistance <= typoEdits(lower.length)) return best;
   if (lower.length < 5) return undefined;
   const holding = known.filter((candidate) => candidate.toLowerCase().includes(lower));
   return holding.sort((a, b) => a.length - b.length)[0] ?? nearestByTail(lower, known);
@@ -71,14 +71,25 @@ const MEANT: Record<string, string> = {
   env: 'baseEnv',
 };
 
+/**
+ * The edits a typo of a name this long may have: two (a quarter of a long one), but one for a name
+ * of up to 4 letters, of which two edits leave too little (`foo` is no typo of `pool`, nor `port`).
+ */
+function typoEdits(length: number): number {
+  return length <= 4 ? 1 : Math.max(2, Math.floor(length / 4));
+}
+
+/** Edits from `a` to `b`, two letters swapped counting as one (`rnu` is one edit from `run`). */
 function editDistance(a: string, b: string): number {
+  let before: number[] = [];
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
     for (let j = 1; j <= b.length; j++) {
       row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j]!, before[j - 2]! + 1);
     }
-    previous = row;
+    [before, previous] = [previous, row];
   }
   return previous[b.length]!;
 }
