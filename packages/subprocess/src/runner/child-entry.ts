@@ -24,6 +24,7 @@ import {
 import { DEFAULT_MAX_FRAME_BYTES, FramedChannel, UnreadableFrame, encodeFrame } from '../framing.js';
 import { EXIT_CHANNEL_CLOSED, type ChildCrashMessage, type ChildRunMessage, type ChildStoppedItselfMessage, type HostToChild } from '../messages.js';
 import { resultStandIns } from './result-stand-ins.js';
+import { refuseInspectorSignals } from './inspector-signal.js';
 
 /** Exit code of the child's own failures (distinct from a handler's process.exit); EXIT_CHANNEL_CLOSED is another. */
 const EXIT_PROTOCOL = 70;
@@ -70,6 +71,9 @@ if ((process as { permission?: unknown }).permission !== undefined) {
   // `import { setFlagsFromString } from 'node:v8'` sees the same.
   syncBuiltinESMExports();
 }
+
+// SIGUSR1 opens another Node process's inspector: the host's, reached then over its loopback (inspector-signal.ts).
+if ((process as { permission?: unknown }).permission !== undefined) refuseInspectorSignals();
 
 // bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
 if (process.argv[4] === 'sandboxed') delete process.env.PWD;
