@@ -6,7 +6,9 @@
  * uses the inspector; a plugin is debugged on the in-process or subprocess backend.
  */
 import { syncBuiltinESMExports } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const apply = Reflect.apply;
 
 const MESSAGE =
   "node:inspector is closed to plugin code on a worker-pool thread: it would reach the runtime's own state. Debug a plugin on the in-process or subprocess backend";
@@ -19,12 +21,13 @@ function closed(): never {
  * A Worker's constructor arguments with its thread preloading `inspector-preload.cjs` (next to
  * this build's files), which closes that thread's inspector too, and passes itself on to the
  * Workers started there: a handler's own Worker would otherwise reach the host's main thread
- * through `connectToMainThread()`.
+ * through `connectToMainThread()`. First among its flags: Node runs `--require` preloads in the
+ * order given, and one of the handler's own ahead of it ran while the inspector was still open.
  */
 export function withInspectorClosed(args: unknown[]): unknown[] {
   const [filename, options] = args as [unknown, { execArgv?: unknown } | undefined];
   const given = options && typeof options === 'object' && Array.isArray(options.execArgv) ? (options.execArgv as unknown[]) : process.execArgv;
-  return [filename, { ...options, execArgv: [...given, '--require', PRELOAD] }, ...args.slice(2)];
+  return [filename, { ...options, execArgv: ['--require', PRELOAD, ...given] }, ...args.slice(2)];
 }
 
 const PRELOAD = fileURLToPath(new URL('./inspector-preload.cjs', import.meta.url));
@@ -41,4 +44,24 @@ export function closeInspector(): void {
   node.binding = (name: string) => (name === 'inspector' ? closed() : binding(name));
   // An `import 'node:inspector'` made from now on sees the closed ones.
   syncBuiltinESMExports();
+}
+
+/**
+ * `module.register()` of a thread (`moduleApi`, before plugin code runs) loading
+ * `inspector-preload.cjs` ahead of the first hooks a handler registers: Node runs module hooks on
+ * a thread of its own, started with the pool thread's flags (no preload there), and from its
+ * inspector `connectToMainThread()` ran code on the host's main thread (Node 20, 22 and 24).
+ * Hooks load in the order registered, each before `register()` returns.
+ */
+export function closeHooksThreadInspector(moduleApi: Record<string, unknown>): void {
+  const original = moduleApi.register;
+  if (typeof original !== 'function') return;
+  let preloaded = false;
+  moduleApi.register = function register(this: unknown, ...args: unknown[]): unknown {
+    if (!preloaded) {
+      preloaded = true;
+      apply(original, moduleApi, [pathToFileURL(PRELOAD).href]);
+    }
+    return apply(original, this, args);
+  };
 }

@@ -8,6 +8,7 @@
  * line), and a wrapper replaced or removed counts too.
  */
 import { watchCalls } from './call-watch.js';
+import { closeHooksThreadInspector } from './inspector-lock.js';
 
 const HOOK_FUNCTIONS = ['registerHooks', 'register'] as const;
 
@@ -18,6 +19,8 @@ export interface ModuleHooksWatch {
 
 export function watchModuleHooks(): ModuleHooksWatch {
   const moduleApi = process.getBuiltinModule('node:module') as unknown as Record<string, unknown> & { syncBuiltinESMExports(): void };
+  // Before the watch, so that a call of the plugin's is what the watch sees (inspector-lock.ts).
+  closeHooksThreadInspector(moduleApi);
   const registered = watchCalls(moduleApi, HOOK_FUNCTIONS);
   moduleApi.syncBuiltinESMExports();
   return { registered };

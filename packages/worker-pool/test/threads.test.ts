@@ -824,7 +824,15 @@ describe('worker-pool: thread reuse and hygiene', () => {
   it("closes Node's inspector to a handler (it would reach every object of its thread, the runtime's shared buffer among them), whichever way it is asked for, in Workers it starts too", async () => {
     const backend = backends.make({ maxThreads: 1 });
     const closed = 'ERR_INSPECTOR_NOT_AVAILABLE';
-    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'uses-inspector' }))).toEqual({ session: closed, mainThread: closed, promises: closed, port: closed, binding: closed, nested: [closed, closed] });
+    // preloaded: before, 'opened' — a Worker's own `--require` preload ran before the one that closes its inspector.
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'uses-inspector' }))).toEqual({ session: closed, mainThread: closed, promises: closed, port: closed, binding: closed, nested: [closed, closed], preloaded: closed });
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
+  });
+
+  it("closes Node's inspector on the thread that runs the module hooks a handler registers (from there connectToMainThread reached the host's main thread)", async () => {
+    const backend = backends.make({ maxThreads: 1 });
+    // Before: 'opened' (Node 20, 22 and 24): the hooks thread starts with the pool thread's flags, without the preload.
+    expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'inspector-in-hooks' }))).toBe('ERR_INSPECTOR_NOT_AVAILABLE');
     expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'after' }));
   });
 
