@@ -4,14 +4,13 @@
  * this too (inspector-lock.ts).
  */
 import workerThreads, { Worker } from 'node:worker_threads';
-import { closeInspector, withInspectorClosed } from './inspector-lock.js';
+import { closeInspector, constructWithInspectorClosed } from './inspector-lock.js';
 
 closeInspector();
 const Original = Worker;
-const construct = Reflect.construct;
 const Closed = function Worker(this: unknown, ...args: unknown[]): object {
   if (new.target === undefined) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
-  return construct(Original, withInspectorClosed(args), new.target) as object;
+  return constructWithInspectorClosed(Original, args, new.target);
 };
 Object.defineProperty(Closed, 'name', { value: 'Worker' });
 Closed.prototype = Original.prototype;

@@ -15,7 +15,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import timers from 'node:timers';
 import promiseTimers from 'node:timers/promises';
 import workerThreads, { Worker } from 'node:worker_threads';
-import { withInspectorClosed } from './inspector-lock.js';
+import { constructWithInspectorClosed } from './inspector-lock.js';
 
 const apply = Reflect.apply;
 const getPrototypeOf = Object.getPrototypeOf;
@@ -232,12 +232,11 @@ export class LaterWatch {
   #watchNestedWorkers(): void {
     const running = this.#workers;
     const Original = Worker;
-    const construct = Reflect.construct;
     const threadId = Object.getOwnPropertyDescriptor(Original.prototype, 'threadId')?.get;
     this.#running = (worker) => (threadId ? apply(threadId, worker, []) !== -1 : true);
     const Counted = function Worker(this: unknown, ...args: unknown[]): object {
       if (new.target === undefined) throw new TypeError("Class constructor Worker cannot be invoked without 'new'");
-      const worker = construct(Original, withinThreadLimits(withInspectorClosed(args)), new.target) as object;
+      const worker = constructWithInspectorClosed(Original, args, new.target, withinThreadLimits);
       running.add(worker);
       return worker;
     };

@@ -137,9 +137,10 @@ const PROMISE_HOOK_SETTERS = ['onInit', 'onSettled', 'onBefore', 'onAfter', 'cre
  * V8's own getter, taken before any plugin code runs; any hook present where there was none counts.
  */
 export function watchPromiseHooks(): { changed(): boolean } {
-  // process.binding() warns (DEP0111) on first use: not a warning of any plugin's.
+  // process.binding() warns (DEP0111) on first use: not a warning of any plugin's. Defined, not
+  // assigned: a host run with --no-deprecation has it read-only (true), and its threads too.
   const quiet = getOwnPropertyDescriptor(process, 'noDeprecation');
-  (process as { noDeprecation?: boolean }).noDeprecation = true;
+  if (quiet?.configurable !== false) Object.defineProperty(process, 'noDeprecation', { value: true, writable: true, enumerable: true, configurable: true });
   let get: (() => unknown[]) | undefined;
   try {
     const asyncWrap = (process as unknown as { binding(name: string): { getPromiseHooks?: () => unknown[] } }).binding('async_wrap');

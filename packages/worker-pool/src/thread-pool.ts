@@ -220,7 +220,7 @@ export class ThreadPool {
 
   #spawn(lane: Lane): void {
     const o = this.#options;
-    const config = { maxExecutions: o.maxExecutionsPerThread, output: { maxOutputPerStream: o.maxOutputPerStream, maxLogLineLength: o.maxLogLineLength } };
+    const config = { maxExecutions: o.maxExecutionsPerThread, output: { maxOutputPerStream: o.maxOutputPerStream, maxLogLineLength: o.maxLogLineLength }, execArgv: o.execArgv ?? process.execArgv };
     const settings = { entry: this.#entry, config, env: o.env, execArgv: o.execArgv, resourceLimits: lane.resourceLimits, cancelGraceMs: o.cancelGraceMs };
     this.#threads.add(new PoolThread<Lane>(lane, settings, this.#events));
     lane.threads++;

@@ -19,6 +19,12 @@ export interface ThreadConfig {
   maxExecutions: number;
   /** What stdout and stderr deliver per execution (see OutputTap). */
   output: StreamOutputLimits;
+  /**
+   * The Node flags the thread runs with (the pool's `execArgv`, or the host's that it inherits),
+   * which a Worker a handler starts inherits (inspector-lock.ts): the thread's own
+   * `process.execArgv` does not say them where a Worker is given an `env` (Node 20 to 24).
+   */
+  execArgv: string[];
 }
 
 /** The thread's first message, on its parentPort. */

@@ -13,7 +13,7 @@ import { FdWatch } from './fd-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
-import { closeInspector } from './inspector-lock.js';
+import { closeInspector, inheritFlags } from './inspector-lock.js';
 import { forgetSharedState, watchEnvironmentData, watchGlobalSymbols, watchProcessSettings, watchPromiseHooks, watchThreadPriority } from './shared-state.js';
 import { watchModuleHooks } from './module-hooks.js';
 import { ChildTable, SHARED_SLOTS } from './child-table.js';
@@ -41,7 +41,8 @@ const env = new EnvGate(process.env);
 // Copied before any plugin code runs: `workerData` is reachable from it, and changed in place it
 // would lift or cut the host's limits for every later handler on the thread.
 const given = workerData as ThreadConfig;
-const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { maxOutputPerStream: given.output.maxOutputPerStream, maxLogLineLength: given.output.maxLogLineLength } };
+const config: ThreadConfig = { maxExecutions: given.maxExecutions, output: { maxOutputPerStream: given.output.maxOutputPerStream, maxLogLineLength: given.output.maxLogLineLength }, execArgv: [...given.execArgv] };
+inheritFlags(config.execArgv);
 const output = new OutputTap(config.output);
 const tasks = new TaskUnpacker();
 const listenerCount = process.listenerCount.bind(process);
