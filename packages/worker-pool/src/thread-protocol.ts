@@ -22,7 +22,8 @@ export interface ThreadConfig {
   /**
    * The Node flags the thread runs with (the pool's `execArgv`, or the host's that it inherits),
    * which a Worker a handler starts inherits (inspector-lock.ts): the thread's own
-   * `process.execArgv` does not say them where a Worker is given an `env` (Node 20 to 24).
+   * `process.execArgv` loses all after a flag whose value comes apart (`--title kb`) in a Worker
+   * given an `env`, as the pool's threads are (Node 20 to 24).
    */
   execArgv: string[];
 }
