@@ -399,7 +399,8 @@ it("a TLS server the worker and run cannot use is said with the command line's f
       expect(result.stderr).not.toMatch(/connection\.tls|caFile/);
       return result.stderr.split('\n')[0];
     };
-    const noCa = /: TLS failed: unable to verify the first certificate; the server asks for TLS, or presents a certificate Node does not trust: give --tls-ca \(the CA that signed its certificate, for a private CA; --tls-cert and --tls-key if it wants a client certificate\)$/;
+    // Node's own words come between, as Node says them: Node 24 adds advice of its own (--use-system-ca) after its reason.
+    const noCa = /: TLS failed: unable to verify the first certificate(?:; if the root CA is installed locally, try running Node\.js with --use-system-ca)?; the server asks for TLS, or presents a certificate Node does not trust: give --tls-ca \(the CA that signed its certificate, for a private CA; --tls-cert and --tls-key if it wants a client certificate\)$/;
     expect(said(['worker', '--nats', url, '--plugins', fixturePlugins.basic])).toMatch(new RegExp(`^QUEUE_SERVER_UNREACHABLE: The worker could not connect.*${noCa.source}`));
     expect(said(['run', fixturePlugins.basic, 'echo', '--backend', 'queue', '--nats', url, '--input', '1'])).toMatch(noCa);
     const wrongCa = said(['worker', '--nats', url, '--plugins', fixturePlugins.basic, '--tls-ca', path.join(dir, 'other-ca.pem')]);
