@@ -26,7 +26,7 @@ export { cloneForWire } from './wire-clone.js';
 export { OutputLines, type DeprecatedOutputLimits, type OutputLimits, type StreamOutputLimits } from './output-lines.js';
 // Values from untrusted runners.
 export { describeThrown, describeValue, isError, toWireValue } from './wire-value.js';
-export { deserializeLikeClone, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
+export { deserializeLikeClone, refuseTaskWhatV8Loses, refuseWhatCloneRefuses, unreadableMessageError } from './v8-wire.js';
 export { tightenViews } from './tight-views.js';
 export { wallClockMs } from './wall-clock.js';
 export { MAX_EXECUTION_ID_LENGTH } from './host/workspace-manager.js';

@@ -1,8 +1,10 @@
 import { ValidationError } from './errors.js';
+import { unserializableError } from './wire-clone.js';
 import type { HostToRunner, RunnerToHost } from './protocol.js';
 import { tightCopy } from './tight-views.js';
 // Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
 const v8 = process.getBuiltinModule('node:v8');
+const { types } = process.getBuiltinModule('node:util');
 
 /**
  * v8's deserialiser, except that a Buffer comes back as the plain Uint8Array that structured
@@ -55,13 +57,96 @@ export function unreadableMessageError(what: string, where: string, error: unkno
 export function refuseWhatCloneRefuses(message: RunnerToHost | HostToRunner): void {
   const value = carriedValue(message);
   if (value === null || typeof value !== 'object') return;
+  let copy: unknown;
   try {
-    structuredClone(value);
+    copy = structuredClone(value);
   } catch (error) {
     // Nested too deep for this stack to copy: v8's serialiser may still write it, and the reader says whether it can rebuild it.
     if (error instanceof RangeError) return;
     throw error;
   }
+  refuseWhatV8Loses(copy);
+}
+
+/**
+ * Throw a DataCloneError, with where (`refusedPath`, which unserializableError names), for an
+ * object of `value` that structured clone keeps and v8's serialiser writes as `{}`: Node's own
+ * cloneable objects, a CryptoKey on Node 22, a net.BlockList or SocketAddress on 22 and 24. The
+ * subprocess and queue wires would hand `{}` on without a word where the other backends hand the
+ * object over. `value`: what structured clone made (plain data but for such objects), or a task's
+ * input or context, cloned on its way in.
+ */
+export function refuseWhatV8Loses(value: unknown): void {
+  const lost = lostByV8(value);
+  if (lost) throw Object.assign(new DOMException(`#<${lost.kind}> could not be cloned.`, 'DataCloneError'), { refusedPath: lost.path });
+}
+
+/** A task's input or context holding what v8's serialiser loses (refuseWhatV8Loses): the VALIDATION_ERROR naming which and where. */
+export function refuseTaskWhatV8Loses(task: { readonly input?: unknown; readonly context?: unknown }): void {
+  for (const what of ['input', 'context'] as const) {
+    try {
+      refuseWhatV8Loses(task[what]);
+    } catch (error) {
+      throw unserializableError(what, error, task[what]);
+    }
+  }
+}
+
+/** Prototypes of what v8's serialiser writes whole (a clone's plain data); an object of another is tried on its own. */
+const WRITTEN_WHOLE = new Set<unknown>(
+  ([Object, Array, Date, RegExp, Map, Set, ArrayBuffer, DataView, Boolean, Number, String, BigInt, Error, EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError] as Array<{ prototype: unknown }>)
+    .concat([Uint8Array, Uint8ClampedArray, Uint16Array, Uint32Array, Int8Array, Int16Array, Int32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array])
+    .map((type) => type.prototype),
+);
+
+interface Step {
+  readonly key: PropertyKey;
+  readonly parent: Step | undefined;
+}
+
+/** The first object of `value` (a walk, not recursion) whose class v8's serialiser does not keep, and where. */
+function lostByV8(value: unknown): { path: PropertyKey[]; kind: string } | undefined {
+  const seen = new Set<object>();
+  const pending: Array<{ value: unknown; at: Step | undefined }> = [{ value, at: undefined }];
+  while (pending.length > 0) {
+    const { value: v, at } = pending.pop()!;
+    if (v === null || typeof v !== 'object' || seen.has(v)) continue;
+    seen.add(v);
+    const proto: unknown = Object.getPrototypeOf(v);
+    if (proto !== null && !WRITTEN_WHOLE.has(proto) && !keptByV8(v, proto)) return { path: pathOf(at), kind: kindOf(proto) };
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    const step = (key: PropertyKey, item: unknown): void => void pending.push({ value: item, at: { key, parent: at } });
+    if (v instanceof Map) for (const [key, item] of v) (step(key as PropertyKey, key), step(key as PropertyKey, item));
+    else if (v instanceof Set) [...v].forEach((item, i) => step(i, item));
+    else for (const key of Object.keys(v)) step(Array.isArray(v) && /^(?:0|[1-9]\d*)$/.test(key) ? Number(key) : key, (v as Record<string, unknown>)[key]);
+  }
+  return undefined;
+}
+
+/**
+ * Whether v8's serialiser writes `v` back as an object of its own class (a Float16Array on Node 24
+ * is; a CryptoKey on 22 is not), or an error as an Error (a DOMException inside a value, Node 22
+ * and later: docs/backends/subprocess.md).
+ */
+function keptByV8(v: object, proto: unknown): boolean {
+  try {
+    const back: unknown = v8.deserialize(v8.serialize(v));
+    return Object.getPrototypeOf(back) === proto || (types.isNativeError(v) && types.isNativeError(back));
+  } catch {
+    // v8 refuses it itself: said as such where the message is written.
+    return true;
+  }
+}
+
+function kindOf(proto: unknown): string {
+  const name: unknown = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name ? name : 'Object';
+}
+
+function pathOf(step: Step | undefined): PropertyKey[] {
+  const path: PropertyKey[] = [];
+  for (let at = step; at; at = at.parent) path.push(at.key);
+  return path.reverse();
 }
 
 function carriedValue(message: RunnerToHost | HostToRunner): unknown {

@@ -55,7 +55,9 @@ export function unserializableError(what: string, error: unknown, value?: unknow
   if (isRangeError(error) && typeof bytes === 'number' && typeof limit === 'number') {
     return new ValidationError(`${what} cannot be sent across the execution boundary: ${error.message}`, { details: { what, reason: 'too-large', bytes, limit }, cause: error });
   }
-  const path = refusedAt(value, refusedKinds(error));
+  // Where the refusal says (v8-wire.ts: what v8's serialiser would lose), or where a walk finds it.
+  const said = (error as { refusedPath?: unknown } | undefined)?.refusedPath;
+  const path = Array.isArray(said) ? (said as PropertyKey[]) : refusedAt(value, refusedKinds(error));
   const at = path ? formatPath(path, what.split(' ').pop()) : undefined;
   const cause = asDataCloneError(error);
   return new ValidationError(`${what} cannot be sent across the execution boundary: ${(cause as Error)?.message ?? String(cause)}${at ? ` (at ${at})` : ''}`, {

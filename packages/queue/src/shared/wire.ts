@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import v8 from 'node:v8';
 import { AbortedError, ValidationError, deserializeError, type ContextDescriptor, type LogEntry, type SerializedError } from '@kb-labs/plugin-execution-core';
-import { MAX_EXECUTION_ID_LENGTH, deserializeLikeClone, taskUnserializableError, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
+import { MAX_EXECUTION_ID_LENGTH, deserializeLikeClone, refuseTaskWhatV8Loses, taskUnserializableError, unreadableMessageError, unserializableError } from '@kb-labs/plugin-execution-core/backend-kit';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 
 /**
@@ -174,6 +174,8 @@ export function encode(value: unknown, what: string, named?: unknown): Uint8Arra
 
 /** A task's body: what v8's serialiser refuses in it is named as the input or the context, whichever holds it. */
 export function encodeTask(body: TaskBody): Uint8Array {
+  // What v8's serialiser would write as {} (a CryptoKey on Node 22): refused, as the input a handler would not get.
+  refuseTaskWhatV8Loses(body);
   try {
     return v8.serialize(body);
   } catch (error) {

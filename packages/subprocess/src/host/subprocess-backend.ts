@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { HandlerError, ValidationError, WorkerCrashedError, isExecutionError, type ExecuteOptions, type ExecutionRequest, type ExecutionResult, type IsolationReport, type BackendStats, type PluginSource, type RegisteredPlugin } from '@kb-labs/plugin-execution-core';
-import { BaseBackend, clearTimeout, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, setImmediate, setTimeout, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
+import { BaseBackend, clearTimeout, hostPermissionProblem, recordRunnerCrash, recordRunnerStart, refusedByHostPermissions, refuseTaskWhatV8Loses, setImmediate, setTimeout, taskUnserializableError, type DispatchControl, type RunnerTask } from '@kb-labs/plugin-execution-core/backend-kit';
 import { baseEnvironment, handlerEnvironment, withSandboxHome } from './child-env.js';
 import { ChildRunner } from './child-runner.js';
 import { sandboxRefusedError, type ChildCrashReason } from './crash.js';
@@ -314,6 +314,8 @@ export class SubprocessBackend extends BaseBackend {
 
   /** The run message as a frame, or the VALIDATION_ERROR saying why it cannot be one. */
   #encode(run: ChildRunMessage): Buffer {
+    // What v8's serialiser would write as {} (a CryptoKey on Node 22): refused, as the input a handler would not get.
+    refuseTaskWhatV8Loses(run.task);
     try {
       return encodeFrame(run, this.#o.maxFrameBytes);
     } catch (error) {
