@@ -141,7 +141,8 @@ describe('kb-plugin-exec validate', () => {
     expect(result.first).toMatch(/^TIMEOUT: Handler "hello" of plugin "@t\/spins" keeps the event loop blocked past its time limit of 300 ms/);
   });
 
-  it('a module that blocks the loop as it loads in-process: the report is still printed, the plugins before it and its TIMEOUT (--json: the JSON report, not an empty stdout)', async () => {
+  // Two commands each past a 300 ms limit and its 2 s grace: 9–13 s alone, 33 s in a loaded lane (a budget, not a measure).
+  it('a module that blocks the loop as it loads in-process: the report is still printed, the plugins before it and its TIMEOUT (--json: the JSON report, not an empty stdout)', { timeout: 120_000 }, async () => {
     // Blocked asleep (Atomics.wait, for good), not spinning as the test above: the loop is as blocked, without a core burnt to SIGKILL twice.
     await plugin('blocks', { id: '@t/blocks', version: '1.0.0', handlers: { hello: { entry: './h.mjs', timeoutMs: 300 } } }, { 'h.mjs': 'Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);\nexport default () => 1;\n' });
     const problem = 'TIMEOUT: its module kept the event loop blocked past its time limit of 300 ms as it loaded (said on stderr): the process was ended; the plugins after it were not checked';
