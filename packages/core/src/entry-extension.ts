@@ -3,7 +3,7 @@
  * TypeScript author writes an import): Node adds none to a path it imports, so the entry "does not
  * exist" though the build is there. Said with the file to name, instead of "is it built?".
  */
-const { access } = process.getBuiltinModule('node:fs');
+import { fileExists } from './file-exists.js';
 
 /** What Node takes as a module file, in the order a plugin's build most often writes them. */
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.cjs'] as const;
@@ -16,11 +16,7 @@ export async function extensionLeftOut(entryPath: string): Promise<string | unde
   const base = entryPath.slice(Math.max(entryPath.lastIndexOf('/'), entryPath.lastIndexOf('\\')) + 1);
   if (base.includes('.')) return undefined;
   for (const extension of MODULE_EXTENSIONS) {
-    if (await exists(entryPath + extension)) return extension;
+    if (await fileExists(entryPath + extension)) return extension;
   }
   return undefined;
-}
-
-function exists(file: string): Promise<boolean> {
-  return new Promise((resolve) => access(file, (error) => resolve(!error)));
 }

@@ -1,6 +1,6 @@
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { extensionLeftOut } from '../entry-extension.js';
+import { fileExists } from '../file-exists.js';
 import { shownControls } from '../shown-controls.js';
 import type { RegisteredPlugin } from './plugin-registry.js';
 import { settledInGroups } from './settled-in-groups.js';
@@ -22,20 +22,14 @@ export async function missingPluginFiles(plugins: readonly RegisteredPlugin[]): 
 export async function missingFilesOf(plugin: RegisteredPlugin): Promise<string | undefined> {
   const entries = [...new Set(Object.values(plugin.manifest.handlers).map((spec) => spec.entry))];
   // The folder is looked at only when no entry is there (one look per plugin as a rule).
-  const found = await Promise.all(entries.map((entry) => exists(path.resolve(plugin.root, entry))));
+  const found = await Promise.all(entries.map((entry) => fileExists(path.resolve(plugin.root, entry))));
   if (found.some(Boolean)) return undefined;
   // The folder's path and its manifest's entries written out: a host prints health() (a terminal would act on an escape sequence in them).
   const root = shownControls(plugin.root, '');
-  if (!(await exists(plugin.root))) return `plugin "${plugin.id}": its folder ${root} does not exist`;
+  if (!(await fileExists(plugin.root))) return `plugin "${plugin.id}": its folder ${root} does not exist`;
   const shown = entries.slice(0, 3).map((entry) => shownControls(entry, ''));
   const extension = await extensionLeftOut(path.resolve(plugin.root, entries[0]!));
   const fix = extension === undefined ? 'is it built?' : `${shown[0]}${extension} is there: give each entry in kb.plugin.json with its extension (Node adds none)`;
   return `plugin "${plugin.id}": none of its handlers' entries exists in ${root} (${shown.join(', ')}${entries.length > 3 ? ' …' : ''}): ${fix}`;
 }
 
-function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
-}

@@ -14,10 +14,11 @@ import { handlerModuleUrl, importFailed, retryUrl } from './plugin-generations.j
 import { passingShortage } from '../passing-shortage.js';
 import { shownControls } from '../shown-controls.js';
 import { extensionLeftOut } from '../entry-extension.js';
+import { fileExists } from '../file-exists.js';
 // Node's built-ins by getBuiltinModule, taken when this module loads: an ES import of a built-in
 // also builds its ES facade, which every host would pay for at start-up (docs/benchmarks.md, Start-up).
 // node:fs's callback form: node:fs is loaded with Node itself, node:fs/promises is not (~5 ms).
-const { access, stat } = process.getBuiltinModule('node:fs');
+const { stat } = process.getBuiltinModule('node:fs');
 
 type HandlerFunction = (input: unknown, ctx: HandlerContext) => unknown;
 export interface LoadedHandler {
@@ -117,7 +118,7 @@ async function importEntry(url: string, entryPath: string, task: RunnerTask): Pr
     return await importNamespace(url);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
-    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await exists(entryPath))) {
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && !(await fileExists(entryPath))) {
       const extension = await extensionLeftOut(entryPath);
       const hint = extension === undefined ? '' : `; ${shown(entryPath + extension)} does: Node adds no extension to a module's path, so give the entry in kb.plugin.json with its "${extension}"`;
       throw new HandlerNotFoundError(`Handler "${task.handlerId}" of plugin "${task.pluginId}": module ${shown(entryPath)} does not exist${hint}`, {
@@ -229,8 +230,4 @@ function fileState(stats: Stats | undefined): FileState | undefined {
 function savedHalfWay(before: FileState | undefined, after: FileState | undefined): boolean {
   if (!before || !after) return false;
   return before.size === 0 || after.size === 0 || before.mtimeMs !== after.mtimeMs || before.size !== after.size;
-}
-
-function exists(file: string): Promise<boolean> {
-  return new Promise((resolve) => access(file, (error) => resolve(!error)));
 }
