@@ -1,5 +1,5 @@
 import { ValidationError } from './errors.js';
-import { unserializableError } from './wire-clone.js';
+import { pathOf, unserializableError, type Step } from './wire-clone.js';
 import type { HostToRunner, RunnerToHost } from './protocol.js';
 import { tightCopy } from './tight-views.js';
 // Node's built-in by getBuiltinModule, as in wire-clone.ts: no ES facade built at start-up.
@@ -99,11 +99,6 @@ const WRITTEN_WHOLE = new Set<unknown>(
     .map((type) => type.prototype),
 );
 
-interface Step {
-  readonly key: PropertyKey;
-  readonly parent: Step | undefined;
-}
-
 /** The first object of `value` (a walk, not recursion) whose class v8's serialiser does not keep, and where. */
 function lostByV8(value: unknown): { path: PropertyKey[]; kind: string } | undefined {
   const seen = new Set<object>();
@@ -141,12 +136,6 @@ function keptByV8(v: object, proto: unknown): boolean {
 function kindOf(proto: unknown): string {
   const name: unknown = (proto as { constructor?: { name?: unknown } }).constructor?.name;
   return typeof name === 'string' && name ? name : 'Object';
-}
-
-function pathOf(step: Step | undefined): PropertyKey[] {
-  const path: PropertyKey[] = [];
-  for (let at = step; at; at = at.parent) path.push(at.key);
-  return path.reverse();
 }
 
 function carriedValue(message: RunnerToHost | HostToRunner): unknown {

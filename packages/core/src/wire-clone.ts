@@ -108,8 +108,8 @@ function isNodeRealmError(error: unknown): boolean {
 /** How a function's text starts (`function`, `async`, `class`, an arrow's, a method's `save() {`, a getter's): its source, never shown. */
 const FUNCTION_TEXT = /^(?:async\b|function\b|class\b|\(|\*|\[|(?:get|set|static)\s|[\w$]+\s*(?:=>|\())/;
 
-/** A step of refusedAt's walk: the key it took, from the step before. */
-interface Step {
+/** A step of a walk through a value (refusedAt's, v8-wire.ts's): the key it took, from the step before. */
+export interface Step {
   readonly key: PropertyKey;
   readonly parent: Step | undefined;
 }
@@ -243,7 +243,8 @@ function refusedAsPlatformObject(value: unknown): boolean {
   }
 }
 
-function pathOf(step: Step | undefined): PropertyKey[] {
+/** The keys from the value walked to `step`. */
+export function pathOf(step: Step | undefined): PropertyKey[] {
   const path: PropertyKey[] = [];
   for (let at = step; at; at = at.parent) path.push(at.key);
   return path.reverse();
