@@ -70,10 +70,9 @@ if ((process as { permission?: unknown }).permission !== undefined) {
   });
   // `import { setFlagsFromString } from 'node:v8'` sees the same.
   syncBuiltinESMExports();
+  // SIGUSR1 opens another Node process's inspector: the host's, reached then over its loopback (inspector-signal.ts).
+  refuseInspectorSignals();
 }
-
-// SIGUSR1 opens another Node process's inspector: the host's, reached then over its loopback (inspector-signal.ts).
-if ((process as { permission?: unknown }).permission !== undefined) refuseInspectorSignals();
 
 // bubblewrap sets PWD in the sandbox; the environment is the host's allow-list and nothing else.
 if (process.argv[4] === 'sandboxed') delete process.env.PWD;
