@@ -1,5 +1,5 @@
 import { constants } from 'node:buffer';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -14,6 +14,7 @@ import { commandLineHint, type GrantFlag } from './command-line-hint.js';
 import { flagMistake, givenFlags } from './flag-errors.js';
 import { pluginFolderMistake } from './plugin-folders.js';
 import { printableJson } from './printable-json.js';
+import { loadFailure, thrownAt } from './thrown-where.js';
 import { readUpTo } from './read-text.js';
 import { logLine, printableText, terminalSafeJson } from './terminal-text.js';
 import { SIGNAL_EXIT, onStopSignals, type StopSignal } from './stop-signals.js';
@@ -147,7 +148,7 @@ async function loadAndRun(pluginDir: string, handlerId: string, values: RunValue
     watchdog?.returned();
     liftExitGuard();
     restoreStdout();
-    return exitCodeFor(result, values, signals.stoppedBy, Object.hasOwn(read.context, 'permissions') ? 'context' : read.grant ? 'grant' : undefined);
+    return exitCodeFor(result, values, signals.stoppedBy, Object.hasOwn(read.context, 'permissions') ? 'context' : read.grant ? 'grant' : undefined, plugin.root);
   } finally {
     // From here until the process exits, what blocks the loop is what the handler left running.
     watchdog?.closing(WorkspaceManager.liveLeases(), values['keep-workspace'] === true);
@@ -161,14 +162,14 @@ async function loadAndRun(pluginDir: string, handlerId: string, values: RunValue
 }
 
 /** The result printed (or the command line's mistake it shows thrown), and the exit code it makes. */
-function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => StopSignal | undefined, grantIn: GrantFlag): number {
+function exitCodeFor(result: ExecutionResult, values: RunValues, stoppedBy: () => StopSignal | undefined, grantIn: GrantFlag, pluginRoot: string): number {
   // A --context (or --nats, --pool) the backend refused: the command line's mistake, named as its
   // flag. Only a refusal before any runner took the execution (no meta.runnerId): a handler's own
   // VALIDATION_ERROR (one it rethrew from an execution of its own, say) is its failure, exit 1.
   const refused = !result.ok && result.meta.runnerId === undefined;
   const mistake = refused ? flagMistake(result.error, givenFlags(values)) : undefined;
   if (mistake) throw new UsageError(mistake);
-  const printed = report(result, values.json === true, grantIn);
+  const printed = report(result, values.json === true, grantIn, pluginRoot);
   // A signal seen only once the handler had returned or thrown (it blocked the event loop
   // meanwhile) stopped nothing: the result it printed stands, and so does its exit code.
   const signal = !result.ok && result.error.code === 'ABORTED' ? stoppedBy() : undefined;
@@ -214,17 +215,30 @@ export function stdoutToStderr(): () => void {
 }
 
 /** Prints the result; false when it could not be printed (the command then fails, exit 1). */
-function report(result: ExecutionResult, json: boolean, grantIn: GrantFlag): boolean {
+function report(result: ExecutionResult, json: boolean, grantIn: GrantFlag, pluginRoot: string): boolean {
   // A handler that returned nothing prints null: stdout is always JSON (a caller pipes it to jq).
   let printed = true;
   if (json) printed = writeJson(result.ok ? result : { ...result, error: serializeError(result.error) });
   else if (result.ok) printed = writeJson(result.data);
   // The message may be the handler's own (a HANDLER_ERROR): its line breaks stay, its escape sequences do not reach the terminal.
-  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}`, { keepNewlines: true })}${commandLineHint(result.error, grantIn)}\n`);
+  // A handler's error says where in the plugin's files it was thrown, as Node says of an uncaught one
+  // (its module's load, or the handler): none where the library made it (a schema that is not one, say).
+  const where = !result.ok && result.error.code === 'HANDLER_ERROR' ? thrownAt(result.error.stack, folderNames(pluginRoot)) : undefined;
+  if (!result.ok) process.stderr.write(`${printableText(`${result.error.code}: ${inCliTerms(result.error.message)}${where ? ` (at ${where})` : ''}`, { keepNewlines: true })}${commandLineHint(result.error, grantIn)}\n`);
   // Kept: without --json (meta), where it is would be said nowhere.
   // The path on one line, as typed (a root with a newline or an escape sequence in its name is written out).
   if (!json && result.meta.workspaceDir) process.stderr.write(`workspace kept at ${printableText(result.meta.workspaceDir)}\n`);
   return printed;
+}
+
+/** A folder by the names its files' stacks may use: as given, and where its links lead (an ES module's URL is its real path). */
+function folderNames(folder: string): string[] {
+  try {
+    const real = realpathSync(folder);
+    return real === folder ? [folder] : [folder, real];
+  } catch {
+    return [folder];
+  }
 }
 
 /** `value` as JSON on stdout; one that JSON cannot hold (longer than a string can be, or nested deeper than the stack goes) is said on stderr as a VALIDATION_ERROR instead, and false returned. */
@@ -380,21 +394,4 @@ function exportsSaid(mod: object): string {
   if (names.length === 0) return 'default' in mod ? '' : ' (it exports nothing)';
   const near = nearest('platform', names);
   return ` (it exports ${names.slice(0, 5).map((name) => `\`${name}\``).join(', ')}${names.length > 5 ? ', …' : ''}${near ? `; rename \`${near}\` to \`platform\`` : ''})`;
-}
-
-/** Why a module failed to load, with where when its stack says (an ES module's SyntaxError names no file: Node prints none). */
-export function loadFailure(error: unknown): string {
-  const e = error as { name?: unknown; message?: unknown; stack?: unknown } | null;
-  let said: string;
-  let stack: string;
-  try {
-    said = e && typeof e.message === 'string' ? `${typeof e.name === 'string' ? e.name : 'Error'}: ${e.message}` : String(error);
-    stack = typeof e?.stack === 'string' ? e.stack : '';
-  } catch {
-    // What no string can be made of (a null-prototype object, a revoked Proxy, a getter that throws).
-    return `${typeof e === 'function' ? 'a function' : 'an object'} that cannot be shown`;
-  }
-  // A CommonJS module's SyntaxError begins with its "file:line"; else the first frame in a file (not Node's own, node:internal/…).
-  const where = /^((?:file:\/\/)?\/\S*:\d+)\n/.exec(stack)?.[1] ?? /^\s+at (?:.*\()?((?:file:\/\/)?\/[^\s()]+:\d+:\d+)\)?$/m.exec(stack)?.[1];
-  return where ? `${said} (at ${where})` : said;
 }

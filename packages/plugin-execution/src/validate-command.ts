@@ -6,7 +6,8 @@ import { onProcessEnd, uncaughtWords, writeQuietly, type Uncaught } from './exit
 import { watchLoop } from './loop-watchdog.js';
 import { inCliTerms } from './nats-flags.js';
 import { pluginFolderMistake } from './plugin-folders.js';
-import { UsageError, backendType, loadFailure, stdoutToStderr } from './run-command.js';
+import { UsageError, backendType, stdoutToStderr } from './run-command.js';
+import { loadFailure } from './thrown-where.js';
 import { printableText, terminalSafeJson } from './terminal-text.js';
 
 /** The flags `validate` takes (of the command line's, cli.ts). */

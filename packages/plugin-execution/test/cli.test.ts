@@ -321,7 +321,28 @@ describe('kb-plugin-exec CLI', () => {
     const failed = run(['run', dir, 'run', '--no-workspace', '--input', '"fail"']);
     expect(failed.status).toBe(1);
     // The message's own line breaks stay (core's messages list problems line by line); its escapes do not.
-    expect(failed.stderr).toBe('HANDLER_ERROR: bad \\x1b[2J thing\nsecond line\n');
+    expect(failed.stderr).toBe(`HANDLER_ERROR: bad \\x1b[2J thing\nsecond line (at ${pathToFileURL(path.join(dir, 'run.mjs')).href}:3:31)\n`);
+  });
+
+  it("a handler's error says where in the plugin's files it was thrown (its module's load, or the handler), over the wire too; one the library made says no place", async () => {
+    const throwsAtLoad = await oneHandlerPlugin('throws-at-load', '@t/throws-at-load', "const config = 1;\nthrow new Error('no config at load');\nexport default async () => config;\n");
+    const throwsInRun = await oneHandlerPlugin('throws-in-run', '@t/throws-in-run', "export default async () => {\n  throw new TypeError('bad input');\n};\n");
+    const notASchema = await oneHandlerPlugin('not-a-schema', '@t/not-a-schema', 'export default { input: 5, run: async () => 1 };\n');
+    // Given by a link: an ES module's stack names its real path.
+    const linked = path.join(root, 'throws-in-run-link');
+    await symlink(throwsInRun, linked);
+    const at = (dir: string, line: number, column: number) => `(at ${pathToFileURL(path.join(dir, 'run.mjs')).href}:${line}:${column})`;
+    const load = run(['run', throwsAtLoad, 'run', '--no-workspace']);
+    expect(load.stderr).toBe(`HANDLER_ERROR: no config at load ${at(throwsAtLoad, 2, 7)}\n`);
+    for (const backend of ['in-process', 'subprocess']) {
+      const thrown = run(['run', linked, 'run', '--no-workspace', '--backend', backend]);
+      expect(thrown.status).toBe(1);
+      // (The last line: a subprocess backend may warn of its sandbox first.)
+      expect(thrown.stderr.trimEnd().split('\n').at(-1), backend).toBe(`HANDLER_ERROR: bad input ${at(throwsInRun, 2, 9)}`);
+    }
+    // Made in the library's own files (its stack is theirs): the message says what is wrong, no place.
+    const made = run(['run', notASchema, 'run', '--no-workspace']);
+    expect(made.stderr).toMatch(/^HANDLER_ERROR: Handler "run" of plugin "@t\/not-a-schema": its "input" is not a schema[^\n]*: 5\n$/);
   });
 
   it("a failure that quotes a plugin folder's text (a manifest's keys, a file's name) reaches the terminal without its escape sequences", async () => {
