@@ -70,7 +70,9 @@ describe('run, its process stopped and resumed (in-process)', () => {
       `import net from 'node:net';
 export default (input, ctx) => new Promise(() => {
   const socket = net.connect(input.port, '127.0.0.1');
-  socket.on('data', () => { for (const until = Date.now() + 3000; Date.now() < until; ); });
+  // Held blocked (Atomics.wait, as a long synchronous task holds it), not spinning a core the test's other processes need.
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  socket.on('data', () => { for (let until = performance.now() + 3000, left = 3000; left > 0; left = until - performance.now()) Atomics.wait(cell, 0, 0, left); });
   ctx.signal.addEventListener('abort', () => socket.destroy());
 });
 `,
