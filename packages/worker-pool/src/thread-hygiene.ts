@@ -327,10 +327,11 @@ export const LATER_KEPT_EXECUTIONS = 64;
 
 /**
  * The retire decision after an execution, or undefined to keep the thread: what it left behind
- * (`handlesLeft`: handles above the thread's baseline, or more descriptors open than FdWatch
- * lets a thread keep), or its quota of executions. Code left to run later keeps the thread for the same handler
- * (`laterRuns`: executions since the first that left some), as what it did to the thread's
- * globals does: both are looked at when another handler's task comes (worker-entry.ts).
+ * (`handlesLeft`: handles above the thread's baseline, more descriptors open than FdWatch lets
+ * a thread keep, or a Web Lock held or waited for: LockWatch), or its quota of executions. Code
+ * left to run later keeps the thread for the same handler (`laterRuns`: executions since the
+ * first that left some), as what it did to the thread's globals does: both are looked at when
+ * another handler's task comes (worker-entry.ts).
  */
 export function retireReason(handlesLeft: boolean, left: LeftBehind, laterRuns: number, executions: number, maxExecutions: number): ThreadRetireReason | undefined {
   if (left === 'resource' || laterRuns > LATER_KEPT_EXECUTIONS || handlesLeft) return 'handles-left';

@@ -10,6 +10,7 @@ import { BEGUN, LOADING, LOOKED_FOR_TASK, STOPPED, TAKEN, ThreadFlow, WAITING_FO
 import { OutputTap } from './output-tap.js';
 import { TaskUnpacker } from './task-wire.js';
 import { FdWatch } from './fd-watch.js';
+import { LockWatch } from './lock-watch.js';
 import { LaterWatch } from './later-watch.js';
 import { ListenerWatch } from './listener-watch.js';
 import { ChildReaper } from './child-reaper.js';
@@ -36,7 +37,7 @@ const moduleHooks = watchModuleHooks();
 const promiseHooks = watchPromiseHooks();
 // Before LaterWatch wraps diagnostics_channel: its own subscription is not a handler's.
 const children = new ChildReaper();
-const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch() };
+const watches = { handles: new HandleWatch(), listeners: new ListenerWatch(), later: new LaterWatch(), fds: new FdWatch(), locks: new LockWatch() };
 const env = new EnvGate(process.env);
 // Copied before any plugin code runs: `workerData` is reachable from it, and changed in place it
 // would lift or cut the host's limits for every later handler on the thread.
@@ -117,7 +118,7 @@ function onTask(message: TaskMessage | ReapRequest): void {
   if (lastHandler !== undefined && packed.h !== lastHandler) {
     if (channelTampered() || globalsTampered(guard, watches.listeners) || globalSymbols.changed() || processSettings.changed() || threadPriority.changed() || environmentData.changed() || moduleHooks.registered()) return decline(message.k, 'globals-tampered');
     // What the last handler left, also what it set up after its answer (a few awaits on) and after the checks.
-    if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover() || promiseHooks.changed()) return decline(message.k, 'handles-left');
+    if (laterRuns > 0 || watches.later.pending() !== undefined || watches.handles.leftover() || promiseHooks.changed() || watches.locks.touched()) return decline(message.k, 'handles-left');
     try {
       forgetSharedState();
     } catch {
@@ -273,18 +274,23 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   // Node skips the 'exit' event on a second process.exit(): this one ends the thread.
   if (exitBegan !== undefined) exitNow(exitBegan);
   output.end();
+  // A Web Lock held or waited for: the manager answers in a later turn of the loop, asked only once a handler asked for a lock.
+  const asking = watches.locks.left();
   // What the handler left may be due at once (a 0 ms timer) and run while the loop turns below:
   // answered first, it cannot hold the answer back, nor keep it for good (a loop); the host hears
   // after it whether the thread stays (its verdict).
   const early = watches.handles.leftover();
-  if (early) answer(k, result, 'pending');
+  if (early || asking) answer(k, result, 'pending');
+  const locksLeft = asking !== undefined && (await asking);
   // A handler that answered from inside a callback (fs.readFile's, a stream's 'close', a child's
   // 'exit', a port closed in its own 'message') still has that callback's request or handle listed
   // as live for a turn or two: looked at again after each, not taken for a handle left behind
   // (which would retire the thread after every such execution). Not when what it left retires the
-  // thread anyway (an unref'd immediate: it would run in those turns).
-  let handlesLeft = early;
-  for (let turn = 0; turn < LEFTOVER_TURNS && handlesLeft && watches.later.pending() !== 'resource'; turn++) {
+  // thread anyway (an unref'd immediate, a Web Lock request granted once the caller, answered, lets
+  // the lock go: either would run in those turns).
+  // (After the lock manager's answer the loop has turned: what ran meanwhile may have left a handle.)
+  let handlesLeft = early || (asking !== undefined && !locksLeft && watches.handles.leftover());
+  for (let turn = 0; turn < LEFTOVER_TURNS && handlesLeft && !locksLeft && watches.later.pending() !== 'resource'; turn++) {
     await new Promise((resolve) => immediate(resolve));
     handlesLeft = watches.handles.leftover();
   }
@@ -293,13 +299,13 @@ async function execute(k: number, task: RunnerTask): Promise<void> {
   const left = watches.later.end();
   if (left === 'later' || laterRuns > 0) laterRuns++;
   // handlesLeft is what the handles are now: nothing has run since it was looked at.
-  const retire = retireReason(handlesLeft || watches.fds.leftOpen(), left, laterRuns, executions, config.maxExecutions);
+  const retire = retireReason(handlesLeft || watches.fds.leftOpen() || locksLeft, left, laterRuns, executions, config.maxExecutions);
   // Answered before its handler's children are collected: while the loop turns for them, what the
   // handler left may run, and crash the thread; its execution is settled by then, never taken for
   // one that had not begun (and run again elsewhere). The host waits for `reaped` to end it.
   if (retire) retiring = true;
   const verdict = verdictOf(retire, retire !== undefined && children.running);
-  if (early) {
+  if (early || asking) {
     flow.verdictOn(k);
     send({ k, verdict });
   } else {

@@ -935,3 +935,102 @@ describe('worker-pool: thread reuse and hygiene', () => {
     expect(arrays.map((array) => array.length)).toEqual(Array.from({ length: 50 }, () => 2 ** 32 - 1));
   });
 });
+
+/** Node's Web Locks (24.5 and later), the whole process's: the lock manager this test's own process shares with its threads. */
+interface LockManager {
+  request(name: string, options: { ifAvailable?: boolean }, callback: (lock: object | null) => unknown): Promise<unknown>;
+  request(name: string, callback: (lock: object | null) => unknown): Promise<unknown>;
+}
+const webLocks = (globalThis as { navigator?: { locks?: LockManager } }).navigator?.locks;
+
+/** Whether the name is free now, for this process's main thread (taken and let go at once if it is). */
+const lockFree = async (locks: LockManager, name: string): Promise<boolean> => (await locks.request(name, { ifAvailable: true }, (lock) => lock !== null)) === true;
+
+/** Hold `name` until the promise returned is resolved (`release()`). */
+async function holdLock(locks: LockManager, name: string): Promise<{ release(): void }> {
+  let release = (): void => {};
+  await new Promise<void>((held) => void locks.request(name, () => new Promise<void>((done) => (release = done, held()))));
+  return { release: () => release() };
+}
+
+// Left out where Node has no Web Locks (Node 20 and 22): there is nothing a handler could leave.
+if (webLocks) {
+  describe('worker-pool: Web Locks a handler leaves (Node 24.5 and later)', () => {
+    const backends = useBackends();
+    const locks = webLocks;
+
+    it.each(['hold', 'wait', 'give-up'] as const)(
+      'a handler that leaves a Web Lock behind (%s) gets its thread retired at once: the lock is the whole process\'s, and the host and every other plugin can take it once the thread is gone',
+      async (mode) => {
+        const name = `kb-test-${mode}`;
+        const backend = backends.make({ maxThreads: 2 });
+        // The host holds the name while the handler asks for it (`wait`, `give-up`): its request is left waiting.
+        const host = mode === 'hold' ? undefined : await holdLock(locks, name);
+        const left = await backend.execute({ pluginId: POOL, handlerId: 'web-locks', input: { mode, name } });
+        expect(okData(left)).toBe(mode);
+        host?.release();
+        const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+        expectOk(other);
+        expect(other.meta.workerId).not.toBe(left.meta.workerId);
+        await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+        // Released with the thread (Node drops a thread's locks and requests when it ends).
+        await waitFor(() => lockFree(locks, name));
+        expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'web-locks-too', input: { mode: 'try', name } }))).toBe(true);
+        expect(await runners(backend)).toMatchObject({ crashed: 0, retired: { 'handles-left': 1 } });
+      },
+    );
+
+    it('a handler that takes Web Locks and lets them go (or gets none: ifAvailable) leaves nothing: its thread is kept for the next plugin', async () => {
+      const name = 'kb-test-released';
+      const backend = backends.make({ maxThreads: 1 });
+      const elsewhere = await holdLock(locks, `${name}-held-elsewhere`);
+      try {
+        const first = await backend.execute({ pluginId: POOL, handlerId: 'web-locks', input: { mode: 'take-and-release', name } });
+        expect(okData(first)).toBe('take-and-release');
+        const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+        expectOk(other);
+        expect(other.meta.workerId).toBe(first.meta.workerId);
+        expect(await lockFree(locks, name)).toBe(true);
+        expect(await runners(backend)).toMatchObject({ started: 1, retired: { 'handles-left': 0 } });
+      } finally {
+        elsewhere.release();
+      }
+    });
+
+    it("a Web Lock a handler takes after its answer (a few awaits on) is looked at when another handler's task comes: that task runs on another thread, and the lock is let go with the retired one", async () => {
+      const name = 'kb-test-after-answer';
+      const backend = backends.make({ maxThreads: 2 });
+      const left = await backend.execute({ pluginId: POOL, handlerId: 'web-locks', input: { mode: 'hold-after-answer', name } });
+      expect(okData(left)).toBe('hold-after-answer');
+      await allIdle(backend);
+      const other = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'other' });
+      expectOk(other);
+      expect(other.meta.workerId).not.toBe(left.meta.workerId);
+      await waitFor(async () => (await runners(backend)).retired['handles-left'] === 1);
+      await waitFor(() => lockFree(locks, name));
+    });
+
+    it.each(['timeout', 'abort'] as const)('a Web Lock held by a handler its %s ends goes with its terminated thread: the next execution can take it', async (how) => {
+      const name = `kb-test-stalled-${how}`;
+      const backend = backends.make({ maxThreads: 1, cancelGraceMs: 100 });
+      // Its thread and module loaded first: the limit counts from the hand-over, and on a loaded
+      // machine a thread's start and the import could use it up before the handler took the lock.
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'web-locks', input: { mode: 'try', name } }))).toBe(true);
+      const controller = new AbortController();
+      let holding = false;
+      const onEvent = (): void => {
+        holding = true;
+        if (how === 'abort') controller.abort();
+      };
+      const stopped = await backend.execute(
+        { pluginId: POOL, handlerId: 'web-locks', input: { mode: 'hold-and-stall', name } },
+        how === 'timeout' ? { timeoutMs: 2000, onEvent } : { signal: controller.signal, onEvent },
+      );
+      expectError(stopped, how === 'timeout' ? 'TIMEOUT' : 'ABORTED');
+      expect(holding).toBe(true);
+      await waitFor(async () => (await runners(backend)).terminated === 1, 10_000);
+      await waitFor(() => lockFree(locks, name));
+      expect(okData(await backend.execute({ pluginId: POOL, handlerId: 'web-locks-too', input: { mode: 'try', name } }))).toBe(true);
+    });
+  });
+}
