@@ -51,6 +51,16 @@ describe("SIGUSR1 from a child under the permission model (it opens a Node proce
     expect(received, 'SIGUSR1 signals that reached the host').toBe(0);
   });
 
+  it("through Node's raw kill, which turns its arguments into numbers itself, it never arrives either", async () => {
+    received = 0;
+    // Before: both reached the host: a signal given as '10', and a pid whose valueOf said the child's own the first time only.
+    expectError(await make().execute({ pluginId: PROBE, handlerId: 'signal-inspector', input: { to: 'host', how: 'raw-signal-string' } }), 'PERMISSION_DENIED');
+    // The pid checked is the pid signalled: the child's own, which it listens for.
+    expectOk(await make().execute({ pluginId: PROBE, handlerId: 'signal-inspector', input: { to: 'host', how: 'raw-pid-twice' } }));
+    await sleep(200);
+    expect(received, 'SIGUSR1 signals that reached the host').toBe(0);
+  });
+
   it('other signals still go through process.kill (one to the child itself arrives)', async () => {
     const result = await make().execute({ pluginId: PROBE, handlerId: 'signal-inspector', input: { to: 'self', signal: 'SIGUSR2' } });
     expectOk(result);

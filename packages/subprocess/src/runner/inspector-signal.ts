@@ -30,8 +30,11 @@ export function refuseInspectorSignals(): void {
   const apply = Reflect.apply;
   const guarded = {
     _kill(pid: number, signal: number): number {
-      if (signal === SIGUSR1 && (pid | 0) !== self) throw refused(pid);
-      return apply(kill, process, [pid, signal]) as number;
+      // The raw kill turns each argument into a number itself ('10', or an object's valueOf called
+      // once more): turned here once, what it is given is what was checked.
+      const [target, sent] = [pid | 0, signal | 0];
+      if (sent === SIGUSR1 && target !== self) throw refused(target);
+      return apply(kill, process, [target, sent]) as number;
     },
     _debugProcess(pid: number): never {
       throw refused(pid);
