@@ -40,8 +40,24 @@ describe('refuseTaskWhatV8Loses: what v8 would write as {} is refused, naming wh
     }
   });
 
+  it.each(lossy)('%s as a Map key, a Map value or a Set member is refused too', async (_, make) => {
+    const value = structuredClone(await make());
+    for (const [input, path] of [
+      [{ m: new Map([[value, 1]]) }, undefined],
+      [{ m: new Map([['k', value]]) }, 'input.m.k'],
+      [{ s: new Set([1, value]) }, 'input.s[1]'],
+    ] as const) {
+      const refused = thrown(() => refuseTaskWhatV8Loses({ input }));
+      if (thrown(() => serialize(input)) !== undefined) continue; // This Node's v8 refuses it itself.
+      expect(refused).toBeInstanceOf(ValidationError);
+      expect((refused as ValidationError).details).toMatchObject({ reason: 'not-serializable', ...(path ? { path } : {}) });
+    }
+  });
+
   it('lets through what v8 writes whole or as the docs say: plain data, typed arrays, Maps, errors (a DOMException becomes an Error)', () => {
-    const input = { a: [1, 'x', null], m: new Map([[{ k: 1 }, new Set([2n])]]), d: new Date(0), r: /x/g, v: new Uint16Array(2), e: new RangeError('r'), dom: new DOMException('gone', 'AbortError') };
+    const loop: Record<string, unknown> = { n: 1 };
+    loop.self = loop;
+    const input = { a: [1, 'x', null], m: new Map([[{ k: 1 }, new Set([2n])]]), d: new Date(0), r: /x/g, v: new Uint16Array(2), e: new RangeError('r'), dom: new DOMException('gone', 'AbortError'), loop };
     expect(thrown(() => refuseTaskWhatV8Loses({ input: structuredClone(input), context: { n: 1 } }))).toBeUndefined();
   });
 });
