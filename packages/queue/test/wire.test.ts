@@ -1,6 +1,8 @@
+import net from 'node:net';
+import { ValidationError } from '@kb-labs/plugin-execution-core';
 import { describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
-import { decode, encode, HEADER, makeHeaders, readHeaders, taskHeaders, type TaskBody } from '../src/shared/wire.js';
+import { decode, encode, encodeTask, HEADER, makeHeaders, readHeaders, taskHeaders, type TaskBody } from '../src/shared/wire.js';
 
 // A host and its workers may run different Node majors (a fleet upgraded one machine at a time).
 // Bodies are v8.serialize'd: this is a task body as Node 20.20, 22.23 and 24.22 all encode it
@@ -62,5 +64,20 @@ describe('headers', () => {
   it('makes each header once', () => {
     const h = makeHeaders('result', 'e-1');
     expect([...h].map(([name, values]) => [name, values.length])).toEqual([[HEADER.kind, 1], [HEADER.executionId, 1]]);
+  });
+});
+
+describe('encodeTask', () => {
+  it("refuses an object of Node's own that v8 would write as {} (a SocketAddress on Node 22 and 24), naming where, on every Node", () => {
+    const body = { ...taskBody(), input: { echo: { n: 1, at: structuredClone(new net.SocketAddress({ address: '127.0.0.1' })) } } };
+    let refused: unknown;
+    try {
+      encodeTask(body);
+    } catch (error) {
+      refused = error;
+    }
+    // Before (Node 22 and 24): encoded, the handler got { n: 1, at: {} }.
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).details).toMatchObject({ reason: 'not-serializable', path: 'input.echo.at' });
   });
 });
