@@ -8,6 +8,7 @@
 // it over, and the task, handed back, asked first again each time: none of that host's tasks ran.
 import { BASIC, expectOk, fixturePlugins } from '@kb-labs/plugin-execution-conformance';
 import type { ExecutionResult } from '@kb-labs/plugin-execution-core';
+import { MAX_EXECUTION_ID_LENGTH } from '@kb-labs/plugin-execution-core/backend-kit';
 import { QueueBackend, startExecutionWorker } from '@kb-labs/plugin-execution-queue';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -95,4 +96,17 @@ it("a task whose task id is longer than a host's is removed unasked: the host it
   expect(after).toEqual({ closed: false, warnings: [], left: 0 });
   expectOk(next);
   expect(next.data).toBe('still served');
+}, 60_000);
+
+it("a host's execution whose id is as long as core takes runs: its execution id and task id are a host's, not a forger's", async () => {
+  const pool = newPool('longest-id');
+  const worker = await startExecutionWorker({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic], backend: { type: 'in-process' }, concurrency: 2, id: 'a-worker-of-the-pool' });
+  closing.push(() => worker.close());
+  const backend = new QueueBackend({ connection: { servers: server.url }, pool, plugins: [fixturePlugins.basic] });
+  closing.push(() => backend.shutdown({ timeoutMs: 2000 }));
+  const executionId = 'x'.repeat(MAX_EXECUTION_ID_LENGTH);
+  const result = await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 'longest', executionId }, { timeoutMs: 20_000 });
+  expectOk(result);
+  expect(result.data).toBe('longest');
+  expect(result.meta.executionId).toBe(executionId);
 }, 60_000);

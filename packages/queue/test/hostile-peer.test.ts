@@ -86,7 +86,7 @@ describe('a peer answering a worker as a caller would not', () => {
 });
 
 describe('a task a peer forged with headers no host sends', () => {
-  it('one whose answers would go to another subject than a host of the pool (the tasks subject itself), or with a patience no host has, is removed unasked: not asked about and handed back for ever', async () => {
+  it('one whose answers would go to another subject than a host of the pool (the tasks subject itself), with a patience or an execution id no host has, is removed unasked: not asked about and handed back for ever', async () => {
     const pool = newPool('forged-reply');
     await worker(pool);
     const kinds: string[] = [];
@@ -98,6 +98,8 @@ describe('a task a peer forged with headers no host sends', () => {
     try {
       await forgeTask(pool, `kbexec.${pool}.tasks`);
       for (const lostMs of ['-1', '0.001', 'soon', '1e12']) await forgeTask(pool, caller, { 'Kb-Lost-Ms': lostMs });
+      // An execution id no host gives (core makes or takes one of 1 to 128 characters).
+      await forgeTask(pool, caller, { 'Kb-Exec-Id': '' });
       await forgeTask(pool, 'somewhere.else');
       await forgeTask(pool, `${caller}.more`);
       await sleep(3000);
@@ -106,7 +108,7 @@ describe('a task a peer forged with headers no host sends', () => {
       onCaller.unsubscribe();
     }
     // Before: the worker sent its `started` into the tasks subject, then `withdrawn`, and handed the task back, again and again.
-    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task', 'task']);
+    expect(kinds).toEqual(['task', 'task', 'task', 'task', 'task', 'task', 'task', 'task']);
     expect(askedCaller).toBe(0);
     expect((await nats.jsm.streams.info(`KBEXEC_${pool}`)).state.messages).toBe(0);
     const result = await host(pool).execute({ pluginId: BASIC, handlerId: 'echo', input: 2 }, { timeoutMs: 20_000 });
