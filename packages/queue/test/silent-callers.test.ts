@@ -50,4 +50,15 @@ describe('SilentCallers', () => {
     callers.silent('h1', 15_500);
     expect(callers.handBackFor('h1', 15_500)).toBe(4000);
   });
+
+  it("keeps a caller whose ask is still under way, however long ago its pass-over ended: its other tasks still wait for that ask", () => {
+    const callers = new SilentCallers();
+    callers.silent('h1', 0);
+    // Its pass-over ends at 2 s; a task asks it then, for a started time limit of 30 s.
+    callers.asking('h1', 30_000, 2000);
+    // A silence of another caller 13 s on lets go of what no task asks any more: not h1, asked until 32.5 s.
+    callers.silent('h2', 15_000);
+    expect(callers.known).toBe(2);
+    expect(callers.handBackFor('h1', 15_000)).toBe(17_500);
+  });
 });

@@ -43,6 +43,8 @@ async function refusal(backend: LocalBackendOptions, root: string, more: Record<
     (error: unknown) => error,
   );
   expect(refused, JSON.stringify(backend)).toBeInstanceOf(ValidationError);
+  // Of the options, as the worker's own refusals are: before it runs anything.
+  expect((refused as ValidationError).details, JSON.stringify(backend)).toMatchObject({ phase: 'options' });
   expect((refused as ValidationError).message).toMatch(/^Invalid execution worker options:\n/);
   return refused as ValidationError;
 }
