@@ -24,6 +24,15 @@ describe("worker-pool: a thread whose verdict is still to come is about to be fr
     expect(await runners(backend)).toMatchObject({ started: 1, redispatched: 0, retired: { 'left-busy': 0 } });
   });
 
+  it('one task waits for a verdict, not two: the second of two that come together has a thread started for it', async () => {
+    const backend = backends.make({ maxThreads: 2 });
+    expect(okData(await backend.execute(busyAfterAnswer({ ms: OWED_MS }), WITHIN))).toBe('answered');
+    const both = await Promise.all([backend.execute(busyAfterAnswer({ ms: 0 }), WITHIN), backend.execute(busyAfterAnswer({ ms: 0 }), WITHIN)]);
+    for (const result of both) expect(okData(result)).toBe('answered');
+    // Counted both against the one verdict, the second waited for that thread to run the first too.
+    expect(await runners(backend)).toMatchObject({ started: 2, redispatched: 0 });
+  });
+
   it.each([
     ['retired (its handler left an interval)', 'interval', { crashed: 0, retired: { 'handles-left': 1 } }],
     ['dead (its handler threw after answering)', 'throw', { crashed: 1, retired: { 'handles-left': 0 } }],
