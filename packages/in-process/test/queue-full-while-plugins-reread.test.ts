@@ -9,21 +9,28 @@ import { PluginRegistry, ValidationError, type PluginLoadFailure, type PluginSou
 import { InProcessBackend } from '@kb-labs/plugin-execution-in-process';
 import { expect, it } from 'vitest';
 
-/** Its second source is out of descriptors at the first read; read again, it waits for `open()`. */
+const shortage = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+const unread: PluginLoadFailure = { source: 'plugins[1]', pluginId: undefined, error: new ValidationError('could not read plugins[1]', { cause: shortage }) };
+
+/** Its second source is out of descriptors at the first read (and the `shortReads - 1` reads after it); read again, it waits for `open()`. */
 class SecondReadWaits extends PluginRegistry {
   #open!: () => void;
   readonly #opened = new Promise<void>((resolve) => (this.#open = resolve));
+  #shortReads: number;
+  constructor(shortReads = 1) {
+    super();
+    this.#shortReads = shortReads;
+  }
   open(): void {
     this.#open();
   }
   override async addEach(sources: readonly PluginSource[], indices?: readonly number[]): Promise<readonly PluginLoadFailure[]> {
+    const short = this.#shortReads-- > 0;
     if (indices) {
       await this.#opened;
-      return [];
+      return short ? [unread] : [];
     }
-    const failures = await super.addEach([sources[0]!]);
-    const shortage = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
-    return [...failures, { source: 'plugins[1]', pluginId: undefined, error: new ValidationError('could not read plugins[1]', { cause: shortage }) }];
+    return [...(await super.addEach([sources[0]!])), unread];
   }
 }
 
@@ -50,6 +57,50 @@ it('counts executions waiting for a plugin folder read again against maxQueue wi
   } finally {
     registry.open();
     abort.abort();
+    await backend.shutdown();
+  }
+});
+
+it("counts a plugin's running executions against its perPluginConcurrency while the folder is read again: one that could neither run nor wait is QUEUE_FULL at once", async () => {
+  const registry = new SecondReadWaits();
+  const backend = new InProcessBackend({ plugins: [fixturePlugins.basic, fixturePlugins.cjs], registry, workspace: false, maxConcurrency: 4, perPluginConcurrency: 1, maxQueue: 1 });
+  const abort = new AbortController();
+  try {
+    let listening!: () => void;
+    const heard = new Promise<void>((resolve) => (listening = resolve));
+    const running = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal', input: {} }, { signal: abort.signal, onEvent: () => listening() });
+    await heard;
+    // Its plugin's cap is taken: the next waits for the read, then in the queue; the one after has no room.
+    const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
+    const beyond = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 });
+    const refused = await Promise.race([beyond, new Promise<'still waiting'>((resolve) => setImmediate(() => resolve('still waiting')))]);
+    // Before (the running one not counted): 'still waiting', refused only once the folder was read.
+    expect(refused === 'still waiting' ? refused : refused.ok ? 'ok' : refused.error.code).toBe('QUEUE_FULL');
+    registry.open();
+    abort.abort();
+    expectError(await running, 'ABORTED');
+    expectOk(await waiting);
+  } finally {
+    registry.open();
+    abort.abort();
+    await backend.shutdown();
+  }
+});
+
+it('forgets the executions that waited for a read once they are under way: the next read counts none of them against the plugin\'s cap', async () => {
+  // plugins[1] short at the first read and at the one after.
+  const registry = new SecondReadWaits(2);
+  const backend = new InProcessBackend({ plugins: [fixturePlugins.basic, fixturePlugins.cjs], registry, workspace: false, maxConcurrency: 4, perPluginConcurrency: 1, maxQueue: 1 });
+  try {
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 0 }));
+    // Two wait for the folder read again (one to run, one in the queue), then run.
+    const both = [backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 }), backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 })];
+    registry.open();
+    for (const result of await Promise.all(both)) expectOk(result);
+    // Nothing runs or waits now: the third read lets it run (counted still, those two filled the cap and the queue).
+    expectOk(await backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 3 }));
+  } finally {
+    registry.open();
     await backend.shutdown();
   }
 });
