@@ -264,6 +264,9 @@ describe('worker-pool: crashes', () => {
       return Reflect.apply(terminate, this, []);
     };
     const backend = backends.make({ maxThreads: 1, cancelGraceMs: 0 });
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
     try {
       const controller = new AbortController();
       // Aborted a moment after it says it is about to block: by then it is in the open.
@@ -291,8 +294,14 @@ describe('worker-pool: crashes', () => {
       const waited = await backend.execute({ pluginId: BASIC, handlerId: 'echo' }, { timeoutMs: 500 });
       expectError(waited, 'TIMEOUT');
       expect(waited.error.message).toContain('it never started (it waited for a worker thread: one is stuck in a synchronous call and keeps its place (see health()))');
+      // Still there a while after it was abandoned (8 s): the host is told once that it cannot exit until that call returns.
+      const stuck = () => warnings.filter((warning) => (warning as { code?: unknown }).code === 'KB_PLUGIN_THREAD_STUCK');
+      await waitFor(() => stuck().length > 0, 15_000);
+      expect(stuck()).toHaveLength(1);
+      expect(stuck()[0]!.message).toMatch(/^a worker thread did not exit within 2000 ms of being terminated: .*; another took its place\. The host process cannot exit until that call returns/);
       await backend.shutdown({ timeoutMs: 1000 });
     } finally {
+      process.off('warning', onWarning);
       Worker.prototype.terminate = terminate;
       // Their opens return once the FIFOs have a writer: the threads exit then (and this process can).
       // ENXIO: nobody is blocked on that one (a failure above came first; it is the one to see).
