@@ -34,26 +34,42 @@ class SecondReadWaits extends PluginRegistry {
   }
 }
 
+/** An execution of BASIC's `respects-signal` that runs until `abort`: `{ running }` once it runs (its result, wrapped, is not awaited here). */
+async function runningUntilAborted(backend: InProcessBackend, abort: AbortController) {
+  let listening!: () => void;
+  const heard = new Promise<void>((resolve) => (listening = resolve));
+  const running = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal', input: {} }, { signal: abort.signal, onEvent: () => listening() });
+  await heard;
+  return { running };
+}
+
+/** What `execution` has come to by the next turn of the loop: 'still waiting' if nothing. */
+function byNextTurn<T>(execution: Promise<T>): Promise<T | 'still waiting'> {
+  return Promise.race([execution, new Promise<'still waiting'>((resolve) => setImmediate(() => resolve('still waiting')))]);
+}
+
+/** Lets the folder read go on and the running one stop: the waiting one then runs. */
+async function release(registry: SecondReadWaits, abort: AbortController, running: Promise<unknown>, waiting: Promise<unknown>): Promise<void> {
+  registry.open();
+  abort.abort();
+  expectError((await running) as never, 'ABORTED');
+  expectOk((await waiting) as never);
+}
+
 it('counts executions waiting for a plugin folder read again against maxQueue with those running', async () => {
   const registry = new SecondReadWaits();
   const backend = new InProcessBackend({ plugins: [fixturePlugins.basic, fixturePlugins.cjs], registry, workspace: false, maxConcurrency: 1, maxQueue: 1 });
   const abort = new AbortController();
   try {
-    let listening!: () => void;
-    const heard = new Promise<void>((resolve) => (listening = resolve));
-    const running = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal', input: {} }, { signal: abort.signal, onEvent: () => listening() });
-    await heard;
+    const { running } = await runningUntilAborted(backend, abort);
     // The one slot is taken; the folder is read again by the next execution, which waits for it.
     const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
     const beyond = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 });
     const stats = await backend.stats();
     expect(stats.active).toBe(1);
     expect(stats.queued).toBeLessThanOrEqual(stats.maxQueue);
-    expectError(await Promise.race([beyond, new Promise<'still waiting'>((resolve) => setImmediate(() => resolve('still waiting')))]) as never, 'QUEUE_FULL');
-    registry.open();
-    abort.abort();
-    expectError(await running, 'ABORTED');
-    expectOk(await waiting);
+    expectError((await byNextTurn(beyond)) as never, 'QUEUE_FULL');
+    await release(registry, abort, running, waiting);
   } finally {
     registry.open();
     abort.abort();
@@ -66,20 +82,14 @@ it("counts a plugin's running executions against its perPluginConcurrency while 
   const backend = new InProcessBackend({ plugins: [fixturePlugins.basic, fixturePlugins.cjs], registry, workspace: false, maxConcurrency: 4, perPluginConcurrency: 1, maxQueue: 1 });
   const abort = new AbortController();
   try {
-    let listening!: () => void;
-    const heard = new Promise<void>((resolve) => (listening = resolve));
-    const running = backend.execute({ pluginId: BASIC, handlerId: 'respects-signal', input: {} }, { signal: abort.signal, onEvent: () => listening() });
-    await heard;
+    const { running } = await runningUntilAborted(backend, abort);
     // Its plugin's cap is taken: the next waits for the read, then in the queue; the one after has no room.
     const waiting = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 1 });
     const beyond = backend.execute({ pluginId: BASIC, handlerId: 'echo', input: 2 });
-    const refused = await Promise.race([beyond, new Promise<'still waiting'>((resolve) => setImmediate(() => resolve('still waiting')))]);
+    const refused = await byNextTurn(beyond);
     // Before (the running one not counted): 'still waiting', refused only once the folder was read.
     expect(refused === 'still waiting' ? refused : refused.ok ? 'ok' : refused.error.code).toBe('QUEUE_FULL');
-    registry.open();
-    abort.abort();
-    expectError(await running, 'ABORTED');
-    expectOk(await waiting);
+    await release(registry, abort, running, waiting);
   } finally {
     registry.open();
     abort.abort();
